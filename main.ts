@@ -1,0 +1,38 @@
+/**
+ * image-transfer: watch a folder, wait until each file is complete, ship it
+ * into night folders with scp, rsync or a local copy.
+ *
+ * Permissions are listed once, in `deno.json` (`permissions.image-transfer`),
+ * and used by both `deno task image-transfer` and `deno task compile`.
+ * This file is the only place the program exits.
+ *
+ * @module
+ */
+import { runCli } from "./src/cli/program.ts";
+import { ConfigError, describeErrorChain, UsageError } from "./src/errors.ts";
+
+/** Print an error the way every command does and return its exit code. */
+function reportError(error: unknown, verbose: boolean): number {
+  const usage = error instanceof UsageError || error instanceof ConfigError;
+  const message = error instanceof Error ? error.message : String(error);
+  console.error(`error: ${message}`);
+  if (verbose) {
+    const chain = describeErrorChain(error).split("\n").slice(1);
+    for (const line of chain) console.error(`  ${line}`);
+    if (!usage && error instanceof Error && error.stack) console.error(error.stack);
+  } else if (error instanceof UsageError) {
+    console.error("(run with --help for usage)");
+  }
+  return usage ? 2 : 1;
+}
+
+if (import.meta.main) {
+  const verbose = Deno.args.includes("-v") || Deno.args.includes("--verbose");
+  let code: number;
+  try {
+    code = await runCli(Deno.args);
+  } catch (error) {
+    code = reportError(error, verbose);
+  }
+  Deno.exit(code);
+}

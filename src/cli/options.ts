@@ -1,0 +1,19 @@
+/**
+ * Options shared by every command (`-c/--config`, `-v/--verbose`).
+ *
+ * @module
+ */
+import type { Command } from "commander";
+
+/** The global options as commander hands them to a command. */
+export interface GlobalOptions {
+  /** Path given with `-c/--config`, if any. */
+  config?: string;
+  /** `-v/--verbose`: debug logging and error cause chains. */
+  verbose?: boolean;
+}
+
+/** Read the global options of `command` (merged with its parents'). */
+export function globalOptions(command: Command): GlobalOptions {
+  return command.optsWithGlobals() as GlobalOptions;
+}

@@ -1,0 +1,70 @@
+/**
+ * The command-line interface: one commander program, one file per command.
+ *
+ * @module
+ */
+import { Command, CommanderError, Option } from "commander";
+import { VERSION } from "../version.ts";
+import { UsageError } from "../errors.ts";
+import { configCommand } from "./config.ts";
+import { initCommand, runInit } from "./init.ts";
+import { runCommand } from "./run.ts";
+import { statusCommand } from "./status.ts";
+import { globalOptions } from "./options.ts";
+
+/** Build the program. Commands throw on failure; `main.ts` turns errors into exit codes. */
+export function buildProgram(): Command {
+  const program = new Command("image-transfer")
+    .description(
+      "Watch an instrument's output folder and ship every completed file to a processing server\n" +
+        "(scp, rsync or local copy) into night folders (YYYYMMDD/), verified and retried.",
+    )
+    .version(VERSION, "-V, --version", "print the version and exit")
+    .option("-c, --config <file>", "config file (default: ~/.config/image-transfer/config.yaml)")
+    .option("-v, --verbose", "debug logging, and the cause of every error")
+    .addOption(
+      new Option("--create-config", "same as `init` (the old tool's flag)").hideHelp(false),
+    )
+    .helpCommand(true);
+
+  program.hook("preAction", async (thisCommand, actionCommand) => {
+    if (thisCommand.opts().createConfig && actionCommand.name() === "run") {
+      await runInit(globalOptions(actionCommand), { force: false });
+      throw new CommanderError(0, "image-transfer.createConfig", "");
+    }
+  });
+
+  program.addCommand(runCommand(), { isDefault: true });
+  program.addCommand(initCommand());
+  program.addCommand(configCommand());
+  program.addCommand(statusCommand());
+  applyToAll(program, (command) =>
+    command.exitOverride().configureOutput({ outputError: () => {} }).showHelpAfterError(false));
+  return program;
+}
+
+/** Apply `fn` to `command` and every subcommand below it (commander does not inherit settings given to `addCommand`). */
+function applyToAll(command: Command, fn: (command: Command) => void): void {
+  fn(command);
+  for (const sub of command.commands) applyToAll(sub, fn);
+}
+
+/**
+ * Parse `args` and run the chosen command.
+ *
+ * @returns the exit code: 0 ok, 2 usage or config error; other errors are thrown
+ * @throws whatever the command throws
+ */
+export async function runCli(args: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(args, { from: "user" });
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      if (error.exitCode === 0) return 0;
+      throw new UsageError(error.message.replace(/^error: /, ""));
+    }
+    throw error;
+  }
+  return 0;
+}

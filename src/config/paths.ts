@@ -1,0 +1,55 @@
+/**
+ * Where things live by default on each OS, and `~` / `%USERPROFILE%` expansion.
+ *
+ * @module
+ */
+import { isAbsolute, join, resolve } from "node:path";
+
+/** The user's home folder (`HOME`, or `USERPROFILE` on Windows). */
+export function homeDir(): string {
+  const home = Deno.build.os === "windows"
+    ? Deno.env.get("USERPROFILE") ?? Deno.env.get("HOME")
+    : Deno.env.get("HOME") ?? Deno.env.get("USERPROFILE");
+  if (!home) throw new Error("Cannot find the home folder: neither HOME nor USERPROFILE is set");
+  return home;
+}
+
+/**
+ * Expand a leading `~` (or `~/`, `~\`) and `%USERPROFILE%` / `%NAME%` / `$HOME`
+ * references, then make the path absolute relative to `baseDir`.
+ */
+export function expandPath(path: string, baseDir = Deno.cwd()): string {
+  let out = path;
+  if (out === "~" || out.startsWith("~/") || out.startsWith("~\\")) {
+    out = homeDir() + out.slice(1);
+  }
+  out = out.replace(/%([A-Za-z_][A-Za-z0-9_]*)%/g, (whole, name: string) => {
+    if (name.toUpperCase() === "USERPROFILE") return homeDir();
+    return Deno.env.get(name) ?? whole;
+  });
+  out = out.replace(/^\$HOME(?=$|[\\/])/, () => homeDir());
+  // A Windows drive path ("C:/data") is absolute on Windows; keep it as written elsewhere.
+  if (/^[A-Za-z]:[\\/]/.test(out)) return out;
+  return isAbsolute(out) ? out : resolve(baseDir, out);
+}
+
+/** Default config file: `~/.config/image-transfer/config.yaml` (same under `%USERPROFILE%`). */
+export function defaultConfigPath(): string {
+  return join(homeDir(), ".config", "image-transfer", "config.yaml");
+}
+
+/** Default ledger folder: `~/.local/state/image-transfer`, or `%LOCALAPPDATA%\image-transfer`. */
+export function defaultStateDir(): string {
+  if (Deno.build.os === "windows") {
+    const local = Deno.env.get("LOCALAPPDATA");
+    if (local) return join(local, "image-transfer");
+  }
+  const xdg = Deno.env.get("XDG_STATE_HOME");
+  if (xdg && isAbsolute(xdg)) return join(xdg, "image-transfer");
+  return join(homeDir(), ".local", "state", "image-transfer");
+}
+
+/** Default log file: `~/logs/image_transfer.log` (the old tool's location). */
+export function defaultLogFile(): string {
+  return join(homeDir(), "logs", "image_transfer.log");
+}

@@ -1,0 +1,29 @@
+/**
+ * The validated, resolved configuration the rest of the program works with:
+ * defaults applied, `~` expanded, `verify_transfer` normalised.
+ *
+ * @module
+ */
+import type { JobInput } from "./schema.ts";
+
+/** How an arrival is checked. */
+export type VerifyMode = "none" | "size" | "checksum";
+
+/** One transfer job, ready to run. Paths are absolute (`~` expanded). */
+export interface JobConfig extends Omit<JobInput, "name" | "verify_transfer"> {
+  /** Unique job name (`default` for a single top-level job). */
+  name: string;
+  verify_transfer: VerifyMode;
+}
+
+/** The whole configuration. */
+export interface Config {
+  /** Absolute path of the file this was loaded from. */
+  file: string;
+  /** Folder of the ledger database. */
+  state_dir: string;
+  /** Rotating log file, or `""` for none. */
+  log_file: string;
+  log_format: "text" | "json";
+  jobs: JobConfig[];
+}

@@ -1,0 +1,97 @@
+/**
+ * The few named errors a caller acts on. Everything else is a plain `Error`
+ * and ends the program with exit code 1.
+ *
+ * @module
+ */
+
+/** A configuration file or value is wrong; the CLI exits with code 2. */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+  /** The config file the error is about, when known. */
+  readonly file?: string;
+  /** 1-based line in {@linkcode ConfigError.file}, when known. */
+  readonly line?: number;
+
+  constructor(message: string, options: { file?: string; line?: number; cause?: unknown } = {}) {
+    super(message, { cause: options.cause });
+    this.file = options.file;
+    this.line = options.line;
+  }
+}
+
+/** The command line is wrong (unknown option, bad argument); exit code 2. */
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+/** Everything known about one finished or failed child process run. */
+export interface CommandRun {
+  /** Program and arguments exactly as spawned. */
+  argv: string[];
+  /** Exit code, or `null` when the process was killed by a signal. */
+  code: number | null;
+  /** Signal that ended the process, if any. */
+  signal: string | null;
+  /** Whether the run was killed because it exceeded its timeout. */
+  timedOut: boolean;
+  /** Captured standard error (trimmed, possibly truncated). */
+  stderr: string;
+  /** Wall time in milliseconds. */
+  durationMs: number;
+}
+
+/** A spawned command failed: carries the whole run, with the original error as `cause`. */
+export class CommandError extends Error {
+  override name = "CommandError";
+  readonly run: CommandRun;
+
+  constructor(message: string, run: CommandRun, options: { cause?: unknown } = {}) {
+    super(message, options);
+    this.run = run;
+  }
+}
+
+/**
+ * How a failed transfer should be treated:
+ * - `retry`: transient (timeout, network, busy, source changed); retry with backoff.
+ * - `retry-later`: needs a human but may heal (remote permission denied, disk full);
+ *   retry with backoff and log loudly.
+ * - `fatal`: retrying cannot help (authentication, host key, bad local path);
+ *   the file is marked failed at once and tried again only at the next start-up or rescan.
+ */
+export type TransferErrorKind = "retry" | "retry-later" | "fatal";
+
+/** One file could not be delivered. */
+export class TransferError extends Error {
+  override name = "TransferError";
+  readonly kind: TransferErrorKind;
+
+  constructor(message: string, kind: TransferErrorKind, options: { cause?: unknown } = {}) {
+    super(message, options);
+    this.kind = kind;
+  }
+
+  /** Whether another attempt may succeed without anyone changing anything. */
+  get retryable(): boolean {
+    return this.kind !== "fatal";
+  }
+}
+
+/** Render an error and its `cause` chain, one line each, for `--verbose` output. */
+export function describeErrorChain(error: unknown): string {
+  const lines: string[] = [];
+  let current: unknown = error;
+  let depth = 0;
+  while (current !== undefined && current !== null && depth < 10) {
+    if (current instanceof Error) {
+      lines.push(`${depth === 0 ? "" : "caused by: "}${current.message}`);
+      current = current.cause;
+    } else {
+      lines.push(`${depth === 0 ? "" : "caused by: "}${String(current)}`);
+      current = undefined;
+    }
+    depth++;
+  }
+  return lines.join("\n");
+}

@@ -1,0 +1,30 @@
+/**
+ * Names of the temporary files transports write before renaming into place.
+ * The watcher ignores them, and they are hidden (leading dot) on every side.
+ *
+ * @module
+ */
+import { createHash } from "node:crypto";
+
+/** Suffix that marks an image-transfer temporary file. */
+export const TEMP_SUFFIX = ".image-transfer-partial";
+
+/** Longest file name (in UTF-8 bytes) most file systems accept. */
+const NAME_MAX_BYTES = 255;
+
+/**
+ * The temporary name for a final file name (a base name, not a path). The same
+ * final name always maps to the same temporary name, so a retry overwrites the
+ * leftover of an interrupted attempt instead of piling up new ones.
+ */
+export function tempNameFor(finalName: string): string {
+  const candidate = `.${finalName}${TEMP_SUFFIX}`;
+  if (new TextEncoder().encode(candidate).length <= NAME_MAX_BYTES) return candidate;
+  const digest = createHash("sha256").update(finalName).digest("hex").slice(0, 32);
+  return `.${digest}${TEMP_SUFFIX}`;
+}
+
+/** Whether a base name is one of our temporary files. */
+export function isTempName(name: string): boolean {
+  return name.startsWith(".") && name.endsWith(TEMP_SUFFIX);
+}
