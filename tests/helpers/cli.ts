@@ -1,0 +1,123 @@
+/**
+ * Run the real CLI the way users do from source: `deno run` with exactly the
+ * project's permission set (`deno.json` → `permissions.image-transfer`), so a
+ * missing permission fails the test.
+ *
+ * @module
+ */
+import { fileURLToPath } from "node:url";
+
+/** Repository root. */
+export const REPO_ROOT: string = fileURLToPath(new URL("../../", import.meta.url));
+
+/** The argv prefix that starts the CLI, shared by every CLI test. */
+export function cliArgv(args: string[]): string[] {
+  return [
+    "run",
+    "-q",
+    "-P=image-transfer",
+    "--config",
+    `${REPO_ROOT}deno.json`,
+    `${REPO_ROOT}main.ts`,
+    ...args,
+  ];
+}
+
+/** Result of a finished CLI run. */
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Options for {@linkcode runCli} and {@linkcode startCli}. */
+export interface CliOptions {
+  /** Extra environment (merged over the current one). */
+  env?: Record<string, string>;
+  cwd?: string;
+  /** Text fed to standard input. */
+  stdin?: string;
+}
+
+/** Run the CLI to completion and capture its output. */
+export async function runCli(args: string[], options: CliOptions = {}): Promise<CliResult> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: cliArgv(args),
+    env: options.env,
+    cwd: options.cwd,
+    stdin: options.stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  if (options.stdin !== undefined) {
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(options.stdin));
+    await writer.close();
+  }
+  const out = await child.output();
+  const decoder = new TextDecoder();
+  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
+}
+
+/** A CLI process left running (the daemon). */
+export interface RunningCli {
+  process: Deno.ChildProcess;
+  /** Everything written to stderr so far. */
+  stderr(): string;
+  /** Everything written to stdout so far. */
+  stdout(): string;
+  /** Resolve when stderr or stdout contains `text` (rejects after `timeoutMs`). */
+  waitForOutput(text: string | RegExp, timeoutMs?: number): Promise<void>;
+  /** Send `signal` and wait for exit; returns the exit status. */
+  stop(signal?: Deno.Signal): Promise<Deno.CommandStatus>;
+}
+
+/** Start the CLI in the background, collecting its output. */
+export function startCli(args: string[], options: CliOptions = {}): RunningCli {
+  const process = new Deno.Command(Deno.execPath(), {
+    args: cliArgv(args),
+    env: options.env,
+    cwd: options.cwd,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let err = "";
+  let out = "";
+  const decoder = () => new TextDecoderStream();
+  const pumpErr = process.stderr.pipeThrough(decoder()).pipeTo(
+    new WritableStream({ write: (chunk) => void (err += chunk) }),
+  ).catch(() => {});
+  const pumpOut = process.stdout.pipeThrough(decoder()).pipeTo(
+    new WritableStream({ write: (chunk) => void (out += chunk) }),
+  ).catch(() => {});
+  let exited = false;
+  const status = process.status.then((s) => {
+    exited = true;
+    return s;
+  });
+  return {
+    process,
+    stderr: () => err,
+    stdout: () => out,
+    async waitForOutput(text, timeoutMs = 30_000) {
+      const deadline = Date.now() + timeoutMs;
+      const seen = () => typeof text === "string" ? (err + out).includes(text) : text.test(err + out);
+      while (!seen()) {
+        if (exited) throw new Error(`CLI exited before printing ${text}:\n${err}\n${out}`);
+        if (Date.now() > deadline) throw new Error(`Timed out waiting for ${text}:\n${err}\n${out}`);
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    },
+    async stop(signal: Deno.Signal = "SIGTERM") {
+      if (!exited) {
+        try {
+          process.kill(signal);
+        } catch { /* already gone */ }
+      }
+      const s = await status;
+      await Promise.all([pumpErr, pumpOut]);
+      return s;
+    },
+  };
+}
