@@ -1,13 +1,54 @@
 /**
- * `run`: the daemon.
+ * `run`: the daemon (default command), `run --once`, `run --dry-run`.
  *
  * @module
  */
 import { Command } from "commander";
+import { loadConfig, resolveConfigPath } from "../config/load.ts";
+import { setupLogging, shutdownLogging } from "../log/logging.ts";
+import { runDaemon } from "../pipeline/daemon.ts";
+import { dryRun } from "../pipeline/dry_run.ts";
+import { globalOptions } from "./options.ts";
 
-/** The `run` command (placeholder). */
+interface RunOptions {
+  once?: boolean;
+  dryRun?: boolean;
+}
+
+/** The `run` command. */
 export function runCommand(): Command {
-  return new Command("run").description("watch and transfer (the daemon; default command)")
-    .option("--once", "scan, transfer what is complete, then exit")
-    .option("--dry-run", "print what would be transferred where; change nothing");
+  return new Command("run")
+    .description(
+      "watch the folders and transfer every complete file (the daemon; the default command)",
+    )
+    .option("--once", "scan, transfer what is complete, then exit (1 if any file failed)")
+    .option("--dry-run", "print what would be transferred where; change nothing")
+    .addHelpText(
+      "after",
+      "\nStops cleanly on SIGINT/SIGTERM (Ctrl-C): transfers in flight are abandoned without\n" +
+        "leaving partial files under final names, and resumed at the next start.",
+    )
+    .action(async (options: RunOptions, command: Command) => {
+      const global = globalOptions(command);
+      const config = await loadConfig(resolveConfigPath(global.config));
+      if (options.dryRun || (command.parent?.opts().dryRun ?? false)) {
+        await dryRun(config, (line) => console.log(line));
+        return;
+      }
+      await setupLogging({
+        verbose: global.verbose ?? false,
+        logFile: config.log_file,
+        format: config.log_format,
+      });
+      try {
+        const summary = await runDaemon(config, { once: options.once ?? false });
+        if (options.once && summary.failed > 0) {
+          throw new Error(
+            `${summary.failed} file(s) could not be transferred; see the log and \`image-transfer status\``,
+          );
+        }
+      } finally {
+        await shutdownLogging();
+      }
+    });
 }

@@ -1,11 +1,67 @@
 /**
- * `status`: what the ledger knows.
+ * `status`: what the ledger knows: counts per state, recent transfers, and
+ * failures with their reasons.
  *
  * @module
  */
 import { Command } from "commander";
+import { loadConfig, resolveConfigPath } from "../config/load.ts";
+import { type FileState, Ledger } from "../ledger/ledger.ts";
+import { globalOptions } from "./options.ts";
 
-/** The `status` command (placeholder). */
+const STATES: FileState[] = ["pending", "transferring", "done", "failed"];
+
+function when(ms: number | null): string {
+  if (ms === null) return "-";
+  return new Date(ms).toLocaleString("sv-SE");
+}
+
+/** The `status` command. */
 export function statusCommand(): Command {
-  return new Command("status").description("show counts per state, recent transfers and failures");
+  return new Command("status")
+    .description("show counts per state, recent transfers and failures (from the ledger)")
+    .option("-n, --limit <count>", "how many recent transfers and failures to list", "10")
+    .option("--json", "print JSON instead of text")
+    .action(async (options: { limit: string; json?: boolean }, command: Command) => {
+      const limit = Number.parseInt(options.limit, 10);
+      if (!Number.isInteger(limit) || limit < 0) {
+        throw new Error(`Cannot list ${options.limit} entries: --limit takes a whole number`);
+      }
+      const config = await loadConfig(resolveConfigPath(globalOptions(command).config));
+      const ledger = Ledger.open(config.state_dir, { readOnly: true });
+      if (!ledger) {
+        console.log(`No ledger yet in ${config.state_dir}: nothing has been transferred.`);
+        return;
+      }
+      try {
+        const counts = ledger.counts();
+        const recent = ledger.recentDone(limit);
+        const problems = ledger.problems(limit);
+        if (options.json) {
+          console.log(JSON.stringify({ ledger: ledger.path, counts, recent, problems }, null, 2));
+          return;
+        }
+        console.log(`Ledger: ${ledger.path}`);
+        for (const job of config.jobs) {
+          const line = STATES.map((state) => {
+            const n = counts.find((c) => c.job === job.name && c.state === state)?.count ?? 0;
+            return `${state} ${n}`;
+          }).join(", ");
+          console.log(`Job ${job.name}: ${line}`);
+        }
+        console.log(`\nRecent transfers (${recent.length}):`);
+        for (const row of recent) {
+          console.log(`  ${when(row.transferredAt)}  [${row.job}] ${row.relPath} -> ${row.destination}`);
+        }
+        console.log(`\nFailures (${problems.length}):`);
+        for (const row of problems) {
+          const retry = row.state === "failed"
+            ? "failed; retried at next rescan or start-up"
+            : `retry ${row.attempts} at ${when(row.nextAttemptAt)}`;
+          console.log(`  ${when(row.updatedAt)}  [${row.job}] ${row.relPath}: ${row.lastError} (${retry})`);
+        }
+      } finally {
+        ledger.close();
+      }
+    });
 }

@@ -1,0 +1,58 @@
+/**
+ * `run --dry-run`: list what would be transferred where, changing nothing
+ * (the ledger is only read, and only if it exists).
+ *
+ * @module
+ */
+import type { Config } from "../config/types.ts";
+import { Ledger } from "../ledger/ledger.ts";
+import { planDestination } from "../layout/destination.ts";
+import { createTransport } from "../transfer/factory.ts";
+import { createFileFilter } from "../watch/file_filter.ts";
+import { scanFolder } from "../watch/scan.ts";
+
+/**
+ * Print one line per file that would be sent (`<source> -> <target>`) and a
+ * summary per job to `write`.
+ *
+ * @returns the number of files that would be sent
+ */
+export async function dryRun(config: Config, write: (line: string) => void): Promise<number> {
+  const ledger = Ledger.open(config.state_dir, { readOnly: true });
+  let total = 0;
+  try {
+    for (const job of config.jobs) {
+      const transport = createTransport(job, Deno.cwd());
+      const done = ledger?.doneIndex(job.name) ?? new Map();
+      let count = 0;
+      try {
+        const info = await Deno.stat(job.watch_path).catch(() => null);
+        if (!info?.isDirectory) {
+          write(`job ${job.name}: watch folder ${job.watch_path} does not exist`);
+          continue;
+        }
+        for await (const file of scanFolder(job.watch_path, createFileFilter(job))) {
+          const stat = await Deno.stat(file.path).catch(() => null);
+          if (!stat) continue;
+          const mtimeMs = stat.mtime?.getTime() ?? 0;
+          const prior = done.get(file.relPath);
+          if (prior && prior.size === stat.size && prior.mtimeMs === mtimeMs) continue;
+          const destination = await planDestination(job, {
+            path: file.path,
+            relPath: file.relPath,
+            mtimeMs,
+          }, new Date());
+          write(`would transfer ${file.path} -> ${transport.describeTarget(destination)}`);
+          count++;
+        }
+      } finally {
+        await transport.close();
+      }
+      write(`job ${job.name}: ${count} file(s) would be transferred (${job.transfer_method})`);
+      total += count;
+    }
+  } finally {
+    ledger?.close();
+  }
+  return total;
+}

@@ -1,0 +1,551 @@
+/**
+ * One job's pipeline: watch → stability → ledger → transfer → verified.
+ *
+ * The ledger is the source of truth: a file is recorded `pending` when it is
+ * complete, `transferring` while it is sent, `done` when it arrived verified,
+ * or `failed` when retries are exhausted. Memory only holds what is in motion.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import type { JobConfig } from "../config/types.ts";
+import { TransferError } from "../errors.ts";
+import type { DoneEntry, Ledger } from "../ledger/ledger.ts";
+import { planDestination } from "../layout/destination.ts";
+import { logger } from "../log/logging.ts";
+import type { TransferItem, Transport } from "../transfer/transport.ts";
+import { createFileFilter, type FileFilter } from "../watch/file_filter.ts";
+import { relativeTo, scanFolder } from "../watch/scan.ts";
+import { type Activity, type StableFile, StabilityChecker } from "../watch/stability.ts";
+import { retryDelayMs } from "./backoff.ts";
+
+/** A complete file waiting for (another) attempt. */
+interface QueuedFile extends TransferItem {
+  relPath: string;
+  /** Failed attempts so far. */
+  attempts: number;
+  /** Earliest start of the next attempt (ms since epoch). */
+  nextAttemptAt: number;
+}
+
+/** Options of {@linkcode JobRunner}. */
+export interface JobRunnerOptions {
+  /** Scan, send what is complete, and finish (no watcher, no rescans). */
+  once: boolean;
+  /**
+   * Quiet time after a close-after-write event (Linux) before a file counts
+   * as complete; the full stability window applies elsewhere.
+   * @default 200
+   */
+  closedForMs?: number;
+  /** How often to look for a watch folder that does not exist yet. @default 10000 */
+  missingFolderRetryMs?: number;
+}
+
+/** What a job did during this run. */
+export interface JobSummary {
+  sent: number;
+  failed: number;
+}
+
+/** Runs one job; see the module doc. */
+export class JobRunner {
+  readonly job: JobConfig;
+  #ledger: Ledger;
+  #transport: Transport;
+  #options: JobRunnerOptions;
+  #filter: FileFilter;
+  #checker: StabilityChecker;
+  #log = logger("pipeline");
+  #done = new Map<string, DoneEntry>();
+  #queue: QueuedFile[] = [];
+  #waiting = new Map<string, QueuedFile>();
+  #inFlight = new Set<string>();
+  #recheck = new Set<string>();
+  #planning = 0;
+  #active = 0;
+  #abort = new AbortController();
+  #watcher: Deno.FsWatcher | undefined;
+  #retryTimer: ReturnType<typeof setTimeout> | undefined;
+  #rescanTimer: ReturnType<typeof setInterval> | undefined;
+  #stopping = false;
+  #idleWaiters: Array<() => void> = [];
+  #stats: JobSummary = { sent: 0, failed: 0 };
+
+  constructor(job: JobConfig, ledger: Ledger, transport: Transport, options: JobRunnerOptions) {
+    this.job = job;
+    this.#ledger = ledger;
+    this.#transport = transport;
+    this.#options = options;
+    this.#filter = createFileFilter(job);
+    const stableForMs = job.stability_window_seconds * 1000;
+    this.#checker = new StabilityChecker({
+      stableForMs,
+      closedForMs: Math.min(stableForMs, options.closedForMs ?? 200),
+      onReady: (file) => {
+        this.#onReady(file);
+        this.#checkIdle();
+      },
+      onGone: (path) => {
+        this.#log.info("Dropped {path}: it disappeared before it was complete", {
+          job: job.name,
+          path,
+        });
+        this.#checkIdle();
+      },
+    });
+  }
+
+  /** Files sent and failed so far. */
+  get summary(): JobSummary {
+    return { ...this.#stats };
+  }
+
+  /**
+   * Resume from the ledger, start watching (unless `once`), and scan the
+   * watch folder for files that arrived while the daemon was down.
+   */
+  async start(): Promise<void> {
+    const job = this.job;
+    const requeued = this.#ledger.requeue(job.name, ["transferring", "failed"]);
+    if (requeued > 0) {
+      this.#log.info("Resuming {count} interrupted or failed file(s) of job {job}", {
+        job: job.name,
+        count: requeued,
+      });
+    }
+    this.#done = this.#ledger.doneIndex(job.name);
+    await this.#resumeUnfinished();
+    if (!(await this.#waitForWatchFolder())) return;
+    if (!this.#options.once) this.#startWatcher();
+    await this.#scan("");
+    if (!this.#options.once && job.rescan_interval_seconds > 0) {
+      this.#rescanTimer = setInterval(
+        () => void this.#rescan(),
+        job.rescan_interval_seconds * 1000,
+      );
+    }
+    this.#log.info("Watching {path} for job {job} ({method} to {target})", {
+      job: job.name,
+      path: job.watch_path,
+      method: job.transfer_method,
+      target: this.#transport.describeTarget(""),
+    });
+    this.#pump();
+    this.#checkIdle();
+  }
+
+  /** Resolve when nothing is pending, queued, waiting for a retry or in flight. */
+  whenIdle(): Promise<void> {
+    return new Promise((resolve) => {
+      this.#idleWaiters.push(resolve);
+      this.#checkIdle();
+    });
+  }
+
+  /**
+   * Stop: no new transfers; transfers in flight are aborted (their temporary
+   * files removed, final names untouched) and resumed at the next start.
+   */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    try {
+      this.#watcher?.close();
+    } catch { /* already closed */ }
+    clearTimeout(this.#retryTimer);
+    clearInterval(this.#rescanTimer);
+    this.#checker.close();
+    this.#abort.abort(new Error("stopping"));
+    while (this.#active > 0) await new Promise((r) => setTimeout(r, 20));
+    await this.#transport.close();
+    for (const resolve of this.#idleWaiters.splice(0)) resolve();
+  }
+
+  async #waitForWatchFolder(): Promise<boolean> {
+    const path = this.job.watch_path;
+    let warned = false;
+    while (!this.#stopping) {
+      try {
+        const info = await Deno.stat(path);
+        if (info.isDirectory) return true;
+        throw new Error(`Cannot watch ${path}: it is not a folder`);
+      } catch (error) {
+        if (!(error instanceof Deno.errors.NotFound)) throw error;
+      }
+      if (this.#options.once) {
+        throw new Error(
+          `Cannot watch ${path}: the folder does not exist (job ${this.job.name}); create it or fix watch_path`,
+        );
+      }
+      if (!warned) {
+        this.#log.warn("Watch folder {path} does not exist yet; checking again every {seconds} s", {
+          job: this.job.name,
+          path,
+          seconds: (this.#options.missingFolderRetryMs ?? 10_000) / 1000,
+        });
+        warned = true;
+      }
+      await new Promise((r) => setTimeout(r, this.#options.missingFolderRetryMs ?? 10_000));
+    }
+    return false;
+  }
+
+  async #resumeUnfinished(): Promise<void> {
+    for (const row of this.#ledger.unfinished(this.job.name)) {
+      const path = join(this.job.watch_path, ...row.relPath.split("/"));
+      let info: Deno.FileInfo | null = null;
+      try {
+        info = await Deno.stat(path);
+      } catch { /* gone */ }
+      if (!info?.isFile) {
+        this.#ledger.remove(this.job.name, row.relPath);
+        this.#log.info("Dropped {path}: it is gone from the watch folder", {
+          job: this.job.name,
+          path,
+        });
+        continue;
+      }
+      if (info.size === row.size && (info.mtime?.getTime() ?? 0) === row.mtimeMs) {
+        this.#queue.push({
+          source: path,
+          relPath: row.relPath,
+          destination: row.destination,
+          size: row.size,
+          mtimeMs: row.mtimeMs,
+          attempts: row.attempts,
+          nextAttemptAt: row.nextAttemptAt,
+        });
+      } else {
+        this.#checker.touch(path);
+      }
+    }
+  }
+
+  #startWatcher(): void {
+    const watcher = Deno.watchFs(this.job.watch_path, { recursive: true });
+    this.#watcher = watcher;
+    (async () => {
+      try {
+        for await (const event of watcher) this.#onEvent(event);
+      } catch (error) {
+        if (this.#stopping) return;
+        this.#log.error("Watching {path} failed: {error}; rescanning every minute instead", {
+          job: this.job.name,
+          path: this.job.watch_path,
+          error: String(error),
+        });
+        this.#rescanTimer ??= setInterval(() => void this.#rescan(), 60_000);
+      }
+    })();
+  }
+
+  #onEvent(event: Deno.FsEvent): void {
+    if (this.#stopping) return;
+    if (event.flag === "rescan") {
+      void this.#rescan();
+      return;
+    }
+    if (event.kind === "remove") return;
+    const activity: Activity = event.kind === "access" ? "closed" : "changed";
+    for (const path of event.paths) {
+      const rel = relativeTo(this.job.watch_path, path);
+      if (rel === null || rel === "") continue;
+      if (this.#filter.includesFile(rel)) {
+        this.#consider(path, rel, activity);
+      } else if (
+        (event.kind === "create" || event.kind === "rename") && this.#filter.includesDir(rel)
+      ) {
+        // A new (or moved-in) folder: files may have landed before the watch covered it.
+        void Deno.stat(path).then((info) => {
+          if (info.isDirectory) return this.#scan(rel);
+        }).catch(() => {});
+      }
+    }
+  }
+
+  /** A file changed or appeared: (re)start observing it. */
+  #consider(path: string, rel: string, activity: Activity): void {
+    if (this.#inFlight.has(rel)) {
+      this.#recheck.add(rel);
+      return;
+    }
+    const queuedAt = this.#queue.findIndex((q) => q.relPath === rel);
+    if (queuedAt >= 0) this.#queue.splice(queuedAt, 1);
+    this.#waiting.delete(rel);
+    this.#checker.touch(path, activity);
+  }
+
+  async #scan(startRel: string): Promise<void> {
+    const known = new Set(this.#queue.map((q) => q.relPath));
+    let found = 0;
+    for await (
+      const file of scanFolder(this.job.watch_path, this.#filter, {
+        startRel,
+        onError: (path, error) =>
+          this.#log.warn("Cannot read folder {path}: {error}", {
+            job: this.job.name,
+            path,
+            error: String(error),
+          }),
+      })
+    ) {
+      if (this.#stopping) return;
+      const rel = file.relPath;
+      if (
+        known.has(rel) || this.#inFlight.has(rel) || this.#waiting.has(rel) ||
+        this.#checker.has(file.path)
+      ) continue;
+      const done = this.#done.get(rel);
+      if (done) {
+        let info: Deno.FileInfo;
+        try {
+          info = await Deno.stat(file.path);
+        } catch {
+          continue;
+        }
+        if (info.size === done.size && (info.mtime?.getTime() ?? 0) === done.mtimeMs) continue;
+      }
+      found++;
+      this.#checker.touch(file.path);
+    }
+    if (found > 0) {
+      this.#log.info("Found {count} new or changed file(s) in {path}", {
+        job: this.job.name,
+        count: found,
+        path: startRel === "" ? this.job.watch_path : join(this.job.watch_path, startRel),
+      });
+    }
+  }
+
+  async #rescan(): Promise<void> {
+    if (this.#stopping) return;
+    this.#ledger.requeue(this.job.name, ["failed"]);
+    const inMemory = new Set([...this.#queue.map((q) => q.relPath), ...this.#waiting.keys()]);
+    for (const row of this.#ledger.unfinished(this.job.name)) {
+      if (row.state !== "pending" || inMemory.has(row.relPath) || this.#inFlight.has(row.relPath)) {
+        continue;
+      }
+      this.#checker.touch(join(this.job.watch_path, ...row.relPath.split("/")));
+    }
+    await this.#scan("");
+  }
+
+  #onReady(file: StableFile): void {
+    if (this.#stopping) return;
+    const rel = relativeTo(this.job.watch_path, file.path);
+    if (rel === null) return;
+    const done = this.#done.get(rel);
+    if (done && done.size === file.size && done.mtimeMs === file.mtimeMs) return;
+    if (this.#inFlight.has(rel)) {
+      this.#recheck.add(rel);
+      return;
+    }
+    this.#planning++;
+    planDestination(
+      this.job,
+      { path: file.path, relPath: rel, mtimeMs: file.mtimeMs },
+      new Date(),
+      (reason) =>
+        this.#log.warn("No usable DATE-OBS in {path} ({reason}); using its mtime", {
+          job: this.job.name,
+          path: file.path,
+          reason,
+        }),
+    ).then((destination) => {
+      if (this.#stopping) return;
+      this.#ledger.enqueue(this.job.name, rel, {
+        size: file.size,
+        mtimeMs: file.mtimeMs,
+        destination,
+      });
+      const row = this.#ledger.get(this.job.name, rel);
+      this.#queue.push({
+        source: file.path,
+        relPath: rel,
+        destination,
+        size: file.size,
+        mtimeMs: file.mtimeMs,
+        attempts: row?.attempts ?? 0,
+        nextAttemptAt: 0,
+      });
+      this.#log.debug("Ready: {path} -> {destination}", {
+        job: this.job.name,
+        path: file.path,
+        destination,
+      });
+      this.#pump();
+    }).catch((error) => {
+      this.#log.error("Cannot plan the destination of {path}: {error}", {
+        job: this.job.name,
+        path: file.path,
+        error: String(error),
+      });
+    }).finally(() => {
+      this.#planning--;
+      this.#checkIdle();
+    });
+  }
+
+  /** Start batches while there is work and room. */
+  #pump(): void {
+    const now = Date.now();
+    for (let i = this.#queue.length - 1; i >= 0; i--) {
+      const queued = this.#queue[i];
+      if (queued.nextAttemptAt > now) {
+        this.#queue.splice(i, 1);
+        this.#waiting.set(queued.relPath, queued);
+      }
+    }
+    this.#scheduleRetry();
+    while (
+      !this.#stopping && this.#active < this.job.max_concurrent_transfers && this.#queue.length > 0
+    ) {
+      const batch = this.#queue.splice(0, this.#transport.maxBatchFiles);
+      this.#active++;
+      this.#runBatch(batch).catch((error) => {
+        if (!this.#stopping) {
+          this.#log.error("Transfer batch failed unexpectedly: {error}", {
+            job: this.job.name,
+            error: String(error),
+          });
+        }
+      }).finally(() => {
+        this.#active--;
+        this.#pump();
+        this.#checkIdle();
+      });
+    }
+  }
+
+  async #runBatch(batch: QueuedFile[]): Promise<void> {
+    const rels = batch.map((q) => q.relPath);
+    for (const rel of rels) this.#inFlight.add(rel);
+    try {
+      this.#ledger.markTransferring(this.job.name, rels);
+      const outcomes = await this.#transport.send(batch, this.#abort.signal);
+      for (const [index, outcome] of outcomes.entries()) {
+        const queued = batch[index];
+        if (outcome.error === null) this.#succeeded(queued);
+        else await this.#failed(queued, outcome.error);
+      }
+    } finally {
+      for (const rel of rels) {
+        this.#inFlight.delete(rel);
+        if (this.#recheck.delete(rel) && !this.#stopping) {
+          this.#checker.touch(join(this.job.watch_path, ...rel.split("/")));
+        }
+      }
+    }
+  }
+
+  #succeeded(queued: QueuedFile): void {
+    this.#ledger.markDone(this.job.name, queued.relPath);
+    this.#done.set(queued.relPath, { size: queued.size, mtimeMs: queued.mtimeMs });
+    this.#stats.sent++;
+    this.#log.info("Successfully transferred {source} -> {destination}", {
+      job: this.job.name,
+      source: queued.source,
+      destination: this.#transport.describeTarget(queued.destination),
+      bytes: queued.size,
+    });
+  }
+
+  async #failed(queued: QueuedFile, error: TransferError): Promise<void> {
+    const job = this.job;
+    let info: Deno.FileInfo | null = null;
+    try {
+      info = await Deno.stat(queued.source);
+    } catch { /* gone */ }
+    if (!info) {
+      this.#ledger.remove(job.name, queued.relPath);
+      this.#log.info("Dropped {path}: it disappeared while being sent", {
+        job: job.name,
+        path: queued.source,
+      });
+      return;
+    }
+    if (info.size !== queued.size || (info.mtime?.getTime() ?? 0) !== queued.mtimeMs) {
+      this.#ledger.recordFailure(job.name, queued.relPath, {
+        error: error.message,
+        attempts: queued.attempts,
+        nextAttemptAt: 0,
+        final: false,
+      });
+      this.#log.info("{path} changed while being sent; waiting until it is complete again", {
+        job: job.name,
+        path: queued.source,
+      });
+      this.#checker.touch(queued.source);
+      return;
+    }
+    const attempts = queued.attempts + 1;
+    if (error.retryable && attempts <= job.retry_attempts) {
+      const delayMs = retryDelayMs(attempts, job.retry_delay, job.retry_max_delay_seconds);
+      const nextAttemptAt = Date.now() + delayMs;
+      this.#ledger.recordFailure(job.name, queued.relPath, {
+        error: error.message,
+        attempts,
+        nextAttemptAt,
+        final: false,
+      });
+      this.#waiting.set(queued.relPath, { ...queued, attempts, nextAttemptAt });
+      const fields = {
+        job: job.name,
+        source: queued.source,
+        reason: error.message,
+        attempt: attempts,
+        of: job.retry_attempts,
+        seconds: Math.round(delayMs / 100) / 10,
+      };
+      const message =
+        "Attempt {attempt} of {source} failed: {reason}; retry {attempt}/{of} in {seconds} s";
+      if (error.kind === "retry-later") this.#log.error(message, fields);
+      else this.#log.warn(message, fields);
+      this.#scheduleRetry();
+      return;
+    }
+    this.#ledger.recordFailure(job.name, queued.relPath, {
+      error: error.message,
+      attempts,
+      nextAttemptAt: 0,
+      final: true,
+    });
+    this.#stats.failed++;
+    const hint = error.retryable
+      ? `gave up after ${attempts} attempt(s); it is tried again at the next rescan or start-up`
+      : "not retrying: this needs a fix first; it is tried again at the next rescan or start-up";
+    this.#log.error("Failed to transfer {source}: {reason} ({hint})", {
+      job: job.name,
+      source: queued.source,
+      reason: error.message,
+      hint,
+    });
+  }
+
+  #scheduleRetry(): void {
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
+    if (this.#stopping || this.#waiting.size === 0) return;
+    let earliest = Infinity;
+    for (const w of this.#waiting.values()) earliest = Math.min(earliest, w.nextAttemptAt);
+    this.#retryTimer = setTimeout(() => {
+      const now = Date.now();
+      for (const [rel, w] of this.#waiting) {
+        if (w.nextAttemptAt <= now) {
+          this.#waiting.delete(rel);
+          this.#queue.push(w);
+        }
+      }
+      this.#pump();
+    }, Math.max(0, earliest - Date.now()));
+  }
+
+  #checkIdle(): void {
+    if (this.#idleWaiters.length === 0) return;
+    const idle = this.#checker.pendingCount === 0 && this.#queue.length === 0 &&
+      this.#waiting.size === 0 && this.#active === 0 && this.#planning === 0;
+    if (idle || this.#stopping) {
+      for (const resolve of this.#idleWaiters.splice(0)) resolve();
+    }
+  }
+}
