@@ -38,8 +38,11 @@ export function buildProgram(): Command {
   program.addCommand(initCommand());
   program.addCommand(configCommand());
   program.addCommand(statusCommand());
-  applyToAll(program, (command) =>
-    command.exitOverride().configureOutput({ outputError: () => {} }).showHelpAfterError(false));
+  applyToAll(
+    program,
+    (command) =>
+      command.exitOverride().configureOutput({ outputError: () => {} }).showHelpAfterError(false),
+  );
   return program;
 }
 

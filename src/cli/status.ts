@@ -51,14 +51,18 @@ export function statusCommand(): Command {
         }
         console.log(`\nRecent transfers (${recent.length}):`);
         for (const row of recent) {
-          console.log(`  ${when(row.transferredAt)}  [${row.job}] ${row.relPath} -> ${row.destination}`);
+          console.log(
+            `  ${when(row.transferredAt)}  [${row.job}] ${row.relPath} -> ${row.destination}`,
+          );
         }
         console.log(`\nFailures (${problems.length}):`);
         for (const row of problems) {
           const retry = row.state === "failed"
             ? "failed; retried at next rescan or start-up"
             : `retry ${row.attempts} at ${when(row.nextAttemptAt)}`;
-          console.log(`  ${when(row.updatedAt)}  [${row.job}] ${row.relPath}: ${row.lastError} (${retry})`);
+          console.log(
+            `  ${when(row.updatedAt)}  [${row.job}] ${row.relPath}: ${row.lastError} (${retry})`,
+          );
         }
       } finally {
         ledger.close();

@@ -4,7 +4,14 @@
  *
  * @module
  */
-import { configure, getLogger, type Logger, type LogRecord, reset, type Sink } from "@logtape/logtape";
+import {
+  configure,
+  getLogger,
+  type Logger,
+  type LogRecord,
+  reset,
+  type Sink,
+} from "@logtape/logtape";
 import { getRotatingFileSink } from "@logtape/file";
 import { dirname } from "node:path";
 
@@ -45,7 +52,9 @@ function pad(n: number, width = 2): string {
 function localTimestamp(ms: number): string {
   const d = new Date(ms);
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
-    `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
+    `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${
+      pad(d.getMilliseconds(), 3)
+    }`;
 }
 
 /** One text line: `2024-03-15 03:12:45.123 INFO  [transfer] Successfully transferred a -> b`. */

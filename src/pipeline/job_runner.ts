@@ -16,7 +16,7 @@ import { logger } from "../log/logging.ts";
 import type { TransferItem, Transport } from "../transfer/transport.ts";
 import { createFileFilter, type FileFilter } from "../watch/file_filter.ts";
 import { relativeTo, scanFolder } from "../watch/scan.ts";
-import { type Activity, type StableFile, StabilityChecker } from "../watch/stability.ts";
+import { type Activity, StabilityChecker, type StableFile } from "../watch/stability.ts";
 import { retryDelayMs } from "./backoff.ts";
 
 /** A complete file waiting for (another) attempt. */

@@ -132,14 +132,22 @@ function toTransferError(item: TransferItem, error: unknown): TransferError {
   }
   const code = (error as { code?: string }).code;
   if (code === "ENOSPC" || code === "EDQUOT" || /No space left|quota/i.test(reason)) {
-    return new TransferError(`Cannot send ${item.source}: destination is full (${reason})`, "retry-later", {
-      cause: error,
-    });
+    return new TransferError(
+      `Cannot send ${item.source}: destination is full (${reason})`,
+      "retry-later",
+      {
+        cause: error,
+      },
+    );
   }
   if (code === "EROFS" || /read-only file system/i.test(reason)) {
-    return new TransferError(`Cannot send ${item.source}: destination is read-only (${reason})`, "retry-later", {
-      cause: error,
-    });
+    return new TransferError(
+      `Cannot send ${item.source}: destination is read-only (${reason})`,
+      "retry-later",
+      {
+        cause: error,
+      },
+    );
   }
   return new TransferError(`Cannot send ${item.source}: ${reason}`, "retry", { cause: error });
 }

@@ -78,9 +78,7 @@ export class StabilityChecker {
   touch(path: string, activity: Activity = "changed"): void {
     if (this.#closed) return;
     const now = performance.now();
-    const quietMs = activity === "closed"
-      ? this.#options.closedForMs
-      : this.#options.stableForMs;
+    const quietMs = activity === "closed" ? this.#options.closedForMs : this.#options.stableForMs;
     const entry = this.#entries.get(path);
     if (entry) {
       entry.lastActivityMs = now;

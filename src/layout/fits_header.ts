@@ -1,0 +1,248 @@
+/**
+ * Reads the primary header of a FITS file (only its header blocks, never the
+ * data) and finds the observation start in it.
+ *
+ * @module
+ */
+
+/** One header card's value: string (quotes removed, '' unescaped, trailing spaces trimmed), number, boolean, or null for an undefined value. */
+export type FitsValue = string | number | boolean | null;
+
+/** Size of one FITS block in bytes. */
+const BLOCK_BYTES = 2880;
+/** Size of one header card in bytes. */
+const CARD_BYTES = 80;
+/** Keywords whose cards carry commentary, not a value. */
+const COMMENTARY = new Set(["", "COMMENT", "HISTORY"]);
+const INTEGER = /^[+-]?\d+$/;
+const REAL = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[ED][+-]?\d+)?$/i;
+
+/** Why a header could not be read; wrapped with the file name by the callers. */
+class HeaderProblem extends Error {}
+
+/**
+ * Read the primary header of a FITS file: 2880-byte blocks of 36 80-character
+ * cards, up to the END card. Reads only the header blocks, never the data.
+ *
+ * @param path File to read.
+ * @param options.maxBlocks Largest header accepted, in blocks. @default 100
+ * @returns Keyword → value; the first card of a repeated keyword wins.
+ * @throws {Error} "Cannot read FITS header of <path>: <why>" when the file cannot
+ * be opened, is not FITS (first card must be `SIMPLE  =`), ends before END, or
+ * has a header longer than `maxBlocks`.
+ */
+export async function readFitsHeader(
+  path: string,
+  options: { maxBlocks?: number } = {},
+): Promise<Map<string, FitsValue>> {
+  const maxBlocks = options.maxBlocks ?? 100;
+  if (!Number.isInteger(maxBlocks) || maxBlocks < 1) {
+    throw new RangeError(`Cannot read FITS header of ${path}: maxBlocks must be >= 1`);
+  }
+  try {
+    using file = await Deno.open(path, { read: true });
+    const blocks: Uint8Array[] = [];
+    let ended = false;
+    while (!ended && blocks.length < maxBlocks) {
+      const block = await readBlock(file);
+      if (blocks.length === 0) assertSimpleCard(block);
+      blocks.push(block);
+      ended = block.length < BLOCK_BYTES || hasEndCard(block);
+    }
+    if (!ended) {
+      throw new HeaderProblem(
+        `no END card in the first ${maxBlocks} blocks; raise maxBlocks if the header is that long`,
+      );
+    }
+    return parseCards(concat(blocks));
+  } catch (error) {
+    const why = error instanceof Error ? error.message : String(error);
+    throw new Error(`Cannot read FITS header of ${path}: ${why}`, { cause: error });
+  }
+}
+
+/**
+ * Parse a primary header from bytes already read, with the rules of
+ * {@linkcode readFitsHeader}. Bytes after the END card are ignored.
+ *
+ * @throws {Error} "Cannot parse FITS header: <why>" when the bytes are not FITS
+ * or end before the END card.
+ */
+export function parseFitsHeader(bytes: Uint8Array): Map<string, FitsValue> {
+  try {
+    assertSimpleCard(bytes);
+    return parseCards(bytes);
+  } catch (error) {
+    const why = error instanceof Error ? error.message : String(error);
+    throw new Error(`Cannot parse FITS header: ${why}`, { cause: error });
+  }
+}
+
+/**
+ * The observation start from DATE-OBS (UTC). Accepts ISO `2024-03-15T03:12:45.123`,
+ * `2024-03-15T03:12:45`, `2024-03-15` (with the time from a TIME-OBS, UT or UTC
+ * card `03:12:45` when present), and the old `15/03/24` dd/mm/yy form (years
+ * 1900–1999, as the FITS standard defines it).
+ *
+ * @returns The instant, or `null` when DATE-OBS is missing or unparseable.
+ */
+export function observationDate(header: Map<string, FitsValue>): Date | null {
+  const raw = header.get("DATE-OBS");
+  if (typeof raw !== "string") return null;
+  const text = raw.trim();
+  let match = /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2}):(\d{2}(?:\.\d*)?)Z?)?$/.exec(text);
+  let year: number, month: number, day: number;
+  if (match) {
+    [year, month, day] = [Number(match[1]), Number(match[2]), Number(match[3])];
+    if (match[4] !== undefined) {
+      return utcDate(year, month, day, [match[4], match[5], match[6]]);
+    }
+  } else {
+    match = /^(\d{2})\/(\d{2})\/(\d{2})$/.exec(text);
+    if (!match) return null;
+    [day, month, year] = [Number(match[1]), Number(match[2]), 1900 + Number(match[3])];
+  }
+  return utcDate(year, month, day, timeCard(header));
+}
+
+/** The hh, mm, ss(.fff) parts of the first TIME-OBS / UT / UTC card in hh:mm:ss form. */
+function timeCard(header: Map<string, FitsValue>): string[] {
+  for (const keyword of ["TIME-OBS", "UT", "UTC"]) {
+    const value = header.get(keyword);
+    if (typeof value !== "string") continue;
+    const match = /^(\d{2}):(\d{2}):(\d{2}(?:\.\d*)?)$/.exec(value.trim());
+    if (match) return [match[1], match[2], match[3]];
+  }
+  return ["00", "00", "00"];
+}
+
+/** A validated UTC instant, or null when any field is out of range. */
+function utcDate(year: number, month: number, day: number, time: string[]): Date | null {
+  const [hour, minute, seconds] = time.map(Number);
+  if (hour > 23 || minute > 59 || !(seconds < 61)) return null;
+  const date = new Date(0);
+  date.setUTCFullYear(year, month - 1, day);
+  if (date.getUTCMonth() !== month - 1 || date.getUTCDate() !== day) return null;
+  date.setUTCHours(hour, minute, 0, Math.round(seconds * 1000));
+  return date;
+}
+
+/** Throw unless the first card is `SIMPLE  =`. */
+function assertSimpleCard(bytes: Uint8Array): void {
+  const first = latin1(bytes.subarray(0, 10));
+  if (first !== "SIMPLE  = ") {
+    throw new HeaderProblem(
+      bytes.length === 0
+        ? "not a FITS file (it is empty)"
+        : "not a FITS file (no SIMPLE card first)",
+    );
+  }
+}
+
+/** Whether one header block holds the END card. */
+function hasEndCard(block: Uint8Array): boolean {
+  for (let at = 0; at + CARD_BYTES <= block.length; at += CARD_BYTES) {
+    if (latin1(block.subarray(at, at + 8)) === "END     ") return true;
+  }
+  return false;
+}
+
+/** Fill one block from the file; shorter only at the end of the file. */
+async function readBlock(file: Deno.FsFile): Promise<Uint8Array> {
+  const block = new Uint8Array(BLOCK_BYTES);
+  let filled = 0;
+  while (filled < BLOCK_BYTES) {
+    const count = await file.read(block.subarray(filled));
+    if (count === null) break;
+    filled += count;
+  }
+  return block.subarray(0, filled);
+}
+
+/** Walk the cards up to END and collect the values. */
+function parseCards(bytes: Uint8Array): Map<string, FitsValue> {
+  const header = new Map<string, FitsValue>();
+  let lastString: string | undefined; // keyword whose string value may be CONTINUEd
+  for (let at = 0; at + CARD_BYTES <= bytes.length; at += CARD_BYTES) {
+    const card = latin1(bytes.subarray(at, at + CARD_BYTES));
+    const keyword = card.slice(0, 8).trimEnd();
+    if (keyword === "END") return header;
+    if (keyword === "CONTINUE" && lastString !== undefined) {
+      const previous = header.get(lastString);
+      const next = parseValue(card.slice(8));
+      if (typeof previous === "string" && previous.endsWith("&") && typeof next === "string") {
+        header.set(lastString, previous.slice(0, -1) + next);
+        continue;
+      }
+    }
+    lastString = undefined;
+    if (COMMENTARY.has(keyword)) continue;
+    const entry = keyword === "HIERARCH" ? hierarchCard(card) : valueCard(keyword, card);
+    if (entry === undefined || header.has(entry[0])) continue;
+    header.set(entry[0], entry[1]);
+    if (typeof entry[1] === "string") lastString = entry[0];
+  }
+  throw new HeaderProblem("truncated before the END card");
+}
+
+/** Keyword and value of a standard `KEYWORD = value / comment` card. */
+function valueCard(keyword: string, card: string): [string, FitsValue] | undefined {
+  if (card.slice(8, 10) !== "= ") return undefined;
+  return [keyword, parseValue(card.slice(10))];
+}
+
+/** Keyword and value of an ESO `HIERARCH A B C = value` card; keyword "A B C". */
+function hierarchCard(card: string): [string, FitsValue] | undefined {
+  const equals = card.indexOf("=", 9);
+  if (equals < 0) return undefined;
+  const keyword = card.slice(9, equals).trim().replace(/\s+/g, " ");
+  return keyword === "" ? undefined : [keyword, parseValue(card.slice(equals + 1))];
+}
+
+/** One value field (after `= `), comment dropped. */
+function parseValue(field: string): FitsValue {
+  const text = field.trimStart();
+  if (text.startsWith("'")) return parseString(text);
+  const slash = text.indexOf("/");
+  const value = (slash < 0 ? text : text.slice(0, slash)).trim();
+  if (value === "") return null;
+  if (value === "T") return true;
+  if (value === "F") return false;
+  if (INTEGER.test(value)) return Number(value);
+  if (REAL.test(value)) return Number(value.replace(/[dD]/, "E"));
+  return value; // complex numbers and anything unknown stay as written
+}
+
+/** A quoted string starting at `text[0]`: '' is a quote, trailing blanks dropped. */
+function parseString(text: string): string {
+  let out = "";
+  for (let i = 1; i < text.length; i++) {
+    if (text[i] !== "'") {
+      out += text[i];
+    } else if (text[i + 1] === "'") {
+      out += "'";
+      i++;
+    } else {
+      break;
+    }
+  }
+  return out.trimEnd();
+}
+
+/** Bytes as ISO-8859-1 text: one character per byte, so card columns stay aligned. */
+function latin1(bytes: Uint8Array): string {
+  let text = "";
+  for (const byte of bytes) text += String.fromCharCode(byte);
+  return text;
+}
+
+/** Join blocks into one buffer. */
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}

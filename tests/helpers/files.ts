@@ -1,0 +1,41 @@
+/**
+ * Small file helpers for tests: random content, recursive listings, polling.
+ *
+ * @module
+ */
+import { join } from "node:path";
+
+/** `size` random bytes (any size; crypto.getRandomValues caps at 64 KiB per call). */
+export function randomBytes(size: number): Uint8Array {
+  const out = new Uint8Array(size);
+  for (let offset = 0; offset < size; offset += 65536) {
+    crypto.getRandomValues(out.subarray(offset, Math.min(size, offset + 65536)));
+  }
+  return out;
+}
+
+/** Every file below `root`, as `/`-separated relative paths (hidden ones included). */
+export async function listFiles(root: string, prefix = ""): Promise<string[]> {
+  const out: string[] = [];
+  for await (const entry of Deno.readDir(join(root, prefix))) {
+    const rel = prefix === "" ? entry.name : `${prefix}/${entry.name}`;
+    if (entry.isDirectory) out.push(...await listFiles(root, rel));
+    else out.push(rel);
+  }
+  return out;
+}
+
+/** Poll `condition` every 50 ms until it holds; throw after `timeoutMs`. */
+export async function waitFor(
+  condition: () => boolean | Promise<boolean>,
+  timeoutMs = 30_000,
+  what = "condition",
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) {
+      throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
