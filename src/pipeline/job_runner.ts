@@ -9,7 +9,7 @@
  */
 import { join } from "node:path";
 import type { JobConfig } from "../config/types.ts";
-import { TransferError } from "../errors.ts";
+import type { TransferError } from "../errors.ts";
 import type { DoneEntry, Ledger } from "../ledger/ledger.ts";
 import { planDestination } from "../layout/destination.ts";
 import { logger } from "../log/logging.ts";
