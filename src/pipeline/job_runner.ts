@@ -125,7 +125,8 @@ export class JobRunner {
         job.rescan_interval_seconds * 1000,
       );
     }
-    this.#log.info("Watching {path} for job {job} ({method} to {target})", {
+    const verb = this.#options.once ? "Checked" : "Watching";
+    this.#log.info(`${verb} {path} for job {job} ({method} to {target})`, {
       job: job.name,
       path: job.watch_path,
       method: job.transfer_method,
