@@ -59,7 +59,14 @@ await Deno.writeTextFile(
 console.log(`Demo folder: ${root}\n\nConfig (${config}):\n${await Deno.readTextFile(config)}`);
 console.log("Running: image-transfer run --once -c config.yaml\n");
 const run = await new Deno.Command("deno", {
-  args: ["run", "-q", "-P=image-transfer", "--config", join(repo, "deno.json"), join(repo, "main.ts")]
+  args: [
+    "run",
+    "-q",
+    "-P=image-transfer",
+    "--config",
+    join(repo, "deno.json"),
+    join(repo, "main.ts"),
+  ]
     .concat(["run", "--once", "-c", config]),
   stdout: "inherit",
   stderr: "inherit",
