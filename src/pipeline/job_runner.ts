@@ -58,7 +58,8 @@ export class JobRunner {
   #checker: StabilityChecker;
   #log = logger("pipeline");
   #done = new Map<string, DoneEntry>();
-  #queue: QueuedFile[] = [];
+  /** Files due now, in arrival order, by relative path. */
+  #queue = new Map<string, QueuedFile>();
   #waiting = new Map<string, QueuedFile>();
   #inFlight = new Set<string>();
   #recheck = new Set<string>();
@@ -207,7 +208,7 @@ export class JobRunner {
         continue;
       }
       if (info.size === row.size && (info.mtime?.getTime() ?? 0) === row.mtimeMs) {
-        this.#queue.push({
+        this.#enqueue({
           source: path,
           relPath: row.relPath,
           destination: row.destination,
@@ -270,14 +271,12 @@ export class JobRunner {
       this.#recheck.add(rel);
       return;
     }
-    const queuedAt = this.#queue.findIndex((q) => q.relPath === rel);
-    if (queuedAt >= 0) this.#queue.splice(queuedAt, 1);
+    this.#queue.delete(rel);
     this.#waiting.delete(rel);
     this.#checker.touch(path, activity);
   }
 
   async #scan(startRel: string): Promise<void> {
-    const known = new Set(this.#queue.map((q) => q.relPath));
     let found = 0;
     for await (
       const file of scanFolder(this.job.watch_path, this.#filter, {
@@ -293,7 +292,7 @@ export class JobRunner {
       if (this.#stopping) return;
       const rel = file.relPath;
       if (
-        known.has(rel) || this.#inFlight.has(rel) || this.#waiting.has(rel) ||
+        this.#queue.has(rel) || this.#inFlight.has(rel) || this.#waiting.has(rel) ||
         this.#checker.has(file.path)
       ) continue;
       const done = this.#done.get(rel);
@@ -321,9 +320,11 @@ export class JobRunner {
   async #rescan(): Promise<void> {
     if (this.#stopping) return;
     this.#ledger.requeue(this.job.name, ["failed"]);
-    const inMemory = new Set([...this.#queue.map((q) => q.relPath), ...this.#waiting.keys()]);
     for (const row of this.#ledger.unfinished(this.job.name)) {
-      if (row.state !== "pending" || inMemory.has(row.relPath) || this.#inFlight.has(row.relPath)) {
+      if (
+        row.state !== "pending" || this.#queue.has(row.relPath) || this.#waiting.has(row.relPath) ||
+        this.#inFlight.has(row.relPath)
+      ) {
         continue;
       }
       this.#checker.touch(join(this.job.watch_path, ...row.relPath.split("/")));
@@ -360,7 +361,7 @@ export class JobRunner {
         destination,
       });
       const row = this.#ledger.get(this.job.name, rel);
-      this.#queue.push({
+      this.#enqueue({
         source: file.path,
         relPath: rel,
         destination,
@@ -387,21 +388,27 @@ export class JobRunner {
     });
   }
 
+  /** Queue a complete file: due now, or waiting for its retry time. */
+  #enqueue(queued: QueuedFile): void {
+    if (queued.nextAttemptAt > Date.now()) {
+      this.#waiting.set(queued.relPath, queued);
+      this.#scheduleRetry();
+    } else {
+      this.#queue.set(queued.relPath, queued);
+    }
+  }
+
   /** Start batches while there is work and room. */
   #pump(): void {
-    const now = Date.now();
-    for (let i = this.#queue.length - 1; i >= 0; i--) {
-      const queued = this.#queue[i];
-      if (queued.nextAttemptAt > now) {
-        this.#queue.splice(i, 1);
-        this.#waiting.set(queued.relPath, queued);
-      }
-    }
-    this.#scheduleRetry();
     while (
-      !this.#stopping && this.#active < this.job.max_concurrent_transfers && this.#queue.length > 0
+      !this.#stopping && this.#active < this.job.max_concurrent_transfers && this.#queue.size > 0
     ) {
-      const batch = this.#queue.splice(0, this.#transport.maxBatchFiles);
+      const batch: QueuedFile[] = [];
+      for (const [rel, queued] of this.#queue) {
+        if (batch.length >= this.#transport.maxBatchFiles) break;
+        this.#queue.delete(rel);
+        batch.push(queued);
+      }
       this.#active++;
       this.#runBatch(batch).catch((error) => {
         if (!this.#stopping) {
@@ -534,7 +541,7 @@ export class JobRunner {
       for (const [rel, w] of this.#waiting) {
         if (w.nextAttemptAt <= now) {
           this.#waiting.delete(rel);
-          this.#queue.push(w);
+          this.#queue.set(rel, w);
         }
       }
       this.#pump();
@@ -543,7 +550,7 @@ export class JobRunner {
 
   #checkIdle(): void {
     if (this.#idleWaiters.length === 0) return;
-    const idle = this.#checker.pendingCount === 0 && this.#queue.length === 0 &&
+    const idle = this.#checker.pendingCount === 0 && this.#queue.size === 0 &&
       this.#waiting.size === 0 && this.#active === 0 && this.#planning === 0;
     if (idle || this.#stopping) {
       for (const resolve of this.#idleWaiters.splice(0)) resolve();
