@@ -80,7 +80,12 @@ export const jobShape = {
     "Local hour at which a new night folder begins; with 12, a file from 03:00 goes into the previous evening's folder.",
   ),
   night_timezone: doc(
-    z.string().default(""),
+    z.string().refine((zone) => zone === "" || isValidTimeZone(zone), {
+      error: (issue) =>
+        `unknown time zone ${
+          JSON.stringify(issue.input)
+        }; use an IANA name such as "Europe/Berlin", "America/Santiago" or "UTC"`,
+    }).default(""),
     'IANA time zone for the night rule, e.g. "America/Santiago"; empty means the system time zone.',
   ),
   verify_transfer: doc(
@@ -156,17 +161,16 @@ export const jobSchema = z.strictObject(jobShape).superRefine((job, ctx) => {
       code: "custom",
       path: ["remote_host"],
       message:
-        `remote_host is required when transfer_method is "${job.transfer_method}" (a host name or ~/.ssh/config alias)`,
+        `required when transfer_method is "${job.transfer_method}"; give a host name or ~/.ssh/config alias, or use transfer_method: local`,
     });
   }
-  if (job.night_timezone !== "" && !isValidTimeZone(job.night_timezone)) {
-    ctx.addIssue({
-      code: "custom",
-      path: ["night_timezone"],
-      message:
-        `unknown time zone "${job.night_timezone}"; use an IANA name such as "Europe/Berlin" or "UTC"`,
-    });
-  }
+}, {
+  // Report a missing remote_host together with every other problem, unless the
+  // two keys it depends on are themselves wrong.
+  when: (payload) =>
+    !payload.issues.some((issue) =>
+      issue.path?.[0] === "transfer_method" || issue.path?.[0] === "remote_host"
+    ),
 });
 
 /** A job exactly as the schema returns it. */

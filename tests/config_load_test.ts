@@ -1,0 +1,351 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { loadConfig, parseConfig } from "../src/config/load.ts";
+import { defaultLogFile, defaultStateDir, homeDir } from "../src/config/paths.ts";
+import { renderDefaultConfig } from "../src/config/default_config.ts";
+import { renderConfigReference } from "../src/config/reference.ts";
+import { DEFAULT_FILE_PATTERNS, describeKeys } from "../src/config/schema.ts";
+import { ConfigError } from "../src/errors.ts";
+import { readRegion } from "../scripts/gen_config_reference.ts";
+import { REPO_ROOT } from "./helpers/cli.ts";
+
+const FIXTURES = fileURLToPath(new URL("./fixtures/configs/", import.meta.url));
+
+/** Run `fn` with a fresh temp dir that is removed afterwards. */
+async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "config_load_test_" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** The ConfigError thrown by parsing `text`. */
+function configError(text: string, file = "/etc/it/config.yaml"): ConfigError {
+  try {
+    parseConfig(text, file);
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, `expected ConfigError, got ${error}`);
+    return error;
+  }
+  assert.fail("expected a ConfigError");
+}
+
+const MINIMAL = "watch_path: /data/in\nremote_host: freya\nremote_base_path: /data/out\n";
+
+Deno.test("old tool's Windows to Linux example loads with its values", async () => {
+  const config = await loadConfig(join(FIXTURES, "windows_to_linux.yaml"));
+  assert.equal(config.jobs.length, 1);
+  const [job] = config.jobs;
+  assert.equal(job.name, "default");
+  assert.equal(job.watch_path, "C:/Users/Observer/data/images");
+  assert.equal(job.remote_host, "freya");
+  assert.equal(job.remote_user, "observer");
+  assert.equal(job.remote_base_path, "/home/observer/data/images");
+  assert.equal(job.transfer_method, "scp");
+  assert.equal(job.compression, false);
+  assert.deepEqual(job.file_patterns, ["*.fits", "*.FIT"]);
+  assert.equal(job.verify_transfer, "size");
+  assert.equal(job.retry_attempts, 3);
+  assert.equal(job.retry_delay, 5);
+  assert.equal(config.state_dir, defaultStateDir());
+  assert.equal(config.log_file, defaultLogFile());
+  assert.equal(config.log_format, "text");
+  assert.equal(config.file, join(FIXTURES, "windows_to_linux.yaml"));
+});
+
+Deno.test("old tool's basic Windows to Linux example loads with defaults for the rest", async () => {
+  const [job] = (await loadConfig(join(FIXTURES, "basic_windows_to_linux.yaml"))).jobs;
+  assert.equal(job.watch_path, "C:/Users/Observer/data/images");
+  assert.deepEqual(job.file_patterns, ["*.fits"]);
+  assert.equal(job.verify_transfer, "size");
+  assert.equal(job.retry_attempts, 3);
+  assert.equal(job.stability_window_seconds, 2);
+  assert.equal(job.ssh_port, null);
+  assert.equal(job.ssh_identity_file, null);
+});
+
+Deno.test("old tool's rsync example keeps rsync options and the remote path", async () => {
+  const [job] = (await loadConfig(join(FIXTURES, "linux_to_linux_rsync.yaml"))).jobs;
+  assert.equal(job.transfer_method, "rsync");
+  assert.equal(job.watch_path, join(homeDir(), "telescope/images"));
+  assert.equal(job.remote_host, "processing-server.local");
+  assert.equal(job.remote_user, "pipeline");
+  assert.equal(job.remote_base_path, "/data/incoming/images");
+  assert.deepEqual(job.rsync_options, ["--archive", "--partial", "--progress"]);
+  assert.deepEqual(job.file_patterns, ["*.fits", "*.fit"]);
+});
+
+Deno.test("old tool's local example expands ~ in both local paths", async () => {
+  const [job] = (await loadConfig(join(FIXTURES, "local_transfer.yaml"))).jobs;
+  assert.equal(job.transfer_method, "local");
+  assert.equal(job.watch_path, join(homeDir(), "camera/raw"));
+  assert.equal(job.remote_base_path, join(homeDir(), "processing/inbox"));
+  assert.equal(job.remote_user, "ignored");
+});
+
+Deno.test("jobs inherit top-level job keys; job keys override; names default to jobN", async () => {
+  const config = await loadConfig(join(FIXTURES, "multi_job.yaml"));
+  assert.deepEqual(config.jobs.map((j) => j.name), ["north", "job2", "job3"]);
+  const [north, south, local] = config.jobs;
+  // Inherited from the top level.
+  for (const job of config.jobs) {
+    assert.equal(job.remote_host, "processing-server");
+    assert.equal(job.remote_user, "pipeline");
+    assert.equal(job.night_rollover_hour, 12);
+    assert.equal(job.night_timezone, "America/Santiago");
+  }
+  assert.equal(north.retry_attempts, 5);
+  assert.equal(north.verify_transfer, "checksum");
+  assert.equal(north.transfer_method, "scp");
+  assert.deepEqual(north.file_patterns, DEFAULT_FILE_PATTERNS);
+  // Overridden per job.
+  assert.equal(south.retry_attempts, 1);
+  assert.equal(south.transfer_method, "rsync");
+  assert.equal(south.remote_base_path, "/data/incoming/images");
+  assert.deepEqual(south.file_patterns, ["*.fits.fz"], "a single pattern is a one-element list");
+  assert.equal(local.verify_transfer, "none");
+  // A remote path keeps its ~/ for the remote shell; local paths are expanded.
+  assert.equal(north.remote_base_path, "~/incoming/north");
+  assert.equal(north.watch_path, join(homeDir(), "data/north"));
+  assert.equal(south.watch_path, join(FIXTURES, "south"));
+  assert.equal(local.watch_path, join(homeDir(), "local-cam"));
+  assert.equal(local.remote_base_path, join(FIXTURES, "archive/local"));
+  // Daemon keys.
+  assert.equal(config.state_dir, join(FIXTURES, "state"));
+  assert.equal(config.log_file, "");
+  assert.equal(config.log_format, "json");
+});
+
+Deno.test("relative paths resolve against the config file's folder, not the cwd", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.mkdir(join(dir, "conf"));
+    const file = join(dir, "conf", "c.yaml");
+    await Deno.writeTextFile(
+      file,
+      "watch_path: in\ntransfer_method: local\nremote_base_path: ../out\n" +
+        "state_dir: ./st\nlog_file: logs/x.log\nssh_identity_file: keys/id\n",
+    );
+    const config = await loadConfig(file);
+    assert.equal(config.jobs[0].watch_path, join(dir, "conf", "in"));
+    assert.equal(config.jobs[0].remote_base_path, join(dir, "out"));
+    assert.equal(config.jobs[0].ssh_identity_file, join(dir, "conf", "keys", "id"));
+    assert.equal(config.state_dir, join(dir, "conf", "st"));
+    assert.equal(config.log_file, join(dir, "conf", "logs", "x.log"));
+  });
+});
+
+Deno.test("~, $HOME and %USERPROFILE% expand in every local path; remote paths stay", () => {
+  const config = parseConfig(
+    "watch_path: ~/a\nremote_host: h\nremote_base_path: ~/remote\n" +
+      "ssh_identity_file: $HOME/.ssh/id\nstate_dir: '%USERPROFILE%/st'\nlog_file: ~/l.log\n",
+    "/etc/it/config.yaml",
+  );
+  const home = homeDir();
+  assert.equal(config.jobs[0].watch_path, join(home, "a"));
+  assert.equal(config.jobs[0].ssh_identity_file, join(home, ".ssh/id"));
+  assert.equal(config.jobs[0].remote_base_path, "~/remote");
+  assert.equal(config.state_dir, join(home, "st"));
+  assert.equal(config.log_file, join(home, "l.log"));
+});
+
+Deno.test("verify_transfer: true is size, false is none, names pass through", () => {
+  const verify = (value: string) =>
+    parseConfig(`${MINIMAL}verify_transfer: ${value}\n`, "/x/c.yaml").jobs[0].verify_transfer;
+  assert.equal(verify("true"), "size");
+  assert.equal(verify("false"), "none");
+  assert.equal(verify("checksum"), "checksum");
+  assert.equal(verify("none"), "none");
+  assert.equal(parseConfig(MINIMAL, "/x/c.yaml").jobs[0].verify_transfer, "size");
+});
+
+Deno.test("a file with a byte order mark and CRLF line ends loads", () => {
+  const config = parseConfig("\uFEFF" + MINIMAL.replaceAll("\n", "\r\n"), "/x/c.yaml");
+  assert.equal(config.jobs[0].remote_base_path, "/data/out");
+  assert.equal(config.jobs[0].remote_host, "freya");
+});
+
+Deno.test("all problems are reported at once, in line order, with line and key path", () => {
+  const error = configError(
+    "watch_path: /in\nremote_host: h\nremote_base_path: /out\nretry_attempts: three\n" +
+      "retry_delay: -1\nverify_transfer: maybe\n",
+    "/etc/it/config.yaml",
+  );
+  const lines = error.message.split("\n");
+  assert.equal(lines.length, 3, error.message);
+  assert.match(lines[0], /^\/etc\/it\/config\.yaml:4: retry_attempts: expected a whole number/);
+  assert.match(lines[0], /got "three"$/);
+  assert.match(lines[1], /^\/etc\/it\/config\.yaml:5: retry_delay: expected a number from 0/);
+  assert.match(lines[2], /:6: verify_transfer: expected true or false, or one of "none"/);
+  assert.equal(error.line, 4);
+  assert.equal(error.file, "/etc/it/config.yaml");
+});
+
+Deno.test("an inherited bad value is reported once, at its top-level line", () => {
+  const error = configError(
+    "remote_host: h\nremote_base_path: /o\nretry_attempts: x\njobs:\n" +
+      "  - watch_path: /a\n  - watch_path: /b\n    retry_delay: soon\n",
+  );
+  const lines = error.message.split("\n");
+  assert.deepEqual(lines.map((l) => l.replace(/^[^:]*:(\d+): ([^:]*):.*$/, "$1 $2")), [
+    "3 retry_attempts",
+    "7 jobs[1].retry_delay",
+  ]);
+});
+
+Deno.test("unknown keys get a suggestion only when one is close", () => {
+  assert.match(
+    configError(`${MINIMAL}retry_attempt: 3\n`).message,
+    /:4: unknown key "retry_attempt"; did you mean "retry_attempts"\?$/,
+  );
+  assert.match(
+    configError(`${MINIMAL}Watch-Path: /x\n`).message,
+    /did you mean "watch_path"\?/,
+  );
+  const far = configError(`${MINIMAL}colour: blue\n`).message;
+  assert.match(far, /:4: unknown key "colour"/);
+  assert.doesNotMatch(far, /did you mean/);
+});
+
+Deno.test("job-level mistakes: daemon key, nested jobs, top-level name, empty list", () => {
+  const base = "remote_host: h\nremote_base_path: /o\n";
+  assert.match(
+    configError(`${base}jobs:\n  - watch_path: /a\n    log_file: /x.log\n`).message,
+    /:5: "log_file" in jobs\[0\] applies to the whole daemon and is only allowed at the top level/,
+  );
+  assert.match(
+    configError(`${base}jobs:\n  - watch_path: /a\n    jobs: []\n`).message,
+    /:5: a jobs entry cannot contain another jobs list/,
+  );
+  assert.match(
+    configError(`${base}name: cam\njobs:\n  - watch_path: /a\n`).message,
+    /:3: name: a top-level name would be inherited by every job/,
+  );
+  assert.match(configError(`${base}jobs: []\n`).message, /:3: jobs: the list is empty/);
+  assert.match(configError(`${base}jobs: /a\n`).message, /:3: jobs: expected a list of jobs/);
+  assert.match(
+    configError(`${base}jobs:\n  - /a\n`).message,
+    /:4: jobs\[0\]: expected the keys of one job/,
+  );
+});
+
+Deno.test("duplicate job names, including a given name equal to a default one", () => {
+  const base = "remote_host: h\nremote_base_path: /o\njobs:\n";
+  assert.match(
+    configError(`${base}  - watch_path: /a\n  - name: job1\n    watch_path: /b\n`).message,
+    /:5: jobs\[1\]\.name: duplicate job name "job1" \(also used by jobs\[0\] on line 4\)/,
+  );
+});
+
+Deno.test("missing required keys name the key and show an example", () => {
+  const message = configError("transfer_method: scp\n").message;
+  assert.match(message, /watch_path: required key missing; add a line like "watch_path: ~\/data/);
+  assert.match(message, /remote_base_path: required key missing/);
+  // remote_host is checked together with the other problems.
+  assert.match(message, /remote_host: required when transfer_method is "scp"/);
+  // A local job needs no remote_host.
+  assert.equal(
+    parseConfig("watch_path: /a\nremote_base_path: /b\ntransfer_method: local\n", "/c.yaml")
+      .jobs.length,
+    1,
+  );
+});
+
+Deno.test("YAML syntax errors give the line and the parser's reason", () => {
+  assert.match(
+    configError('watch_path: /a\nremote_host: "freya\nremote_base_path: /o\n').message,
+    /^\/etc\/it\/config\.yaml:2: YAML syntax error: Missing closing "quote/,
+  );
+  assert.match(
+    configError("watch_path: /a\n\tremote_host: h\n").message,
+    /:2: YAML syntax error: .*[Tt]ab/,
+  );
+  assert.match(
+    configError("watch_path: /a\nwatch_path: /b\n").message,
+    /:2: YAML syntax error: Map keys must be unique/,
+  );
+});
+
+Deno.test("empty files and non-mapping files get a clear message", () => {
+  assert.match(configError("").message, /the config file is empty/);
+  assert.match(configError("# nothing here\n").message, /the config file is empty/);
+  assert.match(
+    configError("- a\n- b\n").message,
+    /:1: expected "key: value" lines at the top level, got a list/,
+  );
+  assert.match(configError("just text\n").message, /got "just text"/);
+});
+
+Deno.test("a missing file says where it looked and how to create it", async () => {
+  await withTempDir(async (dir) => {
+    const file = join(dir, "nope.yaml");
+    await assert.rejects(() => loadConfig(file), (error: unknown) => {
+      assert.ok(error instanceof ConfigError);
+      assert.match(error.message, new RegExp(`Cannot read config file ${file}: it does not exist`));
+      assert.match(error.message, /image-transfer -c .* init/);
+      return true;
+    });
+  });
+});
+
+Deno.test("the generated default config documents every key and loads", () => {
+  const text = renderDefaultConfig();
+  for (const key of describeKeys()) {
+    assert.match(text, new RegExp(`^(# )?${key.key}:`, "m"), `${key.key} missing`);
+  }
+  assert.ok(text.split("\n").every((line) => line.length <= 100), "a line is wider than 100");
+  const config = parseConfig(text, "/etc/it/config.yaml");
+  assert.equal(config.jobs.length, 1);
+  assert.equal(config.jobs[0].watch_path, join(homeDir(), "data/images"));
+  assert.equal(config.jobs[0].remote_host, "processing-server");
+  assert.equal(config.jobs[0].remote_base_path, "/data/incoming/images");
+  // Uncommenting the jobs example gives a valid two-job config.
+  const start = text.indexOf("\n# jobs:\n");
+  assert.ok(start > 0, "no commented jobs example");
+  const withJobs = text.slice(0, start) + text.slice(start).replace(/^# (jobs:| {2}.*)$/gm, "$1");
+  assert.notEqual(withJobs, text);
+  const jobs = parseConfig(withJobs, "/etc/it/config.yaml").jobs;
+  assert.deepEqual(jobs.map((j) => j.name), ["camera-north", "camera-south"]);
+  assert.deepEqual(jobs[1].rsync_options, ["--bwlimit=50000"]);
+});
+
+Deno.test("every commented-out default in the generated config equals the real default", () => {
+  const text = renderDefaultConfig();
+  const jobsAt = text.indexOf("\n# jobs:\n");
+  const keys = describeKeys().map((k) => k.key).join("|");
+  const uncommented = text.slice(0, jobsAt)
+    .replace(new RegExp(`^# ((?:${keys}):.*| {2}.*)$`, "gm"), "$1") + text.slice(jobsAt);
+  assert.ok(uncommented.split("\n").filter((l) => /^[a-z_]+:/.test(l)).length >= 25);
+  const plain = parseConfig(text, "/etc/it/config.yaml");
+  const explicit = parseConfig(uncommented, "/etc/it/config.yaml");
+  assert.deepEqual(explicit.jobs, plain.jobs);
+  assert.equal(explicit.log_file, plain.log_file);
+  assert.equal(explicit.log_format, plain.log_format);
+});
+
+Deno.test("the key reference lists every key and is stable under deno fmt", async () => {
+  const reference = renderConfigReference();
+  for (const key of describeKeys()) {
+    assert.match(reference, new RegExp(`^\\| \`${key.key}\` `, "m"));
+  }
+  await withTempDir(async (dir) => {
+    const file = join(dir, "reference.md");
+    await Deno.writeTextFile(file, `# Reference\n\n${reference}\n`);
+    const fmt = await new Deno.Command(Deno.execPath(), {
+      args: ["fmt", "--check", "--config", join(REPO_ROOT, "deno.json"), file],
+      cwd: dir,
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    assert.equal(fmt.code, 0, new TextDecoder().decode(fmt.stderr));
+  });
+});
+
+Deno.test("README.md's config reference matches the schema (run `deno task docs`)", async () => {
+  const readme = await Deno.readTextFile(join(REPO_ROOT, "README.md"));
+  const region = readRegion(readme);
+  assert.ok(region !== undefined, "README.md lacks the config-reference markers");
+  assert.equal(region, renderConfigReference());
+});
