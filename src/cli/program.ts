@@ -10,6 +10,8 @@ import { configCommand } from "./config.ts";
 import { initCommand, runInit } from "./init.ts";
 import { runCommand } from "./run.ts";
 import { statusCommand } from "./status.ts";
+import { installServiceCommand } from "./install_service.ts";
+import { uninstallServiceCommand } from "./uninstall_service.ts";
 import { globalOptions } from "./options.ts";
 
 /** Build the program. Commands throw on failure; `main.ts` turns errors into exit codes. */
@@ -38,6 +40,8 @@ export function buildProgram(): Command {
   program.addCommand(initCommand());
   program.addCommand(configCommand());
   program.addCommand(statusCommand());
+  program.addCommand(installServiceCommand());
+  program.addCommand(uninstallServiceCommand());
   applyToAll(
     program,
     (command) =>

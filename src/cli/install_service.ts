@@ -1,0 +1,128 @@
+/**
+ * `install-service`: run the daemon as a service (systemd, launchd or Task Scheduler).
+ *
+ * @module
+ */
+import { fileURLToPath } from "node:url";
+import { Command, Option } from "commander";
+import { globalOptions } from "./options.ts";
+import { loadConfig, resolveConfigPath } from "../config/load.ts";
+import { ConfigError } from "../errors.ts";
+import { daemonArgv } from "../service/launch_command.ts";
+import { planInstall, servicePath } from "../service/planner.ts";
+import { applyPlan, encodeFile, underRoot } from "../service/apply.ts";
+import { formatPlan } from "../service/format_plan.ts";
+import { resolveServiceTarget, type ServiceOptions } from "../service/target.ts";
+import { SERVICE_OSES } from "../service/plan.ts";
+
+/** The source checkout, used when running from source (`deno run`). */
+const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
+
+/** Add the options `install-service` and `uninstall-service` share. */
+export function addServiceOptions(command: Command): Command {
+  return command
+    .option(
+      "--user",
+      "Linux: a per-user systemd unit (~/.config/systemd/user) instead of system-wide",
+    )
+    .option("--print", "show the files and commands, change nothing")
+    .addOption(
+      new Option("--root <dir>", "write under <dir> instead of / and run no commands (testing)"),
+    )
+    .addOption(
+      new Option("--os <os>", "plan for another OS (only with --print or --root)").choices(
+        SERVICE_OSES,
+      ),
+    );
+}
+
+/**
+ * Install or update the service: validate the config, render the service
+ * file, write it and start the service.
+ *
+ * @param configOption `-c` as given, if any
+ * @param options the service options
+ * @throws {ConfigError} when the config is missing or invalid
+ * @throws {UsageError} for impossible option combinations
+ */
+export async function runInstallService(
+  configOption: string | undefined,
+  options: ServiceOptions,
+): Promise<void> {
+  const { target, account } = resolveServiceTarget(options);
+  if (account.viaSudo) {
+    // Under sudo, `~` (in -c and inside the config) means the invoking user's home,
+    // as it will for the daemon, which runs as that user.
+    Deno.env.set("HOME", account.home);
+  }
+  const configPath = resolveConfigPath(configOption);
+  if (!(await exists(configPath))) {
+    throw new ConfigError(
+      `Cannot install the service: config ${configPath} does not exist; ` +
+        "create it with `image-transfer init` or pass -c <file>",
+      { file: configPath },
+    );
+  }
+  const config = await loadConfig(configPath);
+  const launch = {
+    argv: daemonArgv(target.os, Deno.execPath(), REPO_ROOT, config.file || configPath),
+    configPath: config.file || configPath,
+    logFile: config.log_file,
+  };
+  const path = servicePath(target);
+  const onDisk = underRoot(options.root, path);
+  const previous = await readIfExists(onDisk);
+  const plan = planInstall(target, launch, { update: previous !== undefined });
+  if (options.print) {
+    for (const line of formatPlan(plan)) console.log(line);
+    return;
+  }
+  const write = plan.steps.find((step) => step.kind === "write");
+  const unchanged = previous !== undefined && write?.kind === "write" &&
+    equalBytes(previous, encodeFile(write.file));
+  await applyPlan(plan, {
+    root: options.root,
+    log: (line) => console.log(line),
+    warn: (line) => console.error(`warning: ${line}`),
+  });
+  if (previous === undefined) console.log(`Installed the service: ${onDisk}`);
+  else if (unchanged) console.log(`Already installed, up to date: ${onDisk}`);
+  else console.log(`Already installed, updated: ${onDisk}`);
+  console.log(`Config: ${launch.configPath}`);
+  for (const note of plan.notes) console.log(note);
+}
+
+/** The `install-service` command. */
+export function installServiceCommand(): Command {
+  return addServiceOptions(
+    new Command("install-service").description(
+      "run the daemon as a service: a systemd unit (Linux), a launchd agent (macOS) or a " +
+        "scheduled task at logon (Windows), with the chosen config; re-running updates it",
+    ),
+  ).action(async (options: ServiceOptions, command: Command) => {
+    await runInstallService(globalOptions(command).config, options);
+  });
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+}
+
+async function readIfExists(path: string): Promise<Uint8Array | undefined> {
+  try {
+    return await Deno.readFile(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    throw error;
+  }
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((byte, i) => byte === b[i]);
+}

@@ -1,0 +1,45 @@
+/**
+ * Fill the service templates of the top-level `service/` folder.
+ *
+ * @module
+ */
+
+/**
+ * Fill `{{NAME}}` placeholders (also written `{{ NAME }}`, as `deno fmt` leaves
+ * them in XML) and keep or drop flagged lines.
+ *
+ * A line that starts with `{{?flag}}` is kept (without the marker) only when
+ * `flags[flag]` is true. Values are inserted as given: escape them for the
+ * target format first.
+ *
+ * @param template the template text
+ * @param values the text for each placeholder name
+ * @param flags which `{{?flag}}` lines to keep
+ * @returns the filled text
+ * @throws {Error} when a placeholder or flag has no value, so nothing half-filled is written
+ */
+export function fillTemplate(
+  template: string,
+  values: Record<string, string>,
+  flags: Record<string, boolean> = {},
+): string {
+  const lines: string[] = [];
+  for (const line of template.split("\n")) {
+    const flagged = /^\{\{\?([A-Za-z_]+)\}\}/.exec(line);
+    if (flagged) {
+      const flag = flagged[1];
+      if (!(flag in flags)) {
+        throw new Error(`Cannot fill the service template: no value for the line flag "${flag}"`);
+      }
+      if (flags[flag]) lines.push(line.slice(flagged[0].length));
+      continue;
+    }
+    lines.push(line);
+  }
+  return lines.join("\n").replace(/\{\{\s*([A-Za-z_]*)\s*\}\}/g, (_whole, name: string) => {
+    if (!Object.hasOwn(values, name)) {
+      throw new Error(`Cannot fill the service template: no value for {{${name}}}`);
+    }
+    return values[name];
+  });
+}

@@ -1,0 +1,86 @@
+/**
+ * The project's one permission set (`deno.json` → `permissions.image-transfer`)
+ * really confines the program, and every way of running or building it uses
+ * that set, never `-A`.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { REPO_ROOT } from "./helpers/cli.ts";
+import { compileArgs, TARGETS } from "../scripts/compile_all.ts";
+
+/** Run `code` as a script under the project's permission set. */
+async function runUnderPermissionSet(code: string): Promise<{ stdout: string; stderr: string }> {
+  const dir = await Deno.makeTempDir({ prefix: "it-perm-" });
+  try {
+    const script = join(dir, "probe.ts");
+    await Deno.writeTextFile(script, code);
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-q", "-P=image-transfer", "--config", join(REPO_ROOT, "deno.json"), script],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder();
+    assert.equal(out.code, 0, text.decode(out.stderr));
+    return { stdout: text.decode(out.stdout), stderr: text.decode(out.stderr) };
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+const PROBE = (program: string, args: string[]) => `
+try {
+  const out = await new Deno.Command(${JSON.stringify(program)}, {
+    args: ${JSON.stringify(args)}, stdout: "piped", stderr: "piped",
+  }).output();
+  console.log("started " + out.code + " " + new TextDecoder().decode(out.stderr).trim());
+} catch (error) {
+  console.log("refused " + (error instanceof Error ? error.name : String(error)));
+}
+`;
+
+Deno.test("a program not on the permission set's run list cannot be started", async () => {
+  const out = await runUnderPermissionSet(PROBE("ls", ["/"]));
+  assert.equal(out.stdout.trim(), "refused NotCapable");
+  const shell = await runUnderPermissionSet(PROBE("sh", ["-c", "true"]));
+  assert.equal(shell.stdout.trim(), "refused NotCapable");
+});
+
+Deno.test("ssh is on the permission set's run list", async () => {
+  const out = await runUnderPermissionSet(PROBE("ssh", ["-V"]));
+  assert.match(out.stdout, /^started 0 OpenSSH/);
+});
+
+Deno.test("the permission set may run the service managers but no shell", async () => {
+  const denoJson = JSON.parse(await Deno.readTextFile(join(REPO_ROOT, "deno.json")));
+  const set = denoJson.permissions["image-transfer"];
+  for (const program of ["systemctl", "launchctl", "schtasks", "ssh"]) {
+    assert.ok(set.run.includes(program), program);
+  }
+  for (const shell of ["sh", "bash", "cmd", "powershell"]) assert.ok(!set.run.includes(shell));
+  assert.equal(set.all, undefined);
+});
+
+Deno.test("the run, compile and compile:all tasks use -P=image-transfer and never -A", async () => {
+  const denoJson = JSON.parse(await Deno.readTextFile(join(REPO_ROOT, "deno.json")));
+  const tasks: Record<string, string> = denoJson.tasks;
+  const allowAll = /(^|\s)(-A|--allow-all)(\s|=|$)/;
+  for (const name of ["image-transfer", "compile"]) {
+    assert.match(tasks[name], /(^|\s)-P=image-transfer(\s|$)/, name);
+    assert.doesNotMatch(tasks[name], allowAll, name);
+  }
+  assert.match(tasks["compile:all"], /scripts\/compile_all\.ts/);
+  assert.doesNotMatch(tasks["compile:all"], allowAll);
+  assert.match(tasks["compile:all"], /--allow-run=deno(\s|$)/);
+  assert.match(tasks["compile:all"], /--allow-write=dist(\s|$)/);
+  assert.equal(TARGETS.length, 6);
+  for (const target of TARGETS) {
+    const args = compileArgs(target);
+    assert.equal(args[0], "compile");
+    assert.ok(args.includes("-P=image-transfer"), target);
+    assert.ok(!args.some((arg) => allowAll.test(arg) || arg.startsWith("--allow-")), target);
+    assert.equal(args[args.indexOf("--target") + 1], target);
+  }
+  const script = await Deno.readTextFile(join(REPO_ROOT, "scripts", "compile_all.ts"));
+  assert.doesNotMatch(script, /"-A"|"--allow-all"/);
+});
