@@ -1,14 +1,29 @@
 /**
- * Create the transport of a job (placeholder until the SSH transports land).
+ * Creating the transport a job's `transfer_method` names.
  *
  * @module
  */
 import type { JobConfig } from "../config/types.ts";
 import { LocalTransport } from "./local.ts";
+import { RsyncTransport } from "./rsync.ts";
+import { ScpTransport } from "./scp.ts";
 import type { Transport } from "./transport.ts";
 
-/** The transport for `job.transfer_method`. */
-export function createTransport(job: JobConfig, _runtimeDir: string): Transport {
-  if (job.transfer_method === "local") return new LocalTransport(job);
-  throw new Error(`transfer_method ${job.transfer_method} is not available yet`);
+/**
+ * The transport for `job`.
+ *
+ * @param runtimeDir private local folder (created with mode 700 if missing) for
+ *   SSH control sockets and staging; keep its path short (sockets are limited
+ *   to ~100 bytes; a private folder under the temp folder is used otherwise)
+ * @throws {ConfigError} when the job's remote host or user cannot be used
+ */
+export function createTransport(job: JobConfig, runtimeDir: string): Transport {
+  switch (job.transfer_method) {
+    case "local":
+      return new LocalTransport(job);
+    case "scp":
+      return new ScpTransport(job, runtimeDir);
+    case "rsync":
+      return new RsyncTransport(job, runtimeDir);
+  }
 }

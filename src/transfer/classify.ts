@@ -1,0 +1,196 @@
+/**
+ * Sorting failures of ssh, scp, rsync and remote commands into retry,
+ * retry-later and fatal, with a message that says what to do.
+ *
+ * @module
+ */
+import { CommandError, TransferError, type TransferErrorKind } from "../errors.ts";
+
+/** Who was being talked to, for the what-to-do text. */
+export interface FailureContext {
+  /** Host name or alias as configured. */
+  host: string;
+  /** `user@host` or `host`. */
+  destination: string;
+  port: number | null;
+}
+
+/** A failure reason and how to treat it. */
+export interface Classification {
+  kind: TransferErrorKind;
+  /** Plain-language reason with what to do, without the failed action. */
+  reason: string;
+}
+
+interface Rule {
+  test: RegExp;
+  kind: TransferErrorKind;
+  reason: (context: FailureContext, match: RegExpMatchArray) => string;
+}
+
+const sshCommand = (c: FailureContext) =>
+  `ssh ${c.port === null ? "" : `-p ${c.port} `}${c.destination}`;
+const keyscanCommand = (c: FailureContext) =>
+  `ssh-keyscan ${c.port === null ? "" : `-p ${c.port} `}${c.host} >> ~/.ssh/known_hosts`;
+const connectionLost = (c: FailureContext) =>
+  `the connection to ${c.host} failed: check that the host is up and reachable and that sshd ` +
+  `listens on port ${c.port ?? "22 (or the Port of your ~/.ssh/config)"}`;
+const knownHostsName = (c: FailureContext) => c.port === null ? c.host : `[${c.host}]:${c.port}`;
+
+/** Checked in order; the first match wins. */
+const RULES: Rule[] = [
+  {
+    test: /REMOTE HOST IDENTIFICATION HAS CHANGED|Host key for \S+ has changed/,
+    kind: "fatal",
+    reason: (c) =>
+      `the host key of ${c.host} has CHANGED (someone may be intercepting the connection); ` +
+      `if the server was reinstalled or its key replaced on purpose, remove the old key with ` +
+      `"ssh-keygen -R '${knownHostsName(c)}'" and run "${
+        sshCommand(c)
+      }" once to accept the new one`,
+  },
+  {
+    test: /Host key verification failed|No \S+ host key is known|host key is not known/i,
+    kind: "fatal",
+    reason: (c) =>
+      `the host key of ${c.host} is not known: run "${
+        sshCommand(c)
+      }" once to accept the host key, ` +
+      `or add it with "${keyscanCommand(c)}" (check the fingerprint)`,
+  },
+  {
+    test:
+      /Permission denied \((?:publickey|password|keyboard|gssapi|hostbased)|Too many authentication failures|Authentication failed/,
+    kind: "fatal",
+    reason: (c) =>
+      `authentication was refused for ${c.destination}: install your public key in the remote ` +
+      `~/.ssh/authorized_keys (e.g. with ssh-copy-id), check remote_user and ssh_identity_file ` +
+      `(keys with a passphrase need ssh-agent), then test with "ssh -o BatchMode=yes ` +
+      `${c.port === null ? "" : `-p ${c.port} `}${c.destination} true"`,
+  },
+  {
+    test:
+      /Bad configuration option|command-line(?: line)?: line \d+|Unsupported option|keyword \S+ extra arguments|Bad port|missing argument|unknown option|syntax or usage error/i,
+    kind: "fatal",
+    reason: () => `an option is not understood: check ssh_options and rsync_options in the config`,
+  },
+  {
+    test: /rsync: (?:command )?not found|\/rsync: No such file or directory|rsync: not found/,
+    kind: "fatal",
+    reason: (c) =>
+      `rsync is not installed on ${c.host}: install it there, or use transfer_method: scp`,
+  },
+  {
+    test: /Could not resolve hostname|Name or service not known|nodename nor servname/,
+    kind: "retry",
+    reason: (c) =>
+      `cannot resolve the host name ${c.host}: check remote_host (or the HostName of that ` +
+      `~/.ssh/config alias) and DNS`,
+  },
+  {
+    test: /No space left on device|Disk quota exceeded|quota exceeded/i,
+    kind: "retry-later",
+    reason: (c) =>
+      `the destination on ${c.host} is full (no space left or quota exceeded): free space there`,
+  },
+  {
+    test: /Read-only file system/,
+    kind: "retry-later",
+    reason: (c) =>
+      `the destination file system on ${c.host} is read-only: remount it read-write or change ` +
+      `remote_base_path`,
+  },
+  {
+    test: /Permission denied|Operation not permitted/,
+    kind: "retry-later",
+    reason: (c) =>
+      `the remote user on ${c.host} may not write there (permission denied): fix the owner or ` +
+      `permissions of the destination folder, or change remote_base_path`,
+  },
+  {
+    test:
+      /Connection refused|Connection timed out|timed out|Connection reset|Broken pipe|Network is unreachable|No route to host|Connection closed|connection unexpectedly closed|kex_exchange_identification|Connection to \S+ closed|Software caused connection abort|Timeout, server/i,
+    kind: "retry",
+    reason: (c) => connectionLost(c),
+  },
+];
+
+/** rsync exit codes that mean the connection, not the files, failed. */
+const RSYNC_NETWORK_CODES = new Set([10, 12, 30, 35]);
+
+/** Classify error text from ssh, scp, rsync or a remote command. */
+export function classifyText(
+  text: string,
+  context: FailureContext,
+  code: number | null = null,
+  tool = "",
+): Classification {
+  for (const rule of RULES) {
+    const match = text.match(rule.test);
+    if (match) return { kind: rule.kind, reason: rule.reason(context, match) };
+  }
+  if (code === 255 || (tool === "rsync" && code !== null && RSYNC_NETWORK_CODES.has(code))) {
+    return { kind: "retry", reason: connectionLost(context) };
+  }
+  return { kind: "retry", reason: "the command failed" };
+}
+
+/** The last non-empty line of `text`, for context in messages. */
+export function lastLine(text: string): string {
+  return text.split("\n").map((line) => line.trim()).filter((line) => line !== "").at(-1) ?? "";
+}
+
+/**
+ * Turn a failed command (or any error) met while doing `action` into a
+ * {@linkcode TransferError} with the failure's kind and what to do.
+ */
+export function classifyFailure(
+  error: unknown,
+  action: string,
+  context: FailureContext,
+): TransferError {
+  if (error instanceof TransferError) return error;
+  if (error instanceof CommandError) {
+    const run = error.run;
+    const tool = run.argv[0]?.split("/").at(-1) ?? "";
+    if (run.timedOut) {
+      return new TransferError(
+        `Cannot ${action}: ${tool} timed out after ${Math.round(run.durationMs / 1000)} s ` +
+          `(transfer_timeout_seconds)`,
+        "retry",
+        { cause: error },
+      );
+    }
+    if (run.code === null && run.argv.length > 0 && run.signal === null) {
+      // Could not start at all.
+      return new TransferError(`Cannot ${action}: ${error.message}`, "fatal", { cause: error });
+    }
+    const { kind, reason } = classifyText(run.stderr, context, run.code, tool);
+    const detail = lastLine(run.stderr);
+    return new TransferError(
+      `Cannot ${action}: ${reason}${detail ? ` (${tool}: ${detail})` : ""}`,
+      kind,
+      { cause: error },
+    );
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  return new TransferError(`Cannot ${action}: ${message}`, "retry", { cause: error });
+}
+
+/**
+ * The error for a local source that cannot be read: fatal for that file when
+ * access is denied, retryable when it vanished (it may come back).
+ */
+export function sourceUnreadable(source: string, error: unknown): TransferError {
+  if (error instanceof Deno.errors.NotFound) {
+    return new TransferError(`Cannot send ${source}: source vanished before transfer`, "retry", {
+      cause: error,
+    });
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  return new TransferError(
+    `Cannot send ${source}: cannot read the source file (${message}); fix its permissions`,
+    "fatal",
+    { cause: error },
+  );
+}

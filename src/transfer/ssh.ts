@@ -1,0 +1,268 @@
+/**
+ * Talking to an SSH destination: the OpenSSH options every `ssh`, `scp` and
+ * `rsync` call shares, one shared connection (ControlMaster) per destination,
+ * and remote scripts that receive file names as quoted data.
+ *
+ * @module
+ */
+import { createHash } from "node:crypto";
+import { join, posix } from "node:path";
+import type { JobConfig } from "../config/types.ts";
+import { ConfigError } from "../errors.ts";
+import { runCommand } from "./run_command.ts";
+
+/** How long an idle shared connection stays open, in seconds. */
+const CONTROL_PERSIST_S = 180;
+
+/** Longest control socket path we create (sockets are limited to ~104 bytes, ssh adds 17). */
+const CONTROL_PATH_MAX_BYTES = 80;
+
+/** Environment for every SSH-side process: English messages locally and (via SendEnv) remotely. */
+export const SSH_ENV: Record<string, string> = { LC_ALL: "C" };
+
+/** Where and how to connect, taken from a job. */
+export interface SshEndpoint {
+  /** Host name or `~/.ssh/config` alias. */
+  host: string;
+  /** Login name; `""` lets ssh decide (`~/.ssh/config` or the local user). */
+  user: string;
+  port: number | null;
+  identityFile: string | null;
+  /** `Key=Value` strings, each passed as `-o Key=Value`. */
+  options: string[];
+  compression: boolean;
+  connectTimeoutS: number;
+}
+
+/**
+ * The endpoint of an `scp`/`rsync` job.
+ *
+ * @throws {ConfigError} when the host or user could be mistaken for an option
+ */
+export function endpointFromJob(job: JobConfig): SshEndpoint {
+  const host = job.remote_host.trim();
+  const user = job.remote_user.trim();
+  if (host === "" || host.startsWith("-") || /[\s@/\\'"`$;&|<>]/.test(host)) {
+    throw new ConfigError(
+      `Cannot use remote_host ${JSON.stringify(job.remote_host)}: expected a host name, ` +
+        "address or ~/.ssh/config alias (the user goes in remote_user)",
+    );
+  }
+  if (user.startsWith("-") || /[\s@/\\:'"`$;&|<>]/.test(user)) {
+    throw new ConfigError(
+      `Cannot use remote_user ${JSON.stringify(job.remote_user)}: expected a plain login name`,
+    );
+  }
+  return {
+    host,
+    user,
+    port: job.ssh_port,
+    identityFile: job.ssh_identity_file,
+    options: job.ssh_options,
+    compression: job.compression,
+    connectTimeoutS: Math.max(1, Math.min(30, Math.ceil(job.transfer_timeout_seconds))),
+  };
+}
+
+/**
+ * Quote `value` as one word for a POSIX shell: wrapped in single quotes, with
+ * each `'` written as `'\''`. Every byte, newlines included, stays literal.
+ */
+export function shellQuote(value: string): string {
+  return `'${value.replaceAll("'", `'\\''`)}'`;
+}
+
+/**
+ * Quote `value` as one word of rsync's `-e` command, which rsync splits on
+ * spaces itself: inside single quotes everything is literal and `''` is a quote.
+ */
+export function rsyncRshQuote(value: string): string {
+  return `'${value.replaceAll("'", "''")}'`;
+}
+
+/** Escape `%` for ssh options that expand `%` tokens (IdentityFile, ControlPath). */
+function escapePercent(value: string): string {
+  return value.replaceAll("%", "%%");
+}
+
+/**
+ * The remote form of `remote_base_path`: `~/x` and `~` become paths relative to
+ * the login folder (where ssh, scp and rsync start), others stay as written.
+ */
+export function remoteBasePath(path: string): string {
+  const trimmed = path.length > 1 ? path.replace(/\/+$/, "") : path;
+  if (trimmed === "~") return ".";
+  if (trimmed.startsWith("~/")) return posix.normalize(`./${trimmed.slice(2)}`);
+  return posix.normalize(trimmed);
+}
+
+/**
+ * Join a remote base and a destination relative to it.
+ *
+ * @throws {Error} when `destination` is absolute or climbs out with `..`
+ */
+export function remoteJoin(base: string, destination: string): string {
+  const parts = destination.split("/");
+  if (destination.startsWith("/") || parts.some((part) => part === ".." || part === "")) {
+    throw new Error(`Cannot place ${JSON.stringify(destination)}: not a plain relative path`);
+  }
+  return posix.join(base, destination);
+}
+
+/** One destination reached through ssh, sharing one connection among all calls. */
+export class SshSession {
+  readonly endpoint: SshEndpoint;
+  #runtimeDir: string;
+  #controlPath: string | null | undefined;
+  #ownControlDir: string | null = null;
+
+  constructor(endpoint: SshEndpoint, runtimeDir: string) {
+    this.endpoint = endpoint;
+    this.#runtimeDir = runtimeDir;
+  }
+
+  /** `user@host`, or `host` when no user is configured. */
+  get destination(): string {
+    return this.endpoint.user ? `${this.endpoint.user}@${this.endpoint.host}` : this.endpoint.host;
+  }
+
+  /** `[user@]host:path` for scp and rsync (IPv6 addresses in brackets). */
+  remoteSpec(path: string): string {
+    const host = this.endpoint.host.includes(":") ? `[${this.endpoint.host}]` : this.endpoint.host;
+    return `${this.endpoint.user ? `${this.endpoint.user}@` : ""}${host}:${path}`;
+  }
+
+  /**
+   * The control socket path, creating its private folder (mode 700) on first
+   * use; `null` on Windows, where OpenSSH has no connection sharing.
+   */
+  async controlPath(): Promise<string | null> {
+    if (this.#controlPath !== undefined) return this.#controlPath;
+    if (Deno.build.os === "windows") return this.#controlPath = null;
+    const e = this.endpoint;
+    const key = JSON.stringify([e.host, e.user, e.port, e.identityFile, e.options]);
+    const name = `cm-${createHash("sha256").update(key).digest("hex").slice(0, 16)}`;
+    let dir = this.#runtimeDir;
+    if (new TextEncoder().encode(join(dir, name)).length > CONTROL_PATH_MAX_BYTES) {
+      this.#ownControlDir ??= await Deno.makeTempDir({ prefix: "itx-" });
+      dir = this.#ownControlDir;
+    } else {
+      await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+    }
+    await Deno.chmod(dir, 0o700);
+    return this.#controlPath = join(dir, name);
+  }
+
+  /**
+   * The `-o`/`-i` options shared by ssh and scp (and rsync's ssh): batch mode,
+   * the job's `ssh_options`, timeouts, keep-alives, connection sharing.
+   * The port is not included (`-p` for ssh, `-P` for scp).
+   */
+  async optionArgs(): Promise<string[]> {
+    const e = this.endpoint;
+    // For ssh the first value given for an option wins: BatchMode cannot be
+    // overridden; the job's ssh_options can override everything after them.
+    const args = ["-o", "BatchMode=yes"];
+    for (const option of e.options) args.push("-o", option);
+    args.push(
+      "-o",
+      `ConnectTimeout=${e.connectTimeoutS}`,
+      "-o",
+      "ServerAliveInterval=15",
+      "-o",
+      "ServerAliveCountMax=3",
+    );
+    if (e.identityFile) {
+      args.push("-i", escapePercent(e.identityFile), "-o", "IdentitiesOnly=yes");
+    }
+    const controlPath = await this.controlPath();
+    if (controlPath) {
+      args.push(
+        "-o",
+        "ControlMaster=auto",
+        "-o",
+        `ControlPath=${escapePercent(controlPath)}`,
+        "-o",
+        `ControlPersist=${CONTROL_PERSIST_S}`,
+      );
+    }
+    return args;
+  }
+
+  /** argv of `ssh` running `remoteCommand` (words joined by ssh with spaces). */
+  async sshArgv(remoteCommand: string[]): Promise<string[]> {
+    const port = this.endpoint.port === null ? [] : ["-p", String(this.endpoint.port)];
+    const compression = this.endpoint.compression ? ["-C"] : [];
+    return [
+      "ssh",
+      ...await this.optionArgs(),
+      ...compression,
+      ...port,
+      "--",
+      this.destination,
+      ...remoteCommand,
+    ];
+  }
+
+  /** argv of `scp` copying local `sources` to the remote `target` (SFTP protocol, no `-O`). */
+  async scpArgv(sources: string[], target: string): Promise<string[]> {
+    const port = this.endpoint.port === null ? [] : ["-P", String(this.endpoint.port)];
+    const compression = this.endpoint.compression ? ["-C"] : [];
+    return [
+      "scp",
+      "-q",
+      ...await this.optionArgs(),
+      ...compression,
+      ...port,
+      "--",
+      ...sources,
+      this.remoteSpec(target),
+    ];
+  }
+
+  /** The value of rsync's `-e`: the ssh command, each word quoted for rsync's own splitting. */
+  async rsyncRsh(): Promise<string> {
+    const port = this.endpoint.port === null ? [] : ["-p", String(this.endpoint.port)];
+    return ["ssh", ...await this.optionArgs(), ...port].map(rsyncRshQuote).join(" ");
+  }
+
+  /**
+   * Run a POSIX `sh` script on the remote host and return its standard output.
+   * The script travels on stdin to `sh -s`, so the login shell (whatever it
+   * is) only ever sees the fixed words `sh -s`.
+   *
+   * @throws {CommandError} when ssh fails or the script exits non-zero
+   */
+  async runScript(
+    script: string,
+    options: { timeoutMs?: number; signal?: AbortSignal } = {},
+  ): Promise<string> {
+    const result = await runCommand(await this.sshArgv(["sh", "-s"]), {
+      stdin: script,
+      timeoutMs: options.timeoutMs,
+      signal: options.signal,
+      env: SSH_ENV,
+    });
+    return new TextDecoder().decode(result.stdout);
+  }
+
+  /** Stop the shared connection (`ssh -O exit`) and remove a private socket folder. */
+  async close(): Promise<void> {
+    const controlPath = this.#controlPath;
+    if (controlPath) {
+      try {
+        await Deno.lstat(controlPath);
+        const argv = await this.sshArgv([]);
+        argv.splice(argv.indexOf("--"), 0, "-O", "exit");
+        await runCommand(argv, { timeoutMs: 10_000, env: SSH_ENV });
+      } catch {
+        // No master running, or it is already gone.
+      }
+    }
+    if (this.#ownControlDir) {
+      await Deno.remove(this.#ownControlDir, { recursive: true }).catch(() => {});
+      this.#ownControlDir = null;
+      this.#controlPath = undefined;
+    }
+  }
+}

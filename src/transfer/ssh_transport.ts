@@ -1,0 +1,322 @@
+/**
+ * What `scp` and `rsync` transports share: planning temporary names, checking
+ * sources, hashing, and the one remote call per batch that verifies and
+ * renames every uploaded copy. Subclasses only upload.
+ *
+ * @module
+ */
+import { posix } from "node:path";
+import type { JobConfig } from "../config/types.ts";
+import { TransferError } from "../errors.ts";
+import {
+  classifyFailure,
+  classifyText,
+  type FailureContext,
+  sourceUnreadable,
+} from "./classify.ts";
+import {
+  buildFinishScript,
+  buildMkdirScript,
+  type FinishEntry,
+  type FinishResult,
+  newMarker,
+  parseScriptOutput,
+} from "./remote_verify.ts";
+import { sha256File } from "./sha256.ts";
+import { assertSourceUnchanged } from "./source_check.ts";
+import { endpointFromJob, remoteBasePath, remoteJoin, SshSession } from "./ssh.ts";
+import { tempNameFor } from "./temp_name.ts";
+import type { TransferItem, TransferOutcome, Transport } from "./transport.ts";
+
+/** One item on its way: where it goes and what happened so far. */
+export interface Plan {
+  index: number;
+  item: TransferItem;
+  /** Remote folder, final path and temporary path (same folder). */
+  folder: string;
+  finalPath: string;
+  tempName: string;
+  tempPath: string;
+  /** Set once the item has failed; it then takes no further part. */
+  error: TransferError | null;
+  /**
+   * The upload may or may not have completed (the command failed for some
+   * files only): the copy's size is checked even with `verify_transfer: none`,
+   * and this error is used if the copy turns out missing or short.
+   */
+  uncertain: TransferError | null;
+  /** SHA-256 of the source, when checksum verification is on. */
+  sha256: Promise<string> | null;
+}
+
+/** Base class of the SSH transports: subclasses implement {@linkcode SshTransport.upload}. */
+export abstract class SshTransport implements Transport {
+  abstract readonly method: "scp" | "rsync";
+  abstract readonly maxBatchFiles: number;
+  protected readonly job: JobConfig;
+  protected readonly session: SshSession;
+  /** The remote form of `remote_base_path` (see `remoteBasePath`). */
+  protected readonly base: string;
+  protected readonly context: FailureContext;
+  protected readonly timeoutMs: number;
+  /** Private local folder for control sockets and staging. */
+  protected readonly runtimeDir: string;
+
+  constructor(job: JobConfig, runtimeDir: string) {
+    this.job = job;
+    this.runtimeDir = runtimeDir;
+    this.session = new SshSession(endpointFromJob(job), runtimeDir);
+    this.base = remoteBasePath(job.remote_base_path);
+    this.context = {
+      host: this.session.endpoint.host,
+      destination: this.session.destination,
+      port: this.session.endpoint.port,
+    };
+    this.timeoutMs = job.transfer_timeout_seconds * 1000;
+  }
+
+  /**
+   * Copy the data of every plan without an error to its `tempPath`, creating
+   * folders as needed. Record failures on the plans (`error`, or `uncertain`
+   * when some copies may have arrived); throw only when `signal` is aborted.
+   */
+  protected abstract upload(plans: Plan[], signal: AbortSignal): Promise<void>;
+
+  describeTarget(destination: string): string {
+    return this.session.remoteSpec(posix.join(this.job.remote_base_path, destination));
+  }
+
+  async send(items: TransferItem[], signal: AbortSignal): Promise<TransferOutcome[]> {
+    signal.throwIfAborted();
+    const plans = this.#plan(items);
+    await Promise.all(plans.map((plan) => this.#checkSource(plan)));
+    if (this.job.verify_transfer === "checksum") {
+      for (const plan of live(plans)) {
+        plan.sha256 = sha256File(plan.item.source);
+        plan.sha256.catch(() => {}); // Awaited later; avoid an unhandled rejection meanwhile.
+      }
+    }
+    const uploaded = live(plans);
+    if (uploaded.length > 0) await this.upload(uploaded, signal);
+    signal.throwIfAborted();
+    for (const plan of uploaded) await this.#checkBeforeRename(plan);
+    await this.#finish(uploaded, signal);
+    return plans.map((plan) => ({ item: plan.item, error: plan.error }));
+  }
+
+  async close(): Promise<void> {
+    await this.session.close();
+  }
+
+  /**
+   * Create `folders` on the remote host with one ssh call. Plans whose folder
+   * could not be created (or all of `plans`, when the call itself failed) get
+   * their error.
+   *
+   * @returns whether every folder exists now
+   * @throws `signal.reason` when aborted
+   */
+  protected async makeFolders(
+    plans: Plan[],
+    folders: string[],
+    signal: AbortSignal,
+  ): Promise<boolean> {
+    const marker = newMarker();
+    let stdout: string;
+    try {
+      stdout = await this.session.runScript(buildMkdirScript(folders, marker), {
+        timeoutMs: this.timeoutMs,
+        signal,
+      });
+    } catch (error) {
+      if (signal.aborted) throw signal.reason;
+      for (const plan of live(plans)) {
+        plan.error = this.classify(error, `send ${plan.item.source} to ${this.#target(plan)}`);
+      }
+      return false;
+    }
+    const { folderErrors } = parseScriptOutput(stdout, marker);
+    for (const [index, message] of folderErrors) {
+      const { kind, reason } = classifyText(message, this.context);
+      for (const plan of live(plans)) {
+        if (plan.folder !== folders[index] && !plan.folder.startsWith(`${folders[index]}/`)) {
+          continue;
+        }
+        plan.error = new TransferError(
+          `Cannot send ${plan.item.source} to ${this.#target(plan)}: cannot create the folder: ` +
+            `${reason} (${message})`,
+          kind,
+        );
+      }
+    }
+    return folderErrors.size === 0;
+  }
+
+  /** A fresh private local folder for staging links; remove it when done. */
+  protected async makeStageDir(): Promise<string> {
+    await Deno.mkdir(this.runtimeDir, { recursive: true, mode: 0o700 });
+    return await Deno.makeTempDir({ dir: this.runtimeDir, prefix: "stage-" });
+  }
+
+  /** The user-facing target of a plan. */
+  #target(plan: Plan): string {
+    return this.describeTarget(plan.item.destination);
+  }
+
+  /** Turn a failure of a whole step into a {@linkcode TransferError}. */
+  protected classify(error: unknown, action: string): TransferError {
+    return classifyFailure(error, action, this.context);
+  }
+
+  #plan(items: TransferItem[]): Plan[] {
+    const seen = new Set<string>();
+    return items.map((item, index) => {
+      const plan: Plan = {
+        index,
+        item,
+        folder: "",
+        finalPath: "",
+        tempName: "",
+        tempPath: "",
+        error: null,
+        uncertain: null,
+        sha256: null,
+      };
+      try {
+        plan.finalPath = remoteJoin(this.base, item.destination);
+      } catch (error) {
+        plan.error = new TransferError(
+          `Cannot send ${item.source}: invalid destination ${JSON.stringify(item.destination)}`,
+          "fatal",
+          { cause: error },
+        );
+        return plan;
+      }
+      plan.folder = posix.dirname(plan.finalPath);
+      plan.tempName = tempNameFor(posix.basename(plan.finalPath));
+      plan.tempPath = posix.join(plan.folder, plan.tempName);
+      if (seen.has(plan.finalPath)) {
+        plan.error = new TransferError(
+          `Cannot send ${item.source}: another file of the same batch goes to ` +
+            `${this.describeTarget(item.destination)}`,
+          "retry",
+        );
+      }
+      seen.add(plan.finalPath);
+      return plan;
+    });
+  }
+
+  /** Fail plans whose source cannot be read or no longer matches the queued size/mtime. */
+  async #checkSource(plan: Plan): Promise<void> {
+    if (plan.error) return;
+    try {
+      const file = await Deno.open(plan.item.source, { read: true });
+      file.close();
+      await assertSourceUnchanged(plan.item);
+    } catch (error) {
+      plan.error = error instanceof TransferError
+        ? error
+        : sourceUnreadable(plan.item.source, error);
+    }
+  }
+
+  /** The last local checks before a rename: unchanged source, local hash ready. */
+  async #checkBeforeRename(plan: Plan): Promise<void> {
+    if (plan.error) return;
+    try {
+      await assertSourceUnchanged(plan.item);
+      await plan.sha256;
+    } catch (error) {
+      plan.error = error instanceof TransferError
+        ? error
+        : sourceUnreadable(plan.item.source, error);
+    }
+  }
+
+  /** One remote call: verify and rename the good copies, remove temps of failed ones. */
+  async #finish(plans: Plan[], signal: AbortSignal): Promise<void> {
+    if (plans.length === 0) return;
+    const entries: FinishEntry[] = [];
+    for (const plan of plans) {
+      if (plan.error) {
+        entries.push({
+          index: plan.index,
+          tempPath: plan.tempPath,
+          finalPath: null,
+          expectedSize: null,
+          expectedSha256: null,
+        });
+        continue;
+      }
+      const checkSize = this.job.verify_transfer !== "none" || plan.uncertain !== null;
+      entries.push({
+        index: plan.index,
+        tempPath: plan.tempPath,
+        finalPath: plan.finalPath,
+        expectedSize: checkSize ? plan.item.size : null,
+        expectedSha256: plan.sha256 ? await plan.sha256 : null,
+      });
+    }
+    const marker = newMarker();
+    let stdout: string;
+    try {
+      stdout = await this.session.runScript(buildFinishScript(entries, marker), {
+        timeoutMs: this.timeoutMs,
+        signal,
+      });
+    } catch (error) {
+      if (signal.aborted) throw signal.reason;
+      for (const plan of plans) {
+        plan.error ??= this.classify(error, `finish ${plan.item.source}`);
+      }
+      return;
+    }
+    const { results } = parseScriptOutput(stdout, marker);
+    for (const plan of plans) {
+      if (plan.error) continue;
+      plan.error = this.#resultError(plan, results.get(plan.index));
+    }
+  }
+
+  #resultError(plan: Plan, result: FinishResult | undefined): TransferError | null {
+    const source = plan.item.source;
+    const target = this.describeTarget(plan.item.destination);
+    const fail = (reason: string, kind: TransferError["kind"] = "retry") =>
+      new TransferError(`Cannot send ${source} to ${target}: ${reason}`, kind);
+    if (result === undefined) return fail("no result from the remote host");
+    switch (result.status) {
+      case "ok":
+        return null;
+      case "missing":
+        return plan.uncertain ?? fail("the uploaded copy is missing");
+      case "size-mismatch":
+        return plan.uncertain ??
+          fail(
+            `size check failed (${result.actual} bytes arrived, ${plan.item.size} expected); ` +
+              "the copy was removed",
+          );
+      case "size-unknown":
+        return fail("cannot read the size of the uploaded copy (stat failed)");
+      case "checksum-mismatch":
+        return fail("SHA-256 of the copy differs from the source; the copy was removed");
+      case "no-hash-tool":
+        return fail(
+          "neither sha256sum nor shasum exists on the remote host: install coreutils (or perl's " +
+            "shasum) there, or set verify_transfer: size",
+          "fatal",
+        );
+      case "final-is-folder":
+        return fail("a folder exists under the final name: remove or rename it", "fatal");
+      case "rename-failed": {
+        const { kind, reason } = classifyText(result.message, this.context);
+        return fail(`cannot rename the copy into place: ${reason} (${result.message})`, kind);
+      }
+    }
+  }
+}
+
+/** Plans that have not failed. */
+export function live(plans: Plan[]): Plan[] {
+  return plans.filter((plan) => plan.error === null);
+}

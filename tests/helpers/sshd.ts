@@ -1,0 +1,239 @@
+/**
+ * A private OpenSSH server on 127.0.0.1 for transfer tests: its own host key,
+ * client key, known_hosts and an unprivileged login user. No ~/.ssh/config is
+ * involved: the transport gets host, port, identity file and ssh_options.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import type { JobConfig } from "../../src/config/types.ts";
+
+/** Unprivileged account the tests log in as. */
+export const TEST_USER = "itx-test";
+
+/** A running test server. */
+export interface TestSshd {
+  port: number;
+  /** Private folder of keys, config and logs (removed by `stop`). */
+  dir: string;
+  user: string;
+  uid: number;
+  gid: number;
+  identityFile: string;
+  knownHosts: string;
+  /** `ssh_options` that pin the host key to this server's known_hosts. */
+  sshOptions: string[];
+  /** Make a fresh folder under /tmp owned by the login user. */
+  makeRemoteDir(prefix?: string): Promise<string>;
+  /** The server's log (LogLevel ERROR). */
+  sshdLog(): Promise<string>;
+  /** A job config for this server; `overrides` win. */
+  job(overrides: Partial<JobConfig>): JobConfig;
+  stop(): Promise<void>;
+}
+
+const REQUIRED: [string, string][] = [
+  ["/usr/sbin/sshd", "openssh-server"],
+  ["ssh", "openssh-client"],
+  ["scp", "openssh-client"],
+  ["ssh-keygen", "openssh-client"],
+  ["rsync", "rsync"],
+];
+
+async function onPath(program: string): Promise<boolean> {
+  if (program.startsWith("/")) return await exists(program);
+  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
+    if (dir && await exists(join(dir, program))) return true;
+  }
+  return false;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function run(argv: string[], allowFailure = false): Promise<string> {
+  const out = await new Deno.Command(argv[0], {
+    args: argv.slice(1),
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout);
+  if (!out.success && !allowFailure) {
+    throw new Error(`${argv.join(" ")} failed: ${new TextDecoder().decode(out.stderr)}`);
+  }
+  return out.success ? text : "";
+}
+
+/** Create the login user once; with `UsePAM no` sshd refuses locked (`!`) accounts. */
+async function ensureUser(): Promise<{ uid: number; gid: number }> {
+  if ((await run(["id", "-u", TEST_USER], true)).trim() === "") {
+    await run(["useradd", "-m", "-s", "/bin/bash", TEST_USER], true);
+  }
+  const shadow = await run(["getent", "shadow", TEST_USER]);
+  if (shadow.split(":")[1]?.startsWith("!")) await run(["usermod", "-p", "*", TEST_USER]);
+  const uid = Number((await run(["id", "-u", TEST_USER])).trim());
+  const gid = Number((await run(["id", "-g", TEST_USER])).trim());
+  return { uid, gid };
+}
+
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+async function waitForPort(port: number, child: Deno.ChildProcess, dir: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    try {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      conn.close();
+      return;
+    } catch {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+  child.kill("SIGKILL");
+  const log = await Deno.readTextFile(join(dir, "sshd.log")).catch(() => "");
+  throw new Error(`sshd did not start listening on port ${port}:\n${log}`);
+}
+
+/**
+ * Start a private sshd. Fails (never skips) when a required program is missing,
+ * naming the Debian package to install.
+ */
+export async function startSshd(): Promise<TestSshd> {
+  for (const [program, pkg] of REQUIRED) {
+    if (!await onPath(program)) {
+      throw new Error(`Cannot run SSH tests: ${program} is missing; apt-get install ${pkg}`);
+    }
+  }
+  const { uid, gid } = await ensureUser();
+  const dir = await Deno.makeTempDir({ prefix: "itx-sshd-" });
+  // sshd reads authorized_keys as the login user.
+  await Deno.chmod(dir, 0o711);
+  const hostKey = join(dir, "host_ed25519");
+  // A space and a quote: rsync's -e splitting must keep the path whole.
+  const identityFile = join(dir, "client key's");
+  await run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "itx-host", "-f", hostKey]);
+  await run([
+    "ssh-keygen",
+    "-q",
+    "-t",
+    "ed25519",
+    "-N",
+    "",
+    "-C",
+    "itx-client",
+    "-f",
+    identityFile,
+  ]);
+  const authorizedKeys = join(dir, "authorized_keys");
+  await Deno.copyFile(`${identityFile}.pub`, authorizedKeys);
+  await Deno.chmod(authorizedKeys, 0o644);
+  await Deno.mkdir("/run/sshd", { recursive: true });
+
+  const port = freePort();
+  const config = join(dir, "sshd_config");
+  await Deno.writeTextFile(
+    config,
+    [
+      "ListenAddress 127.0.0.1",
+      `Port ${port}`,
+      `HostKey ${hostKey}`,
+      `PidFile ${join(dir, "sshd.pid")}`,
+      `AuthorizedKeysFile ${authorizedKeys}`,
+      "PubkeyAuthentication yes",
+      "PasswordAuthentication no",
+      "KbdInteractiveAuthentication no",
+      `AllowUsers ${TEST_USER}`,
+      "UsePAM no",
+      "StrictModes no",
+      "UseDNS no",
+      "X11Forwarding no",
+      "PrintMotd no",
+      "PrintLastLog no",
+      "MaxStartups 200:30:400",
+      "MaxSessions 100",
+      "AcceptEnv LANG LC_*",
+      "LogLevel ERROR",
+      "Subsystem sftp internal-sftp",
+      "",
+    ].join("\n"),
+  );
+  const sshd = new Deno.Command("/usr/sbin/sshd", {
+    args: ["-D", "-f", config, "-E", join(dir, "sshd.log")],
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  await waitForPort(port, sshd, dir);
+
+  const knownHosts = join(dir, "known_hosts");
+  const hostPub = (await Deno.readTextFile(`${hostKey}.pub`)).split(" ").slice(0, 2).join(" ");
+  await Deno.writeTextFile(knownHosts, `[127.0.0.1]:${port} ${hostPub}\n`);
+  const sshOptions = [`UserKnownHostsFile=${knownHosts}`, "GlobalKnownHostsFile=/dev/null"];
+  const remoteDirs: string[] = [];
+
+  return {
+    port,
+    dir,
+    user: TEST_USER,
+    uid,
+    gid,
+    identityFile,
+    knownHosts,
+    sshOptions,
+    async makeRemoteDir(prefix = "itx-dst-") {
+      const path = await Deno.makeTempDir({ prefix });
+      await Deno.chown(path, uid, gid);
+      remoteDirs.push(path);
+      return path;
+    },
+    sshdLog: () => Deno.readTextFile(join(dir, "sshd.log")).catch(() => ""),
+    job(overrides) {
+      return {
+        name: "ssh-test",
+        watch_path: "/nonexistent-watch",
+        transfer_method: "scp",
+        remote_host: "127.0.0.1",
+        remote_user: TEST_USER,
+        remote_base_path: "/nonexistent-base",
+        file_patterns: ["*"],
+        exclude_patterns: [],
+        stability_window_seconds: 0,
+        night_date_source: "mtime",
+        night_rollover_hour: 0,
+        night_timezone: "",
+        verify_transfer: "size",
+        compression: false,
+        retry_attempts: 0,
+        retry_delay: 0,
+        retry_max_delay_seconds: 0,
+        transfer_timeout_seconds: 120,
+        max_concurrent_transfers: 1,
+        rescan_interval_seconds: 0,
+        rsync_options: [],
+        ssh_port: port,
+        ssh_identity_file: identityFile,
+        ssh_options: sshOptions,
+        ...overrides,
+      };
+    },
+    async stop() {
+      try {
+        sshd.kill("SIGTERM");
+      } catch { /* already gone */ }
+      await sshd.status;
+      for (const path of remoteDirs) await Deno.remove(path, { recursive: true }).catch(() => {});
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    },
+  };
+}

@@ -1,0 +1,100 @@
+/** `image-transfer doctor` through the real CLI, against a real OpenSSH server on loopback. */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { stringify } from "yaml";
+import { runCli } from "./helpers/cli.ts";
+import { startSshd } from "./helpers/sshd.ts";
+
+Deno.test("doctor checks programs, login, destination and free space per job", async (t) => {
+  const sshd = await startSshd();
+  const dir = await Deno.makeTempDir({ prefix: "itx-doctor-test-" });
+  try {
+    const dst = await sshd.makeRemoteDir();
+    const emptyKnownHosts = join(sshd.dir, "empty_known_hosts");
+    await Deno.writeTextFile(emptyKnownHosts, "");
+    const readOnly = await Deno.makeTempDir({ prefix: "itx-doctor-ro-" });
+    await Deno.chmod(readOnly, 0o755); // owned by root: the login user cannot write
+    const ssh = {
+      watch_path: dir,
+      remote_host: "127.0.0.1",
+      remote_user: sshd.user,
+      ssh_port: sshd.port,
+      ssh_identity_file: sshd.identityFile,
+      ssh_options: sshd.sshOptions,
+    };
+    const config = join(dir, "config.yaml");
+    await Deno.writeTextFile(
+      config,
+      stringify({
+        jobs: [
+          {
+            ...ssh,
+            name: "good",
+            transfer_method: "rsync",
+            remote_base_path: `${dst}/new/base`,
+            verify_transfer: "checksum",
+          },
+          {
+            ...ssh,
+            name: "unknown-key",
+            transfer_method: "scp",
+            remote_base_path: dst,
+            ssh_options: [
+              `UserKnownHostsFile=${emptyKnownHosts}`,
+              "GlobalKnownHostsFile=/dev/null",
+            ],
+          },
+          { ...ssh, name: "read-only", transfer_method: "scp", remote_base_path: readOnly },
+          {
+            name: "local",
+            watch_path: dir,
+            transfer_method: "local",
+            remote_base_path: join(dir, "local-dst"),
+          },
+        ],
+      }),
+    );
+
+    await t.step("one good job: exit 0, every check ok", async () => {
+      const result = await runCli(["doctor", "-c", config, "--job", "good"]);
+      assert.equal(result.code, 0, result.stderr + result.stdout);
+      assert.match(result.stdout, /^job good \(rsync -> itx-test@127\.0\.0\.1:/m);
+      assert.match(result.stdout, /ok {4}ssh: OpenSSH_/);
+      assert.match(result.stdout, /ok {4}rsync: rsync\s+version/);
+      assert.match(result.stdout, /ok {4}login: itx-test@127\.0\.0\.1 without a password prompt/);
+      assert.match(result.stdout, /ok {4}destination folder: .* created/);
+      assert.match(result.stdout, /ok {4}destination writable/);
+      assert.match(result.stdout, /ok {4}free space: [\d.]+ [GM]iB free/);
+      assert.match(result.stdout, /ok {4}remote SHA-256: \/\S*sha256sum/);
+      assert.match(result.stdout, /ok {4}remote rsync: rsync\s+version/);
+      assert.doesNotMatch(result.stdout, /FAIL/);
+      assert.ok((await Deno.stat(`${dst}/new/base`)).isDirectory);
+      assert.deepEqual([...Deno.readDirSync(`${dst}/new/base`)], [], "the test file is removed");
+    });
+
+    await t.step("all jobs: failures say what to fix, exit 1", async () => {
+      const result = await runCli(["doctor", "-c", config]);
+      assert.equal(result.code, 1, result.stdout);
+      assert.match(
+        result.stdout,
+        /FAIL {2}login: .*host key of 127\.0\.0\.1 is not known: run "ssh/,
+      );
+      assert.match(
+        result.stdout,
+        /job read-only[\s\S]*FAIL {2}destination writable: .*make the folder writable/,
+      );
+      assert.match(result.stdout, /job local \(local -> [\s\S]*ok {4}destination writable/);
+      assert.match(result.stderr, /^error: Cannot confirm every job will work/m);
+    });
+
+    await t.step("an unknown job name is a usage error", async () => {
+      const result = await runCli(["doctor", "-c", config, "--job", "nope"]);
+      assert.equal(result.code, 2);
+      assert.match(result.stderr, /no such job .*jobs: good, unknown-key, read-only, local/);
+    });
+    await Deno.remove(readOnly, { recursive: true });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+    await sshd.stop();
+  }
+});

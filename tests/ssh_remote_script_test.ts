@@ -1,0 +1,202 @@
+/**
+ * The remote scripts (folder creation, verify + rename) and shellQuote, run
+ * for real under dash and bash in POSIX mode (the remote `sh` of most hosts).
+ */
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { join } from "node:path";
+import {
+  buildFinishScript,
+  buildMkdirScript,
+  newMarker,
+  parseScriptOutput,
+} from "../src/transfer/remote_verify.ts";
+import { shellQuote } from "../src/transfer/ssh.ts";
+
+const SHELLS = [["dash", "-s"], ["bash", "--posix", "-s"]];
+
+async function runShell(shell: string[], script: string, cwd: string): Promise<string> {
+  const child = new Deno.Command(shell[0], {
+    args: shell.slice(1),
+    cwd,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(script));
+  await writer.close();
+  const out = await child.output();
+  assert.ok(out.success, new TextDecoder().decode(out.stderr));
+  return new TextDecoder().decode(out.stdout);
+}
+
+const HOSTILE = [
+  "plain",
+  "with space",
+  "it's",
+  'say "hi"',
+  "$(touch CANARY)",
+  "`touch CANARY`",
+  "a;touch CANARY",
+  "-n",
+  "--",
+  "new\nline",
+  "trailing newline\n",
+  "star*",
+  "back\\slash\\n",
+  "tab\there",
+  "caf\u00e9 cafe\u0301",
+  "ITX000000 K 0",
+  "'",
+  "''",
+  "",
+];
+
+Deno.test("shellQuote keeps every string byte-exact in dash and bash", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "itx-quote-" });
+  try {
+    for (const shell of SHELLS) {
+      for (const value of HOSTILE) {
+        const out = await runShell(shell, `printf '%s' ${shellQuote(value)}`, dir);
+        assert.equal(out, value, `${shell[0]}: ${JSON.stringify(value)}`);
+      }
+      assert.deepEqual([...Deno.readDirSync(dir)], [], "no command ran");
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("mkdir script creates hostile folders and reports the ones it cannot", async () => {
+  for (const shell of SHELLS) {
+    const dir = await Deno.makeTempDir({ prefix: "itx-mkdir-" });
+    try {
+      await Deno.writeTextFile(join(dir, "file"), "");
+      const folders = [
+        join(dir, "a/$(touch CANARY)/new\nline"),
+        join(dir, "-x y"),
+        join(dir, "file/sub"),
+        join(dir, "a"),
+      ];
+      const marker = newMarker();
+      const report = parseScriptOutput(
+        await runShell(shell, buildMkdirScript(folders, marker), dir),
+        marker,
+      );
+      assert.ok((await Deno.stat(folders[0])).isDirectory);
+      assert.ok((await Deno.stat(folders[1])).isDirectory);
+      assert.deepEqual([...report.folderErrors.keys()], [2]);
+      assert.match(report.folderErrors.get(2)!, /Not a directory/);
+      assert.equal(await Deno.lstat(join(dir, "CANARY")).then(() => true, () => false), false);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  }
+});
+
+Deno.test("finish script verifies size and SHA-256, renames, removes bad copies", async () => {
+  const sha = (text: string) => createHash("sha256").update(text).digest("hex");
+  for (const shell of SHELLS) {
+    const dir = await Deno.makeTempDir({ prefix: "itx-finish-" });
+    try {
+      const names = [
+        "ok $(touch CANARY)",
+        "short",
+        "bad-sum",
+        "missing",
+        "is-folder",
+        "rm-only",
+        "new\nline -n",
+      ];
+      for (const name of names) await Deno.writeTextFile(join(dir, `.${name}.tmp`), `data ${name}`);
+      await Deno.writeTextFile(join(dir, ".short.tmp"), "da");
+      await Deno.remove(join(dir, ".missing.tmp"));
+      await Deno.mkdir(join(dir, "is-folder"));
+      await Deno.writeTextFile(join(dir, "ok $(touch CANARY)"), "old final");
+      const entry = (index: number, name: string, checksum: boolean) => ({
+        index,
+        tempPath: join(dir, `.${name}.tmp`),
+        finalPath: name === "rm-only" ? null : join(dir, name),
+        expectedSize: `data ${name}`.length,
+        expectedSha256: checksum ? sha(`data ${name}`) : null,
+      });
+      const entries = names.map((name, i) => entry(i, name, true));
+      entries[2].expectedSha256 = sha("something else");
+      const marker = newMarker();
+      const out = await runShell(shell, buildFinishScript(entries, marker), dir);
+      const { results } = parseScriptOutput(out, marker);
+      assert.deepEqual(results.get(0), { status: "ok" });
+      assert.deepEqual(results.get(1), { status: "size-mismatch", actual: "2" });
+      assert.equal(results.get(2)?.status, "checksum-mismatch");
+      assert.deepEqual(results.get(3), { status: "missing" });
+      assert.deepEqual(results.get(4), { status: "final-is-folder" });
+      assert.equal(results.has(5), false);
+      assert.deepEqual(results.get(6), { status: "ok" });
+      assert.equal(
+        await Deno.readTextFile(join(dir, "ok $(touch CANARY)")),
+        "data ok $(touch CANARY)",
+      );
+      assert.equal(await Deno.readTextFile(join(dir, "new\nline -n")), "data new\nline -n");
+      const left = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+      // Bad copies and the remove-only temp are gone; the folder's temp is kept for the next try.
+      assert.deepEqual(left, [".is-folder.tmp", "is-folder", "new\nline -n", "ok $(touch CANARY)"]);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  }
+});
+
+Deno.test("finish script with size checks only and no checks at all", async () => {
+  for (const shell of SHELLS) {
+    const dir = await Deno.makeTempDir({ prefix: "itx-finish-" });
+    try {
+      await Deno.writeTextFile(join(dir, ".a.tmp"), "12345");
+      await Deno.writeTextFile(join(dir, ".b.tmp"), "123");
+      const marker = newMarker();
+      const script = buildFinishScript([
+        {
+          index: 0,
+          tempPath: join(dir, ".a.tmp"),
+          finalPath: join(dir, "a"),
+          expectedSize: 5,
+          expectedSha256: null,
+        },
+        {
+          index: 1,
+          tempPath: join(dir, ".gone.tmp"),
+          finalPath: join(dir, "gone"),
+          expectedSize: 1,
+          expectedSha256: null,
+        },
+        {
+          index: 2,
+          tempPath: join(dir, ".b.tmp"),
+          finalPath: join(dir, "b"),
+          expectedSize: null,
+          expectedSha256: null,
+        },
+      ], marker);
+      const { results } = parseScriptOutput(await runShell(shell, script, dir), marker);
+      assert.deepEqual([...results.entries()].sort(), [
+        [0, { status: "ok" }],
+        [1, { status: "missing" }],
+        [2, { status: "ok" }],
+      ]);
+      assert.equal(await Deno.readTextFile(join(dir, "a")), "12345");
+      assert.equal(await Deno.readTextFile(join(dir, "b")), "123");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  }
+});
+
+Deno.test("result lines need the run's marker: names cannot forge a result", () => {
+  const marker = newMarker();
+  const out =
+    `ITX000000 K 0\n${marker} S 1 10\nnoise from .bashrc\n${marker} R 2 mv: cannot move\n`;
+  const { results } = parseScriptOutput(out, marker);
+  assert.equal(results.has(0), false);
+  assert.deepEqual(results.get(1), { status: "size-mismatch", actual: "10" });
+  assert.deepEqual(results.get(2), { status: "rename-failed", message: "mv: cannot move" });
+});
