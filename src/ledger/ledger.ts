@@ -161,8 +161,8 @@ export class Ledger {
 
   /**
    * Record a complete file as pending. A file seen with a new size or mtime
-   * starts over (attempts 0); an unchanged pending or failed one keeps its
-   * attempt count.
+   * starts over (attempts 0, no error); an unchanged pending or failed one keeps
+   * its attempt count and last error.
    */
   enqueue(
     job: string,
@@ -177,6 +177,8 @@ export class Ledger {
       ON CONFLICT (job, rel_path) DO UPDATE SET
         attempts = CASE WHEN size = excluded.size AND mtime_ms = excluded.mtime_ms
                         AND state != 'done' THEN attempts ELSE 0 END,
+        last_error = CASE WHEN size = excluded.size AND mtime_ms = excluded.mtime_ms
+                          AND state != 'done' THEN last_error ELSE NULL END,
         size = excluded.size, mtime_ms = excluded.mtime_ms, destination = excluded.destination,
         state = 'pending', next_attempt_at = 0, updated_at = excluded.updated_at
     `).run(job, relPath, file.size, file.mtimeMs, file.destination, now, now);

@@ -7,7 +7,8 @@
 /**
  * Exponential backoff with jitter: `baseS * 2^(attempt-1)`, capped at `maxS`,
  * then scaled by a random factor in [0.8, 1.2] so many files failing together
- * do not retry in lockstep.
+ * do not retry in lockstep. The result never exceeds `maxS` (the longest wait
+ * `retry_max_delay_seconds` promises).
  *
  * @param attempt the failed attempt just made (1 = the first failure)
  * @param random source of randomness in [0, 1) (for tests)
@@ -21,5 +22,5 @@ export function retryDelayMs(
 ): number {
   const exponential = baseS * 2 ** Math.max(0, attempt - 1);
   const capped = Math.min(exponential, maxS);
-  return Math.round(capped * 1000 * (0.8 + 0.4 * random()));
+  return Math.min(Math.round(capped * 1000 * (0.8 + 0.4 * random())), Math.round(maxS * 1000));
 }

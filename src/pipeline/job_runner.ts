@@ -63,7 +63,8 @@ export class JobRunner {
   #waiting = new Map<string, QueuedFile>();
   #inFlight = new Set<string>();
   #recheck = new Set<string>();
-  #planning = 0;
+  /** Files between "ready" and "queued" (their destination is being planned). */
+  #planning = new Set<string>();
   #active = 0;
   #abort = new AbortController();
   #watcher: Deno.FsWatcher | undefined;
@@ -293,7 +294,7 @@ export class JobRunner {
       const rel = file.relPath;
       if (
         this.#queue.has(rel) || this.#inFlight.has(rel) || this.#waiting.has(rel) ||
-        this.#checker.has(file.path)
+        this.#planning.has(rel) || this.#checker.has(file.path)
       ) continue;
       const done = this.#done.get(rel);
       if (done) {
@@ -323,7 +324,7 @@ export class JobRunner {
     for (const row of this.#ledger.unfinished(this.job.name)) {
       if (
         row.state !== "pending" || this.#queue.has(row.relPath) || this.#waiting.has(row.relPath) ||
-        this.#inFlight.has(row.relPath)
+        this.#inFlight.has(row.relPath) || this.#planning.has(row.relPath)
       ) {
         continue;
       }
@@ -338,11 +339,11 @@ export class JobRunner {
     if (rel === null) return;
     const done = this.#done.get(rel);
     if (done && done.size === file.size && done.mtimeMs === file.mtimeMs) return;
-    if (this.#inFlight.has(rel)) {
+    if (this.#inFlight.has(rel) || this.#planning.has(rel)) {
       this.#recheck.add(rel);
       return;
     }
-    this.#planning++;
+    this.#planning.add(rel);
     planDestination(
       this.job,
       { path: file.path, relPath: rel, mtimeMs: file.mtimeMs },
@@ -355,6 +356,10 @@ export class JobRunner {
         }),
     ).then((destination) => {
       if (this.#stopping) return;
+      if (this.#inFlight.has(rel)) {
+        this.#recheck.add(rel);
+        return;
+      }
       this.#ledger.enqueue(this.job.name, rel, {
         size: file.size,
         mtimeMs: file.mtimeMs,
@@ -383,7 +388,11 @@ export class JobRunner {
         error: String(error),
       });
     }).finally(() => {
-      this.#planning--;
+      this.#planning.delete(rel);
+      // A change seen while planning: observe again (unless a transfer owns the recheck).
+      if (!this.#inFlight.has(rel) && this.#recheck.delete(rel) && !this.#stopping) {
+        this.#checker.touch(file.path);
+      }
       this.#checkIdle();
     });
   }
@@ -551,7 +560,7 @@ export class JobRunner {
   #checkIdle(): void {
     if (this.#idleWaiters.length === 0) return;
     const idle = this.#checker.pendingCount === 0 && this.#queue.size === 0 &&
-      this.#waiting.size === 0 && this.#active === 0 && this.#planning === 0;
+      this.#waiting.size === 0 && this.#active === 0 && this.#planning.size === 0;
     if (idle || this.#stopping) {
       for (const resolve of this.#idleWaiters.splice(0)) resolve();
     }

@@ -25,11 +25,8 @@ export interface FileFilter {
 export function createFileFilter(
   job: { file_patterns: string[]; exclude_patterns: string[] },
 ): FileFilter {
-  const options = { dot: true, basename: true };
-  const include = picomatch(job.file_patterns, options);
-  const exclude = job.exclude_patterns.length > 0
-    ? picomatch(job.exclude_patterns, options)
-    : () => false;
+  const include = matcher(job.file_patterns);
+  const exclude = matcher(job.exclude_patterns);
   const segments = (relPath: string) => relPath.split("/");
   const hidden = (relPath: string) => segments(relPath).some((s) => s.startsWith("."));
 
@@ -51,4 +48,19 @@ export function createFileFilter(
       return include(relPath) && !exclude(relPath);
     },
   };
+}
+
+/**
+ * Match a relative path against `patterns`: those without `/` against its base
+ * name, the others against the whole path. picomatch's `basename` option
+ * would apply to every pattern, so the two kinds are compiled apart. The `s`
+ * flag lets `*` and `**` match names that start with or contain a newline.
+ */
+function matcher(patterns: string[]): (relPath: string) => boolean {
+  const options = { dot: true, flags: "s" };
+  const base = patterns.filter((p) => !p.includes("/"));
+  const full = patterns.filter((p) => p.includes("/"));
+  const matchBase = base.length > 0 ? picomatch(base, { ...options, basename: true }) : null;
+  const matchFull = full.length > 0 ? picomatch(full, options) : null;
+  return (relPath) => (matchBase?.(relPath) ?? false) || (matchFull?.(relPath) ?? false);
 }

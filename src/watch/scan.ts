@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { join } from "node:path";
+import { join, posix } from "node:path";
 import type { FileFilter } from "./file_filter.ts";
 
 /** A file found in the watch folder. */
@@ -47,10 +47,17 @@ export async function* scanFolder(
   }
 }
 
-/** The path of `path` relative to `root` with `/` separators, or `null` if outside it. */
+/**
+ * The path of `path` relative to `root` with `/` separators, or `null` if outside it.
+ * Both are normalised first (`//`, `.`), as joined and watcher paths are. A
+ * backslash is a separator only on Windows; elsewhere it is part of a file name.
+ */
 export function relativeTo(root: string, path: string): string | null {
-  const normRoot = root.replaceAll("\\", "/").replace(/\/+$/, "");
-  const normPath = path.replaceAll("\\", "/");
+  const normalize = (p: string) =>
+    posix.normalize(Deno.build.os === "windows" ? p.replaceAll("\\", "/") : p)
+      .replace(/\/+$/, "");
+  const normRoot = normalize(root);
+  const normPath = normalize(path);
   if (normPath === normRoot) return "";
   if (!normPath.startsWith(normRoot + "/")) return null;
   return normPath.slice(normRoot.length + 1);

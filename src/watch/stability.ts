@@ -60,8 +60,9 @@ export class StabilityChecker {
   #closed = false;
 
   constructor(options: StabilityOptions) {
-    this.#options = { closedForMs: options.stableForMs, ...options };
-    this.#options.closedForMs = Math.min(this.#options.closedForMs, options.stableForMs);
+    // `?? stableForMs` after the spread: an explicit `closedForMs: undefined` means the default.
+    const closedForMs = Math.min(options.closedForMs ?? options.stableForMs, options.stableForMs);
+    this.#options = { ...options, closedForMs };
   }
 
   /** Number of files under observation. */
@@ -100,7 +101,7 @@ export class StabilityChecker {
     this.#entries.set(path, fresh);
     // Take the first sample now; the decision comes after the quiet time.
     void this.#sample(path, fresh, "baseline").then((exists) => {
-      if (!exists) return this.#drop(path);
+      if (!exists) return this.#drop(path, fresh);
       this.#schedule(path, fresh, fresh.quietMs);
     });
   }
@@ -163,7 +164,7 @@ export class StabilityChecker {
     const exists = await this.#sample(path, entry, "check");
     entry.checking = false;
     if (this.#closed || this.#entries.get(path) !== entry) return;
-    if (!exists) return this.#drop(path);
+    if (!exists) return this.#drop(path, entry);
     const quietForMs = performance.now() - entry.lastActivityMs;
     if (entry.lastActivityMs === before && quietForMs >= entry.quietMs - 1) {
       this.#entries.delete(path);
@@ -173,9 +174,9 @@ export class StabilityChecker {
     this.#schedule(path, entry, entry.quietMs - quietForMs);
   }
 
-  #drop(path: string): void {
-    const entry = this.#entries.get(path);
-    if (!entry) return;
+  /** Drop `entry` (only if it is still the observation of `path`) and report it gone. */
+  #drop(path: string, entry: Entry): void {
+    if (this.#entries.get(path) !== entry) return;
     if (entry.timer !== undefined) clearTimeout(entry.timer);
     this.#entries.delete(path);
     this.#options.onGone?.(path);
