@@ -1,0 +1,146 @@
+/**
+ * End to end through the real CLI over a real OpenSSH server, for scp and
+ * rsync: a nested burst and a large file; the daemon is SIGKILLed in the
+ * middle of the large transfer; the restart finishes everything, and no
+ * final name ever holds a partial file.
+ */
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { join } from "node:path";
+import { startCli } from "./helpers/cli.ts";
+import { listFiles, randomBytes, waitFor } from "./helpers/files.ts";
+import { startSshd } from "./helpers/sshd.ts";
+
+const BIG_MB = 200;
+
+function sha256(bytes: Uint8Array): string {
+  return createHash("sha256").update(bytes).digest("hex");
+}
+
+async function sha256OfFile(path: string): Promise<string> {
+  const hash = createHash("sha256");
+  using file = await Deno.open(path);
+  const buffer = new Uint8Array(1 << 20);
+  for (let n = await file.read(buffer); n !== null; n = await file.read(buffer)) {
+    hash.update(buffer.subarray(0, n));
+  }
+  return hash.digest("hex");
+}
+
+for (const method of ["scp", "rsync"] as const) {
+  Deno.test(`daemon (${method}): SIGKILL mid-transfer, restart finishes; final names always whole`, async () => {
+    const sshd = await startSshd();
+    const root = await Deno.makeTempDir({ prefix: `itx-e2e-${method}-` });
+    try {
+      const remote = await sshd.makeRemoteDir();
+      const watch = join(root, "watch");
+      await Deno.mkdir(watch);
+      await Deno.mkdir(join(root, "home"));
+      const config = join(root, "config.yaml");
+      await Deno.writeTextFile(
+        config,
+        [
+          `watch_path: ${JSON.stringify(watch)}`,
+          `transfer_method: ${method}`,
+          "remote_host: 127.0.0.1",
+          `remote_user: ${sshd.user}`,
+          `ssh_port: ${sshd.port}`,
+          `ssh_identity_file: ${JSON.stringify(sshd.identityFile)}`,
+          `ssh_options: ${JSON.stringify(sshd.sshOptions)}`,
+          `remote_base_path: ${JSON.stringify(remote)}`,
+          "verify_transfer: size",
+          "stability_window_seconds: 0.5",
+          "night_timezone: UTC",
+          "max_concurrent_transfers: 2",
+          `state_dir: ${JSON.stringify(join(root, "state"))}`,
+          `log_file: ""`,
+          "",
+        ].join("\n"),
+      );
+      const env = { HOME: join(root, "home") };
+      const night = new Date("2024-07-01T20:00:00Z"); // -> 20240701
+
+      // Expected final files (relative to the remote base) -> SHA-256.
+      const expected = new Map<string, string>();
+      const big = join(watch, "deep", "big frame.fits");
+      await Deno.mkdir(join(watch, "deep"), { recursive: true });
+      {
+        const chunk = randomBytes(1 << 20);
+        const hash = createHash("sha256");
+        using file = await Deno.open(big, { write: true, create: true });
+        for (let i = 0; i < BIG_MB; i++) {
+          chunk[0] = i; // every MiB differs
+          await file.write(chunk);
+          hash.update(chunk);
+        }
+        expected.set("20240701/deep/big frame.fits", hash.digest("hex"));
+      }
+      await Deno.utime(big, night, night);
+
+      // A burst of small files waits in the folder too.
+      for (let i = 0; i < 40; i++) {
+        const rel = `night ${i % 4}/sub/f'${i}.fits`;
+        await Deno.mkdir(join(watch, `night ${i % 4}`, "sub"), { recursive: true });
+        const bytes = randomBytes(20_000 + i);
+        await Deno.writeFile(join(watch, rel), bytes);
+        await Deno.utime(join(watch, rel), night, night);
+        expected.set(`20240701/${rel}`, sha256(bytes));
+      }
+
+      const first = startCli(["run", "-c", config], { env });
+      let killed: Deno.CommandStatus;
+      try {
+        // The big file's upload is under way when its temporary name shows up remotely.
+        await waitFor(
+          async () =>
+            (await listFiles(remote).catch(() => [])).some((p) =>
+              p.includes("big frame") && p.endsWith("image-transfer-partial")
+            ),
+          60_000,
+          "the big file's temporary copy",
+        );
+      } finally {
+        killed = await first.stop("SIGKILL");
+      }
+      const bigSentFirst = /Successfully transferred .*big frame\.fits/.test(first.stderr());
+      assert.equal(killed.signal, "SIGKILL");
+
+      // Whatever is under a final name now must be complete.
+      for (const rel of await listFiles(remote)) {
+        if (rel.endsWith("image-transfer-partial")) continue;
+        assert.ok(expected.has(rel), `unexpected file at the destination: ${rel}`);
+        assert.equal(await sha256OfFile(join(remote, rel)), expected.get(rel), `partial ${rel}`);
+      }
+
+      const second = startCli(["run", "-c", config], { env });
+      try {
+        await waitFor(
+          async () => {
+            const finals = (await listFiles(remote)).filter((p) =>
+              !p.endsWith("image-transfer-partial")
+            );
+            return finals.length >= expected.size;
+          },
+          120_000,
+          "every file at the destination",
+        );
+        if (!bigSentFirst) {
+          await second.waitForOutput(/Successfully transferred .*big frame\.fits/, 60_000);
+        }
+      } finally {
+        const status = await second.stop("SIGTERM");
+        assert.equal(status.code, 0, second.stderr());
+      }
+      // The killed daemon's scp/rsync may outlive it for a moment; let it end.
+      await new Promise((r) => setTimeout(r, 2000));
+      const arrived = (await listFiles(remote)).sort();
+      assert.deepEqual(arrived, [...expected.keys()].sort(), "exactly the files, no temporaries");
+      for (const [rel, hash] of expected) {
+        assert.equal(await sha256OfFile(join(remote, rel)), hash, `bytes of ${rel}`);
+      }
+    } finally {
+      await Deno.remove(root, { recursive: true });
+      await sshd.stop();
+    }
+  });
+}
