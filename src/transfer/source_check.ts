@@ -16,9 +16,13 @@ export async function assertSourceUnchanged(item: TransferItem): Promise<void> {
   try {
     info = await Deno.stat(item.source);
   } catch (error) {
-    throw new TransferError(`Cannot send ${item.source}: source vanished during transfer`, "retry", {
-      cause: error,
-    });
+    throw new TransferError(
+      `Cannot send ${item.source}: source vanished during transfer`,
+      "retry",
+      {
+        cause: error,
+      },
+    );
   }
   const mtimeMs = info.mtime?.getTime() ?? 0;
   if (info.size !== item.size || mtimeMs !== item.mtimeMs) {

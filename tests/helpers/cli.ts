@@ -102,10 +102,13 @@ export function startCli(args: string[], options: CliOptions = {}): RunningCli {
     stdout: () => out,
     async waitForOutput(text, timeoutMs = 30_000) {
       const deadline = Date.now() + timeoutMs;
-      const seen = () => typeof text === "string" ? (err + out).includes(text) : text.test(err + out);
+      const seen = () =>
+        typeof text === "string" ? (err + out).includes(text) : text.test(err + out);
       while (!seen()) {
         if (exited) throw new Error(`CLI exited before printing ${text}:\n${err}\n${out}`);
-        if (Date.now() > deadline) throw new Error(`Timed out waiting for ${text}:\n${err}\n${out}`);
+        if (Date.now() > deadline) {
+          throw new Error(`Timed out waiting for ${text}:\n${err}\n${out}`);
+        }
         await new Promise((r) => setTimeout(r, 25));
       }
     },
