@@ -13,7 +13,20 @@ import {
 } from "../src/transfer/remote_verify.ts";
 import { shellQuote } from "../src/transfer/ssh.ts";
 
-const SHELLS = [["dash", "-s"], ["bash", "--posix", "-s"]];
+/** A PATH with the tools the scripts use but without perl, to exercise the mv fallback. */
+const NO_PERL_BIN = await Deno.makeTempDir({ prefix: "itx-noperl-" });
+for (const tool of ["mv", "rm", "stat", "mktemp", "cat", "tr", "mkdir", "sha256sum"]) {
+  await Deno.symlink(`/usr/bin/${tool}`, join(NO_PERL_BIN, tool)).catch(() =>
+    Deno.symlink(`/bin/${tool}`, join(NO_PERL_BIN, tool))
+  );
+}
+globalThis.addEventListener("unload", () => Deno.removeSync(NO_PERL_BIN, { recursive: true }));
+
+const SHELLS = [
+  ["dash", "-s"],
+  ["bash", "--posix", "-s"],
+  ["env", `PATH=${NO_PERL_BIN}`, "/bin/dash", "-s"],
+];
 
 async function runShell(shell: string[], script: string, cwd: string): Promise<string> {
   const child = new Deno.Command(shell[0], {

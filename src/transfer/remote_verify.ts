@@ -13,6 +13,14 @@
  */
 import { shellQuote } from "./ssh.ts";
 
+/**
+ * Perl program (no single quotes) that renames `INDEX TEMP FINAL` triples given
+ * after the marker, printing `MARKER K INDEX` or `MARKER R INDEX MESSAGE`.
+ */
+const PERL_RENAME = "$n=shift; $|=0; while(@ARGV>=3){my($i,$t,$f)=splice(@ARGV,0,3); " +
+  'if(rename($t,$f)){print "$n K $i\\n"}else{my $m="$!"; $m=~s/[\\r\\n]/ /g; ' +
+  'print "$n R $i $m\\n"}}';
+
 /** One temporary copy to check and rename, or to remove. */
 export interface FinishEntry {
   /** Index of the item in the batch. */
@@ -113,19 +121,18 @@ export function buildFinishScript(entries: FinishEntry[], marker: string): strin
   lines.push(
     // v INDEX TEMP FINAL SIZE|- SHA|- GOT_SIZE
     "v() {",
-    `  [ -f "$2" ] || { say M "$1"; return; }`,
+    `  [ -f "$2" ] || { say M "$1"; return 1; }`,
     `  if [ "$4" != - ]; then`,
-    `    [ -z "$B" ] && [ -n "$6" ] || { say U "$1"; return; }`,
-    `    [ "$6" = "$4" ] || { rm -f -- "$2"; say S "$1" "$6"; return; }`,
+    `    [ -z "$B" ] && [ -n "$6" ] || { say U "$1"; return 1; }`,
+    `    [ "$6" = "$4" ] || { rm -f -- "$2"; say S "$1" "$6"; return 1; }`,
     "  fi",
     `  if [ "$5" != - ]; then`,
-    `    [ -n "$H" ] || { say H "$1"; return; }`,
+    `    [ -n "$H" ] || { say H "$1"; return 1; }`,
     `    h=$($H <"$2"); h=\${h%% *}`,
-    `    [ "$h" = "$5" ] || { rm -f -- "$2"; say C "$1" "$h"; return; }`,
+    `    [ "$h" = "$5" ] || { rm -f -- "$2"; say C "$1" "$h"; return 1; }`,
     "  fi",
-    `  [ -d "$3" ] && { say D "$1"; return; }`,
-    // Errors go to a file: a command substitution would cost one more fork per file.
-    `  if mv -f -- "$2" "$3" 2>"$E"; then say K "$1"; else fail R "$1" "$(cat "$E")"; fi`,
+    `  [ -d "$3" ] && { say D "$1"; return 1; }`,
+    "  return 0",
     "}",
     "B=${B-}; H=${H-}",
     "E=$(mktemp 2>/dev/null) || E=/dev/null",
@@ -142,10 +149,33 @@ export function buildFinishScript(entries: FinishEntry[], marker: string): strin
     }
     lines.push(
       `v ${e.index} ${shellQuote(e.tempPath)} ${shellQuote(e.finalPath)} ` +
-        `${e.expectedSize ?? "-"} ${e.expectedSha256 ?? "-"} ${got}`,
+        `${e.expectedSize ?? "-"} ${e.expectedSha256 ?? "-"} ${got} && r${e.index}=1`,
     );
   }
-  lines.push(`[ "$E" = /dev/null ] || rm -f -- "$E"`, "exit 0", "");
+  // Rename every verified copy: one perl process for the whole batch where perl
+  // exists (a fork of mv per file costs ~2 ms), else mv one by one.
+  lines.push("set --");
+  for (const e of entries) {
+    if (e.finalPath === null) continue;
+    lines.push(
+      `[ -n "\${r${e.index}-}" ] && set -- "$@" ${e.index} ${shellQuote(e.tempPath)} ` +
+        shellQuote(e.finalPath),
+    );
+  }
+  lines.push(
+    'if [ "$#" -gt 0 ] && command -v perl >/dev/null 2>&1; then',
+    `  perl -e '${PERL_RENAME}' "$N" "$@"`,
+    "else",
+    '  while [ "$#" -ge 3 ]; do',
+    // Errors go to a file: a command substitution would cost one more fork per file.
+    '    if mv -f -- "$2" "$3" 2>"$E"; then say K "$1"; else fail R "$1" "$(cat "$E")"; fi',
+    "    shift 3",
+    "  done",
+    "fi",
+    `[ "$E" = /dev/null ] || rm -f -- "$E"`,
+    "exit 0",
+    "",
+  );
   return lines.join("\n");
 }
 
