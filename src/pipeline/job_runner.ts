@@ -440,11 +440,15 @@ export class JobRunner {
     try {
       this.#ledger.markTransferring(this.job.name, rels);
       const outcomes = await this.#transport.send(batch, this.#abort.signal);
-      for (const [index, outcome] of outcomes.entries()) {
-        const queued = batch[index];
-        if (outcome.error === null) this.#succeeded(queued);
-        else await this.#failed(queued, outcome.error);
-      }
+      const failures: Array<[QueuedFile, TransferError]> = [];
+      // One transaction for the whole batch's arrivals.
+      this.#ledger.transaction(() => {
+        for (const [index, outcome] of outcomes.entries()) {
+          if (outcome.error === null) this.#succeeded(batch[index]);
+          else failures.push([batch[index], outcome.error]);
+        }
+      });
+      for (const [queued, error] of failures) await this.#failed(queued, error);
     } finally {
       for (const rel of rels) {
         this.#inFlight.delete(rel);
