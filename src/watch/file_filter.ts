@@ -10,8 +10,13 @@ import { isTempName } from "../transfer/temp_name.ts";
 
 /** Decides, from a path relative to the watch folder (`/` separators), what to do with it. */
 export interface FileFilter {
-  /** Whether a file at `relPath` should be sent. */
-  includesFile(relPath: string): boolean;
+  /**
+   * Whether a file at `relPath` should be sent.
+   *
+   * @param parentIncluded the caller already knows the file's folder is
+   *   included (a scan that only enters included folders)
+   */
+  includesFile(relPath: string, parentIncluded?: boolean): boolean;
   /** Whether the folder at `relPath` may hold files to send (not hidden, not excluded). */
   includesDir(relPath: string): boolean;
 }
@@ -40,11 +45,11 @@ export function createFileFilter(
       }
       return true;
     },
-    includesFile(relPath) {
-      const parts = segments(relPath);
-      const name = parts[parts.length - 1];
+    includesFile(relPath, parentIncluded = false) {
+      const slash = relPath.lastIndexOf("/");
+      const name = relPath.slice(slash + 1);
       if (name === "" || name.startsWith(".") || isTempName(name)) return false;
-      if (parts.length > 1 && !this.includesDir(parts.slice(0, -1).join("/"))) return false;
+      if (!parentIncluded && slash > 0 && !this.includesDir(relPath.slice(0, slash))) return false;
       return include(relPath) && !exclude(relPath);
     },
   };
