@@ -1,0 +1,109 @@
+/**
+ * `deno task bench`: the daemon against the raw tools, in the same run, on a
+ * private sshd on loopback. Writes bench/RESULTS.md (after a full run) and
+ * prints the table to stdout; progress goes to stderr.
+ *
+ * Usage: `deno task bench [--quick] [scale] [latency] [burst] [big]` (all by
+ * default). RESULTS.md is written only when every benchmark ran at full size;
+ * otherwise the whole report goes to stdout. `--quick` runs one round of each
+ * with a smaller tree and a short idle period, to check the harness.
+ *
+ * @module
+ */
+import { fileURLToPath } from "node:url";
+import { startSshd, type TestSshd } from "../tests/helpers/sshd.ts";
+import { runBigFile } from "./big_file.ts";
+import { runBurst } from "./burst.ts";
+import { runLatency } from "./latency.ts";
+import { describeMachine, loadAverage } from "./machine.ts";
+import { renderReport, renderTable, type Section } from "./report.ts";
+import { runScale } from "./scale.ts";
+import { type BenchContext, generateData, progress } from "./setup.ts";
+
+const PHASES = ["scale", "latency", "burst", "big"] as const;
+type Phase = typeof PHASES[number];
+
+const RESULTS_FILE = fileURLToPath(new URL("./RESULTS.md", import.meta.url));
+const REPO_ROOT = fileURLToPath(new URL("../", import.meta.url));
+
+function parsePhases(args: string[]): Phase[] {
+  args = args.filter((arg) => arg !== "--quick");
+  if (args.length === 0) return [...PHASES];
+  for (const arg of args) {
+    if (!(PHASES as readonly string[]).includes(arg)) {
+      throw new Error(`Cannot run benchmark ${JSON.stringify(arg)}: expected ${PHASES.join(", ")}`);
+    }
+  }
+  return PHASES.filter((phase) => args.includes(phase));
+}
+
+async function main(): Promise<void> {
+  const phases = parsePhases(Deno.args);
+  const quick = Deno.args.includes("--quick");
+  const rounds = quick ? 1 : 3;
+  const startedMs = performance.now();
+  const workDir = await Deno.makeTempDir({ prefix: "itx-bench-" });
+  let sshd: TestSshd | null = null;
+  const cleanup = async () => {
+    await sshd?.stop();
+    sshd = null;
+    await Deno.remove(workDir, { recursive: true }).catch(() => {});
+  };
+  // Ctrl-C: the running daemon gets the same SIGINT from the terminal; remove what we made.
+  const onInterrupt = () => {
+    progress("interrupted: cleaning up");
+    cleanup().finally(() => Deno.exit(130));
+  };
+  Deno.addSignalListener("SIGINT", onInterrupt);
+  try {
+    progress(`starting a private sshd; running ${phases.join(", ")}`);
+    sshd = await startSshd();
+    const machine = await describeMachine(sshd, REPO_ROOT);
+    progress(`${machine.ssh}; ${machine.rsync}; ${machine.cipher}; ${machine.code}`);
+    progress("generating data (2,000 × 200 KiB and 1 GiB, random)");
+    const data = await generateData(`${workDir}/data`);
+    const ctx: BenchContext = { sshd, workDir, data, progress };
+
+    const sections: Section[] = [];
+    for (const phase of phases) {
+      progress(`--- ${phase}`);
+      switch (phase) {
+        case "scale":
+          sections.push(await runScale(ctx, quick ? { files: 10_000, idleMs: 5_000 } : {}));
+          break;
+        case "latency":
+          sections.push(await runLatency(ctx, quick ? 5 : 20));
+          break;
+        case "burst":
+          sections.push(await runBurst(ctx, ["rsync", "scp"], rounds));
+          break;
+        case "big":
+          sections.push(await runBigFile(ctx, rounds));
+          break;
+      }
+    }
+    const elapsedS = (performance.now() - startedMs) / 1000;
+    const notes: string[] = [];
+    if (elapsedS > 600) {
+      notes.push(`The run took ${elapsedS.toFixed(0)} s, over the 10 min budget.`);
+    }
+    const report = renderReport(machine, sections, {
+      elapsedS,
+      loadAtEnd: loadAverage(),
+      notes,
+    });
+    if (phases.length === PHASES.length && !quick) {
+      await Deno.writeTextFile(RESULTS_FILE, report);
+      progress(`wrote ${RESULTS_FILE}`);
+      console.log(renderTable(sections));
+    } else {
+      console.log(report);
+    }
+    progress(`done in ${elapsedS.toFixed(0)} s`);
+  } finally {
+    Deno.removeSignalListener("SIGINT", onInterrupt);
+    await cleanup();
+  }
+}
+
+if (import.meta.main) await main();

@@ -1,0 +1,226 @@
+/**
+ * Burst: 2,000 × 200 KiB written into the watch folder of a running daemon,
+ * timed from the last close to the last `Successfully transferred` line,
+ * against one `rsync -a` of the same files over a fresh SSH connection.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { DaemonProcess } from "./daemon_process.ts";
+import type { ResultRow, Section } from "./report.ts";
+import {
+  type BenchContext,
+  BURST_FILES,
+  freshRemoteDir,
+  listSizes,
+  rawRsyncRsh,
+  remoteSpec,
+  SMALL_FILE_BYTES,
+  sync,
+  timeCommand,
+  writeDaemonConfig,
+} from "./setup.ts";
+import { formatMs, formatSummaryMs, summarize } from "./stats.ts";
+
+/** Confirmation interval after close-after-write (the daemon's `closedForMs`). */
+const CONFIRM_MS = 200;
+
+/** One daemon burst. */
+interface DaemonBurst {
+  /** Last close → last verified. */
+  ms: number;
+  /** First close → first verified. */
+  firstMs: number;
+  /** Time the writer took for all files. */
+  writeMs: number;
+  /** First write started → last verified. */
+  totalMs: number;
+  /** WARN/ERROR lines in the daemon's log. */
+  problems: string[];
+  /** Files the daemon found by scanning (after the watcher reported lost events). */
+  foundByScan: number;
+}
+
+const SUCCESS = "Successfully transferred";
+
+/** Check that `dir` holds every burst file, complete, and nothing else. */
+async function checkArrived(dir: string, what: string): Promise<void> {
+  const sizes = await listSizes(dir);
+  const complete = [...sizes.values()].filter((size) => size === SMALL_FILE_BYTES).length;
+  if (complete !== BURST_FILES || sizes.size !== BURST_FILES) {
+    throw new Error(
+      `Cannot accept the ${what} run: ${complete} complete file(s) of ${BURST_FILES} ` +
+        `(${sizes.size} entries) at the destination`,
+    );
+  }
+}
+
+/** Write every burst file into `folder`, one after another; returns the close times. */
+async function writeBurst(
+  ctx: BenchContext,
+  folder: string,
+): Promise<{ startMs: number; firstClosedMs: number; lastClosedMs: number }> {
+  const startMs = performance.now();
+  let firstClosedMs = 0;
+  for (const [i, name] of ctx.data.burstNames.entries()) {
+    await Deno.writeFile(join(folder, name), ctx.data.burstBytes[i]);
+    if (i === 0) firstClosedMs = performance.now();
+  }
+  return { startMs, firstClosedMs, lastClosedMs: performance.now() };
+}
+
+/** One baseline run: the writer's time, then the rsync's. */
+interface BaselineBurst {
+  writeMs: number;
+  rsyncMs: number;
+}
+
+async function baselineBurst(ctx: BenchContext): Promise<BaselineBurst> {
+  const dir = await Deno.makeTempDir({ dir: ctx.workDir, prefix: "burst-baseline-" });
+  const remote = await freshRemoteDir(ctx, "itx-bench-rsync-");
+  try {
+    // Written just before, like the daemon's sources: both read files the kernel is writing back.
+    const written = await writeBurst(ctx, dir);
+    const rsyncMs = await timeCommand([
+      "rsync",
+      "-a",
+      "-e",
+      rawRsyncRsh(ctx.sshd),
+      `${dir}/`,
+      remoteSpec(ctx.sshd, `${remote.path}/`),
+    ]);
+    await checkArrived(remote.path, "one-shot rsync");
+    return { writeMs: written.lastClosedMs - written.startMs, rsyncMs };
+  } finally {
+    await remote.remove();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    await sync();
+  }
+}
+
+async function daemonBurst(ctx: BenchContext, method: "rsync" | "scp"): Promise<DaemonBurst> {
+  const dir = await Deno.makeTempDir({ dir: ctx.workDir, prefix: `burst-${method}-` });
+  const watch = join(dir, "watch");
+  await Deno.mkdir(watch);
+  const remote = await freshRemoteDir(ctx, `itx-bench-burst-${method}-`);
+  const config = await writeDaemonConfig(ctx, dir, {
+    watchPath: watch,
+    remoteBasePath: remote.path,
+    stateDir: join(dir, "state"),
+    logFile: join(dir, "image_transfer.log"),
+    method,
+  });
+  const daemon = DaemonProcess.start(config);
+  try {
+    await daemon.waitForLine("Watching", { timeoutMs: 30_000 });
+    const first = daemon.waitForLine(SUCCESS, { timeoutMs: 60_000 });
+    const last = daemon.waitForLine(SUCCESS, { nth: BURST_FILES, timeoutMs: 240_000 });
+    first.catch(() => {});
+    last.catch(() => {});
+    const written = await writeBurst(ctx, watch);
+    const lastLine = await last;
+    const firstLine = await first;
+    await checkArrived(remote.path, `daemon ${method}`);
+    return {
+      ms: lastLine.atMs - written.lastClosedMs,
+      firstMs: firstLine.atMs - written.firstClosedMs,
+      writeMs: written.lastClosedMs - written.startMs,
+      totalMs: lastLine.atMs - written.startMs,
+      problems: daemon.lines.map((l) => l.text).filter((t) => / (WARN|ERROR|FATAL) /.test(t)),
+      foundByScan: daemon.lines.reduce(
+        (sum, l) => sum + Number(/Found (\d+) new or changed/.exec(l.text)?.[1] ?? 0),
+        0,
+      ),
+    };
+  } finally {
+    await daemon.stop();
+    await remote.remove();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    await sync();
+  }
+}
+
+/**
+ * Run `rounds` rounds of: one-shot rsync, then a daemon burst per method.
+ */
+export async function runBurst(
+  ctx: BenchContext,
+  methods: Array<"rsync" | "scp">,
+  rounds: number,
+): Promise<Section> {
+  const baselineRuns: BaselineBurst[] = [];
+  const runs = new Map<string, DaemonBurst[]>(methods.map((m) => [m, []]));
+  for (let round = 1; round <= rounds; round++) {
+    const run = await baselineBurst(ctx);
+    baselineRuns.push(run);
+    ctx.progress(
+      `burst round ${round}/${rounds}: one-shot rsync ${formatMs(run.rsyncMs)} ` +
+        `(writer took ${formatMs(run.writeMs)})`,
+    );
+    for (const method of methods) {
+      const run = await daemonBurst(ctx, method);
+      runs.get(method)!.push(run);
+      ctx.progress(
+        `burst round ${round}/${rounds}: daemon ${method} ${formatMs(run.ms)} after the last ` +
+          `close (writer took ${formatMs(run.writeMs)}, first file ${formatMs(run.firstMs)})`,
+      );
+    }
+  }
+  const baseline = baselineRuns.map((r) => r.rsyncMs);
+  const base = summarize(baseline);
+  const rows: ResultRow[] = [];
+  const details = [
+    `one-shot rsync per round: ${baseline.map(formatMs).join(", ")}; writer took ${
+      baselineRuns.map((r) => formatMs(r.writeMs)).join(", ")
+    }; writer + rsync: ${baselineRuns.map((r) => formatMs(r.writeMs + r.rsyncMs)).join(", ")}`,
+  ];
+  for (const method of methods) {
+    const list = runs.get(method)!;
+    const daemon = summarize(list.map((r) => r.ms));
+    const limitMs = 1.25 * base.median + CONFIRM_MS;
+    rows.push({
+      benchmark: `burst 2,000 × 200 KiB, ${method}: last close → last verified`,
+      daemon: formatSummaryMs(daemon),
+      baseline: `${formatSummaryMs(base)} (one-shot \`rsync -a\`)`,
+      ratio: `${(daemon.median / base.median).toFixed(2)}×`,
+      target: `≤ 1.25 × rsync + 0.2 s = ${formatMs(limitMs)}`,
+      met: daemon.median <= limitMs,
+    });
+    const paired = list.map((r, i) => (r.ms / baseline[i]).toFixed(2));
+    details.push(
+      `daemon ${method} per round: ${list.map((r) => formatMs(r.ms)).join(", ")} ` +
+        `(ratio to the same round's rsync: ${paired.join(", ")}); ` +
+        `writer took ${list.map((r) => formatMs(r.writeMs)).join(", ")}; ` +
+        `first write → last verified ${list.map((r) => formatMs(r.totalMs)).join(", ")}; ` +
+        `first close → first verified ${list.map((r) => formatMs(r.firstMs)).join(", ")}; ` +
+        `files found by a rescan instead of their own events (\`Found N new or changed\`): ` +
+        list.map((r) => r.foundByScan).join(", "),
+    );
+    const problems = list.flatMap((r) => r.problems);
+    if (problems.length > 0) {
+      details.push(
+        `daemon ${method}: ${problems.length} warning/error line(s), first: \`${problems[0]}\``,
+      );
+    }
+  }
+  return {
+    title: "Burst",
+    rows,
+    measured: [
+      `${BURST_FILES} random files of 200 KiB are written one after another (write + close each,`,
+      "from memory) into the watch folder of a freshly started daemon (default settings:",
+      "stability window 2 s with the 0.2 s confirmation after close-after-write,",
+      "`max_concurrent_transfers: 2`, `verify_transfer: size`, default cipher). The daemon",
+      "figure runs from the moment the last file was closed to the moment the benchmark read",
+      `the ${BURST_FILES}th \`Successfully transferred\` line on the daemon's stderr (logged`,
+      "after the remote size check and the rename into place); the destination is then checked",
+      "for all files at full size. The daemon opens its shared SSH connection during the",
+      "burst, like the baseline. Baseline: the same files written the same way into a plain",
+      "folder, then at once one `rsync -a` of that folder over a fresh ssh connection to the",
+      "same server (whole process wall time), so both read files the kernel is still writing",
+      "back. Rounds alternate baseline and daemon runs; each run uses a fresh destination,",
+      "watch folder and ledger, followed by `sync`.",
+    ].join("\n"),
+    details,
+  };
+}

@@ -1,0 +1,206 @@
+/**
+ * Scale: a watch tree of 100,000 small files, all recorded as done in the
+ * ledger; the daemon's start-up time until `Watching`, its memory, and its
+ * CPU use while idle.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { Ledger } from "../src/ledger/ledger.ts";
+import { DaemonProcess, type ProcessSample } from "./daemon_process.ts";
+import type { Section } from "./report.ts";
+import {
+  type BenchContext,
+  freshRemoteDir,
+  randomBytes,
+  sleep,
+  sync,
+  writeDaemonConfig,
+} from "./setup.ts";
+import { formatMs } from "./stats.ts";
+
+/** Options of {@linkcode runScale}. */
+export interface ScaleOptions {
+  /** Files in the tree. @default 100000 */
+  files?: number;
+  /** Folders they are spread over. @default 100 */
+  folders?: number;
+  /** How long the daemon is left idle. @default 60000 */
+  idleMs?: number;
+}
+
+/** The job name of a config with a single top-level job. */
+const JOB = "default";
+
+const mb = (bytes: number) => `${(bytes / 1e6).toFixed(0)} MB`;
+
+/** Build the tree and its ledger; returns how long that took. */
+function buildTree(watch: string, stateDir: string, files: number, folders: number): number {
+  const start = performance.now();
+  const bytes = randomBytes(1024);
+  const rows: Array<{ rel: string; size: number; mtimeMs: number }> = [];
+  const perFolder = Math.ceil(files / folders);
+  for (let f = 0; f < folders; f++) {
+    const folder = `night_${String(f).padStart(3, "0")}`;
+    Deno.mkdirSync(join(watch, folder), { recursive: true });
+    for (let i = 0; i < perFolder && rows.length < files; i++) {
+      const rel = `${folder}/frame_${String(i).padStart(5, "0")}.fits`;
+      const path = join(watch, folder, `frame_${String(i).padStart(5, "0")}.fits`);
+      Deno.writeFileSync(path, bytes);
+      const info = Deno.statSync(path);
+      rows.push({ rel, size: info.size, mtimeMs: info.mtime?.getTime() ?? 0 });
+    }
+  }
+  const ledger = Ledger.open(stateDir);
+  try {
+    ledger.transaction(() => {
+      for (const row of rows) {
+        ledger.enqueue(JOB, row.rel, {
+          size: row.size,
+          mtimeMs: row.mtimeMs,
+          destination: `20240101/${row.rel}`,
+        });
+        ledger.markDone(JOB, row.rel);
+      }
+    });
+  } finally {
+    ledger.close();
+  }
+  return performance.now() - start;
+}
+
+/** VmRSS of a daemon with an empty watch folder and ledger, right after `Watching`. */
+async function emptyDaemonRss(ctx: BenchContext, dir: string, remotePath: string): Promise<number> {
+  const root = join(dir, "empty");
+  await Deno.mkdir(join(root, "watch"), { recursive: true });
+  const config = await writeDaemonConfig(ctx, root, {
+    watchPath: join(root, "watch"),
+    remoteBasePath: remotePath,
+    stateDir: join(root, "state"),
+    logFile: join(root, "image_transfer.log"),
+    method: "scp",
+  });
+  const daemon = DaemonProcess.start(config);
+  try {
+    await daemon.waitForLine("Watching", { timeoutMs: 30_000 });
+    return (await daemon.sample()).rssBytes;
+  } finally {
+    await daemon.stop();
+  }
+}
+
+/** Run the scale benchmark once. */
+export async function runScale(ctx: BenchContext, options: ScaleOptions = {}): Promise<Section> {
+  const files = options.files ?? 100_000;
+  const folders = options.folders ?? 100;
+  const idleMs = options.idleMs ?? 60_000;
+  const dir = await Deno.makeTempDir({ dir: ctx.workDir, prefix: "scale-" });
+  const watch = join(dir, "watch");
+  const stateDir = join(dir, "state");
+  const remote = await freshRemoteDir(ctx, "itx-bench-scale-");
+  let startupMs: number;
+  let bootMs: number;
+  let atWatching: ProcessSample;
+  let afterIdle: ProcessSample;
+  let found: string[];
+  let emptyRss: number;
+  try {
+    emptyRss = await emptyDaemonRss(ctx, dir, remote.path);
+    const buildMs = buildTree(watch, stateDir, files, folders);
+    await sync();
+    ctx.progress(`scale: ${files} files and their ledger rows built in ${formatMs(buildMs)}`);
+    const config = await writeDaemonConfig(ctx, dir, {
+      watchPath: watch,
+      remoteBasePath: remote.path,
+      stateDir,
+      logFile: join(dir, "image_transfer.log"),
+      method: "scp",
+    });
+    const daemon = DaemonProcess.start(config);
+    try {
+      const starting = await daemon.waitForLine("Starting", { timeoutMs: 60_000 });
+      const watching = await daemon.waitForLine("Watching", { timeoutMs: 120_000 });
+      atWatching = await daemon.sample();
+      startupMs = watching.atMs - daemon.spawnedAtMs;
+      bootMs = starting.atMs - daemon.spawnedAtMs;
+      ctx.progress(
+        `scale: watching after ${formatMs(startupMs)}; RSS ${mb(atWatching.rssBytes)}; ` +
+          `idling ${idleMs / 1000} s`,
+      );
+      await sleep(idleMs);
+      afterIdle = await daemon.sample();
+      found = daemon.lines.map((l) => l.text).filter((t) =>
+        /Found|Successfully|WARN|ERROR/.test(t)
+      );
+    } finally {
+      await daemon.stop();
+    }
+  } finally {
+    await remote.remove();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    await sync();
+  }
+  const idleCpuPercent = ((afterIdle.cpuMs - atWatching.cpuMs) / idleMs) * 100;
+  const peak = Math.max(atWatching.peakRssBytes, afterIdle.peakRssBytes);
+  const rss = Math.max(atWatching.rssBytes, afterIdle.rssBytes);
+  ctx.progress(
+    `scale: idle CPU ${idleCpuPercent.toFixed(2)} %, RSS ${mb(afterIdle.rssBytes)}, ` +
+      `peak ${mb(peak)}`,
+  );
+  const label = `${files.toLocaleString("en-US")} files done in the ledger`;
+  return {
+    title: "Scale",
+    rows: [
+      {
+        benchmark: `${label}: start-up until \`Watching\``,
+        daemon: formatMs(startupMs),
+        baseline: "—",
+        ratio: "—",
+        target: "< 5 s",
+        met: startupMs < 5000,
+      },
+      {
+        benchmark: `${label}: resident memory (VmRSS)`,
+        daemon: `${mb(atWatching.rssBytes)} at \`Watching\`, ${
+          mb(afterIdle.rssBytes)
+        } after the idle period (peak VmHWM ${mb(peak)})`,
+        baseline: "—",
+        ratio: "—",
+        target: "< 150 MB",
+        met: rss < 150e6,
+      },
+      {
+        benchmark: `${label}: CPU while idle for ${idleMs / 1000} s`,
+        daemon: `${idleCpuPercent.toFixed(2)} %`,
+        baseline: "—",
+        ratio: "—",
+        target: "< 1 %",
+        met: idleCpuPercent < 1,
+      },
+    ],
+    measured: [
+      `A watch tree of ${files.toLocaleString("en-US")} files of 1 KiB in ${folders} folders`,
+      "(default patterns, `*.fits`) is created, and every file is recorded as done in a fresh",
+      "ledger with its real size and mtime (built with the `Ledger` class in one transaction),",
+      "so the daemon must recognise each one and send nothing. Start-up = from spawning",
+      "`deno run -q -P=image-transfer main.ts run -c …` to its `Watching` line (Deno start-up,",
+      "ledger load, full scan with one stat per file, recursive watch set-up). Memory = VmRSS of",
+      "the daemon process (`/proc/<pid>/status`) right after `Watching` and after the idle",
+      "period; the target is judged on the larger; VmHWM is the peak. Idle CPU = utime + stime",
+      `(\`/proc/<pid>/stat\`) consumed during ${idleMs / 1000} s after \`Watching\`, divided by`,
+      "the wall time.",
+    ].join("\n"),
+    details: [
+      `spawn → \`Starting\` line (runtime and module start-up): ${formatMs(bootMs)}; ` +
+      `\`Starting\` → \`Watching\` (ledger + scan + watch): ${formatMs(startupMs - bootMs)}`,
+      `VmRSS at \`Watching\` ${mb(atWatching.rssBytes)}, after idle ${mb(afterIdle.rssBytes)} ` +
+      `(a daemon with an empty watch folder and ledger: ${mb(emptyRss)} at \`Watching\`); ` +
+      `CPU used during start-up ${formatMs(atWatching.cpuMs)}, while idle ${
+        formatMs(afterIdle.cpuMs - atWatching.cpuMs)
+      }`,
+      found.length === 0
+        ? "no file was re-sent or reported as new (all recognised as done)"
+        : `unexpected lines: ${found.length}, first: \`${found[0]}\``,
+    ],
+  };
+}
