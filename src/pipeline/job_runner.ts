@@ -19,6 +19,9 @@ import { relativeTo, scanFolderBatches } from "../watch/scan.ts";
 import { type Activity, StabilityChecker, type StableFile } from "../watch/stability.ts";
 import { retryDelayMs } from "./backoff.ts";
 
+/** How long events are gathered before they are handled together. */
+const EVENT_BATCH_MS = 5;
+
 /** A complete file waiting for (another) attempt. */
 interface QueuedFile extends TransferItem {
   relPath: string;
@@ -68,6 +71,9 @@ export class JobRunner {
   #active = 0;
   #abort = new AbortController();
   #watcher: Deno.FsWatcher | undefined;
+  /** Events not handled yet: latest kind per path, and whether it appeared. */
+  #events = new Map<string, { kind: Deno.FsEvent["kind"]; appeared: boolean }>();
+  #eventTimer: ReturnType<typeof setTimeout> | undefined;
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
   #rescanTimer: ReturnType<typeof setInterval> | undefined;
   #stopping = false;
@@ -156,6 +162,7 @@ export class JobRunner {
       this.#watcher?.close();
     } catch { /* already closed */ }
     clearTimeout(this.#retryTimer);
+    clearTimeout(this.#eventTimer);
     clearInterval(this.#rescanTimer);
     this.#checker.close();
     this.#abort.abort(new Error("stopping"));
@@ -242,22 +249,42 @@ export class JobRunner {
     })();
   }
 
+  /**
+   * Collect an event. Events are only gathered here (latest kind per path) and
+   * handled a few milliseconds later in one go, so the watcher is drained
+   * quickly even during a burst: a watcher that falls behind loses events.
+   */
   #onEvent(event: Deno.FsEvent): void {
     if (this.#stopping) return;
     if (event.flag === "rescan") {
+      this.#log.info("The watcher lost events; rescanning {path}", {
+        job: this.job.name,
+        path: this.job.watch_path,
+      });
       void this.#rescan();
       return;
     }
-    if (event.kind === "remove") return;
-    const activity: Activity = event.kind === "access" ? "closed" : "changed";
+    const appeared = event.kind === "create" || event.kind === "rename";
     for (const path of event.paths) {
+      const seen = this.#events.get(path);
+      this.#events.delete(path);
+      this.#events.set(path, { kind: event.kind, appeared: appeared || (seen?.appeared ?? false) });
+    }
+    this.#eventTimer ??= setTimeout(() => this.#handleEvents(), EVENT_BATCH_MS);
+  }
+
+  #handleEvents(): void {
+    const events = this.#events;
+    this.#events = new Map();
+    this.#eventTimer = undefined;
+    if (this.#stopping) return;
+    for (const [path, { kind, appeared }] of events) {
+      if (kind === "remove") continue;
       const rel = relativeTo(this.job.watch_path, path);
       if (rel === null || rel === "") continue;
       if (this.#filter.includesFile(rel)) {
-        this.#consider(path, rel, activity);
-      } else if (
-        (event.kind === "create" || event.kind === "rename") && this.#filter.includesDir(rel)
-      ) {
+        this.#consider(path, rel, kind === "access" ? "closed" : "changed");
+      } else if (appeared && this.#filter.includesDir(rel)) {
         // A new (or moved-in) folder: files may have landed before the watch covered it.
         void Deno.stat(path).then((info) => {
           if (info.isDirectory) return this.#scan(rel);

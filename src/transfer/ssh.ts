@@ -115,6 +115,7 @@ export class SshSession {
   #runtimeDir: string;
   #controlPath: string | null | undefined;
   #ownControlDir: string | null = null;
+  #connecting: Promise<void> | null = null;
 
   constructor(endpoint: SshEndpoint, runtimeDir: string) {
     this.endpoint = endpoint;
@@ -244,6 +245,26 @@ export class SshSession {
       env: SSH_ENV,
     });
     return new TextDecoder().decode(result.stdout);
+  }
+
+  /**
+   * Make sure the shared connection is up before several calls start at once:
+   * without this, parallel first calls each pay for a full SSH handshake
+   * (~0.3 s) instead of one opening the master and the others reusing it.
+   * Errors are left to the caller's own next command, which reports them.
+   */
+  async connect(options: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<void> {
+    const controlPath = await this.controlPath();
+    if (controlPath === null) return;
+    try {
+      await Deno.lstat(controlPath);
+      return; // A master is (or was) there; ssh replaces a dead one by itself.
+    } catch { /* not connected yet */ }
+    this.#connecting ??= this.runScript("exit 0\n", options).then(() => {}, () => {})
+      .finally(() => {
+        this.#connecting = null;
+      });
+    await this.#connecting;
   }
 
   /** Stop the shared connection (`ssh -O exit`) and remove a private socket folder. */

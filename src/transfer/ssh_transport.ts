@@ -97,7 +97,10 @@ export abstract class SshTransport implements Transport {
       }
     }
     const uploaded = live(plans);
-    if (uploaded.length > 0) await this.upload(uploaded, signal);
+    if (uploaded.length > 0) {
+      await this.session.connect({ timeoutMs: this.timeoutMs, signal });
+      await this.upload(uploaded, signal);
+    }
     signal.throwIfAborted();
     for (const plan of uploaded) await this.#checkBeforeRename(plan);
     await this.#finish(uploaded, signal);
