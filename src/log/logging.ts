@@ -94,6 +94,11 @@ export async function setupLogging(options: LoggingOptions): Promise<void> {
         maxSize: LOG_MAX_BYTES,
         maxFiles: LOG_MAX_FILES,
         formatter,
+        // Written and flushed to disk in the background at most every second,
+        // so a burst of log lines never stalls the watcher.
+        nonBlocking: true,
+        bufferSize: 64 * 1024,
+        flushInterval: 1000,
       }) as Sink;
     } catch (error) {
       const reason = error instanceof Error ? error.message : String(error);

@@ -5,6 +5,7 @@
  * @module
  */
 import type { Config } from "../config/types.ts";
+import { makeRuntimeDir } from "../config/paths.ts";
 import { Ledger } from "../ledger/ledger.ts";
 import { acquireDaemonLock } from "../ledger/daemon_lock.ts";
 import { logger } from "../log/logging.ts";
@@ -30,7 +31,7 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
   const log = logger("daemon");
   const lock = acquireDaemonLock(config.state_dir);
   const ledger = Ledger.open(config.state_dir);
-  const runtimeDir = await Deno.makeTempDir({ prefix: "itx-" });
+  const runtimeDir = await makeRuntimeDir();
   const runners = config.jobs.map((job) =>
     new JobRunner(job, ledger, createTransport(job, runtimeDir), { once: options.once })
   );

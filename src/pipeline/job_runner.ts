@@ -15,6 +15,7 @@ import { planDestination } from "../layout/destination.ts";
 import { logger } from "../log/logging.ts";
 import type { TransferItem, Transport } from "../transfer/transport.ts";
 import { createFileFilter, type FileFilter } from "../watch/file_filter.ts";
+import { FolderWatcher, type WatchEvent } from "../watch/folder_watcher.ts";
 import { relativeTo, scanFolderBatches } from "../watch/scan.ts";
 import { type Activity, StabilityChecker, type StableFile } from "../watch/stability.ts";
 import { retryDelayMs } from "./backoff.ts";
@@ -70,7 +71,7 @@ export class JobRunner {
   #planning = new Set<string>();
   #active = 0;
   #abort = new AbortController();
-  #watcher: Deno.FsWatcher | undefined;
+  #watcher: FolderWatcher | undefined;
   /** Events not handled yet: latest kind per path, and whether it appeared. */
   #events = new Map<string, { kind: Deno.FsEvent["kind"]; appeared: boolean }>();
   #eventTimer: ReturnType<typeof setTimeout> | undefined;
@@ -125,7 +126,7 @@ export class JobRunner {
     this.#done = this.#ledger.doneIndex(job.name);
     await this.#resumeUnfinished();
     if (!(await this.#waitForWatchFolder())) return;
-    if (!this.#options.once) this.#startWatcher();
+    if (!this.#options.once) await this.#startWatcher();
     await this.#scan("");
     if (!this.#options.once && job.rescan_interval_seconds > 0) {
       this.#rescanTimer = setInterval(
@@ -158,9 +159,7 @@ export class JobRunner {
    */
   async stop(): Promise<void> {
     this.#stopping = true;
-    try {
-      this.#watcher?.close();
-    } catch { /* already closed */ }
+    this.#watcher?.close();
     clearTimeout(this.#retryTimer);
     clearTimeout(this.#eventTimer);
     clearInterval(this.#rescanTimer);
@@ -231,22 +230,24 @@ export class JobRunner {
     }
   }
 
-  #startWatcher(): void {
-    const watcher = Deno.watchFs(this.job.watch_path, { recursive: true });
-    this.#watcher = watcher;
-    (async () => {
-      try {
-        for await (const event of watcher) this.#onEvent(event);
-      } catch (error) {
+  /** Watch the folder (from a worker thread); resolves once the watch is in place. */
+  async #startWatcher(): Promise<void> {
+    this.#watcher = new FolderWatcher(
+      this.job.watch_path,
+      (events) => {
+        for (const event of events) this.#onEvent(event);
+      },
+      (message) => {
         if (this.#stopping) return;
         this.#log.error("Watching {path} failed: {error}; rescanning every minute instead", {
           job: this.job.name,
           path: this.job.watch_path,
-          error: String(error),
+          error: message,
         });
         this.#rescanTimer ??= setInterval(() => void this.#rescan(), 60_000);
-      }
-    })();
+      },
+    );
+    await this.#watcher.ready;
   }
 
   /**
@@ -254,7 +255,7 @@ export class JobRunner {
    * handled a few milliseconds later in one go, so the watcher is drained
    * quickly even during a burst: a watcher that falls behind loses events.
    */
-  #onEvent(event: Deno.FsEvent): void {
+  #onEvent(event: WatchEvent): void {
     if (this.#stopping) return;
     if (event.flag === "rescan") {
       this.#log.info("The watcher lost events; rescanning {path}", {

@@ -14,10 +14,12 @@
 import { shellQuote } from "./ssh.ts";
 
 /**
- * Perl program (no single quotes) that renames `INDEX TEMP FINAL` triples given
- * after the marker, printing `MARKER K INDEX` or `MARKER R INDEX MESSAGE`.
+ * Perl program (no single quotes). Arguments: the marker, the space-separated
+ * indexes to rename, then `INDEX TEMP FINAL` triples; prints `MARKER K INDEX`
+ * or `MARKER R INDEX MESSAGE` for each listed index.
  */
-const PERL_RENAME = "$n=shift; $|=0; while(@ARGV>=3){my($i,$t,$f)=splice(@ARGV,0,3); " +
+const PERL_RENAME = '$n=shift; my %ok=map {$_=>1} split(" ", shift); ' +
+  "while(@ARGV>=3){my $i=shift; my $t=shift; my $f=shift; next unless $ok{$i}; " +
   'if(rename($t,$f)){print "$n K $i\\n"}else{my $m="$!"; $m=~s/[\\r\\n]/ /g; ' +
   'print "$n R $i $m\\n"}}';
 
@@ -92,9 +94,12 @@ export function buildMkdirScript(folders: string[], marker: string): string {
  * their temporary copy removed.
  */
 export function buildFinishScript(entries: FinishEntry[], marker: string): string {
+  // Every per-file line below is constant work: a batch of n files costs O(n)
+  // (growing "$@" one file at a time would cost O(n^2) in sh).
   const lines = prelude(marker);
-  const sized = entries.filter((e) => e.finalPath !== null && e.expectedSize !== null);
-  if (entries.some((e) => e.finalPath !== null && e.expectedSha256 !== null)) {
+  const finals = entries.filter((e) => e.finalPath !== null);
+  const sized = finals.filter((e) => e.expectedSize !== null);
+  if (finals.some((e) => e.expectedSha256 !== null)) {
     lines.push(
       "H=''",
       // OpenSSL uses the CPU's SHA instructions: ~6x faster than coreutils' sha256sum here.
@@ -103,22 +108,19 @@ export function buildFinishScript(entries: FinishEntry[], marker: string): strin
       "elif command -v shasum >/dev/null 2>&1; then H='shasum -a 256'; fi",
     );
   }
+  lines.push(
+    // Renames go through one perl process where perl exists (a fork of mv per
+    // file costs ~2 ms); R collects the verified indexes for it.
+    "P=''; command -v perl >/dev/null 2>&1 && P=1; R=''",
+    "if stat -c %s / >/dev/null 2>&1; then Z='stat -c %s'; else Z='stat -f %z'; fi",
+  );
   if (sized.length > 0) {
-    // One stat call for every size: GNU `stat -c %s`, BSD/macOS `stat -f %z`.
+    // One stat call for every size, in order. If any copy is missing the count
+    // is off, and each size is then taken one by one (B=1).
     lines.push(
-      "if stat -c %s / >/dev/null 2>&1; then Z='stat -c %s'; else Z='stat -f %z'; fi",
-      "c=0; set --",
-    );
-    for (const e of sized) {
-      lines.push(
-        `[ -f ${shellQuote(e.tempPath)} ] && { set -- "$@" ${shellQuote(e.tempPath)}; ` +
-          `p${e.index}=1; c=$((c+1)); }`,
-      );
-    }
-    lines.push(
-      `S=''; [ "$c" -gt 0 ] && S=$($Z -- "$@" 2>/dev/null)`,
+      `S=$($Z -- ${sized.map((e) => shellQuote(e.tempPath)).join(" ")} 2>/dev/null)`,
       "set -- $S",
-      `B=''; [ "$#" -ne "$c" ] && B=1`,
+      `B=''; [ "$#" -ne ${sized.length} ] && B=1`,
     );
   }
   lines.push(
@@ -126,8 +128,9 @@ export function buildFinishScript(entries: FinishEntry[], marker: string): strin
     "v() {",
     `  [ -f "$2" ] || { say M "$1"; return 1; }`,
     `  if [ "$4" != - ]; then`,
-    `    [ -z "$B" ] && [ -n "$6" ] || { say U "$1"; return 1; }`,
-    `    [ "$6" = "$4" ] || { rm -f -- "$2"; say S "$1" "$6"; return 1; }`,
+    `    s=$6; [ -n "$B" ] && s=$($Z -- "$2" 2>/dev/null)`,
+    `    [ -n "$s" ] || { say U "$1"; return 1; }`,
+    `    [ "$s" = "$4" ] || { rm -f -- "$2"; say S "$1" "$s"; return 1; }`,
     "  fi",
     `  if [ "$5" != - ]; then`,
     `    [ -n "$H" ] || { say H "$1"; return 1; }`,
@@ -135,7 +138,9 @@ export function buildFinishScript(entries: FinishEntry[], marker: string): strin
     `    [ "$h" = "$5" ] || { rm -f -- "$2"; say C "$1" "$h"; return 1; }`,
     "  fi",
     `  [ -d "$3" ] && { say D "$1"; return 1; }`,
-    "  return 0",
+    `  if [ -n "$P" ]; then R="$R $1"; return 0; fi`,
+    // Errors go to a file: a command substitution would cost one more fork per file.
+    `  if mv -f -- "$2" "$3" 2>"$E"; then say K "$1"; else fail R "$1" "$(cat "$E")"; fi`,
     "}",
     "B=${B-}; H=${H-}",
     "E=$(mktemp 2>/dev/null) || E=/dev/null",
@@ -147,38 +152,21 @@ export function buildFinishScript(entries: FinishEntry[], marker: string): strin
     }
     let got = `''`;
     if (e.expectedSize !== null) {
-      lines.push(`g=''; [ -n "\${p${e.index}-}" ] && [ "$#" -gt 0 ] && { g=$1; shift; }`);
+      lines.push(`g=''; [ -z "$B" ] && { g=$1; shift; }`);
       got = `"$g"`;
     }
     lines.push(
       `v ${e.index} ${shellQuote(e.tempPath)} ${shellQuote(e.finalPath)} ` +
-        `${e.expectedSize ?? "-"} ${e.expectedSha256 ?? "-"} ${got} && r${e.index}=1`,
+        `${e.expectedSize ?? "-"} ${e.expectedSha256 ?? "-"} ${got}`,
     );
   }
-  // Rename every verified copy: one perl process for the whole batch where perl
-  // exists (a fork of mv per file costs ~2 ms), else mv one by one.
-  lines.push("set --");
-  for (const e of entries) {
-    if (e.finalPath === null) continue;
-    lines.push(
-      `[ -n "\${r${e.index}-}" ] && set -- "$@" ${e.index} ${shellQuote(e.tempPath)} ` +
-        shellQuote(e.finalPath),
+  if (finals.length > 0) {
+    const triples = finals.map((e) =>
+      `${e.index} ${shellQuote(e.tempPath)} ${shellQuote(e.finalPath!)}`
     );
+    lines.push(`[ -n "$R" ] && perl -e '${PERL_RENAME}' "$N" "$R" ${triples.join(" ")}`);
   }
-  lines.push(
-    'if [ "$#" -gt 0 ] && command -v perl >/dev/null 2>&1; then',
-    `  perl -e '${PERL_RENAME}' "$N" "$@"`,
-    "else",
-    '  while [ "$#" -ge 3 ]; do',
-    // Errors go to a file: a command substitution would cost one more fork per file.
-    '    if mv -f -- "$2" "$3" 2>"$E"; then say K "$1"; else fail R "$1" "$(cat "$E")"; fi',
-    "    shift 3",
-    "  done",
-    "fi",
-    `[ "$E" = /dev/null ] || rm -f -- "$E"`,
-    "exit 0",
-    "",
-  );
+  lines.push(`[ "$E" = /dev/null ] || rm -f -- "$E"`, "exit 0", "");
   return lines.join("\n");
 }
 

@@ -48,11 +48,12 @@ export class ScpTransport extends SshTransport {
           continue;
         }
         const linkDir = join(stage, String(groupNumber++));
-        await Deno.mkdir(linkDir);
+        // Synchronous: microseconds each, in a private local folder.
+        Deno.mkdirSync(linkDir);
         const links: string[] = [];
         for (const plan of group) {
           const link = join(linkDir, plan.tempName);
-          await Deno.symlink(plan.item.source, link);
+          Deno.symlinkSync(plan.item.source, link);
           links.push(link);
         }
         await this.#copy(links, `${folder}/`, group, signal);

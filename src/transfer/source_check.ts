@@ -24,6 +24,10 @@ export async function assertSourceUnchanged(item: TransferItem): Promise<void> {
       },
     );
   }
+  compare(item, info);
+}
+
+function compare(item: TransferItem, info: Deno.FileInfo): void {
   const mtimeMs = info.mtime?.getTime() ?? 0;
   if (info.size !== item.size || mtimeMs !== item.mtimeMs) {
     throw new TransferError(
@@ -31,4 +35,24 @@ export async function assertSourceUnchanged(item: TransferItem): Promise<void> {
       "retry",
     );
   }
+}
+
+/**
+ * Synchronous {@linkcode assertSourceUnchanged}, for checking a whole batch
+ * without queueing hundreds of tiny operations on the event loop.
+ */
+export function assertSourceUnchangedSync(item: TransferItem): void {
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.statSync(item.source);
+  } catch (error) {
+    throw new TransferError(
+      `Cannot send ${item.source}: source vanished during transfer`,
+      "retry",
+      {
+        cause: error,
+      },
+    );
+  }
+  compare(item, info);
 }

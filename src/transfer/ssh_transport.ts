@@ -23,7 +23,7 @@ import {
   parseScriptOutput,
 } from "./remote_verify.ts";
 import { sha256File } from "./sha256.ts";
-import { assertSourceUnchanged } from "./source_check.ts";
+import { assertSourceUnchangedSync } from "./source_check.ts";
 import { endpointFromJob, remoteBasePath, remoteJoin, SshSession } from "./ssh.ts";
 import { tempNameFor } from "./temp_name.ts";
 import type { TransferItem, TransferOutcome, Transport } from "./transport.ts";
@@ -89,7 +89,7 @@ export abstract class SshTransport implements Transport {
   async send(items: TransferItem[], signal: AbortSignal): Promise<TransferOutcome[]> {
     signal.throwIfAborted();
     const plans = this.#plan(items);
-    await Promise.all(plans.map((plan) => this.#checkSource(plan)));
+    for (const plan of plans) this.#checkSource(plan);
     if (this.job.verify_transfer === "checksum") {
       for (const plan of live(plans)) {
         plan.sha256 = sha256File(plan.item.source);
@@ -102,7 +102,10 @@ export abstract class SshTransport implements Transport {
       await this.upload(uploaded, signal);
     }
     signal.throwIfAborted();
-    for (const plan of uploaded) await this.#checkBeforeRename(plan);
+    for (const plan of uploaded) {
+      this.#checkBeforeRename(plan);
+      if (plan.sha256 && !plan.error) await this.#awaitHash(plan);
+    }
     await this.#finish(uploaded, signal);
     return plans.map((plan) => ({ item: plan.item, error: plan.error }));
   }
@@ -211,12 +214,11 @@ export abstract class SshTransport implements Transport {
   }
 
   /** Fail plans whose source cannot be read or no longer matches the queued size/mtime. */
-  async #checkSource(plan: Plan): Promise<void> {
+  #checkSource(plan: Plan): void {
     if (plan.error) return;
     try {
-      const file = await Deno.open(plan.item.source, { read: true });
-      file.close();
-      await assertSourceUnchanged(plan.item);
+      Deno.openSync(plan.item.source, { read: true }).close();
+      assertSourceUnchangedSync(plan.item);
     } catch (error) {
       plan.error = error instanceof TransferError
         ? error
@@ -225,15 +227,23 @@ export abstract class SshTransport implements Transport {
   }
 
   /** The last local checks before a rename: unchanged source, local hash ready. */
-  async #checkBeforeRename(plan: Plan): Promise<void> {
+  #checkBeforeRename(plan: Plan): void {
     if (plan.error) return;
     try {
-      await assertSourceUnchanged(plan.item);
-      await plan.sha256;
+      assertSourceUnchangedSync(plan.item);
     } catch (error) {
       plan.error = error instanceof TransferError
         ? error
         : sourceUnreadable(plan.item.source, error);
+    }
+  }
+
+  /** Wait for the local SHA-256 computed during the upload. */
+  async #awaitHash(plan: Plan): Promise<void> {
+    try {
+      await plan.sha256;
+    } catch (error) {
+      plan.error = sourceUnreadable(plan.item.source, error);
     }
   }
 
