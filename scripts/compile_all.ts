@@ -50,6 +50,9 @@ export function compileArgs(target: string): string[] {
     join(REPO_ROOT, "deno.json"),
     "--target",
     target,
+    // The watcher runs in a worker; worker modules must be included by hand.
+    "--include",
+    join(REPO_ROOT, "src", "watch", "watch_worker.ts"),
     "--output",
     join(REPO_ROOT, outputName(target)),
     join(REPO_ROOT, "main.ts"),

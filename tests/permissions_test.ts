@@ -80,7 +80,12 @@ Deno.test("the run, compile and compile:all tasks use -P=image-transfer and neve
     assert.ok(args.includes("-P=image-transfer"), target);
     assert.ok(!args.some((arg) => allowAll.test(arg) || arg.startsWith("--allow-")), target);
     assert.equal(args[args.indexOf("--target") + 1], target);
+    // The watcher's worker module is not found by the module graph: it must be included.
+    const worker = args[args.indexOf("--include") + 1];
+    assert.ok(worker.endsWith(join("src", "watch", "watch_worker.ts")), target);
+    assert.ok((await Deno.stat(worker)).isFile, worker);
   }
+  assert.match(tasks.compile, /--include src\/watch\/watch_worker\.ts(\s|$)/);
   const script = await Deno.readTextFile(join(REPO_ROOT, "scripts", "compile_all.ts"));
   assert.doesNotMatch(script, /"-A"|"--allow-all"/);
 });
