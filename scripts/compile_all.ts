@@ -46,6 +46,7 @@ export function compileArgs(target: string): string[] {
     "compile",
     "-q",
     "-P=image-transfer",
+    "--v8-flags=--optimize-for-size",
     "--config",
     join(REPO_ROOT, "deno.json"),
     "--target",

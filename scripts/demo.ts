@@ -63,6 +63,7 @@ const run = await new Deno.Command("deno", {
     "run",
     "-q",
     "-P=image-transfer",
+    "--v8-flags=--optimize-for-size",
     "--config",
     join(repo, "deno.json"),
     join(repo, "main.ts"),

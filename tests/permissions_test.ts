@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { REPO_ROOT } from "./helpers/cli.ts";
+import { cliArgv, REPO_ROOT } from "./helpers/cli.ts";
 import { compileArgs, TARGETS } from "../scripts/compile_all.ts";
 
 /** Run `code` as a script under the project's permission set. */
@@ -67,8 +67,14 @@ Deno.test("the run, compile and compile:all tasks use -P=image-transfer and neve
   const allowAll = /(^|\s)(-A|--allow-all)(\s|=|$)/;
   for (const name of ["image-transfer", "compile"]) {
     assert.match(tasks[name], /(^|\s)-P=image-transfer(\s|$)/, name);
+    // Same runtime as the tests (tests/helpers/cli.ts): V8 tuned for a small footprint.
+    assert.match(tasks[name], /(^|\s)--v8-flags=--optimize-for-size(\s|$)/, name);
     assert.doesNotMatch(tasks[name], allowAll, name);
   }
+  // CLI tests run the program exactly like the task does.
+  const taskFlags = tasks["image-transfer"].split(/\s+/).slice(2, -1);
+  assert.ok(taskFlags.length >= 3, tasks["image-transfer"]);
+  for (const flag of taskFlags) assert.ok(cliArgv([]).includes(flag), flag);
   assert.match(tasks["compile:all"], /scripts\/compile_all\.ts/);
   assert.doesNotMatch(tasks["compile:all"], allowAll);
   assert.match(tasks["compile:all"], /--allow-run=deno(\s|$)/);
@@ -78,6 +84,7 @@ Deno.test("the run, compile and compile:all tasks use -P=image-transfer and neve
     const args = compileArgs(target);
     assert.equal(args[0], "compile");
     assert.ok(args.includes("-P=image-transfer"), target);
+    assert.ok(args.includes("--v8-flags=--optimize-for-size"), target);
     assert.ok(!args.some((arg) => allowAll.test(arg) || arg.startsWith("--allow-")), target);
     assert.equal(args[args.indexOf("--target") + 1], target);
     // The watcher's worker module is not found by the module graph: it must be included.

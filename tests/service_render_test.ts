@@ -342,6 +342,7 @@ Deno.test("from source the service runs deno with the permission set; a compiled
     "run",
     "-q",
     "-P=image-transfer",
+    "--v8-flags=--optimize-for-size",
     "--config",
     "/repo/deno.json",
     "/repo/main.ts",

@@ -48,6 +48,7 @@ export function daemonArgv(
     "run",
     "-q",
     "-P=image-transfer",
+    "--v8-flags=--optimize-for-size",
     "--config",
     path.join(repoRoot, "deno.json"),
     path.join(repoRoot, "main.ts"),

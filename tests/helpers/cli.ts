@@ -16,6 +16,7 @@ export function cliArgv(args: string[]): string[] {
     "run",
     "-q",
     "-P=image-transfer",
+    "--v8-flags=--optimize-for-size",
     "--config",
     `${REPO_ROOT}deno.json`,
     `${REPO_ROOT}main.ts`,
