@@ -19,7 +19,7 @@ export interface RunCommandOptions {
   /** Kill the process group when aborted; the call then rejects with `signal.reason`. */
   signal?: AbortSignal;
   /** Bytes or text fed to standard input, which is then closed. @default no input */
-  stdin?: Uint8Array | string | ReadableStream<Uint8Array>;
+  stdin?: Uint8Array | string;
   /** Working directory. @default the current one */
   cwd?: string;
   /** Extra environment variables, merged over the current environment. */
@@ -130,18 +130,7 @@ export async function runCommand(
 }
 
 /** Write `input` to the child's stdin and close it; a child that exits early is not an error. */
-async function writeAll(
-  child: Deno.ChildProcess,
-  input: Uint8Array | string | ReadableStream<Uint8Array>,
-): Promise<void> {
-  if (input instanceof ReadableStream) {
-    try {
-      await input.pipeTo(child.stdin);
-    } catch {
-      // The child closed its stdin, or reading the input failed; its exit status tells.
-    }
-    return;
-  }
+async function writeAll(child: Deno.ChildProcess, input: Uint8Array | string): Promise<void> {
   const bytes = typeof input === "string" ? new TextEncoder().encode(input) : input;
   const writer = child.stdin.getWriter();
   try {

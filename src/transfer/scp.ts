@@ -6,28 +6,16 @@
  *    the sources, so one call can copy many files to one folder);
  * 3. one ssh call verifies and renames every copy (see `remote_verify.ts`).
  *
- * With checksum verification, files of 64 MiB and more skip step 2: they are
- * streamed through ssh into their temporary name while both sides compute the
- * SHA-256 (see `stream_upload.ts`), which saves a second full read remotely.
- *
  * scp runs in its default SFTP mode (OpenSSH 9+; `-O` is never passed), so the
  * remote side opens the paths as given and no remote shell sees file names.
  *
  * @module
  */
 import { join } from "node:path";
-import { CommandError, TransferError } from "../errors.ts";
-import { streamUpload } from "./stream_upload.ts";
+import { CommandError } from "../errors.ts";
 import { runCommand } from "./run_command.ts";
 import { SSH_ENV } from "./ssh.ts";
 import { live, type Plan, SshTransport } from "./ssh_transport.ts";
-
-/**
- * Files at least this big are streamed through ssh when checksum verification
- * is on, so the remote SHA-256 is computed while the bytes arrive instead of in
- * a second read afterwards.
- */
-export const STREAM_MIN_BYTES = 64 * 1024 * 1024;
 
 /** Errors scp reports per file (it carries on with the other files). */
 const PER_FILE_ERROR = /failed to upload|dest open|dest write|dest close|local open|local read/;
@@ -37,20 +25,11 @@ export class ScpTransport extends SshTransport {
   readonly method = "scp" as const;
   readonly maxBatchFiles = 100;
 
-  /** Big files with checksum verification are streamed: one pass hashes both sides. */
-  protected override hashesWhileUploading(plan: Plan): boolean {
-    return this.job.verify_transfer === "checksum" && plan.item.size >= STREAM_MIN_BYTES;
-  }
-
   protected async upload(plans: Plan[], signal: AbortSignal): Promise<void> {
     const folders = [...new Set(plans.map((plan) => plan.folder))];
     await this.makeFolders(plans, folders, signal);
     const groups = new Map<string, Plan[]>();
     for (const plan of live(plans)) {
-      if (this.hashesWhileUploading(plan)) {
-        await this.#stream(plan, signal);
-        continue;
-      }
       const group = groups.get(plan.folder) ?? [];
       group.push(plan);
       groups.set(plan.folder, group);
@@ -81,31 +60,6 @@ export class ScpTransport extends SshTransport {
       }
     } finally {
       if (stage !== null) await Deno.remove(stage, { recursive: true }).catch(() => {});
-    }
-  }
-
-  /** Stream one file through ssh, hashing both sides on the way (see `stream_upload.ts`). */
-  async #stream(plan: Plan, signal: AbortSignal): Promise<void> {
-    try {
-      const sums = await streamUpload(this.session, plan.item.source, plan.tempPath, {
-        timeoutMs: this.timeoutMs,
-        signal,
-      });
-      plan.sha256 = Promise.resolve(sums.local);
-      plan.remoteHashed = true;
-      if (sums.remote !== sums.local) {
-        plan.error = new TransferError(
-          `Verification failed for ${plan.item.source}: SHA-256 differs at ` +
-            `${this.describeTarget(plan.item.destination)} (${sums.remote || "no sum"})`,
-          "retry",
-        );
-      }
-    } catch (error) {
-      if (signal.aborted) throw signal.reason;
-      plan.error = this.classify(
-        error,
-        `send ${plan.item.source} to ${this.describeTarget(plan.item.destination)}`,
-      );
     }
   }
 

@@ -47,8 +47,6 @@ export interface Plan {
   uncertain: TransferError | null;
   /** SHA-256 of the source, when checksum verification is on. */
   sha256: Promise<string> | null;
-  /** The remote SHA-256 was already compared during the upload (streamed upload). */
-  remoteHashed: boolean;
 }
 
 /** Base class of the SSH transports: subclasses implement {@linkcode SshTransport.upload}. */
@@ -84,15 +82,6 @@ export abstract class SshTransport implements Transport {
    */
   protected abstract upload(plans: Plan[], signal: AbortSignal): Promise<void>;
 
-  /**
-   * Whether `upload` computes both SHA-256 sums itself while the bytes travel
-   * (then it sets `plan.sha256` and `plan.remoteHashed`); otherwise the local
-   * sum is computed beside the upload and the remote one after it.
-   */
-  protected hashesWhileUploading(_plan: Plan): boolean {
-    return false;
-  }
-
   describeTarget(destination: string): string {
     return this.session.remoteSpec(posix.join(this.job.remote_base_path, destination));
   }
@@ -103,7 +92,6 @@ export abstract class SshTransport implements Transport {
     for (const plan of plans) this.#checkSource(plan);
     if (this.job.verify_transfer === "checksum") {
       for (const plan of live(plans)) {
-        if (this.hashesWhileUploading(plan)) continue;
         plan.sha256 = sha256File(plan.item.source);
         plan.sha256.catch(() => {}); // Awaited later; avoid an unhandled rejection meanwhile.
       }
@@ -199,7 +187,6 @@ export abstract class SshTransport implements Transport {
         error: null,
         uncertain: null,
         sha256: null,
-        remoteHashed: false,
       };
       try {
         plan.finalPath = remoteJoin(this.base, item.destination);
@@ -281,7 +268,7 @@ export abstract class SshTransport implements Transport {
         tempPath: plan.tempPath,
         finalPath: plan.finalPath,
         expectedSize: checkSize ? plan.item.size : null,
-        expectedSha256: plan.sha256 && !plan.remoteHashed ? await plan.sha256 : null,
+        expectedSha256: plan.sha256 ? await plan.sha256 : null,
       });
     }
     const marker = newMarker();
