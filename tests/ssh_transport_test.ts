@@ -234,6 +234,38 @@ for (const method of ["scp", "rsync"] as const) {
         );
       });
 
+      await t.step(
+        "a big file with a hostile name arrives with checksum verification, beside small ones",
+        async () => {
+          await withTransport(
+            sshd,
+            method,
+            { verify_transfer: "checksum" },
+            async ({ src, dst, transport }) => {
+              // 70 MiB, read remotely by the hash tool: hostile names must reach it intact.
+              const bigName = "-big $(touch x) 'q' \\ caf\u00e9\nline.fits";
+              const bigPath = join(src, bigName);
+              {
+                using file = await Deno.open(bigPath, { write: true, create: true });
+                const block = randomBytes(1 << 20);
+                for (let i = 0; i < 70; i++) {
+                  block[1] = i;
+                  await file.write(block);
+                }
+              }
+              await Deno.writeFile(join(src, "small.fits"), randomBytes(5000));
+              const items = [
+                await itemFor(bigPath, `20240318/sub dir/${bigName}`),
+                await itemFor(join(src, "small.fits"), "20240318/sub dir/small.fits"),
+              ];
+              const outcomes = await transport.send(items, never);
+              assertAllOk(outcomes, items);
+              await assertDelivered(dst, items);
+            },
+          );
+        },
+      );
+
       await t.step("an unknown host key is fatal and says what to do", async () => {
         const emptyKnownHosts = join(sshd.dir, `empty_known_hosts_${method}`);
         await Deno.writeTextFile(emptyKnownHosts, "");
