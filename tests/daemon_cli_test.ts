@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { runCli, startCli } from "./helpers/cli.ts";
-import { listFiles, randomBytes, waitFor } from "./helpers/files.ts";
+import { listFiles, randomBytes, waitFor, writeConfig } from "./helpers/files.ts";
 
 interface Sandbox {
   root: string;
@@ -16,27 +16,23 @@ interface Sandbox {
   env: Record<string, string>;
 }
 
-async function sandbox(extra: string[] = []): Promise<Sandbox> {
+async function sandbox(extra: Record<string, unknown> = {}): Promise<Sandbox> {
   const root = await Deno.makeTempDir({ prefix: "itx-cli-" });
   const watch = join(root, "watch");
   const dest = join(root, "dest");
   await Deno.mkdir(watch);
   await Deno.mkdir(join(root, "home"));
   const config = join(root, "config.yaml");
-  await Deno.writeTextFile(
-    config,
-    [
-      `watch_path: ${JSON.stringify(watch)}`,
-      `remote_base_path: ${JSON.stringify(dest)}`,
-      "transfer_method: local",
-      "stability_window_seconds: 0.3",
-      "night_timezone: UTC",
-      `state_dir: ${JSON.stringify(join(root, "state"))}`,
-      `log_file: ${JSON.stringify(join(root, "logs", "it.log"))}`,
-      ...extra,
-      "",
-    ].join("\n"),
-  );
+  await writeConfig(config, {
+    watch_path: watch,
+    remote_base_path: dest,
+    transfer_method: "local",
+    stability_window_seconds: 0.3,
+    night_timezone: "UTC",
+    state_dir: join(root, "state"),
+    log_file: join(root, "logs", "it.log"),
+    ...extra,
+  });
   return { root, watch, dest, config, env: { HOME: join(root, "home") } };
 }
 
@@ -68,7 +64,7 @@ Deno.test("run --once sends what is complete, exits 0, and status reports it", a
 });
 
 Deno.test("run --once exits 1 when a file cannot be delivered, and status shows why", async () => {
-  const box = await sandbox(["retry_attempts: 1", "retry_delay: 0.05"]);
+  const box = await sandbox({ retry_attempts: 1, retry_delay: 0.05 });
   try {
     // The destination base is a regular file: no folder can be created in it.
     await Deno.writeTextFile(box.dest, "in the way");
@@ -121,7 +117,7 @@ Deno.test("run --dry-run lists source -> destination and changes nothing", async
 });
 
 Deno.test("SIGTERM in the middle of a large copy leaves no partial file; the next start finishes it", async () => {
-  const box = await sandbox(["verify_transfer: checksum"]);
+  const box = await sandbox({ verify_transfer: "checksum" });
   try {
     const big = join(box.watch, "big.fits");
     const chunk = randomBytes(1024 * 1024);
@@ -175,7 +171,7 @@ Deno.test("a second daemon on the same state_dir refuses to start", async () => 
 });
 
 Deno.test("log_format: json writes one JSON object per line", async () => {
-  const box = await sandbox(["log_format: json"]);
+  const box = await sandbox({ log_format: "json" });
   try {
     await Deno.writeFile(join(box.watch, "j.fits"), randomBytes(10));
     const run = await runCli(["run", "--once", "-c", box.config], { env: box.env });

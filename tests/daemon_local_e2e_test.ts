@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startCli } from "./helpers/cli.ts";
-import { listFiles, randomBytes, waitFor } from "./helpers/files.ts";
+import { listFiles, randomBytes, waitFor, writeConfig } from "./helpers/files.ts";
 
 const FILES = 200;
 
@@ -19,22 +19,18 @@ Deno.test("daemon (local): burst + slow writer arrive complete in night folders;
     await Deno.mkdir(watch);
     await Deno.mkdir(home);
     const config = join(root, "config.yaml");
-    await Deno.writeTextFile(
-      config,
-      [
-        `watch_path: ${JSON.stringify(watch)}`,
-        `remote_base_path: ${JSON.stringify(dest)}`,
-        "transfer_method: local",
-        "verify_transfer: checksum",
-        "stability_window_seconds: 1",
-        "night_rollover_hour: 12",
-        "night_timezone: UTC",
-        `state_dir: ${JSON.stringify(join(root, "state"))}`,
-        `log_file: ${JSON.stringify(join(root, "logs", "image_transfer.log"))}`,
-        "max_concurrent_transfers: 4",
-        "",
-      ].join("\n"),
-    );
+    await writeConfig(config, {
+      watch_path: watch,
+      remote_base_path: dest,
+      transfer_method: "local",
+      verify_transfer: "checksum",
+      stability_window_seconds: 1,
+      night_rollover_hour: 12,
+      night_timezone: "UTC",
+      state_dir: join(root, "state"),
+      log_file: join(root, "logs", "image_transfer.log"),
+      max_concurrent_transfers: 4,
+    });
     const env = { HOME: home };
 
     // Expected destination (relative) -> bytes.

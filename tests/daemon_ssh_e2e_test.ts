@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { startCli } from "./helpers/cli.ts";
-import { listFiles, randomBytes, waitFor } from "./helpers/files.ts";
+import { listFiles, randomBytes, waitFor, writeConfig } from "./helpers/files.ts";
 import { startSshd } from "./helpers/sshd.ts";
 
 const BIG_MB = 200;
@@ -37,26 +37,22 @@ for (const method of ["scp", "rsync"] as const) {
       await Deno.mkdir(watch);
       await Deno.mkdir(join(root, "home"));
       const config = join(root, "config.yaml");
-      await Deno.writeTextFile(
-        config,
-        [
-          `watch_path: ${JSON.stringify(watch)}`,
-          `transfer_method: ${method}`,
-          "remote_host: 127.0.0.1",
-          `remote_user: ${sshd.user}`,
-          `ssh_port: ${sshd.port}`,
-          `ssh_identity_file: ${JSON.stringify(sshd.identityFile)}`,
-          `ssh_options: ${JSON.stringify(sshd.sshOptions)}`,
-          `remote_base_path: ${JSON.stringify(remote)}`,
-          "verify_transfer: size",
-          "stability_window_seconds: 0.5",
-          "night_timezone: UTC",
-          "max_concurrent_transfers: 2",
-          `state_dir: ${JSON.stringify(join(root, "state"))}`,
-          `log_file: ""`,
-          "",
-        ].join("\n"),
-      );
+      await writeConfig(config, {
+        watch_path: watch,
+        transfer_method: method,
+        remote_host: "127.0.0.1",
+        remote_user: sshd.user,
+        ssh_port: sshd.port,
+        ssh_identity_file: sshd.identityFile,
+        ssh_options: sshd.sshOptions,
+        remote_base_path: remote,
+        verify_transfer: "size",
+        stability_window_seconds: 0.5,
+        night_timezone: "UTC",
+        max_concurrent_transfers: 2,
+        state_dir: join(root, "state"),
+        log_file: "",
+      });
       const env = { HOME: join(root, "home") };
       const night = new Date("2024-07-01T20:00:00Z"); // -> 20240701
 

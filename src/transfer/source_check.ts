@@ -12,29 +12,7 @@ import type { TransferItem } from "./transport.ts";
  * size and mtime recorded in `item` (it was appended to, rewritten or removed).
  */
 export async function assertSourceUnchanged(item: TransferItem): Promise<void> {
-  let info: Deno.FileInfo;
-  try {
-    info = await Deno.stat(item.source);
-  } catch (error) {
-    throw new TransferError(
-      `Cannot send ${item.source}: source vanished during transfer`,
-      "retry",
-      {
-        cause: error,
-      },
-    );
-  }
-  compare(item, info);
-}
-
-function compare(item: TransferItem, info: Deno.FileInfo): void {
-  const mtimeMs = info.mtime?.getTime() ?? 0;
-  if (info.size !== item.size || mtimeMs !== item.mtimeMs) {
-    throw new TransferError(
-      `Cannot send ${item.source}: source changed during transfer (size ${item.size} -> ${info.size})`,
-      "retry",
-    );
-  }
+  compare(item, await Deno.stat(item.source).catch((error) => vanished(item, error)));
 }
 
 /**
@@ -46,13 +24,23 @@ export function assertSourceUnchangedSync(item: TransferItem): void {
   try {
     info = Deno.statSync(item.source);
   } catch (error) {
-    throw new TransferError(
-      `Cannot send ${item.source}: source vanished during transfer`,
-      "retry",
-      {
-        cause: error,
-      },
-    );
+    vanished(item, error);
   }
   compare(item, info);
+}
+
+function vanished(item: TransferItem, error: unknown): never {
+  throw new TransferError(`Cannot send ${item.source}: source vanished during transfer`, "retry", {
+    cause: error,
+  });
+}
+
+function compare(item: TransferItem, info: Deno.FileInfo): void {
+  const mtimeMs = info.mtime?.getTime() ?? 0;
+  if (info.size !== item.size || mtimeMs !== item.mtimeMs) {
+    throw new TransferError(
+      `Cannot send ${item.source}: source changed during transfer (size ${item.size} -> ${info.size})`,
+      "retry",
+    );
+  }
 }

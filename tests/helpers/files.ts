@@ -39,3 +39,12 @@ export async function waitFor(
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+/**
+ * Write a config file from key/value pairs. Values are written as JSON, which
+ * is valid YAML and keeps hostile paths intact.
+ */
+export async function writeConfig(path: string, fields: Record<string, unknown>): Promise<void> {
+  const lines = Object.entries(fields).map(([key, value]) => `${key}: ${JSON.stringify(value)}`);
+  await Deno.writeTextFile(path, lines.join("\n") + "\n");
+}
