@@ -73,7 +73,7 @@ export const jobShape = {
   ),
   night_date_source: doc(
     z.enum(["mtime", "now", "fits"]).default("mtime"),
-    "Which date names the night folder: the file's `mtime`, the time it is sent (`now`), or the FITS `DATE-OBS` header (`fits`, falling back to mtime).",
+    "Which date names the night folder: the file's `mtime`, the moment it is found complete (`now`), or the FITS `DATE-OBS` header (`fits`, falling back to mtime).",
   ),
   night_rollover_hour: doc(
     z.int().min(0).max(23).default(0),
