@@ -9,7 +9,7 @@
  */
 import { join } from "node:path";
 import type { JobConfig } from "../config/types.ts";
-import type { TransferError } from "../errors.ts";
+import { TransferError } from "../errors.ts";
 import type { DoneEntry, Ledger } from "../ledger/ledger.ts";
 import { planDestination } from "../layout/destination.ts";
 import { logger } from "../log/logging.ts";
@@ -78,6 +78,7 @@ export class JobRunner {
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
   #rescanTimer: ReturnType<typeof setInterval> | undefined;
   #stopping = false;
+  #rewatching = false;
   #idleWaiters: Array<() => void> = [];
   #stats: JobSummary = { sent: 0, failed: 0 };
 
@@ -95,13 +96,7 @@ export class JobRunner {
         this.#onReady(file);
         this.#checkIdle();
       },
-      onGone: (path) => {
-        this.#log.info("Dropped {path}: it disappeared before it was complete", {
-          job: job.name,
-          path,
-        });
-        this.#checkIdle();
-      },
+      onGone: (path) => void this.#onGone(path),
     });
   }
 
@@ -125,9 +120,11 @@ export class JobRunner {
     }
     this.#done = this.#ledger.doneIndex(job.name);
     await this.#resumeUnfinished();
-    if (!(await this.#waitForWatchFolder())) return;
+    if (!(await this.#waitForWatchFolder()) || this.#stopping) return;
     if (!this.#options.once) await this.#startWatcher();
+    if (this.#stopping) return;
     await this.#scan("");
+    if (this.#stopping) return;
     if (!this.#options.once && job.rescan_interval_seconds > 0) {
       this.#rescanTimer = setInterval(
         () => void this.#rescan(),
@@ -142,6 +139,25 @@ export class JobRunner {
       target: this.#transport.describeTarget(""),
     });
     this.#pump();
+    this.#checkIdle();
+  }
+
+  /**
+   * A path under observation is no file (any more). A folder whose name matches
+   * `file_patterns` (moved in, or created) is scanned; anything else is dropped.
+   */
+  async #onGone(path: string): Promise<void> {
+    const rel = relativeTo(this.job.watch_path, path);
+    // lstat: a symbolic link to a folder is not followed (as in a scan).
+    const isFolder = await Deno.lstat(path).then((info) => info.isDirectory, () => false);
+    if (isFolder && rel !== null && rel !== "" && this.#filter.includesDir(rel)) {
+      await this.#scan(rel);
+    } else {
+      this.#log.info("Dropped {path}: it disappeared before it was complete", {
+        job: this.job.name,
+        path,
+      });
+    }
     this.#checkIdle();
   }
 
@@ -232,6 +248,7 @@ export class JobRunner {
 
   /** Watch the folder (from a worker thread); resolves once the watch is in place. */
   async #startWatcher(): Promise<void> {
+    if (this.#stopping) return;
     this.#watcher = new FolderWatcher(
       this.job.watch_path,
       (events) => {
@@ -248,6 +265,36 @@ export class JobRunner {
       },
     );
     await this.#watcher.ready;
+  }
+
+  /**
+   * The watch folder itself was removed or moved away, and its watch with it:
+   * watch the path again once a folder exists there, and scan it.
+   */
+  async #rewatch(): Promise<void> {
+    if (this.#rewatching || this.#stopping) return;
+    this.#rewatching = true;
+    try {
+      this.#watcher?.close();
+      this.#watcher = undefined;
+      this.#log.warn("Watch folder {path} was removed; watching it again once it exists", {
+        job: this.job.name,
+        path: this.job.watch_path,
+      });
+      if (!(await this.#waitForWatchFolder()) || this.#stopping) return;
+      await this.#startWatcher();
+      await this.#scan("");
+    } catch (error) {
+      if (this.#stopping) return;
+      this.#log.error("Cannot watch {path} again: {error}; rescanning every minute instead", {
+        job: this.job.name,
+        path: this.job.watch_path,
+        error: String(error),
+      });
+      this.#rescanTimer ??= setInterval(() => void this.#rescan(), 60_000);
+    } finally {
+      this.#rewatching = false;
+    }
   }
 
   /**
@@ -280,8 +327,11 @@ export class JobRunner {
     this.#eventTimer = undefined;
     if (this.#stopping) return;
     for (const [path, { kind, appeared }] of events) {
-      if (kind === "remove") continue;
       const rel = relativeTo(this.job.watch_path, path);
+      if (kind === "remove") {
+        if (rel === "") void this.#rewatch();
+        continue;
+      }
       if (rel === null || rel === "") continue;
       if (this.#filter.includesFile(rel)) {
         this.#consider(path, rel, kind === "access" ? "closed" : "changed");
@@ -349,19 +399,30 @@ export class JobRunner {
     }
   }
 
+  /** Retry failed files and look for missed ones; errors are logged (it runs from timers). */
   async #rescan(): Promise<void> {
     if (this.#stopping) return;
-    this.#ledger.requeue(this.job.name, ["failed"]);
-    for (const row of this.#ledger.unfinished(this.job.name)) {
-      if (
-        row.state !== "pending" || this.#queue.has(row.relPath) || this.#waiting.has(row.relPath) ||
-        this.#inFlight.has(row.relPath) || this.#planning.has(row.relPath)
-      ) {
-        continue;
+    try {
+      this.#ledger.requeue(this.job.name, ["failed"]);
+      for (const row of this.#ledger.unfinished(this.job.name)) {
+        if (
+          row.state !== "pending" || this.#queue.has(row.relPath) ||
+          this.#waiting.has(row.relPath) || this.#inFlight.has(row.relPath) ||
+          this.#planning.has(row.relPath)
+        ) {
+          continue;
+        }
+        this.#checker.touch(join(this.job.watch_path, ...row.relPath.split("/")));
       }
-      this.#checker.touch(join(this.job.watch_path, ...row.relPath.split("/")));
+      await this.#scan("");
+    } catch (error) {
+      if (this.#stopping) return;
+      this.#log.error("Rescanning {path} failed: {error}; trying again at the next rescan", {
+        job: this.job.name,
+        path: this.job.watch_path,
+        error: String(error),
+      });
     }
-    await this.#scan("");
   }
 
   #onReady(file: StableFile): void {
@@ -370,6 +431,9 @@ export class JobRunner {
     if (rel === null) return;
     const done = this.#done.get(rel);
     if (done && done.size === file.size && done.mtimeMs === file.mtimeMs) return;
+    // Already queued or waiting for its retry as it is: keep that entry (and its backoff).
+    const queued = this.#queue.get(rel) ?? this.#waiting.get(rel);
+    if (queued && queued.size === file.size && queued.mtimeMs === file.mtimeMs) return;
     if (this.#inFlight.has(rel) || this.#planning.has(rel)) {
       this.#recheck.add(rel);
       return;
@@ -397,6 +461,8 @@ export class JobRunner {
         destination,
       });
       const row = this.#ledger.get(this.job.name, rel);
+      // A changed file replaces a retry that waits for its old version.
+      this.#waiting.delete(rel);
       this.#enqueue({
         source: file.path,
         relPath: rel,
@@ -470,7 +536,17 @@ export class JobRunner {
     for (const rel of rels) this.#inFlight.add(rel);
     try {
       this.#ledger.markTransferring(this.job.name, rels);
-      const outcomes = await this.#transport.send(batch, this.#abort.signal);
+      const outcomes = await this.#transport.send(batch, this.#abort.signal).catch((error) => {
+        if (this.#abort.signal.aborted) throw error;
+        // A broken contract must not strand the files as `transferring`: retry them.
+        const reason = error instanceof Error ? error.message : String(error);
+        return batch.map((item) => ({
+          item,
+          error: new TransferError(`Cannot send ${item.source}: ${reason}`, "retry", {
+            cause: error,
+          }),
+        }));
+      });
       const failures: Array<[QueuedFile, TransferError]> = [];
       // One transaction for the whole batch's arrivals.
       this.#ledger.transaction(() => {

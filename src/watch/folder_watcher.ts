@@ -10,6 +10,7 @@ export type { WatchEvent };
 /** A running watch; {@linkcode FolderWatcher.close} stops it. */
 export class FolderWatcher {
   #worker: Worker;
+  #ready: () => void;
   /** Resolves once the watch is in place (or watching failed): scan after this. */
   readonly ready: Promise<void>;
 
@@ -26,6 +27,7 @@ export class FolderWatcher {
   ) {
     const ready = Promise.withResolvers<void>();
     this.ready = ready.promise;
+    this.#ready = ready.resolve;
     this.#worker = new Worker(new URL("./watch_worker.ts", import.meta.url), { type: "module" });
     this.#worker.onmessage = (
       message: MessageEvent<{ ready?: true; events?: WatchEvent[]; error?: string }>,
@@ -45,8 +47,9 @@ export class FolderWatcher {
     this.#worker.postMessage({ path });
   }
 
-  /** Stop watching. */
+  /** Stop watching (`ready` resolves, if it has not yet). */
   close(): void {
     this.#worker.terminate();
+    this.#ready();
   }
 }
