@@ -229,3 +229,31 @@ Deno.test("review: stop during start-up leaves no watcher or rescan timer behind
     // The test sanitizers fail this test if an interval or a worker outlives it.
   });
 });
+
+Deno.test("a pending file that no longer matches file_patterns is dropped at start-up, not sent", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-review-patterns-" });
+  const ledger = Ledger.open(join(root, "state"));
+  try {
+    await Deno.mkdir(join(root, "watch"));
+    const path = join(root, "watch", "old.fit");
+    await Deno.writeFile(path, randomBytes(100));
+    const info = await Deno.stat(path);
+    // Queued by an earlier configuration that matched *.fit.
+    ledger.enqueue("test", "old.fit", {
+      size: info.size,
+      mtimeMs: info.mtime!.getTime(),
+      destination: "20240101/old.fit",
+    });
+    const job = testJob(root, { file_patterns: ["*.fits"] });
+    const runner = new JobRunner(job, ledger, new LocalTransport(job), { once: true });
+    await runner.start();
+    await runner.whenIdle();
+    await runner.stop();
+    assert.equal(runner.summary.sent, 0);
+    assert.equal(ledger.get("test", "old.fit"), undefined);
+    await assert.rejects(Deno.stat(join(root, "dest")), Deno.errors.NotFound);
+  } finally {
+    ledger.close();
+    await Deno.remove(root, { recursive: true });
+  }
+});

@@ -222,9 +222,9 @@ export class JobRunner {
       try {
         info = await Deno.stat(path);
       } catch { /* gone */ }
-      if (!info?.isFile) {
+      if (!info?.isFile || !this.#filter.includesFile(row.relPath)) {
         this.#ledger.remove(this.job.name, row.relPath);
-        this.#log.info("Dropped {path}: it is gone from the watch folder", {
+        this.#log.info("Dropped {path}: it is gone from the watch folder, or no longer matches", {
           job: this.job.name,
           path,
         });

@@ -80,6 +80,7 @@ export class LocalTransport implements Transport {
       await this.#verify(item, tempPath, written, hash?.digest("hex"));
       await assertSourceUnchanged(item);
       await Deno.rename(tempPath, finalPath);
+      await syncFolder(folder);
     } catch (error) {
       await Deno.remove(tempPath).catch(() => {});
       throw error;
@@ -116,6 +117,17 @@ export class LocalTransport implements Transport {
       }
     }
   }
+}
+
+/**
+ * Flush a folder's entries to disk, so a rename that the ledger records as
+ * done survives a power cut. Not possible on Windows (folders cannot be
+ * opened), where NTFS journals the rename itself.
+ */
+async function syncFolder(folder: string): Promise<void> {
+  if (Deno.build.os === "windows") return;
+  using dir = await Deno.open(folder, { read: true });
+  await dir.sync();
 }
 
 /** Classify a local copy error. */
