@@ -56,13 +56,15 @@ export function defaultLogFile(): string {
 
 /**
  * Create the daemon's private runtime folder (mode 700) for SSH control
- * sockets and staging links. On Linux it goes to a memory file system
- * (`$XDG_RUNTIME_DIR`, else `/dev/shm`) when one is usable: creating hundreds
- * of links per batch there costs microseconds instead of a disk journal
- * write each. Falls back to the system temp folder.
+ * sockets and staging links. It goes to the runtime folder the service
+ * manager provides (`$RUNTIME_DIRECTORY` from systemd's `RuntimeDirectory=`,
+ * or the login's `$XDG_RUNTIME_DIR`), a memory file system where creating
+ * hundreds of links per batch costs microseconds instead of a disk journal
+ * write each; else the system temp folder. (`/dev/shm` would need Deno's
+ * `--allow-all`.)
  */
 export async function makeRuntimeDir(): Promise<string> {
-  const candidates = Deno.build.os === "linux" ? [Deno.env.get("XDG_RUNTIME_DIR"), "/dev/shm"] : [];
+  const candidates = [Deno.env.get("RUNTIME_DIRECTORY"), Deno.env.get("XDG_RUNTIME_DIR")];
   for (const dir of candidates) {
     if (!dir || !isAbsolute(dir)) continue;
     try {
