@@ -121,7 +121,11 @@ export class JobRunner {
     this.#done = this.#ledger.doneIndex(job.name);
     await this.#resumeUnfinished();
     if (!(await this.#waitForWatchFolder()) || this.#stopping) return;
-    if (!this.#options.once) await this.#startWatcher();
+    if (!this.#options.once) {
+      // The first file should not wait for an SSH handshake (~0.3 s or more).
+      void this.#transport.warmUp?.();
+      await this.#startWatcher();
+    }
     if (this.#stopping) return;
     await this.#scan("");
     if (this.#stopping) return;

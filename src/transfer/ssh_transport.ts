@@ -110,6 +110,11 @@ export abstract class SshTransport implements Transport {
     return plans.map((plan) => ({ item: plan.item, error: plan.error }));
   }
 
+  /** Open the shared SSH connection now (see {@linkcode Transport.warmUp}). */
+  async warmUp(): Promise<void> {
+    await this.session.connect({ timeoutMs: this.timeoutMs }).catch(() => {});
+  }
+
   async close(): Promise<void> {
     await this.session.close();
   }

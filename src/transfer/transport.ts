@@ -55,6 +55,11 @@ export interface Transport {
   send(items: TransferItem[], signal: AbortSignal): Promise<TransferOutcome[]>;
   /** The user-facing location of a destination, e.g. `obs@freya:/data/20240315/a.fits`. */
   describeTarget(destination: string): string;
+  /**
+   * Optional: open connections ahead of the first transfer, so the first file
+   * does not wait for them. Never throws; problems surface at the first send.
+   */
+  warmUp?(): Promise<void>;
   /** Release connections and other resources. Safe to call more than once. */
   close(): Promise<void>;
 }
