@@ -8,23 +8,13 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { startCli } from "./helpers/cli.ts";
-import { listFiles, randomBytes, waitFor, writeConfig } from "./helpers/files.ts";
+import { listFiles, randomBytes, sha256OfFile, waitFor, writeConfig } from "./helpers/files.ts";
 import { startSshd } from "./helpers/sshd.ts";
 
 const BIG_MB = 200;
 
 function sha256(bytes: Uint8Array): string {
   return createHash("sha256").update(bytes).digest("hex");
-}
-
-async function sha256OfFile(path: string): Promise<string> {
-  const hash = createHash("sha256");
-  using file = await Deno.open(path);
-  const buffer = new Uint8Array(1 << 20);
-  for (let n = await file.read(buffer); n !== null; n = await file.read(buffer)) {
-    hash.update(buffer.subarray(0, n));
-  }
-  return hash.digest("hex");
 }
 
 for (const method of ["scp", "rsync"] as const) {

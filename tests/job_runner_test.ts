@@ -5,29 +5,13 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { jobSchema } from "../src/config/schema.ts";
 import type { JobConfig } from "../src/config/types.ts";
 import { Ledger } from "../src/ledger/ledger.ts";
 import { JobRunner, type JobSummary } from "../src/pipeline/job_runner.ts";
 import { LocalTransport } from "../src/transfer/local.ts";
 import type { TransferItem, TransferOutcome, Transport } from "../src/transfer/transport.ts";
 import { listFiles, randomBytes, waitFor } from "./helpers/files.ts";
-
-/** A local job with the schema defaults and short timings, overridable per test. */
-function testJob(root: string, overrides: Partial<JobConfig> = {}): JobConfig {
-  const input = jobSchema.parse({
-    watch_path: join(root, "watch"),
-    remote_base_path: join(root, "dest"),
-    transfer_method: "local",
-    stability_window_seconds: 0.2,
-    night_timezone: "UTC",
-    retry_attempts: 2,
-    retry_delay: 0.05,
-    retry_max_delay_seconds: 0.2,
-    rescan_interval_seconds: 0,
-  });
-  return { ...input, name: "test", verify_transfer: "checksum", ...overrides };
-}
+import { localTestJob } from "./helpers/jobs.ts";
 
 /** The real local transport, counting the items it is given. */
 class CountingTransport implements Transport {
@@ -108,7 +92,7 @@ async function withRoot(fn: (root: string, stateDir: string) => Promise<void>): 
 
 Deno.test("JobRunner once: sends every matching file, records it done; a second run sends nothing", async () => {
   await withRoot(async (root, stateDir) => {
-    const job = testJob(root);
+    const job = localTestJob(root);
     const watch = job.watch_path;
     const expected = new Map<string, Uint8Array>();
     const rels = [
@@ -176,7 +160,7 @@ Deno.test("JobRunner once: sends every matching file, records it done; a second 
 
 Deno.test("JobRunner once: a retryable failure is retried, marked failed, then sent after a fix", async () => {
   await withRoot(async (root, stateDir) => {
-    const job = testJob(root, { retry_attempts: 2, retry_delay: 0.05 });
+    const job = localTestJob(root, { retry_attempts: 2, retry_delay: 0.05 });
     const bytes = randomBytes(2048);
     await place(job.watch_path, "night/a.fits", bytes);
     // The destination base path is a regular file: every attempt fails retryably.
@@ -219,7 +203,7 @@ Deno.test("JobRunner once: a retryable failure is retried, marked failed, then s
 
 Deno.test("JobRunner once: with retry_attempts 0 a failure is final at once; other files still go", async () => {
   await withRoot(async (root, stateDir) => {
-    const job = testJob(root, { retry_attempts: 0 });
+    const job = localTestJob(root, { retry_attempts: 0 });
     await place(job.watch_path, "ok.fits", randomBytes(10));
     await place(job.watch_path, "blocked/x.fits", randomBytes(10));
     // Only the night folder of "blocked/..." is in the way.
@@ -238,7 +222,7 @@ Deno.test("JobRunner once: with retry_attempts 0 a failure is final at once; oth
 
 Deno.test("JobRunner once: a source that changes while it is sent is sent again complete", async () => {
   await withRoot(async (root, stateDir) => {
-    const job = testJob(root);
+    const job = localTestJob(root);
     const path = join(job.watch_path, "a.fits");
     await place(job.watch_path, "a.fits", randomBytes(1000));
     const extra = randomBytes(500);
@@ -270,7 +254,7 @@ Deno.test("JobRunner once: a source that changes while it is sent is sent again 
 
 Deno.test("JobRunner start-up: resumes interrupted files and drops vanished ones", async () => {
   await withRoot(async (root, stateDir) => {
-    const job = testJob(root);
+    const job = localTestJob(root);
     const bytes = randomBytes(777);
     await place(job.watch_path, "interrupted.fits", bytes);
     const info = await Deno.stat(join(job.watch_path, "interrupted.fits"));
@@ -302,7 +286,7 @@ Deno.test("JobRunner once: a watch_path spelled with // or /./ still sends its f
     const bytes = randomBytes(64);
     await place(join(root, "watch"), "n/a.fits", bytes);
     for (const [i, spelling] of [`${root}//watch`, `${root}/./watch/`].entries()) {
-      const job = testJob(root, { name: `job${i}`, watch_path: spelling });
+      const job = localTestJob(root, { name: `job${i}`, watch_path: spelling });
       const run = await runOnce(job, stateDir);
       assert.deepEqual(run, { sent: 1, failed: 0, items: ["20240315/n/a.fits"] }, spelling);
       readLedger(
@@ -316,7 +300,7 @@ Deno.test("JobRunner once: a watch_path spelled with // or /./ still sends its f
 
 Deno.test("JobRunner once: a missing watch folder is an error that names it", async () => {
   await withRoot(async (root, stateDir) => {
-    const job = testJob(root, { watch_path: join(root, "no such folder") });
+    const job = localTestJob(root, { watch_path: join(root, "no such folder") });
     await assert.rejects(
       () => runOnce(job, stateDir),
       (error: Error) =>
@@ -327,7 +311,7 @@ Deno.test("JobRunner once: a missing watch folder is an error that names it", as
 
 Deno.test("JobRunner watching: files written after start are sent; stop is clean", async () => {
   await withRoot(async (root, stateDir) => {
-    const job = testJob(root, { stability_window_seconds: 0.4 });
+    const job = localTestJob(root, { stability_window_seconds: 0.4 });
     const ledger = Ledger.open(stateDir);
     const transport = new CountingTransport(job);
     const runner = new JobRunner(job, ledger, transport, { once: false, closedForMs: 100 });

@@ -6,29 +6,18 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { jobSchema } from "../src/config/schema.ts";
 import type { JobConfig } from "../src/config/types.ts";
 import { TransferError } from "../src/errors.ts";
 import { Ledger } from "../src/ledger/ledger.ts";
 import { JobRunner } from "../src/pipeline/job_runner.ts";
 import { LocalTransport } from "../src/transfer/local.ts";
 import type { TransferItem, TransferOutcome, Transport } from "../src/transfer/transport.ts";
+import { localTestJob } from "./helpers/jobs.ts";
 import { randomBytes, waitFor } from "./helpers/files.ts";
 
-/** A local job with short timings and no periodic rescan, overridable per test. */
+/** The shared test job (three retries here). */
 function testJob(root: string, overrides: Partial<JobConfig> = {}): JobConfig {
-  const input = jobSchema.parse({
-    watch_path: join(root, "watch"),
-    remote_base_path: join(root, "dest"),
-    transfer_method: "local",
-    stability_window_seconds: 0.2,
-    night_timezone: "UTC",
-    retry_attempts: 3,
-    retry_delay: 0.05,
-    retry_max_delay_seconds: 0.2,
-    rescan_interval_seconds: 0,
-  });
-  return { ...input, name: "test", verify_transfer: "checksum", ...overrides };
+  return localTestJob(root, { retry_attempts: 3, ...overrides });
 }
 
 /**

@@ -3,12 +3,12 @@
  * One server for the whole file; each case gets fresh folders.
  */
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
 import { dirname, join } from "node:path";
 import type { JobConfig } from "../src/config/types.ts";
 import { createTransport } from "../src/transfer/factory.ts";
 import { TEMP_SUFFIX } from "../src/transfer/temp_name.ts";
 import type { TransferItem, TransferOutcome, Transport } from "../src/transfer/transport.ts";
+import { listFiles, randomBytes, sha256OfFile as sha256 } from "./helpers/files.ts";
 import { startSshd, type TestSshd } from "./helpers/sshd.ts";
 
 type Method = "scp" | "rsync";
@@ -29,35 +29,6 @@ async function makeItem(
 async function itemFor(source: string, destination: string): Promise<TransferItem> {
   const info = await Deno.stat(source);
   return { source, destination, size: info.size, mtimeMs: info.mtime!.getTime() };
-}
-
-function randomBytes(size: number): Uint8Array {
-  const out = new Uint8Array(size);
-  for (let offset = 0; offset < size; offset += 65536) {
-    crypto.getRandomValues(out.subarray(offset, Math.min(size, offset + 65536)));
-  }
-  return out;
-}
-
-async function sha256(path: string): Promise<string> {
-  const hash = createHash("sha256");
-  using file = await Deno.open(path);
-  const buffer = new Uint8Array(1 << 20);
-  for (let n = await file.read(buffer); n !== null; n = await file.read(buffer)) {
-    hash.update(buffer.subarray(0, n));
-  }
-  return hash.digest("hex");
-}
-
-/** Every file below `root`, as `/`-separated relative paths (hidden ones included). */
-async function listFiles(root: string, prefix = ""): Promise<string[]> {
-  const out: string[] = [];
-  for await (const entry of Deno.readDir(join(root, prefix))) {
-    const rel = prefix ? `${prefix}/${entry.name}` : entry.name;
-    if (entry.isDirectory) out.push(...await listFiles(root, rel));
-    else out.push(rel);
-  }
-  return out.sort();
 }
 
 /** Assert every item arrived byte-exact and nothing else exists at `base`. */

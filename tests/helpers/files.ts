@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { createHash } from "node:crypto";
 import { join } from "node:path";
 
 /** `size` random bytes (any size; crypto.getRandomValues caps at 64 KiB per call). */
@@ -14,7 +15,7 @@ export function randomBytes(size: number): Uint8Array {
   return out;
 }
 
-/** Every file below `root`, as `/`-separated relative paths (hidden ones included). */
+/** Every file below `root`, as sorted `/`-separated relative paths (hidden ones included). */
 export async function listFiles(root: string, prefix = ""): Promise<string[]> {
   const out: string[] = [];
   for await (const entry of Deno.readDir(join(root, prefix))) {
@@ -22,7 +23,18 @@ export async function listFiles(root: string, prefix = ""): Promise<string[]> {
     if (entry.isDirectory) out.push(...await listFiles(root, rel));
     else out.push(rel);
   }
-  return out;
+  return out.sort();
+}
+
+/** SHA-256 (hex) of a file, streamed; independent of the product's own hashing code. */
+export async function sha256OfFile(path: string): Promise<string> {
+  const hash = createHash("sha256");
+  using file = await Deno.open(path);
+  const buffer = new Uint8Array(1 << 20);
+  for (let n = await file.read(buffer); n !== null; n = await file.read(buffer)) {
+    hash.update(buffer.subarray(0, n));
+  }
+  return hash.digest("hex");
 }
 
 /** Poll `condition` every 50 ms until it holds; throw after `timeoutMs`. */
