@@ -19,8 +19,8 @@ import { globalOptions } from "./options.ts";
 export function buildProgram(): Command {
   const program = new Command("image-transfer")
     .description(
-      "Watch an instrument's output folder and ship every completed file to a processing server\n" +
-        "(scp, rsync or local copy) into night folders (YYYYMMDD/), verified and retried.",
+      "Watch an instrument's output folder and ship every completed file to a processing " +
+        "server (scp, rsync or local copy) into night folders (YYYYMMDD/), verified and retried.",
     )
     .version(VERSION, "-V, --version", "print the version and exit")
     .option("-c, --config <file>", "config file (default: ~/.config/image-transfer/config.yaml)")
