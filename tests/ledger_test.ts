@@ -408,3 +408,23 @@ Deno.test("Ledger: hostile relative paths and errors round-trip exactly", async 
     }
   });
 });
+
+Deno.test("Ledger: enqueue returns the attempts kept, 0 for a new or changed file", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "itx-ledger-attempts-" });
+  const ledger = Ledger.open(dir);
+  try {
+    const file = { size: 10, mtimeMs: 1000, destination: "20240101/a.fits" };
+    assert.equal(ledger.enqueue("j", "a.fits", file), 0);
+    ledger.recordFailure("j", "a.fits", {
+      error: "x",
+      attempts: 2,
+      nextAttemptAt: 0,
+      final: false,
+    });
+    assert.equal(ledger.enqueue("j", "a.fits", file), 2);
+    assert.equal(ledger.enqueue("j", "a.fits", { ...file, size: 11 }), 0);
+  } finally {
+    ledger.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -31,7 +31,7 @@ export function runCommand(): Command {
     .action(async (options: RunOptions, command: Command) => {
       const global = globalOptions(command);
       const config = await loadConfig(resolveConfigPath(global.config));
-      if (options.dryRun || (command.parent?.opts().dryRun ?? false)) {
+      if (options.dryRun) {
         await dryRun(config, (line) => console.log(line));
         return;
       }

@@ -163,14 +163,16 @@ export class Ledger {
    * Record a complete file as pending. A file seen with a new size or mtime
    * starts over (attempts 0, no error); an unchanged pending or failed one keeps
    * its attempt count and last error.
+   *
+   * @returns the file's failed attempts so far (0 for a new or changed file)
    */
   enqueue(
     job: string,
     relPath: string,
     file: { size: number; mtimeMs: number; destination: string },
     now = Date.now(),
-  ): void {
-    this.#stmt(`
+  ): number {
+    const row = this.#stmt(`
       INSERT INTO files (job, rel_path, size, mtime_ms, destination, state, attempts,
                          next_attempt_at, last_error, created_at, updated_at)
       VALUES (?, ?, ?, ?, ?, 'pending', 0, 0, NULL, ?, ?)
@@ -181,7 +183,9 @@ export class Ledger {
                           AND state != 'done' THEN last_error ELSE NULL END,
         size = excluded.size, mtime_ms = excluded.mtime_ms, destination = excluded.destination,
         state = 'pending', next_attempt_at = 0, updated_at = excluded.updated_at
-    `).run(job, relPath, file.size, file.mtimeMs, file.destination, now, now);
+      RETURNING attempts
+    `).get(job, relPath, file.size, file.mtimeMs, file.destination, now, now) as Row;
+    return Number(row.attempts);
   }
 
   /** Mark files as being sent right now. */

@@ -459,12 +459,11 @@ export class JobRunner {
         this.#recheck.add(rel);
         return;
       }
-      this.#ledger.enqueue(this.job.name, rel, {
+      const attempts = this.#ledger.enqueue(this.job.name, rel, {
         size: file.size,
         mtimeMs: file.mtimeMs,
         destination,
       });
-      const row = this.#ledger.get(this.job.name, rel);
       // A changed file replaces a retry that waits for its old version.
       this.#waiting.delete(rel);
       this.#enqueue({
@@ -473,7 +472,7 @@ export class JobRunner {
         destination,
         size: file.size,
         mtimeMs: file.mtimeMs,
-        attempts: row?.attempts ?? 0,
+        attempts,
         nextAttemptAt: 0,
       });
       this.#log.debug("Ready: {path} -> {destination}", {
