@@ -10,8 +10,14 @@ import { join } from "node:path";
 import { startCli } from "./helpers/cli.ts";
 import { listFiles, randomBytes, sha256OfFile, waitFor, writeConfig } from "./helpers/files.ts";
 import { startSshd } from "./helpers/sshd.ts";
+import { isTempName } from "../src/transfer/temp_name.ts";
 
 const BIG_MB = 200;
+
+/** A temporary copy: its name, or a folder it is in, is one of the daemon's temporary names. */
+function isTemporary(rel: string): boolean {
+  return rel.split("/").some(isTempName);
+}
 
 function sha256(bytes: Uint8Array): string {
   return createHash("sha256").update(bytes).digest("hex");
@@ -80,7 +86,7 @@ for (const method of ["scp", "rsync"] as const) {
         await waitFor(
           async () =>
             (await listFiles(remote).catch(() => [])).some((p) =>
-              p.includes("big frame") && p.endsWith("image-transfer-partial")
+              p.includes("big frame") && isTemporary(p)
             ),
           60_000,
           "the big file's temporary copy",
@@ -93,7 +99,7 @@ for (const method of ["scp", "rsync"] as const) {
 
       // Whatever is under a final name now must be complete.
       for (const rel of await listFiles(remote)) {
-        if (rel.endsWith("image-transfer-partial")) continue;
+        if (isTemporary(rel)) continue;
         assert.ok(expected.has(rel), `unexpected file at the destination: ${rel}`);
         assert.equal(await sha256OfFile(join(remote, rel)), expected.get(rel), `partial ${rel}`);
       }
@@ -102,9 +108,7 @@ for (const method of ["scp", "rsync"] as const) {
       try {
         await waitFor(
           async () => {
-            const finals = (await listFiles(remote)).filter((p) =>
-              !p.endsWith("image-transfer-partial")
-            );
+            const finals = (await listFiles(remote)).filter((p) => !isTemporary(p));
             return finals.length >= expected.size;
           },
           120_000,

@@ -108,6 +108,71 @@ Deno.test("mkdir script creates hostile folders and reports the ones it cannot",
   }
 });
 
+Deno.test("mkdir script empties fresh upload folders and keeps the others", async () => {
+  for (const shell of SHELLS) {
+    const dir = await Deno.makeTempDir({ prefix: "itx-fresh-" });
+    try {
+      const stale = join(dir, "night", ".up $(touch CANARY)");
+      const shared = join(dir, "night", ".shared");
+      for (const folder of [stale, shared]) {
+        await Deno.mkdir(join(folder, "deep"), { recursive: true });
+        await Deno.writeTextFile(join(folder, "deep", "leftover"), "x");
+      }
+      const asFile = join(dir, "night", ".was-a-file");
+      await Deno.writeTextFile(asFile, "x");
+      const marker = newMarker();
+      const report = parseScriptOutput(
+        await runShell(
+          shell,
+          buildMkdirScript([stale, shared, asFile], marker, new Set([stale, asFile])),
+          dir,
+        ),
+        marker,
+      );
+      assert.deepEqual([...report.folderErrors.keys()], []);
+      assert.deepEqual([...Deno.readDirSync(stale)], [], "the fresh folder is empty");
+      assert.ok((await Deno.stat(asFile)).isDirectory, "a file in the way is replaced");
+      assert.equal(await Deno.readTextFile(join(shared, "deep", "leftover")), "x");
+      assert.equal(await Deno.lstat(join(dir, "CANARY")).then(() => true, () => false), false);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  }
+});
+
+Deno.test("finish script renames out of an upload folder, then removes the folder", async () => {
+  for (const shell of SHELLS) {
+    const dir = await Deno.makeTempDir({ prefix: "itx-upfolder-" });
+    try {
+      const upload = join(dir, ".incoming 'x'");
+      await Deno.mkdir(upload);
+      await Deno.writeTextFile(join(upload, "a b.fits"), "data a");
+      await Deno.writeTextFile(join(upload, "junk"), "left by an orphan");
+      const marker = newMarker();
+      const out = await runShell(
+        shell,
+        buildFinishScript(
+          [{
+            index: 0,
+            tempPath: join(upload, "a b.fits"),
+            finalPath: join(dir, "a b.fits"),
+            expectedSize: 6,
+            expectedSha256: null,
+          }],
+          marker,
+          [upload],
+        ),
+        dir,
+      );
+      assert.deepEqual([...parseScriptOutput(out, marker).results], [[0, { status: "ok" }]]);
+      assert.equal(await Deno.readTextFile(join(dir, "a b.fits")), "data a");
+      assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["a b.fits"]);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  }
+});
+
 Deno.test("finish script verifies size and SHA-256, renames, removes bad copies", async () => {
   const sha = (text: string) => createHash("sha256").update(text).digest("hex");
   for (const shell of SHELLS) {

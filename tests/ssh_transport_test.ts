@@ -6,9 +6,15 @@ import assert from "node:assert/strict";
 import { dirname, join } from "node:path";
 import type { JobConfig } from "../src/config/types.ts";
 import { createTransport } from "../src/transfer/factory.ts";
-import { TEMP_SUFFIX } from "../src/transfer/temp_name.ts";
+import { isTempName, TEMP_SUFFIX } from "../src/transfer/temp_name.ts";
 import type { TransferItem, TransferOutcome, Transport } from "../src/transfer/transport.ts";
-import { listFiles, randomBytes, sha256OfFile as sha256 } from "./helpers/files.ts";
+import {
+  listFiles,
+  listFolders,
+  randomBytes,
+  sha256OfFile as sha256,
+  waitFor,
+} from "./helpers/files.ts";
 import { startSshd, type TestSshd } from "./helpers/sshd.ts";
 
 type Method = "scp" | "rsync";
@@ -35,6 +41,8 @@ async function itemFor(source: string, destination: string): Promise<TransferIte
 async function assertDelivered(base: string, items: TransferItem[]): Promise<void> {
   const found = await listFiles(base);
   assert.deepEqual(found, items.map((item) => item.destination).sort());
+  const temporary = (await listFolders(base)).filter((rel) => rel.split("/").some(isTempName));
+  assert.deepEqual(temporary, [], "no temporary folder is left");
   for (const item of items) {
     const remote = join(base, ...item.destination.split("/"));
     assert.ok((await Deno.lstat(remote)).isFile, `${item.destination} is a regular file`);
@@ -393,21 +401,54 @@ for (const method of ["scp", "rsync"] as const) {
         });
       });
 
-      await t.step("a leftover temp file of an interrupted attempt is replaced", async () => {
-        await withTransport(sshd, method, {}, async ({ src, dst, transport }) => {
-          const item = await makeItem(src, "20240323/frame.fits", randomBytes(4096));
-          const folder = join(dst, "20240323");
-          await Deno.mkdir(folder);
-          const temp = join(folder, `.frame.fits${TEMP_SUFFIX}`);
-          // Same size and mtime as the source, other bytes: rsync's quick check must not skip it.
-          await Deno.writeFile(temp, randomBytes(4096));
-          await Deno.utime(temp, new Date(item.mtimeMs), new Date(item.mtimeMs));
-          await Deno.chown(folder, sshd.uid, sshd.gid);
-          await Deno.chown(temp, sshd.uid, sshd.gid);
-          assertAllOk(await transport.send([item], never), [item]);
-          await assertDelivered(dst, [item]);
+      await t.step(
+        "an attempt stopped mid-upload leaves nothing once the next one ends",
+        async () => {
+          await withTransport(sshd, method, {}, async ({ src, dst, transport }) => {
+            const big = await makeItem(src, "20240324/big.fits", randomBytes(256 * 1024 * 1024));
+            const small = await makeItem(src, "20240324/small.fits", randomBytes(1000));
+            const stop = new AbortController();
+            const first = transport.send([small, big], stop.signal);
+            first.catch(() => {});
+            // Stop once the big copy is on its way under a temporary name.
+            await waitFor(
+              async () =>
+                (await listFiles(dst).catch(() => [])).some((rel) =>
+                  rel.split("/").some(isTempName) && rel.includes("big")
+                ),
+              30_000,
+              "the big file's temporary copy",
+            );
+            stop.abort(new Error("stopped by the test"));
+            await assert.rejects(first, /stopped by the test/);
+            assert.ok(
+              !(await listFiles(dst)).includes(big.destination),
+              "the stopped copy is not under its final name",
+            );
+            assertAllOk(await transport.send([small, big], never), [small, big]);
+            await assertDelivered(dst, [small, big]);
+          });
+        },
+      );
+
+      if (method === "rsync") {
+        // rsync writes beside the final name; scp's batch folders are covered above.
+        await t.step("a leftover temp file of an interrupted attempt is replaced", async () => {
+          await withTransport(sshd, method, {}, async ({ src, dst, transport }) => {
+            const item = await makeItem(src, "20240323/frame.fits", randomBytes(4096));
+            const folder = join(dst, "20240323");
+            await Deno.mkdir(folder);
+            const temp = join(folder, `.frame.fits${TEMP_SUFFIX}`);
+            // Same size and mtime as the source, other bytes: rsync's quick check must not skip it.
+            await Deno.writeFile(temp, randomBytes(4096));
+            await Deno.utime(temp, new Date(item.mtimeMs), new Date(item.mtimeMs));
+            await Deno.chown(folder, sshd.uid, sshd.gid);
+            await Deno.chown(temp, sshd.uid, sshd.gid);
+            assertAllOk(await transport.send([item], never), [item]);
+            await assertDelivered(dst, [item]);
+          });
         });
-      });
+      }
 
       if (method === "rsync") {
         await t.step(

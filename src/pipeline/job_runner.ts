@@ -539,6 +539,10 @@ export class JobRunner {
     for (const rel of rels) this.#inFlight.add(rel);
     try {
       this.#ledger.markTransferring(this.job.name, rels);
+      this.#log.debug("Sending {count} file(s) in one batch", {
+        job: this.job.name,
+        count: batch.length,
+      });
       const outcomes = await this.#transport.send(batch, this.#abort.signal).catch((error) => {
         if (this.#abort.signal.aborted) throw error;
         // A broken contract must not strand the files as `transferring`: retry them.

@@ -73,14 +73,22 @@ function prelude(marker: string): string[] {
 
 /**
  * A script that creates each folder (with parents) unless it exists, and
- * reports the ones it could not create as `F <index> <message>`.
+ * reports the ones it could not create as `F <index> <message>`. The folders
+ * in `fresh` are emptied first (upload folders that hold only leftovers).
  */
-export function buildMkdirScript(folders: string[], marker: string): string {
+export function buildMkdirScript(
+  folders: string[],
+  marker: string,
+  fresh: ReadonlySet<string> = new Set(),
+): string {
   const lines = [
     ...prelude(marker),
     `m() { [ -d "$2" ] && return 0; e=$(mkdir -p -- "$2" 2>&1) || fail F "$1" "$e"; }`,
+    `c() { { [ -e "$2" ] || [ -L "$2" ]; } && rm -rf -- "$2"; m "$@"; }`,
   ];
-  folders.forEach((folder, index) => lines.push(`m ${index} ${shellQuote(folder)}`));
+  folders.forEach((folder, index) =>
+    lines.push(`${fresh.has(folder) ? "c" : "m"} ${index} ${shellQuote(folder)}`)
+  );
   lines.push("exit 0", "");
   return lines.join("\n");
 }
@@ -89,11 +97,17 @@ export function buildMkdirScript(folders: string[], marker: string): string {
  * A script that, for each entry with a final path, checks the temporary copy
  * (size via one batched `stat`; SHA-256 via `openssl dgst -sha256`, `sha256sum`
  * or `shasum -a 256`, the first that exists),
- * removes it on a mismatch, and otherwise renames it with `mv -f` (same
- * folder, so the rename is atomic). Entries without a final path only have
- * their temporary copy removed.
+ * removes it on a mismatch, and otherwise renames it (one `perl` process for
+ * all, else `mv -f`; the temporary copy is in the final folder or a folder
+ * inside it, so the rename is atomic). Entries without a final path only have
+ * their temporary copy removed. Last, the `removeFolders` (upload folders no
+ * other batch uses) are removed with whatever is left in them.
  */
-export function buildFinishScript(entries: FinishEntry[], marker: string): string {
+export function buildFinishScript(
+  entries: FinishEntry[],
+  marker: string,
+  removeFolders: string[] = [],
+): string {
   // Every per-file line below is constant work: a batch of n files costs O(n)
   // (growing "$@" one file at a time would cost O(n^2) in sh).
   const lines = prelude(marker);
@@ -165,6 +179,9 @@ export function buildFinishScript(entries: FinishEntry[], marker: string): strin
       `${e.index} ${shellQuote(e.tempPath)} ${shellQuote(e.finalPath!)}`
     );
     lines.push(`[ -n "$R" ] && perl -e '${PERL_RENAME}' "$N" "$R" ${triples.join(" ")}`);
+  }
+  if (removeFolders.length > 0) {
+    lines.push(`rm -rf -- ${removeFolders.map(shellQuote).join(" ")}`);
   }
   lines.push(`[ "$E" = /dev/null ] || rm -f -- "$E"`, "exit 0", "");
   return lines.join("\n");

@@ -1,17 +1,21 @@
 /**
  * The `scp` transport. Per batch, over one shared SSH connection:
- * 1. one ssh call creates every destination folder (`mkdir -p`);
- * 2. one `scp` call per destination folder uploads the files under their
- *    temporary names (local symlinks named like the temporary files point at
- *    the sources, so one call can copy many files to one folder);
- * 3. one ssh call verifies and renames every copy (see `remote_verify.ts`).
+ * 1. one ssh call creates, in every destination folder of the batch, this
+ *    daemon's hidden upload folder (see `uploadFolderName`);
+ * 2. one `scp` call per destination folder uploads the sources, under their
+ *    own names, into that upload folder: nothing ever appears under a final
+ *    name, and no local staging is needed;
+ * 3. one ssh call verifies each copy, renames it into the destination folder
+ *    (see `remote_verify.ts`) and removes upload folders no other batch uses.
  *
  * scp runs in its default SFTP mode (OpenSSH 9+; `-O` is never passed), so the
  * remote side opens the paths as given and no remote shell sees file names.
+ * Batching does not depend on connection sharing: where OpenSSH cannot share
+ * connections (Windows), a batch still costs one connection per folder.
  *
  * @module
  */
-import { join } from "node:path";
+import { basename, posix } from "node:path";
 import { CommandError } from "../errors.ts";
 import { runCommand } from "./run_command.ts";
 import { SSH_ENV } from "./ssh.ts";
@@ -20,53 +24,49 @@ import { live, type Plan, SshTransport } from "./ssh_transport.ts";
 /** Errors scp reports per file (it carries on with the other files). */
 const PER_FILE_ERROR = /failed to upload|dest open|dest write|dest close|local open|local read/;
 
+/** Keep each scp command line well under Windows' 32,767-character limit. */
+const MAX_SOURCE_CHARS = 16_000;
+
 /** Delivers files with `scp` over a shared OpenSSH connection. */
 export class ScpTransport extends SshTransport {
   readonly method = "scp" as const;
   readonly maxBatchFiles = 100;
 
+  protected override readonly usesUploadFolders = true;
+
+  /** Copies go to `<final folder>/<upload folder>/<final name>`. */
+  protected override tempPathFor(finalPath: string): string {
+    return posix.join(posix.dirname(finalPath), this.uploadFolder, posix.basename(finalPath));
+  }
+
   protected async upload(plans: Plan[], signal: AbortSignal): Promise<void> {
-    const folders = [...new Set(plans.map((plan) => plan.folder))];
-    await this.makeFolders(plans, folders, signal);
     const groups = new Map<string, Plan[]>();
     for (const plan of live(plans)) {
-      const group = groups.get(plan.folder) ?? [];
+      // scp names each copy after its source; a plan whose source has another
+      // name (never, as destinations keep the name) is copied on its own.
+      const folder = basename(plan.item.source) === plan.tempName
+        ? posix.dirname(plan.tempPath)
+        : plan.tempPath;
+      const group = groups.get(folder) ?? [];
       group.push(plan);
-      groups.set(plan.folder, group);
+      groups.set(folder, group);
     }
-    // Windows has no unprivileged symlinks: one scp call per file there.
-    const useLinks = Deno.build.os !== "windows" && [...groups.values()].some((g) => g.length > 1);
-    const stage = useLinks ? await this.makeStageDir() : null;
-    try {
-      let groupNumber = 0;
-      for (const [folder, group] of groups) {
-        signal.throwIfAborted();
-        if (stage === null || group.length === 1) {
-          for (const plan of group) {
-            await this.#copy([plan.item.source], plan.tempPath, [plan], signal);
-          }
-          continue;
-        }
-        const linkDir = join(stage, String(groupNumber++));
-        // Synchronous: microseconds each, in a private local folder.
-        Deno.mkdirSync(linkDir);
-        const links: string[] = [];
-        for (const plan of group) {
-          const link = join(linkDir, plan.tempName);
-          Deno.symlinkSync(plan.item.source, link);
-          links.push(link);
-        }
-        await this.#copy(links, `${folder}/`, group, signal);
+    for (const [folder, group] of groups) {
+      if (folder === group[0].tempPath) {
+        for (const plan of group) await this.#copy([plan], plan.tempPath, signal);
+        continue;
       }
-    } finally {
-      if (stage !== null) await Deno.remove(stage, { recursive: true }).catch(() => {});
+      for (const chunk of chunksBySourceLength(group)) {
+        await this.#copy(chunk, `${folder}/`, signal);
+      }
     }
   }
 
-  /** Run one scp call; record its failure on the plans it carried. */
-  async #copy(sources: string[], target: string, group: Plan[], signal: AbortSignal) {
+  /** Run one scp call of the sources of `group`; record its failure on them. */
+  async #copy(group: Plan[], target: string, signal: AbortSignal): Promise<void> {
+    signal.throwIfAborted();
     try {
-      const argv = await this.session.scpArgv(sources, target);
+      const argv = await this.session.scpArgv(group.map((plan) => plan.item.source), target);
       await runCommand(argv, { timeoutMs: this.timeoutMs, signal, env: SSH_ENV });
     } catch (error) {
       if (signal.aborted) throw signal.reason;
@@ -84,4 +84,23 @@ export class ScpTransport extends SshTransport {
       }
     }
   }
+}
+
+/** Split `plans` so that each part's source paths stay under {@linkcode MAX_SOURCE_CHARS}. */
+function chunksBySourceLength(plans: Plan[]): Plan[][] {
+  const chunks: Plan[][] = [];
+  let current: Plan[] = [];
+  let chars = 0;
+  for (const plan of plans) {
+    const length = plan.item.source.length + 3;
+    if (current.length > 0 && chars + length > MAX_SOURCE_CHARS) {
+      chunks.push(current);
+      current = [];
+      chars = 0;
+    }
+    current.push(plan);
+    chars += length;
+  }
+  if (current.length > 0) chunks.push(current);
+  return chunks;
 }

@@ -25,16 +25,18 @@ import {
 import { sha256File } from "./sha256.ts";
 import { assertSourceUnchangedSync } from "./source_check.ts";
 import { endpointFromJob, remoteBasePath, remoteJoin, SshSession } from "./ssh.ts";
-import { tempNameFor } from "./temp_name.ts";
+import { tempNameFor, uploadFolderName, uploadOwner } from "./temp_name.ts";
 import type { TransferItem, TransferOutcome, Transport } from "./transport.ts";
+import { type UploadClaim, UploadFolders } from "./upload_folders.ts";
 
 /** One item on its way: where it goes and what happened so far. */
 export interface Plan {
   index: number;
   item: TransferItem;
-  /** Remote folder, final path and temporary path (same folder). */
+  /** Remote folder, final path and temporary path (see `SshTransport.tempPathFor`). */
   folder: string;
   finalPath: string;
+  /** Base name of `tempPath`. */
   tempName: string;
   tempPath: string;
   /** Set once the item has failed; it then takes no further part. */
@@ -61,6 +63,10 @@ export abstract class SshTransport implements Transport {
   protected readonly timeoutMs: number;
   /** Private local folder for control sockets and staging. */
   protected readonly runtimeDir: string;
+  /** Name of this daemon's upload folders (see `uploadFolderName`). */
+  protected readonly uploadFolder: string;
+  /** Upload folders in use by the batches under way. */
+  readonly #uploadFolders = new UploadFolders();
 
   constructor(job: JobConfig, runtimeDir: string) {
     this.job = job;
@@ -73,6 +79,9 @@ export abstract class SshTransport implements Transport {
       port: this.session.endpoint.port,
     };
     this.timeoutMs = job.transfer_timeout_seconds * 1000;
+    this.uploadFolder = uploadFolderName(
+      uploadOwner([hostName(), job.name, job.watch_path, job.remote_base_path]),
+    );
   }
 
   /**
@@ -81,6 +90,22 @@ export abstract class SshTransport implements Transport {
    * when some copies may have arrived); throw only when `signal` is aborted.
    */
   protected abstract upload(plans: Plan[], signal: AbortSignal): Promise<void>;
+
+  /**
+   * Where the copy of `finalPath` is written before it is verified and renamed:
+   * by default a hidden name beside it.
+   */
+  protected tempPathFor(finalPath: string): string {
+    return posix.join(posix.dirname(finalPath), tempNameFor(posix.basename(finalPath)));
+  }
+
+  /**
+   * Whether copies go to upload folders (`tempPathFor` puts them in
+   * {@linkcode SshTransport.uploadFolder} inside the final folder). The base
+   * class then creates those folders before `upload`, sweeps leftovers out of
+   * them, and removes them once no batch uses them.
+   */
+  protected readonly usesUploadFolders: boolean = false;
 
   describeTarget(destination: string): string {
     return this.session.remoteSpec(posix.join(this.job.remote_base_path, destination));
@@ -97,16 +122,28 @@ export abstract class SshTransport implements Transport {
       }
     }
     const uploaded = live(plans);
-    if (uploaded.length > 0) {
-      await this.session.connect({ timeoutMs: this.timeoutMs, signal });
-      await this.upload(uploaded, signal);
+    const folders = this.usesUploadFolders
+      ? [...new Set(uploaded.map((plan) => posix.dirname(plan.tempPath)))]
+      : [];
+    const claim = await this.#uploadFolders.claim(folders);
+    try {
+      if (uploaded.length > 0) {
+        await this.session.connect({ timeoutMs: this.timeoutMs, signal });
+        if (folders.length > 0) {
+          await this.makeFolders(uploaded, folders, signal, new Set(claim.fresh));
+          claim.prepared();
+        }
+        await this.upload(uploaded, signal);
+      }
+      signal.throwIfAborted();
+      for (const plan of uploaded) {
+        this.#checkBeforeRename(plan);
+        if (plan.sha256 && !plan.error) await this.#awaitHash(plan);
+      }
+      await this.#finish(uploaded, signal, claim);
+    } finally {
+      claim.release();
     }
-    signal.throwIfAborted();
-    for (const plan of uploaded) {
-      this.#checkBeforeRename(plan);
-      if (plan.sha256 && !plan.error) await this.#awaitHash(plan);
-    }
-    await this.#finish(uploaded, signal);
     return plans.map((plan) => ({ item: plan.item, error: plan.error }));
   }
 
@@ -120,9 +157,10 @@ export abstract class SshTransport implements Transport {
   }
 
   /**
-   * Create `folders` on the remote host with one ssh call. Plans whose folder
-   * could not be created (or all of `plans`, when the call itself failed) get
-   * their error.
+   * Create `folders` on the remote host with one ssh call (emptying those in
+   * `fresh`; see `buildMkdirScript`). Plans whose temporary copy goes in or below a
+   * folder that could not be created (or all of `plans`, when the call itself
+   * failed) get their error.
    *
    * @returns whether every folder exists now
    * @throws `signal.reason` when aborted
@@ -131,11 +169,12 @@ export abstract class SshTransport implements Transport {
     plans: Plan[],
     folders: string[],
     signal: AbortSignal,
+    fresh: ReadonlySet<string> = new Set(),
   ): Promise<boolean> {
     const marker = newMarker();
     let stdout: string;
     try {
-      stdout = await this.session.runScript(buildMkdirScript(folders, marker), {
+      stdout = await this.session.runScript(buildMkdirScript(folders, marker, fresh), {
         timeoutMs: this.timeoutMs,
         signal,
       });
@@ -150,9 +189,8 @@ export abstract class SshTransport implements Transport {
     for (const [index, message] of folderErrors) {
       const { kind, reason } = classifyText(message, this.context);
       for (const plan of live(plans)) {
-        if (plan.folder !== folders[index] && !plan.folder.startsWith(`${folders[index]}/`)) {
-          continue;
-        }
+        const folder = posix.dirname(plan.tempPath);
+        if (folder !== folders[index] && !folder.startsWith(`${folders[index]}/`)) continue;
         plan.error = new TransferError(
           `Cannot send ${plan.item.source} to ${this.#target(plan)}: cannot create the folder: ` +
             `${reason} (${message})`,
@@ -204,8 +242,8 @@ export abstract class SshTransport implements Transport {
         return plan;
       }
       plan.folder = posix.dirname(plan.finalPath);
-      plan.tempName = tempNameFor(posix.basename(plan.finalPath));
-      plan.tempPath = posix.join(plan.folder, plan.tempName);
+      plan.tempPath = this.tempPathFor(plan.finalPath);
+      plan.tempName = posix.basename(plan.tempPath);
       if (seen.has(plan.finalPath)) {
         plan.error = new TransferError(
           `Cannot send ${item.source}: another file of the same batch goes to ` +
@@ -252,8 +290,11 @@ export abstract class SshTransport implements Transport {
     }
   }
 
-  /** One remote call: verify and rename the good copies, remove temps of failed ones. */
-  async #finish(plans: Plan[], signal: AbortSignal): Promise<void> {
+  /**
+   * One remote call: verify and rename the good copies, remove temps of failed
+   * ones, and remove the upload folders no other batch uses.
+   */
+  async #finish(plans: Plan[], signal: AbortSignal, claim: UploadClaim): Promise<void> {
     if (plans.length === 0) return;
     const entries: FinishEntry[] = [];
     for (const plan of plans) {
@@ -279,7 +320,8 @@ export abstract class SshTransport implements Transport {
     const marker = newMarker();
     let stdout: string;
     try {
-      stdout = await this.session.runScript(buildFinishScript(entries, marker), {
+      const script = buildFinishScript(entries, marker, claim.takeLast());
+      stdout = await this.session.runScript(script, {
         timeoutMs: this.timeoutMs,
         signal,
       });
@@ -331,6 +373,15 @@ export abstract class SshTransport implements Transport {
         return fail(`cannot rename the copy into place: ${reason} (${result.message})`, kind);
       }
     }
+  }
+}
+
+/** This machine's name, or "" when it cannot be read. */
+function hostName(): string {
+  try {
+    return Deno.hostname();
+  } catch {
+    return "";
   }
 }
 

@@ -24,7 +24,25 @@ export function tempNameFor(finalName: string): string {
   return `.${digest}${TEMP_SUFFIX}`;
 }
 
-/** Whether a base name is one of our temporary files. */
+/**
+ * The name of the hidden folder, inside a destination folder, that one daemon
+ * uploads into before renaming each verified copy out of it (`scp`). `owner`
+ * tells daemons apart (see {@linkcode uploadOwner}); a file always goes to the
+ * same path in it, so a retry overwrites what an interrupted attempt left.
+ */
+export function uploadFolderName(owner: string): string {
+  return `.incoming-${owner}${TEMP_SUFFIX}`;
+}
+
+/**
+ * A short stable id for the daemon that sends `parts` (host name, job, …), so
+ * two daemons sending to the same folder never share an upload folder.
+ */
+export function uploadOwner(parts: string[]): string {
+  return createHash("sha256").update(parts.join("\0")).digest("hex").slice(0, 10);
+}
+
+/** Whether a base name is one of our temporary files or batch folders. */
 export function isTempName(name: string): boolean {
   return name.startsWith(".") && name.endsWith(TEMP_SUFFIX);
 }

@@ -26,6 +26,17 @@ export async function listFiles(root: string, prefix = ""): Promise<string[]> {
   return out.sort();
 }
 
+/** Every folder under `root` (relative, "/" separators), sorted; empty ones too. */
+export async function listFolders(root: string, prefix = ""): Promise<string[]> {
+  const out: string[] = [];
+  for await (const entry of Deno.readDir(join(root, prefix))) {
+    if (!entry.isDirectory) continue;
+    const rel = prefix === "" ? entry.name : `${prefix}/${entry.name}`;
+    out.push(rel, ...await listFolders(root, rel));
+  }
+  return out.sort();
+}
+
 /** SHA-256 (hex) of a file, streamed; independent of the product's own hashing code. */
 export async function sha256OfFile(path: string): Promise<string> {
   const hash = createHash("sha256");
