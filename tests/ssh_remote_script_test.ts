@@ -7,6 +7,7 @@ import { createHash } from "node:crypto";
 import { join } from "node:path";
 import {
   buildFinishScript,
+  buildFollowHashScript,
   buildMkdirScript,
   newMarker,
   parseScriptOutput,
@@ -15,7 +16,8 @@ import { shellQuote } from "../src/transfer/ssh.ts";
 
 /** A PATH with the tools the scripts use but without perl, to exercise the mv fallback. */
 const NO_PERL_BIN = await Deno.makeTempDir({ prefix: "itx-noperl-" });
-for (const tool of ["mv", "rm", "stat", "mktemp", "cat", "tr", "mkdir", "sha256sum"]) {
+const TOOLS = ["mv", "rm", "stat", "mktemp", "cat", "tr", "mkdir", "sha256sum", "dd", "sleep"];
+for (const tool of TOOLS) {
   await Deno.symlink(`/usr/bin/${tool}`, join(NO_PERL_BIN, tool)).catch(() =>
     Deno.symlink(`/bin/${tool}`, join(NO_PERL_BIN, tool))
   );
@@ -277,4 +279,126 @@ Deno.test("result lines need the run's marker: names cannot forge a result", () 
   assert.equal(results.has(0), false);
   assert.deepEqual(results.get(1), { status: "size-mismatch", actual: "10" });
   assert.deepEqual(results.get(2), { status: "rename-failed", message: "mv: cannot move" });
+});
+
+/** Start `script` under `shell` in `cwd`; returns the child (stdin closed) and its stdout text. */
+function startShell(shell: string[], script: string, cwd: string) {
+  const child = new Deno.Command(shell[0], {
+    args: shell.slice(1),
+    cwd,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  void writer.write(new TextEncoder().encode(script)).then(() => writer.close());
+  return child;
+}
+
+/** Write `data` to `path` in `parts` pieces with a pause between them, like an upload. */
+async function writeSlowly(path: string, data: Uint8Array, parts: number, pauseMs: number) {
+  using file = await Deno.open(path, { write: true, create: true, truncate: true });
+  const step = Math.ceil(data.length / parts);
+  for (let offset = 0; offset < data.length; offset += step) {
+    await new Promise((resolve) => setTimeout(resolve, pauseMs));
+    let chunk = data.subarray(offset, offset + step);
+    while (chunk.length > 0) chunk = chunk.subarray(await file.write(chunk));
+  }
+}
+
+Deno.test("follow script hashes copies while they are written, in order", async () => {
+  for (const shell of SHELLS) {
+    const dir = await Deno.makeTempDir({ prefix: "itx-follow-" });
+    try {
+      // Sizes that are, and are not, a whole number of 1 MiB blocks.
+      const bytesA = new Uint8Array(3 * 1024 * 1024 + 17);
+      for (let i = 0; i < bytesA.length; i += 65536) {
+        crypto.getRandomValues(bytesA.subarray(i, i + 65536));
+      }
+      const bytesB = new Uint8Array(2 * 1024 * 1024).fill(7);
+      const pathA = join(dir, "new\nline $(touch CANARY)");
+      const pathB = join(dir, "-b");
+      const marker = newMarker();
+      const script = buildFollowHashScript(
+        [{ index: 4, tempPath: pathA, size: bytesA.length }, {
+          index: 9,
+          tempPath: pathB,
+          size: bytesB.length,
+        }],
+        marker,
+        30,
+      );
+      const child = startShell(shell, script, dir);
+      await writeSlowly(pathA, bytesA, 7, 40);
+      await writeSlowly(pathB, bytesB, 3, 40);
+      const out = await child.output();
+      assert.ok(out.success, new TextDecoder().decode(out.stderr));
+      const { hashes } = parseScriptOutput(new TextDecoder().decode(out.stdout), marker);
+      const sha = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
+      assert.deepEqual([...hashes], [[4, sha(bytesA)], [9, sha(bytesB)]]);
+      assert.equal(await Deno.lstat(join(dir, "CANARY")).then(() => true, () => false), false);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  }
+});
+
+Deno.test("follow script gives up on a copy that stops growing, and reports no hash", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "itx-follow-stall-" });
+  try {
+    const path = join(dir, "stuck.fits");
+    await Deno.writeFile(path, new Uint8Array(1024 * 1024 + 5));
+    const marker = newMarker();
+    const script = buildFollowHashScript([{ index: 0, tempPath: path, size: 4 << 20 }], marker, 1);
+    const out = await startShell(["dash", "-s"], script, dir).output();
+    const report = parseScriptOutput(new TextDecoder().decode(out.stdout), marker);
+    assert.equal(report.hashes.size, 0, "a hash of part of the copy must not count");
+    assert.match(new TextDecoder().decode(out.stdout), new RegExp(`^${marker} X 0$`, "m"));
+
+    // A copy that cannot be read (here: no dd) is given up the same way.
+    const noDd = join(dir, "bin");
+    await Deno.mkdir(noDd);
+    for (const tool of ["stat", "sleep", "sha256sum"]) {
+      await Deno.symlink(`/usr/bin/${tool}`, join(noDd, tool));
+    }
+    await Deno.writeFile(path, new Uint8Array(4 << 20));
+    const second = newMarker();
+    const unread = await startShell(
+      ["env", `PATH=${noDd}`, "/bin/dash", "-s"],
+      buildFollowHashScript([{ index: 3, tempPath: path, size: 4 << 20 }], second, 600),
+      dir,
+    ).output();
+    const text = new TextDecoder().decode(unread.stdout);
+    assert.equal(parseScriptOutput(text, second).hashes.size, 0, text);
+    assert.match(text, new RegExp(`^${second} X 3$`, "m"));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("follow script stops when its caller goes away", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "itx-follow-gone-" });
+  try {
+    const path = join(dir, "never.fits");
+    const marker = newMarker();
+    const script = buildFollowHashScript(
+      [{ index: 0, tempPath: path, size: 1 << 20 }],
+      marker,
+      600,
+    );
+    const child = startShell(["dash", "-s"], script, dir);
+    await child.stderr.cancel();
+    // Read one poll's line, then close our end: the script's next write fails.
+    const reader = child.stdout.getReader();
+    await reader.read();
+    await reader.cancel();
+    const status = await Promise.race([
+      child.status,
+      new Promise<null>((resolve) => setTimeout(() => resolve(null), 5000)),
+    ]);
+    assert.notEqual(status, null, "the script ended within 5 s");
+    assert.equal(status!.success, false);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -51,6 +51,8 @@ export type FinishResult =
 /** Result lines of a script run, by item index, plus failed folder indexes. */
 export interface ScriptReport {
   results: Map<number, FinishResult>;
+  /** Item index → SHA-256 of its copy (from a follow script). */
+  hashes: Map<number, string>;
   /** Folder index → error text of `mkdir`. */
   folderErrors: Map<number, string>;
 }
@@ -71,15 +73,86 @@ function prelude(marker: string): string[] {
   ];
 }
 
+/** Sets `H` to the fastest SHA-256 command that reads stdin, or to "" when there is none. */
+function pickHashTool(): string[] {
+  return [
+    "H=''",
+    // OpenSSL uses the CPU's SHA instructions: ~6x faster than coreutils' sha256sum here.
+    "if openssl dgst -sha256 -r </dev/null >/dev/null 2>&1; then H='openssl dgst -sha256 -r'",
+    "elif command -v sha256sum >/dev/null 2>&1; then H=sha256sum",
+    "elif command -v shasum >/dev/null 2>&1; then H='shasum -a 256'; fi",
+  ];
+}
+
+/** A copy whose SHA-256 a follow script computes while it is being written. */
+export interface FollowEntry {
+  index: number;
+  tempPath: string;
+  /** Size the copy will have when complete. */
+  size: number;
+}
+
+/**
+ * A script that hashes copies while the upload writes them, so the remote
+ * SHA-256 is ready moments after the last byte arrives instead of a full read
+ * later. For each entry, in order: wait for the copy, feed each 1 MiB block to
+ * one hash process as soon as the copy's size shows it complete (uploads write
+ * front to back), and print `G <index> <sha256>` once `size` bytes went
+ * through (`H <index>` when no hash command exists). A copy that stops growing
+ * for `stallSeconds`, or cannot be read, is given up with `X <index>` (its
+ * hash, printed after, covers part of the copy and must be ignored). The script ends when its caller goes away: an
+ * empty line goes to stdout every poll, so a closed channel stops it.
+ */
+export function buildFollowHashScript(
+  entries: FollowEntry[],
+  marker: string,
+  stallSeconds: number,
+): string {
+  const lines = [
+    ...prelude(marker),
+    ...pickHashTool(),
+    "if stat -c %s / >/dev/null 2>&1; then Z='stat -c %s'; else Z='stat -f %z'; fi",
+    "B=1048576",
+    // p PATH SIZE INDEX: write the copy's bytes to stdout as they become complete.
+    "p() {",
+    "  k=0; t=$((($2 + B - 1) / B)); w=0",
+    "  while [ $k -lt $t ]; do",
+    `    s=$($Z -- "$1" 2>/dev/null) || s=0`,
+    `    a=$((s / B)); [ "$s" -ge "$2" ] && a=$t`,
+    "    if [ $a -gt $k ]; then",
+    `      dd if="$1" bs=$B skip=$k count=$((a - k)) 2>/dev/null || { say X "$3" >&3; return 1; }`,
+    "      k=$a; w=0",
+    "    else",
+    "      echo >&3 || exit 1",
+    `      w=$((w + 1)); [ $w -gt ${stallSeconds * 20} ] && { say X "$3" >&3; return 1; }`,
+    "      sleep 0.05 2>/dev/null || sleep 1",
+    "    fi",
+    "  done",
+    "}",
+    "exec 3>&1",
+  ];
+  for (const e of entries) {
+    const follow = `p ${shellQuote(e.tempPath)} ${e.size} ${e.index}`;
+    lines.push(
+      `if [ -z "$H" ]; then say H ${e.index}; else ` +
+        `h=$(${follow} | $H); say G ${e.index} "\${h%% *}"; fi`,
+    );
+  }
+  lines.push("exit 0", "");
+  return lines.join("\n");
+}
+
 /**
  * A script that creates each folder (with parents) unless it exists, and
  * reports the ones it could not create as `F <index> <message>`. The folders
- * in `fresh` are emptied first (upload folders that hold only leftovers).
+ * in `fresh` are emptied first (upload folders that hold only leftovers);
+ * the files in `removeFiles` are removed last (stale temporary copies).
  */
 export function buildMkdirScript(
   folders: string[],
   marker: string,
   fresh: ReadonlySet<string> = new Set(),
+  removeFiles: string[] = [],
 ): string {
   const lines = [
     ...prelude(marker),
@@ -89,6 +162,7 @@ export function buildMkdirScript(
   folders.forEach((folder, index) =>
     lines.push(`${fresh.has(folder) ? "c" : "m"} ${index} ${shellQuote(folder)}`)
   );
+  if (removeFiles.length > 0) lines.push(`rm -f -- ${removeFiles.map(shellQuote).join(" ")}`);
   lines.push("exit 0", "");
   return lines.join("\n");
 }
@@ -113,15 +187,7 @@ export function buildFinishScript(
   const lines = prelude(marker);
   const finals = entries.filter((e) => e.finalPath !== null);
   const sized = finals.filter((e) => e.expectedSize !== null);
-  if (finals.some((e) => e.expectedSha256 !== null)) {
-    lines.push(
-      "H=''",
-      // OpenSSL uses the CPU's SHA instructions: ~6x faster than coreutils' sha256sum here.
-      "if openssl dgst -sha256 -r </dev/null >/dev/null 2>&1; then H='openssl dgst -sha256 -r'",
-      "elif command -v sha256sum >/dev/null 2>&1; then H=sha256sum",
-      "elif command -v shasum >/dev/null 2>&1; then H='shasum -a 256'; fi",
-    );
-  }
+  if (finals.some((e) => e.expectedSha256 !== null)) lines.push(...pickHashTool());
   lines.push(
     // Renames go through one perl process where perl exists (a fork of mv per
     // file costs ~2 ms); R collects the verified indexes for it.
@@ -190,6 +256,8 @@ export function buildFinishScript(
 /** Read the result lines of a script printed with `marker`; other lines are ignored. */
 export function parseScriptOutput(stdout: string, marker: string): ScriptReport {
   const results = new Map<number, FinishResult>();
+  const hashes = new Map<number, string>();
+  const gaveUp = new Set<number>();
   const folderErrors = new Map<number, string>();
   for (const line of stdout.split("\n")) {
     const match = line.match(/^(\S+) ([A-Z]) (\d+)(?: (.*))?$/);
@@ -199,6 +267,12 @@ export function parseScriptOutput(stdout: string, marker: string): ScriptReport 
     switch (code) {
       case "F":
         folderErrors.set(index, rest.trim());
+        break;
+      case "G":
+        if (/^[0-9a-f]{64}$/.test(rest.trim())) hashes.set(index, rest.trim());
+        break;
+      case "X":
+        gaveUp.add(index);
         break;
       case "K":
         results.set(index, { status: "ok" });
@@ -226,5 +300,6 @@ export function parseScriptOutput(stdout: string, marker: string): ScriptReport 
         break;
     }
   }
-  return { results, folderErrors };
+  for (const index of gaveUp) hashes.delete(index);
+  return { results, hashes, folderErrors };
 }

@@ -33,6 +33,7 @@ export class ScpTransport extends SshTransport {
   readonly maxBatchFiles = 100;
 
   protected override readonly usesUploadFolders = true;
+  protected override readonly copiesGrowInPlace = true;
 
   /** Copies go to `<final folder>/<upload folder>/<final name>`. */
   protected override tempPathFor(finalPath: string): string {

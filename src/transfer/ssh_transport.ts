@@ -16,6 +16,7 @@ import {
 } from "./classify.ts";
 import {
   buildFinishScript,
+  buildFollowHashScript,
   buildMkdirScript,
   type FinishEntry,
   type FinishResult,
@@ -49,7 +50,19 @@ export interface Plan {
   uncertain: TransferError | null;
   /** SHA-256 of the source, when checksum verification is on. */
   sha256: Promise<string> | null;
+  /** SHA-256 of the copy, when it was hashed while being written. */
+  remoteSha256: string | null;
 }
+
+/**
+ * Files from this size on are hashed on the remote side while they upload
+ * (`verify_transfer: checksum`); smaller ones are read once after, which costs
+ * less than polling their growth.
+ */
+const FOLLOW_MIN_BYTES = 16 * 1024 * 1024;
+
+/** A copy that stops growing for this long is hashed after the upload instead. */
+const FOLLOW_STALL_SECONDS = 60;
 
 /** Base class of the SSH transports: subclasses implement {@linkcode SshTransport.upload}. */
 export abstract class SshTransport implements Transport {
@@ -107,6 +120,13 @@ export abstract class SshTransport implements Transport {
    */
   protected readonly usesUploadFolders: boolean = false;
 
+  /**
+   * Whether the upload writes each temporary copy front to back from its first
+   * byte (scp does; rsync writes elsewhere and renames at the end). Large
+   * copies can then be hashed on the remote side while they are written.
+   */
+  protected readonly copiesGrowInPlace: boolean = false;
+
   describeTarget(destination: string): string {
     return this.session.remoteSpec(posix.join(this.job.remote_base_path, destination));
   }
@@ -125,15 +145,26 @@ export abstract class SshTransport implements Transport {
     const folders = this.usesUploadFolders
       ? [...new Set(uploaded.map((plan) => posix.dirname(plan.tempPath)))]
       : [];
+    const followed = this.job.verify_transfer === "checksum" && this.copiesGrowInPlace
+      ? uploaded.filter((plan) => plan.item.size >= FOLLOW_MIN_BYTES)
+      : [];
     const claim = await this.#uploadFolders.claim(folders);
+    const stopFollowing = new AbortController();
+    const stop = () => stopFollowing.abort(signal.reason);
+    signal.addEventListener("abort", stop, { once: true });
     try {
       if (uploaded.length > 0) {
         await this.session.connect({ timeoutMs: this.timeoutMs, signal });
         if (folders.length > 0) {
-          await this.makeFolders(uploaded, folders, signal, new Set(claim.fresh));
+          const stale = followed.map((plan) => plan.tempPath);
+          await this.makeFolders(uploaded, folders, signal, new Set(claim.fresh), stale);
           claim.prepared();
         }
+        const following = this.#follow(live(followed), stopFollowing.signal);
         await this.upload(uploaded, signal);
+        // A failed upload leaves copies that never complete: stop waiting for them.
+        if (followed.some((plan) => plan.error || plan.uncertain)) stopFollowing.abort();
+        await following;
       }
       signal.throwIfAborted();
       for (const plan of uploaded) {
@@ -142,9 +173,36 @@ export abstract class SshTransport implements Transport {
       }
       await this.#finish(uploaded, signal, claim);
     } finally {
+      signal.removeEventListener("abort", stop);
+      stopFollowing.abort();
       claim.release();
     }
     return plans.map((plan) => ({ item: plan.item, error: plan.error }));
+  }
+
+  /**
+   * Hash the copies of `plans` on the remote side while they are written (one
+   * ssh call), and record each hash on its plan. Copies it could not hash are
+   * hashed after the upload as usual; never throws.
+   */
+  async #follow(plans: Plan[], signal: AbortSignal): Promise<void> {
+    if (plans.length === 0) return;
+    const marker = newMarker();
+    const entries = plans.map((plan) => ({
+      index: plan.index,
+      tempPath: plan.tempPath,
+      size: plan.item.size,
+    }));
+    try {
+      const stdout = await this.session.runScript(
+        buildFollowHashScript(entries, marker, FOLLOW_STALL_SECONDS),
+        { timeoutMs: this.timeoutMs, signal },
+      );
+      const { hashes } = parseScriptOutput(stdout, marker);
+      for (const plan of plans) plan.remoteSha256 = hashes.get(plan.index) ?? null;
+    } catch {
+      // Stopped or failed: the finishing step hashes these copies instead.
+    }
   }
 
   /** Open the shared SSH connection now (see {@linkcode Transport.warmUp}). */
@@ -170,11 +228,13 @@ export abstract class SshTransport implements Transport {
     folders: string[],
     signal: AbortSignal,
     fresh: ReadonlySet<string> = new Set(),
+    removeFiles: string[] = [],
   ): Promise<boolean> {
     const marker = newMarker();
     let stdout: string;
     try {
-      stdout = await this.session.runScript(buildMkdirScript(folders, marker, fresh), {
+      const script = buildMkdirScript(folders, marker, fresh, removeFiles);
+      stdout = await this.session.runScript(script, {
         timeoutMs: this.timeoutMs,
         signal,
       });
@@ -230,6 +290,7 @@ export abstract class SshTransport implements Transport {
         error: null,
         uncertain: null,
         sha256: null,
+        remoteSha256: null,
       };
       try {
         plan.finalPath = remoteJoin(this.base, item.destination);
@@ -298,6 +359,11 @@ export abstract class SshTransport implements Transport {
     if (plans.length === 0) return;
     const entries: FinishEntry[] = [];
     for (const plan of plans) {
+      const localSha256 = plan.sha256 && !plan.error ? await plan.sha256 : null;
+      if (plan.remoteSha256 !== null && localSha256 !== null && !plan.error) {
+        // Hashed while written: settled here, and the copy is removed on a mismatch.
+        if (plan.remoteSha256 !== localSha256) plan.error = this.#checksumMismatch(plan);
+      }
       if (plan.error) {
         entries.push({
           index: plan.index,
@@ -314,7 +380,7 @@ export abstract class SshTransport implements Transport {
         tempPath: plan.tempPath,
         finalPath: plan.finalPath,
         expectedSize: checkSize ? plan.item.size : null,
-        expectedSha256: plan.sha256 ? await plan.sha256 : null,
+        expectedSha256: plan.remoteSha256 === null ? localSha256 : null,
       });
     }
     const marker = newMarker();
@@ -339,6 +405,14 @@ export abstract class SshTransport implements Transport {
     }
   }
 
+  #checksumMismatch(plan: Plan): TransferError {
+    return new TransferError(
+      `Cannot send ${plan.item.source} to ${this.describeTarget(plan.item.destination)}: ` +
+        "SHA-256 of the copy differs from the source; the copy was removed",
+      "retry",
+    );
+  }
+
   #resultError(plan: Plan, result: FinishResult | undefined): TransferError | null {
     const source = plan.item.source;
     const target = this.describeTarget(plan.item.destination);
@@ -359,7 +433,7 @@ export abstract class SshTransport implements Transport {
       case "size-unknown":
         return fail("cannot read the size of the uploaded copy (stat failed)");
       case "checksum-mismatch":
-        return fail("SHA-256 of the copy differs from the source; the copy was removed");
+        return this.#checksumMismatch(plan);
       case "no-hash-tool":
         return fail(
           "neither sha256sum nor shasum exists on the remote host: install coreutils (or perl's " +
