@@ -303,7 +303,8 @@ Deno.test("StabilityChecker: close() stops everything; later touches are ignored
     const paths = ["a.fits", "b.fits", "c.fits"].map((n) => join(dir, n));
     for (const p of paths) Deno.writeFileSync(p, new Uint8Array(5));
     for (const p of paths) checker.touch(p);
-    checker.touch(join(dir, "missing.fits"));
+    checker.touch(join(dir, "missing.fits")); // reported gone at once: nothing to observe
+    assert.deepEqual(rec.gone.map((g) => g.path), [join(dir, "missing.fits")]);
     checker.close();
     assert.equal(checker.pendingCount, 0);
     checker.touch(paths[0]);
@@ -311,7 +312,7 @@ Deno.test("StabilityChecker: close() stops everything; later touches are ignored
     assert.equal(checker.pendingCount, 0);
     await sleep(600);
     assert.deepEqual(rec.ready, []);
-    assert.deepEqual(rec.gone, []);
+    assert.deepEqual(rec.gone.map((g) => g.path), [join(dir, "missing.fits")], "no more");
   });
 });
 
@@ -358,16 +359,18 @@ Deno.test("StabilityChecker: pendingCount, has() and forget()", async () => {
   });
 });
 
-Deno.test("StabilityChecker: forgetting a file that did not exist yet does not drop its new observation", async () => {
+Deno.test("StabilityChecker: a file touched before it exists is gone; touched again once written, it is observed", async () => {
   await withChecker({ stableForMs: 200 }, async (checker, rec, dir) => {
-    for (let i = 0; i < 20; i++) {
-      const path = join(dir, `${i}.fits`);
-      checker.touch(path); // not there yet: its first sample will find nothing
+    const paths = Array.from({ length: 20 }, (_, i) => join(dir, `${i}.fits`));
+    for (const [i, path] of paths.entries()) {
+      checker.touch(path); // not there yet
+      assert.equal(checker.has(path), false);
       checker.forget(path);
       Deno.writeFileSync(path, new Uint8Array(i + 1));
       checker.touch(path);
     }
     await rec.until(() => rec.ready.length === 20, "all 20 ready");
-    assert.deepEqual(rec.gone, [], "a stale sample must not report the new observation gone");
+    assert.deepEqual(rec.gone.map((g) => g.path), paths, "gone once each, before it existed");
+    assert.deepEqual(rec.ready.map((r) => r.size), paths.map((_, i) => i + 1));
   });
 });

@@ -50,7 +50,8 @@ interface Entry {
   /** Quiet time this file needs now. */
   quietMs: number;
   timer: ReturnType<typeof setTimeout> | undefined;
-  checking: boolean;
+  /** When `timer` fires (performance.now() ms). */
+  dueMs: number;
 }
 
 /** Tracks files until they are complete; see the module doc. */
@@ -86,8 +87,12 @@ export class StabilityChecker {
       entry.quietMs = quietMs;
       // The event is the activity: re-take the baseline so the check compares
       // against the file as it was at this event.
-      void this.#sample(path, entry, "baseline");
-      this.#schedule(path, entry, entry.quietMs);
+      if (!this.#sample(path, entry, "baseline")) return this.#drop(path, entry);
+      // A pending check re-arms itself for the rest of the quiet time, so a
+      // timer is only replaced when this event asks for an earlier decision.
+      if (entry.timer === undefined || entry.dueMs > now + quietMs) {
+        this.#schedule(path, entry, quietMs);
+      }
       return;
     }
     const fresh: Entry = {
@@ -96,14 +101,12 @@ export class StabilityChecker {
       lastActivityMs: now,
       quietMs,
       timer: undefined,
-      checking: false,
+      dueMs: 0,
     };
     this.#entries.set(path, fresh);
     // Take the first sample now; the decision comes after the quiet time.
-    void this.#sample(path, fresh, "baseline").then((exists) => {
-      if (!exists) return this.#drop(path, fresh);
-      this.#schedule(path, fresh, fresh.quietMs);
-    });
+    if (!this.#sample(path, fresh, "baseline")) return this.#drop(path, fresh);
+    this.#schedule(path, fresh, quietMs);
   }
 
   /** Stop observing `path` without a callback. */
@@ -125,9 +128,10 @@ export class StabilityChecker {
   #schedule(path: string, entry: Entry, delayMs: number): void {
     if (this.#closed || this.#entries.get(path) !== entry) return;
     if (entry.timer !== undefined) clearTimeout(entry.timer);
+    entry.dueMs = performance.now() + Math.max(0, delayMs);
     entry.timer = setTimeout(() => {
       entry.timer = undefined;
-      void this.#check(path, entry);
+      this.#check(path, entry);
     }, Math.max(0, delayMs));
   }
 
@@ -135,11 +139,14 @@ export class StabilityChecker {
    * Stat the file and update the entry. A `check` sample that differs from the
    * last one counts as activity (written without an event) and needs the full
    * window again. Returns false when the file is gone.
+   *
+   * Synchronous: a stat takes microseconds, where handing it to another thread
+   * and back costs several times that, once per event of a burst.
    */
-  async #sample(path: string, entry: Entry, mode: "baseline" | "check"): Promise<boolean> {
+  #sample(path: string, entry: Entry, mode: "baseline" | "check"): boolean {
     let info: Deno.FileInfo;
     try {
-      info = await Deno.stat(path);
+      info = Deno.statSync(path);
     } catch {
       return false;
     }
@@ -157,16 +164,11 @@ export class StabilityChecker {
     return true;
   }
 
-  async #check(path: string, entry: Entry): Promise<void> {
-    if (entry.checking || this.#entries.get(path) !== entry) return;
-    entry.checking = true;
-    const before = entry.lastActivityMs;
-    const exists = await this.#sample(path, entry, "check");
-    entry.checking = false;
+  #check(path: string, entry: Entry): void {
     if (this.#closed || this.#entries.get(path) !== entry) return;
-    if (!exists) return this.#drop(path, entry);
+    if (!this.#sample(path, entry, "check")) return this.#drop(path, entry);
     const quietForMs = performance.now() - entry.lastActivityMs;
-    if (entry.lastActivityMs === before && quietForMs >= entry.quietMs - 1) {
+    if (quietForMs >= entry.quietMs - 1) {
       this.#entries.delete(path);
       this.#options.onReady({ path, size: entry.size, mtimeMs: entry.mtimeMs });
       return;
