@@ -130,6 +130,9 @@ export function buildFollowHashScript(
     "  done",
     "}",
     "exec 3>&1",
+    // Hash on spare CPU: where the upload itself is CPU-bound (ssh's cipher), it
+    // keeps its pace, and the hash catches up when the last byte is in.
+    "renice -n 10 -p $$ >/dev/null 2>&1",
   ];
   for (const e of entries) {
     const follow = `p ${shellQuote(e.tempPath)} ${e.size} ${e.index}`;

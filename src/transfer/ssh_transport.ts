@@ -162,7 +162,10 @@ export abstract class SshTransport implements Transport {
         }
         const following = this.#follow(live(followed), stopFollowing.signal);
         await this.upload(uploaded, signal);
-        // A failed upload leaves copies that never complete: stop waiting for them.
+        signal.throwIfAborted();
+        for (const plan of uploaded) this.#checkBeforeRename(plan);
+        // A failed upload, or a source that changed meanwhile, leaves a copy of
+        // another size than expected: stop waiting for it to complete.
         if (followed.some((plan) => plan.error || plan.uncertain)) stopFollowing.abort();
         await following;
       }
