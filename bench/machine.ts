@@ -8,6 +8,17 @@ import type { TestSshd } from "../tests/helpers/sshd.ts";
 import type { MachineInfo } from "./report.ts";
 import { BIG_FILE_CIPHER, commandText, rawSshOptions } from "./setup.ts";
 
+/**
+ * CPU time (ms, all cores together) the machine has spent busy since boot,
+ * from the first line of `/proc/stat` (everything but idle and iowait).
+ */
+export function machineBusyMs(): number {
+  const fields = Deno.readTextFileSync("/proc/stat").split("\n")[0].trim().split(/\s+/).slice(1);
+  const ticks = fields.slice(0, 8).map(Number);
+  const busy = ticks.reduce((sum, t) => sum + t, 0) - ticks[3] - ticks[4];
+  return (busy / 100) * 1000; // USER_HZ is 100 on Linux
+}
+
 /** The current load average as `1.25, 2.26, 1.25`. */
 export function loadAverage(): string {
   return Deno.loadavg().map((v) => v.toFixed(2)).join(", ");
