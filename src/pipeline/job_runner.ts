@@ -23,6 +23,9 @@ import { retryDelayMs } from "./backoff.ts";
 /** How long events are gathered before they are handled together. */
 const EVENT_BATCH_MS = 5;
 
+/** How long files that became ready are gathered before a batch starts. */
+const BATCH_GATHER_MS = 3;
+
 /** A complete file waiting for (another) attempt. */
 interface QueuedFile extends TransferItem {
   relPath: string;
@@ -75,6 +78,7 @@ export class JobRunner {
   /** Events not handled yet: latest kind per path, and whether it appeared. */
   #events = new Map<string, { kind: Deno.FsEvent["kind"]; appeared: boolean }>();
   #eventTimer: ReturnType<typeof setTimeout> | undefined;
+  #pumpTimer: ReturnType<typeof setTimeout> | undefined;
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
   #rescanTimer: ReturnType<typeof setInterval> | undefined;
   #stopping = false;
@@ -182,6 +186,7 @@ export class JobRunner {
     this.#watcher?.close();
     clearTimeout(this.#retryTimer);
     clearTimeout(this.#eventTimer);
+    clearTimeout(this.#pumpTimer);
     clearInterval(this.#rescanTimer);
     this.#checker.close();
     this.#abort.abort(new Error("stopping"));
@@ -480,7 +485,7 @@ export class JobRunner {
         path: file.path,
         destination,
       });
-      this.#pump();
+      this.#pumpSoon();
     }).catch((error) => {
       this.#log.error("Cannot plan the destination of {path}: {error}", {
         job: this.job.name,
@@ -505,6 +510,19 @@ export class JobRunner {
     } else {
       this.#queue.set(queued.relPath, queued);
     }
+  }
+
+  /**
+   * Start batches in a moment ({@linkcode BATCH_GATHER_MS}), so files that
+   * become ready together (a scan, a burst) go out in one batch instead of
+   * the first one alone.
+   */
+  #pumpSoon(): void {
+    if (this.#pumpTimer !== undefined) return;
+    this.#pumpTimer = setTimeout(() => {
+      this.#pumpTimer = undefined;
+      this.#pump();
+    }, BATCH_GATHER_MS);
   }
 
   /** Start batches while there is work and room. */

@@ -38,12 +38,28 @@ export interface CliOptions {
   cwd?: string;
   /** Text fed to standard input. */
   stdin?: string;
+  /**
+   * Run without the power to read or write any file regardless of its mode
+   * (Linux: `setpriv` drops CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH), so a
+   * test running as root sees permissions as an ordinary user would.
+   */
+  honourFileModes?: boolean;
+}
+
+/** Program and arguments that start the CLI with `args` under `options`. */
+function command(args: string[], options: CliOptions): [string, string[]] {
+  if (!options.honourFileModes) return [Deno.execPath(), cliArgv(args)];
+  return [
+    "setpriv",
+    ["--bounding-set=-dac_override,-dac_read_search", "--", Deno.execPath(), ...cliArgv(args)],
+  ];
 }
 
 /** Run the CLI to completion and capture its output. */
 export async function runCli(args: string[], options: CliOptions = {}): Promise<CliResult> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: cliArgv(args),
+  const [program, argv] = command(args, options);
+  const child = new Deno.Command(program, {
+    args: argv,
     env: options.env,
     cwd: options.cwd,
     stdin: options.stdin === undefined ? "null" : "piped",
@@ -75,8 +91,9 @@ export interface RunningCli {
 
 /** Start the CLI in the background, collecting its output. */
 export function startCli(args: string[], options: CliOptions = {}): RunningCli {
-  const process = new Deno.Command(Deno.execPath(), {
-    args: cliArgv(args),
+  const [program, argv] = command(args, options);
+  const process = new Deno.Command(program, {
+    args: argv,
     env: options.env,
     cwd: options.cwd,
     stdin: "null",
