@@ -8,8 +8,8 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { startCli } from "./helpers/cli.ts";
-import { listFiles, randomBytes, sha256OfFile, waitFor, writeConfig } from "./helpers/files.ts";
-import { startSshd } from "./helpers/sshd.ts";
+import { listFiles, randomBytes, sha256OfFile, waitFor } from "./helpers/files.ts";
+import { sshSandbox, startSshd } from "./helpers/sshd.ts";
 import { isTempName } from "../src/transfer/temp_name.ts";
 
 const BIG_MB = 200;
@@ -26,30 +26,12 @@ function sha256(bytes: Uint8Array): string {
 for (const method of ["scp", "rsync"] as const) {
   Deno.test(`daemon (${method}): SIGKILL mid-transfer, restart finishes; final names always whole`, async () => {
     const sshd = await startSshd();
-    const root = await Deno.makeTempDir({ prefix: `itx-e2e-${method}-` });
+    const { root, watch, remote, config, env } = await sshSandbox(sshd, method, {
+      verify_transfer: "size",
+      stability_window_seconds: 0.5,
+      max_concurrent_transfers: 2,
+    });
     try {
-      const remote = await sshd.makeRemoteDir();
-      const watch = join(root, "watch");
-      await Deno.mkdir(watch);
-      await Deno.mkdir(join(root, "home"));
-      const config = join(root, "config.yaml");
-      await writeConfig(config, {
-        watch_path: watch,
-        transfer_method: method,
-        remote_host: "127.0.0.1",
-        remote_user: sshd.user,
-        ssh_port: sshd.port,
-        ssh_identity_file: sshd.identityFile,
-        ssh_options: sshd.sshOptions,
-        remote_base_path: remote,
-        verify_transfer: "size",
-        stability_window_seconds: 0.5,
-        night_timezone: "UTC",
-        max_concurrent_transfers: 2,
-        state_dir: join(root, "state"),
-        log_file: "",
-      });
-      const env = { HOME: join(root, "home") };
       const night = new Date("2024-07-01T20:00:00Z"); // -> 20240701
 
       // Expected final files (relative to the remote base) -> SHA-256.

@@ -30,7 +30,23 @@ const SHELLS = [
   ["env", `PATH=${NO_PERL_BIN}`, "/bin/dash", "-s"],
 ];
 
-async function runShell(shell: string[], script: string, cwd: string): Promise<string> {
+/** Run `fn` once per shell of {@linkcode SHELLS}, each time in a fresh folder (removed after). */
+async function inEachShell(
+  prefix: string,
+  fn: (shell: string[], dir: string) => Promise<void>,
+): Promise<void> {
+  for (const shell of SHELLS) {
+    const dir = await Deno.makeTempDir({ prefix });
+    try {
+      await fn(shell, dir);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  }
+}
+
+/** Start `script` under `shell` in `cwd`, fed on stdin (closed after it). */
+function startShell(shell: string[], script: string, cwd: string) {
   const child = new Deno.Command(shell[0], {
     args: shell.slice(1),
     cwd,
@@ -39,9 +55,13 @@ async function runShell(shell: string[], script: string, cwd: string): Promise<s
     stderr: "piped",
   }).spawn();
   const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(script));
-  await writer.close();
-  const out = await child.output();
+  void writer.write(new TextEncoder().encode(script)).then(() => writer.close());
+  return child;
+}
+
+/** Run `script` under `shell` in `cwd` to a successful end; returns its stdout. */
+async function runShell(shell: string[], script: string, cwd: string): Promise<string> {
+  const out = await startShell(shell, script, cwd).output();
   assert.ok(out.success, new TextDecoder().decode(out.stderr));
   return new TextDecoder().decode(out.stdout);
 }
@@ -84,191 +104,166 @@ Deno.test("shellQuote keeps every string byte-exact in dash and bash", async () 
 });
 
 Deno.test("mkdir script creates hostile folders and reports the ones it cannot", async () => {
-  for (const shell of SHELLS) {
-    const dir = await Deno.makeTempDir({ prefix: "itx-mkdir-" });
-    try {
-      await Deno.writeTextFile(join(dir, "file"), "");
-      const folders = [
-        join(dir, "a/$(touch CANARY)/new\nline"),
-        join(dir, "-x y"),
-        join(dir, "file/sub"),
-        join(dir, "a"),
-      ];
-      const marker = newMarker();
-      const report = parseScriptOutput(
-        await runShell(shell, buildMkdirScript(folders, marker), dir),
-        marker,
-      );
-      assert.ok((await Deno.stat(folders[0])).isDirectory);
-      assert.ok((await Deno.stat(folders[1])).isDirectory);
-      assert.deepEqual([...report.folderErrors.keys()], [2]);
-      assert.match(report.folderErrors.get(2)!, /Not a directory/);
-      assert.equal(await Deno.lstat(join(dir, "CANARY")).then(() => true, () => false), false);
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
-  }
+  await inEachShell("itx-mkdir-", async (shell, dir) => {
+    await Deno.writeTextFile(join(dir, "file"), "");
+    const folders = [
+      join(dir, "a/$(touch CANARY)/new\nline"),
+      join(dir, "-x y"),
+      join(dir, "file/sub"),
+      join(dir, "a"),
+    ];
+    const marker = newMarker();
+    const report = parseScriptOutput(
+      await runShell(shell, buildMkdirScript(folders, marker), dir),
+      marker,
+    );
+    assert.ok((await Deno.stat(folders[0])).isDirectory);
+    assert.ok((await Deno.stat(folders[1])).isDirectory);
+    assert.deepEqual([...report.folderErrors.keys()], [2]);
+    assert.match(report.folderErrors.get(2)!, /Not a directory/);
+    assert.equal(await Deno.lstat(join(dir, "CANARY")).then(() => true, () => false), false);
+  });
 });
 
 Deno.test("mkdir script empties fresh upload folders and keeps the others", async () => {
-  for (const shell of SHELLS) {
-    const dir = await Deno.makeTempDir({ prefix: "itx-fresh-" });
-    try {
-      const stale = join(dir, "night", ".up $(touch CANARY)");
-      const shared = join(dir, "night", ".shared");
-      for (const folder of [stale, shared]) {
-        await Deno.mkdir(join(folder, "deep"), { recursive: true });
-        await Deno.writeTextFile(join(folder, "deep", "leftover"), "x");
-      }
-      const asFile = join(dir, "night", ".was-a-file");
-      await Deno.writeTextFile(asFile, "x");
-      const marker = newMarker();
-      const report = parseScriptOutput(
-        await runShell(
-          shell,
-          buildMkdirScript([stale, shared, asFile], marker, new Set([stale, asFile])),
-          dir,
-        ),
-        marker,
-      );
-      assert.deepEqual([...report.folderErrors.keys()], []);
-      assert.deepEqual([...Deno.readDirSync(stale)], [], "the fresh folder is empty");
-      assert.ok((await Deno.stat(asFile)).isDirectory, "a file in the way is replaced");
-      assert.equal(await Deno.readTextFile(join(shared, "deep", "leftover")), "x");
-      assert.equal(await Deno.lstat(join(dir, "CANARY")).then(() => true, () => false), false);
-    } finally {
-      await Deno.remove(dir, { recursive: true });
+  await inEachShell("itx-fresh-", async (shell, dir) => {
+    const stale = join(dir, "night", ".up $(touch CANARY)");
+    const shared = join(dir, "night", ".shared");
+    for (const folder of [stale, shared]) {
+      await Deno.mkdir(join(folder, "deep"), { recursive: true });
+      await Deno.writeTextFile(join(folder, "deep", "leftover"), "x");
     }
-  }
+    const asFile = join(dir, "night", ".was-a-file");
+    await Deno.writeTextFile(asFile, "x");
+    const marker = newMarker();
+    const report = parseScriptOutput(
+      await runShell(
+        shell,
+        buildMkdirScript([stale, shared, asFile], marker, new Set([stale, asFile])),
+        dir,
+      ),
+      marker,
+    );
+    assert.deepEqual([...report.folderErrors.keys()], []);
+    assert.deepEqual([...Deno.readDirSync(stale)], [], "the fresh folder is empty");
+    assert.ok((await Deno.stat(asFile)).isDirectory, "a file in the way is replaced");
+    assert.equal(await Deno.readTextFile(join(shared, "deep", "leftover")), "x");
+    assert.equal(await Deno.lstat(join(dir, "CANARY")).then(() => true, () => false), false);
+  });
 });
 
 Deno.test("finish script renames out of an upload folder, then removes the folder", async () => {
-  for (const shell of SHELLS) {
-    const dir = await Deno.makeTempDir({ prefix: "itx-upfolder-" });
-    try {
-      const upload = join(dir, ".incoming 'x'");
-      await Deno.mkdir(upload);
-      await Deno.writeTextFile(join(upload, "a b.fits"), "data a");
-      await Deno.writeTextFile(join(upload, "junk"), "left by an orphan");
-      const marker = newMarker();
-      const out = await runShell(
-        shell,
-        buildFinishScript(
-          [{
-            index: 0,
-            tempPath: join(upload, "a b.fits"),
-            finalPath: join(dir, "a b.fits"),
-            expectedSize: 6,
-            expectedSha256: null,
-          }],
-          marker,
-          [upload],
-        ),
-        dir,
-      );
-      assert.deepEqual([...parseScriptOutput(out, marker).results], [[0, { status: "ok" }]]);
-      assert.equal(await Deno.readTextFile(join(dir, "a b.fits")), "data a");
-      assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["a b.fits"]);
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
-  }
+  await inEachShell("itx-upfolder-", async (shell, dir) => {
+    const upload = join(dir, ".incoming 'x'");
+    await Deno.mkdir(upload);
+    await Deno.writeTextFile(join(upload, "a b.fits"), "data a");
+    await Deno.writeTextFile(join(upload, "junk"), "left by an orphan");
+    const marker = newMarker();
+    const out = await runShell(
+      shell,
+      buildFinishScript(
+        [{
+          index: 0,
+          tempPath: join(upload, "a b.fits"),
+          finalPath: join(dir, "a b.fits"),
+          expectedSize: 6,
+          expectedSha256: null,
+        }],
+        marker,
+        [upload],
+      ),
+      dir,
+    );
+    assert.deepEqual([...parseScriptOutput(out, marker).results], [[0, { status: "ok" }]]);
+    assert.equal(await Deno.readTextFile(join(dir, "a b.fits")), "data a");
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["a b.fits"]);
+  });
 });
 
 Deno.test("finish script verifies size and SHA-256, renames, removes bad copies", async () => {
   const sha = (text: string) => createHash("sha256").update(text).digest("hex");
-  for (const shell of SHELLS) {
-    const dir = await Deno.makeTempDir({ prefix: "itx-finish-" });
-    try {
-      const names = [
-        "ok $(touch CANARY)",
-        "short",
-        "bad-sum",
-        "missing",
-        "is-folder",
-        "rm-only",
-        "new\nline -n",
-      ];
-      for (const name of names) await Deno.writeTextFile(join(dir, `.${name}.tmp`), `data ${name}`);
-      await Deno.writeTextFile(join(dir, ".short.tmp"), "da");
-      await Deno.remove(join(dir, ".missing.tmp"));
-      await Deno.mkdir(join(dir, "is-folder"));
-      await Deno.writeTextFile(join(dir, "ok $(touch CANARY)"), "old final");
-      const entry = (index: number, name: string, checksum: boolean) => ({
-        index,
-        tempPath: join(dir, `.${name}.tmp`),
-        finalPath: name === "rm-only" ? null : join(dir, name),
-        expectedSize: `data ${name}`.length,
-        expectedSha256: checksum ? sha(`data ${name}`) : null,
-      });
-      const entries = names.map((name, i) => entry(i, name, true));
-      entries[2].expectedSha256 = sha("something else");
-      const marker = newMarker();
-      const out = await runShell(shell, buildFinishScript(entries, marker), dir);
-      const { results } = parseScriptOutput(out, marker);
-      assert.deepEqual(results.get(0), { status: "ok" });
-      assert.deepEqual(results.get(1), { status: "size-mismatch", actual: "2" });
-      assert.equal(results.get(2)?.status, "checksum-mismatch");
-      assert.deepEqual(results.get(3), { status: "missing" });
-      assert.deepEqual(results.get(4), { status: "final-is-folder" });
-      assert.equal(results.has(5), false);
-      assert.deepEqual(results.get(6), { status: "ok" });
-      assert.equal(
-        await Deno.readTextFile(join(dir, "ok $(touch CANARY)")),
-        "data ok $(touch CANARY)",
-      );
-      assert.equal(await Deno.readTextFile(join(dir, "new\nline -n")), "data new\nline -n");
-      const left = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
-      // Bad copies and the remove-only temp are gone; the folder's temp is kept for the next try.
-      assert.deepEqual(left, [".is-folder.tmp", "is-folder", "new\nline -n", "ok $(touch CANARY)"]);
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
-  }
+  await inEachShell("itx-finish-", async (shell, dir) => {
+    const names = [
+      "ok $(touch CANARY)",
+      "short",
+      "bad-sum",
+      "missing",
+      "is-folder",
+      "rm-only",
+      "new\nline -n",
+    ];
+    for (const name of names) await Deno.writeTextFile(join(dir, `.${name}.tmp`), `data ${name}`);
+    await Deno.writeTextFile(join(dir, ".short.tmp"), "da");
+    await Deno.remove(join(dir, ".missing.tmp"));
+    await Deno.mkdir(join(dir, "is-folder"));
+    await Deno.writeTextFile(join(dir, "ok $(touch CANARY)"), "old final");
+    const entry = (index: number, name: string, checksum: boolean) => ({
+      index,
+      tempPath: join(dir, `.${name}.tmp`),
+      finalPath: name === "rm-only" ? null : join(dir, name),
+      expectedSize: `data ${name}`.length,
+      expectedSha256: checksum ? sha(`data ${name}`) : null,
+    });
+    const entries = names.map((name, i) => entry(i, name, true));
+    entries[2].expectedSha256 = sha("something else");
+    const marker = newMarker();
+    const out = await runShell(shell, buildFinishScript(entries, marker), dir);
+    const { results } = parseScriptOutput(out, marker);
+    assert.deepEqual(results.get(0), { status: "ok" });
+    assert.deepEqual(results.get(1), { status: "size-mismatch", actual: "2" });
+    assert.equal(results.get(2)?.status, "checksum-mismatch");
+    assert.deepEqual(results.get(3), { status: "missing" });
+    assert.deepEqual(results.get(4), { status: "final-is-folder" });
+    assert.equal(results.has(5), false);
+    assert.deepEqual(results.get(6), { status: "ok" });
+    assert.equal(
+      await Deno.readTextFile(join(dir, "ok $(touch CANARY)")),
+      "data ok $(touch CANARY)",
+    );
+    assert.equal(await Deno.readTextFile(join(dir, "new\nline -n")), "data new\nline -n");
+    const left = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+    // Bad copies and the remove-only temp are gone; the folder's temp is kept for the next try.
+    assert.deepEqual(left, [".is-folder.tmp", "is-folder", "new\nline -n", "ok $(touch CANARY)"]);
+  });
 });
 
 Deno.test("finish script with size checks only and no checks at all", async () => {
-  for (const shell of SHELLS) {
-    const dir = await Deno.makeTempDir({ prefix: "itx-finish-" });
-    try {
-      await Deno.writeTextFile(join(dir, ".a.tmp"), "12345");
-      await Deno.writeTextFile(join(dir, ".b.tmp"), "123");
-      const marker = newMarker();
-      const script = buildFinishScript([
-        {
-          index: 0,
-          tempPath: join(dir, ".a.tmp"),
-          finalPath: join(dir, "a"),
-          expectedSize: 5,
-          expectedSha256: null,
-        },
-        {
-          index: 1,
-          tempPath: join(dir, ".gone.tmp"),
-          finalPath: join(dir, "gone"),
-          expectedSize: 1,
-          expectedSha256: null,
-        },
-        {
-          index: 2,
-          tempPath: join(dir, ".b.tmp"),
-          finalPath: join(dir, "b"),
-          expectedSize: null,
-          expectedSha256: null,
-        },
-      ], marker);
-      const { results } = parseScriptOutput(await runShell(shell, script, dir), marker);
-      assert.deepEqual([...results.entries()].sort(), [
-        [0, { status: "ok" }],
-        [1, { status: "missing" }],
-        [2, { status: "ok" }],
-      ]);
-      assert.equal(await Deno.readTextFile(join(dir, "a")), "12345");
-      assert.equal(await Deno.readTextFile(join(dir, "b")), "123");
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
-  }
+  await inEachShell("itx-finish-", async (shell, dir) => {
+    await Deno.writeTextFile(join(dir, ".a.tmp"), "12345");
+    await Deno.writeTextFile(join(dir, ".b.tmp"), "123");
+    const marker = newMarker();
+    const script = buildFinishScript([
+      {
+        index: 0,
+        tempPath: join(dir, ".a.tmp"),
+        finalPath: join(dir, "a"),
+        expectedSize: 5,
+        expectedSha256: null,
+      },
+      {
+        index: 1,
+        tempPath: join(dir, ".gone.tmp"),
+        finalPath: join(dir, "gone"),
+        expectedSize: 1,
+        expectedSha256: null,
+      },
+      {
+        index: 2,
+        tempPath: join(dir, ".b.tmp"),
+        finalPath: join(dir, "b"),
+        expectedSize: null,
+        expectedSha256: null,
+      },
+    ], marker);
+    const { results } = parseScriptOutput(await runShell(shell, script, dir), marker);
+    assert.deepEqual([...results.entries()].sort(), [
+      [0, { status: "ok" }],
+      [1, { status: "missing" }],
+      [2, { status: "ok" }],
+    ]);
+    assert.equal(await Deno.readTextFile(join(dir, "a")), "12345");
+    assert.equal(await Deno.readTextFile(join(dir, "b")), "123");
+  });
 });
 
 Deno.test("result lines need the run's marker: names cannot forge a result", () => {
@@ -280,20 +275,6 @@ Deno.test("result lines need the run's marker: names cannot forge a result", () 
   assert.deepEqual(results.get(1), { status: "size-mismatch", actual: "10" });
   assert.deepEqual(results.get(2), { status: "rename-failed", message: "mv: cannot move" });
 });
-
-/** Start `script` under `shell` in `cwd`; returns the child (stdin closed) and its stdout text. */
-function startShell(shell: string[], script: string, cwd: string) {
-  const child = new Deno.Command(shell[0], {
-    args: shell.slice(1),
-    cwd,
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  void writer.write(new TextEncoder().encode(script)).then(() => writer.close());
-  return child;
-}
 
 /** Write `data` to `path` in `parts` pieces with a pause between them, like an upload. */
 async function writeSlowly(path: string, data: Uint8Array, parts: number, pauseMs: number) {
@@ -307,40 +288,35 @@ async function writeSlowly(path: string, data: Uint8Array, parts: number, pauseM
 }
 
 Deno.test("follow script hashes copies while they are written, in order", async () => {
-  for (const shell of SHELLS) {
-    const dir = await Deno.makeTempDir({ prefix: "itx-follow-" });
-    try {
-      // Sizes that are, and are not, a whole number of 1 MiB blocks.
-      const bytesA = new Uint8Array(3 * 1024 * 1024 + 17);
-      for (let i = 0; i < bytesA.length; i += 65536) {
-        crypto.getRandomValues(bytesA.subarray(i, i + 65536));
-      }
-      const bytesB = new Uint8Array(2 * 1024 * 1024).fill(7);
-      const pathA = join(dir, "new\nline $(touch CANARY)");
-      const pathB = join(dir, "-b");
-      const marker = newMarker();
-      const script = buildFollowHashScript(
-        [{ index: 4, tempPath: pathA, size: bytesA.length }, {
-          index: 9,
-          tempPath: pathB,
-          size: bytesB.length,
-        }],
-        marker,
-        30,
-      );
-      const child = startShell(shell, script, dir);
-      await writeSlowly(pathA, bytesA, 7, 40);
-      await writeSlowly(pathB, bytesB, 3, 40);
-      const out = await child.output();
-      assert.ok(out.success, new TextDecoder().decode(out.stderr));
-      const { hashes } = parseScriptOutput(new TextDecoder().decode(out.stdout), marker);
-      const sha = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
-      assert.deepEqual([...hashes], [[4, sha(bytesA)], [9, sha(bytesB)]]);
-      assert.equal(await Deno.lstat(join(dir, "CANARY")).then(() => true, () => false), false);
-    } finally {
-      await Deno.remove(dir, { recursive: true });
+  await inEachShell("itx-follow-", async (shell, dir) => {
+    // Sizes that are, and are not, a whole number of 1 MiB blocks.
+    const bytesA = new Uint8Array(3 * 1024 * 1024 + 17);
+    for (let i = 0; i < bytesA.length; i += 65536) {
+      crypto.getRandomValues(bytesA.subarray(i, i + 65536));
     }
-  }
+    const bytesB = new Uint8Array(2 * 1024 * 1024).fill(7);
+    const pathA = join(dir, "new\nline $(touch CANARY)");
+    const pathB = join(dir, "-b");
+    const marker = newMarker();
+    const script = buildFollowHashScript(
+      [{ index: 4, tempPath: pathA, size: bytesA.length }, {
+        index: 9,
+        tempPath: pathB,
+        size: bytesB.length,
+      }],
+      marker,
+      30,
+    );
+    const child = startShell(shell, script, dir);
+    await writeSlowly(pathA, bytesA, 7, 40);
+    await writeSlowly(pathB, bytesB, 3, 40);
+    const out = await child.output();
+    assert.ok(out.success, new TextDecoder().decode(out.stderr));
+    const { hashes } = parseScriptOutput(new TextDecoder().decode(out.stdout), marker);
+    const sha = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
+    assert.deepEqual([...hashes], [[4, sha(bytesA)], [9, sha(bytesB)]]);
+    assert.equal(await Deno.lstat(join(dir, "CANARY")).then(() => true, () => false), false);
+  });
 });
 
 Deno.test("follow script gives up on a copy that stops growing, and reports no hash", async () => {

@@ -8,33 +8,16 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { runCli } from "./helpers/cli.ts";
-import { listFiles, randomBytes, sha256OfFile, writeConfig } from "./helpers/files.ts";
-import { startSshd } from "./helpers/sshd.ts";
+import { listFiles, randomBytes, sha256OfFile } from "./helpers/files.ts";
+import { sshSandbox, startSshd } from "./helpers/sshd.ts";
 
 for (const method of ["scp", "rsync"] as const) {
   Deno.test(`${method}: one unreadable file in a batch fails alone and is recorded`, async () => {
     const sshd = await startSshd();
-    const root = await Deno.makeTempDir({ prefix: `itx-unreadable-${method}-` });
+    const { root, watch, remote, config, env } = await sshSandbox(sshd, method, {
+      stability_window_seconds: 0.3,
+    });
     try {
-      const remote = await sshd.makeRemoteDir();
-      const watch = join(root, "watch");
-      await Deno.mkdir(watch);
-      await Deno.mkdir(join(root, "home"));
-      const config = join(root, "config.yaml");
-      await writeConfig(config, {
-        watch_path: watch,
-        transfer_method: method,
-        remote_host: "127.0.0.1",
-        remote_user: sshd.user,
-        ssh_port: sshd.port,
-        ssh_identity_file: sshd.identityFile,
-        ssh_options: sshd.sshOptions,
-        remote_base_path: remote,
-        stability_window_seconds: 0.3,
-        night_timezone: "UTC",
-        state_dir: join(root, "state"),
-        log_file: "",
-      });
       const night = new Date("2024-08-01T22:00:00Z");
       const names = ["a.fits", "b.fits", "locked.fits", "c.fits", "d.fits"];
       const bytes = new Map<string, Uint8Array>();
@@ -45,7 +28,6 @@ for (const method of ["scp", "rsync"] as const) {
         await Deno.utime(join(watch, name), night, night);
       }
       await Deno.chmod(join(watch, "locked.fits"), 0o000);
-      const env = { HOME: join(root, "home") };
 
       const run = await runCli(["-v", "run", "--once", "-c", config], {
         env,

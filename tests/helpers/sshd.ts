@@ -7,6 +7,7 @@
  */
 import { join } from "node:path";
 import type { JobConfig } from "../../src/config/types.ts";
+import { writeConfig } from "./files.ts";
 
 /** Unprivileged account the tests log in as. */
 export const TEST_USER = "itx-test";
@@ -29,6 +30,8 @@ export interface TestSshd {
   sshdLog(): Promise<string>;
   /** A job config for this server; `overrides` win. */
   job(overrides: Partial<JobConfig>): JobConfig;
+  /** The config-file keys that point a job at this server (host, user, port, key, options). */
+  configKeys(): Record<string, unknown>;
   stop(): Promise<void>;
 }
 
@@ -198,6 +201,15 @@ export async function startSshd(): Promise<TestSshd> {
       return path;
     },
     sshdLog: () => Deno.readTextFile(join(dir, "sshd.log")).catch(() => ""),
+    configKeys() {
+      return {
+        remote_host: "127.0.0.1",
+        remote_user: TEST_USER,
+        ssh_port: port,
+        ssh_identity_file: identityFile,
+        ssh_options: sshOptions,
+      };
+    },
     job(overrides) {
       return {
         name: "ssh-test",
@@ -236,4 +248,45 @@ export async function startSshd(): Promise<TestSshd> {
       await Deno.remove(dir, { recursive: true }).catch(() => {});
     },
   };
+}
+
+/** A daemon's folders and config file, sending to a private sshd. */
+export interface SshSandbox {
+  root: string;
+  /** The watch folder. */
+  watch: string;
+  /** The remote base folder (owned by the login user). */
+  remote: string;
+  config: string;
+  /** Environment for the CLI: a private HOME. */
+  env: Record<string, string>;
+}
+
+/**
+ * Make a watch folder, a remote folder and a config file (UTC night folders,
+ * ledger in the sandbox, no log file) for a daemon that sends to `sshd` with
+ * `method`; `values` are added to the config and win.
+ */
+export async function sshSandbox(
+  sshd: TestSshd,
+  method: "scp" | "rsync",
+  values: Record<string, unknown> = {},
+): Promise<SshSandbox> {
+  const root = await Deno.makeTempDir({ prefix: `itx-${method}-` });
+  const remote = await sshd.makeRemoteDir();
+  const watch = join(root, "watch");
+  await Deno.mkdir(watch);
+  await Deno.mkdir(join(root, "home"));
+  const config = join(root, "config.yaml");
+  await writeConfig(config, {
+    watch_path: watch,
+    transfer_method: method,
+    ...sshd.configKeys(),
+    remote_base_path: remote,
+    night_timezone: "UTC",
+    state_dir: join(root, "state"),
+    log_file: "",
+    ...values,
+  });
+  return { root, watch, remote, config, env: { HOME: join(root, "home") } };
 }
