@@ -16,7 +16,19 @@ import { shellQuote } from "../src/transfer/ssh.ts";
 
 /** A PATH with the tools the scripts use but without perl, to exercise the mv fallback. */
 const NO_PERL_BIN = await Deno.makeTempDir({ prefix: "itx-noperl-" });
-const TOOLS = ["mv", "rm", "stat", "mktemp", "cat", "tr", "mkdir", "sha256sum", "dd", "sleep"];
+const TOOLS = [
+  "mv",
+  "rm",
+  "stat",
+  "mktemp",
+  "cat",
+  "tr",
+  "mkdir",
+  "sha256sum",
+  "dd",
+  "sleep",
+  "sync",
+];
 for (const tool of TOOLS) {
   await Deno.symlink(`/usr/bin/${tool}`, join(NO_PERL_BIN, tool)).catch(() =>
     Deno.symlink(`/bin/${tool}`, join(NO_PERL_BIN, tool))
@@ -374,6 +386,49 @@ Deno.test("follow script stops when its caller goes away", async () => {
     ]);
     assert.notEqual(status, null, "the script ended within 5 s");
     assert.equal(status!.success, false);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("finish script flushes the file system before the renames and after them", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "itx-sync-" });
+  try {
+    // A `sync` that records its arguments and whether the final name exists yet.
+    const shim = join(dir, "shim");
+    await Deno.mkdir(shim);
+    await Deno.writeTextFile(
+      join(shim, "sync"),
+      '#!/bin/sh\n{ printf \'%s|\' "$*"; [ -e "$FINAL" ] && echo final || echo none; } >>"$LOG"\n',
+    );
+    await Deno.chmod(join(shim, "sync"), 0o755);
+    const night = join(dir, "night 'x'");
+    for (const withPerl of [true, false]) {
+      await Deno.mkdir(night, { recursive: true });
+      const temp = join(night, ".a.tmp");
+      const final = join(night, "a.fits");
+      await Deno.writeTextFile(temp, "12345");
+      const log = join(dir, "sync.log");
+      const path = withPerl ? `${shim}:/usr/bin:/bin` : `${shim}:${NO_PERL_BIN}`;
+      const marker = newMarker();
+      const script = buildFinishScript(
+        [{ index: 0, tempPath: temp, finalPath: final, expectedSize: 5, expectedSha256: null }],
+        marker,
+      );
+      const out = await runShell(
+        ["env", `PATH=${path}`, `LOG=${log}`, `FINAL=${final}`, "/bin/dash", "-s"],
+        script,
+        dir,
+      );
+      assert.deepEqual([...parseScriptOutput(out, marker).results], [[0, { status: "ok" }]]);
+      assert.deepEqual(
+        (await Deno.readTextFile(log)).trim().split("\n"),
+        [`-f -- ${night}|none`, `-f -- ${night}|final`],
+        withPerl ? "perl renames" : "mv renames",
+      );
+      await Deno.remove(night, { recursive: true });
+      await Deno.remove(log);
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

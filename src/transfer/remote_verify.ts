@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { posix } from "node:path";
 import { shellQuote } from "./ssh.ts";
 
 /**
@@ -179,6 +180,10 @@ export function buildMkdirScript(
  * inside it, so the rename is atomic). Entries without a final path only have
  * their temporary copy removed. Last, the `removeFolders` (upload folders no
  * other batch uses) are removed with whatever is left in them.
+ *
+ * The file systems of the final folders are flushed (`sync -f`, else `sync`)
+ * before the renames and after them: once the script has reported a file
+ * renamed, a power cut on the remote host cannot leave it empty or missing.
  */
 export function buildFinishScript(
   entries: FinishEntry[],
@@ -227,7 +232,13 @@ export function buildFinishScript(
     "}",
     "B=${B-}; H=${H-}",
     "E=$(mktemp 2>/dev/null) || E=/dev/null",
+    // Y FOLDER...: flush the file systems holding them (GNU `sync -f`; else all of them).
+    `Y() { for d in "$@"; do sync -f -- "$d" 2>/dev/null || { sync 2>/dev/null; return; }; done; }`,
   );
+  const finalFolders = [...new Set(finals.map((e) => posix.dirname(e.finalPath!)))]
+    .map(shellQuote).join(" ");
+  // The copies' data first: a rename must never reach the disk before the data it names.
+  if (finals.length > 0) lines.push(`Y ${finalFolders}`);
   for (const e of entries) {
     if (e.finalPath === null) {
       lines.push(`rm -f -- ${shellQuote(e.tempPath)}`);
@@ -248,6 +259,8 @@ export function buildFinishScript(
       `${e.index} ${shellQuote(e.tempPath)} ${shellQuote(e.finalPath!)}`
     );
     lines.push(`[ -n "$R" ] && perl -e '${PERL_RENAME}' "$N" "$R" ${triples.join(" ")}`);
+    // Then the renames themselves, before the results count.
+    lines.push(`Y ${finalFolders}`);
   }
   if (removeFolders.length > 0) {
     lines.push(`rm -rf -- ${removeFolders.map(shellQuote).join(" ")}`);
