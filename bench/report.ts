@@ -51,7 +51,7 @@ export function renderTable(sections: Section[]): string {
   ];
   for (const section of sections) {
     for (const row of section.rows) {
-      const met = row.met === null ? "?" : row.met ? "yes" : "**no**";
+      const met = row.target === "—" ? "—" : row.met === null ? "?" : row.met ? "yes" : "**no**";
       lines.push(
         `| ${row.benchmark} | ${row.daemon} | ${row.baseline} | ${row.ratio} | ${row.target} | ${met} |`,
       );

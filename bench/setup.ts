@@ -82,6 +82,8 @@ export interface DaemonSettings {
   logFile: string;
   method: "scp" | "rsync";
   verify?: "size" | "checksum";
+  /** `remote_sync` (the daemon's default when absent: on). */
+  remoteSync?: boolean;
   /** Extra `ssh_options` after the ones that pin the host key. */
   sshOptions?: string[];
 }
@@ -106,6 +108,7 @@ export async function writeDaemonConfig(
     `log_file: ${JSON.stringify(settings.logFile)}`,
   ];
   if (settings.verify) lines.push(`verify_transfer: ${settings.verify}`);
+  if (settings.remoteSync !== undefined) lines.push(`remote_sync: ${settings.remoteSync}`);
   const file = join(dir, "config.yaml");
   await Deno.writeTextFile(file, lines.join("\n") + "\n");
   return file;

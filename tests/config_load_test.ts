@@ -46,6 +46,7 @@ Deno.test("old tool's Windows to Linux example loads with its values", async () 
   assert.equal(job.remote_base_path, "/home/observer/data/images");
   assert.equal(job.transfer_method, "scp");
   assert.equal(job.compression, false);
+  assert.equal(job.remote_sync, true);
   assert.deepEqual(job.file_patterns, ["*.fits", "*.FIT"]);
   assert.equal(job.verify_transfer, "size");
   assert.equal(job.retry_attempts, 3);

@@ -7,7 +7,7 @@ import { createHash } from "node:crypto";
 import { join } from "node:path";
 import {
   buildFinishScript,
-  buildFollowHashScript,
+  buildFollowScript,
   buildMkdirScript,
   newMarker,
   parseScriptOutput,
@@ -182,7 +182,7 @@ Deno.test("finish script renames out of an upload folder, then removes the folde
           expectedSha256: null,
         }],
         marker,
-        [upload],
+        { removeFolders: [upload] },
       ),
       dir,
     );
@@ -310,14 +310,14 @@ Deno.test("follow script hashes copies while they are written, in order", async 
     const pathA = join(dir, "new\nline $(touch CANARY)");
     const pathB = join(dir, "-b");
     const marker = newMarker();
-    const script = buildFollowHashScript(
+    const script = buildFollowScript(
       [{ index: 4, tempPath: pathA, size: bytesA.length }, {
         index: 9,
         tempPath: pathB,
         size: bytesB.length,
       }],
       marker,
-      30,
+      { stallSeconds: 30, hash: true, flush: true },
     );
     const child = startShell(shell, script, dir);
     await writeSlowly(pathA, bytesA, 7, 40);
@@ -337,7 +337,11 @@ Deno.test("follow script gives up on a copy that stops growing, and reports no h
     const path = join(dir, "stuck.fits");
     await Deno.writeFile(path, new Uint8Array(1024 * 1024 + 5));
     const marker = newMarker();
-    const script = buildFollowHashScript([{ index: 0, tempPath: path, size: 4 << 20 }], marker, 1);
+    const script = buildFollowScript([{ index: 0, tempPath: path, size: 4 << 20 }], marker, {
+      stallSeconds: 1,
+      hash: true,
+      flush: true,
+    });
     const out = await startShell(["dash", "-s"], script, dir).output();
     const report = parseScriptOutput(new TextDecoder().decode(out.stdout), marker);
     assert.equal(report.hashes.size, 0, "a hash of part of the copy must not count");
@@ -353,7 +357,11 @@ Deno.test("follow script gives up on a copy that stops growing, and reports no h
     const second = newMarker();
     const unread = await startShell(
       ["env", `PATH=${noDd}`, "/bin/dash", "-s"],
-      buildFollowHashScript([{ index: 3, tempPath: path, size: 4 << 20 }], second, 600),
+      buildFollowScript([{ index: 3, tempPath: path, size: 4 << 20 }], second, {
+        stallSeconds: 600,
+        hash: true,
+        flush: false,
+      }),
       dir,
     ).output();
     const text = new TextDecoder().decode(unread.stdout);
@@ -369,11 +377,11 @@ Deno.test("follow script stops when its caller goes away", async () => {
   try {
     const path = join(dir, "never.fits");
     const marker = newMarker();
-    const script = buildFollowHashScript(
-      [{ index: 0, tempPath: path, size: 1 << 20 }],
-      marker,
-      600,
-    );
+    const script = buildFollowScript([{ index: 0, tempPath: path, size: 1 << 20 }], marker, {
+      stallSeconds: 600,
+      hash: false,
+      flush: true,
+    });
     const child = startShell(["dash", "-s"], script, dir);
     await child.stderr.cancel();
     // Read one poll's line, then close our end: the script's next write fails.
@@ -428,6 +436,74 @@ Deno.test("finish script flushes the file system before the renames and after th
       );
       await Deno.remove(night, { recursive: true });
       await Deno.remove(log);
+    }
+
+    // remote_sync: false flushes nothing.
+    await Deno.mkdir(night);
+    await Deno.writeTextFile(join(night, ".b.tmp"), "12");
+    const log = join(dir, "sync.log");
+    const marker = newMarker();
+    const out = await runShell(
+      ["env", `PATH=${shim}:/usr/bin:/bin`, `LOG=${log}`, `FINAL=x`, "/bin/dash", "-s"],
+      buildFinishScript(
+        [{
+          index: 0,
+          tempPath: join(night, ".b.tmp"),
+          finalPath: join(night, "b.fits"),
+          expectedSize: 2,
+          expectedSha256: null,
+        }],
+        marker,
+        { sync: false },
+      ),
+      dir,
+    );
+    assert.deepEqual([...parseScriptOutput(out, marker).results], [[0, { status: "ok" }]]);
+    assert.equal(await Deno.stat(log).then(() => true, () => false), false, "no flush");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("follow script without hashing flushes a growing copy every 16 MiB, reading nothing", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "itx-follow-flush-" });
+  try {
+    const shim = join(dir, "shim");
+    await Deno.mkdir(shim);
+    // `sync` records its arguments; there is no dd, so reading the copy would fail.
+    await Deno.writeTextFile(join(shim, "sync"), '#!/bin/sh\necho "$*" >>"$LOG"\n');
+    await Deno.chmod(join(shim, "sync"), 0o755);
+    for (const tool of ["stat", "sleep"]) {
+      await Deno.symlink(`/usr/bin/${tool}`, join(shim, tool));
+    }
+    const path = join(dir, "big 'x'.fits");
+    const log = join(dir, "sync.log");
+    const size = 150 * 1024 * 1024;
+    for (const flush of [true, false]) {
+      await Deno.writeTextFile(log, "");
+      const marker = newMarker();
+      const child = startShell(
+        ["env", `PATH=${shim}`, `LOG=${log}`, "/bin/dash", "-s"],
+        buildFollowScript([{ index: 0, tempPath: path, size }], marker, {
+          stallSeconds: 30,
+          hash: false,
+          flush,
+        }),
+        dir,
+      );
+      await writeSlowly(path, new Uint8Array(size), 15, 30);
+      const out = await child.output();
+      assert.ok(out.success, new TextDecoder().decode(out.stderr));
+      assert.equal(new TextDecoder().decode(out.stdout).trim(), "", "no result lines");
+      const calls = (await Deno.readTextFile(log)).split("\n").filter((line) => line !== "");
+      if (!flush) {
+        assert.deepEqual(calls, [], "flush: false never flushes");
+        continue;
+      }
+      // 150 MiB in 10 MiB writes: a flush every 16-20 MiB of growth.
+      assert.ok(calls.length >= 4 && calls.length <= 10, `flushed ${calls.length} time(s)`);
+      for (const call of calls) assert.equal(call, `-f -- ${path}`);
+      await Deno.remove(path);
     }
   } finally {
     await Deno.remove(dir, { recursive: true });

@@ -96,6 +96,10 @@ export const jobShape = {
     z.boolean().default(false),
     "Compress on the wire (`scp -C`, `rsync -z`). FITS data rarely shrinks; leave off on fast links.",
   ),
+  remote_sync: doc(
+    z.boolean().default(true),
+    "scp/rsync: flush the remote file system before and after each batch's renames (`sync -f`), so a file recorded as done survives a power cut on the server. Costs up to ~10% on big files when the server's CPU is the limit; turn off only for storage that protects written data itself.",
+  ),
   retry_attempts: doc(
     z.int().min(0).max(1000).default(3),
     "Retries after the first failed attempt before a file is marked failed (it is tried again at the next start-up or rescan).",

@@ -94,49 +94,60 @@ export interface FollowEntry {
 }
 
 /**
- * A script that hashes copies while the upload writes them, so the remote
- * SHA-256 is ready moments after the last byte arrives instead of a full read
- * later. For each entry, in order: wait for the copy, feed each 1 MiB block to
- * one hash process as soon as the copy's size shows it complete (uploads write
- * front to back), and print `G <index> <sha256>` once `size` bytes went
- * through (`H <index>` when no hash command exists). A copy that stops growing
- * for `stallSeconds`, or cannot be read, is given up with `X <index>` (its
- * hash, printed after, covers part of the copy and must be ignored). The script ends when its caller goes away: an
- * empty line goes to stdout every poll, so a closed channel stops it.
+ * A script that follows copies while the upload writes them (front to back),
+ * for each entry in order, until `size` bytes are there:
+ * - with `flush`, it flushes each copy to disk every 16 MiB as it grows
+ *   (`sync -f`), so the flush before the rename (see
+ *   {@linkcode buildFinishScript}) finds little left to write;
+ * - with `hash`, it feeds each 1 MiB block to one hash process as soon as the
+ *   copy's size shows it complete, and prints `G <index> <sha256>`, so the
+ *   remote SHA-256 is ready moments after the last byte instead of one more
+ *   full read later (`H <index>` when no hash command exists).
+ *
+ * A copy that stops growing for `stallSeconds`, or cannot be read, is given up
+ * with `X <index>` (a hash printed after it covers part of the copy and must
+ * be ignored). The script ends when its caller goes away: an empty line goes
+ * to stdout every poll, so a closed channel stops it. It runs at lower CPU
+ * priority, so where the upload itself is CPU-bound it keeps its pace.
  */
-export function buildFollowHashScript(
+export function buildFollowScript(
   entries: FollowEntry[],
   marker: string,
-  stallSeconds: number,
+  options: { stallSeconds: number; hash: boolean; flush: boolean },
 ): string {
   const lines = [
     ...prelude(marker),
-    ...pickHashTool(),
+    ...(options.hash ? pickHashTool() : ["H=''"]),
     "if stat -c %s / >/dev/null 2>&1; then Z='stat -c %s'; else Z='stat -f %z'; fi",
-    "B=1048576",
-    // p PATH SIZE INDEX: write the copy's bytes to stdout as they become complete.
+    `B=1048576; D=${options.hash ? "1" : "''"}; F=${options.flush ? "1" : "''"}`,
+    // p PATH SIZE INDEX: follow the copy; with D, write its bytes to stdout as they complete.
     "p() {",
-    "  k=0; t=$((($2 + B - 1) / B)); w=0",
+    "  k=0; t=$((($2 + B - 1) / B)); w=0; f=0",
     "  while [ $k -lt $t ]; do",
     `    s=$($Z -- "$1" 2>/dev/null) || s=0`,
     `    a=$((s / B)); [ "$s" -ge "$2" ] && a=$t`,
     "    if [ $a -gt $k ]; then",
-    `      dd if="$1" bs=$B skip=$k count=$((a - k)) 2>/dev/null || { say X "$3" >&3; return 1; }`,
+    `      if [ -n "$D" ]; then`,
+    `        dd if="$1" bs=$B skip=$k count=$((a - k)) 2>/dev/null || { say X "$3" >&3; return 1; }`,
+    "      fi",
     "      k=$a; w=0",
+    `      [ -n "$F" ] && [ $((k - f)) -ge 16 ] && { sync -f -- "$1" 2>/dev/null; f=$k; }`,
     "    else",
     "      echo >&3 || exit 1",
-    `      w=$((w + 1)); [ $w -gt ${stallSeconds * 20} ] && { say X "$3" >&3; return 1; }`,
+    `      w=$((w + 1)); [ $w -gt ${options.stallSeconds * 20} ] && { say X "$3" >&3; return 1; }`,
     "      sleep 0.05 2>/dev/null || sleep 1",
     "    fi",
     "  done",
     "}",
     "exec 3>&1",
-    // Hash on spare CPU: where the upload itself is CPU-bound (ssh's cipher), it
-    // keeps its pace, and the hash catches up when the last byte is in.
     "renice -n 10 -p $$ >/dev/null 2>&1",
   ];
   for (const e of entries) {
     const follow = `p ${shellQuote(e.tempPath)} ${e.size} ${e.index}`;
+    if (!options.hash) {
+      lines.push(follow);
+      continue;
+    }
     lines.push(
       `if [ -z "$H" ]; then say H ${e.index}; else ` +
         `h=$(${follow} | $H); say G ${e.index} "\${h%% *}"; fi`,
@@ -181,15 +192,18 @@ export function buildMkdirScript(
  * their temporary copy removed. Last, the `removeFolders` (upload folders no
  * other batch uses) are removed with whatever is left in them.
  *
- * The file systems of the final folders are flushed (`sync -f`, else `sync`)
- * before the renames and after them: once the script has reported a file
- * renamed, a power cut on the remote host cannot leave it empty or missing.
+ * With `sync`, the file systems of the final folders are flushed (`sync -f`,
+ * else `sync`) before the renames and after them: once the script has
+ * reported a file renamed, a power cut on the remote host cannot leave it
+ * empty or missing.
  */
 export function buildFinishScript(
   entries: FinishEntry[],
   marker: string,
-  removeFolders: string[] = [],
+  options: { removeFolders?: string[]; sync?: boolean } = {},
 ): string {
+  const removeFolders = options.removeFolders ?? [];
+  const sync = options.sync ?? true;
   // Every per-file line below is constant work: a batch of n files costs O(n)
   // (growing "$@" one file at a time would cost O(n^2) in sh).
   const lines = prelude(marker);
@@ -238,7 +252,7 @@ export function buildFinishScript(
   const finalFolders = [...new Set(finals.map((e) => posix.dirname(e.finalPath!)))]
     .map(shellQuote).join(" ");
   // The copies' data first: a rename must never reach the disk before the data it names.
-  if (finals.length > 0) lines.push(`Y ${finalFolders}`);
+  if (sync && finals.length > 0) lines.push(`Y ${finalFolders}`);
   for (const e of entries) {
     if (e.finalPath === null) {
       lines.push(`rm -f -- ${shellQuote(e.tempPath)}`);
@@ -260,7 +274,7 @@ export function buildFinishScript(
     );
     lines.push(`[ -n "$R" ] && perl -e '${PERL_RENAME}' "$N" "$R" ${triples.join(" ")}`);
     // Then the renames themselves, before the results count.
-    lines.push(`Y ${finalFolders}`);
+    if (sync) lines.push(`Y ${finalFolders}`);
   }
   if (removeFolders.length > 0) {
     lines.push(`rm -rf -- ${removeFolders.map(shellQuote).join(" ")}`);

@@ -16,7 +16,7 @@ import {
 } from "./classify.ts";
 import {
   buildFinishScript,
-  buildFollowHashScript,
+  buildFollowScript,
   buildMkdirScript,
   type FinishEntry,
   type FinishResult,
@@ -55,13 +55,14 @@ export interface Plan {
 }
 
 /**
- * Files from this size on are hashed on the remote side while they upload
- * (`verify_transfer: checksum`); smaller ones are read once after, which costs
- * less than polling their growth.
+ * Copies from this size on are followed on the remote side while they upload:
+ * flushed to disk as they grow, and hashed (`verify_transfer: checksum`).
+ * Smaller ones are flushed and read once after, which costs less than polling
+ * their growth.
  */
 const FOLLOW_MIN_BYTES = 16 * 1024 * 1024;
 
-/** A copy that stops growing for this long is hashed after the upload instead. */
+/** A copy that stops growing for this long is left to the finishing step. */
 const FOLLOW_STALL_SECONDS = 60;
 
 /** Base class of the SSH transports: subclasses implement {@linkcode SshTransport.upload}. */
@@ -145,7 +146,8 @@ export abstract class SshTransport implements Transport {
     const folders = this.usesUploadFolders
       ? [...new Set(uploaded.map((plan) => posix.dirname(plan.tempPath)))]
       : [];
-    const followed = this.job.verify_transfer === "checksum" && this.copiesGrowInPlace
+    const follow = this.job.verify_transfer === "checksum" || this.job.remote_sync;
+    const followed = this.copiesGrowInPlace && follow
       ? uploaded.filter((plan) => plan.item.size >= FOLLOW_MIN_BYTES)
       : [];
     const claim = await this.#uploadFolders.claim(folders);
@@ -184,9 +186,10 @@ export abstract class SshTransport implements Transport {
   }
 
   /**
-   * Hash the copies of `plans` on the remote side while they are written (one
-   * ssh call), and record each hash on its plan. Copies it could not hash are
-   * hashed after the upload as usual; never throws.
+   * Follow the copies of `plans` on the remote side while they are written
+   * (one ssh call): flush them to disk as they grow and, with checksum
+   * verification, hash them and record each hash on its plan. What it could
+   * not do, the finishing step does; never throws.
    */
   async #follow(plans: Plan[], signal: AbortSignal): Promise<void> {
     if (plans.length === 0) return;
@@ -196,15 +199,20 @@ export abstract class SshTransport implements Transport {
       tempPath: plan.tempPath,
       size: plan.item.size,
     }));
+    const hash = this.job.verify_transfer === "checksum";
     try {
       const stdout = await this.session.runScript(
-        buildFollowHashScript(entries, marker, FOLLOW_STALL_SECONDS),
+        buildFollowScript(entries, marker, {
+          stallSeconds: FOLLOW_STALL_SECONDS,
+          hash,
+          flush: this.job.remote_sync,
+        }),
         { timeoutMs: this.timeoutMs, signal },
       );
       const { hashes } = parseScriptOutput(stdout, marker);
       for (const plan of plans) plan.remoteSha256 = hashes.get(plan.index) ?? null;
     } catch {
-      // Stopped or failed: the finishing step hashes these copies instead.
+      // Stopped or failed: the finishing step flushes and hashes these copies instead.
     }
   }
 
@@ -389,7 +397,10 @@ export abstract class SshTransport implements Transport {
     const marker = newMarker();
     let stdout: string;
     try {
-      const script = buildFinishScript(entries, marker, claim.takeLast());
+      const script = buildFinishScript(entries, marker, {
+        removeFolders: claim.takeLast(),
+        sync: this.job.remote_sync,
+      });
       stdout = await this.session.runScript(script, {
         timeoutMs: this.timeoutMs,
         signal,

@@ -226,6 +226,7 @@ export async function startSshd(): Promise<TestSshd> {
         night_timezone: "",
         verify_transfer: "size",
         compression: false,
+        remote_sync: true,
         retry_attempts: 0,
         retry_delay: 0,
         retry_max_delay_seconds: 0,
