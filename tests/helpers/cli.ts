@@ -48,7 +48,8 @@ export interface CliOptions {
 
 /** Program and arguments that start the CLI with `args` under `options`. */
 function command(args: string[], options: CliOptions): [string, string[]] {
-  if (!options.honourFileModes) return [Deno.execPath(), cliArgv(args)];
+  // Only root can drop these powers, and only root has them.
+  if (!options.honourFileModes || Deno.uid() !== 0) return [Deno.execPath(), cliArgv(args)];
   return [
     "setpriv",
     ["--bounding-set=-dac_override,-dac_read_search", "--", Deno.execPath(), ...cliArgv(args)],
