@@ -42,12 +42,23 @@ Deno.test("ci.yml installs the system tools and runs fmt, lint, check and test w
   const steps = allSteps(workflow);
   assertDeno296(steps);
   const runs = steps.map((step) => step.run ?? "").join("\n");
-  for (const pkg of ["openssh-server", "openssh-client", "rsync", "libxml2-utils", "systemd"]) {
+  for (
+    const pkg of [
+      "openssh-server",
+      "openssh-client",
+      "rsync",
+      "libxml2-utils",
+      "systemd",
+      "util-linux",
+    ]
+  ) {
     assert.match(runs, new RegExp(`apt-get install[^\\n]*(\\\\\\n[^\\n]*)*\\b${pkg}\\b`), pkg);
   }
-  for (const command of ["deno fmt --check", "deno lint", "deno task check", "deno task test"]) {
+  for (const command of ["deno fmt --check", "deno lint", "deno task check"]) {
     assert.ok(steps.some((step) => step.run?.trim() === command), command);
   }
+  // The README's test command, as root (the SSH tests create their login user).
+  assert.ok(steps.some((step) => step.run?.trim() === 'sudo env "PATH=$PATH" deno task test'));
   assert.doesNotMatch(text, ALLOW_ALL);
 });
 
