@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { startCli } from "./helpers/cli.ts";
-import { listFiles, randomBytes, sha256OfFile, waitFor } from "./helpers/files.ts";
+import { listFiles, listFolders, randomBytes, sha256OfFile, waitFor } from "./helpers/files.ts";
 import { sshSandbox, startSshd } from "./helpers/sshd.ts";
 import { isTempName } from "../src/transfer/temp_name.ts";
 
@@ -17,6 +17,23 @@ const BIG_MB = 200;
 /** A temporary copy: its name, or a folder it is in, is one of the daemon's temporary names. */
 function isTemporary(rel: string): boolean {
   return rel.split("/").some(isTempName);
+}
+
+/**
+ * Not a final name: a hidden file or folder. Besides the daemon's own
+ * temporary names this covers rsync's (`.<temporary name>.XXXXXX`) while it
+ * writes; no file sent in this test has a hidden name.
+ */
+function isHidden(rel: string): boolean {
+  return rel.split("/").some((segment) => segment.startsWith("."));
+}
+
+/** Whether an scp or rsync still runs with `path` in its command line (an orphan of a killed daemon). */
+async function copierRunning(path: string): Promise<boolean> {
+  const out = await new Deno.Command("ps", { args: ["-eo", "args"], stdout: "piped" }).output();
+  return new TextDecoder().decode(out.stdout).split("\n").some((line) =>
+    line.includes(path) && /^\S*(scp|rsync)\s/.test(line)
+  );
 }
 
 function sha256(bytes: Uint8Array): string {
@@ -81,16 +98,19 @@ for (const method of ["scp", "rsync"] as const) {
 
       // Whatever is under a final name now must be complete.
       for (const rel of await listFiles(remote)) {
-        if (isTemporary(rel)) continue;
+        if (isHidden(rel)) continue;
         assert.ok(expected.has(rel), `unexpected file at the destination: ${rel}`);
         assert.equal(await sha256OfFile(join(remote, rel)), expected.get(rel), `partial ${rel}`);
       }
 
+      // The killed daemon's scp/rsync run in their own process groups and outlive it
+      // (under systemd the whole cgroup goes); let them end before the restart.
+      await waitFor(async () => !(await copierRunning(remote)), 60_000, "orphaned copies to end");
       const second = startCli(["run", "-c", config], { env });
       try {
         await waitFor(
           async () => {
-            const finals = (await listFiles(remote)).filter((p) => !isTemporary(p));
+            const finals = (await listFiles(remote)).filter((p) => !isHidden(p));
             return finals.length >= expected.size;
           },
           120_000,
@@ -103,10 +123,10 @@ for (const method of ["scp", "rsync"] as const) {
         const status = await second.stop("SIGTERM");
         assert.equal(status.code, 0, second.stderr());
       }
-      // The killed daemon's scp/rsync may outlive it for a moment; let it end.
-      await new Promise((r) => setTimeout(r, 2000));
       const arrived = (await listFiles(remote)).sort();
       assert.deepEqual(arrived, [...expected.keys()].sort(), "exactly the files, no temporaries");
+      const leftFolders = (await listFolders(remote)).filter(isHidden);
+      assert.deepEqual(leftFolders, [], "no upload folder is left");
       for (const [rel, hash] of expected) {
         assert.equal(await sha256OfFile(join(remote, rel)), hash, `bytes of ${rel}`);
       }

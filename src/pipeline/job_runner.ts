@@ -178,8 +178,9 @@ export class JobRunner {
   }
 
   /**
-   * Stop: no new transfers; transfers in flight are aborted (their temporary
-   * files removed, final names untouched) and resumed at the next start.
+   * Stop: no new transfers; transfers in flight are aborted (final names
+   * untouched; a temporary copy left behind is overwritten or swept by the
+   * next attempt) and resumed at the next start.
    */
   async stop(): Promise<void> {
     this.#stopping = true;
