@@ -98,7 +98,7 @@ export const jobShape = {
   ),
   remote_sync: doc(
     z.boolean().default(true),
-    "scp/rsync: flush the remote file system before and after each batch's renames (`sync -f`), so a file recorded as done survives a power cut on the server. Costs up to ~10% on big files when the server's CPU is the limit; turn off only for storage that protects written data itself.",
+    "scp/rsync: flush the remote file system before and after each batch's renames (`sync -f`), so a file recorded as done survives a power cut on the server. On a busy server this can cost up to a quarter of a big file's speed (the data must reach the disk before it counts); turn off only for storage that protects written data itself.",
   ),
   retry_attempts: doc(
     z.int().min(0).max(1000).default(3),
