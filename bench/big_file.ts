@@ -12,13 +12,13 @@ import {
   type BenchContext,
   BIG_FILE_BYTES,
   BIG_FILE_CIPHER,
+  daemonSandbox,
   freshRemoteDir,
   listSizes,
   rawSshOptions,
   remoteSpec,
   sync,
   timeCommand,
-  writeDaemonConfig,
 } from "./setup.ts";
 import {
   formatMs,
@@ -97,15 +97,7 @@ function variantName(variant: Variant): string {
 
 async function daemonBig(ctx: BenchContext, variant: Variant): Promise<DaemonBig> {
   const verify = variant.verify;
-  const dir = await Deno.makeTempDir({ dir: ctx.workDir, prefix: `big-${verify}-` });
-  const watch = join(dir, "watch");
-  await Deno.mkdir(watch);
-  const remote = await freshRemoteDir(ctx, `itx-bench-big-${verify}-`);
-  const config = await writeDaemonConfig(ctx, dir, {
-    watchPath: watch,
-    remoteBasePath: remote.path,
-    stateDir: join(dir, "state"),
-    logFile: join(dir, "image_transfer.log"),
+  const { watch, remote, config, remove } = await daemonSandbox(ctx, `big-${verify}`, {
     method: "scp",
     verify,
     remoteSync: variant.remoteSync,
@@ -126,7 +118,7 @@ async function daemonBig(ctx: BenchContext, variant: Variant): Promise<DaemonBig
     const doneLine = await done;
     const busyMs = machineBusyMs() - busyBefore;
     const readyLine = await ready;
-    await checkArrived(remote.path, `daemon (${verify})`);
+    await checkArrived(remote, `daemon (${verify})`);
     return {
       closeMs: doneLine.atMs - closed,
       readyMs: doneLine.atMs - readyLine.atMs,
@@ -135,8 +127,7 @@ async function daemonBig(ctx: BenchContext, variant: Variant): Promise<DaemonBig
     };
   } finally {
     await daemon.stop();
-    await remote.remove();
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    await remove();
     await sync();
   }
 }

@@ -11,6 +11,7 @@ import type { ResultRow, Section } from "./report.ts";
 import {
   type BenchContext,
   BURST_FILES,
+  daemonSandbox,
   freshRemoteDir,
   listSizes,
   rawRsyncRsh,
@@ -18,7 +19,6 @@ import {
   SMALL_FILE_BYTES,
   sync,
   timeCommand,
-  writeDaemonConfig,
 } from "./setup.ts";
 import { formatMs, formatSummaryMs, summarize } from "./stats.ts";
 
@@ -99,15 +99,7 @@ async function baselineBurst(ctx: BenchContext): Promise<BaselineBurst> {
 }
 
 async function daemonBurst(ctx: BenchContext, method: "rsync" | "scp"): Promise<DaemonBurst> {
-  const dir = await Deno.makeTempDir({ dir: ctx.workDir, prefix: `burst-${method}-` });
-  const watch = join(dir, "watch");
-  await Deno.mkdir(watch);
-  const remote = await freshRemoteDir(ctx, `itx-bench-burst-${method}-`);
-  const config = await writeDaemonConfig(ctx, dir, {
-    watchPath: watch,
-    remoteBasePath: remote.path,
-    stateDir: join(dir, "state"),
-    logFile: join(dir, "image_transfer.log"),
+  const { watch, remote, config, remove } = await daemonSandbox(ctx, `burst-${method}`, {
     method,
   });
   const daemon = DaemonProcess.start(config);
@@ -120,7 +112,7 @@ async function daemonBurst(ctx: BenchContext, method: "rsync" | "scp"): Promise<
     const written = await writeBurst(ctx, watch);
     const lastLine = await last;
     const firstLine = await first;
-    await checkArrived(remote.path, `daemon ${method}`);
+    await checkArrived(remote, `daemon ${method}`);
     return {
       ms: lastLine.atMs - written.lastClosedMs,
       firstMs: firstLine.atMs - written.firstClosedMs,
@@ -134,8 +126,7 @@ async function daemonBurst(ctx: BenchContext, method: "rsync" | "scp"): Promise<
     };
   } finally {
     await daemon.stop();
-    await remote.remove();
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    await remove();
     await sync();
   }
 }

@@ -9,12 +9,11 @@ import { DaemonProcess } from "./daemon_process.ts";
 import type { Section } from "./report.ts";
 import {
   type BenchContext,
-  freshRemoteDir,
+  daemonSandbox,
   listSizes,
   sleep,
   SMALL_FILE_BYTES,
   sync,
-  writeDaemonConfig,
 } from "./setup.ts";
 import { formatMs, percentile } from "./stats.ts";
 
@@ -32,15 +31,7 @@ async function oneFile(daemon: DaemonProcess, path: string, bytes: Uint8Array): 
 
 /** Run `trials` sequential single-file transfers (after one warm-up file). */
 export async function runLatency(ctx: BenchContext, trials: number): Promise<Section> {
-  const dir = await Deno.makeTempDir({ dir: ctx.workDir, prefix: "latency-" });
-  const watch = join(dir, "watch");
-  await Deno.mkdir(watch);
-  const remote = await freshRemoteDir(ctx, "itx-bench-latency-");
-  const config = await writeDaemonConfig(ctx, dir, {
-    watchPath: watch,
-    remoteBasePath: remote.path,
-    stateDir: join(dir, "state"),
-    logFile: join(dir, "image_transfer.log"),
+  const { watch, remote, config, remove } = await daemonSandbox(ctx, "latency", {
     method: "scp",
   });
   const daemon = DaemonProcess.start(config);
@@ -56,15 +47,14 @@ export async function runLatency(ctx: BenchContext, trials: number): Promise<Sec
       const name = `latency_${String(i).padStart(2, "0")}.fits`;
       times.push(await oneFile(daemon, join(watch, name), ctx.data.burstBytes[i + 1]));
     }
-    const sizes = await listSizes(remote.path);
+    const sizes = await listSizes(remote);
     arrived = [...sizes.values()].filter((size) => size === SMALL_FILE_BYTES).length;
     if (arrived !== trials + 1) {
       throw new Error(`Cannot accept the latency run: ${arrived} of ${trials + 1} files arrived`);
     }
   } finally {
     await daemon.stop();
-    await remote.remove();
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    await remove();
     await sync();
   }
   const p50 = percentile(times, 50);

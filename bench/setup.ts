@@ -195,6 +195,48 @@ export async function freshRemoteDir(
   return { path, remove: () => Deno.remove(path, { recursive: true }).catch(() => {}) };
 }
 
+/** A benchmark daemon's folders and config, and a fresh remote folder. */
+export interface DaemonSandbox {
+  dir: string;
+  watch: string;
+  remote: string;
+  config: string;
+  /** Remove the local folder and the remote one. */
+  remove(): Promise<void>;
+}
+
+/**
+ * Make a watch folder, state and log paths under a new folder in the work
+ * folder, a fresh remote folder, and a config file with `settings`.
+ */
+export async function daemonSandbox(
+  ctx: BenchContext,
+  name: string,
+  settings: Omit<DaemonSettings, "watchPath" | "remoteBasePath" | "stateDir" | "logFile">,
+): Promise<DaemonSandbox> {
+  const dir = await Deno.makeTempDir({ dir: ctx.workDir, prefix: `${name}-` });
+  const watch = join(dir, "watch");
+  await Deno.mkdir(watch);
+  const remote = await freshRemoteDir(ctx, `itx-bench-${name}-`);
+  const config = await writeDaemonConfig(ctx, dir, {
+    ...settings,
+    watchPath: watch,
+    remoteBasePath: remote.path,
+    stateDir: join(dir, "state"),
+    logFile: join(dir, "image_transfer.log"),
+  });
+  return {
+    dir,
+    watch,
+    remote: remote.path,
+    config,
+    remove: async () => {
+      await remote.remove();
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    },
+  };
+}
+
 /** Sleep for `ms`. */
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));

@@ -15,7 +15,7 @@
  *
  * @module
  */
-import { basename, posix } from "node:path";
+import { posix } from "node:path";
 import { CommandError } from "../errors.ts";
 import { runCommand } from "./run_command.ts";
 import { SSH_ENV } from "./ssh.ts";
@@ -41,22 +41,15 @@ export class ScpTransport extends SshTransport {
   }
 
   protected async upload(plans: Plan[], signal: AbortSignal): Promise<void> {
+    // scp names each copy after its source, and a destination keeps the source's name.
     const groups = new Map<string, Plan[]>();
     for (const plan of live(plans)) {
-      // scp names each copy after its source; a plan whose source has another
-      // name (never, as destinations keep the name) is copied on its own.
-      const folder = basename(plan.item.source) === plan.tempName
-        ? posix.dirname(plan.tempPath)
-        : plan.tempPath;
+      const folder = posix.dirname(plan.tempPath);
       const group = groups.get(folder) ?? [];
       group.push(plan);
       groups.set(folder, group);
     }
     for (const [folder, group] of groups) {
-      if (folder === group[0].tempPath) {
-        for (const plan of group) await this.#copy([plan], plan.tempPath, signal);
-        continue;
-      }
       for (const chunk of chunksBySourceLength(group)) {
         await this.#copy(chunk, `${folder}/`, signal);
       }

@@ -34,8 +34,7 @@ import { type UploadClaim, UploadFolders } from "./upload_folders.ts";
 export interface Plan {
   index: number;
   item: TransferItem;
-  /** Remote folder, final path and temporary path (see `SshTransport.tempPathFor`). */
-  folder: string;
+  /** Remote final path and temporary path (see `SshTransport.tempPathFor`). */
   finalPath: string;
   /** Base name of `tempPath`. */
   tempName: string;
@@ -294,7 +293,6 @@ export abstract class SshTransport implements Transport {
       const plan: Plan = {
         index,
         item,
-        folder: "",
         finalPath: "",
         tempName: "",
         tempPath: "",
@@ -313,7 +311,6 @@ export abstract class SshTransport implements Transport {
         );
         return plan;
       }
-      plan.folder = posix.dirname(plan.finalPath);
       plan.tempPath = this.tempPathFor(plan.finalPath);
       plan.tempName = posix.basename(plan.tempPath);
       if (seen.has(plan.finalPath)) {
