@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { dirname, join } from "node:path";
 import type { JobConfig } from "../src/config/types.ts";
 import { createTransport } from "../src/transfer/factory.ts";
-import { isTempName, TEMP_SUFFIX } from "../src/transfer/temp_name.ts";
+import { isTempName, uploadFolderName, uploadOwner } from "../src/transfer/temp_name.ts";
 import type { TransferItem, TransferOutcome, Transport } from "../src/transfer/transport.ts";
 import {
   listFiles,
@@ -158,6 +158,30 @@ for (const method of ["scp", "rsync"] as const) {
             await assertDelivered(dst, batches.flat());
             const sockets = [...Deno.readDirSync(runtime)].filter((e) => e.name.startsWith("cm-"));
             assert.equal(sockets.length, 1);
+          });
+        },
+      );
+
+      await t.step(
+        "many concurrent batches over many folders stay within the server's MaxSessions",
+        async () => {
+          // The test server keeps OpenSSH's default MaxSessions 10: 12 batches of 3
+          // folders at once would want 12 × 3 sessions over the shared connection.
+          await withTransport(sshd, method, {}, async ({ src, dst, transport }) => {
+            const batches: TransferItem[][] = [];
+            for (let b = 0; b < 12; b++) {
+              const batch: TransferItem[] = [];
+              for (let f = 0; f < 3; f++) {
+                batch.push(await makeItem(src, `20240328/b${b}/f${f}/x.fits`, randomBytes(5000)));
+              }
+              batches.push(batch);
+            }
+            const loginsBefore = await sshd.logins();
+            const results = await Promise.all(batches.map((batch) => transport.send(batch, never)));
+            results.forEach((outcomes, i) => assertAllOk(outcomes, batches[i]));
+            await assertDelivered(dst, batches.flat());
+            // Past MaxSessions, ssh would fall back to a new login per call.
+            assert.equal(await sshd.logins() - loginsBefore, 1, "one login: the shared connection");
           });
         },
       );
@@ -346,7 +370,10 @@ for (const method of ["scp", "rsync"] as const) {
               assert.match(outcome.error!.message, /timed out/);
               assert.equal(await exists(join(dst, "20240321", "huge.fits")), false);
               const left = (await exists(join(dst, "20240321"))) ? await listFiles(dst) : [];
-              assert.ok(left.every((name) => name.endsWith(TEMP_SUFFIX)), left.join(", "));
+              assert.ok(
+                left.every((rel) => rel.split("/").some(isTempName)),
+                left.join(", "),
+              );
             },
           );
         },
@@ -431,24 +458,33 @@ for (const method of ["scp", "rsync"] as const) {
         },
       );
 
-      if (method === "rsync") {
-        // rsync writes beside the final name; scp's batch folders are covered above.
-        await t.step("a leftover temp file of an interrupted attempt is replaced", async () => {
+      await t.step(
+        "leftovers of an interrupted run in the upload folder are replaced",
+        async () => {
           await withTransport(sshd, method, {}, async ({ src, dst, transport }) => {
             const item = await makeItem(src, "20240323/frame.fits", randomBytes(4096));
-            const folder = join(dst, "20240323");
-            await Deno.mkdir(folder);
-            const temp = join(folder, `.frame.fits${TEMP_SUFFIX}`);
+            const owner = uploadOwner([Deno.hostname(), "ssh-test", "/nonexistent-watch", dst]);
+            const upload = join(dst, "20240323", uploadFolderName(owner));
+            await Deno.mkdir(upload, { recursive: true });
             // Same size and mtime as the source, other bytes: rsync's quick check must not skip it.
-            await Deno.writeFile(temp, randomBytes(4096));
-            await Deno.utime(temp, new Date(item.mtimeMs), new Date(item.mtimeMs));
-            await Deno.chown(folder, sshd.uid, sshd.gid);
-            await Deno.chown(temp, sshd.uid, sshd.gid);
+            const leftover = join(upload, "frame.fits");
+            await Deno.writeFile(leftover, randomBytes(4096));
+            await Deno.utime(leftover, new Date(item.mtimeMs), new Date(item.mtimeMs));
+            // What rsync itself leaves when it is killed mid-file, and a file no batch will send.
+            await Deno.writeFile(join(upload, ".frame.fits.Ab12Cd"), randomBytes(100));
+            await Deno.writeFile(join(upload, "deleted since.fits"), randomBytes(100));
+            for (const path of [dirname(upload), upload, ...await listFiles(upload)]) {
+              await Deno.chown(
+                path.startsWith("/") ? path : join(upload, path),
+                sshd.uid,
+                sshd.gid,
+              );
+            }
             assertAllOk(await transport.send([item], never), [item]);
             await assertDelivered(dst, [item]);
           });
-        });
-      }
+        },
+      );
 
       if (method === "rsync") {
         await t.step(

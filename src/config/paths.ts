@@ -56,12 +56,10 @@ export function defaultLogFile(): string {
 
 /**
  * Create the daemon's private runtime folder (mode 700) for SSH control
- * sockets and staging links. It goes to the runtime folder the service
- * manager provides (`$RUNTIME_DIRECTORY` from systemd's `RuntimeDirectory=`,
- * or the login's `$XDG_RUNTIME_DIR`), a memory file system where creating
- * hundreds of links per batch costs microseconds instead of a disk journal
- * write each; else the system temp folder. (`/dev/shm` would need Deno's
- * `--allow-all`.)
+ * sockets. It goes to the runtime folder the service manager provides
+ * (`$RUNTIME_DIRECTORY` from systemd's `RuntimeDirectory=`, or the login's
+ * `$XDG_RUNTIME_DIR`), which is cleaned at shutdown or logout; else the
+ * system temp folder.
  */
 export async function makeRuntimeDir(): Promise<string> {
   const candidates = [Deno.env.get("RUNTIME_DIRECTORY"), Deno.env.get("XDG_RUNTIME_DIR")];

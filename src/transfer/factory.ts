@@ -13,7 +13,7 @@ import type { Transport } from "./transport.ts";
  * The transport for `job`.
  *
  * @param runtimeDir private local folder (created with mode 700 if missing) for
- *   SSH control sockets and staging; keep its path short (sockets are limited
+ *   SSH control sockets; keep its path short (sockets are limited
  *   to ~100 bytes; a private folder under the temp folder is used otherwise)
  * @throws {ConfigError} when the job's remote host or user cannot be used
  */

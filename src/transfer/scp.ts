@@ -17,9 +17,7 @@
  */
 import { posix } from "node:path";
 import { CommandError } from "../errors.ts";
-import { runCommand } from "./run_command.ts";
-import { SSH_ENV } from "./ssh.ts";
-import { live, type Plan, SshTransport } from "./ssh_transport.ts";
+import { byTempFolder, type Plan, SshTransport } from "./ssh_transport.ts";
 
 /** Errors scp reports per file (it carries on with the other files). */
 const PER_FILE_ERROR = /failed to upload|dest open|dest write|dest close|local open|local read/;
@@ -32,36 +30,21 @@ export class ScpTransport extends SshTransport {
   readonly method = "scp" as const;
   readonly maxBatchFiles = 100;
 
-  protected override readonly usesUploadFolders = true;
   protected override readonly copiesGrowInPlace = true;
-
-  /** Copies go to `<final folder>/<upload folder>/<final name>`. */
-  protected override tempPathFor(finalPath: string): string {
-    return posix.join(posix.dirname(finalPath), this.uploadFolder, posix.basename(finalPath));
-  }
 
   protected async upload(plans: Plan[], signal: AbortSignal): Promise<void> {
     // scp names each copy after its source, and a destination keeps the source's name.
-    const groups = new Map<string, Plan[]>();
-    for (const plan of live(plans)) {
-      const folder = posix.dirname(plan.tempPath);
-      const group = groups.get(folder) ?? [];
-      group.push(plan);
-      groups.set(folder, group);
-    }
-    for (const [folder, group] of groups) {
-      for (const chunk of chunksBySourceLength(group)) {
-        await this.#copy(chunk, `${folder}/`, signal);
-      }
-    }
+    const calls = byTempFolder(plans).flatMap(chunksBySourceLength);
+    await this.uploadEach(calls, (group) => this.#copy(group, signal));
   }
 
   /** Run one scp call of the sources of `group`; record its failure on them. */
-  async #copy(group: Plan[], target: string, signal: AbortSignal): Promise<void> {
+  async #copy(group: Plan[], signal: AbortSignal): Promise<void> {
     signal.throwIfAborted();
+    const target = `${posix.dirname(group[0].tempPath)}/`;
     try {
       const argv = await this.session.scpArgv(group.map((plan) => plan.item.source), target);
-      await runCommand(argv, { timeoutMs: this.timeoutMs, signal, env: SSH_ENV });
+      await this.session.run(argv, { timeoutMs: this.timeoutMs, signal });
     } catch (error) {
       if (signal.aborted) throw signal.reason;
       // Per-file errors (scp went on with the others): which copies arrived is

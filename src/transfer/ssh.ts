@@ -9,13 +9,20 @@ import { createHash } from "node:crypto";
 import { join, posix } from "node:path";
 import type { JobConfig } from "../config/types.ts";
 import { ConfigError } from "../errors.ts";
-import { runCommand } from "./run_command.ts";
+import { runCommand, type RunCommandOptions, type RunCommandResult } from "./run_command.ts";
+import { SessionSlots } from "./session_slots.ts";
 
 /** How long an idle shared connection stays open, in seconds. */
 const CONTROL_PERSIST_S = 180;
 
 /** Longest control socket path we create (sockets are limited to ~104 bytes, ssh adds 17). */
 const CONTROL_PATH_MAX_BYTES = 80;
+
+/**
+ * Calls carried at once over one shared connection: below OpenSSH's default
+ * `MaxSessions 10`, with room for `doctor` or a user's own ssh joining it.
+ */
+const MAX_SHARED_SESSIONS = 8;
 
 /** Environment for every SSH-side process: English messages locally and (via SendEnv) remotely. */
 export const SSH_ENV: Record<string, string> = { LC_ALL: "C" };
@@ -116,6 +123,7 @@ export class SshSession {
   #controlPath: string | null | undefined;
   #ownControlDir: string | null = null;
   #connecting: Promise<void> | null = null;
+  #slots = new SessionSlots(MAX_SHARED_SESSIONS);
 
   constructor(endpoint: SshEndpoint, runtimeDir: string) {
     this.endpoint = endpoint;
@@ -236,15 +244,40 @@ export class SshSession {
    */
   async runScript(
     script: string,
-    options: { timeoutMs?: number; signal?: AbortSignal } = {},
+    options: { timeoutMs?: number; signal?: AbortSignal; onlyIfFree?: boolean } = {},
   ): Promise<string> {
-    const result = await runCommand(await this.sshArgv(["sh", "-s"]), {
+    const result = await this.run(await this.sshArgv(["sh", "-s"]), {
       stdin: script,
       timeoutMs: options.timeoutMs,
       signal: options.signal,
-      env: SSH_ENV,
+      onlyIfFree: options.onlyIfFree,
     });
     return new TextDecoder().decode(result.stdout);
+  }
+
+  /**
+   * Run an ssh, scp or rsync call to this destination (`argv` from this
+   * session) with {@linkcode SSH_ENV}, once the shared connection has a free
+   * session: calls beyond {@linkcode MAX_SHARED_SESSIONS} wait their turn.
+   * With `onlyIfFree`, a call that would have to wait, or would take the last
+   * free session, throws instead: for optional work that waits on other calls.
+   *
+   * @throws {CommandError} when the command fails, `signal.reason` when aborted
+   */
+  async run(
+    argv: string[],
+    options: RunCommandOptions & { onlyIfFree?: boolean } = {},
+  ): Promise<RunCommandResult> {
+    const { onlyIfFree, ...runOptions } = options;
+    const giveBack = onlyIfFree
+      ? this.#slots.takeIfFree(1)
+      : await this.#slots.take(options.signal);
+    if (giveBack === null) throw new Error(`every shared session to ${this.destination} is in use`);
+    try {
+      return await runCommand(argv, { ...runOptions, env: { ...SSH_ENV, ...runOptions.env } });
+    } finally {
+      giveBack();
+    }
   }
 
   /**

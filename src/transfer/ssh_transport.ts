@@ -26,7 +26,7 @@ import {
 import { sha256File } from "./sha256.ts";
 import { assertSourceUnchangedSync } from "./source_check.ts";
 import { endpointFromJob, remoteBasePath, remoteJoin, SshSession } from "./ssh.ts";
-import { tempNameFor, uploadFolderName, uploadOwner } from "./temp_name.ts";
+import { uploadFolderName, uploadOwner } from "./temp_name.ts";
 import type { TransferItem, TransferOutcome, Transport } from "./transport.ts";
 import { type UploadClaim, UploadFolders } from "./upload_folders.ts";
 
@@ -34,7 +34,7 @@ import { type UploadClaim, UploadFolders } from "./upload_folders.ts";
 export interface Plan {
   index: number;
   item: TransferItem;
-  /** Remote final path and temporary path (see `SshTransport.tempPathFor`). */
+  /** Remote final path and temporary path (see `SshTransport.#tempPathFor`). */
   finalPath: string;
   /** Base name of `tempPath`. */
   tempName: string;
@@ -64,6 +64,9 @@ const FOLLOW_MIN_BYTES = 16 * 1024 * 1024;
 /** A copy that stops growing for this long is left to the finishing step. */
 const FOLLOW_STALL_SECONDS = 60;
 
+/** Upload calls (one per destination folder) a batch runs at once. */
+const UPLOAD_CALLS_AT_ONCE = 3;
+
 /** Base class of the SSH transports: subclasses implement {@linkcode SshTransport.upload}. */
 export abstract class SshTransport implements Transport {
   abstract readonly method: "scp" | "rsync";
@@ -74,8 +77,6 @@ export abstract class SshTransport implements Transport {
   protected readonly base: string;
   protected readonly context: FailureContext;
   protected readonly timeoutMs: number;
-  /** Private local folder for control sockets and staging. */
-  protected readonly runtimeDir: string;
   /** Name of this daemon's upload folders (see `uploadFolderName`). */
   protected readonly uploadFolder: string;
   /** Upload folders in use by the batches under way. */
@@ -83,7 +84,6 @@ export abstract class SshTransport implements Transport {
 
   constructor(job: JobConfig, runtimeDir: string) {
     this.job = job;
-    this.runtimeDir = runtimeDir;
     this.session = new SshSession(endpointFromJob(job), runtimeDir);
     this.base = remoteBasePath(job.remote_base_path);
     this.context = {
@@ -106,19 +106,14 @@ export abstract class SshTransport implements Transport {
 
   /**
    * Where the copy of `finalPath` is written before it is verified and renamed:
-   * by default a hidden name beside it.
+   * under its own name in this daemon's upload folder inside the final folder
+   * ({@linkcode SshTransport.uploadFolder}). Before `upload` those folders are
+   * created and leftovers swept out of them; they are removed once no batch
+   * uses them.
    */
-  protected tempPathFor(finalPath: string): string {
-    return posix.join(posix.dirname(finalPath), tempNameFor(posix.basename(finalPath)));
+  #tempPathFor(finalPath: string): string {
+    return posix.join(posix.dirname(finalPath), this.uploadFolder, posix.basename(finalPath));
   }
-
-  /**
-   * Whether copies go to upload folders (`tempPathFor` puts them in
-   * {@linkcode SshTransport.uploadFolder} inside the final folder). The base
-   * class then creates those folders before `upload`, sweeps leftovers out of
-   * them, and removes them once no batch uses them.
-   */
-  protected readonly usesUploadFolders: boolean = false;
 
   /**
    * Whether the upload writes each temporary copy front to back from its first
@@ -142,9 +137,7 @@ export abstract class SshTransport implements Transport {
       }
     }
     const uploaded = live(plans);
-    const folders = this.usesUploadFolders
-      ? [...new Set(uploaded.map((plan) => posix.dirname(plan.tempPath)))]
-      : [];
+    const folders = [...new Set(uploaded.map((plan) => posix.dirname(plan.tempPath)))];
     const follow = this.job.verify_transfer === "checksum" || this.job.remote_sync;
     const followed = this.copiesGrowInPlace && follow
       ? uploaded.filter((plan) => plan.item.size >= FOLLOW_MIN_BYTES)
@@ -156,11 +149,9 @@ export abstract class SshTransport implements Transport {
     try {
       if (uploaded.length > 0) {
         await this.session.connect({ timeoutMs: this.timeoutMs, signal });
-        if (folders.length > 0) {
-          const stale = followed.map((plan) => plan.tempPath);
-          await this.makeFolders(uploaded, folders, signal, new Set(claim.fresh), stale);
-          claim.prepared();
-        }
+        const stale = followed.map((plan) => plan.tempPath);
+        await this.#makeFolders(uploaded, folders, signal, new Set(claim.fresh), stale);
+        claim.prepared();
         const following = this.#follow(live(followed), stopFollowing.signal);
         await this.upload(uploaded, signal);
         signal.throwIfAborted();
@@ -206,13 +197,29 @@ export abstract class SshTransport implements Transport {
           hash,
           flush: this.job.remote_sync,
         }),
-        { timeoutMs: this.timeoutMs, signal },
+        // Never queue for a session: the upload this waits for may need it.
+        { timeoutMs: this.timeoutMs, signal, onlyIfFree: true },
       );
       const { hashes } = parseScriptOutput(stdout, marker);
       for (const plan of plans) plan.remoteSha256 = hashes.get(plan.index) ?? null;
     } catch {
       // Stopped or failed: the finishing step flushes and hashes these copies instead.
     }
+  }
+
+  /**
+   * Run `upload` for each of `parts` (the upload calls of a batch), up to
+   * {@linkcode UPLOAD_CALLS_AT_ONCE} at a time, so a batch spread over many
+   * folders does not pay each call's start-up in turn.
+   */
+  protected async uploadEach<T>(parts: T[], upload: (part: T) => Promise<void>): Promise<void> {
+    const queue = [...parts];
+    const worker = async () => {
+      for (let part = queue.shift(); part !== undefined; part = queue.shift()) await upload(part);
+    };
+    await Promise.all(
+      Array.from({ length: Math.min(UPLOAD_CALLS_AT_ONCE, queue.length) }, worker),
+    );
   }
 
   /** Open the shared SSH connection now (see {@linkcode Transport.warmUp}). */
@@ -233,7 +240,7 @@ export abstract class SshTransport implements Transport {
    * @returns whether every folder exists now
    * @throws `signal.reason` when aborted
    */
-  protected async makeFolders(
+  async #makeFolders(
     plans: Plan[],
     folders: string[],
     signal: AbortSignal,
@@ -271,12 +278,6 @@ export abstract class SshTransport implements Transport {
     return folderErrors.size === 0;
   }
 
-  /** A fresh private local folder for staging links; remove it when done. */
-  protected async makeStageDir(): Promise<string> {
-    await Deno.mkdir(this.runtimeDir, { recursive: true, mode: 0o700 });
-    return await Deno.makeTempDir({ dir: this.runtimeDir, prefix: "stage-" });
-  }
-
   /** The user-facing target of a plan. */
   #target(plan: Plan): string {
     return this.describeTarget(plan.item.destination);
@@ -311,7 +312,7 @@ export abstract class SshTransport implements Transport {
         );
         return plan;
       }
-      plan.tempPath = this.tempPathFor(plan.finalPath);
+      plan.tempPath = this.#tempPathFor(plan.finalPath);
       plan.tempName = posix.basename(plan.tempPath);
       if (seen.has(plan.finalPath)) {
         plan.error = new TransferError(
@@ -473,4 +474,16 @@ function hostName(): string {
 /** Plans that have not failed. */
 export function live(plans: Plan[]): Plan[] {
   return plans.filter((plan) => plan.error === null);
+}
+
+/** The plans that have not failed, by the remote folder their copies go to. */
+export function byTempFolder(plans: Plan[]): Plan[][] {
+  const groups = new Map<string, Plan[]>();
+  for (const plan of live(plans)) {
+    const folder = posix.dirname(plan.tempPath);
+    const group = groups.get(folder);
+    if (group) group.push(plan);
+    else groups.set(folder, [plan]);
+  }
+  return [...groups.values()];
 }

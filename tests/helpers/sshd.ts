@@ -26,8 +26,10 @@ export interface TestSshd {
   sshOptions: string[];
   /** Make a fresh folder under /tmp owned by the login user. */
   makeRemoteDir(prefix?: string): Promise<string>;
-  /** The server's log (LogLevel ERROR). */
+  /** The server's log (LogLevel INFO: one `Accepted publickey` line per login). */
   sshdLog(): Promise<string>;
+  /** How many SSH connections have logged in so far. */
+  logins(): Promise<number>;
   /** A job config for this server; `overrides` win. */
   job(overrides: Partial<JobConfig>): JobConfig;
   /** The config-file keys that point a job at this server (host, user, port, key, options). */
@@ -164,9 +166,9 @@ export async function startSshd(): Promise<TestSshd> {
       "PrintMotd no",
       "PrintLastLog no",
       "MaxStartups 200:30:400",
-      "MaxSessions 100",
+      // MaxSessions stays at OpenSSH's default (10), as on real servers.
       "AcceptEnv LANG LC_*",
-      "LogLevel ERROR",
+      "LogLevel INFO",
       "Subsystem sftp internal-sftp",
       "",
     ].join("\n"),
@@ -201,6 +203,10 @@ export async function startSshd(): Promise<TestSshd> {
       return path;
     },
     sshdLog: () => Deno.readTextFile(join(dir, "sshd.log")).catch(() => ""),
+    async logins() {
+      const log = await Deno.readTextFile(join(dir, "sshd.log")).catch(() => "");
+      return log.split("\n").filter((line) => line.includes("Accepted publickey")).length;
+    },
     configKeys() {
       return {
         remote_host: "127.0.0.1",
