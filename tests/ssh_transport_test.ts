@@ -125,7 +125,10 @@ for (const method of ["scp", "rsync"] as const) {
           await withTransport(sshd, method, {}, async ({ src, dst, transport }) => {
             const items: TransferItem[] = [];
             for (let i = 0; i < 300; i++) {
-              const destination = `20240315/set${i % 7}/sub${i % 3}/frame_${i}.fits`;
+              // Half in one folder (scp splits it into calls side by side), half spread out.
+              const destination = i % 2 === 0
+                ? `20240315/frame_${i}.fits`
+                : `20240315/set${i % 7}/sub${i % 3}/frame_${i}.fits`;
               items.push(await makeItem(src, destination, randomBytes(1000 + (i * 397) % 30000)));
             }
             const started = performance.now();
