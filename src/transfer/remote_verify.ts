@@ -99,8 +99,9 @@ export interface FollowEntry {
  * - with `flush`, it flushes each copy to disk every 16 MiB as it grows
  *   (`sync -f`), so the flush before the rename (see
  *   {@linkcode buildFinishScript}) finds little left to write;
- * - with `hash`, it feeds each 1 MiB block to one hash process as soon as the
- *   copy's size shows it complete, and prints `G <index> <sha256>`, so the
+ * - with `hash`, it feeds the copy to one hash process in steps of whole
+ *   1 MiB blocks (16 MiB at least, or the rest of the copy) as the copy's size
+ *   shows them complete, and prints `G <index> <sha256>`, so the
  *   remote SHA-256 is ready moments after the last byte instead of one more
  *   full read later (`H <index>` when no hash command exists).
  *
@@ -119,22 +120,25 @@ export function buildFollowScript(
     ...prelude(marker),
     ...(options.hash ? pickHashTool() : ["H=''"]),
     "if stat -c %s / >/dev/null 2>&1; then Z='stat -c %s'; else Z='stat -f %z'; fi",
-    `B=1048576; D=${options.hash ? "1" : "''"}; F=${options.flush ? "1" : "''"}`,
+    // Blocks of B bytes; R of them at least per step, so dd and sync start
+    // seldom (a few dozen times per GiB) instead of at every poll.
+    `B=1048576; R=16; D=${options.hash ? "1" : "''"}; F=${options.flush ? "1" : "''"}`,
     // p PATH SIZE INDEX: follow the copy; with D, write its bytes to stdout as they complete.
     "p() {",
-    "  k=0; t=$((($2 + B - 1) / B)); w=0; f=0",
+    "  k=0; t=$((($2 + B - 1) / B)); w=0; l=-1",
     "  while [ $k -lt $t ]; do",
     `    s=$($Z -- "$1" 2>/dev/null) || s=0`,
     `    a=$((s / B)); [ "$s" -ge "$2" ] && a=$t`,
-    "    if [ $a -gt $k ]; then",
+    "    if [ $a -ge $t ] || [ $((a - k)) -ge $R ]; then",
     `      if [ -n "$D" ]; then`,
     `        dd if="$1" bs=$B skip=$k count=$((a - k)) 2>/dev/null || { say X "$3" >&3; return 1; }`,
     "      fi",
-    "      k=$a; w=0",
-    `      [ -n "$F" ] && [ $((k - f)) -ge 16 ] && { sync -f -- "$1" 2>/dev/null; f=$k; }`,
+    "      k=$a",
+    `      [ -n "$F" ] && sync -f -- "$1" 2>/dev/null`,
     "    else",
     "      echo >&3 || exit 1",
-    `      w=$((w + 1)); [ $w -gt ${options.stallSeconds * 20} ] && { say X "$3" >&3; return 1; }`,
+    `      if [ "$s" = "$l" ]; then w=$((w + 1)); else w=0; fi; l=$s`,
+    `      [ $w -gt ${options.stallSeconds * 20} ] && { say X "$3" >&3; return 1; }`,
     "      sleep 0.05 2>/dev/null || sleep 1",
     "    fi",
     "  done",
