@@ -102,6 +102,8 @@ function hostileNames(canary: string): string[] {
     `\`touch ${canary}\`.fits`,
     "a;touch b.fits",
     "-leading-dash.fits",
+    "#hash-first.fits",
+    ";semicolon-first.fits",
     "--rsync-path=evil.fits",
     "new\nline.fits",
     "star*.fits",

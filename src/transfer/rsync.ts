@@ -33,7 +33,10 @@ export class RsyncTransport extends SshTransport {
     signal.throwIfAborted();
     const target = `${posix.dirname(group[0].tempPath)}/`;
     const root = commonFolder(group.map((plan) => plan.item.source));
-    const list = group.map((plan) => `${relative(root, plan.item.source).split(sep).join("/")}\0`);
+    // "./" first: rsync skips list entries that start with "#" or ";" as comments.
+    const list = group.map((plan) =>
+      `./${relative(root, plan.item.source).split(sep).join("/")}\0`
+    );
     try {
       const argv = [
         "rsync",
