@@ -11,9 +11,9 @@
  *
  * @module
  */
-import { dirname, isAbsolute, posix, relative, sep } from "node:path";
-import { CommandError } from "../errors.ts";
-import { byTempFolder, type Plan, SshTransport } from "./ssh_transport.ts";
+import { dirname, isAbsolute, relative, sep } from "node:path";
+import type { CommandError } from "../errors.ts";
+import { type Plan, SshTransport } from "./ssh_transport.ts";
 
 /** rsync exit codes for "some files were not transferred" (the others were). */
 const RSYNC_PARTIAL_CODES = new Set([23, 24]);
@@ -23,58 +23,40 @@ export class RsyncTransport extends SshTransport {
   readonly method = "rsync" as const;
   readonly maxBatchFiles = 500;
 
-  protected async upload(plans: Plan[], signal: AbortSignal): Promise<void> {
-    // rsync names each copy after its source, and a destination keeps the source's name.
-    await this.uploadEach(byTempFolder(plans), (group) => this.#copy(group, signal));
-  }
-
-  /** Run one rsync call of the sources of `group` into their upload folder; record its failure on them. */
-  async #copy(group: Plan[], signal: AbortSignal): Promise<void> {
-    signal.throwIfAborted();
-    const target = `${posix.dirname(group[0].tempPath)}/`;
+  /** One rsync call of the sources of `group` into `folder`. */
+  protected async copy(group: Plan[], folder: string, signal: AbortSignal): Promise<void> {
     const root = commonFolder(group.map((plan) => plan.item.source));
     // "./" first: rsync skips list entries that start with "#" or ";" as comments.
     const list = group.map((plan) =>
       `./${relative(root, plan.item.source).split(sep).join("/")}\0`
     );
-    try {
-      const argv = [
-        "rsync",
-        "--protect-args",
-        "--copy-links",
-        "--ignore-times",
-        "--no-relative",
-        "--files-from=-",
-        "--from0",
-        ...(this.job.compression ? ["--compress"] : []),
-        "-e",
-        await this.session.rsyncRsh(),
-        ...this.job.rsync_options,
-        "--",
-        root.endsWith(sep) ? root : `${root}${sep}`,
-        this.session.remoteSpec(target),
-      ];
-      await this.session.run(argv, { stdin: list.join(""), timeoutMs: this.timeoutMs, signal });
-    } catch (error) {
-      if (signal.aborted) throw signal.reason;
-      // Some files were not sent (rsync went on with the others): which copies
-      // arrived is settled by the size check in the finishing step.
-      const partial = error instanceof CommandError && !error.run.timedOut &&
-        error.run.code !== null && RSYNC_PARTIAL_CODES.has(error.run.code);
-      for (const plan of group) {
-        const failure = this.classify(
-          error,
-          `send ${plan.item.source} to ${this.describeTarget(plan.item.destination)}`,
-        );
-        if (partial && failure.kind !== "fatal") plan.uncertain = failure;
-        else plan.error = failure;
-      }
-    }
+    const argv = [
+      "rsync",
+      "--protect-args",
+      "--copy-links",
+      "--ignore-times",
+      "--no-relative",
+      "--files-from=-",
+      "--from0",
+      ...(this.job.compression ? ["--compress"] : []),
+      "-e",
+      await this.session.rsyncRsh(),
+      ...this.job.rsync_options,
+      "--",
+      root.endsWith(sep) ? root : `${root}${sep}`,
+      this.session.remoteSpec(`${folder}/`),
+    ];
+    await this.session.run(argv, { stdin: list.join(""), timeoutMs: this.timeoutMs, signal });
+  }
+
+  /** rsync exits 23 or 24 when it skipped some files and sent the others. */
+  protected someMayHaveArrived(error: CommandError): boolean {
+    return error.run.code !== null && RSYNC_PARTIAL_CODES.has(error.run.code);
   }
 }
 
 /** The deepest folder that holds every one of `paths` (absolute local paths). */
-export function commonFolder(paths: string[]): string {
+function commonFolder(paths: string[]): string {
   let root = dirname(paths[0]);
   for (const path of paths.slice(1)) {
     while (!isInside(root, path)) {

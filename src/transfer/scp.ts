@@ -2,9 +2,10 @@
  * The `scp` transport. Per batch, over one shared SSH connection:
  * 1. one ssh call creates, in every destination folder of the batch, this
  *    daemon's hidden upload folder (see `uploadFolderName`);
- * 2. one `scp` call per destination folder uploads the sources, under their
- *    own names, into that upload folder: nothing ever appears under a final
- *    name, and no local staging is needed;
+ * 2. one `scp` call per destination folder (up to three side by side for a
+ *    folder of many files) uploads the sources, under their own names, into
+ *    that upload folder: nothing ever appears under a final name, and no local
+ *    staging is needed;
  * 3. one ssh call verifies each copy, renames it into the destination folder
  *    (see `remote_verify.ts`) and removes upload folders no other batch uses.
  *
@@ -15,8 +16,7 @@
  *
  * @module
  */
-import { posix } from "node:path";
-import { CommandError } from "../errors.ts";
+import type { CommandError } from "../errors.ts";
 import { byTempFolder, type Plan, SshTransport } from "./ssh_transport.ts";
 
 /** Errors scp reports per file (it carries on with the other files). */
@@ -43,34 +43,20 @@ export class ScpTransport extends SshTransport {
 
   protected override readonly copiesGrowInPlace = true;
 
-  protected async upload(plans: Plan[], signal: AbortSignal): Promise<void> {
-    // scp names each copy after its source, and a destination keeps the source's name.
-    const calls = byTempFolder(plans).flatMap(splitForParallelCalls).flatMap(chunksBySourceLength);
-    await this.uploadEach(calls, (group) => this.#copy(group, signal));
+  /** A folder's files in up to {@linkcode PARALLEL_CALLS_PER_FOLDER} calls, each under the length limit. */
+  protected override uploadCalls(plans: Plan[]): Plan[][] {
+    return byTempFolder(plans).flatMap(splitForParallelCalls).flatMap(chunksBySourceLength);
   }
 
-  /** Run one scp call of the sources of `group`; record its failure on them. */
-  async #copy(group: Plan[], signal: AbortSignal): Promise<void> {
-    signal.throwIfAborted();
-    const target = `${posix.dirname(group[0].tempPath)}/`;
-    try {
-      const argv = await this.session.scpArgv(group.map((plan) => plan.item.source), target);
-      await this.session.run(argv, { timeoutMs: this.timeoutMs, signal });
-    } catch (error) {
-      if (signal.aborted) throw signal.reason;
-      // Per-file errors (scp went on with the others): which copies arrived is
-      // settled by the size check in the finishing step.
-      const perFile = group.length > 1 && error instanceof CommandError &&
-        !error.run.timedOut && PER_FILE_ERROR.test(error.run.stderr);
-      for (const plan of group) {
-        const failure = this.classify(
-          error,
-          `send ${plan.item.source} to ${this.describeTarget(plan.item.destination)}`,
-        );
-        if (perFile && failure.kind !== "fatal") plan.uncertain = failure;
-        else plan.error = failure;
-      }
-    }
+  /** One scp call of the sources of `group` into `folder`. */
+  protected async copy(group: Plan[], folder: string, signal: AbortSignal): Promise<void> {
+    const argv = await this.session.scpArgv(group.map((plan) => plan.item.source), `${folder}/`);
+    await this.session.run(argv, { timeoutMs: this.timeoutMs, signal });
+  }
+
+  /** scp reports a file it could not send and goes on with the others. */
+  protected someMayHaveArrived(error: CommandError, group: Plan[]): boolean {
+    return group.length > 1 && PER_FILE_ERROR.test(error.run.stderr);
   }
 }
 

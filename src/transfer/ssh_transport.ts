@@ -7,7 +7,7 @@
  */
 import { posix } from "node:path";
 import type { JobConfig } from "../config/types.ts";
-import { TransferError } from "../errors.ts";
+import { CommandError, TransferError } from "../errors.ts";
 import {
   classifyFailure,
   classifyText,
@@ -36,8 +36,6 @@ export interface Plan {
   item: TransferItem;
   /** Remote final path and temporary path (see `SshTransport.#tempPathFor`). */
   finalPath: string;
-  /** Base name of `tempPath`. */
-  tempName: string;
   tempPath: string;
   /** Set once the item has failed; it then takes no further part. */
   error: TransferError | null;
@@ -67,7 +65,7 @@ const FOLLOW_STALL_SECONDS = 60;
 /** Upload calls (one per destination folder) a batch runs at once. */
 const UPLOAD_CALLS_AT_ONCE = 3;
 
-/** Base class of the SSH transports: subclasses implement {@linkcode SshTransport.upload}. */
+/** Base class of the SSH transports: subclasses implement {@linkcode SshTransport.copy}. */
 export abstract class SshTransport implements Transport {
   abstract readonly method: "scp" | "rsync";
   abstract readonly maxBatchFiles: number;
@@ -98,11 +96,26 @@ export abstract class SshTransport implements Transport {
   }
 
   /**
-   * Copy the data of every plan without an error to its `tempPath`, creating
-   * folders as needed. Record failures on the plans (`error`, or `uncertain`
-   * when some copies may have arrived); throw only when `signal` is aborted.
+   * Upload the sources of `group` into `folder` (their upload folder, which
+   * exists) with one command; each copy is named after its source, as its
+   * destination is. Throws when the command fails.
    */
-  protected abstract upload(plans: Plan[], signal: AbortSignal): Promise<void>;
+  protected abstract copy(group: Plan[], folder: string, signal: AbortSignal): Promise<void>;
+
+  /**
+   * Whether a failed {@linkcode SshTransport.copy} may still have delivered
+   * some of `group` (the command went on after per-file errors); the size
+   * check in the finishing step then settles each file.
+   */
+  protected abstract someMayHaveArrived(error: CommandError, group: Plan[]): boolean;
+
+  /**
+   * The upload calls of a batch: by default one per upload folder. Calls run
+   * side by side, up to {@linkcode UPLOAD_CALLS_AT_ONCE} at a time.
+   */
+  protected uploadCalls(plans: Plan[]): Plan[][] {
+    return byTempFolder(plans);
+  }
 
   /**
    * Where the copy of `finalPath` is written before it is verified and renamed:
@@ -153,7 +166,7 @@ export abstract class SshTransport implements Transport {
         await this.#makeFolders(uploaded, folders, signal, new Set(claim.fresh), stale);
         claim.prepared();
         const following = this.#follow(live(followed), stopFollowing.signal);
-        await this.upload(uploaded, signal);
+        await this.#upload(uploaded, signal);
         signal.throwIfAborted();
         for (const plan of uploaded) this.#checkBeforeRename(plan);
         // A failed upload, or a source that changed meanwhile, leaves a copy of
@@ -208,14 +221,32 @@ export abstract class SshTransport implements Transport {
   }
 
   /**
-   * Run `upload` for each of `parts` (the upload calls of a batch), up to
-   * {@linkcode UPLOAD_CALLS_AT_ONCE} at a time, so a batch spread over many
-   * folders does not pay each call's start-up in turn.
+   * Copy every live plan to its `tempPath` (see {@linkcode SshTransport.uploadCalls}),
+   * so a batch spread over many folders does not pay each call's start-up in
+   * turn. Records failures on the plans (`error`, or `uncertain` when some
+   * copies may have arrived); throws only when `signal` is aborted.
    */
-  protected async uploadEach<T>(parts: T[], upload: (part: T) => Promise<void>): Promise<void> {
-    const queue = [...parts];
+  async #upload(plans: Plan[], signal: AbortSignal): Promise<void> {
+    const queue = this.uploadCalls(plans);
     const worker = async () => {
-      for (let part = queue.shift(); part !== undefined; part = queue.shift()) await upload(part);
+      for (let group = queue.shift(); group !== undefined; group = queue.shift()) {
+        signal.throwIfAborted();
+        try {
+          await this.copy(group, posix.dirname(group[0].tempPath), signal);
+        } catch (error) {
+          if (signal.aborted) throw signal.reason;
+          const some = error instanceof CommandError && !error.run.timedOut &&
+            this.someMayHaveArrived(error, group);
+          for (const plan of group) {
+            const failure = this.classify(
+              error,
+              `send ${plan.item.source} to ${this.#target(plan)}`,
+            );
+            if (some && failure.kind !== "fatal") plan.uncertain = failure;
+            else plan.error = failure;
+          }
+        }
+      }
     };
     await Promise.all(
       Array.from({ length: Math.min(UPLOAD_CALLS_AT_ONCE, queue.length) }, worker),
@@ -295,7 +326,6 @@ export abstract class SshTransport implements Transport {
         index,
         item,
         finalPath: "",
-        tempName: "",
         tempPath: "",
         error: null,
         uncertain: null,
@@ -313,7 +343,6 @@ export abstract class SshTransport implements Transport {
         return plan;
       }
       plan.tempPath = this.#tempPathFor(plan.finalPath);
-      plan.tempName = posix.basename(plan.tempPath);
       if (seen.has(plan.finalPath)) {
         plan.error = new TransferError(
           `Cannot send ${item.source}: another file of the same batch goes to ` +

@@ -26,7 +26,7 @@ export function tempNameFor(finalName: string): string {
 
 /**
  * The name of the hidden folder, inside a destination folder, that one daemon
- * uploads into before renaming each verified copy out of it (`scp`). `owner`
+ * uploads into before renaming each verified copy out of it (scp and rsync). `owner`
  * tells daemons apart (see {@linkcode uploadOwner}); a file always goes to the
  * same path in it, so a retry overwrites what an interrupted attempt left.
  */
