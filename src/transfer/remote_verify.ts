@@ -56,6 +56,8 @@ export interface ScriptReport {
   hashes: Map<number, string>;
   /** Folder index → error text of `mkdir`. */
   folderErrors: Map<number, string>;
+  /** Whether the remote host can run the stream receiver (a `P` line; see `RECEIVER_PROBE`). */
+  receiverReady: boolean;
 }
 
 /** A fresh random marker that prefixes every result line. */
@@ -166,12 +168,14 @@ export function buildFollowScript(
  * reports the ones it could not create as `F <index> <message>`. The folders
  * in `fresh` are emptied first (upload folders that hold only leftovers);
  * the files in `removeFiles` are removed last (stale temporary copies).
+ * `probe` lines (such as `RECEIVER_PROBE`) run at the end.
  */
 export function buildMkdirScript(
   folders: string[],
   marker: string,
   fresh: ReadonlySet<string> = new Set(),
   removeFiles: string[] = [],
+  probe: string[] = [],
 ): string {
   const lines = [
     ...prelude(marker),
@@ -182,7 +186,7 @@ export function buildMkdirScript(
     lines.push(`${fresh.has(folder) ? "c" : "m"} ${index} ${shellQuote(folder)}`)
   );
   if (removeFiles.length > 0) lines.push(`rm -f -- ${removeFiles.map(shellQuote).join(" ")}`);
-  lines.push("exit 0", "");
+  lines.push(...probe, "exit 0", "");
   return lines.join("\n");
 }
 
@@ -293,6 +297,7 @@ export function parseScriptOutput(stdout: string, marker: string): ScriptReport 
   const hashes = new Map<number, string>();
   const gaveUp = new Set<number>();
   const folderErrors = new Map<number, string>();
+  let receiverReady = false;
   for (const line of stdout.split("\n")) {
     const match = line.match(/^(\S+) ([A-Z]) (\d+)(?: (.*))?$/);
     if (!match || match[1] !== marker) continue;
@@ -301,6 +306,9 @@ export function parseScriptOutput(stdout: string, marker: string): ScriptReport 
     switch (code) {
       case "F":
         folderErrors.set(index, rest.trim());
+        break;
+      case "P":
+        receiverReady = true;
         break;
       case "G":
         if (/^[0-9a-f]{64}$/.test(rest.trim())) hashes.set(index, rest.trim());
@@ -335,5 +343,5 @@ export function parseScriptOutput(stdout: string, marker: string): ScriptReport 
     }
   }
   for (const index of gaveUp) hashes.delete(index);
-  return { results, hashes, folderErrors };
+  return { results, hashes, folderErrors, receiverReady };
 }

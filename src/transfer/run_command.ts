@@ -5,6 +5,8 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
+import { spawn } from "node:child_process";
+import { closeSync, openSync } from "node:fs";
 import { CommandError, type CommandRun } from "../errors.ts";
 
 const logger = getLogger(["image-transfer", "transfer"]);
@@ -20,6 +22,11 @@ export interface RunCommandOptions {
   signal?: AbortSignal;
   /** Bytes or text fed to standard input, which is then closed. @default no input */
   stdin?: Uint8Array | string;
+  /**
+   * A local file the program reads as its standard input, directly from the
+   * file (no pipe through this process). Not with `stdin`. Not on Windows.
+   */
+  stdinFile?: string;
   /** Working directory. @default the current one */
   cwd?: string;
   /** Extra environment variables, merged over the current environment. */
@@ -65,31 +72,27 @@ export async function runCommand(
     ...fields,
   });
 
-  let child: Deno.ChildProcess;
-  try {
-    child = new Deno.Command(argv[0], {
-      args: argv.slice(1),
-      cwd: options.cwd,
-      env: options.env,
-      stdin: options.stdin === undefined ? "null" : "piped",
-      stdout: "piped",
-      stderr: "piped",
-      // A new session and process group (setsid), so a timeout can kill the
-      // program together with everything it started.
-      detached: Deno.build.os !== "windows",
-    }).spawn();
-  } catch (error) {
+  const cannotRun = (error: unknown) => {
     const what = error instanceof Deno.errors.NotFound
       ? `${argv[0]} is not installed or not on PATH`
       : String(error instanceof Error ? error.message : error);
-    throw new CommandError(`Cannot run ${argv[0]}: ${what}`, runOf({}), { cause: error });
+    return new CommandError(`Cannot run ${argv[0]}: ${what}`, runOf({}), { cause: error });
+  };
+  let child: StartedChild;
+  try {
+    child = options.stdinFile === undefined
+      ? startCommand(argv, options)
+      : startWithFileInput(argv, options, options.stdinFile);
+  } catch (error) {
+    throw cannotRun(error);
   }
 
   let timedOut = false;
   let aborted = false;
   const killGroup = () => {
+    if (child.pid <= 0) return; // Never started: nothing to kill (and -0 would be our own group).
     try {
-      if (Deno.build.os === "windows") child.kill("SIGKILL");
+      if (Deno.build.os === "windows") Deno.kill(child.pid, "SIGKILL");
       else Deno.kill(-child.pid, "SIGKILL");
     } catch {
       // Already gone.
@@ -105,10 +108,11 @@ export async function runCommand(
   };
   options.signal?.addEventListener("abort", onAbort, { once: true });
 
-  const feed = options.stdin === undefined ? Promise.resolve() : writeAll(child, options.stdin);
-  let output: Deno.CommandOutput;
+  let output: ChildOutput;
   try {
-    [output] = await Promise.all([child.output(), feed]);
+    output = await child.output;
+  } catch (error) {
+    throw cannotRun(error);
   } finally {
     clearTimeout(timer);
     options.signal?.removeEventListener("abort", onAbort);
@@ -116,7 +120,7 @@ export async function runCommand(
   const stderr = tail(new TextDecoder().decode(output.stderr).trim());
   const durationMs = elapsed();
   if (aborted && options.signal) throw options.signal.reason;
-  if (output.success && !timedOut) {
+  if (output.code === 0 && output.signal === null && !timedOut) {
     return { stdout: output.stdout, stderr, code: 0, durationMs };
   }
   const run = runOf({
@@ -127,6 +131,101 @@ export async function runCommand(
     durationMs,
   });
   throw new CommandError(describeFailure(run, options.timeoutMs), run);
+}
+
+/** How a child ended, with everything it wrote. */
+interface ChildOutput {
+  code: number | null;
+  signal: string | null;
+  stdout: Uint8Array;
+  stderr: Uint8Array;
+}
+
+/** A spawned child: its process id (also its process group's) and its end. */
+interface StartedChild {
+  pid: number;
+  output: Promise<ChildOutput>;
+}
+
+/** Spawn with `Deno.Command`, in a new process group, feeding `options.stdin`. */
+function startCommand(argv: string[], options: RunCommandOptions): StartedChild {
+  const child = new Deno.Command(argv[0], {
+    args: argv.slice(1),
+    cwd: options.cwd,
+    env: options.env,
+    stdin: options.stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+    // A new session and process group (setsid), so a timeout can kill the
+    // program together with everything it started.
+    detached: Deno.build.os !== "windows",
+  }).spawn();
+  const feed = options.stdin === undefined ? Promise.resolve() : writeAll(child, options.stdin);
+  const output = Promise.all([child.output(), feed]).then(([out]) => ({
+    code: out.signal === null ? out.code : null,
+    signal: out.signal,
+    stdout: out.stdout,
+    stderr: out.stderr,
+  }));
+  return { pid: child.pid, output };
+}
+
+/**
+ * Spawn with the file at `path` as standard input (`Deno.Command` can only
+ * pipe), in a new process group. The file is opened here, so a source that
+ * cannot be read fails before anything runs.
+ */
+function startWithFileInput(
+  argv: string[],
+  options: RunCommandOptions,
+  path: string,
+): StartedChild {
+  if (Deno.build.os === "windows") throw new Error("stdinFile is not supported on Windows");
+  const fd = openSync(path, "r");
+  let child;
+  try {
+    child = spawn(argv[0], argv.slice(1), {
+      cwd: options.cwd,
+      env: { ...Deno.env.toObject(), ...options.env },
+      stdio: [fd, "pipe", "pipe"],
+      detached: true,
+    });
+  } catch (error) {
+    closeSync(fd);
+    throw error;
+  }
+  let open = true;
+  const closeInput = () => {
+    if (open) closeSync(fd);
+    open = false;
+  };
+  const output = new Promise<ChildOutput>((resolve, reject) => {
+    const stdout: Uint8Array[] = [];
+    const stderr: Uint8Array[] = [];
+    child.stdout!.on("data", (chunk: Uint8Array) => stdout.push(chunk));
+    child.stderr!.on("data", (chunk: Uint8Array) => stderr.push(chunk));
+    child.once("error", (error: Error & { code?: string }) => {
+      closeInput();
+      reject(error.code === "ENOENT" ? new Deno.errors.NotFound(error.message) : error);
+    });
+    child.once("close", (code: number | null, signal: string | null) => {
+      closeInput();
+      resolve({ code, signal, stdout: concat(stdout), stderr: concat(stderr) });
+    });
+  });
+  // No pid: not started (e.g. not on PATH); the error event says why.
+  return { pid: child.pid ?? 0, output };
+}
+
+/** The bytes of `chunks`, one after another. */
+function concat(chunks: Uint8Array[]): Uint8Array {
+  const bytes = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.length, 0));
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return bytes;
 }
 
 /** Write `input` to the child's stdin and close it; a child that exits early is not an error. */

@@ -22,10 +22,12 @@ import {
   type FinishResult,
   newMarker,
   parseScriptOutput,
+  type ScriptReport,
 } from "./remote_verify.ts";
 import { sha256File } from "./sha256.ts";
 import { assertSourceUnchangedSync } from "./source_check.ts";
 import { endpointFromJob, remoteBasePath, remoteJoin, SshSession } from "./ssh.ts";
+import { parseReceiverOutput, RECEIVER_PROBE, receiverCommand } from "./stream_receiver.ts";
 import { uploadFolderName, uploadOwner } from "./temp_name.ts";
 import type { TransferItem, TransferOutcome, Transport } from "./transport.ts";
 import { type UploadClaim, UploadFolders } from "./upload_folders.ts";
@@ -52,12 +54,14 @@ export interface Plan {
 }
 
 /**
- * Copies from this size on are followed on the remote side while they upload:
- * flushed to disk as they grow, and hashed (`verify_transfer: checksum`).
- * Smaller ones are flushed and read once after, which costs less than polling
- * their growth.
+ * Files from this size on are large: where the transport and the remote host
+ * allow it they are streamed (see `stream_receiver.ts`), which writes, hashes
+ * and flushes the copy in one pass; otherwise their copies are followed on the
+ * remote side while they upload: flushed to disk as they grow, and hashed
+ * (`verify_transfer: checksum`). Smaller ones are flushed and read once after,
+ * which costs less than polling their growth or a call of their own.
  */
-const FOLLOW_MIN_BYTES = 16 * 1024 * 1024;
+const LARGE_FILE_BYTES = 16 * 1024 * 1024;
 
 /** A copy that stops growing for this long is left to the finishing step. */
 const FOLLOW_STALL_SECONDS = 60;
@@ -135,6 +139,17 @@ export abstract class SshTransport implements Transport {
    */
   protected readonly copiesGrowInPlace: boolean = false;
 
+  /**
+   * Whether large files may go as one `ssh` stream each into the remote
+   * receiver (`stream_receiver.ts`) instead of through {@linkcode SshTransport.copy},
+   * where the remote host has `python3` (not on Windows, whose ssh cannot be
+   * handed a file as input here).
+   */
+  protected readonly streamsLargeFiles: boolean = false;
+
+  /** Whether the remote host can run the stream receiver; `undefined` until probed. */
+  #receiverReady: boolean | undefined;
+
   describeTarget(destination: string): string {
     return this.session.remoteSpec(posix.join(this.job.remote_base_path, destination));
   }
@@ -151,10 +166,9 @@ export abstract class SshTransport implements Transport {
     }
     const uploaded = live(plans);
     const folders = [...new Set(uploaded.map((plan) => posix.dirname(plan.tempPath)))];
-    const follow = this.job.verify_transfer === "checksum" || this.job.remote_sync;
-    const followed = this.copiesGrowInPlace && follow
-      ? uploaded.filter((plan) => plan.item.size >= FOLLOW_MIN_BYTES)
-      : [];
+    const large = uploaded.filter((plan) => plan.item.size >= LARGE_FILE_BYTES);
+    const mayStream = this.streamsLargeFiles && Deno.build.os !== "windows" &&
+      large.length > 0 && this.#receiverReady !== false;
     const claim = await this.#uploadFolders.claim(folders);
     const stopFollowing = new AbortController();
     const stop = () => stopFollowing.abort(signal.reason);
@@ -162,11 +176,25 @@ export abstract class SshTransport implements Transport {
     try {
       if (uploaded.length > 0) {
         await this.session.connect({ timeoutMs: this.timeoutMs, signal });
-        const stale = followed.map((plan) => plan.tempPath);
-        await this.#makeFolders(uploaded, folders, signal, new Set(claim.fresh), stale);
+        const stale = this.copiesGrowInPlace ? large.map((plan) => plan.tempPath) : [];
+        const probe = mayStream && this.#receiverReady === undefined;
+        const made = await this.#makeFolders(
+          uploaded,
+          folders,
+          signal,
+          new Set(claim.fresh),
+          stale,
+          probe ? [RECEIVER_PROBE] : [],
+        );
+        if (probe && made !== null) this.#receiverReady = made.receiverReady;
         claim.prepared();
+        const streamed = new Set(mayStream && this.#receiverReady ? live(large) : []);
+        const follow = this.job.verify_transfer === "checksum" || this.job.remote_sync;
+        const followed = this.copiesGrowInPlace && follow
+          ? large.filter((plan) => !streamed.has(plan))
+          : [];
         const following = this.#follow(live(followed), stopFollowing.signal);
-        await this.#upload(uploaded, signal);
+        await this.#upload(uploaded, streamed, signal);
         signal.throwIfAborted();
         for (const plan of uploaded) this.#checkBeforeRename(plan);
         // A failed upload, or a source that changed meanwhile, leaves a copy of
@@ -221,21 +249,28 @@ export abstract class SshTransport implements Transport {
   }
 
   /**
-   * Copy every live plan to its `tempPath` (see {@linkcode SshTransport.uploadCalls}),
-   * so a batch spread over many folders does not pay each call's start-up in
-   * turn. Records failures on the plans (`error`, or `uncertain` when some
-   * copies may have arrived); throws only when `signal` is aborted.
+   * Copy every live plan to its `tempPath`: the `streamed` ones one stream
+   * each ({@linkcode SshTransport.#stream}), the others in upload calls
+   * ({@linkcode SshTransport.uploadCalls}), so a batch spread over many folders
+   * does not pay each call's start-up in turn. Records failures on the plans
+   * (`error`, or `uncertain` when some copies may have arrived); throws only
+   * when `signal` is aborted.
    */
-  async #upload(plans: Plan[], signal: AbortSignal): Promise<void> {
-    const queue = this.uploadCalls(plans);
+  async #upload(plans: Plan[], streamed: ReadonlySet<Plan>, signal: AbortSignal): Promise<void> {
+    const queue = [
+      ...[...streamed].map((plan) => [plan]),
+      ...this.uploadCalls(plans.filter((plan) => !streamed.has(plan))),
+    ];
     const worker = async () => {
       for (let group = queue.shift(); group !== undefined; group = queue.shift()) {
         signal.throwIfAborted();
+        const stream = streamed.has(group[0]);
         try {
-          await this.copy(group, posix.dirname(group[0].tempPath), signal);
+          if (stream) await this.#stream(group[0], signal);
+          else await this.copy(group, posix.dirname(group[0].tempPath), signal);
         } catch (error) {
           if (signal.aborted) throw signal.reason;
-          const some = error instanceof CommandError && !error.run.timedOut &&
+          const some = !stream && error instanceof CommandError && !error.run.timedOut &&
             this.someMayHaveArrived(error, group);
           for (const plan of group) {
             const failure = this.classify(
@@ -253,6 +288,36 @@ export abstract class SshTransport implements Transport {
     );
   }
 
+  /**
+   * Stream the source of `plan` into its temporary copy with one ssh call (see
+   * `stream_receiver.ts`); with checksum verification, records the copy's
+   * SHA-256 on the plan.
+   *
+   * @throws {CommandError} when the call fails, `Error` when it reports nothing
+   */
+  async #stream(plan: Plan, signal: AbortSignal): Promise<void> {
+    const marker = newMarker();
+    const command = receiverCommand(plan.tempPath, marker, {
+      hash: this.job.verify_transfer === "checksum",
+      sync: this.job.remote_sync,
+    });
+    let stdout: Uint8Array;
+    try {
+      ({ stdout } = await this.session.run(await this.session.sshArgv(command), {
+        stdinFile: plan.item.source,
+        timeoutMs: this.timeoutMs,
+        signal,
+      }));
+    } catch (error) {
+      // python3 may have gone from the remote host: look again before the next stream.
+      if (error instanceof CommandError && error.run.code === 127) this.#receiverReady = undefined;
+      throw error;
+    }
+    const report = parseReceiverOutput(new TextDecoder().decode(stdout), marker);
+    if (report === null) throw new Error("the remote receiver reported nothing");
+    plan.remoteSha256 = report.sha256;
+  }
+
   /** Open the shared SSH connection now (see {@linkcode Transport.warmUp}). */
   async warmUp(): Promise<void> {
     await this.session.connect({ timeoutMs: this.timeoutMs }).catch(() => {});
@@ -268,7 +333,9 @@ export abstract class SshTransport implements Transport {
    * folder that could not be created (or all of `plans`, when the call itself
    * failed) get their error.
    *
-   * @returns whether every folder exists now
+   * `probe` lines run last (see `buildMkdirScript`).
+   *
+   * @returns what the script reported, or `null` when the call failed
    * @throws `signal.reason` when aborted
    */
   async #makeFolders(
@@ -277,11 +344,12 @@ export abstract class SshTransport implements Transport {
     signal: AbortSignal,
     fresh: ReadonlySet<string> = new Set(),
     removeFiles: string[] = [],
-  ): Promise<boolean> {
+    probe: string[] = [],
+  ): Promise<ScriptReport | null> {
     const marker = newMarker();
     let stdout: string;
     try {
-      const script = buildMkdirScript(folders, marker, fresh, removeFiles);
+      const script = buildMkdirScript(folders, marker, fresh, removeFiles, probe);
       stdout = await this.session.runScript(script, {
         timeoutMs: this.timeoutMs,
         signal,
@@ -291,9 +359,10 @@ export abstract class SshTransport implements Transport {
       for (const plan of live(plans)) {
         plan.error = this.classify(error, `send ${plan.item.source} to ${this.#target(plan)}`);
       }
-      return false;
+      return null;
     }
-    const { folderErrors } = parseScriptOutput(stdout, marker);
+    const report = parseScriptOutput(stdout, marker);
+    const { folderErrors } = report;
     for (const [index, message] of folderErrors) {
       const { kind, reason } = classifyText(message, this.context);
       for (const plan of live(plans)) {
@@ -306,7 +375,7 @@ export abstract class SshTransport implements Transport {
         );
       }
     }
-    return folderErrors.size === 0;
+    return report;
   }
 
   /** The user-facing target of a plan. */
