@@ -5,6 +5,7 @@
  * final name ever holds a partial file.
  */
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { startCli } from "./helpers/cli.ts";
@@ -28,11 +29,16 @@ function isHidden(rel: string): boolean {
   return rel.split("/").some((segment) => segment.startsWith("."));
 }
 
-/** Whether an scp or rsync still runs with `path` in its command line (an orphan of a killed daemon). */
+/**
+ * Whether an scp, rsync or streaming ssh (which names its copy in hex) still
+ * runs with `path` in its command line (an orphan of a killed daemon).
+ */
 async function copierRunning(path: string): Promise<boolean> {
   const out = await new Deno.Command("ps", { args: ["-eo", "args"], stdout: "piped" }).output();
+  const hex = Buffer.from(path, "utf8").toString("hex");
   return new TextDecoder().decode(out.stdout).split("\n").some((line) =>
-    line.includes(path) && /^\S*(scp|rsync)\s/.test(line)
+    (line.includes(path) && /^\S*(scp|rsync)\s/.test(line)) ||
+    (line.includes(hex) && /^\S*ssh\s/.test(line))
   );
 }
 

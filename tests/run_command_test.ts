@@ -88,3 +88,58 @@ Deno.test("runCommand abort kills the process group and rejects with the abort r
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("runCommand with stdinFile: the program reads the file's bytes as its input", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "itx-run-" });
+  try {
+    const path = `${dir}/in $(x) 'q'\nz.bin`;
+    const data = crypto.getRandomValues(new Uint8Array(60_000));
+    await Deno.writeFile(path, data);
+    const result = await runCommand(["cat"], { stdinFile: path });
+    assert.deepEqual(result.stdout, data);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("runCommand with stdinFile: a missing file or program is a CommandError", async () => {
+  const missingFile = await runCommand(["cat"], { stdinFile: "/nonexistent/itx-input" })
+    .then(() => null, (e) => e);
+  assert.ok(missingFile instanceof CommandError);
+  assert.match(missingFile.message, /Cannot run cat: .*no such file/i);
+  const missingProgram = await runCommand(["image-transfer-no-such-program-xyz"], {
+    stdinFile: "/etc/hostname",
+  }).then(() => null, (e) => e);
+  assert.ok(missingProgram instanceof CommandError);
+  assert.match(missingProgram.message, /not installed or not on PATH/);
+});
+
+Deno.test("runCommand with stdinFile: exit codes, timeouts and aborts as without it", async () => {
+  const failed = await runCommand(["sh", "-c", "echo bad >&2; exit 3"], {
+    stdinFile: "/etc/hostname",
+  }).then(() => null, (e) => e);
+  assert.ok(failed instanceof CommandError);
+  assert.equal(failed.run.code, 3);
+  assert.equal(failed.run.stderr, "bad");
+  const dir = await Deno.makeTempDir({ prefix: "itx-run-" });
+  try {
+    const pidFile = `${dir}/child.pid`;
+    const timedOut = await runCommand(deno("forever_with_child.ts", pidFile), {
+      stdinFile: "/etc/hostname",
+      timeoutMs: 2500,
+    }).then(() => null, (e) => e);
+    assert.ok(timedOut instanceof CommandError);
+    assert.equal(timedOut.run.timedOut, true);
+    assert.equal(await alive(Number(await Deno.readTextFile(pidFile))), false);
+    const controller = new AbortController();
+    const reason = new Error("shutting down");
+    setTimeout(() => controller.abort(reason), 300);
+    const aborted = await runCommand(["sleep", "30"], {
+      stdinFile: "/etc/hostname",
+      signal: controller.signal,
+    }).then(() => null, (e) => e);
+    assert.equal(aborted, reason);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

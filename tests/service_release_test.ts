@@ -47,6 +47,7 @@ Deno.test("ci.yml installs the system tools and runs fmt, lint, check and test w
       "openssh-server",
       "openssh-client",
       "rsync",
+      "python3",
       "libxml2-utils",
       "systemd",
       "util-linux",

@@ -110,11 +110,17 @@ async function waitForPort(port: number, child: Deno.ChildProcess, dir: string):
   throw new Error(`sshd did not start listening on port ${port}:\n${log}`);
 }
 
+/** Options of {@linkcode startSshd}. */
+export interface SshdOptions {
+  /** Environment variables the server sets in every session (`SetEnv`), PATH included. */
+  sessionEnv?: Record<string, string>;
+}
+
 /**
  * Start a private sshd. Fails (never skips) when a required program is missing,
  * naming the Debian package to install.
  */
-export async function startSshd(): Promise<TestSshd> {
+export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
   for (const [program, pkg] of REQUIRED) {
     if (!await onPath(program)) {
       throw new Error(`Cannot run SSH tests: ${program} is missing; apt-get install ${pkg}`);
@@ -170,6 +176,7 @@ export async function startSshd(): Promise<TestSshd> {
       "AcceptEnv LANG LC_*",
       "LogLevel INFO",
       "Subsystem sftp internal-sftp",
+      ...Object.entries(options.sessionEnv ?? {}).map(([key, value]) => `SetEnv ${key}=${value}`),
       "",
     ].join("\n"),
   );
