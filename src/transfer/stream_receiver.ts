@@ -21,20 +21,36 @@ import { Buffer } from "node:buffer";
  * The receiver (Python 3). Arguments after the program: the temporary path
  * (hex of its bytes), `1`/`0` for hashing, `1`/`0` for flushing, the marker.
  * Prints `MARKER W BYTES SHA256` (`-` without hashing); on an OS error prints
- * the error to stderr and exits 1. Flushes every 16 MiB and at the end.
+ * the error to stderr and exits 1. With flushing, a second thread flushes the
+ * copy after every 16 MiB while the next ones arrive, and the end waits for the
+ * last flush.
  */
 const RECEIVER = `
-import hashlib, os, sys
+import hashlib, os, sys, threading
 a = sys.argv
 path, want_hash, want_sync, marker = bytes.fromhex(a[2]), a[3] == "1", a[4] == "1", a[5]
 h = hashlib.sha256() if want_hash else None
 got = flushed = 0
+errors = []
+wake = threading.Event()
+def flush():
+    while wake.wait() and not errors:
+        wake.clear()
+        try:
+            os.fsync(fd)
+        except OSError as e:
+            errors.append(e)
+        if got < 0:
+            return
 try:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    flusher = threading.Thread(target=flush, daemon=True)
+    if want_sync:
+        flusher.start()
     buf = bytearray(4 << 20)
     view = memoryview(buf)
     src = open(0, "rb", buffering=0)
-    while True:
+    while not errors:
         n = src.readinto(buf)
         if not n:
             break
@@ -45,15 +61,20 @@ try:
             done += os.write(fd, view[done:n])
         got += n
         if want_sync and got - flushed >= 16 << 20:
-            os.fsync(fd)
             flushed = got
+            wake.set()
+    total, got = got, -1
     if want_sync:
+        wake.set()
+        flusher.join()
+        if errors:
+            raise errors[0]
         os.fsync(fd)
     os.close(fd)
 except OSError as e:
     sys.stderr.write("cannot write the copy: %s\\n" % (e.strerror or e))
     sys.exit(1)
-sys.stdout.write("%s W %d %s\\n" % (marker, got, h.hexdigest() if h else "-"))
+sys.stdout.write("%s W %d %s\\n" % (marker, total, h.hexdigest() if h else "-"))
 `;
 
 /** Runs the hex-encoded program in `sys.argv[1]`; no quote, `$`, `!` or newline in it. */
