@@ -32,16 +32,18 @@ path, want_hash, want_sync, marker = bytes.fromhex(a[2]), a[3] == "1", a[4] == "
 h = hashlib.sha256() if want_hash else None
 got = flushed = 0
 errors = []
+closing = False
 wake = threading.Event()
 def flush():
-    while wake.wait() and not errors:
+    while not errors:
+        wake.wait()
         wake.clear()
+        if closing:
+            return
         try:
             os.fsync(fd)
         except OSError as e:
             errors.append(e)
-        if got < 0:
-            return
 try:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
     flusher = threading.Thread(target=flush, daemon=True)
@@ -63,8 +65,8 @@ try:
         if want_sync and got - flushed >= 16 << 20:
             flushed = got
             wake.set()
-    total, got = got, -1
     if want_sync:
+        closing = True
         wake.set()
         flusher.join()
         if errors:
@@ -74,7 +76,7 @@ try:
 except OSError as e:
     sys.stderr.write("cannot write the copy: %s\\n" % (e.strerror or e))
     sys.exit(1)
-sys.stdout.write("%s W %d %s\\n" % (marker, total, h.hexdigest() if h else "-"))
+sys.stdout.write("%s W %d %s\\n" % (marker, got, h.hexdigest() if h else "-"))
 `;
 
 /** Runs the hex-encoded program in `sys.argv[1]`; no quote, `$`, `!` or newline in it. */
