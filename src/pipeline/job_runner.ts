@@ -690,6 +690,10 @@ export class JobRunner {
           this.#queue.set(rel, w);
         }
       }
+      // Files still waiting need the timer again: without it they would only
+      // come back at the next rescan or start-up.
+      this.#retryTimer = undefined;
+      this.#scheduleRetry();
       this.#pump();
     }, Math.max(0, earliest - Date.now()));
   }
