@@ -8,6 +8,7 @@
  */
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { join } from "node:path";
+import { assertLedgerReadable, migrateLedger } from "./schema_version.ts";
 
 /** Where a file stands. */
 export type FileState = "pending" | "transferring" | "done" | "failed";
@@ -42,6 +43,7 @@ export interface DoneEntry {
 /** File name of the ledger database inside `state_dir`. */
 export const LEDGER_FILE = "ledger.sqlite";
 
+/** Schema version 1 (see `schema_version.ts`; a later version adds a migration step there). */
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS files (
   job TEXT NOT NULL,
@@ -97,7 +99,8 @@ export class Ledger {
    *
    * @param options.readOnly open an existing ledger without changing anything;
    *   returns `null` when there is none yet
-   * @throws when the folder or database cannot be created or opened
+   * @throws when the folder or database cannot be created or opened, or the
+   *   ledger was written by a newer image-transfer (an older one is migrated)
    */
   static open(stateDir: string, options: { readOnly: true }): Ledger | null;
   static open(stateDir: string, options?: { readOnly?: false }): Ledger;
@@ -110,12 +113,26 @@ export class Ledger {
         return null;
       }
       const db = new DatabaseSync(path, { readOnly: true });
+      try {
+        // An older ledger is read as it is; the daemon migrates it when it next starts.
+        assertLedgerReadable(db, path);
+      } catch (error) {
+        db.close();
+        throw error;
+      }
       return new Ledger(path, db);
     }
     Deno.mkdirSync(stateDir, { recursive: true });
     const db = new DatabaseSync(path);
-    db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;");
-    db.exec(SCHEMA);
+    try {
+      db.exec("PRAGMA busy_timeout = 5000;");
+      assertLedgerReadable(db, path);
+      db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;");
+      migrateLedger(db, path, [SCHEMA]);
+    } catch (error) {
+      db.close();
+      throw error;
+    }
     return new Ledger(path, db);
   }
 
