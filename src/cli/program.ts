@@ -4,7 +4,7 @@
  * @module
  */
 import { Command, CommanderError, Option } from "commander";
-import { VERSION } from "../version.ts";
+import { versionText } from "../version.ts";
 import { UsageError } from "../errors.ts";
 import { configCommand } from "./config.ts";
 import { initCommand, runInit } from "./init.ts";
@@ -22,7 +22,7 @@ export function buildProgram(): Command {
       "Watch an instrument's output folder and ship every completed file to a processing " +
         "server (scp, rsync or local copy) into night folders (YYYYMMDD/), verified and retried.",
     )
-    .version(VERSION, "-V, --version", "print the version and exit")
+    .version(versionText(), "-V, --version", "print the version, commit, target and Deno version")
     .option("-c, --config <file>", "config file (default: ~/.config/image-transfer/config.yaml)")
     .option("-v, --verbose", "debug logging, and the cause of every error")
     .addOption(
