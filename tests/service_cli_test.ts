@@ -38,6 +38,17 @@ async function makeHome(): Promise<{ home: string; config: string; env: Record<s
   };
 }
 
+/** Every folder below `dir`, relative, sorted. */
+async function listFolders(dir: string, base = dir): Promise<string[]> {
+  const out: string[] = [];
+  for await (const entry of Deno.readDir(dir)) {
+    if (!entry.isDirectory) continue;
+    const path = join(dir, entry.name);
+    out.push(relative(base, path), ...await listFolders(path, base));
+  }
+  return out.sort();
+}
+
 /** Every file below `dir`, relative, sorted. */
 async function listFiles(dir: string, base = dir): Promise<string[]> {
   const out: string[] = [];
@@ -49,24 +60,45 @@ async function listFiles(dir: string, base = dir): Promise<string[]> {
   return out.sort();
 }
 
-Deno.test("install-service --print shows the unit and the systemctl commands, and writes nothing", async () => {
+Deno.test("install-service --print shows the checks, the unit, the folders and the systemctl commands, and writes nothing", async () => {
   const { home, config, env } = await makeHome();
   const root = await Deno.makeTempDir({ prefix: "it-svc-root-" });
   try {
     const out = await runCli(["-c", config, "install-service", "--print", "--root", root], { env });
     assert.equal(out.code, 0, out.stderr);
     const lines = out.stdout.split("\n");
-    assert.equal(lines[0], "would write /etc/systemd/system/image-transfer.service (UTF-8):");
-    assert.equal(lines[1], "-----BEGIN FILE-----");
+    assert.deepEqual(lines.slice(0, 2), [
+      "would check: /run/systemd/system exists",
+      "would check: systemctl show --property=Version succeeds",
+    ]);
+    const state = join(home, ".local", "state", "image-transfer");
+    assert.ok(
+      lines.some((line) => line.startsWith(`would create ${state} if missing`)),
+      out.stdout,
+    );
+    assert.ok(
+      lines.some((line) => line.startsWith(`would create ${join(home, "logs")} if missing`)),
+      out.stdout,
+    );
+    const begin = lines.indexOf("would write /etc/systemd/system/image-transfer.service (UTF-8):");
+    assert.ok(begin > 0, out.stdout);
+    assert.equal(lines[begin + 1], "-----BEGIN FILE-----");
     assert.ok(lines.includes("User=observer"), out.stdout);
     const execStart = lines.find((line) => line.startsWith("ExecStart="));
     assert.ok(execStart?.endsWith(` run -c "${config}"`), execStart);
+    const readWrite = lines.find((line) => line.startsWith("ReadWritePaths="));
+    assert.equal(
+      readWrite,
+      `ReadWritePaths=-${state} -${join(home, "dest")} -${join(home, "logs")}`,
+    );
+    assert.ok(lines.includes("ProtectSystem=strict"));
     assert.ok(lines.includes("-----END FILE-----"));
     assert.deepEqual(lines.filter((line) => line.startsWith("would run")), [
       "would run: systemctl daemon-reload",
       "would run: systemctl enable --now image-transfer.service",
     ]);
     assert.deepEqual(await listFiles(root), []);
+    assert.deepEqual(await listFiles(home), ["my configs/config.yaml"]);
   } finally {
     await Deno.remove(home, { recursive: true });
     await Deno.remove(root, { recursive: true });
@@ -80,11 +112,15 @@ Deno.test("install-service --user --print uses ~/.config/systemd/user and system
     assert.equal(out.code, 0, out.stderr);
     assert.ok(
       out.stdout.startsWith(
-        `would write ${home}/.config/systemd/user/image-transfer.service (UTF-8):\n`,
+        "would check: /run/systemd/system exists\n" +
+          "would check: systemctl --user show --property=Version succeeds\n" +
+          `would write ${home}/.config/systemd/user/image-transfer.service (UTF-8):\n`,
       ),
       out.stdout,
     );
     assert.doesNotMatch(out.stdout, /^User=/m);
+    assert.doesNotMatch(out.stdout, /^(ReadWritePaths|ProtectSystem|CapabilityBoundingSet)=/m);
+    assert.match(out.stdout, /^SystemCallFilter=@system-service/m);
     assert.match(out.stdout, /^WantedBy=default\.target$/m);
     assert.match(out.stdout, /^would run: systemctl --user enable --now image-transfer\.service$/m);
     assert.deepEqual(await listFiles(home), ["my configs/config.yaml"]);
@@ -176,26 +212,43 @@ Deno.test("install-service --user --root and uninstall-service --user --root", a
   }
 });
 
-Deno.test("install-service --os windows --root writes the task XML as UTF-16LE with a BOM", async () => {
+Deno.test("install-service --os windows --root writes a boot task (S4U) as UTF-16LE with a BOM; --user a logon task", async () => {
   const { home, config, env } = await makeHome();
   const root = await Deno.makeTempDir({ prefix: "it-svc-root-" });
   try {
+    const winEnv = { ...env, USERNAME: "Observer", USERDOMAIN: "OBS" };
     const out = await runCli(["-c", config, "install-service", "--os", "windows", "--root", root], {
-      env: { ...env, USERNAME: "Observer", USERDOMAIN: "OBS" },
+      env: winEnv,
     });
     assert.equal(out.code, 0, out.stderr);
     const files = await listFiles(root);
     assert.equal(files.length, 1);
     assert.ok(files[0].endsWith(".config/image-transfer/ImageTransferDaemon.xml"), files[0]);
-    const bytes = await Deno.readFile(join(root, files[0]));
-    assert.deepEqual([...bytes.slice(0, 4)], [0xff, 0xfe, 0x3c, 0x00]);
-    const xml = new TextDecoder("utf-16le").decode(bytes.slice(2));
+    const read = async () => {
+      const bytes = await Deno.readFile(join(root, files[0]));
+      assert.deepEqual([...bytes.slice(0, 4)], [0xff, 0xfe, 0x3c, 0x00]);
+      return new TextDecoder("utf-16le").decode(bytes.slice(2));
+    };
+    const xml = await read();
     assert.match(xml, /<UserId>OBS\\Observer<\/UserId>/);
-    assert.match(xml, /<LogonType>InteractiveToken<\/LogonType>/);
+    assert.match(xml, /<LogonType>S4U<\/LogonType>/);
+    assert.match(xml, /<BootTrigger>/);
+    assert.doesNotMatch(xml, /<LogonTrigger>/);
     assert.match(
       out.stdout,
       /^skipped \(--root\): schtasks \/Create \/TN ImageTransferDaemon \/XML /m,
     );
+
+    const user = await runCli(
+      ["-c", config, "install-service", "--os", "windows", "--user", "--root", root],
+      { env: winEnv },
+    );
+    assert.equal(user.code, 0, user.stderr);
+    assert.match(user.stdout, /^Already installed, updated: /m);
+    const logon = await read();
+    assert.match(logon, /<LogonType>InteractiveToken<\/LogonType>/);
+    assert.match(logon, /<LogonTrigger>/);
+    assert.doesNotMatch(logon, /<BootTrigger>/);
   } finally {
     await Deno.remove(home, { recursive: true });
     await Deno.remove(root, { recursive: true });
@@ -239,20 +292,119 @@ Deno.test("install-service --os for another OS only previews", async () => {
   }
 });
 
-Deno.test("install-service --os darwin --print shows the plist and launchctl bootstrap", async () => {
+Deno.test("install-service --os darwin --print as root shows a LaunchDaemon; --user a LaunchAgent", async () => {
   const { home, config, env } = await makeHome();
   try {
     const out = await runCli(["-c", config, "install-service", "--os", "darwin", "--print"], {
       env,
     });
     assert.equal(out.code, 0, out.stderr);
-    const plist = `${home}/Library/LaunchAgents/com.image-transfer.daemon.plist`;
-    assert.ok(out.stdout.startsWith(`would write ${plist} (UTF-8):\n`), out.stdout);
+    // The tests run as root: without --user, macOS gets a daemon that starts at boot.
+    const daemon = "/Library/LaunchDaemons/com.image-transfer.daemon.plist";
+    assert.ok(out.stdout.startsWith("would check: launchctl print system succeeds\n"), out.stdout);
+    assert.ok(out.stdout.includes(`would write ${daemon} (UTF-8):\n`), out.stdout);
+    assert.ok(out.stdout.includes("  <key>UserName</key>\n  <string>observer</string>\n"));
     assert.ok(out.stdout.includes(`    <string>${config}</string>\n`));
     assert.match(
       out.stdout,
+      /^would run: launchctl bootstrap system .*\(if it fails: launchctl load -w /m,
+    );
+
+    const agent = await runCli(
+      ["-c", config, "install-service", "--os", "darwin", "--user", "--print"],
+      { env },
+    );
+    assert.equal(agent.code, 0, agent.stderr);
+    const plist = `${home}/Library/LaunchAgents/com.image-transfer.daemon.plist`;
+    assert.ok(agent.stdout.includes(`would write ${plist} (UTF-8):\n`), agent.stdout);
+    assert.doesNotMatch(agent.stdout, /UserName/);
+    assert.match(agent.stdout, /^would check: launchctl print gui\/\d+ succeeds$/m);
+    assert.match(
+      agent.stdout,
       /^would run: launchctl bootstrap gui\/\d+ .*\(if it fails: launchctl load -w /m,
     );
+  } finally {
+    await Deno.remove(home, { recursive: true });
+  }
+});
+
+Deno.test("install-service --os darwin through sudo: a LaunchDaemon for the sudo user; --user is refused", async () => {
+  const { home, config, env } = await makeHome();
+  try {
+    const sudo = { ...env, SUDO_USER: "astro", SUDO_UID: "501", SUDO_GID: "20", USER: "root" };
+    const out = await runCli(["-c", config, "install-service", "--os", "darwin", "--print"], {
+      env: sudo,
+    });
+    assert.equal(out.code, 0, out.stderr);
+    assert.ok(out.stdout.includes("  <key>UserName</key>\n  <string>astro</string>\n"));
+    assert.ok(out.stdout.includes(`    <key>HOME</key>\n    <string>${home}</string>\n`));
+    const agent = await runCli(
+      ["-c", config, "install-service", "--os", "darwin", "--user", "--print"],
+      { env: sudo },
+    );
+    assert.equal(agent.code, 2);
+    assert.match(agent.stderr, /Cannot install a LaunchAgent .* through sudo/);
+  } finally {
+    await Deno.remove(home, { recursive: true });
+  }
+});
+
+Deno.test("install-service refuses to run the daemon as root without --allow-root, and warns with it", async () => {
+  const { home, config, env } = await makeHome();
+  const root = await Deno.makeTempDir({ prefix: "it-svc-root-" });
+  try {
+    const asRoot = { ...env, USER: "root" };
+    for (const os of ["linux", "darwin"]) {
+      const refused = await runCli(
+        ["-c", config, "install-service", "--os", os, "--root", root],
+        { env: asRoot },
+      );
+      assert.equal(refused.code, 2, `${os}: ${refused.stderr}`);
+      assert.match(refused.stderr, /Cannot install the service to run as root: .*--allow-root/);
+    }
+    assert.deepEqual(await listFiles(root), []);
+    const allowed = await runCli(
+      ["-c", config, "install-service", "--allow-root", "--root", root],
+      { env: asRoot },
+    );
+    assert.equal(allowed.code, 0, allowed.stderr);
+    assert.match(allowed.stderr, /^warning: the service will run as root \(--allow-root\)/m);
+    const unit = await Deno.readTextFile(join(root, SYSTEM_UNIT));
+    assert.match(unit, /^User=root$/m);
+    assert.match(unit, /^CapabilityBoundingSet=$/m, "even as root the unit keeps no capabilities");
+  } finally {
+    await Deno.remove(home, { recursive: true });
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("install-service on a host where systemd is not process 1 fails before writing anything", async () => {
+  // This machine has systemd installed but not running as init (like a container or WSL).
+  const booted = await Deno.stat("/run/systemd/system").then(() => true, () => false);
+  assert.equal(booted, false, "this test needs a host without a running systemd");
+  const { home, config, env } = await makeHome();
+  try {
+    const before = await listFolders(home);
+    const system = await runCli(["-c", config, "install-service"], { env });
+    assert.equal(system.code, 1, system.stderr);
+    assert.match(
+      system.stderr,
+      /^error: Cannot install the service: systemd is not running as this machine's init system \(process 1\)/m,
+    );
+    assert.match(
+      system.stderr,
+      /\/run\/systemd\/system does not exist\)\. Nothing was changed\.$/m,
+    );
+    assert.doesNotMatch(system.stderr, /^\s+at /m);
+    assert.equal(
+      await Deno.stat("/etc/systemd/system/image-transfer.service").then(() => true, () => false),
+      false,
+    );
+    const user = await runCli(["-c", config, "install-service", "--user"], { env });
+    assert.equal(user.code, 1, user.stderr);
+    assert.match(user.stderr, /Cannot install the service: systemd is not running/);
+    assert.deepEqual(await listFolders(home), before, "no state, log or unit folder was created");
+    assert.deepEqual(await listFiles(home), ["my configs/config.yaml"]);
   } finally {
     await Deno.remove(home, { recursive: true });
   }

@@ -14,6 +14,7 @@ import { applyPlan, encodeFile, underRoot } from "../service/apply.ts";
 import { formatPlan } from "../service/format_plan.ts";
 import { resolveServiceTarget, type ServiceOptions } from "../service/target.ts";
 import { SERVICE_OSES } from "../service/plan.ts";
+import { daemonFolders } from "../service/writable_paths.ts";
 
 /** The source checkout, used when running from source (`deno run`). */
 const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -23,9 +24,11 @@ export function addServiceOptions(command: Command): Command {
   return command
     .option(
       "--user",
-      "Linux: a per-user systemd unit (~/.config/systemd/user) instead of system-wide",
+      "run in your own login session (systemd user unit, launchd agent, task at logon) " +
+        "instead of starting at boot",
     )
-    .option("--print", "show the files and commands, change nothing")
+    .option("--print", "show the checks, files and commands, change nothing")
+    .option("--allow-root", "let the service run as root (not recommended)")
     .addOption(
       new Option("--root <dir>", "write under <dir> instead of / and run no commands (testing)"),
     )
@@ -49,7 +52,7 @@ export async function runInstallService(
   configOption: string | undefined,
   options: ServiceOptions,
 ): Promise<void> {
-  const { target, account } = resolveServiceTarget(options);
+  const { target, account, warnings } = resolveServiceTarget(options);
   if (account.viaSudo) {
     // Under sudo, `~` (in -c and inside the config) means the invoking user's home,
     // as it will for the daemon, which runs as that user.
@@ -64,15 +67,19 @@ export async function runInstallService(
     );
   }
   const config = await loadConfig(configPath);
+  const folders = daemonFolders(config);
   const launch = {
     argv: daemonArgv(target.os, Deno.execPath(), REPO_ROOT, config.file || configPath),
     configPath: config.file || configPath,
     logFile: config.log_file,
+    ownFolders: folders.own,
+    destinationFolders: folders.destinations,
   };
   const path = servicePath(target);
   const onDisk = underRoot(options.root, path);
   const previous = await readIfExists(onDisk);
   const plan = planInstall(target, launch, { update: previous !== undefined });
+  for (const warning of warnings) console.error(`warning: ${warning}`);
   if (options.print) {
     for (const line of formatPlan(plan)) console.log(line);
     return;
@@ -90,14 +97,26 @@ export async function runInstallService(
   else console.log(`Already installed, updated: ${onDisk}`);
   console.log(`Config: ${launch.configPath}`);
   for (const note of plan.notes) console.log(note);
+  if (target.os === "linux" && target.scope === "system") {
+    for (const folder of launch.destinationFolders) {
+      if (!(await exists(underRoot(options.root, folder)))) {
+        console.log(
+          `Note: the destination ${folder} does not exist yet; create it (writable by ` +
+            `${target.user}) before files arrive: the service may write only into folders ` +
+            "that exist when it starts",
+        );
+      }
+    }
+  }
 }
 
 /** The `install-service` command. */
 export function installServiceCommand(): Command {
   return addServiceOptions(
     new Command("install-service").description(
-      "run the daemon as a service: a systemd unit (Linux), a launchd agent (macOS) or a " +
-        "scheduled task at logon (Windows), with the chosen config; re-running updates it",
+      "run the daemon as a service that starts at boot and restarts after a crash: a systemd " +
+        "unit (Linux), a launchd daemon (macOS, with sudo) or a scheduled task (Windows, as " +
+        "Administrator); re-running updates and restarts it",
     ),
   ).action(async (options: ServiceOptions, command: Command) => {
     await runInstallService(globalOptions(command).config, options);

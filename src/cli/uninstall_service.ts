@@ -44,7 +44,7 @@ export async function runUninstallService(options: ServiceOptions): Promise<void
 export function uninstallServiceCommand(): Command {
   return addServiceOptions(
     new Command("uninstall-service").description(
-      "stop the service and remove what install-service wrote (use the same --user)",
+      "stop the service and remove what install-service wrote (use the same --user and sudo)",
     ),
   ).action(async (options: ServiceOptions) => {
     await runUninstallService(options);

@@ -13,6 +13,8 @@ export interface ServiceAccount {
   user: string;
   /** Numeric user id; `null` on Windows. */
   uid: number | null;
+  /** Numeric primary group id; `null` on Windows or when unknown. */
+  gid: number | null;
   home: string;
   /** The command runs as root through sudo on behalf of {@linkcode ServiceAccount.user}. */
   viaSudo: boolean;
@@ -29,12 +31,13 @@ export function invokingAccount(os: ServiceOs): ServiceAccount {
   const env = (name: string) => Deno.env.get(name) || undefined;
   if (os === "windows") {
     const name = env("USERNAME") ?? env("USER") ?? env("LOGNAME") ??
-      (Deno.build.os === "windows" ? undefined : passwdName(Deno.uid() ?? -1));
+      (Deno.build.os === "windows" ? undefined : passwdEntry(Deno.uid() ?? -1)?.name);
     if (!name) throw new Error("Cannot tell who you are: USERNAME is not set");
     const domain = env("USERDOMAIN");
     return {
       user: domain ? `${domain}\\${name}` : name,
       uid: null,
+      gid: null,
       home: homeDir(),
       viaSudo: false,
     };
@@ -42,37 +45,74 @@ export function invokingAccount(os: ServiceOs): ServiceAccount {
   const uid = Deno.build.os === "windows" ? null : Deno.uid();
   const sudoUser = env("SUDO_USER");
   if (uid === 0 && sudoUser && sudoUser !== "root") {
-    const entry = passwdEntry(sudoUser);
-    return { user: sudoUser, uid: entry.uid, home: entry.home, viaSudo: true };
+    const entry = passwdEntry(sudoUser) ?? sudoEntry(sudoUser);
+    return { user: sudoUser, uid: entry.uid, gid: entry.gid, home: entry.home, viaSudo: true };
   }
-  const name = env("USER") ?? env("LOGNAME") ?? (uid === null ? undefined : passwdName(uid));
+  const name = env("USER") ?? env("LOGNAME") ?? (uid === null ? undefined : passwdEntry(uid)?.name);
   if (!name) throw new Error("Cannot tell who you are: neither USER nor LOGNAME is set");
-  return { user: name, uid, home: homeDir(), viaSudo: false };
+  const gid = Deno.build.os === "windows" ? null : Deno.gid();
+  return { user: name, uid, gid, home: homeDir(), viaSudo: false };
 }
 
-/** The `/etc/passwd` entries as [name, uid, home]. */
-function passwdEntries(): [string, number, string][] {
+/**
+ * Tell whether the service would run as root: the account is named `root`,
+ * or its name has user id 0 in `/etc/passwd`.
+ *
+ * @param account the account
+ * @returns true for root
+ */
+export function isRootAccount(account: ServiceAccount): boolean {
+  return account.user === "root" || passwdEntry(account.user)?.uid === 0;
+}
+
+/**
+ * The sudo user's ids and home from sudo's own variables, for accounts that
+ * are not in `/etc/passwd` (every macOS user, directory-service accounts).
+ */
+function sudoEntry(name: string): PasswdEntry {
+  const env = (key: string) => Deno.env.get(key) || undefined;
+  const uid = Number(env("SUDO_UID"));
+  const gid = Number(env("SUDO_GID"));
+  // macOS's sudo keeps HOME; elsewhere it may be root's own.
+  const home = env("HOME") && !["/root", "/var/root"].includes(env("HOME")!)
+    ? env("HOME")
+    : Deno.build.os === "darwin"
+    ? `/Users/${name}`
+    : undefined;
+  if (!Number.isInteger(uid) || !Number.isInteger(gid) || home === undefined) {
+    throw new Error(
+      `Cannot find the home folder of ${name} (SUDO_USER): not in /etc/passwd and not told by ` +
+        "sudo; run the command as that user with `sudo -E`, or without sudo with --user",
+    );
+  }
+  return { name, uid, gid, home };
+}
+
+interface PasswdEntry {
+  name: string;
+  uid: number;
+  gid: number;
+  home: string;
+}
+
+/** Look an account up in `/etc/passwd` by name or user id. */
+function passwdEntry(key: string | number): PasswdEntry | undefined {
   let text: string;
   try {
     text = Deno.readTextFileSync("/etc/passwd");
   } catch {
-    return [];
+    return undefined;
   }
-  return text.split("\n").map((line) => line.split(":")).filter((fields) => fields.length >= 7)
-    .map((fields) => [fields[0], Number(fields[2]), fields[5]]);
-}
-
-/** The login name of `uid`, if `/etc/passwd` has it. */
-function passwdName(uid: number): string | undefined {
-  return passwdEntries().find(([, id]) => id === uid)?.[0];
-}
-
-/** Look `name` up in `/etc/passwd`. */
-function passwdEntry(name: string): { uid: number; home: string } {
-  const entry = passwdEntries().find(([entryName]) => entryName === name);
-  if (entry) return { uid: entry[1], home: entry[2] };
-  throw new Error(
-    `Cannot find the home folder of ${name} (SUDO_USER): not in /etc/passwd; ` +
-      "run the command without sudo, as that user, with --user",
-  );
+  for (const line of text.split("\n")) {
+    const fields = line.split(":");
+    if (fields.length < 7) continue;
+    const entry = {
+      name: fields[0],
+      uid: Number(fields[2]),
+      gid: Number(fields[3]),
+      home: fields[5],
+    };
+    if (typeof key === "number" ? entry.uid === key : entry.name === key) return entry;
+  }
+  return undefined;
 }

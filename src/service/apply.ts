@@ -1,14 +1,17 @@
 /**
- * Carry out a service plan: write and remove files, run the service
- * manager's commands. With a root prefix (`--root`), files go under that
- * folder and no command runs (for tests and packaging).
+ * Carry out a service plan: check that the service manager is usable, then
+ * write and remove files, create folders and run the service manager's
+ * commands. When a step fails, the plan's rollback runs and every file and
+ * folder the steps touched is put back, so a failed install leaves nothing
+ * behind. With a root prefix (`--root`), files go under that folder and no
+ * command or check runs (for tests and packaging).
  *
  * @module
  */
 import { dirname, join } from "node:path";
 import { CommandError } from "../errors.ts";
 import { displayArgv } from "./escape.ts";
-import type { PlannedCommand, PlannedFile, ServicePlan } from "./plan.ts";
+import type { PlannedCommand, PlannedFile, ServiceCheck, ServicePlan } from "./plan.ts";
 import { encodeUtf16LeBom } from "./task_scheduler.ts";
 
 /** Options for {@linkcode applyPlan}. */
@@ -48,41 +51,155 @@ export function encodeFile(file: PlannedFile): Uint8Array {
 }
 
 /**
- * Run every step of `plan` in order.
+ * Check that the service manager of `plan` is usable, changing nothing.
+ *
+ * @param plan the plan
+ * @throws {Error} the first failed check's problem, saying that nothing was changed
+ */
+export async function checkServiceManager(plan: ServicePlan): Promise<void> {
+  for (const check of plan.checks) {
+    const failure = await failedCheck(check);
+    if (failure !== undefined) {
+      throw new Error(
+        `Cannot install the service: ${check.problem} (${failure}). Nothing was changed.`,
+      );
+    }
+  }
+}
+
+/**
+ * Check the service manager, then run every step of `plan` in order; undo
+ * them when one fails.
  *
  * @param plan the plan
  * @param options root prefix and output
- * @throws {CommandError} when a command (and its fallback) fails and may not
+ * @throws {Error} when a check fails (nothing is written)
+ * @throws {CommandError} when a command (and its fallback) fails and may not (after the rollback)
  * @throws {Deno.errors.PermissionDenied} when a file cannot be written (run with sudo?)
  */
 export async function applyPlan(plan: ServicePlan, options: ApplyOptions): Promise<void> {
-  for (const step of plan.steps) {
-    if (step.kind === "write") {
-      const path = underRoot(options.root, step.file.path);
-      await Deno.mkdir(dirname(path), { recursive: true });
-      const temp = `${path}.${crypto.randomUUID().slice(0, 8)}.tmp`;
-      try {
-        await Deno.writeFile(temp, encodeFile(step.file), { mode: 0o644 });
-        await Deno.rename(temp, path);
-      } catch (error) {
-        await Deno.remove(temp).catch(() => {});
-        throw error;
+  if (options.root === undefined) await checkServiceManager(plan);
+  const undo = new Undo();
+  try {
+    for (const step of plan.steps) {
+      if (step.kind === "write") {
+        const path = underRoot(options.root, step.file.path);
+        await undo.makeFolders(dirname(path));
+        await undo.keep(path);
+        await writeAtomically(path, encodeFile(step.file));
+        options.log(`wrote ${path}`);
+      } else if (step.kind === "mkdir") {
+        // The daemon's own folders are its data, not part of a package: not under --root.
+        if (options.root !== undefined) {
+          options.log(`skipped (--root): create ${step.path}`);
+          continue;
+        }
+        const created = await undo.makeFolders(step.path);
+        if (step.owner && Deno.uid() === 0) {
+          for (const folder of created) await Deno.chown(folder, step.owner.uid, step.owner.gid);
+        }
+        if (created.length > 0) options.log(`created ${step.path}`);
+      } else if (step.kind === "remove") {
+        const path = underRoot(options.root, step.path);
+        try {
+          await Deno.remove(path);
+          options.log(`removed ${path}`);
+        } catch (error) {
+          if (!(error instanceof Deno.errors.NotFound)) throw error;
+        }
+      } else if (options.root !== undefined) {
+        options.log(`skipped (--root): ${displayArgv(step.command.argv)}`);
+      } else {
+        await runPlanned(step.command, options);
       }
-      options.log(`wrote ${path}`);
-    } else if (step.kind === "remove") {
-      const path = underRoot(options.root, step.path);
-      try {
-        await Deno.remove(path);
-        options.log(`removed ${path}`);
-      } catch (error) {
-        if (!(error instanceof Deno.errors.NotFound)) throw error;
-      }
-    } else if (options.root !== undefined) {
-      options.log(`skipped (--root): ${displayArgv(step.command.argv)}`);
-    } else {
-      await runPlanned(step.command, options);
+    }
+  } catch (error) {
+    for (const step of plan.rollback) {
+      if (step.kind === "restore") await undo.restore(options.warn);
+      else if (options.root === undefined) await runOnce(step.argv);
+    }
+    if (plan.rollback.length > 0) options.warn("undid the install: nothing was left behind");
+    if (plan.failureHint && error instanceof Error) error.message += `; ${plan.failureHint}`;
+    throw error;
+  }
+}
+
+/** What the steps changed on disk, to put back after a failure. */
+class Undo {
+  /** Files written, with their bytes before (`null`: the file did not exist). */
+  #files: [string, Uint8Array | null][] = [];
+  /** Folders created, parents first. */
+  #folders: string[] = [];
+
+  /** Remember `path`'s current contents before it is overwritten. */
+  async keep(path: string): Promise<void> {
+    try {
+      this.#files.push([path, await Deno.readFile(path)]);
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+      this.#files.push([path, null]);
     }
   }
+
+  /** Create `path` and its missing parents; return the folders created, parents first. */
+  async makeFolders(path: string): Promise<string[]> {
+    const missing: string[] = [];
+    for (let folder = path; !(await exists(folder)); folder = dirname(folder)) {
+      missing.unshift(folder);
+      if (dirname(folder) === folder) break;
+    }
+    await Deno.mkdir(path, { recursive: true });
+    this.#folders.push(...missing);
+    return missing;
+  }
+
+  /** Put every file back as it was and remove the folders created (when empty). */
+  async restore(warn: (line: string) => void): Promise<void> {
+    for (const [path, before] of this.#files.reverse()) {
+      try {
+        if (before === null) await Deno.remove(path);
+        else await writeAtomically(path, before);
+      } catch (error) {
+        if (!(error instanceof Deno.errors.NotFound)) {
+          warn(`Cannot restore ${path}: ${(error as Error).message}`);
+        }
+      }
+    }
+    for (const folder of this.#folders.reverse()) {
+      await Deno.remove(folder).catch(() => {}); // only an empty folder goes
+    }
+    this.#files = [];
+    this.#folders = [];
+  }
+}
+
+async function writeAtomically(path: string, bytes: Uint8Array): Promise<void> {
+  const temp = `${path}.${crypto.randomUUID().slice(0, 8)}.tmp`;
+  try {
+    await Deno.writeFile(temp, bytes, { mode: 0o644 });
+    await Deno.rename(temp, path);
+  } catch (error) {
+    await Deno.remove(temp).catch(() => {});
+    throw error;
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+}
+
+/** Run one check; `undefined` when it passes, else what failed. */
+async function failedCheck(check: ServiceCheck): Promise<string | undefined> {
+  if (check.kind === "exists") {
+    return (await exists(check.path)) ? undefined : `${check.path} does not exist`;
+  }
+  return (await runOnce(check.argv))?.message;
 }
 
 async function runPlanned(command: PlannedCommand, options: ApplyOptions): Promise<void> {

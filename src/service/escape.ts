@@ -63,6 +63,32 @@ export function systemdQuote(word: string, options: { executable?: boolean } = {
 }
 
 /**
+ * Write one absolute path for a systemd path-list setting such as
+ * `ReadWritePaths=`: `%` becomes `%%` (specifiers; `$` is not expanded there),
+ * and a path with spaces, quotes, backslashes or non-ASCII characters is put
+ * in double quotes with `\\` and `"` escaped. A prefix such as `-` (ignore a
+ * missing path) goes inside the quotes, as systemd reads it.
+ *
+ * @param path an absolute POSIX path
+ * @param prefix `-` to let the service start while the path is missing
+ * @returns the word as it must appear in the unit file
+ * @throws {Error} for a relative path or control characters
+ */
+export function systemdPathWord(path: string, prefix: "" | "-" = ""): string {
+  assertWritable("systemd unit", "folder", path);
+  if (!path.startsWith("/")) {
+    throw new Error(
+      `Cannot write the systemd unit: the folder ${
+        JSON.stringify(path)
+      } is not an absolute path; give state_dir, log_file and remote_base_path as absolute paths`,
+    );
+  }
+  const word = prefix + path.replaceAll("%", "%%");
+  if (PLAIN_WORD.test(path)) return word;
+  return `"${word.replaceAll("\\", "\\\\").replaceAll('"', '\\"')}"`;
+}
+
+/**
  * Build a whole systemd command line (`ExecStart=` value) from an argv.
  *
  * @param argv absolute program path, then its arguments

@@ -1,6 +1,7 @@
 /**
- * Show a service plan without carrying it out (`--print`): each file with
- * its full contents, each command as argv, in the order they would happen.
+ * Show a service plan without carrying it out (`--print`): the checks, each
+ * file with its full contents, each folder and command, in the order they
+ * would happen.
  *
  * @module
  */
@@ -8,13 +9,20 @@ import { displayArgv } from "./escape.ts";
 import type { ServicePlan } from "./plan.ts";
 
 /**
- * Describe every step of `plan`.
+ * Describe every check and step of `plan`.
  *
  * @param plan the plan
  * @returns lines for standard output
  */
 export function formatPlan(plan: ServicePlan): string[] {
   const lines: string[] = [];
+  for (const check of plan.checks) {
+    lines.push(
+      check.kind === "exists"
+        ? `would check: ${check.path} exists`
+        : `would check: ${displayArgv(check.argv)} succeeds`,
+    );
+  }
   for (const step of plan.steps) {
     if (step.kind === "write") {
       const encoding = step.file.encoding === "utf-16le-bom" ? "UTF-16LE with BOM" : "UTF-8";
@@ -22,6 +30,9 @@ export function formatPlan(plan: ServicePlan): string[] {
       lines.push("-----BEGIN FILE-----");
       lines.push(...step.file.contents.replace(/\n$/, "").split("\n"));
       lines.push("-----END FILE-----");
+    } else if (step.kind === "mkdir") {
+      const owner = step.owner ? ` (owned by uid ${step.owner.uid}, gid ${step.owner.gid})` : "";
+      lines.push(`would create ${step.path} if missing${owner}`);
     } else if (step.kind === "remove") {
       lines.push(`would remove ${step.path}`);
     } else {

@@ -17,14 +17,17 @@ export const SERVICE_OSES: readonly ServiceOs[] = ["linux", "darwin", "windows"]
 export interface ServiceTarget {
   os: ServiceOs;
   /**
-   * `system`: a system-wide systemd unit running as {@linkcode ServiceTarget.user};
-   * `user`: a per-user unit. launchd agents and scheduled tasks are always per user.
+   * `system`: starts at boot with nobody logged in, as {@linkcode ServiceTarget.user} (a
+   * systemd system unit, a launchd daemon, a boot task); `user`: runs within the user's
+   * own session (a systemd user unit, a launchd agent, a logon task).
    */
   scope: "system" | "user";
   /** The account the daemon runs as (`DOMAIN\name` on Windows). */
   user: string;
   /** Numeric user id, for `launchctl ... gui/<uid>`; `null` on Windows. */
   uid: number | null;
+  /** Numeric primary group id, to give folders created for the daemon to it; `null` if unknown. */
+  gid?: number | null;
   /** That account's home folder. */
   home: string;
   /** `XDG_CONFIG_HOME` for per-user systemd units (default `<home>/.config`). */
@@ -39,6 +42,13 @@ export interface DaemonLaunch {
   configPath: string;
   /** The daemon's own log file (`log_file` in the config), `""` when off. */
   logFile: string;
+  /**
+   * Absolute folders of the daemon's own (`state_dir`, the log file's folder):
+   * a sandboxed service may write there, and installing creates them.
+   */
+  ownFolders: string[];
+  /** Absolute destinations of `local` jobs: a sandboxed service may write there too. */
+  destinationFolders: string[];
 }
 
 /** A file the plan writes. */
@@ -63,14 +73,51 @@ export interface PlannedCommand {
 /** One step of a plan. */
 export type PlanStep =
   | { kind: "write"; file: PlannedFile }
+  | {
+    kind: "mkdir";
+    /** Absolute folder to create with its parents, if missing. */
+    path: string;
+    /** Owner of the folders created (when running as root). */
+    owner?: { uid: number; gid: number };
+  }
   | { kind: "remove"; path: string }
   | { kind: "run"; command: PlannedCommand };
+
+/**
+ * A condition checked before anything is written: the service manager must be
+ * there and answer, or the install would leave a service nothing can start.
+ */
+export type ServiceCheck =
+  | {
+    kind: "exists";
+    path: string;
+    /** What it means when the path is missing, and what to do. */
+    problem: string;
+  }
+  | {
+    kind: "run";
+    argv: string[];
+    /** What it means when the command fails, and what to do. */
+    problem: string;
+  };
+
+/** A step that undoes a failed install: a command (its failure ignored), or putting files back. */
+export type RollbackStep = { kind: "run"; argv: string[] } | { kind: "restore" };
 
 /** Everything an install or uninstall does, in order, and what to tell the user afterwards. */
 export interface ServicePlan {
   /** The one service file this plan is about. */
   servicePath: string;
+  /** Checked before the first step (not with `--root`). */
+  checks: ServiceCheck[];
   steps: PlanStep[];
+  /**
+   * Run in order when a step fails, so a failed install leaves nothing behind
+   * (`restore` puts back the files and folders the steps wrote).
+   */
+  rollback: RollbackStep[];
+  /** Added to the error when a step fails (e.g. "run it as Administrator"). */
+  failureHint?: string;
   /** Lines printed after success: how to see status and logs. */
   notes: string[];
 }

@@ -1,19 +1,31 @@
 /**
- * Linux: a systemd unit, system-wide (runs as the invoking user) or per user.
+ * Linux: a systemd unit, system-wide (starts at boot as the invoking user,
+ * sandboxed) or per user.
  *
  * @module
  */
 import { posix } from "node:path";
 import { fillTemplate } from "./template.ts";
 import { SYSTEMD_UNIT_TEMPLATE } from "./templates.ts";
-import { systemdCommandLine } from "./escape.ts";
-import type { DaemonLaunch, PlanStep, ServicePlan, ServiceTarget } from "./plan.ts";
+import { systemdCommandLine, systemdPathWord } from "./escape.ts";
+import { outermostFolders } from "./writable_paths.ts";
+import type {
+  DaemonLaunch,
+  PlanStep,
+  RollbackStep,
+  ServiceCheck,
+  ServicePlan,
+  ServiceTarget,
+} from "./plan.ts";
 
 /** The unit name, also used by `journalctl -u`. */
 export const SYSTEMD_UNIT_NAME = "image-transfer.service";
 
 /** A user name systemd accepts in `User=` (its "relaxed" rule, without `%`). */
 const USER_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.@-]*\$?$/;
+
+/** Exists only while systemd runs as the init system (what `sd_booted()` tests). */
+export const SYSTEMD_BOOTED_PATH = "/run/systemd/system";
 
 /**
  * Tell where the unit file goes.
@@ -30,12 +42,16 @@ export function systemdUnitPath(target: ServiceTarget): string {
 /**
  * Render the unit file text.
  *
- * The system unit orders itself after `network-online.target` and runs as
- * `User=`; the user unit has neither (the user manager has no
- * `network-online.target`; the daemon retries transfers until the network is up).
+ * The system unit orders itself after `network-online.target`, runs as
+ * `User=` and is sandboxed: the file system is read-only except the daemon's
+ * folders (`ReadWritePaths=`), no capabilities, a system call filter. The user
+ * unit keeps the sandboxing a user's service manager can apply without user
+ * namespaces (system call and socket filters, no new privileges), since some
+ * distributions refuse those namespaces to unprivileged users and the unit
+ * would then not start at all.
  *
  * @param target where and as whom
- * @param launch the daemon's argv
+ * @param launch the daemon's argv and the folders it writes
  * @returns the unit file
  * @throws {Error} when a path or the user name cannot be written in a unit file
  */
@@ -48,18 +64,23 @@ export function renderSystemdUnit(target: ServiceTarget, launch: DaemonLaunch): 
       } is not one systemd accepts in User=; run the command as that account's login name`,
     );
   }
+  const folders = outermostFolders(launch.ownFolders, launch.destinationFolders);
   return fillTemplate(SYSTEMD_UNIT_TEMPLATE, {
     USER: system ? target.user : "",
     EXEC_START: systemdCommandLine(launch.argv),
+    READ_WRITE_PATHS: system ? folders.map((path) => systemdPathWord(path, "-")).join(" ") : "",
   }, { system, user: !system });
 }
 
 /**
- * Plan the install: write the unit, reload systemd, enable and start it
- * (restart it when it was already installed, so a new binary or config path takes effect).
+ * Plan the install: check that systemd runs, create the daemon's own folders
+ * (system scope, owned by the service's user), write the unit, reload
+ * systemd, enable and start it (restart it when it was already installed, so
+ * a new binary or config takes effect). A failure disables and removes what
+ * was written.
  *
  * @param target where and as whom
- * @param launch the daemon's argv and log file
+ * @param launch the daemon's argv, log file and folders
  * @param options `update`: a unit file is already there
  * @returns the plan
  */
@@ -70,13 +91,20 @@ export function planSystemdInstall(
 ): ServicePlan {
   const path = systemdUnitPath(target);
   const systemctl = systemctlArgv(target);
-  const steps: PlanStep[] = [
+  const owner = target.uid !== null && target.gid !== undefined && target.gid !== null
+    ? { uid: target.uid, gid: target.gid }
+    : undefined;
+  const steps: PlanStep[] = [];
+  if (target.scope === "system") {
+    for (const folder of launch.ownFolders) steps.push({ kind: "mkdir", path: folder, owner });
+  }
+  steps.push(
     {
       kind: "write",
       file: { path, contents: renderSystemdUnit(target, launch), encoding: "utf-8" },
     },
     { kind: "run", command: { argv: [...systemctl, "daemon-reload"] } },
-  ];
+  );
   if (options.update) {
     steps.push({ kind: "run", command: { argv: [...systemctl, "enable", SYSTEMD_UNIT_NAME] } });
     steps.push({ kind: "run", command: { argv: [...systemctl, "restart", SYSTEMD_UNIT_NAME] } });
@@ -86,6 +114,17 @@ export function planSystemdInstall(
       command: { argv: [...systemctl, "enable", "--now", SYSTEMD_UNIT_NAME] },
     });
   }
+  const rollback: RollbackStep[] = options.update
+    ? [
+      { kind: "restore" },
+      { kind: "run", argv: [...systemctl, "daemon-reload"] },
+      { kind: "run", argv: [...systemctl, "restart", SYSTEMD_UNIT_NAME] },
+    ]
+    : [
+      { kind: "run", argv: [...systemctl, "disable", "--now", SYSTEMD_UNIT_NAME] },
+      { kind: "restore" },
+      { kind: "run", argv: [...systemctl, "daemon-reload"] },
+    ];
   const user = target.scope === "user" ? " --user" : "";
   const notes = [
     `Status: systemctl${user} status image-transfer`,
@@ -98,7 +137,7 @@ export function planSystemdInstall(
       `  sudo loginctl enable-linger ${target.user}`,
     );
   }
-  return { servicePath: path, steps, notes };
+  return { servicePath: path, checks: systemdChecks(target), steps, rollback, notes };
 }
 
 /**
@@ -112,6 +151,7 @@ export function planSystemdUninstall(target: ServiceTarget): ServicePlan {
   const systemctl = systemctlArgv(target);
   return {
     servicePath: path,
+    checks: [],
     steps: [
       {
         kind: "run",
@@ -120,8 +160,36 @@ export function planSystemdUninstall(target: ServiceTarget): ServicePlan {
       { kind: "remove", path },
       { kind: "run", command: { argv: [...systemctl, "daemon-reload"] } },
     ],
+    rollback: [],
     notes: [],
   };
+}
+
+/** systemd must be the init system, and its manager (system or the user's) must answer. */
+function systemdChecks(target: ServiceTarget): ServiceCheck[] {
+  const booted: ServiceCheck = {
+    kind: "exists",
+    path: SYSTEMD_BOOTED_PATH,
+    problem: "systemd is not running as this machine's init system (process 1), so nothing " +
+      "would start the service: this happens in containers, in WSL without systemd, or with " +
+      "another init system. Enable systemd (WSL: put `[boot]` and `systemd=true` in " +
+      "/etc/wsl.conf, then `wsl --shutdown`), or start `image-transfer run` with the " +
+      "supervisor this machine uses",
+  };
+  if (target.scope === "system") {
+    return [booted, {
+      kind: "run",
+      argv: ["systemctl", "show", "--property=Version"],
+      problem: "systemctl cannot reach systemd; run the command with sudo on the machine itself",
+    }];
+  }
+  return [booted, {
+    kind: "run",
+    argv: ["systemctl", "--user", "show", "--property=Version"],
+    problem: "systemctl --user cannot reach your systemd user manager (it runs in a login " +
+      "session: log in as this user directly, not through su or sudo, or enable lingering with " +
+      "`sudo loginctl enable-linger <user>`); or install system-wide with sudo",
+  }];
 }
 
 function systemctlArgv(target: ServiceTarget): string[] {

@@ -1,6 +1,10 @@
 /**
- * Windows: a Task Scheduler task that starts the daemon at logon as the
- * current user (no stored password) and restarts it on failure.
+ * Windows: a Task Scheduler task that runs the daemon as the current user
+ * with no stored password. System scope (the default, needs an
+ * Administrator prompt): it starts at boot, logged on with S4U, so nobody
+ * needs to log in. User scope (`--user`): it starts when the user logs on.
+ * Both have a trigger every 5 minutes that starts the daemon again after a
+ * crash (a running daemon makes it a no-op), and run without a time limit.
  *
  * @module
  */
@@ -8,12 +12,15 @@ import { win32 } from "node:path";
 import { fillTemplate } from "./template.ts";
 import { TASK_XML_TEMPLATE } from "./templates.ts";
 import { windowsQuoteArg, xmlEscape } from "./escape.ts";
-import type { DaemonLaunch, ServicePlan, ServiceTarget } from "./plan.ts";
+import type { DaemonLaunch, RollbackStep, ServicePlan, ServiceTarget } from "./plan.ts";
 
 /** The task's name in Task Scheduler. */
 export const TASK_NAME = "ImageTransferDaemon";
 
 const FORMAT = "scheduled task";
+
+/** The longest program path or working folder the task schema accepts (`pathType`). */
+const MAX_PATH_CHARS = 260;
 
 /**
  * Tell where the task definition is kept (it is also registered with Task Scheduler).
@@ -30,11 +37,12 @@ export function taskXmlPath(target: ServiceTarget): string {
  *
  * Paths are written in Windows form (`C:/Users/x` becomes `C:\Users\x`).
  *
- * @param target the user (`DOMAIN\name` or `name`)
+ * @param target the user (`DOMAIN\name` or `name`) and scope
  * @param launch the daemon's argv
  * @returns the task XML
  * @throws {Error} when a path holds characters the task cannot carry, including `%`,
- *   which Task Scheduler would expand as an environment variable
+ *   which Task Scheduler would expand as an environment variable, or is longer than 260
+ *   characters
  */
 export function renderTaskXml(target: ServiceTarget, launch: DaemonLaunch): string {
   const [program, ...args] = launch.argv;
@@ -49,13 +57,25 @@ export function renderTaskXml(target: ServiceTarget, launch: DaemonLaunch): stri
       );
     }
   }
+  const exec = win32.normalize(program);
+  const workingDir = win32.normalize(target.home);
+  for (const [what, path] of [["program path", exec], ["home folder", workingDir]]) {
+    if (path.length > MAX_PATH_CHARS) {
+      throw new Error(
+        `Cannot write the ${FORMAT}: the ${what} ${JSON.stringify(path)} is longer than ` +
+          `${MAX_PATH_CHARS} characters, which Task Scheduler refuses; move it to a shorter path`,
+      );
+    }
+  }
+  const system = target.scope === "system";
   return fillTemplate(TASK_XML_TEMPLATE, {
     TASK_NAME,
     USER: xmlEscape(FORMAT, "user name", target.user),
-    EXEC: xmlEscape(FORMAT, "program path", win32.normalize(program)),
+    LOGON_TYPE: system ? "S4U" : "InteractiveToken",
+    EXEC: xmlEscape(FORMAT, "program path", exec),
     ARGUMENTS: xmlEscape(FORMAT, "argument", args.map(windowsQuoteArg).join(" ")),
-    WORKING_DIR: xmlEscape(FORMAT, "home folder", win32.normalize(target.home)),
-  });
+    WORKING_DIR: xmlEscape(FORMAT, "home folder", workingDir),
+  }, { system, user: !system });
 }
 
 /**
@@ -78,11 +98,13 @@ export function encodeUtf16LeBom(text: string): Uint8Array {
 }
 
 /**
- * Plan the install: write the task XML, register it (`schtasks /Create /XML
- * ... /F` replaces an existing task) and start it now (`schtasks /Run`).
- * A task already installed is ended first so the new definition takes effect.
+ * Plan the install: check that Task Scheduler answers, write the task XML,
+ * register it (`schtasks /Create /XML ... /F` replaces an existing task) and
+ * start it now (`schtasks /Run`). A task already installed is ended first so
+ * the new definition takes effect. A failure deletes what was registered and
+ * written (or puts the previous task back).
  *
- * @param target the user
+ * @param target the user and scope
  * @param launch the daemon's argv and log file
  * @param options `update`: the task XML is already there
  * @returns the plan
@@ -93,20 +115,37 @@ export function planTaskInstall(
   options: { update: boolean },
 ): ServicePlan {
   const path = taskXmlPath(target);
+  const create = ["schtasks", "/Create", "/TN", TASK_NAME, "/XML", path, "/F"];
+  const run = ["schtasks", "/Run", "/TN", TASK_NAME];
+  const rollback: RollbackStep[] = options.update
+    ? [{ kind: "restore" }, { kind: "run", argv: create }, { kind: "run", argv: run }]
+    : [
+      { kind: "run", argv: endTask().command.argv },
+      { kind: "run", argv: ["schtasks", "/Delete", "/TN", TASK_NAME, "/F"] },
+      { kind: "restore" },
+    ];
   return {
     servicePath: path,
+    checks: [{
+      kind: "run",
+      argv: ["schtasks", "/Query", "/FO", "CSV", "/NH"],
+      problem: "schtasks cannot reach Task Scheduler; is the Task Scheduler service running?",
+    }],
     steps: [
-      ...(options.update ? [endTask()] : []),
+      ...(options.update ? [disableTask(), endTask()] : []),
       {
         kind: "write",
         file: { path, contents: renderTaskXml(target, launch), encoding: "utf-16le-bom" },
       },
-      {
-        kind: "run",
-        command: { argv: ["schtasks", "/Create", "/TN", TASK_NAME, "/XML", path, "/F"] },
-      },
-      { kind: "run", command: { argv: ["schtasks", "/Run", "/TN", TASK_NAME] } },
+      { kind: "run", command: { argv: create } },
+      { kind: "run", command: { argv: run } },
     ],
+    rollback,
+    failureHint: target.scope === "system"
+      ? "a task that starts at boot with nobody logged on must be installed from an " +
+        "Administrator prompt (Run as administrator); without admin rights, add --user for a " +
+        "task that starts when you log on"
+      : undefined,
     notes: [
       `Status: schtasks /Query /TN ${TASK_NAME} /V /FO LIST`,
       launch.logFile ? `Log file: ${launch.logFile}` : "Log file: none (log_file is empty)",
@@ -115,7 +154,8 @@ export function planTaskInstall(
 }
 
 /**
- * Plan the uninstall: end the running task, delete it, remove the XML.
+ * Plan the uninstall: disable the task (so its triggers stop), end the
+ * running daemon, delete the task, remove the XML.
  *
  * @param target the user
  * @returns the plan
@@ -125,6 +165,7 @@ export function planTaskUninstall(target: ServiceTarget): ServicePlan {
   return {
     servicePath: path,
     steps: [
+      disableTask(),
       endTask(),
       {
         kind: "run",
@@ -132,7 +173,16 @@ export function planTaskUninstall(target: ServiceTarget): ServicePlan {
       },
       { kind: "remove", path },
     ],
+    checks: [],
+    rollback: [],
     notes: [],
+  };
+}
+
+function disableTask() {
+  return {
+    kind: "run" as const,
+    command: { argv: ["schtasks", "/Change", "/TN", TASK_NAME, "/Disable"], mayFail: true },
   };
 }
 
