@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { join, relative } from "node:path";
 import { runCli } from "./helpers/cli.ts";
+import { noSystemdPath } from "./helpers/no_systemd.ts";
 
 const SYSTEM_UNIT = "etc/systemd/system/image-transfer.service";
 
@@ -68,8 +69,8 @@ Deno.test("install-service --print shows the checks, the unit, the folders and t
     assert.equal(out.code, 0, out.stderr);
     const lines = out.stdout.split("\n");
     assert.deepEqual(lines.slice(0, 2), [
-      "would check: /run/systemd/system exists",
       "would check: systemctl show --property=Version succeeds",
+      "would check: /run/systemd/system exists",
     ]);
     const state = join(home, ".local", "state", "image-transfer");
     assert.ok(
@@ -112,8 +113,8 @@ Deno.test("install-service --user --print uses ~/.config/systemd/user and system
     assert.equal(out.code, 0, out.stderr);
     assert.ok(
       out.stdout.startsWith(
-        "would check: /run/systemd/system exists\n" +
-          "would check: systemctl --user show --property=Version succeeds\n" +
+        "would check: systemctl --user show --property=Version succeeds\n" +
+          "would check: /run/systemd/system exists\n" +
           `would write ${home}/.config/systemd/user/image-transfer.service (UTF-8):\n`,
       ),
       out.stdout,
@@ -378,34 +379,37 @@ Deno.test("install-service refuses to run the daemon as root without --allow-roo
   }
 });
 
-Deno.test("install-service on a host where systemd is not process 1 fails before writing anything", async () => {
-  // This machine has systemd installed but not running as init (like a container or WSL).
-  const booted = await Deno.stat("/run/systemd/system").then(() => true, () => false);
-  assert.equal(booted, false, "this test needs a host without a running systemd");
+Deno.test("install-service on a host without a running systemd fails before writing anything", async () => {
   const { home, config, env } = await makeHome();
+  const tools = await Deno.makeTempDir({ prefix: "it-svc-tools-" });
   try {
+    const noSystemd = { ...env, PATH: await noSystemdPath(tools) };
     const before = await listFolders(home);
-    const system = await runCli(["-c", config, "install-service"], { env });
+    const system = await runCli(["-c", config, "install-service"], { env: noSystemd });
     assert.equal(system.code, 1, system.stderr);
     assert.match(
       system.stderr,
-      /^error: Cannot install the service: systemd is not running as this machine's init system \(process 1\)/m,
+      /^error: Cannot install the service: systemctl cannot reach systemd; systemd is not running as this machine's init system \(process 1\)/m,
     );
     assert.match(
       system.stderr,
-      /\/run\/systemd\/system does not exist\)\. Nothing was changed\.$/m,
+      /\(Cannot complete systemctl show --property=Version: exit code 1: System has not been booted with systemd as init system \(PID 1\)\. Can't operate\.\nFailed to connect to bus: Host is down\)\. Nothing was changed\.$/m,
     );
     assert.doesNotMatch(system.stderr, /^\s+at /m);
     assert.equal(
       await Deno.stat("/etc/systemd/system/image-transfer.service").then(() => true, () => false),
       false,
     );
-    const user = await runCli(["-c", config, "install-service", "--user"], { env });
+    const user = await runCli(["-c", config, "install-service", "--user"], { env: noSystemd });
     assert.equal(user.code, 1, user.stderr);
-    assert.match(user.stderr, /Cannot install the service: systemd is not running/);
+    assert.match(
+      user.stderr,
+      /^error: Cannot install the service: systemctl --user cannot reach your systemd user manager\./m,
+    );
     assert.deepEqual(await listFolders(home), before, "no state, log or unit folder was created");
     assert.deepEqual(await listFiles(home), ["my configs/config.yaml"]);
   } finally {
     await Deno.remove(home, { recursive: true });
+    await Deno.remove(tools, { recursive: true });
   }
 });

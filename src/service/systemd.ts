@@ -165,31 +165,29 @@ export function planSystemdUninstall(target: ServiceTarget): ServicePlan {
   };
 }
 
-/** systemd must be the init system, and its manager (system or the user's) must answer. */
+/** The systemd manager (the system's or the user's) must answer, and be the init system. */
 function systemdChecks(target: ServiceTarget): ServiceCheck[] {
-  const booted: ServiceCheck = {
-    kind: "exists",
-    path: SYSTEMD_BOOTED_PATH,
-    problem: "systemd is not running as this machine's init system (process 1), so nothing " +
-      "would start the service: this happens in containers, in WSL without systemd, or with " +
-      "another init system. Enable systemd (WSL: put `[boot]` and `systemd=true` in " +
-      "/etc/wsl.conf, then `wsl --shutdown`), or start `image-transfer run` with the " +
-      "supervisor this machine uses",
-  };
+  const notInit = "systemd is not running as this machine's init system (process 1): this " +
+    "happens in containers, in WSL without systemd, or with another init system, and nothing " +
+    "would start the service. Enable systemd (WSL: put `[boot]` and `systemd=true` in " +
+    "/etc/wsl.conf, then `wsl --shutdown`), or start `image-transfer run` with the supervisor " +
+    "this machine uses";
+  const booted: ServiceCheck = { kind: "exists", path: SYSTEMD_BOOTED_PATH, problem: notInit };
   if (target.scope === "system") {
-    return [booted, {
+    return [{
       kind: "run",
       argv: ["systemctl", "show", "--property=Version"],
-      problem: "systemctl cannot reach systemd; run the command with sudo on the machine itself",
-    }];
+      problem: `systemctl cannot reach systemd; ${notInit}`,
+    }, booted];
   }
-  return [booted, {
+  return [{
     kind: "run",
     argv: ["systemctl", "--user", "show", "--property=Version"],
-    problem: "systemctl --user cannot reach your systemd user manager (it runs in a login " +
-      "session: log in as this user directly, not through su or sudo, or enable lingering with " +
-      "`sudo loginctl enable-linger <user>`); or install system-wide with sudo",
-  }];
+    problem: "systemctl --user cannot reach your systemd user manager. It runs in a login " +
+      "session: log in as this user directly (not through su or sudo) or enable lingering with " +
+      "`sudo loginctl enable-linger <user>`, or install system-wide with sudo. If systemd is " +
+      "not this machine's init system (containers, WSL without systemd), no service can run",
+  }, booted];
 }
 
 function systemctlArgv(target: ServiceTarget): string[] {

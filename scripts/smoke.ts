@@ -1,0 +1,184 @@
+/**
+ * Smoke test of a build on the machine it runs on: the same script proves a
+ * release binary on its own OS (the release workflow) and the source through
+ * `deno run` with the product's permission set (CI, and `tests/smoke_test.ts`).
+ *
+ * ```sh
+ * deno run --allow-read --allow-write --allow-env --allow-run --allow-sys=uid \
+ *   scripts/smoke.ts [--service] [--expect-commit <sha>] -- <program> [args…]
+ * ```
+ *
+ * `<program> [args…]` starts the product: `dist/image-transfer`, or
+ * `deno run -q -P=image-transfer --config deno.json main.ts`. It checks
+ * `--version`, `init`, `config validate`, `run --once` moving real FITS files
+ * with the local method into night folders with identical bytes (and not
+ * again), `install-service --print`; with `--service`, a real install →
+ * start → a new file arrives → uninstall (needs root through `sudo -n` on
+ * Linux and macOS, an Administrator on Windows). Exits 1 at the first failure.
+ *
+ * @module
+ */
+import { basename, join } from "node:path";
+import denoJson from "../deno.json" with { type: "json" };
+import {
+  expectCode,
+  fail,
+  placeFits,
+  product,
+  sameBytes,
+  type SmokeOptions,
+  writeConfig,
+} from "./smoke_helpers.ts";
+import { serviceSmoke } from "./smoke_service.ts";
+
+async function checkVersion(options: SmokeOptions): Promise<void> {
+  const out = await product(options, ["--version"]);
+  expectCode(out, 0, "--version");
+  const lines = out.stdout.trim().split("\n");
+  const want = [`image-transfer ${denoJson.version}`, `target: ${Deno.build.target}`];
+  for (const line of want) {
+    if (!lines.includes(line)) fail(`--version lacks "${line}":\n${out.stdout}`);
+  }
+  const commit = lines.find((line) => line.startsWith("commit: "))?.split(" ")[1];
+  if (
+    options.expectCommit
+      ? commit !== options.expectCommit
+      : !/^([0-9a-f]{40}|unknown)$/.test(commit ?? "")
+  ) {
+    fail(`--version names commit ${commit}, expected ${options.expectCommit ?? "a hash"}`);
+  }
+  if (!lines.some((line) => /^deno: \d+\.\d+\.\d+/.test(line))) {
+    fail(`--version lacks the Deno version:\n${out.stdout}`);
+  }
+  console.log(`ok: --version (${lines.join(", ")})`);
+}
+
+async function checkInit(options: SmokeOptions, work: string): Promise<void> {
+  const file = join(work, "init", "config.yaml");
+  expectCode(await product(options, ["-c", file, "init"]), 0, "init");
+  if (!(await Deno.readTextFile(file)).includes("watch_path:")) fail("init wrote no watch_path");
+  expectCode(
+    await product(options, ["-c", file, "config", "validate"]),
+    0,
+    "validate init's config",
+  );
+  console.log("ok: init writes a config that validates");
+}
+
+/** Send real FITS files with `run --once`, check the bytes at the destination, and no resend. */
+async function checkRunOnce(options: SmokeOptions, work: string): Promise<void> {
+  const watch = join(work, "camera");
+  const dest = join(work, "server");
+  const config = join(work, "config.yaml");
+  await writeConfig(config, {
+    watch_path: watch,
+    transfer_method: "local",
+    remote_base_path: dest,
+    verify_transfer: "checksum",
+    night_timezone: "UTC",
+    stability_window_seconds: 0.5,
+    state_dir: join(work, "state"),
+    log_file: join(work, "logs", "image_transfer.log"),
+  });
+  expectCode(await product(options, ["-c", config, "config", "validate"]), 0, "config validate");
+  const files: Record<string, string> = {
+    "M42 frame 001.fits": "cmos_iso_2024.fits",
+    "night 1/ngc 7000 'é' $x.fits": "old_ccd_1998.fits",
+    "night 1/flat-V #2.fits": "fpack_style.fits",
+  };
+  const sent = new Map<string, Uint8Array>();
+  for (const [name, fixture] of Object.entries(files)) {
+    sent.set(name, await placeFits(fixture, join(watch, ...name.split("/"))));
+  }
+  await Deno.writeTextFile(join(watch, "notes.txt"), "not an image\n");
+  const first = await product(options, ["-c", config, "run", "--once"]);
+  expectCode(first, 0, "run --once");
+  for (const [name, bytes] of sent) {
+    const arrived = join(dest, "20240315", ...name.split("/"));
+    if (!(await sameBytes(arrived, bytes))) {
+      fail(`run --once: ${arrived} is missing or differs\n${first.stderr}`);
+    }
+  }
+  if (await exists(join(dest, "20240315", "notes.txt"))) fail("run --once sent notes.txt");
+  const before = await countFiles(dest);
+  expectCode(await product(options, ["-c", config, "run", "--once"]), 0, "second run --once");
+  if ((await countFiles(dest)) !== before) fail("the second run --once sent files again");
+  console.log(`ok: run --once sent ${sent.size} FITS files into 20240315/ with identical bytes`);
+}
+
+async function checkServicePrint(options: SmokeOptions, work: string): Promise<void> {
+  const config = join(work, "config.yaml");
+  const file = { linux: "image-transfer.service", darwin: "com.image-transfer.daemon.plist" }[
+    Deno.build.os as string
+  ] ?? "ImageTransferDaemon.xml";
+  // Run by root without sudo, the daemon would run as root: that needs saying so.
+  const asRoot = Deno.build.os !== "windows" && Deno.uid() === 0 && !Deno.env.get("SUDO_USER");
+  for (const scope of [[], ["--user"]]) {
+    const args = ["-c", config, "install-service", "--print", ...scope];
+    if (asRoot && scope.length === 0) args.push("--allow-root");
+    const out = await product(options, args);
+    expectCode(out, 0, args.join(" "));
+    const written = /^would write (.*) \(UTF-(8|16LE with BOM)\):$/m.exec(out.stdout)?.[1];
+    if (!written || basename(written.replaceAll("\\", "/")) !== file) {
+      fail(`install-service --print ${scope.join(" ")} writes no ${file}:\n${out.stdout}`);
+    }
+    if (!/^would check: /m.test(out.stdout)) fail("install-service --print shows no checks");
+  }
+  console.log(`ok: install-service --print (system and --user) shows ${file}`);
+}
+
+async function exists(path: string): Promise<boolean> {
+  return await Deno.lstat(path).then(() => true, () => false);
+}
+
+async function countFiles(dir: string): Promise<number> {
+  let n = 0;
+  for await (const entry of Deno.readDir(dir)) {
+    n += entry.isDirectory ? await countFiles(join(dir, entry.name)) : 1;
+  }
+  return n;
+}
+
+/**
+ * Run every check.
+ *
+ * @param options the product and what to check
+ * @throws {Error} at the first check that fails
+ */
+export async function smoke(options: SmokeOptions): Promise<void> {
+  const work = await Deno.makeTempDir({ prefix: "itx-smoke-" });
+  try {
+    await checkVersion(options);
+    await checkInit(options, work);
+    await checkRunOnce(options, work);
+    await checkServicePrint(options, work);
+    if (options.service) await serviceSmoke(options);
+  } finally {
+    await Deno.remove(work, { recursive: true }).catch(() => {});
+  }
+}
+
+/** Parse `[--service] [--expect-commit <sha>] -- <program> [args…]`. */
+export function parseArgs(args: string[]): SmokeOptions {
+  const split = args.indexOf("--");
+  const own = split < 0 ? [] : args.slice(0, split);
+  const product = split < 0 ? args : args.slice(split + 1);
+  const options: SmokeOptions = { product, service: false };
+  for (let i = 0; i < own.length; i++) {
+    if (own[i] === "--service") options.service = true;
+    else if (own[i] === "--expect-commit" && own[i + 1]) options.expectCommit = own[++i];
+    else fail(`unknown option ${own[i]}`);
+  }
+  if (product.length === 0) fail("no product command after --");
+  return options;
+}
+
+if (import.meta.main) {
+  try {
+    await smoke(parseArgs(Deno.args));
+    console.log("smoke test passed");
+  } catch (error) {
+    console.error(`smoke test FAILED: ${(error as Error).message}`);
+    Deno.exit(1);
+  }
+}
