@@ -5,7 +5,8 @@
  *
  * ```sh
  * deno run --allow-read --allow-write --allow-env --allow-run --allow-sys=uid \
- *   scripts/smoke.ts [--service] [--expect-commit <sha>] -- <program> [args…]
+ *   scripts/smoke.ts [--service] [--expect-commit <sha>] [--expect-target <triple>] \
+ *   -- <program> [args…]
  * ```
  *
  * `<program> [args…]` starts the product: `dist/image-transfer`, or
@@ -35,7 +36,8 @@ async function checkVersion(options: SmokeOptions): Promise<void> {
   const out = await product(options, ["--version"]);
   expectCode(out, 0, "--version");
   const lines = out.stdout.trim().split("\n");
-  const want = [`image-transfer ${denoJson.version}`, `target: ${Deno.build.target}`];
+  const target = options.expectTarget ?? Deno.build.target;
+  const want = [`image-transfer ${denoJson.version}`, `target: ${target}`];
   for (const line of want) {
     if (!lines.includes(line)) fail(`--version lacks "${line}":\n${out.stdout}`);
   }
@@ -158,7 +160,7 @@ export async function smoke(options: SmokeOptions): Promise<void> {
   }
 }
 
-/** Parse `[--service] [--expect-commit <sha>] -- <program> [args…]`. */
+/** Parse `[--service] [--expect-commit <sha>] [--expect-target <triple>] -- <program> [args…]`. */
 export function parseArgs(args: string[]): SmokeOptions {
   const split = args.indexOf("--");
   const own = split < 0 ? [] : args.slice(0, split);
@@ -167,6 +169,7 @@ export function parseArgs(args: string[]): SmokeOptions {
   for (let i = 0; i < own.length; i++) {
     if (own[i] === "--service") options.service = true;
     else if (own[i] === "--expect-commit" && own[i + 1]) options.expectCommit = own[++i];
+    else if (own[i] === "--expect-target" && own[i + 1]) options.expectTarget = own[++i];
     else fail(`unknown option ${own[i]}`);
   }
   if (product.length === 0) fail("no product command after --");

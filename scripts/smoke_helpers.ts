@@ -22,6 +22,8 @@ export interface SmokeOptions {
   service: boolean;
   /** `--version` must name this commit. */
   expectCommit?: string;
+  /** `--version` must name this target (default: the one running the smoke test). */
+  expectTarget?: string;
 }
 
 const FIXTURES = fileURLToPath(new URL("../tests/fixtures/fits/", import.meta.url));
