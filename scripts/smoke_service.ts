@@ -95,6 +95,9 @@ export async function serviceSmoke(options: SmokeOptions): Promise<void> {
   const config = join(work, "config.yaml");
   const logFile = join(work, "logs", "image_transfer.log");
   await Deno.mkdir(join(work, "camera"));
+  // The destination exists before the service starts, as install-service asks: the
+  // sandboxed Linux unit may write only into folders that exist when it starts.
+  await Deno.mkdir(join(work, "server"));
   await writeConfig(config, {
     watch_path: join(work, "camera"),
     transfer_method: "local",
