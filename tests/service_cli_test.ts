@@ -373,6 +373,10 @@ Deno.test("install-service refuses to run the daemon as root without --allow-roo
     const unit = await Deno.readTextFile(join(root, SYSTEM_UNIT));
     assert.match(unit, /^User=root$/m);
     assert.match(unit, /^CapabilityBoundingSet=$/m, "even as root the unit keeps no capabilities");
+    // Removing it needs no --allow-root.
+    const removed = await runCli(["uninstall-service", "--root", root], { env: asRoot });
+    assert.equal(removed.code, 0, removed.stderr);
+    assert.deepEqual(await listFiles(root), []);
   } finally {
     await Deno.remove(home, { recursive: true });
     await Deno.remove(root, { recursive: true });

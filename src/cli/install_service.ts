@@ -28,7 +28,6 @@ export function addServiceOptions(command: Command): Command {
         "instead of starting at boot",
     )
     .option("--print", "show the checks, files and commands, change nothing")
-    .option("--allow-root", "let the service run as root (not recommended)")
     .addOption(
       new Option("--root <dir>", "write under <dir> instead of / and run no commands (testing)"),
     )
@@ -52,7 +51,7 @@ export async function runInstallService(
   configOption: string | undefined,
   options: ServiceOptions,
 ): Promise<void> {
-  const { target, account, warnings } = resolveServiceTarget(options);
+  const { target, account, warnings } = resolveServiceTarget(options, "install");
   if (account.viaSudo) {
     // Under sudo, `~` (in -c and inside the config) means the invoking user's home,
     // as it will for the daemon, which runs as that user.
@@ -113,7 +112,10 @@ export async function runInstallService(
 /** The `install-service` command. */
 export function installServiceCommand(): Command {
   return addServiceOptions(
-    new Command("install-service").description(
+    new Command("install-service").option(
+      "--allow-root",
+      "let the service run as root (not recommended)",
+    ).description(
       "run the daemon as a service that starts at boot and restarts after a crash: a systemd " +
         "unit (Linux), a launchd daemon (macOS, with sudo) or a scheduled task (Windows, as " +
         "Administrator); re-running updates and restarts it",

@@ -18,7 +18,7 @@ import { resolveServiceTarget, type ServiceOptions } from "../service/target.ts"
  * @throws {CommandError} when the service manager refuses
  */
 export async function runUninstallService(options: ServiceOptions): Promise<void> {
-  const { target } = resolveServiceTarget(options);
+  const { target } = resolveServiceTarget(options, "uninstall");
   const plan = planUninstall(target);
   const onDisk = underRoot(options.root, plan.servicePath);
   try {

@@ -37,12 +37,16 @@ export interface ResolvedTarget {
  * `user` (a LaunchAgent).
  *
  * @param options the command's options
+ * @param purpose `install` also refuses a service that would run as root without `--allow-root`
  * @returns the target, the account and any warnings
  * @throws {UsageError} for an unknown `--os`, `--os` without `--print`/`--root`, `--user` under
- *   sudo, a system-wide Linux install without root, or a service running as root without
- *   `--allow-root`
+ *   sudo, a system-wide Linux install without root, or (installing) a service running as root
+ *   without `--allow-root`
  */
-export function resolveServiceTarget(options: ServiceOptions): ResolvedTarget {
+export function resolveServiceTarget(
+  options: ServiceOptions,
+  purpose: "install" | "uninstall",
+): ResolvedTarget {
   const os = resolveOs(options);
   const account = invokingAccount(os);
   const dryRun = options.print === true || options.root !== undefined;
@@ -64,7 +68,7 @@ export function resolveServiceTarget(options: ServiceOptions): ResolvedTarget {
     );
   }
   const warnings: string[] = [];
-  if (os !== "windows" && scope === "system" && isRootAccount(account)) {
+  if (purpose === "install" && os !== "windows" && scope === "system" && isRootAccount(account)) {
     if (!options.allowRoot) {
       throw new UsageError(
         "Cannot install the service to run as root: run install-service with sudo from the " +
