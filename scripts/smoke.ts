@@ -113,12 +113,19 @@ async function checkServicePrint(options: SmokeOptions, work: string): Promise<v
   const file = { linux: "image-transfer.service", darwin: "com.image-transfer.daemon.plist" }[
     Deno.build.os as string
   ] ?? "ImageTransferDaemon.xml";
-  // Run by root without sudo, the daemon would run as root: that needs saying so.
-  const asRoot = Deno.build.os !== "windows" && Deno.uid() === 0 && !Deno.env.get("SUDO_USER");
+  const root = Deno.build.os !== "windows" && Deno.uid() === 0;
+  const viaSudo = root && Boolean(Deno.env.get("SUDO_USER"));
   for (const scope of [[], ["--user"]]) {
     const args = ["-c", config, "install-service", "--print", ...scope];
-    if (asRoot && scope.length === 0) args.push("--allow-root");
+    // Run by root without sudo, the daemon would run as root: that needs saying so.
+    if (root && !viaSudo && scope.length === 0) args.push("--allow-root");
     const out = await product(options, args);
+    if (viaSudo && scope.length > 0) {
+      // A service in the user's own session cannot be set up through sudo: refused, plainly.
+      expectCode(out, 2, args.join(" "));
+      if (!/through sudo/.test(out.stderr)) fail(`--user under sudo: ${out.stderr}`);
+      continue;
+    }
     expectCode(out, 0, args.join(" "));
     const written = /^would write (.*) \(UTF-(8|16LE with BOM)\):$/m.exec(out.stdout)?.[1];
     if (!written || basename(written.replaceAll("\\", "/")) !== file) {
@@ -126,7 +133,8 @@ async function checkServicePrint(options: SmokeOptions, work: string): Promise<v
     }
     if (!/^would check: /m.test(out.stdout)) fail("install-service --print shows no checks");
   }
-  console.log(`ok: install-service --print (system and --user) shows ${file}`);
+  const user = viaSudo ? "--user refused under sudo" : "--user";
+  console.log(`ok: install-service --print (system and ${user}) shows ${file}`);
 }
 
 async function exists(path: string): Promise<boolean> {

@@ -10,8 +10,11 @@ import { gitCommit } from "../src/version.ts";
 Deno.test("--version and -V print the version from deno.json, the commit, the target and Deno's version", async () => {
   const { version } = JSON.parse(await Deno.readTextFile(join(REPO_ROOT, "deno.json")));
   assert.match(version, /^\d+\.\d+\.\d+/);
-  const git = await new Deno.Command("git", { args: ["rev-parse", "HEAD"], cwd: REPO_ROOT })
-    .output();
+  // safe.directory: CI runs the tests as root in a checkout another user owns.
+  const git = await new Deno.Command("git", {
+    args: ["-c", "safe.directory=*", "rev-parse", "HEAD"],
+    cwd: REPO_ROOT,
+  }).output();
   const head = new TextDecoder().decode(git.stdout).trim();
   assert.match(head, /^[0-9a-f]{40}$/);
   for (const flag of ["--version", "-V"]) {
