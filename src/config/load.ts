@@ -27,6 +27,7 @@ import {
   SINGLE_STRING_LISTS,
 } from "./issues.ts";
 import { plainValue, syntaxErrorLine, syntaxReason } from "./yaml_problems.ts";
+import { checkConfigFileMode, checkIdentityFileModes } from "./file_mode.ts";
 import { closestWord } from "../suggest.ts";
 
 const DAEMON_KEYS = new Set(Object.keys(daemonShape));
@@ -40,7 +41,8 @@ export function resolveConfigPath(option?: string): string {
 }
 
 /**
- * Load, validate and resolve a config file.
+ * Load, validate and resolve a config file. The file and the jobs' SSH
+ * identity files must not be writable by group or others (POSIX).
  *
  * @param file path of the YAML file
  * @returns the configuration with defaults applied and paths expanded
@@ -53,7 +55,10 @@ export async function loadConfig(file: string): Promise<Config> {
   } catch (error) {
     throw new ConfigError(readFailure(file, error), { file, cause: error });
   }
-  return parseConfig(text, file);
+  await checkConfigFileMode(file);
+  const config = parseConfig(text, file);
+  await checkIdentityFileModes(config);
+  return config;
 }
 
 /**
