@@ -10,6 +10,7 @@
  */
 import { runCli } from "./src/cli/program.ts";
 import { describeErrorChain, ExitCode, exitCodeFor, UsageError } from "./src/errors.ts";
+import { logExit, shutdownLogging } from "./src/log/logging.ts";
 
 /** Print an error the way every command does and return its exit code. */
 function reportError(error: unknown, verbose: boolean): number {
@@ -28,8 +29,27 @@ function reportError(error: unknown, verbose: boolean): number {
   return code;
 }
 
+/**
+ * A bug that escaped every handler (an unhandled promise rejection): write it
+ * to the log file and stderr, with its stack, and exit 1.
+ */
+async function crash(error: unknown): Promise<never> {
+  logExit(error, ExitCode.failure);
+  await shutdownLogging().catch(() => {});
+  reportError(error, true);
+  Deno.exit(ExitCode.failure);
+}
+
 if (import.meta.main) {
   const verbose = Deno.args.includes("-v") || Deno.args.includes("--verbose");
+  globalThis.addEventListener("unhandledrejection", (event) => {
+    event.preventDefault();
+    void crash(event.reason);
+  });
+  globalThis.addEventListener("error", (event) => {
+    event.preventDefault();
+    void crash(event.error);
+  });
   let code: number;
   try {
     code = await runCli(Deno.args);

@@ -236,3 +236,31 @@ Deno.test("a lock conflict: exit 3, and the reason is in the log file", async ()
     assert.equal((await first.stop()).code, 0, first.stderr());
   }
 });
+
+Deno.test("a config error at start reaches the log file the config names, else the default one", async () => {
+  await using box = await cliSandbox({ retry_attempts: "three" });
+  const run = await runCli(["run", "-c", box.config], { env: box.env });
+  assert.equal(run.code, 2, run.stderr);
+  assert.match(run.stderr, /^error: .*config\.yaml:\d+: retry_attempts: expected a whole number/);
+  const log = await Deno.readTextFile(box.logFile);
+  assert.match(
+    log,
+    /FATAL +\[exit\] Exiting with code 2: .*config\.yaml:\d+: retry_attempts: expected a whole number/,
+  );
+
+  // A config others can write does not choose where to write: the default log file gets it.
+  await Deno.remove(box.logFile);
+  await box.rewrite({});
+  await Deno.chmod(box.config, 0o666);
+  const refused = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+  assert.equal(refused.code, 2, refused.stderr);
+  await assert.rejects(Deno.stat(box.logFile), Deno.errors.NotFound);
+  const fallback = await Deno.readTextFile(join(box.env.HOME, "logs", "image_transfer.log"));
+  assert.match(fallback, /Exiting with code 2: .*refusing this config file/);
+
+  // --dry-run writes nothing, not even this.
+  await Deno.remove(join(box.env.HOME, "logs"), { recursive: true });
+  const dry = await runCli(["run", "--dry-run", "-c", box.config], { env: box.env });
+  assert.equal(dry.code, 2, dry.stderr);
+  await assert.rejects(Deno.stat(join(box.env.HOME, "logs")), Deno.errors.NotFound);
+});

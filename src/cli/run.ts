@@ -5,6 +5,7 @@
  */
 import { Command } from "commander";
 import { loadConfig, resolveConfigPath } from "../config/load.ts";
+import { earlyLogSettings } from "../config/early_log.ts";
 import type { Config } from "../config/types.ts";
 import { exitCodeFor } from "../errors.ts";
 import { logExit, setupLogging, shutdownLogging } from "../log/logging.ts";
@@ -33,7 +34,14 @@ export function runCommand(): Command {
     )
     .action(async (options: RunOptions, command: Command) => {
       const global = globalOptions(command);
-      const config = await loadConfig(resolveConfigPath(global.config));
+      const file = resolveConfigPath(global.config);
+      let config: Config;
+      try {
+        config = await loadConfig(file);
+      } catch (error) {
+        if (!options.dryRun) await logEarlyExit(file, error, global.verbose ?? false);
+        throw error;
+      }
       if (options.dryRun) {
         await dryRun(config, (line) => console.log(line));
         return;
@@ -59,4 +67,21 @@ export function runCommand(): Command {
         await shutdownLogging();
       }
     });
+}
+
+/**
+ * Write why the daemon exits before its config loaded to the log file the
+ * config names (or the default one); failing that, stderr alone has it.
+ */
+async function logEarlyExit(file: string, error: unknown, verbose: boolean): Promise<void> {
+  const settings = await earlyLogSettings(file);
+  if (!settings.logFile) return;
+  try {
+    await setupLogging({ verbose, logFile: settings.logFile, format: settings.format });
+    logExit(error, exitCodeFor(error));
+  } catch {
+    // The log file cannot be opened: the error still reaches stderr.
+  } finally {
+    await shutdownLogging();
+  }
 }

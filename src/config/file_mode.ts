@@ -52,6 +52,11 @@ export async function checkIdentityFileModes(config: Config): Promise<void> {
   if (problems.length > 0) throw new ConfigError(problems.join("\n"), { file: config.file });
 }
 
+/** Whether group or others can write `file` (never on Windows; `false` when it is missing). */
+export async function isWritableByOthers(file: string): Promise<boolean> {
+  return (await writableByOthers(file)) !== undefined;
+}
+
 /** `writable by group or others (mode 0664)`, or `undefined` when it is not (or is missing). */
 async function writableByOthers(file: string): Promise<string | undefined> {
   if (Deno.build.os === "windows") return undefined; // ACLs, not modes
