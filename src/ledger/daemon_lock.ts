@@ -106,26 +106,39 @@ export type DaemonState =
 /**
  * Find out, without taking it, whether the lock of `stateDir` is held.
  * Nothing is written.
+ *
+ * @throws {Error} when the lock file exists but cannot be checked (e.g. no permission)
  */
 export function probeDaemon(stateDir: string): DaemonState {
-  let db: DatabaseSync;
+  const path = join(stateDir, LOCK_FILE);
   try {
-    db = new DatabaseSync(join(stateDir, LOCK_FILE), { readOnly: true });
-  } catch {
-    // No lock file: no daemon ever ran here.
-    return { running: false, stalePid: readPid(stateDir) };
+    Deno.statSync(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      return { running: false, stalePid: readPid(stateDir) }; // No daemon ever ran here.
+    }
+    throw new Error(`Cannot tell whether a daemon is running: ${errorText(error)}`, {
+      cause: error,
+    });
   }
-  let held = false;
+  let db: DatabaseSync | undefined;
   try {
+    db = new DatabaseSync(path, { readOnly: true });
     // A shared lock for a moment: refused while a daemon holds its exclusive one.
     db.exec("PRAGMA busy_timeout = 0; BEGIN; SELECT count(*) FROM sqlite_master; ROLLBACK;");
-  } catch {
-    held = true;
+  } catch (error) {
+    if (/locked|busy/i.test(errorText(error))) return { running: true, info: readInfo(stateDir) };
+    throw new Error(`Cannot tell whether a daemon is running: ${path}: ${errorText(error)}`, {
+      cause: error,
+    });
   } finally {
-    db.close();
+    db?.close();
   }
-  if (!held) return { running: false, stalePid: readPid(stateDir) };
-  return { running: true, info: readInfo(stateDir) };
+  return { running: false, stalePid: readPid(stateDir) };
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 /** The process id in the PID file of `stateDir`, if there is a readable one. */
