@@ -303,6 +303,13 @@ Deno.test("an alias bomb is refused with the line of the alias that expands most
   assert.deepEqual(config.jobs[0].exclude_patterns, ["*.fit"]);
 });
 
+Deno.test("an empty (~) key is reported at its own line", () => {
+  assert.match(
+    configError("watch_path: /a\nremote_host: h\n~: x\n").message,
+    /config\.yaml:3: unknown key ""/,
+  );
+});
+
 Deno.test("an alias without its anchor is refused with its line", () => {
   const error = configError("watch_path: /a\nremote_host: *host\nremote_base_path: /o\n");
   assert.match(error.message, /config\.yaml:2: YAML alias \*host refers to no anchor/);

@@ -75,9 +75,7 @@ export class Issues {
     let line = this.#line(node) ?? 1;
     for (const segment of path) {
       if (isMap(node)) {
-        const pair = node.items.find((p) =>
-          String(isScalar(p.key) ? p.key.value : p.key) === String(segment)
-        );
+        const pair = node.items.find((p) => keyText(p.key) === String(segment));
         if (!pair) return line;
         line = this.#line(pair.key) ?? line;
         node = pair.value;
@@ -95,6 +93,11 @@ export class Issues {
     const range = (node as { range?: [number, number, number] } | null)?.range;
     return range ? this.lineCounter.linePos(range[0]).line : undefined;
   }
+}
+
+/** A mapping key as it appears in the parsed object (`~` becomes ""). */
+function keyText(key: unknown): string {
+  return isScalar(key) ? (key.value === null ? "" : String(key.value)) : String(key);
 }
 
 /** Say what is wrong with one value, in words a user can act on. */

@@ -69,7 +69,13 @@ export async function loadConfig(file: string): Promise<Config> {
  */
 export function parseConfig(text: string, file: string): Config {
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  const doc = parseDocument(text, {
+    lineCounter,
+    prettyErrors: false,
+    uniqueKeys: true,
+    // Problems are reported as ConfigError lines, not as process warnings.
+    logLevel: "error",
+  });
   const issues = new Issues(file, doc, lineCounter);
   const syntaxLines = new Set<number>();
   for (const error of doc.errors) {
