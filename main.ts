@@ -9,25 +9,47 @@
  * @module
  */
 import { runCli } from "./src/cli/program.ts";
-import { ConfigError, describeErrorChain, UsageError } from "./src/errors.ts";
+import { describeErrorChain, ExitCode, exitCodeFor, UsageError } from "./src/errors.ts";
+import { logExit, shutdownLogging } from "./src/log/logging.ts";
 
 /** Print an error the way every command does and return its exit code. */
 function reportError(error: unknown, verbose: boolean): number {
-  const usage = error instanceof UsageError || error instanceof ConfigError;
+  const code = exitCodeFor(error);
   const message = error instanceof Error ? error.message : String(error);
   console.error(`error: ${message}`);
   if (verbose) {
     const chain = describeErrorChain(error).split("\n").slice(1);
     for (const line of chain) console.error(`  ${line}`);
-    if (!usage && error instanceof Error && error.stack) console.error(error.stack);
+    if (code === ExitCode.failure && error instanceof Error && error.stack) {
+      console.error(error.stack);
+    }
   } else if (error instanceof UsageError) {
     console.error("(run with --help for usage)");
   }
-  return usage ? 2 : 1;
+  return code;
+}
+
+/**
+ * A bug that escaped every handler (an unhandled promise rejection): write it
+ * to the log file and stderr, with its stack, and exit 1.
+ */
+async function crash(error: unknown): Promise<never> {
+  logExit(error, ExitCode.failure);
+  await shutdownLogging().catch(() => {});
+  reportError(error, true);
+  Deno.exit(ExitCode.failure);
 }
 
 if (import.meta.main) {
   const verbose = Deno.args.includes("-v") || Deno.args.includes("--verbose");
+  globalThis.addEventListener("unhandledrejection", (event) => {
+    event.preventDefault();
+    void crash(event.reason);
+  });
+  globalThis.addEventListener("error", (event) => {
+    event.preventDefault();
+    void crash(event.error);
+  });
   let code: number;
   try {
     code = await runCli(Deno.args);

@@ -1,9 +1,25 @@
 /**
- * The few named errors a caller acts on. Everything else is a plain `Error`
- * and ends the program with exit code 1.
+ * The few named errors a caller acts on, and the program's exit codes.
+ * Everything else is a plain `Error` and ends the program with exit code 1.
  *
  * @module
  */
+
+/** Every exit code of the program, in one place (README: "Exit codes"). */
+export const ExitCode = {
+  /** Success. */
+  ok: 0,
+  /** A runtime failure: a file could not be delivered (`run --once`), or anything unexpected. */
+  failure: 1,
+  /** The command line is wrong (unknown command or option). */
+  usage: 2,
+  /** The config file is wrong, unreadable, or writable by others. */
+  config: 2,
+  /** Another daemon already runs with the same `state_dir`. */
+  alreadyRunning: 3,
+  /** A watch folder does not exist (`run --once`) or is not a folder. */
+  watchFolderMissing: 4,
+} as const;
 
 /** A configuration file or value is wrong; the CLI exits with code 2. */
 export class ConfigError extends Error {
@@ -23,6 +39,25 @@ export class ConfigError extends Error {
 /** The command line is wrong (unknown option, bad argument); exit code 2. */
 export class UsageError extends Error {
   override name = "UsageError";
+}
+
+/** Another daemon holds the lock of the state folder; exit code 3. */
+export class DaemonRunningError extends Error {
+  override name = "DaemonRunningError";
+}
+
+/** A watch folder is missing (where it cannot be waited for) or is not a folder; exit code 4. */
+export class WatchFolderError extends Error {
+  override name = "WatchFolderError";
+}
+
+/** The exit code for an error that ended a command. */
+export function exitCodeFor(error: unknown): number {
+  if (error instanceof UsageError) return ExitCode.usage;
+  if (error instanceof ConfigError) return ExitCode.config;
+  if (error instanceof DaemonRunningError) return ExitCode.alreadyRunning;
+  if (error instanceof WatchFolderError) return ExitCode.watchFolderMissing;
+  return ExitCode.failure;
 }
 
 /** Everything known about one finished or failed child process run. */

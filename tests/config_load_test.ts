@@ -265,8 +265,54 @@ Deno.test("YAML syntax errors give the line and the parser's reason", () => {
   );
   assert.match(
     configError("watch_path: /a\nwatch_path: /b\n").message,
-    /:2: YAML syntax error: Map keys must be unique/,
+    /:2: duplicate key "watch_path" \(first on line 1\)/,
   );
+});
+
+Deno.test("a duplicate key inside a job is named, with both lines", () => {
+  const error = configError(
+    "remote_host: h\nremote_base_path: /o\njobs:\n  - watch_path: /a\n    retry_delay: 3\n" +
+      '    "retry_delay": 4\n',
+  );
+  assert.match(error.message, /config\.yaml:6: duplicate key "retry_delay" \(first on line 5\)/);
+  assert.equal(error.line, 6);
+});
+
+Deno.test("an alias bomb is refused with the line of the alias that expands most", () => {
+  const lol = Array(9).fill('"lol"').join(", ");
+  const text = [
+    "watch_path: /a",
+    "remote_host: h",
+    "remote_base_path: /o",
+    `a: &a [${lol}]`,
+    ...["b", "c", "d", "e", "f", "g"].map((name, i) => {
+      const previous = "abcdefg"[i];
+      return `${name}: &${name} [${Array(9).fill(`*${previous}`).join(", ")}]`;
+    }),
+  ].join("\n");
+  const error = configError(text);
+  assert.match(error.message, /^\/etc\/it\/config\.yaml:10: YAML aliases expand too far: \*f here/);
+  assert.match(error.message, /alias bomb/);
+  assert.equal(error.line, 10);
+  // A few aliases are fine.
+  const config = parseConfig(
+    'watch_path: /a\nremote_host: h\nremote_base_path: /o\nfile_patterns: &p ["*.fit"]\n' +
+      "exclude_patterns: *p\n",
+    "/c.yaml",
+  );
+  assert.deepEqual(config.jobs[0].exclude_patterns, ["*.fit"]);
+});
+
+Deno.test("an empty (~) key is reported at its own line", () => {
+  assert.match(
+    configError("watch_path: /a\nremote_host: h\n~: x\n").message,
+    /config\.yaml:3: unknown key ""/,
+  );
+});
+
+Deno.test("an alias without its anchor is refused with its line", () => {
+  const error = configError("watch_path: /a\nremote_host: *host\nremote_base_path: /o\n");
+  assert.match(error.message, /config\.yaml:2: YAML alias \*host refers to no anchor/);
 });
 
 Deno.test("empty files and non-mapping files get a clear message", () => {

@@ -159,7 +159,7 @@ Deno.test("a second daemon on the same state_dir refuses to start", async () => 
     try {
       await first.waitForOutput("Watching");
       const second = await runCli(["run", "--once", "-c", box.config], { env: box.env });
-      assert.equal(second.code, 1);
+      assert.equal(second.code, 3, second.stderr);
       assert.match(second.stderr, /another image-transfer daemon is already running/);
       assert.doesNotMatch(second.stderr, /\n\s+at /, "no stack trace");
     } finally {

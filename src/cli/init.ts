@@ -22,7 +22,11 @@ export async function runInit(global: GlobalOptions, options: { force: boolean }
   const file = resolveConfigPath(global.config);
   await Deno.mkdir(dirname(file), { recursive: true });
   try {
-    await Deno.writeTextFile(file, renderDefaultConfig(), { createNew: !options.force });
+    // Never group or others writable (the daemon refuses such a config), whatever the umask.
+    await Deno.writeTextFile(file, renderDefaultConfig(), {
+      createNew: !options.force,
+      mode: 0o644,
+    });
   } catch (error) {
     if (error instanceof Deno.errors.AlreadyExists) {
       throw new ConfigError(

@@ -14,6 +14,7 @@ import { doctorCommand } from "./doctor.ts";
 import { installServiceCommand } from "./install_service.ts";
 import { uninstallServiceCommand } from "./uninstall_service.ts";
 import { globalOptions } from "./options.ts";
+import { checkCommandWords } from "./command_words.ts";
 
 /** Build the program. Commands throw on failure; `main.ts` turns errors into exit codes. */
 export function buildProgram(): Command {
@@ -37,7 +38,9 @@ export function buildProgram(): Command {
     }
   });
 
-  program.addCommand(runCommand(), { isDefault: true });
+  const run = runCommand();
+  program.addCommand(run, { isDefault: true });
+  program.addHelpText("after", (context) => defaultCommandHelp(context.command, run));
   program.addCommand(initCommand());
   program.addCommand(configCommand());
   program.addCommand(statusCommand());
@@ -50,6 +53,30 @@ export function buildProgram(): Command {
       command.exitOverride().configureOutput({ outputError: () => {} }).showHelpAfterError(false),
   );
   return program;
+}
+
+/** The default command's options, listed in the top-level help like the other options. */
+function defaultCommandHelp(program: Command, run: Command): string {
+  const helper = program.createHelp();
+  const width = Math.max(
+    helper.padWidth(program, helper),
+    helper.longestOptionTermLength(run, helper),
+  );
+  const items = helper.visibleOptions(run)
+    .filter((option) => option.long !== "--help")
+    .map((option) =>
+      helper.formatItem(helper.optionTerm(option), width, helper.optionDescription(option), helper)
+    );
+  return "\n" +
+    helper.formatItemList(`Options of ${run.name()}, the default command:`, items, helper)
+      .join("\n");
+}
+
+/** Commander's message on one line: `unknown option '--onc'; did you mean '--once'?`. */
+function usageMessage(message: string): string {
+  return message.replace(/^error: /, "")
+    .replace(/\n\(Did you mean (\S+)\?\)$/, "; did you mean '$1'?")
+    .replace(/\n\(Did you mean (.+)\?\)$/, "; did you mean $1?");
 }
 
 /** Apply `fn` to `command` and every subcommand below it (commander does not inherit settings given to `addCommand`). */
@@ -66,12 +93,14 @@ function applyToAll(command: Command, fn: (command: Command) => void): void {
  */
 export async function runCli(args: string[]): Promise<number> {
   const program = buildProgram();
+  const run = program.commands.find((command) => command.name() === "run")!;
+  checkCommandWords(program, run, args);
   try {
     await program.parseAsync(args, { from: "user" });
   } catch (error) {
     if (error instanceof CommanderError) {
       if (error.exitCode === 0) return 0;
-      throw new UsageError(error.message.replace(/^error: /, ""));
+      throw new UsageError(usageMessage(error.message));
     }
     throw error;
   }

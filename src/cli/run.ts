@@ -5,7 +5,10 @@
  */
 import { Command } from "commander";
 import { loadConfig, resolveConfigPath } from "../config/load.ts";
-import { setupLogging, shutdownLogging } from "../log/logging.ts";
+import { earlyLogSettings } from "../config/early_log.ts";
+import type { Config } from "../config/types.ts";
+import { exitCodeFor } from "../errors.ts";
+import { logExit, setupLogging, shutdownLogging } from "../log/logging.ts";
 import { runDaemon } from "../pipeline/daemon.ts";
 import { dryRun } from "../pipeline/dry_run.ts";
 import { globalOptions } from "./options.ts";
@@ -26,29 +29,59 @@ export function runCommand(): Command {
     .addHelpText(
       "after",
       "\nStops cleanly on SIGINT/SIGTERM (Ctrl-C): transfers in flight are abandoned without\n" +
-        "leaving partial files under final names, and resumed at the next start.",
+        "leaving partial files under final names, and resumed at the next start. SIGHUP reloads\n" +
+        "the config (not on Windows): a wrong file is refused and the running config kept.",
     )
     .action(async (options: RunOptions, command: Command) => {
       const global = globalOptions(command);
-      const config = await loadConfig(resolveConfigPath(global.config));
+      const file = resolveConfigPath(global.config);
+      let config: Config;
+      try {
+        config = await loadConfig(file);
+      } catch (error) {
+        if (!options.dryRun) await logEarlyExit(file, error, global.verbose ?? false);
+        throw error;
+      }
       if (options.dryRun) {
         await dryRun(config, (line) => console.log(line));
         return;
       }
-      await setupLogging({
-        verbose: global.verbose ?? false,
-        logFile: config.log_file,
-        format: config.log_format,
-      });
+      const logging = (c: Config) =>
+        setupLogging({
+          verbose: global.verbose ?? false,
+          logFile: c.log_file,
+          format: c.log_format,
+        });
+      await logging(config);
       try {
-        const summary = await runDaemon(config, { once: options.once ?? false });
+        const summary = await runDaemon(config, { once: options.once ?? false, onReload: logging });
         if (options.once && summary.failed > 0) {
           throw new Error(
             `${summary.failed} file(s) could not be transferred; see the log and \`image-transfer status\``,
           );
         }
+      } catch (error) {
+        logExit(error, exitCodeFor(error));
+        throw error;
       } finally {
         await shutdownLogging();
       }
     });
+}
+
+/**
+ * Write why the daemon exits before its config loaded to the log file the
+ * config names (or the default one); failing that, stderr alone has it.
+ */
+async function logEarlyExit(file: string, error: unknown, verbose: boolean): Promise<void> {
+  const settings = await earlyLogSettings(file);
+  if (!settings.logFile) return;
+  try {
+    await setupLogging({ verbose, logFile: settings.logFile, format: settings.format });
+    logExit(error, exitCodeFor(error));
+  } catch {
+    // The log file cannot be opened: the error still reaches stderr.
+  } finally {
+    await shutdownLogging();
+  }
 }

@@ -1,6 +1,6 @@
 /**
- * `status`: what the ledger knows: counts per state, recent transfers, and
- * failures with their reasons.
+ * `status`: whether a daemon is running, and what the ledger knows: counts
+ * per state, recent transfers, and failures with their reasons.
  *
  * @module
  */
@@ -8,6 +8,7 @@ import { Command } from "commander";
 import { loadConfig, resolveConfigPath } from "../config/load.ts";
 import { type FileState, Ledger } from "../ledger/ledger.ts";
 import { globalOptions } from "./options.ts";
+import { daemonStatus, describeDaemon } from "./daemon_state.ts";
 
 const STATES: FileState[] = ["pending", "transferring", "done", "failed"];
 
@@ -19,7 +20,9 @@ function when(ms: number | null): string {
 /** The `status` command. */
 export function statusCommand(): Command {
   return new Command("status")
-    .description("show counts per state, recent transfers and failures (from the ledger)")
+    .description(
+      "show whether a daemon is running, counts per state, recent transfers and failures",
+    )
     .option("-n, --limit <count>", "how many recent transfers and failures to list", "10")
     .option("--json", "print JSON instead of text")
     .action(async (options: { limit: string; json?: boolean }, command: Command) => {
@@ -28,9 +31,14 @@ export function statusCommand(): Command {
         throw new Error(`Cannot list ${options.limit} entries: --limit takes a whole number`);
       }
       const config = await loadConfig(resolveConfigPath(globalOptions(command).config));
+      const daemon = daemonStatus(config.state_dir);
       const ledger = Ledger.open(config.state_dir, { readOnly: true });
       if (!ledger) {
-        console.log(`No ledger yet in ${config.state_dir}: nothing has been transferred.`);
+        if (options.json) console.log(JSON.stringify({ daemon, ledger: null }, null, 2));
+        else {
+          console.log(describeDaemon(daemon, config.state_dir));
+          console.log(`No ledger yet in ${config.state_dir}: nothing has been transferred.`);
+        }
         return;
       }
       try {
@@ -38,9 +46,11 @@ export function statusCommand(): Command {
         const recent = ledger.recentDone(limit);
         const problems = ledger.problems(limit);
         if (options.json) {
-          console.log(JSON.stringify({ ledger: ledger.path, counts, recent, problems }, null, 2));
+          const report = { daemon, ledger: ledger.path, counts, recent, problems };
+          console.log(JSON.stringify(report, null, 2));
           return;
         }
+        console.log(describeDaemon(daemon, config.state_dir));
         console.log(`Ledger: ${ledger.path}`);
         for (const job of config.jobs) {
           const line = STATES.map((state) => {

@@ -5,8 +5,7 @@
  * @module
  */
 import { dirname, resolve } from "node:path";
-import { type Document, isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
-import { z } from "zod";
+import { isMap, LineCounter, parseDocument } from "yaml";
 import type { Config, JobConfig, VerifyMode } from "./types.ts";
 import { defaultConfigPath, defaultLogFile, defaultStateDir, expandPath } from "./paths.ts";
 import {
@@ -15,19 +14,23 @@ import {
   JOB_KEYS,
   type JobInput,
   jobSchema,
-  jobShape,
   TOP_LEVEL_KEYS,
 } from "./schema.ts";
-import { EXAMPLE_VALUES } from "./default_config.ts";
 import { ConfigError } from "../errors.ts";
+import {
+  describeValue,
+  formatPath,
+  isPlainObject,
+  Issues,
+  type Json,
+  type Path,
+  SINGLE_STRING_LISTS,
+} from "./issues.ts";
+import { plainValue, syntaxErrorLine, syntaxReason } from "./yaml_problems.ts";
+import { checkConfigFileMode, checkIdentityFileModes } from "./file_mode.ts";
+import { closestWord } from "../suggest.ts";
 
-/** List keys where a single text value is accepted as a one-element list. */
-const SINGLE_STRING_LISTS = new Set(["file_patterns", "exclude_patterns"]);
 const DAEMON_KEYS = new Set(Object.keys(daemonShape));
-const SHAPES: Record<string, z.ZodType> = { ...jobShape, ...daemonShape };
-
-type Path = (string | number)[];
-type Json = Record<string, unknown>;
 
 /**
  * The config file to use: `-c` if given (with `~` expanded, made absolute),
@@ -38,7 +41,8 @@ export function resolveConfigPath(option?: string): string {
 }
 
 /**
- * Load, validate and resolve a config file.
+ * Load, validate and resolve a config file. The file and the jobs' SSH
+ * identity files must not be writable by group or others (POSIX).
  *
  * @param file path of the YAML file
  * @returns the configuration with defaults applied and paths expanded
@@ -51,7 +55,10 @@ export async function loadConfig(file: string): Promise<Config> {
   } catch (error) {
     throw new ConfigError(readFailure(file, error), { file, cause: error });
   }
-  return parseConfig(text, file);
+  await checkConfigFileMode(file);
+  const config = parseConfig(text, file);
+  await checkIdentityFileModes(config);
+  return config;
 }
 
 /**
@@ -62,13 +69,19 @@ export async function loadConfig(file: string): Promise<Config> {
  */
 export function parseConfig(text: string, file: string): Config {
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  const doc = parseDocument(text, {
+    lineCounter,
+    prettyErrors: false,
+    uniqueKeys: true,
+    // Problems are reported as ConfigError lines, not as process warnings.
+    logLevel: "error",
+  });
   const issues = new Issues(file, doc, lineCounter);
   const syntaxLines = new Set<number>();
   for (const error of doc.errors) {
     const line = syntaxErrorLine(doc, lineCounter, error.pos[0], error.code);
     // One parser error per line: later ones on the same line are consequences.
-    if (!syntaxLines.has(line)) issues.addAtLine(line, syntaxReason(error));
+    if (!syntaxLines.has(line)) issues.addAtLine(line, syntaxReason(error, doc, lineCounter));
     syntaxLines.add(line);
   }
   issues.throwIfAny();
@@ -79,15 +92,21 @@ export function parseConfig(text: string, file: string): Config {
       { file },
     );
   }
+  const plain = plainValue(doc, lineCounter);
+  if (!plain.ok) {
+    issues.addAtLine(plain.line, plain.reason);
+    issues.throwIfAny();
+  }
+  const value = plain.ok ? plain.value : undefined;
   if (!isMap(doc.contents)) {
-    const got = describeValue(doc.toJS());
+    const got = describeValue(value);
     throw new ConfigError(
       `${file}:${issues.lineOf([])}: expected "key: value" lines at the top level, got ${got}; ` +
         `get a commented template with \`${initCommandFor(file)} --force\``,
       { file, line: issues.lineOf([]) },
     );
   }
-  const top = doc.toJS({ maxAliasCount: 100 }) as Json;
+  const top = value as Json;
   const baseDir = dirname(resolve(file));
 
   checkKeys(issues, top, [], TOP_LEVEL_KEYS);
@@ -215,7 +234,7 @@ function checkKeys(issues: Issues, object: Json, path: Path, allowed: readonly s
     } else if (nested && key === "jobs") {
       issues.addKey(at, "a jobs entry cannot contain another jobs list");
     } else {
-      const guess = closestKey(key, allowed);
+      const guess = closestWord(key, allowed);
       issues.addKey(
         at,
         `unknown key "${key}"${nested ? ` in ${formatPath(path)}` : ""}` +
@@ -223,207 +242,6 @@ function checkKeys(issues: Issues, object: Json, path: Path, allowed: readonly s
       );
     }
   }
-}
-
-/** The known key closest to `key` by edit distance, if it is close enough to be a likely typo. */
-function closestKey(key: string, known: readonly string[]): string | undefined {
-  const normal = (s: string) => s.toLowerCase().replaceAll("-", "_");
-  let best: string | undefined;
-  let bestDistance = Infinity;
-  for (const candidate of known) {
-    const distance = editDistance(normal(key), normal(candidate));
-    if (distance < bestDistance) [best, bestDistance] = [candidate, distance];
-  }
-  const limit = Math.max(2, Math.floor(key.length / 4));
-  return bestDistance <= limit && bestDistance < key.length ? best : undefined;
-}
-
-/** Levenshtein distance between `a` and `b`. */
-function editDistance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const current = [i];
-    for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost);
-    }
-    previous = current;
-  }
-  return previous[b.length];
-}
-
-/** The collected problems of one file, each with its line. */
-class Issues {
-  readonly #lines: { line: number; text: string }[] = [];
-  readonly #seen = new Set<string>();
-
-  constructor(
-    readonly file: string,
-    readonly doc: Document,
-    readonly lineCounter: LineCounter,
-  ) {}
-
-  /** Add a problem at the line of the key path's value (or the nearest existing parent). */
-  add(path: Path, message: string): void {
-    this.addAtLine(this.lineOf(path), `${formatPath(path)}: ${message}`);
-  }
-
-  /** Add a problem about the key itself (the line of the key). */
-  addKey(path: Path, message: string): void {
-    this.addAtLine(this.lineOf(path), message);
-  }
-
-  /** Add a problem at a known line. */
-  addAtLine(line: number, text: string): void {
-    const rendered = `${this.file}:${line}: ${text}`;
-    if (this.#seen.has(rendered)) return;
-    this.#seen.add(rendered);
-    this.#lines.push({ line, text: rendered });
-  }
-
-  /** Add zod issues of an object found at `prefix`, whose input was `input`. */
-  addZod(zodIssues: readonly z.core.$ZodIssue[], prefix: Path, input: Json): void {
-    for (const issue of zodIssues) {
-      const path = issue.path.filter((p): p is string | number => typeof p !== "symbol");
-      this.add([...prefix, ...path], describeIssue(issue, path, valueAt(input, path)));
-    }
-  }
-
-  /** Throw one {@linkcode ConfigError} listing every problem, in line order, if there are any. */
-  throwIfAny(): void {
-    if (this.#lines.length === 0) return;
-    const sorted = [...this.#lines].sort((a, b) => a.line - b.line);
-    throw new ConfigError(sorted.map((l) => l.text).join("\n"), {
-      file: this.file,
-      line: sorted[0].line,
-    });
-  }
-
-  /** 1-based line of the key at `path`, or of its nearest existing parent. */
-  lineOf(path: Path): number {
-    let node: unknown = this.doc.contents;
-    let line = this.#line(node) ?? 1;
-    for (const segment of path) {
-      if (isMap(node)) {
-        const pair = node.items.find((p) =>
-          String(isScalar(p.key) ? p.key.value : p.key) === String(segment)
-        );
-        if (!pair) return line;
-        line = this.#line(pair.key) ?? line;
-        node = pair.value;
-      } else if (isSeq(node) && typeof segment === "number" && node.items[segment]) {
-        node = node.items[segment];
-        line = this.#line(node) ?? line;
-      } else {
-        return line;
-      }
-    }
-    return line;
-  }
-
-  #line(node: unknown): number | undefined {
-    const range = (node as { range?: [number, number, number] } | null)?.range;
-    return range ? this.lineCounter.linePos(range[0]).line : undefined;
-  }
-}
-
-/** Say what is wrong with one value, in words a user can act on. */
-function describeIssue(issue: z.core.$ZodIssue, path: Path, value: unknown): string {
-  if (value === undefined && path.length === 1 && issue.code === "invalid_type") {
-    const example = EXAMPLE_VALUES[String(path[0])];
-    return "required key missing" +
-      (example === undefined ? "" : `; add a line like "${path[0]}: ${example}"`);
-  }
-  if (issue.code === "custom") return issue.message;
-  if (issue.code === "invalid_format" && !issue.message.startsWith("Invalid")) {
-    return `${issue.message}, got ${describeValue(value)}`;
-  }
-  const expected = expectedAt(path);
-  const quoteHint =
-    expected.endsWith("text") && (typeof value === "number" || typeof value === "boolean")
-      ? ' (put it in quotes: "...")'
-      : "";
-  return `expected ${expected}, got ${describeValue(value)}${quoteHint}`;
-}
-
-/** What the schema accepts at `path` (a key, or an element of a list key), in words. */
-function expectedAt(path: Path): string {
-  const schema = SHAPES[String(path[0])];
-  if (!schema) return "a valid value";
-  if (path.length === 1 && SINGLE_STRING_LISTS.has(String(path[0]))) {
-    return 'a list of patterns (one "- pattern" per line), or a single pattern';
-  }
-  let json = z.toJSONSchema(schema, { unrepresentable: "any" }) as Json;
-  for (const segment of path.slice(1)) {
-    if (typeof segment === "number" && isPlainObject(json.items)) json = json.items;
-  }
-  return expectedText(json);
-}
-
-/** Describe a JSON schema (as produced by `z.toJSONSchema`) in words. */
-function expectedText(json: Json): string {
-  if (Array.isArray(json.anyOf)) {
-    return json.anyOf.map((s) => expectedText(s as Json)).join(", or ");
-  }
-  if (Array.isArray(json.enum)) {
-    return `one of ${json.enum.map((v) => JSON.stringify(v)).join(", ")}`;
-  }
-  switch (json.type) {
-    case "integer":
-    case "number":
-      return `${json.type === "integer" ? "a whole number" : "a number"}${rangeText(json)}`;
-    case "string":
-      return json.minLength ? "non-empty text" : "text";
-    case "boolean":
-      return "true or false";
-    case "null":
-      return "an empty value";
-    case "array": {
-      const items = isPlainObject(json.items) ? expectedText(json.items) : "values";
-      const atLeast = json.minItems ? ", at least one" : "";
-      return `a list (one "- item" per line${atLeast}) of ${items}`;
-    }
-    default:
-      return "a valid value";
-  }
-}
-
-/** ` from 0 to 10`, ` >= 0`, ` > 0` or nothing. */
-function rangeText(json: Json): string {
-  const { minimum, maximum, exclusiveMinimum } = json;
-  if (minimum !== undefined && maximum !== undefined) return ` from ${minimum} to ${maximum}`;
-  if (exclusiveMinimum !== undefined && maximum !== undefined) {
-    return ` > ${exclusiveMinimum} and <= ${maximum}`;
-  }
-  if (minimum !== undefined) return ` >= ${minimum}`;
-  if (exclusiveMinimum !== undefined) return ` > ${exclusiveMinimum}`;
-  return "";
-}
-
-/** A value as it appears in a message. */
-function describeValue(value: unknown): string {
-  if (value === undefined) return "nothing";
-  if (value === null) return "an empty value";
-  if (typeof value === "string") return JSON.stringify(value);
-  if (Array.isArray(value)) return value.length === 0 ? "an empty list" : "a list";
-  if (typeof value === "object") return 'a mapping ("key: value" lines)';
-  return String(value);
-}
-
-/** `jobs[1].retry_attempts` style key path. */
-function formatPath(path: Path): string {
-  return path.map((p, i) => typeof p === "number" ? `[${p}]` : i === 0 ? p : `.${p}`).join("") ||
-    "(top level)";
-}
-
-/** The value at `path` inside `root`, or `undefined`. */
-function valueAt(root: unknown, path: Path): unknown {
-  let current = root;
-  for (const segment of path) {
-    if (current === null || typeof current !== "object") return undefined;
-    current = (current as Record<string | number, unknown>)[segment];
-  }
-  return current;
 }
 
 /** The entries of `object` whose key is in `keys`. */
@@ -437,47 +255,6 @@ function normalizeLists(job: Json): Json {
     if (typeof job[key] === "string") job[key] = [job[key]];
   }
   return job;
-}
-
-function isPlainObject(value: unknown): value is Json {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
-/** The line to report a YAML syntax error on. */
-function syntaxErrorLine(
-  doc: Document,
-  counter: LineCounter,
-  offset: number,
-  code: string,
-): number {
-  // An unclosed quote is detected at the end of the file; point at where the quote opened.
-  if (code === "MISSING_CHAR") {
-    let start: number | undefined;
-    const visit = (node: unknown): void => {
-      if (isMap(node)) node.items.forEach((p) => (visit(p.key), visit(p.value)));
-      else if (isSeq(node)) node.items.forEach(visit);
-      else if (isScalar(node) && node.range && node.range[0] < offset && node.range[1] >= offset) {
-        if (node.type === "QUOTE_DOUBLE" || node.type === "QUOTE_SINGLE") start = node.range[0];
-      }
-    };
-    visit(doc.contents);
-    if (start !== undefined) return counter.linePos(start).line;
-  }
-  return counter.linePos(offset).line;
-}
-
-/** The YAML parser's reason, with a hint for the common cases. */
-function syntaxReason(error: { code: string; message: string }): string {
-  const hints: Record<string, string> = {
-    MISSING_CHAR: "close the quote on the same line",
-    TAB_AS_INDENT: "indent with spaces",
-    DUPLICATE_KEY: "each key may appear only once in the same mapping",
-    BAD_INDENT: "align keys of the same level with the same number of spaces",
-    BLOCK_AS_IMPLICIT_KEY: "check the indentation: keys of the same level start in the same column",
-    MULTILINE_IMPLICIT_KEY: "check the indentation and that every key ends with a colon",
-  };
-  const reason = `YAML syntax error: ${error.message}`;
-  return hints[error.code] ? `${reason} (${hints[error.code]})` : reason;
 }
 
 /** The `init` command line that writes `file`. */

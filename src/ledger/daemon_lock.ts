@@ -3,43 +3,166 @@
  * same files twice. The lock is an exclusive SQLite transaction held for the
  * daemon's lifetime; the operating system releases it if the process dies.
  *
+ * The lock holder also writes a PID file (`daemon.pid`, the process id alone,
+ * for `kill -HUP "$(cat daemon.pid)"`) and `daemon.json` (pid, start time,
+ * version, config file) for `status`; both are removed at release. Files left
+ * by a daemon that was killed are recognised as stale because the lock is free.
+ *
  * @module
  */
 import { DatabaseSync } from "node:sqlite";
 import { join } from "node:path";
+import { DaemonRunningError } from "../errors.ts";
 
 /** Name of the lock file inside `state_dir`. */
 export const LOCK_FILE = "daemon.lock";
+/** Name of the PID file inside `state_dir`: the daemon's process id and a newline. */
+export const PID_FILE = "daemon.pid";
+/** Name of the file describing the running daemon inside `state_dir`. */
+export const INFO_FILE = "daemon.json";
+
+/**
+ * How long a start waits for the lock before it reports another daemon. It
+ * covers `status` probing the lock at the same moment (a few microseconds).
+ */
+const LOCK_WAIT_MS = 500;
+
+/** What the running daemon says about itself in {@linkcode INFO_FILE}. */
+export interface DaemonInfo {
+  pid: number;
+  /** Start time, ISO 8601. */
+  startedAt: string;
+  version: string;
+  /** Config file it was started with. */
+  config: string;
+}
 
 /** A held lock; release it with {@linkcode DaemonLock.release}. */
 export interface DaemonLock {
+  /** Process id found in a PID file left by a daemon that did not stop cleanly, if any. */
+  readonly stalePid: number | undefined;
+  /** Remove the PID file and release the lock. */
   release(): void;
 }
 
 /**
- * Take the daemon lock of `stateDir`.
+ * Take the daemon lock of `stateDir` and, with `info`, write the PID file.
  *
- * @throws {Error} when another daemon holds it
+ * @throws {DaemonRunningError} when another daemon holds it
  */
-export function acquireDaemonLock(stateDir: string): DaemonLock {
+export function acquireDaemonLock(
+  stateDir: string,
+  info?: Omit<DaemonInfo, "pid" | "startedAt">,
+): DaemonLock {
   Deno.mkdirSync(stateDir, { recursive: true });
   const db = new DatabaseSync(join(stateDir, LOCK_FILE));
   try {
-    db.exec("PRAGMA busy_timeout = 0; PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE;");
+    db.exec(
+      `PRAGMA busy_timeout = ${LOCK_WAIT_MS}; PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE;`,
+    );
   } catch (error) {
     db.close();
-    throw new Error(
-      `Cannot start: another image-transfer daemon is already running with state_dir ${stateDir} ` +
+    const pid = readPid(stateDir);
+    throw new DaemonRunningError(
+      `Cannot start: another image-transfer daemon is already running` +
+        `${pid === undefined ? "" : ` (pid ${pid})`} with state_dir ${stateDir} ` +
         `(stop it first, or give this config its own state_dir)`,
       { cause: error },
     );
   }
+  const stalePid = readPid(stateDir);
+  if (info) {
+    const record: DaemonInfo = {
+      pid: Deno.pid,
+      startedAt: new Date().toISOString(),
+      ...info,
+    };
+    writeAtomically(join(stateDir, INFO_FILE), JSON.stringify(record, null, 2) + "\n");
+    writeAtomically(join(stateDir, PID_FILE), `${Deno.pid}\n`);
+  }
   return {
+    stalePid,
     release() {
+      if (info) {
+        for (const name of [PID_FILE, INFO_FILE]) {
+          try {
+            Deno.removeSync(join(stateDir, name));
+          } catch { /* already gone */ }
+        }
+      }
       try {
         db.exec("ROLLBACK");
       } catch { /* not in a transaction */ }
       db.close();
     },
   };
+}
+
+/** Whether a daemon runs on a state folder, and what it says about itself. */
+export type DaemonState =
+  | { running: true; info: DaemonInfo | undefined }
+  | { running: false; stalePid: number | undefined };
+
+/**
+ * Find out, without taking it, whether the lock of `stateDir` is held.
+ * Nothing is written.
+ *
+ * @throws {Error} when the lock file exists but cannot be checked (e.g. no permission)
+ */
+export function probeDaemon(stateDir: string): DaemonState {
+  const path = join(stateDir, LOCK_FILE);
+  try {
+    Deno.statSync(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      return { running: false, stalePid: readPid(stateDir) }; // No daemon ever ran here.
+    }
+    throw new Error(`Cannot tell whether a daemon is running: ${errorText(error)}`, {
+      cause: error,
+    });
+  }
+  let db: DatabaseSync | undefined;
+  try {
+    db = new DatabaseSync(path, { readOnly: true });
+    // A shared lock for a moment: refused while a daemon holds its exclusive one.
+    db.exec("PRAGMA busy_timeout = 0; BEGIN; SELECT count(*) FROM sqlite_master; ROLLBACK;");
+  } catch (error) {
+    if (/locked|busy/i.test(errorText(error))) return { running: true, info: readInfo(stateDir) };
+    throw new Error(`Cannot tell whether a daemon is running: ${path}: ${errorText(error)}`, {
+      cause: error,
+    });
+  } finally {
+    db?.close();
+  }
+  return { running: false, stalePid: readPid(stateDir) };
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** The process id in the PID file of `stateDir`, if there is a readable one. */
+function readPid(stateDir: string): number | undefined {
+  try {
+    const pid = Number.parseInt(Deno.readTextFileSync(join(stateDir, PID_FILE)).trim(), 10);
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function readInfo(stateDir: string): DaemonInfo | undefined {
+  try {
+    const info = JSON.parse(Deno.readTextFileSync(join(stateDir, INFO_FILE)));
+    return typeof info?.pid === "number" ? info as DaemonInfo : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Write `text` to `path` through a temporary name, so readers never see half a file. */
+function writeAtomically(path: string, text: string): void {
+  const temp = `${path}.${Deno.pid}.tmp`;
+  Deno.writeTextFileSync(temp, text);
+  Deno.renameSync(temp, path);
 }

@@ -14,6 +14,7 @@ import {
 } from "@logtape/logtape";
 import { getRotatingFileSink } from "@logtape/file";
 import { dirname } from "node:path";
+import { describeErrorChain, ExitCode } from "../errors.ts";
 
 /** Largest log file before it is rotated (bytes). */
 export const LOG_MAX_BYTES = 10 * 1024 * 1024;
@@ -34,12 +35,36 @@ export interface LoggingOptions {
   format: "text" | "json";
 }
 
-function renderMessage(record: LogRecord): string {
+/**
+ * Characters that could break a text line or disguise it: C0 and C1 controls
+ * (newline, carriage return, escape, …), DEL, the Unicode line and paragraph
+ * separators and the bidirectional overrides.
+ */
+// deno-lint-ignore no-control-regex
+const UNSAFE_IN_LINE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+
+const SHORT_ESCAPES: Record<string, string> = { "\n": "\\n", "\r": "\\r", "\t": "\\t" };
+
+/**
+ * `text` with every control character written as an escape (`\n`, `\r`, `\t`,
+ * `\x1b`, `\u2028`), so one log record is always one line.
+ */
+export function escapeControlChars(text: string): string {
+  return text.replace(UNSAFE_IN_LINE, (c) => {
+    const short = SHORT_ESCAPES[c];
+    if (short) return short;
+    const code = c.charCodeAt(0);
+    return code <= 0xff ? `\\x${code.toString(16).padStart(2, "0")}` : `\\u${code.toString(16)}`;
+  });
+}
+
+/** The message with its values filled in; `escape` is applied to each value. */
+function renderMessage(record: LogRecord, escape: (text: string) => string = (t) => t): string {
   let out = "";
   for (let i = 0; i < record.message.length; i++) {
     const part = record.message[i];
     if (i % 2 === 0) out += part as string;
-    else out += typeof part === "string" ? part : JSON.stringify(part);
+    else out += escape(typeof part === "string" ? part : JSON.stringify(part) ?? String(part));
   }
   return out;
 }
@@ -57,14 +82,22 @@ function localTimestamp(ms: number): string {
     }`;
 }
 
-/** One text line: `2024-03-15 03:12:45.123 INFO  [transfer] Successfully transferred a -> b`. */
+/**
+ * One text line: `2024-03-15 03:12:45.123 INFO  [transfer] Successfully transferred a -> b`.
+ * Control characters in values (a file name with a newline) are escaped, so a
+ * record is always exactly one line.
+ */
 export function formatText(record: LogRecord): string {
   const level = record.level.toUpperCase().padEnd(7);
   const stage = record.category.slice(1).join(".") || "main";
-  return `${localTimestamp(record.timestamp)} ${level} [${stage}] ${renderMessage(record)}\n`;
+  const message = renderMessage(record, escapeControlChars);
+  return `${localTimestamp(record.timestamp)} ${level} [${stage}] ${message}\n`;
 }
 
-/** One JSON object per line, with the message rendered and its properties as fields. */
+/**
+ * One JSON object per line, with the message rendered and its properties as
+ * fields; values are exact (JSON escapes control characters itself).
+ */
 export function formatJson(record: LogRecord): string {
   return JSON.stringify({
     time: new Date(record.timestamp).toISOString(),
@@ -117,9 +150,26 @@ export async function setupLogging(options: LoggingOptions): Promise<void> {
         lowestLevel: options.verbose ? "debug" : "info",
         sinks: Object.keys(sinks),
       },
+      // The reason the program exits goes to the log file only: stderr gets
+      // the same reason as the `error: ` line every command prints.
+      { category: EXIT_CATEGORY, sinks: sinks.file ? ["file"] : [], parentSinks: "override" },
       { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["stderr"] },
     ],
   });
+}
+
+const EXIT_CATEGORY = ["image-transfer", "exit"];
+
+/**
+ * Write why the program exits to the log file (if logging is set up with
+ * one), so a service whose console nobody sees still leaves its reason.
+ */
+export function logExit(error: unknown, exitCode: number): void {
+  // The causes of a named error (a config line, a held lock) are internal detail.
+  const reason = exitCode === ExitCode.failure
+    ? describeErrorChain(error).replaceAll("\n", "; ")
+    : (error instanceof Error ? error.message : String(error)).replaceAll("\n", "; ");
+  getLogger(EXIT_CATEGORY).fatal("Exiting with code {exitCode}: {reason}", { exitCode, reason });
 }
 
 /** Flush and close log sinks (call before exit). */

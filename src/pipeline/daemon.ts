@@ -1,15 +1,24 @@
 /**
  * The daemon: one {@linkcode JobRunner} per job over a shared ledger, stopped
- * cleanly by SIGINT/SIGTERM.
+ * cleanly by SIGINT/SIGTERM, its config reloaded by SIGHUP (not on Windows).
+ *
+ * A reload validates the file first and keeps the running config if it is
+ * wrong. A valid one replaces the jobs: the old runners stop (transfers in
+ * flight are aborted and resumed by the new runners from the ledger), then the
+ * new ones start.
  *
  * @module
  */
-import type { Config } from "../config/types.ts";
+import { join } from "node:path";
+import type { Config, JobConfig } from "../config/types.ts";
+import { loadConfig } from "../config/load.ts";
 import { makeRuntimeDir } from "../config/paths.ts";
+import { WatchFolderError } from "../errors.ts";
 import { Ledger } from "../ledger/ledger.ts";
-import { acquireDaemonLock } from "../ledger/daemon_lock.ts";
+import { acquireDaemonLock, PID_FILE } from "../ledger/daemon_lock.ts";
 import { logger } from "../log/logging.ts";
 import { createTransport } from "../transfer/factory.ts";
+import { VERSION } from "../version.ts";
 import { JobRunner, type JobSummary } from "./job_runner.ts";
 
 /** Options of {@linkcode runDaemon}. */
@@ -18,56 +27,240 @@ export interface DaemonOptions {
   once: boolean;
   /** Stop when this signal aborts (tests); SIGINT/SIGTERM always stop. */
   signal?: AbortSignal;
+  /**
+   * Called with a reloaded, valid config before its jobs replace the running
+   * ones (the CLI sets up logging again: a changed log file, or a reopened
+   * one after rotation). Throwing refuses the reload.
+   */
+  onReload?: (config: Config) => Promise<void>;
 }
+
+/** The signals that stop the daemon on this OS. */
+const STOP_SIGNALS: Deno.Signal[] = Deno.build.os === "windows"
+  ? ["SIGINT", "SIGBREAK"]
+  : ["SIGINT", "SIGTERM"];
+/** The signal that reloads the config; Windows has none. */
+const RELOAD_SIGNAL: Deno.Signal | undefined = Deno.build.os === "windows" ? undefined : "SIGHUP";
 
 /**
  * Run every job until stopped (or, with `once`, until all found files are
  * settled).
  *
- * @returns files sent and failed, over all jobs
- * @throws when the state folder, the lock or a watch folder cannot be used
+ * @returns files sent and failed, over all jobs and reloads
+ * @throws {DaemonRunningError} when another daemon holds the state folder
+ * @throws {WatchFolderError} when a watch folder is not a folder (or, with `once`, missing)
+ * @throws when the state folder cannot be used
  */
 export async function runDaemon(config: Config, options: DaemonOptions): Promise<JobSummary> {
   const log = logger("daemon");
-  const lock = acquireDaemonLock(config.state_dir);
-  const ledger = Ledger.open(config.state_dir);
-  const runtimeDir = await makeRuntimeDir();
-  const runners = config.jobs.map((job) =>
-    new JobRunner(job, ledger, createTransport(job, runtimeDir), { once: options.once })
-  );
-
-  const stopped = Promise.withResolvers<void>();
-  const signals: Deno.Signal[] = Deno.build.os === "windows"
-    ? ["SIGINT", "SIGBREAK"]
-    : ["SIGINT", "SIGTERM"];
-  const onSignal = () => stopped.resolve();
-  for (const s of signals) Deno.addSignalListener(s, onSignal);
-  options.signal?.addEventListener("abort", onSignal);
-
+  const lock = acquireDaemonLock(config.state_dir, { version: VERSION, config: config.file });
+  let ledger: Ledger | undefined;
+  let runtimeDir: string | undefined;
+  const events = new DaemonEvents();
+  const onStop = () => events.push("stop");
+  const onReload = options.once
+    ? () => log.warn("SIGHUP ignored: run --once does not reload its config", {})
+    : () => events.push("reload");
+  for (const s of STOP_SIGNALS) Deno.addSignalListener(s, onStop);
+  if (RELOAD_SIGNAL) Deno.addSignalListener(RELOAD_SIGNAL, onReload);
+  options.signal?.addEventListener("abort", onStop);
+  const total: JobSummary = { sent: 0, failed: 0 };
+  let jobs: RunningJobs | undefined;
   try {
-    log.info("Starting {count} job(s) with ledger {ledger}", {
-      count: runners.length,
-      ledger: ledger.path,
+    if (lock.stalePid !== undefined) {
+      log.warn("Replacing the PID file of pid {stalePid}: that daemon did not stop cleanly", {
+        stalePid: lock.stalePid,
+      });
+    }
+    await checkWatchFolders(config.jobs, options.once);
+    const openLedger = Ledger.open(config.state_dir);
+    ledger = openLedger;
+    const dir = await makeRuntimeDir();
+    runtimeDir = dir;
+    log.info("Starting {count} job(s) with ledger {ledger} (pid {pid}, version {version})", {
+      count: config.jobs.length,
+      ledger: openLedger.path,
+      pid: Deno.pid,
+      version: VERSION,
+      pidFile: join(config.state_dir, PID_FILE),
     });
-    await Promise.race([Promise.all(runners.map((r) => r.start())), stopped.promise]);
+    const start = (c: Config) =>
+      new RunningJobs(c, (job) => createTransport(job, dir), openLedger, options.once);
+    jobs = start(config);
     if (options.once) {
-      await Promise.race([Promise.all(runners.map((r) => r.whenIdle())), stopped.promise]);
+      if (await events.race(jobs.started) !== "stop") await events.race(jobs.idle());
     } else {
-      await stopped.promise;
+      let current = config;
+      while (await events.race(jobs.failure()) === "reload") {
+        const next = await reloadConfig(current, options.onReload);
+        if (!next) continue;
+        await jobs.stop(total);
+        current = next;
+        jobs = start(next);
+        log.info("Reloaded {file}: starting {count} job(s)", {
+          file: next.file,
+          count: next.jobs.length,
+        });
+      }
       log.info("Stopping: finishing the ledger, removing temporary files", {});
     }
   } finally {
-    for (const s of signals) Deno.removeSignalListener(s, onSignal);
-    await Promise.all(runners.map((r) => r.stop()));
-    ledger.close();
+    for (const s of STOP_SIGNALS) Deno.removeSignalListener(s, onStop);
+    if (RELOAD_SIGNAL) Deno.removeSignalListener(RELOAD_SIGNAL, onReload);
+    options.signal?.removeEventListener("abort", onStop);
+    await jobs?.stop(total);
+    ledger?.close();
     lock.release();
-    await Deno.remove(runtimeDir, { recursive: true }).catch(() => {});
-  }
-  const total: JobSummary = { sent: 0, failed: 0 };
-  for (const r of runners) {
-    total.sent += r.summary.sent;
-    total.failed += r.summary.failed;
+    if (runtimeDir) await Deno.remove(runtimeDir, { recursive: true }).catch(() => {});
   }
   log.info("Stopped: {sent} file(s) sent, {failed} failed in this run", { ...total });
   return total;
+}
+
+/**
+ * Read and check the config file again after SIGHUP.
+ *
+ * @returns the new config, or `undefined` (logged) when the running one is kept
+ */
+async function reloadConfig(
+  current: Config,
+  onReload: DaemonOptions["onReload"],
+): Promise<Config | undefined> {
+  const log = logger("daemon");
+  log.info("Reloading {file} (SIGHUP)", { file: current.file });
+  try {
+    const next = await loadConfig(current.file);
+    if (next.state_dir !== current.state_dir) {
+      throw new Error(
+        `state_dir changed from ${current.state_dir} to ${next.state_dir}; a reload cannot move ` +
+          "the ledger: restart the daemon to use the new state_dir",
+      );
+    }
+    await checkWatchFolders(next.jobs, false);
+    await onReload?.(next);
+    return next;
+  } catch (error) {
+    const reason = (error instanceof Error ? error.message : String(error)).replaceAll("\n", "; ");
+    log.error("Reload refused, the running config is kept: {reason}", {
+      file: current.file,
+      reason,
+    });
+    return undefined;
+  }
+}
+
+/**
+ * Every watch folder must be a folder; with `once` it must exist, too (the
+ * daemon waits for a missing one).
+ *
+ * @throws {WatchFolderError} naming the job and the folder
+ */
+async function checkWatchFolders(jobs: JobConfig[], once: boolean): Promise<void> {
+  for (const job of jobs) {
+    const path = job.watch_path;
+    let info: Deno.FileInfo;
+    try {
+      info = await Deno.stat(path);
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) {
+        if (!once) continue;
+        throw new WatchFolderError(
+          `Cannot watch ${path}: the folder does not exist (job ${job.name}); create it or fix watch_path`,
+          { cause: error },
+        );
+      }
+      const reason = error instanceof Error ? error.message : String(error);
+      throw new WatchFolderError(`Cannot watch ${path} (job ${job.name}): ${reason}`, {
+        cause: error,
+      });
+    }
+    if (!info.isDirectory) {
+      throw new WatchFolderError(
+        `Cannot watch ${path}: it is not a folder (job ${job.name}); fix watch_path`,
+      );
+    }
+  }
+}
+
+/** One generation of job runners: the jobs of one config. */
+class RunningJobs {
+  readonly runners: JobRunner[];
+  /** Resolves when every runner has started; rejects when one could not. */
+  readonly started: Promise<void>;
+  #stopped = false;
+
+  constructor(
+    config: Config,
+    transport: (job: JobConfig) => ReturnType<typeof createTransport>,
+    ledger: Ledger,
+    once: boolean,
+  ) {
+    this.runners = config.jobs.map((job) => new JobRunner(job, ledger, transport(job), { once }));
+    this.started = Promise.all(this.runners.map((r) => r.start())).then(() => {}, (error) => {
+      // A runner stopped by a reload may fail on its way out: not a reason to exit.
+      if (this.#stopped) return new Promise<never>(() => {});
+      throw error;
+    });
+  }
+
+  /** Never resolves; rejects when a runner could not start. */
+  failure(): Promise<never> {
+    return this.started.then(() => new Promise<never>(() => {}));
+  }
+
+  /** Resolves when every runner is idle. */
+  async idle(): Promise<void> {
+    await Promise.all(this.runners.map((r) => r.whenIdle()));
+  }
+
+  /** Stop every runner and add what they did to `total` (once). */
+  async stop(total: JobSummary): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    await Promise.all(this.runners.map((r) => r.stop()));
+    for (const r of this.runners) {
+      total.sent += r.summary.sent;
+      total.failed += r.summary.failed;
+    }
+  }
+}
+
+/** Stop and reload requests from signals, in the order they came. */
+class DaemonEvents {
+  #stop = false;
+  #reload = false;
+  #wake: (() => void) | undefined;
+
+  push(event: "stop" | "reload"): void {
+    if (event === "stop") this.#stop = true;
+    else this.#reload = true;
+    this.#wake?.();
+  }
+
+  /**
+   * Wait for `work` to settle or for an event, whichever comes first.
+   *
+   * @returns the event (`stop` wins over `reload`), or `done` when `work` settled first
+   * @throws what `work` throws
+   */
+  async race(work: Promise<unknown>): Promise<"stop" | "reload" | "done"> {
+    const settled = work.then(() => "done" as const);
+    for (;;) {
+      const event = this.#take();
+      if (event) return event;
+      const woken = new Promise<"woken">((resolve) => (this.#wake = () => resolve("woken")));
+      const result = await Promise.race([settled, woken]);
+      this.#wake = undefined;
+      if (result === "done") return this.#take() ?? "done";
+    }
+  }
+
+  #take(): "stop" | "reload" | undefined {
+    if (this.#stop) return "stop";
+    if (this.#reload) {
+      this.#reload = false;
+      return "reload";
+    }
+    return undefined;
+  }
 }

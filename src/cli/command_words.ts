@@ -1,0 +1,101 @@
+/**
+ * Check the command words before commander sees them. `run` is the default
+ * command, so commander would take any unknown word as an argument of `run`
+ * ("too many arguments for 'run'"); here it is an unknown command with a
+ * suggestion. The old tool's `--install`/`--uninstall` point to the commands
+ * that replaced them.
+ *
+ * @module
+ */
+import type { Command, Option } from "commander";
+import { UsageError } from "../errors.ts";
+import { closestWord } from "../suggest.ts";
+
+/** Words people type for this tool that are no command, and what they are after. */
+const MEANT: Record<string, { command: string; why?: string }> = {
+  stop: {
+    command: "status",
+    why: "a running daemon stops on SIGTERM or Ctrl-C, or through its service manager; " +
+      "`status` shows whether one runs and its pid",
+  },
+  reload: {
+    command: "status",
+    why: "a running daemon reloads its config on SIGHUP (kill -HUP <pid>); `status` shows its pid",
+  },
+  start: { command: "run" },
+  daemon: { command: "run" },
+  install: { command: "install-service" },
+  uninstall: { command: "uninstall-service" },
+  validate: { command: "config validate" },
+  check: { command: "config validate" },
+  show: { command: "config show" },
+};
+
+/** The old tool's service flags and what replaced them. */
+const OLD_FLAGS: Record<string, string> = {
+  "--install": "the service is installed with `image-transfer install-service` " +
+    "(Linux: run it with sudo for a system-wide service, or add --user)",
+  "--uninstall": "the service is removed with `image-transfer uninstall-service`",
+};
+
+/**
+ * Refuse an unknown command word in `args` (top level, `help <word>`, or a
+ * subcommand of a command group such as `config`). `defaultCommand` is the
+ * command that runs when none is named: its options may come first.
+ *
+ * @throws {UsageError} naming the word, with a suggestion
+ */
+export function checkCommandWords(program: Command, defaultCommand: Command, args: string[]): void {
+  for (const arg of args) {
+    if (arg === "--") break;
+    const reason = OLD_FLAGS[arg.split("=", 1)[0]];
+    if (reason) throw new UsageError(`unknown option '${arg}': ${reason}`);
+  }
+  const topOptions = [...program.options, ...defaultCommand.options];
+  const first = firstOperand(topOptions, args);
+  if (!first) return;
+  if (first.word === "help") {
+    const topic = firstOperand(topOptions, first.rest);
+    if (topic && !findCommand(program, topic.word)) throw unknownCommand(program, topic.word);
+    return;
+  }
+  const command = findCommand(program, first.word);
+  if (!command) throw unknownCommand(program, first.word);
+  if (command.commands.length === 0) return;
+  const sub = firstOperand([...command.options, ...program.options], first.rest);
+  if (sub && sub.word !== "help" && !findCommand(command, sub.word)) {
+    throw unknownCommand(command, sub.word);
+  }
+}
+
+/** The first word of `args` that is neither one of `options` nor an option's value. */
+function firstOperand(
+  options: readonly Option[],
+  args: string[],
+): { word: string; rest: string[] } | undefined {
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === "--") return i + 1 < args.length ? { word: args[i + 1], rest: [] } : undefined;
+    if (!arg.startsWith("-") || arg === "-") return { word: arg, rest: args.slice(i + 1) };
+    const takesValue = options.find((o) => o.long === arg || o.short === arg);
+    // "--config=x" and "-cx" carry their value; "--config x" takes the next word.
+    if (takesValue && (takesValue.required || takesValue.optional)) i++;
+  }
+  return undefined;
+}
+
+function findCommand(parent: Command, word: string): Command | undefined {
+  return parent.commands.find((c) => c.name() === word || c.aliases().includes(word));
+}
+
+function unknownCommand(parent: Command, word: string): UsageError {
+  const names = parent.commands.map((c) => c.name()).filter((n) => n !== "help");
+  const prefix = parent.parent ? `${parent.name()} ` : "";
+  const meant = parent.parent ? undefined : MEANT[word.toLowerCase()];
+  const guess = meant?.command ?? closestWord(word, names);
+  const suggestion = guess
+    ? `; did you mean '${guess.startsWith(prefix) ? guess : prefix + guess}'?` +
+      (meant?.why ? ` (${meant.why})` : "")
+    : `; the commands are: ${names.map((n) => prefix + n).join(", ")}`;
+  return new UsageError(`unknown command '${prefix}${word}'${suggestion}`);
+}

@@ -1,0 +1,81 @@
+/**
+ * Files that decide what the daemon runs must not be writable by anyone else,
+ * as OpenSSH demands of its own: the config file (its `ssh_options` can hold
+ * a `ProxyCommand`, run as the service user) and each job's SSH identity
+ * file. POSIX modes only; on Windows this check is skipped.
+ *
+ * @module
+ */
+import type { Config } from "./types.ts";
+import { ConfigError } from "../errors.ts";
+
+/** Group and others write bits. */
+const WRITE_BY_OTHERS = 0o022;
+
+/**
+ * Refuse a config file that group or others can write.
+ *
+ * @throws {ConfigError} naming the file, its mode and the `chmod` that fixes it
+ */
+export async function checkConfigFileMode(file: string): Promise<void> {
+  const problem = await writableByOthers(file);
+  if (!problem) return;
+  throw new ConfigError(
+    `${file}: refusing this config file: it is ${problem}, and whoever can change it can make ` +
+      `the daemon run commands as this user (ssh_options: ProxyCommand); ` +
+      `fix it with: chmod go-w ${shellQuote(file)}`,
+    { file },
+  );
+}
+
+/**
+ * Refuse SSH identity files that group or others can write.
+ *
+ * @throws {ConfigError} naming each file, its mode and the `chmod` that fixes it
+ */
+export async function checkIdentityFileModes(config: Config): Promise<void> {
+  const problems: string[] = [];
+  const seen = new Set<string>();
+  for (const job of config.jobs) {
+    const key = job.ssh_identity_file;
+    if (key === null || seen.has(key)) continue;
+    seen.add(key);
+    const problem = await writableByOthers(key);
+    if (problem) {
+      problems.push(
+        `${config.file}: refusing ssh_identity_file ${key} (job ${job.name}): it is ${problem}, ` +
+          `and whoever can change it decides which key the daemon logs in with; ` +
+          `fix it with: chmod go-w ${shellQuote(key)}`,
+      );
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems.join("\n"), { file: config.file });
+}
+
+/** Whether group or others can write `file` (never on Windows; `false` when it is missing). */
+export async function isWritableByOthers(file: string): Promise<boolean> {
+  return (await writableByOthers(file)) !== undefined;
+}
+
+/** `writable by group or others (mode 0664)`, or `undefined` when it is not (or is missing). */
+async function writableByOthers(file: string): Promise<string | undefined> {
+  if (Deno.build.os === "windows") return undefined; // ACLs, not modes
+  let mode: number | null;
+  try {
+    mode = (await Deno.stat(file)).mode;
+  } catch {
+    return undefined; // Missing or unreadable: reported where it is used.
+  }
+  if (mode === null || (mode & WRITE_BY_OTHERS) === 0) return undefined;
+  const who = (mode & 0o020) && (mode & 0o002)
+    ? "group and others"
+    : mode & 0o020
+    ? "group"
+    : "others";
+  return `writable by ${who} (mode ${(mode & 0o7777).toString(8).padStart(4, "0")})`;
+}
+
+/** `file` as one word for a POSIX shell. */
+function shellQuote(file: string): string {
+  return /^[\w@%+=:,./-]+$/.test(file) ? file : `'${file.replaceAll("'", `'\\''`)}'`;
+}

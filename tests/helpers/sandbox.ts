@@ -1,0 +1,60 @@
+/**
+ * A folder for one CLI test: a watch folder, a local destination, a state
+ * folder, a log file and a config file tying them together (`local` method,
+ * short stability window), with HOME inside it.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { writeConfig } from "./files.ts";
+
+/** The paths of one sandbox. */
+export interface Sandbox {
+  root: string;
+  watch: string;
+  dest: string;
+  stateDir: string;
+  logFile: string;
+  config: string;
+  /** Environment for the CLI: HOME inside the sandbox. */
+  env: Record<string, string>;
+  /** Rewrite the config with the base fields and `extra`. */
+  rewrite(extra: Record<string, unknown>): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** Make a sandbox; `extra` config fields override or add to the base ones. */
+export async function cliSandbox(extra: Record<string, unknown> = {}): Promise<Sandbox> {
+  const root = await Deno.makeTempDir({ prefix: "itx-cli-" });
+  const watch = join(root, "watch");
+  const dest = join(root, "dest");
+  const stateDir = join(root, "state");
+  const logFile = join(root, "logs", "it.log");
+  const config = join(root, "config.yaml");
+  await Deno.mkdir(watch);
+  await Deno.mkdir(join(root, "home"));
+  const base = {
+    watch_path: watch,
+    remote_base_path: dest,
+    transfer_method: "local",
+    stability_window_seconds: 0.3,
+    night_timezone: "UTC",
+    state_dir: stateDir,
+    log_file: logFile,
+  };
+  const rewrite = (fields: Record<string, unknown>) => writeConfig(config, { ...base, ...fields });
+  await rewrite(extra);
+  return {
+    root,
+    watch,
+    dest,
+    stateDir,
+    logFile,
+    config,
+    env: { HOME: join(root, "home"), XDG_STATE_HOME: "" },
+    rewrite,
+    async [Symbol.asyncDispose]() {
+      await Deno.remove(root, { recursive: true });
+    },
+  };
+}
