@@ -48,6 +48,7 @@ Deno.test("ci.yml installs the system tools and runs fmt, lint, check and test w
       "openssh-client",
       "rsync",
       "python3",
+      "python3-astropy",
       "libxml2-utils",
       "systemd",
       "util-linux",
