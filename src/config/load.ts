@@ -22,7 +22,11 @@ import { EXAMPLE_VALUES } from "./default_config.ts";
 import { ConfigError } from "../errors.ts";
 
 /** List keys where a single text value is accepted as a one-element list. */
-const SINGLE_STRING_LISTS = new Set(["file_patterns", "exclude_patterns"]);
+const SINGLE_STRING_LISTS = new Set([
+  "file_patterns",
+  "exclude_patterns",
+  "close_shortcut_patterns",
+]);
 const DAEMON_KEYS = new Set(Object.keys(daemonShape));
 const SHAPES: Record<string, z.ZodType> = { ...jobShape, ...daemonShape };
 
