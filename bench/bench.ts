@@ -60,7 +60,7 @@ async function main(): Promise<void> {
     sshd = await startSshd();
     const machine = await describeMachine(sshd, REPO_ROOT);
     progress(`${machine.ssh}; ${machine.rsync}; ${machine.cipher}; ${machine.code}`);
-    progress("generating data (2,000 × 200 KiB and 1 GiB, random)");
+    progress("generating data (2,000 FITS files of 200 KiB and 1 GiB, random)");
     const data = await generateData(`${workDir}/data`);
     const ctx: BenchContext = { sshd, workDir, data, progress };
 
@@ -72,7 +72,7 @@ async function main(): Promise<void> {
           sections.push(await runScale(ctx, quick ? { files: 10_000, idleMs: 5_000 } : {}));
           break;
         case "latency":
-          sections.push(await runLatency(ctx, quick ? 5 : 20));
+          sections.push(await runLatency(ctx, quick ? 5 : 20, quick ? 3 : 10));
           break;
         case "burst":
           sections.push(await runBurst(ctx, ["rsync", "scp"], rounds));

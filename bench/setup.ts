@@ -7,12 +7,16 @@
  */
 import { randomFillSync } from "node:crypto";
 import { join } from "node:path";
+import { BLOCK_BYTES, card, headerBytes, imageCards } from "../tests/helpers/fits.ts";
 import type { TestSshd } from "../tests/helpers/sshd.ts";
 
 /** Files in a burst. */
 export const BURST_FILES = 2000;
-/** Size of each burst file (and of the latency file), in bytes. */
-export const SMALL_FILE_BYTES = 200 * 1024;
+/**
+ * Size of each burst file (and of the latency files), in bytes: a FITS file of
+ * one header block and 70 blocks of 16-bit pixels (200 KiB, give or take).
+ */
+export const SMALL_FILE_BYTES = 71 * BLOCK_BYTES;
 /** Size of the big file, in bytes. */
 export const BIG_FILE_BYTES = 1024 * 1024 * 1024;
 /** The cipher of the big-file benchmark (daemon and raw scp). */
@@ -22,7 +26,10 @@ export const BIG_FILE_CIPHER = "aes128-gcm@openssh.com";
 export interface BenchData {
   /** Burst file names, in write order. */
   burstNames: string[];
-  /** Burst file contents, kept in memory so writing them costs no reads. */
+  /**
+   * Burst file contents, kept in memory so writing them costs no reads: FITS
+   * files of {@linkcode SMALL_FILE_BYTES} (a 336 × 300 16-bit image of random pixels).
+   */
   burstBytes: Uint8Array[];
   /** The 1 GiB file. */
   bigFile: string;
@@ -53,6 +60,17 @@ export function randomBytes(size: number): Uint8Array {
   return out;
 }
 
+/** A FITS file of {@linkcode SMALL_FILE_BYTES}: one header block, then random 16-bit pixels. */
+export function smallFitsFile(): Uint8Array {
+  const header = headerBytes([...imageCards(336, 300), card("BSCALE", 1), card("BZERO", 32768)]);
+  const bytes = randomBytes(SMALL_FILE_BYTES);
+  bytes.set(header);
+  if (bytes.length !== header.length + 336 * 300 * 2) {
+    throw new Error("Cannot build the benchmark's FITS file: its size does not add up");
+  }
+  return bytes;
+}
+
 /** Generate the burst files (in memory) and the big file under `dir`. */
 export async function generateData(dir: string): Promise<BenchData> {
   await Deno.mkdir(dir, { recursive: true });
@@ -60,7 +78,7 @@ export async function generateData(dir: string): Promise<BenchData> {
   const burstBytes: Uint8Array[] = [];
   for (let i = 0; i < BURST_FILES; i++) {
     burstNames.push(`burst_${String(i).padStart(4, "0")}.fits`);
-    burstBytes.push(randomBytes(SMALL_FILE_BYTES));
+    burstBytes.push(smallFitsFile());
   }
   const bigFile = join(dir, "big.bin");
   const chunk = 64 * 1024 * 1024;
@@ -86,6 +104,8 @@ export interface DaemonSettings {
   remoteSync?: boolean;
   /** Extra `ssh_options` after the ones that pin the host key. */
   sshOptions?: string[];
+  /** `file_patterns` (the daemon's default when absent). */
+  filePatterns?: string[];
 }
 
 /** Write a daemon config file for `settings` on the benchmark's sshd; returns its path. */
@@ -109,6 +129,7 @@ export async function writeDaemonConfig(
   ];
   if (settings.verify) lines.push(`verify_transfer: ${settings.verify}`);
   if (settings.remoteSync !== undefined) lines.push(`remote_sync: ${settings.remoteSync}`);
+  if (settings.filePatterns) lines.push(`file_patterns: ${JSON.stringify(settings.filePatterns)}`);
   const file = join(dir, "config.yaml");
   await Deno.writeTextFile(file, lines.join("\n") + "\n");
   return file;

@@ -130,6 +130,7 @@ Deno.test("ci.yml: tests with the system tools, then the smoke test from source 
       "openssh-client",
       "rsync",
       "python3",
+      "python3-astropy",
       "libxml2-utils",
       "systemd",
       "util-linux",

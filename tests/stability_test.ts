@@ -6,63 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { type Activity, StabilityChecker, type StableFile } from "../src/watch/stability.ts";
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Everything a checker reported, with the time it happened. */
-class Recorder {
-  ready: Array<StableFile & { atMs: number }> = [];
-  gone: Array<{ path: string; atMs: number }> = [];
-  #waiters: Array<() => void> = [];
-
-  onReady = (file: StableFile) => {
-    this.ready.push({ ...file, atMs: performance.now() });
-    this.#wake();
-  };
-  onGone = (path: string) => {
-    this.gone.push({ path, atMs: performance.now() });
-    this.#wake();
-  };
-
-  /** Wait until `condition` holds (checked after every report). */
-  async until(condition: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
-    const deadline = performance.now() + timeoutMs;
-    while (!condition()) {
-      const left = deadline - performance.now();
-      if (left <= 0) throw new Error(`Timed out waiting for ${what}`);
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await new Promise<void>((resolve) => {
-        this.#waiters.push(resolve);
-        timer = setTimeout(resolve, Math.min(left, 200));
-      });
-      clearTimeout(timer);
-    }
-  }
-
-  readyFor(path: string) {
-    return this.ready.filter((r) => r.path === path);
-  }
-
-  #wake() {
-    for (const resolve of this.#waiters.splice(0)) resolve();
-  }
-}
-
-async function withChecker(
-  options: { stableForMs: number; closedForMs?: number },
-  fn: (checker: StabilityChecker, rec: Recorder, dir: string) => Promise<void>,
-): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "itx-stability-" });
-  const rec = new Recorder();
-  const checker = new StabilityChecker({ ...options, onReady: rec.onReady, onGone: rec.onGone });
-  try {
-    await fn(checker, rec, dir);
-  } finally {
-    checker.close();
-    await Deno.remove(dir, { recursive: true });
-  }
-}
+import type { Activity } from "../src/watch/stability.ts";
+import { sleep, withChecker } from "./helpers/checker.ts";
 
 function fileInfo(path: string) {
   const info = Deno.statSync(path);
@@ -180,122 +125,140 @@ Deno.test("StabilityChecker: touch() keeps postponing an unchanged file", async 
   });
 });
 
-Deno.test("StabilityChecker: a close event needs only closedForMs", async () => {
-  await withChecker({ stableForMs: 5000, closedForMs: 150 }, async (checker, rec, dir) => {
-    const fresh = join(dir, "closed at once.fits");
-    const written = join(dir, "written then closed.fits");
-    Deno.writeFileSync(fresh, new Uint8Array(10));
-    Deno.writeFileSync(written, new Uint8Array(20));
-    const start = performance.now();
-    checker.touch(fresh, "closed");
-    checker.touch(written, "changed");
-    await sleep(100);
-    checker.touch(written, "closed");
-    const closedAt = performance.now();
-    await rec.until(() => rec.ready.length === 2, "both ready");
-    for (const r of rec.ready) {
-      assert.ok(r.atMs - start < 5000, `${r.path} waited for the full window`);
-    }
-    const w = rec.readyFor(written)[0];
-    assert.ok(w.atMs - closedAt >= 149, "the close's own quiet time");
-    assert.equal(w.size, 20);
-    assert.equal(rec.readyFor(fresh)[0].size, 10);
-  });
+Deno.test("StabilityChecker: a close event needs only closedForMs where the shortcut is allowed", async () => {
+  await withChecker(
+    { stableForMs: 5000, closedForMs: 150, closeShortcut: () => true },
+    async (checker, rec, dir) => {
+      const fresh = join(dir, "closed at once.fits");
+      const written = join(dir, "written then closed.fits");
+      Deno.writeFileSync(fresh, new Uint8Array(10));
+      Deno.writeFileSync(written, new Uint8Array(20));
+      const start = performance.now();
+      checker.touch(fresh, "closed");
+      checker.touch(written, "changed");
+      await sleep(100);
+      checker.touch(written, "closed");
+      const closedAt = performance.now();
+      await rec.until(() => rec.ready.length === 2, "both ready");
+      for (const r of rec.ready) {
+        assert.ok(r.atMs - start < 5000, `${r.path} waited for the full window`);
+      }
+      const w = rec.readyFor(written)[0];
+      assert.ok(w.atMs - closedAt >= 149, "the close's own quiet time");
+      assert.equal(w.size, 20);
+      assert.equal(rec.readyFor(fresh)[0].size, 10);
+    },
+  );
 });
 
 Deno.test("StabilityChecker: closedForMs longer than the window is capped at the window", async () => {
-  await withChecker({ stableForMs: 150, closedForMs: 60_000 }, async (checker, rec, dir) => {
-    const path = join(dir, "a.fits");
-    Deno.writeFileSync(path, new Uint8Array(1));
-    checker.touch(path, "closed");
-    await rec.until(() => rec.ready.length === 1, "ready within the window", 10_000);
-  });
+  await withChecker(
+    { stableForMs: 150, closedForMs: 60_000, closeShortcut: () => true },
+    async (checker, rec, dir) => {
+      const path = join(dir, "a.fits");
+      Deno.writeFileSync(path, new Uint8Array(1));
+      checker.touch(path, "closed");
+      await rec.until(() => rec.ready.length === 1, "ready within the window", 10_000);
+    },
+  );
 });
 
 Deno.test("StabilityChecker: closedForMs given as undefined means the window", async () => {
-  await withChecker({ stableForMs: 200, closedForMs: undefined }, async (checker, rec, dir) => {
-    const path = join(dir, "a.fits");
-    Deno.writeFileSync(path, new Uint8Array(3));
-    const touchedAt = performance.now();
-    checker.touch(path, "closed");
-    await rec.until(() => rec.ready.length === 1, "ready", 10_000);
-    assert.ok(rec.ready[0].atMs - touchedAt >= 199);
-    assert.equal(rec.ready[0].size, 3);
-  });
+  await withChecker(
+    { stableForMs: 200, closedForMs: undefined, closeShortcut: () => true },
+    async (checker, rec, dir) => {
+      const path = join(dir, "a.fits");
+      Deno.writeFileSync(path, new Uint8Array(3));
+      const touchedAt = performance.now();
+      checker.touch(path, "closed");
+      await rec.until(() => rec.ready.length === 1, "ready", 10_000);
+      assert.ok(rec.ready[0].atMs - touchedAt >= 199);
+      assert.equal(rec.ready[0].size, 3);
+    },
+  );
 });
 
 Deno.test("StabilityChecker: a write after the close falls back to the full window", async () => {
-  await withChecker({ stableForMs: 800, closedForMs: 200 }, async (checker, rec, dir) => {
-    const path = join(dir, "a.fits");
-    Deno.writeFileSync(path, new Uint8Array(10));
-    checker.touch(path, "closed");
-    await sleep(100);
-    // Appended without an event: the check at closedForMs sees the change.
-    Deno.writeFileSync(path, new Uint8Array(90), { append: true });
-    const appendedAt = performance.now();
-    await rec.until(() => rec.ready.length === 1, "ready");
-    const [ready] = rec.ready;
-    assert.ok(
-      ready.atMs - appendedAt >= 799,
-      `reported ${ready.atMs - appendedAt} ms after the write, before the full window`,
-    );
-    assert.equal(ready.size, 100);
-  });
+  await withChecker(
+    { stableForMs: 800, closedForMs: 200, closeShortcut: () => true },
+    async (checker, rec, dir) => {
+      const path = join(dir, "a.fits");
+      Deno.writeFileSync(path, new Uint8Array(10));
+      checker.touch(path, "closed");
+      await sleep(100);
+      // Appended without an event: the check at closedForMs sees the change.
+      Deno.writeFileSync(path, new Uint8Array(90), { append: true });
+      const appendedAt = performance.now();
+      await rec.until(() => rec.ready.length === 1, "ready");
+      const [ready] = rec.ready;
+      assert.ok(
+        ready.atMs - appendedAt >= 799,
+        `reported ${ready.atMs - appendedAt} ms after the write, before the full window`,
+      );
+      assert.equal(ready.size, 100);
+    },
+  );
 });
 
 Deno.test("StabilityChecker: a change event after a close needs the full window again", async () => {
-  await withChecker({ stableForMs: 700, closedForMs: 100 }, async (checker, rec, dir) => {
-    const path = join(dir, "a.fits");
-    Deno.writeFileSync(path, new Uint8Array(10));
-    checker.touch(path, "closed");
-    checker.touch(path, "changed");
-    const changedAt = performance.now();
-    await rec.until(() => rec.ready.length === 1, "ready");
-    assert.ok(rec.ready[0].atMs - changedAt >= 699);
-  });
+  await withChecker(
+    { stableForMs: 700, closedForMs: 100, closeShortcut: () => true },
+    async (checker, rec, dir) => {
+      const path = join(dir, "a.fits");
+      Deno.writeFileSync(path, new Uint8Array(10));
+      checker.touch(path, "closed");
+      checker.touch(path, "changed");
+      const changedAt = performance.now();
+      await rec.until(() => rec.ready.length === 1, "ready");
+      assert.ok(rec.ready[0].atMs - changedAt >= 699);
+    },
+  );
 });
 
 Deno.test("StabilityChecker: a file held open and written in pauses waits for the close (real watcher)", async () => {
   // Wired like the job runner: a close-after-write ("access") is "closed", the rest "changed".
-  await withChecker({ stableForMs: 1200, closedForMs: 200 }, async (checker, rec, dir) => {
-    const watcher = Deno.watchFs(dir, { recursive: true });
-    const events: string[] = [];
-    const pump = (async () => {
-      for await (const event of watcher) {
-        if (event.kind === "remove") continue;
-        const activity: Activity = event.kind === "access" ? "closed" : "changed";
-        events.push(`${event.kind}`);
-        for (const path of event.paths) checker.touch(path, activity);
-      }
-    })();
-    try {
-      const path = join(dir, "held open.fits");
-      let closedAt = Infinity;
-      {
-        using file = Deno.openSync(path, { write: true, create: true });
-        for (let i = 0; i < 3; i++) {
-          file.writeSync(new Uint8Array(1000).fill(i));
-          // Longer than closedForMs, shorter than the window.
-          await sleep(600);
-          assert.equal(rec.ready.length, 0, `reported while held open (pause ${i})`);
+  await withChecker(
+    { stableForMs: 1200, closedForMs: 200, closeShortcut: () => true },
+    async (checker, rec, dir) => {
+      const watcher = Deno.watchFs(dir, { recursive: true });
+      const events: string[] = [];
+      const pump = (async () => {
+        for await (const event of watcher) {
+          if (event.kind === "remove") continue;
+          const activity: Activity = event.kind === "access" ? "closed" : "changed";
+          events.push(`${event.kind}`);
+          for (const path of event.paths) checker.touch(path, activity);
         }
-        file.writeSync(new Uint8Array(500));
-        closedAt = performance.now();
+      })();
+      try {
+        const path = join(dir, "held open.fits");
+        let closedAt = Infinity;
+        {
+          using file = Deno.openSync(path, { write: true, create: true });
+          for (let i = 0; i < 3; i++) {
+            file.writeSync(new Uint8Array(1000).fill(i));
+            // Longer than closedForMs, shorter than the window.
+            await sleep(600);
+            assert.equal(rec.ready.length, 0, `reported while held open (pause ${i})`);
+          }
+          file.writeSync(new Uint8Array(500));
+          closedAt = performance.now();
+        }
+        await rec.until(() => rec.ready.length > 0, "ready after the close");
+        const ready = rec.readyFor(path);
+        assert.equal(ready.length, 1, "reported once");
+        assert.ok(ready[0].atMs >= closedAt, "reported only after the close");
+        assert.equal(ready[0].size, 3500);
+        assert.equal(ready[0].mtimeMs, fileInfo(path).mtimeMs);
+        assert.ok(events.length > 0, "the watcher delivered events");
+        await sleep(400);
+        assert.equal(rec.readyFor(path).length, 1, "not reported again");
+      } finally {
+        watcher.close();
+        await pump;
       }
-      await rec.until(() => rec.ready.length > 0, "ready after the close");
-      const ready = rec.readyFor(path);
-      assert.equal(ready.length, 1, "reported once");
-      assert.ok(ready[0].atMs >= closedAt, "reported only after the close");
-      assert.equal(ready[0].size, 3500);
-      assert.equal(ready[0].mtimeMs, fileInfo(path).mtimeMs);
-      assert.ok(events.length > 0, "the watcher delivered events");
-      await sleep(400);
-      assert.equal(rec.readyFor(path).length, 1, "not reported again");
-    } finally {
-      watcher.close();
-      await pump;
-    }
-  });
+    },
+  );
 });
 
 Deno.test("StabilityChecker: close() stops everything; later touches are ignored", async () => {

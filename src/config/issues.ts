@@ -14,6 +14,7 @@ import { ConfigError } from "../errors.ts";
 export const SINGLE_STRING_LISTS: ReadonlySet<string> = new Set([
   "file_patterns",
   "exclude_patterns",
+  "close_shortcut_patterns",
 ]);
 const SHAPES: Record<string, z.ZodType> = { ...jobShape, ...daemonShape };
 

@@ -69,7 +69,15 @@ export const jobShape = {
   ),
   stability_window_seconds: doc(
     z.number().min(0).max(3600).default(2),
-    "A file is complete when its size and mtime have not changed, and no event arrived for it, for this long.",
+    "A file is complete when its size and mtime have not changed, and no event arrived for it, for this long. A FITS file whose structure is complete goes as soon as its writer closes it (Linux); see close_shortcut_patterns for other files.",
+  ),
+  close_shortcut_patterns: doc(
+    z.array(z.string().min(1)).default([]),
+    "Glob patterns (as in `file_patterns`) of files that count as complete 0.2 s after their writer closes them (Linux), instead of after the full stability window. Only for writers that write a file in one go; never for empty files or FITS files whose structure is incomplete.",
+  ),
+  fits_incomplete_grace_seconds: doc(
+    z.number().min(0).max(604800).default(600),
+    "A FITS file whose structure says it is incomplete waits; once it has not changed for this long (or its mtime is that old) it is sent anyway, with a warning that it is truncated. Keep it longer than the longest pause of your writer.",
   ),
   night_date_source: doc(
     z.enum(["mtime", "now", "fits"]).default("mtime"),

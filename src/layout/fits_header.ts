@@ -9,7 +9,7 @@
 export type FitsValue = string | number | boolean | null;
 
 /** Size of one FITS block in bytes. */
-const BLOCK_BYTES = 2880;
+export const BLOCK_BYTES = 2880;
 /** Size of one header card in bytes. */
 const CARD_BYTES = 80;
 /** Keywords whose cards carry commentary, not a value. */
@@ -54,7 +54,7 @@ export async function readFitsHeader(
         `no END card in the first ${maxBlocks} blocks; raise maxBlocks if the header is that long`,
       );
     }
-    return parseCards(concat(blocks));
+    return parseHeaderCards(concat(blocks));
   } catch (error) {
     const why = error instanceof Error ? error.message : String(error);
     throw new Error(`Cannot read FITS header of ${path}: ${why}`, { cause: error });
@@ -71,7 +71,7 @@ export async function readFitsHeader(
 export function parseFitsHeader(bytes: Uint8Array): Map<string, FitsValue> {
   try {
     assertSimpleCard(bytes);
-    return parseCards(bytes);
+    return parseHeaderCards(bytes);
   } catch (error) {
     const why = error instanceof Error ? error.message : String(error);
     throw new Error(`Cannot parse FITS header: ${why}`, { cause: error });
@@ -140,7 +140,7 @@ function assertSimpleCard(bytes: Uint8Array): void {
 }
 
 /** Whether one header block holds the END card. */
-function hasEndCard(block: Uint8Array): boolean {
+export function hasEndCard(block: Uint8Array): boolean {
   for (let at = 0; at + CARD_BYTES <= block.length; at += CARD_BYTES) {
     if (latin1(block.subarray(at, at + 8)) === "END     ") return true;
   }
@@ -159,8 +159,13 @@ async function readBlock(file: Deno.FsFile): Promise<Uint8Array> {
   return block.subarray(0, filled);
 }
 
-/** Walk the cards up to END and collect the values. */
-function parseCards(bytes: Uint8Array): Map<string, FitsValue> {
+/**
+ * Walk the cards of one header (any HDU's) up to END and collect the values;
+ * the first card of a repeated keyword wins.
+ *
+ * @throws {Error} when the bytes end before the END card
+ */
+export function parseHeaderCards(bytes: Uint8Array): Map<string, FitsValue> {
   const header = new Map<string, FitsValue>();
   let lastString: string | undefined; // keyword whose string value may be CONTINUEd
   for (let at = 0; at + CARD_BYTES <= bytes.length; at += CARD_BYTES) {

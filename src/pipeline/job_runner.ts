@@ -40,8 +40,9 @@ export interface JobRunnerOptions {
   /** Scan, send what is complete, and finish (no watcher, no rescans). */
   once: boolean;
   /**
-   * Quiet time after a close-after-write event (Linux) before a file counts
-   * as complete; the full stability window applies elsewhere.
+   * Quiet time after a close-after-write event (Linux) before a file matching
+   * `close_shortcut_patterns` counts as complete; the full stability window
+   * applies elsewhere.
    * @default 200
    */
   closedForMs?: number;
@@ -93,14 +94,41 @@ export class JobRunner {
     this.#options = options;
     this.#filter = createFileFilter(job);
     const stableForMs = job.stability_window_seconds * 1000;
+    const shortcut = createFileFilter({
+      ...job,
+      file_patterns: job.close_shortcut_patterns,
+      exclude_patterns: [],
+    });
     this.#checker = new StabilityChecker({
       stableForMs,
       closedForMs: Math.min(stableForMs, options.closedForMs ?? 200),
+      closeShortcut: (path) => {
+        const rel = relativeTo(job.watch_path, path);
+        return rel !== null && shortcut.includesFile(rel);
+      },
+      incompleteGraceMs: job.fits_incomplete_grace_seconds * 1000,
+      // `--once` sends what is complete now; an incomplete FITS file waits for the next run.
+      waitForIncomplete: !options.once,
       onReady: (file) => {
+        if (file.truncated) {
+          this.#log.warn(
+            "Sending {path} although it is truncated ({reason}); it has not changed for {seconds} s or more",
+            {
+              job: job.name,
+              path: file.path,
+              reason: file.truncated.reason,
+              seconds: job.fits_incomplete_grace_seconds,
+            },
+          );
+        }
         this.#onReady(file);
         this.#checkIdle();
       },
       onGone: (path) => void this.#onGone(path),
+      onLeft: (path, reason) => {
+        this.#log.info("Left {path} for a later run: {reason}", { job: job.name, path, reason });
+        this.#checkIdle();
+      },
     });
   }
 

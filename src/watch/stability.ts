@@ -1,23 +1,38 @@
 /**
  * The stability checker: decides when a file is completely written.
  *
- * A file is ready when its size and mtime have stopped changing for the
- * stability window and no watcher event arrived for it meanwhile (debounced
- * per file). After the writer closes it (Linux reports close-after-write), a
- * shorter confirmation interval is enough. A file that keeps changing waits;
- * one that disappears is dropped.
+ * - A FITS file (by content: `SIMPLE  =` first) is complete when its structure
+ *   says so (`layout/fits_structure.ts`). Closed by its writer and complete,
+ *   it is ready at once. Structurally incomplete, it waits, whatever its closes
+ *   say; once it has stayed so, unchanged, for the grace period, it is reported
+ *   ready with `truncated` set. Longer than its structure, unreadable as FITS,
+ *   or complete but possibly awaiting more HDUs, it is treated like any other
+ *   file.
+ * - Any other file is ready when its size and mtime have not changed, and no
+ *   event arrived for it, for the stability window. A close-after-write
+ *   (Linux) shortens the wait to a short confirmation only for files the
+ *   caller allows (`closeShortcut`), and never for an empty file.
+ * - A file that disappears is dropped (`onGone`), never reported ready.
  *
  * Idle cost is zero: there is one timer per file under observation and none
  * when nothing is pending.
  *
  * @module
  */
+import { type FitsStructure, readFitsStructure } from "../layout/fits_structure.ts";
 
 /** What the checker knows of a file that became ready. */
 export interface StableFile {
   path: string;
   size: number;
   mtimeMs: number;
+  /** Set for a FITS file reported although its structure says it is incomplete. */
+  truncated?: {
+    /** Bytes its structure needs (at least), when known. */
+    expectedBytes: number | null;
+    /** What is missing, e.g. "HDU 0 ends at byte 23040, the file has 8640". */
+    reason: string;
+  };
 }
 
 /** What kind of activity was seen for a file. */
@@ -32,38 +47,76 @@ export interface StabilityOptions {
   /** Quiet time (ms) required after the last change. */
   stableForMs: number;
   /**
-   * Quiet time (ms) required after a close-after-write event, if shorter.
+   * Quiet time (ms) after a close-after-write for a non-empty file that
+   * `closeShortcut` allows, if shorter than `stableForMs`.
    * @default stableForMs
    */
   closedForMs?: number;
+  /** Whether the file at `path` may take the `closedForMs` shortcut. @default none may */
+  closeShortcut?: (path: string) => boolean;
+  /**
+   * How long (ms) a structurally incomplete FITS file must stay unchanged (by
+   * our observation or by its mtime) before it is reported as truncated.
+   * @default 600000
+   */
+  incompleteGraceMs?: number;
+  /**
+   * false: once stable for the window, a structurally incomplete FITS file
+   * whose grace has not passed is given up (`onLeft`) instead of waited for.
+   * @default true
+   */
+  waitForIncomplete?: boolean;
   /** Called once per file when it is ready. */
   onReady: (file: StableFile) => void;
   /** Called when a file under observation disappears. */
   onGone?: (path: string) => void;
+  /** Called when a file is given up without being ready (see `waitForIncomplete`). */
+  onLeft?: (path: string, reason: string) => void;
 }
 
 interface Entry {
   size: number;
   mtimeMs: number;
-  /** Last change of size/mtime or last event (ms). */
+  /** Last change of size/mtime or last event (performance.now() ms). */
   lastActivityMs: number;
-  /** Quiet time this file needs now. */
-  quietMs: number;
+  /** The latest activity was a close, and nothing changed since. */
+  closed: boolean;
   timer: ReturnType<typeof setTimeout> | undefined;
   /** When `timer` fires (performance.now() ms). */
   dueMs: number;
+  /** The structure last read (valid while size and mtime match). */
+  structure: FitsStructure | undefined;
 }
+
+/** What a check decided. */
+type Decision =
+  | { ready: true; truncated?: StableFile["truncated"] }
+  | { ready: false; waitMs: number }
+  | { ready: false; left: string };
+
+/** Shortest pause between two checks of a structurally incomplete FITS file (else the window). */
+const MIN_INCOMPLETE_RECHECK_MS = 1000;
 
 /** Tracks files until they are complete; see the module doc. */
 export class StabilityChecker {
-  #options: Required<Omit<StabilityOptions, "onGone">> & Pick<StabilityOptions, "onGone">;
+  #options: StabilityOptions & {
+    closedForMs: number;
+    closeShortcut: (path: string) => boolean;
+    incompleteGraceMs: number;
+    waitForIncomplete: boolean;
+  };
   #entries = new Map<string, Entry>();
   #closed = false;
 
   constructor(options: StabilityOptions) {
-    // `?? stableForMs` after the spread: an explicit `closedForMs: undefined` means the default.
-    const closedForMs = Math.min(options.closedForMs ?? options.stableForMs, options.stableForMs);
-    this.#options = { ...options, closedForMs };
+    // `??` after the spread: an explicit `undefined` means the default.
+    this.#options = {
+      ...options,
+      closedForMs: Math.min(options.closedForMs ?? options.stableForMs, options.stableForMs),
+      closeShortcut: options.closeShortcut ?? (() => false),
+      incompleteGraceMs: options.incompleteGraceMs ?? 600_000,
+      waitForIncomplete: options.waitForIncomplete ?? true,
+    };
   }
 
   /** Number of files under observation. */
@@ -80,33 +133,31 @@ export class StabilityChecker {
   touch(path: string, activity: Activity = "changed"): void {
     if (this.#closed) return;
     const now = performance.now();
-    const quietMs = activity === "closed" ? this.#options.closedForMs : this.#options.stableForMs;
-    const entry = this.#entries.get(path);
-    if (entry) {
-      entry.lastActivityMs = now;
-      entry.quietMs = quietMs;
-      // The event is the activity: re-take the baseline so the check compares
-      // against the file as it was at this event.
-      if (!this.#sample(path, entry, "baseline")) return this.#drop(path, entry);
-      // A pending check re-arms itself for the rest of the quiet time, so a
-      // timer is only replaced when this event asks for an earlier decision.
-      if (entry.timer === undefined || entry.dueMs > now + quietMs) {
-        this.#schedule(path, entry, quietMs);
-      }
-      return;
+    let entry = this.#entries.get(path);
+    if (entry === undefined) {
+      entry = {
+        size: -1,
+        mtimeMs: -1,
+        lastActivityMs: now,
+        closed: false,
+        timer: undefined,
+        dueMs: 0,
+        structure: undefined,
+      };
+      this.#entries.set(path, entry);
     }
-    const fresh: Entry = {
-      size: -1,
-      mtimeMs: -1,
-      lastActivityMs: now,
-      quietMs,
-      timer: undefined,
-      dueMs: 0,
-    };
-    this.#entries.set(path, fresh);
-    // Take the first sample now; the decision comes after the quiet time.
-    if (!this.#sample(path, fresh, "baseline")) return this.#drop(path, fresh);
-    this.#schedule(path, fresh, quietMs);
+    entry.lastActivityMs = now;
+    entry.closed = activity === "closed";
+    // The event is the activity: re-take the baseline so the check compares
+    // against the file as it was at this event.
+    if (!this.#sample(path, entry, "baseline")) return this.#drop(path, entry);
+    // A close is decided at once (a complete FITS file goes, others learn how
+    // long they wait); a change needs the window. A pending check re-arms
+    // itself, so a timer is only replaced by an earlier one.
+    const delayMs = entry.closed ? 0 : this.#options.stableForMs;
+    if (entry.timer === undefined || entry.dueMs > now + delayMs) {
+      this.#schedule(path, entry, delayMs);
+    }
   }
 
   /** Stop observing `path` without a callback. */
@@ -151,29 +202,99 @@ export class StabilityChecker {
       return false;
     }
     if (!info.isFile) return false;
-    const mtimeMs = info.mtime?.getTime() ?? 0;
-    if (info.size !== entry.size || mtimeMs !== entry.mtimeMs) {
-      if (mode === "check") {
-        entry.lastActivityMs = performance.now();
-        // Still being written: a close event no longer counts.
-        entry.quietMs = this.#options.stableForMs;
-      }
-      entry.size = info.size;
-      entry.mtimeMs = mtimeMs;
-    }
+    this.#update(entry, info.size, info.mtime?.getTime() ?? 0, mode);
     return true;
+  }
+
+  #update(entry: Entry, size: number, mtimeMs: number, mode: "baseline" | "check"): void {
+    if (size === entry.size && mtimeMs === entry.mtimeMs) return;
+    if (mode === "check") {
+      entry.lastActivityMs = performance.now();
+      // Still being written: a close event no longer counts.
+      entry.closed = false;
+    }
+    entry.size = size;
+    entry.mtimeMs = mtimeMs;
   }
 
   #check(path: string, entry: Entry): void {
     if (this.#closed || this.#entries.get(path) !== entry) return;
     if (!this.#sample(path, entry, "check")) return this.#drop(path, entry);
-    const quietForMs = performance.now() - entry.lastActivityMs;
-    if (quietForMs >= entry.quietMs - 1) {
+    const structure = this.#structure(path, entry);
+    if (structure === null) return this.#drop(path, entry);
+    // Written between the stat and the read: that is activity too.
+    this.#update(entry, structure.size, structure.mtimeMs, "check");
+    const decision = this.#decide(path, entry, structure);
+    if (decision.ready) {
       this.#entries.delete(path);
-      this.#options.onReady({ path, size: entry.size, mtimeMs: entry.mtimeMs });
-      return;
+      const file: StableFile = { path, size: entry.size, mtimeMs: entry.mtimeMs };
+      if (decision.truncated) file.truncated = decision.truncated;
+      this.#options.onReady(file);
+    } else if ("left" in decision) {
+      this.#entries.delete(path);
+      this.#options.onLeft?.(path, decision.left);
+    } else {
+      this.#schedule(path, entry, decision.waitMs);
     }
-    this.#schedule(path, entry, entry.quietMs - quietForMs);
+  }
+
+  /** The file's structure, read again only when its size or mtime moved; null when it is gone. */
+  #structure(path: string, entry: Entry): FitsStructure | null {
+    const known = entry.structure;
+    if (known && known.size === entry.size && known.mtimeMs === entry.mtimeMs) return known;
+    try {
+      entry.structure = readFitsStructure(path);
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return null;
+      // Unreadable: the window decides, and the transfer reports why it cannot read it.
+      entry.structure = {
+        kind: "invalid",
+        reason: String(error),
+        size: entry.size,
+        mtimeMs: entry.mtimeMs,
+      };
+    }
+    return entry.structure;
+  }
+
+  #decide(path: string, entry: Entry, structure: FitsStructure): Decision {
+    const { stableForMs, closedForMs } = this.#options;
+    const quietForMs = performance.now() - entry.lastActivityMs;
+    if (structure.kind === "incomplete") {
+      return this.#decideIncomplete(entry, structure, quietForMs);
+    }
+    if (structure.kind === "complete" && entry.closed && structure.moreExpected === null) {
+      return { ready: true };
+    }
+    const shortcut = entry.closed && entry.size > 0 && this.#options.closeShortcut(path);
+    const needMs = shortcut ? closedForMs : stableForMs;
+    return quietForMs >= needMs - 1
+      ? { ready: true }
+      : { ready: false, waitMs: needMs - quietForMs };
+  }
+
+  /** A structurally incomplete FITS file: wait, report it truncated after the grace, or give up. */
+  #decideIncomplete(
+    entry: Entry,
+    structure: FitsStructure & { kind: "incomplete" },
+    quietForMs: number,
+  ): Decision {
+    const { stableForMs, incompleteGraceMs } = this.#options;
+    if (quietForMs < stableForMs - 1) return { ready: false, waitMs: stableForMs - quietForMs };
+    const unchangedForMs = Math.max(quietForMs, Date.now() - entry.mtimeMs);
+    const graceLeftMs = incompleteGraceMs - unchangedForMs;
+    if (graceLeftMs <= 0) {
+      return {
+        ready: true,
+        truncated: { expectedBytes: structure.expectedBytes, reason: structure.reason },
+      };
+    }
+    if (!this.#options.waitForIncomplete) {
+      return { ready: false, left: `its FITS structure is incomplete (${structure.reason})` };
+    }
+    // Checked again now and then: a share may deliver writes without events.
+    const recheckMs = Math.max(stableForMs, MIN_INCOMPLETE_RECHECK_MS);
+    return { ready: false, waitMs: Math.min(graceLeftMs, recheckMs) };
   }
 
   /** Drop `entry` (only if it is still the observation of `path`) and report it gone. */

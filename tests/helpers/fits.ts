@@ -100,3 +100,45 @@ export function fitsFile(...units: Uint8Array[]): Uint8Array {
   }
   return out;
 }
+
+/** Where Debian's `python3-astropy` keeps its own FITS test files. */
+export const ASTROPY_FITS_DATA = "/usr/lib/python3/dist-packages/astropy/io/fits/tests/data";
+
+/**
+ * Every `.fits` file of astropy's test data (subfolders included), sorted.
+ * Fails (never skips) when the package is missing, naming it.
+ */
+export async function astropyFitsFiles(): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (dir: string): Promise<void> => {
+    for await (const entry of Deno.readDir(dir)) {
+      const path = `${dir}/${entry.name}`;
+      if (entry.isDirectory) await walk(path);
+      else if (entry.isFile && entry.name.endsWith(".fits")) out.push(path);
+    }
+  };
+  try {
+    await walk(ASTROPY_FITS_DATA);
+  } catch (error) {
+    throw new Error(
+      `Cannot read astropy's FITS test files in ${ASTROPY_FITS_DATA}: ${error}; ` +
+        "apt-get install python3-astropy",
+    );
+  }
+  return out.sort();
+}
+
+/**
+ * A 16-bit `width` × `height` primary image, as a header-first writer would
+ * produce it: the header blocks and the (padded) data blocks apart.
+ */
+export function imageParts(
+  width: number,
+  height: number,
+  extraCards: string[] = [],
+): { header: Uint8Array; data: Uint8Array } {
+  return {
+    header: headerBytes([...imageCards(width, height), ...extraCards]),
+    data: int16Data(width, height, (x, y) => (x * 7 + y * 13) % 30000),
+  };
+}

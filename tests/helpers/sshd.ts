@@ -234,6 +234,8 @@ export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
         file_patterns: ["*"],
         exclude_patterns: [],
         stability_window_seconds: 0,
+        close_shortcut_patterns: [],
+        fits_incomplete_grace_seconds: 600,
         night_date_source: "mtime",
         night_rollover_hour: 0,
         night_timezone: "",
