@@ -233,6 +233,8 @@ export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
         remote_base_path: "/nonexistent-base",
         file_patterns: ["*"],
         exclude_patterns: [],
+        case_sensitive_patterns: false,
+        symlinks: "skip",
         stability_window_seconds: 0,
         night_date_source: "mtime",
         night_rollover_hour: 0,
