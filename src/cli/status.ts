@@ -7,6 +7,7 @@
 import { Command } from "commander";
 import { loadConfig, resolveConfigPath } from "../config/load.ts";
 import { type FileState, Ledger } from "../ledger/ledger.ts";
+import { formatSkipped, summarizeSkipped } from "../watch/skipped_summary.ts";
 import { globalOptions } from "./options.ts";
 
 const STATES: FileState[] = ["pending", "transferring", "done", "failed"];
@@ -19,7 +20,9 @@ function when(ms: number | null): string {
 /** The `status` command. */
 export function statusCommand(): Command {
   return new Command("status")
-    .description("show counts per state, recent transfers and failures (from the ledger)")
+    .description(
+      "show counts per state, recent transfers and failures (from the ledger), and what the watch folders skip",
+    )
     .option("-n, --limit <count>", "how many recent transfers and failures to list", "10")
     .option("--json", "print JSON instead of text")
     .action(async (options: { limit: string; json?: boolean }, command: Command) => {
@@ -28,9 +31,11 @@ export function statusCommand(): Command {
         throw new Error(`Cannot list ${options.limit} entries: --limit takes a whole number`);
       }
       const config = await loadConfig(resolveConfigPath(globalOptions(command).config));
+      const skipped = await summarizeSkipped(config.jobs);
       const ledger = Ledger.open(config.state_dir, { readOnly: true });
       if (!ledger) {
         console.log(`No ledger yet in ${config.state_dir}: nothing has been transferred.`);
+        for (const line of formatSkipped(skipped)) console.log(line);
         return;
       }
       try {
@@ -38,7 +43,9 @@ export function statusCommand(): Command {
         const recent = ledger.recentDone(limit);
         const problems = ledger.problems(limit);
         if (options.json) {
-          console.log(JSON.stringify({ ledger: ledger.path, counts, recent, problems }, null, 2));
+          console.log(
+            JSON.stringify({ ledger: ledger.path, counts, recent, problems, skipped }, null, 2),
+          );
           return;
         }
         console.log(`Ledger: ${ledger.path}`);
@@ -49,6 +56,7 @@ export function statusCommand(): Command {
           }).join(", ");
           console.log(`Job ${job.name}: ${line}`);
         }
+        for (const line of formatSkipped(skipped)) console.log(line);
         console.log(`\nRecent transfers (${recent.length}):`);
         for (const row of recent) {
           console.log(

@@ -106,3 +106,14 @@ export const sharedSkipLog: SkipLog = new SkipLog();
 export function escapeName(name: string): string {
   return JSON.stringify(name).slice(1, -1).replaceAll("\uFFFD", "\\ufffd");
 }
+
+/**
+ * `path` for a listing: its last part escaped (see {@linkcode escapeName}) when
+ * it holds control characters or bytes that were not UTF-8, otherwise as is.
+ */
+export function readablePath(path: string): string {
+  const name = basename(path);
+  // deno-lint-ignore no-control-regex
+  if (!/[\u0000-\u001f\u007f\uFFFD]/.test(name)) return path;
+  return path.slice(0, path.length - name.length) + escapeName(name);
+}
