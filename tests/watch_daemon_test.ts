@@ -61,11 +61,12 @@ function linesWith(text: string, needle: string): string[] {
   return text.split("\n").filter((line) => line.includes(needle));
 }
 
-Deno.test("daemon: a FIFO created while it runs does not stall it; one log line per FIFO", async () => {
+Deno.test("daemon: a FIFO (or a link to one, a socket, a device) created while it runs does not stall it; one log line each", async () => {
   const box = await sandbox();
   // A FIFO present at start-up, which gets an event while the daemon runs.
   await run("mkfifo", [join(box.watch, "old.fits")]);
   const daemon = startCli(["run", "-c", box.config], { env: box.env });
+  let listener: Deno.Listener | undefined;
   try {
     await daemon.waitForOutput("Watching");
     await run("mkfifo", [join(box.watch, "pipe.fits")]);
@@ -99,18 +100,43 @@ Deno.test("daemon: a FIFO created while it runs does not stall it; one log line 
       15_000,
       "second.fits to arrive",
     );
+
+    // A link to a FIFO outside (the watcher opens through links), a socket and a device.
+    await run("mkfifo", [join(box.outside, "far-pipe")]);
+    await Deno.symlink(join(box.outside, "far-pipe"), join(box.watch, "pipe-link.fits"));
+    listener = Deno.listen({ transport: "unix", path: join(box.watch, "sock.fits") });
+    await run("mknod", [join(box.watch, "null.fits"), "c", "1", "3"]);
+    await new Promise((r) => setTimeout(r, 300));
+    const third = randomBytes(3000);
+    const thirdAt = Date.now();
+    await Deno.writeFile(join(box.watch, "third.fits"), third);
+    await waitFor(
+      async () => (await listFiles(box.dest)).some((f) => f.endsWith("/third.fits")),
+      15_000,
+      "third.fits to arrive",
+    );
+    assert.ok(Date.now() - thirdAt < 6_000, `third.fits took ${Date.now() - thirdAt} ms`);
     await new Promise((r) => setTimeout(r, 1500));
-    assert.deepEqual((await listFiles(box.dest)).map((f) => f.split("/")[1]).sort(), [
-      "after.fits",
-      "second.fits",
-    ]);
+    const sent = (await listFiles(box.dest)).map((f) => f.split("/")[1]).sort();
+    assert.deepEqual(sent, ["after.fits", "second.fits", "third.fits"]);
+    for (const rel of sent) {
+      const want = { "after.fits": bytes, "second.fits": second, "third.fits": third }[rel];
+      const path = (await listFiles(box.dest)).find((f) => f.endsWith(`/${rel}`))!;
+      assert.deepEqual(await Deno.readFile(join(box.dest, path)), want, rel);
+    }
     const log = daemon.stderr();
+    assert.equal(linesWith(log, "pipe-link.fits").length, 1, log);
+    assert.match(linesWith(log, "sock.fits")[0] ?? "", /Skipped .*sock\.fits: socket/, log);
+    assert.equal(linesWith(log, "sock.fits").length, 1, log);
+    assert.match(linesWith(log, "null.fits")[0] ?? "", /Skipped .*null\.fits: character device/);
+    assert.equal(linesWith(log, "null.fits").length, 1, log);
     assert.equal(linesWith(log, "pipe.fits").length, 1, log);
     assert.match(linesWith(log, "pipe.fits")[0], /INFO .*Skipped .*pipe\.fits: FIFO/);
     assert.equal(linesWith(log, "old.fits").length, 1, log);
     assert.doesNotMatch(log, /disappeared/);
   } finally {
     const status = await daemon.stop();
+    listener?.close();
     assert.equal(status.code, 0, daemon.stderr());
     await Deno.remove(box.root, { recursive: true });
   }

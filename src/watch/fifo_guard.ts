@@ -30,6 +30,13 @@ const MAX_SEARCH_INTERVAL_MS = 60_000;
 /** Stuck this long with no FIFO to release: tell the owner to rescan instead (ms). */
 const GIVE_UP_MS = 30_000;
 
+/** Timings of a {@linkcode FifoGuard} (ms); the defaults are the module's constants. */
+export interface FifoGuardTimings {
+  heartbeatMs?: number;
+  stallMs?: number;
+  giveUpMs?: number;
+}
+
 /** What the guard tells its owner. */
 export interface FifoGuardEvents {
   /** A FIFO at `path` (or a link to one) was opened for writing and is held. */
@@ -56,22 +63,34 @@ export class FifoGuard {
   #sentAt: number | null = null;
   #stuckSince: number | null = null;
   #nextSearchAt = 0;
-  #searchIntervalMs = STALL_MS;
+  #searchIntervalMs: number;
   #reportedStuck = false;
+  #timings: Required<FifoGuardTimings>;
 
   /**
    * @param root the watch folder
    * @param heartbeat a file outside `root` whose folder the same watcher watches
    */
-  constructor(root: string, heartbeat: string, events: FifoGuardEvents) {
+  constructor(
+    root: string,
+    heartbeat: string,
+    events: FifoGuardEvents,
+    timings: FifoGuardTimings = {},
+  ) {
     this.#root = root;
     this.#heartbeat = heartbeat;
     this.#events = events;
+    this.#timings = {
+      heartbeatMs: timings.heartbeatMs ?? HEARTBEAT_MS,
+      stallMs: timings.stallMs ?? STALL_MS,
+      giveUpMs: timings.giveUpMs ?? GIVE_UP_MS,
+    };
+    this.#searchIntervalMs = this.#timings.stallMs;
   }
 
   /** Start the heartbeat. */
   start(): void {
-    this.#timer ??= setInterval(() => this.#tick(), HEARTBEAT_MS);
+    this.#timer ??= setInterval(() => this.#tick(), this.#timings.heartbeatMs);
   }
 
   /** Whether `path` is the heartbeat file (its events are the guard's, not the job's). */
@@ -83,7 +102,7 @@ export class FifoGuard {
   echo(): void {
     this.#sentAt = null;
     this.#stuckSince = null;
-    this.#searchIntervalMs = STALL_MS;
+    this.#searchIntervalMs = this.#timings.stallMs;
     this.#reportedStuck = false;
   }
 
@@ -106,15 +125,15 @@ export class FifoGuard {
       this.#beat(now);
       return;
     }
-    if (now - this.#sentAt < STALL_MS || now < this.#nextSearchAt) return;
+    if (now - this.#sentAt < this.#timings.stallMs || now < this.#nextSearchAt) return;
     this.#stuckSince ??= this.#sentAt;
     const released = this.#search();
     if (released > 0) {
-      this.#searchIntervalMs = STALL_MS;
+      this.#searchIntervalMs = this.#timings.stallMs;
     } else {
       // Nothing to release (a burst dropped the heartbeat, or something else blocks): back off.
       this.#searchIntervalMs = Math.min(this.#searchIntervalMs * 2, MAX_SEARCH_INTERVAL_MS);
-      if (!this.#reportedStuck && now - this.#stuckSince >= GIVE_UP_MS) {
+      if (!this.#reportedStuck && now - this.#stuckSince >= this.#timings.giveUpMs) {
         this.#reportedStuck = true;
         this.#events.onStuck(
           `the file-system watcher has reported nothing for ${
