@@ -125,24 +125,25 @@ export function createFileFilter(job: FilterJob, options: FilterOptions = {}): F
     return null;
   };
 
-  const classify = (relPath: string, hint?: EntryHint): EntryVerdict => {
+  const verdictOf = (relPath: string, hint?: EntryHint, quiet = false): EntryVerdict => {
     if (root === undefined) return { ok: true, source: relPath };
     const verdict = classifyEntry(absolute(relPath), { watch_path: root, symlinks }, hint);
-    if (verdict.ok && verdict.linkTarget !== undefined) {
+    if (!quiet && verdict.ok && verdict.linkTarget !== undefined) {
       skipLog?.followed(absolute(relPath), verdict.linkTarget, symlinks, fields);
     }
     return verdict;
   };
+  const classify = (relPath: string, hint?: EntryHint) => verdictOf(relPath, hint);
 
   const report = (relPath: string, why: Skip) =>
     void skipLog?.skipped(absolute(relPath), why, fields);
 
-  /** The whole decision, without reporting it. */
-  const decide = (relPath: string, parentIncluded: boolean): Skip | null => {
+  /** The whole decision; a followed link is reported unless `quiet`, a skip never. */
+  const decide = (relPath: string, parentIncluded: boolean, quiet = false): Skip | null => {
     const byName = nameSkip(relPath, parentIncluded);
     if (byName) return byName;
     if (root === undefined) return null;
-    const verdict = classify(relPath);
+    const verdict = verdictOf(relPath, undefined, quiet);
     return verdict.ok ? null : verdict;
   };
 
@@ -164,7 +165,7 @@ export function createFileFilter(job: FilterJob, options: FilterOptions = {}): F
       return false;
     },
     explain(relPath) {
-      return decide(relPath, false)?.reason ?? null;
+      return decide(relPath, false, true)?.reason ?? null;
     },
     nameSkip,
     dirSkip,

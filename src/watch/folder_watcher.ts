@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { join } from "node:path";
+import { isAbsolute, join } from "node:path";
 import { sharedSkipLog, type SkipLog } from "./skip_log.ts";
 import type { WatchEvent, WatchRequest } from "./watch_worker.ts";
 
@@ -102,16 +102,26 @@ export class FolderWatcher {
     }
   }
 
-  /** A file in a private temporary folder whose closes the guard watches for. */
+  /**
+   * A file in a private folder whose closes the guard watches for: in the
+   * runtime folder the service manager cleans (`$RUNTIME_DIRECTORY`,
+   * `$XDG_RUNTIME_DIR`) if there is one, else in the temp folder.
+   */
   #makeHeartbeat(): string | undefined {
-    try {
-      const dir = Deno.realPathSync(Deno.makeTempDirSync({ prefix: "image-transfer-watch-" }));
-      this.#heartbeatDir = dir;
-      const file = join(dir, "heartbeat");
-      Deno.writeFileSync(file, new Uint8Array());
-      return file;
-    } catch {
-      return undefined; // no temporary folder: watch without the guard
+    const parents = [Deno.env.get("RUNTIME_DIRECTORY"), Deno.env.get("XDG_RUNTIME_DIR"), undefined];
+    for (const parent of parents) {
+      if (parent !== undefined && !isAbsolute(parent)) continue;
+      try {
+        const made = Deno.makeTempDirSync({ dir: parent, prefix: "image-transfer-watch-" });
+        const dir = Deno.realPathSync(made);
+        this.#heartbeatDir = dir;
+        const file = join(dir, "heartbeat");
+        Deno.writeFileSync(file, new Uint8Array());
+        return file;
+      } catch {
+        // Not there or not writable: try the next one.
+      }
     }
+    return undefined; // no folder at all: watch without the guard
   }
 }

@@ -65,7 +65,10 @@ export async function* scanFolderBatches(
   const links = new LinkedFolders(root, filter.symlinks === "follow");
   if (startRel !== "") {
     const refused = links.refuseStart(startRel);
-    if (refused) return skipped(startRel, join(root, startRel), refused, true);
+    if (refused) {
+      skipped(startRel, join(root, startRel), refused, true);
+      return;
+    }
   }
   const stack: string[] = [startRel];
   while (stack.length > 0) {
