@@ -33,17 +33,73 @@ Deno.test("file_filter: a pattern with / matches the whole relative path", () =>
   assertIncluded(both, ["a.fit", "deep/raw/a.fit"], false);
 });
 
-Deno.test("file_filter: patterns are case-sensitive", () => {
+Deno.test("file_filter: patterns match upper and lower case alike by default", () => {
   const lower = filter(["*.fits"]);
-  assertIncluded(lower, ["a.fits"], true);
-  assertIncluded(lower, ["A.FITS", "a.Fits", "night/B.FITS"], false);
+  assertIncluded(lower, ["a.fits", "a.FITS", "c.Fits", "night/B.FITS", "NIGHT/b.fits"], true);
+  assertIncluded(lower, ["b.fit", "B.FIT", "a.FITS.bak", "a.fitsx"], false);
+  const upper = filter(["*.FIT"]);
+  assertIncluded(upper, ["b.fit", "B.FIT", "deep/x.Fit"], true);
+  assertIncluded(upper, ["a.fits", "a.FITS"], false);
+  const path = filter(["Raw/**/*.fits"], ["CALIB"]);
+  assertIncluded(path, ["raw/a.FITS", "RAW/x/a.fits"], true);
+  assertIncluded(path, ["raw/calib/a.fits", "raw/Calib/a.fits", "cooked/a.fits"], false);
+  assert.equal(path.includesDir("raw/Calib"), false, "excludes ignore case too");
   const defaults = filter(DEFAULT_FILE_PATTERNS);
   assertIncluded(
     defaults,
-    ["a.fits", "A.FITS", "a.fit", "A.FIT", "a.fts", "A.FTS", "c.fits.fz", "c.fits.gz"],
+    [
+      "a.fits",
+      "A.FITS",
+      "a.Fits",
+      "a.fit",
+      "A.FIT",
+      "a.fts",
+      "c.fits.fz",
+      "c.FITS.FZ",
+      "c.fits.GZ",
+    ],
     true,
   );
-  assertIncluded(defaults, ["a.Fits", "a.fits.bz2", "a.txt", "a.FITS.FZ"], false);
+  assertIncluded(defaults, ["a.fits.bz2", "a.txt", "a.fitz"], false);
+});
+
+Deno.test("file_filter: case_sensitive_patterns: true matches case exactly", () => {
+  const strict = (file_patterns: string[], exclude_patterns: string[] = []) =>
+    createFileFilter({ file_patterns, exclude_patterns, case_sensitive_patterns: true });
+  const lower = strict(["*.fits"]);
+  assertIncluded(lower, ["a.fits", "night/a.fits"], true);
+  assertIncluded(lower, ["A.FITS", "a.Fits", "night/B.FITS", "b.fit"], false);
+  const excluded = strict(["*.fits"], ["calib"]);
+  assertIncluded(excluded, ["Calib/a.fits"], true);
+  assertIncluded(excluded, ["calib/a.fits"], false);
+  const defaults = strict(DEFAULT_FILE_PATTERNS);
+  assertIncluded(defaults, ["a.fits", "A.FITS", "a.fit", "A.FIT", "c.fits.fz"], true);
+  assertIncluded(defaults, ["a.Fits", "a.FITS.FZ"], false);
+});
+
+Deno.test("file_filter: explain says why a name is skipped", () => {
+  const f = filter(["*.fits", "raw/*.fit"], ["calib", "*_test.fits"]);
+  assert.equal(f.explain("a.fits"), null);
+  assert.equal(f.explain("raw/a.fit"), null);
+  assert.equal(f.explain("a.txt"), "matches none of file_patterns");
+  assert.equal(f.explain("x_test.fits"), "matches exclude pattern *_test.fits");
+  assert.equal(
+    f.explain("calib/a.fits"),
+    "in folder calib: folder matches exclude pattern calib",
+  );
+  assert.equal(f.explain(".a.fits"), "hidden (its name starts with a dot)");
+  assert.equal(
+    f.explain(".git/a.fits"),
+    "in folder .git: hidden folder (its name starts with a dot)",
+  );
+  assert.equal(f.explain(tempNameFor("a.fits")), "an image-transfer temporary file");
+  assert.equal(f.explain("night/calib/deep/a.fits")?.startsWith("in folder night/calib:"), true);
+  assert.equal(f.dirSkip("calib")?.reason, "folder matches exclude pattern calib");
+  assert.equal(f.dirSkip("night"), null);
+  // Each reason agrees with includesFile.
+  for (const rel of ["a.fits", "a.txt", "x_test.fits", "calib/a.fits", ".a.fits", "raw/b.fit"]) {
+    assert.equal(f.includesFile(rel), f.explain(rel) === null, rel);
+  }
 });
 
 Deno.test("file_filter: exclude patterns skip files and whole folders", () => {

@@ -7,6 +7,7 @@
 import { Command } from "commander";
 import { loadConfig, resolveConfigPath } from "../config/load.ts";
 import { type FileState, Ledger } from "../ledger/ledger.ts";
+import { formatSkipped, summarizeSkipped } from "../watch/skipped_summary.ts";
 import { globalOptions } from "./options.ts";
 import { daemonStatus, describeDaemon } from "./daemon_state.ts";
 
@@ -21,7 +22,7 @@ function when(ms: number | null): string {
 export function statusCommand(): Command {
   return new Command("status")
     .description(
-      "show whether a daemon is running, counts per state, recent transfers and failures",
+      "show whether a daemon is running, counts per state, recent transfers and failures, and what the watch folders skip",
     )
     .option("-n, --limit <count>", "how many recent transfers and failures to list", "10")
     .option("--json", "print JSON instead of text")
@@ -32,12 +33,14 @@ export function statusCommand(): Command {
       }
       const config = await loadConfig(resolveConfigPath(globalOptions(command).config));
       const daemon = daemonStatus(config.state_dir);
+      const skipped = await summarizeSkipped(config.jobs);
       const ledger = Ledger.open(config.state_dir, { readOnly: true });
       if (!ledger) {
-        if (options.json) console.log(JSON.stringify({ daemon, ledger: null }, null, 2));
+        if (options.json) console.log(JSON.stringify({ daemon, ledger: null, skipped }, null, 2));
         else {
           console.log(describeDaemon(daemon, config.state_dir));
           console.log(`No ledger yet in ${config.state_dir}: nothing has been transferred.`);
+          for (const line of formatSkipped(skipped)) console.log(line);
         }
         return;
       }
@@ -46,7 +49,7 @@ export function statusCommand(): Command {
         const recent = ledger.recentDone(limit);
         const problems = ledger.problems(limit);
         if (options.json) {
-          const report = { daemon, ledger: ledger.path, counts, recent, problems };
+          const report = { daemon, ledger: ledger.path, counts, recent, problems, skipped };
           console.log(JSON.stringify(report, null, 2));
           return;
         }
@@ -59,6 +62,7 @@ export function statusCommand(): Command {
           }).join(", ");
           console.log(`Job ${job.name}: ${line}`);
         }
+        for (const line of formatSkipped(skipped)) console.log(line);
         console.log(`\nRecent transfers (${recent.length}):`);
         for (const row of recent) {
           console.log(

@@ -61,11 +61,19 @@ export const jobShape = {
   ),
   file_patterns: doc(
     z.array(z.string().min(1)).min(1).default(DEFAULT_FILE_PATTERNS),
-    "Glob patterns of files to send. A pattern without `/` matches the file name in any subfolder; case-sensitive.",
+    "Glob patterns of files to send. A pattern without `/` matches the file name in any subfolder; upper and lower case match alike unless `case_sensitive_patterns` is on.",
   ),
   exclude_patterns: doc(
     z.array(z.string().min(1)).default([]),
     "Glob patterns of files or folders never sent, even if they match `file_patterns`.",
+  ),
+  case_sensitive_patterns: doc(
+    z.boolean().default(false),
+    "Match `file_patterns` and `exclude_patterns` case-sensitively (`*.fits` then skips `a.FITS`).",
+  ),
+  symlinks: doc(
+    z.enum(["skip", "inside", "follow"]).default("skip"),
+    "Symbolic links in the watch folder: `skip` (never read through a link), `inside` (send a link to a file whose real path is inside the watch folder), `follow` (send what any link points to, and scan linked folders). Each link is logged once.",
   ),
   stability_window_seconds: doc(
     z.number().min(0).max(3600).default(2),

@@ -1,6 +1,6 @@
 /**
- * `run --dry-run`: list what would be transferred where, changing nothing
- * (the ledger is only read, and only if it exists).
+ * `run --dry-run`: list what would be transferred where, and what is skipped
+ * and why, changing nothing (the ledger is only read, and only if it exists).
  *
  * @module
  */
@@ -9,11 +9,13 @@ import { Ledger } from "../ledger/ledger.ts";
 import { planDestination } from "../layout/destination.ts";
 import { createTransport } from "../transfer/factory.ts";
 import { createFileFilter } from "../watch/file_filter.ts";
-import { scanFolder } from "../watch/scan.ts";
+import { scanFolder, type SkippedEntry } from "../watch/scan.ts";
+import { readablePath } from "../watch/skip_log.ts";
 
 /**
- * Print one line per file that would be sent (`<source> -> <target>`) and a
- * summary per job to `write`.
+ * Print one line per file that would be sent (`would transfer <source> -> <target>`),
+ * one per entry that is skipped (`skipped <path>: <reason>`; a folder that is
+ * not entered ends in `/`) and a summary per job to `write`.
  *
  * @returns the number of files that would be sent
  */
@@ -25,13 +27,16 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
       const transport = createTransport(job, Deno.cwd());
       const done = ledger?.doneIndex(job.name) ?? new Map();
       let count = 0;
+      const skipped: SkippedEntry[] = [];
       try {
         const info = await Deno.stat(job.watch_path).catch(() => null);
         if (!info?.isDirectory) {
           write(`job ${job.name}: watch folder ${job.watch_path} does not exist`);
           continue;
         }
-        for await (const file of scanFolder(job.watch_path, createFileFilter(job))) {
+        const filter = createFileFilter(job, { skipLog: null });
+        const onSkipped = (entry: SkippedEntry) => skipped.push(entry);
+        for await (const file of scanFolder(job.watch_path, filter, { onSkipped })) {
           const stat = await Deno.stat(file.path).catch(() => null);
           if (!stat) continue;
           const mtimeMs = stat.mtime?.getTime() ?? 0;
@@ -48,7 +53,15 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
       } finally {
         await transport.close();
       }
-      write(`job ${job.name}: ${count} file(s) would be transferred (${job.transfer_method})`);
+      skipped.sort((a, b) => a.relPath < b.relPath ? -1 : a.relPath > b.relPath ? 1 : 0);
+      for (const entry of skipped) {
+        const shown = readablePath(entry.path) + (entry.folder ? "/" : "");
+        write(`skipped ${shown}: ${entry.skip.reason}`);
+      }
+      write(
+        `job ${job.name}: ${count} file(s) would be transferred (${job.transfer_method}), ` +
+          `${skipped.length} skipped`,
+      );
       total += count;
     }
   } finally {

@@ -1,17 +1,52 @@
 /**
- * Which files of a watch folder belong to the job: matching `file_patterns`,
- * not matching `exclude_patterns`, not hidden, not our own temporary files.
+ * Which entries of a watch folder belong to the job: names matching
+ * `file_patterns` (case-insensitively unless `case_sensitive_patterns`), not
+ * matching `exclude_patterns`, not hidden, not our own temporary files; and,
+ * when the filter knows the watch folder, entries that are regular files (or
+ * links the `symlinks` policy allows). Every skip can be explained, and is
+ * reported once per path.
  *
  * @module
  */
 // @ts-types="@types/picomatch"
 import picomatch from "picomatch";
+import { join } from "node:path";
 import { isTempName } from "../transfer/temp_name.ts";
+import {
+  classifyEntry,
+  type EntryHint,
+  type EntryVerdict,
+  type SymlinkPolicy,
+} from "./entry_check.ts";
+import { sharedSkipLog, type Skip, type SkipLog } from "./skip_log.ts";
+
+/** What {@linkcode createFileFilter} needs of a job. */
+export interface FilterJob {
+  file_patterns: string[];
+  exclude_patterns: string[];
+  /** @default false */
+  case_sensitive_patterns?: boolean;
+  /** @default "skip" */
+  symlinks?: SymlinkPolicy;
+  /** When given, {@linkcode FileFilter.includesFile} also checks what the entry is (lstat). */
+  watch_path?: string;
+  /** Job name, for log lines. */
+  name?: string;
+}
+
+/** Options of {@linkcode createFileFilter}. */
+export interface FilterOptions {
+  /** Where skips are reported once per path; `null` reports nothing. @default sharedSkipLog */
+  skipLog?: SkipLog | null;
+}
 
 /** Decides, from a path relative to the watch folder (`/` separators), what to do with it. */
 export interface FileFilter {
+  /** The job's `symlinks` policy. */
+  readonly symlinks: SymlinkPolicy;
   /**
-   * Whether a file at `relPath` should be sent.
+   * Whether the entry at `relPath` should be sent: its name, then (when the
+   * filter knows the watch folder) what it is. A skip is reported once.
    *
    * @param parentIncluded the caller already knows the file's folder is
    *   included (a scan that only enters included folders)
@@ -19,6 +54,19 @@ export interface FileFilter {
   includesFile(relPath: string, parentIncluded?: boolean): boolean;
   /** Whether the folder at `relPath` may hold files to send (not hidden, not excluded). */
   includesDir(relPath: string): boolean;
+  /** Why the entry at `relPath` is not sent, or `null` if it is. Reports nothing. */
+  explain(relPath: string): string | null;
+  /** Why a file named `relPath` is not sent by the name rules alone, or `null`. */
+  nameSkip(relPath: string, parentIncluded?: boolean): Skip | null;
+  /** Why the folder at `relPath` (whose parents are included) is not entered, or `null`. */
+  dirSkip(relPath: string): Skip | null;
+  /**
+   * What the entry at `relPath` is ({@linkcode classifyEntry}); needs the
+   * watch folder. A followed link is reported once.
+   */
+  classify(relPath: string, hint?: EntryHint): EntryVerdict;
+  /** Report a skip once per path (no-op without a skip log). */
+  report(relPath: string, skip: Skip): void;
 }
 
 /**
@@ -27,42 +75,126 @@ export interface FileFilter {
  * (`raw/**\/*.fits`). Exclude patterns also apply to every parent folder, so
  * `calib` or `calib/**` skip a whole subtree.
  */
-export function createFileFilter(
-  job: { file_patterns: string[]; exclude_patterns: string[] },
-): FileFilter {
-  const include = matcher(job.file_patterns);
-  const exclude = matcher(job.exclude_patterns);
-  const segments = (relPath: string) => relPath.split("/");
-  const hidden = (relPath: string) => segments(relPath).some((s) => s.startsWith("."));
+export function createFileFilter(job: FilterJob, options: FilterOptions = {}): FileFilter {
+  const nocase = !(job.case_sensitive_patterns ?? false);
+  const include = matcher(job.file_patterns, nocase);
+  const excludes = job.exclude_patterns.map((p) => ({ pattern: p, match: matcher([p], nocase) }));
+  const exclude = matcher(job.exclude_patterns, nocase);
+  const symlinks = job.symlinks ?? "skip";
+  const skipLog = options.skipLog === undefined ? sharedSkipLog : options.skipLog;
+  const fields = job.name === undefined ? {} : { job: job.name };
+  const root = job.watch_path;
+  const absolute = (relPath: string) => root === undefined ? relPath : join(root, relPath);
+
+  const skip = (code: string, reason: string): Skip => ({ code, reason, level: "debug" });
+  const excludedBy = (relPath: string) => excludes.find((e) => e.match(relPath))?.pattern;
+
+  const dirSkip = (relPath: string): Skip | null => {
+    const name = relPath.slice(relPath.lastIndexOf("/") + 1);
+    if (name.startsWith(".")) return skip("hidden", "hidden folder (its name starts with a dot)");
+    if (exclude(relPath)) {
+      return skip("excluded", `folder matches exclude pattern ${excludedBy(relPath)}`);
+    }
+    return null;
+  };
+
+  /** The first hidden or excluded folder on the way to `relPath` (a file), with why. */
+  const parentSkip = (relPath: string): Skip | null => {
+    const parts = relPath.split("/");
+    for (let i = 1; i < parts.length; i++) {
+      const dir = parts.slice(0, i).join("/");
+      const why = dirSkip(dir);
+      if (why) return { ...why, reason: `in folder ${dir}: ${why.reason}` };
+    }
+    return null;
+  };
+
+  const nameSkip = (relPath: string, parentIncluded = false): Skip | null => {
+    const slash = relPath.lastIndexOf("/");
+    const name = relPath.slice(slash + 1);
+    if (name === "") return skip("empty", "empty name");
+    if (isTempName(name)) return skip("temp", "an image-transfer temporary file");
+    if (name.startsWith(".")) return skip("hidden", "hidden (its name starts with a dot)");
+    if (!parentIncluded && slash > 0) {
+      const why = parentSkip(relPath);
+      if (why) return why;
+    }
+    if (!include(relPath)) return skip("unmatched", "matches none of file_patterns");
+    const pattern = excludedBy(relPath);
+    if (pattern !== undefined) return skip("excluded", `matches exclude pattern ${pattern}`);
+    return null;
+  };
+
+  const verdictOf = (relPath: string, hint?: EntryHint, quiet = false): EntryVerdict => {
+    if (root === undefined) return { ok: true, source: relPath };
+    const verdict = classifyEntry(absolute(relPath), { watch_path: root, symlinks }, hint);
+    if (!quiet && verdict.ok && verdict.linkTarget !== undefined) {
+      skipLog?.followed(absolute(relPath), verdict.linkTarget, symlinks, fields);
+    }
+    return verdict;
+  };
+  const classify = (relPath: string, hint?: EntryHint) => verdictOf(relPath, hint);
+
+  const report = (relPath: string, why: Skip) =>
+    void skipLog?.skipped(absolute(relPath), why, fields);
+
+  /** The whole decision; a followed link is reported unless `quiet`, a skip never. */
+  const decide = (relPath: string, parentIncluded: boolean, quiet = false): Skip | null => {
+    const byName = nameSkip(relPath, parentIncluded);
+    if (byName) return byName;
+    if (root === undefined) return null;
+    const verdict = verdictOf(relPath, undefined, quiet);
+    return verdict.ok ? null : verdict;
+  };
 
   return {
+    symlinks,
     includesDir(relPath) {
       if (relPath === "" || relPath === ".") return true;
-      if (hidden(relPath)) return false;
-      const parts = segments(relPath);
+      const parts = relPath.split("/");
       for (let i = 1; i <= parts.length; i++) {
-        if (exclude(parts.slice(0, i).join("/"))) return false;
+        if (dirSkip(parts.slice(0, i).join("/"))) return false;
       }
       return true;
     },
     includesFile(relPath, parentIncluded = false) {
-      const slash = relPath.lastIndexOf("/");
-      const name = relPath.slice(slash + 1);
-      if (name === "" || name.startsWith(".") || isTempName(name)) return false;
-      if (!parentIncluded && slash > 0 && !this.includesDir(relPath.slice(0, slash))) return false;
-      return include(relPath) && !exclude(relPath);
+      const why = decide(relPath, parentIncluded);
+      if (why === null) return true;
+      // A watcher reports folders too: the name rules for files say nothing about them.
+      if (!(NAME_RULES.has(why.code) && isFolder(absolute(relPath)))) report(relPath, why);
+      return false;
     },
+    explain(relPath) {
+      return decide(relPath, false, true)?.reason ?? null;
+    },
+    nameSkip,
+    dirSkip,
+    classify,
+    report,
   };
+}
+
+/** Skip codes of the name rules. */
+const NAME_RULES = new Set(["empty", "temp", "hidden", "unmatched", "excluded"]);
+
+function isFolder(path: string): boolean {
+  try {
+    return Deno.lstatSync(path).isDirectory;
+  } catch {
+    return false;
+  }
 }
 
 /**
  * Match a relative path against `patterns`: those without `/` against its base
  * name, the others against the whole path. picomatch's `basename` option
  * would apply to every pattern, so the two kinds are compiled apart. The `s`
- * flag lets `*` and `**` match names that start with or contain a newline.
+ * flag lets `*` and `**` match names that start with or contain a newline; `i`
+ * makes upper and lower case match alike.
  */
-function matcher(patterns: string[]): (relPath: string) => boolean {
-  const options = { dot: true, flags: "s" };
+function matcher(patterns: string[], nocase: boolean): (relPath: string) => boolean {
+  // `flags` replaces the flags picomatch derives from `nocase`, so both go here.
+  const options = { dot: true, flags: nocase ? "si" : "s", nocase };
   const base = patterns.filter((p) => !p.includes("/"));
   const full = patterns.filter((p) => p.includes("/"));
   const matchBase = base.length > 0 ? picomatch(base, { ...options, basename: true }) : null;

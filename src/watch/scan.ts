@@ -1,10 +1,16 @@
 /**
- * Walk a watch folder and list the files a job would send.
+ * Walk a watch folder and list the files a job would send, and why the
+ * others are not sent.
  *
  * @module
  */
-import { join, posix } from "node:path";
+import { join } from "node:path";
+import { hasUndecodableBytes } from "./entry_check.ts";
 import type { FileFilter } from "./file_filter.ts";
+import { relativeTo } from "./relative_path.ts";
+import type { Skip } from "./skip_log.ts";
+
+export { relativeTo };
 
 /** A file found in the watch folder. */
 export interface FoundFile {
@@ -14,28 +20,57 @@ export interface FoundFile {
   relPath: string;
 }
 
+/** An entry the scan does not send (a folder it does not enter counts as one). */
+export interface SkippedEntry extends FoundFile {
+  skip: Skip;
+  /** Whether the entry is a folder that was not entered. */
+  folder: boolean;
+}
+
 /** Options of {@linkcode scanFolder} and {@linkcode scanFolderBatches}. */
 export interface ScanOptions {
   /** Start below this folder (relative to the root, `/` separators). */
   startRel?: string;
   /** Called for every folder that cannot be read; the scan goes on. */
   onError?: (path: string, error: unknown) => void;
+  /**
+   * Called for every entry that is not sent and not entered, with why (besides
+   * the filter's own once-per-path report). Entries that vanished and plain
+   * folders are not listed.
+   */
+  onSkipped?: (entry: SkippedEntry) => void;
 }
 
 /**
  * Yield, one folder at a time, the files below `root` (or below
  * `root/startRel`) that the filter includes. Skips hidden and excluded folders
- * without entering them, and does not follow symbolic links to folders.
- * Unreadable folders are reported through `onError` and skipped. Each folder
- * is read in one go, so a tree of 100,000 files takes well under a second;
- * the event loop runs between folders.
+ * without entering them. Symbolic links follow the filter's `symlinks`
+ * policy: folders reached through a link are entered only under `follow`,
+ * and never twice or into a folder that holds the watch folder (no loops).
+ * FIFOs, sockets and devices are never sent; nothing is opened. Unreadable
+ * folders are reported through `onError` and skipped. Each folder is read in
+ * one go, so a tree of 100,000 files takes well under a second; the event
+ * loop runs between folders.
  */
 export async function* scanFolderBatches(
   root: string,
   filter: FileFilter,
   options: ScanOptions = {},
 ): AsyncGenerator<FoundFile[]> {
-  const stack: string[] = [options.startRel ?? ""];
+  const startRel = options.startRel ?? "";
+  const skipped = (relPath: string, path: string, skip: Skip, folder: boolean) => {
+    filter.report(relPath, skip);
+    if (skip.level !== "none") options.onSkipped?.({ path, relPath, skip, folder });
+  };
+  const links = new LinkedFolders(root, filter.symlinks === "follow");
+  if (startRel !== "") {
+    const refused = links.refuseStart(startRel);
+    if (refused) {
+      skipped(startRel, join(root, startRel), refused, true);
+      return;
+    }
+  }
+  const stack: string[] = [startRel];
   while (stack.length > 0) {
     const rel = stack.pop()!;
     const dir = rel === "" ? root : join(root, rel);
@@ -43,13 +78,33 @@ export async function* scanFolderBatches(
     try {
       for (const entry of Deno.readDirSync(dir)) {
         const childRel = rel === "" ? entry.name : `${rel}/${entry.name}`;
-        if (entry.isDirectory) {
-          if (filter.includesDir(childRel)) stack.push(childRel);
-        } else if (entry.isFile || entry.isSymlink) {
-          if (filter.includesFile(childRel, true)) {
-            found.push({ path: join(dir, entry.name), relPath: childRel });
+        const path = join(dir, entry.name);
+        if (hasUndecodableBytes(entry.name)) {
+          // The runtime could not decode the name: the entry cannot be opened by it.
+          const verdict = filter.classify(childRel);
+          if (!verdict.ok) {
+            skipped(childRel, path, verdict, entry.isDirectory);
+            continue;
           }
         }
+        let isDirectory = entry.isDirectory;
+        if (entry.isSymlink) isDirectory = links.pointsToFolder(path);
+        if (isDirectory) {
+          const why = filter.dirSkip(childRel) ??
+            (entry.isSymlink ? links.refuse(path) : null);
+          if (why) skipped(childRel, path, why, true);
+          else stack.push(childRel);
+          continue;
+        }
+        const why = filter.nameSkip(childRel, true);
+        if (why) {
+          skipped(childRel, path, why, false);
+          continue;
+        }
+        // The listing says what the entry is; its folders were checked on the way in.
+        const verdict = filter.classify(childRel, entry);
+        if (verdict.ok) found.push({ path, relPath: childRel });
+        else skipped(childRel, path, verdict, false);
       }
     } catch (error) {
       options.onError?.(dir, error);
@@ -70,17 +125,80 @@ export async function* scanFolder(
 }
 
 /**
- * The path of `path` relative to `root` with `/` separators, or `null` if outside it.
- * Both are normalised first (`//`, `.`), as joined and watcher paths are. A
- * backslash is a separator only on Windows; elsewhere it is part of a file name.
+ * The folders one scan enters through symbolic links (only with `follow`):
+ * each real folder at most once, never one that holds the watch folder.
  */
-export function relativeTo(root: string, path: string): string | null {
-  const normalize = (p: string) =>
-    posix.normalize(Deno.build.os === "windows" ? p.replaceAll("\\", "/") : p)
-      .replace(/\/+$/, "");
-  const normRoot = normalize(root);
-  const normPath = normalize(path);
-  if (normPath === normRoot) return "";
-  if (!normPath.startsWith(normRoot + "/")) return null;
-  return normPath.slice(normRoot.length + 1);
+class LinkedFolders {
+  #root: string;
+  #follow: boolean;
+  #entered = new Set<string>();
+
+  constructor(root: string, follow: boolean) {
+    this.#root = root;
+    this.#follow = follow;
+  }
+
+  /** Whether the link at `path` points to a folder (stat, no open). */
+  pointsToFolder(path: string): boolean {
+    try {
+      return Deno.statSync(path).isDirectory;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Why the folder link at `relPath` is not entered, or `null` (then it is entered). */
+  refuse(path: string): Skip | null {
+    const skip = (reason: string): Skip => ({ code: "link", reason, level: "info" });
+    let target = "?";
+    try {
+      target = Deno.readLinkSync(path);
+    } catch { /* shown as ? */ }
+    if (!this.#follow) {
+      return {
+        ...skip(`symbolic link to the folder ${target}; linked folders are not entered`),
+        target,
+      };
+    }
+    let real: string;
+    let realRoot: string;
+    try {
+      real = Deno.realPathSync(path);
+      realRoot = Deno.realPathSync(this.#root);
+    } catch (error) {
+      return skip(`symbolic link to ${target} that cannot be resolved (${error})`);
+    }
+    if (relativeTo(real, realRoot) !== null) {
+      return {
+        ...skip(`symbolic link to ${target}, which holds the watch folder (a loop)`),
+        target,
+      };
+    }
+    if (this.#entered.has(real)) {
+      return { ...skip(`symbolic link to ${target}, a folder this scan already entered`), target };
+    }
+    this.#entered.add(real);
+    return null;
+  }
+
+  /** Why a scan may not start at `startRel` (a link, or below one, without `follow`). */
+  refuseStart(startRel: string): Skip | null {
+    const parts = startRel.split("/");
+    let rel = "";
+    for (const part of parts) {
+      rel = rel === "" ? part : `${rel}/${part}`;
+      const path = join(this.#root, rel);
+      let isLink: boolean;
+      try {
+        isLink = Deno.lstatSync(path).isSymlink;
+      } catch {
+        return null; // reported as unreadable by the scan itself
+      }
+      if (isLink && this.pointsToFolder(path)) {
+        const why = this.refuse(path);
+        if (why) return why;
+      }
+    }
+    return null;
+  }
 }

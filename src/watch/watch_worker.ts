@@ -4,13 +4,23 @@
  * thousands of files even while the main thread is busy; a watcher that
  * falls behind loses events.
  *
- * Protocol: the parent posts `{ path }` once; the worker posts `{ ready: true }`
- * once the watch is in place, then `{ events: WatchEvent[] }` messages, or
- * `{ error: string }` if watching fails. Terminating the worker stops watching.
+ * Protocol: the parent posts `{ path, heartbeat? }` once; the worker posts
+ * `{ ready: true }` once the watch is in place, then any of
+ * `{ events: WatchEvent[] }`, `{ undecodable: string[] }` (names that are
+ * not valid UTF-8, found after the runtime failed to report an event for
+ * one; each posted once), `{ fifo: { path, isLink } }` (a FIFO the guard holds open),
+ * `{ stuck: string }` (the watcher stays stuck), or `{ error: string }` if
+ * watching fails. Terminating the worker stops watching.
+ *
+ * With `heartbeat` (a file in a folder outside the watch folder), the
+ * {@linkcode FifoGuard} keeps a FIFO from stalling the watcher.
  *
  * @module
  */
 /// <reference lib="deno.worker" />
+import { dirname } from "node:path";
+import { FifoGuard } from "./fifo_guard.ts";
+import { findUndecodableNames } from "./undecodable_names.ts";
 
 /** One event as forwarded to the parent. */
 export interface WatchEvent {
@@ -19,10 +29,24 @@ export interface WatchEvent {
   flag?: Deno.FsEvent["flag"];
 }
 
+/** What the parent sends to start watching. */
+export interface WatchRequest {
+  path: string;
+  /** Heartbeat file for the FIFO guard; no guard without it. */
+  heartbeat?: string;
+}
+
 /** How long events are gathered before they are posted together (ms). */
 const BATCH_MS = 2;
 
-self.onmessage = async (message: MessageEvent<{ path: string }>) => {
+/** The runtime's error for an event whose path is not valid UTF-8 (the event itself is lost). */
+const UNDECODABLE = "invalid UTF-8";
+
+/** Shortest time between two searches for undecodable names (ms). */
+const UNDECODABLE_SEARCH_MS = 5_000;
+
+self.onmessage = async (message: MessageEvent<WatchRequest>) => {
+  const { path, heartbeat } = message.data;
   let batch: WatchEvent[] = [];
   let timer: ReturnType<typeof setTimeout> | undefined;
   const flush = () => {
@@ -31,14 +55,82 @@ self.onmessage = async (message: MessageEvent<{ path: string }>) => {
     batch = [];
     self.postMessage({ events });
   };
+  const guard = heartbeat === undefined ? undefined : new FifoGuard(path, heartbeat, {
+    onHeld: (fifo, isLink) => self.postMessage({ fifo: { path: fifo, isLink } }),
+    onStuck: (reason) => self.postMessage({ stuck: reason }),
+  });
+  const undecodable = new UndecodableSearch(
+    path,
+    (found) => self.postMessage({ undecodable: found }),
+  );
   try {
-    const watcher = Deno.watchFs(message.data.path, { recursive: true });
+    const paths = heartbeat === undefined ? path : [path, dirname(heartbeat)];
+    const watcher = Deno.watchFs(paths, { recursive: true });
     self.postMessage({ ready: true });
-    for await (const event of watcher) {
+    guard?.start();
+    const events = watcher[Symbol.asyncIterator]();
+    while (true) {
+      let next: IteratorResult<Deno.FsEvent>;
+      try {
+        next = await events.next();
+      } catch (error) {
+        // One event was lost; the watcher itself goes on.
+        if (error instanceof Error && error.message.includes(UNDECODABLE)) {
+          undecodable.seen();
+          continue;
+        }
+        throw error;
+      }
+      if (next.done) break;
+      const event = next.value;
+      if (guard && event.paths.length > 0 && event.paths.every((p) => guard.isHeartbeat(p))) {
+        guard.echo();
+        continue;
+      }
       batch.push({ kind: event.kind, paths: event.paths, flag: event.flag });
       timer ??= setTimeout(flush, BATCH_MS);
     }
   } catch (error) {
     self.postMessage({ error: error instanceof Error ? error.message : String(error) });
+  } finally {
+    guard?.stop();
+    undecodable.stop();
   }
 };
+
+/**
+ * Looks for names that are not valid UTF-8 after the watcher lost an event
+ * for one: at once, then at most every {@linkcode UNDECODABLE_SEARCH_MS}
+ * while such events keep coming (a file with such a name being written).
+ * Reports each path once.
+ */
+class UndecodableSearch {
+  #root: string;
+  #report: (paths: string[]) => void;
+  #known = new Set<string>();
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #lastAt = -Infinity;
+
+  constructor(root: string, report: (paths: string[]) => void) {
+    this.#root = root;
+    this.#report = report;
+  }
+
+  /** An event for an undecodable name was lost. */
+  seen(): void {
+    if (this.#timer !== undefined) return;
+    const delayMs = Math.max(0, this.#lastAt + UNDECODABLE_SEARCH_MS - performance.now());
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#lastAt = performance.now();
+      const fresh = findUndecodableNames(this.#root).filter((p) => !this.#known.has(p));
+      if (this.#known.size + fresh.length > 10_000) this.#known.clear();
+      for (const p of fresh) this.#known.add(p);
+      if (fresh.length > 0) this.#report(fresh);
+    }, delayMs);
+  }
+
+  stop(): void {
+    clearTimeout(this.#timer);
+  }
+}

@@ -233,6 +233,8 @@ export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
         remote_base_path: "/nonexistent-base",
         file_patterns: ["*"],
         exclude_patterns: [],
+        case_sensitive_patterns: false,
+        symlinks: "skip",
         stability_window_seconds: 0,
         close_shortcut_patterns: [],
         fits_incomplete_grace_seconds: 600,

@@ -1,0 +1,184 @@
+/**
+ * What an entry of a watch folder is, and whether it may be sent: a regular
+ * file, a symbolic link the `symlinks` policy allows, or something that is
+ * never opened (FIFO, socket, device, a name the OS cannot give back).
+ *
+ * Only `lstat`, `stat`, `readlink` and `realpath` are used: nothing here
+ * opens the entry, so nothing here can block on it.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { relativeTo } from "./relative_path.ts";
+import type { Skip } from "./skip_log.ts";
+
+/** The `symlinks` key: what to do with symbolic links in the watch folder. */
+export type SymlinkPolicy = "skip" | "inside" | "follow";
+
+/** What {@linkcode classifyEntry} needs of a job. */
+export interface EntryJob {
+  watch_path: string;
+  /** @default "skip" */
+  symlinks?: SymlinkPolicy;
+}
+
+/** The verdict on one entry. */
+export type EntryVerdict =
+  | {
+    ok: true;
+    /** The file to read: the entry itself, or for a followed link its real path. */
+    source: string;
+    /** For a followed link: what the link points to, as stored in it. */
+    linkTarget?: string;
+  }
+  | ({ ok: false } & Skip);
+
+/** What a directory listing already says about an entry (saves an lstat). */
+export interface EntryHint {
+  isFile: boolean;
+  isDirectory: boolean;
+  isSymlink: boolean;
+}
+
+/** U+FFFD: what the runtime puts in place of bytes of a name that are not UTF-8. */
+const REPLACEMENT = "\uFFFD";
+
+/**
+ * Classify the entry at `path` (inside `job.watch_path`) without opening it.
+ *
+ * - a regular file: sendable;
+ * - a symbolic link: per `job.symlinks`: `skip` never; `inside` when it
+ *   points to a regular file whose real path is inside the watch folder;
+ *   `follow` when it points to a regular file anywhere. A link to a folder is
+ *   never a file (scans decide whether to enter it);
+ * - under `skip` and `inside`, a file below a folder that is itself a link is
+ *   not sent (the watcher may report such paths);
+ * - FIFOs, sockets and devices: never;
+ * - a name with U+FFFD that does not exist: the runtime replaced bytes that are
+ *   not UTF-8, so the file cannot be opened by this name (ERROR level);
+ * - a path that no longer exists: not sendable, not logged.
+ *
+ * @param hint the directory listing's view of the entry, when the caller has
+ *   one and knows the parent folder is not reached through a link
+ */
+export function classifyEntry(path: string, job: EntryJob, hint?: EntryHint): EntryVerdict {
+  const policy = job.symlinks ?? "skip";
+  if (hint?.isFile && !path.includes(REPLACEMENT)) return { ok: true, source: path };
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.lstatSync(path);
+  } catch (error) {
+    return missing(path, error);
+  }
+  if (!hint && policy !== "follow") {
+    const viaLink = linkedParent(path, job.watch_path);
+    if (viaLink !== null) {
+      return {
+        ok: false,
+        code: "linked-folder",
+        reason: `it is inside ${viaLink}, a symbolic link to a folder (symlinks: ${policy})`,
+        level: "info",
+      };
+    }
+  }
+  if (info.isFile) return { ok: true, source: path };
+  if (info.isDirectory) return { ok: false, code: "folder", reason: "a folder", level: "none" };
+  if (info.isSymlink) return classifyLink(path, job.watch_path, policy);
+  return { ok: false, code: "special", reason: specialKind(info), level: "info" };
+}
+
+/** `FIFO`, `socket`, `block device`, `character device` (or `not a regular file`). */
+export function specialKind(info: Deno.FileInfo): string {
+  if (info.isFifo) return "FIFO";
+  if (info.isSocket) return "socket";
+  if (info.isBlockDevice) return "block device";
+  if (info.isCharDevice) return "character device";
+  return "not a regular file";
+}
+
+/** Whether `name` holds bytes the runtime could not decode (shown as U+FFFD). */
+export function hasUndecodableBytes(name: string): boolean {
+  return name.includes(REPLACEMENT);
+}
+
+/** The verdict for a path that lstat cannot find (or examine). */
+function missing(path: string, error: unknown): EntryVerdict {
+  if (error instanceof Deno.errors.NotFound) {
+    if (hasUndecodableBytes(path)) {
+      return {
+        ok: false,
+        code: "name",
+        reason: "the name is not valid UTF-8, so the file cannot be opened by it " +
+          "(\\ufffd stands for the bytes that are not UTF-8); rename it " +
+          "(`ls -b` shows the exact name)",
+        level: "error",
+      };
+    }
+    return { ok: false, code: "gone", reason: "it no longer exists", level: "none" };
+  }
+  const why = error instanceof Error ? error.message : String(error);
+  return { ok: false, code: "unreadable", reason: `cannot examine it (${why})`, level: "info" };
+}
+
+/** The verdict for a symbolic link under `policy`. */
+function classifyLink(path: string, root: string, policy: SymlinkPolicy): EntryVerdict {
+  let target = "?";
+  try {
+    target = Deno.readLinkSync(path);
+  } catch { /* reported as unresolvable below */ }
+  const skip = (reason: string): EntryVerdict => ({
+    ok: false,
+    code: "link",
+    reason: `symbolic link to ${target}: ${reason}`,
+    level: "info",
+    target,
+  });
+  if (policy === "skip") return skip("links are not followed (symlinks: skip)");
+  let real: string;
+  let info: Deno.FileInfo;
+  try {
+    real = Deno.realPathSync(path);
+    info = Deno.statSync(real);
+  } catch {
+    return skip("it points nowhere (broken link)");
+  }
+  if (info.isDirectory) {
+    return policy === "follow"
+      ? { ok: false, code: "folder", reason: "a link to a folder", level: "none" }
+      : skip("a folder; only links to files are followed (symlinks: inside)");
+  }
+  if (!info.isFile) return skip(`a ${specialKind(info)}, which is never read`);
+  if (policy === "inside") {
+    let realRoot: string;
+    try {
+      realRoot = Deno.realPathSync(root);
+    } catch {
+      return skip("the watch folder cannot be resolved");
+    }
+    const inside = relativeTo(realRoot, real);
+    if (inside === null || inside === "") {
+      return skip("its real path is outside the watch folder (symlinks: inside)");
+    }
+  }
+  return { ok: true, source: real, linkTarget: target };
+}
+
+/**
+ * The first folder between the watch folder and `path` that is a symbolic
+ * link (relative path), or `null`. One lstat per folder level.
+ */
+function linkedParent(path: string, root: string): string | null {
+  const rel = relativeTo(root, path);
+  if (rel === null) return null;
+  const parts = rel.split("/");
+  let dir = root;
+  for (let i = 0; i < parts.length - 1; i++) {
+    dir = join(dir, parts[i]);
+    try {
+      if (Deno.lstatSync(dir).isSymlink) return parts.slice(0, i + 1).join("/");
+    } catch {
+      return null;
+    }
+  }
+  return null;
+}
