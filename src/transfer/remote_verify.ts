@@ -1,7 +1,8 @@
 /**
  * The remote half of an SSH transfer, as POSIX `sh` scripts run with one ssh
- * call per batch: create the destination folders before an upload, then verify
- * each temporary copy (size, SHA-256) and rename it into place.
+ * call per batch: follow large copies while they upload, then verify each
+ * temporary copy (size, SHA-256), give it the source's permission bits and
+ * mtime and rename it into place (the folders are made by `remote_folders.ts`).
  *
  * File names only ever appear in these scripts as single-quoted words
  * ({@linkcode shellQuote}); the script reaches the remote `sh -s` on stdin.
@@ -16,13 +17,36 @@ import { shellQuote } from "./ssh.ts";
 
 /**
  * Perl program (no single quotes). Arguments: the marker, the space-separated
- * indexes to rename, then `INDEX TEMP FINAL` triples; prints `MARKER K INDEX`
- * or `MARKER R INDEX MESSAGE` for each listed index.
+ * tokens of the verified indexes (`h<index>` when the copy must still be
+ * hashed here, with Digest::SHA), then `INDEX TEMP FINAL SHA256 MODE ATIME
+ * MTIME` for every entry (`-` for none). For each listed index it hashes (if
+ * asked; a mismatch removes the copy and prints `MARKER C INDEX HASH`), sets
+ * the permission bits and times (where the file system allows), renames, and
+ * prints `MARKER K INDEX` or `MARKER R INDEX MESSAGE`.
  */
-const PERL_RENAME = '$n=shift; my %ok=map {$_=>1} split(" ", shift); ' +
-  "while(@ARGV>=3){my $i=shift; my $t=shift; my $f=shift; next unless $ok{$i}; " +
-  'if(rename($t,$f)){print "$n K $i\\n"}else{my $m="$!"; $m=~s/[\\r\\n]/ /g; ' +
-  'print "$n R $i $m\\n"}}';
+const PERL_FINISH = [
+  "my $n = shift; my %want;",
+  'for (split(" ", shift)) { $want{$2} = $1 if /^(h?)(\\d+)$/ }',
+  "my $ut = eval { require Time::HiRes; 1 } ? \\&Time::HiRes::utime",
+  ": sub { utime($_[0], $_[1], $_[2]) };",
+  "while (@ARGV >= 7) {",
+  "my ($i, $t, $f, $h, $m, $at, $mt) = splice(@ARGV, 0, 7);",
+  "next unless exists $want{$i};",
+  'if ($want{$i} eq "h") {',
+  'my $d = eval { require Digest::SHA; Digest::SHA->new(256)->addfile($t, "b")->hexdigest } // "";',
+  'if ($d ne $h) { unlink $t; print "$n C $i $d\\n"; next } }',
+  'chmod(oct($m), $t) if $m ne "-";',
+  '$ut->($at, $mt, $t) if $mt ne "-";',
+  'if (rename($t, $f)) { print "$n K $i\\n" }',
+  'else { my $e = "$!"; $e =~ s/[\\r\\n]/ /g; print "$n R $i $e\\n" } }',
+].join(" ");
+
+/**
+ * Copies smaller than this are hashed in the one perl process of the finish
+ * script where Digest::SHA exists (~320 MB/s here, no process per file);
+ * larger ones by one `openssl` (~1.3 GB/s, ~6 ms to start) each.
+ */
+const PERL_HASH_MAX_BYTES = 2 * 1024 * 1024;
 
 /** One temporary copy to check and rename, or to remove. */
 export interface FinishEntry {
@@ -36,6 +60,10 @@ export interface FinishEntry {
   expectedSize: number | null;
   /** SHA-256 (hex) the copy must have, or `null` to skip the checksum. */
   expectedSha256: string | null;
+  /** Permission bits the copy gets before the rename; unchanged when missing. */
+  permissions?: number;
+  /** Times (ms since the epoch) the copy gets before the rename; unchanged when missing. */
+  times?: { atimeMs: number; mtimeMs: number };
 }
 
 /** What the remote side reported for one item. */
@@ -58,6 +86,10 @@ export interface ScriptReport {
   folderErrors: Map<number, string>;
   /** Whether the remote host can run the stream receiver (a `P` line; see `RECEIVER_PROBE`). */
   receiverReady: boolean;
+  /** Folder index → a symbolic link was found where a real folder must be (see `remote_folders.ts`). */
+  folderLinks: Set<number>;
+  /** Folder index → KiB available to the remote user there (`df`). */
+  availableKiB: Map<number, number>;
 }
 
 /** A fresh random marker that prefixes every result line. */
@@ -67,7 +99,7 @@ export function newMarker(): string {
 }
 
 /** Shared head of every script: C locale, no globbing, result helpers. */
-function prelude(marker: string): string[] {
+export function prelude(marker: string): string[] {
   return [
     "LC_ALL=C; export LC_ALL; set -f",
     `N=${marker}`,
@@ -163,42 +195,31 @@ export function buildFollowScript(
   return lines.join("\n");
 }
 
-/**
- * A script that creates each folder (with parents) unless it exists, and
- * reports the ones it could not create as `F <index> <message>`. The folders
- * in `fresh` are emptied first (upload folders that hold only leftovers);
- * the files in `removeFiles` are removed last (stale temporary copies).
- * `probe` lines (such as `RECEIVER_PROBE`) run at the end.
- */
-export function buildMkdirScript(
-  folders: string[],
-  marker: string,
-  fresh: ReadonlySet<string> = new Set(),
-  removeFiles: string[] = [],
-  probe: string[] = [],
-): string {
-  const lines = [
-    ...prelude(marker),
-    `m() { [ -d "$2" ] && return 0; e=$(mkdir -p -- "$2" 2>&1) || fail F "$1" "$e"; }`,
-    `c() { { [ -e "$2" ] || [ -L "$2" ]; } && rm -rf -- "$2"; m "$@"; }`,
-  ];
-  folders.forEach((folder, index) =>
-    lines.push(`${fresh.has(folder) ? "c" : "m"} ${index} ${shellQuote(folder)}`)
-  );
-  if (removeFiles.length > 0) lines.push(`rm -f -- ${removeFiles.map(shellQuote).join(" ")}`);
-  lines.push(...probe, "exit 0", "");
-  return lines.join("\n");
+/** Options of {@linkcode buildFinishScript}. */
+export interface FinishOptions {
+  /** Upload folders to remove at the end, with whatever is left in them. */
+  removeFolders?: string[];
+  /** Flush the final folders' file systems before and after the renames. @default true */
+  sync?: boolean;
+  /**
+   * Folders whose available space to report first, as `A <index> <KiB>` (by
+   * index in this list), while failed copies still take their room.
+   */
+  spaceFolders?: string[];
 }
 
 /**
  * A script that, for each entry with a final path, checks the temporary copy
- * (size via one batched `stat`; SHA-256 via `openssl dgst -sha256`, `sha256sum`
- * or `shasum -a 256`, the first that exists),
- * removes it on a mismatch, and otherwise renames it (one `perl` process for
- * all, else `mv -f`; the temporary copy is in the final folder or a folder
- * inside it, so the rename is atomic). Entries without a final path only have
- * their temporary copy removed. Last, the `removeFolders` (upload folders no
- * other batch uses) are removed with whatever is left in them.
+ * (a regular file, not a link; size via one batched `stat`; SHA-256 in one
+ * perl process with Digest::SHA for small copies, else with `openssl dgst
+ * -sha256`, `sha256sum` or `shasum -a 256`, the first that exists), removes it
+ * on a mismatch, and otherwise gives it its permission bits and times and
+ * renames it (one `perl` process for all, else `chmod`, `touch` and `mv -f`
+ * per file; the temporary copy is in the final folder or a folder inside it,
+ * so the rename is atomic, and it replaces a link under the final name instead
+ * of writing through it). Entries without a final path only have their
+ * temporary copy removed. Last, the `removeFolders` are removed with whatever
+ * is left in them.
  *
  * With `sync`, the file systems of the final folders are flushed (`sync -f`,
  * else `sync`) before the renames and after them: once the script has
@@ -208,22 +229,33 @@ export function buildMkdirScript(
 export function buildFinishScript(
   entries: FinishEntry[],
   marker: string,
-  options: { removeFolders?: string[]; sync?: boolean } = {},
+  options: FinishOptions = {},
 ): string {
   const removeFolders = options.removeFolders ?? [];
   const sync = options.sync ?? true;
   // Every per-file line below is constant work: a batch of n files costs O(n)
   // (growing "$@" one file at a time would cost O(n^2) in sh).
   const lines = prelude(marker);
+  for (const [index, folder] of (options.spaceFolders ?? []).entries()) {
+    lines.push(
+      `k=$(df -Pk -- ${shellQuote(folder)} 2>/dev/null | awk 'NR==2 {print $4}'); ` +
+        `[ -n "$k" ] && say A ${index} "$k"`,
+    );
+  }
   const finals = entries.filter((e) => e.finalPath !== null);
   const sized = finals.filter((e) => e.expectedSize !== null);
-  if (finals.some((e) => e.expectedSha256 !== null)) lines.push(...pickHashTool());
+  const hashed = finals.filter((e) => e.expectedSha256 !== null);
+  lines.push(...(hashed.length > 0 ? pickHashTool() : ["H=''"]));
   lines.push(
     // Renames go through one perl process where perl exists (a fork of mv per
     // file costs ~2 ms); R collects the verified indexes for it.
-    "P=''; command -v perl >/dev/null 2>&1 && P=1; R=''",
+    "P=''; command -v perl >/dev/null 2>&1 && P=1; R=''; Q=''",
     "if stat -c %s / >/dev/null 2>&1; then Z='stat -c %s'; else Z='stat -f %z'; fi",
   );
+  if (hashed.some((e) => e.expectedSize !== null && e.expectedSize < PERL_HASH_MAX_BYTES)) {
+    // Q: small copies are hashed by the perl process (no hash process per file).
+    lines.push(`[ -n "$P" ] && perl -MDigest::SHA -e 1 >/dev/null 2>&1 && Q=1`);
+  }
   if (sized.length > 0) {
     // One stat call for every size, in order. If any copy is missing the count
     // is off, and each size is then taken one by one (B=1).
@@ -234,25 +266,31 @@ export function buildFinishScript(
     );
   }
   lines.push(
-    // v INDEX TEMP FINAL SIZE|- SHA|- GOT_SIZE
+    // v INDEX TEMP FINAL SIZE|- SHA|- GOT_SIZE MODE|- MTIME_ISO|-
     "v() {",
-    `  [ -f "$2" ] || { say M "$1"; return 1; }`,
+    `  { [ -f "$2" ] && ! [ -L "$2" ]; } || { say M "$1"; return 1; }`,
+    "  s=''",
     `  if [ "$4" != - ]; then`,
     `    s=$6; [ -n "$B" ] && s=$($Z -- "$2" 2>/dev/null)`,
     `    [ -n "$s" ] || { say U "$1"; return 1; }`,
     `    [ "$s" = "$4" ] || { rm -f -- "$2"; say S "$1" "$s"; return 1; }`,
     "  fi",
+    `  [ -d "$3" ] && { say D "$1"; return 1; }`,
     `  if [ "$5" != - ]; then`,
+    `    if [ -n "$Q" ] && [ -n "$s" ] && [ "$s" -lt ${PERL_HASH_MAX_BYTES} ]; then`,
+    `      R="$R h$1"; return 0`,
+    "    fi",
     `    [ -n "$H" ] || { say H "$1"; return 1; }`,
     `    h=$($H <"$2"); h=\${h%% *}`,
     `    [ "$h" = "$5" ] || { rm -f -- "$2"; say C "$1" "$h"; return 1; }`,
     "  fi",
-    `  [ -d "$3" ] && { say D "$1"; return 1; }`,
     `  if [ -n "$P" ]; then R="$R $1"; return 0; fi`,
+    `  [ "$7" = - ] || chmod "$7" -- "$2" 2>/dev/null`,
+    `  [ "$8" = - ] || touch -m -d "$8" -- "$2" 2>/dev/null`,
     // Errors go to a file: a command substitution would cost one more fork per file.
     `  if mv -f -- "$2" "$3" 2>"$E"; then say K "$1"; else fail R "$1" "$(cat "$E")"; fi`,
     "}",
-    "B=${B-}; H=${H-}",
+    "B=${B-}",
     "E=$(mktemp 2>/dev/null) || E=/dev/null",
     // Y FOLDER...: flush the file systems holding them (GNU `sync -f`; else all of them).
     `Y() { for d in "$@"; do sync -f -- "$d" 2>/dev/null || { sync 2>/dev/null; return; }; done; }`,
@@ -271,16 +309,26 @@ export function buildFinishScript(
       lines.push(`g=''; [ -z "$B" ] && { g=$1; shift; }`);
       got = `"$g"`;
     }
+    const mode = e.permissions === undefined ? "-" : octal(e.permissions);
+    const iso = e.times === undefined ? "-" : new Date(e.times.mtimeMs).toISOString();
     lines.push(
       `v ${e.index} ${shellQuote(e.tempPath)} ${shellQuote(e.finalPath)} ` +
-        `${e.expectedSize ?? "-"} ${e.expectedSha256 ?? "-"} ${got}`,
+        `${e.expectedSize ?? "-"} ${e.expectedSha256 ?? "-"} ${got} ${mode} ${iso}`,
     );
   }
   if (finals.length > 0) {
-    const triples = finals.map((e) =>
-      `${e.index} ${shellQuote(e.tempPath)} ${shellQuote(e.finalPath!)}`
+    const fields = finals.map((e) =>
+      [
+        e.index,
+        shellQuote(e.tempPath),
+        shellQuote(e.finalPath!),
+        e.expectedSha256 ?? "-",
+        e.permissions === undefined ? "-" : octal(e.permissions),
+        e.times === undefined ? "-" : seconds(e.times.atimeMs),
+        e.times === undefined ? "-" : seconds(e.times.mtimeMs),
+      ].join(" ")
     );
-    lines.push(`[ -n "$R" ] && perl -e '${PERL_RENAME}' "$N" "$R" ${triples.join(" ")}`);
+    lines.push(`[ -n "$R" ] && perl -e '${PERL_FINISH}' "$N" "$R" ${fields.join(" ")}`);
     // Then the renames themselves, before the results count.
     if (sync) lines.push(`Y ${finalFolders}`);
   }
@@ -291,12 +339,24 @@ export function buildFinishScript(
   return lines.join("\n");
 }
 
+/** Permission bits as an octal word for chmod and perl (`0644`). */
+function octal(permissions: number): string {
+  return `0${(permissions & 0o777).toString(8).padStart(3, "0")}`;
+}
+
+/** Milliseconds since the epoch as seconds with three decimals, for perl's utime. */
+function seconds(ms: number): string {
+  return (ms / 1000).toFixed(3);
+}
+
 /** Read the result lines of a script printed with `marker`; other lines are ignored. */
 export function parseScriptOutput(stdout: string, marker: string): ScriptReport {
   const results = new Map<number, FinishResult>();
   const hashes = new Map<number, string>();
   const gaveUp = new Set<number>();
   const folderErrors = new Map<number, string>();
+  const folderLinks = new Set<number>();
+  const availableKiB = new Map<number, number>();
   let receiverReady = false;
   for (const line of stdout.split("\n")) {
     const match = line.match(/^(\S+) ([A-Z]) (\d+)(?: (.*))?$/);
@@ -309,6 +369,12 @@ export function parseScriptOutput(stdout: string, marker: string): ScriptReport 
         break;
       case "P":
         receiverReady = true;
+        break;
+      case "L":
+        folderLinks.add(index);
+        break;
+      case "A":
+        if (/^\d+$/.test(rest.trim())) availableKiB.set(index, Number(rest.trim()));
         break;
       case "G":
         if (/^[0-9a-f]{64}$/.test(rest.trim())) hashes.set(index, rest.trim());
@@ -343,5 +409,5 @@ export function parseScriptOutput(stdout: string, marker: string): ScriptReport 
     }
   }
   for (const index of gaveUp) hashes.delete(index);
-  return { results, hashes, folderErrors, receiverReady };
+  return { results, hashes, folderErrors, receiverReady, folderLinks, availableKiB };
 }
