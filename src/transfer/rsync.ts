@@ -78,7 +78,7 @@ export class RsyncTransport extends SshTransport {
   protected failedInCall(error: CommandError, group: Plan[]): Set<Plan> | null {
     if (error.run.code === null || !RSYNC_PARTIAL_CODES.has(error.run.code)) return null;
     const named = new Set<Plan>();
-    for (const line of error.run.stderr.split("\n")) {
+    for (const line of error.run.stderr.split(/\r?\n/)) {
       if (line.trim() === "" || RSYNC_SUMMARY.test(line)) continue;
       const found = group.filter((plan) => {
         const rsyncTemp = posix.join(

@@ -63,7 +63,7 @@ export class ScpTransport extends SshTransport {
   protected failedInCall(error: CommandError, group: Plan[]): Set<Plan> | null {
     if (error.run.code !== 1) return null;
     const named = new Set<Plan>();
-    for (const raw of error.run.stderr.split("\n")) {
+    for (const raw of error.run.stderr.split(/\r?\n/)) {
       if (raw.trim() === "") continue;
       const plan = planNamedByScp(raw.replace(/^\S*scp: /, ""), group);
       if (plan === null) return null;

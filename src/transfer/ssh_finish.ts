@@ -62,8 +62,9 @@ export async function finishBatch(
   // Where an upload failed for a reason the server did not name, ask how much room is left.
   const spaceFolders = [
     ...new Set(
-      plans.filter((plan) => plan.uploadFailed && plan.error?.kind === "retry")
-        .map((plan) => posix.dirname(plan.finalPath)),
+      plans.filter((plan) =>
+        (plan.uploadFailed && plan.error?.kind === "retry") || plan.callFailure !== null
+      ).map((plan) => posix.dirname(plan.finalPath)),
     ),
   ];
   const marker = newMarker();
@@ -84,16 +85,16 @@ export async function finishBatch(
   }
   const { results, availableKiB } = parseScriptOutput(stdout, marker);
   for (const plan of plans) {
-    if (plan.error) {
-      const kiB = availableKiB.get(spaceFolders.indexOf(posix.dirname(plan.finalPath)));
-      if (
-        plan.uploadFailed && kiB !== undefined && kiB * 1024 < plan.item.size + FULL_MARGIN_BYTES
-      ) {
-        plan.error = diskFull(ctx, plan, kiB);
-      }
-      continue;
+    plan.error ??= resultError(ctx, plan, results.get(plan.index));
+    const fromUpload = plan.uploadFailed ||
+      (plan.error !== null && plan.error === plan.callFailure);
+    const kiB = availableKiB.get(spaceFolders.indexOf(posix.dirname(plan.finalPath)));
+    if (
+      plan.error?.kind === "retry" && fromUpload && kiB !== undefined &&
+      kiB * 1024 < plan.item.size + FULL_MARGIN_BYTES
+    ) {
+      plan.error = diskFull(ctx, plan, kiB);
     }
-    plan.error = resultError(ctx, plan, results.get(plan.index));
   }
   return true;
 }

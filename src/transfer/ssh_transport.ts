@@ -132,7 +132,6 @@ export abstract class SshTransport implements Transport {
     }
     const uploaded = live(plans);
     const folders = [...new Set(uploaded.map((plan) => posix.dirname(plan.finalPath)))];
-    const uploadFolders = folders.map((folder) => posix.join(folder, uploadName));
     const large = uploaded.filter((plan) => plan.item.size >= LARGE_FILE_BYTES);
     const mayStream = this.streamsLargeFiles && Deno.build.os !== "windows" &&
       large.length > 0 && this.#receiverReady !== false;
@@ -141,6 +140,8 @@ export abstract class SshTransport implements Transport {
     const stop = () => stopFollowing.abort(signal.reason);
     signal.addEventListener("abort", stop, { once: true });
     let cleanedUp = false;
+    /** The upload folders this batch created; `null` when the mkdir call itself failed. */
+    let created: string[] | null = [];
     try {
       if (uploaded.length > 0) {
         await this.session.connect({ timeoutMs: this.timeoutMs, signal });
@@ -155,6 +156,12 @@ export abstract class SshTransport implements Transport {
         );
         if (probe && made !== null) this.#receiverReady = made.receiverReady;
         claim.prepared(made !== null);
+        // Only the upload folders this batch created are removed at the end, never a name
+        // someone else holds.
+        created = made === null
+          ? null
+          : folders.filter((_, i) => !made.folderErrors.has(i) && !made.folderLinks.has(i))
+            .map((folder) => posix.join(folder, uploadName));
         const streamed = new Set(mayStream && this.#receiverReady ? live(large) : []);
         const follow = this.job.verify_transfer === "checksum" || this.job.remote_sync;
         const followed = this.copiesGrowInPlace && follow
@@ -178,7 +185,8 @@ export abstract class SshTransport implements Transport {
         timeoutMs: this.timeoutMs,
         describeTarget: (destination: string) => this.describeTarget(destination),
       };
-      cleanedUp = await finishBatch(finishing, uploaded, uploadFolders, signal);
+      const ran = await finishBatch(finishing, uploaded, created ?? [], signal);
+      cleanedUp = ran && created !== null;
     } finally {
       // Stopped or unreachable: this batch's upload folders may be left; sweep them next time.
       if (!cleanedUp) claim.leftBehind(folders);
