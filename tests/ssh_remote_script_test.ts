@@ -393,6 +393,46 @@ Deno.test("finish script gives each copy its mode and mtime, and replaces a link
   });
 });
 
+Deno.test("finish script hashes copies in hostile folders by batch, and cannot be fooled by a planted name", async () => {
+  const sha = (text: string) => createHash("sha256").update(text).digest("hex");
+  await inEachShell("itx-finish-hash-", async (shell, dir) => {
+    const folders = [join(dir, "up 'a'\nx"), join(dir, "up $(touch CANARY) \\")];
+    for (const folder of folders) await Deno.mkdir(folder);
+    const copies = [
+      { folder: 0, name: "good $(x).fits", data: "good 0", expected: "good 0" },
+      { folder: 0, name: "bad\nname.fits", data: "bad 1", expected: "something else" },
+      { folder: 1, name: "-n.fits", data: "good 2", expected: "good 2" },
+      // A file planted under the name the hashing step renames to, holding the expected bytes.
+      { folder: 1, name: "forged.fits", data: "wrong 3", expected: "right 3" },
+    ];
+    await Deno.writeTextFile(join(folders[1], ".h3"), "right 3");
+    const entries = copies.map((c, index) => ({
+      index,
+      tempPath: join(folders[c.folder], c.name),
+      finalPath: join(dir, c.name),
+      expectedSize: c.data.length,
+      expectedSha256: sha(c.expected),
+    }));
+    for (const [i, c] of copies.entries()) await Deno.writeTextFile(entries[i].tempPath, c.data);
+    const marker = newMarker();
+    const out = await runShell(shell, buildFinishScript(entries, marker), dir);
+    const { results } = parseScriptOutput(out, marker);
+    const where = shell.join(" ");
+    assert.deepEqual(results.get(0), { status: "ok" }, where);
+    assert.equal(results.get(1)?.status, "checksum-mismatch", where);
+    assert.deepEqual(results.get(2), { status: "ok" }, where);
+    assert.equal(results.get(3)?.status, "checksum-mismatch", where);
+    assert.equal(await Deno.readTextFile(join(dir, "good $(x).fits")), "good 0");
+    assert.equal(await Deno.readTextFile(join(dir, "-n.fits")), "good 2");
+    for (const name of ["bad\nname.fits", "forged.fits"]) {
+      assert.equal(await exists(join(dir, name)), false, `${where}: ${name}`);
+    }
+    assert.deepEqual([...Deno.readDirSync(folders[0])], [], `${where}: bad copies removed`);
+    assert.deepEqual([...Deno.readDirSync(folders[1])].map((e) => e.name), [".h3"]);
+    assert.equal(await exists(join(dir, "CANARY")), false);
+  });
+});
+
 Deno.test("finish script reports the room left in the folders asked about", async () => {
   await inEachShell("itx-finish-space-", async (shell, dir) => {
     const marker = newMarker();

@@ -16,37 +16,42 @@ import { posix } from "node:path";
 import { shellQuote } from "./ssh.ts";
 
 /**
- * Perl program (no single quotes). Arguments: the marker, the space-separated
- * tokens of the verified indexes (`h<index>` when the copy must still be
- * hashed here, with Digest::SHA), then `INDEX TEMP FINAL SHA256 MODE ATIME
- * MTIME` for every entry (`-` for none). For each listed index it hashes (if
- * asked; a mismatch removes the copy and prints `MARKER C INDEX HASH`), sets
- * the permission bits and times (where the file system allows), renames, and
- * prints `MARKER K INDEX` or `MARKER R INDEX MESSAGE`.
+ * Perl program (no single quotes). Arguments: the marker, the hash command
+ * (words; see `pickHashTool`), the space-separated tokens of the verified
+ * indexes (`h<index>` when the copy must still be hashed here), then `INDEX
+ * TEMP FINAL SHA256 MODE ATIME MTIME` for every entry (`-` for none).
+ *
+ * Copies to hash are first renamed to `.h<index>` in their own upload folder
+ * (names no file name can forge), then hashed by one hash process per folder
+ * (per 200 copies), started in that folder with those names: one process for
+ * a whole batch instead of one per file. A mismatch removes the copy and
+ * prints `MARKER C INDEX HASH`. Each good copy gets its permission bits and
+ * times (where the file system allows) and is renamed into place:
+ * `MARKER K INDEX` or `MARKER R INDEX MESSAGE`.
  */
 const PERL_FINISH = [
-  "my $n = shift; my %want;",
+  'my $n = shift; my @hc = split(" ", shift); my %want;',
   'for (split(" ", shift)) { $want{$2} = $1 if /^(h?)(\\d+)$/ }',
   "my $ut = eval { require Time::HiRes; 1 } ? \\&Time::HiRes::utime",
   ": sub { utime($_[0], $_[1], $_[2]) };",
+  "my (@e, %dir, %got);",
   "while (@ARGV >= 7) {",
-  "my ($i, $t, $f, $h, $m, $at, $mt) = splice(@ARGV, 0, 7);",
-  "next unless exists $want{$i};",
-  'if ($want{$i} eq "h") {',
-  'my $d = eval { require Digest::SHA; Digest::SHA->new(256)->addfile($t, "b")->hexdigest } // "";',
+  "my @f = splice(@ARGV, 0, 7); next unless exists $want{$f[0]}; push @e, \\@f;",
+  'next unless $want{$f[0]} eq "h"; my ($d) = $f[1] =~ m{^(.*)/}; my $s = "$d/.h$f[0]";',
+  'if (!-e $s && !-l $s && rename($f[1], $s)) { $f[1] = $s; push @{$dir{$d}}, ".h$f[0]" } }',
+  "for my $d (keys %dir) { my @names = @{$dir{$d}};",
+  "while (my @part = splice(@names, 0, 200)) {",
+  'my $pid = open(my $p, "-|"); next unless defined $pid;',
+  'if (!$pid) { open(STDERR, ">", "/dev/null"); chdir($d) or exit 1; exec(@hc, @part); exit 1 }',
+  'while (<$p>) { $got{"$d/$2"} = $1 if /^\\\\?([0-9a-f]{64})\\s+\\*?(\\.h\\d+)$/ } close($p); } }',
+  "for my $x (@e) { my ($i, $t, $f, $h, $m, $at, $mt) = @$x;",
+  'if ($want{$i} eq "h") { my $d = $got{$t} // "";',
   'if ($d ne $h) { unlink $t; print "$n C $i $d\\n"; next } }',
   'chmod(oct($m), $t) if $m ne "-";',
   '$ut->($at, $mt, $t) if $mt ne "-";',
   'if (rename($t, $f)) { print "$n K $i\\n" }',
   'else { my $e = "$!"; $e =~ s/[\\r\\n]/ /g; print "$n R $i $e\\n" } }',
 ].join(" ");
-
-/**
- * Copies smaller than this are hashed in the one perl process of the finish
- * script where Digest::SHA exists (~320 MB/s here, no process per file);
- * larger ones by one `openssl` (~1.3 GB/s, ~6 ms to start) each.
- */
-const PERL_HASH_MAX_BYTES = 2 * 1024 * 1024;
 
 /** One temporary copy to check and rename, or to remove. */
 export interface FinishEntry {
@@ -249,13 +254,9 @@ export function buildFinishScript(
   lines.push(
     // Renames go through one perl process where perl exists (a fork of mv per
     // file costs ~2 ms); R collects the verified indexes for it.
-    "P=''; command -v perl >/dev/null 2>&1 && P=1; R=''; Q=''",
+    "P=''; command -v perl >/dev/null 2>&1 && P=1; R=''",
     "if stat -c %s / >/dev/null 2>&1; then Z='stat -c %s'; else Z='stat -f %z'; fi",
   );
-  if (hashed.some((e) => e.expectedSize !== null && e.expectedSize < PERL_HASH_MAX_BYTES)) {
-    // Q: small copies are hashed by the perl process (no hash process per file).
-    lines.push(`[ -n "$P" ] && perl -MDigest::SHA -e 1 >/dev/null 2>&1 && Q=1`);
-  }
   if (sized.length > 0) {
     // One stat call for every size, in order. If any copy is missing the count
     // is off, and each size is then taken one by one (B=1).
@@ -277,10 +278,9 @@ export function buildFinishScript(
     "  fi",
     `  [ -d "$3" ] && { say D "$1"; return 1; }`,
     `  if [ "$5" != - ]; then`,
-    `    if [ -n "$Q" ] && [ -n "$s" ] && [ "$s" -lt ${PERL_HASH_MAX_BYTES} ]; then`,
-    `      R="$R h$1"; return 0`,
-    "    fi",
     `    [ -n "$H" ] || { say H "$1"; return 1; }`,
+    // With perl, one hash process per folder hashes every copy (see PERL_FINISH).
+    `    if [ -n "$P" ]; then R="$R h$1"; return 0; fi`,
     `    h=$($H <"$2"); h=\${h%% *}`,
     `    [ "$h" = "$5" ] || { rm -f -- "$2"; say C "$1" "$h"; return 1; }`,
     "  fi",
@@ -328,7 +328,7 @@ export function buildFinishScript(
         e.times === undefined ? "-" : seconds(e.times.mtimeMs),
       ].join(" ")
     );
-    lines.push(`[ -n "$R" ] && perl -e '${PERL_FINISH}' "$N" "$R" ${fields.join(" ")}`);
+    lines.push(`[ -n "$R" ] && perl -e '${PERL_FINISH}' "$N" "$H" "$R" ${fields.join(" ")}`);
     // Then the renames themselves, before the results count.
     if (sync) lines.push(`Y ${finalFolders}`);
   }
