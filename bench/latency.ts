@@ -73,7 +73,7 @@ export async function runLatency(ctx: BenchContext, trials: number): Promise<Sec
     }],
     measured: [
       "A freshly started daemon with default settings (method scp, stability window 2 s,",
-      "0.2 s confirmation after close-after-write, `verify_transfer: size`). One warm-up file",
+      "0.2 s confirmation after close-after-write, `verify_transfer: checksum`). One warm-up file",
       "first opens the shared SSH connection (not counted); then, one at a time with a",
       `${PAUSE_MS} ms pause between them, ${trials} files of 200 KiB under fresh names are`,
       "written and closed; each is timed from its close to the moment the benchmark read its",

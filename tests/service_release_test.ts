@@ -51,6 +51,7 @@ Deno.test("ci.yml installs the system tools and runs fmt, lint, check and test w
       "libxml2-utils",
       "systemd",
       "util-linux",
+      "mount",
     ]
   ) {
     assert.match(runs, new RegExp(`apt-get install[^\\n]*(\\\\\\n[^\\n]*)*\\b${pkg}\\b`), pkg);
