@@ -6,12 +6,8 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { buildMkdirScript } from "../src/transfer/remote_folders.ts";
-import {
-  buildFinishScript,
-  buildFollowScript,
-  newMarker,
-  parseScriptOutput,
-} from "../src/transfer/remote_verify.ts";
+import { buildFollowScript } from "../src/transfer/remote_follow.ts";
+import { buildFinishScript, newMarker, parseScriptOutput } from "../src/transfer/remote_verify.ts";
 import { shellQuote } from "../src/transfer/ssh.ts";
 
 /** A PATH with the tools the scripts use but without perl, to exercise the mv fallback. */

@@ -93,7 +93,10 @@ export class LocalTransport implements Transport {
       target = openSync(tempPath, CREATE_NEW, 0o600);
       const written = await copyData(source, target, signal, this.#wantsChecksum());
       const fd = target;
-      whereSupported(() => fchmodSync(fd, deliveredPermissions(source.info)));
+      // Windows keeps no permission bits beyond read-only.
+      if (Deno.build.os !== "windows") {
+        whereSupported(() => fchmodSync(fd, deliveredPermissions(source.info)));
+      }
       whereSupported(() => futimesSync(fd, source.info.atimeMs / 1000, item.mtimeMs / 1000));
       fsyncSync(target);
       await this.#verify(item, target, written);

@@ -11,12 +11,8 @@ import type { JobConfig } from "../config/types.ts";
 import { CommandError, TransferError } from "../errors.ts";
 import { classifyFailure, classifyText, type FailureContext } from "./classify.ts";
 import { buildMkdirScript } from "./remote_folders.ts";
-import {
-  buildFollowScript,
-  newMarker,
-  parseScriptOutput,
-  type ScriptReport,
-} from "./remote_verify.ts";
+import { buildFollowScript } from "./remote_follow.ts";
+import { newMarker, parseScriptOutput, type ScriptReport } from "./remote_verify.ts";
 import { sha256File } from "./sha256.ts";
 import { finishBatch } from "./ssh_finish.ts";
 import { byTempFolder, live, type Plan } from "./ssh_plan.ts";
