@@ -166,7 +166,9 @@ export async function runBigFile(ctx: BenchContext, rounds: number): Promise<Sec
     const paired = list.map((r, i) => (raw[i] / r.readyMs).toFixed(2));
     rows.push({
       benchmark: `1 GiB, scp, ${BIG_FILE_CIPHER}, \`verify_transfer: ${variant.verify}\`, ` +
-        `\`remote_sync: ${variant.remoteSync}\`${variant.remoteSync ? " (default)" : ""}: ` +
+        `\`remote_sync: ${variant.remoteSync}\`${
+          variant.remoteSync && variant.verify === "checksum" ? " (the defaults)" : ""
+        }: ` +
         "queued → verified",
       daemon: `${formatSummaryRate(rates)}; ${
         formatSummaryMs(summarize(list.map((r) => r.readyMs)))

@@ -107,7 +107,7 @@ export async function runLatency(
     }],
     measured: [
       "A freshly started daemon with default settings (method scp, stability window 2 s,",
-      "`verify_transfer: size`), `file_patterns` `*.fits` and `*.dat`. One warm-up file first",
+      "`verify_transfer: checksum`), `file_patterns` `*.fits` and `*.dat`. One warm-up file first",
       "opens the shared SSH connection (not counted); then, one at a time with a",
       `${PAUSE_MS} ms pause between them, ${fitsTrials} FITS files of 200 KiB (one header block,`,
       "random 16-bit pixels: complete by their structure as soon as the writer closes them),",

@@ -61,7 +61,7 @@ Deno.test("old tool's basic Windows to Linux example loads with defaults for the
   const [job] = (await loadConfig(join(FIXTURES, "basic_windows_to_linux.yaml"))).jobs;
   assert.equal(job.watch_path, "C:/Users/Observer/data/images");
   assert.deepEqual(job.file_patterns, ["*.fits"]);
-  assert.equal(job.verify_transfer, "size");
+  assert.equal(job.verify_transfer, "checksum");
   assert.equal(job.retry_attempts, 3);
   assert.equal(job.stability_window_seconds, 2);
   assert.equal(job.ssh_port, null);
@@ -152,14 +152,14 @@ Deno.test("~, $HOME and %USERPROFILE% expand in every local path; remote paths s
   assert.equal(config.log_file, join(home, "l.log"));
 });
 
-Deno.test("verify_transfer: true is size, false is none, names pass through", () => {
+Deno.test("verify_transfer: true is size, false is none, names pass through, default checksum", () => {
   const verify = (value: string) =>
     parseConfig(`${MINIMAL}verify_transfer: ${value}\n`, "/x/c.yaml").jobs[0].verify_transfer;
   assert.equal(verify("true"), "size");
   assert.equal(verify("false"), "none");
   assert.equal(verify("checksum"), "checksum");
   assert.equal(verify("none"), "none");
-  assert.equal(parseConfig(MINIMAL, "/x/c.yaml").jobs[0].verify_transfer, "size");
+  assert.equal(parseConfig(MINIMAL, "/x/c.yaml").jobs[0].verify_transfer, "checksum");
 });
 
 Deno.test("a file with a byte order mark and CRLF line ends loads", () => {

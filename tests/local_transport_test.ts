@@ -5,14 +5,14 @@
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { jobSchema } from "../src/config/schema.ts";
 import type { JobConfig, VerifyMode } from "../src/config/types.ts";
 import { TransferError } from "../src/errors.ts";
 import { LocalTransport } from "../src/transfer/local.ts";
-import { tempNameFor } from "../src/transfer/temp_name.ts";
+import { isTempName, jobOwner, tempNameFor } from "../src/transfer/temp_name.ts";
 import type { TransferItem } from "../src/transfer/transport.ts";
-import { listFiles, randomBytes, waitFor } from "./helpers/files.ts";
+import { listFiles, randomBytes } from "./helpers/files.ts";
 
 /** A local job with the schema defaults, pointed at `dest`. */
 function testJob(dest: string, overrides: Partial<JobConfig> = {}): JobConfig {
@@ -86,19 +86,25 @@ for (const mode of ["checksum", "size", "none"] as VerifyMode[]) {
   });
 }
 
-Deno.test("LocalTransport: a leftover temporary file is overwritten and gone afterwards", async () => {
+Deno.test("LocalTransport: this daemon's leftover temporary files are swept, others' are not", async () => {
   await withDirs(async (src, dest) => {
-    const transport = new LocalTransport(testJob(dest, { verify_transfer: "checksum" }));
+    const job = testJob(dest, { verify_transfer: "checksum" });
+    const transport = new LocalTransport(job);
     const bytes = randomBytes(5000);
     const item = await source(src, "night/a.fits", bytes);
     const folder = join(dest, "20240315", "night");
     await Deno.mkdir(folder, { recursive: true });
-    // Longer than the new copy, so a missing truncate would show.
-    await Deno.writeFile(join(folder, tempNameFor("a.fits")), randomBytes(20_000));
+    const leftover = tempNameFor("a.fits", jobOwner(job));
+    await Deno.writeFile(join(folder, leftover), randomBytes(20_000));
+    const othersTemp = tempNameFor("a.fits", "0123456789");
+    await Deno.writeFile(join(folder, othersTemp), randomBytes(10));
     const [outcome] = await transport.send([item], new AbortController().signal);
     assert.equal(outcome.error, null);
     assert.deepEqual(await Deno.readFile(join(folder, "a.fits")), bytes);
-    assert.deepEqual(await listFiles(dest), ["20240315/night/a.fits"]);
+    assert.deepEqual(await listFiles(dest), [
+      `20240315/night/${othersTemp}`,
+      "20240315/night/a.fits",
+    ]);
   });
 });
 
@@ -228,27 +234,21 @@ Deno.test("LocalTransport: an already aborted signal throws before touching anyt
 Deno.test("LocalTransport: an abort during a copy throws and leaves no temporary file", async () => {
   await withDirs(async (src, dest) => {
     const transport = new LocalTransport(testJob(dest));
-    // A FIFO as the source lets the test decide when each chunk arrives.
-    const fifo = join(src, "slow.fits");
-    const made = await new Deno.Command("mkfifo", { args: [fifo] }).output();
-    assert.equal(made.code, 0);
-    const item: TransferItem = {
-      source: fifo,
-      destination: "20240315/slow.fits",
-      size: 10 * 65536,
-      mtimeMs: 0,
-    };
+    // 64 chunks: the copy is still running when the temporary file appears.
+    const item = await source(src, "slow.fits", randomBytes(64 * 1024 * 1024));
+    const folder = join(dest, "20240315");
+    await Deno.mkdir(folder, { recursive: true });
     const controller = new AbortController();
     const reason = new Error("stopping");
+    using watcher = Deno.watchFs(folder);
     const sending = transport.send([item], controller.signal);
     const settled = sending.then(() => "resolved", (e) => e);
-    using writer = await Deno.open(fifo, { write: true });
-    await writer.write(randomBytes(65536));
-    const temp = join(dest, "20240315", tempNameFor("slow.fits"));
-    await waitFor(() => exists(temp), 10_000, "the temporary file");
+    let temp = "";
+    for await (const event of watcher) {
+      temp = event.paths.find((path) => isTempName(basename(path))) ?? "";
+      if (temp !== "") break;
+    }
     controller.abort(reason);
-    // The next chunk wakes the copy loop, which then sees the abort.
-    await writer.write(randomBytes(65536)).catch(() => 0);
     assert.equal(await settled, reason, "send rejects with the abort reason");
     assert.equal(await exists(temp), false, "temporary file removed");
     assert.deepEqual(await listFiles(dest), [], "no final name");

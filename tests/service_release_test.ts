@@ -136,6 +136,7 @@ Deno.test("ci.yml: tests with the system tools, then the smoke test from source 
       "util-linux",
       "zip",
       "unzip",
+      "mount",
     ]
   ) {
     assert.match(runs, new RegExp(`apt-get install[^\\n]*(\\\\\\n[^\\n]*)*\\b${pkg}\\b`), pkg);

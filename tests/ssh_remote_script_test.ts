@@ -5,13 +5,9 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import {
-  buildFinishScript,
-  buildFollowScript,
-  buildMkdirScript,
-  newMarker,
-  parseScriptOutput,
-} from "../src/transfer/remote_verify.ts";
+import { buildMkdirScript } from "../src/transfer/remote_folders.ts";
+import { buildFollowScript } from "../src/transfer/remote_follow.ts";
+import { buildFinishScript, newMarker, parseScriptOutput } from "../src/transfer/remote_verify.ts";
 import { shellQuote } from "../src/transfer/ssh.ts";
 
 /** A PATH with the tools the scripts use but without perl, to exercise the mv fallback. */
@@ -28,6 +24,10 @@ const TOOLS = [
   "dd",
   "sleep",
   "sync",
+  "chmod",
+  "touch",
+  "df",
+  "awk",
 ];
 for (const tool of TOOLS) {
   await Deno.symlink(`/usr/bin/${tool}`, join(NO_PERL_BIN, tool)).catch(() =>
@@ -115,52 +115,110 @@ Deno.test("shellQuote keeps every string byte-exact in dash and bash", async () 
   }
 });
 
-Deno.test("mkdir script creates hostile folders and reports the ones it cannot", async () => {
+const exists = (path: string) => Deno.lstat(path).then(() => true, () => false);
+
+Deno.test("mkdir script creates hostile folders and upload folders, and reports the ones it cannot", async () => {
   await inEachShell("itx-mkdir-", async (shell, dir) => {
     await Deno.writeTextFile(join(dir, "file"), "");
+    const base = join(dir, "base $(touch CANARY)");
     const folders = [
-      join(dir, "a/$(touch CANARY)/new\nline"),
-      join(dir, "-x y"),
-      join(dir, "file/sub"),
-      join(dir, "a"),
+      join(base, "a/$(touch CANARY)/new\nline"),
+      join(base, "-x y"),
+      join(base, "file/sub"),
+      join(base, "a"),
+      base,
     ];
+    await Deno.mkdir(base);
+    await Deno.writeTextFile(join(base, "file"), "");
+    const specs = folders.map((folder) => ({
+      folder,
+      upload: join(folder, ".up 'x'"),
+      sweepPrefix: null,
+    }));
     const marker = newMarker();
     const report = parseScriptOutput(
-      await runShell(shell, buildMkdirScript(folders, marker), dir),
+      await runShell(shell, buildMkdirScript(base, specs, marker), dir),
       marker,
     );
-    assert.ok((await Deno.stat(folders[0])).isDirectory);
-    assert.ok((await Deno.stat(folders[1])).isDirectory);
+    for (const i of [0, 1, 3, 4]) {
+      const info = await Deno.lstat(specs[i].upload);
+      assert.ok(info.isDirectory, specs[i].upload);
+      assert.equal(info.mode! & 0o777, 0o700, "nobody else can put anything in it");
+    }
     assert.deepEqual([...report.folderErrors.keys()], [2]);
     assert.match(report.folderErrors.get(2)!, /Not a directory/);
-    assert.equal(await Deno.lstat(join(dir, "CANARY")).then(() => true, () => false), false);
+    assert.equal(await exists(join(dir, "CANARY")), false);
   });
 });
 
-Deno.test("mkdir script empties fresh upload folders and keeps the others", async () => {
-  await inEachShell("itx-fresh-", async (shell, dir) => {
-    const stale = join(dir, "night", ".up $(touch CANARY)");
-    const shared = join(dir, "night", ".shared");
-    for (const folder of [stale, shared]) {
-      await Deno.mkdir(join(folder, "deep"), { recursive: true });
-      await Deno.writeTextFile(join(folder, "deep", "leftover"), "x");
-    }
-    const asFile = join(dir, "night", ".was-a-file");
-    await Deno.writeTextFile(asFile, "x");
+Deno.test("mkdir script: an existing upload folder name or a link on the way fails, nothing written through it", async () => {
+  await inEachShell("itx-mkdir-links-", async (shell, dir) => {
+    const base = join(dir, "base");
+    const elsewhere = join(dir, "elsewhere");
+    await Deno.mkdir(join(base, "night"), { recursive: true });
+    await Deno.mkdir(elsewhere);
+    // A link planted as a night folder, one planted under the upload folder's name, one
+    // dangling, and a plain folder already there.
+    await Deno.symlink(elsewhere, join(base, "linked"));
+    await Deno.symlink(elsewhere, join(base, "night", ".up-1"));
+    await Deno.symlink(join(elsewhere, "new"), join(base, "night", ".up-2"));
+    await Deno.mkdir(join(base, "night", ".up-3"));
+    const specs = [
+      {
+        folder: join(base, "linked", "sub"),
+        upload: join(base, "linked", "sub", ".up"),
+        sweepPrefix: null,
+      },
+      { folder: join(base, "night"), upload: join(base, "night", ".up-1"), sweepPrefix: null },
+      { folder: join(base, "night"), upload: join(base, "night", ".up-2"), sweepPrefix: null },
+      { folder: join(base, "night"), upload: join(base, "night", ".up-3"), sweepPrefix: null },
+    ];
     const marker = newMarker();
     const report = parseScriptOutput(
-      await runShell(
-        shell,
-        buildMkdirScript([stale, shared, asFile], marker, new Set([stale, asFile])),
-        dir,
-      ),
+      await runShell(shell, buildMkdirScript(base, specs, marker), dir),
       marker,
     );
+    assert.deepEqual([...report.folderLinks], [0]);
+    assert.deepEqual([...report.folderErrors.keys()], [1, 2, 3]);
+    for (const message of report.folderErrors.values()) assert.match(message, /File exists/);
+    assert.deepEqual([...Deno.readDirSync(elsewhere)], [], "nothing was created through a link");
+  });
+});
+
+Deno.test("mkdir script sweeps this daemon's leftover upload folders and nothing else", async () => {
+  await inEachShell("itx-sweep-", async (shell, dir) => {
+    const night = join(dir, "night $(touch CANARY)");
+    const victim = join(dir, "victim");
+    await Deno.mkdir(victim);
+    await Deno.writeTextFile(join(victim, "keep"), "x");
+    const ours = [
+      ".incoming-abc-1.image-transfer-partial",
+      ".incoming-abc-2.image-transfer-partial",
+    ];
+    await Deno.mkdir(join(night, ours[0], "deep"), { recursive: true });
+    await Deno.writeTextFile(join(night, ours[0], "deep", "leftover"), "x");
+    await Deno.symlink(victim, join(night, ours[1]));
+    const others = [".incoming-def-1.image-transfer-partial", "a.fits", ".incoming-abc-1"];
+    for (const name of others) await Deno.writeTextFile(join(night, name), "y");
+    const marker = newMarker();
+    const upload = join(night, ".incoming-abc-3.image-transfer-partial");
+    const script = buildMkdirScript(
+      dir,
+      [{ folder: night, upload, sweepPrefix: ".incoming-abc-" }],
+      marker,
+    );
+    const report = parseScriptOutput(await runShell(shell, script, dir), marker);
     assert.deepEqual([...report.folderErrors.keys()], []);
-    assert.deepEqual([...Deno.readDirSync(stale)], [], "the fresh folder is empty");
-    assert.ok((await Deno.stat(asFile)).isDirectory, "a file in the way is replaced");
-    assert.equal(await Deno.readTextFile(join(shared, "deep", "leftover")), "x");
-    assert.equal(await Deno.lstat(join(dir, "CANARY")).then(() => true, () => false), false);
+    assert.deepEqual(
+      [...Deno.readDirSync(night)].map((e) => e.name).sort(),
+      [...others, ".incoming-abc-3.image-transfer-partial"].sort(),
+    );
+    assert.equal(
+      await Deno.readTextFile(join(victim, "keep")),
+      "x",
+      "a link is removed, not followed",
+    );
+    assert.equal(await exists(join(dir, "CANARY")), false);
   });
 });
 
@@ -275,6 +333,110 @@ Deno.test("finish script with size checks only and no checks at all", async () =
     ]);
     assert.equal(await Deno.readTextFile(join(dir, "a")), "12345");
     assert.equal(await Deno.readTextFile(join(dir, "b")), "123");
+  });
+});
+
+Deno.test("finish script gives each copy its mode and mtime, and replaces a link under the final name", async () => {
+  await inEachShell("itx-finish-meta-", async (shell, dir) => {
+    const victim = join(dir, "victim");
+    await Deno.writeTextFile(victim, "keep me");
+    await Deno.chmod(victim, 0o600);
+    const upload = join(dir, ".up");
+    await Deno.mkdir(upload);
+    const mtimeMs = Date.UTC(2024, 2, 15, 1, 2, 3, 456);
+    const cases = [
+      { name: "private $(touch CANARY).fits", permissions: 0o600 },
+      { name: "public.fits", permissions: 0o644 },
+      { name: "tool.fits", permissions: 0o755 },
+    ];
+    for (const { name } of cases) await Deno.writeTextFile(join(upload, name), `data ${name}`);
+    // Someone planted a link under a final name: the rename replaces the link.
+    await Deno.symlink(victim, join(dir, "public.fits"));
+    // A copy that is a link is never delivered.
+    await Deno.symlink(victim, join(upload, "link.fits"));
+    const entries = [...cases, { name: "link.fits", permissions: 0o644 }].map((c, index) => ({
+      index,
+      tempPath: join(upload, c.name),
+      finalPath: join(dir, c.name),
+      expectedSize: c.name === "link.fits" ? null : `data ${c.name}`.length,
+      expectedSha256: c.name === "tool.fits"
+        ? createHash("sha256").update(`data ${c.name}`).digest("hex")
+        : null,
+      permissions: c.permissions,
+      times: { atimeMs: mtimeMs, mtimeMs },
+    }));
+    const marker = newMarker();
+    const out = await runShell(
+      shell,
+      buildFinishScript(entries, marker, { removeFolders: [upload] }),
+      dir,
+    );
+    const { results } = parseScriptOutput(out, marker);
+    for (const [index, c] of cases.entries()) {
+      assert.deepEqual(results.get(index), { status: "ok" }, `${shell.join(" ")}: ${c.name}`);
+      const info = await Deno.lstat(join(dir, c.name));
+      assert.ok(info.isFile, c.name);
+      assert.equal(info.mode! & 0o777, c.permissions, `${shell.join(" ")}: mode of ${c.name}`);
+      const arrived = info.mtime!.getTime();
+      assert.ok(Math.abs(arrived - mtimeMs) < 1000, `${shell.join(" ")}: mtime of ${c.name}`);
+      assert.equal(await Deno.readTextFile(join(dir, c.name)), `data ${c.name}`);
+    }
+    assert.deepEqual(results.get(3), { status: "missing" });
+    assert.equal(await exists(join(dir, "link.fits")), false);
+    assert.equal(await Deno.readTextFile(victim), "keep me");
+    assert.equal((await Deno.stat(victim)).mode! & 0o777, 0o600);
+    assert.equal(await exists(join(dir, "CANARY")), false);
+  });
+});
+
+Deno.test("finish script hashes copies in hostile folders by batch, and cannot be fooled by a planted name", async () => {
+  const sha = (text: string) => createHash("sha256").update(text).digest("hex");
+  await inEachShell("itx-finish-hash-", async (shell, dir) => {
+    const folders = [join(dir, "up 'a'\nx"), join(dir, "up $(touch CANARY) \\")];
+    for (const folder of folders) await Deno.mkdir(folder);
+    const copies = [
+      { folder: 0, name: "good $(x).fits", data: "good 0", expected: "good 0" },
+      { folder: 0, name: "bad\nname.fits", data: "bad 1", expected: "something else" },
+      { folder: 1, name: "-n.fits", data: "good 2", expected: "good 2" },
+      // A file planted under the name the hashing step renames to, holding the expected bytes.
+      { folder: 1, name: "forged.fits", data: "wrong 3", expected: "right 3" },
+    ];
+    await Deno.writeTextFile(join(folders[1], ".h3"), "right 3");
+    const entries = copies.map((c, index) => ({
+      index,
+      tempPath: join(folders[c.folder], c.name),
+      finalPath: join(dir, c.name),
+      expectedSize: c.data.length,
+      expectedSha256: sha(c.expected),
+    }));
+    for (const [i, c] of copies.entries()) await Deno.writeTextFile(entries[i].tempPath, c.data);
+    const marker = newMarker();
+    const out = await runShell(shell, buildFinishScript(entries, marker), dir);
+    const { results } = parseScriptOutput(out, marker);
+    const where = shell.join(" ");
+    assert.deepEqual(results.get(0), { status: "ok" }, where);
+    assert.equal(results.get(1)?.status, "checksum-mismatch", where);
+    assert.deepEqual(results.get(2), { status: "ok" }, where);
+    assert.equal(results.get(3)?.status, "checksum-mismatch", where);
+    assert.equal(await Deno.readTextFile(join(dir, "good $(x).fits")), "good 0");
+    assert.equal(await Deno.readTextFile(join(dir, "-n.fits")), "good 2");
+    for (const name of ["bad\nname.fits", "forged.fits"]) {
+      assert.equal(await exists(join(dir, name)), false, `${where}: ${name}`);
+    }
+    assert.deepEqual([...Deno.readDirSync(folders[0])], [], `${where}: bad copies removed`);
+    assert.deepEqual([...Deno.readDirSync(folders[1])].map((e) => e.name), [".h3"]);
+    assert.equal(await exists(join(dir, "CANARY")), false);
+  });
+});
+
+Deno.test("finish script reports the room left in the folders asked about", async () => {
+  await inEachShell("itx-finish-space-", async (shell, dir) => {
+    const marker = newMarker();
+    const script = buildFinishScript([], marker, { spaceFolders: [join(dir, "it's"), dir] });
+    await Deno.mkdir(join(dir, "it's"));
+    const { availableKiB } = parseScriptOutput(await runShell(shell, script, dir), marker);
+    assert.deepEqual([...availableKiB.keys()], [0, 1]);
+    assert.ok(availableKiB.get(1)! > 0);
   });
 });
 

@@ -3,7 +3,7 @@
  * One server for the whole file; each case gets fresh folders.
  */
 import assert from "node:assert/strict";
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import type { JobConfig } from "../src/config/types.ts";
 import { createTransport } from "../src/transfer/factory.ts";
 import { isTempName, uploadFolderName, uploadOwner } from "../src/transfer/temp_name.ts";
@@ -464,21 +464,22 @@ for (const method of ["scp", "rsync"] as const) {
       );
 
       await t.step(
-        "leftovers of an interrupted run in the upload folder are replaced",
+        "leftover upload folders of an interrupted run are swept; others' are kept",
         async () => {
           await withTransport(sshd, method, {}, async ({ src, dst, transport }) => {
             const item = await makeItem(src, "20240323/frame.fits", randomBytes(4096));
             const owner = uploadOwner([Deno.hostname(), "ssh-test", "/nonexistent-watch", dst]);
-            const upload = join(dst, "20240323", uploadFolderName(owner));
+            const night = join(dst, "20240323");
+            const upload = join(night, uploadFolderName(owner));
             await Deno.mkdir(upload, { recursive: true });
-            // Same size and mtime as the source, other bytes: rsync's quick check must not skip it.
+            // Same size and mtime as the source, other bytes, and what rsync leaves when killed.
             const leftover = join(upload, "frame.fits");
             await Deno.writeFile(leftover, randomBytes(4096));
             await Deno.utime(leftover, new Date(item.mtimeMs), new Date(item.mtimeMs));
-            // What rsync itself leaves when it is killed mid-file, and a file no batch will send.
             await Deno.writeFile(join(upload, ".frame.fits.Ab12Cd"), randomBytes(100));
-            await Deno.writeFile(join(upload, "deleted since.fits"), randomBytes(100));
-            for (const path of [dirname(upload), upload, ...await listFiles(upload)]) {
+            const others = join(night, uploadFolderName("0123456789"));
+            await Deno.mkdir(others);
+            for (const path of [night, upload, others, ...await listFiles(upload)]) {
               await Deno.chown(
                 path.startsWith("/") ? path : join(upload, path),
                 sshd.uid,
@@ -486,6 +487,8 @@ for (const method of ["scp", "rsync"] as const) {
               );
             }
             assertAllOk(await transport.send([item], never), [item]);
+            assert.deepEqual(await listFolders(dst), ["20240323", `20240323/${basename(others)}`]);
+            await Deno.remove(others);
             await assertDelivered(dst, [item]);
           });
         },

@@ -50,19 +50,43 @@ Deno.test("stream receiver writes the input byte-exact under hostile names and h
   }
 });
 
-Deno.test("stream receiver without hashing reports '-' and replaces an older copy", async () => {
+Deno.test("stream receiver without hashing reports '-'", async () => {
   const dir = await Deno.makeTempDir({ prefix: "itx-receiver-" });
   try {
     const source = join(dir, "source.bin");
     await Deno.writeFile(source, randomBytes(1000));
     const target = join(dir, "copy.bin");
-    await Deno.writeFile(target, randomBytes(5000)); // a leftover, longer than the new copy
     const report = parseReceiverOutput(
       await receive(source, target, { hash: false, sync: false }),
       "ITXtest",
     );
     assert.deepEqual(report, { bytes: 1000, sha256: null });
     assert.deepEqual(await Deno.readFile(target), await Deno.readFile(source));
+    assert.equal((await Deno.stat(target)).mode! & 0o777, 0o600, "private until renamed");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("stream receiver never writes over an existing name or through a link", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "itx-receiver-" });
+  try {
+    const source = join(dir, "source.bin");
+    await Deno.writeFile(source, randomBytes(1000));
+    const victim = join(dir, "victim");
+    await Deno.writeTextFile(victim, "keep me");
+    await Deno.symlink(victim, join(dir, "link.bin"));
+    await Deno.symlink(join(dir, "absent"), join(dir, "dangling.bin"));
+    await Deno.writeTextFile(join(dir, "existing.bin"), "older");
+    for (const name of ["link.bin", "dangling.bin", "existing.bin"]) {
+      const error = await receive(source, join(dir, name), { hash: true, sync: false })
+        .then(() => null, (e) => e);
+      assert.ok(error instanceof CommandError, name);
+      assert.equal(error.run.stderr, "cannot write the copy: File exists");
+    }
+    assert.equal(await Deno.readTextFile(victim), "keep me");
+    assert.equal(await Deno.readTextFile(join(dir, "existing.bin")), "older");
+    assert.equal(await Deno.lstat(join(dir, "absent")).then(() => true, () => false), false);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -1,6 +1,6 @@
 /**
- * The book-keeping that lets concurrent batches share remote upload folders:
- * the first user may sweep, the last may remove, and nobody else runs meanwhile.
+ * The book-keeping that lets concurrent batches share destination folders:
+ * the first user sweeps leftovers, once, and nobody else starts meanwhile.
  */
 import assert from "node:assert/strict";
 import { UploadFolders } from "../src/transfer/upload_folders.ts";
@@ -16,34 +16,35 @@ async function settlesSoon(promise: Promise<unknown>): Promise<boolean> {
 Deno.test("the first batch of a folder sweeps it; others wait until it is prepared", async () => {
   const folders = new UploadFolders();
   const first = await folders.claim(["/n/a", "/n/b"]);
-  assert.deepEqual(first.fresh, ["/n/a", "/n/b"]);
+  assert.deepEqual(first.toSweep, ["/n/a", "/n/b"]);
   const second = folders.claim(["/n/b", "/n/c"]);
-  assert.equal(await settlesSoon(second), false, "waits while /n/b is being prepared");
-  first.prepared();
+  assert.equal(await settlesSoon(second), false, "waits while /n/b is being swept");
+  first.prepared(true);
   const claim = await second;
-  assert.deepEqual(claim.fresh, ["/n/c"], "/n/b is already in use, so not swept again");
-  assert.deepEqual(first.takeLast(), ["/n/a"], "/n/b has another user");
-  claim.prepared();
-  assert.deepEqual(claim.takeLast(), ["/n/c"]);
+  assert.deepEqual(claim.toSweep, ["/n/c"], "/n/b is already in use, so not swept again");
+  claim.prepared(true);
   first.release();
   claim.release();
-  const again = await folders.claim(["/n/a"]);
-  assert.deepEqual(again.fresh, ["/n/a"], "unused folders start over");
+  const again = await folders.claim(["/n/a", "/n/d"]);
+  assert.deepEqual(again.toSweep, ["/n/d"], "a folder is swept once");
+  again.prepared(true);
   again.release();
 });
 
-Deno.test("a folder being removed is not used until the removal ends", async () => {
+Deno.test("a sweep that did not run, or an upload folder left behind, sweeps again", async () => {
   const folders = new UploadFolders();
-  const first = await folders.claim(["/n/a"]);
-  first.prepared();
-  assert.deepEqual(first.takeLast(), ["/n/a"]);
-  const next = folders.claim(["/n/a"]);
-  assert.equal(await settlesSoon(next), false, "waits for the removal");
+  const first = await folders.claim(["/n/a", "/n/b"]);
+  first.prepared(false);
   first.release();
   first.release(); // A second release changes nothing.
-  const claim = await next;
-  assert.deepEqual(claim.fresh, ["/n/a"], "made again after the removal");
-  claim.release();
+  const second = await folders.claim(["/n/a", "/n/b"]);
+  assert.deepEqual(second.toSweep, ["/n/a", "/n/b"]);
+  second.prepared(true);
+  second.leftBehind(["/n/b"]);
+  second.release();
+  const third = await folders.claim(["/n/a", "/n/b"]);
+  assert.deepEqual(third.toSweep, ["/n/b"]);
+  third.release();
 });
 
 Deno.test("two batches that wait on each other's folders cannot deadlock", async () => {
@@ -57,11 +58,11 @@ Deno.test("two batches that wait on each other's folders cannot deadlock", async
   b.release();
   // The first to wake sweeps both; the other joins once they are prepared.
   const first = await Promise.race([c, d]);
-  assert.deepEqual([...first.fresh].sort(), ["/x", "/y"]);
-  first.prepared();
+  assert.deepEqual([...first.toSweep].sort(), ["/x", "/y"]);
+  first.prepared(true);
   const [cc, dd] = await Promise.all([c, d]);
   const second = cc === first ? dd : cc;
-  assert.deepEqual(second.fresh, []);
+  assert.deepEqual(second.toSweep, []);
   cc.release();
   dd.release();
 });

@@ -105,8 +105,8 @@ export const jobShape = {
     'IANA time zone for the night rule, e.g. "America/Santiago"; empty means the system time zone.',
   ),
   verify_transfer: doc(
-    z.union([z.boolean(), z.enum(["none", "size", "checksum"])]).default("size"),
-    "Check each arrival: `none`, `size`, or `checksum` (SHA-256 of both copies). `true` means `size`, `false` means `none`.",
+    z.union([z.boolean(), z.enum(["none", "size", "checksum"])]).default("checksum"),
+    "Check each arrival before it takes its final name: `checksum` (SHA-256 of both copies; the only check that catches a copy of the right size with wrong bytes), `size`, or `none`. `true` means `size`, `false` means `none`.",
   ),
   compression: doc(
     z.boolean().default(false),

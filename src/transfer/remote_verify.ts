@@ -1,7 +1,9 @@
 /**
  * The remote half of an SSH transfer, as POSIX `sh` scripts run with one ssh
- * call per batch: create the destination folders before an upload, then verify
- * each temporary copy (size, SHA-256) and rename it into place.
+ * call per batch: verify each
+ * temporary copy (size, SHA-256), give it the source's permission bits and
+ * mtime and rename it into place (the folders are made by `remote_folders.ts`,
+ * large copies followed while they upload by `remote_follow.ts`).
  *
  * File names only ever appear in these scripts as single-quoted words
  * ({@linkcode shellQuote}); the script reaches the remote `sh -s` on stdin.
@@ -15,14 +17,42 @@ import { posix } from "node:path";
 import { shellQuote } from "./ssh.ts";
 
 /**
- * Perl program (no single quotes). Arguments: the marker, the space-separated
- * indexes to rename, then `INDEX TEMP FINAL` triples; prints `MARKER K INDEX`
- * or `MARKER R INDEX MESSAGE` for each listed index.
+ * Perl program (no single quotes). Arguments: the marker, the hash command
+ * (words; see `pickHashTool`), the space-separated tokens of the verified
+ * indexes (`h<index>` when the copy must still be hashed here), then `INDEX
+ * TEMP FINAL SHA256 MODE ATIME MTIME` for every entry (`-` for none).
+ *
+ * Copies to hash are first renamed to `.h<index>` in their own upload folder
+ * (names no file name can forge), then hashed by one hash process per folder
+ * (per 200 copies), started in that folder with those names: one process for
+ * a whole batch instead of one per file. A mismatch removes the copy and
+ * prints `MARKER C INDEX HASH`. Each good copy gets its permission bits and
+ * times (where the file system allows) and is renamed into place:
+ * `MARKER K INDEX` or `MARKER R INDEX MESSAGE`.
  */
-const PERL_RENAME = '$n=shift; my %ok=map {$_=>1} split(" ", shift); ' +
-  "while(@ARGV>=3){my $i=shift; my $t=shift; my $f=shift; next unless $ok{$i}; " +
-  'if(rename($t,$f)){print "$n K $i\\n"}else{my $m="$!"; $m=~s/[\\r\\n]/ /g; ' +
-  'print "$n R $i $m\\n"}}';
+const PERL_FINISH = [
+  'my $n = shift; my @hc = split(" ", shift); my %want;',
+  'for (split(" ", shift)) { $want{$2} = $1 if /^(h?)(\\d+)$/ }',
+  "my $ut = eval { require Time::HiRes; 1 } ? \\&Time::HiRes::utime",
+  ": sub { utime($_[0], $_[1], $_[2]) };",
+  "my (@e, %dir, %got);",
+  "while (@ARGV >= 7) {",
+  "my @f = splice(@ARGV, 0, 7); next unless exists $want{$f[0]}; push @e, \\@f;",
+  'next unless $want{$f[0]} eq "h"; my ($d) = $f[1] =~ m{^(.*)/}; my $s = "$d/.h$f[0]";',
+  'if (!-e $s && !-l $s && rename($f[1], $s)) { $f[1] = $s; push @{$dir{$d}}, ".h$f[0]" } }',
+  "for my $d (keys %dir) { my @names = @{$dir{$d}};",
+  "while (my @part = splice(@names, 0, 200)) {",
+  'my $pid = open(my $p, "-|"); next unless defined $pid;',
+  'if (!$pid) { open(STDERR, ">", "/dev/null"); chdir($d) or exit 1; exec(@hc, @part); exit 1 }',
+  'while (<$p>) { $got{"$d/$2"} = $1 if /^\\\\?([0-9a-f]{64})\\s+\\*?(\\.h\\d+)$/ } close($p); } }',
+  "for my $x (@e) { my ($i, $t, $f, $h, $m, $at, $mt) = @$x;",
+  'if ($want{$i} eq "h") { my $d = $got{$t} // "";',
+  'if ($d ne $h) { unlink $t; print "$n C $i $d\\n"; next } }',
+  'chmod(oct($m), $t) if $m ne "-";',
+  '$ut->($at, $mt, $t) if $mt ne "-";',
+  'if (rename($t, $f)) { print "$n K $i\\n" }',
+  'else { my $e = "$!"; $e =~ s/[\\r\\n]/ /g; print "$n R $i $e\\n" } }',
+].join(" ");
 
 /** One temporary copy to check and rename, or to remove. */
 export interface FinishEntry {
@@ -36,6 +66,10 @@ export interface FinishEntry {
   expectedSize: number | null;
   /** SHA-256 (hex) the copy must have, or `null` to skip the checksum. */
   expectedSha256: string | null;
+  /** Permission bits the copy gets before the rename; unchanged when missing. */
+  permissions?: number;
+  /** Times (ms since the epoch) the copy gets before the rename; unchanged when missing. */
+  times?: { atimeMs: number; mtimeMs: number };
 }
 
 /** What the remote side reported for one item. */
@@ -58,6 +92,10 @@ export interface ScriptReport {
   folderErrors: Map<number, string>;
   /** Whether the remote host can run the stream receiver (a `P` line; see `RECEIVER_PROBE`). */
   receiverReady: boolean;
+  /** Folder index → a symbolic link was found where a real folder must be (see `remote_folders.ts`). */
+  folderLinks: Set<number>;
+  /** Folder index → KiB available to the remote user there (`df`). */
+  availableKiB: Map<number, number>;
 }
 
 /** A fresh random marker that prefixes every result line. */
@@ -67,7 +105,7 @@ export function newMarker(): string {
 }
 
 /** Shared head of every script: C locale, no globbing, result helpers. */
-function prelude(marker: string): string[] {
+export function prelude(marker: string): string[] {
   return [
     "LC_ALL=C; export LC_ALL; set -f",
     `N=${marker}`,
@@ -77,7 +115,7 @@ function prelude(marker: string): string[] {
 }
 
 /** Sets `H` to the fastest SHA-256 command that reads stdin, or to "" when there is none. */
-function pickHashTool(): string[] {
+export function pickHashTool(): string[] {
   return [
     "H=''",
     // OpenSSL uses the CPU's SHA instructions: ~6x faster than coreutils' sha256sum here.
@@ -87,118 +125,31 @@ function pickHashTool(): string[] {
   ];
 }
 
-/** A copy whose SHA-256 a follow script computes while it is being written. */
-export interface FollowEntry {
-  index: number;
-  tempPath: string;
-  /** Size the copy will have when complete. */
-  size: number;
-}
-
-/**
- * A script that follows copies while the upload writes them (front to back),
- * for each entry in order, until `size` bytes are there:
- * - with `flush`, it flushes each copy to disk every 16 MiB as it grows
- *   (`sync -f`), so the flush before the rename (see
- *   {@linkcode buildFinishScript}) finds little left to write;
- * - with `hash`, it feeds the copy to one hash process in steps of whole
- *   1 MiB blocks (16 MiB at least, or the rest of the copy) as the copy's size
- *   shows them complete, and prints `G <index> <sha256>`, so the
- *   remote SHA-256 is ready moments after the last byte instead of one more
- *   full read later (`H <index>` when no hash command exists).
- *
- * A copy that stops growing for `stallSeconds`, or cannot be read, is given up
- * with `X <index>` (a hash printed after it covers part of the copy and must
- * be ignored). The script ends when its caller goes away: an empty line goes
- * to stdout every poll, so a closed channel stops it. It runs at lower CPU
- * priority, so where the upload itself is CPU-bound it keeps its pace.
- */
-export function buildFollowScript(
-  entries: FollowEntry[],
-  marker: string,
-  options: { stallSeconds: number; hash: boolean; flush: boolean },
-): string {
-  const lines = [
-    ...prelude(marker),
-    ...(options.hash ? pickHashTool() : ["H=''"]),
-    "if stat -c %s / >/dev/null 2>&1; then Z='stat -c %s'; else Z='stat -f %z'; fi",
-    // Blocks of B bytes; R of them at least per step, so dd and sync start
-    // seldom (a few dozen times per GiB) instead of at every poll.
-    `B=1048576; R=16; D=${options.hash ? "1" : "''"}; F=${options.flush ? "1" : "''"}`,
-    // p PATH SIZE INDEX: follow the copy; with D, write its bytes to stdout as they complete.
-    "p() {",
-    "  k=0; t=$((($2 + B - 1) / B)); w=0; l=-1",
-    "  while [ $k -lt $t ]; do",
-    `    s=$($Z -- "$1" 2>/dev/null) || s=0`,
-    `    a=$((s / B)); [ "$s" -ge "$2" ] && a=$t`,
-    "    if [ $a -ge $t ] || [ $((a - k)) -ge $R ]; then",
-    `      if [ -n "$D" ]; then`,
-    `        dd if="$1" bs=$B skip=$k count=$((a - k)) 2>/dev/null || { say X "$3" >&3; return 1; }`,
-    "      fi",
-    "      k=$a",
-    `      [ -n "$F" ] && sync -f -- "$1" 2>/dev/null`,
-    "    else",
-    "      echo >&3 || exit 1",
-    `      if [ "$s" = "$l" ]; then w=$((w + 1)); else w=0; fi; l=$s`,
-    `      [ $w -gt ${options.stallSeconds * 20} ] && { say X "$3" >&3; return 1; }`,
-    "      sleep 0.05 2>/dev/null || sleep 1",
-    "    fi",
-    "  done",
-    "}",
-    "exec 3>&1",
-    "renice -n 10 -p $$ >/dev/null 2>&1",
-  ];
-  for (const e of entries) {
-    const follow = `p ${shellQuote(e.tempPath)} ${e.size} ${e.index}`;
-    if (!options.hash) {
-      lines.push(follow);
-      continue;
-    }
-    lines.push(
-      `if [ -z "$H" ]; then say H ${e.index}; else ` +
-        `h=$(${follow} | $H); say G ${e.index} "\${h%% *}"; fi`,
-    );
-  }
-  lines.push("exit 0", "");
-  return lines.join("\n");
-}
-
-/**
- * A script that creates each folder (with parents) unless it exists, and
- * reports the ones it could not create as `F <index> <message>`. The folders
- * in `fresh` are emptied first (upload folders that hold only leftovers);
- * the files in `removeFiles` are removed last (stale temporary copies).
- * `probe` lines (such as `RECEIVER_PROBE`) run at the end.
- */
-export function buildMkdirScript(
-  folders: string[],
-  marker: string,
-  fresh: ReadonlySet<string> = new Set(),
-  removeFiles: string[] = [],
-  probe: string[] = [],
-): string {
-  const lines = [
-    ...prelude(marker),
-    `m() { [ -d "$2" ] && return 0; e=$(mkdir -p -- "$2" 2>&1) || fail F "$1" "$e"; }`,
-    `c() { { [ -e "$2" ] || [ -L "$2" ]; } && rm -rf -- "$2"; m "$@"; }`,
-  ];
-  folders.forEach((folder, index) =>
-    lines.push(`${fresh.has(folder) ? "c" : "m"} ${index} ${shellQuote(folder)}`)
-  );
-  if (removeFiles.length > 0) lines.push(`rm -f -- ${removeFiles.map(shellQuote).join(" ")}`);
-  lines.push(...probe, "exit 0", "");
-  return lines.join("\n");
+/** Options of {@linkcode buildFinishScript}. */
+export interface FinishOptions {
+  /** Upload folders to remove at the end, with whatever is left in them. */
+  removeFolders?: string[];
+  /** Flush the final folders' file systems before and after the renames. @default true */
+  sync?: boolean;
+  /**
+   * Folders whose available space to report first, as `A <index> <KiB>` (by
+   * index in this list), while failed copies still take their room.
+   */
+  spaceFolders?: string[];
 }
 
 /**
  * A script that, for each entry with a final path, checks the temporary copy
- * (size via one batched `stat`; SHA-256 via `openssl dgst -sha256`, `sha256sum`
- * or `shasum -a 256`, the first that exists),
- * removes it on a mismatch, and otherwise renames it (one `perl` process for
- * all, else `mv -f`; the temporary copy is in the final folder or a folder
- * inside it, so the rename is atomic). Entries without a final path only have
- * their temporary copy removed. Last, the `removeFolders` (upload folders no
- * other batch uses) are removed with whatever is left in them.
+ * (a regular file, not a link; size via one batched `stat`; SHA-256 in one
+ * perl process with Digest::SHA for small copies, else with `openssl dgst
+ * -sha256`, `sha256sum` or `shasum -a 256`, the first that exists), removes it
+ * on a mismatch, and otherwise gives it its permission bits and times and
+ * renames it (one `perl` process for all, else `chmod`, `touch` and `mv -f`
+ * per file; the temporary copy is in the final folder or a folder inside it,
+ * so the rename is atomic, and it replaces a link under the final name instead
+ * of writing through it). Entries without a final path only have their
+ * temporary copy removed. Last, the `removeFolders` are removed with whatever
+ * is left in them.
  *
  * With `sync`, the file systems of the final folders are flushed (`sync -f`,
  * else `sync`) before the renames and after them: once the script has
@@ -208,16 +159,23 @@ export function buildMkdirScript(
 export function buildFinishScript(
   entries: FinishEntry[],
   marker: string,
-  options: { removeFolders?: string[]; sync?: boolean } = {},
+  options: FinishOptions = {},
 ): string {
   const removeFolders = options.removeFolders ?? [];
   const sync = options.sync ?? true;
   // Every per-file line below is constant work: a batch of n files costs O(n)
   // (growing "$@" one file at a time would cost O(n^2) in sh).
   const lines = prelude(marker);
+  for (const [index, folder] of (options.spaceFolders ?? []).entries()) {
+    lines.push(
+      `k=$(df -Pk -- ${shellQuote(folder)} 2>/dev/null | awk 'NR==2 {print $4}'); ` +
+        `[ -n "$k" ] && say A ${index} "$k"`,
+    );
+  }
   const finals = entries.filter((e) => e.finalPath !== null);
   const sized = finals.filter((e) => e.expectedSize !== null);
-  if (finals.some((e) => e.expectedSha256 !== null)) lines.push(...pickHashTool());
+  const hashed = finals.filter((e) => e.expectedSha256 !== null);
+  lines.push(...(hashed.length > 0 ? pickHashTool() : ["H=''"]));
   lines.push(
     // Renames go through one perl process where perl exists (a fork of mv per
     // file costs ~2 ms); R collects the verified indexes for it.
@@ -234,25 +192,30 @@ export function buildFinishScript(
     );
   }
   lines.push(
-    // v INDEX TEMP FINAL SIZE|- SHA|- GOT_SIZE
+    // v INDEX TEMP FINAL SIZE|- SHA|- GOT_SIZE MODE|- MTIME_ISO|-
     "v() {",
-    `  [ -f "$2" ] || { say M "$1"; return 1; }`,
+    `  { [ -f "$2" ] && ! [ -L "$2" ]; } || { say M "$1"; return 1; }`,
+    "  s=''",
     `  if [ "$4" != - ]; then`,
     `    s=$6; [ -n "$B" ] && s=$($Z -- "$2" 2>/dev/null)`,
     `    [ -n "$s" ] || { say U "$1"; return 1; }`,
     `    [ "$s" = "$4" ] || { rm -f -- "$2"; say S "$1" "$s"; return 1; }`,
     "  fi",
+    `  [ -d "$3" ] && { say D "$1"; return 1; }`,
     `  if [ "$5" != - ]; then`,
     `    [ -n "$H" ] || { say H "$1"; return 1; }`,
+    // With perl, one hash process per folder hashes every copy (see PERL_FINISH).
+    `    if [ -n "$P" ]; then R="$R h$1"; return 0; fi`,
     `    h=$($H <"$2"); h=\${h%% *}`,
     `    [ "$h" = "$5" ] || { rm -f -- "$2"; say C "$1" "$h"; return 1; }`,
     "  fi",
-    `  [ -d "$3" ] && { say D "$1"; return 1; }`,
     `  if [ -n "$P" ]; then R="$R $1"; return 0; fi`,
+    `  [ "$7" = - ] || chmod "$7" -- "$2" 2>/dev/null`,
+    `  [ "$8" = - ] || touch -m -d "$8" -- "$2" 2>/dev/null`,
     // Errors go to a file: a command substitution would cost one more fork per file.
     `  if mv -f -- "$2" "$3" 2>"$E"; then say K "$1"; else fail R "$1" "$(cat "$E")"; fi`,
     "}",
-    "B=${B-}; H=${H-}",
+    "B=${B-}",
     "E=$(mktemp 2>/dev/null) || E=/dev/null",
     // Y FOLDER...: flush the file systems holding them (GNU `sync -f`; else all of them).
     `Y() { for d in "$@"; do sync -f -- "$d" 2>/dev/null || { sync 2>/dev/null; return; }; done; }`,
@@ -271,16 +234,26 @@ export function buildFinishScript(
       lines.push(`g=''; [ -z "$B" ] && { g=$1; shift; }`);
       got = `"$g"`;
     }
+    const mode = e.permissions === undefined ? "-" : octal(e.permissions);
+    const iso = e.times === undefined ? "-" : new Date(e.times.mtimeMs).toISOString();
     lines.push(
       `v ${e.index} ${shellQuote(e.tempPath)} ${shellQuote(e.finalPath)} ` +
-        `${e.expectedSize ?? "-"} ${e.expectedSha256 ?? "-"} ${got}`,
+        `${e.expectedSize ?? "-"} ${e.expectedSha256 ?? "-"} ${got} ${mode} ${iso}`,
     );
   }
   if (finals.length > 0) {
-    const triples = finals.map((e) =>
-      `${e.index} ${shellQuote(e.tempPath)} ${shellQuote(e.finalPath!)}`
+    const fields = finals.map((e) =>
+      [
+        e.index,
+        shellQuote(e.tempPath),
+        shellQuote(e.finalPath!),
+        e.expectedSha256 ?? "-",
+        e.permissions === undefined ? "-" : octal(e.permissions),
+        e.times === undefined ? "-" : seconds(e.times.atimeMs),
+        e.times === undefined ? "-" : seconds(e.times.mtimeMs),
+      ].join(" ")
     );
-    lines.push(`[ -n "$R" ] && perl -e '${PERL_RENAME}' "$N" "$R" ${triples.join(" ")}`);
+    lines.push(`[ -n "$R" ] && perl -e '${PERL_FINISH}' "$N" "$H" "$R" ${fields.join(" ")}`);
     // Then the renames themselves, before the results count.
     if (sync) lines.push(`Y ${finalFolders}`);
   }
@@ -291,12 +264,24 @@ export function buildFinishScript(
   return lines.join("\n");
 }
 
+/** Permission bits as an octal word for chmod and perl (`0644`). */
+function octal(permissions: number): string {
+  return `0${(permissions & 0o777).toString(8).padStart(3, "0")}`;
+}
+
+/** Milliseconds since the epoch as seconds with three decimals, for perl's utime. */
+function seconds(ms: number): string {
+  return (ms / 1000).toFixed(3);
+}
+
 /** Read the result lines of a script printed with `marker`; other lines are ignored. */
 export function parseScriptOutput(stdout: string, marker: string): ScriptReport {
   const results = new Map<number, FinishResult>();
   const hashes = new Map<number, string>();
   const gaveUp = new Set<number>();
   const folderErrors = new Map<number, string>();
+  const folderLinks = new Set<number>();
+  const availableKiB = new Map<number, number>();
   let receiverReady = false;
   for (const line of stdout.split("\n")) {
     const match = line.match(/^(\S+) ([A-Z]) (\d+)(?: (.*))?$/);
@@ -309,6 +294,12 @@ export function parseScriptOutput(stdout: string, marker: string): ScriptReport 
         break;
       case "P":
         receiverReady = true;
+        break;
+      case "L":
+        folderLinks.add(index);
+        break;
+      case "A":
+        if (/^\d+$/.test(rest.trim())) availableKiB.set(index, Number(rest.trim()));
         break;
       case "G":
         if (/^[0-9a-f]{64}$/.test(rest.trim())) hashes.set(index, rest.trim());
@@ -343,5 +334,5 @@ export function parseScriptOutput(stdout: string, marker: string): ScriptReport 
     }
   }
   for (const index of gaveUp) hashes.delete(index);
-  return { results, hashes, folderErrors, receiverReady };
+  return { results, hashes, folderErrors, receiverReady, folderLinks, availableKiB };
 }

@@ -11,19 +11,39 @@
  *
  * @module
  */
-import { dirname, isAbsolute, relative, sep } from "node:path";
+import { dirname, isAbsolute, posix, relative, sep } from "node:path";
 import type { CommandError } from "../errors.ts";
-import { type Plan, SshTransport } from "./ssh_transport.ts";
+import { byTempFolder, type Plan, SshTransport } from "./ssh_transport.ts";
 
 /** rsync exit codes for "some files were not transferred" (the others were). */
 const RSYNC_PARTIAL_CODES = new Set([23, 24]);
+
+/** rsync's closing lines after per-file errors (they name no file). */
+const RSYNC_SUMMARY =
+  /^rsync (?:error: some files\/attrs were not transferred|warning: some files vanished)/;
 
 /** Delivers files with one `rsync` call per destination folder over a shared OpenSSH connection. */
 export class RsyncTransport extends SshTransport {
   readonly method = "rsync" as const;
   readonly maxBatchFiles = 500;
 
-  /** One rsync call of the sources of `group` into `folder`. */
+  /**
+   * One call per upload folder, and items whose links may be followed (see
+   * `TransferItem.followLink`) in calls of their own.
+   */
+  protected override uploadCalls(plans: Plan[]): Plan[][] {
+    return byTempFolder(plans).flatMap((group) =>
+      [
+        group.filter((plan) => !plan.item.followLink),
+        group.filter((plan) => plan.item.followLink),
+      ].filter((part) => part.length > 0)
+    );
+  }
+
+  /**
+   * One rsync call of the sources of `group` into `folder`. Links are never
+   * followed (nor copied as links) unless the group's items allow following.
+   */
   protected async copy(group: Plan[], folder: string, signal: AbortSignal): Promise<void> {
     const root = commonFolder(group.map((plan) => plan.item.source));
     // "./" first: rsync skips list entries that start with "#" or ";" as comments.
@@ -33,7 +53,7 @@ export class RsyncTransport extends SshTransport {
     const argv = [
       "rsync",
       "--protect-args",
-      "--copy-links",
+      ...(group[0].item.followLink ? ["--copy-links"] : []),
       "--ignore-times",
       "--no-relative",
       "--files-from=-",
@@ -49,9 +69,29 @@ export class RsyncTransport extends SshTransport {
     await this.session.run(argv, { stdin: list.join(""), timeoutMs: this.timeoutMs, signal });
   }
 
-  /** rsync exits 23 or 24 when it skipped some files and sent the others. */
-  protected someMayHaveArrived(error: CommandError): boolean {
-    return error.run.code !== null && RSYNC_PARTIAL_CODES.has(error.run.code);
+  /**
+   * rsync exits 23 or 24 when it skipped some files and sent the others; each
+   * error line quotes the path of its file (the source, the copy or rsync's
+   * own temporary file next to it). A line that names no file of `group`
+   * fails the whole call.
+   */
+  protected failedInCall(error: CommandError, group: Plan[]): Set<Plan> | null {
+    if (error.run.code === null || !RSYNC_PARTIAL_CODES.has(error.run.code)) return null;
+    const named = new Set<Plan>();
+    for (const line of error.run.stderr.split(/\r?\n/)) {
+      if (line.trim() === "" || RSYNC_SUMMARY.test(line)) continue;
+      const found = group.filter((plan) => {
+        const rsyncTemp = posix.join(
+          posix.dirname(plan.tempPath),
+          `.${posix.basename(plan.tempPath)}.`,
+        );
+        return line.includes(`"${plan.item.source}"`) || line.includes(`"${plan.tempPath}"`) ||
+          line.includes(`"${rsyncTemp}`);
+      });
+      if (found.length === 0) return null;
+      for (const plan of found) named.add(plan);
+    }
+    return named.size > 0 ? named : null;
   }
 }
 

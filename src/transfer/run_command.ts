@@ -24,9 +24,11 @@ export interface RunCommandOptions {
   stdin?: Uint8Array | string;
   /**
    * A local file the program reads as its standard input, directly from the
-   * file (no pipe through this process). Not with `stdin`. Not on Windows.
+   * file (no pipe through this process): a path, opened here, or the
+   * descriptor of a file the caller opened (and closes; it is read from its
+   * current position). Not with `stdin`. Not on Windows.
    */
-  stdinFile?: string;
+  stdinFile?: string | { fd: number };
   /** Working directory. @default the current one */
   cwd?: string;
   /** Extra environment variables, merged over the current environment. */
@@ -171,17 +173,18 @@ function startCommand(argv: string[], options: RunCommandOptions): StartedChild 
 }
 
 /**
- * Spawn with the file at `path` as standard input (`Deno.Command` can only
- * pipe), in a new process group. The file is opened here, so a source that
+ * Spawn with the file `input` as standard input (`Deno.Command` can only
+ * pipe), in a new process group. A path is opened here, so a source that
  * cannot be read fails before anything runs.
  */
 function startWithFileInput(
   argv: string[],
   options: RunCommandOptions,
-  path: string,
+  input: string | { fd: number },
 ): StartedChild {
   if (Deno.build.os === "windows") throw new Error("stdinFile is not supported on Windows");
-  const fd = openSync(path, "r");
+  const fd = typeof input === "string" ? openSync(input, "r") : input.fd;
+  let open = typeof input === "string";
   let child;
   try {
     child = spawn(argv[0], argv.slice(1), {
@@ -191,10 +194,9 @@ function startWithFileInput(
       detached: true,
     });
   } catch (error) {
-    closeSync(fd);
+    if (open) closeSync(fd);
     throw error;
   }
-  let open = true;
   const closeInput = () => {
     if (open) closeSync(fd);
     open = false;

@@ -16,11 +16,9 @@
  *
  * @module
  */
+import { posix } from "node:path";
 import type { CommandError } from "../errors.ts";
 import { byTempFolder, type Plan, SshTransport } from "./ssh_transport.ts";
-
-/** Errors scp reports per file (it carries on with the other files). */
-const PER_FILE_ERROR = /failed to upload|dest open|dest write|dest close|local open|local read/;
 
 /** Keep each scp command line well under Windows' 32,767-character limit. */
 const MAX_SOURCE_CHARS = 16_000;
@@ -55,10 +53,45 @@ export class ScpTransport extends SshTransport {
     await this.session.run(argv, { timeoutMs: this.timeoutMs, signal });
   }
 
-  /** scp reports a file it could not send and goes on with the others. */
-  protected someMayHaveArrived(error: CommandError, group: Plan[]): boolean {
-    return group.length > 1 && PER_FILE_ERROR.test(error.run.stderr);
+  /**
+   * scp reports each file it could not send and goes on with the others:
+   * `failed to upload file SOURCE to FOLDER/`, after lines such as
+   * `write remote "COPY": Failure`. Every line must name exactly one file of
+   * `group` (names with characters scp escapes name none), or the whole call
+   * counts as failed.
+   */
+  protected failedInCall(error: CommandError, group: Plan[]): Set<Plan> | null {
+    if (error.run.code !== 1) return null;
+    const named = new Set<Plan>();
+    for (const raw of error.run.stderr.split(/\r?\n/)) {
+      if (raw.trim() === "") continue;
+      const plan = planNamedByScp(raw.replace(/^\S*scp: /, ""), group);
+      if (plan === null) return null;
+      named.add(plan);
+    }
+    return named.size > 0 ? named : null;
   }
+}
+
+/** The one plan of `group` an scp error line names, or `null`. */
+function planNamedByScp(line: string, group: Plan[]): Plan | null {
+  const upload = "failed to upload file ";
+  const folder = ` to ${posix.dirname(group[0].tempPath)}/`;
+  let found: Plan[];
+  if (line.startsWith(upload) && line.endsWith(folder)) {
+    const source = line.slice(upload.length, line.length - folder.length);
+    found = group.filter((plan) => plan.item.source === source);
+  } else {
+    const match = line.match(/^[a-z][a-z ]* (remote|local) "/);
+    if (match === null) return null;
+    const rest = line.slice(match[0].length);
+    found = group.filter((plan) => {
+      const path = match[1] === "remote" ? plan.tempPath : plan.item.source;
+      const after = rest.slice(path.length + 1);
+      return rest.startsWith(`${path}"`) && (after === "" || after.startsWith(": "));
+    });
+  }
+  return found.length === 1 ? found[0] : null;
 }
 
 /** Split `plans` so that each part's source paths stay under {@linkcode MAX_SOURCE_CHARS}. */

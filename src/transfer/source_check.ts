@@ -15,20 +15,6 @@ export async function assertSourceUnchanged(item: TransferItem): Promise<void> {
   compare(item, await Deno.stat(item.source).catch((error) => vanished(item, error)));
 }
 
-/**
- * Synchronous {@linkcode assertSourceUnchanged}, for checking a whole batch
- * without queueing hundreds of tiny operations on the event loop.
- */
-export function assertSourceUnchangedSync(item: TransferItem): void {
-  let info: Deno.FileInfo;
-  try {
-    info = Deno.statSync(item.source);
-  } catch (error) {
-    vanished(item, error);
-  }
-  compare(item, info);
-}
-
 function vanished(item: TransferItem, error: unknown): never {
   throw new TransferError(`Cannot send ${item.source}: source vanished during transfer`, "retry", {
     cause: error,

@@ -1,57 +1,29 @@
 /**
  * What `scp` and `rsync` transports share: planning temporary names, checking
- * sources, hashing, and the one remote call per batch that verifies and
- * renames every uploaded copy. Subclasses only upload.
+ * sources, hashing, creating the batch's upload folders, and the one remote
+ * call per batch that verifies and renames every uploaded copy (see
+ * `ssh_finish.ts`). Subclasses only upload.
  *
  * @module
  */
 import { posix } from "node:path";
 import type { JobConfig } from "../config/types.ts";
 import { CommandError, TransferError } from "../errors.ts";
-import {
-  classifyFailure,
-  classifyText,
-  type FailureContext,
-  sourceUnreadable,
-} from "./classify.ts";
-import {
-  buildFinishScript,
-  buildFollowScript,
-  buildMkdirScript,
-  type FinishEntry,
-  type FinishResult,
-  newMarker,
-  parseScriptOutput,
-  type ScriptReport,
-} from "./remote_verify.ts";
+import { classifyFailure, classifyText, type FailureContext } from "./classify.ts";
+import { buildMkdirScript } from "./remote_folders.ts";
+import { buildFollowScript } from "./remote_follow.ts";
+import { newMarker, parseScriptOutput, type ScriptReport } from "./remote_verify.ts";
 import { sha256File } from "./sha256.ts";
-import { assertSourceUnchangedSync } from "./source_check.ts";
+import { finishBatch } from "./ssh_finish.ts";
+import { byTempFolder, live, type Plan } from "./ssh_plan.ts";
+import { closeSource, inspectSource, openSource } from "./source_open.ts";
 import { endpointFromJob, remoteBasePath, remoteJoin, SshSession } from "./ssh.ts";
 import { parseReceiverOutput, RECEIVER_PROBE, receiverCommand } from "./stream_receiver.ts";
-import { uploadFolderName, uploadOwner } from "./temp_name.ts";
+import { jobOwner, uploadFolderName, uploadFolderPrefix } from "./temp_name.ts";
 import type { TransferItem, TransferOutcome, Transport } from "./transport.ts";
-import { type UploadClaim, UploadFolders } from "./upload_folders.ts";
+import { UploadFolders } from "./upload_folders.ts";
 
-/** One item on its way: where it goes and what happened so far. */
-export interface Plan {
-  index: number;
-  item: TransferItem;
-  /** Remote final path and temporary path (see `SshTransport.#tempPathFor`). */
-  finalPath: string;
-  tempPath: string;
-  /** Set once the item has failed; it then takes no further part. */
-  error: TransferError | null;
-  /**
-   * The upload may or may not have completed (the command failed for some
-   * files only): the copy's size is checked even with `verify_transfer: none`,
-   * and this error is used if the copy turns out missing or short.
-   */
-  uncertain: TransferError | null;
-  /** SHA-256 of the source, when checksum verification is on. */
-  sha256: Promise<string> | null;
-  /** SHA-256 of the copy, when it was hashed while being written. */
-  remoteSha256: string | null;
-}
+export { byTempFolder, live, type Plan };
 
 /**
  * Files from this size on are large: where the transport and the remote host
@@ -79,9 +51,9 @@ export abstract class SshTransport implements Transport {
   protected readonly base: string;
   protected readonly context: FailureContext;
   protected readonly timeoutMs: number;
-  /** Name of this daemon's upload folders (see `uploadFolderName`). */
-  protected readonly uploadFolder: string;
-  /** Upload folders in use by the batches under way. */
+  /** Tells this daemon's upload folders apart (see `uploadOwner`). */
+  protected readonly owner: string;
+  /** Destination folders in use by the batches under way. */
   readonly #uploadFolders = new UploadFolders();
 
   constructor(job: JobConfig, runtimeDir: string) {
@@ -94,9 +66,7 @@ export abstract class SshTransport implements Transport {
       port: this.session.endpoint.port,
     };
     this.timeoutMs = job.transfer_timeout_seconds * 1000;
-    this.uploadFolder = uploadFolderName(
-      uploadOwner([hostName(), job.name, job.watch_path, job.remote_base_path]),
-    );
+    this.owner = jobOwner(job);
   }
 
   /**
@@ -107,11 +77,12 @@ export abstract class SshTransport implements Transport {
   protected abstract copy(group: Plan[], folder: string, signal: AbortSignal): Promise<void>;
 
   /**
-   * Whether a failed {@linkcode SshTransport.copy} may still have delivered
-   * some of `group` (the command went on after per-file errors); the size
-   * check in the finishing step then settles each file.
+   * The plans of `group` whose failure the failed {@linkcode SshTransport.copy}
+   * reported, when every error it reported can be tied to files of `group`
+   * (the others then went through without error and are verified by their
+   * bytes); `null` when that cannot be told, and the whole group fails.
    */
-  protected abstract someMayHaveArrived(error: CommandError, group: Plan[]): boolean;
+  protected abstract failedInCall(error: CommandError, group: Plan[]): Set<Plan> | null;
 
   /**
    * The upload calls of a batch: by default one per upload folder. Calls run
@@ -119,17 +90,6 @@ export abstract class SshTransport implements Transport {
    */
   protected uploadCalls(plans: Plan[]): Plan[][] {
     return byTempFolder(plans);
-  }
-
-  /**
-   * Where the copy of `finalPath` is written before it is verified and renamed:
-   * under its own name in this daemon's upload folder inside the final folder
-   * ({@linkcode SshTransport.uploadFolder}). Before `upload` those folders are
-   * created and leftovers swept out of them; they are removed once no batch
-   * uses them.
-   */
-  #tempPathFor(finalPath: string): string {
-    return posix.join(posix.dirname(finalPath), this.uploadFolder, posix.basename(finalPath));
   }
 
   /**
@@ -156,7 +116,9 @@ export abstract class SshTransport implements Transport {
 
   async send(items: TransferItem[], signal: AbortSignal): Promise<TransferOutcome[]> {
     signal.throwIfAborted();
-    const plans = this.#plan(items);
+    // A new upload folder name for every batch: nobody can prepare anything under it.
+    const uploadName = uploadFolderName(this.owner);
+    const plans = this.#plan(items, uploadName);
     for (const plan of plans) this.#checkSource(plan);
     if (this.job.verify_transfer === "checksum") {
       for (const plan of live(plans)) {
@@ -165,7 +127,7 @@ export abstract class SshTransport implements Transport {
       }
     }
     const uploaded = live(plans);
-    const folders = [...new Set(uploaded.map((plan) => posix.dirname(plan.tempPath)))];
+    const folders = [...new Set(uploaded.map((plan) => posix.dirname(plan.finalPath)))];
     const large = uploaded.filter((plan) => plan.item.size >= LARGE_FILE_BYTES);
     const mayStream = this.streamsLargeFiles && Deno.build.os !== "windows" &&
       large.length > 0 && this.#receiverReady !== false;
@@ -173,21 +135,29 @@ export abstract class SshTransport implements Transport {
     const stopFollowing = new AbortController();
     const stop = () => stopFollowing.abort(signal.reason);
     signal.addEventListener("abort", stop, { once: true });
+    let cleanedUp = false;
+    /** The upload folders this batch created; `null` when the mkdir call itself failed. */
+    let created: string[] | null = [];
     try {
       if (uploaded.length > 0) {
         await this.session.connect({ timeoutMs: this.timeoutMs, signal });
-        const stale = this.copiesGrowInPlace ? large.map((plan) => plan.tempPath) : [];
         const probe = mayStream && this.#receiverReady === undefined;
         const made = await this.#makeFolders(
           uploaded,
           folders,
-          signal,
-          new Set(claim.fresh),
-          stale,
+          uploadName,
+          new Set(claim.toSweep),
           probe ? [RECEIVER_PROBE] : [],
+          signal,
         );
         if (probe && made !== null) this.#receiverReady = made.receiverReady;
-        claim.prepared();
+        claim.prepared(made !== null);
+        // Only the upload folders this batch created are removed at the end, never a name
+        // someone else holds.
+        created = made === null
+          ? null
+          : folders.filter((_, i) => !made.folderErrors.has(i) && !made.folderLinks.has(i))
+            .map((folder) => posix.join(folder, uploadName));
         const streamed = new Set(mayStream && this.#receiverReady ? live(large) : []);
         const follow = this.job.verify_transfer === "checksum" || this.job.remote_sync;
         const followed = this.copiesGrowInPlace && follow
@@ -196,19 +166,26 @@ export abstract class SshTransport implements Transport {
         const following = this.#follow(live(followed), stopFollowing.signal);
         await this.#upload(uploaded, streamed, signal);
         signal.throwIfAborted();
-        for (const plan of uploaded) this.#checkBeforeRename(plan);
+        for (const plan of uploaded) this.#checkSource(plan);
         // A failed upload, or a source that changed meanwhile, leaves a copy of
         // another size than expected: stop waiting for it to complete.
-        if (followed.some((plan) => plan.error || plan.uncertain)) stopFollowing.abort();
+        if (followed.some((plan) => plan.error || plan.callFailure)) stopFollowing.abort();
         await following;
       }
       signal.throwIfAborted();
-      for (const plan of uploaded) {
-        this.#checkBeforeRename(plan);
-        if (plan.sha256 && !plan.error) await this.#awaitHash(plan);
-      }
-      await this.#finish(uploaded, signal, claim);
+      for (const plan of uploaded) this.#checkSource(plan);
+      const finishing = {
+        session: this.session,
+        job: this.job,
+        context: this.context,
+        timeoutMs: this.timeoutMs,
+        describeTarget: (destination: string) => this.describeTarget(destination),
+      };
+      const ran = await finishBatch(finishing, uploaded, created ?? [], signal);
+      cleanedUp = ran && created !== null;
     } finally {
+      // Stopped or unreachable: this batch's upload folders may be left; sweep them next time.
+      if (!cleanedUp) claim.leftBehind(folders);
       signal.removeEventListener("abort", stop);
       stopFollowing.abort();
       claim.release();
@@ -252,9 +229,10 @@ export abstract class SshTransport implements Transport {
    * Copy every live plan to its `tempPath`: the `streamed` ones one stream
    * each ({@linkcode SshTransport.#stream}), the others in upload calls
    * ({@linkcode SshTransport.uploadCalls}), so a batch spread over many folders
-   * does not pay each call's start-up in turn. Records failures on the plans
-   * (`error`, or `uncertain` when some copies may have arrived); throws only
-   * when `signal` is aborted.
+   * does not pay each call's start-up in turn. Each source is checked again
+   * right before its call starts. Records failures on the plans (`error`, or
+   * `callFailure` for the files of a failed call that reported errors for
+   * other files only); throws only when `signal` is aborted.
    */
   async #upload(plans: Plan[], streamed: ReadonlySet<Plan>, signal: AbortSignal): Promise<void> {
     const queue = [
@@ -262,23 +240,32 @@ export abstract class SshTransport implements Transport {
       ...this.uploadCalls(plans.filter((plan) => !streamed.has(plan))),
     ];
     const worker = async () => {
-      for (let group = queue.shift(); group !== undefined; group = queue.shift()) {
+      for (let next = queue.shift(); next !== undefined; next = queue.shift()) {
         signal.throwIfAborted();
+        for (const plan of next) this.#checkSource(plan);
+        const group = live(next);
+        if (group.length === 0) continue;
         const stream = streamed.has(group[0]);
         try {
           if (stream) await this.#stream(group[0], signal);
           else await this.copy(group, posix.dirname(group[0].tempPath), signal);
         } catch (error) {
           if (signal.aborted) throw signal.reason;
-          const some = !stream && error instanceof CommandError && !error.run.timedOut &&
-            this.someMayHaveArrived(error, group);
+          const named = !stream && group.length > 1 && error instanceof CommandError &&
+              !error.run.timedOut
+            ? this.failedInCall(error, group)
+            : null;
           for (const plan of group) {
             const failure = this.classify(
               error,
               `send ${plan.item.source} to ${this.#target(plan)}`,
             );
-            if (some && failure.kind !== "fatal") plan.uncertain = failure;
-            else plan.error = failure;
+            if (named !== null && !named.has(plan) && failure.kind !== "fatal") {
+              plan.callFailure = failure;
+            } else {
+              plan.error = failure;
+              plan.uploadFailed = true;
+            }
           }
         }
       }
@@ -290,8 +277,9 @@ export abstract class SshTransport implements Transport {
 
   /**
    * Stream the source of `plan` into its temporary copy with one ssh call (see
-   * `stream_receiver.ts`); with checksum verification, records the copy's
-   * SHA-256 on the plan.
+   * `stream_receiver.ts`); ssh reads the source through a descriptor opened
+   * here (never through a link the item does not allow). With checksum
+   * verification, records the copy's SHA-256 on the plan.
    *
    * @throws {CommandError} when the call fails, `Error` when it reports nothing
    */
@@ -302,9 +290,10 @@ export abstract class SshTransport implements Transport {
       sync: this.job.remote_sync,
     });
     let stdout: Uint8Array;
+    const source = openSource(plan.item);
     try {
       ({ stdout } = await this.session.run(await this.session.sshArgv(command), {
-        stdinFile: plan.item.source,
+        stdinFile: { fd: source.fd },
         timeoutMs: this.timeoutMs,
         signal,
       }));
@@ -312,6 +301,8 @@ export abstract class SshTransport implements Transport {
       // python3 may have gone from the remote host: look again before the next stream.
       if (error instanceof CommandError && error.run.code === 127) this.#receiverReady = undefined;
       throw error;
+    } finally {
+      closeSource(source);
     }
     const report = parseReceiverOutput(new TextDecoder().decode(stdout), marker);
     if (report === null) throw new Error("the remote receiver reported nothing");
@@ -328,12 +319,12 @@ export abstract class SshTransport implements Transport {
   }
 
   /**
-   * Create `folders` on the remote host with one ssh call (emptying those in
-   * `fresh`; see `buildMkdirScript`). Plans whose temporary copy goes in or below a
-   * folder that could not be created (or all of `plans`, when the call itself
-   * failed) get their error.
-   *
-   * `probe` lines run last (see `buildMkdirScript`).
+   * Create, with one ssh call, the destination `folders` (no link below the
+   * base path), sweep this daemon's leftover upload folders out of those in
+   * `toSweep`, and create the batch's upload folder `uploadName` in each (see
+   * `remote_folders.ts`). Plans whose folder could not be made (or all of
+   * `plans`, when the call itself failed) get their error. `probe` lines run
+   * last.
    *
    * @returns what the script reported, or `null` when the call failed
    * @throws `signal.reason` when aborted
@@ -341,19 +332,21 @@ export abstract class SshTransport implements Transport {
   async #makeFolders(
     plans: Plan[],
     folders: string[],
+    uploadName: string,
+    toSweep: ReadonlySet<string>,
+    probe: string[],
     signal: AbortSignal,
-    fresh: ReadonlySet<string> = new Set(),
-    removeFiles: string[] = [],
-    probe: string[] = [],
   ): Promise<ScriptReport | null> {
     const marker = newMarker();
     let stdout: string;
     try {
-      const script = buildMkdirScript(folders, marker, fresh, removeFiles, probe);
-      stdout = await this.session.runScript(script, {
-        timeoutMs: this.timeoutMs,
-        signal,
-      });
+      const specs = folders.map((folder) => ({
+        folder,
+        upload: posix.join(folder, uploadName),
+        sweepPrefix: toSweep.has(folder) ? uploadFolderPrefix(this.owner) : null,
+      }));
+      const script = buildMkdirScript(this.base, specs, marker, probe);
+      stdout = await this.session.runScript(script, { timeoutMs: this.timeoutMs, signal });
     } catch (error) {
       if (signal.aborted) throw signal.reason;
       for (const plan of live(plans)) {
@@ -362,12 +355,17 @@ export abstract class SshTransport implements Transport {
       return null;
     }
     const report = parseScriptOutput(stdout, marker);
-    const { folderErrors } = report;
-    for (const [index, message] of folderErrors) {
-      const { kind, reason } = classifyText(message, this.context);
-      for (const plan of live(plans)) {
-        const folder = posix.dirname(plan.tempPath);
-        if (folder !== folders[index] && !folder.startsWith(`${folders[index]}/`)) continue;
+    for (const plan of live(plans)) {
+      const index = folders.indexOf(posix.dirname(plan.finalPath));
+      const message = report.folderErrors.get(index);
+      if (report.folderLinks.has(index)) {
+        plan.error = new TransferError(
+          `Cannot send ${plan.item.source} to ${this.#target(plan)}: a folder on the way is a ` +
+            "symbolic link: nothing is written through it; replace it by a real folder",
+          "fatal",
+        );
+      } else if (message !== undefined) {
+        const { kind, reason } = classifyText(message, this.context);
         plan.error = new TransferError(
           `Cannot send ${plan.item.source} to ${this.#target(plan)}: cannot create the folder: ` +
             `${reason} (${message})`,
@@ -388,7 +386,7 @@ export abstract class SshTransport implements Transport {
     return classifyFailure(error, action, this.context);
   }
 
-  #plan(items: TransferItem[]): Plan[] {
+  #plan(items: TransferItem[], uploadName: string): Plan[] {
     const seen = new Set<string>();
     return items.map((item, index) => {
       const plan: Plan = {
@@ -397,7 +395,9 @@ export abstract class SshTransport implements Transport {
         finalPath: "",
         tempPath: "",
         error: null,
-        uncertain: null,
+        uploadFailed: false,
+        callFailure: null,
+        source: null,
         sha256: null,
         remoteSha256: null,
       };
@@ -411,7 +411,8 @@ export abstract class SshTransport implements Transport {
         );
         return plan;
       }
-      plan.tempPath = this.#tempPathFor(plan.finalPath);
+      const { dirname, basename, join } = posix;
+      plan.tempPath = join(dirname(plan.finalPath), uploadName, basename(plan.finalPath));
       if (seen.has(plan.finalPath)) {
         plan.error = new TransferError(
           `Cannot send ${item.source}: another file of the same batch goes to ` +
@@ -424,164 +425,19 @@ export abstract class SshTransport implements Transport {
     });
   }
 
-  /** Fail plans whose source cannot be read or no longer matches the queued size/mtime. */
+  /**
+   * Fail a plan whose source is a link it may not follow, is not a regular
+   * file, cannot be read, or no longer matches the queued size and mtime (see
+   * `inspectSource`); otherwise record what the copy carries over.
+   */
   #checkSource(plan: Plan): void {
     if (plan.error) return;
     try {
-      Deno.openSync(plan.item.source, { read: true }).close();
-      assertSourceUnchangedSync(plan.item);
+      plan.source = inspectSource(plan.item);
     } catch (error) {
       plan.error = error instanceof TransferError
         ? error
-        : sourceUnreadable(plan.item.source, error);
+        : this.classify(error, `send ${plan.item.source}`);
     }
   }
-
-  /** The last local checks before a rename: unchanged source, local hash ready. */
-  #checkBeforeRename(plan: Plan): void {
-    if (plan.error) return;
-    try {
-      assertSourceUnchangedSync(plan.item);
-    } catch (error) {
-      plan.error = error instanceof TransferError
-        ? error
-        : sourceUnreadable(plan.item.source, error);
-    }
-  }
-
-  /** Wait for the local SHA-256 computed during the upload. */
-  async #awaitHash(plan: Plan): Promise<void> {
-    try {
-      await plan.sha256;
-    } catch (error) {
-      plan.error = sourceUnreadable(plan.item.source, error);
-    }
-  }
-
-  /**
-   * One remote call: verify and rename the good copies, remove temps of failed
-   * ones, and remove the upload folders no other batch uses.
-   */
-  async #finish(plans: Plan[], signal: AbortSignal, claim: UploadClaim): Promise<void> {
-    if (plans.length === 0) return;
-    const entries: FinishEntry[] = [];
-    for (const plan of plans) {
-      const localSha256 = plan.sha256 && !plan.error ? await plan.sha256 : null;
-      if (plan.remoteSha256 !== null && localSha256 !== null && !plan.error) {
-        // Hashed while written: settled here, and the copy is removed on a mismatch.
-        if (plan.remoteSha256 !== localSha256) plan.error = this.#checksumMismatch(plan);
-      }
-      if (plan.error) {
-        entries.push({
-          index: plan.index,
-          tempPath: plan.tempPath,
-          finalPath: null,
-          expectedSize: null,
-          expectedSha256: null,
-        });
-        continue;
-      }
-      const checkSize = this.job.verify_transfer !== "none" || plan.uncertain !== null;
-      entries.push({
-        index: plan.index,
-        tempPath: plan.tempPath,
-        finalPath: plan.finalPath,
-        expectedSize: checkSize ? plan.item.size : null,
-        expectedSha256: plan.remoteSha256 === null ? localSha256 : null,
-      });
-    }
-    const marker = newMarker();
-    let stdout: string;
-    try {
-      const script = buildFinishScript(entries, marker, {
-        removeFolders: claim.takeLast(),
-        sync: this.job.remote_sync,
-      });
-      stdout = await this.session.runScript(script, {
-        timeoutMs: this.timeoutMs,
-        signal,
-      });
-    } catch (error) {
-      if (signal.aborted) throw signal.reason;
-      for (const plan of plans) {
-        plan.error ??= this.classify(error, `finish ${plan.item.source}`);
-      }
-      return;
-    }
-    const { results } = parseScriptOutput(stdout, marker);
-    for (const plan of plans) {
-      if (plan.error) continue;
-      plan.error = this.#resultError(plan, results.get(plan.index));
-    }
-  }
-
-  #checksumMismatch(plan: Plan): TransferError {
-    return new TransferError(
-      `Cannot send ${plan.item.source} to ${this.describeTarget(plan.item.destination)}: ` +
-        "SHA-256 of the copy differs from the source; the copy was removed",
-      "retry",
-    );
-  }
-
-  #resultError(plan: Plan, result: FinishResult | undefined): TransferError | null {
-    const source = plan.item.source;
-    const target = this.describeTarget(plan.item.destination);
-    const fail = (reason: string, kind: TransferError["kind"] = "retry") =>
-      new TransferError(`Cannot send ${source} to ${target}: ${reason}`, kind);
-    if (result === undefined) return fail("no result from the remote host");
-    switch (result.status) {
-      case "ok":
-        return null;
-      case "missing":
-        return plan.uncertain ?? fail("the uploaded copy is missing");
-      case "size-mismatch":
-        return plan.uncertain ??
-          fail(
-            `size check failed (${result.actual} bytes arrived, ${plan.item.size} expected); ` +
-              "the copy was removed",
-          );
-      case "size-unknown":
-        return fail("cannot read the size of the uploaded copy (stat failed)");
-      case "checksum-mismatch":
-        return this.#checksumMismatch(plan);
-      case "no-hash-tool":
-        return fail(
-          "neither sha256sum nor shasum exists on the remote host: install coreutils (or perl's " +
-            "shasum) there, or set verify_transfer: size",
-          "fatal",
-        );
-      case "final-is-folder":
-        return fail("a folder exists under the final name: remove or rename it", "fatal");
-      case "rename-failed": {
-        const { kind, reason } = classifyText(result.message, this.context);
-        return fail(`cannot rename the copy into place: ${reason} (${result.message})`, kind);
-      }
-    }
-  }
-}
-
-/** This machine's name, or "" when it cannot be read. */
-function hostName(): string {
-  try {
-    return Deno.hostname();
-  } catch {
-    return "";
-  }
-}
-
-/** Plans that have not failed. */
-export function live(plans: Plan[]): Plan[] {
-  return plans.filter((plan) => plan.error === null);
-}
-
-/** The plans that have not failed, by the remote folder their copies go to. */
-export function byTempFolder(plans: Plan[]): Plan[][] {
-  const groups = new Map<string, Plan[]>();
-  for (const plan of live(plans)) {
-    const folder = posix.dirname(plan.tempPath);
-    const group = groups.get(folder);
-    if (group) group.push(plan);
-    else groups.set(folder, [plan]);
-  }
-  return [...groups.values()];
 }

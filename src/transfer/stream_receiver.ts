@@ -20,6 +20,7 @@ import { Buffer } from "node:buffer";
 /**
  * The receiver (Python 3). Arguments after the program: the temporary path
  * (hex of its bytes), `1`/`0` for hashing, `1`/`0` for flushing, the marker.
+ * The copy is created exclusively (an existing name, a link included, fails).
  * Prints `MARKER W BYTES SHA256` (`-` without hashing); on an OS error prints
  * the error to stderr and exits 1. With flushing, a second thread flushes the
  * copy after every 16 MiB while the next ones arrive, and the end waits for the
@@ -45,7 +46,7 @@ def flush():
         except OSError as e:
             errors.append(e)
 try:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
     flusher = threading.Thread(target=flush, daemon=True)
     if want_sync:
         flusher.start()

@@ -1,10 +1,17 @@
 /**
- * Names of the temporary files transports write before renaming into place.
- * The watcher ignores them, and they are hidden (leading dot) on every side.
+ * Names of the temporary files and upload folders transports write before
+ * renaming into place. The watcher ignores them, and they are hidden (leading
+ * dot) on every side.
+ *
+ * Every name holds a random part, so nobody can guess it ahead and plant a
+ * link or a file under it; transports create them exclusively (failing when
+ * the name exists) and remove their own leftovers by the daemon's
+ * {@linkcode uploadOwner} id, which every name also holds.
  *
  * @module
  */
 import { createHash } from "node:crypto";
+import type { JobConfig } from "../config/types.ts";
 
 /** Suffix that marks an image-transfer temporary file. */
 export const TEMP_SUFFIX = ".image-transfer-partial";
@@ -12,37 +19,74 @@ export const TEMP_SUFFIX = ".image-transfer-partial";
 /** Longest file name (in UTF-8 bytes) most file systems accept. */
 const NAME_MAX_BYTES = 255;
 
-/**
- * The temporary name for a final file name (a base name, not a path). The same
- * final name always maps to the same temporary name, so a retry overwrites the
- * leftover of an interrupted attempt instead of piling up new ones.
- */
-export function tempNameFor(finalName: string): string {
-  const candidate = `.${finalName}${TEMP_SUFFIX}`;
-  if (new TextEncoder().encode(candidate).length <= NAME_MAX_BYTES) return candidate;
-  const digest = createHash("sha256").update(finalName).digest("hex").slice(0, 32);
-  return `.${digest}${TEMP_SUFFIX}`;
+/** Random bytes in each name: 96 bits, as 24 hex digits. */
+const RANDOM_BYTES = 12;
+
+/** A fresh random part for a name (lowercase hex). */
+export function randomPart(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(RANDOM_BYTES));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /**
- * The name of the hidden folder, inside a destination folder, that one daemon
- * uploads into before renaming each verified copy out of it (scp and rsync). `owner`
- * tells daemons apart (see {@linkcode uploadOwner}); a file always goes to the
- * same path in it, so a retry overwrites what an interrupted attempt left.
+ * A new temporary name for a final file name (a base name, not a path):
+ * `.<final name>.<owner>-<random>.image-transfer-partial`, with the final name
+ * replaced by its SHA-256 when the result would be too long. Each call gives
+ * another name.
+ */
+export function tempNameFor(finalName: string, owner = "0"): string {
+  const tail = `.${owner}-${randomPart()}${TEMP_SUFFIX}`;
+  const candidate = `.${finalName}${tail}`;
+  if (new TextEncoder().encode(candidate).length <= NAME_MAX_BYTES) return candidate;
+  const digest = createHash("sha256").update(finalName).digest("hex").slice(0, 32);
+  return `.${digest}${tail}`;
+}
+
+/** Whether `name` is a temporary file name made by {@linkcode tempNameFor} for `owner`. */
+export function isOwnTempName(name: string, owner: string): boolean {
+  return name.startsWith(".") &&
+    new RegExp(`\\.${owner}-[0-9a-f]{${RANDOM_BYTES * 2}}${escapeDots(TEMP_SUFFIX)}$`).test(name);
+}
+
+/**
+ * A new name for the hidden folder, inside a destination folder, that one
+ * batch uploads into before renaming each verified copy out of it (scp and
+ * rsync): `.incoming-<owner>-<random>.image-transfer-partial`.
  */
 export function uploadFolderName(owner: string): string {
-  return `.incoming-${owner}${TEMP_SUFFIX}`;
+  return `${uploadFolderPrefix(owner)}${randomPart()}${TEMP_SUFFIX}`;
+}
+
+/** What every upload folder name of `owner` starts with (for sweeping leftovers). */
+export function uploadFolderPrefix(owner: string): string {
+  return `.incoming-${owner}-`;
 }
 
 /**
  * A short stable id for the daemon that sends `parts` (host name, job, …), so
- * two daemons sending to the same folder never share an upload folder.
+ * two daemons sending to the same folder never take each other's temporary
+ * files for leftovers.
  */
 export function uploadOwner(parts: string[]): string {
   return createHash("sha256").update(parts.join("\0")).digest("hex").slice(0, 10);
 }
 
-/** Whether a base name is one of our temporary files or batch folders. */
+/** The {@linkcode uploadOwner} id of this machine's daemon running `job`. */
+export function jobOwner(job: JobConfig): string {
+  let host = "";
+  try {
+    host = Deno.hostname();
+  } catch {
+    // No permission to read it: the job's own fields still tell daemons apart.
+  }
+  return uploadOwner([host, job.name, job.watch_path, job.remote_base_path]);
+}
+
+/** Whether a base name is one of our temporary files or upload folders. */
 export function isTempName(name: string): boolean {
   return name.startsWith(".") && name.endsWith(TEMP_SUFFIX);
+}
+
+function escapeDots(text: string): string {
+  return text.replaceAll(".", "\\.").replaceAll("-", "\\-");
 }

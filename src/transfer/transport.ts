@@ -18,6 +18,13 @@ export interface TransferItem {
   size: number;
   /** Modification time (ms since epoch) when the file was judged complete. */
   mtimeMs: number;
+  /**
+   * `source` is a symbolic link the job's link policy allows: send the
+   * content of the file it points to (which must be a regular file). Without
+   * it (the default) a source that is a link is never followed: the item
+   * fails and nothing is read through the link.
+   */
+  followLink?: boolean;
 }
 
 /** What happened to one item of a {@linkcode Transport.send} call. */
@@ -33,10 +40,19 @@ export interface TransferOutcome {
  * Contract, for every implementation:
  * - A final destination name only ever holds a complete copy that passed the
  *   job's verification: data goes to a temporary name in the destination
- *   folder (see `temp_name.ts`) and is renamed into place last. Leftover
- *   temporary files of an interrupted attempt are overwritten or removed by the
- *   next attempt.
- * - Missing destination folders are created.
+ *   folder (see `temp_name.ts`) and is renamed into place last. A copy whose
+ *   upload reported any error is never renamed into place, whatever its size.
+ * - Temporary names and upload folders hold a random part and are created
+ *   exclusively: an existing name (a link someone planted included) fails the
+ *   attempt instead of being written through. The rename replaces whatever is
+ *   under the final name (a link included), never writes through it.
+ *   Leftover temporary files of an interrupted attempt are removed later.
+ * - Missing destination folders are created; a folder below the base path
+ *   that is a symbolic link fails the item (nothing is written through it).
+ * - Sources are opened as `source_open.ts` does: never through a symbolic
+ *   link unless the item says `followLink`, only regular files.
+ * - A delivered file has the source's mtime and its permission bits without
+ *   write permission for group and others (where the destination allows it).
  * - Right before the rename, the source is checked with
  *   `assertSourceUnchanged()`; a source that changed fails that item with a
  *   retryable error and the final name is not touched.

@@ -1,27 +1,31 @@
 /**
- * Book-keeping of the remote upload folders that concurrent batches of one
- * transport share: how many batches use each folder, and the one exclusive
- * step (sweeping it before its first use, removing it after its last) that the
- * others wait for. All of it happens on this side, so no remote locking is
- * needed.
+ * Book-keeping of the destination folders that concurrent batches of one SSH
+ * transport upload into. Each batch has its own upload folder (see
+ * `uploadFolderName`), but leftover upload folders of an interrupted run are
+ * swept by name prefix, which must not happen while another batch of this
+ * daemon has its upload folder in the same destination folder. So the first
+ * batch to use a destination folder sweeps it, once, and others wait until
+ * it is done. All of it happens on this side, so no remote locking is needed.
  *
  * @module
  */
 
 interface FolderState {
   users: number;
-  /** Settles when the exclusive step under way on this folder ends. */
+  /** Settles when the sweep under way in this folder ends. */
   busy: Promise<void> | null;
 }
 
-/** The upload folders of one transport; see the module doc. */
+/** The destination folders of one transport; see the module doc. */
 export class UploadFolders {
   #folders = new Map<string, FolderState>();
+  /** Folders swept since this daemon started, where no upload folder was left behind since. */
+  #swept = new Set<string>();
 
   /**
-   * Take part in `folders`. Waits until none of them is being swept or
-   * removed, then joins all of them at once (never holding one while waiting
-   * for another, so two batches cannot wait on each other).
+   * Take part in `folders`. Waits until none of them is being swept, then
+   * joins all of them at once (never holding one while waiting for another,
+   * so two batches cannot wait on each other).
    */
   async claim(folders: string[]): Promise<UploadClaim> {
     while (true) {
@@ -29,64 +33,63 @@ export class UploadFolders {
       if (!busy) break;
       await busy;
     }
-    return new UploadClaim(this.#folders, folders);
+    return new UploadClaim(this.#folders, this.#swept, folders);
   }
 }
 
-/** One batch's part in its upload folders; {@linkcode UploadClaim.release} it when done. */
+/** One batch's part in its destination folders; {@linkcode UploadClaim.release} it when done. */
 export class UploadClaim {
   /**
-   * Folders no other batch was using: whatever is in them was left by an
-   * interrupted run, so the batch may empty them. Others wait until
+   * Folders this batch must sweep before creating its upload folder in them:
+   * no other batch is using them and they were not swept since the start
+   * (or something was left behind since). Others wait until
    * {@linkcode UploadClaim.prepared}.
    */
-  readonly fresh: readonly string[];
+  readonly toSweep: readonly string[];
   readonly #states: Map<string, FolderState>;
+  readonly #swept: Set<string>;
   readonly #folders: readonly string[];
-  /** Exclusive steps this batch holds, by folder. */
+  /** Sweeps this batch holds, by folder. */
   readonly #holding = new Map<string, () => void>();
   #released = false;
 
-  constructor(states: Map<string, FolderState>, folders: string[]) {
+  constructor(states: Map<string, FolderState>, swept: Set<string>, folders: string[]) {
     this.#states = states;
+    this.#swept = swept;
     this.#folders = [...new Set(folders)];
-    const fresh: string[] = [];
+    const toSweep: string[] = [];
     for (const folder of this.#folders) {
       let state = states.get(folder);
       if (state === undefined) {
         state = { users: 0, busy: null };
         states.set(folder, state);
       }
-      if (state.users === 0) {
-        fresh.push(folder);
+      if (state.users === 0 && !swept.has(folder)) {
+        toSweep.push(folder);
         this.#hold(folder, state);
       }
       state.users++;
     }
-    this.fresh = fresh;
-  }
-
-  /** The fresh folders are ready (or failed): other batches may use them. */
-  prepared(): void {
-    for (const folder of this.fresh) this.#let(folder);
+    this.toSweep = toSweep;
   }
 
   /**
-   * The folders this batch is now the only user of. They stay reserved until
-   * {@linkcode UploadClaim.release}, so the batch may remove them meanwhile.
+   * The sweeps are over (`swept`: whether they ran; when not, the next batch
+   * in those folders sweeps them): other batches may use the folders.
    */
-  takeLast(): string[] {
-    const last: string[] = [];
-    for (const folder of this.#folders) {
-      const state = this.#states.get(folder)!;
-      if (state.users !== 1 || state.busy !== null) continue;
-      this.#hold(folder, state);
-      last.push(folder);
+  prepared(swept: boolean): void {
+    for (const folder of this.toSweep) {
+      if (swept) this.#swept.add(folder);
+      this.#let(folder);
     }
-    return last;
   }
 
-  /** Leave every folder and end the steps still held. Only the first call counts. */
+  /** This batch could not remove its upload folders from `folders`: sweep them again. */
+  leftBehind(folders: Iterable<string>): void {
+    for (const folder of folders) this.#swept.delete(folder);
+  }
+
+  /** Leave every folder and end the sweeps still held. Only the first call counts. */
   release(): void {
     if (this.#released) return;
     this.#released = true;

@@ -1,0 +1,63 @@
+/**
+ * Destination folders of the `local` transport: created below the base path
+ * without ever going through a symbolic link, and swept of this daemon's
+ * leftover temporary files.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { TransferError } from "../errors.ts";
+import { isOwnTempName } from "./temp_name.ts";
+
+/**
+ * Create the folders of `destination` (a `/`-separated path relative to
+ * `base`; its last part is the file name) one by one below `base`, which may
+ * itself be or contain a link. A folder below `base` that is a symbolic link
+ * fails the item: someone who can write the destination could otherwise send
+ * our files anywhere.
+ *
+ * @throws {TransferError} `fatal` for a link; the system's error otherwise
+ */
+export async function makeLocalFolders(base: string, destination: string): Promise<void> {
+  await Deno.mkdir(base, { recursive: true });
+  let folder = base;
+  for (const part of destination.split("/").slice(0, -1)) {
+    folder = join(folder, part);
+    try {
+      await Deno.mkdir(folder);
+      continue;
+    } catch (error) {
+      if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+    }
+    // Anything but a folder or a link fails at the next step with the system's own reason.
+    if ((await Deno.lstat(folder)).isSymlink) {
+      throw new TransferError(
+        `the destination folder ${folder} is a symbolic link: nothing is written through it; ` +
+          "replace it by a real folder",
+        "fatal",
+      );
+    }
+  }
+}
+
+/**
+ * Remove the temporary files `owner` left in `folder` (an interrupted run),
+ * except those in `inUse`. Links are removed, never followed; errors are
+ * ignored (a later sweep or the user will see to them).
+ */
+export async function sweepLocalLeftovers(
+  folder: string,
+  owner: string,
+  inUse: ReadonlySet<string>,
+): Promise<void> {
+  try {
+    for await (const entry of Deno.readDir(folder)) {
+      if (entry.isDirectory || !isOwnTempName(entry.name, owner)) continue;
+      const path = join(folder, entry.name);
+      if (inUse.has(path)) continue;
+      await Deno.remove(path).catch(() => {});
+    }
+  } catch {
+    // Unreadable folder: the copy itself will report what is wrong.
+  }
+}
