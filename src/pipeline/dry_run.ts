@@ -9,6 +9,7 @@ import { Ledger } from "../ledger/ledger.ts";
 import { planDestination } from "../layout/destination.ts";
 import { createTransport } from "../transfer/factory.ts";
 import { createFileFilter } from "../watch/file_filter.ts";
+import { sameVersion, versionOf } from "../watch/file_version.ts";
 import { scanFolder } from "../watch/scan.ts";
 
 /**
@@ -34,13 +35,13 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
         for await (const file of scanFolder(job.watch_path, createFileFilter(job))) {
           const stat = await Deno.stat(file.path).catch(() => null);
           if (!stat) continue;
-          const mtimeMs = stat.mtime?.getTime() ?? 0;
+          const version = versionOf(stat);
           const prior = done.get(file.relPath);
-          if (prior && prior.size === stat.size && prior.mtimeMs === mtimeMs) continue;
+          if (prior && sameVersion(prior, version)) continue;
           const destination = await planDestination(job, {
             path: file.path,
             relPath: file.relPath,
-            mtimeMs,
+            mtimeMs: version.mtimeMs,
           }, new Date());
           write(`would transfer ${file.path} -> ${transport.describeTarget(destination)}`);
           count++;

@@ -1,0 +1,191 @@
+/**
+ * Delivery of one batch: record it `transferring`, hand it to the transport,
+ * and settle every record in it (done, or what the attempt's outcome says),
+ * whatever happens on the way.
+ *
+ * @module
+ */
+import type { JobConfig } from "../config/types.ts";
+import { TransferError } from "../errors.ts";
+import type { Ledger } from "../ledger/ledger.ts";
+import { logger } from "../log/logging.ts";
+import type { TransferItem, TransferOutcome, Transport } from "../transfer/transport.ts";
+import { absolutePath, type FileVersion, versionOf } from "../watch/file_version.ts";
+import { attemptOutcome, type NextStep } from "./attempt_outcome.ts";
+import { retryDelayMs } from "./backoff.ts";
+import type { AfterAttempt, WorkQueue, WorkRecord } from "./work_queue.ts";
+
+/** What a {@linkcode BatchSender} works with. */
+export interface BatchSenderContext {
+  job: JobConfig;
+  ledger: Ledger;
+  transport: Transport;
+  queue: WorkQueue;
+  /** Aborted when the job stops: records are left as they are (resumed at the next start). */
+  signal: AbortSignal;
+  /** Observe a source file again (the stability checker). */
+  observe(path: string): void;
+  /** A file arrived verified. */
+  onSent(relPath: string, version: FileVersion): void;
+  /** A file failed for good (until the next rescan or start-up). */
+  onGaveUp(relPath: string): void;
+}
+
+/** Sends batches of one job; see the module doc. */
+export class BatchSender {
+  #context: BatchSenderContext;
+  #log = logger("pipeline");
+
+  constructor(context: BatchSenderContext) {
+    this.#context = context;
+  }
+
+  /** Send `batch` (records in phase `sending`) and settle each of them. */
+  async send(batch: WorkRecord[]): Promise<void> {
+    const { job, ledger, queue, signal } = this.#context;
+    const items: TransferItem[] = batch.map((record) => ({
+      source: absolutePath(job.watch_path, record.relPath),
+      destination: record.destination,
+      size: record.version.size,
+      mtimeMs: record.version.mtimeMs,
+    }));
+    try {
+      ledger.markTransferring(job.name, batch.map((record) => record.relPath));
+      this.#log.debug("Sending {count} file(s) in one batch", {
+        job: job.name,
+        count: batch.length,
+      });
+      const outcomes = await this.#transfer(items);
+      const failures: Array<[WorkRecord, TransferError]> = [];
+      // One transaction for the whole batch's arrivals.
+      ledger.transaction(() => {
+        for (const [index, outcome] of outcomes.entries()) {
+          if (outcome.error === null) this.#succeeded(batch[index], items[index]);
+          else failures.push([batch[index], outcome.error]);
+        }
+      });
+      for (const [record, error] of failures) await this.#failed(record, error);
+    } catch (error) {
+      if (signal.aborted) return;
+      this.#log.error("Transfer batch failed unexpectedly: {error}", {
+        job: job.name,
+        error: String(error),
+      });
+    } finally {
+      // Whatever went wrong above, no record stays `sending`: it is retried after a delay.
+      for (const record of batch) {
+        if (signal.aborted || queue.get(record.relPath)?.phase !== "sending") continue;
+        const attempts = record.attempts + 1;
+        const delayMs = retryDelayMs(attempts, job.retry_delay, job.retry_max_delay_seconds);
+        queue.finish(record.relPath, {
+          to: "waiting",
+          attempts,
+          nextAttemptAt: Date.now() + delayMs,
+        });
+      }
+    }
+  }
+
+  /** The transport's outcomes; a transport that throws (unless stopping) fails every item retryably. */
+  #transfer(items: TransferItem[]): Promise<TransferOutcome[]> {
+    const { transport, signal } = this.#context;
+    return transport.send(items, signal).catch((error) => {
+      if (signal.aborted) throw error;
+      // A broken contract must not strand the files as `transferring`: retry them.
+      const reason = error instanceof Error ? error.message : String(error);
+      return items.map((item) => ({
+        item,
+        error: new TransferError(`Cannot send ${item.source}: ${reason}`, "retry", {
+          cause: error,
+        }),
+      }));
+    });
+  }
+
+  #succeeded(record: WorkRecord, item: TransferItem): void {
+    const { job, ledger, transport, queue } = this.#context;
+    ledger.markDone(job.name, record.relPath);
+    this.#context.onSent(record.relPath, { ...record.version });
+    this.#log.info("Successfully transferred {source} -> {destination}", {
+      job: job.name,
+      source: item.source,
+      destination: transport.describeTarget(record.destination),
+      bytes: record.version.size,
+    });
+    if (queue.finish(record.relPath, { to: "removed" })) this.#context.observe(item.source);
+  }
+
+  async #failed(record: WorkRecord, error: TransferError): Promise<void> {
+    const { job, ledger, queue, signal } = this.#context;
+    const source = absolutePath(job.watch_path, record.relPath);
+    const current = await Deno.stat(source).then(versionOf, () => null);
+    if (signal.aborted) return;
+    const outcome = attemptOutcome({
+      error,
+      sent: record.version,
+      attempts: record.attempts,
+      current,
+      policy: job,
+      now: Date.now(),
+    });
+    if (outcome.ledger.kind === "remove") ledger.remove(job.name, record.relPath);
+    else ledger.recordFailure(job.name, record.relPath, outcome.ledger.failure);
+    this.#logFailure(source, error, outcome.next);
+    if (outcome.next.kind === "give-up") this.#context.onGaveUp(record.relPath);
+    const recheck = queue.finish(record.relPath, afterAttempt(outcome.next));
+    if (outcome.next.kind === "observe" || (recheck && outcome.next.kind !== "drop")) {
+      this.#context.observe(source);
+    }
+  }
+
+  #logFailure(source: string, error: TransferError, next: NextStep): void {
+    const { job } = this.#context;
+    switch (next.kind) {
+      case "drop":
+        this.#log.info("Dropped {path}: it disappeared while being sent", {
+          job: job.name,
+          path: source,
+        });
+        return;
+      case "observe":
+        this.#log.info("{path} changed while being sent; waiting until it is complete again", {
+          job: job.name,
+          path: source,
+        });
+        return;
+      case "retry": {
+        const fields = {
+          job: job.name,
+          source,
+          reason: error.message,
+          attempt: next.attempts,
+          of: job.retry_attempts,
+          seconds: Math.round(next.delayMs / 100) / 10,
+        };
+        const message =
+          "Attempt {attempt} of {source} failed: {reason}; retry {attempt}/{of} in {seconds} s";
+        if (error.kind === "retry-later") this.#log.error(message, fields);
+        else this.#log.warn(message, fields);
+        return;
+      }
+      case "give-up": {
+        const hint = error.retryable
+          ? `gave up after ${next.attempts} attempt(s); it is tried again at the next rescan or start-up`
+          : "not retrying: this needs a fix first; it is tried again at the next rescan or start-up";
+        this.#log.error("Failed to transfer {source}: {reason} ({hint})", {
+          job: job.name,
+          source,
+          reason: error.message,
+          hint,
+        });
+      }
+    }
+  }
+}
+
+/** Where a record goes after a failed attempt. */
+function afterAttempt(next: NextStep): AfterAttempt {
+  return next.kind === "retry"
+    ? { to: "waiting", attempts: next.attempts, nextAttemptAt: next.nextAttemptAt }
+    : { to: "removed" };
+}

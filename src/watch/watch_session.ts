@@ -1,0 +1,280 @@
+/**
+ * The watch session of one job: waits for the watch folder to exist, watches
+ * it (from a worker thread), gathers events, watches it again when it is
+ * removed and created again, and scans it: at start, folders that appear,
+ * and every `rescan_interval_seconds`. It reports files; what becomes of
+ * them is the pipeline's business.
+ *
+ * @module
+ */
+import { logger } from "../log/logging.ts";
+import type { FileFilter } from "./file_filter.ts";
+import { absolutePath } from "./file_version.ts";
+import { FolderWatcher, type WatchEvent } from "./folder_watcher.ts";
+import { type FoundFile, relativeTo, scanFolderBatches } from "./scan.ts";
+import type { Activity } from "./stability.ts";
+
+/** How long events are gathered before they are handled together. */
+const EVENT_BATCH_MS = 5;
+
+/** Rescan interval when the folder cannot be watched. */
+const FALLBACK_RESCAN_MS = 60_000;
+
+/** Options of {@linkcode WatchSession}. */
+export interface WatchSessionOptions {
+  /** The watch folder (`watch_path`). */
+  root: string;
+  /** Job name, for log lines. */
+  job: string;
+  filter: FileFilter;
+  /** Scan once; no watcher, no rescans. */
+  once: boolean;
+  /** How often to look for a watch folder that does not exist yet. */
+  missingFolderRetryMs: number;
+  /** Time between full rescans; 0 = none. */
+  rescanIntervalMs: number;
+  /** A file that matches the filter was created, written or closed. */
+  onActivity(path: string, relPath: string, activity: Activity): void;
+  /** Files a scan found; returns how many of them are new or changed. */
+  onFound(files: FoundFile[]): number;
+  /** Before each periodic rescan (and the fallback rescans). */
+  beforeRescan(): void;
+  /** The folder exists and is about to be watched (warm up what the first file needs). */
+  onFolderReady?(): void;
+}
+
+/** One job's watch; see the module doc. */
+export class WatchSession {
+  #options: WatchSessionOptions;
+  #log = logger("watch");
+  #watcher: FolderWatcher | undefined;
+  /** Events not handled yet: latest kind per path, and whether it appeared. */
+  #events = new Map<string, { kind: Deno.FsEvent["kind"]; appeared: boolean }>();
+  #eventTimer: ReturnType<typeof setTimeout> | undefined;
+  #rescanTimer: ReturnType<typeof setInterval> | undefined;
+  #closed = false;
+  #rewatching = false;
+
+  constructor(options: WatchSessionOptions) {
+    this.#options = options;
+  }
+
+  /**
+   * Wait for the folder, watch it (unless `once`), scan it, and start the
+   * periodic rescans. Resolves `false` when closed meanwhile.
+   *
+   * @throws with `once` when the folder does not exist; when it is no folder
+   */
+  async start(): Promise<boolean> {
+    const { once, rescanIntervalMs } = this.#options;
+    if (!(await this.#waitForFolder())) return false;
+    if (!once) {
+      this.#options.onFolderReady?.();
+      await this.#watch();
+    }
+    if (this.#closed) return false;
+    await this.scan("");
+    if (this.#closed) return false;
+    if (!once && rescanIntervalMs > 0) {
+      this.#rescanTimer = setInterval(() => void this.rescan(), rescanIntervalMs);
+    }
+    return true;
+  }
+
+  /** Stop watching, scanning and every timer. */
+  close(): void {
+    this.#closed = true;
+    this.#watcher?.close();
+    this.#watcher = undefined;
+    clearTimeout(this.#eventTimer);
+    clearInterval(this.#rescanTimer);
+  }
+
+  /**
+   * A path under observation turned out to be no file. A folder that may
+   * hold files (moved in, or created with a matching name) is scanned.
+   *
+   * @returns whether it was such a folder
+   */
+  async scanIfFolder(path: string): Promise<boolean> {
+    const rel = relativeTo(this.#options.root, path);
+    // lstat: a symbolic link to a folder is not followed (as in a scan).
+    const isFolder = await Deno.lstat(path).then((info) => info.isDirectory, () => false);
+    if (!isFolder || rel === null || rel === "" || !this.#options.filter.includesDir(rel)) {
+      return false;
+    }
+    await this.scan(rel);
+    return true;
+  }
+
+  /** Scan below `startRel` (`""`: everything) and report what is there. */
+  async scan(startRel: string): Promise<void> {
+    const { root, filter, job } = this.#options;
+    let found = 0;
+    const batches = scanFolderBatches(root, filter, {
+      startRel,
+      onError: (path, error) =>
+        this.#log.warn("Cannot read folder {path}: {error}", { job, path, error: String(error) }),
+    });
+    for await (const batch of batches) {
+      if (this.#closed) return;
+      found += this.#options.onFound(batch);
+    }
+    if (found > 0) {
+      this.#log.info("Found {count} new or changed file(s) in {path}", {
+        job,
+        count: found,
+        path: absolutePath(root, startRel),
+      });
+    }
+  }
+
+  /** A full rescan; errors are logged (it runs from timers). */
+  async rescan(): Promise<void> {
+    if (this.#closed) return;
+    try {
+      this.#options.beforeRescan();
+      await this.scan("");
+    } catch (error) {
+      if (this.#closed) return;
+      this.#log.error("Rescanning {path} failed: {error}; trying again at the next rescan", {
+        job: this.#options.job,
+        path: this.#options.root,
+        error: String(error),
+      });
+    }
+  }
+
+  async #waitForFolder(): Promise<boolean> {
+    const { root: path, job, once, missingFolderRetryMs } = this.#options;
+    let warned = false;
+    while (!this.#closed) {
+      try {
+        const info = await Deno.stat(path);
+        if (info.isDirectory) return true;
+        throw new Error(`Cannot watch ${path}: it is not a folder`);
+      } catch (error) {
+        if (!(error instanceof Deno.errors.NotFound)) throw error;
+      }
+      if (once) {
+        throw new Error(
+          `Cannot watch ${path}: the folder does not exist (job ${job}); create it or fix watch_path`,
+        );
+      }
+      if (!warned) {
+        this.#log.warn("Watch folder {path} does not exist yet; checking again every {seconds} s", {
+          job,
+          path,
+          seconds: missingFolderRetryMs / 1000,
+        });
+        warned = true;
+      }
+      await new Promise((r) => setTimeout(r, missingFolderRetryMs));
+    }
+    return false;
+  }
+
+  /** Watch the folder (from a worker thread); resolves once the watch is in place. */
+  async #watch(): Promise<void> {
+    if (this.#closed) return;
+    this.#watcher = new FolderWatcher(
+      this.#options.root,
+      (events) => {
+        for (const event of events) this.#onEvent(event);
+      },
+      (message) => {
+        if (this.#closed) return;
+        this.#log.error("Watching {path} failed: {error}; rescanning every minute instead", {
+          job: this.#options.job,
+          path: this.#options.root,
+          error: message,
+        });
+        this.#fallBackToRescans();
+      },
+    );
+    await this.#watcher.ready;
+  }
+
+  #fallBackToRescans(): void {
+    this.#rescanTimer ??= setInterval(() => void this.rescan(), FALLBACK_RESCAN_MS);
+  }
+
+  /**
+   * The watch folder itself was removed or moved away, and its watch with it:
+   * watch the path again once a folder exists there, and scan it.
+   */
+  async #rewatch(): Promise<void> {
+    if (this.#rewatching || this.#closed) return;
+    this.#rewatching = true;
+    const { job, root } = this.#options;
+    try {
+      this.#watcher?.close();
+      this.#watcher = undefined;
+      this.#log.warn("Watch folder {path} was removed; watching it again once it exists", {
+        job,
+        path: root,
+      });
+      if (!(await this.#waitForFolder()) || this.#closed) return;
+      await this.#watch();
+      await this.scan("");
+    } catch (error) {
+      if (this.#closed) return;
+      this.#log.error("Cannot watch {path} again: {error}; rescanning every minute instead", {
+        job,
+        path: root,
+        error: String(error),
+      });
+      this.#fallBackToRescans();
+    } finally {
+      this.#rewatching = false;
+    }
+  }
+
+  /**
+   * Collect an event. Events are only gathered here (latest kind per path) and
+   * handled a few milliseconds later in one go, so the watcher is drained
+   * quickly even during a burst.
+   */
+  #onEvent(event: WatchEvent): void {
+    if (this.#closed) return;
+    if (event.flag === "rescan") {
+      this.#log.info("The watcher lost events; rescanning {path}", {
+        job: this.#options.job,
+        path: this.#options.root,
+      });
+      void this.rescan();
+      return;
+    }
+    const appeared = event.kind === "create" || event.kind === "rename";
+    for (const path of event.paths) {
+      const seen = this.#events.get(path);
+      this.#events.delete(path);
+      this.#events.set(path, { kind: event.kind, appeared: appeared || (seen?.appeared ?? false) });
+    }
+    this.#eventTimer ??= setTimeout(() => this.#handleEvents(), EVENT_BATCH_MS);
+  }
+
+  #handleEvents(): void {
+    const events = this.#events;
+    this.#events = new Map();
+    this.#eventTimer = undefined;
+    if (this.#closed) return;
+    const { root, filter } = this.#options;
+    for (const [path, { kind, appeared }] of events) {
+      const rel = relativeTo(root, path);
+      if (kind === "remove") {
+        if (rel === "") void this.#rewatch();
+        continue;
+      }
+      if (rel === null || rel === "") continue;
+      if (filter.includesFile(rel)) {
+        this.#options.onActivity(path, rel, kind === "access" ? "closed" : "changed");
+      } else if (appeared && filter.includesDir(rel)) {
+        // A new (or moved-in) folder: files may have landed before the watch covered it.
+        void Deno.stat(path).then((info) => {
+          if (info.isDirectory) return this.scan(rel);
+        }).catch(() => {});
+      }
+    }
+  }
+}
