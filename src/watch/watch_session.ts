@@ -11,11 +11,16 @@ import { logger } from "../log/logging.ts";
 import type { FileFilter } from "./file_filter.ts";
 import { absolutePath } from "./file_version.ts";
 import { FolderWatcher, type WatchEvent } from "./folder_watcher.ts";
+import { DirtyFolders, parentOf, scanDirtyFolders } from "./missed_events.ts";
 import { type FoundFile, relativeTo, scanFolderBatches } from "./scan.ts";
 import type { Activity } from "./stability.ts";
+import { waitForFolder } from "./wait_for_folder.ts";
 
 /** How long events are gathered before they are handled together. */
 const EVENT_BATCH_MS = 5;
+
+/** The warning when the watch folder itself disappeared. */
+const REMOVED = "Watch folder {path} was removed; watching it again once it exists";
 
 /** Rescan interval when the folder cannot be watched. */
 const FALLBACK_RESCAN_MS = 60_000;
@@ -52,7 +57,13 @@ export class WatchSession {
   #events = new Map<string, { kind: Deno.FsEvent["kind"]; appeared: boolean }>();
   #eventTimer: ReturnType<typeof setTimeout> | undefined;
   #rescanTimer: ReturnType<typeof setInterval> | undefined;
+  /** Folders with events, read again when the watcher goes quiet (see `missed_events.ts`). */
+  #dirty = new DirtyFolders(() => this.#readDirtyFolders());
+  /** The dirty-folder reads, one after the other. */
+  #dirtyReads: Promise<void> = Promise.resolve();
   #closed = false;
+  /** Aborts on close: ends waits for the folder. */
+  #closing = new AbortController();
   #rewatching = false;
 
   constructor(options: WatchSessionOptions) {
@@ -84,10 +95,12 @@ export class WatchSession {
   /** Stop watching, scanning and every timer. */
   close(): void {
     this.#closed = true;
+    this.#closing.abort();
     this.#watcher?.close();
     this.#watcher = undefined;
     clearTimeout(this.#eventTimer);
     clearInterval(this.#rescanTimer);
+    this.#dirty.close();
   }
 
   /**
@@ -111,11 +124,7 @@ export class WatchSession {
   async scan(startRel: string): Promise<void> {
     const { root, filter, job } = this.#options;
     let found = 0;
-    const batches = scanFolderBatches(root, filter, {
-      startRel,
-      onError: (path, error) =>
-        this.#log.warn("Cannot read folder {path}: {error}", { job, path, error: String(error) }),
-    });
+    const batches = scanFolderBatches(root, filter, { startRel, onError: this.#onScanError });
     for await (const batch of batches) {
       if (this.#closed) return;
       found += this.#options.onFound(batch);
@@ -127,6 +136,52 @@ export class WatchSession {
         path: absolutePath(root, startRel),
       });
     }
+  }
+
+  #onScanError = (path: string, error: unknown) =>
+    this.#log.warn("Cannot read folder {path}: {error}", {
+      job: this.#options.job,
+      path,
+      error: String(error),
+    });
+
+  /**
+   * Read the folders that had events again, for files whose events were lost;
+   * watch again when files turned up in a folder without any event.
+   */
+  #readDirtyFolders(): void {
+    this.#dirtyReads = this.#dirtyReads.then(async () => {
+      // A rewatch scans everything anyway.
+      if (this.#closed || this.#rewatching) return;
+      const { root, job } = this.#options;
+      const dirty = this.#dirty.take();
+      const result = await scanDirtyFolders(dirty, {
+        ...this.#options,
+        onError: this.#onScanError,
+        isClosed: () => this.#closed,
+      });
+      if (this.#closed || result.found === 0) return;
+      const paths = (rels: Iterable<string>) => [...rels].map((rel) => absolutePath(root, rel));
+      this.#log.warn(
+        "The watcher missed {count} new file(s) in {folders}; found them by reading the folders again",
+        {
+          job,
+          count: result.found,
+          folders: paths(dirty.keys()),
+        },
+      );
+      if (result.unwatched.length === 0) return;
+      void this.#rewatch(
+        "New files in {folders} came without any event (the watch may be missing after the kernel dropped events); watching {path} again",
+        { folders: paths(result.unwatched) },
+      );
+    }).catch((error) => {
+      if (this.#closed) return;
+      this.#log.error("Reading the folders with events again failed: {error}", {
+        job: this.#options.job,
+        error: String(error),
+      });
+    });
   }
 
   /** A full rescan; errors are logged (it runs from timers). */
@@ -145,33 +200,13 @@ export class WatchSession {
     }
   }
 
-  async #waitForFolder(): Promise<boolean> {
-    const { root: path, job, once, missingFolderRetryMs } = this.#options;
-    let warned = false;
-    while (!this.#closed) {
-      try {
-        const info = await Deno.stat(path);
-        if (info.isDirectory) return true;
-        throw new Error(`Cannot watch ${path}: it is not a folder`);
-      } catch (error) {
-        if (!(error instanceof Deno.errors.NotFound)) throw error;
-      }
-      if (once) {
-        throw new Error(
-          `Cannot watch ${path}: the folder does not exist (job ${job}); create it or fix watch_path`,
-        );
-      }
-      if (!warned) {
-        this.#log.warn("Watch folder {path} does not exist yet; checking again every {seconds} s", {
-          job,
-          path,
-          seconds: missingFolderRetryMs / 1000,
-        });
-        warned = true;
-      }
-      await new Promise((r) => setTimeout(r, missingFolderRetryMs));
-    }
-    return false;
+  #waitForFolder(): Promise<boolean> {
+    return waitForFolder(this.#options.root, {
+      job: this.#options.job,
+      once: this.#options.once,
+      retryMs: this.#options.missingFolderRetryMs,
+      signal: this.#closing.signal,
+    });
   }
 
   /** Watch the folder (from a worker thread); resolves once the watch is in place. */
@@ -200,20 +235,20 @@ export class WatchSession {
   }
 
   /**
-   * The watch folder itself was removed or moved away, and its watch with it:
-   * watch the path again once a folder exists there, and scan it.
+   * Watch the path again, once a folder exists there, and scan it: the watch
+   * folder itself was removed or moved away (and its watch with it), or
+   * events were lost.
+   *
+   * @param message the warning to log (`{path}`: the watch folder; more in `properties`)
    */
-  async #rewatch(): Promise<void> {
+  async #rewatch(message: string, properties: Record<string, unknown> = {}): Promise<void> {
     if (this.#rewatching || this.#closed) return;
     this.#rewatching = true;
     const { job, root } = this.#options;
     try {
       this.#watcher?.close();
       this.#watcher = undefined;
-      this.#log.warn("Watch folder {path} was removed; watching it again once it exists", {
-        job,
-        path: root,
-      });
+      this.#log.warn(message, { ...properties, job, path: root });
       if (!(await this.#waitForFolder()) || this.#closed) return;
       await this.#watch();
       await this.scan("");
@@ -238,11 +273,7 @@ export class WatchSession {
   #onEvent(event: WatchEvent): void {
     if (this.#closed) return;
     if (event.flag === "rescan") {
-      this.#log.info("The watcher lost events; rescanning {path}", {
-        job: this.#options.job,
-        path: this.#options.root,
-      });
-      void this.rescan();
+      void this.#rewatch("The watcher lost events; watching {path} again and rescanning it");
       return;
     }
     const appeared = event.kind === "create" || event.kind === "rename";
@@ -260,13 +291,16 @@ export class WatchSession {
     this.#eventTimer = undefined;
     if (this.#closed) return;
     const { root, filter } = this.#options;
+    const folders = new Set<string>();
     for (const [path, { kind, appeared }] of events) {
       const rel = relativeTo(root, path);
       if (kind === "remove") {
-        if (rel === "") void this.#rewatch();
+        if (rel === "") void this.#rewatch(REMOVED);
         continue;
       }
-      if (rel === null || rel === "") continue;
+      if (rel === null) continue;
+      folders.add(rel === "" ? "" : parentOf(rel));
+      if (rel === "") continue;
       if (filter.includesFile(rel)) {
         this.#options.onActivity(path, rel, kind === "access" ? "closed" : "changed");
       } else if (appeared && filter.includesDir(rel)) {
@@ -276,5 +310,6 @@ export class WatchSession {
         }).catch(() => {});
       }
     }
+    this.#dirty.mark([...folders].filter((folder) => filter.includesDir(folder)));
   }
 }
