@@ -15,6 +15,11 @@ import { classifyFailure, lastLine } from "../transfer/classify.ts";
 import { newMarker } from "../transfer/remote_verify.ts";
 import { runCommand } from "../transfer/run_command.ts";
 import {
+  checkWatchLimits,
+  INOTIFY_LIMITS_COMMAND,
+  parseInotifyLimits,
+} from "../watch/watch_limits.ts";
+import {
   endpointFromJob,
   remoteBasePath,
   shellQuote,
@@ -26,8 +31,8 @@ import {
 /** Below this much free space at a destination, `doctor` reports a failure. */
 const MIN_FREE_BYTES = 1024 ** 3;
 
-/** One check's verdict. */
-type Verdict = "ok" | "FAIL" | "skip";
+/** One check's verdict (`WARN`: works, but should be fixed; does not fail `doctor`). */
+type Verdict = "ok" | "WARN" | "FAIL" | "skip";
 
 /** Prints verdict lines and remembers whether anything failed. */
 class Report {
@@ -74,6 +79,7 @@ async function checkWatchPath(job: JobConfig, report: Report): Promise<void> {
     if (!info.isDirectory) throw new Error("not a folder");
     for await (const _ of Deno.readDir(job.watch_path)) break;
     report.line("ok", "watch folder", job.watch_path);
+    await checkInotifyLimits(job, report);
   } catch (error) {
     const reason = error instanceof Deno.errors.NotFound
       ? "does not exist"
@@ -82,6 +88,18 @@ async function checkWatchPath(job: JobConfig, report: Report): Promise<void> {
       : String(error);
     report.line("FAIL", "watch folder", `${job.watch_path}: ${reason}; fix watch_path`);
   }
+}
+
+/** Linux: whether the inotify limits suit the watch tree. */
+async function checkInotifyLimits(job: JobConfig, report: Report): Promise<void> {
+  if (Deno.build.os !== "linux") return;
+  const limits = await runCommand(INOTIFY_LIMITS_COMMAND, { timeoutMs: 10_000 }).then(
+    (result) => parseInotifyLimits(new TextDecoder().decode(result.stdout)),
+    () => null,
+  );
+  if (!limits) return report.line("skip", "watch limits", "cannot read them with sysctl");
+  const { ok, detail } = checkWatchLimits(job.watch_path, limits);
+  report.line(ok ? "ok" : "WARN", "watch limits", detail);
 }
 
 async function checkLocalJob(job: JobConfig, report: Report): Promise<void> {
