@@ -29,6 +29,13 @@ export interface BatchSenderContext {
   onSent(relPath: string, version: FileVersion): void;
   /** A file failed for good (until the next rescan or start-up). */
   onGaveUp(relPath: string): void;
+  /**
+   * Longest time one batch may take; then it is aborted and its files are
+   * retried. Default: three times `transfer_timeout_seconds` plus a minute
+   * (each command of a batch has that timeout already; this catches a wait
+   * anywhere else).
+   */
+  deadlineMs?: number;
 }
 
 /** Sends batches of one job; see the module doc. */
@@ -49,13 +56,24 @@ export class BatchSender {
       size: record.version.size,
       mtimeMs: record.version.mtimeMs,
     }));
+    const deadlineMs = this.#context.deadlineMs ?? 3 * job.transfer_timeout_seconds * 1000 + 60_000;
+    const batchAbort = new AbortController();
+    const stop = () => batchAbort.abort(signal.reason);
+    signal.addEventListener("abort", stop, { once: true });
+    const watchdog = setTimeout(() => {
+      batchAbort.abort(
+        new Error(
+          `Sending ${items.length} file(s) took longer than ${deadlineMs / 1000} s; aborted`,
+        ),
+      );
+    }, deadlineMs);
     try {
       ledger.markTransferring(job.name, batch.map((record) => record.relPath));
       this.#log.debug("Sending {count} file(s) in one batch", {
         job: job.name,
         count: batch.length,
       });
-      const outcomes = await this.#transfer(items);
+      const outcomes = await this.#transfer(items, batchAbort.signal);
       const failures: Array<[WorkRecord, TransferError]> = [];
       // One transaction for the whole batch's arrivals.
       ledger.transaction(() => {
@@ -67,29 +85,36 @@ export class BatchSender {
       for (const [record, error] of failures) await this.#failed(record, error);
     } catch (error) {
       if (signal.aborted) return;
-      this.#log.error("Transfer batch failed unexpectedly: {error}", {
+      this.#log.error("Sending a batch failed: {error}; its files are retried", {
         job: job.name,
-        error: String(error),
+        error: error instanceof Error ? error.message : String(error),
       });
     } finally {
+      clearTimeout(watchdog);
+      signal.removeEventListener("abort", stop);
       // Whatever went wrong above, no record stays `sending`: it is retried after a delay.
       for (const record of batch) {
         if (signal.aborted || queue.get(record.relPath)?.phase !== "sending") continue;
         const attempts = record.attempts + 1;
         const delayMs = retryDelayMs(attempts, job.retry_delay, job.retry_max_delay_seconds);
-        queue.finish(record.relPath, {
-          to: "waiting",
+        const nextAttemptAt = Date.now() + delayMs;
+        ledger.recordFailure(job.name, record.relPath, {
+          error: "the batch it was sent in failed",
           attempts,
-          nextAttemptAt: Date.now() + delayMs,
+          nextAttemptAt,
+          final: false,
         });
+        queue.finish(record.relPath, { to: "waiting", attempts, nextAttemptAt });
       }
     }
   }
 
-  /** The transport's outcomes; a transport that throws (unless stopping) fails every item retryably. */
-  #transfer(items: TransferItem[]): Promise<TransferOutcome[]> {
-    const { transport, signal } = this.#context;
-    return transport.send(items, signal).catch((error) => {
+  /**
+   * The transport's outcomes; a transport that throws (unless aborted) fails
+   * every item retryably.
+   */
+  #transfer(items: TransferItem[], signal: AbortSignal): Promise<TransferOutcome[]> {
+    return this.#context.transport.send(items, signal).catch((error) => {
       if (signal.aborted) throw error;
       // A broken contract must not strand the files as `transferring`: retry them.
       const reason = error instanceof Error ? error.message : String(error);
