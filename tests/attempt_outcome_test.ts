@@ -4,7 +4,13 @@
  */
 import assert from "node:assert/strict";
 import { TransferError } from "../src/errors.ts";
-import { attemptOutcome, type FailedAttempt } from "../src/pipeline/attempt_outcome.ts";
+import {
+  attemptOutcome,
+  type FailedAttempt,
+  isDestinationFull,
+} from "../src/pipeline/attempt_outcome.ts";
+import { classifyFailure } from "../src/transfer/classify.ts";
+import { CommandError } from "../src/errors.ts";
 
 const SENT = { size: 1000, mtimeMs: 42_000 };
 const POLICY = { retry_attempts: 3, retry_delay: 5, retry_max_delay_seconds: 300 };
@@ -17,6 +23,7 @@ function attempt(overrides: Partial<FailedAttempt> = {}): FailedAttempt {
     attempts: 0,
     current: SENT,
     policy: POLICY,
+    pauseWhenFull: true,
     now: NOW,
     random: () => 0.5,
     ...overrides,
@@ -68,4 +75,53 @@ Deno.test("attemptOutcome: a fatal error gives up at once", () => {
     kind: "failure",
     failure: { error: error.message, attempts: 1, nextAttemptAt: 0, final: true },
   });
+});
+
+Deno.test("attemptOutcome: a full destination holds the file for the job's pause; no attempt counted", () => {
+  const error = new TransferError(
+    "Cannot send a.fits: destination is full (No space left on device (os error 28))",
+    "retry-later",
+  );
+  assert.deepEqual(attemptOutcome(attempt({ error, attempts: 3 })), {
+    ledger: {
+      kind: "failure",
+      failure: { error: error.message, attempts: 3, nextAttemptAt: 0, final: false },
+    },
+    next: { kind: "hold" },
+  });
+  // A one-shot run must end: retried and given up as usual.
+  const once = attemptOutcome(attempt({ error, attempts: 3, pauseWhenFull: false }));
+  assert.deepEqual(once.next, { kind: "give-up", attempts: 4 });
+});
+
+Deno.test("isDestinationFull: the transports' words for a full disk or quota, nothing else", () => {
+  const context = { host: "freya", destination: "obs@freya", port: null };
+  const run = (stderr: string) =>
+    new CommandError("failed", {
+      argv: ["rsync"],
+      code: 11,
+      signal: null,
+      timedOut: false,
+      stderr,
+      durationMs: 1,
+    });
+  const full = [
+    classifyFailure(
+      run('rsync: write failed on "/d/a.fits": No space left on device (28)'),
+      "send",
+      context,
+    ),
+    classifyFailure(run("scp: /d/a.fits: Disk quota exceeded"), "send", context),
+    new TransferError(
+      "Cannot send a: destination is full (No space left on device)",
+      "retry-later",
+    ),
+  ];
+  for (const error of full) assert.equal(isDestinationFull(error), true, error.message);
+  const other = [
+    classifyFailure(run('rsync: mkdir "/d" failed: Permission denied (13)'), "send", context),
+    classifyFailure(run("Read-only file system"), "send", context),
+    new TransferError("Cannot send a: No space left on device", "retry"),
+  ];
+  for (const error of other) assert.equal(isDestinationFull(error), false, error.message);
 });

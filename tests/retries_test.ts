@@ -165,7 +165,7 @@ Deno.test("status lists retries overdue by more than a minute as a problem", asy
     assert.equal(status.code, 0, status.stderr);
     assert.match(
       status.stdout,
-      /Overdue \(1\): retries due more than a minute ago that have not started; is the daemon running\?\n  \[default\] stuck\.fits: next attempt was due (99|100) s ago \(2 failed attempt\(s\); last error: Cannot send: connection lost\)\n/,
+      /Overdue \(1\): retries due more than a minute ago that have not started; is the daemon running\?\n {2}\[default\] stuck\.fits: next attempt was due (99|100) s ago \(2 failed attempt\(s\); last error: Cannot send: connection lost\)\n/,
     );
     assert.doesNotMatch(status.stdout, /(soon|fresh)\.fits: next attempt was due/);
     const json = JSON.parse(

@@ -65,6 +65,8 @@ export function statusCommand(): Command {
         for (const row of problems) {
           const retry = row.state === "failed"
             ? "failed; retried at next rescan or start-up"
+            : row.nextAttemptAt === 0
+            ? "waiting to be sent"
             : `retry ${row.attempts} at ${when(row.nextAttemptAt)}`;
           console.log(
             `  ${when(row.updatedAt)}  [${row.job}] ${row.relPath}: ${row.lastError} (${retry})`,

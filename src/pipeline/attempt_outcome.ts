@@ -36,6 +36,8 @@ export type NextStep =
   | { kind: "drop" }
   /** The source changed: wait until it is complete again (not a failed attempt). */
   | { kind: "observe" }
+  /** The destination is full: wait, with the whole job, until there is space (no attempt counted). */
+  | { kind: "hold" }
   /** Try again at `nextAttemptAt`. */
   | { kind: "retry"; attempts: number; nextAttemptAt: number; delayMs: number }
   /** No more retries until the next rescan or start-up. */
@@ -57,9 +59,22 @@ export interface FailedAttempt {
   /** The source now, or `null` when it is gone. */
   current: FileVersion | null;
   policy: RetryPolicy;
+  /** Whether a full destination pauses the job (not in a one-shot run, which must end). */
+  pauseWhenFull: boolean;
   now: number;
   /** Randomness for the backoff jitter, in [0, 1). */
   random?: () => number;
+}
+
+/**
+ * Whether `error` says the destination has no space (or the quota is used
+ * up), as the transports word it: `classify.ts` for scp and rsync
+ * ("…is full (no space left or quota exceeded)…") and the local transport
+ * ("destination is full (No space left on device…)").
+ */
+export function isDestinationFull(error: TransferError): boolean {
+  return error.kind === "retry-later" &&
+    /no space left|quota exceeded|disk quota|destination is full/i.test(error.message);
 }
 
 /** Decide what a failed attempt means; see the module doc. */
@@ -72,6 +87,9 @@ export function attemptOutcome(attempt: FailedAttempt): AttemptOutcome {
   });
   if (!sameVersion(current, sent)) {
     return { ledger: failure(attempt.attempts, 0, false), next: { kind: "observe" } };
+  }
+  if (attempt.pauseWhenFull && isDestinationFull(error)) {
+    return { ledger: failure(attempt.attempts, 0, false), next: { kind: "hold" } };
   }
   const attempts = attempt.attempts + 1;
   if (error.retryable && attempts <= policy.retry_attempts) {

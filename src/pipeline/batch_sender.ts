@@ -29,6 +29,10 @@ export interface BatchSenderContext {
   onSent(relPath: string, version: FileVersion): void;
   /** A file failed for good (until the next rescan or start-up). */
   onGaveUp(relPath: string): void;
+  /** Whether a full destination pauses the job (see `full_pause.ts`). */
+  pauseWhenFull: boolean;
+  /** The destination is full (called before the file is queued again). */
+  onFull(error: TransferError): void;
   /**
    * Longest time one batch may take; then it is aborted and its files are
    * retried. Default: three times `transfer_timeout_seconds` plus a minute
@@ -47,8 +51,12 @@ export class BatchSender {
     this.#context = context;
   }
 
-  /** Send `batch` (records in phase `sending`) and settle each of them. */
-  async send(batch: WorkRecord[]): Promise<void> {
+  /**
+   * Send `batch` (records in phase `sending`) and settle each of them.
+   *
+   * @returns how many of them arrived
+   */
+  async send(batch: WorkRecord[]): Promise<number> {
     const { job, ledger, queue, signal } = this.#context;
     const items: TransferItem[] = batch.map((record) => ({
       source: absolutePath(job.watch_path, record.relPath),
@@ -57,6 +65,7 @@ export class BatchSender {
       mtimeMs: record.version.mtimeMs,
     }));
     const deadlineMs = this.#context.deadlineMs ?? 3 * job.transfer_timeout_seconds * 1000 + 60_000;
+    let sent = 0;
     const batchAbort = new AbortController();
     const stop = () => batchAbort.abort(signal.reason);
     signal.addEventListener("abort", stop, { once: true });
@@ -74,6 +83,7 @@ export class BatchSender {
         count: batch.length,
       });
       const outcomes = await this.#transfer(items, batchAbort.signal);
+      sent = outcomes.filter((outcome) => outcome.error === null).length;
       const failures: Array<[WorkRecord, TransferError]> = [];
       // One transaction for the whole batch's arrivals.
       ledger.transaction(() => {
@@ -84,7 +94,7 @@ export class BatchSender {
       });
       for (const [record, error] of failures) await this.#failed(record, error);
     } catch (error) {
-      if (signal.aborted) return;
+      if (signal.aborted) return sent;
       this.#log.error("Sending a batch failed: {error}; its files are retried", {
         job: job.name,
         error: error instanceof Error ? error.message : String(error),
@@ -107,6 +117,7 @@ export class BatchSender {
         queue.finish(record.relPath, { to: "waiting", attempts, nextAttemptAt });
       }
     }
+    return sent;
   }
 
   /**
@@ -151,12 +162,15 @@ export class BatchSender {
       attempts: record.attempts,
       current,
       policy: job,
+      pauseWhenFull: this.#context.pauseWhenFull,
       now: Date.now(),
     });
     if (outcome.ledger.kind === "remove") ledger.remove(job.name, record.relPath);
     else ledger.recordFailure(job.name, record.relPath, outcome.ledger.failure);
     this.#logFailure(source, error, outcome.next);
     if (outcome.next.kind === "give-up") this.#context.onGaveUp(record.relPath);
+    // Before the file is back in the queue: the pause must hold it.
+    if (outcome.next.kind === "hold") this.#context.onFull(error);
     const recheck = queue.finish(record.relPath, afterAttempt(outcome.next));
     if (outcome.next.kind === "observe" || (recheck && outcome.next.kind !== "drop")) {
       this.#context.observe(source);
@@ -176,6 +190,13 @@ export class BatchSender {
         this.#log.info("{path} changed while being sent; waiting until it is complete again", {
           job: job.name,
           path: source,
+        });
+        return;
+      case "hold":
+        this.#log.debug("{source} waits for space at the destination: {reason}", {
+          job: job.name,
+          source,
+          reason: error.message,
         });
         return;
       case "retry": {
@@ -210,7 +231,8 @@ export class BatchSender {
 
 /** Where a record goes after a failed attempt. */
 function afterAttempt(next: NextStep): AfterAttempt {
-  return next.kind === "retry"
-    ? { to: "waiting", attempts: next.attempts, nextAttemptAt: next.nextAttemptAt }
-    : { to: "removed" };
+  if (next.kind === "retry") {
+    return { to: "waiting", attempts: next.attempts, nextAttemptAt: next.nextAttemptAt };
+  }
+  return next.kind === "hold" ? { to: "queued" } : { to: "removed" };
 }

@@ -17,8 +17,15 @@ import { createFileFilter, type FileFilter } from "../watch/file_filter.ts";
 import { StabilityChecker } from "../watch/stability.ts";
 import { WatchSession } from "../watch/watch_session.ts";
 import { BatchSender } from "./batch_sender.ts";
+import { FullDestinationPause } from "./full_pause.ts";
 import { Intake } from "./intake.ts";
-import { type LedgerSyncContext, observeStrayPending, resumeUnfinished } from "./ledger_sync.ts";
+import {
+  type LedgerSyncContext,
+  observeStrayPending,
+  recordDue,
+  resumeUnfinished,
+  sweepLedger,
+} from "./ledger_sync.ts";
 import { WorkQueue } from "./work_queue.ts";
 
 /** How long files that became ready are gathered before a batch starts. */
@@ -41,6 +48,8 @@ export interface JobRunnerOptions {
   missingFolderRetryMs?: number;
   /** Longest time one batch may take before it is aborted and retried; see `batch_sender.ts`. */
   batchDeadlineMs?: number;
+  /** How often a job paused by a full destination tries one file. @default 15000 */
+  fullProbeMs?: number;
 }
 
 /** What a job did during this run. */
@@ -60,6 +69,10 @@ export class JobRunner {
   #queue: WorkQueue;
   #session: WatchSession;
   #intake: Intake;
+  /** Paused while the destination is full. */
+  #full: FullDestinationPause;
+  /** Files in the batches being sent. */
+  #filesInFlight = 0;
   #sender: BatchSender;
   #sync: LedgerSyncContext;
   #log = logger("pipeline");
@@ -88,6 +101,13 @@ export class JobRunner {
       onGone: (path) => void this.#intake.gone(path),
     });
     this.#queue = new WorkQueue((due) => this.#onDue(due));
+    this.#full = new FullDestinationPause({
+      job: job.name,
+      target: transport.describeTarget(""),
+      fullSpeed: job.max_concurrent_transfers * transport.maxBatchFiles,
+      onProbeDue: () => this.#pump(),
+      probeEveryMs: options.fullProbeMs,
+    });
     this.#session = new WatchSession({
       root: job.watch_path,
       job: job.name,
@@ -132,6 +152,8 @@ export class JobRunner {
         this.#stats.sent++;
       },
       onGaveUp: () => this.#stats.failed++,
+      pauseWhenFull: !options.once,
+      onFull: (error) => this.#full.full(error.message),
       deadlineMs: options.batchDeadlineMs,
     });
   }
@@ -186,6 +208,7 @@ export class JobRunner {
     this.#stopping = true;
     this.#session.close();
     this.#queue.close();
+    this.#full.close();
     this.#checker.close();
     clearTimeout(this.#pumpTimer);
     clearInterval(this.#sweepTimer);
@@ -201,43 +224,17 @@ export class JobRunner {
     observeStrayPending(this.#sync);
   }
 
-  /** Retries whose time has come: the ledger says so (not overdue), and they go out. */
+  /** Retries whose time has come go out. */
   #onDue(relPaths: string[]): void {
-    try {
-      this.#ledger.markDue(this.job.name, relPaths);
-    } catch (error) {
-      this.#log.error("Cannot record the retries that are due: {error}", {
-        job: this.job.name,
-        error: String(error),
-      });
-    }
+    recordDue(this.#sync, relPaths);
     this.#pump();
   }
 
-  /**
-   * Belt and braces: every retry that is due is queued, and every pending row
-   * of the ledger is held by the queue or the stability checker. Finding
-   * anything here means a bug; it is logged and put right.
-   */
+  /** See {@linkcode sweepLedger}. */
   #sweep(): void {
     if (this.#stopping) return;
-    try {
-      const promoted = this.#queue.promoteDue();
-      const stray = observeStrayPending(this.#sync);
-      if (promoted.length + stray.length > 0) {
-        this.#log.warn("{count} file(s) were due but not on their way; trying them now", {
-          job: this.job.name,
-          count: promoted.length + stray.length,
-          files: [...promoted, ...stray].slice(0, 10),
-        });
-      }
-      if (promoted.length > 0) this.#onDue(promoted);
-    } catch (error) {
-      this.#log.error("Checking the ledger for pending files failed: {error}", {
-        job: this.job.name,
-        error: String(error),
-      });
-    }
+    const promoted = sweepLedger(this.#sync);
+    if (promoted.length > 0) this.#onDue(promoted);
   }
 
   /**
@@ -252,12 +249,23 @@ export class JobRunner {
     }, BATCH_GATHER_MS);
   }
 
-  /** Start batches while there is work and room. */
+  /**
+   * Start batches while there is work and room; while the destination is
+   * full, only what the pause allows (a probe, then a growing number of files).
+   */
   #pump(): void {
     while (!this.#stopping && this.#batches.size < this.job.max_concurrent_transfers) {
-      const batch = this.#queue.takeBatch(this.#transport.maxBatchFiles);
+      const room = this.#full.room(this.#filesInFlight);
+      if (room <= 0) break;
+      const batch = this.#queue.takeBatch(Math.min(room, this.#transport.maxBatchFiles));
       if (batch.length === 0) break;
-      const sending: Promise<void> = this.#sender.send(batch).finally(() => {
+      const probe = this.#full.started();
+      this.#filesInFlight += batch.length;
+      const sending: Promise<void> = this.#sender.send(batch).catch(() => 0).then((arrived) => {
+        this.#filesInFlight -= batch.length;
+        const caughtUp = !this.#queue.hasSendable && this.#filesInFlight === 0;
+        this.#full.ended(probe, arrived, caughtUp);
+      }).finally(() => {
         this.#batches.delete(sending);
         this.#pump();
         this.#checkIdle();

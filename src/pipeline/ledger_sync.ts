@@ -1,6 +1,7 @@
 /**
- * Bringing the ledger's unfinished rows of a job back into motion: at
- * start-up, and for pending rows that nothing in memory holds.
+ * Keeping the ledger and what is in motion in step: unfinished rows back
+ * into motion at start-up, retries recorded when they are due, and a sweep
+ * for pending rows that nothing in memory holds.
  *
  * @module
  */
@@ -72,4 +73,45 @@ export function observeStrayPending(context: LedgerSyncContext): string[] {
     context.observe(path);
   }
   return stray;
+}
+
+/** Retries whose time has come: the ledger records them due now (not overdue). */
+export function recordDue(context: LedgerSyncContext, relPaths: string[]): void {
+  try {
+    context.ledger.markDue(context.job.name, relPaths);
+  } catch (error) {
+    logger("pipeline").error("Cannot record the retries that are due: {error}", {
+      job: context.job.name,
+      error: String(error),
+    });
+  }
+}
+
+/**
+ * Belt and braces: every retry that is due is queued, and every pending row
+ * of the ledger is held by the queue or the stability checker. Finding
+ * anything here means a bug; it is logged and put right.
+ *
+ * @returns the records that were due and are queued now
+ */
+export function sweepLedger(context: LedgerSyncContext): string[] {
+  const log = logger("pipeline");
+  try {
+    const promoted = context.queue.promoteDue();
+    const stray = observeStrayPending(context);
+    if (promoted.length + stray.length > 0) {
+      log.warn("{count} file(s) were due but not on their way; trying them now", {
+        job: context.job.name,
+        count: promoted.length + stray.length,
+        files: [...promoted, ...stray].slice(0, 10),
+      });
+    }
+    return promoted;
+  } catch (error) {
+    log.error("Checking the ledger for pending files failed: {error}", {
+      job: context.job.name,
+      error: String(error),
+    });
+    return [];
+  }
 }

@@ -27,7 +27,8 @@
  * @module
  */
 import { type FileVersion, sameVersion } from "../watch/file_version.ts";
-import { DueHeap } from "./due_heap.ts";
+import { type Clock, systemClock } from "./clock.ts";
+import { RetryTimer } from "./retry_timer.ts";
 
 /** Where a file with a record stands. */
 export type Phase = "planning" | "queued" | "waiting" | "sending";
@@ -48,25 +49,6 @@ export interface WorkRecord {
   /** A change was seen: not sent until the stability checker reports again. */
   recheck: boolean;
 }
-
-/** Time and timers, replaceable in tests. */
-export interface Clock {
-  now(): number;
-  /** Call `fn` in `ms`; returns what cancels it. */
-  setTimer(fn: () => void, ms: number): () => void;
-}
-
-/** The real clock. */
-export const systemClock: Clock = {
-  now: () => Date.now(),
-  setTimer: (fn, ms) => {
-    const id = setTimeout(fn, ms);
-    return () => clearTimeout(id);
-  },
-};
-
-/** The longest delay a timer takes (about 24.8 days). */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** What to do after {@linkcode WorkQueue.ready}. */
 export type ReadyDecision =
@@ -91,19 +73,28 @@ export class WorkQueue {
   #records = new Map<string, WorkRecord>();
   /** Index: queued records without `recheck`, in arrival order (sendable now). */
   #sendable = new Set<string>();
-  /** Index: retry times of waiting records, earliest first (entries may be stale). */
-  #due = new DueHeap();
+  /** The one timer over the waiting records' retry times. */
+  #timer: RetryTimer;
   #counts: Record<Phase, number> = { planning: 0, queued: 0, waiting: 0, sending: 0 };
   #clock: Clock;
   #onDue: (relPaths: string[]) => void;
-  #cancelTimer: (() => void) | undefined;
-  #timerAt = Infinity;
-  #closed = false;
 
   /** @param onDue called with the records that moved from waiting to queued */
   constructor(onDue: (relPaths: string[]) => void, clock: Clock = systemClock) {
     this.#onDue = onDue;
     this.#clock = clock;
+    this.#timer = new RetryTimer(
+      (relPath, at) => {
+        const record = this.#records.get(relPath);
+        return record?.phase === "waiting" && record.nextAttemptAt === at;
+      },
+      () => {
+        // promoteDue re-arms, whatever the callback does afterwards.
+        const promoted = this.promoteDue();
+        if (promoted.length > 0) this.#onDue(promoted);
+      },
+      clock,
+    );
   }
 
   /** Number of records (all phases). */
@@ -128,7 +119,7 @@ export class WorkQueue {
 
   /** When the retry timer fires next (ms since epoch), or `Infinity`. */
   get timerAt(): number {
-    return this.#timerAt;
+    return this.#timer.armedAt;
   }
 
   /**
@@ -252,25 +243,18 @@ export class WorkQueue {
    * time (a periodic sweep calls it too).
    */
   promoteDue(): string[] {
-    const now = this.#clock.now();
-    const promoted: string[] = [];
-    for (let top = this.#due.peek(); top && top.at <= now; top = this.#due.peek()) {
-      this.#due.pop();
-      const record = this.#records.get(top.relPath);
-      if (record?.phase !== "waiting" || record.nextAttemptAt !== top.at) continue;
+    const promoted = this.#timer.takeDue();
+    for (const relPath of promoted) {
+      const record = this.#records.get(relPath)!;
       this.#update(record, () => record.phase = "queued");
-      promoted.push(record.relPath);
     }
-    this.#arm();
+    this.#timer.arm();
     return promoted;
   }
 
   /** Stop the timer; nothing is reported afterwards. */
   close(): void {
-    this.#closed = true;
-    this.#cancelTimer?.();
-    this.#cancelTimer = undefined;
-    this.#timerAt = Infinity;
+    this.#timer.close();
   }
 
   #insert(record: WorkRecord): void {
@@ -296,32 +280,6 @@ export class WorkQueue {
 
   #index(record: WorkRecord): void {
     if (record.phase === "queued" && !record.recheck) this.#sendable.add(record.relPath);
-    if (record.phase === "waiting") {
-      this.#due.push({ at: record.nextAttemptAt, relPath: record.relPath });
-      if (record.nextAttemptAt < this.#timerAt) this.#arm();
-    }
-  }
-
-  /** Arm the one timer for the earliest waiting record (stale heap entries are dropped first). */
-  #arm(): void {
-    for (let top = this.#due.peek(); top; top = this.#due.peek()) {
-      const record = this.#records.get(top.relPath);
-      if (record?.phase === "waiting" && record.nextAttemptAt === top.at) break;
-      this.#due.pop();
-    }
-    const at = this.#due.peek()?.at ?? Infinity;
-    if (at === this.#timerAt && this.#cancelTimer !== undefined) return;
-    this.#cancelTimer?.();
-    this.#cancelTimer = undefined;
-    this.#timerAt = at;
-    if (at === Infinity || this.#closed) return;
-    this.#cancelTimer = this.#clock.setTimer(() => {
-      this.#cancelTimer = undefined;
-      this.#timerAt = Infinity;
-      // promoteDue re-arms, whatever the callback does afterwards.
-      const promoted = this.promoteDue();
-      if (promoted.length > 0) this.#onDue(promoted);
-      // A delay longer than a timer holds fires early, promotes nothing and re-arms.
-    }, Math.min(MAX_TIMER_MS, Math.max(0, at - this.#clock.now())));
+    if (record.phase === "waiting") this.#timer.add(record.relPath, record.nextAttemptAt);
   }
 }

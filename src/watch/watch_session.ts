@@ -10,14 +10,12 @@
 import { logger } from "../log/logging.ts";
 import type { FileFilter } from "./file_filter.ts";
 import { absolutePath } from "./file_version.ts";
+import { EventGatherer, type GatheredEvent } from "./event_gatherer.ts";
 import { FolderWatcher, type WatchEvent } from "./folder_watcher.ts";
 import { DirtyFolders, parentOf, scanDirtyFolders } from "./missed_events.ts";
 import { type FoundFile, relativeTo, scanFolderBatches } from "./scan.ts";
 import type { Activity } from "./stability.ts";
 import { waitForFolder } from "./wait_for_folder.ts";
-
-/** How long events are gathered before they are handled together. */
-const EVENT_BATCH_MS = 5;
 
 /** The warning when the watch folder itself disappeared. */
 const REMOVED = "Watch folder {path} was removed; watching it again once it exists";
@@ -53,9 +51,7 @@ export class WatchSession {
   #options: WatchSessionOptions;
   #log = logger("watch");
   #watcher: FolderWatcher | undefined;
-  /** Events not handled yet: latest kind per path, and whether it appeared. */
-  #events = new Map<string, { kind: Deno.FsEvent["kind"]; appeared: boolean }>();
-  #eventTimer: ReturnType<typeof setTimeout> | undefined;
+  #events = new EventGatherer((events) => this.#handleEvents(events));
   #rescanTimer: ReturnType<typeof setInterval> | undefined;
   /** Folders with events, read again when the watcher goes quiet (see `missed_events.ts`). */
   #dirty = new DirtyFolders(() => this.#readDirtyFolders());
@@ -98,7 +94,7 @@ export class WatchSession {
     this.#closing.abort();
     this.#watcher?.close();
     this.#watcher = undefined;
-    clearTimeout(this.#eventTimer);
+    this.#events.close();
     clearInterval(this.#rescanTimer);
     this.#dirty.close();
   }
@@ -265,30 +261,16 @@ export class WatchSession {
     }
   }
 
-  /**
-   * Collect an event. Events are only gathered here (latest kind per path) and
-   * handled a few milliseconds later in one go, so the watcher is drained
-   * quickly even during a burst.
-   */
   #onEvent(event: WatchEvent): void {
     if (this.#closed) return;
     if (event.flag === "rescan") {
       void this.#rewatch("The watcher lost events; watching {path} again and rescanning it");
       return;
     }
-    const appeared = event.kind === "create" || event.kind === "rename";
-    for (const path of event.paths) {
-      const seen = this.#events.get(path);
-      this.#events.delete(path);
-      this.#events.set(path, { kind: event.kind, appeared: appeared || (seen?.appeared ?? false) });
-    }
-    this.#eventTimer ??= setTimeout(() => this.#handleEvents(), EVENT_BATCH_MS);
+    this.#events.add(event.kind, event.paths);
   }
 
-  #handleEvents(): void {
-    const events = this.#events;
-    this.#events = new Map();
-    this.#eventTimer = undefined;
+  #handleEvents(events: Map<string, GatheredEvent>): void {
     if (this.#closed) return;
     const { root, filter } = this.#options;
     const folders = new Set<string>();
