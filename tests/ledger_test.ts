@@ -429,7 +429,7 @@ Deno.test("Ledger: enqueue returns the attempts kept, 0 for a new or changed fil
   }
 });
 
-Deno.test("Ledger.overdue lists pending retries due before a time; markDue makes them due now", async () => {
+Deno.test("Ledger.overdue lists pending retries due before a time; markDue makes them due now; pending", async () => {
   await withLedger((ledger) => {
     const fail = (job: string, rel: string, nextAttemptAt: number, final = false) => {
       ledger.enqueue(job, rel, FILE);
@@ -453,5 +453,9 @@ Deno.test("Ledger.overdue lists pending retries due before a time; markDue makes
     assert.equal(ledger.get("a", "late.fits")?.nextAttemptAt, 0);
     assert.equal(ledger.get("a", "late.fits")?.attempts, 1, "attempts kept");
     assert.equal(ledger.get("a", "given-up.fits")?.state, "failed", "only pending rows change");
+    assert.deepEqual(
+      ledger.pending("a").map((r) => r.relPath).sort(),
+      ["fresh.fits", "future.fits", "late.fits", "later.fits"],
+    );
   });
 });

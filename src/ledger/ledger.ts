@@ -287,6 +287,12 @@ export class Ledger {
     return (rows as Row[]).map(toRow);
   }
 
+  /** Every pending row of `job` (uses the state index: cheap with many done files). */
+  pending(job: string): LedgerRow[] {
+    const rows = this.#stmt("SELECT * FROM files WHERE job = ? AND state = 'pending'").all(job);
+    return (rows as Row[]).map(toRow);
+  }
+
   /** Number of files per job and state. */
   counts(): Array<{ job: string; state: FileState; count: number }> {
     const rows = this.#stmt(

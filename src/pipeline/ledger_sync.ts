@@ -65,8 +65,8 @@ export async function resumeUnfinished(context: LedgerSyncContext): Promise<void
 export function observeStrayPending(context: LedgerSyncContext): string[] {
   const { job, ledger, queue } = context;
   const stray: string[] = [];
-  for (const row of ledger.unfinished(job.name)) {
-    if (row.state !== "pending" || queue.get(row.relPath)) continue;
+  for (const row of ledger.pending(job.name)) {
+    if (queue.get(row.relPath)) continue;
     const path = absolutePath(job.watch_path, row.relPath);
     if (context.observed(path)) continue;
     stray.push(row.relPath);
