@@ -7,6 +7,7 @@
  */
 import { Command } from "commander";
 import { join } from "node:path";
+import { checkInotifyLimits } from "./doctor_watch_limits.ts";
 import { globalOptions } from "./options.ts";
 import { loadConfig, resolveConfigPath } from "../config/load.ts";
 import type { JobConfig } from "../config/types.ts";
@@ -14,11 +15,6 @@ import { CommandError, UsageError } from "../errors.ts";
 import { classifyFailure, lastLine } from "../transfer/classify.ts";
 import { newMarker } from "../transfer/remote_verify.ts";
 import { runCommand } from "../transfer/run_command.ts";
-import {
-  checkWatchLimits,
-  INOTIFY_LIMITS_COMMAND,
-  parseInotifyLimits,
-} from "../watch/watch_limits.ts";
 import {
   endpointFromJob,
   remoteBasePath,
@@ -79,7 +75,7 @@ async function checkWatchPath(job: JobConfig, report: Report): Promise<void> {
     if (!info.isDirectory) throw new Error("not a folder");
     for await (const _ of Deno.readDir(job.watch_path)) break;
     report.line("ok", "watch folder", job.watch_path);
-    await checkInotifyLimits(job, report);
+    await checkInotifyLimits(job.watch_path, (...args) => report.line(...args));
   } catch (error) {
     const reason = error instanceof Deno.errors.NotFound
       ? "does not exist"
@@ -88,18 +84,6 @@ async function checkWatchPath(job: JobConfig, report: Report): Promise<void> {
       : String(error);
     report.line("FAIL", "watch folder", `${job.watch_path}: ${reason}; fix watch_path`);
   }
-}
-
-/** Linux: whether the inotify limits suit the watch tree. */
-async function checkInotifyLimits(job: JobConfig, report: Report): Promise<void> {
-  if (Deno.build.os !== "linux") return;
-  const limits = await runCommand(INOTIFY_LIMITS_COMMAND, { timeoutMs: 10_000 }).then(
-    (result) => parseInotifyLimits(new TextDecoder().decode(result.stdout)),
-    () => null,
-  );
-  if (!limits) return report.line("skip", "watch limits", "cannot read them with sysctl");
-  const { ok, detail } = checkWatchLimits(job.watch_path, limits);
-  report.line(ok ? "ok" : "WARN", "watch limits", detail);
 }
 
 async function checkLocalJob(job: JobConfig, report: Report): Promise<void> {
