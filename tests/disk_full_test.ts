@@ -13,7 +13,8 @@ import { JobRunner } from "../src/pipeline/job_runner.ts";
 import { createTransport } from "../src/transfer/factory.ts";
 import type { TransferItem, TransferOutcome, Transport } from "../src/transfer/transport.ts";
 import { isTempName } from "../src/transfer/temp_name.ts";
-import { listFiles, randomBytes, waitFor } from "./helpers/files.ts";
+import { startCli } from "./helpers/cli.ts";
+import { listFiles, randomBytes, waitFor, writeConfig } from "./helpers/files.ts";
 import { localTestJob } from "./helpers/jobs.ts";
 import { captureLogs } from "./helpers/log_capture.ts";
 import { startSshd } from "./helpers/sshd.ts";
@@ -193,3 +194,60 @@ for (const method of ["scp", "rsync"] as const) {
     }
   });
 }
+
+Deno.test("disk full (daemon, local): one ERROR, a probe every 15 s, all arrive after the file system grows", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-full-daemon-" });
+  const dest = join(root, "dest");
+  try {
+    await withTmpfs(dest, "1m", async () => {
+      const watch = join(root, "watch");
+      await Deno.mkdir(join(watch, "night"), { recursive: true });
+      const files = new Map<string, Uint8Array>();
+      for (let i = 0; i < 16; i++) {
+        const rel = `night/f${i}.fits`;
+        files.set(rel, randomBytes(FILE_BYTES));
+        await Deno.writeFile(join(watch, rel), files.get(rel)!);
+      }
+      const config = join(root, "config.yaml");
+      await writeConfig(config, {
+        watch_path: watch,
+        remote_base_path: dest,
+        transfer_method: "local",
+        verify_transfer: "size",
+        night_timezone: "UTC",
+        retry_attempts: 1,
+        retry_delay: 0.1,
+        state_dir: join(root, "state"),
+        log_file: "",
+      });
+      // Verbose: every batch is logged ("Sending N file(s) in one batch").
+      const daemon = startCli(["run", "-v", "-c", config], { env: { HOME: root } });
+      try {
+        await daemon.waitForOutput(/The destination .* is full: /, 30_000);
+        const batchesBefore = daemon.stderr().match(/Sending \d+ file/g)?.length ?? 0;
+        // Over 16 s (one probe interval and then some): nothing given up, nothing said again.
+        await new Promise((r) => setTimeout(r, 16_000));
+        const log = daemon.stderr();
+        assert.equal(log.match(/ is full: /g)?.length, 1, log);
+        const batches = (log.match(/Sending \d+ file/g)?.length ?? 0) - batchesBefore;
+        // What was on its way when the pause began (2 transfers), then one probe.
+        assert.ok(batches >= 1 && batches <= 3, `${batches} batches while paused`);
+        assert.doesNotMatch(log, /Failed to transfer/);
+        assert.ok((await finalNames(dest)).length < files.size, "the destination is full");
+        await resizeTmpfs(dest, "16m");
+        await daemon.waitForOutput(/takes files again/, 30_000);
+        await waitFor(async () => (await finalNames(dest)).length === files.size, 30_000);
+      } finally {
+        const status = await daemon.stop("SIGTERM");
+        assert.equal(status.code, 0, daemon.stderr());
+      }
+      for (const rel of await listFiles(dest)) {
+        const source = rel.slice(rel.indexOf("/") + 1);
+        assert.deepEqual(await Deno.readFile(join(dest, rel)), files.get(source), rel);
+      }
+      assert.equal((await listFiles(dest)).length, files.size, "no temporary copies left");
+    });
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});

@@ -73,3 +73,22 @@ Deno.test("FullDestinationPause: full again while recovering goes back to probin
   pause.close();
   assert.equal(clock.pendingTimers, 0);
 });
+
+Deno.test("FullDestinationPause: a probe every 15 s unless told otherwise", () => {
+  const clock = new FakeClock();
+  let due = 0;
+  const pause = new FullDestinationPause({
+    job: "test",
+    target: "/dest",
+    fullSpeed: 2,
+    onProbeDue: () => due++,
+    probeEveryMs: undefined,
+    clock,
+  });
+  pause.full("no space left");
+  clock.advance(14_999);
+  assert.equal(due, 0);
+  clock.advance(1);
+  assert.equal(due, 1);
+  pause.close();
+});

@@ -50,7 +50,11 @@ export class FullDestinationPause {
   #log = logger("pipeline");
 
   constructor(options: FullPauseOptions) {
-    this.#options = { probeEveryMs: FULL_PROBE_MS, clock: systemClock, ...options };
+    this.#options = {
+      ...options,
+      probeEveryMs: options.probeEveryMs ?? FULL_PROBE_MS,
+      clock: options.clock ?? systemClock,
+    };
   }
 
   /** Whether the job is paused (probing or recovering). */
