@@ -116,7 +116,7 @@ export class JobRunner {
       missingFolderRetryMs: options.missingFolderRetryMs ?? 10_000,
       rescanIntervalMs: job.rescan_interval_seconds * 1000,
       onActivity: (path, rel, activity) => this.#intake.activity(path, rel, activity),
-      onFound: (files) => this.#intake.found(files),
+      onFound: (files, quick) => this.#intake.found(files, quick),
       beforeRescan: () => this.#beforeRescan(),
       // The first file should not wait for an SSH handshake (~0.3 s or more).
       onFolderReady: () => void this.#transport.warmUp?.(),

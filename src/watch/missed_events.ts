@@ -9,8 +9,9 @@
  * quiet for a moment ({@linkcode SAFETY_QUIET_MS}; during a long stream of
  * events at least every {@linkcode SAFETY_MAX_DELAY_MS}), together with its
  * subfolders that changed since (a folder's mtime moves when a file is
- * created in it). Reading a folder is cheap, and files already sent are
- * skipped by size and mtime.
+ * created in it). Reading a folder is cheap, and files already sent are not
+ * even looked at: this looks for new files (a file rewritten after it was sent
+ * whose events were all lost waits for the periodic rescan).
  *
  * @module
  */

@@ -38,8 +38,12 @@ export interface WatchSessionOptions {
   rescanIntervalMs: number;
   /** A file that matches the filter was created, written or closed. */
   onActivity(path: string, relPath: string, activity: Activity): void;
-  /** Files a scan found; returns how many of them are new or changed. */
-  onFound(files: FoundFile[]): number;
+  /**
+   * Files a scan found; returns how many of them are new or changed.
+   * `quick`: files already sent may be taken as unchanged without a stat (the
+   * re-reads for lost events, which look for new files).
+   */
+  onFound(files: FoundFile[], quick: boolean): number;
   /** Before each periodic rescan (and the fallback rescans). */
   beforeRescan(): void;
   /** The folder exists and is about to be watched (warm up what the first file needs). */
@@ -123,7 +127,7 @@ export class WatchSession {
     const batches = scanFolderBatches(root, filter, { startRel, onError: this.#onScanError });
     for await (const batch of batches) {
       if (this.#closed) return;
-      found += this.#options.onFound(batch);
+      found += this.#options.onFound(batch, false);
     }
     if (found > 0) {
       this.#log.info("Found {count} new or changed file(s) in {path}", {
@@ -153,6 +157,7 @@ export class WatchSession {
       const dirty = this.#dirty.take();
       const result = await scanDirtyFolders(dirty, {
         ...this.#options,
+        onFound: (files) => this.#options.onFound(files, true),
         onError: this.#onScanError,
         isClosed: () => this.#closed,
       });
