@@ -37,6 +37,11 @@ Deno.test("scanDirtyFolders: reads folders with events and their changed subfold
     await put(root, "night/new/d.fits");
     await put(root, "night/silent/e.fits");
     await put(root, "night/silent/notes.txt");
+    // Written a while ago: its events would have come by now.
+    const aWhileAgo = new Date(Date.now() - 10_000);
+    await Deno.utime(join(root, "night/silent/e.fits"), aWhileAgo, aWhileAgo);
+    // Just written: its events may still be on their way.
+    await put(root, "night/fresh/f.fits");
 
     const seen: string[] = [];
     const start = Date.now();
@@ -47,18 +52,18 @@ Deno.test("scanDirtyFolders: reads folders with events and their changed subfold
       // Every file counts as missed here, except c.fits (its events arrived).
       onFound: (files: FoundFile[]) => {
         seen.push(...files.map((f) => f.relPath));
-        return files.filter((f) => !f.relPath.endsWith("c.fits")).length;
+        return files.filter((f) => !f.relPath.endsWith("c.fits"));
       },
       onError: (path, error) => assert.fail(`cannot read ${path}: ${error}`),
       isClosed: () => false,
     });
     assert.deepEqual(
       seen.sort(),
-      ["night/c.fits", "night/new/d.fits", "night/silent/e.fits"],
+      ["night/c.fits", "night/fresh/f.fits", "night/new/d.fits", "night/silent/e.fits"],
       "old folders skipped, night/new read once, only matching files",
     );
-    assert.equal(result.found, 2);
-    assert.deepEqual(result.unwatched, ["night/silent"], "new files without any event");
+    assert.equal(result.found, 3);
+    assert.deepEqual(result.unwatched, ["night/silent"], "new files written a while ago, no event");
   } finally {
     await Deno.remove(root, { recursive: true });
   }
@@ -75,7 +80,7 @@ Deno.test("scanDirtyFolders: the root as a dirty folder; a folder that vanished 
       filter,
       onFound: (files) => {
         seen.push(...files.map((f) => f.relPath));
-        return 0;
+        return [];
       },
       onError: (path) => errors.push(path),
       isClosed: () => false,
@@ -105,6 +110,9 @@ Deno.test("a folder whose files come without events is found, and watched again"
     await withTmpfs(mnt, "4m", async () => {
       const silent = randomBytes(3000);
       await Deno.writeFile(join(mnt, "silent.fits"), silent);
+      // Written a while ago (its events, had there been a watch, would have come by now).
+      const earlier = new Date(Date.now() - 10_000);
+      await Deno.utime(join(mnt, "silent.fits"), earlier, earlier);
       // An event next to it: its folder is read again once the watcher is quiet.
       await Deno.writeFile(join(job.watch_path, "night", "loud.fits"), randomBytes(100));
       const done = (rel: string) => ledger.get(job.name, rel)?.state === "done";

@@ -48,13 +48,13 @@ export class Intake {
   }
 
   /**
-   * Files found by a scan: observe those that are new or changed; returns how
-   * many. `quick`: a file sent before counts as unchanged without a stat.
+   * Files found by a scan: observe those that are new or changed, and return
+   * them. `quick`: a file sent before counts as unchanged without a stat.
    */
-  found(files: FoundFile[], quick = false): number {
+  found(files: FoundFile[], quick = false): FoundFile[] {
     const { queue, checker } = this.#context;
     const done = this.#context.done();
-    let found = 0;
+    const found: FoundFile[] = [];
     for (const file of files) {
       if (queue.get(file.relPath) || checker.has(file.path)) continue;
       const entry = done.get(file.relPath);
@@ -69,7 +69,7 @@ export class Intake {
         }
         if (sameVersion(versionOf(info), entry)) continue;
       }
-      found++;
+      found.push(file);
       checker.touch(file.path);
     }
     return found;

@@ -28,6 +28,12 @@ export const SAFETY_MAX_DELAY_MS = 10_000;
 /** Tolerance when comparing folder mtimes with event times (coarse or stepped clocks). */
 const MTIME_SLACK_MS = 2000;
 
+/**
+ * A file written longer ago than this should have sent its events by now,
+ * even under load: if it did not, its folder may have no watch.
+ */
+const EVENT_LATENCY_MS = 2000;
+
 /** The folders that had events since they were last read, each with the time of its first event. */
 export class DirtyFolders {
   #folders = new Map<string, number>();
@@ -82,14 +88,14 @@ export class DirtyFolders {
 export interface DirtyScanResult {
   /** Files that were new or changed (their events were lost). */
   found: number;
-  /** Folders that had no event but new files: their watch may be missing. */
+  /** Folders without events but with new files written a while ago: their watch may be missing. */
   unwatched: string[];
 }
 
 /**
  * Read every folder in `dirty` and, below it, the subfolders whose mtime is
  * not older than that folder's first event; report the files through
- * `onFound` (which returns how many of them were new or changed).
+ * `onFound` (which returns those that were new or changed).
  */
 export async function scanDirtyFolders(
   dirty: Map<string, number>,
@@ -97,14 +103,15 @@ export async function scanDirtyFolders(
     /** The watch folder. */
     root: string;
     filter: FileFilter;
-    /** Report found files; returns how many of them were new or changed. */
-    onFound: (files: FoundFile[]) => number;
+    /** Report found files; returns those that were new or changed. */
+    onFound: (files: FoundFile[]) => FoundFile[];
     onError: (path: string, error: unknown) => void;
     isClosed: () => boolean;
   },
 ): Promise<DirtyScanResult> {
   const { root, filter, onFound, onError } = options;
   const result: DirtyScanResult = { found: 0, unwatched: [] };
+  const silentBefore = Date.now() - EVENT_LATENCY_MS;
   for (const [startRel, firstEventAt] of dirty) {
     const since = firstEventAt - MTIME_SLACK_MS;
     const changedOnly: FileFilter = {
@@ -116,9 +123,12 @@ export async function scanDirtyFolders(
     for await (const batch of scanFolderBatches(root, changedOnly, { startRel, onError })) {
       if (options.isClosed()) return result;
       const found = onFound(batch);
-      result.found += found;
+      result.found += found.length;
       const folder = parentOf(batch[0].relPath);
-      if (found > 0 && !dirty.has(folder) && !result.unwatched.includes(folder)) {
+      if (
+        !dirty.has(folder) && !result.unwatched.includes(folder) &&
+        found.some((file) => writtenBefore(file.path, silentBefore))
+      ) {
         result.unwatched.push(folder);
       }
     }
@@ -130,6 +140,14 @@ export async function scanDirtyFolders(
 export function parentOf(relPath: string): string {
   const slash = relPath.lastIndexOf("/");
   return slash < 0 ? "" : relPath.slice(0, slash);
+}
+
+function writtenBefore(path: string, ms: number): boolean {
+  try {
+    return (Deno.statSync(path).mtime?.getTime() ?? Infinity) < ms;
+  } catch {
+    return false;
+  }
 }
 
 function changedSince(root: string, rel: string, sinceMs: number): boolean {

@@ -39,11 +39,11 @@ export interface WatchSessionOptions {
   /** A file that matches the filter was created, written or closed. */
   onActivity(path: string, relPath: string, activity: Activity): void;
   /**
-   * Files a scan found; returns how many of them are new or changed.
+   * Files a scan found; returns those that are new or changed.
    * `quick`: files already sent may be taken as unchanged without a stat (the
    * re-reads for lost events, which look for new files).
    */
-  onFound(files: FoundFile[], quick: boolean): number;
+  onFound(files: FoundFile[], quick: boolean): FoundFile[];
   /** Before each periodic rescan (and the fallback rescans). */
   beforeRescan(): void;
   /** The folder exists and is about to be watched (warm up what the first file needs). */
@@ -127,7 +127,7 @@ export class WatchSession {
     const batches = scanFolderBatches(root, filter, { startRel, onError: this.#onScanError });
     for await (const batch of batches) {
       if (this.#closed) return;
-      found += this.#options.onFound(batch, false);
+      found += this.#options.onFound(batch, false).length;
     }
     if (found > 0) {
       this.#log.info("Found {count} new or changed file(s) in {path}", {
@@ -151,10 +151,10 @@ export class WatchSession {
    */
   #readDirtyFolders(): void {
     this.#dirtyReads = this.#dirtyReads.then(async () => {
+      const dirty = this.#dirty.take();
       // A rewatch scans everything anyway.
       if (this.#closed || this.#rewatching) return;
       const { root, job } = this.#options;
-      const dirty = this.#dirty.take();
       const result = await scanDirtyFolders(dirty, {
         ...this.#options,
         onFound: (files) => this.#options.onFound(files, true),
