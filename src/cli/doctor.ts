@@ -7,6 +7,7 @@
  */
 import { Command } from "commander";
 import { join } from "node:path";
+import { checkInotifyLimits } from "./doctor_watch_limits.ts";
 import { globalOptions } from "./options.ts";
 import { loadConfig, resolveConfigPath } from "../config/load.ts";
 import type { JobConfig } from "../config/types.ts";
@@ -26,8 +27,8 @@ import {
 /** Below this much free space at a destination, `doctor` reports a failure. */
 const MIN_FREE_BYTES = 1024 ** 3;
 
-/** One check's verdict. */
-type Verdict = "ok" | "FAIL" | "skip";
+/** One check's verdict (`WARN`: works, but should be fixed; does not fail `doctor`). */
+type Verdict = "ok" | "WARN" | "FAIL" | "skip";
 
 /** Prints verdict lines and remembers whether anything failed. */
 class Report {
@@ -74,6 +75,7 @@ async function checkWatchPath(job: JobConfig, report: Report): Promise<void> {
     if (!info.isDirectory) throw new Error("not a folder");
     for await (const _ of Deno.readDir(job.watch_path)) break;
     report.line("ok", "watch folder", job.watch_path);
+    await checkInotifyLimits(job.watch_path, (...args) => report.line(...args));
   } catch (error) {
     const reason = error instanceof Deno.errors.NotFound
       ? "does not exist"
