@@ -1,7 +1,8 @@
 /**
- * A private OpenSSH server on 127.0.0.1 for transfer tests: its own host key,
- * client key, known_hosts and an unprivileged login user. No ~/.ssh/config is
- * involved: the transport gets host, port, identity file and ssh_options.
+ * A private OpenSSH server for transfer tests (on 127.0.0.1 unless told
+ * otherwise, e.g. inside a network namespace): its own host key, client key,
+ * known_hosts and an unprivileged login user. No ~/.ssh/config is involved:
+ * the transport gets host, port, identity file and ssh_options.
  *
  * @module
  */
@@ -14,6 +15,8 @@ export const TEST_USER = "itx-test";
 
 /** A running test server. */
 export interface TestSshd {
+  /** The address the server listens on (the jobs' `remote_host`). */
+  host: string;
   port: number;
   /** Private folder of keys, config and logs (removed by `stop`). */
   dir: string;
@@ -94,11 +97,16 @@ function freePort(): number {
   return port;
 }
 
-async function waitForPort(port: number, child: Deno.ChildProcess, dir: string): Promise<void> {
+async function waitForPort(
+  hostname: string,
+  port: number,
+  child: Deno.ChildProcess,
+  dir: string,
+): Promise<void> {
   const deadline = Date.now() + 10_000;
   while (Date.now() < deadline) {
     try {
-      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      const conn = await Deno.connect({ hostname, port });
       conn.close();
       return;
     } catch {
@@ -107,13 +115,17 @@ async function waitForPort(port: number, child: Deno.ChildProcess, dir: string):
   }
   child.kill("SIGKILL");
   const log = await Deno.readTextFile(join(dir, "sshd.log")).catch(() => "");
-  throw new Error(`sshd did not start listening on port ${port}:\n${log}`);
+  throw new Error(`sshd did not start listening on ${hostname} port ${port}:\n${log}`);
 }
 
 /** Options of {@linkcode startSshd}. */
 export interface SshdOptions {
   /** Environment variables the server sets in every session (`SetEnv`), PATH included. */
   sessionEnv?: Record<string, string>;
+  /** IPv4 address to listen on. @default "127.0.0.1" */
+  listenAddress?: string;
+  /** argv that runs sshd, e.g. inside a network namespace (`ip netns exec NS`). @default none */
+  commandPrefix?: string[];
 }
 
 /**
@@ -151,12 +163,13 @@ export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
   await Deno.chmod(authorizedKeys, 0o644);
   await Deno.mkdir("/run/sshd", { recursive: true });
 
+  const host = options.listenAddress ?? "127.0.0.1";
   const port = freePort();
   const config = join(dir, "sshd_config");
   await Deno.writeTextFile(
     config,
     [
-      "ListenAddress 127.0.0.1",
+      `ListenAddress ${host}`,
       `Port ${port}`,
       `HostKey ${hostKey}`,
       `PidFile ${join(dir, "sshd.pid")}`,
@@ -180,21 +193,31 @@ export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
       "",
     ].join("\n"),
   );
-  const sshd = new Deno.Command("/usr/sbin/sshd", {
-    args: ["-D", "-f", config, "-E", join(dir, "sshd.log")],
+  const argv = [
+    ...options.commandPrefix ?? [],
+    "/usr/sbin/sshd",
+    "-D",
+    "-f",
+    config,
+    "-E",
+    join(dir, "sshd.log"),
+  ];
+  const sshd = new Deno.Command(argv[0], {
+    args: argv.slice(1),
     stdin: "null",
     stdout: "null",
     stderr: "null",
   }).spawn();
-  await waitForPort(port, sshd, dir);
+  await waitForPort(host, port, sshd, dir);
 
   const knownHosts = join(dir, "known_hosts");
   const hostPub = (await Deno.readTextFile(`${hostKey}.pub`)).split(" ").slice(0, 2).join(" ");
-  await Deno.writeTextFile(knownHosts, `[127.0.0.1]:${port} ${hostPub}\n`);
+  await Deno.writeTextFile(knownHosts, `[${host}]:${port} ${hostPub}\n`);
   const sshOptions = [`UserKnownHostsFile=${knownHosts}`, "GlobalKnownHostsFile=/dev/null"];
   const remoteDirs: string[] = [];
 
   return {
+    host,
     port,
     dir,
     user: TEST_USER,
@@ -216,7 +239,7 @@ export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
     },
     configKeys() {
       return {
-        remote_host: "127.0.0.1",
+        remote_host: host,
         remote_user: TEST_USER,
         ssh_port: port,
         ssh_identity_file: identityFile,
@@ -228,7 +251,7 @@ export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
         name: "ssh-test",
         watch_path: "/nonexistent-watch",
         transfer_method: "scp",
-        remote_host: "127.0.0.1",
+        remote_host: host,
         remote_user: TEST_USER,
         remote_base_path: "/nonexistent-base",
         file_patterns: ["*"],
