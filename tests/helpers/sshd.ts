@@ -18,6 +18,8 @@ export interface TestSshd {
   /** The address the server listens on (the jobs' `remote_host`). */
   host: string;
   port: number;
+  /** Process id of the listening server (each connection is served by a child of it). */
+  pid: number;
   /** Private folder of keys, config and logs (removed by `stop`). */
   dir: string;
   user: string;
@@ -219,6 +221,7 @@ export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
   return {
     host,
     port,
+    pid: sshd.pid,
     dir,
     user: TEST_USER,
     uid,
