@@ -55,28 +55,6 @@ async function masterOf(controlPath: string): Promise<number> {
   return pids[0];
 }
 
-/** Every process below `pid` (children, their children, ...). */
-async function descendants(pid: number): Promise<number[]> {
-  const parents = new Map<number, number>();
-  for await (const entry of Deno.readDir("/proc")) {
-    if (!/^\d+$/.test(entry.name)) continue;
-    const stat = await Deno.readTextFile(`/proc/${entry.name}/stat`).catch(() => "");
-    const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-    parents.set(Number(entry.name), ppid);
-  }
-  const found: number[] = [];
-  const walk = (parent: number) => {
-    for (const [child, ppid] of parents) {
-      if (ppid === parent) {
-        found.push(child);
-        walk(child);
-      }
-    }
-  };
-  walk(pid);
-  return found;
-}
-
 function alive(pid: number): boolean {
   try {
     const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
@@ -159,7 +137,7 @@ for (const method of ["scp", "rsync"] as const) {
             const socket = controlSocket(runtime);
             const old = await masterOf(socket);
             // Freeze the server's side of this connection (it keeps listening for new ones).
-            const frozen = await descendants(sshd.pid);
+            const frozen = await sshd.sessionPids();
             assert.ok(frozen.length > 0, "the server serves the connection");
             for (const pid of frozen) Deno.kill(pid, "SIGSTOP");
             try {

@@ -37,7 +37,7 @@ const PROBE_TIMEOUT_MS = 20_000;
  * Seconds allowed for opening a connection beyond `ConnectTimeout` (which
  * covers the TCP connection and the key exchange): for authentication.
  */
-const OPEN_GRACE_S = 15;
+const OPEN_GRACE_S = 30;
 
 /** Environment for every SSH-side process: English messages locally and (via SendEnv) remotely. */
 export const SSH_ENV: Record<string, string> = { LC_ALL: "C" };
@@ -137,7 +137,7 @@ export class SshSession {
   #runtimeDir: string;
   #controlPath: string | null | undefined;
   #ownControlDir: string | null = null;
-  #connecting: Promise<void> | null = null;
+  #connecting: Promise<unknown> | null = null;
   #slots = new SessionSlots(MAX_SHARED_SESSIONS);
   /** Process id of the shared connection's master, as `ssh -O check` last told it. */
   #masterPid: number | null = null;
@@ -309,17 +309,22 @@ export class SshSession {
    * SSH handshake of ~0.3 s), replace a master that died, hangs, or, after a
    * failed call, no longer gets an answer through (e.g. across a link cut it
    * has not noticed yet). Bounded in time: `ConnectTimeout` plus a little.
-   * Errors are left to the caller's own next command, which reports them.
+   *
+   * @returns `null`, or why no connection could be opened (a
+   *   {@linkcode CommandError}, an `Error` when that timed out, or the abort
+   *   reason): calls now would fail alike
    */
-  async connect(options: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<void> {
+  async connect(options: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<unknown> {
     const controlPath = await this.controlPath();
-    if (controlPath === null) return;
-    this.#connecting ??= this.#ensureMaster(controlPath, options).catch(() => {}).finally(() => {
-      this.#connecting = null;
-    });
-    await this.#connecting;
+    if (controlPath === null) return null;
+    this.#connecting ??= this.#ensureMaster(controlPath, options).then(() => null, (error) => error)
+      .finally(() => {
+        this.#connecting = null;
+      });
+    return await this.#connecting;
   }
 
+  /** See {@linkcode SshSession.connect}; throws when no connection could be opened. */
   async #ensureMaster(
     controlPath: string,
     options: { timeoutMs?: number; signal?: AbortSignal },
@@ -342,7 +347,17 @@ export class SshSession {
     }
     this.#masterPid = null;
     this.#inDoubt = false;
-    await this.runScript("exit 0\n", { timeoutMs: bound(openMs), signal: options.signal });
+    const timeoutMs = bound(openMs);
+    try {
+      await this.runScript("exit 0\n", { timeoutMs, signal: options.signal });
+    } catch (error) {
+      if (!(error instanceof CommandError && error.run.timedOut)) throw error;
+      throw new Error(
+        `no SSH connection to ${this.endpoint.host} could be opened within ${timeoutMs / 1000} s ` +
+          "(is the host up and reachable?)",
+        { cause: error },
+      );
+    }
     const master = await checkMaster(this.#controlArgv, SSH_ENV);
     if (master.state === "running") this.#masterPid = master.pid;
   }

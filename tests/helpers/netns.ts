@@ -20,15 +20,22 @@ export interface TestLink {
   /** argv prefix that runs a program inside the namespace. */
   commandPrefix: string[];
   /**
-   * Cut the link: the namespace's end goes down, so packets either way are
-   * dropped silently (this side's route stays, nothing leaves by another way).
+   * Cut the link. `"down"`: the namespace's end goes down (`ip link set …
+   * down`); packets either way are lost and new connections soon fail with
+   * "No route to host" (address resolution fails). `"silent"`: the link stays
+   * up but each end sends to a hardware address nobody has, so packets vanish
+   * without any error, as behind a failed router. Either way this side's
+   * route stays: nothing leaves by another way.
    */
-  cut(): Promise<void>;
+  cut(how?: "down" | "silent"): Promise<void>;
   /** Bring the link back after {@linkcode TestLink.cut}. */
   restore(): Promise<void>;
   /** Remove the veth pair and the namespace (safe to call twice). */
   remove(): Promise<void>;
 }
+
+/** A fixed neighbour entry pointing at a locally administered address no interface has. */
+const NOWHERE = ["lladdr", "02:00:5e:00:53:01", "nud", "permanent"];
 
 /** Run `ip` with `args`; throws with its stderr when it fails. */
 async function ip(args: string[]): Promise<string> {
@@ -130,8 +137,19 @@ export async function createTestLink(options: TestLinkOptions = {}): Promise<Tes
     hostAddress,
     peerAddress,
     commandPrefix: inside,
-    cut: async () => void await ip(["-n", namespace, "link", "set", peerVeth, "down"]),
-    restore: async () => void await ip(["-n", namespace, "link", "set", peerVeth, "up"]),
+    async cut(how = "down") {
+      if (how === "down") {
+        await ip(["-n", namespace, "link", "set", peerVeth, "down"]);
+        return;
+      }
+      await ip(["neigh", "replace", peerAddress, ...NOWHERE, "dev", hostVeth]);
+      await ip(["-n", namespace, "neigh", "replace", hostAddress, ...NOWHERE, "dev", peerVeth]);
+    },
+    async restore() {
+      await ip(["-n", namespace, "link", "set", peerVeth, "up"]);
+      await ip(["neigh", "del", peerAddress, "dev", hostVeth]).catch(() => {});
+      await ip(["-n", namespace, "neigh", "del", hostAddress, "dev", peerVeth]).catch(() => {});
+    },
     remove,
   };
 }

@@ -35,6 +35,8 @@ export interface TestSshd {
   sshdLog(): Promise<string>;
   /** How many SSH connections have logged in so far. */
   logins(): Promise<number>;
+  /** Processes serving connections now (every process below the listening server). */
+  sessionPids(): Promise<number[]>;
   /** A job config for this server; `overrides` win. */
   job(overrides: Partial<JobConfig>): JobConfig;
   /** The config-file keys that point a job at this server (host, user, port, key, options). */
@@ -118,6 +120,28 @@ async function waitForPort(
   child.kill("SIGKILL");
   const log = await Deno.readTextFile(join(dir, "sshd.log")).catch(() => "");
   throw new Error(`sshd did not start listening on ${hostname} port ${port}:\n${log}`);
+}
+
+/** Every process below `pid` (children, their children, ...), from /proc. */
+async function descendants(pid: number): Promise<number[]> {
+  const parents = new Map<number, number>();
+  for await (const entry of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    const stat = await Deno.readTextFile(`/proc/${entry.name}/stat`).catch(() => "");
+    // Fields after the "(name)": state, ppid, ...
+    const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+    parents.set(Number(entry.name), ppid);
+  }
+  const found: number[] = [];
+  const walk = (parent: number) => {
+    for (const [child, ppid] of parents) {
+      if (ppid !== parent) continue;
+      found.push(child);
+      walk(child);
+    }
+  };
+  walk(pid);
+  return found;
 }
 
 /** Options of {@linkcode startSshd}. */
@@ -240,6 +264,7 @@ export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
       const log = await Deno.readTextFile(join(dir, "sshd.log")).catch(() => "");
       return log.split("\n").filter((line) => line.includes("Accepted publickey")).length;
     },
+    sessionPids: () => descendants(sshd.pid),
     configKeys() {
       return {
         remote_host: host,
@@ -280,10 +305,17 @@ export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
       };
     },
     async stop() {
+      // Sessions of connections whose client vanished (a cut link) outlive the listener.
+      const sessions = await descendants(sshd.pid).catch(() => []);
       try {
         sshd.kill("SIGTERM");
       } catch { /* already gone */ }
       await sshd.status;
+      for (const pid of sessions) {
+        try {
+          Deno.kill(pid, "SIGKILL");
+        } catch { /* already gone */ }
+      }
       for (const path of remoteDirs) await Deno.remove(path, { recursive: true }).catch(() => {});
       await Deno.remove(dir, { recursive: true }).catch(() => {});
     },
