@@ -121,7 +121,7 @@ Deno.test("review: a folder moved in whose name matches file_patterns is scanned
 
 Deno.test("review: a file waiting for a retry is not also sent at once when an event re-checks it", async () => {
   await withRunner(
-    { retry_delay: 1.5, retry_max_delay_seconds: 1.5, max_concurrent_transfers: 4 },
+    { retry_delay_seconds: 1.5, retry_max_delay_seconds: 1.5, max_concurrent_transfers: 4 },
     async ({ job, ledger, transport, runner }) => {
       await runner.start();
       const path = join(job.watch_path, "retry.fits");

@@ -662,7 +662,7 @@ export class JobRunner {
     }
     const attempts = queued.attempts + 1;
     if (error.retryable && attempts <= job.retry_attempts) {
-      const delayMs = retryDelayMs(attempts, job.retry_delay, job.retry_max_delay_seconds);
+      const delayMs = retryDelayMs(attempts, job.retry_delay_seconds, job.retry_max_delay_seconds);
       const nextAttemptAt = Date.now() + delayMs;
       this.#ledger.recordFailure(job.name, queued.relPath, {
         error: error.message,
