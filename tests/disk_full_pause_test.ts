@@ -150,7 +150,7 @@ Deno.test("disk full (local): the job pauses, probes, and resumes when there is 
     await fillUpAndGrow(
       localTestJob(root, {
         retry_attempts: 2,
-        retry_delay: 0.1,
+        retry_delay_seconds: 0.1,
         retry_max_delay_seconds: 0.2,
         max_concurrent_transfers: 2,
         verify_transfer: "size",
@@ -180,7 +180,7 @@ for (const method of ["scp", "rsync"] as const) {
           stability_window_seconds: 0.2,
           night_timezone: "UTC",
           retry_attempts: 2,
-          retry_delay: 0.1,
+          retry_delay_seconds: 0.1,
           retry_max_delay_seconds: 0.2,
           max_concurrent_transfers: 2,
           verify_transfer: "checksum",
@@ -215,7 +215,7 @@ Deno.test("disk full (daemon, local): one ERROR, a probe every 15 s, all arrive 
         verify_transfer: "size",
         night_timezone: "UTC",
         retry_attempts: 1,
-        retry_delay: 0.1,
+        retry_delay_seconds: 0.1,
         state_dir: join(root, "state"),
         log_file: "",
       });

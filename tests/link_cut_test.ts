@@ -20,7 +20,7 @@ const FILES = 3;
 const FILE_BYTES = 50 * 1024 * 1024;
 /** Slow enough that the cut falls in the middle of the uploads (both methods share it). */
 const LINK_MBIT = 100;
-/** Wait between two attempts of the same files, as a short retry_delay would. */
+/** Wait between two attempts of the same files, as a short retry_delay_seconds would. */
 const RETRY_WAIT_MS = 5_000;
 /**
  * Longest an attempt may take while the link is down: keep-alives notice a

@@ -73,7 +73,7 @@ Deno.test("retries: through a 3 s outage of every kind, no retry is ever overdue
   await Deno.mkdir(join(root, "watch"));
   const job = localTestJob(root, {
     retry_attempts: 1000,
-    retry_delay: 0.1,
+    retry_delay_seconds: 0.1,
     retry_max_delay_seconds: 0.4,
     max_concurrent_transfers: 2,
   });

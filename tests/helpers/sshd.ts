@@ -296,7 +296,7 @@ export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
         compression: false,
         remote_sync: true,
         retry_attempts: 0,
-        retry_delay: 0,
+        retry_delay_seconds: 0,
         retry_max_delay_seconds: 0,
         transfer_timeout_seconds: 120,
         max_concurrent_transfers: 1,
