@@ -1,0 +1,350 @@
+/**
+ * The `ftp` transport: FTPS (explicit TLS) or plain FTP, passive mode.
+ *
+ * Each file is uploaded (from the source opened as `source_open.ts` does)
+ * under a hidden temporary name with a random part (see `temp_name.ts`) in
+ * its destination folder, verified (`SIZE`; SHA-256 through `HASH` or
+ * `XSHA256` where the server offers one), and renamed into place. FTP has no
+ * exclusive create: the 96 random bits of the name are what keep anyone from
+ * planting something under it ahead. Connections are kept open and reused
+ * from one batch to the next (one per concurrent batch).
+ *
+ * @module
+ */
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { Transform } from "node:stream";
+import type { JobConfig } from "../config/types.ts";
+import { TransferError } from "../errors.ts";
+import { logger } from "../log/logging.ts";
+import { classifyFtpError, connectFtp, type FtpConnection, ftpServerName } from "./ftp_connect.ts";
+import { assertSourceUnchanged } from "./source_check.ts";
+import { closeSource, openSource } from "./source_open.ts";
+import { isOwnTempName, jobOwner, tempNameFor } from "./temp_name.ts";
+import type { TransferItem, TransferOutcome, Transport } from "./transport.ts";
+
+const log = logger("transfer");
+
+/** Uploads to `remote_base_path` on an FTP server: temp name, verify, rename. */
+export class FtpTransport implements Transport {
+  readonly method = "ftp" as const;
+  readonly maxBatchFiles = 16;
+  #job: JobConfig;
+  #owner: string;
+  /** Logged-in connections not in use by a batch. */
+  #idle: FtpPeer[] = [];
+  /** Every open connection. */
+  #open = new Set<FtpPeer>();
+  /** Temporary paths being written now (never swept). */
+  #inUse = new Set<string>();
+  #saidSizeOnly = false;
+  #closed = false;
+
+  constructor(job: JobConfig) {
+    this.#job = job;
+    this.#owner = jobOwner(job);
+  }
+
+  describeTarget(destination: string): string {
+    return `ftp${this.#job.ftp_tls === "off" ? "" : "s"}://${ftpServerName(this.#job)}${
+      joinRemote(this.#job.remote_base_path, destination)
+    }`;
+  }
+
+  async warmUp(): Promise<void> {
+    try {
+      if (this.#idle.length === 0) this.#release(await this.#connect());
+    } catch {
+      // Reported at the first send.
+    }
+  }
+
+  async send(items: TransferItem[], signal: AbortSignal): Promise<TransferOutcome[]> {
+    const outcomes: TransferOutcome[] = [];
+    let peer: FtpPeer | null = null;
+    const onAbort = () => peer?.connection.client.close();
+    signal.addEventListener("abort", onAbort);
+    try {
+      for (const item of items) {
+        signal.throwIfAborted();
+        const bad = badName(item, this.#job.remote_base_path);
+        if (bad !== null) {
+          outcomes.push({ item, error: bad });
+          continue;
+        }
+        try {
+          peer ??= await this.#acquire();
+        } catch (error) {
+          // No connection: every remaining item fails the same way.
+          const failure = classifyFtpError(error, this.#job, "connect");
+          for (const rest of items.slice(outcomes.length)) {
+            outcomes.push({ item: rest, error: failure });
+          }
+          break;
+        }
+        try {
+          await this.#upload(peer, item);
+          outcomes.push({ item, error: null });
+        } catch (error) {
+          if (signal.aborted) throw signal.reason;
+          outcomes.push({
+            item,
+            error: withSource(item, classifyFtpError(error, this.#job, "upload")),
+          });
+          if (peer.connection.client.closed) {
+            this.#drop(peer);
+            peer = null;
+          }
+        }
+      }
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+      if (peer !== null) {
+        if (signal.aborted || peer.connection.client.closed) this.#drop(peer);
+        else this.#release(peer);
+      }
+    }
+    return outcomes;
+  }
+
+  close(): Promise<void> {
+    this.#closed = true;
+    for (const peer of this.#open) peer.connection.client.close();
+    this.#open.clear();
+    this.#idle = [];
+    return Promise.resolve();
+  }
+
+  async #connect(): Promise<FtpPeer> {
+    const connection = await connectFtp(this.#job);
+    const peer = { connection, folders: new Set<string>(), swept: new Set<string>() };
+    this.#open.add(peer);
+    if (this.#job.verify_transfer === "checksum" && !this.#saidSizeOnly) {
+      const { hash, xsha256 } = connection.features;
+      if (!hash && !xsha256) {
+        this.#saidSizeOnly = true;
+        log.warn(
+          "FTP server {server} offers no checksum command (HASH or XSHA256): arrivals are verified by size only",
+          { server: ftpServerName(this.#job) },
+        );
+      }
+    }
+    return peer;
+  }
+
+  /** An idle connection that still answers, or a new one. */
+  async #acquire(): Promise<FtpPeer> {
+    while (this.#idle.length > 0) {
+      const peer = this.#idle.pop()!;
+      try {
+        await peer.connection.client.send("NOOP");
+        return peer;
+      } catch {
+        this.#drop(peer);
+      }
+    }
+    return await this.#connect();
+  }
+
+  #release(peer: FtpPeer): void {
+    if (this.#closed) peer.connection.client.close();
+    else this.#idle.push(peer);
+  }
+
+  #drop(peer: FtpPeer): void {
+    peer.connection.client.close();
+    this.#open.delete(peer);
+  }
+
+  async #upload(peer: FtpPeer, item: TransferItem): Promise<void> {
+    const { client, features, home } = peer.connection;
+    const base = this.#job.remote_base_path.startsWith("/")
+      ? this.#job.remote_base_path
+      : joinRemote(home, this.#job.remote_base_path);
+    const finalPath = joinRemote(base, item.destination);
+    const folder = finalPath.slice(0, finalPath.lastIndexOf("/")) || "/";
+    await ensureFolders(peer, base, folder);
+    await this.#sweep(peer, folder);
+    const tempPath = joinRemote(
+      folder,
+      tempNameFor(finalPath.slice(finalPath.lastIndexOf("/") + 1), this.#owner),
+    );
+    const source = openSource(item);
+    this.#inUse.add(tempPath);
+    let uploaded = false;
+    try {
+      const counter = new HashingCounter(this.#job.verify_transfer === "checksum");
+      const stream = createReadStream("", { fd: source.fd, autoClose: false, start: 0 });
+      uploaded = true;
+      await client.uploadFrom(stream.pipe(counter), tempPath);
+      if (counter.bytes !== item.size) {
+        throw new TransferError(
+          `read ${counter.bytes} bytes, expected ${item.size} (source changed)`,
+          "retry",
+        );
+      }
+      if (this.#job.verify_transfer !== "none") {
+        const size = await client.size(tempPath);
+        if (size !== item.size) {
+          throw new TransferError(
+            `verification failed: the server has ${size} bytes, expected ${item.size}`,
+            "retry",
+          );
+        }
+        const remote = await remoteSha256(peer.connection, tempPath, counter);
+        if (remote !== null && remote !== counter.digest()) {
+          throw new TransferError("verification failed: SHA-256 differs on the server", "retry");
+        }
+      }
+      if (features.mfmt) {
+        await client.sendIgnoringError(`MFMT ${mfmtTime(item.mtimeMs)} ${tempPath}`);
+      }
+      await assertSourceUnchanged(item);
+      await renameReplacing(peer.connection, tempPath, finalPath);
+    } catch (error) {
+      if (uploaded && !client.closed) await client.sendIgnoringError(`DELE ${tempPath}`);
+      throw error;
+    } finally {
+      this.#inUse.delete(tempPath);
+      closeSource(source);
+    }
+  }
+
+  /** Remove this daemon's leftover temporary files from `folder`, once per folder and connection. */
+  async #sweep(peer: FtpPeer, folder: string): Promise<void> {
+    if (peer.swept.has(folder)) return;
+    peer.swept.add(folder);
+    const { client } = peer.connection;
+    try {
+      await client.cd(folder);
+      for (const entry of await client.list()) {
+        const path = joinRemote(folder, entry.name);
+        if (isOwnTempName(entry.name, this.#owner) && !this.#inUse.has(path)) {
+          await client.sendIgnoringError(`DELE ${path}`);
+        }
+      }
+    } catch (error) {
+      if (client.closed) throw error;
+      // A listing is a courtesy: the upload still goes ahead.
+    }
+  }
+}
+
+/** One logged-in connection and what it already did. */
+interface FtpPeer {
+  connection: FtpConnection;
+  /** Folders known to exist on the server. */
+  folders: Set<string>;
+  /** Folders already swept of leftovers. */
+  swept: Set<string>;
+}
+
+/** Counts the bytes that pass and, when asked, hashes them. */
+class HashingCounter extends Transform {
+  bytes = 0;
+  #hash: ReturnType<typeof createHash> | null;
+  #digest: string | null = null;
+
+  constructor(hashIt: boolean) {
+    super();
+    this.#hash = hashIt ? createHash("sha256") : null;
+  }
+
+  override _transform(chunk: Uint8Array, _encoding: string, done: (e?: Error) => void): void {
+    this.bytes += chunk.length;
+    this.#hash?.update(chunk);
+    this.push(chunk);
+    done();
+  }
+
+  get hashing(): boolean {
+    return this.#hash !== null;
+  }
+
+  /** Hex SHA-256 of everything that passed. */
+  digest(): string {
+    this.#digest ??= this.#hash?.digest("hex") ?? "";
+    return this.#digest;
+  }
+}
+
+/** The server's SHA-256 of `path`, or `null` when it offers no way to compute one. */
+async function remoteSha256(
+  connection: FtpConnection,
+  path: string,
+  counter: HashingCounter,
+): Promise<string | null> {
+  if (!counter.hashing) return null;
+  const { client, features } = connection;
+  if (features.hash) {
+    await client.send("OPTS HASH SHA-256");
+    const reply = await client.send(`HASH ${path}`);
+    return /\b([0-9a-fA-F]{64})\b/.exec(reply.message)?.[1].toLowerCase() ?? null;
+  }
+  if (features.xsha256) {
+    const reply = await client.send(`XSHA256 ${path}`);
+    return /\b([0-9a-fA-F]{64})\b/.exec(reply.message)?.[1].toLowerCase() ?? null;
+  }
+  return null;
+}
+
+/** Create `folder` and its parents below (and including) `base`, once per connection. */
+async function ensureFolders(peer: FtpPeer, base: string, folder: string): Promise<void> {
+  if (peer.folders.has(folder)) return;
+  const { client } = peer.connection;
+  const parts = folder.slice(base.length).split("/").filter((part) => part !== "");
+  let path = base;
+  for (let i = 0; i <= parts.length; i++) {
+    if (i > 0) path = joinRemote(path, parts[i - 1]);
+    if (peer.folders.has(path)) continue;
+    const made = await client.sendIgnoringError(`MKD ${path}`);
+    if (made.code >= 400) {
+      // Exists already, or cannot be made: a folder we can enter is fine.
+      try {
+        await client.send(`CWD ${path}`);
+      } catch {
+        throw new TransferError(`cannot create folder ${path} (${made.message})`, "retry-later");
+      }
+    }
+    peer.folders.add(path);
+  }
+}
+
+/** Rename `from` to `to`, replacing a file there on servers whose RNTO refuses to. */
+async function renameReplacing(connection: FtpConnection, from: string, to: string): Promise<void> {
+  const { client } = connection;
+  try {
+    await client.rename(from, to);
+  } catch (error) {
+    if (client.closed) throw error;
+    await client.sendIgnoringError(`DELE ${to}`);
+    await client.rename(from, to);
+  }
+}
+
+/** `a/b` with exactly one `/` between. */
+function joinRemote(folder: string, name: string): string {
+  return folder.endsWith("/") ? `${folder}${name}` : `${folder}/${name}`;
+}
+
+/** `MFMT` time: UTC `YYYYMMDDHHMMSS`. */
+function mfmtTime(ms: number): string {
+  return new Date(ms).toISOString().replace(/[-:T]/g, "").slice(0, 14);
+}
+
+/** A name FTP cannot carry (a line break or NUL ends a command), as a fatal error. */
+function badName(item: TransferItem, base: string): TransferError | null {
+  if (!/[\r\n\0]/.test(item.destination) && !/[\r\n\0]/.test(base)) return null;
+  return new TransferError(
+    `Cannot send ${
+      JSON.stringify(item.source)
+    } by FTP: its name holds a line break, which FTP cannot carry in a file name; rename the file`,
+    "fatal",
+  );
+}
+
+function withSource(item: TransferItem, error: TransferError): TransferError {
+  return new TransferError(`Cannot send ${item.source}: ${error.message}`, error.kind, {
+    cause: error,
+  });
+}
