@@ -1,0 +1,95 @@
+/**
+ * The `ftp` method through the real CLI under the product's permission set:
+ * `run --once` delivers over FTPS to a private vsftpd, and a refused login
+ * ends with the reason, no stack trace, and no password in the output.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { runCli } from "./helpers/cli.ts";
+import { listFiles, randomBytes, sha256OfFile, writeConfig } from "./helpers/files.ts";
+import { FTP_PASSWORD, startVsftpd } from "./helpers/vsftpd.ts";
+
+const FITS_DIR = new URL("./fixtures/fits/", import.meta.url).pathname;
+
+Deno.test("cli: run --once delivers files by FTPS with the permission set", async () => {
+  const server = await startVsftpd();
+  const root = await Deno.makeTempDir({ prefix: "itx-ftpcli-" });
+  try {
+    const dest = await server.makeRemoteDir();
+    const watch = join(root, "watch");
+    await Deno.mkdir(join(watch, "sub dir"), { recursive: true });
+    const night = new Date("2024-07-01T20:00:00Z");
+    const sources = new Map<string, string>();
+    for (const name of ["cmos_iso_2024.fits", "old_ccd_1998.fits"]) {
+      const path = join(watch, "sub dir", name);
+      await Deno.copyFile(join(FITS_DIR, name), path);
+      sources.set(`20240701/sub dir/${name}`, path);
+    }
+    const odd = join(watch, "it's $(x) -a.fits");
+    await Deno.writeFile(odd, randomBytes(70_000));
+    sources.set("20240701/it's $(x) -a.fits", odd);
+    for (const path of sources.values()) await Deno.utime(path, night, night);
+    const config = join(root, "config.yaml");
+    await writeConfig(config, {
+      watch_path: watch,
+      remote_base_path: dest,
+      ...server.configKeys(),
+      stability_window_seconds: 0.2,
+      night_timezone: "UTC",
+      state_dir: join(root, "state"),
+      log_file: join(root, "it.log"),
+    });
+    const out = await runCli(["--config", config, "run", "--once"], {
+      env: { HOME: root },
+    });
+    assert.equal(out.code, 0, out.stderr);
+    assert.deepEqual(await listFiles(dest), [...sources.keys()].sort());
+    for (const [rel, path] of sources) {
+      assert.equal(await sha256OfFile(join(dest, rel)), await sha256OfFile(path), rel);
+    }
+    const shown = await runCli(["--config", config, "config", "show"], { env: { HOME: root } });
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.match(shown.stdout, /ftp_password_file/);
+    assert.doesNotMatch(
+      shown.stdout + out.stderr,
+      new RegExp(FTP_PASSWORD.replace(/[$()'"]/g, ".")),
+    );
+  } finally {
+    await server.stop();
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("cli: a refused FTP login fails run --once with the reason, no stack, no password", async () => {
+  const server = await startVsftpd();
+  const root = await Deno.makeTempDir({ prefix: "itx-ftpcli-" });
+  try {
+    const dest = await server.makeRemoteDir();
+    const watch = join(root, "watch");
+    await Deno.mkdir(watch);
+    await Deno.writeFile(join(watch, "a.fits"), randomBytes(1000));
+    const config = join(root, "config.yaml");
+    await writeConfig(config, {
+      watch_path: watch,
+      remote_base_path: dest,
+      ...server.configKeys(),
+      ftp_password_file: null,
+      ftp_password_env: "ITX_FTP_PW",
+      stability_window_seconds: 0.2,
+      state_dir: join(root, "state"),
+      log_file: join(root, "it.log"),
+    });
+    const out = await runCli(["--config", config, "run", "--once"], {
+      env: { HOME: root, ITX_FTP_PW: "wrong secret" },
+    });
+    assert.equal(out.code, 1);
+    assert.match(out.stderr, /refused the login/);
+    assert.doesNotMatch(out.stderr, /wrong secret|\n\s+at /);
+    const log = await Deno.readTextFile(join(server.dir, "vsftpd.log"));
+    assert.equal(log.split("\n").filter((line) => line.includes("FAIL LOGIN")).length, 1, log);
+    assert.deepEqual(await listFiles(dest), []);
+  } finally {
+    await server.stop();
+    await Deno.remove(root, { recursive: true });
+  }
+});
