@@ -93,3 +93,51 @@ Deno.test("cli: a refused FTP login fails run --once with the reason, no stack, 
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("cli: doctor checks an FTP destination step by step", async (t) => {
+  const server = await startVsftpd();
+  const plain = await startVsftpd({ tls: false });
+  const root = await Deno.makeTempDir({ prefix: "itx-ftpdoc-" });
+  try {
+    const dest = await server.makeRemoteDir();
+    const watch = join(root, "watch");
+    await Deno.mkdir(watch);
+    const config = join(root, "config.yaml");
+    const base = { watch_path: watch, remote_base_path: `${dest}/new base`, log_file: "" };
+    await t.step("a good destination passes every check and keeps nothing", async () => {
+      await writeConfig(config, { ...base, ...server.configKeys() });
+      const out = await runCli(["doctor", "-c", config]);
+      assert.equal(out.code, 0, out.stdout + out.stderr);
+      for (const check of ["connect", "TLS", "login", "write", "rename"]) {
+        assert.match(out.stdout, new RegExp(`^  ok\\s+${check}: `, "m"), check);
+      }
+      assert.match(out.stdout, /^ {2}WARN\s+checksum: .*verified by size only/m);
+      assert.match(out.stdout, /^ {2}skip\s+free space: /m);
+      assert.deepEqual(await listFiles(dest), [], "the probe was removed");
+      assert.ok((await Deno.stat(`${dest}/new base`)).isDirectory, "the base folder was made");
+    });
+    await t.step("a wrong password fails the login check", async () => {
+      await writeConfig(config, {
+        ...base,
+        ...server.configKeys(),
+        ftp_password_file: null,
+        ftp_password_env: "ITX_FTP_PW",
+      });
+      const out = await runCli(["doctor", "-c", config], { env: { ITX_FTP_PW: "wrong secret" } });
+      assert.equal(out.code, 1);
+      assert.match(out.stdout, /^ {2}ok\s+TLS: /m);
+      assert.match(out.stdout, /^ {2}FAIL\s+login: .*refused the login/m);
+      assert.doesNotMatch(out.stdout + out.stderr, /wrong secret/);
+    });
+    await t.step("a server without TLS fails the TLS check", async () => {
+      await writeConfig(config, { ...base, ...plain.configKeys(), ftp_tls: "required" });
+      const out = await runCli(["doctor", "-c", config]);
+      assert.equal(out.code, 1);
+      assert.match(out.stdout, /^ {2}FAIL\s+TLS: .*refused TLS/m);
+    });
+  } finally {
+    await server.stop();
+    await plain.stop();
+    await Deno.remove(root, { recursive: true });
+  }
+});

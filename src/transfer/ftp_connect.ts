@@ -83,6 +83,9 @@ export function ftpPassword(job: JobConfig): string {
   return "anonymous@";
 }
 
+/** The steps of {@linkcode connectFtp}, in order. */
+export type FtpStep = "connect" | "tls" | "login" | "setup";
+
 /** What a connection learnt about its server after login. */
 export interface FtpFeatures {
   /** `HASH` with SHA-256 (draft-bryan-ftpext-hash). */
@@ -107,20 +110,26 @@ export interface FtpConnection {
  * @throws {TransferError} classified: a refused login, TLS refused or an
  *   untrusted certificate are `fatal`; connection problems `retry`
  */
-export async function connectFtp(job: JobConfig): Promise<FtpConnection> {
+export async function connectFtp(
+  job: JobConfig,
+  onStep: (step: FtpStep, detail: string) => void = () => {},
+): Promise<FtpConnection> {
   const client = new Client(job.transfer_timeout_seconds * 1000);
-  let step = "connect";
+  let step: FtpStep = "connect";
   try {
     const host = job.remote_host;
-    await client.connect(host, job.ftp_port ?? FTP_DEFAULT_PORT);
+    const welcome = await client.connect(host, job.ftp_port ?? FTP_DEFAULT_PORT);
+    onStep(step, `${host}:${job.ftp_port ?? FTP_DEFAULT_PORT} (${welcome.message.trim()})`);
     if (job.ftp_tls === "required") {
       step = "tls";
       const ca = job.ftp_ca_file === null ? undefined : readCa(job.ftp_ca_file);
       await client.useTLS({ host, servername: isIp(host) ? undefined : host, ca });
+      onStep(step, "AUTH TLS accepted, certificate trusted");
     }
     step = "login";
     await client.sendIgnoringError("OPTS UTF8 ON");
     await client.login(ftpUser(job), ftpPassword(job));
+    onStep(step, `logged in as ${ftpUser(job)}`);
     step = "setup";
     await client.useDefaultSettings();
     const feat = await client.features();
