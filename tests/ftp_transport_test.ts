@@ -71,6 +71,8 @@ Deno.test("ftp: a burst and real FITS files arrive with identical bytes over one
     }
     items.push(await item(src, "empty.fits", new Uint8Array(0)));
     items.push(await item(src, "big.fits", randomBytes(5 * 1024 * 1024 + 17)));
+    const openFds = () => [...Deno.readDirSync("/proc/self/fd")].length;
+    const fdsBefore = openFds();
     const transport = new FtpTransport(server.job({ remote_base_path: dest }));
     try {
       // Batches as the daemon hands them out, one after the other.
@@ -85,6 +87,7 @@ Deno.test("ftp: a burst and real FITS files arrive with identical bytes over one
       await transport.close();
     }
     await assertArrived(dest, items);
+    await waitFor(() => openFds() <= fdsBefore + 2, 5_000, "the sources and sockets to close");
     assert.equal(await server.logins(), 1, "one login for the whole burst");
     // vsftpd offers neither HASH nor XSHA256: said once, not per file.
     assert.equal(logs.count("warning", "verified by size only"), 1);
@@ -284,6 +287,54 @@ Deno.test("ftp: vsftpd demanding TLS session reuse fails the upload with the set
     assert.equal(outcome.error?.kind, "retry");
     assert.match(outcome.error!.message, /require_ssl_reuse=NO/);
     assert.ok(!(await listFiles(dest)).includes("20240315/a.fits"));
+  } finally {
+    await server.stop();
+    await Deno.remove(src, { recursive: true });
+  }
+});
+
+Deno.test("ftp: a password file others can read is refused before any login", async () => {
+  const server = await startVsftpd();
+  const src = await Deno.makeTempDir();
+  try {
+    const dest = await server.makeRemoteDir();
+    await Deno.chmod(server.passwordFile, 0o644);
+    const [outcome] = await send(server.job({ remote_base_path: dest }), [
+      await item(src, "a.fits", randomBytes(100)),
+    ]);
+    assert.equal(outcome.error?.kind, "fatal");
+    assert.match(
+      outcome.error!.message,
+      /can be read or written by others \(mode 0644\); run: chmod 600/,
+    );
+    assert.equal(await server.logins(), 0);
+  } finally {
+    await server.stop();
+    await Deno.remove(src, { recursive: true });
+  }
+});
+
+Deno.test("ftp: an aborted send stops the upload and leaves nothing under the final name", async () => {
+  const server = await startVsftpd({ maxRateBytes: 300_000 });
+  const src = await Deno.makeTempDir();
+  try {
+    const dest = await server.makeRemoteDir();
+    const items = [await item(src, "big.fits", randomBytes(1024 * 1024))];
+    const transport = new FtpTransport(server.job({ remote_base_path: dest }));
+    const controller = new AbortController();
+    try {
+      const sending = transport.send(items, controller.signal);
+      await waitFor(async () => (await listFiles(dest).catch(() => [])).length > 0, 20_000);
+      controller.abort(new Error("stopping"));
+      await assert.rejects(sending, /stopping/);
+      assert.ok(!(await listFiles(dest)).includes("20240315/big.fits"));
+      // The connection was dropped, not reused half-way: the next send works.
+      const [again] = await transport.send(items, new AbortController().signal);
+      assert.equal(again.error, null, again.error?.message);
+    } finally {
+      await transport.close();
+    }
+    await assertArrived(dest, items);
   } finally {
     await server.stop();
     await Deno.remove(src, { recursive: true });

@@ -19,7 +19,7 @@ import { TransferError } from "../errors.ts";
 import { logger } from "../log/logging.ts";
 import { classifyFtpError, connectFtp, type FtpConnection, ftpServerName } from "./ftp_connect.ts";
 import { assertSourceUnchanged } from "./source_check.ts";
-import { closeSource, openSource } from "./source_open.ts";
+import { openSource } from "./source_open.ts";
 import { isOwnTempName, jobOwner, tempNameFor } from "./temp_name.ts";
 import type { TransferItem, TransferOutcome, Transport } from "./transport.ts";
 
@@ -172,9 +172,11 @@ export class FtpTransport implements Transport {
     const source = openSource(item);
     this.#inUse.add(tempPath);
     let uploaded = false;
+    const counter = new HashingCounter(this.#job.verify_transfer === "checksum");
+    // The stream owns the descriptor from here on and closes it exactly once.
+    const stream = createReadStream("", { fd: source.fd, autoClose: true, start: 0 });
+    stream.on("error", (error) => counter.destroy(error));
     try {
-      const counter = new HashingCounter(this.#job.verify_transfer === "checksum");
-      const stream = createReadStream("", { fd: source.fd, autoClose: false, start: 0 });
       uploaded = true;
       await client.uploadFrom(stream.pipe(counter), tempPath);
       if (counter.bytes !== item.size) {
@@ -206,7 +208,13 @@ export class FtpTransport implements Transport {
       throw error;
     } finally {
       this.#inUse.delete(tempPath);
-      closeSource(source);
+      // Closes the descriptor once no read of the stream can still use it.
+      if (!stream.closed) {
+        const closed = new Promise<void>((resolve) => stream.once("close", () => resolve()));
+        stream.destroy();
+        await closed;
+      }
+      counter.destroy();
     }
   }
 
@@ -310,14 +318,21 @@ async function ensureFolders(peer: FtpPeer, base: string, folder: string): Promi
   }
 }
 
-/** Rename `from` to `to`, replacing a file there on servers whose RNTO refuses to. */
+/**
+ * Rename `from` to `to`. Servers whose RNTO refuses to replace an existing
+ * file get it removed first, but only when the copy under `from` is still
+ * there and `to` really is a file (never a delivered file for nothing).
+ */
 async function renameReplacing(connection: FtpConnection, from: string, to: string): Promise<void> {
   const { client } = connection;
   try {
     await client.rename(from, to);
   } catch (error) {
     if (client.closed) throw error;
-    await client.sendIgnoringError(`DELE ${to}`);
+    const stillThere = await client.size(from).then(() => true, () => false);
+    const occupied = await client.size(to).then(() => true, () => false);
+    if (!stillThere || !occupied) throw error;
+    await client.send(`DELE ${to}`);
     await client.rename(from, to);
   }
 }

@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { Client, FTPError } from "basic-ftp";
 import type { JobConfig } from "../config/types.ts";
 import { expandPath } from "../config/paths.ts";
@@ -71,8 +71,18 @@ export function ftpPassword(job: JobConfig): string {
   if (job.ftp_password_file !== null) {
     const file = expandPath(job.ftp_password_file);
     try {
+      const mode = statSync(file).mode & 0o777;
+      if (Deno.build.os !== "windows" && (mode & 0o077) !== 0) {
+        throw new TransferError(
+          `FTP password: ftp_password_file ${file} can be read or written by others (mode ${
+            mode.toString(8).padStart(4, "0")
+          }); run: chmod 600 ${JSON.stringify(file)}`,
+          "fatal",
+        );
+      }
       return readFileSync(file, "utf8").split(/\r?\n/)[0];
     } catch (error) {
+      if (error instanceof TransferError) throw error;
       const reason = error instanceof Error ? error.message : String(error);
       throw new TransferError(
         `FTP password: cannot read ftp_password_file ${file}: ${reason}`,
