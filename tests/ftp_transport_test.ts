@@ -87,10 +87,22 @@ Deno.test("ftp: a burst and real FITS files arrive with identical bytes over one
       await transport.close();
     }
     await assertArrived(dest, items);
-    await waitFor(() => openFds() <= fdsBefore + 2, 5_000, "the sources and sockets to close");
-    assert.equal(await server.logins(), 1, "one login for the whole burst");
     // vsftpd offers neither HASH nor XSHA256: said once, not per file.
     assert.equal(logs.count("warning", "verified by size only"), 1);
+    // Permission bits as the source's, without write for group and others.
+    await Deno.chmod(items[0].source, 0o666);
+    await Deno.chmod(items[1].source, 0o600);
+    const modes = await send(server.job({ remote_base_path: dest }), items.slice(0, 2));
+    assert.deepEqual(modes.map((o) => o.error), [null, null]);
+    for (const [i, mode] of [0o644, 0o600].entries()) {
+      assert.equal((await Deno.stat(join(dest, items[i].destination))).mode! & 0o777, mode);
+    }
+    await waitFor(() => openFds() <= fdsBefore + 2, 5_000, "the sources and sockets to close");
+    assert.equal(
+      await server.logins(),
+      2,
+      "one login for the whole burst (and one for the re-send)",
+    );
   } finally {
     await logs.stop();
     await server.stop();

@@ -19,7 +19,7 @@ import { TransferError } from "../errors.ts";
 import { logger } from "../log/logging.ts";
 import { classifyFtpError, connectFtp, type FtpConnection, ftpServerName } from "./ftp_connect.ts";
 import { assertSourceUnchanged } from "./source_check.ts";
-import { openSource } from "./source_open.ts";
+import { deliveredPermissions, openSource } from "./source_open.ts";
 import { isOwnTempName, jobOwner, tempNameFor } from "./temp_name.ts";
 import type { TransferItem, TransferOutcome, Transport } from "./transport.ts";
 
@@ -198,6 +198,10 @@ export class FtpTransport implements Transport {
           throw new TransferError("verification failed: SHA-256 differs on the server", "retry");
         }
       }
+      // Where the server allows it (vsftpd does): group and others may not write.
+      await client.sendIgnoringError(
+        `SITE CHMOD ${deliveredPermissions(source.info).toString(8)} ${tempPath}`,
+      );
       if (features.mfmt) {
         await client.sendIgnoringError(`MFMT ${mfmtTime(item.mtimeMs)} ${tempPath}`);
       }
