@@ -5,8 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { runCli } from "./helpers/cli.ts";
-import { listFiles, randomBytes, sha256OfFile, writeConfig } from "./helpers/files.ts";
+import { runCli, startCli } from "./helpers/cli.ts";
+import { listFiles, randomBytes, sha256OfFile, waitFor, writeConfig } from "./helpers/files.ts";
 import { FTP_PASSWORD, startVsftpd } from "./helpers/vsftpd.ts";
 
 const FITS_DIR = new URL("./fixtures/fits/", import.meta.url).pathname;
@@ -135,9 +135,81 @@ Deno.test("cli: doctor checks an FTP destination step by step", async (t) => {
       assert.equal(out.code, 1);
       assert.match(out.stdout, /^ {2}FAIL\s+TLS: .*refused TLS/m);
     });
+    await t.step(
+      "vsftpd demanding TLS session reuse fails the write check with the fix",
+      async () => {
+        const strict = await startVsftpd({ sslReuse: true });
+        try {
+          await writeConfig(config, { ...base, ...strict.configKeys() });
+          const out = await runCli(["doctor", "-c", config]);
+          assert.equal(out.code, 1);
+          assert.match(out.stdout, /^ {2}ok\s+login: /m);
+          assert.match(out.stdout, /^ {2}FAIL\s+write: .*set require_ssl_reuse=NO/m);
+        } finally {
+          await strict.stop();
+        }
+      },
+    );
   } finally {
     await server.stop();
     await plain.stop();
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("daemon: the FTP server stopped mid-upload; the file arrives once it is back, never partial", async () => {
+  // 300 kB/s: the 1 MB upload is cut in the middle.
+  const server = await startVsftpd({ maxRateBytes: 300_000 });
+  const root = await Deno.makeTempDir({ prefix: "itx-ftpd-" });
+  try {
+    const dest = await server.makeRemoteDir();
+    const watch = join(root, "watch");
+    await Deno.mkdir(watch);
+    const config = join(root, "config.yaml");
+    await writeConfig(config, {
+      watch_path: watch,
+      remote_base_path: dest,
+      ...server.configKeys(),
+      stability_window_seconds: 0.2,
+      night_timezone: "UTC",
+      retry_attempts: 20,
+      retry_delay: 0.3,
+      retry_max_delay_seconds: 1,
+      state_dir: join(root, "state"),
+      log_file: "",
+    });
+    const daemon = startCli(["--config", config, "run"], { env: { HOME: root } });
+    try {
+      const bytes = randomBytes(1024 * 1024);
+      const source = join(watch, "frame 1.fits");
+      await Deno.writeFile(source, bytes);
+      const night = new Date("2024-07-01T20:00:00Z");
+      await Deno.utime(source, night, night);
+      const final = join(dest, "20240701", "frame 1.fits");
+      const finalIsWhole = async () => {
+        const info = await Deno.stat(final).catch(() => null);
+        if (info !== null) assert.equal(await sha256OfFile(final), await sha256OfFile(source));
+        return info !== null;
+      };
+      await waitFor(async () => (await listFiles(dest).catch(() => [])).length > 0, 20_000);
+      await server.kill();
+      await daemon.waitForOutput(/FTP server .*(connection lost|FIN|refused)/, 20_000);
+      assert.equal(await finalIsWhole(), false, "nothing under the final name");
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      assert.equal(await finalIsWhole(), false, "nothing under the final name");
+      await server.restart();
+      await waitFor(finalIsWhole, 30_000, "the file after the server is back");
+      await waitFor(
+        async () => (await listFiles(dest)).length === 1,
+        10_000,
+        "the partial upload of the cut attempt to be swept",
+      );
+    } finally {
+      const status = await daemon.stop();
+      assert.equal(status.code, 0, daemon.stderr());
+    }
+  } finally {
+    await server.stop();
     await Deno.remove(root, { recursive: true });
   }
 });

@@ -297,7 +297,7 @@ Deno.test("ftp: vsftpd demanding TLS session reuse fails the upload with the set
       await item(src, "a.fits", randomBytes(1000)),
     ]);
     assert.equal(outcome.error?.kind, "retry");
-    assert.match(outcome.error!.message, /require_ssl_reuse=NO/);
+    assert.match(outcome.error!.message, /require_ssl_reuse=NO/, outcome.error!.message);
     assert.ok(!(await listFiles(dest)).includes("20240315/a.fits"));
   } finally {
     await server.stop();

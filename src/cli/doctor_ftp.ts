@@ -7,7 +7,13 @@
  */
 import { Readable } from "node:stream";
 import type { JobConfig } from "../config/types.ts";
-import { classifyFtpError, connectFtp, type FtpConnection } from "../transfer/ftp_connect.ts";
+import {
+  classifyFtpError,
+  connectFtp,
+  type FtpConnection,
+  ftpUser,
+  SESSION_REUSE_FIX,
+} from "../transfer/ftp_connect.ts";
 import { tempNameFor } from "../transfer/temp_name.ts";
 
 /** One check's verdict, as `doctor` prints it. */
@@ -63,8 +69,13 @@ export async function checkFtpDestination(job: JobConfig, report: FtpReport): Pr
       await client.rename(probe, renamed);
       report.line("ok", "rename", "RNFR/RNTO within the destination folder");
     } catch (error) {
-      const reason = classifyFtpError(error, job, step).message;
-      report.line("FAIL", step, `${reason}; check that ${job.remote_user} may write ${base}`);
+      const reason = classifyFtpError(error, job, step).message.replace(/\.$/, "");
+      const fix = /session reuse/.test(reason)
+        ? ""
+        : job.ftp_tls === "required" && /FIN packet/.test(String(error))
+        ? `; the data connection was closed: ${SESSION_REUSE_FIX}`
+        : `; check that ${ftpUser(job)} may write ${base}`;
+      report.line("FAIL", step, `${reason}${fix}`);
       return;
     } finally {
       await client.sendIgnoringError(`DELE ${probe}`).catch(() => {});

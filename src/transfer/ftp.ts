@@ -17,7 +17,13 @@ import { Transform } from "node:stream";
 import type { JobConfig } from "../config/types.ts";
 import { TransferError } from "../errors.ts";
 import { logger } from "../log/logging.ts";
-import { classifyFtpError, connectFtp, type FtpConnection, ftpServerName } from "./ftp_connect.ts";
+import {
+  classifyFtpError,
+  connectFtp,
+  type FtpConnection,
+  ftpServerName,
+  SESSION_REUSE_FIX,
+} from "./ftp_connect.ts";
 import { assertSourceUnchanged } from "./source_check.ts";
 import { deliveredPermissions, openSource } from "./source_open.ts";
 import { isOwnTempName, jobOwner, tempNameFor } from "./temp_name.ts";
@@ -78,7 +84,7 @@ export class FtpTransport implements Transport {
           // No connection: every remaining item fails the same way.
           const failure = classifyFtpError(error, this.#job, "connect");
           for (const rest of items.slice(outcomes.length)) {
-            outcomes.push({ item: rest, error: failure });
+            outcomes.push({ item: rest, error: withSource(rest, failure) });
           }
           break;
         }
@@ -87,10 +93,7 @@ export class FtpTransport implements Transport {
           outcomes.push({ item, error: null });
         } catch (error) {
           if (signal.aborted) throw signal.reason;
-          outcomes.push({
-            item,
-            error: withSource(item, classifyFtpError(error, this.#job, "upload")),
-          });
+          outcomes.push({ item, error: withSource(item, this.#uploadError(peer, error)) });
           if (peer.connection.client.closed) {
             this.#drop(peer);
             peer = null;
@@ -117,7 +120,12 @@ export class FtpTransport implements Transport {
 
   async #connect(): Promise<FtpPeer> {
     const connection = await connectFtp(this.#job);
-    const peer = { connection, folders: new Set<string>(), swept: new Set<string>() };
+    const peer = {
+      connection,
+      folders: new Set<string>(),
+      swept: new Set<string>(),
+      dataWorked: false,
+    };
     this.#open.add(peer);
     if (this.#job.verify_transfer === "checksum" && !this.#saidSizeOnly) {
       const { hash, xsha256 } = connection.features;
@@ -179,6 +187,7 @@ export class FtpTransport implements Transport {
     try {
       uploaded = true;
       await client.uploadFrom(stream.pipe(counter), tempPath);
+      peer.dataWorked = true;
       if (counter.bytes !== item.size) {
         throw new TransferError(
           `read ${counter.bytes} bytes, expected ${item.size} (source changed)`,
@@ -222,6 +231,21 @@ export class FtpTransport implements Transport {
     }
   }
 
+  /** Classify an upload error; a data connection that never worked over TLS gets a hint. */
+  #uploadError(peer: FtpPeer, error: unknown): TransferError {
+    const failure = classifyFtpError(error, this.#job, "upload");
+    if (peer.dataWorked || this.#job.ftp_tls === "off" || !/FIN packet/.test(String(error))) {
+      return failure;
+    }
+    return new TransferError(
+      `${
+        failure.message.replace(/\.$/, "")
+      }; if every data connection fails like this: ${SESSION_REUSE_FIX}`,
+      failure.kind,
+      { cause: error },
+    );
+  }
+
   /** Remove this daemon's leftover temporary files from `folder`, once per folder and connection. */
   async #sweep(peer: FtpPeer, folder: string): Promise<void> {
     if (peer.swept.has(folder)) return;
@@ -229,7 +253,9 @@ export class FtpTransport implements Transport {
     const { client } = peer.connection;
     try {
       await client.cd(folder);
-      for (const entry of await client.list()) {
+      const entries = await client.list();
+      peer.dataWorked = true;
+      for (const entry of entries) {
         const path = joinRemote(folder, entry.name);
         if (isOwnTempName(entry.name, this.#owner) && !this.#inUse.has(path)) {
           await client.sendIgnoringError(`DELE ${path}`);
@@ -249,6 +275,8 @@ interface FtpPeer {
   folders: Set<string>;
   /** Folders already swept of leftovers. */
   swept: Set<string>;
+  /** Whether a data connection (listing or upload) has worked on this connection. */
+  dataWorked: boolean;
 }
 
 /** Counts the bytes that pass and, when asked, hashes them. */

@@ -18,6 +18,10 @@ import { TransferError } from "../errors.ts";
 /** The control port when `ftp_port` is empty. */
 export const FTP_DEFAULT_PORT = 21;
 
+/** What to do when the server insists on TLS session reuse for data connections. */
+export const SESSION_REUSE_FIX =
+  "if the server is vsftpd, set require_ssl_reuse=NO there (TLS session reuse on data connections is not available)";
+
 /** Codes Node's TLS layer gives a server certificate it cannot trust. */
 const CERT_CODES = new Set([
   "DEPTH_ZERO_SELF_SIGNED_CERT",
@@ -186,6 +190,13 @@ export function classifyFtpError(error: unknown, job: JobConfig, step: string): 
       { cause: error },
     );
   }
+  if (/session reuse/i.test(reason)) {
+    return new TransferError(
+      `FTP server ${server}: ${step} refused (${reason}); ${SESSION_REUSE_FIX}`,
+      "retry-later",
+      { cause: error },
+    );
+  }
   if (error instanceof FTPError) {
     const ftpCode = error.code;
     if (step === "tls") {
@@ -227,12 +238,8 @@ export function classifyFtpError(error: unknown, job: JobConfig, step: string): 
       { cause: error },
     );
   }
-  let why = typeof code === "string" && DROP_CODES.has(code)
+  const why = typeof code === "string" && DROP_CODES.has(code)
     ? `connection lost or refused (${reason})`
     : reason;
-  if (step === "upload" && job.ftp_tls === "required" && /FIN packet/.test(reason)) {
-    why +=
-      "; if this happens at every upload and the server is vsftpd, set require_ssl_reuse=NO there (TLS session reuse on data connections is not available)";
-  }
   return new TransferError(`FTP server ${server}: ${step}: ${why}`, "retry", { cause: error });
 }
