@@ -352,3 +352,39 @@ Deno.test("ftp: an aborted send stops the upload and leaves nothing under the fi
     await Deno.remove(src, { recursive: true });
   }
 });
+
+Deno.test("ftp: concurrent batches use a connection each; later batches reuse them, or reconnect after the server dropped an idle one", async () => {
+  const server = await startVsftpd({ idleSeconds: 2 });
+  const src = await Deno.makeTempDir();
+  try {
+    const dest = await server.makeRemoteDir();
+    const items: TransferItem[] = [];
+    for (let i = 0; i < 12; i++) {
+      items.push(await item(src, `c${i}.fits`, randomBytes(20_000 + i)));
+    }
+    const transport = new FtpTransport(server.job({ remote_base_path: dest }));
+    const signal = new AbortController().signal;
+    try {
+      const results = await Promise.all([
+        transport.send(items.slice(0, 4), signal),
+        transport.send(items.slice(4, 8), signal),
+      ]);
+      assert.deepEqual(results.flat().map((o) => o.error), Array(8).fill(null));
+      assert.equal(await server.logins(), 2);
+      const [later] = await transport.send(items.slice(8, 9), signal);
+      assert.equal(later.error, null);
+      assert.equal(await server.logins(), 2, "an idle connection was reused");
+      // The server drops idle connections after 2 s: the next batch logs in again.
+      await new Promise((resolve) => setTimeout(resolve, 3000));
+      const afterIdle = await transport.send(items.slice(9), signal);
+      assert.deepEqual(afterIdle.map((o) => o.error?.message ?? null), [null, null, null]);
+      assert.equal(await server.logins(), 3);
+    } finally {
+      await transport.close();
+    }
+    await assertArrived(dest, items);
+  } finally {
+    await server.stop();
+    await Deno.remove(src, { recursive: true });
+  }
+});

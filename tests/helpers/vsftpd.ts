@@ -21,6 +21,8 @@ export interface VsftpdOptions {
   maxRateBytes?: number;
   /** Require TLS session reuse on data connections (vsftpd's default; off by default here). */
   sslReuse?: boolean;
+  /** Seconds an idle control connection is kept (vsftpd's default: 300). */
+  idleSeconds?: number;
 }
 
 /** A running test server. */
@@ -186,6 +188,7 @@ export async function startVsftpd(options: VsftpdOptions = {}): Promise<TestVsft
       "xferlog_std_format=NO",
       "log_ftp_protocol=NO",
       `local_max_rate=${options.maxRateBytes ?? 0}`,
+      `idle_session_timeout=${options.idleSeconds ?? 300}`,
       ...(tls
         ? [
           "ssl_enable=YES",
