@@ -114,7 +114,8 @@ Deno.test("ftp: hostile names arrive intact; a name with a line break is refused
   const server = await startVsftpd();
   const src = await Deno.makeTempDir();
   try {
-    const dest = await server.makeRemoteDir();
+    // The base folder's own name is hostile too, and does not exist yet.
+    const dest = join(await server.makeRemoteDir(), "-up load's $(x)");
     const names = [
       "with space.fits",
       'it\'s "quoted".fits',
