@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { runCli, startCli } from "./helpers/cli.ts";
 import { listFiles, randomBytes, sha256OfFile, waitFor, writeConfig } from "./helpers/files.ts";
+import { cliSandbox } from "./helpers/sandbox.ts";
 import { FTP_PASSWORD, startVsftpd } from "./helpers/vsftpd.ts";
 
 const FITS_DIR = new URL("./fixtures/fits/", import.meta.url).pathname;
@@ -211,5 +212,27 @@ Deno.test("daemon: the FTP server stopped mid-upload; the file arrives once it i
   } finally {
     await server.stop();
     await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("daemon: without an ftp job the network permission is given up; a reload adding one is refused", async () => {
+  const server = await startVsftpd();
+  await using box = await cliSandbox();
+  try {
+    const daemon = startCli(["--config", box.config, "run"], { env: box.env });
+    try {
+      await daemon.waitForOutput("Watching");
+      await box.rewrite({ ...server.configKeys(), remote_base_path: await server.makeRemoteDir() });
+      daemon.process.kill("SIGHUP");
+      await daemon.waitForOutput(/Reload refused.*restart the daemon to add one/);
+      // The running (local) job still works.
+      await Deno.writeFile(join(box.watch, "a.fits"), randomBytes(1000));
+      await waitFor(async () => (await listFiles(box.dest).catch(() => [])).length === 1);
+    } finally {
+      const status = await daemon.stop();
+      assert.equal(status.code, 0, daemon.stderr());
+    }
+  } finally {
+    await server.stop();
   }
 });

@@ -11,6 +11,7 @@ import { exitCodeFor, UsageError } from "../errors.ts";
 import { logExit, setupLogging, shutdownLogging } from "../log/logging.ts";
 import { runDaemon } from "../pipeline/daemon.ts";
 import { dryRun } from "../pipeline/dry_run.ts";
+import { assertNetworkAvailable, dropNetworkUnlessNeeded } from "./network_permission.ts";
 import { globalOptions } from "./options.ts";
 import {
   quickStartConfig,
@@ -93,8 +94,13 @@ export function runCommand(): Command {
           format: c.log_format,
         });
       await logging(config);
+      const offline = await dropNetworkUnlessNeeded(config);
+      const reload = async (next: Config) => {
+        assertNetworkAvailable(next, offline);
+        await logging(next);
+      };
       try {
-        const summary = await runDaemon(config, { once: options.once ?? false, onReload: logging });
+        const summary = await runDaemon(config, { once: options.once ?? false, onReload: reload });
         if (options.once && summary.failed > 0) {
           throw new Error(
             `${summary.failed} file(s) could not be transferred; see the log and \`image-transfer status\``,
