@@ -83,6 +83,7 @@ export class FtpTransport implements Transport {
         try {
           peer ??= await this.#acquire();
         } catch (error) {
+          signal.throwIfAborted();
           // No connection: every remaining item fails the same way.
           const failure = classifyFtpError(error, this.#job, "connect");
           for (const rest of items.slice(outcomes.length)) {
@@ -90,6 +91,8 @@ export class FtpTransport implements Transport {
           }
           break;
         }
+        // An abort while connecting: the connection is dropped below.
+        signal.throwIfAborted();
         try {
           await this.#upload(peer, item);
           outcomes.push({ item, error: null });
