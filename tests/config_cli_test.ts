@@ -69,7 +69,7 @@ const BROKEN: [string, RegExp][] = [
   ["missing_watch_path.yaml", /missing_watch_path\.yaml:1: watch_path: required key missing/],
   [
     "bad_transfer_method.yaml",
-    /bad_transfer_method\.yaml:4: transfer_method: expected one of "scp", "rsync", "local", got "ftp"/,
+    /bad_transfer_method\.yaml:4: transfer_method: expected one of "scp", "rsync", "local", "ftp", got "sftp"/,
   ],
   [
     "bad_night_timezone.yaml",

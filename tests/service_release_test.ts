@@ -139,6 +139,8 @@ Deno.test("ci.yml: tests with the system tools, then the smoke test from source 
       "mount",
       "procps",
       "iproute2",
+      "vsftpd",
+      "openssl",
     ]
   ) {
     assert.match(runs, new RegExp(`apt-get install[^\\n]*(\\\\\\n[^\\n]*)*\\b${pkg}\\b`), pkg);

@@ -64,6 +64,11 @@ const sshOption = z.string().regex(
   'expected "Key=Value", e.g. "Ciphers=aes128-gcm@openssh.com"',
 );
 
+const absolutePath = z.string().regex(
+  /^(\/|~\/|[A-Za-z]:[\\/])/,
+  'expected an absolute path or one starting with "~/"',
+);
+
 /**
  * Keys that describe one transfer job. At the top level of the file they form
  * a single job, or, next to a `jobs:` list, the defaults every job inherits.
@@ -81,17 +86,17 @@ export const jobShape = {
     { example: "~/data/images" },
   ),
   transfer_method: doc(
-    z.enum(["scp", "rsync", "local"]).default("scp"),
-    "How files travel: `scp` or `rsync` over SSH, or `local` (a copy on this machine or a mounted share).",
+    z.enum(["scp", "rsync", "local", "ftp"]).default("scp"),
+    "How files travel: `scp` or `rsync` over SSH, `ftp` (FTP or FTPS, see the `ftp_*` keys), or `local` (a copy on this machine or a mounted share).",
   ),
   remote_host: doc(
     z.string().default(""),
-    "Destination host name or `~/.ssh/config` alias. Required for scp and rsync; ignored by local.",
+    "Destination host name (or `~/.ssh/config` alias for scp and rsync). Required for scp, rsync and ftp; ignored by local.",
     { example: "processing-server" },
   ),
   remote_user: doc(
     z.string().default(""),
-    "Login name on the destination; empty means the SSH default (your `~/.ssh/config` or local user name).",
+    "Login name on the destination; empty means the SSH default (your `~/.ssh/config` or local user name), or `anonymous` for ftp.",
   ),
   remote_base_path: doc(
     z.string().min(1),
@@ -195,6 +200,27 @@ export const jobShape = {
     z.array(sshOption).default([]),
     'Extra OpenSSH options as "Key=Value" (passed as `-o`), e.g. "Ciphers=aes128-gcm@openssh.com".',
   ),
+  ftp_tls: doc(
+    z.enum(["required", "off"]).default("required"),
+    "ftp: `required` (explicit TLS, FTPS: `AUTH TLS` before the login, data encrypted too; the server's certificate must be trusted) or `off` (plain FTP: password and data travel readable; only on trusted networks).",
+  ),
+  ftp_port: doc(
+    z.int().min(1).max(65535).nullable().default(null),
+    "ftp: control port; empty means 21. Data always uses passive mode.",
+  ),
+  ftp_password_file: doc(
+    absolutePath.nullable().default(null),
+    "ftp: file whose first line is the password (absolute or `~/` path; keep it mode 600). Read at each login, never logged.",
+  ),
+  ftp_password_env: doc(
+    z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "expected an environment variable name")
+      .nullable().default(null),
+    "ftp: name of the environment variable holding the password (instead of `ftp_password_file`). Never logged.",
+  ),
+  ftp_ca_file: doc(
+    absolutePath.nullable().default(null),
+    "ftp with TLS: PEM file of the certificate authority (or the server's own self-signed certificate) to trust; empty means the system's trusted authorities.",
+  ),
 };
 
 /** Keys that apply to the whole daemon, allowed only at the top level. */
@@ -223,6 +249,24 @@ export const jobSchema = z.strictObject(jobShape).superRefine((job, ctx) => {
       path: ["remote_host"],
       message:
         `required when transfer_method is "${job.transfer_method}"; give a host name or ~/.ssh/config alias, or use transfer_method: local`,
+    });
+  }
+  if (
+    job.transfer_method === "ftp" && job.ftp_password_file === null &&
+    job.ftp_password_env === null && !["", "anonymous"].includes(job.remote_user)
+  ) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["ftp_password_file"],
+      message:
+        "transfer_method ftp with a remote_user needs a password: give ftp_password_file (a file holding it) or ftp_password_env (a variable holding it)",
+    });
+  }
+  if (job.ftp_password_file !== null && job.ftp_password_env !== null) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["ftp_password_env"],
+      message: "give either ftp_password_file or ftp_password_env, not both",
     });
   }
 }, {

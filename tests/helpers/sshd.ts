@@ -305,6 +305,11 @@ export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
         ssh_port: port,
         ssh_identity_file: identityFile,
         ssh_options: sshOptions,
+        ftp_tls: "required",
+        ftp_port: null,
+        ftp_password_file: null,
+        ftp_password_env: null,
+        ftp_ca_file: null,
         ...overrides,
       };
     },
