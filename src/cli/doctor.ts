@@ -13,7 +13,7 @@ import type { JobConfig } from "../config/types.ts";
 import { CommandError, UsageError } from "../errors.ts";
 import { classifyFailure, lastLine } from "../transfer/classify.ts";
 import { newMarker } from "../transfer/remote_verify.ts";
-import { runCommand } from "../transfer/run_command.ts";
+import { runProcess as runCommand } from "../process/run.ts";
 import {
   endpointFromJob,
   remoteBasePath,
@@ -191,7 +191,6 @@ async function checkRemote(job: JobConfig, session: SshSession, base: string, re
     `say D "$(df -Pk -- "$B" 2>/dev/null | tail -n 1)"`,
     `say H "$(command -v sha256sum || command -v shasum)"`,
     `say R "$(rsync --version 2>/dev/null | head -n 1)"`,
-    `say P "$(python3 -c 'import hashlib,platform;print(platform.python_version())' 2>/dev/null)"`,
     "exit 0",
     "",
   ].join("\n");
@@ -251,18 +250,6 @@ async function checkRemote(job: JobConfig, session: SshSession, base: string, re
         "FAIL",
         "remote SHA-256",
         "neither sha256sum nor shasum found: install coreutils there or set verify_transfer: size",
-      );
-    }
-  }
-  if (job.transfer_method === "scp") {
-    const python = fields.get("P") ?? "";
-    if (python) report.line("ok", "remote python3", `${python}: files of 16 MiB and more stream`);
-    else {
-      report.line(
-        "skip",
-        "remote python3",
-        "not found: files of 16 MiB and more go by scp (install python3 there to stream them, " +
-          "which is faster, most of all with verify_transfer: checksum)",
       );
     }
   }

@@ -90,8 +90,6 @@ export interface ScriptReport {
   hashes: Map<number, string>;
   /** Folder index → error text of `mkdir`. */
   folderErrors: Map<number, string>;
-  /** Whether the remote host can run the stream receiver (a `P` line; see `RECEIVER_PROBE`). */
-  receiverReady: boolean;
   /** Folder index → a symbolic link was found where a real folder must be (see `remote_folders.ts`). */
   folderLinks: Set<number>;
   /** Folder index → KiB available to the remote user there (`df`). */
@@ -282,7 +280,6 @@ export function parseScriptOutput(stdout: string, marker: string): ScriptReport 
   const folderErrors = new Map<number, string>();
   const folderLinks = new Set<number>();
   const availableKiB = new Map<number, number>();
-  let receiverReady = false;
   for (const line of stdout.split("\n")) {
     const match = line.match(/^(\S+) ([A-Z]) (\d+)(?: (.*))?$/);
     if (!match || match[1] !== marker) continue;
@@ -291,9 +288,6 @@ export function parseScriptOutput(stdout: string, marker: string): ScriptReport 
     switch (code) {
       case "F":
         folderErrors.set(index, rest.trim());
-        break;
-      case "P":
-        receiverReady = true;
         break;
       case "L":
         folderLinks.add(index);
@@ -334,5 +328,5 @@ export function parseScriptOutput(stdout: string, marker: string): ScriptReport 
     }
   }
   for (const index of gaveUp) hashes.delete(index);
-  return { results, hashes, folderErrors, receiverReady, folderLinks, availableKiB };
+  return { results, hashes, folderErrors, folderLinks, availableKiB };
 }

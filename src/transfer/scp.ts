@@ -40,7 +40,6 @@ export class ScpTransport extends SshTransport {
   readonly maxBatchFiles = 100;
 
   protected override readonly copiesGrowInPlace = true;
-  protected override readonly streamsLargeFiles = true;
 
   /** A folder's files in up to {@linkcode PARALLEL_CALLS_PER_FOLDER} calls, each under the length limit. */
   protected override uploadCalls(plans: Plan[]): Plan[][] {

@@ -9,7 +9,7 @@ import { createHash } from "node:crypto";
 import { join, posix } from "node:path";
 import type { JobConfig } from "../config/types.ts";
 import { ConfigError } from "../errors.ts";
-import { runCommand, type RunCommandOptions, type RunCommandResult } from "./run_command.ts";
+import { type RunOptions, runProcess, type RunResult } from "../process/run.ts";
 import { SessionSlots } from "./session_slots.ts";
 
 /** How long an idle shared connection stays open, in seconds. */
@@ -266,15 +266,15 @@ export class SshSession {
    */
   async run(
     argv: string[],
-    options: RunCommandOptions & { onlyIfFree?: boolean } = {},
-  ): Promise<RunCommandResult> {
+    options: RunOptions & { onlyIfFree?: boolean } = {},
+  ): Promise<RunResult> {
     const { onlyIfFree, ...runOptions } = options;
     const giveBack = onlyIfFree
       ? this.#slots.takeIfFree(1)
       : await this.#slots.take(options.signal);
     if (giveBack === null) throw new Error(`every shared session to ${this.destination} is in use`);
     try {
-      return await runCommand(argv, { ...runOptions, env: { ...SSH_ENV, ...runOptions.env } });
+      return await runProcess(argv, { ...runOptions, env: { ...SSH_ENV, ...runOptions.env } });
     } finally {
       giveBack();
     }
@@ -308,7 +308,7 @@ export class SshSession {
         await Deno.lstat(controlPath);
         const argv = await this.sshArgv([]);
         argv.splice(argv.indexOf("--"), 0, "-O", "exit");
-        await runCommand(argv, { timeoutMs: 10_000, env: SSH_ENV });
+        await runProcess(argv, { timeoutMs: 10_000, env: SSH_ENV });
       } catch {
         // No master running, or it is already gone.
       }

@@ -16,9 +16,8 @@ import { newMarker, parseScriptOutput, type ScriptReport } from "./remote_verify
 import { sha256File } from "./sha256.ts";
 import { finishBatch } from "./ssh_finish.ts";
 import { byTempFolder, live, type Plan } from "./ssh_plan.ts";
-import { closeSource, inspectSource, openSource } from "./source_open.ts";
+import { inspectSource } from "./source_open.ts";
 import { endpointFromJob, remoteBasePath, remoteJoin, SshSession } from "./ssh.ts";
-import { parseReceiverOutput, RECEIVER_PROBE, receiverCommand } from "./stream_receiver.ts";
 import { jobOwner, uploadFolderName, uploadFolderPrefix } from "./temp_name.ts";
 import type { TransferItem, TransferOutcome, Transport } from "./transport.ts";
 import { UploadFolders } from "./upload_folders.ts";
@@ -26,10 +25,8 @@ import { UploadFolders } from "./upload_folders.ts";
 export { byTempFolder, live, type Plan };
 
 /**
- * Files from this size on are large: where the transport and the remote host
- * allow it they are streamed (see `stream_receiver.ts`), which writes, hashes
- * and flushes the copy in one pass; otherwise their copies are followed on the
- * remote side while they upload: flushed to disk as they grow, and hashed
+ * Files from this size on are large: their copies are followed on the remote
+ * side while they upload: flushed to disk as they grow, and hashed
  * (`verify_transfer: checksum`). Smaller ones are flushed and read once after,
  * which costs less than polling their growth or a call of their own.
  */
@@ -99,17 +96,6 @@ export abstract class SshTransport implements Transport {
    */
   protected readonly copiesGrowInPlace: boolean = false;
 
-  /**
-   * Whether large files may go as one `ssh` stream each into the remote
-   * receiver (`stream_receiver.ts`) instead of through {@linkcode SshTransport.copy},
-   * where the remote host has `python3` (not on Windows, whose ssh cannot be
-   * handed a file as input here).
-   */
-  protected readonly streamsLargeFiles: boolean = false;
-
-  /** Whether the remote host can run the stream receiver; `undefined` until probed. */
-  #receiverReady: boolean | undefined;
-
   describeTarget(destination: string): string {
     return this.session.remoteSpec(posix.join(this.job.remote_base_path, destination));
   }
@@ -129,8 +115,6 @@ export abstract class SshTransport implements Transport {
     const uploaded = live(plans);
     const folders = [...new Set(uploaded.map((plan) => posix.dirname(plan.finalPath)))];
     const large = uploaded.filter((plan) => plan.item.size >= LARGE_FILE_BYTES);
-    const mayStream = this.streamsLargeFiles && Deno.build.os !== "windows" &&
-      large.length > 0 && this.#receiverReady !== false;
     const claim = await this.#uploadFolders.claim(folders);
     const stopFollowing = new AbortController();
     const stop = () => stopFollowing.abort(signal.reason);
@@ -141,16 +125,13 @@ export abstract class SshTransport implements Transport {
     try {
       if (uploaded.length > 0) {
         await this.session.connect({ timeoutMs: this.timeoutMs, signal });
-        const probe = mayStream && this.#receiverReady === undefined;
         const made = await this.#makeFolders(
           uploaded,
           folders,
           uploadName,
           new Set(claim.toSweep),
-          probe ? [RECEIVER_PROBE] : [],
           signal,
         );
-        if (probe && made !== null) this.#receiverReady = made.receiverReady;
         claim.prepared(made !== null);
         // Only the upload folders this batch created are removed at the end, never a name
         // someone else holds.
@@ -158,13 +139,10 @@ export abstract class SshTransport implements Transport {
           ? null
           : folders.filter((_, i) => !made.folderErrors.has(i) && !made.folderLinks.has(i))
             .map((folder) => posix.join(folder, uploadName));
-        const streamed = new Set(mayStream && this.#receiverReady ? live(large) : []);
         const follow = this.job.verify_transfer === "checksum" || this.job.remote_sync;
-        const followed = this.copiesGrowInPlace && follow
-          ? large.filter((plan) => !streamed.has(plan))
-          : [];
+        const followed = this.copiesGrowInPlace && follow ? large : [];
         const following = this.#follow(live(followed), stopFollowing.signal);
-        await this.#upload(uploaded, streamed, signal);
+        await this.#upload(uploaded, signal);
         signal.throwIfAborted();
         for (const plan of uploaded) this.#checkSource(plan);
         // A failed upload, or a source that changed meanwhile, leaves a copy of
@@ -226,32 +204,26 @@ export abstract class SshTransport implements Transport {
   }
 
   /**
-   * Copy every live plan to its `tempPath`: the `streamed` ones one stream
-   * each ({@linkcode SshTransport.#stream}), the others in upload calls
+   * Copy every live plan to its `tempPath` in upload calls
    * ({@linkcode SshTransport.uploadCalls}), so a batch spread over many folders
    * does not pay each call's start-up in turn. Each source is checked again
    * right before its call starts. Records failures on the plans (`error`, or
    * `callFailure` for the files of a failed call that reported errors for
    * other files only); throws only when `signal` is aborted.
    */
-  async #upload(plans: Plan[], streamed: ReadonlySet<Plan>, signal: AbortSignal): Promise<void> {
-    const queue = [
-      ...[...streamed].map((plan) => [plan]),
-      ...this.uploadCalls(plans.filter((plan) => !streamed.has(plan))),
-    ];
+  async #upload(plans: Plan[], signal: AbortSignal): Promise<void> {
+    const queue = this.uploadCalls(plans);
     const worker = async () => {
       for (let next = queue.shift(); next !== undefined; next = queue.shift()) {
         signal.throwIfAborted();
         for (const plan of next) this.#checkSource(plan);
         const group = live(next);
         if (group.length === 0) continue;
-        const stream = streamed.has(group[0]);
         try {
-          if (stream) await this.#stream(group[0], signal);
-          else await this.copy(group, posix.dirname(group[0].tempPath), signal);
+          await this.copy(group, posix.dirname(group[0].tempPath), signal);
         } catch (error) {
           if (signal.aborted) throw signal.reason;
-          const named = !stream && group.length > 1 && error instanceof CommandError &&
+          const named = group.length > 1 && error instanceof CommandError &&
               !error.run.timedOut
             ? this.failedInCall(error, group)
             : null;
@@ -273,40 +245,6 @@ export abstract class SshTransport implements Transport {
     await Promise.all(
       Array.from({ length: Math.min(UPLOAD_CALLS_AT_ONCE, queue.length) }, worker),
     );
-  }
-
-  /**
-   * Stream the source of `plan` into its temporary copy with one ssh call (see
-   * `stream_receiver.ts`); ssh reads the source through a descriptor opened
-   * here (never through a link the item does not allow). With checksum
-   * verification, records the copy's SHA-256 on the plan.
-   *
-   * @throws {CommandError} when the call fails, `Error` when it reports nothing
-   */
-  async #stream(plan: Plan, signal: AbortSignal): Promise<void> {
-    const marker = newMarker();
-    const command = receiverCommand(plan.tempPath, marker, {
-      hash: this.job.verify_transfer === "checksum",
-      sync: this.job.remote_sync,
-    });
-    let stdout: Uint8Array;
-    const source = openSource(plan.item);
-    try {
-      ({ stdout } = await this.session.run(await this.session.sshArgv(command), {
-        stdinFile: { fd: source.fd },
-        timeoutMs: this.timeoutMs,
-        signal,
-      }));
-    } catch (error) {
-      // python3 may have gone from the remote host: look again before the next stream.
-      if (error instanceof CommandError && error.run.code === 127) this.#receiverReady = undefined;
-      throw error;
-    } finally {
-      closeSource(source);
-    }
-    const report = parseReceiverOutput(new TextDecoder().decode(stdout), marker);
-    if (report === null) throw new Error("the remote receiver reported nothing");
-    plan.remoteSha256 = report.sha256;
   }
 
   /** Open the shared SSH connection now (see {@linkcode Transport.warmUp}). */
@@ -334,7 +272,6 @@ export abstract class SshTransport implements Transport {
     folders: string[],
     uploadName: string,
     toSweep: ReadonlySet<string>,
-    probe: string[],
     signal: AbortSignal,
   ): Promise<ScriptReport | null> {
     const marker = newMarker();
@@ -345,7 +282,7 @@ export abstract class SshTransport implements Transport {
         upload: posix.join(folder, uploadName),
         sweepPrefix: toSweep.has(folder) ? uploadFolderPrefix(this.owner) : null,
       }));
-      const script = buildMkdirScript(this.base, specs, marker, probe);
+      const script = buildMkdirScript(this.base, specs, marker);
       stdout = await this.session.runScript(script, { timeoutMs: this.timeoutMs, signal });
     } catch (error) {
       if (signal.aborted) throw signal.reason;

@@ -1,0 +1,167 @@
+/**
+ * Running one child process, the one way the program starts any: argument
+ * arrays only (never a shell), output captured, and a timeout and an abort
+ * signal that kill the child's whole process group. Every failure is a
+ * {@linkcode CommandError} carrying the run (argv, exit code, signal,
+ * timeout, stderr, duration) and, when the program could not start, the
+ * system's error as its `cause`.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import { CommandError, type CommandRun } from "../errors.ts";
+
+const logger = getLogger(["image-transfer", "process"]);
+
+/** Most text of stderr (and stdout, on failure) kept on a {@linkcode CommandRun} (the tail). */
+const OUTPUT_MAX_CHARS = 16_000;
+
+/** Options of {@linkcode runProcess}. */
+export interface RunOptions {
+  /** Kill the process group after this many milliseconds. @default no limit */
+  timeoutMs?: number;
+  /** Kill the process group when aborted; the call then rejects with `signal.reason`. */
+  signal?: AbortSignal;
+  /** Bytes or text fed to standard input, which is then closed. @default no input */
+  stdin?: Uint8Array | string;
+  /** Working directory. @default the current one */
+  cwd?: string;
+  /** Extra environment variables, merged over the current environment. */
+  env?: Record<string, string>;
+}
+
+/** What a successful {@linkcode runProcess} returns. */
+export interface RunResult {
+  stdout: Uint8Array;
+  stderr: string;
+  /** Always 0: any other exit code throws. */
+  code: number;
+  durationMs: number;
+}
+
+/**
+ * Run `argv[0]` with the arguments `argv.slice(1)` in a new process group
+ * (its own session) and wait for it. On timeout or abort the whole group is
+ * killed with SIGKILL, so helpers the program started (the `ssh` under
+ * `rsync`) die with it.
+ *
+ * @returns stdout, stderr and the duration when the exit code is 0
+ * @throws {CommandError} when the program cannot be started (`run.code` and
+ *   `run.signal` are `null`, the system's error is the `cause`), exits
+ *   non-zero, is killed or times out (`run.timedOut`)
+ * @throws `signal.reason` when `signal` is aborted
+ */
+export async function runProcess(argv: string[], options: RunOptions = {}): Promise<RunResult> {
+  options.signal?.throwIfAborted();
+  logger.debug("Running {argv}", { argv });
+  const started = performance.now();
+  const elapsed = () => Math.round(performance.now() - started);
+  let child: Deno.ChildProcess;
+  try {
+    child = new Deno.Command(argv[0], {
+      args: argv.slice(1),
+      cwd: options.cwd,
+      env: options.env,
+      stdin: options.stdin === undefined ? "null" : "piped",
+      stdout: "piped",
+      stderr: "piped",
+      // A new session and process group (setsid), so a timeout can kill the
+      // program together with everything it started.
+      detached: Deno.build.os !== "windows",
+    }).spawn();
+  } catch (error) {
+    throw cannotStart(argv, error, elapsed());
+  }
+
+  let timedOut = false;
+  let aborted = false;
+  const killGroup = () => {
+    try {
+      if (Deno.build.os === "windows") Deno.kill(child.pid, "SIGKILL");
+      else Deno.kill(-child.pid, "SIGKILL");
+    } catch {
+      // Already gone.
+    }
+  };
+  const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => {
+    timedOut = true;
+    killGroup();
+  }, options.timeoutMs);
+  const onAbort = () => {
+    aborted = true;
+    killGroup();
+  };
+  options.signal?.addEventListener("abort", onAbort, { once: true });
+
+  let output: Deno.CommandOutput;
+  try {
+    const feeding = options.stdin === undefined ? Promise.resolve() : feed(child, options.stdin);
+    [output] = await Promise.all([child.output(), feeding]);
+  } finally {
+    clearTimeout(timer);
+    options.signal?.removeEventListener("abort", onAbort);
+  }
+  if (aborted && options.signal) throw options.signal.reason;
+  const decoder = new TextDecoder();
+  const stderr = tail(decoder.decode(output.stderr).trim());
+  const durationMs = elapsed();
+  if (output.code === 0 && output.signal === null && !timedOut) {
+    return { stdout: output.stdout, stderr, code: 0, durationMs };
+  }
+  const run: CommandRun = {
+    argv,
+    code: output.signal === null ? output.code : null,
+    signal: output.signal,
+    timedOut,
+    stderr,
+    stdout: tail(decoder.decode(output.stdout).trim()),
+    durationMs,
+  };
+  throw new CommandError(describeFailure(run, options.timeoutMs), run);
+}
+
+/** Whether `error` is a {@linkcode CommandError} of a program that could not be started. */
+export function neverStarted(error: unknown): boolean {
+  return error instanceof CommandError && error.run.code === null &&
+    error.run.signal === null && !error.run.timedOut;
+}
+
+/** The error of a program that could not be started. */
+function cannotStart(argv: string[], error: unknown, durationMs: number): CommandError {
+  const what = error instanceof Deno.errors.NotFound
+    ? `${argv[0]} is not installed or not on PATH`
+    : error instanceof Error
+    ? error.message
+    : String(error);
+  const run = { argv, code: null, signal: null, timedOut: false, stderr: "", durationMs };
+  return new CommandError(`Cannot run ${argv[0]}: ${what}`, run, { cause: error });
+}
+
+/** Write `input` to the child's stdin and close it; a child that exits early is not an error. */
+async function feed(child: Deno.ChildProcess, input: Uint8Array | string): Promise<void> {
+  const bytes = typeof input === "string" ? new TextEncoder().encode(input) : input;
+  const writer = child.stdin.getWriter();
+  try {
+    await writer.write(bytes);
+    await writer.close();
+  } catch {
+    // The child closed its stdin (exited or failed); its exit status tells why.
+  }
+}
+
+/** Keep the last {@linkcode OUTPUT_MAX_CHARS} characters. */
+function tail(text: string): string {
+  return text.length <= OUTPUT_MAX_CHARS ? text : `…${text.slice(-OUTPUT_MAX_CHARS)}`;
+}
+
+/** One line saying how the run ended, with the last line of stderr. */
+function describeFailure(run: CommandRun, timeoutMs: number | undefined): string {
+  const program = run.argv[0];
+  const lastLine = run.stderr.split("\n").filter((line) => line.trim() !== "").at(-1);
+  const detail = lastLine ? `: ${lastLine.trim()}` : "";
+  if (run.timedOut) {
+    return `Cannot finish ${program}: timed out after ${(timeoutMs ?? 0) / 1000} s`;
+  }
+  if (run.signal) return `Cannot finish ${program}: killed by ${run.signal}${detail}`;
+  return `Cannot finish ${program}: exit code ${run.code}${detail}`;
+}
