@@ -137,6 +137,7 @@ Deno.test("ci.yml: tests with the system tools, then the smoke test from source 
       "zip",
       "unzip",
       "mount",
+      "shellcheck",
     ]
   ) {
     assert.match(runs, new RegExp(`apt-get install[^\\n]*(\\\\\\n[^\\n]*)*\\b${pkg}\\b`), pkg);

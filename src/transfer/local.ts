@@ -160,8 +160,9 @@ export class LocalTransport implements Transport {
     checkSource(delivery);
     if (delivery.error) return;
     assertSameFile(tempPath, delivery.target!);
-    await Deno.rename(tempPath, finalPath);
+    // Closed first: the final name is only ever made by the rename of a finished file.
     delivery.target = closeTarget(delivery.target!);
+    await Deno.rename(tempPath, finalPath);
     await syncFolder(dirname(finalPath));
   }
 

@@ -114,6 +114,8 @@ async function waitForPort(port: number, child: Deno.ChildProcess, dir: string):
 export interface SshdOptions {
   /** Environment variables the server sets in every session (`SetEnv`), PATH included. */
   sessionEnv?: Record<string, string>;
+  /** The program of the `sftp` subsystem (scp's uploads). @default sshd's own internal-sftp */
+  sftpServer?: string;
 }
 
 /**
@@ -175,7 +177,7 @@ export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
       // MaxSessions stays at OpenSSH's default (10), as on real servers.
       "AcceptEnv LANG LC_*",
       "LogLevel INFO",
-      "Subsystem sftp internal-sftp",
+      `Subsystem sftp ${options.sftpServer ?? "internal-sftp"}`,
       ...Object.entries(options.sessionEnv ?? {}).map(([key, value]) => `SetEnv ${key}=${value}`),
       "",
     ].join("\n"),
