@@ -80,6 +80,11 @@ export function finishLines(plan: FinishPlan): string[] {
     groups.set(folder, [...groups.get(folder) ?? [], entry]);
   }
   const ordered = [...groups.values()].flat();
+  const finalFolders = [...groups.keys()].map((folder) => posix.dirname(folder));
+  // The copies' data first (a rename must never reach the disk before the data it names),
+  // written while the copies are checked.
+  const sync = plan.sync && ordered.length > 0;
+  if (sync) lines.push(call("start_flush", ...finalFolders));
   const sized = ordered.filter((entry) => entry.expectedSize !== null);
   if (sized.length > 0) lines.push(call("read_sizes", ...sized.map((entry) => entry.tempPath)));
   [...groups].forEach(([folder, entries], group) => {
@@ -101,14 +106,13 @@ export function finishLines(plan: FinishPlan): string[] {
   if (plan.remove.length > 0) lines.push(call("remove_copies", ...plan.remove));
   const dropWrite = ordered.filter((entry) => entry.dropWrite).map((entry) => entry.tempPath);
   if (dropWrite.length > 0) lines.push(call("drop_group_and_other_write", ...dropWrite));
-  const finalFolders = [...groups.keys()].map((folder) => posix.dirname(folder));
-  // The copies' data first: a rename must never reach the disk before the data it names.
-  if (plan.sync && ordered.length > 0) lines.push(call("flush_folders", ...finalFolders));
+  if (sync) lines.push(call("end_flush"));
   finalFolders.forEach((folder, group) => lines.push(call("rename_checked_copies", group, folder)));
   for (const entry of ordered) {
     lines.push(call("report_renamed", entry.index, entry.tempPath, entry.finalPath));
   }
-  if (plan.sync && ordered.length > 0) lines.push(call("flush_folders", ...finalFolders));
+  // Then the renames themselves, before the results count.
+  if (sync) lines.push(call("flush_folders", ...finalFolders));
   if (plan.uploadFolders.length > 0) {
     lines.push(call("remove_upload_folders", ...plan.uploadFolders));
   }

@@ -6,12 +6,15 @@
 #
 #   start_finish hash|no-hash
 #   report_space_left INDEX FOLDER        where an upload failed: the room left there
+#   start_flush FOLDER...                 with remote_sync: the copies' data, while they
+#                                         are checked
 #   read_sizes COPY...                    every copy whose size is checked, in order
 #   begin_folder GROUP UPLOAD_FOLDER [./NAME...]   per upload folder, then for its copies:
 #     check_copy INDEX COPY FINAL SIZE|- SHA256|-
 #   remove_copies COPY...                 copies of files that failed before
 #   drop_group_and_other_write COPY...    copies of sources writable by group or others
-#   flush_folders FOLDER...               with remote_sync: the copies' data first
+#   end_flush                             with remote_sync: the data is on disk before
+#                                         any rename
 #   rename_checked_copies GROUP FOLDER    per upload folder
 #   report_renamed INDEX COPY FINAL       per checked copy
 #   flush_folders FOLDER...               with remote_sync: then the renames
@@ -174,6 +177,18 @@ drop_group_and_other_write() {
 flush_folders() {
   sync -f -- "$@" 2>/dev/null || sync 2>/dev/null
   return 0
+}
+
+# start_flush FOLDER...: start flushing the file systems that hold them, in the
+# background, so the disk writes while the copies are read for their hashes.
+start_flush() {
+  flush_folders "$@" &
+  flushing=$!
+}
+
+# end_flush: wait until the flush start_flush began has ended.
+end_flush() {
+  wait "$flushing"
 }
 
 # rename_checked_copies GROUP FOLDER: move the group's good copies into FOLDER.
