@@ -120,10 +120,9 @@ const SERVER_TOOLS = [
   "xargs",
   "head",
   "rsync",
-  "openssl",
 ];
 
-Deno.test("a server whose only SHA-256 tool is openssl passes doctor and receives verified files", async () => {
+Deno.test("a server whose only SHA-256 tool is openssl passes doctor and receives verified files; rsync's are not hashed again", async () => {
   const bin = await Deno.makeTempDir({ prefix: "itx-openssl-only-" });
   await Deno.chmod(bin, 0o755);
   for (const tool of SERVER_TOOLS) {
@@ -132,6 +131,20 @@ Deno.test("a server whose only SHA-256 tool is openssl passes doctor and receive
       join(bin, tool),
     );
   }
+  // openssl, counting the files it hashes (its arguments after `-r`).
+  const log = join(bin, "hashed");
+  await Deno.writeTextFile(log, "");
+  await Deno.chmod(log, 0o666);
+  await Deno.writeTextFile(
+    join(bin, "openssl"),
+    `#!/bin/sh\necho "$(($# - 3))" >>'${log}'\nexec /usr/bin/openssl "$@"\n`,
+  );
+  await Deno.chmod(join(bin, "openssl"), 0o755);
+  const filesHashed = async () => {
+    const counts = (await Deno.readTextFile(log)).split("\n").filter((line) => line !== "");
+    await Deno.writeTextFile(log, "");
+    return counts.reduce((sum, count) => sum + Number(count), 0);
+  };
   const sshd = await startSshd({ sessionEnv: { PATH: bin } });
   const dir = await Deno.makeTempDir({ prefix: "itx-doctor-openssl-" });
   try {
@@ -161,6 +174,7 @@ Deno.test("a server whose only SHA-256 tool is openssl passes doctor and receive
       assert.equal(result.code, 0, result.stdout + result.stderr);
       assert.match(result.stdout, /ok {4}remote SHA-256: openssl dgst -sha256 -r/);
 
+      await filesHashed();
       const runtime = await Deno.makeTempDir({ prefix: "itx-rt-" });
       const transport = createTransport(job, runtime);
       try {
@@ -178,6 +192,9 @@ Deno.test("a server whose only SHA-256 tool is openssl passes doctor and receive
             await sha256OfFile(item.source),
           );
         }
+        // scp's copies are hashed on the server (one process for the folder's two copies);
+        // rsync checked its own with its whole-file checksum, and exited 0.
+        assert.equal(await filesHashed(), method === "scp" ? 2 : 0, method);
       } finally {
         await transport.close();
         await Deno.remove(runtime, { recursive: true });
