@@ -56,12 +56,13 @@ export function call(name: string, ...words: Word[]): string {
 }
 
 /**
- * The script `name` followed by the generated `lines` (see
- * {@linkcode call}); it ends with `exit 0`.
+ * The script `name` (`null`: the prologue's helpers only) followed by the
+ * generated `lines` (see {@linkcode call}); it ends with `exit 0`.
  */
-export function buildScript(name: ScriptName, lines: string[]): RemoteScript {
+export function buildScript(name: ScriptName | null, lines: string[]): RemoteScript {
   const marker = newMarker();
-  const text = [`marker=${marker}`, prologue, SCRIPTS[name], ...lines, "exit 0", ""].join("\n");
+  const body = name === null ? [] : [SCRIPTS[name]];
+  const text = [`marker=${marker}`, prologue, ...body, ...lines, "exit 0", ""].join("\n");
   return { text, marker };
 }
 

@@ -4,7 +4,9 @@
  * 1. one ssh call creates the destination folders and, in each, the batch's
  *    own hidden upload folder (see `remote_folders.ts`);
  * 2. upload calls of the method (scp or rsync) copy the sources, under their
- *    own names, into those upload folders, several calls side by side;
+ *    own names, into those upload folders, several calls side by side (with
+ *    `remote_sync`, a large batch has the destination flushed every second
+ *    meanwhile);
  * 3. one ssh call verifies each copy, renames the good ones into place and
  *    removes the rest (see `ssh_finish.ts`).
  *
@@ -16,6 +18,7 @@ import { CommandError, TransferError } from "../errors.ts";
 import { classifyFailure, classifyText, type FailureContext } from "./classify.ts";
 import { checkSource, type Delivery, type DeliverySteps, live } from "./deliver.ts";
 import { type FolderFailure, makeFolders } from "./remote_folders.ts";
+import { buildScript, call } from "./remote_script.ts";
 import { hashSource } from "./sha256.ts";
 import { type SshDelivery, sshDelivery } from "./ssh_delivery.ts";
 import { finishBatch } from "./ssh_finish.ts";
@@ -26,6 +29,15 @@ import type { UploadClaim, UploadFolders } from "./upload_folders.ts";
 
 /** Upload calls a batch runs at once. */
 const UPLOAD_CALLS_AT_ONCE = 3;
+
+/**
+ * With `remote_sync`, a batch of at least this many bytes has the destination
+ * file systems flushed while it uploads (see {@linkcode SshBatch.put}).
+ */
+const FLUSH_WHILE_UPLOADING_BYTES = 64 * 1024 * 1024;
+
+/** How often those flushes start, at most. */
+const FLUSH_INTERVAL_MS = 1000;
 
 /** What an SSH method (scp, rsync) supplies to a batch. */
 export interface SshMethod {
@@ -135,6 +147,7 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
       }
     }
     const queue = method.uploadCalls(deliveries);
+    const stopFlushing = this.#flushWhileUploading(deliveries, signal);
     const worker = async () => {
       for (let next = queue.shift(); next !== undefined; next = queue.shift()) {
         signal.throwIfAborted();
@@ -144,9 +157,55 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
         if (group.length > 0) await this.#uploadGroup(group, signal);
       }
     };
-    await Promise.all(
-      Array.from({ length: Math.min(UPLOAD_CALLS_AT_ONCE, queue.length) }, worker),
-    );
+    try {
+      await Promise.all(
+        Array.from({ length: Math.min(UPLOAD_CALLS_AT_ONCE, queue.length) }, worker),
+      );
+    } finally {
+      await stopFlushing();
+    }
+  }
+
+  /**
+   * With `remote_sync` and a batch of {@linkcode FLUSH_WHILE_UPLOADING_BYTES}
+   * or more: flush the destination file systems every
+   * {@linkcode FLUSH_INTERVAL_MS} while the upload runs (one small ssh call
+   * each, only when a shared session is free), so the flush before the
+   * renames finds little left to write. Returns the function that stops it.
+   */
+  #flushWhileUploading(deliveries: SshDelivery[], signal: AbortSignal): () => Promise<void> {
+    const method = this.#method;
+    const bytes = deliveries.reduce((sum, delivery) => sum + delivery.item.size, 0);
+    if (!method.job.remote_sync || bytes < FLUSH_WHILE_UPLOADING_BYTES) {
+      return () => Promise.resolve();
+    }
+    const folders = [...new Set(deliveries.map((delivery) => posix.dirname(delivery.finalPath)))];
+    const stop = new AbortController();
+    const onAbort = () => stop.abort();
+    signal.addEventListener("abort", onAbort, { once: true });
+    const flushing = (async () => {
+      while (!stop.signal.aborted) {
+        await new Promise((resolve) => {
+          const timer = setTimeout(resolve, FLUSH_INTERVAL_MS);
+          stop.signal.addEventListener("abort", () => {
+            clearTimeout(timer);
+            resolve(undefined);
+          }, { once: true });
+        });
+        if (stop.signal.aborted) break;
+        const script = buildScript(null, [call("flush_folders", ...folders)]);
+        await method.session.runScript(script.text, {
+          timeoutMs: method.timeoutMs,
+          signal: stop.signal,
+          onlyIfFree: true,
+        }).catch(() => {}); // Optional: the flush before the renames does it anyway.
+      }
+    })();
+    return async () => {
+      signal.removeEventListener("abort", onAbort);
+      stop.abort();
+      await flushing;
+    };
   }
 
   async finish(deliveries: SshDelivery[], signal: AbortSignal): Promise<void> {

@@ -172,13 +172,6 @@ drop_group_and_other_write() {
   return 0
 }
 
-# flush_folders FOLDER...: flush the file systems that hold them (GNU sync -f;
-# else every file system).
-flush_folders() {
-  sync -f -- "$@" 2>/dev/null || sync 2>/dev/null
-  return 0
-}
-
 # start_flush FOLDER...: start flushing the file systems that hold them, in the
 # background, so the disk writes while the copies are read for their hashes.
 start_flush() {

@@ -40,3 +40,10 @@ hash_tool() {
 space_left() {
   df -Pk -- "$1" 2>/dev/null | awk 'NR == 2 { print $4 }'
 }
+
+# flush_folders FOLDER...: flush the file systems that hold them (GNU sync -f;
+# else every file system).
+flush_folders() {
+  sync -f -- "$@" 2>/dev/null || sync 2>/dev/null
+  return 0
+}
