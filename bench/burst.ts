@@ -120,7 +120,7 @@ async function daemonBurst(ctx: BenchContext, method: "rsync" | "scp"): Promise<
       totalMs: lastLine.atMs - written.startMs,
       problems: daemon.lines.map((l) => l.text).filter((t) => / (WARN|ERROR|FATAL) /.test(t)),
       foundByScan: daemon.lines.reduce(
-        (sum, l) => sum + Number(/Found (\d+) new or changed/.exec(l.text)?.[1] ?? 0),
+        (sum, l) => sum + Number(/(?:Found|The watcher missed) (\d+) new/.exec(l.text)?.[1] ?? 0),
         0,
       ),
     };
@@ -184,7 +184,8 @@ export async function runBurst(
         `writer took ${list.map((r) => formatMs(r.writeMs)).join(", ")}; ` +
         `first write → last verified ${list.map((r) => formatMs(r.totalMs)).join(", ")}; ` +
         `first close → first verified ${list.map((r) => formatMs(r.firstMs)).join(", ")}; ` +
-        `files found by a rescan instead of their own events (\`Found N new or changed\`): ` +
+        `files found by a scan instead of their own events (\`Found N new or changed\`, ` +
+        `\`The watcher missed N new file(s)\`): ` +
         list.map((r) => r.foundByScan).join(", "),
     );
     const problems = list.flatMap((r) => r.problems);

@@ -428,3 +428,34 @@ Deno.test("Ledger: enqueue returns the attempts kept, 0 for a new or changed fil
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("Ledger.overdue lists pending retries due before a time; markDue makes them due now; pending", async () => {
+  await withLedger((ledger) => {
+    const fail = (job: string, rel: string, nextAttemptAt: number, final = false) => {
+      ledger.enqueue(job, rel, FILE);
+      ledger.recordFailure(job, rel, { error: "e", attempts: 1, nextAttemptAt, final });
+    };
+    fail("a", "late.fits", 1000);
+    fail("a", "later.fits", 500);
+    fail("a", "future.fits", 9000);
+    fail("a", "given-up.fits", 0, true);
+    fail("b", "other.fits", 700);
+    ledger.enqueue("a", "fresh.fits", FILE);
+    assert.deepEqual(
+      ledger.overdue(5000, 10).map((r) => `${r.job}/${r.relPath}`),
+      ["a/later.fits", "b/other.fits", "a/late.fits"],
+      "oldest first, every job, only pending rows with a retry time",
+    );
+    assert.deepEqual(ledger.overdue(5000, 1).map((r) => r.relPath), ["later.fits"]);
+    assert.deepEqual(ledger.overdue(5000, 10, "b").map((r) => r.relPath), ["other.fits"]);
+    ledger.markDue("a", ["late.fits", "given-up.fits", "missing.fits"]);
+    assert.deepEqual(ledger.overdue(5000, 10, "a").map((r) => r.relPath), ["later.fits"]);
+    assert.equal(ledger.get("a", "late.fits")?.nextAttemptAt, 0);
+    assert.equal(ledger.get("a", "late.fits")?.attempts, 1, "attempts kept");
+    assert.equal(ledger.get("a", "given-up.fits")?.state, "failed", "only pending rows change");
+    assert.deepEqual(
+      ledger.pending("a").map((r) => r.relPath).sort(),
+      ["fresh.fits", "future.fits", "late.fits", "later.fits"],
+    );
+  });
+});

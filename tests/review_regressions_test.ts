@@ -2,12 +2,13 @@
  * Regressions found in review: sequences of events that once lost a file
  * (until a restart or the hourly rescan), sent one twice, or crashed the
  * daemon. Each test runs one job in-process with the real local transport,
- * a real ledger and real files.
+ * a real ledger and real files. Sequences inside the work queue (a retry
+ * re-checked by an event, a change while planning or sending) are unit tests
+ * of the queue in `work_queue_test.ts`.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { JobConfig } from "../src/config/types.ts";
-import { TransferError } from "../src/errors.ts";
 import { Ledger } from "../src/ledger/ledger.ts";
 import { JobRunner } from "../src/pipeline/job_runner.ts";
 import { LocalTransport } from "../src/transfer/local.ts";
@@ -117,34 +118,6 @@ Deno.test("review: a folder moved in whose name matches file_patterns is scanned
     );
     for (const [rel, bytes] of files) assert.deepEqual(await arrived(job, ledger, rel), bytes);
   });
-});
-
-Deno.test("review: a file waiting for a retry is not also sent at once when an event re-checks it", async () => {
-  await withRunner(
-    { retry_delay: 1.5, retry_max_delay_seconds: 1.5, max_concurrent_transfers: 4 },
-    async ({ job, ledger, transport, runner }) => {
-      await runner.start();
-      const path = join(job.watch_path, "retry.fits");
-      const bytes = randomBytes(4000);
-      await Deno.writeFile(path, bytes);
-      const mtime = (await Deno.stat(path)).mtime!;
-      transport.hook = async (call, items) => {
-        if (call !== 1) return null;
-        // An event while in flight that changes nothing (same mtime), then a network error.
-        await Deno.utime(path, mtime, mtime);
-        await new Promise((r) => setTimeout(r, 50));
-        return items.map((item) => ({
-          item,
-          error: new TransferError("Cannot send: connection reset", "retry"),
-        }));
-      };
-      await waitFor(() => ledger.get(job.name, "retry.fits")?.state === "done", 10_000, "done");
-      // Past the retry time: a second copy of the queued retry would have gone by now.
-      await new Promise((r) => setTimeout(r, 2000));
-      assert.equal(transport.calls, 2, "one failed attempt and one retry, nothing more");
-      assert.deepEqual(await arrived(job, ledger, "retry.fits"), bytes);
-    },
-  );
 });
 
 Deno.test("review: a transport that throws instead of reporting is retried, not stuck 'transferring'", async () => {

@@ -137,6 +137,10 @@ Deno.test("ci.yml: tests with the system tools, then the smoke test from source 
       "zip",
       "unzip",
       "mount",
+      "procps",
+      "iproute2",
+      "vsftpd",
+      "openssl",
       "shellcheck",
     ]
   ) {

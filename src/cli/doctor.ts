@@ -7,6 +7,7 @@
  * @module
  */
 import { Command } from "commander";
+import { checkInotifyLimits } from "./doctor_watch_limits.ts";
 import { globalOptions } from "./options.ts";
 import { loadConfig, resolveConfigPath } from "../config/load.ts";
 import type { JobConfig } from "../config/types.ts";
@@ -15,7 +16,12 @@ import { createTransport } from "../transfer/factory.ts";
 import type { ProbeCheck, Transport } from "../transfer/transport.ts";
 
 /** How each verdict is printed. */
-const VERDICTS: Record<ProbeCheck["verdict"], string> = { ok: "ok", fail: "FAIL", skip: "skip" };
+const VERDICTS: Record<ProbeCheck["verdict"], string> = {
+  ok: "ok",
+  warn: "WARN",
+  fail: "FAIL",
+  skip: "skip",
+};
 
 /**
  * Run every check for `jobs`, printing one line per check.
@@ -43,7 +49,14 @@ export async function runDoctor(
       report({ check: "config", verdict: "fail", detail: messageOf(error) });
     }
     try {
-      report(await checkWatchPath(job));
+      const watch = await checkWatchPath(job);
+      report(watch);
+      if (watch.verdict === "ok") {
+        await checkInotifyLimits(
+          job.watch_path,
+          (verdict, check, detail) => report({ verdict, check, detail }),
+        );
+      }
       for (const check of await transport?.probe?.() ?? []) report(check);
     } finally {
       await transport?.close();

@@ -13,6 +13,9 @@ import { daemonStatus, describeDaemon } from "./daemon_state.ts";
 
 const STATES: FileState[] = ["pending", "transferring", "done", "failed"];
 
+/** A retry due longer ago than this, and not started, is shown as a problem. */
+const OVERDUE_AFTER_MS = 60_000;
+
 function when(ms: number | null): string {
   if (ms === null) return "-";
   return new Date(ms).toLocaleString("sv-SE");
@@ -48,8 +51,18 @@ export function statusCommand(): Command {
         const counts = ledger.counts();
         const recent = ledger.recentDone(limit);
         const problems = ledger.problems(limit);
+        const now = Date.now();
+        const overdue = ledger.overdue(now - OVERDUE_AFTER_MS, limit);
         if (options.json) {
-          const report = { daemon, ledger: ledger.path, counts, recent, problems, skipped };
+          const report = {
+            daemon,
+            ledger: ledger.path,
+            counts,
+            recent,
+            problems,
+            overdue,
+            skipped,
+          };
           console.log(JSON.stringify(report, null, 2));
           return;
         }
@@ -73,10 +86,25 @@ export function statusCommand(): Command {
         for (const row of problems) {
           const retry = row.state === "failed"
             ? "failed; retried at next rescan or start-up"
+            : row.nextAttemptAt === 0
+            ? "waiting to be sent"
             : `retry ${row.attempts} at ${when(row.nextAttemptAt)}`;
           console.log(
             `  ${when(row.updatedAt)}  [${row.job}] ${row.relPath}: ${row.lastError} (${retry})`,
           );
+        }
+        if (overdue.length > 0) {
+          console.log(
+            `\nOverdue (${overdue.length}): retries due more than a minute ago that have not ` +
+              `started; is the daemon running?`,
+          );
+          for (const row of overdue) {
+            const ago = Math.round((now - row.nextAttemptAt) / 1000);
+            console.log(
+              `  [${row.job}] ${row.relPath}: next attempt was due ${ago} s ago ` +
+                `(${row.attempts} failed attempt(s); last error: ${row.lastError})`,
+            );
+          }
         }
       } finally {
         ledger.close();

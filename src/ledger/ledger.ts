@@ -249,6 +249,33 @@ export class Ledger {
     );
   }
 
+  /**
+   * Record that the retry time of pending files has come (they wait for a
+   * free transfer slot now): their next attempt is due at once.
+   */
+  markDue(job: string, relPaths: string[]): void {
+    const stmt = this.#stmt(
+      "UPDATE files SET next_attempt_at = 0 WHERE job = ? AND rel_path = ? AND state = 'pending'",
+    );
+    this.transaction(() => {
+      for (const p of relPaths) stmt.run(job, p);
+    });
+  }
+
+  /**
+   * Pending files whose next attempt was due before `dueBefore` (ms since
+   * epoch) and has not started: a retry that did not fire, or a daemon that is
+   * not running. Oldest first; all jobs unless `job` is given.
+   */
+  overdue(dueBefore: number, limit: number, job?: string): LedgerRow[] {
+    const rows = this.#stmt(`
+      SELECT * FROM files WHERE state = 'pending' AND next_attempt_at > 0 AND next_attempt_at < ?
+        AND (? IS NULL OR job = ?)
+      ORDER BY next_attempt_at LIMIT ?
+    `).all(dueBefore, job ?? null, job ?? null, limit);
+    return (rows as Row[]).map(toRow);
+  }
+
   /** Forget a file (its source is gone before it was sent). */
   remove(job: string, relPath: string): void {
     this.#stmt("DELETE FROM files WHERE job = ? AND rel_path = ?").run(job, relPath);
@@ -274,6 +301,12 @@ export class Ledger {
   /** Every row of `job` that is not done (pending, transferring or failed). */
   unfinished(job: string): LedgerRow[] {
     const rows = this.#stmt("SELECT * FROM files WHERE job = ? AND state != 'done'").all(job);
+    return (rows as Row[]).map(toRow);
+  }
+
+  /** Every pending row of `job` (uses the state index: cheap with many done files). */
+  pending(job: string): LedgerRow[] {
+    const rows = this.#stmt("SELECT * FROM files WHERE job = ? AND state = 'pending'").all(job);
     return (rows as Row[]).map(toRow);
   }
 

@@ -11,6 +11,7 @@ import { createTransport } from "../transfer/factory.ts";
 import { createFileFilter } from "../watch/file_filter.ts";
 import { scanFolder, type SkippedEntry } from "../watch/scan.ts";
 import { readablePath } from "../watch/skip_log.ts";
+import { sameVersion, versionOf } from "../watch/file_version.ts";
 
 /**
  * Print one line per file that would be sent (`would transfer <source> -> <target>`),
@@ -39,13 +40,13 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
         for await (const file of scanFolder(job.watch_path, filter, { onSkipped })) {
           const stat = await Deno.stat(file.path).catch(() => null);
           if (!stat) continue;
-          const mtimeMs = stat.mtime?.getTime() ?? 0;
+          const version = versionOf(stat);
           const prior = done.get(file.relPath);
-          if (prior && prior.size === stat.size && prior.mtimeMs === mtimeMs) continue;
+          if (prior && sameVersion(prior, version)) continue;
           const destination = await planDestination(job, {
             path: file.path,
             relPath: file.relPath,
-            mtimeMs,
+            mtimeMs: version.mtimeMs,
           }, new Date());
           write(`would transfer ${file.path} -> ${transport.describeTarget(destination)}`);
           count++;

@@ -10,11 +10,19 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { CommandError, type CommandRun } from "../errors.ts";
+import { killProcess } from "./kill.ts";
 
 const logger = getLogger(["image-transfer", "process"]);
 
 /** Most text of stderr (and stdout, on failure) kept on a {@linkcode CommandRun} (the tail). */
 const OUTPUT_MAX_CHARS = 16_000;
+
+/**
+ * How long a killed program's output pipes may stay open after it exited
+ * (held by a helper it started that survived the kill) before they are
+ * closed from this side: a timed-out or aborted call always ends.
+ */
+const PIPES_AFTER_KILL_MS = 2_000;
 
 /** Options of {@linkcode runProcess}. */
 export interface RunOptions {
@@ -43,7 +51,9 @@ export interface RunResult {
  * Run `argv[0]` with the arguments `argv.slice(1)` in a new process group
  * (its own session) and wait for it. On timeout or abort the whole group is
  * killed with SIGKILL, so helpers the program started (the `ssh` under
- * `rsync`) die with it.
+ * `rsync`) die with it; the call then ends at most
+ * {@linkcode PIPES_AFTER_KILL_MS} after the program itself, even if a helper
+ * survived and still holds its output open.
  *
  * @returns stdout, stderr and the duration when the exit code is 0
  * @throws {CommandError} when the program cannot be started (`run.code` and
@@ -73,15 +83,39 @@ export async function runProcess(argv: string[], options: RunOptions = {}): Prom
     throw cannotStart(argv, error, elapsed());
   }
 
+  const input = new AbortController();
+  const feeding = options.stdin === undefined
+    ? Promise.resolve()
+    : feed(child, options.stdin, input.signal);
+  const stdout = readAll(child.stdout);
+  const stderrBytes = readAll(child.stderr);
+
   let timedOut = false;
   let aborted = false;
+  let killed = false;
+  let ended = false;
+  let abandonTimer: ReturnType<typeof setTimeout> | undefined;
   const killGroup = () => {
+    if (killed) return;
+    killed = true;
+    // The group first (the program included), then the program by its own
+    // handle, which needs no permission and works where groups do not.
+    if (Deno.build.os !== "windows") void killProcess(-child.pid);
     try {
-      if (Deno.build.os === "windows") Deno.kill(child.pid, "SIGKILL");
-      else Deno.kill(-child.pid, "SIGKILL");
+      child.kill("SIGKILL");
     } catch {
-      // Already gone.
+      // Already exited.
     }
+    // A helper outside the group may keep the pipes open: stop waiting for
+    // them soon after the program itself ends.
+    void child.status.then(() => {
+      if (ended) return;
+      abandonTimer = setTimeout(() => {
+        input.abort();
+        stdout.stop();
+        stderrBytes.stop();
+      }, PIPES_AFTER_KILL_MS);
+    });
   };
   const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => {
     timedOut = true;
@@ -93,12 +127,19 @@ export async function runProcess(argv: string[], options: RunOptions = {}): Prom
   };
   options.signal?.addEventListener("abort", onAbort, { once: true });
 
-  let output: Deno.CommandOutput;
+  let output: { code: number; signal: Deno.Signal | null; stdout: Uint8Array; stderr: Uint8Array };
   try {
-    const feeding = options.stdin === undefined ? Promise.resolve() : feed(child, options.stdin);
-    [output] = await Promise.all([child.output(), feeding]);
+    const [status, out, err] = await Promise.all([
+      child.status,
+      stdout.bytes,
+      stderrBytes.bytes,
+      feeding,
+    ]);
+    output = { code: status.code, signal: status.signal, stdout: out, stderr: err };
   } finally {
+    ended = true;
     clearTimeout(timer);
+    clearTimeout(abandonTimer);
     options.signal?.removeEventListener("abort", onAbort);
   }
   if (aborted && options.signal) throw options.signal.reason;
@@ -137,16 +178,54 @@ function cannotStart(argv: string[], error: unknown, durationMs: number): Comman
   return new CommandError(`Cannot run ${argv[0]}: ${what}`, run, { cause: error });
 }
 
-/** Write `input` to the child's stdin and close it; a child that exits early is not an error. */
-async function feed(child: Deno.ChildProcess, input: Uint8Array | string): Promise<void> {
+/**
+ * Write `input` to the child's stdin and close it; a child that exits early is
+ * not an error. `stop` gives up a write that cannot finish.
+ */
+async function feed(
+  child: Deno.ChildProcess,
+  input: Uint8Array | string,
+  stop: AbortSignal,
+): Promise<void> {
   const bytes = typeof input === "string" ? new TextEncoder().encode(input) : input;
   const writer = child.stdin.getWriter();
+  stop.addEventListener("abort", () => void writer.abort().catch(() => {}), { once: true });
   try {
     await writer.write(bytes);
     await writer.close();
   } catch {
     // The child closed its stdin (exited or failed); its exit status tells why.
   }
+}
+
+/** Everything read from `stream` until it ends or `stop` is called. */
+function readAll(stream: ReadableStream<Uint8Array>): { bytes: Promise<Uint8Array>; stop(): void } {
+  const reader = stream.getReader();
+  const chunks: Uint8Array[] = [];
+  let stopped = false;
+  const bytes = (async () => {
+    try {
+      for (let r = await reader.read(); !r.done && !stopped; r = await reader.read()) {
+        chunks.push(r.value);
+      }
+    } catch {
+      // Cancelled, or the pipe broke: keep what came.
+    }
+    const all = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.length, 0));
+    let offset = 0;
+    for (const chunk of chunks) {
+      all.set(chunk, offset);
+      offset += chunk.length;
+    }
+    return all;
+  })();
+  return {
+    bytes,
+    stop: () => {
+      stopped = true;
+      reader.cancel().catch(() => {});
+    },
+  };
 }
 
 /** Keep the last {@linkcode OUTPUT_MAX_CHARS} characters. */

@@ -103,13 +103,16 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
 
   async makeFolders(deliveries: SshDelivery[], signal: AbortSignal): Promise<void> {
     const method = this.#method;
-    for (const delivery of deliveries) delivery.attempted = true;
     this.#folders = [...new Set(deliveries.map((d) => posix.dirname(d.finalPath)))];
     const claim = this.#claim = await method.uploadFolders.claim(this.#folders);
     const toSweep = new Set(claim.toSweep);
     let failures: Map<number, FolderFailure>;
     try {
-      await method.session.connect({ timeoutMs: method.timeoutMs, signal });
+      // Unreachable: every call would fail the same way (and wait as long), so fail the batch now.
+      const unreachable = await method.session.connect({ timeoutMs: method.timeoutMs, signal });
+      if (unreachable !== null) throw unreachable;
+      // From here on copies may exist: the finishing step removes those not renamed.
+      for (const delivery of deliveries) delivery.attempted = true;
       const specs = this.#folders.map((folder) => ({
         folder,
         uploadName: this.#uploadName,

@@ -1,5 +1,5 @@
 /**
- * The one interface every transfer method implements (`local`, `scp`, `rsync`).
+ * The one interface every transfer method implements (`local`, `scp`, `rsync`, `ftp`).
  *
  * @module
  */
@@ -38,7 +38,8 @@ export interface TransferOutcome {
 export interface ProbeCheck {
   /** What was checked, e.g. `login`, `free space`. */
   check: string;
-  verdict: "ok" | "fail" | "skip";
+  /** `warn`: works, but should be fixed (does not fail `doctor`). */
+  verdict: "ok" | "warn" | "fail" | "skip";
   /** What was found, or what to fix. */
   detail: string;
 }
@@ -76,7 +77,7 @@ export interface ProbeCheck {
  */
 export interface Transport {
   /** The `transfer_method` this implements. */
-  readonly method: "local" | "scp" | "rsync";
+  readonly method: "local" | "scp" | "rsync" | "ftp";
   /** Largest number of items one `send` call should be given. */
   readonly maxBatchFiles: number;
   /** Deliver `items`; see the interface contract. */

@@ -1,0 +1,143 @@
+/**
+ * Intake: from a file the watch session reports to a queued record. Events
+ * and scans hand files to the stability checker (unless they are done as
+ * they are, or busy); a file found complete gets its destination planned, is
+ * recorded `pending` in the ledger, and is queued.
+ *
+ * @module
+ */
+import type { JobConfig } from "../config/types.ts";
+import type { DoneEntry, Ledger } from "../ledger/ledger.ts";
+import { planDestination } from "../layout/destination.ts";
+import { logger } from "../log/logging.ts";
+import { type FileVersion, sameVersion, versionOf } from "../watch/file_version.ts";
+import { type FoundFile, relativeTo } from "../watch/scan.ts";
+import type { Activity, StabilityChecker, StableFile } from "../watch/stability.ts";
+import type { WorkQueue } from "./work_queue.ts";
+
+/** What {@linkcode Intake} works with. */
+export interface IntakeContext {
+  job: JobConfig;
+  ledger: Ledger;
+  queue: WorkQueue;
+  checker: StabilityChecker;
+  /** Size and mtime of every file done, by relative path (kept current by the sender). */
+  done: () => Map<string, DoneEntry>;
+  /** A path that turned out to be no file: scan it if it is a folder; whether it was. */
+  scanIfFolder(path: string): Promise<boolean>;
+  /** Whether the job is stopping (nothing new starts). */
+  stopping(): boolean;
+  /** A record became sendable. */
+  onQueued(): void;
+  /** Something settled (the job may be idle now). */
+  onSettled(): void;
+}
+
+/** The intake of one job; see the module doc. */
+export class Intake {
+  #context: IntakeContext;
+  #log = logger("pipeline");
+
+  constructor(context: IntakeContext) {
+    this.#context = context;
+  }
+
+  /** A watched file was created, written or closed. */
+  activity(path: string, rel: string, activity: Activity): void {
+    if (this.#context.queue.activity(rel)) this.#context.checker.touch(path, activity);
+  }
+
+  /**
+   * Files found by a scan: observe those that are new or changed, and return
+   * them. `quick`: a file sent before counts as unchanged without a stat.
+   */
+  found(files: FoundFile[], quick = false): FoundFile[] {
+    const { queue, checker } = this.#context;
+    const done = this.#context.done();
+    const found: FoundFile[] = [];
+    for (const file of files) {
+      if (queue.get(file.relPath) || checker.has(file.path)) continue;
+      const entry = done.get(file.relPath);
+      if (entry && quick) continue;
+      if (entry) {
+        // Synchronous stat: ~4 µs, against ~20 µs for a promise per file at 100,000 files.
+        let info: Deno.FileInfo;
+        try {
+          info = Deno.statSync(file.path);
+        } catch {
+          continue;
+        }
+        if (sameVersion(versionOf(info), entry)) continue;
+      }
+      found.push(file);
+      checker.touch(file.path);
+    }
+    return found;
+  }
+
+  /** The stability checker found a file complete. */
+  ready(file: StableFile): void {
+    const { job, queue } = this.#context;
+    if (this.#context.stopping()) return;
+    const rel = relativeTo(job.watch_path, file.path);
+    if (rel === null) return;
+    const version = { size: file.size, mtimeMs: file.mtimeMs };
+    const done = this.#context.done().get(rel);
+    const decision = queue.ready(rel, version, done !== undefined && sameVersion(done, version));
+    if (decision === "plan") this.#plan(rel, file.path, version);
+    else if (decision === "keep") this.#context.onQueued();
+    this.#context.onSettled();
+  }
+
+  /** A file under observation disappeared (or turned out to be a folder). */
+  async gone(path: string): Promise<void> {
+    const { job, ledger, queue } = this.#context;
+    if (this.#context.stopping()) return;
+    if (!(await this.#context.scanIfFolder(path))) {
+      const rel = relativeTo(job.watch_path, path);
+      const phase = rel === null ? undefined : queue.get(rel)?.phase;
+      // Only a file without a record, or with one that waits, is under observation.
+      if (rel !== null && (phase === undefined || phase === "queued" || phase === "waiting")) {
+        queue.remove(rel);
+        if (ledger.get(job.name, rel)?.state === "pending") ledger.remove(job.name, rel);
+      }
+      this.#log.info("Dropped {path}: it disappeared before it was complete", {
+        job: job.name,
+        path,
+      });
+    }
+    this.#context.onSettled();
+  }
+
+  /** Plan the destination of a file found complete, record it pending, and queue it. */
+  #plan(rel: string, path: string, version: FileVersion): void {
+    const { job, ledger, queue, checker } = this.#context;
+    planDestination(
+      job,
+      { path, relPath: rel, mtimeMs: version.mtimeMs },
+      new Date(),
+      (reason) =>
+        this.#log.warn("No usable DATE-OBS in {path} ({reason}); using its mtime", {
+          job: job.name,
+          path,
+          reason,
+        }),
+    ).then((destination) => {
+      if (this.#context.stopping()) return;
+      const attempts = ledger.enqueue(job.name, rel, { ...version, destination });
+      const planned = queue.planned(rel, version, { destination, attempts, nextAttemptAt: 0 });
+      if (planned === "observe") checker.touch(path);
+      if (planned !== "queued") return;
+      this.#log.debug("Ready: {path} -> {destination}", { job: job.name, path, destination });
+      this.#context.onQueued();
+    }).catch((error) => {
+      if (this.#context.stopping()) return;
+      if (queue.get(rel)?.phase === "planning") queue.remove(rel);
+      this.#log.error("Cannot plan the destination of {path}: {error}", {
+        job: job.name,
+        path,
+        error: String(error),
+      });
+    }).finally(() => this.#context.onSettled());
+  }
+}

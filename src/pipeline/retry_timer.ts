@@ -1,0 +1,136 @@
+/**
+ * The one retry timer of a work queue: it is always armed for the earliest
+ * retry time it holds (a min-heap of times), and when it fires it hands over
+ * every entry whose time has come. Entries are never updated in place: the
+ * owner says which entries are still current, and the others are dropped
+ * when they reach the top.
+ *
+ * @module
+ */
+import { type Clock, systemClock } from "./clock.ts";
+
+/** The longest delay a timer takes (about 24.8 days). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** The retry timer; see the module doc. */
+export class RetryTimer {
+  #heap = new DueHeap();
+  #isCurrent: (relPath: string, at: number) => boolean;
+  #onFire: () => void;
+  #clock: Clock;
+  #cancel: (() => void) | undefined;
+  #armedAt = Infinity;
+  #closed = false;
+
+  /**
+   * @param isCurrent whether an entry still stands (its record still waits for that time)
+   * @param onFire called when the timer fires (then take what is due with {@linkcode takeDue})
+   */
+  constructor(
+    isCurrent: (relPath: string, at: number) => boolean,
+    onFire: () => void,
+    clock: Clock = systemClock,
+  ) {
+    this.#isCurrent = isCurrent;
+    this.#onFire = onFire;
+    this.#clock = clock;
+  }
+
+  /** When the timer fires next (ms since epoch), or `Infinity`. */
+  get armedAt(): number {
+    return this.#armedAt;
+  }
+
+  /** Hold `relPath` until `at`; re-arms when it is the earliest now. */
+  add(relPath: string, at: number): void {
+    this.#heap.push({ at, relPath });
+    if (at < this.#armedAt) this.arm();
+  }
+
+  /** The current entries whose time has come (taken out); call {@linkcode arm} after. */
+  takeDue(): string[] {
+    const now = this.#clock.now();
+    // A record can have several entries for the same time (it waited, was re-checked, waits).
+    const due = new Set<string>();
+    for (let top = this.#heap.peek(); top && top.at <= now; top = this.#heap.peek()) {
+      this.#heap.pop();
+      if (this.#isCurrent(top.relPath, top.at)) due.add(top.relPath);
+    }
+    return [...due];
+  }
+
+  /** Arm the timer for the earliest current entry (none: no timer). */
+  arm(): void {
+    for (let top = this.#heap.peek(); top; top = this.#heap.peek()) {
+      if (this.#isCurrent(top.relPath, top.at)) break;
+      this.#heap.pop();
+    }
+    const at = this.#heap.peek()?.at ?? Infinity;
+    if (at === this.#armedAt && this.#cancel !== undefined) return;
+    this.#cancel?.();
+    this.#cancel = undefined;
+    this.#armedAt = at;
+    if (at === Infinity || this.#closed) return;
+    // A delay longer than a timer holds fires early, finds nothing due and re-arms.
+    this.#cancel = this.#clock.setTimer(() => {
+      this.#cancel = undefined;
+      this.#armedAt = Infinity;
+      this.#onFire();
+    }, Math.min(MAX_TIMER_MS, Math.max(0, at - this.#clock.now())));
+  }
+
+  /** Stop for good. */
+  close(): void {
+    this.#closed = true;
+    this.#cancel?.();
+    this.#cancel = undefined;
+    this.#armedAt = Infinity;
+  }
+}
+
+/** A binary min-heap of retry times. */
+/** One retry time. */
+interface DueEntry {
+  at: number;
+  relPath: string;
+}
+
+/** A min-heap of {@linkcode DueEntry} by `at`. */
+class DueHeap {
+  #items: DueEntry[] = [];
+
+  /** The earliest entry. */
+  peek(): DueEntry | undefined {
+    return this.#items[0];
+  }
+
+  /** Add an entry. */
+  push(item: DueEntry): void {
+    const items = this.#items;
+    items.push(item);
+    for (let i = items.length - 1; i > 0;) {
+      const parent = (i - 1) >> 1;
+      if (items[parent].at <= items[i].at) break;
+      [items[parent], items[i]] = [items[i], items[parent]];
+      i = parent;
+    }
+  }
+
+  /** Remove the earliest entry. */
+  pop(): void {
+    const items = this.#items;
+    const last = items.pop()!;
+    if (items.length === 0) return;
+    items[0] = last;
+    for (let i = 0;;) {
+      const left = 2 * i + 1;
+      const right = left + 1;
+      let smallest = i;
+      if (left < items.length && items[left].at < items[smallest].at) smallest = left;
+      if (right < items.length && items[right].at < items[smallest].at) smallest = right;
+      if (smallest === i) break;
+      [items[smallest], items[i]] = [items[i], items[smallest]];
+      i = smallest;
+    }
+  }
+}

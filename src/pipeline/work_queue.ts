@@ -1,0 +1,285 @@
+/**
+ * The work queue of one job: every file that was found complete and is not
+ * done yet, as ONE record per relative path with one phase.
+ *
+ * ```
+ *          ready                planned                takeBatch
+ *   (none) ─────► planning ─────────────► queued ─────────────► sending
+ *                                         ▲   │ ▲                  │
+ *                           retry is due  │   │ └── held (destination full)
+ *                                         │   ▼                    │
+ *                                        waiting ◄──── retry ──────┘
+ *                          done / dropped / changed / given up: record removed
+ * ```
+ *
+ * A change seen for a file that has a record sets its `recheck` flag: the
+ * stability checker observes the file again (at once for queued and waiting
+ * records, when the phase ends for planning and sending ones), and the
+ * record is not sent until the checker reports the file complete again
+ * ({@linkcode WorkQueue.ready}): the same version keeps its place and its
+ * backoff, a new version is planned again.
+ *
+ * One timer covers every waiting record: it is always armed for the
+ * earliest retry, and moves every record whose time has come to `queued`.
+ *
+ * No I/O here: the job runner performs what a transition returns.
+ *
+ * @module
+ */
+import { type FileVersion, sameVersion } from "../watch/file_version.ts";
+import { type Clock, systemClock } from "./clock.ts";
+import { RetryTimer } from "./retry_timer.ts";
+
+/** Where a file with a record stands. */
+export type Phase = "planning" | "queued" | "waiting" | "sending";
+
+/** One file in motion. */
+export interface WorkRecord {
+  /** Path relative to the watch folder, `/` separators. */
+  readonly relPath: string;
+  phase: Phase;
+  /** The version that was found complete (and is being sent). */
+  version: FileVersion;
+  /** Destination relative to the job's base path; `""` while planning. */
+  destination: string;
+  /** Failed attempts so far. */
+  attempts: number;
+  /** Earliest start of the next attempt (ms since epoch); 0 = now. */
+  nextAttemptAt: number;
+  /** A change was seen: not sent until the stability checker reports again. */
+  recheck: boolean;
+}
+
+/** What to do after {@linkcode WorkQueue.ready}. */
+export type ReadyDecision =
+  /** A new record (or a new version) is planning: plan its destination. */
+  | "plan"
+  /** The record keeps its place (same version). */
+  | "keep"
+  /** Nothing to do: the file is done as it is. */
+  | "skip"
+  /** The record is busy; the checker looks again when its phase ends. */
+  | "later";
+
+/** Where an attempt's record goes next. */
+export type AfterAttempt =
+  | { to: "removed" }
+  | { to: "waiting"; attempts: number; nextAttemptAt: number }
+  /** Back in line without counting an attempt (the job waits for space). */
+  | { to: "queued" };
+
+/** The work queue; see the module doc. */
+export class WorkQueue {
+  #records = new Map<string, WorkRecord>();
+  /** Index: queued records without `recheck`, in arrival order (sendable now). */
+  #sendable = new Set<string>();
+  /** The one timer over the waiting records' retry times. */
+  #timer: RetryTimer;
+  #counts: Record<Phase, number> = { planning: 0, queued: 0, waiting: 0, sending: 0 };
+  #clock: Clock;
+  #onDue: (relPaths: string[]) => void;
+
+  /** @param onDue called with the records that moved from waiting to queued */
+  constructor(onDue: (relPaths: string[]) => void, clock: Clock = systemClock) {
+    this.#onDue = onDue;
+    this.#clock = clock;
+    this.#timer = new RetryTimer(
+      (relPath, at) => {
+        const record = this.#records.get(relPath);
+        return record?.phase === "waiting" && record.nextAttemptAt === at;
+      },
+      () => {
+        // promoteDue re-arms, whatever the callback does afterwards.
+        const promoted = this.promoteDue();
+        if (promoted.length > 0) this.#onDue(promoted);
+      },
+      clock,
+    );
+  }
+
+  /** Number of records (all phases). */
+  get size(): number {
+    return this.#records.size;
+  }
+
+  /** Number of records in `phase`. */
+  count(phase: Phase): number {
+    return this.#counts[phase];
+  }
+
+  /** Whether any record is sendable now. */
+  get hasSendable(): boolean {
+    return this.#sendable.size > 0;
+  }
+
+  /** The record of `relPath`, if any (read only: change it through transitions). */
+  get(relPath: string): Readonly<WorkRecord> | undefined {
+    return this.#records.get(relPath);
+  }
+
+  /** When the retry timer fires next (ms since epoch), or `Infinity`. */
+  get timerAt(): number {
+    return this.#timer.armedAt;
+  }
+
+  /**
+   * Activity (an event, a scan) for `relPath`. Returns whether the stability
+   * checker should observe the file now; a busy record remembers it instead.
+   */
+  activity(relPath: string): boolean {
+    const record = this.#records.get(relPath);
+    if (!record) return true;
+    this.#update(record, () => record.recheck = true);
+    return record.phase === "queued" || record.phase === "waiting";
+  }
+
+  /** The checker reports `relPath` complete at `version`; `done`: the ledger has it done as is. */
+  ready(relPath: string, version: FileVersion, done: boolean): ReadyDecision {
+    const record = this.#records.get(relPath);
+    if (!record) {
+      if (done) return "skip";
+      this.#insert({
+        relPath,
+        phase: "planning",
+        version,
+        destination: "",
+        attempts: 0,
+        nextAttemptAt: 0,
+        recheck: false,
+      });
+      return "plan";
+    }
+    if (record.phase === "planning" || record.phase === "sending") {
+      this.#update(record, () => record.recheck = true);
+      return "later";
+    }
+    if (sameVersion(record.version, version)) {
+      this.#update(record, () => record.recheck = false);
+      return "keep";
+    }
+    this.#update(record, () => {
+      Object.assign(record, { phase: "planning", version, attempts: 0, nextAttemptAt: 0 });
+      record.recheck = false;
+    });
+    return "plan";
+  }
+
+  /**
+   * The destination of a planning record is known (and the ledger has it
+   * pending). Returns whether the checker should observe the file now (a
+   * change was seen while planning), or `"stale"` when the record is no longer
+   * planning this version.
+   */
+  planned(
+    relPath: string,
+    version: FileVersion,
+    plan: { destination: string; attempts: number; nextAttemptAt: number },
+  ): "observe" | "queued" | "stale" {
+    const record = this.#records.get(relPath);
+    if (record?.phase !== "planning" || !sameVersion(record.version, version)) return "stale";
+    this.#update(record, () => {
+      Object.assign(record, plan);
+      record.phase = plan.nextAttemptAt > this.#clock.now() ? "waiting" : "queued";
+    });
+    return record.recheck ? "observe" : "queued";
+  }
+
+  /**
+   * Add a file resumed from the ledger (complete, destination known), queued
+   * or waiting for its retry time. Ignored when it already has a record.
+   */
+  resume(record: Omit<WorkRecord, "phase" | "recheck">): void {
+    if (this.#records.has(record.relPath)) return;
+    const phase = record.nextAttemptAt > this.#clock.now() ? "waiting" : "queued";
+    this.#insert({ ...record, phase, recheck: false });
+  }
+
+  /** Take up to `max` sendable records, in arrival order; they are `sending` now. */
+  takeBatch(max: number): WorkRecord[] {
+    const batch: WorkRecord[] = [];
+    for (const relPath of this.#sendable) {
+      if (batch.length >= max) break;
+      const record = this.#records.get(relPath)!;
+      this.#update(record, () => record.phase = "sending");
+      batch.push(record);
+    }
+    return batch;
+  }
+
+  /**
+   * An attempt of a `sending` record ended. Returns whether the checker
+   * should observe the file now (a change was seen while it was sent).
+   */
+  finish(relPath: string, next: AfterAttempt): boolean {
+    const record = this.#records.get(relPath);
+    if (record?.phase !== "sending") return false;
+    if (next.to === "removed") {
+      this.#delete(record);
+      return record.recheck;
+    }
+    this.#update(record, () => {
+      if (next.to === "queued") {
+        record.phase = "queued";
+        record.nextAttemptAt = 0;
+      } else {
+        record.attempts = next.attempts;
+        record.nextAttemptAt = next.nextAttemptAt;
+        record.phase = next.nextAttemptAt > this.#clock.now() ? "waiting" : "queued";
+      }
+    });
+    return record.recheck;
+  }
+
+  /** Forget `relPath` (gone, failed to plan). Returns whether it had a record. */
+  remove(relPath: string): boolean {
+    const record = this.#records.get(relPath);
+    if (record) this.#delete(record);
+    return record !== undefined;
+  }
+
+  /**
+   * Move every waiting record whose time has come to `queued` and re-arm the
+   * timer for the earliest remaining one. Runs from the timer; callable any
+   * time (a periodic sweep calls it too).
+   */
+  promoteDue(): string[] {
+    const promoted = this.#timer.takeDue();
+    for (const relPath of promoted) {
+      const record = this.#records.get(relPath)!;
+      this.#update(record, () => record.phase = "queued");
+    }
+    this.#timer.arm();
+    return promoted;
+  }
+
+  /** Stop the timer; nothing is reported afterwards. */
+  close(): void {
+    this.#timer.close();
+  }
+
+  #insert(record: WorkRecord): void {
+    this.#records.set(record.relPath, record);
+    this.#counts[record.phase]++;
+    this.#index(record);
+  }
+
+  #delete(record: WorkRecord): void {
+    this.#records.delete(record.relPath);
+    this.#counts[record.phase]--;
+    this.#sendable.delete(record.relPath);
+  }
+
+  /** Apply `change` to `record` and keep the counts and indexes in step: every transition goes here. */
+  #update(record: WorkRecord, change: () => void): void {
+    this.#counts[record.phase]--;
+    change();
+    this.#counts[record.phase]++;
+    this.#sendable.delete(record.relPath);
+    this.#index(record);
+  }
+
+  #index(record: WorkRecord): void {
+    if (record.phase === "queued" && !record.recheck) this.#sendable.add(record.relPath);
+    if (record.phase === "waiting") this.#timer.add(record.relPath, record.nextAttemptAt);
+  }
+}

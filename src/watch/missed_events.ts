@@ -1,0 +1,165 @@
+/**
+ * Finding files whose events were lost. `Deno.watchFs` passes events through
+ * a small channel and drops, unreported, what does not fit; the kernel drops
+ * events when its queue (`/proc/sys/fs/inotify/max_queued_events`) is full,
+ * and folders created meanwhile then get no watch. A burst of thousands of
+ * files loses events both ways.
+ *
+ * So every folder that had events is read again once the watcher has been
+ * quiet for a moment ({@linkcode SAFETY_QUIET_MS}; during a long stream of
+ * events at least every {@linkcode SAFETY_MAX_DELAY_MS}), together with its
+ * subfolders that changed since (a folder's mtime moves when a file is
+ * created in it). Reading a folder is cheap, and files already sent are not
+ * even looked at: this looks for new files (a file rewritten after it was sent
+ * whose events were all lost waits for the periodic rescan).
+ *
+ * @module
+ */
+import type { FileFilter } from "./file_filter.ts";
+import { absolutePath } from "./file_version.ts";
+import { type FoundFile, scanFolderBatches } from "./scan.ts";
+import type { Skip } from "./skip_log.ts";
+
+/** Quiet time after the last event before the folders that had events are read again. */
+export const SAFETY_QUIET_MS = 1000;
+
+/** During a long stream of events, the folders that had events are read at least this often. */
+export const SAFETY_MAX_DELAY_MS = 10_000;
+
+/** Tolerance when comparing folder mtimes with event times (coarse or stepped clocks). */
+const MTIME_SLACK_MS = 2000;
+
+/**
+ * A file written longer ago than this should have sent its events by now,
+ * even under load: if it did not, its folder may have no watch.
+ */
+const EVENT_LATENCY_MS = 2000;
+
+/** The folders that had events since they were last read, each with the time of its first event. */
+export class DirtyFolders {
+  #folders = new Map<string, number>();
+  #onDue: () => void;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #firstAt = 0;
+
+  /** @param onDue called when the folders should be read (the watcher went quiet) */
+  constructor(onDue: () => void) {
+    this.#onDue = onDue;
+  }
+
+  /** Whether no folder waits to be read. */
+  get empty(): boolean {
+    return this.#folders.size === 0;
+  }
+
+  /** Folders (relative, `""` = the root) had events just now. */
+  mark(folderRels: Iterable<string>): void {
+    const now = Date.now();
+    if (this.#folders.size === 0) this.#firstAt = now;
+    for (const folder of folderRels) {
+      if (!this.#folders.has(folder)) this.#folders.set(folder, now);
+    }
+    if (this.#folders.size === 0) return;
+    clearTimeout(this.#timer);
+    const dueAt = Math.min(now + SAFETY_QUIET_MS, this.#firstAt + SAFETY_MAX_DELAY_MS);
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#onDue();
+    }, Math.max(0, dueAt - now));
+  }
+
+  /** The folders to read now (and forget them). */
+  take(): Map<string, number> {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const folders = this.#folders;
+    this.#folders = new Map();
+    return folders;
+  }
+
+  /** Stop the timer. */
+  close(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#folders.clear();
+  }
+}
+
+/** What {@linkcode scanDirtyFolders} found. */
+export interface DirtyScanResult {
+  /** Files that were new or changed (their events were lost). */
+  found: number;
+  /** Folders without events but with new files written a while ago: their watch may be missing. */
+  unwatched: string[];
+}
+
+/**
+ * Read every folder in `dirty` and, below it, the subfolders whose mtime is
+ * not older than that folder's first event; report the files through
+ * `onFound` (which returns those that were new or changed).
+ */
+/** A folder a re-read leaves alone: read on its own, or unchanged since the burst (not logged). */
+const NOT_DIRTY: Skip = { code: "not-dirty", reason: "no change since the burst", level: "none" };
+
+export async function scanDirtyFolders(
+  dirty: Map<string, number>,
+  options: {
+    /** The watch folder. */
+    root: string;
+    filter: FileFilter;
+    /** Report found files; returns those that were new or changed. */
+    onFound: (files: FoundFile[]) => FoundFile[];
+    onError: (path: string, error: unknown) => void;
+    isClosed: () => boolean;
+  },
+): Promise<DirtyScanResult> {
+  const { root, filter, onFound, onError } = options;
+  const result: DirtyScanResult = { found: 0, unwatched: [] };
+  const silentBefore = Date.now() - EVENT_LATENCY_MS;
+  for (const [startRel, firstEventAt] of dirty) {
+    const since = firstEventAt - MTIME_SLACK_MS;
+    const changedOnly: FileFilter = {
+      ...filter,
+      // A folder with events of its own is read on its own; one unchanged since is not entered.
+      dirSkip: (rel) =>
+        filter.dirSkip(rel) ??
+          (dirty.has(rel) || !changedSince(root, rel, since) ? NOT_DIRTY : null),
+    };
+    for await (const batch of scanFolderBatches(root, changedOnly, { startRel, onError })) {
+      if (options.isClosed()) return result;
+      const found = onFound(batch);
+      result.found += found.length;
+      const folder = parentOf(batch[0].relPath);
+      if (
+        !dirty.has(folder) && !result.unwatched.includes(folder) &&
+        found.some((file) => writtenBefore(file.path, silentBefore))
+      ) {
+        result.unwatched.push(folder);
+      }
+    }
+  }
+  return result;
+}
+
+/** The folder a relative path is in (`""` = the root). */
+export function parentOf(relPath: string): string {
+  const slash = relPath.lastIndexOf("/");
+  return slash < 0 ? "" : relPath.slice(0, slash);
+}
+
+function writtenBefore(path: string, ms: number): boolean {
+  try {
+    return (Deno.statSync(path).mtime?.getTime() ?? Infinity) < ms;
+  } catch {
+    return false;
+  }
+}
+
+function changedSince(root: string, rel: string, sinceMs: number): boolean {
+  try {
+    const info = Deno.statSync(absolutePath(root, rel));
+    return (info.mtime?.getTime() ?? Infinity) >= sinceMs;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,102 @@
+/**
+ * The kernel limits a watch runs into on Linux (inotify), and whether they
+ * suit a watch tree.
+ *
+ * @module
+ */
+import { join } from "node:path";
+
+/** The inotify limits (`/proc/sys/fs/inotify/*`). */
+export interface InotifyLimits {
+  /** Watches per user, one per watched folder, shared by all programs. */
+  maxUserWatches: number;
+  /** Events queued per watcher before the kernel drops them. */
+  maxQueuedEvents: number;
+}
+
+/** The kernel's default `max_queued_events`. */
+const DEFAULT_QUEUED_EVENTS = 16_384;
+
+/** Watches other programs of the same user commonly need besides ours. */
+const WATCH_HEADROOM = 8_192;
+
+/**
+ * The command that prints the limits (`/proc/sys` itself may only be read
+ * with every permission): `max_user_watches`, then `max_queued_events`.
+ */
+export const INOTIFY_LIMITS_COMMAND = [
+  "sysctl",
+  "-n",
+  "fs.inotify.max_user_watches",
+  "fs.inotify.max_queued_events",
+];
+
+/** The limits from the output of {@linkcode INOTIFY_LIMITS_COMMAND}, or `null` if it is not that. */
+export function parseInotifyLimits(output: string): InotifyLimits | null {
+  const [watches, queued] = output.trim().split(/\s+/).map(Number);
+  if (!Number.isInteger(watches) || !Number.isInteger(queued)) return null;
+  return { maxUserWatches: watches, maxQueuedEvents: queued };
+}
+
+/**
+ * Number of folders at and below `root` (each needs a watch; hidden and
+ * excluded ones too), not following symbolic links; unreadable ones are
+ * skipped. Counting stops at `stopAt`.
+ */
+export function countFolders(root: string, stopAt = 10_000_000): number {
+  let count = 0;
+  const stack = [root];
+  while (stack.length > 0 && count < stopAt) {
+    const dir = stack.pop()!;
+    count++;
+    try {
+      for (const entry of Deno.readDirSync(dir)) {
+        if (entry.isDirectory) stack.push(join(dir, entry.name));
+      }
+    } catch { /* unreadable: counted, not entered */ }
+  }
+  return count;
+}
+
+/**
+ * Whether `limits` suit a watch tree of `folders` folders: problems with what
+ * to do, empty when they do.
+ */
+export function watchLimitProblems(limits: InotifyLimits, folders: number): string[] {
+  const problems: string[] = [];
+  const wantWatches = folders * 2 + WATCH_HEADROOM;
+  if (limits.maxUserWatches < wantWatches) {
+    problems.push(
+      `fs.inotify.max_user_watches is ${limits.maxUserWatches} for ${folders} folder(s) to watch ` +
+        `(and their growth, and other programs): raise it to at least ${wantWatches}, e.g. ` +
+        `"sysctl fs.inotify.max_user_watches=${Math.max(524_288, wantWatches)}" ` +
+        `(and in /etc/sysctl.d/ to keep it)`,
+    );
+  }
+  if (limits.maxQueuedEvents < DEFAULT_QUEUED_EVENTS) {
+    problems.push(
+      `fs.inotify.max_queued_events is ${limits.maxQueuedEvents}, below the kernel default ` +
+        `${DEFAULT_QUEUED_EVENTS}: bursts lose events (found again by re-reading folders, but ` +
+        `later); raise it, e.g. "sysctl fs.inotify.max_queued_events=65536"`,
+    );
+  }
+  return problems;
+}
+
+/**
+ * Whether the limits suit the watch tree at `root`, in one line for `doctor`.
+ */
+export function checkWatchLimits(
+  root: string,
+  limits: InotifyLimits,
+): { ok: boolean; detail: string } {
+  const folders = countFolders(root);
+  const problems = watchLimitProblems(limits, folders);
+  if (problems.length > 0) return { ok: false, detail: problems.join("; ") };
+  return {
+    ok: true,
+    detail:
+      `${folders} folder(s) to watch; fs.inotify.max_user_watches ${limits.maxUserWatches}, ` +
+      `max_queued_events ${limits.maxQueuedEvents}`,
+  };
+}

@@ -1,0 +1,302 @@
+/**
+ * The watch session of one job: waits for the watch folder to exist, watches
+ * it (from a worker thread), gathers events, watches it again when it is
+ * removed and created again, and scans it: at start, folders that appear,
+ * and every `rescan_interval_seconds`. It reports files; what becomes of
+ * them is the pipeline's business.
+ *
+ * @module
+ */
+import { logger } from "../log/logging.ts";
+import type { FileFilter } from "./file_filter.ts";
+import { absolutePath } from "./file_version.ts";
+import { EventGatherer, type GatheredEvent } from "./event_gatherer.ts";
+import { FolderWatcher, type WatchEvent } from "./folder_watcher.ts";
+import { DirtyFolders, parentOf, scanDirtyFolders } from "./missed_events.ts";
+import { type FoundFile, relativeTo, scanFolderBatches } from "./scan.ts";
+import type { Activity } from "./stability.ts";
+import { waitForFolder } from "./wait_for_folder.ts";
+
+/** The warning when the watch folder itself disappeared. */
+const REMOVED = "Watch folder {path} was removed; watching it again once it exists";
+
+/** Rescan interval when the folder cannot be watched. */
+const FALLBACK_RESCAN_MS = 60_000;
+
+/** Options of {@linkcode WatchSession}. */
+export interface WatchSessionOptions {
+  /** The watch folder (`watch_path`). */
+  root: string;
+  /** Job name, for log lines. */
+  job: string;
+  filter: FileFilter;
+  /** Scan once; no watcher, no rescans. */
+  once: boolean;
+  /** How often to look for a watch folder that does not exist yet. */
+  missingFolderRetryMs: number;
+  /** Time between full rescans; 0 = none. */
+  rescanIntervalMs: number;
+  /** A file that matches the filter was created, written or closed. */
+  onActivity(path: string, relPath: string, activity: Activity): void;
+  /**
+   * Files a scan found; returns those that are new or changed.
+   * `quick`: files already sent may be taken as unchanged without a stat (the
+   * re-reads for lost events, which look for new files).
+   */
+  onFound(files: FoundFile[], quick: boolean): FoundFile[];
+  /** Before each periodic rescan (and the fallback rescans). */
+  beforeRescan(): void;
+  /** The folder exists and is about to be watched (warm up what the first file needs). */
+  onFolderReady?(): void;
+}
+
+/** One job's watch; see the module doc. */
+export class WatchSession {
+  #options: WatchSessionOptions;
+  #log = logger("watch");
+  #watcher: FolderWatcher | undefined;
+  #events = new EventGatherer((events) => this.#handleEvents(events));
+  #rescanTimer: ReturnType<typeof setInterval> | undefined;
+  /** Folders with events, read again when the watcher goes quiet (see `missed_events.ts`). */
+  #dirty = new DirtyFolders(() => this.#readDirtyFolders());
+  /** The dirty-folder reads, one after the other. */
+  #dirtyReads: Promise<void> = Promise.resolve();
+  #closed = false;
+  /** Aborts on close: ends waits for the folder. */
+  #closing = new AbortController();
+  #rewatching = false;
+
+  constructor(options: WatchSessionOptions) {
+    this.#options = options;
+  }
+
+  /**
+   * Wait for the folder, watch it (unless `once`), scan it, and start the
+   * periodic rescans. Resolves `false` when closed meanwhile.
+   *
+   * @throws with `once` when the folder does not exist; when it is no folder
+   */
+  async start(): Promise<boolean> {
+    const { once, rescanIntervalMs } = this.#options;
+    if (!(await this.#waitForFolder())) return false;
+    if (!once) {
+      this.#options.onFolderReady?.();
+      await this.#watch();
+    }
+    if (this.#closed) return false;
+    await this.scan("");
+    if (this.#closed) return false;
+    if (!once && rescanIntervalMs > 0) {
+      this.#rescanTimer = setInterval(() => void this.rescan(), rescanIntervalMs);
+    }
+    return true;
+  }
+
+  /** Stop watching, scanning and every timer. */
+  close(): void {
+    this.#closed = true;
+    this.#closing.abort();
+    this.#watcher?.close();
+    this.#watcher = undefined;
+    this.#events.close();
+    clearInterval(this.#rescanTimer);
+    this.#dirty.close();
+  }
+
+  /**
+   * A path under observation turned out to be no file. A folder that may
+   * hold files (moved in, or created with a matching name) is scanned.
+   *
+   * @returns whether it was such a folder
+   */
+  async scanIfFolder(path: string): Promise<boolean> {
+    const rel = relativeTo(this.#options.root, path);
+    // lstat: a symbolic link to a folder is not followed (as in a scan).
+    const isFolder = await Deno.lstat(path).then((info) => info.isDirectory, () => false);
+    if (!isFolder || rel === null || rel === "" || !this.#options.filter.includesDir(rel)) {
+      return false;
+    }
+    await this.scan(rel);
+    return true;
+  }
+
+  /** Scan below `startRel` (`""`: everything) and report what is there. */
+  async scan(startRel: string): Promise<void> {
+    const { root, filter, job } = this.#options;
+    let found = 0;
+    const batches = scanFolderBatches(root, filter, { startRel, onError: this.#onScanError });
+    for await (const batch of batches) {
+      if (this.#closed) return;
+      found += this.#options.onFound(batch, false).length;
+    }
+    if (found > 0) {
+      this.#log.info("Found {count} new or changed file(s) in {path}", {
+        job,
+        count: found,
+        path: absolutePath(root, startRel),
+      });
+    }
+  }
+
+  #onScanError = (path: string, error: unknown) =>
+    this.#log.warn("Cannot read folder {path}: {error}", {
+      job: this.#options.job,
+      path,
+      error: String(error),
+    });
+
+  /**
+   * Read the folders that had events again, for files whose events were lost;
+   * watch again when files turned up in a folder without any event.
+   */
+  #readDirtyFolders(): void {
+    this.#dirtyReads = this.#dirtyReads.then(async () => {
+      const dirty = this.#dirty.take();
+      // A rewatch scans everything anyway.
+      if (this.#closed || this.#rewatching) return;
+      const { root, job } = this.#options;
+      const result = await scanDirtyFolders(dirty, {
+        ...this.#options,
+        onFound: (files) => this.#options.onFound(files, true),
+        onError: this.#onScanError,
+        isClosed: () => this.#closed,
+      });
+      if (this.#closed || result.found === 0) return;
+      const paths = (rels: Iterable<string>) => [...rels].map((rel) => absolutePath(root, rel));
+      this.#log.warn(
+        "The watcher missed {count} new file(s) in {folders}; found them by reading the folders again",
+        {
+          job,
+          count: result.found,
+          folders: paths(dirty.keys()),
+        },
+      );
+      if (result.unwatched.length === 0) return;
+      void this.#rewatch(
+        "New files in {folders} came without any event (the watch may be missing after the kernel dropped events); watching {path} again",
+        { folders: paths(result.unwatched) },
+      );
+    }).catch((error) => {
+      if (this.#closed) return;
+      this.#log.error("Reading the folders with events again failed: {error}", {
+        job: this.#options.job,
+        error: String(error),
+      });
+    });
+  }
+
+  /** A full rescan; errors are logged (it runs from timers). */
+  async rescan(): Promise<void> {
+    if (this.#closed) return;
+    try {
+      this.#options.beforeRescan();
+      await this.scan("");
+    } catch (error) {
+      if (this.#closed) return;
+      this.#log.error("Rescanning {path} failed: {error}; trying again at the next rescan", {
+        job: this.#options.job,
+        path: this.#options.root,
+        error: String(error),
+      });
+    }
+  }
+
+  #waitForFolder(): Promise<boolean> {
+    return waitForFolder(this.#options.root, {
+      job: this.#options.job,
+      once: this.#options.once,
+      retryMs: this.#options.missingFolderRetryMs,
+      signal: this.#closing.signal,
+    });
+  }
+
+  /** Watch the folder (from a worker thread); resolves once the watch is in place. */
+  async #watch(): Promise<void> {
+    if (this.#closed) return;
+    this.#watcher = new FolderWatcher(
+      this.#options.root,
+      (events) => {
+        for (const event of events) this.#onEvent(event);
+      },
+      (message) => {
+        if (this.#closed) return;
+        this.#log.error("Watching {path} failed: {error}; rescanning every minute instead", {
+          job: this.#options.job,
+          path: this.#options.root,
+          error: message,
+        });
+        this.#fallBackToRescans();
+      },
+    );
+    await this.#watcher.ready;
+  }
+
+  #fallBackToRescans(): void {
+    this.#rescanTimer ??= setInterval(() => void this.rescan(), FALLBACK_RESCAN_MS);
+  }
+
+  /**
+   * Watch the path again, once a folder exists there, and scan it: the watch
+   * folder itself was removed or moved away (and its watch with it), or
+   * events were lost.
+   *
+   * @param message the warning to log (`{path}`: the watch folder; more in `properties`)
+   */
+  async #rewatch(message: string, properties: Record<string, unknown> = {}): Promise<void> {
+    if (this.#rewatching || this.#closed) return;
+    this.#rewatching = true;
+    const { job, root } = this.#options;
+    try {
+      this.#watcher?.close();
+      this.#watcher = undefined;
+      this.#log.warn(message, { ...properties, job, path: root });
+      if (!(await this.#waitForFolder()) || this.#closed) return;
+      await this.#watch();
+      await this.scan("");
+    } catch (error) {
+      if (this.#closed) return;
+      this.#log.error("Cannot watch {path} again: {error}; rescanning every minute instead", {
+        job,
+        path: root,
+        error: String(error),
+      });
+      this.#fallBackToRescans();
+    } finally {
+      this.#rewatching = false;
+    }
+  }
+
+  #onEvent(event: WatchEvent): void {
+    if (this.#closed) return;
+    if (event.flag === "rescan") {
+      void this.#rewatch("The watcher lost events; watching {path} again and rescanning it");
+      return;
+    }
+    this.#events.add(event.kind, event.paths);
+  }
+
+  #handleEvents(events: Map<string, GatheredEvent>): void {
+    if (this.#closed) return;
+    const { root, filter } = this.#options;
+    const folders = new Set<string>();
+    for (const [path, { kind, appeared }] of events) {
+      const rel = relativeTo(root, path);
+      if (kind === "remove") {
+        if (rel === "") void this.#rewatch(REMOVED);
+        continue;
+      }
+      if (rel === null) continue;
+      folders.add(rel === "" ? "" : parentOf(rel));
+      if (rel === "") continue;
+      if (filter.includesFile(rel)) {
+        this.#options.onActivity(path, rel, kind === "access" ? "closed" : "changed");
+      } else if (appeared && filter.includesDir(rel)) {
+        // A new (or moved-in) folder: files may have landed before the watch covered it.
+        void Deno.stat(path).then((info) => {
+          if (info.isDirectory) return this.scan(rel);
+        }).catch(() => {});
+      }
+    }
+    this.#dirty.mark([...folders].filter((folder) => filter.includesDir(folder)));
+  }
+}

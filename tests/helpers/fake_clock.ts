@@ -1,0 +1,61 @@
+/**
+ * A clock for unit tests of timed logic: time only moves when the test moves
+ * it, and timers fire in order as it passes them.
+ *
+ * @module
+ */
+import type { Clock } from "../../src/pipeline/clock.ts";
+
+/** A manual clock; see the module doc. */
+export class FakeClock implements Clock {
+  #now: number;
+  #timers = new Map<number, { at: number; fn: () => void }>();
+  #nextId = 1;
+
+  constructor(start = 1_000_000) {
+    this.#now = start;
+  }
+
+  now(): number {
+    return this.#now;
+  }
+
+  setTimer(fn: () => void, ms: number): () => void {
+    const id = this.#nextId++;
+    this.#timers.set(id, { at: this.#now + Math.max(0, ms), fn });
+    return () => this.#timers.delete(id);
+  }
+
+  /** Timers not fired or cancelled yet. */
+  get pendingTimers(): number {
+    return this.#timers.size;
+  }
+
+  /** When the next timer fires, or `Infinity`. */
+  get nextTimerAt(): number {
+    let at = Infinity;
+    for (const timer of this.#timers.values()) at = Math.min(at, timer.at);
+    return at;
+  }
+
+  /** Move time forward by `ms` without firing any timer (an event loop that stalled). */
+  jump(ms: number): void {
+    this.#now += ms;
+  }
+
+  /** Move time forward by `ms`, firing every timer that comes due, earliest first. */
+  advance(ms: number): void {
+    const until = this.#now + ms;
+    while (true) {
+      let next: [number, { at: number; fn: () => void }] | undefined;
+      for (const entry of this.#timers) {
+        if (entry[1].at <= until && (!next || entry[1].at < next[1].at)) next = entry;
+      }
+      if (!next) break;
+      this.#timers.delete(next[0]);
+      this.#now = Math.max(this.#now, next[1].at);
+      next[1].fn();
+    }
+    this.#now = until;
+  }
+}

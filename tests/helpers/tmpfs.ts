@@ -1,0 +1,54 @@
+/**
+ * A small tmpfs for tests (Linux, root): a destination that fills up, and
+ * grows again with a remount.
+ *
+ * @module
+ */
+
+async function mountCommand(args: string[]): Promise<void> {
+  const out = await new Deno.Command(args[0], { args: args.slice(1), stderr: "piped" }).output();
+  if (!out.success) {
+    throw new Error(`${args.join(" ")} failed: ${new TextDecoder().decode(out.stderr)}`);
+  }
+}
+
+/** Options of {@linkcode withTmpfs}. */
+export interface TmpfsOptions {
+  /** Owner of the file system's root folder. */
+  uid?: number;
+  gid?: number;
+}
+
+/**
+ * Mount a tmpfs of `size` (e.g. `"30m"`) at `path` (created if needed), run
+ * `fn`, and unmount it afterwards, whatever happens.
+ */
+export async function withTmpfs<T>(
+  path: string,
+  size: string,
+  fn: (path: string) => Promise<T>,
+  options: TmpfsOptions = {},
+): Promise<T> {
+  await Deno.mkdir(path, { recursive: true });
+  const owner = options.uid === undefined ? "" : `,uid=${options.uid},gid=${options.gid}`;
+  await mountCommand([
+    "mount",
+    "-t",
+    "tmpfs",
+    "-o",
+    `size=${size},mode=0755${owner}`,
+    "tmpfs",
+    path,
+  ]);
+  try {
+    return await fn(path);
+  } finally {
+    // Lazy: a process that still has a file open there must not keep the mount.
+    await mountCommand(["umount", "-l", path]);
+  }
+}
+
+/** Change the size of the tmpfs at `path` (growing it frees space for writers). */
+export async function resizeTmpfs(path: string, size: string): Promise<void> {
+  await mountCommand(["mount", "-o", `remount,size=${size}`, path]);
+}
