@@ -220,9 +220,10 @@ export class FtpTransport implements Transport {
       await client.sendIgnoringError(
         `SITE CHMOD ${deliveredPermissions(source.info).toString(8)} ${tempPath}`,
       );
-      if (features.mfmt) {
-        await client.sendIgnoringError(`MFMT ${mfmtTime(item.mtimeMs)} ${tempPath}`);
-      }
+      // The source's mtime: MFMT, or the two-argument MDTM some servers (vsftpd) take instead.
+      const time = mfmtTime(item.mtimeMs);
+      if (features.mfmt) await client.sendIgnoringError(`MFMT ${time} ${tempPath}`);
+      else if (features.mdtm) await client.sendIgnoringError(`MDTM ${time} ${tempPath}`);
       // The source must still be the file that was judged complete.
       inspectSource(item);
       await renameReplacing(peer.connection, tempPath, finalPath);

@@ -15,10 +15,14 @@ import { createTransport } from "../../src/transfer/factory.ts";
 import { jobOwner } from "../../src/transfer/temp_name.ts";
 import type { TransferItem, Transport } from "../../src/transfer/transport.ts";
 import { startSshd, type TestSshd } from "./sshd.ts";
+import { startVsftpd, type TestVsftpd } from "./vsftpd.ts";
 
-/** The transfer methods. */
+/**
+ * The methods {@linkcode withTransport} runs against one sshd. Every method,
+ * ftp included, is in {@linkcode startDestinations}' fixtures.
+ */
 export const METHODS = ["local", "scp", "rsync"] as const;
-export type Method = typeof METHODS[number];
+export type Method = typeof METHODS[number] | "ftp";
 
 /** How to run one method's transport against a real destination of its kind. */
 export interface TransportFixture {
@@ -35,6 +39,8 @@ export interface TransportFixture {
    * that): for the checks that must catch it.
    */
   corruptCopies?(dst: string, on: boolean): Promise<void>;
+  /** Destinations the method cannot carry (they must fail for good, saying why). */
+  cannotCarry?: RegExp;
 }
 
 /** What a test gets from {@linkcode withTransport}. */
@@ -66,13 +72,15 @@ function localJob(dst: string, overrides: Partial<JobConfig>): JobConfig {
 /** The servers the fixtures send to; stop them when done. */
 export interface Destinations {
   sshd: TestSshd;
+  vsftpd: TestVsftpd;
   fixtures: TransportFixture[];
   stop(): Promise<void>;
 }
 
 /**
  * Start the servers every method needs (one sshd, whose SFTP server can be
- * made to corrupt what it receives) and return the fixtures.
+ * made to corrupt what it receives, and one vsftpd with TLS) and return the
+ * fixtures.
  */
 export async function startDestinations(): Promise<Destinations> {
   const dir = await Deno.makeTempDir({ prefix: "itx-sftp-" });
@@ -82,11 +90,14 @@ export async function startDestinations(): Promise<Destinations> {
   await Deno.writeTextFile(wrapper, sftpWrapper(flag));
   await Deno.chmod(wrapper, 0o755);
   const sshd = await startSshd({ sftpServer: wrapper });
+  const vsftpd = await startVsftpd();
   return {
     sshd,
-    fixtures: transportFixtures(sshd, flag),
+    vsftpd,
+    fixtures: [...transportFixtures(sshd, flag), ftpFixture(vsftpd)],
     async stop() {
       await sshd.stop();
+      await vsftpd.stop();
       await Deno.remove(dir, { recursive: true });
     },
   };
@@ -137,6 +148,18 @@ export function transportFixtures(sshd: TestSshd, corruptFlag?: string): Transpo
     scp,
     sshFixture("rsync"),
   ];
+}
+
+/** The ftp method against `vsftpd` (FTPS, the certificate trusted through `ftp_ca_file`). */
+export function ftpFixture(vsftpd: TestVsftpd): TransportFixture {
+  return {
+    method: "ftp",
+    makeDestination: () => vsftpd.makeRemoteDir(),
+    job: (dst, overrides) => vsftpd.job({ remote_base_path: dst, ...overrides }),
+    own: (path) => lchown(path, vsftpd.uid, vsftpd.gid),
+    // The FTP control connection ends a command at a line break.
+    cannotCarry: /[\r\n]/,
+  };
 }
 
 /** Run `fn` with fresh folders and a new transport of `fixture` (closed and removed after). */
