@@ -24,6 +24,19 @@ async function alive(pid: number): Promise<boolean> {
   }
 }
 
+/**
+ * Whether `pid` is still alive 2 s from now: a process that was sent SIGKILL
+ * may take a moment to end (its pipes close before it is a zombie).
+ */
+async function survives(pid: number): Promise<boolean> {
+  const deadline = Date.now() + 2_000;
+  while (await alive(pid)) {
+    if (Date.now() > deadline) return true;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return false;
+}
+
 Deno.test("runProcess returns stdout bytes and stderr text of a successful run", async () => {
   const input = new Uint8Array(3 * 1024 * 1024).map((_, i) => i % 251);
   const result = await runProcess(deno("copy_stdin.ts"), { stdin: input });
@@ -66,7 +79,7 @@ Deno.test("runProcess timeout kills the whole process group, grandchildren inclu
     assert.ok(Date.now() - started < 15_000);
     const childPid = Number(await Deno.readTextFile(pidFile));
     assert.ok(childPid > 0);
-    assert.equal(await alive(childPid), false, "the grandchild survived the timeout");
+    assert.equal(await survives(childPid), false, "the grandchild survived the timeout");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -83,7 +96,7 @@ Deno.test("runProcess abort kills the process group and rejects with the abort r
       signal: controller.signal,
     }).then(() => null, (e) => e);
     assert.equal(error, reason);
-    assert.equal(await alive(Number(await Deno.readTextFile(pidFile))), false);
+    assert.equal(await survives(Number(await Deno.readTextFile(pidFile))), false);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
