@@ -16,8 +16,8 @@ import type { JobConfig } from "../config/types.ts";
 import { TransferError } from "../errors.ts";
 import { logger } from "../log/logging.ts";
 import { classifyFtpError, connectFtp, ftpServerName, SESSION_REUSE_FIX } from "./ftp_connect.ts";
-import { assertSourceUnchanged } from "./source_check.ts";
-import { deliveredPermissions, openSource } from "./source_open.ts";
+import { probeFtpDestination } from "./ftp_probe.ts";
+import { deliveredPermissions, inspectSource, openSource } from "./source_open.ts";
 import {
   badName,
   ensureFolders,
@@ -29,7 +29,7 @@ import {
   renameReplacing,
 } from "./ftp_remote.ts";
 import { isOwnTempName, jobOwner, tempNameFor } from "./temp_name.ts";
-import type { TransferItem, TransferOutcome, Transport } from "./transport.ts";
+import type { ProbeCheck, TransferItem, TransferOutcome, Transport } from "./transport.ts";
 
 const log = logger("transfer");
 
@@ -57,6 +57,10 @@ export class FtpTransport implements Transport {
     return `ftp${this.#job.ftp_tls === "off" ? "" : "s"}://${ftpServerName(this.#job)}${
       joinRemote(this.#job.remote_base_path, destination)
     }`;
+  }
+
+  probe(): Promise<ProbeCheck[]> {
+    return probeFtpDestination(this.#job);
   }
 
   async warmUp(): Promise<void> {
@@ -216,10 +220,12 @@ export class FtpTransport implements Transport {
       await client.sendIgnoringError(
         `SITE CHMOD ${deliveredPermissions(source.info).toString(8)} ${tempPath}`,
       );
-      if (features.mfmt) {
-        await client.sendIgnoringError(`MFMT ${mfmtTime(item.mtimeMs)} ${tempPath}`);
-      }
-      await assertSourceUnchanged(item);
+      // The source's mtime: MFMT, or the two-argument MDTM some servers (vsftpd) take instead.
+      const time = mfmtTime(item.mtimeMs);
+      if (features.mfmt) await client.sendIgnoringError(`MFMT ${time} ${tempPath}`);
+      else if (features.mdtm) await client.sendIgnoringError(`MDTM ${time} ${tempPath}`);
+      // The source must still be the file that was judged complete.
+      inspectSource(item);
       await renameReplacing(peer.connection, tempPath, finalPath);
     } catch (error) {
       if (uploaded && !client.closed) await client.sendIgnoringError(`DELE ${tempPath}`);

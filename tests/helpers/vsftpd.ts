@@ -28,6 +28,9 @@ export interface VsftpdOptions {
 /** A running test server. */
 export interface TestVsftpd {
   port: number;
+  /** The login user's uid and gid (what it writes files as). */
+  uid: number;
+  gid: number;
   /** Private folder of the config, certificate, password file and log. */
   dir: string;
   /** The server's certificate (PEM), to trust through `ftp_ca_file`. */
@@ -225,6 +228,8 @@ export async function startVsftpd(options: VsftpdOptions = {}): Promise<TestVsft
   const remoteDirs: string[] = [];
   return {
     port,
+    uid,
+    gid,
     dir,
     certFile,
     passwordFile,
