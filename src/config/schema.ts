@@ -156,6 +156,26 @@ export const jobShape = {
     z.array(sshOption).default([]),
     'Extra OpenSSH options as "Key=Value" (passed as `-o`), e.g. "Ciphers=aes128-gcm@openssh.com".',
   ),
+  on_transfer: doc(
+    z.array(z.string()).default([]).refine((argv) => argv.length === 0 || argv[0].trim() !== "", {
+      error: 'the first element must name a program, e.g. ["/usr/local/bin/reduce", "--quick"]',
+    }),
+    "Program run after each verified arrival, as an argument list (no shell), e.g. `[/usr/local/bin/reduce, --quick]`; the facts come in `IMAGE_TRANSFER_*` environment variables. The program must be allowed to run (see Hooks). Empty: none.",
+  ),
+  on_failure: doc(
+    z.array(z.string()).default([]).refine((argv) => argv.length === 0 || argv[0].trim() !== "", {
+      error: 'the first element must name a program, e.g. ["/usr/local/bin/alert"]',
+    }),
+    "Program run when a file gives up (retries exhausted or not retryable), as an argument list like `on_transfer`; `IMAGE_TRANSFER_ERROR` says why. Empty: none.",
+  ),
+  hook_timeout_seconds: doc(
+    z.number().positive().max(86400).default(60),
+    "A hook running longer than this is killed and counted as failed.",
+  ),
+  max_concurrent_hooks: doc(
+    z.int().min(1).max(64).default(2),
+    "How many hooks of this job may run at once; more wait their turn (transfers never wait for hooks).",
+  ),
 };
 
 /** Keys that apply to the whole daemon, allowed only at the top level. */

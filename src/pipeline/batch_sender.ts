@@ -25,10 +25,10 @@ export interface BatchSenderContext {
   signal: AbortSignal;
   /** Observe a source file again (the stability checker). */
   observe(path: string): void;
-  /** A file arrived verified. */
-  onSent(relPath: string, version: FileVersion): void;
-  /** A file failed for good (until the next rescan or start-up). */
-  onGaveUp(relPath: string): void;
+  /** A file arrived verified at `destination` (relative to the base path). */
+  onSent(relPath: string, version: FileVersion, destination: string): void;
+  /** A file failed for good (until the next rescan or start-up), after `attempts` attempts. */
+  onGaveUp(record: WorkRecord, reason: string, attempts: number): void;
   /** Whether a full destination pauses the job (see `full_pause.ts`). */
   pauseWhenFull: boolean;
   /** The destination is full (called before the file is queued again). */
@@ -143,7 +143,7 @@ export class BatchSender {
   #succeeded(record: WorkRecord, item: TransferItem): void {
     const { job, ledger, transport, queue } = this.#context;
     ledger.markDone(job.name, record.relPath);
-    this.#context.onSent(record.relPath, { ...record.version });
+    this.#context.onSent(record.relPath, { ...record.version }, record.destination);
     this.#log.info("Successfully transferred {source} -> {destination}", {
       job: job.name,
       source: item.source,
@@ -170,7 +170,9 @@ export class BatchSender {
     if (outcome.ledger.kind === "remove") ledger.remove(job.name, record.relPath);
     else ledger.recordFailure(job.name, record.relPath, outcome.ledger.failure);
     this.#logFailure(source, error, outcome.next);
-    if (outcome.next.kind === "give-up") this.#context.onGaveUp(record.relPath);
+    if (outcome.next.kind === "give-up") {
+      this.#context.onGaveUp(record, error.message, outcome.next.attempts);
+    }
     // Before the file is back in the queue: the pause must hold it.
     if (outcome.next.kind === "hold") this.#context.onFull(error);
     const recheck = queue.finish(record.relPath, afterAttempt(outcome.next));

@@ -19,6 +19,7 @@ import { acquireDaemonLock, PID_FILE } from "../ledger/daemon_lock.ts";
 import { logger } from "../log/logging.ts";
 import { createTransport } from "../transfer/factory.ts";
 import { VERSION } from "../version.ts";
+import { assertHooksRunnable } from "./hooks.ts";
 import { JobRunner, type JobSummary } from "./job_runner.ts";
 
 /** Options of {@linkcode runDaemon}. */
@@ -72,6 +73,7 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
         stalePid: lock.stalePid,
       });
     }
+    assertHooksRunnable(config.jobs);
     await checkWatchFolders(config.jobs, options.once);
     const openLedger = Ledger.open(config.state_dir);
     ledger = openLedger;
@@ -136,6 +138,7 @@ async function reloadConfig(
           "the ledger: restart the daemon to use the new state_dir",
       );
     }
+    assertHooksRunnable(next.jobs);
     await checkWatchFolders(next.jobs, false);
     await onReload?.(next);
     return next;

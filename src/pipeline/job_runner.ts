@@ -19,6 +19,7 @@ import { StabilityChecker } from "../watch/stability.ts";
 import { WatchSession } from "../watch/watch_session.ts";
 import { BatchSender } from "./batch_sender.ts";
 import { FullDestinationPause } from "./full_pause.ts";
+import { hookFacts, HookRunner } from "./hooks.ts";
 import { Intake } from "./intake.ts";
 import {
   type LedgerSyncContext,
@@ -76,6 +77,7 @@ export class JobRunner {
   /** Files in the batches being sent. */
   #filesInFlight = 0;
   #sender: BatchSender;
+  #hooks: HookRunner;
   #sync: LedgerSyncContext;
   #log = logger("pipeline");
   #done = new Map<string, DoneEntry>();
@@ -163,6 +165,7 @@ export class JobRunner {
       onQueued: () => this.#pumpSoon(),
       onSettled: () => this.#checkIdle(),
     });
+    this.#hooks = new HookRunner(job);
     this.#sync = {
       job,
       ledger,
@@ -178,11 +181,17 @@ export class JobRunner {
       queue: this.#queue,
       signal: this.#abort.signal,
       observe: (path) => this.#checker.touch(path),
-      onSent: (rel, version) => {
+      onSent: (rel, version, destination) => {
         this.#done.set(rel, version);
         this.#stats.sent++;
+        this.#hooks.arrived(hookFacts(job, transport, rel, version, destination));
       },
-      onGaveUp: () => this.#stats.failed++,
+      onGaveUp: (record, error, attempts) => {
+        this.#stats.failed++;
+        const { relPath, version, destination } = record;
+        const facts = hookFacts(job, transport, relPath, version, destination);
+        this.#hooks.gaveUp({ ...facts, error, attempts });
+      },
       pauseWhenFull: !options.once,
       onFull: (error) => this.#full.full(error.message),
       deadlineMs: options.batchDeadlineMs,
@@ -246,6 +255,8 @@ export class JobRunner {
     this.#abort.abort(new Error("stopping"));
     await Promise.allSettled([...this.#batches]);
     await this.#transport.close();
+    // `--once` runs every hook its files called for; a daemon that stops drops those not started.
+    await this.#hooks.close(this.#options.once);
     for (const resolve of this.#idleWaiters.splice(0)) resolve();
   }
 

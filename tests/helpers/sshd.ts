@@ -254,6 +254,10 @@ export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
         ssh_port: port,
         ssh_identity_file: identityFile,
         ssh_options: sshOptions,
+        on_transfer: [],
+        on_failure: [],
+        hook_timeout_seconds: 60,
+        max_concurrent_hooks: 2,
         ...overrides,
       };
     },
