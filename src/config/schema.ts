@@ -176,6 +176,18 @@ export const jobShape = {
     z.int().min(1).max(64).default(2),
     "How many hooks of this job may run at once; more wait their turn (transfers never wait for hooks).",
   ),
+  after_transfer: doc(
+    z.enum(["keep", "delete", "move"]).default("keep"),
+    "What happens to a source once it arrived verified: `keep` it, `delete` it, or `move` it into `archive_path`. Only a file whose size and mtime are still those it was sent with is touched.",
+  ),
+  archive_path: doc(
+    z.string().default(""),
+    "Folder sources are moved into with `after_transfer: move` (their subfolders kept); must be outside `watch_path`.",
+  ),
+  keep_days: doc(
+    z.number().min(0).max(36500).default(0),
+    "With `after_transfer: delete` or `move`: days a source stays after it arrived (0: removed right after its arrival; else checked hourly).",
+  ),
 };
 
 /** Keys that apply to the whole daemon, allowed only at the top level. */
@@ -196,6 +208,26 @@ export const daemonShape = {
 
 /** Schema of one job after inheritance from the top level. */
 export const jobSchema = z.strictObject(jobShape).superRefine((job, ctx) => {
+  // (Values are checked only once their own types are right.)
+  if (
+    job.after_transfer === "move" && typeof job.archive_path === "string" &&
+    job.archive_path.trim() === ""
+  ) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["archive_path"],
+      message: 'required when after_transfer is "move"; give the folder sources are moved into',
+    });
+  }
+  const removes = job.after_transfer === "delete" || job.after_transfer === "move";
+  if (removes && (job.verify_transfer === false || job.verify_transfer === "none")) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["after_transfer"],
+      message:
+        `"${job.after_transfer}" removes sources only once they arrived verified; set verify_transfer to "checksum" or "size"`,
+    });
+  }
   if (job.transfer_method !== "local" && job.remote_host.trim() === "") {
     ctx.addIssue({
       code: "custom",

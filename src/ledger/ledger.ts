@@ -304,6 +304,22 @@ export class Ledger {
     return (rows as Row[]).map(toRow);
   }
 
+  /**
+   * Done files of `job` that arrived at or before `arrivedBy` (ms since the
+   * epoch): path and the size and mtime they were sent with.
+   */
+  doneArrivedBy(job: string, arrivedBy: number): Array<{ relPath: string } & DoneEntry> {
+    const rows = this.#stmt(
+      "SELECT rel_path, size, mtime_ms FROM files " +
+        "WHERE job = ? AND state = 'done' AND transferred_at <= ? ORDER BY transferred_at",
+    ).all(job, arrivedBy) as Row[];
+    return rows.map((r) => ({
+      relPath: r.rel_path as string,
+      size: Number(r.size),
+      mtimeMs: Number(r.mtime_ms),
+    }));
+  }
+
   /** Every pending row of `job` (uses the state index: cheap with many done files). */
   pending(job: string): LedgerRow[] {
     const rows = this.#stmt("SELECT * FROM files WHERE job = ? AND state = 'pending'").all(job);

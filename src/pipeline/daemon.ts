@@ -20,6 +20,7 @@ import { logger } from "../log/logging.ts";
 import { createTransport } from "../transfer/factory.ts";
 import { VERSION } from "../version.ts";
 import { assertHooksRunnable } from "./hooks.ts";
+import { assertCleanupSafe } from "./source_cleanup.ts";
 import { JobRunner, type JobSummary } from "./job_runner.ts";
 
 /** Options of {@linkcode runDaemon}. */
@@ -74,6 +75,7 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
       });
     }
     assertHooksRunnable(config.jobs);
+    assertCleanupSafe(config.jobs);
     await checkWatchFolders(config.jobs, options.once);
     const openLedger = Ledger.open(config.state_dir);
     ledger = openLedger;
@@ -139,6 +141,7 @@ async function reloadConfig(
       );
     }
     assertHooksRunnable(next.jobs);
+    assertCleanupSafe(next.jobs);
     await checkWatchFolders(next.jobs, false);
     await onReload?.(next);
     return next;

@@ -20,6 +20,7 @@ import { WatchSession } from "../watch/watch_session.ts";
 import { BatchSender } from "./batch_sender.ts";
 import { FullDestinationPause } from "./full_pause.ts";
 import { hookFacts, HookRunner } from "./hooks.ts";
+import { SourceCleaner } from "./source_cleanup.ts";
 import { Intake } from "./intake.ts";
 import {
   type LedgerSyncContext,
@@ -78,6 +79,7 @@ export class JobRunner {
   #filesInFlight = 0;
   #sender: BatchSender;
   #hooks: HookRunner;
+  #cleaner: SourceCleaner;
   #sync: LedgerSyncContext;
   #log = logger("pipeline");
   #done = new Map<string, DoneEntry>();
@@ -166,6 +168,7 @@ export class JobRunner {
       onSettled: () => this.#checkIdle(),
     });
     this.#hooks = new HookRunner(job);
+    this.#cleaner = new SourceCleaner(job, ledger);
     this.#sync = {
       job,
       ledger,
@@ -185,6 +188,7 @@ export class JobRunner {
         this.#done.set(rel, version);
         this.#stats.sent++;
         this.#hooks.arrived(hookFacts(job, transport, rel, version, destination));
+        this.#cleaner.arrived(rel, version);
       },
       onGaveUp: (record, error, attempts) => {
         this.#stats.failed++;
@@ -227,6 +231,7 @@ export class JobRunner {
       target: this.#transport.describeTarget(""),
     });
     if (!this.#options.once) this.#sweepTimer = setInterval(() => this.#sweep(), SWEEP_INTERVAL_MS);
+    this.#cleaner.start();
     this.#pump();
     this.#checkIdle();
   }
@@ -257,6 +262,7 @@ export class JobRunner {
     await this.#transport.close();
     // `--once` runs every hook its files called for; a daemon that stops drops those not started.
     await this.#hooks.close(this.#options.once);
+    await this.#cleaner.close(this.#options.once);
     for (const resolve of this.#idleWaiters.splice(0)) resolve();
   }
 

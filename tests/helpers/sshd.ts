@@ -258,6 +258,9 @@ export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
         on_failure: [],
         hook_timeout_seconds: 60,
         max_concurrent_hooks: 2,
+        after_transfer: "keep",
+        archive_path: "",
+        keep_days: 0,
         ...overrides,
       };
     },
