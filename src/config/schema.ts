@@ -6,6 +6,7 @@
  * @module
  */
 import { z } from "zod";
+import { parseBandwidth } from "./bandwidth.ts";
 
 /** File name patterns that mark an instrument file by default. */
 export const DEFAULT_FILE_PATTERNS = [
@@ -187,6 +188,15 @@ export const jobShape = {
   keep_days: doc(
     z.number().min(0).max(36500).default(0),
     "With `after_transfer: delete` or `move`: days a source stays after it arrived (0: removed right after its arrival; else checked hourly).",
+  ),
+  bandwidth_limit: doc(
+    z.string().default("").refine((text) => parseBandwidth(text) !== undefined, {
+      error: (issue) =>
+        `not a bandwidth: ${
+          JSON.stringify(issue.input)
+        }; write a number and a unit per second, e.g. "10MB/s", "500KiB/s" or "20Mbit/s" (at least 1KiB/s), or "" for no limit`,
+    }),
+    'Most this job sends per second, e.g. "10MB/s", "500KiB/s", "20Mbit/s" (MB = 1000000 bytes, MiB = 1048576); shared evenly among `max_concurrent_transfers`. "" is no limit.',
   ),
 };
 

@@ -25,12 +25,14 @@ import {
 } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { setImmediate } from "node:timers";
+import { bandwidthShare } from "../config/bandwidth.ts";
 import type { JobConfig } from "../config/types.ts";
 import { TransferError } from "../errors.ts";
 import { makeLocalFolders, sweepLocalLeftovers } from "./local_folders.ts";
 import { assertSourceUnchanged } from "./source_check.ts";
 import { closeSource, deliveredPermissions, type OpenSource, openSource } from "./source_open.ts";
 import { jobOwner, tempNameFor } from "./temp_name.ts";
+import { Throttle } from "./throttle.ts";
 import type { TransferItem, TransferOutcome, Transport } from "./transport.ts";
 
 /** Bytes copied between two turns of the event loop. */
@@ -91,7 +93,9 @@ export class LocalTransport implements Transport {
     this.#inUse.add(tempPath);
     try {
       target = openSync(tempPath, CREATE_NEW, 0o600);
-      const written = await copyData(source, target, signal, this.#wantsChecksum());
+      const share = bandwidthShare(this.#job);
+      const throttle = share === null ? null : new Throttle(share);
+      const written = await copyData(source, target, signal, this.#wantsChecksum(), throttle);
       const fd = target;
       // Windows keeps no permission bits beyond read-only.
       if (Deno.build.os !== "windows") {
@@ -169,6 +173,7 @@ async function copyData(
   target: number,
   signal: AbortSignal,
   hashIt: boolean,
+  throttle: Throttle | null = null,
 ): Promise<Written> {
   const hash: Hash | null = hashIt ? createHash("sha256") : null;
   const buffer = new Uint8Array(CHUNK_BYTES);
@@ -182,8 +187,9 @@ async function copyData(
     let offset = 0;
     while (offset < n) offset += writeSync(target, chunk, offset, n - offset);
     bytes += n;
+    if (throttle) await throttle.sent(n, signal);
     // Not setTimeout(0): nested timeouts are clamped to 4 ms.
-    await new Promise((resolve) => setImmediate(resolve));
+    else await new Promise((resolve) => setImmediate(resolve));
   }
   return { bytes, sha256: hash?.digest("hex") ?? null };
 }

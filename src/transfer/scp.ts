@@ -18,6 +18,7 @@
  */
 import { posix } from "node:path";
 import type { CommandError } from "../errors.ts";
+import { bandwidthShare, scpLimit } from "../config/bandwidth.ts";
 import { byTempFolder, type Plan, SshTransport } from "./ssh_transport.ts";
 
 /** Keep each scp command line well under Windows' 32,767-character limit. */
@@ -40,16 +41,21 @@ export class ScpTransport extends SshTransport {
   readonly maxBatchFiles = 100;
 
   protected override readonly copiesGrowInPlace = true;
-  protected override readonly streamsLargeFiles = true;
+  /** Not with a bandwidth limit: only scp (`-l`) keeps to it. */
+  protected override readonly streamsLargeFiles: boolean = bandwidthShare(this.job) === null;
 
   /** A folder's files in up to {@linkcode PARALLEL_CALLS_PER_FOLDER} calls, each under the length limit. */
   protected override uploadCalls(plans: Plan[]): Plan[][] {
-    return byTempFolder(plans).flatMap(splitForParallelCalls).flatMap(chunksBySourceLength);
+    const split = bandwidthShare(this.job) === null ? splitForParallelCalls : (p: Plan[]) => [p];
+    return byTempFolder(plans).flatMap(split).flatMap(chunksBySourceLength);
   }
 
   /** One scp call of the sources of `group` into `folder`. */
   protected async copy(group: Plan[], folder: string, signal: AbortSignal): Promise<void> {
     const argv = await this.session.scpArgv(group.map((plan) => plan.item.source), `${folder}/`);
+    const share = bandwidthShare(this.job);
+    // One call at a time per folder then (see splitForParallelCalls), each with the share.
+    if (share !== null) argv.splice(1, 0, "-l", scpLimit(share));
     await this.session.run(argv, { timeoutMs: this.timeoutMs, signal });
   }
 

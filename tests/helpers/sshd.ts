@@ -261,6 +261,7 @@ export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
         after_transfer: "keep",
         archive_path: "",
         keep_days: 0,
+        bandwidth_limit: "",
         ...overrides,
       };
     },
