@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { Cron } from "croner";
 import { z } from "zod";
 import { parseBandwidth } from "./bandwidth.ts";
 
@@ -29,6 +30,44 @@ const sshOption = z.string().regex(
   /^[A-Za-z][A-Za-z0-9]*=\S.*$/,
   'expected "Key=Value", e.g. "Ciphers=aes128-gcm@openssh.com"',
 );
+
+/** One `schedules` entry: when (a cron expression or an interval) and what. */
+const scheduleEntry = z.strictObject({
+  cron: z.string().min(1).refine(isValidCron, {
+    error: (issue) =>
+      `not a cron expression: ${
+        JSON.stringify(issue.input)
+      }; use five fields (minute hour day month weekday), e.g. "0 8 * * *", or six with seconds first`,
+  }).optional(),
+  every_seconds: z.number().positive().max(31_536_000).optional(),
+  timezone: z.string().refine((zone) => zone === "" || isValidTimeZone(zone), {
+    error: (issue) =>
+      `unknown time zone ${
+        JSON.stringify(issue.input)
+      }; use an IANA name such as "America/Santiago"`,
+  }).default(""),
+  action: z.enum(["rescan", "command", "report"]),
+  command: z.array(z.string()).default([]),
+  timeout_seconds: z.number().positive().max(604_800).default(3600),
+  nights: z.int().min(1).max(366).default(1),
+}).superRefine((entry, ctx) => {
+  if ((entry.cron === undefined) === (entry.every_seconds === undefined)) {
+    ctx.addIssue({
+      code: "custom",
+      message: 'give either "cron" (e.g. "0 8 * * *") or "every_seconds", not both or neither',
+    });
+  }
+  if (
+    entry.action === "command" && (entry.command.length === 0 || entry.command[0].trim() === "")
+  ) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["command"],
+      message:
+        'required for action "command": the program and its arguments, e.g. ["/usr/local/bin/reduce"]',
+    });
+  }
+});
 
 /**
  * Keys that describe one transfer job. At the top level of the file they form
@@ -198,6 +237,10 @@ export const jobShape = {
     }),
     'Most this job sends per second, e.g. "10MB/s", "500KiB/s", "20Mbit/s" (MB = 1000000 bytes, MiB = 1048576); shared evenly among `max_concurrent_transfers`. "" is no limit.',
   ),
+  schedules: doc(
+    z.array(scheduleEntry).default([]),
+    'Timed actions: entries with `cron` ("0 8 * * *"; six fields for seconds) or `every_seconds`, an optional `timezone` (IANA; default `night_timezone`, else the system zone) and an `action`: `rescan` (scan the watch folder, retry failed files), `command` (run `command`, an argument list, killed after `timeout_seconds`, default 3600), or `report` (a JSON report of the last `nights` night folders in `state_dir/reports/`, and a log line).',
+  ),
 };
 
 /** Keys that apply to the whole daemon, allowed only at the top level. */
@@ -270,6 +313,16 @@ export const TOP_LEVEL_KEYS: readonly string[] = [
 
 /** Every key a `jobs:` entry may contain. */
 export const JOB_KEYS: readonly string[] = Object.keys(jobShape);
+
+/** Whether `expression` is a cron expression croner accepts. */
+export function isValidCron(expression: string): boolean {
+  try {
+    new Cron(expression, { paused: true }).stop();
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /** Whether `zone` is a time zone the runtime knows. */
 export function isValidTimeZone(zone: string): boolean {

@@ -40,6 +40,16 @@ export interface DoneEntry {
   mtimeMs: number;
 }
 
+/** Files of one job in one night folder and state (see {@linkcode Ledger.nightTotals}). */
+export interface NightTotals {
+  night: string;
+  state: FileState;
+  files: number;
+  bytes: number;
+  firstArrivalAt: number | null;
+  lastArrivalAt: number | null;
+}
+
 /** File name of the ledger database inside `state_dir`. */
 export const LEDGER_FILE = "ledger.sqlite";
 
@@ -317,6 +327,28 @@ export class Ledger {
       relPath: r.rel_path as string,
       size: Number(r.size),
       mtimeMs: Number(r.mtime_ms),
+    }));
+  }
+
+  /**
+   * Per night folder (the first part of the destination) of `job`: files and
+   * bytes per state, first and last arrival (ms since the epoch).
+   */
+  nightTotals(job: string): NightTotals[] {
+    const rows = this.#stmt(`
+      SELECT CASE WHEN instr(destination, '/') > 0
+                  THEN substr(destination, 1, instr(destination, '/') - 1) ELSE '' END AS night,
+             state, COUNT(*) AS n, SUM(size) AS bytes,
+             MIN(transferred_at) AS first_at, MAX(transferred_at) AS last_at
+      FROM files WHERE job = ? AND destination != '' GROUP BY night, state
+    `).all(job) as Row[];
+    return rows.map((r) => ({
+      night: r.night as string,
+      state: r.state as FileState,
+      files: Number(r.n),
+      bytes: Number(r.bytes ?? 0),
+      firstArrivalAt: r.first_at === null ? null : Number(r.first_at),
+      lastArrivalAt: r.last_at === null ? null : Number(r.last_at),
     }));
   }
 

@@ -12,6 +12,7 @@ import { ConfigError } from "../errors.ts";
 import { logger } from "../log/logging.ts";
 import type { Transport } from "../transfer/transport.ts";
 import { absolutePath } from "../watch/file_version.ts";
+import { killChild, runCaptured } from "./captured_run.ts";
 
 /** Which hook an event runs. */
 export type HookEvent = "transfer" | "failure";
@@ -38,9 +39,6 @@ export interface HookFacts {
 
 /** Hooks waiting for a free slot beyond this many are dropped (and counted). */
 export const MAX_QUEUED_HOOKS = 1000;
-
-/** Most bytes of a hook's stdout or stderr kept for the log. */
-const MAX_OUTPUT_BYTES = 16 * 1024;
 
 /** The facts of a file of `job` whose destination (relative to the base path) is `destination`. */
 export function hookFacts(
@@ -93,7 +91,11 @@ export function hookEnvironment(
 
 /** The distinct hook programs of `jobs`, in order. */
 export function hookPrograms(jobs: JobConfig[]): string[] {
-  const programs = jobs.flatMap((job) => [job.on_transfer[0], job.on_failure[0]]);
+  const programs = jobs.flatMap((job) => [
+    job.on_transfer[0],
+    job.on_failure[0],
+    ...job.schedules.map((entry) => entry.action === "command" ? entry.command[0] : undefined),
+  ]);
   return [...new Set(programs.filter((program) => program !== undefined))];
 }
 
@@ -105,8 +107,15 @@ export function hookPrograms(jobs: JobConfig[]): string[] {
  */
 export function assertHooksRunnable(jobs: JobConfig[]): void {
   for (const job of jobs) {
-    for (const key of ["on_transfer", "on_failure"] as const) {
-      const program = job[key][0];
+    const programs: Array<[string, string | undefined]> = [
+      ["on_transfer", job.on_transfer[0]],
+      ["on_failure", job.on_failure[0]],
+      ...job.schedules.map((entry, index): [string, string | undefined] => [
+        `schedules[${index}].command`,
+        entry.action === "command" ? entry.command[0] : undefined,
+      ]),
+    ];
+    for (const [key, program] of programs) {
       if (program === undefined) continue;
       const state = Deno.permissions.querySync({ name: "run", command: program }).state;
       if (state === "granted") continue;
@@ -166,7 +175,7 @@ export class HookRunner {
         });
         this.#queue.length = 0;
       }
-      for (const child of this.#children) kill(child);
+      for (const child of this.#children) killChild(child);
     }
     while (this.#running.size > 0) await Promise.allSettled([...this.#running]);
     const { succeeded, failed, dropped } = this.#stats;
@@ -207,98 +216,39 @@ export class HookRunner {
   async #run(event: HookEvent, argv: string[], facts: HookFacts): Promise<void> {
     const job = this.#job;
     const fields = { job: job.name, event, hook: argv[0], source: facts.source };
-    const timeoutMs = job.hook_timeout_seconds * 1000;
-    let child: Deno.ChildProcess;
-    try {
-      child = new Deno.Command(argv[0], {
-        args: argv.slice(1),
-        env: hookEnvironment(job, event, facts),
-        stdin: "null",
-        stdout: "piped",
-        stderr: "piped",
-      }).spawn();
-    } catch (error) {
+    const result = await runCaptured(argv, hookEnvironment(job, event, facts), {
+      timeoutMs: job.hook_timeout_seconds * 1000,
+      children: this.#children,
+    });
+    if (result.kind === "not-started") {
       this.#stats.failed++;
       this.#log.error("Hook on_{event} for {source} could not start: {error}", {
         ...fields,
-        error: error instanceof Error ? error.message : String(error),
+        error: result.error,
       });
       return;
     }
-    const stdout = collect(child.stdout);
-    const stderr = collect(child.stderr);
-    this.#children.add(child);
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      kill(child);
-    }, timeoutMs);
-    const status = await child.status;
-    clearTimeout(timer);
-    this.#children.delete(child);
-    // A grandchild may still hold the pipes open: read what is there, briefly.
-    const [out, err] = await Promise.all([stdout.settle(500), stderr.settle(500)]);
-    const output = [out === "" ? "" : `stdout: ${out}`, err === "" ? "" : `stderr: ${err}`]
-      .filter((part) => part !== "").join("; ");
-    const logged = { ...fields, stdout: out, stderr: err, output };
-    const suffix = output === "" ? "" : "; {output}";
-    if (status.success && !timedOut) {
+    const logged = {
+      ...fields,
+      stdout: result.stdout,
+      stderr: result.stderr,
+      output: result.output,
+    };
+    const suffix = result.output === "" ? "" : "; {output}";
+    if (result.kind === "ok") {
       this.#stats.succeeded++;
       this.#log.info(`Hook on_{event} for {source} done${suffix}`, logged);
       return;
     }
     this.#stats.failed++;
-    const reason = timedOut
+    const reason = result.kind === "timed-out"
       ? `killed after ${job.hook_timeout_seconds} s (hook_timeout_seconds)`
-      : this.#closed && status.signal
+      : this.#closed && result.signal
       ? "killed: stopping"
-      : status.signal
-      ? `ended by signal ${status.signal}`
-      : `exit code ${status.code}`;
+      : result.reason;
     this.#log.error(`Hook on_{event} for {source} failed: {reason}${suffix}`, {
       ...logged,
       reason,
     });
   }
-}
-
-function kill(child: Deno.ChildProcess): void {
-  try {
-    child.kill("SIGKILL");
-  } catch { /* already gone */ }
-}
-
-/** Reads a stream into text (at most {@linkcode MAX_OUTPUT_BYTES}). */
-function collect(stream: ReadableStream<Uint8Array>): { settle(graceMs: number): Promise<string> } {
-  const chunks: Uint8Array[] = [];
-  let kept = 0;
-  const reader = stream.getReader();
-  const done = (async () => {
-    try {
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) return;
-        if (kept < MAX_OUTPUT_BYTES) {
-          chunks.push(value.subarray(0, MAX_OUTPUT_BYTES - kept));
-          kept += Math.min(value.length, MAX_OUTPUT_BYTES - kept);
-        }
-      }
-    } catch { /* cancelled */ }
-  })();
-  return {
-    async settle(graceMs) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const late = new Promise<void>((resolve) => timer = setTimeout(resolve, graceMs));
-      await Promise.race([done, late]);
-      clearTimeout(timer);
-      await reader.cancel().catch(() => {});
-      const bytes = new Uint8Array(kept);
-      let at = 0;
-      for (const chunk of chunks) {
-        bytes.set(chunk, at);
-        at += chunk.length;
-      }
-      return new TextDecoder().decode(bytes).trimEnd();
-    },
-  };
 }

@@ -20,6 +20,7 @@ import { WatchSession } from "../watch/watch_session.ts";
 import { BatchSender } from "./batch_sender.ts";
 import { FullDestinationPause } from "./full_pause.ts";
 import { hookFacts, HookRunner } from "./hooks.ts";
+import { JobSchedules } from "./schedules.ts";
 import { SourceCleaner } from "./source_cleanup.ts";
 import { Intake } from "./intake.ts";
 import {
@@ -80,6 +81,7 @@ export class JobRunner {
   #sender: BatchSender;
   #hooks: HookRunner;
   #cleaner: SourceCleaner;
+  #schedules: JobSchedules;
   #sync: LedgerSyncContext;
   #log = logger("pipeline");
   #done = new Map<string, DoneEntry>();
@@ -169,6 +171,7 @@ export class JobRunner {
     });
     this.#hooks = new HookRunner(job);
     this.#cleaner = new SourceCleaner(job, ledger);
+    this.#schedules = new JobSchedules({ job, ledger, rescan: () => this.#session.rescan() });
     this.#sync = {
       job,
       ledger,
@@ -232,6 +235,8 @@ export class JobRunner {
     });
     if (!this.#options.once) this.#sweepTimer = setInterval(() => this.#sweep(), SWEEP_INTERVAL_MS);
     this.#cleaner.start();
+    // `--once` sends what is there and ends: no schedules.
+    if (!this.#options.once) this.#schedules.start();
     this.#pump();
     this.#checkIdle();
   }
@@ -254,6 +259,7 @@ export class JobRunner {
     this.#session.close();
     this.#queue.close();
     this.#full.close();
+    await this.#schedules.stop();
     this.#checker.close();
     clearTimeout(this.#pumpTimer);
     clearInterval(this.#sweepTimer);

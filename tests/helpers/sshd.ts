@@ -262,6 +262,7 @@ export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
         archive_path: "",
         keep_days: 0,
         bandwidth_limit: "",
+        schedules: [],
         ...overrides,
       };
     },

@@ -1,0 +1,180 @@
+/**
+ * `schedules`: the cron computation under a chosen time zone (a fixed clock),
+ * and a real daemon (through the CLI with its permission set) that runs a
+ * command at a cron time in a chosen time zone, writes night reports, and
+ * rescans to retry a failed file.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { jobSchema } from "../src/config/schema.ts";
+import type { JobConfig } from "../src/config/types.ts";
+import { nextCronRun } from "../src/pipeline/schedules.ts";
+import { startCli } from "./helpers/cli.ts";
+import { randomBytes, waitFor, writeConfig } from "./helpers/files.ts";
+
+function job(overrides: Record<string, unknown>): JobConfig {
+  const input = jobSchema.parse({
+    watch_path: "/w",
+    remote_base_path: "/d",
+    transfer_method: "local",
+    ...overrides,
+  });
+  return { ...input, name: "j", verify_transfer: "checksum" };
+}
+
+Deno.test("schedules: cron times are read in the entry's time zone, else night_timezone", () => {
+  const santiago = job({
+    schedules: [{ cron: "0 8 * * *", timezone: "America/Santiago", action: "report" }],
+  });
+  const entry = santiago.schedules[0];
+  // 08:00 in Santiago: UTC-3 in March (summer time), UTC-4 after 7 April 2024.
+  assert.equal(
+    nextCronRun(entry, santiago, new Date("2024-03-15T00:00:00Z"))?.toISOString(),
+    "2024-03-15T11:00:00.000Z",
+  );
+  assert.equal(
+    nextCronRun(entry, santiago, new Date("2024-04-10T00:00:00Z"))?.toISOString(),
+    "2024-04-10T12:00:00.000Z",
+  );
+  const tokyo = job({
+    night_timezone: "Asia/Tokyo",
+    schedules: [{ cron: "0 8 * * *", action: "rescan" }],
+  });
+  assert.equal(
+    nextCronRun(tokyo.schedules[0], tokyo, new Date("2024-03-14T12:00:00Z"))?.toISOString(),
+    "2024-03-14T23:00:00.000Z",
+  );
+  const interval = job({ schedules: [{ every_seconds: 60, action: "rescan" }] });
+  assert.equal(nextCronRun(interval.schedules[0], interval, new Date()), null);
+});
+
+/** "S M H" of `at` as a wall clock in `timeZone`. */
+function wallClock(at: Date, timeZone: string): string {
+  const parts = new Intl.DateTimeFormat("en-GB", {
+    timeZone,
+    hour: "numeric",
+    minute: "numeric",
+    second: "numeric",
+    hourCycle: "h23",
+  }).formatToParts(at);
+  const get = (type: string) => Number(parts.find((p) => p.type === type)!.value);
+  return `${get("second")} ${get("minute")} ${get("hour")}`;
+}
+
+Deno.test("schedules (daemon): a command at a cron time in a chosen zone, night reports, a rescan retries a failed file", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-schedules-" });
+  const watch = join(root, "watch");
+  const dest = join(root, "dest");
+  const home = join(root, "home");
+  const out = join(root, "out");
+  const state = join(root, "state");
+  for (const dir of [watch, home, out]) await Deno.mkdir(dir);
+  const script = join(root, "process night.sh");
+  await Deno.writeTextFile(
+    script,
+    '#!/bin/sh\ndate +%s.%N > "$OUT/ran-at"\nenv -0 | grep -z "^IMAGE_TRANSFER_" > "$OUT/env"\necho processed\n',
+    { mode: 0o755 },
+  );
+  // The destination base is a file at first: the first file fails for good.
+  await Deno.writeTextFile(dest, "in the way");
+  // A cron time 6 s from now, written as the wall clock of a zone 13:45 ahead of UTC.
+  const zone = "Pacific/Chatham";
+  const target = new Date(Math.ceil(Date.now() / 1000) * 1000 + 6_000);
+  const config = join(root, "config.yaml");
+  await writeConfig(config, {
+    watch_path: watch,
+    remote_base_path: dest,
+    transfer_method: "local",
+    stability_window_seconds: 0.3,
+    night_timezone: "UTC",
+    retry_attempts: 0,
+    rescan_interval_seconds: 0,
+    state_dir: state,
+    log_file: join(root, "logs", "image_transfer.log"),
+    schedules: [
+      {
+        cron: `${wallClock(target, zone)} * * *`,
+        timezone: zone,
+        action: "command",
+        command: [script, "--night"],
+      },
+      { every_seconds: 1, action: "report", nights: 2 },
+      { every_seconds: 2, action: "rescan" },
+    ],
+  });
+  const daemon = startCli(["run", "-c", config], {
+    env: { HOME: home, OUT: out },
+    allowRun: [script],
+  });
+  try {
+    await daemon.waitForOutput("Watching");
+    const data = randomBytes(12_345);
+    await Deno.writeFile(join(watch, "a.fits"), data);
+    await Deno.utime(join(watch, "a.fits"), 0, new Date("2024-03-15T20:00:00Z"));
+    await daemon.waitForOutput("Failed to transfer");
+    // Fixed; the scheduled rescan (not a watcher event) sends it.
+    await Deno.remove(dest);
+    await waitFor(() => exists(join(dest, "20240315", "a.fits")), 20_000, "the retried file");
+    assert.deepEqual(await Deno.readFile(join(dest, "20240315", "a.fits")), data);
+    await daemon.waitForOutput(/rescanning/);
+
+    // The command ran at its time in that zone (give or take scheduling).
+    await waitFor(() => exists(join(out, "ran-at")), 20_000, "the scheduled command");
+    const ranAt = Number((await Deno.readTextFile(join(out, "ran-at"))).trim()) * 1000;
+    assert.ok(
+      ranAt >= target.getTime() - 50 && ranAt <= target.getTime() + 1_500,
+      `ran at ${new Date(ranAt).toISOString()}, due ${target.toISOString()}`,
+    );
+    const env = await Deno.readTextFile(join(out, "env"));
+    assert.ok(env.includes("IMAGE_TRANSFER_EVENT=schedule\0"), env);
+    assert.ok(env.includes("IMAGE_TRANSFER_JOB=default\0"), env);
+    await daemon.waitForOutput(
+      /Scheduled command .*process night\.sh of job default done; stdout: processed/,
+    );
+
+    // A report (written every second) that has the arrival.
+    await waitFor(
+      async () => {
+        for await (const entry of Deno.readDir(join(state, "reports"))) {
+          if (!entry.name.endsWith(".json")) continue;
+          const report = JSON.parse(await Deno.readTextFile(join(state, "reports", entry.name)));
+          if (report.nights[0]?.files_sent === 1) return true;
+        }
+        return false;
+      },
+      20_000,
+      "a night report with the file",
+    );
+    const reports = [...Deno.readDirSync(join(state, "reports"))].map((e) => e.name).sort();
+    const last = JSON.parse(await Deno.readTextFile(join(state, "reports", reports.at(-1)!)));
+    assert.equal(last.job, "default");
+    assert.deepEqual(
+      { ...last.nights[0], first_arrival: typeof last.nights[0].first_arrival },
+      {
+        night: "20240315",
+        files_sent: 1,
+        bytes_sent: 12_345,
+        failed: 0,
+        waiting: 0,
+        first_arrival: "string",
+        last_arrival: last.nights[0].first_arrival,
+      },
+    );
+    await daemon.waitForOutput(
+      /Night report of job default, 20240315: 1 file\(s\), 12345 bytes, 0 failed/,
+    );
+  } finally {
+    const status = await daemon.stop();
+    assert.equal(status.code, 0, daemon.stderr());
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
