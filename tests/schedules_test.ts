@@ -178,3 +178,62 @@ function exists(path: string): boolean {
     return false;
   }
 }
+
+Deno.test("schedules (daemon): the rescan's catch-up sends again a file deleted or cut short at the destination", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-catchup-" });
+  const watch = join(root, "watch");
+  const dest = join(root, "dest");
+  const home = join(root, "home");
+  for (const dir of [watch, home]) await Deno.mkdir(dir);
+  const config = join(root, "config.yaml");
+  await writeConfig(config, {
+    watch_path: watch,
+    remote_base_path: dest,
+    transfer_method: "local",
+    stability_window_seconds: 0.3,
+    night_timezone: "UTC",
+    rescan_interval_seconds: 0,
+    state_dir: join(root, "state"),
+    log_file: "",
+    schedules: [{ every_seconds: 2, action: "rescan", nights: 1 }],
+  });
+  const daemon = startCli(["run", "-c", config], { env: { HOME: home } });
+  try {
+    await daemon.waitForOutput("Watching");
+    const files = { "gone 'a'.fits": randomBytes(20_000), "short.fits": randomBytes(30_000) };
+    for (const [name, data] of Object.entries(files)) {
+      await Deno.writeFile(join(watch, name), data);
+      await Deno.utime(join(watch, name), 0, new Date("2024-03-15T20:00:00Z"));
+    }
+    const night = join(dest, "20240315");
+    await waitFor(
+      () => Object.keys(files).every((name) => exists(join(night, name))),
+      20_000,
+      "both files",
+    );
+    await daemon.waitForOutput(/Catch-up of job default: 1 night folder\(s\) checked, 0 file/);
+    await Deno.remove(join(night, "gone 'a'.fits"));
+    await Deno.truncate(join(night, "short.fits"), 100);
+    await waitFor(
+      async () => {
+        try {
+          return (await Deno.stat(join(night, "gone 'a'.fits"))).size === 20_000 &&
+            (await Deno.stat(join(night, "short.fits"))).size === 30_000;
+        } catch {
+          return false;
+        }
+      },
+      20_000,
+      "both files sent again",
+    );
+    for (const [name, data] of Object.entries(files)) {
+      assert.deepEqual(await Deno.readFile(join(night, name)), data);
+    }
+    assert.match(daemon.stderr(), /gone 'a'\.fits is missing at the destination; sending/);
+    assert.match(daemon.stderr(), /short\.fits is 100 bytes, not 30000 at the destination/);
+  } finally {
+    const status = await daemon.stop();
+    assert.equal(status.code, 0, daemon.stderr());
+    await Deno.remove(root, { recursive: true });
+  }
+});

@@ -239,7 +239,7 @@ export const jobShape = {
   ),
   schedules: doc(
     z.array(scheduleEntry).default([]),
-    'Timed actions: entries with `cron` ("0 8 * * *"; six fields for seconds) or `every_seconds`, an optional `timezone` (IANA; default `night_timezone`, else the system zone) and an `action`: `rescan` (scan the watch folder, retry failed files), `command` (run `command`, an argument list, killed after `timeout_seconds`, default 3600), or `report` (a JSON report of the last `nights` night folders in `state_dir/reports/`, and a log line).',
+    'Timed actions: entries with `cron` ("0 8 * * *"; six fields for seconds) or `every_seconds`, an optional `timezone` (IANA; default `night_timezone`, else the system zone) and an `action`: `rescan` (send again what the last `nights` night folders miss at the destination, then scan the watch folder and retry failed files), `command` (run `command`, an argument list, killed after `timeout_seconds`, default 3600), or `report` (a JSON report of the last `nights` night folders in `state_dir/reports/`, and a log line).',
   ),
 };
 

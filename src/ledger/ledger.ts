@@ -352,6 +352,14 @@ export class Ledger {
     }));
   }
 
+  /** Done files of `job` whose destination lies in the night folder `night`. */
+  doneInNight(job: string, night: string): LedgerRow[] {
+    const rows = this.#stmt(
+      "SELECT * FROM files WHERE job = ? AND state = 'done' AND substr(destination, 1, ?) = ?",
+    ).all(job, night.length + 1, `${night}/`);
+    return (rows as Row[]).map(toRow);
+  }
+
   /** Every pending row of `job` (uses the state index: cheap with many done files). */
   pending(job: string): LedgerRow[] {
     const rows = this.#stmt("SELECT * FROM files WHERE job = ? AND state = 'pending'").all(job);

@@ -20,6 +20,7 @@ import { WatchSession } from "../watch/watch_session.ts";
 import { BatchSender } from "./batch_sender.ts";
 import { FullDestinationPause } from "./full_pause.ts";
 import { hookFacts, HookRunner } from "./hooks.ts";
+import { catchUp } from "./catch_up.ts";
 import { JobSchedules } from "./schedules.ts";
 import { SourceCleaner } from "./source_cleanup.ts";
 import { Intake } from "./intake.ts";
@@ -171,7 +172,18 @@ export class JobRunner {
     });
     this.#hooks = new HookRunner(job);
     this.#cleaner = new SourceCleaner(job, ledger);
-    this.#schedules = new JobSchedules({ job, ledger, rescan: () => this.#session.rescan() });
+    const catchUpContext = {
+      job,
+      ledger,
+      transport,
+      done: () => this.#done,
+      signal: this.#abort.signal,
+    };
+    this.#schedules = new JobSchedules({
+      job,
+      ledger,
+      rescan: (nights) => catchUp(catchUpContext, nights).then(() => this.#session.rescan()),
+    });
     this.#sync = {
       job,
       ledger,

@@ -48,8 +48,11 @@ export function scheduleEnvironment(job: JobConfig, index: number): Record<strin
 export interface ScheduleContext {
   job: JobConfig;
   ledger: Ledger;
-  /** A full rescan of the watch folder (failed files get another chance). */
-  rescan(): Promise<void>;
+  /**
+   * A full rescan of the watch folder (failed files get another chance),
+   * after checking the last `nights` night folders at the destination.
+   */
+  rescan(nights: number): Promise<void>;
 }
 
 /** Runs one job's schedules; see the module doc. */
@@ -131,7 +134,7 @@ export class JobSchedules {
     switch (entry.action) {
       case "rescan":
         this.#log.info("Schedule {index} of job {job}: rescanning", fields);
-        await this.#context.rescan();
+        await this.#context.rescan(entry.nights);
         return;
       case "report":
         await writeNightReport(job, ledger, entry.nights);

@@ -28,6 +28,7 @@ import { setImmediate } from "node:timers";
 import { bandwidthShare } from "../config/bandwidth.ts";
 import type { JobConfig } from "../config/types.ts";
 import { TransferError } from "../errors.ts";
+import { localDestinationSizes } from "./destination_sizes.ts";
 import { makeLocalFolders, sweepLocalLeftovers } from "./local_folders.ts";
 import { assertSourceUnchanged } from "./source_check.ts";
 import { closeSource, deliveredPermissions, type OpenSource, openSource } from "./source_open.ts";
@@ -57,6 +58,10 @@ export class LocalTransport implements Transport {
   constructor(job: JobConfig) {
     this.#job = job;
     this.#owner = jobOwner(job);
+  }
+
+  destinationSizes(destinations: string[]): Promise<Map<string, number | null>> {
+    return localDestinationSizes(this.#job.remote_base_path, destinations);
   }
 
   describeTarget(destination: string): string {

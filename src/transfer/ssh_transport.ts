@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { parseRemoteSizes, remoteSizesScript, SIZES_PER_SCRIPT } from "./destination_sizes.ts";
 import { posix } from "node:path";
 import type { JobConfig } from "../config/types.ts";
 import { CommandError, TransferError } from "../errors.ts";
@@ -109,6 +110,22 @@ export abstract class SshTransport implements Transport {
 
   /** Whether the remote host can run the stream receiver; `undefined` until probed. */
   #receiverReady: boolean | undefined;
+
+  async destinationSizes(
+    destinations: string[],
+    signal: AbortSignal,
+  ): Promise<Map<string, number | null>> {
+    const sizes = new Map<string, number | null>();
+    for (let i = 0; i < destinations.length; i += SIZES_PER_SCRIPT) {
+      const part = destinations.slice(i, i + SIZES_PER_SCRIPT);
+      const stdout = await this.session.runScript(remoteSizesScript(this.base, part), {
+        timeoutMs: this.timeoutMs,
+        signal,
+      });
+      for (const [key, size] of parseRemoteSizes(part, stdout)) sizes.set(key, size);
+    }
+    return sizes;
+  }
 
   describeTarget(destination: string): string {
     return this.session.remoteSpec(posix.join(this.job.remote_base_path, destination));

@@ -76,6 +76,14 @@ export interface Transport {
    * does not wait for them. Never throws; problems surface at the first send.
    */
   warmUp?(): Promise<void>;
+  /**
+   * Optional: the sizes of files already delivered under `destinations`
+   * (`null`: no regular file there), for the catch-up.
+   */
+  destinationSizes?(
+    destinations: string[],
+    signal: AbortSignal,
+  ): Promise<Map<string, number | null>>;
   /** Release connections and other resources. Safe to call more than once. */
   close(): Promise<void>;
 }
