@@ -19,10 +19,7 @@ import { StabilityChecker } from "../watch/stability.ts";
 import { WatchSession } from "../watch/watch_session.ts";
 import { BatchSender } from "./batch_sender.ts";
 import { FullDestinationPause } from "./full_pause.ts";
-import { hookFacts, HookRunner } from "./hooks.ts";
-import { catchUp } from "./catch_up.ts";
-import { JobSchedules } from "./schedules.ts";
-import { SourceCleaner } from "./source_cleanup.ts";
+import { JobExtras } from "./job_extras.ts";
 import { Intake } from "./intake.ts";
 import {
   type LedgerSyncContext,
@@ -80,9 +77,8 @@ export class JobRunner {
   /** Files in the batches being sent. */
   #filesInFlight = 0;
   #sender: BatchSender;
-  #hooks: HookRunner;
-  #cleaner: SourceCleaner;
-  #schedules: JobSchedules;
+  /** Hooks, source clean-up, schedules. */
+  #extras: JobExtras;
   #sync: LedgerSyncContext;
   #log = logger("pipeline");
   #done = new Map<string, DoneEntry>();
@@ -170,19 +166,14 @@ export class JobRunner {
       onQueued: () => this.#pumpSoon(),
       onSettled: () => this.#checkIdle(),
     });
-    this.#hooks = new HookRunner(job);
-    this.#cleaner = new SourceCleaner(job, ledger);
-    const catchUpContext = {
+    this.#extras = new JobExtras({
       job,
       ledger,
       transport,
       done: () => this.#done,
       signal: this.#abort.signal,
-    };
-    this.#schedules = new JobSchedules({
-      job,
-      ledger,
-      rescan: (nights) => catchUp(catchUpContext, nights).then(() => this.#session.rescan()),
+      rescan: () => this.#session.rescan(),
+      once: options.once,
     });
     this.#sync = {
       job,
@@ -202,14 +193,11 @@ export class JobRunner {
       onSent: (rel, version, destination) => {
         this.#done.set(rel, version);
         this.#stats.sent++;
-        this.#hooks.arrived(hookFacts(job, transport, rel, version, destination));
-        this.#cleaner.arrived(rel, version);
+        this.#extras.arrived(rel, version, destination);
       },
       onGaveUp: (record, error, attempts) => {
         this.#stats.failed++;
-        const { relPath, version, destination } = record;
-        const facts = hookFacts(job, transport, relPath, version, destination);
-        this.#hooks.gaveUp({ ...facts, error, attempts });
+        this.#extras.gaveUp(record, error, attempts);
       },
       pauseWhenFull: !options.once,
       onFull: (error) => this.#full.full(error.message),
@@ -246,9 +234,7 @@ export class JobRunner {
       target: this.#transport.describeTarget(""),
     });
     if (!this.#options.once) this.#sweepTimer = setInterval(() => this.#sweep(), SWEEP_INTERVAL_MS);
-    this.#cleaner.start();
-    // `--once` sends what is there and ends: no schedules.
-    if (!this.#options.once) this.#schedules.start();
+    this.#extras.start();
     this.#pump();
     this.#checkIdle();
   }
@@ -271,16 +257,13 @@ export class JobRunner {
     this.#session.close();
     this.#queue.close();
     this.#full.close();
-    await this.#schedules.stop();
     this.#checker.close();
     clearTimeout(this.#pumpTimer);
     clearInterval(this.#sweepTimer);
     this.#abort.abort(new Error("stopping"));
     await Promise.allSettled([...this.#batches]);
+    await this.#extras.close();
     await this.#transport.close();
-    // `--once` runs every hook its files called for; a daemon that stops drops those not started.
-    await this.#hooks.close(this.#options.once);
-    await this.#cleaner.close(this.#options.once);
     for (const resolve of this.#idleWaiters.splice(0)) resolve();
   }
 
