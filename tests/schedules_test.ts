@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { jobSchema } from "../src/config/schema.ts";
 import type { JobConfig } from "../src/config/types.ts";
-import { nextCronRun } from "../src/pipeline/schedules.ts";
+import { nextCronRun, pausedAt } from "../src/pipeline/schedules.ts";
 import { startCli } from "./helpers/cli.ts";
 import { randomBytes, waitFor, writeConfig } from "./helpers/files.ts";
 
@@ -232,6 +232,64 @@ Deno.test("schedules (daemon): the rescan's catch-up sends again a file deleted 
     }
     assert.match(daemon.stderr(), /gone 'a'\.fits is missing at the destination; sending/);
     assert.match(daemon.stderr(), /short\.fits is 100 bytes, not 30000 at the destination/);
+  } finally {
+    const status = await daemon.stop();
+    assert.equal(status.code, 0, daemon.stderr());
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("schedules: a pause window holds from its pause to its resume, in the entries' zones", () => {
+  const windowed = job({
+    schedules: [
+      { cron: "0 18 * * *", timezone: "America/Santiago", action: "pause" },
+      { cron: "0 6 * * *", timezone: "America/Santiago", action: "resume" },
+    ],
+  });
+  // 18:00 in Santiago (UTC-3 in March) is 21:00 UTC; 06:00 is 09:00 UTC.
+  assert.equal(pausedAt(windowed, new Date("2024-03-15T20:59:00Z")), false);
+  assert.equal(pausedAt(windowed, new Date("2024-03-15T21:01:00Z")), true);
+  assert.equal(pausedAt(windowed, new Date("2024-03-16T08:59:00Z")), true);
+  assert.equal(pausedAt(windowed, new Date("2024-03-16T09:01:00Z")), false);
+  assert.equal(pausedAt(job({}), new Date()), false);
+});
+
+Deno.test("schedules (daemon): inside a pause window nothing is sent; at the resume time it is", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-window-" });
+  const watch = join(root, "watch");
+  const dest = join(root, "dest");
+  const home = join(root, "home");
+  for (const dir of [watch, home]) await Deno.mkdir(dir);
+  const zone = "Asia/Kathmandu"; // UTC+5:45
+  const paused = new Date(Date.now() - 3_600_000);
+  const resume = new Date(Math.ceil(Date.now() / 1000) * 1000 + 12_000);
+  const config = join(root, "config.yaml");
+  await writeConfig(config, {
+    watch_path: watch,
+    remote_base_path: dest,
+    transfer_method: "local",
+    stability_window_seconds: 0.3,
+    night_timezone: "UTC",
+    state_dir: join(root, "state"),
+    log_file: "",
+    schedules: [
+      { cron: `${wallClock(paused, zone)} * * *`, timezone: zone, action: "pause" },
+      { cron: `${wallClock(resume, zone)} * * *`, timezone: zone, action: "resume" },
+    ],
+  });
+  const daemon = startCli(["run", "-c", config], { env: { HOME: home } });
+  try {
+    await daemon.waitForOutput("inside a pause window");
+    await daemon.waitForOutput("Watching");
+    const data = randomBytes(10_000);
+    await Deno.writeFile(join(watch, "a.fits"), data);
+    await Deno.utime(join(watch, "a.fits"), 0, new Date("2024-03-15T20:00:00Z"));
+    const target = join(dest, "20240315", "a.fits");
+    await waitFor(() => exists(target), 30_000, "the file after the resume");
+    const arrivedAt = Date.now();
+    assert.ok(arrivedAt >= resume.getTime(), `arrived ${arrivedAt - resume.getTime()} ms early`);
+    assert.deepEqual(await Deno.readFile(target), data);
+    assert.match(daemon.stderr(), /Transfers of job default resumed/);
   } finally {
     const status = await daemon.stop();
     assert.equal(status.code, 0, daemon.stderr());

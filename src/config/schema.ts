@@ -46,7 +46,7 @@ const scheduleEntry = z.strictObject({
         JSON.stringify(issue.input)
       }; use an IANA name such as "America/Santiago"`,
   }).default(""),
-  action: z.enum(["rescan", "command", "report"]),
+  action: z.enum(["rescan", "command", "report", "pause", "resume"]),
   command: z.array(z.string()).default([]),
   timeout_seconds: z.number().positive().max(604_800).default(3600),
   nights: z.int().min(1).max(366).default(1),
@@ -239,7 +239,7 @@ export const jobShape = {
   ),
   schedules: doc(
     z.array(scheduleEntry).default([]),
-    'Timed actions: entries with `cron` ("0 8 * * *"; six fields for seconds) or `every_seconds`, an optional `timezone` (IANA; default `night_timezone`, else the system zone) and an `action`: `rescan` (send again what the last `nights` night folders miss at the destination, then scan the watch folder and retry failed files), `command` (run `command`, an argument list, killed after `timeout_seconds`, default 3600), or `report` (a JSON report of the last `nights` night folders in `state_dir/reports/`, and a log line).',
+    'Timed actions: entries with `cron` ("0 8 * * *"; six fields for seconds) or `every_seconds`, an optional `timezone` (IANA; default `night_timezone`, else the system zone) and an `action`: `rescan` (send again what the last `nights` night folders miss at the destination, then scan the watch folder and retry failed files), `command` (run `command`, an argument list, killed after `timeout_seconds`, default 3600), `report` (a JSON report of the last `nights` night folders in `state_dir/reports/`, and a log line), or `pause` / `resume` (a transfer window: no new transfers from a `pause` until the next `resume`).',
   ),
 };
 

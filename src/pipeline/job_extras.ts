@@ -25,6 +25,10 @@ export interface JobExtrasContext {
   signal: AbortSignal;
   /** A full rescan of the watch folder. */
   rescan(): Promise<void>;
+  /** A transfer window closes: start no new transfers. */
+  pause(): void;
+  /** A transfer window opens. */
+  resume(): void;
   /** `run --once`: no schedules; hooks and clean-up called for finish before the end. */
   once: boolean;
 }
@@ -45,6 +49,8 @@ export class JobExtras {
       job,
       ledger,
       rescan: (nights) => catchUp(context, nights).then(() => context.rescan()),
+      pause: () => context.pause(),
+      resume: () => context.resume(),
     });
   }
 

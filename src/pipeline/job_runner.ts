@@ -88,6 +88,8 @@ export class JobRunner {
   #pumpTimer: ReturnType<typeof setTimeout> | undefined;
   #sweepTimer: ReturnType<typeof setInterval> | undefined;
   #stopping = false;
+  /** Outside a transfer window of the schedules: no new batches. */
+  #paused = false;
   #idleWaiters: Array<() => void> = [];
   #stats: JobSummary = { sent: 0, failed: 0 };
 
@@ -173,6 +175,11 @@ export class JobRunner {
       done: () => this.#done,
       signal: this.#abort.signal,
       rescan: () => this.#session.rescan(),
+      pause: () => void (this.#paused = true),
+      resume: () => {
+        this.#paused = false;
+        this.#pump();
+      },
       once: options.once,
     });
     this.#sync = {
@@ -303,7 +310,9 @@ export class JobRunner {
    * full, only what the pause allows (a probe, then a growing number of files).
    */
   #pump(): void {
-    while (!this.#stopping && this.#batches.size < this.job.max_concurrent_transfers) {
+    while (
+      !this.#stopping && !this.#paused && this.#batches.size < this.job.max_concurrent_transfers
+    ) {
       const room = this.#full.room(this.#filesInFlight);
       if (room <= 0) break;
       const batch = this.#queue.takeBatch(Math.min(room, this.#transport.maxBatchFiles));

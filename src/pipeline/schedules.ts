@@ -32,6 +32,26 @@ export function nextCronRun(entry: ScheduleEntry, job: JobConfig, after: Date): 
   }
 }
 
+/**
+ * Whether `at` falls in a pause window: the latest `pause` or `resume` cron
+ * time before it was a `pause`.
+ */
+export function pausedAt(job: JobConfig, at: Date): boolean {
+  let latest: { at: number; pause: boolean } | null = null;
+  for (const entry of job.schedules) {
+    if (entry.cron === undefined || (entry.action !== "pause" && entry.action !== "resume")) {
+      continue;
+    }
+    const cron = new Cron(entry.cron, { timezone: scheduleTimeZone(entry, job), paused: true });
+    const previous = cron.previousRuns(1, at)[0];
+    cron.stop();
+    if (previous && (latest === null || previous.getTime() > latest.at)) {
+      latest = { at: previous.getTime(), pause: entry.action === "pause" };
+    }
+  }
+  return latest?.pause ?? false;
+}
+
 /** The environment a scheduled command receives. */
 export function scheduleEnvironment(job: JobConfig, index: number): Record<string, string> {
   return {
@@ -53,6 +73,9 @@ export interface ScheduleContext {
    * after checking the last `nights` night folders at the destination.
    */
   rescan(nights: number): Promise<void>;
+  /** Start no new transfers until {@linkcode ScheduleContext.resume}. */
+  pause(): void;
+  resume(): void;
 }
 
 /** Runs one job's schedules; see the module doc. */
@@ -69,9 +92,15 @@ export class JobSchedules {
     this.#context = context;
   }
 
-  /** Start every entry's timer. */
+  /** Start every entry's timer (paused first if the last window edge before now was a pause). */
   start(): void {
     const { job } = this.#context;
+    if (pausedAt(job, new Date())) {
+      this.#log.info("Transfers of job {job} paused: inside a pause window of its schedules", {
+        job: job.name,
+      });
+      this.#context.pause();
+    }
     for (const [index, entry] of job.schedules.entries()) {
       const fire = () => this.#fire(index, entry);
       if (entry.cron !== undefined) {
@@ -138,6 +167,12 @@ export class JobSchedules {
         return;
       case "report":
         await writeNightReport(job, ledger, entry.nights);
+        return;
+      case "pause":
+      case "resume":
+        this.#log.info(`Transfers of job {job} ${entry.action}d (schedule {index})`, fields);
+        if (entry.action === "pause") this.#context.pause();
+        else this.#context.resume();
         return;
       case "command": {
         const result = await runCaptured(entry.command, scheduleEnvironment(job, index), {
