@@ -1,16 +1,19 @@
 /**
  * `bandwidth_limit`: the units it takes, the flags each program gets, and
- * the limit holding within 20 % for a real local copy, and for real rsync and
- * scp against a real OpenSSH server on loopback.
+ * the limit holding within 20 % for a real local copy, for real rsync and
+ * scp against a real OpenSSH server on loopback, and for ftp against a real
+ * vsftpd.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { bandwidthShare, parseBandwidth, rsyncBwlimit, scpLimit } from "../src/config/bandwidth.ts";
+import { FtpTransport } from "../src/transfer/ftp.ts";
 import type { TransferItem } from "../src/transfer/transport.ts";
 import { runCli } from "./helpers/cli.ts";
 import { randomBytes } from "./helpers/files.ts";
 import { startSshd } from "./helpers/sshd.ts";
 import { makeItem, type Method, withTransport } from "./helpers/transports.ts";
+import { startVsftpd } from "./helpers/vsftpd.ts";
 
 Deno.test("bandwidth_limit: human units in bytes per second; rsync KiB/s, scp Kbit/s", () => {
   assert.equal(parseBandwidth(""), null);
@@ -51,6 +54,16 @@ Deno.test("bandwidth_limit: a wrong value is refused with its line and an exampl
 const LIMIT = "1MiB/s";
 const BYTES_PER_SECOND = 1024 * 1024;
 
+/** Whether `seconds` for `mib` MiB at {@linkcode LIMIT} is within 20 %. */
+function assertWithinLimit(method: string, mib: number, seconds: number): void {
+  const expected = (mib * 1024 * 1024) / BYTES_PER_SECOND;
+  console.log(`${method}: ${mib} MiB at ${LIMIT} in ${seconds.toFixed(2)} s`);
+  assert.ok(
+    seconds >= expected * 0.8 && seconds <= expected * 1.2,
+    `${method}: ${mib} MiB took ${seconds.toFixed(2)} s, expected ${expected} s ± 20 %`,
+  );
+}
+
 /** Send `mib` MiB with the limit and check the time it took and the bytes that arrived. */
 async function assertLimitHolds(
   method: Method,
@@ -71,12 +84,7 @@ async function assertLimitHolds(
       const seconds = (performance.now() - started) / 1000;
       assert.equal(outcome.error, null, outcome.error?.message);
       assert.deepEqual(await Deno.readFile(join(dst, "20240315", "slow.fits")), data);
-      const expected = (mib * 1024 * 1024) / BYTES_PER_SECOND;
-      console.log(`${method}: ${mib} MiB at ${LIMIT} in ${seconds.toFixed(2)} s`);
-      assert.ok(
-        seconds >= expected * 0.8 && seconds <= expected * 1.2,
-        `${method}: ${mib} MiB took ${seconds.toFixed(2)} s, expected ${expected} s ± 20 %`,
-      );
+      assertWithinLimit(method, mib, seconds);
     },
   );
 }
@@ -89,5 +97,29 @@ Deno.test("bandwidth_limit holds within 20 %: local, rsync and scp", async (t) =
     }
   } finally {
     await sshd.stop();
+  }
+});
+
+Deno.test("bandwidth_limit holds within 20 % for ftp (paced by image-transfer)", async () => {
+  const server = await startVsftpd({ tls: false });
+  const src = await Deno.makeTempDir({ prefix: "itx-bw-ftp-" });
+  const dest = await server.makeRemoteDir();
+  const transport = new FtpTransport(
+    server.job({ remote_base_path: dest, bandwidth_limit: LIMIT, max_concurrent_transfers: 1 }),
+  );
+  try {
+    const data = randomBytes(4 * 1024 * 1024);
+    const item = await makeItem(src, "20240315/slow.fits", data);
+    await transport.warmUp();
+    const started = performance.now();
+    const [outcome] = await transport.send([item], new AbortController().signal);
+    const seconds = (performance.now() - started) / 1000;
+    assert.equal(outcome.error, null, outcome.error?.message);
+    assert.deepEqual(await Deno.readFile(join(dest, "20240315", "slow.fits")), data);
+    assertWithinLimit("ftp", 4, seconds);
+  } finally {
+    await transport.close();
+    await server.stop();
+    await Deno.remove(src, { recursive: true });
   }
 });

@@ -5,9 +5,12 @@
  *
  * @module
  */
-import { Cron } from "croner";
 import { z } from "zod";
 import { parseBandwidth } from "./bandwidth.ts";
+import { checkJobRules } from "./job_rules.ts";
+import { DEFAULT_LOG_FILE, DEFAULT_STATE_DIR, defaultLogFile, defaultStateDir } from "./paths.ts";
+import { scheduleEntry } from "./schedule_schema.ts";
+import { isValidTimeZone } from "./value_checks.ts";
 
 /** File name patterns that mark an instrument file by default. */
 export const DEFAULT_FILE_PATTERNS = [
@@ -21,53 +24,54 @@ export const DEFAULT_FILE_PATTERNS = [
   "*.fits.gz",
 ];
 
-/** Attach the one-line description shown in `init` output and the README. */
-function doc<T extends z.ZodType>(schema: T, description: string): T {
-  return schema.meta({ description });
+/** How a key is documented in `init`'s template, the README and messages. */
+interface KeyMeta {
+  /** One line on what the key does. */
+  description: string;
+  /** For a key a new config must fill in: a value to show. */
+  example?: unknown;
+  /** For a default computed when the config loads: that default as a user writes it. */
+  writtenDefault?: string;
 }
+
+/** Attach the description (and example or written default) of a key. */
+function doc<T extends z.ZodType>(
+  schema: T,
+  description: string,
+  more: Omit<KeyMeta, "description"> = {},
+): T {
+  return schema.meta({ description, ...more });
+}
+
+/** The documentation of `schema` (see {@linkcode doc}). */
+export function keyMeta(schema: z.ZodType): KeyMeta {
+  return { description: "", ...(schema.meta() as Partial<KeyMeta> | undefined) };
+}
+
+/** List keys where a single text value is accepted as a one-element list. */
+export const SINGLE_STRING_LISTS: ReadonlySet<string> = new Set([
+  "file_patterns",
+  "exclude_patterns",
+  "close_shortcut_patterns",
+]);
+
+/**
+ * Keys renamed since earlier versions (old name: current name). A config
+ * written with an old name loads unchanged; giving both is an error.
+ */
+export const OLD_KEY_NAMES: ReadonlyMap<string, string> = new Map([
+  ["retry_delay", "retry_delay_seconds"],
+]);
 
 const sshOption = z.string().regex(
   /^[A-Za-z][A-Za-z0-9]*=\S.*$/,
   'expected "Key=Value", e.g. "Ciphers=aes128-gcm@openssh.com"',
 );
 
-/** One `schedules` entry: when (a cron expression or an interval) and what. */
-const scheduleEntry = z.strictObject({
-  cron: z.string().min(1).refine(isValidCron, {
-    error: (issue) =>
-      `not a cron expression: ${
-        JSON.stringify(issue.input)
-      }; use five fields (minute hour day month weekday), e.g. "0 8 * * *", or six with seconds first`,
-  }).optional(),
-  every_seconds: z.number().positive().max(31_536_000).optional(),
-  timezone: z.string().refine((zone) => zone === "" || isValidTimeZone(zone), {
-    error: (issue) =>
-      `unknown time zone ${
-        JSON.stringify(issue.input)
-      }; use an IANA name such as "America/Santiago"`,
-  }).default(""),
-  action: z.enum(["rescan", "command", "report", "pause", "resume"]),
-  command: z.array(z.string()).default([]),
-  timeout_seconds: z.number().positive().max(604_800).default(3600),
-  nights: z.int().min(1).max(366).default(1),
-}).superRefine((entry, ctx) => {
-  if ((entry.cron === undefined) === (entry.every_seconds === undefined)) {
-    ctx.addIssue({
-      code: "custom",
-      message: 'give either "cron" (e.g. "0 8 * * *") or "every_seconds", not both or neither',
-    });
-  }
-  if (
-    entry.action === "command" && (entry.command.length === 0 || entry.command[0].trim() === "")
-  ) {
-    ctx.addIssue({
-      code: "custom",
-      path: ["command"],
-      message:
-        'required for action "command": the program and its arguments, e.g. ["/usr/local/bin/reduce"]',
-    });
-  }
-});
+const absolutePath = z.string().regex(
+  /^(\/|~\/|[A-Za-z]:[\\/])/,
+  'expected an absolute path or one starting with "~/"',
+);
 
 /**
  * Keys that describe one transfer job. At the top level of the file they form
@@ -78,26 +82,30 @@ export const jobShape = {
     z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, "expected letters, digits, '.', '_' or '-'")
       .optional(),
     "Job name used in logs, the ledger and `status` (default: `default`, or `job<N>` in a jobs list).",
+    { writtenDefault: "default" },
   ),
   watch_path: doc(
     z.string().min(1),
     "Folder the instrument writes into; watched recursively. Required.",
+    { example: "~/data/images" },
   ),
   transfer_method: doc(
-    z.enum(["scp", "rsync", "local"]).default("scp"),
-    "How files travel: `scp` or `rsync` over SSH, or `local` (a copy on this machine or a mounted share).",
+    z.enum(["scp", "rsync", "local", "ftp"]).default("scp"),
+    "How files travel: `scp` or `rsync` over SSH, `ftp` (FTP or FTPS, see the `ftp_*` keys), or `local` (a copy on this machine or a mounted share).",
   ),
   remote_host: doc(
     z.string().default(""),
-    "Destination host name or `~/.ssh/config` alias. Required for scp and rsync; ignored by local.",
+    "Destination host name (or `~/.ssh/config` alias for scp and rsync). Required for scp, rsync and ftp; ignored by local.",
+    { example: "processing-server" },
   ),
   remote_user: doc(
     z.string().default(""),
-    "Login name on the destination; empty means the SSH default (your `~/.ssh/config` or local user name).",
+    "Login name on the destination; empty means the SSH default (your `~/.ssh/config` or local user name), or `anonymous` for ftp.",
   ),
   remote_base_path: doc(
     z.string().min(1),
     "Destination folder; night folders `YYYYMMDD/` are created inside it. Required.",
+    { example: "/data/incoming/images" },
   ),
   file_patterns: doc(
     z.array(z.string().min(1)).min(1).default(DEFAULT_FILE_PATTERNS),
@@ -160,7 +168,7 @@ export const jobShape = {
     z.int().min(0).max(1000).default(3),
     "Retries after the first failed attempt before a file is marked failed (it is tried again at the next start-up or rescan).",
   ),
-  retry_delay: doc(
+  retry_delay_seconds: doc(
     z.number().min(0).max(86400).default(5),
     "Seconds before the first retry; each further retry waits twice as long (with jitter), up to `retry_max_delay_seconds`.",
   ),
@@ -195,6 +203,27 @@ export const jobShape = {
   ssh_options: doc(
     z.array(sshOption).default([]),
     'Extra OpenSSH options as "Key=Value" (passed as `-o`), e.g. "Ciphers=aes128-gcm@openssh.com".',
+  ),
+  ftp_tls: doc(
+    z.enum(["required", "off"]).default("required"),
+    "ftp: `required` (explicit TLS, FTPS: `AUTH TLS` before the login, data encrypted too; the server's certificate must be trusted) or `off` (plain FTP: password and data travel readable; only on trusted networks).",
+  ),
+  ftp_port: doc(
+    z.int().min(1).max(65535).nullable().default(null),
+    "ftp: control port; empty means 21. Data always uses passive mode.",
+  ),
+  ftp_password_file: doc(
+    absolutePath.nullable().default(null),
+    "ftp: file whose first line is the password (absolute or `~/` path; keep it mode 600). Read at each login, never logged.",
+  ),
+  ftp_password_env: doc(
+    z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "expected an environment variable name")
+      .nullable().default(null),
+    "ftp: name of the environment variable holding the password (instead of `ftp_password_file`). Never logged.",
+  ),
+  ftp_ca_file: doc(
+    absolutePath.nullable().default(null),
+    "ftp with TLS: PEM file of the certificate authority (or the server's own self-signed certificate) to trust; empty means the system's trusted authorities.",
   ),
   on_transfer: doc(
     z.array(z.string()).default([]).refine((argv) => argv.length === 0 || argv[0].trim() !== "", {
@@ -246,12 +275,14 @@ export const jobShape = {
 /** Keys that apply to the whole daemon, allowed only at the top level. */
 export const daemonShape = {
   state_dir: doc(
-    z.string().min(1).optional(),
-    "Folder of the ledger database (default `~/.local/state/image-transfer`, `%LOCALAPPDATA%\\image-transfer` on Windows).",
+    z.string().min(1).default(defaultStateDir),
+    "Folder of the ledger database. The default becomes `$XDG_STATE_HOME/image-transfer` when XDG_STATE_HOME is set, and `%LOCALAPPDATA%\\image-transfer` on Windows.",
+    { writtenDefault: DEFAULT_STATE_DIR },
   ),
   log_file: doc(
-    z.string().optional(),
-    'Rotating log file (10 MB x 5 files); default `~/logs/image_transfer.log`, "" turns file logging off.',
+    z.string().default(defaultLogFile),
+    'Rotating log file (10 MB x 5 files); "" turns file logging off.',
+    { writtenDefault: DEFAULT_LOG_FILE },
   ),
   log_format: doc(
     z.enum(["text", "json"]).default("text"),
@@ -260,36 +291,7 @@ export const daemonShape = {
 };
 
 /** Schema of one job after inheritance from the top level. */
-export const jobSchema = z.strictObject(jobShape).superRefine((job, ctx) => {
-  // (Values are checked only once their own types are right.)
-  if (
-    job.after_transfer === "move" && typeof job.archive_path === "string" &&
-    job.archive_path.trim() === ""
-  ) {
-    ctx.addIssue({
-      code: "custom",
-      path: ["archive_path"],
-      message: 'required when after_transfer is "move"; give the folder sources are moved into',
-    });
-  }
-  const removes = job.after_transfer === "delete" || job.after_transfer === "move";
-  if (removes && (job.verify_transfer === false || job.verify_transfer === "none")) {
-    ctx.addIssue({
-      code: "custom",
-      path: ["after_transfer"],
-      message:
-        `"${job.after_transfer}" removes sources only once they arrived verified; set verify_transfer to "checksum" or "size"`,
-    });
-  }
-  if (job.transfer_method !== "local" && job.remote_host.trim() === "") {
-    ctx.addIssue({
-      code: "custom",
-      path: ["remote_host"],
-      message:
-        `required when transfer_method is "${job.transfer_method}"; give a host name or ~/.ssh/config alias, or use transfer_method: local`,
-    });
-  }
-}, {
+export const jobSchema = z.strictObject(jobShape).superRefine(checkJobRules, {
   // Report a missing remote_host together with every other problem, unless the
   // two keys it depends on are themselves wrong.
   when: (payload) =>
@@ -304,6 +306,9 @@ export type JobInput = z.infer<typeof jobSchema>;
 /** Schema of the daemon-wide keys. */
 export const daemonSchema = z.object(daemonShape);
 
+/** The daemon-wide settings exactly as the schema returns them. */
+export type DaemonInput = z.infer<typeof daemonSchema>;
+
 /** Every key the file may contain at the top level. */
 export const TOP_LEVEL_KEYS: readonly string[] = [
   ...Object.keys(daemonShape),
@@ -313,54 +318,3 @@ export const TOP_LEVEL_KEYS: readonly string[] = [
 
 /** Every key a `jobs:` entry may contain. */
 export const JOB_KEYS: readonly string[] = Object.keys(jobShape);
-
-/** Whether `expression` is a cron expression croner accepts. */
-export function isValidCron(expression: string): boolean {
-  try {
-    new Cron(expression, { paused: true }).stop();
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Whether `zone` is a time zone the runtime knows. */
-export function isValidTimeZone(zone: string): boolean {
-  try {
-    new Intl.DateTimeFormat("en-US", { timeZone: zone });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** One documented key, for the generated config and the README reference. */
-export interface KeyDoc {
-  key: string;
-  description: string;
-  /** The default as it would be written in YAML, or `undefined` when required. */
-  defaultValue: unknown;
-  required: boolean;
-  scope: "job" | "daemon";
-}
-
-/** List every key with its description and default, in schema order. */
-export function describeKeys(): KeyDoc[] {
-  const out: KeyDoc[] = [];
-  const add = (shape: Record<string, z.ZodType>, scope: "job" | "daemon") => {
-    for (const [key, schema] of Object.entries(shape)) {
-      const parsed = schema.safeParse(undefined);
-      const meta = schema.meta() as { description?: string } | undefined;
-      out.push({
-        key,
-        description: meta?.description ?? "",
-        defaultValue: parsed.success ? parsed.data : undefined,
-        required: !parsed.success,
-        scope,
-      });
-    }
-  };
-  add(jobShape, "job");
-  add(daemonShape, "daemon");
-  return out;
-}

@@ -1,10 +1,11 @@
 /**
- * A rate limit for copies made by this process (the `local` method's share
- * of `bandwidth_limit`): after each chunk, the copy waits until the bytes so
- * far fit the rate.
+ * A rate limit for copies made by this process (the `local` and `ftp`
+ * methods' share of `bandwidth_limit`): after each chunk, the copy waits
+ * until the bytes so far fit the rate.
  *
  * @module
  */
+import { Transform } from "node:stream";
 
 /** Paces one copy at a fixed number of bytes per second. */
 export class Throttle {
@@ -35,4 +36,13 @@ export class Throttle {
       signal.addEventListener("abort", abort, { once: true });
     });
   }
+}
+
+/** A stream stage that passes each chunk on once `throttle` lets it (an abort of `signal` ends it). */
+export function pacedStream(throttle: Throttle, signal: AbortSignal): Transform {
+  return new Transform({
+    transform(chunk: Uint8Array, _encoding, done) {
+      throttle.sent(chunk.length, signal).then(() => done(null, chunk), (error) => done(error));
+    },
+  });
 }
