@@ -7,6 +7,7 @@
  */
 import { z } from "zod";
 import { parseBandwidth } from "./bandwidth.ts";
+import { parseFreeSpace } from "./free_space.ts";
 import { checkJobRules } from "./job_rules.ts";
 import { DEFAULT_LOG_FILE, DEFAULT_STATE_DIR, defaultLogFile, defaultStateDir } from "./paths.ts";
 import { scheduleEntry } from "./schedule_schema.ts";
@@ -265,6 +266,18 @@ export const jobShape = {
         }; write a number and a unit per second, e.g. "10MB/s", "500KiB/s" or "20Mbit/s" (at least 1KiB/s), or "" for no limit`,
     }),
     'Most this job sends per second, e.g. "10MB/s", "500KiB/s", "20Mbit/s" (MB = 1000000 bytes, MiB = 1048576); shared evenly among `max_concurrent_transfers`. "" is no limit.',
+  ),
+  min_free_space: doc(
+    z.union([z.string(), z.number()]).default("0").refine(
+      (value) => parseFreeSpace(value) !== undefined,
+      {
+        error: (issue) =>
+          `not an amount of free space: ${
+            JSON.stringify(issue.input)
+          }; write bytes with a unit, e.g. "5 GiB" or "500MB", or a percent of the file system below 100, e.g. "5%"; "0" turns the check off`,
+      },
+    ),
+    'Room kept free at the destination, e.g. "5 GiB", "500MB" (GB = 1000000000 bytes, GiB = 1073741824) or "5%" of its file system: checked before each batch (cached a few seconds); below it the job pauses as for a full destination, and resumes by itself when there is room again. A watch folder whose disk has less than this free is warned about once. Not checked for ftp. "0" is off.',
   ),
   schedules: doc(
     z.array(scheduleEntry).default([]),

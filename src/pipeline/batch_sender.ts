@@ -34,6 +34,11 @@ export interface BatchSenderContext {
   /** The destination is full (called before the file is queued again). */
   onFull(error: TransferError): void;
   /**
+   * Whether a batch of `bytes` may go now (`min_free_space`, see
+   * `space_guard.ts`): `null`, or why there is no room for it.
+   */
+  admit?(bytes: number): Promise<string | null>;
+  /**
    * Longest time one batch may take; then it is aborted and its files are
    * retried. Default: three times `transfer_timeout_seconds` plus a minute
    * (each command of a batch has that timeout already; this catches a wait
@@ -84,7 +89,10 @@ export class BatchSender {
         job: job.name,
         count: batch.length,
       });
-      const outcomes = await this.#transfer(items, batchAbort.signal);
+      const noRoom = await this.#context.admit?.(items.reduce((sum, item) => sum + item.size, 0));
+      const outcomes = noRoom
+        ? refuseAll(items, noRoom)
+        : await this.#transfer(items, batchAbort.signal);
       sent = outcomes.filter((outcome) => outcome.error === null).length;
       const failures: Array<[WorkRecord, TransferError]> = [];
       // One transaction for the whole batch's arrivals.
@@ -235,6 +243,17 @@ export class BatchSender {
       }
     }
   }
+}
+
+/** Every item failed, unsent, for a destination without room (`reason`). */
+function refuseAll(items: TransferItem[], reason: string): TransferOutcome[] {
+  return items.map((item) => ({
+    item,
+    error: new TransferError(
+      `Cannot send ${item.source}: ${reason}`,
+      "retry-later",
+    ),
+  }));
 }
 
 /** Where a record goes after a failed attempt. */

@@ -10,6 +10,7 @@
  * @module
  */
 import type { JobConfig } from "../config/types.ts";
+import type { JobPause } from "../ledger/daemon_lock.ts";
 import type { DoneEntry, Ledger } from "../ledger/ledger.ts";
 import { logger } from "../log/logging.ts";
 import type { Transport } from "../transfer/transport.ts";
@@ -20,6 +21,7 @@ import { WatchSession } from "../watch/watch_session.ts";
 import { BatchSender } from "./batch_sender.ts";
 import { FullDestinationPause } from "./full_pause.ts";
 import { JobExtras } from "./job_extras.ts";
+import { SpaceGuard } from "./space_guard.ts";
 import { Intake } from "./intake.ts";
 import {
   type LedgerSyncContext,
@@ -53,6 +55,10 @@ export interface JobRunnerOptions {
   batchDeadlineMs?: number;
   /** How often a job paused by a full destination tries one file. @default 15000 */
   fullProbeMs?: number;
+  /** How often the watch folder's disk is looked at (`min_free_space`). @default 60000 */
+  watchDiskCheckMs?: number;
+  /** Called when the job pauses because its destination is full, and when it resumes (`null`). */
+  onPauseChange?: (pause: JobPause | null) => void;
 }
 
 /** What a job did during this run. */
@@ -74,6 +80,8 @@ export class JobRunner {
   #intake: Intake;
   /** Paused while the destination is full. */
   #full: FullDestinationPause;
+  /** `min_free_space` at the destination and the watch folder's disk. */
+  #space: SpaceGuard;
   /** Files in the batches being sent. */
   #filesInFlight = 0;
   #sender: BatchSender;
@@ -143,6 +151,22 @@ export class JobRunner {
       fullSpeed: job.max_concurrent_transfers * transport.maxBatchFiles,
       onProbeDue: () => this.#pump(),
       probeEveryMs: options.fullProbeMs,
+      onChange: (pause) =>
+        options.onPauseChange?.(
+          pause && {
+            state: "destination full",
+            since: new Date(pause.sinceMs).toISOString(),
+            reason: pause.reason,
+          },
+        ),
+    });
+    this.#space = new SpaceGuard({
+      job,
+      target: transport.describeTarget(""),
+      measure: transport.diskSpace?.bind(transport),
+      signal: this.#abort.signal,
+      repeatWatchCheck: !options.once,
+      watchCheckMs: options.watchDiskCheckMs,
     });
     this.#session = new WatchSession({
       root: job.watch_path,
@@ -208,6 +232,7 @@ export class JobRunner {
       },
       pauseWhenFull: !options.once,
       onFull: (error) => this.#full.full(error.message),
+      admit: (bytes) => this.#space.admit(bytes),
       deadlineMs: options.batchDeadlineMs,
     });
   }
@@ -242,6 +267,7 @@ export class JobRunner {
     });
     if (!this.#options.once) this.#sweepTimer = setInterval(() => this.#sweep(), SWEEP_INTERVAL_MS);
     this.#extras.start();
+    this.#space.start();
     this.#pump();
     this.#checkIdle();
   }
@@ -264,6 +290,7 @@ export class JobRunner {
     this.#session.close();
     this.#queue.close();
     this.#full.close();
+    this.#space.close();
     this.#checker.close();
     clearTimeout(this.#pumpTimer);
     clearInterval(this.#sweepTimer);

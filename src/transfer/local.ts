@@ -29,6 +29,7 @@ import { bandwidthShare } from "../config/bandwidth.ts";
 import type { JobConfig } from "../config/types.ts";
 import { TransferError } from "../errors.ts";
 import { localDestinationSizes } from "./destination_sizes.ts";
+import { type DiskSpace, localDiskSpace } from "./disk_space.ts";
 import { makeLocalFolders, sweepLocalLeftovers } from "./local_folders.ts";
 import { assertSourceUnchanged } from "./source_check.ts";
 import { closeSource, deliveredPermissions, type OpenSource, openSource } from "./source_open.ts";
@@ -62,6 +63,10 @@ export class LocalTransport implements Transport {
 
   destinationSizes(destinations: string[]): Promise<Map<string, number | null>> {
     return localDestinationSizes(this.#job.remote_base_path, destinations);
+  }
+
+  diskSpace(): Promise<DiskSpace | null> {
+    return localDiskSpace(this.#job.remote_base_path);
   }
 
   describeTarget(destination: string): string {

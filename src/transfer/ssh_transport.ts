@@ -7,6 +7,7 @@
  * @module
  */
 import { parseRemoteSizes, remoteSizesScript, SIZES_PER_SCRIPT } from "./destination_sizes.ts";
+import { type DiskSpace, parseRemoteDiskSpace, remoteDiskSpaceScript } from "./disk_space.ts";
 import { posix } from "node:path";
 import type { JobConfig } from "../config/types.ts";
 import { CommandError, TransferError } from "../errors.ts";
@@ -125,6 +126,15 @@ export abstract class SshTransport implements Transport {
       for (const [key, size] of parseRemoteSizes(part, stdout)) sizes.set(key, size);
     }
     return sizes;
+  }
+
+  /** `df -Pk` of the base folder over the shared connection. */
+  async diskSpace(signal: AbortSignal): Promise<DiskSpace | null> {
+    const stdout = await this.session.runScript(remoteDiskSpaceScript(this.base), {
+      timeoutMs: this.timeoutMs,
+      signal,
+    });
+    return parseRemoteDiskSpace(stdout);
   }
 
   describeTarget(destination: string): string {

@@ -313,6 +313,7 @@ export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
         archive_path: "",
         keep_days: 0,
         bandwidth_limit: "",
+        min_free_space: "0",
         schedules: [],
         ftp_tls: "required",
         ftp_port: null,

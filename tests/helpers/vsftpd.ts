@@ -293,6 +293,7 @@ export async function startVsftpd(options: VsftpdOptions = {}): Promise<TestVsft
         archive_path: "",
         keep_days: 0,
         bandwidth_limit: "",
+        min_free_space: "0",
         schedules: [],
         ...overrides,
       };
