@@ -34,6 +34,12 @@ export interface RunOptions {
   stdin?: Uint8Array | string;
   /** Working directory. @default the current one */
   cwd?: string;
+  /**
+   * Once the program has exited, wait at most this long for its output pipes
+   * (a program it started in the background may hold them open), then return
+   * what came. @default wait until they close (a kill bounds it)
+   */
+  pipesAfterExitMs?: number;
   /** Extra environment variables, merged over the current environment. */
   env?: Record<string, string>;
 }
@@ -95,6 +101,18 @@ export async function runProcess(argv: string[], options: RunOptions = {}): Prom
   let killed = false;
   let ended = false;
   let abandonTimer: ReturnType<typeof setTimeout> | undefined;
+  const abandonPipesAfterExit = (ms: number) => {
+    void child.status.then(() => {
+      if (ended) return;
+      clearTimeout(abandonTimer);
+      abandonTimer = setTimeout(() => {
+        input.abort();
+        stdout.stop();
+        stderrBytes.stop();
+      }, ms);
+    });
+  };
+  if (options.pipesAfterExitMs !== undefined) abandonPipesAfterExit(options.pipesAfterExitMs);
   const killGroup = () => {
     if (killed) return;
     killed = true;
@@ -108,14 +126,7 @@ export async function runProcess(argv: string[], options: RunOptions = {}): Prom
     }
     // A helper outside the group may keep the pipes open: stop waiting for
     // them soon after the program itself ends.
-    void child.status.then(() => {
-      if (ended) return;
-      abandonTimer = setTimeout(() => {
-        input.abort();
-        stdout.stop();
-        stderrBytes.stop();
-      }, PIPES_AFTER_KILL_MS);
-    });
+    abandonPipesAfterExit(PIPES_AFTER_KILL_MS);
   };
   const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => {
     timedOut = true;

@@ -20,6 +20,7 @@ import {
   openSync,
 } from "node:fs";
 import { basename, dirname, join } from "node:path";
+import { bandwidthShare } from "../config/bandwidth.ts";
 import type { JobConfig } from "../config/types.ts";
 import { TransferError } from "../errors.ts";
 import { checkSource, deliver, type Delivery, type DeliverySteps } from "./deliver.ts";
@@ -33,9 +34,12 @@ import {
   whereSupported,
   type Written,
 } from "./local_file.ts";
+import { localDestinationSizes } from "./destination_sizes.ts";
+import { type DiskSpace, localDiskSpace } from "./disk_space.ts";
 import { makeLocalFolders, probeLocalDestination, sweepLocalLeftovers } from "./local_folders.ts";
 import { closeSource, deliveredPermissions, openSource } from "./source_open.ts";
 import { jobOwner, tempNameFor } from "./temp_name.ts";
+import { Throttle } from "./throttle.ts";
 import type { ProbeCheck, TransferItem, TransferOutcome, Transport } from "./transport.ts";
 
 /** Flags of a new temporary file: created here or not at all, never through a link. */
@@ -65,6 +69,14 @@ export class LocalTransport implements Transport {
   constructor(job: JobConfig) {
     this.#job = job;
     this.#owner = jobOwner(job);
+  }
+
+  destinationSizes(destinations: string[]): Promise<Map<string, number | null>> {
+    return localDestinationSizes(this.#job.remote_base_path, destinations);
+  }
+
+  diskSpace(): Promise<DiskSpace | null> {
+    return localDiskSpace(this.#job.remote_base_path);
   }
 
   describeTarget(destination: string): string {
@@ -138,7 +150,9 @@ export class LocalTransport implements Transport {
     try {
       this.#inUse.add(delivery.tempPath);
       const target = delivery.target = openSync(delivery.tempPath, CREATE_NEW, 0o600);
-      delivery.written = await copyData(source, target, signal, this.#wantsChecksum());
+      const share = bandwidthShare(this.#job);
+      const throttle = share === null ? null : new Throttle(share);
+      delivery.written = await copyData(source, target, signal, this.#wantsChecksum(), throttle);
       // Windows keeps no permission bits beyond read-only.
       if (Deno.build.os !== "windows") {
         whereSupported(() => fchmodSync(target, deliveredPermissions(source.info)));

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import type { Throttle } from "./throttle.ts";
 import { createHash, type Hash } from "node:crypto";
 import { fstatSync, lstatSync, readSync, writeSync } from "node:fs";
 import { setImmediate } from "node:timers";
@@ -26,13 +27,15 @@ export interface Written {
 /**
  * Copy the source into `target`, a chunk at a time with a turn of the event
  * loop between chunks (synchronous reads and writes: less CPU than awaiting
- * each one, and other work waits at most one chunk).
+ * each one, and other work waits at most one chunk); paced by `throttle`
+ * when given (a bandwidth limit).
  */
 export async function copyData(
   source: OpenSource,
   target: number,
   signal: AbortSignal,
   hashIt: boolean,
+  throttle: Throttle | null = null,
 ): Promise<Written> {
   const hash: Hash | null = hashIt ? createHash("sha256") : null;
   const buffer = new Uint8Array(CHUNK_BYTES);
@@ -46,8 +49,9 @@ export async function copyData(
     let offset = 0;
     while (offset < n) offset += writeSync(target, chunk, offset, n - offset);
     bytes += n;
+    if (throttle) await throttle.sent(n, signal);
     // Not setTimeout(0): nested timeouts are clamped to 4 ms.
-    await new Promise((resolve) => setImmediate(resolve));
+    else await new Promise((resolve) => setImmediate(resolve));
   }
   return { bytes, sha256: hash?.digest("hex") ?? null };
 }

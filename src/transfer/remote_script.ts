@@ -13,10 +13,12 @@
  *
  * @module
  */
+import diskSpaceScript from "./remote/disk_space.sh" with { type: "text" };
 import finishScript from "./remote/finish.sh" with { type: "text" };
 import makeFoldersScript from "./remote/make_folders.sh" with { type: "text" };
 import prologue from "./remote/prologue.sh" with { type: "text" };
 import probeScript from "./remote/probe.sh" with { type: "text" };
+import sizesScript from "./remote/sizes.sh" with { type: "text" };
 import { shellQuote } from "./ssh.ts";
 
 /** The script files after the prologue, by name. */
@@ -24,6 +26,8 @@ const SCRIPTS = {
   "make_folders": makeFoldersScript,
   "finish": finishScript,
   "probe": probeScript,
+  "sizes": sizesScript,
+  "disk_space": diskSpaceScript,
 } as const;
 
 /** The name of a script in `remote/`. */

@@ -17,6 +17,8 @@
  */
 import { dirname, isAbsolute, posix, relative, sep } from "node:path";
 import type { CommandError } from "../errors.ts";
+import { bandwidthShare, rsyncBwlimit } from "../config/bandwidth.ts";
+import type { JobConfig } from "../config/types.ts";
 import { byUploadFolder, type SshDelivery } from "./ssh_delivery.ts";
 import { SshTransport } from "./ssh_transport.ts";
 
@@ -68,6 +70,7 @@ export class RsyncTransport extends SshTransport {
       "--files-from=-",
       "--from0",
       ...(this.job.compression ? ["--compress"] : []),
+      ...bwlimitArgs(this.job),
       "-e",
       await this.session.rsyncRsh(),
       ...this.job.rsync_options,
@@ -121,4 +124,10 @@ function commonFolder(paths: string[]): string {
 function isInside(root: string, path: string): boolean {
   const rel = relative(root, path);
   return rel !== "" && rel !== ".." && !rel.startsWith(`..${sep}`) && !isAbsolute(rel);
+}
+
+/** `--bwlimit` for the job's share of `bandwidth_limit`, if any. */
+function bwlimitArgs(job: JobConfig): string[] {
+  const share = bandwidthShare(job);
+  return share === null ? [] : [`--bwlimit=${rsyncBwlimit(share)}`];
 }

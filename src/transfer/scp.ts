@@ -18,6 +18,7 @@
  */
 import { posix } from "node:path";
 import type { CommandError } from "../errors.ts";
+import { bandwidthShare, scpLimit } from "../config/bandwidth.ts";
 import { byUploadFolder, type SshDelivery } from "./ssh_delivery.ts";
 import { SshTransport } from "./ssh_transport.ts";
 
@@ -40,11 +41,15 @@ export class ScpTransport extends SshTransport {
   readonly method = "scp" as const;
   readonly maxBatchFiles = 100;
 
-  /** A folder's files in up to {@linkcode PARALLEL_CALLS_PER_FOLDER} calls, each under the length limit. */
+  /**
+   * A folder's files in up to {@linkcode PARALLEL_CALLS_PER_FOLDER} calls, each under the length
+   * limit; with a bandwidth limit one call per folder, which keeps to the job's share.
+   */
   override uploadCalls(deliveries: SshDelivery[]): SshDelivery[][] {
-    return byUploadFolder(deliveries).flatMap(splitForParallelCalls).flatMap(
-      chunksBySourceLength,
-    );
+    const split = bandwidthShare(this.job) === null
+      ? splitForParallelCalls
+      : (part: SshDelivery[]) => [part];
+    return byUploadFolder(deliveries).flatMap(split).flatMap(chunksBySourceLength);
   }
 
   /** One `scp -p` call of the sources of `group` into `folder`. */
@@ -54,6 +59,8 @@ export class ScpTransport extends SshTransport {
     // Times and permission bits as the source's: the finishing step takes them away from
     // group and others' write.
     argv.splice(argv.indexOf("-q") + 1, 0, "-p");
+    const share = bandwidthShare(this.job);
+    if (share !== null) argv.splice(1, 0, "-l", scpLimit(share));
     await this.session.run(argv, { timeoutMs: this.timeoutMs, signal });
   }
 

@@ -10,6 +10,8 @@ import type { JobConfig } from "../config/types.ts";
 import type { CommandError } from "../errors.ts";
 import type { FailureContext } from "./classify.ts";
 import { deliver } from "./deliver.ts";
+import { parseRemoteSizes, remoteSizesScript, SIZES_PER_SCRIPT } from "./destination_sizes.ts";
+import { type DiskSpace, parseRemoteDiskSpace, remoteDiskSpaceScript } from "./disk_space.ts";
 import { SshBatch, type SshMethod } from "./ssh_batch.ts";
 import { byUploadFolder, type SshDelivery } from "./ssh_delivery.ts";
 import { probeSshDestination } from "./ssh_probe.ts";
@@ -51,6 +53,31 @@ export abstract class SshTransport implements Transport, SshMethod {
   /** By default one upload call per upload folder. */
   uploadCalls(deliveries: SshDelivery[]): SshDelivery[][] {
     return byUploadFolder(deliveries);
+  }
+
+  /** Sizes of delivered files (one remote script per {@linkcode SIZES_PER_SCRIPT} paths), for the catch-up. */
+  async destinationSizes(
+    destinations: string[],
+    signal: AbortSignal,
+  ): Promise<Map<string, number | null>> {
+    const sizes = new Map<string, number | null>();
+    for (let i = 0; i < destinations.length; i += SIZES_PER_SCRIPT) {
+      const part = destinations.slice(i, i + SIZES_PER_SCRIPT);
+      const script = remoteSizesScript(this.base, part);
+      const stdout = await this.session.runScript(script.text, {
+        timeoutMs: this.timeoutMs,
+        signal,
+      });
+      for (const [key, size] of parseRemoteSizes(part, script, stdout)) sizes.set(key, size);
+    }
+    return sizes;
+  }
+
+  /** `df -Pk` of the base folder over the shared connection. */
+  async diskSpace(signal: AbortSignal): Promise<DiskSpace | null> {
+    const script = remoteDiskSpaceScript(this.base);
+    const stdout = await this.session.runScript(script.text, { timeoutMs: this.timeoutMs, signal });
+    return parseRemoteDiskSpace(script, stdout);
   }
 
   describeTarget(destination: string): string {

@@ -4,6 +4,7 @@
  * @module
  */
 import type { TransferError } from "../errors.ts";
+import type { DiskSpace } from "./disk_space.ts";
 
 /** One file to deliver. */
 export interface TransferItem {
@@ -96,6 +97,19 @@ export interface Transport {
    * does not wait for them. Never throws; problems surface at the first send.
    */
   warmUp?(): Promise<void>;
+  /**
+   * Optional: the sizes of files already delivered under `destinations`
+   * (`null`: no regular file there), for the catch-up.
+   */
+  destinationSizes?(
+    destinations: string[],
+    signal: AbortSignal,
+  ): Promise<Map<string, number | null>>;
+  /**
+   * Optional: the space of the destination's file system (for
+   * `min_free_space`); `null` when it cannot be told.
+   */
+  diskSpace?(signal: AbortSignal): Promise<DiskSpace | null>;
   /** Release connections and other resources. Safe to call more than once. */
   close(): Promise<void>;
 }
