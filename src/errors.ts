@@ -72,11 +72,16 @@ export interface CommandRun {
   timedOut: boolean;
   /** Captured standard error (trimmed, possibly truncated). */
   stderr: string;
+  /** Captured standard output as text (trimmed, possibly truncated), on failures. */
+  stdout?: string;
   /** Wall time in milliseconds. */
   durationMs: number;
 }
 
-/** A spawned command failed: carries the whole run, with the original error as `cause`. */
+/**
+ * A spawned command failed (see `process/run.ts`): carries the whole run, and
+ * the system's error as `cause` when the program could not be started.
+ */
 export class CommandError extends Error {
   override name = "CommandError";
   readonly run: CommandRun;

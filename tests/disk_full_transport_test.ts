@@ -11,8 +11,7 @@ import type { VerifyMode } from "../src/config/types.ts";
 import type { TransferItem, TransferOutcome, Transport } from "../src/transfer/transport.ts";
 import { isTempName } from "../src/transfer/temp_name.ts";
 import { listFiles, listFolders, randomBytes, sha256OfFile } from "./helpers/files.ts";
-import { startSshd } from "./helpers/sshd.ts";
-import { makeItem, METHODS, withTransport } from "./helpers/transports.ts";
+import { makeItem, startDestinations, withFixture } from "./helpers/transports.ts";
 
 const never = new AbortController().signal;
 
@@ -20,6 +19,18 @@ async function run(argv: string[]): Promise<void> {
   const out = await new Deno.Command(argv[0], { args: argv.slice(1), stderr: "piped" }).output();
   if (!out.success) {
     throw new Error(`${argv.join(" ")} failed: ${new TextDecoder().decode(out.stderr)}`);
+  }
+}
+
+/** Unmount `path`, waiting up to 10 s for processes that still use it to end. */
+async function unmount(path: string): Promise<void> {
+  for (let tries = 1;; tries++) {
+    try {
+      return await run(["umount", path]);
+    } catch (error) {
+      if (tries >= 50) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
   }
 }
 
@@ -59,18 +70,17 @@ async function assertFinalsExact(dst: string, items: TransferItem[]): Promise<st
 }
 
 Deno.test("a destination that fills up: no wrong bytes under a final name, disk-full errors, a retry after enlarging delivers", async (t) => {
-  const sshd = await startSshd();
+  const destinations = await startDestinations();
   try {
-    for (const method of METHODS) {
+    for (const fixture of destinations.fixtures) {
       for (const verify of ["size", "checksum"] as VerifyMode[]) {
-        await t.step(`${method}, verify_transfer ${verify}`, async () => {
-          await withTransport(method, sshd, { verify_transfer: verify }, async (ctx) => {
+        await t.step(`${fixture.method}, verify_transfer ${verify}`, async () => {
+          await withFixture(fixture, { verify_transfer: verify }, async (ctx) => {
             await run(["mount", "-t", "tmpfs", "-o", "size=30m", "tmpfs", ctx.dst]);
             try {
               await ctx.own(ctx.dst);
               const items: TransferItem[] = [];
-              // 64 MiB in all: 11 files of 4 MiB (one batch each for local, two batches
-              // for scp and rsync) and one of 20 MiB (streamed by scp).
+              // 64 MiB in all: 11 files of 4 MiB and one of 20 MiB.
               for (let i = 0; i < 11; i++) {
                 items.push(
                   await makeItem(ctx.src, `20240401/df${i}_4096k.fits`, randomBytes(4 << 20)),
@@ -83,8 +93,15 @@ Deno.test("a destination that fills up: no wrong bytes under a final name, disk-
               assert.ok(failed.length > 0, "the file system filled up");
               assert.equal(finals.length, items.length - failed.length);
               for (const { item, error } of failed) {
-                assert.equal(error!.kind, "retry-later", `${item.destination}: ${error!.message}`);
-                assert.match(error!.message, /full/, error!.message);
+                const said = `${item.destination}: ${error!.message}`;
+                if (fixture.method === "ftp" && !/full/.test(error!.message)) {
+                  // The server may close the data connection before it says why: such a
+                  // file is retried like any other failure.
+                  assert.equal(error!.kind, "retry", said);
+                  continue;
+                }
+                assert.equal(error!.kind, "retry-later", said);
+                assert.match(error!.message, /full/, said);
               }
 
               await run(["mount", "-o", "remount,size=200m", ctx.dst]);
@@ -104,13 +121,15 @@ Deno.test("a destination that fills up: no wrong bytes under a final name, disk-
                 "no temporary folder left",
               );
             } finally {
-              await run(["umount", ctx.dst]);
+              // An FTP server's session process may still sit in the folder: close, then unmount.
+              await ctx.transport.close();
+              await unmount(ctx.dst);
             }
           });
         });
       }
     }
   } finally {
-    await sshd.stop();
+    await destinations.stop();
   }
 });

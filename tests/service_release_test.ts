@@ -141,6 +141,7 @@ Deno.test("ci.yml: tests with the system tools, then the smoke test from source 
       "iproute2",
       "vsftpd",
       "openssl",
+      "shellcheck",
     ]
   ) {
     assert.match(runs, new RegExp(`apt-get install[^\\n]*(\\\\\\n[^\\n]*)*\\b${pkg}\\b`), pkg);

@@ -1,18 +1,29 @@
 /**
- * The remote scripts (folder creation, verify + rename) and shellQuote, run
- * for real under dash and bash in POSIX mode (the remote `sh` of most hosts).
+ * The remote scripts (src/transfer/remote/*.sh with their generated lines),
+ * run for real under dash and bash in POSIX mode (the remote `sh` of most
+ * hosts), with each SHA-256 tool the remote side may have, and checked with
+ * shellcheck.
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { buildMkdirScript } from "../src/transfer/remote_folders.ts";
-import { buildFollowScript } from "../src/transfer/remote_follow.ts";
-import { buildFinishScript, newMarker, parseScriptOutput } from "../src/transfer/remote_verify.ts";
+import { makeFoldersLines } from "../src/transfer/remote_folders.ts";
+import {
+  buildScript,
+  parseResults,
+  type RemoteScript,
+  resultsByIndex,
+  scriptFiles,
+} from "../src/transfer/remote_script.ts";
+import { type FinishEntry, finishLines, type FinishPlan } from "../src/transfer/ssh_finish.ts";
 import { shellQuote } from "../src/transfer/ssh.ts";
 
-/** A PATH with the tools the scripts use but without perl, to exercise the mv fallback. */
-const NO_PERL_BIN = await Deno.makeTempDir({ prefix: "itx-noperl-" });
+const sha = (text: string) => createHash("sha256").update(text).digest("hex");
+const exists = (path: string) => Deno.lstat(path).then(() => true, () => false);
+
+/** The tools the scripts use, besides the SHA-256 ones. */
 const TOOLS = [
+  "sh",
   "mv",
   "rm",
   "stat",
@@ -20,45 +31,61 @@ const TOOLS = [
   "cat",
   "tr",
   "mkdir",
-  "sha256sum",
-  "dd",
-  "sleep",
+  "rmdir",
   "sync",
   "chmod",
-  "touch",
   "df",
   "awk",
+  "xargs",
+  "head",
 ];
-for (const tool of TOOLS) {
-  await Deno.symlink(`/usr/bin/${tool}`, join(NO_PERL_BIN, tool)).catch(() =>
-    Deno.symlink(`/bin/${tool}`, join(NO_PERL_BIN, tool))
-  );
-}
-globalThis.addEventListener("unload", () => Deno.removeSync(NO_PERL_BIN, { recursive: true }));
 
+/** A folder of links to the scripts' tools plus `hashTools`, for a PATH with nothing else. */
+async function toolFolder(hashTools: string[]): Promise<string> {
+  const bin = await Deno.makeTempDir({ prefix: "itx-bin-" });
+  for (const tool of [...TOOLS, ...hashTools]) {
+    const target = await Deno.realPath(`/usr/bin/${tool}`).catch(() => `/bin/${tool}`);
+    await Deno.symlink(target, join(bin, tool));
+  }
+  return bin;
+}
+
+const ONLY_OPENSSL = await toolFolder(["openssl"]);
+const ONLY_SHA256SUM = await toolFolder(["sha256sum"]);
+const ONLY_SHASUM = await toolFolder(["shasum", "perl"]);
+const NO_HASH_TOOL = await toolFolder([]);
+globalThis.addEventListener("unload", () => {
+  for (const bin of [ONLY_OPENSSL, ONLY_SHA256SUM, ONLY_SHASUM, NO_HASH_TOOL]) {
+    Deno.removeSync(bin, { recursive: true });
+  }
+});
+
+/** Shells the scripts run under: each with the system's tools, or with one hash tool only. */
 const SHELLS = [
   ["dash", "-s"],
   ["bash", "--posix", "-s"],
-  ["env", `PATH=${NO_PERL_BIN}`, "/bin/dash", "-s"],
+  ["env", `PATH=${ONLY_OPENSSL}`, "/bin/dash", "-s"],
+  ["env", `PATH=${ONLY_SHA256SUM}`, "/bin/dash", "-s"],
+  ["env", `PATH=${ONLY_SHASUM}`, "/bin/dash", "-s"],
 ];
 
 /** Run `fn` once per shell of {@linkcode SHELLS}, each time in a fresh folder (removed after). */
 async function inEachShell(
   prefix: string,
-  fn: (shell: string[], dir: string) => Promise<void>,
+  fn: (shell: string[], dir: string, where: string) => Promise<void>,
 ): Promise<void> {
   for (const shell of SHELLS) {
     const dir = await Deno.makeTempDir({ prefix });
     try {
-      await fn(shell, dir);
+      await fn(shell, dir, shell.join(" "));
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
   }
 }
 
-/** Start `script` under `shell` in `cwd`, fed on stdin (closed after it). */
-function startShell(shell: string[], script: string, cwd: string) {
+/** Run `script` under `shell` in `cwd` to a successful end; returns its stdout. */
+async function runShell(shell: string[], script: string, cwd: string): Promise<string> {
   const child = new Deno.Command(shell[0], {
     args: shell.slice(1),
     cwd,
@@ -67,15 +94,45 @@ function startShell(shell: string[], script: string, cwd: string) {
     stderr: "piped",
   }).spawn();
   const writer = child.stdin.getWriter();
-  void writer.write(new TextEncoder().encode(script)).then(() => writer.close());
-  return child;
-}
-
-/** Run `script` under `shell` in `cwd` to a successful end; returns its stdout. */
-async function runShell(shell: string[], script: string, cwd: string): Promise<string> {
-  const out = await startShell(shell, script, cwd).output();
+  await writer.write(new TextEncoder().encode(script));
+  await writer.close();
+  const out = await child.output();
   assert.ok(out.success, new TextDecoder().decode(out.stderr));
   return new TextDecoder().decode(out.stdout);
+}
+
+/** Run `script` and return its results by index (word and detail). */
+async function run(shell: string[], script: RemoteScript, cwd: string) {
+  const results = parseResults(await runShell(shell, script.text, cwd), script.marker);
+  return {
+    results,
+    byIndex: new Map([...resultsByIndex(results)].map(([i, r]) => [i, r.word])),
+    details: resultsByIndex(results),
+  };
+}
+
+/** A finish plan with defaults. */
+function finishPlan(entries: FinishEntry[], options: Partial<FinishPlan> = {}): FinishPlan {
+  return { entries, remove: [], uploadFolders: [], spaceFolders: [], sync: false, ...options };
+}
+
+/** An entry for the copy `name` in `upload` (inside `folder`), holding `data`. */
+function entry(
+  index: number,
+  folder: string,
+  upload: string,
+  name: string,
+  data: string,
+  check: { size?: boolean; sha256?: string | null } = {},
+): FinishEntry {
+  return {
+    index,
+    tempPath: join(folder, upload, name),
+    finalPath: join(folder, name),
+    expectedSize: check.size === false ? null : new TextEncoder().encode(data).length,
+    expectedSha256: check.sha256 === undefined ? sha(data) : check.sha256,
+    dropWrite: false,
+  };
 }
 
 const HOSTILE = [
@@ -94,7 +151,7 @@ const HOSTILE = [
   "back\\slash\\n",
   "tab\there",
   "caf\u00e9 cafe\u0301",
-  "ITX000000 K 0",
+  "ITX000000 renamed 0",
   "'",
   "''",
   "",
@@ -103,7 +160,7 @@ const HOSTILE = [
 Deno.test("shellQuote keeps every string byte-exact in dash and bash", async () => {
   const dir = await Deno.makeTempDir({ prefix: "itx-quote-" });
   try {
-    for (const shell of SHELLS) {
+    for (const shell of SHELLS.slice(0, 2)) {
       for (const value of HOSTILE) {
         const out = await runShell(shell, `printf '%s' ${shellQuote(value)}`, dir);
         assert.equal(out, value, `${shell[0]}: ${JSON.stringify(value)}`);
@@ -115,10 +172,64 @@ Deno.test("shellQuote keeps every string byte-exact in dash and bash", async () 
   }
 });
 
-const exists = (path: string) => Deno.lstat(path).then(() => true, () => false);
+Deno.test("every remote script file passes shellcheck, alone and as sent with hostile data", async () => {
+  // As sent, a script holds prologue helpers it does not call (SC2317: "unreachable"), and
+  // hostile names in single quotes, which is the point (SC2016: "expressions don't expand").
+  const check = async (name: string, text: string, exclude: string[] = []) => {
+    const child = new Deno.Command("shellcheck", {
+      args: ["--shell=sh", "--severity=style", ...exclude.map((code) => `--exclude=${code}`), "-"],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(text));
+    await writer.close();
+    const out = await child.output();
+    const report = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 0, `shellcheck ${name} (apt-get install shellcheck):\n${report}`);
+  };
+  const files = scriptFiles();
+  // Every file in remote/ is embedded (and so checked here).
+  const folder = new URL("../src/transfer/remote/", import.meta.url);
+  const onDisk = [];
+  for await (const entry of Deno.readDir(folder)) onDisk.push(entry.name);
+  assert.deepEqual(Object.keys(files).sort(), onDisk.sort());
+  assert.ok(onDisk.length >= 6, "prologue, make_folders, finish, probe, sizes, disk_space");
+  for (const [name, text] of Object.entries(files)) await check(name, text);
+  const night = "/data/night $(x) 'q'\n-n";
+  const upload = ".incoming-abc-def.image-transfer-partial";
+  await check(
+    "make_folders as sent",
+    buildScript(
+      "make_folders",
+      makeFoldersLines("/data", [
+        { folder: night, uploadName: upload, sweepPrefix: ".incoming-abc-" },
+        { folder: "/data", uploadName: upload, sweepPrefix: null },
+      ]),
+    ).text,
+    ["SC2317", "SC2016"],
+  );
+  const entries = HOSTILE.filter((name) => name !== "").map((name, i) =>
+    entry(i, night, upload, name, `data ${i}`, { sha256: i % 2 ? null : sha(name) })
+  );
+  await check(
+    "finish as sent",
+    buildScript(
+      "finish",
+      finishLines(finishPlan(entries, {
+        remove: [`${night}/${upload}/x`],
+        uploadFolders: [`${night}/${upload}`],
+        spaceFolders: [night],
+        sync: true,
+      })),
+    ).text,
+    ["SC2317", "SC2016"],
+  );
+});
 
-Deno.test("mkdir script creates hostile folders and upload folders, and reports the ones it cannot", async () => {
-  await inEachShell("itx-mkdir-", async (shell, dir) => {
+Deno.test("make_folders creates hostile folders and private upload folders, and reports the ones it cannot", async () => {
+  await inEachShell("itx-mkdir-", async (shell, dir, where) => {
     await Deno.writeTextFile(join(dir, "file"), "");
     const base = join(dir, "base $(touch CANARY)");
     const folders = [
@@ -130,29 +241,25 @@ Deno.test("mkdir script creates hostile folders and upload folders, and reports 
     ];
     await Deno.mkdir(base);
     await Deno.writeTextFile(join(base, "file"), "");
-    const specs = folders.map((folder) => ({
-      folder,
-      upload: join(folder, ".up 'x'"),
-      sweepPrefix: null,
-    }));
-    const marker = newMarker();
-    const report = parseScriptOutput(
-      await runShell(shell, buildMkdirScript(base, specs, marker), dir),
-      marker,
+    const specs = folders.map((folder) => ({ folder, uploadName: ".up 'x'", sweepPrefix: null }));
+    const { byIndex, details } = await run(
+      shell,
+      buildScript("make_folders", makeFoldersLines(base, specs)),
+      dir,
     );
     for (const i of [0, 1, 3, 4]) {
-      const info = await Deno.lstat(specs[i].upload);
-      assert.ok(info.isDirectory, specs[i].upload);
+      const info = await Deno.lstat(join(folders[i], ".up 'x'"));
+      assert.ok(info.isDirectory, `${where}: ${folders[i]}`);
       assert.equal(info.mode! & 0o777, 0o700, "nobody else can put anything in it");
     }
-    assert.deepEqual([...report.folderErrors.keys()], [2]);
-    assert.match(report.folderErrors.get(2)!, /Not a directory/);
+    assert.deepEqual([...byIndex], [[2, "folder-failed"]], where);
+    assert.match(details.get(2)!.detail, /Not a directory/);
     assert.equal(await exists(join(dir, "CANARY")), false);
   });
 });
 
-Deno.test("mkdir script: an existing upload folder name or a link on the way fails, nothing written through it", async () => {
-  await inEachShell("itx-mkdir-links-", async (shell, dir) => {
+Deno.test("make_folders: an existing upload folder name or a link on the way fails, nothing written through it", async () => {
+  await inEachShell("itx-mkdir-links-", async (shell, dir, where) => {
     const base = join(dir, "base");
     const elsewhere = join(dir, "elsewhere");
     await Deno.mkdir(join(base, "night"), { recursive: true });
@@ -163,30 +270,31 @@ Deno.test("mkdir script: an existing upload folder name or a link on the way fai
     await Deno.symlink(elsewhere, join(base, "night", ".up-1"));
     await Deno.symlink(join(elsewhere, "new"), join(base, "night", ".up-2"));
     await Deno.mkdir(join(base, "night", ".up-3"));
+    const night = join(base, "night");
     const specs = [
-      {
-        folder: join(base, "linked", "sub"),
-        upload: join(base, "linked", "sub", ".up"),
-        sweepPrefix: null,
-      },
-      { folder: join(base, "night"), upload: join(base, "night", ".up-1"), sweepPrefix: null },
-      { folder: join(base, "night"), upload: join(base, "night", ".up-2"), sweepPrefix: null },
-      { folder: join(base, "night"), upload: join(base, "night", ".up-3"), sweepPrefix: null },
+      { folder: join(base, "linked", "sub"), uploadName: ".up", sweepPrefix: null },
+      { folder: night, uploadName: ".up-1", sweepPrefix: null },
+      { folder: night, uploadName: ".up-2", sweepPrefix: null },
+      { folder: night, uploadName: ".up-3", sweepPrefix: null },
     ];
-    const marker = newMarker();
-    const report = parseScriptOutput(
-      await runShell(shell, buildMkdirScript(base, specs, marker), dir),
-      marker,
+    const { byIndex, details } = await run(
+      shell,
+      buildScript("make_folders", makeFoldersLines(base, specs)),
+      dir,
     );
-    assert.deepEqual([...report.folderLinks], [0]);
-    assert.deepEqual([...report.folderErrors.keys()], [1, 2, 3]);
-    for (const message of report.folderErrors.values()) assert.match(message, /File exists/);
+    assert.deepEqual([...byIndex].sort(), [
+      [0, "folder-is-link"],
+      [1, "folder-failed"],
+      [2, "folder-failed"],
+      [3, "folder-failed"],
+    ], where);
+    for (const i of [1, 2, 3]) assert.match(details.get(i)!.detail, /File exists/);
     assert.deepEqual([...Deno.readDirSync(elsewhere)], [], "nothing was created through a link");
   });
 });
 
-Deno.test("mkdir script sweeps this daemon's leftover upload folders and nothing else", async () => {
-  await inEachShell("itx-sweep-", async (shell, dir) => {
+Deno.test("make_folders sweeps this daemon's leftover upload folders and nothing else", async () => {
+  await inEachShell("itx-sweep-", async (shell, dir, where) => {
     const night = join(dir, "night $(touch CANARY)");
     const victim = join(dir, "victim");
     await Deno.mkdir(victim);
@@ -200,368 +308,229 @@ Deno.test("mkdir script sweeps this daemon's leftover upload folders and nothing
     await Deno.symlink(victim, join(night, ours[1]));
     const others = [".incoming-def-1.image-transfer-partial", "a.fits", ".incoming-abc-1"];
     for (const name of others) await Deno.writeTextFile(join(night, name), "y");
-    const marker = newMarker();
-    const upload = join(night, ".incoming-abc-3.image-transfer-partial");
-    const script = buildMkdirScript(
+    const upload = ".incoming-abc-3.image-transfer-partial";
+    const { results } = await run(
+      shell,
+      buildScript(
+        "make_folders",
+        makeFoldersLines(dir, [{
+          folder: night,
+          uploadName: upload,
+          sweepPrefix: ".incoming-abc-",
+        }]),
+      ),
       dir,
-      [{ folder: night, upload, sweepPrefix: ".incoming-abc-" }],
-      marker,
     );
-    const report = parseScriptOutput(await runShell(shell, script, dir), marker);
-    assert.deepEqual([...report.folderErrors.keys()], []);
+    assert.deepEqual(results, [], where);
     assert.deepEqual(
       [...Deno.readDirSync(night)].map((e) => e.name).sort(),
-      [...others, ".incoming-abc-3.image-transfer-partial"].sort(),
+      [...others, upload].sort(),
     );
-    assert.equal(
-      await Deno.readTextFile(join(victim, "keep")),
-      "x",
-      "a link is removed, not followed",
-    );
+    assert.equal(await Deno.readTextFile(join(victim, "keep")), "x", "a link is removed");
     assert.equal(await exists(join(dir, "CANARY")), false);
   });
 });
 
-Deno.test("finish script renames out of an upload folder, then removes the folder", async () => {
-  await inEachShell("itx-upfolder-", async (shell, dir) => {
-    const upload = join(dir, ".incoming 'x'");
+Deno.test("finish verifies size and SHA-256, renames the good copies, removes bad ones and the upload folder", async () => {
+  await inEachShell("itx-finish-", async (shell, dir, where) => {
+    const up = ".up 'x'";
+    const upload = join(dir, up);
     await Deno.mkdir(upload);
-    await Deno.writeTextFile(join(upload, "a b.fits"), "data a");
-    await Deno.writeTextFile(join(upload, "junk"), "left by an orphan");
-    const marker = newMarker();
-    const out = await runShell(
-      shell,
-      buildFinishScript(
-        [{
-          index: 0,
-          tempPath: join(upload, "a b.fits"),
-          finalPath: join(dir, "a b.fits"),
-          expectedSize: 6,
-          expectedSha256: null,
-        }],
-        marker,
-        { removeFolders: [upload] },
-      ),
-      dir,
-    );
-    assert.deepEqual([...parseScriptOutput(out, marker).results], [[0, { status: "ok" }]]);
-    assert.equal(await Deno.readTextFile(join(dir, "a b.fits")), "data a");
-    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["a b.fits"]);
-  });
-});
-
-Deno.test("finish script verifies size and SHA-256, renames, removes bad copies", async () => {
-  const sha = (text: string) => createHash("sha256").update(text).digest("hex");
-  await inEachShell("itx-finish-", async (shell, dir) => {
     const names = [
       "ok $(touch CANARY)",
       "short",
       "bad-sum",
       "missing",
       "is-folder",
-      "rm-only",
       "new\nline -n",
+      "back\\slash",
+      "-n",
     ];
-    for (const name of names) await Deno.writeTextFile(join(dir, `.${name}.tmp`), `data ${name}`);
-    await Deno.writeTextFile(join(dir, ".short.tmp"), "da");
-    await Deno.remove(join(dir, ".missing.tmp"));
+    const entries = names.map((name, i) => entry(i, dir, up, name, `data ${name}`));
+    for (const name of names) await Deno.writeTextFile(join(upload, name), `data ${name}`);
+    await Deno.writeTextFile(join(upload, "short"), "da");
+    entries[2].expectedSha256 = sha("something else");
+    await Deno.remove(join(upload, "missing"));
     await Deno.mkdir(join(dir, "is-folder"));
     await Deno.writeTextFile(join(dir, "ok $(touch CANARY)"), "old final");
-    const entry = (index: number, name: string, checksum: boolean) => ({
-      index,
-      tempPath: join(dir, `.${name}.tmp`),
-      finalPath: name === "rm-only" ? null : join(dir, name),
-      expectedSize: `data ${name}`.length,
-      expectedSha256: checksum ? sha(`data ${name}`) : null,
+    await Deno.writeTextFile(join(upload, "failed before"), "x");
+    const plan = finishPlan(entries, {
+      remove: [join(upload, "failed before")],
+      uploadFolders: [upload],
     });
-    const entries = names.map((name, i) => entry(i, name, true));
-    entries[2].expectedSha256 = sha("something else");
-    const marker = newMarker();
-    const out = await runShell(shell, buildFinishScript(entries, marker), dir);
-    const { results } = parseScriptOutput(out, marker);
-    assert.deepEqual(results.get(0), { status: "ok" });
-    assert.deepEqual(results.get(1), { status: "size-mismatch", actual: "2" });
-    assert.equal(results.get(2)?.status, "checksum-mismatch");
-    assert.deepEqual(results.get(3), { status: "missing" });
-    assert.deepEqual(results.get(4), { status: "final-is-folder" });
-    assert.equal(results.has(5), false);
-    assert.deepEqual(results.get(6), { status: "ok" });
-    assert.equal(
-      await Deno.readTextFile(join(dir, "ok $(touch CANARY)")),
-      "data ok $(touch CANARY)",
+    const { byIndex, details } = await run(shell, buildScript("finish", finishLines(plan)), dir);
+    assert.deepEqual([...byIndex].sort(), [
+      [0, "renamed"],
+      [1, "size-differs"],
+      [2, "checksum-differs"],
+      [3, "missing"],
+      [4, "final-is-folder"],
+      [5, "renamed"],
+      [6, "renamed"],
+      [7, "renamed"],
+    ], where);
+    assert.equal(details.get(1)!.detail, "2");
+    assert.equal(details.get(2)!.detail, sha("data bad-sum"));
+    for (const i of [0, 5, 6, 7]) {
+      assert.equal(await Deno.readTextFile(join(dir, names[i])), `data ${names[i]}`, where);
+    }
+    assert.deepEqual(
+      [...Deno.readDirSync(dir)].map((e) => e.name).sort(),
+      ["-n", "back\\slash", "is-folder", "new\nline -n", "ok $(touch CANARY)"],
+      `${where}: the upload folder is gone with what was left in it`,
     );
-    assert.equal(await Deno.readTextFile(join(dir, "new\nline -n")), "data new\nline -n");
-    const left = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
-    // Bad copies and the remove-only temp are gone; the folder's temp is kept for the next try.
-    assert.deepEqual(left, [".is-folder.tmp", "is-folder", "new\nline -n", "ok $(touch CANARY)"]);
   });
 });
 
-Deno.test("finish script with size checks only and no checks at all", async () => {
-  await inEachShell("itx-finish-", async (shell, dir) => {
-    await Deno.writeTextFile(join(dir, ".a.tmp"), "12345");
-    await Deno.writeTextFile(join(dir, ".b.tmp"), "123");
-    const marker = newMarker();
-    const script = buildFinishScript([
-      {
-        index: 0,
-        tempPath: join(dir, ".a.tmp"),
-        finalPath: join(dir, "a"),
-        expectedSize: 5,
-        expectedSha256: null,
-      },
-      {
-        index: 1,
-        tempPath: join(dir, ".gone.tmp"),
-        finalPath: join(dir, "gone"),
-        expectedSize: 1,
-        expectedSha256: null,
-      },
-      {
-        index: 2,
-        tempPath: join(dir, ".b.tmp"),
-        finalPath: join(dir, "b"),
-        expectedSize: null,
-        expectedSha256: null,
-      },
-    ], marker);
-    const { results } = parseScriptOutput(await runShell(shell, script, dir), marker);
-    assert.deepEqual([...results.entries()].sort(), [
-      [0, { status: "ok" }],
-      [1, { status: "missing" }],
-      [2, { status: "ok" }],
+Deno.test("finish hashes a folder's copies with one process and cannot be misled by its output", async () => {
+  await inEachShell("itx-finish-hash-", async (shell, dir, where) => {
+    const up = ".up";
+    await Deno.mkdir(join(dir, up));
+    const copies: { name: string; data: string; expected?: string; remove?: boolean }[] = [
+      // Hashed on its own (a hash tool would print its name escaped).
+      { name: "new\nline.fits", data: "data d" },
+      { name: "a.fits", data: "data a" },
+      // Listed for the folder's hash process, but gone: its line is missing.
+      { name: "gone.fits", data: "data gone", remove: true },
+      // Pattern characters in a name are data.
+      { name: "b *.fits", data: "data b" },
+      { name: "c.fits", data: "data c", expected: "data a" },
+      { name: "d.fits", data: "data d" },
+    ];
+    const entries = copies.map((c, i) =>
+      entry(i, dir, up, c.name, c.data, { size: false, sha256: sha(c.expected ?? c.data) })
+    );
+    for (const c of copies) {
+      if (!c.remove) await Deno.writeTextFile(join(dir, up, c.name), c.data);
+    }
+    const lines = finishLines(finishPlan(entries));
+    assert.equal(lines.filter((line) => line.startsWith("begin_folder")).length, 1);
+    const { byIndex } = await run(shell, buildScript("finish", lines), dir);
+    assert.deepEqual([...byIndex].sort(), [
+      [0, "renamed"],
+      [1, "renamed"],
+      [2, "missing"],
+      [3, "renamed"],
+      [4, "checksum-differs"],
+      [5, "renamed"],
+    ], where);
+    for (const c of copies.filter((c) => !c.remove && !c.expected)) {
+      assert.equal(await Deno.readTextFile(join(dir, c.name)), c.data, `${where}: ${c.name}`);
+    }
+  });
+});
+
+Deno.test("finish runs the hash tool once per folder, plus once per copy whose name it would escape", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "itx-finish-count-" });
+  try {
+    const bin = join(dir, "bin");
+    await Deno.mkdir(bin);
+    await Deno.writeTextFile(
+      join(bin, "openssl"),
+      `#!/bin/sh\necho "$#" >>'${dir}/calls'\nexec /usr/bin/openssl "$@"\n`,
+    );
+    await Deno.chmod(join(bin, "openssl"), 0o755);
+    const entries: FinishEntry[] = [];
+    for (const [f, folder] of ["night 1", "night 2"].entries()) {
+      await Deno.mkdir(join(dir, folder, ".up"), { recursive: true });
+      for (const [i, name] of ["a", "b", "c", "d\\e"].entries()) {
+        await Deno.writeTextFile(join(dir, folder, ".up", name), `${folder} ${name}`);
+        entries.push(entry(f * 10 + i, join(dir, folder), ".up", name, `${folder} ${name}`));
+      }
+    }
+    const shell = ["env", `PATH=${bin}:/usr/bin:/bin`, "/bin/dash", "-s"];
+    const { byIndex } = await run(
+      shell,
+      buildScript("finish", finishLines(finishPlan(entries))),
+      dir,
+    );
+    assert.deepEqual([...byIndex.values()], entries.map(() => "renamed"));
+    // The tool check (3 words), a folder's three names (+3 words) twice, each "d\\e" alone.
+    const calls = (await Deno.readTextFile(join(dir, "calls"))).trim().split("\n");
+    assert.deepEqual(calls.sort(), ["3", "3", "3", "6", "6"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("finish without a SHA-256 tool reports it; size checks and no checks still work", async () => {
+  const shell = ["env", `PATH=${NO_HASH_TOOL}`, "/bin/dash", "-s"];
+  const dir = await Deno.makeTempDir({ prefix: "itx-finish-nohash-" });
+  try {
+    await Deno.mkdir(join(dir, ".up"));
+    for (const name of ["a", "b", "c"]) await Deno.writeTextFile(join(dir, ".up", name), "12345");
+    const entries = [
+      entry(0, dir, ".up", "a", "12345"),
+      entry(1, dir, ".up", "b", "12345", { sha256: null }),
+      entry(2, dir, ".up", "c", "12345", { size: false, sha256: null }),
+      entry(3, dir, ".up", "gone", "1", { sha256: null }),
+    ];
+    const { byIndex } = await run(
+      shell,
+      buildScript("finish", finishLines(finishPlan(entries))),
+      dir,
+    );
+    assert.deepEqual([...byIndex].sort(), [
+      [0, "no-hash-tool"],
+      [1, "renamed"],
+      [2, "renamed"],
+      [3, "missing"],
     ]);
-    assert.equal(await Deno.readTextFile(join(dir, "a")), "12345");
-    assert.equal(await Deno.readTextFile(join(dir, "b")), "123");
-  });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
-Deno.test("finish script gives each copy its mode and mtime, and replaces a link under the final name", async () => {
-  await inEachShell("itx-finish-meta-", async (shell, dir) => {
+Deno.test("finish replaces a link under the final name, never delivers a copy that is a link, drops group and other write", async () => {
+  await inEachShell("itx-finish-links-", async (shell, dir, where) => {
     const victim = join(dir, "victim");
     await Deno.writeTextFile(victim, "keep me");
     await Deno.chmod(victim, 0o600);
-    const upload = join(dir, ".up");
-    await Deno.mkdir(upload);
-    const mtimeMs = Date.UTC(2024, 2, 15, 1, 2, 3, 456);
-    const cases = [
-      { name: "private $(touch CANARY).fits", permissions: 0o600 },
-      { name: "public.fits", permissions: 0o644 },
-      { name: "tool.fits", permissions: 0o755 },
-    ];
-    for (const { name } of cases) await Deno.writeTextFile(join(upload, name), `data ${name}`);
-    // Someone planted a link under a final name: the rename replaces the link.
+    await Deno.mkdir(join(dir, ".up"));
+    await Deno.writeTextFile(join(dir, ".up", "public.fits"), "data public");
+    await Deno.chmod(join(dir, ".up", "public.fits"), 0o664);
     await Deno.symlink(victim, join(dir, "public.fits"));
-    // A copy that is a link is never delivered.
-    await Deno.symlink(victim, join(upload, "link.fits"));
-    const entries = [...cases, { name: "link.fits", permissions: 0o644 }].map((c, index) => ({
-      index,
-      tempPath: join(upload, c.name),
-      finalPath: join(dir, c.name),
-      expectedSize: c.name === "link.fits" ? null : `data ${c.name}`.length,
-      expectedSha256: c.name === "tool.fits"
-        ? createHash("sha256").update(`data ${c.name}`).digest("hex")
-        : null,
-      permissions: c.permissions,
-      times: { atimeMs: mtimeMs, mtimeMs },
-    }));
-    const marker = newMarker();
-    const out = await runShell(
+    await Deno.symlink(victim, join(dir, ".up", "link.fits"));
+    const entries = [
+      { ...entry(0, dir, ".up", "public.fits", "data public"), dropWrite: true },
+      entry(1, dir, ".up", "link.fits", "keep me"),
+    ];
+    const { byIndex } = await run(
       shell,
-      buildFinishScript(entries, marker, { removeFolders: [upload] }),
+      buildScript("finish", finishLines(finishPlan(entries))),
       dir,
     );
-    const { results } = parseScriptOutput(out, marker);
-    for (const [index, c] of cases.entries()) {
-      assert.deepEqual(results.get(index), { status: "ok" }, `${shell.join(" ")}: ${c.name}`);
-      const info = await Deno.lstat(join(dir, c.name));
-      assert.ok(info.isFile, c.name);
-      assert.equal(info.mode! & 0o777, c.permissions, `${shell.join(" ")}: mode of ${c.name}`);
-      const arrived = info.mtime!.getTime();
-      assert.ok(Math.abs(arrived - mtimeMs) < 1000, `${shell.join(" ")}: mtime of ${c.name}`);
-      assert.equal(await Deno.readTextFile(join(dir, c.name)), `data ${c.name}`);
-    }
-    assert.deepEqual(results.get(3), { status: "missing" });
+    assert.deepEqual([...byIndex].sort(), [[0, "renamed"], [1, "missing"]], where);
+    const info = await Deno.lstat(join(dir, "public.fits"));
+    assert.ok(info.isFile);
+    assert.equal(info.mode! & 0o777, 0o644);
     assert.equal(await exists(join(dir, "link.fits")), false);
     assert.equal(await Deno.readTextFile(victim), "keep me");
     assert.equal((await Deno.stat(victim)).mode! & 0o777, 0o600);
-    assert.equal(await exists(join(dir, "CANARY")), false);
   });
 });
 
-Deno.test("finish script hashes copies in hostile folders by batch, and cannot be fooled by a planted name", async () => {
-  const sha = (text: string) => createHash("sha256").update(text).digest("hex");
-  await inEachShell("itx-finish-hash-", async (shell, dir) => {
-    const folders = [join(dir, "up 'a'\nx"), join(dir, "up $(touch CANARY) \\")];
-    for (const folder of folders) await Deno.mkdir(folder);
-    const copies = [
-      { folder: 0, name: "good $(x).fits", data: "good 0", expected: "good 0" },
-      { folder: 0, name: "bad\nname.fits", data: "bad 1", expected: "something else" },
-      { folder: 1, name: "-n.fits", data: "good 2", expected: "good 2" },
-      // A file planted under the name the hashing step renames to, holding the expected bytes.
-      { folder: 1, name: "forged.fits", data: "wrong 3", expected: "right 3" },
-    ];
-    await Deno.writeTextFile(join(folders[1], ".h3"), "right 3");
-    const entries = copies.map((c, index) => ({
-      index,
-      tempPath: join(folders[c.folder], c.name),
-      finalPath: join(dir, c.name),
-      expectedSize: c.data.length,
-      expectedSha256: sha(c.expected),
-    }));
-    for (const [i, c] of copies.entries()) await Deno.writeTextFile(entries[i].tempPath, c.data);
-    const marker = newMarker();
-    const out = await runShell(shell, buildFinishScript(entries, marker), dir);
-    const { results } = parseScriptOutput(out, marker);
-    const where = shell.join(" ");
-    assert.deepEqual(results.get(0), { status: "ok" }, where);
-    assert.equal(results.get(1)?.status, "checksum-mismatch", where);
-    assert.deepEqual(results.get(2), { status: "ok" }, where);
-    assert.equal(results.get(3)?.status, "checksum-mismatch", where);
-    assert.equal(await Deno.readTextFile(join(dir, "good $(x).fits")), "good 0");
-    assert.equal(await Deno.readTextFile(join(dir, "-n.fits")), "good 2");
-    for (const name of ["bad\nname.fits", "forged.fits"]) {
-      assert.equal(await exists(join(dir, name)), false, `${where}: ${name}`);
-    }
-    assert.deepEqual([...Deno.readDirSync(folders[0])], [], `${where}: bad copies removed`);
-    assert.deepEqual([...Deno.readDirSync(folders[1])].map((e) => e.name), [".h3"]);
-    assert.equal(await exists(join(dir, "CANARY")), false);
-  });
-});
-
-Deno.test("finish script reports the room left in the folders asked about", async () => {
-  await inEachShell("itx-finish-space-", async (shell, dir) => {
-    const marker = newMarker();
-    const script = buildFinishScript([], marker, { spaceFolders: [join(dir, "it's"), dir] });
+Deno.test("finish reports the room left in the folders asked about, and result lines need the marker", async () => {
+  await inEachShell("itx-finish-space-", async (shell, dir, where) => {
     await Deno.mkdir(join(dir, "it's"));
-    const { availableKiB } = parseScriptOutput(await runShell(shell, script, dir), marker);
-    assert.deepEqual([...availableKiB.keys()], [0, 1]);
-    assert.ok(availableKiB.get(1)! > 0);
-  });
-});
-
-Deno.test("result lines need the run's marker: names cannot forge a result", () => {
-  const marker = newMarker();
-  const out =
-    `ITX000000 K 0\n${marker} S 1 10\nnoise from .bashrc\n${marker} R 2 mv: cannot move\n`;
-  const { results } = parseScriptOutput(out, marker);
-  assert.equal(results.has(0), false);
-  assert.deepEqual(results.get(1), { status: "size-mismatch", actual: "10" });
-  assert.deepEqual(results.get(2), { status: "rename-failed", message: "mv: cannot move" });
-});
-
-/** Write `data` to `path` in `parts` pieces with a pause between them, like an upload. */
-async function writeSlowly(path: string, data: Uint8Array, parts: number, pauseMs: number) {
-  using file = await Deno.open(path, { write: true, create: true, truncate: true });
-  const step = Math.ceil(data.length / parts);
-  for (let offset = 0; offset < data.length; offset += step) {
-    await new Promise((resolve) => setTimeout(resolve, pauseMs));
-    let chunk = data.subarray(offset, offset + step);
-    while (chunk.length > 0) chunk = chunk.subarray(await file.write(chunk));
-  }
-}
-
-Deno.test("follow script hashes copies while they are written, in order", async () => {
-  await inEachShell("itx-follow-", async (shell, dir) => {
-    // Sizes that are, and are not, a whole number of 1 MiB blocks.
-    const bytesA = new Uint8Array(3 * 1024 * 1024 + 17);
-    for (let i = 0; i < bytesA.length; i += 65536) {
-      crypto.getRandomValues(bytesA.subarray(i, i + 65536));
-    }
-    const bytesB = new Uint8Array(2 * 1024 * 1024).fill(7);
-    const pathA = join(dir, "new\nline $(touch CANARY)");
-    const pathB = join(dir, "-b");
-    const marker = newMarker();
-    const script = buildFollowScript(
-      [{ index: 4, tempPath: pathA, size: bytesA.length }, {
-        index: 9,
-        tempPath: pathB,
-        size: bytesB.length,
-      }],
-      marker,
-      { stallSeconds: 30, hash: true, flush: true },
+    const script = buildScript(
+      "finish",
+      finishLines(finishPlan([], { spaceFolders: [join(dir, "it's"), dir] })),
     );
-    const child = startShell(shell, script, dir);
-    await writeSlowly(pathA, bytesA, 7, 40);
-    await writeSlowly(pathB, bytesB, 3, 40);
-    const out = await child.output();
-    assert.ok(out.success, new TextDecoder().decode(out.stderr));
-    const { hashes } = parseScriptOutput(new TextDecoder().decode(out.stdout), marker);
-    const sha = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
-    assert.deepEqual([...hashes], [[4, sha(bytesA)], [9, sha(bytesB)]]);
-    assert.equal(await Deno.lstat(join(dir, "CANARY")).then(() => true, () => false), false);
+    const { results } = await run(shell, script, dir);
+    assert.deepEqual(results.map((r) => r.word), ["space-left", "space-left"], where);
+    assert.match(results[1].detail, /^1 [1-9]\d*$/);
   });
+  const marker = "ITXabc";
+  const out = `ITX000000 renamed 0\n${marker} size-differs 1 10\nnoise from .bashrc\n` +
+    `${marker} rename-failed 2 mv: cannot move\n`;
+  assert.deepEqual([...resultsByIndex(parseResults(out, marker))], [
+    [1, { word: "size-differs", detail: "10" }],
+    [2, { word: "rename-failed", detail: "mv: cannot move" }],
+  ]);
 });
 
-Deno.test("follow script gives up on a copy that stops growing, and reports no hash", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "itx-follow-stall-" });
-  try {
-    const path = join(dir, "stuck.fits");
-    await Deno.writeFile(path, new Uint8Array(1024 * 1024 + 5));
-    const marker = newMarker();
-    const script = buildFollowScript([{ index: 0, tempPath: path, size: 4 << 20 }], marker, {
-      stallSeconds: 1,
-      hash: true,
-      flush: true,
-    });
-    const out = await startShell(["dash", "-s"], script, dir).output();
-    const report = parseScriptOutput(new TextDecoder().decode(out.stdout), marker);
-    assert.equal(report.hashes.size, 0, "a hash of part of the copy must not count");
-    assert.match(new TextDecoder().decode(out.stdout), new RegExp(`^${marker} X 0$`, "m"));
-
-    // A copy that cannot be read (here: no dd) is given up the same way.
-    const noDd = join(dir, "bin");
-    await Deno.mkdir(noDd);
-    for (const tool of ["stat", "sleep", "sha256sum"]) {
-      await Deno.symlink(`/usr/bin/${tool}`, join(noDd, tool));
-    }
-    await Deno.writeFile(path, new Uint8Array(4 << 20));
-    const second = newMarker();
-    const unread = await startShell(
-      ["env", `PATH=${noDd}`, "/bin/dash", "-s"],
-      buildFollowScript([{ index: 3, tempPath: path, size: 4 << 20 }], second, {
-        stallSeconds: 600,
-        hash: true,
-        flush: false,
-      }),
-      dir,
-    ).output();
-    const text = new TextDecoder().decode(unread.stdout);
-    assert.equal(parseScriptOutput(text, second).hashes.size, 0, text);
-    assert.match(text, new RegExp(`^${second} X 3$`, "m"));
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
-
-Deno.test("follow script stops when its caller goes away", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "itx-follow-gone-" });
-  try {
-    const path = join(dir, "never.fits");
-    const marker = newMarker();
-    const script = buildFollowScript([{ index: 0, tempPath: path, size: 1 << 20 }], marker, {
-      stallSeconds: 600,
-      hash: false,
-      flush: true,
-    });
-    const child = startShell(["dash", "-s"], script, dir);
-    await child.stderr.cancel();
-    // Read one poll's line, then close our end: the script's next write fails.
-    const reader = child.stdout.getReader();
-    await reader.read();
-    await reader.cancel();
-    const status = await Promise.race([
-      child.status,
-      new Promise<null>((resolve) => setTimeout(() => resolve(null), 5000)),
-    ]);
-    assert.notEqual(status, null, "the script ended within 5 s");
-    assert.equal(status!.success, false);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
-
-Deno.test("finish script flushes the file system before the renames and after them", async () => {
+Deno.test("finish flushes the file system before the renames and after them, only with remote_sync", async () => {
   const dir = await Deno.makeTempDir({ prefix: "itx-sync-" });
   try {
     // A `sync` that records its arguments and whether the final name exists yet.
@@ -573,99 +542,28 @@ Deno.test("finish script flushes the file system before the renames and after th
     );
     await Deno.chmod(join(shim, "sync"), 0o755);
     const night = join(dir, "night 'x'");
-    for (const withPerl of [true, false]) {
-      await Deno.mkdir(night, { recursive: true });
-      const temp = join(night, ".a.tmp");
+    const log = join(dir, "sync.log");
+    for (const sync of [true, false]) {
+      await Deno.mkdir(join(night, ".up"), { recursive: true });
+      await Deno.writeTextFile(join(night, ".up", "a.fits"), "12345");
       const final = join(night, "a.fits");
-      await Deno.writeTextFile(temp, "12345");
-      const log = join(dir, "sync.log");
-      const path = withPerl ? `${shim}:/usr/bin:/bin` : `${shim}:${NO_PERL_BIN}`;
-      const marker = newMarker();
-      const script = buildFinishScript(
-        [{ index: 0, tempPath: temp, finalPath: final, expectedSize: 5, expectedSha256: null }],
-        marker,
-      );
-      const out = await runShell(
-        ["env", `PATH=${path}`, `LOG=${log}`, `FINAL=${final}`, "/bin/dash", "-s"],
-        script,
+      const shell = ["env", `PATH=${shim}:/usr/bin:/bin`, `LOG=${log}`, `FINAL=${final}`];
+      const plan = finishPlan([entry(0, night, ".up", "a.fits", "12345", { sha256: null })], {
+        sync,
+      });
+      const { byIndex } = await run(
+        [...shell, "/bin/dash", "-s"],
+        buildScript("finish", finishLines(plan)),
         dir,
       );
-      assert.deepEqual([...parseScriptOutput(out, marker).results], [[0, { status: "ok" }]]);
+      assert.deepEqual([...byIndex], [[0, "renamed"]]);
+      const flushes = await Deno.readTextFile(log).catch(() => "");
       assert.deepEqual(
-        (await Deno.readTextFile(log)).trim().split("\n"),
-        [`-f -- ${night}|none`, `-f -- ${night}|final`],
-        withPerl ? "perl renames" : "mv renames",
+        flushes.trim().split("\n").filter((line) => line !== ""),
+        sync ? [`-f -- ${night}|none`, `-f -- ${night}|final`] : [],
       );
       await Deno.remove(night, { recursive: true });
-      await Deno.remove(log);
-    }
-
-    // remote_sync: false flushes nothing.
-    await Deno.mkdir(night);
-    await Deno.writeTextFile(join(night, ".b.tmp"), "12");
-    const log = join(dir, "sync.log");
-    const marker = newMarker();
-    const out = await runShell(
-      ["env", `PATH=${shim}:/usr/bin:/bin`, `LOG=${log}`, `FINAL=x`, "/bin/dash", "-s"],
-      buildFinishScript(
-        [{
-          index: 0,
-          tempPath: join(night, ".b.tmp"),
-          finalPath: join(night, "b.fits"),
-          expectedSize: 2,
-          expectedSha256: null,
-        }],
-        marker,
-        { sync: false },
-      ),
-      dir,
-    );
-    assert.deepEqual([...parseScriptOutput(out, marker).results], [[0, { status: "ok" }]]);
-    assert.equal(await Deno.stat(log).then(() => true, () => false), false, "no flush");
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
-
-Deno.test("follow script without hashing flushes a growing copy every 16 MiB, reading nothing", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "itx-follow-flush-" });
-  try {
-    const shim = join(dir, "shim");
-    await Deno.mkdir(shim);
-    // `sync` records its arguments; there is no dd, so reading the copy would fail.
-    await Deno.writeTextFile(join(shim, "sync"), '#!/bin/sh\necho "$*" >>"$LOG"\n');
-    await Deno.chmod(join(shim, "sync"), 0o755);
-    for (const tool of ["stat", "sleep"]) {
-      await Deno.symlink(`/usr/bin/${tool}`, join(shim, tool));
-    }
-    const path = join(dir, "big 'x'.fits");
-    const log = join(dir, "sync.log");
-    const size = 150 * 1024 * 1024;
-    for (const flush of [true, false]) {
-      await Deno.writeTextFile(log, "");
-      const marker = newMarker();
-      const child = startShell(
-        ["env", `PATH=${shim}`, `LOG=${log}`, "/bin/dash", "-s"],
-        buildFollowScript([{ index: 0, tempPath: path, size }], marker, {
-          stallSeconds: 30,
-          hash: false,
-          flush,
-        }),
-        dir,
-      );
-      await writeSlowly(path, new Uint8Array(size), 15, 30);
-      const out = await child.output();
-      assert.ok(out.success, new TextDecoder().decode(out.stderr));
-      assert.equal(new TextDecoder().decode(out.stdout).trim(), "", "no result lines");
-      const calls = (await Deno.readTextFile(log)).split("\n").filter((line) => line !== "");
-      if (!flush) {
-        assert.deepEqual(calls, [], "flush: false never flushes");
-        continue;
-      }
-      // 150 MiB in 10 MiB writes: a flush every 16-20 MiB of growth.
-      assert.ok(calls.length >= 4 && calls.length <= 10, `flushed ${calls.length} time(s)`);
-      for (const call of calls) assert.equal(call, `-f -- ${path}`);
-      await Deno.remove(path);
+      await Deno.remove(log).catch(() => {});
     }
   } finally {
     await Deno.remove(dir, { recursive: true });

@@ -5,7 +5,7 @@
  * @module
  */
 import { join } from "node:path";
-import { type DaemonState, PID_FILE, probeDaemon } from "../ledger/daemon_lock.ts";
+import { type DaemonState, type JobPause, PID_FILE, probeDaemon } from "../ledger/daemon_lock.ts";
 
 /** What `status --json` reports about the daemon. */
 export interface DaemonStatus {
@@ -16,6 +16,8 @@ export interface DaemonStatus {
   config?: string;
   /** PID file left by a daemon that did not stop cleanly. */
   stalePid?: number;
+  /** Jobs the running daemon has paused (a full destination), by name. */
+  paused?: Record<string, JobPause>;
 }
 
 /** Whether a daemon runs on `stateDir`, for `status`. */
@@ -43,4 +45,12 @@ export function describeDaemon(status: DaemonStatus, stateDir: string): string {
       join(stateDir, PID_FILE)
     } of pid ${status.stalePid}: that daemon did not stop cleanly)`;
   return `Daemon: not running${stale}`;
+}
+
+/** `; paused: destination full since …: reason` for a job the daemon has paused, else "". */
+export function describePause(status: DaemonStatus, job: string): string {
+  const pause = status.running ? status.paused?.[job] : undefined;
+  if (!pause) return "";
+  const since = new Date(pause.since).toLocaleString("sv-SE");
+  return `; paused: ${pause.state} since ${since} (${pause.reason})`;
 }

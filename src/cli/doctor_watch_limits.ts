@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { runCommand } from "../transfer/run_command.ts";
+import { runProcess } from "../process/run.ts";
 import {
   checkWatchLimits,
   INOTIFY_LIMITS_COMMAND,
@@ -16,14 +16,14 @@ import {
  */
 export async function checkInotifyLimits(
   watchPath: string,
-  line: (verdict: "ok" | "WARN" | "skip", check: string, detail: string) => void,
+  line: (verdict: "ok" | "warn" | "skip", check: string, detail: string) => void,
 ): Promise<void> {
   if (Deno.build.os !== "linux") return;
-  const limits = await runCommand(INOTIFY_LIMITS_COMMAND, { timeoutMs: 10_000 }).then(
+  const limits = await runProcess(INOTIFY_LIMITS_COMMAND, { timeoutMs: 10_000 }).then(
     (result) => parseInotifyLimits(new TextDecoder().decode(result.stdout)),
     () => null,
   );
   if (!limits) return line("skip", "watch limits", "cannot read them with sysctl");
   const { ok, detail } = checkWatchLimits(watchPath, limits);
-  line(ok ? "ok" : "WARN", "watch limits", detail);
+  line(ok ? "ok" : "warn", "watch limits", detail);
 }

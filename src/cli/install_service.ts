@@ -8,7 +8,8 @@ import { Command, Option } from "commander";
 import { globalOptions } from "./options.ts";
 import { loadConfig, resolveConfigPath } from "../config/load.ts";
 import { ConfigError } from "../errors.ts";
-import { daemonArgv } from "../service/launch_command.ts";
+import { assertHooksRunnable, hookPrograms } from "../pipeline/hooks.ts";
+import { daemonArgv, isDenoRuntime } from "../service/launch_command.ts";
 import { planInstall, servicePath } from "../service/planner.ts";
 import { applyPlan, encodeFile, underRoot } from "../service/apply.ts";
 import { formatPlan } from "../service/format_plan.ts";
@@ -67,8 +68,11 @@ export async function runInstallService(
   }
   const config = await loadConfig(configPath);
   const folders = daemonFolders(config);
+  const hooks = hookPrograms(config.jobs);
+  // A compiled binary runs with the permissions it was compiled with: its hooks must be among them.
+  if (!isDenoRuntime(Deno.execPath())) assertHooksRunnable(config.jobs);
   const launch = {
-    argv: daemonArgv(target.os, Deno.execPath(), REPO_ROOT, config.file || configPath),
+    argv: daemonArgv(target.os, Deno.execPath(), REPO_ROOT, config.file || configPath, hooks),
     configPath: config.file || configPath,
     logFile: config.log_file,
     ownFolders: folders.own,

@@ -9,7 +9,7 @@ import { loadConfig, resolveConfigPath } from "../config/load.ts";
 import { type FileState, Ledger } from "../ledger/ledger.ts";
 import { formatSkipped, summarizeSkipped } from "../watch/skipped_summary.ts";
 import { globalOptions } from "./options.ts";
-import { daemonStatus, describeDaemon } from "./daemon_state.ts";
+import { daemonStatus, describeDaemon, describePause } from "./daemon_state.ts";
 
 const STATES: FileState[] = ["pending", "transferring", "done", "failed"];
 
@@ -73,7 +73,7 @@ export function statusCommand(): Command {
             const n = counts.find((c) => c.job === job.name && c.state === state)?.count ?? 0;
             return `${state} ${n}`;
           }).join(", ");
-          console.log(`Job ${job.name}: ${line}`);
+          console.log(`Job ${job.name}: ${line}${describePause(daemon, job.name)}`);
         }
         for (const line of formatSkipped(skipped)) console.log(line);
         console.log(`\nRecent transfers (${recent.length}):`);

@@ -6,7 +6,12 @@
  * @module
  */
 import { z } from "zod";
+import { parseBandwidth } from "./bandwidth.ts";
+import { parseFreeSpace } from "./free_space.ts";
+import { checkJobRules } from "./job_rules.ts";
 import { DEFAULT_LOG_FILE, DEFAULT_STATE_DIR, defaultLogFile, defaultStateDir } from "./paths.ts";
+import { scheduleEntry } from "./schedule_schema.ts";
+import { isValidTimeZone } from "./value_checks.ts";
 
 /** File name patterns that mark an instrument file by default. */
 export const DEFAULT_FILE_PATTERNS = [
@@ -221,6 +226,63 @@ export const jobShape = {
     absolutePath.nullable().default(null),
     "ftp with TLS: PEM file of the certificate authority (or the server's own self-signed certificate) to trust; empty means the system's trusted authorities.",
   ),
+  on_transfer: doc(
+    z.array(z.string()).default([]).refine((argv) => argv.length === 0 || argv[0].trim() !== "", {
+      error: 'the first element must name a program, e.g. ["/usr/local/bin/reduce", "--quick"]',
+    }),
+    "Program run after each verified arrival, as an argument list (no shell), e.g. `[/usr/local/bin/reduce, --quick]`; the facts come in `IMAGE_TRANSFER_*` environment variables. The program must be allowed to run (see Hooks). Empty: none.",
+  ),
+  on_failure: doc(
+    z.array(z.string()).default([]).refine((argv) => argv.length === 0 || argv[0].trim() !== "", {
+      error: 'the first element must name a program, e.g. ["/usr/local/bin/alert"]',
+    }),
+    "Program run when a file gives up (retries exhausted or not retryable), as an argument list like `on_transfer`; `IMAGE_TRANSFER_ERROR` says why. Empty: none.",
+  ),
+  hook_timeout_seconds: doc(
+    z.number().positive().max(86400).default(60),
+    "A hook running longer than this is killed and counted as failed.",
+  ),
+  max_concurrent_hooks: doc(
+    z.int().min(1).max(64).default(2),
+    "How many hooks of this job may run at once; more wait their turn (transfers never wait for hooks).",
+  ),
+  after_transfer: doc(
+    z.enum(["keep", "delete", "move"]).default("keep"),
+    "What happens to a source once it arrived verified: `keep` it, `delete` it, or `move` it into `archive_path`. Only a file whose size and mtime are still those it was sent with is touched.",
+  ),
+  archive_path: doc(
+    z.string().default(""),
+    "Folder sources are moved into with `after_transfer: move` (their subfolders kept); must be outside `watch_path`.",
+  ),
+  keep_days: doc(
+    z.number().min(0).max(36500).default(0),
+    "With `after_transfer: delete` or `move`: days a source stays after it arrived (0: removed right after its arrival; else checked hourly).",
+  ),
+  bandwidth_limit: doc(
+    z.string().default("").refine((text) => parseBandwidth(text) !== undefined, {
+      error: (issue) =>
+        `not a bandwidth: ${
+          JSON.stringify(issue.input)
+        }; write a number and a unit per second, e.g. "10MB/s", "500KiB/s" or "20Mbit/s" (at least 1KiB/s), or "" for no limit`,
+    }),
+    'Most this job sends per second, e.g. "10MB/s", "500KiB/s", "20Mbit/s" (MB = 1000000 bytes, MiB = 1048576); shared evenly among `max_concurrent_transfers`. "" is no limit.',
+  ),
+  min_free_space: doc(
+    z.union([z.string(), z.number()]).default("0").refine(
+      (value) => parseFreeSpace(value) !== undefined,
+      {
+        error: (issue) =>
+          `not an amount of free space: ${
+            JSON.stringify(issue.input)
+          }; write bytes with a unit, e.g. "5 GiB" or "500MB", or a percent of the file system below 100, e.g. "5%"; "0" turns the check off`,
+      },
+    ),
+    'Room kept free at the destination, e.g. "5 GiB", "500MB" (GB = 1000000000 bytes, GiB = 1073741824) or "5%" of its file system: checked before each batch (cached a few seconds); below it the job pauses as for a full destination, and resumes by itself when there is room again. A watch folder whose disk has less than this free is warned about once. Not checked for ftp. "0" is off.',
+  ),
+  schedules: doc(
+    z.array(scheduleEntry).default([]),
+    'Timed actions: entries with `cron` ("0 8 * * *"; six fields for seconds) or `every_seconds`, an optional `timezone` (IANA; default `night_timezone`, else the system zone) and an `action`: `rescan` (send again what the last `nights` night folders miss at the destination, then scan the watch folder and retry failed files), `command` (run `command`, an argument list, killed after `timeout_seconds`, default 3600), `report` (a JSON report of the last `nights` night folders in `state_dir/reports/`, and a log line), or `pause` / `resume` (a transfer window: no new transfers from a `pause` until the next `resume`).',
+  ),
 };
 
 /** Keys that apply to the whole daemon, allowed only at the top level. */
@@ -242,34 +304,7 @@ export const daemonShape = {
 };
 
 /** Schema of one job after inheritance from the top level. */
-export const jobSchema = z.strictObject(jobShape).superRefine((job, ctx) => {
-  if (job.transfer_method !== "local" && job.remote_host.trim() === "") {
-    ctx.addIssue({
-      code: "custom",
-      path: ["remote_host"],
-      message:
-        `required when transfer_method is "${job.transfer_method}"; give a host name or ~/.ssh/config alias, or use transfer_method: local`,
-    });
-  }
-  if (
-    job.transfer_method === "ftp" && job.ftp_password_file === null &&
-    job.ftp_password_env === null && !["", "anonymous"].includes(job.remote_user)
-  ) {
-    ctx.addIssue({
-      code: "custom",
-      path: ["ftp_password_file"],
-      message:
-        "transfer_method ftp with a remote_user needs a password: give ftp_password_file (a file holding it) or ftp_password_env (a variable holding it)",
-    });
-  }
-  if (job.ftp_password_file !== null && job.ftp_password_env !== null) {
-    ctx.addIssue({
-      code: "custom",
-      path: ["ftp_password_env"],
-      message: "give either ftp_password_file or ftp_password_env, not both",
-    });
-  }
-}, {
+export const jobSchema = z.strictObject(jobShape).superRefine(checkJobRules, {
   // Report a missing remote_host together with every other problem, unless the
   // two keys it depends on are themselves wrong.
   when: (payload) =>
@@ -296,13 +331,3 @@ export const TOP_LEVEL_KEYS: readonly string[] = [
 
 /** Every key a `jobs:` entry may contain. */
 export const JOB_KEYS: readonly string[] = Object.keys(jobShape);
-
-/** Whether `zone` is a time zone the runtime knows. */
-export function isValidTimeZone(zone: string): boolean {
-  try {
-    new Intl.DateTimeFormat("en-US", { timeZone: zone });
-    return true;
-  } catch {
-    return false;
-  }
-}

@@ -5,7 +5,8 @@
  *
  * The lock holder also writes a PID file (`daemon.pid`, the process id alone,
  * for `kill -HUP "$(cat daemon.pid)"`) and `daemon.json` (pid, start time,
- * version, config file) for `status`; both are removed at release. Files left
+ * version, config file, and the jobs paused because their destination is
+ * full) for `status`; both are removed at release. Files left
  * by a daemon that was killed are recognised as stale because the lock is free.
  *
  * @module
@@ -35,12 +36,26 @@ export interface DaemonInfo {
   version: string;
   /** Config file it was started with. */
   config: string;
+  /** Jobs paused now, by name. */
+  paused?: Record<string, JobPause>;
+}
+
+/** Why and since when a job sends nothing. */
+export interface JobPause {
+  /** What `status` shows, e.g. `destination full`. */
+  state: string;
+  /** Since when, ISO 8601. */
+  since: string;
+  /** The words of the error that began it. */
+  reason: string;
 }
 
 /** A held lock; release it with {@linkcode DaemonLock.release}. */
 export interface DaemonLock {
   /** Process id found in a PID file left by a daemon that did not stop cleanly, if any. */
   readonly stalePid: number | undefined;
+  /** Say in `daemon.json` which jobs are paused now (no-op without a PID file). */
+  setPaused(paused: Record<string, JobPause>): void;
   /** Remove the PID file and release the lock. */
   release(): void;
 }
@@ -71,17 +86,24 @@ export function acquireDaemonLock(
     );
   }
   const stalePid = readPid(stateDir);
-  if (info) {
-    const record: DaemonInfo = {
-      pid: Deno.pid,
-      startedAt: new Date().toISOString(),
-      ...info,
-    };
-    writeAtomically(join(stateDir, INFO_FILE), JSON.stringify(record, null, 2) + "\n");
+  const record: DaemonInfo | undefined = info &&
+    { pid: Deno.pid, startedAt: new Date().toISOString(), ...info };
+  const writeInfo = (shown: DaemonInfo) =>
+    writeAtomically(join(stateDir, INFO_FILE), JSON.stringify(shown, null, 2) + "\n");
+  if (record) {
+    writeInfo(record);
     writeAtomically(join(stateDir, PID_FILE), `${Deno.pid}\n`);
   }
   return {
     stalePid,
+    setPaused(paused) {
+      if (!record) return;
+      if (Object.keys(paused).length > 0) record.paused = paused;
+      else delete record.paused;
+      try {
+        writeInfo(record);
+      } catch { /* status shows less; the daemon goes on */ }
+    },
     release() {
       if (info) {
         for (const name of [PID_FILE, INFO_FILE]) {

@@ -40,6 +40,16 @@ export interface DoneEntry {
   mtimeMs: number;
 }
 
+/** Files of one job in one night folder and state (see {@linkcode Ledger.nightTotals}). */
+export interface NightTotals {
+  night: string;
+  state: FileState;
+  files: number;
+  bytes: number;
+  firstArrivalAt: number | null;
+  lastArrivalAt: number | null;
+}
+
 /** File name of the ledger database inside `state_dir`. */
 export const LEDGER_FILE = "ledger.sqlite";
 
@@ -301,6 +311,52 @@ export class Ledger {
   /** Every row of `job` that is not done (pending, transferring or failed). */
   unfinished(job: string): LedgerRow[] {
     const rows = this.#stmt("SELECT * FROM files WHERE job = ? AND state != 'done'").all(job);
+    return (rows as Row[]).map(toRow);
+  }
+
+  /**
+   * Done files of `job` that arrived at or before `arrivedBy` (ms since the
+   * epoch): path and the size and mtime they were sent with.
+   */
+  doneArrivedBy(job: string, arrivedBy: number): Array<{ relPath: string } & DoneEntry> {
+    const rows = this.#stmt(
+      "SELECT rel_path, size, mtime_ms FROM files " +
+        "WHERE job = ? AND state = 'done' AND transferred_at <= ? ORDER BY transferred_at",
+    ).all(job, arrivedBy) as Row[];
+    return rows.map((r) => ({
+      relPath: r.rel_path as string,
+      size: Number(r.size),
+      mtimeMs: Number(r.mtime_ms),
+    }));
+  }
+
+  /**
+   * Per night folder (the first part of the destination) of `job`: files and
+   * bytes per state, first and last arrival (ms since the epoch).
+   */
+  nightTotals(job: string): NightTotals[] {
+    const rows = this.#stmt(`
+      SELECT CASE WHEN instr(destination, '/') > 0
+                  THEN substr(destination, 1, instr(destination, '/') - 1) ELSE '' END AS night,
+             state, COUNT(*) AS n, SUM(size) AS bytes,
+             MIN(transferred_at) AS first_at, MAX(transferred_at) AS last_at
+      FROM files WHERE job = ? AND destination != '' GROUP BY night, state
+    `).all(job) as Row[];
+    return rows.map((r) => ({
+      night: r.night as string,
+      state: r.state as FileState,
+      files: Number(r.n),
+      bytes: Number(r.bytes ?? 0),
+      firstArrivalAt: r.first_at === null ? null : Number(r.first_at),
+      lastArrivalAt: r.last_at === null ? null : Number(r.last_at),
+    }));
+  }
+
+  /** Done files of `job` whose destination lies in the night folder `night`. */
+  doneInNight(job: string, night: string): LedgerRow[] {
+    const rows = this.#stmt(
+      "SELECT * FROM files WHERE job = ? AND state = 'done' AND substr(destination, 1, ?) = ?",
+    ).all(job, night.length + 1, `${night}/`);
     return (rows as Row[]).map(toRow);
   }
 

@@ -25,14 +25,19 @@ export interface BatchSenderContext {
   signal: AbortSignal;
   /** Observe a source file again (the stability checker). */
   observe(path: string): void;
-  /** A file arrived verified. */
-  onSent(relPath: string, version: FileVersion): void;
-  /** A file failed for good (until the next rescan or start-up). */
-  onGaveUp(relPath: string): void;
+  /** A file arrived verified at `destination` (relative to the base path). */
+  onSent(relPath: string, version: FileVersion, destination: string): void;
+  /** A file failed for good (until the next rescan or start-up), after `attempts` attempts. */
+  onGaveUp(record: WorkRecord, reason: string, attempts: number): void;
   /** Whether a full destination pauses the job (see `full_pause.ts`). */
   pauseWhenFull: boolean;
   /** The destination is full (called before the file is queued again). */
   onFull(error: TransferError): void;
+  /**
+   * Whether a batch of `bytes` may go now (`min_free_space`, see
+   * `space_guard.ts`): `null`, or why there is no room for it.
+   */
+  admit?(bytes: number): Promise<string | null>;
   /**
    * Longest time one batch may take; then it is aborted and its files are
    * retried. Default: three times `transfer_timeout_seconds` plus a minute
@@ -84,7 +89,10 @@ export class BatchSender {
         job: job.name,
         count: batch.length,
       });
-      const outcomes = await this.#transfer(items, batchAbort.signal);
+      const noRoom = await this.#context.admit?.(items.reduce((sum, item) => sum + item.size, 0));
+      const outcomes = noRoom
+        ? refuseAll(items, noRoom)
+        : await this.#transfer(items, batchAbort.signal);
       sent = outcomes.filter((outcome) => outcome.error === null).length;
       const failures: Array<[WorkRecord, TransferError]> = [];
       // One transaction for the whole batch's arrivals.
@@ -147,7 +155,7 @@ export class BatchSender {
   #succeeded(record: WorkRecord, item: TransferItem): void {
     const { job, ledger, transport, queue } = this.#context;
     ledger.markDone(job.name, record.relPath);
-    this.#context.onSent(record.relPath, { ...record.version });
+    this.#context.onSent(record.relPath, { ...record.version }, record.destination);
     this.#log.info("Successfully transferred {source} -> {destination}", {
       job: job.name,
       source: item.source,
@@ -174,7 +182,9 @@ export class BatchSender {
     if (outcome.ledger.kind === "remove") ledger.remove(job.name, record.relPath);
     else ledger.recordFailure(job.name, record.relPath, outcome.ledger.failure);
     this.#logFailure(source, error, outcome.next);
-    if (outcome.next.kind === "give-up") this.#context.onGaveUp(record.relPath);
+    if (outcome.next.kind === "give-up") {
+      this.#context.onGaveUp(record, error.message, outcome.next.attempts);
+    }
     // Before the file is back in the queue: the pause must hold it.
     if (outcome.next.kind === "hold") this.#context.onFull(error);
     const recheck = queue.finish(record.relPath, afterAttempt(outcome.next));
@@ -233,6 +243,17 @@ export class BatchSender {
       }
     }
   }
+}
+
+/** Every item failed, unsent, for a destination without room (`reason`). */
+function refuseAll(items: TransferItem[], reason: string): TransferOutcome[] {
+  return items.map((item) => ({
+    item,
+    error: new TransferError(
+      `Cannot send ${item.source}: ${reason}`,
+      "retry-later",
+    ),
+  }));
 }
 
 /** Where a record goes after a failed attempt. */

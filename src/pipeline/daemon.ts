@@ -15,10 +15,12 @@ import { loadConfig } from "../config/load.ts";
 import { makeRuntimeDir } from "../config/paths.ts";
 import { WatchFolderError } from "../errors.ts";
 import { Ledger } from "../ledger/ledger.ts";
-import { acquireDaemonLock, PID_FILE } from "../ledger/daemon_lock.ts";
+import { acquireDaemonLock, type JobPause, PID_FILE } from "../ledger/daemon_lock.ts";
 import { logger } from "../log/logging.ts";
 import { createTransport } from "../transfer/factory.ts";
 import { VERSION } from "../version.ts";
+import { assertHooksRunnable } from "./hooks.ts";
+import { assertCleanupSafe } from "./source_cleanup.ts";
 import { JobRunner, type JobSummary } from "./job_runner.ts";
 
 /** Options of {@linkcode runDaemon}. */
@@ -72,6 +74,8 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
         stalePid: lock.stalePid,
       });
     }
+    assertHooksRunnable(config.jobs);
+    assertCleanupSafe(config.jobs);
     await checkWatchFolders(config.jobs, options.once);
     const openLedger = Ledger.open(config.state_dir);
     ledger = openLedger;
@@ -85,7 +89,13 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
       pidFile: join(config.state_dir, PID_FILE),
     });
     const start = (c: Config) =>
-      new RunningJobs(c, (job) => createTransport(job, dir), openLedger, options.once);
+      new RunningJobs(
+        c,
+        (job) => createTransport(job, dir),
+        openLedger,
+        options.once,
+        (paused) => lock.setPaused(paused),
+      );
     jobs = start(config);
     if (options.once) {
       if (await events.race(jobs.started) !== "stop") await events.race(jobs.idle());
@@ -136,6 +146,8 @@ async function reloadConfig(
           "the ledger: restart the daemon to use the new state_dir",
       );
     }
+    assertHooksRunnable(next.jobs);
+    assertCleanupSafe(next.jobs);
     await checkWatchFolders(next.jobs, false);
     await onReload?.(next);
     return next;
@@ -189,13 +201,27 @@ class RunningJobs {
   readonly started: Promise<void>;
   #stopped = false;
 
+  /** Jobs paused because their destination is full. */
+  #paused: Record<string, JobPause> = {};
+
   constructor(
     config: Config,
     transport: (job: JobConfig) => ReturnType<typeof createTransport>,
     ledger: Ledger,
     once: boolean,
+    onPaused: (paused: Record<string, JobPause>) => void,
   ) {
-    this.runners = config.jobs.map((job) => new JobRunner(job, ledger, transport(job), { once }));
+    onPaused(this.#paused);
+    this.runners = config.jobs.map((job) =>
+      new JobRunner(job, ledger, transport(job), {
+        once,
+        onPauseChange: (pause) => {
+          if (pause) this.#paused[job.name] = pause;
+          else delete this.#paused[job.name];
+          if (!this.#stopped) onPaused(this.#paused);
+        },
+      })
+    );
     this.started = Promise.all(this.runners.map((r) => r.start())).then(() => {}, (error) => {
       // A runner stopped by a reload may fail on its way out: not a reason to exit.
       if (this.#stopped) return new Promise<never>(() => {});

@@ -12,6 +12,7 @@ import { createFileFilter } from "../watch/file_filter.ts";
 import { scanFolder, type SkippedEntry } from "../watch/scan.ts";
 import { readablePath } from "../watch/skip_log.ts";
 import { sameVersion, versionOf } from "../watch/file_version.ts";
+import { dueSteps } from "./source_cleanup.ts";
 
 /**
  * Print one line per file that would be sent (`would transfer <source> -> <target>`),
@@ -59,9 +60,20 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
         const shown = readablePath(entry.path) + (entry.folder ? "/" : "");
         write(`skipped ${shown}: ${entry.skip.reason}`);
       }
+      const removals = ledger ? await dueSteps(job, ledger, Date.now()) : [];
+      for (const step of removals) {
+        write(
+          step.moveTo === null
+            ? `would delete ${step.source} (arrived verified)`
+            : `would move ${step.source} -> ${step.moveTo} (arrived verified)`,
+        );
+      }
+      const removed = job.after_transfer === "keep"
+        ? ""
+        : `, ${removals.length} source(s) would be ${job.after_transfer}d now`;
       write(
         `job ${job.name}: ${count} file(s) would be transferred (${job.transfer_method}), ` +
-          `${skipped.length} skipped`,
+          `${skipped.length} skipped${removed}`,
       );
       total += count;
     }

@@ -35,6 +35,8 @@ export interface FullPauseOptions {
   fullSpeed: number;
   /** Called when a probe may start. */
   onProbeDue: () => void;
+  /** Called when the pause begins (with the reason) and when it ends (`null`). */
+  onChange?: (pause: { reason: string; sinceMs: number } | null) => void;
   /** @default FULL_PROBE_MS */
   probeEveryMs?: number;
   clock?: Clock;
@@ -45,7 +47,7 @@ export class FullDestinationPause {
   #state: State = "running";
   /** While recovering: how many files may be on their way. */
   #window = 1;
-  #options: Required<FullPauseOptions>;
+  #options: Required<Omit<FullPauseOptions, "onChange">> & Pick<FullPauseOptions, "onChange">;
   #cancelTimer: (() => void) | undefined;
   #log = logger("pipeline");
 
@@ -100,6 +102,7 @@ export class FullDestinationPause {
         "The destination {target} is full: {reason}. Job {job} pauses; one file is tried every {seconds} s, and sending resumes as soon as one arrives",
         { job, target, reason, seconds: probeEveryMs / 1000 },
       );
+      this.#options.onChange?.({ reason, sinceMs: this.#options.clock.now() });
     }
     return began;
   }
@@ -126,6 +129,7 @@ export class FullDestinationPause {
       job: this.#options.job,
       target: this.#options.target,
     });
+    this.#options.onChange?.(null);
     return true;
   }
 

@@ -10,6 +10,7 @@
  * @module
  */
 import type { JobConfig } from "../config/types.ts";
+import type { JobPause } from "../ledger/daemon_lock.ts";
 import type { DoneEntry, Ledger } from "../ledger/ledger.ts";
 import { logger } from "../log/logging.ts";
 import type { Transport } from "../transfer/transport.ts";
@@ -19,6 +20,8 @@ import { StabilityChecker } from "../watch/stability.ts";
 import { WatchSession } from "../watch/watch_session.ts";
 import { BatchSender } from "./batch_sender.ts";
 import { FullDestinationPause } from "./full_pause.ts";
+import { JobExtras } from "./job_extras.ts";
+import { SpaceGuard } from "./space_guard.ts";
 import { Intake } from "./intake.ts";
 import {
   type LedgerSyncContext,
@@ -52,6 +55,10 @@ export interface JobRunnerOptions {
   batchDeadlineMs?: number;
   /** How often a job paused by a full destination tries one file. @default 15000 */
   fullProbeMs?: number;
+  /** How often the watch folder's disk is looked at (`min_free_space`). @default 60000 */
+  watchDiskCheckMs?: number;
+  /** Called when the job pauses because its destination is full, and when it resumes (`null`). */
+  onPauseChange?: (pause: JobPause | null) => void;
 }
 
 /** What a job did during this run. */
@@ -73,9 +80,13 @@ export class JobRunner {
   #intake: Intake;
   /** Paused while the destination is full. */
   #full: FullDestinationPause;
+  /** `min_free_space` at the destination and the watch folder's disk. */
+  #space: SpaceGuard;
   /** Files in the batches being sent. */
   #filesInFlight = 0;
   #sender: BatchSender;
+  /** Hooks, source clean-up, schedules. */
+  #extras: JobExtras;
   #sync: LedgerSyncContext;
   #log = logger("pipeline");
   #done = new Map<string, DoneEntry>();
@@ -85,6 +96,8 @@ export class JobRunner {
   #pumpTimer: ReturnType<typeof setTimeout> | undefined;
   #sweepTimer: ReturnType<typeof setInterval> | undefined;
   #stopping = false;
+  /** Outside a transfer window of the schedules: no new batches. */
+  #paused = false;
   #idleWaiters: Array<() => void> = [];
   #stats: JobSummary = { sent: 0, failed: 0 };
 
@@ -138,6 +151,22 @@ export class JobRunner {
       fullSpeed: job.max_concurrent_transfers * transport.maxBatchFiles,
       onProbeDue: () => this.#pump(),
       probeEveryMs: options.fullProbeMs,
+      onChange: (pause) =>
+        options.onPauseChange?.(
+          pause && {
+            state: "destination full",
+            since: new Date(pause.sinceMs).toISOString(),
+            reason: pause.reason,
+          },
+        ),
+    });
+    this.#space = new SpaceGuard({
+      job,
+      target: transport.describeTarget(""),
+      measure: transport.diskSpace?.bind(transport),
+      signal: this.#abort.signal,
+      repeatWatchCheck: !options.once,
+      watchCheckMs: options.watchDiskCheckMs,
     });
     this.#session = new WatchSession({
       root: job.watch_path,
@@ -163,6 +192,20 @@ export class JobRunner {
       onQueued: () => this.#pumpSoon(),
       onSettled: () => this.#checkIdle(),
     });
+    this.#extras = new JobExtras({
+      job,
+      ledger,
+      transport,
+      done: () => this.#done,
+      signal: this.#abort.signal,
+      rescan: () => this.#session.rescan(),
+      pause: () => void (this.#paused = true),
+      resume: () => {
+        this.#paused = false;
+        this.#pump();
+      },
+      once: options.once,
+    });
     this.#sync = {
       job,
       ledger,
@@ -178,13 +221,18 @@ export class JobRunner {
       queue: this.#queue,
       signal: this.#abort.signal,
       observe: (path) => this.#checker.touch(path),
-      onSent: (rel, version) => {
+      onSent: (rel, version, destination) => {
         this.#done.set(rel, version);
         this.#stats.sent++;
+        this.#extras.arrived(rel, version, destination);
       },
-      onGaveUp: () => this.#stats.failed++,
+      onGaveUp: (record, error, attempts) => {
+        this.#stats.failed++;
+        this.#extras.gaveUp(record, error, attempts);
+      },
       pauseWhenFull: !options.once,
       onFull: (error) => this.#full.full(error.message),
+      admit: (bytes) => this.#space.admit(bytes),
       deadlineMs: options.batchDeadlineMs,
     });
   }
@@ -218,6 +266,8 @@ export class JobRunner {
       target: this.#transport.describeTarget(""),
     });
     if (!this.#options.once) this.#sweepTimer = setInterval(() => this.#sweep(), SWEEP_INTERVAL_MS);
+    this.#extras.start();
+    this.#space.start();
     this.#pump();
     this.#checkIdle();
   }
@@ -240,11 +290,13 @@ export class JobRunner {
     this.#session.close();
     this.#queue.close();
     this.#full.close();
+    this.#space.close();
     this.#checker.close();
     clearTimeout(this.#pumpTimer);
     clearInterval(this.#sweepTimer);
     this.#abort.abort(new Error("stopping"));
     await Promise.allSettled([...this.#batches]);
+    await this.#extras.close();
     await this.#transport.close();
     for (const resolve of this.#idleWaiters.splice(0)) resolve();
   }
@@ -285,7 +337,9 @@ export class JobRunner {
    * full, only what the pause allows (a probe, then a growing number of files).
    */
   #pump(): void {
-    while (!this.#stopping && this.#batches.size < this.job.max_concurrent_transfers) {
+    while (
+      !this.#stopping && !this.#paused && this.#batches.size < this.job.max_concurrent_transfers
+    ) {
       const room = this.#full.room(this.#filesInFlight);
       if (room <= 0) break;
       const batch = this.#queue.takeBatch(Math.min(room, this.#transport.maxBatchFiles));

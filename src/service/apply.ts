@@ -10,6 +10,7 @@
  */
 import { dirname, join } from "node:path";
 import { CommandError } from "../errors.ts";
+import { neverStarted, runProcess } from "../process/run.ts";
 import { displayArgv } from "./escape.ts";
 import type { PlannedCommand, PlannedFile, ServiceCheck, ServicePlan } from "./plan.ts";
 import { encodeUtf16LeBom } from "./task_scheduler.ts";
@@ -213,40 +214,36 @@ async function runPlanned(command: PlannedCommand, options: ApplyOptions): Promi
   throw failure;
 }
 
-/** Run one command; return the error instead of throwing it. */
+/**
+ * Run one command; return its error instead of throwing it, with stdout added
+ * to the message (some service managers report errors there).
+ *
+ * @throws the system's error when the program exists but cannot be started
+ */
 async function runOnce(argv: string[]): Promise<CommandError | undefined> {
-  const started = Date.now();
-  let output: Deno.CommandOutput;
   try {
-    output = await new Deno.Command(argv[0], {
-      args: argv.slice(1),
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
+    await runProcess(argv);
+    return undefined;
   } catch (error) {
-    if (error instanceof Deno.errors.NotFound) {
+    if (!(error instanceof CommandError)) throw error;
+    if (neverStarted(error)) {
+      if (!(error.cause instanceof Deno.errors.NotFound)) throw error.cause;
       return new CommandError(
         `Cannot run ${argv[0]}: not found; is this system's service manager installed?`,
-        { argv, code: null, signal: null, timedOut: false, stderr: "", durationMs: 0 },
-        { cause: error },
+        error.run,
+        { cause: error.cause },
       );
     }
-    throw error;
+    const output = [error.run.stderr, error.run.stdout ?? ""].filter((text) => text !== "")
+      .join("\n").slice(0, 2000);
+    const ending = error.run.timedOut
+      ? "timed out"
+      : error.run.signal
+      ? `killed by ${error.run.signal}`
+      : `exit code ${error.run.code}`;
+    return new CommandError(
+      `Cannot complete ${displayArgv(argv)}: ${ending}${output ? `: ${output}` : ""}`,
+      error.run,
+    );
   }
-  if (output.success) return undefined;
-  const decoder = new TextDecoder();
-  const stderr = (decoder.decode(output.stderr) + decoder.decode(output.stdout)).trim()
-    .slice(0, 2000);
-  return new CommandError(
-    `Cannot complete ${displayArgv(argv)}: exit code ${output.code}${stderr ? `: ${stderr}` : ""}`,
-    {
-      argv,
-      code: output.code,
-      signal: output.signal,
-      timedOut: false,
-      stderr,
-      durationMs: Date.now() - started,
-    },
-  );
 }

@@ -25,12 +25,14 @@ export function isDenoRuntime(execPath: string): boolean {
  * A compiled binary runs as `<exe> run -c <config>`. From source (the
  * executable is deno), it is `<deno> run -q -P=image-transfer --config
  * <repo>/deno.json <repo>/main.ts run -c <config>`, the same permission set
- * as `deno task image-transfer`.
+ * as `deno task image-transfer`, plus `--allow-run=<program>` for each of
+ * `allowRun` (the config's hook programs).
  *
  * @param os the OS the service runs on (picks the path style)
  * @param execPath absolute path of the running executable
  * @param repoRoot the source checkout (used only when running from source)
  * @param configPath absolute config file
+ * @param allowRun programs the daemon may run beyond the permission set (source only)
  * @returns program and arguments
  */
 export function daemonArgv(
@@ -38,6 +40,7 @@ export function daemonArgv(
   execPath: string,
   repoRoot: string,
   configPath: string,
+  allowRun: string[] = [],
 ): string[] {
   const path = os === "windows" ? win32 : posix;
   const exec = path.normalize(execPath);
@@ -48,6 +51,7 @@ export function daemonArgv(
     "run",
     "-q",
     "-P=image-transfer",
+    ...allowRun.map((program) => `--allow-run=${program}`),
     "--v8-flags=--optimize-for-size",
     "--config",
     path.join(repoRoot, "deno.json"),

@@ -7,17 +7,20 @@
  * `XSHA256` where the server offers one), and renamed into place. FTP has no
  * exclusive create: the 96 random bits of the name are what keep anyone from
  * planting something under it ahead. Connections are kept open and reused
- * from one batch to the next (one per concurrent batch).
+ * from one batch to the next (one per concurrent batch). FTP has no rate
+ * limit of its own: a `bandwidth_limit` paces the reading of the source.
  *
  * @module
  */
+import { FTPError } from "basic-ftp";
 import { createReadStream } from "node:fs";
+import { bandwidthShare } from "../config/bandwidth.ts";
 import type { JobConfig } from "../config/types.ts";
 import { TransferError } from "../errors.ts";
 import { logger } from "../log/logging.ts";
 import { classifyFtpError, connectFtp, ftpServerName, SESSION_REUSE_FIX } from "./ftp_connect.ts";
-import { assertSourceUnchanged } from "./source_check.ts";
-import { deliveredPermissions, openSource } from "./source_open.ts";
+import { probeFtpDestination } from "./ftp_probe.ts";
+import { deliveredPermissions, inspectSource, openSource } from "./source_open.ts";
 import {
   badName,
   ensureFolders,
@@ -29,7 +32,8 @@ import {
   renameReplacing,
 } from "./ftp_remote.ts";
 import { isOwnTempName, jobOwner, tempNameFor } from "./temp_name.ts";
-import type { TransferItem, TransferOutcome, Transport } from "./transport.ts";
+import { pacedStream, Throttle } from "./throttle.ts";
+import type { ProbeCheck, TransferItem, TransferOutcome, Transport } from "./transport.ts";
 
 const log = logger("transfer");
 
@@ -57,6 +61,10 @@ export class FtpTransport implements Transport {
     return `ftp${this.#job.ftp_tls === "off" ? "" : "s"}://${ftpServerName(this.#job)}${
       joinRemote(this.#job.remote_base_path, destination)
     }`;
+  }
+
+  probe(): Promise<ProbeCheck[]> {
+    return probeFtpDestination(this.#job);
   }
 
   async warmUp(): Promise<void> {
@@ -94,7 +102,7 @@ export class FtpTransport implements Transport {
         // An abort while connecting: the connection is dropped below.
         signal.throwIfAborted();
         try {
-          await this.#upload(peer, item);
+          await this.#upload(peer, item, signal);
           outcomes.push({ item, error: null });
         } catch (error) {
           if (signal.aborted) throw signal.reason;
@@ -113,6 +121,38 @@ export class FtpTransport implements Transport {
       }
     }
     return outcomes;
+  }
+
+  /** Sizes of delivered files by `SIZE` (`null`: no file there), for the catch-up. */
+  async destinationSizes(
+    destinations: string[],
+    signal: AbortSignal,
+  ): Promise<Map<string, number | null>> {
+    const sizes = new Map<string, number | null>();
+    const peer = await this.#acquire();
+    let healthy = false;
+    try {
+      const base = this.#base(peer);
+      for (const destination of destinations) {
+        signal.throwIfAborted();
+        if (/[\r\n\0]/.test(destination)) {
+          sizes.set(destination, null); // Never delivered (see badName).
+          continue;
+        }
+        try {
+          sizes.set(destination, await peer.connection.client.size(joinRemote(base, destination)));
+        } catch (error) {
+          // 550: no such file (or not a plain file); anything else is a real failure.
+          if (!(error instanceof FTPError) || error.code !== 550) throw error;
+          sizes.set(destination, null);
+        }
+      }
+      healthy = true;
+    } finally {
+      if (healthy) this.#release(peer);
+      else this.#drop(peer);
+    }
+    return sizes;
   }
 
   close(): Promise<void> {
@@ -169,11 +209,16 @@ export class FtpTransport implements Transport {
     this.#open.delete(peer);
   }
 
-  async #upload(peer: FtpPeer, item: TransferItem): Promise<void> {
-    const { client, features, home } = peer.connection;
-    const base = this.#job.remote_base_path.startsWith("/")
+  /** `remote_base_path` as an absolute path on the server (a relative one is under the login's home). */
+  #base(peer: FtpPeer): string {
+    return this.#job.remote_base_path.startsWith("/")
       ? this.#job.remote_base_path
-      : joinRemote(home, this.#job.remote_base_path);
+      : joinRemote(peer.connection.home, this.#job.remote_base_path);
+  }
+
+  async #upload(peer: FtpPeer, item: TransferItem, signal: AbortSignal): Promise<void> {
+    const { client, features } = peer.connection;
+    const base = this.#base(peer);
     const finalPath = joinRemote(base, item.destination);
     const folder = finalPath.slice(0, finalPath.lastIndexOf("/")) || "/";
     await ensureFolders(peer, base, folder);
@@ -189,9 +234,16 @@ export class FtpTransport implements Transport {
     // The stream owns the descriptor from here on and closes it exactly once.
     const stream = createReadStream("", { fd: source.fd, autoClose: true, start: 0 });
     stream.on("error", (error) => counter.destroy(error));
+    // With a bandwidth limit, the job's share paces what is read (FTP has no limit of its own).
+    const share = bandwidthShare(this.#job);
+    const paced = share === null ? null : pacedStream(new Throttle(share), signal);
+    paced?.on("error", (error) => counter.destroy(error));
     try {
       uploaded = true;
-      await client.uploadFrom(stream.pipe(counter), tempPath);
+      await client.uploadFrom(
+        paced === null ? stream.pipe(counter) : stream.pipe(paced).pipe(counter),
+        tempPath,
+      );
       peer.dataWorked = true;
       if (counter.bytes !== item.size) {
         throw new TransferError(
@@ -216,10 +268,12 @@ export class FtpTransport implements Transport {
       await client.sendIgnoringError(
         `SITE CHMOD ${deliveredPermissions(source.info).toString(8)} ${tempPath}`,
       );
-      if (features.mfmt) {
-        await client.sendIgnoringError(`MFMT ${mfmtTime(item.mtimeMs)} ${tempPath}`);
-      }
-      await assertSourceUnchanged(item);
+      // The source's mtime: MFMT, or the two-argument MDTM some servers (vsftpd) take instead.
+      const time = mfmtTime(item.mtimeMs);
+      if (features.mfmt) await client.sendIgnoringError(`MFMT ${time} ${tempPath}`);
+      else if (features.mdtm) await client.sendIgnoringError(`MDTM ${time} ${tempPath}`);
+      // The source must still be the file that was judged complete.
+      inspectSource(item);
       await renameReplacing(peer.connection, tempPath, finalPath);
     } catch (error) {
       if (uploaded && !client.closed) await client.sendIgnoringError(`DELE ${tempPath}`);
@@ -232,6 +286,7 @@ export class FtpTransport implements Transport {
         stream.destroy();
         await closed;
       }
+      paced?.destroy();
       counter.destroy();
     }
   }

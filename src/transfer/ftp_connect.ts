@@ -108,6 +108,8 @@ export interface FtpFeatures {
   xsha256: boolean;
   /** `MFMT` (set a file's modification time). */
   mfmt: boolean;
+  /** `MDTM` (some servers, vsftpd among them, also set the time with `MDTM <time> <path>`). */
+  mdtm: boolean;
 }
 
 /** A logged-in connection. */
@@ -152,6 +154,7 @@ export async function connectFtp(
       hash: /SHA-256/i.test(hashAlgorithms),
       xsha256: feat.has("XSHA256"),
       mfmt: feat.has("MFMT"),
+      mdtm: feat.has("MDTM"),
     };
     return { client, features, home: await client.pwd() };
   } catch (error) {
@@ -220,6 +223,14 @@ export function classifyFtpError(error: unknown, job: JobConfig, step: string): 
         {
           cause: error,
         },
+      );
+    }
+    if (ftpCode === 451 && step === "upload" && /writ/i.test(reason)) {
+      // vsftpd's answer to a full disk (it says no more): held like one, and probed.
+      return new TransferError(
+        `FTP server ${server}: destination is full or cannot be written (${reason})`,
+        "retry-later",
+        { cause: error },
       );
     }
     if (ftpCode >= 500) {

@@ -1,13 +1,14 @@
 /**
  * Destination folders of the `local` transport: created below the base path
- * without ever going through a symbolic link, and swept of this daemon's
- * leftover temporary files.
+ * without ever going through a symbolic link, swept of this daemon's leftover
+ * temporary files, and probed for `doctor`.
  *
  * @module
  */
 import { join } from "node:path";
 import { TransferError } from "../errors.ts";
-import { isOwnTempName } from "./temp_name.ts";
+import { isOwnTempName, randomPart } from "./temp_name.ts";
+import type { ProbeCheck } from "./transport.ts";
 
 /**
  * Create the folders of `destination` (a `/`-separated path relative to
@@ -59,5 +60,30 @@ export async function sweepLocalLeftovers(
     }
   } catch {
     // Unreadable folder: the copy itself will report what is wrong.
+  }
+}
+
+/**
+ * The probe of a local destination: it can be created and written (a new
+ * folder of a random name is made and removed there, so nothing is written
+ * through a link). Free space is not checked.
+ */
+export async function probeLocalDestination(base: string): Promise<ProbeCheck[]> {
+  const probe = join(base, `.image-transfer-probe-${randomPart()}`);
+  try {
+    await Deno.mkdir(base, { recursive: true });
+    await Deno.mkdir(probe, { mode: 0o700 });
+    await Deno.remove(probe);
+    return [
+      { check: "destination writable", verdict: "ok", detail: base },
+      { check: "free space", verdict: "skip", detail: "not checked for local destinations" },
+    ];
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    return [{
+      check: "destination writable",
+      verdict: "fail",
+      detail: `${base}: ${message}; create the folder or fix its permissions`,
+    }];
   }
 }

@@ -1,90 +1,68 @@
 /**
- * The remote script that prepares a batch's folders before an SSH upload:
- * each destination folder is created below the base path without going
- * through a symbolic link, this daemon's leftover upload folders are swept
- * out of it where asked, and the batch's own upload folder is created inside
- * it exclusively (`mkdir` without `-p`, mode 700: it fails if the name
- * exists, a planted link included, and nobody else can put anything in it).
+ * Preparing a batch's folders before an SSH upload, with one call of
+ * `remote/make_folders.sh`: each destination folder is created below the base
+ * path without going through a symbolic link, this daemon's leftover upload
+ * folders are swept out of it where asked, and the batch's own upload folder
+ * is created inside it exclusively (mode 700).
  *
  * @module
  */
 import { posix } from "node:path";
-import { prelude } from "./remote_verify.ts";
-import { shellQuote } from "./ssh.ts";
+import { buildScript, call, parseResults, resultsByIndex } from "./remote_script.ts";
+import type { SshSession } from "./ssh.ts";
 import { TEMP_SUFFIX } from "./temp_name.ts";
 
 /** One destination folder of a batch. */
-export interface UploadFolderSpec {
+export interface FolderSpec {
   /** The destination folder (inside the base path, or the base path itself). */
   folder: string;
-  /** The batch's upload folder inside it, created exclusively. */
-  upload: string;
+  /** Name of the batch's upload folder, created inside `folder`. */
+  uploadName: string;
   /**
    * Remove the entries of `folder` whose names start with this prefix and end
-   * with the temporary suffix (leftover upload folders) before creating
-   * `upload`; `null` to leave them.
+   * with the temporary suffix (leftover upload folders) first; `null` to leave them.
    */
   sweepPrefix: string | null;
 }
 
+/** What went wrong with one folder. */
+export type FolderFailure =
+  | { kind: "link" }
+  | { kind: "failed"; message: string };
+
 /**
- * A script that creates `base` (with parents; it may be or go through a
- * link), then for each spec the folders from `base` down to `folder` one by
- * one, then the upload folder. A folder below `base` that is a symbolic link
- * is reported as `L <index>` and nothing is created through it; other
- * failures as `F <index> <message>`. `probe` lines (such as `RECEIVER_PROBE`)
- * run at the end.
+ * The script lines that prepare `specs` below `base`.
  *
  * @throws {Error} when a folder is not inside `base`
  */
-export function buildMkdirScript(
-  base: string,
-  specs: UploadFolderSpec[],
-  marker: string,
-  probe: string[] = [],
-): string {
-  const lines = [
-    ...prelude(marker),
-    // b INDEX BASE: the base path, with parents.
-    `b() { [ -d "$2" ] && return 0; e=$(mkdir -p -- "$2" 2>&1) && return 0; fail F "$1" "$e"; return 1; }`,
-    // k INDEX FOLDER: a real folder below the base (created if missing; a concurrent mkdir is fine).
-    "k() {",
-    `  [ -L "$2" ] && { say L "$1"; return 1; }`,
-    `  [ -d "$2" ] && return 0`,
-    `  [ -e "$2" ] && { fail F "$1" "$2: Not a directory"; return 1; }`,
-    `  e=$(mkdir -- "$2" 2>&1) && return 0`,
-    `  [ -d "$2" ] && ! [ -L "$2" ] && return 0`,
-    `  fail F "$1" "$e"; return 1`,
-    "}",
-    // w PREFIX FOLDER: remove leftover upload folders (the prefix holds no special characters).
-    "w() {",
-    "  set +f",
-    `  for d in "$2"/$1*${TEMP_SUFFIX}; do`,
-    `    if [ -e "$d" ] || [ -L "$d" ]; then rm -rf -- "$d"; fi`,
-    "  done",
-    "  set -f",
-    "}",
-    // u INDEX UPLOAD: the batch's own upload folder, exclusively.
-    `u() { e=$(mkdir -m 700 -- "$2" 2>&1) || fail F "$1" "$e"; }`,
-  ];
-  specs.forEach((spec, index) => {
-    const steps = [`b ${index} ${shellQuote(base)}`];
-    for (const folder of foldersBelow(base, spec.folder)) {
-      steps.push(`k ${index} ${shellQuote(folder)}`);
-    }
-    const make = `u ${index} ${shellQuote(spec.upload)}`;
-    if (spec.sweepPrefix !== null) {
-      if (!/^[A-Za-z0-9._-]+$/.test(spec.sweepPrefix)) {
-        throw new Error(`Cannot sweep with prefix ${JSON.stringify(spec.sweepPrefix)}`);
-      }
-      steps.push(`{ w ${spec.sweepPrefix} ${shellQuote(spec.folder)}; ${make}; }`);
-    } else {
-      steps.push(make);
-    }
-    lines.push(steps.join(" && "));
+export function makeFoldersLines(base: string, specs: FolderSpec[]): string[] {
+  return specs.map((spec, index) => {
+    const sweep = spec.sweepPrefix === null ? [] : [spec.sweepPrefix, TEMP_SUFFIX];
+    return `${call("make_folders", index, base, ...foldersBelow(base, spec.folder))} && ` +
+      call("make_upload_folder", index, spec.folder, spec.uploadName, ...sweep);
   });
-  lines.push(...probe, "exit 0", "");
-  return lines.join("\n");
+}
+
+/**
+ * Prepare `specs` below `base` with one remote call.
+ *
+ * @returns the failures, by index in `specs`
+ * @throws {CommandError} when the call fails; `signal.reason` when aborted
+ */
+export async function makeFolders(
+  session: SshSession,
+  base: string,
+  specs: FolderSpec[],
+  options: { timeoutMs: number; signal: AbortSignal },
+): Promise<Map<number, FolderFailure>> {
+  const script = buildScript("make_folders", makeFoldersLines(base, specs));
+  const stdout = await session.runScript(script.text, options);
+  const failures = new Map<number, FolderFailure>();
+  for (const [index, { word, detail }] of resultsByIndex(parseResults(stdout, script.marker))) {
+    if (word === "folder-is-link") failures.set(index, { kind: "link" });
+    if (word === "folder-failed") failures.set(index, { kind: "failed", message: detail });
+  }
+  return failures;
 }
 
 /** The folders from just below `base` down to `folder`, top first. */

@@ -1,19 +1,26 @@
 /**
- * The `rsync` transport. Per batch, over one shared SSH connection:
- * 1. one ssh call creates, in every destination folder of the batch, this
- *    daemon's hidden upload folder (see `uploadFolderName`), as for scp;
- * 2. one `rsync` call per destination folder uploads the sources, under their
- *    own names, into that upload folder (`--files-from=- --from0
- *    --no-relative`), so even `--partial` or `--inplace` in `rsync_options`
- *    never write a final name, and no local staging is needed;
- * 3. one ssh call verifies each copy, renames it into the destination folder
- *    (see `remote_verify.ts`) and removes upload folders no other batch uses.
+ * The `rsync` transport: batches delivered as `ssh_batch.ts` describes, each
+ * upload one `rsync` call per destination folder into the batch's upload
+ * folder there, under the files' own names (`--files-from=- --from0
+ * --no-relative`), so even `--partial` or `--inplace` in `rsync_options`
+ * never write a final name, and no local staging is needed. `--times --perms
+ * --chmod=go-w` give each copy the source's mtime and permission bits without
+ * group and other write.
+ *
+ * rsync checks every file it writes against the whole-file checksum of what
+ * it read from the source, and retries or reports the file when they differ:
+ * with `verify_transfer: checksum`, a copy of a call that exited 0 is not
+ * hashed again on either side (only its size is checked); copies of a call
+ * that failed are compared by SHA-256.
  *
  * @module
  */
 import { dirname, isAbsolute, posix, relative, sep } from "node:path";
 import type { CommandError } from "../errors.ts";
-import { byTempFolder, type Plan, SshTransport } from "./ssh_transport.ts";
+import { bandwidthShare, rsyncBwlimit } from "../config/bandwidth.ts";
+import type { JobConfig } from "../config/types.ts";
+import { byUploadFolder, type SshDelivery } from "./ssh_delivery.ts";
+import { SshTransport } from "./ssh_transport.ts";
 
 /** rsync exit codes for "some files were not transferred" (the others were). */
 const RSYNC_PARTIAL_CODES = new Set([23, 24]);
@@ -26,13 +33,14 @@ const RSYNC_SUMMARY =
 export class RsyncTransport extends SshTransport {
   readonly method = "rsync" as const;
   readonly maxBatchFiles = 500;
+  override readonly uploadVerifiesCopies = true;
 
   /**
    * One call per upload folder, and items whose links may be followed (see
    * `TransferItem.followLink`) in calls of their own.
    */
-  protected override uploadCalls(plans: Plan[]): Plan[][] {
-    return byTempFolder(plans).flatMap((group) =>
+  override uploadCalls(deliveries: SshDelivery[]): SshDelivery[][] {
+    return byUploadFolder(deliveries).flatMap((group) =>
       [
         group.filter((plan) => !plan.item.followLink),
         group.filter((plan) => plan.item.followLink),
@@ -44,7 +52,7 @@ export class RsyncTransport extends SshTransport {
    * One rsync call of the sources of `group` into `folder`. Links are never
    * followed (nor copied as links) unless the group's items allow following.
    */
-  protected async copy(group: Plan[], folder: string, signal: AbortSignal): Promise<void> {
+  async upload(group: SshDelivery[], folder: string, signal: AbortSignal): Promise<void> {
     const root = commonFolder(group.map((plan) => plan.item.source));
     // "./" first: rsync skips list entries that start with "#" or ";" as comments.
     const list = group.map((plan) =>
@@ -55,10 +63,14 @@ export class RsyncTransport extends SshTransport {
       "--protect-args",
       ...(group[0].item.followLink ? ["--copy-links"] : []),
       "--ignore-times",
+      "--times",
+      "--perms",
+      "--chmod=go-w",
       "--no-relative",
       "--files-from=-",
       "--from0",
       ...(this.job.compression ? ["--compress"] : []),
+      ...bwlimitArgs(this.job),
       "-e",
       await this.session.rsyncRsh(),
       ...this.job.rsync_options,
@@ -75,9 +87,9 @@ export class RsyncTransport extends SshTransport {
    * own temporary file next to it). A line that names no file of `group`
    * fails the whole call.
    */
-  protected failedInCall(error: CommandError, group: Plan[]): Set<Plan> | null {
+  failedInCall(error: CommandError, group: SshDelivery[]): Set<SshDelivery> | null {
     if (error.run.code === null || !RSYNC_PARTIAL_CODES.has(error.run.code)) return null;
-    const named = new Set<Plan>();
+    const named = new Set<SshDelivery>();
     for (const line of error.run.stderr.split(/\r?\n/)) {
       if (line.trim() === "" || RSYNC_SUMMARY.test(line)) continue;
       const found = group.filter((plan) => {
@@ -112,4 +124,10 @@ function commonFolder(paths: string[]): string {
 function isInside(root: string, path: string): boolean {
   const rel = relative(root, path);
   return rel !== "" && rel !== ".." && !rel.startsWith(`..${sep}`) && !isAbsolute(rel);
+}
+
+/** `--bwlimit` for the job's share of `bandwidth_limit`, if any. */
+function bwlimitArgs(job: JobConfig): string[] {
+  const share = bandwidthShare(job);
+  return share === null ? [] : [`--bwlimit=${rsyncBwlimit(share)}`];
 }

@@ -1,16 +1,16 @@
 /**
- * The `scp` transport. Per batch, over one shared SSH connection:
- * 1. one ssh call creates, in every destination folder of the batch, this
- *    daemon's hidden upload folder (see `uploadFolderName`);
- * 2. one `scp` call per destination folder (up to three side by side for a
- *    folder of many files) uploads the sources, under their own names, into
- *    that upload folder: nothing ever appears under a final name, and no local
- *    staging is needed;
- * 3. one ssh call verifies each copy, renames it into the destination folder
- *    (see `remote_verify.ts`) and removes upload folders no other batch uses.
+ * The `scp` transport: batches delivered as `ssh_batch.ts` describes, each
+ * upload one `scp -p` call per destination folder (up to three side by side
+ * for a folder of many files) into the batch's upload folder there, under the
+ * files' own names: nothing ever appears under a final name, and no local
+ * staging is needed. `-p` gives each copy the source's mtime (to the second)
+ * and permission bits. With `verify_transfer: checksum` the sources are hashed
+ * here while scp sends them, the copies on the server by the finishing step.
  *
  * scp runs in its default SFTP mode (OpenSSH 9+; `-O` is never passed), so the
  * remote side opens the paths as given and no remote shell sees file names.
+ * The SFTP server needs nothing but itself; OpenSSH's client already writes in
+ * the largest blocks the server allows (it asks with `limits@openssh.com`).
  * Batching does not depend on connection sharing: where OpenSSH cannot share
  * connections (Windows), a batch still costs one connection per folder.
  *
@@ -18,7 +18,9 @@
  */
 import { posix } from "node:path";
 import type { CommandError } from "../errors.ts";
-import { byTempFolder, type Plan, SshTransport } from "./ssh_transport.ts";
+import { bandwidthShare, scpLimit } from "../config/bandwidth.ts";
+import { byUploadFolder, type SshDelivery } from "./ssh_delivery.ts";
+import { SshTransport } from "./ssh_transport.ts";
 
 /** Keep each scp command line well under Windows' 32,767-character limit. */
 const MAX_SOURCE_CHARS = 16_000;
@@ -39,17 +41,26 @@ export class ScpTransport extends SshTransport {
   readonly method = "scp" as const;
   readonly maxBatchFiles = 100;
 
-  protected override readonly copiesGrowInPlace = true;
-  protected override readonly streamsLargeFiles = true;
-
-  /** A folder's files in up to {@linkcode PARALLEL_CALLS_PER_FOLDER} calls, each under the length limit. */
-  protected override uploadCalls(plans: Plan[]): Plan[][] {
-    return byTempFolder(plans).flatMap(splitForParallelCalls).flatMap(chunksBySourceLength);
+  /**
+   * A folder's files in up to {@linkcode PARALLEL_CALLS_PER_FOLDER} calls, each under the length
+   * limit; with a bandwidth limit one call per folder, which keeps to the job's share.
+   */
+  override uploadCalls(deliveries: SshDelivery[]): SshDelivery[][] {
+    const split = bandwidthShare(this.job) === null
+      ? splitForParallelCalls
+      : (part: SshDelivery[]) => [part];
+    return byUploadFolder(deliveries).flatMap(split).flatMap(chunksBySourceLength);
   }
 
-  /** One scp call of the sources of `group` into `folder`. */
-  protected async copy(group: Plan[], folder: string, signal: AbortSignal): Promise<void> {
-    const argv = await this.session.scpArgv(group.map((plan) => plan.item.source), `${folder}/`);
+  /** One `scp -p` call of the sources of `group` into `folder`. */
+  async upload(group: SshDelivery[], folder: string, signal: AbortSignal): Promise<void> {
+    const sources = group.map((delivery) => delivery.item.source);
+    const argv = await this.session.scpArgv(sources, `${folder}/`);
+    // Times and permission bits as the source's: the finishing step takes them away from
+    // group and others' write.
+    argv.splice(argv.indexOf("-q") + 1, 0, "-p");
+    const share = bandwidthShare(this.job);
+    if (share !== null) argv.splice(1, 0, "-l", scpLimit(share));
     await this.session.run(argv, { timeoutMs: this.timeoutMs, signal });
   }
 
@@ -60,33 +71,33 @@ export class ScpTransport extends SshTransport {
    * `group` (names with characters scp escapes name none), or the whole call
    * counts as failed.
    */
-  protected failedInCall(error: CommandError, group: Plan[]): Set<Plan> | null {
+  failedInCall(error: CommandError, group: SshDelivery[]): Set<SshDelivery> | null {
     if (error.run.code !== 1) return null;
-    const named = new Set<Plan>();
+    const named = new Set<SshDelivery>();
     for (const raw of error.run.stderr.split(/\r?\n/)) {
       if (raw.trim() === "") continue;
-      const plan = planNamedByScp(raw.replace(/^\S*scp: /, ""), group);
-      if (plan === null) return null;
-      named.add(plan);
+      const delivery = deliveryNamedByScp(raw.replace(/^\S*scp: /, ""), group);
+      if (delivery === null) return null;
+      named.add(delivery);
     }
     return named.size > 0 ? named : null;
   }
 }
 
-/** The one plan of `group` an scp error line names, or `null`. */
-function planNamedByScp(line: string, group: Plan[]): Plan | null {
+/** The one delivery of `group` an scp error line names, or `null`. */
+function deliveryNamedByScp(line: string, group: SshDelivery[]): SshDelivery | null {
   const upload = "failed to upload file ";
   const folder = ` to ${posix.dirname(group[0].tempPath)}/`;
-  let found: Plan[];
+  let found: SshDelivery[];
   if (line.startsWith(upload) && line.endsWith(folder)) {
     const source = line.slice(upload.length, line.length - folder.length);
-    found = group.filter((plan) => plan.item.source === source);
+    found = group.filter((delivery) => delivery.item.source === source);
   } else {
     const match = line.match(/^[a-z][a-z ]* (remote|local) "/);
     if (match === null) return null;
     const rest = line.slice(match[0].length);
-    found = group.filter((plan) => {
-      const path = match[1] === "remote" ? plan.tempPath : plan.item.source;
+    found = group.filter((delivery) => {
+      const path = match[1] === "remote" ? delivery.tempPath : delivery.item.source;
       const after = rest.slice(path.length + 1);
       return rest.startsWith(`${path}"`) && (after === "" || after.startsWith(": "));
     });
@@ -94,34 +105,37 @@ function planNamedByScp(line: string, group: Plan[]): Plan | null {
   return found.length === 1 ? found[0] : null;
 }
 
-/** Split `plans` so that each part's source paths stay under {@linkcode MAX_SOURCE_CHARS}. */
-function chunksBySourceLength(plans: Plan[]): Plan[][] {
-  const chunks: Plan[][] = [];
-  let current: Plan[] = [];
+/** Split `deliveries` so that each part's source paths stay under {@linkcode MAX_SOURCE_CHARS}. */
+function chunksBySourceLength(deliveries: SshDelivery[]): SshDelivery[][] {
+  const chunks: SshDelivery[][] = [];
+  let current: SshDelivery[] = [];
   let chars = 0;
-  for (const plan of plans) {
-    const length = plan.item.source.length + 3;
+  for (const delivery of deliveries) {
+    const length = delivery.item.source.length + 3;
     if (current.length > 0 && chars + length > MAX_SOURCE_CHARS) {
       chunks.push(current);
       current = [];
       chars = 0;
     }
-    current.push(plan);
+    current.push(delivery);
     chars += length;
   }
   if (current.length > 0) chunks.push(current);
   return chunks;
 }
 
-/** Split one folder's plans into up to {@linkcode PARALLEL_CALLS_PER_FOLDER} parts of about equal count. */
-function splitForParallelCalls(plans: Plan[]): Plan[][] {
+/** Split one folder's deliveries into up to {@linkcode PARALLEL_CALLS_PER_FOLDER} parts of about equal count. */
+function splitForParallelCalls(deliveries: SshDelivery[]): SshDelivery[][] {
   const parts = Math.max(
     1,
-    Math.min(PARALLEL_CALLS_PER_FOLDER, Math.floor(plans.length / MIN_FILES_PER_CALL)),
+    Math.min(PARALLEL_CALLS_PER_FOLDER, Math.floor(deliveries.length / MIN_FILES_PER_CALL)),
   );
   return Array.from(
     { length: parts },
     (_, i) =>
-      plans.slice(Math.floor(i * plans.length / parts), Math.floor((i + 1) * plans.length / parts)),
+      deliveries.slice(
+        Math.floor(i * deliveries.length / parts),
+        Math.floor((i + 1) * deliveries.length / parts),
+      ),
   );
 }

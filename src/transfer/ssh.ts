@@ -9,7 +9,7 @@ import { createHash } from "node:crypto";
 import { join, posix } from "node:path";
 import type { JobConfig } from "../config/types.ts";
 import { CommandError, ConfigError } from "../errors.ts";
-import { runCommand, type RunCommandOptions, type RunCommandResult } from "./run_command.ts";
+import { type RunOptions, runProcess, type RunResult } from "../process/run.ts";
 import { SessionSlots } from "./session_slots.ts";
 import { checkMaster, stopMaster } from "./ssh_master.ts";
 
@@ -285,15 +285,15 @@ export class SshSession {
    */
   async run(
     argv: string[],
-    options: RunCommandOptions & { onlyIfFree?: boolean } = {},
-  ): Promise<RunCommandResult> {
+    options: RunOptions & { onlyIfFree?: boolean } = {},
+  ): Promise<RunResult> {
     const { onlyIfFree, ...runOptions } = options;
     const giveBack = onlyIfFree
       ? this.#slots.takeIfFree(1)
       : await this.#slots.take(options.signal);
     if (giveBack === null) throw new Error(`every shared session to ${this.destination} is in use`);
     try {
-      return await runCommand(argv, { ...runOptions, env: { ...SSH_ENV, ...runOptions.env } });
+      return await runProcess(argv, { ...runOptions, env: { ...SSH_ENV, ...runOptions.env } });
     } catch (error) {
       // The connection may be what failed: the next connect() makes sure it works.
       if (error instanceof CommandError) this.#inDoubt = true;

@@ -1,30 +1,25 @@
 /**
- * The last step of an SSH batch: one remote call that verifies each uploaded
- * copy, gives it the source's permission bits and mtime, renames it into
- * place, removes the copies of failed files and the batch's upload folders.
+ * The last step of an SSH batch, with one call of `remote/finish.sh`: verify
+ * each uploaded copy, rename the good ones into place, remove the others and
+ * the batch's upload folders; then turn what it reported into each file's
+ * outcome.
  *
  * @module
  */
 import { posix } from "node:path";
 import type { JobConfig } from "../config/types.ts";
 import { TransferError } from "../errors.ts";
+import { classifyFailure, classifyText, type FailureContext } from "./classify.ts";
 import {
-  classifyFailure,
-  classifyText,
-  type FailureContext,
-  sourceUnreadable,
-} from "./classify.ts";
-import {
-  buildFinishScript,
-  type FinishEntry,
-  type FinishResult,
-  newMarker,
-  parseScriptOutput,
-} from "./remote_verify.ts";
-import { sha256File } from "./sha256.ts";
-import type { Plan } from "./ssh_plan.ts";
+  buildScript,
+  call,
+  parseResults,
+  type ResultLine,
+  resultsByIndex,
+} from "./remote_script.ts";
+import { hashSource } from "./sha256.ts";
+import type { SshDelivery } from "./ssh_delivery.ts";
 import type { SshSession } from "./ssh.ts";
-import { deliveredPermissions } from "./source_open.ts";
 
 /** What the finishing step needs of its transport. */
 export interface FinishContext {
@@ -36,6 +31,32 @@ export interface FinishContext {
   describeTarget(destination: string): string;
 }
 
+/** One copy to check and rename. */
+export interface FinishEntry {
+  index: number;
+  tempPath: string;
+  finalPath: string;
+  /** Size the copy must have, or `null` to skip the size check. */
+  expectedSize: number | null;
+  /** SHA-256 (hex) the copy must have, or `null` to skip the checksum. */
+  expectedSha256: string | null;
+  /** The copy must lose group and other write permission before the rename. */
+  dropWrite: boolean;
+}
+
+/** What the finish script is asked to do. */
+export interface FinishPlan {
+  entries: FinishEntry[];
+  /** Copies to remove (of files that failed before). */
+  remove: string[];
+  /** Upload folders to remove at the end, with whatever is left in them. */
+  uploadFolders: string[];
+  /** Folders whose room left to report first (by index in this list). */
+  spaceFolders: string[];
+  /** Flush the destination file systems before and after the renames. */
+  sync: boolean;
+}
+
 /**
  * A failed upload is taken for a full disk when the destination folder has
  * less room left than the file plus this much (SFTP servers report a full
@@ -43,156 +64,205 @@ export interface FinishContext {
  */
 const FULL_MARGIN_BYTES = 1024 * 1024;
 
+/** Names a hash tool prints escaped; such copies are hashed on their own. */
+const ESCAPED_BY_HASH_TOOLS = /[\n\r\\]/;
+
+/** The lines of the finish script for `plan`. */
+export function finishLines(plan: FinishPlan): string[] {
+  const hashing = plan.entries.some((entry) => entry.expectedSha256 !== null);
+  const lines = [call("start_finish", hashing ? "hash" : "no-hash")];
+  plan.spaceFolders.forEach((folder, index) =>
+    lines.push(call("report_space_left", index, folder))
+  );
+  const groups = new Map<string, FinishEntry[]>();
+  for (const entry of plan.entries) {
+    const folder = posix.dirname(entry.tempPath);
+    groups.set(folder, [...groups.get(folder) ?? [], entry]);
+  }
+  const ordered = [...groups.values()].flat();
+  const finalFolders = [...groups.keys()].map((folder) => posix.dirname(folder));
+  // The copies' data first (a rename must never reach the disk before the data it names),
+  // written while the copies are checked.
+  const sync = plan.sync && ordered.length > 0;
+  if (sync) lines.push(call("start_flush", ...finalFolders));
+  const sized = ordered.filter((entry) => entry.expectedSize !== null);
+  if (sized.length > 0) lines.push(call("read_sizes", ...sized.map((entry) => entry.tempPath)));
+  [...groups].forEach(([folder, entries], group) => {
+    const listed = entries.filter((entry) =>
+      entry.expectedSha256 !== null && !ESCAPED_BY_HASH_TOOLS.test(posix.basename(entry.tempPath))
+    ).map((entry) => `./${posix.basename(entry.tempPath)}`);
+    lines.push(call("begin_folder", group, folder, ...listed));
+    for (const entry of entries) {
+      lines.push(call(
+        "check_copy",
+        entry.index,
+        entry.tempPath,
+        entry.finalPath,
+        entry.expectedSize ?? "-",
+        entry.expectedSha256 ?? "-",
+      ));
+    }
+  });
+  if (plan.remove.length > 0) lines.push(call("remove_copies", ...plan.remove));
+  const dropWrite = ordered.filter((entry) => entry.dropWrite).map((entry) => entry.tempPath);
+  if (dropWrite.length > 0) lines.push(call("drop_group_and_other_write", ...dropWrite));
+  if (sync) lines.push(call("end_flush"));
+  finalFolders.forEach((folder, group) => lines.push(call("rename_checked_copies", group, folder)));
+  for (const entry of ordered) {
+    lines.push(call("report_renamed", entry.index, entry.tempPath, entry.finalPath));
+  }
+  // Then the renames themselves, before the results count.
+  if (sync) lines.push(call("flush_folders", ...finalFolders));
+  if (plan.uploadFolders.length > 0) {
+    lines.push(call("remove_upload_folders", ...plan.uploadFolders));
+  }
+  return lines;
+}
+
 /**
- * Verify and rename the good copies of `plans`, remove the others' copies
- * and the `uploadFolders`; record each outcome on its plan.
+ * Verify and rename the good copies of `deliveries` (those that took part in
+ * the upload), remove the others' copies and the `uploadFolders`; record each
+ * outcome on its delivery.
  *
  * @returns whether the remote call ran (when not, the upload folders may be left)
  * @throws `signal.reason` when aborted
  */
 export async function finishBatch(
   ctx: FinishContext,
-  plans: Plan[],
+  deliveries: SshDelivery[],
   uploadFolders: string[],
   signal: AbortSignal,
 ): Promise<boolean> {
-  if (plans.length === 0) return true;
+  if (deliveries.length === 0) return true;
   const entries: FinishEntry[] = [];
-  for (const plan of plans) entries.push(await entryFor(ctx, plan));
+  const remove: string[] = [];
+  for (const delivery of deliveries) {
+    const entry = await entryFor(ctx, delivery);
+    if (entry === null) remove.push(delivery.tempPath);
+    else entries.push(entry);
+  }
   // Where an upload failed for a reason the server did not name, ask how much room is left.
   const spaceFolders = [
     ...new Set(
-      plans.filter((plan) =>
-        (plan.uploadFailed && plan.error?.kind === "retry") || plan.callFailure !== null
-      ).map((plan) => posix.dirname(plan.finalPath)),
+      deliveries.filter((delivery) =>
+        (delivery.uploadFailed && delivery.error?.kind === "retry") ||
+        delivery.callFailure !== null
+      ).map((delivery) => posix.dirname(delivery.finalPath)),
     ),
   ];
-  const marker = newMarker();
-  let stdout: string;
+  const script = buildScript(
+    "finish",
+    finishLines({ entries, remove, uploadFolders, spaceFolders, sync: ctx.job.remote_sync }),
+  );
+  let results: ResultLine[];
   try {
-    const script = buildFinishScript(entries, marker, {
-      removeFolders: uploadFolders,
-      sync: ctx.job.remote_sync,
-      spaceFolders,
-    });
-    stdout = await ctx.session.runScript(script, { timeoutMs: ctx.timeoutMs, signal });
+    const stdout = await ctx.session.runScript(script.text, { timeoutMs: ctx.timeoutMs, signal });
+    results = parseResults(stdout, script.marker);
   } catch (error) {
     if (signal.aborted) throw signal.reason;
-    for (const plan of plans) {
-      plan.error ??= classifyFailure(error, `finish ${plan.item.source}`, ctx.context);
+    for (const delivery of deliveries) {
+      delivery.error ??= classifyFailure(error, `finish ${delivery.item.source}`, ctx.context);
     }
     return false;
   }
-  const { results, availableKiB } = parseScriptOutput(stdout, marker);
-  for (const plan of plans) {
-    plan.error ??= resultError(ctx, plan, results.get(plan.index));
-    const fromUpload = plan.uploadFailed ||
-      (plan.error !== null && plan.error === plan.callFailure);
-    const kiB = availableKiB.get(spaceFolders.indexOf(posix.dirname(plan.finalPath)));
+  const space = resultsByIndex(results.filter((result) => result.word === "space-left"));
+  const byIndex = resultsByIndex(results.filter((result) => result.word !== "space-left"));
+  for (const delivery of deliveries) {
+    delivery.error ??= resultError(ctx, delivery, byIndex.get(delivery.index));
+    const fromUpload = delivery.uploadFailed ||
+      (delivery.error !== null && delivery.error === delivery.callFailure);
+    const left = space.get(spaceFolders.indexOf(posix.dirname(delivery.finalPath)))?.detail;
+    const kiB = left !== undefined && /^\d+$/.test(left) ? Number(left) : null;
     if (
-      plan.error?.kind === "retry" && fromUpload && kiB !== undefined &&
-      kiB * 1024 < plan.item.size + FULL_MARGIN_BYTES
+      delivery.error?.kind === "retry" && fromUpload && kiB !== null &&
+      kiB * 1024 < delivery.item.size + FULL_MARGIN_BYTES
     ) {
-      plan.error = diskFull(ctx, plan, kiB);
+      delivery.error = diskFull(ctx, delivery, kiB);
     }
   }
   return true;
 }
 
-/** The finish entry of one plan (hashing its source now if a failed call makes that necessary). */
-async function entryFor(ctx: FinishContext, plan: Plan): Promise<FinishEntry> {
-  if (plan.callFailure && !plan.error) {
-    // Never trust a copy of a failed call by its size: compare its bytes.
-    plan.remoteSha256 = null;
-    plan.sha256 ??= sha256File(plan.item.source);
-  }
-  let localSha256: string | null = null;
-  if (plan.sha256 && !plan.error) {
+/**
+ * The finish entry of one delivery, or `null` when its copy is only to be
+ * removed. A copy of a failed upload call is compared by its bytes, whatever
+ * `verify_transfer` says (the source is hashed now if it was not yet).
+ */
+async function entryFor(ctx: FinishContext, delivery: SshDelivery): Promise<FinishEntry | null> {
+  const verify = ctx.job.verify_transfer;
+  const byBytes = delivery.callFailure !== null ||
+    (verify === "checksum" && !delivery.verifiedByUpload);
+  if (byBytes && !delivery.error) delivery.sourceSha256 ??= hashSource(delivery.item);
+  let sha256: string | null = null;
+  if (byBytes && delivery.sourceSha256 && !delivery.error) {
     try {
-      localSha256 = await plan.sha256;
+      sha256 = await delivery.sourceSha256;
     } catch (error) {
-      plan.error = sourceUnreadable(plan.item.source, error);
+      delivery.error = error instanceof TransferError
+        ? error
+        : classifyFailure(error, `send ${delivery.item.source}`, ctx.context);
     }
   }
-  if (plan.remoteSha256 !== null && localSha256 !== null && !plan.error) {
-    // Hashed while written: settled here, and the copy is removed on a mismatch.
-    if (plan.remoteSha256 !== localSha256) plan.error = checksumMismatch(ctx, plan);
-  }
-  if (plan.error) {
-    return {
-      index: plan.index,
-      tempPath: plan.tempPath,
-      finalPath: null,
-      expectedSize: null,
-      expectedSha256: null,
-    };
-  }
-  const checkSize = ctx.job.verify_transfer !== "none" || plan.callFailure !== null;
+  if (delivery.error) return null;
   return {
-    index: plan.index,
-    tempPath: plan.tempPath,
-    finalPath: plan.finalPath,
-    expectedSize: checkSize ? plan.item.size : null,
-    expectedSha256: plan.remoteSha256 === null ? localSha256 : null,
-    permissions: plan.source ? deliveredPermissions(plan.source) : undefined,
-    times: plan.source ? { atimeMs: plan.source.atimeMs, mtimeMs: plan.item.mtimeMs } : undefined,
+    index: delivery.index,
+    tempPath: delivery.tempPath,
+    finalPath: delivery.finalPath,
+    expectedSize: verify !== "none" || delivery.callFailure !== null ? delivery.item.size : null,
+    expectedSha256: sha256,
+    dropWrite: ((delivery.source?.permissions ?? 0) & 0o022) !== 0,
   };
 }
 
-function diskFull(ctx: FinishContext, plan: Plan, kiB: number): TransferError {
+function diskFull(ctx: FinishContext, delivery: SshDelivery, kiB: number): TransferError {
   const { kind, reason } = classifyText("No space left on device", ctx.context);
   return new TransferError(
-    `Cannot send ${plan.item.source} to ${ctx.describeTarget(plan.item.destination)}: ${reason} ` +
-      `(${kiB} KiB left there, ${plan.item.size} bytes to write)`,
+    `Cannot send ${delivery.item.source} to ${ctx.describeTarget(delivery.item.destination)}: ` +
+      `${reason} (${kiB} KiB left there, ${delivery.item.size} bytes to write)`,
     kind,
-    { cause: plan.error },
+    { cause: delivery.error },
   );
 }
 
-function checksumMismatch(ctx: FinishContext, plan: Plan): TransferError {
-  return new TransferError(
-    `Cannot send ${plan.item.source} to ${ctx.describeTarget(plan.item.destination)}: ` +
-      "SHA-256 of the copy differs from the source; the copy was removed",
-    "retry",
-  );
-}
-
+/** The error the finish script's result for `delivery` means, or `null` when it was renamed. */
 function resultError(
   ctx: FinishContext,
-  plan: Plan,
-  result: FinishResult | undefined,
+  delivery: SshDelivery,
+  result: ResultLine | undefined,
 ): TransferError | null {
-  const source = plan.item.source;
-  const target = ctx.describeTarget(plan.item.destination);
+  const target = ctx.describeTarget(delivery.item.destination);
   const fail = (reason: string, kind: TransferError["kind"] = "retry") =>
-    new TransferError(`Cannot send ${source} to ${target}: ${reason}`, kind);
-  if (result === undefined) return fail("no result from the remote host");
-  switch (result.status) {
-    case "ok":
+    new TransferError(`Cannot send ${delivery.item.source} to ${target}: ${reason}`, kind);
+  switch (result?.word) {
+    case "renamed":
       return null;
+    case undefined:
+      return fail("no result from the remote host");
     case "missing":
-      return plan.callFailure ?? fail("the uploaded copy is missing");
-    case "size-mismatch":
-      return plan.callFailure ??
-        fail(
-          `size check failed (${result.actual} bytes arrived, ${plan.item.size} expected); ` +
-            "the copy was removed",
-        );
+      return delivery.callFailure ?? fail("the uploaded copy is missing");
+    case "size-differs":
+      return delivery.callFailure ?? fail(
+        `size check failed (${result.detail} bytes arrived, ${delivery.item.size} expected); ` +
+          "the copy was removed",
+      );
     case "size-unknown":
       return fail("cannot read the size of the uploaded copy (stat failed)");
-    case "checksum-mismatch":
-      return plan.callFailure ?? checksumMismatch(ctx, plan);
+    case "checksum-differs":
+      return delivery.callFailure ??
+        fail("SHA-256 of the copy differs from the source; the copy was removed");
     case "no-hash-tool":
-      return plan.callFailure ?? fail(
-        "neither sha256sum nor shasum exists on the remote host: install coreutils (or perl's " +
-          "shasum) there, or set verify_transfer: size",
+      return delivery.callFailure ?? fail(
+        "no SHA-256 tool on the remote host (openssl, sha256sum or shasum): install one of " +
+          "them there (e.g. coreutils), or set verify_transfer: size",
         "fatal",
       );
     case "final-is-folder":
       return fail("a folder exists under the final name: remove or rename it", "fatal");
     case "rename-failed": {
-      const { kind, reason } = classifyText(result.message, ctx.context);
-      return fail(`cannot rename the copy into place: ${reason} (${result.message})`, kind);
+      const { kind, reason } = classifyText(result.detail, ctx.context);
+      return fail(`cannot rename the copy into place: ${reason} (${result.detail})`, kind);
     }
+    default:
+      return fail(`unexpected result from the remote host: ${result!.word}`);
   }
 }

@@ -8,8 +8,8 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { CommandError } from "../errors.ts";
-import { killProcess } from "./kill_process.ts";
-import { runCommand } from "./run_command.ts";
+import { killProcess } from "../process/kill.ts";
+import { runProcess } from "../process/run.ts";
 
 const logger = getLogger(["image-transfer", "transfer"]);
 
@@ -37,7 +37,7 @@ export async function checkMaster(
   env: Record<string, string>,
 ): Promise<MasterState> {
   try {
-    const { stderr } = await runCommand(await argv("check"), {
+    const { stderr } = await runProcess(await argv("check"), {
       timeoutMs: CONTROL_REQUEST_TIMEOUT_MS,
       env,
     });
@@ -65,7 +65,7 @@ export async function stopMaster(
 ): Promise<void> {
   let exited = false;
   try {
-    await runCommand(await argv("exit"), { timeoutMs: CONTROL_REQUEST_TIMEOUT_MS, env });
+    await runProcess(await argv("exit"), { timeoutMs: CONTROL_REQUEST_TIMEOUT_MS, env });
     exited = true;
   } catch {
     // No answer: a hung master, or none at all.

@@ -12,9 +12,9 @@
  */
 import { createHash } from "node:crypto";
 import type { JobConfig } from "../config/types.ts";
+import { isTempName, TEMP_SUFFIX } from "../layout/temp_names.ts";
 
-/** Suffix that marks an image-transfer temporary file. */
-export const TEMP_SUFFIX = ".image-transfer-partial";
+export { isTempName, TEMP_SUFFIX };
 
 /** Longest file name (in UTF-8 bytes) most file systems accept. */
 const NAME_MAX_BYTES = 255;
@@ -80,11 +80,6 @@ export function jobOwner(job: JobConfig): string {
     // No permission to read it: the job's own fields still tell daemons apart.
   }
   return uploadOwner([host, job.name, job.watch_path, job.remote_base_path]);
-}
-
-/** Whether a base name is one of our temporary files or upload folders. */
-export function isTempName(name: string): boolean {
-  return name.startsWith(".") && name.endsWith(TEMP_SUFFIX);
 }
 
 function escapeDots(text: string): string {

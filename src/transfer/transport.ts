@@ -4,6 +4,7 @@
  * @module
  */
 import type { TransferError } from "../errors.ts";
+import type { DiskSpace } from "./disk_space.ts";
 
 /** One file to deliver. */
 export interface TransferItem {
@@ -34,14 +35,26 @@ export interface TransferOutcome {
   error: TransferError | null;
 }
 
+/** One check of a destination, as `doctor` prints it. */
+export interface ProbeCheck {
+  /** What was checked, e.g. `login`, `free space`. */
+  check: string;
+  /** `warn`: works, but should be fixed (does not fail `doctor`). */
+  verdict: "ok" | "warn" | "fail" | "skip";
+  /** What was found, or what to fix. */
+  detail: string;
+}
+
 /**
  * A way of delivering files to a destination.
  *
- * Contract, for every implementation:
+ * Contract, for every implementation (`deliver.ts` holds the order; the
+ * transport contract test checks it against every method):
  * - A final destination name only ever holds a complete copy that passed the
  *   job's verification: data goes to a temporary name in the destination
- *   folder (see `temp_name.ts`) and is renamed into place last. A copy whose
- *   upload reported any error is never renamed into place, whatever its size.
+ *   folder (see `temp_name.ts`) and is renamed into place last, once. A copy
+ *   whose upload reported any error is never renamed into place, whatever
+ *   its size.
  * - Temporary names and upload folders hold a random part and are created
  *   exclusively: an existing name (a link someone planted included) fails the
  *   attempt instead of being written through. The rename replaces whatever is
@@ -51,11 +64,12 @@ export interface TransferOutcome {
  *   that is a symbolic link fails the item (nothing is written through it).
  * - Sources are opened as `source_open.ts` does: never through a symbolic
  *   link unless the item says `followLink`, only regular files.
- * - A delivered file has the source's mtime and its permission bits without
- *   write permission for group and others (where the destination allows it).
- * - Right before the rename, the source is checked with
- *   `assertSourceUnchanged()`; a source that changed fails that item with a
- *   retryable error and the final name is not touched.
+ * - A delivered file has the source's mtime (to the second at least) and its
+ *   permission bits without write permission for group and others (where the
+ *   destination allows it).
+ * - After the upload and before the copy is verified and renamed, the source
+ *   is checked again (`checkSource` in `deliver.ts`); a source that changed
+ *   fails that item with a retryable error and the final name is not touched.
  * - An existing file under the final name is replaced (a re-sent file is newer).
  * - `send` does not throw for failures of individual files: it returns exactly
  *   one outcome per item, in the order given. One bad file does not fail the
@@ -69,6 +83,13 @@ export interface Transport {
   readonly maxBatchFiles: number;
   /** Deliver `items`; see the interface contract. */
   send(items: TransferItem[], signal: AbortSignal): Promise<TransferOutcome[]>;
+  /**
+   * Check what sending needs, with the tools sending uses (programs, login,
+   * the destination folder, free space, a SHA-256 tool), changing nothing but
+   * a test entry it removes. Never throws: problems are `fail` checks. Every
+   * method implements it; optional for other implementations (test doubles).
+   */
+  probe?(): Promise<ProbeCheck[]>;
   /** The user-facing location of a destination, e.g. `obs@freya:/data/20240315/a.fits`. */
   describeTarget(destination: string): string;
   /**
@@ -76,6 +97,19 @@ export interface Transport {
    * does not wait for them. Never throws; problems surface at the first send.
    */
   warmUp?(): Promise<void>;
+  /**
+   * Optional: the sizes of files already delivered under `destinations`
+   * (`null`: no regular file there), for the catch-up.
+   */
+  destinationSizes?(
+    destinations: string[],
+    signal: AbortSignal,
+  ): Promise<Map<string, number | null>>;
+  /**
+   * Optional: the space of the destination's file system (for
+   * `min_free_space`); `null` when it cannot be told.
+   */
+  diskSpace?(signal: AbortSignal): Promise<DiskSpace | null>;
   /** Release connections and other resources. Safe to call more than once. */
   close(): Promise<void>;
 }

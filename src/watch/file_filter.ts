@@ -11,7 +11,7 @@
 // @ts-types="@types/picomatch"
 import picomatch from "picomatch";
 import { join } from "node:path";
-import { isTempName } from "../transfer/temp_name.ts";
+import { isTempName } from "../layout/temp_names.ts";
 import {
   classifyEntry,
   type EntryHint,

@@ -10,12 +10,16 @@ import { fileURLToPath } from "node:url";
 /** Repository root. */
 export const REPO_ROOT: string = fileURLToPath(new URL("../../", import.meta.url));
 
-/** The argv prefix that starts the CLI, shared by every CLI test. */
-export function cliArgv(args: string[]): string[] {
+/**
+ * The argv prefix that starts the CLI, shared by every CLI test; `allowRun`
+ * adds programs to the permission set as a user's command line would (hooks).
+ */
+export function cliArgv(args: string[], allowRun: string[] = []): string[] {
   return [
     "run",
     "-q",
     "-P=image-transfer",
+    ...allowRun.map((program) => `--allow-run=${program}`),
     "--v8-flags=--optimize-for-size",
     "--config",
     `${REPO_ROOT}deno.json`,
@@ -44,15 +48,18 @@ export interface CliOptions {
    * test running as root sees permissions as an ordinary user would.
    */
   honourFileModes?: boolean;
+  /** Programs allowed to run beyond the permission set (`--allow-run=`), as for hooks. */
+  allowRun?: string[];
 }
 
 /** Program and arguments that start the CLI with `args` under `options`. */
 function command(args: string[], options: CliOptions): [string, string[]] {
   // Only root can drop these powers, and only root has them.
-  if (!options.honourFileModes || Deno.uid() !== 0) return [Deno.execPath(), cliArgv(args)];
+  const argv = cliArgv(args, options.allowRun);
+  if (!options.honourFileModes || Deno.uid() !== 0) return [Deno.execPath(), argv];
   return [
     "setpriv",
-    ["--bounding-set=-dac_override,-dac_read_search", "--", Deno.execPath(), ...cliArgv(args)],
+    ["--bounding-set=-dac_override,-dac_read_search", "--", Deno.execPath(), ...argv],
   ];
 }
 

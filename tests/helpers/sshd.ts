@@ -148,6 +148,8 @@ async function descendants(pid: number): Promise<number[]> {
 export interface SshdOptions {
   /** Environment variables the server sets in every session (`SetEnv`), PATH included. */
   sessionEnv?: Record<string, string>;
+  /** The program of the `sftp` subsystem (scp's uploads). @default sshd's own internal-sftp */
+  sftpServer?: string;
   /** IPv4 address to listen on. @default "127.0.0.1" */
   listenAddress?: string;
   /** argv that runs sshd, e.g. inside a network namespace (`ip netns exec NS`). @default none */
@@ -214,7 +216,7 @@ export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
       // MaxSessions stays at OpenSSH's default (10), as on real servers.
       "AcceptEnv LANG LC_*",
       "LogLevel INFO",
-      "Subsystem sftp internal-sftp",
+      `Subsystem sftp ${options.sftpServer ?? "internal-sftp"}`,
       ...Object.entries(options.sessionEnv ?? {}).map(([key, value]) => `SetEnv ${key}=${value}`),
       "",
     ].join("\n"),
@@ -305,6 +307,16 @@ export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
         ssh_port: port,
         ssh_identity_file: identityFile,
         ssh_options: sshOptions,
+        on_transfer: [],
+        on_failure: [],
+        hook_timeout_seconds: 60,
+        max_concurrent_hooks: 2,
+        after_transfer: "keep",
+        archive_path: "",
+        keep_days: 0,
+        bandwidth_limit: "",
+        min_free_space: "0",
+        schedules: [],
         ftp_tls: "required",
         ftp_port: null,
         ftp_password_file: null,

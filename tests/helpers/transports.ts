@@ -1,6 +1,9 @@
 /**
- * Running one test against every transfer method (local, scp, rsync) with
- * fresh source and destination folders; the SSH ones against a test sshd.
+ * Running one test against every transfer method with fresh source and
+ * destination folders. Each method is one entry of {@linkcode transportFixtures}:
+ * how to make a destination it can write (visible on this machine, for the
+ * checks) and a job pointed at it. A new method (FTP, say) is one more entry,
+ * with its own server started in {@linkcode startDestinations}.
  *
  * @module
  */
@@ -11,13 +14,36 @@ import type { JobConfig } from "../../src/config/types.ts";
 import { createTransport } from "../../src/transfer/factory.ts";
 import { jobOwner } from "../../src/transfer/temp_name.ts";
 import type { TransferItem, Transport } from "../../src/transfer/transport.ts";
-import type { TestSshd } from "./sshd.ts";
+import { startSshd, type TestSshd } from "./sshd.ts";
+import { startVsftpd, type TestVsftpd } from "./vsftpd.ts";
 
-/** The transfer methods. */
+/**
+ * The methods {@linkcode withTransport} runs against one sshd. Every method,
+ * ftp included, is in {@linkcode startDestinations}' fixtures.
+ */
 export const METHODS = ["local", "scp", "rsync"] as const;
-export type Method = typeof METHODS[number];
+export type Method = typeof METHODS[number] | "ftp";
 
-/** What a test gets from {@linkcode withEachTransport}. */
+/** How to run one method's transport against a real destination of its kind. */
+export interface TransportFixture {
+  method: Method;
+  /** A fresh destination folder on this machine, writable by the transport's account. */
+  makeDestination(): Promise<string>;
+  /** A job of this method sending to `dst`, with `overrides`. */
+  job(dst: string, overrides: Partial<JobConfig>): JobConfig;
+  /** Make `path` (at the destination) owned by the account the transport writes as. */
+  own(path: string): Promise<void>;
+  /**
+   * While on, every copy this method uploads into `dst` has its first byte
+   * changed after it arrived (where the method's server can be made to do
+   * that): for the checks that must catch it.
+   */
+  corruptCopies?(dst: string, on: boolean): Promise<void>;
+  /** Destinations the method cannot carry (they must fail for good, saying why). */
+  cannotCarry?: RegExp;
+}
+
+/** What a test gets from {@linkcode withTransport}. */
 export interface TransportCase {
   method: Method;
   /** Local folder for sources. */
@@ -28,11 +54,9 @@ export interface TransportCase {
   transport: Transport;
   /** The owner id in this daemon's temporary names (see `jobOwner`). */
   owner: string;
-  /**
-   * Make `path` (at the destination) owned by the account the transport
-   * writes as: the sshd's login user for scp and rsync, root for local.
-   */
+  /** See {@linkcode TransportFixture.own}. */
   own(path: string): Promise<void>;
+  fixture: TransportFixture;
 }
 
 /** A local job with the schema defaults, pointed at `dst`. */
@@ -45,6 +69,129 @@ function localJob(dst: string, overrides: Partial<JobConfig>): JobConfig {
   return { ...input, name: "local-test", verify_transfer: "size", ...overrides };
 }
 
+/** The servers the fixtures send to; stop them when done. */
+export interface Destinations {
+  sshd: TestSshd;
+  vsftpd: TestVsftpd;
+  fixtures: TransportFixture[];
+  stop(): Promise<void>;
+}
+
+/**
+ * Start the servers every method needs (one sshd, whose SFTP server can be
+ * made to corrupt what it receives, and one vsftpd with TLS) and return the
+ * fixtures.
+ */
+export async function startDestinations(): Promise<Destinations> {
+  const dir = await Deno.makeTempDir({ prefix: "itx-sftp-" });
+  await Deno.chmod(dir, 0o755);
+  const flag = join(dir, "corrupt");
+  const wrapper = join(dir, "sftp-server");
+  await Deno.writeTextFile(wrapper, sftpWrapper(flag));
+  await Deno.chmod(wrapper, 0o755);
+  const sshd = await startSshd({ sftpServer: wrapper });
+  const vsftpd = await startVsftpd();
+  return {
+    sshd,
+    vsftpd,
+    fixtures: [...transportFixtures(sshd, flag), ftpFixture(vsftpd)],
+    async stop() {
+      await sshd.stop();
+      await vsftpd.stop();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+/**
+ * OpenSSH's sftp-server; while `flag` exists (it holds a folder), every file
+ * in an upload folder below that folder gets its first byte changed when the
+ * session ends, before scp returns.
+ */
+function sftpWrapper(flag: string): string {
+  return [
+    "#!/bin/sh",
+    '/usr/lib/openssh/sftp-server "$@"',
+    "status=$?",
+    `if [ -e '${flag}' ]; then`,
+    `  find "$(cat '${flag}')" -path '*/.incoming-*/*' -type f -exec sh -c ` +
+    `'printf X | dd of="$1" bs=1 count=1 conv=notrunc 2>/dev/null' sh {} \\;`,
+    "fi",
+    "exit $status",
+    "",
+  ].join("\n");
+}
+
+/** One fixture per method: local into a folder here, scp and rsync through `sshd`. */
+export function transportFixtures(sshd: TestSshd, corruptFlag?: string): TransportFixture[] {
+  const sshFixture = (method: "scp" | "rsync"): TransportFixture => ({
+    method,
+    makeDestination: () => sshd.makeRemoteDir(),
+    job: (dst, overrides) =>
+      sshd.job({ transfer_method: method, remote_base_path: dst, ...overrides }),
+    own: (path) => lchown(path, sshd.uid, sshd.gid),
+  });
+  const scp = sshFixture("scp");
+  if (corruptFlag !== undefined) {
+    scp.corruptCopies = async (dst, on) => {
+      if (on) await Deno.writeTextFile(corruptFlag, dst);
+      else await Deno.remove(corruptFlag);
+    };
+  }
+  return [
+    {
+      method: "local",
+      makeDestination: () => Deno.makeTempDir({ prefix: "itx-dst-" }),
+      job: localJob,
+      own: () => Promise.resolve(),
+    },
+    scp,
+    sshFixture("rsync"),
+  ];
+}
+
+/** The ftp method against `vsftpd` (FTPS, the certificate trusted through `ftp_ca_file`). */
+export function ftpFixture(vsftpd: TestVsftpd): TransportFixture {
+  return {
+    method: "ftp",
+    makeDestination: () => vsftpd.makeRemoteDir(),
+    job: (dst, overrides) => vsftpd.job({ remote_base_path: dst, ...overrides }),
+    own: (path) => lchown(path, vsftpd.uid, vsftpd.gid),
+    // The FTP control connection ends a command at a line break.
+    cannotCarry: /[\r\n]/,
+  };
+}
+
+/** Run `fn` with fresh folders and a new transport of `fixture` (closed and removed after). */
+export async function withFixture(
+  fixture: TransportFixture,
+  overrides: Partial<JobConfig>,
+  fn: (ctx: TransportCase) => Promise<void>,
+): Promise<void> {
+  const src = await Deno.makeTempDir({ prefix: "itx-src-" });
+  const runtime = await Deno.makeTempDir({ prefix: "itx-rt-" });
+  const dst = await fixture.makeDestination();
+  const job = fixture.job(dst, overrides);
+  const transport = createTransport(job, runtime);
+  try {
+    await fn({
+      method: fixture.method,
+      src,
+      dst,
+      job,
+      transport,
+      owner: jobOwner(job),
+      own: (path) => fixture.own(path),
+      fixture,
+    });
+  } finally {
+    await transport.close();
+    for (const path of [src, runtime, dst]) {
+      await Deno.remove(path, { recursive: true }).catch(() => {});
+    }
+  }
+}
+
 /**
  * Run `fn` for `method` with fresh folders and a new transport (closed and
  * removed after).
@@ -55,26 +202,8 @@ export async function withTransport(
   overrides: Partial<JobConfig>,
   fn: (ctx: TransportCase) => Promise<void>,
 ): Promise<void> {
-  const src = await Deno.makeTempDir({ prefix: "itx-src-" });
-  const runtime = await Deno.makeTempDir({ prefix: "itx-rt-" });
-  const dst = method === "local"
-    ? await Deno.makeTempDir({ prefix: "itx-dst-" })
-    : await sshd.makeRemoteDir();
-  const job = method === "local"
-    ? localJob(dst, overrides)
-    : sshd.job({ transfer_method: method, remote_base_path: dst, ...overrides });
-  const transport = createTransport(job, runtime);
-  const own = async (path: string) => {
-    if (method !== "local") await lchown(path, sshd.uid, sshd.gid);
-  };
-  try {
-    await fn({ method, src, dst, job, transport, owner: jobOwner(job), own });
-  } finally {
-    await transport.close();
-    for (const path of [src, runtime, dst]) {
-      await Deno.remove(path, { recursive: true }).catch(() => {});
-    }
-  }
+  const fixture = transportFixtures(sshd).find((candidate) => candidate.method === method)!;
+  await withFixture(fixture, overrides, fn);
 }
 
 /** Write a source file (mode `mode`) and return the item that sends it to `destination`. */

@@ -28,6 +28,9 @@ export interface VsftpdOptions {
 /** A running test server. */
 export interface TestVsftpd {
   port: number;
+  /** The login user's uid and gid (what it writes files as). */
+  uid: number;
+  gid: number;
   /** Private folder of the config, certificate, password file and log. */
   dir: string;
   /** The server's certificate (PEM), to trust through `ftp_ca_file`. */
@@ -225,6 +228,8 @@ export async function startVsftpd(options: VsftpdOptions = {}): Promise<TestVsft
   const remoteDirs: string[] = [];
   return {
     port,
+    uid,
+    gid,
     dir,
     certFile,
     passwordFile,
@@ -285,6 +290,16 @@ export async function startVsftpd(options: VsftpdOptions = {}): Promise<TestVsft
         ftp_password_file: passwordFile,
         ftp_password_env: null,
         ftp_ca_file: certFile,
+        on_transfer: [],
+        on_failure: [],
+        hook_timeout_seconds: 60,
+        max_concurrent_hooks: 2,
+        after_transfer: "keep",
+        archive_path: "",
+        keep_days: 0,
+        bandwidth_limit: "",
+        min_free_space: "0",
+        schedules: [],
         ...overrides,
       };
     },

@@ -1,5 +1,5 @@
 /**
- * runCommand's timeouts and aborts under the program's own permission set
+ * runProcess's timeouts and aborts under the program's own permission set
  * (`deno.json` → `permissions.image-transfer`), which may not call `Deno.kill`:
  * the call still ends on time and the program's helpers die with it. And a
  * helper that escaped the process group cannot hold a call open.
@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { REPO_ROOT } from "./helpers/cli.ts";
-import { runCommand } from "../src/transfer/run_command.ts";
+import { runProcess } from "../src/process/run.ts";
 import { CommandError } from "../src/errors.ts";
 
 /** A `sleep` duration no other process uses, to find its processes by command line. */
@@ -54,16 +54,16 @@ async function runConfined(code: string): Promise<string> {
   }
 }
 
-const RUN_COMMAND_URL = new URL("../src/transfer/run_command.ts", import.meta.url).href;
+const RUN_PROCESS_URL = new URL("../src/process/run.ts", import.meta.url).href;
 
 Deno.test("under the permission set, a timeout ends the call on time and kills its helpers", async () => {
   const seconds = uniqueSleep();
   const out = await runConfined(`
-    import { runCommand } from ${JSON.stringify(RUN_COMMAND_URL)};
+    import { runProcess } from ${JSON.stringify(RUN_PROCESS_URL)};
     const argv = ${JSON.stringify(hangingSsh(`sleep ${seconds}`))};
     const report = async (options) => {
       const started = performance.now();
-      const error = await runCommand(argv, options).then(() => null, (e) => e);
+      const error = await runProcess(argv, options).then(() => null, (e) => e);
       return { ms: Math.round(performance.now() - started), timedOut: error?.run?.timedOut ?? null,
         message: String(error?.message ?? error) };
     };
@@ -91,7 +91,7 @@ Deno.test("a helper that left the process group cannot hold a timed-out call ope
   try {
     const started = performance.now();
     // setsid: the helper starts a session of its own, out of reach of the group kill.
-    const error = await runCommand(hangingSsh(`setsid sleep ${seconds}`), { timeoutMs: 1000 })
+    const error = await runProcess(hangingSsh(`setsid sleep ${seconds}`), { timeoutMs: 1000 })
       .then(() => null, (e) => e);
     const ms = performance.now() - started;
     assert.ok(error instanceof CommandError);

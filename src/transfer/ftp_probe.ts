@@ -1,5 +1,5 @@
 /**
- * `doctor` for an `ftp` job: connect, TLS, login, create the base folder,
+ * The probe of an `ftp` destination (`doctor`): connect, TLS, login, create the base folder,
  * write a probe under a hidden temporary name, check its size, rename it,
  * remove it, and say what the server offers for checksums and free space.
  *
@@ -7,22 +7,15 @@
  */
 import { Readable } from "node:stream";
 import type { JobConfig } from "../config/types.ts";
+import type { ProbeCheck } from "./transport.ts";
 import {
   classifyFtpError,
   connectFtp,
   type FtpConnection,
   ftpUser,
   SESSION_REUSE_FIX,
-} from "../transfer/ftp_connect.ts";
-import { tempNameFor } from "../transfer/temp_name.ts";
-
-/** One check's verdict, as `doctor` prints it. */
-export type FtpVerdict = "ok" | "WARN" | "FAIL" | "skip";
-
-/** Where `doctor` lines go. */
-export interface FtpReport {
-  line(verdict: FtpVerdict, check: string, detail: string): void;
-}
+} from "./ftp_connect.ts";
+import { tempNameFor } from "./temp_name.ts";
 
 /** Below this much free space (where the server reports it), `doctor` fails, as for SSH. */
 const MIN_FREE_BYTES = 1024 ** 3;
@@ -32,8 +25,21 @@ const PROBE = new TextEncoder().encode("image-transfer doctor\n");
 /** Names of the connection steps as `doctor` prints them. */
 const STEP_NAMES = { connect: "connect", tls: "TLS", login: "login", setup: "session setup" };
 
-/** Check `job`'s FTP destination, one line per check. */
-export async function checkFtpDestination(job: JobConfig, report: FtpReport): Promise<void> {
+/** Check `job`'s FTP destination: one {@linkcode ProbeCheck} per check. Never throws. */
+export async function probeFtpDestination(job: JobConfig): Promise<ProbeCheck[]> {
+  const checks: ProbeCheck[] = [];
+  const report = {
+    line: (verdict: ProbeCheck["verdict"], check: string, detail: string) =>
+      void checks.push({ verdict, check, detail }),
+  };
+  await checkFtpDestination(job, report);
+  return checks;
+}
+
+async function checkFtpDestination(
+  job: JobConfig,
+  report: { line(verdict: ProbeCheck["verdict"], check: string, detail: string): void },
+): Promise<void> {
   const order: (keyof typeof STEP_NAMES)[] = job.ftp_tls === "required"
     ? ["connect", "tls", "login", "setup"]
     : ["connect", "login", "setup"];
@@ -45,11 +51,11 @@ export async function checkFtpDestination(job: JobConfig, report: FtpReport): Pr
       next = order[order.indexOf(step) + 1] ?? "setup";
     });
   } catch (error) {
-    report.line("FAIL", STEP_NAMES[next], classifyFtpError(error, job, next).message);
+    report.line("fail", STEP_NAMES[next], classifyFtpError(error, job, next).message);
     return;
   }
   if (job.ftp_tls === "off") {
-    report.line("WARN", "TLS", "ftp_tls: off: the password and the data travel readable");
+    report.line("warn", "TLS", "ftp_tls: off: the password and the data travel readable");
   }
   const { client, features, home } = connection;
   try {
@@ -75,7 +81,7 @@ export async function checkFtpDestination(job: JobConfig, report: FtpReport): Pr
         : job.ftp_tls === "required" && /FIN packet/.test(String(error))
         ? `; the data connection was closed: ${SESSION_REUSE_FIX}`
         : `; check that ${ftpUser(job)} may write ${base}`;
-      report.line("FAIL", step, `${reason}${fix}`);
+      report.line("fail", step, `${reason}${fix}`);
       return;
     } finally {
       await client.sendIgnoringError(`DELE ${probe}`).catch(() => {});
@@ -85,7 +91,7 @@ export async function checkFtpDestination(job: JobConfig, report: FtpReport): Pr
       report.line("ok", "checksum", `${features.hash ? "HASH" : "XSHA256"} (SHA-256) offered`);
     } else {
       report.line(
-        job.verify_transfer === "checksum" ? "WARN" : "skip",
+        job.verify_transfer === "checksum" ? "warn" : "skip",
         "checksum",
         "the server offers no HASH or XSHA256: arrivals are verified by size only",
       );
@@ -94,7 +100,7 @@ export async function checkFtpDestination(job: JobConfig, report: FtpReport): Pr
     const free = avbl !== null && avbl.code === 213 ? Number(avbl.message.slice(4).trim()) : NaN;
     if (Number.isFinite(free)) {
       const gib = `${(free / 1024 ** 3).toFixed(1)} GiB (AVBL)`;
-      if (free < MIN_FREE_BYTES) report.line("FAIL", "free space", `only ${gib}; free some space`);
+      if (free < MIN_FREE_BYTES) report.line("fail", "free space", `only ${gib}; free some space`);
       else report.line("ok", "free space", gib);
     } else {
       report.line("skip", "free space", "the server does not report it (no AVBL)");

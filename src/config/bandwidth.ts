@@ -1,0 +1,62 @@
+/**
+ * Bandwidth limits in human units (`bandwidth_limit`): "10MB/s", "500KiB/s",
+ * "20Mbit/s", and the flags each transfer program takes for them.
+ *
+ * @module
+ */
+
+/** Bytes per second of each unit (decimal `k`/`M`/`G`, binary `Ki`/`Mi`/`Gi`, bytes or bits). */
+const UNITS: Readonly<Record<string, number>> = {
+  "b": 1,
+  "kb": 1e3,
+  "mb": 1e6,
+  "gb": 1e9,
+  "kib": 1024,
+  "mib": 1024 ** 2,
+  "gib": 1024 ** 3,
+  "bit": 1 / 8,
+  "kbit": 1e3 / 8,
+  "mbit": 1e6 / 8,
+  "gbit": 1e9 / 8,
+};
+
+/** The smallest limit accepted (rsync counts in KiB/s). */
+export const MIN_BANDWIDTH_BYTES_PER_SECOND = 1024;
+
+/**
+ * Bytes per second of `text`, `null` for no limit (`""`), or `undefined`
+ * when `text` is not a limit.
+ */
+export function parseBandwidth(text: string): number | null | undefined {
+  const trimmed = text.trim();
+  if (trimmed === "") return null;
+  const match = trimmed.match(/^(\d+(?:\.\d+)?)\s*([A-Za-z]+)\/s$/);
+  if (!match) return undefined;
+  const factor = UNITS[match[2].toLowerCase()];
+  if (factor === undefined) return undefined;
+  // "Mb" is ambiguous; bits are written out ("Mbit/s"), so "b" means bytes.
+  const bytes = Number(match[1]) * factor;
+  return bytes >= MIN_BANDWIDTH_BYTES_PER_SECOND ? bytes : undefined;
+}
+
+/** The value of rsync's `--bwlimit` (KiB/s) for `bytesPerSecond`. */
+export function rsyncBwlimit(bytesPerSecond: number): string {
+  return String(Math.max(1, Math.round(bytesPerSecond / 1024)));
+}
+
+/** The value of scp's `-l` (Kbit/s) for `bytesPerSecond`. */
+export function scpLimit(bytesPerSecond: number): string {
+  return String(Math.max(1, Math.round((bytesPerSecond * 8) / 1000)));
+}
+
+/**
+ * The share of a job's `bandwidth_limit` (bytes/s) one transfer may use:
+ * the limit split evenly among `max_concurrent_transfers`; `null` for none.
+ */
+export function bandwidthShare(
+  job: { bandwidth_limit: string; max_concurrent_transfers: number },
+): number | null {
+  const limit = parseBandwidth(job.bandwidth_limit);
+  if (limit === null || limit === undefined) return null;
+  return Math.max(MIN_BANDWIDTH_BYTES_PER_SECOND, limit / job.max_concurrent_transfers);
+}

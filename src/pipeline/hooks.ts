@@ -1,0 +1,255 @@
+/**
+ * Hooks: the user's program run after each verified arrival (`on_transfer`)
+ * or when a file gives up (`on_failure`), with the facts in environment
+ * variables. Hooks run beside the transfers and never hold them up: at most
+ * `max_concurrent_hooks` at a time, each killed after `hook_timeout_seconds`;
+ * their output goes to the log; a failing hook is logged and counted.
+ *
+ * @module
+ */
+import type { JobConfig } from "../config/types.ts";
+import { ConfigError } from "../errors.ts";
+import { logger } from "../log/logging.ts";
+import type { Transport } from "../transfer/transport.ts";
+import { absolutePath } from "../watch/file_version.ts";
+import { runCaptured } from "../process/captured.ts";
+
+/** Which hook an event runs. */
+export type HookEvent = "transfer" | "failure";
+
+/** What a hook is told about one file. */
+export interface HookFacts {
+  /** Absolute path of the source file. */
+  source: string;
+  /** Source path relative to the watch folder. */
+  relPath: string;
+  /** User-facing destination, e.g. `obs@host:/data/20240315/a.fits`. */
+  destination: string;
+  /** Destination relative to `remote_base_path`. */
+  destinationPath: string;
+  size: number;
+  mtimeMs: number;
+  /** SHA-256 of the content, when known. */
+  sha256?: string;
+  /** Why the file gave up (`on_failure`). */
+  error?: string;
+  /** Attempts made (`on_failure`). */
+  attempts?: number;
+}
+
+/** Hooks waiting for a free slot beyond this many are dropped (and counted). */
+export const MAX_QUEUED_HOOKS = 1000;
+
+/** The facts of a file of `job` whose destination (relative to the base path) is `destination`. */
+export function hookFacts(
+  job: JobConfig,
+  transport: Pick<Transport, "describeTarget">,
+  relPath: string,
+  version: { size: number; mtimeMs: number },
+  destination: string,
+): HookFacts {
+  return {
+    source: absolutePath(job.watch_path, relPath),
+    relPath,
+    destination: transport.describeTarget(destination),
+    destinationPath: destination,
+    size: version.size,
+    mtimeMs: version.mtimeMs,
+  };
+}
+
+/** Counters of one job's hooks. */
+export interface HookStats {
+  succeeded: number;
+  failed: number;
+  dropped: number;
+}
+
+/** The environment variables a hook receives for `facts`. */
+export function hookEnvironment(
+  job: JobConfig,
+  event: HookEvent,
+  facts: HookFacts,
+): Record<string, string> {
+  const env: Record<string, string> = {
+    IMAGE_TRANSFER_EVENT: event,
+    IMAGE_TRANSFER_JOB: job.name,
+    IMAGE_TRANSFER_METHOD: job.transfer_method,
+    IMAGE_TRANSFER_SOURCE: facts.source,
+    IMAGE_TRANSFER_RELATIVE_PATH: facts.relPath,
+    IMAGE_TRANSFER_DESTINATION: facts.destination,
+    IMAGE_TRANSFER_DESTINATION_PATH: facts.destinationPath,
+    IMAGE_TRANSFER_NIGHT: facts.destinationPath.split("/")[0] ?? "",
+    IMAGE_TRANSFER_SIZE: String(facts.size),
+    IMAGE_TRANSFER_MTIME: new Date(facts.mtimeMs).toISOString(),
+  };
+  if (facts.sha256) env.IMAGE_TRANSFER_SHA256 = facts.sha256;
+  if (facts.error !== undefined) env.IMAGE_TRANSFER_ERROR = facts.error;
+  if (facts.attempts !== undefined) env.IMAGE_TRANSFER_ATTEMPTS = String(facts.attempts);
+  return env;
+}
+
+/** The distinct hook programs of `jobs`, in order. */
+export function hookPrograms(jobs: JobConfig[]): string[] {
+  const programs = jobs.flatMap((job) => [
+    job.on_transfer[0],
+    job.on_failure[0],
+    ...job.schedules.map((entry) => entry.action === "command" ? entry.command[0] : undefined),
+  ]);
+  return [...new Set(programs.filter((program) => program !== undefined))];
+}
+
+/**
+ * Check that every hook program of `jobs` may be run under the permissions
+ * the program was started with.
+ *
+ * @throws {ConfigError} naming the key, the program and what to do
+ */
+export function assertHooksRunnable(jobs: JobConfig[]): void {
+  for (const job of jobs) {
+    const programs: Array<[string, string | undefined]> = [
+      ["on_transfer", job.on_transfer[0]],
+      ["on_failure", job.on_failure[0]],
+      ...job.schedules.map((entry, index): [string, string | undefined] => [
+        `schedules[${index}].command`,
+        entry.action === "command" ? entry.command[0] : undefined,
+      ]),
+    ];
+    for (const [key, program] of programs) {
+      if (program === undefined) continue;
+      const state = Deno.permissions.querySync({ name: "run", command: program }).state;
+      if (state === "granted") continue;
+      throw new ConfigError(
+        `${key} of job ${job.name}: image-transfer may not run ${JSON.stringify(program)}: ` +
+          "its permission set lists the programs it may run. Add " +
+          `--allow-run=${program} after -P=image-transfer in the command that starts it ` +
+          "(the service definition, too), or, for a compiled binary, compile it with that flag " +
+          "(README: Hooks)",
+      );
+    }
+  }
+}
+
+/** Runs one job's hooks; see the module doc. */
+export class HookRunner {
+  #job: JobConfig;
+  #log = logger("hooks");
+  #queue: Array<() => Promise<void>> = [];
+  #running = new Set<Promise<void>>();
+  /** Aborted on stop: kills the programs still running. */
+  #stopping = new AbortController();
+  #closed = false;
+  #stats: HookStats = { succeeded: 0, failed: 0, dropped: 0 };
+
+  constructor(job: JobConfig) {
+    this.#job = job;
+  }
+
+  /** Hooks that ran well, failed, or were dropped so far. */
+  get stats(): HookStats {
+    return { ...this.#stats };
+  }
+
+  /** Run `on_transfer` (if set) for a file that arrived verified. */
+  arrived(facts: HookFacts): void {
+    this.#enqueue("transfer", this.#job.on_transfer, facts);
+  }
+
+  /** Run `on_failure` (if set) for a file that gave up. */
+  gaveUp(facts: HookFacts): void {
+    this.#enqueue("failure", this.#job.on_failure, facts);
+  }
+
+  /**
+   * Stop taking hooks. With `drain`, hooks still waiting run (each within
+   * its timeout); without, they are dropped and running ones are killed
+   * (both counted), so a stopping daemon does not wait for them.
+   */
+  async close(drain: boolean): Promise<void> {
+    this.#closed = true;
+    if (!drain) {
+      if (this.#queue.length > 0) {
+        this.#stats.dropped += this.#queue.length;
+        this.#log.warn("Dropped {count} hook(s) that had not started: stopping", {
+          job: this.#job.name,
+          count: this.#queue.length,
+        });
+        this.#queue.length = 0;
+      }
+      this.#stopping.abort();
+    }
+    while (this.#running.size > 0) await Promise.allSettled([...this.#running]);
+    const { succeeded, failed, dropped } = this.#stats;
+    if (succeeded + failed + dropped === 0) return;
+    const message = "Hooks of job {job}: {succeeded} done, {failed} failed, {dropped} not run";
+    const fields = { job: this.#job.name, succeeded, failed, dropped };
+    if (failed + dropped > 0) this.#log.warn(message, fields);
+    else this.#log.info(message, fields);
+  }
+
+  #enqueue(event: HookEvent, argv: string[], facts: HookFacts): void {
+    if (argv.length === 0) return;
+    if (this.#closed || this.#queue.length >= MAX_QUEUED_HOOKS) {
+      this.#stats.dropped++;
+      this.#log.error("Hook on_{event} for {source} not run: {reason}", {
+        job: this.#job.name,
+        event,
+        source: facts.source,
+        reason: this.#closed ? "stopping" : `${MAX_QUEUED_HOOKS} hooks are already waiting`,
+      });
+      return;
+    }
+    this.#queue.push(() => this.#run(event, argv, facts));
+    this.#next();
+  }
+
+  #next(): void {
+    while (this.#running.size < this.#job.max_concurrent_hooks && this.#queue.length > 0) {
+      const task = this.#queue.shift()!;
+      const running: Promise<void> = task().finally(() => {
+        this.#running.delete(running);
+        this.#next();
+      });
+      this.#running.add(running);
+    }
+  }
+
+  async #run(event: HookEvent, argv: string[], facts: HookFacts): Promise<void> {
+    const job = this.#job;
+    const fields = { job: job.name, event, hook: argv[0], source: facts.source };
+    const result = await runCaptured(argv, hookEnvironment(job, event, facts), {
+      timeoutMs: job.hook_timeout_seconds * 1000,
+      signal: this.#stopping.signal,
+    });
+    if (result.kind === "not-started") {
+      this.#stats.failed++;
+      this.#log.error("Hook on_{event} for {source} could not start: {error}", {
+        ...fields,
+        error: result.error,
+      });
+      return;
+    }
+    const logged = {
+      ...fields,
+      stdout: result.stdout,
+      stderr: result.stderr,
+      output: result.output,
+    };
+    const suffix = result.output === "" ? "" : "; {output}";
+    if (result.kind === "ok") {
+      this.#stats.succeeded++;
+      this.#log.info(`Hook on_{event} for {source} done${suffix}`, logged);
+      return;
+    }
+    this.#stats.failed++;
+    const reason = result.kind === "timed-out"
+      ? `killed after ${job.hook_timeout_seconds} s (hook_timeout_seconds)`
+      : this.#closed && result.signal
+      ? "killed: stopping"
+      : result.reason;
+    this.#log.error(`Hook on_{event} for {source} failed: {reason}${suffix}`, {
+      ...logged,
+      reason,
+    });
+  }
+}

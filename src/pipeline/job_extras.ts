@@ -1,0 +1,91 @@
+/**
+ * What a job does beside sending: hooks after each arrival or give-up,
+ * source clean-up, and schedules (with the catch-up of a scheduled rescan).
+ *
+ * @module
+ */
+import type { JobConfig } from "../config/types.ts";
+import type { DoneEntry, Ledger } from "../ledger/ledger.ts";
+import type { Transport } from "../transfer/transport.ts";
+import type { FileVersion } from "../watch/file_version.ts";
+import { catchUp } from "./catch_up.ts";
+import { hookFacts, HookRunner } from "./hooks.ts";
+import { JobSchedules } from "./schedules.ts";
+import { SourceCleaner } from "./source_cleanup.ts";
+import type { WorkRecord } from "./work_queue.ts";
+
+/** What {@linkcode JobExtras} works with. */
+export interface JobExtrasContext {
+  job: JobConfig;
+  ledger: Ledger;
+  transport: Transport;
+  /** The job's in-memory index of done files. */
+  done: () => Map<string, DoneEntry>;
+  /** Aborted when the job stops. */
+  signal: AbortSignal;
+  /** A full rescan of the watch folder. */
+  rescan(): Promise<void>;
+  /** A transfer window closes: start no new transfers. */
+  pause(): void;
+  /** A transfer window opens. */
+  resume(): void;
+  /** `run --once`: no schedules; hooks and clean-up called for finish before the end. */
+  once: boolean;
+}
+
+/** Hooks, source clean-up and schedules of one job; see the module doc. */
+export class JobExtras {
+  #context: JobExtrasContext;
+  #hooks: HookRunner;
+  #cleaner: SourceCleaner;
+  #schedules: JobSchedules;
+
+  constructor(context: JobExtrasContext) {
+    this.#context = context;
+    const { job, ledger } = context;
+    this.#hooks = new HookRunner(job);
+    this.#cleaner = new SourceCleaner(job, ledger);
+    this.#schedules = new JobSchedules({
+      job,
+      ledger,
+      rescan: (nights) => catchUp(context, nights).then(() => context.rescan()),
+      pause: () => context.pause(),
+      resume: () => context.resume(),
+    });
+  }
+
+  /** Start the clean-up and (unless `once`) the schedules. */
+  start(): void {
+    this.#cleaner.start();
+    if (!this.#context.once) this.#schedules.start();
+  }
+
+  /** A file arrived verified at `destination`. */
+  arrived(relPath: string, version: FileVersion, destination: string): void {
+    const { job, transport } = this.#context;
+    this.#hooks.arrived(hookFacts(job, transport, relPath, version, destination));
+    this.#cleaner.arrived(relPath, version);
+  }
+
+  /** A file gave up after `attempts` attempts. */
+  gaveUp(record: WorkRecord, error: string, attempts: number): void {
+    const { job, transport } = this.#context;
+    const { relPath, version, destination } = record;
+    this.#hooks.gaveUp({
+      ...hookFacts(job, transport, relPath, version, destination),
+      error,
+      attempts,
+    });
+  }
+
+  /**
+   * Stop the schedules (killing a scheduled command), then the hooks and the
+   * clean-up: with `once` what they were called for runs first; a stopping
+   * daemon kills running hooks and drops waiting ones.
+   */
+  async close(): Promise<void> {
+    await this.#schedules.stop();
+    await this.#hooks.close(this.#context.once);
+    await this.#cleaner.close(this.#context.once);
+  }
+}

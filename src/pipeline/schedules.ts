@@ -1,0 +1,200 @@
+/**
+ * A job's `schedules`: at cron times (croner, in a chosen time zone) or
+ * intervals, rescan the watch folder, run the user's command, or write a
+ * night report. An action still running when its time comes again is skipped
+ * (logged), never stacked.
+ *
+ * @module
+ */
+import { Cron } from "croner";
+import type { JobConfig } from "../config/types.ts";
+import type { Ledger } from "../ledger/ledger.ts";
+import { logger } from "../log/logging.ts";
+import { runCaptured } from "../process/captured.ts";
+import { writeNightReport } from "./night_report.ts";
+
+/** One `schedules` entry as the schema returns it. */
+export type ScheduleEntry = JobConfig["schedules"][number];
+
+/** The time zone an entry's cron expression is read in (`undefined`: the system's). */
+export function scheduleTimeZone(entry: ScheduleEntry, job: JobConfig): string | undefined {
+  return entry.timezone || job.night_timezone || undefined;
+}
+
+/** When a cron `entry` fires next after `after` (`null` for an interval entry or never). */
+export function nextCronRun(entry: ScheduleEntry, job: JobConfig, after: Date): Date | null {
+  if (entry.cron === undefined) return null;
+  const cron = new Cron(entry.cron, { timezone: scheduleTimeZone(entry, job), paused: true });
+  try {
+    return cron.nextRun(after);
+  } finally {
+    cron.stop();
+  }
+}
+
+/**
+ * Whether `at` falls in a pause window: the latest `pause` or `resume` cron
+ * time before it was a `pause`.
+ */
+export function pausedAt(job: JobConfig, at: Date): boolean {
+  let latest: { at: number; pause: boolean } | null = null;
+  for (const entry of job.schedules) {
+    if (entry.cron === undefined || (entry.action !== "pause" && entry.action !== "resume")) {
+      continue;
+    }
+    const cron = new Cron(entry.cron, { timezone: scheduleTimeZone(entry, job), paused: true });
+    const previous = cron.previousRuns(1, at)[0];
+    cron.stop();
+    if (previous && (latest === null || previous.getTime() > latest.at)) {
+      latest = { at: previous.getTime(), pause: entry.action === "pause" };
+    }
+  }
+  return latest?.pause ?? false;
+}
+
+/** The environment a scheduled command receives. */
+export function scheduleEnvironment(job: JobConfig, index: number): Record<string, string> {
+  return {
+    IMAGE_TRANSFER_EVENT: "schedule",
+    IMAGE_TRANSFER_JOB: job.name,
+    IMAGE_TRANSFER_METHOD: job.transfer_method,
+    IMAGE_TRANSFER_SCHEDULE: String(index),
+    IMAGE_TRANSFER_WATCH_PATH: job.watch_path,
+    IMAGE_TRANSFER_DESTINATION_BASE: job.remote_base_path,
+  };
+}
+
+/** What {@linkcode JobSchedules} acts on. */
+export interface ScheduleContext {
+  job: JobConfig;
+  ledger: Ledger;
+  /**
+   * A full rescan of the watch folder (failed files get another chance),
+   * after checking the last `nights` night folders at the destination.
+   */
+  rescan(nights: number): Promise<void>;
+  /** Start no new transfers until {@linkcode ScheduleContext.resume}. */
+  pause(): void;
+  resume(): void;
+}
+
+/** Runs one job's schedules; see the module doc. */
+export class JobSchedules {
+  #context: ScheduleContext;
+  #log = logger("schedule");
+  #crons: Cron[] = [];
+  #timers: Array<ReturnType<typeof setInterval>> = [];
+  #busy = new Set<number>();
+  /** Aborted on stop: kills the programs still running. */
+  #stopping = new AbortController();
+  #running = new Set<Promise<void>>();
+
+  constructor(context: ScheduleContext) {
+    this.#context = context;
+  }
+
+  /** Start every entry's timer (paused first if the last window edge before now was a pause). */
+  start(): void {
+    const { job } = this.#context;
+    if (pausedAt(job, new Date())) {
+      this.#log.info("Transfers of job {job} paused: inside a pause window of its schedules", {
+        job: job.name,
+      });
+      this.#context.pause();
+    }
+    for (const [index, entry] of job.schedules.entries()) {
+      const fire = () => this.#fire(index, entry);
+      if (entry.cron !== undefined) {
+        this.#crons.push(new Cron(entry.cron, { timezone: scheduleTimeZone(entry, job) }, fire));
+      } else if (entry.every_seconds !== undefined) {
+        this.#timers.push(setInterval(fire, entry.every_seconds * 1000));
+      }
+      const next = nextCronRun(entry, job, new Date());
+      this.#log.info("Schedule {index} of job {job}: {action} {when}", {
+        job: job.name,
+        index,
+        action: entry.action,
+        when: entry.cron === undefined
+          ? `every ${entry.every_seconds} s`
+          : `at "${entry.cron}" (${scheduleTimeZone(entry, job) ?? "system time zone"}), next ${
+            next?.toISOString() ?? "never"
+          }`,
+      });
+    }
+  }
+
+  /** Stop the timers, kill running commands, wait for actions under way. */
+  async stop(): Promise<void> {
+    for (const cron of this.#crons) cron.stop();
+    for (const timer of this.#timers) clearInterval(timer);
+    this.#crons = [];
+    this.#timers = [];
+    this.#stopping.abort();
+    await Promise.allSettled([...this.#running]);
+  }
+
+  #fire(index: number, entry: ScheduleEntry): void {
+    const { job } = this.#context;
+    if (this.#busy.has(index)) {
+      this.#log.warn("Schedule {index} of job {job} ({action}) skipped: still running", {
+        job: job.name,
+        index,
+        action: entry.action,
+      });
+      return;
+    }
+    this.#busy.add(index);
+    const run: Promise<void> = this.#act(index, entry).catch((error) => {
+      this.#log.error("Schedule {index} of job {job} ({action}) failed: {error}", {
+        job: job.name,
+        index,
+        action: entry.action,
+        error: error instanceof Error ? error.message : String(error),
+      });
+    }).finally(() => {
+      this.#busy.delete(index);
+      this.#running.delete(run);
+    });
+    this.#running.add(run);
+  }
+
+  async #act(index: number, entry: ScheduleEntry): Promise<void> {
+    const { job, ledger } = this.#context;
+    const fields = { job: job.name, index, action: entry.action };
+    switch (entry.action) {
+      case "rescan":
+        this.#log.info("Schedule {index} of job {job}: rescanning", fields);
+        await this.#context.rescan(entry.nights);
+        return;
+      case "report":
+        await writeNightReport(job, ledger, entry.nights);
+        return;
+      case "pause":
+      case "resume":
+        this.#log.info(`Transfers of job {job} ${entry.action}d (schedule {index})`, fields);
+        if (entry.action === "pause") this.#context.pause();
+        else this.#context.resume();
+        return;
+      case "command": {
+        const result = await runCaptured(entry.command, scheduleEnvironment(job, index), {
+          timeoutMs: entry.timeout_seconds * 1000,
+          signal: this.#stopping.signal,
+        });
+        if (result.kind === "not-started") throw new Error(`cannot start: ${result.error}`);
+        const logged = { ...fields, command: entry.command[0], output: result.output };
+        const suffix = result.output === "" ? "" : "; {output}";
+        if (result.kind === "ok") {
+          this.#log.info(`Scheduled command {command} of job {job} done${suffix}`, logged);
+          return;
+        }
+        const reason = result.kind === "timed-out"
+          ? `killed after ${entry.timeout_seconds} s (timeout_seconds)`
+          : result.reason;
+        this.#log.error(`Scheduled command {command} of job {job} failed: {reason}${suffix}`, {
+          ...logged,
+          reason,
+        });
+      }
+    }
+  }
+}

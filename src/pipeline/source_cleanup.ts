@@ -1,0 +1,199 @@
+/**
+ * Source clean-up (`after_transfer: delete | move`, `keep_days`): a source is
+ * removed from the watch folder only when the ledger holds it as arrived
+ * verified and the file on disk is still a regular file with the size and
+ * mtime it was sent with. Nothing else is ever touched.
+ *
+ * @module
+ */
+import { dirname, isAbsolute, join, relative, resolve } from "node:path";
+import type { JobConfig } from "../config/types.ts";
+import { ConfigError } from "../errors.ts";
+import type { Ledger } from "../ledger/ledger.ts";
+import { logger } from "../log/logging.ts";
+import { absolutePath, type FileVersion, sameVersion, versionOf } from "../watch/file_version.ts";
+
+/** How often sources kept for `keep_days` are looked at. */
+export const CLEANUP_INTERVAL_MS = 3_600_000;
+
+const DAY_MS = 86_400_000;
+
+/** One source to remove, and how. */
+export interface CleanupStep {
+  relPath: string;
+  source: string;
+  /** `null` to delete; else the path the source is moved to. */
+  moveTo: string | null;
+}
+
+/**
+ * Refuse an archive folder inside a watch folder (moved files would be sent
+ * again) or a watch folder inside an archive folder.
+ *
+ * @throws {ConfigError} naming the job and both folders
+ */
+export function assertCleanupSafe(jobs: JobConfig[]): void {
+  for (const job of jobs) {
+    if (job.after_transfer !== "move") continue;
+    const archive = resolve(job.archive_path);
+    const watch = resolve(job.watch_path);
+    if (inside(archive, watch) || inside(watch, archive)) {
+      throw new ConfigError(
+        `archive_path of job ${job.name}: ${archive} and watch_path ${watch} must not contain each ` +
+          "other (moved files would be found again); choose a folder outside the watch folder",
+      );
+    }
+  }
+}
+
+/** Whether `path` is `folder` or below it. */
+function inside(path: string, folder: string): boolean {
+  const rel = relative(folder, path);
+  return rel === "" || (!rel.startsWith("..") && !isAbsolute(rel));
+}
+
+/** The step for a source whose ledger version is `sent`, or `null` when it must stay. */
+export async function cleanupStep(
+  job: JobConfig,
+  relPath: string,
+  sent: FileVersion,
+): Promise<CleanupStep | null> {
+  if (job.after_transfer === "keep") return null;
+  const source = absolutePath(job.watch_path, relPath);
+  const info = await Deno.lstat(source).catch(() => null);
+  // Never a link, never a file that changed after it was sent.
+  if (!info?.isFile || !sameVersion(versionOf(info), sent)) return null;
+  const moveTo = job.after_transfer === "move"
+    ? absolutePath(resolve(job.archive_path), relPath)
+    : null;
+  return { relPath, source, moveTo };
+}
+
+/**
+ * Every step due now for `job` by the ledger (files that arrived at least
+ * `keep_days` ago), in arrival order; for `run --dry-run` and the periodic pass.
+ */
+export async function dueSteps(
+  job: JobConfig,
+  ledger: Ledger,
+  now: number,
+): Promise<CleanupStep[]> {
+  if (job.after_transfer === "keep") return [];
+  const steps: CleanupStep[] = [];
+  for (const row of ledger.doneArrivedBy(job.name, now - job.keep_days * DAY_MS)) {
+    const step = await cleanupStep(job, row.relPath, row);
+    if (step) steps.push(step);
+  }
+  return steps;
+}
+
+/** Removes one job's sources as configured; see the module doc. */
+export class SourceCleaner {
+  #job: JobConfig;
+  #ledger: Ledger;
+  #log = logger("cleanup");
+  #timer: ReturnType<typeof setInterval> | undefined;
+  /** One step at a time, in order. */
+  #chain: Promise<void> = Promise.resolve();
+  #closed = false;
+
+  constructor(job: JobConfig, ledger: Ledger) {
+    this.#job = job;
+    this.#ledger = ledger;
+  }
+
+  /** Look for due sources now and (with `keep_days`) every hour. */
+  start(): void {
+    if (this.#job.after_transfer === "keep") return;
+    this.#pass();
+    if (this.#job.keep_days > 0) this.#timer = setInterval(() => this.#pass(), CLEANUP_INTERVAL_MS);
+  }
+
+  /** A file arrived verified with `version`: without `keep_days`, it goes now. */
+  arrived(relPath: string, version: FileVersion): void {
+    if (this.#job.after_transfer === "keep" || this.#job.keep_days > 0) return;
+    this.#then(async () => {
+      const step = await cleanupStep(this.#job, relPath, version);
+      if (step) await this.#apply(step);
+    });
+  }
+
+  /** Stop; with `drain` (`run --once`) the steps already called for run first. */
+  async close(drain: boolean): Promise<void> {
+    clearInterval(this.#timer);
+    if (!drain) this.#closed = true;
+    await this.#chain;
+    this.#closed = true;
+  }
+
+  #pass(): void {
+    this.#then(async () => {
+      for (const step of await dueSteps(this.#job, this.#ledger, Date.now())) {
+        if (this.#closed) return;
+        await this.#apply(step);
+      }
+    });
+  }
+
+  #then(task: () => Promise<void>): void {
+    this.#chain = this.#chain.then(() => this.#closed ? undefined : task()).catch((error) => {
+      this.#log.error("Source clean-up failed: {error}", {
+        job: this.#job.name,
+        error: error instanceof Error ? error.message : String(error),
+      });
+    });
+  }
+
+  /** Delete or move the source, checking it once more right before. */
+  async #apply(step: CleanupStep): Promise<void> {
+    const job = this.#job;
+    const row = this.#ledger.get(job.name, step.relPath);
+    if (row?.state !== "done") return;
+    // The ledger's version, checked again right before the source goes.
+    if (!(await cleanupStep(job, step.relPath, row))) return;
+    const fields = { job: job.name, source: step.source, archive: step.moveTo };
+    try {
+      if (step.moveTo === null) {
+        await Deno.remove(step.source);
+        this.#log.info("Deleted {source}: it arrived verified", fields);
+      } else {
+        await moveFile(step.source, step.moveTo, row);
+        this.#log.info("Moved {source} to {archive}: it arrived verified", fields);
+      }
+    } catch (error) {
+      this.#log.error("Cannot remove {source} after its transfer: {error}; it stays", {
+        ...fields,
+        error: error instanceof Error ? error.message : String(error),
+      });
+    }
+  }
+}
+
+/**
+ * Move `source` to `target` (never over an existing file): a rename, or
+ * across file systems a copy that must have the sent size, then removal.
+ */
+async function moveFile(source: string, target: string, sent: FileVersion): Promise<void> {
+  await Deno.mkdir(dirname(target), { recursive: true });
+  if (await Deno.lstat(target).then(() => true, () => false)) {
+    throw new Error(`${target} exists already`);
+  }
+  try {
+    await Deno.rename(source, target);
+    return;
+  } catch (error) {
+    if (!(error instanceof Error && "code" in error && error.code === "EXDEV")) throw error;
+  }
+  const partial = join(dirname(target), `.${crypto.randomUUID()}.part`);
+  try {
+    await Deno.copyFile(source, partial);
+    const copied = await Deno.stat(partial);
+    if (copied.size !== sent.size) throw new Error(`the copy in ${partial} is incomplete`);
+    await Deno.utime(partial, new Date(), new Date(sent.mtimeMs));
+    await Deno.rename(partial, target);
+  } catch (error) {
+    await Deno.remove(partial).catch(() => {});
+    throw error;
+  }
+  await Deno.remove(source);
+}

@@ -1,0 +1,92 @@
+/**
+ * Running a user's program (hooks, scheduled commands) through
+ * {@linkcode runProcess}: argument list, no shell, stdin closed, stdout and
+ * stderr captured (up to 16 KiB each) for the log, its process group killed
+ * after a timeout or when the caller stops.
+ *
+ * @module
+ */
+import { CommandError } from "../errors.ts";
+import { neverStarted, runProcess } from "./run.ts";
+
+/** Most bytes of a program's stdout or stderr kept for the log. */
+export const MAX_OUTPUT_BYTES = 16 * 1024;
+
+/** How long output pipes a program left to a background child are read after it exits. */
+const PIPES_AFTER_EXIT_MS = 500;
+
+/** How a run ended. */
+export type CapturedRun =
+  | { kind: "not-started"; error: string }
+  | {
+    kind: "ok" | "failed" | "timed-out";
+    /** `exit code N`, `ended by signal S` or `stopped` (kind `failed`). */
+    reason: string;
+    signal: string | null;
+    stdout: string;
+    stderr: string;
+    /** `stdout: …; stderr: …` (the non-empty ones), for a log line. */
+    output: string;
+  };
+
+/**
+ * Run `argv` with `env` added to this process's environment; kill it after
+ * `timeoutMs`, or when `signal` is aborted (the run then ends as `failed`,
+ * reason `stopped`). Never throws.
+ */
+export async function runCaptured(
+  argv: string[],
+  env: Record<string, string>,
+  options: { timeoutMs: number; signal?: AbortSignal },
+): Promise<CapturedRun> {
+  const decoder = new TextDecoder();
+  const ended = (
+    kind: "ok" | "failed" | "timed-out",
+    reason: string,
+    signal: string | null,
+    stdoutText: string,
+    stderrText: string,
+  ): CapturedRun => {
+    const stdout = cap(stdoutText);
+    const stderr = cap(stderrText);
+    const output = [
+      stdout === "" ? "" : `stdout: ${stdout}`,
+      stderr === "" ? "" : `stderr: ${stderr}`,
+    ]
+      .filter((part) => part !== "").join("; ");
+    return { kind, reason, signal, stdout, stderr, output };
+  };
+  try {
+    const result = await runProcess(argv, {
+      env,
+      timeoutMs: options.timeoutMs,
+      signal: options.signal,
+      pipesAfterExitMs: PIPES_AFTER_EXIT_MS,
+    });
+    return ended("ok", "exit code 0", null, decoder.decode(result.stdout), result.stderr);
+  } catch (error) {
+    if (neverStarted(error)) {
+      const cause = (error as CommandError).cause;
+      return { kind: "not-started", error: cause instanceof Error ? cause.message : String(error) };
+    }
+    if (error instanceof CommandError) {
+      const { run } = error;
+      const kind = run.timedOut ? "timed-out" : "failed";
+      const reason = run.signal ? `ended by signal ${run.signal}` : `exit code ${run.code}`;
+      return ended(kind, reason, run.signal, run.stdout ?? "", run.stderr);
+    }
+    // Aborted: the caller is stopping.
+    return ended("failed", "stopped", "SIGKILL", "", "");
+  }
+}
+
+/** At most {@linkcode MAX_OUTPUT_BYTES} of `text` (its start), without trailing blanks. */
+function cap(text: string): string {
+  const bytes = new TextEncoder().encode(text);
+  const kept = bytes.length <= MAX_OUTPUT_BYTES ? text : decodeStart(bytes);
+  return kept.trimEnd();
+}
+
+function decodeStart(bytes: Uint8Array): string {
+  return new TextDecoder().decode(bytes.subarray(0, MAX_OUTPUT_BYTES));
+}

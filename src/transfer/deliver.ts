@@ -1,0 +1,141 @@
+/**
+ * Delivering a batch, once for every method: plan where each file goes, check
+ * its source, make the folders, put each source under a temporary name, check
+ * the sources again, then verify each copy and rename it into place (or remove
+ * it). The order and the rules live here; each method supplies the steps
+ * ({@linkcode DeliverySteps}) the way its destination allows (one call per
+ * batch over SSH, a file at a time locally).
+ *
+ * @module
+ */
+import { TransferError } from "../errors.ts";
+import { sourceUnreadable } from "./classify.ts";
+import { inspectSource, type SourceInfo } from "./source_open.ts";
+import type { TransferItem, TransferOutcome } from "./transport.ts";
+
+/** One file of a batch on its way. Methods extend it with what their steps need. */
+export interface Delivery {
+  /** Position of the item in the batch. */
+  readonly index: number;
+  readonly item: TransferItem;
+  /** The final path, in the form the method's destination uses. */
+  readonly finalPath: string;
+  /** The temporary path the copy is written under, in or below the final folder. */
+  readonly tempPath: string;
+  /** Set once the delivery has failed; from then on it takes no part but the clean-up. */
+  error: TransferError | null;
+  /** The source as last checked (mode and times the copy carries over). */
+  source: SourceInfo | null;
+}
+
+/** What a method does for {@linkcode deliver}, in the order called. */
+export interface DeliverySteps<D extends Delivery> {
+  /**
+   * Where `item` goes: its final path and the temporary path its copy is
+   * written under.
+   *
+   * @throws {Error} when the destination cannot be placed (the item fails, fatal)
+   */
+  place(item: TransferItem): { finalPath: string; tempPath: string };
+  /** The method's own record of `delivery` (every item gets one, failed or not). */
+  track(delivery: Delivery): D;
+  /** Make the folders the deliveries need; fail those whose folder cannot be made. */
+  makeFolders(deliveries: D[], signal: AbortSignal): Promise<void>;
+  /** Write each delivery's source under its temporary path; fail those that could not. */
+  put(deliveries: D[], signal: AbortSignal): Promise<void>;
+  /**
+   * Verify each live delivery's copy as the job asks and rename it into place;
+   * remove every copy that is not renamed (failed deliveries' included).
+   * Given every delivery of the batch.
+   */
+  finish(deliveries: D[], signal: AbortSignal): Promise<void>;
+  /**
+   * Release what the batch holds; called once, last, also after an abort
+   * (`finished` false: the finishing step did not complete).
+   */
+  end(deliveries: D[], finished: boolean): Promise<void>;
+}
+
+/** The deliveries that have not failed. */
+export function live<D extends Delivery>(deliveries: D[]): D[] {
+  return deliveries.filter((delivery) => delivery.error === null);
+}
+
+/**
+ * Fail `delivery` unless its source can be opened as `source_open.ts` does
+ * (no link it may not follow, a regular file) and still has the size and
+ * mtime it was queued with; otherwise record what the copy carries over.
+ */
+export function checkSource(delivery: Delivery): void {
+  if (delivery.error) return;
+  try {
+    delivery.source = inspectSource(delivery.item);
+  } catch (error) {
+    delivery.error = error instanceof TransferError
+      ? error
+      : sourceUnreadable(delivery.item.source, error);
+  }
+}
+
+/**
+ * Deliver `items` with `steps`: one outcome per item, in order. Throws only
+ * when `signal` is aborted (after `end`).
+ */
+export async function deliver<D extends Delivery>(
+  items: TransferItem[],
+  steps: DeliverySteps<D>,
+  signal: AbortSignal,
+): Promise<TransferOutcome[]> {
+  signal.throwIfAborted();
+  const deliveries = planAll(items, steps);
+  let finished = false;
+  try {
+    for (const delivery of deliveries) checkSource(delivery);
+    if (live(deliveries).length > 0) {
+      await steps.makeFolders(live(deliveries), signal);
+      signal.throwIfAborted();
+      await steps.put(live(deliveries), signal);
+      signal.throwIfAborted();
+      // The source must still be the file that was judged complete.
+      for (const delivery of deliveries) checkSource(delivery);
+    }
+    await steps.finish(deliveries, signal);
+    finished = true;
+  } finally {
+    await steps.end(deliveries, finished);
+  }
+  return deliveries.map((delivery) => ({ item: delivery.item, error: delivery.error }));
+}
+
+/** Plan every item; an unplaceable destination or a second file for one final path fails. */
+function planAll<D extends Delivery>(items: TransferItem[], steps: DeliverySteps<D>): D[] {
+  const seen = new Set<string>();
+  return items.map((item, index) => {
+    const delivery: Delivery = {
+      index,
+      item,
+      finalPath: "",
+      tempPath: "",
+      error: null,
+      source: null,
+    };
+    try {
+      Object.assign(delivery, steps.place(item));
+    } catch (error) {
+      delivery.error = new TransferError(
+        `Cannot send ${item.source}: invalid destination ${JSON.stringify(item.destination)}`,
+        "fatal",
+        { cause: error },
+      );
+      return steps.track(delivery);
+    }
+    if (seen.has(delivery.finalPath)) {
+      delivery.error = new TransferError(
+        `Cannot send ${item.source}: another file of the same batch goes to ${delivery.finalPath}`,
+        "retry",
+      );
+    }
+    seen.add(delivery.finalPath);
+    return steps.track(delivery);
+  });
+}

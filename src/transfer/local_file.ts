@@ -1,0 +1,166 @@
+/**
+ * The file operations of the `local` transport: copying a source into an open
+ * temporary file (hashing it on the way), re-reading a copy, checking that a
+ * temporary name still holds the file opened, flushing a folder, and sorting
+ * local errors.
+ *
+ * @module
+ */
+import type { Throttle } from "./throttle.ts";
+import { createHash, type Hash } from "node:crypto";
+import { fstatSync, lstatSync, readSync, writeSync } from "node:fs";
+import { setImmediate } from "node:timers";
+import { TransferError } from "../errors.ts";
+import type { OpenSource } from "./source_open.ts";
+import type { TransferItem } from "./transport.ts";
+
+/** Bytes copied between two turns of the event loop. */
+const CHUNK_BYTES = 1024 * 1024;
+
+/** What {@linkcode copyData} copied. */
+export interface Written {
+  bytes: number;
+  /** SHA-256 of the bytes read from the source, when asked for. */
+  sha256: string | null;
+}
+
+/**
+ * Copy the source into `target`, a chunk at a time with a turn of the event
+ * loop between chunks (synchronous reads and writes: less CPU than awaiting
+ * each one, and other work waits at most one chunk); paced by `throttle`
+ * when given (a bandwidth limit).
+ */
+export async function copyData(
+  source: OpenSource,
+  target: number,
+  signal: AbortSignal,
+  hashIt: boolean,
+  throttle: Throttle | null = null,
+): Promise<Written> {
+  const hash: Hash | null = hashIt ? createHash("sha256") : null;
+  const buffer = new Uint8Array(CHUNK_BYTES);
+  let bytes = 0;
+  while (true) {
+    signal.throwIfAborted();
+    const n = readSync(source.fd, buffer, 0, buffer.length, null);
+    if (n === 0) break;
+    const chunk = buffer.subarray(0, n);
+    hash?.update(chunk);
+    let offset = 0;
+    while (offset < n) offset += writeSync(target, chunk, offset, n - offset);
+    bytes += n;
+    if (throttle) await throttle.sent(n, signal);
+    // Not setTimeout(0): nested timeouts are clamped to 4 ms.
+    else await new Promise((resolve) => setImmediate(resolve));
+  }
+  return { bytes, sha256: hash?.digest("hex") ?? null };
+}
+
+/** SHA-256 of what an open file holds, read from its start through the descriptor. */
+export async function sha256OfOpenFile(fd: number): Promise<string> {
+  const hash = createHash("sha256");
+  const buffer = new Uint8Array(CHUNK_BYTES);
+  for (let position = 0;;) {
+    const n = readSync(fd, buffer, 0, buffer.length, position);
+    if (n === 0) break;
+    hash.update(buffer.subarray(0, n));
+    position += n;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  return hash.digest("hex");
+}
+
+/**
+ * Throw unless `path` still names the file open as `fd`: someone who may
+ * write the destination folder could have replaced it (by a link, say), and
+ * the rename would then deliver their file.
+ */
+export function assertSameFile(path: string, fd: number): void {
+  const opened = fstatSync(fd);
+  let named;
+  try {
+    named = lstatSync(path);
+  } catch (error) {
+    throw new TransferError(`the temporary file ${path} disappeared before the rename`, "retry", {
+      cause: error,
+    });
+  }
+  if (named.isSymbolicLink() || named.ino !== opened.ino || named.dev !== opened.dev) {
+    throw new TransferError(
+      `the temporary file ${path} was replaced by someone else before the rename; not delivered`,
+      "retry",
+    );
+  }
+}
+
+/**
+ * Run `change` (a permission or time change), ignoring the refusals of file
+ * systems that cannot store it (some network shares, FAT): the data matters
+ * more than its metadata.
+ */
+export function whereSupported(change: () => void): void {
+  try {
+    change();
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    if (!["EPERM", "ENOTSUP", "EOPNOTSUPP", "EINVAL", "ENOSYS"].includes(code ?? "")) throw error;
+  }
+}
+
+/** Remove the temporary file at `path` if it is still the one open as `fd`. */
+export function removeIfOurs(path: string, fd: number): void {
+  try {
+    assertSameFile(path, fd);
+    Deno.removeSync(path);
+  } catch {
+    // Gone or not ours: leave it.
+  }
+}
+
+/**
+ * Flush a folder's entries to disk, so a rename that the ledger records as
+ * done survives a power cut. Not possible on Windows (folders cannot be
+ * opened), where NTFS journals the rename itself.
+ */
+export async function syncFolder(folder: string): Promise<void> {
+  if (Deno.build.os === "windows") return;
+  using dir = await Deno.open(folder, { read: true });
+  await dir.sync();
+}
+
+/** Classify a local copy error. */
+export function toTransferError(item: TransferItem, error: unknown): TransferError {
+  if (error instanceof TransferError) {
+    if (error.message.startsWith("Cannot send ") || error.message.startsWith("Verification")) {
+      return error;
+    }
+    return new TransferError(`Cannot send ${item.source}: ${error.message}`, error.kind, {
+      cause: error,
+    });
+  }
+  const reason = error instanceof Error ? error.message : String(error);
+  const code = (error as { code?: string }).code;
+  if (error instanceof Deno.errors.NotFound || code === "ENOENT") {
+    return new TransferError(`Cannot send ${item.source}: ${reason}`, "retry", { cause: error });
+  }
+  if (code === "ENOSPC" || code === "EDQUOT" || /No space left|quota/i.test(reason)) {
+    return new TransferError(
+      `Cannot send ${item.source}: destination is full (${reason})`,
+      "retry-later",
+      { cause: error },
+    );
+  }
+  if (code === "EROFS" || /read-only file system/i.test(reason)) {
+    return new TransferError(
+      `Cannot send ${item.source}: destination is read-only (${reason})`,
+      "retry-later",
+      { cause: error },
+    );
+  }
+  if (error instanceof Deno.errors.PermissionDenied || code === "EACCES" || code === "EPERM") {
+    return new TransferError(`Cannot send ${item.source}: permission denied (${reason})`, "fatal", {
+      cause: error,
+    });
+  }
+  return new TransferError(`Cannot send ${item.source}: ${reason}`, "retry", { cause: error });
+}

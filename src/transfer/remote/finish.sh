@@ -1,0 +1,212 @@
+# shellcheck shell=sh
+# The last step of a batch (see ssh_finish.ts): check each uploaded copy (a
+# regular file, its size, its SHA-256), rename the good ones into place, remove
+# the others and the batch's upload folders. Runs after prologue.sh; the
+# generated lines call, in this order:
+#
+#   start_finish hash|no-hash
+#   report_space_left INDEX FOLDER        where an upload failed: the room left there
+#   start_flush FOLDER...                 with remote_sync: the copies' data, while they
+#                                         are checked
+#   read_sizes COPY...                    every copy whose size is checked, in order
+#   begin_folder GROUP UPLOAD_FOLDER [./NAME...]   per upload folder, then for its copies:
+#     check_copy INDEX COPY FINAL SIZE|- SHA256|-
+#   remove_copies COPY...                 copies of files that failed before
+#   drop_group_and_other_write COPY...    copies of sources writable by group or others
+#   end_flush                             with remote_sync: the data is on disk before
+#                                         any rename
+#   rename_checked_copies GROUP FOLDER    per upload folder
+#   report_renamed INDEX COPY FINAL       per checked copy
+#   flush_folders FOLDER...               with remote_sync: then the renames
+#   remove_upload_folders FOLDER...
+#
+# Each copy lies in an upload folder inside its destination folder, under its
+# final name, so one `mv` moves all of a folder's good copies into place, each
+# rename atomic and replacing (never writing through) what is under the name.
+# Every per-copy step is a shell builtin: a batch costs a few processes, not a
+# few per file.
+#
+# Results, per copy: `renamed INDEX`, `missing INDEX` (not there, or not a
+# regular file), `size-unknown INDEX`, `size-differs INDEX SIZE`,
+# `checksum-differs INDEX SHA256`, `no-hash-tool INDEX`, `final-is-folder
+# INDEX`, `rename-failed INDEX MESSAGE`; per folder asked about: `space-left
+# INDEX KIB`.
+
+# start_finish hash|no-hash: pick the tools, make a private work folder.
+start_finish() {
+  checking_hashes=''
+  [ "$1" = hash ] && checking_hashes=$(hash_tool)
+  size_command=''
+  sizes_listed=''
+  listed_line=''
+  work_folder=$(mktemp -d 2>/dev/null) || {
+    work_folder=${TMPDIR:-/tmp}/.image-transfer-finish-$$
+    mkdir -m 700 -- "$work_folder" || exit 1
+  }
+  trap 'rm -rf -- "$work_folder"' EXIT
+}
+
+# report_space_left INDEX FOLDER
+report_space_left() {
+  kib=$(space_left "$2")
+  [ -n "$kib" ] && report space-left "$1" "$kib"
+}
+
+# pick_size_command: GNU stat, else BSD stat.
+pick_size_command() {
+  if stat -c %s / >/dev/null 2>&1; then size_command='stat -c %s'; else size_command='stat -f %z'; fi
+}
+
+# read_sizes COPY...: the sizes of all copies with one stat; when one is
+# missing, each copy's size is asked for on its own instead.
+read_sizes() {
+  pick_size_command
+  # shellcheck disable=SC2086 # the command's words split on purpose
+  if $size_command -- "$@" >"$work_folder/sizes" 2>/dev/null; then
+    sizes_listed=yes
+    exec 3<"$work_folder/sizes"
+  fi
+}
+
+# take_size COPY: set size to the size of COPY ("" when unknown).
+take_size() {
+  if [ -n "$sizes_listed" ]; then
+    IFS= read -r size <&3 || size=''
+  else
+    [ -n "$size_command" ] || pick_size_command
+    # shellcheck disable=SC2086 # the command's words split on purpose
+    size=$($size_command -- "$1" 2>/dev/null) || size=''
+  fi
+}
+
+# begin_folder GROUP UPLOAD_FOLDER [./NAME...]: the copies checked next are in
+# UPLOAD_FOLDER. With checksums, the NAMEs there are hashed by one process
+# (names without a line break or backslash, which hash tools print escaped).
+begin_folder() {
+  rename_list=$work_folder/renames.$1
+  : >"$rename_list"
+  listed_line=''
+  exec 4</dev/null
+  upload_folder=$2
+  shift 2
+  if [ "$#" -gt 0 ] && [ -n "$checking_hashes" ]; then
+    # shellcheck disable=SC2086 # the command's words split on purpose
+    (cd -- "$upload_folder" && exec $checking_hashes "$@") >"$work_folder/hashes" 2>/dev/null
+    exec 4<"$work_folder/hashes"
+  fi
+}
+
+# take_listed_hash NAME: set listed_hash to the SHA-256 the folder's hash
+# process printed for ./NAME (the line "HASH *./NAME", exactly), or to "" (the
+# copy is then hashed on its own). Its
+# lines come in the order of the names; a line that is not NAME's waits for
+# the copy it belongs to.
+take_listed_hash() {
+  listed_hash=''
+  [ -n "$listed_line" ] || IFS= read -r listed_line <&4 || listed_line=''
+  case $listed_line in
+    *" *./$1")
+      if [ "${#listed_line}" -eq $((${#1} + 68)) ]; then
+        listed_hash=${listed_line%% *}
+        listed_line=''
+      fi
+      ;;
+  esac
+}
+
+# check_copy INDEX COPY FINAL SIZE|- SHA256|-: check one copy; a good one is
+# listed for the rename, a bad one removed.
+check_copy() {
+  size=''
+  [ "$4" = - ] || take_size "$2"
+  listed_hash=''
+  [ "$5" = - ] || take_listed_hash "${2##*/}"
+  if ! [ -f "$2" ] || [ -L "$2" ]; then
+    report missing "$1"
+    return
+  fi
+  if [ "$4" != - ]; then
+    if [ -z "$size" ]; then
+      report size-unknown "$1"
+      return
+    fi
+    if [ "$size" != "$4" ]; then
+      rm -f -- "$2"
+      report size-differs "$1" "$size"
+      return
+    fi
+  fi
+  if [ -d "$3" ]; then
+    report final-is-folder "$1"
+    return
+  fi
+  if [ "$5" != - ]; then
+    if [ -z "$checking_hashes" ]; then
+      report no-hash-tool "$1"
+      return
+    fi
+    hash=$listed_hash
+    if [ -z "$hash" ]; then
+      # shellcheck disable=SC2086 # the command's words split on purpose
+      hash=$($checking_hashes <"$2" 2>/dev/null)
+      hash=${hash%% *}
+    fi
+    if [ "$hash" != "$5" ]; then
+      rm -f -- "$2"
+      report checksum-differs "$1" "$hash"
+      return
+    fi
+  fi
+  printf '%s\0' "$2" >>"$rename_list"
+  eval "checked_$1=yes"
+}
+
+# remove_copies COPY...
+remove_copies() {
+  rm -f -- "$@"
+}
+
+# drop_group_and_other_write COPY...: as delivered copies must be.
+drop_group_and_other_write() {
+  chmod go-w -- "$@" 2>/dev/null
+  return 0
+}
+
+# start_flush FOLDER...: start flushing the file systems that hold them, in the
+# background, so the disk writes while the copies are read for their hashes.
+start_flush() {
+  flush_folders "$@" &
+  flushing=$!
+}
+
+# end_flush: wait until the flush start_flush began has ended.
+end_flush() {
+  wait "$flushing"
+}
+
+# rename_checked_copies GROUP FOLDER: move the group's good copies into FOLDER.
+rename_checked_copies() {
+  [ -s "$work_folder/renames.$1" ] || return 0
+  # shellcheck disable=SC2016 # expanded by the inner sh
+  xargs -0 sh -c 'exec mv -f -- "$@" "$0"' "$2" <"$work_folder/renames.$1" 2>/dev/null
+  return 0
+}
+
+# report_renamed INDEX COPY FINAL: for a checked copy, whether it was renamed;
+# one still there is renamed on its own, for the system's reason if that fails.
+report_renamed() {
+  eval "checked=\${checked_$1-}"
+  [ -n "$checked" ] || return 0
+  if [ -e "$2" ] || [ -L "$2" ]; then
+    if ! mv -f -- "$2" "$3" 2>"$work_folder/error"; then
+      report rename-failed "$1" "$(one_line "$(cat "$work_folder/error")")"
+      return
+    fi
+  fi
+  report renamed "$1"
+}
+
+# remove_upload_folders FOLDER...: with whatever is left in them.
+remove_upload_folders() {
+  rm -rf -- "$@"
+}

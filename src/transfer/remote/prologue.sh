@@ -1,0 +1,49 @@
+# shellcheck shell=sh
+# The start of every remote script (see remote_script.ts). The script reaches
+# the remote `sh -s` on its standard input; the line before this one sets
+# `marker`, a random word that starts every result line, so neither a file
+# name nor the login shell's own output can pass for a result. File names only
+# ever appear as single-quoted words in the generated lines after the script.
+
+: "${marker:?is set by the line before}"
+LC_ALL=C
+export LC_ALL
+unset CDPATH
+# No globbing: every word is data.
+set -f
+
+# report WORD [DETAIL...]: one result line.
+report() {
+  printf '%s %s\n' "$marker" "$*"
+}
+
+# one_line TEXT: TEXT with its line breaks turned into spaces, for a result line.
+one_line() {
+  printf '%s' "$1" | tr '\n\r' '  '
+}
+
+# hash_tool: print the fastest SHA-256 command there is (nothing when there is
+# none). Each of them hashes its standard input, or the files it is given,
+# printing "HASH *NAME" per file. OpenSSL uses the CPU's SHA instructions:
+# several times faster than coreutils' sha256sum.
+hash_tool() {
+  if openssl dgst -sha256 -r </dev/null >/dev/null 2>&1; then
+    echo 'openssl dgst -sha256 -r'
+  elif command -v sha256sum >/dev/null 2>&1; then
+    echo 'sha256sum -b'
+  elif command -v shasum >/dev/null 2>&1; then
+    echo 'shasum -a 256 -b'
+  fi
+}
+
+# space_left FOLDER: print the KiB available to this user there (empty if unknown).
+space_left() {
+  df -Pk -- "$1" 2>/dev/null | awk 'NR == 2 { print $4 }'
+}
+
+# flush_folders FOLDER...: flush the file systems that hold them (GNU sync -f;
+# else every file system).
+flush_folders() {
+  sync -f -- "$@" 2>/dev/null || sync 2>/dev/null
+  return 0
+}

@@ -1,0 +1,289 @@
+/**
+ * The delivery steps of one SSH batch (see `deliver.ts`), over one shared
+ * connection:
+ * 1. one ssh call creates the destination folders and, in each, the batch's
+ *    own hidden upload folder (see `remote_folders.ts`);
+ * 2. upload calls of the method (scp or rsync) copy the sources, under their
+ *    own names, into those upload folders, several calls side by side (with
+ *    `remote_sync`, a large batch has the destination flushed every second
+ *    meanwhile);
+ * 3. one ssh call verifies each copy, renames the good ones into place and
+ *    removes the rest (see `ssh_finish.ts`).
+ *
+ * @module
+ */
+import { posix } from "node:path";
+import type { JobConfig } from "../config/types.ts";
+import { CommandError, TransferError } from "../errors.ts";
+import { classifyFailure, classifyText, type FailureContext } from "./classify.ts";
+import { checkSource, type Delivery, type DeliverySteps, live } from "./deliver.ts";
+import { type FolderFailure, makeFolders } from "./remote_folders.ts";
+import { buildScript, call } from "./remote_script.ts";
+import { hashSource } from "./sha256.ts";
+import { type SshDelivery, sshDelivery } from "./ssh_delivery.ts";
+import { finishBatch } from "./ssh_finish.ts";
+import { remoteJoin, type SshSession } from "./ssh.ts";
+import { uploadFolderName, uploadFolderPrefix } from "./temp_name.ts";
+import type { TransferItem } from "./transport.ts";
+import type { UploadClaim, UploadFolders } from "./upload_folders.ts";
+
+/** Upload calls a batch runs at once. */
+const UPLOAD_CALLS_AT_ONCE = 3;
+
+/**
+ * With `remote_sync`, a batch of at least this many bytes has the destination
+ * file systems flushed while it uploads (see {@linkcode SshBatch.put}).
+ */
+const FLUSH_WHILE_UPLOADING_BYTES = 64 * 1024 * 1024;
+
+/** How often those flushes start, at most. */
+const FLUSH_INTERVAL_MS = 1000;
+
+/** What an SSH method (scp, rsync) supplies to a batch. */
+export interface SshMethod {
+  readonly job: JobConfig;
+  readonly session: SshSession;
+  /** The remote form of `remote_base_path`. */
+  readonly base: string;
+  readonly context: FailureContext;
+  readonly timeoutMs: number;
+  /** Tells this daemon's upload folders apart. */
+  readonly owner: string;
+  /** The destination folders in use by this transport's batches. */
+  readonly uploadFolders: UploadFolders;
+  /**
+   * The upload program checks every copy it writes against what it read
+   * from the source (rsync's whole-file checksum), so a copy of a call that
+   * succeeded needs no SHA-256 of its own.
+   */
+  readonly uploadVerifiesCopies: boolean;
+  /** The upload calls of a batch: each group goes into one upload folder. */
+  uploadCalls(deliveries: SshDelivery[]): SshDelivery[][];
+  /**
+   * Copy the sources of `group` into `folder` (their upload folder) with one
+   * command, each copy named after its destination, with the source's mtime
+   * and permission bits. Throws when the command fails.
+   */
+  upload(group: SshDelivery[], folder: string, signal: AbortSignal): Promise<void>;
+  /**
+   * The deliveries of `group` whose failure the failed upload call reported,
+   * when every error it reported names a file of `group`; `null` when that
+   * cannot be told (the whole group fails).
+   */
+  failedInCall(error: CommandError, group: SshDelivery[]): Set<SshDelivery> | null;
+  describeTarget(destination: string): string;
+}
+
+/** The steps of one batch; create one per `send`. */
+export class SshBatch implements DeliverySteps<SshDelivery> {
+  readonly #method: SshMethod;
+  /** A new name for every batch: nobody can prepare anything under it. */
+  readonly #uploadName: string;
+  /** The destination folders of the deliveries that took part. */
+  #folders: string[] = [];
+  #claim: UploadClaim | null = null;
+  /** The upload folders this batch created; `null` when the call that makes them failed. */
+  #created: string[] | null = [];
+  #cleanedUp = false;
+
+  constructor(method: SshMethod) {
+    this.#method = method;
+    this.#uploadName = uploadFolderName(method.owner);
+  }
+
+  place(item: TransferItem): { finalPath: string; tempPath: string } {
+    const finalPath = remoteJoin(this.#method.base, item.destination);
+    const { dirname, basename, join } = posix;
+    return { finalPath, tempPath: join(dirname(finalPath), this.#uploadName, basename(finalPath)) };
+  }
+
+  track(delivery: Delivery): SshDelivery {
+    return sshDelivery(delivery);
+  }
+
+  async makeFolders(deliveries: SshDelivery[], signal: AbortSignal): Promise<void> {
+    const method = this.#method;
+    this.#folders = [...new Set(deliveries.map((d) => posix.dirname(d.finalPath)))];
+    const claim = this.#claim = await method.uploadFolders.claim(this.#folders);
+    const toSweep = new Set(claim.toSweep);
+    let failures: Map<number, FolderFailure>;
+    try {
+      // Unreachable: every call would fail the same way (and wait as long), so fail the batch now.
+      const unreachable = await method.session.connect({ timeoutMs: method.timeoutMs, signal });
+      if (unreachable !== null) throw unreachable;
+      // From here on copies may exist: the finishing step removes those not renamed.
+      for (const delivery of deliveries) delivery.attempted = true;
+      const specs = this.#folders.map((folder) => ({
+        folder,
+        uploadName: this.#uploadName,
+        sweepPrefix: toSweep.has(folder) ? uploadFolderPrefix(method.owner) : null,
+      }));
+      failures = await makeFolders(method.session, method.base, specs, {
+        timeoutMs: method.timeoutMs,
+        signal,
+      });
+    } catch (error) {
+      if (signal.aborted) throw signal.reason;
+      claim.prepared(false);
+      this.#created = null;
+      for (const delivery of deliveries) delivery.error = this.#failure(error, delivery);
+      return;
+    }
+    claim.prepared(true);
+    // Only the upload folders this batch created are removed at the end, never a name
+    // someone else holds.
+    this.#created = this.#folders.filter((_, index) => !failures.has(index))
+      .map((folder) => posix.join(folder, this.#uploadName));
+    for (const delivery of deliveries) {
+      const failure = failures.get(this.#folders.indexOf(posix.dirname(delivery.finalPath)));
+      if (failure) delivery.error = this.#folderError(delivery, failure);
+    }
+  }
+
+  async put(deliveries: SshDelivery[], signal: AbortSignal): Promise<void> {
+    const method = this.#method;
+    if (method.job.verify_transfer === "checksum" && !method.uploadVerifiesCopies) {
+      // Hashed while the upload runs; awaited by the finishing step.
+      for (const delivery of deliveries) {
+        delivery.sourceSha256 = hashSource(delivery.item);
+        delivery.sourceSha256.catch(() => {});
+      }
+    }
+    const queue = method.uploadCalls(deliveries);
+    const stopFlushing = this.#flushWhileUploading(deliveries, signal);
+    const worker = async () => {
+      for (let next = queue.shift(); next !== undefined; next = queue.shift()) {
+        signal.throwIfAborted();
+        // Each source is checked again right before the call that reads it.
+        for (const delivery of next) checkSource(delivery);
+        const group = live(next);
+        if (group.length > 0) await this.#uploadGroup(group, signal);
+      }
+    };
+    try {
+      await Promise.all(
+        Array.from({ length: Math.min(UPLOAD_CALLS_AT_ONCE, queue.length) }, worker),
+      );
+    } finally {
+      await stopFlushing();
+    }
+  }
+
+  /**
+   * With `remote_sync` and a batch of {@linkcode FLUSH_WHILE_UPLOADING_BYTES}
+   * or more: flush the destination file systems every
+   * {@linkcode FLUSH_INTERVAL_MS} while the upload runs (one small ssh call
+   * each, only when a shared session is free), so the flush before the
+   * renames finds little left to write. Returns the function that stops it.
+   */
+  #flushWhileUploading(deliveries: SshDelivery[], signal: AbortSignal): () => Promise<void> {
+    const method = this.#method;
+    const bytes = deliveries.reduce((sum, delivery) => sum + delivery.item.size, 0);
+    if (!method.job.remote_sync || bytes < FLUSH_WHILE_UPLOADING_BYTES) {
+      return () => Promise.resolve();
+    }
+    const folders = [...new Set(deliveries.map((delivery) => posix.dirname(delivery.finalPath)))];
+    const stop = new AbortController();
+    const onAbort = () => stop.abort();
+    signal.addEventListener("abort", onAbort, { once: true });
+    const flushing = (async () => {
+      while (!stop.signal.aborted) {
+        await new Promise((resolve) => {
+          const timer = setTimeout(resolve, FLUSH_INTERVAL_MS);
+          stop.signal.addEventListener("abort", () => {
+            clearTimeout(timer);
+            resolve(undefined);
+          }, { once: true });
+        });
+        if (stop.signal.aborted) break;
+        const script = buildScript(null, [call("flush_folders", ...folders)]);
+        await method.session.runScript(script.text, {
+          timeoutMs: method.timeoutMs,
+          signal: stop.signal,
+          onlyIfFree: true,
+        }).catch(() => {}); // Optional: the flush before the renames does it anyway.
+      }
+    })();
+    return async () => {
+      signal.removeEventListener("abort", onAbort);
+      stop.abort();
+      await flushing;
+    };
+  }
+
+  async finish(deliveries: SshDelivery[], signal: AbortSignal): Promise<void> {
+    const attempted = deliveries.filter((delivery) => delivery.attempted);
+    if (attempted.length === 0) return;
+    const method = this.#method;
+    const context = {
+      session: method.session,
+      job: method.job,
+      context: method.context,
+      timeoutMs: method.timeoutMs,
+      describeTarget: (destination: string) => method.describeTarget(destination),
+    };
+    const ran = await finishBatch(context, attempted, this.#created ?? [], signal);
+    this.#cleanedUp = ran && this.#created !== null;
+  }
+
+  end(): Promise<void> {
+    // Stopped or unreachable: this batch's upload folders may be left; sweep them next time.
+    if (this.#claim !== null && !this.#cleanedUp) this.#claim.leftBehind(this.#folders);
+    this.#claim?.release();
+    return Promise.resolve();
+  }
+
+  /**
+   * One upload call. On failure, records each delivery's error, or
+   * `callFailure` for those a call that named other files only carried.
+   */
+  async #uploadGroup(group: SshDelivery[], signal: AbortSignal): Promise<void> {
+    const method = this.#method;
+    try {
+      await method.upload(group, posix.dirname(group[0].tempPath), signal);
+      if (method.uploadVerifiesCopies) {
+        for (const delivery of group) delivery.verifiedByUpload = true;
+      }
+    } catch (error) {
+      if (signal.aborted) throw signal.reason;
+      const named = group.length > 1 && error instanceof CommandError && !error.run.timedOut
+        ? method.failedInCall(error, group)
+        : null;
+      for (const delivery of group) {
+        const failure = this.#failure(error, delivery);
+        if (named !== null && !named.has(delivery) && failure.kind !== "fatal") {
+          delivery.callFailure = failure;
+        } else {
+          delivery.error = failure;
+          delivery.uploadFailed = true;
+        }
+      }
+    }
+  }
+
+  #failure(error: unknown, delivery: SshDelivery): TransferError {
+    const target = this.#method.describeTarget(delivery.item.destination);
+    return classifyFailure(
+      error,
+      `send ${delivery.item.source} to ${target}`,
+      this.#method.context,
+    );
+  }
+
+  #folderError(delivery: SshDelivery, failure: FolderFailure): TransferError {
+    const target = this.#method.describeTarget(delivery.item.destination);
+    if (failure.kind === "link") {
+      return new TransferError(
+        `Cannot send ${delivery.item.source} to ${target}: a folder on the way is a symbolic ` +
+          "link: nothing is written through it; replace it by a real folder",
+        "fatal",
+      );
+    }
+    const { kind, reason } = classifyText(failure.message, this.#method.context);
+    return new TransferError(
+      `Cannot send ${delivery.item.source} to ${target}: cannot create the folder: ` +
+        `${reason} (${failure.message})`,
+      kind,
+    );
+  }
+}
