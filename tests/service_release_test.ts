@@ -138,6 +138,8 @@ Deno.test("ci.yml: tests with the system tools, then the smoke test from source 
       "unzip",
       "mount",
       "procps",
+      "prometheus",
+      "chromium",
     ]
   ) {
     assert.match(runs, new RegExp(`apt-get install[^\\n]*(\\\\\\n[^\\n]*)*\\b${pkg}\\b`), pkg);

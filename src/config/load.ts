@@ -179,7 +179,9 @@ export function parseConfig(text: string, file: string): Config {
   });
   issues.throwIfAny();
 
-  const daemonData = daemon.success ? daemon.data : { log_format: "text" as const };
+  const daemonData = daemon.success
+    ? daemon.data
+    : { log_format: "text" as const, status_listen: "127.0.0.1:8765", status_token_file: null };
   return {
     file: resolve(file),
     state_dir: daemonData.state_dir === undefined
@@ -191,6 +193,10 @@ export function parseConfig(text: string, file: string): Config {
       ? ""
       : expandPath(daemonData.log_file, baseDir),
     log_format: daemonData.log_format,
+    status_listen: daemonData.status_listen,
+    status_token_file: daemonData.status_token_file
+      ? expandPath(daemonData.status_token_file, baseDir)
+      : null,
     jobs: resolved,
   };
 }

@@ -29,6 +29,8 @@ export interface BatchSenderContext {
   onSent(relPath: string, version: FileVersion): void;
   /** A file failed for good (until the next rescan or start-up). */
   onGaveUp(relPath: string): void;
+  /** An attempt failed (`final`: no more retries until a rescan or start-up). */
+  onFailed?(relPath: string, error: TransferError, final: boolean): void;
   /** Whether a full destination pauses the job (see `full_pause.ts`). */
   pauseWhenFull: boolean;
   /** The destination is full (called before the file is queued again). */
@@ -170,6 +172,7 @@ export class BatchSender {
     if (outcome.ledger.kind === "remove") ledger.remove(job.name, record.relPath);
     else ledger.recordFailure(job.name, record.relPath, outcome.ledger.failure);
     this.#logFailure(source, error, outcome.next);
+    this.#context.onFailed?.(record.relPath, error, outcome.next.kind === "give-up");
     if (outcome.next.kind === "give-up") this.#context.onGaveUp(record.relPath);
     // Before the file is back in the queue: the pause must hold it.
     if (outcome.next.kind === "hold") this.#context.onFull(error);

@@ -18,7 +18,11 @@ import { Ledger } from "../ledger/ledger.ts";
 import { acquireDaemonLock, PID_FILE } from "../ledger/daemon_lock.ts";
 import { logger } from "../log/logging.ts";
 import { createTransport } from "../transfer/factory.ts";
-import { VERSION } from "../version.ts";
+import { VERSION, versionInfo } from "../version.ts";
+import { StatusEvents } from "../status/events.ts";
+import { LedgerReports } from "../status/ledger_reports.ts";
+import { listenSettings } from "../status/listen.ts";
+import { startStatusServer, type StatusServer } from "../status/server.ts";
 import { JobRunner, type JobSummary } from "./job_runner.ts";
 
 /** Options of {@linkcode runDaemon}. */
@@ -53,6 +57,8 @@ const RELOAD_SIGNAL: Deno.Signal | undefined = Deno.build.os === "windows" ? und
  */
 export async function runDaemon(config: Config, options: DaemonOptions): Promise<JobSummary> {
   const log = logger("daemon");
+  // A non-loopback status page without a token refuses to start, before anything else.
+  const listen = options.once ? null : await listenSettings(config);
   const lock = acquireDaemonLock(config.state_dir, { version: VERSION, config: config.file });
   let ledger: Ledger | undefined;
   let runtimeDir: string | undefined;
@@ -66,6 +72,9 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
   options.signal?.addEventListener("abort", onStop);
   const total: JobSummary = { sent: 0, failed: 0 };
   let jobs: RunningJobs | undefined;
+  const statusEvents = new StatusEvents();
+  let reports: LedgerReports | undefined;
+  let statusServer: StatusServer | null = null;
   try {
     if (lock.stalePid !== undefined) {
       log.warn("Replacing the PID file of pid {stalePid}: that daemon did not stop cleanly", {
@@ -85,8 +94,21 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
       pidFile: join(config.state_dir, PID_FILE),
     });
     const start = (c: Config) =>
-      new RunningJobs(c, (job) => createTransport(job, dir), openLedger, options.once);
+      new RunningJobs(c, (job) => createTransport(job, dir), openLedger, {
+        once: options.once,
+        events: statusEvents,
+      });
     jobs = start(config);
+    if (listen) {
+      reports = new LedgerReports(openLedger.path);
+      const { version, commit, deno } = versionInfo();
+      statusServer = startStatusServer(listen, {
+        jobs: () => jobs?.runners ?? [],
+        reports,
+        build: { version, commit, deno },
+        startedAt: Date.now(),
+      }, statusEvents);
+    }
     if (options.once) {
       if (await events.race(jobs.started) !== "stop") await events.race(jobs.idle());
     } else {
@@ -108,7 +130,9 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
     for (const s of STOP_SIGNALS) Deno.removeSignalListener(s, onStop);
     if (RELOAD_SIGNAL) Deno.removeSignalListener(RELOAD_SIGNAL, onReload);
     options.signal?.removeEventListener("abort", onStop);
+    await statusServer?.close();
     await jobs?.stop(total);
+    reports?.close();
     ledger?.close();
     lock.release();
     if (runtimeDir) await Deno.remove(runtimeDir, { recursive: true }).catch(() => {});
@@ -193,9 +217,9 @@ class RunningJobs {
     config: Config,
     transport: (job: JobConfig) => ReturnType<typeof createTransport>,
     ledger: Ledger,
-    once: boolean,
+    options: { once: boolean; events: StatusEvents },
   ) {
-    this.runners = config.jobs.map((job) => new JobRunner(job, ledger, transport(job), { once }));
+    this.runners = config.jobs.map((job) => new JobRunner(job, ledger, transport(job), options));
     this.started = Promise.all(this.runners.map((r) => r.start())).then(() => {}, (error) => {
       // A runner stopped by a reload may fail on its way out: not a reason to exit.
       if (this.#stopped) return new Promise<never>(() => {});

@@ -20,6 +20,8 @@ import { WatchSession } from "../watch/watch_session.ts";
 import { BatchSender } from "./batch_sender.ts";
 import { FullDestinationPause } from "./full_pause.ts";
 import { Intake } from "./intake.ts";
+import { type JobSnapshot, JobStatus } from "./job_status.ts";
+import type { StatusEvents } from "../status/events.ts";
 import {
   type LedgerSyncContext,
   observeStrayPending,
@@ -52,6 +54,8 @@ export interface JobRunnerOptions {
   batchDeadlineMs?: number;
   /** How often a job paused by a full destination tries one file. @default 15000 */
   fullProbeMs?: number;
+  /** Where transfers are told to the status page and metrics. */
+  events?: StatusEvents;
 }
 
 /** What a job did during this run. */
@@ -87,6 +91,7 @@ export class JobRunner {
   #stopping = false;
   #idleWaiters: Array<() => void> = [];
   #stats: JobSummary = { sent: 0, failed: 0 };
+  #status: JobStatus;
 
   constructor(job: JobConfig, ledger: Ledger, transport: Transport, options: JobRunnerOptions) {
     this.job = job;
@@ -94,6 +99,7 @@ export class JobRunner {
     this.#transport = transport;
     this.#options = options;
     this.#filter = createFileFilter(job);
+    this.#status = new JobStatus(job.name, job.transfer_method, options.events);
     // The stability checker: decides when a file is completely written.
     const stableForMs = job.stability_window_seconds * 1000;
     const shortcut = createFileFilter({
@@ -181,8 +187,10 @@ export class JobRunner {
       onSent: (rel, version) => {
         this.#done.set(rel, version);
         this.#stats.sent++;
+        this.#status.sent(rel, this.#queue.get(rel)?.destination ?? "", version.size);
       },
       onGaveUp: () => this.#stats.failed++,
+      onFailed: (rel, error, final) => this.#status.failed(rel, error.kind, error.message, final),
       pauseWhenFull: !options.once,
       onFull: (error) => this.#full.full(error.message),
       deadlineMs: options.batchDeadlineMs,
@@ -192,6 +200,52 @@ export class JobRunner {
   /** Files sent and failed so far. */
   get summary(): JobSummary {
     return { ...this.#stats };
+  }
+
+  /** What the status page shows of this job (read only). */
+  snapshot(): JobSnapshot {
+    const q = this.#queue;
+    return {
+      job: this.job.name,
+      method: this.job.transfer_method,
+      target: this.#transport.describeTarget(""),
+      ...this.#status.state(this.#full.paused),
+      queue: {
+        planning: q.count("planning"),
+        queued: q.count("queued"),
+        waiting: q.count("waiting"),
+        sending: q.count("sending"),
+        observing: this.#checker.pendingCount,
+      },
+      inFlight: this.#status.inFlight(),
+      ...this.#stats,
+      lastSuccessAt: this.#status.lastSuccessAt,
+    };
+  }
+
+  /** Stop starting transfers (those on their way finish) until {@linkcode resume}. */
+  pause(): void {
+    this.#status.userPaused = true;
+  }
+
+  /** Start transfers again after {@linkcode pause}. */
+  resume(): void {
+    this.#status.userPaused = false;
+    this.#pump();
+  }
+
+  /**
+   * Try failed files again now: one (`relPath`) or all of the job's.
+   *
+   * @returns how many files go back into the queue
+   */
+  retry(relPath?: string): number {
+    if (this.#stopping) return 0;
+    const count = relPath === undefined
+      ? this.#ledger.requeue(this.job.name, ["failed"])
+      : this.#ledger.requeueFile(this.job.name, relPath);
+    if (count > 0) observeStrayPending(this.#sync);
+    return count;
   }
 
   /**
@@ -285,18 +339,23 @@ export class JobRunner {
    * full, only what the pause allows (a probe, then a growing number of files).
    */
   #pump(): void {
-    while (!this.#stopping && this.#batches.size < this.job.max_concurrent_transfers) {
+    while (
+      !this.#stopping && !this.#status.userPaused &&
+      this.#batches.size < this.job.max_concurrent_transfers
+    ) {
       const room = this.#full.room(this.#filesInFlight);
       if (room <= 0) break;
       const batch = this.#queue.takeBatch(Math.min(room, this.#transport.maxBatchFiles));
       if (batch.length === 0) break;
       const probe = this.#full.started();
       this.#filesInFlight += batch.length;
+      this.#status.started(batch.map((r) => ({ relPath: r.relPath, bytes: r.version.size })));
       const sending: Promise<void> = this.#sender.send(batch).catch(() => 0).then((arrived) => {
         this.#filesInFlight -= batch.length;
         const caughtUp = !this.#queue.hasSendable && this.#filesInFlight === 0;
         this.#full.ended(probe, arrived, caughtUp);
       }).finally(() => {
+        this.#status.ended(batch.map((r) => r.relPath));
         this.#batches.delete(sending);
         this.#pump();
         this.#checkIdle();

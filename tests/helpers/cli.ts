@@ -10,12 +10,17 @@ import { fileURLToPath } from "node:url";
 /** Repository root. */
 export const REPO_ROOT: string = fileURLToPath(new URL("../../", import.meta.url));
 
-/** The argv prefix that starts the CLI, shared by every CLI test. */
-export function cliArgv(args: string[]): string[] {
+/**
+ * The argv prefix that starts the CLI, shared by every CLI test;
+ * `extraFlags` adds to the permission set (e.g. `--allow-net=HOST:PORT`, as a
+ * user would for a non-default status address).
+ */
+export function cliArgv(args: string[], extraFlags: string[] = []): string[] {
   return [
     "run",
     "-q",
     "-P=image-transfer",
+    ...extraFlags,
     "--v8-flags=--optimize-for-size",
     "--config",
     `${REPO_ROOT}deno.json`,
@@ -44,15 +49,18 @@ export interface CliOptions {
    * test running as root sees permissions as an ordinary user would.
    */
   honourFileModes?: boolean;
+  /** Flags added after the permission set, e.g. `--allow-net=127.0.0.1:9000`. */
+  extraFlags?: string[];
 }
 
 /** Program and arguments that start the CLI with `args` under `options`. */
 function command(args: string[], options: CliOptions): [string, string[]] {
   // Only root can drop these powers, and only root has them.
-  if (!options.honourFileModes || Deno.uid() !== 0) return [Deno.execPath(), cliArgv(args)];
+  const argv = cliArgv(args, options.extraFlags);
+  if (!options.honourFileModes || Deno.uid() !== 0) return [Deno.execPath(), argv];
   return [
     "setpriv",
-    ["--bounding-set=-dac_override,-dac_read_search", "--", Deno.execPath(), ...cliArgv(args)],
+    ["--bounding-set=-dac_override,-dac_read_search", "--", Deno.execPath(), ...argv],
   ];
 }
 

@@ -1,0 +1,145 @@
+/**
+ * The read-only picture of one job for the status surface: its state with
+ * since when, what is being sent, and the events it tells
+ * ({@linkcode StatusEvents}). The job runner feeds it; nothing here changes
+ * what the pipeline does.
+ *
+ * @module
+ */
+import type { StatusEvents } from "../status/events.ts";
+import type { Phase } from "./work_queue.ts";
+
+/** Where a job stands, as a person would say it. */
+export type JobState = "watching" | "paused" | "unreachable" | "full";
+
+/** One file being sent. */
+export interface InFlight {
+  relPath: string;
+  bytes: number;
+  startedAt: number;
+}
+
+/** What {@linkcode JobRunner.snapshot} returns. */
+export interface JobSnapshot {
+  job: string;
+  method: string;
+  /** Where files go (`user@host:/path` or a local folder). */
+  target: string;
+  state: JobState;
+  /** When the job entered `state` (ms since epoch). */
+  since: number;
+  /** The last error while `unreachable` or `full`. */
+  reason: string | null;
+  /** Records of the work queue by phase, and files still being watched until complete. */
+  queue: Record<Phase, number> & { observing: number };
+  inFlight: InFlight[];
+  /** Files sent and failed for good since this runner started. */
+  sent: number;
+  failed: number;
+  /** When a file last arrived (ms since epoch), or `null`. */
+  lastSuccessAt: number | null;
+}
+
+/** Tracks one job's state and in-flight files, and emits its events. */
+export class JobStatus {
+  readonly job: string;
+  readonly method: string;
+  #events: StatusEvents | undefined;
+  #inFlight = new Map<string, InFlight>();
+  #userPaused = false;
+  #failing: string | null = null;
+  #state: JobState = "watching";
+  #since = Date.now();
+  lastSuccessAt: number | null = null;
+
+  constructor(job: string, method: string, events?: StatusEvents) {
+    this.job = job;
+    this.method = method;
+    this.#events = events;
+  }
+
+  /** Paused from the status page. */
+  get userPaused(): boolean {
+    return this.#userPaused;
+  }
+
+  set userPaused(paused: boolean) {
+    this.#userPaused = paused;
+    this.#events?.emit({ type: "job", job: this.job, at: Date.now() });
+  }
+
+  /** A batch starts with these files. */
+  started(files: Array<{ relPath: string; bytes: number }>): void {
+    const at = Date.now();
+    for (const f of files) this.#inFlight.set(f.relPath, { ...f, startedAt: at });
+    this.#events?.emit({
+      type: "started",
+      job: this.job,
+      method: this.method,
+      relPaths: files.map((f) => f.relPath),
+      at,
+    });
+  }
+
+  /** A file arrived verified. */
+  sent(relPath: string, destination: string, bytes: number): void {
+    const at = Date.now();
+    const startedAt = this.#inFlight.get(relPath)?.startedAt ?? at;
+    this.#inFlight.delete(relPath);
+    this.lastSuccessAt = at;
+    this.#failing = null;
+    this.#events?.emit({
+      type: "sent",
+      job: this.job,
+      method: this.method,
+      relPath,
+      destination,
+      bytes,
+      durationMs: at - startedAt,
+      at,
+    });
+  }
+
+  /** An attempt failed. */
+  failed(relPath: string, errorClass: string, reason: string, final: boolean): void {
+    this.#inFlight.delete(relPath);
+    this.#failing = reason;
+    this.#events?.emit({
+      type: "failed",
+      job: this.job,
+      method: this.method,
+      relPath,
+      errorClass,
+      reason,
+      final,
+      at: Date.now(),
+    });
+  }
+
+  /** A batch ended: whatever is still listed from it is not in flight any more. */
+  ended(relPaths: string[]): void {
+    for (const p of relPaths) this.#inFlight.delete(p);
+  }
+
+  /** The state now, given whether the destination-full pause holds the job. */
+  state(full: boolean): { state: JobState; since: number; reason: string | null } {
+    const state: JobState = this.#userPaused
+      ? "paused"
+      : full
+      ? "full"
+      : this.#failing !== null
+      ? "unreachable"
+      : "watching";
+    if (state !== this.#state) {
+      this.#state = state;
+      this.#since = Date.now();
+    }
+    const reason = state === "full" || state === "unreachable" ? this.#failing : null;
+    return { state, since: this.#since, reason };
+  }
+
+  /** The files being sent, oldest first. */
+  inFlight(): InFlight[] {
+    return [...this.#inFlight.values()];
+  }
+}

@@ -1,0 +1,132 @@
+/**
+ * Read-only questions the status page asks the ledger: transfers filtered by
+ * state, night and name, and totals per night folder. A connection of its
+ * own, opened read only (the ledger is in WAL mode: reading never blocks the
+ * pipeline's writes).
+ *
+ * @module
+ */
+import { DatabaseSync, type SQLInputValue } from "node:sqlite";
+import type { FileState } from "../ledger/ledger.ts";
+
+/** One file as the API shows it. */
+export interface TransferRow {
+  job: string;
+  relPath: string;
+  size: number;
+  destination: string;
+  state: FileState;
+  attempts: number;
+  nextAttemptAt: number;
+  lastError: string | null;
+  updatedAt: number;
+  transferredAt: number | null;
+}
+
+/** Filter of {@linkcode LedgerReports.transfers}. */
+export interface TransferFilter {
+  state?: FileState;
+  /** Night folder, `YYYYMMDD`. */
+  night?: string;
+  /** Part of the relative path (case-sensitive). */
+  name?: string;
+  job?: string;
+  /** Only files with an error (failed, or pending a retry). */
+  problems?: boolean;
+  limit: number;
+}
+
+/** Totals of one night folder of one job. */
+export interface NightTotals {
+  job: string;
+  night: string;
+  files: number;
+  done: number;
+  bytes: number;
+  /** Files failed for good, or waiting for a retry. */
+  failures: number;
+}
+
+type Row = Record<string, SQLInputValue>;
+
+const NIGHT_GLOB = "[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]/*";
+
+/** Read-only reports over the ledger at `path`. */
+export class LedgerReports {
+  #db: DatabaseSync;
+
+  constructor(path: string) {
+    this.#db = new DatabaseSync(path, { readOnly: true });
+  }
+
+  /** Files matching `filter`, most recently changed first. */
+  transfers(filter: TransferFilter): TransferRow[] {
+    const rows = this.#db.prepare(`
+      SELECT job, rel_path, size, destination, state, attempts, next_attempt_at, last_error,
+             updated_at, transferred_at
+      FROM files
+      WHERE (:state IS NULL OR state = :state)
+        AND (:night IS NULL OR substr(destination, 1, 9) = :night || '/')
+        AND (:name IS NULL OR instr(rel_path, :name) > 0)
+        AND (:job IS NULL OR job = :job)
+        AND (:problems = 0 OR state = 'failed' OR (state = 'pending' AND last_error IS NOT NULL))
+      ORDER BY updated_at DESC LIMIT :limit
+    `).all({
+      state: filter.state ?? null,
+      night: filter.night ?? null,
+      name: filter.name ?? null,
+      job: filter.job ?? null,
+      problems: filter.problems ? 1 : 0,
+      limit: filter.limit,
+    }) as Row[];
+    return rows.map((r) => ({
+      job: String(r.job),
+      relPath: String(r.rel_path),
+      size: Number(r.size),
+      destination: String(r.destination),
+      state: r.state as FileState,
+      attempts: Number(r.attempts),
+      nextAttemptAt: Number(r.next_attempt_at),
+      lastError: r.last_error === null ? null : String(r.last_error),
+      updatedAt: Number(r.updated_at),
+      transferredAt: r.transferred_at === null ? null : Number(r.transferred_at),
+    }));
+  }
+
+  /** Totals of the latest `limit` night folders, newest first. */
+  nights(limit: number): NightTotals[] {
+    const rows = this.#db.prepare(`
+      SELECT job, substr(destination, 1, 8) AS night, COUNT(*) AS files,
+             SUM(state = 'done') AS done,
+             COALESCE(SUM(CASE WHEN state = 'done' THEN size END), 0) AS bytes,
+             SUM(state = 'failed' OR (state = 'pending' AND last_error IS NOT NULL)) AS failures
+      FROM files WHERE destination GLOB ?
+      GROUP BY job, night ORDER BY night DESC, job LIMIT ?
+    `).all(NIGHT_GLOB, limit) as Row[];
+    return rows.map((r) => ({
+      job: String(r.job),
+      night: String(r.night),
+      files: Number(r.files),
+      done: Number(r.done),
+      bytes: Number(r.bytes),
+      failures: Number(r.failures),
+    }));
+  }
+
+  /** Number of files per job and state. */
+  counts(): Array<{ job: string; state: FileState; count: number }> {
+    const rows = this.#db.prepare(
+      "SELECT job, state, COUNT(*) AS n FROM files GROUP BY job, state ORDER BY job, state",
+    ).all() as Row[];
+    return rows.map((r) => ({
+      job: String(r.job),
+      state: r.state as FileState,
+      count: Number(r.n),
+    }));
+  }
+
+  /** Close the connection. */
+  close(): void {
+    this.#db.close();
+  }
+}
