@@ -42,6 +42,15 @@ Deno.test("status API: sent files, filters, nights; /metrics passes promtool and
     30_000,
     "12 files sent",
   );
+  // Night totals are reused for a moment (they read every row): wait for them too.
+  await waitFor(
+    async () => {
+      const nights = (await getJson<Status>(d.base, "/api/status")).nights;
+      return nights.reduce((sum, n) => sum + n.done, 0) === 12;
+    },
+    30_000,
+    "night totals",
+  );
   const status = await getJson<Status>(d.base, "/api/status");
   assert.equal(status.jobs[0].state, "watching");
   assert.ok(status.recent.some((r) => r.relPath === HOSTILE && r.size === sizes.get(HOSTILE)));

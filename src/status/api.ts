@@ -27,6 +27,9 @@ export interface StatusSource {
   startedAt: number;
 }
 
+/** How far back the page's chart reaches. */
+const CHART_SPAN_MS = 6 * 3600_000;
+
 const STATES: FileState[] = ["pending", "transferring", "done", "failed"];
 
 /** A request the API refuses, with its HTTP status. */
@@ -59,6 +62,7 @@ export function statusReport(source: StatusSource, limit = 20): Record<string, u
     recent,
     problems: source.reports.transfers({ problems: true, limit }),
     nights: source.reports.nights(7),
+    perMinute: source.reports.perMinute(now - CHART_SPAN_MS),
   };
 }
 

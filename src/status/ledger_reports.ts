@@ -49,11 +49,16 @@ export interface NightTotals {
 
 type Row = Record<string, SQLInputValue>;
 
+/** How long whole-table answers (nights, the chart) are reused. */
+const CACHE_MS = 1000;
+
 const NIGHT_GLOB = "[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]/*";
 
 /** Read-only reports over the ledger at `path`. */
 export class LedgerReports {
   #db: DatabaseSync;
+  /** Answers that read every row, kept for {@linkcode CACHE_MS} (pushes come twice a second). */
+  #cache = new Map<string, { at: number; value: unknown }>();
 
   constructor(path: string) {
     this.#db = new DatabaseSync(path, { readOnly: true });
@@ -95,6 +100,10 @@ export class LedgerReports {
 
   /** Totals of the latest `limit` night folders, newest first. */
   nights(limit: number): NightTotals[] {
+    return this.#cached(`nights ${limit}`, () => this.#nights(limit));
+  }
+
+  #nights(limit: number): NightTotals[] {
     const rows = this.#db.prepare(`
       SELECT job, substr(destination, 1, 8) AS night, COUNT(*) AS files,
              SUM(state = 'done') AS done,
@@ -113,6 +122,24 @@ export class LedgerReports {
     }));
   }
 
+  /** Files and bytes that arrived per minute since `sinceMs` (`minute`: its start, ms). */
+  perMinute(sinceMs: number): Array<{ minute: number; files: number; bytes: number }> {
+    return this.#cached("perMinute", () => this.#perMinute(sinceMs));
+  }
+
+  #perMinute(sinceMs: number): Array<{ minute: number; files: number; bytes: number }> {
+    const rows = this.#db.prepare(`
+      SELECT (transferred_at / 60000) * 60000 AS minute, COUNT(*) AS files, SUM(size) AS bytes
+      FROM files WHERE state = 'done' AND transferred_at >= ?
+      GROUP BY minute ORDER BY minute
+    `).all(sinceMs) as Row[];
+    return rows.map((r) => ({
+      minute: Number(r.minute),
+      files: Number(r.files),
+      bytes: Number(r.bytes),
+    }));
+  }
+
   /** Number of files per job and state. */
   counts(): Array<{ job: string; state: FileState; count: number }> {
     const rows = this.#db.prepare(
@@ -123,6 +150,14 @@ export class LedgerReports {
       state: r.state as FileState,
       count: Number(r.n),
     }));
+  }
+
+  #cached<T>(key: string, compute: () => T): T {
+    const hit = this.#cache.get(key);
+    if (hit && Date.now() - hit.at < CACHE_MS) return hit.value as T;
+    const value = compute();
+    this.#cache.set(key, { at: Date.now(), value });
+    return value;
   }
 
   /** Close the connection. */
