@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Ledger } from "../src/ledger/ledger.ts";
+import { runCli } from "./helpers/cli.ts";
 import { randomBytes, waitFor } from "./helpers/files.ts";
 import { getJson, post, startStatusDaemon } from "./helpers/status.ts";
 
@@ -166,4 +167,34 @@ Deno.test("status API: a failing destination shows its reason; retry after the f
     "the file sent after resume",
   );
   assert.equal((await post(d.base, "/api/jobs/nope/pause")).status, 404);
+});
+
+Deno.test("status command: live job state from the API while the daemon runs, the ledger when it is down", async () => {
+  await using d = await startStatusDaemon();
+  await Deno.writeFile(join(d.watch, "a.fits"), randomBytes(1000));
+  await d.daemon.waitForOutput("Successfully transferred");
+  const env = { HOME: join(d.root, "home") };
+  const up = await runCli(["status", "-c", d.config], { env, extraFlags: d.netFlags });
+  assert.equal(up.code, 0, up.stderr);
+  assert.match(up.stdout, new RegExp(`Live \\(${d.base}/\\):`));
+  assert.match(
+    up.stdout,
+    /Job default: watching since .*; pending 0, sending 0, waiting to retry 0; sent 1, failed 0 in this run/,
+  );
+  assert.match(up.stdout, /Job default: pending 0, transferring 0, done 1, failed 0/);
+  const json = JSON.parse(
+    (await runCli(["status", "--json", "-c", d.config], { env, extraFlags: d.netFlags })).stdout,
+  );
+  assert.equal(json.live.jobs[0].sent, 1);
+  // Without the permission for the address: the ledger view, and why there is no live one.
+  const denied = await runCli(["status", "-c", d.config], { env });
+  assert.equal(denied.code, 0, denied.stderr);
+  assert.match(denied.stdout, /Live status unavailable \(.*\); showing what the ledger knows/);
+  assert.match(denied.stdout, /done 1/);
+  await d.daemon.stop();
+  const down = await runCli(["status", "-c", d.config], { env, extraFlags: d.netFlags });
+  assert.equal(down.code, 0, down.stderr);
+  assert.match(down.stdout, /Daemon: not running/);
+  assert.doesNotMatch(down.stdout, /Live/);
+  assert.match(down.stdout, /a\.fits -> \d{8}\/a\.fits/);
 });

@@ -18,6 +18,9 @@ export function freePort(): number {
 /** A running daemon with a status page. */
 export interface StatusDaemon {
   root: string;
+  config: string;
+  /** The flags that grant the status address. */
+  netFlags: string[];
   watch: string;
   dest: string;
   state: string;
@@ -53,13 +56,16 @@ export async function startStatusDaemon(
     status_listen: `127.0.0.1:${port}`,
     ...fields,
   });
+  const netFlags = extraFlags ?? [`--allow-net=127.0.0.1:${port}`];
   const daemon = startCli(["run", "-c", config], {
     env: { HOME: join(root, "home") },
-    extraFlags: extraFlags ?? [`--allow-net=127.0.0.1:${port}`],
+    extraFlags: netFlags,
   });
   await daemon.waitForOutput("Watching");
   return {
     root,
+    config,
+    netFlags,
     watch,
     dest,
     state,
