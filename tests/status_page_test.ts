@@ -58,13 +58,18 @@ Deno.test("status page in Chromium: live updates, failure reason, retry, pause/r
     await problem.waitFor({ timeout: 30_000 });
     const reason = await problem.locator("td.err").textContent();
     assert.ok(reason && reason.length > 0, "a reason is shown");
+    await page.screenshot({ path: SCREENSHOT.pathname, fullPage: true });
     await page.locator(".job .state", { hasText: "destination unreachable" }).waitFor();
     assert.equal(await page.locator(".job .reason").textContent(), reason);
-    await page.screenshot({ path: SCREENSHOT.pathname, fullPage: true });
 
     // Fixed: Retry sends it.
     await Deno.remove(blocked);
-    await problem.locator("button.retry").click();
+    const [answer] = await Promise.all([
+      page.waitForResponse((r) => r.url().endsWith("/api/jobs/default/retry")),
+      problem.locator("button.retry").click(),
+    ]);
+    assert.equal(answer.status(), 200);
+    assert.equal(answer.request().postDataJSON().file, "bad.fits");
     await page.locator("#recent tr.sent", { hasText: "bad.fits" }).waitFor({ timeout: 30_000 });
     assert.deepEqual(await Deno.readFile(join(d.dest, "20240315", "bad.fits")), bad);
     await page.locator("#problems tr.problem").waitFor({ state: "detached" });

@@ -172,7 +172,10 @@ export class BatchSender {
     if (outcome.ledger.kind === "remove") ledger.remove(job.name, record.relPath);
     else ledger.recordFailure(job.name, record.relPath, outcome.ledger.failure);
     this.#logFailure(source, error, outcome.next);
-    this.#context.onFailed?.(record.relPath, error, outcome.next.kind === "give-up");
+    const { kind } = outcome.next;
+    if (kind === "retry" || kind === "give-up" || kind === "hold") {
+      this.#context.onFailed?.(record.relPath, error, kind === "give-up");
+    }
     if (outcome.next.kind === "give-up") this.#context.onGaveUp(record.relPath);
     // Before the file is back in the queue: the pause must hold it.
     if (outcome.next.kind === "hold") this.#context.onFull(error);

@@ -192,7 +192,10 @@ export class JobRunner {
       onGaveUp: () => this.#stats.failed++,
       onFailed: (rel, error, final) => this.#status.failed(rel, error.kind, error.message, final),
       pauseWhenFull: !options.once,
-      onFull: (error) => this.#full.full(error.message),
+      onFull: (error) => {
+        this.#full.full(error.message);
+        this.#status.state(true);
+      },
       deadlineMs: options.batchDeadlineMs,
     });
   }
@@ -356,6 +359,7 @@ export class JobRunner {
         this.#full.ended(probe, arrived, caughtUp);
       }).finally(() => {
         this.#status.ended(batch.map((r) => r.relPath));
+        this.#status.state(this.#full.paused);
         this.#batches.delete(sending);
         this.#pump();
         this.#checkIdle();

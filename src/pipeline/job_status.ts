@@ -50,6 +50,8 @@ export class JobStatus {
   #failing: string | null = null;
   #state: JobState = "watching";
   #since = Date.now();
+  /** Whether the full pause held the job when last asked. */
+  #lastFull = false;
   lastSuccessAt: number | null = null;
 
   constructor(job: string, method: string, events?: StatusEvents) {
@@ -65,6 +67,7 @@ export class JobStatus {
 
   set userPaused(paused: boolean) {
     this.#userPaused = paused;
+    this.state(this.#lastFull);
     this.#events?.emit({ type: "job", job: this.job, at: Date.now() });
   }
 
@@ -88,6 +91,7 @@ export class JobStatus {
     this.#inFlight.delete(relPath);
     this.lastSuccessAt = at;
     this.#failing = null;
+    this.state(this.#lastFull);
     this.#events?.emit({
       type: "sent",
       job: this.job,
@@ -100,10 +104,14 @@ export class JobStatus {
     });
   }
 
-  /** An attempt failed. */
+  /** An attempt failed (not for a file that changed or disappeared while sent). */
   failed(relPath: string, errorClass: string, reason: string, final: boolean): void {
     this.#inFlight.delete(relPath);
-    this.#failing = reason;
+    // A fatal error is about this file (unreadable, refused); the others about the destination.
+    if (errorClass !== "fatal") {
+      this.#failing = reason;
+      this.state(this.#lastFull);
+    }
     this.#events?.emit({
       type: "failed",
       job: this.job,
@@ -121,8 +129,12 @@ export class JobStatus {
     for (const p of relPaths) this.#inFlight.delete(p);
   }
 
-  /** The state now, given whether the destination-full pause holds the job. */
+  /**
+   * The state now, given whether the destination-full pause holds the job;
+   * called after every change, so `since` is when it changed.
+   */
   state(full: boolean): { state: JobState; since: number; reason: string | null } {
+    this.#lastFull = full;
     const state: JobState = this.#userPaused
       ? "paused"
       : full

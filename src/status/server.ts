@@ -27,6 +27,8 @@ export const PUSH_EVERY_MS = 500;
 /** An update is pushed at least this often (uptime, keep-alive). */
 const HEARTBEAT_MS = 15_000;
 const TOKEN_COOKIE = "itx_token";
+/** Updates a page may leave unread before its stream is ended. */
+const MAX_UNREAD = 20;
 
 /** A running status server. */
 export interface StatusServer {
@@ -298,6 +300,12 @@ class Pusher {
     const chunk = this.#encoder.encode(`event: status\ndata: ${this.#build()}\n\n`);
     for (const c of [...this.#clients]) {
       try {
+        // A page that stopped reading is dropped instead of piling up updates (it reconnects).
+        if ((c.desiredSize ?? 0) < -MAX_UNREAD) {
+          this.#drop(c);
+          c.close();
+          continue;
+        }
         c.enqueue(chunk);
       } catch {
         this.#drop(c);
