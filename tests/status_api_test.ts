@@ -198,3 +198,27 @@ Deno.test("status command: live job state from the API while the daemon runs, th
   assert.doesNotMatch(down.stdout, /Live/);
   assert.match(down.stdout, /a\.fits -> \d{8}\/a\.fits/);
 });
+
+Deno.test("status API: after a SIGHUP reload the page shows the new jobs and still answers", async () => {
+  await using d = await startStatusDaemon();
+  await Deno.writeTextFile(d.config, 'name: "renamed"\n', { append: true });
+  d.daemon.process.kill("SIGHUP");
+  await d.daemon.waitForOutput("Reloaded");
+  await waitFor(
+    async () => {
+      const status = await getJson<Status>(d.base, "/api/status");
+      return status.jobs.length === 1 && status.jobs[0].job === "renamed";
+    },
+    30_000,
+    "the renamed job",
+  );
+  const bytes = randomBytes(3000);
+  await Deno.writeFile(join(d.watch, "after reload.fits"), bytes);
+  await waitFor(
+    async () => (await getJson<Status>(d.base, "/api/status")).jobs[0].sent === 1,
+    30_000,
+    "the file sent by the new job",
+  );
+  const paused = await post(d.base, "/api/jobs/renamed/pause");
+  assert.deepEqual(await paused.json(), { job: "renamed", state: "paused" });
+});
