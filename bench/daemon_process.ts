@@ -68,11 +68,14 @@ export class DaemonProcess {
   /**
    * Start `image-transfer run -c configFile` (with `-v` when `verbose`).
    */
-  static start(configFile: string, options: { verbose?: boolean } = {}): DaemonProcess {
+  static start(
+    configFile: string,
+    options: { verbose?: boolean; extraFlags?: string[] } = {},
+  ): DaemonProcess {
     const args = [...(options.verbose ? ["-v"] : []), "run", "-c", configFile];
     const spawnedAtMs = performance.now();
     const child = new Deno.Command(Deno.execPath(), {
-      args: cliArgv(args),
+      args: cliArgv(args, options.extraFlags),
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
