@@ -58,6 +58,10 @@ Deno.test("status page in Chromium: live updates, failure reason, retry, pause/r
     await problem.waitFor({ timeout: 30_000 });
     const reason = await problem.locator("td.err").textContent();
     assert.ok(reason && reason.length > 0, "a reason is shown");
+    // Night totals follow (they are recomputed at most every 2 s).
+    const badNightRow = page.locator("#nights tr", { hasText: "20240315" });
+    await badNightRow.waitFor({ timeout: 10_000 });
+    assert.equal(await badNightRow.locator("td").last().textContent(), "1");
     await page.screenshot({ path: SCREENSHOT.pathname, fullPage: true });
     await page.locator(".job .state", { hasText: "destination unreachable" }).waitFor();
     assert.equal(await page.locator(".job .reason").textContent(), reason);

@@ -29,6 +29,8 @@ export interface StatusSource {
 
 /** How far back the page's chart reaches. */
 const CHART_SPAN_MS = 6 * 3600_000;
+/** The page's night totals count the files changed in this time. */
+const NIGHTS_SPAN_MS = 10 * 86_400_000;
 
 const STATES: FileState[] = ["pending", "transferring", "done", "failed"];
 
@@ -60,8 +62,8 @@ export function statusReport(source: StatusSource, limit = 20): Record<string, u
     jobs,
     counts: source.reports.counts(),
     recent,
-    problems: source.reports.transfers({ problems: true, limit }),
-    nights: source.reports.nights(7),
+    problems: source.reports.problems(jobs.map((j) => j.job), limit),
+    nights: source.reports.nights(7, now - NIGHTS_SPAN_MS),
     perMinute: source.reports.perMinute(now - CHART_SPAN_MS),
   };
 }

@@ -49,9 +49,10 @@ export function startStatusServer(
 ): StatusServer | null {
   const log = logger("status");
   const metrics = new Metrics();
-  const push = new Pusher(() => JSON.stringify(statusReport(source)));
+  const push = new Pusher(() => JSON.stringify(statusReport(source)), () => source.reports.stale);
   const stopListening = events.listen((event) => {
     metrics.record(event);
+    source.reports.changed();
     push.changed();
   });
   const handler = (request: Request): Promise<Response> | Response => {
@@ -111,6 +112,7 @@ async function route(
     if (action) {
       if (request.method !== "POST") return text(405, "actions take POST\n", { allow: "POST" });
       const body = await jobAction(source, decodeURIComponent(action[1]), action[2], request);
+      source.reports.changed();
       push.changed();
       return json(200, body);
     }
@@ -241,13 +243,16 @@ function text(status: number, body: string, headers: Record<string, string> = {}
 class Pusher {
   #clients = new Set<ReadableStreamDefaultController<Uint8Array>>();
   #build: () => string;
+  #stale: () => boolean;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #heartbeat: ReturnType<typeof setInterval> | undefined;
   #lastAt = 0;
   #encoder = new TextEncoder();
 
-  constructor(build: () => string) {
+  /** @param stale whether the last update held reused answers (another one follows) */
+  constructor(build: () => string, stale: () => boolean) {
     this.#build = build;
+    this.#stale = stale;
   }
 
   /** Something changed: push soon (throttled). */
@@ -311,6 +316,8 @@ class Pusher {
         this.#drop(c);
       }
     }
+    // Totals reused during a burst are brought up to date by a later update.
+    if (this.#stale()) this.changed();
   }
 
   #drop(c: ReadableStreamDefaultController<Uint8Array>): void {
