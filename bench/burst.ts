@@ -112,9 +112,7 @@ async function daemonBurst(
     method,
     statusListen: withPage ? `127.0.0.1:${port}` : "",
   });
-  const daemon = DaemonProcess.start(config, {
-    extraFlags: withPage ? [`--allow-net=127.0.0.1:${port}`] : [],
-  });
+  const daemon = DaemonProcess.start(config);
   let viewer: PageViewer | undefined;
   try {
     await daemon.waitForLine("Watching", { timeoutMs: 30_000 });

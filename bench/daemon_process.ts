@@ -68,14 +68,11 @@ export class DaemonProcess {
   /**
    * Start `image-transfer run -c configFile` (with `-v` when `verbose`).
    */
-  static start(
-    configFile: string,
-    options: { verbose?: boolean; extraFlags?: string[] } = {},
-  ): DaemonProcess {
+  static start(configFile: string, options: { verbose?: boolean } = {}): DaemonProcess {
     const args = [...(options.verbose ? ["-v"] : []), "run", "-c", configFile];
     const spawnedAtMs = performance.now();
     const child = new Deno.Command(Deno.execPath(), {
-      args: cliArgv(args, options.extraFlags),
+      args: cliArgv(args),
       stdin: "null",
       stdout: "piped",
       stderr: "piped",

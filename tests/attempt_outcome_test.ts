@@ -13,7 +13,7 @@ import { classifyFailure } from "../src/transfer/classify.ts";
 import { CommandError } from "../src/errors.ts";
 
 const SENT = { size: 1000, mtimeMs: 42_000 };
-const POLICY = { retry_attempts: 3, retry_delay: 5, retry_max_delay_seconds: 300 };
+const POLICY = { retry_attempts: 3, retry_delay_seconds: 5, retry_max_delay_seconds: 300 };
 const NOW = 1_700_000_000_000;
 
 function attempt(overrides: Partial<FailedAttempt> = {}): FailedAttempt {

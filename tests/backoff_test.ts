@@ -1,5 +1,5 @@
 /**
- * Retry delays: exponential from `retry_delay`, capped at
+ * Retry delays: exponential from `retry_delay_seconds`, capped at
  * `retry_max_delay_seconds`, with ±20 % jitter.
  */
 import assert from "node:assert/strict";

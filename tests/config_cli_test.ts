@@ -69,7 +69,7 @@ const BROKEN: [string, RegExp][] = [
   ["missing_watch_path.yaml", /missing_watch_path\.yaml:1: watch_path: required key missing/],
   [
     "bad_transfer_method.yaml",
-    /bad_transfer_method\.yaml:4: transfer_method: expected one of "scp", "rsync", "local", got "ftp"/,
+    /bad_transfer_method\.yaml:4: transfer_method: expected one of "scp", "rsync", "local", "ftp", got "sftp"/,
   ],
   [
     "bad_night_timezone.yaml",
@@ -102,6 +102,10 @@ const BROKEN: [string, RegExp][] = [
   [
     "unresolved_alias.yaml",
     /unresolved_alias\.yaml:2: YAML alias \*processing_host refers to no anchor/,
+  ],
+  [
+    "retry_delay_twice.yaml",
+    /retry_delay_twice\.yaml:5: retry_delay \(line 5\) and retry_delay_seconds \(line 7\) are the same setting: retry_delay is the old name of retry_delay_seconds; keep only the retry_delay_seconds line/,
   ],
   [
     "job_errors.yaml",
@@ -205,6 +209,19 @@ Deno.test("config show prints the effective config as YAML that is itself a vali
     const json = JSON.parse(again.stdout);
     assert.equal(json.file, copy);
     assert.deepEqual(json.jobs, shown.jobs);
+  });
+});
+
+Deno.test("config show writes the old name retry_delay under its new name", async () => {
+  await withHome(async (home) => {
+    const file = join(FIXTURES, "windows_to_linux.yaml");
+    assert.match(await Deno.readTextFile(file), /^retry_delay: 5$/m);
+    const result = await cli(home, ["-c", file, "config", "show"]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stderr, "");
+    const shown = parse(result.stdout);
+    assert.equal(shown.jobs[0].retry_delay_seconds, 5);
+    assert.ok(!("retry_delay" in shown.jobs[0]), result.stdout);
   });
 });
 

@@ -5,7 +5,8 @@ import { loadConfig, parseConfig } from "../src/config/load.ts";
 import { defaultLogFile, defaultStateDir, homeDir } from "../src/config/paths.ts";
 import { renderDefaultConfig } from "../src/config/default_config.ts";
 import { renderConfigReference } from "../src/config/reference.ts";
-import { DEFAULT_FILE_PATTERNS, describeKeys } from "../src/config/schema.ts";
+import { DEFAULT_FILE_PATTERNS } from "../src/config/schema.ts";
+import { describeKeys } from "../src/config/key_docs.ts";
 import { ConfigError } from "../src/errors.ts";
 import { readRegion } from "../scripts/gen_config_reference.ts";
 import { REPO_ROOT } from "./helpers/cli.ts";
@@ -50,7 +51,7 @@ Deno.test("old tool's Windows to Linux example loads with its values", async () 
   assert.deepEqual(job.file_patterns, ["*.fits", "*.FIT"]);
   assert.equal(job.verify_transfer, "size");
   assert.equal(job.retry_attempts, 3);
-  assert.equal(job.retry_delay, 5);
+  assert.equal(job.retry_delay_seconds, 5, "the old name retry_delay is read");
   assert.equal(config.state_dir, defaultStateDir());
   assert.equal(config.log_file, defaultLogFile());
   assert.equal(config.log_format, "text");
@@ -208,6 +209,75 @@ Deno.test("unknown keys get a suggestion only when one is close", () => {
   const far = configError(`${MINIMAL}colour: blue\n`).message;
   assert.match(far, /:4: unknown key "colour"/);
   assert.doesNotMatch(far, /did you mean/);
+});
+
+Deno.test("retry_delay, the old name of retry_delay_seconds, loads as it everywhere", () => {
+  const seconds = (text: string) => parseConfig(text, "/x/c.yaml").jobs[0].retry_delay_seconds;
+  assert.equal(seconds(`${MINIMAL}retry_delay: 7\n`), 7);
+  assert.equal(seconds(`${MINIMAL}retry_delay_seconds: 7\n`), 7);
+  assert.equal(seconds(MINIMAL), 5);
+  // In a jobs entry, inherited from the top level, and overridden under either name.
+  const config = parseConfig(
+    "remote_host: h\nremote_base_path: /o\nretry_delay: 9\njobs:\n" +
+      "  - watch_path: /a\n  - watch_path: /b\n    retry_delay: 1\n" +
+      "  - watch_path: /c\n    retry_delay_seconds: 2\n",
+    "/x/c.yaml",
+  );
+  assert.deepEqual(config.jobs.map((j) => j.retry_delay_seconds), [9, 1, 2]);
+  assert.ok(config.jobs.every((job) => !("retry_delay" in job)));
+  // The same file with the new name gives the same config.
+  const renamed = parseConfig(
+    "remote_host: h\nremote_base_path: /o\nretry_delay_seconds: 9\njobs:\n" +
+      "  - watch_path: /a\n  - watch_path: /b\n    retry_delay_seconds: 1\n" +
+      "  - watch_path: /c\n    retry_delay_seconds: 2\n",
+    "/x/c.yaml",
+  );
+  assert.deepEqual(renamed, config);
+});
+
+Deno.test("retry_delay and retry_delay_seconds together are refused, naming both lines", () => {
+  const top = configError(`${MINIMAL}retry_delay_seconds: 3\nretry_attempts: 1\nretry_delay: 4\n`);
+  assert.equal(
+    top.message,
+    "/etc/it/config.yaml:6: retry_delay (line 6) and retry_delay_seconds (line 4) are the same " +
+      "setting: retry_delay is the old name of retry_delay_seconds; keep only the " +
+      "retry_delay_seconds line",
+  );
+  assert.equal(top.line, 6);
+  const inJob = configError(
+    "remote_host: h\nremote_base_path: /o\njobs:\n  - watch_path: /a\n" +
+      "    retry_delay: 3\n    retry_delay_seconds: 4\n",
+  );
+  assert.match(
+    inJob.message,
+    /^\/etc\/it\/config\.yaml:5: retry_delay \(line 5\) and retry_delay_seconds \(line 6\) in jobs\[0\] are the same setting/,
+  );
+  // Each name once, one at the top level and one in a job, is an override, not a conflict.
+  const config = parseConfig(
+    "remote_host: h\nremote_base_path: /o\nretry_delay: 3\njobs:\n  - watch_path: /a\n" +
+      "    retry_delay_seconds: 4\n",
+    "/x/c.yaml",
+  );
+  assert.equal(config.jobs[0].retry_delay_seconds, 4);
+});
+
+Deno.test("a bad value under the old name is reported under the name as written", () => {
+  const error = configError(`${MINIMAL}retry_delay: soon\n`);
+  assert.equal(
+    error.message,
+    '/etc/it/config.yaml:4: retry_delay: expected a number from 0 to 86400, got "soon"',
+  );
+});
+
+Deno.test("a mistyped retry_delay is pointed to the new name", () => {
+  assert.match(
+    configError(`${MINIMAL}retry_delays: 3\n`).message,
+    /:4: unknown key "retry_delays"; did you mean "retry_delay_seconds"\?$/,
+  );
+  assert.match(
+    configError(`${MINIMAL}retry_delay_second: 3\n`).message,
+    /:4: unknown key "retry_delay_second"; did you mean "retry_delay_seconds"\?$/,
+  );
 });
 
 Deno.test("job-level mistakes: daemon key, nested jobs, top-level name, empty list", () => {

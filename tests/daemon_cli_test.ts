@@ -64,7 +64,7 @@ Deno.test("run --once sends what is complete, exits 0, and status reports it", a
 });
 
 Deno.test("run --once exits 1 when a file cannot be delivered, and status shows why", async () => {
-  const box = await sandbox({ retry_attempts: 1, retry_delay: 0.05 });
+  const box = await sandbox({ retry_attempts: 1, retry_delay_seconds: 0.05 });
   try {
     // The destination base is a regular file: no folder can be created in it.
     await Deno.writeTextFile(box.dest, "in the way");

@@ -160,7 +160,7 @@ Deno.test("JobRunner once: sends every matching file, records it done; a second 
 
 Deno.test("JobRunner once: a retryable failure is retried, marked failed, then sent after a fix", async () => {
   await withRoot(async (root, stateDir) => {
-    const job = localTestJob(root, { retry_attempts: 2, retry_delay: 0.05 });
+    const job = localTestJob(root, { retry_attempts: 2, retry_delay_seconds: 0.05 });
     const bytes = randomBytes(2048);
     await place(job.watch_path, "night/a.fits", bytes);
     // The destination base path is a regular file: every attempt fails retryably.

@@ -7,7 +7,8 @@ import { join } from "node:path";
 import { runCli } from "./helpers/cli.ts";
 import { listFiles, randomBytes } from "./helpers/files.ts";
 import { cliSandbox } from "./helpers/sandbox.ts";
-import { escapeControlChars } from "../src/log/logging.ts";
+import type { LogRecord } from "@logtape/logtape";
+import { escapeControlChars, formatJson, formatText } from "../src/log/logging.ts";
 
 const FORGED = "a\nSuccessfully transferred forged.fits\r\x1b[2Jb.fits";
 const noon = new Date("2024-05-02T12:00:00Z");
@@ -61,4 +62,80 @@ Deno.test("escapeControlChars: C0, DEL, C1, line separators and bidi overrides",
     escapeControlChars("x\u2028y\u2029z\u202ew\u2066"),
     "x\\u2028y\\u2029z\\u202ew\\u2066",
   );
+});
+
+/** A record as LogTape makes it for `logger(stage).<level>(template, properties)`. */
+function record(
+  level: LogRecord["level"],
+  category: string[],
+  message: unknown[],
+  properties: Record<string, unknown> = {},
+): LogRecord {
+  return { level, category, message, rawMessage: "", timestamp: noon.getTime() + 45, properties };
+}
+
+/** `noon` in local time as a text line starts: `YYYY-MM-DD HH:MM:SS.mmm`. */
+function localNoon(): string {
+  const two = (n: number) => String(n).padStart(2, "0");
+  return `${noon.getFullYear()}-${two(noon.getMonth() + 1)}-${two(noon.getDate())} ` +
+    `${two(noon.getHours())}:${two(noon.getMinutes())}:${two(noon.getSeconds())}.045`;
+}
+
+Deno.test("text lines: local time, level padded to 7, [stage], values filled in", () => {
+  const sent = record("info", ["image-transfer", "pipeline"], [
+    "Successfully transferred ",
+    "/data/m42 001.fits",
+    " -> ",
+    "freya:/data/20240502/m42 001.fits",
+    " (",
+    4321,
+    " bytes)",
+  ], { job: "north" });
+  assert.equal(
+    formatText(sent),
+    `${localNoon()} INFO    [pipeline] Successfully transferred /data/m42 001.fits -> ` +
+      "freya:/data/20240502/m42 001.fits (4321 bytes)\n",
+  );
+  assert.equal(
+    formatText(record("warning", ["image-transfer", "transfer", "ssh"], ["slow"])),
+    `${localNoon()} WARNING [transfer.ssh] slow\n`,
+  );
+  assert.equal(
+    formatText(record("error", ["image-transfer"], ["at the root"])),
+    `${localNoon()} ERROR   [main] at the root\n`,
+  );
+  assert.equal(
+    formatText(record("debug", ["image-transfer", "watch"], ["values: ", { a: 1 }, " ", null])),
+    `${localNoon()} DEBUG   [watch] values: {"a":1} null\n`,
+  );
+});
+
+Deno.test("text lines: control characters in values and in the template stay on one line", () => {
+  const line = formatText(record("info", ["image-transfer", "watch"], ["found\n", FORGED, "\tok"]));
+  assert.equal(
+    line,
+    `${localNoon()} INFO    [watch] found\\n` +
+      "a\\nSuccessfully transferred forged.fits\\r\\x1b[2Jb.fits\tok\n",
+  );
+  assert.equal(line.split("\n").length, 2);
+});
+
+Deno.test("JSON lines: time, level, category, message with exact values, properties", () => {
+  const line = formatJson(
+    record("warning", ["image-transfer", "pipeline"], ["Sent ", FORGED, " (", 12, " bytes)"], {
+      job: "north",
+      source: FORGED,
+      bytes: 12,
+    }),
+  );
+  assert.ok(line.endsWith("}\n") && line.split("\n").length === 2, line);
+  assert.deepEqual(JSON.parse(line), {
+    time: "2024-05-02T12:00:00.045Z",
+    level: "warning",
+    category: "image-transfer.pipeline",
+    message: `Sent ${FORGED} (12 bytes)`,
+    job: "north",
+    source: FORGED,
+    bytes: 12,
+  });
 });

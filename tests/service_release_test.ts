@@ -138,6 +138,10 @@ Deno.test("ci.yml: tests with the system tools, then the smoke test from source 
       "unzip",
       "mount",
       "procps",
+      "iproute2",
+      "vsftpd",
+      "openssl",
+      "ca-certificates",
       "prometheus",
       "chromium",
     ]

@@ -1,6 +1,6 @@
 /**
  * The status server of a real daemon (`deno run` with the project's
- * permission set plus `--allow-net` for the test's port): JSON API, actions,
+ * permission set): JSON API, actions,
  * `/metrics` checked by `promtool` and against the ledger.
  */
 import assert from "node:assert/strict";
@@ -174,7 +174,7 @@ Deno.test("status command: live job state from the API while the daemon runs, th
   await Deno.writeFile(join(d.watch, "a.fits"), randomBytes(1000));
   await d.daemon.waitForOutput("Successfully transferred");
   const env = { HOME: join(d.root, "home") };
-  const up = await runCli(["status", "-c", d.config], { env, extraFlags: d.netFlags });
+  const up = await runCli(["status", "-c", d.config], { env });
   assert.equal(up.code, 0, up.stderr);
   assert.match(up.stdout, new RegExp(`Live \\(${d.base}/\\):`));
   assert.match(
@@ -183,16 +183,19 @@ Deno.test("status command: live job state from the API while the daemon runs, th
   );
   assert.match(up.stdout, /Job default: pending 0, transferring 0, done 1, failed 0/);
   const json = JSON.parse(
-    (await runCli(["status", "--json", "-c", d.config], { env, extraFlags: d.netFlags })).stdout,
+    (await runCli(["status", "--json", "-c", d.config], { env })).stdout,
   );
   assert.equal(json.live.jobs[0].sent, 1);
-  // Without the permission for the address: the ledger view, and why there is no live one.
-  const denied = await runCli(["status", "-c", d.config], { env });
+  // Without network access to the address: the ledger view, and why there is no live one.
+  const denied = await runCli(["status", "-c", d.config], {
+    env,
+    extraFlags: [`--deny-net=${new URL(d.base).host}`],
+  });
   assert.equal(denied.code, 0, denied.stderr);
   assert.match(denied.stdout, /Live status unavailable \(.*\); showing what the ledger knows/);
   assert.match(denied.stdout, /done 1/);
   await d.daemon.stop();
-  const down = await runCli(["status", "-c", d.config], { env, extraFlags: d.netFlags });
+  const down = await runCli(["status", "-c", d.config], { env });
   assert.equal(down.code, 0, down.stderr);
   assert.match(down.stdout, /Daemon: not running/);
   assert.doesNotMatch(down.stdout, /Live/);

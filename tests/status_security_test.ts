@@ -74,7 +74,7 @@ Deno.test("status server: with a token every request needs it (Bearer, or the co
   await using d = await startStatusDaemon({
     status_listen: `0.0.0.0:${port}`,
     status_token_file: join(root, "token"),
-  }, [`--allow-net=0.0.0.0:${port}`]);
+  });
   try {
     const base = `http://127.0.0.1:${port}`;
     const none = await fetch(`${base}/api/status`);
@@ -122,10 +122,7 @@ Deno.test("status server: a busy address is logged and files are still sent", as
       log_file: "",
       status_listen: `127.0.0.1:${port}`,
     });
-    const daemon = startCli(["run", "-c", config], {
-      env: { HOME: root },
-      extraFlags: [`--allow-net=127.0.0.1:${port}`],
-    });
+    const daemon = startCli(["run", "-c", config], { env: { HOME: root } });
     try {
       await daemon.waitForOutput("Watching");
       assert.match(
@@ -146,27 +143,65 @@ Deno.test("status server: a busy address is logged and files are still sent", as
   }
 });
 
-Deno.test("status server: a port outside the permission set is logged with the flag to add", async () => {
+Deno.test("status server: an address the network permission denies is logged, files are still sent", async () => {
   const root = await Deno.makeTempDir({ prefix: "itx-status-perm-" });
   try {
     await Deno.mkdir(join(root, "watch"));
     const config = join(root, "config.yaml");
+    const port = freePort();
     await writeConfig(config, {
       watch_path: join(root, "watch"),
       remote_base_path: join(root, "dest"),
       transfer_method: "local",
+      stability_window_seconds: 0.3,
       state_dir: join(root, "state"),
       log_file: "",
-      status_listen: "127.0.0.1:9",
+      status_listen: `127.0.0.1:${port}`,
     });
-    const daemon = startCli(["run", "-c", config], { env: { HOME: root } });
+    const daemon = startCli(["run", "-c", config], {
+      env: { HOME: root },
+      extraFlags: [`--deny-net=127.0.0.1:${port}`],
+    });
     try {
       await daemon.waitForOutput("Watching");
-      assert.match(daemon.stderr(), /run with --allow-net=127\.0\.0\.1:9/);
+      assert.match(
+        daemon.stderr(),
+        new RegExp(
+          `network permission does not allow listening there.*allow 127\\.0\\.0\\.1:${port}`,
+        ),
+      );
+      const bytes = randomBytes(1024);
+      await Deno.writeFile(join(root, "watch", "a.fits"), bytes);
+      await daemon.waitForOutput("Successfully transferred");
+      const [night] = await Array.fromAsync(Deno.readDir(join(root, "dest")));
+      assert.deepEqual(await Deno.readFile(join(root, "dest", night.name, "a.fits")), bytes);
     } finally {
       await daemon.stop();
     }
   } finally {
     await Deno.remove(root, { recursive: true });
   }
+});
+
+Deno.test("status server: without an ftp job the daemon gives the network up after listening; the page still answers", async () => {
+  await using d = await startStatusDaemon();
+  // A reload adding an ftp job is refused: the network permission is gone.
+  const local = await Deno.readTextFile(d.config);
+  await Deno.writeTextFile(
+    d.config,
+    local.replace('transfer_method: "local"', 'transfer_method: "ftp"\nremote_host: "127.0.0.1"'),
+  );
+  d.daemon.process.kill("SIGHUP");
+  await d.daemon.waitForOutput(/Reload refused.*restart the daemon to add one/);
+  // The socket opened before keeps answering, and the running local job still sends.
+  const bytes = randomBytes(1500);
+  await Deno.writeFile(join(d.watch, "after.fits"), bytes);
+  await d.daemon.waitForOutput("Successfully transferred");
+  const status = await getJson<{ jobs: Array<{ job: string; sent: number }> }>(
+    d.base,
+    "/api/status",
+  );
+  assert.deepEqual(status.jobs.map((j) => [j.job, j.sent]), [["default", 1]]);
+  const [night] = await Array.fromAsync(Deno.readDir(d.dest));
+  assert.deepEqual(await Deno.readFile(join(d.dest, night.name, "after.fits")), bytes);
 });

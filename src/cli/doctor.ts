@@ -7,12 +7,14 @@
  */
 import { Command } from "commander";
 import { join } from "node:path";
+import { checkFtpDestination } from "./doctor_ftp.ts";
 import { checkInotifyLimits } from "./doctor_watch_limits.ts";
 import { globalOptions } from "./options.ts";
 import { loadConfig, resolveConfigPath } from "../config/load.ts";
 import type { JobConfig } from "../config/types.ts";
 import { CommandError, UsageError } from "../errors.ts";
 import { classifyFailure, lastLine } from "../transfer/classify.ts";
+import { createTransport } from "../transfer/factory.ts";
 import { newMarker } from "../transfer/remote_verify.ts";
 import { runCommand } from "../transfer/run_command.ts";
 import {
@@ -58,6 +60,7 @@ export async function runDoctor(
   const report = new Report(print);
   for (const job of jobs) {
     if (job.transfer_method === "local") await checkLocalJob(job, report);
+    else if (job.transfer_method === "ftp") await checkFtpJob(job, report);
     else await checkSshJob(job, report);
   }
   return !report.failed;
@@ -104,6 +107,12 @@ async function checkLocalJob(job: JobConfig, report: Report): Promise<void> {
     );
   }
   report.line("skip", "free space", "not checked for local destinations");
+}
+
+async function checkFtpJob(job: JobConfig, report: Report): Promise<void> {
+  report.header(`job ${job.name} (ftp -> ${createTransport(job, "").describeTarget("")})`);
+  await checkWatchPath(job, report);
+  await checkFtpDestination(job, report);
 }
 
 /** Run a program and return its output (stdout, or stderr when stdout is empty). */

@@ -7,13 +7,20 @@ import { Command } from "commander";
 import { loadConfig, resolveConfigPath } from "../config/load.ts";
 import { earlyLogSettings } from "../config/early_log.ts";
 import type { Config } from "../config/types.ts";
-import { exitCodeFor } from "../errors.ts";
+import { exitCodeFor, UsageError } from "../errors.ts";
 import { logExit, setupLogging, shutdownLogging } from "../log/logging.ts";
 import { runDaemon } from "../pipeline/daemon.ts";
 import { dryRun } from "../pipeline/dry_run.ts";
+import { assertNetworkAvailable, dropNetworkUnlessNeeded } from "./network_permission.ts";
 import { globalOptions } from "./options.ts";
+import {
+  quickStartConfig,
+  type QuickStartOptions,
+  saveQuickConfig,
+  wantsQuickStart,
+} from "./quick_start.ts";
 
-interface RunOptions {
+interface RunOptions extends QuickStartOptions {
   once?: boolean;
   dryRun?: boolean;
 }
@@ -26,6 +33,21 @@ export function runCommand(): Command {
     )
     .option("--once", "scan, transfer what is complete, then exit (1 if any file failed)")
     .option("--dry-run", "print what would be transferred where; change nothing")
+    .option("--watch <dir>", "without a config file: the folder to watch (needs --to)")
+    .option(
+      "--to <dest>",
+      "without a config file: user@host:/path, ftp://user@host/path, ftps://user@host/path or a folder",
+    )
+    .option("--method <method>", "with --to user@host:/path: scp (default) or rsync")
+    .option("--ftp-password-file <file>", "with --to ftp(s)://: file holding the password")
+    .option("--ftp-password-env <name>", "with --to ftp(s)://: variable holding the password")
+    .option(
+      "--set <key=value>",
+      "with --to: any other config key (repeatable)",
+      (value: string, previous: string[] = []) => [...previous, value],
+    )
+    .option("--save-config <file>", "with --to: also write the equivalent config file")
+    .option("--force", "with --save-config: replace an existing file")
     .addHelpText(
       "after",
       "\nStops cleanly on SIGINT/SIGTERM (Ctrl-C): transfers in flight are abandoned without\n" +
@@ -34,13 +56,32 @@ export function runCommand(): Command {
     )
     .action(async (options: RunOptions, command: Command) => {
       const global = globalOptions(command);
-      const file = resolveConfigPath(global.config);
       let config: Config;
-      try {
-        config = await loadConfig(file);
-      } catch (error) {
-        if (!options.dryRun) await logEarlyExit(file, error, global.verbose ?? false);
-        throw error;
+      if (wantsQuickStart(options)) {
+        if (global.config !== undefined) {
+          throw new UsageError("give either --config or --watch/--to, not both");
+        }
+        const quick = quickStartConfig(options);
+        if (options.saveConfig !== undefined) {
+          await saveQuickConfig(options.saveConfig, quick.text, options.force ?? false);
+          console.error(`wrote ${quick.config.file}`);
+        }
+        config = quick.config;
+      } else {
+        for (const flag of ["method", "set", "saveConfig", "ftpPasswordFile", "ftpPasswordEnv"]) {
+          if (options[flag as keyof RunOptions] !== undefined) {
+            throw new UsageError(
+              "--method, --set, --save-config and --ftp-* go with --watch and --to",
+            );
+          }
+        }
+        const file = resolveConfigPath(global.config);
+        try {
+          config = await loadConfig(file);
+        } catch (error) {
+          if (!options.dryRun) await logEarlyExit(file, error, global.verbose ?? false);
+          throw error;
+        }
       }
       if (options.dryRun) {
         await dryRun(config, (line) => console.log(line));
@@ -53,8 +94,21 @@ export function runCommand(): Command {
           format: c.log_format,
         });
       await logging(config);
+      // Given up once the status page listens (its socket stays open), unless a job uses ftp.
+      let offline = false;
+      const onListening = async () => {
+        offline = await dropNetworkUnlessNeeded(config);
+      };
+      const reload = async (next: Config) => {
+        assertNetworkAvailable(next, offline);
+        await logging(next);
+      };
       try {
-        const summary = await runDaemon(config, { once: options.once ?? false, onReload: logging });
+        const summary = await runDaemon(config, {
+          once: options.once ?? false,
+          onReload: reload,
+          onListening,
+        });
         if (options.once && summary.failed > 0) {
           throw new Error(
             `${summary.failed} file(s) could not be transferred; see the log and \`image-transfer status\``,

@@ -5,24 +5,7 @@
  * @module
  */
 import { stringify } from "yaml";
-import { describeKeys, type KeyDoc } from "./schema.ts";
-
-/** Example values for the keys a new config must fill in. */
-export const EXAMPLE_VALUES: Readonly<Record<string, unknown>> = {
-  watch_path: "~/data/images",
-  remote_host: "processing-server",
-  remote_base_path: "/data/incoming/images",
-};
-
-/**
- * Defaults that are computed when the config is loaded (the job name; paths that
- * depend on the OS and the home folder), written as a user would type them on Linux/macOS.
- */
-export const COMPUTED_DEFAULTS: Readonly<Record<string, string>> = {
-  name: "default",
-  state_dir: "~/.local/state/image-transfer",
-  log_file: "~/logs/image_transfer.log",
-};
+import { describeKeys, type KeyDoc } from "./key_docs.ts";
 
 const LINE_WIDTH = 100;
 
@@ -60,12 +43,10 @@ export function renderDefaultConfig(): string {
 /** The comment and the (possibly commented-out) `key: value` lines of one key. */
 function renderKey(key: KeyDoc): string[] {
   const lines = wrapComment(key.description);
-  const example = EXAMPLE_VALUES[key.key];
-  if (example !== undefined) {
-    lines.push(...yamlLines(key.key, example));
+  if (key.example !== undefined) {
+    lines.push(...yamlLines(key.key, key.example));
   } else {
-    const value = COMPUTED_DEFAULTS[key.key] ?? key.defaultValue;
-    lines.push(...yamlLines(key.key, value).map((line) => `# ${line}`));
+    lines.push(...yamlLines(key.key, key.defaultValue).map((line) => `# ${line}`));
   }
   return lines;
 }

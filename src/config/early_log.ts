@@ -9,7 +9,8 @@
  */
 import { dirname, resolve } from "node:path";
 import { isMap, parseDocument } from "yaml";
-import { defaultLogFile, expandPath } from "./paths.ts";
+import { daemonShape } from "./schema.ts";
+import { resolveLogFile } from "./resolve.ts";
 import { isWritableByOthers } from "./file_mode.ts";
 
 /** The log settings of a config file that did not load. */
@@ -19,32 +20,39 @@ export interface EarlyLogSettings {
   format: "text" | "json";
 }
 
-/** The log file and format `file` asks for, or the defaults where it cannot say. */
+/**
+ * The log file and format `file` asks for, or the schema's defaults where it
+ * cannot say; no log file when the default cannot be found (no home folder).
+ */
 export async function earlyLogSettings(file: string): Promise<EarlyLogSettings> {
-  let fallback: EarlyLogSettings;
+  const written = await writtenLogSettings(file);
+  const format = daemonShape.log_format.safeParse(written.log_format);
+  let logFile: string;
   try {
-    fallback = { logFile: defaultLogFile(), format: "text" };
+    const given = daemonShape.log_file.safeParse(written.log_file);
+    logFile = resolveLogFile(
+      given.success ? given.data : daemonShape.log_file.parse(undefined),
+      dirname(resolve(file)),
+    );
   } catch {
-    return { logFile: "", format: "text" }; // No home folder: no default log file either.
+    logFile = ""; // No home folder: no default log file either.
   }
+  return { logFile, format: format.success ? format.data : "text" };
+}
+
+/** The top-level `log_file` and `log_format` values of `file`, where it can be trusted with them. */
+async function writtenLogSettings(
+  file: string,
+): Promise<{ log_file?: unknown; log_format?: unknown }> {
   let text: string;
   try {
     text = await Deno.readTextFile(file);
   } catch {
-    return fallback;
+    return {};
   }
-  if (await isWritableByOthers(file)) return fallback;
+  if (await isWritableByOthers(file)) return {};
   const doc = parseDocument(text);
-  if (!isMap(doc.contents)) return fallback;
-  // Without keepScalar, get() gives a scalar's value (a string), or the node of anything else.
-  const logFile: unknown = doc.contents.get("log_file");
-  const format: unknown = doc.contents.get("log_format");
-  return {
-    logFile: typeof logFile !== "string"
-      ? fallback.logFile
-      : logFile === ""
-      ? ""
-      : expandPath(logFile, dirname(resolve(file))),
-    format: format === "json" ? "json" : "text",
-  };
+  if (!isMap(doc.contents)) return {};
+  // Without keepScalar, get() gives a scalar's value, or the node of anything else.
+  return { log_file: doc.contents.get("log_file"), log_format: doc.contents.get("log_format") };
 }

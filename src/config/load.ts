@@ -6,31 +6,16 @@
  */
 import { dirname, resolve } from "node:path";
 import { isMap, LineCounter, parseDocument } from "yaml";
-import type { Config, JobConfig, VerifyMode } from "./types.ts";
-import { defaultConfigPath, defaultLogFile, defaultStateDir, expandPath } from "./paths.ts";
-import {
-  daemonSchema,
-  daemonShape,
-  JOB_KEYS,
-  type JobInput,
-  jobSchema,
-  TOP_LEVEL_KEYS,
-} from "./schema.ts";
+import type { Config } from "./types.ts";
+import { defaultConfigPath, expandPath } from "./paths.ts";
+import { type DaemonInput, daemonSchema } from "./schema.ts";
 import { ConfigError } from "../errors.ts";
-import {
-  describeValue,
-  formatPath,
-  isPlainObject,
-  Issues,
-  type Json,
-  type Path,
-  SINGLE_STRING_LISTS,
-} from "./issues.ts";
+import { Issues, type Json } from "./issues.ts";
+import { describeValue } from "./messages.ts";
 import { plainValue, syntaxErrorLine, syntaxReason } from "./yaml_problems.ts";
 import { checkConfigFileMode, checkIdentityFileModes } from "./file_mode.ts";
-import { closestWord } from "../suggest.ts";
-
-const DAEMON_KEYS = new Set(Object.keys(daemonShape));
+import { DAEMON_KEYS, readJobs } from "./jobs.ts";
+import { resolveDaemon, resolveJob } from "./resolve.ts";
 
 /**
  * The config file to use: `-c` if given (with `~` expanded, made absolute),
@@ -108,159 +93,18 @@ export function parseConfig(text: string, file: string): Config {
   }
   const top = value as Json;
   const baseDir = dirname(resolve(file));
-
-  checkKeys(issues, top, [], TOP_LEVEL_KEYS);
-  const daemon = daemonSchema.safeParse(pick(top, DAEMON_KEYS));
-  if (!daemon.success) issues.addZod(daemon.error.issues, [], top);
-
-  const defaults = normalizeLists(pick(top, new Set(JOB_KEYS)));
-  const jobs: { data: JobInput; path: Path; explicitName: boolean }[] = [];
-  if (!("jobs" in top)) {
-    const parsed = jobSchema.safeParse(defaults);
-    if (parsed.success) jobs.push({ data: parsed.data, path: [], explicitName: "name" in top });
-    else issues.addZod(parsed.error.issues, [], top);
-  } else if (!Array.isArray(top.jobs)) {
-    issues.add(
-      ["jobs"],
-      `expected a list of jobs (each entry starts with "- "), got ${describeValue(top.jobs)}`,
-    );
-  } else if (top.jobs.length === 0) {
-    issues.add(
-      ["jobs"],
-      "the list is empty; add at least one job, or remove `jobs:` and keep the job keys at the top level",
-    );
-  } else {
-    if ("name" in defaults) {
-      issues.add(
-        ["name"],
-        "a top-level name would be inherited by every job; set name inside each jobs entry",
-      );
-      delete defaults.name;
-    }
-    top.jobs.forEach((entry: unknown, index) => {
-      const path: Path = ["jobs", index];
-      if (!isPlainObject(entry)) {
-        issues.add(
-          path,
-          `expected the keys of one job ("key: value" lines), got ${describeValue(entry)}`,
-        );
-        return;
-      }
-      checkKeys(issues, entry, path, JOB_KEYS);
-      const own = normalizeLists(pick(entry, new Set(JOB_KEYS)));
-      const parsed = jobSchema.safeParse({ ...defaults, ...own });
-      if (parsed.success) jobs.push({ data: parsed.data, path, explicitName: "name" in own });
-      else {
-        // An inherited key is reported where it is written: at the top level.
-        for (const issue of parsed.error.issues) {
-          const key = String(issue.path[0] ?? "");
-          const inherited = key in defaults && !(key in own);
-          issues.addZod([issue], inherited ? [] : path, inherited ? top : entry);
-        }
-      }
-    });
-  }
-
-  const inList = "jobs" in top;
-  const names = new Map<string, Path>();
-  const resolved: JobConfig[] = [];
-  jobs.forEach(({ data, path, explicitName }, index) => {
-    const name = data.name ?? (inList ? `job${index + 1}` : "default");
-    const earlier = names.get(name);
-    if (earlier) {
-      issues.add(
-        explicitName ? [...path, "name"] : path,
-        `duplicate job name "${name}" (also used by ${formatPath(earlier)} on line ` +
-          `${issues.lineOf(earlier)}); give every job a unique name`,
-      );
-    }
-    names.set(name, path);
-    resolved.push(resolveJob(data, name, baseDir));
-  });
+  const daemonKeys = Object.fromEntries(Object.entries(top).filter(([k]) => DAEMON_KEYS.has(k)));
+  const daemon = daemonSchema.safeParse(daemonKeys);
+  if (!daemon.success) { for (const issue of daemon.error.issues) issues.addZod(issue, [], top); }
+  const jobs = readJobs(top, issues);
   issues.throwIfAny();
-
-  const daemonData = daemon.success
-    ? daemon.data
-    : { log_format: "text" as const, status_listen: "127.0.0.1:8765", status_token_file: null };
+  // No problem was found, so the daemon keys are valid.
+  const settings = daemon.data as DaemonInput;
   return {
     file: resolve(file),
-    state_dir: daemonData.state_dir === undefined
-      ? defaultStateDir()
-      : expandPath(daemonData.state_dir, baseDir),
-    log_file: daemonData.log_file === undefined
-      ? defaultLogFile()
-      : daemonData.log_file === ""
-      ? ""
-      : expandPath(daemonData.log_file, baseDir),
-    log_format: daemonData.log_format,
-    status_listen: daemonData.status_listen,
-    status_token_file: daemonData.status_token_file
-      ? expandPath(daemonData.status_token_file, baseDir)
-      : null,
-    jobs: resolved,
+    ...resolveDaemon(settings, baseDir),
+    jobs: jobs.map(({ data, name }) => resolveJob(data, name, baseDir)),
   };
-}
-
-/** Apply the name, map `verify_transfer` and expand the local paths of one job. */
-function resolveJob(data: JobInput, name: string, baseDir: string): JobConfig {
-  const verify: VerifyMode = data.verify_transfer === true
-    ? "size"
-    : data.verify_transfer === false
-    ? "none"
-    : data.verify_transfer;
-  const { name: _name, ...rest } = data;
-  return {
-    name,
-    ...rest,
-    verify_transfer: verify,
-    watch_path: expandPath(data.watch_path, baseDir),
-    // For scp/rsync this is a path on the remote host: left as written (a leading ~/ included).
-    remote_base_path: data.transfer_method === "local"
-      ? expandPath(data.remote_base_path, baseDir)
-      : data.remote_base_path,
-    ssh_identity_file: data.ssh_identity_file === null
-      ? null
-      : expandPath(data.ssh_identity_file, baseDir),
-  };
-}
-
-/** Report every key of `object` not in `allowed`, with a hint where it belongs or what was meant. */
-function checkKeys(issues: Issues, object: Json, path: Path, allowed: readonly string[]): void {
-  const nested = path.length > 0;
-  for (const key of Object.keys(object)) {
-    if (allowed.includes(key)) continue;
-    const at: Path = [...path, key];
-    if (nested && DAEMON_KEYS.has(key)) {
-      issues.addKey(
-        at,
-        `"${key}" in ${
-          formatPath(path)
-        } applies to the whole daemon and is only allowed at the top level of the file; move it out of the jobs entry`,
-      );
-    } else if (nested && key === "jobs") {
-      issues.addKey(at, "a jobs entry cannot contain another jobs list");
-    } else {
-      const guess = closestWord(key, allowed);
-      issues.addKey(
-        at,
-        `unknown key "${key}"${nested ? ` in ${formatPath(path)}` : ""}` +
-          (guess ? `; did you mean "${guess}"?` : "; see the key list in the README"),
-      );
-    }
-  }
-}
-
-/** The entries of `object` whose key is in `keys`. */
-function pick(object: Json, keys: Set<string>): Json {
-  return Object.fromEntries(Object.entries(object).filter(([key]) => keys.has(key)));
-}
-
-/** Accept `file_patterns: "*.fits"` as a one-element list. */
-function normalizeLists(job: Json): Json {
-  for (const key of SINGLE_STRING_LISTS) {
-    if (typeof job[key] === "string") job[key] = [job[key]];
-  }
-  return job;
 }
 
 /** The `init` command line that writes `file`. */

@@ -33,25 +33,42 @@ export function expandPath(path: string, baseDir = Deno.cwd()): string {
   return isAbsolute(out) ? out : resolve(baseDir, out);
 }
 
+/** The folder name the program's files go in, under each OS's usual place. */
+const APP_FOLDER = "image-transfer";
+
+/** Default ledger folder on Linux and macOS, as a user writes it (docs, `init`). */
+export const DEFAULT_STATE_DIR = `~/.local/state/${APP_FOLDER}`;
+/** Default log file, as a user writes it (docs, `init`): the old tool's location. */
+export const DEFAULT_LOG_FILE = "~/logs/image_transfer.log";
+
 /** Default config file: `~/.config/image-transfer/config.yaml` (same under `%USERPROFILE%`). */
 export function defaultConfigPath(): string {
-  return join(homeDir(), ".config", "image-transfer", "config.yaml");
+  return join(homeDir(), ".config", APP_FOLDER, "config.yaml");
 }
 
-/** Default ledger folder: `~/.local/state/image-transfer`, or `%LOCALAPPDATA%\image-transfer`. */
+/**
+ * Default ledger folder: {@linkcode DEFAULT_STATE_DIR}, or
+ * `$XDG_STATE_HOME/image-transfer` when that is set, or
+ * `%LOCALAPPDATA%\image-transfer` on Windows.
+ */
 export function defaultStateDir(): string {
   if (Deno.build.os === "windows") {
     const local = Deno.env.get("LOCALAPPDATA");
-    if (local) return join(local, "image-transfer");
+    if (local) return join(local, APP_FOLDER);
   }
   const xdg = Deno.env.get("XDG_STATE_HOME");
-  if (xdg && isAbsolute(xdg)) return join(xdg, "image-transfer");
-  return join(homeDir(), ".local", "state", "image-transfer");
+  if (xdg && isAbsolute(xdg)) return join(xdg, APP_FOLDER);
+  return underHome(DEFAULT_STATE_DIR);
 }
 
-/** Default log file: `~/logs/image_transfer.log` (the old tool's location). */
+/** Default log file: {@linkcode DEFAULT_LOG_FILE} in the home folder. */
 export function defaultLogFile(): string {
-  return join(homeDir(), "logs", "image_transfer.log");
+  return underHome(DEFAULT_LOG_FILE);
+}
+
+/** A `~/a/b` path in the home folder, with this OS's separators. */
+function underHome(written: string): string {
+  return join(homeDir(), ...written.slice("~/".length).split("/"));
 }
 
 /**

@@ -4,8 +4,7 @@
  *
  * @module
  */
-import { describeKeys, type KeyDoc } from "./schema.ts";
-import { COMPUTED_DEFAULTS } from "./default_config.ts";
+import { describeKeys, type KeyDoc } from "./key_docs.ts";
 
 /** Defaults that read better in words than as the schema's value. */
 const DEFAULT_IN_WORDS: Readonly<Record<string, string>> = {
@@ -55,7 +54,6 @@ function renderTable(keys: KeyDoc[]): string {
 /** The default column of one key. */
 function defaultText(key: KeyDoc): string {
   if (key.key in DEFAULT_IN_WORDS) return DEFAULT_IN_WORDS[key.key];
-  if (key.key in COMPUTED_DEFAULTS) return `\`${COMPUTED_DEFAULTS[key.key]}\``;
   if (key.required) return "**required**";
   const value = key.defaultValue;
   if (Array.isArray(value)) {

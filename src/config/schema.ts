@@ -6,6 +6,7 @@
  * @module
  */
 import { z } from "zod";
+import { DEFAULT_LOG_FILE, DEFAULT_STATE_DIR, defaultLogFile, defaultStateDir } from "./paths.ts";
 
 /** File name patterns that mark an instrument file by default. */
 export const DEFAULT_FILE_PATTERNS = [
@@ -19,14 +20,53 @@ export const DEFAULT_FILE_PATTERNS = [
   "*.fits.gz",
 ];
 
-/** Attach the one-line description shown in `init` output and the README. */
-function doc<T extends z.ZodType>(schema: T, description: string): T {
-  return schema.meta({ description });
+/** How a key is documented in `init`'s template, the README and messages. */
+interface KeyMeta {
+  /** One line on what the key does. */
+  description: string;
+  /** For a key a new config must fill in: a value to show. */
+  example?: unknown;
+  /** For a default computed when the config loads: that default as a user writes it. */
+  writtenDefault?: string;
 }
+
+/** Attach the description (and example or written default) of a key. */
+function doc<T extends z.ZodType>(
+  schema: T,
+  description: string,
+  more: Omit<KeyMeta, "description"> = {},
+): T {
+  return schema.meta({ description, ...more });
+}
+
+/** The documentation of `schema` (see {@linkcode doc}). */
+export function keyMeta(schema: z.ZodType): KeyMeta {
+  return { description: "", ...(schema.meta() as Partial<KeyMeta> | undefined) };
+}
+
+/** List keys where a single text value is accepted as a one-element list. */
+export const SINGLE_STRING_LISTS: ReadonlySet<string> = new Set([
+  "file_patterns",
+  "exclude_patterns",
+  "close_shortcut_patterns",
+]);
+
+/**
+ * Keys renamed since earlier versions (old name: current name). A config
+ * written with an old name loads unchanged; giving both is an error.
+ */
+export const OLD_KEY_NAMES: ReadonlyMap<string, string> = new Map([
+  ["retry_delay", "retry_delay_seconds"],
+]);
 
 const sshOption = z.string().regex(
   /^[A-Za-z][A-Za-z0-9]*=\S.*$/,
   'expected "Key=Value", e.g. "Ciphers=aes128-gcm@openssh.com"',
+);
+
+const absolutePath = z.string().regex(
+  /^(\/|~\/|[A-Za-z]:[\\/])/,
+  'expected an absolute path or one starting with "~/"',
 );
 
 /**
@@ -38,26 +78,30 @@ export const jobShape = {
     z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, "expected letters, digits, '.', '_' or '-'")
       .optional(),
     "Job name used in logs, the ledger and `status` (default: `default`, or `job<N>` in a jobs list).",
+    { writtenDefault: "default" },
   ),
   watch_path: doc(
     z.string().min(1),
     "Folder the instrument writes into; watched recursively. Required.",
+    { example: "~/data/images" },
   ),
   transfer_method: doc(
-    z.enum(["scp", "rsync", "local"]).default("scp"),
-    "How files travel: `scp` or `rsync` over SSH, or `local` (a copy on this machine or a mounted share).",
+    z.enum(["scp", "rsync", "local", "ftp"]).default("scp"),
+    "How files travel: `scp` or `rsync` over SSH, `ftp` (FTP or FTPS, see the `ftp_*` keys), or `local` (a copy on this machine or a mounted share).",
   ),
   remote_host: doc(
     z.string().default(""),
-    "Destination host name or `~/.ssh/config` alias. Required for scp and rsync; ignored by local.",
+    "Destination host name (or `~/.ssh/config` alias for scp and rsync). Required for scp, rsync and ftp; ignored by local.",
+    { example: "processing-server" },
   ),
   remote_user: doc(
     z.string().default(""),
-    "Login name on the destination; empty means the SSH default (your `~/.ssh/config` or local user name).",
+    "Login name on the destination; empty means the SSH default (your `~/.ssh/config` or local user name), or `anonymous` for ftp.",
   ),
   remote_base_path: doc(
     z.string().min(1),
     "Destination folder; night folders `YYYYMMDD/` are created inside it. Required.",
+    { example: "/data/incoming/images" },
   ),
   file_patterns: doc(
     z.array(z.string().min(1)).min(1).default(DEFAULT_FILE_PATTERNS),
@@ -120,7 +164,7 @@ export const jobShape = {
     z.int().min(0).max(1000).default(3),
     "Retries after the first failed attempt before a file is marked failed (it is tried again at the next start-up or rescan).",
   ),
-  retry_delay: doc(
+  retry_delay_seconds: doc(
     z.number().min(0).max(86400).default(5),
     "Seconds before the first retry; each further retry waits twice as long (with jitter), up to `retry_max_delay_seconds`.",
   ),
@@ -156,17 +200,40 @@ export const jobShape = {
     z.array(sshOption).default([]),
     'Extra OpenSSH options as "Key=Value" (passed as `-o`), e.g. "Ciphers=aes128-gcm@openssh.com".',
   ),
+  ftp_tls: doc(
+    z.enum(["required", "off"]).default("required"),
+    "ftp: `required` (explicit TLS, FTPS: `AUTH TLS` before the login, data encrypted too; the server's certificate must be trusted) or `off` (plain FTP: password and data travel readable; only on trusted networks).",
+  ),
+  ftp_port: doc(
+    z.int().min(1).max(65535).nullable().default(null),
+    "ftp: control port; empty means 21. Data always uses passive mode.",
+  ),
+  ftp_password_file: doc(
+    absolutePath.nullable().default(null),
+    "ftp: file whose first line is the password (absolute or `~/` path; keep it mode 600). Read at each login, never logged.",
+  ),
+  ftp_password_env: doc(
+    z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "expected an environment variable name")
+      .nullable().default(null),
+    "ftp: name of the environment variable holding the password (instead of `ftp_password_file`). Never logged.",
+  ),
+  ftp_ca_file: doc(
+    absolutePath.nullable().default(null),
+    "ftp with TLS: PEM file of the certificate authority (or the server's own self-signed certificate) to trust; empty means the system's trusted authorities.",
+  ),
 };
 
 /** Keys that apply to the whole daemon, allowed only at the top level. */
 export const daemonShape = {
   state_dir: doc(
-    z.string().min(1).optional(),
-    "Folder of the ledger database (default `~/.local/state/image-transfer`, `%LOCALAPPDATA%\\image-transfer` on Windows).",
+    z.string().min(1).default(defaultStateDir),
+    "Folder of the ledger database. The default becomes `$XDG_STATE_HOME/image-transfer` when XDG_STATE_HOME is set, and `%LOCALAPPDATA%\\image-transfer` on Windows.",
+    { writtenDefault: DEFAULT_STATE_DIR },
   ),
   log_file: doc(
-    z.string().optional(),
-    'Rotating log file (10 MB x 5 files); default `~/logs/image_transfer.log`, "" turns file logging off.',
+    z.string().default(defaultLogFile),
+    'Rotating log file (10 MB x 5 files); "" turns file logging off.',
+    { writtenDefault: DEFAULT_LOG_FILE },
   ),
   log_format: doc(
     z.enum(["text", "json"]).default("text"),
@@ -195,6 +262,24 @@ export const jobSchema = z.strictObject(jobShape).superRefine((job, ctx) => {
         `required when transfer_method is "${job.transfer_method}"; give a host name or ~/.ssh/config alias, or use transfer_method: local`,
     });
   }
+  if (
+    job.transfer_method === "ftp" && job.ftp_password_file === null &&
+    job.ftp_password_env === null && !["", "anonymous"].includes(job.remote_user)
+  ) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["ftp_password_file"],
+      message:
+        "transfer_method ftp with a remote_user needs a password: give ftp_password_file (a file holding it) or ftp_password_env (a variable holding it)",
+    });
+  }
+  if (job.ftp_password_file !== null && job.ftp_password_env !== null) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["ftp_password_env"],
+      message: "give either ftp_password_file or ftp_password_env, not both",
+    });
+  }
 }, {
   // Report a missing remote_host together with every other problem, unless the
   // two keys it depends on are themselves wrong.
@@ -209,6 +294,9 @@ export type JobInput = z.infer<typeof jobSchema>;
 
 /** Schema of the daemon-wide keys. */
 export const daemonSchema = z.object(daemonShape);
+
+/** The daemon-wide settings exactly as the schema returns them. */
+export type DaemonInput = z.infer<typeof daemonSchema>;
 
 /** Every key the file may contain at the top level. */
 export const TOP_LEVEL_KEYS: readonly string[] = [
@@ -228,35 +316,4 @@ export function isValidTimeZone(zone: string): boolean {
   } catch {
     return false;
   }
-}
-
-/** One documented key, for the generated config and the README reference. */
-export interface KeyDoc {
-  key: string;
-  description: string;
-  /** The default as it would be written in YAML, or `undefined` when required. */
-  defaultValue: unknown;
-  required: boolean;
-  scope: "job" | "daemon";
-}
-
-/** List every key with its description and default, in schema order. */
-export function describeKeys(): KeyDoc[] {
-  const out: KeyDoc[] = [];
-  const add = (shape: Record<string, z.ZodType>, scope: "job" | "daemon") => {
-    for (const [key, schema] of Object.entries(shape)) {
-      const parsed = schema.safeParse(undefined);
-      const meta = schema.meta() as { description?: string } | undefined;
-      out.push({
-        key,
-        description: meta?.description ?? "",
-        defaultValue: parsed.success ? parsed.data : undefined,
-        required: !parsed.success,
-        scope,
-      });
-    }
-  };
-  add(jobShape, "job");
-  add(daemonShape, "daemon");
-  return out;
 }

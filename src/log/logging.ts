@@ -7,10 +7,12 @@
 import {
   configure,
   getLogger,
+  getTextFormatter,
   type Logger,
   type LogRecord,
   reset,
   type Sink,
+  type TextFormatter,
 } from "@logtape/logtape";
 import { getRotatingFileSink } from "@logtape/file";
 import { dirname } from "node:path";
@@ -58,55 +60,46 @@ export function escapeControlChars(text: string): string {
   });
 }
 
-/** The message with its values filled in; `escape` is applied to each value. */
-function renderMessage(record: LogRecord, escape: (text: string) => string = (t) => t): string {
-  let out = "";
-  for (let i = 0; i < record.message.length; i++) {
-    const part = record.message[i];
-    if (i % 2 === 0) out += part as string;
-    else out += escape(typeof part === "string" ? part : JSON.stringify(part) ?? String(part));
-  }
-  return out;
-}
-
-function pad(n: number, width = 2): string {
-  return String(n).padStart(width, "0");
-}
-
-/** Local time as `YYYY-MM-DD HH:MM:SS.mmm` (greppable by `date +%Y-%m-%d`). */
-function localTimestamp(ms: number): string {
-  const d = new Date(ms);
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
-    `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${
-      pad(d.getMilliseconds(), 3)
-    }`;
+/** A value in a message: text as it is, anything else as JSON. */
+function valueText(value: unknown): string {
+  return typeof value === "string" ? value : JSON.stringify(value) ?? String(value);
 }
 
 /**
- * One text line: `2024-03-15 03:12:45.123 INFO  [transfer] Successfully transferred a -> b`.
- * Control characters in values (a file name with a newline) are escaped, so a
- * record is always exactly one line.
+ * One text line: `2024-03-15 03:12:45.123 INFO    [transfer] Successfully transferred a -> b`
+ * (local time, the level padded to 7, the stage). LogTape's text formatter,
+ * with every value passed through {@linkcode escapeControlChars} (stricter
+ * than LogTape's own sanitizing, which keeps tabs, line separators and
+ * bidirectional overrides), so a record is always exactly one line.
  */
-export function formatText(record: LogRecord): string {
-  const level = record.level.toUpperCase().padEnd(7);
-  const stage = record.category.slice(1).join(".") || "main";
-  const message = renderMessage(record, escapeControlChars);
-  return `${localTimestamp(record.timestamp)} ${level} [${stage}] ${message}\n`;
-}
+export const formatText: TextFormatter = getTextFormatter({
+  timestamp: "date-time",
+  timeZone: null, // local time, as `date +%Y-%m-%d` prints it
+  level: (level) => level.toUpperCase().padEnd(7),
+  category: (category) => category.slice(1).join(".") || "main",
+  value: (value) => escapeControlChars(valueText(value)),
+  sanitize: { sgr: "escape", newlines: "escape" },
+  format: ({ timestamp, level, category, message }) =>
+    `${timestamp} ${level} [${category}] ${message}`,
+});
 
 /**
- * One JSON object per line, with the message rendered and its properties as
- * fields; values are exact (JSON escapes control characters itself).
+ * One JSON object per line: `time`, `level`, `category`, `message` (values
+ * filled in as they are), and the properties as fields; values are exact (JSON
+ * escapes control characters itself). Not LogTape's JSON Lines formatter: its
+ * fields are `@timestamp` and `logger`, its levels upper case, and it quotes
+ * text values inside the message, which would change every JSON line.
  */
-export function formatJson(record: LogRecord): string {
+export const formatJson: TextFormatter = (record: LogRecord): string => {
+  const message = record.message.map((part, i) => i % 2 === 0 ? part : valueText(part)).join("");
   return JSON.stringify({
     time: new Date(record.timestamp).toISOString(),
     level: record.level,
     category: record.category.join("."),
-    message: renderMessage(record),
+    message,
     ...record.properties,
   }) + "\n";
-}
+};
 
 /**
  * Configure logging for the whole process.

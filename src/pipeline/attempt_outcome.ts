@@ -12,7 +12,7 @@ import { retryDelayMs } from "./backoff.ts";
 /** The retry settings of a job. */
 export interface RetryPolicy {
   retry_attempts: number;
-  retry_delay: number;
+  retry_delay_seconds: number;
   retry_max_delay_seconds: number;
 }
 
@@ -95,7 +95,7 @@ export function attemptOutcome(attempt: FailedAttempt): AttemptOutcome {
   if (error.retryable && attempts <= policy.retry_attempts) {
     const delayMs = retryDelayMs(
       attempts,
-      policy.retry_delay,
+      policy.retry_delay_seconds,
       policy.retry_max_delay_seconds,
       attempt.random,
     );

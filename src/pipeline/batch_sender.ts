@@ -110,7 +110,11 @@ export class BatchSender {
       for (const record of batch) {
         if (signal.aborted || queue.get(record.relPath)?.phase !== "sending") continue;
         const attempts = record.attempts + 1;
-        const delayMs = retryDelayMs(attempts, job.retry_delay, job.retry_max_delay_seconds);
+        const delayMs = retryDelayMs(
+          attempts,
+          job.retry_delay_seconds,
+          job.retry_max_delay_seconds,
+        );
         const nextAttemptAt = Date.now() + delayMs;
         ledger.recordFailure(job.name, record.relPath, {
           error: "the batch it was sent in failed",

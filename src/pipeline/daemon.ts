@@ -37,6 +37,12 @@ export interface DaemonOptions {
    * one after rotation). Throwing refuses the reload.
    */
   onReload?: (config: Config) => Promise<void>;
+  /**
+   * Called once the status server listens (or is off, or could not start),
+   * before any job starts: the CLI gives up the network permission there
+   * unless a job needs it.
+   */
+  onListening?: () => Promise<void>;
 }
 
 /** The signals that stop the daemon on this OS. */
@@ -98,7 +104,6 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
         once: options.once,
         events: statusEvents,
       });
-    jobs = start(config);
     if (listen) {
       reports = new LedgerReports(openLedger.path);
       const { version, commit, deno } = versionInfo();
@@ -109,6 +114,8 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
         startedAt: Date.now(),
       }, statusEvents);
     }
+    await options.onListening?.();
+    jobs = start(config);
     if (options.once) {
       if (await events.race(jobs.started) !== "stop") await events.race(jobs.idle());
     } else {

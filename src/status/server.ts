@@ -77,7 +77,7 @@ export function startStatusServer(
     const reason = error instanceof Deno.errors.AddrInUse
       ? "the address is in use (another image-transfer, or another program?)"
       : error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied
-      ? `the permission set allows listening on 127.0.0.1:8765 only; run with --allow-net=${address}`
+      ? `the network permission does not allow listening there (started with --deny-net or a narrower --allow-net?); allow ${address}`
       : error instanceof Error
       ? error.message
       : String(error);

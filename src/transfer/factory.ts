@@ -4,6 +4,7 @@
  * @module
  */
 import type { JobConfig } from "../config/types.ts";
+import { FtpTransport } from "./ftp.ts";
 import { LocalTransport } from "./local.ts";
 import { RsyncTransport } from "./rsync.ts";
 import { ScpTransport } from "./scp.ts";
@@ -25,5 +26,7 @@ export function createTransport(job: JobConfig, runtimeDir: string): Transport {
       return new ScpTransport(job, runtimeDir);
     case "rsync":
       return new RsyncTransport(job, runtimeDir);
+    case "ftp":
+      return new FtpTransport(job);
   }
 }

@@ -8,11 +8,19 @@ import { getLogger } from "@logtape/logtape";
 import { spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
 import { CommandError, type CommandRun } from "../errors.ts";
+import { killProcess } from "./kill_process.ts";
 
 const logger = getLogger(["image-transfer", "transfer"]);
 
 /** Most stderr text kept on a {@linkcode CommandRun} (the tail is kept). */
 const STDERR_MAX_CHARS = 16_000;
+
+/**
+ * How long a killed program's output pipes may stay open after it exited
+ * (held by a helper it started that survived the kill) before they are
+ * closed from this side: a timed-out or aborted call always ends.
+ */
+const PIPES_AFTER_KILL_MS = 2_000;
 
 /** Options of {@linkcode runCommand}. */
 export interface RunCommandOptions {
@@ -49,7 +57,9 @@ export interface RunCommandResult {
  * in a new process group, and wait for it.
  *
  * On timeout or abort the whole group is killed with SIGKILL, so helpers the
- * program started (the `ssh` under `rsync`) die with it.
+ * program started (the `ssh` under `rsync`) die with it; the call then ends
+ * at most {@linkcode PIPES_AFTER_KILL_MS} after the program itself, even if a
+ * helper survived and still holds its output open.
  *
  * @returns stdout, stderr and the duration when the exit code is 0
  * @throws {CommandError} when the program cannot be started, exits non-zero,
@@ -91,14 +101,21 @@ export async function runCommand(
 
   let timedOut = false;
   let aborted = false;
+  let killed = false;
+  let abandonTimer: ReturnType<typeof setTimeout> | undefined;
+  let ended = false;
   const killGroup = () => {
-    if (child.pid <= 0) return; // Never started: nothing to kill (and -0 would be our own group).
-    try {
-      if (Deno.build.os === "windows") Deno.kill(child.pid, "SIGKILL");
-      else Deno.kill(-child.pid, "SIGKILL");
-    } catch {
-      // Already gone.
-    }
+    if (killed) return;
+    killed = true;
+    // The group first (the program included), then the program by its own
+    // handle, which needs no permission and works where groups do not.
+    if (child.pid > 0 && Deno.build.os !== "windows") void killProcess(-child.pid);
+    child.kill();
+    // A helper outside the group (or a group kill that was not possible) may
+    // keep the pipes open: stop waiting for them soon after the program ends.
+    void child.exited.then(() => {
+      if (!ended) abandonTimer = setTimeout(child.abandon, PIPES_AFTER_KILL_MS);
+    });
   };
   const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => {
     timedOut = true;
@@ -116,7 +133,9 @@ export async function runCommand(
   } catch (error) {
     throw cannotRun(error);
   } finally {
+    ended = true;
     clearTimeout(timer);
+    clearTimeout(abandonTimer);
     options.signal?.removeEventListener("abort", onAbort);
   }
   const stderr = tail(new TextDecoder().decode(output.stderr).trim());
@@ -146,7 +165,14 @@ interface ChildOutput {
 /** A spawned child: its process id (also its process group's) and its end. */
 interface StartedChild {
   pid: number;
+  /** Settles once the program and everything holding its pipes are done (or abandoned). */
   output: Promise<ChildOutput>;
+  /** Settles once the program itself has exited (or never started). */
+  exited: Promise<void>;
+  /** SIGKILL the program itself through its handle; no-op once it has exited. */
+  kill(): void;
+  /** Stop reading its pipes and writing its input: `output` settles with what came so far. */
+  abandon(): void;
 }
 
 /** Spawn with `Deno.Command`, in a new process group, feeding `options.stdin`. */
@@ -162,14 +188,61 @@ function startCommand(argv: string[], options: RunCommandOptions): StartedChild 
     // program together with everything it started.
     detached: Deno.build.os !== "windows",
   }).spawn();
-  const feed = options.stdin === undefined ? Promise.resolve() : writeAll(child, options.stdin);
-  const output = Promise.all([child.output(), feed]).then(([out]) => ({
-    code: out.signal === null ? out.code : null,
-    signal: out.signal,
-    stdout: out.stdout,
-    stderr: out.stderr,
+  const input = new AbortController();
+  const feed = options.stdin === undefined
+    ? Promise.resolve()
+    : writeAll(child, options.stdin, input.signal);
+  const stdout = readAll(child.stdout);
+  const stderr = readAll(child.stderr);
+  const output = Promise.all([child.status, stdout.bytes, stderr.bytes, feed]).then((
+    [status, out, err],
+  ) => ({
+    code: status.signal === null ? status.code : null,
+    signal: status.signal,
+    stdout: out,
+    stderr: err,
   }));
-  return { pid: child.pid, output };
+  return {
+    pid: child.pid,
+    output,
+    exited: child.status.then(() => {}),
+    kill: () => {
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // Already exited.
+      }
+    },
+    abandon: () => {
+      input.abort();
+      stdout.stop();
+      stderr.stop();
+    },
+  };
+}
+
+/** Everything read from `stream` until it ends or `stop` is called. */
+function readAll(stream: ReadableStream<Uint8Array>): { bytes: Promise<Uint8Array>; stop(): void } {
+  const reader = stream.getReader();
+  const chunks: Uint8Array[] = [];
+  let stopped = false;
+  const bytes = (async () => {
+    try {
+      for (let r = await reader.read(); !r.done && !stopped; r = await reader.read()) {
+        chunks.push(r.value);
+      }
+    } catch {
+      // Cancelled, or the pipe broke: keep what came.
+    }
+    return concat(chunks);
+  })();
+  return {
+    bytes,
+    stop: () => {
+      stopped = true;
+      reader.cancel().catch(() => {});
+    },
+  };
 }
 
 /**
@@ -201,22 +274,47 @@ function startWithFileInput(
     if (open) closeSync(fd);
     open = false;
   };
+  const stdout: Uint8Array[] = [];
+  const stderr: Uint8Array[] = [];
+  let status: { code: number | null; signal: string | null } | null = null;
+  let settle!: () => void;
+  const exited = new Promise<void>((resolve) => {
+    child.once("exit", (code: number | null, signal: string | null) => {
+      status = { code, signal };
+      closeInput();
+      resolve();
+    });
+    child.once("error", () => resolve());
+  });
   const output = new Promise<ChildOutput>((resolve, reject) => {
-    const stdout: Uint8Array[] = [];
-    const stderr: Uint8Array[] = [];
     child.stdout!.on("data", (chunk: Uint8Array) => stdout.push(chunk));
     child.stderr!.on("data", (chunk: Uint8Array) => stderr.push(chunk));
     child.once("error", (error: Error & { code?: string }) => {
       closeInput();
       reject(error.code === "ENOENT" ? new Deno.errors.NotFound(error.message) : error);
     });
-    child.once("close", (code: number | null, signal: string | null) => {
+    const done = (code: number | null, signal: string | null) => {
       closeInput();
       resolve({ code, signal, stdout: concat(stdout), stderr: concat(stderr) });
-    });
+    };
+    child.once("close", done);
+    // Abandoned: the program has exited, its pipes are no longer waited for.
+    settle = () => done(status?.code ?? null, status?.signal ?? "SIGKILL");
   });
-  // No pid: not started (e.g. not on PATH); the error event says why.
-  return { pid: child.pid ?? 0, output };
+  return {
+    // No pid: not started (e.g. not on PATH); the error event says why.
+    pid: child.pid ?? 0,
+    output,
+    exited,
+    kill: () => {
+      if (status === null) child.kill("SIGKILL");
+    },
+    abandon: () => {
+      child.stdout?.destroy();
+      child.stderr?.destroy();
+      settle();
+    },
+  };
 }
 
 /** The bytes of `chunks`, one after another. */
@@ -230,10 +328,18 @@ function concat(chunks: Uint8Array[]): Uint8Array {
   return bytes;
 }
 
-/** Write `input` to the child's stdin and close it; a child that exits early is not an error. */
-async function writeAll(child: Deno.ChildProcess, input: Uint8Array | string): Promise<void> {
+/**
+ * Write `input` to the child's stdin and close it; a child that exits early is
+ * not an error. `stop` gives up a write that cannot finish.
+ */
+async function writeAll(
+  child: Deno.ChildProcess,
+  input: Uint8Array | string,
+  stop: AbortSignal,
+): Promise<void> {
   const bytes = typeof input === "string" ? new TextEncoder().encode(input) : input;
   const writer = child.stdin.getWriter();
+  stop.addEventListener("abort", () => void writer.abort().catch(() => {}), { once: true });
   try {
     await writer.write(bytes);
     await writer.close();

@@ -8,9 +8,10 @@
 import { createHash } from "node:crypto";
 import { join, posix } from "node:path";
 import type { JobConfig } from "../config/types.ts";
-import { ConfigError } from "../errors.ts";
+import { CommandError, ConfigError } from "../errors.ts";
 import { runCommand, type RunCommandOptions, type RunCommandResult } from "./run_command.ts";
 import { SessionSlots } from "./session_slots.ts";
+import { checkMaster, stopMaster } from "./ssh_master.ts";
 
 /** How long an idle shared connection stays open, in seconds. */
 const CONTROL_PERSIST_S = 180;
@@ -23,6 +24,20 @@ const CONTROL_PATH_MAX_BYTES = 80;
  * `MaxSessions 10`, with room for `doctor` or a user's own ssh joining it.
  */
 const MAX_SHARED_SESSIONS = 8;
+
+/**
+ * Longest wait for a round trip over a shared connection that is in doubt
+ * (after a call over it failed); one that takes longer is closed and the
+ * next call opens a new connection. Far more than a healthy round trip, even
+ * behind a busy upload.
+ */
+const PROBE_TIMEOUT_MS = 20_000;
+
+/**
+ * Seconds allowed for opening a connection beyond `ConnectTimeout` (which
+ * covers the TCP connection and the key exchange): for authentication.
+ */
+const OPEN_GRACE_S = 30;
 
 /** Environment for every SSH-side process: English messages locally and (via SendEnv) remotely. */
 export const SSH_ENV: Record<string, string> = { LC_ALL: "C" };
@@ -122,8 +137,12 @@ export class SshSession {
   #runtimeDir: string;
   #controlPath: string | null | undefined;
   #ownControlDir: string | null = null;
-  #connecting: Promise<void> | null = null;
+  #connecting: Promise<unknown> | null = null;
   #slots = new SessionSlots(MAX_SHARED_SESSIONS);
+  /** Process id of the shared connection's master, as `ssh -O check` last told it. */
+  #masterPid: number | null = null;
+  /** A call failed since the shared connection was last known to work. */
+  #inDoubt = false;
 
   constructor(endpoint: SshEndpoint, runtimeDir: string) {
     this.endpoint = endpoint;
@@ -275,48 +294,102 @@ export class SshSession {
     if (giveBack === null) throw new Error(`every shared session to ${this.destination} is in use`);
     try {
       return await runCommand(argv, { ...runOptions, env: { ...SSH_ENV, ...runOptions.env } });
+    } catch (error) {
+      // The connection may be what failed: the next connect() makes sure it works.
+      if (error instanceof CommandError) this.#inDoubt = true;
+      throw error;
     } finally {
       giveBack();
     }
   }
 
   /**
-   * Make sure the shared connection is up before several calls start at once:
-   * without this, parallel first calls each pay for a full SSH handshake
-   * (~0.3 s) instead of one opening the master and the others reusing it.
-   * Errors are left to the caller's own next command, which reports them.
+   * Make sure the shared connection works before a batch's calls start: open
+   * it when there is none (so parallel first calls do not each pay for a full
+   * SSH handshake of ~0.3 s), replace a master that died, hangs, or, after a
+   * failed call, no longer gets an answer through (e.g. across a link cut it
+   * has not noticed yet). Bounded in time: `ConnectTimeout` plus a little.
+   *
+   * @returns `null`, or why no connection could be opened (a
+   *   {@linkcode CommandError}, an `Error` when that timed out, or the abort
+   *   reason): calls now would fail alike
    */
-  async connect(options: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<void> {
+  async connect(options: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<unknown> {
     const controlPath = await this.controlPath();
-    if (controlPath === null) return;
-    try {
-      await Deno.lstat(controlPath);
-      return; // A master is (or was) there; ssh replaces a dead one by itself.
-    } catch { /* not connected yet */ }
-    this.#connecting ??= this.runScript("exit 0\n", options).then(() => {}, () => {})
+    if (controlPath === null) return null;
+    this.#connecting ??= this.#ensureMaster(controlPath, options).then(() => null, (error) => error)
       .finally(() => {
         this.#connecting = null;
       });
-    await this.#connecting;
+    return await this.#connecting;
   }
+
+  /** See {@linkcode SshSession.connect}; throws when no connection could be opened. */
+  async #ensureMaster(
+    controlPath: string,
+    options: { timeoutMs?: number; signal?: AbortSignal },
+  ): Promise<void> {
+    const openMs = (this.endpoint.connectTimeoutS + OPEN_GRACE_S) * 1000;
+    const bound = (ms: number) => Math.min(ms, options.timeoutMs ?? ms);
+    if (await exists(controlPath)) {
+      const master = await checkMaster(this.#controlArgv, SSH_ENV);
+      if (master.state === "running") {
+        this.#masterPid = master.pid ?? this.#masterPid;
+        if (!this.#inDoubt) return;
+        this.#inDoubt = false;
+        const answered = await this.runScript("exit 0\n", {
+          timeoutMs: bound(PROBE_TIMEOUT_MS),
+          signal: options.signal,
+        }).then(() => true, () => false);
+        if (answered || options.signal?.aborted) return;
+      }
+      await stopMaster(this.#controlArgv, SSH_ENV, controlPath, this.#masterPid);
+    }
+    this.#masterPid = null;
+    this.#inDoubt = false;
+    const timeoutMs = bound(openMs);
+    try {
+      await this.runScript("exit 0\n", { timeoutMs, signal: options.signal });
+    } catch (error) {
+      if (!(error instanceof CommandError && error.run.timedOut)) throw error;
+      throw new Error(
+        `no SSH connection to ${this.endpoint.host} could be opened within ${timeoutMs / 1000} s ` +
+          "(is the host up and reachable?)",
+        { cause: error },
+      );
+    }
+    const master = await checkMaster(this.#controlArgv, SSH_ENV);
+    if (master.state === "running") this.#masterPid = master.pid;
+  }
+
+  /** argv of `ssh -O operation` for this destination's shared connection. */
+  #controlArgv = async (operation: "check" | "exit"): Promise<string[]> => {
+    const argv = await this.sshArgv([]);
+    argv.splice(argv.indexOf("--"), 0, "-O", operation);
+    return argv;
+  };
 
   /** Stop the shared connection (`ssh -O exit`) and remove a private socket folder. */
   async close(): Promise<void> {
     const controlPath = this.#controlPath;
-    if (controlPath) {
-      try {
-        await Deno.lstat(controlPath);
-        const argv = await this.sshArgv([]);
-        argv.splice(argv.indexOf("--"), 0, "-O", "exit");
-        await runCommand(argv, { timeoutMs: 10_000, env: SSH_ENV });
-      } catch {
-        // No master running, or it is already gone.
-      }
+    if (controlPath && await exists(controlPath)) {
+      await stopMaster(this.#controlArgv, SSH_ENV, controlPath, this.#masterPid);
     }
+    this.#masterPid = null;
     if (this.#ownControlDir) {
       await Deno.remove(this.#ownControlDir, { recursive: true }).catch(() => {});
       this.#ownControlDir = null;
       this.#controlPath = undefined;
     }
+  }
+}
+
+/** Whether something exists at `path` (a control socket). */
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch {
+    return false;
   }
 }

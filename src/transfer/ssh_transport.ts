@@ -140,7 +140,18 @@ export abstract class SshTransport implements Transport {
     let created: string[] | null = [];
     try {
       if (uploaded.length > 0) {
-        await this.session.connect({ timeoutMs: this.timeoutMs, signal });
+        const unreachable = await this.session.connect({ timeoutMs: this.timeoutMs, signal });
+        if (unreachable !== null) {
+          // Every call would fail the same way (and wait as long): fail the batch now.
+          signal.throwIfAborted();
+          for (const plan of live(plans)) {
+            plan.error = this.classify(
+              unreachable,
+              `send ${plan.item.source} to ${this.#target(plan)}`,
+            );
+          }
+          return plans.map((plan) => ({ item: plan.item, error: plan.error }));
+        }
         const probe = mayStream && this.#receiverReady === undefined;
         const made = await this.#makeFolders(
           uploaded,

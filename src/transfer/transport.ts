@@ -1,5 +1,5 @@
 /**
- * The one interface every transfer method implements (`local`, `scp`, `rsync`).
+ * The one interface every transfer method implements (`local`, `scp`, `rsync`, `ftp`).
  *
  * @module
  */
@@ -64,7 +64,7 @@ export interface TransferOutcome {
  */
 export interface Transport {
   /** The `transfer_method` this implements. */
-  readonly method: "local" | "scp" | "rsync";
+  readonly method: "local" | "scp" | "rsync" | "ftp";
   /** Largest number of items one `send` call should be given. */
   readonly maxBatchFiles: number;
   /** Deliver `items`; see the interface contract. */

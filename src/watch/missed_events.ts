@@ -18,6 +18,7 @@
 import type { FileFilter } from "./file_filter.ts";
 import { absolutePath } from "./file_version.ts";
 import { type FoundFile, scanFolderBatches } from "./scan.ts";
+import type { Skip } from "./skip_log.ts";
 
 /** Quiet time after the last event before the folders that had events are read again. */
 export const SAFETY_QUIET_MS = 1000;
@@ -97,6 +98,9 @@ export interface DirtyScanResult {
  * not older than that folder's first event; report the files through
  * `onFound` (which returns those that were new or changed).
  */
+/** A folder a re-read leaves alone: read on its own, or unchanged since the burst (not logged). */
+const NOT_DIRTY: Skip = { code: "not-dirty", reason: "no change since the burst", level: "none" };
+
 export async function scanDirtyFolders(
   dirty: Map<string, number>,
   options: {
@@ -116,9 +120,10 @@ export async function scanDirtyFolders(
     const since = firstEventAt - MTIME_SLACK_MS;
     const changedOnly: FileFilter = {
       ...filter,
-      // A folder with events of its own is read on its own.
-      includesDir: (rel) =>
-        filter.includesDir(rel) && !dirty.has(rel) && changedSince(root, rel, since),
+      // A folder with events of its own is read on its own; one unchanged since is not entered.
+      dirSkip: (rel) =>
+        filter.dirSkip(rel) ??
+          (dirty.has(rel) || !changedSince(root, rel, since) ? NOT_DIRTY : null),
     };
     for await (const batch of scanFolderBatches(root, changedOnly, { startRel, onError })) {
       if (options.isClosed()) return result;

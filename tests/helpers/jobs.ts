@@ -18,7 +18,7 @@ export function localTestJob(root: string, overrides: Partial<JobConfig> = {}): 
     stability_window_seconds: 0.2,
     night_timezone: "UTC",
     retry_attempts: 2,
-    retry_delay: 0.05,
+    retry_delay_seconds: 0.05,
     retry_max_delay_seconds: 0.2,
     rescan_interval_seconds: 0,
   });

@@ -1,7 +1,8 @@
 /**
- * A private OpenSSH server on 127.0.0.1 for transfer tests: its own host key,
- * client key, known_hosts and an unprivileged login user. No ~/.ssh/config is
- * involved: the transport gets host, port, identity file and ssh_options.
+ * A private OpenSSH server for transfer tests (on 127.0.0.1 unless told
+ * otherwise, e.g. inside a network namespace): its own host key, client key,
+ * known_hosts and an unprivileged login user. No ~/.ssh/config is involved:
+ * the transport gets host, port, identity file and ssh_options.
  *
  * @module
  */
@@ -14,7 +15,11 @@ export const TEST_USER = "itx-test";
 
 /** A running test server. */
 export interface TestSshd {
+  /** The address the server listens on (the jobs' `remote_host`). */
+  host: string;
   port: number;
+  /** Process id of the listening server (each connection is served by a child of it). */
+  pid: number;
   /** Private folder of keys, config and logs (removed by `stop`). */
   dir: string;
   user: string;
@@ -30,6 +35,8 @@ export interface TestSshd {
   sshdLog(): Promise<string>;
   /** How many SSH connections have logged in so far. */
   logins(): Promise<number>;
+  /** Processes serving connections now (every process below the listening server). */
+  sessionPids(): Promise<number[]>;
   /** A job config for this server; `overrides` win. */
   job(overrides: Partial<JobConfig>): JobConfig;
   /** The config-file keys that point a job at this server (host, user, port, key, options). */
@@ -94,11 +101,16 @@ function freePort(): number {
   return port;
 }
 
-async function waitForPort(port: number, child: Deno.ChildProcess, dir: string): Promise<void> {
+async function waitForPort(
+  hostname: string,
+  port: number,
+  child: Deno.ChildProcess,
+  dir: string,
+): Promise<void> {
   const deadline = Date.now() + 10_000;
   while (Date.now() < deadline) {
     try {
-      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      const conn = await Deno.connect({ hostname, port });
       conn.close();
       return;
     } catch {
@@ -107,13 +119,39 @@ async function waitForPort(port: number, child: Deno.ChildProcess, dir: string):
   }
   child.kill("SIGKILL");
   const log = await Deno.readTextFile(join(dir, "sshd.log")).catch(() => "");
-  throw new Error(`sshd did not start listening on port ${port}:\n${log}`);
+  throw new Error(`sshd did not start listening on ${hostname} port ${port}:\n${log}`);
+}
+
+/** Every process below `pid` (children, their children, ...), from /proc. */
+async function descendants(pid: number): Promise<number[]> {
+  const parents = new Map<number, number>();
+  for await (const entry of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    const stat = await Deno.readTextFile(`/proc/${entry.name}/stat`).catch(() => "");
+    // Fields after the "(name)": state, ppid, ...
+    const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+    parents.set(Number(entry.name), ppid);
+  }
+  const found: number[] = [];
+  const walk = (parent: number) => {
+    for (const [child, ppid] of parents) {
+      if (ppid !== parent) continue;
+      found.push(child);
+      walk(child);
+    }
+  };
+  walk(pid);
+  return found;
 }
 
 /** Options of {@linkcode startSshd}. */
 export interface SshdOptions {
   /** Environment variables the server sets in every session (`SetEnv`), PATH included. */
   sessionEnv?: Record<string, string>;
+  /** IPv4 address to listen on. @default "127.0.0.1" */
+  listenAddress?: string;
+  /** argv that runs sshd, e.g. inside a network namespace (`ip netns exec NS`). @default none */
+  commandPrefix?: string[];
 }
 
 /**
@@ -151,12 +189,13 @@ export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
   await Deno.chmod(authorizedKeys, 0o644);
   await Deno.mkdir("/run/sshd", { recursive: true });
 
+  const host = options.listenAddress ?? "127.0.0.1";
   const port = freePort();
   const config = join(dir, "sshd_config");
   await Deno.writeTextFile(
     config,
     [
-      "ListenAddress 127.0.0.1",
+      `ListenAddress ${host}`,
       `Port ${port}`,
       `HostKey ${hostKey}`,
       `PidFile ${join(dir, "sshd.pid")}`,
@@ -180,22 +219,33 @@ export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
       "",
     ].join("\n"),
   );
-  const sshd = new Deno.Command("/usr/sbin/sshd", {
-    args: ["-D", "-f", config, "-E", join(dir, "sshd.log")],
+  const argv = [
+    ...options.commandPrefix ?? [],
+    "/usr/sbin/sshd",
+    "-D",
+    "-f",
+    config,
+    "-E",
+    join(dir, "sshd.log"),
+  ];
+  const sshd = new Deno.Command(argv[0], {
+    args: argv.slice(1),
     stdin: "null",
     stdout: "null",
     stderr: "null",
   }).spawn();
-  await waitForPort(port, sshd, dir);
+  await waitForPort(host, port, sshd, dir);
 
   const knownHosts = join(dir, "known_hosts");
   const hostPub = (await Deno.readTextFile(`${hostKey}.pub`)).split(" ").slice(0, 2).join(" ");
-  await Deno.writeTextFile(knownHosts, `[127.0.0.1]:${port} ${hostPub}\n`);
+  await Deno.writeTextFile(knownHosts, `[${host}]:${port} ${hostPub}\n`);
   const sshOptions = [`UserKnownHostsFile=${knownHosts}`, "GlobalKnownHostsFile=/dev/null"];
   const remoteDirs: string[] = [];
 
   return {
+    host,
     port,
+    pid: sshd.pid,
     dir,
     user: TEST_USER,
     uid,
@@ -214,9 +264,10 @@ export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
       const log = await Deno.readTextFile(join(dir, "sshd.log")).catch(() => "");
       return log.split("\n").filter((line) => line.includes("Accepted publickey")).length;
     },
+    sessionPids: () => descendants(sshd.pid),
     configKeys() {
       return {
-        remote_host: "127.0.0.1",
+        remote_host: host,
         remote_user: TEST_USER,
         ssh_port: port,
         ssh_identity_file: identityFile,
@@ -228,7 +279,7 @@ export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
         name: "ssh-test",
         watch_path: "/nonexistent-watch",
         transfer_method: "scp",
-        remote_host: "127.0.0.1",
+        remote_host: host,
         remote_user: TEST_USER,
         remote_base_path: "/nonexistent-base",
         file_patterns: ["*"],
@@ -245,7 +296,7 @@ export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
         compression: false,
         remote_sync: true,
         retry_attempts: 0,
-        retry_delay: 0,
+        retry_delay_seconds: 0,
         retry_max_delay_seconds: 0,
         transfer_timeout_seconds: 120,
         max_concurrent_transfers: 1,
@@ -254,14 +305,26 @@ export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
         ssh_port: port,
         ssh_identity_file: identityFile,
         ssh_options: sshOptions,
+        ftp_tls: "required",
+        ftp_port: null,
+        ftp_password_file: null,
+        ftp_password_env: null,
+        ftp_ca_file: null,
         ...overrides,
       };
     },
     async stop() {
+      // Sessions of connections whose client vanished (a cut link) outlive the listener.
+      const sessions = await descendants(sshd.pid).catch(() => []);
       try {
         sshd.kill("SIGTERM");
       } catch { /* already gone */ }
       await sshd.status;
+      for (const pid of sessions) {
+        try {
+          Deno.kill(pid, "SIGKILL");
+        } catch { /* already gone */ }
+      }
       for (const path of remoteDirs) await Deno.remove(path, { recursive: true }).catch(() => {});
       await Deno.remove(dir, { recursive: true }).catch(() => {});
     },

@@ -19,8 +19,6 @@ export function freePort(): number {
 export interface StatusDaemon {
   root: string;
   config: string;
-  /** The flags that grant the status address. */
-  netFlags: string[];
   watch: string;
   dest: string;
   state: string;
@@ -29,13 +27,9 @@ export interface StatusDaemon {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-/**
- * Start a `local` daemon whose status page listens on a free port (granted
- * with `--allow-net`, as a user would for a non-default address).
- */
+/** Start a `local` daemon whose status page listens on a free loopback port. */
 export async function startStatusDaemon(
   fields: Record<string, unknown> = {},
-  extraFlags?: string[],
 ): Promise<StatusDaemon> {
   const root = await Deno.makeTempDir({ prefix: "itx-status-" });
   const watch = join(root, "watch");
@@ -56,16 +50,11 @@ export async function startStatusDaemon(
     status_listen: `127.0.0.1:${port}`,
     ...fields,
   });
-  const netFlags = extraFlags ?? [`--allow-net=127.0.0.1:${port}`];
-  const daemon = startCli(["run", "-c", config], {
-    env: { HOME: join(root, "home") },
-    extraFlags: netFlags,
-  });
+  const daemon = startCli(["run", "-c", config], { env: { HOME: join(root, "home") } });
   await daemon.waitForOutput("Watching");
   return {
     root,
     config,
-    netFlags,
     watch,
     dest,
     state,

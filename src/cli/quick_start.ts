@@ -1,0 +1,168 @@
+/**
+ * A first run without a config file: `run --watch DIR --to DEST`. DEST is
+ * `[user@]host:/path` (scp, or rsync with `--method rsync`),
+ * `ftp://[user@]host[:port]/path` (plain FTP), `ftps://…` (FTP with TLS), or
+ * a local folder. Every other key keeps its default; `--save-config FILE`
+ * writes the equivalent config file.
+ *
+ * @module
+ */
+import { resolve } from "node:path";
+import { stringify } from "yaml";
+import { parseConfig } from "../config/load.ts";
+import { expandPath } from "../config/paths.ts";
+import type { Config } from "../config/types.ts";
+import { UsageError } from "../errors.ts";
+
+/** The command-line options that describe a config-free run. */
+export interface QuickStartOptions {
+  watch?: string;
+  to?: string;
+  method?: string;
+  ftpPasswordFile?: string;
+  ftpPasswordEnv?: string;
+  /** `KEY=VALUE` pairs (VALUE read as YAML) for any other key. */
+  set?: string[];
+  saveConfig?: string;
+  force?: boolean;
+}
+
+/** What a config-free run uses: the config, and its text as a file would hold it. */
+export interface QuickStart {
+  config: Config;
+  text: string;
+}
+
+/** Whether the options ask for a config-free run. */
+export function wantsQuickStart(options: QuickStartOptions): boolean {
+  return options.watch !== undefined || options.to !== undefined;
+}
+
+/**
+ * The config a config-free run uses, validated like a file.
+ *
+ * @throws {UsageError} when `--watch`, `--to` or `--method` are missing or do not fit
+ * @throws {ConfigError} when the resulting config is wrong (e.g. a bad `--set`)
+ */
+export function quickStartConfig(options: QuickStartOptions): QuickStart {
+  if (options.watch === undefined || options.to === undefined) {
+    throw new UsageError(
+      "a run without a config file needs both --watch DIR and --to DEST " +
+        "(DEST: user@host:/path, ftp://user@host/path, ftps://user@host/path or a local folder)",
+    );
+  }
+  const keys: Record<string, unknown> = {
+    watch_path: resolve(expandPath(options.watch)),
+    ...destinationKeys(options.to, options.method),
+  };
+  if (options.ftpPasswordFile !== undefined) {
+    keys.ftp_password_file = resolve(expandPath(options.ftpPasswordFile));
+  }
+  if (options.ftpPasswordEnv !== undefined) keys.ftp_password_env = options.ftpPasswordEnv;
+  for (const pair of options.set ?? []) {
+    const at = pair.indexOf("=");
+    if (at <= 0) throw new UsageError(`--set expects KEY=VALUE, got ${JSON.stringify(pair)}`);
+    keys[pair.slice(0, at)] = parseValue(pair.slice(at + 1));
+  }
+  const text =
+    `# Written by image-transfer run --save-config; every key not here has its default.\n${
+      stringify(keys, { lineWidth: 0 })
+    }`;
+  const file = options.saveConfig === undefined
+    ? "(command line)"
+    : resolve(expandPath(options.saveConfig));
+  return { config: parseConfig(text, file), text };
+}
+
+/**
+ * Write `text` to `file` (mode 0644), refusing to replace an existing file
+ * unless `force`.
+ *
+ * @throws {UsageError} when the file exists and `force` is not given
+ */
+export async function saveQuickConfig(file: string, text: string, force: boolean): Promise<void> {
+  const path = resolve(expandPath(file));
+  try {
+    await Deno.writeTextFile(path, text, { createNew: !force, mode: 0o644 });
+  } catch (error) {
+    if (error instanceof Deno.errors.AlreadyExists) {
+      throw new UsageError(`${path} exists; add --force to replace it`);
+    }
+    throw error;
+  }
+  // The mode given at creation is reduced by the umask, and an existing file keeps its own.
+  if (Deno.build.os !== "windows") await Deno.chmod(path, 0o644);
+}
+
+/** The keys a `--to` destination stands for. */
+export function destinationKeys(to: string, method?: string): Record<string, unknown> {
+  const url = /^(ftps?):\/\//i.exec(to);
+  if (url !== null) {
+    if (method !== undefined && method !== "ftp") {
+      throw new UsageError(`--method ${method} does not fit --to ${to} (an FTP address)`);
+    }
+    return ftpKeys(to, url[1].toLowerCase() === "ftps");
+  }
+  const remote = /^(?:([^@/:]+)@)?([^/:\\]{2,}|\[[0-9A-Fa-f:.]+\]):(.*)$/.exec(to);
+  if (remote !== null) {
+    const chosen = method ?? "scp";
+    if (chosen !== "scp" && chosen !== "rsync") {
+      throw new UsageError(`--method ${chosen} does not fit --to ${to}; use scp or rsync`);
+    }
+    const [, user, host, path] = remote;
+    return {
+      transfer_method: chosen,
+      remote_host: host.replace(/^\[|\]$/g, ""),
+      ...(user ? { remote_user: user } : {}),
+      remote_base_path: path === "" ? "." : path,
+    };
+  }
+  if (method !== undefined && method !== "local") {
+    throw new UsageError(
+      `--method ${method} needs a remote --to: user@host:/path${
+        method === "ftp" ? " or ftp://user@host/path" : ""
+      }`,
+    );
+  }
+  return { transfer_method: "local", remote_base_path: resolve(expandPath(to)) };
+}
+
+function ftpKeys(to: string, tls: boolean): Record<string, unknown> {
+  let url: URL;
+  try {
+    url = new URL(to);
+  } catch {
+    throw new UsageError(`--to ${to}: not a valid address; expected ftp(s)://user@host/path`);
+  }
+  if (url.password !== "") {
+    throw new UsageError(
+      "--to: a password in the address would show in the process list and the log; " +
+        "give --ftp-password-file FILE or --ftp-password-env NAME instead",
+    );
+  }
+  if (url.search !== "" || url.hash !== "") {
+    throw new UsageError(`--to ${to}: "?" and "#" are not part of an FTP path; encode them`);
+  }
+  const path = decodeURIComponent(url.pathname);
+  return {
+    transfer_method: "ftp",
+    remote_host: url.hostname.replace(/^\[|\]$/g, ""),
+    ...(url.username ? { remote_user: decodeURIComponent(url.username) } : {}),
+    remote_base_path: path === "" ? "/" : path,
+    ftp_tls: tls ? "required" : "off",
+    ...(url.port ? { ftp_port: Number(url.port) } : {}),
+  };
+}
+
+/** A `--set` value: YAML scalars and lists (`5`, `true`, `[a, b]`), else the text as is. */
+function parseValue(text: string): unknown {
+  if (/^(-?\d+(\.\d+)?|true|false|null)$/.test(text)) return JSON.parse(text);
+  if (/^\[.*\]$/.test(text)) {
+    try {
+      return JSON.parse(text);
+    } catch {
+      return text.slice(1, -1).split(",").map((part) => part.trim()).filter((part) => part);
+    }
+  }
+  return text;
+}

@@ -1,0 +1,158 @@
+/**
+ * What is wrong with a config value, in words a user can act on, read from
+ * zod's own issue fields: `code`, `expected`, `values`, `origin`, `minimum`,
+ * and the alternatives of a union. Only a number's accepted range is read
+ * from the key's schema (its checks): zod stops at the type when a value is
+ * not a number, and then its issue names no range.
+ *
+ * @module
+ */
+import { z } from "zod";
+import { daemonShape, jobShape, keyMeta, OLD_KEY_NAMES, SINGLE_STRING_LISTS } from "./schema.ts";
+import type { Path } from "./yaml_positions.ts";
+
+const SHAPES: Readonly<Record<string, z.ZodType>> = { ...jobShape, ...daemonShape };
+
+/** A type zod expected, in words. */
+const TYPE_WORDS: Readonly<Record<string, string>> = {
+  string: "text",
+  boolean: "true or false",
+  array: 'a list (one "- item" per line)',
+  object: 'a mapping ("key: value" lines)',
+  null: "an empty value",
+};
+
+/** What a pattern-list key accepts (see {@linkcode SINGLE_STRING_LISTS}). */
+const PATTERN_LIST = 'a list of patterns (one "- pattern" per line), or a single pattern';
+
+/**
+ * Say what is wrong with the value at `path` (a key as written, an old name
+ * included, then list indexes), which is `value`.
+ */
+export function describeIssue(issue: z.core.$ZodIssue, path: Path, value: unknown): string {
+  const key = String(path[0]);
+  const atKey = path.length === 1;
+  const current = OLD_KEY_NAMES.get(key) ?? key;
+  const schema = Object.hasOwn(SHAPES, current) ? SHAPES[current] : undefined;
+  if (value === undefined && atKey && issue.code === "invalid_type") {
+    const example = schema ? keyMeta(schema).example : undefined;
+    return "required key missing" +
+      (example === undefined ? "" : `; add a line like "${key}: ${example}"`);
+  }
+  if (issue.code === "custom") return issue.message;
+  if (issue.code === "invalid_format") {
+    // The schema's own words ("expected letters, digits, ..."), else the pattern.
+    const what = issue.message.startsWith("Invalid")
+      ? `expected text matching ${issue.pattern ?? issue.format}`
+      : issue.message;
+    return `${what}, got ${describeValue(value)}`;
+  }
+  let expected = expectedWords(issue, schema, atKey && SINGLE_STRING_LISTS.has(key));
+  if (atKey && schema && acceptsEmpty(schema)) expected += ", or an empty value";
+  const quoteHint =
+    expected.startsWith("text") && (typeof value === "number" || typeof value === "boolean")
+      ? ' (put it in quotes: "...")'
+      : "";
+  return `expected ${expected}, got ${describeValue(value)}${quoteHint}`;
+}
+
+/** What the issue says was expected, in words (`patternList`: a key that takes patterns). */
+function expectedWords(
+  issue: z.core.$ZodIssue,
+  schema: z.ZodType | undefined,
+  patternList: boolean,
+): string {
+  switch (issue.code) {
+    case "invalid_type":
+      if (issue.expected === "number" || issue.expected === "int") {
+        return numberWords(schema, issue.expected === "int");
+      }
+      if (issue.expected === "array" && patternList) return PATTERN_LIST;
+      return TYPE_WORDS[issue.expected] ?? issue.expected;
+    case "too_small":
+    case "too_big": {
+      if (issue.origin === "number") return numberWords(schema, false);
+      const limit = "minimum" in issue ? issue.minimum : issue.maximum;
+      const bound = issue.code === "too_small" ? "at least" : "at most";
+      if (issue.origin === "string") {
+        return issue.code === "too_small" && limit === 1
+          ? "non-empty text"
+          : `text of ${bound} ${limit} characters`;
+      }
+      if (issue.origin === "array") {
+        const items = patternList ? "pattern" : "item";
+        return limit === 1 && issue.code === "too_small"
+          ? `at least one ${items} (one "- ${items}" per line)`
+          : `${bound} ${limit} ${items}s`;
+      }
+      return issue.message;
+    }
+    case "invalid_value":
+      return `one of ${issue.values.map((v) => JSON.stringify(v)).join(", ")}`;
+    case "invalid_union": {
+      const alternatives = issue.errors.flatMap((alternative) =>
+        alternative.length > 0 ? [expectedWords(alternative[0], schema, patternList)] : []
+      );
+      return [...new Set(alternatives)].join(", or ");
+    }
+    default:
+      return "a valid value";
+  }
+}
+
+/** `a whole number from 0 to 1000`: the number `schema` accepts. */
+function numberWords(schema: z.ZodType | undefined, int: boolean): string {
+  const number = innermost(schema);
+  if (!(number instanceof z.ZodNumber)) return int ? "a whole number" : "a number";
+  let low: { value: number; inclusive: boolean } | undefined;
+  let high: typeof low;
+  for (const check of number.def.checks ?? []) {
+    const def = check._zod.def as { check: string; value?: unknown; inclusive?: boolean };
+    if (typeof def.value !== "number") continue;
+    const bound = { value: def.value, inclusive: def.inclusive ?? true };
+    if (def.check === "greater_than") low = bound;
+    if (def.check === "less_than") high = bound;
+  }
+  const kind = number.isInt || int ? "a whole number" : "a number";
+  const lowText = low && `${low.inclusive ? ">=" : ">"} ${low.value}`;
+  const highText = high && `${high.inclusive ? "<=" : "<"} ${high.value}`;
+  if (low?.inclusive && high?.inclusive) return `${kind} from ${low.value} to ${high.value}`;
+  return [kind, [lowText, highText].filter(Boolean).join(" and ")].filter(Boolean).join(" ");
+}
+
+/** `schema` without its default, optional and nullable wrappers. */
+function innermost(schema: z.ZodType | undefined): z.ZodType | undefined {
+  let inner = schema;
+  while (
+    inner instanceof z.ZodDefault || inner instanceof z.ZodOptional ||
+    inner instanceof z.ZodNullable
+  ) {
+    inner = inner.unwrap() as z.ZodType;
+  }
+  return inner;
+}
+
+/** Whether an empty value (`key:` with nothing after it) is accepted. */
+function acceptsEmpty(schema: z.ZodType): boolean {
+  let inner: z.ZodType = schema;
+  while (inner instanceof z.ZodDefault || inner instanceof z.ZodOptional) {
+    inner = inner.unwrap() as z.ZodType;
+  }
+  return inner instanceof z.ZodNullable;
+}
+
+/** A value as it appears in a message. */
+export function describeValue(value: unknown): string {
+  if (value === undefined) return "nothing";
+  if (value === null) return "an empty value";
+  if (typeof value === "string") return JSON.stringify(value);
+  if (Array.isArray(value)) return value.length === 0 ? "an empty list" : "a list";
+  if (typeof value === "object") return 'a mapping ("key: value" lines)';
+  return String(value);
+}
+
+/** `jobs[1].retry_attempts` style key path. */
+export function formatPath(path: Path): string {
+  return path.map((p, i) => typeof p === "number" ? `[${p}]` : i === 0 ? p : `.${p}`).join("") ||
+    "(top level)";
+}

@@ -1,0 +1,280 @@
+/**
+ * The `ftp` transport: FTPS (explicit TLS) or plain FTP, passive mode.
+ *
+ * Each file is uploaded (from the source opened as `source_open.ts` does)
+ * under a hidden temporary name with a random part (see `temp_name.ts`) in
+ * its destination folder, verified (`SIZE`; SHA-256 through `HASH` or
+ * `XSHA256` where the server offers one), and renamed into place. FTP has no
+ * exclusive create: the 96 random bits of the name are what keep anyone from
+ * planting something under it ahead. Connections are kept open and reused
+ * from one batch to the next (one per concurrent batch).
+ *
+ * @module
+ */
+import { createReadStream } from "node:fs";
+import type { JobConfig } from "../config/types.ts";
+import { TransferError } from "../errors.ts";
+import { logger } from "../log/logging.ts";
+import { classifyFtpError, connectFtp, ftpServerName, SESSION_REUSE_FIX } from "./ftp_connect.ts";
+import { assertSourceUnchanged } from "./source_check.ts";
+import { deliveredPermissions, openSource } from "./source_open.ts";
+import {
+  badName,
+  ensureFolders,
+  type FtpPeer,
+  HashingCounter,
+  joinRemote,
+  mfmtTime,
+  remoteSha256,
+  renameReplacing,
+} from "./ftp_remote.ts";
+import { isOwnTempName, jobOwner, tempNameFor } from "./temp_name.ts";
+import type { TransferItem, TransferOutcome, Transport } from "./transport.ts";
+
+const log = logger("transfer");
+
+/** Uploads to `remote_base_path` on an FTP server: temp name, verify, rename. */
+export class FtpTransport implements Transport {
+  readonly method = "ftp" as const;
+  readonly maxBatchFiles = 16;
+  #job: JobConfig;
+  #owner: string;
+  /** Logged-in connections not in use by a batch. */
+  #idle: FtpPeer[] = [];
+  /** Every open connection. */
+  #open = new Set<FtpPeer>();
+  /** Temporary paths being written now (never swept). */
+  #inUse = new Set<string>();
+  #saidSizeOnly = false;
+  #closed = false;
+
+  constructor(job: JobConfig) {
+    this.#job = job;
+    this.#owner = jobOwner(job);
+  }
+
+  describeTarget(destination: string): string {
+    return `ftp${this.#job.ftp_tls === "off" ? "" : "s"}://${ftpServerName(this.#job)}${
+      joinRemote(this.#job.remote_base_path, destination)
+    }`;
+  }
+
+  async warmUp(): Promise<void> {
+    try {
+      if (this.#idle.length === 0) this.#release(await this.#connect());
+    } catch {
+      // Reported at the first send.
+    }
+  }
+
+  async send(items: TransferItem[], signal: AbortSignal): Promise<TransferOutcome[]> {
+    const outcomes: TransferOutcome[] = [];
+    let peer: FtpPeer | null = null;
+    const onAbort = () => peer?.connection.client.close();
+    signal.addEventListener("abort", onAbort);
+    try {
+      for (const item of items) {
+        signal.throwIfAborted();
+        const bad = badName(item, this.#job.remote_base_path);
+        if (bad !== null) {
+          outcomes.push({ item, error: bad });
+          continue;
+        }
+        try {
+          peer ??= await this.#acquire();
+        } catch (error) {
+          signal.throwIfAborted();
+          // No connection: every remaining item fails the same way.
+          const failure = classifyFtpError(error, this.#job, "connect");
+          for (const rest of items.slice(outcomes.length)) {
+            outcomes.push({ item: rest, error: withSource(rest, failure) });
+          }
+          break;
+        }
+        // An abort while connecting: the connection is dropped below.
+        signal.throwIfAborted();
+        try {
+          await this.#upload(peer, item);
+          outcomes.push({ item, error: null });
+        } catch (error) {
+          if (signal.aborted) throw signal.reason;
+          outcomes.push({ item, error: withSource(item, this.#uploadError(peer, error)) });
+          if (peer.connection.client.closed) {
+            this.#drop(peer);
+            peer = null;
+          }
+        }
+      }
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+      if (peer !== null) {
+        if (signal.aborted || peer.connection.client.closed) this.#drop(peer);
+        else this.#release(peer);
+      }
+    }
+    return outcomes;
+  }
+
+  close(): Promise<void> {
+    this.#closed = true;
+    for (const peer of this.#open) peer.connection.client.close();
+    this.#open.clear();
+    this.#idle = [];
+    return Promise.resolve();
+  }
+
+  async #connect(): Promise<FtpPeer> {
+    const connection = await connectFtp(this.#job);
+    const peer = {
+      connection,
+      folders: new Set<string>(),
+      swept: new Set<string>(),
+      dataWorked: false,
+    };
+    this.#open.add(peer);
+    if (this.#job.verify_transfer === "checksum" && !this.#saidSizeOnly) {
+      const { hash, xsha256 } = connection.features;
+      if (!hash && !xsha256) {
+        this.#saidSizeOnly = true;
+        log.warn(
+          "FTP server {server} offers no checksum command (HASH or XSHA256): arrivals are verified by size only",
+          { server: ftpServerName(this.#job) },
+        );
+      }
+    }
+    return peer;
+  }
+
+  /** An idle connection that still answers, or a new one. */
+  async #acquire(): Promise<FtpPeer> {
+    while (this.#idle.length > 0) {
+      const peer = this.#idle.pop()!;
+      try {
+        await peer.connection.client.send("NOOP");
+        return peer;
+      } catch {
+        this.#drop(peer);
+      }
+    }
+    return await this.#connect();
+  }
+
+  #release(peer: FtpPeer): void {
+    if (this.#closed) peer.connection.client.close();
+    else this.#idle.push(peer);
+  }
+
+  #drop(peer: FtpPeer): void {
+    peer.connection.client.close();
+    this.#open.delete(peer);
+  }
+
+  async #upload(peer: FtpPeer, item: TransferItem): Promise<void> {
+    const { client, features, home } = peer.connection;
+    const base = this.#job.remote_base_path.startsWith("/")
+      ? this.#job.remote_base_path
+      : joinRemote(home, this.#job.remote_base_path);
+    const finalPath = joinRemote(base, item.destination);
+    const folder = finalPath.slice(0, finalPath.lastIndexOf("/")) || "/";
+    await ensureFolders(peer, base, folder);
+    await this.#sweep(peer, folder);
+    const tempPath = joinRemote(
+      folder,
+      tempNameFor(finalPath.slice(finalPath.lastIndexOf("/") + 1), this.#owner),
+    );
+    const source = openSource(item);
+    this.#inUse.add(tempPath);
+    let uploaded = false;
+    const counter = new HashingCounter(this.#job.verify_transfer === "checksum");
+    // The stream owns the descriptor from here on and closes it exactly once.
+    const stream = createReadStream("", { fd: source.fd, autoClose: true, start: 0 });
+    stream.on("error", (error) => counter.destroy(error));
+    try {
+      uploaded = true;
+      await client.uploadFrom(stream.pipe(counter), tempPath);
+      peer.dataWorked = true;
+      if (counter.bytes !== item.size) {
+        throw new TransferError(
+          `read ${counter.bytes} bytes, expected ${item.size} (source changed)`,
+          "retry",
+        );
+      }
+      if (this.#job.verify_transfer !== "none") {
+        const size = await client.size(tempPath);
+        if (size !== item.size) {
+          throw new TransferError(
+            `verification failed: the server has ${size} bytes, expected ${item.size}`,
+            "retry",
+          );
+        }
+        const remote = await remoteSha256(peer.connection, tempPath, counter);
+        if (remote !== null && remote !== counter.digest()) {
+          throw new TransferError("verification failed: SHA-256 differs on the server", "retry");
+        }
+      }
+      // Where the server allows it (vsftpd does): group and others may not write.
+      await client.sendIgnoringError(
+        `SITE CHMOD ${deliveredPermissions(source.info).toString(8)} ${tempPath}`,
+      );
+      if (features.mfmt) {
+        await client.sendIgnoringError(`MFMT ${mfmtTime(item.mtimeMs)} ${tempPath}`);
+      }
+      await assertSourceUnchanged(item);
+      await renameReplacing(peer.connection, tempPath, finalPath);
+    } catch (error) {
+      if (uploaded && !client.closed) await client.sendIgnoringError(`DELE ${tempPath}`);
+      throw error;
+    } finally {
+      this.#inUse.delete(tempPath);
+      // Closes the descriptor once no read of the stream can still use it.
+      if (!stream.closed) {
+        const closed = new Promise<void>((resolve) => stream.once("close", () => resolve()));
+        stream.destroy();
+        await closed;
+      }
+      counter.destroy();
+    }
+  }
+
+  /** Classify an upload error; a data connection that never worked over TLS gets a hint. */
+  #uploadError(peer: FtpPeer, error: unknown): TransferError {
+    const failure = classifyFtpError(error, this.#job, "upload");
+    if (peer.dataWorked || this.#job.ftp_tls === "off" || !/FIN packet/.test(String(error))) {
+      return failure;
+    }
+    return new TransferError(
+      `${
+        failure.message.replace(/\.$/, "")
+      }; if every data connection fails like this: ${SESSION_REUSE_FIX}`,
+      failure.kind,
+      { cause: error },
+    );
+  }
+
+  /** Remove this daemon's leftover temporary files from `folder`, once per folder and connection. */
+  async #sweep(peer: FtpPeer, folder: string): Promise<void> {
+    if (peer.swept.has(folder)) return;
+    peer.swept.add(folder);
+    const { client } = peer.connection;
+    try {
+      await client.cd(folder);
+      const entries = await client.list();
+      peer.dataWorked = true;
+      for (const entry of entries) {
+        const path = joinRemote(folder, entry.name);
+        if (isOwnTempName(entry.name, this.#owner) && !this.#inUse.has(path)) {
+          await client.sendIgnoringError(`DELE ${path}`);
+        }
+      }
+    } catch (error) {
+      if (client.closed) throw error;
+      // A listing is a courtesy: the upload still goes ahead.
+    }
+  }
+}
+
+function withSource(item: TransferItem, error: TransferError): TransferError {
+  return new TransferError(`Cannot send ${item.source}: ${error.message}`, error.kind, {
+    cause: error,
+  });
+}

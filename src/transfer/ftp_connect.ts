@@ -1,0 +1,245 @@
+/**
+ * Opening one FTP or FTPS control connection for a job (`basic-ftp`), and
+ * turning what goes wrong into a {@linkcode TransferError} a person can act on.
+ *
+ * Explicit TLS (`AUTH TLS`, then `PBSZ 0`/`PROT P` so data is encrypted too)
+ * unless `ftp_tls: off`; passive mode always. The password comes from
+ * `ftp_password_file` or `ftp_password_env` at each login and never appears
+ * in a message.
+ *
+ * @module
+ */
+import { readFileSync, statSync } from "node:fs";
+import { Client, FTPError } from "basic-ftp";
+import type { JobConfig } from "../config/types.ts";
+import { expandPath } from "../config/paths.ts";
+import { TransferError } from "../errors.ts";
+
+/** The control port when `ftp_port` is empty. */
+export const FTP_DEFAULT_PORT = 21;
+
+/** What to do when the server insists on TLS session reuse for data connections. */
+export const SESSION_REUSE_FIX =
+  "if the server is vsftpd, set require_ssl_reuse=NO there (TLS session reuse on data connections is not available)";
+
+/** Codes Node's TLS layer gives a server certificate it cannot trust. */
+const CERT_CODES = new Set([
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "CERT_HAS_EXPIRED",
+  "CERT_NOT_YET_VALID",
+  "ERR_TLS_CERT_ALTNAME_INVALID",
+]);
+
+/** Network failures another attempt may get past. */
+const DROP_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ECONNABORTED",
+  "ETIMEDOUT",
+  "EPIPE",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "EAI_AGAIN",
+]);
+
+/** `user@host:port` of a job's FTP server, for messages. */
+export function ftpServerName(job: JobConfig): string {
+  return `${ftpUser(job)}@${job.remote_host}:${job.ftp_port ?? FTP_DEFAULT_PORT}`;
+}
+
+/** The login name: `remote_user`, or `anonymous` when empty. */
+export function ftpUser(job: JobConfig): string {
+  return job.remote_user === "" ? "anonymous" : job.remote_user;
+}
+
+/**
+ * The password for a job's login, read now (a changed file is picked up at
+ * the next login).
+ *
+ * @throws {TransferError} `fatal` when the file or variable is missing
+ */
+export function ftpPassword(job: JobConfig): string {
+  if (job.ftp_password_env !== null) {
+    const value = Deno.env.get(job.ftp_password_env);
+    if (value === undefined) {
+      throw new TransferError(
+        `FTP password: environment variable ${job.ftp_password_env} (ftp_password_env) is not set`,
+        "fatal",
+      );
+    }
+    return value;
+  }
+  if (job.ftp_password_file !== null) {
+    const file = expandPath(job.ftp_password_file);
+    try {
+      const mode = statSync(file).mode & 0o777;
+      if (Deno.build.os !== "windows" && (mode & 0o077) !== 0) {
+        throw new TransferError(
+          `FTP password: ftp_password_file ${file} can be read or written by others (mode ${
+            mode.toString(8).padStart(4, "0")
+          }); run: chmod 600 ${JSON.stringify(file)}`,
+          "fatal",
+        );
+      }
+      return readFileSync(file, "utf8").split(/\r?\n/)[0];
+    } catch (error) {
+      if (error instanceof TransferError) throw error;
+      const reason = error instanceof Error ? error.message : String(error);
+      throw new TransferError(
+        `FTP password: cannot read ftp_password_file ${file}: ${reason}`,
+        "fatal",
+      );
+    }
+  }
+  return "anonymous@";
+}
+
+/** The steps of {@linkcode connectFtp}, in order. */
+export type FtpStep = "connect" | "tls" | "login" | "setup";
+
+/** What a connection learnt about its server after login. */
+export interface FtpFeatures {
+  /** `HASH` with SHA-256 (draft-bryan-ftpext-hash). */
+  hash: boolean;
+  /** `XSHA256`. */
+  xsha256: boolean;
+  /** `MFMT` (set a file's modification time). */
+  mfmt: boolean;
+}
+
+/** A logged-in connection. */
+export interface FtpConnection {
+  client: Client;
+  features: FtpFeatures;
+  /** The login folder, for relative `remote_base_path`s. */
+  home: string;
+}
+
+/**
+ * Connect, secure (unless `ftp_tls: off`), log in and read the server's features.
+ *
+ * @throws {TransferError} classified: a refused login, TLS refused or an
+ *   untrusted certificate are `fatal`; connection problems `retry`
+ */
+export async function connectFtp(
+  job: JobConfig,
+  onStep: (step: FtpStep, detail: string) => void = () => {},
+): Promise<FtpConnection> {
+  const client = new Client(job.transfer_timeout_seconds * 1000);
+  let step: FtpStep = "connect";
+  try {
+    const host = job.remote_host;
+    const welcome = await client.connect(host, job.ftp_port ?? FTP_DEFAULT_PORT);
+    onStep(step, `${host}:${job.ftp_port ?? FTP_DEFAULT_PORT} (${welcome.message.trim()})`);
+    if (job.ftp_tls === "required") {
+      step = "tls";
+      const ca = job.ftp_ca_file === null ? undefined : readCa(job.ftp_ca_file);
+      await client.useTLS({ host, servername: isIp(host) ? undefined : host, ca });
+      onStep(step, "AUTH TLS accepted, certificate trusted");
+    }
+    step = "login";
+    await client.sendIgnoringError("OPTS UTF8 ON");
+    await client.login(ftpUser(job), ftpPassword(job));
+    onStep(step, `logged in as ${ftpUser(job)}`);
+    step = "setup";
+    await client.useDefaultSettings();
+    const feat = await client.features();
+    const hashAlgorithms = feat.get("HASH") ?? "";
+    const features = {
+      hash: /SHA-256/i.test(hashAlgorithms),
+      xsha256: feat.has("XSHA256"),
+      mfmt: feat.has("MFMT"),
+    };
+    return { client, features, home: await client.pwd() };
+  } catch (error) {
+    client.close();
+    throw classifyFtpError(error, job, step);
+  }
+}
+
+function readCa(path: string): string {
+  const file = expandPath(path);
+  try {
+    return readFileSync(file, "utf8");
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new TransferError(`cannot read ftp_ca_file ${file}: ${reason}`, "fatal");
+  }
+}
+
+function isIp(host: string): boolean {
+  return /^[0-9.]+$/.test(host) || host.includes(":");
+}
+
+/**
+ * Classify an error of `step` (`connect`, `tls`, `login`, `setup`, or an
+ * operation such as `upload`) on `job`'s server.
+ */
+export function classifyFtpError(error: unknown, job: JobConfig, step: string): TransferError {
+  if (error instanceof TransferError) return error;
+  const server = ftpServerName(job);
+  const reason = error instanceof Error ? error.message : String(error);
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === "string" && (CERT_CODES.has(code) || /certificate/i.test(reason))) {
+    return new TransferError(
+      `FTP server ${server}: its TLS certificate is not trusted (${reason}); give the certificate of its authority (or its own) in ftp_ca_file`,
+      "fatal",
+      { cause: error },
+    );
+  }
+  if (/session reuse/i.test(reason)) {
+    return new TransferError(
+      `FTP server ${server}: ${step} refused (${reason}); ${SESSION_REUSE_FIX}`,
+      "retry-later",
+      { cause: error },
+    );
+  }
+  if (error instanceof FTPError) {
+    const ftpCode = error.code;
+    if (step === "tls") {
+      return new TransferError(
+        `FTP server ${server} refused TLS (AUTH TLS: ${reason}); it may offer plain FTP only, where password and data travel readable: set ftp_tls: off only on a trusted network`,
+        "fatal",
+        { cause: error },
+      );
+    }
+    if (step === "login" || ftpCode === 530) {
+      return new TransferError(
+        `FTP server ${server} refused the login (${reason}); check remote_user and the password (ftp_password_file or ftp_password_env)`,
+        "fatal",
+        { cause: error },
+      );
+    }
+    if (ftpCode === 452 || ftpCode === 552) {
+      return new TransferError(
+        `FTP server ${server}: destination is full (${reason})`,
+        "retry-later",
+        {
+          cause: error,
+        },
+      );
+    }
+    if (ftpCode >= 500) {
+      return new TransferError(`FTP server ${server}: ${step} refused (${reason})`, "retry-later", {
+        cause: error,
+      });
+    }
+    return new TransferError(`FTP server ${server}: ${step} failed (${reason})`, "retry", {
+      cause: error,
+    });
+  }
+  if (/certificate|self[- ]signed|UnknownIssuer|NotValidForName/i.test(reason)) {
+    return new TransferError(
+      `FTP server ${server}: its TLS certificate is not trusted (${reason}); give the certificate of its authority (or its own) in ftp_ca_file`,
+      "fatal",
+      { cause: error },
+    );
+  }
+  const why = typeof code === "string" && DROP_CODES.has(code)
+    ? `connection lost or refused (${reason})`
+    : reason;
+  return new TransferError(`FTP server ${server}: ${step}: ${why}`, "retry", { cause: error });
+}

@@ -1,0 +1,138 @@
+/**
+ * The pieces of the `ftp` transport that work on one connection: folders,
+ * renames, the server's checksum, names FTP cannot carry, and the counter
+ * that hashes what is uploaded.
+ *
+ * @module
+ */
+import { createHash } from "node:crypto";
+import { Transform } from "node:stream";
+import { TransferError } from "../errors.ts";
+import type { FtpConnection } from "./ftp_connect.ts";
+import type { TransferItem } from "./transport.ts";
+
+/** One logged-in connection and what it already did. */
+export interface FtpPeer {
+  connection: FtpConnection;
+  /** Folders known to exist on the server. */
+  folders: Set<string>;
+  /** Folders already swept of leftovers. */
+  swept: Set<string>;
+  /** Whether a data connection (listing or upload) has worked on this connection. */
+  dataWorked: boolean;
+}
+
+/** Counts the bytes that pass and, when asked, hashes them. */
+export class HashingCounter extends Transform {
+  bytes = 0;
+  #hash: ReturnType<typeof createHash> | null;
+  #digest: string | null = null;
+
+  constructor(hashIt: boolean) {
+    super();
+    this.#hash = hashIt ? createHash("sha256") : null;
+  }
+
+  override _transform(chunk: Uint8Array, _encoding: string, done: (e?: Error) => void): void {
+    this.bytes += chunk.length;
+    this.#hash?.update(chunk);
+    this.push(chunk);
+    done();
+  }
+
+  get hashing(): boolean {
+    return this.#hash !== null;
+  }
+
+  /** Hex SHA-256 of everything that passed. */
+  digest(): string {
+    this.#digest ??= this.#hash?.digest("hex") ?? "";
+    return this.#digest;
+  }
+}
+
+/** The server's SHA-256 of `path`, or `null` when it offers no way to compute one. */
+export async function remoteSha256(
+  connection: FtpConnection,
+  path: string,
+  counter: HashingCounter,
+): Promise<string | null> {
+  if (!counter.hashing) return null;
+  const { client, features } = connection;
+  if (features.hash) {
+    await client.send("OPTS HASH SHA-256");
+    const reply = await client.send(`HASH ${path}`);
+    return /\b([0-9a-fA-F]{64})\b/.exec(reply.message)?.[1].toLowerCase() ?? null;
+  }
+  if (features.xsha256) {
+    const reply = await client.send(`XSHA256 ${path}`);
+    return /\b([0-9a-fA-F]{64})\b/.exec(reply.message)?.[1].toLowerCase() ?? null;
+  }
+  return null;
+}
+
+/** Create `folder` and its parents below (and including) `base`, once per connection. */
+export async function ensureFolders(peer: FtpPeer, base: string, folder: string): Promise<void> {
+  if (peer.folders.has(folder)) return;
+  const { client } = peer.connection;
+  const parts = folder.slice(base.length).split("/").filter((part) => part !== "");
+  let path = base;
+  for (let i = 0; i <= parts.length; i++) {
+    if (i > 0) path = joinRemote(path, parts[i - 1]);
+    if (peer.folders.has(path)) continue;
+    const made = await client.sendIgnoringError(`MKD ${path}`);
+    if (made.code >= 400) {
+      // Exists already, or cannot be made: a folder we can enter is fine.
+      try {
+        await client.send(`CWD ${path}`);
+      } catch {
+        throw new TransferError(`cannot create folder ${path} (${made.message})`, "retry-later");
+      }
+    }
+    peer.folders.add(path);
+  }
+}
+
+/**
+ * Rename `from` to `to`. Servers whose RNTO refuses to replace an existing
+ * file get it removed first, but only when the copy under `from` is still
+ * there and `to` really is a file (never a delivered file for nothing).
+ */
+export async function renameReplacing(
+  connection: FtpConnection,
+  from: string,
+  to: string,
+): Promise<void> {
+  const { client } = connection;
+  try {
+    await client.rename(from, to);
+  } catch (error) {
+    if (client.closed) throw error;
+    const stillThere = await client.size(from).then(() => true, () => false);
+    const occupied = await client.size(to).then(() => true, () => false);
+    if (!stillThere || !occupied) throw error;
+    await client.send(`DELE ${to}`);
+    await client.rename(from, to);
+  }
+}
+
+/** `a/b` with exactly one `/` between. */
+export function joinRemote(folder: string, name: string): string {
+  return folder.endsWith("/") ? `${folder}${name}` : `${folder}/${name}`;
+}
+
+/** `MFMT` time: UTC `YYYYMMDDHHMMSS`. */
+export function mfmtTime(ms: number): string {
+  return new Date(ms).toISOString().replace(/[-:T]/g, "").slice(0, 14);
+}
+
+/** A name FTP cannot carry (a line break or NUL ends a command), as a fatal error. */
+export function badName(item: TransferItem, base: string): TransferError | null {
+  if (!/[\r\n\0]/.test(item.destination) && !/[\r\n\0]/.test(base)) return null;
+  return new TransferError(
+    `Cannot send ${
+      JSON.stringify(item.source)
+    } by FTP: its name holds a line break, which FTP cannot carry in a file name; rename the file`,
+    "fatal",
+  );
+}

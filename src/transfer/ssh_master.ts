@@ -1,0 +1,95 @@
+/**
+ * Looking after the master process of a shared SSH connection (OpenSSH
+ * `ControlMaster`): asking whether it still answers (`ssh -O check`), and
+ * ending one that died, hangs, or whose connection no longer works (`ssh -O
+ * exit`, else SIGKILL), so that the next call opens a fresh connection.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import { CommandError } from "../errors.ts";
+import { killProcess } from "./kill_process.ts";
+import { runCommand } from "./run_command.ts";
+
+const logger = getLogger(["image-transfer", "transfer"]);
+
+/**
+ * Longest wait for a master to answer a control request. It answers on its
+ * own, without the server, within milliseconds when it is well.
+ */
+const CONTROL_REQUEST_TIMEOUT_MS = 5_000;
+
+/** The argv of `ssh -O <operation>` for one shared connection. */
+export type ControlArgv = (operation: "check" | "exit") => Promise<string[]>;
+
+/** What `ssh -O check` found. */
+export type MasterState =
+  /** A master answered; `pid` is its process id when ssh said it. */
+  | { state: "running"; pid: number | null }
+  /** No master listens on the socket (none was started, or it died). */
+  | { state: "gone" }
+  /** The socket exists but the master did not answer in time. */
+  | { state: "hung" };
+
+/** Ask the master whether it runs (`ssh -O check`). Never throws. */
+export async function checkMaster(
+  argv: ControlArgv,
+  env: Record<string, string>,
+): Promise<MasterState> {
+  try {
+    const { stderr } = await runCommand(await argv("check"), {
+      timeoutMs: CONTROL_REQUEST_TIMEOUT_MS,
+      env,
+    });
+    const pid = stderr.match(/\(pid=(\d+)\)/);
+    return { state: "running", pid: pid ? Number(pid[1]) : null };
+  } catch (error) {
+    if (error instanceof CommandError && error.run.timedOut) {
+      return { state: "hung" };
+    }
+    return { state: "gone" };
+  }
+}
+
+/**
+ * End the master of `controlPath` and remove its socket, whatever state it is
+ * in: ask it to exit, and if it does not answer, kill process `pid` (when
+ * that is still the master of this socket). Calls under way over it fail.
+ * Never throws.
+ */
+export async function stopMaster(
+  argv: ControlArgv,
+  env: Record<string, string>,
+  controlPath: string,
+  pid: number | null,
+): Promise<void> {
+  let exited = false;
+  try {
+    await runCommand(await argv("exit"), { timeoutMs: CONTROL_REQUEST_TIMEOUT_MS, env });
+    exited = true;
+  } catch {
+    // No answer: a hung master, or none at all.
+  }
+  if (!exited && pid !== null) {
+    if (await isMasterOf(pid, controlPath)) {
+      logger.warn("Killing the unresponsive SSH connection master (pid {pid})", { pid });
+      await killProcess(pid);
+    }
+  }
+  // A master that died without cleaning up (or was killed) leaves its socket.
+  await Deno.remove(controlPath).catch(() => {});
+}
+
+/**
+ * Whether process `pid` is the ssh master listening on `controlPath` (its
+ * command line names the socket): guards against killing a reused pid. Only
+ * where `/proc` exists (Linux); elsewhere `false`.
+ */
+async function isMasterOf(pid: number, controlPath: string): Promise<boolean> {
+  try {
+    const cmdline = await Deno.readTextFile(`/proc/${pid}/cmdline`);
+    return cmdline.includes(controlPath);
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,300 @@
+/**
+ * A private vsftpd on 127.0.0.1 for FTP tests: its own config file, a free
+ * control port and passive port range, a self-signed TLS certificate made
+ * with `openssl req` for 127.0.0.1, and a password login user.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import type { JobConfig } from "../../src/config/types.ts";
+
+/** Account the FTP tests log in as (a password login, unlike the SSH tests' user). */
+export const FTP_USER = "itx-ftp";
+/** Its password (a throwaway account that only the loopback test servers accept). */
+export const FTP_PASSWORD = "itx ftp p@ss 'word'";
+
+/** Options of {@linkcode startVsftpd}. */
+export interface VsftpdOptions {
+  /** Offer TLS (default true); without it `AUTH TLS` is refused. */
+  tls?: boolean;
+  /** Upload speed limit in bytes per second (0: none). */
+  maxRateBytes?: number;
+  /** Require TLS session reuse on data connections (vsftpd's default; off by default here). */
+  sslReuse?: boolean;
+  /** Seconds an idle control connection is kept (vsftpd's default: 300). */
+  idleSeconds?: number;
+}
+
+/** A running test server. */
+export interface TestVsftpd {
+  port: number;
+  /** Private folder of the config, certificate, password file and log. */
+  dir: string;
+  /** The server's certificate (PEM), to trust through `ftp_ca_file`. */
+  certFile: string;
+  /** A file holding {@linkcode FTP_PASSWORD}. */
+  passwordFile: string;
+  /** Make a fresh folder under /tmp owned by the login user. */
+  makeRemoteDir(prefix?: string): Promise<string>;
+  /** How many logins succeeded so far. */
+  logins(): Promise<number>;
+  /** A job for this server; `overrides` win. */
+  job(overrides: Partial<JobConfig>): JobConfig;
+  /** The config-file keys that point a job at this server. */
+  configKeys(): Record<string, unknown>;
+  /** Kill the server and every session at once (as a crash or power cut would). */
+  kill(): Promise<void>;
+  /** Start it again on the same port after {@linkcode TestVsftpd.kill}. */
+  restart(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+async function run(argv: string[], allowFailure = false, stdin?: string): Promise<string> {
+  const child = new Deno.Command(argv[0], {
+    args: argv.slice(1),
+    stdin: stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  if (stdin !== undefined) {
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(stdin));
+    await writer.close();
+  }
+  const out = await child.output();
+  if (!out.success && !allowFailure) {
+    throw new Error(`${argv.join(" ")} failed: ${new TextDecoder().decode(out.stderr)}`);
+  }
+  return new TextDecoder().decode(out.stdout);
+}
+
+/** Create the login user once and (re)set its password. */
+async function ensureUser(): Promise<{ uid: number; gid: number }> {
+  if ((await run(["id", "-u", FTP_USER], true)).trim() === "") {
+    await run(["useradd", "-m", "-s", "/bin/bash", FTP_USER], true);
+  }
+  await run(["chpasswd"], false, `${FTP_USER}:${FTP_PASSWORD}\n`);
+  const uid = Number((await run(["id", "-u", FTP_USER])).trim());
+  const gid = Number((await run(["id", "-g", FTP_USER])).trim());
+  return { uid, gid };
+}
+
+/** Every process below `pid` (children, their children, …). */
+async function descendants(pid: number): Promise<number[]> {
+  const table = (await run(["ps", "-eo", "pid=,ppid="])).trim().split("\n")
+    .map((line) => line.trim().split(/\s+/).map(Number));
+  const out: number[] = [];
+  const walk = (parent: number) => {
+    for (const [child, ppid] of table) {
+      if (ppid === parent) {
+        out.push(child);
+        walk(child);
+      }
+    }
+  };
+  walk(pid);
+  return out;
+}
+
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+async function waitForPort(port: number, dir: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    try {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      conn.close();
+      return;
+    } catch {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+  const log = await Deno.readTextFile(join(dir, "vsftpd.log")).catch(() => "");
+  throw new Error(`vsftpd did not start listening on port ${port}:\n${log}`);
+}
+
+/**
+ * Start a private vsftpd. Fails (never skips) when vsftpd or openssl is
+ * missing, naming the Debian package to install.
+ */
+export async function startVsftpd(options: VsftpdOptions = {}): Promise<TestVsftpd> {
+  for (const [program, pkg] of [["/usr/sbin/vsftpd", "vsftpd"], ["/usr/bin/openssl", "openssl"]]) {
+    try {
+      await Deno.stat(program);
+    } catch {
+      throw new Error(`Cannot run FTP tests: ${program} is missing; apt-get install ${pkg}`);
+    }
+  }
+  const { uid, gid } = await ensureUser();
+  const dir = await Deno.makeTempDir({ prefix: "itx-vsftpd-" });
+  const empty = join(dir, "empty");
+  await Deno.mkdir(empty, { mode: 0o755 });
+  const certFile = join(dir, "cert.pem");
+  const keyFile = join(dir, "key.pem");
+  await run([
+    "openssl",
+    "req",
+    "-x509",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-days",
+    "2",
+    "-subj",
+    "/CN=127.0.0.1",
+    "-addext",
+    "subjectAltName=IP:127.0.0.1",
+    "-keyout",
+    keyFile,
+    "-out",
+    certFile,
+  ]);
+  const passwordFile = join(dir, "password");
+  await Deno.writeTextFile(passwordFile, `${FTP_PASSWORD}\n`, { mode: 0o600 });
+  const port = freePort();
+  const passive = freePort();
+  const tls = options.tls ?? true;
+  const config = join(dir, "vsftpd.conf");
+  await Deno.writeTextFile(
+    config,
+    [
+      "listen=YES",
+      "listen_ipv6=NO",
+      "listen_address=127.0.0.1",
+      `listen_port=${port}`,
+      "background=NO",
+      "anonymous_enable=NO",
+      "local_enable=YES",
+      "write_enable=YES",
+      "local_umask=022",
+      "pasv_enable=YES",
+      "pasv_address=127.0.0.1",
+      `pasv_min_port=${passive}`,
+      `pasv_max_port=${passive + 20}`,
+      `secure_chroot_dir=${empty}`,
+      "pam_service_name=vsftpd",
+      "seccomp_sandbox=NO",
+      "isolate=NO",
+      "isolate_network=NO",
+      "delay_failed_login=0",
+      "max_login_fails=1",
+      `vsftpd_log_file=${join(dir, "vsftpd.log")}`,
+      "xferlog_enable=YES",
+      "xferlog_std_format=NO",
+      "log_ftp_protocol=NO",
+      `local_max_rate=${options.maxRateBytes ?? 0}`,
+      `idle_session_timeout=${options.idleSeconds ?? 300}`,
+      ...(tls
+        ? [
+          "ssl_enable=YES",
+          `rsa_cert_file=${certFile}`,
+          `rsa_private_key_file=${keyFile}`,
+          "force_local_logins_ssl=YES",
+          "force_local_data_ssl=YES",
+          // Deno cannot resume the control connection's TLS session on data connections.
+          `require_ssl_reuse=${options.sslReuse ? "YES" : "NO"}`,
+        ]
+        : ["ssl_enable=NO"]),
+      "",
+    ].join("\n"),
+  );
+  let server: Deno.ChildProcess | null = null;
+  const start = async () => {
+    server = new Deno.Command("/usr/sbin/vsftpd", {
+      args: [config],
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    await waitForPort(port, dir);
+  };
+  const kill = async () => {
+    if (server === null) return;
+    // Each FTP session is a process of its own session: kill the whole tree.
+    const pids = await descendants(server.pid);
+    await run(["kill", "-KILL", ...[server.pid, ...pids].map(String)], true);
+    await server.status;
+    server = null;
+  };
+  await start();
+  const remoteDirs: string[] = [];
+  return {
+    port,
+    dir,
+    certFile,
+    passwordFile,
+    async makeRemoteDir(prefix = "itx-ftpdst-") {
+      const path = await Deno.makeTempDir({ prefix });
+      await Deno.chown(path, uid, gid);
+      remoteDirs.push(path);
+      return path;
+    },
+    async logins() {
+      const log = await Deno.readTextFile(join(dir, "vsftpd.log")).catch(() => "");
+      return log.split("\n").filter((line) => line.includes("OK LOGIN")).length;
+    },
+    configKeys() {
+      return {
+        transfer_method: "ftp",
+        remote_host: "127.0.0.1",
+        remote_user: FTP_USER,
+        ftp_port: port,
+        ftp_tls: tls ? "required" : "off",
+        ftp_password_file: passwordFile,
+        ftp_ca_file: certFile,
+      };
+    },
+    job(overrides) {
+      return {
+        name: "ftp-test",
+        watch_path: "/nonexistent-watch",
+        transfer_method: "ftp",
+        remote_host: "127.0.0.1",
+        remote_user: FTP_USER,
+        remote_base_path: "/nonexistent-base",
+        file_patterns: ["*"],
+        exclude_patterns: [],
+        case_sensitive_patterns: false,
+        symlinks: "skip",
+        stability_window_seconds: 0,
+        close_shortcut_patterns: [],
+        fits_incomplete_grace_seconds: 600,
+        night_date_source: "mtime",
+        night_rollover_hour: 0,
+        night_timezone: "",
+        verify_transfer: "checksum",
+        compression: false,
+        remote_sync: true,
+        retry_attempts: 0,
+        retry_delay_seconds: 0,
+        retry_max_delay_seconds: 0,
+        transfer_timeout_seconds: 30,
+        max_concurrent_transfers: 1,
+        rescan_interval_seconds: 0,
+        rsync_options: [],
+        ssh_port: null,
+        ssh_identity_file: null,
+        ssh_options: [],
+        ftp_tls: tls ? "required" : "off",
+        ftp_port: port,
+        ftp_password_file: passwordFile,
+        ftp_password_env: null,
+        ftp_ca_file: certFile,
+        ...overrides,
+      };
+    },
+    kill,
+    restart: start,
+    async stop() {
+      await kill();
+      for (const path of [...remoteDirs, dir]) {
+        await Deno.remove(path, { recursive: true }).catch(() => {});
+      }
+    },
+  };
+}

@@ -1,0 +1,104 @@
+/**
+ * runCommand's timeouts and aborts under the program's own permission set
+ * (`deno.json` → `permissions.image-transfer`), which may not call `Deno.kill`:
+ * the call still ends on time and the program's helpers die with it. And a
+ * helper that escaped the process group cannot hold a call open.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { REPO_ROOT } from "./helpers/cli.ts";
+import { runCommand } from "../src/transfer/run_command.ts";
+import { CommandError } from "../src/errors.ts";
+
+/** A `sleep` duration no other process uses, to find its processes by command line. */
+function uniqueSleep(): string {
+  return `30.${crypto.getRandomValues(new Uint32Array(1))[0]}`;
+}
+
+/** Process ids whose command line is exactly `sleep <seconds>`. */
+async function sleepers(seconds: string): Promise<number[]> {
+  const pids: number[] = [];
+  for await (const entry of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    const cmdline = await Deno.readTextFile(`/proc/${entry.name}/cmdline`).catch(() => "");
+    const stat = await Deno.readTextFile(`/proc/${entry.name}/stat`).catch(() => "");
+    if (cmdline === `sleep\0${seconds}\0` && !/^\d+ \(.*\) Z/.test(stat)) {
+      pids.push(Number(entry.name));
+    }
+  }
+  return pids;
+}
+
+/** ssh whose connection helper (ProxyCommand) runs `helper` and never answers. */
+function hangingSsh(helper: string): string[] {
+  return ["ssh", "-o", "BatchMode=yes", "-o", `ProxyCommand=${helper}`, "itx-nowhere", "true"];
+}
+
+/** Run `code` (a module body) under the program's permission set; returns its stdout. */
+async function runConfined(code: string): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "itx-confined-" });
+  try {
+    const script = join(dir, "probe.ts");
+    await Deno.writeTextFile(script, code);
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-q", "-P=image-transfer", "--config", join(REPO_ROOT, "deno.json"), script],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder();
+    assert.equal(out.code, 0, text.decode(out.stderr));
+    return text.decode(out.stdout);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+const RUN_COMMAND_URL = new URL("../src/transfer/run_command.ts", import.meta.url).href;
+
+Deno.test("under the permission set, a timeout ends the call on time and kills its helpers", async () => {
+  const seconds = uniqueSleep();
+  const out = await runConfined(`
+    import { runCommand } from ${JSON.stringify(RUN_COMMAND_URL)};
+    const argv = ${JSON.stringify(hangingSsh(`sleep ${seconds}`))};
+    const report = async (options) => {
+      const started = performance.now();
+      const error = await runCommand(argv, options).then(() => null, (e) => e);
+      return { ms: Math.round(performance.now() - started), timedOut: error?.run?.timedOut ?? null,
+        message: String(error?.message ?? error) };
+    };
+    const timedOut = await report({ timeoutMs: 1500 });
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(new Error("stopping")), 1500);
+    const aborted = await report({ signal: controller.signal });
+    const fromFile = await report({ timeoutMs: 1500, stdinFile: "/etc/hostname" });
+    console.log(JSON.stringify({ timedOut, aborted, fromFile }));
+  `);
+  const { timedOut, aborted, fromFile } = JSON.parse(out);
+  assert.equal(timedOut.timedOut, true, timedOut.message);
+  assert.match(timedOut.message, /timed out after 1\.5 s/);
+  assert.equal(aborted.message, "stopping");
+  assert.equal(fromFile.timedOut, true, fromFile.message);
+  for (const run of [timedOut, aborted, fromFile]) {
+    // The helper holds the output pipes: ending this soon means it was killed with ssh.
+    assert.ok(run.ms < 1500 + 1000, `ended ${run.ms} ms after it started`);
+  }
+  assert.deepEqual(await sleepers(seconds), [], "no helper survived");
+});
+
+Deno.test("a helper that left the process group cannot hold a timed-out call open", async () => {
+  const seconds = uniqueSleep();
+  try {
+    const started = performance.now();
+    // setsid: the helper starts a session of its own, out of reach of the group kill.
+    const error = await runCommand(hangingSsh(`setsid sleep ${seconds}`), { timeoutMs: 1000 })
+      .then(() => null, (e) => e);
+    const ms = performance.now() - started;
+    assert.ok(error instanceof CommandError);
+    assert.equal(error.run.timedOut, true);
+    assert.ok(ms < 1000 + 2000 + 1500, `ended ${Math.round(ms)} ms after it started`);
+    assert.equal((await sleepers(seconds)).length, 1, "the escaped helper still runs");
+  } finally {
+    for (const pid of await sleepers(seconds)) Deno.kill(pid, "SIGKILL");
+  }
+});
