@@ -18,6 +18,7 @@ interface Snapshot {
   reason: string | null;
   queue: Record<string, number>;
   sent: number;
+  freeSpace: { bytes: number; at: number } | null;
 }
 interface Status {
   version: string;
@@ -71,6 +72,15 @@ Deno.test("status API: sent files, filters, nights; /metrics passes promtool and
   assert.equal(bad.status, 400);
   assert.match((await bad.json()).error, /state: expected one of/);
 
+  // The destination's free space, asked in the background once the status is read.
+  await waitFor(
+    async () => (await getJson<Status>(d.base, "/api/status")).jobs[0].freeSpace !== null,
+    10_000,
+    "the destination's free space",
+  );
+  const { freeSpace } = (await getJson<Status>(d.base, "/api/status")).jobs[0];
+  assert.ok(freeSpace!.bytes > 0 && Number.isInteger(freeSpace!.bytes));
+
   // /metrics: valid exposition, and its counters say what the ledger says.
   const metrics = await (await fetch(`${d.base}/metrics`)).text();
   const check = await new Deno.Command("promtool", {
@@ -102,6 +112,10 @@ Deno.test("status API: sent files, filters, nights; /metrics passes promtool and
       metrics.includes(`image_transfer_transfer_duration_seconds_count${labels} ${done}\n`),
     );
     assert.match(metrics, /^image_transfer_build_info\{version="0\.1\.0",/m);
+    assert.match(
+      metrics,
+      /^image_transfer_destination_free_bytes\{job="default",method="local"\} [1-9]\d*$/m,
+    );
     assert.match(
       metrics,
       /^image_transfer_last_success_timestamp_seconds\{job="default",method="local"\} \d/m,

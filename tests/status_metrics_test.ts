@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import type { JobSnapshot } from "../src/pipeline/job_status.ts";
 import { Metrics } from "../src/status/metrics.ts";
 
-function snapshot(job: string): JobSnapshot {
+function snapshot(job: string, freeBytes: number | null = null): JobSnapshot {
   return {
     job,
     method: "rsync",
@@ -19,6 +19,7 @@ function snapshot(job: string): JobSnapshot {
     sent: 0,
     failed: 0,
     lastSuccessAt: null,
+    freeSpace: freeBytes === null ? null : { bytes: freeBytes, at: 0 },
   };
 }
 
@@ -65,7 +66,7 @@ Deno.test("metrics: counters, cumulative duration buckets, failures by class, qu
       at: 0,
     });
   }
-  const text = metrics.render([snapshot("cam1")], {
+  const text = metrics.render([snapshot("cam1", 5_000_000_000), snapshot("cam2")], {
     version: "0.1.0",
     commit: 'a"b\\c\nd',
     deno: "2.9.6",
@@ -84,6 +85,9 @@ Deno.test("metrics: counters, cumulative duration buckets, failures by class, qu
   assert.ok(text.includes(`image_transfer_transfer_duration_seconds_sum${l}} 400.73\n`));
   assert.ok(text.includes(`image_transfer_queue_files${l},state="sending"} 2\n`));
   assert.ok(text.includes(`image_transfer_job_paused${l}} 1\n`));
+  // Free space only where known.
+  assert.ok(text.includes(`image_transfer_destination_free_bytes${l}} 5000000000\n`));
+  assert.doesNotMatch(text, /image_transfer_destination_free_bytes\{job="cam2"/);
   assert.ok(text.includes('commit="a\\"b\\\\c\\nd"'), "label values escaped");
   const checked = await promtool(text);
   assert.equal(checked.code, 0, checked.output);

@@ -18,6 +18,7 @@ import { relativeTo } from "../watch/relative_path.ts";
 import { StabilityChecker } from "../watch/stability.ts";
 import { WatchSession } from "../watch/watch_session.ts";
 import { BatchSender } from "./batch_sender.ts";
+import { FreeSpaceGauge } from "./free_space_gauge.ts";
 import { FullDestinationPause } from "./full_pause.ts";
 import { Intake } from "./intake.ts";
 import { type JobSnapshot, JobStatus } from "./job_status.ts";
@@ -92,6 +93,8 @@ export class JobRunner {
   #idleWaiters: Array<() => void> = [];
   #stats: JobSummary = { sent: 0, failed: 0 };
   #status: JobStatus;
+  /** Free space at the destination, where the transport can tell it. */
+  #freeSpace: FreeSpaceGauge | null;
 
   constructor(job: JobConfig, ledger: Ledger, transport: Transport, options: JobRunnerOptions) {
     this.job = job;
@@ -100,6 +103,9 @@ export class JobRunner {
     this.#options = options;
     this.#filter = createFileFilter(job);
     this.#status = new JobStatus(job.name, job.transfer_method, options.events);
+    this.#freeSpace = transport.freeBytes
+      ? new FreeSpaceGauge(() => transport.freeBytes!(), () => this.#status.changed())
+      : null;
     // The stability checker: decides when a file is completely written.
     const stableForMs = job.stability_window_seconds * 1000;
     const shortcut = createFileFilter({
@@ -223,6 +229,7 @@ export class JobRunner {
       inFlight: this.#status.inFlight(),
       ...this.#stats,
       lastSuccessAt: this.#status.lastSuccessAt,
+      freeSpace: this.#freeSpace?.read() ?? null,
     };
   }
 
@@ -297,6 +304,7 @@ export class JobRunner {
     this.#session.close();
     this.#queue.close();
     this.#full.close();
+    this.#freeSpace?.close();
     this.#checker.close();
     clearTimeout(this.#pumpTimer);
     clearInterval(this.#sweepTimer);

@@ -7,6 +7,7 @@
  * @module
  */
 import type { StatusEvents } from "../status/events.ts";
+import type { FreeSpace } from "./free_space_gauge.ts";
 import type { Phase } from "./work_queue.ts";
 
 /** Where a job stands, as a person would say it. */
@@ -38,6 +39,8 @@ export interface JobSnapshot {
   failed: number;
   /** When a file last arrived (ms since epoch), or `null`. */
   lastSuccessAt: number | null;
+  /** Free space at the destination where known (local, scp, rsync), else `null`. */
+  freeSpace: FreeSpace | null;
 }
 
 /** Tracks one job's state and in-flight files, and emits its events. */
@@ -68,6 +71,11 @@ export class JobStatus {
   set userPaused(paused: boolean) {
     this.#userPaused = paused;
     this.state(this.#lastFull);
+    this.changed();
+  }
+
+  /** Something shown of the job changed (no transfer event tells it). */
+  changed(): void {
     this.#events?.emit({ type: "job", job: this.job, at: Date.now() });
   }
 

@@ -112,6 +112,16 @@ export class Metrics {
         sample("image_transfer_last_success_timestamp_seconds", labels, c.lastSuccessAt / 1000),
       );
     }
+    const free = "image_transfer_destination_free_bytes";
+    family(
+      free,
+      "gauge",
+      "Free space at the destination (local, scp, rsync; asked once a minute).",
+    );
+    for (const job of jobs) {
+      if (job.freeSpace === null) continue;
+      out.push(sample(free, { job: job.job, method: job.method }, job.freeSpace.bytes));
+    }
     const hist = "image_transfer_transfer_duration_seconds";
     family(hist, "histogram", "Time from the start of a file's batch until it arrived.");
     for (const { labels, c } of entries) {

@@ -27,6 +27,7 @@ import { basename, dirname, join } from "node:path";
 import { setImmediate } from "node:timers";
 import type { JobConfig } from "../config/types.ts";
 import { TransferError } from "../errors.ts";
+import { localFreeBytes } from "./free_space.ts";
 import { makeLocalFolders, sweepLocalLeftovers } from "./local_folders.ts";
 import { assertSourceUnchanged } from "./source_check.ts";
 import { closeSource, deliveredPermissions, type OpenSource, openSource } from "./source_open.ts";
@@ -74,6 +75,11 @@ export class LocalTransport implements Transport {
       }
     }
     return outcomes;
+  }
+
+  /** Free space on the file system of `remote_base_path` (or its nearest existing parent). */
+  async freeBytes(): Promise<number | null> {
+    return await localFreeBytes(this.#job.remote_base_path).catch(() => null);
   }
 
   close(): Promise<void> {

@@ -10,6 +10,7 @@ import { posix } from "node:path";
 import type { JobConfig } from "../config/types.ts";
 import { CommandError, TransferError } from "../errors.ts";
 import { classifyFailure, classifyText, type FailureContext } from "./classify.ts";
+import { parseDfAvailable, remoteFreeScript } from "./free_space.ts";
 import { buildMkdirScript } from "./remote_folders.ts";
 import { buildFollowScript } from "./remote_follow.ts";
 import { newMarker, parseScriptOutput, type ScriptReport } from "./remote_verify.ts";
@@ -37,6 +38,9 @@ const LARGE_FILE_BYTES = 16 * 1024 * 1024;
 
 /** A copy that stops growing for this long is left to the finishing step. */
 const FOLLOW_STALL_SECONDS = 60;
+
+/** How long asking the remote host for its free space may take. */
+const FREE_SPACE_TIMEOUT_MS = 10_000;
 
 /** Upload calls (one per destination folder) a batch runs at once. */
 const UPLOAD_CALLS_AT_ONCE = 3;
@@ -323,6 +327,19 @@ export abstract class SshTransport implements Transport {
   /** Open the shared SSH connection now (see {@linkcode Transport.warmUp}). */
   async warmUp(): Promise<void> {
     await this.session.connect({ timeoutMs: this.timeoutMs }).catch(() => {});
+  }
+
+  /** Free space at the base path (`df` over the shared connection, only when a session is free). */
+  async freeBytes(): Promise<number | null> {
+    try {
+      const output = await this.session.runScript(remoteFreeScript(this.base), {
+        timeoutMs: FREE_SPACE_TIMEOUT_MS,
+        onlyIfFree: true,
+      });
+      return parseDfAvailable(output);
+    } catch {
+      return null;
+    }
   }
 
   async close(): Promise<void> {

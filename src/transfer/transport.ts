@@ -76,6 +76,11 @@ export interface Transport {
    * does not wait for them. Never throws; problems surface at the first send.
    */
   warmUp?(): Promise<void>;
+  /**
+   * Optional: bytes free at the destination, for the status page; `null`
+   * when it cannot be told now. Never waits behind transfers.
+   */
+  freeBytes?(): Promise<number | null>;
   /** Release connections and other resources. Safe to call more than once. */
   close(): Promise<void>;
 }
