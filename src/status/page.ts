@@ -23,7 +23,9 @@ td,th{text-align:left;padding:3px 6px;border-bottom:1px solid #8883;vertical-ali
 td.n{text-align:right;white-space:nowrap}.name{word-break:break-all;min-width:9em}
 .err{color:var(--bad)}button{font:inherit;padding:2px 10px;margin-right:6px;cursor:pointer}
 #conn.off{color:var(--bad)}.empty{color:var(--mute)}
-svg{width:100%;height:80px;border-bottom:1px solid #8886;background:#8881}
+svg{width:100%;height:100px;border-bottom:1px solid #8886;background:#8881}
+.bar{fill:var(--ok);opacity:.75}.rate{stroke:#0969da;stroke-width:2}
+.key-files{color:var(--ok)}.key-rate{color:#0969da}
 .axis{display:flex;justify-content:space-between;color:var(--mute);font-size:.8em}
 `;
 
@@ -78,7 +80,9 @@ function render(s) {
       el("div", {}, el("b", {}, j.job), " ",
         el("span", { class: "state s-" + j.state }, j.state.replace("unreachable", "destination unreachable").replace("full", "destination full")),
         " ", el("span", { class: "meta" }, "since " + ago(j.since, now))),
-      el("div", { class: "meta" }, j.method + " → " + j.target),
+      el("div", { class: "meta" }, j.method + " → " + j.target,
+        j.freeSpace ? el("span", { class: "free", title: "measured " + time(j.freeSpace.at) },
+          " · " + bytes(j.freeSpace.bytes) + " free") : ""),
       j.reason ? el("div", { class: "err reason" }, j.reason) : "",
       el("div", { class: "q" },
         el("span", {}, el("b", {}, q.observing + q.planning + q.queued), " pending"),
@@ -114,19 +118,28 @@ function failedOf(s, job) {
   return (s.counts.find((c) => c.job === job && c.state === "failed") || { count: 0 }).count;
 }
 function chart(points, now) {
-  const svg = $("chart"), W = 600, H = 80, span = 6 * 3600e3, w = W / 360;
-  const max = Math.max(1, ...points.map((p) => p.files));
-  const bars = points.map((p) => {
-    const x = Math.min(W - w, W - ((now - p.minute) / span) * W), h = (p.files / max) * H;
-    const r = document.createElementNS("http://www.w3.org/2000/svg", "rect");
-    r.setAttribute("x", x.toFixed(1)); r.setAttribute("y", (H - h).toFixed(1));
-    r.setAttribute("width", w.toFixed(2)); r.setAttribute("height", h.toFixed(1));
-    r.setAttribute("fill", "#1a7f37");
-    return r;
-  });
-  svg.replaceChildren(...bars);
-  $("chartmax").textContent = "max " + max + " files/min, " +
-    bytes(Math.max(0, ...points.map((p) => p.bytes)) / 60) + "/s";
+  // One slot per minute of the last 6 hours: files as bars, throughput as a line.
+  const svg = $("chart"), W = 600, H = 100, N = 360, w = W / N, ns = "http://www.w3.org/2000/svg";
+  const files = new Array(N).fill(0), rate = new Array(N).fill(0);
+  for (const p of points) {
+    const i = N - 1 - Math.floor((now - p.minute) / 60e3);
+    if (i >= 0 && i < N) { files[i] += p.files; rate[i] += p.bytes / 60; }
+  }
+  const maxFiles = Math.max(1, ...files), maxRate = Math.max(1, ...rate);
+  const shape = (tag, attrs) => {
+    const e = document.createElementNS(ns, tag);
+    for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
+    return e;
+  };
+  const bars = [];
+  files.forEach((n, i) => { if (n) bars.push(shape("rect", { x: (i * w).toFixed(1),
+    y: (H - (n / maxFiles) * H).toFixed(1), width: Math.max(w, 2).toFixed(2),
+    height: ((n / maxFiles) * H).toFixed(1), class: "bar" })); });
+  const y = (r) => (H - (r / maxRate) * (H - 2) - 1).toFixed(1);
+  const line = shape("polyline", { class: "rate", fill: "none", "vector-effect": "non-scaling-stroke",
+    points: rate.map((r, i) => ((i + 0.5) * w).toFixed(1) + "," + y(r)).join(" ") });
+  svg.replaceChildren(...bars, line);
+  $("chartmax").textContent = "max " + maxFiles + " files/min, " + bytes(maxRate) + "/s";
 }
 function connect() {
   const es = new EventSource("/api/events");
@@ -146,8 +159,9 @@ export const STATUS_PAGE = `<!doctype html>
 <h1>image-transfer</h1>
 <div class="meta"><span id="conn">connecting…</span><span id="last"></span><span id="uptime"></span><span id="version"></span></div>
 <h2>Jobs</h2><div class="jobs" id="jobs"></div>
-<h2>Files per minute, last 6 hours <span class="meta" id="chartmax"></span></h2>
-<svg id="chart" viewBox="0 0 600 80" preserveAspectRatio="none" role="img" aria-label="files per minute"></svg>
+<h2>Throughput and files per minute, last 6 hours <span class="meta" id="chartmax"></span></h2>
+<div class="meta"><span class="key-files">■ files per minute</span><span class="key-rate">━ throughput (bytes/s)</span></div>
+<svg id="chart" viewBox="0 0 600 100" preserveAspectRatio="none" role="img" aria-label="throughput and files per minute"></svg>
 <div class="axis"><span>6 h ago</span><span>3 h ago</span><span>now</span></div>
 <h2>Failures</h2>
 <table><thead><tr><th>File</th><th>Job</th><th>Reason</th><th>Next</th><th></th></tr></thead><tbody id="problems"></tbody></table>
