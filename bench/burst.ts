@@ -7,6 +7,7 @@
  */
 import { join } from "node:path";
 import { DaemonProcess } from "./daemon_process.ts";
+import { PageViewer } from "./page_viewer.ts";
 import type { ResultRow, Section } from "./report.ts";
 import {
   type BenchContext,
@@ -20,6 +21,7 @@ import {
   sync,
   timeCommand,
 } from "./setup.ts";
+import { freePort } from "../tests/helpers/status.ts";
 import { formatMs, formatSummaryMs, summarize } from "./stats.ts";
 
 /** Allowance added to the target (once the 0.2 s confirmation after close-after-write). */
@@ -39,6 +41,8 @@ interface DaemonBurst {
   problems: string[];
   /** Files the daemon found by scanning (after the watcher reported lost events). */
   foundByScan: number;
+  /** Updates the open status page received (with `withPage`). */
+  pageUpdates?: number;
 }
 
 const SUCCESS = "Successfully transferred";
@@ -98,13 +102,21 @@ async function baselineBurst(ctx: BenchContext): Promise<BaselineBurst> {
   }
 }
 
-async function daemonBurst(ctx: BenchContext, method: "rsync" | "scp"): Promise<DaemonBurst> {
+async function daemonBurst(
+  ctx: BenchContext,
+  method: "rsync" | "scp",
+  withPage = false,
+): Promise<DaemonBurst> {
+  const port = withPage ? freePort() : 0;
   const { watch, remote, config, remove } = await daemonSandbox(ctx, `burst-${method}`, {
     method,
+    statusListen: withPage ? `127.0.0.1:${port}` : "",
   });
   const daemon = DaemonProcess.start(config);
+  let viewer: PageViewer | undefined;
   try {
     await daemon.waitForLine("Watching", { timeoutMs: 30_000 });
+    if (withPage) viewer = await PageViewer.open(`http://127.0.0.1:${port}/`);
     const first = daemon.waitForLine(SUCCESS, { timeoutMs: 60_000 });
     const last = daemon.waitForLine(SUCCESS, { nth: BURST_FILES, timeoutMs: 240_000 });
     first.catch(() => {});
@@ -113,7 +125,9 @@ async function daemonBurst(ctx: BenchContext, method: "rsync" | "scp"): Promise<
     const lastLine = await last;
     const firstLine = await first;
     await checkArrived(remote, `daemon ${method}`);
+    const pageUpdates = await viewer?.updates();
     return {
+      pageUpdates,
       ms: lastLine.atMs - written.lastClosedMs,
       firstMs: firstLine.atMs - written.firstClosedMs,
       writeMs: written.lastClosedMs - written.startMs,
@@ -125,6 +139,7 @@ async function daemonBurst(ctx: BenchContext, method: "rsync" | "scp"): Promise<
       ),
     };
   } finally {
+    await viewer?.close();
     await daemon.stop();
     await remove();
     await sync();
@@ -141,6 +156,7 @@ export async function runBurst(
 ): Promise<Section> {
   const baselineRuns: BaselineBurst[] = [];
   const runs = new Map<string, DaemonBurst[]>(methods.map((m) => [m, []]));
+  const pageRuns: DaemonBurst[] = [];
   for (let round = 1; round <= rounds; round++) {
     const run = await baselineBurst(ctx);
     baselineRuns.push(run);
@@ -156,6 +172,13 @@ export async function runBurst(
           `close (writer took ${formatMs(run.writeMs)}, first file ${formatMs(run.firstMs)})`,
       );
     }
+    const paged = await daemonBurst(ctx, methods[0], true);
+    pageRuns.push(paged);
+    ctx.progress(
+      `burst round ${round}/${rounds}: daemon ${methods[0]} with the status page open ` +
+        `${formatMs(paged.ms)} after the last close (writer took ${formatMs(paged.writeMs)}, ` +
+        `${paged.pageUpdates} pushed updates)`,
+    );
   }
   const baseline = baselineRuns.map((r) => r.rsyncMs);
   const base = summarize(baseline);
@@ -195,6 +218,21 @@ export async function runBurst(
       );
     }
   }
+  const plain = summarize(runs.get(methods[0])!.map((r) => r.ms));
+  const paged = summarize(pageRuns.map((r) => r.ms));
+  rows.push({
+    benchmark: `burst, ${methods[0]}, status page open in Chromium: last close → last verified`,
+    daemon: formatSummaryMs(paged),
+    baseline: `${formatSummaryMs(plain)} (the same without the page)`,
+    ratio: `${(paged.median / plain.median).toFixed(2)}×`,
+    target: "≤ 1.05 × without the page",
+    met: paged.median <= 1.05 * plain.median,
+  });
+  details.push(
+    `daemon ${methods[0]} with the page open per round: ${
+      pageRuns.map((r) => formatMs(r.ms)).join(", ")
+    }; updates the page received: ${pageRuns.map((r) => r.pageUpdates).join(", ")}`,
+  );
   return {
     title: "Burst",
     rows,
@@ -211,7 +249,9 @@ export async function runBurst(
       "folder, then at once one `rsync -a` of that folder over a fresh ssh connection to the",
       "same server (whole process wall time), so both read files the kernel is still writing",
       "back. Rounds alternate baseline and daemon runs; each run uses a fresh destination,",
-      "watch folder and ledger, followed by `sync`.",
+      "watch folder and ledger, followed by `sync`. Each round ends with one more daemon run",
+      "(the first method) with the status page open in headless Chromium, rendering every",
+      "pushed update; it is compared with the daemon runs without the page.",
     ].join("\n"),
     details,
   };

@@ -106,6 +106,8 @@ export interface DaemonSettings {
   sshOptions?: string[];
   /** `file_patterns` (the daemon's default when absent). */
   filePatterns?: string[];
+  /** `status_listen`; off (`""`) unless a benchmark opens the page. */
+  statusListen?: string;
 }
 
 /** Write a daemon config file for `settings` on the benchmark's sshd; returns its path. */
@@ -126,6 +128,7 @@ export async function writeDaemonConfig(
     `ssh_options: ${JSON.stringify([...sshd.sshOptions, ...(settings.sshOptions ?? [])])}`,
     `state_dir: ${JSON.stringify(settings.stateDir)}`,
     `log_file: ${JSON.stringify(settings.logFile)}`,
+    `status_listen: ${JSON.stringify(settings.statusListen ?? "")}`,
   ];
   if (settings.verify) lines.push(`verify_transfer: ${settings.verify}`);
   if (settings.remoteSync !== undefined) lines.push(`remote_sync: ${settings.remoteSync}`);

@@ -121,6 +121,9 @@ Deno.test("schedules (daemon): a command at a cron time in a chosen zone, night 
 
     // The command ran at its time in that zone (give or take scheduling).
     await waitFor(() => exists(join(out, "ran-at")), 20_000, "the scheduled command");
+    await daemon.waitForOutput(
+      /Scheduled command .*process night\.sh of job default done; stdout: processed/,
+    );
     const ranAt = Number((await Deno.readTextFile(join(out, "ran-at"))).trim()) * 1000;
     assert.ok(
       ranAt >= target.getTime() - 50 && ranAt <= target.getTime() + 2_000,

@@ -142,6 +142,9 @@ Deno.test("ci.yml: tests with the system tools, then the smoke test from source 
       "vsftpd",
       "openssl",
       "shellcheck",
+      "ca-certificates",
+      "prometheus",
+      "chromium",
     ]
   ) {
     assert.match(runs, new RegExp(`apt-get install[^\\n]*(\\\\\\n[^\\n]*)*\\b${pkg}\\b`), pkg);

@@ -4,6 +4,7 @@
  * that is not valid UTF-8, and symbolic links under every `symlinks` policy,
  * present at start-up (scan) and created while it runs (events).
  */
+import { isTempName } from "../src/layout/temp_names.ts";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { runCli, startCli } from "./helpers/cli.ts";
@@ -51,6 +52,8 @@ async function run(program: string, args: string[]): Promise<void> {
 async function delivered(dest: string): Promise<Map<string, string>> {
   const out = new Map<string, string>();
   for (const rel of await listFiles(dest).catch(() => [])) {
+    // A copy still under its temporary name is not delivered (and may be gone by now).
+    if (rel.split("/").some(isTempName)) continue;
     out.set(rel.slice(rel.indexOf("/") + 1), await Deno.readTextFile(join(dest, rel)));
   }
   return out;

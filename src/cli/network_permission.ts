@@ -1,13 +1,15 @@
 /**
- * The permission set allows network connections to any host, because the
- * `ftp` method connects to a host only the config names. A daemon none of
- * whose jobs uses `ftp` gives that permission up at start-up.
+ * The permission set allows the network (any host), because the `ftp` method
+ * connects to a host only the config names and the status page listens on
+ * the address the config names. A daemon none of whose jobs uses `ftp` gives
+ * that permission up once its status page listens: the open socket keeps
+ * answering, but no other connection or listener can be opened.
  *
  * @module
  */
 import type { Config } from "../config/types.ts";
 
-/** Whether any job of `config` opens network connections of its own. */
+/** Whether any job of `config` opens network connections of its own (after start-up). */
 export function needsNetwork(config: Config): boolean {
   return config.jobs.some((job) => job.transfer_method === "ftp");
 }

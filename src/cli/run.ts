@@ -94,13 +94,21 @@ export function runCommand(): Command {
           format: c.log_format,
         });
       await logging(config);
-      const offline = await dropNetworkUnlessNeeded(config);
+      // Given up once the status page listens (its socket stays open), unless a job uses ftp.
+      let offline = false;
+      const onListening = async () => {
+        offline = await dropNetworkUnlessNeeded(config);
+      };
       const reload = async (next: Config) => {
         assertNetworkAvailable(next, offline);
         await logging(next);
       };
       try {
-        const summary = await runDaemon(config, { once: options.once ?? false, onReload: reload });
+        const summary = await runDaemon(config, {
+          once: options.once ?? false,
+          onReload: reload,
+          onListening,
+        });
         if (options.once && summary.failed > 0) {
           throw new Error(
             `${summary.failed} file(s) could not be transferred; see the log and \`image-transfer status\``,

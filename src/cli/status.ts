@@ -10,6 +10,7 @@ import { type FileState, Ledger } from "../ledger/ledger.ts";
 import { formatSkipped, summarizeSkipped } from "../watch/skipped_summary.ts";
 import { globalOptions } from "./options.ts";
 import { daemonStatus, describeDaemon, describePause } from "./daemon_state.ts";
+import { askDaemon, formatLive } from "./live_status.ts";
 
 const STATES: FileState[] = ["pending", "transferring", "done", "failed"];
 
@@ -36,12 +37,20 @@ export function statusCommand(): Command {
       }
       const config = await loadConfig(resolveConfigPath(globalOptions(command).config));
       const daemon = daemonStatus(config.state_dir);
+      const live = daemon.running ? await askDaemon(config) : undefined;
+      const liveLines = live === undefined || config.status_listen === ""
+        ? []
+        : "jobs" in live
+        ? formatLive(live)
+        : [`Live status unavailable (${live.unavailable}); showing what the ledger knows`];
       const skipped = await summarizeSkipped(config.jobs);
       const ledger = Ledger.open(config.state_dir, { readOnly: true });
       if (!ledger) {
-        if (options.json) console.log(JSON.stringify({ daemon, ledger: null, skipped }, null, 2));
-        else {
+        if (options.json) {
+          console.log(JSON.stringify({ daemon, live, ledger: null, skipped }, null, 2));
+        } else {
           console.log(describeDaemon(daemon, config.state_dir));
+          for (const line of liveLines) console.log(line);
           console.log(`No ledger yet in ${config.state_dir}: nothing has been transferred.`);
           for (const line of formatSkipped(skipped)) console.log(line);
         }
@@ -56,6 +65,7 @@ export function statusCommand(): Command {
         if (options.json) {
           const report = {
             daemon,
+            live,
             ledger: ledger.path,
             counts,
             recent,
@@ -67,6 +77,7 @@ export function statusCommand(): Command {
           return;
         }
         console.log(describeDaemon(daemon, config.state_dir));
+        for (const line of liveLines) console.log(line);
         console.log(`Ledger: ${ledger.path}`);
         for (const job of config.jobs) {
           const line = STATES.map((state) => {

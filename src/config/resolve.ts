@@ -13,11 +13,15 @@ import { expandPath } from "./paths.ts";
 export function resolveDaemon(
   daemon: DaemonInput,
   baseDir: string,
-): Pick<Config, "state_dir" | "log_file" | "log_format"> {
+): Omit<Config, "file" | "jobs"> {
   return {
     state_dir: expandPath(daemon.state_dir, baseDir),
     log_file: resolveLogFile(daemon.log_file, baseDir),
     log_format: daemon.log_format,
+    status_listen: daemon.status_listen,
+    status_token_file: daemon.status_token_file === null
+      ? null
+      : expandPath(daemon.status_token_file, baseDir),
   };
 }
 

@@ -301,6 +301,17 @@ export const daemonShape = {
     z.enum(["text", "json"]).default("text"),
     "`text` for people, `json` for one JSON object per line (log file and stderr).",
   ),
+  status_listen: doc(
+    z.string().regex(
+      /^$|^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$/,
+      'expected "HOST:PORT", e.g. "127.0.0.1:8765", or "" for off',
+    ).default("127.0.0.1:8765"),
+    'Address of the status page, JSON API and `/metrics` (`HOST:PORT`); "" turns it off. A non-loopback host needs `status_token_file`.',
+  ),
+  status_token_file: doc(
+    z.string().min(1).nullable().default(null),
+    "File holding the token the status page asks for (HTTP `Authorization: Bearer`); required on a non-loopback address, and guards the actions when set.",
+  ),
 };
 
 /** Schema of one job after inheritance from the top level. */

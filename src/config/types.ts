@@ -25,5 +25,9 @@ export interface Config {
   /** Rotating log file, or `""` for none. */
   log_file: string;
   log_format: "text" | "json";
+  /** Address of the status page (`HOST:PORT`), or `""` for none. */
+  status_listen: string;
+  /** File holding the status page's token (absolute), or `null`. */
+  status_token_file: string | null;
   jobs: JobConfig[];
 }

@@ -308,6 +308,19 @@ export class Ledger {
     return Number(result.changes);
   }
 
+  /**
+   * Put one failed file of `job` back to pending with a fresh attempt count.
+   *
+   * @returns 1 when it was failed, else 0
+   */
+  requeueFile(job: string, relPath: string, now = Date.now()): number {
+    const result = this.#stmt(`
+      UPDATE files SET state = 'pending', attempts = 0, next_attempt_at = 0, updated_at = ?
+      WHERE job = ? AND rel_path = ? AND state = 'failed'
+    `).run(now, job, relPath);
+    return Number(result.changes);
+  }
+
   /** Every row of `job` that is not done (pending, transferring or failed). */
   unfinished(job: string): LedgerRow[] {
     const rows = this.#stmt("SELECT * FROM files WHERE job = ? AND state != 'done'").all(job);

@@ -29,6 +29,8 @@ export interface BatchSenderContext {
   onSent(relPath: string, version: FileVersion, destination: string): void;
   /** A file failed for good (until the next rescan or start-up), after `attempts` attempts. */
   onGaveUp(record: WorkRecord, reason: string, attempts: number): void;
+  /** An attempt failed (`final`: no more retries until a rescan or start-up). */
+  onFailed?(relPath: string, error: TransferError, final: boolean): void;
   /** Whether a full destination pauses the job (see `full_pause.ts`). */
   pauseWhenFull: boolean;
   /** The destination is full (called before the file is queued again). */
@@ -182,6 +184,10 @@ export class BatchSender {
     if (outcome.ledger.kind === "remove") ledger.remove(job.name, record.relPath);
     else ledger.recordFailure(job.name, record.relPath, outcome.ledger.failure);
     this.#logFailure(source, error, outcome.next);
+    const { kind } = outcome.next;
+    if (kind === "retry" || kind === "give-up" || kind === "hold") {
+      this.#context.onFailed?.(record.relPath, error, kind === "give-up");
+    }
     if (outcome.next.kind === "give-up") {
       this.#context.onGaveUp(record, error.message, outcome.next.attempts);
     }

@@ -18,7 +18,11 @@ import { Ledger } from "../ledger/ledger.ts";
 import { acquireDaemonLock, type JobPause, PID_FILE } from "../ledger/daemon_lock.ts";
 import { logger } from "../log/logging.ts";
 import { createTransport } from "../transfer/factory.ts";
-import { VERSION } from "../version.ts";
+import { VERSION, versionInfo } from "../version.ts";
+import { StatusEvents } from "../status/events.ts";
+import { LedgerReports } from "../status/ledger_reports.ts";
+import { listenSettings } from "../status/listen.ts";
+import { startStatusServer, type StatusServer } from "../status/server.ts";
 import { assertHooksRunnable } from "./hooks.ts";
 import { assertCleanupSafe } from "./source_cleanup.ts";
 import { JobRunner, type JobSummary } from "./job_runner.ts";
@@ -35,6 +39,12 @@ export interface DaemonOptions {
    * one after rotation). Throwing refuses the reload.
    */
   onReload?: (config: Config) => Promise<void>;
+  /**
+   * Called once the status server listens (or is off, or could not start),
+   * before any job starts: the CLI gives up the network permission there
+   * unless a job needs it.
+   */
+  onListening?: () => Promise<void>;
 }
 
 /** The signals that stop the daemon on this OS. */
@@ -55,6 +65,8 @@ const RELOAD_SIGNAL: Deno.Signal | undefined = Deno.build.os === "windows" ? und
  */
 export async function runDaemon(config: Config, options: DaemonOptions): Promise<JobSummary> {
   const log = logger("daemon");
+  // A non-loopback status page without a token refuses to start, before anything else.
+  const listen = options.once ? null : await listenSettings(config);
   const lock = acquireDaemonLock(config.state_dir, { version: VERSION, config: config.file });
   let ledger: Ledger | undefined;
   let runtimeDir: string | undefined;
@@ -68,6 +80,9 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
   options.signal?.addEventListener("abort", onStop);
   const total: JobSummary = { sent: 0, failed: 0 };
   let jobs: RunningJobs | undefined;
+  const statusEvents = new StatusEvents();
+  let reports: LedgerReports | undefined;
+  let statusServer: StatusServer | null = null;
   try {
     if (lock.stalePid !== undefined) {
       log.warn("Replacing the PID file of pid {stalePid}: that daemon did not stop cleanly", {
@@ -93,9 +108,20 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
         c,
         (job) => createTransport(job, dir),
         openLedger,
-        options.once,
+        { once: options.once, events: statusEvents },
         (paused) => lock.setPaused(paused),
       );
+    if (listen) {
+      reports = new LedgerReports(openLedger.path);
+      const { version, commit, deno } = versionInfo();
+      statusServer = startStatusServer(listen, {
+        jobs: () => jobs?.runners ?? [],
+        reports,
+        build: { version, commit, deno },
+        startedAt: Date.now(),
+      }, statusEvents);
+    }
+    await options.onListening?.();
     jobs = start(config);
     if (options.once) {
       if (await events.race(jobs.started) !== "stop") await events.race(jobs.idle());
@@ -118,7 +144,9 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
     for (const s of STOP_SIGNALS) Deno.removeSignalListener(s, onStop);
     if (RELOAD_SIGNAL) Deno.removeSignalListener(RELOAD_SIGNAL, onReload);
     options.signal?.removeEventListener("abort", onStop);
+    await statusServer?.close();
     await jobs?.stop(total);
+    reports?.close();
     ledger?.close();
     lock.release();
     if (runtimeDir) await Deno.remove(runtimeDir, { recursive: true }).catch(() => {});
@@ -208,13 +236,13 @@ class RunningJobs {
     config: Config,
     transport: (job: JobConfig) => ReturnType<typeof createTransport>,
     ledger: Ledger,
-    once: boolean,
+    options: { once: boolean; events: StatusEvents },
     onPaused: (paused: Record<string, JobPause>) => void,
   ) {
     onPaused(this.#paused);
     this.runners = config.jobs.map((job) =>
       new JobRunner(job, ledger, transport(job), {
-        once,
+        ...options,
         onPauseChange: (pause) => {
           if (pause) this.#paused[job.name] = pause;
           else delete this.#paused[job.name];

@@ -19,10 +19,13 @@ import { relativeTo } from "../watch/relative_path.ts";
 import { StabilityChecker } from "../watch/stability.ts";
 import { WatchSession } from "../watch/watch_session.ts";
 import { BatchSender } from "./batch_sender.ts";
+import { FreeSpaceGauge } from "./free_space_gauge.ts";
 import { FullDestinationPause } from "./full_pause.ts";
 import { JobExtras } from "./job_extras.ts";
 import { SpaceGuard } from "./space_guard.ts";
 import { Intake } from "./intake.ts";
+import { type JobSnapshot, JobStatus } from "./job_status.ts";
+import type { StatusEvents } from "../status/events.ts";
 import {
   type LedgerSyncContext,
   observeStrayPending,
@@ -59,6 +62,8 @@ export interface JobRunnerOptions {
   watchDiskCheckMs?: number;
   /** Called when the job pauses because its destination is full, and when it resumes (`null`). */
   onPauseChange?: (pause: JobPause | null) => void;
+  /** Where transfers are told to the status page and metrics. */
+  events?: StatusEvents;
 }
 
 /** What a job did during this run. */
@@ -96,10 +101,11 @@ export class JobRunner {
   #pumpTimer: ReturnType<typeof setTimeout> | undefined;
   #sweepTimer: ReturnType<typeof setInterval> | undefined;
   #stopping = false;
-  /** Outside a transfer window of the schedules: no new batches. */
-  #paused = false;
   #idleWaiters: Array<() => void> = [];
   #stats: JobSummary = { sent: 0, failed: 0 };
+  #status: JobStatus;
+  /** Free space at the destination, where the transport can tell it. */
+  #freeSpace: FreeSpaceGauge | null;
 
   constructor(job: JobConfig, ledger: Ledger, transport: Transport, options: JobRunnerOptions) {
     this.job = job;
@@ -107,6 +113,16 @@ export class JobRunner {
     this.#transport = transport;
     this.#options = options;
     this.#filter = createFileFilter(job);
+    this.#status = new JobStatus(job.name, job.transfer_method, options.events);
+    this.#freeSpace = transport.diskSpace
+      ? new FreeSpaceGauge(
+        // Only when an SSH session is free: the page never holds up a transfer.
+        async () =>
+          (await transport.diskSpace!(this.#abort.signal, { onlyIfFree: true }))?.availableBytes ??
+            null,
+        () => this.#status.changed(),
+      )
+      : null;
     // The stability checker: decides when a file is completely written.
     const stableForMs = job.stability_window_seconds * 1000;
     const shortcut = createFileFilter({
@@ -199,9 +215,9 @@ export class JobRunner {
       done: () => this.#done,
       signal: this.#abort.signal,
       rescan: () => this.#session.rescan(),
-      pause: () => void (this.#paused = true),
+      pause: () => void (this.#status.windowPaused = true),
       resume: () => {
-        this.#paused = false;
+        this.#status.windowPaused = false;
         this.#pump();
       },
       once: options.once,
@@ -225,13 +241,18 @@ export class JobRunner {
         this.#done.set(rel, version);
         this.#stats.sent++;
         this.#extras.arrived(rel, version, destination);
+        this.#status.sent(rel, destination, version.size);
       },
       onGaveUp: (record, error, attempts) => {
         this.#stats.failed++;
         this.#extras.gaveUp(record, error, attempts);
       },
+      onFailed: (rel, error, final) => this.#status.failed(rel, error.kind, error.message, final),
       pauseWhenFull: !options.once,
-      onFull: (error) => this.#full.full(error.message),
+      onFull: (error) => {
+        this.#full.full(error.message);
+        this.#status.state(true);
+      },
       admit: (bytes) => this.#space.admit(bytes),
       deadlineMs: options.batchDeadlineMs,
     });
@@ -240,6 +261,53 @@ export class JobRunner {
   /** Files sent and failed so far. */
   get summary(): JobSummary {
     return { ...this.#stats };
+  }
+
+  /** What the status page shows of this job (read only). */
+  snapshot(): JobSnapshot {
+    const q = this.#queue;
+    return {
+      job: this.job.name,
+      method: this.job.transfer_method,
+      target: this.#transport.describeTarget(""),
+      ...this.#status.state(this.#full.paused),
+      queue: {
+        planning: q.count("planning"),
+        queued: q.count("queued"),
+        waiting: q.count("waiting"),
+        sending: q.count("sending"),
+        observing: this.#checker.pendingCount,
+      },
+      inFlight: this.#status.inFlight(),
+      ...this.#stats,
+      lastSuccessAt: this.#status.lastSuccessAt,
+      freeSpace: this.#freeSpace?.read() ?? null,
+    };
+  }
+
+  /** Stop starting transfers (those on their way finish) until {@linkcode resume}. */
+  pause(): void {
+    this.#status.userPaused = true;
+  }
+
+  /** Start transfers again after {@linkcode pause}. */
+  resume(): void {
+    this.#status.userPaused = false;
+    this.#pump();
+  }
+
+  /**
+   * Try failed files again now: one (`relPath`) or all of the job's.
+   *
+   * @returns how many files go back into the queue
+   */
+  retry(relPath?: string): number {
+    if (this.#stopping) return 0;
+    const count = relPath === undefined
+      ? this.#ledger.requeue(this.job.name, ["failed"])
+      : this.#ledger.requeueFile(this.job.name, relPath);
+    if (count > 0) observeStrayPending(this.#sync);
+    return count;
   }
 
   /**
@@ -291,6 +359,7 @@ export class JobRunner {
     this.#queue.close();
     this.#full.close();
     this.#space.close();
+    this.#freeSpace?.close();
     this.#checker.close();
     clearTimeout(this.#pumpTimer);
     clearInterval(this.#sweepTimer);
@@ -338,7 +407,8 @@ export class JobRunner {
    */
   #pump(): void {
     while (
-      !this.#stopping && !this.#paused && this.#batches.size < this.job.max_concurrent_transfers
+      !this.#stopping && !this.#status.paused &&
+      this.#batches.size < this.job.max_concurrent_transfers
     ) {
       const room = this.#full.room(this.#filesInFlight);
       if (room <= 0) break;
@@ -346,11 +416,14 @@ export class JobRunner {
       if (batch.length === 0) break;
       const probe = this.#full.started();
       this.#filesInFlight += batch.length;
+      this.#status.started(batch.map((r) => ({ relPath: r.relPath, bytes: r.version.size })));
       const sending: Promise<void> = this.#sender.send(batch).catch(() => 0).then((arrived) => {
         this.#filesInFlight -= batch.length;
         const caughtUp = !this.#queue.hasSendable && this.#filesInFlight === 0;
         this.#full.ended(probe, arrived, caughtUp);
       }).finally(() => {
+        this.#status.ended(batch.map((r) => r.relPath));
+        this.#status.state(this.#full.paused);
         this.#batches.delete(sending);
         this.#pump();
         this.#checkIdle();

@@ -75,7 +75,7 @@ export class LocalTransport implements Transport {
     return localDestinationSizes(this.#job.remote_base_path, destinations);
   }
 
-  diskSpace(): Promise<DiskSpace | null> {
+  diskSpace(_signal?: AbortSignal, _options?: { onlyIfFree?: boolean }): Promise<DiskSpace | null> {
     return localDiskSpace(this.#job.remote_base_path);
   }
 

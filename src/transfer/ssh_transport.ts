@@ -74,9 +74,16 @@ export abstract class SshTransport implements Transport, SshMethod {
   }
 
   /** `df -Pk` of the base folder over the shared connection. */
-  async diskSpace(signal: AbortSignal): Promise<DiskSpace | null> {
+  async diskSpace(
+    signal: AbortSignal,
+    options: { onlyIfFree?: boolean } = {},
+  ): Promise<DiskSpace | null> {
     const script = remoteDiskSpaceScript(this.base);
-    const stdout = await this.session.runScript(script.text, { timeoutMs: this.timeoutMs, signal });
+    const stdout = await this.session.runScript(script.text, {
+      timeoutMs: this.timeoutMs,
+      signal,
+      onlyIfFree: options.onlyIfFree,
+    });
     return parseRemoteDiskSpace(script, stdout);
   }
 

@@ -107,9 +107,11 @@ export interface Transport {
   ): Promise<Map<string, number | null>>;
   /**
    * Optional: the space of the destination's file system (for
-   * `min_free_space`); `null` when it cannot be told.
+   * `min_free_space` and the status page); `null` when it cannot be told.
+   * `onlyIfFree`: give up (throw) rather than wait for a connection that
+   * transfers are using.
    */
-  diskSpace?(signal: AbortSignal): Promise<DiskSpace | null>;
+  diskSpace?(signal: AbortSignal, options?: { onlyIfFree?: boolean }): Promise<DiskSpace | null>;
   /** Release connections and other resources. Safe to call more than once. */
   close(): Promise<void>;
 }

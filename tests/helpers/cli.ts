@@ -11,15 +11,17 @@ import { fileURLToPath } from "node:url";
 export const REPO_ROOT: string = fileURLToPath(new URL("../../", import.meta.url));
 
 /**
- * The argv prefix that starts the CLI, shared by every CLI test; `allowRun`
- * adds programs to the permission set as a user's command line would (hooks).
+ * The argv prefix that starts the CLI, shared by every CLI test;
+ * `extraFlags` adds to the permission set as a user's command line would
+ * (`--allow-run=PROGRAM` for hooks, `--allow-net=HOST:PORT` for a
+ * non-default status address).
  */
-export function cliArgv(args: string[], allowRun: string[] = []): string[] {
+export function cliArgv(args: string[], extraFlags: string[] = []): string[] {
   return [
     "run",
     "-q",
     "-P=image-transfer",
-    ...allowRun.map((program) => `--allow-run=${program}`),
+    ...extraFlags,
     "--v8-flags=--optimize-for-size",
     "--config",
     `${REPO_ROOT}deno.json`,
@@ -50,12 +52,17 @@ export interface CliOptions {
   honourFileModes?: boolean;
   /** Programs allowed to run beyond the permission set (`--allow-run=`), as for hooks. */
   allowRun?: string[];
+  /** Flags added after the permission set, e.g. `--allow-net=127.0.0.1:9000`. */
+  extraFlags?: string[];
 }
 
 /** Program and arguments that start the CLI with `args` under `options`. */
 function command(args: string[], options: CliOptions): [string, string[]] {
   // Only root can drop these powers, and only root has them.
-  const argv = cliArgv(args, options.allowRun);
+  const argv = cliArgv(args, [
+    ...(options.allowRun ?? []).map((program) => `--allow-run=${program}`),
+    ...options.extraFlags ?? [],
+  ]);
   if (!options.honourFileModes || Deno.uid() !== 0) return [Deno.execPath(), argv];
   return [
     "setpriv",

@@ -68,6 +68,9 @@ export async function waitFor(
  * is valid YAML and keeps hostile paths intact.
  */
 export async function writeConfig(path: string, fields: Record<string, unknown>): Promise<void> {
-  const lines = Object.entries(fields).map(([key, value]) => `${key}: ${JSON.stringify(value)}`);
+  // Tests run daemons side by side: no status page unless a test asks for one.
+  const lines = Object.entries({ status_listen: "", ...fields }).map(([key, value]) =>
+    `${key}: ${JSON.stringify(value)}`
+  );
   await Deno.writeTextFile(path, lines.join("\n") + "\n");
 }

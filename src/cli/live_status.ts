@@ -1,0 +1,80 @@
+/**
+ * The live part of `status`: when the daemon runs with its status server,
+ * what each job is doing now, read from `/api/status`. Without an answer
+ * `status` shows what the ledger knows, as before.
+ *
+ * @module
+ */
+import type { Config } from "../config/types.ts";
+import type { JobSnapshot } from "../pipeline/job_status.ts";
+import { listenSettings } from "../status/listen.ts";
+
+/** The part of `/api/status` that `status` prints. */
+export interface LiveStatus {
+  url: string;
+  jobs: JobSnapshot[];
+  uptimeSeconds: number;
+  lastSuccessAt: number | null;
+}
+
+/** How long `status` waits for the daemon's answer. */
+const ASK_TIMEOUT_MS = 2000;
+
+/**
+ * Ask the running daemon's status server.
+ *
+ * @returns the live status, or a reason why there is none
+ */
+export async function askDaemon(config: Config): Promise<LiveStatus | { unavailable: string }> {
+  let settings;
+  try {
+    settings = await listenSettings(config);
+  } catch (error) {
+    return { unavailable: error instanceof Error ? error.message : String(error) };
+  }
+  if (!settings) return { unavailable: "status_listen is off" };
+  // A server on every interface answers on loopback too.
+  const host = ["0.0.0.0", "::", ""].includes(settings.hostname)
+    ? "127.0.0.1"
+    : settings.hostname.includes(":")
+    ? `[${settings.hostname}]`
+    : settings.hostname;
+  const url = `http://${host}:${settings.port}/`;
+  try {
+    const response = await fetch(`${url}api/status`, {
+      headers: settings.token ? { authorization: `Bearer ${settings.token}` } : {},
+      signal: AbortSignal.timeout(ASK_TIMEOUT_MS),
+    });
+    if (!response.ok) {
+      await response.body?.cancel();
+      return { unavailable: `${url} answered ${response.status}` };
+    }
+    const body = await response.json() as Omit<LiveStatus, "url">;
+    return {
+      url,
+      jobs: body.jobs,
+      uptimeSeconds: body.uptimeSeconds,
+      lastSuccessAt: body.lastSuccessAt,
+    };
+  } catch (error) {
+    return {
+      unavailable: `${url} did not answer: ${error instanceof Error ? error.message : error}`,
+    };
+  }
+}
+
+/** Text lines for the live status. */
+export function formatLive(live: LiveStatus): string[] {
+  const when = (ms: number) => new Date(ms).toLocaleString("sv-SE");
+  const lines = [`Live (${live.url}):`];
+  for (const job of live.jobs) {
+    const q = job.queue;
+    const reason = job.reason ? `: ${job.reason}` : "";
+    lines.push(
+      `  Job ${job.job}: ${job.state} since ${when(job.since)}${reason}; ` +
+        `pending ${q.observing + q.planning + q.queued}, sending ${q.sending}, ` +
+        `waiting to retry ${q.waiting}; sent ${job.sent}, failed ${job.failed} in this run`,
+    );
+  }
+  return lines;
+}

@@ -1,0 +1,143 @@
+/**
+ * The JSON API behind the status page: what the daemon and its jobs are
+ * doing, transfers filtered by state, night and name, night totals, and the
+ * actions (retry, pause, resume). Never file contents, never config secrets.
+ *
+ * @module
+ */
+import type { FileState } from "../ledger/ledger.ts";
+import type { JobSnapshot } from "../pipeline/job_status.ts";
+import type { LedgerReports, TransferFilter } from "./ledger_reports.ts";
+
+/** What the API may do with a running job. */
+export interface StatusJob {
+  snapshot(): JobSnapshot;
+  pause(): void;
+  resume(): void;
+  /** @returns how many failed files go back into the queue */
+  retry(relPath?: string): number;
+}
+
+/** What the API reads from. */
+export interface StatusSource {
+  /** The jobs running now (they change on a reload). */
+  jobs(): StatusJob[];
+  reports: LedgerReports;
+  build: { version: string; commit: string; deno: string };
+  startedAt: number;
+}
+
+/** How far back the page's chart reaches. */
+const CHART_SPAN_MS = 6 * 3600_000;
+/** The page's night totals count the files changed in this time. */
+const NIGHTS_SPAN_MS = 10 * 86_400_000;
+
+const STATES: FileState[] = ["pending", "transferring", "done", "failed"];
+
+/** A request the API refuses, with its HTTP status. */
+export class ApiError extends Error {
+  readonly status: number;
+  constructor(status: number, message: string) {
+    super(message);
+    this.status = status;
+  }
+}
+
+/** `GET /api/status`: the whole picture the page shows. */
+export function statusReport(source: StatusSource, limit = 20): Record<string, unknown> {
+  const now = Date.now();
+  const jobs = source.jobs().map((j) => j.snapshot());
+  const lastSuccessAt = jobs.reduce<number | null>(
+    (latest, j) =>
+      j.lastSuccessAt !== null && j.lastSuccessAt > (latest ?? 0) ? j.lastSuccessAt : latest,
+    null,
+  );
+  const recent = source.reports.transfers({ state: "done", limit });
+  return {
+    ...source.build,
+    now,
+    startedAt: source.startedAt,
+    uptimeSeconds: Math.round((now - source.startedAt) / 1000),
+    lastSuccessAt: lastSuccessAt ?? recent[0]?.transferredAt ?? null,
+    jobs,
+    counts: source.reports.counts(),
+    recent,
+    problems: source.reports.problems(jobs.map((j) => j.job), limit),
+    nights: source.reports.nights(7, now - NIGHTS_SPAN_MS),
+    perMinute: source.reports.perMinute(now - CHART_SPAN_MS),
+  };
+}
+
+/** `GET /api/transfers?state=&night=&name=&job=&limit=`. */
+export function transfersReport(source: StatusSource, params: URLSearchParams): unknown {
+  const filter: TransferFilter = { limit: limitParam(params, 100) };
+  const state = params.get("state");
+  if (state !== null) {
+    if (!STATES.includes(state as FileState)) {
+      throw new ApiError(400, `state: expected one of ${STATES.join(", ")}`);
+    }
+    filter.state = state as FileState;
+  }
+  const night = params.get("night");
+  if (night !== null) {
+    if (!/^\d{8}$/.test(night)) throw new ApiError(400, "night: expected YYYYMMDD");
+    filter.night = night;
+  }
+  if (params.get("name")) filter.name = params.get("name")!;
+  if (params.get("job")) filter.job = params.get("job")!;
+  return { transfers: source.reports.transfers(filter) };
+}
+
+/** `GET /api/nights?limit=`. */
+export function nightsReport(source: StatusSource, params: URLSearchParams): unknown {
+  return { nights: source.reports.nights(limitParam(params, 14)) };
+}
+
+/**
+ * `POST /api/jobs/{job}/{pause|resume|retry}`; retry takes an optional JSON
+ * body `{"file": "relative/path"}` (without it, every failed file of the job).
+ */
+export async function jobAction(
+  source: StatusSource,
+  jobName: string,
+  action: string,
+  request: Request,
+): Promise<unknown> {
+  const job = source.jobs().find((j) => j.snapshot().job === jobName);
+  if (!job) throw new ApiError(404, `no running job named ${jobName}`);
+  switch (action) {
+    case "pause":
+      job.pause();
+      return { job: jobName, state: job.snapshot().state };
+    case "resume":
+      job.resume();
+      return { job: jobName, state: job.snapshot().state };
+    case "retry": {
+      const text = await request.text();
+      let file: unknown;
+      if (text.trim() !== "") {
+        try {
+          file = (JSON.parse(text) as { file?: unknown }).file;
+        } catch {
+          throw new ApiError(400, 'expected a JSON body like {"file": "relative/path"}');
+        }
+        if (file !== undefined && typeof file !== "string") {
+          throw new ApiError(400, "file: expected a relative path (a string)");
+        }
+      }
+      return { job: jobName, requeued: job.retry(file as string | undefined) };
+    }
+    default:
+      throw new ApiError(404, `unknown action ${action}; use pause, resume or retry`);
+  }
+}
+
+function limitParam(params: URLSearchParams, fallback: number): number {
+  const raw = params.get("limit");
+  if (raw === null) return fallback;
+  const limit = Number(raw);
+  if (!Number.isInteger(limit) || limit < 1 || limit > 1000) {
+    throw new ApiError(400, "limit: expected a whole number from 1 to 1000");
+  }
+  return limit;
+}

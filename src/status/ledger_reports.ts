@@ -1,0 +1,214 @@
+/**
+ * Read-only questions the status page asks the ledger: transfers filtered by
+ * state, night and name, and totals per night folder. A connection of its
+ * own, opened read only (the ledger is in WAL mode: reading never blocks the
+ * pipeline's writes).
+ *
+ * @module
+ */
+import { DatabaseSync, type SQLInputValue } from "node:sqlite";
+import type { FileState } from "../ledger/ledger.ts";
+
+/** One file as the API shows it. */
+export interface TransferRow {
+  job: string;
+  relPath: string;
+  size: number;
+  destination: string;
+  state: FileState;
+  attempts: number;
+  nextAttemptAt: number;
+  lastError: string | null;
+  updatedAt: number;
+  transferredAt: number | null;
+}
+
+/** Filter of {@linkcode LedgerReports.transfers}. */
+export interface TransferFilter {
+  state?: FileState;
+  /** Night folder, `YYYYMMDD`. */
+  night?: string;
+  /** Part of the relative path (case-sensitive). */
+  name?: string;
+  job?: string;
+  /** Only files with an error (failed, or pending a retry). */
+  problems?: boolean;
+  limit: number;
+}
+
+/** Totals of one night folder of one job. */
+export interface NightTotals {
+  job: string;
+  night: string;
+  files: number;
+  done: number;
+  bytes: number;
+  /** Files failed for good, or waiting for a retry. */
+  failures: number;
+}
+
+type Row = Record<string, SQLInputValue>;
+
+/**
+ * Answers that read many rows (counts, night totals, the chart) are
+ * computed again after the ledger changed, but at most this often.
+ */
+const COUNTS_CACHE_MS = 1000;
+const SUMMARY_CACHE_MS = 2000;
+
+const NIGHT_GLOB = "[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]/*";
+
+function toTransferRow(r: Row): TransferRow {
+  return {
+    job: String(r.job),
+    relPath: String(r.rel_path),
+    size: Number(r.size),
+    destination: String(r.destination),
+    state: r.state as FileState,
+    attempts: Number(r.attempts),
+    nextAttemptAt: Number(r.next_attempt_at),
+    lastError: r.last_error === null ? null : String(r.last_error),
+    updatedAt: Number(r.updated_at),
+    transferredAt: r.transferred_at === null ? null : Number(r.transferred_at),
+  };
+}
+
+/** Read-only reports over the ledger at `path`. */
+export class LedgerReports {
+  #db: DatabaseSync;
+  /** Answers that read many rows, reused for a moment (pushes come twice a second). */
+  #cache = new Map<string, { at: number; value: unknown; dirty: boolean }>();
+
+  constructor(path: string) {
+    this.#db = new DatabaseSync(path, { readOnly: true });
+  }
+
+  /** Files matching `filter`, most recently changed first. */
+  transfers(filter: TransferFilter): TransferRow[] {
+    const rows = this.#db.prepare(`
+      SELECT job, rel_path, size, destination, state, attempts, next_attempt_at, last_error,
+             updated_at, transferred_at
+      FROM files
+      WHERE (:state IS NULL OR state = :state)
+        AND (:night IS NULL OR substr(destination, 1, 9) = :night || '/')
+        AND (:name IS NULL OR instr(rel_path, :name) > 0)
+        AND (:job IS NULL OR job = :job)
+        AND (:problems = 0 OR state = 'failed' OR (state = 'pending' AND last_error IS NOT NULL))
+      ORDER BY updated_at DESC LIMIT :limit
+    `).all({
+      state: filter.state ?? null,
+      night: filter.night ?? null,
+      name: filter.name ?? null,
+      job: filter.job ?? null,
+      problems: filter.problems ? 1 : 0,
+      limit: filter.limit,
+    }) as Row[];
+    return rows.map(toTransferRow);
+  }
+
+  /**
+   * Files of `jobs` with an error (failed, or pending a retry), most recent
+   * first. Reads through the (job, state) index: cheap however many files are done.
+   */
+  problems(jobs: string[], limit: number): TransferRow[] {
+    const statement = this.#db.prepare(`
+      SELECT * FROM files INDEXED BY files_by_state
+      WHERE job = ? AND state = ? AND last_error IS NOT NULL
+      ORDER BY updated_at DESC LIMIT ?
+    `);
+    const rows = jobs.flatMap((job) =>
+      (["failed", "pending"] as const).flatMap((state) => statement.all(job, state, limit) as Row[])
+    );
+    return rows.map(toTransferRow).sort((a, b) => b.updatedAt - a.updatedAt).slice(0, limit);
+  }
+
+  /**
+   * Totals of the latest `limit` night folders, newest first; with
+   * `changedSinceMs`, over the files changed since then (the page's recent
+   * nights, read through the `updated_at` index and reused for a moment).
+   */
+  nights(limit: number, changedSinceMs?: number): NightTotals[] {
+    if (changedSinceMs === undefined) return this.#nights(limit, 0);
+    return this.#cached(
+      `nights ${limit}`,
+      SUMMARY_CACHE_MS,
+      () => this.#nights(limit, changedSinceMs),
+    );
+  }
+
+  #nights(limit: number, changedSinceMs: number): NightTotals[] {
+    const rows = this.#db.prepare(`
+      SELECT job, substr(destination, 1, 8) AS night, COUNT(*) AS files,
+             SUM(state = 'done') AS done,
+             COALESCE(SUM(CASE WHEN state = 'done' THEN size END), 0) AS bytes,
+             SUM(state = 'failed' OR (state = 'pending' AND last_error IS NOT NULL)) AS failures
+      FROM files WHERE destination GLOB ? AND updated_at >= ?
+      GROUP BY job, night ORDER BY night DESC, job LIMIT ?
+    `).all(NIGHT_GLOB, changedSinceMs, limit) as Row[];
+    return rows.map((r) => ({
+      job: String(r.job),
+      night: String(r.night),
+      files: Number(r.files),
+      done: Number(r.done),
+      bytes: Number(r.bytes),
+      failures: Number(r.failures),
+    }));
+  }
+
+  /** Files and bytes that arrived per minute since `sinceMs` (`minute`: its start, ms). */
+  perMinute(sinceMs: number): Array<{ minute: number; files: number; bytes: number }> {
+    return this.#cached("perMinute", SUMMARY_CACHE_MS, () => this.#perMinute(sinceMs));
+  }
+
+  #perMinute(sinceMs: number): Array<{ minute: number; files: number; bytes: number }> {
+    const rows = this.#db.prepare(`
+      SELECT (transferred_at / 60000) * 60000 AS minute, COUNT(*) AS files, SUM(size) AS bytes
+      FROM files WHERE updated_at >= ? AND state = 'done' AND transferred_at >= ?
+      GROUP BY minute ORDER BY minute
+    `).all(sinceMs, sinceMs) as Row[];
+    return rows.map((r) => ({
+      minute: Number(r.minute),
+      files: Number(r.files),
+      bytes: Number(r.bytes),
+    }));
+  }
+
+  /** Number of files per job and state (it counts every row: reused for a moment). */
+  counts(): Array<{ job: string; state: FileState; count: number }> {
+    return this.#cached("counts", COUNTS_CACHE_MS, () => this.#counts());
+  }
+
+  #counts(): Array<{ job: string; state: FileState; count: number }> {
+    const rows = this.#db.prepare(
+      "SELECT job, state, COUNT(*) AS n FROM files GROUP BY job, state ORDER BY job, state",
+    ).all() as Row[];
+    return rows.map((r) => ({
+      job: String(r.job),
+      state: r.state as FileState,
+      count: Number(r.n),
+    }));
+  }
+
+  /** The ledger changed: reused answers are computed again (at their pace). */
+  changed(): void {
+    for (const entry of this.#cache.values()) entry.dirty = true;
+  }
+
+  /** Whether a reused answer is older than the ledger (a later read brings it up to date). */
+  get stale(): boolean {
+    return [...this.#cache.values()].some((entry) => entry.dirty);
+  }
+
+  #cached<T>(key: string, minAgeMs: number, compute: () => T): T {
+    const hit = this.#cache.get(key);
+    if (hit && (!hit.dirty || Date.now() - hit.at < minAgeMs)) return hit.value as T;
+    const value = compute();
+    this.#cache.set(key, { at: Date.now(), value, dirty: false });
+    return value;
+  }
+
+  /** Close the connection. */
+  close(): void {
+    this.#db.close();
+  }
+}

@@ -1,0 +1,76 @@
+/**
+ * Where the status server listens and which token it asks for, checked
+ * before the daemon starts: a non-loopback address without a token is
+ * refused.
+ *
+ * @module
+ */
+import { ConfigError } from "../errors.ts";
+
+/** A resolved `status_listen`. */
+export interface ListenSettings {
+  hostname: string;
+  port: number;
+  /** Whether only this machine can reach the address. */
+  loopback: boolean;
+  /** The token every request must carry, or `null` (loopback only). */
+  token: string | null;
+}
+
+/** Whether `hostname` is a loopback address or `localhost`. */
+export function isLoopback(hostname: string): boolean {
+  return hostname === "localhost" || hostname === "::1" || /^127\.\d+\.\d+\.\d+$/.test(hostname);
+}
+
+/**
+ * Resolve `status_listen` and `status_token_file`.
+ *
+ * @returns `null` when the status server is off (`""`)
+ * @throws {ConfigError} when the port is out of range, the token file cannot
+ *   be read or is empty, or a non-loopback address has no token
+ */
+export async function listenSettings(
+  config: { file: string; status_listen: string; status_token_file: string | null },
+): Promise<ListenSettings | null> {
+  if (config.status_listen === "") return null;
+  const at = config.status_listen.lastIndexOf(":");
+  const hostname = config.status_listen.slice(0, at).replace(/^\[(.*)\]$/, "$1");
+  const port = Number(config.status_listen.slice(at + 1));
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new ConfigError(
+      `status_listen: port ${port} is out of range; give a port from 1 to 65535, e.g. "127.0.0.1:8765"`,
+      { file: config.file },
+    );
+  }
+  const loopback = isLoopback(hostname);
+  let token: string | null = null;
+  if (config.status_token_file !== null) {
+    try {
+      token = (await Deno.readTextFile(config.status_token_file)).trim();
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      throw new ConfigError(
+        `status_token_file: cannot read ${config.status_token_file}: ${reason}`,
+        { file: config.file, cause: error },
+      );
+    }
+    if (token.length < 16) {
+      throw new ConfigError(
+        `status_token_file: ${config.status_token_file} holds ${
+          token.length ? "a token shorter than 16 characters" : "no token"
+        }; ` +
+          "write a long random token into it, e.g. `openssl rand -hex 32 > FILE`",
+        { file: config.file },
+      );
+    }
+  }
+  if (!loopback && token === null) {
+    throw new ConfigError(
+      `status_listen: ${config.status_listen} can be reached from other machines, so the status page ` +
+        "needs a token: set status_token_file to a file holding one (e.g. `openssl rand -hex 32 > FILE`), " +
+        'or listen on a loopback address such as "127.0.0.1:8765"',
+      { file: config.file },
+    );
+  }
+  return { hostname, port, loopback, token };
+}

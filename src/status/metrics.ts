@@ -1,0 +1,164 @@
+/**
+ * Prometheus metrics in the text exposition format (version 0.0.4), written
+ * by hand: a few counters, gauges and one histogram, labelled by job and
+ * transfer method. Counters count from the daemon's start, as Prometheus
+ * expects (it handles restarts).
+ *
+ * @module
+ */
+import type { JobSnapshot } from "../pipeline/job_status.ts";
+import type { TransferEvent } from "./events.ts";
+
+/** Upper bounds (seconds) of the transfer duration histogram. */
+export const DURATION_BUCKETS_SECONDS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
+
+interface JobCounters {
+  files: number;
+  bytes: number;
+  failures: Map<string, number>;
+  /** Cumulative counts per bucket, then +Inf. */
+  buckets: number[];
+  durationSum: number;
+  durationCount: number;
+  lastSuccessAt: number | null;
+}
+
+/** Counts what the pipeline reports and renders `/metrics`. */
+export class Metrics {
+  #jobs = new Map<string, JobCounters>();
+
+  /** Count one pipeline event. */
+  record(event: TransferEvent): void {
+    if (event.type !== "sent" && event.type !== "failed") return;
+    const c = this.#counters(event.job, event.method);
+    if (event.type === "failed") {
+      c.failures.set(event.errorClass, (c.failures.get(event.errorClass) ?? 0) + 1);
+      return;
+    }
+    c.files++;
+    c.bytes += event.bytes;
+    c.lastSuccessAt = event.at;
+    const seconds = event.durationMs / 1000;
+    DURATION_BUCKETS_SECONDS.forEach((bound, i) => {
+      if (seconds <= bound) c.buckets[i]++;
+    });
+    c.buckets[DURATION_BUCKETS_SECONDS.length]++;
+    c.durationSum += seconds;
+    c.durationCount++;
+  }
+
+  /**
+   * The exposition text.
+   *
+   * @param jobs the running jobs (queue depth, state)
+   * @param build version facts for `image_transfer_build_info`
+   * @param startedAt when the daemon started (ms since epoch)
+   */
+  render(
+    jobs: JobSnapshot[],
+    build: { version: string; commit: string; deno: string },
+    startedAt: number,
+  ): string {
+    for (const job of jobs) this.#counters(job.job, job.method);
+    const out: string[] = [];
+    const family = (name: string, type: string, help: string) =>
+      out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+    const entries = [...this.#jobs.entries()].map(([key, c]) => {
+      const [job, method] = key.split("\0");
+      return { labels: { job, method }, c };
+    });
+
+    family("image_transfer_build_info", "gauge", "Version of the running daemon (always 1).");
+    out.push(sample("image_transfer_build_info", build, 1));
+    family("image_transfer_start_time_seconds", "gauge", "When the daemon started (Unix time).");
+    out.push(sample("image_transfer_start_time_seconds", {}, startedAt / 1000));
+
+    family("image_transfer_files_transferred_total", "counter", "Files that arrived verified.");
+    for (const { labels, c } of entries) {
+      out.push(sample("image_transfer_files_transferred_total", labels, c.files));
+    }
+    family("image_transfer_bytes_transferred_total", "counter", "Bytes of the files that arrived.");
+    for (const { labels, c } of entries) {
+      out.push(sample("image_transfer_bytes_transferred_total", labels, c.bytes));
+    }
+    family("image_transfer_failures_total", "counter", "Failed attempts by error class.");
+    for (const { labels, c } of entries) {
+      for (const [errorClass, n] of c.failures) {
+        out.push(
+          sample("image_transfer_failures_total", { ...labels, error_class: errorClass }, n),
+        );
+      }
+    }
+    family("image_transfer_queue_files", "gauge", "Files in motion by state.");
+    for (const job of jobs) {
+      const labels = { job: job.job, method: job.method };
+      for (const [state, n] of Object.entries(job.queue)) {
+        out.push(sample("image_transfer_queue_files", { ...labels, state }, n));
+      }
+    }
+    family("image_transfer_job_paused", "gauge", "1 while the job is paused (by hand or full).");
+    for (const job of jobs) {
+      const paused = job.state === "paused" || job.state === "full" ? 1 : 0;
+      out.push(sample("image_transfer_job_paused", { job: job.job, method: job.method }, paused));
+    }
+    family(
+      "image_transfer_last_success_timestamp_seconds",
+      "gauge",
+      "When a file last arrived (Unix time).",
+    );
+    for (const { labels, c } of entries) {
+      if (c.lastSuccessAt === null) continue;
+      out.push(
+        sample("image_transfer_last_success_timestamp_seconds", labels, c.lastSuccessAt / 1000),
+      );
+    }
+    const free = "image_transfer_destination_free_bytes";
+    family(
+      free,
+      "gauge",
+      "Free space at the destination (local, scp, rsync; asked once a minute).",
+    );
+    for (const job of jobs) {
+      if (job.freeSpace === null) continue;
+      out.push(sample(free, { job: job.job, method: job.method }, job.freeSpace.bytes));
+    }
+    const hist = "image_transfer_transfer_duration_seconds";
+    family(hist, "histogram", "Time from the start of a file's batch until it arrived.");
+    for (const { labels, c } of entries) {
+      DURATION_BUCKETS_SECONDS.forEach((bound, i) => {
+        out.push(sample(`${hist}_bucket`, { ...labels, le: String(bound) }, c.buckets[i]));
+      });
+      const inf = c.buckets[DURATION_BUCKETS_SECONDS.length];
+      out.push(sample(`${hist}_bucket`, { ...labels, le: "+Inf" }, inf));
+      out.push(sample(`${hist}_sum`, labels, c.durationSum));
+      out.push(sample(`${hist}_count`, labels, c.durationCount));
+    }
+    return out.join("\n") + "\n";
+  }
+
+  #counters(job: string, method: string): JobCounters {
+    const key = `${job}\0${method}`;
+    let c = this.#jobs.get(key);
+    if (!c) {
+      c = {
+        files: 0,
+        bytes: 0,
+        failures: new Map(),
+        buckets: new Array(DURATION_BUCKETS_SECONDS.length + 1).fill(0),
+        durationSum: 0,
+        durationCount: 0,
+        lastSuccessAt: null,
+      };
+      this.#jobs.set(key, c);
+    }
+    return c;
+  }
+}
+
+/** One sample line; label values escaped as the format asks (`\`, `"`, newline). */
+function sample(name: string, labels: Record<string, string>, value: number): string {
+  const pairs = Object.entries(labels).map(([k, v]) =>
+    `${k}="${v.replaceAll("\\", "\\\\").replaceAll('"', '\\"').replaceAll("\n", "\\n")}"`
+  );
+  return `${name}${pairs.length ? `{${pairs.join(",")}}` : ""} ${value}`;
+}

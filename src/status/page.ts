@@ -1,0 +1,174 @@
+/**
+ * The status page: one self-contained HTML document (no CDN, works offline),
+ * updated by Server-Sent Events from `/api/events`. Every value from the
+ * daemon is put on the page as text (`textContent`), never as HTML, so a
+ * file named `<img src=x onerror=…>.fits` shows as that name.
+ *
+ * @module
+ */
+
+const STYLE = `
+:root{color-scheme:light dark;--ok:#1a7f37;--warn:#9a6700;--bad:#cf222e;--mute:#6e7781}
+body{font:15px/1.4 system-ui,sans-serif;margin:0 auto;max-width:1100px;padding:12px}
+h1{font-size:1.3em;margin:0 0 4px}h2{font-size:1.05em;margin:18px 0 6px}
+.meta{color:var(--mute);font-size:.9em}.meta span{margin-right:14px;white-space:nowrap}
+.jobs{display:grid;gap:10px;grid-template-columns:repeat(auto-fit,minmax(300px,1fr))}
+.job{border:1px solid #8884;border-radius:8px;padding:10px}
+.state{font-weight:600;padding:1px 8px;border-radius:10px;color:#fff}
+.s-watching{background:var(--ok)}.s-paused{background:var(--mute)}
+.s-unreachable,.s-full{background:var(--bad)}
+.q{display:flex;gap:12px;flex-wrap:wrap;margin:6px 0}.q b{font-size:1.2em}
+table{border-collapse:collapse;width:100%;font-size:.92em}
+td,th{text-align:left;padding:3px 6px;border-bottom:1px solid #8883;vertical-align:top}
+td.n{text-align:right;white-space:nowrap}.name{word-break:break-all;min-width:9em}
+.err{color:var(--bad)}button{font:inherit;padding:2px 10px;margin-right:6px;cursor:pointer}
+#conn.off{color:var(--bad)}.empty{color:var(--mute)}
+svg{width:100%;height:100px;border-bottom:1px solid #8886;background:#8881}
+.bar{fill:var(--ok);opacity:.75}.rate{stroke:#0969da;stroke-width:2}
+.key-files{color:var(--ok)}.key-rate{color:#0969da}
+.axis{display:flex;justify-content:space-between;color:var(--mute);font-size:.8em}
+`;
+
+const SCRIPT = `
+"use strict";
+const $ = (id) => document.getElementById(id);
+function el(tag, attrs, ...kids) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "onclick") e.onclick = v; else e.setAttribute(k, v);
+  }
+  for (const k of kids) e.append(k instanceof Node ? k : document.createTextNode(String(k)));
+  return e;
+}
+function bytes(n) {
+  const u = ["B", "kB", "MB", "GB", "TB"]; let i = 0;
+  while (n >= 1000 && i < u.length - 1) { n /= 1000; i++; }
+  return (i ? n.toFixed(1) : n) + " " + u[i];
+}
+function ago(ms, now) {
+  if (!ms) return "never";
+  const s = Math.max(0, Math.round((now - ms) / 1000));
+  if (s < 60) return s + " s ago";
+  if (s < 3600) return Math.round(s / 60) + " min ago";
+  if (s < 86400) return (s / 3600).toFixed(1) + " h ago";
+  return (s / 86400).toFixed(1) + " d ago";
+}
+function dur(s) {
+  return s < 3600 ? Math.floor(s / 60) + " min" : s < 86400 ? (s / 3600).toFixed(1) + " h"
+    : (s / 86400).toFixed(1) + " d";
+}
+const time = (ms) => ms ? new Date(ms).toLocaleString() : "-";
+async function act(job, action, body) {
+  const r = await fetch("/api/jobs/" + encodeURIComponent(job) + "/" + action, {
+    method: "POST", headers: { "content-type": "application/json" },
+    body: body ? JSON.stringify(body) : undefined });
+  if (!r.ok) alert(action + " failed: " + (await r.text()));
+}
+function rows(tbody, list, make, empty) {
+  tbody.replaceChildren(...(list.length ? list.map(make)
+    : [el("tr", {}, el("td", { class: "empty", colspan: "9" }, empty))]));
+}
+function render(s) {
+  const now = s.now;
+  $("version").textContent = "version " + s.version;
+  $("uptime").textContent = "up " + dur(s.uptimeSeconds);
+  $("last").textContent = "last success " + ago(s.lastSuccessAt, now);
+  $("jobs").replaceChildren(...s.jobs.map((j) => {
+    const q = j.queue;
+    const paused = j.state === "paused";
+    return el("div", { class: "job", "data-job": j.job },
+      el("div", {}, el("b", {}, j.job), " ",
+        el("span", { class: "state s-" + j.state }, j.state.replace("unreachable", "destination unreachable").replace("full", "destination full")),
+        " ", el("span", { class: "meta" }, "since " + ago(j.since, now))),
+      el("div", { class: "meta" }, j.method + " → " + j.target,
+        j.freeSpace ? el("span", { class: "free", title: "measured " + time(j.freeSpace.at) },
+          " · " + bytes(j.freeSpace.bytes) + " free") : ""),
+      j.reason ? el("div", { class: "err reason" }, j.reason) : "",
+      el("div", { class: "q" },
+        el("span", {}, el("b", {}, q.observing + q.planning + q.queued), " pending"),
+        el("span", {}, el("b", {}, q.sending), " sending"),
+        el("span", {}, el("b", {}, q.waiting), " waiting to retry"),
+        el("span", {}, el("b", {}, failedOf(s, j.job)), " failed"),
+        el("span", {}, el("b", {}, j.sent), " sent this run")),
+      el("div", {},
+        el("button", { class: paused ? "resume" : "pause",
+          onclick: () => act(j.job, paused ? "resume" : "pause") }, paused ? "Resume" : "Pause"),
+        el("button", { class: "retry-all", onclick: () => act(j.job, "retry") }, "Retry failed")),
+      j.inFlight.length ? el("div", { class: "meta" }, "Now: ", ...j.inFlight.slice(0, 5).map(
+        (f) => el("div", { class: "name" }, f.relPath + " (" + bytes(f.bytes) + ", " +
+          Math.round((now - f.startedAt) / 1000) + " s)"))) : "");
+  }));
+  rows($("nights"), s.nights, (n) => el("tr", {}, el("td", {}, n.night), el("td", {}, n.job),
+    el("td", { class: "n" }, n.done + " / " + n.files), el("td", { class: "n" }, bytes(n.bytes)),
+    el("td", { class: "n" + (n.failures ? " err" : "") }, n.failures)), "No night folders yet");
+  rows($("problems"), s.problems, (p) => el("tr", { class: "problem" },
+    el("td", { class: "name" }, p.relPath), el("td", {}, p.job),
+    el("td", { class: "err" }, p.lastError || ""),
+    el("td", {}, p.state === "failed" ? "failed: at the next rescan, or retry" :
+      p.nextAttemptAt ? "retry " + time(p.nextAttemptAt) : "waiting"),
+    el("td", {}, p.state === "failed" ? el("button", { class: "retry",
+      onclick: () => act(p.job, "retry", { file: p.relPath }) }, "Retry") : "")), "No failures");
+  rows($("recent"), s.recent, (r) => el("tr", { class: "sent" },
+    el("td", { class: "name" }, r.relPath), el("td", { class: "n" }, bytes(r.size)),
+    el("td", { class: "name" }, r.destination), el("td", {}, ago(r.transferredAt, now))),
+    "Nothing sent yet");
+  chart(s.perMinute || [], now);
+}
+function failedOf(s, job) {
+  return (s.counts.find((c) => c.job === job && c.state === "failed") || { count: 0 }).count;
+}
+function chart(points, now) {
+  // One slot per minute of the last 6 hours: files as bars, throughput as a line.
+  const svg = $("chart"), W = 600, H = 100, N = 360, w = W / N, ns = "http://www.w3.org/2000/svg";
+  const files = new Array(N).fill(0), rate = new Array(N).fill(0);
+  for (const p of points) {
+    const i = N - 1 - Math.floor((now - p.minute) / 60e3);
+    if (i >= 0 && i < N) { files[i] += p.files; rate[i] += p.bytes / 60; }
+  }
+  const maxFiles = Math.max(1, ...files), maxRate = Math.max(1, ...rate);
+  const shape = (tag, attrs) => {
+    const e = document.createElementNS(ns, tag);
+    for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
+    return e;
+  };
+  const bars = [];
+  files.forEach((n, i) => { if (n) bars.push(shape("rect", { x: (i * w).toFixed(1),
+    y: (H - (n / maxFiles) * H).toFixed(1), width: Math.max(w, 2).toFixed(2),
+    height: ((n / maxFiles) * H).toFixed(1), class: "bar" })); });
+  const y = (r) => (H - (r / maxRate) * (H - 2) - 1).toFixed(1);
+  const line = shape("polyline", { class: "rate", fill: "none", "vector-effect": "non-scaling-stroke",
+    points: rate.map((r, i) => ((i + 0.5) * w).toFixed(1) + "," + y(r)).join(" ") });
+  svg.replaceChildren(...bars, line);
+  $("chartmax").textContent = "max " + maxFiles + " files/min, " + bytes(maxRate) + "/s";
+}
+function connect() {
+  const es = new EventSource("/api/events");
+  es.addEventListener("status", (e) => { $("conn").className = ""; $("conn").textContent = "live";
+    render(JSON.parse(e.data)); });
+  es.onerror = () => { $("conn").className = "off"; $("conn").textContent = "reconnecting…"; };
+}
+connect();
+`;
+
+/** The whole page. */
+export const STATUS_PAGE = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width,initial-scale=1">
+<title>image-transfer status</title><style>${STYLE}</style></head>
+<body>
+<h1>image-transfer</h1>
+<div class="meta"><span id="conn">connecting…</span><span id="last"></span><span id="uptime"></span><span id="version"></span></div>
+<h2>Jobs</h2><div class="jobs" id="jobs"></div>
+<h2>Throughput and files per minute, last 6 hours <span class="meta" id="chartmax"></span></h2>
+<div class="meta"><span class="key-files">■ files per minute</span><span class="key-rate">━ throughput (bytes/s)</span></div>
+<svg id="chart" viewBox="0 0 600 100" preserveAspectRatio="none" role="img" aria-label="throughput and files per minute"></svg>
+<div class="axis"><span>6 h ago</span><span>3 h ago</span><span>now</span></div>
+<h2>Failures</h2>
+<table><thead><tr><th>File</th><th>Job</th><th>Reason</th><th>Next</th><th></th></tr></thead><tbody id="problems"></tbody></table>
+<h2>Recent transfers</h2>
+<table><thead><tr><th>File</th><th>Size</th><th>Destination</th><th>When</th></tr></thead><tbody id="recent"></tbody></table>
+<h2>Nights</h2>
+<table><thead><tr><th>Night</th><th>Job</th><th>Files</th><th>Bytes</th><th>Failures</th></tr></thead><tbody id="nights"></tbody></table>
+<script>${SCRIPT}</script>
+</body></html>
+`;

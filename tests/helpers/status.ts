@@ -1,0 +1,84 @@
+/**
+ * A daemon with its status page on a free loopback port, for status tests.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { type RunningCli, startCli } from "./cli.ts";
+import { writeConfig } from "./files.ts";
+
+/** A free TCP port on 127.0.0.1 (closed again, so a daemon can take it). */
+export function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+/** A running daemon with a status page. */
+export interface StatusDaemon {
+  root: string;
+  config: string;
+  watch: string;
+  dest: string;
+  state: string;
+  base: string;
+  daemon: RunningCli;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** Start a `local` daemon whose status page listens on a free loopback port. */
+export async function startStatusDaemon(
+  fields: Record<string, unknown> = {},
+): Promise<StatusDaemon> {
+  const root = await Deno.makeTempDir({ prefix: "itx-status-" });
+  const watch = join(root, "watch");
+  const dest = join(root, "dest");
+  const state = join(root, "state");
+  await Deno.mkdir(watch);
+  await Deno.mkdir(join(root, "home"));
+  const port = freePort();
+  const config = join(root, "config.yaml");
+  await writeConfig(config, {
+    watch_path: watch,
+    remote_base_path: dest,
+    transfer_method: "local",
+    stability_window_seconds: 0.3,
+    night_timezone: "UTC",
+    state_dir: state,
+    log_file: "",
+    status_listen: `127.0.0.1:${port}`,
+    ...fields,
+  });
+  const daemon = startCli(["run", "-c", config], { env: { HOME: join(root, "home") } });
+  await daemon.waitForOutput("Watching");
+  return {
+    root,
+    config,
+    watch,
+    dest,
+    state,
+    base: `http://127.0.0.1:${port}`,
+    daemon,
+    async [Symbol.asyncDispose]() {
+      await daemon.stop();
+      await Deno.remove(root, { recursive: true });
+    },
+  };
+}
+
+/** GET `path` as JSON. */
+export async function getJson<T = Record<string, unknown>>(base: string, path: string): Promise<T> {
+  const response = await fetch(base + path);
+  if (!response.ok) throw new Error(`${path}: ${response.status} ${await response.text()}`);
+  return await response.json() as T;
+}
+
+/** POST to `path` as the page does (same origin). */
+export async function post(base: string, path: string, body?: unknown): Promise<Response> {
+  return await fetch(base + path, {
+    method: "POST",
+    headers: { origin: base, "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+}

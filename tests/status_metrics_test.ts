@@ -1,0 +1,104 @@
+/**
+ * The hand-written Prometheus exposition: cumulative histogram buckets,
+ * failures by class, escaped label values, and `promtool check metrics`.
+ */
+import assert from "node:assert/strict";
+import type { JobSnapshot } from "../src/pipeline/job_status.ts";
+import { Metrics } from "../src/status/metrics.ts";
+
+function snapshot(job: string, freeBytes: number | null = null): JobSnapshot {
+  return {
+    job,
+    method: "rsync",
+    target: "u@h:/data",
+    state: "paused",
+    since: 0,
+    reason: null,
+    queue: { planning: 0, queued: 3, waiting: 1, sending: 2, observing: 4 },
+    inFlight: [],
+    sent: 0,
+    failed: 0,
+    lastSuccessAt: null,
+    freeSpace: freeBytes === null ? null : { bytes: freeBytes, at: 0 },
+  };
+}
+
+async function promtool(text: string): Promise<{ code: number; output: string }> {
+  const child = new Deno.Command("promtool", {
+    args: ["check", "metrics"],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(text));
+  await writer.close();
+  const out = await child.output();
+  const d = new TextDecoder();
+  return { code: out.code, output: d.decode(out.stdout) + d.decode(out.stderr) };
+}
+
+Deno.test("metrics: counters, cumulative duration buckets, failures by class, queue by state", async () => {
+  const metrics = new Metrics();
+  const sent = (durationMs: number, bytes: number) =>
+    metrics.record({
+      type: "sent",
+      job: "cam1",
+      method: "rsync",
+      relPath: "a.fits",
+      destination: "20240315/a.fits",
+      bytes,
+      durationMs,
+      at: 1_700_000_000_000,
+    });
+  sent(30, 100);
+  sent(700, 200);
+  sent(400_000, 300);
+  for (const errorClass of ["retry", "retry", "fatal"]) {
+    metrics.record({
+      type: "failed",
+      job: "cam1",
+      method: "rsync",
+      relPath: "b.fits",
+      errorClass,
+      reason: "no route",
+      final: false,
+      at: 0,
+    });
+  }
+  const text = metrics.render([snapshot("cam1", 5_000_000_000), snapshot("cam2")], {
+    version: "0.1.0",
+    commit: 'a"b\\c\nd',
+    deno: "2.9.6",
+  }, 1_700_000_000_000);
+  const l = '{job="cam1",method="rsync"';
+  assert.ok(text.includes(`image_transfer_files_transferred_total${l}} 3\n`));
+  assert.ok(text.includes(`image_transfer_bytes_transferred_total${l}} 600\n`));
+  assert.ok(text.includes(`image_transfer_failures_total${l},error_class="retry"} 2\n`));
+  assert.ok(text.includes(`image_transfer_failures_total${l},error_class="fatal"} 1\n`));
+  const bucket = (le: string) =>
+    Number(
+      new RegExp(`_bucket\\{job="cam1",method="rsync",le="${le.replace("+", "\\+")}"\\} (\\d+)`)
+        .exec(text)![1],
+    );
+  assert.deepEqual(["0.05", "0.5", "1", "300", "+Inf"].map(bucket), [1, 1, 2, 2, 3]);
+  assert.ok(text.includes(`image_transfer_transfer_duration_seconds_sum${l}} 400.73\n`));
+  assert.ok(text.includes(`image_transfer_queue_files${l},state="sending"} 2\n`));
+  assert.ok(text.includes(`image_transfer_job_paused${l}} 1\n`));
+  // Free space only where known.
+  assert.ok(text.includes(`image_transfer_destination_free_bytes${l}} 5000000000\n`));
+  assert.doesNotMatch(text, /image_transfer_destination_free_bytes\{job="cam2"/);
+  assert.ok(text.includes('commit="a\\"b\\\\c\\nd"'), "label values escaped");
+  const checked = await promtool(text);
+  assert.equal(checked.code, 0, checked.output);
+  // A broken exposition is refused: the check can fail.
+  assert.notEqual(
+    (await promtool(
+      text.replace(
+        "# TYPE image_transfer_job_paused gauge",
+        "# TYPE image_transfer_job_paused nonsense",
+      ),
+    )).code,
+    0,
+  );
+});
