@@ -237,10 +237,10 @@ export class JobRunner {
       queue: this.#queue,
       signal: this.#abort.signal,
       observe: (path) => this.#checker.touch(path),
-      onSent: (rel, version, destination) => {
+      onSent: (rel, version, destination, sha256) => {
         this.#done.set(rel, version);
         this.#stats.sent++;
-        this.#extras.arrived(rel, version, destination);
+        this.#extras.arrived(rel, version, destination, sha256);
         this.#status.sent(rel, destination, version.size);
       },
       onGaveUp: (record, error, attempts) => {

@@ -26,6 +26,8 @@ export interface Delivery {
   error: TransferError | null;
   /** The source as last checked (mode and times the copy carries over). */
   source: SourceInfo | null;
+  /** SHA-256 (hex) the copy was verified against, when the method hashed it. */
+  sha256: string | null;
 }
 
 /** What a method does for {@linkcode deliver}, in the order called. */
@@ -104,7 +106,9 @@ export async function deliver<D extends Delivery>(
   } finally {
     await steps.end(deliveries, finished);
   }
-  return deliveries.map((delivery) => ({ item: delivery.item, error: delivery.error }));
+  return deliveries.map(({ item, error, sha256 }) =>
+    error === null && sha256 !== null ? { item, error, sha256 } : { item, error }
+  );
 }
 
 /** Plan every item; an unplaceable destination or a second file for one final path fails. */
@@ -118,6 +122,7 @@ function planAll<D extends Delivery>(items: TransferItem[], steps: DeliverySteps
       tempPath: "",
       error: null,
       source: null,
+      sha256: null,
     };
     try {
       Object.assign(delivery, steps.place(item));

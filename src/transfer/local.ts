@@ -178,6 +178,7 @@ export class LocalTransport implements Transport {
     delivery.target = closeTarget(delivery.target!);
     await Deno.rename(tempPath, finalPath);
     await syncFolder(dirname(finalPath));
+    delivery.sha256 = delivery.written!.sha256;
   }
 
   /** Close the temporary file, removing it if it is still there and still ours. */

@@ -204,6 +204,7 @@ async function entryFor(ctx: FinishContext, delivery: SshDelivery): Promise<Fini
     }
   }
   if (delivery.error) return null;
+  delivery.sha256 = sha256;
   return {
     index: delivery.index,
     tempPath: delivery.tempPath,

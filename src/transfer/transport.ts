@@ -33,6 +33,8 @@ export interface TransferOutcome {
   item: TransferItem;
   /** `null` when the file arrived under its final name and passed verification. */
   error: TransferError | null;
+  /** SHA-256 (hex) of the delivered bytes, where the method computed it (checksum verification). */
+  sha256?: string;
 }
 
 /** One check of a destination, as `doctor` prints it. */
