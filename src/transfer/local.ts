@@ -225,6 +225,7 @@ export class LocalTransport implements Transport {
       tempPath: join(dirname(finalPath), tempNameFor(basename(finalPath), this.#owner)),
       error: null,
       source: null,
+      sha256: null,
       target: null,
       written: null,
       keep: true,
