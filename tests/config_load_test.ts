@@ -466,3 +466,18 @@ Deno.test("README.md's config reference matches the schema (run `deno task docs`
   assert.ok(region !== undefined, "README.md lacks the config-reference markers");
   assert.equal(region, renderConfigReference());
 });
+
+Deno.test("resume_partial_hours and growing_patterns: defaults, a single pattern, clear errors", () => {
+  const job = parseConfig(MINIMAL, "/x/c.yaml").jobs[0];
+  assert.equal(job.resume_partial_hours, 24);
+  assert.deepEqual(job.growing_patterns, []);
+  const one = parseConfig(MINIMAL + "growing_patterns: '*.log'\n", "/x/c.yaml").jobs[0];
+  assert.deepEqual(one.growing_patterns, ["*.log"]);
+  const negative = configError(MINIMAL + "resume_partial_hours: -1\n");
+  assert.match(negative.message, /^\/etc\/it\/config\.yaml:4: resume_partial_hours: expected /);
+  const off = configError(MINIMAL + "resume_partial_hours: 0\ngrowing_patterns: ['*.log']\n");
+  assert.match(
+    off.message,
+    /^\/etc\/it\/config\.yaml:5: growing_patterns: needs resume_partial_hours above 0/,
+  );
+});

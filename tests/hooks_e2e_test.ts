@@ -5,6 +5,7 @@
  * not hold up transfers, `on_failure`, and a hook the permissions forbid.
  */
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { runCli, startCli } from "./helpers/cli.ts";
 import { randomBytes, waitFor, writeConfig } from "./helpers/files.ts";
@@ -99,6 +100,11 @@ Deno.test("on_transfer: a real hook receives the facts of each verified arrival"
       assert.equal(call.IMAGE_TRANSFER_DESTINATION_PATH, `20240315/${name}`);
       assert.equal(call.IMAGE_TRANSFER_DESTINATION, join(p.dest, "20240315", name));
       assert.equal(call.IMAGE_TRANSFER_SIZE, String(bytes.get(name)!.length));
+      // verify_transfer: checksum (the default) hashed what was delivered.
+      assert.equal(
+        call.IMAGE_TRANSFER_SHA256,
+        createHash("sha256").update(bytes.get(name)!).digest("hex"),
+      );
       assert.equal(call.IMAGE_TRANSFER_MTIME, "2024-03-15T20:00:00.000Z");
       // The hook runs after the arrival: the file is there, complete.
       assert.deepEqual(await Deno.readFile(call.IMAGE_TRANSFER_DESTINATION), bytes.get(name));

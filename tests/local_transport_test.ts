@@ -231,9 +231,9 @@ Deno.test("LocalTransport: an already aborted signal throws before touching anyt
   });
 });
 
-Deno.test("LocalTransport: an abort during a copy throws and leaves no temporary file", async () => {
+Deno.test("LocalTransport: an abort during a copy throws and, without resuming, leaves no temporary file", async () => {
   await withDirs(async (src, dest) => {
-    const transport = new LocalTransport(testJob(dest));
+    const transport = new LocalTransport(testJob(dest, { resume_partial_hours: 0 }));
     // 64 chunks: the copy is still running when the temporary file appears.
     const item = await source(src, "slow.fits", randomBytes(64 * 1024 * 1024));
     const folder = join(dest, "20240315");

@@ -464,9 +464,10 @@ for (const method of ["scp", "rsync"] as const) {
       );
 
       await t.step(
-        "leftover upload folders of an interrupted run are swept; others' are kept",
+        "without resuming, leftover upload folders of an interrupted run are swept; others' are kept",
         async () => {
-          await withTransport(sshd, method, {}, async ({ src, dst, transport }) => {
+          const noResume = { resume_partial_hours: 0 };
+          await withTransport(sshd, method, noResume, async ({ src, dst, transport }) => {
             const item = await makeItem(src, "20240323/frame.fits", randomBytes(4096));
             const owner = uploadOwner([Deno.hostname(), "ssh-test", "/nonexistent-watch", dst]);
             const night = join(dst, "20240323");

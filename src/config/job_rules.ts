@@ -35,6 +35,17 @@ export function checkJobRules(job: JobValues, ctx: z.RefinementCtx): void {
         `"${job.after_transfer}" removes sources only once they arrived verified; set verify_transfer to "checksum" or "size"`,
     });
   }
+  if (
+    Array.isArray(job.growing_patterns) && job.growing_patterns.length > 0 &&
+    job.resume_partial_hours === 0
+  ) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["growing_patterns"],
+      message:
+        "needs resume_partial_hours above 0: the parts sent while a file grows are kept as its resumable copy; set resume_partial_hours (e.g. 24) or remove growing_patterns",
+    });
+  }
   if (job.transfer_method !== "local" && job.remote_host.trim() === "") {
     ctx.addIssue({
       code: "custom",

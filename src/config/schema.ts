@@ -54,6 +54,7 @@ export const SINGLE_STRING_LISTS: ReadonlySet<string> = new Set([
   "file_patterns",
   "exclude_patterns",
   "close_shortcut_patterns",
+  "growing_patterns",
 ]);
 
 /**
@@ -132,6 +133,10 @@ export const jobShape = {
     z.array(z.string().min(1)).default([]),
     "Glob patterns (as in `file_patterns`) of files that count as complete 0.2 s after their writer closes them (Linux), instead of after the full stability window. Only for writers that write a file in one go; never for empty files or FITS files whose structure is incomplete.",
   ),
+  growing_patterns: doc(
+    z.array(z.string().min(1)).default([]),
+    "Glob patterns (as in `file_patterns`) of files sent while they grow (a log, a spectrum written for hours): rsync and local send each appended part into the file's temporary copy, which is verified and renamed into place only once the file is complete (stable as any file). Other methods send such files once complete. Needs `resume_partial_hours` above 0.",
+  ),
   fits_incomplete_grace_seconds: doc(
     z.number().min(0).max(604800).default(600),
     "A FITS file whose structure says it is incomplete waits; once it has not changed for this long (or its mtime is that old) it is sent anyway, with a warning that it is truncated. Keep it longer than the longest pause of your writer.",
@@ -164,6 +169,10 @@ export const jobShape = {
   remote_sync: doc(
     z.boolean().default(true),
     "scp/rsync: flush the remote file system before and after each batch's renames (`sync -f`), so a file recorded as done survives a power cut on the server. On a busy server this can cost up to a quarter of a big file's speed (the data must reach the disk before it counts); turn off only for storage that protects written data itself.",
+  ),
+  resume_partial_hours: doc(
+    z.number().min(0).max(8760).default(24),
+    "rsync and local: an interrupted copy (a cut link, a killed daemon, a reboot) is kept at the destination this many hours, and the next attempt for the file continues it after checking that the part there matches the source; older ones are removed when their folder is next used. 0 turns resuming off (an interrupted copy is removed and sent again from its start).",
   ),
   retry_attempts: doc(
     z.int().min(0).max(1000).default(3),

@@ -25,8 +25,11 @@ export interface BatchSenderContext {
   signal: AbortSignal;
   /** Observe a source file again (the stability checker). */
   observe(path: string): void;
-  /** A file arrived verified at `destination` (relative to the base path). */
-  onSent(relPath: string, version: FileVersion, destination: string): void;
+  /**
+   * A file arrived verified at `destination` (relative to the base path);
+   * `sha256` when the transport hashed what it delivered.
+   */
+  onSent(relPath: string, version: FileVersion, destination: string, sha256?: string): void;
   /** A file failed for good (until the next rescan or start-up), after `attempts` attempts. */
   onGaveUp(record: WorkRecord, reason: string, attempts: number): void;
   /** An attempt failed (`final`: no more retries until a rescan or start-up). */
@@ -100,7 +103,7 @@ export class BatchSender {
       // One transaction for the whole batch's arrivals.
       ledger.transaction(() => {
         for (const [index, outcome] of outcomes.entries()) {
-          if (outcome.error === null) this.#succeeded(batch[index], items[index]);
+          if (outcome.error === null) this.#succeeded(batch[index], items[index], outcome.sha256);
           else failures.push([batch[index], outcome.error]);
         }
       });
@@ -154,10 +157,10 @@ export class BatchSender {
     });
   }
 
-  #succeeded(record: WorkRecord, item: TransferItem): void {
+  #succeeded(record: WorkRecord, item: TransferItem, sha256: string | undefined): void {
     const { job, ledger, transport, queue } = this.#context;
     ledger.markDone(job.name, record.relPath);
-    this.#context.onSent(record.relPath, { ...record.version }, record.destination);
+    this.#context.onSent(record.relPath, { ...record.version }, record.destination, sha256);
     this.#log.info("Successfully transferred {source} -> {destination}", {
       job: job.name,
       source: item.source,

@@ -61,9 +61,9 @@ export class JobExtras {
   }
 
   /** A file arrived verified at `destination`. */
-  arrived(relPath: string, version: FileVersion, destination: string): void {
+  arrived(relPath: string, version: FileVersion, destination: string, sha256?: string): void {
     const { job, transport } = this.#context;
-    this.#hooks.arrived(hookFacts(job, transport, relPath, version, destination));
+    this.#hooks.arrived({ ...hookFacts(job, transport, relPath, version, destination), sha256 });
     this.#cleaner.arrived(relPath, version);
   }
 

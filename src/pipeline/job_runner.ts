@@ -21,6 +21,7 @@ import { WatchSession } from "../watch/watch_session.ts";
 import { BatchSender } from "./batch_sender.ts";
 import { FreeSpaceGauge } from "./free_space_gauge.ts";
 import { FullDestinationPause } from "./full_pause.ts";
+import { GrowingSender } from "./growing_sender.ts";
 import { JobExtras } from "./job_extras.ts";
 import { SpaceGuard } from "./space_guard.ts";
 import { Intake } from "./intake.ts";
@@ -83,6 +84,8 @@ export class JobRunner {
   #queue: WorkQueue;
   #session: WatchSession;
   #intake: Intake;
+  /** Parts of files that are still growing (`growing_patterns`). */
+  #growing: GrowingSender;
   /** Paused while the destination is full. */
   #full: FullDestinationPause;
   /** `min_free_space` at the destination and the watch folder's disk. */
@@ -191,11 +194,24 @@ export class JobRunner {
       once: options.once,
       missingFolderRetryMs: options.missingFolderRetryMs ?? 10_000,
       rescanIntervalMs: job.rescan_interval_seconds * 1000,
-      onActivity: (path, rel, activity) => this.#intake.activity(path, rel, activity),
-      onFound: (files, quick) => this.#intake.found(files, quick),
+      onActivity: (path, rel, activity) => {
+        this.#intake.activity(path, rel, activity);
+        this.#growing.touched(path, rel);
+      },
+      onFound: (files, quick) => {
+        const found = this.#intake.found(files, quick);
+        for (const file of found) this.#growing.touched(file.path, file.relPath);
+        return found;
+      },
       beforeRescan: () => this.#beforeRescan(),
       // The first file should not wait for an SSH handshake (~0.3 s or more).
       onFolderReady: () => void this.#transport.warmUp?.(),
+    });
+    this.#growing = new GrowingSender({
+      job,
+      transport,
+      signal: this.#abort.signal,
+      growing: (path) => this.#checker.has(path),
     });
     this.#intake = new Intake({
       job,
@@ -237,10 +253,10 @@ export class JobRunner {
       queue: this.#queue,
       signal: this.#abort.signal,
       observe: (path) => this.#checker.touch(path),
-      onSent: (rel, version, destination) => {
+      onSent: (rel, version, destination, sha256) => {
         this.#done.set(rel, version);
         this.#stats.sent++;
-        this.#extras.arrived(rel, version, destination);
+        this.#extras.arrived(rel, version, destination, sha256);
         this.#status.sent(rel, destination, version.size);
       },
       onGaveUp: (record, error, attempts) => {
@@ -365,6 +381,7 @@ export class JobRunner {
     clearInterval(this.#sweepTimer);
     this.#abort.abort(new Error("stopping"));
     await Promise.allSettled([...this.#batches]);
+    await this.#growing.close();
     await this.#extras.close();
     await this.#transport.close();
     for (const resolve of this.#idleWaiters.splice(0)) resolve();

@@ -10,7 +10,7 @@
  */
 import { TransferError } from "../errors.ts";
 import { sourceUnreadable } from "./classify.ts";
-import { inspectSource, type SourceInfo } from "./source_open.ts";
+import { closeSource, inspectSource, openSource, type SourceInfo } from "./source_open.ts";
 import type { TransferItem, TransferOutcome } from "./transport.ts";
 
 /** One file of a batch on its way. Methods extend it with what their steps need. */
@@ -26,6 +26,8 @@ export interface Delivery {
   error: TransferError | null;
   /** The source as last checked (mode and times the copy carries over). */
   source: SourceInfo | null;
+  /** SHA-256 (hex) the copy was verified against, when the method hashed it. */
+  sha256: string | null;
 }
 
 /** What a method does for {@linkcode deliver}, in the order called. */
@@ -78,33 +80,63 @@ export function checkSource(delivery: Delivery): void {
 }
 
 /**
+ * Fail `delivery` unless its source can be opened as `source_open.ts` does
+ * and holds at least the bytes to send: a part of a file that is still
+ * growing (its size and mtime move on).
+ */
+export function checkPartSource(delivery: Delivery): void {
+  if (delivery.error) return;
+  try {
+    const source = openSource(delivery.item);
+    closeSource(source);
+    if (source.info.size < delivery.item.size) {
+      throw new TransferError(
+        `Cannot send a part of ${delivery.item.source}: it shrank (${source.info.size} bytes)`,
+        "retry",
+      );
+    }
+    delivery.source = source.info;
+  } catch (error) {
+    delivery.error = error instanceof TransferError
+      ? error
+      : sourceUnreadable(delivery.item.source, error);
+  }
+}
+
+/**
  * Deliver `items` with `steps`: one outcome per item, in order. Throws only
- * when `signal` is aborted (after `end`).
+ * when `signal` is aborted (after `end`). With `part`, each item is the first
+ * `size` bytes of a file that is still growing: its source is only checked to
+ * hold them (see {@linkcode checkPartSource}), and the steps keep the copies.
  */
 export async function deliver<D extends Delivery>(
   items: TransferItem[],
   steps: DeliverySteps<D>,
   signal: AbortSignal,
+  part = false,
 ): Promise<TransferOutcome[]> {
   signal.throwIfAborted();
   const deliveries = planAll(items, steps);
+  const check = part ? checkPartSource : checkSource;
   let finished = false;
   try {
-    for (const delivery of deliveries) checkSource(delivery);
+    for (const delivery of deliveries) check(delivery);
     if (live(deliveries).length > 0) {
       await steps.makeFolders(live(deliveries), signal);
       signal.throwIfAborted();
       await steps.put(live(deliveries), signal);
       signal.throwIfAborted();
       // The source must still be the file that was judged complete.
-      for (const delivery of deliveries) checkSource(delivery);
+      for (const delivery of deliveries) check(delivery);
     }
     await steps.finish(deliveries, signal);
     finished = true;
   } finally {
     await steps.end(deliveries, finished);
   }
-  return deliveries.map((delivery) => ({ item: delivery.item, error: delivery.error }));
+  return deliveries.map(({ item, error, sha256 }) =>
+    error === null && sha256 !== null ? { item, error, sha256 } : { item, error }
+  );
 }
 
 /** Plan every item; an unplaceable destination or a second file for one final path fails. */
@@ -118,6 +150,7 @@ function planAll<D extends Delivery>(items: TransferItem[], steps: DeliverySteps
       tempPath: "",
       error: null,
       source: null,
+      sha256: null,
     };
     try {
       Object.assign(delivery, steps.place(item));

@@ -102,8 +102,8 @@ export class FtpTransport implements Transport {
         // An abort while connecting: the connection is dropped below.
         signal.throwIfAborted();
         try {
-          await this.#upload(peer, item, signal);
-          outcomes.push({ item, error: null });
+          const sha256 = await this.#upload(peer, item, signal);
+          outcomes.push(sha256 === null ? { item, error: null } : { item, error: null, sha256 });
         } catch (error) {
           if (signal.aborted) throw signal.reason;
           outcomes.push({ item, error: withSource(item, this.#uploadError(peer, error)) });
@@ -216,7 +216,8 @@ export class FtpTransport implements Transport {
       : joinRemote(peer.connection.home, this.#job.remote_base_path);
   }
 
-  async #upload(peer: FtpPeer, item: TransferItem, signal: AbortSignal): Promise<void> {
+  /** Upload, verify and rename one file; its SHA-256 when it was hashed on the way (checksum). */
+  async #upload(peer: FtpPeer, item: TransferItem, signal: AbortSignal): Promise<string | null> {
     const { client, features } = peer.connection;
     const base = this.#base(peer);
     const finalPath = joinRemote(base, item.destination);
@@ -275,6 +276,7 @@ export class FtpTransport implements Transport {
       // The source must still be the file that was judged complete.
       inspectSource(item);
       await renameReplacing(peer.connection, tempPath, finalPath);
+      return this.#job.verify_transfer === "checksum" ? counter.digest() : null;
     } catch (error) {
       if (uploaded && !client.closed) await client.sendIgnoringError(`DELE ${tempPath}`);
       throw error;

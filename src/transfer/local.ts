@@ -10,6 +10,7 @@
  *
  * @module
  */
+import { createHash, type Hash } from "node:crypto";
 import {
   closeSync,
   constants,
@@ -37,10 +38,18 @@ import {
 import { localDestinationSizes } from "./destination_sizes.ts";
 import { type DiskSpace, localDiskSpace } from "./disk_space.ts";
 import { makeLocalFolders, probeLocalDestination, sweepLocalLeftovers } from "./local_folders.ts";
-import { closeSource, deliveredPermissions, openSource } from "./source_open.ts";
+import { discard, samePrefix, takeEarlierCopy } from "./local_resume.ts";
+import { closeSource, deliveredPermissions, type OpenSource, openSource } from "./source_open.ts";
+import { logger } from "../log/logging.ts";
 import { jobOwner, tempNameFor } from "./temp_name.ts";
 import { Throttle } from "./throttle.ts";
-import type { ProbeCheck, TransferItem, TransferOutcome, Transport } from "./transport.ts";
+import type {
+  PartSent,
+  ProbeCheck,
+  TransferItem,
+  TransferOutcome,
+  Transport,
+} from "./transport.ts";
 
 /** Flags of a new temporary file: created here or not at all, never through a link. */
 const CREATE_NEW = constants.O_RDWR | constants.O_CREAT | constants.O_EXCL |
@@ -48,10 +57,14 @@ const CREATE_NEW = constants.O_RDWR | constants.O_CREAT | constants.O_EXCL |
 
 /** One file of a local batch: the open temporary copy while it is on its way. */
 interface LocalDelivery extends Delivery {
+  /** The temporary file: a new name, or an earlier copy's that is continued. */
+  tempPath: string;
   /** The temporary file, open for reading and writing, or `null` (not created, or closed). */
   target: number | null;
   /** What the copy step wrote. */
   written: Written | null;
+  /** Keep the temporary file when it is not renamed (an interrupted copy, to be resumed). */
+  keep: boolean;
 }
 
 /** Copies into `remote_base_path` on this machine: temp name, verify, rename. */
@@ -63,8 +76,11 @@ export class LocalTransport implements Transport {
   #owner: string;
   /** Destination folders already swept of this daemon's leftovers, and their sweeps. */
   #swept = new Map<string, Promise<void>>();
-  /** Temporary files being written now (never swept). */
+  /** Temporary files being written now (never swept nor resumed by another copy). */
   #inUse = new Set<string>();
+  /** Parts of growing files being sent, by final path: a copy of the same file waits for them. */
+  #parts = new Map<string, Promise<unknown>>();
+  #log = logger("transfer");
 
   constructor(job: JobConfig) {
     this.#job = job;
@@ -87,6 +103,26 @@ export class LocalTransport implements Transport {
     return deliver(items, this.#steps(), signal);
   }
 
+  /** See {@linkcode Transport.sendPart}: a part of a growing file, appended to its kept copy. */
+  sendPart(item: TransferItem, signal: AbortSignal): Promise<PartSent> {
+    const finalPath = this.describeTarget(item.destination);
+    const before = this.#parts.get(finalPath);
+    const sending = (async () => {
+      await before;
+      try {
+        return await this.#putPart(item, finalPath, signal);
+      } catch (error) {
+        throw toTransferError(item, error);
+      }
+    })();
+    const settled = sending.catch(() => {});
+    this.#parts.set(finalPath, settled);
+    settled.then(() => {
+      if (this.#parts.get(finalPath) === settled) this.#parts.delete(finalPath);
+    });
+    return sending;
+  }
+
   probe(): Promise<ProbeCheck[]> {
     return probeLocalDestination(this.#job.remote_base_path);
   }
@@ -107,7 +143,7 @@ export class LocalTransport implements Transport {
         const tempName = tempNameFor(basename(finalPath), this.#owner);
         return { finalPath, tempPath: join(dirname(finalPath), tempName) };
       },
-      track: (delivery) => ({ ...delivery, target: null, written: null }),
+      track: (delivery) => ({ ...delivery, target: null, written: null, keep: false }),
       makeFolders: async (deliveries, signal) => {
         for (const delivery of deliveries) {
           try {
@@ -144,15 +180,27 @@ export class LocalTransport implements Transport {
     };
   }
 
-  /** Copy the source into a new temporary file, with its mode and times, flushed to disk. */
+  /**
+   * Copy the source into its temporary file, with its mode and times, flushed
+   * to disk: a new file, or an earlier copy of this file continued (see
+   * `local_resume.ts`). An interrupted copy is kept when copies may be resumed.
+   */
   async #put(delivery: LocalDelivery, signal: AbortSignal): Promise<void> {
+    // A part of this file being sent ends first: this copy continues it.
+    await this.#parts.get(delivery.finalPath);
     const source = openSource(delivery.item);
     try {
-      this.#inUse.add(delivery.tempPath);
-      const target = delivery.target = openSync(delivery.tempPath, CREATE_NEW, 0o600);
+      const start = await this.#start(delivery, source, signal);
+      const target = delivery.target!;
       const share = bandwidthShare(this.#job);
       const throttle = share === null ? null : new Throttle(share);
-      delivery.written = await copyData(source, target, signal, this.#wantsChecksum(), throttle);
+      try {
+        delivery.written = await copyData(source, target, signal, { ...start, throttle });
+      } catch (error) {
+        delivery.keep = this.#keepMs() > 0;
+        throw error;
+      }
+      this.#logResumed(delivery, start.from);
       // Windows keeps no permission bits beyond read-only.
       if (Deno.build.os !== "windows") {
         whereSupported(() => fchmodSync(target, deliveredPermissions(source.info)));
@@ -164,6 +212,95 @@ export class LocalTransport implements Transport {
     } finally {
       closeSource(source);
     }
+  }
+
+  /** Append the source's bytes up to `item.size` to its kept copy (a new one at first). */
+  async #putPart(item: TransferItem, finalPath: string, signal: AbortSignal): Promise<PartSent> {
+    await makeLocalFolders(this.#job.remote_base_path, item.destination);
+    await this.#sweep(dirname(finalPath));
+    const delivery: LocalDelivery = {
+      index: 0,
+      item,
+      finalPath,
+      tempPath: join(dirname(finalPath), tempNameFor(basename(finalPath), this.#owner)),
+      error: null,
+      source: null,
+      sha256: null,
+      target: null,
+      written: null,
+      keep: true,
+    };
+    const source = openSource(item);
+    try {
+      const start = await this.#start(delivery, source, signal);
+      const share = bandwidthShare(this.#job);
+      const throttle = share === null ? null : new Throttle(share);
+      const written = await copyData(source, delivery.target!, signal, {
+        from: start.from,
+        upTo: item.size,
+        throttle,
+      });
+      fsyncSync(delivery.target!);
+      return { bytes: written.bytes, appended: written.appended };
+    } finally {
+      closeSource(source);
+      this.#release(delivery);
+    }
+  }
+
+  /**
+   * Open the temporary file of `delivery`: an earlier copy of this file whose
+   * bytes are the source's first bytes (the copy continues from its end), or
+   * a new file. Returns where the copy starts and the hash of the source so far.
+   */
+  async #start(
+    delivery: LocalDelivery,
+    source: OpenSource,
+    signal: AbortSignal,
+  ): Promise<{ from: number; hash: Hash | null }> {
+    const hashIt = this.#wantsChecksum();
+    const keepMs = this.#keepMs();
+    const earlier = keepMs === 0 ? null : await takeEarlierCopy(
+      dirname(delivery.finalPath),
+      basename(delivery.finalPath),
+      this.#owner,
+      keepMs,
+      this.#inUse,
+    );
+    if (earlier !== null) {
+      const hash = hashIt ? createHash("sha256") : null;
+      this.#inUse.add(earlier.path);
+      const fits = earlier.size <= delivery.item.size &&
+        await samePrefix(source.fd, earlier.fd, earlier.size, hash, signal).catch((error) => {
+          this.#inUse.delete(earlier.path);
+          closeSync(earlier.fd);
+          throw error;
+        });
+      if (fits) {
+        delivery.tempPath = earlier.path;
+        delivery.target = earlier.fd;
+        return { from: earlier.size, hash };
+      }
+      this.#log.info(
+        "The earlier copy of {source} at the destination does not match the source; sending it whole",
+        { job: this.#job.name, source: delivery.item.source, bytes: earlier.size },
+      );
+      this.#inUse.delete(earlier.path);
+      discard(earlier);
+    }
+    this.#inUse.add(delivery.tempPath);
+    delivery.target = openSync(delivery.tempPath, CREATE_NEW, 0o600);
+    return { from: 0, hash: hashIt ? createHash("sha256") : null };
+  }
+
+  #logResumed(delivery: LocalDelivery, from: number): void {
+    if (from === 0) return;
+    this.#log.info("Resumed {source} at byte {from}: {appended} bytes appended", {
+      job: this.#job.name,
+      source: delivery.item.source,
+      from,
+      appended: delivery.written?.appended ?? 0,
+    });
   }
 
   /** Verify the copy through its open descriptor, then rename it into place. */
@@ -178,15 +315,24 @@ export class LocalTransport implements Transport {
     delivery.target = closeTarget(delivery.target!);
     await Deno.rename(tempPath, finalPath);
     await syncFolder(dirname(finalPath));
+    delivery.sha256 = delivery.written!.sha256;
   }
 
-  /** Close the temporary file, removing it if it is still there and still ours. */
+  /**
+   * Close the temporary file, removing it if it is still there and still ours
+   * (unless it is kept to be resumed).
+   */
   #release(delivery: LocalDelivery): void {
     if (delivery.target !== null) {
-      removeIfOurs(delivery.tempPath, delivery.target);
+      if (!delivery.keep) removeIfOurs(delivery.tempPath, delivery.target);
       delivery.target = closeTarget(delivery.target);
     }
     this.#inUse.delete(delivery.tempPath);
+  }
+
+  /** How long an interrupted copy is kept to be resumed (0: not). */
+  #keepMs(): number {
+    return this.#job.resume_partial_hours * 3_600_000;
   }
 
   #wantsChecksum(): boolean {
@@ -197,7 +343,7 @@ export class LocalTransport implements Transport {
   #sweep(folder: string): Promise<void> {
     let sweep = this.#swept.get(folder);
     if (sweep === undefined) {
-      sweep = sweepLocalLeftovers(folder, this.#owner, this.#inUse);
+      sweep = sweepLocalLeftovers(folder, this.#owner, this.#inUse, this.#keepMs());
       this.#swept.set(folder, sweep);
     }
     return sweep;

@@ -19,41 +19,59 @@ const CHUNK_BYTES = 1024 * 1024;
 
 /** What {@linkcode copyData} copied. */
 export interface Written {
+  /** Bytes the copy holds. */
   bytes: number;
+  /** Bytes written by this copy (less than `bytes` for a resumed copy). */
+  appended: number;
   /** SHA-256 of the bytes read from the source, when asked for. */
   sha256: string | null;
+}
+
+/** Options of {@linkcode copyData}. */
+export interface CopyOptions {
+  /** Hash what is copied (continuing `hash` when given, a state fed with the first `from` bytes). */
+  hashIt?: boolean;
+  hash?: Hash | null;
+  /** Paces the copy (a bandwidth limit). */
+  throttle?: Throttle | null;
+  /** Bytes `target` already holds (a resumed copy): both files are read and written from there. */
+  from?: number;
+  /** Copy no further than the source's first `upTo` bytes (a part of a growing file). */
+  upTo?: number;
 }
 
 /**
  * Copy the source into `target`, a chunk at a time with a turn of the event
  * loop between chunks (synchronous reads and writes: less CPU than awaiting
- * each one, and other work waits at most one chunk); paced by `throttle`
- * when given (a bandwidth limit).
+ * each one, and other work waits at most one chunk); paced by a throttle
+ * when given (a bandwidth limit). `bytes` counts the whole copy (the part it
+ * started from included), `appended` what this call wrote.
  */
 export async function copyData(
   source: OpenSource,
   target: number,
   signal: AbortSignal,
-  hashIt: boolean,
-  throttle: Throttle | null = null,
+  options: CopyOptions = {},
 ): Promise<Written> {
-  const hash: Hash | null = hashIt ? createHash("sha256") : null;
+  const hash: Hash | null = options.hash ?? (options.hashIt ? createHash("sha256") : null);
   const buffer = new Uint8Array(CHUNK_BYTES);
-  let bytes = 0;
-  while (true) {
+  const from = options.from ?? 0;
+  const upTo = options.upTo ?? Infinity;
+  let bytes = from;
+  while (bytes < upTo) {
     signal.throwIfAborted();
-    const n = readSync(source.fd, buffer, 0, buffer.length, null);
+    const n = readSync(source.fd, buffer, 0, Math.min(buffer.length, upTo - bytes), bytes);
     if (n === 0) break;
     const chunk = buffer.subarray(0, n);
     hash?.update(chunk);
     let offset = 0;
-    while (offset < n) offset += writeSync(target, chunk, offset, n - offset);
+    while (offset < n) offset += writeSync(target, chunk, offset, n - offset, bytes + offset);
     bytes += n;
-    if (throttle) await throttle.sent(n, signal);
+    if (options.throttle) await options.throttle.sent(n, signal);
     // Not setTimeout(0): nested timeouts are clamped to 4 ms.
     else await new Promise((resolve) => setImmediate(resolve));
   }
-  return { bytes, sha256: hash?.digest("hex") ?? null };
+  return { bytes, appended: bytes - from, sha256: hash?.digest("hex") ?? null };
 }
 
 /** SHA-256 of what an open file holds, read from its start through the descriptor. */

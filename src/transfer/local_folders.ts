@@ -42,20 +42,27 @@ export async function makeLocalFolders(base: string, destination: string): Promi
 }
 
 /**
- * Remove the temporary files `owner` left in `folder` (an interrupted run),
- * except those in `inUse`. Links are removed, never followed; errors are
- * ignored (a later sweep or the user will see to them).
+ * Remove the temporary files `owner` left in `folder` (an interrupted run)
+ * whose last write is older than `keepMs` (all of them when it is 0: such
+ * copies are not resumed), except those in `inUse`. Links are removed, never
+ * followed; errors are ignored (a later sweep or the user will see to them).
  */
 export async function sweepLocalLeftovers(
   folder: string,
   owner: string,
   inUse: ReadonlySet<string>,
+  keepMs = 0,
 ): Promise<void> {
   try {
     for await (const entry of Deno.readDir(folder)) {
       if (entry.isDirectory || !isOwnTempName(entry.name, owner)) continue;
       const path = join(folder, entry.name);
       if (inUse.has(path)) continue;
+      if (keepMs > 0) {
+        const info = await Deno.lstat(path).catch(() => null);
+        const writtenAt = info?.mtime?.getTime() ?? 0;
+        if (info?.isFile && Date.now() - writtenAt <= keepMs) continue;
+      }
       await Deno.remove(path).catch(() => {});
     }
   } catch {

@@ -2,8 +2,10 @@
  * Preparing a batch's folders before an SSH upload, with one call of
  * `remote/make_folders.sh`: each destination folder is created below the base
  * path without going through a symbolic link, this daemon's leftover upload
- * folders are swept out of it where asked, and the batch's own upload folder
- * is created inside it exclusively (mode 700).
+ * folders are swept out of it where asked (keeping the copies that may still
+ * be resumed), the batch's own upload folder is created inside it
+ * exclusively (mode 700), and, where copies are resumed, each file's earlier
+ * copy is moved into it (see `take_earlier_copy` in the script).
  *
  * @module
  */
@@ -23,6 +25,28 @@ export interface FolderSpec {
    * with the temporary suffix (leftover upload folders) first; `null` to leave them.
    */
   sweepPrefix: string | null;
+  /** With a sweep: keep the files in leftover upload folders written at most this long ago. */
+  keepSeconds?: number;
+}
+
+/** A file of the batch whose earlier copy, if this daemon left one, is continued. */
+export interface EarlierCopySpec {
+  /** The delivery's index, reported back with the copy's size. */
+  item: number;
+  /** Its destination folder. */
+  folder: string;
+  /** The batch's upload folder there (a name). */
+  uploadName: string;
+  /** The file's name. */
+  name: string;
+  /** The source's size: a longer copy is removed. */
+  size: number;
+  /** Names of upload folders other batches of this daemon are using there now. */
+  active: string[];
+  /** What this daemon's upload folder names start with. */
+  prefix: string;
+  /** Copies written longer ago than this are removed. */
+  keepSeconds: number;
 }
 
 /** What went wrong with one folder. */
@@ -35,18 +59,41 @@ export type FolderFailure =
  *
  * @throws {Error} when a folder is not inside `base`
  */
-export function makeFoldersLines(base: string, specs: FolderSpec[]): string[] {
-  return specs.map((spec, index) => {
-    const sweep = spec.sweepPrefix === null ? [] : [spec.sweepPrefix, TEMP_SUFFIX];
+export function makeFoldersLines(
+  base: string,
+  specs: FolderSpec[],
+  earlier: EarlierCopySpec[] = [],
+): string[] {
+  const lines = specs.map((spec, index) => {
+    const sweep = spec.sweepPrefix === null
+      ? []
+      : [spec.sweepPrefix, TEMP_SUFFIX, Math.floor(spec.keepSeconds ?? 0)];
     return `${call("make_folders", index, base, ...foldersBelow(base, spec.folder))} && ` +
       call("make_upload_folder", index, spec.folder, spec.uploadName, ...sweep);
   });
+  for (const copy of earlier) {
+    lines.push(call(
+      "take_earlier_copy",
+      copy.item,
+      copy.folder,
+      copy.uploadName,
+      copy.name,
+      copy.size,
+      copy.prefix,
+      TEMP_SUFFIX,
+      Math.floor(copy.keepSeconds),
+      ...copy.active,
+    ));
+  }
+  return lines;
 }
 
 /**
- * Prepare `specs` below `base` with one remote call.
+ * Prepare `specs` below `base` with one remote call, and move the `earlier`
+ * copies into the upload folders.
  *
- * @returns the failures, by index in `specs`
+ * @returns the failures, by index in `specs`; the bytes of each earlier copy
+ *   taken, by item
  * @throws {CommandError} when the call fails; `signal.reason` when aborted
  */
 export async function makeFolders(
@@ -54,15 +101,23 @@ export async function makeFolders(
   base: string,
   specs: FolderSpec[],
   options: { timeoutMs: number; signal: AbortSignal },
-): Promise<Map<number, FolderFailure>> {
-  const script = buildScript("make_folders", makeFoldersLines(base, specs));
+  earlier: EarlierCopySpec[] = [],
+): Promise<{ failures: Map<number, FolderFailure>; earlierCopies: Map<number, number> }> {
+  const script = buildScript("make_folders", makeFoldersLines(base, specs, earlier));
   const stdout = await session.runScript(script.text, options);
+  const results = parseResults(stdout, script.marker);
   const failures = new Map<number, FolderFailure>();
-  for (const [index, { word, detail }] of resultsByIndex(parseResults(stdout, script.marker))) {
+  const ofFolders = results.filter((result) => result.word !== "earlier-copy");
+  for (const [index, { word, detail }] of resultsByIndex(ofFolders)) {
     if (word === "folder-is-link") failures.set(index, { kind: "link" });
     if (word === "folder-failed") failures.set(index, { kind: "failed", message: detail });
   }
-  return failures;
+  const earlierCopies = new Map<number, number>();
+  const taken = resultsByIndex(results.filter((result) => result.word === "earlier-copy"));
+  for (const [item, { detail }] of taken) {
+    if (/^\d+$/.test(detail)) earlierCopies.set(item, Number(detail));
+  }
+  return { failures, earlierCopies };
 }
 
 /** The folders from just below `base` down to `folder`, top first. */

@@ -19,8 +19,10 @@ import { dirname, isAbsolute, posix, relative, sep } from "node:path";
 import type { CommandError } from "../errors.ts";
 import { bandwidthShare, rsyncBwlimit } from "../config/bandwidth.ts";
 import type { JobConfig } from "../config/types.ts";
+import { logger } from "../log/logging.ts";
 import { byUploadFolder, type SshDelivery } from "./ssh_delivery.ts";
 import { SshTransport } from "./ssh_transport.ts";
+import type { PartSent, TransferItem } from "./transport.ts";
 
 /** rsync exit codes for "some files were not transferred" (the others were). */
 const RSYNC_PARTIAL_CODES = new Set([23, 24]);
@@ -34,6 +36,18 @@ export class RsyncTransport extends SshTransport {
   readonly method = "rsync" as const;
   readonly maxBatchFiles = 500;
   override readonly uploadVerifiesCopies = true;
+  override readonly resumesCopies: boolean;
+  #log = logger("transfer");
+
+  constructor(job: JobConfig, runtimeDir: string) {
+    super(job, runtimeDir);
+    this.resumesCopies = job.resume_partial_hours > 0;
+  }
+
+  /** See `Transport.sendPart`: rsync `--append-verify` into the kept copy. */
+  sendPart(item: TransferItem, signal: AbortSignal): Promise<PartSent> {
+    return this.sendPartOf(item, signal);
+  }
 
   /**
    * One call per upload folder, and items whose links may be followed (see
@@ -69,6 +83,10 @@ export class RsyncTransport extends SshTransport {
       "--no-relative",
       "--files-from=-",
       "--from0",
+      // Continues an earlier copy moved into the upload folder (a new one is written whole),
+      // and checks the whole copy, the earlier part included, sending it again if it differs.
+      ...(this.resumesCopies ? ["--append-verify"] : []),
+      "--stats",
       ...(this.job.compression ? ["--compress"] : []),
       ...bwlimitArgs(this.job),
       "-e",
@@ -78,7 +96,18 @@ export class RsyncTransport extends SshTransport {
       root.endsWith(sep) ? root : `${root}${sep}`,
       this.session.remoteSpec(`${folder}/`),
     ];
-    await this.session.run(argv, { stdin: list.join(""), timeoutMs: this.timeoutMs, signal });
+    const run = await this.session.run(argv, {
+      stdin: list.join(""),
+      timeoutMs: this.timeoutMs,
+      signal,
+    });
+    const sent = new TextDecoder().decode(run.stdout).match(/^Total bytes sent: ([\d,.]+)/m);
+    this.#log.debug("rsync sent {bytes} bytes for {files} file(s) into {folder}", {
+      job: this.job.name,
+      bytes: sent ? Number(sent[1].replaceAll(/[,.]/g, "")) : null,
+      files: group.length,
+      folder,
+    });
   }
 
   /**

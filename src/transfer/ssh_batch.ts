@@ -16,8 +16,15 @@ import { posix } from "node:path";
 import type { JobConfig } from "../config/types.ts";
 import { CommandError, TransferError } from "../errors.ts";
 import { classifyFailure, classifyText, type FailureContext } from "./classify.ts";
-import { checkSource, type Delivery, type DeliverySteps, live } from "./deliver.ts";
-import { type FolderFailure, makeFolders } from "./remote_folders.ts";
+import {
+  checkPartSource,
+  checkSource,
+  type Delivery,
+  type DeliverySteps,
+  live,
+} from "./deliver.ts";
+import { type EarlierCopySpec, type FolderFailure, makeFolders } from "./remote_folders.ts";
+import { logger } from "../log/logging.ts";
 import { buildScript, call } from "./remote_script.ts";
 import { hashSource } from "./sha256.ts";
 import { type SshDelivery, sshDelivery } from "./ssh_delivery.ts";
@@ -57,6 +64,12 @@ export interface SshMethod {
    * succeeded needs no SHA-256 of its own.
    */
   readonly uploadVerifiesCopies: boolean;
+  /**
+   * The upload continues an earlier copy in the upload folder (rsync
+   * `--append-verify`): interrupted copies are kept for
+   * `resume_partial_hours` and continued (see `take_earlier_copy`).
+   */
+  readonly resumesCopies: boolean;
   /** The upload calls of a batch: each group goes into one upload folder. */
   uploadCalls(deliveries: SshDelivery[]): SshDelivery[][];
   /**
@@ -82,13 +95,29 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
   /** The destination folders of the deliveries that took part. */
   #folders: string[] = [];
   #claim: UploadClaim | null = null;
+  #log = logger("transfer");
   /** The upload folders this batch created; `null` when the call that makes them failed. */
   #created: string[] | null = [];
   #cleanedUp = false;
+  /** Parts of growing files: the copies are kept in the upload folder, never renamed. */
+  readonly #part: boolean;
+  #resumed = new Map<number, number>();
 
-  constructor(method: SshMethod) {
+  constructor(method: SshMethod, part = false) {
     this.#method = method;
     this.#uploadName = uploadFolderName(method.owner);
+    this.#part = part;
+  }
+
+  /** Bytes of the earlier copy the delivery at `index` continued (0: none). */
+  resumedFrom(index: number): number {
+    return this.#resumed.get(index) ?? 0;
+  }
+
+  /** Seconds an interrupted copy is kept to be continued (0: not). */
+  get #keepSeconds(): number {
+    const method = this.#method;
+    return method.resumesCopies ? method.job.resume_partial_hours * 3600 : 0;
   }
 
   place(item: TransferItem): { finalPath: string; tempPath: string } {
@@ -104,9 +133,10 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
   async makeFolders(deliveries: SshDelivery[], signal: AbortSignal): Promise<void> {
     const method = this.#method;
     this.#folders = [...new Set(deliveries.map((d) => posix.dirname(d.finalPath)))];
-    const claim = this.#claim = await method.uploadFolders.claim(this.#folders);
+    const claim = this.#claim = await method.uploadFolders.claim(this.#folders, this.#uploadName);
     const toSweep = new Set(claim.toSweep);
     let failures: Map<number, FolderFailure>;
+    let earlierCopies: Map<number, number>;
     try {
       // Unreachable: every call would fail the same way (and wait as long), so fail the batch now.
       const unreachable = await method.session.connect({ timeoutMs: method.timeoutMs, signal });
@@ -117,11 +147,15 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
         folder,
         uploadName: this.#uploadName,
         sweepPrefix: toSweep.has(folder) ? uploadFolderPrefix(method.owner) : null,
+        keepSeconds: this.#keepSeconds,
       }));
-      failures = await makeFolders(method.session, method.base, specs, {
-        timeoutMs: method.timeoutMs,
-        signal,
-      });
+      ({ failures, earlierCopies } = await makeFolders(
+        method.session,
+        method.base,
+        specs,
+        { timeoutMs: method.timeoutMs, signal },
+        this.#earlierCopySpecs(deliveries, claim),
+      ));
     } catch (error) {
       if (signal.aborted) throw signal.reason;
       claim.prepared(false);
@@ -137,7 +171,36 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
     for (const delivery of deliveries) {
       const failure = failures.get(this.#folders.indexOf(posix.dirname(delivery.finalPath)));
       if (failure) delivery.error = this.#folderError(delivery, failure);
+      delivery.resumedFrom = earlierCopies.get(delivery.index) ?? 0;
+      this.#resumed.set(delivery.index, delivery.resumedFrom);
+      if (delivery.resumedFrom > 0) {
+        this.#log.info("Resuming {source} at byte {from} of {size}", {
+          job: method.job.name,
+          source: delivery.item.source,
+          from: delivery.resumedFrom,
+          size: delivery.item.size,
+        });
+      }
     }
+  }
+
+  /** What to look for in each folder: an earlier copy of each file (when copies are resumed). */
+  #earlierCopySpecs(deliveries: SshDelivery[], claim: UploadClaim): EarlierCopySpec[] {
+    const keepSeconds = this.#keepSeconds;
+    if (keepSeconds === 0) return [];
+    return deliveries.map((delivery) => {
+      const folder = posix.dirname(delivery.finalPath);
+      return {
+        item: delivery.index,
+        folder,
+        uploadName: this.#uploadName,
+        name: posix.basename(delivery.finalPath),
+        size: delivery.item.size,
+        active: claim.othersActive(folder),
+        prefix: uploadFolderPrefix(this.#method.owner),
+        keepSeconds,
+      };
+    });
   }
 
   async put(deliveries: SshDelivery[], signal: AbortSignal): Promise<void> {
@@ -155,7 +218,7 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
       for (let next = queue.shift(); next !== undefined; next = queue.shift()) {
         signal.throwIfAborted();
         // Each source is checked again right before the call that reads it.
-        for (const delivery of next) checkSource(delivery);
+        for (const delivery of next) (this.#part ? checkPartSource : checkSource)(delivery);
         const group = live(next);
         if (group.length > 0) await this.#uploadGroup(group, signal);
       }
@@ -212,6 +275,8 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
   }
 
   async finish(deliveries: SshDelivery[], signal: AbortSignal): Promise<void> {
+    // Parts stay in their upload folders, to be continued by the next send of the file.
+    if (this.#part) return;
     const attempted = deliveries.filter((delivery) => delivery.attempted);
     if (attempted.length === 0) return;
     const method = this.#method;
@@ -221,14 +286,26 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
       context: method.context,
       timeoutMs: method.timeoutMs,
       describeTarget: (destination: string) => method.describeTarget(destination),
+      keepInterrupted: this.#keepSeconds > 0,
     };
-    const ran = await finishBatch(context, attempted, this.#created ?? [], signal);
-    this.#cleanedUp = ran && this.#created !== null;
+    const kept = await finishBatch(context, attempted, this.#created ?? [], signal);
+    this.#cleanedUp = kept !== null && kept.length === 0 && this.#created !== null;
+    for (const delivery of attempted) {
+      if (delivery.uploadFailed && kept !== null && kept.length > 0) {
+        this.#log.info("Kept the interrupted copy of {source} to continue it at the next attempt", {
+          job: method.job.name,
+          source: delivery.item.source,
+        });
+      }
+    }
   }
 
   end(): Promise<void> {
-    // Stopped or unreachable: this batch's upload folders may be left; sweep them next time.
-    if (this.#claim !== null && !this.#cleanedUp) this.#claim.leftBehind(this.#folders);
+    // Stopped or unreachable, or interrupted copies kept: this batch's upload folders may be
+    // left; sweep them (of what expired) next time.
+    if (this.#claim !== null && !this.#cleanedUp && !this.#part) {
+      this.#claim.leftBehind(this.#folders);
+    }
     this.#claim?.release();
     return Promise.resolve();
   }

@@ -27,6 +27,8 @@ export interface SshDelivery extends Delivery {
    * the source and reported success for it (rsync's whole-file checksum).
    */
   verifiedByUpload: boolean;
+  /** Bytes of an earlier copy of this file moved into the upload folder to be continued (0: none). */
+  resumedFrom: number;
 }
 
 /** The SSH record of `delivery`. */
@@ -38,6 +40,7 @@ export function sshDelivery(delivery: Delivery): SshDelivery {
     callFailure: null,
     sourceSha256: null,
     verifiedByUpload: false,
+    resumedFrom: 0,
   };
 }
 

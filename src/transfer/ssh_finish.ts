@@ -29,6 +29,11 @@ export interface FinishContext {
   timeoutMs: number;
   /** The user-facing location of a destination. */
   describeTarget(destination: string): string;
+  /**
+   * Keep the copies of uploads that failed (interrupted: continued by a later
+   * attempt) and the upload folders that hold them.
+   */
+  keepInterrupted?: boolean;
 }
 
 /** One copy to check and rename. */
@@ -124,7 +129,9 @@ export function finishLines(plan: FinishPlan): string[] {
  * the upload), remove the others' copies and the `uploadFolders`; record each
  * outcome on its delivery.
  *
- * @returns whether the remote call ran (when not, the upload folders may be left)
+ * @returns the upload folders left in place because they hold interrupted
+ *   copies (see {@linkcode FinishContext.keepInterrupted}), or `null` when the
+ *   remote call did not run (the upload folders may be left)
  * @throws `signal.reason` when aborted
  */
 export async function finishBatch(
@@ -132,15 +139,19 @@ export async function finishBatch(
   deliveries: SshDelivery[],
   uploadFolders: string[],
   signal: AbortSignal,
-): Promise<boolean> {
-  if (deliveries.length === 0) return true;
+): Promise<string[] | null> {
+  if (deliveries.length === 0) return [];
   const entries: FinishEntry[] = [];
   const remove: string[] = [];
+  const kept = new Set<string>();
   for (const delivery of deliveries) {
     const entry = await entryFor(ctx, delivery);
-    if (entry === null) remove.push(delivery.tempPath);
-    else entries.push(entry);
+    if (entry !== null) entries.push(entry);
+    else if (ctx.keepInterrupted && delivery.uploadFailed) {
+      kept.add(posix.dirname(delivery.tempPath));
+    } else remove.push(delivery.tempPath);
   }
+  uploadFolders = uploadFolders.filter((folder) => !kept.has(folder));
   // Where an upload failed for a reason the server did not name, ask how much room is left.
   const spaceFolders = [
     ...new Set(
@@ -163,7 +174,7 @@ export async function finishBatch(
     for (const delivery of deliveries) {
       delivery.error ??= classifyFailure(error, `finish ${delivery.item.source}`, ctx.context);
     }
-    return false;
+    return null;
   }
   const space = resultsByIndex(results.filter((result) => result.word === "space-left"));
   const byIndex = resultsByIndex(results.filter((result) => result.word !== "space-left"));
@@ -180,7 +191,7 @@ export async function finishBatch(
       delivery.error = diskFull(ctx, delivery, kiB);
     }
   }
-  return true;
+  return [...kept];
 }
 
 /**
@@ -204,6 +215,7 @@ async function entryFor(ctx: FinishContext, delivery: SshDelivery): Promise<Fini
     }
   }
   if (delivery.error) return null;
+  delivery.sha256 = sha256;
   return {
     index: delivery.index,
     tempPath: delivery.tempPath,

@@ -17,7 +17,13 @@ import { byUploadFolder, type SshDelivery } from "./ssh_delivery.ts";
 import { probeSshDestination } from "./ssh_probe.ts";
 import { endpointFromJob, remoteBasePath, SshSession } from "./ssh.ts";
 import { jobOwner } from "./temp_name.ts";
-import type { ProbeCheck, TransferItem, TransferOutcome, Transport } from "./transport.ts";
+import type {
+  PartSent,
+  ProbeCheck,
+  TransferItem,
+  TransferOutcome,
+  Transport,
+} from "./transport.ts";
 import { UploadFolders } from "./upload_folders.ts";
 
 /** Base class of the SSH transports: subclasses implement {@linkcode SshTransport.upload}. */
@@ -32,6 +38,9 @@ export abstract class SshTransport implements Transport, SshMethod {
   readonly owner: string;
   readonly uploadFolders = new UploadFolders();
   readonly uploadVerifiesCopies: boolean = false;
+  readonly resumesCopies: boolean = false;
+  /** Parts of growing files being sent, by destination: a send of the same file waits for them. */
+  #parts = new Map<string, Promise<unknown>>();
 
   constructor(job: JobConfig, runtimeDir: string) {
     this.job = job;
@@ -91,8 +100,31 @@ export abstract class SshTransport implements Transport, SshMethod {
     return this.session.remoteSpec(posix.join(this.job.remote_base_path, destination));
   }
 
-  send(items: TransferItem[], signal: AbortSignal): Promise<TransferOutcome[]> {
-    return deliver(items, new SshBatch(this), signal);
+  async send(items: TransferItem[], signal: AbortSignal): Promise<TransferOutcome[]> {
+    // A part of one of these files being sent ends first: this send continues it.
+    await Promise.all(items.map((item) => this.#parts.get(item.destination)));
+    return await deliver(items, new SshBatch(this), signal);
+  }
+
+  /**
+   * Send the first `item.size` bytes of a growing file into a kept copy (see
+   * `Transport.sendPart`; for methods that resume copies).
+   */
+  protected sendPartOf(item: TransferItem, signal: AbortSignal): Promise<PartSent> {
+    const before = this.#parts.get(item.destination);
+    const sending = (async () => {
+      await before;
+      const batch = new SshBatch(this, true);
+      const [outcome] = await deliver([item], batch, signal, true);
+      if (outcome.error) throw outcome.error;
+      return { bytes: item.size, appended: item.size - batch.resumedFrom(0) };
+    })();
+    const settled = sending.catch(() => {});
+    this.#parts.set(item.destination, settled);
+    settled.then(() => {
+      if (this.#parts.get(item.destination) === settled) this.#parts.delete(item.destination);
+    });
+    return sending;
   }
 
   probe(): Promise<ProbeCheck[]> {

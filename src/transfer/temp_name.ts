@@ -35,11 +35,29 @@ export function randomPart(): string {
  * another name.
  */
 export function tempNameFor(finalName: string, owner = "0"): string {
-  const tail = `.${owner}-${randomPart()}${TEMP_SUFFIX}`;
-  const candidate = `.${finalName}${tail}`;
-  if (new TextEncoder().encode(candidate).length <= NAME_MAX_BYTES) return candidate;
+  return `${tempNameStem(finalName, owner)}${randomPart()}${TEMP_SUFFIX}`;
+}
+
+/**
+ * What every {@linkcode tempNameFor} name of `finalName` and `owner` starts
+ * with, up to the random part: `.<final name>.<owner>-` (or the SHA-256 form).
+ */
+export function tempNameStem(finalName: string, owner = "0"): string {
+  const longest = `.${finalName}.${owner}-${"0".repeat(RANDOM_BYTES * 2)}${TEMP_SUFFIX}`;
+  if (new TextEncoder().encode(longest).length <= NAME_MAX_BYTES) return `.${finalName}.${owner}-`;
   const digest = createHash("sha256").update(finalName).digest("hex").slice(0, 32);
-  return `.${digest}${tail}`;
+  return `.${digest}.${owner}-`;
+}
+
+/**
+ * Whether `name` is a temporary name {@linkcode tempNameFor} made for
+ * `finalName` and `owner` (an earlier copy of that file that may be resumed).
+ */
+export function isOwnTempNameFor(name: string, finalName: string, owner: string): boolean {
+  const stem = tempNameStem(finalName, owner);
+  if (!name.startsWith(stem) || !name.endsWith(TEMP_SUFFIX)) return false;
+  const random = name.slice(stem.length, name.length - TEMP_SUFFIX.length);
+  return new RegExp(`^[0-9a-f]{${RANDOM_BYTES * 2}}$`).test(random);
 }
 
 /** Whether `name` is a temporary file name made by {@linkcode tempNameFor} for `owner`. */

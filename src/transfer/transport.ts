@@ -33,6 +33,16 @@ export interface TransferOutcome {
   item: TransferItem;
   /** `null` when the file arrived under its final name and passed verification. */
   error: TransferError | null;
+  /** SHA-256 (hex) of the delivered bytes, where the method computed it (checksum verification). */
+  sha256?: string;
+}
+
+/** What {@linkcode Transport.sendPart} did. */
+export interface PartSent {
+  /** Bytes the temporary copy at the destination holds now. */
+  bytes: number;
+  /** Bytes this call sent (appended to what the copy held before). */
+  appended: number;
 }
 
 /** One check of a destination, as `doctor` prints it. */
@@ -90,6 +100,17 @@ export interface Transport {
    * method implements it; optional for other implementations (test doubles).
    */
   probe?(): Promise<ProbeCheck[]>;
+  /**
+   * Optional, for methods that continue earlier copies (`growing_patterns`):
+   * send the first `item.size` bytes of a file that is still growing into its
+   * temporary copy at the destination, appending to what that copy holds
+   * (after checking it matches), and keep the copy there, never renamed: the
+   * send that delivers the complete file continues it.
+   *
+   * @throws {TransferError} when the part could not be sent (nothing to do:
+   *   the complete file is sent as usual)
+   */
+  sendPart?(item: TransferItem, signal: AbortSignal): Promise<PartSent>;
   /** The user-facing location of a destination, e.g. `obs@freya:/data/20240315/a.fits`. */
   describeTarget(destination: string): string;
   /**

@@ -12,6 +12,8 @@
 
 interface FolderState {
   users: number;
+  /** The upload folder names of the batches using it (never taken for leftovers). */
+  uploads: Set<string>;
   /** Settles when the sweep under way in this folder ends. */
   busy: Promise<void> | null;
 }
@@ -27,13 +29,13 @@ export class UploadFolders {
    * joins all of them at once (never holding one while waiting for another,
    * so two batches cannot wait on each other).
    */
-  async claim(folders: string[]): Promise<UploadClaim> {
+  async claim(folders: string[], uploadName = ""): Promise<UploadClaim> {
     while (true) {
       const busy = folders.map((folder) => this.#folders.get(folder)?.busy).find((b) => b);
       if (!busy) break;
       await busy;
     }
-    return new UploadClaim(this.#folders, this.#swept, folders);
+    return new UploadClaim(this.#folders, this.#swept, folders, uploadName);
   }
 }
 
@@ -49,19 +51,26 @@ export class UploadClaim {
   readonly #states: Map<string, FolderState>;
   readonly #swept: Set<string>;
   readonly #folders: readonly string[];
+  readonly #uploadName: string;
   /** Sweeps this batch holds, by folder. */
   readonly #holding = new Map<string, () => void>();
   #released = false;
 
-  constructor(states: Map<string, FolderState>, swept: Set<string>, folders: string[]) {
+  constructor(
+    states: Map<string, FolderState>,
+    swept: Set<string>,
+    folders: string[],
+    uploadName: string,
+  ) {
     this.#states = states;
     this.#swept = swept;
     this.#folders = [...new Set(folders)];
+    this.#uploadName = uploadName;
     const toSweep: string[] = [];
     for (const folder of this.#folders) {
       let state = states.get(folder);
       if (state === undefined) {
-        state = { users: 0, busy: null };
+        state = { users: 0, busy: null, uploads: new Set() };
         states.set(folder, state);
       }
       if (state.users === 0 && !swept.has(folder)) {
@@ -69,6 +78,7 @@ export class UploadClaim {
         this.#hold(folder, state);
       }
       state.users++;
+      state.uploads.add(uploadName);
     }
     this.toSweep = toSweep;
   }
@@ -84,6 +94,12 @@ export class UploadClaim {
     }
   }
 
+  /** The upload folder names other batches of this daemon are using in `folder` now. */
+  othersActive(folder: string): string[] {
+    const uploads = this.#states.get(folder)?.uploads ?? new Set<string>();
+    return [...uploads].filter((name) => name !== this.#uploadName && name !== "");
+  }
+
   /** This batch could not remove its upload folders from `folders`: sweep them again. */
   leftBehind(folders: Iterable<string>): void {
     for (const folder of folders) this.#swept.delete(folder);
@@ -97,6 +113,7 @@ export class UploadClaim {
       this.#let(folder);
       const state = this.#states.get(folder)!;
       state.users--;
+      state.uploads.delete(this.#uploadName);
       if (state.users === 0 && state.busy === null) this.#states.delete(folder);
     }
   }
