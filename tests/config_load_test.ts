@@ -445,7 +445,7 @@ Deno.test("every commented-out default in the generated config equals the real d
 Deno.test("the key reference lists every key and is stable under deno fmt", async () => {
   const reference = renderConfigReference();
   for (const key of describeKeys()) {
-    assert.match(reference, new RegExp(`^\\| \`${key.key}\` `, "m"));
+    assert.match(reference, new RegExp(`^- \`${key.key}\` `, "m"));
   }
   await withTempDir(async (dir) => {
     const file = join(dir, "reference.md");

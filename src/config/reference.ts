@@ -9,16 +9,20 @@ import { describeKeys, type KeyDoc } from "./key_docs.ts";
 /** Defaults that read better in words than as the schema's value. */
 const DEFAULT_IN_WORDS: Readonly<Record<string, string>> = {
   name: "`default` / `job<N>`",
-  remote_host: "required for scp, rsync",
+  remote_host: "required for scp, rsync, ftp",
   remote_user: "SSH default",
   night_timezone: "system time zone",
   ssh_port: "SSH default",
   ssh_identity_file: "SSH default",
 };
 
+/** Width that `deno fmt` wraps markdown prose at (deno.json `fmt.lineWidth`). */
+const LINE_WIDTH = 100;
+
 /**
- * Render the key reference as markdown: one table (key | default | meaning)
- * for job keys and one for daemon-wide keys, formatted the way `deno fmt` formats tables.
+ * Render the key reference as markdown: one list (`key` (default): meaning)
+ * for job keys and one for daemon-wide keys, wrapped the way `deno fmt` wraps prose.
+ * A list, not a table: a table is padded to its widest cell on every row.
  *
  * @returns markdown text without a trailing newline
  */
@@ -27,31 +31,42 @@ export function renderConfigReference(): string {
   return [
     "Job keys (at the top level for a single job, or in each `jobs:` entry):",
     "",
-    renderTable(keys.filter((k) => k.scope === "job")),
+    renderList(keys.filter((k) => k.scope === "job")),
     "",
     "Daemon-wide keys (top level only):",
     "",
-    renderTable(keys.filter((k) => k.scope === "daemon")),
+    renderList(keys.filter((k) => k.scope === "daemon")),
   ].join("\n");
 }
 
-/** One aligned markdown table. */
-function renderTable(keys: KeyDoc[]): string {
-  const rows = [
-    ["key", "default", "meaning"],
-    ...keys.map((k) => [`\`${k.key}\``, defaultText(k), escapeCell(k.description)]),
-  ];
-  const widths = rows[0].map((_, column) => Math.max(...rows.map((row) => row[column].length)));
-  const line = (cells: string[]) =>
-    `| ${cells.map((cell, column) => cell.padEnd(widths[column])).join(" | ")} |`;
-  return [
-    line(rows[0]),
-    `| ${widths.map((width) => "-".repeat(width)).join(" | ")} |`,
-    ...rows.slice(1).map(line),
-  ].join("\n");
+/** One markdown list, an item per key. */
+function renderList(keys: KeyDoc[]): string {
+  return keys.map((k) => {
+    const fallback = k.required || k.key in DEFAULT_IN_WORDS ? "" : "default ";
+    const text = `\`${k.key}\` (${fallback}${defaultText(k)}): ${oneLine(k.description)}`;
+    return wrap(text, "- ", "  ");
+  }).join("\n");
 }
 
-/** The default column of one key. */
+/** Greedy word wrap at {@linkcode LINE_WIDTH}, as `deno fmt` wraps a list item. */
+function wrap(text: string, first: string, rest: string): string {
+  const lines: string[] = [];
+  let line = first;
+  let empty = true;
+  for (const word of text.split(" ").filter((w) => w !== "")) {
+    if (!empty && line.length + 1 + word.length > LINE_WIDTH) {
+      lines.push(line);
+      line = rest + word;
+    } else {
+      line += (empty ? "" : " ") + word;
+    }
+    empty = false;
+  }
+  lines.push(line);
+  return lines.join("\n");
+}
+
+/** The default of one key, in words or as markdown code. */
 function defaultText(key: KeyDoc): string {
   if (key.key in DEFAULT_IN_WORDS) return DEFAULT_IN_WORDS[key.key];
   if (key.required) return "**required**";
@@ -63,7 +78,7 @@ function defaultText(key: KeyDoc): string {
   return `\`${String(value)}\``;
 }
 
-/** Make text safe inside a table cell. */
-function escapeCell(text: string): string {
-  return text.replaceAll("|", "\\|").replaceAll("\n", " ");
+/** A description as one paragraph of words. */
+function oneLine(text: string): string {
+  return text.replaceAll("\n", " ");
 }
