@@ -183,6 +183,9 @@ esac
     // A file written after all that still arrives.
     await Deno.writeFile(join(p.watch, "late.fits"), data.get("ok1.fits")!);
     await waitFor(() => existsSync(join(p.dest, night(), "late.fits")), 20_000, "late file");
+    // Its hook runs too (before the stop below, which would kill it).
+    await waitFor(() => existsSync(join(p.out, "late.fits")), 20_000, "the late file's hook");
+    await running.waitForOutput(/late\.fits done/);
   } finally {
     const status = await running.stop();
     assert.equal(status.code, 0, running.stderr());

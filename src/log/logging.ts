@@ -23,9 +23,19 @@ export const LOG_MAX_BYTES = 10 * 1024 * 1024;
 /** Rotated log files kept besides the current one. */
 export const LOG_MAX_FILES = 5;
 
+export type { Logger };
+
 /** The logger of one pipeline stage, e.g. `logger("watch")`. */
 export function logger(stage: string): Logger {
   return getLogger(["image-transfer", stage]);
+}
+
+/**
+ * The logger of one stage of one job: every record carries the job's name
+ * as the `job` property (also usable as `{job}` in a message).
+ */
+export function jobLogger(stage: string, job: string): Logger {
+  return logger(stage).with({ job });
 }
 
 /** Options of {@linkcode setupLogging}. */

@@ -8,7 +8,7 @@
 import type { JobConfig } from "../config/types.ts";
 import { TransferError } from "../errors.ts";
 import type { Ledger } from "../ledger/ledger.ts";
-import { logger } from "../log/logging.ts";
+import { jobLogger, type Logger } from "../log/logging.ts";
 import type { TransferItem, TransferOutcome, Transport } from "../transfer/transport.ts";
 import { absolutePath, type FileVersion, versionOf } from "../watch/file_version.ts";
 import { attemptOutcome, type NextStep } from "./attempt_outcome.ts";
@@ -55,9 +55,10 @@ export interface BatchSenderContext {
 /** Sends batches of one job; see the module doc. */
 export class BatchSender {
   #context: BatchSenderContext;
-  #log = logger("pipeline");
+  #log: Logger;
 
   constructor(context: BatchSenderContext) {
+    this.#log = jobLogger("pipeline", context.job.name);
     this.#context = context;
   }
 
@@ -91,7 +92,6 @@ export class BatchSender {
     try {
       ledger.markTransferring(job.name, batch.map((record) => record.relPath));
       this.#log.debug("Sending {count} file(s) in one batch", {
-        job: job.name,
         count: batch.length,
       });
       const noRoom = await this.#context.admit?.(items.reduce((sum, item) => sum + item.size, 0));
@@ -111,7 +111,6 @@ export class BatchSender {
     } catch (error) {
       if (signal.aborted) return sent;
       this.#log.error("Sending a batch failed: {error}; its files are retried", {
-        job: job.name,
         error: error instanceof Error ? error.message : String(error),
       });
     } finally {
@@ -162,7 +161,6 @@ export class BatchSender {
     ledger.markDone(job.name, record.relPath);
     this.#context.onSent(record.relPath, { ...record.version }, record.destination, sha256);
     this.#log.info("Successfully transferred {source} -> {destination}", {
-      job: job.name,
       source: item.source,
       destination: transport.describeTarget(record.destination),
       bytes: record.version.size,
@@ -207,26 +205,22 @@ export class BatchSender {
     switch (next.kind) {
       case "drop":
         this.#log.info("Dropped {path}: it disappeared while being sent", {
-          job: job.name,
           path: source,
         });
         return;
       case "observe":
         this.#log.info("{path} changed while being sent; waiting until it is complete again", {
-          job: job.name,
           path: source,
         });
         return;
       case "hold":
         this.#log.debug("{source} waits for space at the destination: {reason}", {
-          job: job.name,
           source,
           reason: error.message,
         });
         return;
       case "retry": {
         const fields = {
-          job: job.name,
           source,
           reason: error.message,
           attempt: next.attempts,
@@ -244,7 +238,6 @@ export class BatchSender {
           ? `gave up after ${next.attempts} attempt(s); it is tried again at the next rescan or start-up`
           : "not retrying: this needs a fix first; it is tried again at the next rescan or start-up";
         this.#log.error("Failed to transfer {source}: {reason} ({hint})", {
-          job: job.name,
           source,
           reason: error.message,
           hint,

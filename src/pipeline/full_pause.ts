@@ -18,7 +18,7 @@
  *
  * @module
  */
-import { logger } from "../log/logging.ts";
+import { jobLogger, type Logger } from "../log/logging.ts";
 import { type Clock, systemClock } from "./clock.ts";
 
 /** How often a paused job tries one file. */
@@ -49,9 +49,10 @@ export class FullDestinationPause {
   #window = 1;
   #options: Required<Omit<FullPauseOptions, "onChange">> & Pick<FullPauseOptions, "onChange">;
   #cancelTimer: (() => void) | undefined;
-  #log = logger("pipeline");
+  #log: Logger;
 
   constructor(options: FullPauseOptions) {
+    this.#log = jobLogger("pipeline", options.job);
     this.#options = {
       ...options,
       probeEveryMs: options.probeEveryMs ?? FULL_PROBE_MS,
@@ -126,7 +127,6 @@ export class FullDestinationPause {
     if (this.#window < this.#options.fullSpeed && !caughtUp) return false;
     this.#state = "running";
     this.#log.info("The destination {target} takes files again; job {job} resumes", {
-      job: this.#options.job,
       target: this.#options.target,
     });
     this.#options.onChange?.(null);

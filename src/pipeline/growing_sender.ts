@@ -14,7 +14,7 @@
  */
 import type { JobConfig } from "../config/types.ts";
 import { planDestination } from "../layout/destination.ts";
-import { logger } from "../log/logging.ts";
+import { jobLogger, type Logger } from "../log/logging.ts";
 import type { Transport } from "../transfer/transport.ts";
 import { createFileFilter, type FileFilter } from "../watch/file_filter.ts";
 
@@ -46,10 +46,11 @@ export class GrowingSender {
   #context: GrowingContext;
   #filter: FileFilter | null;
   #files = new Map<string, GrowingFile>();
-  #log = logger("pipeline");
+  #log: Logger;
   #closed = false;
 
   constructor(context: GrowingContext) {
+    this.#log = jobLogger("pipeline", context.job.name);
     this.#context = context;
     const { job, transport } = context;
     this.#filter = job.growing_patterns.length > 0 && transport.sendPart !== undefined
@@ -116,7 +117,6 @@ export class GrowingSender {
       );
       file.sentBytes = part.bytes;
       this.#log.debug("Sent a part of {path}: {appended} bytes, {bytes} at the destination", {
-        job: job.name,
         path,
         appended: part.appended,
         bytes: part.bytes,
@@ -124,7 +124,6 @@ export class GrowingSender {
     } catch (error) {
       if (signal.aborted) return;
       this.#log.info("Could not send a part of {path} ({reason}); it is sent once complete", {
-        job: job.name,
         path,
         reason: error instanceof Error ? error.message : String(error),
       });

@@ -9,7 +9,7 @@
  */
 import type { JobConfig } from "../config/types.ts";
 import { ConfigError } from "../errors.ts";
-import { logger } from "../log/logging.ts";
+import { jobLogger, type Logger } from "../log/logging.ts";
 import type { Transport } from "../transfer/transport.ts";
 import { absolutePath } from "../watch/file_version.ts";
 import { runCaptured } from "../process/captured.ts";
@@ -133,7 +133,7 @@ export function assertHooksRunnable(jobs: JobConfig[]): void {
 /** Runs one job's hooks; see the module doc. */
 export class HookRunner {
   #job: JobConfig;
-  #log = logger("hooks");
+  #log: Logger;
   #queue: Array<() => Promise<void>> = [];
   #running = new Set<Promise<void>>();
   /** Aborted on stop: kills the programs still running. */
@@ -142,6 +142,7 @@ export class HookRunner {
   #stats: HookStats = { succeeded: 0, failed: 0, dropped: 0 };
 
   constructor(job: JobConfig) {
+    this.#log = jobLogger("hooks", job.name);
     this.#job = job;
   }
 
@@ -171,7 +172,6 @@ export class HookRunner {
       if (this.#queue.length > 0) {
         this.#stats.dropped += this.#queue.length;
         this.#log.warn("Dropped {count} hook(s) that had not started: stopping", {
-          job: this.#job.name,
           count: this.#queue.length,
         });
         this.#queue.length = 0;
@@ -182,7 +182,7 @@ export class HookRunner {
     const { succeeded, failed, dropped } = this.#stats;
     if (succeeded + failed + dropped === 0) return;
     const message = "Hooks of job {job}: {succeeded} done, {failed} failed, {dropped} not run";
-    const fields = { job: this.#job.name, succeeded, failed, dropped };
+    const fields = { succeeded, failed, dropped };
     if (failed + dropped > 0) this.#log.warn(message, fields);
     else this.#log.info(message, fields);
   }
@@ -192,7 +192,6 @@ export class HookRunner {
     if (this.#closed || this.#queue.length >= MAX_QUEUED_HOOKS) {
       this.#stats.dropped++;
       this.#log.error("Hook on_{event} for {source} not run: {reason}", {
-        job: this.#job.name,
         event,
         source: facts.source,
         reason: this.#closed ? "stopping" : `${MAX_QUEUED_HOOKS} hooks are already waiting`,
@@ -216,7 +215,7 @@ export class HookRunner {
 
   async #run(event: HookEvent, argv: string[], facts: HookFacts): Promise<void> {
     const job = this.#job;
-    const fields = { job: job.name, event, hook: argv[0], source: facts.source };
+    const fields = { event, hook: argv[0], source: facts.source };
     const result = await runCaptured(argv, hookEnvironment(job, event, facts), {
       timeoutMs: job.hook_timeout_seconds * 1000,
       signal: this.#stopping.signal,

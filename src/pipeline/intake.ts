@@ -9,7 +9,7 @@
 import type { JobConfig } from "../config/types.ts";
 import type { DoneEntry, Ledger } from "../ledger/ledger.ts";
 import { planDestination } from "../layout/destination.ts";
-import { logger } from "../log/logging.ts";
+import { jobLogger, type Logger } from "../log/logging.ts";
 import { type FileVersion, sameVersion, versionOf } from "../watch/file_version.ts";
 import { type FoundFile, relativeTo } from "../watch/scan.ts";
 import type { Activity, StabilityChecker, StableFile } from "../watch/stability.ts";
@@ -36,9 +36,10 @@ export interface IntakeContext {
 /** The intake of one job; see the module doc. */
 export class Intake {
   #context: IntakeContext;
-  #log = logger("pipeline");
+  #log: Logger;
 
   constructor(context: IntakeContext) {
+    this.#log = jobLogger("pipeline", context.job.name);
     this.#context = context;
   }
 
@@ -102,7 +103,6 @@ export class Intake {
         if (ledger.get(job.name, rel)?.state === "pending") ledger.remove(job.name, rel);
       }
       this.#log.info("Dropped {path}: it disappeared before it was complete", {
-        job: job.name,
         path,
       });
     }
@@ -118,7 +118,6 @@ export class Intake {
       new Date(),
       (reason) =>
         this.#log.warn("No usable DATE-OBS in {path} ({reason}); using its mtime", {
-          job: job.name,
           path,
           reason,
         }),
@@ -128,13 +127,12 @@ export class Intake {
       const planned = queue.planned(rel, version, { destination, attempts, nextAttemptAt: 0 });
       if (planned === "observe") checker.touch(path);
       if (planned !== "queued") return;
-      this.#log.debug("Ready: {path} -> {destination}", { job: job.name, path, destination });
+      this.#log.debug("Ready: {path} -> {destination}", { path, destination });
       this.#context.onQueued();
     }).catch((error) => {
       if (this.#context.stopping()) return;
       if (queue.get(rel)?.phase === "planning") queue.remove(rel);
       this.#log.error("Cannot plan the destination of {path}: {error}", {
-        job: job.name,
         path,
         error: String(error),
       });

@@ -12,7 +12,7 @@
 import type { JobConfig } from "../config/types.ts";
 import type { JobPause } from "../ledger/daemon_lock.ts";
 import type { DoneEntry, Ledger } from "../ledger/ledger.ts";
-import { logger } from "../log/logging.ts";
+import { jobLogger, type Logger } from "../log/logging.ts";
 import type { Transport } from "../transfer/transport.ts";
 import { createFileFilter, type FileFilter } from "../watch/file_filter.ts";
 import { relativeTo } from "../watch/relative_path.ts";
@@ -96,7 +96,7 @@ export class JobRunner {
   /** Hooks, source clean-up, schedules. */
   #extras: JobExtras;
   #sync: LedgerSyncContext;
-  #log = logger("pipeline");
+  #log: Logger;
   #done = new Map<string, DoneEntry>();
   /** Batches being sent. */
   #batches = new Set<Promise<void>>();
@@ -111,6 +111,7 @@ export class JobRunner {
   #freeSpace: FreeSpaceGauge | null;
 
   constructor(job: JobConfig, ledger: Ledger, transport: Transport, options: JobRunnerOptions) {
+    this.#log = jobLogger("pipeline", job.name);
     this.job = job;
     this.#ledger = ledger;
     this.#transport = transport;
@@ -148,7 +149,6 @@ export class JobRunner {
           this.#log.warn(
             "Sending {path} although it is truncated ({reason}); it has not changed for {seconds} s or more",
             {
-              job: job.name,
               path: file.path,
               reason: file.truncated.reason,
               seconds: job.fits_incomplete_grace_seconds,
@@ -159,7 +159,7 @@ export class JobRunner {
       },
       onGone: (path) => void this.#intake.gone(path),
       onLeft: (path, reason) => {
-        this.#log.info("Left {path} for a later run: {reason}", { job: job.name, path, reason });
+        this.#log.info("Left {path} for a later run: {reason}", { path, reason });
         this.#checkIdle();
       },
     });
@@ -335,7 +335,6 @@ export class JobRunner {
     const requeued = this.#ledger.requeue(job.name, ["transferring", "failed"]);
     if (requeued > 0) {
       this.#log.info("Resuming {count} interrupted or failed file(s) of job {job}", {
-        job: job.name,
         count: requeued,
       });
     }
@@ -344,7 +343,6 @@ export class JobRunner {
     if (this.#stopping || !(await this.#session.start()) || this.#stopping) return;
     const verb = this.#options.once ? "Checked" : "Watching";
     this.#log.info(`${verb} {path} for job {job} ({method} to {target})`, {
-      job: job.name,
       path: job.watch_path,
       method: job.transfer_method,
       target: this.#transport.describeTarget(""),

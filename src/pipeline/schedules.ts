@@ -9,7 +9,7 @@
 import { Cron } from "croner";
 import type { JobConfig } from "../config/types.ts";
 import type { Ledger } from "../ledger/ledger.ts";
-import { logger } from "../log/logging.ts";
+import { jobLogger, type Logger } from "../log/logging.ts";
 import { runCaptured } from "../process/captured.ts";
 import { writeNightReport } from "./night_report.ts";
 
@@ -81,7 +81,7 @@ export interface ScheduleContext {
 /** Runs one job's schedules; see the module doc. */
 export class JobSchedules {
   #context: ScheduleContext;
-  #log = logger("schedule");
+  #log: Logger;
   #crons: Cron[] = [];
   #timers: Array<ReturnType<typeof setInterval>> = [];
   #busy = new Set<number>();
@@ -90,6 +90,7 @@ export class JobSchedules {
   #running = new Set<Promise<void>>();
 
   constructor(context: ScheduleContext) {
+    this.#log = jobLogger("schedule", context.job.name);
     this.#context = context;
   }
 
@@ -97,9 +98,7 @@ export class JobSchedules {
   start(): void {
     const { job } = this.#context;
     if (pausedAt(job, new Date())) {
-      this.#log.info("Transfers of job {job} paused: inside a pause window of its schedules", {
-        job: job.name,
-      });
+      this.#log.info("Transfers of job {job} paused: inside a pause window of its schedules", {});
       this.#context.pause();
     }
     for (const [index, entry] of job.schedules.entries()) {
@@ -111,7 +110,6 @@ export class JobSchedules {
       }
       const next = nextCronRun(entry, job, new Date());
       this.#log.info("Schedule {index} of job {job}: {action} {when}", {
-        job: job.name,
         index,
         action: entry.action,
         when: entry.cron === undefined
@@ -134,10 +132,8 @@ export class JobSchedules {
   }
 
   #fire(index: number, entry: ScheduleEntry): void {
-    const { job } = this.#context;
     if (this.#busy.has(index)) {
       this.#log.warn("Schedule {index} of job {job} ({action}) skipped: still running", {
-        job: job.name,
         index,
         action: entry.action,
       });
@@ -146,7 +142,6 @@ export class JobSchedules {
     this.#busy.add(index);
     const run: Promise<void> = this.#act(index, entry).catch((error) => {
       this.#log.error("Schedule {index} of job {job} ({action}) failed: {error}", {
-        job: job.name,
         index,
         action: entry.action,
         error: error instanceof Error ? error.message : String(error),
@@ -160,7 +155,7 @@ export class JobSchedules {
 
   async #act(index: number, entry: ScheduleEntry): Promise<void> {
     const { job, ledger } = this.#context;
-    const fields = { job: job.name, index, action: entry.action };
+    const fields = { index, action: entry.action };
     switch (entry.action) {
       case "rescan":
         this.#log.info("Schedule {index} of job {job}: rescanning", fields);

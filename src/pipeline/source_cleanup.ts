@@ -10,7 +10,7 @@ import { dirname, isAbsolute, join, relative, resolve } from "node:path";
 import type { JobConfig } from "../config/types.ts";
 import { ConfigError } from "../errors.ts";
 import type { Ledger } from "../ledger/ledger.ts";
-import { logger } from "../log/logging.ts";
+import { jobLogger, type Logger } from "../log/logging.ts";
 import { absolutePath, type FileVersion, sameVersion, versionOf } from "../watch/file_version.ts";
 
 /** How often sources kept for `keep_days` are looked at. */
@@ -91,13 +91,14 @@ export async function dueSteps(
 export class SourceCleaner {
   #job: JobConfig;
   #ledger: Ledger;
-  #log = logger("cleanup");
+  #log: Logger;
   #timer: ReturnType<typeof setInterval> | undefined;
   /** One step at a time, in order. */
   #chain: Promise<void> = Promise.resolve();
   #closed = false;
 
   constructor(job: JobConfig, ledger: Ledger) {
+    this.#log = jobLogger("cleanup", job.name);
     this.#job = job;
     this.#ledger = ledger;
   }
@@ -138,7 +139,6 @@ export class SourceCleaner {
   #then(task: () => Promise<void>): void {
     this.#chain = this.#chain.then(() => this.#closed ? undefined : task()).catch((error) => {
       this.#log.error("Source clean-up failed: {error}", {
-        job: this.#job.name,
         error: error instanceof Error ? error.message : String(error),
       });
     });
@@ -151,7 +151,7 @@ export class SourceCleaner {
     if (row?.state !== "done") return;
     // The ledger's version, checked again right before the source goes.
     if (!(await cleanupStep(job, step.relPath, row))) return;
-    const fields = { job: job.name, source: step.source, archive: step.moveTo };
+    const fields = { source: step.source, archive: step.moveTo };
     try {
       if (step.moveTo === null) {
         await Deno.remove(step.source);

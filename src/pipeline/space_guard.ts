@@ -25,7 +25,7 @@ import {
   parseFreeSpace,
 } from "../config/free_space.ts";
 import type { JobConfig } from "../config/types.ts";
-import { logger } from "../log/logging.ts";
+import { jobLogger, type Logger } from "../log/logging.ts";
 import { type DiskSpace, localDiskSpace } from "../transfer/disk_space.ts";
 
 /** How long a measurement of the destination is used. */
@@ -61,9 +61,10 @@ export class SpaceGuard {
   #saidUnknown = false;
   #watchLow = false;
   #watchTimer: ReturnType<typeof setInterval> | undefined;
-  #log = logger("pipeline");
+  #log: Logger;
 
   constructor(options: SpaceGuardOptions) {
+    this.#log = jobLogger("pipeline", options.job.name);
     this.#options = options;
     this.#rule = parseFreeSpace(options.job.min_free_space) ?? null;
   }
@@ -75,7 +76,7 @@ export class SpaceGuard {
     if (!this.#options.measure) {
       this.#log.warn(
         "min_free_space of job {job} is not checked at the destination: the {method} method cannot ask it for free space",
-        { job: job.name, method: job.transfer_method },
+        { method: job.transfer_method },
       );
     }
     void this.#checkWatchDisk();
@@ -132,7 +133,7 @@ export class SpaceGuard {
   }
 
   async #measure(): Promise<DiskSpace | null> {
-    const { job, target, signal } = this.#options;
+    const { target, signal } = this.#options;
     try {
       const space = await this.#options.measure!(signal);
       if (space !== null) {
@@ -143,7 +144,6 @@ export class SpaceGuard {
         this.#log.warn(
           "Cannot tell the free space at {target}: min_free_space of job {job} is not checked",
           {
-            job: job.name,
             target,
           },
         );
@@ -152,7 +152,6 @@ export class SpaceGuard {
     } catch (error) {
       if (signal.aborted) throw signal.reason;
       this.#log.debug("Cannot measure the free space at {target}: {reason}", {
-        job: job.name,
         target,
         reason: error instanceof Error ? error.message : String(error),
       });
@@ -168,7 +167,6 @@ export class SpaceGuard {
     const keep = bytesToKeep(this.#rule, space.totalBytes);
     const low = space.availableBytes < keep;
     const fields = {
-      job: job.name,
       path: job.watch_path,
       free: formatBytes(space.availableBytes),
       keep: formatBytes(keep),
