@@ -10,23 +10,18 @@
  * @module
  */
 import type { JobConfig } from "../config/types.ts";
-import type { JobPause } from "../ledger/daemon_lock.ts";
 import type { DoneEntry, Ledger } from "../ledger/ledger.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
 import type { Transport } from "../transfer/transport.ts";
-import { createFileFilter, type FileFilter } from "../watch/file_filter.ts";
-import { relativeTo } from "../watch/relative_path.ts";
-import { StabilityChecker } from "../watch/stability.ts";
-import { WatchSession } from "../watch/watch_session.ts";
-import { BatchSender } from "./batch_sender.ts";
-import { FreeSpaceGauge } from "./free_space_gauge.ts";
-import { FullDestinationPause } from "./full_pause.ts";
-import { GrowingSender } from "./growing_sender.ts";
-import { JobExtras } from "./job_extras.ts";
-import { SpaceGuard } from "./space_guard.ts";
-import { Intake } from "./intake.ts";
+import type { StabilityChecker } from "../watch/stability.ts";
+import type { WatchSession } from "../watch/watch_session.ts";
+import type { BatchSender } from "./batch_sender.ts";
+import type { FreeSpaceGauge } from "./free_space_gauge.ts";
+import type { FullDestinationPause } from "./full_pause.ts";
+import type { GrowingSender } from "./growing_sender.ts";
+import type { JobExtras } from "./job_extras.ts";
 import { type JobSnapshot, JobStatus } from "./job_status.ts";
-import type { StatusEvents } from "../status/events.ts";
+import { type JobRunnerOptions, type JobSummary, wireJob } from "./job_wiring.ts";
 import {
   type LedgerSyncContext,
   observeStrayPending,
@@ -34,7 +29,10 @@ import {
   resumeUnfinished,
   sweepLedger,
 } from "./ledger_sync.ts";
-import { WorkQueue } from "./work_queue.ts";
+import type { SpaceGuard } from "./space_guard.ts";
+import type { WorkQueue } from "./work_queue.ts";
+
+export type { JobRunnerOptions, JobSummary } from "./job_wiring.ts";
 
 /** How long files that became ready are gathered before a batch starts. */
 const BATCH_GATHER_MS = 3;
@@ -42,48 +40,15 @@ const BATCH_GATHER_MS = 3;
 /** How often the ledger is checked for pending files nothing holds (belt and braces). */
 const SWEEP_INTERVAL_MS = 60_000;
 
-/** Options of {@linkcode JobRunner}. */
-export interface JobRunnerOptions {
-  /** Scan, send what is complete, and finish (no watcher, no rescans). */
-  once: boolean;
-  /**
-   * Quiet time after a close-after-write event (Linux) before a file matching
-   * `close_shortcut_patterns` counts as complete; the full stability window
-   * applies elsewhere.
-   * @default 200
-   */
-  closedForMs?: number;
-  /** How often to look for a watch folder that does not exist yet. @default 10000 */
-  missingFolderRetryMs?: number;
-  /** Longest time one batch may take before it is aborted and retried; see `batch_sender.ts`. */
-  batchDeadlineMs?: number;
-  /** How often a job paused by a full destination tries one file. @default 15000 */
-  fullProbeMs?: number;
-  /** How often the watch folder's disk is looked at (`min_free_space`). @default 60000 */
-  watchDiskCheckMs?: number;
-  /** Called when the job pauses because its destination is full, and when it resumes (`null`). */
-  onPauseChange?: (pause: JobPause | null) => void;
-  /** Where transfers are told to the status page and metrics. */
-  events?: StatusEvents;
-}
-
-/** What a job did during this run. */
-export interface JobSummary {
-  sent: number;
-  failed: number;
-}
-
 /** Runs one job; see the module doc. */
 export class JobRunner {
   readonly job: JobConfig;
   #ledger: Ledger;
   #transport: Transport;
   #options: JobRunnerOptions;
-  #filter: FileFilter;
   #checker: StabilityChecker;
   #queue: WorkQueue;
   #session: WatchSession;
-  #intake: Intake;
   /** Parts of files that are still growing (`growing_patterns`). */
   #growing: GrowingSender;
   /** Paused while the destination is full. */
@@ -116,162 +81,36 @@ export class JobRunner {
     this.#ledger = ledger;
     this.#transport = transport;
     this.#options = options;
-    this.#filter = createFileFilter(job);
     this.#status = new JobStatus(job.name, job.transfer_method, options.events);
-    this.#freeSpace = transport.diskSpace
-      ? new FreeSpaceGauge(
-        // Only when an SSH session is free: the page never holds up a transfer.
-        async () =>
-          (await transport.diskSpace!(this.#abort.signal, { onlyIfFree: true }))?.availableBytes ??
-            null,
-        () => this.#status.changed(),
-      )
-      : null;
-    // The stability checker: decides when a file is completely written.
-    const stableForMs = job.stability_window_seconds * 1000;
-    const shortcut = createFileFilter({
-      ...job,
-      file_patterns: job.close_shortcut_patterns,
-      exclude_patterns: [],
-    });
-    this.#checker = new StabilityChecker({
-      stableForMs,
-      closedForMs: Math.min(stableForMs, options.closedForMs ?? 200),
-      closeShortcut: (path) => {
-        const rel = relativeTo(job.watch_path, path);
-        return rel !== null && shortcut.includesFile(rel);
-      },
-      incompleteGraceMs: job.fits_incomplete_grace_seconds * 1000,
-      // `--once` sends what is complete now; an incomplete FITS file waits for the next run.
-      waitForIncomplete: !options.once,
-      onReady: (file) => {
-        if (file.truncated) {
-          this.#log.warn(
-            "Sending {path} although it is truncated ({reason}); it has not changed for {seconds} s or more",
-            {
-              path: file.path,
-              reason: file.truncated.reason,
-              seconds: job.fits_incomplete_grace_seconds,
-            },
-          );
-        }
-        this.#intake.ready(file);
-      },
-      onGone: (path) => void this.#intake.gone(path),
-      onLeft: (path, reason) => {
-        this.#log.info("Left {path} for a later run: {reason}", { path, reason });
-        this.#checkIdle();
-      },
-    });
-    this.#queue = new WorkQueue((due) => this.#onDue(due));
-    this.#full = new FullDestinationPause({
-      job: job.name,
-      target: transport.describeTarget(""),
-      fullSpeed: job.max_concurrent_transfers * transport.maxBatchFiles,
-      onProbeDue: () => this.#pump(),
-      probeEveryMs: options.fullProbeMs,
-      onChange: (pause) =>
-        options.onPauseChange?.(
-          pause && {
-            state: "destination full",
-            since: new Date(pause.sinceMs).toISOString(),
-            reason: pause.reason,
-          },
-        ),
-    });
-    this.#space = new SpaceGuard({
-      job,
-      target: transport.describeTarget(""),
-      measure: transport.diskSpace?.bind(transport),
-      signal: this.#abort.signal,
-      repeatWatchCheck: !options.once,
-      watchCheckMs: options.watchDiskCheckMs,
-    });
-    this.#session = new WatchSession({
-      root: job.watch_path,
-      job: job.name,
-      filter: this.#filter,
-      once: options.once,
-      missingFolderRetryMs: options.missingFolderRetryMs ?? 10_000,
-      rescanIntervalMs: job.rescan_interval_seconds * 1000,
-      onActivity: (path, rel, activity) => {
-        this.#intake.activity(path, rel, activity);
-        this.#growing.touched(path, rel);
-      },
-      onFound: (files, quick) => {
-        const found = this.#intake.found(files, quick);
-        for (const file of found) this.#growing.touched(file.path, file.relPath);
-        return found;
-      },
-      beforeRescan: () => this.#beforeRescan(),
-      // The first file should not wait for an SSH handshake (~0.3 s or more).
-      onFolderReady: () => void this.#transport.warmUp?.(),
-    });
-    this.#growing = new GrowingSender({
-      job,
-      transport,
-      signal: this.#abort.signal,
-      growing: (path) => this.#checker.has(path),
-    });
-    this.#intake = new Intake({
-      job,
-      ledger,
-      queue: this.#queue,
-      checker: this.#checker,
-      done: () => this.#done,
-      scanIfFolder: (path) => this.#session.scanIfFolder(path),
-      stopping: () => this.#stopping,
-      onQueued: () => this.#pumpSoon(),
-      onSettled: () => this.#checkIdle(),
-    });
-    this.#extras = new JobExtras({
+    const parts = wireJob({
       job,
       ledger,
       transport,
-      done: () => this.#done,
+      options,
+      log: this.#log,
       signal: this.#abort.signal,
-      rescan: () => this.#session.rescan(),
-      pause: () => void (this.#status.windowPaused = true),
-      resume: () => {
-        this.#status.windowPaused = false;
-        this.#pump();
+      status: this.#status,
+      stats: this.#stats,
+      hooks: {
+        pump: () => this.#pump(),
+        pumpSoon: () => this.#pumpSoon(),
+        checkIdle: () => this.#checkIdle(),
+        onDue: (due) => this.#onDue(due),
+        beforeRescan: () => this.#beforeRescan(),
+        stopping: () => this.#stopping,
+        done: () => this.#done,
       },
-      once: options.once,
     });
-    this.#sync = {
-      job,
-      ledger,
-      filter: this.#filter,
-      queue: this.#queue,
-      observed: (path) => this.#checker.has(path),
-      observe: (path) => this.#checker.touch(path),
-    };
-    this.#sender = new BatchSender({
-      job,
-      ledger,
-      transport,
-      queue: this.#queue,
-      signal: this.#abort.signal,
-      observe: (path) => this.#checker.touch(path),
-      onSent: (rel, version, destination, sha256) => {
-        this.#done.set(rel, version);
-        this.#stats.sent++;
-        this.#extras.arrived(rel, version, destination, sha256);
-        this.#status.sent(rel, destination, version.size);
-      },
-      onGaveUp: (record, error, attempts) => {
-        this.#stats.failed++;
-        this.#extras.gaveUp(record, error, attempts);
-      },
-      onFailed: (rel, error, final) => this.#status.failed(rel, error.kind, error.message, final),
-      pauseWhenFull: !options.once,
-      onFull: (error) => {
-        this.#full.full(error.message);
-        this.#status.state(true);
-      },
-      admit: (bytes) => this.#space.admit(bytes),
-      deadlineMs: options.batchDeadlineMs,
-    });
+    this.#checker = parts.checker;
+    this.#queue = parts.queue;
+    this.#session = parts.session;
+    this.#growing = parts.growing;
+    this.#full = parts.full;
+    this.#space = parts.space;
+    this.#sender = parts.sender;
+    this.#extras = parts.extras;
+    this.#sync = parts.sync;
+    this.#freeSpace = parts.freeSpace;
   }
 
   /** Files sent and failed so far. */
