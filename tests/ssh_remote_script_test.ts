@@ -16,7 +16,7 @@ import {
   scriptFiles,
 } from "../src/transfer/remote_script.ts";
 import { type FinishEntry, finishLines, type FinishPlan } from "../src/transfer/ssh_finish.ts";
-import { shellQuote } from "../src/transfer/ssh.ts";
+import { shellQuote } from "../src/transfer/ssh_endpoint.ts";
 
 const sha = (text: string) => createHash("sha256").update(text).digest("hex");
 const exists = (path: string) => Deno.lstat(path).then(() => true, () => false);

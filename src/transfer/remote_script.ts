@@ -19,7 +19,7 @@ import makeFoldersScript from "./remote/make_folders.sh" with { type: "text" };
 import prologue from "./remote/prologue.sh" with { type: "text" };
 import probeScript from "./remote/probe.sh" with { type: "text" };
 import sizesScript from "./remote/sizes.sh" with { type: "text" };
-import { shellQuote } from "./ssh.ts";
+import { shellQuote } from "./ssh_endpoint.ts";
 
 /** The script files after the prologue, by name. */
 const SCRIPTS = {

@@ -15,7 +15,8 @@ import { type DiskSpace, parseRemoteDiskSpace, remoteDiskSpaceScript } from "./d
 import { SshBatch, type SshMethod } from "./ssh_batch.ts";
 import { byUploadFolder, type SshDelivery } from "./ssh_delivery.ts";
 import { probeSshDestination } from "./ssh_probe.ts";
-import { endpointFromJob, remoteBasePath, SshSession } from "./ssh.ts";
+import { SshSession } from "./ssh.ts";
+import { endpointFromJob, remoteBasePath } from "./ssh_endpoint.ts";
 import { jobOwner } from "./temp_name.ts";
 import type {
   PartSent,
