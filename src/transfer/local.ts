@@ -10,25 +10,15 @@
  *
  * @module
  */
-import { createHash, type Hash } from "node:crypto";
-import {
-  closeSync,
-  constants,
-  fchmodSync,
-  fstatSync,
-  fsyncSync,
-  futimesSync,
-  openSync,
-} from "node:fs";
+import { fchmodSync, fstatSync, fsyncSync, futimesSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { bandwidthShare } from "../config/bandwidth.ts";
 import type { JobConfig } from "../config/types.ts";
 import { TransferError } from "../errors.ts";
-import { checkSource, deliver, type Delivery, type DeliverySteps } from "./deliver.ts";
+import { checkSource, deliver, type DeliverySteps } from "./deliver.ts";
 import {
   assertSameFile,
   copyData,
-  removeIfOurs,
   sha256OfOpenFile,
   syncFolder,
   toTransferError,
@@ -37,9 +27,9 @@ import {
 } from "./local_file.ts";
 import { localDestinationSizes } from "./destination_sizes.ts";
 import { type DiskSpace, localDiskSpace } from "./disk_space.ts";
-import { makeLocalFolders, probeLocalDestination, sweepLocalLeftovers } from "./local_folders.ts";
-import { discard, samePrefix, takeEarlierCopy } from "./local_resume.ts";
-import { closeSource, deliveredPermissions, type OpenSource, openSource } from "./source_open.ts";
+import { makeLocalFolders, probeLocalDestination } from "./local_folders.ts";
+import { closeTarget, type LocalDelivery, LocalTempCopies } from "./local_temp_copies.ts";
+import { closeSource, deliveredPermissions, openSource } from "./source_open.ts";
 import { logger } from "../log/logging.ts";
 import { jobOwner, tempNameFor } from "./temp_name.ts";
 import { Throttle } from "./throttle.ts";
@@ -51,22 +41,6 @@ import type {
   Transport,
 } from "./transport.ts";
 
-/** Flags of a new temporary file: created here or not at all, never through a link. */
-const CREATE_NEW = constants.O_RDWR | constants.O_CREAT | constants.O_EXCL |
-  (constants.O_NOFOLLOW ?? 0);
-
-/** One file of a local batch: the open temporary copy while it is on its way. */
-interface LocalDelivery extends Delivery {
-  /** The temporary file: a new name, or an earlier copy's that is continued. */
-  tempPath: string;
-  /** The temporary file, open for reading and writing, or `null` (not created, or closed). */
-  target: number | null;
-  /** What the copy step wrote. */
-  written: Written | null;
-  /** Keep the temporary file when it is not renamed (an interrupted copy, to be resumed). */
-  keep: boolean;
-}
-
 /** Copies into `remote_base_path` on this machine: temp name, verify, rename. */
 export class LocalTransport implements Transport {
   readonly method = "local" as const;
@@ -74,10 +48,8 @@ export class LocalTransport implements Transport {
   #job: JobConfig;
   /** Tells this daemon's temporary files apart (see `uploadOwner`). */
   #owner: string;
-  /** Destination folders already swept of this daemon's leftovers, and their sweeps. */
-  #swept = new Map<string, Promise<void>>();
-  /** Temporary files being written now (never swept nor resumed by another copy). */
-  #inUse = new Set<string>();
+  /** The temporary copies: new, continued, released, swept. */
+  #copies: LocalTempCopies;
   /** Parts of growing files being sent, by final path: a copy of the same file waits for them. */
   #parts = new Map<string, Promise<unknown>>();
   #log = logger("transfer");
@@ -85,6 +57,7 @@ export class LocalTransport implements Transport {
   constructor(job: JobConfig) {
     this.#job = job;
     this.#owner = jobOwner(job);
+    this.#copies = new LocalTempCopies(job, this.#owner);
   }
 
   destinationSizes(destinations: string[]): Promise<Map<string, number | null>> {
@@ -148,7 +121,7 @@ export class LocalTransport implements Transport {
         for (const delivery of deliveries) {
           try {
             await makeLocalFolders(this.#job.remote_base_path, delivery.item.destination);
-            await this.#sweep(dirname(delivery.finalPath));
+            await this.#copies.sweep(dirname(delivery.finalPath));
           } catch (error) {
             fail(delivery, error, signal);
           }
@@ -170,11 +143,11 @@ export class LocalTransport implements Transport {
           } catch (error) {
             fail(delivery, error, signal);
           }
-          this.#release(delivery);
+          this.#copies.release(delivery);
         }
       },
       end: (deliveries) => {
-        for (const delivery of deliveries) this.#release(delivery);
+        for (const delivery of deliveries) this.#copies.release(delivery);
         return Promise.resolve();
       },
     };
@@ -190,14 +163,14 @@ export class LocalTransport implements Transport {
     await this.#parts.get(delivery.finalPath);
     const source = openSource(delivery.item);
     try {
-      const start = await this.#start(delivery, source, signal);
+      const start = await this.#copies.open(delivery, source, signal);
       const target = delivery.target!;
       const share = bandwidthShare(this.#job);
       const throttle = share === null ? null : new Throttle(share);
       try {
         delivery.written = await copyData(source, target, signal, { ...start, throttle });
       } catch (error) {
-        delivery.keep = this.#keepMs() > 0;
+        delivery.keep = this.#copies.keepMs > 0;
         throw error;
       }
       this.#logResumed(delivery, start.from);
@@ -217,7 +190,7 @@ export class LocalTransport implements Transport {
   /** Append the source's bytes up to `item.size` to its kept copy (a new one at first). */
   async #putPart(item: TransferItem, finalPath: string, signal: AbortSignal): Promise<PartSent> {
     await makeLocalFolders(this.#job.remote_base_path, item.destination);
-    await this.#sweep(dirname(finalPath));
+    await this.#copies.sweep(dirname(finalPath));
     const delivery: LocalDelivery = {
       index: 0,
       item,
@@ -232,7 +205,7 @@ export class LocalTransport implements Transport {
     };
     const source = openSource(item);
     try {
-      const start = await this.#start(delivery, source, signal);
+      const start = await this.#copies.open(delivery, source, signal);
       const share = bandwidthShare(this.#job);
       const throttle = share === null ? null : new Throttle(share);
       const written = await copyData(source, delivery.target!, signal, {
@@ -244,53 +217,8 @@ export class LocalTransport implements Transport {
       return { bytes: written.bytes, appended: written.appended };
     } finally {
       closeSource(source);
-      this.#release(delivery);
+      this.#copies.release(delivery);
     }
-  }
-
-  /**
-   * Open the temporary file of `delivery`: an earlier copy of this file whose
-   * bytes are the source's first bytes (the copy continues from its end), or
-   * a new file. Returns where the copy starts and the hash of the source so far.
-   */
-  async #start(
-    delivery: LocalDelivery,
-    source: OpenSource,
-    signal: AbortSignal,
-  ): Promise<{ from: number; hash: Hash | null }> {
-    const hashIt = this.#wantsChecksum();
-    const keepMs = this.#keepMs();
-    const earlier = keepMs === 0 ? null : await takeEarlierCopy(
-      dirname(delivery.finalPath),
-      basename(delivery.finalPath),
-      this.#owner,
-      keepMs,
-      this.#inUse,
-    );
-    if (earlier !== null) {
-      const hash = hashIt ? createHash("sha256") : null;
-      this.#inUse.add(earlier.path);
-      const fits = earlier.size <= delivery.item.size &&
-        await samePrefix(source.fd, earlier.fd, earlier.size, hash, signal).catch((error) => {
-          this.#inUse.delete(earlier.path);
-          closeSync(earlier.fd);
-          throw error;
-        });
-      if (fits) {
-        delivery.tempPath = earlier.path;
-        delivery.target = earlier.fd;
-        return { from: earlier.size, hash };
-      }
-      this.#log.info(
-        "The earlier copy of {source} at the destination does not match the source; sending it whole",
-        { job: this.#job.name, source: delivery.item.source, bytes: earlier.size },
-      );
-      this.#inUse.delete(earlier.path);
-      discard(earlier);
-    }
-    this.#inUse.add(delivery.tempPath);
-    delivery.target = openSync(delivery.tempPath, CREATE_NEW, 0o600);
-    return { from: 0, hash: hashIt ? createHash("sha256") : null };
   }
 
   #logResumed(delivery: LocalDelivery, from: number): void {
@@ -318,37 +246,6 @@ export class LocalTransport implements Transport {
     delivery.sha256 = delivery.written!.sha256;
   }
 
-  /**
-   * Close the temporary file, removing it if it is still there and still ours
-   * (unless it is kept to be resumed).
-   */
-  #release(delivery: LocalDelivery): void {
-    if (delivery.target !== null) {
-      if (!delivery.keep) removeIfOurs(delivery.tempPath, delivery.target);
-      delivery.target = closeTarget(delivery.target);
-    }
-    this.#inUse.delete(delivery.tempPath);
-  }
-
-  /** How long an interrupted copy is kept to be resumed (0: not). */
-  #keepMs(): number {
-    return this.#job.resume_partial_hours * 3_600_000;
-  }
-
-  #wantsChecksum(): boolean {
-    return this.#job.verify_transfer === "checksum";
-  }
-
-  /** Remove this daemon's leftover temporary files from `folder`, once per folder. */
-  #sweep(folder: string): Promise<void> {
-    let sweep = this.#swept.get(folder);
-    if (sweep === undefined) {
-      sweep = sweepLocalLeftovers(folder, this.#owner, this.#inUse, this.#keepMs());
-      this.#swept.set(folder, sweep);
-    }
-    return sweep;
-  }
-
   async #verify(item: TransferItem, target: number, written: Written): Promise<void> {
     if (written.bytes !== item.size) {
       throw new TransferError(
@@ -371,10 +268,4 @@ export class LocalTransport implements Transport {
       );
     }
   }
-}
-
-/** Close `fd`; always `null`. */
-function closeTarget(fd: number): null {
-  closeSync(fd);
-  return null;
 }
