@@ -13,9 +13,8 @@
  * @module
  */
 import { posix } from "node:path";
-import type { JobConfig } from "../config/types.ts";
 import { CommandError, TransferError } from "../errors.ts";
-import { classifyFailure, classifyText, type FailureContext } from "./classify.ts";
+import { classifyFailure, classifyText } from "./classify.ts";
 import {
   checkPartSource,
   checkSource,
@@ -25,68 +24,18 @@ import {
 } from "./deliver.ts";
 import { type EarlierCopySpec, type FolderFailure, makeFolders } from "./remote_folders.ts";
 import { logger } from "../log/logging.ts";
-import { buildScript, call } from "./remote_script.ts";
 import { hashSource } from "./sha256.ts";
 import { type SshDelivery, sshDelivery } from "./ssh_delivery.ts";
 import { finishBatch } from "./ssh_finish.ts";
-import type { SshSession } from "./ssh.ts";
 import { remoteJoin } from "./ssh_endpoint.ts";
+import { flushWhileUploading } from "./ssh_flush.ts";
+import type { SshMethod } from "./ssh_method.ts";
 import { uploadFolderName, uploadFolderPrefix } from "./temp_name.ts";
 import type { TransferItem } from "./transport.ts";
-import type { UploadClaim, UploadFolders } from "./upload_folders.ts";
+import type { UploadClaim } from "./upload_folders.ts";
 
 /** Upload calls a batch runs at once. */
 const UPLOAD_CALLS_AT_ONCE = 3;
-
-/**
- * With `remote_sync`, a batch of at least this many bytes has the destination
- * file systems flushed while it uploads (see {@linkcode SshBatch.put}).
- */
-const FLUSH_WHILE_UPLOADING_BYTES = 64 * 1024 * 1024;
-
-/** How often those flushes start, at most. */
-const FLUSH_INTERVAL_MS = 1000;
-
-/** What an SSH method (scp, rsync) supplies to a batch. */
-export interface SshMethod {
-  readonly job: JobConfig;
-  readonly session: SshSession;
-  /** The remote form of `remote_base_path`. */
-  readonly base: string;
-  readonly context: FailureContext;
-  readonly timeoutMs: number;
-  /** Tells this daemon's upload folders apart. */
-  readonly owner: string;
-  /** The destination folders in use by this transport's batches. */
-  readonly uploadFolders: UploadFolders;
-  /**
-   * The upload program checks every copy it writes against what it read
-   * from the source (rsync's whole-file checksum), so a copy of a call that
-   * succeeded needs no SHA-256 of its own.
-   */
-  readonly uploadVerifiesCopies: boolean;
-  /**
-   * The upload continues an earlier copy in the upload folder (rsync
-   * `--append-verify`): interrupted copies are kept for
-   * `resume_partial_hours` and continued (see `take_earlier_copy`).
-   */
-  readonly resumesCopies: boolean;
-  /** The upload calls of a batch: each group goes into one upload folder. */
-  uploadCalls(deliveries: SshDelivery[]): SshDelivery[][];
-  /**
-   * Copy the sources of `group` into `folder` (their upload folder) with one
-   * command, each copy named after its destination, with the source's mtime
-   * and permission bits. Throws when the command fails.
-   */
-  upload(group: SshDelivery[], folder: string, signal: AbortSignal): Promise<void>;
-  /**
-   * The deliveries of `group` whose failure the failed upload call reported,
-   * when every error it reported names a file of `group`; `null` when that
-   * cannot be told (the whole group fails).
-   */
-  failedInCall(error: CommandError, group: SshDelivery[]): Set<SshDelivery> | null;
-  describeTarget(destination: string): string;
-}
 
 /** The steps of one batch; create one per `send`. */
 export class SshBatch implements DeliverySteps<SshDelivery> {
@@ -214,7 +163,7 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
       }
     }
     const queue = method.uploadCalls(deliveries);
-    const stopFlushing = this.#flushWhileUploading(deliveries, signal);
+    const stopFlushing = flushWhileUploading(method, deliveries, signal);
     const worker = async () => {
       for (let next = queue.shift(); next !== undefined; next = queue.shift()) {
         signal.throwIfAborted();
@@ -231,48 +180,6 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
     } finally {
       await stopFlushing();
     }
-  }
-
-  /**
-   * With `remote_sync` and a batch of {@linkcode FLUSH_WHILE_UPLOADING_BYTES}
-   * or more: flush the destination file systems every
-   * {@linkcode FLUSH_INTERVAL_MS} while the upload runs (one small ssh call
-   * each, only when a shared session is free), so the flush before the
-   * renames finds little left to write. Returns the function that stops it.
-   */
-  #flushWhileUploading(deliveries: SshDelivery[], signal: AbortSignal): () => Promise<void> {
-    const method = this.#method;
-    const bytes = deliveries.reduce((sum, delivery) => sum + delivery.item.size, 0);
-    if (!method.job.remote_sync || bytes < FLUSH_WHILE_UPLOADING_BYTES) {
-      return () => Promise.resolve();
-    }
-    const folders = [...new Set(deliveries.map((delivery) => posix.dirname(delivery.finalPath)))];
-    const stop = new AbortController();
-    const onAbort = () => stop.abort();
-    signal.addEventListener("abort", onAbort, { once: true });
-    const flushing = (async () => {
-      while (!stop.signal.aborted) {
-        await new Promise((resolve) => {
-          const timer = setTimeout(resolve, FLUSH_INTERVAL_MS);
-          stop.signal.addEventListener("abort", () => {
-            clearTimeout(timer);
-            resolve(undefined);
-          }, { once: true });
-        });
-        if (stop.signal.aborted) break;
-        const script = buildScript(null, [call("flush_folders", ...folders)]);
-        await method.session.runScript(script.text, {
-          timeoutMs: method.timeoutMs,
-          signal: stop.signal,
-          onlyIfFree: true,
-        }).catch(() => {}); // Optional: the flush before the renames does it anyway.
-      }
-    })();
-    return async () => {
-      signal.removeEventListener("abort", onAbort);
-      stop.abort();
-      await flushing;
-    };
   }
 
   async finish(deliveries: SshDelivery[], signal: AbortSignal): Promise<void> {
