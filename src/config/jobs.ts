@@ -7,15 +7,8 @@
  * @module
  */
 import type { z } from "zod";
-import {
-  daemonShape,
-  JOB_KEYS,
-  type JobInput,
-  jobSchema,
-  OLD_KEY_NAMES,
-  SINGLE_STRING_LISTS,
-  TOP_LEVEL_KEYS,
-} from "./schema.ts";
+import { daemonShape, JOB_KEYS, type JobInput, jobSchema, TOP_LEVEL_KEYS } from "./schema.ts";
+import { OLD_KEY_NAMES, SINGLE_STRING_LISTS } from "./key_forms.ts";
 import { isPlainObject, type Issues, type Json } from "./issues.ts";
 import { describeValue, formatPath } from "./messages.ts";
 import type { Path } from "./yaml_positions.ts";

@@ -5,7 +5,9 @@
  * @module
  */
 import type { z } from "zod";
-import { daemonShape, jobShape, keyMeta, OLD_KEY_NAMES } from "./schema.ts";
+import { OLD_KEY_NAMES } from "./key_forms.ts";
+import { keyMeta } from "./key_meta.ts";
+import { daemonShape, jobShape } from "./schema.ts";
 
 /** One documented key, for the generated config and the README reference. */
 export interface KeyDoc {

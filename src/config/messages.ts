@@ -8,7 +8,9 @@
  * @module
  */
 import { z } from "zod";
-import { daemonShape, jobShape, keyMeta, OLD_KEY_NAMES, SINGLE_STRING_LISTS } from "./schema.ts";
+import { OLD_KEY_NAMES, SINGLE_STRING_LISTS } from "./key_forms.ts";
+import { keyMeta } from "./key_meta.ts";
+import { daemonShape, jobShape } from "./schema.ts";
 import type { Path } from "./yaml_positions.ts";
 
 const SHAPES: Readonly<Record<string, z.ZodType>> = { ...jobShape, ...daemonShape };

@@ -2,6 +2,8 @@
  * The configuration schema: the single source of truth for every key, its
  * type, its default and its one-line description. The loader, the generated
  * default config (`init`) and the README reference all read from here.
+ * How a description is attached is in `key_meta.ts`; old key names and
+ * lenient list forms in `key_forms.ts`; shared value types in `value_schemas.ts`.
  *
  * @module
  */
@@ -11,6 +13,8 @@ import { parseFreeSpace } from "./free_space.ts";
 import { checkJobRules } from "./job_rules.ts";
 import { DEFAULT_LOG_FILE, DEFAULT_STATE_DIR, defaultLogFile, defaultStateDir } from "./paths.ts";
 import { scheduleEntry } from "./schedule_schema.ts";
+import { doc } from "./key_meta.ts";
+import { absolutePath, listenAddress, sshOption } from "./value_schemas.ts";
 import { isValidTimeZone } from "./value_checks.ts";
 
 /** File name patterns that mark an instrument file by default. */
@@ -24,56 +28,6 @@ export const DEFAULT_FILE_PATTERNS = [
   "*.fits.fz",
   "*.fits.gz",
 ];
-
-/** How a key is documented in `init`'s template, the README and messages. */
-interface KeyMeta {
-  /** One line on what the key does. */
-  description: string;
-  /** For a key a new config must fill in: a value to show. */
-  example?: unknown;
-  /** For a default computed when the config loads: that default as a user writes it. */
-  writtenDefault?: string;
-}
-
-/** Attach the description (and example or written default) of a key. */
-function doc<T extends z.ZodType>(
-  schema: T,
-  description: string,
-  more: Omit<KeyMeta, "description"> = {},
-): T {
-  return schema.meta({ description, ...more });
-}
-
-/** The documentation of `schema` (see {@linkcode doc}). */
-export function keyMeta(schema: z.ZodType): KeyMeta {
-  return { description: "", ...(schema.meta() as Partial<KeyMeta> | undefined) };
-}
-
-/** List keys where a single text value is accepted as a one-element list. */
-export const SINGLE_STRING_LISTS: ReadonlySet<string> = new Set([
-  "file_patterns",
-  "exclude_patterns",
-  "close_shortcut_patterns",
-  "growing_patterns",
-]);
-
-/**
- * Keys renamed since earlier versions (old name: current name). A config
- * written with an old name loads unchanged; giving both is an error.
- */
-export const OLD_KEY_NAMES: ReadonlyMap<string, string> = new Map([
-  ["retry_delay", "retry_delay_seconds"],
-]);
-
-const sshOption = z.string().regex(
-  /^[A-Za-z][A-Za-z0-9]*=\S.*$/,
-  'expected "Key=Value", e.g. "Ciphers=aes128-gcm@openssh.com"',
-);
-
-const absolutePath = z.string().regex(
-  /^(\/|~\/|[A-Za-z]:[\\/])/,
-  'expected an absolute path or one starting with "~/"',
-);
 
 /**
  * Keys that describe one transfer job. At the top level of the file they form
@@ -311,10 +265,7 @@ export const daemonShape = {
     "`text` for people, `json` for one JSON object per line (log file and stderr).",
   ),
   status_listen: doc(
-    z.string().regex(
-      /^$|^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$/,
-      'expected "HOST:PORT", e.g. "127.0.0.1:8765", or "" for off',
-    ).default("127.0.0.1:8765"),
+    listenAddress.default("127.0.0.1:8765"),
     'Address of the status page, JSON API and `/metrics` (`HOST:PORT`); "" turns it off. A non-loopback host needs `status_token_file`.',
   ),
   status_token_file: doc(
