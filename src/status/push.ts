@@ -1,0 +1,107 @@
+/**
+ * Server-Sent Events of the status server (`/api/events`): the status pushed
+ * to every open page when something changed, throttled, with a heartbeat.
+ *
+ * @module
+ */
+import { SECURITY_HEADERS } from "./responses.ts";
+
+/** Pushed updates are at most this often (a burst must not flood the browser). */
+export const PUSH_EVERY_MS = 500;
+/** An update is pushed at least this often (uptime, keep-alive). */
+const HEARTBEAT_MS = 15_000;
+/** Updates a page may leave unread before its stream is ended. */
+const MAX_UNREAD = 20;
+
+/**
+ * Server-Sent Events to every open page: the status when something changed,
+ * at most once per {@linkcode PUSH_EVERY_MS}, built once for all pages.
+ */
+export class Pusher {
+  #clients = new Set<ReadableStreamDefaultController<Uint8Array>>();
+  #build: () => string;
+  #stale: () => boolean;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #heartbeat: ReturnType<typeof setInterval> | undefined;
+  #lastAt = 0;
+  #encoder = new TextEncoder();
+
+  /** @param stale whether the last update held reused answers (another one follows) */
+  constructor(build: () => string, stale: () => boolean) {
+    this.#build = build;
+    this.#stale = stale;
+  }
+
+  /** Something changed: push soon (throttled). */
+  changed(): void {
+    if (this.#clients.size === 0 || this.#timer !== undefined) return;
+    const wait = Math.max(0, this.#lastAt + PUSH_EVERY_MS - Date.now());
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#send();
+    }, wait);
+  }
+
+  /** A new page listens. */
+  stream(signal: AbortSignal): Response {
+    let controller: ReadableStreamDefaultController<Uint8Array>;
+    const body = new ReadableStream<Uint8Array>({
+      start: (c) => {
+        controller = c;
+        this.#clients.add(c);
+        c.enqueue(this.#encoder.encode(`retry: 2000\nevent: status\ndata: ${this.#build()}\n\n`));
+        this.#heartbeat ??= setInterval(() => this.#send(), HEARTBEAT_MS);
+      },
+      cancel: () => this.#drop(controller),
+    });
+    signal.addEventListener("abort", () => this.#drop(controller), { once: true });
+    return new Response(body, {
+      headers: {
+        "content-type": "text/event-stream; charset=utf-8",
+        ...SECURITY_HEADERS,
+      },
+    });
+  }
+
+  /** End every stream and timer. */
+  close(): void {
+    clearTimeout(this.#timer);
+    clearInterval(this.#heartbeat);
+    this.#heartbeat = undefined;
+    for (const c of this.#clients) {
+      try {
+        c.close();
+      } catch { /* already closed */ }
+    }
+    this.#clients.clear();
+  }
+
+  #send(): void {
+    if (this.#clients.size === 0) return;
+    this.#lastAt = Date.now();
+    const chunk = this.#encoder.encode(`event: status\ndata: ${this.#build()}\n\n`);
+    for (const c of [...this.#clients]) {
+      try {
+        // A page that stopped reading is dropped instead of piling up updates (it reconnects).
+        if ((c.desiredSize ?? 0) < -MAX_UNREAD) {
+          this.#drop(c);
+          c.close();
+          continue;
+        }
+        c.enqueue(chunk);
+      } catch {
+        this.#drop(c);
+      }
+    }
+    // Totals reused during a burst are brought up to date by a later update.
+    if (this.#stale()) this.changed();
+  }
+
+  #drop(c: ReadableStreamDefaultController<Uint8Array>): void {
+    this.#clients.delete(c);
+    if (this.#clients.size === 0) {
+      clearInterval(this.#heartbeat);
+      this.#heartbeat = undefined;
+    }
+  }
+}
