@@ -17,8 +17,8 @@ import { createReadStream } from "node:fs";
 import { bandwidthShare } from "../config/bandwidth.ts";
 import type { JobConfig } from "../config/types.ts";
 import { TransferError } from "../errors.ts";
-import { logger } from "../log/logging.ts";
-import { classifyFtpError, connectFtp, ftpServerName, SESSION_REUSE_FIX } from "./ftp_connect.ts";
+import { classifyFtpError, ftpServerName, SESSION_REUSE_FIX } from "./ftp_connect.ts";
+import { FtpPool } from "./ftp_pool.ts";
 import { probeFtpDestination } from "./ftp_probe.ts";
 import { deliveredPermissions, inspectSource, openSource } from "./source_open.ts";
 import {
@@ -35,26 +35,21 @@ import { isOwnTempName, jobOwner, tempNameFor } from "./temp_name.ts";
 import { pacedStream, Throttle } from "./throttle.ts";
 import type { ProbeCheck, TransferItem, TransferOutcome, Transport } from "./transport.ts";
 
-const log = logger("transfer");
-
 /** Uploads to `remote_base_path` on an FTP server: temp name, verify, rename. */
 export class FtpTransport implements Transport {
   readonly method = "ftp" as const;
   readonly maxBatchFiles = 16;
   #job: JobConfig;
   #owner: string;
-  /** Logged-in connections not in use by a batch. */
-  #idle: FtpPeer[] = [];
-  /** Every open connection. */
-  #open = new Set<FtpPeer>();
+  /** Connections kept open and reused from one batch to the next. */
+  #pool: FtpPool;
   /** Temporary paths being written now (never swept). */
   #inUse = new Set<string>();
-  #saidSizeOnly = false;
-  #closed = false;
 
   constructor(job: JobConfig) {
     this.#job = job;
     this.#owner = jobOwner(job);
+    this.#pool = new FtpPool(job);
   }
 
   describeTarget(destination: string): string {
@@ -69,7 +64,7 @@ export class FtpTransport implements Transport {
 
   async warmUp(): Promise<void> {
     try {
-      if (this.#idle.length === 0) this.#release(await this.#connect());
+      await this.#pool.warmUp();
     } catch {
       // Reported at the first send.
     }
@@ -89,7 +84,7 @@ export class FtpTransport implements Transport {
           continue;
         }
         try {
-          peer ??= await this.#acquire();
+          peer ??= await this.#pool.acquire();
         } catch (error) {
           signal.throwIfAborted();
           // No connection: every remaining item fails the same way.
@@ -108,7 +103,7 @@ export class FtpTransport implements Transport {
           if (signal.aborted) throw signal.reason;
           outcomes.push({ item, error: withSource(item, this.#uploadError(peer, error)) });
           if (peer.connection.client.closed) {
-            this.#drop(peer);
+            this.#pool.drop(peer);
             peer = null;
           }
         }
@@ -116,8 +111,8 @@ export class FtpTransport implements Transport {
     } finally {
       signal.removeEventListener("abort", onAbort);
       if (peer !== null) {
-        if (signal.aborted || peer.connection.client.closed) this.#drop(peer);
-        else this.#release(peer);
+        if (signal.aborted || peer.connection.client.closed) this.#pool.drop(peer);
+        else this.#pool.release(peer);
       }
     }
     return outcomes;
@@ -129,7 +124,7 @@ export class FtpTransport implements Transport {
     signal: AbortSignal,
   ): Promise<Map<string, number | null>> {
     const sizes = new Map<string, number | null>();
-    const peer = await this.#acquire();
+    const peer = await this.#pool.acquire();
     let healthy = false;
     try {
       const base = this.#base(peer);
@@ -149,64 +144,14 @@ export class FtpTransport implements Transport {
       }
       healthy = true;
     } finally {
-      if (healthy) this.#release(peer);
-      else this.#drop(peer);
+      if (healthy) this.#pool.release(peer);
+      else this.#pool.drop(peer);
     }
     return sizes;
   }
 
   close(): Promise<void> {
-    this.#closed = true;
-    for (const peer of this.#open) peer.connection.client.close();
-    this.#open.clear();
-    this.#idle = [];
-    return Promise.resolve();
-  }
-
-  async #connect(): Promise<FtpPeer> {
-    const connection = await connectFtp(this.#job);
-    const peer = {
-      connection,
-      folders: new Set<string>(),
-      swept: new Set<string>(),
-      dataWorked: false,
-    };
-    this.#open.add(peer);
-    if (this.#job.verify_transfer === "checksum" && !this.#saidSizeOnly) {
-      const { hash, xsha256 } = connection.features;
-      if (!hash && !xsha256) {
-        this.#saidSizeOnly = true;
-        log.warn(
-          "FTP server {server} offers no checksum command (HASH or XSHA256): arrivals are verified by size only",
-          { server: ftpServerName(this.#job) },
-        );
-      }
-    }
-    return peer;
-  }
-
-  /** An idle connection that still answers, or a new one. */
-  async #acquire(): Promise<FtpPeer> {
-    while (this.#idle.length > 0) {
-      const peer = this.#idle.pop()!;
-      try {
-        await peer.connection.client.send("NOOP");
-        return peer;
-      } catch {
-        this.#drop(peer);
-      }
-    }
-    return await this.#connect();
-  }
-
-  #release(peer: FtpPeer): void {
-    if (this.#closed) peer.connection.client.close();
-    else this.#idle.push(peer);
-  }
-
-  #drop(peer: FtpPeer): void {
-    peer.connection.client.close();
-    this.#open.delete(peer);
+    return this.#pool.close();
   }
 
   /** `remote_base_path` as an absolute path on the server (a relative one is under the login's home). */
