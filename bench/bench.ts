@@ -3,10 +3,11 @@
  * private sshd on loopback. Writes bench/RESULTS.md (after a full run) and
  * prints the table to stdout; progress goes to stderr.
  *
- * Usage: `deno task bench [--quick] [scale] [latency] [burst] [big]` (all by
- * default). RESULTS.md is written only when every benchmark ran at full size;
- * otherwise the whole report goes to stdout. `--quick` runs one round of each
- * with a smaller tree and a short idle period, to check the harness.
+ * Usage: `deno task bench [--quick] [scale] [latency] [burst] [big] [flood]`
+ * (all by default). RESULTS.md is written only when every benchmark ran at
+ * full size; otherwise the whole report goes to stdout. `--quick` runs one
+ * round of each with a smaller tree, a short idle period and a smaller flood,
+ * to check the harness.
  *
  * @module
  */
@@ -14,13 +15,14 @@ import { fileURLToPath } from "node:url";
 import { startSshd, type TestSshd } from "../tests/helpers/sshd.ts";
 import { runBigFile } from "./big_file.ts";
 import { runBurst } from "./burst.ts";
+import { runFlood } from "./flood.ts";
 import { runLatency } from "./latency.ts";
 import { describeMachine, loadAverage } from "./machine.ts";
 import { renderReport, renderTable, type Section } from "./report.ts";
 import { runScale } from "./scale.ts";
 import { type BenchContext, generateData, progress } from "./setup.ts";
 
-const PHASES = ["scale", "latency", "burst", "big"] as const;
+const PHASES = ["scale", "latency", "burst", "big", "flood"] as const;
 type Phase = typeof PHASES[number];
 
 const RESULTS_FILE = fileURLToPath(new URL("./RESULTS.md", import.meta.url));
@@ -79,6 +81,9 @@ async function main(): Promise<void> {
           break;
         case "big":
           sections.push(await runBigFile(ctx, rounds));
+          break;
+        case "flood":
+          sections.push(await runFlood(ctx, quick ? { files: 5_000 } : {}));
           break;
       }
     }

@@ -98,7 +98,7 @@ export interface DaemonSettings {
   remoteBasePath: string;
   stateDir: string;
   logFile: string;
-  method: "scp" | "rsync";
+  method: "scp" | "rsync" | "local";
   verify?: "size" | "checksum";
   /** `remote_sync` (the daemon's default when absent: on). */
   remoteSync?: boolean;
@@ -108,9 +108,14 @@ export interface DaemonSettings {
   filePatterns?: string[];
   /** `status_listen`; off (`""`) unless a benchmark opens the page. */
   statusListen?: string;
+  /** `close_shortcut_patterns` (none when absent, the daemon's default). */
+  closeShortcutPatterns?: string[];
 }
 
-/** Write a daemon config file for `settings` on the benchmark's sshd; returns its path. */
+/**
+ * Write a daemon config file for `settings` on the benchmark's sshd (the SSH
+ * keys are ignored by `local`); returns its path.
+ */
 export async function writeDaemonConfig(
   ctx: BenchContext,
   dir: string,
@@ -133,6 +138,9 @@ export async function writeDaemonConfig(
   if (settings.verify) lines.push(`verify_transfer: ${settings.verify}`);
   if (settings.remoteSync !== undefined) lines.push(`remote_sync: ${settings.remoteSync}`);
   if (settings.filePatterns) lines.push(`file_patterns: ${JSON.stringify(settings.filePatterns)}`);
+  if (settings.closeShortcutPatterns) {
+    lines.push(`close_shortcut_patterns: ${JSON.stringify(settings.closeShortcutPatterns)}`);
+  }
   const file = join(dir, "config.yaml");
   await Deno.writeTextFile(file, lines.join("\n") + "\n");
   return file;
