@@ -3,7 +3,7 @@
  * failures by class, escaped label values, and `promtool check metrics`.
  */
 import assert from "node:assert/strict";
-import type { JobSnapshot } from "../src/pipeline/job_status.ts";
+import type { JobSnapshot } from "../src/status/job_status.ts";
 import { Metrics } from "../src/status/metrics.ts";
 
 function snapshot(job: string, freeBytes: number | null = null): JobSnapshot {

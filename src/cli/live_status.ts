@@ -6,7 +6,7 @@
  * @module
  */
 import type { Config } from "../config/types.ts";
-import type { JobSnapshot } from "../pipeline/job_status.ts";
+import type { JobSnapshot } from "../status/job_status.ts";
 import { listenSettings } from "../status/listen.ts";
 
 /** The part of `/api/status` that `status` prints. */

@@ -16,11 +16,11 @@ import type { Transport } from "../transfer/transport.ts";
 import type { StabilityChecker } from "../watch/stability.ts";
 import type { WatchSession } from "../watch/watch_session.ts";
 import type { BatchSender } from "./batch_sender.ts";
-import type { FreeSpaceGauge } from "./free_space_gauge.ts";
+import type { FreeSpaceGauge } from "../status/free_space_gauge.ts";
 import type { FullDestinationPause } from "./full_pause.ts";
 import type { GrowingSender } from "./growing_sender.ts";
 import type { JobExtras } from "./job_extras.ts";
-import { type JobSnapshot, JobStatus } from "./job_status.ts";
+import { type JobSnapshot, JobStatus } from "../status/job_status.ts";
 import { type JobRunnerOptions, type JobSummary, wireJob } from "./job_wiring.ts";
 import {
   type LedgerSyncContext,

@@ -6,7 +6,7 @@
  * @module
  */
 import type { FileState } from "../ledger/ledger.ts";
-import type { JobSnapshot } from "../pipeline/job_status.ts";
+import type { JobSnapshot } from "./job_status.ts";
 import type { LedgerReports, TransferFilter } from "./ledger_reports.ts";
 
 /** What the API may do with a running job. */

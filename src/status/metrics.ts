@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { JobSnapshot } from "../pipeline/job_status.ts";
+import type { JobSnapshot } from "./job_status.ts";
 import type { TransferEvent } from "./events.ts";
 
 /** Upper bounds (seconds) of the transfer duration histogram. */

@@ -6,9 +6,8 @@
  *
  * @module
  */
-import type { StatusEvents } from "../status/events.ts";
+import type { StatusEvents } from "./events.ts";
 import type { FreeSpace } from "./free_space_gauge.ts";
-import type { Phase } from "./work_queue.ts";
 
 /** Where a job stands, as a person would say it. */
 export type JobState = "watching" | "paused" | "unreachable" | "full";
@@ -32,7 +31,8 @@ export interface JobSnapshot {
   /** The last error while `unreachable` or `full`. */
   reason: string | null;
   /** Records of the work queue by phase, and files still being watched until complete. */
-  queue: Record<Phase, number> & { observing: number };
+  /** Files per work-queue phase, and those still being watched until complete. */
+  queue: Record<QueuePhase, number> & { observing: number };
   inFlight: InFlight[];
   /** Files sent and failed for good since this runner started. */
   sent: number;
@@ -42,6 +42,9 @@ export interface JobSnapshot {
   /** Free space at the destination where known (local, scp, rsync), else `null`. */
   freeSpace: FreeSpace | null;
 }
+
+/** The phases of a job's work queue, as the status shows them. */
+export type QueuePhase = "planning" | "queued" | "waiting" | "sending";
 
 /** Tracks one job's state and in-flight files, and emits its events. */
 export class JobStatus {
