@@ -132,7 +132,7 @@ async function daemonBurst(
       firstMs: firstLine.atMs - written.firstClosedMs,
       writeMs: written.lastClosedMs - written.startMs,
       totalMs: lastLine.atMs - written.startMs,
-      problems: daemon.lines.map((l) => l.text).filter((t) => / (WARN|ERROR|FATAL) /.test(t)),
+      problems: daemon.lines.map((l) => l.text).filter((t) => / (WARNING|ERROR|FATAL) /.test(t)),
       foundByScan: daemon.lines.reduce(
         (sum, l) => sum + Number(/(?:Found|The watcher missed) (\d+) new/.exec(l.text)?.[1] ?? 0),
         0,
