@@ -18,6 +18,7 @@ interface Snapshot {
   reason: string | null;
   queue: Record<string, number>;
   sent: number;
+  rateBytesPerSecond: number;
   freeSpace: { bytes: number; at: number } | null;
 }
 interface Status {
@@ -43,6 +44,13 @@ Deno.test("status API: sent files, filters, nights; /metrics passes promtool and
     async () => (await getJson<Status>(d.base, "/api/status")).jobs[0].sent === 12,
     30_000,
     "12 files sent",
+  );
+  // Just after the arrivals, the current rate is what they brought in over the last 10 s.
+  const { rateBytesPerSecond } = (await getJson<Status>(d.base, "/api/status")).jobs[0];
+  const total = [...sizes.values()].reduce((sum, size) => sum + size, 0);
+  assert.ok(
+    rateBytesPerSecond > 0 && rateBytesPerSecond <= total / 10 + 1,
+    `rate ${rateBytesPerSecond} B/s for ${total} bytes`,
   );
   // Night totals are reused for a moment (they read every row): wait for them too.
   await waitFor(

@@ -16,6 +16,7 @@ function snapshot(job: string, freeBytes: number | null = null): JobSnapshot {
     reason: null,
     queue: { planning: 0, queued: 3, waiting: 1, sending: 2, observing: 4 },
     inFlight: [],
+    rateBytesPerSecond: 0,
     sent: 0,
     failed: 0,
     lastSuccessAt: null,

@@ -134,6 +134,7 @@ export class JobRunner {
         observing: this.#checker.pendingCount,
       },
       inFlight: this.#status.inFlight(),
+      rateBytesPerSecond: this.#status.rate(),
       ...this.#stats,
       lastSuccessAt: this.#status.lastSuccessAt,
       freeSpace: this.#freeSpace?.read() ?? null,

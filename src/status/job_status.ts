@@ -12,6 +12,9 @@ import type { FreeSpace } from "./free_space_gauge.ts";
 /** Where a job stands, as a person would say it. */
 export type JobState = "watching" | "paused" | "unreachable" | "full";
 
+/** How far back the current transfer rate looks. */
+export const RATE_WINDOW_MS = 10_000;
+
 /** One file being sent. */
 export interface InFlight {
   relPath: string;
@@ -30,10 +33,11 @@ export interface JobSnapshot {
   since: number;
   /** The last error while `unreachable` or `full`. */
   reason: string | null;
-  /** Records of the work queue by phase, and files still being watched until complete. */
   /** Files per work-queue phase, and those still being watched until complete. */
   queue: Record<QueuePhase, number> & { observing: number };
   inFlight: InFlight[];
+  /** Bytes per second delivered over the last {@linkcode RATE_WINDOW_MS} (the current rate). */
+  rateBytesPerSecond: number;
   /** Files sent and failed for good since this runner started. */
   sent: number;
   failed: number;
@@ -52,6 +56,8 @@ export class JobStatus {
   readonly method: string;
   #events: StatusEvents | undefined;
   #inFlight = new Map<string, InFlight>();
+  /** Arrivals of the last {@linkcode RATE_WINDOW_MS}, oldest first. */
+  #arrivals: Array<{ at: number; bytes: number }> = [];
   #userPaused = false;
   #windowPaused = false;
   #failing: string | null = null;
@@ -117,6 +123,8 @@ export class JobStatus {
     const at = Date.now();
     const startedAt = this.#inFlight.get(relPath)?.startedAt ?? at;
     this.#inFlight.delete(relPath);
+    this.#arrivals.push({ at, bytes });
+    this.#forgetArrivals(at);
     this.lastSuccessAt = at;
     this.#failing = null;
     this.state(this.#lastFull);
@@ -180,6 +188,18 @@ export class JobStatus {
       ? "outside a transfer window"
       : null;
     return { state, since: this.#since, reason };
+  }
+
+  /** Bytes per second that arrived over the last {@linkcode RATE_WINDOW_MS} before `now`. */
+  rate(now: number = Date.now()): number {
+    this.#forgetArrivals(now);
+    const bytes = this.#arrivals.reduce((sum, arrival) => sum + arrival.bytes, 0);
+    return Math.round(bytes / (RATE_WINDOW_MS / 1000));
+  }
+
+  #forgetArrivals(now: number): void {
+    const from = now - RATE_WINDOW_MS;
+    while (this.#arrivals.length > 0 && this.#arrivals[0].at <= from) this.#arrivals.shift();
   }
 
   /** The files being sent, oldest first. */

@@ -89,12 +89,15 @@ function render(s) {
         el("span", {}, el("b", {}, q.sending), " sending"),
         el("span", {}, el("b", {}, q.waiting), " waiting to retry"),
         el("span", {}, el("b", {}, failedOf(s, j.job)), " failed"),
-        el("span", {}, el("b", {}, j.sent), " sent this run")),
+        el("span", {}, el("b", {}, j.sent), " sent this run"),
+        j.rateBytesPerSecond ? el("span", {}, el("b", {}, bytes(j.rateBytesPerSecond) + "/s"), " now") : ""),
       el("div", {},
         el("button", { class: paused ? "resume" : "pause",
           onclick: () => act(j.job, paused ? "resume" : "pause") }, paused ? "Resume" : "Pause"),
         el("button", { class: "retry-all", onclick: () => act(j.job, "retry") }, "Retry failed")),
-      j.inFlight.length ? el("div", { class: "meta" }, "Now: ", ...j.inFlight.slice(0, 5).map(
+      j.inFlight.length ? el("div", { class: "meta" },
+        "Now: ",
+        ...j.inFlight.slice(0, 5).map(
         (f) => el("div", { class: "name" }, f.relPath + " (" + bytes(f.bytes) + ", " +
           Math.round((now - f.startedAt) / 1000) + " s)"))) : "");
   }));
