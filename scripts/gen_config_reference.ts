@@ -1,13 +1,20 @@
 /**
- * Rewrite the configuration key reference in README.md (between
- * `<!-- config-reference:start -->` and `<!-- config-reference:end -->`) from
- * the schema. Run with `deno task docs`; `--check` only reports drift.
+ * Rewrite the configuration key references from the schema: the summary in
+ * README.md and the full reference in docs/configuration.md, each between
+ * `<!-- config-reference:start -->` and `<!-- config-reference:end -->`.
+ * Run with `deno task docs`; `--check` only reports drift.
  *
  * @module
  */
-import { renderConfigReference } from "../src/config/reference.ts";
+import { renderConfigReference, renderConfigSummary } from "../src/config/reference.ts";
 
-/** Marker lines that delimit the generated region of README.md. */
+/** Each generated file (relative to the repository root) and what its region holds. */
+export const GENERATED: readonly { path: string; render: () => string }[] = [
+  { path: "README.md", render: renderConfigSummary },
+  { path: "docs/configuration.md", render: renderConfigReference },
+];
+
+/** Marker lines that delimit the generated region of each file. */
 export const START_MARKER = "<!-- config-reference:start -->";
 /** See {@linkcode START_MARKER}. */
 export const END_MARKER = "<!-- config-reference:end -->";
@@ -22,7 +29,7 @@ export function replaceRegion(readme: string, reference: string): string {
   const end = readme.indexOf(END_MARKER);
   if (start < 0 || end < start) {
     throw new Error(
-      `Cannot update the config reference: README.md needs the lines ${START_MARKER} and ` +
+      `Cannot update the config reference: the file needs the lines ${START_MARKER} and ` +
         `${END_MARKER}, in that order`,
     );
   }
@@ -42,19 +49,25 @@ export function readRegion(readme: string): string | undefined {
 }
 
 if (import.meta.main) {
-  const path = "README.md";
-  const readme = await Deno.readTextFile(path);
-  const updated = replaceRegion(readme, renderConfigReference());
-  if (Deno.args.includes("--check")) {
-    if (updated !== readme) {
-      console.error("README.md config reference is out of date; run `deno task docs`");
+  let stale = false;
+  for (const { path, render } of GENERATED) {
+    const text = await Deno.readTextFile(path);
+    let updated: string;
+    try {
+      updated = replaceRegion(text, render());
+    } catch (error) {
+      console.error(`${path}: ${(error as Error).message}`);
       Deno.exit(1);
     }
-    console.log("README.md config reference is up to date");
-  } else if (updated !== readme) {
-    await Deno.writeTextFile(path, updated);
-    console.log("updated the config reference in README.md");
-  } else {
-    console.log("README.md config reference is already up to date");
+    if (updated === text) {
+      console.log(`${path}: the config reference is up to date`);
+    } else if (Deno.args.includes("--check")) {
+      console.error(`${path}: the config reference is out of date; run \`deno task docs\``);
+      stale = true;
+    } else {
+      await Deno.writeTextFile(path, updated);
+      console.log(`${path}: updated the config reference`);
+    }
   }
+  if (stale) Deno.exit(1);
 }

@@ -4,7 +4,7 @@ import { fileURLToPath } from "node:url";
 import { parse } from "yaml";
 import { type CliResult, REPO_ROOT, runCli } from "./helpers/cli.ts";
 import { renderDefaultConfig } from "../src/config/default_config.ts";
-import { renderConfigReference } from "../src/config/reference.ts";
+import { renderConfigReference, renderConfigSummary } from "../src/config/reference.ts";
 import { END_MARKER, readRegion, START_MARKER } from "../scripts/gen_config_reference.ts";
 
 const FIXTURES = fileURLToPath(new URL("./fixtures/configs/", import.meta.url));
@@ -249,20 +249,29 @@ Deno.test("config without a subcommand is a usage error", async () => {
   });
 });
 
-Deno.test("the docs script rewrites only the marked README region, with its task's permissions", async () => {
+Deno.test("deno task docs rewrites only the marked regions of README.md and docs/configuration.md", async () => {
+  const config = JSON.parse(await Deno.readTextFile(join(REPO_ROOT, "deno.json")));
+  const task: string[] = config.tasks.docs.split(" ");
+  assert.deepEqual(task.slice(0, 2), ["deno", "run"]);
+  assert.equal(task.at(-1), "scripts/gen_config_reference.ts");
   await withHome(async (dir) => {
     const readme = join(dir, "README.md");
-    const before = `# Title\n\nIntro.\n\n${START_MARKER}\nstale table\n${END_MARKER}\n\nAfter.\n`;
-    await Deno.writeTextFile(readme, before);
-    const run = () =>
+    const full = join(dir, "docs", "configuration.md");
+    await Deno.mkdir(join(dir, "docs"));
+    const page = (title: string) =>
+      `# ${title}\n\nIntro.\n\n${START_MARKER}\nstale list\n${END_MARKER}\n\nAfter.\n`;
+    await Deno.writeTextFile(readme, page("Title"));
+    await Deno.writeTextFile(full, page("Keys"));
+    // The task's own permission flags, run from a folder holding the two files.
+    const run = (...extra: string[]) =>
       new Deno.Command(Deno.execPath(), {
         args: [
           "run",
           "--config",
           join(REPO_ROOT, "deno.json"),
-          "--allow-read=README.md",
-          "--allow-write=README.md",
+          ...task.slice(2, -1),
           join(REPO_ROOT, "scripts", "gen_config_reference.ts"),
+          ...extra,
         ],
         cwd: dir,
         stdout: "piped",
@@ -270,12 +279,35 @@ Deno.test("the docs script rewrites only the marked README region, with its task
       }).output();
     const first = await run();
     assert.equal(first.code, 0, new TextDecoder().decode(first.stderr));
-    const after = await Deno.readTextFile(readme);
-    assert.ok(after.startsWith(`# Title\n\nIntro.\n\n${START_MARKER}\n`));
-    assert.ok(after.endsWith(`${END_MARKER}\n\nAfter.\n`));
-    assert.equal(readRegion(after), renderConfigReference());
+    for (
+      const [file, title, expected] of [
+        [readme, "Title", renderConfigSummary()],
+        [full, "Keys", renderConfigReference()],
+      ]
+    ) {
+      const after = await Deno.readTextFile(file);
+      assert.ok(after.startsWith(`# ${title}\n\nIntro.\n\n${START_MARKER}\n`), file);
+      assert.ok(after.endsWith(`${END_MARKER}\n\nAfter.\n`), file);
+      assert.equal(readRegion(after), expected, file);
+    }
+    const written = [await Deno.readTextFile(readme), await Deno.readTextFile(full)];
+    const check = await run("--check");
+    assert.equal(check.code, 0, "--check after a rewrite");
     const second = await run();
     assert.equal(second.code, 0);
-    assert.equal(await Deno.readTextFile(readme), after, "second run changed the file");
+    assert.deepEqual(
+      [await Deno.readTextFile(readme), await Deno.readTextFile(full)],
+      written,
+      "second run changed a file",
+    );
+    // Drift is reported by --check and left in place.
+    await Deno.writeTextFile(full, page("Keys"));
+    const drift = await run("--check");
+    assert.equal(drift.code, 1);
+    assert.match(
+      new TextDecoder().decode(drift.stderr),
+      /docs\/configuration\.md: the config reference is out of date/,
+    );
+    assert.equal(await Deno.readTextFile(full), page("Keys"));
   });
 });

@@ -4,11 +4,15 @@ import { fileURLToPath } from "node:url";
 import { loadConfig, parseConfig } from "../src/config/load.ts";
 import { defaultLogFile, defaultStateDir, homeDir } from "../src/config/paths.ts";
 import { renderDefaultConfig } from "../src/config/default_config.ts";
-import { renderConfigReference } from "../src/config/reference.ts";
+import {
+  firstSentence,
+  renderConfigReference,
+  renderConfigSummary,
+} from "../src/config/reference.ts";
 import { DEFAULT_FILE_PATTERNS } from "../src/config/schema.ts";
 import { describeKeys } from "../src/config/key_docs.ts";
 import { ConfigError } from "../src/errors.ts";
-import { readRegion } from "../scripts/gen_config_reference.ts";
+import { GENERATED, readRegion } from "../scripts/gen_config_reference.ts";
 import { REPO_ROOT } from "./helpers/cli.ts";
 
 const FIXTURES = fileURLToPath(new URL("./fixtures/configs/", import.meta.url));
@@ -442,29 +446,57 @@ Deno.test("every commented-out default in the generated config equals the real d
   assert.equal(explicit.log_format, plain.log_format);
 });
 
-Deno.test("the key reference lists every key and is stable under deno fmt", async () => {
-  const reference = renderConfigReference();
+Deno.test("both key references list every key and are stable under deno fmt", async () => {
+  const full = renderConfigReference();
+  const summary = renderConfigSummary();
   for (const key of describeKeys()) {
-    assert.match(reference, new RegExp(`^- \`${key.key}\` `, "m"));
+    assert.match(full, new RegExp(`^- \`${key.key}\` `, "m"));
+    assert.match(summary, new RegExp(`^- \`${key.key}\` `, "m"));
   }
   await withTempDir(async (dir) => {
-    const file = join(dir, "reference.md");
-    await Deno.writeTextFile(file, `# Reference\n\n${reference}\n`);
-    const fmt = await new Deno.Command(Deno.execPath(), {
-      args: ["fmt", "--check", "--config", join(REPO_ROOT, "deno.json"), file],
-      cwd: dir,
-      stdout: "null",
-      stderr: "piped",
-    }).output();
-    assert.equal(fmt.code, 0, new TextDecoder().decode(fmt.stderr));
+    for (const [name, reference] of [["full.md", full], ["summary.md", summary]]) {
+      const file = join(dir, name);
+      await Deno.writeTextFile(file, `# Reference\n\n${reference}\n`);
+      const fmt = await new Deno.Command(Deno.execPath(), {
+        args: ["fmt", "--check", "--config", join(REPO_ROOT, "deno.json"), file],
+        cwd: dir,
+        stdout: "null",
+        stderr: "piped",
+      }).output();
+      assert.equal(fmt.code, 0, `${name}: ${new TextDecoder().decode(fmt.stderr)}`);
+    }
   });
 });
 
-Deno.test("README.md's config reference matches the schema (run `deno task docs`)", async () => {
+Deno.test("the summary gives each key the first sentence of its description, the full reference all of it", () => {
+  const full = renderConfigReference().replaceAll("\n  ", " ");
+  const summary = renderConfigSummary().replaceAll("\n  ", " ");
+  for (const key of describeKeys()) {
+    const description = key.description.replaceAll("\n", " ");
+    const first = firstSentence(description);
+    assert.ok(first.endsWith("."), `${key.key}: "${first}" is not a sentence`);
+    assert.ok(first.length <= 160, `${key.key}: the first sentence is long for a summary`);
+    assert.ok(summary.includes(`: ${first}\n`) || summary.endsWith(`: ${first}`), key.key);
+    assert.ok(full.includes(`: ${description}\n`) || full.endsWith(`: ${description}`), key.key);
+  }
+  assert.equal(
+    firstSentence('A zone, e.g. "UTC"; empty: none. More.'),
+    'A zone, e.g. "UTC"; empty: none.',
+  );
+  assert.equal(firstSentence("One sentence only."), "One sentence only.");
+  assert.ok(summary.length < full.length / 1.5, "the summary is not much shorter");
+});
+
+Deno.test("README.md and docs/configuration.md hold the generated references (run `deno task docs`)", async () => {
+  assert.deepEqual(GENERATED.map((g) => g.path), ["README.md", "docs/configuration.md"]);
+  const expected = [renderConfigSummary(), renderConfigReference()];
+  for (const [i, { path }] of GENERATED.entries()) {
+    const region = readRegion(await Deno.readTextFile(join(REPO_ROOT, path)));
+    assert.ok(region !== undefined, `${path} lacks the config-reference markers`);
+    assert.equal(region, expected[i], `${path} is out of date; run \`deno task docs\``);
+  }
   const readme = await Deno.readTextFile(join(REPO_ROOT, "README.md"));
-  const region = readRegion(readme);
-  assert.ok(region !== undefined, "README.md lacks the config-reference markers");
-  assert.equal(region, renderConfigReference());
+  assert.match(readme, /\]\(docs\/configuration\.md\)/, "README links the full reference");
 });
 
 Deno.test("resume_partial_hours and growing_patterns: defaults, a single pattern, clear errors", () => {

@@ -1,6 +1,7 @@
 /**
- * The README's configuration key reference, generated from the schema
- * (`describeKeys()`) so the documentation cannot drift from the code.
+ * The configuration key references, generated from the schema
+ * (`describeKeys()`) so the documentation cannot drift from the code: the
+ * full one (docs/configuration.md) and the README's summary.
  *
  * @module
  */
@@ -20,30 +21,46 @@ const DEFAULT_IN_WORDS: Readonly<Record<string, string>> = {
 const LINE_WIDTH = 100;
 
 /**
- * Render the key reference as markdown: one list (`key` (default): meaning)
- * for job keys and one for daemon-wide keys, wrapped the way `deno fmt` wraps prose.
- * A list, not a table: a table is padded to its widest cell on every row.
+ * Render the full key reference as markdown: one list (`key` (default): its
+ * whole description) for job keys and one for daemon-wide keys, wrapped the
+ * way `deno fmt` wraps prose. A list, not a table: a table is padded to its
+ * widest cell on every row.
  *
  * @returns markdown text without a trailing newline
  */
 export function renderConfigReference(): string {
+  return renderLists(oneLine);
+}
+
+/**
+ * Render the README's short key reference: as {@linkcode renderConfigReference},
+ * with only the first sentence of each description.
+ *
+ * @returns markdown text without a trailing newline
+ */
+export function renderConfigSummary(): string {
+  return renderLists((text) => firstSentence(oneLine(text)));
+}
+
+/** The job list and the daemon-wide list, each description passed through `describe`. */
+function renderLists(describe: (description: string) => string): string {
   const keys = describeKeys();
   return [
     "Job keys (at the top level for a single job, or in each `jobs:` entry):",
     "",
-    renderList(keys.filter((k) => k.scope === "job")),
+    renderList(keys.filter((k) => k.scope === "job"), describe),
     "",
     "Daemon-wide keys (top level only):",
     "",
-    renderList(keys.filter((k) => k.scope === "daemon")),
+    renderList(keys.filter((k) => k.scope === "daemon"), describe),
   ].join("\n");
 }
 
 /** One markdown list, an item per key. */
-function renderList(keys: KeyDoc[]): string {
+function renderList(keys: KeyDoc[], describe: (description: string) => string): string {
   return keys.map((k) => {
     const fallback = k.required || k.key in DEFAULT_IN_WORDS ? "" : "default ";
-    const text = `\`${k.key}\` (${fallback}${defaultText(k)}): ${oneLine(k.description)}`;
+    const text = `\`${k.key}\` (${fallback}${defaultText(k)}): ${describe(k.description)}`;
     return wrap(text, "- ", "  ");
   }).join("\n");
 }
@@ -81,4 +98,10 @@ function defaultText(key: KeyDoc): string {
 /** A description as one paragraph of words. */
 function oneLine(text: string): string {
   return text.replaceAll("\n", " ");
+}
+
+/** A description's first sentence: up to the first full stop before a space ("e.g." is no end). */
+export function firstSentence(text: string): string {
+  const end = /(?<!\be\.g|\bi\.e)\.\s/.exec(text);
+  return end === null ? text : text.slice(0, end.index + 1);
 }

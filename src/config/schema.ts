@@ -37,7 +37,7 @@ export const jobShape = {
   name: doc(
     z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, "expected letters, digits, '.', '_' or '-'")
       .optional(),
-    "Job name used in logs, the ledger and `status` (default: `default`, or `job<N>` in a jobs list).",
+    "Job name used in logs, the ledger and `status`. Default: `default`, or `job<N>` in a jobs list.",
     { writtenDefault: "default" },
   ),
   watch_path: doc(
@@ -47,7 +47,7 @@ export const jobShape = {
   ),
   transfer_method: doc(
     z.enum(["scp", "rsync", "local", "ftp"]).default("scp"),
-    "How files travel: `scp` or `rsync` over SSH, `ftp` (FTP or FTPS, see the `ftp_*` keys), or `local` (a copy on this machine or a mounted share).",
+    "How files travel: `scp`, `rsync`, `ftp` or `local`. `scp` and `rsync` go over SSH, `ftp` is FTP or FTPS (see the `ftp_*` keys), `local` is a copy on this machine or a mounted share.",
   ),
   remote_host: doc(
     z.string().default(""),
@@ -56,7 +56,7 @@ export const jobShape = {
   ),
   remote_user: doc(
     z.string().default(""),
-    "Login name on the destination; empty means the SSH default (your `~/.ssh/config` or local user name), or `anonymous` for ftp.",
+    "Login name on the destination. Empty means the SSH default (your `~/.ssh/config` or local user name), or `anonymous` for ftp.",
   ),
   remote_base_path: doc(
     z.string().min(1),
@@ -77,7 +77,7 @@ export const jobShape = {
   ),
   symlinks: doc(
     z.enum(["skip", "inside", "follow"]).default("skip"),
-    "Symbolic links in the watch folder: `skip` (never read through a link), `inside` (send a link to a file whose real path is inside the watch folder), `follow` (send what any link points to, and scan linked folders). Each link is logged once.",
+    "Symbolic links in the watch folder: `skip`, `inside` or `follow`. `skip` never reads through a link, `inside` sends a link to a file whose real path is inside the watch folder, `follow` sends what any link points to and scans linked folders. Each link is logged once.",
   ),
   stability_window_seconds: doc(
     z.number().min(0).max(3600).default(2),
@@ -85,23 +85,23 @@ export const jobShape = {
   ),
   close_shortcut_patterns: doc(
     z.array(z.string().min(1)).default([]),
-    "Glob patterns (as in `file_patterns`) of files that count as complete 0.2 s after their writer closes them (Linux), instead of after the full stability window. Only for writers that write a file in one go; never for empty files or FITS files whose structure is incomplete.",
+    "Glob patterns of files complete 0.2 s after their writer closes them (Linux). Patterns as in `file_patterns`; such a file skips the rest of the stability window. Only for writers that write a file in one go; never for empty files or FITS files whose structure is incomplete.",
   ),
   growing_patterns: doc(
     z.array(z.string().min(1)).default([]),
-    "Glob patterns (as in `file_patterns`) of files sent while they grow (a log, a spectrum written for hours): rsync and local send each appended part into the file's temporary copy, which is verified and renamed into place only once the file is complete (stable as any file). Other methods send such files once complete. Needs `resume_partial_hours` above 0.",
+    "Glob patterns of files sent while they grow (a log, a spectrum written for hours). Patterns as in `file_patterns`; rsync and local send each appended part into the file's temporary copy, which is verified and renamed into place only once the file is complete (stable as any file). Other methods send such files once complete. Needs `resume_partial_hours` above 0.",
   ),
   fits_incomplete_grace_seconds: doc(
     z.number().min(0).max(604800).default(600),
-    "A FITS file whose structure says it is incomplete waits; once it has not changed for this long (or its mtime is that old) it is sent anyway, with a warning that it is truncated. Keep it longer than the longest pause of your writer.",
+    "How long an incomplete FITS file waits before it is sent anyway. A FITS file whose structure says it is incomplete waits; once it has not changed for this long (or its mtime is that old) it is sent anyway, with a warning that it is truncated. Keep it longer than the longest pause of your writer.",
   ),
   night_date_source: doc(
     z.enum(["mtime", "now", "fits"]).default("mtime"),
-    "Which date names the night folder: the file's `mtime`, the moment it is found complete (`now`), or the FITS `DATE-OBS` header (`fits`, falling back to mtime).",
+    "Which date names the night folder: `mtime`, `now` or `fits`. `mtime` is the file's mtime, `now` the moment it is found complete, `fits` the FITS `DATE-OBS` header (falling back to mtime).",
   ),
   night_rollover_hour: doc(
     z.int().min(0).max(23).default(0),
-    "Local hour at which a new night folder begins; with 12, a file from 03:00 goes into the previous evening's folder.",
+    "Local hour at which a new night folder begins. With 12, a file from 03:00 goes into the previous evening's folder.",
   ),
   night_timezone: doc(
     z.string().refine((zone) => zone === "" || isValidTimeZone(zone), {
@@ -114,7 +114,7 @@ export const jobShape = {
   ),
   verify_transfer: doc(
     z.union([z.boolean(), z.enum(["none", "size", "checksum"])]).default("checksum"),
-    "Check each arrival before it takes its final name: `checksum` (SHA-256 of both copies; the only check that catches a copy of the right size with wrong bytes), `size`, or `none`. `true` means `size`, `false` means `none`.",
+    "Check each arrival before it takes its final name: `checksum`, `size` or `none`. `checksum` compares the SHA-256 of both copies, the only check that catches a copy of the right size with wrong bytes. `true` means `size`, `false` means `none`.",
   ),
   compression: doc(
     z.boolean().default(false),
@@ -122,19 +122,19 @@ export const jobShape = {
   ),
   remote_sync: doc(
     z.boolean().default(true),
-    "scp/rsync: flush the remote file system before and after each batch's renames (`sync -f`), so a file recorded as done survives a power cut on the server. On a busy server this can cost up to a quarter of a big file's speed (the data must reach the disk before it counts); turn off only for storage that protects written data itself.",
+    "scp/rsync: flush the remote file system (`sync -f`) so a file recorded as done survives a power cut on the server. The flush runs before and after each batch's renames. On a busy server this can cost up to a quarter of a big file's speed (the data must reach the disk before it counts); turn off only for storage that protects written data itself.",
   ),
   resume_partial_hours: doc(
     z.number().min(0).max(8760).default(24),
-    "rsync and local: an interrupted copy (a cut link, a killed daemon, a reboot) is kept at the destination this many hours, and the next attempt for the file continues it after checking that the part there matches the source; older ones are removed when their folder is next used. 0 turns resuming off (an interrupted copy is removed and sent again from its start).",
+    "rsync and local: hours an interrupted copy is kept at the destination to be continued. An interrupted copy (a cut link, a killed daemon, a reboot) stays this long, and the next attempt for the file continues it after checking that the part there matches the source; older ones are removed when their folder is next used. 0 turns resuming off (an interrupted copy is removed and sent again from its start).",
   ),
   retry_attempts: doc(
     z.int().min(0).max(1000).default(3),
-    "Retries after the first failed attempt before a file is marked failed (it is tried again at the next start-up or rescan).",
+    "Retries after the first failed attempt before a file is marked failed. A failed file is tried again at the next start-up or rescan.",
   ),
   retry_delay_seconds: doc(
     z.number().min(0).max(86400).default(5),
-    "Seconds before the first retry; each further retry waits twice as long (with jitter), up to `retry_max_delay_seconds`.",
+    "Seconds before the first retry. Each further retry waits twice as long (with jitter), up to `retry_max_delay_seconds`.",
   ),
   retry_max_delay_seconds: doc(
     z.number().min(0).max(86400).default(300),
@@ -150,7 +150,7 @@ export const jobShape = {
   ),
   rescan_interval_seconds: doc(
     z.number().min(0).max(604800).default(3600),
-    "Seconds between full rescans of the watch folder (catches missed events, retries failed files); 0 turns rescans off.",
+    "Seconds between full rescans of the watch folder; 0 turns rescans off. A rescan catches missed events and retries failed files.",
   ),
   rsync_options: doc(
     z.array(z.string().min(1)).default([]),
@@ -170,7 +170,7 @@ export const jobShape = {
   ),
   ftp_tls: doc(
     z.enum(["required", "off"]).default("required"),
-    "ftp: `required` (explicit TLS, FTPS: `AUTH TLS` before the login, data encrypted too; the server's certificate must be trusted) or `off` (plain FTP: password and data travel readable; only on trusted networks).",
+    "ftp: `required` (FTPS) or `off` (plain FTP). `required` is explicit TLS: `AUTH TLS` before the login, data encrypted too; the server's certificate must be trusted. With `off` password and data travel readable: only on trusted networks.",
   ),
   ftp_port: doc(
     z.int().min(1).max(65535).nullable().default(null),
@@ -178,7 +178,7 @@ export const jobShape = {
   ),
   ftp_password_file: doc(
     absolutePath.nullable().default(null),
-    "ftp: file whose first line is the password (absolute or `~/` path; keep it mode 600). Read at each login, never logged.",
+    "ftp: file whose first line is the password. An absolute or `~/` path; keep it mode 600. Read at each login, never logged.",
   ),
   ftp_password_env: doc(
     z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "expected an environment variable name")
@@ -187,19 +187,19 @@ export const jobShape = {
   ),
   ftp_ca_file: doc(
     absolutePath.nullable().default(null),
-    "ftp with TLS: PEM file of the certificate authority (or the server's own self-signed certificate) to trust; empty means the system's trusted authorities.",
+    "ftp with TLS: PEM file of the certificate authority to trust. It may be the server's own self-signed certificate; empty means the system's trusted authorities.",
   ),
   on_transfer: doc(
     z.array(z.string()).default([]).refine((argv) => argv.length === 0 || argv[0].trim() !== "", {
       error: 'the first element must name a program, e.g. ["/usr/local/bin/reduce", "--quick"]',
     }),
-    "Program run after each verified arrival, as an argument list (no shell), e.g. `[/usr/local/bin/reduce, --quick]`; the facts come in `IMAGE_TRANSFER_*` environment variables. The program must be allowed to run (see Hooks). Empty: none.",
+    "Program run after each verified arrival, as an argument list (no shell). For example `[/usr/local/bin/reduce, --quick]`; the facts come in `IMAGE_TRANSFER_*` environment variables. The program must be allowed to run (see Hooks). Empty: none.",
   ),
   on_failure: doc(
     z.array(z.string()).default([]).refine((argv) => argv.length === 0 || argv[0].trim() !== "", {
       error: 'the first element must name a program, e.g. ["/usr/local/bin/alert"]',
     }),
-    "Program run when a file gives up (retries exhausted or not retryable), as an argument list like `on_transfer`; `IMAGE_TRANSFER_ERROR` says why. Empty: none.",
+    "Program run when a file gives up (retries exhausted or not retryable). An argument list like `on_transfer`; `IMAGE_TRANSFER_ERROR` says why. Empty: none.",
   ),
   hook_timeout_seconds: doc(
     z.number().positive().max(86400).default(60),
@@ -207,7 +207,7 @@ export const jobShape = {
   ),
   max_concurrent_hooks: doc(
     z.int().min(1).max(64).default(2),
-    "How many hooks of this job may run at once; more wait their turn (transfers never wait for hooks).",
+    "How many hooks of this job may run at once. More wait their turn (transfers never wait for hooks).",
   ),
   after_transfer: doc(
     z.enum(["keep", "delete", "move"]).default("keep"),
@@ -219,7 +219,7 @@ export const jobShape = {
   ),
   keep_days: doc(
     z.number().min(0).max(36500).default(0),
-    "With `after_transfer: delete` or `move`: days a source stays after it arrived (0: removed right after its arrival; else checked hourly).",
+    "With `after_transfer: delete` or `move`: days a source stays after it arrived. 0: removed right after its arrival; else checked hourly.",
   ),
   bandwidth_limit: doc(
     z.string().default("").refine((text) => parseBandwidth(text) !== undefined, {
@@ -228,7 +228,7 @@ export const jobShape = {
           JSON.stringify(issue.input)
         }; write a number and a unit per second, e.g. "10MB/s", "500KiB/s" or "20Mbit/s" (at least 1KiB/s), or "" for no limit`,
     }),
-    'Most this job sends per second, e.g. "10MB/s", "500KiB/s", "20Mbit/s" (MB = 1000000 bytes, MiB = 1048576); shared evenly among `max_concurrent_transfers`. "" is no limit.',
+    'Most this job sends per second, e.g. "10MB/s", "500KiB/s", "20Mbit/s"; "" is no limit. MB = 1000000 bytes, MiB = 1048576; the limit is shared evenly among `max_concurrent_transfers`.',
   ),
   min_free_space: doc(
     z.union([z.string(), z.number()]).default("0").refine(
@@ -240,11 +240,11 @@ export const jobShape = {
           }; write bytes with a unit, e.g. "5 GiB" or "500MB", or a percent of the file system below 100, e.g. "5%"; "0" turns the check off`,
       },
     ),
-    'Room kept free at the destination, e.g. "5 GiB", "500MB" (GB = 1000000000 bytes, GiB = 1073741824) or "5%" of its file system: checked before each batch (cached a few seconds); below it the job pauses as for a full destination, and resumes by itself when there is room again. A watch folder whose disk has less than this free is warned about once. Not checked for ftp. "0" is off.',
+    'Room kept free at the destination, e.g. "5 GiB", "500MB" or "5%" of its file system; "0" is off. GB = 1000000000 bytes, GiB = 1073741824. Checked before each batch (cached a few seconds); below it the job pauses as for a full destination, and resumes by itself when there is room again. A watch folder whose disk has less than this free is warned about once. Not checked for ftp.',
   ),
   schedules: doc(
     z.array(scheduleEntry).default([]),
-    'Timed actions: entries with `cron` ("0 8 * * *"; six fields for seconds) or `every_seconds`, an optional `timezone` (IANA; default `night_timezone`, else the system zone) and an `action`: `rescan` (send again what the last `nights` night folders miss at the destination, then scan the watch folder and retry failed files), `command` (run `command`, an argument list, killed after `timeout_seconds`, default 3600), `report` (a JSON report of the last `nights` night folders in `state_dir/reports/`, and a log line), or `pause` / `resume` (a transfer window: no new transfers from a `pause` until the next `resume`).',
+    'Timed actions (`rescan`, `command`, `report`, `pause` / `resume`) at `cron` times or every `every_seconds`. Each entry has `cron` ("0 8 * * *"; six fields for seconds) or `every_seconds`, an optional `timezone` (IANA; default `night_timezone`, else the system zone) and an `action`: `rescan` (send again what the last `nights` night folders miss at the destination, then scan the watch folder and retry failed files), `command` (run `command`, an argument list, killed after `timeout_seconds`, default 3600), `report` (a JSON report of the last `nights` night folders in `state_dir/reports/`, and a log line), or `pause` / `resume` (a transfer window: no new transfers from a `pause` until the next `resume`).',
   ),
 };
 
@@ -270,7 +270,7 @@ export const daemonShape = {
   ),
   status_token_file: doc(
     z.string().min(1).nullable().default(null),
-    "File holding the token the status page asks for (HTTP `Authorization: Bearer`); required on a non-loopback address, and guards the actions when set.",
+    "File holding the token the status page asks for (HTTP `Authorization: Bearer`). Required on a non-loopback address, and guards the actions when set.",
   ),
 };
 
