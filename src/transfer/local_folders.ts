@@ -46,13 +46,16 @@ export async function makeLocalFolders(base: string, destination: string): Promi
  * whose last write is older than `keepMs` (all of them when it is 0: such
  * copies are not resumed), except those in `inUse`. Links are removed, never
  * followed; errors are ignored (a later sweep or the user will see to them).
+ *
+ * @returns the names of the copies kept to be continued (younger than `keepMs`)
  */
 export async function sweepLocalLeftovers(
   folder: string,
   owner: string,
   inUse: ReadonlySet<string>,
   keepMs = 0,
-): Promise<void> {
+): Promise<string[]> {
+  const kept: string[] = [];
   try {
     for await (const entry of Deno.readDir(folder)) {
       if (entry.isDirectory || !isOwnTempName(entry.name, owner)) continue;
@@ -61,13 +64,17 @@ export async function sweepLocalLeftovers(
       if (keepMs > 0) {
         const info = await Deno.lstat(path).catch(() => null);
         const writtenAt = info?.mtime?.getTime() ?? 0;
-        if (info?.isFile && Date.now() - writtenAt <= keepMs) continue;
+        if (info?.isFile && Date.now() - writtenAt <= keepMs) {
+          kept.push(entry.name);
+          continue;
+        }
       }
       await Deno.remove(path).catch(() => {});
     }
   } catch {
     // Unreadable folder: the copy itself will report what is wrong.
   }
+  return kept;
 }
 
 /**

@@ -37,27 +37,28 @@ export interface EarlierCopy {
 
 /**
  * The earlier copy of `finalName` in `folder` that this daemon (`owner`) may
- * continue, open, or `null`. Copies of that file older than `keepMs`, and
- * all but the longest one, are removed; names in `inUse` are left alone.
+ * continue, open, or `null`, looked for among `candidates` (the names of this
+ * daemon's temporary files known in `folder`: no folder is read per file).
+ * Copies of that file older than `keepMs`, and all but the longest one, are
+ * removed; names in `inUse` are left alone. Every name looked at is taken
+ * out of `candidates`.
  */
-export async function takeEarlierCopy(
+export function takeEarlierCopy(
   folder: string,
   finalName: string,
   owner: string,
   keepMs: number,
   inUse: ReadonlySet<string>,
-): Promise<EarlierCopy | null> {
+  candidates: Set<string>,
+): EarlierCopy | null {
   const found: EarlierCopy[] = [];
-  try {
-    for await (const entry of Deno.readDir(folder)) {
-      if (!entry.isFile || !isOwnTempNameFor(entry.name, finalName, owner)) continue;
-      const path = join(folder, entry.name);
-      if (inUse.has(path)) continue;
-      const copy = openIfOurs(path, keepMs);
-      if (copy) found.push(copy);
-    }
-  } catch {
-    // Unreadable folder: the copy itself will report what is wrong.
+  for (const name of candidates) {
+    if (!isOwnTempNameFor(name, finalName, owner)) continue;
+    const path = join(folder, name);
+    if (inUse.has(path)) continue;
+    candidates.delete(name);
+    const copy = openIfOurs(path, keepMs);
+    if (copy) found.push(copy);
   }
   found.sort((a, b) => b.size - a.size);
   for (const other of found.slice(1)) discard(other);

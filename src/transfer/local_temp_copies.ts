@@ -40,6 +40,8 @@ export class LocalTempCopies {
   #owner: string;
   /** Destination folders already swept of this daemon's leftovers, and their sweeps. */
   #swept = new Map<string, Promise<void>>();
+  /** By folder: names of this daemon's copies there that may be continued. */
+  #resumable = new Map<string, Set<string>>();
   /** Temporary files being written now (never swept nor resumed by another copy). */
   #inUse = new Set<string>();
   #log = logger("transfer");
@@ -61,12 +63,16 @@ export class LocalTempCopies {
   ): Promise<{ from: number; hash: Hash | null }> {
     const hashIt = this.#wantsChecksum();
     const keepMs = this.keepMs;
-    const earlier = keepMs === 0 ? null : await takeEarlierCopy(
-      dirname(delivery.finalPath),
+    const folder = dirname(delivery.finalPath);
+    if (keepMs > 0) await this.sweep(folder);
+    const candidates = this.#resumable.get(folder);
+    const earlier = keepMs === 0 || candidates === undefined ? null : takeEarlierCopy(
+      folder,
       basename(delivery.finalPath),
       this.#owner,
       keepMs,
       this.#inUse,
+      candidates,
     );
     if (earlier !== null) {
       const hash = hashIt ? createHash("sha256") : null;
@@ -101,6 +107,7 @@ export class LocalTempCopies {
   release(delivery: LocalDelivery): void {
     if (delivery.target !== null) {
       if (!delivery.keep) removeIfOurs(delivery.tempPath, delivery.target);
+      else this.#remember(delivery.tempPath);
       delivery.target = closeTarget(delivery.target);
     }
     this.#inUse.delete(delivery.tempPath);
@@ -115,14 +122,29 @@ export class LocalTempCopies {
     return this.#job.verify_transfer === "checksum";
   }
 
-  /** Remove this daemon's leftover temporary files from `folder`, once per folder. */
+  /**
+   * Remove this daemon's leftover temporary files from `folder`, once per
+   * folder, and note those kept to be continued.
+   */
   sweep(folder: string): Promise<void> {
     let sweep = this.#swept.get(folder);
     if (sweep === undefined) {
-      sweep = sweepLocalLeftovers(folder, this.#owner, this.#inUse, this.keepMs);
+      sweep = sweepLocalLeftovers(folder, this.#owner, this.#inUse, this.keepMs).then((kept) => {
+        const known = this.#resumable.get(folder) ?? new Set();
+        for (const name of kept) known.add(name);
+        this.#resumable.set(folder, known);
+      });
       this.#swept.set(folder, sweep);
     }
     return sweep;
+  }
+
+  /** Note a copy left at `path` to be continued by a later attempt. */
+  #remember(path: string): void {
+    const folder = dirname(path);
+    const known = this.#resumable.get(folder) ?? new Set();
+    known.add(basename(path));
+    this.#resumable.set(folder, known);
   }
 }
 

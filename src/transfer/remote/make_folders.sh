@@ -112,9 +112,19 @@ take_earlier_copy() {
   item=$1 folder=$2 upload=$3 name=$4 size=$5 prefix=$6 suffix=$7 keep=$8
   shift 8
   best='' best_size=0
-  set +f
-  for holder in "$folder/$prefix"*"$suffix"; do
+  # The folder is read once for all the files of a batch in it, not once per file.
+  if [ "${holders_of-}" != "$folder" ]; then
+    holders_of=$folder holders=''
+    set +f
+    for holder in "$folder/$prefix"*"$suffix"; do
+      [ -d "$holder" ] && holders="$holders ${holder##*/}"
+    done
     set -f
+  fi
+  # Our upload folders' names hold no blank; a planted name with one splits
+  # into words that name no folder of ours and are skipped.
+  for holder_name in $holders; do
+    holder=$folder/$holder_name
     [ "$holder" = "$folder/$upload" ] && continue
     is_active "${holder##*/}" "$@" && continue
     is_own_folder "$holder" || continue
@@ -134,7 +144,6 @@ take_earlier_copy() {
       rm -f -- "$copy"
     fi
   done
-  set -f
   [ -n "$best" ] || return 0
   holder=${best%/*}
   mv -f -- "$best" "$folder/$upload/$name" 2>/dev/null || return 0
