@@ -247,3 +247,47 @@ Deno.test("status API: after a SIGHUP reload the page shows the new jobs and sti
   const paused = await post(d.base, "/api/jobs/renamed/pause");
   assert.deepEqual(await paused.json(), { job: "renamed", state: "paused" });
 });
+
+Deno.test("status API: several jobs share one page; pausing one leaves the other sending", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-status-jobs-" });
+  const folders = (name: string) => ({
+    watch: join(root, name, "watch"),
+    dest: join(root, name, "dest"),
+  });
+  const [a, b] = [folders("a"), folders("b")];
+  for (const { watch } of [a, b]) await Deno.mkdir(watch, { recursive: true });
+  try {
+    await using d = await startStatusDaemon({
+      jobs: [
+        { name: "camera-a", watch_path: a.watch, remote_base_path: a.dest },
+        { name: "camera-b", watch_path: b.watch, remote_base_path: b.dest },
+      ],
+    });
+    const jobs = async () =>
+      new Map((await getJson<Status>(d.base, "/api/status")).jobs.map((j) => [j.job, j]));
+    assert.deepEqual([...(await jobs()).keys()].sort(), ["camera-a", "camera-b"]);
+    const paused = await post(d.base, "/api/jobs/camera-b/pause");
+    assert.deepEqual(await paused.json(), { job: "camera-b", state: "paused" });
+    await Deno.writeFile(join(a.watch, "a1.fits"), randomBytes(2000));
+    await Deno.writeFile(join(b.watch, "b1.fits"), randomBytes(2000));
+    await waitFor(async () => (await jobs()).get("camera-a")!.sent === 1, 30_000, "job a sends");
+    // Job b stays paused with its file waiting; job a's counts are its own.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    let now = await jobs();
+    assert.equal(now.get("camera-b")!.state, "paused");
+    assert.equal(now.get("camera-b")!.sent, 0);
+    await post(d.base, "/api/jobs/camera-b/resume");
+    await waitFor(async () => (await jobs()).get("camera-b")!.sent === 1, 30_000, "job b sends");
+    now = await jobs();
+    assert.equal(now.get("camera-a")!.sent, 1);
+    const metrics = await (await fetch(`${d.base}/metrics`)).text();
+    for (const job of ["camera-a", "camera-b"]) {
+      assert.match(
+        metrics,
+        new RegExp(`image_transfer_files_transferred_total\\{job="${job}",method="local"\\} 1\\b`),
+      );
+    }
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
