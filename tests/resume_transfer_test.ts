@@ -1,8 +1,8 @@
 /**
  * Resumed copies and parts of growing files, for the methods that continue
  * copies (local, rsync against a real OpenSSH server): an interrupted copy is
- * continued (only the rest is written: measured, for local by the bytes this
- * process wrote, for rsync by its own `--stats`); one whose start differs
+ * continued (only the rest is written: measured, for local by the bytes a
+ * process of its own wrote, for rsync by its own `--stats`); one whose start differs
  * from the source's is not continued as it is; an expired one is removed; a
  * planted link under our name is never written through; parts of a growing
  * file append only what it gained. Names are hostile throughout.
@@ -21,12 +21,6 @@ const MiB = 1024 * 1024;
 const never = new AbortController().signal;
 const HOSTILE = "-x $(touch pwned) 'q\"\nnl ü.fits";
 
-/** Bytes this process has written (all write calls) so far: what the local method copied. */
-async function bytesWritten(): Promise<number> {
-  const io = await Deno.readTextFile("/proc/self/io");
-  return Number(io.match(/^wchar: (\d+)$/m)![1]);
-}
-
 /** Bytes rsync reported sending (its `--stats`) in the records captured since `from`. */
 function rsyncSent(logs: LogCapture, from = 0): number {
   return logs.records.slice(from).filter((r: LogRecord) =>
@@ -34,11 +28,53 @@ function rsyncSent(logs: LogCapture, from = 0): number {
   ).reduce((sum, r) => sum + Number(r.properties.bytes), 0);
 }
 
-/** Bytes written by this process while `send` ran, and its result. */
-async function measured<T>(send: () => Promise<T>): Promise<[T, number]> {
-  const before = await bytesWritten();
-  const result = await send();
-  return [result, (await bytesWritten()) - before];
+/** What {@linkcode sendCounted} saw of one send. */
+interface CountedSend {
+  error: string | null;
+  /** The part sent, for a part of a growing file. */
+  part: { bytes: number; appended: number } | null;
+  /** Bytes that travelled: for local what its process wrote, for rsync its own `--stats`. */
+  sent: number;
+  /** The log messages of the send. */
+  messages: string[];
+}
+
+/**
+ * Send `item` (or with `part` the part of a growing file) as `ctx`'s transport
+ * would and count what travelled. Local copies run in a process of their own,
+ * since the tests run in parallel in this one and its write count is shared.
+ */
+async function sendCounted(
+  ctx: TransportCase,
+  logs: LogCapture,
+  item: TransferItem,
+  part = false,
+): Promise<CountedSend> {
+  if (ctx.method !== "local") {
+    const mark = logs.records.length;
+    const result = part
+      ? { error: null, part: await ctx.transport.sendPart!(item, never) }
+      : { error: (await ctx.transport.send([item], never))[0].error?.message ?? null, part: null };
+    const messages = logs.records.slice(mark).map((record) => String(record.rawMessage));
+    return { ...result, sent: rsyncSent(logs, mark), messages };
+  }
+  const request = await Deno.makeTempFile({ prefix: "itx-send-" });
+  try {
+    const runtimeDir = ctx.src;
+    await Deno.writeTextFile(request, JSON.stringify({ job: ctx.job, runtimeDir, item, part }));
+    const helper = new URL("./helpers/send_measured.ts", import.meta.url).pathname;
+    const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-all", "--quiet", helper, request],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder();
+    assert.equal(code, 0, text.decode(stderr));
+    const { written, ...result } = JSON.parse(text.decode(stdout));
+    return { ...result, sent: written };
+  } finally {
+    await Deno.remove(request);
+  }
 }
 
 /** A source of `size` random bytes (every MiB differs). */
@@ -108,11 +144,9 @@ Deno.test("resumed copies and parts of growing files, local and rsync", async (t
           withTransport(method, sshd, slow, async (ctx) => {
             const item = await randomSource(ctx, HOSTILE, 64 * MiB);
             const [, kept] = await interruptAt(ctx, item, 24 * MiB);
-            const mark = logs.records.length;
-            const [[outcome], written] = await measured(() => ctx.transport.send([item], never));
-            assert.equal(outcome.error, null, outcome.error?.message);
+            const { error, sent } = await sendCounted(ctx, logs, item);
+            assert.equal(error, null);
             const rest = item.size - kept;
-            const sent = method === "local" ? written : rsyncSent(logs, mark);
             assert.ok(sent >= rest && sent < rest + 2 * MiB, `sent ${sent}, the rest is ${rest}`);
             await assertArrivedOnce(ctx, item);
           }),
@@ -130,16 +164,16 @@ Deno.test("resumed copies and parts of growing files, local and rsync", async (t
               await file.write(randomBytes(4096));
             }
             const changed = await itemFor(item.source, item.destination);
-            const mark = logs.records.length;
-            const [[outcome], written] = await measured(() => ctx.transport.send([changed], never));
-            assert.equal(outcome.error, null, outcome.error?.message);
+            const { error, sent, messages } = await sendCounted(ctx, logs, changed);
+            assert.equal(error, null);
             if (method === "local") {
-              assert.ok(written >= item.size, `sent whole: wrote ${written} of ${item.size}`);
-              assert.equal(logs.count("info", "does not match the source"), 1);
+              assert.ok(sent >= item.size, `sent whole: wrote ${sent} of ${item.size}`);
+              const said = messages.filter((text) => text.includes("does not match the source"));
+              assert.equal(said.length, 1, messages.join("\n"));
             } else {
               // rsync appends the rest, its whole-file check over the continued copy fails, and it
               // sends the file again (its delta algorithm: the blocks that differ).
-              assert.ok(rsyncSent(logs, mark) >= item.size - kept);
+              assert.ok(sent >= item.size - kept);
             }
             await assertArrivedOnce(ctx, changed);
           }),
@@ -153,14 +187,9 @@ Deno.test("resumed copies and parts of growing files, local and rsync", async (t
             const [rel] = await interruptAt(ctx, item, 24 * MiB);
             const long = new Date(Date.now() - 25 * 3600_000);
             await Deno.utime(join(ctx.dst, rel), long, long);
-            const mark = logs.records.length;
-            const [[outcome], written] = await measured(() => ctx.transport.send([item], never));
-            assert.equal(outcome.error, null, outcome.error?.message);
-            const resumed = logs.records.slice(mark).filter((r) =>
-              /^Resum/.test(String(r.rawMessage))
-            );
-            assert.deepEqual(resumed, []);
-            const sent = method === "local" ? written : rsyncSent(logs, mark);
+            const { error, sent, messages } = await sendCounted(ctx, logs, item);
+            assert.equal(error, null);
+            assert.deepEqual(messages.filter((text) => /^Resum/.test(text)), []);
             assert.ok(sent >= item.size, `sent whole: ${sent} of ${item.size}`);
             await assertArrivedOnce(ctx, item);
           }),
@@ -192,27 +221,25 @@ Deno.test("resumed copies and parts of growing files, local and rsync", async (t
           withTransport(method, sshd, { verify_transfer: "checksum" }, async (ctx) => {
             const path = join(ctx.src, HOSTILE);
             await Deno.writeFile(path, new Uint8Array());
-            const mark = logs.records.length;
-            // Bytes this process wrote while the transport sent (not the source's growth).
-            let written = 0;
+            // Bytes that travelled while the transport sent (not the source's growth).
+            let total = 0;
             let appended = 0;
             for (let i = 0; i < 5; i++) {
               await Deno.writeFile(path, randomBytes(4 * MiB), { append: true });
               const item = await itemFor(path, `20240601/${HOSTILE}`);
-              const [part, bytes] = await measured(() => ctx.transport.sendPart!(item, never));
-              written += bytes;
-              assert.equal(part.bytes, (i + 1) * 4 * MiB);
-              appended += part.appended;
+              const { part, sent } = await sendCounted(ctx, logs, item, true);
+              total += sent;
+              assert.equal(part?.bytes, (i + 1) * 4 * MiB);
+              appended += part!.appended;
               const temps = [...(await temporaries(ctx)).keys()];
               assert.deepEqual(await listFiles(ctx.dst), temps, "no final name yet");
             }
             await Deno.writeFile(path, randomBytes(MiB), { append: true });
             const item = await itemFor(path, `20240601/${HOSTILE}`);
-            const [[outcome], bytes] = await measured(() => ctx.transport.send([item], never));
-            written += bytes;
-            assert.equal(outcome.error, null, outcome.error?.message);
+            const { error, sent } = await sendCounted(ctx, logs, item);
+            total += sent;
+            assert.equal(error, null);
             assert.equal(appended, 20 * MiB);
-            const total = method === "local" ? written : rsyncSent(logs, mark);
             assert.ok(
               total >= item.size && total < item.size + 2 * MiB,
               `sent ${total} for ${item.size}`,
