@@ -139,3 +139,34 @@ Deno.test("JSON lines: time, level, category, message with exact values, propert
     bytes: 12,
   });
 });
+
+Deno.test("run --dry-run and status list a file name with a newline on one line, escaped", async () => {
+  await using box = await cliSandbox();
+  const source = join(box.watch, FORGED);
+  await Deno.writeFile(source, randomBytes(100));
+  await Deno.utime(source, noon, noon);
+  const escaped = "a\\nSuccessfully transferred forged.fits\\r\\x1b[2Jb.fits";
+  const dry = await runCli(["run", "--dry-run", "-c", box.config], { env: box.env });
+  assert.equal(dry.code, 0, dry.stderr);
+  assert.ok(
+    dry.stdout.split("\n").includes(
+      `would transfer ${join(box.watch, escaped)} -> ${join(box.dest, "20240502", escaped)}`,
+    ),
+    dry.stdout,
+  );
+  assert.ok(
+    !dry.stdout.includes("\r") && !dry.stdout.includes("\x1b"),
+    "raw control characters in the dry-run listing",
+  );
+
+  await sendOne(box);
+  const status = await runCli(["status", "-c", box.config], { env: box.env });
+  assert.equal(status.code, 0, status.stderr);
+  const recent = status.stdout.split("\n").filter((line) => line.includes("[default]"));
+  assert.equal(recent.length, 1, status.stdout);
+  assert.ok(recent[0].endsWith(`] ${escaped} -> 20240502/${escaped}`), recent[0]);
+  assert.ok(
+    !status.stdout.includes("\r") && !status.stdout.includes("\x1b"),
+    "raw control characters in status",
+  );
+});

@@ -8,6 +8,7 @@
 import type { Config } from "../config/types.ts";
 import type { JobSnapshot } from "../status/job_status.ts";
 import { listenSettings } from "../status/listen.ts";
+import { escapeControlChars } from "../log/logging.ts";
 
 /** The part of `/api/status` that `status` prints. */
 export interface LiveStatus {
@@ -69,7 +70,7 @@ export function formatLive(live: LiveStatus): string[] {
   const lines = [`Live (${live.url}):`];
   for (const job of live.jobs) {
     const q = job.queue;
-    const reason = job.reason ? `: ${job.reason}` : "";
+    const reason = job.reason ? `: ${escapeControlChars(job.reason)}` : "";
     lines.push(
       `  Job ${job.job}: ${job.state} since ${when(job.since)}${reason}; ` +
         `pending ${q.observing + q.planning + q.queued}, sending ${q.sending}, ` +

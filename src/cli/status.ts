@@ -11,6 +11,7 @@ import { formatSkipped, summarizeSkipped } from "../watch/skipped_summary.ts";
 import { globalOptions } from "./options.ts";
 import { daemonStatus, describeDaemon, describePause } from "./daemon_state.ts";
 import { askDaemon, formatLive } from "./live_status.ts";
+import { escapeControlChars as oneLine } from "../log/logging.ts";
 
 const STATES: FileState[] = ["pending", "transferring", "done", "failed"];
 
@@ -90,7 +91,9 @@ export function statusCommand(): Command {
         console.log(`\nRecent transfers (${recent.length}):`);
         for (const row of recent) {
           console.log(
-            `  ${when(row.transferredAt)}  [${row.job}] ${row.relPath} -> ${row.destination}`,
+            `  ${when(row.transferredAt)}  [${row.job}] ${oneLine(row.relPath)} -> ${
+              oneLine(row.destination)
+            }`,
           );
         }
         console.log(`\nFailures (${problems.length}):`);
@@ -101,7 +104,9 @@ export function statusCommand(): Command {
             ? "waiting to be sent"
             : `retry ${row.attempts} at ${when(row.nextAttemptAt)}`;
           console.log(
-            `  ${when(row.updatedAt)}  [${row.job}] ${row.relPath}: ${row.lastError} (${retry})`,
+            `  ${when(row.updatedAt)}  [${row.job}] ${oneLine(row.relPath)}: ${
+              oneLine(String(row.lastError))
+            } (${retry})`,
           );
         }
         if (overdue.length > 0) {
@@ -112,8 +117,10 @@ export function statusCommand(): Command {
           for (const row of overdue) {
             const ago = Math.round((now - row.nextAttemptAt) / 1000);
             console.log(
-              `  [${row.job}] ${row.relPath}: next attempt was due ${ago} s ago ` +
-                `(${row.attempts} failed attempt(s); last error: ${row.lastError})`,
+              `  [${row.job}] ${oneLine(row.relPath)}: next attempt was due ${ago} s ago ` +
+                `(${row.attempts} failed attempt(s); last error: ${
+                  oneLine(String(row.lastError))
+                })`,
             );
           }
         }

@@ -10,6 +10,7 @@ import { planDestination } from "../layout/destination.ts";
 import { createTransport } from "../transfer/factory.ts";
 import { createFileFilter } from "../watch/file_filter.ts";
 import { scanFolder, type SkippedEntry } from "../watch/scan.ts";
+import { escapeControlChars } from "../log/logging.ts";
 import { readablePath } from "../watch/skip_log.ts";
 import { sameVersion, versionOf } from "../watch/file_version.ts";
 import { dueSteps } from "./source_cleanup.ts";
@@ -17,7 +18,8 @@ import { dueSteps } from "./source_cleanup.ts";
 /**
  * Print one line per file that would be sent (`would transfer <source> -> <target>`),
  * one per entry that is skipped (`skipped <path>: <reason>`; a folder that is
- * not entered ends in `/`) and a summary per job to `write`.
+ * not entered ends in `/`) and a summary per job to `write`. Control
+ * characters in names are escaped, so each file stays on one line.
  *
  * @returns the number of files that would be sent
  */
@@ -49,7 +51,8 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
             relPath: file.relPath,
             mtimeMs: version.mtimeMs,
           }, new Date());
-          write(`would transfer ${file.path} -> ${transport.describeTarget(destination)}`);
+          const target = transport.describeTarget(destination);
+          write(`would transfer ${escapeControlChars(file.path)} -> ${escapeControlChars(target)}`);
           count++;
         }
       } finally {
@@ -64,8 +67,10 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
       for (const step of removals) {
         write(
           step.moveTo === null
-            ? `would delete ${step.source} (arrived verified)`
-            : `would move ${step.source} -> ${step.moveTo} (arrived verified)`,
+            ? `would delete ${escapeControlChars(step.source)} (arrived verified)`
+            : `would move ${escapeControlChars(step.source)} -> ${
+              escapeControlChars(step.moveTo)
+            } (arrived verified)`,
         );
       }
       const removed = job.after_transfer === "keep"
