@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { runCli, startCli } from "./helpers/cli.ts";
 import { listFiles, randomBytes, sha256OfFile, waitFor } from "./helpers/files.ts";
 import { cliSandbox, type Sandbox } from "./helpers/sandbox.ts";
+import { freePort } from "./helpers/status.ts";
 import { VERSION } from "../src/version.ts";
 
 const noon = new Date("2024-05-02T12:00:00Z");
@@ -72,6 +73,49 @@ Deno.test("PID file while running, gone after SIGTERM; status says whether a dae
   await assert.rejects(Deno.stat(join(box.stateDir, "daemon.json")), Deno.errors.NotFound);
   assert.match((await status(box)).stdout, /^Daemon: not running$/m);
   assert.equal(JSON.parse((await status(box, true)).stdout).daemon.running, false);
+});
+
+Deno.test("status shows live data only from its own daemon, not from another one on the same status_listen", async () => {
+  const listen = `127.0.0.1:${freePort()}`;
+  await using first = await cliSandbox({ status_listen: listen });
+  await using second = await cliSandbox({ status_listen: listen });
+  const a = startCli(["run", "-c", first.config], { env: first.env });
+  try {
+    await a.waitForOutput("Watching");
+    const b = startCli(["run", "-c", second.config], { env: second.env });
+    try {
+      await b.waitForOutput("Watching");
+      assert.match(
+        b.stderr(),
+        /Status page not started on 127\.0\.0\.1:\d+: the address is in use/,
+      );
+      const own = await status(first);
+      assert.equal(own.code, 0, own.stderr);
+      assert.match(
+        own.stdout,
+        new RegExp(`^Live \\(http://${listen.replaceAll(".", "\\.")}/\\):$`, "m"),
+      );
+      const other = await status(second);
+      assert.equal(other.code, 0, other.stderr);
+      assert.match(other.stdout, new RegExp(`^Daemon: running, pid ${b.process.pid},`, "m"));
+      assert.doesNotMatch(other.stdout, /^Live \(/m);
+      assert.match(
+        other.stdout,
+        new RegExp(
+          `^Live status unavailable \\(.*answered by another process \\(pid ${a.process.pid}\\), ` +
+            `not by this daemon \\(pid ${b.process.pid}\\)`,
+          "m",
+        ),
+      );
+      const json = JSON.parse((await status(second, true)).stdout);
+      assert.equal(json.live.jobs, undefined);
+      assert.match(json.live.unavailable, /another process/);
+    } finally {
+      assert.equal((await b.stop("SIGTERM")).code, 0, b.stderr());
+    }
+  } finally {
+    assert.equal((await a.stop("SIGTERM")).code, 0, a.stderr());
+  }
 });
 
 Deno.test("a PID file left by a killed daemon is reported stale and replaced at the next start", async () => {

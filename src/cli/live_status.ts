@@ -22,11 +22,16 @@ export interface LiveStatus {
 const ASK_TIMEOUT_MS = 2000;
 
 /**
- * Ask the running daemon's status server.
+ * Ask the running daemon's status server. An answer from another process
+ * (another daemon holding the same `status_listen`) is not taken.
  *
+ * @param pid the daemon's pid (from its PID file), when known
  * @returns the live status, or a reason why there is none
  */
-export async function askDaemon(config: Config): Promise<LiveStatus | { unavailable: string }> {
+export async function askDaemon(
+  config: Config,
+  pid?: number,
+): Promise<LiveStatus | { unavailable: string }> {
   let settings;
   try {
     settings = await listenSettings(config);
@@ -50,7 +55,13 @@ export async function askDaemon(config: Config): Promise<LiveStatus | { unavaila
       await response.body?.cancel();
       return { unavailable: `${url} answered ${response.status}` };
     }
-    const body = await response.json() as Omit<LiveStatus, "url">;
+    const body = await response.json() as Omit<LiveStatus, "url"> & { pid?: number };
+    if (pid !== undefined && body.pid !== pid) {
+      return {
+        unavailable: `${url} is answered by another process (pid ${body.pid ?? "?"}), ` +
+          `not by this daemon (pid ${pid}): give each config its own status_listen`,
+      };
+    }
     return {
       url,
       jobs: body.jobs,

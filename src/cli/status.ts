@@ -38,7 +38,7 @@ export function statusCommand(): Command {
       }
       const config = await loadConfig(resolveConfigPath(globalOptions(command).config));
       const daemon = daemonStatus(config.state_dir);
-      const live = daemon.running ? await askDaemon(config) : undefined;
+      const live = daemon.running ? await askDaemon(config, daemon.pid) : undefined;
       const liveLines = live === undefined || config.status_listen === ""
         ? []
         : "jobs" in live

@@ -55,6 +55,7 @@ export function statusReport(source: StatusSource, limit = 20): Record<string, u
   const recent = source.reports.transfers({ state: "done", limit });
   return {
     ...source.build,
+    pid: Deno.pid,
     now,
     startedAt: source.startedAt,
     uptimeSeconds: Math.round((now - source.startedAt) / 1000),
