@@ -64,12 +64,13 @@ export interface DaemonLock {
  * Take the daemon lock of `stateDir` and, with `info`, write the PID file.
  *
  * @throws {DaemonRunningError} when another daemon holds it
+ * @throws {Error} naming `state_dir` when the folder cannot be made or is not a folder
  */
 export function acquireDaemonLock(
   stateDir: string,
   info?: Omit<DaemonInfo, "pid" | "startedAt">,
 ): DaemonLock {
-  Deno.mkdirSync(stateDir, { recursive: true });
+  makeStateDir(stateDir);
   const db = new DatabaseSync(join(stateDir, LOCK_FILE));
   try {
     db.exec(
@@ -187,4 +188,26 @@ function writeAtomically(path: string, text: string): void {
   const temp = `${path}.${Deno.pid}.tmp`;
   Deno.writeTextFileSync(temp, text);
   Deno.renameSync(temp, path);
+}
+
+/** Create `stateDir` (and its parents) if needed; a clear error naming `state_dir` otherwise. */
+function makeStateDir(stateDir: string): void {
+  try {
+    Deno.mkdirSync(stateDir, { recursive: true });
+    return;
+  } catch (error) {
+    const exists = error instanceof Deno.errors.AlreadyExists ||
+      error instanceof Deno.errors.NotADirectory;
+    const why = exists
+      ? "it (or a folder on its path) is a file, not a folder"
+      : error instanceof Deno.errors.PermissionDenied
+      ? "permission denied"
+      : error instanceof Error
+      ? error.message
+      : String(error);
+    throw new Error(
+      `Cannot use state_dir ${stateDir}: ${why}; set state_dir to a folder this user can write`,
+      { cause: error },
+    );
+  }
 }
