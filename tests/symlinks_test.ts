@@ -9,6 +9,8 @@ import { join } from "node:path";
 import type { SymlinkPolicy } from "../src/watch/entry_check.ts";
 import { createFileFilter } from "../src/watch/file_filter.ts";
 import { scanFolder, type SkippedEntry } from "../src/watch/scan.ts";
+import { SkipLog } from "../src/watch/skip_log.ts";
+import type { Logger } from "@logtape/logtape";
 
 interface Tree {
   root: string;
@@ -137,6 +139,42 @@ Deno.test("symlinks: follow sends what links point to and enters linked folders,
     const verdict = filterFor(tree, "follow").classify("secret-link.fits");
     assert.ok(verdict.ok);
     assert.equal(await Deno.readTextFile(verdict.source), "SECRET");
+  } finally {
+    await Deno.remove(tree.root, { recursive: true });
+  }
+});
+
+Deno.test("symlinks: every link a scan follows is logged once with its target, folders included", async () => {
+  const tree = await makeTree();
+  try {
+    const lines: Array<{ message: string; properties: Record<string, unknown> }> = [];
+    const log = {
+      info: (message: string, properties: Record<string, unknown>) =>
+        void lines.push({ message, properties }),
+    } as unknown as Logger;
+    const filter = createFileFilter(
+      {
+        file_patterns: ["*.fits"],
+        exclude_patterns: [],
+        symlinks: "follow",
+        watch_path: tree.watch,
+      },
+      { skipLog: new SkipLog({ log }) },
+    );
+    for (let round = 0; round < 2; round++) await Array.fromAsync(scanFolder(tree.watch, filter));
+    const followed = lines.filter((l) => l.message.startsWith("Following symbolic link"));
+    const targets = new Map(
+      followed.map((l) => [String(l.properties.path), String(l.properties.target)]),
+    );
+    assert.equal(followed.length, targets.size, "each link once over two scans");
+    assert.equal(targets.get(join(tree.watch, "outdir")), tree.outside);
+    assert.equal(targets.get(join(tree.watch, "indir")), join(tree.watch, "data"));
+    assert.equal(
+      targets.get(join(tree.watch, "secret-link.fits")),
+      join(tree.outside, "secret.fits"),
+    );
+    assert.equal(targets.get(join(tree.watch, "sub/up.fits")), "../../outside/secret.fits");
+    assert.ok(!targets.has(join(tree.watch, "loop")), "the loop is skipped, not followed");
   } finally {
     await Deno.remove(tree.root, { recursive: true });
   }

@@ -67,6 +67,8 @@ export interface FileFilter {
   classify(relPath: string, hint?: EntryHint): EntryVerdict;
   /** Report a skip once per path (no-op without a skip log). */
   report(relPath: string, skip: Skip): void;
+  /** Report once that the link to a folder at `relPath` (pointing to `target`) is entered. */
+  reportFollowed(relPath: string, target: string): void;
 }
 
 /**
@@ -171,6 +173,8 @@ export function createFileFilter(job: FilterJob, options: FilterOptions = {}): F
     dirSkip,
     classify,
     report,
+    reportFollowed: (relPath, target) =>
+      skipLog?.followed(absolute(relPath), target, symlinks, fields),
   };
 }
 

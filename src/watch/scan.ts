@@ -92,8 +92,12 @@ export async function* scanFolderBatches(
         if (isDirectory) {
           const why = filter.dirSkip(childRel) ??
             (entry.isSymlink ? links.refuse(path) : null);
-          if (why) skipped(childRel, path, why, true);
-          else stack.push(childRel);
+          if (why) {
+            skipped(childRel, path, why, true);
+            continue;
+          }
+          if (entry.isSymlink) filter.reportFollowed(childRel, links.targetOf(path));
+          stack.push(childRel);
           continue;
         }
         const why = filter.nameSkip(childRel, true);
@@ -147,13 +151,19 @@ class LinkedFolders {
     }
   }
 
+  /** What the link at `path` points to, as stored in it (`?` when it cannot be read). */
+  targetOf(path: string): string {
+    try {
+      return Deno.readLinkSync(path);
+    } catch {
+      return "?";
+    }
+  }
+
   /** Why the folder link at `relPath` is not entered, or `null` (then it is entered). */
   refuse(path: string): Skip | null {
     const skip = (reason: string): Skip => ({ code: "link", reason, level: "info" });
-    let target = "?";
-    try {
-      target = Deno.readLinkSync(path);
-    } catch { /* shown as ? */ }
+    const target = this.targetOf(path);
     if (!this.#follow) {
       return {
         ...skip(`symbolic link to the folder ${target}; linked folders are not entered`),
