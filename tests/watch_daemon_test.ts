@@ -336,3 +336,40 @@ Deno.test("run --dry-run lists every skipped entry with its reason; status count
     await Deno.remove(box.root, { recursive: true });
   }
 });
+
+Deno.test("daemon -v: file_patterns match any case (the old tool's patterns), each skipped file logged once with why", async () => {
+  const box = await sandbox({ file_patterns: ["*.fits", "*.FIT"], status_listen: "" });
+  const daemon = startCli(["-v", "run", "-c", box.config], { env: box.env });
+  try {
+    await daemon.waitForOutput("Watching");
+    for (const name of ["a.FITS", "b.fit", "c.Fits", "d.fits"]) {
+      await Deno.writeTextFile(join(box.watch, name), name);
+    }
+    // A skipped file written several times, and a hidden one.
+    for (let i = 0; i < 3; i++) {
+      await Deno.writeTextFile(join(box.watch, "notes.txt"), `${i}`, { append: true });
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    await Deno.writeTextFile(join(box.watch, ".hidden.fits"), "h");
+    await waitFor(
+      async () => (await delivered(box.dest)).size === 4,
+      20_000,
+      "a.FITS, b.fit, c.Fits and d.fits to arrive",
+    );
+    await new Promise((r) => setTimeout(r, 500));
+    assert.deepEqual(
+      Object.fromEntries(await delivered(box.dest)),
+      { "a.FITS": "a.FITS", "b.fit": "b.fit", "c.Fits": "c.Fits", "d.fits": "d.fits" },
+    );
+    const log = daemon.stderr();
+    const notes = linesWith(log, "notes.txt");
+    assert.equal(notes.length, 1, log);
+    assert.match(notes[0], /DEBUG +\[watch\] Skipped .*notes\.txt: matches none of file_patterns$/);
+    const hidden = linesWith(log, ".hidden.fits");
+    assert.equal(hidden.length, 1, log);
+    assert.match(hidden[0], /Skipped .*\.hidden\.fits: hidden \(its name starts with a dot\)$/);
+  } finally {
+    await daemon.stop();
+    await Deno.remove(box.root, { recursive: true });
+  }
+});
