@@ -11,6 +11,7 @@ import type { JobConfig } from "../src/config/types.ts";
 import { nextCronRun, pausedAt } from "../src/pipeline/schedules.ts";
 import { startCli } from "./helpers/cli.ts";
 import { randomBytes, waitFor, writeConfig } from "./helpers/files.ts";
+import { freePort, getJson, post } from "./helpers/status.ts";
 
 function job(overrides: Record<string, unknown>): JobConfig {
   const input = jobSchema.parse({
@@ -299,3 +300,80 @@ Deno.test("schedules (daemon): inside a pause window nothing is sent; at the res
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("schedules (daemon): Resume on the status page sends inside a pause window; Pause holds it again", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-window-resume-" });
+  const watch = join(root, "watch");
+  const dest = join(root, "dest");
+  const home = join(root, "home");
+  for (const dir of [watch, home]) await Deno.mkdir(dir);
+  const zone = "Asia/Kathmandu";
+  const port = freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const config = join(root, "config.yaml");
+  await writeConfig(config, {
+    watch_path: watch,
+    remote_base_path: dest,
+    transfer_method: "local",
+    stability_window_seconds: 0.3,
+    night_timezone: "UTC",
+    state_dir: join(root, "state"),
+    log_file: "",
+    status_listen: `127.0.0.1:${port}`,
+    schedules: [
+      // Paused since an hour ago, until in an hour.
+      {
+        cron: `${wallClock(new Date(Date.now() - 3_600_000), zone)} * * *`,
+        timezone: zone,
+        action: "pause",
+      },
+      {
+        cron: `${wallClock(new Date(Date.now() + 3_600_000), zone)} * * *`,
+        timezone: zone,
+        action: "resume",
+      },
+    ],
+  });
+  const daemon = startCli(["run", "-c", config], { env: { HOME: home } });
+  try {
+    await daemon.waitForOutput("Watching");
+    const state = async () => {
+      const s = await getJson<{ jobs: Array<{ state: string; reason: string | null }> }>(
+        base,
+        "/api/status",
+      );
+      return s.jobs[0];
+    };
+    const before = await state();
+    assert.equal(before.state, "paused");
+    assert.equal(before.reason, "outside a transfer window");
+    const held = randomBytes(5_000);
+    await Deno.writeFile(join(watch, "held.fits"), held);
+    await Deno.utime(join(watch, "held.fits"), 0, new Date("2024-03-15T20:00:00Z"));
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const target = join(dest, "20240315", "held.fits");
+    assert.equal(exists(target), false, "held by the window");
+
+    // The page's Resume sends now, though the window's own resume is an hour away.
+    const resumed = await post(base, "/api/jobs/default/resume");
+    assert.equal(resumed.status, 200);
+    assert.equal((await resumed.json()).state, "watching");
+    await waitFor(() => exists(target), 20_000, "the file after Resume");
+    assert.deepEqual(await Deno.readFile(target), held);
+
+    // Pause holds again.
+    assert.equal((await (await post(base, "/api/jobs/default/pause")).json()).state, "paused");
+    await Deno.writeFile(join(watch, "later.fits"), randomBytes(100));
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    assert.equal(exists(join(dest, "20240315", "later.fits")), false);
+    assert.equal((await readdirNames(dest)).length, 1, "only the night of held.fits");
+  } finally {
+    const status = await daemon.stop();
+    assert.equal(status.code, 0, daemon.stderr());
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+async function readdirNames(dir: string): Promise<string[]> {
+  return (await Array.fromAsync(Deno.readDir(dir))).map((e) => e.name);
+}

@@ -146,9 +146,13 @@ export class JobRunner {
     this.#status.userPaused = true;
   }
 
-  /** Start transfers again after {@linkcode pause}. */
+  /**
+   * Start transfers again after {@linkcode pause}; inside a transfer window's
+   * pause, send again until the window's next pause time.
+   */
   resume(): void {
     this.#status.userPaused = false;
+    this.#status.windowPaused = false;
     this.#pump();
   }
 
