@@ -24,7 +24,7 @@ interface Snapshot {
 interface Status {
   version: string;
   jobs: Snapshot[];
-  recent: Array<{ relPath: string; destination: string; size: number }>;
+  recent: Array<{ relPath: string; destination: string; size: number; durationMs: number | null }>;
   problems: Array<{ relPath: string; lastError: string; state: string }>;
   nights: Array<{ night: string; files: number; done: number; bytes: number }>;
 }
@@ -64,6 +64,8 @@ Deno.test("status API: sent files, filters, nights; /metrics passes promtool and
   const status = await getJson<Status>(d.base, "/api/status");
   assert.equal(status.jobs[0].state, "watching");
   assert.ok(status.recent.some((r) => r.relPath === HOSTILE && r.size === sizes.get(HOSTILE)));
+  // Each transfer of this run says how long it took.
+  assert.ok(status.recent.every((r) => typeof r.durationMs === "number" && r.durationMs >= 0));
   const hostileAt = join(d.dest, "20240316", HOSTILE);
   assert.equal((await Deno.stat(hostileAt)).size, sizes.get(HOSTILE));
 
@@ -150,6 +152,12 @@ Deno.test("status API: a failing destination shows its reason; retry after the f
   assert.ok(status.problems[0].lastError.length > 0);
   assert.equal(status.jobs[0].state, "unreachable");
   assert.equal(status.jobs[0].reason, status.problems[0].lastError);
+  const failedMetric = async () =>
+    /^image_transfer_files_failed\{job="default",method="local"\} (\d+)$/m.exec(
+      await (await fetch(`${d.base}/metrics`)).text(),
+    )?.[1];
+  // The ledger's counts are reused for up to a second.
+  await waitFor(async () => await failedMetric() === "1", 10_000, "1 failed file in /metrics");
 
   // Fixed: the retry action sends it.
   await Deno.remove(d.dest);
@@ -167,6 +175,7 @@ Deno.test("status API: a failing destination shows its reason; retry after the f
   status = await getJson<Status>(d.base, "/api/status");
   assert.equal(status.jobs[0].state, "watching");
   assert.equal(status.problems.length, 0);
+  await waitFor(async () => await failedMetric() === "0", 10_000, "no failed file in /metrics");
 
   // Pause: a new file waits in the queue; resume sends it.
   const paused = await post(d.base, "/api/jobs/default/pause");

@@ -67,11 +67,16 @@ Deno.test("metrics: counters, cumulative duration buckets, failures by class, qu
       at: 0,
     });
   }
-  const text = metrics.render([snapshot("cam1", 5_000_000_000), snapshot("cam2")], {
-    version: "0.1.0",
-    commit: 'a"b\\c\nd',
-    deno: "2.9.6",
-  }, 1_700_000_000_000);
+  const text = metrics.render(
+    [snapshot("cam1", 5_000_000_000), snapshot("cam2")],
+    {
+      version: "0.1.0",
+      commit: 'a"b\\c\nd',
+      deno: "2.9.6",
+    },
+    1_700_000_000_000,
+    new Map([["cam1", 4]]),
+  );
   const l = '{job="cam1",method="rsync"';
   assert.ok(text.includes(`image_transfer_files_transferred_total${l}} 3\n`));
   assert.ok(text.includes(`image_transfer_bytes_transferred_total${l}} 600\n`));
@@ -86,6 +91,9 @@ Deno.test("metrics: counters, cumulative duration buckets, failures by class, qu
   assert.ok(text.includes(`image_transfer_transfer_duration_seconds_sum${l}} 400.73\n`));
   assert.ok(text.includes(`image_transfer_queue_files${l},state="sending"} 2\n`));
   assert.ok(text.includes(`image_transfer_job_paused${l}} 1\n`));
+  // Failed files from the ledger, 0 for a job without any.
+  assert.ok(text.includes(`image_transfer_files_failed${l}} 4\n`));
+  assert.ok(text.includes(`image_transfer_files_failed{job="cam2",method="rsync"} 0\n`));
   // Free space only where known.
   assert.ok(text.includes(`image_transfer_destination_free_bytes${l}} 5000000000\n`));
   assert.doesNotMatch(text, /image_transfer_destination_free_bytes\{job="cam2"/);

@@ -1,8 +1,9 @@
 /**
  * The status page in a real browser (Debian's Chromium, driven by
  * playwright-core) against a real daemon: files appear as sent without a
- * reload, a failing destination shows its reason, Retry sends the file after
- * the fix, Pause and Resume work, and a hostile file name is shown as text.
+ * reload with how long it took, a failing destination shows its reason, Retry
+ * sends the file after the fix, Pause and Resume work, a hostile file name is
+ * shown as text, and the page fits a phone's width.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -22,6 +23,10 @@ Deno.test("status page in Chromium: live updates, failure reason, retry, pause/r
   try {
     const page = await browser.newPage({ viewport: { width: 1000, height: 900 } });
     const dialogs: string[] = [];
+    const consoleErrors: string[] = [];
+    page.on("console", (message) => {
+      if (message.type() === "error") consoleErrors.push(message.text());
+    });
     page.on("dialog", (dialog) => {
       dialogs.push(dialog.message());
       void dialog.dismiss();
@@ -46,6 +51,12 @@ Deno.test("status page in Chromium: live updates, failure reason, retry, pause/r
     );
     assert.deepEqual(dialogs, [], "no script ran from the name");
     await page.locator("#recent tr.sent", { hasText: "m31 L 0002.fits" }).waitFor();
+    // How long each transfer of this run took.
+    assert.match(
+      await page.locator("#recent tr.sent", { hasText: "m31 L 0002.fits" }).locator("td.took")
+        .textContent() ?? "",
+      /^\d+(\.\d)? m?s$/,
+    );
     // The destination's free space, and the chart's bars and throughput line.
     assert.match(await page.locator(".job .free").textContent() ?? "", /\d.* free$/);
     // The chart is recomputed at most every 2 s.
@@ -73,6 +84,13 @@ Deno.test("status page in Chromium: live updates, failure reason, retry, pause/r
     // So do the job's counts (recomputed at most every second).
     await page.locator(".job .q span", { hasText: /^1 failed$/ }).waitFor({ timeout: 10_000 });
     await page.screenshot({ path: SCREENSHOT.pathname, fullPage: true });
+    // On a phone the page, its long reason included, fits the screen's width.
+    const phone = await browser.newPage({ viewport: { width: 390, height: 844 }, isMobile: true });
+    await phone.goto(d.base + "/");
+    await phone.locator("#problems tr.problem", { hasText: "bad.fits" }).waitFor();
+    // Evaluated in the page (a string: the test has no DOM types).
+    assert.equal(await phone.evaluate("document.documentElement.scrollWidth"), 390);
+    await phone.close();
     await page.locator(".job .state", { hasText: "destination unreachable" }).waitFor();
     // The same failure (a later attempt may name another temporary file).
     const jobReason = await page.locator(".job .reason").textContent();
@@ -111,6 +129,7 @@ Deno.test("status page in Chromium: live updates, failure reason, retry, pause/r
     await page.locator("#recent tr.sent", { hasText: "held.fits" }).waitFor({ timeout: 30_000 });
     await page.locator(".job .state", { hasText: "watching" }).waitFor();
     assert.deepEqual(dialogs, []);
+    assert.deepEqual(consoleErrors, [], "no failed request, no script error");
   } finally {
     await browser.close();
   }

@@ -6,8 +6,9 @@
  * @module
  */
 import type { FileState } from "../ledger/ledger.ts";
+import type { RecentDurations } from "./durations.ts";
 import type { JobSnapshot } from "./job_status.ts";
-import type { LedgerReports, TransferFilter } from "./ledger_reports.ts";
+import type { LedgerReports, TransferFilter, TransferRow } from "./ledger_reports.ts";
 
 /** What the API may do with a running job. */
 export interface StatusJob {
@@ -43,8 +44,23 @@ export class ApiError extends Error {
   }
 }
 
+/** A file as the API shows it: with how long its transfer took, when it was sent in this run. */
+function withDuration(
+  row: TransferRow,
+  durations: RecentDurations,
+): TransferRow & { durationMs: number | null } {
+  return {
+    ...row,
+    durationMs: row.state === "done" ? durations.get(row.job, row.relPath) : null,
+  };
+}
+
 /** `GET /api/status`: the whole picture the page shows. */
-export function statusReport(source: StatusSource, limit = 20): Record<string, unknown> {
+export function statusReport(
+  source: StatusSource,
+  durations: RecentDurations,
+  limit = 20,
+): Record<string, unknown> {
   const now = Date.now();
   const jobs = source.jobs().map((j) => j.snapshot());
   const lastSuccessAt = jobs.reduce<number | null>(
@@ -52,7 +68,8 @@ export function statusReport(source: StatusSource, limit = 20): Record<string, u
       j.lastSuccessAt !== null && j.lastSuccessAt > (latest ?? 0) ? j.lastSuccessAt : latest,
     null,
   );
-  const recent = source.reports.transfers({ state: "done", limit });
+  const recent = source.reports.transfers({ state: "done", limit })
+    .map((row) => withDuration(row, durations));
   return {
     ...source.build,
     pid: Deno.pid,
@@ -70,7 +87,11 @@ export function statusReport(source: StatusSource, limit = 20): Record<string, u
 }
 
 /** `GET /api/transfers?state=&night=&name=&job=&limit=`. */
-export function transfersReport(source: StatusSource, params: URLSearchParams): unknown {
+export function transfersReport(
+  source: StatusSource,
+  durations: RecentDurations,
+  params: URLSearchParams,
+): unknown {
   const filter: TransferFilter = { limit: limitParam(params, 100) };
   const state = params.get("state");
   if (state !== null) {
@@ -86,7 +107,9 @@ export function transfersReport(source: StatusSource, params: URLSearchParams): 
   }
   if (params.get("name")) filter.name = params.get("name")!;
   if (params.get("job")) filter.job = params.get("job")!;
-  return { transfers: source.reports.transfers(filter) };
+  return {
+    transfers: source.reports.transfers(filter).map((row) => withDuration(row, durations)),
+  };
 }
 
 /** `GET /api/nights?limit=`. */

@@ -53,11 +53,13 @@ export class Metrics {
    * @param jobs the running jobs (queue depth, state)
    * @param build version facts for `image_transfer_build_info`
    * @param startedAt when the daemon started (ms since epoch)
+   * @param failedFiles files the ledger holds as failed, per job name
    */
   render(
     jobs: JobSnapshot[],
     build: { version: string; commit: string; deno: string },
     startedAt: number,
+    failedFiles: ReadonlyMap<string, number> = new Map(),
   ): string {
     for (const job of jobs) this.#counters(job.job, job.method);
     const out: string[] = [];
@@ -95,6 +97,13 @@ export class Metrics {
       for (const [state, n] of Object.entries(job.queue)) {
         out.push(sample("image_transfer_queue_files", { ...labels, state }, n));
       }
+    }
+    const failed = "image_transfer_files_failed";
+    family(failed, "gauge", "Files that gave up (until a rescan, a restart or a retry).");
+    for (const job of jobs) {
+      out.push(
+        sample(failed, { job: job.job, method: job.method }, failedFiles.get(job.job) ?? 0),
+      );
     }
     family("image_transfer_job_paused", "gauge", "1 while the job is paused (by hand or full).");
     for (const job of jobs) {

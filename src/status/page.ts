@@ -21,12 +21,15 @@ h1{font-size:1.3em;margin:0 0 4px}h2{font-size:1.05em;margin:18px 0 6px}
 table{border-collapse:collapse;width:100%;font-size:.92em}
 td,th{text-align:left;padding:3px 6px;border-bottom:1px solid #8883;vertical-align:top}
 td.n{text-align:right;white-space:nowrap}.name{word-break:break-all;min-width:9em}
-.err{color:var(--bad)}button{font:inherit;padding:2px 10px;margin-right:6px;cursor:pointer}
+.err{color:var(--bad);overflow-wrap:anywhere}.scroll{overflow-x:auto}button{font:inherit;padding:2px 10px;margin-right:6px;cursor:pointer}
 #conn.off{color:var(--bad)}.empty{color:var(--mute)}
 svg{width:100%;height:100px;border-bottom:1px solid #8886;background:#8881}
 .bar{fill:var(--ok);opacity:.75}.rate{stroke:#0969da;stroke-width:2}
 .key-files{color:var(--ok)}.key-rate{color:#0969da}
 .axis{display:flex;justify-content:space-between;color:var(--mute);font-size:.8em}
+@media (max-width:600px){body{padding:8px}td,th{padding:3px 4px}.name{min-width:6em}
+#problems tr{display:grid;grid-template-columns:1fr auto;border-bottom:1px solid #8883}
+#problems td{border:0}#problems td.err{grid-column:1/-1}.problems-head{display:none}}
 `;
 
 const SCRIPT = `
@@ -58,6 +61,11 @@ function dur(s) {
     : (s / 86400).toFixed(1) + " d";
 }
 const time = (ms) => ms ? new Date(ms).toLocaleString() : "-";
+function took(ms) {
+  if (ms === null || ms === undefined) return "-";
+  const s = ms / 1000;
+  return s < 1 ? Math.round(ms) + " ms" : s < 60 ? s.toFixed(s < 10 ? 1 : 0) + " s" : dur(s);
+}
 async function act(job, action, body) {
   const r = await fetch("/api/jobs/" + encodeURIComponent(job) + "/" + action, {
     method: "POST", headers: { "content-type": "application/json" },
@@ -113,7 +121,7 @@ function render(s) {
       onclick: () => act(p.job, "retry", { file: p.relPath }) }, "Retry") : "")), "No failures");
   rows($("recent"), s.recent, (r) => el("tr", { class: "sent" },
     el("td", { class: "name" }, r.relPath), el("td", { class: "n" }, bytes(r.size)),
-    el("td", { class: "name" }, r.destination), el("td", {}, ago(r.transferredAt, now))),
+    el("td", { class: "n took" }, took(r.durationMs)), el("td", { class: "name" }, r.destination), el("td", {}, ago(r.transferredAt, now))),
     "Nothing sent yet");
   chart(s.perMinute || [], now);
 }
@@ -157,7 +165,7 @@ connect();
 export const STATUS_PAGE = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width,initial-scale=1">
-<title>image-transfer status</title><style>${STYLE}</style></head>
+<title>image-transfer status</title><link rel="icon" href="data:,"><style>${STYLE}</style></head>
 <body>
 <h1>image-transfer</h1>
 <div class="meta"><span id="conn">connecting…</span><span id="last"></span><span id="uptime"></span><span id="version"></span></div>
@@ -167,11 +175,11 @@ export const STATUS_PAGE = `<!doctype html>
 <svg id="chart" viewBox="0 0 600 100" preserveAspectRatio="none" role="img" aria-label="throughput and files per minute"></svg>
 <div class="axis"><span>6 h ago</span><span>3 h ago</span><span>now</span></div>
 <h2>Failures</h2>
-<table><thead><tr><th>File</th><th>Job</th><th>Reason</th><th>Next</th><th></th></tr></thead><tbody id="problems"></tbody></table>
+<div class="scroll"><table><thead class="problems-head"><tr><th>File</th><th>Job</th><th>Reason</th><th>Next</th><th></th></tr></thead><tbody id="problems"></tbody></table></div>
 <h2>Recent transfers</h2>
-<table><thead><tr><th>File</th><th>Size</th><th>Destination</th><th>When</th></tr></thead><tbody id="recent"></tbody></table>
+<div class="scroll"><table><thead><tr><th>File</th><th>Size</th><th>Took</th><th>Destination</th><th>When</th></tr></thead><tbody id="recent"></tbody></table></div>
 <h2>Nights</h2>
-<table><thead><tr><th>Night</th><th>Job</th><th>Files</th><th>Bytes</th><th>Failures</th></tr></thead><tbody id="nights"></tbody></table>
+<div class="scroll"><table><thead><tr><th>Night</th><th>Job</th><th>Files</th><th>Bytes</th><th>Failures</th></tr></thead><tbody id="nights"></tbody></table></div>
 <script>${SCRIPT}</script>
 </body></html>
 `;

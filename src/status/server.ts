@@ -18,6 +18,7 @@ import {
   type StatusSource,
   transfersReport,
 } from "./api.ts";
+import { RecentDurations } from "./durations.ts";
 import type { StatusEvents } from "./events.ts";
 import type { ListenSettings } from "./listen.ts";
 import { Metrics } from "./metrics.ts";
@@ -47,16 +48,21 @@ export function startStatusServer(
 ): StatusServer | null {
   const log = logger("status");
   const metrics = new Metrics();
-  const push = new Pusher(() => JSON.stringify(statusReport(source)), () => source.reports.stale);
+  const durations = new RecentDurations();
+  const push = new Pusher(
+    () => JSON.stringify(statusReport(source, durations)),
+    () => source.reports.stale,
+  );
   const stopListening = events.listen((event) => {
     metrics.record(event);
+    durations.record(event);
     source.reports.changed();
     push.changed();
   });
   const handler = (request: Request): Promise<Response> | Response => {
     const refused = checkRequest(request, settings);
     if (refused) return refused;
-    return route(request, settings, source, metrics, push);
+    return route(request, settings, source, { metrics, durations, push });
   };
   let server: Deno.HttpServer<Deno.NetAddr>;
   const address = `${settings.hostname}:${settings.port}`;
@@ -100,8 +106,7 @@ async function route(
   request: Request,
   settings: ListenSettings,
   source: StatusSource,
-  metrics: Metrics,
-  push: Pusher,
+  { metrics, durations, push }: { metrics: Metrics; durations: RecentDurations; push: Pusher },
 ): Promise<Response> {
   const url = new URL(request.url);
   const path = url.pathname;
@@ -140,9 +145,9 @@ async function route(
           },
         });
       case "/api/status":
-        return json(200, statusReport(source));
+        return json(200, statusReport(source, durations));
       case "/api/transfers":
-        return json(200, transfersReport(source, url.searchParams));
+        return json(200, transfersReport(source, durations, url.searchParams));
       case "/api/nights":
         return json(200, nightsReport(source, url.searchParams));
       case "/api/events":
@@ -150,7 +155,17 @@ async function route(
       case "/metrics":
         return text(
           200,
-          metrics.render(source.jobs().map((j) => j.snapshot()), source.build, source.startedAt),
+          metrics.render(
+            source.jobs().map((j) => j.snapshot()),
+            source.build,
+            source.startedAt,
+            new Map(
+              source.reports.counts().filter((c) => c.state === "failed").map((c) => [
+                c.job,
+                c.count,
+              ]),
+            ),
+          ),
           { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
         );
       default:
