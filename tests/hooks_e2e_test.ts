@@ -1,14 +1,18 @@
 /**
- * Hooks through the real CLI (`deno run` with the permission set plus
- * `--allow-run=<hook>`, as a user's service would start it) and real hook
- * scripts: the variables a hook receives, a failing or hanging hook that does
- * not hold up transfers, `on_failure`, and a hook the permissions forbid.
+ * Hooks through the real CLI (`deno run` with the permission set plus the
+ * `--allow-run` flag the README gives, as a user's service would start it)
+ * and real hook scripts: the variables a hook receives, a failing or hanging
+ * hook that does not hold up transfers (a hanging one killed with what it
+ * started), `on_failure`, a hook on an rsync job, and a hook the permissions
+ * forbid, or a flag that drops the permission set's programs.
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { runCli, startCli } from "./helpers/cli.ts";
+import { REPO_ROOT, runCli, startCli } from "./helpers/cli.ts";
 import { randomBytes, waitFor, writeConfig } from "./helpers/files.ts";
+import { startSshd } from "./helpers/sshd.ts";
+import { allowRunFlag, PERMITTED_PROGRAMS } from "../src/process/run_permission.ts";
 
 /** A hook that writes its arguments and `IMAGE_TRANSFER_*` variables, NUL-separated, to a new file. */
 const RECORDING_HOOK = `#!/bin/sh
@@ -122,7 +126,7 @@ Deno.test("on_transfer: a real hook receives the facts of each verified arrival"
 Deno.test("hooks: a failing and a hanging hook are logged and counted; transfers go on", async () => {
   const script = `#!/bin/sh
 case "$IMAGE_TRANSFER_RELATIVE_PATH" in
-  hang*) echo "hanging on $IMAGE_TRANSFER_RELATIVE_PATH"; touch "$HOOK_OUT/hanging"; sleep 600 ;;
+  hang*) echo "hanging on $IMAGE_TRANSFER_RELATIVE_PATH"; sleep 600 & echo $! > "$HOOK_OUT/hanging"; wait ;;
   fail*) echo "cannot reduce $IMAGE_TRANSFER_RELATIVE_PATH" >&2; exit 3 ;;
   *) touch "$HOOK_OUT/$IMAGE_TRANSFER_RELATIVE_PATH" ;;
 esac
@@ -178,6 +182,9 @@ esac
       "the good hooks ran",
     );
     await running.waitForOutput(/hang\.fits failed: killed after 8 s.*stdout: hanging on hang/);
+    // The program it started went with it (the hook's process group is killed).
+    const helper = Number(await Deno.readTextFile(join(p.out, "hanging")));
+    await waitFor(() => !existsSync(`/proc/${helper}`), 5_000, "the hook's sleep killed");
     await running.waitForOutput(/fail\.fits failed: exit code 3/);
     await running.waitForOutput("stderr: cannot reduce fail.fits");
     // A file written after all that still arrives.
@@ -233,9 +240,26 @@ Deno.test("hooks: a hook program the permissions do not allow stops the start wi
     });
     assert.equal(result.code, 2);
     assert.match(result.stderr, /on_transfer of job default: image-transfer may not run/);
-    assert.match(result.stderr, /--allow-run=/);
+    assert.ok(result.stderr.includes(allowRunFlag([p.hook])), result.stderr);
     assert.doesNotMatch(result.stderr, /\n\s+at /); // no stack trace
     await assert.rejects(Deno.stat(join(p.dest)), "nothing sent without its hook");
+
+    // A flag naming only the hook replaces the permission set's programs: refused at the start.
+    await writeConfig(p.config, {
+      ...baseConfig(p),
+      transfer_method: "scp",
+      remote_host: "127.0.0.1",
+      on_transfer: [p.hook],
+    });
+    const narrowed = await runCli(["run", "--once", "-c", p.config], {
+      env: { HOME: p.home, HOOK_OUT: p.out },
+      extraFlags: [`--allow-run=${p.hook}`],
+    });
+    assert.equal(narrowed.code, 2, narrowed.stderr);
+    assert.match(narrowed.stderr, /job default \(scp\): image-transfer may not run ssh, scp, kill/);
+    assert.match(narrowed.stderr, /replaces the programs of the permission set/);
+    assert.ok(narrowed.stderr.includes(allowRunFlag([p.hook])), narrowed.stderr);
+    assert.doesNotMatch(narrowed.stderr, /\n\s+at /);
   } finally {
     await Deno.remove(p.root, { recursive: true });
   }
@@ -266,8 +290,12 @@ Deno.test("install-service (from source) allows the config's hook programs in th
     assert.equal(out.code, 0, out.stderr);
     const execStart = out.stdout.split("\n").find((line) => line.startsWith("ExecStart="));
     assert.ok(execStart, out.stdout);
-    assert.ok(execStart.includes(`"--allow-run=${p.hook}"`), execStart);
-    assert.ok(execStart.includes(`--allow-run=${other}`), execStart);
+    // One flag with the permission set's programs: a flag replaces the set's list.
+    assert.ok(
+      execStart.includes(`"--allow-run=${PERMITTED_PROGRAMS.join(",")},${p.hook},${other}"`),
+      execStart,
+    );
+    assert.equal(execStart.split("--allow-run").length, 2, execStart);
     assert.ok(
       execStart.indexOf("-P=image-transfer") < execStart.indexOf("--allow-run="),
       execStart,
@@ -302,5 +330,40 @@ Deno.test("hooks: a shell string, an empty program or a zero timeout is refused 
     assert.doesNotMatch(out.stderr, /\n\s+at /);
   } finally {
     await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("on_transfer on an rsync job: with the README's --allow-run flag, ssh and rsync still run", async () => {
+  const p = await setUp("itx-hooks-rsync-", RECORDING_HOOK);
+  const sshd = await startSshd();
+  try {
+    const dest = await sshd.makeRemoteDir();
+    await writeConfig(p.config, {
+      ...baseConfig(p),
+      ...sshd.configKeys(),
+      transfer_method: "rsync",
+      remote_base_path: dest,
+      on_transfer: [p.hook],
+    });
+    const bytes = randomBytes(5_000);
+    await Deno.writeFile(join(p.watch, "r $(id).fits"), bytes);
+    await Deno.utime(join(p.watch, "r $(id).fits"), 0, new Date("2024-03-15T20:00:00Z"));
+    // The flag exactly as the README writes it, with this hook's path.
+    const readme = await Deno.readTextFile(join(REPO_ROOT, "README.md"));
+    const documented = allowRunFlag(["/usr/local/bin/reduce"]);
+    assert.ok(readme.includes(documented), `README gives ${documented}`);
+    const flag = documented.replace("/usr/local/bin/reduce", p.hook);
+    const result = await runCli(["run", "--once", "-c", p.config], {
+      env: { HOME: p.home, HOOK_OUT: p.out },
+      extraFlags: [flag],
+    });
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(await Deno.readFile(join(dest, "20240315", "r $(id).fits")), bytes);
+    const [call] = await recordedCalls(p.out);
+    assert.equal(call.IMAGE_TRANSFER_METHOD, "rsync");
+    assert.equal(call.IMAGE_TRANSFER_RELATIVE_PATH, "r $(id).fits");
+  } finally {
+    await sshd.stop();
+    await Deno.remove(p.root, { recursive: true });
   }
 });

@@ -13,6 +13,7 @@ import { jobLogger, type Logger } from "../log/logging.ts";
 import type { Transport } from "../transfer/transport.ts";
 import { absolutePath } from "../watch/file_version.ts";
 import { runCaptured } from "../process/captured.ts";
+import { allowRunFlag, mayRun } from "../process/run_permission.ts";
 
 /** Which hook an event runs. */
 export type HookEvent = "transfer" | "failure";
@@ -99,13 +100,36 @@ export function hookPrograms(jobs: JobConfig[]): string[] {
   return [...new Set(programs.filter((program) => program !== undefined))];
 }
 
+/** The programs of the permission set a transfer method starts. */
+function methodPrograms(method: JobConfig["transfer_method"]): string[] {
+  const programs = method === "scp" ? ["ssh", "scp"] : method === "rsync" ? ["ssh", "rsync"] : [];
+  // A timed-out program's helpers are killed as a process group with `kill`.
+  return Deno.build.os === "windows" ? programs : [...programs, "kill"];
+}
+
 /**
- * Check that every hook program of `jobs` may be run under the permissions
- * the program was started with.
+ * Check that the programs `jobs` start (their transfer methods' and their
+ * hook programs) may be run under the permissions the program was started
+ * with. An `--allow-run` flag replaces the permission set's programs instead
+ * of adding to it: the message gives the one flag that names them all.
  *
  * @throws {ConfigError} naming the key, the program and what to do
  */
 export function assertHooksRunnable(jobs: JobConfig[]): void {
+  const flag = allowRunFlag(hookPrograms(jobs));
+  const howTo = `give one flag that names them all after -P=image-transfer in the command that ` +
+    `starts it (the service definition, too): ${flag}; for a compiled binary, compile it with ` +
+    "that flag (README: Hooks)";
+  for (const job of jobs) {
+    const missing = methodPrograms(job.transfer_method).filter((program) => !mayRun(program));
+    if (missing.length === 0) continue;
+    throw new ConfigError(
+      `job ${job.name} (${job.transfer_method}): image-transfer may not run ${
+        missing.join(", ")
+      }: an --allow-run flag replaces the programs of the permission set instead of adding to ` +
+        `them; ${howTo}`,
+    );
+  }
   for (const job of jobs) {
     const programs: Array<[string, string | undefined]> = [
       ["on_transfer", job.on_transfer[0]],
@@ -116,15 +140,18 @@ export function assertHooksRunnable(jobs: JobConfig[]): void {
       ]),
     ];
     for (const [key, program] of programs) {
-      if (program === undefined) continue;
-      const state = Deno.permissions.querySync({ name: "run", command: program }).state;
-      if (state === "granted") continue;
+      if (program === undefined || mayRun(program)) continue;
+      const where = `${key} of job ${job.name}: image-transfer may not run ${
+        JSON.stringify(program)
+      }`;
+      if (program.includes(",")) {
+        throw new ConfigError(
+          `${where}, and no --allow-run flag can allow it: its path holds a comma, where the ` +
+            "flag splits its list; move or link the program to a path without one",
+        );
+      }
       throw new ConfigError(
-        `${key} of job ${job.name}: image-transfer may not run ${JSON.stringify(program)}: ` +
-          "its permission set lists the programs it may run. Add " +
-          `--allow-run=${program} after -P=image-transfer in the command that starts it ` +
-          "(the service definition, too), or, for a compiled binary, compile it with that flag " +
-          "(README: Hooks)",
+        `${where}: its permission set lists the programs it may run; ${howTo}`,
       );
     }
   }

@@ -5,6 +5,7 @@
  * @module
  */
 import { posix, win32 } from "node:path";
+import { allowRunFlag } from "../process/run_permission.ts";
 import type { ServiceOs } from "./plan.ts";
 
 /**
@@ -25,8 +26,9 @@ export function isDenoRuntime(execPath: string): boolean {
  * A compiled binary runs as `<exe> run -c <config>`. From source (the
  * executable is deno), it is `<deno> run -q -P=image-transfer --config
  * <repo>/deno.json <repo>/main.ts run -c <config>`, the same permission set
- * as `deno task image-transfer`, plus `--allow-run=<program>` for each of
- * `allowRun` (the config's hook programs).
+ * as `deno task image-transfer`, plus, with `allowRun` (the config's hook
+ * programs), one `--allow-run` naming them and the permission set's programs
+ * (the flag replaces the set's list).
  *
  * @param os the OS the service runs on (picks the path style)
  * @param execPath absolute path of the running executable
@@ -51,7 +53,7 @@ export function daemonArgv(
     "run",
     "-q",
     "-P=image-transfer",
-    ...allowRun.map((program) => `--allow-run=${program}`),
+    ...(allowRun.length === 0 ? [] : [allowRunFlag(allowRun)]),
     "--v8-flags=--optimize-for-size",
     "--config",
     path.join(repoRoot, "deno.json"),

@@ -6,6 +6,7 @@
  * @module
  */
 import { fileURLToPath } from "node:url";
+import { allowRunFlag } from "../../src/process/run_permission.ts";
 
 /** Repository root. */
 export const REPO_ROOT: string = fileURLToPath(new URL("../../", import.meta.url));
@@ -13,8 +14,7 @@ export const REPO_ROOT: string = fileURLToPath(new URL("../../", import.meta.url
 /**
  * The argv prefix that starts the CLI, shared by every CLI test;
  * `extraFlags` adds to the permission set as a user's command line would
- * (`--allow-run=PROGRAM` for hooks, `--allow-net=HOST:PORT` for a
- * non-default status address).
+ * (the `--allow-run` flag the README gives for hooks, `--deny-net=…`).
  */
 export function cliArgv(args: string[], extraFlags: string[] = []): string[] {
   return [
@@ -50,7 +50,10 @@ export interface CliOptions {
    * test running as root sees permissions as an ordinary user would.
    */
   honourFileModes?: boolean;
-  /** Programs allowed to run beyond the permission set (`--allow-run=`), as for hooks. */
+  /**
+   * Programs allowed to run beyond the permission set, as for hooks: one
+   * `--allow-run` naming them and the set's programs, as the README says.
+   */
   allowRun?: string[];
   /** Flags added after the permission set, e.g. `--allow-net=127.0.0.1:9000`. */
   extraFlags?: string[];
@@ -60,7 +63,7 @@ export interface CliOptions {
 function command(args: string[], options: CliOptions): [string, string[]] {
   // Only root can drop these powers, and only root has them.
   const argv = cliArgv(args, [
-    ...(options.allowRun ?? []).map((program) => `--allow-run=${program}`),
+    ...(options.allowRun ? [allowRunFlag(options.allowRun)] : []),
     ...options.extraFlags ?? [],
   ]);
   if (!options.honourFileModes || Deno.uid() !== 0) return [Deno.execPath(), argv];
