@@ -172,6 +172,8 @@ esac
     // All arrived while the first hook was still hanging (in the only hook slot).
     assert.doesNotMatch(running.stderr(), /killed after/, "arrivals waited for the hook");
     assert.ok(Date.now() - started < 8_000);
+    // max_concurrent_hooks: 1 — the other hooks wait for the slot the hanging one holds.
+    assert.ok(!existsSync(join(p.out, "ok1.fits")) && !existsSync(join(p.out, "ok2.fits")));
     for (const name of files) {
       assert.deepEqual(await Deno.readFile(join(p.dest, night(), name)), data.get(name));
     }
