@@ -8,7 +8,7 @@ import { Command, Option } from "commander";
 import { globalOptions } from "./options.ts";
 import { loadConfig, resolveConfigPath } from "../config/load.ts";
 import { ConfigError } from "../errors.ts";
-import { assertHooksRunnable, hookPrograms } from "../pipeline/hooks.ts";
+import { assertProgramsRunnable, hookPrograms } from "../pipeline/hooks.ts";
 import { daemonArgv, isDenoRuntime } from "../service/launch_command.ts";
 import { planInstall, servicePath } from "../service/planner.ts";
 import { applyPlan, encodeFile, underRoot } from "../service/apply.ts";
@@ -70,7 +70,7 @@ export async function runInstallService(
   const folders = daemonFolders(config);
   const hooks = hookPrograms(config.jobs);
   // A compiled binary runs with the permissions it was compiled with: its hooks must be among them.
-  if (!isDenoRuntime(Deno.execPath())) assertHooksRunnable(config.jobs);
+  if (!isDenoRuntime(Deno.execPath())) assertProgramsRunnable(config.jobs);
   const launch = {
     argv: daemonArgv(target.os, Deno.execPath(), REPO_ROOT, config.file || configPath, hooks),
     configPath: config.file || configPath,

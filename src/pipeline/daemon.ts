@@ -23,7 +23,7 @@ import { StatusEvents } from "../status/events.ts";
 import { LedgerReports } from "../status/ledger_reports.ts";
 import { listenSettings } from "../status/listen.ts";
 import { startStatusServer, type StatusServer } from "../status/server.ts";
-import { assertHooksRunnable } from "./hooks.ts";
+import { assertProgramsRunnable } from "./hooks.ts";
 import { assertCleanupSafe } from "./source_cleanup.ts";
 import type { JobSummary } from "./job_runner.ts";
 import { RunningJobs } from "./running_jobs.ts";
@@ -90,7 +90,7 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
         stalePid: lock.stalePid,
       });
     }
-    assertHooksRunnable(config.jobs);
+    assertProgramsRunnable(config.jobs);
     assertCleanupSafe(config.jobs);
     await checkWatchFolders(config.jobs, options.once);
     const openLedger = Ledger.open(config.state_dir);
@@ -175,7 +175,7 @@ async function reloadConfig(
           "the ledger: restart the daemon to use the new state_dir",
       );
     }
-    assertHooksRunnable(next.jobs);
+    assertProgramsRunnable(next.jobs);
     assertCleanupSafe(next.jobs);
     await checkWatchFolders(next.jobs, false);
     await onReload?.(next);

@@ -115,7 +115,7 @@ function methodPrograms(method: JobConfig["transfer_method"]): string[] {
  *
  * @throws {ConfigError} naming the key, the program and what to do
  */
-export function assertHooksRunnable(jobs: JobConfig[]): void {
+export function assertProgramsRunnable(jobs: JobConfig[]): void {
   const flag = allowRunFlag(hookPrograms(jobs));
   const howTo = `give one flag that names them all after -P=image-transfer in the command that ` +
     `starts it (the service definition, too): ${flag}; for a compiled binary, compile it with ` +
