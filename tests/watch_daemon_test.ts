@@ -163,10 +163,12 @@ async function writeUndecodable(dir: string, prefix: string, steps: number): Pro
 Deno.test("daemon: a name that is not UTF-8 gives one ERROR line, watching goes on, status shows it", async () => {
   const box = await sandbox();
   await writeUndecodable(box.watch, "early", 1);
+  await Deno.mkdir(join(box.watch, "night"));
   const daemon = startCli(["run", "-c", box.config], { env: box.env });
   try {
     await daemon.waitForOutput("Watching");
     await writeUndecodable(box.watch, "caf", 5);
+    await writeUndecodable(join(box.watch, "night"), "deep", 2);
     const bytes = randomBytes(5000);
     await Deno.writeFile(join(box.watch, "ok.fits"), bytes);
     await waitFor(
@@ -184,14 +186,23 @@ Deno.test("daemon: a name that is not UTF-8 gives one ERROR line, watching goes 
       new RegExp(`ERROR .*caf\\\\ufffd\\.fits in folder ${box.watch}: .*UTF-8`),
     );
     assert.equal(linesWith(log, "early\\ufffd.fits").length, 1, log);
+    await daemon.waitForOutput("deep\\ufffd.fits", 10_000);
+    assert.equal(linesWith(daemon.stderr(), "deep\\ufffd.fits").length, 1, daemon.stderr());
+    assert.match(
+      linesWith(daemon.stderr(), "deep\\ufffd.fits").join("\n"),
+      new RegExp(`^[^\\n]*ERROR .*deep\\\\ufffd\\.fits in folder ${join(box.watch, "night")}: `),
+    );
     assert.doesNotMatch(log, /disappeared/);
+    // No event but the name's own was lost: nothing is watched again, nothing warned.
+    assert.doesNotMatch(daemon.stderr(), /WARNING|lost events|watching .* again/);
     assert.deepEqual([...(await delivered(box.dest)).keys()], ["ok.fits"]);
 
     const status = await runCli(["status", "-c", box.config], { env: box.env });
     assert.equal(status.code, 0, status.stderr);
-    assert.match(status.stdout, /Job default: skipped 2 \(run with --dry-run to see why\)/);
+    assert.match(status.stdout, /Job default: skipped 3 \(run with --dry-run to see why\)/);
     assert.match(status.stdout, /NEEDS ATTENTION: .*\/caf\\ufffd\.fits: .*not valid UTF-8/);
     assert.match(status.stdout, /NEEDS ATTENTION: .*\/early\\ufffd\.fits/);
+    assert.match(status.stdout, /NEEDS ATTENTION: .*\/night\/deep\\ufffd\.fits/);
   } finally {
     await daemon.stop();
     await Deno.remove(box.root, { recursive: true });

@@ -18,6 +18,11 @@ export interface FolderWatcherOptions {
   skipLog?: SkipLog;
   /** Keep the watcher from stalling on FIFOs. @default true (except on Windows) */
   fifoGuard?: boolean;
+  /**
+   * Paths whose names are not valid UTF-8 (which no event can carry), each
+   * reported once. Without it they arrive as one event with `flag: "rescan"`.
+   */
+  onUndecodable?: (paths: string[]) => void;
 }
 
 /** A message from the worker. */
@@ -41,9 +46,8 @@ export class FolderWatcher {
   /**
    * Start watching `path` (recursively).
    *
-   * @param onEvents called with every batch of events, in order. A name that
-   *   is not valid UTF-8 (which no event can carry) arrives as one event with
-   *   `flag: "rescan"`, so that a scan finds and reports it.
+   * @param onEvents called with every batch of events, in order (names that
+   *   are not valid UTF-8: see {@linkcode FolderWatcherOptions.onUndecodable})
    * @param onError called once if watching fails (e.g. the folder vanished),
    *   or stays stuck on something that cannot be released (then rescan instead)
    */
@@ -74,7 +78,8 @@ export class FolderWatcher {
           level: "info",
         }, fields);
       } else if (data.undecodable) {
-        onEvents([{ kind: "other", paths: [], flag: "rescan" }]);
+        if (options.onUndecodable) options.onUndecodable(data.undecodable);
+        else onEvents([{ kind: "other", paths: [], flag: "rescan" }]);
       } else if (data.ready) ready.resolve();
       else if (data.stuck !== undefined) onError(data.stuck);
       else if (data.error !== undefined) {

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { dirname } from "node:path";
 import { logger } from "../log/logging.ts";
 import type { FileFilter } from "./file_filter.ts";
 import { absolutePath } from "./file_version.ts";
@@ -227,8 +228,23 @@ export class WatchSession {
         });
         this.#fallBackToRescans();
       },
+      {
+        job: this.#options.job,
+        // Reading their folders again reports them (once each); no event was lost but theirs.
+        onUndecodable: (paths) => this.#markFoldersOf(paths),
+      },
     );
     await this.#watcher.ready;
+  }
+
+  /** Read the folders that hold `paths` again once the watcher is quiet. */
+  #markFoldersOf(paths: string[]): void {
+    if (this.#closed) return;
+    const { root, filter } = this.#options;
+    const folders = paths.map((path) => relativeTo(root, dirname(path)));
+    this.#dirty.mark(
+      folders.filter((rel): rel is string => rel !== null && filter.includesDir(rel)),
+    );
   }
 
   #fallBackToRescans(): void {
