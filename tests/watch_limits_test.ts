@@ -7,8 +7,8 @@ import {
   INOTIFY_LIMITS_COMMAND,
   parseInotifyLimits,
 } from "../src/watch/watch_limits.ts";
-import { runCli } from "./helpers/cli.ts";
-import { writeConfig } from "./helpers/files.ts";
+import { runCli, startCli } from "./helpers/cli.ts";
+import { randomBytes, waitFor, writeConfig } from "./helpers/files.ts";
 
 /** The limits of this machine, read independently of the product. */
 function machineLimits() {
@@ -41,13 +41,23 @@ Deno.test("watch limits: parsed from sysctl, folders counted (hidden ones too), 
     assert.match(judged.detail, /max_user_watches is 8200 for 6 folder\(s\).*at least 8204/);
     assert.match(judged.detail, /max_queued_events is 1024, below the kernel default 16384/);
 
+    // A user namespace (a container) may allow fewer watches than the system: the lower counts.
+    const contained = checkWatchLimits(join(root, "watch"), {
+      maxUserWatches: 524_288,
+      maxQueuedEvents: 16_384,
+      namespaceWatches: 100,
+    });
+    assert.equal(contained.ok, false);
+    assert.match(contained.detail, /^user\.max_inotify_watches is 100 for 6 folder\(s\)/);
+
     const fine = checkWatchLimits(join(root, "watch"), {
       maxUserWatches: 524_288,
       maxQueuedEvents: 16_384,
     });
     assert.deepEqual(fine, {
       ok: true,
-      detail: "6 folder(s) to watch; fs.inotify.max_user_watches 524288, max_queued_events 16384",
+      detail:
+        "6 folder(s) to watch; fs.inotify.max_user_watches 524288, fs.inotify.max_queued_events 16384",
     });
   } finally {
     await Deno.remove(root, { recursive: true });
@@ -78,6 +88,70 @@ Deno.test("doctor prints the watch limits of a local job", async () => {
       result.stdout,
     );
     assert.equal(result.code, 0, result.stdout + result.stderr);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+/** The sources' mtime: night folder 20240315 (UTC). */
+const NIGHT_MTIME = new Date("2024-03-15T12:00:00Z");
+
+Deno.test("too few inotify watches for the tree: doctor warns, run says so at ERROR and delivers by rescans", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-limits-low-" });
+  const watch = join(root, "watch");
+  const dest = join(root, "dest");
+  try {
+    for (let i = 0; i < 20; i++) await Deno.mkdir(join(watch, `${i}`), { recursive: true });
+    const early = randomBytes(3000);
+    await Deno.writeFile(join(watch, "0", "early.fits"), early);
+    await Deno.utime(join(watch, "0", "early.fits"), NIGHT_MTIME, NIGHT_MTIME);
+    const config = join(root, "config.yaml");
+    await writeConfig(config, {
+      watch_path: watch,
+      remote_base_path: dest,
+      transfer_method: "local",
+      stability_window_seconds: 1,
+      night_timezone: "UTC",
+      state_dir: join(root, "state"),
+      log_file: "",
+      status_listen: "",
+    });
+    // 21 folders, and a user namespace that allows 12 watches (the machine's limit stays).
+    const options = { env: { HOME: root, TZ: "UTC" }, inotifyWatches: 12 };
+
+    const doctor = await runCli(["doctor", "-c", config], options);
+    assert.match(
+      doctor.stdout,
+      / {2}WARN {2}watch limits: user\.max_inotify_watches is 12 for 21 folder\(s\) .*raise it/,
+      doctor.stdout + doctor.stderr,
+    );
+
+    const daemon = startCli(["run", "-c", config], options);
+    try {
+      await daemon.waitForOutput(
+        /ERROR +\[watch\] Watching .* failed: .*; rescanning every minute instead/,
+        30_000,
+      );
+      const arrived = (name: string) => {
+        try {
+          return Deno.readFileSync(join(dest, "20240315", ...name.split("/")));
+        } catch {
+          return null;
+        }
+      };
+      // The start-up scan sends what is there.
+      await waitFor(() => arrived("0/early.fits") !== null, 30_000, "early.fits to arrive");
+      assert.deepEqual(arrived("0/early.fits"), early);
+      // No watch: a later file is found by the next rescan, within a minute.
+      const late = randomBytes(4000);
+      await Deno.writeFile(join(watch, "19", "late.fits"), late);
+      await Deno.utime(join(watch, "19", "late.fits"), NIGHT_MTIME, NIGHT_MTIME);
+      await waitFor(() => arrived("19/late.fits") !== null, 90_000, "late.fits to arrive");
+      assert.deepEqual(arrived("19/late.fits"), late);
+    } finally {
+      const status = await daemon.stop("SIGTERM");
+      assert.equal(status.code, 0, daemon.stderr());
+    }
   } finally {
     await Deno.remove(root, { recursive: true });
   }

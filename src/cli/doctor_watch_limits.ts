@@ -7,6 +7,7 @@ import { runProcess } from "../process/run.ts";
 import {
   checkWatchLimits,
   INOTIFY_LIMITS_COMMAND,
+  NAMESPACE_WATCHES_COMMAND,
   parseInotifyLimits,
 } from "../watch/watch_limits.ts";
 
@@ -24,6 +25,12 @@ export async function checkInotifyLimits(
     () => null,
   );
   if (!limits) return line("skip", "watch limits", "cannot read them with sysctl");
+  // Only where user namespaces limit watches (Linux 4.9+); without it the system's limit stands.
+  const namespace = await runProcess(NAMESPACE_WATCHES_COMMAND, { timeoutMs: 10_000 }).then(
+    (result) => Number(new TextDecoder().decode(result.stdout).trim()),
+    () => NaN,
+  );
+  if (Number.isInteger(namespace)) limits.namespaceWatches = namespace;
   const { ok, detail } = checkWatchLimits(watchPath, limits);
   line(ok ? "ok" : "warn", "watch limits", detail);
 }

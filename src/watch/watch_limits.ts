@@ -12,6 +12,11 @@ export interface InotifyLimits {
   maxUserWatches: number;
   /** Events queued per watcher before the kernel drops them. */
   maxQueuedEvents: number;
+  /**
+   * Watches per user in this user namespace (`user.max_inotify_watches`), when
+   * known: a container's may be lower than the system's, and the lower one applies.
+   */
+  namespaceWatches?: number;
 }
 
 /** The kernel's default `max_queued_events`. */
@@ -30,6 +35,9 @@ export const INOTIFY_LIMITS_COMMAND = [
   "fs.inotify.max_user_watches",
   "fs.inotify.max_queued_events",
 ];
+
+/** The command that prints the watch limit of the current user namespace. */
+export const NAMESPACE_WATCHES_COMMAND = ["sysctl", "-n", "user.max_inotify_watches"];
 
 /** The limits from the output of {@linkcode INOTIFY_LIMITS_COMMAND}, or `null` if it is not that. */
 export function parseInotifyLimits(output: string): InotifyLimits | null {
@@ -65,11 +73,12 @@ export function countFolders(root: string, stopAt = 10_000_000): number {
 export function watchLimitProblems(limits: InotifyLimits, folders: number): string[] {
   const problems: string[] = [];
   const wantWatches = folders * 2 + WATCH_HEADROOM;
-  if (limits.maxUserWatches < wantWatches) {
+  const { key, watches } = watchLimit(limits);
+  if (watches < wantWatches) {
     problems.push(
-      `fs.inotify.max_user_watches is ${limits.maxUserWatches} for ${folders} folder(s) to watch ` +
+      `${key} is ${watches} for ${folders} folder(s) to watch ` +
         `(and their growth, and other programs): raise it to at least ${wantWatches}, e.g. ` +
-        `"sysctl fs.inotify.max_user_watches=${Math.max(524_288, wantWatches)}" ` +
+        `"sysctl ${key}=${Math.max(524_288, wantWatches)}" ` +
         `(and in /etc/sysctl.d/ to keep it)`,
     );
   }
@@ -93,10 +102,19 @@ export function checkWatchLimits(
   const folders = countFolders(root);
   const problems = watchLimitProblems(limits, folders);
   if (problems.length > 0) return { ok: false, detail: problems.join("; ") };
+  const { key, watches } = watchLimit(limits);
   return {
     ok: true,
-    detail:
-      `${folders} folder(s) to watch; fs.inotify.max_user_watches ${limits.maxUserWatches}, ` +
-      `max_queued_events ${limits.maxQueuedEvents}`,
+    detail: `${folders} folder(s) to watch; ${key} ${watches}, ` +
+      `fs.inotify.max_queued_events ${limits.maxQueuedEvents}`,
   };
+}
+
+/** The watch limit that applies (the lower of the system's and the user namespace's), by its key. */
+function watchLimit(limits: InotifyLimits): { key: string; watches: number } {
+  const namespace = limits.namespaceWatches;
+  if (namespace !== undefined && namespace < limits.maxUserWatches) {
+    return { key: "user.max_inotify_watches", watches: namespace };
+  }
+  return { key: "fs.inotify.max_user_watches", watches: limits.maxUserWatches };
 }

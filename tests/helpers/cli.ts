@@ -57,6 +57,11 @@ export interface CliOptions {
   allowRun?: string[];
   /** Flags added after the permission set, e.g. `--allow-net=127.0.0.1:9000`. */
   extraFlags?: string[];
+  /**
+   * Run in a new user namespace (Linux, `unshare -Ur`) that allows this many
+   * inotify watches (`user.max_inotify_watches`), leaving the machine's limit alone.
+   */
+  inotifyWatches?: number;
 }
 
 /** Program and arguments that start the CLI with `args` under `options`. */
@@ -66,6 +71,14 @@ function command(args: string[], options: CliOptions): [string, string[]] {
     ...(options.allowRun ? [allowRunFlag(options.allowRun)] : []),
     ...options.extraFlags ?? [],
   ]);
+  if (options.inotifyWatches !== undefined) {
+    // A fixed script; the limit and the command come as its arguments.
+    const script = 'echo "$0" > /proc/sys/user/max_inotify_watches && exec "$@"';
+    return [
+      "unshare",
+      ["-Ur", "sh", "-c", script, String(options.inotifyWatches), Deno.execPath(), ...argv],
+    ];
+  }
   if (!options.honourFileModes || Deno.uid() !== 0) return [Deno.execPath(), argv];
   return [
     "setpriv",
