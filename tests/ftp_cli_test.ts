@@ -40,7 +40,8 @@ Deno.test("cli: run --once delivers files by FTPS with the permission set", asyn
       state_dir: join(root, "state"),
       log_file: join(root, "it.log"),
     });
-    const out = await runCli(["--config", config, "run", "--once"], {
+    // Verbose: debug lines must not carry the password either.
+    const out = await runCli(["--config", config, "run", "--once", "-v"], {
       env: { HOME: root },
     });
     assert.equal(out.code, 0, out.stderr);
@@ -51,8 +52,9 @@ Deno.test("cli: run --once delivers files by FTPS with the permission set", asyn
     const shown = await runCli(["--config", config, "config", "show"], { env: { HOME: root } });
     assert.equal(shown.code, 0, shown.stderr);
     assert.match(shown.stdout, /ftp_password_file/);
+    assert.match(out.stderr, /DEBUG/);
     assert.doesNotMatch(
-      shown.stdout + out.stderr,
+      shown.stdout + out.stderr + await Deno.readTextFile(join(root, "it.log")),
       new RegExp(FTP_PASSWORD.replace(/[$()'"]/g, ".")),
     );
   } finally {
@@ -86,6 +88,7 @@ Deno.test("cli: a refused FTP login fails run --once with the reason, no stack, 
     assert.equal(out.code, 1);
     assert.match(out.stderr, /refused the login/);
     assert.doesNotMatch(out.stderr, /wrong secret|\n\s+at /);
+    assert.doesNotMatch(await Deno.readTextFile(join(root, "it.log")), /wrong secret/);
     const log = await Deno.readTextFile(join(server.dir, "vsftpd.log"));
     assert.equal(log.split("\n").filter((line) => line.includes("FAIL LOGIN")).length, 1, log);
     assert.deepEqual(await listFiles(dest), []);
