@@ -5,8 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { destinationKeys } from "../src/cli/quick_start.ts";
-import { UsageError } from "../src/errors.ts";
+import { destinationKeys, quickStartConfig } from "../src/cli/quick_start.ts";
+import { ConfigError, UsageError } from "../src/errors.ts";
 import { runCli } from "./helpers/cli.ts";
 import { listFiles, randomBytes, sha256OfFile } from "./helpers/files.ts";
 import { startSshd } from "./helpers/sshd.ts";
@@ -47,6 +47,29 @@ Deno.test("--to: SSH, FTP and local destinations give the keys they stand for", 
   assert.throws(() => destinationKeys("ftp://obs:secret@archive/x"), UsageError);
   assert.throws(() => destinationKeys("ftp://archive/x", "rsync"), /does not fit/);
   assert.throws(() => destinationKeys("/mnt/archive", "scp"), /needs a remote --to/);
+});
+
+Deno.test("a wrong --set names the key and the options, not a line of a file never written", () => {
+  for (const saveConfig of [undefined, "/nonexistent/saved.yaml"]) {
+    let error: unknown;
+    try {
+      quickStartConfig({
+        watch: "/data/camera",
+        to: "/mnt/archive",
+        set: ["retry_atempts=3", "retry_delay_seconds=soon"],
+        saveConfig,
+      });
+    } catch (thrown) {
+      error = thrown;
+    }
+    assert.ok(error instanceof ConfigError, String(error));
+    assert.equal(
+      error.message,
+      'in the options (--watch, --to, --set): unknown key "retry_atempts"; did you mean ' +
+        '"retry_attempts"?\nin the options (--watch, --to, --set): retry_delay_seconds: ' +
+        'expected a number from 0 to 86400, got "soon"',
+    );
+  }
 });
 
 /** A watch folder with real FITS files and a hostile name, dated into night 20240701. */

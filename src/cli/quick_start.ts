@@ -12,7 +12,7 @@ import { stringify } from "yaml";
 import { parseConfig } from "../config/load.ts";
 import { expandPath } from "../config/paths.ts";
 import type { Config } from "../config/types.ts";
-import { UsageError } from "../errors.ts";
+import { ConfigError, UsageError } from "../errors.ts";
 
 /** The command-line options that describe a config-free run. */
 export interface QuickStartOptions {
@@ -71,7 +71,26 @@ export function quickStartConfig(options: QuickStartOptions): QuickStart {
   const file = options.saveConfig === undefined
     ? "(command line)"
     : resolve(expandPath(options.saveConfig));
-  return { config: parseConfig(text, file), text };
+  try {
+    return { config: parseConfig(text, file), text };
+  } catch (error) {
+    throw error instanceof ConfigError ? aboutTheOptions(error, file) : error;
+  }
+}
+
+/**
+ * A config error as the options' own: the file and lines it names are those
+ * of the generated text (which may never be written), not anything typed.
+ */
+function aboutTheOptions(error: ConfigError, file: string): ConfigError {
+  const lines = error.message.split("\n").map((line) =>
+    line.startsWith(file)
+      ? `in the options (--watch, --to, --set): ${
+        line.slice(file.length).replace(/^(:\d+)?: /, "")
+      }`
+      : line
+  );
+  return new ConfigError(lines.join("\n"), { cause: error });
 }
 
 /**
