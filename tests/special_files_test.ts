@@ -175,3 +175,40 @@ Deno.test("readablePath: escapes control characters and undecodable bytes of the
   assert.equal(readablePath("/w/a\nb.fits"), "/w/a\\nb.fits");
   assert.equal(escapeName("a\tb\uFFFD"), "a\\tb\\ufffd");
 });
+
+Deno.test("FITS checks never wait on a FIFO that took a file's name: they fail at once, opening nothing blocking", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "itx-fifo-fits-" });
+  try {
+    const fifo = join(dir, "swapped.fits");
+    await run("mkfifo", [fifo]);
+    // In a process of its own: a read that blocks would hang it, not this test.
+    const script = [
+      `import { readFitsStructure } from ${
+        JSON.stringify(new URL("../src/layout/fits_structure.ts", import.meta.url).href)
+      };`,
+      `import { readFitsHeader } from ${
+        JSON.stringify(new URL("../src/layout/fits_header.ts", import.meta.url).href)
+      };`,
+      "const path = Deno.args[0];",
+      "try { readFitsStructure(path); console.log('structure: read'); }",
+      "catch (error) { console.log(`structure: ${error.message}`); }",
+      "await readFitsHeader(path).then(() => console.log('header: read'),",
+      "  (error) => console.log(`header: ${error.message}`));",
+    ].join("\n");
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["eval", "--ext=ts", script, fifo],
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
+    const out = await child.output();
+    clearTimeout(timer);
+    const stdout = new TextDecoder().decode(out.stdout);
+    assert.equal(out.signal, null, `blocked on the FIFO: ${stdout}`);
+    assert.match(stdout, /^structure: not a regular file/m, stdout);
+    assert.match(stdout, /^header: Cannot read FITS header of .*: not a regular file/m, stdout);
+    assert.equal(fifoHasReader(fifo), false, "nothing holds it open");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

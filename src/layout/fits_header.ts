@@ -5,6 +5,8 @@
  * @module
  */
 
+import { AsyncRegularFile } from "./regular_file.ts";
+
 /** One header card's value: string (quotes removed, '' unescaped, trailing spaces trimmed), number, boolean, or null for an undefined value. */
 export type FitsValue = string | number | boolean | null;
 
@@ -40,11 +42,11 @@ export async function readFitsHeader(
     throw new RangeError(`Cannot read FITS header of ${path}: maxBlocks must be >= 1`);
   }
   try {
-    using file = await Deno.open(path, { read: true });
+    await using file = await AsyncRegularFile.open(path);
     const blocks: Uint8Array[] = [];
     let ended = false;
     while (!ended && blocks.length < maxBlocks) {
-      const block = await readBlock(file);
+      const block = await file.readAt(blocks.length * BLOCK_BYTES, BLOCK_BYTES);
       if (blocks.length === 0) assertSimpleCard(block);
       blocks.push(block);
       ended = block.length < BLOCK_BYTES || hasEndCard(block);
@@ -148,17 +150,6 @@ export function hasEndCard(block: Uint8Array): boolean {
 }
 
 /** Fill one block from the file; shorter only at the end of the file. */
-async function readBlock(file: Deno.FsFile): Promise<Uint8Array> {
-  const block = new Uint8Array(BLOCK_BYTES);
-  let filled = 0;
-  while (filled < BLOCK_BYTES) {
-    const count = await file.read(block.subarray(filled));
-    if (count === null) break;
-    filled += count;
-  }
-  return block.subarray(0, filled);
-}
-
 /**
  * Walk the cards of one header (any HDU's) up to END and collect the values;
  * the first card of a repeated keyword wins.

@@ -11,6 +11,7 @@
  * @module
  */
 import { BLOCK_BYTES, type FitsValue, hasEndCard, parseHeaderCards } from "./fits_header.ts";
+import { RegularFile } from "./regular_file.ts";
 
 /** Where one HDU lies in the file (byte offsets). */
 export interface FitsHdu {
@@ -58,24 +59,24 @@ const BITPIX_VALUES = new Set([8, 16, 32, 64, -32, -64]);
  * Read the structure of the file at `path` (synchronously: a few small reads
  * of header blocks, microseconds on a local disk).
  *
- * @throws {Deno.errors.NotFound} and other I/O errors when the file cannot be read
+ * @throws {Deno.errors.NotFound} when the file is gone; other errors when it
+ *   cannot be read or is not a regular file (never waited on)
  */
 export function readFitsStructure(
   path: string,
   limits: FitsStructureLimits = {},
 ): FitsStructure {
-  using file = Deno.openSync(path, { read: true });
-  const info = file.statSync();
-  const common = { size: info.size, mtimeMs: info.mtime?.getTime() ?? 0 };
-  return { ...common, ...walk(file, info.size, limits) };
+  using file = RegularFile.open(path);
+  const { size, mtimeMs } = file.info;
+  return { size, mtimeMs, ...walk(file, size, limits) };
 }
 
 /** Follow the HDUs from the start of the file. */
-function walk(file: Deno.FsFile, size: number, limits: FitsStructureLimits): FitsShape {
+function walk(file: RegularFile, size: number, limits: FitsStructureLimits): FitsShape {
   const maxHeaderBlocks = limits.maxHeaderBlocks ?? 1000;
   const maxHdus = limits.maxHdus ?? 10_000;
   if (size === 0) return { kind: "not-fits" };
-  const first = readAt(file, 0, Math.min(SIMPLE.length, size));
+  const first = file.readAt(0, Math.min(SIMPLE.length, size));
   if (!startsLike(first, SIMPLE)) return { kind: "not-fits" };
   if (first.length < SIMPLE.length) {
     return { kind: "incomplete", expectedBytes: null, reason: `only ${size} byte(s) so far` };
@@ -117,7 +118,7 @@ function walk(file: Deno.FsFile, size: number, limits: FitsStructureLimits): Fit
         reason: `HDU ${index} ends at byte ${end}, the file has ${size}`,
       };
     }
-    const next = readAt(file, end, Math.min(XTENSION.length, size - end));
+    const next = file.readAt(end, Math.min(XTENSION.length, size - end));
     if (!startsLike(next, XTENSION)) return { kind: "longer", hdus, expectedBytes: end };
     start = end;
   }
@@ -128,7 +129,7 @@ function walk(file: Deno.FsFile, size: number, limits: FitsStructureLimits): Fit
  * END card; null when the file ends before END, "too long" past the limit.
  */
 function readHeader(
-  file: Deno.FsFile,
+  file: RegularFile,
   start: number,
   size: number,
   maxBlocks: number,
@@ -136,7 +137,7 @@ function readHeader(
   const blocks: Uint8Array[] = [];
   for (let at = start; at < size; at += BLOCK_BYTES) {
     if (blocks.length >= maxBlocks) return "too long";
-    const block = readAt(file, at, Math.min(BLOCK_BYTES, size - at));
+    const block = file.readAt(at, Math.min(BLOCK_BYTES, size - at));
     if (block.length < BLOCK_BYTES) {
       // A last block cut short: the header counts as whole blocks, so an END
       // here makes the HDU end past the file's end (incomplete).
@@ -207,19 +208,6 @@ function startsLike(bytes: Uint8Array, text: string): boolean {
     if (i >= text.length || bytes[i] !== text.charCodeAt(i)) return false;
   }
   return true;
-}
-
-/** Up to `length` bytes at `offset` (fewer only at the end of the file). */
-function readAt(file: Deno.FsFile, offset: number, length: number): Uint8Array {
-  const out = new Uint8Array(length);
-  file.seekSync(offset, Deno.SeekMode.Start);
-  let filled = 0;
-  while (filled < length) {
-    const count = file.readSync(out.subarray(filled));
-    if (count === null || count === 0) break;
-    filled += count;
-  }
-  return out.subarray(0, filled);
 }
 
 function concat(parts: Uint8Array[]): Uint8Array {
