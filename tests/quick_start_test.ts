@@ -95,7 +95,7 @@ async function assertDelivered(dest: string, files: Map<string, string>): Promis
   }
 }
 
-Deno.test("cli: a config-free run to a local folder delivers, and --save-config writes its config", async () => {
+Deno.test("cli: a config-free run to a local folder delivers, status shows it, and --save-config writes its config", async () => {
   const root = await Deno.makeTempDir({ prefix: "itx-quick-" });
   try {
     const files = await watchFolder(root);
@@ -106,6 +106,13 @@ Deno.test("cli: a config-free run to a local folder delivers, and --save-config 
     const out = await runCli([...args, "--save-config", saved], { env });
     assert.equal(out.code, 0, out.stderr);
     await assertDelivered(dest, files);
+    // `status` without a config file reads the default state folder the run used.
+    const status = await runCli(["status"], { env });
+    assert.equal(status.code, 0, status.stderr);
+    assert.match(
+      status.stdout,
+      new RegExp(`Job default: pending 0, transferring 0, done ${files.size},`),
+    );
     assert.equal((await Deno.stat(saved)).mode! & 0o777, 0o644);
     const text = await Deno.readTextFile(saved);
     assert.match(text, /^transfer_method: local$/m);

@@ -6,6 +6,9 @@
  */
 import { Command } from "commander";
 import { loadConfig, resolveConfigPath } from "../config/load.ts";
+import { resolveDaemon } from "../config/resolve.ts";
+import { daemonSchema } from "../config/schema.ts";
+import type { Config } from "../config/types.ts";
 import { type FileState, Ledger } from "../ledger/ledger.ts";
 import { formatSkipped, summarizeSkipped } from "../watch/skipped_summary.ts";
 import { globalOptions } from "./options.ts";
@@ -23,6 +26,19 @@ function when(ms: number | null): string {
   return new Date(ms).toLocaleString("sv-SE");
 }
 
+/**
+ * The config `status` reads: the file `-c` names or the default one. Without
+ * `-c` and without a default file (a daemon started with `run --watch … --to
+ * …`), the default daemon settings and no jobs: the ledger names them.
+ */
+async function statusConfig(option: string | undefined): Promise<Config> {
+  const file = resolveConfigPath(option);
+  if (option === undefined && (await Deno.stat(file).catch(() => null)) === null) {
+    return { file, ...resolveDaemon(daemonSchema.parse({}), Deno.cwd()), jobs: [] };
+  }
+  return await loadConfig(file);
+}
+
 /** The `status` command. */
 export function statusCommand(): Command {
   return new Command("status")
@@ -36,7 +52,7 @@ export function statusCommand(): Command {
       if (!Number.isInteger(limit) || limit < 0) {
         throw new Error(`Cannot list ${options.limit} entries: --limit takes a whole number`);
       }
-      const config = await loadConfig(resolveConfigPath(globalOptions(command).config));
+      const config = await statusConfig(globalOptions(command).config);
       const daemon = daemonStatus(config.state_dir);
       const live = daemon.running ? await askDaemon(config, daemon.pid) : undefined;
       const liveLines = live === undefined || config.status_listen === ""
@@ -80,12 +96,15 @@ export function statusCommand(): Command {
         console.log(describeDaemon(daemon, config.state_dir));
         for (const line of liveLines) console.log(line);
         console.log(`Ledger: ${ledger.path}`);
-        for (const job of config.jobs) {
+        const jobs = config.jobs.length > 0
+          ? config.jobs.map((job) => job.name)
+          : [...new Set(counts.map((c) => c.job))];
+        for (const job of jobs) {
           const line = STATES.map((state) => {
-            const n = counts.find((c) => c.job === job.name && c.state === state)?.count ?? 0;
+            const n = counts.find((c) => c.job === job && c.state === state)?.count ?? 0;
             return `${state} ${n}`;
           }).join(", ");
-          console.log(`Job ${job.name}: ${line}${describePause(daemon, job.name)}`);
+          console.log(`Job ${job}: ${line}${describePause(daemon, job)}`);
         }
         for (const line of formatSkipped(skipped)) console.log(line);
         console.log(`\nRecent transfers (${recent.length}):`);
