@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startCli } from "./helpers/cli.ts";
-import { writeConfig } from "./helpers/files.ts";
+import { waitFor, writeConfig } from "./helpers/files.ts";
 import { withTmpfs } from "./helpers/tmpfs.ts";
 import { sshSandbox, startSshd } from "./helpers/sshd.ts";
 
@@ -90,6 +90,19 @@ async function expectAllArrive(dest: string, daemonLog: () => string): Promise<v
   }
 }
 
+/** How many files the daemon logged as sent. */
+function successes(daemonLog: string): number {
+  return daemonLog.match(/Successfully transferred /g)?.length ?? 0;
+}
+
+/**
+ * Wait until the daemon has taken in every arrival: a batch's files are under
+ * their final names a moment before the daemon records and logs them.
+ */
+async function expectAllLogged(daemonLog: () => string): Promise<void> {
+  await waitFor(() => successes(daemonLog()) >= FILES, 60_000, `${FILES} success lines`);
+}
+
 const DAEMON_KEYS = {
   stability_window_seconds: 1,
   max_concurrent_transfers: 4,
@@ -120,12 +133,12 @@ Deno.test("burst (local): 20,000 files written at once all arrive, byte for byte
         await daemon.waitForOutput("Watching");
         writeBurst(watch);
         await expectAllArrive(dest, () => daemon.stderr());
+        await expectAllLogged(daemon.stderr);
       } finally {
         const status = await daemon.stop("SIGTERM");
         assert.equal(status.code, 0, daemon.stderr().slice(-3000));
       }
-      const sent = daemon.stderr().match(/Successfully transferred /g)?.length ?? 0;
-      assert.equal(sent, FILES, "each file sent exactly once");
+      assert.equal(successes(daemon.stderr()), FILES, "each file sent exactly once");
     });
   } finally {
     await Deno.remove(root, { recursive: true });
@@ -141,12 +154,12 @@ Deno.test("burst (rsync): 20,000 files written at once all arrive, byte for byte
       await daemon.waitForOutput("Watching");
       writeBurst(watch);
       await expectAllArrive(remote, () => daemon.stderr());
+      await expectAllLogged(daemon.stderr);
     } finally {
       const status = await daemon.stop("SIGTERM");
       assert.equal(status.code, 0, daemon.stderr().slice(-3000));
     }
-    const sent = daemon.stderr().match(/Successfully transferred /g)?.length ?? 0;
-    assert.equal(sent, FILES, "each file sent exactly once");
+    assert.equal(successes(daemon.stderr()), FILES, "each file sent exactly once");
   } finally {
     await Deno.remove(root, { recursive: true });
     await sshd.stop();
