@@ -9,11 +9,22 @@
  *
  * @module
  */
-import { isAbsolute, join, resolve } from "node:path";
+import { isAbsolute, join, resolve, win32 } from "node:path";
 import { fileURLToPath } from "node:url";
 import denoJson from "../deno.json" with { type: "json" };
 import buildInfo from "./build_info.json" with { type: "json" };
-import { isDenoRuntime } from "./service/launch_command.ts";
+
+/**
+ * Tell whether `execPath` is the Deno runtime rather than a compiled
+ * image-transfer binary.
+ *
+ * @param execPath `Deno.execPath()`
+ * @returns true when its file name is `deno` or `deno.exe`
+ */
+export function isDenoRuntime(execPath: string): boolean {
+  const name = win32.basename(execPath).toLowerCase();
+  return name === "deno" || name === "deno.exe";
+}
 
 /** The product version, e.g. `0.1.0`. */
 export const VERSION: string = denoJson.version;

@@ -6,7 +6,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { renderSystemdUnit, systemdUnitPath } from "../src/service/systemd.ts";
-import { daemonArgv, isDenoRuntime } from "../src/service/launch_command.ts";
+import { daemonArgv } from "../src/service/launch_command.ts";
+import { isDenoRuntime } from "../src/version.ts";
 import { fillTemplate } from "../src/service/template.ts";
 import { systemdQuote } from "../src/service/escape.ts";
 import type { ServiceTarget } from "../src/service/plan.ts";

@@ -7,18 +7,7 @@
 import { posix, win32 } from "node:path";
 import { allowRunFlag } from "../process/run_permission.ts";
 import type { ServiceOs } from "./plan.ts";
-
-/**
- * Tell whether `execPath` is the Deno runtime rather than a compiled
- * image-transfer binary.
- *
- * @param execPath `Deno.execPath()`
- * @returns true when its file name is `deno` or `deno.exe`
- */
-export function isDenoRuntime(execPath: string): boolean {
-  const name = win32.basename(execPath).toLowerCase();
-  return name === "deno" || name === "deno.exe";
-}
+import { isDenoRuntime } from "../version.ts";
 
 /**
  * Build the argv that starts the daemon with `configPath`.
