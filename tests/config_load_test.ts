@@ -132,9 +132,11 @@ Deno.test("relative paths resolve against the config file's folder, not the cwd"
     await Deno.writeTextFile(
       file,
       "watch_path: in\ntransfer_method: local\nremote_base_path: ../out\n" +
-        "state_dir: ./st\nlog_file: logs/x.log\nssh_identity_file: keys/id\n",
+        "state_dir: ./st\nlog_file: logs/x.log\nssh_identity_file: keys/id\n" +
+        "after_transfer: move\narchive_path: ../archive\n",
     );
     const config = await loadConfig(file);
+    assert.equal(config.jobs[0].archive_path, join(dir, "archive"));
     assert.equal(config.jobs[0].watch_path, join(dir, "conf", "in"));
     assert.equal(config.jobs[0].remote_base_path, join(dir, "out"));
     assert.equal(config.jobs[0].ssh_identity_file, join(dir, "conf", "keys", "id"));
@@ -146,10 +148,12 @@ Deno.test("relative paths resolve against the config file's folder, not the cwd"
 Deno.test("~, $HOME and %USERPROFILE% expand in every local path; remote paths stay", () => {
   const config = parseConfig(
     "watch_path: ~/a\nremote_host: h\nremote_base_path: ~/remote\n" +
-      "ssh_identity_file: $HOME/.ssh/id\nstate_dir: '%USERPROFILE%/st'\nlog_file: ~/l.log\n",
+      "ssh_identity_file: $HOME/.ssh/id\nstate_dir: '%USERPROFILE%/st'\nlog_file: ~/l.log\n" +
+      "after_transfer: move\narchive_path: ~/archive\n",
     "/etc/it/config.yaml",
   );
   const home = homeDir();
+  assert.equal(config.jobs[0].archive_path, join(home, "archive"));
   assert.equal(config.jobs[0].watch_path, join(home, "a"));
   assert.equal(config.jobs[0].ssh_identity_file, join(home, ".ssh/id"));
   assert.equal(config.jobs[0].remote_base_path, "~/remote");

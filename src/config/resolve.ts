@@ -50,5 +50,6 @@ export function resolveJob(data: JobInput, name: string, baseDir: string): JobCo
     ssh_identity_file: data.ssh_identity_file === null
       ? null
       : expandPath(data.ssh_identity_file, baseDir),
+    archive_path: data.archive_path === "" ? "" : expandPath(data.archive_path, baseDir),
   };
 }
