@@ -106,6 +106,66 @@ Deno.test("install-service --print shows the checks, the unit, the folders and t
   }
 });
 
+Deno.test("install-service: source clean-up makes the watch and archive folders writable; paths in /tmp are named", async () => {
+  const { home, config, env } = await makeHome();
+  const root = await Deno.makeTempDir({ prefix: "it-svc-root-" });
+  try {
+    await Deno.writeTextFile(
+      config,
+      [
+        "transfer_method: local",
+        `log_file: ${JSON.stringify(join(home, "logs", "image_transfer.log"))}`,
+        "jobs:",
+        `  - watch_path: ${JSON.stringify(join(home, "watch"))}`,
+        `    remote_base_path: ${JSON.stringify(join(home, "dest"))}`,
+        "    after_transfer: move",
+        "    archive_path: ../archive",
+        `  - watch_path: ${JSON.stringify(join(home, "camera 2"))}`,
+        `    remote_base_path: ${JSON.stringify(join(home, "dest 2"))}`,
+        "    after_transfer: delete",
+        `  - watch_path: ${JSON.stringify(join(home, "kept"))}`,
+        `    remote_base_path: ${JSON.stringify(join(home, "dest 3"))}`,
+        "",
+      ].join("\n"),
+    );
+    const out = await runCli(["-c", config, "install-service", "--root", root], { env });
+    assert.equal(out.code, 0, out.stderr);
+    const unit = await Deno.readTextFile(join(root, SYSTEM_UNIT));
+    const readWrite = /^ReadWritePaths=(.*)$/m.exec(unit)?.[1];
+    const state = join(home, ".local", "state", "image-transfer");
+    const written = [
+      `-${join(home, "archive")}`,
+      `"-${join(home, "camera 2")}"`,
+      `-${join(home, "dest")}`,
+      `"-${join(home, "dest 2")}"`,
+      `"-${join(home, "dest 3")}"`,
+      `-${join(home, "logs")}`,
+      `-${state}`,
+      `-${join(home, "watch")}`,
+    ];
+    assert.deepEqual(
+      readWrite?.match(/"-[^"]*"|-\S+/g)?.sort(),
+      written.sort(),
+    );
+    assert.ok(!readWrite?.includes(join(home, "kept")), "a kept source's folder stays read-only");
+    for (const folder of ["archive", "camera 2", "dest", "watch"]) {
+      assert.ok(
+        out.stdout.includes(`Note: the folder ${join(home, folder)} does not exist yet;`),
+        `${folder}:\n${out.stdout}`,
+      );
+    }
+    // The test's home is in /tmp: a private /tmp would hide it from the daemon.
+    assert.doesNotMatch(unit, /^PrivateTmp=/m);
+    assert.match(
+      out.stdout,
+      /^Note: .*\/config\.yaml.* in \/tmp or \/var\/tmp: the service shares/m,
+    );
+  } finally {
+    await Deno.remove(home, { recursive: true });
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
 Deno.test("install-service --user --print uses ~/.config/systemd/user and systemctl --user", async () => {
   const { home, config, env } = await makeHome();
   try {

@@ -5,13 +5,13 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { renderSystemdUnit, systemdUnitPath } from "../src/service/systemd.ts";
+import { hiddenByPrivateTmp, renderSystemdUnit, systemdUnitPath } from "../src/service/systemd.ts";
 import { daemonArgv } from "../src/service/launch_command.ts";
 import { isDenoRuntime } from "../src/version.ts";
 import { fillTemplate } from "../src/service/template.ts";
 import { systemdQuote } from "../src/service/escape.ts";
 import type { ServiceTarget } from "../src/service/plan.ts";
-import { launch, run } from "./helpers/service_render.ts";
+import { launch, makeTempDirOutsideTmp, run } from "./helpers/service_render.ts";
 
 const linuxSystem: ServiceTarget = {
   os: "linux",
@@ -127,7 +127,7 @@ Deno.test("systemd system unit with a space, %, $ and unicode in the program pat
 });
 
 Deno.test("hardened system unit: systemd-analyze security --offline exposure ≤ 2.5, verify clean, folders with hostile names writable", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "it-unit-" });
+  const dir = await makeTempDirOutsideTmp("it-unit-");
   try {
     const exe = join(dir, "bin", "image-transfer");
     await makeExecutable(exe);
@@ -135,10 +135,10 @@ Deno.test("hardened system unit: systemd-analyze security --offline exposure ≤
       join(dir, "state 100% $HOME é"),
       join(dir, `logs "q" 'a' back\\slash`),
     ];
-    const destinations = [join(dir, "night s"), join(dir, "night s", "inside"), "/data/plain"];
+    const written = [join(dir, "night s"), join(dir, "night s", "inside"), "/data/plain"];
     const unit = renderSystemdUnit(
       linuxSystem,
-      launch([exe, "run", "-c", join(dir, "c.yaml")], { own, destinations }),
+      launch([exe, "run", "-c", join(dir, "c.yaml")], { own, written }),
     );
     for (
       const line of [
@@ -175,7 +175,7 @@ Deno.test("hardened system unit: systemd-analyze security --offline exposure ≤
     assert.ok(level <= 2.5, `exposure ${level}`);
     const asRoot = renderSystemdUnit(
       { ...linuxSystem, user: "root" },
-      launch([exe, "run", "-c", join(dir, "c.yaml")], { own, destinations }),
+      launch([exe, "run", "-c", join(dir, "c.yaml")], { own, written }),
     );
     const rootLevel = await exposure(dir, asRoot, false);
     assert.ok(rootLevel <= 2.5, `exposure as root ${rootLevel}`);
@@ -187,6 +187,49 @@ Deno.test("hardened system unit: systemd-analyze security --offline exposure ≤
     assert.ok((await exposure(dir, bare, false)) > 5, "an unhardened unit scores worse");
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a system unit whose program, config or folders lie in /tmp shares /tmp (a private one would hide them), still ≤ 2.5", async () => {
+  const tmp = await Deno.makeTempDir({ prefix: "it-unit-tmp-" });
+  const home = await makeTempDirOutsideTmp("it-unit-");
+  try {
+    const exe = join(home, "bin", "image-transfer");
+    await makeExecutable(exe);
+    const config = join(home, "c.yaml");
+    const own = [join(home, "state"), join(home, "logs")];
+    const clean = renderSystemdUnit(linuxSystem, launch([exe, "run", "-c", config], { own }));
+    assert.ok(clean.split("\n").includes("PrivateTmp=yes"), clean);
+    assert.deepEqual(hiddenByPrivateTmp(launch([exe, "run", "-c", config], { own })), []);
+    const tmpExe = join(tmp, "bin", "image-transfer");
+    await makeExecutable(tmpExe);
+    const cases: [string, ReturnType<typeof launch>][] = [
+      [tmpExe, launch([tmpExe, "run", "-c", config], { own })],
+      [join(tmp, "c.yaml"), launch([exe, "run", "-c", join(tmp, "c.yaml")], { own })],
+      [join(tmp, "state"), launch([exe, "run", "-c", config], { own: [join(tmp, "state")] })],
+      [
+        join(tmp, "dest"),
+        launch([exe, "run", "-c", config], { own, written: [join(tmp, "dest")] }),
+      ],
+      ["/var/tmp/camera", launch([exe, "run", "-c", config], { own, read: ["/var/tmp/camera"] })],
+    ];
+    for (const [path, daemon] of cases) {
+      assert.deepEqual(hiddenByPrivateTmp(daemon), [path]);
+      const unit = renderSystemdUnit(linuxSystem, daemon);
+      assert.doesNotMatch(unit, /^PrivateTmp=/m, path);
+      assert.match(unit, /^# No PrivateTmp=: .* \/tmp or \/var\/tmp,$/m);
+      const verified = await verifyUnit(home, unit, false);
+      assert.equal(verified.code, 0, verified.stderr);
+      assert.equal(verified.stderr.trim(), "");
+      const level = await exposure(home, unit, false);
+      assert.ok(level <= 2.5, `exposure ${level} with ${path}`);
+    }
+    // The user unit has no private /tmp either way.
+    const user = renderSystemdUnit(linuxUser, cases[3][1]);
+    assert.doesNotMatch(user, /PrivateTmp/);
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+    await Deno.remove(home, { recursive: true });
   }
 });
 

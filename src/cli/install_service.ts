@@ -77,7 +77,8 @@ export async function runInstallService(
     configPath: config.file || configPath,
     logFile: config.log_file,
     ownFolders: folders.own,
-    destinationFolders: folders.destinations,
+    writtenFolders: folders.written,
+    readPaths: folders.read,
   };
   const path = servicePath(target);
   const onDisk = underRoot(options.root, path);
@@ -102,10 +103,10 @@ export async function runInstallService(
   console.log(`Config: ${launch.configPath}`);
   for (const note of plan.notes) console.log(note);
   if (target.os === "linux" && target.scope === "system") {
-    for (const folder of launch.destinationFolders) {
+    for (const folder of launch.writtenFolders) {
       if (!(await exists(underRoot(options.root, folder)))) {
         console.log(
-          `Note: the destination ${folder} does not exist yet; create it (writable by ` +
+          `Note: the folder ${folder} does not exist yet; create it (writable by ` +
             `${target.user}) before files arrive: the service may write only into folders ` +
             "that exist when it starts",
         );

@@ -47,8 +47,13 @@ export interface DaemonLaunch {
    * a sandboxed service may write there, and installing creates them.
    */
   ownFolders: string[];
-  /** Absolute destinations of `local` jobs: a sandboxed service may write there too. */
-  destinationFolders: string[];
+  /**
+   * The other absolute folders it writes (`local` destinations, and the watch
+   * and archive folders of source clean-up): a sandboxed service may write there too.
+   */
+  writtenFolders: string[];
+  /** The other absolute paths it reads (watch folders, key files). */
+  readPaths: string[];
 }
 
 /** A file the plan writes. */

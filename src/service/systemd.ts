@@ -8,7 +8,7 @@ import { posix } from "node:path";
 import { fillTemplate } from "./template.ts";
 import { SYSTEMD_UNIT_TEMPLATE } from "./templates.ts";
 import { systemdCommandLine, systemdPathWord } from "./escape.ts";
-import { outermostFolders } from "./writable_paths.ts";
+import { inSharedTmp, outermostFolders } from "./writable_paths.ts";
 import type {
   DaemonLaunch,
   PlanStep,
@@ -64,12 +64,36 @@ export function renderSystemdUnit(target: ServiceTarget, launch: DaemonLaunch): 
       } is not one systemd accepts in User=; run the command as that account's login name`,
     );
   }
-  const folders = outermostFolders(launch.ownFolders, launch.destinationFolders);
+  const folders = outermostFolders(launch.ownFolders, launch.writtenFolders);
+  const sharedTmp = hiddenByPrivateTmp(launch).length > 0;
   return fillTemplate(SYSTEMD_UNIT_TEMPLATE, {
     USER: system ? target.user : "",
     EXEC_START: systemdCommandLine(launch.argv),
     READ_WRITE_PATHS: system ? folders.map((path) => systemdPathWord(path, "-")).join(" ") : "",
-  }, { system, user: !system });
+  }, {
+    system,
+    user: !system,
+    privateTmp: system && !sharedTmp,
+    sharedTmp: system && sharedTmp,
+  });
+}
+
+/**
+ * Tell which paths of `launch` a private `/tmp` would hide from the daemon:
+ * the program and its files, the config, the folders it writes and reads.
+ * The system unit leaves `PrivateTmp=` out when there are any.
+ *
+ * @param launch the daemon's argv and folders
+ * @returns the paths in `/tmp` or `/var/tmp`
+ */
+export function hiddenByPrivateTmp(launch: DaemonLaunch): string[] {
+  return inSharedTmp([
+    ...launch.argv.filter((arg) => posix.isAbsolute(arg)),
+    launch.configPath,
+    ...launch.ownFolders,
+    ...launch.writtenFolders,
+    ...launch.readPaths,
+  ]);
 }
 
 /**
@@ -131,6 +155,13 @@ export function planSystemdInstall(
     `Logs:   journalctl${user} -u image-transfer -f`,
     launch.logFile ? `Log file: ${launch.logFile}` : "Log file: none (log_file is empty)",
   ];
+  const hidden = hiddenByPrivateTmp(launch);
+  if (target.scope === "system" && hidden.length > 0) {
+    notes.push(
+      `Note: ${hidden.join(", ")} in /tmp or /var/tmp: the service shares the system's /tmp ` +
+        "instead of a private one; move them elsewhere for the full sandbox",
+    );
+  }
   if (target.scope === "user") {
     notes.push(
       "A per-user service stops when you log out; to keep it running, allow lingering once:",

@@ -7,18 +7,29 @@
 import assert from "node:assert/strict";
 import type { DaemonLaunch } from "../../src/service/plan.ts";
 
-/** A daemon launch with `argv`, writing its state and log folders (and `destinations`). */
+/** A daemon launch with `argv`, writing its state and log folders (and `written`), reading `read`. */
 export function launch(
   argv: string[],
-  folders: { own?: string[]; destinations?: string[] } = {},
+  folders: { own?: string[]; written?: string[]; read?: string[] } = {},
 ): DaemonLaunch {
   return {
     argv,
     configPath: argv[argv.length - 1],
     logFile: "/home/obs/logs/image_transfer.log",
     ownFolders: folders.own ?? ["/home/observer/.local/state/image-transfer", "/home/obs/logs"],
-    destinationFolders: folders.destinations ?? [],
+    writtenFolders: folders.written ?? [],
+    readPaths: folders.read ?? ["/home/observer/camera"],
   };
+}
+
+/**
+ * A new temporary folder outside `/tmp` and `/var/tmp` (in the home folder),
+ * for units that must keep their private `/tmp`.
+ */
+export async function makeTempDirOutsideTmp(prefix: string): Promise<string> {
+  const home = Deno.env.get("HOME");
+  if (!home || /^\/(var\/)?tmp(\/|$)/.test(home)) throw new Error(`HOME ${home} is in /tmp`);
+  return await Deno.makeTempDir({ dir: home, prefix: `.${prefix}` });
 }
 
 /** Run a tool and capture its output. */
