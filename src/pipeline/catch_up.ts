@@ -9,6 +9,7 @@
 import type { JobConfig } from "../config/types.ts";
 import type { DoneEntry, Ledger } from "../ledger/ledger.ts";
 import { logger } from "../log/logging.ts";
+import { sameVersion } from "../watch/file_version.ts";
 import type { Transport } from "../transfer/transport.ts";
 
 /** What {@linkcode catchUp} works with. */
@@ -42,7 +43,7 @@ export async function catchUp(context: CatchUpContext, nights: number): Promise<
       if (size === row.size) continue;
       // Still done and unchanged in the ledger (not re-sent meanwhile): forget it.
       const now = ledger.get(job.name, row.relPath);
-      if (now?.state !== "done" || now.size !== row.size || now.mtimeMs !== row.mtimeMs) continue;
+      if (now?.state !== "done" || !sameVersion(now, row)) continue;
       ledger.remove(job.name, row.relPath);
       context.done().delete(row.relPath);
       forgotten.push(row.relPath);

@@ -20,6 +20,7 @@
  * @module
  */
 import { type FitsStructure, readFitsStructure } from "../layout/fits_structure.ts";
+import { sameVersion } from "./file_version.ts";
 
 /** What the checker knows of a file that became ready. */
 export interface StableFile {
@@ -241,7 +242,7 @@ export class StabilityChecker {
   /** The file's structure, read again only when its size or mtime moved; null when it is gone. */
   #structure(path: string, entry: Entry): FitsStructure | null {
     const known = entry.structure;
-    if (known && known.size === entry.size && known.mtimeMs === entry.mtimeMs) return known;
+    if (known && sameVersion(known, entry)) return known;
     try {
       entry.structure = readFitsStructure(path);
     } catch (error) {
