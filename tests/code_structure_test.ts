@@ -1,8 +1,9 @@
 /**
- * The folders of `src/` depend on each other in one direction (the order
- * docs/design.md gives): no module imports one in its own or a higher layer,
- * there is no import cycle, and `doctor` reaches the transports only through
- * their interface. Read from every import of every file in `src/`.
+ * The shape of `src/`, read from its files: the folders depend on each other
+ * in one direction (the order docs/design.md gives), no module imports one in
+ * its own or a higher layer, there is no import cycle, `doctor` reaches the
+ * transports only through their interface, only `src/process` starts
+ * programs, and no file grows far past ~300 lines.
  */
 import assert from "node:assert/strict";
 import { dirname, join, relative, resolve } from "node:path";
@@ -107,4 +108,28 @@ Deno.test("import graph: no module imports itself through others when it runs (n
 Deno.test("import graph: doctor uses the transports only through their interface and factory", () => {
   const reached = GRAPH.get("cli/doctor.ts")!.filter((target) => target.startsWith("transfer/"));
   assert.deepEqual(reached.sort(), ["transfer/factory.ts", "transfer/transport.ts"]);
+});
+
+Deno.test("only src/process starts programs", () => {
+  const starters = FILES.filter((file) => !file.startsWith("process/"))
+    .filter((file) =>
+      /\bnew Deno\.Command\b|\bDeno\.run\(/.test(Deno.readTextFileSync(join(SRC, file)))
+    );
+  assert.deepEqual(starters, []);
+  assert.ok(
+    FILES.filter((file) => file.startsWith("process/"))
+      .some((file) => /\bnew Deno\.Command\b/.test(Deno.readTextFileSync(join(SRC, file)))),
+    "the process module itself is found",
+  );
+});
+
+/** "Files preferably under ~300 lines": this much over is a file to split. */
+const MOST_LINES = 320;
+
+Deno.test("no file in src/ is longer than ~300 lines", () => {
+  const long = FILES.map((file) => ({
+    file,
+    lines: Deno.readTextFileSync(join(SRC, file)).split("\n").length - 1,
+  })).filter(({ lines }) => lines > MOST_LINES);
+  assert.deepEqual(long, []);
 });
