@@ -158,7 +158,7 @@ Deno.test("install-service: source clean-up makes the watch and archive folders 
     assert.doesNotMatch(unit, /^PrivateTmp=/m);
     assert.match(
       out.stdout,
-      /^Note: .*\/config\.yaml.* in \/tmp or \/var\/tmp: the service shares/m,
+      /^Note: .*\/config\.yaml.* lie in \/tmp or \/var\/tmp, which a private \/tmp would hide: the service shares the system's \/tmp;/m,
     );
   } finally {
     await Deno.remove(home, { recursive: true });

@@ -8,7 +8,7 @@ import { posix } from "node:path";
 import { fillTemplate } from "./template.ts";
 import { SYSTEMD_UNIT_TEMPLATE } from "./templates.ts";
 import { systemdCommandLine, systemdPathWord } from "./escape.ts";
-import { inSharedTmp, outermostFolders } from "./writable_paths.ts";
+import { inTmpFolders, outermostFolders } from "./writable_paths.ts";
 import type {
   DaemonLaunch,
   PlanStep,
@@ -87,7 +87,7 @@ export function renderSystemdUnit(target: ServiceTarget, launch: DaemonLaunch): 
  * @returns the paths in `/tmp` or `/var/tmp`
  */
 export function hiddenByPrivateTmp(launch: DaemonLaunch): string[] {
-  return inSharedTmp([
+  return inTmpFolders([
     ...launch.argv.filter((arg) => posix.isAbsolute(arg)),
     launch.configPath,
     ...launch.ownFolders,
@@ -158,8 +158,8 @@ export function planSystemdInstall(
   const hidden = hiddenByPrivateTmp(launch);
   if (target.scope === "system" && hidden.length > 0) {
     notes.push(
-      `Note: ${hidden.join(", ")} in /tmp or /var/tmp: the service shares the system's /tmp ` +
-        "instead of a private one; move them elsewhere for the full sandbox",
+      `Note: ${hidden.join(", ")} lie in /tmp or /var/tmp, which a private /tmp would hide: ` +
+        "the service shares the system's /tmp; move them elsewhere for the full sandbox",
     );
   }
   if (target.scope === "user") {

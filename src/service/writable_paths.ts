@@ -56,7 +56,7 @@ export function daemonFolders(config: Config): DaemonFolders {
  * @param paths absolute POSIX paths
  * @returns those in `/tmp` or `/var/tmp`
  */
-export function inSharedTmp(paths: string[]): string[] {
+export function inTmpFolders(paths: string[]): string[] {
   return unique(paths).filter((path) => /^\/(var\/)?tmp(\/|$)/.test(path));
 }
 
