@@ -49,7 +49,7 @@ Deno.test("status_listen: default, off, loopback names and IPv6", async () => {
   );
 });
 
-Deno.test("status_token_file: required off loopback; a missing, empty or short token is refused", async () => {
+Deno.test("status_token_file: required off loopback; a missing, empty, short or readable-by-others token is refused", async () => {
   const root = await Deno.makeTempDir({ prefix: "itx-token-" });
   try {
     const open = { file, status_listen: "0.0.0.0:8765" };
@@ -62,18 +62,24 @@ Deno.test("status_token_file: required off loopback; a missing, empty or short t
       () => listenSettings({ ...open, status_token_file: join(root, "missing") }),
       /status_token_file: cannot read .*missing/,
     );
-    await Deno.writeTextFile(join(root, "empty"), "\n");
+    await Deno.writeTextFile(join(root, "empty"), "\n", { mode: 0o600 });
     await assert.rejects(
       () => listenSettings({ ...open, status_token_file: join(root, "empty") }),
       /holds no token/,
     );
-    await Deno.writeTextFile(join(root, "short"), "abc\n");
+    await Deno.writeTextFile(join(root, "short"), "abc\n", { mode: 0o600 });
     await assert.rejects(
       () => listenSettings({ ...open, status_token_file: join(root, "short") }),
       /shorter than 16 characters/,
     );
-    await Deno.writeTextFile(join(root, "good"), "  0123456789abcdef0123  \n");
+    await Deno.writeTextFile(join(root, "good"), "  0123456789abcdef0123  \n", { mode: 0o600 });
     const settings = await listenSettings({ ...open, status_token_file: join(root, "good") });
+    // A token others can read is refused, naming the chmod that fixes it.
+    await Deno.chmod(join(root, "good"), 0o640);
+    await assert.rejects(
+      () => listenSettings({ ...open, status_token_file: join(root, "good") }),
+      /good can be read or written by others \(mode 0640\).*chmod 600/,
+    );
     assert.equal(settings?.token, "0123456789abcdef0123");
     assert.equal(settings?.loopback, false);
   } finally {

@@ -69,7 +69,7 @@ Deno.test("status server: a non-loopback address without a token refuses to star
 Deno.test("status server: with a token every request needs it (Bearer, or the cookie from ?token=)", async () => {
   const root = await Deno.makeTempDir({ prefix: "itx-status-token-" });
   const token = "0123456789abcdef0123456789abcdef";
-  await Deno.writeTextFile(join(root, "token"), token + "\n");
+  await Deno.writeTextFile(join(root, "token"), token + "\n", { mode: 0o600 });
   const port = freePort();
   await using d = await startStatusDaemon({
     status_listen: `0.0.0.0:${port}`,

@@ -270,7 +270,7 @@ export const daemonShape = {
   ),
   status_token_file: doc(
     z.string().min(1).nullable().default(null),
-    "File holding the token the status page asks for (HTTP `Authorization: Bearer`). Required on a non-loopback address, and guards the actions when set.",
+    "File holding the token the status page asks for (HTTP `Authorization: Bearer`). Required on a non-loopback address, and guards the actions when set. Only its owner may read it (`chmod 600`).",
   ),
 };
 

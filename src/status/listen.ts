@@ -45,8 +45,18 @@ export async function listenSettings(
   const loopback = isLoopback(hostname);
   let token: string | null = null;
   if (config.status_token_file !== null) {
+    const file = config.status_token_file;
+    const mode = (await Deno.stat(file).catch(() => null))?.mode ?? null;
+    if (Deno.build.os !== "windows" && mode !== null && (mode & 0o077) !== 0) {
+      throw new ConfigError(
+        `status_token_file: ${file} can be read or written by others (mode ${
+          (mode & 0o777).toString(8).padStart(4, "0")
+        }), and whoever has the token may pause jobs; run: chmod 600 ${JSON.stringify(file)}`,
+        { file: config.file },
+      );
+    }
     try {
-      token = (await Deno.readTextFile(config.status_token_file)).trim();
+      token = (await Deno.readTextFile(file)).trim();
     } catch (error) {
       const reason = error instanceof Error ? error.message : String(error);
       throw new ConfigError(
@@ -59,7 +69,7 @@ export async function listenSettings(
         `status_token_file: ${config.status_token_file} holds ${
           token.length ? "a token shorter than 16 characters" : "no token"
         }; ` +
-          "write a long random token into it, e.g. `openssl rand -hex 32 > FILE`",
+          "write a long random token into it, e.g. `(umask 077; openssl rand -hex 32 > FILE)`",
         { file: config.file },
       );
     }
@@ -67,7 +77,7 @@ export async function listenSettings(
   if (!loopback && token === null) {
     throw new ConfigError(
       `status_listen: ${config.status_listen} can be reached from other machines, so the status page ` +
-        "needs a token: set status_token_file to a file holding one (e.g. `openssl rand -hex 32 > FILE`), " +
+        "needs a token: set status_token_file to a file holding one (e.g. `(umask 077; openssl rand -hex 32 > FILE)`), " +
         'or listen on a loopback address such as "127.0.0.1:8765"',
       { file: config.file },
     );
