@@ -8,7 +8,9 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { jobSchema } from "../src/config/schema.ts";
 import type { JobConfig } from "../src/config/types.ts";
-import { nextCronRun, pausedAt } from "../src/pipeline/schedules.ts";
+import { JobSchedules, nextCronRun, pausedAt } from "../src/pipeline/schedules.ts";
+import type { Ledger } from "../src/ledger/ledger.ts";
+import { captureLogs } from "./helpers/log_capture.ts";
 import { startCli } from "./helpers/cli.ts";
 import { randomBytes, waitFor, writeConfig } from "./helpers/files.ts";
 import { freePort, getJson, post } from "./helpers/status.ts";
@@ -256,6 +258,35 @@ Deno.test("schedules: a pause window holds from its pause to its resume, in the 
   assert.equal(pausedAt(windowed, new Date("2024-03-16T08:59:00Z")), true);
   assert.equal(pausedAt(windowed, new Date("2024-03-16T09:01:00Z")), false);
   assert.equal(pausedAt(job({}), new Date()), false);
+});
+
+Deno.test("schedules: a pause without any resume is warned about at start", async () => {
+  const logs = await captureLogs();
+  try {
+    const cases: Array<[string[], number]> = [[["pause"], 1], [["pause", "resume"], 0], [
+      ["resume"],
+      0,
+    ]];
+    for (const [actions, warned] of cases) {
+      const mark = logs.records.length;
+      const entries = actions.map((action) => ({ cron: "0 6 * * *", action }));
+      const schedules = new JobSchedules({
+        job: job({ schedules: entries }),
+        ledger: null as unknown as Ledger, // not used by start and stop
+        rescan: () => Promise.resolve(),
+        pause: () => {},
+        resume: () => {},
+      });
+      schedules.start();
+      await schedules.stop();
+      const said = logs.records.slice(mark).filter((r) =>
+        r.level === "warning" && String(r.rawMessage).includes("none resumes them")
+      );
+      assert.equal(said.length, warned, actions.join(", "));
+    }
+  } finally {
+    await logs.stop();
+  }
 });
 
 Deno.test("schedules (daemon): inside a pause window nothing is sent; at the resume time it is", async () => {

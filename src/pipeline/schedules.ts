@@ -101,6 +101,15 @@ export class JobSchedules {
       this.#log.info("Transfers of job {job} paused: inside a pause window of its schedules", {});
       this.#context.pause();
     }
+    const actions = new Set(job.schedules.map((entry) => entry.action));
+    if (actions.has("pause") && !actions.has("resume")) {
+      this.#log.warn(
+        "Schedules of job {job} pause transfers but none resumes them: once paused, only Resume " +
+          "on the status page sends files again; add an entry " +
+          "with action: resume",
+        {},
+      );
+    }
     for (const [index, entry] of job.schedules.entries()) {
       const fire = () => this.#fire(index, entry);
       if (entry.cron !== undefined) {
