@@ -12,7 +12,8 @@ import { randomBytes } from "./helpers/files.ts";
 import { getJson, startStatusDaemon } from "./helpers/status.ts";
 
 const HOSTILE = "<img src=x onerror=alert(1)>.fits";
-const SCREENSHOT = new URL("../docs/status-page.png", import.meta.url);
+/** Where each run leaves its screenshot (ignored by git; `docs/status-page.png` is a copy). */
+const SCREENSHOT = new URL("./output/status-page.png", import.meta.url);
 
 Deno.test("status page in Chromium: live updates, failure reason, retry, pause/resume, hostile name as text", async () => {
   await using d = await startStatusDaemon({ retry_attempts: 0, rescan_interval_seconds: 0 });
