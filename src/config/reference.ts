@@ -59,8 +59,7 @@ function renderLists(describe: (description: string) => string): string {
 /** One markdown list, an item per key. */
 function renderList(keys: KeyDoc[], describe: (description: string) => string): string {
   return keys.map((k) => {
-    const fallback = k.required || k.key in DEFAULT_IN_WORDS ? "" : "default ";
-    const text = `\`${k.key}\` (${fallback}${defaultText(k)}): ${describe(k.description)}`;
+    const text = `\`${k.key}\` (${defaultText(k)}): ${describe(k.description)}`;
     return wrap(text, "- ", "  ");
   }).join("\n");
 }
