@@ -105,8 +105,7 @@ export class JobSchedules {
     if (actions.has("pause") && !actions.has("resume")) {
       this.#log.warn(
         "Schedules of job {job} pause transfers but none resumes them: once paused, only Resume " +
-          "on the status page sends files again; add an entry " +
-          "with action: resume",
+          "on the status page sends files again; add an entry with action: resume",
         {},
       );
     }
