@@ -149,7 +149,6 @@ export function hasEndCard(block: Uint8Array): boolean {
   return false;
 }
 
-/** Fill one block from the file; shorter only at the end of the file. */
 /**
  * Walk the cards of one header (any HDU's) up to END and collect the values;
  * the first card of a repeated keyword wins.
