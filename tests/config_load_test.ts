@@ -149,10 +149,13 @@ Deno.test("~, $HOME and %USERPROFILE% expand in every local path; remote paths s
   const config = parseConfig(
     "watch_path: ~/a\nremote_host: h\nremote_base_path: ~/remote\n" +
       "ssh_identity_file: $HOME/.ssh/id\nstate_dir: '%USERPROFILE%/st'\nlog_file: ~/l.log\n" +
-      "after_transfer: move\narchive_path: ~/archive\n",
+      "after_transfer: move\narchive_path: ~/archive\n" +
+      "ftp_password_file: ~/ftp-pass\nftp_ca_file: ~/ca.pem\n",
     "/etc/it/config.yaml",
   );
   const home = homeDir();
+  assert.equal(config.jobs[0].ftp_password_file, join(home, "ftp-pass"));
+  assert.equal(config.jobs[0].ftp_ca_file, join(home, "ca.pem"));
   assert.equal(config.jobs[0].archive_path, join(home, "archive"));
   assert.equal(config.jobs[0].watch_path, join(home, "a"));
   assert.equal(config.jobs[0].ssh_identity_file, join(home, ".ssh/id"));

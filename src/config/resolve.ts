@@ -51,5 +51,9 @@ export function resolveJob(data: JobInput, name: string, baseDir: string): JobCo
       ? null
       : expandPath(data.ssh_identity_file, baseDir),
     archive_path: data.archive_path === "" ? "" : expandPath(data.archive_path, baseDir),
+    ftp_password_file: data.ftp_password_file === null
+      ? null
+      : expandPath(data.ftp_password_file, baseDir),
+    ftp_ca_file: data.ftp_ca_file === null ? null : expandPath(data.ftp_ca_file, baseDir),
   };
 }

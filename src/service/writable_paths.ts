@@ -9,7 +9,6 @@
  */
 import { posix } from "node:path";
 import type { Config } from "../config/types.ts";
-import { expandPath } from "../config/paths.ts";
 
 /** The folders a daemon writes, in two kinds, and the other paths it reads. */
 export interface DaemonFolders {
@@ -43,7 +42,7 @@ export function daemonFolders(config: Config): DaemonFolders {
     else written.push(job.watch_path);
     if (job.after_transfer === "move") written.push(job.archive_path);
     for (const file of [job.ssh_identity_file, job.ftp_password_file, job.ftp_ca_file]) {
-      if (file) read.push(expandPath(file));
+      if (file) read.push(file);
     }
   }
   return { own: unique(own), written: unique(written), read: unique(read) };

@@ -12,7 +12,6 @@
 import { readFileSync, statSync } from "node:fs";
 import { Client, FTPError } from "basic-ftp";
 import type { JobConfig } from "../config/types.ts";
-import { expandPath } from "../config/paths.ts";
 import { TransferError } from "../errors.ts";
 
 /** The control port when `ftp_port` is empty. */
@@ -73,7 +72,7 @@ export function ftpPassword(job: JobConfig): string {
     return value;
   }
   if (job.ftp_password_file !== null) {
-    const file = expandPath(job.ftp_password_file);
+    const file = job.ftp_password_file;
     try {
       const mode = statSync(file).mode & 0o777;
       if (Deno.build.os !== "windows" && (mode & 0o077) !== 0) {
@@ -163,8 +162,7 @@ export async function connectFtp(
   }
 }
 
-function readCa(path: string): string {
-  const file = expandPath(path);
+function readCa(file: string): string {
   try {
     return readFileSync(file, "utf8");
   } catch (error) {
