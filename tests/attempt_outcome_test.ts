@@ -3,12 +3,8 @@
  * error, the file as sent and the file as it is now.
  */
 import assert from "node:assert/strict";
-import { TransferError } from "../src/errors.ts";
-import {
-  attemptOutcome,
-  type FailedAttempt,
-  isDestinationFull,
-} from "../src/pipeline/attempt_outcome.ts";
+import { isDestinationFull, TransferError } from "../src/errors.ts";
+import { attemptOutcome, type FailedAttempt } from "../src/pipeline/attempt_outcome.ts";
 import { classifyFailure } from "../src/transfer/classify.ts";
 import { CommandError } from "../src/errors.ts";
 

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { TransferError } from "../errors.ts";
+import { isDestinationFull, type TransferError } from "../errors.ts";
 import { type FileVersion, sameVersion } from "../watch/file_version.ts";
 import { retryDelayMs } from "./backoff.ts";
 
@@ -64,20 +64,6 @@ export interface FailedAttempt {
   now: number;
   /** Randomness for the backoff jitter, in [0, 1). */
   random?: () => number;
-}
-
-/**
- * Whether `error` says the destination has no space (or the quota is used
- * up), as the transports word it: `classify.ts` for scp and rsync
- * ("…is full (no space left or quota exceeded)…") and the local transport
- * ("destination is full (No space left on device…)"), or no room beyond
- * `min_free_space` (`space_guard.ts`: "…but min_free_space keeps…").
- */
-export function isDestinationFull(error: TransferError): boolean {
-  return error.kind === "retry-later" &&
-    /no space left|quota exceeded|disk quota|destination is full|min_free_space keeps/i.test(
-      error.message,
-    );
 }
 
 /** Decide what a failed attempt means; see the module doc. */

@@ -14,7 +14,7 @@ import { fchmodSync, fstatSync, fsyncSync, futimesSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { bandwidthShare } from "../config/bandwidth.ts";
 import type { JobConfig } from "../config/types.ts";
-import { TransferError } from "../errors.ts";
+import { isDestinationFull, TransferError } from "../errors.ts";
 import { checkSource, deliver, type DeliverySteps } from "./deliver.ts";
 import {
   assertSameFile,
@@ -170,7 +170,9 @@ export class LocalTransport implements Transport {
       try {
         delivery.written = await copyData(source, target, signal, { ...start, throttle });
       } catch (error) {
-        delivery.keep = this.#copies.keepMs > 0;
+        // A copy cut short by a full disk is not kept: its room is better used by whole files.
+        delivery.keep = this.#copies.keepMs > 0 &&
+          !isDestinationFull(toTransferError(delivery.item, error));
         throw error;
       }
       this.#logResumed(delivery, start.from);

@@ -8,7 +8,7 @@
  */
 import { posix } from "node:path";
 import type { JobConfig } from "../config/types.ts";
-import { TransferError } from "../errors.ts";
+import { isDestinationFull, TransferError } from "../errors.ts";
 import { classifyFailure, classifyText, type FailureContext } from "./classify.ts";
 import {
   buildScript,
@@ -147,7 +147,7 @@ export async function finishBatch(
   for (const delivery of deliveries) {
     const entry = await entryFor(ctx, delivery);
     if (entry !== null) entries.push(entry);
-    else if (ctx.keepInterrupted && delivery.uploadFailed) {
+    else if (ctx.keepInterrupted && delivery.uploadFailed && !filledUp(delivery)) {
       kept.add(posix.dirname(delivery.tempPath));
     } else remove.push(delivery.tempPath);
   }
@@ -192,6 +192,14 @@ export async function finishBatch(
     }
   }
   return [...kept];
+}
+
+/**
+ * Whether the upload of `delivery` failed because the destination is full:
+ * such a copy is not kept to be continued, its room is better used by whole files.
+ */
+function filledUp(delivery: SshDelivery): boolean {
+  return delivery.error !== null && isDestinationFull(delivery.error);
 }
 
 /**
