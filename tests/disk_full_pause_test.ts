@@ -98,13 +98,16 @@ async function fillUpAndGrow(
           await waitFor(() => logs.count("error", "is full") > 0, 30_000, "the pause");
         }
         // The files that still fit arrive (a probe, then a few more); then nothing does, however
-        // many tries follow (on a busy machine a try can take longer than a probe interval).
+        // many tries follow. A copy cut short by the full disk is removed, and a probe may fit in
+        // the room it leaves: the state is steady once a whole round of transfers and two probes
+        // after it got nothing through (on a busy machine a try can take longer than a probe).
+        const steadyAfter = 2 * job.max_concurrent_transfers + 2;
         let arrived = (await finalNames(dest)).length;
         let triedAtLastArrival = transport.items;
         await waitFor(
           async () => {
             const now = (await finalNames(dest)).length;
-            if (now === arrived) return transport.items - triedAtLastArrival >= 3;
+            if (now === arrived) return transport.items - triedAtLastArrival >= steadyAfter;
             arrived = now;
             triedAtLastArrival = transport.items;
             return false;
@@ -112,6 +115,7 @@ async function fillUpAndGrow(
           60_000,
           "arrivals to stop while tries go on",
         );
+        assert.ok(arrived < FILES, "the destination is full");
         if (options.pauses) {
           const triedBefore = transport.items;
           const since = Date.now();

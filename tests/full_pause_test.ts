@@ -74,6 +74,19 @@ Deno.test("FullDestinationPause: full again while recovering goes back to probin
   assert.equal(clock.pendingTimers, 0);
 });
 
+Deno.test("FullDestinationPause: the probe alone never ends the pause while files wait, even at full speed 2", () => {
+  const { clock, pause } = setup(2);
+  pause.full("no space left");
+  clock.advance(10_000);
+  pause.started();
+  assert.equal(pause.ended(true, 1), false, "only the probe arrived");
+  assert.equal(pause.paused, true);
+  assert.equal(pause.room(0), 2);
+  assert.equal(pause.ended(false, 1), true, "the batch after it arrived too");
+  assert.equal(pause.paused, false);
+  pause.close();
+});
+
 Deno.test("FullDestinationPause: a probe every 15 s unless told otherwise", () => {
   const clock = new FakeClock();
   let due = 0;

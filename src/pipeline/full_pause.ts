@@ -4,7 +4,7 @@
  * as a probe. When it arrives the job recovers step by step: 2, 4, 8 … files
  * may be on their way at once (a destination with room for a few files only
  * must not take a whole batch), and the pause ends when the job is back to
- * full speed. Running out of space again meanwhile goes back to probing,
+ * full speed, and never on the probe alone while other files wait. Running out of space again meanwhile goes back to probing,
  * within the same pause: a full destination is said once, not per file or
  * per probe.
  *
@@ -119,12 +119,20 @@ export class FullDestinationPause {
         this.#schedule();
         return false;
       }
+      // The probe alone does not end the pause (unless nothing else waits): a file that fits
+      // in the room a removed copy left says little; the batch after it has to arrive too.
       this.#state = "recovering";
-      this.#window = 1;
+      this.#window = 2;
+      return caughtUp ? this.#resume() : false;
     }
     if (this.#state !== "recovering" || arrived === 0) return false;
     this.#window *= 2;
     if (this.#window < this.#options.fullSpeed && !caughtUp) return false;
+    return this.#resume();
+  }
+
+  /** Back to full speed: the pause is over. */
+  #resume(): true {
     this.#state = "running";
     this.#log.info("The destination {target} takes files again; job {job} resumes", {
       target: this.#options.target,

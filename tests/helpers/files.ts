@@ -15,10 +15,24 @@ export function randomBytes(size: number): Uint8Array {
   return out;
 }
 
+/**
+ * The entries of `root/prefix`. A folder below `root` that disappears while it is listed (a
+ * temporary upload folder the daemon removes meanwhile) counts as empty; a missing `root` throws.
+ */
+async function entriesOf(root: string, prefix: string): Promise<Deno.DirEntry[]> {
+  const out: Deno.DirEntry[] = [];
+  try {
+    for await (const entry of Deno.readDir(join(root, prefix))) out.push(entry);
+  } catch (error) {
+    if (prefix === "" || !(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  return out;
+}
+
 /** Every file below `root`, as sorted `/`-separated relative paths (hidden ones included). */
 export async function listFiles(root: string, prefix = ""): Promise<string[]> {
   const out: string[] = [];
-  for await (const entry of Deno.readDir(join(root, prefix))) {
+  for (const entry of await entriesOf(root, prefix)) {
     const rel = prefix === "" ? entry.name : `${prefix}/${entry.name}`;
     if (entry.isDirectory) out.push(...await listFiles(root, rel));
     else out.push(rel);
@@ -29,7 +43,7 @@ export async function listFiles(root: string, prefix = ""): Promise<string[]> {
 /** Every folder under `root` (relative, "/" separators), sorted; empty ones too. */
 export async function listFolders(root: string, prefix = ""): Promise<string[]> {
   const out: string[] = [];
-  for await (const entry of Deno.readDir(join(root, prefix))) {
+  for (const entry of await entriesOf(root, prefix)) {
     if (!entry.isDirectory) continue;
     const rel = prefix === "" ? entry.name : `${prefix}/${entry.name}`;
     out.push(rel, ...await listFolders(root, rel));
