@@ -67,7 +67,8 @@ export async function runInstallService(
       { file: configPath },
     );
   }
-  const config = await loadConfig(configPath);
+  // The daemon will run as `account`: the config must belong to root or to it.
+  const config = await loadConfig(configPath, account.uid);
   const folders = daemonFolders(config);
   const hooks = hookPrograms(config.jobs);
   // A compiled binary runs with the permissions it was compiled with: its hooks must be among them.

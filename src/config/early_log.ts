@@ -11,7 +11,7 @@ import { dirname, resolve } from "node:path";
 import { isMap, parseDocument } from "yaml";
 import { daemonShape } from "./schema.ts";
 import { resolveLogFile } from "./resolve.ts";
-import { isWritableByOthers } from "./file_mode.ts";
+import { configFileProblem } from "./file_mode.ts";
 
 /** The log settings of a config file that did not load. */
 export interface EarlyLogSettings {
@@ -50,7 +50,7 @@ async function writtenLogSettings(
   } catch {
     return {};
   }
-  if (await isWritableByOthers(file)) return {};
+  if (await configFileProblem(file) !== undefined) return {};
   const doc = parseDocument(text);
   if (!isMap(doc.contents)) return {};
   // Without keepScalar, get() gives a scalar's value, or the node of anything else.

@@ -2,7 +2,8 @@
  * Files that decide what the daemon runs must not be writable by anyone else,
  * as OpenSSH demands of its own: the config file (its `ssh_options` can hold
  * a `ProxyCommand`, run as the service user) and each job's SSH identity
- * file. POSIX modes only; on Windows this check is skipped.
+ * file. The config file must also belong to root or to the account the daemon
+ * runs as. POSIX modes and owners only; on Windows this check is skipped.
  *
  * @module
  */
@@ -13,19 +14,38 @@ import { ConfigError } from "../errors.ts";
 const WRITE_BY_OTHERS = 0o022;
 
 /**
- * Refuse a config file that group or others can write.
+ * Refuse a config file that group or others can write, or that belongs to
+ * someone other than root and `runsAs`.
  *
- * @throws {ConfigError} naming the file, its mode and the `chmod` that fixes it
+ * @param file the config file
+ * @param runsAs user id of the account the daemon runs as (the current one unless told)
+ * @throws {ConfigError} naming the file, its mode or owner and the command that fixes it
  */
-export async function checkConfigFileMode(file: string): Promise<void> {
+export async function checkConfigFileMode(file: string, runsAs?: number | null): Promise<void> {
+  const problem = await configFileProblem(file, runsAs);
+  if (problem) throw new ConfigError(problem, { file });
+}
+
+/**
+ * Why the config file at `file` cannot be trusted (see
+ * {@linkcode checkConfigFileMode}), or `undefined` when it can be or is missing.
+ */
+export async function configFileProblem(
+  file: string,
+  runsAs: number | null = Deno.build.os === "windows" ? null : Deno.uid(),
+): Promise<string | undefined> {
   const problem = await writableByOthers(file);
-  if (!problem) return;
-  throw new ConfigError(
-    `${file}: refusing this config file: it is ${problem}, and whoever can change it can make ` +
-      `the daemon run commands as this user (ssh_options: ProxyCommand); ` +
-      `fix it with: chmod go-w ${shellQuote(file)}`,
-    { file },
-  );
+  if (problem) {
+    return `${file}: refusing this config file: it is ${problem}, and whoever can change it can ` +
+      `make the daemon run commands as this user (ssh_options: ProxyCommand); ` +
+      `fix it with: chmod go-w ${shellQuote(file)}`;
+  }
+  const owner = await ownerOf(file);
+  if (owner === null || runsAs === null || owner === 0 || owner === runsAs) return undefined;
+  return `${file}: refusing this config file: it belongs to user id ${owner}, not to root or to ` +
+    `the account the daemon runs as (user id ${runsAs}), and its owner can make the daemon run ` +
+    `commands as that account (ssh_options: ProxyCommand); fix it with: ` +
+    `sudo chown ${runsAs} ${shellQuote(file)}, or run as its owner`;
 }
 
 /**
@@ -52,11 +72,6 @@ export async function checkIdentityFileModes(config: Config): Promise<void> {
   if (problems.length > 0) throw new ConfigError(problems.join("\n"), { file: config.file });
 }
 
-/** Whether group or others can write `file` (never on Windows; `false` when it is missing). */
-export async function isWritableByOthers(file: string): Promise<boolean> {
-  return (await writableByOthers(file)) !== undefined;
-}
-
 /** `writable by group or others (mode 0664)`, or `undefined` when it is not (or is missing). */
 async function writableByOthers(file: string): Promise<string | undefined> {
   if (Deno.build.os === "windows") return undefined; // ACLs, not modes
@@ -73,6 +88,16 @@ async function writableByOthers(file: string): Promise<string | undefined> {
     ? "group"
     : "others";
   return `writable by ${who} (mode ${(mode & 0o7777).toString(8).padStart(4, "0")})`;
+}
+
+/** The user id owning `file` (`null` on Windows, or when it is missing). */
+async function ownerOf(file: string): Promise<number | null> {
+  if (Deno.build.os === "windows") return null;
+  try {
+    return (await Deno.stat(file)).uid;
+  } catch {
+    return null; // Missing or unreadable: reported where it is used.
+  }
 }
 
 /** `file` as one word for a POSIX shell. */

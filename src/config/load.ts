@@ -27,20 +27,22 @@ export function resolveConfigPath(option?: string): string {
 
 /**
  * Load, validate and resolve a config file. The file and the jobs' SSH
- * identity files must not be writable by group or others (POSIX).
+ * identity files must not be writable by group or others, and the file must
+ * belong to root or to the account the daemon runs as (POSIX).
  *
  * @param file path of the YAML file
+ * @param runsAs user id the daemon runs as, when it is not the current user (install-service)
  * @returns the configuration with defaults applied and paths expanded
  * @throws {ConfigError} listing every problem with file, line, key and what was expected
  */
-export async function loadConfig(file: string): Promise<Config> {
+export async function loadConfig(file: string, runsAs?: number | null): Promise<Config> {
   let text: string;
   try {
     text = await Deno.readTextFile(file);
   } catch (error) {
     throw new ConfigError(readFailure(file, error), { file, cause: error });
   }
-  await checkConfigFileMode(file);
+  await checkConfigFileMode(file, runsAs);
   const config = parseConfig(text, file);
   await checkIdentityFileModes(config);
   return config;
