@@ -96,7 +96,7 @@ Deno.test("doctor prints the watch limits of a local job", async () => {
 /** The sources' mtime: night folder 20240315 (UTC). */
 const NIGHT_MTIME = new Date("2024-03-15T12:00:00Z");
 
-Deno.test("too few inotify watches for the tree: doctor warns, run says so at ERROR and delivers by rescans", async () => {
+Deno.test("too few inotify watches for the tree: doctor warns, run says so at ERROR, delivers by rescans and watches again once the tree fits", async () => {
   const root = await Deno.makeTempDir({ prefix: "itx-limits-low-" });
   const watch = join(root, "watch");
   const dest = join(root, "dest");
@@ -148,6 +148,17 @@ Deno.test("too few inotify watches for the tree: doctor warns, run says so at ER
       await Deno.utime(join(watch, "19", "late.fits"), NIGHT_MTIME, NIGHT_MTIME);
       await waitFor(() => arrived("19/late.fits") !== null, 90_000, "late.fits to arrive");
       assert.deepEqual(arrived("19/late.fits"), late);
+      // Folders removed until the tree fits: the next fallback rescan watches it again.
+      for (let i = 1; i < 19; i++) await Deno.remove(join(watch, `${i}`), { recursive: true });
+      await daemon.waitForOutput(/Watching .* again; the rescans every minute stop/, 90_000);
+      // Only the watcher can find this one now (the periodic rescan is an hour away).
+      const after = randomBytes(5000);
+      await Deno.writeFile(join(watch, "19", "after.fits"), after);
+      await Deno.utime(join(watch, "19", "after.fits"), NIGHT_MTIME, NIGHT_MTIME);
+      await waitFor(() => arrived("19/after.fits") !== null, 30_000, "after.fits to arrive");
+      assert.deepEqual(arrived("19/after.fits"), after);
+      const log = daemon.stderr();
+      assert.equal(log.match(/Watching .* failed/g)?.length, 1, `said once: ${log}`);
     } finally {
       const status = await daemon.stop("SIGTERM");
       assert.equal(status.code, 0, daemon.stderr());

@@ -48,13 +48,14 @@ export class FolderWatcher {
    *
    * @param onEvents called with every batch of events, in order (names that
    *   are not valid UTF-8: see {@linkcode FolderWatcherOptions.onUndecodable})
-   * @param onError called once if watching fails (e.g. the folder vanished),
-   *   or stays stuck on something that cannot be released (then rescan instead)
+   * @param onError called once if watching fails (e.g. the folder vanished, or
+   *   no inotify watch is left), or stays stuck on something that cannot be
+   *   released (`stuck`; its thread may never come back: do not watch again)
    */
   constructor(
     path: string,
     onEvents: (events: WatchEvent[]) => void,
-    onError: (message: string) => void,
+    onError: (message: string, stuck: boolean) => void,
     options: FolderWatcherOptions = {},
   ) {
     const ready = Promise.withResolvers<void>();
@@ -81,16 +82,16 @@ export class FolderWatcher {
         if (options.onUndecodable) options.onUndecodable(data.undecodable);
         else onEvents([{ kind: "other", paths: [], flag: "rescan" }]);
       } else if (data.ready) ready.resolve();
-      else if (data.stuck !== undefined) onError(data.stuck);
+      else if (data.stuck !== undefined) onError(data.stuck, true);
       else if (data.error !== undefined) {
         ready.resolve();
-        onError(data.error);
+        onError(data.error, false);
       }
     };
     this.#worker.onerror = (event) => {
       event.preventDefault();
       ready.resolve();
-      onError(event.message);
+      onError(event.message, false);
     };
     this.#worker.postMessage(request);
   }

@@ -2,8 +2,9 @@
  * The watch session of one job: waits for the watch folder to exist, watches
  * it (from a worker thread), gathers events, watches it again when it is
  * removed and created again, and scans it: at start, folders that appear,
- * and every `rescan_interval_seconds`. It reports files; what becomes of
- * them is the pipeline's business.
+ * and every `rescan_interval_seconds`. When watching fails (no inotify watch
+ * left) it rescans every minute and tries to watch again each time. It
+ * reports files; what becomes of them is the pipeline's business.
  *
  * @module
  */
@@ -21,7 +22,7 @@ import { waitForFolder } from "./wait_for_folder.ts";
 /** The warning when the watch folder itself disappeared. */
 const REMOVED = "Watch folder {path} was removed; watching it again once it exists";
 
-/** Rescan interval when the folder cannot be watched. */
+/** Rescan interval when the folder cannot be watched (each also tries to watch it again). */
 const FALLBACK_RESCAN_MS = 60_000;
 
 /** Options of {@linkcode WatchSession}. */
@@ -58,6 +59,10 @@ export class WatchSession {
   #watcher: FolderWatcher | undefined;
   #events = new EventGatherer((events) => this.#handleEvents(events));
   #rescanTimer: ReturnType<typeof setInterval> | undefined;
+  /** The rescans every minute while the folder cannot be watched. */
+  #fallbackTimer: ReturnType<typeof setInterval> | undefined;
+  /** Whether the fallback rescans also try to watch again (not after a stuck watcher). */
+  #watchAgain = false;
   /** Folders with events, read again when the watcher goes quiet (see `missed_events.ts`). */
   #dirty = new DirtyFolders(() => this.#readDirtyFolders());
   /** The dirty-folder reads, one after the other. */
@@ -101,6 +106,7 @@ export class WatchSession {
     this.#watcher = undefined;
     this.#events.close();
     clearInterval(this.#rescanTimer);
+    clearInterval(this.#fallbackTimer);
     this.#dirty.close();
   }
 
@@ -211,30 +217,49 @@ export class WatchSession {
     });
   }
 
-  /** Watch the folder (from a worker thread); resolves once the watch is in place. */
-  async #watch(): Promise<void> {
-    if (this.#closed) return;
+  /**
+   * Watch the folder (from a worker thread); resolves once the watch is in
+   * place, with whether it is.
+   */
+  async #watch(): Promise<boolean> {
+    if (this.#closed) return false;
+    let failed = false;
+    const { job, root } = this.#options;
     this.#watcher = new FolderWatcher(
-      this.#options.root,
+      root,
       (events) => {
         for (const event of events) this.#onEvent(event);
       },
-      (message) => {
+      (message, stuck) => {
+        failed = true;
         if (this.#closed) return;
-        this.#log.error("Watching {path} failed: {error}; rescanning every minute instead", {
-          job: this.#options.job,
-          path: this.#options.root,
-          error: message,
-        });
-        this.#fallBackToRescans();
+        // A stuck thread may never come back: no more threads after it.
+        if (stuck) this.#watchAgain = false;
+        if (this.#fallbackTimer !== undefined) {
+          // A try to watch again, from the fallback rescans: said once already.
+          this.#log.debug("Watching {path} still fails: {error}", {
+            job,
+            path: root,
+            error: message,
+          });
+          return;
+        }
+        this.#log.error(
+          stuck
+            ? "Watching {path} failed: {error}; rescanning every minute instead"
+            : "Watching {path} failed: {error}; rescanning every minute instead, and trying to watch it again each time",
+          { job, path: root, error: message },
+        );
+        this.#fallBackToRescans(!stuck);
       },
       {
-        job: this.#options.job,
+        job,
         // Reading their folders again reports them (once each); no event was lost but theirs.
         onUndecodable: (paths) => this.#markFoldersOf(paths),
       },
     );
     await this.#watcher.ready;
+    return !failed && !this.#closed;
   }
 
   /** Read the folders that hold `paths` again once the watcher is quiet. */
@@ -247,8 +272,34 @@ export class WatchSession {
     );
   }
 
-  #fallBackToRescans(): void {
-    this.#rescanTimer ??= setInterval(() => void this.rescan(), FALLBACK_RESCAN_MS);
+  /** Rescan every minute (besides `rescan_interval_seconds`); `watchAgain`: try to watch too. */
+  #fallBackToRescans(watchAgain: boolean): void {
+    if (this.#fallbackTimer !== undefined) return;
+    this.#watchAgain = watchAgain;
+    this.#fallbackTimer = setInterval(() => void this.#fallbackRescan(), FALLBACK_RESCAN_MS);
+  }
+
+  /** One fallback rescan, after trying to watch again (the limit raised, folders removed). */
+  async #fallbackRescan(): Promise<void> {
+    if (this.#closed) return;
+    if (this.#watchAgain && !this.#rewatching) {
+      this.#rewatching = true;
+      try {
+        this.#watcher?.close();
+        this.#watcher = undefined;
+        if (await this.#watch()) {
+          clearInterval(this.#fallbackTimer);
+          this.#fallbackTimer = undefined;
+          this.#log.info("Watching {path} again; the rescans every minute stop", {
+            job: this.#options.job,
+            path: this.#options.root,
+          });
+        }
+      } finally {
+        this.#rewatching = false;
+      }
+    }
+    await this.rescan();
   }
 
   /**
@@ -276,7 +327,7 @@ export class WatchSession {
         path: root,
         error: String(error),
       });
-      this.#fallBackToRescans();
+      this.#fallBackToRescans(true);
     } finally {
       this.#rewatching = false;
     }
