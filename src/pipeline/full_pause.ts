@@ -4,9 +4,9 @@
  * as a probe. When it arrives the job recovers step by step: 2, 4, 8 … files
  * may be on their way at once (a destination with room for a few files only
  * must not take a whole batch), and the pause ends when the job is back to
- * full speed, and never on the probe alone while other files wait. Running out of space again meanwhile goes back to probing,
- * within the same pause: a full destination is said once, not per file or
- * per probe.
+ * full speed, never on the probe alone while other files wait. Running out of
+ * space again meanwhile goes back to probing, within the same pause: a full
+ * destination is said once, not per file or per probe.
  *
  * ```
  *  running ──full──► probe scheduled ──time──► probe due ──taken──► probing ──arrived──► recovering
