@@ -48,6 +48,7 @@ Deno.test("scanDirtyFolders: reads folders with events and their changed subfold
     const dirty = new Map([["night", start], ["night/new", start]]);
     const result = await scanDirtyFolders(dirty, {
       root,
+      job: "test",
       filter,
       // Every file counts as missed here, except c.fits (its events arrived).
       onFound: (files: FoundFile[]) => {
@@ -77,6 +78,7 @@ Deno.test("scanDirtyFolders: the root as a dirty folder; a folder that vanished 
     const seen: string[] = [];
     const result = await scanDirtyFolders(new Map([["", Date.now()], ["gone", Date.now()]]), {
       root,
+      job: "test",
       filter,
       onFound: (files) => {
         seen.push(...files.map((f) => f.relPath));

@@ -15,6 +15,7 @@
  *
  * @module
  */
+import { logger } from "../log/logging.ts";
 import type { FileFilter } from "./file_filter.ts";
 import { absolutePath } from "./file_version.ts";
 import { type FoundFile, scanFolderBatches } from "./scan.ts";
@@ -93,19 +94,21 @@ export interface DirtyScanResult {
   unwatched: string[];
 }
 
-/**
- * Read every folder in `dirty` and, below it, the subfolders whose mtime is
- * not older than that folder's first event; report the files through
- * `onFound` (which returns those that were new or changed).
- */
 /** A folder a re-read leaves alone: read on its own, or unchanged since the burst (not logged). */
 const NOT_DIRTY: Skip = { code: "not-dirty", reason: "no change since the burst", level: "none" };
 
+/**
+ * Read every folder in `dirty` and, below it, the subfolders whose mtime is
+ * not older than that folder's first event; report the files through
+ * `onFound` (which returns those that were new or changed), and log a
+ * warning when there were such files.
+ */
 export async function scanDirtyFolders(
   dirty: Map<string, number>,
   options: {
-    /** The watch folder. */
+    /** The watch folder, and its job's name for the warning. */
     root: string;
+    job: string;
     filter: FileFilter;
     /** Report found files; returns those that were new or changed. */
     onFound: (files: FoundFile[]) => FoundFile[];
@@ -137,6 +140,16 @@ export async function scanDirtyFolders(
         result.unwatched.push(folder);
       }
     }
+  }
+  if (result.found > 0) {
+    logger("watch").warn(
+      "The watcher missed {count} new file(s) in {folders}; found them by reading the folders again",
+      {
+        job: options.job,
+        count: result.found,
+        folders: [...dirty.keys()].map((rel) => absolutePath(root, rel)),
+      },
+    );
   }
   return result;
 }

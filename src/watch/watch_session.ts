@@ -2,9 +2,9 @@
  * The watch session of one job: waits for the watch folder to exist, watches
  * it (from a worker thread), gathers events, watches it again when it is
  * removed and created again, and scans it: at start, folders that appear,
- * and every `rescan_interval_seconds`. When watching fails (no inotify watch
- * left) it rescans every minute and tries to watch again each time. It
- * reports files; what becomes of them is the pipeline's business.
+ * and every `rescan_interval_seconds` (every minute while it cannot be
+ * watched: see `fallback_rescans.ts`). It reports files; what becomes of them
+ * is the pipeline's business.
  *
  * @module
  */
@@ -13,6 +13,7 @@ import { logger } from "../log/logging.ts";
 import type { FileFilter } from "./file_filter.ts";
 import { absolutePath } from "./file_version.ts";
 import { EventGatherer, type GatheredEvent } from "./event_gatherer.ts";
+import { FallbackRescans } from "./fallback_rescans.ts";
 import { FolderWatcher, type WatchEvent } from "./folder_watcher.ts";
 import { DirtyFolders, parentOf, scanDirtyFolders } from "./missed_events.ts";
 import { type FoundFile, relativeTo, scanFolderBatches } from "./scan.ts";
@@ -21,9 +22,6 @@ import { waitForFolder } from "./wait_for_folder.ts";
 
 /** The warning when the watch folder itself disappeared. */
 const REMOVED = "Watch folder {path} was removed; watching it again once it exists";
-
-/** Rescan interval when the folder cannot be watched (each also tries to watch it again). */
-const FALLBACK_RESCAN_MS = 60_000;
 
 /** Options of {@linkcode WatchSession}. */
 export interface WatchSessionOptions {
@@ -60,9 +58,7 @@ export class WatchSession {
   #events = new EventGatherer((events) => this.#handleEvents(events));
   #rescanTimer: ReturnType<typeof setInterval> | undefined;
   /** The rescans every minute while the folder cannot be watched. */
-  #fallbackTimer: ReturnType<typeof setInterval> | undefined;
-  /** Whether the fallback rescans also try to watch again (not after a stuck watcher). */
-  #watchAgain = false;
+  #fallback: FallbackRescans;
   /** Folders with events, read again when the watcher goes quiet (see `missed_events.ts`). */
   #dirty = new DirtyFolders(() => this.#readDirtyFolders());
   /** The dirty-folder reads, one after the other. */
@@ -74,6 +70,12 @@ export class WatchSession {
 
   constructor(options: WatchSessionOptions) {
     this.#options = options;
+    this.#fallback = new FallbackRescans({
+      job: options.job,
+      root: options.root,
+      watchAgain: () => this.#watchAgain(),
+      rescan: () => this.rescan(),
+    });
   }
 
   /**
@@ -106,7 +108,7 @@ export class WatchSession {
     this.#watcher = undefined;
     this.#events.close();
     clearInterval(this.#rescanTimer);
-    clearInterval(this.#fallbackTimer);
+    this.#fallback.close();
     this.#dirty.close();
   }
 
@@ -161,27 +163,16 @@ export class WatchSession {
       const dirty = this.#dirty.take();
       // A rewatch scans everything anyway.
       if (this.#closed || this.#rewatching) return;
-      const { root, job } = this.#options;
       const result = await scanDirtyFolders(dirty, {
         ...this.#options,
         onFound: (files) => this.#options.onFound(files, true),
         onError: this.#onScanError,
         isClosed: () => this.#closed,
       });
-      if (this.#closed || result.found === 0) return;
-      const paths = (rels: Iterable<string>) => [...rels].map((rel) => absolutePath(root, rel));
-      this.#log.warn(
-        "The watcher missed {count} new file(s) in {folders}; found them by reading the folders again",
-        {
-          job,
-          count: result.found,
-          folders: paths(dirty.keys()),
-        },
-      );
-      if (result.unwatched.length === 0) return;
+      if (this.#closed || result.unwatched.length === 0) return;
       void this.#rewatch(
         "New files in {folders} came without any event (the watch may be missing after the kernel dropped events); watching {path} again",
-        { folders: paths(result.unwatched) },
+        { folders: result.unwatched.map((rel) => absolutePath(this.#options.root, rel)) },
       );
     }).catch((error) => {
       if (this.#closed) return;
@@ -224,36 +215,17 @@ export class WatchSession {
   async #watch(): Promise<boolean> {
     if (this.#closed) return false;
     let failed = false;
-    const { job, root } = this.#options;
     this.#watcher = new FolderWatcher(
-      root,
+      this.#options.root,
       (events) => {
         for (const event of events) this.#onEvent(event);
       },
       (message, stuck) => {
         failed = true;
-        if (this.#closed) return;
-        // A stuck thread may never come back: no more threads after it.
-        if (stuck) this.#watchAgain = false;
-        if (this.#fallbackTimer !== undefined) {
-          // A try to watch again, from the fallback rescans: said once already.
-          this.#log.debug("Watching {path} still fails: {error}", {
-            job,
-            path: root,
-            error: message,
-          });
-          return;
-        }
-        this.#log.error(
-          stuck
-            ? "Watching {path} failed: {error}; rescanning every minute instead"
-            : "Watching {path} failed: {error}; rescanning every minute instead, and trying to watch it again each time",
-          { job, path: root, error: message },
-        );
-        this.#fallBackToRescans(!stuck);
+        if (!this.#closed) this.#fallback.failed(message, stuck);
       },
       {
-        job,
+        job: this.#options.job,
         // Reading their folders again reports them (once each); no event was lost but theirs.
         onUndecodable: (paths) => this.#markFoldersOf(paths),
       },
@@ -272,34 +244,17 @@ export class WatchSession {
     );
   }
 
-  /** Rescan every minute (besides `rescan_interval_seconds`); `watchAgain`: try to watch too. */
-  #fallBackToRescans(watchAgain: boolean): void {
-    if (this.#fallbackTimer !== undefined) return;
-    this.#watchAgain = watchAgain;
-    this.#fallbackTimer = setInterval(() => void this.#fallbackRescan(), FALLBACK_RESCAN_MS);
-  }
-
-  /** One fallback rescan, after trying to watch again (the limit raised, folders removed). */
-  async #fallbackRescan(): Promise<void> {
-    if (this.#closed) return;
-    if (this.#watchAgain && !this.#rewatching) {
-      this.#rewatching = true;
-      try {
-        this.#watcher?.close();
-        this.#watcher = undefined;
-        if (await this.#watch()) {
-          clearInterval(this.#fallbackTimer);
-          this.#fallbackTimer = undefined;
-          this.#log.info("Watching {path} again; the rescans every minute stop", {
-            job: this.#options.job,
-            path: this.#options.root,
-          });
-        }
-      } finally {
-        this.#rewatching = false;
-      }
+  /** Try to watch again, for the fallback rescans; resolves whether the watch is in place. */
+  async #watchAgain(): Promise<boolean> {
+    if (this.#closed || this.#rewatching) return false;
+    this.#rewatching = true;
+    try {
+      this.#watcher?.close();
+      this.#watcher = undefined;
+      return await this.#watch();
+    } finally {
+      this.#rewatching = false;
     }
-    await this.rescan();
   }
 
   /**
@@ -321,13 +276,7 @@ export class WatchSession {
       await this.#watch();
       await this.scan("");
     } catch (error) {
-      if (this.#closed) return;
-      this.#log.error("Cannot watch {path} again: {error}; rescanning every minute instead", {
-        job,
-        path: root,
-        error: String(error),
-      });
-      this.#fallBackToRescans(true);
+      if (!this.#closed) this.#fallback.failed(String(error), false);
     } finally {
       this.#rewatching = false;
     }
