@@ -3,7 +3,7 @@
  * in one direction (the order docs/design.md gives), no module imports one in
  * its own or a higher layer, there is no import cycle, `doctor` reaches the
  * transports only through their interface, only `src/process` starts
- * programs, and no file grows far past ~300 lines.
+ * programs, and no file grows past ~450 lines.
  */
 import assert from "node:assert/strict";
 import { dirname, join, relative, resolve } from "node:path";
@@ -123,10 +123,13 @@ Deno.test("only src/process starts programs", () => {
   );
 });
 
-/** "Files preferably under ~300 lines": this much over is a file to split. */
-const MOST_LINES = 320;
+/**
+ * A module is a concept others use, not a size: merge a fragment into its only user, split a
+ * long file only along a real seam. This many lines is a file to look at.
+ */
+const MOST_LINES = 450;
 
-Deno.test("no file in src/ is longer than ~300 lines", () => {
+Deno.test("no file in src/ is longer than ~450 lines", () => {
   const long = FILES.map((file) => ({
     file,
     lines: Deno.readTextFileSync(join(SRC, file)).split("\n").length - 1,
