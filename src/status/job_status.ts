@@ -9,8 +9,22 @@
 import type { StatusEvents } from "./events.ts";
 import type { FreeSpace } from "./free_space_gauge.ts";
 
-/** Where a job stands, as a person would say it. */
-export type JobState = "watching" | "paused" | "unreachable" | "full";
+/**
+ * Where a job stands, as a person would say it: `unreachable` when the host or the connection
+ * fails, `failing` when every attempt fails for another reason, `full` when the destination has
+ * no room, `ledger_error` when the daemon cannot record what it sent (nothing new is sent then).
+ */
+export const JOB_STATES = [
+  "watching",
+  "paused",
+  "unreachable",
+  "failing",
+  "full",
+  "ledger_error",
+] as const;
+
+/** One of {@linkcode JOB_STATES}. */
+export type JobState = typeof JOB_STATES[number];
 
 /** How far back the current transfer rate looks. */
 export const RATE_WINDOW_MS = 10_000;
