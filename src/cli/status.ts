@@ -9,7 +9,15 @@ import { loadConfig, resolveConfigPath } from "../config/load.ts";
 import { resolveDaemon } from "../config/resolve.ts";
 import { daemonSchema } from "../config/schema.ts";
 import type { Config } from "../config/types.ts";
-import { type FileState, Ledger } from "../ledger/ledger.ts";
+import {
+  destinationIdentity,
+  type FileState,
+  ledgerCounts,
+  overdueFiles,
+  problemFiles,
+  recentDone,
+} from "../ledger/file_table.ts";
+import { Ledger } from "../ledger/ledger.ts";
 import { formatSkipped, summarizeSkipped } from "../watch/skipped_summary.ts";
 import { globalOptions } from "./options.ts";
 import { daemonStatus, describeDaemon, describePause } from "./daemon_state.ts";
@@ -74,16 +82,18 @@ export function statusCommand(): Command {
         return;
       }
       try {
-        const counts = ledger.counts();
-        const recent = ledger.recentDone(limit);
-        const problems = ledger.problems(limit);
+        const counts = ledgerCounts(ledger);
+        const recent = recentDone(ledger, limit);
+        const problems = problemFiles(ledger, limit);
         const now = Date.now();
-        const overdue = ledger.overdue(now - OVERDUE_AFTER_MS, limit);
+        const overdue = overdueFiles(ledger, now - OVERDUE_AFTER_MS, limit);
+        const rebuilt = ledger.rebuilt;
         if (options.json) {
           const report = {
             daemon,
             live,
             ledger: ledger.path,
+            rebuilt,
             counts,
             recent,
             problems,
@@ -96,12 +106,22 @@ export function statusCommand(): Command {
         console.log(describeDaemon(daemon, config.state_dir));
         for (const line of liveLines) console.log(line);
         console.log(`Ledger: ${ledger.path}`);
+        if (rebuilt) {
+          console.log(
+            `  rebuilt ${when(rebuilt.at)}: the old one was damaged (${oneLine(rebuilt.reason)}); ` +
+              `it is kept as ${rebuilt.damagedCopy}`,
+          );
+        }
+        // Each job's files for the destination it sends to now (a trial run's are its own).
         const jobs = config.jobs.length > 0
-          ? config.jobs.map((job) => job.name)
-          : [...new Set(counts.map((c) => c.job))];
-        for (const job of jobs) {
+          ? config.jobs.map((job) => ({ name: job.name, target: destinationIdentity(job) }))
+          : [...new Set(counts.map((c) => c.job))].map((name) => ({ name, target: null }));
+        for (const { name: job, target } of jobs) {
           const line = STATES.map((state) => {
-            const n = counts.find((c) => c.job === job && c.state === state)?.count ?? 0;
+            const n = counts.filter((c) =>
+              c.job === job && c.state === state &&
+              (target === null || c.target === target || c.target === "")
+            ).reduce((sum, c) => sum + c.count, 0);
             return `${state} ${n}`;
           }).join(", ");
           console.log(`Job ${job}: ${line}${describePause(daemon, job)}`);

@@ -38,6 +38,8 @@ export interface DaemonInfo {
   config: string;
   /** Jobs paused now, by name. */
   paused?: Record<string, JobPause>;
+  /** The daemon's private runtime folder (SSH control sockets), removed when it stops. */
+  runtimeDir?: string;
 }
 
 /** Why and since when a job sends nothing. */
@@ -54,6 +56,10 @@ export interface JobPause {
 export interface DaemonLock {
   /** Process id found in a PID file left by a daemon that did not stop cleanly, if any. */
   readonly stalePid: number | undefined;
+  /** What that daemon said about itself (its runtime folder, to clear), if anything. */
+  readonly stale: DaemonInfo | undefined;
+  /** Say in `daemon.json` where this daemon's runtime folder is. */
+  setRuntimeDir(dir: string): void;
   /** Say in `daemon.json` which jobs are paused now (no-op without a PID file). */
   setPaused(paused: Record<string, JobPause>): void;
   /** Remove the PID file and release the lock. */
@@ -87,6 +93,7 @@ export function acquireDaemonLock(
     );
   }
   const stalePid = readPid(stateDir);
+  const stale = stalePid === undefined ? undefined : readInfo(stateDir);
   const record: DaemonInfo | undefined = info &&
     { pid: Deno.pid, startedAt: new Date().toISOString(), ...info };
   const writeInfo = (shown: DaemonInfo) =>
@@ -97,6 +104,14 @@ export function acquireDaemonLock(
   }
   return {
     stalePid,
+    stale,
+    setRuntimeDir(dir) {
+      if (!record) return;
+      record.runtimeDir = dir;
+      try {
+        writeInfo(record);
+      } catch { /* a killed daemon's folder would stay behind; nothing else */ }
+    },
     setPaused(paused) {
       if (!record) return;
       if (Object.keys(paused).length > 0) record.paused = paused;

@@ -1,219 +1,434 @@
 /**
  * The ledger: durable state of every source file, in SQLite (WAL) under
- * `state_dir`. It is the single source of truth the other stages read and
- * write: what is done is never sent again, what was pending or interrupted is
- * resumed after a restart. The queries are in `ledger_reader.ts`.
+ * `state_dir`, one row per file and destination (see `file_table.ts`, the
+ * per-job view the pipeline uses). What is done is never sent again; what was
+ * pending or interrupted is resumed after a restart.
+ *
+ * Two promises hold whatever happens to the file itself:
+ * - **A write that fails is never ignored.** A full disk, an I/O error or a
+ *   read-only file system turns {@linkcode Ledger.problem} on (one ERROR,
+ *   naming the file, the error and the free space): the jobs start nothing
+ *   new until a write succeeds again, which a probe tries every few seconds.
+ * - **Damage is set aside, not fatal.** A ledger that is not a database, is
+ *   malformed or is 0 bytes long (at start, or when any query says so) is
+ *   moved to `<name>.damaged-<time>` and a new one is started; the jobs then
+ *   recognise files already at the destination instead of sending them again
+ *   ({@linkcode Ledger.rebuilt}).
  *
  * @module
  */
-import { DatabaseSync } from "node:sqlite";
-import { join } from "node:path";
-import { LedgerReader, type Row } from "./ledger_reader.ts";
-import { assertLedgerReadable, migrateLedger } from "./schema_version.ts";
-
-export type { DoneEntry, FileState, LedgerRow, NightTotals } from "./ledger_reader.ts";
+import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { statfsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { logger } from "../log/logging.ts";
+import { assertLedgerReadable, LEDGER_SCHEMA, migrateLedger } from "./schema_version.ts";
 
 /** File name of the ledger database inside `state_dir`. */
 export const LEDGER_FILE = "ledger.sqlite";
 
-/** Schema version 1 (see `schema_version.ts`; a later version adds a migration step there). */
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS files (
-  job TEXT NOT NULL,
-  rel_path TEXT NOT NULL,
-  size INTEGER NOT NULL,
-  mtime_ms INTEGER NOT NULL,
-  destination TEXT NOT NULL,
-  state TEXT NOT NULL CHECK (state IN ('pending', 'transferring', 'done', 'failed')),
-  attempts INTEGER NOT NULL DEFAULT 0,
-  next_attempt_at INTEGER NOT NULL DEFAULT 0,
-  last_error TEXT,
-  created_at INTEGER NOT NULL,
-  updated_at INTEGER NOT NULL,
-  transferred_at INTEGER,
-  PRIMARY KEY (job, rel_path)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS files_by_state ON files (job, state);
-CREATE INDEX IF NOT EXISTS files_by_update ON files (updated_at);
+/** A version 1 ledger read as version 2 (a temporary view, nothing is written). */
+const VERSION_1_AS_2 = `
+CREATE TEMP VIEW IF NOT EXISTS files AS
+  SELECT job, '' AS target, rel_path, size, mtime_ms, destination, state, attempts,
+         next_attempt_at, last_error, created_at, updated_at, transferred_at FROM main.files;
 `;
 
+/** Why the ledger cannot be written now. */
+export interface LedgerProblem {
+  /** The error, e.g. `database or disk is full`. */
+  error: string;
+  /** Since when (ms since epoch). */
+  since: number;
+}
+
+/** When and why the ledger was started anew (kept in the new ledger). */
+export interface LedgerRebuild {
+  /** When (ms since epoch): files older than this may be at the destination already. */
+  at: number;
+  /** What was wrong with the old one. */
+  reason: string;
+  /** Where the damaged file was moved. */
+  damagedCopy: string;
+}
+
+/** A write to the ledger failed: the caller must act as if it did not happen. */
+export class LedgerWriteError extends Error {
+  override name = "LedgerWriteError";
+}
+
+/** SQLite's primary result codes this module acts on. */
+const SQLITE_CORRUPT = 11;
+const SQLITE_NOTADB = 26;
+
+/** How often a ledger that cannot be written is tried again. */
+const PROBE_EVERY_MS = 2000;
+
 /** Durable per-file state. Open with {@linkcode Ledger.open}; close when done. */
-export class Ledger extends LedgerReader {
-  private constructor(path: string, db: DatabaseSync) {
-    super(path, db);
+export class Ledger {
+  readonly path: string;
+  readonly readOnly: boolean;
+  #db: DatabaseSync;
+  #statements = new Map<string, StatementSync>();
+  #problem: LedgerProblem | null = null;
+  #rebuilt: LedgerRebuild | null = null;
+  #listeners = new Set<() => void>();
+  #probeTimer: ReturnType<typeof setTimeout> | undefined;
+  #probeEveryMs: number;
+  #closed = false;
+
+  private constructor(path: string, db: DatabaseSync, readOnly: boolean, probeEveryMs: number) {
+    this.path = path;
+    this.#db = db;
+    this.readOnly = readOnly;
+    this.#probeEveryMs = probeEveryMs;
+    this.#rebuilt = this.#readRebuild();
   }
 
   /**
-   * Open (creating if needed) the ledger in `stateDir`.
+   * Open (creating if needed) the ledger in `stateDir`. A damaged ledger is
+   * set aside and a new one started (see the module doc), unless `readOnly`.
    *
    * @param options.readOnly open an existing ledger without changing anything;
    *   returns `null` when there is none yet
-   * @throws when the folder or database cannot be created or opened, or the
-   *   ledger was written by a newer image-transfer (an older one is migrated)
+   * @param options.probeEveryMs how often a ledger that cannot be written is tried again
+   * @throws when the folder or database cannot be created or opened, the
+   *   ledger was written by a newer image-transfer (an older one is migrated),
+   *   or (`readOnly`) it is damaged
    */
   static open(stateDir: string, options: { readOnly: true }): Ledger | null;
-  static open(stateDir: string, options?: { readOnly?: false }): Ledger;
-  static open(stateDir: string, options: { readOnly?: boolean } = {}): Ledger | null {
+  static open(stateDir: string, options?: { readOnly?: false; probeEveryMs?: number }): Ledger;
+  static open(
+    stateDir: string,
+    options: { readOnly?: boolean; probeEveryMs?: number } = {},
+  ): Ledger | null {
     const path = join(stateDir, LEDGER_FILE);
+    const probeEveryMs = options.probeEveryMs ?? PROBE_EVERY_MS;
     if (options.readOnly) {
+      let size: number;
       try {
-        Deno.statSync(path);
+        size = Deno.statSync(path).size;
       } catch {
         return null;
       }
-      const db = new DatabaseSync(path, { readOnly: true });
+      if (size === 0) throw damagedForReading(path, "it is 0 bytes long");
+      let db: DatabaseSync | undefined;
       try {
+        db = new DatabaseSync(path, { readOnly: true });
         // An older ledger is read as it is; the daemon migrates it when it next starts.
-        assertLedgerReadable(db, path);
+        if (assertLedgerReadable(db, path) < 2) db.exec(VERSION_1_AS_2);
+        db.prepare("SELECT COUNT(*) FROM sqlite_master").get();
       } catch (error) {
-        db.close();
+        db?.close();
+        if (isDamage(error)) throw damagedForReading(path, sqliteText(error));
         throw error;
       }
-      return new Ledger(path, db);
+      return new Ledger(path, db, true, probeEveryMs);
     }
     Deno.mkdirSync(stateDir, { recursive: true });
-    const db = new DatabaseSync(path);
-    try {
-      db.exec("PRAGMA busy_timeout = 5000;");
-      assertLedgerReadable(db, path);
-      db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;");
-      migrateLedger(db, path, [SCHEMA]);
-    } catch (error) {
-      db.close();
-      throw error;
-    }
-    return new Ledger(path, db);
+    const damage = damageAtStart(path);
+    let rebuild: LedgerRebuild | null = null;
+    if (damage) rebuild = setAside(path, damage);
+    const db = openForWriting(path);
+    const ledger = new Ledger(path, db, false, probeEveryMs);
+    if (rebuild) ledger.#recordRebuild(rebuild);
+    return ledger;
   }
 
-  /** Run `fn` in one transaction (much faster for many writes). */
-  transaction<T>(fn: () => T): T {
-    this.db.exec("BEGIN IMMEDIATE");
+  /** Why the ledger cannot be written now, or `null` when it can. */
+  get problem(): LedgerProblem | null {
+    return this.#problem;
+  }
+
+  /** When this ledger was started anew because the old one was damaged, if it was. */
+  get rebuilt(): LedgerRebuild | null {
+    return this.#rebuilt;
+  }
+
+  /**
+   * Be told when {@linkcode problem} or {@linkcode rebuilt} changes.
+   *
+   * @returns what stops telling
+   */
+  subscribe(listener: () => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** A prepared statement, cached by its SQL (dropped when the ledger is rebuilt). */
+  statement(sql: string): StatementSync {
+    let stmt = this.#statements.get(sql);
+    if (!stmt) {
+      stmt = this.#db.prepare(sql);
+      this.#statements.set(sql, stmt);
+    }
+    return stmt;
+  }
+
+  /**
+   * Run a query; a damaged ledger found on the way is set aside and the
+   * query runs once more on the new one.
+   */
+  read<T>(query: () => T): T {
     try {
-      const result = fn();
-      this.db.exec("COMMIT");
+      return query();
+    } catch (error) {
+      if (this.readOnly || !isDamage(error)) throw error;
+      this.#recover(sqliteText(error));
+      return query();
+    }
+  }
+
+  /**
+   * Run writes in one transaction. Any failure is reported (see the module
+   * doc) and thrown as a {@linkcode LedgerWriteError}: nothing of it is kept.
+   */
+  write<T>(writes: () => T): T {
+    for (let attempt = 1;; attempt++) {
+      try {
+        const result = this.#transaction(writes);
+        if (this.#problem) this.#writable();
+        return result;
+      } catch (error) {
+        if (isDamage(error) && attempt === 1 && !this.readOnly) {
+          this.#recover(sqliteText(error));
+          continue;
+        }
+        if (error instanceof LedgerWriteError) throw error;
+        this.#unwritable(sqliteText(error));
+        throw new LedgerWriteError(`Cannot write the ledger ${this.path}: ${sqliteText(error)}`, {
+          cause: error,
+        });
+      }
+    }
+  }
+
+  /** Close the database and stop probing. */
+  close(): void {
+    this.#closed = true;
+    clearTimeout(this.#probeTimer);
+    this.#statements.clear();
+    this.#db.close();
+  }
+
+  #transaction<T>(writes: () => T): T {
+    this.#db.exec("BEGIN IMMEDIATE");
+    try {
+      const result = writes();
+      this.#db.exec("COMMIT");
       return result;
     } catch (error) {
-      this.db.exec("ROLLBACK");
+      // SQLite may have rolled back already (a full disk does): the first error is the news.
+      try {
+        this.#db.exec("ROLLBACK");
+      } catch { /* no transaction left */ }
       throw error;
     }
   }
 
-  /**
-   * Record a complete file as pending. A file seen with a new size or mtime
-   * starts over (attempts 0, no error); an unchanged pending or failed one keeps
-   * its attempt count and last error.
-   *
-   * @returns the file's failed attempts so far (0 for a new or changed file)
-   */
-  enqueue(
-    job: string,
-    relPath: string,
-    file: { size: number; mtimeMs: number; destination: string },
-    now = Date.now(),
-  ): number {
-    const row = this.stmt(`
-      INSERT INTO files (job, rel_path, size, mtime_ms, destination, state, attempts,
-                         next_attempt_at, last_error, created_at, updated_at)
-      VALUES (?, ?, ?, ?, ?, 'pending', 0, 0, NULL, ?, ?)
-      ON CONFLICT (job, rel_path) DO UPDATE SET
-        attempts = CASE WHEN size = excluded.size AND mtime_ms = excluded.mtime_ms
-                        AND state != 'done' THEN attempts ELSE 0 END,
-        last_error = CASE WHEN size = excluded.size AND mtime_ms = excluded.mtime_ms
-                          AND state != 'done' THEN last_error ELSE NULL END,
-        size = excluded.size, mtime_ms = excluded.mtime_ms, destination = excluded.destination,
-        state = 'pending', next_attempt_at = 0, updated_at = excluded.updated_at
-      RETURNING attempts
-    `).get(job, relPath, file.size, file.mtimeMs, file.destination, now, now) as Row;
-    return Number(row.attempts);
+  /** A write failed: say so once, tell the jobs, and probe until one succeeds. */
+  #unwritable(error: string): void {
+    if (this.#problem) return;
+    this.#problem = { error, since: Date.now() };
+    logger("ledger").error(
+      "Cannot write the ledger {path}: {error} ({free}); no new transfer starts until it can be " +
+        "written, and this is tried every {seconds} s",
+      {
+        path: this.path,
+        error,
+        free: freeSpaceText(this.path),
+        seconds: this.#probeEveryMs / 1000,
+      },
+    );
+    this.#tell();
+    this.#scheduleProbe();
   }
 
-  /** Mark files as being sent right now. */
-  markTransferring(job: string, relPaths: string[], now = Date.now()): void {
-    const stmt = this.stmt(
-      "UPDATE files SET state = 'transferring', updated_at = ? WHERE job = ? AND rel_path = ?",
-    );
-    this.transaction(() => {
-      for (const p of relPaths) stmt.run(now, job, p);
+  #scheduleProbe(): void {
+    if (this.#closed) return;
+    clearTimeout(this.#probeTimer);
+    this.#probeTimer = setTimeout(() => {
+      this.#probeTimer = undefined;
+      if (this.#closed || !this.#problem) return;
+      try {
+        this.#transaction(() =>
+          this.statement(
+            "INSERT INTO ledger_meta (key, value) VALUES ('written_at', ?) " +
+              "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+          ).run(String(Date.now()))
+        );
+        this.#writable();
+      } catch (error) {
+        if (isDamage(error)) this.#recover(sqliteText(error));
+        else this.#scheduleProbe();
+      }
+    }, this.#probeEveryMs);
+  }
+
+  #writable(): void {
+    if (!this.#problem) return;
+    logger("ledger").info("The ledger {path} can be written again; transfers go on", {
+      path: this.path,
+      unwritableForSeconds: Math.round((Date.now() - this.#problem.since) / 1000),
     });
+    this.#problem = null;
+    clearTimeout(this.#probeTimer);
+    this.#tell();
   }
 
-  /** Mark a file as arrived and verified. */
-  markDone(job: string, relPath: string, now = Date.now()): void {
-    this.stmt(`
-      UPDATE files SET state = 'done', attempts = 0, next_attempt_at = 0, last_error = NULL,
-        updated_at = ?, transferred_at = ? WHERE job = ? AND rel_path = ?
-    `).run(now, now, job, relPath);
+  /** The open ledger is damaged: set it aside and go on with a new one. */
+  #recover(reason: string): void {
+    this.#statements.clear();
+    try {
+      this.#db.close();
+    } catch { /* closing a damaged database may fail too */ }
+    const rebuild = setAside(this.path, reason);
+    this.#db = openForWriting(this.path);
+    this.#problem = null;
+    this.#recordRebuild(rebuild);
   }
 
-  /**
-   * Record a failed attempt: back to pending with a next attempt time, or
-   * `failed` when `final` (no more retries until the next start-up or rescan).
-   */
-  recordFailure(
-    job: string,
-    relPath: string,
-    failure: { error: string; attempts: number; nextAttemptAt: number; final: boolean },
-    now = Date.now(),
-  ): void {
-    this.stmt(`
-      UPDATE files SET state = ?, attempts = ?, next_attempt_at = ?, last_error = ?, updated_at = ?
-      WHERE job = ? AND rel_path = ?
-    `).run(
-      failure.final ? "failed" : "pending",
-      failure.attempts,
-      failure.nextAttemptAt,
-      failure.error,
-      now,
-      job,
-      relPath,
+  #recordRebuild(rebuild: LedgerRebuild): void {
+    this.#rebuilt = rebuild;
+    const set = this.statement(
+      "INSERT INTO ledger_meta (key, value) VALUES (?, ?) " +
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
     );
+    try {
+      this.#transaction(() => {
+        set.run("rebuilt_at", String(rebuild.at));
+        set.run("rebuilt_reason", rebuild.reason);
+        set.run("damaged_copy", rebuild.damagedCopy);
+      });
+    } catch (error) {
+      this.#unwritable(sqliteText(error));
+    }
+    this.#tell();
   }
 
-  /**
-   * Record that the retry time of pending files has come (they wait for a
-   * free transfer slot now): their next attempt is due at once.
-   */
-  markDue(job: string, relPaths: string[]): void {
-    const stmt = this.stmt(
-      "UPDATE files SET next_attempt_at = 0 WHERE job = ? AND rel_path = ? AND state = 'pending'",
-    );
-    this.transaction(() => {
-      for (const p of relPaths) stmt.run(job, p);
-    });
+  #readRebuild(): LedgerRebuild | null {
+    try {
+      const rows = this.#db.prepare("SELECT key, value FROM ledger_meta").all() as Array<
+        Record<string, string>
+      >;
+      const meta = new Map(rows.map((r) => [r.key as string, r.value as string]));
+      const at = Number(meta.get("rebuilt_at"));
+      if (!Number.isFinite(at) || at <= 0) return null;
+      return {
+        at,
+        reason: meta.get("rebuilt_reason") ?? "",
+        damagedCopy: meta.get("damaged_copy") ?? "",
+      };
+    } catch {
+      return null; // No meta table (an old ledger read as it is).
+    }
   }
 
-  /** Forget a file (its source is gone before it was sent). */
-  remove(job: string, relPath: string): void {
-    this.stmt("DELETE FROM files WHERE job = ? AND rel_path = ?").run(job, relPath);
+  #tell(): void {
+    for (const listener of [...this.#listeners]) listener();
   }
+}
 
-  /**
-   * Put files of `job` in the given states back to pending with a fresh
-   * attempt count: interrupted (`transferring`) and `failed` ones at start-up,
-   * `failed` ones at a rescan.
-   *
-   * @returns how many rows changed
-   */
-  requeue(job: string, states: Array<"transferring" | "failed">, now = Date.now()): number {
-    if (states.length === 0) return 0;
-    const placeholders = states.map(() => "?").join(", ");
-    const result = this.stmt(`
-      UPDATE files SET state = 'pending', attempts = 0, next_attempt_at = 0, updated_at = ?
-      WHERE job = ? AND state IN (${placeholders})
-    `).run(now, job, ...states);
-    return Number(result.changes);
+/** Open (creating, migrating) the ledger at `path` for the daemon. */
+function openForWriting(path: string): DatabaseSync {
+  const db = new DatabaseSync(path);
+  try {
+    db.exec("PRAGMA busy_timeout = 5000;");
+    assertLedgerReadable(db, path);
+    db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;");
+    migrateLedger(db, path, LEDGER_SCHEMA);
+  } catch (error) {
+    db.close();
+    throw error;
   }
+  return db;
+}
 
-  /**
-   * Put one failed file of `job` back to pending with a fresh attempt count.
-   *
-   * @returns 1 when it was failed, else 0
-   */
-  requeueFile(job: string, relPath: string, now = Date.now()): number {
-    const result = this.stmt(`
-      UPDATE files SET state = 'pending', attempts = 0, next_attempt_at = 0, updated_at = ?
-      WHERE job = ? AND rel_path = ? AND state = 'failed'
-    `).run(now, job, relPath);
-    return Number(result.changes);
+/** What is wrong with the ledger file at `path` before it is opened, or `null`. */
+function damageAtStart(path: string): string | null {
+  let size: number;
+  try {
+    size = Deno.statSync(path).size;
+  } catch {
+    return null; // None yet.
   }
+  // SQLite would take an empty file for a new database, forgetting every file sent.
+  if (size === 0) return "it is 0 bytes long";
+  let db: DatabaseSync | undefined;
+  try {
+    db = new DatabaseSync(path);
+    db.exec("PRAGMA busy_timeout = 5000;");
+    db.prepare("PRAGMA user_version").get();
+    // Reads the schema; damage deeper in the file shows at the query that meets it.
+    db.prepare("SELECT COUNT(*) FROM sqlite_master").get();
+    return null;
+  } catch (error) {
+    if (isDamage(error)) return sqliteText(error);
+    throw error;
+  } finally {
+    try {
+      db?.close();
+    } catch { /* damaged */ }
+  }
+}
+
+/** Move the damaged ledger (and its WAL files) aside; say so at ERROR. */
+function setAside(path: string, reason: string): LedgerRebuild {
+  const at = Date.now();
+  const stamp = new Date(at).toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
+  const damagedCopy = `${path}.damaged-${stamp}`;
+  for (const suffix of ["", "-wal", "-shm"]) {
+    try {
+      Deno.renameSync(path + suffix, damagedCopy + suffix);
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+  }
+  logger("ledger").error(
+    "The ledger {path} is damaged ({reason}); it was moved to {damagedCopy} and a new one " +
+      "started. Files already at the destination are recognised there and not sent again",
+    { path, reason, damagedCopy },
+  );
+  return { at, reason, damagedCopy };
+}
+
+/** Whether a SQLite error says the file is not a (sound) database. */
+function isDamage(error: unknown): boolean {
+  const code = (error as { errcode?: number } | null)?.errcode;
+  if (typeof code === "number") {
+    const primary = code & 0xff;
+    return primary === SQLITE_CORRUPT || primary === SQLITE_NOTADB;
+  }
+  return /malformed|not a database/i.test(sqliteText(error));
+}
+
+function sqliteText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+function damagedForReading(path: string, reason: string): Error {
+  return new Error(
+    `The ledger ${path} is damaged (${reason}). The daemon moves it aside and starts a new ` +
+      "one when it next starts (files already at the destination are not sent again)",
+  );
+}
+
+/** Free space on the ledger's disk, in words. */
+function freeSpaceText(path: string): string {
+  try {
+    const info = statfsSync(dirname(path));
+    return `${formatBytes(info.bavail * info.bsize)} free on its disk`;
+  } catch {
+    return "free space unknown";
+  }
+}
+
+function formatBytes(bytes: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
 }

@@ -6,13 +6,14 @@
  *
  * Ledgers from before versioning have `user_version` 0 and the version 1
  * tables already, so step 1 (`CREATE TABLE IF NOT EXISTS`) only stamps them.
+ * Step 2 makes the destination part of a file's identity.
  *
  * @module
  */
 import type { DatabaseSync } from "node:sqlite";
 
 /** The schema version this build writes and understands. */
-export const LEDGER_SCHEMA_VERSION = 1;
+export const LEDGER_SCHEMA_VERSION = 2;
 
 /**
  * Read a ledger's schema version.
@@ -80,3 +81,60 @@ export function migrateLedger(db: DatabaseSync, path: string, steps: readonly st
     }
   }
 }
+
+/** Schema version 1: files keyed by job and path. */
+const SCHEMA_V1 = `
+CREATE TABLE IF NOT EXISTS files (
+  job TEXT NOT NULL,
+  rel_path TEXT NOT NULL,
+  size INTEGER NOT NULL,
+  mtime_ms INTEGER NOT NULL,
+  destination TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('pending', 'transferring', 'done', 'failed')),
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at INTEGER NOT NULL DEFAULT 0,
+  last_error TEXT,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  transferred_at INTEGER,
+  PRIMARY KEY (job, rel_path)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS files_by_state ON files (job, state);
+CREATE INDEX IF NOT EXISTS files_by_update ON files (updated_at);
+`;
+
+/**
+ * Version 2: the destination is part of a file's identity (`target`); rows of
+ * version 1 get `''` and are adopted by their job's destination when it starts.
+ * `ledger_meta` holds facts about the ledger itself (when it was rebuilt).
+ */
+const SCHEMA_V2 = `
+CREATE TABLE files_v2 (
+  job TEXT NOT NULL,
+  target TEXT NOT NULL,
+  rel_path TEXT NOT NULL,
+  size INTEGER NOT NULL,
+  mtime_ms INTEGER NOT NULL,
+  destination TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('pending', 'transferring', 'done', 'failed')),
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at INTEGER NOT NULL DEFAULT 0,
+  last_error TEXT,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  transferred_at INTEGER,
+  PRIMARY KEY (job, target, rel_path)
+) WITHOUT ROWID;
+INSERT INTO files_v2 (job, target, rel_path, size, mtime_ms, destination, state, attempts,
+                      next_attempt_at, last_error, created_at, updated_at, transferred_at)
+  SELECT job, '', rel_path, size, mtime_ms, destination, state, attempts, next_attempt_at,
+         last_error, created_at, updated_at, transferred_at FROM files;
+DROP TABLE files;
+ALTER TABLE files_v2 RENAME TO files;
+CREATE INDEX files_by_state ON files (job, target, state);
+CREATE INDEX files_by_update ON files (updated_at);
+CREATE TABLE IF NOT EXISTS ledger_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+`;
+
+/** The steps to {@linkcode LEDGER_SCHEMA_VERSION}: `[0]` creates version 1, `[1]` turns 1 into 2. */
+export const LEDGER_SCHEMA: readonly string[] = [SCHEMA_V1, SCHEMA_V2];

@@ -3,22 +3,31 @@
  * and settle every record in it (done, or what the attempt's outcome says),
  * whatever happens on the way.
  *
+ * An arrival counts once the ledger holds it: only then is it logged as
+ * transferred, told to the status page and hooks, and out of the queue. When
+ * the ledger cannot be written, the arrivals wait in memory
+ * ({@linkcode BatchSender.recordWaiting}) until it can, so nothing is sent
+ * twice and no hook runs twice because of the ledger. After the ledger was
+ * rebuilt, files older than the rebuild are looked for at the destination
+ * first: one found there with its size is recorded as sent, not sent again.
+ *
  * @module
  */
 import type { JobConfig } from "../config/types.ts";
 import { TransferError } from "../errors.ts";
-import type { Ledger } from "../ledger/ledger.ts";
+import { type FileTable, LedgerWriteError, writeIfWritable } from "../ledger/file_table.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
 import type { TransferItem, TransferOutcome, Transport } from "../transfer/transport.ts";
 import { absolutePath, type FileVersion, versionOf } from "../watch/file_version.ts";
 import { attemptOutcome, type NextStep } from "./attempt_outcome.ts";
 import { retryDelayMs } from "./backoff.ts";
+import { systemClock } from "./clock.ts";
 import type { AfterAttempt, WorkQueue, WorkRecord } from "./work_queue.ts";
 
 /** What a {@linkcode BatchSender} works with. */
 export interface BatchSenderContext {
   job: JobConfig;
-  ledger: Ledger;
+  table: FileTable;
   transport: Transport;
   queue: WorkQueue;
   /** Aborted when the job stops: records are left as they are (resumed at the next start). */
@@ -30,6 +39,8 @@ export interface BatchSenderContext {
    * `sha256` when the transport hashed what it delivered.
    */
   onSent(relPath: string, version: FileVersion, destination: string, sha256?: string): void;
+  /** A file found at the destination after the ledger was rebuilt, recorded as sent. */
+  onRecognised(relPath: string, version: FileVersion): void;
   /** A file failed for good (until the next rescan or start-up), after `attempts` attempts. */
   onGaveUp(record: WorkRecord, reason: string, attempts: number): void;
   /** An attempt failed (`final`: no more retries until a rescan or start-up). */
@@ -52,14 +63,43 @@ export interface BatchSenderContext {
   deadlineMs?: number;
 }
 
+/** An arrival the ledger does not hold yet. */
+interface Arrival {
+  record: WorkRecord;
+  item: TransferItem;
+  sha256?: string;
+  /** Found at the destination after a rebuild, not sent now. */
+  recognised: boolean;
+}
+
 /** Sends batches of one job; see the module doc. */
 export class BatchSender {
   #context: BatchSenderContext;
   #log: Logger;
+  /** Arrivals waiting for the ledger to be writable. */
+  #unrecorded: Arrival[] = [];
 
   constructor(context: BatchSenderContext) {
     this.#log = jobLogger("pipeline", context.job.name);
     this.#context = context;
+  }
+
+  /** How many arrivals wait for the ledger to be writable. */
+  get unrecorded(): number {
+    return this.#unrecorded.length;
+  }
+
+  /**
+   * Record the arrivals that waited for the ledger (after it became writable
+   * again), and announce them.
+   *
+   * @returns how many were recorded (0 when the ledger still cannot be written)
+   */
+  recordWaiting(): number {
+    const waiting = this.#unrecorded.splice(0);
+    if (waiting.length === 0) return 0;
+    if (!this.#record(waiting)) return 0;
+    return waiting.length;
   }
 
   /**
@@ -68,7 +108,12 @@ export class BatchSender {
    * @returns how many of them arrived
    */
   async send(batch: WorkRecord[]): Promise<number> {
-    const { job, ledger, queue, signal } = this.#context;
+    const { job, table, queue, signal } = this.#context;
+    // Recorded as being sent, or not sent now: the job waits for the ledger.
+    if (!writeIfWritable(() => table.markTransferring(batch.map((record) => record.relPath)))) {
+      for (const record of batch) queue.finish(record.relPath, { to: "queued" });
+      return 0;
+    }
     const items: TransferItem[] = batch.map((record) =>
       withLinkPolicy({
         source: absolutePath(job.watch_path, record.relPath),
@@ -89,24 +134,33 @@ export class BatchSender {
         ),
       );
     }, deadlineMs);
+    const waiting = new Set<string>();
     try {
-      ledger.markTransferring(job.name, batch.map((record) => record.relPath));
       this.#log.debug("Sending {count} file(s) in one batch", {
         count: batch.length,
       });
-      const noRoom = await this.#context.admit?.(items.reduce((sum, item) => sum + item.size, 0));
-      const outcomes = noRoom
-        ? refuseAll(items, noRoom)
-        : await this.#transfer(items, batchAbort.signal);
-      sent = outcomes.filter((outcome) => outcome.error === null).length;
+      const there = await this.#alreadyThere(batch, items, batchAbort.signal);
+      const toSend = items.filter((_, index) => !there[index]);
+      const noRoom = await this.#context.admit?.(toSend.reduce((sum, item) => sum + item.size, 0));
+      const outcomes = toSend.length === 0
+        ? []
+        : noRoom
+        ? refuseAll(toSend, noRoom)
+        : await this.#transfer(toSend, batchAbort.signal);
+      const byItem = new Map(outcomes.map((outcome) => [outcome.item, outcome]));
+      const arrivals: Arrival[] = [];
       const failures: Array<[WorkRecord, TransferError]> = [];
-      // One transaction for the whole batch's arrivals.
-      ledger.transaction(() => {
-        for (const [index, outcome] of outcomes.entries()) {
-          if (outcome.error === null) this.#succeeded(batch[index], items[index], outcome.sha256);
-          else failures.push([batch[index], outcome.error]);
-        }
-      });
+      for (const [index, item] of items.entries()) {
+        const outcome = byItem.get(item);
+        if (there[index]) arrivals.push({ record: batch[index], item, recognised: true });
+        else if (outcome?.error === null) {
+          arrivals.push({ record: batch[index], item, sha256: outcome.sha256, recognised: false });
+        } else if (outcome?.error) failures.push([batch[index], outcome.error]);
+      }
+      sent = arrivals.filter((arrival) => !arrival.recognised).length;
+      if (!this.#record(arrivals)) {
+        for (const arrival of arrivals) waiting.add(arrival.record.relPath);
+      }
       for (const [record, error] of failures) await this.#failed(record, error);
     } catch (error) {
       if (signal.aborted) return sent;
@@ -118,24 +172,74 @@ export class BatchSender {
       signal.removeEventListener("abort", stop);
       // Whatever went wrong above, no record stays `sending`: it is retried after a delay.
       for (const record of batch) {
-        if (signal.aborted || queue.get(record.relPath)?.phase !== "sending") continue;
+        if (signal.aborted || waiting.has(record.relPath)) continue;
+        if (queue.get(record.relPath)?.phase !== "sending") continue;
         const attempts = record.attempts + 1;
         const delayMs = retryDelayMs(
           attempts,
           job.retry_delay_seconds,
           job.retry_max_delay_seconds,
         );
-        const nextAttemptAt = Date.now() + delayMs;
-        ledger.recordFailure(job.name, record.relPath, {
-          error: "the batch it was sent in failed",
-          attempts,
-          nextAttemptAt,
-          final: false,
-        });
+        const nextAttemptAt = systemClock.now() + delayMs;
+        writeIfWritable(() =>
+          table.recordFailure(record.relPath, {
+            error: "the batch it was sent in failed",
+            attempts,
+            nextAttemptAt,
+            final: false,
+          })
+        );
         queue.finish(record.relPath, { to: "waiting", attempts, nextAttemptAt });
       }
     }
     return sent;
+  }
+
+  /**
+   * Record `arrivals` as done, all or none, and announce them; when the
+   * ledger cannot be written they wait (their records stay `sending`).
+   *
+   * @returns whether they were recorded
+   */
+  #record(arrivals: Arrival[]): boolean {
+    if (arrivals.length === 0) return true;
+    try {
+      this.#context.table.markDone(arrivals.map(({ record }) => ({
+        relPath: record.relPath,
+        size: record.version.size,
+        mtimeMs: record.version.mtimeMs,
+        destination: record.destination,
+      })));
+    } catch (error) {
+      if (!(error instanceof LedgerWriteError)) throw error;
+      this.#unrecorded.push(...arrivals);
+      return false;
+    }
+    for (const arrival of arrivals) this.#announce(arrival);
+    return true;
+  }
+
+  /**
+   * After a rebuilt ledger: which items are at the destination already with
+   * their size (files older than the rebuild only, where the method can tell).
+   */
+  async #alreadyThere(
+    batch: WorkRecord[],
+    items: TransferItem[],
+    signal: AbortSignal,
+  ): Promise<boolean[]> {
+    const none = items.map(() => false);
+    const rebuilt = this.#context.table.ledger.rebuilt;
+    const { transport } = this.#context;
+    if (!rebuilt || !transport.destinationSizes) return none;
+    const older = batch.map((record) => record.version.mtimeMs <= rebuilt.at);
+    if (!older.includes(true)) return none;
+    const asked = items.filter((_, index) => older[index]).map((item) => item.destination);
+    const sizes = await transport.destinationSizes(asked, signal).catch(() => null);
+    if (!sizes) return none;
+    return items.map((item, index) =>
+      older[index] && sizes.get(item.destination) === batch[index].version.size
+    );
   }
 
   /**
@@ -156,20 +260,30 @@ export class BatchSender {
     });
   }
 
-  #succeeded(record: WorkRecord, item: TransferItem, sha256: string | undefined): void {
-    const { job, ledger, transport, queue } = this.#context;
-    ledger.markDone(job.name, record.relPath);
-    this.#context.onSent(record.relPath, { ...record.version }, record.destination, sha256);
-    this.#log.info("Successfully transferred {source} -> {destination}", {
-      source: item.source,
-      destination: transport.describeTarget(record.destination),
-      bytes: record.version.size,
-    });
+  /** An arrival the ledger holds now: log it, tell the others, and take it out of the queue. */
+  #announce({ record, item, sha256, recognised }: Arrival): void {
+    const { transport, queue } = this.#context;
+    const destination = transport.describeTarget(record.destination);
+    if (recognised) {
+      this.#log.info(
+        "{source} is at {destination} already with its size; recorded as sent, not sent again " +
+          "(the ledger was rebuilt)",
+        { source: item.source, destination },
+      );
+      this.#context.onRecognised(record.relPath, { ...record.version });
+    } else {
+      this.#context.onSent(record.relPath, { ...record.version }, record.destination, sha256);
+      this.#log.info("Successfully transferred {source} -> {destination}", {
+        source: item.source,
+        destination,
+        bytes: record.version.size,
+      });
+    }
     if (queue.finish(record.relPath, { to: "removed" })) this.#context.observe(item.source);
   }
 
   async #failed(record: WorkRecord, error: TransferError): Promise<void> {
-    const { job, ledger, queue, signal } = this.#context;
+    const { job, table, queue, signal } = this.#context;
     const source = absolutePath(job.watch_path, record.relPath);
     const current = await Deno.stat(source).then(versionOf, () => null);
     if (signal.aborted) return;
@@ -180,10 +294,14 @@ export class BatchSender {
       current,
       policy: job,
       pauseWhenFull: this.#context.pauseWhenFull,
-      now: Date.now(),
+      now: systemClock.now(),
     });
-    if (outcome.ledger.kind === "remove") ledger.remove(job.name, record.relPath);
-    else ledger.recordFailure(job.name, record.relPath, outcome.ledger.failure);
+    const update = outcome.ledger;
+    writeIfWritable(() =>
+      update.kind === "remove"
+        ? table.remove(record.relPath)
+        : table.recordFailure(record.relPath, update.failure)
+    );
     this.#logFailure(source, error, outcome.next);
     const { kind } = outcome.next;
     if (kind === "retry" || kind === "give-up" || kind === "hold") {

@@ -7,7 +7,7 @@
  * @module
  */
 import type { JobConfig } from "../config/types.ts";
-import type { DoneEntry, Ledger } from "../ledger/ledger.ts";
+import type { FileTable } from "../ledger/file_table.ts";
 import { logger } from "../log/logging.ts";
 import { sameVersion } from "../watch/file_version.ts";
 import type { Transport } from "../transfer/transport.ts";
@@ -15,10 +15,8 @@ import type { Transport } from "../transfer/transport.ts";
 /** What {@linkcode catchUp} works with. */
 export interface CatchUpContext {
   job: JobConfig;
-  ledger: Ledger;
+  table: FileTable;
   transport: Transport;
-  /** The job's in-memory index of done files (what a scan skips). */
-  done: () => Map<string, DoneEntry>;
   signal: AbortSignal;
 }
 
@@ -28,24 +26,23 @@ export interface CatchUpContext {
  * @returns the files forgotten as done (to be sent again by the next scan)
  */
 export async function catchUp(context: CatchUpContext, nights: number): Promise<string[]> {
-  const { job, ledger, transport, signal } = context;
+  const { job, table, transport, signal } = context;
   const log = logger("schedule");
   if (!transport.destinationSizes) return [];
-  const recent = [...new Set(ledger.nightTotals(job.name).map((t) => t.night))]
+  const recent = [...new Set(table.nightTotals().map((t) => t.night))]
     .filter((night) => night !== "").sort().reverse().slice(0, nights);
   const forgotten: string[] = [];
   for (const night of recent) {
-    const rows = ledger.doneInNight(job.name, night);
+    const rows = table.doneInNight(night);
     if (rows.length === 0) continue;
     const sizes = await transport.destinationSizes(rows.map((row) => row.destination), signal);
     for (const row of rows) {
       const size = sizes.get(row.destination);
       if (size === row.size) continue;
       // Still done and unchanged in the ledger (not re-sent meanwhile): forget it.
-      const now = ledger.get(job.name, row.relPath);
+      const now = table.get(row.relPath);
       if (now?.state !== "done" || !sameVersion(now, row)) continue;
-      ledger.remove(job.name, row.relPath);
-      context.done().delete(row.relPath);
+      table.remove(row.relPath);
       forgotten.push(row.relPath);
       log.warn("{destination} is {problem} at the destination; sending {relPath} again", {
         job: job.name,

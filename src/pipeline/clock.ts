@@ -12,9 +12,13 @@ export interface Clock {
   setTimer(fn: () => void, ms: number): () => void;
 }
 
-/** The real clock. */
+/**
+ * The real clock. `now` is the epoch time when the program started plus the
+ * monotonic time since: a wall clock stepped back or ahead (NTP, GPS, a
+ * battery-less PC's clock) neither stalls nor hurries a wait.
+ */
 export const systemClock: Clock = {
-  now: () => Date.now(),
+  now: () => performance.timeOrigin + performance.now(),
   setTimer: (fn, ms) => {
     const id = setTimeout(fn, ms);
     return () => clearTimeout(id);

@@ -18,6 +18,7 @@ import { Ledger } from "../ledger/ledger.ts";
 import { acquireDaemonLock, PID_FILE } from "../ledger/daemon_lock.ts";
 import { logger } from "../log/logging.ts";
 import { createTransport } from "../transfer/factory.ts";
+import { endLeftoverMasters } from "../transfer/ssh_master.ts";
 import { VERSION, versionInfo } from "../version.ts";
 import { StatusEvents } from "../status/events.ts";
 import { LedgerReports } from "../status/ledger_reports.ts";
@@ -84,11 +85,13 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
   const statusEvents = new StatusEvents();
   let reports: LedgerReports | undefined;
   let statusServer: StatusServer | null = null;
+  let stopListening = () => {};
   try {
     if (lock.stalePid !== undefined) {
       log.warn("Replacing the PID file of pid {stalePid}: that daemon did not stop cleanly", {
         stalePid: lock.stalePid,
       });
+      await clearLeftovers(lock.stale?.runtimeDir);
     }
     assertProgramsRunnable(config.jobs);
     assertCleanupSafe(config.jobs);
@@ -97,6 +100,7 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
     ledger = openLedger;
     const dir = await makeRuntimeDir();
     runtimeDir = dir;
+    lock.setRuntimeDir(dir);
     log.info("Starting {count} job(s) with ledger {ledger} (pid {pid}, version {version})", {
       count: config.jobs.length,
       ledger: openLedger.path,
@@ -113,7 +117,17 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
         (paused) => lock.setPaused(paused),
       );
     if (listen) {
-      reports = new LedgerReports(openLedger.path);
+      const shown = new LedgerReports(
+        openLedger.path,
+        () => (jobs?.runners ?? []).map((runner) => ({ job: runner.job.name, target: runner.target })),
+      );
+      reports = shown;
+      let rebuilt = openLedger.rebuilt;
+      stopListening = openLedger.subscribe(() => {
+        if (openLedger.rebuilt === rebuilt) return;
+        rebuilt = openLedger.rebuilt;
+        shown.reopen();
+      });
       const { version, commit, deno } = versionInfo();
       statusServer = startStatusServer(listen, {
         jobs: () => jobs?.runners ?? [],
@@ -147,6 +161,7 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
     options.signal?.removeEventListener("abort", onStop);
     await statusServer?.close();
     await jobs?.stop(total);
+    stopListening();
     reports?.close();
     ledger?.close();
     lock.release();
@@ -154,6 +169,21 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
   }
   log.info("Stopped: {sent} file(s) sent, {failed} failed in this run", { ...total });
   return total;
+}
+
+/**
+ * What a daemon that was killed left behind: the shared SSH connections in
+ * its runtime folder, then the folder itself.
+ */
+async function clearLeftovers(runtimeDir: string | undefined): Promise<void> {
+  if (!runtimeDir || !/(^|[/\\])itx-[^/\\]+$/.test(runtimeDir)) return;
+  const masters = await endLeftoverMasters(runtimeDir);
+  await Deno.remove(runtimeDir, { recursive: true }).catch(() => {});
+  logger("daemon").info(
+    "Removed the runtime folder {runtimeDir} of the daemon that did not stop cleanly " +
+      "({masters} shared SSH connection(s) ended)",
+    { runtimeDir, masters },
+  );
 }
 
 /**

@@ -5,6 +5,7 @@
  * @module
  */
 import type { Config } from "../config/types.ts";
+import { destinationIdentity, FileTable } from "../ledger/file_table.ts";
 import { Ledger } from "../ledger/ledger.ts";
 import { planDestination } from "../layout/destination.ts";
 import { createTransport } from "../transfer/factory.ts";
@@ -29,7 +30,7 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
   try {
     for (const job of config.jobs) {
       const transport = createTransport(job, Deno.cwd());
-      const done = ledger?.doneIndex(job.name) ?? new Map();
+      const table = ledger && new FileTable(ledger, job.name, destinationIdentity(job));
       let count = 0;
       const skipped: SkippedEntry[] = [];
       try {
@@ -44,7 +45,7 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
           const stat = await Deno.stat(file.path).catch(() => null);
           if (!stat) continue;
           const version = versionOf(stat);
-          const prior = done.get(file.relPath);
+          const prior = table?.doneVersion(file.relPath);
           if (prior && sameVersion(prior, version)) continue;
           const destination = await planDestination(job, {
             path: file.path,
@@ -63,7 +64,7 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
         const shown = readablePath(entry.path) + (entry.folder ? "/" : "");
         write(`skipped ${shown}: ${entry.skip.reason}`);
       }
-      const removals = ledger ? await dueSteps(job, ledger, Date.now()) : [];
+      const removals = table ? await dueSteps(job, table, Date.now()) : [];
       for (const step of removals) {
         write(
           step.moveTo === null

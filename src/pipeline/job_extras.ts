@@ -5,7 +5,7 @@
  * @module
  */
 import type { JobConfig } from "../config/types.ts";
-import type { DoneEntry, Ledger } from "../ledger/ledger.ts";
+import type { FileTable } from "../ledger/file_table.ts";
 import type { Transport } from "../transfer/transport.ts";
 import type { FileVersion } from "../watch/file_version.ts";
 import { catchUp } from "./catch_up.ts";
@@ -17,10 +17,8 @@ import type { WorkRecord } from "./work_queue.ts";
 /** What {@linkcode JobExtras} works with. */
 export interface JobExtrasContext {
   job: JobConfig;
-  ledger: Ledger;
+  table: FileTable;
   transport: Transport;
-  /** The job's in-memory index of done files. */
-  done: () => Map<string, DoneEntry>;
   /** Aborted when the job stops. */
   signal: AbortSignal;
   /** A full rescan of the watch folder. */
@@ -42,12 +40,12 @@ export class JobExtras {
 
   constructor(context: JobExtrasContext) {
     this.#context = context;
-    const { job, ledger } = context;
+    const { job, table } = context;
     this.#hooks = new HookRunner(job);
-    this.#cleaner = new SourceCleaner(job, ledger);
+    this.#cleaner = new SourceCleaner(job, table);
     this.#schedules = new JobSchedules({
       job,
-      ledger,
+      table,
       rescan: (nights) => catchUp(context, nights).then(() => context.rescan()),
       pause: () => context.pause(),
       resume: () => context.resume(),
@@ -64,6 +62,11 @@ export class JobExtras {
   arrived(relPath: string, version: FileVersion, destination: string, sha256?: string): void {
     const { job, transport } = this.#context;
     this.#hooks.arrived({ ...hookFacts(job, transport, relPath, version, destination), sha256 });
+    this.#cleaner.arrived(relPath, version);
+  }
+
+  /** A file found at the destination after a rebuilt ledger: no hook (it ran when it arrived). */
+  recognised(relPath: string, version: FileVersion): void {
     this.#cleaner.arrived(relPath, version);
   }
 

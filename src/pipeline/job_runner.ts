@@ -1,16 +1,27 @@
 /**
  * One job's pipeline: watch → stability → ledger → transfer → verified.
  *
- * The ledger is the source of truth: a file is recorded `pending` when it is
- * complete, `transferring` while it is sent, `done` when it arrived verified,
- * or `failed` when retries are exhausted. Memory only holds what is in motion:
- * files under observation (the stability checker) and files found complete
- * (the work queue, one record per file); the watch session reports files.
+ * The job's file table (`ledger/file_table.ts`) is the source of truth: a
+ * file is recorded `pending` when it is complete, `transferring` while it is
+ * sent, `done` when it arrived verified (and only then said to have arrived),
+ * or `failed` when retries are exhausted. Whether a file is done is asked of
+ * the table, by key, never copied into memory. Memory only holds what is in
+ * motion: files under observation (the stability checker) and files found
+ * complete (the work queue, one record per file).
+ *
+ * While the ledger cannot be written the job starts no transfer; when it can
+ * again, the arrivals that waited are recorded and the folder is looked at
+ * once more (a file found meanwhile may not have been recorded).
  *
  * @module
  */
 import type { JobConfig } from "../config/types.ts";
-import type { DoneEntry, Ledger } from "../ledger/ledger.ts";
+import {
+  destinationIdentity,
+  FileTable,
+  type Ledger,
+  writeIfWritable,
+} from "../ledger/file_table.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
 import type { Transport } from "../transfer/transport.ts";
 import type { StabilityChecker } from "../watch/stability.ts";
@@ -21,7 +32,7 @@ import type { FullDestinationPause } from "./full_pause.ts";
 import type { GrowingSender } from "./growing_sender.ts";
 import type { JobExtras } from "./job_extras.ts";
 import { type JobSnapshot, JobStatus } from "../status/job_status.ts";
-import { type JobRunnerOptions, type JobSummary, wireJob } from "./job_wiring.ts";
+import { type JobOutcomes, type JobRunnerOptions, type JobSummary, wireJob } from "./job_wiring.ts";
 import {
   type LedgerSyncContext,
   observeStrayPending,
@@ -43,7 +54,7 @@ const SWEEP_INTERVAL_MS = 60_000;
 /** Runs one job; see the module doc. */
 export class JobRunner {
   readonly job: JobConfig;
-  #ledger: Ledger;
+  #table: FileTable;
   #transport: Transport;
   #options: JobRunnerOptions;
   #checker: StabilityChecker;
@@ -62,7 +73,7 @@ export class JobRunner {
   #extras: JobExtras;
   #sync: LedgerSyncContext;
   #log: Logger;
-  #done = new Map<string, DoneEntry>();
+  #stopListening: () => void;
   /** Batches being sent. */
   #batches = new Set<Promise<void>>();
   #abort = new AbortController();
@@ -70,7 +81,7 @@ export class JobRunner {
   #sweepTimer: ReturnType<typeof setInterval> | undefined;
   #stopping = false;
   #idleWaiters: Array<() => void> = [];
-  #stats: JobSummary = { sent: 0, failed: 0 };
+  #outcomes: JobOutcomes = { sent: 0, failed: new Set() };
   #status: JobStatus;
   /** Free space at the destination, where the transport can tell it. */
   #freeSpace: FreeSpaceGauge | null;
@@ -78,27 +89,26 @@ export class JobRunner {
   constructor(job: JobConfig, ledger: Ledger, transport: Transport, options: JobRunnerOptions) {
     this.#log = jobLogger("pipeline", job.name);
     this.job = job;
-    this.#ledger = ledger;
+    this.#table = new FileTable(ledger, job.name, destinationIdentity(job));
     this.#transport = transport;
     this.#options = options;
     this.#status = new JobStatus(job.name, job.transfer_method, options.events);
     const parts = wireJob({
       job,
-      ledger,
+      table: this.#table,
       transport,
       options,
       log: this.#log,
       signal: this.#abort.signal,
       status: this.#status,
-      stats: this.#stats,
-      hooks: {
+      outcomes: this.#outcomes,
+      callbacks: {
         pump: () => this.#pump(),
         pumpSoon: () => this.#pumpSoon(),
         checkIdle: () => this.#checkIdle(),
         onDue: (due) => this.#onDue(due),
         beforeRescan: () => this.#beforeRescan(),
         stopping: () => this.#stopping,
-        done: () => this.#done,
       },
     });
     this.#checker = parts.checker;
@@ -111,11 +121,18 @@ export class JobRunner {
     this.#extras = parts.extras;
     this.#sync = parts.sync;
     this.#freeSpace = parts.freeSpace;
+    this.#stopListening = ledger.subscribe(() => this.#ledgerChanged());
+    this.#status.ledgerProblem = ledger.problem?.error ?? null;
   }
 
-  /** Files sent and failed so far. */
+  /** The identity of the destination this job sends to (part of each file's ledger key). */
+  get target(): string {
+    return this.#table.target;
+  }
+
+  /** Files sent and failed so far, each file counted by its last outcome. */
   get summary(): JobSummary {
-    return { ...this.#stats };
+    return { sent: this.#outcomes.sent, failed: this.#outcomes.failed.size };
   }
 
   /** What the status page shows of this job (read only). */
@@ -135,7 +152,7 @@ export class JobRunner {
       },
       inFlight: this.#status.inFlight(),
       rateBytesPerSecond: this.#status.rate(),
-      ...this.#stats,
+      ...this.summary,
       lastSuccessAt: this.#status.lastSuccessAt,
       freeSpace: this.#freeSpace?.read() ?? null,
     };
@@ -164,8 +181,8 @@ export class JobRunner {
   retry(relPath?: string): number {
     if (this.#stopping) return 0;
     const count = relPath === undefined
-      ? this.#ledger.requeue(this.job.name, ["failed"])
-      : this.#ledger.requeueFile(this.job.name, relPath);
+      ? this.#table.requeue(["failed"])
+      : this.#table.requeueFile(relPath);
     if (count > 0) observeStrayPending(this.#sync);
     return count;
   }
@@ -176,13 +193,7 @@ export class JobRunner {
    */
   async start(): Promise<void> {
     const job = this.job;
-    const requeued = this.#ledger.requeue(job.name, ["transferring", "failed"]);
-    if (requeued > 0) {
-      this.#log.info("Resuming {count} interrupted or failed file(s) of job {job}", {
-        count: requeued,
-      });
-    }
-    this.#done = this.#ledger.doneIndex(job.name);
+    this.#startFromLedger();
     await resumeUnfinished(this.#sync);
     if (this.#stopping || !(await this.#session.start()) || this.#stopping) return;
     const verb = this.#options.once ? "Checked" : "Watching";
@@ -213,6 +224,7 @@ export class JobRunner {
    */
   async stop(): Promise<void> {
     this.#stopping = true;
+    this.#stopListening();
     this.#session.close();
     this.#queue.close();
     this.#full.close();
@@ -223,15 +235,74 @@ export class JobRunner {
     clearInterval(this.#sweepTimer);
     this.#abort.abort(new Error("stopping"));
     await Promise.allSettled([...this.#batches]);
+    this.#sender.recordWaiting();
+    if (this.#sender.unrecorded > 0) {
+      this.#log.warn(
+        "{count} file(s) of job {job} arrived but the ledger could not record them; the next " +
+          "start sends them again",
+        { count: this.#sender.unrecorded },
+      );
+    }
     await this.#growing.close();
     await this.#extras.close();
     await this.#transport.close();
     for (const resolve of this.#idleWaiters.splice(0)) resolve();
   }
 
+  /**
+   * At start: rows from before destinations were told apart become this
+   * destination's, and the rows left by the last run go back into motion
+   * (saying whether interrupted copies are continued or sent again whole).
+   */
+  #startFromLedger(): void {
+    const table = this.#table;
+    const fields = { target: this.#transport.describeTarget("") };
+    writeIfWritable(() => table.adoptUnattributed());
+    const elsewhere = table.doneElsewhereOnly();
+    if (elsewhere > 0) {
+      this.#log.info(
+        "{count} file(s) of job {job} went to another destination before, not to {target}; " +
+          "those still in the watch folder are sent to {target} now",
+        { ...fields, count: elsewhere },
+      );
+    }
+    let interrupted = 0;
+    let failed = 0;
+    writeIfWritable(() => {
+      interrupted = table.requeue(["transferring"]);
+      failed = table.requeue(["failed"]);
+    });
+    if (interrupted > 0) {
+      const resumes = this.#transport.method === "local" || this.#transport.method === "rsync"
+        ? this.job.resume_partial_hours > 0
+        : false;
+      this.#log.info(
+        resumes
+          ? "Resuming {count} interrupted file(s) of job {job}: their copies at {target} are continued"
+          : "Sending {count} interrupted file(s) of job {job} again, whole",
+        { ...fields, count: interrupted },
+      );
+    }
+    if (failed > 0) {
+      this.#log.info("Trying {count} failed file(s) of job {job} again", { count: failed });
+    }
+  }
+
+  /** The ledger can be written again, or no longer: pause or go on. */
+  #ledgerChanged(): void {
+    if (this.#stopping) return;
+    const problem = this.#table.ledger.problem;
+    this.#status.ledgerProblem = problem?.error ?? null;
+    if (problem) return;
+    this.#sender.recordWaiting();
+    // A file found complete while the ledger could not be written was not recorded: look again.
+    void this.#session.rescan();
+    this.#pump();
+  }
+
   /** Before a periodic rescan: failed files get another chance, pending ones are looked at. */
   #beforeRescan(): void {
-    this.#ledger.requeue(this.job.name, ["failed"]);
+    writeIfWritable(() => this.#table.requeue(["failed"]));
     observeStrayPending(this.#sync);
   }
 
@@ -266,7 +337,7 @@ export class JobRunner {
    */
   #pump(): void {
     while (
-      !this.#stopping && !this.#status.paused &&
+      !this.#stopping && !this.#status.paused && !this.#table.ledger.problem &&
       this.#batches.size < this.job.max_concurrent_transfers
     ) {
       const room = this.#full.room(this.#filesInFlight);

@@ -1,15 +1,16 @@
 /**
  * The collaborators of one job's {@linkcode JobRunner} (`job_runner.ts`) and how they are wired
- * to each other and back to the runner: stability checker, intake, work queue, watch session,
+ * to each other and back to the runner (its callbacks): stability checker, intake, work queue, watch session,
  * batch sender, full-destination pause, free-space guard, growing files and extras.
  *
  * @module
  */
 import type { JobConfig } from "../config/types.ts";
 import type { JobPause } from "../ledger/daemon_lock.ts";
-import type { DoneEntry, Ledger } from "../ledger/ledger.ts";
+import type { FileTable } from "../ledger/file_table.ts";
 import type { Logger } from "../log/logging.ts";
 import type { StatusEvents } from "../status/events.ts";
+import { isConnectionFailure } from "../errors.ts";
 import type { Transport } from "../transfer/transport.ts";
 import { createFileFilter } from "../watch/file_filter.ts";
 import { relativeTo } from "../watch/relative_path.ts";
@@ -51,14 +52,21 @@ export interface JobRunnerOptions {
   events?: StatusEvents;
 }
 
-/** What a job did during this run. */
+/** What a job did during this run: each file counted by its last outcome. */
 export interface JobSummary {
   sent: number;
   failed: number;
 }
 
+/** What a job did during this run, file by file. */
+export interface JobOutcomes {
+  sent: number;
+  /** Files given up and not arrived since (a later arrival takes them out). */
+  failed: Set<string>;
+}
+
 /** What the collaborators call back into the runner for. */
-export interface JobRunnerHooks {
+export interface RunnerCallbacks {
   /** Start batches while there is work and room. */
   pump: () => void;
   /** Start batches in a moment (files that become ready together go out together). */
@@ -71,23 +79,21 @@ export interface JobRunnerHooks {
   beforeRescan: () => void;
   /** Whether the runner is stopping. */
   stopping: () => boolean;
-  /** The runner's index of done files (replaced at start). */
-  done: () => Map<string, DoneEntry>;
 }
 
 /** What {@linkcode wireJob} needs from the runner. */
 export interface JobWiringInput {
   job: JobConfig;
-  ledger: Ledger;
+  table: FileTable;
   transport: Transport;
   options: JobRunnerOptions;
   log: Logger;
   /** Aborted when the runner stops. */
   signal: AbortSignal;
   status: JobStatus;
-  /** Counted up as files arrive or are given up. */
-  stats: JobSummary;
-  hooks: JobRunnerHooks;
+  /** Kept as files arrive or are given up. */
+  outcomes: JobOutcomes;
+  callbacks: RunnerCallbacks;
 }
 
 /** The collaborators of one job's runner. */
@@ -109,9 +115,10 @@ export interface JobParts {
   freeSpace: FreeSpaceGauge | null;
 }
 
-/** Create the collaborators of one job's runner and wire them to each other and to `hooks`. */
+/** Create the collaborators of one job's runner and wire them to each other and to the runner's `callbacks`. */
 export function wireJob(input: JobWiringInput): JobParts {
-  const { job, ledger, transport, options, log, signal, status, stats, hooks } = input;
+  const { job, table, transport, options, log, signal, status, outcomes } = input;
+  const callbacks = input.callbacks;
   const filter = createFileFilter(job);
   const freeSpace = transport.diskSpace
     ? new FreeSpaceGauge(
@@ -155,15 +162,15 @@ export function wireJob(input: JobWiringInput): JobParts {
     onGone: (path) => void intake.gone(path),
     onLeft: (path, reason) => {
       log.info("Left {path} for a later run: {reason}", { path, reason });
-      hooks.checkIdle();
+      callbacks.checkIdle();
     },
   });
-  const queue = new WorkQueue(hooks.onDue);
+  const queue = new WorkQueue(callbacks.onDue);
   const full = new FullDestinationPause({
     job: job.name,
     target: transport.describeTarget(""),
     fullSpeed: job.max_concurrent_transfers * transport.maxBatchFiles,
-    onProbeDue: hooks.pump,
+    onProbeDue: callbacks.pump,
     probeEveryMs: options.fullProbeMs,
     onChange: (pause) =>
       options.onPauseChange?.(
@@ -198,7 +205,7 @@ export function wireJob(input: JobWiringInput): JobParts {
       for (const file of found) growing.touched(file.path, file.relPath);
       return found;
     },
-    beforeRescan: hooks.beforeRescan,
+    beforeRescan: callbacks.beforeRescan,
     // The first file should not wait for an SSH handshake (~0.3 s or more).
     onFolderReady: () => void transport.warmUp?.(),
   });
@@ -210,32 +217,30 @@ export function wireJob(input: JobWiringInput): JobParts {
   });
   const intake: Intake = new Intake({
     job,
-    ledger,
+    table,
     queue: queue,
     checker: checker,
-    done: hooks.done,
     scanIfFolder: (path) => session.scanIfFolder(path),
-    stopping: hooks.stopping,
-    onQueued: hooks.pumpSoon,
-    onSettled: hooks.checkIdle,
+    stopping: callbacks.stopping,
+    onQueued: callbacks.pumpSoon,
+    onSettled: callbacks.checkIdle,
   });
   const extras = new JobExtras({
     job,
-    ledger,
+    table,
     transport,
-    done: hooks.done,
     signal: signal,
     rescan: () => session.rescan(),
     pause: () => void (status.windowPaused = true),
     resume: () => {
       status.windowPaused = false;
-      hooks.pump();
+      callbacks.pump();
     },
     once: options.once,
   });
   const sync: LedgerSyncContext = {
     job,
-    ledger,
+    table,
     filter: filter,
     queue: queue,
     observed: (path) => checker.has(path),
@@ -243,22 +248,27 @@ export function wireJob(input: JobWiringInput): JobParts {
   };
   const sender = new BatchSender({
     job,
-    ledger,
+    table,
     transport,
     queue: queue,
     signal: signal,
     observe: (path) => checker.touch(path),
     onSent: (rel, version, destination, sha256) => {
-      hooks.done().set(rel, version);
-      stats.sent++;
+      outcomes.sent++;
+      outcomes.failed.delete(rel);
       extras.arrived(rel, version, destination, sha256);
       status.sent(rel, destination, version.size);
     },
+    onRecognised: (rel, version) => {
+      outcomes.failed.delete(rel);
+      extras.recognised(rel, version);
+    },
     onGaveUp: (record, error, attempts) => {
-      stats.failed++;
+      outcomes.failed.add(record.relPath);
       extras.gaveUp(record, error, attempts);
     },
-    onFailed: (rel, error, final) => status.failed(rel, error.kind, error.message, final),
+    onFailed: (rel, error, final) =>
+      status.failed(rel, error.kind, error.message, final, isConnectionFailure(error)),
     pauseWhenFull: !options.once,
     onFull: (error) => {
       full.full(error.message);

@@ -6,16 +6,17 @@
  * @module
  */
 import type { JobConfig } from "../config/types.ts";
-import type { Ledger } from "../ledger/ledger.ts";
+import { type FileTable, writeIfWritable } from "../ledger/file_table.ts";
 import { logger } from "../log/logging.ts";
 import type { FileFilter } from "../watch/file_filter.ts";
 import { absolutePath, sameVersion, versionOf } from "../watch/file_version.ts";
+import { systemClock } from "./clock.ts";
 import type { WorkQueue } from "./work_queue.ts";
 
 /** What the functions here work with. */
 export interface LedgerSyncContext {
   job: JobConfig;
-  ledger: Ledger;
+  table: FileTable;
   filter: FileFilter;
   queue: WorkQueue;
   /** Whether the stability checker observes `path` now. */
@@ -28,15 +29,17 @@ export interface LedgerSyncContext {
  * At start-up: every unfinished row of the job goes back into the queue as
  * it was (same size and mtime: its destination, attempts and retry time are
  * kept), to the stability checker (it changed), or out of the ledger (gone,
- * or no longer matching the patterns).
+ * or no longer matching the patterns). A retry time further ahead than the
+ * longest retry delay (the clock was stepped back since it was written) is due now.
  */
 export async function resumeUnfinished(context: LedgerSyncContext): Promise<void> {
-  const { job, ledger, filter, queue } = context;
-  for (const row of ledger.unfinished(job.name)) {
+  const { job, table, filter, queue } = context;
+  const latest = systemClock.now() + job.retry_max_delay_seconds * 1000;
+  for (const row of table.unfinished()) {
     const path = absolutePath(job.watch_path, row.relPath);
     const info = await Deno.stat(path).catch(() => null);
     if (!info?.isFile || !filter.includesFile(row.relPath)) {
-      ledger.remove(job.name, row.relPath);
+      writeIfWritable(() => table.remove(row.relPath));
       logger("pipeline").info(
         "Dropped {path}: it is gone from the watch folder, or no longer matches",
         { job: job.name, path },
@@ -47,7 +50,7 @@ export async function resumeUnfinished(context: LedgerSyncContext): Promise<void
         version: { size: row.size, mtimeMs: row.mtimeMs },
         destination: row.destination,
         attempts: row.attempts,
-        nextAttemptAt: row.nextAttemptAt,
+        nextAttemptAt: row.nextAttemptAt > latest ? 0 : row.nextAttemptAt,
       });
     } else {
       context.observe(path);
@@ -63,9 +66,9 @@ export async function resumeUnfinished(context: LedgerSyncContext): Promise<void
  * @returns the relative paths of those rows
  */
 export function observeStrayPending(context: LedgerSyncContext): string[] {
-  const { job, ledger, queue } = context;
+  const { job, table, queue } = context;
   const stray: string[] = [];
-  for (const row of ledger.pending(job.name)) {
+  for (const row of table.pending()) {
     if (queue.get(row.relPath)) continue;
     const path = absolutePath(job.watch_path, row.relPath);
     if (context.observed(path)) continue;
@@ -78,7 +81,7 @@ export function observeStrayPending(context: LedgerSyncContext): string[] {
 /** Retries whose time has come: the ledger records them due now (not overdue). */
 export function recordDue(context: LedgerSyncContext, relPaths: string[]): void {
   try {
-    context.ledger.markDue(context.job.name, relPaths);
+    context.table.markDue(relPaths);
   } catch (error) {
     logger("pipeline").error("Cannot record the retries that are due: {error}", {
       job: context.job.name,

@@ -7,7 +7,7 @@
  */
 import { dirname, join } from "node:path";
 import type { JobConfig } from "../config/types.ts";
-import type { Ledger } from "../ledger/ledger.ts";
+import type { FileTable } from "../ledger/file_table.ts";
 import { logger } from "../log/logging.ts";
 
 /** One night folder in a report. */
@@ -31,12 +31,12 @@ export interface NightReport {
 /** The report of the last `nights` night folders of `job` (newest first). */
 export function nightReport(
   job: JobConfig,
-  ledger: Ledger,
+  table: FileTable,
   nights: number,
   now: Date,
 ): NightReport {
   const byNight = new Map<string, NightReportEntry>();
-  for (const totals of ledger.nightTotals(job.name)) {
+  for (const totals of table.nightTotals()) {
     const entry = byNight.get(totals.night) ?? {
       night: totals.night,
       files_sent: 0,
@@ -67,12 +67,12 @@ export function nightReport(
  */
 export async function writeNightReport(
   job: JobConfig,
-  ledger: Ledger,
+  table: FileTable,
   nights: number,
   now = new Date(),
 ): Promise<string> {
-  const report = nightReport(job, ledger, nights, now);
-  const folder = join(dirname(ledger.path), "reports");
+  const report = nightReport(job, table, nights, now);
+  const folder = join(dirname(table.ledger.path), "reports");
   await Deno.mkdir(folder, { recursive: true });
   const stamp = now.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
   const file = join(folder, `${job.name}-${stamp}.json`);

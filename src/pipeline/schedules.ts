@@ -8,7 +8,7 @@
  */
 import { Cron } from "croner";
 import type { JobConfig } from "../config/types.ts";
-import type { Ledger } from "../ledger/ledger.ts";
+import type { FileTable } from "../ledger/file_table.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
 import { runCaptured } from "../process/captured.ts";
 import { writeNightReport } from "./night_report.ts";
@@ -67,7 +67,7 @@ export function scheduleEnvironment(job: JobConfig, index: number): Record<strin
 /** What {@linkcode JobSchedules} acts on. */
 export interface ScheduleContext {
   job: JobConfig;
-  ledger: Ledger;
+  table: FileTable;
   /**
    * A full rescan of the watch folder (failed files get another chance),
    * after checking the last `nights` night folders at the destination.
@@ -162,7 +162,7 @@ export class JobSchedules {
   }
 
   async #act(index: number, entry: ScheduleEntry): Promise<void> {
-    const { job, ledger } = this.#context;
+    const { job, table } = this.#context;
     const fields = { index, action: entry.action };
     switch (entry.action) {
       case "rescan":
@@ -170,7 +170,7 @@ export class JobSchedules {
         await this.#context.rescan(entry.nights);
         return;
       case "report":
-        await writeNightReport(job, ledger, entry.nights);
+        await writeNightReport(job, table, entry.nights);
         return;
       case "pause":
       case "resume":

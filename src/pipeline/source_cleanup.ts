@@ -9,7 +9,7 @@
 import { dirname, isAbsolute, join, relative, resolve } from "node:path";
 import type { JobConfig } from "../config/types.ts";
 import { ConfigError } from "../errors.ts";
-import type { Ledger } from "../ledger/ledger.ts";
+import type { FileTable } from "../ledger/file_table.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
 import { absolutePath, type FileVersion, sameVersion, versionOf } from "../watch/file_version.ts";
 
@@ -75,12 +75,12 @@ export async function cleanupStep(
  */
 export async function dueSteps(
   job: JobConfig,
-  ledger: Ledger,
+  table: FileTable,
   now: number,
 ): Promise<CleanupStep[]> {
   if (job.after_transfer === "keep") return [];
   const steps: CleanupStep[] = [];
-  for (const row of ledger.doneArrivedBy(job.name, now - job.keep_days * DAY_MS)) {
+  for (const row of table.doneArrivedBy(now - job.keep_days * DAY_MS)) {
     const step = await cleanupStep(job, row.relPath, row);
     if (step) steps.push(step);
   }
@@ -90,17 +90,17 @@ export async function dueSteps(
 /** Removes one job's sources as configured; see the module doc. */
 export class SourceCleaner {
   #job: JobConfig;
-  #ledger: Ledger;
+  #table: FileTable;
   #log: Logger;
   #timer: ReturnType<typeof setInterval> | undefined;
   /** One step at a time, in order. */
   #chain: Promise<void> = Promise.resolve();
   #closed = false;
 
-  constructor(job: JobConfig, ledger: Ledger) {
+  constructor(job: JobConfig, table: FileTable) {
     this.#log = jobLogger("cleanup", job.name);
     this.#job = job;
-    this.#ledger = ledger;
+    this.#table = table;
   }
 
   /** Look for due sources now and (with `keep_days`) every hour. */
@@ -129,7 +129,7 @@ export class SourceCleaner {
 
   #pass(): void {
     this.#then(async () => {
-      for (const step of await dueSteps(this.#job, this.#ledger, Date.now())) {
+      for (const step of await dueSteps(this.#job, this.#table, Date.now())) {
         if (this.#closed) return;
         await this.#apply(step);
       }
@@ -147,7 +147,7 @@ export class SourceCleaner {
   /** Delete or move the source, checking it once more right before. */
   async #apply(step: CleanupStep): Promise<void> {
     const job = this.#job;
-    const row = this.#ledger.get(job.name, step.relPath);
+    const row = this.#table.get(step.relPath);
     if (row?.state !== "done") return;
     // The ledger's version, checked again right before the source goes.
     if (!(await cleanupStep(job, step.relPath, row))) return;

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { FileState } from "../ledger/ledger.ts";
+import type { FileState } from "../ledger/file_table.ts";
 import type { RecentDurations } from "./durations.ts";
 import type { JobSnapshot } from "./job_status.ts";
 import type { LedgerReports, TransferFilter, TransferRow } from "./ledger_reports.ts";
@@ -80,7 +80,7 @@ export function statusReport(
     jobs,
     counts: source.reports.counts(),
     recent,
-    problems: source.reports.problems(jobs.map((j) => j.job), limit),
+    problems: source.reports.problems(limit),
     nights: source.reports.nights(7, now - NIGHTS_SPAN_MS),
     perMinute: source.reports.perMinute(now - CHART_SPAN_MS),
   };

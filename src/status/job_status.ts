@@ -45,7 +45,7 @@ export interface JobSnapshot {
   state: JobState;
   /** When the job entered `state` (ms since epoch). */
   since: number;
-  /** The last error while `unreachable` or `full`. */
+  /** The last error while `unreachable`, `failing`, `full` or `ledger_error`. */
   reason: string | null;
   /** Files per work-queue phase, and those still being watched until complete. */
   queue: Record<QueuePhase, number> & { observing: number };
@@ -74,7 +74,13 @@ export class JobStatus {
   #arrivals: Array<{ at: number; bytes: number }> = [];
   #userPaused = false;
   #windowPaused = false;
-  #failing: string | null = null;
+  /** The connection's last failure since the last arrival. */
+  #unreachable: string | null = null;
+  /** Files whose attempts failed since the last arrival, and the last reason. */
+  #failedFiles = new Set<string>();
+  #lastFailure: string | null = null;
+  /** Why the ledger cannot be written, or `null`. */
+  #ledgerProblem: string | null = null;
   #state: JobState = "watching";
   #since = Date.now();
   /** Whether the full pause held the job when last asked. */
@@ -105,6 +111,13 @@ export class JobStatus {
 
   set windowPaused(paused: boolean) {
     this.#windowPaused = paused;
+    this.state(this.#lastFull);
+    this.changed();
+  }
+
+  /** The ledger cannot be written (`reason`), or can again (`null`). */
+  set ledgerProblem(reason: string | null) {
+    this.#ledgerProblem = reason;
     this.state(this.#lastFull);
     this.changed();
   }
@@ -140,7 +153,9 @@ export class JobStatus {
     this.#arrivals.push({ at, bytes });
     this.#forgetArrivals(at);
     this.lastSuccessAt = at;
-    this.#failing = null;
+    this.#unreachable = null;
+    this.#failedFiles.clear();
+    this.#lastFailure = null;
     this.state(this.#lastFull);
     this.#events?.emit({
       type: "sent",
@@ -154,14 +169,24 @@ export class JobStatus {
     });
   }
 
-  /** An attempt failed (not for a file that changed or disappeared while sent). */
-  failed(relPath: string, errorClass: string, reason: string, final: boolean): void {
+  /**
+   * An attempt failed (not for a file that changed or disappeared while sent).
+   * `connection`: the host or the connection failed, not this file.
+   */
+  failed(
+    relPath: string,
+    errorClass: string,
+    reason: string,
+    final: boolean,
+    connection = false,
+  ): void {
     this.#inFlight.delete(relPath);
-    // A fatal error is about this file (unreadable, refused); the others about the destination.
-    if (errorClass !== "fatal") {
-      this.#failing = reason;
-      this.state(this.#lastFull);
+    if (connection) this.#unreachable = reason;
+    else {
+      this.#failedFiles.add(relPath);
+      this.#lastFailure = reason;
     }
+    this.state(this.#lastFull);
     this.#events?.emit({
       type: "failed",
       job: this.job,
@@ -185,19 +210,31 @@ export class JobStatus {
    */
   state(full: boolean): { state: JobState; since: number; reason: string | null } {
     this.#lastFull = full;
+    // One file that fails while others arrive is a problem of that file, not of the job.
+    const failing = this.#failedFiles.size >= 2 ? this.#lastFailure : null;
     const state: JobState = this.paused
       ? "paused"
+      : this.#ledgerProblem !== null
+      ? "ledger_error"
       : full
       ? "full"
-      : this.#failing !== null
+      : this.#unreachable !== null
       ? "unreachable"
+      : failing !== null
+      ? "failing"
       : "watching";
     if (state !== this.#state) {
       this.#state = state;
       this.#since = Date.now();
     }
-    const reason = state === "full" || state === "unreachable"
-      ? this.#failing
+    const reason = state === "ledger_error"
+      ? this.#ledgerProblem
+      : state === "full"
+      ? this.#lastFailure
+      : state === "unreachable"
+      ? this.#unreachable
+      : state === "failing"
+      ? failing
       : state === "paused" && !this.#userPaused
       ? "outside a transfer window"
       : null;

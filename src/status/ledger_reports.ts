@@ -2,12 +2,13 @@
  * Read-only questions the status page asks the ledger: transfers filtered by
  * state, night and name, and totals per night folder. A connection of its
  * own, opened read only (the ledger is in WAL mode: reading never blocks the
- * pipeline's writes).
+ * pipeline's writes). Only the files of the running jobs, each for the
+ * destination it sends to now, are shown: a trial run's files are its own.
  *
  * @module
  */
 import { DatabaseSync, type SQLInputValue } from "node:sqlite";
-import type { FileState } from "../ledger/ledger.ts";
+import type { FileState } from "../ledger/file_table.ts";
 
 /** One file as the API shows it. */
 export interface TransferRow {
@@ -73,14 +74,40 @@ function toTransferRow(r: Row): TransferRow {
   };
 }
 
+/** A job and the identity of its destination (`destinationIdentity`). */
+export interface JobScope {
+  job: string;
+  target: string;
+}
+
+/** Rows of the jobs in scope (`:scope`: JSON list of `job NUL target`, see {@linkcode scopeParam}). */
+const IN_SCOPE =
+  "(job || char(0) || target) IN (SELECT value FROM json_each(:scope))";
+
 /** Read-only reports over the ledger at `path`. */
 export class LedgerReports {
+  readonly path: string;
   #db: DatabaseSync;
+  #scope: () => JobScope[];
   /** Answers that read many rows, reused for a moment (pushes come twice a second). */
   #cache = new Map<string, { at: number; value: unknown; dirty: boolean }>();
 
-  constructor(path: string) {
+  /** @param scope the running jobs and where they send */
+  constructor(path: string, scope: () => JobScope[]) {
+    this.path = path;
+    this.#scope = scope;
     this.#db = new DatabaseSync(path, { readOnly: true });
+  }
+
+  /** The ledger file was replaced (a damaged one set aside): read the new one. */
+  reopen(): void {
+    this.#db.close();
+    this.#db = new DatabaseSync(this.path, { readOnly: true });
+    this.changed();
+  }
+
+  #scopeParam(): string {
+    return JSON.stringify(this.#scope().map((s) => `${s.job}\u0000${s.target}`));
   }
 
   /** Files matching `filter`, most recently changed first. */
@@ -94,8 +121,10 @@ export class LedgerReports {
         AND (:name IS NULL OR instr(rel_path, :name) > 0)
         AND (:job IS NULL OR job = :job)
         AND (:problems = 0 OR state = 'failed' OR (state = 'pending' AND last_error IS NOT NULL))
+        AND ${IN_SCOPE}
       ORDER BY updated_at DESC LIMIT :limit
     `).all({
+      scope: this.#scopeParam(),
       state: filter.state ?? null,
       night: filter.night ?? null,
       name: filter.name ?? null,
@@ -107,17 +136,20 @@ export class LedgerReports {
   }
 
   /**
-   * Files of `jobs` with an error (failed, or pending a retry), most recent
-   * first. Reads through the (job, state) index: cheap however many files are done.
+   * Files of the running jobs with an error (failed, or pending a retry), most
+   * recent first. Reads through the (job, target, state) index: cheap however
+   * many files are done.
    */
-  problems(jobs: string[], limit: number): TransferRow[] {
+  problems(limit: number): TransferRow[] {
     const statement = this.#db.prepare(`
       SELECT * FROM files INDEXED BY files_by_state
-      WHERE job = ? AND state = ? AND last_error IS NOT NULL
+      WHERE job = ? AND target = ? AND state = ? AND last_error IS NOT NULL
       ORDER BY updated_at DESC LIMIT ?
     `);
-    const rows = jobs.flatMap((job) =>
-      (["failed", "pending"] as const).flatMap((state) => statement.all(job, state, limit) as Row[])
+    const rows = this.#scope().flatMap(({ job, target }) =>
+      (["failed", "pending"] as const).flatMap((state) =>
+        statement.all(job, target, state, limit) as Row[]
+      )
     );
     return rows.map(toTransferRow).sort((a, b) => b.updatedAt - a.updatedAt).slice(0, limit);
   }
@@ -142,9 +174,9 @@ export class LedgerReports {
              SUM(state = 'done') AS done,
              COALESCE(SUM(CASE WHEN state = 'done' THEN size END), 0) AS bytes,
              SUM(state = 'failed' OR (state = 'pending' AND last_error IS NOT NULL)) AS failures
-      FROM files WHERE destination GLOB ? AND updated_at >= ?
-      GROUP BY job, night ORDER BY night DESC, job LIMIT ?
-    `).all(NIGHT_GLOB, changedSinceMs, limit) as Row[];
+      FROM files WHERE destination GLOB :glob AND updated_at >= :since AND ${IN_SCOPE}
+      GROUP BY job, night ORDER BY night DESC, job LIMIT :limit
+    `).all({ glob: NIGHT_GLOB, since: changedSinceMs, limit, scope: this.#scopeParam() }) as Row[];
     return rows.map((r) => ({
       job: String(r.job),
       night: String(r.night),
@@ -163,9 +195,10 @@ export class LedgerReports {
   #perMinute(sinceMs: number): Array<{ minute: number; files: number; bytes: number }> {
     const rows = this.#db.prepare(`
       SELECT (transferred_at / 60000) * 60000 AS minute, COUNT(*) AS files, SUM(size) AS bytes
-      FROM files WHERE updated_at >= ? AND state = 'done' AND transferred_at >= ?
+      FROM files WHERE updated_at >= :since AND state = 'done' AND transferred_at >= :since
+        AND ${IN_SCOPE}
       GROUP BY minute ORDER BY minute
-    `).all(sinceMs, sinceMs) as Row[];
+    `).all({ since: sinceMs, scope: this.#scopeParam() }) as Row[];
     return rows.map((r) => ({
       minute: Number(r.minute),
       files: Number(r.files),
@@ -180,8 +213,9 @@ export class LedgerReports {
 
   #counts(): Array<{ job: string; state: FileState; count: number }> {
     const rows = this.#db.prepare(
-      "SELECT job, state, COUNT(*) AS n FROM files GROUP BY job, state ORDER BY job, state",
-    ).all() as Row[];
+      `SELECT job, state, COUNT(*) AS n FROM files WHERE ${IN_SCOPE} GROUP BY job, state ` +
+        "ORDER BY job, state",
+    ).all({ scope: this.#scopeParam() }) as Row[];
     return rows.map((r) => ({
       job: String(r.job),
       state: r.state as FileState,

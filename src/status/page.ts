@@ -16,7 +16,7 @@ h1{font-size:1.3em;margin:0 0 4px}h2{font-size:1.05em;margin:18px 0 6px}
 .job{border:1px solid #8884;border-radius:8px;padding:10px}
 .state{font-weight:600;padding:1px 8px;border-radius:10px;color:#fff}
 .s-watching{background:var(--ok)}.s-paused{background:var(--mute)}
-.s-unreachable,.s-full{background:var(--bad)}
+.s-unreachable,.s-full,.s-failing,.s-ledger_error{background:var(--bad)}
 .q{display:flex;gap:12px;flex-wrap:wrap;margin:6px 0}.q b{font-size:1.2em}
 table{border-collapse:collapse;width:100%;font-size:.92em}
 td,th{text-align:left;padding:3px 6px;border-bottom:1px solid #8883;vertical-align:top}
@@ -86,7 +86,7 @@ function render(s) {
     const paused = j.state === "paused";
     return el("div", { class: "job", "data-job": j.job },
       el("div", {}, el("b", {}, j.job), " ",
-        el("span", { class: "state s-" + j.state }, j.state.replace("unreachable", "destination unreachable").replace("full", "destination full")),
+        el("span", { class: "state s-" + j.state }, ({ unreachable: "destination unreachable", full: "destination full", ledger_error: "ledger cannot be written" })[j.state] ?? j.state),
         " ", el("span", { class: "meta" }, "since " + ago(j.since, now))),
       el("div", { class: "meta" }, j.method + " → " + j.target,
         j.freeSpace ? el("span", { class: "free", title: "measured " + time(j.freeSpace.at) },

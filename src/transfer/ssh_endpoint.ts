@@ -73,7 +73,7 @@ export function rsyncRshQuote(value: string): string {
 }
 
 /** Escape `%` for ssh options that expand `%` tokens (IdentityFile, ControlPath). */
-function escapePercent(value: string): string {
+export function escapePercent(value: string): string {
   return value.replaceAll("%", "%%");
 }
 

@@ -10,6 +10,8 @@ import { getLogger } from "@logtape/logtape";
 import { CommandError } from "../errors.ts";
 import { killProcess } from "../process/kill.ts";
 import { runProcess } from "../process/run.ts";
+import { join } from "node:path";
+import { escapePercent } from "./ssh_endpoint.ts";
 
 const logger = getLogger(["image-transfer", "transfer"]);
 
@@ -92,4 +94,35 @@ async function isMasterOf(pid: number, controlPath: string): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/**
+ * End the shared connections a daemon that was killed left in its runtime
+ * folder `dir` (sockets named `cm-*`), so no ssh master outlives it by more
+ * than one start. Never throws.
+ *
+ * @returns how many sockets were found
+ */
+export async function endLeftoverMasters(dir: string): Promise<number> {
+  let found = 0;
+  try {
+    for await (const entry of Deno.readDir(dir)) {
+      if (!entry.name.startsWith("cm-")) continue;
+      found++;
+      const socket = join(dir, entry.name);
+      const argv: ControlArgv = (operation) =>
+        Promise.resolve([
+          "ssh",
+          "-O",
+          operation,
+          "-o",
+          `ControlPath=${escapePercent(socket)}`,
+          "leftover-connection",
+        ]);
+      await stopMaster(argv, {}, socket, null);
+    }
+  } catch {
+    // No folder (cleaned at reboot or logout): nothing was left.
+  }
+  return found;
 }

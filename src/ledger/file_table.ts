@@ -1,0 +1,447 @@
+/**
+ * The file table of one job and destination: the ledger's rows of the files
+ * this job sends to this destination (`target`), and every read and write the
+ * pipeline makes of them. A file sent to one destination is not done for
+ * another: the destination's identity ({@linkcode destinationIdentity}) is part
+ * of each row's key, so a trial run and a configured job never hide files from
+ * each other, and a changed host or base path receives what it has not.
+ *
+ * Writes go through {@linkcode Ledger.write}: one that fails throws
+ * {@linkcode LedgerWriteError} and the caller acts as if it did not happen.
+ *
+ * @module
+ */
+import type { JobConfig } from "../config/types.ts";
+import { type Ledger, LedgerWriteError } from "./ledger.ts";
+
+export { type Ledger, LedgerWriteError } from "./ledger.ts";
+
+/** Where a file stands. */
+export type FileState = "pending" | "transferring" | "done" | "failed";
+
+/** One source file as the ledger knows it, for one destination. */
+export interface LedgerRow {
+  job: string;
+  /** The destination's identity (`destinationIdentity` in `file_table.ts`). */
+  target: string;
+  /** Path relative to the job's watch folder, `/` separators. */
+  relPath: string;
+  size: number;
+  mtimeMs: number;
+  /** Destination relative to the job's base path. */
+  destination: string;
+  state: FileState;
+  /** Failed attempts since the file last changed or was re-queued. */
+  attempts: number;
+  /** When the next attempt may start (ms since epoch); 0 = now. */
+  nextAttemptAt: number;
+  lastError: string | null;
+  createdAt: number;
+  updatedAt: number;
+  /** When the file last arrived verified, or `null`. */
+  transferredAt: number | null;
+}
+
+/** A raw database row. */
+export type Row = Record<string, string | number | null>;
+
+/** A database row as a {@linkcode LedgerRow}. */
+export function toRow(r: Row): LedgerRow {
+  return {
+    job: r.job as string,
+    target: r.target as string,
+    relPath: r.rel_path as string,
+    size: Number(r.size),
+    mtimeMs: Number(r.mtime_ms),
+    destination: r.destination as string,
+    state: r.state as FileState,
+    attempts: Number(r.attempts),
+    nextAttemptAt: Number(r.next_attempt_at),
+    lastError: r.last_error as string | null,
+    createdAt: Number(r.created_at),
+    updatedAt: Number(r.updated_at),
+    transferredAt: r.transferred_at === null ? null : Number(r.transferred_at),
+  };
+}
+
+/** Size and mtime of a file the ledger holds as done. */
+export interface DoneEntry {
+  size: number;
+  mtimeMs: number;
+}
+
+/** Files of one job in one night folder and state (see {@linkcode FileTable.nightTotals}). */
+export interface NightTotals {
+  night: string;
+  state: FileState;
+  files: number;
+  bytes: number;
+  firstArrivalAt: number | null;
+  lastArrivalAt: number | null;
+}
+
+/** A failed attempt, as the ledger records it. */
+export interface FailureRecord {
+  error: string;
+  attempts: number;
+  nextAttemptAt: number;
+  final: boolean;
+}
+
+/**
+ * Where a job's files go, as one string: method, user, host, port and base
+ * path (`local:/data`, `scp://obs@freya:22/data`). Two jobs, or two runs,
+ * with the same identity send to the same place.
+ */
+export function destinationIdentity(job: JobConfig): string {
+  const base = job.remote_base_path;
+  if (job.transfer_method === "local") return `local:${base}`;
+  const port = job.transfer_method === "ftp" ? job.ftp_port : job.ssh_port;
+  const user = job.remote_user.trim();
+  return `${job.transfer_method}://${user === "" ? "" : `${user}@`}${job.remote_host.trim()}` +
+    `${port === null || port === undefined ? "" : `:${port}`}${base}`;
+}
+
+/** The rows of one job and destination; see the module doc. */
+export class FileTable {
+  readonly ledger: Ledger;
+  readonly job: string;
+  readonly target: string;
+
+  constructor(ledger: Ledger, job: string, target: string) {
+    this.ledger = ledger;
+    this.job = job;
+    this.target = target;
+  }
+
+  /** The row of one file, if any. */
+  get(relPath: string): LedgerRow | undefined {
+    const r = this.#read(
+      "SELECT * FROM files WHERE job = ? AND target IN (?, '') AND rel_path = ?",
+      relPath,
+    );
+    return r[0] ? toRow(r[0]) : undefined;
+  }
+
+  /** Size and mtime the file was sent with, when it is done for this destination. */
+  doneVersion(relPath: string): DoneEntry | undefined {
+    const r = this.#read(
+      "SELECT size, mtime_ms FROM files WHERE job = ? AND target IN (?, '') AND rel_path = ? " +
+        "AND state = 'done'",
+      relPath,
+    );
+    return r[0] ? { size: Number(r[0].size), mtimeMs: Number(r[0].mtime_ms) } : undefined;
+  }
+
+  /**
+   * Rows of this job from before destinations were part of a file's identity
+   * belong to this destination (the one the job sends to now).
+   *
+   * @returns how many rows it adopted
+   */
+  adoptUnattributed(): number {
+    const result = this.ledger.write(() =>
+      this.ledger.statement(
+        "UPDATE OR IGNORE files SET target = ? WHERE job = ? AND target = ''",
+      ).run(this.target, this.job)
+    );
+    return Number(result.changes);
+  }
+
+  /** Files done for another destination of this job that this one has not received. */
+  doneElsewhereOnly(): number {
+    const r = this.ledger.read(() =>
+      this.ledger.statement(`
+        SELECT COUNT(DISTINCT o.rel_path) AS n FROM files o
+        WHERE o.job = ? AND o.target != ? AND o.target != '' AND o.state = 'done'
+          AND NOT EXISTS (SELECT 1 FROM files t WHERE t.job = o.job AND t.target = ?
+                          AND t.rel_path = o.rel_path AND t.state = 'done')
+      `).get(this.job, this.target, this.target) as Row
+    );
+    return Number(r.n);
+  }
+
+  /**
+   * Record a complete file as pending. A file seen with a new size or mtime
+   * starts over (attempts 0, no error); an unchanged pending or failed one keeps
+   * its attempt count and last error.
+   *
+   * @returns the file's failed attempts so far (0 for a new or changed file)
+   * @throws {LedgerWriteError} when it could not be recorded
+   */
+  enqueue(
+    relPath: string,
+    file: { size: number; mtimeMs: number; destination: string },
+    now = Date.now(),
+  ): number {
+    return this.ledger.write(() => {
+      this.ledger.statement(`
+        INSERT INTO files (job, target, rel_path, size, mtime_ms, destination, state, attempts,
+                           next_attempt_at, last_error, created_at, updated_at)
+        VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, 0, NULL, ?, ?)
+        ON CONFLICT (job, target, rel_path) DO UPDATE SET
+          attempts = CASE WHEN size = excluded.size AND mtime_ms = excluded.mtime_ms
+                          AND state != 'done' THEN attempts ELSE 0 END,
+          last_error = CASE WHEN size = excluded.size AND mtime_ms = excluded.mtime_ms
+                            AND state != 'done' THEN last_error ELSE NULL END,
+          size = excluded.size, mtime_ms = excluded.mtime_ms, destination = excluded.destination,
+          state = 'pending', next_attempt_at = 0, updated_at = excluded.updated_at
+      `).run(this.job, this.target, relPath, file.size, file.mtimeMs, file.destination, now, now);
+      const row = this.ledger.statement(
+        "SELECT attempts FROM files WHERE job = ? AND target = ? AND rel_path = ?",
+      ).get(this.job, this.target, relPath) as Row | undefined;
+      if (!row) throw new Error(`${relPath} was not recorded`);
+      return Number(row.attempts);
+    });
+  }
+
+  /** Mark files as being sent right now. @throws {LedgerWriteError} */
+  markTransferring(relPaths: string[], now = Date.now()): void {
+    const stmt = this.ledger.statement(
+      "UPDATE files SET state = 'transferring', updated_at = ? " +
+        "WHERE job = ? AND target = ? AND rel_path = ?",
+    );
+    this.ledger.write(() => {
+      for (const p of relPaths) stmt.run(now, this.job, this.target, p);
+    });
+  }
+
+  /**
+   * Mark files as arrived and verified, all or none: the row is written whole
+   * (whatever was recorded before), so an arrival is never lost to a row that
+   * is missing.
+   *
+   * @throws {LedgerWriteError} when they could not be recorded (none is)
+   */
+  markDone(
+    files: Array<{ relPath: string; size: number; mtimeMs: number; destination: string }>,
+    now = Date.now(),
+  ): void {
+    if (files.length === 0) return;
+    const stmt = this.ledger.statement(`
+      INSERT INTO files (job, target, rel_path, size, mtime_ms, destination, state, attempts,
+                         next_attempt_at, last_error, created_at, updated_at, transferred_at)
+      VALUES (?, ?, ?, ?, ?, ?, 'done', 0, 0, NULL, ?, ?, ?)
+      ON CONFLICT (job, target, rel_path) DO UPDATE SET
+        size = excluded.size, mtime_ms = excluded.mtime_ms, destination = excluded.destination,
+        state = 'done', attempts = 0, next_attempt_at = 0, last_error = NULL,
+        updated_at = excluded.updated_at, transferred_at = excluded.transferred_at
+    `);
+    this.ledger.write(() => {
+      for (const f of files) {
+        stmt.run(this.job, this.target, f.relPath, f.size, f.mtimeMs, f.destination, now, now, now);
+      }
+    });
+  }
+
+  /**
+   * Record a failed attempt: back to pending with a next attempt time, or
+   * `failed` when `final`. @throws {LedgerWriteError}
+   */
+  recordFailure(relPath: string, failure: FailureRecord, now = Date.now()): void {
+    this.ledger.write(() =>
+      this.ledger.statement(`
+        UPDATE files SET state = ?, attempts = ?, next_attempt_at = ?, last_error = ?, updated_at = ?
+        WHERE job = ? AND target = ? AND rel_path = ?
+      `).run(
+        failure.final ? "failed" : "pending",
+        failure.attempts,
+        failure.nextAttemptAt,
+        failure.error,
+        now,
+        this.job,
+        this.target,
+        relPath,
+      )
+    );
+  }
+
+  /** The retry time of pending files has come: their next attempt is due at once. */
+  markDue(relPaths: string[]): void {
+    const stmt = this.ledger.statement(
+      "UPDATE files SET next_attempt_at = 0 " +
+        "WHERE job = ? AND target = ? AND rel_path = ? AND state = 'pending'",
+    );
+    this.ledger.write(() => {
+      for (const p of relPaths) stmt.run(this.job, this.target, p);
+    });
+  }
+
+  /** Forget a file (its source is gone before it was sent, or it is to be sent again). */
+  remove(relPath: string): void {
+    this.ledger.write(() =>
+      this.ledger.statement("DELETE FROM files WHERE job = ? AND target = ? AND rel_path = ?")
+        .run(this.job, this.target, relPath)
+    );
+  }
+
+  /**
+   * Put files in the given states back to pending with a fresh attempt count.
+   *
+   * @returns how many rows changed
+   */
+  requeue(states: Array<"transferring" | "failed">, now = Date.now()): number {
+    if (states.length === 0) return 0;
+    const placeholders = states.map(() => "?").join(", ");
+    const result = this.ledger.write(() =>
+      this.ledger.statement(`
+        UPDATE files SET state = 'pending', attempts = 0, next_attempt_at = 0, updated_at = ?
+        WHERE job = ? AND target = ? AND state IN (${placeholders})
+      `).run(now, this.job, this.target, ...states)
+    );
+    return Number(result.changes);
+  }
+
+  /**
+   * Put one failed file back to pending with a fresh attempt count.
+   *
+   * @returns 1 when it was failed, else 0
+   */
+  requeueFile(relPath: string, now = Date.now()): number {
+    const result = this.ledger.write(() =>
+      this.ledger.statement(`
+        UPDATE files SET state = 'pending', attempts = 0, next_attempt_at = 0, updated_at = ?
+        WHERE job = ? AND target = ? AND rel_path = ? AND state = 'failed'
+      `).run(now, this.job, this.target, relPath)
+    );
+    return Number(result.changes);
+  }
+
+  /** Every row that is not done (pending, transferring or failed). */
+  unfinished(): LedgerRow[] {
+    return this.#read("SELECT * FROM files WHERE job = ? AND target IN (?, '') AND state != 'done'")
+      .map(toRow);
+  }
+
+  /** Every pending row (uses the state index: cheap with many done files). */
+  pending(): LedgerRow[] {
+    return this.#read("SELECT * FROM files WHERE job = ? AND target IN (?, '') AND state = 'pending'")
+      .map(toRow);
+  }
+
+  /**
+   * Done files that arrived at or before `arrivedBy` (ms since the epoch):
+   * path and the size and mtime they were sent with.
+   */
+  doneArrivedBy(arrivedBy: number): Array<{ relPath: string } & DoneEntry> {
+    return this.#read(
+      "SELECT rel_path, size, mtime_ms FROM files WHERE job = ? AND target IN (?, '') " +
+        "AND state = 'done' AND transferred_at <= ? ORDER BY transferred_at",
+      arrivedBy,
+    ).map((r) => ({
+      relPath: r.rel_path as string,
+      size: Number(r.size),
+      mtimeMs: Number(r.mtime_ms),
+    }));
+  }
+
+  /**
+   * Per night folder (the first part of the destination): files and bytes per
+   * state, first and last arrival (ms since the epoch).
+   */
+  nightTotals(): NightTotals[] {
+    return this.#read(`
+      SELECT CASE WHEN instr(destination, '/') > 0
+                  THEN substr(destination, 1, instr(destination, '/') - 1) ELSE '' END AS night,
+             state, COUNT(*) AS n, SUM(size) AS bytes,
+             MIN(transferred_at) AS first_at, MAX(transferred_at) AS last_at
+      FROM files WHERE job = ? AND target IN (?, '') AND destination != '' GROUP BY night, state
+    `).map((r) => ({
+      night: r.night as string,
+      state: r.state as FileState,
+      files: Number(r.n),
+      bytes: Number(r.bytes ?? 0),
+      firstArrivalAt: r.first_at === null ? null : Number(r.first_at),
+      lastArrivalAt: r.last_at === null ? null : Number(r.last_at),
+    }));
+  }
+
+  /** Done files whose destination lies in the night folder `night`. */
+  doneInNight(night: string): LedgerRow[] {
+    return this.#read(
+      "SELECT * FROM files WHERE job = ? AND target IN (?, '') AND state = 'done' " +
+        "AND substr(destination, 1, ?) = ?",
+      night.length + 1,
+      `${night}/`,
+    ).map(toRow);
+  }
+
+  /**
+   * Rows of a query whose first two parameters are this job and destination.
+   * Rows from before destinations were told apart (`target` `''`, adopted when
+   * the daemon starts) count as this destination's, for readers of an older ledger.
+   */
+  #read(sql: string, ...params: Array<string | number>): Row[] {
+    return this.ledger.read(() =>
+      this.ledger.statement(sql).all(this.job, this.target, ...params) as Row[]
+    );
+  }
+}
+
+/** Files per job, destination and state (every job in the ledger). */
+export function ledgerCounts(
+  ledger: Ledger,
+): Array<{ job: string; target: string; state: FileState; count: number }> {
+  const rows = ledger.read(() =>
+    ledger.statement(
+      "SELECT job, target, state, COUNT(*) AS n FROM files GROUP BY job, target, state " +
+        "ORDER BY job, target, state",
+    ).all() as Row[]
+  );
+  return rows.map((r) => ({
+    job: r.job as string,
+    target: r.target as string,
+    state: r.state as FileState,
+    count: Number(r.n),
+  }));
+}
+
+/** The most recently arrived files, newest first. */
+export function recentDone(ledger: Ledger, limit: number): LedgerRow[] {
+  return ledger.read(() =>
+    ledger.statement(
+      "SELECT * FROM files WHERE state = 'done' ORDER BY transferred_at DESC LIMIT ?",
+    )
+      .all(limit) as Row[]
+  ).map(toRow);
+}
+
+/** Files with an error: failed ones, and pending ones waiting for a retry. */
+export function problemFiles(ledger: Ledger, limit: number): LedgerRow[] {
+  return ledger.read(() =>
+    ledger.statement(`
+        SELECT * FROM files WHERE state = 'failed' OR (state = 'pending' AND last_error IS NOT NULL)
+        ORDER BY updated_at DESC LIMIT ?
+      `).all(limit) as Row[]
+  ).map(toRow);
+}
+
+/**
+ * Pending files whose next attempt was due before `dueBefore` (ms since
+ * epoch) and has not started: a retry that did not fire, or a daemon that is
+ * not running. Oldest first.
+ */
+export function overdueFiles(ledger: Ledger, dueBefore: number, limit: number): LedgerRow[] {
+  return ledger.read(() =>
+    ledger.statement(`
+        SELECT * FROM files WHERE state = 'pending' AND next_attempt_at > 0 AND next_attempt_at < ?
+        ORDER BY next_attempt_at LIMIT ?
+      `).all(dueBefore, limit) as Row[]
+  ).map(toRow);
+}
+
+/**
+ * Run a write whose failure the ledger's problem state already covers (the
+ * job sends nothing until the ledger can be written, then looks again).
+ *
+ * @returns whether it was written
+ */
+export function writeIfWritable(write: () => unknown): boolean {
+  try {
+    write();
+    return true;
+  } catch (error) {
+    if (error instanceof LedgerWriteError) return false;
+    throw error;
+  }
+}
