@@ -7,6 +7,9 @@
  */
 import { join } from "node:path";
 import { Ledger } from "../src/ledger/ledger.ts";
+import { FileTable } from "../src/ledger/file_table.ts";
+import { loadConfig } from "../src/config/load.ts";
+import type { JobConfig } from "../src/config/types.ts";
 import { DaemonProcess, type ProcessSample } from "./daemon_process.ts";
 import type { Section } from "./report.ts";
 import {
@@ -30,12 +33,17 @@ export interface ScaleOptions {
 }
 
 /** The job name of a config with a single top-level job. */
-const JOB = "default";
 
 const mb = (bytes: number) => `${(bytes / 1e6).toFixed(0)} MB`;
 
 /** Build the tree and its ledger; returns how long that took. */
-function buildTree(watch: string, stateDir: string, files: number, folders: number): number {
+function buildTree(
+  watch: string,
+  stateDir: string,
+  files: number,
+  folders: number,
+  job: JobConfig,
+): number {
   const start = performance.now();
   const bytes = randomBytes(1024);
   const rows: Array<{ rel: string; size: number; mtimeMs: number }> = [];
@@ -53,16 +61,12 @@ function buildTree(watch: string, stateDir: string, files: number, folders: numb
   }
   const ledger = Ledger.open(stateDir);
   try {
-    ledger.transaction(() => {
-      for (const row of rows) {
-        ledger.enqueue(JOB, row.rel, {
-          size: row.size,
-          mtimeMs: row.mtimeMs,
-          destination: `20240101/${row.rel}`,
-        });
-        ledger.markDone(JOB, row.rel);
-      }
-    });
+    FileTable.of(ledger, job).markDone(rows.map((row) => ({
+      relPath: row.rel,
+      size: row.size,
+      mtimeMs: row.mtimeMs,
+      destination: `20240101/${row.rel}`,
+    })));
   } finally {
     ledger.close();
   }
@@ -106,9 +110,6 @@ export async function runScale(ctx: BenchContext, options: ScaleOptions = {}): P
   let emptyRss: number;
   try {
     emptyRss = await emptyDaemonRss(ctx, dir, remote.path);
-    const buildMs = buildTree(watch, stateDir, files, folders);
-    await sync();
-    ctx.progress(`scale: ${files} files and their ledger rows built in ${formatMs(buildMs)}`);
     const config = await writeDaemonConfig(ctx, dir, {
       watchPath: watch,
       remoteBasePath: remote.path,
@@ -116,6 +117,10 @@ export async function runScale(ctx: BenchContext, options: ScaleOptions = {}): P
       logFile: join(dir, "image_transfer.log"),
       method: "scp",
     });
+    const job = (await loadConfig(config)).jobs[0];
+    const buildMs = buildTree(watch, stateDir, files, folders, job);
+    await sync();
+    ctx.progress(`scale: ${files} files and their ledger rows built in ${formatMs(buildMs)}`);
     const daemon = DaemonProcess.start(config);
     try {
       const starting = await daemon.waitForLine("Starting", { timeoutMs: 60_000 });

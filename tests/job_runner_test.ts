@@ -7,6 +7,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { JobConfig } from "../src/config/types.ts";
 import { Ledger } from "../src/ledger/ledger.ts";
+import { FileTable } from "../src/ledger/file_table.ts";
+import { problemFiles } from "../src/status/ledger_reports.ts";
 import { JobRunner, type JobSummary } from "../src/pipeline/job_runner.ts";
 import { LocalTransport } from "../src/transfer/local.ts";
 import type { TransferItem, TransferOutcome, Transport } from "../src/transfer/transport.ts";
@@ -61,10 +63,11 @@ async function runOnce(
   return { ...runner.summary, items: transport.sent };
 }
 
-function readLedger(stateDir: string, fn: (ledger: Ledger) => void): void {
+/** The ledger's rows of `job` (for the destination it sends to). */
+function readLedger(stateDir: string, job: JobConfig, fn: (files: FileTable) => void): void {
   const ledger = Ledger.open(stateDir);
   try {
-    fn(ledger);
+    fn(FileTable.of(ledger, job));
   } finally {
     ledger.close();
   }
@@ -128,16 +131,16 @@ Deno.test("JobRunner once: sends every matching file, records it done; a second 
         `bytes of ${JSON.stringify(rel)}`,
       );
     }
-    readLedger(stateDir, (ledger) => {
+    readLedger(stateDir, job, (files) => {
       for (const rel of rels) {
-        const row = ledger.get("test", rel);
+        const row = files.get(rel);
         assert.equal(row?.state, "done", JSON.stringify(rel));
         assert.equal(row.destination, `20240315/${rel}`);
         assert.equal(row.size, expected.get(rel)!.length);
         assert.equal(row.mtimeMs, EVENING.getTime());
         assert.ok(row.transferredAt !== null);
       }
-      assert.deepEqual(ledger.unfinished("test"), []);
+      assert.deepEqual(files.unfinished(), []);
     });
 
     // The second run must not send anything: remove the arrivals to make a resend visible.
@@ -173,14 +176,14 @@ Deno.test("JobRunner once: a retryable failure is retried, marked failed, then s
     assert.equal(first.items.length, 1 + job.retry_attempts, "first attempt plus the retries");
     // Two retries wait at least 0.8 * (50 + 100) ms.
     assert.ok(performance.now() - started >= 120, "retries waited for their delay");
-    readLedger(stateDir, (ledger) => {
-      const row = ledger.get("test", "night/a.fits")!;
+    readLedger(stateDir, job, (files) => {
+      const row = files.get("night/a.fits")!;
       assert.equal(row.state, "failed");
       assert.equal(row.attempts, 1 + job.retry_attempts);
       assert.ok(
         row.lastError?.startsWith(`Cannot send ${join(job.watch_path, "night", "a.fits")}`),
       );
-      assert.deepEqual(ledger.problems(10).map((r) => r.relPath), ["night/a.fits"]);
+      assert.deepEqual(problemFiles(files.ledger, 10).map((r) => r.relPath), ["night/a.fits"]);
     });
 
     // Fixed: the next start-up requeues the failed file and sends it.
@@ -192,11 +195,11 @@ Deno.test("JobRunner once: a retryable failure is retried, marked failed, then s
       bytes,
     );
     assert.deepEqual(await listFiles(job.remote_base_path), ["20240315/night/a.fits"]);
-    readLedger(stateDir, (ledger) => {
-      const row = ledger.get("test", "night/a.fits")!;
+    readLedger(stateDir, job, (files) => {
+      const row = files.get("night/a.fits")!;
       assert.equal(row.state, "done");
       assert.equal(row.lastError, null);
-      assert.deepEqual(ledger.problems(10), []);
+      assert.deepEqual(problemFiles(files.ledger, 10), []);
     });
   });
 });
@@ -213,9 +216,9 @@ Deno.test("JobRunner once: with retry_attempts 0 a failure is final at once; oth
     assert.equal(run.sent, 1);
     assert.equal(run.failed, 1);
     assert.equal(run.items.length, 2, "no retry");
-    readLedger(stateDir, (ledger) => {
-      assert.equal(ledger.get("test", "ok.fits")?.state, "done");
-      assert.equal(ledger.get("test", "blocked/x.fits")?.state, "failed");
+    readLedger(stateDir, job, (files) => {
+      assert.equal(files.get("ok.fits")?.state, "done");
+      assert.equal(files.get("blocked/x.fits")?.state, "failed");
     });
   });
 });
@@ -243,8 +246,8 @@ Deno.test("JobRunner once: a source that changes while it is sent is sent again 
     const destination = run.items[1];
     assert.deepEqual(await Deno.readFile(join(job.remote_base_path, destination)), final);
     assert.deepEqual(await listFiles(job.remote_base_path), [destination]);
-    readLedger(stateDir, (ledger) => {
-      const row = ledger.get("test", "a.fits")!;
+    readLedger(stateDir, job, (files) => {
+      const row = files.get("a.fits")!;
       assert.equal(row.state, "done");
       assert.equal(row.size, 1500);
       assert.equal(row.attempts, 0, "a change is not counted as a failed attempt");
@@ -258,15 +261,15 @@ Deno.test("JobRunner start-up: resumes interrupted files and drops vanished ones
     const bytes = randomBytes(777);
     await place(job.watch_path, "interrupted.fits", bytes);
     const info = await Deno.stat(join(job.watch_path, "interrupted.fits"));
-    readLedger(stateDir, (ledger) => {
+    readLedger(stateDir, job, (files) => {
       const file = { size: info.size, mtimeMs: info.mtime!.getTime() };
-      ledger.enqueue("test", "interrupted.fits", {
+      files.enqueue("interrupted.fits", {
         ...file,
         destination: "20240315/interrupted.fits",
       });
-      ledger.markTransferring("test", ["interrupted.fits"]);
-      ledger.enqueue("test", "vanished.fits", { ...file, destination: "20240315/vanished.fits" });
-      ledger.markTransferring("test", ["vanished.fits"]);
+      files.markTransferring(["interrupted.fits"]);
+      files.enqueue("vanished.fits", { ...file, destination: "20240315/vanished.fits" });
+      files.markTransferring(["vanished.fits"]);
     });
     const run = await runOnce(job, stateDir);
     assert.deepEqual(run, { sent: 1, failed: 0, items: ["20240315/interrupted.fits"] });
@@ -274,9 +277,9 @@ Deno.test("JobRunner start-up: resumes interrupted files and drops vanished ones
       await Deno.readFile(join(job.remote_base_path, "20240315/interrupted.fits")),
       bytes,
     );
-    readLedger(stateDir, (ledger) => {
-      assert.equal(ledger.get("test", "interrupted.fits")?.state, "done");
-      assert.equal(ledger.get("test", "vanished.fits"), undefined);
+    readLedger(stateDir, job, (files) => {
+      assert.equal(files.get("interrupted.fits")?.state, "done");
+      assert.equal(files.get("vanished.fits"), undefined);
     });
   });
 });
@@ -289,10 +292,7 @@ Deno.test("JobRunner once: a watch_path spelled with // or /./ still sends its f
       const job = localTestJob(root, { name: `job${i}`, watch_path: spelling });
       const run = await runOnce(job, stateDir);
       assert.deepEqual(run, { sent: 1, failed: 0, items: ["20240315/n/a.fits"] }, spelling);
-      readLedger(
-        stateDir,
-        (ledger) => assert.equal(ledger.get(job.name, "n/a.fits")?.state, "done"),
-      );
+      readLedger(stateDir, job, (files) => assert.equal(files.get("n/a.fits")?.state, "done"));
     }
     assert.deepEqual(await Deno.readFile(join(root, "dest", "20240315", "n", "a.fits")), bytes);
   });
@@ -315,6 +315,7 @@ Deno.test("JobRunner watching: files written after start are sent; stop is clean
     const ledger = Ledger.open(stateDir);
     const transport = new CountingTransport(job);
     const runner = new JobRunner(job, ledger, transport, { once: false, closedForMs: 100 });
+    const files = FileTable.of(ledger, job);
     try {
       await place(job.watch_path, "before.fits", randomBytes(100));
       await runner.start();
@@ -337,11 +338,11 @@ Deno.test("JobRunner watching: files written after start are sent; stop is clean
       await waitFor(
         () =>
           ["before.fits", "new night/flats/q.fits", "new night/slow.fits", hostileRel]
-            .every((rel) => ledger.get("test", rel)?.state === "done"),
+            .every((rel) => files.get(rel)?.state === "done"),
         20_000,
         "all four files done",
       );
-      const today = (rel: string) => ledger.get("test", rel)!.destination;
+      const today = (rel: string) => files.get(rel)!.destination;
       assert.deepEqual(await Deno.readFile(join(job.remote_base_path, today(hostileRel))), hostile);
       assert.deepEqual(
         await Deno.readFile(join(job.remote_base_path, today("new night/flats/q.fits"))),

@@ -8,6 +8,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { Ledger, LEDGER_FILE } from "../src/ledger/ledger.ts";
+import { FileTable } from "../src/ledger/file_table.ts";
+import { ledgerCounts } from "../src/status/ledger_reports.ts";
 import { LEDGER_SCHEMA_VERSION, ledgerSchemaVersion } from "../src/ledger/schema_version.ts";
 import { runCli } from "./helpers/cli.ts";
 import { listFiles, writeConfig } from "./helpers/files.ts";
@@ -78,7 +80,7 @@ Deno.test("a new ledger is stamped with the current schema version", async () =>
   try {
     Ledger.open(join(root, "state")).close();
     assert.equal(userVersion(join(root, "state", LEDGER_FILE)), LEDGER_SCHEMA_VERSION);
-    assert.equal(LEDGER_SCHEMA_VERSION, 1);
+    assert.equal(LEDGER_SCHEMA_VERSION, 2);
   } finally {
     await Deno.remove(root, { recursive: true });
   }
@@ -90,24 +92,36 @@ Deno.test("a ledger from before schema versions is migrated and keeps its files"
     assert.equal(userVersion(path), 0);
     const readOnly = Ledger.open(stateDir, { readOnly: true });
     assert.ok(readOnly);
-    assert.deepEqual(readOnly.counts().map((c) => [c.state, c.count]), [["done", 1], [
-      "pending",
-      1,
-    ]]);
+    // Read as it is: the files have no destination yet (target "").
+    assert.deepEqual(ledgerCounts(readOnly).map((c) => [c.target, c.state, c.count]), [
+      ["", "done", 1],
+      ["", "pending", 1],
+    ]);
     readOnly.close();
     assert.equal(userVersion(path), 0, "a read-only open changes nothing");
 
     const ledger = Ledger.open(stateDir);
     try {
       assert.equal(userVersion(path), LEDGER_SCHEMA_VERSION);
-      assert.deepEqual([...ledger.doneIndex("default").keys()], ["night 1/a.fits"]);
-      assert.deepEqual(ledger.unfinished("default").map((row) => row.relPath), ["b.fits"]);
-      ledger.markDone("default", "b.fits");
+      // The job that starts next adopts the files: they are its destination's.
+      const table = new FileTable(ledger, "default", "local:/data");
+      assert.equal(table.adoptUnattributed(), 2);
+      assert.deepEqual(table.doneVersion("night 1/a.fits"), {
+        size: 100,
+        mtimeMs: 1_700_000_000_000,
+      });
+      assert.deepEqual(table.unfinished().map((row) => row.relPath), ["b.fits"]);
+      table.markDone([table.get("b.fits")!]);
+      // Another destination of the same job has received nothing.
+      assert.equal(new FileTable(ledger, "default", "local:/elsewhere").get("b.fits"), undefined);
     } finally {
       ledger.close();
     }
     const again = Ledger.open(stateDir);
-    assert.equal(again.doneIndex("default").size, 2);
+    assert.deepEqual(
+      ledgerCounts(again).map((c) => [c.target, c.state, c.count]),
+      [["local:/data", "done", 2]],
+    );
     again.close();
   } finally {
     await Deno.remove(root, { recursive: true });

@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Ledger } from "../src/ledger/ledger.ts";
+import { FileTable } from "../src/ledger/file_table.ts";
 import { observeStrayPending } from "../src/pipeline/ledger_sync.ts";
 import { WorkQueue } from "../src/pipeline/work_queue.ts";
 import { createFileFilter } from "../src/watch/file_filter.ts";
@@ -14,11 +15,12 @@ Deno.test("observeStrayPending: only pending rows without a record and not obser
   try {
     const job = localTestJob(root);
     const file = { size: 10, mtimeMs: 1, destination: "d/x.fits" };
+    const table = FileTable.of(ledger, job);
     for (const rel of ["stray.fits", "queued.fits", "observed.fits", "done.fits", "failed.fits"]) {
-      ledger.enqueue(job.name, rel, file);
+      table.enqueue(rel, file);
     }
-    ledger.markDone(job.name, "done.fits");
-    ledger.recordFailure(job.name, "failed.fits", {
+    table.markDone([{ relPath: "done.fits", ...file }]);
+    table.recordFailure("failed.fits", {
       error: "e",
       attempts: 4,
       nextAttemptAt: 0,
@@ -36,7 +38,7 @@ Deno.test("observeStrayPending: only pending rows without a record and not obser
     const touched: string[] = [];
     const stray = observeStrayPending({
       job,
-      ledger,
+      table,
       filter: createFileFilter(job),
       queue,
       observed: (path) => observed.has(path),

@@ -10,6 +10,8 @@ import { join } from "node:path";
 import type { JobConfig } from "../src/config/types.ts";
 import { TransferError } from "../src/errors.ts";
 import { Ledger } from "../src/ledger/ledger.ts";
+import { FileTable } from "../src/ledger/file_table.ts";
+import { overdueFiles } from "../src/status/ledger_reports.ts";
 import { JobRunner } from "../src/pipeline/job_runner.ts";
 import { LocalTransport } from "../src/transfer/local.ts";
 import type { TransferItem, TransferOutcome, Transport } from "../src/transfer/transport.ts";
@@ -95,7 +97,7 @@ Deno.test("retries: through a 3 s outage of every kind, no retry is ever overdue
   // Every 50 ms: is any pending retry due for more than a second and not started?
   const watcher = (async () => {
     while (watching) {
-      for (const row of ledger.overdue(Date.now() - 1000, 10, job.name)) {
+      for (const row of overdueFiles(ledger, Date.now() - 1000, 10, job.name)) {
         overdue.push(`${row.relPath} due ${Date.now() - row.nextAttemptAt} ms ago`);
       }
       await new Promise((r) => setTimeout(r, 50));
@@ -110,10 +112,10 @@ Deno.test("retries: through a 3 s outage of every kind, no retry is ever overdue
     assert.equal(runner.summary.sent, 0);
     transport.down = false;
     const done = () =>
-      [...files.keys()].every((rel) => ledger.get(job.name, rel)?.state === "done");
+      [...files.keys()].every((rel) => FileTable.of(ledger, job).get(rel)?.state === "done");
     await waitFor(done, 10_000, "every file done after the outage");
     for (const [rel, bytes] of files) {
-      const row = ledger.get(job.name, rel)!;
+      const row = FileTable.of(ledger, job).get(rel)!;
       assert.deepEqual(
         await Deno.readFile(join(job.remote_base_path, ...row.destination.split("/"))),
         bytes,
@@ -152,8 +154,9 @@ Deno.test("status lists retries overdue by more than a minute as a problem", asy
         30_000,
       ]] as const
     ) {
-      ledger.enqueue("default", rel, file);
-      ledger.recordFailure("default", rel, {
+      const table = new FileTable(ledger, "default", `local:${join(root, "dest")}`);
+      table.enqueue(rel, file);
+      table.recordFailure(rel, {
         error: "Cannot send: connection lost",
         attempts: 2,
         nextAttemptAt: now - dueAgoMs,

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Ledger } from "../src/ledger/ledger.ts";
+import { ledgerCounts, recentDone } from "../src/status/ledger_reports.ts";
 import { runCli } from "./helpers/cli.ts";
 import { randomBytes, waitFor } from "./helpers/files.ts";
 import { getJson, post, startStatusDaemon } from "./helpers/status.ts";
@@ -109,8 +110,8 @@ Deno.test("status API: sent files, filters, nights; /metrics passes promtool and
   assert.equal(problems.trim(), "");
   const ledger = Ledger.open(d.state, { readOnly: true })!;
   try {
-    const done = ledger.counts().find((c) => c.state === "done")!.count;
-    const bytes = ledger.recentDone(100).reduce((sum, row) => sum + row.size, 0);
+    const done = ledgerCounts(ledger).find((c) => c.state === "done")!.count;
+    const bytes = recentDone(ledger, 100).reduce((sum, row) => sum + row.size, 0);
     const labels = '{job="default",method="local"}';
     assert.ok(
       metrics.includes(`image_transfer_files_transferred_total${labels} ${done}\n`),

@@ -9,14 +9,8 @@ import { loadConfig, resolveConfigPath } from "../config/load.ts";
 import { resolveDaemon } from "../config/resolve.ts";
 import { daemonSchema } from "../config/schema.ts";
 import type { Config } from "../config/types.ts";
-import {
-  destinationIdentity,
-  type FileState,
-  ledgerCounts,
-  overdueFiles,
-  problemFiles,
-  recentDone,
-} from "../ledger/file_table.ts";
+import { destinationIdentity, type FileState } from "../ledger/file_table.ts";
+import { ledgerCounts, overdueFiles, problemFiles, recentDone } from "../status/ledger_reports.ts";
 import { Ledger } from "../ledger/ledger.ts";
 import { formatSkipped, summarizeSkipped } from "../watch/skipped_summary.ts";
 import { globalOptions } from "./options.ts";
@@ -108,7 +102,9 @@ export function statusCommand(): Command {
         console.log(`Ledger: ${ledger.path}`);
         if (rebuilt) {
           console.log(
-            `  rebuilt ${when(rebuilt.at)}: the old one was damaged (${oneLine(rebuilt.reason)}); ` +
+            `  rebuilt ${when(rebuilt.at)}: the old one was damaged (${
+              oneLine(rebuilt.reason)
+            }); ` +
               `it is kept as ${rebuilt.damagedCopy}`,
           );
         }

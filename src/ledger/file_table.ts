@@ -114,6 +114,11 @@ export class FileTable {
     this.target = target;
   }
 
+  /** The table of `job` for the destination it sends to now. */
+  static of(ledger: Ledger, job: JobConfig): FileTable {
+    return new FileTable(ledger, job.name, destinationIdentity(job));
+  }
+
   /** The row of one file, if any. */
   get(relPath: string): LedgerRow | undefined {
     const r = this.#read(
@@ -315,7 +320,9 @@ export class FileTable {
 
   /** Every pending row (uses the state index: cheap with many done files). */
   pending(): LedgerRow[] {
-    return this.#read("SELECT * FROM files WHERE job = ? AND target IN (?, '') AND state = 'pending'")
+    return this.#read(
+      "SELECT * FROM files WHERE job = ? AND target IN (?, '') AND state = 'pending'",
+    )
       .map(toRow);
   }
 
@@ -376,58 +383,6 @@ export class FileTable {
       this.ledger.statement(sql).all(this.job, this.target, ...params) as Row[]
     );
   }
-}
-
-/** Files per job, destination and state (every job in the ledger). */
-export function ledgerCounts(
-  ledger: Ledger,
-): Array<{ job: string; target: string; state: FileState; count: number }> {
-  const rows = ledger.read(() =>
-    ledger.statement(
-      "SELECT job, target, state, COUNT(*) AS n FROM files GROUP BY job, target, state " +
-        "ORDER BY job, target, state",
-    ).all() as Row[]
-  );
-  return rows.map((r) => ({
-    job: r.job as string,
-    target: r.target as string,
-    state: r.state as FileState,
-    count: Number(r.n),
-  }));
-}
-
-/** The most recently arrived files, newest first. */
-export function recentDone(ledger: Ledger, limit: number): LedgerRow[] {
-  return ledger.read(() =>
-    ledger.statement(
-      "SELECT * FROM files WHERE state = 'done' ORDER BY transferred_at DESC LIMIT ?",
-    )
-      .all(limit) as Row[]
-  ).map(toRow);
-}
-
-/** Files with an error: failed ones, and pending ones waiting for a retry. */
-export function problemFiles(ledger: Ledger, limit: number): LedgerRow[] {
-  return ledger.read(() =>
-    ledger.statement(`
-        SELECT * FROM files WHERE state = 'failed' OR (state = 'pending' AND last_error IS NOT NULL)
-        ORDER BY updated_at DESC LIMIT ?
-      `).all(limit) as Row[]
-  ).map(toRow);
-}
-
-/**
- * Pending files whose next attempt was due before `dueBefore` (ms since
- * epoch) and has not started: a retry that did not fire, or a daemon that is
- * not running. Oldest first.
- */
-export function overdueFiles(ledger: Ledger, dueBefore: number, limit: number): LedgerRow[] {
-  return ledger.read(() =>
-    ledger.statement(`
-        SELECT * FROM files WHERE state = 'pending' AND next_attempt_at > 0 AND next_attempt_at < ?
-        ORDER BY next_attempt_at LIMIT ?
-      `).all(dueBefore, limit) as Row[]
-  ).map(toRow);
 }
 
 /**

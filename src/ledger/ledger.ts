@@ -75,6 +75,8 @@ export class Ledger {
   #probeTimer: ReturnType<typeof setTimeout> | undefined;
   #probeEveryMs: number;
   #closed = false;
+  /** Transactions open (a write inside a write joins the outer one). */
+  #depth = 0;
 
   private constructor(path: string, db: DatabaseSync, readOnly: boolean, probeEveryMs: number) {
     this.path = path;
@@ -183,6 +185,7 @@ export class Ledger {
    * doc) and thrown as a {@linkcode LedgerWriteError}: nothing of it is kept.
    */
   write<T>(writes: () => T): T {
+    if (this.#depth > 0) return writes();
     for (let attempt = 1;; attempt++) {
       try {
         const result = this.#transaction(writes);
@@ -212,11 +215,14 @@ export class Ledger {
 
   #transaction<T>(writes: () => T): T {
     this.#db.exec("BEGIN IMMEDIATE");
+    this.#depth++;
     try {
       const result = writes();
+      this.#depth--;
       this.#db.exec("COMMIT");
       return result;
     } catch (error) {
+      this.#depth = 0;
       // SQLite may have rolled back already (a full disk does): the first error is the news.
       try {
         this.#db.exec("ROLLBACK");

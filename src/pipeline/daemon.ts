@@ -119,7 +119,8 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
     if (listen) {
       const shown = new LedgerReports(
         openLedger.path,
-        () => (jobs?.runners ?? []).map((runner) => ({ job: runner.job.name, target: runner.target })),
+        () =>
+          (jobs?.runners ?? []).map((runner) => ({ job: runner.job.name, target: runner.target })),
       );
       reports = shown;
       let rebuilt = openLedger.rebuilt;

@@ -8,7 +8,13 @@
  * @module
  */
 import { DatabaseSync, type SQLInputValue } from "node:sqlite";
-import type { FileState } from "../ledger/file_table.ts";
+import {
+  type FileState,
+  type LedgerRow,
+  type Row as LedgerRowRecord,
+  toRow,
+} from "../ledger/file_table.ts";
+import type { Ledger } from "../ledger/ledger.ts";
 
 /** One file as the API shows it. */
 export interface TransferRow {
@@ -81,8 +87,7 @@ export interface JobScope {
 }
 
 /** Rows of the jobs in scope (`:scope`: JSON list of `job NUL target`, see {@linkcode scopeParam}). */
-const IN_SCOPE =
-  "(job || char(0) || target) IN (SELECT value FROM json_each(:scope))";
+const IN_SCOPE = "(job || char(0) || target) IN (SELECT value FROM json_each(:scope))";
 
 /** Read-only reports over the ledger at `path`. */
 export class LedgerReports {
@@ -245,4 +250,62 @@ export class LedgerReports {
   close(): void {
     this.#db.close();
   }
+}
+
+/** Files per job, destination and state (every job in the ledger). */
+export function ledgerCounts(
+  ledger: Ledger,
+): Array<{ job: string; target: string; state: FileState; count: number }> {
+  const rows = ledger.read(() =>
+    ledger.statement(
+      "SELECT job, target, state, COUNT(*) AS n FROM files GROUP BY job, target, state " +
+        "ORDER BY job, target, state",
+    ).all() as LedgerRowRecord[]
+  );
+  return rows.map((r) => ({
+    job: r.job as string,
+    target: r.target as string,
+    state: r.state as FileState,
+    count: Number(r.n),
+  }));
+}
+
+/** The most recently arrived files, newest first. */
+export function recentDone(ledger: Ledger, limit: number): LedgerRow[] {
+  return ledger.read(() =>
+    ledger.statement(
+      "SELECT * FROM files WHERE state = 'done' ORDER BY transferred_at DESC LIMIT ?",
+    )
+      .all(limit) as LedgerRowRecord[]
+  ).map(toRow);
+}
+
+/** Files with an error: failed ones, and pending ones waiting for a retry. */
+export function problemFiles(ledger: Ledger, limit: number): LedgerRow[] {
+  return ledger.read(() =>
+    ledger.statement(`
+        SELECT * FROM files WHERE state = 'failed' OR (state = 'pending' AND last_error IS NOT NULL)
+        ORDER BY updated_at DESC LIMIT ?
+      `).all(limit) as LedgerRowRecord[]
+  ).map(toRow);
+}
+
+/**
+ * Pending files whose next attempt was due before `dueBefore` (ms since
+ * epoch) and has not started: a retry that did not fire, or a daemon that is
+ * not running. Oldest first; all jobs unless `job` is given.
+ */
+export function overdueFiles(
+  ledger: Ledger,
+  dueBefore: number,
+  limit: number,
+  job?: string,
+): LedgerRow[] {
+  return ledger.read(() =>
+    ledger.statement(`
+      SELECT * FROM files WHERE state = 'pending' AND next_attempt_at > 0 AND next_attempt_at < ?
+        AND (? IS NULL OR job = ?)
+      ORDER BY next_attempt_at LIMIT ?
+    `).all(dueBefore, job ?? null, job ?? null, limit) as LedgerRowRecord[]
+  ).map(toRow);
 }
