@@ -59,6 +59,7 @@ export class LedgerWriteError extends Error {
 /** SQLite's primary result codes this module acts on. */
 const SQLITE_CORRUPT = 11;
 const SQLITE_NOTADB = 26;
+const SQLITE_FULL = 13;
 
 /** How often a ledger that cannot be written is tried again. */
 const PROBE_EVERY_MS = 2000;
@@ -130,7 +131,15 @@ export class Ledger {
     const damage = damageAtStart(path);
     let rebuild: LedgerRebuild | null = null;
     if (damage) rebuild = setAside(path, damage);
-    const db = openForWriting(path);
+    let db: DatabaseSync;
+    try {
+      db = openForWriting(path);
+    } catch (error) {
+      // Damage the first look missed shows while the schema is brought up to date.
+      if (!isDamage(error) || rebuild) throw error;
+      rebuild = setAside(path, sqliteText(error));
+      db = openForWriting(path);
+    }
     const ledger = new Ledger(path, db, false, probeEveryMs);
     if (rebuild) ledger.#recordRebuild(rebuild);
     return ledger;
@@ -196,6 +205,8 @@ export class Ledger {
           this.#recover(sqliteText(error));
           continue;
         }
+        // The journal (WAL) grows between checkpoints: on a small disk, give its room back first.
+        if (isFull(error) && attempt === 1 && this.#reclaim()) continue;
         if (error instanceof LedgerWriteError) throw error;
         this.#unwritable(sqliteText(error));
         throw new LedgerWriteError(`Cannot write the ledger ${this.path}: ${sqliteText(error)}`, {
@@ -255,6 +266,7 @@ export class Ledger {
     this.#probeTimer = setTimeout(() => {
       this.#probeTimer = undefined;
       if (this.#closed || !this.#problem) return;
+      this.#reclaim();
       try {
         this.#transaction(() =>
           this.statement(
@@ -268,6 +280,23 @@ export class Ledger {
         else this.#scheduleProbe();
       }
     }, this.#probeEveryMs);
+  }
+
+  /**
+   * Copy the journal into the database and empty it (its room goes back to
+   * the disk).
+   *
+   * @returns whether it worked
+   */
+  #reclaim(): boolean {
+    try {
+      const row = this.#db.prepare("PRAGMA wal_checkpoint(TRUNCATE)").get() as
+        | Record<string, number>
+        | undefined;
+      return row?.busy === 0;
+    } catch {
+      return false;
+    }
   }
 
   #writable(): void {
@@ -340,7 +369,11 @@ function openForWriting(path: string): DatabaseSync {
   try {
     db.exec("PRAGMA busy_timeout = 5000;");
     assertLedgerReadable(db, path);
-    db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;");
+    // The journal is emptied at each checkpoint (every ~4 MiB) and kept at most that big.
+    db.exec(
+      "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; " +
+        "PRAGMA journal_size_limit = 4194304;",
+    );
     migrateLedger(db, path, LEDGER_SCHEMA);
   } catch (error) {
     db.close();
@@ -395,6 +428,12 @@ function setAside(path: string, reason: string): LedgerRebuild {
     { path, reason, damagedCopy },
   );
   return { at, reason, damagedCopy };
+}
+
+/** Whether a SQLite error says the disk is full. */
+function isFull(error: unknown): boolean {
+  const code = (error as { errcode?: number } | null)?.errcode;
+  return typeof code === "number" ? (code & 0xff) === SQLITE_FULL : /is full/i.test(String(error));
 }
 
 /** Whether a SQLite error says the file is not a (sound) database. */

@@ -7,9 +7,12 @@
  * transferred, told to the status page and hooks, and out of the queue. When
  * the ledger cannot be written, the arrivals wait in memory
  * ({@linkcode BatchSender.recordWaiting}) until it can, so nothing is sent
- * twice and no hook runs twice because of the ledger. After the ledger was
- * rebuilt, files older than the rebuild are looked for at the destination
- * first: one found there with its size is recorded as sent, not sent again.
+ * twice and no hook runs twice because of the ledger. Files whose last
+ * attempt was cut short before the ledger recorded its end (a stop, a crash,
+ * a ledger that could not be written), and after the ledger was rebuilt the
+ * files older than the rebuild, are looked for at the destination first: one
+ * found there under its final name with its size arrived (only a complete,
+ * verified copy is ever renamed there) and is recorded, not sent again.
  *
  * @module
  */
@@ -68,8 +71,12 @@ interface Arrival {
   record: WorkRecord;
   item: TransferItem;
   sha256?: string;
-  /** Found at the destination after a rebuild, not sent now. */
-  recognised: boolean;
+  /**
+   * Found at the destination, not sent now: `interrupted` (its end was not
+   * recorded: announced as an arrival), `rebuilt` (sent before the ledger was
+   * rebuilt: announced then, so no hook now).
+   */
+  found?: "interrupted" | "rebuilt";
 }
 
 /** Sends batches of one job; see the module doc. */
@@ -78,10 +85,17 @@ export class BatchSender {
   #log: Logger;
   /** Arrivals waiting for the ledger to be writable. */
   #unrecorded: Arrival[] = [];
+  /** Files whose last attempt ended unrecorded: looked for at the destination first. */
+  #interrupted = new Set<string>();
 
   constructor(context: BatchSenderContext) {
     this.#log = jobLogger("pipeline", context.job.name);
     this.#context = context;
+  }
+
+  /** Files whose last attempt ended unrecorded (the ledger said `transferring` at start). */
+  interrupted(relPaths: string[]): void {
+    for (const relPath of relPaths) this.#interrupted.add(relPath);
   }
 
   /** How many arrivals wait for the ledger to be writable. */
@@ -152,12 +166,13 @@ export class BatchSender {
       const failures: Array<[WorkRecord, TransferError]> = [];
       for (const [index, item] of items.entries()) {
         const outcome = byItem.get(item);
-        if (there[index]) arrivals.push({ record: batch[index], item, recognised: true });
+        const found = there[index];
+        if (found) arrivals.push({ record: batch[index], item, found });
         else if (outcome?.error === null) {
-          arrivals.push({ record: batch[index], item, sha256: outcome.sha256, recognised: false });
+          arrivals.push({ record: batch[index], item, sha256: outcome.sha256 });
         } else if (outcome?.error) failures.push([batch[index], outcome.error]);
       }
-      sent = arrivals.filter((arrival) => !arrival.recognised).length;
+      sent = arrivals.filter((arrival) => arrival.found !== "rebuilt").length;
       if (!this.#record(arrivals)) {
         for (const arrival of arrivals) waiting.add(arrival.record.relPath);
       }
@@ -220,25 +235,31 @@ export class BatchSender {
   }
 
   /**
-   * After a rebuilt ledger: which items are at the destination already with
-   * their size (files older than the rebuild only, where the method can tell).
+   * Which items are at the destination already with their size, of those
+   * that may have arrived unrecorded (see the module doc), where the method
+   * can tell.
    */
   async #alreadyThere(
     batch: WorkRecord[],
     items: TransferItem[],
     signal: AbortSignal,
-  ): Promise<boolean[]> {
-    const none = items.map(() => false);
+  ): Promise<Array<Arrival["found"]>> {
     const rebuilt = this.#context.table.ledger.rebuilt;
+    const asking = batch.map((record): Arrival["found"] =>
+      this.#interrupted.delete(record.relPath)
+        ? "interrupted"
+        : rebuilt && record.version.mtimeMs <= rebuilt.at
+        ? "rebuilt"
+        : undefined
+    );
     const { transport } = this.#context;
-    if (!rebuilt || !transport.destinationSizes) return none;
-    const older = batch.map((record) => record.version.mtimeMs <= rebuilt.at);
-    if (!older.includes(true)) return none;
-    const asked = items.filter((_, index) => older[index]).map((item) => item.destination);
+    const none = items.map(() => undefined);
+    if (!transport.destinationSizes || asking.every((why) => why === undefined)) return none;
+    const asked = items.filter((_, index) => asking[index]).map((item) => item.destination);
     const sizes = await transport.destinationSizes(asked, signal).catch(() => null);
     if (!sizes) return none;
     return items.map((item, index) =>
-      older[index] && sizes.get(item.destination) === batch[index].version.size
+      sizes.get(item.destination) === batch[index].version.size ? asking[index] : undefined
     );
   }
 
@@ -261,10 +282,16 @@ export class BatchSender {
   }
 
   /** An arrival the ledger holds now: log it, tell the others, and take it out of the queue. */
-  #announce({ record, item, sha256, recognised }: Arrival): void {
+  #announce({ record, item, sha256, found }: Arrival): void {
     const { transport, queue } = this.#context;
     const destination = transport.describeTarget(record.destination);
-    if (recognised) {
+    if (found === "interrupted") {
+      this.#log.info("{source} had arrived at {destination} before the last stop; recorded now", {
+        source: item.source,
+        destination,
+      });
+    }
+    if (found === "rebuilt") {
       this.#log.info(
         "{source} is at {destination} already with its size; recorded as sent, not sent again " +
           "(the ledger was rebuilt)",

@@ -266,6 +266,9 @@ export class JobRunner {
         { ...fields, count: elsewhere },
       );
     }
+    // An attempt whose end was not recorded may have arrived: the sender looks first.
+    const cutShort = table.unfinished().filter((row) => row.state === "transferring");
+    this.#sender.interrupted(cutShort.map((row) => row.relPath));
     let interrupted = 0;
     let failed = 0;
     writeIfWritable(() => {
