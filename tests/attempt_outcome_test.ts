@@ -3,7 +3,7 @@
  * error, the file as sent and the file as it is now.
  */
 import assert from "node:assert/strict";
-import { isDestinationFull, TransferError } from "../src/errors.ts";
+import { isConnectionFailure, isDestinationFull, TransferError } from "../src/errors.ts";
 import { attemptOutcome, type FailedAttempt } from "../src/pipeline/attempt_outcome.ts";
 import { classifyFailure } from "../src/transfer/classify.ts";
 import { CommandError } from "../src/errors.ts";
@@ -120,4 +120,15 @@ Deno.test("isDestinationFull: the transports' words for a full disk or quota, no
     new TransferError("Cannot send a: No space left on device", "retry"),
   ];
   for (const error of other) assert.equal(isDestinationFull(error), false, error.message);
+});
+
+Deno.test("isConnectionFailure: the host and the connection, not one file", () => {
+  const says = (message: string) => isConnectionFailure(new TransferError(message, "retry"));
+  assert.ok(says("Cannot send a.fits: the connection to freya failed: check that the host is up"));
+  assert.ok(says("Cannot send a.fits: authentication was refused for obs@freya: install ..."));
+  assert.ok(says("Cannot send a.fits: cannot resolve the host name freya: check remote_host"));
+  assert.ok(says("FTP server obs@ftp:21 refused the login (530 Login incorrect)"));
+  assert.ok(!says("Cannot send a.fits: a file named 20240315 is in the way at /data"));
+  assert.ok(!says("Cannot send a.fits: the destination on freya is full (no space left)"));
+  assert.ok(!says("Cannot send a.fits: the remote user on freya may not write there"));
 });
