@@ -257,3 +257,44 @@ Deno.test("a wall clock stepped back an hour does not hold a waiting retry", asy
     await daemon.stop("SIGTERM");
   }
 });
+
+Deno.test("resend: chosen files are sent again on purpose; --dry-run changes nothing", async () => {
+  await using box = await cliSandbox();
+  const files = await writeFiles(box, "frame_", 3);
+  const first = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+  assert.equal(first.code, 0, first.stderr);
+  const before = await inodes(box.dest);
+
+  const none = await runCli(["resend", "-c", box.config], { env: box.env });
+  assert.equal(none.code, 2);
+  assert.match(none.stderr, /say which files with --night YYYYMMDD, --date YYYY-MM-DD/);
+  const dry = await runCli(["resend", "--night", "20240315", "--dry-run", "-c", box.config], {
+    env: box.env,
+  });
+  assert.equal(dry.code, 0, dry.stderr);
+  assert.equal((dry.stdout.match(/^would send again /gm) ?? []).length, 3);
+  assert.match(dry.stdout, /job default: 3 file\(s\) would be sent again/);
+  const nothing = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+  assert.equal(nothing.code, 0, nothing.stderr);
+  assert.deepEqual(await inodes(box.dest), before, "a dry run changes nothing");
+
+  await Deno.remove(join(box.watch, "frame_002.fits"));
+  const chosen = await runCli(["resend", "--name", "frame_00[12].fits", "-c", box.config], {
+    env: box.env,
+  });
+  assert.equal(chosen.code, 0, chosen.stderr);
+  assert.match(
+    chosen.stdout,
+    /job default: 1 file\(s\) will be sent again; 1 chosen file\(s\) are no longer in the watch folder/,
+  );
+  assert.match(chosen.stdout, /sent at the next start/);
+  const again = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+  assert.equal(again.code, 0, again.stderr);
+  const after = await inodes(box.dest);
+  assert.notEqual(after.get("20240315/frame_001.fits"), before.get("20240315/frame_001.fits"));
+  assert.equal(after.get("20240315/frame_000.fits"), before.get("20240315/frame_000.fits"));
+  await assertDelivered(
+    box.dest,
+    new Map([...files].filter(([name]) => name !== "frame_002.fits")),
+  );
+});

@@ -10,6 +10,7 @@ import { configCommand } from "./config.ts";
 import { initCommand, runInit } from "./init.ts";
 import { runCommand } from "./run.ts";
 import { statusCommand } from "./status.ts";
+import { resendCommand } from "./resend.ts";
 import { doctorCommand } from "./doctor.ts";
 import { installServiceCommand } from "./install_service.ts";
 import { uninstallServiceCommand } from "./uninstall_service.ts";
@@ -44,6 +45,7 @@ export function buildProgram(): Command {
   program.addCommand(initCommand());
   program.addCommand(configCommand());
   program.addCommand(statusCommand());
+  program.addCommand(resendCommand());
   program.addCommand(doctorCommand());
   program.addCommand(installServiceCommand());
   program.addCommand(uninstallServiceCommand());

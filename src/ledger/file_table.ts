@@ -312,6 +312,45 @@ export class FileTable {
     return Number(result.changes);
   }
 
+  /**
+   * Done files chosen to be sent again: those in night folder `night`
+   * (`YYYYMMDD`), those that arrived between `arrivedFrom` and `arrivedTo`
+   * (ms since the epoch), all when nothing is given; `matches` filters paths.
+   */
+  doneChosen(
+    choice: { night?: string; arrivedFrom?: number; arrivedTo?: number },
+    matches: (relPath: string) => boolean = () => true,
+  ): LedgerRow[] {
+    return this.#read(
+      `SELECT * FROM files WHERE job = ? AND target IN (?, '') AND state = 'done'
+         AND (? IS NULL OR substr(destination, 1, 9) = ? || '/')
+         AND (? IS NULL OR transferred_at >= ?) AND (? IS NULL OR transferred_at < ?)
+       ORDER BY rel_path`,
+      choice.night ?? null,
+      choice.night ?? null,
+      choice.arrivedFrom ?? null,
+      choice.arrivedFrom ?? null,
+      choice.arrivedTo ?? null,
+      choice.arrivedTo ?? null,
+    ).map(toRow).filter((row) => matches(row.relPath));
+  }
+
+  /**
+   * Send done files again on purpose: they are pending again with no
+   * attempts (a running daemon takes them up within a minute, else the next start).
+   *
+   * @returns how many were done and are pending now
+   */
+  sendAgain(relPaths: string[], now = Date.now()): number {
+    const stmt = this.ledger.statement(`
+      UPDATE files SET state = 'pending', attempts = 0, next_attempt_at = 0, last_error = NULL,
+        updated_at = ? WHERE job = ? AND target = ? AND rel_path = ? AND state = 'done'
+    `);
+    return this.ledger.write(() =>
+      relPaths.reduce((sum, p) => sum + Number(stmt.run(now, this.job, this.target, p).changes), 0)
+    );
+  }
+
   /** Every row that is not done (pending, transferring or failed). */
   unfinished(): LedgerRow[] {
     return this.#read("SELECT * FROM files WHERE job = ? AND target IN (?, '') AND state != 'done'")
@@ -378,7 +417,7 @@ export class FileTable {
    * Rows from before destinations were told apart (`target` `''`, adopted when
    * the daemon starts) count as this destination's, for readers of an older ledger.
    */
-  #read(sql: string, ...params: Array<string | number>): Row[] {
+  #read(sql: string, ...params: Array<string | number | null>): Row[] {
     return this.ledger.read(() =>
       this.ledger.statement(sql).all(this.job, this.target, ...params) as Row[]
     );

@@ -91,9 +91,10 @@ export function recordDue(context: LedgerSyncContext, relPaths: string[]): void 
 }
 
 /**
- * Belt and braces: every retry that is due is queued, and every pending row
- * of the ledger is held by the queue or the stability checker. Finding
- * anything here means a bug; it is logged and put right.
+ * Every retry that is due is queued, and every pending row of the ledger is
+ * held by the queue or the stability checker: files `resend` marked to be
+ * sent again are taken up here (anything else found here is a missed wake-up,
+ * put right all the same).
  *
  * @returns the records that were due and are queued now
  */
@@ -103,11 +104,14 @@ export function sweepLedger(context: LedgerSyncContext): string[] {
     const promoted = context.queue.promoteDue();
     const stray = observeStrayPending(context);
     if (promoted.length + stray.length > 0) {
-      log.warn("{count} file(s) were due but not on their way; trying them now", {
-        job: context.job.name,
-        count: promoted.length + stray.length,
-        files: [...promoted, ...stray].slice(0, 10),
-      });
+      log.info(
+        "{count} file(s) in the ledger wait to be sent (sent again on request, or due); sending them now",
+        {
+          job: context.job.name,
+          count: promoted.length + stray.length,
+          files: [...promoted, ...stray].slice(0, 10),
+        },
+      );
     }
     return promoted;
   } catch (error) {
