@@ -42,7 +42,7 @@ Deno.test("an unknown command is named, with a suggestion, and exits 2", async (
   );
   assertUsage(
     await runCli(["xyzzy"], { env: box.env }),
-    "unknown command 'xyzzy'; the commands are: run, init, config, status, doctor, " +
+    "unknown command 'xyzzy'; the commands are: run, init, config, status, resend, doctor, " +
       "install-service, uninstall-service",
   );
   // Nothing ran: no ledger, no log.

@@ -21,7 +21,19 @@ import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { statfsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { logger } from "../log/logging.ts";
+import { formatBytes } from "../config/free_space.ts";
+import {
+  damageAtStart,
+  damagedForReading,
+  isDamage,
+  isFull,
+  type LedgerRebuild,
+  setAside,
+  sqliteText,
+} from "./damage.ts";
 import { assertLedgerReadable, LEDGER_SCHEMA, migrateLedger } from "./schema_version.ts";
+
+export type { LedgerRebuild } from "./damage.ts";
 
 /** File name of the ledger database inside `state_dir`. */
 export const LEDGER_FILE = "ledger.sqlite";
@@ -41,25 +53,10 @@ export interface LedgerProblem {
   since: number;
 }
 
-/** When and why the ledger was started anew (kept in the new ledger). */
-export interface LedgerRebuild {
-  /** When (ms since epoch): files older than this may be at the destination already. */
-  at: number;
-  /** What was wrong with the old one. */
-  reason: string;
-  /** Where the damaged file was moved. */
-  damagedCopy: string;
-}
-
 /** A write to the ledger failed: the caller must act as if it did not happen. */
 export class LedgerWriteError extends Error {
   override name = "LedgerWriteError";
 }
-
-/** SQLite's primary result codes this module acts on. */
-const SQLITE_CORRUPT = 11;
-const SQLITE_NOTADB = 26;
-const SQLITE_FULL = 13;
 
 /** How often a ledger that cannot be written is tried again. */
 const PROBE_EVERY_MS = 2000;
@@ -382,81 +379,6 @@ function openForWriting(path: string): DatabaseSync {
   return db;
 }
 
-/** What is wrong with the ledger file at `path` before it is opened, or `null`. */
-function damageAtStart(path: string): string | null {
-  let size: number;
-  try {
-    size = Deno.statSync(path).size;
-  } catch {
-    return null; // None yet.
-  }
-  // SQLite would take an empty file for a new database, forgetting every file sent.
-  if (size === 0) return "it is 0 bytes long";
-  let db: DatabaseSync | undefined;
-  try {
-    db = new DatabaseSync(path);
-    db.exec("PRAGMA busy_timeout = 5000;");
-    db.prepare("PRAGMA user_version").get();
-    // Reads the schema; damage deeper in the file shows at the query that meets it.
-    db.prepare("SELECT COUNT(*) FROM sqlite_master").get();
-    return null;
-  } catch (error) {
-    if (isDamage(error)) return sqliteText(error);
-    throw error;
-  } finally {
-    try {
-      db?.close();
-    } catch { /* damaged */ }
-  }
-}
-
-/** Move the damaged ledger (and its WAL files) aside; say so at ERROR. */
-function setAside(path: string, reason: string): LedgerRebuild {
-  const at = Date.now();
-  const stamp = new Date(at).toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
-  const damagedCopy = `${path}.damaged-${stamp}`;
-  for (const suffix of ["", "-wal", "-shm"]) {
-    try {
-      Deno.renameSync(path + suffix, damagedCopy + suffix);
-    } catch (error) {
-      if (!(error instanceof Deno.errors.NotFound)) throw error;
-    }
-  }
-  logger("ledger").error(
-    "The ledger {path} is damaged ({reason}); it was moved to {damagedCopy} and a new one " +
-      "started. Files already at the destination are recognised there and not sent again",
-    { path, reason, damagedCopy },
-  );
-  return { at, reason, damagedCopy };
-}
-
-/** Whether a SQLite error says the disk is full. */
-function isFull(error: unknown): boolean {
-  const code = (error as { errcode?: number } | null)?.errcode;
-  return typeof code === "number" ? (code & 0xff) === SQLITE_FULL : /is full/i.test(String(error));
-}
-
-/** Whether a SQLite error says the file is not a (sound) database. */
-function isDamage(error: unknown): boolean {
-  const code = (error as { errcode?: number } | null)?.errcode;
-  if (typeof code === "number") {
-    const primary = code & 0xff;
-    return primary === SQLITE_CORRUPT || primary === SQLITE_NOTADB;
-  }
-  return /malformed|not a database/i.test(sqliteText(error));
-}
-
-function sqliteText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
-function damagedForReading(path: string, reason: string): Error {
-  return new Error(
-    `The ledger ${path} is damaged (${reason}). The daemon moves it aside and starts a new ` +
-      "one when it next starts (files already at the destination are not sent again)",
-  );
-}
-
 /** Free space on the ledger's disk, in words. */
 function freeSpaceText(path: string): string {
   try {
@@ -465,15 +387,4 @@ function freeSpaceText(path: string): string {
   } catch {
     return "free space unknown";
   }
-}
-
-function formatBytes(bytes: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
 }
