@@ -4,10 +4,12 @@
  * machine: on a network or FUSE file system (NFS, SMB/CIFS, sshfs, 9p...)
  * a file written by another machine, or below the FUSE layer, raises none.
  *
- * - Linux: `statfs` gives the file system's magic number; the mount table
- *   (`/proc/self/mountinfo`, the longest mount point that holds the folder's
- *   real path) gives its name and source, e.g. `nfs4 server:/data` or
- *   `fuse.sshfs`.
+ * - Linux: `statfs` gives the file system's magic number, hence its kind
+ *   (`nfs`, `cifs`, `smb3`, `fuse`, `9p`, `ceph`...). The mount table would
+ *   name the share and the FUSE program, but the runtime lets only a program
+ *   with every permission read it. Every FUSE file system counts as remote
+ *   (sshfs, rclone, glusterfs, virtiofs, and also a local disk through
+ *   ntfs-3g: polling it costs little).
  * - Windows: a UNC path (`\\server\share\...`) is a network share. A mapped
  *   drive letter cannot be told from a local disk without asking the system
  *   for more than reading files: set `watch_mode: poll` for one.
@@ -21,11 +23,11 @@ import { statfs } from "node:fs/promises";
 
 /** What is known of the file system of a folder. */
 export interface FileSystemInfo {
-  /** Its name, e.g. `ext4`, `nfs4`, `cifs`, `fuse.sshfs`, `unc`; `unknown` when it cannot be told. */
+  /** Its name, e.g. `ext4`, `nfs`, `cifs`, `fuse`, `smb`; `unknown` when it cannot be told. */
   type: string;
   /** Whether its events may miss changes made elsewhere (network, FUSE). */
   remote: boolean;
-  /** The mount's source where known (`server:/export`, `//server/share`), else `null`. */
+  /** The share where known (a UNC path's server and share), else `null`. */
   source: string | null;
   /** The statfs magic number (Linux), for noticing a remount or an unmount; else `null`. */
   magic: number | null;
@@ -53,19 +55,24 @@ const REMOTE_MAGIC = new Map<number, string>([
   [0x7461636f, "ocfs2"],
 ]);
 
-/** Mount table names of remote file systems (when the magic number is not in the list). */
-const REMOTE_NAMES =
-  /^(nfs\d?|cifs|smb\d?|smbfs|9p|virtiofs|ceph|glusterfs|afs|lustre|gpfs|beegfs|fuse(\..+)?)$/;
-
-/** Local file systems served through FUSE (a disk of this machine). */
-const LOCAL_FUSE = /^(fuseblk|fuse\.(ntfs-3g|exfat|ntfs|ntfs3|apfs-fuse))$/;
-
-/** One line of the mount table. */
-interface Mount {
-  mountPoint: string;
-  type: string;
-  source: string;
-}
+/** Linux statfs magic numbers of common local file systems, for the name said. */
+const LOCAL_MAGIC = new Map<number, string>([
+  [0xef53, "ext4"],
+  [0x58465342, "xfs"],
+  [0x9123683e, "btrfs"],
+  [0x2fc12fc1, "zfs"],
+  [0x01021994, "tmpfs"],
+  [0x794c7630, "overlay"],
+  [0xf2f52010, "f2fs"],
+  [0x4d44, "vfat"],
+  [0x2011bab0, "exfat"],
+  [0x5346544e, "ntfs"],
+  [0x7366746e, "ntfs3"],
+  [0x3153464a, "jfs"],
+  [0x9660, "iso9660"],
+  [0x15013346, "udf"],
+  [0x73717368, "squashfs"],
+]);
 
 /**
  * The file system of `path` (an existing folder); never throws (an unknown
@@ -76,17 +83,15 @@ export function fileSystemOf(path: string): FileSystemInfo {
   if (Deno.build.os !== "linux") {
     return { type: "unknown", remote: false, source: null, magic: null };
   }
-  let magic: number | null = null;
+  let magic: number;
   try {
     magic = Number(statfsSync(path).type);
   } catch {
-    // No statfs: the mount table alone decides.
+    return { type: "unknown", remote: false, source: null, magic: null };
   }
-  const mount = mountOf(path);
-  const byMagic = magic === null ? undefined : REMOTE_MAGIC.get(magic);
-  const type = mount?.type ?? byMagic ?? (magic === null ? "unknown" : `0x${magic.toString(16)}`);
-  const remote = !LOCAL_FUSE.test(type) && (byMagic !== undefined || REMOTE_NAMES.test(type));
-  return { type, remote, source: mount?.source ?? null, magic };
+  const remote = REMOTE_MAGIC.get(magic);
+  const type = remote ?? LOCAL_MAGIC.get(magic) ?? `0x${magic.toString(16)}`;
+  return { type, remote: remote !== undefined, source: null, magic };
 }
 
 /** The statfs magic number of `path` now (Linux), or `null`; rejects when it cannot be read. */
@@ -101,47 +106,4 @@ function windowsFileSystem(path: string): FileSystemInfo {
     /^[\\/]{2}\?[\\/]UNC[\\/]([^\\/]+)[\\/]+([^\\/]+)/i.exec(path);
   if (unc) return { type: "smb", remote: true, source: `\\\\${unc[1]}\\${unc[2]}`, magic: null };
   return { type: "unknown", remote: false, source: null, magic: null };
-}
-
-/** The mount that holds `path` (Linux), from `/proc/self/mountinfo`; `undefined` if unreadable. */
-function mountOf(path: string): Mount | undefined {
-  let real: string;
-  let table: string;
-  try {
-    real = Deno.realPathSync(path);
-    table = Deno.readTextFileSync("/proc/self/mountinfo");
-  } catch {
-    return undefined;
-  }
-  let best: Mount | undefined;
-  for (const line of table.split("\n")) {
-    const mount = parseMountInfoLine(line);
-    if (!mount || !holds(mount.mountPoint, real)) continue;
-    // Later lines are mounted on top of earlier ones at the same point.
-    if (!best || mount.mountPoint.length >= best.mountPoint.length) best = mount;
-  }
-  return best;
-}
-
-/**
- * One line of `/proc/self/mountinfo`: `id parent major:minor root mount-point
- * options [optional fields] - type source super-options`, spaces and
- * backslashes in paths written as octal escapes.
- */
-export function parseMountInfoLine(line: string): Mount | undefined {
-  const fields = line.split(" ");
-  const dash = fields.indexOf("-", 6);
-  if (fields.length < 7 || dash < 0 || dash + 2 >= fields.length) return undefined;
-  const unescape = (text: string) =>
-    text.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
-  return {
-    mountPoint: unescape(fields[4]),
-    type: unescape(fields[dash + 1]),
-    source: unescape(fields[dash + 2]),
-  };
-}
-
-function holds(mountPoint: string, path: string): boolean {
-  if (mountPoint === "/") return true;
-  return path === mountPoint || path.startsWith(`${mountPoint}/`);
 }
