@@ -35,7 +35,7 @@ const JOB = "default";
 const mb = (bytes: number) => `${(bytes / 1e6).toFixed(0)} MB`;
 
 /** Build the tree and its ledger; returns how long that took. */
-function buildTree(watch: string, stateDir: string, files: number, folders: number): number {
+export function buildTree(watch: string, stateDir: string, files: number, folders: number): number {
   const start = performance.now();
   const bytes = randomBytes(1024);
   const rows: Array<{ rel: string; size: number; mtimeMs: number }> = [];

@@ -102,8 +102,19 @@ export async function magicOf(path: string): Promise<number | null> {
 
 /** A UNC path is a network share; anything else is taken as local (see the module doc). */
 function windowsFileSystem(path: string): FileSystemInfo {
-  const unc = /^[\\/]{2}(?![?.][\\/])([^\\/]+)[\\/]+([^\\/]+)/.exec(path) ??
-    /^[\\/]{2}\?[\\/]UNC[\\/]([^\\/]+)[\\/]+([^\\/]+)/i.exec(path);
-  if (unc) return { type: "smb", remote: true, source: `\\\\${unc[1]}\\${unc[2]}`, magic: null };
+  const share = uncShare(path);
+  if (share !== null) return { type: "smb", remote: true, source: share, magic: null };
   return { type: "unknown", remote: false, source: null, magic: null };
+}
+
+/**
+ * The share of a UNC path (`\\server\share\…`, `//server/share/…`,
+ * `\\?\UNC\server\share\…`) as `\\server\share`, or `null` for any other path
+ * (a drive letter, a device path such as `\\?\C:\…` or `\\.\pipe\…`).
+ */
+export function uncShare(path: string): string | null {
+  const long = /^[\\/]{2}\?[\\/]UNC[\\/]+([^\\/]+)[\\/]+([^\\/]+)/i.exec(path);
+  const plain = /^[\\/]{2}(?![?.][\\/])([^\\/]+)[\\/]+([^\\/]+)/.exec(path);
+  const match = long ?? plain;
+  return match ? `\\\\${match[1]}\\${match[2]}` : null;
 }
