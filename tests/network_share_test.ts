@@ -10,11 +10,17 @@
  */
 import assert from "node:assert/strict";
 import { basename, join } from "node:path";
-import { isMounted, mountBindfs, unmountBindfs, withBindfs } from "./helpers/bindfs.ts";
+import {
+  isMounted,
+  mountBindfs,
+  mountBindfsProcess,
+  unmountBindfs,
+  withBindfs,
+} from "./helpers/bindfs.ts";
 import { runCli, startCli } from "./helpers/cli.ts";
 import { listFiles, randomBytes, waitFor, writeConfig } from "./helpers/files.ts";
 import { cliSandbox } from "./helpers/sandbox.ts";
-import { getJson, startStatusDaemon } from "./helpers/status.ts";
+import { freePort, getJson, startStatusDaemon } from "./helpers/status.ts";
 
 /** The files at `dest`, by name (night folders left out), with their bytes. */
 async function arrived(dest: string): Promise<Map<string, Uint8Array>> {
@@ -78,6 +84,10 @@ Deno.test("network share (bindfs): polled; files written below arrive whole, onc
       assert.equal(status.jobs[0].watch.remote, true);
       assert.equal(status.jobs[0].watch.pollIntervalSeconds, 0.5);
       assert.equal(status.jobs[0].watch.unavailable, null);
+      const statusCli = await runCli(["status", "-c", box.config], {
+        env: { HOME: join(box.root, "home") },
+      });
+      assert.match(statusCli.stdout, /Watched with file events and a poll every 0\.5 s \(fuse/);
 
       const expected = new Map<string, Uint8Array>();
       // Written below the view: no event reaches the daemon.
@@ -181,6 +191,7 @@ Deno.test("network share (bindfs) unmounted and mounted again while running: one
   try {
     await mountBindfs(under, mount);
     const dest = join(configDir, "dest");
+    const port = freePort();
     const config = join(configDir, "config.yaml");
     await Deno.mkdir(join(configDir, "home"));
     await writeConfig(config, {
@@ -191,6 +202,7 @@ Deno.test("network share (bindfs) unmounted and mounted again while running: one
       night_timezone: "UTC",
       state_dir: join(configDir, "state"),
       log_file: "",
+      status_listen: `127.0.0.1:${port}`,
       poll_interval_seconds: 0.5,
       rescan_interval_seconds: 0,
     });
@@ -205,6 +217,16 @@ Deno.test("network share (bindfs) unmounted and mounted again while running: one
       await daemon.waitForOutput(
         /ERROR +\[watch\] Cannot read watch folder .*: the share \(fuse\) is not mounted there/,
       );
+      // Said on the page's API and by `status` while it lasts.
+      const away = await getJson<{ jobs: { watch: { unavailable: string | null } }[] }>(
+        `http://127.0.0.1:${port}`,
+        "/api/status",
+      );
+      assert.match(away.jobs[0].watch.unavailable ?? "", /is not mounted there/);
+      const statusCli = await runCli(["status", "-c", config], {
+        env: { HOME: join(configDir, "home") },
+      });
+      assert.match(statusCli.stdout, /Watch folder cannot be read: the share \(fuse\)/);
       const meanwhile = randomBytes(40_000);
       await Deno.writeFile(join(under, "meanwhile.fits"), meanwhile);
       await mountBindfs(under, mount);
@@ -215,6 +237,7 @@ Deno.test("network share (bindfs) unmounted and mounted again while running: one
         "the file written while the share was away",
       );
       const output = daemon.stderr() + daemon.stdout();
+
       assert.equal(output.match(/Cannot read watch folder/g)?.length, 1, output);
       assert.equal(transfers(output, "before.fits"), 1);
       assert.equal(transfers(output, "meanwhile.fits"), 1);
@@ -225,5 +248,47 @@ Deno.test("network share (bindfs) unmounted and mounted again while running: one
     if (await isMounted(mount)) await unmountBindfs(mount);
     await Deno.remove(root, { recursive: true });
     await Deno.remove(configDir, { recursive: true });
+  }
+});
+
+Deno.test("network share (bindfs) whose client dies (ENOTCONN): one ERROR, then back after a new mount", async () => {
+  const { root, under, mount } = await shareFolders();
+  try {
+    const client = await mountBindfsProcess(under, mount);
+    try {
+      await using box = await cliSandbox({
+        watch_path: mount,
+        poll_interval_seconds: 0.5,
+        rescan_interval_seconds: 0,
+      });
+      const daemon = startCli(["run", "-c", box.config], { env: box.env });
+      try {
+        await daemon.waitForOutput(/Watching .* with file events and a poll/);
+        client.kill("SIGKILL");
+        await client.status;
+        await daemon.waitForOutput(
+          /ERROR +\[watch\] Cannot read watch folder .*: Transport endpoint is not connected/,
+        );
+        const meanwhile = randomBytes(25_000);
+        await Deno.writeFile(join(under, "meanwhile.fits"), meanwhile);
+        await unmountBindfs(mount);
+        await mountBindfs(under, mount);
+        await daemon.waitForOutput(/INFO +\[watch\] Watch folder .* can be read again/);
+        await waitForArrivals(box.dest, new Map([["meanwhile.fits", meanwhile]]), "the file");
+        const output = daemon.stderr() + daemon.stdout();
+        assert.equal(output.match(/Cannot read watch folder/g)?.length, 1, output);
+        assert.equal(transfers(output, "meanwhile.fits"), 1);
+      } finally {
+        await daemon.stop();
+      }
+    } finally {
+      try {
+        client.kill("SIGKILL");
+      } catch { /* exited already */ }
+      await client.status;
+      if (await isMounted(mount)) await unmountBindfs(mount);
+    }
+  } finally {
+    await Deno.remove(root, { recursive: true });
   }
 });

@@ -9,9 +9,10 @@
  *   is listed again, and so for a few seconds after each change (coarse
  *   timestamps); its listing is compared by name with what is known: new
  *   files are reported, new folders are walked, vanished ones are forgotten;
- * - files it reported during the last {@linkcode RECENT_MS} are `stat`ed at
- *   every poll, and reported again when their size or mtime changed (a
- *   writer on the other side still at work).
+ * - files it reported during the last {@linkcode RECENT_MS} (at most the
+ *   newest {@linkcode MAX_RECENT}) are `stat`ed at every poll, and reported
+ *   again when their size or mtime changed (a writer on the other side still
+ *   at work).
  *
  * A file that changes after that without any name changing in its folder
  * waits for the periodic rescan, as a file whose events were lost does.
@@ -24,6 +25,9 @@ import { FolderLister, type FolderListing, type FoundFile } from "./scan.ts";
 
 /** How long after it was first seen or last changed a file is still `stat`ed at every poll. */
 export const RECENT_MS = 60_000;
+
+/** At most this many recent files are `stat`ed at every poll (the newest; a burst is cut short). */
+export const MAX_RECENT = 1_000;
 
 /** A folder is listed again at every poll for this long after its mtime last moved. */
 const RELIST_MS = 3_000;
@@ -132,6 +136,7 @@ export class FolderPoller {
 
   /** `stat` the recent files; report those whose size or mtime changed. */
   #checkRecent(now: number, changed: FoundFile[]): void {
+    const reported = new Set(changed.map((file) => file.relPath));
     for (const [relPath, file] of this.#recent) {
       let info: Deno.FileInfo;
       try {
@@ -145,9 +150,7 @@ export class FolderPoller {
         file.size = info.size;
         file.mtimeMs = mtimeMs;
         file.changedAt = now;
-        if (!changed.some((found) => found.relPath === relPath)) {
-          changed.push({ path: file.path, relPath });
-        }
+        if (!reported.has(relPath)) changed.push({ path: file.path, relPath });
       } else if (now - file.changedAt > RECENT_MS) this.#recent.delete(relPath);
     }
   }
@@ -164,7 +167,11 @@ export class FolderPoller {
     } catch {
       // Gone already: the next poll forgets it.
     }
+    this.#recent.delete(file.relPath);
     this.#recent.set(file.relPath, { path: file.path, size, mtimeMs, changedAt: now });
+    if (this.#recent.size > MAX_RECENT) {
+      this.#recent.delete(this.#recent.keys().next().value!);
+    }
   }
 
   /**

@@ -219,7 +219,8 @@ export class WatchSession {
         onError: this.#onScanError,
         isClosed: () => this.#closed,
       });
-      if (this.#closed || result.unwatched.length === 0) return;
+      // On a polled folder files without events are expected (written elsewhere): the polls find them.
+      if (this.#closed || result.unwatched.length === 0 || this.#polls) return;
       void this.#rewatch(
         "New files in {folders} came without any event (the watch may be missing after the kernel dropped events); watching {path} again",
         { folders: result.unwatched.map((rel) => absolutePath(this.#options.root, rel)) },

@@ -19,6 +19,33 @@ export async function mountBindfs(folder: string, mountPoint: string): Promise<v
   await run("bindfs", [folder, mountPoint]);
 }
 
+/**
+ * Mount a bindfs view of `folder` at `mountPoint` served by a process of the
+ * caller's (`bindfs -f`): killing it leaves a mount whose every access fails
+ * with ENOTCONN, as a share whose client died. Resolves once it is mounted.
+ */
+export async function mountBindfsProcess(
+  folder: string,
+  mountPoint: string,
+): Promise<Deno.ChildProcess> {
+  await Deno.mkdir(mountPoint, { recursive: true });
+  const child = new Deno.Command("bindfs", {
+    args: ["-f", folder, mountPoint],
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  const deadline = Date.now() + 30_000;
+  while (!(await isMounted(mountPoint))) {
+    if (Date.now() > deadline) {
+      child.kill("SIGKILL");
+      throw new Error(`bindfs did not mount ${mountPoint} within 30 s`);
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  return child;
+}
+
 /** Unmount the view at `mountPoint` (lazily: an open file does not keep it). */
 export async function unmountBindfs(mountPoint: string): Promise<void> {
   await run("fusermount", ["-u", "-z", mountPoint]);
