@@ -21,7 +21,7 @@
  */
 import type { FileFilter } from "./file_filter.ts";
 import { absolutePath } from "./file_version.ts";
-import { FolderLister, type FolderListing, type FoundFile } from "./scan.ts";
+import { FolderLister, type FolderListing, type FoundFile, scanFolderBatches } from "./scan.ts";
 
 /** How long after it was first seen or last changed a file is still `stat`ed at every poll. */
 export const RECENT_MS = 60_000;
@@ -76,14 +76,32 @@ export class FolderPoller {
   }
 
   /**
-   * Learn the whole tree as it is now, reporting nothing (the scan that
-   * follows reports what is there). Forgets what was known before.
+   * Learn the whole tree as it is now, reporting nothing. Forgets what was
+   * known before. (The watch session learns from its own scan instead: see
+   * {@linkcode FolderPoller.forget} and {@linkcode FolderPoller.listed}.)
    */
   async learn(): Promise<void> {
+    this.forget();
+    const { root, filter, onError } = this.#options;
+    const walk = scanFolderBatches(root, filter, { onError, onListed: this.listed });
+    for await (const _ of walk) { /* learnt through onListed */ }
+  }
+
+  /** Forget everything known (before learning the tree again). */
+  forget(): void {
     this.#folders.clear();
     this.#recent.clear();
-    await this.#walk("", new FolderLister(this.#options.root, this.#options.filter), undefined);
   }
+
+  /** A walk listed the folder `rel`, whose mtime was `mtimeMs` just before: learn it. */
+  listed = (rel: string, mtimeMs: number, listing: FolderListing): void => {
+    this.#folders.set(rel, {
+      mtimeMs,
+      changedAt: -Infinity,
+      files: new Set(listing.files.map((file) => file.relPath)),
+      folders: new Set(listing.folders),
+    });
+  };
 
   /** Poll once; returns the files that are new or changed since they were last seen. */
   async poll(): Promise<FoundFile[]> {
@@ -126,7 +144,7 @@ export class FolderPoller {
       }
       known.folders = folders;
       for (const folder of listing.folders) {
-        if (!this.#folders.has(folder)) await this.#walk(folder, lister, changed);
+        if (!this.#folders.has(folder)) await this.#walk(folder, changed);
       }
       await Promise.resolve();
     }
@@ -174,41 +192,19 @@ export class FolderPoller {
     }
   }
 
-  /**
-   * Walk the folder `start` and everything below it, learning it; with
-   * `changed`, every file found is new and reported there.
-   */
-  async #walk(
-    start: string,
-    lister: FolderLister,
-    changed: FoundFile[] | undefined,
-  ): Promise<void> {
-    const { root } = this.#options;
+  /** Walk the new folder `start` and everything below it: learn it, and report every file. */
+  async #walk(start: string, changed: FoundFile[]): Promise<void> {
+    const { root, filter, onError } = this.#options;
     const now = performance.now();
-    const stack = [start];
-    while (stack.length > 0) {
-      const rel = stack.pop()!;
-      const path = absolutePath(root, rel);
-      let mtimeMs: number;
-      let listing: FolderListing;
-      try {
-        // The mtime before the listing: a change during it shows at the next poll.
-        mtimeMs = Deno.statSync(path).mtime?.getTime() ?? 0;
-        listing = lister.list(rel);
-      } catch (error) {
-        if (!(error instanceof Deno.errors.NotFound)) this.#options.onError(path, error);
-        continue;
-      }
-      this.#folders.set(rel, {
-        mtimeMs,
-        // A new folder is listed again at the coming polls (files still arriving).
-        changedAt: changed ? now : -Infinity,
-        files: new Set(listing.files.map((file) => file.relPath)),
-        folders: new Set(listing.folders),
-      });
-      if (changed) { for (const file of listing.files) this.#seen(file, now, changed); }
-      stack.push(...listing.folders.filter((folder) => !this.#folders.has(folder)));
-      await Promise.resolve();
+    const onListed = (rel: string, mtimeMs: number, listing: FolderListing) => {
+      this.listed(rel, mtimeMs, listing);
+      // Listed again at the coming polls (files still arriving).
+      this.#folders.get(rel)!.changedAt = now;
+    };
+    for await (
+      const files of scanFolderBatches(root, filter, { startRel: start, onError, onListed })
+    ) {
+      for (const file of files) this.#seen(file, now, changed);
     }
   }
 

@@ -13,7 +13,10 @@ import { logger } from "../log/logging.ts";
 import type { FileFilter } from "./file_filter.ts";
 import { FolderPoller } from "./folder_poller.ts";
 import { type FileSystemInfo, fileSystemOf, magicOf } from "./fs_type.ts";
-import type { FoundFile } from "./scan.ts";
+import type { FoundFile, ScanOptions } from "./scan.ts";
+
+/** What a scan calls for each folder it lists (see `ScanOptions.onListed`). */
+type OnListed = NonNullable<ScanOptions["onListed"]>;
 
 /** How long the check of the watch folder may take before it counts as failed. */
 const CHECK_TIMEOUT_MS = 10_000;
@@ -26,8 +29,11 @@ export interface PollLoopOptions {
   intervalMs: number;
   /** Files that are new or changed since they were last seen. */
   onChanged(files: FoundFile[]): void;
-  /** The watch folder is back after it went away: watch and scan it again. */
-  onBack(): Promise<void>;
+  /**
+   * The watch folder is back after it went away: watch it again and scan it,
+   * passing `onListed` to the scan (the polls learn the tree from it).
+   */
+  onBack(onListed: OnListed): Promise<void>;
   onError(path: string, error: unknown): void;
 }
 
@@ -55,10 +61,15 @@ export class PollLoop {
     return this.#unavailable;
   }
 
-  /** Learn the tree as it is (see {@linkcode FolderPoller.learn}); call before the first scan. */
-  async learn(): Promise<void> {
-    this.#fs = fileSystemOf(this.#options.root);
-    await this.#poller.learn();
+  /**
+   * Forget the tree, to learn it from the scan about to run: pass the result
+   * as that scan's `onListed`. Before the first scan (what the scan misses,
+   * the first poll finds).
+   */
+  learnFromScan(): OnListed {
+    this.#fs ??= fileSystemOf(this.#options.root);
+    this.#poller.forget();
+    return this.#poller.listed;
   }
 
   /** Start polling (after the first scan). */
@@ -100,9 +111,7 @@ export class PollLoop {
           "Watch folder {path} can be read again; looking for the files written meanwhile",
           { job, path: root },
         );
-        await this.#poller.learn();
-        if (this.#closed) return;
-        await this.#options.onBack();
+        await this.#options.onBack(this.learnFromScan());
         return;
       }
       const changed = await this.#poller.poll();

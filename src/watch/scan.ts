@@ -39,6 +39,11 @@ export interface ScanOptions {
    * folders are not listed.
    */
   onSkipped?: (entry: SkippedEntry) => void;
+  /**
+   * Called with every folder listed, and its mtime read just before the
+   * listing (what a poller learns the tree from: see `folder_poller.ts`).
+   */
+  onListed?: (rel: string, mtimeMs: number, listing: FolderListing) => void;
 }
 
 /**
@@ -64,12 +69,15 @@ export async function* scanFolderBatches(
   while (stack.length > 0) {
     const rel = stack.pop()!;
     let listing: FolderListing;
+    let mtimeMs = 0;
     try {
+      if (options.onListed) mtimeMs = Deno.statSync(absoluteOf(root, rel)).mtime?.getTime() ?? 0;
       listing = lister.list(rel);
     } catch (error) {
       options.onError?.(absoluteOf(root, rel), error);
       continue;
     }
+    options.onListed?.(rel, mtimeMs, listing);
     stack.push(...listing.folders);
     if (listing.files.length > 0) yield listing.files;
     else await Promise.resolve();

@@ -20,7 +20,7 @@ import { FallbackRescans } from "./fallback_rescans.ts";
 import { FolderWatcher, type WatchEvent } from "./folder_watcher.ts";
 import { DirtyFolders, parentOf, scanDirtyFolders } from "./missed_events.ts";
 import { PollLoop } from "./poll_loop.ts";
-import { type FoundFile, relativeTo, scanFolderBatches } from "./scan.ts";
+import { type FoundFile, relativeTo, scanFolderBatches, type ScanOptions } from "./scan.ts";
 import type { Activity } from "./stability.ts";
 import { waitForFolder } from "./wait_for_folder.ts";
 import { type WatchHow, watchHow, type WatchModeSetting } from "./watch_mode.ts";
@@ -104,11 +104,10 @@ export class WatchSession {
       this.#options.onFolderReady?.();
       this.#decide();
       await this.#watch();
-      // Before the first scan: what the scan misses, the first poll finds.
-      await this.#polls?.learn();
     }
     if (this.#closed) return false;
-    await this.scan("");
+    // The polls learn the tree from the first scan.
+    await this.scan("", this.#polls?.learnFromScan());
     if (this.#closed) return false;
     this.#polls?.start();
     if (!once && rescanIntervalMs > 0) {
@@ -154,9 +153,9 @@ export class WatchSession {
       onChanged: (files) => {
         for (const file of files) this.#options.onActivity(file.path, file.relPath, "changed");
       },
-      onBack: async () => {
+      onBack: async (onListed) => {
         if (this.#how?.mode !== "poll") await this.#watchAgain();
-        await this.scan("");
+        await this.scan("", onListed);
       },
       onError: this.#onScanError,
     });
@@ -179,11 +178,18 @@ export class WatchSession {
     return true;
   }
 
-  /** Scan below `startRel` (`""`: everything) and report what is there. */
-  async scan(startRel: string): Promise<void> {
+  /**
+   * Scan below `startRel` (`""`: everything) and report what is there
+   * (`onListed`: see {@linkcode ScanOptions.onListed}).
+   */
+  async scan(startRel: string, onListed?: ScanOptions["onListed"]): Promise<void> {
     const { root, filter, job } = this.#options;
     let found = 0;
-    const batches = scanFolderBatches(root, filter, { startRel, onError: this.#onScanError });
+    const batches = scanFolderBatches(root, filter, {
+      startRel,
+      onError: this.#onScanError,
+      onListed,
+    });
     for await (const batch of batches) {
       if (this.#closed) return;
       found += this.#options.onFound(batch, false).length;
