@@ -145,8 +145,8 @@ export async function runPoll(ctx: BenchContext, options: PollOptions = {}): Pro
       "by the wall time (as in the scale benchmark, whose daemon does not poll).",
     ].join("\n"),
     details: [
-      `Known after learning: ${known.folders} folders, ${known.files} files; learning took ` +
-      `${formatMs(learnMs)} CPU (once at start and when a share comes back)`,
+      `Known after learning: ${known.folders} folders, ${known.files} files; a walk that learns ` +
+      `the tree took ${formatMs(learnMs)} CPU (the daemon learns it from its start-up scan)`,
       `Idle polls: ${perPoll.map((ms) => formatMs(ms)).join(", ")}`,
       `Daemon log lines about files during the idle minute (expected none): ${
         reported.length === 0 ? "none" : reported.join(" | ")

@@ -87,6 +87,11 @@ export class FolderPoller {
     for await (const _ of walk) { /* learnt through onListed */ }
   }
 
+  /** Whether the watch folder itself is known (it is forgotten when it vanishes). */
+  get knowsRoot(): boolean {
+    return this.#folders.has("");
+  }
+
   /** Forget everything known (before learning the tree again). */
   forget(): void {
     this.#folders.clear();

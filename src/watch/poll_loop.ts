@@ -48,6 +48,8 @@ export class PollLoop {
   #fs: FileSystemInfo | undefined;
   /** Why the watch folder cannot be read, while it cannot. */
   #unavailable: string | null = null;
+  /** Whether the last poll failed (said once). */
+  #failing = false;
   /** The check of the watch folder under way. */
   #pending: Promise<string | null> | undefined;
 
@@ -114,11 +116,18 @@ export class PollLoop {
         await this.#options.onBack(this.learnFromScan());
         return;
       }
+      if (!this.#poller.knowsRoot) {
+        // The folder vanished between the check and a poll, and is there again.
+        await this.#options.onBack(this.learnFromScan());
+        return;
+      }
       const changed = await this.#poller.poll();
       if (!this.#closed && changed.length > 0) this.#options.onChanged(changed);
+      this.#failing = false;
     } catch (error) {
-      if (this.#closed) return;
-      this.#log.error("Polling {path} failed: {error}; trying again at the next poll", {
+      if (this.#closed || this.#failing) return;
+      this.#failing = true;
+      this.#log.error("Polling {path} failed: {error}; trying again at every poll", {
         job,
         path: root,
         error: String(error),
@@ -154,6 +163,8 @@ export class PollLoop {
     const { root } = this.#options;
     try {
       if (!(await Deno.stat(root)).isDirectory) return "it is not a folder";
+      // Readable too (one entry is enough): a poll lists it when it changes.
+      for await (const _ of Deno.readDir(root)) break;
       const fs = this.#fs;
       if (fs?.remote && fs.magic !== null && (await magicOf(root)) !== fs.magic) {
         const now = fileSystemOf(root);
