@@ -133,6 +133,18 @@ Deno.test("file system kind: local here, fuse on a bindfs view, and what each mo
   }
 });
 
+Deno.test("a file system that cannot be told is watched by events, with a hint for shares", () => {
+  const unknown = { type: "unknown", remote: false, source: null, magic: null };
+  const how = decideWatch(unknown, "auto", 2);
+  assert.equal(how.mode, "events");
+  assert.match(how.summary, /cannot be told here: for a network share set watch_mode: poll/);
+  const unc = { type: "smb", remote: true, source: "\\\\pc\\images", magic: null };
+  assert.match(
+    decideWatch(unc, "auto", 2).summary,
+    /^file events and a poll every 2 s \(smb, \\\\pc\\images is/,
+  );
+});
+
 Deno.test("UNC paths name their share; drive letters and device paths are no share", () => {
   assert.equal(uncShare("\\\\camera-pc\\images\\night"), "\\\\camera-pc\\images");
   assert.equal(uncShare("//camera-pc/images/night"), "\\\\camera-pc\\images");

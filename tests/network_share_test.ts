@@ -185,6 +185,30 @@ Deno.test("watch_mode poll on a local folder: files arrive whole, once, from the
   }
 });
 
+Deno.test("watch_mode poll: a watch folder removed (ENOENT) is said once at ERROR; made again, its files arrive", async () => {
+  await using box = await cliSandbox({
+    watch_mode: "poll",
+    poll_interval_seconds: 0.5,
+    rescan_interval_seconds: 0,
+  });
+  const daemon = startCli(["run", "-c", box.config], { env: box.env });
+  try {
+    await daemon.waitForOutput(/Watching .* with a poll every 0\.5 s/);
+    await Deno.remove(box.watch, { recursive: true });
+    await daemon.waitForOutput(/ERROR +\[watch\] Cannot read watch folder .*: No such file/);
+    await Deno.mkdir(join(box.watch, "night"), { recursive: true });
+    const bytes = randomBytes(12_000);
+    await Deno.writeFile(join(box.watch, "night", "again.fits"), bytes);
+    await daemon.waitForOutput(/INFO +\[watch\] Watch folder .* can be read again/);
+    await waitForArrivals(box.dest, new Map([["again.fits", bytes]]), "the file in the new folder");
+    const output = daemon.stderr() + daemon.stdout();
+    assert.equal(output.match(/Cannot read watch folder/g)?.length, 1, output);
+    assert.equal(transfers(output, "again.fits"), 1);
+  } finally {
+    await daemon.stop();
+  }
+});
+
 Deno.test("network share (bindfs) unmounted and mounted again while running: one ERROR, then the file written meanwhile arrives", async () => {
   const { root, under, mount } = await shareFolders();
   const configDir = await Deno.makeTempDir({ prefix: "itx-share-run-" });

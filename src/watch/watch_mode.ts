@@ -56,6 +56,8 @@ export function decideWatch(
   if (setting === "events" || !fs.remote) {
     const summary = fs.remote
       ? `file events only (watch_mode: events; ${on} is a network or FUSE file system: files written by other machines wait for the rescan)`
+      : fs.type === "unknown"
+      ? "file events (the file system cannot be told here: for a network share set watch_mode: poll)"
       : `file events (${on})`;
     return { ...base, mode: "events", pollIntervalSeconds: null, summary };
   }
