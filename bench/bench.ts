@@ -3,7 +3,7 @@
  * private sshd on loopback. Writes bench/RESULTS.md (after a full run) and
  * prints the table to stdout; progress goes to stderr.
  *
- * Usage: `deno task bench [--quick] [scale] [latency] [burst] [big] [flood]`
+ * Usage: `deno task bench [--quick] [scale] [poll] [latency] [burst] [big] [flood]`
  * (all by default). RESULTS.md is written only when every benchmark ran at
  * full size; otherwise the whole report goes to stdout. `--quick` runs one
  * round of each with a smaller tree, a short idle period and a smaller flood,
@@ -19,10 +19,11 @@ import { runFlood } from "./flood.ts";
 import { runLatency } from "./latency.ts";
 import { describeMachine, loadAverage } from "./machine.ts";
 import { renderReport, renderTable, type Section } from "./report.ts";
+import { runPoll } from "./poll.ts";
 import { runScale } from "./scale.ts";
 import { type BenchContext, generateData, progress } from "./setup.ts";
 
-const PHASES = ["scale", "latency", "burst", "big", "flood"] as const;
+const PHASES = ["scale", "poll", "latency", "burst", "big", "flood"] as const;
 type Phase = typeof PHASES[number];
 
 const RESULTS_FILE = fileURLToPath(new URL("./RESULTS.md", import.meta.url));
@@ -72,6 +73,9 @@ async function main(): Promise<void> {
       switch (phase) {
         case "scale":
           sections.push(await runScale(ctx, quick ? { files: 10_000, idleMs: 5_000 } : {}));
+          break;
+        case "poll":
+          sections.push(await runPoll(ctx, quick ? { files: 10_000, idleMs: 5_000 } : {}));
           break;
         case "latency":
           sections.push(await runLatency(ctx, quick ? 5 : 20, quick ? 3 : 10));

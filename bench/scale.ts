@@ -37,7 +37,7 @@ export interface ScaleOptions {
 const mb = (bytes: number) => `${(bytes / 1e6).toFixed(0)} MB`;
 
 /** Build the tree and its ledger; returns how long that took. */
-function buildTree(
+export function buildTree(
   watch: string,
   stateDir: string,
   files: number,

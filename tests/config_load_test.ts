@@ -196,6 +196,32 @@ Deno.test("all problems are reported at once, in line order, with line and key p
   assert.equal(error.file, "/etc/it/config.yaml");
 });
 
+Deno.test("watch_mode and poll_interval_seconds: defaults, and bad values named with their line", () => {
+  const job = parseConfig(MINIMAL, "/x/c.yaml").jobs[0];
+  assert.equal(job.watch_mode, "auto");
+  assert.equal(job.poll_interval_seconds, 2);
+  const forced = parseConfig(
+    MINIMAL + "watch_mode: poll\npoll_interval_seconds: 0.5\n",
+    "/x/c.yaml",
+  );
+  assert.equal(forced.jobs[0].watch_mode, "poll");
+  assert.equal(forced.jobs[0].poll_interval_seconds, 0.5);
+  const error = configError(
+    "watch_path: /in\nremote_host: h\nremote_base_path: /out\nwatch_mode: inotify\n" +
+      "poll_interval_seconds: 0\n",
+  );
+  const lines = error.message.split("\n");
+  assert.equal(lines.length, 2, error.message);
+  assert.equal(
+    lines[0],
+    '/etc/it/config.yaml:4: watch_mode: expected one of "auto", "events", "poll", got "inotify"',
+  );
+  assert.equal(
+    lines[1],
+    "/etc/it/config.yaml:5: poll_interval_seconds: expected a number from 0.1 to 3600, got 0",
+  );
+});
+
 Deno.test("an inherited bad value is reported once, at its top-level line", () => {
   const error = configError(
     "remote_host: h\nremote_base_path: /o\nretry_attempts: x\njobs:\n" +

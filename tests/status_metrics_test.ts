@@ -21,6 +21,7 @@ function snapshot(job: string, freeBytes: number | null = null): JobSnapshot {
     failed: 0,
     lastSuccessAt: null,
     freeSpace: freeBytes === null ? null : { bytes: freeBytes, at: 0 },
+    watch: null,
   };
 }
 

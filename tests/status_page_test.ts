@@ -60,6 +60,11 @@ Deno.test("status page in Chromium: live updates, failure reason, retry, pause/r
     );
     // The destination's free space, and the chart's bars and throughput line.
     assert.match(await page.locator(".job .free").textContent() ?? "", /\d.* free$/);
+    // How the watch folder is watched (a local folder: by its events).
+    assert.match(
+      await page.locator(".job .watch").textContent() ?? "",
+      /^Watched with file events \(/,
+    );
     // The chart is recomputed at most every 2 s.
     await page.locator("#chart rect.bar").first().waitFor({ timeout: 10_000 });
     assert.match(

@@ -13,6 +13,7 @@ import { loadConfig, resolveConfigPath } from "../config/load.ts";
 import type { JobConfig } from "../config/types.ts";
 import { UsageError } from "../errors.ts";
 import { createTransport } from "../transfer/factory.ts";
+import { watchHow } from "../watch/watch_mode.ts";
 import type { ProbeCheck, Transport } from "../transfer/transport.ts";
 
 /** How each verdict is printed. */
@@ -51,7 +52,8 @@ export async function runDoctor(
     try {
       const watch = await checkWatchPath(job);
       report(watch);
-      if (watch.verdict === "ok") {
+      if (watch.verdict === "ok") report(checkWatchMode(job));
+      if (watch.verdict === "ok" && job.watch_mode !== "poll") {
         await checkInotifyLimits(
           job.watch_path,
           (verdict, check, detail) => report({ verdict, check, detail }),
@@ -80,6 +82,19 @@ async function checkWatchPath(job: JobConfig): Promise<ProbeCheck> {
       detail: `${job.watch_path}: ${reason}; fix watch_path`,
     };
   }
+}
+
+/** How the watch folder is watched; a warning where files written elsewhere raise no events. */
+function checkWatchMode(job: JobConfig): ProbeCheck {
+  const how = watchHow(job.watch_path, job.watch_mode, job.poll_interval_seconds);
+  if (how.remote && how.mode === "events") {
+    return {
+      check: "watching",
+      verdict: "warn",
+      detail: `${how.summary}; set watch_mode: auto (or poll) to poll it`,
+    };
+  }
+  return { check: "watching", verdict: "ok", detail: how.summary };
 }
 
 function messageOf(error: unknown): string {

@@ -87,6 +87,10 @@ export function formatLive(live: LiveStatus): string[] {
         `pending ${q.observing + q.planning + q.queued}, sending ${q.sending}, ` +
         `waiting to retry ${q.waiting}; sent ${job.sent}, failed ${job.failed} in this run`,
     );
+    if (job.watch) lines.push(`    Watched with ${job.watch.summary}`);
+    if (job.watch?.unavailable) {
+      lines.push(`    Watch folder cannot be read: ${escapeControlChars(job.watch.unavailable)}`);
+    }
   }
   return lines;
 }

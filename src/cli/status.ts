@@ -13,6 +13,7 @@ import { destinationIdentity, type FileState } from "../ledger/file_table.ts";
 import { ledgerCounts, overdueFiles, problemFiles, recentDone } from "../status/ledger_reports.ts";
 import { Ledger } from "../ledger/ledger.ts";
 import { formatSkipped, summarizeSkipped } from "../watch/skipped_summary.ts";
+import { watchHow } from "../watch/watch_mode.ts";
 import { globalOptions } from "./options.ts";
 import { daemonStatus, describeDaemon, describePause } from "./daemon_state.ts";
 import { askDaemon, formatLive } from "./live_status.ts";
@@ -39,6 +40,30 @@ async function statusConfig(option: string | undefined): Promise<Config> {
     return { file, ...resolveDaemon(daemonSchema.parse({}), Deno.cwd()), jobs: [] };
   }
   return await loadConfig(file);
+}
+
+/**
+ * How a job's watch folder is watched, when the live status does not say it
+ * already: as the daemon would decide now (`null` for a job the config does
+ * not name, or whose folder does not exist).
+ */
+function watchLine(
+  config: Config,
+  name: string,
+  live: Awaited<ReturnType<typeof askDaemon>> | undefined,
+): string | null {
+  if (live && "jobs" in live && live.jobs.some((job) => job.job === name && job.watch)) {
+    return null;
+  }
+  const job = config.jobs.find((job) => job.name === name);
+  if (!job) return null;
+  try {
+    if (!Deno.statSync(job.watch_path).isDirectory) return null;
+  } catch {
+    return null;
+  }
+  const how = watchHow(job.watch_path, job.watch_mode, job.poll_interval_seconds);
+  return `  Watched with ${how.summary}`;
 }
 
 /** The `status` command. */
@@ -121,6 +146,8 @@ export function statusCommand(): Command {
             return `${state} ${n}`;
           }).join(", ");
           console.log(`Job ${job}: ${line}${describePause(daemon, job)}`);
+          const watched = watchLine(config, job, live);
+          if (watched) console.log(watched);
         }
         for (const line of formatSkipped(skipped)) console.log(line);
         console.log(`\nRecent transfers (${recent.length}):`);

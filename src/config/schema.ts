@@ -152,6 +152,14 @@ export const jobShape = {
     z.number().min(0).max(604800).default(3600),
     "Seconds between full rescans of the watch folder; 0 turns rescans off. A rescan catches missed events and retries failed files.",
   ),
+  watch_mode: doc(
+    z.enum(["auto", "events", "poll"]).default("auto"),
+    "How the watch folder is watched: `auto`, `events` or `poll`. `auto` uses the system's file events and also polls folders on network and FUSE file systems (NFS, SMB/CIFS, sshfs, 9p...), whose events miss files written by other machines; `events` never polls (such files then wait for the rescan); `poll` only polls, without any watcher.",
+  ),
+  poll_interval_seconds: doc(
+    z.number().min(0.1).max(3600).default(2),
+    "Seconds between two polls of a polled watch folder (see `watch_mode`). A poll reads the mtime of every folder and lists only those that changed.",
+  ),
   rsync_options: doc(
     z.array(z.string().min(1)).default([]),
     "Extra arguments appended to every rsync call, e.g. `--bwlimit=50000`.",

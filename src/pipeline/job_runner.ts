@@ -155,6 +155,9 @@ export class JobRunner {
       ...this.summary,
       lastSuccessAt: this.#status.lastSuccessAt,
       freeSpace: this.#freeSpace?.read() ?? null,
+      watch: this.#session.how
+        ? { ...this.#session.how, unavailable: this.#session.unavailable }
+        : null,
     };
   }
 
@@ -197,11 +200,16 @@ export class JobRunner {
     await resumeUnfinished(this.#sync);
     if (this.#stopping || !(await this.#session.start()) || this.#stopping) return;
     const verb = this.#options.once ? "Checked" : "Watching";
-    this.#log.info(`${verb} {path} for job {job} ({method} to {target})`, {
-      path: job.watch_path,
-      method: job.transfer_method,
-      target: this.#transport.describeTarget(""),
-    });
+    const how = this.#session.how;
+    this.#log.info(
+      `${verb} {path} for job {job} ({method} to {target})${how ? " with {how}" : ""}`,
+      {
+        path: job.watch_path,
+        method: job.transfer_method,
+        target: this.#transport.describeTarget(""),
+        ...(how ? { how: how.summary } : {}),
+      },
+    );
     if (!this.#options.once) this.#sweepTimer = setInterval(() => this.#sweep(), SWEEP_INTERVAL_MS);
     this.#extras.start();
     this.#space.start();

@@ -196,6 +196,8 @@ export function wireJob(input: JobWiringInput): JobParts {
     once: options.once,
     missingFolderRetryMs: options.missingFolderRetryMs ?? 10_000,
     rescanIntervalMs: job.rescan_interval_seconds * 1000,
+    watchMode: job.watch_mode,
+    pollIntervalMs: job.poll_interval_seconds * 1000,
     onActivity: (path, rel, activity) => {
       intake.activity(path, rel, activity);
       growing.touched(path, rel);

@@ -59,6 +59,26 @@ export interface JobSnapshot {
   lastSuccessAt: number | null;
   /** Free space at the destination where known (local, scp, rsync), else `null`. */
   freeSpace: FreeSpace | null;
+  /** How the watch folder is watched; `null` until it exists. */
+  watch: JobWatch | null;
+}
+
+/** How a job's watch folder is watched (see `watch/watch_mode.ts`). */
+export interface JobWatch {
+  /** `events`, `poll`, or `events+poll`. */
+  mode: "events" | "poll" | "events+poll";
+  /** The file system's name (`ext4`, `nfs4`, `fuse.sshfs`, `unknown`...). */
+  fileSystem: string;
+  /** Whether that file system's events miss changes made by other machines. */
+  remote: boolean;
+  /** The share, where known. */
+  source: string | null;
+  /** Seconds between polls, when polled. */
+  pollIntervalSeconds: number | null;
+  /** One line saying how and why. */
+  summary: string;
+  /** Why the (polled) watch folder cannot be read now, e.g. a share that went away; else `null`. */
+  unavailable: string | null;
 }
 
 /** The phases of a job's work queue, as the status shows them. */

@@ -39,6 +39,11 @@ export interface ScanOptions {
    * folders are not listed.
    */
   onSkipped?: (entry: SkippedEntry) => void;
+  /**
+   * Called with every folder listed, and its mtime read just before the
+   * listing (what a poller learns the tree from: see `folder_poller.ts`).
+   */
+  onListed?: (rel: string, mtimeMs: number, listing: FolderListing) => void;
 }
 
 /**
@@ -58,65 +63,116 @@ export async function* scanFolderBatches(
   options: ScanOptions = {},
 ): AsyncGenerator<FoundFile[]> {
   const startRel = options.startRel ?? "";
-  const skipped = (relPath: string, path: string, skip: Skip, folder: boolean) => {
-    filter.report(relPath, skip);
-    if (skip.level !== "none") options.onSkipped?.({ path, relPath, skip, folder });
-  };
-  const links = new LinkedFolders(root, filter.symlinks === "follow");
-  if (startRel !== "") {
-    const refused = links.refuseStart(startRel);
-    if (refused) {
-      skipped(startRel, join(root, startRel), refused, true);
-      return;
-    }
-  }
+  const lister = new FolderLister(root, filter, options);
+  if (startRel !== "" && !lister.mayStartAt(startRel)) return;
   const stack: string[] = [startRel];
   while (stack.length > 0) {
     const rel = stack.pop()!;
-    const dir = rel === "" ? root : join(root, rel);
-    const found: FoundFile[] = [];
+    let listing: FolderListing;
+    let mtimeMs = 0;
     try {
-      for (const entry of Deno.readDirSync(dir)) {
-        const childRel = rel === "" ? entry.name : `${rel}/${entry.name}`;
-        const path = join(dir, entry.name);
-        if (hasUndecodableBytes(entry.name)) {
-          // The runtime could not decode the name: the entry cannot be opened by it.
-          const verdict = filter.classify(childRel);
-          if (!verdict.ok) {
-            skipped(childRel, path, verdict, entry.isDirectory);
-            continue;
-          }
-        }
-        let isDirectory = entry.isDirectory;
-        if (entry.isSymlink) isDirectory = links.pointsToFolder(path);
-        if (isDirectory) {
-          const why = filter.dirSkip(childRel) ??
-            (entry.isSymlink ? links.refuse(path) : null);
-          if (why) {
-            skipped(childRel, path, why, true);
-            continue;
-          }
-          if (entry.isSymlink) filter.reportFollowed(childRel, links.targetOf(path));
-          stack.push(childRel);
-          continue;
-        }
-        const why = filter.nameSkip(childRel, true);
-        if (why) {
-          skipped(childRel, path, why, false);
-          continue;
-        }
-        // The listing says what the entry is; its folders were checked on the way in.
-        const verdict = filter.classify(childRel, entry);
-        if (verdict.ok) found.push({ path, relPath: childRel });
-        else skipped(childRel, path, verdict, false);
-      }
+      if (options.onListed) mtimeMs = Deno.statSync(absoluteOf(root, rel)).mtime?.getTime() ?? 0;
+      listing = lister.list(rel);
     } catch (error) {
-      options.onError?.(dir, error);
+      options.onError?.(absoluteOf(root, rel), error);
       continue;
     }
-    if (found.length > 0) yield found;
+    options.onListed?.(rel, mtimeMs, listing);
+    stack.push(...listing.folders);
+    if (listing.files.length > 0) yield listing.files;
     else await Promise.resolve();
   }
+}
+
+/** What one folder holds for a walk. */
+export interface FolderListing {
+  /** The files the filter includes. */
+  files: FoundFile[];
+  /** The subfolders to enter (relative paths). */
+  folders: string[];
+}
+
+/**
+ * Lists one folder at a time the way {@linkcode scanFolderBatches} walks: what
+ * the filter includes, the subfolders it enters, and why the rest is skipped
+ * (reported as the walk does). One lister per walk: a folder reached through
+ * symbolic links is entered once per lister.
+ */
+export class FolderLister {
+  #root: string;
+  #filter: FileFilter;
+  #options: ScanOptions;
+  #links: LinkedFolders;
+
+  constructor(root: string, filter: FileFilter, options: ScanOptions = {}) {
+    this.#root = root;
+    this.#filter = filter;
+    this.#options = options;
+    this.#links = new LinkedFolders(root, filter.symlinks === "follow");
+  }
+
+  /** Whether a walk may start at `startRel` (not through a link it may not follow; reported). */
+  mayStartAt(startRel: string): boolean {
+    const refused = this.#links.refuseStart(startRel);
+    if (refused) this.#skipped(startRel, join(this.#root, startRel), refused, true);
+    return !refused;
+  }
+
+  /**
+   * List the folder `rel` (`""`: the root).
+   *
+   * @throws when it cannot be read
+   */
+  list(rel: string): FolderListing {
+    const filter = this.#filter;
+    const links = this.#links;
+    const dir = absoluteOf(this.#root, rel);
+    const listing: FolderListing = { files: [], folders: [] };
+    for (const entry of Deno.readDirSync(dir)) {
+      const childRel = rel === "" ? entry.name : `${rel}/${entry.name}`;
+      const path = join(dir, entry.name);
+      if (hasUndecodableBytes(entry.name)) {
+        // The runtime could not decode the name: the entry cannot be opened by it.
+        const verdict = filter.classify(childRel);
+        if (!verdict.ok) {
+          this.#skipped(childRel, path, verdict, entry.isDirectory);
+          continue;
+        }
+      }
+      let isDirectory = entry.isDirectory;
+      if (entry.isSymlink) isDirectory = links.pointsToFolder(path);
+      if (isDirectory) {
+        const why = filter.dirSkip(childRel) ??
+          (entry.isSymlink ? links.refuse(path) : null);
+        if (why) {
+          this.#skipped(childRel, path, why, true);
+          continue;
+        }
+        if (entry.isSymlink) filter.reportFollowed(childRel, links.targetOf(path));
+        listing.folders.push(childRel);
+        continue;
+      }
+      const why = filter.nameSkip(childRel, true);
+      if (why) {
+        this.#skipped(childRel, path, why, false);
+        continue;
+      }
+      // The listing says what the entry is; its folders were checked on the way in.
+      const verdict = filter.classify(childRel, entry);
+      if (verdict.ok) listing.files.push({ path, relPath: childRel });
+      else this.#skipped(childRel, path, verdict, false);
+    }
+    return listing;
+  }
+
+  #skipped(relPath: string, path: string, skip: Skip, folder: boolean): void {
+    this.#filter.report(relPath, skip);
+    if (skip.level !== "none") this.#options.onSkipped?.({ path, relPath, skip, folder });
+  }
+}
+
+function absoluteOf(root: string, rel: string): string {
+  return rel === "" ? root : join(root, rel);
 }
 
 /** Like {@linkcode scanFolderBatches}, one file at a time. */

@@ -3,8 +3,11 @@
  * it (from a worker thread), gathers events, watches it again when it is
  * removed and created again, and scans it: at start, folders that appear,
  * and every `rescan_interval_seconds` (every minute while it cannot be
- * watched: see `fallback_rescans.ts`). It reports files; what becomes of them
- * is the pipeline's business.
+ * watched: see `fallback_rescans.ts`). Where events cannot be trusted (a
+ * network or FUSE file system, or `watch_mode: poll`: see `watch_mode.ts`) it
+ * also polls the folder (see `poll_loop.ts`); what a poll finds goes the way
+ * of an event. It reports files; what becomes of them is the pipeline's
+ * business.
  *
  * @module
  */
@@ -16,9 +19,11 @@ import { EventGatherer, type GatheredEvent } from "./event_gatherer.ts";
 import { FallbackRescans } from "./fallback_rescans.ts";
 import { FolderWatcher, type WatchEvent } from "./folder_watcher.ts";
 import { DirtyFolders, parentOf, scanDirtyFolders } from "./missed_events.ts";
-import { type FoundFile, relativeTo, scanFolderBatches } from "./scan.ts";
+import { PollLoop } from "./poll_loop.ts";
+import { type FoundFile, relativeTo, scanFolderBatches, type ScanOptions } from "./scan.ts";
 import type { Activity } from "./stability.ts";
 import { waitForFolder } from "./wait_for_folder.ts";
+import { type WatchHow, watchHow, type WatchModeSetting } from "./watch_mode.ts";
 
 /** The warning when the watch folder itself disappeared. */
 const REMOVED = "Watch folder {path} was removed; watching it again once it exists";
@@ -36,6 +41,10 @@ export interface WatchSessionOptions {
   missingFolderRetryMs: number;
   /** Time between full rescans; 0 = none. */
   rescanIntervalMs: number;
+  /** `watch_mode`. @default "auto" */
+  watchMode?: WatchModeSetting;
+  /** Time between two polls, where the folder is polled. @default 2000 */
+  pollIntervalMs?: number;
   /** A file that matches the filter was created, written or closed. */
   onActivity(path: string, relPath: string, activity: Activity): void;
   /**
@@ -67,6 +76,10 @@ export class WatchSession {
   /** Aborts on close: ends waits for the folder. */
   #closing = new AbortController();
   #rewatching = false;
+  /** How the folder is watched, once it exists. */
+  #how: WatchHow | undefined;
+  /** The polls, where the folder is polled. */
+  #polls: PollLoop | undefined;
 
   constructor(options: WatchSessionOptions) {
     this.#options = options;
@@ -89,11 +102,14 @@ export class WatchSession {
     if (!(await this.#waitForFolder())) return false;
     if (!once) {
       this.#options.onFolderReady?.();
+      this.#decide();
       await this.#watch();
     }
     if (this.#closed) return false;
-    await this.scan("");
+    // The polls learn the tree from the first scan.
+    await this.scan("", this.#polls?.learnFromScan());
     if (this.#closed) return false;
+    this.#polls?.start();
     if (!once && rescanIntervalMs > 0) {
       this.#rescanTimer = setInterval(() => void this.rescan(), rescanIntervalMs);
     }
@@ -108,8 +124,41 @@ export class WatchSession {
     this.#watcher = undefined;
     this.#events.close();
     clearInterval(this.#rescanTimer);
+    this.#polls?.close();
     this.#fallback.close();
     this.#dirty.close();
+  }
+
+  /** How the folder is watched (`undefined` until it exists, and with `once`). */
+  get how(): WatchHow | undefined {
+    return this.#how;
+  }
+
+  /** Why a polled watch folder cannot be read now (a share that went away), or `null`. */
+  get unavailable(): string | null {
+    return this.#polls?.unavailable ?? null;
+  }
+
+  /** Decide how to watch the folder (it exists), and set up the polls if it is polled. */
+  #decide(): void {
+    const { root, job, filter } = this.#options;
+    const intervalMs = this.#options.pollIntervalMs ?? 2000;
+    this.#how = watchHow(root, this.#options.watchMode ?? "auto", intervalMs / 1000);
+    if (this.#how.mode === "events") return;
+    this.#polls = new PollLoop({
+      job,
+      root,
+      filter,
+      intervalMs,
+      onChanged: (files) => {
+        for (const file of files) this.#options.onActivity(file.path, file.relPath, "changed");
+      },
+      onBack: async (onListed) => {
+        if (this.#how?.mode !== "poll") await this.#watchAgain();
+        await this.scan("", onListed);
+      },
+      onError: this.#onScanError,
+    });
   }
 
   /**
@@ -129,11 +178,18 @@ export class WatchSession {
     return true;
   }
 
-  /** Scan below `startRel` (`""`: everything) and report what is there. */
-  async scan(startRel: string): Promise<void> {
+  /**
+   * Scan below `startRel` (`""`: everything) and report what is there
+   * (`onListed`: see {@linkcode ScanOptions.onListed}).
+   */
+  async scan(startRel: string, onListed?: ScanOptions["onListed"]): Promise<void> {
     const { root, filter, job } = this.#options;
     let found = 0;
-    const batches = scanFolderBatches(root, filter, { startRel, onError: this.#onScanError });
+    const batches = scanFolderBatches(root, filter, {
+      startRel,
+      onError: this.#onScanError,
+      onListed,
+    });
     for await (const batch of batches) {
       if (this.#closed) return;
       found += this.#options.onFound(batch, false).length;
@@ -169,7 +225,8 @@ export class WatchSession {
         onError: this.#onScanError,
         isClosed: () => this.#closed,
       });
-      if (this.#closed || result.unwatched.length === 0) return;
+      // On a polled folder files without events are expected (written elsewhere): the polls find them.
+      if (this.#closed || result.unwatched.length === 0 || this.#polls) return;
       void this.#rewatch(
         "New files in {folders} came without any event (the watch may be missing after the kernel dropped events); watching {path} again",
         { folders: result.unwatched.map((rel) => absolutePath(this.#options.root, rel)) },
@@ -214,6 +271,7 @@ export class WatchSession {
    */
   async #watch(): Promise<boolean> {
     if (this.#closed) return false;
+    if (this.#how?.mode === "poll") return true;
     let failed = false;
     this.#watcher = new FolderWatcher(
       this.#options.root,

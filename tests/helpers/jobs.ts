@@ -21,6 +21,8 @@ export function localTestJob(root: string, overrides: Partial<JobConfig> = {}): 
     retry_delay_seconds: 0.05,
     retry_max_delay_seconds: 0.2,
     rescan_interval_seconds: 0,
+    watch_mode: "auto",
+    poll_interval_seconds: 2,
   });
   return { ...input, name: "test", verify_transfer: "checksum", ...overrides };
 }

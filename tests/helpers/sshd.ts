@@ -305,6 +305,8 @@ export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
         transfer_timeout_seconds: 120,
         max_concurrent_transfers: 1,
         rescan_interval_seconds: 0,
+        watch_mode: "auto",
+        poll_interval_seconds: 2,
         rsync_options: [],
         ssh_port: port,
         ssh_identity_file: identityFile,

@@ -283,6 +283,8 @@ export async function startVsftpd(options: VsftpdOptions = {}): Promise<TestVsft
         transfer_timeout_seconds: 30,
         max_concurrent_transfers: 1,
         rescan_interval_seconds: 0,
+        watch_mode: "auto",
+        poll_interval_seconds: 2,
         rsync_options: [],
         ssh_port: null,
         ssh_identity_file: null,

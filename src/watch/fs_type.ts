@@ -1,0 +1,120 @@
+/**
+ * The file system a watch folder is on, and whether its events can be
+ * trusted. The kernel reports events only for changes made through this
+ * machine: on a network or FUSE file system (NFS, SMB/CIFS, sshfs, 9p...)
+ * a file written by another machine, or below the FUSE layer, raises none.
+ *
+ * - Linux: `statfs` gives the file system's magic number, hence its kind
+ *   (`nfs`, `cifs`, `smb3`, `fuse`, `9p`, `ceph`...). The mount table would
+ *   name the share and the FUSE program, but the runtime lets only a program
+ *   with every permission read it. Every FUSE file system counts as remote
+ *   (sshfs, rclone, glusterfs, virtiofs, and also a local disk through
+ *   ntfs-3g: polling it costs little).
+ * - Windows: a UNC path (`\\server\share\...`) is a network share. A mapped
+ *   drive letter cannot be told from a local disk without asking the system
+ *   for more than reading files: set `watch_mode: poll` for one.
+ * - macOS and others: not detected (the runtime gives no file system name);
+ *   set `watch_mode: poll` for a network volume.
+ *
+ * @module
+ */
+import { statfsSync } from "node:fs";
+import { statfs } from "node:fs/promises";
+
+/** What is known of the file system of a folder. */
+export interface FileSystemInfo {
+  /** Its name, e.g. `ext4`, `nfs`, `cifs`, `fuse`, `smb`; `unknown` when it cannot be told. */
+  type: string;
+  /** Whether its events may miss changes made elsewhere (network, FUSE). */
+  remote: boolean;
+  /** The share where known (a UNC path's server and share), else `null`. */
+  source: string | null;
+  /** The statfs magic number (Linux), for noticing a remount or an unmount; else `null`. */
+  magic: number | null;
+}
+
+/** Linux statfs magic numbers of file systems whose events miss changes made elsewhere. */
+const REMOTE_MAGIC = new Map<number, string>([
+  [0x6969, "nfs"],
+  [0x517b, "smb"],
+  [0xff534d42, "cifs"],
+  [0xfe534d42, "smb3"],
+  [0x65735546, "fuse"],
+  [0x01021997, "9p"],
+  [0x00c36400, "ceph"],
+  [0x5346414f, "afs"],
+  [0x6b414653, "afs"],
+  [0x73757245, "coda"],
+  [0x564c, "ncp"],
+  [0x0bd00bd0, "lustre"],
+  [0x47504653, "gpfs"],
+  [0xaad7aaea, "panfs"],
+  [0x786f4256, "vboxsf"],
+  [0x20030528, "orangefs"],
+  [0x01161970, "gfs2"],
+  [0x7461636f, "ocfs2"],
+]);
+
+/** Linux statfs magic numbers of common local file systems, for the name said. */
+const LOCAL_MAGIC = new Map<number, string>([
+  [0xef53, "ext4"],
+  [0x58465342, "xfs"],
+  [0x9123683e, "btrfs"],
+  [0x2fc12fc1, "zfs"],
+  [0x01021994, "tmpfs"],
+  [0x794c7630, "overlay"],
+  [0xf2f52010, "f2fs"],
+  [0x4d44, "vfat"],
+  [0x2011bab0, "exfat"],
+  [0x5346544e, "ntfs"],
+  [0x7366746e, "ntfs3"],
+  [0x3153464a, "jfs"],
+  [0x9660, "iso9660"],
+  [0x15013346, "udf"],
+  [0x73717368, "squashfs"],
+]);
+
+/**
+ * The file system of `path` (an existing folder); never throws (an unknown
+ * type counts as local).
+ */
+export function fileSystemOf(path: string): FileSystemInfo {
+  if (Deno.build.os === "windows") return windowsFileSystem(path);
+  if (Deno.build.os !== "linux") {
+    return { type: "unknown", remote: false, source: null, magic: null };
+  }
+  let magic: number;
+  try {
+    magic = Number(statfsSync(path).type);
+  } catch {
+    return { type: "unknown", remote: false, source: null, magic: null };
+  }
+  const remote = REMOTE_MAGIC.get(magic);
+  const type = remote ?? LOCAL_MAGIC.get(magic) ?? `0x${magic.toString(16)}`;
+  return { type, remote: remote !== undefined, source: null, magic };
+}
+
+/** The statfs magic number of `path` now (Linux), or `null`; rejects when it cannot be read. */
+export async function magicOf(path: string): Promise<number | null> {
+  if (Deno.build.os !== "linux") return null;
+  return Number((await statfs(path)).type);
+}
+
+/** A UNC path is a network share; anything else is taken as local (see the module doc). */
+function windowsFileSystem(path: string): FileSystemInfo {
+  const share = uncShare(path);
+  if (share !== null) return { type: "smb", remote: true, source: share, magic: null };
+  return { type: "unknown", remote: false, source: null, magic: null };
+}
+
+/**
+ * The share of a UNC path (`\\server\share\…`, `//server/share/…`,
+ * `\\?\UNC\server\share\…`) as `\\server\share`, or `null` for any other path
+ * (a drive letter, a device path such as `\\?\C:\…` or `\\.\pipe\…`).
+ */
+export function uncShare(path: string): string | null {
+  const long = /^[\\/]{2}\?[\\/]UNC[\\/]+([^\\/]+)[\\/]+([^\\/]+)/i.exec(path);
+  const plain = /^[\\/]{2}(?![?.][\\/])([^\\/]+)[\\/]+([^\\/]+)/.exec(path);
+  const match = long ?? plain;
+  return match ? `\\\\${match[1]}\\${match[2]}` : null;
+}
