@@ -154,7 +154,7 @@ export function isDestinationFull(error: TransferError): boolean {
  * Whether `error` says the destination's host or the connection to it failed
  * (not one file): no connection, refused login, an unknown or changed host
  * key, a host name that does not resolve, an untrusted TLS certificate; as
- * `transfer/classify.ts` and `transfer/ftp_connect.ts` word it.
+ * `transfer/classify.ts` and `transfer/ftp/connect.ts` word it.
  */
 export function isConnectionFailure(error: TransferError): boolean {
   return /the connection to \S+ failed|authentication was refused|the host key of|cannot resolve the host name|refused the login|refused TLS|TLS certificate is not trusted|connection lost or refused|FTP server \S+: connect: /i

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { bandwidthShare, parseBandwidth, rsyncBwlimit, scpLimit } from "../src/config/bandwidth.ts";
-import { FtpTransport } from "../src/transfer/ftp.ts";
+import { FtpTransport } from "../src/transfer/ftp/ftp.ts";
 import type { TransferItem } from "../src/transfer/transport.ts";
 import { runCli } from "./helpers/cli.ts";
 import { randomBytes } from "./helpers/files.ts";

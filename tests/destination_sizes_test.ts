@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { FtpTransport } from "../src/transfer/ftp.ts";
+import { FtpTransport } from "../src/transfer/ftp/ftp.ts";
 import { startSshd } from "./helpers/sshd.ts";
 import { FTP_USER, startVsftpd } from "./helpers/vsftpd.ts";
 import { withTransport } from "./helpers/transports.ts";

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { JobConfig } from "../src/config/types.ts";
-import { FtpTransport } from "../src/transfer/ftp.ts";
+import { FtpTransport } from "../src/transfer/ftp/ftp.ts";
 import { isTempName } from "../src/transfer/temp_name.ts";
 import type { TransferItem } from "../src/transfer/transport.ts";
 import { listFiles, randomBytes, sha256OfFile, waitFor } from "./helpers/files.ts";

@@ -10,7 +10,7 @@ import { Ledger } from "../src/ledger/ledger.ts";
 import { FileTable } from "../src/ledger/file_table.ts";
 import { problemFiles } from "../src/status/ledger_reports.ts";
 import { JobRunner, type JobSummary } from "../src/pipeline/job_runner.ts";
-import { LocalTransport } from "../src/transfer/local.ts";
+import { LocalTransport } from "../src/transfer/local/local.ts";
 import type { TransferItem, TransferOutcome, Transport } from "../src/transfer/transport.ts";
 import { listFiles, randomBytes, waitFor } from "./helpers/files.ts";
 import { localTestJob } from "./helpers/jobs.ts";

@@ -9,7 +9,7 @@ import { basename, join } from "node:path";
 import { jobSchema } from "../src/config/schema.ts";
 import type { JobConfig, VerifyMode } from "../src/config/types.ts";
 import { TransferError } from "../src/errors.ts";
-import { LocalTransport } from "../src/transfer/local.ts";
+import { LocalTransport } from "../src/transfer/local/local.ts";
 import { isTempName, jobOwner, tempNameFor } from "../src/transfer/temp_name.ts";
 import type { TransferItem } from "../src/transfer/transport.ts";
 import { listFiles, randomBytes } from "./helpers/files.ts";

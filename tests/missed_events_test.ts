@@ -11,7 +11,7 @@ import type { FoundFile } from "../src/watch/scan.ts";
 import { Ledger } from "../src/ledger/ledger.ts";
 import { FileTable } from "../src/ledger/file_table.ts";
 import { JobRunner } from "../src/pipeline/job_runner.ts";
-import { LocalTransport } from "../src/transfer/local.ts";
+import { LocalTransport } from "../src/transfer/local/local.ts";
 import { randomBytes, waitFor } from "./helpers/files.ts";
 import { localTestJob } from "./helpers/jobs.ts";
 import { withTmpfs } from "./helpers/tmpfs.ts";

@@ -13,7 +13,7 @@ import { Ledger } from "../src/ledger/ledger.ts";
 import { FileTable } from "../src/ledger/file_table.ts";
 import { overdueFiles } from "../src/status/ledger_reports.ts";
 import { JobRunner } from "../src/pipeline/job_runner.ts";
-import { LocalTransport } from "../src/transfer/local.ts";
+import { LocalTransport } from "../src/transfer/local/local.ts";
 import type { TransferItem, TransferOutcome, Transport } from "../src/transfer/transport.ts";
 import { runCli } from "./helpers/cli.ts";
 import { randomBytes, waitFor, writeConfig } from "./helpers/files.ts";

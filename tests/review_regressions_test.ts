@@ -12,7 +12,7 @@ import type { JobConfig } from "../src/config/types.ts";
 import { Ledger } from "../src/ledger/ledger.ts";
 import { FileTable } from "../src/ledger/file_table.ts";
 import { JobRunner } from "../src/pipeline/job_runner.ts";
-import { LocalTransport } from "../src/transfer/local.ts";
+import { LocalTransport } from "../src/transfer/local/local.ts";
 import type { TransferItem, TransferOutcome, Transport } from "../src/transfer/transport.ts";
 import { localTestJob } from "./helpers/jobs.ts";
 import { randomBytes, waitFor } from "./helpers/files.ts";

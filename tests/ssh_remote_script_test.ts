@@ -1,5 +1,5 @@
 /**
- * The remote scripts (src/transfer/remote/*.sh with their generated lines),
+ * The remote scripts (src/transfer/ssh/remote/*.sh with their generated lines),
  * run for real under dash and bash in POSIX mode (the remote `sh` of most
  * hosts), with each SHA-256 tool the remote side may have, and checked with
  * shellcheck.
@@ -7,16 +7,16 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { makeFoldersLines } from "../src/transfer/remote_folders.ts";
+import { makeFoldersLines } from "../src/transfer/ssh/remote_folders.ts";
 import {
   buildScript,
   parseResults,
   type RemoteScript,
   resultsByIndex,
   scriptFiles,
-} from "../src/transfer/remote_script.ts";
-import { type FinishEntry, finishLines, type FinishPlan } from "../src/transfer/ssh_finish.ts";
-import { shellQuote } from "../src/transfer/ssh_endpoint.ts";
+} from "../src/transfer/ssh/remote_script.ts";
+import { type FinishEntry, finishLines, type FinishPlan } from "../src/transfer/ssh/finish.ts";
+import { shellQuote } from "../src/transfer/ssh/endpoint.ts";
 
 const sha = (text: string) => createHash("sha256").update(text).digest("hex");
 const exists = (path: string) => Deno.lstat(path).then(() => true, () => false);
@@ -191,7 +191,7 @@ Deno.test("every remote script file passes shellcheck, alone and as sent with ho
   };
   const files = scriptFiles();
   // Every file in remote/ is embedded (and so checked here).
-  const folder = new URL("../src/transfer/remote/", import.meta.url);
+  const folder = new URL("../src/transfer/ssh/remote/", import.meta.url);
   const onDisk = [];
   for await (const entry of Deno.readDir(folder)) onDisk.push(entry.name);
   assert.deepEqual(Object.keys(files).sort(), onDisk.sort());

@@ -3,7 +3,7 @@
  * the first user sweeps leftovers, once, and nobody else starts meanwhile.
  */
 import assert from "node:assert/strict";
-import { UploadFolders } from "../src/transfer/upload_folders.ts";
+import { UploadFolders } from "../src/transfer/ssh/upload_folders.ts";
 
 /** Whether `promise` settles within a few event-loop turns. */
 async function settlesSoon(promise: Promise<unknown>): Promise<boolean> {

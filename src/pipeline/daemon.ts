@@ -18,7 +18,7 @@ import { Ledger } from "../ledger/ledger.ts";
 import { acquireDaemonLock, PID_FILE } from "../ledger/daemon_lock.ts";
 import { logger } from "../log/logging.ts";
 import { createTransport } from "../transfer/factory.ts";
-import { endLeftoverMasters } from "../transfer/ssh_master.ts";
+import { endLeftoverMasters } from "../transfer/ssh/master.ts";
 import { VERSION, versionInfo } from "../version.ts";
 import { StatusEvents } from "../status/events.ts";
 import { LedgerReports } from "../status/ledger_reports.ts";

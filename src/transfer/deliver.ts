@@ -10,7 +10,7 @@
  */
 import { TransferError } from "../errors.ts";
 import { sourceUnreadable } from "./classify.ts";
-import { closeSource, inspectSource, openSource, type SourceInfo } from "./source_open.ts";
+import { closeSource, inspectSource, openSource, type SourceInfo } from "./source.ts";
 import type { TransferItem, TransferOutcome } from "./transport.ts";
 
 /** One file of a batch on its way. Methods extend it with what their steps need. */
@@ -64,7 +64,7 @@ export function live<D extends Delivery>(deliveries: D[]): D[] {
 }
 
 /**
- * Fail `delivery` unless its source can be opened as `source_open.ts` does
+ * Fail `delivery` unless its source can be opened as `source.ts` does
  * (no link it may not follow, a regular file) and still has the size and
  * mtime it was queued with; otherwise record what the copy carries over.
  */
@@ -80,7 +80,7 @@ export function checkSource(delivery: Delivery): void {
 }
 
 /**
- * Fail `delivery` unless its source can be opened as `source_open.ts` does
+ * Fail `delivery` unless its source can be opened as `source.ts` does
  * and holds at least the bytes to send: a part of a file that is still
  * growing (its size and mtime move on).
  */

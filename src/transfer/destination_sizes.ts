@@ -12,7 +12,7 @@ import {
   parseResults,
   type RemoteScript,
   resultsByIndex,
-} from "./remote_script.ts";
+} from "./ssh/remote_script.ts";
 
 /** Most paths one remote script asks about. */
 export const SIZES_PER_SCRIPT = 500;

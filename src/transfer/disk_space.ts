@@ -8,7 +8,7 @@
  */
 import { statfs } from "node:fs/promises";
 import { dirname, posix } from "node:path";
-import { buildScript, call, parseResults, type RemoteScript } from "./remote_script.ts";
+import { buildScript, call, parseResults, type RemoteScript } from "./ssh/remote_script.ts";
 
 /** Room on one file system. */
 export interface DiskSpace {

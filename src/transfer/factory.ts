@@ -4,10 +4,10 @@
  * @module
  */
 import type { JobConfig } from "../config/types.ts";
-import { FtpTransport } from "./ftp.ts";
-import { LocalTransport } from "./local.ts";
-import { RsyncTransport } from "./rsync.ts";
-import { ScpTransport } from "./scp.ts";
+import { FtpTransport } from "./ftp/ftp.ts";
+import { LocalTransport } from "./local/local.ts";
+import { RsyncTransport } from "./ssh/rsync.ts";
+import { ScpTransport } from "./ssh/scp.ts";
 import type { Transport } from "./transport.ts";
 
 /**

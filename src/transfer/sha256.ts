@@ -6,7 +6,7 @@
 import { createHash } from "node:crypto";
 import { readSync } from "node:fs";
 import { setImmediate } from "node:timers";
-import { closeSource, openSource } from "./source_open.ts";
+import { closeSource, openSource } from "./source.ts";
 import type { TransferItem } from "./transport.ts";
 
 /** Bytes read and hashed between two turns of the event loop. */
@@ -14,7 +14,7 @@ const CHUNK_BYTES = 1024 * 1024;
 
 /**
  * The SHA-256 of `item.source`, as lowercase hex, read through a descriptor
- * opened as every transport opens sources (see `source_open.ts`). Reads
+ * opened as every transport opens sources (see `source.ts`). Reads
  * synchronously, a chunk at a time, and yields to the event loop between
  * chunks: about a third less CPU than awaiting each read, and other work
  * waits at most one chunk (about a millisecond).

@@ -72,7 +72,7 @@ export interface ProbeCheck {
  *   Leftover temporary files of an interrupted attempt are removed later.
  * - Missing destination folders are created; a folder below the base path
  *   that is a symbolic link fails the item (nothing is written through it).
- * - Sources are opened as `source_open.ts` does: never through a symbolic
+ * - Sources are opened as `source.ts` does: never through a symbolic
  *   link unless the item says `followLink`, only regular files.
  * - A delivered file has the source's mtime (to the second at least) and its
  *   permission bits without write permission for group and others (where the

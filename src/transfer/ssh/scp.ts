@@ -1,5 +1,5 @@
 /**
- * The `scp` transport: batches delivered as `ssh_batch.ts` describes, each
+ * The `scp` transport: batches delivered as `ssh/batch.ts` describes, each
  * upload one `scp -p` call per destination folder (up to three side by side
  * for a folder of many files) into the batch's upload folder there, under the
  * files' own names: nothing ever appears under a final name, and no local
@@ -17,10 +17,10 @@
  * @module
  */
 import { posix } from "node:path";
-import type { CommandError } from "../errors.ts";
-import { bandwidthShare, scpLimit } from "../config/bandwidth.ts";
-import { byUploadFolder, type SshDelivery } from "./ssh_delivery.ts";
-import { SshTransport } from "./ssh_transport.ts";
+import type { CommandError } from "../../errors.ts";
+import { bandwidthShare, scpLimit } from "../../config/bandwidth.ts";
+import { byUploadFolder, type SshDelivery } from "./delivery.ts";
+import { SshTransport } from "./transport.ts";
 
 /** Keep each scp command line well under Windows' 32,767-character limit. */
 const MAX_SOURCE_CHARS = 16_000;

@@ -1,14 +1,14 @@
 /**
- * The FTP connections of one job (see `ftp.ts`): logged in, kept open and
+ * The FTP connections of one job (see `ftp/ftp.ts`): logged in, kept open and
  * reused from one batch to the next (one per concurrent batch), checked with
  * `NOOP` before reuse, dropped when they fail.
  *
  * @module
  */
-import type { JobConfig } from "../config/types.ts";
-import { logger } from "../log/logging.ts";
-import { connectFtp, ftpServerName } from "./ftp_connect.ts";
-import type { FtpPeer } from "./ftp_remote.ts";
+import type { JobConfig } from "../../config/types.ts";
+import { logger } from "../../log/logging.ts";
+import { connectFtp, ftpServerName } from "./connect.ts";
+import type { FtpPeer } from "./remote.ts";
 
 const log = logger("transfer");
 

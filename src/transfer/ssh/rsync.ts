@@ -1,5 +1,5 @@
 /**
- * The `rsync` transport: batches delivered as `ssh_batch.ts` describes, each
+ * The `rsync` transport: batches delivered as `ssh/batch.ts` describes, each
  * upload one `rsync` call per destination folder into the batch's upload
  * folder there, under the files' own names (`--files-from=- --from0
  * --no-relative`), so even `--partial` or `--inplace` in `rsync_options`
@@ -16,13 +16,13 @@
  * @module
  */
 import { dirname, isAbsolute, posix, relative, sep } from "node:path";
-import type { CommandError } from "../errors.ts";
-import { bandwidthShare, rsyncBwlimit } from "../config/bandwidth.ts";
-import type { JobConfig } from "../config/types.ts";
-import { logger } from "../log/logging.ts";
-import { byUploadFolder, type SshDelivery } from "./ssh_delivery.ts";
-import { SshTransport } from "./ssh_transport.ts";
-import type { PartSent, TransferItem } from "./transport.ts";
+import type { CommandError } from "../../errors.ts";
+import { bandwidthShare, rsyncBwlimit } from "../../config/bandwidth.ts";
+import type { JobConfig } from "../../config/types.ts";
+import { logger } from "../../log/logging.ts";
+import { byUploadFolder, type SshDelivery } from "./delivery.ts";
+import { SshTransport } from "./transport.ts";
+import type { PartSent, TransferItem } from "../transport.ts";
 
 /** rsync exit codes for "some files were not transferred" (the others were). */
 const RSYNC_PARTIAL_CODES = new Set([23, 24]);

@@ -1,7 +1,7 @@
 /**
- * The temporary copies of the `local` transport (see `local.ts`): a new one
+ * The temporary copies of the `local` transport (see `local/local.ts`): a new one
  * created exclusively, or an earlier copy of the same file continued (see
- * `local_resume.ts`); which ones are being written now; closing and removing
+ * `local/resume.ts`); which ones are being written now; closing and removing
  * them; and sweeping this daemon's leftovers from a destination folder once.
  *
  * @module
@@ -9,13 +9,13 @@
 import { createHash, type Hash } from "node:crypto";
 import { closeSync, constants, openSync } from "node:fs";
 import { basename, dirname } from "node:path";
-import type { JobConfig } from "../config/types.ts";
-import { logger } from "../log/logging.ts";
-import type { Delivery } from "./deliver.ts";
-import { removeIfOurs, type Written } from "./local_file.ts";
-import { sweepLocalLeftovers } from "./local_folders.ts";
-import { discard, samePrefix, takeEarlierCopy } from "./local_resume.ts";
-import type { OpenSource } from "./source_open.ts";
+import type { JobConfig } from "../../config/types.ts";
+import { logger } from "../../log/logging.ts";
+import type { Delivery } from "../deliver.ts";
+import { removeIfOurs, type Written } from "./copy.ts";
+import { sweepLocalLeftovers } from "./folders.ts";
+import { discard, samePrefix, takeEarlierCopy } from "./resume.ts";
+import type { OpenSource } from "../source.ts";
 
 /** Flags of a new temporary file: created here or not at all, never through a link. */
 const CREATE_NEW = constants.O_RDWR | constants.O_CREAT | constants.O_EXCL |

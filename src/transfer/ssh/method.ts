@@ -1,14 +1,14 @@
 /**
- * What an SSH method (scp, rsync) supplies to the batches of `ssh_batch.ts`:
+ * What an SSH method (scp, rsync) supplies to the batches of `ssh/batch.ts`:
  * the session, remote base, limits, upload folders, and its upload call.
  *
  * @module
  */
-import type { JobConfig } from "../config/types.ts";
-import type { CommandError } from "../errors.ts";
-import type { FailureContext } from "./classify.ts";
-import type { SshDelivery } from "./ssh_delivery.ts";
-import type { SshSession } from "./ssh.ts";
+import type { JobConfig } from "../../config/types.ts";
+import type { CommandError } from "../../errors.ts";
+import type { FailureContext } from "../classify.ts";
+import type { SshDelivery } from "./delivery.ts";
+import type { SshSession } from "./connection.ts";
 import type { UploadFolders } from "./upload_folders.ts";
 
 /** What an SSH method (scp, rsync) supplies to a batch. */

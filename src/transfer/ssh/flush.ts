@@ -6,12 +6,12 @@
  */
 import { posix } from "node:path";
 import { buildScript, call } from "./remote_script.ts";
-import type { SshDelivery } from "./ssh_delivery.ts";
-import type { SshMethod } from "./ssh_method.ts";
+import type { SshDelivery } from "./delivery.ts";
+import type { SshMethod } from "./method.ts";
 
 /**
  * With `remote_sync`, a batch of at least this many bytes has the destination
- * file systems flushed while it uploads (`SshBatch.put` in `ssh_batch.ts`).
+ * file systems flushed while it uploads (`SshBatch.put` in `ssh/batch.ts`).
  */
 const FLUSH_WHILE_UPLOADING_BYTES = 64 * 1024 * 1024;
 

@@ -7,9 +7,9 @@
  */
 import { createHash } from "node:crypto";
 import { Transform } from "node:stream";
-import { TransferError } from "../errors.ts";
-import type { FtpConnection } from "./ftp_connect.ts";
-import type { TransferItem } from "./transport.ts";
+import { TransferError } from "../../errors.ts";
+import type { FtpConnection } from "./connect.ts";
+import type { TransferItem } from "../transport.ts";
 
 /** One logged-in connection and what it already did. */
 export interface FtpPeer {

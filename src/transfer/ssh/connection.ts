@@ -2,17 +2,17 @@
  * Talking to an SSH destination: the OpenSSH options every `ssh`, `scp` and
  * `rsync` call shares, one shared connection (ControlMaster) per destination,
  * and remote scripts run over it. The endpoint, remote paths and quoting are
- * in `ssh_endpoint.ts`.
+ * in `ssh/endpoint.ts`.
  *
  * @module
  */
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { CommandError } from "../errors.ts";
-import { type RunOptions, runProcess, type RunResult } from "../process/run.ts";
+import { CommandError } from "../../errors.ts";
+import { type RunOptions, runProcess, type RunResult } from "../../process/run.ts";
 import { SessionSlots } from "./session_slots.ts";
-import { rsyncRshQuote, type SshEndpoint, sshOptionArgs } from "./ssh_endpoint.ts";
-import { checkMaster, stopMaster } from "./ssh_master.ts";
+import { rsyncRshQuote, type SshEndpoint, sshOptionArgs } from "./endpoint.ts";
+import { checkMaster, stopMaster } from "./master.ts";
 
 /** Longest control socket path we create (sockets are limited to ~104 bytes, ssh adds 17). */
 const CONTROL_PATH_MAX_BYTES = 80;

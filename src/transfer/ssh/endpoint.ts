@@ -6,8 +6,8 @@
  * @module
  */
 import { posix } from "node:path";
-import type { JobConfig } from "../config/types.ts";
-import { ConfigError } from "../errors.ts";
+import type { JobConfig } from "../../config/types.ts";
+import { ConfigError } from "../../errors.ts";
 
 /** How long an idle shared connection stays open, in seconds. */
 const CONTROL_PERSIST_S = 180;

@@ -11,8 +11,8 @@
  */
 import { posix } from "node:path";
 import { buildScript, call, parseResults, resultsByIndex } from "./remote_script.ts";
-import type { SshSession } from "./ssh.ts";
-import { TEMP_SUFFIX } from "./temp_name.ts";
+import type { SshSession } from "./connection.ts";
+import { TEMP_SUFFIX } from "../temp_name.ts";
 
 /** One destination folder of a batch. */
 export interface FolderSpec {

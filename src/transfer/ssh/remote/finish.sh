@@ -1,5 +1,5 @@
 # shellcheck shell=sh
-# The last step of a batch (see ssh_finish.ts): check each uploaded copy (a
+# The last step of a batch (see finish.ts): check each uploaded copy (a
 # regular file, its size, its SHA-256), rename the good ones into place, remove
 # the others and the batch's upload folders. Runs after prologue.sh; the
 # generated lines call, in this order:

@@ -2,36 +2,36 @@
  * The delivery steps of one SSH batch (see `deliver.ts`), over one shared
  * connection:
  * 1. one ssh call creates the destination folders and, in each, the batch's
- *    own hidden upload folder (see `remote_folders.ts`);
+ *    own hidden upload folder (see `ssh/remote_folders.ts`);
  * 2. upload calls of the method (scp or rsync) copy the sources, under their
  *    own names, into those upload folders, several calls side by side (with
  *    `remote_sync`, a large batch has the destination flushed every second
  *    meanwhile);
  * 3. one ssh call verifies each copy, renames the good ones into place and
- *    removes the rest (see `ssh_finish.ts`).
+ *    removes the rest (see `ssh/finish.ts`).
  *
  * @module
  */
 import { posix } from "node:path";
-import { CommandError, TransferError } from "../errors.ts";
-import { classifyFailure, classifyText } from "./classify.ts";
+import { CommandError, TransferError } from "../../errors.ts";
+import { classifyFailure, classifyText } from "../classify.ts";
 import {
   checkPartSource,
   checkSource,
   type Delivery,
   type DeliverySteps,
   live,
-} from "./deliver.ts";
+} from "../deliver.ts";
 import { type EarlierCopySpec, type FolderFailure, makeFolders } from "./remote_folders.ts";
-import { logger } from "../log/logging.ts";
-import { hashSource } from "./sha256.ts";
-import { type SshDelivery, sshDelivery } from "./ssh_delivery.ts";
-import { finishBatch } from "./ssh_finish.ts";
-import { remoteJoin } from "./ssh_endpoint.ts";
-import { flushWhileUploading } from "./ssh_flush.ts";
-import type { SshMethod } from "./ssh_method.ts";
-import { uploadFolderName, uploadFolderPrefix } from "./temp_name.ts";
-import type { TransferItem } from "./transport.ts";
+import { logger } from "../../log/logging.ts";
+import { hashSource } from "../sha256.ts";
+import { type SshDelivery, sshDelivery } from "./delivery.ts";
+import { finishBatch } from "./finish.ts";
+import { remoteJoin } from "./endpoint.ts";
+import { flushWhileUploading } from "./flush.ts";
+import type { SshMethod } from "./method.ts";
+import { uploadFolderName, uploadFolderPrefix } from "../temp_name.ts";
+import type { TransferItem } from "../transport.ts";
 import type { UploadClaim } from "./upload_folders.ts";
 
 /** Upload calls a batch runs at once. */

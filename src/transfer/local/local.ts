@@ -2,7 +2,7 @@
  * The `local` transport: a copy on this machine (or onto a mounted share).
  *
  * Each file is copied from the source (opened without following links, see
- * `source_open.ts`) into a new temporary file in its destination folder,
+ * `source.ts`) into a new temporary file in its destination folder,
  * created exclusively under an unpredictable name (see `temp_name.ts`), with
  * the source's permission bits (without group/other write) and mtime, flushed
  * to disk, verified through the same open file, and renamed into place once
@@ -12,10 +12,10 @@
  */
 import { fchmodSync, fstatSync, fsyncSync, futimesSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
-import { bandwidthShare } from "../config/bandwidth.ts";
-import type { JobConfig } from "../config/types.ts";
-import { isDestinationFull, TransferError } from "../errors.ts";
-import { checkSource, deliver, type DeliverySteps } from "./deliver.ts";
+import { bandwidthShare } from "../../config/bandwidth.ts";
+import type { JobConfig } from "../../config/types.ts";
+import { isDestinationFull, TransferError } from "../../errors.ts";
+import { checkSource, deliver, type DeliverySteps } from "../deliver.ts";
 import {
   assertSameFile,
   copyData,
@@ -24,22 +24,22 @@ import {
   toTransferError,
   whereSupported,
   type Written,
-} from "./local_file.ts";
-import { localDestinationSizes } from "./destination_sizes.ts";
-import { type DiskSpace, localDiskSpace } from "./disk_space.ts";
-import { makeLocalFolders, probeLocalDestination } from "./local_folders.ts";
-import { closeTarget, type LocalDelivery, LocalTempCopies } from "./local_temp_copies.ts";
-import { closeSource, deliveredPermissions, openSource } from "./source_open.ts";
-import { logger } from "../log/logging.ts";
-import { jobOwner, tempNameFor } from "./temp_name.ts";
-import { Throttle } from "./throttle.ts";
+} from "./copy.ts";
+import { localDestinationSizes } from "../destination_sizes.ts";
+import { type DiskSpace, localDiskSpace } from "../disk_space.ts";
+import { makeLocalFolders, probeLocalDestination } from "./folders.ts";
+import { closeTarget, type LocalDelivery, LocalTempCopies } from "./temp_copies.ts";
+import { closeSource, deliveredPermissions, openSource } from "../source.ts";
+import { logger } from "../../log/logging.ts";
+import { jobOwner, tempNameFor } from "../temp_name.ts";
+import { Throttle } from "../throttle.ts";
 import type {
   PartSent,
   ProbeCheck,
   TransferItem,
   TransferOutcome,
   Transport,
-} from "./transport.ts";
+} from "../transport.ts";
 
 /** Copies into `remote_base_path` on this machine: temp name, verify, rename. */
 export class LocalTransport implements Transport {
@@ -156,7 +156,7 @@ export class LocalTransport implements Transport {
   /**
    * Copy the source into its temporary file, with its mode and times, flushed
    * to disk: a new file, or an earlier copy of this file continued (see
-   * `local_resume.ts`). An interrupted copy is kept when copies may be resumed.
+   * `local/resume.ts`). An interrupted copy is kept when copies may be resumed.
    */
   async #put(delivery: LocalDelivery, signal: AbortSignal): Promise<void> {
     // A part of this file being sent ends first: this copy continues it.

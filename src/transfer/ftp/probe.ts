@@ -6,16 +6,16 @@
  * @module
  */
 import { Readable } from "node:stream";
-import type { JobConfig } from "../config/types.ts";
-import type { ProbeCheck } from "./transport.ts";
+import type { JobConfig } from "../../config/types.ts";
+import type { ProbeCheck } from "../transport.ts";
 import {
   classifyFtpError,
   connectFtp,
   type FtpConnection,
   ftpUser,
   SESSION_REUSE_FIX,
-} from "./ftp_connect.ts";
-import { tempNameFor } from "./temp_name.ts";
+} from "./connect.ts";
+import { tempNameFor } from "../temp_name.ts";
 
 /** Below this much free space (where the server reports it), `doctor` fails, as for SSH. */
 const MIN_FREE_BYTES = 1024 ** 3;

@@ -6,13 +6,13 @@
  *
  * @module
  */
-import type { Throttle } from "./throttle.ts";
+import type { Throttle } from "../throttle.ts";
 import { createHash, type Hash } from "node:crypto";
 import { fstatSync, lstatSync, readSync, writeSync } from "node:fs";
 import { setImmediate } from "node:timers";
-import { TransferError } from "../errors.ts";
-import type { OpenSource } from "./source_open.ts";
-import type { TransferItem } from "./transport.ts";
+import { TransferError } from "../../errors.ts";
+import type { OpenSource } from "../source.ts";
+import type { TransferItem } from "../transport.ts";
 
 /** Bytes copied between two turns of the event loop. */
 const CHUNK_BYTES = 1024 * 1024;

@@ -7,11 +7,11 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import { CommandError } from "../errors.ts";
-import { killProcess } from "../process/kill.ts";
-import { runProcess } from "../process/run.ts";
+import { CommandError } from "../../errors.ts";
+import { killProcess } from "../../process/kill.ts";
+import { runProcess } from "../../process/run.ts";
 import { join } from "node:path";
-import { escapePercent } from "./ssh_endpoint.ts";
+import { escapePercent } from "./endpoint.ts";
 
 const logger = getLogger(["image-transfer", "transfer"]);
 

@@ -11,8 +11,8 @@
  */
 import { readFileSync, statSync } from "node:fs";
 import { Client, FTPError } from "basic-ftp";
-import type { JobConfig } from "../config/types.ts";
-import { TransferError } from "../errors.ts";
+import type { JobConfig } from "../../config/types.ts";
+import { TransferError } from "../../errors.ts";
 
 /** The control port when `ftp_port` is empty. */
 export const FTP_DEFAULT_PORT = 21;

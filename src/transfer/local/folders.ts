@@ -6,9 +6,9 @@
  * @module
  */
 import { join } from "node:path";
-import { TransferError } from "../errors.ts";
-import { isOwnTempName, randomPart } from "./temp_name.ts";
-import type { ProbeCheck } from "./transport.ts";
+import { TransferError } from "../../errors.ts";
+import { isOwnTempName, randomPart } from "../temp_name.ts";
+import type { ProbeCheck } from "../transport.ts";
 
 /**
  * Create the folders of `destination` (a `/`-separated path relative to

@@ -6,26 +6,26 @@
  * @module
  */
 import { posix } from "node:path";
-import type { JobConfig } from "../config/types.ts";
-import type { CommandError } from "../errors.ts";
-import type { FailureContext } from "./classify.ts";
-import { deliver } from "./deliver.ts";
-import { parseRemoteSizes, remoteSizesScript, SIZES_PER_SCRIPT } from "./destination_sizes.ts";
-import { type DiskSpace, parseRemoteDiskSpace, remoteDiskSpaceScript } from "./disk_space.ts";
-import { SshBatch } from "./ssh_batch.ts";
-import type { SshMethod } from "./ssh_method.ts";
-import { byUploadFolder, type SshDelivery } from "./ssh_delivery.ts";
-import { probeSshDestination } from "./ssh_probe.ts";
-import { SshSession } from "./ssh.ts";
-import { endpointFromJob, remoteBasePath } from "./ssh_endpoint.ts";
-import { jobOwner } from "./temp_name.ts";
+import type { JobConfig } from "../../config/types.ts";
+import type { CommandError } from "../../errors.ts";
+import type { FailureContext } from "../classify.ts";
+import { deliver } from "../deliver.ts";
+import { parseRemoteSizes, remoteSizesScript, SIZES_PER_SCRIPT } from "../destination_sizes.ts";
+import { type DiskSpace, parseRemoteDiskSpace, remoteDiskSpaceScript } from "../disk_space.ts";
+import { SshBatch } from "./batch.ts";
+import type { SshMethod } from "./method.ts";
+import { byUploadFolder, type SshDelivery } from "./delivery.ts";
+import { probeSshDestination } from "./probe.ts";
+import { SshSession } from "./connection.ts";
+import { endpointFromJob, remoteBasePath } from "./endpoint.ts";
+import { jobOwner } from "../temp_name.ts";
 import type {
   PartSent,
   ProbeCheck,
   TransferItem,
   TransferOutcome,
   Transport,
-} from "./transport.ts";
+} from "../transport.ts";
 import { UploadFolders } from "./upload_folders.ts";
 
 /** Base class of the SSH transports: subclasses implement {@linkcode SshTransport.upload}. */

@@ -1,7 +1,7 @@
 /**
  * The `ftp` transport: FTPS (explicit TLS) or plain FTP, passive mode.
  *
- * Each file is uploaded (from the source opened as `source_open.ts` does)
+ * Each file is uploaded (from the source opened as `source.ts` does)
  * under a hidden temporary name with a random part (see `temp_name.ts`) in
  * its destination folder, verified (`SIZE`; SHA-256 through `HASH` or
  * `XSHA256` where the server offers one), and renamed into place. FTP has no
@@ -14,13 +14,13 @@
  */
 import { FTPError } from "basic-ftp";
 import { createReadStream } from "node:fs";
-import { bandwidthShare } from "../config/bandwidth.ts";
-import type { JobConfig } from "../config/types.ts";
-import { TransferError } from "../errors.ts";
-import { classifyFtpError, ftpServerName, SESSION_REUSE_FIX } from "./ftp_connect.ts";
-import { FtpPool } from "./ftp_pool.ts";
-import { probeFtpDestination } from "./ftp_probe.ts";
-import { deliveredPermissions, inspectSource, openSource } from "./source_open.ts";
+import { bandwidthShare } from "../../config/bandwidth.ts";
+import type { JobConfig } from "../../config/types.ts";
+import { TransferError } from "../../errors.ts";
+import { classifyFtpError, ftpServerName, SESSION_REUSE_FIX } from "./connect.ts";
+import { FtpPool } from "./pool.ts";
+import { probeFtpDestination } from "./probe.ts";
+import { deliveredPermissions, inspectSource, openSource } from "../source.ts";
 import {
   badName,
   ensureFolders,
@@ -30,10 +30,10 @@ import {
   mfmtTime,
   remoteSha256,
   renameReplacing,
-} from "./ftp_remote.ts";
-import { isOwnTempName, jobOwner, tempNameFor } from "./temp_name.ts";
-import { pacedStream, Throttle } from "./throttle.ts";
-import type { ProbeCheck, TransferItem, TransferOutcome, Transport } from "./transport.ts";
+} from "./remote.ts";
+import { isOwnTempName, jobOwner, tempNameFor } from "../temp_name.ts";
+import { pacedStream, Throttle } from "../throttle.ts";
+import type { ProbeCheck, TransferItem, TransferOutcome, Transport } from "../transport.ts";
 
 /** Uploads to `remote_base_path` on an FTP server: temp name, verify, rename. */
 export class FtpTransport implements Transport {

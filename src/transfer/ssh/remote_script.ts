@@ -1,6 +1,6 @@
 /**
  * The remote halves of the SSH transports: POSIX `sh` scripts kept as real
- * files in `remote/` (embedded in the program as text, like the service
+ * files in `ssh/remote/` (embedded in the program as text, like the service
  * templates), each run with one ssh call as `sh -s` reading the script on
  * stdin, so the login shell only ever sees those fixed words.
  *
@@ -19,7 +19,7 @@ import makeFoldersScript from "./remote/make_folders.sh" with { type: "text" };
 import prologue from "./remote/prologue.sh" with { type: "text" };
 import probeScript from "./remote/probe.sh" with { type: "text" };
 import sizesScript from "./remote/sizes.sh" with { type: "text" };
-import { shellQuote } from "./ssh_endpoint.ts";
+import { shellQuote } from "./endpoint.ts";
 
 /** The script files after the prologue, by name. */
 const SCRIPTS = {
@@ -30,7 +30,7 @@ const SCRIPTS = {
   "disk_space": diskSpaceScript,
 } as const;
 
-/** The name of a script in `remote/`. */
+/** The name of a script in `ssh/remote/`. */
 export type ScriptName = keyof typeof SCRIPTS;
 
 /** One word of a generated call: text is quoted, numbers are written as they are. */

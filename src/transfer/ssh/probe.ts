@@ -6,14 +6,14 @@
  *
  * @module
  */
-import type { JobConfig } from "../config/types.ts";
-import { CommandError } from "../errors.ts";
-import { runProcess } from "../process/run.ts";
-import { classifyFailure, type FailureContext, lastLine } from "./classify.ts";
+import type { JobConfig } from "../../config/types.ts";
+import { CommandError } from "../../errors.ts";
+import { runProcess } from "../../process/run.ts";
+import { classifyFailure, type FailureContext, lastLine } from "../classify.ts";
 import { buildScript, call, parseResults } from "./remote_script.ts";
-import type { SshSession } from "./ssh.ts";
-import { randomPart } from "./temp_name.ts";
-import type { ProbeCheck } from "./transport.ts";
+import type { SshSession } from "./connection.ts";
+import { randomPart } from "../temp_name.ts";
+import type { ProbeCheck } from "../transport.ts";
 
 /** Below this much free space at a destination, the probe fails. */
 const MIN_FREE_BYTES = 1024 ** 3;

@@ -18,7 +18,7 @@ import { Buffer } from "node:buffer";
 import type { Hash } from "node:crypto";
 import { join } from "node:path";
 import { setImmediate } from "node:timers";
-import { isOwnTempNameFor } from "./temp_name.ts";
+import { isOwnTempNameFor } from "../temp_name.ts";
 
 /** Flags of an earlier copy opened to be continued: never through a link, never blocking. */
 const OPEN_EARLIER = constants.O_RDWR | (constants.O_NOFOLLOW ?? 0) |

@@ -7,9 +7,9 @@
  * @module
  */
 import { posix } from "node:path";
-import type { JobConfig } from "../config/types.ts";
-import { isDestinationFull, TransferError } from "../errors.ts";
-import { classifyFailure, classifyText, type FailureContext } from "./classify.ts";
+import type { JobConfig } from "../../config/types.ts";
+import { isDestinationFull, TransferError } from "../../errors.ts";
+import { classifyFailure, classifyText, type FailureContext } from "../classify.ts";
 import {
   buildScript,
   call,
@@ -17,9 +17,9 @@ import {
   type ResultLine,
   resultsByIndex,
 } from "./remote_script.ts";
-import { hashSource } from "./sha256.ts";
-import type { SshDelivery } from "./ssh_delivery.ts";
-import type { SshSession } from "./ssh.ts";
+import { hashSource } from "../sha256.ts";
+import type { SshDelivery } from "./delivery.ts";
+import type { SshSession } from "./connection.ts";
 
 /** What the finishing step needs of its transport. */
 export interface FinishContext {

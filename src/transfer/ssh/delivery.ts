@@ -5,8 +5,8 @@
  * @module
  */
 import { posix } from "node:path";
-import type { TransferError } from "../errors.ts";
-import { type Delivery, live } from "./deliver.ts";
+import type { TransferError } from "../../errors.ts";
+import { type Delivery, live } from "../deliver.ts";
 
 /** One file of an SSH batch. */
 export interface SshDelivery extends Delivery {
