@@ -1,7 +1,8 @@
 /**
  * Prometheus metrics in the text exposition format (version 0.0.4), written
- * by hand: the process figures ({@linkcode processFigures}), then counters,
- * gauges and one histogram labelled by job and transfer method. Counters
+ * by hand: the process figures every Prometheus client shows (resident
+ * memory, CPU seconds, start time), then counters, gauges and one histogram
+ * labelled by job and transfer method. Counters
  * count from the daemon's start, as Prometheus expects (it handles
  * restarts); failures are shown for every error class from 0, so a rate
  * over them exists before the first failure.
@@ -11,7 +12,7 @@
 import { TRANSFER_ERROR_KINDS } from "../errors.ts";
 import { JOB_STATES, type JobSnapshot } from "./job_status.ts";
 import type { TransferEvent } from "./events.ts";
-import { processFigures } from "./process_metrics.ts";
+import process from "node:process";
 
 /** Upper bounds (seconds) of the transfer duration histogram. */
 export const DURATION_BUCKETS_SECONDS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
@@ -76,10 +77,15 @@ export class Metrics {
       return { labels: { job, method }, c };
     });
 
-    for (const figure of processFigures()) {
-      family(figure.name, figure.type, figure.help);
-      out.push(sample(figure.name, {}, figure.value));
-    }
+    // Open file descriptors and virtual memory are not shown: Deno lets only a program with
+    // every permission read /proc/self, and the daemon runs with fewer.
+    const cpu = process.cpuUsage();
+    family("process_cpu_seconds_total", "counter", "User and system CPU time spent in seconds.");
+    out.push(sample("process_cpu_seconds_total", {}, (cpu.user + cpu.system) / 1e6));
+    family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+    out.push(sample("process_resident_memory_bytes", {}, Deno.memoryUsage().rss));
+    family("process_start_time_seconds", "gauge", "Start time of the process since unix epoch.");
+    out.push(sample("process_start_time_seconds", {}, performance.timeOrigin / 1000));
     family("image_transfer_build_info", "gauge", "Version of the running daemon (always 1).");
     out.push(sample("image_transfer_build_info", build, 1));
     family("image_transfer_start_time_seconds", "gauge", "When the daemon started (Unix time).");
