@@ -239,3 +239,34 @@ Deno.test("dashboard and rules: every metric they query is in a live daemon's /m
     await Deno.remove(tokenDir, { recursive: true });
   }
 });
+
+Deno.test("docs: the Prometheus configurations in the README and docs/monitoring.md pass promtool check config", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "itx-prom-config-" });
+  try {
+    await Deno.copyFile(RULES, join(dir, "image-transfer.rules.yml"));
+    await Deno.writeTextFile(join(dir, "image-transfer.token"), "0123456789abcdef0123456789abcdef");
+    const upRule = ruleQueries(await Deno.readTextFile(RULES)).find((e) => e.startsWith("up{"));
+    for (const doc of ["README.md", join("docs", "monitoring.md")]) {
+      const text = await Deno.readTextFile(join(REPO_ROOT, doc));
+      const blocks = [...text.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1])
+        .filter((block) => block.includes("scrape_configs:"));
+      assert.equal(blocks.length, 1, `${doc}: one scrape configuration`);
+      const config = blocks[0].replaceAll("/etc/prometheus/", dir + "/");
+      const parsed = parse(config) as {
+        scrape_configs: Array<{ job_name: string; honor_labels?: boolean }>;
+      };
+      const job = parsed.scrape_configs[0];
+      assert.equal(job.honor_labels, true, doc);
+      assert.equal(upRule, `up{job="${job.job_name}"} == 0`, `${doc}: the up rule's job`);
+      await Deno.writeTextFile(join(dir, "prometheus.yml"), config);
+      const checked = await promtool(["check", "config", join(dir, "prometheus.yml")]);
+      assert.equal(checked.code, 0, `${doc}: ${checked.output}`);
+      assert.match(checked.output, /SUCCESS: 6 rules found/);
+    }
+    // A configuration Prometheus cannot read is refused: the check can fail.
+    await Deno.writeTextFile(join(dir, "prometheus.yml"), "scrape_configs:\n  - honor_labels: 1\n");
+    assert.notEqual((await promtool(["check", "config", join(dir, "prometheus.yml")])).code, 0);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
