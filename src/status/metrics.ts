@@ -2,10 +2,10 @@
  * Prometheus metrics in the text exposition format (version 0.0.4), written
  * by hand: the process figures every Prometheus client shows (resident
  * memory, CPU seconds, start time), then counters, gauges and one histogram
- * labelled by job and transfer method. Counters
- * count from the daemon's start, as Prometheus expects (it handles
- * restarts); failures are shown for every error class from 0, so a rate
- * over them exists before the first failure.
+ * labelled by job and transfer method. Counters count from the daemon's
+ * start, as Prometheus expects (it handles restarts); failures are shown for
+ * every error class from 0, so a rate over them exists before the first
+ * failure.
  *
  * @module
  */
