@@ -100,7 +100,10 @@ export class CommandError extends Error {
  * - `fatal`: retrying cannot help (authentication, host key, bad local path);
  *   the file is marked failed at once and tried again only at the next start-up or rescan.
  */
-export type TransferErrorKind = "retry" | "retry-later" | "fatal";
+export const TRANSFER_ERROR_KINDS = ["retry", "retry-later", "fatal"] as const;
+
+/** One of {@linkcode TRANSFER_ERROR_KINDS}. */
+export type TransferErrorKind = typeof TRANSFER_ERROR_KINDS[number];
 
 /** One file could not be delivered. */
 export class TransferError extends Error {

@@ -237,7 +237,7 @@ Deno.test("release.yml: build, then the smoke test on each of the six targets' o
   assert.doesNotMatch(text, ALLOW_ALL);
 });
 
-Deno.test("release packaging, run for real: one zip per target with the binary, LICENSE, README and service/, a .sha256 each, SHA256SUMS", async () => {
+Deno.test("release packaging, run for real: one zip per target with the binary, LICENSE, README, service/ (with the Prometheus rules and the Grafana dashboard) and docs/monitoring.md, a .sha256 each, SHA256SUMS", async () => {
   const { workflow } = await readWorkflow("release.yml");
   const script = workflow.jobs.publish.steps.find((step) => step.name === "Package")?.run;
   assert.ok(script);
@@ -254,13 +254,15 @@ Deno.test("release packaging, run for real: one zip per target with the binary, 
     for (const file of ["README.md", "LICENSE"]) {
       await Deno.copyFile(join(REPO_ROOT, file), join(work, file));
     }
-    await Deno.mkdir(join(work, "service"));
-    for await (const entry of Deno.readDir(join(REPO_ROOT, "service"))) {
-      await Deno.copyFile(
-        join(REPO_ROOT, "service", entry.name),
-        join(work, "service", entry.name),
-      );
-    }
+    const copied = await new Deno.Command("cp", {
+      args: ["-R", join(REPO_ROOT, "service"), join(work, "service")],
+    }).output();
+    assert.equal(copied.code, 0);
+    await Deno.mkdir(join(work, "docs"));
+    await Deno.copyFile(
+      join(REPO_ROOT, "docs", "monitoring.md"),
+      join(work, "docs", "monitoring.md"),
+    );
     const out = await new Deno.Command("bash", {
       args: ["-e", "-c", script],
       cwd: work,
@@ -285,7 +287,18 @@ Deno.test("release packaging, run for real: one zip per target with the binary, 
       const list = await new Deno.Command("unzip", { args: ["-Z1", zip], cwd: release }).output();
       const entries = text.decode(list.stdout).trim().split("\n").sort();
       const binary = target.includes("windows") ? "image-transfer.exe" : "image-transfer";
-      for (const entry of [binary, "LICENSE", "README.md", "service/image-transfer.service"]) {
+      for (
+        const entry of [
+          binary,
+          "LICENSE",
+          "README.md",
+          "service/image-transfer.service",
+          "service/prometheus/image-transfer.rules.yml",
+          "service/prometheus/image-transfer.rules.test.yml",
+          "service/grafana/image-transfer.json",
+          "docs/monitoring.md",
+        ]
+      ) {
         assert.ok(entries.includes(entry), `${zip} lacks ${entry}: ${entries}`);
       }
       const sum = await new Deno.Command("sha256sum", {

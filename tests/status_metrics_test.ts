@@ -3,7 +3,7 @@
  * failures by class, escaped label values, and `promtool check metrics`.
  */
 import assert from "node:assert/strict";
-import type { JobSnapshot } from "../src/status/job_status.ts";
+import { JOB_STATES, type JobSnapshot } from "../src/status/job_status.ts";
 import { Metrics } from "../src/status/metrics.ts";
 
 function snapshot(job: string, freeBytes: number | null = null): JobSnapshot {
@@ -15,6 +15,7 @@ function snapshot(job: string, freeBytes: number | null = null): JobSnapshot {
     since: 0,
     reason: null,
     queue: { planning: 0, queued: 3, waiting: 1, sending: 2, observing: 4 },
+    oldestWaitingSince: job === "cam1" ? 1_700_000_000_000 - 90_500 : null,
     inFlight: [],
     rateBytesPerSecond: 0,
     sent: 0,
@@ -77,12 +78,31 @@ Deno.test("metrics: counters, cumulative duration buckets, failures by class, qu
     },
     1_700_000_000_000,
     new Map([["cam1", 4]]),
+    1_700_000_000_000,
   );
   const l = '{job="cam1",method="rsync"';
   assert.ok(text.includes(`image_transfer_files_transferred_total${l}} 3\n`));
   assert.ok(text.includes(`image_transfer_bytes_transferred_total${l}} 600\n`));
   assert.ok(text.includes(`image_transfer_failures_total${l},error_class="retry"} 2\n`));
   assert.ok(text.includes(`image_transfer_failures_total${l},error_class="fatal"} 1\n`));
+  // Every error class from 0, for a job that never failed too.
+  assert.ok(text.includes(`image_transfer_failures_total${l},error_class="retry-later"} 0\n`));
+  assert.ok(
+    text.includes(
+      `image_transfer_failures_total{job="cam2",method="rsync",error_class="retry"} 0\n`,
+    ),
+  );
+  // One state series per state, 1 only for the job's own.
+  for (const state of JOB_STATES) {
+    const value = state === "paused" ? 1 : 0;
+    assert.ok(text.includes(`image_transfer_job_state${l},state="${state}"} ${value}\n`), state);
+  }
+  // Files found and not arrived (observing ones are not complete yet), and the oldest's age.
+  assert.ok(text.includes(`image_transfer_files_waiting${l}} 6\n`));
+  assert.ok(text.includes(`image_transfer_oldest_waiting_file_age_seconds${l}} 90.5\n`));
+  assert.ok(
+    text.includes(`image_transfer_oldest_waiting_file_age_seconds{job="cam2",method="rsync"} 0\n`),
+  );
   const bucket = (le: string) =>
     Number(
       new RegExp(`_bucket\\{job="cam1",method="rsync",le="${le.replace("+", "\\+")}"\\} (\\d+)`)
@@ -111,4 +131,19 @@ Deno.test("metrics: counters, cumulative duration buckets, failures by class, qu
     )).code,
     0,
   );
+});
+
+Deno.test("metrics: the process figures under their conventional names, real values", () => {
+  const text = new Metrics().render([], { version: "0.1.0", commit: "x", deno: "2" }, 0);
+  const value = (name: string) => {
+    const match = new RegExp(`^${name} (\\S+)$`, "m").exec(text);
+    assert.ok(match, `${name} missing`);
+    return Number(match[1]);
+  };
+  const rss = value("process_resident_memory_bytes");
+  assert.ok(rss > 1_000_000 && rss < 100_000_000_000, `rss ${rss}`);
+  assert.ok(value("process_cpu_seconds_total") > 0);
+  const start = value("process_start_time_seconds");
+  assert.ok(start <= Date.now() / 1000 && start > Date.now() / 1000 - 3600, `start ${start}`);
+  assert.match(text, /# TYPE process_cpu_seconds_total counter\n/);
 });

@@ -207,3 +207,38 @@ Deno.test("WorkQueue: promoteDue from outside the timer (a sweep) queues what is
   assert.deepEqual(due, [], "the timer then finds nothing left to do");
   assert.equal(clock.pendingTimers, 0);
 });
+
+Deno.test("WorkQueue: the oldest waiting file is the one found first, through retries and new versions", () => {
+  const { clock, queue } = setup();
+  assert.equal(queue.oldestFoundAt, null, "nothing waits");
+  const start = clock.now();
+  queueFile(queue, "a.fits");
+  clock.advance(1_000);
+  queueFile(queue, "b.fits");
+  clock.advance(1_000);
+  queue.resume({
+    relPath: "c.fits",
+    version: V1,
+    destination: "n/c",
+    attempts: 1,
+    nextAttemptAt: 0,
+  });
+  assert.equal(queue.oldestFoundAt, start);
+  // A failed attempt or a new version keeps the time the file was first found.
+  queue.takeBatch(1);
+  queue.finish("a.fits", { to: "waiting", attempts: 1, nextAttemptAt: clock.now() + 60_000 });
+  assert.equal(queue.ready("a.fits", V2, false), "plan");
+  assert.equal(queue.oldestFoundAt, start);
+  // Once it arrived the next-oldest counts; found again, a file waits from then.
+  assert.equal(queue.planned("a.fits", V2, PLAN), "queued");
+  assert.deepEqual(queue.takeBatch(1).map((r) => r.relPath), ["b.fits"]);
+  queue.remove("a.fits");
+  assert.equal(queue.oldestFoundAt, start + 1_000);
+  queue.finish("b.fits", { to: "removed" });
+  assert.equal(queue.oldestFoundAt, start + 2_000, "the resumed file waits from its resumption");
+  queueFile(queue, "a.fits");
+  queue.remove("c.fits");
+  assert.equal(queue.oldestFoundAt, clock.now());
+  queue.remove("a.fits");
+  assert.equal(queue.oldestFoundAt, null);
+});

@@ -150,6 +150,7 @@ export class JobRunner {
         sending: q.count("sending"),
         observing: this.#checker.pendingCount,
       },
+      oldestWaitingSince: q.oldestFoundAt,
       inFlight: this.#status.inFlight(),
       rateBytesPerSecond: this.#status.rate(),
       ...this.summary,

@@ -48,6 +48,8 @@ export interface WorkRecord {
   nextAttemptAt: number;
   /** A change was seen: not sent until the stability checker reports again. */
   recheck: boolean;
+  /** When the record was made (ms since epoch): the file waits since then. */
+  readonly foundAt: number;
 }
 
 /** What to do after {@linkcode WorkQueue.ready}. */
@@ -107,6 +109,15 @@ export class WorkQueue {
     return this.#counts[phase];
   }
 
+  /**
+   * When the longest-waiting record was made (ms since epoch), or `null` when
+   * there is none. Records are kept in the order they were made.
+   */
+  get oldestFoundAt(): number | null {
+    for (const record of this.#records.values()) return record.foundAt;
+    return null;
+  }
+
   /** Whether any record is sendable now. */
   get hasSendable(): boolean {
     return this.#sendable.size > 0;
@@ -146,6 +157,7 @@ export class WorkQueue {
         attempts: 0,
         nextAttemptAt: 0,
         recheck: false,
+        foundAt: this.#clock.now(),
       });
       return "plan";
     }
@@ -188,10 +200,10 @@ export class WorkQueue {
    * Add a file resumed from the ledger (complete, destination known), queued
    * or waiting for its retry time. Ignored when it already has a record.
    */
-  resume(record: Omit<WorkRecord, "phase" | "recheck">): void {
+  resume(record: Omit<WorkRecord, "phase" | "recheck" | "foundAt">): void {
     if (this.#records.has(record.relPath)) return;
     const phase = record.nextAttemptAt > this.#clock.now() ? "waiting" : "queued";
-    this.#insert({ ...record, phase, recheck: false });
+    this.#insert({ ...record, phase, recheck: false, foundAt: this.#clock.now() });
   }
 
   /** Take up to `max` sendable records, in arrival order; they are `sending` now. */

@@ -49,6 +49,8 @@ export interface JobSnapshot {
   reason: string | null;
   /** Files per work-queue phase, and those still being watched until complete. */
   queue: Record<QueuePhase, number> & { observing: number };
+  /** Since when the longest-waiting file of the work queue waits (ms since epoch), or `null`. */
+  oldestWaitingSince: number | null;
   inFlight: InFlight[];
   /** Bytes per second delivered over the last {@linkcode RATE_WINDOW_MS} (the current rate). */
   rateBytesPerSecond: number;

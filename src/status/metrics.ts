@@ -1,13 +1,18 @@
 /**
  * Prometheus metrics in the text exposition format (version 0.0.4), written
- * by hand: a few counters, gauges and one histogram, labelled by job and
- * transfer method. Counters count from the daemon's start, as Prometheus
- * expects (it handles restarts).
+ * by hand: the process figures every Prometheus client shows (resident
+ * memory, CPU seconds, start time), then counters, gauges and one histogram
+ * labelled by job and transfer method. Counters count from the daemon's
+ * start, as Prometheus expects (it handles restarts); failures are shown for
+ * every error class from 0, so a rate over them exists before the first
+ * failure.
  *
  * @module
  */
-import type { JobSnapshot } from "./job_status.ts";
+import { TRANSFER_ERROR_KINDS } from "../errors.ts";
+import { JOB_STATES, type JobSnapshot } from "./job_status.ts";
 import type { TransferEvent } from "./events.ts";
+import process from "node:process";
 
 /** Upper bounds (seconds) of the transfer duration histogram. */
 export const DURATION_BUCKETS_SECONDS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
@@ -54,12 +59,14 @@ export class Metrics {
    * @param build version facts for `image_transfer_build_info`
    * @param startedAt when the daemon started (ms since epoch)
    * @param failedFiles files the ledger holds as failed, per job name
+   * @param now the time the waiting files' age is measured at (ms since epoch)
    */
   render(
     jobs: JobSnapshot[],
     build: { version: string; commit: string; deno: string },
     startedAt: number,
     failedFiles: ReadonlyMap<string, number> = new Map(),
+    now: number = Date.now(),
   ): string {
     for (const job of jobs) this.#counters(job.job, job.method);
     const out: string[] = [];
@@ -70,6 +77,15 @@ export class Metrics {
       return { labels: { job, method }, c };
     });
 
+    // Open file descriptors and virtual memory are not shown: Deno lets only a program with
+    // every permission read /proc/self, and the daemon runs with fewer.
+    const cpu = process.cpuUsage();
+    family("process_cpu_seconds_total", "counter", "User and system CPU time spent in seconds.");
+    out.push(sample("process_cpu_seconds_total", {}, (cpu.user + cpu.system) / 1e6));
+    family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+    out.push(sample("process_resident_memory_bytes", {}, Deno.memoryUsage().rss));
+    family("process_start_time_seconds", "gauge", "Start time of the process since unix epoch.");
+    out.push(sample("process_start_time_seconds", {}, performance.timeOrigin / 1000));
     family("image_transfer_build_info", "gauge", "Version of the running daemon (always 1).");
     out.push(sample("image_transfer_build_info", build, 1));
     family("image_transfer_start_time_seconds", "gauge", "When the daemon started (Unix time).");
@@ -85,11 +101,40 @@ export class Metrics {
     }
     family("image_transfer_failures_total", "counter", "Failed attempts by error class.");
     for (const { labels, c } of entries) {
-      for (const [errorClass, n] of c.failures) {
+      for (const errorClass of new Set([...TRANSFER_ERROR_KINDS, ...c.failures.keys()])) {
+        const n = c.failures.get(errorClass) ?? 0;
         out.push(
           sample("image_transfer_failures_total", { ...labels, error_class: errorClass }, n),
         );
       }
+    }
+    const state = "image_transfer_job_state";
+    family(state, "gauge", "1 for the state the job is in, 0 for the others.");
+    for (const job of jobs) {
+      for (const s of JOB_STATES) {
+        out.push(
+          sample(state, { job: job.job, method: job.method, state: s }, s === job.state ? 1 : 0),
+        );
+      }
+    }
+    const waiting = "image_transfer_files_waiting";
+    family(waiting, "gauge", "Files found complete that have not arrived yet.");
+    for (const job of jobs) {
+      const { planning, queued, waiting: retrying, sending } = job.queue;
+      out.push(
+        sample(
+          waiting,
+          { job: job.job, method: job.method },
+          planning + queued + retrying + sending,
+        ),
+      );
+    }
+    const age = "image_transfer_oldest_waiting_file_age_seconds";
+    family(age, "gauge", "How long the longest-waiting file has waited (0 when none waits).");
+    for (const job of jobs) {
+      const since = job.oldestWaitingSince;
+      const seconds = since === null ? 0 : Math.max(0, (now - since) / 1000);
+      out.push(sample(age, { job: job.job, method: job.method }, seconds));
     }
     family("image_transfer_queue_files", "gauge", "Files in motion by state.");
     for (const job of jobs) {
