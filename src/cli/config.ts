@@ -8,6 +8,7 @@ import { stringify } from "yaml";
 import { globalOptions } from "./options.ts";
 import { loadConfig, resolveConfigPath } from "../config/load.ts";
 import type { Config } from "../config/types.ts";
+import { checkBeforeStart } from "../pipeline/preflight.ts";
 import { UsageError } from "../errors.ts";
 
 /**
@@ -17,6 +18,7 @@ import { UsageError } from "../errors.ts";
  */
 export async function runConfigValidate(configOption?: string): Promise<void> {
   const config = await loadConfig(resolveConfigPath(configOption));
+  await checkBeforeStart(config);
   const count = config.jobs.length;
   console.log(`ok: ${config.file} (${count} job${count === 1 ? "" : "s"})`);
   for (const job of config.jobs) {

@@ -12,6 +12,7 @@ import { globalOptions } from "./options.ts";
 import { loadConfig, resolveConfigPath } from "../config/load.ts";
 import type { JobConfig } from "../config/types.ts";
 import { UsageError } from "../errors.ts";
+import { checkBeforeStart } from "../pipeline/preflight.ts";
 import { createTransport } from "../transfer/factory.ts";
 import type { ProbeCheck, Transport } from "../transfer/transport.ts";
 
@@ -93,6 +94,8 @@ export function doctorCommand(): Command {
     .option("--job <name>", "check only this job")
     .action(async (options: { job?: string }, command: Command) => {
       const config = await loadConfig(resolveConfigPath(globalOptions(command).config));
+      // What `run` would refuse before starting fails here too.
+      await checkBeforeStart(config);
       const jobs = options.job === undefined
         ? config.jobs
         : config.jobs.filter((job) => job.name === options.job);

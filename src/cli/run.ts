@@ -11,7 +11,11 @@ import { exitCodeFor, UsageError } from "../errors.ts";
 import { logExit, setupLogging, shutdownLogging } from "../log/logging.ts";
 import { runDaemon } from "../pipeline/daemon.ts";
 import { dryRun } from "../pipeline/dry_run.ts";
-import { assertNetworkAvailable, dropNetworkUnlessNeeded } from "./network_permission.ts";
+import {
+  assertPermissionsAvailable,
+  type Dropped,
+  dropUnneededPermissions,
+} from "./network_permission.ts";
 import { globalOptions } from "./options.ts";
 import {
   quickStartConfig,
@@ -94,13 +98,13 @@ export function runCommand(): Command {
           format: c.log_format,
         });
       await logging(config);
-      // Given up once the status page listens (its socket stays open), unless a job uses ftp.
-      let offline = false;
+      // Given up once the status page listens (its socket stays open), unless a job needs them.
+      let dropped: Dropped = { net: false, run: false };
       const onListening = async () => {
-        offline = await dropNetworkUnlessNeeded(config);
+        dropped = await dropUnneededPermissions(config);
       };
       const reload = async (next: Config) => {
-        assertNetworkAvailable(next, offline);
+        assertPermissionsAvailable(next, dropped);
         await logging(next);
       };
       try {

@@ -21,10 +21,8 @@ import { createTransport } from "../transfer/factory.ts";
 import { VERSION, versionInfo } from "../version.ts";
 import { StatusEvents } from "../status/events.ts";
 import { LedgerReports } from "../status/ledger_reports.ts";
-import { listenSettings } from "../status/listen.ts";
 import { startStatusServer, type StatusServer } from "../status/server.ts";
-import { assertProgramsRunnable } from "./hooks.ts";
-import { assertCleanupSafe } from "./source_cleanup.ts";
+import { checkBeforeStart } from "./preflight.ts";
 import type { JobSummary } from "./job_runner.ts";
 import { RunningJobs } from "./running_jobs.ts";
 
@@ -66,8 +64,10 @@ const RELOAD_SIGNAL: Deno.Signal | undefined = Deno.build.os === "windows" ? und
  */
 export async function runDaemon(config: Config, options: DaemonOptions): Promise<JobSummary> {
   const log = logger("daemon");
-  // A non-loopback status page without a token refuses to start, before anything else.
-  const listen = options.once ? null : await listenSettings(config);
+  // A config `validate` would refuse does not start, before anything else (its
+  // programs, a non-loopback status page without a token).
+  const listenChecked = await checkBeforeStart(config);
+  const listen = options.once ? null : listenChecked;
   const lock = acquireDaemonLock(config.state_dir, { version: VERSION, config: config.file });
   let ledger: Ledger | undefined;
   let runtimeDir: string | undefined;
@@ -90,8 +90,6 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
         stalePid: lock.stalePid,
       });
     }
-    assertProgramsRunnable(config.jobs);
-    assertCleanupSafe(config.jobs);
     await checkWatchFolders(config.jobs, options.once);
     const openLedger = Ledger.open(config.state_dir);
     ledger = openLedger;
@@ -175,8 +173,7 @@ async function reloadConfig(
           "the ledger: restart the daemon to use the new state_dir",
       );
     }
-    assertProgramsRunnable(next.jobs);
-    assertCleanupSafe(next.jobs);
+    await checkBeforeStart(next);
     await checkWatchFolders(next.jobs, false);
     await onReload?.(next);
     return next;
