@@ -112,6 +112,19 @@ export const formatJson: TextFormatter = (record: LogRecord): string => {
 };
 
 /**
+ * Create `file` readable by its owner only (0600), or make an existing one so
+ * (POSIX): a log names every file and destination, and a hook's output.
+ */
+async function createPrivate(file: string): Promise<void> {
+  if (Deno.build.os === "windows") return;
+  (await Deno.open(file, { create: true, append: true, mode: 0o600 })).close();
+  const { isFile, mode, uid } = await Deno.stat(file);
+  if (isFile && mode !== null && (mode & 0o077) !== 0 && uid === Deno.uid()) {
+    await Deno.chmod(file, mode & 0o700);
+  }
+}
+
+/**
  * Configure logging for the whole process.
  *
  * @throws when the log file's folder cannot be created or the file cannot be opened
@@ -125,7 +138,8 @@ export async function setupLogging(options: LoggingOptions): Promise<void> {
   const sinks: Record<string, Sink> = { stderr: stderrSink };
   if (options.logFile) {
     try {
-      await Deno.mkdir(dirname(options.logFile), { recursive: true });
+      await Deno.mkdir(dirname(options.logFile), { recursive: true, mode: 0o700 });
+      await createPrivate(options.logFile);
       sinks.file = getRotatingFileSink(options.logFile, {
         maxSize: LOG_MAX_BYTES,
         maxFiles: LOG_MAX_FILES,

@@ -93,6 +93,7 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
     await checkWatchFolders(config.jobs, options.once);
     const openLedger = Ledger.open(config.state_dir);
     ledger = openLedger;
+    await keepPrivate(config.state_dir);
     const dir = await makeRuntimeDir();
     runtimeDir = dir;
     log.info("Starting {count} job(s) with ledger {ledger} (pid {pid}, version {version})", {
@@ -184,6 +185,23 @@ async function reloadConfig(
       reason,
     });
     return undefined;
+  }
+}
+
+/**
+ * Make the files of the state folder (the ledger and its journal, the lock,
+ * the PID file) readable and writable by the daemon's account only (0600):
+ * the ledger names every file and destination. POSIX only.
+ */
+async function keepPrivate(stateDir: string): Promise<void> {
+  if (Deno.build.os === "windows") return;
+  for await (const entry of Deno.readDir(stateDir)) {
+    if (!entry.isFile) continue;
+    const path = join(stateDir, entry.name);
+    try {
+      const { mode } = await Deno.stat(path);
+      if (mode !== null && (mode & 0o077) !== 0) await Deno.chmod(path, mode & 0o700);
+    } catch { /* gone meanwhile, or another account's: left as it is */ }
   }
 }
 
