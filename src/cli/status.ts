@@ -118,7 +118,9 @@ export function statusCommand(): Command {
         console.log(`\nFailures (${problems.length}):`);
         for (const row of problems) {
           const retry = row.state === "failed"
-            ? "failed; retried at next rescan or start-up"
+            ? row.nextAttemptAt > 0
+              ? `failing after ${row.attempts} attempt(s); next try at ${when(row.nextAttemptAt)}`
+              : "failed; retried at next rescan or start-up"
             : row.nextAttemptAt === 0
             ? "waiting to be sent"
             : `retry ${row.attempts} at ${when(row.nextAttemptAt)}`;

@@ -130,15 +130,15 @@ export const jobShape = {
   ),
   retry_attempts: doc(
     z.int().min(0).max(1000).default(3),
-    "Retries after the first failed attempt before a file is marked failed. A failed file is tried again at the next start-up or rescan.",
+    "Quick retries after the first failed attempt before a file is marked failed. A failed file is then tried again every `retry_max_delay_seconds` until it arrives (`run --once`: at the next run), or at once with Retry on the status page.",
   ),
   retry_delay_seconds: doc(
     z.number().min(0).max(86400).default(5),
     "Seconds before the first retry. Each further retry waits twice as long (with jitter), up to `retry_max_delay_seconds`.",
   ),
   retry_max_delay_seconds: doc(
-    z.number().min(0).max(86400).default(300),
-    "Longest wait between two attempts, in seconds.",
+    z.number().min(0).max(86400).default(600),
+    "Longest wait between two attempts, in seconds, and how often a failed file is tried again after its quick retries.",
   ),
   transfer_timeout_seconds: doc(
     z.number().positive().max(86400).default(300),

@@ -166,7 +166,10 @@ export class JobRunner {
     const count = relPath === undefined
       ? this.#ledger.requeue(this.job.name, ["failed"])
       : this.#ledger.requeueFile(this.job.name, relPath);
-    if (count > 0) observeStrayPending(this.#sync);
+    // A failing file waiting for its slow retry goes now, with fresh fast retries.
+    const waiting = this.#queue.retryNow(relPath);
+    if (count > waiting.length) observeStrayPending(this.#sync);
+    if (waiting.length > 0) this.#pump();
     return count;
   }
 
@@ -232,7 +235,10 @@ export class JobRunner {
   /** Before a periodic rescan: failed files get another chance, pending ones are looked at. */
   #beforeRescan(): void {
     this.#ledger.requeue(this.job.name, ["failed"]);
+    // Failing files waiting for their slow retry go now, with fresh quick retries.
+    const failing = this.#queue.retryNow();
     observeStrayPending(this.#sync);
+    if (failing.length > 0) this.#pump();
   }
 
   /** Retries whose time has come go out. */

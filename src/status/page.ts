@@ -115,7 +115,8 @@ function render(s) {
   rows($("problems"), s.problems, (p) => el("tr", { class: "problem" },
     el("td", { class: "name" }, p.relPath), el("td", {}, p.job),
     el("td", { class: "err" }, p.lastError || ""),
-    el("td", {}, p.state === "failed" ? "failed: at the next rescan, or retry" :
+    el("td", {}, p.state === "failed" ? (p.nextAttemptAt ? "failing; next try " +
+      time(p.nextAttemptAt) + ", or Retry now" : "failed: at the next rescan, or retry") :
       p.nextAttemptAt ? "retry " + time(p.nextAttemptAt) : "waiting"),
     el("td", {}, p.state === "failed" ? el("button", { class: "retry",
       onclick: () => act(p.job, "retry", { file: p.relPath }) }, "Retry") : "")), "No failures");
