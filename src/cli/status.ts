@@ -10,7 +10,7 @@ import { resolveDaemon } from "../config/resolve.ts";
 import { daemonSchema } from "../config/schema.ts";
 import type { Config } from "../config/types.ts";
 import { type FileState, Ledger } from "../ledger/ledger.ts";
-import { formatSkipped, summarizeSkipped } from "../watch/skipped_summary.ts";
+import { formatSkipped, SKIPPED_SHOWN, summarizeSkipped } from "../watch/skipped_summary.ts";
 import { globalOptions } from "./options.ts";
 import { daemonStatus, describeDaemon, describePause } from "./daemon_state.ts";
 import { askDaemon, formatLive } from "./live_status.ts";
@@ -47,7 +47,11 @@ export function statusCommand(): Command {
     )
     .option("-n, --limit <count>", "how many recent transfers and failures to list", "10")
     .option("--json", "print JSON instead of text")
-    .action(async (options: { limit: string; json?: boolean }, command: Command) => {
+    .option("--all", `list every skipped entry (else the first ${SKIPPED_SHOWN} per job)`)
+    .action(async (
+      options: { limit: string; json?: boolean; all?: boolean },
+      command: Command,
+    ) => {
       const limit = Number.parseInt(options.limit, 10);
       if (!Number.isInteger(limit) || limit < 0) {
         throw new Error(`Cannot list ${options.limit} entries: --limit takes a whole number`);
@@ -69,7 +73,7 @@ export function statusCommand(): Command {
           console.log(describeDaemon(daemon, config.state_dir));
           for (const line of liveLines) console.log(line);
           console.log(`No ledger yet in ${config.state_dir}: nothing has been transferred.`);
-          for (const line of formatSkipped(skipped)) console.log(line);
+          for (const line of formatSkipped(skipped, options.all ?? false)) console.log(line);
         }
         return;
       }
@@ -106,7 +110,7 @@ export function statusCommand(): Command {
           }).join(", ");
           console.log(`Job ${job}: ${line}${describePause(daemon, job)}`);
         }
-        for (const line of formatSkipped(skipped)) console.log(line);
+        for (const line of formatSkipped(skipped, options.all ?? false)) console.log(line);
         console.log(`\nRecent transfers (${recent.length}):`);
         for (const row of recent) {
           console.log(
