@@ -125,7 +125,7 @@ export async function jobAction(
   source: StatusSource,
   jobName: string,
   action: string,
-  request: Request,
+  body: string,
 ): Promise<unknown> {
   const job = source.jobs().find((j) => j.snapshot().job === jobName);
   if (!job) throw new ApiError(404, `no running job named ${jobName}`);
@@ -137,7 +137,7 @@ export async function jobAction(
       job.resume();
       return { job: jobName, state: job.snapshot().state };
     case "retry": {
-      const text = await request.text();
+      const text = body;
       let file: unknown;
       if (text.trim() !== "") {
         try {
