@@ -18,6 +18,7 @@ import {
 } from "./network_permission.ts";
 import { globalOptions } from "./options.ts";
 import {
+  addQuickStartOptions,
   quickStartConfig,
   type QuickStartOptions,
   saveQuickConfig,
@@ -31,25 +32,13 @@ interface RunOptions extends QuickStartOptions {
 
 /** The `run` command. */
 export function runCommand(): Command {
-  return new Command("run")
+  const command = new Command("run")
     .description(
       "watch the folders and transfer every complete file (the daemon; the default command)",
     )
     .option("--once", "scan, transfer what is complete, then exit (1 if any file failed)")
-    .option("--dry-run", "print what would be transferred where; change nothing")
-    .option("--watch <dir>", "without a config file: the folder to watch (needs --to)")
-    .option(
-      "--to <dest>",
-      "without a config file: user@host:/path, ftp://user@host/path, ftps://user@host/path or a folder",
-    )
-    .option("--method <method>", "with --to user@host:/path: scp (default) or rsync")
-    .option("--ftp-password-file <file>", "with --to ftp(s)://: file holding the password")
-    .option("--ftp-password-env <name>", "with --to ftp(s)://: variable holding the password")
-    .option(
-      "--set <key=value>",
-      "with --to: any other config key (repeatable)",
-      (value: string, previous: string[] = []) => [...previous, value],
-    )
+    .option("--dry-run", "print what would be transferred where; change nothing");
+  return addQuickStartOptions(command)
     .option("--save-config <file>", "with --to: also write the equivalent config file")
     .option("--force", "with --save-config: replace an existing file")
     .addHelpText(
@@ -94,6 +83,7 @@ export function runCommand(): Command {
       const logging = (c: Config) =>
         setupLogging({
           verbose: global.verbose ?? false,
+          level: global.logLevel,
           logFile: c.log_file,
           format: c.log_format,
         });

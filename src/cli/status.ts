@@ -31,7 +31,7 @@ function when(ms: number | null): string {
  * `-c` and without a default file (a daemon started with `run --watch … --to
  * …`), the default daemon settings and no jobs: the ledger names them.
  */
-async function statusConfig(option: string | undefined): Promise<Config> {
+export async function statusConfig(option: string | undefined): Promise<Config> {
   const file = resolveConfigPath(option);
   if (option === undefined && (await Deno.stat(file).catch(() => null)) === null) {
     return { file, ...resolveDaemon(daemonSchema.parse({}), Deno.cwd()), jobs: [] };

@@ -25,6 +25,11 @@ export const LOG_MAX_FILES = 5;
 
 export type { Logger };
 
+/** The levels `--log-level` takes, lowest first. */
+export const LOG_LEVELS = ["debug", "info", "warning", "error"] as const;
+/** One of {@linkcode LOG_LEVELS}. */
+export type LogLevel = typeof LOG_LEVELS[number];
+
 /** The logger of one pipeline stage, e.g. `logger("watch")`. */
 export function logger(stage: string): Logger {
   return getLogger(["image-transfer", stage]);
@@ -42,6 +47,8 @@ export function jobLogger(stage: string, job: string): Logger {
 export interface LoggingOptions {
   /** Debug level (spawned argv etc.) instead of info. */
   verbose: boolean;
+  /** The lowest level logged (`--log-level`); `verbose` means `debug`. @default "info" */
+  level?: LogLevel;
   /** Rotating log file; `""` or undefined for none. */
   logFile?: string;
   format: "text" | "json";
@@ -164,7 +171,7 @@ export async function setupLogging(options: LoggingOptions): Promise<void> {
     loggers: [
       {
         category: ["image-transfer"],
-        lowestLevel: options.verbose ? "debug" : "info",
+        lowestLevel: options.verbose ? "debug" : options.level ?? "info",
         sinks: Object.keys(sinks),
       },
       // The reason the program exits goes to the log file only: stderr gets
