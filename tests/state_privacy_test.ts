@@ -34,6 +34,8 @@ Deno.test("state_dir is created 0700; the ledger, lock, PID file and log are 060
     const daemon = startCli(["run", "-c", config], { env: { HOME: root } });
     try {
       await daemon.waitForOutput("Watching");
+      // Start-up says where the log goes.
+      assert.ok(daemon.stderr().includes(`; log file ${log}`), daemon.stderr());
       await Deno.writeFile(join(watch, "a.fits"), randomBytes(4000));
       await waitFor(
         async () => (await Deno.readTextFile(log)).includes("a.fits"),

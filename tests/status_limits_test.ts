@@ -158,3 +158,20 @@ Deno.test("config validate and doctor refuse a non-loopback status_listen withou
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("a reload (SIGHUP) that changes status_listen says a restart is needed; the page stays where it was", async () => {
+  await using d = await startStatusDaemon();
+  const text = await Deno.readTextFile(d.config);
+  const port = freePort();
+  await Deno.writeTextFile(
+    d.config,
+    text.replace(/status_listen: .*/, `status_listen: "127.0.0.1:${port}"`),
+  );
+  d.daemon.process.kill("SIGHUP");
+  await d.daemon.waitForOutput(
+    new RegExp(
+      `status_listen changed from "127\\.0\\.0\\.1:\\d+" to "127\\.0\\.0\\.1:${port}": .*restarts`,
+    ),
+  );
+  assert.equal((await getJson<{ jobs: unknown[] }>(d.base, "/api/status")).jobs.length, 1);
+});

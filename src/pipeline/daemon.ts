@@ -96,13 +96,17 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
     await keepPrivate(config.state_dir);
     const dir = await makeRuntimeDir();
     runtimeDir = dir;
-    log.info("Starting {count} job(s) with ledger {ledger} (pid {pid}, version {version})", {
-      count: config.jobs.length,
-      ledger: openLedger.path,
-      pid: Deno.pid,
-      version: VERSION,
-      pidFile: join(config.state_dir, PID_FILE),
-    });
+    log.info(
+      "Starting {count} job(s) with ledger {ledger} (pid {pid}, version {version}); log file {log}",
+      {
+        count: config.jobs.length,
+        ledger: openLedger.path,
+        log: config.log_file === "" ? "none (stderr only)" : config.log_file,
+        pid: Deno.pid,
+        version: VERSION,
+        pidFile: join(config.state_dir, PID_FILE),
+      },
+    );
     const start = (c: Config) =>
       new RunningJobs(
         c,
@@ -177,6 +181,14 @@ async function reloadConfig(
     await checkBeforeStart(next);
     await checkWatchFolders(next.jobs, false);
     await onReload?.(next);
+    for (const key of ["status_listen", "status_token_file"] as const) {
+      if (next[key] === current[key]) continue;
+      log.warn(
+        "{key} changed from {from} to {to}: the status page keeps its address and token until " +
+          "the daemon restarts (image-transfer restart, or through its service manager)",
+        { key, from: JSON.stringify(current[key]), to: JSON.stringify(next[key]) },
+      );
+    }
     return next;
   } catch (error) {
     const reason = (error instanceof Error ? error.message : String(error)).replaceAll("\n", "; ");
