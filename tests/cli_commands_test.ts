@@ -34,6 +34,14 @@ Deno.test("doctor --watch/--to checks a config-free run", async () => {
   assert.equal(out.code, 0, out.stderr);
   assert.match(out.stdout, new RegExp(`job default \\(local -> ${box.dest}\\)`));
   assert.match(out.stdout, /ok +watch folder/);
+  assert.match(out.stdout, /ok +free space: .* free at /);
+  // min_free_space is checked at a local destination too.
+  const full = await runCli(
+    ["doctor", "--watch", box.watch, "--to", box.dest, "--set", "min_free_space=99.9%"],
+    { env: box.env },
+  );
+  assert.equal(full.code, 1, full.stderr);
+  assert.match(full.stdout, /FAIL +free space: .* less than min_free_space \(/);
   const both = await runCli(["-c", box.config, "doctor", "--watch", box.watch, "--to", box.dest], {
     env: box.env,
   });
