@@ -122,7 +122,7 @@ Deno.test("status server: a fresh ?token= link wins over a stale cookie; the pag
   }
 });
 
-Deno.test("config validate and doctor refuse a non-loopback status_listen without a token, as run does", async () => {
+Deno.test("config validate, doctor and install-service refuse a non-loopback status_listen without a token, as run does", async () => {
   const root = await Deno.makeTempDir({ prefix: "itx-status-validate-" });
   try {
     await Deno.mkdir(join(root, "watch"));
@@ -135,8 +135,18 @@ Deno.test("config validate and doctor refuse a non-loopback status_listen withou
       log_file: "",
       status_listen: "0.0.0.0:8765",
     });
-    for (const args of [["config", "validate"], ["doctor"], ["run"]]) {
-      const result = await runCli([...args, "-c", config], { env: { HOME: root } });
+    const serviceRoot = join(root, "service-root");
+    for (
+      const args of [
+        ["-c", config, "config", "validate"],
+        ["-c", config, "doctor"],
+        ["-c", config, "install-service", "--print", "--root", serviceRoot],
+        ["-c", config, "run"],
+      ]
+    ) {
+      const result = await runCli(args, {
+        env: { HOME: root, USER: "observer", SUDO_USER: "" },
+      });
       assert.equal(result.code, 2, `${args.join(" ")}: ${result.stdout}${result.stderr}`);
       assert.match(
         result.stderr,
