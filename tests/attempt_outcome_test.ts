@@ -4,7 +4,11 @@
  */
 import assert from "node:assert/strict";
 import { isConnectionFailure, isDestinationFull, TransferError } from "../src/errors.ts";
-import { attemptOutcome, type FailedAttempt } from "../src/pipeline/attempt_outcome.ts";
+import {
+  attemptOutcome,
+  type FailedAttempt,
+  slowRetryMs,
+} from "../src/pipeline/attempt_outcome.ts";
 import { classifyFailure } from "../src/transfer/classify.ts";
 import { CommandError } from "../src/errors.ts";
 
@@ -59,14 +63,55 @@ Deno.test("attemptOutcome: a retryable failure waits with backoff, then gives up
   const third = attemptOutcome(attempt({ attempts: 2 }));
   assert.equal(third.next.kind === "retry" && third.next.delayMs, 20_000);
   const last = attemptOutcome(attempt({ attempts: 3 }));
-  assert.deepEqual(last.next, { kind: "give-up", attempts: 4 });
+  assert.deepEqual(last.next, { kind: "give-up", attempts: 4, nextAttemptAt: 0, first: true });
   assert.equal(last.ledger.kind === "failure" && last.ledger.failure.final, true);
+});
+
+Deno.test("attemptOutcome: after the fast retries a failing file is tried every retry_max_delay_seconds", () => {
+  const policy = { retry_attempts: 3, retry_delay_seconds: 5, retry_max_delay_seconds: 600 };
+  const slow = slowRetryMs(policy);
+  assert.equal(slow, 600_000);
+  const gaveUp = attemptOutcome(attempt({ attempts: 3, slowRetryMs: slow }));
+  assert.deepEqual(gaveUp.next, {
+    kind: "give-up",
+    attempts: 4,
+    nextAttemptAt: NOW + 600_000,
+    first: true,
+  });
+  assert.deepEqual(gaveUp.ledger, {
+    kind: "failure",
+    failure: {
+      error: "Cannot send a.fits: connection reset",
+      attempts: 4,
+      nextAttemptAt: NOW + 600_000,
+      final: true,
+    },
+  });
+  // Failing again: the same slow step, not the first (its on_failure hook does not run again),
+  // and never back to the fast retries, whatever the count.
+  const again = attemptOutcome(attempt({ attempts: 1, failing: true, slowRetryMs: slow }));
+  assert.deepEqual(again.next, {
+    kind: "give-up",
+    attempts: 2,
+    nextAttemptAt: NOW + 600_000,
+    first: false,
+  });
+  // A fatal error goes straight to the slow schedule.
+  const fatal = attemptOutcome(
+    attempt({ error: new TransferError("Cannot send: refused", "fatal"), slowRetryMs: slow }),
+  );
+  assert.equal(fatal.next.kind === "give-up" && fatal.next.nextAttemptAt, NOW + 600_000);
+  // retry_max_delay_seconds: 0 still waits a second between slow retries.
+  assert.equal(
+    slowRetryMs({ ...policy, retry_delay_seconds: 0, retry_max_delay_seconds: 0 }),
+    1000,
+  );
 });
 
 Deno.test("attemptOutcome: a fatal error gives up at once", () => {
   const error = new TransferError("Cannot send: authentication was refused", "fatal");
   const outcome = attemptOutcome(attempt({ error }));
-  assert.deepEqual(outcome.next, { kind: "give-up", attempts: 1 });
+  assert.deepEqual(outcome.next, { kind: "give-up", attempts: 1, nextAttemptAt: 0, first: true });
   assert.deepEqual(outcome.ledger, {
     kind: "failure",
     failure: { error: error.message, attempts: 1, nextAttemptAt: 0, final: true },
@@ -87,7 +132,7 @@ Deno.test("attemptOutcome: a full destination holds the file for the job's pause
   });
   // A one-shot run must end: retried and given up as usual.
   const once = attemptOutcome(attempt({ error, attempts: 3, pauseWhenFull: false }));
-  assert.deepEqual(once.next, { kind: "give-up", attempts: 4 });
+  assert.deepEqual(once.next, { kind: "give-up", attempts: 4, nextAttemptAt: 0, first: true });
 });
 
 Deno.test("isDestinationFull: the transports' words for a full disk or quota, nothing else", () => {

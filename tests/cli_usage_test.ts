@@ -18,11 +18,11 @@ function assertUsage(result: CliResult, message: string): void {
 
 Deno.test("an unknown command is named, with a suggestion, and exits 2", async () => {
   await using box = await cliSandbox();
-  const stop = await runCli(["-c", box.config, "stop"], { env: box.env });
+  const reload = await runCli(["-c", box.config, "reload"], { env: box.env });
   assertUsage(
-    stop,
-    "unknown command 'stop'; did you mean 'status'? (a running daemon stops on SIGTERM or " +
-      "Ctrl-C, or through its service manager; `status` shows whether one runs and its pid)",
+    reload,
+    "unknown command 'reload'; did you mean 'status'? (a running daemon reloads its config on " +
+      "SIGHUP (kill -HUP <pid>); `status` shows its pid)",
   );
   assertUsage(
     await runCli(["statsu", "-c", box.config], { env: box.env }),
@@ -33,8 +33,8 @@ Deno.test("an unknown command is named, with a suggestion, and exits 2", async (
     "unknown command 'instal-service'; did you mean 'install-service'?",
   );
   assertUsage(
-    await runCli(["help", "stop"], { env: box.env }),
-    stop.stderr.split("\n")[0].slice("error: ".length),
+    await runCli(["help", "reload"], { env: box.env }),
+    reload.stderr.split("\n")[0].slice("error: ".length),
   );
   assertUsage(
     await runCli(["-c", box.config, "config", "valdate"], { env: box.env }),
@@ -43,7 +43,7 @@ Deno.test("an unknown command is named, with a suggestion, and exits 2", async (
   assertUsage(
     await runCli(["xyzzy"], { env: box.env }),
     "unknown command 'xyzzy'; the commands are: run, init, config, status, resend, doctor, " +
-      "install-service, uninstall-service",
+      "install-service, uninstall-service, stop, restart",
   );
   // Nothing ran: no ledger, no log.
   await assert.rejects(Deno.stat(box.stateDir), Deno.errors.NotFound);

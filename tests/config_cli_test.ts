@@ -311,3 +311,36 @@ Deno.test("deno task docs rewrites only the marked regions of README.md and docs
     assert.equal(await Deno.readTextFile(full), page("Keys"));
   });
 });
+
+Deno.test("a control character in a configured path (a Windows path in double quotes) is refused with the single-quote hint; single quotes pass", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "itx-ctl-path-" });
+  try {
+    const config = join(dir, "config.yaml");
+    await Deno.writeTextFile(
+      config,
+      `watch_path: ${JSON.stringify(dir)}\nremote_host: freya\nremote_base_path: "D:\\archive"\n` +
+        `log_file: "${dir}/logs\\tnight.log"\n`,
+    );
+    const bad = await runCli(["config", "validate", "-c", config], { env: { HOME: dir } });
+    assert.equal(bad.code, 2, bad.stderr);
+    assert.match(
+      bad.stderr,
+      /config\.yaml:3: remote_base_path: the path holds a control character \(U\+0007 after "D:"\)/,
+    );
+    assert.match(bad.stderr, /write Windows paths in single quotes \('D:\\archive'\)/);
+    assert.match(
+      bad.stderr,
+      /config\.yaml:4: log_file: the path holds a control character \(U\+0009/,
+    );
+    assert.doesNotMatch(bad.stderr, /\n\s+at /);
+    await Deno.writeTextFile(
+      config,
+      `watch_path: ${JSON.stringify(dir)}\nremote_host: freya\nremote_base_path: 'D:\\archive'\n`,
+    );
+    const good = await runCli(["config", "validate", "-c", config], { env: { HOME: dir } });
+    assert.equal(good.code, 0, good.stderr);
+    assert.match(good.stdout, /freya:D:\\archive/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

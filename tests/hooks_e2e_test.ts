@@ -1,10 +1,11 @@
 /**
- * Hooks through the real CLI (`deno run` with the permission set plus the
- * `--allow-run` flag the README gives, as a user's service would start it)
- * and real hook scripts: the variables a hook receives, a failing or hanging
- * hook that does not hold up transfers (a hanging one killed with what it
- * started), `on_failure`, a hook on an rsync job, and a hook the permissions
- * forbid, or a flag that drops the permission set's programs.
+ * Hooks through the real CLI (`deno task image-transfer` and `deno run` with
+ * exactly its permission set, no flag added) and real hook scripts: the
+ * variables a hook receives and the ones it does not (secrets), a failing or
+ * hanging hook that does not hold up transfers (a hanging one killed with
+ * what it started), `on_failure`, a hook on an rsync job, and a hook program
+ * others could change, refused by `run`, `config validate`, `doctor` and
+ * `install-service` with the command that fixes it.
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
@@ -12,12 +13,15 @@ import { join } from "node:path";
 import { REPO_ROOT, runCli, startCli } from "./helpers/cli.ts";
 import { randomBytes, waitFor, writeConfig } from "./helpers/files.ts";
 import { startSshd } from "./helpers/sshd.ts";
-import { allowRunFlag, PERMITTED_PROGRAMS } from "../src/process/run_permission.ts";
 
-/** A hook that writes its arguments and `IMAGE_TRANSFER_*` variables, NUL-separated, to a new file. */
+/**
+ * A hook that writes its arguments and its whole environment, NUL-separated,
+ * to a new file in `$HOOK_OUT` (the test's folder, written into the script:
+ * a hook gets no variable of the daemon's but PATH, HOME, LANG and TZ).
+ */
 const RECORDING_HOOK = `#!/bin/sh
 out="$HOOK_OUT/$$"
-{ printf 'ARGS'; for a in "$@"; do printf '\\t%s' "$a"; done; printf '\\0'; env -0 | grep -z '^IMAGE_TRANSFER_'; } > "$out.tmp"
+{ printf 'ARGS'; for a in "$@"; do printf '\\t%s' "$a"; done; printf '\\0'; env -0; } > "$out.tmp"
 mv "$out.tmp" "$out"
 echo "hook saw $IMAGE_TRANSFER_RELATIVE_PATH"
 `;
@@ -53,7 +57,8 @@ async function setUp(prefix: string, script: string) {
   for (const dir of [paths.watch, paths.home, paths.out, join(root, "hook dir")]) {
     await Deno.mkdir(dir);
   }
-  await Deno.writeTextFile(paths.hook, script, { mode: 0o755 });
+  await Deno.writeTextFile(paths.hook, script.replaceAll("$HOOK_OUT", paths.out), { mode: 0o755 });
+  await Deno.chmod(paths.hook, 0o755);
   return paths;
 }
 
@@ -87,7 +92,6 @@ Deno.test("on_transfer: a real hook receives the facts of each verified arrival"
     }
     const result = await runCli(["run", "--once", "-c", p.config], {
       env: { HOME: p.home, HOOK_OUT: p.out },
-      allowRun: [p.hook],
     });
     assert.equal(result.code, 0, result.stderr);
     const calls = await recordedCalls(p.out);
@@ -142,7 +146,6 @@ esac
     return writeConfig(p.config, config).then(() =>
       startCli(["run", "-c", p.config], {
         env: { HOME: p.home, HOOK_OUT: p.out },
-        allowRun: [p.hook],
       })
     );
   })();
@@ -216,7 +219,6 @@ Deno.test("on_failure: runs when a file gives up, with the reason", async () => 
     await Deno.writeFile(join(p.watch, "x.fits"), randomBytes(5000));
     const result = await runCli(["run", "--once", "-c", p.config], {
       env: { HOME: p.home, HOOK_OUT: p.out },
-      allowRun: [p.hook],
     });
     assert.equal(result.code, 1, result.stderr);
     const calls = await recordedCalls(p.out);
@@ -232,38 +234,60 @@ Deno.test("on_failure: runs when a file gives up, with the reason", async () => 
   }
 });
 
-Deno.test("hooks: a hook program the permissions do not allow stops the start with a clear message", async () => {
-  const p = await setUp("itx-hooks-perm-", RECORDING_HOOK);
+Deno.test("hooks: a hook program others can change is refused by run, validate, doctor and install-service, with the chmod", async () => {
+  const p = await setUp("itx-hooks-mode-", RECORDING_HOOK);
+  const serviceRoot = await Deno.makeTempDir({ prefix: "itx-hooks-mode-root-" });
   try {
     await writeConfig(p.config, { ...baseConfig(p), on_transfer: [p.hook] });
     await Deno.writeFile(join(p.watch, "x.fits"), randomBytes(100));
-    const result = await runCli(["run", "--once", "-c", p.config], {
-      env: { HOME: p.home, HOOK_OUT: p.out },
-    });
-    assert.equal(result.code, 2);
-    assert.match(result.stderr, /on_transfer of job default: image-transfer may not run/);
-    assert.ok(result.stderr.includes(allowRunFlag([p.hook])), result.stderr);
-    assert.doesNotMatch(result.stderr, /\n\s+at /); // no stack trace
+    await Deno.chmod(p.hook, 0o775);
+    const fix = `chmod go-w '${p.hook}'`;
+    const env = { HOME: p.home, USER: "observer", SUDO_USER: "" };
+    for (
+      const args of [
+        ["run", "--once", "-c", p.config],
+        ["config", "validate", "-c", p.config],
+        ["doctor", "-c", p.config],
+        ["-c", p.config, "install-service", "--print", "--root", serviceRoot],
+      ]
+    ) {
+      const result = await runCli(args, { env });
+      assert.equal(result.code, 2, `${args.join(" ")}: ${result.stdout}${result.stderr}`);
+      assert.match(result.stderr, /on_transfer of job default: refusing to run/, args.join(" "));
+      assert.match(result.stderr, /writable by group \(mode 0775\)/);
+      assert.ok(result.stderr.includes(fix), result.stderr);
+      assert.doesNotMatch(result.stderr, /\n\s+at /); // no stack trace
+    }
     await assert.rejects(Deno.stat(join(p.dest)), "nothing sent without its hook");
 
-    // A flag naming only the hook replaces the permission set's programs: refused at the start.
-    await writeConfig(p.config, {
-      ...baseConfig(p),
-      transfer_method: "scp",
-      remote_host: "127.0.0.1",
-      on_transfer: [p.hook],
-    });
-    const narrowed = await runCli(["run", "--once", "-c", p.config], {
-      env: { HOME: p.home, HOOK_OUT: p.out },
-      extraFlags: [`--allow-run=${p.hook}`],
-    });
-    assert.equal(narrowed.code, 2, narrowed.stderr);
-    assert.match(narrowed.stderr, /job default \(scp\): image-transfer may not run ssh, scp, kill/);
-    assert.match(narrowed.stderr, /replaces the programs of the permission set/);
-    assert.ok(narrowed.stderr.includes(allowRunFlag([p.hook])), narrowed.stderr);
-    assert.doesNotMatch(narrowed.stderr, /\n\s+at /);
+    // A folder others can write is refused too: they could replace the program.
+    await Deno.chmod(p.hook, 0o755);
+    await Deno.chmod(join(p.root, "hook dir"), 0o777);
+    const folder = await runCli(["config", "validate", "-c", p.config], { env });
+    assert.equal(folder.code, 2, folder.stderr);
+    assert.ok(folder.stderr.includes(`chmod go-w '${join(p.root, "hook dir")}'`), folder.stderr);
+    await Deno.chmod(join(p.root, "hook dir"), 0o755);
+
+    // A bare name is looked up on PATH; a relative path or a missing program is refused.
+    await writeConfig(p.config, { ...baseConfig(p), on_transfer: ["no-such-hook-program"] });
+    const missing = await runCli(["config", "validate", "-c", p.config], { env });
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /cannot find the program "no-such-hook-program" on PATH/);
+    await writeConfig(p.config, { ...baseConfig(p), on_failure: ["bin/reduce"] });
+    const relative = await runCli(["config", "validate", "-c", p.config], { env });
+    assert.equal(relative.code, 2);
+    assert.match(relative.stderr, /on_failure of job default: .*give its absolute path/);
+
+    // Fixed, the same config is accepted and the hook runs.
+    await writeConfig(p.config, { ...baseConfig(p), on_transfer: [p.hook] });
+    const ok = await runCli(["config", "validate", "-c", p.config], { env });
+    assert.equal(ok.code, 0, ok.stderr);
+    const run = await runCli(["run", "--once", "-c", p.config], { env });
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal((await recordedCalls(p.out)).length, 1);
   } finally {
     await Deno.remove(p.root, { recursive: true });
+    await Deno.remove(serviceRoot, { recursive: true });
   }
 });
 
@@ -276,7 +300,7 @@ function existsSync(path: string): boolean {
   }
 }
 
-Deno.test("install-service (from source) allows the config's hook programs in the service's command", async () => {
+Deno.test("install-service (from source): the service's command is the task's, with no flag for hooks", async () => {
   const p = await setUp("itx-hooks-svc-", RECORDING_HOOK);
   const serviceRoot = await Deno.makeTempDir({ prefix: "itx-hooks-svc-root-" });
   try {
@@ -292,16 +316,8 @@ Deno.test("install-service (from source) allows the config's hook programs in th
     assert.equal(out.code, 0, out.stderr);
     const execStart = out.stdout.split("\n").find((line) => line.startsWith("ExecStart="));
     assert.ok(execStart, out.stdout);
-    // One flag with the permission set's programs: a flag replaces the set's list.
-    assert.ok(
-      execStart.includes(`"--allow-run=${PERMITTED_PROGRAMS.join(",")},${p.hook},${other}"`),
-      execStart,
-    );
-    assert.equal(execStart.split("--allow-run").length, 2, execStart);
-    assert.ok(
-      execStart.indexOf("-P=image-transfer") < execStart.indexOf("--allow-run="),
-      execStart,
-    );
+    assert.match(execStart, /-P=image-transfer/);
+    assert.doesNotMatch(execStart, /--allow-run/);
   } finally {
     await Deno.remove(p.root, { recursive: true });
     await Deno.remove(serviceRoot, { recursive: true });
@@ -335,7 +351,7 @@ Deno.test("hooks: a shell string, an empty program or a zero timeout is refused 
   }
 });
 
-Deno.test("on_transfer on an rsync job: with the README's --allow-run flag, ssh and rsync still run", async () => {
+Deno.test("on_transfer on an rsync job: ssh, rsync and the hook all run under the permission set", async () => {
   const p = await setUp("itx-hooks-rsync-", RECORDING_HOOK);
   const sshd = await startSshd();
   try {
@@ -350,14 +366,11 @@ Deno.test("on_transfer on an rsync job: with the README's --allow-run flag, ssh 
     const bytes = randomBytes(5_000);
     await Deno.writeFile(join(p.watch, "r $(id).fits"), bytes);
     await Deno.utime(join(p.watch, "r $(id).fits"), 0, new Date("2024-03-15T20:00:00Z"));
-    // The flag exactly as the README writes it, with this hook's path.
+    // The README says nothing of Deno flags: hooks need none.
     const readme = await Deno.readTextFile(join(REPO_ROOT, "README.md"));
-    const documented = allowRunFlag(["/usr/local/bin/reduce"]);
-    assert.ok(readme.includes(documented), `README gives ${documented}`);
-    const flag = documented.replace("/usr/local/bin/reduce", p.hook);
+    assert.doesNotMatch(readme, /--allow-run/);
     const result = await runCli(["run", "--once", "-c", p.config], {
-      env: { HOME: p.home, HOOK_OUT: p.out },
-      extraFlags: [flag],
+      env: { HOME: p.home },
     });
     assert.equal(result.code, 0, result.stderr);
     assert.deepEqual(await Deno.readFile(join(dest, "20240315", "r $(id).fits")), bytes);
@@ -366,6 +379,97 @@ Deno.test("on_transfer on an rsync job: with the README's --allow-run flag, ssh 
     assert.equal(call.IMAGE_TRANSFER_RELATIVE_PATH, "r $(id).fits");
   } finally {
     await sshd.stop();
+    await Deno.remove(p.root, { recursive: true });
+  }
+});
+
+Deno.test("on_transfer through `deno task image-transfer run`: the hook runs and gets no secret of the daemon's", async () => {
+  const p = await setUp("itx-hooks-task-", RECORDING_HOOK);
+  try {
+    await writeConfig(p.config, {
+      ...baseConfig(p),
+      on_transfer: [p.hook],
+      on_failure: [p.hook],
+    });
+    await Deno.writeFile(join(p.watch, "t.fits"), randomBytes(3000));
+    await Deno.utime(join(p.watch, "t.fits"), 0, new Date("2024-03-15T20:00:00Z"));
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "task",
+        "--config",
+        join(REPO_ROOT, "deno.json"),
+        "image-transfer",
+        "run",
+        "--once",
+        "-c",
+        p.config,
+      ],
+      cwd: REPO_ROOT,
+      env: {
+        HOME: p.home,
+        FTPPW: "secret-ftp-password",
+        IMAGE_TRANSFER_FTP_PASSWORD: "another-secret",
+        AWS_SECRET_ACCESS_KEY: "a-third-secret",
+        LANG: "C.UTF-8",
+        TZ: "UTC",
+      },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 0, stderr);
+    assert.ok((await Deno.stat(join(p.dest, "20240315", "t.fits"))).isFile);
+    const calls = await recordedCalls(p.out);
+    assert.equal(calls.length, 1, stderr);
+    const [call] = calls;
+    assert.equal(call.IMAGE_TRANSFER_RELATIVE_PATH, "t.fits");
+    assert.equal(call.HOME, p.home);
+    assert.equal(call.LANG, "C.UTF-8");
+    assert.equal(call.TZ, "UTC");
+    assert.ok((call.PATH ?? "").length > 0);
+    for (const [name, value] of Object.entries(call)) {
+      assert.ok(!/secret/.test(value), `${name} reached the hook`);
+      // Only the passed variables, the hook's facts and what sh sets itself.
+      assert.ok(
+        ["ARGS", "PATH", "HOME", "LANG", "TZ", "PWD", "SHLVL", "_", "OLDPWD"].includes(name) ||
+          name.startsWith("IMAGE_TRANSFER_"),
+        `${name} reached the hook`,
+      );
+    }
+  } finally {
+    await Deno.remove(p.root, { recursive: true });
+  }
+});
+
+Deno.test("a daemon whose jobs start no program gives that up: a reload adding a hook is refused with a restart hint", async () => {
+  const p = await setUp("itx-hooks-drop-", RECORDING_HOOK);
+  await writeConfig(p.config, baseConfig(p));
+  const running = startCli(["run", "-c", p.config], { env: { HOME: p.home } });
+  try {
+    await running.waitForOutput("Watching");
+    await writeConfig(p.config, { ...baseConfig(p), on_transfer: [p.hook] });
+    running.process.kill("SIGHUP");
+    await running.waitForOutput(/Reload refused.*gave up at start-up.*restart the daemon/);
+    // The running config is kept: files still arrive, no hook runs.
+    await Deno.writeFile(join(p.watch, "d.fits"), randomBytes(2000));
+    await waitFor(
+      () => {
+        try {
+          return Array.from(Deno.readDirSync(p.dest)).some((night) =>
+            existsSync(join(p.dest, night.name, "d.fits"))
+          );
+        } catch {
+          return false; // No night folder yet.
+        }
+      },
+      20_000,
+      "the file after the refused reload",
+    );
+    assert.equal((await recordedCalls(p.out)).length, 0);
+  } finally {
+    const status = await running.stop();
+    assert.equal(status.code, 0, running.stderr());
     await Deno.remove(p.root, { recursive: true });
   }
 });

@@ -137,7 +137,7 @@ for (const restart of [false, true]) {
       await Deno.chmod(hook, 0o755);
       await box.rewrite({ on_transfer: [hook], retry_delay_seconds: 0.2 });
       await withTmpfs(box.stateDir, "16m", async () => {
-        const start = () => startCli(["run", "-c", box.config], { env: box.env, allowRun: [hook] });
+        const start = () => startCli(["run", "-c", box.config], { env: box.env });
         let daemon = start();
         try {
           await daemon.waitForOutput("Watching", 60_000);

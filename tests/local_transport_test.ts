@@ -197,7 +197,14 @@ Deno.test("LocalTransport: a destination below a regular file fails that item on
     assert.ok(error instanceof TransferError);
     assert.equal(error.kind, "retry");
     assert.ok(error.message.startsWith(`Cannot send ${blocked.source}: `), error.message);
-    assert.match(error.message, /Not a directory/);
+    // In the user's words, with the file at fault.
+    assert.ok(
+      error.message.includes(
+        `a file named blocker is in the way at ${join(dest, "blocker")}, where a folder must be`,
+      ),
+      error.message,
+    );
+    assert.doesNotMatch(error.message, /Not a directory|os error/);
     assert.equal(outcomes[1].error, null);
     assert.deepEqual((await listFiles(dest)).sort(), ["20240315/b.fits", "blocker"]);
     assert.equal(await Deno.readTextFile(join(dest, "blocker")), "a file, not a folder");

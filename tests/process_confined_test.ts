@@ -1,6 +1,6 @@
 /**
  * runProcess's timeouts and aborts under the program's own permission set
- * (`deno.json` → `permissions.image-transfer`), which may not call `Deno.kill`:
+ * (`deno.json` → `permissions.image-transfer`):
  * the call still ends on time and the program's helpers die with it. And a
  * helper that escaped the process group cannot hold a call open.
  */

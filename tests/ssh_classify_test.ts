@@ -165,3 +165,27 @@ Deno.test("classifyFailure turns a CommandError into a TransferError with cause 
   assert.equal(timedOut.kind, "retry");
   assert.match(timedOut.message, /timed out after 2 s \(transfer_timeout_seconds\)/);
 });
+
+Deno.test("the ssh command a message suggests carries the configured port, identity file and options", () => {
+  const full: FailureContext = {
+    ...context,
+    identityFile: "/home/obs/.ssh/id archive",
+    options: ["Ciphers=aes128-gcm@openssh.com", "ProxyJump=gate"],
+  };
+  const refused = classifyText("obs@freya: Permission denied (publickey).", full, 255, "ssh");
+  assert.ok(
+    refused.reason.includes(
+      `"ssh -o BatchMode=yes -p 2222 -i '/home/obs/.ssh/id archive' ` +
+        `-o Ciphers=aes128-gcm@openssh.com -o ProxyJump=gate obs@freya true"`,
+    ),
+    refused.reason,
+  );
+  const unknown = classifyText("Host key verification failed.", full, 255, "ssh");
+  assert.ok(
+    unknown.reason.includes(
+      `run "ssh -p 2222 -i '/home/obs/.ssh/id archive' -o Ciphers=aes128-gcm@openssh.com ` +
+        `-o ProxyJump=gate obs@freya" once`,
+    ),
+    unknown.reason,
+  );
+});

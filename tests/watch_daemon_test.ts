@@ -199,7 +199,7 @@ Deno.test("daemon: a name that is not UTF-8 gives one ERROR line, watching goes 
 
     const status = await runCli(["status", "-c", box.config], { env: box.env });
     assert.equal(status.code, 0, status.stderr);
-    assert.match(status.stdout, /Job default: skipped 3 \(run with --dry-run to see why\)/);
+    assert.match(status.stdout, /Job default: skipped 3:/);
     assert.match(status.stdout, /NEEDS ATTENTION: .*\/caf\\ufffd\.fits: .*not valid UTF-8/);
     assert.match(status.stdout, /NEEDS ATTENTION: .*\/early\\ufffd\.fits/);
     assert.match(status.stdout, /NEEDS ATTENTION: .*\/night\/deep\\ufffd\.fits/);
@@ -331,26 +331,29 @@ Deno.test("run --dry-run lists every skipped entry with its reason; status count
 
     const early = await runCli(["status", "-c", box.config], { env: box.env });
     assert.match(early.stdout, /No ledger yet/);
-    assert.match(early.stdout, /Job default: skipped 7 \(run with --dry-run to see why\)/);
+    assert.match(early.stdout, /Job default: skipped 7:/);
+    // Each one with why, as the dry run says it.
+    for (const line of skipped) assert.ok(early.stdout.includes(`${line}\n`), line);
     const once = await runCli(["run", "--once", "-c", box.config], { env: box.env });
     assert.equal(once.code, 0, once.stderr);
     assert.equal((await listFiles(box.dest)).length, 2);
     const status = await runCli(["status", "-c", box.config], { env: box.env });
-    assert.match(status.stdout, /Job default: skipped 7 \(run with --dry-run to see why\)/);
+    assert.match(status.stdout, /Job default: skipped 7:/);
     assert.match(status.stdout, /NEEDS ATTENTION: .*bad\\ufffd\.fits/);
     const json = JSON.parse(
       (await runCli(["status", "--json", "-c", box.config], { env: box.env })).stdout,
     );
     assert.equal(json.skipped[0].skipped, 7);
     assert.equal(json.skipped[0].attention.length, 1);
+    assert.equal(json.skipped[0].entries.length, 7);
   } finally {
     await Deno.remove(box.root, { recursive: true });
   }
 });
 
-Deno.test("daemon -v: file_patterns match any case (the old tool's patterns), each skipped file logged once with why", async () => {
+Deno.test("daemon: file_patterns match any case (the old tool's patterns), each skipped file logged once at INFO with why", async () => {
   const box = await sandbox({ file_patterns: ["*.fits", "*.FIT"], status_listen: "" });
-  const daemon = startCli(["-v", "run", "-c", box.config], { env: box.env });
+  const daemon = startCli(["run", "-c", box.config], { env: box.env });
   try {
     await daemon.waitForOutput("Watching");
     for (const name of ["a.FITS", "b.fit", "c.Fits", "d.fits"]) {
@@ -375,12 +378,37 @@ Deno.test("daemon -v: file_patterns match any case (the old tool's patterns), ea
     const log = daemon.stderr();
     const notes = linesWith(log, "notes.txt");
     assert.equal(notes.length, 1, log);
-    assert.match(notes[0], /DEBUG +\[watch\] Skipped .*notes\.txt: matches none of file_patterns$/);
-    const hidden = linesWith(log, ".hidden.fits");
-    assert.equal(hidden.length, 1, log);
-    assert.match(hidden[0], /Skipped .*\.hidden\.fits: hidden \(its name starts with a dot\)$/);
+    assert.match(notes[0], /INFO +\[watch\] Skipped .*notes\.txt: matches none of file_patterns$/);
+    // A hidden name (how most writers copy a file in) only with -v; status lists it.
+    assert.equal(linesWith(log, ".hidden.fits").length, 0, log);
   } finally {
     await daemon.stop();
+    await Deno.remove(box.root, { recursive: true });
+  }
+});
+
+Deno.test("status lists the first 20 skipped entries with why, --all every one", async () => {
+  const box = await sandbox({ status_listen: "" });
+  try {
+    for (let i = 0; i < 25; i++) {
+      await Deno.writeTextFile(join(box.watch, `notes ${String(i).padStart(2, "0")}.txt`), "n");
+    }
+    const status = await runCli(["status", "-c", box.config], { env: box.env });
+    assert.equal(status.code, 0, status.stderr);
+    assert.match(status.stdout, /Job default: skipped 25:/);
+    const listed = status.stdout.split("\n").filter((l) =>
+      / matches none of file_patterns$/.test(l)
+    );
+    assert.equal(listed.length, 20, status.stdout);
+    assert.match(status.stdout, /… and 5 more \(status --all lists every one\)/);
+    const all = await runCli(["status", "--all", "-c", box.config], { env: box.env });
+    assert.equal(
+      all.stdout.split("\n").filter((l) => / matches none of file_patterns$/.test(l)).length,
+      25,
+      all.stdout,
+    );
+    assert.doesNotMatch(all.stdout, /more \(status --all/);
+  } finally {
     await Deno.remove(box.root, { recursive: true });
   }
 });

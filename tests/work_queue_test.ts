@@ -242,3 +242,32 @@ Deno.test("WorkQueue: the oldest waiting file is the one found first, through re
   queue.remove("a.fits");
   assert.equal(queue.oldestFoundAt, null);
 });
+
+Deno.test("WorkQueue: a failing file waits for its slow retry; a rescan or Retry sends it now", () => {
+  const { clock, queue, due } = setup();
+  queueFile(queue, "a.fits");
+  queueFile(queue, "b.fits");
+  queue.takeBatch(2);
+  const slow = clock.now() + 600_000;
+  queue.finish("a.fits", { to: "waiting", attempts: 4, nextAttemptAt: slow, failing: true });
+  queue.finish("b.fits", { to: "waiting", attempts: 4, nextAttemptAt: slow, failing: true });
+  assert.equal(queue.get("a.fits")?.failing, true);
+  assert.equal(queue.timerAt, slow);
+  // A rescan finds a.fits complete as it was: it goes now, still failing (a new failure is slow again).
+  assert.equal(queue.ready("a.fits", V1, false), "keep");
+  assert.equal(queue.get("a.fits")?.phase, "queued");
+  assert.equal(queue.get("a.fits")?.failing, true);
+  // Retry: b.fits goes now with fresh quick retries.
+  assert.deepEqual(queue.retryNow("b.fits"), ["b.fits"]);
+  assert.deepEqual(
+    [queue.get("b.fits")?.phase, queue.get("b.fits")?.attempts, queue.get("b.fits")?.failing],
+    ["queued", 0, false],
+  );
+  assert.deepEqual(queue.retryNow(), [], "nothing else is failing");
+  // Left alone, a failing file is queued by the timer at its slow retry time.
+  queue.takeBatch(2);
+  queue.finish("a.fits", { to: "waiting", attempts: 5, nextAttemptAt: slow + 1, failing: true });
+  clock.advance(600_001);
+  assert.deepEqual(due.at(-1), ["a.fits"]);
+  assert.equal(queue.get("a.fits")?.phase, "queued");
+});

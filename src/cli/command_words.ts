@@ -13,11 +13,6 @@ import { closestWord } from "../suggest.ts";
 
 /** Words people type for this tool that are no command, and what they are after. */
 const MEANT: Record<string, { command: string; why?: string }> = {
-  stop: {
-    command: "status",
-    why: "a running daemon stops on SIGTERM or Ctrl-C, or through its service manager; " +
-      "`status` shows whether one runs and its pid",
-  },
   reload: {
     command: "status",
     why: "a running daemon reloads its config on SIGHUP (kill -HUP <pid>); `status` shows its pid",

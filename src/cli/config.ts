@@ -6,8 +6,10 @@
 import { Command } from "commander";
 import { stringify } from "yaml";
 import { globalOptions } from "./options.ts";
+import { runInit } from "./init.ts";
 import { loadConfig, resolveConfigPath } from "../config/load.ts";
 import type { Config } from "../config/types.ts";
+import { checkBeforeStart } from "../pipeline/preflight.ts";
 import { UsageError } from "../errors.ts";
 
 /**
@@ -17,6 +19,7 @@ import { UsageError } from "../errors.ts";
  */
 export async function runConfigValidate(configOption?: string): Promise<void> {
   const config = await loadConfig(resolveConfigPath(configOption));
+  await checkBeforeStart(config);
   const count = config.jobs.length;
   console.log(`ok: ${config.file} (${count} job${count === 1 ? "" : "s"})`);
   for (const job of config.jobs) {
@@ -49,12 +52,12 @@ export async function runConfigShow(
   console.log(stringify(effective, { lineWidth: 0 }).trimEnd());
 }
 
-/** The `config` command group: `validate` and `show`. */
+/** The `config` command group: `validate`, `show`, and `generate` (another name for `init`). */
 export function configCommand(): Command {
   const config = new Command("config").description("check or print the configuration")
     .action(() => {
       throw new UsageError(
-        "missing subcommand for `config`: use `config validate` or `config show`",
+        "missing subcommand for `config`: use `config validate`, `config show` or `config generate`",
       );
     });
   config.command("validate")
@@ -67,6 +70,12 @@ export function configCommand(): Command {
     .option("--json", "print JSON instead of YAML")
     .action(async (options: { json?: boolean }, command: Command) => {
       await runConfigShow(globalOptions(command).config, options.json ?? false);
+    });
+  config.command("generate")
+    .description("write a commented default config file (the same as `init`)")
+    .option("--force", "overwrite an existing file")
+    .action(async (options: { force?: boolean }, command: Command) => {
+      await runInit(globalOptions(command), { force: options.force ?? false });
     });
   return config;
 }

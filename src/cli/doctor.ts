@@ -10,8 +10,15 @@ import { Command } from "commander";
 import { checkInotifyLimits } from "./doctor_watch_limits.ts";
 import { globalOptions } from "./options.ts";
 import { loadConfig, resolveConfigPath } from "../config/load.ts";
-import type { JobConfig } from "../config/types.ts";
+import type { Config, JobConfig } from "../config/types.ts";
+import {
+  addQuickStartOptions,
+  quickStartConfig,
+  type QuickStartOptions,
+  wantsQuickStart,
+} from "./quick_start.ts";
 import { UsageError } from "../errors.ts";
+import { checkBeforeStart } from "../pipeline/preflight.ts";
 import { createTransport } from "../transfer/factory.ts";
 import { watchHow } from "../watch/watch_mode.ts";
 import type { ProbeCheck, Transport } from "../transfer/transport.ts";
@@ -103,11 +110,26 @@ function messageOf(error: unknown): string {
 
 /** The `doctor` command. */
 export function doctorCommand(): Command {
-  return new Command("doctor")
+  const command = new Command("doctor")
     .description("check each job's programs, login, destination folder and free space")
-    .option("--job <name>", "check only this job")
-    .action(async (options: { job?: string }, command: Command) => {
-      const config = await loadConfig(resolveConfigPath(globalOptions(command).config));
+    .option("--job <name>", "check only this job");
+  return addQuickStartOptions(command)
+    .action(async (options: QuickStartOptions & { job?: string }, command: Command) => {
+      const global = globalOptions(command);
+      let config: Config;
+      if (wantsQuickStart(options)) {
+        if (global.config !== undefined) {
+          throw new UsageError("give either --config or --watch/--to, not both");
+        }
+        config = quickStartConfig(options).config;
+      } else {
+        if (options.method !== undefined || options.set !== undefined) {
+          throw new UsageError("--method, --set and --ftp-* go with --watch and --to");
+        }
+        config = await loadConfig(resolveConfigPath(global.config));
+      }
+      // What `run` would refuse before starting fails here too.
+      await checkBeforeStart(config);
       const jobs = options.job === undefined
         ? config.jobs
         : config.jobs.filter((job) => job.name === options.job);

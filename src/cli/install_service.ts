@@ -8,9 +8,8 @@ import { Command, Option } from "commander";
 import { globalOptions } from "./options.ts";
 import { loadConfig, resolveConfigPath } from "../config/load.ts";
 import { ConfigError } from "../errors.ts";
-import { assertProgramsRunnable, hookPrograms } from "../pipeline/hooks.ts";
+import { checkBeforeStart } from "../pipeline/preflight.ts";
 import { daemonArgv } from "../service/launch_command.ts";
-import { isDenoRuntime } from "../version.ts";
 import { planInstall, servicePath } from "../service/planner.ts";
 import { applyPlan, encodeFile, underRoot } from "../service/apply.ts";
 import { formatPlan } from "../service/format_plan.ts";
@@ -70,11 +69,10 @@ export async function runInstallService(
   // The daemon will run as `account`: the config must belong to root or to it.
   const config = await loadConfig(configPath, account.uid);
   const folders = daemonFolders(config);
-  const hooks = hookPrograms(config.jobs);
-  // A compiled binary runs with the permissions it was compiled with: its hooks must be among them.
-  if (!isDenoRuntime(Deno.execPath())) assertProgramsRunnable(config.jobs);
+  // What `run` would refuse is refused now, not in the service's restart loop.
+  await checkBeforeStart(config, account.uid);
   const launch = {
-    argv: daemonArgv(target.os, Deno.execPath(), REPO_ROOT, config.file || configPath, hooks),
+    argv: daemonArgv(target.os, Deno.execPath(), REPO_ROOT, config.file || configPath),
     configPath: config.file || configPath,
     logFile: config.log_file,
     ownFolders: folders.own,

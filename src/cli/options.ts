@@ -4,6 +4,7 @@
  * @module
  */
 import type { Command } from "commander";
+import type { LogLevel } from "../log/logging.ts";
 
 /** The global options as commander hands them to a command. */
 export interface GlobalOptions {
@@ -11,6 +12,8 @@ export interface GlobalOptions {
   config?: string;
   /** `-v/--verbose`: debug logging and error cause chains. */
   verbose?: boolean;
+  /** `--log-level`: the lowest level logged. */
+  logLevel?: LogLevel;
 }
 
 /** Read the global options of `command` (merged with its parents'). */

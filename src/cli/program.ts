@@ -5,6 +5,7 @@
  */
 import { Command, CommanderError, Option } from "commander";
 import { versionText } from "../version.ts";
+import { LOG_LEVELS } from "../log/logging.ts";
 import { UsageError } from "../errors.ts";
 import { configCommand } from "./config.ts";
 import { initCommand, runInit } from "./init.ts";
@@ -16,17 +17,23 @@ import { installServiceCommand } from "./install_service.ts";
 import { uninstallServiceCommand } from "./uninstall_service.ts";
 import { globalOptions } from "./options.ts";
 import { checkCommandWords } from "./command_words.ts";
+import { restartCommand, stopCommand } from "./stop.ts";
 
 /** Build the program. Commands throw on failure; `main.ts` turns errors into exit codes. */
 export function buildProgram(): Command {
   const program = new Command("image-transfer")
     .description(
       "Watch an instrument's output folder and ship every completed file to a processing " +
-        "server (scp, rsync or local copy) into night folders (YYYYMMDD/), verified and retried.",
+        "server (scp, rsync, FTP/FTPS or a local copy) into night folders (YYYYMMDD/), verified " +
+        "and retried.",
     )
     .version(versionText(), "-V, --version", "print the version, commit, target and Deno version")
     .option("-c, --config <file>", "config file (default: ~/.config/image-transfer/config.yaml)")
     .option("-v, --verbose", "debug logging, and the cause of every error")
+    .addOption(
+      new Option("--log-level <level>", "the lowest level logged (default: info)")
+        .choices(LOG_LEVELS),
+    )
     .addOption(
       new Option("--create-config", "same as `init` (the old tool's flag)").hideHelp(false),
     )
@@ -49,10 +56,22 @@ export function buildProgram(): Command {
   program.addCommand(doctorCommand());
   program.addCommand(installServiceCommand());
   program.addCommand(uninstallServiceCommand());
+  program.addCommand(stopCommand());
+  program.addCommand(restartCommand(async (global) => {
+    const args = [
+      ...(global.config === undefined ? [] : ["-c", global.config]),
+      ...(global.verbose ? ["-v"] : []),
+      ...(global.logLevel === undefined ? [] : ["--log-level", global.logLevel]),
+      "run",
+    ];
+    await buildProgram().parseAsync(args, { from: "user" });
+  }));
   applyToAll(
     program,
     (command) =>
-      command.exitOverride().configureOutput({ outputError: () => {} }).showHelpAfterError(false),
+      command.exitOverride().configureOutput({ outputError: () => {} }).showHelpAfterError(false)
+        // Every command's help lists -c, -v and --log-level too.
+        .configureHelp({ showGlobalOptions: true }),
   );
   return program;
 }

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import type { Command } from "commander";
 import { resolve } from "node:path";
 import { stringify } from "yaml";
 import { parseConfig } from "../config/load.ts";
@@ -31,6 +32,27 @@ export interface QuickStartOptions {
 export interface QuickStart {
   config: Config;
   text: string;
+}
+
+/**
+ * Add the options that describe a config-free run (`--watch`, `--to`,
+ * `--method`, `--ftp-password-*`, `--set`) to `command` (`run`, `doctor`).
+ */
+export function addQuickStartOptions(command: Command): Command {
+  return command
+    .option("--watch <dir>", "without a config file: the folder to watch (needs --to)")
+    .option(
+      "--to <dest>",
+      "without a config file: user@host:/path, ftp://user@host/path, ftps://user@host/path or a folder",
+    )
+    .option("--method <method>", "with --to user@host:/path: scp (default) or rsync")
+    .option("--ftp-password-file <file>", "with --to ftp(s)://: file holding the password")
+    .option("--ftp-password-env <name>", "with --to ftp(s)://: variable holding the password")
+    .option(
+      "--set <key=value>",
+      "with --to: any other config key (repeatable)",
+      (value: string, previous: string[] = []) => [...previous, value],
+    );
 }
 
 /** Whether the options ask for a config-free run. */

@@ -11,9 +11,14 @@ import { exitCodeFor, UsageError } from "../errors.ts";
 import { logExit, setupLogging, shutdownLogging } from "../log/logging.ts";
 import { runDaemon } from "../pipeline/daemon.ts";
 import { dryRun } from "../pipeline/dry_run.ts";
-import { assertNetworkAvailable, dropNetworkUnlessNeeded } from "./network_permission.ts";
+import {
+  assertPermissionsAvailable,
+  type Dropped,
+  dropUnneededPermissions,
+} from "./network_permission.ts";
 import { globalOptions } from "./options.ts";
 import {
+  addQuickStartOptions,
   quickStartConfig,
   type QuickStartOptions,
   saveQuickConfig,
@@ -27,25 +32,13 @@ interface RunOptions extends QuickStartOptions {
 
 /** The `run` command. */
 export function runCommand(): Command {
-  return new Command("run")
+  const command = new Command("run")
     .description(
       "watch the folders and transfer every complete file (the daemon; the default command)",
     )
     .option("--once", "scan, transfer what is complete, then exit (1 if any file failed)")
-    .option("--dry-run", "print what would be transferred where; change nothing")
-    .option("--watch <dir>", "without a config file: the folder to watch (needs --to)")
-    .option(
-      "--to <dest>",
-      "without a config file: user@host:/path, ftp://user@host/path, ftps://user@host/path or a folder",
-    )
-    .option("--method <method>", "with --to user@host:/path: scp (default) or rsync")
-    .option("--ftp-password-file <file>", "with --to ftp(s)://: file holding the password")
-    .option("--ftp-password-env <name>", "with --to ftp(s)://: variable holding the password")
-    .option(
-      "--set <key=value>",
-      "with --to: any other config key (repeatable)",
-      (value: string, previous: string[] = []) => [...previous, value],
-    )
+    .option("--dry-run", "print what would be transferred where; change nothing");
+  return addQuickStartOptions(command)
     .option("--save-config <file>", "with --to: also write the equivalent config file")
     .option("--force", "with --save-config: replace an existing file")
     .addHelpText(
@@ -90,17 +83,18 @@ export function runCommand(): Command {
       const logging = (c: Config) =>
         setupLogging({
           verbose: global.verbose ?? false,
+          level: global.logLevel,
           logFile: c.log_file,
           format: c.log_format,
         });
       await logging(config);
-      // Given up once the status page listens (its socket stays open), unless a job uses ftp.
-      let offline = false;
+      // Given up once the status page listens (its socket stays open), unless a job needs them.
+      let dropped: Dropped = { net: false, run: false };
       const onListening = async () => {
-        offline = await dropNetworkUnlessNeeded(config);
+        dropped = await dropUnneededPermissions(config);
       };
       const reload = async (next: Config) => {
-        assertNetworkAvailable(next, offline);
+        assertPermissionsAvailable(next, dropped);
         await logging(next);
       };
       try {

@@ -12,7 +12,7 @@ import type { Config } from "../config/types.ts";
 import { destinationIdentity, type FileState } from "../ledger/file_table.ts";
 import { ledgerCounts, overdueFiles, problemFiles, recentDone } from "../status/ledger_reports.ts";
 import { Ledger } from "../ledger/ledger.ts";
-import { formatSkipped, summarizeSkipped } from "../watch/skipped_summary.ts";
+import { formatSkipped, SKIPPED_SHOWN, summarizeSkipped } from "../watch/skipped_summary.ts";
 import { watchHow } from "../watch/watch_mode.ts";
 import { globalOptions } from "./options.ts";
 import { daemonStatus, describeDaemon, describePause } from "./daemon_state.ts";
@@ -34,7 +34,7 @@ function when(ms: number | null): string {
  * `-c` and without a default file (a daemon started with `run --watch … --to
  * …`), the default daemon settings and no jobs: the ledger names them.
  */
-async function statusConfig(option: string | undefined): Promise<Config> {
+export async function statusConfig(option: string | undefined): Promise<Config> {
   const file = resolveConfigPath(option);
   if (option === undefined && (await Deno.stat(file).catch(() => null)) === null) {
     return { file, ...resolveDaemon(daemonSchema.parse({}), Deno.cwd()), jobs: [] };
@@ -74,7 +74,11 @@ export function statusCommand(): Command {
     )
     .option("-n, --limit <count>", "how many recent transfers and failures to list", "10")
     .option("--json", "print JSON instead of text")
-    .action(async (options: { limit: string; json?: boolean }, command: Command) => {
+    .option("--all", `list every skipped entry (else the first ${SKIPPED_SHOWN} per job)`)
+    .action(async (
+      options: { limit: string; json?: boolean; all?: boolean },
+      command: Command,
+    ) => {
       const limit = Number.parseInt(options.limit, 10);
       if (!Number.isInteger(limit) || limit < 0) {
         throw new Error(`Cannot list ${options.limit} entries: --limit takes a whole number`);
@@ -96,7 +100,7 @@ export function statusCommand(): Command {
           console.log(describeDaemon(daemon, config.state_dir));
           for (const line of liveLines) console.log(line);
           console.log(`No ledger yet in ${config.state_dir}: nothing has been transferred.`);
-          for (const line of formatSkipped(skipped)) console.log(line);
+          for (const line of formatSkipped(skipped, options.all ?? false)) console.log(line);
         }
         return;
       }
@@ -149,7 +153,7 @@ export function statusCommand(): Command {
           const watched = watchLine(config, job, live);
           if (watched) console.log(watched);
         }
-        for (const line of formatSkipped(skipped)) console.log(line);
+        for (const line of formatSkipped(skipped, options.all ?? false)) console.log(line);
         console.log(`\nRecent transfers (${recent.length}):`);
         for (const row of recent) {
           console.log(
@@ -161,7 +165,9 @@ export function statusCommand(): Command {
         console.log(`\nFailures (${problems.length}):`);
         for (const row of problems) {
           const retry = row.state === "failed"
-            ? "failed; retried at next rescan or start-up"
+            ? row.nextAttemptAt > 0
+              ? `failing after ${row.attempts} attempt(s); next try at ${when(row.nextAttemptAt)}`
+              : "failed; retried at next rescan or start-up"
             : row.nextAttemptAt === 0
             ? "waiting to be sent"
             : `retry ${row.attempts} at ${when(row.nextAttemptAt)}`;

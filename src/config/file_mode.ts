@@ -73,7 +73,7 @@ export async function checkIdentityFileModes(config: Config): Promise<void> {
 }
 
 /** `writable by group or others (mode 0664)`, or `undefined` when it is not (or is missing). */
-async function writableByOthers(file: string): Promise<string | undefined> {
+export async function writableByOthers(file: string): Promise<string | undefined> {
   if (Deno.build.os === "windows") return undefined; // ACLs, not modes
   let mode: number | null;
   try {
@@ -101,6 +101,6 @@ async function ownerOf(file: string): Promise<number | null> {
 }
 
 /** `file` as one word for a POSIX shell. */
-function shellQuote(file: string): string {
+export function shellQuote(file: string): string {
   return /^[\w@%+=:,./-]+$/.test(file) ? file : `'${file.replaceAll("'", `'\\''`)}'`;
 }

@@ -15,6 +15,7 @@ import { describeValue } from "./messages.ts";
 import { plainValue, syntaxErrorLine, syntaxReason } from "./yaml_problems.ts";
 import { checkConfigFileMode, checkIdentityFileModes } from "./file_mode.ts";
 import { DAEMON_KEYS, readJobs } from "./jobs.ts";
+import { looksLikeToml, tomlMessage } from "./toml_hint.ts";
 import { resolveDaemon, resolveJob } from "./resolve.ts";
 
 /**
@@ -43,6 +44,7 @@ export async function loadConfig(file: string, runsAs?: number | null): Promise<
     throw new ConfigError(readFailure(file, error), { file, cause: error });
   }
   await checkConfigFileMode(file, runsAs);
+  if (looksLikeToml(text, file)) throw new ConfigError(tomlMessage(text, file), { file });
   const config = parseConfig(text, file);
   await checkIdentityFileModes(config);
   return config;

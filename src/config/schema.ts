@@ -14,7 +14,7 @@ import { checkJobRules } from "./job_rules.ts";
 import { DEFAULT_LOG_FILE, DEFAULT_STATE_DIR, defaultLogFile, defaultStateDir } from "./paths.ts";
 import { scheduleEntry } from "./schedule_schema.ts";
 import { doc } from "./key_meta.ts";
-import { absolutePath, listenAddress, sshOption } from "./value_schemas.ts";
+import { absolutePath, listenAddress, pathText, sshOption } from "./value_schemas.ts";
 import { isValidTimeZone } from "./value_checks.ts";
 
 /** File name patterns that mark an instrument file by default. */
@@ -41,7 +41,7 @@ export const jobShape = {
     { writtenDefault: "default" },
   ),
   watch_path: doc(
-    z.string().min(1),
+    pathText.min(1),
     "Folder the instrument writes into; watched recursively. Required.",
     { example: "~/data/images" },
   ),
@@ -59,7 +59,7 @@ export const jobShape = {
     "Login name on the destination. Empty means the SSH default (your `~/.ssh/config` or local user name), or `anonymous` for ftp.",
   ),
   remote_base_path: doc(
-    z.string().min(1),
+    pathText.min(1),
     "Destination folder; night folders `YYYYMMDD/` are created inside it. Required.",
     { example: "/data/incoming/images" },
   ),
@@ -130,15 +130,15 @@ export const jobShape = {
   ),
   retry_attempts: doc(
     z.int().min(0).max(1000).default(3),
-    "Retries after the first failed attempt before a file is marked failed. A failed file is tried again at the next start-up or rescan.",
+    "Quick retries after the first failed attempt before a file is marked failed. The daemon then tries a failed file every `retry_max_delay_seconds` until it arrives, or at once with Retry on the status page.",
   ),
   retry_delay_seconds: doc(
     z.number().min(0).max(86400).default(5),
     "Seconds before the first retry. Each further retry waits twice as long (with jitter), up to `retry_max_delay_seconds`.",
   ),
   retry_max_delay_seconds: doc(
-    z.number().min(0).max(86400).default(300),
-    "Longest wait between two attempts, in seconds.",
+    z.number().min(0).max(86400).default(600),
+    "Longest wait between two attempts, in seconds, and how often a failed file is tried again after its quick retries.",
   ),
   transfer_timeout_seconds: doc(
     z.number().positive().max(86400).default(300),
@@ -169,7 +169,7 @@ export const jobShape = {
     "SSH port; empty means the `~/.ssh/config` or default port (22).",
   ),
   ssh_identity_file: doc(
-    z.string().min(1).nullable().default(null),
+    pathText.min(1).nullable().default(null),
     "Private key for SSH; empty means the SSH defaults (`~/.ssh/config`, agent, `~/.ssh/id_*`).",
   ),
   ssh_options: doc(
@@ -222,7 +222,7 @@ export const jobShape = {
     "What happens to a source once it arrived verified: `keep` it, `delete` it, or `move` it into `archive_path`. Only a file whose size and mtime are still those it was sent with is touched.",
   ),
   archive_path: doc(
-    z.string().default(""),
+    pathText.default(""),
     "Folder sources are moved into with `after_transfer: move` (their subfolders kept); must be outside `watch_path`.",
   ),
   keep_days: doc(
@@ -259,12 +259,12 @@ export const jobShape = {
 /** Keys that apply to the whole daemon, allowed only at the top level. */
 export const daemonShape = {
   state_dir: doc(
-    z.string().min(1).default(defaultStateDir),
+    pathText.min(1).default(defaultStateDir),
     "Folder of the ledger database. The default becomes `$XDG_STATE_HOME/image-transfer` when XDG_STATE_HOME is set, and `%LOCALAPPDATA%\\image-transfer` on Windows.",
     { writtenDefault: DEFAULT_STATE_DIR },
   ),
   log_file: doc(
-    z.string().default(defaultLogFile),
+    pathText.default(defaultLogFile),
     'Rotating log file (10 MB x 5 files); "" turns file logging off.',
     { writtenDefault: DEFAULT_LOG_FILE },
   ),
@@ -277,7 +277,7 @@ export const daemonShape = {
     'Address of the status page, JSON API and `/metrics` (`HOST:PORT`); "" turns it off. A non-loopback host needs `status_token_file`.',
   ),
   status_token_file: doc(
-    z.string().min(1).nullable().default(null),
+    pathText.min(1).nullable().default(null),
     "File holding the token the status page asks for (HTTP `Authorization: Bearer`). Required on a non-loopback address, and guards the actions when set. Only its owner may read it (`chmod 600`).",
   ),
 };

@@ -201,14 +201,18 @@ function readInfo(stateDir: string): DaemonInfo | undefined {
 /** Write `text` to `path` through a temporary name, so readers never see half a file. */
 function writeAtomically(path: string, text: string): void {
   const temp = `${path}.${Deno.pid}.tmp`;
-  Deno.writeTextFileSync(temp, text);
+  // Only the daemon's account reads what the state folder holds.
+  Deno.writeTextFileSync(temp, text, { mode: 0o600 });
   Deno.renameSync(temp, path);
 }
 
-/** Create `stateDir` (and its parents) if needed; a clear error naming `state_dir` otherwise. */
+/**
+ * Create `stateDir` (and its parents) if needed, readable by the daemon's
+ * account only (0700); a clear error naming `state_dir` otherwise.
+ */
 function makeStateDir(stateDir: string): void {
   try {
-    Deno.mkdirSync(stateDir, { recursive: true });
+    Deno.mkdirSync(stateDir, { recursive: true, mode: 0o700 });
     return;
   } catch (error) {
     const exists = error instanceof Deno.errors.AlreadyExists ||

@@ -25,6 +25,11 @@ export const LOG_MAX_FILES = 5;
 
 export type { Logger };
 
+/** The levels `--log-level` takes, lowest first. */
+export const LOG_LEVELS = ["debug", "info", "warning", "error"] as const;
+/** One of {@linkcode LOG_LEVELS}. */
+export type LogLevel = typeof LOG_LEVELS[number];
+
 /** The logger of one pipeline stage, e.g. `logger("watch")`. */
 export function logger(stage: string): Logger {
   return getLogger(["image-transfer", stage]);
@@ -42,6 +47,8 @@ export function jobLogger(stage: string, job: string): Logger {
 export interface LoggingOptions {
   /** Debug level (spawned argv etc.) instead of info. */
   verbose: boolean;
+  /** The lowest level logged (`--log-level`); `verbose` means `debug`. @default "info" */
+  level?: LogLevel;
   /** Rotating log file; `""` or undefined for none. */
   logFile?: string;
   format: "text" | "json";
@@ -112,6 +119,19 @@ export const formatJson: TextFormatter = (record: LogRecord): string => {
 };
 
 /**
+ * Create `file` readable by its owner only (0600), or make an existing one so
+ * (POSIX): a log names every file and destination, and a hook's output.
+ */
+async function createPrivate(file: string): Promise<void> {
+  if (Deno.build.os === "windows") return;
+  (await Deno.open(file, { create: true, append: true, mode: 0o600 })).close();
+  const { isFile, mode, uid } = await Deno.stat(file);
+  if (isFile && mode !== null && (mode & 0o077) !== 0 && uid === Deno.uid()) {
+    await Deno.chmod(file, mode & 0o700);
+  }
+}
+
+/**
  * Configure logging for the whole process.
  *
  * @throws when the log file's folder cannot be created or the file cannot be opened
@@ -125,7 +145,8 @@ export async function setupLogging(options: LoggingOptions): Promise<void> {
   const sinks: Record<string, Sink> = { stderr: stderrSink };
   if (options.logFile) {
     try {
-      await Deno.mkdir(dirname(options.logFile), { recursive: true });
+      await Deno.mkdir(dirname(options.logFile), { recursive: true, mode: 0o700 });
+      await createPrivate(options.logFile);
       sinks.file = getRotatingFileSink(options.logFile, {
         maxSize: LOG_MAX_BYTES,
         maxFiles: LOG_MAX_FILES,
@@ -150,7 +171,7 @@ export async function setupLogging(options: LoggingOptions): Promise<void> {
     loggers: [
       {
         category: ["image-transfer"],
-        lowestLevel: options.verbose ? "debug" : "info",
+        lowestLevel: options.verbose ? "debug" : options.level ?? "info",
         sinks: Object.keys(sinks),
       },
       // The reason the program exits goes to the log file only: stderr gets

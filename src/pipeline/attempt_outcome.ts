@@ -40,8 +40,14 @@ export type NextStep =
   | { kind: "hold" }
   /** Try again at `nextAttemptAt`. */
   | { kind: "retry"; attempts: number; nextAttemptAt: number; delayMs: number }
-  /** No more retries until the next rescan or start-up. */
-  | { kind: "give-up"; attempts: number };
+  /**
+   * The fast retries are used up (or the error needs a fix first): the file
+   * is failed, and tried again at `nextAttemptAt` (every
+   * {@linkcode FailedAttempt.slowRetryMs}) until it arrives; `0`: not before
+   * the next rescan or start-up (`run --once`). `first`: the file was not
+   * failing before this attempt (its `on_failure` hook runs once).
+   */
+  | { kind: "give-up"; attempts: number; nextAttemptAt: number; first: boolean };
 
 /** The meaning of one failed attempt. */
 export interface AttemptOutcome {
@@ -64,6 +70,19 @@ export interface FailedAttempt {
   now: number;
   /** Randomness for the backoff jitter, in [0, 1). */
   random?: () => number;
+  /** The file had used up its fast retries before this attempt (it is failing). */
+  failing?: boolean;
+  /**
+   * After the fast retries, try again this often until the file arrives
+   * (see {@linkcode slowRetryMs}); 0 or missing: give up until the next
+   * rescan or start-up (a one-shot run, which must end).
+   */
+  slowRetryMs?: number;
+}
+
+/** How often a failing file is tried again: every `retry_max_delay_seconds`, at least every second. */
+export function slowRetryMs(policy: RetryPolicy): number {
+  return Math.max(1, policy.retry_max_delay_seconds, policy.retry_delay_seconds) * 1000;
 }
 
 /** Decide what a failed attempt means; see the module doc. */
@@ -81,7 +100,7 @@ export function attemptOutcome(attempt: FailedAttempt): AttemptOutcome {
     return { ledger: failure(attempt.attempts, 0, false), next: { kind: "hold" } };
   }
   const attempts = attempt.attempts + 1;
-  if (error.retryable && attempts <= policy.retry_attempts) {
+  if (error.retryable && attempts <= policy.retry_attempts && !attempt.failing) {
     const delayMs = retryDelayMs(
       attempts,
       policy.retry_delay_seconds,
@@ -94,5 +113,10 @@ export function attemptOutcome(attempt: FailedAttempt): AttemptOutcome {
       next: { kind: "retry", attempts, nextAttemptAt, delayMs },
     };
   }
-  return { ledger: failure(attempts, 0, true), next: { kind: "give-up", attempts } };
+  const slow = attempt.slowRetryMs ?? 0;
+  const nextAttemptAt = slow > 0 ? attempt.now + slow : 0;
+  return {
+    ledger: failure(attempts, nextAttemptAt, true),
+    next: { kind: "give-up", attempts, nextAttemptAt, first: !attempt.failing },
+  };
 }

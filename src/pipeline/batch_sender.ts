@@ -22,7 +22,7 @@ import { type FileTable, LedgerWriteError, writeIfWritable } from "../ledger/fil
 import { jobLogger, type Logger } from "../log/logging.ts";
 import type { TransferItem, TransferOutcome, Transport } from "../transfer/transport.ts";
 import { absolutePath, type FileVersion, versionOf } from "../watch/file_version.ts";
-import { attemptOutcome, type NextStep } from "./attempt_outcome.ts";
+import { attemptOutcome, type NextStep, slowRetryMs } from "./attempt_outcome.ts";
 import { retryDelayMs } from "./backoff.ts";
 import { systemClock } from "./clock.ts";
 import type { AfterAttempt, WorkQueue, WorkRecord } from "./work_queue.ts";
@@ -44,10 +44,19 @@ export interface BatchSenderContext {
   onSent(relPath: string, version: FileVersion, destination: string, sha256?: string): void;
   /** A file found at the destination after the ledger was rebuilt, recorded as sent. */
   onRecognised(relPath: string, version: FileVersion): void;
-  /** A file failed for good (until the next rescan or start-up), after `attempts` attempts. */
+  /**
+   * A file used up its fast retries after `attempts` attempts (once per file:
+   * its slow retries failing again do not call this).
+   */
   onGaveUp(record: WorkRecord, reason: string, attempts: number): void;
-  /** An attempt failed (`final`: no more retries until a rescan or start-up). */
+  /** An attempt failed (`final`: the file is failing, past its fast retries). */
   onFailed?(relPath: string, error: TransferError, final: boolean): void;
+  /**
+   * Whether a failing file keeps being tried every `retry_max_delay_seconds`
+   * until it arrives (the daemon), instead of waiting for the next rescan or
+   * start-up (`run --once`, which must end).
+   */
+  slowRetries?: boolean;
   /** Whether a full destination pauses the job (see `full_pause.ts`). */
   pauseWhenFull: boolean;
   /** The destination is full (called before the file is queued again). */
@@ -322,6 +331,8 @@ export class BatchSender {
       policy: job,
       pauseWhenFull: this.#context.pauseWhenFull,
       now: systemClock.now(),
+      failing: record.failing,
+      slowRetryMs: this.#context.slowRetries ? slowRetryMs(job) : 0,
     });
     const update = outcome.ledger;
     writeIfWritable(() =>
@@ -334,7 +345,7 @@ export class BatchSender {
     if (kind === "retry" || kind === "give-up" || kind === "hold") {
       this.#context.onFailed?.(record.relPath, error, kind === "give-up");
     }
-    if (outcome.next.kind === "give-up") {
+    if (outcome.next.kind === "give-up" && outcome.next.first) {
       this.#context.onGaveUp(record, error.message, outcome.next.attempts);
     }
     // Before the file is back in the queue: the pause must hold it.
@@ -379,9 +390,22 @@ export class BatchSender {
         return;
       }
       case "give-up": {
+        const seconds = Math.round((next.nextAttemptAt - Date.now()) / 1000);
+        const again = next.nextAttemptAt === 0
+          ? "it is tried again at the next rescan or start-up"
+          : `it is tried again every ${
+            Math.round(slowRetryMs(job) / 1000)
+          } s (retry_max_delay_seconds) until it arrives, or at once with Retry on the status page`;
+        if (!next.first) {
+          this.#log.warn(
+            "Attempt {attempt} of {source} failed: {reason}; still failing, next try in {seconds} s",
+            { source, reason: error.message, attempt: next.attempts, seconds },
+          );
+          return;
+        }
         const hint = error.retryable
-          ? `gave up after ${next.attempts} attempt(s); it is tried again at the next rescan or start-up`
-          : "not retrying: this needs a fix first; it is tried again at the next rescan or start-up";
+          ? `gave up after ${next.attempts} attempt(s); ${again}`
+          : `this needs a fix first; ${again}`;
         this.#log.error("Failed to transfer {source}: {reason} ({hint})", {
           source,
           reason: error.message,
@@ -407,6 +431,14 @@ function refuseAll(items: TransferItem[], reason: string): TransferOutcome[] {
 function afterAttempt(next: NextStep): AfterAttempt {
   if (next.kind === "retry") {
     return { to: "waiting", attempts: next.attempts, nextAttemptAt: next.nextAttemptAt };
+  }
+  if (next.kind === "give-up" && next.nextAttemptAt > 0) {
+    return {
+      to: "waiting",
+      attempts: next.attempts,
+      nextAttemptAt: next.nextAttemptAt,
+      failing: true,
+    };
   }
   return next.kind === "hold" ? { to: "queued" } : { to: "removed" };
 }

@@ -22,10 +22,8 @@ import { endLeftoverMasters } from "../transfer/ssh/master.ts";
 import { VERSION, versionInfo } from "../version.ts";
 import { StatusEvents } from "../status/events.ts";
 import { LedgerReports } from "../status/ledger_reports.ts";
-import { listenSettings } from "../status/listen.ts";
 import { startStatusServer, type StatusServer } from "../status/server.ts";
-import { assertProgramsRunnable } from "./hooks.ts";
-import { assertCleanupSafe } from "./source_cleanup.ts";
+import { checkBeforeStart } from "./preflight.ts";
 import type { JobSummary } from "./job_runner.ts";
 import { RunningJobs } from "./running_jobs.ts";
 
@@ -67,8 +65,10 @@ const RELOAD_SIGNAL: Deno.Signal | undefined = Deno.build.os === "windows" ? und
  */
 export async function runDaemon(config: Config, options: DaemonOptions): Promise<JobSummary> {
   const log = logger("daemon");
-  // A non-loopback status page without a token refuses to start, before anything else.
-  const listen = options.once ? null : await listenSettings(config);
+  // A config `validate` would refuse does not start, before anything else (its
+  // programs, a non-loopback status page without a token).
+  const listenChecked = await checkBeforeStart(config);
+  const listen = options.once ? null : listenChecked;
   const lock = acquireDaemonLock(config.state_dir, { version: VERSION, config: config.file });
   let ledger: Ledger | undefined;
   let runtimeDir: string | undefined;
@@ -93,21 +93,24 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
       });
       await clearLeftovers(lock.stale?.runtimeDir);
     }
-    assertProgramsRunnable(config.jobs);
-    assertCleanupSafe(config.jobs);
     await checkWatchFolders(config.jobs, options.once);
     const openLedger = Ledger.open(config.state_dir);
     ledger = openLedger;
+    await keepPrivate(config.state_dir);
     const dir = await makeRuntimeDir();
     runtimeDir = dir;
     lock.setRuntimeDir(dir);
-    log.info("Starting {count} job(s) with ledger {ledger} (pid {pid}, version {version})", {
-      count: config.jobs.length,
-      ledger: openLedger.path,
-      pid: Deno.pid,
-      version: VERSION,
-      pidFile: join(config.state_dir, PID_FILE),
-    });
+    log.info(
+      "Starting {count} job(s) with ledger {ledger} (pid {pid}, version {version}); log file {log}",
+      {
+        count: config.jobs.length,
+        ledger: openLedger.path,
+        log: config.log_file === "" ? "none (stderr only)" : config.log_file,
+        pid: Deno.pid,
+        version: VERSION,
+        pidFile: join(config.state_dir, PID_FILE),
+      },
+    );
     const start = (c: Config) =>
       new RunningJobs(
         c,
@@ -206,10 +209,17 @@ async function reloadConfig(
           "the ledger: restart the daemon to use the new state_dir",
       );
     }
-    assertProgramsRunnable(next.jobs);
-    assertCleanupSafe(next.jobs);
+    await checkBeforeStart(next);
     await checkWatchFolders(next.jobs, false);
     await onReload?.(next);
+    for (const key of ["status_listen", "status_token_file"] as const) {
+      if (next[key] === current[key]) continue;
+      log.warn(
+        "{key} changed from {from} to {to}: the status page keeps its address and token until " +
+          "the daemon restarts (image-transfer restart, or through its service manager)",
+        { key, from: JSON.stringify(current[key]), to: JSON.stringify(next[key]) },
+      );
+    }
     return next;
   } catch (error) {
     const reason = (error instanceof Error ? error.message : String(error)).replaceAll("\n", "; ");
@@ -218,6 +228,23 @@ async function reloadConfig(
       reason,
     });
     return undefined;
+  }
+}
+
+/**
+ * Make the files of the state folder (the ledger and its journal, the lock,
+ * the PID file) readable and writable by the daemon's account only (0600):
+ * the ledger names every file and destination. POSIX only.
+ */
+async function keepPrivate(stateDir: string): Promise<void> {
+  if (Deno.build.os === "windows") return;
+  for await (const entry of Deno.readDir(stateDir)) {
+    if (!entry.isFile) continue;
+    const path = join(stateDir, entry.name);
+    try {
+      const { mode } = await Deno.stat(path);
+      if (mode !== null && (mode & 0o077) !== 0) await Deno.chmod(path, mode & 0o700);
+    } catch { /* gone meanwhile, or another account's: left as it is */ }
   }
 }
 

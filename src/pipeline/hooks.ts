@@ -13,7 +13,7 @@ import { jobLogger, type Logger } from "../log/logging.ts";
 import type { Transport } from "../transfer/transport.ts";
 import { absolutePath } from "../watch/file_version.ts";
 import { runCaptured } from "../process/captured.ts";
-import { allowRunFlag, mayRun } from "../process/run_permission.ts";
+import { findProgram, programProblem } from "../process/program_trust.ts";
 
 /** Which hook an event runs. */
 export type HookEvent = "transfer" | "failure";
@@ -90,71 +90,54 @@ export function hookEnvironment(
   return env;
 }
 
-/** The distinct hook programs of `jobs`, in order. */
-export function hookPrograms(jobs: JobConfig[]): string[] {
-  const programs = jobs.flatMap((job) => [
-    job.on_transfer[0],
-    job.on_failure[0],
-    ...job.schedules.map((entry) => entry.action === "command" ? entry.command[0] : undefined),
-  ]);
-  return [...new Set(programs.filter((program) => program !== undefined))];
-}
-
-/** The programs of the permission set a transfer method starts. */
-function methodPrograms(method: JobConfig["transfer_method"]): string[] {
-  const programs = method === "scp" ? ["ssh", "scp"] : method === "rsync" ? ["ssh", "rsync"] : [];
-  // A timed-out program's helpers are killed as a process group with `kill`.
-  return Deno.build.os === "windows" ? programs : [...programs, "kill"];
+/** Each program `jobs` start of their own (hooks, scheduled commands), with the key naming it. */
+function userPrograms(jobs: JobConfig[]): Array<{ job: JobConfig; key: string; argv: string[] }> {
+  return jobs.flatMap((job) => [
+    { job, key: "on_transfer", argv: job.on_transfer },
+    { job, key: "on_failure", argv: job.on_failure },
+    ...job.schedules.map((entry, index) => ({
+      job,
+      key: `schedules[${index}].command`,
+      argv: entry.action === "command" ? entry.command : [],
+    })),
+  ]).filter((program) => program.argv.length > 0);
 }
 
 /**
- * Check that the programs `jobs` start (their transfer methods' and their
- * hook programs) may be run under the permissions the program was started
- * with. An `--allow-run` flag replaces the permission set's programs instead
- * of adding to it: the message gives the one flag that names them all.
+ * Check every program `jobs` start of their own (hooks, scheduled commands)
+ * as the config file is checked (see `process/program_trust.ts`), and make
+ * each bare program name the absolute path `PATH` gives it now, so the
+ * daemon always starts the program that was checked.
  *
- * @throws {ConfigError} naming the key, the program and what to do
+ * @param runsAs user id of the account the daemon runs as (the current one unless told)
+ * @throws {ConfigError} naming each key, its job, what is wrong and the command that fixes it
  */
-export function assertProgramsRunnable(jobs: JobConfig[]): void {
-  const flag = allowRunFlag(hookPrograms(jobs));
-  const howTo = `give one flag that names them all after -P=image-transfer in the command that ` +
-    `starts it (the service definition, too): ${flag}; for a compiled binary, compile it with ` +
-    "that flag (README: Hooks)";
-  for (const job of jobs) {
-    const missing = methodPrograms(job.transfer_method).filter((program) => !mayRun(program));
-    if (missing.length === 0) continue;
-    throw new ConfigError(
-      `job ${job.name} (${job.transfer_method}): image-transfer may not run ${
-        missing.join(", ")
-      }: an --allow-run flag replaces the programs of the permission set instead of adding to ` +
-        `them; ${howTo}`,
-    );
-  }
-  for (const job of jobs) {
-    const programs: Array<[string, string | undefined]> = [
-      ["on_transfer", job.on_transfer[0]],
-      ["on_failure", job.on_failure[0]],
-      ...job.schedules.map((entry, index): [string, string | undefined] => [
-        `schedules[${index}].command`,
-        entry.action === "command" ? entry.command[0] : undefined,
-      ]),
-    ];
-    for (const [key, program] of programs) {
-      if (program === undefined || mayRun(program)) continue;
-      const where = `${key} of job ${job.name}: image-transfer may not run ${
-        JSON.stringify(program)
-      }`;
-      if (program.includes(",")) {
-        throw new ConfigError(
-          `${where}, and no --allow-run flag can allow it: its path holds a comma, where the ` +
-            "flag splits its list; move or link the program to a path without one",
-        );
-      }
-      throw new ConfigError(
-        `${where}: its permission set lists the programs it may run; ${howTo}`,
+export async function checkUserPrograms(
+  jobs: JobConfig[],
+  file: string,
+  runsAs?: number | null,
+): Promise<void> {
+  const problems: string[] = [];
+  for (const { job, key, argv } of userPrograms(jobs)) {
+    const where = `${file}: ${key} of job ${job.name}`;
+    const path = findProgram(argv[0], Deno.env.get("PATH"));
+    if (path === undefined) {
+      problems.push(
+        `${where}: cannot find the program ${JSON.stringify(argv[0])}` +
+          (argv[0].includes("/") || argv[0].includes("\\")
+            ? ": give its absolute path"
+            : " on PATH: give its absolute path"),
       );
+      continue;
     }
+    const problem = await programProblem(path, runsAs);
+    if (problem) {
+      problems.push(`${where}: refusing to run ${path}: ${problem}`);
+      continue;
+    }
+    argv[0] = path;
   }
+  if (problems.length > 0) throw new ConfigError(problems.join("\n"), { file });
 }
 
 /** Runs one job's hooks; see the module doc. */

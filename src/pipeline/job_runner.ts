@@ -187,7 +187,10 @@ export class JobRunner {
     const count = relPath === undefined
       ? this.#table.requeue(["failed"])
       : this.#table.requeueFile(relPath);
-    if (count > 0) observeStrayPending(this.#sync);
+    // A failing file waiting for its slow retry goes now, with fresh fast retries.
+    const waiting = this.#queue.retryNow(relPath);
+    if (count > waiting.length) observeStrayPending(this.#sync);
+    if (waiting.length > 0) this.#pump();
     return count;
   }
 
@@ -315,7 +318,10 @@ export class JobRunner {
   /** Before a periodic rescan: failed files get another chance, pending ones are looked at. */
   #beforeRescan(): void {
     writeIfWritable(() => this.#table.requeue(["failed"]));
+    // Failing files waiting for their slow retry go now, with fresh quick retries.
+    const failing = this.#queue.retryNow();
     observeStrayPending(this.#sync);
+    if (failing.length > 0) this.#pump();
   }
 
   /** Retries whose time has come go out. */

@@ -272,6 +272,7 @@ export function wireJob(input: JobWiringInput): JobParts {
     onFailed: (rel, error, final) =>
       status.failed(rel, error.kind, error.message, final, isConnectionFailure(error)),
     pauseWhenFull: !options.once,
+    slowRetries: !options.once,
     onFull: (error) => {
       full.full(error.message);
       status.state(true);

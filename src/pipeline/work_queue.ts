@@ -21,6 +21,8 @@
  *
  * One timer covers every waiting record: it is always armed for the
  * earliest retry, and moves every record whose time has come to `queued`.
+ * A `failing` record (its quick retries used up) waits for its slow retry
+ * (every `retry_max_delay_seconds`), a rescan, or the user's Retry.
  *
  * No I/O here: the job runner performs what a transition returns.
  *
@@ -50,6 +52,11 @@ export interface WorkRecord {
   recheck: boolean;
   /** When the record was made (ms since epoch): the file waits since then. */
   readonly foundAt: number;
+  /**
+   * The fast retries are used up: the file is failed and waits for its slow
+   * retry (every `retry_max_delay_seconds`) or the user's Retry.
+   */
+  failing?: boolean;
 }
 
 /** What to do after {@linkcode WorkQueue.ready}. */
@@ -66,7 +73,7 @@ export type ReadyDecision =
 /** Where an attempt's record goes next. */
 export type AfterAttempt =
   | { to: "removed" }
-  | { to: "waiting"; attempts: number; nextAttemptAt: number }
+  | { to: "waiting"; attempts: number; nextAttemptAt: number; failing?: boolean }
   /** Back in line without counting an attempt (the job waits for space). */
   | { to: "queued" };
 
@@ -166,11 +173,24 @@ export class WorkQueue {
       return "later";
     }
     if (sameVersion(record.version, version)) {
-      this.#update(record, () => record.recheck = false);
+      this.#update(record, () => {
+        record.recheck = false;
+        // A rescan (or a touch) tries a failing file now, not at its slow retry.
+        if (record.phase === "waiting" && record.failing) {
+          record.phase = "queued";
+          record.nextAttemptAt = 0;
+        }
+      });
       return "keep";
     }
     this.#update(record, () => {
-      Object.assign(record, { phase: "planning", version, attempts: 0, nextAttemptAt: 0 });
+      Object.assign(record, {
+        phase: "planning",
+        version,
+        attempts: 0,
+        nextAttemptAt: 0,
+        failing: false,
+      });
       record.recheck = false;
     });
     return "plan";
@@ -236,10 +256,30 @@ export class WorkQueue {
       } else {
         record.attempts = next.attempts;
         record.nextAttemptAt = next.nextAttemptAt;
+        record.failing = next.failing ?? false;
         record.phase = next.nextAttemptAt > this.#clock.now() ? "waiting" : "queued";
       }
     });
     return record.recheck;
+  }
+
+  /**
+   * The user asked to try failing files again now (one, or all): each one
+   * waiting for its slow retry is queued with a fresh count of fast retries.
+   *
+   * @returns the records queued
+   */
+  retryNow(relPath?: string): string[] {
+    const moved: string[] = [];
+    for (const record of this.#records.values()) {
+      if (record.phase !== "waiting" || !record.failing) continue;
+      if (relPath !== undefined && record.relPath !== relPath) continue;
+      this.#update(record, () => {
+        Object.assign(record, { phase: "queued", attempts: 0, nextAttemptAt: 0, failing: false });
+      });
+      moved.push(record.relPath);
+    }
+    return moved;
   }
 
   /** Forget `relPath` (gone, failed to plan). Returns whether it had a record. */

@@ -30,7 +30,34 @@ export type CapturedRun =
   };
 
 /**
- * Run `argv` with `env` added to this process's environment; kill it after
+ * The variables of this process a user's program receives: nothing that could
+ * hold a secret (an FTP password variable, tokens), only what programs need
+ * to find their tools and speak the user's language and time zone. Windows
+ * programs need their system folders besides.
+ */
+export const PASSED_VARIABLES: readonly string[] = [
+  "PATH",
+  "HOME",
+  "LANG",
+  "TZ",
+  ...(Deno.build.os === "windows"
+    ? ["SYSTEMROOT", "WINDIR", "COMSPEC", "PATHEXT", "TEMP", "TMP", "USERPROFILE"]
+    : []),
+];
+
+/** The environment a user's program starts with: {@linkcode PASSED_VARIABLES} and `env`. */
+export function programEnvironment(env: Record<string, string>): Record<string, string> {
+  const passed: Record<string, string> = {};
+  for (const name of PASSED_VARIABLES) {
+    const value = Deno.env.get(name);
+    if (value !== undefined) passed[name] = value;
+  }
+  return { ...passed, ...env };
+}
+
+/**
+ * Run `argv` with `env` and {@linkcode PASSED_VARIABLES} of this process's
+ * environment (nothing else of it); kill it after
  * `timeoutMs`, or when `signal` is aborted (the run then ends as `failed`,
  * reason `stopped`). Never throws.
  */
@@ -58,7 +85,8 @@ export async function runCaptured(
   };
   try {
     const result = await runProcess(argv, {
-      env,
+      env: programEnvironment(env),
+      clearEnv: true,
       timeoutMs: options.timeoutMs,
       signal: options.signal,
       pipesAfterExitMs: PIPES_AFTER_EXIT_MS,

@@ -1,8 +1,8 @@
 /**
  * Killing processes this program did not start itself (a process group, a
- * shared SSH connection's master) under its own permission set, which allows
- * only a list of programs: `Deno.kill` needs the power to run anything, so
- * without it the `kill` program is used.
+ * shared SSH connection's master): `Deno.kill` needs the power to run
+ * anything, which the permission set gives; under a narrower one (a list of
+ * programs) the `kill` program is used.
  *
  * @module
  */

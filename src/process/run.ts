@@ -42,6 +42,8 @@ export interface RunOptions {
   pipesAfterExitMs?: number;
   /** Extra environment variables, merged over the current environment. */
   env?: Record<string, string>;
+  /** Start from an empty environment instead of the current one (then only `env`). */
+  clearEnv?: boolean;
 }
 
 /** What a successful {@linkcode runProcess} returns. */
@@ -78,6 +80,7 @@ export async function runProcess(argv: string[], options: RunOptions = {}): Prom
       args: argv.slice(1),
       cwd: options.cwd,
       env: options.env,
+      clearEnv: options.clearEnv,
       stdin: options.stdin === undefined ? "null" : "piped",
       stdout: "piped",
       stderr: "piped",

@@ -5,7 +5,6 @@
  * @module
  */
 import { posix, win32 } from "node:path";
-import { allowRunFlag } from "../process/run_permission.ts";
 import type { ServiceOs } from "./plan.ts";
 import { isDenoRuntime } from "../version.ts";
 
@@ -15,15 +14,13 @@ import { isDenoRuntime } from "../version.ts";
  * A compiled binary runs as `<exe> run -c <config>`. From source (the
  * executable is deno), it is `<deno> run -q -P=image-transfer --config
  * <repo>/deno.json <repo>/main.ts run -c <config>`, the same permission set
- * as `deno task image-transfer`, plus, with `allowRun` (the config's hook
- * programs), one `--allow-run` naming them and the permission set's programs
- * (the flag replaces the set's list).
+ * as `deno task image-transfer` (which lets hooks run: the config check
+ * guards them, not a flag).
  *
  * @param os the OS the service runs on (picks the path style)
  * @param execPath absolute path of the running executable
  * @param repoRoot the source checkout (used only when running from source)
  * @param configPath absolute config file
- * @param allowRun programs the daemon may run beyond the permission set (source only)
  * @returns program and arguments
  */
 export function daemonArgv(
@@ -31,7 +28,6 @@ export function daemonArgv(
   execPath: string,
   repoRoot: string,
   configPath: string,
-  allowRun: string[] = [],
 ): string[] {
   const path = os === "windows" ? win32 : posix;
   const exec = path.normalize(execPath);
@@ -42,7 +38,6 @@ export function daemonArgv(
     "run",
     "-q",
     "-P=image-transfer",
-    ...(allowRun.length === 0 ? [] : [allowRunFlag(allowRun)]),
     "--v8-flags=--optimize-for-size",
     "--config",
     path.join(repoRoot, "deno.json"),

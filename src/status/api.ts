@@ -121,12 +121,12 @@ export function nightsReport(source: StatusSource, params: URLSearchParams): unk
  * `POST /api/jobs/{job}/{pause|resume|retry}`; retry takes an optional JSON
  * body `{"file": "relative/path"}` (without it, every failed file of the job).
  */
-export async function jobAction(
+export function jobAction(
   source: StatusSource,
   jobName: string,
   action: string,
-  request: Request,
-): Promise<unknown> {
+  body: string,
+): unknown {
   const job = source.jobs().find((j) => j.snapshot().job === jobName);
   if (!job) throw new ApiError(404, `no running job named ${jobName}`);
   switch (action) {
@@ -137,7 +137,7 @@ export async function jobAction(
       job.resume();
       return { job: jobName, state: job.snapshot().state };
     case "retry": {
-      const text = await request.text();
+      const text = body;
       let file: unknown;
       if (text.trim() !== "") {
         try {

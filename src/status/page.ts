@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { createHash } from "node:crypto";
 
 const STYLE = `
 :root{color-scheme:light dark;--ok:#1a7f37;--warn:#9a6700;--bad:#cf222e;--mute:#6e7781}
@@ -118,7 +119,8 @@ function render(s) {
   rows($("problems"), s.problems, (p) => el("tr", { class: "problem" },
     el("td", { class: "name" }, p.relPath), el("td", {}, p.job),
     el("td", { class: "err" }, p.lastError || ""),
-    el("td", {}, p.state === "failed" ? "failed: at the next rescan, or retry" :
+    el("td", {}, p.state === "failed" ? (p.nextAttemptAt ? "failing; next try " +
+      time(p.nextAttemptAt) + ", or Retry now" : "failed: at the next rescan, or retry") :
       p.nextAttemptAt ? "retry " + time(p.nextAttemptAt) : "waiting"),
     el("td", {}, p.state === "failed" ? el("button", { class: "retry",
       onclick: () => act(p.job, "retry", { file: p.relPath }) }, "Retry") : "")), "No failures");
@@ -163,6 +165,27 @@ function connect() {
 }
 connect();
 `;
+
+/** The `'sha256-…'` source that allows exactly `text` as an inline script or style. */
+function hashSource(text: string): string {
+  return `'sha256-${createHash("sha256").update(text).digest("base64")}'`;
+}
+
+/**
+ * The page's Content-Security-Policy: its own script and style only (by their
+ * hashes, so an injected one would not run), live updates from this server,
+ * never framed, no forms, no `<base>`.
+ */
+export const PAGE_CSP = [
+  "default-src 'none'",
+  `script-src ${hashSource(SCRIPT)}`,
+  `style-src ${hashSource(STYLE)}`,
+  "connect-src 'self'",
+  "img-src 'self' data:",
+  "frame-ancestors 'none'",
+  "form-action 'none'",
+  "base-uri 'none'",
+].join("; ");
 
 /** The whole page. */
 export const STATUS_PAGE = `<!doctype html>

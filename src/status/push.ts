@@ -12,6 +12,10 @@ export const PUSH_EVERY_MS = 500;
 const HEARTBEAT_MS = 15_000;
 /** Updates a page may leave unread before its stream is ended. */
 const MAX_UNREAD = 20;
+/** Most pages taking live updates at once; the others are told to come back later. */
+export const MAX_STREAMS = 50;
+/** Seconds a page turned away is told to wait before it tries again. */
+const RETRY_AFTER_S = 10;
 
 /**
  * Server-Sent Events to every open page: the status when something changed,
@@ -25,6 +29,7 @@ export class Pusher {
   #heartbeat: ReturnType<typeof setInterval> | undefined;
   #lastAt = 0;
   #encoder = new TextEncoder();
+  #closed = false;
 
   /** @param stale whether the last update held reused answers (another one follows) */
   constructor(build: () => string, stale: () => boolean) {
@@ -42,8 +47,23 @@ export class Pusher {
     }, wait);
   }
 
-  /** A new page listens. */
-  stream(signal: AbortSignal): Response {
+  /**
+   * A new page listens. Its stream ends when the page goes (the body is
+   * cancelled) or the server stops; with {@linkcode MAX_STREAMS} open, or
+   * once stopping, the page is told to come back later (503, `Retry-After`).
+   */
+  stream(): Response {
+    if (this.#closed || this.#clients.size >= MAX_STREAMS) {
+      const why = this.#closed ? "the daemon is stopping" : "too many live pages are open";
+      return new Response(`${why}; try again later\n`, {
+        status: 503,
+        headers: {
+          "content-type": "text/plain; charset=utf-8",
+          "retry-after": String(RETRY_AFTER_S),
+          ...SECURITY_HEADERS,
+        },
+      });
+    }
     let controller: ReadableStreamDefaultController<Uint8Array>;
     const body = new ReadableStream<Uint8Array>({
       start: (c) => {
@@ -54,7 +74,6 @@ export class Pusher {
       },
       cancel: () => this.#drop(controller),
     });
-    signal.addEventListener("abort", () => this.#drop(controller), { once: true });
     return new Response(body, {
       headers: {
         "content-type": "text/event-stream; charset=utf-8",
@@ -63,8 +82,9 @@ export class Pusher {
     });
   }
 
-  /** End every stream and timer. */
+  /** End every stream and timer; pages that come later are turned away. */
   close(): void {
+    this.#closed = true;
     clearTimeout(this.#timer);
     clearInterval(this.#heartbeat);
     this.#heartbeat = undefined;

@@ -22,9 +22,15 @@ import { RecentDurations } from "./durations.ts";
 import type { StatusEvents } from "./events.ts";
 import type { ListenSettings } from "./listen.ts";
 import { Metrics } from "./metrics.ts";
-import { STATUS_PAGE } from "./page.ts";
+import { PAGE_CSP, STATUS_PAGE } from "./page.ts";
 import { Pusher } from "./push.ts";
 import { json, SECURITY_HEADERS, text } from "./responses.ts";
+
+/** The largest request body taken (an action's JSON is a few hundred bytes). */
+const MAX_BODY_BYTES = 64 * 1024;
+
+/** Longest a stop waits for the status page's open requests. */
+const SHUTDOWN_WAIT_MS = 2_000;
 
 /** Name of the cookie that carries the token. */
 const TOKEN_COOKIE = "itx_token";
@@ -97,7 +103,20 @@ export function startStatusServer(
     async close() {
       stopListening();
       push.close();
-      await server.shutdown();
+      // Open requests get a moment to finish; a stop never waits longer on a page.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const waited = await Promise.race([
+        server.shutdown().then(() => false),
+        new Promise<boolean>((resolve) =>
+          timer = setTimeout(() => resolve(true), SHUTDOWN_WAIT_MS)
+        ),
+      ]);
+      clearTimeout(timer);
+      if (waited) {
+        log.warn("Status page connections still open after {seconds} s; stopping without them", {
+          seconds: SHUTDOWN_WAIT_MS / 1000,
+        });
+      }
     },
   };
 }
@@ -114,7 +133,11 @@ async function route(
     const action = /^\/api\/jobs\/([^/]+)\/([a-z]+)$/.exec(path);
     if (action) {
       if (request.method !== "POST") return text(405, "actions take POST\n", { allow: "POST" });
-      const body = await jobAction(source, decodeURIComponent(action[1]), action[2], request);
+      const given = await readBody(request);
+      if (given === null) {
+        return text(413, `a request body may hold at most ${MAX_BODY_BYTES / 1024} KiB\n`);
+      }
+      const body = jobAction(source, decodeURIComponent(action[1]), action[2], given);
       source.reports.changed();
       push.changed();
       return json(200, body);
@@ -139,8 +162,7 @@ async function route(
         return new Response(STATUS_PAGE, {
           headers: {
             "content-type": "text/html; charset=utf-8",
-            "content-security-policy":
-              "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:",
+            "content-security-policy": PAGE_CSP,
             ...SECURITY_HEADERS,
           },
         });
@@ -151,7 +173,7 @@ async function route(
       case "/api/nights":
         return json(200, nightsReport(source, url.searchParams));
       case "/api/events":
-        return push.stream(request.signal);
+        return push.stream();
       case "/metrics":
         return text(
           200,
@@ -175,6 +197,39 @@ async function route(
     if (error instanceof ApiError) return json(error.status, { error: error.message });
     throw error;
   }
+}
+
+/**
+ * The request's body as text, or `null` when it is longer than
+ * {@linkcode MAX_BODY_BYTES} (read no further: a huge body never fills memory).
+ */
+async function readBody(request: Request): Promise<string | null> {
+  const declared = Number(request.headers.get("content-length") ?? "0");
+  if (declared > MAX_BODY_BYTES) {
+    await request.body?.cancel().catch(() => {});
+    return null;
+  }
+  if (request.body === null) return "";
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const reader = request.body.getReader();
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > MAX_BODY_BYTES) {
+      await reader.cancel().catch(() => {});
+      return null;
+    }
+    chunks.push(value);
+  }
+  const bytes = new Uint8Array(size);
+  let at = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, at);
+    at += chunk.byteLength;
+  }
+  return new TextDecoder().decode(bytes);
 }
 
 /** The refusal for a request that may not be served, or `null`. */
@@ -213,7 +268,8 @@ function hasToken(request: Request, token: string): boolean {
   const link = url.pathname === "/" && request.method === "GET"
     ? url.searchParams.get("token") ?? undefined
     : undefined;
-  const given = bearer ?? (cookie === undefined ? link : safeDecode(cookie));
+  // A fresh link wins over a cookie left by an old token.
+  const given = bearer ?? link ?? (cookie === undefined ? undefined : safeDecode(cookie));
   if (given === undefined) return false;
   // Equal-length digests: the comparison takes the same time whatever was given.
   const digest = (s: string) => createHash("sha256").update(s).digest();

@@ -13,6 +13,10 @@ export interface FailureContext {
   /** `user@host` or `host`. */
   destination: string;
   port: number | null;
+  /** `ssh_identity_file`, for the `ssh` command a message suggests. */
+  identityFile?: string | null;
+  /** `ssh_options`, for the `ssh` command a message suggests. */
+  options?: readonly string[];
 }
 
 /** A failure reason and how to treat it. */
@@ -28,8 +32,15 @@ interface Rule {
   reason: (context: FailureContext, match: RegExpMatchArray) => string;
 }
 
-const sshCommand = (c: FailureContext) =>
-  `ssh ${c.port === null ? "" : `-p ${c.port} `}${c.destination}`;
+/** The `ssh` options of the config (port, identity file, ssh_options), each followed by a space. */
+const sshFlags = (c: FailureContext) =>
+  (c.port === null ? "" : `-p ${c.port} `) +
+  (c.identityFile ? `-i ${wordForShell(c.identityFile)} ` : "") +
+  (c.options ?? []).map((option) => `-o ${wordForShell(option)} `).join("");
+/** `word` as one shell word (quoted when it holds anything but plain characters). */
+const wordForShell = (word: string) =>
+  /^[\w@%+=:,./~-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`;
+const sshCommand = (c: FailureContext) => `ssh ${sshFlags(c)}${c.destination}`;
 const keyscanCommand = (c: FailureContext) =>
   `ssh-keyscan ${c.port === null ? "" : `-p ${c.port} `}${c.host} >> ~/.ssh/known_hosts`;
 const connectionLost = (c: FailureContext) =>
@@ -66,7 +77,7 @@ const RULES: Rule[] = [
       `authentication was refused for ${c.destination}: install your public key in the remote ` +
       `~/.ssh/authorized_keys (e.g. with ssh-copy-id), check remote_user and ssh_identity_file ` +
       `(keys with a passphrase need ssh-agent), then test with "ssh -o BatchMode=yes ` +
-      `${c.port === null ? "" : `-p ${c.port} `}${c.destination} true"`,
+      `${sshFlags(c)}${c.destination} true"`,
   },
   {
     test:

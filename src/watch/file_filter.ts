@@ -88,7 +88,14 @@ export function createFileFilter(job: FilterJob, options: FilterOptions = {}): F
   const root = job.watch_path;
   const absolute = (relPath: string) => root === undefined ? relPath : join(root, relPath);
 
-  const skip = (code: string, reason: string): Skip => ({ code, reason, level: "debug" });
+  // Logged once per path at INFO, so a file that is not sent is never silent; hidden names and
+  // this program's own temporary files only with -v: most writers copy through a hidden name
+  // first, and a line per image would bury the rest.
+  const skip = (code: string, reason: string): Skip => ({
+    code,
+    reason,
+    level: code === "hidden" || code === "temp" ? "debug" : "info",
+  });
   const excludedBy = (relPath: string) => excludes.find((e) => e.match(relPath))?.pattern;
 
   const dirSkip = (relPath: string): Skip | null => {

@@ -26,9 +26,9 @@ export interface Skip {
 export const SKIP_LOG_CAPACITY = 10_000;
 
 /**
- * Logs `Skipped {path}: {reason}` once per path and kind of skip: links and
- * special files at INFO, names that cannot be opened at ERROR, pattern and
- * name rules at debug (`-v`). Remembers at most `capacity` paths (least
+ * Logs `Skipped {path}: {reason}` once per path and kind of skip: links,
+ * special files and pattern rules at INFO, names that cannot be opened at
+ * ERROR, hidden names and temporary files at debug (`-v`). Remembers at most `capacity` paths (least
  * recently logged forgotten first).
  */
 export class SkipLog {

@@ -6,7 +6,6 @@
  * @module
  */
 import { fileURLToPath } from "node:url";
-import { allowRunFlag } from "../../src/process/run_permission.ts";
 
 /** Repository root. */
 export const REPO_ROOT: string = fileURLToPath(new URL("../../", import.meta.url));
@@ -14,7 +13,7 @@ export const REPO_ROOT: string = fileURLToPath(new URL("../../", import.meta.url
 /**
  * The argv prefix that starts the CLI, shared by every CLI test;
  * `extraFlags` adds to the permission set as a user's command line would
- * (the `--allow-run` flag the README gives for hooks, `--deny-net=…`).
+ * (`--deny-net=…`).
  */
 export function cliArgv(args: string[], extraFlags: string[] = []): string[] {
   return [
@@ -50,11 +49,6 @@ export interface CliOptions {
    * test running as root sees permissions as an ordinary user would.
    */
   honourFileModes?: boolean;
-  /**
-   * Programs allowed to run beyond the permission set, as for hooks: one
-   * `--allow-run` naming them and the set's programs, as the README says.
-   */
-  allowRun?: string[];
   /** Flags added after the permission set, e.g. `--allow-net=127.0.0.1:9000`. */
   extraFlags?: string[];
   /**
@@ -67,10 +61,7 @@ export interface CliOptions {
 /** Program and arguments that start the CLI with `args` under `options`. */
 function command(args: string[], options: CliOptions): [string, string[]] {
   // Only root can drop these powers, and only root has them.
-  const argv = cliArgv(args, [
-    ...(options.allowRun ? [allowRunFlag(options.allowRun)] : []),
-    ...options.extraFlags ?? [],
-  ]);
+  const argv = cliArgv(args, options.extraFlags ?? []);
   if (options.inotifyWatches !== undefined) {
     // A fixed script; the limit and the command come as its arguments.
     const script = 'echo "$0" > /proc/sys/user/max_inotify_watches && exec "$@"';

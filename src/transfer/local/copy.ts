@@ -10,6 +10,7 @@ import type { Throttle } from "../throttle.ts";
 import { createHash, type Hash } from "node:crypto";
 import { fstatSync, lstatSync, readSync, writeSync } from "node:fs";
 import { setImmediate } from "node:timers";
+import { basename, dirname } from "node:path";
 import { TransferError } from "../../errors.ts";
 import type { OpenSource } from "../source.ts";
 import type { TransferItem } from "../transport.ts";
@@ -146,6 +147,34 @@ export async function syncFolder(folder: string): Promise<void> {
   await dir.sync();
 }
 
+/**
+ * The file that stands where a folder must be, for an error like
+ * `Not a directory (os error 20): open '/d/20240315/x.fits'` (or Node's
+ * `ENOTDIR: not a directory, open '…'`): the nearest
+ * ancestor of the quoted path (or the path itself, for a `mkdir`) that exists
+ * and is not a folder. `undefined` when the message names no path or nothing
+ * is in the way (any more).
+ */
+export function fileInTheWay(message: string): string | undefined {
+  // Deno's words (`… (os error 20): open '…'`) or Node's (`ENOTDIR: not a directory, open '…'`).
+  const match = /(?:\(os error \d+\):|^E[A-Z]+: [^,]*,) (\w+) '(.*)'$/s.exec(message);
+  if (match === null) return undefined;
+  const [, op, quoted] = match;
+  // "File exists" is about a folder only when making one (a file created exclusively may exist).
+  if (/File exists|EEXIST/.test(message) && op !== "mkdir") return undefined;
+  const candidates: string[] = [];
+  for (let path = quoted; dirname(path) !== path; path = dirname(path)) candidates.push(path);
+  // The topmost non-folder is the one in the way (the ones below it cannot exist).
+  for (const path of candidates.reverse()) {
+    try {
+      if (!Deno.lstatSync(path).isDirectory) return path;
+    } catch {
+      return undefined; // Missing: nothing below it is in the way.
+    }
+  }
+  return undefined;
+}
+
 /** Classify a local copy error. */
 export function toTransferError(item: TransferItem, error: unknown): TransferError {
   if (error instanceof TransferError) {
@@ -174,6 +203,20 @@ export function toTransferError(item: TransferItem, error: unknown): TransferErr
       "retry-later",
       { cause: error },
     );
+  }
+  if (
+    error instanceof Deno.errors.NotADirectory || error instanceof Deno.errors.AlreadyExists ||
+    code === "ENOTDIR" || code === "EEXIST"
+  ) {
+    const blocker = fileInTheWay(reason);
+    if (blocker !== undefined) {
+      return new TransferError(
+        `Cannot send ${item.source}: a file named ${basename(blocker)} is in the way at ` +
+          `${blocker}, where a folder must be; move or rename that file`,
+        "retry",
+        { cause: error },
+      );
+    }
   }
   if (error instanceof Deno.errors.PermissionDenied || code === "EACCES" || code === "EPERM") {
     return new TransferError(`Cannot send ${item.source}: permission denied (${reason})`, "fatal", {

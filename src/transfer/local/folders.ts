@@ -6,7 +6,9 @@
  * @module
  */
 import { join } from "node:path";
+import { bytesToKeep, formatBytes, parseFreeSpace } from "../../config/free_space.ts";
 import { TransferError } from "../../errors.ts";
+import { localDiskSpace } from "../disk_space.ts";
 import { isOwnTempName, randomPart } from "../temp_name.ts";
 import type { ProbeCheck } from "../transport.ts";
 
@@ -80,9 +82,13 @@ export async function sweepLocalLeftovers(
 /**
  * The probe of a local destination: it can be created and written (a new
  * folder of a random name is made and removed there, so nothing is written
- * through a link). Free space is not checked.
+ * through a link), and its free space against `min_free_space` (a file
+ * system the system cannot measure is a warning).
  */
-export async function probeLocalDestination(base: string): Promise<ProbeCheck[]> {
+export async function probeLocalDestination(
+  base: string,
+  minFreeSpace: string | number = 0,
+): Promise<ProbeCheck[]> {
   const probe = join(base, `.image-transfer-probe-${randomPart()}`);
   try {
     await Deno.mkdir(base, { recursive: true });
@@ -90,7 +96,7 @@ export async function probeLocalDestination(base: string): Promise<ProbeCheck[]>
     await Deno.remove(probe);
     return [
       { check: "destination writable", verdict: "ok", detail: base },
-      { check: "free space", verdict: "skip", detail: "not checked for local destinations" },
+      await freeSpaceCheck(base, minFreeSpace),
     ];
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
@@ -100,4 +106,33 @@ export async function probeLocalDestination(base: string): Promise<ProbeCheck[]>
       detail: `${base}: ${message}; create the folder or fix its permissions`,
     }];
   }
+}
+
+/** The free space at `base` against `min_free_space`. */
+async function freeSpaceCheck(base: string, minFreeSpace: string | number): Promise<ProbeCheck> {
+  const space = await localDiskSpace(base);
+  if (space === null) {
+    return {
+      check: "free space",
+      verdict: "warn",
+      detail:
+        `the system cannot tell the free space at ${base}; min_free_space is not checked there`,
+    };
+  }
+  const rule = parseFreeSpace(minFreeSpace) ?? null;
+  const free = `${formatBytes(space.availableBytes)} free at ${base}`;
+  if (rule === null) return { check: "free space", verdict: "ok", detail: free };
+  const keep = bytesToKeep(rule, space.totalBytes);
+  return space.availableBytes >= keep
+    ? {
+      check: "free space",
+      verdict: "ok",
+      detail: `${free} (min_free_space keeps ${formatBytes(keep)})`,
+    }
+    : {
+      check: "free space",
+      verdict: "fail",
+      detail: `${free}, less than min_free_space (${formatBytes(keep)}): nothing would be sent ` +
+        "there; free space, or lower min_free_space",
+    };
 }

@@ -97,7 +97,7 @@ export class LocalTransport implements Transport {
   }
 
   probe(): Promise<ProbeCheck[]> {
-    return probeLocalDestination(this.#job.remote_base_path);
+    return probeLocalDestination(this.#job.remote_base_path, this.#job.min_free_space);
   }
 
   close(): Promise<void> {

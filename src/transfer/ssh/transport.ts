@@ -52,6 +52,8 @@ export abstract class SshTransport implements Transport, SshMethod {
       host: this.session.endpoint.host,
       destination: this.session.destination,
       port: this.session.endpoint.port,
+      identityFile: this.session.endpoint.identityFile,
+      options: this.session.endpoint.options,
     };
     this.timeoutMs = job.transfer_timeout_seconds * 1000;
     this.owner = jobOwner(job);

@@ -1,0 +1,98 @@
+/**
+ * `stop` and `restart`: the daemon of a config, found through its state
+ * folder's lock and PID file, is sent SIGTERM (it stops cleanly, as on
+ * Ctrl-C) and awaited; `restart` then runs it again in this terminal.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { Command } from "commander";
+import { PID_FILE } from "../ledger/daemon_lock.ts";
+import { daemonStatus } from "./daemon_state.ts";
+import { type GlobalOptions, globalOptions } from "./options.ts";
+import { statusConfig } from "./status.ts";
+
+/** How long `stop` waits for the daemon to finish stopping. */
+const STOP_WAIT_MS = 60_000;
+
+/**
+ * Stop the daemon running on `stateDir`.
+ *
+ * @returns the pid stopped, or `undefined` when none was running
+ * @throws {Error} when it cannot be signalled or does not stop in time
+ */
+export async function stopDaemon(stateDir: string): Promise<number | undefined> {
+  const status = daemonStatus(stateDir);
+  if (!status.running) return undefined;
+  const pidFile = join(stateDir, PID_FILE);
+  if (status.pid === undefined) {
+    throw new Error(
+      `A daemon holds state_dir ${stateDir} but wrote no ${pidFile}; stop it with Ctrl-C ` +
+        "or through its service manager",
+    );
+  }
+  if (Deno.build.os === "windows") {
+    throw new Error(
+      `Cannot stop pid ${status.pid} from here on Windows: stop it with Ctrl-C in its window, ` +
+        'or end its task: schtasks /End /TN "image-transfer"',
+    );
+  }
+  try {
+    Deno.kill(status.pid, "SIGTERM");
+  } catch (error) {
+    throw new Error(
+      `Cannot stop the daemon (pid ${status.pid}, from ${pidFile}): ${
+        error instanceof Error ? error.message : String(error)
+      }; it runs as another user? Use sudo, or its service manager`,
+      { cause: error },
+    );
+  }
+  const deadline = Date.now() + STOP_WAIT_MS;
+  while (daemonStatus(stateDir).running) {
+    if (Date.now() > deadline) {
+      throw new Error(
+        `The daemon (pid ${status.pid}) has not stopped ${STOP_WAIT_MS / 1000} s after SIGTERM; ` +
+          "see its log",
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return status.pid;
+}
+
+/** Stop the daemon of the config `global` names, saying what happened. */
+async function stopFor(global: GlobalOptions): Promise<void> {
+  const config = await statusConfig(global.config);
+  const pid = await stopDaemon(config.state_dir);
+  console.log(
+    pid === undefined
+      ? `No daemon is running with state_dir ${config.state_dir}`
+      : `Stopped the daemon (pid ${pid})`,
+  );
+}
+
+/** The `stop` command. */
+export function stopCommand(): Command {
+  return new Command("stop")
+    .description("stop the running daemon of this config (through its PID file), and wait for it")
+    .action(async (_options: unknown, command: Command) => {
+      await stopFor(globalOptions(command));
+    });
+}
+
+/**
+ * The `restart` command: `stop`, then `run` in this terminal (`run` is the
+ * callback, so the daemon starts as the `run` command would).
+ */
+export function restartCommand(run: (global: GlobalOptions) => Promise<void>): Command {
+  return new Command("restart")
+    .description(
+      "stop the running daemon of this config, then run it here (a service: restart it " +
+        "through its service manager)",
+    )
+    .action(async (_options: unknown, command: Command) => {
+      const global = globalOptions(command);
+      await stopFor(global);
+      await run(global);
+    });
+}
