@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { nightFolder } from "../src/layout/night_folder.ts";
+import { nightFolder } from "../src/layout/destination.ts";
 
 /** [instant (UTC), rollover hour, time zone, expected folder, why]. */
 type Case = [string, number, string, string, string];
@@ -107,7 +107,7 @@ Deno.test("Europe/Berlin: the 23-hour and 25-hour days", () => {
 });
 
 Deno.test("an empty time zone means the system time zone", async () => {
-  const module = new URL("../src/layout/night_folder.ts", import.meta.url).href;
+  const module = new URL("../src/layout/destination.ts", import.meta.url).href;
   const script = `import { nightFolder } from ${JSON.stringify(module)};\n` +
     `console.log(nightFolder(new Date("2024-03-14T18:00:00Z"), 0, ""));`;
   for (const [tz, expected] of [["Asia/Tokyo", "20240315"], ["UTC", "20240314"]]) {

@@ -1,6 +1,6 @@
 /** The queue that keeps calls over one shared SSH connection within the server's MaxSessions. */
 import assert from "node:assert/strict";
-import { SessionSlots } from "../src/transfer/ssh/session_slots.ts";
+import { SessionSlots } from "../src/transfer/ssh/connection.ts";
 
 Deno.test("slots are handed out in order and never beyond the size", async () => {
   const slots = new SessionSlots(2);

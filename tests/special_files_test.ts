@@ -11,7 +11,7 @@ import { classifyEntry } from "../src/watch/entry_check.ts";
 import { createFileFilter } from "../src/watch/file_filter.ts";
 import { scanFolder, type SkippedEntry } from "../src/watch/scan.ts";
 import { escapeName, readablePath, SkipLog } from "../src/watch/skip_log.ts";
-import { findUndecodableNames } from "../src/watch/undecodable_names.ts";
+import { findUndecodableNames } from "../src/watch/watch_worker.ts";
 
 async function run(program: string, args: string[]): Promise<void> {
   const out = await new Deno.Command(program, { args, stderr: "piped" }).output();

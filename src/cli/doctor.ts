@@ -7,7 +7,6 @@
  * @module
  */
 import { Command } from "commander";
-import { checkInotifyLimits } from "./doctor_watch_limits.ts";
 import { globalOptions } from "./options.ts";
 import { loadConfig, resolveConfigPath } from "../config/load.ts";
 import type { Config, JobConfig } from "../config/types.ts";
@@ -22,6 +21,13 @@ import { checkBeforeStart } from "../pipeline/preflight.ts";
 import { createTransport } from "../transfer/factory.ts";
 import { watchHow } from "../watch/watch_mode.ts";
 import type { ProbeCheck, Transport } from "../transfer/transport.ts";
+import { runProcess } from "../process/run.ts";
+import {
+  checkWatchLimits,
+  INOTIFY_LIMITS_COMMAND,
+  NAMESPACE_WATCHES_COMMAND,
+  parseInotifyLimits,
+} from "../watch/watch_limits.ts";
 
 /** How each verdict is printed. */
 const VERDICTS: Record<ProbeCheck["verdict"], string> = {
@@ -142,4 +148,28 @@ export function doctorCommand(): Command {
       const ok = await runDoctor(jobs, (line) => console.log(line));
       if (!ok) throw new Error("Cannot confirm every job will work: fix the FAIL lines above");
     });
+}
+
+/**
+ * Report (`ok`, `WARN`, or `skip` when they cannot be read) whether the
+ * inotify limits suit the watch tree at `watchPath`; nothing off Linux.
+ */
+export async function checkInotifyLimits(
+  watchPath: string,
+  line: (verdict: "ok" | "warn" | "skip", check: string, detail: string) => void,
+): Promise<void> {
+  if (Deno.build.os !== "linux") return;
+  const limits = await runProcess(INOTIFY_LIMITS_COMMAND, { timeoutMs: 10_000 }).then(
+    (result) => parseInotifyLimits(new TextDecoder().decode(result.stdout)),
+    () => null,
+  );
+  if (!limits) return line("skip", "watch limits", "cannot read them with sysctl");
+  // Only where user namespaces limit watches (Linux 4.9+); without it the system's limit stands.
+  const namespace = await runProcess(NAMESPACE_WATCHES_COMMAND, { timeoutMs: 10_000 }).then(
+    (result) => Number(new TextDecoder().decode(result.stdout).trim()),
+    () => NaN,
+  );
+  if (Number.isInteger(namespace)) limits.namespaceWatches = namespace;
+  const { ok, detail } = checkWatchLimits(watchPath, limits);
+  line(ok ? "ok" : "warn", "watch limits", detail);
 }

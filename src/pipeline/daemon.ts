@@ -5,7 +5,7 @@
  * A reload validates the file first and keeps the running config if it is
  * wrong. A valid one replaces the jobs: the old runners stop (transfers in
  * flight are aborted and resumed by the new runners from the ledger), then the
- * new ones start. One generation of runners is in `running_jobs.ts`.
+ * new ones start. One generation of runners is a {@linkcode RunningJobs}.
  *
  * @module
  */
@@ -15,7 +15,7 @@ import { loadConfig } from "../config/load.ts";
 import { makeRuntimeDir } from "../config/paths.ts";
 import { WatchFolderError } from "../errors.ts";
 import { Ledger } from "../ledger/ledger.ts";
-import { acquireDaemonLock, PID_FILE } from "../ledger/daemon_lock.ts";
+import { acquireDaemonLock, type JobPause, PID_FILE } from "../ledger/daemon_lock.ts";
 import { logger } from "../log/logging.ts";
 import { createTransport } from "../transfer/factory.ts";
 import { endLeftoverMasters } from "../transfer/ssh/master.ts";
@@ -24,8 +24,7 @@ import { StatusEvents } from "../status/events.ts";
 import { LedgerReports } from "../status/ledger_reports.ts";
 import { startStatusServer, type StatusServer } from "../status/server.ts";
 import { checkBeforeStart } from "./preflight.ts";
-import type { JobSummary } from "./job_runner.ts";
-import { RunningJobs } from "./running_jobs.ts";
+import { JobRunner, type JobSummary } from "./job_runner.ts";
 
 /** Options of {@linkcode runDaemon}. */
 export interface DaemonOptions {
@@ -318,5 +317,67 @@ class DaemonEvents {
       return "reload";
     }
     return undefined;
+  }
+}
+
+/** One generation of job runners: the jobs of one config. */
+export class RunningJobs {
+  readonly runners: JobRunner[];
+  /** Resolves when every runner has started; rejects when one could not. */
+  readonly started: Promise<void>;
+  #stopped = false;
+
+  /** Jobs paused because their destination is full. */
+  #paused: Record<string, JobPause> = {};
+
+  /**
+   * Create a runner per job of `config` and start them.
+   *
+   * @param onPaused told the jobs paused because their destination is full, at every change
+   */
+  constructor(
+    config: Config,
+    transport: (job: JobConfig) => ReturnType<typeof createTransport>,
+    ledger: Ledger,
+    options: { once: boolean; events: StatusEvents },
+    onPaused: (paused: Record<string, JobPause>) => void,
+  ) {
+    onPaused(this.#paused);
+    this.runners = config.jobs.map((job) =>
+      new JobRunner(job, ledger, transport(job), {
+        ...options,
+        onPauseChange: (pause) => {
+          if (pause) this.#paused[job.name] = pause;
+          else delete this.#paused[job.name];
+          if (!this.#stopped) onPaused(this.#paused);
+        },
+      })
+    );
+    this.started = Promise.all(this.runners.map((r) => r.start())).then(() => {}, (error) => {
+      // A runner stopped by a reload may fail on its way out: not a reason to exit.
+      if (this.#stopped) return new Promise<never>(() => {});
+      throw error;
+    });
+  }
+
+  /** Never resolves; rejects when a runner could not start. */
+  failure(): Promise<never> {
+    return this.started.then(() => new Promise<never>(() => {}));
+  }
+
+  /** Resolves when every runner is idle. */
+  async idle(): Promise<void> {
+    await Promise.all(this.runners.map((r) => r.whenIdle()));
+  }
+
+  /** Stop every runner and add what they did to `total` (once). */
+  async stop(total: JobSummary): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    await Promise.all(this.runners.map((r) => r.stop()));
+    for (const r of this.runners) {
+      total.sent += r.summary.sent;
+      total.failed += r.summary.failed;
+    }
   }
 }

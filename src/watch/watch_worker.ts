@@ -20,7 +20,8 @@
 /// <reference lib="deno.worker" />
 import { dirname } from "node:path";
 import { FifoGuard } from "./fifo_guard.ts";
-import { findUndecodableNames } from "./undecodable_names.ts";
+import { join } from "node:path";
+import { hasUndecodableBytes } from "./entry_check.ts";
 
 /** One event as forwarded to the parent. */
 export interface WatchEvent {
@@ -132,5 +133,39 @@ class UndecodableSearch {
 
   stop(): void {
     clearTimeout(this.#timer);
+  }
+}
+
+/**
+ * Every entry below `root` whose listed name holds U+FFFD and that cannot be
+ * found by that name (a name with a real U+FFFD is fine). Folders reached
+ * through links are not entered; nothing is opened.
+ */
+export function findUndecodableNames(root: string): string[] {
+  const out: string[] = [];
+  const stack = [root];
+  while (stack.length > 0) {
+    const dir = stack.pop()!;
+    let entries: Deno.DirEntry[];
+    try {
+      entries = [...Deno.readDirSync(dir)];
+    } catch {
+      continue;
+    }
+    for (const entry of entries) {
+      const path = join(dir, entry.name);
+      if (hasUndecodableBytes(entry.name) && !exists(path)) out.push(path);
+      else if (entry.isDirectory) stack.push(path);
+    }
+  }
+  return out;
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
   }
 }
