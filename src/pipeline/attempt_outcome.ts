@@ -1,13 +1,15 @@
 /**
  * What a failed attempt means for a file: a pure function from the error,
  * the file as it was sent and the file as it is now to the ledger update and
- * the next step.
+ * the next step; and how that is said in the log.
  *
  * @module
  */
 import { isDestinationFull, type TransferError } from "../errors.ts";
 import { type FileVersion, sameVersion } from "../watch/file_version.ts";
+import type { Logger } from "../log/logging.ts";
 import { retryDelayMs } from "./backoff.ts";
+import { systemClock } from "./clock.ts";
 
 /** The retry settings of a job. */
 export interface RetryPolicy {
@@ -119,4 +121,69 @@ export function attemptOutcome(attempt: FailedAttempt): AttemptOutcome {
     ledger: failure(attempts, nextAttemptAt, true),
     next: { kind: "give-up", attempts, nextAttemptAt, first: !attempt.failing },
   };
+}
+
+/** Say what a failed attempt of `source` means, at the level it deserves. */
+export function logFailure(
+  log: Logger,
+  job: RetryPolicy,
+  source: string,
+  error: TransferError,
+  next: NextStep,
+): void {
+  switch (next.kind) {
+    case "drop":
+      log.info("Dropped {path}: it disappeared while being sent", {
+        path: source,
+      });
+      return;
+    case "observe":
+      log.info("{path} changed while being sent; waiting until it is complete again", {
+        path: source,
+      });
+      return;
+    case "hold":
+      log.debug("{source} waits for space at the destination: {reason}", {
+        source,
+        reason: error.message,
+      });
+      return;
+    case "retry": {
+      const fields = {
+        source,
+        reason: error.message,
+        attempt: next.attempts,
+        of: job.retry_attempts,
+        seconds: Math.round(next.delayMs / 100) / 10,
+      };
+      const message =
+        "Attempt {attempt} of {source} failed: {reason}; retry {attempt}/{of} in {seconds} s";
+      if (error.kind === "retry-later") log.error(message, fields);
+      else log.warn(message, fields);
+      return;
+    }
+    case "give-up": {
+      const seconds = Math.round((next.nextAttemptAt - systemClock.now()) / 1000);
+      const again = next.nextAttemptAt === 0
+        ? "it is tried again at the next rescan or start-up"
+        : `it is tried again every ${
+          Math.round(slowRetryMs(job) / 1000)
+        } s (retry_max_delay_seconds) until it arrives, or at once with Retry on the status page`;
+      if (!next.first) {
+        log.warn(
+          "Attempt {attempt} of {source} failed: {reason}; still failing, next try in {seconds} s",
+          { source, reason: error.message, attempt: next.attempts, seconds },
+        );
+        return;
+      }
+      const hint = error.retryable
+        ? `gave up after ${next.attempts} attempt(s); ${again}`
+        : `this needs a fix first; ${again}`;
+      log.error("Failed to transfer {source}: {reason} ({hint})", {
+        source,
+        reason: error.message,
+        hint,
+      });
+    }
+  }
 }

@@ -22,7 +22,7 @@ import { type FileTable, LedgerWriteError, writeIfWritable } from "../ledger/fil
 import { jobLogger, type Logger } from "../log/logging.ts";
 import type { TransferItem, TransferOutcome, Transport } from "../transfer/transport.ts";
 import { absolutePath, type FileVersion, versionOf } from "../watch/file_version.ts";
-import { attemptOutcome, type NextStep, slowRetryMs } from "./attempt_outcome.ts";
+import { attemptOutcome, logFailure, type NextStep, slowRetryMs } from "./attempt_outcome.ts";
 import { retryDelayMs } from "./backoff.ts";
 import { systemClock } from "./clock.ts";
 import type { AfterAttempt, WorkQueue, WorkRecord } from "./work_queue.ts";
@@ -340,7 +340,7 @@ export class BatchSender {
         ? table.remove(record.relPath)
         : table.recordFailure(record.relPath, update.failure)
     );
-    this.#logFailure(source, error, outcome.next);
+    logFailure(this.#log, this.#context.job, source, error, outcome.next);
     const { kind } = outcome.next;
     if (kind === "retry" || kind === "give-up" || kind === "hold") {
       this.#context.onFailed?.(record.relPath, error, kind === "give-up");
@@ -353,65 +353,6 @@ export class BatchSender {
     const recheck = queue.finish(record.relPath, afterAttempt(outcome.next));
     if (outcome.next.kind === "observe" || (recheck && outcome.next.kind !== "drop")) {
       this.#context.observe(source);
-    }
-  }
-
-  #logFailure(source: string, error: TransferError, next: NextStep): void {
-    const { job } = this.#context;
-    switch (next.kind) {
-      case "drop":
-        this.#log.info("Dropped {path}: it disappeared while being sent", {
-          path: source,
-        });
-        return;
-      case "observe":
-        this.#log.info("{path} changed while being sent; waiting until it is complete again", {
-          path: source,
-        });
-        return;
-      case "hold":
-        this.#log.debug("{source} waits for space at the destination: {reason}", {
-          source,
-          reason: error.message,
-        });
-        return;
-      case "retry": {
-        const fields = {
-          source,
-          reason: error.message,
-          attempt: next.attempts,
-          of: job.retry_attempts,
-          seconds: Math.round(next.delayMs / 100) / 10,
-        };
-        const message =
-          "Attempt {attempt} of {source} failed: {reason}; retry {attempt}/{of} in {seconds} s";
-        if (error.kind === "retry-later") this.#log.error(message, fields);
-        else this.#log.warn(message, fields);
-        return;
-      }
-      case "give-up": {
-        const seconds = Math.round((next.nextAttemptAt - Date.now()) / 1000);
-        const again = next.nextAttemptAt === 0
-          ? "it is tried again at the next rescan or start-up"
-          : `it is tried again every ${
-            Math.round(slowRetryMs(job) / 1000)
-          } s (retry_max_delay_seconds) until it arrives, or at once with Retry on the status page`;
-        if (!next.first) {
-          this.#log.warn(
-            "Attempt {attempt} of {source} failed: {reason}; still failing, next try in {seconds} s",
-            { source, reason: error.message, attempt: next.attempts, seconds },
-          );
-          return;
-        }
-        const hint = error.retryable
-          ? `gave up after ${next.attempts} attempt(s); ${again}`
-          : `this needs a fix first; ${again}`;
-        this.#log.error("Failed to transfer {source}: {reason} ({hint})", {
-          source,
-          reason: error.message,
-          hint,
-        });
-      }
     }
   }
 }
