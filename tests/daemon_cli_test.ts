@@ -57,7 +57,9 @@ Deno.test("run --once sends what is complete, exits 0, and status reports it", a
 
     const json = await runCli(["status", "--json", "-c", box.config], { env: box.env });
     const parsed = JSON.parse(json.stdout);
-    assert.deepEqual(parsed.counts, [{ job: "default", state: "done", count: 1 }]);
+    assert.deepEqual(parsed.counts, [
+      { job: "default", target: `local:${box.dest}`, state: "done", count: 1 },
+    ]);
   } finally {
     await Deno.remove(box.root, { recursive: true });
   }

@@ -171,6 +171,8 @@ Deno.test("SIGHUP with a valid config: the new jobs and destinations take effect
     const other = await drop(watch2, "other.fits");
     await arrives(dest2, "moved.fits", moved);
     await arrives(dest3, "other.fits", other);
+    // The new destination gets what it has not received: the file sent before the reload too.
+    await arrives(dest2, "first.fits", first);
     assert.deepEqual(await listFiles(box.dest), ["20240502/first.fits"]);
     assert.equal(
       await Deno.readTextFile(join(box.stateDir, "daemon.pid")),
@@ -181,7 +183,11 @@ Deno.test("SIGHUP with a valid config: the new jobs and destinations take effect
   }
   const log = await Deno.readTextFile(box.logFile);
   assert.match(log, /INFO +\[daemon\] Reloading .*config\.yaml \(SIGHUP\)/);
-  assert.match(log, /Stopped: 3 file\(s\) sent, 0 failed in this run/);
+  assert.match(
+    log,
+    /1 file\(s\) of job cam went to another destination before, not to .*dest2; those still in the watch folder are sent to .*dest2 now/,
+  );
+  assert.match(log, /Stopped: 4 file\(s\) sent, 0 failed in this run/);
 });
 
 Deno.test("SIGHUP with an invalid config is refused with a log line; the running config keeps working", async () => {
@@ -235,7 +241,10 @@ Deno.test("SIGHUP in the middle of a copy: the copy is aborted and resumed, whol
     await daemon.waitForOutput("Reloaded");
     await daemon.waitForOutput("Successfully transferred", 120_000);
     // The new runner took over the copy the old one had started.
-    assert.match(daemon.stderr(), /Resuming 1 interrupted or failed file\(s\) of job default/);
+    assert.match(
+      daemon.stderr(),
+      /Resuming 1 interrupted file\(s\) of job default: their copies at .* are continued/,
+    );
     assert.equal(daemon.stderr().split("Successfully transferred").length, 2, daemon.stderr());
   } finally {
     assert.equal((await daemon.stop()).code, 0, daemon.stderr());
