@@ -3,7 +3,8 @@
  * real CLI: a damaged ledger (cut in half, 0 bytes, garbage) is set aside and
  * rebuilt without sending again what already arrived; a ledger that cannot be
  * written (its tmpfs full) pauses the job instead of being ignored, and every
- * file then arrives once with its hook run once, with or without a restart;
+ * file then arrives once with its hook run once, with or without a restart,
+ * for every method (a real sshd and vsftpd);
  * a trial run does not hide files from a configured destination; a wall clock
  * stepped back an hour does not hold a waiting retry (libfaketime).
  */
@@ -13,7 +14,9 @@ import { LEDGER_FILE } from "../src/ledger/ledger.ts";
 import { runCli, startCli } from "./helpers/cli.ts";
 import { listFiles, randomBytes, waitFor } from "./helpers/files.ts";
 import { cliSandbox, type Sandbox } from "./helpers/sandbox.ts";
+import { startSshd } from "./helpers/sshd.ts";
 import { withTmpfs } from "./helpers/tmpfs.ts";
+import { startVsftpd } from "./helpers/vsftpd.ts";
 
 const NIGHT_MTIME = new Date("2024-03-15T22:00:00Z");
 
@@ -43,10 +46,10 @@ async function inodes(dest: string): Promise<Map<string, number | null>> {
   return out;
 }
 
-/** Files below `dest` (none while it does not exist yet), temporary copies left out. */
+/** Files below `dest` (none while it does not exist yet), temporary copies and upload folders left out. */
 async function delivered(dest: string): Promise<string[]> {
   const files = await listFiles(dest).catch(() => []);
-  return files.filter((rel) => !rel.split("/").at(-1)!.startsWith("."));
+  return files.filter((rel) => !rel.split("/").some((part) => part.startsWith(".")));
 }
 
 async function assertDelivered(dest: string, files: Map<string, Uint8Array>): Promise<void> {
@@ -121,13 +124,48 @@ async function fill(folder: string): Promise<string> {
   return path;
 }
 
-for (const restart of [false, true]) {
+/** A destination for `method`: its config keys and the folder it writes to on this machine. */
+async function destination(
+  method: "local" | "scp" | "rsync" | "ftp",
+  box: Sandbox,
+): Promise<{ keys: Record<string, unknown>; dest: string; stop: () => Promise<void> }> {
+  if (method === "local") {
+    return { keys: {}, dest: box.dest, stop: () => Promise.resolve() };
+  }
+  if (method === "ftp") {
+    const server = await startVsftpd();
+    const dest = await server.makeRemoteDir();
+    return {
+      keys: { ...server.configKeys(), remote_base_path: dest },
+      dest,
+      stop: () => server.stop(),
+    };
+  }
+  const sshd = await startSshd();
+  const dest = await sshd.makeRemoteDir();
+  return {
+    keys: { ...sshd.configKeys(), transfer_method: method, remote_base_path: dest },
+    dest,
+    stop: () => sshd.stop(),
+  };
+}
+
+const FULL_STATE_CASES = [
+  ["local", false],
+  ["local", true],
+  ["rsync", true],
+  ["scp", false],
+  ["ftp", true],
+] as const;
+
+for (const [method, restart] of FULL_STATE_CASES) {
   Deno.test(
-    `a full state folder pauses sending; every file then arrives once, its hook run once (${
+    `a full state folder pauses sending; every file then arrives once, its hook run once (${method}, ${
       restart ? "with" : "without"
     } a restart)`,
     async () => {
       await using box = await cliSandbox();
+      const target = await destination(method, box);
       const hook = join(box.root, "hook.sh");
       const hookLog = join(box.root, "hook.log");
       await Deno.writeTextFile(
@@ -135,62 +173,71 @@ for (const restart of [false, true]) {
         `#!/bin/sh\nprintf '%s\\n' "$IMAGE_TRANSFER_RELATIVE_PATH" >> '${hookLog}'\n`,
       );
       await Deno.chmod(hook, 0o755);
-      await box.rewrite({ on_transfer: [hook], retry_delay_seconds: 0.2 });
-      await withTmpfs(box.stateDir, "16m", async () => {
-        const start = () => startCli(["run", "-c", box.config], { env: box.env });
-        let daemon = start();
-        try {
-          await daemon.waitForOutput("Watching", 60_000);
-          const early = await writeFiles(box, "early_", 3);
-          await waitFor(async () => (await delivered(box.dest)).length === 3, 60_000, "early");
-          const filler = await fill(box.stateDir);
-          // Long names make each row (and the ledger's journal) grow.
-          const late = await writeFiles(box, `late_${"x".repeat(180)}_`, 40, 1000);
-          await waitFor(
-            async () => (await Deno.readTextFile(box.logFile)).includes("Cannot write the ledger"),
-            60_000,
-            "the ledger error",
-          );
-          const log = await Deno.readTextFile(box.logFile);
-          assert.match(
-            log,
-            /Cannot write the ledger .*ledger\.sqlite: .*(full|space).* free on its disk/,
-          );
-          if (restart) {
-            const stopped = await daemon.stop("SIGTERM");
-            assert.equal(stopped.code, 0, daemon.stderr());
+      await box.rewrite({ ...target.keys, on_transfer: [hook], retry_delay_seconds: 0.2 });
+      try {
+        await withTmpfs(box.stateDir, "16m", async () => {
+          const start = () => startCli(["run", "-c", box.config], { env: box.env });
+          let daemon = start();
+          try {
+            await daemon.waitForOutput("Watching", 60_000);
+            const early = await writeFiles(box, "early_", 3);
+            await waitFor(
+              async () => (await delivered(target.dest)).length === 3,
+              60_000,
+              "early",
+            );
+            const filler = await fill(box.stateDir);
+            // Long names make each row (and the ledger's journal) grow.
+            const late = await writeFiles(box, `late_${"x".repeat(180)}_`, 40, 1000);
+            await waitFor(
+              async () =>
+                (await Deno.readTextFile(box.logFile)).includes("Cannot write the ledger"),
+              60_000,
+              "the ledger error",
+            );
+            const log = await Deno.readTextFile(box.logFile);
+            assert.match(
+              log,
+              /Cannot write the ledger .*ledger\.sqlite: .*(full|space).* free on its disk/,
+            );
+            if (restart) {
+              const stopped = await daemon.stop("SIGTERM");
+              assert.equal(stopped.code, 0, daemon.stderr());
+            }
+            await Deno.remove(filler);
+            if (restart) daemon = start();
+            const all = new Map([...early, ...late]);
+            await waitFor(
+              async () => (await delivered(target.dest)).length === all.size,
+              120_000,
+              "every file at the destination",
+            );
+            await assertDelivered(target.dest, all);
+            // Every arrival recorded and announced once: its hook ran once.
+            await waitFor(
+              async () => {
+                const lines = (await Deno.readTextFile(hookLog).catch(() => "")).trim().split("\n");
+                return lines.length >= all.size;
+              },
+              60_000,
+              "a hook run per file",
+            );
+            const runs = (await Deno.readTextFile(hookLog)).trim().split("\n").sort();
+            assert.deepEqual(runs, [...all.keys()].sort(), "one hook run per file");
+            const finalLog = await Deno.readTextFile(box.logFile);
+            assert.equal(
+              (finalLog.match(/ERROR.*Cannot write the ledger/g) ?? []).length,
+              1,
+              "said once",
+            );
+            if (!restart) assert.match(finalLog, /can be written again; transfers go on/);
+          } finally {
+            await daemon.stop("SIGTERM").catch(() => {});
           }
-          await Deno.remove(filler);
-          if (restart) daemon = start();
-          const all = new Map([...early, ...late]);
-          await waitFor(
-            async () => (await delivered(box.dest)).length === all.size,
-            120_000,
-            "every file at the destination",
-          );
-          await assertDelivered(box.dest, all);
-          // Every arrival recorded and announced once: its hook ran once.
-          await waitFor(
-            async () => {
-              const lines = (await Deno.readTextFile(hookLog).catch(() => "")).trim().split("\n");
-              return lines.length >= all.size;
-            },
-            60_000,
-            "a hook run per file",
-          );
-          const runs = (await Deno.readTextFile(hookLog)).trim().split("\n").sort();
-          assert.deepEqual(runs, [...all.keys()].sort(), "one hook run per file");
-          const finalLog = await Deno.readTextFile(box.logFile);
-          assert.equal(
-            (finalLog.match(/ERROR.*Cannot write the ledger/g) ?? []).length,
-            1,
-            "said once",
-          );
-          if (!restart) assert.match(finalLog, /can be written again; transfers go on/);
-        } finally {
-          await daemon.stop("SIGTERM").catch(() => {});
-        }
-      });
+        });
+      } finally {
+        await target.stop();
+      }
     },
   );
 }
