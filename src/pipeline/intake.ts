@@ -35,6 +35,8 @@ export interface IntakeContext {
 export class Intake {
   #context: IntakeContext;
   #log: Logger;
+  /** Files found complete while the ledger could not record them: known, not missed. */
+  #unrecorded = new Set<string>();
 
   constructor(context: IntakeContext) {
     this.#log = jobLogger("pipeline", context.job.name);
@@ -55,6 +57,7 @@ export class Intake {
     const found: FoundFile[] = [];
     for (const file of files) {
       if (queue.get(file.relPath) || checker.has(file.path)) continue;
+      if (this.#unrecorded.has(file.relPath)) continue;
       const entry = table.doneVersion(file.relPath);
       if (entry && quick) continue;
       if (entry) {
@@ -85,6 +88,14 @@ export class Intake {
     if (decision === "plan") this.#plan(rel, file.path, version);
     else if (decision === "keep") this.#context.onQueued();
     this.#context.onSettled();
+  }
+
+  /**
+   * The ledger can be written again: the files it could not record are
+   * looked at anew by the next scan.
+   */
+  ledgerWritable(): void {
+    this.#unrecorded.clear();
   }
 
   /** A file under observation disappeared (or turned out to be a folder). */
@@ -130,7 +141,10 @@ export class Intake {
       if (this.#context.stopping()) return;
       if (queue.get(rel)?.phase === "planning") queue.remove(rel);
       // The ledger says why once, and the job looks at the folder again when it can write.
-      if (error instanceof LedgerWriteError) return;
+      if (error instanceof LedgerWriteError) {
+        this.#unrecorded.add(rel);
+        return;
+      }
       this.#log.error("Cannot plan the destination of {path}: {error}", {
         path,
         error: String(error),

@@ -30,6 +30,7 @@ import type { BatchSender } from "./batch_sender.ts";
 import type { FreeSpaceGauge } from "../status/free_space_gauge.ts";
 import type { FullDestinationPause } from "./full_pause.ts";
 import type { GrowingSender } from "./growing_sender.ts";
+import type { Intake } from "./intake.ts";
 import type { JobExtras } from "./job_extras.ts";
 import { type JobSnapshot, JobStatus } from "../status/job_status.ts";
 import { type JobOutcomes, type JobRunnerOptions, type JobSummary, wireJob } from "./job_wiring.ts";
@@ -58,6 +59,7 @@ export class JobRunner {
   #transport: Transport;
   #options: JobRunnerOptions;
   #checker: StabilityChecker;
+  #intake: Intake;
   #queue: WorkQueue;
   #session: WatchSession;
   /** Parts of files that are still growing (`growing_patterns`). */
@@ -112,6 +114,7 @@ export class JobRunner {
       },
     });
     this.#checker = parts.checker;
+    this.#intake = parts.intake;
     this.#queue = parts.queue;
     this.#session = parts.session;
     this.#growing = parts.growing;
@@ -311,6 +314,7 @@ export class JobRunner {
     if (problem) return;
     this.#sender.recordWaiting();
     // A file found complete while the ledger could not be written was not recorded: look again.
+    this.#intake.ledgerWritable();
     void this.#session.rescan();
     this.#pump();
   }

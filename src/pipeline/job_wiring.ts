@@ -99,6 +99,7 @@ export interface JobWiringInput {
 /** The collaborators of one job's runner. */
 export interface JobParts {
   checker: StabilityChecker;
+  intake: Intake;
   queue: WorkQueue;
   session: WatchSession;
   /** Parts of files that are still growing (`growing_patterns`). */
@@ -280,5 +281,5 @@ export function wireJob(input: JobWiringInput): JobParts {
     admit: (bytes) => space.admit(bytes),
     deadlineMs: options.batchDeadlineMs,
   });
-  return { checker, queue, session, growing, full, space, sender, extras, sync, freeSpace };
+  return { checker, intake, queue, session, growing, full, space, sender, extras, sync, freeSpace };
 }
