@@ -145,6 +145,9 @@ Deno.test("ci.yml: tests with the system tools, then the smoke test from source 
       "ca-certificates",
       "prometheus",
       "chromium",
+      "bindfs",
+      "fuse3",
+      "faketime",
     ]
   ) {
     assert.match(runs, new RegExp(`apt-get install[^\\n]*(\\\\\\n[^\\n]*)*\\b${pkg}\\b`), pkg);
