@@ -26,3 +26,12 @@ export async function runningProcesses(
   }
   return out;
 }
+
+/** Whether process `pid` has ended (gone, or a zombie no one reaped yet). */
+export function processEnded(pid: number): boolean {
+  try {
+    return /^\d+ \(.*\) Z/.test(Deno.readTextFileSync(`/proc/${pid}/stat`));
+  } catch {
+    return true;
+  }
+}
