@@ -24,7 +24,8 @@ Deno.test("daemon (local): burst + slow writer arrive complete in night folders;
       remote_base_path: dest,
       transfer_method: "local",
       verify_transfer: "checksum",
-      stability_window_seconds: 1,
+      // Far longer than the slow writer's pauses (300 ms), which a busy machine may stretch.
+      stability_window_seconds: 5,
       night_rollover_hour: 12,
       night_timezone: "UTC",
       state_dir: join(root, "state"),

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
-import { randomBytes } from "./helpers/files.ts";
+import { randomBytes, waitFor } from "./helpers/files.ts";
 import { getJson, startStatusDaemon } from "./helpers/status.ts";
 
 const HOSTILE = "<img src=x onerror=alert(1)>.fits";
@@ -116,14 +116,14 @@ Deno.test("status page in Chromium: live updates, failure reason, retry, pause/r
     await page.locator(".job .state", { hasText: "paused" }).waitFor();
     const held = randomBytes(1000);
     await Deno.writeFile(join(d.watch, "held.fits"), held);
-    for (let i = 0; i < 100; i++) {
-      const s = await getJson<{ jobs: Array<{ queue: { queued: number } }> }>(
-        d.base,
-        "/api/status",
-      );
-      if (s.jobs[0].queue.queued === 1) break;
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await waitFor(
+      async () =>
+        (await getJson<{ jobs: Array<{ queue: { queued: number } }> }>(d.base, "/api/status"))
+          .jobs[0].queue.queued === 1,
+      60_000,
+      "held.fits queued while paused",
+    );
+    // Not sent while paused (an observation period: on a slow machine it only proves less).
     await new Promise((r) => setTimeout(r, 500));
     assert.equal(await page.locator("#recent tr.sent", { hasText: "held.fits" }).count(), 0);
     await page.locator(".job button.resume").click();
