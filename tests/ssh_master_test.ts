@@ -129,7 +129,9 @@ for (const method of ["scp", "rsync"] as const) {
       await t.step(
         "a connection the server stopped answering is replaced after a failed call",
         async () => {
-          await withTransport(sshd, method, 5, async ({ src, dst, runtime, transport }) => {
+          // A transfer timeout of 15 s: the call through the frozen connection ends with it, and
+          // a new connection has room to open on a busy machine.
+          await withTransport(sshd, method, 15, async ({ src, dst, runtime, transport }) => {
             const first = await makeItem(src, "c/1.fits", randomBytes(1000));
             await sendAndCheck(transport, dst, [first]);
             const socket = controlSocket(runtime);
@@ -143,7 +145,7 @@ for (const method of ["scp", "rsync"] as const) {
               const failed = await transport.send([second], new AbortController().signal);
               assert.equal(failed[0].error?.kind, "retry", failed[0].error?.message);
               assert.ok(alive(old), "the master has not noticed yet (keep-alives take ~60 s)");
-              // Through the frozen connection, the call would fail at the transfer timeout (5 s).
+              // Through the frozen connection, the call would fail at the transfer timeout.
               await sendAndCheck(transport, dst, [second]);
               assert.notEqual(await masterOf(socket), old, "a new connection carried it");
             } finally {
