@@ -3,7 +3,7 @@
  * private sshd on loopback. Writes bench/RESULTS.md (after a full run) and
  * prints the table to stdout; progress goes to stderr.
  *
- * Usage: `deno task bench [--quick] [scale] [poll] [latency] [burst] [big] [flood]`
+ * Usage: `deno task bench [--quick] [scale] [poll] [latency] [burst] [big] [flood] [bandwidth]`
  * (all by default). RESULTS.md is written only when every benchmark ran at
  * full size; otherwise the whole report goes to stdout. `--quick` runs one
  * round of each with a smaller tree, a short idle period and a smaller flood,
@@ -13,6 +13,7 @@
  */
 import { fileURLToPath } from "node:url";
 import { startSshd, type TestSshd } from "../tests/helpers/sshd.ts";
+import { runBandwidth } from "./bandwidth.ts";
 import { runBigFile } from "./big_file.ts";
 import { runBurst } from "./burst.ts";
 import { runFlood } from "./flood.ts";
@@ -23,7 +24,7 @@ import { runPoll } from "./poll.ts";
 import { runScale } from "./scale.ts";
 import { type BenchContext, generateData, progress } from "./setup.ts";
 
-const PHASES = ["scale", "poll", "latency", "burst", "big", "flood"] as const;
+const PHASES = ["scale", "poll", "latency", "burst", "big", "flood", "bandwidth"] as const;
 type Phase = typeof PHASES[number];
 
 const RESULTS_FILE = fileURLToPath(new URL("./RESULTS.md", import.meta.url));
@@ -88,6 +89,9 @@ async function main(): Promise<void> {
           break;
         case "flood":
           sections.push(await runFlood(ctx, quick ? { files: 5_000 } : {}));
+          break;
+        case "bandwidth":
+          sections.push(await runBandwidth(ctx, rounds));
           break;
       }
     }

@@ -17,7 +17,8 @@ function append(path: string, bytes: Uint8Array): void {
 }
 
 Deno.test("completeness: a FITS file written header first, then its data in open-append-close steps, is ready once, complete, at its last close (real watcher)", async () => {
-  await withChecker({ stableForMs: 10_000 }, async (checker, rec, dir) => {
+  // A window no test waits for: a report at all shows it came at the close.
+  await withChecker({ stableForMs: 600_000 }, async (checker, rec, dir) => {
     // Wired like the job runner: a close-after-write ("access") is "closed", the rest "changed".
     const watcher = Deno.watchFs(dir, { recursive: true });
     const pump = (async () => {
@@ -45,7 +46,6 @@ Deno.test("completeness: a FITS file written header first, then its data in open
       assert.equal(ready.size, header.length + data.length);
       assert.equal(ready.truncated, undefined);
       assert.ok(ready.atMs >= lastCloseAt, "reported only after the last close");
-      assert.ok(ready.atMs - lastCloseAt < 10_000, "at its close, not after the window");
       await sleep(500);
       assert.equal(rec.ready.length, 1, "reported once");
     } finally {
@@ -69,7 +69,8 @@ Deno.test("completeness: a complete FITS file without a close (a scan, another O
 
 Deno.test("completeness: an incomplete FITS file waits whatever its closes say, then goes as truncated after the grace", async () => {
   await withChecker(
-    { stableForMs: 200, closedForMs: 50, closeShortcut: () => true, incompleteGraceMs: 1500 },
+    // A grace far longer than the pauses below, which a busy machine may stretch.
+    { stableForMs: 200, closedForMs: 50, closeShortcut: () => true, incompleteGraceMs: 8000 },
     async (checker, rec, dir) => {
       const path = join(dir, "cut short.fits");
       const { header, data } = imageParts(100, 100);
@@ -85,7 +86,7 @@ Deno.test("completeness: an incomplete FITS file waits whatever its closes say, 
       await rec.until(() => rec.ready.length === 1, "ready after the grace");
       const [ready] = rec.ready;
       // The grace also runs from the mtime, whose clock ticks coarsely (a few ms).
-      assert.ok(ready.atMs - lastChangeAt >= 1480, `${ready.atMs - lastChangeAt} ms`);
+      assert.ok(ready.atMs - lastChangeAt >= 7980, `${ready.atMs - lastChangeAt} ms`);
       assert.equal(ready.size, header.length + 5000);
       assert.deepEqual(ready.truncated, {
         expectedBytes: header.length + data.length,
@@ -150,7 +151,8 @@ Deno.test("completeness: a FITS file longer than its structure, or announcing mo
 
 Deno.test("completeness: a close starts the full window for other files; the shortcut only where allowed, never for empty files", async () => {
   await withChecker(
-    { stableForMs: 1500, closedForMs: 100, closeShortcut: (path) => path.endsWith(".raw") },
+    // A window far longer than closedForMs, so a busy machine cannot blur the two.
+    { stableForMs: 5000, closedForMs: 100, closeShortcut: (path) => path.endsWith(".raw") },
     async (checker, rec, dir) => {
       const plain = join(dir, "plain.dat");
       const allowed = join(dir, "allowed.raw");
@@ -162,16 +164,18 @@ Deno.test("completeness: a close starts the full window for other files; the sho
       for (const path of [plain, allowed, empty]) checker.touch(path, "closed");
       await rec.until(() => rec.ready.length === 3, "all ready");
       const at = (path: string) => rec.readyFor(path)[0].atMs - closedAt;
-      assert.ok(at(allowed) >= 99 && at(allowed) < 1500, `shortcut: ${at(allowed)} ms`);
-      assert.ok(at(plain) >= 1499, `plain: ${at(plain)} ms`);
-      assert.ok(at(empty) >= 1499, `empty: ${at(empty)} ms`);
+      assert.ok(at(allowed) >= 99, `shortcut: ${at(allowed)} ms`);
+      assert.ok(at(allowed) < at(plain) && at(allowed) < at(empty), "the shortcut came first");
+      assert.ok(at(plain) >= 4999, `plain: ${at(plain)} ms`);
+      assert.ok(at(empty) >= 4999, `empty: ${at(empty)} ms`);
       assert.equal(rec.readyFor(empty)[0].size, 0);
     },
   );
 });
 
 Deno.test("completeness: files deleted 0.5 s after their close are gone, never ready", async () => {
-  await withChecker({ stableForMs: 3000, closedForMs: 200 }, async (checker, rec, dir) => {
+  // A window far longer than the 0.5 s before the delete, which a busy machine may stretch.
+  await withChecker({ stableForMs: 10_000, closedForMs: 200 }, async (checker, rec, dir) => {
     const plain = join(dir, "deleted.fits");
     const incomplete = join(dir, "deleted header.fits");
     Deno.writeFileSync(plain, new Uint8Array(20_000).fill(1));

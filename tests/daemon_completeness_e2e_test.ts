@@ -13,8 +13,12 @@ import { listFiles, randomBytes, waitFor, writeConfig } from "./helpers/files.ts
 import { imageParts } from "./helpers/fits.ts";
 import { sshSandbox, startSshd, type TestSshd } from "./helpers/sshd.ts";
 
-const WINDOW_SECONDS = 2;
-const GRACE_SECONDS = 5;
+/**
+ * The stability window: far longer than the writers' pauses below (700 ms
+ * between two steps, 500 ms before a delete), which a busy machine may stretch.
+ */
+const WINDOW_SECONDS = 6;
+const GRACE_SECONDS = 10;
 /** Pause between two open–append–close steps: shorter than the window. */
 const STEP_MS = 700;
 
@@ -190,7 +194,7 @@ for (const method of ["local", "scp", "rsync"] as const) {
 
       await waitFor(
         () => [...expected.keys()].every((name) => successLines(daemon.stderr(), name).length > 0),
-        60_000,
+        120_000,
         "every expected file transferred",
       );
       // Give a second version, or a deleted file, the chance to show up.

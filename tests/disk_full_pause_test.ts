@@ -240,11 +240,14 @@ Deno.test("disk full (daemon, local): one ERROR, a probe every 15 s, all arrive 
         const batchesBefore = daemon.stderr().match(/Sending \d+ file/g)?.length ?? 0;
         // Over 16 s (one probe interval and then some): nothing given up, nothing said again.
         await new Promise((r) => setTimeout(r, 16_000));
+        const batches = () =>
+          (daemon.stderr().match(/Sending \d+ file/g)?.length ?? 0) - batchesBefore;
+        // What was on its way when the pause began (2 transfers), then one probe; a busy
+        // machine may have sent fewer by now, and the probe is waited for.
+        assert.ok(batches() <= 3, `${batches()} batches while paused`);
+        await waitFor(() => batches() >= 1, 60_000, "a probe while paused");
         const log = daemon.stderr();
         assert.equal(log.match(/ is full: /g)?.length, 1, log);
-        const batches = (log.match(/Sending \d+ file/g)?.length ?? 0) - batchesBefore;
-        // What was on its way when the pause began (2 transfers), then one probe.
-        assert.ok(batches >= 1 && batches <= 3, `${batches} batches while paused`);
         assert.doesNotMatch(log, /Failed to transfer/);
         assert.ok((await finalNames(dest)).length < files.size, "the destination is full");
         await resizeTmpfs(dest, "16m");

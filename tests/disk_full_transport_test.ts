@@ -22,13 +22,13 @@ async function run(argv: string[]): Promise<void> {
   }
 }
 
-/** Unmount `path`, waiting up to 10 s for processes that still use it to end. */
+/** Unmount `path`, waiting up to a minute for processes that still use it to end. */
 async function unmount(path: string): Promise<void> {
   for (let tries = 1;; tries++) {
     try {
       return await run(["umount", path]);
     } catch (error) {
-      if (tries >= 50) throw error;
+      if (tries >= 300) throw error;
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
   }

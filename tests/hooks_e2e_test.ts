@@ -140,7 +140,8 @@ esac
     const config = {
       ...baseConfig(p),
       on_transfer: [p.hook],
-      hook_timeout_seconds: 8,
+      // Long enough for the other files to arrive meanwhile, even on a busy machine.
+      hook_timeout_seconds: 25,
       max_concurrent_hooks: 1,
     };
     return writeConfig(p.config, config).then(() =>
@@ -154,7 +155,6 @@ esac
     await running.waitForOutput("Watching");
     const files = ["hang.fits", "fail.fits", "ok1.fits", "ok2.fits"];
     const data = new Map(files.map((name) => [name, randomBytes(70_000)]));
-    const started = Date.now();
     // The hanging hook holds the only hook slot; everything else must still arrive.
     await Deno.writeFile(join(p.watch, files[0]), data.get(files[0])!);
     await waitFor(() => existsSync(join(p.out, "hanging")), 20_000, "the hook hangs");
@@ -174,7 +174,6 @@ esac
     );
     // All arrived while the first hook was still hanging (in the only hook slot).
     assert.doesNotMatch(running.stderr(), /killed after/, "arrivals waited for the hook");
-    assert.ok(Date.now() - started < 8_000);
     // max_concurrent_hooks: 1 — the other hooks wait for the slot the hanging one holds.
     assert.ok(!existsSync(join(p.out, "ok1.fits")) && !existsSync(join(p.out, "ok2.fits")));
     for (const name of files) {
@@ -183,13 +182,13 @@ esac
     // Then the hanging hook is killed, the failing one logged, the good ones run.
     await waitFor(
       () => ["ok1.fits", "ok2.fits"].every((n) => existsSync(join(p.out, n))),
-      20_000,
+      60_000,
       "the good hooks ran",
     );
-    await running.waitForOutput(/hang\.fits failed: killed after 8 s.*stdout: hanging on hang/);
+    await running.waitForOutput(/hang\.fits failed: killed after 25 s.*stdout: hanging on hang/);
     // The program it started went with it (the hook's process group is killed).
     const helper = Number(await Deno.readTextFile(join(p.out, "hanging")));
-    await waitFor(() => !existsSync(`/proc/${helper}`), 5_000, "the hook's sleep killed");
+    await waitFor(() => !existsSync(`/proc/${helper}`), 30_000, "the hook's sleep killed");
     await running.waitForOutput(/fail\.fits failed: exit code 3/);
     await running.waitForOutput("stderr: cannot reduce fail.fits");
     // A file written after all that still arrives.

@@ -80,8 +80,9 @@ Deno.test("under the permission set, a timeout ends the call on time and kills i
   assert.equal(aborted.message, "stopping");
   assert.equal(fromFile.timedOut, true, fromFile.message);
   for (const run of [timedOut, aborted, fromFile]) {
-    // The helper holds the output pipes: ending this soon means it was killed with ssh.
-    assert.ok(run.ms < 1500 + 1000, `ended ${run.ms} ms after it started`);
+    // The helper holds the output pipes for the 30 s it sleeps unless it was killed with ssh
+    // (well before: the call ends after 1.5 s, and a busy machine may take many seconds more).
+    assert.ok(run.ms < 20_000, `ended ${run.ms} ms after it started`);
   }
   assert.deepEqual(await sleepers(seconds), [], "no helper survived");
 });
@@ -89,14 +90,12 @@ Deno.test("under the permission set, a timeout ends the call on time and kills i
 Deno.test("a helper that left the process group cannot hold a timed-out call open", async () => {
   const seconds = uniqueSleep();
   try {
-    const started = performance.now();
     // setsid: the helper starts a session of its own, out of reach of the group kill.
     const error = await runProcess(hangingSsh(`setsid sleep ${seconds}`), { timeoutMs: 1000 })
       .then(() => null, (e) => e);
-    const ms = performance.now() - started;
     assert.ok(error instanceof CommandError);
     assert.equal(error.run.timedOut, true);
-    assert.ok(ms < 1000 + 2000 + 1500, `ended ${Math.round(ms)} ms after it started`);
+    // The call ended while the helper, which holds the pipes, still runs.
     assert.equal((await sleepers(seconds)).length, 1, "the escaped helper still runs");
   } finally {
     for (const pid of await sleepers(seconds)) Deno.kill(pid, "SIGKILL");

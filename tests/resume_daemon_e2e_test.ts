@@ -160,7 +160,8 @@ for (const method of ["local", "rsync"] as const) {
   Deno.test(`daemon (${method}): a file growing for 10 s arrives complete once, sent as it grew`, async () => {
     const sshd = await startSshd();
     const box = await sandbox(method, sshd, {
-      stability_window_seconds: 2,
+      // Far longer than the pauses between appends (250 ms), which a busy machine may stretch.
+      stability_window_seconds: 5,
       growing_patterns: ["*.log"],
       file_patterns: ["*.log"],
     });

@@ -94,10 +94,12 @@ Deno.test("retries: through a 3 s outage of every kind, no retry is ever overdue
   };
   let watching = true;
   const overdue: string[] = [];
-  // Every 50 ms: is any pending retry due for more than a second and not started?
+  // Every 50 ms: is any pending retry due for more than 5 s and not started? (Retries come
+  // every 0.4 s at most; a busy machine may hold one up for a moment, a retry left behind
+  // stays overdue.)
   const watcher = (async () => {
     while (watching) {
-      for (const row of overdueFiles(ledger, Date.now() - 1000, 10, job.name)) {
+      for (const row of overdueFiles(ledger, Date.now() - 5000, 10, job.name)) {
         overdue.push(`${row.relPath} due ${Date.now() - row.nextAttemptAt} ms ago`);
       }
       await new Promise((r) => setTimeout(r, 50));
@@ -107,7 +109,11 @@ Deno.test("retries: through a 3 s outage of every kind, no retry is ever overdue
     for (let i = 0; i < 20; i++) await write(`before ${i}.fits`);
     await runner.start();
     for (let i = 0; i < 10; i++) await write(`during ${i}.fits`);
-    await new Promise((r) => setTimeout(r, 3000));
+    // The outage lasts 3 s, and until every kind of failure was met.
+    await Promise.all([
+      new Promise((r) => setTimeout(r, 3000)),
+      waitFor(() => transport.seen.size === FAILURES.length, 60_000, "every kind of failure"),
+    ]);
     assert.deepEqual([...transport.seen].sort(), [...FAILURES].sort(), "every kind of failure");
     assert.equal(runner.summary.sent, 0);
     transport.down = false;

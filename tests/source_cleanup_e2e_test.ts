@@ -51,8 +51,9 @@ const EVENING = new Date("2024-03-15T20:00:00Z");
 Deno.test("after_transfer: delete removes only verified sources, never one changed after it was sent", async () => {
   const p = await setUp("itx-cleanup-delete-");
   try {
-    // keep_days of about 2.6 s: sources stay right after their arrival.
-    await writeConfig(p.config, { ...baseConfig(p), after_transfer: "delete", keep_days: 0.00003 });
+    // keep_days of about 8.6 s: sources stay right after their arrival (a run on a busy machine
+    // may take seconds from an arrival to its end).
+    await writeConfig(p.config, { ...baseConfig(p), after_transfer: "delete", keep_days: 0.0001 });
     const env = { HOME: p.home };
     const files: Record<string, Uint8Array> = {
       "a.fits": randomBytes(30_000),
@@ -74,7 +75,8 @@ Deno.test("after_transfer: delete removes only verified sources, never one chang
     // c.fits is written again after it was sent (same size, new bytes and mtime).
     const changed = randomBytes(50_000);
     await Deno.writeFile(join(p.watch, "c.fits"), changed);
-    await new Promise((r) => setTimeout(r, 3_000));
+    // keep_days passes.
+    await new Promise((r) => setTimeout(r, 9_000));
 
     // The dry run lists the two due sources and removes nothing.
     const dry = await runCli(["run", "--dry-run", "-c", p.config], { env });

@@ -200,7 +200,7 @@ Deno.test("FITS checks never wait on a FIFO that took a file's name: they fail a
       stdout: "piped",
       stderr: "piped",
     }).spawn();
-    const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
+    const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
     const out = await child.output();
     clearTimeout(timer);
     const stdout = new TextDecoder().decode(out.stdout);

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { createTransport } from "../src/transfer/factory.ts";
 import type { TransferItem, Transport } from "../src/transfer/transport.ts";
-import { randomBytes, sha256OfFile } from "./helpers/files.ts";
+import { randomBytes, sha256OfFile, waitFor } from "./helpers/files.ts";
 import { startSshd, type TestSshd } from "./helpers/sshd.ts";
 
 /** Write `data` as a source file and return the item sending it to `destination`. */
@@ -101,12 +101,10 @@ for (const method of ["scp", "rsync"] as const) {
           const hung = await masterOf(socket);
           Deno.kill(hung, "SIGSTOP");
           try {
-            const started = Date.now();
+            // Without replacing it, the call would fail at the transfer timeout (120 s).
             await sendAndCheck(transport, dst, [
               await makeItem(src, "a/2.fits", randomBytes(1000)),
             ]);
-            // Without replacing it, every call waits for the transfer timeout (120 s).
-            assert.ok(Date.now() - started < 30_000, `took ${Date.now() - started} ms`);
             assert.equal(alive(hung), false, "the hung master was killed");
             assert.notEqual(await masterOf(socket), hung);
           } finally {
@@ -121,7 +119,7 @@ for (const method of ["scp", "rsync"] as const) {
           const socket = controlSocket(runtime);
           const old = await masterOf(socket);
           Deno.kill(old, "SIGKILL");
-          await new Promise((resolve) => setTimeout(resolve, 100));
+          await waitFor(() => !alive(old), 30_000, "the master gone");
           assert.ok((await Deno.lstat(socket)).isSocket, "the dead master's socket is left");
           await sendAndCheck(transport, dst, [await makeItem(src, "b/2.fits", randomBytes(1000))]);
           assert.notEqual(await masterOf(socket), old);
@@ -131,7 +129,9 @@ for (const method of ["scp", "rsync"] as const) {
       await t.step(
         "a connection the server stopped answering is replaced after a failed call",
         async () => {
-          await withTransport(sshd, method, 5, async ({ src, dst, runtime, transport }) => {
+          // A transfer timeout of 15 s: the call through the frozen connection ends with it, and
+          // a new connection has room to open on a busy machine.
+          await withTransport(sshd, method, 15, async ({ src, dst, runtime, transport }) => {
             const first = await makeItem(src, "c/1.fits", randomBytes(1000));
             await sendAndCheck(transport, dst, [first]);
             const socket = controlSocket(runtime);
@@ -145,9 +145,8 @@ for (const method of ["scp", "rsync"] as const) {
               const failed = await transport.send([second], new AbortController().signal);
               assert.equal(failed[0].error?.kind, "retry", failed[0].error?.message);
               assert.ok(alive(old), "the master has not noticed yet (keep-alives take ~60 s)");
-              const started = Date.now();
+              // Through the frozen connection, the call would fail at the transfer timeout.
               await sendAndCheck(transport, dst, [second]);
-              assert.ok(Date.now() - started < 20_000, `took ${Date.now() - started} ms`);
               assert.notEqual(await masterOf(socket), old, "a new connection carried it");
             } finally {
               for (const pid of frozen) Deno.kill(pid, "SIGKILL");

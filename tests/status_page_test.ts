@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
-import { randomBytes } from "./helpers/files.ts";
+import { LEAST_CEILING_MS, randomBytes, waitFor } from "./helpers/files.ts";
 import { getJson, startStatusDaemon } from "./helpers/status.ts";
 
 const HOSTILE = "<img src=x onerror=alert(1)>.fits";
@@ -23,6 +23,8 @@ Deno.test("status page in Chromium: live updates, failure reason, retry, pause/r
   });
   try {
     const page = await browser.newPage({ viewport: { width: 1000, height: 900 } });
+    // Waits for what the page shows get the suite's generous ceiling (a busy machine).
+    page.setDefaultTimeout(LEAST_CEILING_MS);
     const dialogs: string[] = [];
     const consoleErrors: string[] = [];
     page.on("console", (message) => {
@@ -43,7 +45,7 @@ Deno.test("status page in Chromium: live updates, failure reason, retry, pause/r
       await Deno.utime(join(d.watch, name), night, night);
     }
     const hostileRow = page.locator("#recent tr.sent td:first-child", { hasText: HOSTILE });
-    await hostileRow.waitFor({ timeout: 30_000 });
+    await hostileRow.waitFor({ timeout: LEAST_CEILING_MS });
     assert.equal(await hostileRow.textContent(), HOSTILE);
     assert.equal(
       await page.locator("#recent img, #jobs img").count(),
@@ -66,7 +68,7 @@ Deno.test("status page in Chromium: live updates, failure reason, retry, pause/r
       /^Watched with file events \(/,
     );
     // The chart is recomputed at most every 2 s.
-    await page.locator("#chart rect.bar").first().waitFor({ timeout: 10_000 });
+    await page.locator("#chart rect.bar").first().waitFor({ timeout: LEAST_CEILING_MS });
     assert.match(
       await page.locator("#chartmax").textContent() ?? "",
       /max [1-9]\d* files\/min, .*\/s/,
@@ -80,18 +82,21 @@ Deno.test("status page in Chromium: live updates, failure reason, retry, pause/r
     await Deno.writeFile(join(d.watch, "bad.fits"), bad);
     await Deno.utime(join(d.watch, "bad.fits"), badNight, badNight);
     const problem = page.locator("#problems tr.problem", { hasText: "bad.fits" });
-    await problem.waitFor({ timeout: 30_000 });
+    await problem.waitFor({ timeout: LEAST_CEILING_MS });
     const reason = await problem.locator("td.err").textContent();
     assert.ok(reason && reason.length > 0, "a reason is shown");
     // Night totals follow (they are recomputed at most every 2 s).
     const badNightRow = page.locator("#nights tr", { hasText: "20240315" });
-    await badNightRow.waitFor({ timeout: 10_000 });
+    await badNightRow.waitFor({ timeout: LEAST_CEILING_MS });
     assert.equal(await badNightRow.locator("td").last().textContent(), "1");
     // So do the job's counts (recomputed at most every second).
-    await page.locator(".job .q span", { hasText: /^1 failed$/ }).waitFor({ timeout: 10_000 });
+    await page.locator(".job .q span", { hasText: /^1 failed$/ }).waitFor({
+      timeout: LEAST_CEILING_MS,
+    });
     await page.screenshot({ path: SCREENSHOT.pathname, fullPage: true });
     // On a phone the page, its long reason included, fits the screen's width.
     const phone = await browser.newPage({ viewport: { width: 390, height: 844 }, isMobile: true });
+    phone.setDefaultTimeout(LEAST_CEILING_MS);
     await phone.goto(d.base + "/");
     await phone.locator("#problems tr.problem", { hasText: "bad.fits" }).waitFor();
     // Evaluated in the page (a string: the test has no DOM types).
@@ -109,7 +114,9 @@ Deno.test("status page in Chromium: live updates, failure reason, retry, pause/r
     ]);
     assert.equal(answer.status(), 200);
     assert.equal(answer.request().postDataJSON().file, "bad.fits");
-    await page.locator("#recent tr.sent", { hasText: "bad.fits" }).waitFor({ timeout: 30_000 });
+    await page.locator("#recent tr.sent", { hasText: "bad.fits" }).waitFor({
+      timeout: LEAST_CEILING_MS,
+    });
     assert.deepEqual(await Deno.readFile(join(d.dest, "20240315", "bad.fits")), bad);
     await page.locator("#problems tr.problem").waitFor({ state: "detached" });
     await page.locator(".job .state", { hasText: "watching" }).waitFor();
@@ -119,18 +126,20 @@ Deno.test("status page in Chromium: live updates, failure reason, retry, pause/r
     await page.locator(".job .state", { hasText: "paused" }).waitFor();
     const held = randomBytes(1000);
     await Deno.writeFile(join(d.watch, "held.fits"), held);
-    for (let i = 0; i < 100; i++) {
-      const s = await getJson<{ jobs: Array<{ queue: { queued: number } }> }>(
-        d.base,
-        "/api/status",
-      );
-      if (s.jobs[0].queue.queued === 1) break;
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await waitFor(
+      async () =>
+        (await getJson<{ jobs: Array<{ queue: { queued: number } }> }>(d.base, "/api/status"))
+          .jobs[0].queue.queued === 1,
+      60_000,
+      "held.fits queued while paused",
+    );
+    // Not sent while paused (an observation period: on a slow machine it only proves less).
     await new Promise((r) => setTimeout(r, 500));
     assert.equal(await page.locator("#recent tr.sent", { hasText: "held.fits" }).count(), 0);
     await page.locator(".job button.resume").click();
-    await page.locator("#recent tr.sent", { hasText: "held.fits" }).waitFor({ timeout: 30_000 });
+    await page.locator("#recent tr.sent", { hasText: "held.fits" }).waitFor({
+      timeout: LEAST_CEILING_MS,
+    });
     await page.locator(".job .state", { hasText: "watching" }).waitFor();
     assert.deepEqual(dialogs, []);
     assert.deepEqual(consoleErrors, [], "no failed request, no script error");

@@ -41,13 +41,10 @@ Deno.test("status events: a 300-file burst is pushed at most twice a second, end
   }
   await reader.cancel();
   await reading.catch(() => {});
-  // The first event comes on connecting; every later one at least ~0.5 s after the one before.
+  // The first event comes on connecting; later ones at most two a second (counted over the
+  // whole burst: a busy reader may take two events at once, so gaps between them prove nothing).
   const pushed = events.slice(1);
   assert.ok(pushed.length >= 2, "the burst was pushed in several updates");
-  for (let i = 1; i < pushed.length; i++) {
-    const gap = pushed[i].at - pushed[i - 1].at;
-    assert.ok(gap >= 400, `events ${i - 1} and ${i} only ${gap} ms apart`);
-  }
   const seconds = (pushed.at(-1)!.at - events[0].at) / 1000;
   assert.ok(pushed.length <= Math.ceil(seconds * 2) + 1, `${pushed.length} events in ${seconds} s`);
 });

@@ -13,7 +13,7 @@ import {
   uploadFolderName,
 } from "../src/transfer/temp_name.ts";
 import type { TransferItem } from "../src/transfer/transport.ts";
-import { listFiles, randomBytes, sha256OfFile } from "./helpers/files.ts";
+import { listFiles, randomBytes, sha256OfFile, waitFor } from "./helpers/files.ts";
 import { startSshd, type TestSshd } from "./helpers/sshd.ts";
 import {
   itemFor,
@@ -76,8 +76,12 @@ async function withZeroRandomness<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-/** The temporary names created in `folder` while `fn` runs. */
-async function tempNamesCreatedDuring(folder: string, fn: () => Promise<void>): Promise<string[]> {
+/** The temporary names created in `folder` while `fn` runs (at least `expected`). */
+async function tempNamesCreatedDuring(
+  folder: string,
+  expected: number,
+  fn: () => Promise<void>,
+): Promise<string[]> {
   const names = new Set<string>();
   const watcher = Deno.watchFs(folder, { recursive: false });
   const watching = (async () => {
@@ -87,6 +91,9 @@ async function tempNamesCreatedDuring(folder: string, fn: () => Promise<void>): 
   })();
   try {
     await fn();
+    // The watcher's events come late on a busy machine: wait for the names expected, then any
+    // others.
+    await waitFor(() => names.size >= expected, 60_000, `${expected} temporary names`);
     await new Promise((resolve) => setTimeout(resolve, 200));
   } finally {
     watcher.close();
@@ -158,7 +165,7 @@ Deno.test("transfers write nothing through planted links, keep mode and mtime, n
         await withTransport(method, sshd, {}, async (ctx) => {
           const night = await nightFolder(ctx);
           const item = await makeItem(ctx.src, "20240315/a.fits", randomBytes(5000));
-          const names = await tempNamesCreatedDuring(night, async () => {
+          const names = await tempNamesCreatedDuring(night, 2, async () => {
             for (let attempt = 0; attempt < 2; attempt++) {
               assert.equal((await ctx.transport.send([item], never))[0].error, null);
             }

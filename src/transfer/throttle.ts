@@ -1,36 +1,72 @@
 /**
- * A rate limit for copies made by this process (the `local` and `ftp`
- * methods' share of `bandwidth_limit`): after each chunk, the copy waits
- * until the bytes so far fit the rate.
+ * A job's `bandwidth_limit`, shared by the transfers in flight, so that a
+ * transfer alone gets all of it:
+ *
+ * - copies made by this process (`local`, `ftp`) share one {@linkcode Throttle}:
+ *   after each chunk, a copy waits until the bytes of all copies so far fit
+ *   the rate;
+ * - each rsync/scp call gets its {@linkcode LimitShares} share, the limit
+ *   divided by the calls in flight as it starts (itself included), as the
+ *   program's own option.
  *
  * @module
  */
 import { Transform } from "node:stream";
+import { MIN_BANDWIDTH_BYTES_PER_SECOND } from "../config/bandwidth.ts";
 
-/** Paces one copy at a fixed number of bytes per second. */
+/** Time and timers for the pacing (the real ones unless a test gives its own). */
+export interface ThrottleClock {
+  /** Milliseconds, any origin. */
+  now(): number;
+  /** Call `fn` in `ms`; returns what cancels it. */
+  setTimer(fn: () => void, ms: number): () => void;
+}
+
+const realClock: ThrottleClock = {
+  now: () => performance.now(),
+  setTimer: (fn, ms) => {
+    const id = setTimeout(fn, ms);
+    return () => clearTimeout(id);
+  },
+};
+
+/** Most a copy may send without waiting after the link was idle: this long at the rate. */
+const BURST_MS = 250;
+
+/** Paces the copies that share it at a number of bytes per second, all together. */
 export class Throttle {
-  #bytesPerSecond: number;
-  #startedAt = performance.now();
-  #bytes = 0;
+  readonly bytesPerSecond: number;
+  #clock: ThrottleClock;
+  /** When the bytes counted so far fit the rate. */
+  #dueMs = -Infinity;
+  /** Bytes counted so far, all copies together. */
+  bytes = 0;
+  /** Times a copy had to wait for the rate. */
+  waits = 0;
 
-  constructor(bytesPerSecond: number) {
-    this.#bytesPerSecond = bytesPerSecond;
+  constructor(bytesPerSecond: number, clock: ThrottleClock = realClock) {
+    this.bytesPerSecond = bytesPerSecond;
+    this.#clock = clock;
   }
 
   /** Count `bytes` as sent, and wait until they fit the rate (rejects when `signal` aborts). */
   async sent(bytes: number, signal: AbortSignal): Promise<void> {
-    this.#bytes += bytes;
-    const dueMs = this.#startedAt + (this.#bytes / this.#bytesPerSecond) * 1000;
-    const waitMs = dueMs - performance.now();
+    this.bytes += bytes;
+    const now = this.#clock.now();
+    // Time the link stood idle is not saved up beyond a short burst.
+    this.#dueMs = Math.max(this.#dueMs, now - BURST_MS) + (bytes / this.bytesPerSecond) * 1000;
+    const waitMs = this.#dueMs - now;
     if (waitMs <= 0) return;
+    this.waits++;
+    signal.throwIfAborted();
     await new Promise<void>((resolve, reject) => {
       const done = () => {
         signal.removeEventListener("abort", abort);
         resolve();
       };
-      const timer = setTimeout(done, waitMs);
+      const cancel = this.#clock.setTimer(done, waitMs);
       const abort = () => {
-        clearTimeout(timer);
+        cancel();
         reject(signal.reason);
       };
       signal.addEventListener("abort", abort, { once: true });
@@ -45,4 +81,37 @@ export function pacedStream(throttle: Throttle, signal: AbortSignal): Transform 
       throttle.sent(chunk.length, signal).then(() => done(null, chunk), (error) => done(error));
     },
   });
+}
+
+/**
+ * A limit shared by program calls in flight (rsync, scp), whose rate is set
+ * once as they start: each call gets the limit divided by the calls then in
+ * flight, itself included (at least the smallest limit accepted).
+ */
+export class LimitShares {
+  readonly bytesPerSecond: number | null;
+  #inFlight = 0;
+
+  /** `bytesPerSecond`: the job's limit, `null` for none. */
+  constructor(bytesPerSecond: number | null) {
+    this.bytesPerSecond = bytesPerSecond;
+  }
+
+  /** Calls in flight now. */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /** Run `call` as one more call in flight, given its share (`null`: no limit). */
+  async during<T>(call: (share: number | null) => Promise<T>): Promise<T> {
+    if (this.bytesPerSecond === null) return await call(null);
+    this.#inFlight++;
+    try {
+      return await call(
+        Math.max(MIN_BANDWIDTH_BYTES_PER_SECOND, this.bytesPerSecond / this.#inFlight),
+      );
+    } finally {
+      this.#inFlight--;
+    }
+  }
 }

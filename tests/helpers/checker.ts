@@ -9,6 +9,7 @@ import {
   type StabilityOptions,
   type StableFile,
 } from "../../src/watch/stability.ts";
+import { ceilingMs, LEAST_CEILING_MS } from "./files.ts";
 
 /** Sleep for `ms`. */
 export const sleep = (ms: number): Promise<void> =>
@@ -34,9 +35,9 @@ export class Recorder {
     this.#wake();
   };
 
-  /** Wait until `condition` holds (checked after every report). */
-  async until(condition: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
-    const deadline = performance.now() + timeoutMs;
+  /** Wait until `condition` holds (checked after every report; ceiling at least a minute). */
+  async until(condition: () => boolean, what: string, timeoutMs = LEAST_CEILING_MS): Promise<void> {
+    const deadline = performance.now() + ceilingMs(timeoutMs);
     while (!condition()) {
       const left = deadline - performance.now();
       if (left <= 0) throw new Error(`Timed out waiting for ${what}`);

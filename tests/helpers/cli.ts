@@ -6,6 +6,7 @@
  * @module
  */
 import { fileURLToPath } from "node:url";
+import { ceilingMs, LEAST_CEILING_MS } from "./files.ts";
 
 /** Repository root. */
 export const REPO_ROOT: string = fileURLToPath(new URL("../../", import.meta.url));
@@ -105,7 +106,7 @@ export interface RunningCli {
   stderr(): string;
   /** Everything written to stdout so far. */
   stdout(): string;
-  /** Resolve when stderr or stdout contains `text` (rejects after `timeoutMs`). */
+  /** Resolve when stderr or stdout contains `text` (rejects after `timeoutMs`, at least a minute). */
   waitForOutput(text: string | RegExp, timeoutMs?: number): Promise<void>;
   /** Send `signal` and wait for exit; returns the exit status. */
   stop(signal?: Deno.Signal): Promise<Deno.CommandStatus>;
@@ -140,8 +141,8 @@ export function startCli(args: string[], options: CliOptions = {}): RunningCli {
     process,
     stderr: () => err,
     stdout: () => out,
-    async waitForOutput(text, timeoutMs = 30_000) {
-      const deadline = Date.now() + timeoutMs;
+    async waitForOutput(text, timeoutMs = LEAST_CEILING_MS) {
+      const deadline = Date.now() + ceilingMs(timeoutMs);
       const seen = () =>
         typeof text === "string" ? (err + out).includes(text) : text.test(err + out);
       while (!seen()) {

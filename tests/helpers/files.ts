@@ -62,16 +62,32 @@ export async function sha256OfFile(path: string): Promise<string> {
   return hash.digest("hex");
 }
 
-/** Poll `condition` every 50 ms until it holds; throw after `timeoutMs`. */
+/**
+ * The least time any wait for an event allows: tests run side by side on
+ * machines that may be busy, and a ceiling only bounds how long a failing
+ * test takes, so a smaller one asked for is raised to this.
+ */
+export const LEAST_CEILING_MS = 60_000;
+
+/** A ceiling of `timeoutMs`, at least {@linkcode LEAST_CEILING_MS}. */
+export function ceilingMs(timeoutMs: number): number {
+  return Math.max(timeoutMs, LEAST_CEILING_MS);
+}
+
+/**
+ * Poll `condition` every 50 ms until it holds; throw after `timeoutMs` (at
+ * least {@linkcode LEAST_CEILING_MS}).
+ */
 export async function waitFor(
   condition: () => boolean | Promise<boolean>,
-  timeoutMs = 30_000,
+  timeoutMs = LEAST_CEILING_MS,
   what = "condition",
 ): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
+  const ceiling = ceilingMs(timeoutMs);
+  const deadline = Date.now() + ceiling;
   while (!(await condition())) {
     if (Date.now() > deadline) {
-      throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
+      throw new Error(`Timed out after ${ceiling} ms waiting for ${what}`);
     }
     await new Promise((r) => setTimeout(r, 50));
   }

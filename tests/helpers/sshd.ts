@@ -8,7 +8,7 @@
  */
 import { join } from "node:path";
 import type { JobConfig } from "../../src/config/types.ts";
-import { writeConfig } from "./files.ts";
+import { LEAST_CEILING_MS, writeConfig } from "./files.ts";
 
 /** Unprivileged account the tests log in as. */
 export const TEST_USER = "itx-test";
@@ -107,7 +107,7 @@ async function waitForPort(
   child: Deno.ChildProcess,
   dir: string,
 ): Promise<void> {
-  const deadline = Date.now() + 10_000;
+  const deadline = Date.now() + LEAST_CEILING_MS;
   while (Date.now() < deadline) {
     try {
       const conn = await Deno.connect({ hostname, port });

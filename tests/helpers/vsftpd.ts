@@ -7,6 +7,7 @@
  */
 import { join } from "node:path";
 import type { JobConfig } from "../../src/config/types.ts";
+import { LEAST_CEILING_MS } from "./files.ts";
 
 /** Account the FTP tests log in as (a password login, unlike the SSH tests' user). */
 export const FTP_USER = "itx-ftp";
@@ -107,7 +108,7 @@ function freePort(): number {
 }
 
 async function waitForPort(port: number, dir: string): Promise<void> {
-  const deadline = Date.now() + 10_000;
+  const deadline = Date.now() + LEAST_CEILING_MS;
   while (Date.now() < deadline) {
     try {
       const conn = await Deno.connect({ hostname: "127.0.0.1", port });

@@ -14,7 +14,7 @@
  */
 import { FTPError } from "basic-ftp";
 import { createReadStream } from "node:fs";
-import { bandwidthShare } from "../../config/bandwidth.ts";
+import { bandwidthLimit } from "../../config/bandwidth.ts";
 import type { JobConfig } from "../../config/types.ts";
 import { TransferError } from "../../errors.ts";
 import { classifyFtpError, connectFtp, ftpServerName, SESSION_REUSE_FIX } from "./connect.ts";
@@ -45,9 +45,13 @@ export class FtpTransport implements Transport {
   #pool: FtpPool;
   /** Temporary paths being written now (never swept). */
   #inUse = new Set<string>();
+  /** Paces all uploads together at `bandwidth_limit` (none without one). */
+  readonly throttle: Throttle | null;
 
   constructor(job: JobConfig) {
     this.#job = job;
+    const limit = bandwidthLimit(job);
+    this.throttle = limit === null ? null : new Throttle(limit);
     this.#owner = jobOwner(job);
     this.#pool = new FtpPool(job);
   }
@@ -180,9 +184,8 @@ export class FtpTransport implements Transport {
     // The stream owns the descriptor from here on and closes it exactly once.
     const stream = createReadStream("", { fd: source.fd, autoClose: true, start: 0 });
     stream.on("error", (error) => counter.destroy(error));
-    // With a bandwidth limit, the job's share paces what is read (FTP has no limit of its own).
-    const share = bandwidthShare(this.#job);
-    const paced = share === null ? null : pacedStream(new Throttle(share), signal);
+    // With a bandwidth limit, the job's throttle paces what is read (FTP has no limit of its own).
+    const paced = this.throttle === null ? null : pacedStream(this.throttle, signal);
     paced?.on("error", (error) => counter.destroy(error));
     try {
       uploaded = true;

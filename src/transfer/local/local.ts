@@ -12,7 +12,7 @@
  */
 import { fchmodSync, fstatSync, fsyncSync, futimesSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
-import { bandwidthShare } from "../../config/bandwidth.ts";
+import { bandwidthLimit } from "../../config/bandwidth.ts";
 import type { JobConfig } from "../../config/types.ts";
 import { isDestinationFull, TransferError } from "../../errors.ts";
 import { checkSource, deliver, type DeliverySteps } from "../deliver.ts";
@@ -53,9 +53,13 @@ export class LocalTransport implements Transport {
   /** Parts of growing files being sent, by final path: a copy of the same file waits for them. */
   #parts = new Map<string, Promise<unknown>>();
   #log = logger("transfer");
+  /** Paces all copies together at `bandwidth_limit` (none without one). */
+  readonly throttle: Throttle | null;
 
   constructor(job: JobConfig) {
     this.#job = job;
+    const limit = bandwidthLimit(job);
+    this.throttle = limit === null ? null : new Throttle(limit);
     this.#owner = jobOwner(job);
     this.#copies = new LocalTempCopies(job, this.#owner);
   }
@@ -165,10 +169,11 @@ export class LocalTransport implements Transport {
     try {
       const start = await this.#copies.open(delivery, source, signal);
       const target = delivery.target!;
-      const share = bandwidthShare(this.#job);
-      const throttle = share === null ? null : new Throttle(share);
       try {
-        delivery.written = await copyData(source, target, signal, { ...start, throttle });
+        delivery.written = await copyData(source, target, signal, {
+          ...start,
+          throttle: this.throttle,
+        });
       } catch (error) {
         // A copy cut short by a full disk is not kept: its room is better used by whole files.
         delivery.keep = this.#copies.keepMs > 0 &&
@@ -208,12 +213,10 @@ export class LocalTransport implements Transport {
     const source = openSource(item);
     try {
       const start = await this.#copies.open(delivery, source, signal);
-      const share = bandwidthShare(this.#job);
-      const throttle = share === null ? null : new Throttle(share);
       const written = await copyData(source, delivery.target!, signal, {
         from: start.from,
         upTo: item.size,
-        throttle,
+        throttle: this.throttle,
       });
       fsyncSync(delivery.target!);
       return { bytes: written.bytes, appended: written.appended };

@@ -1,5 +1,5 @@
 /**
- * The temporary copies of the `local` transport (see `local/local.ts`): a new one
+ * The temporary copies of the `local` transport (see `local.ts`): a new one
  * created exclusively, or an earlier copy of the same file continued (see
  * `local/resume.ts`); which ones are being written now; closing and removing
  * them; and sweeping this daemon's leftovers from a destination folder once.

@@ -17,7 +17,7 @@
  */
 import { dirname, isAbsolute, posix, relative, sep } from "node:path";
 import type { CommandError } from "../../errors.ts";
-import { bandwidthShare, rsyncBwlimit } from "../../config/bandwidth.ts";
+import { rsyncBwlimit } from "../../config/bandwidth.ts";
 import type { JobConfig } from "../../config/types.ts";
 import { logger } from "../../log/logging.ts";
 import { byUploadFolder, type SshDelivery } from "./delivery.ts";
@@ -66,7 +66,16 @@ export class RsyncTransport extends SshTransport {
    * One rsync call of the sources of `group` into `folder`. Links are never
    * followed (nor copied as links) unless the group's items allow following.
    */
-  async upload(group: SshDelivery[], folder: string, signal: AbortSignal): Promise<void> {
+  upload(group: SshDelivery[], folder: string, signal: AbortSignal): Promise<void> {
+    return this.limitShares.during((share) => this.#upload(group, folder, share, signal));
+  }
+
+  async #upload(
+    group: SshDelivery[],
+    folder: string,
+    share: number | null,
+    signal: AbortSignal,
+  ): Promise<void> {
     const root = commonFolder(group.map((plan) => plan.item.source));
     // "./" first: rsync skips list entries that start with "#" or ";" as comments.
     const list = group.map((plan) =>
@@ -88,7 +97,7 @@ export class RsyncTransport extends SshTransport {
       ...(this.resumesCopies ? ["--append-verify"] : []),
       "--stats",
       ...(this.job.compression ? ["--compress"] : []),
-      ...bwlimitArgs(this.job),
+      ...(share === null ? [] : [`--bwlimit=${rsyncBwlimit(share)}`]),
       "-e",
       await this.session.rsyncRsh(),
       ...this.job.rsync_options,
@@ -153,10 +162,4 @@ function commonFolder(paths: string[]): string {
 function isInside(root: string, path: string): boolean {
   const rel = relative(root, path);
   return rel !== "" && rel !== ".." && !rel.startsWith(`..${sep}`) && !isAbsolute(rel);
-}
-
-/** `--bwlimit` for the job's share of `bandwidth_limit`, if any. */
-function bwlimitArgs(job: JobConfig): string[] {
-  const share = bandwidthShare(job);
-  return share === null ? [] : [`--bwlimit=${rsyncBwlimit(share)}`];
 }

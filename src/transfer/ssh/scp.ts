@@ -18,7 +18,7 @@
  */
 import { posix } from "node:path";
 import type { CommandError } from "../../errors.ts";
-import { bandwidthShare, scpLimit } from "../../config/bandwidth.ts";
+import { scpLimit } from "../../config/bandwidth.ts";
 import { byUploadFolder, type SshDelivery } from "./delivery.ts";
 import { SshTransport } from "./transport.ts";
 
@@ -43,23 +43,31 @@ export class ScpTransport extends SshTransport {
 
   /**
    * A folder's files in up to {@linkcode PARALLEL_CALLS_PER_FOLDER} calls, each under the length
-   * limit; with a bandwidth limit one call per folder, which keeps to the job's share.
+   * limit; with a bandwidth limit one call per folder, which keeps to the job's limit.
    */
   override uploadCalls(deliveries: SshDelivery[]): SshDelivery[][] {
-    const split = bandwidthShare(this.job) === null
+    const split = this.limitShares.bytesPerSecond === null
       ? splitForParallelCalls
       : (part: SshDelivery[]) => [part];
     return byUploadFolder(deliveries).flatMap(split).flatMap(chunksBySourceLength);
   }
 
   /** One `scp -p` call of the sources of `group` into `folder`. */
-  async upload(group: SshDelivery[], folder: string, signal: AbortSignal): Promise<void> {
+  upload(group: SshDelivery[], folder: string, signal: AbortSignal): Promise<void> {
+    return this.limitShares.during((share) => this.#upload(group, folder, share, signal));
+  }
+
+  async #upload(
+    group: SshDelivery[],
+    folder: string,
+    share: number | null,
+    signal: AbortSignal,
+  ): Promise<void> {
     const sources = group.map((delivery) => delivery.item.source);
     const argv = await this.session.scpArgv(sources, `${folder}/`);
     // Times and permission bits as the source's: the finishing step takes them away from
     // group and others' write.
     argv.splice(argv.indexOf("-q") + 1, 0, "-p");
-    const share = bandwidthShare(this.job);
     if (share !== null) argv.splice(1, 0, "-l", scpLimit(share));
     await this.session.run(argv, { timeoutMs: this.timeoutMs, signal });
   }

@@ -6,6 +6,7 @@
  * @module
  */
 import { posix } from "node:path";
+import { bandwidthLimit } from "../../config/bandwidth.ts";
 import type { JobConfig } from "../../config/types.ts";
 import type { CommandError } from "../../errors.ts";
 import type { FailureContext } from "../classify.ts";
@@ -19,6 +20,7 @@ import { probeSshDestination } from "./probe.ts";
 import { SshSession } from "./connection.ts";
 import { endpointFromJob, remoteBasePath } from "./endpoint.ts";
 import { jobOwner } from "../temp_name.ts";
+import { LimitShares } from "../throttle.ts";
 import type {
   PartSent,
   ProbeCheck,
@@ -39,6 +41,8 @@ export abstract class SshTransport implements Transport, SshMethod {
   readonly timeoutMs: number;
   readonly owner: string;
   readonly uploadFolders = new UploadFolders();
+  /** `bandwidth_limit`, shared by the rsync/scp calls in flight. */
+  readonly limitShares: LimitShares;
   readonly uploadVerifiesCopies: boolean = false;
   readonly resumesCopies: boolean = false;
   /** Parts of growing files being sent, by destination: a send of the same file waits for them. */
@@ -57,6 +61,7 @@ export abstract class SshTransport implements Transport, SshMethod {
     };
     this.timeoutMs = job.transfer_timeout_seconds * 1000;
     this.owner = jobOwner(job);
+    this.limitShares = new LimitShares(bandwidthLimit(job));
   }
 
   abstract upload(group: SshDelivery[], folder: string, signal: AbortSignal): Promise<void>;
