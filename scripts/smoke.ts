@@ -1,7 +1,7 @@
 /**
  * Smoke test of a build on the machine it runs on: the same script proves a
  * release binary on its own OS (the release workflow) and the source through
- * `deno run` with the product's permission set (CI, and `tests/smoke_test.ts`).
+ * `deno run` with the product's permission set (CI, and `tests/e2e/cli/smoke_test.ts`).
  *
  * ```sh
  * deno run --allow-read --allow-write --allow-env --allow-run --allow-sys=uid \

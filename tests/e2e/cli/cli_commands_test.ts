@@ -1,0 +1,155 @@
+/**
+ * The command line as users reach for it: every help lists `-c` and all four
+ * methods, `doctor --watch/--to` without a config, `config generate` as
+ * another name for `init`, `--log-level`, `stop` and `restart` through the PID
+ * file, and a TOML file answered with "YAML only" and the same keys in YAML.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { runCli, startCli } from "../../helpers/cli.ts";
+import { randomBytes, waitFor } from "../../helpers/files.ts";
+import { cliSandbox } from "../../helpers/sandbox.ts";
+
+Deno.test("help: the main help names all four methods and stop/restart; each command's help lists -c", async () => {
+  const main = await runCli(["--help"]);
+  assert.equal(main.code, 0, main.stderr);
+  for (const word of ["scp", "rsync", "FTP", "local", "stop", "restart", "--log-level"]) {
+    assert.ok(main.stdout.includes(word), `${word} in:\n${main.stdout}`);
+  }
+  for (
+    const args of [["doctor"], ["status"], ["config", "validate"], ["install-service"], ["stop"]]
+  ) {
+    const help = await runCli([...args, "--help"]);
+    assert.equal(help.code, 0, help.stderr);
+    assert.match(help.stdout, /-c, --config <file>/, args.join(" "));
+  }
+  const doctor = await runCli(["doctor", "--help"]);
+  assert.match(doctor.stdout, /--watch <dir>/);
+  assert.match(doctor.stdout, /--to <dest>/);
+});
+
+Deno.test("doctor --watch/--to checks a config-free run", async () => {
+  await using box = await cliSandbox();
+  const out = await runCli(["doctor", "--watch", box.watch, "--to", box.dest], { env: box.env });
+  assert.equal(out.code, 0, out.stderr);
+  assert.match(out.stdout, new RegExp(`job default \\(local -> ${box.dest}\\)`));
+  assert.match(out.stdout, /ok +watch folder/);
+  assert.match(out.stdout, /ok +free space: .* free at /);
+  // min_free_space is checked at a local destination too.
+  const full = await runCli(
+    ["doctor", "--watch", box.watch, "--to", box.dest, "--set", "min_free_space=99.9%"],
+    { env: box.env },
+  );
+  assert.equal(full.code, 1, full.stderr);
+  assert.match(full.stdout, /FAIL +free space: .* less than min_free_space \(/);
+  const both = await runCli(["-c", box.config, "doctor", "--watch", box.watch, "--to", box.dest], {
+    env: box.env,
+  });
+  assert.equal(both.code, 2);
+  assert.match(both.stderr, /give either --config or --watch\/--to, not both/);
+});
+
+Deno.test("config generate writes the commented config init writes", async () => {
+  await using box = await cliSandbox();
+  const file = join(box.root, "generated", "config.yaml");
+  const out = await runCli(["-c", file, "config", "generate"], { env: box.env });
+  assert.equal(out.code, 0, out.stderr);
+  assert.match(out.stdout, /^wrote /);
+  const viaInit = join(box.root, "init", "config.yaml");
+  assert.equal((await runCli(["-c", viaInit, "init"], { env: box.env })).code, 0);
+  assert.equal(await Deno.readTextFile(file), await Deno.readTextFile(viaInit));
+  const again = await runCli(["-c", file, "config", "generate"], { env: box.env });
+  assert.equal(again.code, 2);
+  assert.match(again.stderr, /already exists/);
+});
+
+Deno.test("--log-level warning hides INFO lines; debug shows DEBUG ones", async () => {
+  await using box = await cliSandbox();
+  await Deno.writeFile(join(box.watch, "a.fits"), randomBytes(1000));
+  const quiet = await runCli(["--log-level", "warning", "-c", box.config, "run", "--once"], {
+    env: box.env,
+  });
+  assert.equal(quiet.code, 0, quiet.stderr);
+  assert.doesNotMatch(quiet.stderr, / INFO /);
+  assert.equal((await Deno.readDir(box.dest)[Symbol.asyncIterator]().next()).done, false);
+  await Deno.writeFile(join(box.watch, "b.fits"), randomBytes(1000));
+  const loud = await runCli(["--log-level", "debug", "-c", box.config, "run", "--once"], {
+    env: box.env,
+  });
+  assert.equal(loud.code, 0, loud.stderr);
+  assert.match(loud.stderr, / DEBUG /);
+  assert.match(loud.stderr, / INFO .*Successfully transferred .*b\.fits/);
+  const wrong = await runCli(["--log-level", "loud", "status"], { env: box.env });
+  assert.equal(wrong.code, 2);
+  assert.match(wrong.stderr, /Allowed choices are debug, info, warning, error/);
+});
+
+Deno.test("stop ends the running daemon through its PID file; restart stops it and runs it again", async () => {
+  await using box = await cliSandbox({ status_listen: "" });
+  const first = startCli(["-c", box.config, "run"], { env: box.env });
+  try {
+    await first.waitForOutput("Watching");
+    const pid = Number((await Deno.readTextFile(join(box.stateDir, "daemon.pid"))).trim());
+    assert.equal(pid, first.process.pid);
+    const stop = await runCli(["-c", box.config, "stop"], { env: box.env });
+    assert.equal(stop.code, 0, stop.stderr);
+    assert.equal(stop.stdout.trim(), `Stopped the daemon (pid ${pid})`);
+    const status = await first.process.status;
+    assert.equal(status.code, 0);
+    await first.stop();
+    assert.match(first.stderr(), /Stopped: 0 file\(s\) sent/);
+    await assert.rejects(Deno.stat(join(box.stateDir, "daemon.pid")), Deno.errors.NotFound);
+    const none = await runCli(["-c", box.config, "stop"], { env: box.env });
+    assert.equal(none.code, 0, none.stderr);
+    assert.match(none.stdout, /No daemon is running with state_dir /);
+  } finally {
+    await first.stop();
+  }
+
+  const second = startCli(["-c", box.config, "run"], { env: box.env });
+  let third: ReturnType<typeof startCli> | undefined;
+  try {
+    await second.waitForOutput("Watching");
+    third = startCli(["-c", box.config, "restart"], { env: box.env });
+    await third.waitForOutput(`Stopped the daemon (pid ${second.process.pid})`);
+    assert.equal((await second.process.status).code, 0);
+    await third.waitForOutput("Watching");
+    // The restarted daemon sends.
+    const data = randomBytes(2000);
+    await Deno.writeFile(join(box.watch, "after.fits"), data);
+    await waitFor(
+      () => third!.stderr().includes("Successfully transferred"),
+      20_000,
+      "a file sent by the restarted daemon",
+    );
+  } finally {
+    await second.stop();
+    if (third) assert.equal((await third.stop()).code, 0, third.stderr());
+  }
+});
+
+Deno.test("a TOML config gets 'YAML only' with the same keys in YAML", async () => {
+  await using box = await cliSandbox();
+  const file = join(box.root, "config.toml");
+  await Deno.writeTextFile(
+    file,
+    'watch_path = "/data/images"\nremote_host = "freya"\nremote_base_path = "/data"\n\n' +
+      '[[jobs]]\nname = "cam1"\nwatch_path = "/data/cam1"\n',
+    { mode: 0o600 },
+  );
+  const out = await runCli(["config", "validate", "-c", file], { env: box.env });
+  assert.equal(out.code, 2);
+  assert.match(out.stderr, /this looks like TOML; the config file is YAML only/);
+  assert.match(out.stderr, /\n {4}watch_path: "\/data\/images"\n {4}remote_host: "freya"\n/);
+  assert.match(out.stderr, /\n {4}jobs:\n {6}- name: "cam1"\n {8}watch_path: "\/data\/cam1"\n/);
+  assert.doesNotMatch(out.stderr, /YAML syntax error|\n\s+at /);
+  // The same keys in a YAML file: only the unknown host's folders stand in the way.
+  const yaml = join(box.root, "same.yaml");
+  await Deno.writeTextFile(
+    yaml,
+    `watch_path: "${box.watch}"\nremote_host: "freya"\nremote_base_path: "/data"\n`,
+    { mode: 0o600 },
+  );
+  const ok = await runCli(["config", "validate", "-c", yaml], { env: box.env });
+  assert.equal(ok.code, 0, ok.stderr);
+});

@@ -1,0 +1,93 @@
+/**
+ * Usage errors through the real CLI: unknown commands and options name the
+ * word and suggest the right one, the old tool's service flags point to the
+ * commands that replaced them, and the top-level help lists the run options.
+ * Every usage error exits 2 without running anything.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { type CliResult, runCli } from "../../helpers/cli.ts";
+import { cliSandbox } from "../../helpers/sandbox.ts";
+
+function assertUsage(result: CliResult, message: string): void {
+  assert.equal(result.code, 2, result.stderr);
+  assert.equal(result.stderr.split("\n")[0], `error: ${message}`);
+  assert.doesNotMatch(result.stderr, /too many arguments|^\s+at /m);
+  assert.equal(result.stdout, "");
+}
+
+Deno.test("an unknown command is named, with a suggestion, and exits 2", async () => {
+  await using box = await cliSandbox();
+  const reload = await runCli(["-c", box.config, "reload"], { env: box.env });
+  assertUsage(
+    reload,
+    "unknown command 'reload'; did you mean 'status'? (a running daemon reloads its config on " +
+      "SIGHUP (kill -HUP <pid>); `status` shows its pid)",
+  );
+  assertUsage(
+    await runCli(["statsu", "-c", box.config], { env: box.env }),
+    "unknown command 'statsu'; did you mean 'status'?",
+  );
+  assertUsage(
+    await runCli(["--once", "-c", box.config, "instal-service"], { env: box.env }),
+    "unknown command 'instal-service'; did you mean 'install-service'?",
+  );
+  assertUsage(
+    await runCli(["help", "reload"], { env: box.env }),
+    reload.stderr.split("\n")[0].slice("error: ".length),
+  );
+  assertUsage(
+    await runCli(["-c", box.config, "config", "valdate"], { env: box.env }),
+    "unknown command 'config valdate'; did you mean 'config validate'?",
+  );
+  assertUsage(
+    await runCli(["xyzzy"], { env: box.env }),
+    "unknown command 'xyzzy'; the commands are: run, init, config, status, resend, doctor, " +
+      "install-service, uninstall-service, stop, restart",
+  );
+  // Nothing ran: no ledger, no log.
+  await assert.rejects(Deno.stat(box.stateDir), Deno.errors.NotFound);
+  await assert.rejects(Deno.stat(box.logFile), Deno.errors.NotFound);
+});
+
+Deno.test("an unknown option is named with a suggestion on the same line, exit 2", async () => {
+  await using box = await cliSandbox();
+  assertUsage(
+    await runCli(["-c", box.config, "--onc"], { env: box.env }),
+    "unknown option '--onc'; did you mean '--once'?",
+  );
+  assertUsage(
+    await runCli(["-c", box.config, "status", "--jsn"], { env: box.env }),
+    "unknown option '--jsn'; did you mean '--json'?",
+  );
+});
+
+Deno.test("the old tool's --install and --uninstall point to install-service and uninstall-service", async () => {
+  await using box = await cliSandbox();
+  for (const args of [["--install"], ["-c", box.config, "--install"]]) {
+    const result = await runCli(args, { env: box.env });
+    assert.equal(result.code, 2, result.stderr);
+    assert.match(
+      result.stderr,
+      /^error: unknown option '--install': the service is installed with `image-transfer install-service`/,
+    );
+  }
+  const uninstall = await runCli(["--uninstall"], { env: box.env });
+  assertUsage(
+    uninstall,
+    "unknown option '--uninstall': the service is removed with `image-transfer uninstall-service`",
+  );
+  await assert.rejects(Deno.stat(join(box.root, "home", ".config")), Deno.errors.NotFound);
+});
+
+Deno.test("the top-level help lists the run options --once and --dry-run", async () => {
+  const help = await runCli(["--help"]);
+  assert.equal(help.code, 0, help.stderr);
+  const section = help.stdout.slice(help.stdout.indexOf("Options of run, the default command:"));
+  assert.ok(section.length > 0, help.stdout);
+  assert.match(section, /^ {2}--once +scan, transfer what is complete, then exit/m);
+  assert.match(section, /^ {2}--dry-run +print what would be transferred where/m);
+  // The commands' own help does not repeat it.
+  const status = await runCli(["status", "--help"]);
+  assert.doesNotMatch(status.stdout, /default command:/);
+});

@@ -1,0 +1,346 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parse } from "yaml";
+import { type CliResult, REPO_ROOT, runCli } from "../../helpers/cli.ts";
+import { renderDefaultConfig } from "../../../src/config/default_config.ts";
+import { renderConfigReference, renderConfigSummary } from "../../../src/config/reference.ts";
+import { END_MARKER, readRegion, START_MARKER } from "../../../scripts/gen_config_reference.ts";
+
+const FIXTURES = fileURLToPath(new URL("../../fixtures/configs/", import.meta.url));
+
+/** Run `fn` with a temp folder used as HOME, removed afterwards. */
+async function withHome(fn: (home: string) => Promise<void>): Promise<void> {
+  const home = await Deno.makeTempDir({ prefix: "config_cli_test_" });
+  try {
+    await fn(home);
+  } finally {
+    await Deno.remove(home, { recursive: true });
+  }
+}
+
+/** Run the CLI with `home` as HOME (and no XDG_STATE_HOME), from inside `home`. */
+function cli(home: string, args: string[]): Promise<CliResult> {
+  return runCli(args, { env: { HOME: home, USERPROFILE: home, XDG_STATE_HOME: "" }, cwd: home });
+}
+
+/** Assert a usage/config failure: exit 2, `error: ` first, no stack trace. */
+function assertConfigFailure(result: CliResult, pattern: RegExp): void {
+  assert.equal(result.code, 2, `exit code; stderr:\n${result.stderr}`);
+  assert.match(result.stderr, /^error: /);
+  assert.match(result.stderr, pattern);
+  assert.doesNotMatch(result.stderr, /^\s+at /m, "stack trace in stderr");
+  assert.equal(result.stdout, "");
+}
+
+const VALID = [
+  ["windows_to_linux.yaml", 1],
+  ["basic_windows_to_linux.yaml", 1],
+  ["linux_to_linux_rsync.yaml", 1],
+  ["local_transfer.yaml", 1],
+  ["multi_job.yaml", 3],
+] as const;
+
+for (const [name, jobs] of VALID) {
+  Deno.test(`config validate accepts ${name}`, async () => {
+    await withHome(async (home) => {
+      const file = join(FIXTURES, name);
+      const result = await cli(home, ["-c", file, "config", "validate"]);
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(result.stderr, "");
+      const first = result.stdout.split("\n")[0];
+      assert.equal(first, `ok: ${file} (${jobs} job${jobs === 1 ? "" : "s"})`);
+    });
+  });
+}
+
+/** Broken fixtures and what the message must contain (file:line: and the key or reason). */
+const BROKEN: [string, RegExp][] = [
+  ["unclosed_quote.yaml", /unclosed_quote\.yaml:2: YAML syntax error: Missing closing "quote/],
+  ["bad_indentation.yaml", /bad_indentation\.yaml:2: YAML syntax error: /],
+  [
+    "retry_three.yaml",
+    /retry_three\.yaml:7: retry_attempts: expected a whole number from 0 to 1000, got "three"/,
+  ],
+  [
+    "unknown_key.yaml",
+    /unknown_key\.yaml:4: unknown key "retry_attempt"; did you mean "retry_attempts"\?/,
+  ],
+  ["missing_watch_path.yaml", /missing_watch_path\.yaml:1: watch_path: required key missing/],
+  [
+    "bad_transfer_method.yaml",
+    /bad_transfer_method\.yaml:4: transfer_method: expected one of "scp", "rsync", "local", "ftp", got "sftp"/,
+  ],
+  [
+    "bad_night_timezone.yaml",
+    /bad_night_timezone\.yaml:4: night_timezone: unknown time zone "Mars\/Olympus_Mons"/,
+  ],
+  [
+    "daemon_key_in_job.yaml",
+    /daemon_key_in_job\.yaml:8: "state_dir" in jobs\[1\] applies to the whole daemon/,
+  ],
+  [
+    "duplicate_job_names.yaml",
+    /duplicate_job_names\.yaml:6: jobs\[1\]\.name: duplicate job name "cam"/,
+  ],
+  ["empty_jobs.yaml", /empty_jobs\.yaml:3: jobs: the list is empty/],
+  [
+    "file_patterns_number.yaml",
+    /file_patterns_number\.yaml:4: file_patterns: expected a list of patterns/,
+  ],
+  ["empty.yaml", /empty\.yaml: the config file is empty/],
+  ["only_comment.yaml", /only_comment\.yaml: the config file is empty/],
+  ["top_level_list.yaml", /top_level_list\.yaml:1: expected "key: value" lines at the top level/],
+  [
+    "alias_bomb.yaml",
+    /alias_bomb\.yaml:11: YAML aliases expand too far: \*f here stands for [\d,]+ values .*alias bomb/,
+  ],
+  [
+    "duplicate_key.yaml",
+    /duplicate_key\.yaml:6: duplicate key "retry_attempts" \(first on line 4\)/,
+  ],
+  [
+    "unresolved_alias.yaml",
+    /unresolved_alias\.yaml:2: YAML alias \*processing_host refers to no anchor/,
+  ],
+  [
+    "retry_delay_twice.yaml",
+    /retry_delay_twice\.yaml:5: retry_delay \(line 5\) and retry_delay_seconds \(line 7\) are the same setting: retry_delay is the old name of retry_delay_seconds; keep only the retry_delay_seconds line/,
+  ],
+  [
+    "job_errors.yaml",
+    /job_errors\.yaml:8: jobs\[1\]\.retry_attempts: .*\n.*job_errors\.yaml:9: unknown key "retry_atempts" in jobs\[1\]/,
+  ],
+];
+
+for (const [name, pattern] of BROKEN) {
+  Deno.test(`config validate rejects broken/${name} with exit 2`, async () => {
+    await withHome(async (home) => {
+      const result = await cli(home, ["-c", join(FIXTURES, "broken", name), "config", "validate"]);
+      assertConfigFailure(result, pattern);
+    });
+  });
+}
+
+Deno.test("config show reports a broken config the same way", async () => {
+  await withHome(async (home) => {
+    const file = join(FIXTURES, "broken", "retry_three.yaml");
+    const result = await cli(home, ["-c", file, "config", "show"]);
+    assertConfigFailure(result, /retry_three\.yaml:7: retry_attempts: /);
+  });
+});
+
+Deno.test("a missing config file names the path and suggests init", async () => {
+  await withHome(async (home) => {
+    const result = await cli(home, ["config", "validate"]);
+    const expected = join(home, ".config", "image-transfer", "config.yaml");
+    assertConfigFailure(
+      result,
+      new RegExp(`Cannot read config file ${expected}: it does not exist`),
+    );
+    assert.match(result.stderr, /`image-transfer init`/);
+  });
+});
+
+Deno.test("init writes a config that validates; a second init refuses; --force overwrites", async () => {
+  await withHome(async (home) => {
+    const file = join(home, ".config", "image-transfer", "config.yaml");
+    const first = await cli(home, ["init"]);
+    assert.equal(first.code, 0, first.stderr);
+    assert.match(first.stdout, new RegExp(`^wrote ${file}$`, "m"));
+    assert.equal(await Deno.readTextFile(file), renderDefaultConfig());
+
+    const validate = await cli(home, ["config", "validate"]);
+    assert.equal(validate.code, 0, validate.stderr);
+    assert.match(validate.stdout, /^ok: .*config\.yaml \(1 job\)$/m);
+
+    await Deno.writeTextFile(file, "# my edits\n" + renderDefaultConfig());
+    const again = await cli(home, ["init"]);
+    assertConfigFailure(again, /already exists.*--force/);
+    assert.ok((await Deno.readTextFile(file)).startsWith("# my edits\n"), "file was changed");
+
+    const forced = await cli(home, ["init", "--force"]);
+    assert.equal(forced.code, 0, forced.stderr);
+    assert.equal(await Deno.readTextFile(file), renderDefaultConfig());
+  });
+});
+
+Deno.test("init -c writes to the given path, creating its folders", async () => {
+  await withHome(async (home) => {
+    const file = join(home, "deep", "er folder", "site.yaml");
+    const result = await cli(home, ["-c", file, "init"]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, new RegExp(`^wrote ${file}$`, "m"));
+    const validate = await cli(home, ["-c", file, "config", "validate"]);
+    assert.equal(validate.code, 0, validate.stderr);
+    // Nothing was written to the default location.
+    await assert.rejects(() => Deno.stat(join(home, ".config")), Deno.errors.NotFound);
+  });
+});
+
+Deno.test("--create-config (the old flag) writes the default config like init", async () => {
+  await withHome(async (home) => {
+    const file = join(home, "legacy.yaml");
+    const result = await cli(home, ["-c", file, "--create-config"]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(await Deno.readTextFile(file), renderDefaultConfig());
+    const again = await cli(home, ["-c", file, "--create-config"]);
+    assertConfigFailure(again, /already exists/);
+  });
+});
+
+Deno.test("config show prints the effective config as YAML that is itself a valid config", async () => {
+  await withHome(async (home) => {
+    const result = await cli(home, ["-c", join(FIXTURES, "multi_job.yaml"), "config", "show"]);
+    assert.equal(result.code, 0, result.stderr);
+    const shown = parse(result.stdout);
+    assert.equal(shown.log_format, "json");
+    assert.equal(shown.state_dir, join(FIXTURES, "state"));
+    assert.deepEqual(shown.jobs.map((j: { name: string }) => j.name), ["north", "job2", "job3"]);
+    assert.equal(shown.jobs[0].watch_path, join(home, "data", "north"));
+    assert.equal(shown.jobs[0].remote_base_path, "~/incoming/north");
+    assert.equal(shown.jobs[0].retry_attempts, 5);
+    assert.equal(shown.jobs[2].verify_transfer, "none");
+
+    const copy = join(home, "shown.yaml");
+    await Deno.writeTextFile(copy, result.stdout);
+    const again = await cli(home, ["-c", copy, "config", "show", "--json"]);
+    assert.equal(again.code, 0, again.stderr);
+    const json = JSON.parse(again.stdout);
+    assert.equal(json.file, copy);
+    assert.deepEqual(json.jobs, shown.jobs);
+  });
+});
+
+Deno.test("config show writes the old name retry_delay under its new name", async () => {
+  await withHome(async (home) => {
+    const file = join(FIXTURES, "windows_to_linux.yaml");
+    assert.match(await Deno.readTextFile(file), /^retry_delay: 5$/m);
+    const result = await cli(home, ["-c", file, "config", "show"]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stderr, "");
+    const shown = parse(result.stdout);
+    assert.equal(shown.jobs[0].retry_delay_seconds, 5);
+    assert.ok(!("retry_delay" in shown.jobs[0]), result.stdout);
+  });
+});
+
+Deno.test("config show --json applies defaults and expands paths under HOME", async () => {
+  await withHome(async (home) => {
+    const file = join(FIXTURES, "local_transfer.yaml");
+    const result = await cli(home, ["-c", file, "config", "show", "--json"]);
+    assert.equal(result.code, 0, result.stderr);
+    const config = JSON.parse(result.stdout);
+    assert.equal(config.file, file);
+    assert.equal(config.state_dir, join(home, ".local", "state", "image-transfer"));
+    assert.equal(config.log_file, join(home, "logs", "image_transfer.log"));
+    assert.equal(config.jobs[0].name, "default");
+    assert.equal(config.jobs[0].watch_path, join(home, "camera", "raw"));
+    assert.equal(config.jobs[0].remote_base_path, join(home, "processing", "inbox"));
+    assert.equal(config.jobs[0].stability_window_seconds, 2);
+  });
+});
+
+Deno.test("config without a subcommand is a usage error", async () => {
+  await withHome(async (home) => {
+    const result = await cli(home, ["config"]);
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /^error: missing subcommand for `config`/);
+  });
+});
+
+Deno.test("deno task docs rewrites only the marked regions of README.md and docs/configuration.md", async () => {
+  const config = JSON.parse(await Deno.readTextFile(join(REPO_ROOT, "deno.json")));
+  const task: string[] = config.tasks.docs.split(" ");
+  assert.deepEqual(task.slice(0, 2), ["deno", "run"]);
+  assert.equal(task.at(-1), "scripts/gen_config_reference.ts");
+  await withHome(async (dir) => {
+    const readme = join(dir, "README.md");
+    const full = join(dir, "docs", "configuration.md");
+    await Deno.mkdir(join(dir, "docs"));
+    const page = (title: string) =>
+      `# ${title}\n\nIntro.\n\n${START_MARKER}\nstale list\n${END_MARKER}\n\nAfter.\n`;
+    await Deno.writeTextFile(readme, page("Title"));
+    await Deno.writeTextFile(full, page("Keys"));
+    // The task's own permission flags, run from a folder holding the two files.
+    const run = (...extra: string[]) =>
+      new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "--config",
+          join(REPO_ROOT, "deno.json"),
+          ...task.slice(2, -1),
+          join(REPO_ROOT, "scripts", "gen_config_reference.ts"),
+          ...extra,
+        ],
+        cwd: dir,
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+    const first = await run();
+    assert.equal(first.code, 0, new TextDecoder().decode(first.stderr));
+    for (
+      const [file, title, expected] of [
+        [readme, "Title", renderConfigSummary()],
+        [full, "Keys", renderConfigReference()],
+      ]
+    ) {
+      const after = await Deno.readTextFile(file);
+      assert.ok(after.startsWith(`# ${title}\n\nIntro.\n\n${START_MARKER}\n`), file);
+      assert.ok(after.endsWith(`${END_MARKER}\n\nAfter.\n`), file);
+      assert.equal(readRegion(after), expected, file);
+    }
+    const written = [await Deno.readTextFile(readme), await Deno.readTextFile(full)];
+    const check = await run("--check");
+    assert.equal(check.code, 0, "--check after a rewrite");
+    const second = await run();
+    assert.equal(second.code, 0);
+    assert.deepEqual(
+      [await Deno.readTextFile(readme), await Deno.readTextFile(full)],
+      written,
+      "second run changed a file",
+    );
+    // Drift is reported by --check and left in place.
+    await Deno.writeTextFile(full, page("Keys"));
+    const drift = await run("--check");
+    assert.equal(drift.code, 1);
+    assert.match(
+      new TextDecoder().decode(drift.stderr),
+      /docs\/configuration\.md: the config reference is out of date/,
+    );
+    assert.equal(await Deno.readTextFile(full), page("Keys"));
+  });
+});
+
+Deno.test("a control character in a configured path (a Windows path in double quotes) is refused with the single-quote hint; single quotes pass", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "itx-ctl-path-" });
+  try {
+    const config = join(dir, "config.yaml");
+    await Deno.writeTextFile(
+      config,
+      `watch_path: ${JSON.stringify(dir)}\nremote_host: freya\nremote_base_path: "D:\\archive"\n` +
+        `log_file: "${dir}/logs\\tnight.log"\n`,
+    );
+    const bad = await runCli(["config", "validate", "-c", config], { env: { HOME: dir } });
+    assert.equal(bad.code, 2, bad.stderr);
+    assert.match(
+      bad.stderr,
+      /config\.yaml:3: remote_base_path: the path holds a control character \(U\+0007 after "D:"\)/,
+    );
+    assert.match(bad.stderr, /write Windows paths in single quotes \('D:\\archive'\)/);
+    assert.match(
+      bad.stderr,
+      /config\.yaml:4: log_file: the path holds a control character \(U\+0009/,
+    );
+    assert.doesNotMatch(bad.stderr, /\n\s+at /);
+    await Deno.writeTextFile(
+      config,
+      `watch_path: ${JSON.stringify(dir)}\nremote_host: freya\nremote_base_path: 'D:\\archive'\n`,
+    );
+    const good = await runCli(["config", "validate", "-c", config], { env: { HOME: dir } });
+    assert.equal(good.code, 0, good.stderr);
+    assert.match(good.stdout, /freya:D:\\archive/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

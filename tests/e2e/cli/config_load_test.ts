@@ -1,0 +1,548 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { loadConfig, parseConfig } from "../../../src/config/load.ts";
+import { defaultLogFile, defaultStateDir, homeDir } from "../../../src/config/paths.ts";
+import { renderDefaultConfig } from "../../../src/config/default_config.ts";
+import {
+  firstSentence,
+  renderConfigReference,
+  renderConfigSummary,
+} from "../../../src/config/reference.ts";
+import { DEFAULT_FILE_PATTERNS } from "../../../src/config/schema.ts";
+import { describeKeys } from "../../../src/config/key_docs.ts";
+import { ConfigError } from "../../../src/errors.ts";
+import { GENERATED, readRegion } from "../../../scripts/gen_config_reference.ts";
+import { REPO_ROOT } from "../../helpers/cli.ts";
+
+const FIXTURES = fileURLToPath(new URL("../../fixtures/configs/", import.meta.url));
+
+/** Run `fn` with a fresh temp dir that is removed afterwards. */
+async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "config_load_test_" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** The ConfigError thrown by parsing `text`. */
+function configError(text: string, file = "/etc/it/config.yaml"): ConfigError {
+  try {
+    parseConfig(text, file);
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, `expected ConfigError, got ${error}`);
+    return error;
+  }
+  assert.fail("expected a ConfigError");
+}
+
+const MINIMAL = "watch_path: /data/in\nremote_host: freya\nremote_base_path: /data/out\n";
+
+Deno.test("old tool's Windows to Linux example loads with its values", async () => {
+  const config = await loadConfig(join(FIXTURES, "windows_to_linux.yaml"));
+  assert.equal(config.jobs.length, 1);
+  const [job] = config.jobs;
+  assert.equal(job.name, "default");
+  assert.equal(job.watch_path, "C:/Users/Observer/data/images");
+  assert.equal(job.remote_host, "freya");
+  assert.equal(job.remote_user, "observer");
+  assert.equal(job.remote_base_path, "/home/observer/data/images");
+  assert.equal(job.transfer_method, "scp");
+  assert.equal(job.compression, false);
+  assert.equal(job.remote_sync, true);
+  assert.deepEqual(job.file_patterns, ["*.fits", "*.FIT"]);
+  assert.equal(job.verify_transfer, "size");
+  assert.equal(job.retry_attempts, 3);
+  assert.equal(job.retry_delay_seconds, 5, "the old name retry_delay is read");
+  assert.equal(config.state_dir, defaultStateDir());
+  assert.equal(config.log_file, defaultLogFile());
+  assert.equal(config.log_format, "text");
+  assert.equal(config.file, join(FIXTURES, "windows_to_linux.yaml"));
+});
+
+Deno.test("old tool's basic Windows to Linux example loads with defaults for the rest", async () => {
+  const [job] = (await loadConfig(join(FIXTURES, "basic_windows_to_linux.yaml"))).jobs;
+  assert.equal(job.watch_path, "C:/Users/Observer/data/images");
+  assert.deepEqual(job.file_patterns, ["*.fits"]);
+  assert.equal(job.verify_transfer, "checksum");
+  assert.equal(job.retry_attempts, 3);
+  assert.equal(job.stability_window_seconds, 2);
+  assert.equal(job.ssh_port, null);
+  assert.equal(job.ssh_identity_file, null);
+});
+
+Deno.test("old tool's rsync example keeps rsync options and the remote path", async () => {
+  const [job] = (await loadConfig(join(FIXTURES, "linux_to_linux_rsync.yaml"))).jobs;
+  assert.equal(job.transfer_method, "rsync");
+  assert.equal(job.watch_path, join(homeDir(), "telescope/images"));
+  assert.equal(job.remote_host, "processing-server.local");
+  assert.equal(job.remote_user, "pipeline");
+  assert.equal(job.remote_base_path, "/data/incoming/images");
+  assert.deepEqual(job.rsync_options, ["--archive", "--partial", "--progress"]);
+  assert.deepEqual(job.file_patterns, ["*.fits", "*.fit"]);
+});
+
+Deno.test("old tool's local example expands ~ in both local paths", async () => {
+  const [job] = (await loadConfig(join(FIXTURES, "local_transfer.yaml"))).jobs;
+  assert.equal(job.transfer_method, "local");
+  assert.equal(job.watch_path, join(homeDir(), "camera/raw"));
+  assert.equal(job.remote_base_path, join(homeDir(), "processing/inbox"));
+  assert.equal(job.remote_user, "ignored");
+});
+
+Deno.test("jobs inherit top-level job keys; job keys override; names default to jobN", async () => {
+  const config = await loadConfig(join(FIXTURES, "multi_job.yaml"));
+  assert.deepEqual(config.jobs.map((j) => j.name), ["north", "job2", "job3"]);
+  const [north, south, local] = config.jobs;
+  // Inherited from the top level.
+  for (const job of config.jobs) {
+    assert.equal(job.remote_host, "processing-server");
+    assert.equal(job.remote_user, "pipeline");
+    assert.equal(job.night_rollover_hour, 12);
+    assert.equal(job.night_timezone, "America/Santiago");
+  }
+  assert.equal(north.retry_attempts, 5);
+  assert.equal(north.verify_transfer, "checksum");
+  assert.equal(north.transfer_method, "scp");
+  assert.deepEqual(north.file_patterns, DEFAULT_FILE_PATTERNS);
+  // Overridden per job.
+  assert.equal(south.retry_attempts, 1);
+  assert.equal(south.transfer_method, "rsync");
+  assert.equal(south.remote_base_path, "/data/incoming/images");
+  assert.deepEqual(south.file_patterns, ["*.fits.fz"], "a single pattern is a one-element list");
+  assert.equal(local.verify_transfer, "none");
+  // A remote path keeps its ~/ for the remote shell; local paths are expanded.
+  assert.equal(north.remote_base_path, "~/incoming/north");
+  assert.equal(north.watch_path, join(homeDir(), "data/north"));
+  assert.equal(south.watch_path, join(FIXTURES, "south"));
+  assert.equal(local.watch_path, join(homeDir(), "local-cam"));
+  assert.equal(local.remote_base_path, join(FIXTURES, "archive/local"));
+  // Daemon keys.
+  assert.equal(config.state_dir, join(FIXTURES, "state"));
+  assert.equal(config.log_file, "");
+  assert.equal(config.log_format, "json");
+});
+
+Deno.test("relative paths resolve against the config file's folder, not the cwd", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.mkdir(join(dir, "conf"));
+    const file = join(dir, "conf", "c.yaml");
+    await Deno.writeTextFile(
+      file,
+      "watch_path: in\ntransfer_method: local\nremote_base_path: ../out\n" +
+        "state_dir: ./st\nlog_file: logs/x.log\nssh_identity_file: keys/id\n" +
+        "after_transfer: move\narchive_path: ../archive\n",
+    );
+    const config = await loadConfig(file);
+    assert.equal(config.jobs[0].archive_path, join(dir, "archive"));
+    assert.equal(config.jobs[0].watch_path, join(dir, "conf", "in"));
+    assert.equal(config.jobs[0].remote_base_path, join(dir, "out"));
+    assert.equal(config.jobs[0].ssh_identity_file, join(dir, "conf", "keys", "id"));
+    assert.equal(config.state_dir, join(dir, "conf", "st"));
+    assert.equal(config.log_file, join(dir, "conf", "logs", "x.log"));
+  });
+});
+
+Deno.test("~, $HOME and %USERPROFILE% expand in every local path; remote paths stay", () => {
+  const config = parseConfig(
+    "watch_path: ~/a\nremote_host: h\nremote_base_path: ~/remote\n" +
+      "ssh_identity_file: $HOME/.ssh/id\nstate_dir: '%USERPROFILE%/st'\nlog_file: ~/l.log\n" +
+      "after_transfer: move\narchive_path: ~/archive\n" +
+      "ftp_password_file: ~/ftp-pass\nftp_ca_file: ~/ca.pem\n",
+    "/etc/it/config.yaml",
+  );
+  const home = homeDir();
+  assert.equal(config.jobs[0].ftp_password_file, join(home, "ftp-pass"));
+  assert.equal(config.jobs[0].ftp_ca_file, join(home, "ca.pem"));
+  assert.equal(config.jobs[0].archive_path, join(home, "archive"));
+  assert.equal(config.jobs[0].watch_path, join(home, "a"));
+  assert.equal(config.jobs[0].ssh_identity_file, join(home, ".ssh/id"));
+  assert.equal(config.jobs[0].remote_base_path, "~/remote");
+  assert.equal(config.state_dir, join(home, "st"));
+  assert.equal(config.log_file, join(home, "l.log"));
+});
+
+Deno.test("verify_transfer: true is size, false is none, names pass through, default checksum", () => {
+  const verify = (value: string) =>
+    parseConfig(`${MINIMAL}verify_transfer: ${value}\n`, "/x/c.yaml").jobs[0].verify_transfer;
+  assert.equal(verify("true"), "size");
+  assert.equal(verify("false"), "none");
+  assert.equal(verify("checksum"), "checksum");
+  assert.equal(verify("none"), "none");
+  assert.equal(parseConfig(MINIMAL, "/x/c.yaml").jobs[0].verify_transfer, "checksum");
+});
+
+Deno.test("a file with a byte order mark and CRLF line ends loads", () => {
+  const config = parseConfig("\uFEFF" + MINIMAL.replaceAll("\n", "\r\n"), "/x/c.yaml");
+  assert.equal(config.jobs[0].remote_base_path, "/data/out");
+  assert.equal(config.jobs[0].remote_host, "freya");
+});
+
+Deno.test("all problems are reported at once, in line order, with line and key path", () => {
+  const error = configError(
+    "watch_path: /in\nremote_host: h\nremote_base_path: /out\nretry_attempts: three\n" +
+      "retry_delay: -1\nverify_transfer: maybe\n",
+    "/etc/it/config.yaml",
+  );
+  const lines = error.message.split("\n");
+  assert.equal(lines.length, 3, error.message);
+  assert.match(lines[0], /^\/etc\/it\/config\.yaml:4: retry_attempts: expected a whole number/);
+  assert.match(lines[0], /got "three"$/);
+  assert.match(lines[1], /^\/etc\/it\/config\.yaml:5: retry_delay: expected a number from 0/);
+  assert.match(lines[2], /:6: verify_transfer: expected true or false, or one of "none"/);
+  assert.equal(error.line, 4);
+  assert.equal(error.file, "/etc/it/config.yaml");
+});
+
+Deno.test("watch_mode and poll_interval_seconds: defaults, and bad values named with their line", () => {
+  const job = parseConfig(MINIMAL, "/x/c.yaml").jobs[0];
+  assert.equal(job.watch_mode, "auto");
+  assert.equal(job.poll_interval_seconds, 2);
+  const forced = parseConfig(
+    MINIMAL + "watch_mode: poll\npoll_interval_seconds: 0.5\n",
+    "/x/c.yaml",
+  );
+  assert.equal(forced.jobs[0].watch_mode, "poll");
+  assert.equal(forced.jobs[0].poll_interval_seconds, 0.5);
+  const error = configError(
+    "watch_path: /in\nremote_host: h\nremote_base_path: /out\nwatch_mode: inotify\n" +
+      "poll_interval_seconds: 0\n",
+  );
+  const lines = error.message.split("\n");
+  assert.equal(lines.length, 2, error.message);
+  assert.equal(
+    lines[0],
+    '/etc/it/config.yaml:4: watch_mode: expected one of "auto", "events", "poll", got "inotify"',
+  );
+  assert.equal(
+    lines[1],
+    "/etc/it/config.yaml:5: poll_interval_seconds: expected a number from 0.1 to 3600, got 0",
+  );
+});
+
+Deno.test("an inherited bad value is reported once, at its top-level line", () => {
+  const error = configError(
+    "remote_host: h\nremote_base_path: /o\nretry_attempts: x\njobs:\n" +
+      "  - watch_path: /a\n  - watch_path: /b\n    retry_delay: soon\n",
+  );
+  const lines = error.message.split("\n");
+  assert.deepEqual(lines.map((l) => l.replace(/^[^:]*:(\d+): ([^:]*):.*$/, "$1 $2")), [
+    "3 retry_attempts",
+    "7 jobs[1].retry_delay",
+  ]);
+});
+
+Deno.test("unknown keys get a suggestion only when one is close", () => {
+  assert.match(
+    configError(`${MINIMAL}retry_attempt: 3\n`).message,
+    /:4: unknown key "retry_attempt"; did you mean "retry_attempts"\?$/,
+  );
+  assert.match(
+    configError(`${MINIMAL}Watch-Path: /x\n`).message,
+    /did you mean "watch_path"\?/,
+  );
+  const far = configError(`${MINIMAL}colour: blue\n`).message;
+  assert.match(far, /:4: unknown key "colour"/);
+  assert.doesNotMatch(far, /did you mean/);
+});
+
+Deno.test("retry_delay, the old name of retry_delay_seconds, loads as it everywhere", () => {
+  const seconds = (text: string) => parseConfig(text, "/x/c.yaml").jobs[0].retry_delay_seconds;
+  assert.equal(seconds(`${MINIMAL}retry_delay: 7\n`), 7);
+  assert.equal(seconds(`${MINIMAL}retry_delay_seconds: 7\n`), 7);
+  assert.equal(seconds(MINIMAL), 5);
+  // In a jobs entry, inherited from the top level, and overridden under either name.
+  const config = parseConfig(
+    "remote_host: h\nremote_base_path: /o\nretry_delay: 9\njobs:\n" +
+      "  - watch_path: /a\n  - watch_path: /b\n    retry_delay: 1\n" +
+      "  - watch_path: /c\n    retry_delay_seconds: 2\n",
+    "/x/c.yaml",
+  );
+  assert.deepEqual(config.jobs.map((j) => j.retry_delay_seconds), [9, 1, 2]);
+  assert.ok(config.jobs.every((job) => !("retry_delay" in job)));
+  // The same file with the new name gives the same config.
+  const renamed = parseConfig(
+    "remote_host: h\nremote_base_path: /o\nretry_delay_seconds: 9\njobs:\n" +
+      "  - watch_path: /a\n  - watch_path: /b\n    retry_delay_seconds: 1\n" +
+      "  - watch_path: /c\n    retry_delay_seconds: 2\n",
+    "/x/c.yaml",
+  );
+  assert.deepEqual(renamed, config);
+});
+
+Deno.test("retry_delay and retry_delay_seconds together are refused, naming both lines", () => {
+  const top = configError(`${MINIMAL}retry_delay_seconds: 3\nretry_attempts: 1\nretry_delay: 4\n`);
+  assert.equal(
+    top.message,
+    "/etc/it/config.yaml:6: retry_delay (line 6) and retry_delay_seconds (line 4) are the same " +
+      "setting: retry_delay is the old name of retry_delay_seconds; keep only the " +
+      "retry_delay_seconds line",
+  );
+  assert.equal(top.line, 6);
+  const inJob = configError(
+    "remote_host: h\nremote_base_path: /o\njobs:\n  - watch_path: /a\n" +
+      "    retry_delay: 3\n    retry_delay_seconds: 4\n",
+  );
+  assert.match(
+    inJob.message,
+    /^\/etc\/it\/config\.yaml:5: retry_delay \(line 5\) and retry_delay_seconds \(line 6\) in jobs\[0\] are the same setting/,
+  );
+  // Each name once, one at the top level and one in a job, is an override, not a conflict.
+  const config = parseConfig(
+    "remote_host: h\nremote_base_path: /o\nretry_delay: 3\njobs:\n  - watch_path: /a\n" +
+      "    retry_delay_seconds: 4\n",
+    "/x/c.yaml",
+  );
+  assert.equal(config.jobs[0].retry_delay_seconds, 4);
+});
+
+Deno.test("a bad value under the old name is reported under the name as written", () => {
+  const error = configError(`${MINIMAL}retry_delay: soon\n`);
+  assert.equal(
+    error.message,
+    '/etc/it/config.yaml:4: retry_delay: expected a number from 0 to 86400, got "soon"',
+  );
+});
+
+Deno.test("a mistyped retry_delay is pointed to the new name", () => {
+  assert.match(
+    configError(`${MINIMAL}retry_delays: 3\n`).message,
+    /:4: unknown key "retry_delays"; did you mean "retry_delay_seconds"\?$/,
+  );
+  assert.match(
+    configError(`${MINIMAL}retry_delay_second: 3\n`).message,
+    /:4: unknown key "retry_delay_second"; did you mean "retry_delay_seconds"\?$/,
+  );
+});
+
+Deno.test("job-level mistakes: daemon key, nested jobs, top-level name, empty list", () => {
+  const base = "remote_host: h\nremote_base_path: /o\n";
+  assert.match(
+    configError(`${base}jobs:\n  - watch_path: /a\n    log_file: /x.log\n`).message,
+    /:5: "log_file" in jobs\[0\] applies to the whole daemon and is only allowed at the top level/,
+  );
+  assert.match(
+    configError(`${base}jobs:\n  - watch_path: /a\n    jobs: []\n`).message,
+    /:5: a jobs entry cannot contain another jobs list/,
+  );
+  assert.match(
+    configError(`${base}name: cam\njobs:\n  - watch_path: /a\n`).message,
+    /:3: name: a top-level name would be inherited by every job/,
+  );
+  assert.match(configError(`${base}jobs: []\n`).message, /:3: jobs: the list is empty/);
+  assert.match(configError(`${base}jobs: /a\n`).message, /:3: jobs: expected a list of jobs/);
+  assert.match(
+    configError(`${base}jobs:\n  - /a\n`).message,
+    /:4: jobs\[0\]: expected the keys of one job/,
+  );
+});
+
+Deno.test("duplicate job names, including a given name equal to a default one", () => {
+  const base = "remote_host: h\nremote_base_path: /o\njobs:\n";
+  assert.match(
+    configError(`${base}  - watch_path: /a\n  - name: job1\n    watch_path: /b\n`).message,
+    /:5: jobs\[1\]\.name: duplicate job name "job1" \(also used by jobs\[0\] on line 4\)/,
+  );
+});
+
+Deno.test("missing required keys name the key and show an example", () => {
+  const message = configError("transfer_method: scp\n").message;
+  assert.match(message, /watch_path: required key missing; add a line like "watch_path: ~\/data/);
+  assert.match(message, /remote_base_path: required key missing/);
+  // remote_host is checked together with the other problems.
+  assert.match(message, /remote_host: required when transfer_method is "scp"/);
+  // A local job needs no remote_host.
+  assert.equal(
+    parseConfig("watch_path: /a\nremote_base_path: /b\ntransfer_method: local\n", "/c.yaml")
+      .jobs.length,
+    1,
+  );
+});
+
+Deno.test("YAML syntax errors give the line and the parser's reason", () => {
+  assert.match(
+    configError('watch_path: /a\nremote_host: "freya\nremote_base_path: /o\n').message,
+    /^\/etc\/it\/config\.yaml:2: YAML syntax error: Missing closing "quote/,
+  );
+  assert.match(
+    configError("watch_path: /a\n\tremote_host: h\n").message,
+    /:2: YAML syntax error: .*[Tt]ab/,
+  );
+  assert.match(
+    configError("watch_path: /a\nwatch_path: /b\n").message,
+    /:2: duplicate key "watch_path" \(first on line 1\)/,
+  );
+});
+
+Deno.test("a duplicate key inside a job is named, with both lines", () => {
+  const error = configError(
+    "remote_host: h\nremote_base_path: /o\njobs:\n  - watch_path: /a\n    retry_delay: 3\n" +
+      '    "retry_delay": 4\n',
+  );
+  assert.match(error.message, /config\.yaml:6: duplicate key "retry_delay" \(first on line 5\)/);
+  assert.equal(error.line, 6);
+});
+
+Deno.test("an alias bomb is refused with the line of the alias that expands most", () => {
+  const lol = Array(9).fill('"lol"').join(", ");
+  const text = [
+    "watch_path: /a",
+    "remote_host: h",
+    "remote_base_path: /o",
+    `a: &a [${lol}]`,
+    ...["b", "c", "d", "e", "f", "g"].map((name, i) => {
+      const previous = "abcdefg"[i];
+      return `${name}: &${name} [${Array(9).fill(`*${previous}`).join(", ")}]`;
+    }),
+  ].join("\n");
+  const error = configError(text);
+  assert.match(error.message, /^\/etc\/it\/config\.yaml:10: YAML aliases expand too far: \*f here/);
+  assert.match(error.message, /alias bomb/);
+  assert.equal(error.line, 10);
+  // A few aliases are fine.
+  const config = parseConfig(
+    'watch_path: /a\nremote_host: h\nremote_base_path: /o\nfile_patterns: &p ["*.fit"]\n' +
+      "exclude_patterns: *p\n",
+    "/c.yaml",
+  );
+  assert.deepEqual(config.jobs[0].exclude_patterns, ["*.fit"]);
+});
+
+Deno.test("an empty (~) key is reported at its own line", () => {
+  assert.match(
+    configError("watch_path: /a\nremote_host: h\n~: x\n").message,
+    /config\.yaml:3: unknown key ""/,
+  );
+});
+
+Deno.test("an alias without its anchor is refused with its line", () => {
+  const error = configError("watch_path: /a\nremote_host: *host\nremote_base_path: /o\n");
+  assert.match(error.message, /config\.yaml:2: YAML alias \*host refers to no anchor/);
+});
+
+Deno.test("empty files and non-mapping files get a clear message", () => {
+  assert.match(configError("").message, /the config file is empty/);
+  assert.match(configError("# nothing here\n").message, /the config file is empty/);
+  assert.match(
+    configError("- a\n- b\n").message,
+    /:1: expected "key: value" lines at the top level, got a list/,
+  );
+  assert.match(configError("just text\n").message, /got "just text"/);
+});
+
+Deno.test("a missing file says where it looked and how to create it", async () => {
+  await withTempDir(async (dir) => {
+    const file = join(dir, "nope.yaml");
+    await assert.rejects(() => loadConfig(file), (error: unknown) => {
+      assert.ok(error instanceof ConfigError);
+      assert.match(error.message, new RegExp(`Cannot read config file ${file}: it does not exist`));
+      assert.match(error.message, /image-transfer -c .* init/);
+      return true;
+    });
+  });
+});
+
+Deno.test("the generated default config documents every key and loads", () => {
+  const text = renderDefaultConfig();
+  for (const key of describeKeys()) {
+    assert.match(text, new RegExp(`^(# )?${key.key}:`, "m"), `${key.key} missing`);
+  }
+  assert.ok(text.split("\n").every((line) => line.length <= 100), "a line is wider than 100");
+  const config = parseConfig(text, "/etc/it/config.yaml");
+  assert.equal(config.jobs.length, 1);
+  assert.equal(config.jobs[0].watch_path, join(homeDir(), "data/images"));
+  assert.equal(config.jobs[0].remote_host, "processing-server");
+  assert.equal(config.jobs[0].remote_base_path, "/data/incoming/images");
+  // Uncommenting the jobs example gives a valid two-job config.
+  const start = text.indexOf("\n# jobs:\n");
+  assert.ok(start > 0, "no commented jobs example");
+  const withJobs = text.slice(0, start) + text.slice(start).replace(/^# (jobs:| {2}.*)$/gm, "$1");
+  assert.notEqual(withJobs, text);
+  const jobs = parseConfig(withJobs, "/etc/it/config.yaml").jobs;
+  assert.deepEqual(jobs.map((j) => j.name), ["camera-north", "camera-south"]);
+  assert.deepEqual(jobs[1].rsync_options, ["--bwlimit=50000"]);
+});
+
+Deno.test("every commented-out default in the generated config equals the real default", () => {
+  const text = renderDefaultConfig();
+  const jobsAt = text.indexOf("\n# jobs:\n");
+  const keys = describeKeys().map((k) => k.key).join("|");
+  const uncommented = text.slice(0, jobsAt)
+    .replace(new RegExp(`^# ((?:${keys}):.*| {2}.*)$`, "gm"), "$1") + text.slice(jobsAt);
+  assert.ok(uncommented.split("\n").filter((l) => /^[a-z_]+:/.test(l)).length >= 25);
+  const plain = parseConfig(text, "/etc/it/config.yaml");
+  const explicit = parseConfig(uncommented, "/etc/it/config.yaml");
+  assert.deepEqual(explicit.jobs, plain.jobs);
+  assert.equal(explicit.log_file, plain.log_file);
+  assert.equal(explicit.log_format, plain.log_format);
+});
+
+Deno.test("both key references list every key and are stable under deno fmt", async () => {
+  const full = renderConfigReference();
+  const summary = renderConfigSummary();
+  for (const key of describeKeys()) {
+    assert.match(full, new RegExp(`^- \`${key.key}\` `, "m"));
+    assert.match(summary, new RegExp(`^- \`${key.key}\` `, "m"));
+  }
+  await withTempDir(async (dir) => {
+    for (const [name, reference] of [["full.md", full], ["summary.md", summary]]) {
+      const file = join(dir, name);
+      await Deno.writeTextFile(file, `# Reference\n\n${reference}\n`);
+      const fmt = await new Deno.Command(Deno.execPath(), {
+        args: ["fmt", "--check", "--config", join(REPO_ROOT, "deno.json"), file],
+        cwd: dir,
+        stdout: "null",
+        stderr: "piped",
+      }).output();
+      assert.equal(fmt.code, 0, `${name}: ${new TextDecoder().decode(fmt.stderr)}`);
+    }
+  });
+});
+
+Deno.test("the summary gives each key the first sentence of its description, the full reference all of it", () => {
+  const full = renderConfigReference().replaceAll("\n  ", " ");
+  const summary = renderConfigSummary().replaceAll("\n  ", " ");
+  for (const key of describeKeys()) {
+    const description = key.description.replaceAll("\n", " ");
+    const first = firstSentence(description);
+    assert.ok(first.endsWith("."), `${key.key}: "${first}" is not a sentence`);
+    assert.ok(first.length <= 160, `${key.key}: the first sentence is long for a summary`);
+    assert.ok(summary.includes(`: ${first}\n`) || summary.endsWith(`: ${first}`), key.key);
+    assert.ok(full.includes(`: ${description}\n`) || full.endsWith(`: ${description}`), key.key);
+  }
+  assert.equal(
+    firstSentence('A zone, e.g. "UTC"; empty: none. More.'),
+    'A zone, e.g. "UTC"; empty: none.',
+  );
+  assert.equal(firstSentence("One sentence only."), "One sentence only.");
+  assert.ok(summary.length < full.length / 1.5, "the summary is not much shorter");
+});
+
+Deno.test("README.md and docs/configuration.md hold the generated references (run `deno task docs`)", async () => {
+  assert.deepEqual(GENERATED.map((g) => g.path), ["README.md", "docs/configuration.md"]);
+  const expected = [renderConfigSummary(), renderConfigReference()];
+  for (const [i, { path }] of GENERATED.entries()) {
+    const region = readRegion(await Deno.readTextFile(join(REPO_ROOT, path)));
+    assert.ok(region !== undefined, `${path} lacks the config-reference markers`);
+    assert.equal(region, expected[i], `${path} is out of date; run \`deno task docs\``);
+  }
+  const readme = await Deno.readTextFile(join(REPO_ROOT, "README.md"));
+  assert.match(readme, /\]\(docs\/configuration\.md\)/, "README links the full reference");
+});
+
+Deno.test("resume_partial_hours and growing_patterns: defaults, a single pattern, clear errors", () => {
+  const job = parseConfig(MINIMAL, "/x/c.yaml").jobs[0];
+  assert.equal(job.resume_partial_hours, 24);
+  assert.deepEqual(job.growing_patterns, []);
+  const one = parseConfig(MINIMAL + "growing_patterns: '*.log'\n", "/x/c.yaml").jobs[0];
+  assert.deepEqual(one.growing_patterns, ["*.log"]);
+  const negative = configError(MINIMAL + "resume_partial_hours: -1\n");
+  assert.match(negative.message, /^\/etc\/it\/config\.yaml:4: resume_partial_hours: expected /);
+  const off = configError(MINIMAL + "resume_partial_hours: 0\ngrowing_patterns: ['*.log']\n");
+  assert.match(
+    off.message,
+    /^\/etc\/it\/config\.yaml:5: growing_patterns: needs resume_partial_hours above 0/,
+  );
+});

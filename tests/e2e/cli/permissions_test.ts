@@ -1,0 +1,90 @@
+/**
+ * The project's one permission set (`deno.json` → `permissions.image-transfer`)
+ * really confines the program, and every way of running or building it uses
+ * that set, never `-A`.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { cliArgv, REPO_ROOT } from "../../helpers/cli.ts";
+import { compileArgs, TARGETS } from "../../../scripts/compile_all.ts";
+
+/** Run `code` as a script under the project's permission set. */
+async function runUnderPermissionSet(code: string): Promise<{ stdout: string; stderr: string }> {
+  const dir = await Deno.makeTempDir({ prefix: "it-perm-" });
+  try {
+    const script = join(dir, "probe.ts");
+    await Deno.writeTextFile(script, code);
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-q", "-P=image-transfer", "--config", join(REPO_ROOT, "deno.json"), script],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder();
+    assert.equal(out.code, 0, text.decode(out.stderr));
+    return { stdout: text.decode(out.stdout), stderr: text.decode(out.stderr) };
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+const PROBE = (program: string, args: string[]) => `
+try {
+  const out = await new Deno.Command(${JSON.stringify(program)}, {
+    args: ${JSON.stringify(args)}, stdout: "piped", stderr: "piped",
+  }).output();
+  console.log("started " + out.code + " " + new TextDecoder().decode(out.stderr).trim());
+} catch (error) {
+  console.log("refused " + (error instanceof Error ? error.name : String(error)));
+}
+`;
+
+Deno.test("the permission set may start programs (hooks are the user's own; the config check guards them)", async () => {
+  const out = await runUnderPermissionSet(PROBE("ssh", ["-V"]));
+  assert.match(out.stdout, /^started 0 OpenSSH/);
+  const shell = await runUnderPermissionSet(PROBE("sh", ["-c", "true"]));
+  assert.equal(shell.stdout.trim(), "started 0");
+  const denoJson = JSON.parse(await Deno.readTextFile(join(REPO_ROOT, "deno.json")));
+  const set = denoJson.permissions["image-transfer"];
+  assert.equal(set.run, true);
+  assert.equal(set.all, undefined);
+  // Everything else stays bounded: no ffi, and only the system facts the program reads.
+  assert.equal(set.ffi, undefined);
+  assert.ok(Array.isArray(set.sys), "sys is a list");
+});
+
+Deno.test("the run, compile and compile:all tasks use -P=image-transfer and never -A", async () => {
+  const denoJson = JSON.parse(await Deno.readTextFile(join(REPO_ROOT, "deno.json")));
+  const tasks: Record<string, string> = denoJson.tasks;
+  const allowAll = /(^|\s)(-A|--allow-all)(\s|=|$)/;
+  for (const name of ["image-transfer", "compile"]) {
+    assert.match(tasks[name], /(^|\s)-P=image-transfer(\s|$)/, name);
+    // Same runtime as the tests (tests/helpers/cli.ts): V8 tuned for a small footprint.
+    assert.match(tasks[name], /(^|\s)--v8-flags=--optimize-for-size(\s|$)/, name);
+    assert.doesNotMatch(tasks[name], allowAll, name);
+  }
+  // CLI tests run the program exactly like the task does.
+  const taskFlags = tasks["image-transfer"].split(/\s+/).slice(2, -1);
+  assert.ok(taskFlags.length >= 3, tasks["image-transfer"]);
+  for (const flag of taskFlags) assert.ok(cliArgv([]).includes(flag), flag);
+  assert.match(tasks["compile:all"], /scripts\/compile_all\.ts/);
+  assert.doesNotMatch(tasks["compile:all"], allowAll);
+  assert.match(tasks["compile:all"], /--allow-run=deno(\s|$)/);
+  assert.match(tasks["compile:all"], /--allow-write=dist(\s|$)/);
+  assert.equal(TARGETS.length, 6);
+  for (const target of TARGETS) {
+    const args = compileArgs(target);
+    assert.equal(args[0], "compile");
+    assert.ok(args.includes("-P=image-transfer"), target);
+    assert.ok(args.includes("--v8-flags=--optimize-for-size"), target);
+    assert.ok(!args.some((arg) => allowAll.test(arg) || arg.startsWith("--allow-")), target);
+    assert.equal(args[args.indexOf("--target") + 1], target);
+    // The watcher's worker module is not found by the module graph: it must be included.
+    const worker = args[args.indexOf("--include") + 1];
+    assert.ok(worker.endsWith(join("src", "watch", "watch_worker.ts")), target);
+    assert.ok((await Deno.stat(worker)).isFile, worker);
+  }
+  assert.match(tasks.compile, /--include src\/watch\/watch_worker\.ts(\s|$)/);
+  const script = await Deno.readTextFile(join(REPO_ROOT, "scripts", "compile_all.ts"));
+  assert.doesNotMatch(script, /"-A"|"--allow-all"/);
+});

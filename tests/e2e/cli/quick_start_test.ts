@@ -1,0 +1,211 @@
+/**
+ * A first run without a config file (`run --watch DIR --to DEST`): how DEST
+ * is read, and real config-free runs through the CLI (local folder, FTP,
+ * FTPS, rsync over SSH) that deliver files, with `--save-config`.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { destinationKeys, quickStartConfig } from "../../../src/cli/quick_start.ts";
+import { ConfigError, UsageError } from "../../../src/errors.ts";
+import { runCli } from "../../helpers/cli.ts";
+import { listFiles, randomBytes, sha256OfFile } from "../../helpers/files.ts";
+import { startSshd } from "../../helpers/sshd.ts";
+import { startVsftpd } from "../../helpers/vsftpd.ts";
+
+const FITS_DIR = new URL("../../fixtures/fits/", import.meta.url).pathname;
+
+Deno.test("--to: SSH, FTP and local destinations give the keys they stand for", () => {
+  assert.deepEqual(destinationKeys("obs@freya:/data/in"), {
+    transfer_method: "scp",
+    remote_host: "freya",
+    remote_user: "obs",
+    remote_base_path: "/data/in",
+  });
+  assert.deepEqual(destinationKeys("freya:incoming", "rsync"), {
+    transfer_method: "rsync",
+    remote_host: "freya",
+    remote_base_path: "incoming",
+  });
+  assert.deepEqual(destinationKeys("ftps://obs@archive.example.org:2121/up%20load"), {
+    transfer_method: "ftp",
+    remote_host: "archive.example.org",
+    remote_user: "obs",
+    remote_base_path: "/up load",
+    ftp_tls: "required",
+    ftp_port: 2121,
+  });
+  assert.deepEqual(destinationKeys("ftp://archive/"), {
+    transfer_method: "ftp",
+    remote_host: "archive",
+    remote_base_path: "/",
+    ftp_tls: "off",
+  });
+  assert.deepEqual(destinationKeys("/mnt/archive"), {
+    transfer_method: "local",
+    remote_base_path: "/mnt/archive",
+  });
+  assert.throws(() => destinationKeys("ftp://obs:secret@archive/x"), UsageError);
+  assert.throws(() => destinationKeys("ftp://archive/x", "rsync"), /does not fit/);
+  assert.throws(() => destinationKeys("/mnt/archive", "scp"), /needs a remote --to/);
+});
+
+Deno.test("a wrong --set names the key and the options, not a line of a file never written", () => {
+  for (const saveConfig of [undefined, "/nonexistent/saved.yaml"]) {
+    let error: unknown;
+    try {
+      quickStartConfig({
+        watch: "/data/camera",
+        to: "/mnt/archive",
+        set: ["retry_atempts=3", "retry_delay_seconds=soon"],
+        saveConfig,
+      });
+    } catch (thrown) {
+      error = thrown;
+    }
+    assert.ok(error instanceof ConfigError, String(error));
+    assert.equal(
+      error.message,
+      'in the options (--watch, --to, --set): unknown key "retry_atempts"; did you mean ' +
+        '"retry_attempts"?\nin the options (--watch, --to, --set): retry_delay_seconds: ' +
+        'expected a number from 0 to 86400, got "soon"',
+    );
+  }
+});
+
+/** A watch folder with real FITS files and a hostile name, dated into night 20240701. */
+async function watchFolder(root: string): Promise<Map<string, string>> {
+  const watch = join(root, "watch");
+  await Deno.mkdir(join(watch, "sub"), { recursive: true });
+  const night = new Date("2024-07-01T20:00:00Z");
+  const files = new Map<string, string>();
+  for (const name of ["cmos_iso_2024.fits", "fpack_style.fits"]) {
+    await Deno.copyFile(join(FITS_DIR, name), join(watch, "sub", name));
+    files.set(`20240701/sub/${name}`, join(watch, "sub", name));
+  }
+  await Deno.writeFile(join(watch, "a 'b' $(c).fits"), randomBytes(50_000));
+  files.set("20240701/a 'b' $(c).fits", join(watch, "a 'b' $(c).fits"));
+  for (const path of files.values()) await Deno.utime(path, night, night);
+  return files;
+}
+
+async function assertDelivered(dest: string, files: Map<string, string>): Promise<void> {
+  assert.deepEqual(await listFiles(dest), [...files.keys()].sort());
+  for (const [rel, path] of files) {
+    assert.equal(await sha256OfFile(join(dest, rel)), await sha256OfFile(path), rel);
+  }
+}
+
+Deno.test("cli: a config-free run to a local folder delivers, status shows it, and --save-config writes its config", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-quick-" });
+  try {
+    const files = await watchFolder(root);
+    const dest = join(root, "dest");
+    const saved = join(root, "saved.yaml");
+    const env = { HOME: root, TZ: "UTC" };
+    const args = ["run", "--once", "--watch", join(root, "watch"), "--to", dest];
+    const out = await runCli([...args, "--save-config", saved], { env });
+    assert.equal(out.code, 0, out.stderr);
+    await assertDelivered(dest, files);
+    // `status` without a config file reads the default state folder the run used.
+    const status = await runCli(["status"], { env });
+    assert.equal(status.code, 0, status.stderr);
+    assert.match(
+      status.stdout,
+      new RegExp(`Job default: pending 0, transferring 0, done ${files.size},`),
+    );
+    assert.equal((await Deno.stat(saved)).mode! & 0o777, 0o644);
+    const text = await Deno.readTextFile(saved);
+    assert.match(text, /^transfer_method: local$/m);
+    const valid = await runCli(["config", "validate", "-c", saved], { env });
+    assert.equal(valid.code, 0, valid.stderr);
+    assert.match(valid.stdout, new RegExp(`-> ${dest} \\(local\\)`));
+
+    const again = await runCli([...args, "--save-config", saved], { env });
+    assert.equal(again.code, 2);
+    assert.match(again.stderr, /exists; add --force to replace it/);
+    assert.equal(await Deno.readTextFile(saved), text);
+    const forced = await runCli([...args, "--save-config", saved, "--force"], { env });
+    assert.equal(forced.code, 0, forced.stderr);
+
+    const half = await runCli(["run", "--watch", join(root, "watch")], { env });
+    assert.equal(half.code, 2);
+    assert.match(half.stderr, /needs both --watch DIR and --to DEST/);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("cli: config-free runs to ftp:// and ftps:// addresses deliver the bytes", async () => {
+  const plain = await startVsftpd({ tls: false });
+  const secure = await startVsftpd();
+  const root = await Deno.makeTempDir({ prefix: "itx-quickftp-" });
+  try {
+    const files = await watchFolder(root);
+    const env = { HOME: root, TZ: "UTC" };
+    const plainDest = await plain.makeRemoteDir();
+    const out = await runCli([
+      "run",
+      "--once",
+      "--watch",
+      join(root, "watch"),
+      "--to",
+      `ftp://itx-ftp@127.0.0.1:${plain.port}${plainDest}`,
+      "--ftp-password-file",
+      plain.passwordFile,
+    ], { env });
+    assert.equal(out.code, 0, out.stderr);
+    await assertDelivered(plainDest, files);
+
+    const secureDest = await secure.makeRemoteDir();
+    const tls = await runCli([
+      "run",
+      "--once",
+      "--watch",
+      join(root, "watch"),
+      "--to",
+      `ftps://itx-ftp@127.0.0.1:${secure.port}${secureDest}`,
+      "--ftp-password-env",
+      "ITX_PW",
+      "--set",
+      `ftp_ca_file=${secure.certFile}`,
+      "--set",
+      `state_dir=${join(root, "state2")}`,
+    ], { env: { ...env, ITX_PW: (await Deno.readTextFile(secure.passwordFile)).trimEnd() } });
+    assert.equal(tls.code, 0, tls.stderr);
+    await assertDelivered(secureDest, files);
+  } finally {
+    await plain.stop();
+    await secure.stop();
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("cli: a config-free run to user@host:/path with --method rsync delivers the bytes", async () => {
+  const sshd = await startSshd();
+  const root = await Deno.makeTempDir({ prefix: "itx-quickssh-" });
+  try {
+    const files = await watchFolder(root);
+    const dest = await sshd.makeRemoteDir();
+    const out = await runCli([
+      "run",
+      "--once",
+      "--watch",
+      join(root, "watch"),
+      "--to",
+      `${sshd.user}@127.0.0.1:${dest}`,
+      "--method",
+      "rsync",
+      "--set",
+      `ssh_port=${sshd.port}`,
+      "--set",
+      `ssh_identity_file=${sshd.identityFile}`,
+      "--set",
+      `ssh_options=${JSON.stringify(sshd.sshOptions)}`,
+    ], { env: { HOME: root, TZ: "UTC" } });
+    assert.equal(out.code, 0, out.stderr);
+    await assertDelivered(dest, files);
+  } finally {
+    await sshd.stop();
+    await Deno.remove(root, { recursive: true });
+  }
+});

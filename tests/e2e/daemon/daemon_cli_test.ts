@@ -1,0 +1,192 @@
+/**
+ * The daemon's command-line behaviour through the real CLI: `--once`,
+ * `--dry-run`, `status`, a stop in the middle of a copy, the state-folder
+ * lock and JSON logs.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { runCli, startCli } from "../../helpers/cli.ts";
+import { listFiles, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
+
+interface Sandbox {
+  root: string;
+  watch: string;
+  dest: string;
+  config: string;
+  env: Record<string, string>;
+}
+
+async function sandbox(extra: Record<string, unknown> = {}): Promise<Sandbox> {
+  const root = await Deno.makeTempDir({ prefix: "itx-cli-" });
+  const watch = join(root, "watch");
+  const dest = join(root, "dest");
+  await Deno.mkdir(watch);
+  await Deno.mkdir(join(root, "home"));
+  const config = join(root, "config.yaml");
+  await writeConfig(config, {
+    watch_path: watch,
+    remote_base_path: dest,
+    transfer_method: "local",
+    stability_window_seconds: 0.3,
+    night_timezone: "UTC",
+    state_dir: join(root, "state"),
+    log_file: join(root, "logs", "it.log"),
+    ...extra,
+  });
+  return { root, watch, dest, config, env: { HOME: join(root, "home") } };
+}
+
+const noon = new Date("2024-05-02T12:00:00Z");
+
+Deno.test("run --once sends what is complete, exits 0, and status reports it", async () => {
+  const box = await sandbox();
+  try {
+    const bytes = randomBytes(12345);
+    await Deno.writeFile(join(box.watch, "a.fits"), bytes);
+    await Deno.utime(join(box.watch, "a.fits"), noon, noon);
+    await Deno.writeFile(join(box.watch, "skip.txt"), randomBytes(10));
+    const run = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+    assert.equal(run.code, 0, run.stderr);
+    assert.deepEqual(await listFiles(box.dest), ["20240502/a.fits"]);
+    assert.deepEqual(await Deno.readFile(join(box.dest, "20240502/a.fits")), bytes);
+
+    const status = await runCli(["status", "-c", box.config], { env: box.env });
+    assert.equal(status.code, 0, status.stderr);
+    assert.match(status.stdout, /Job default: pending 0, transferring 0, done 1, failed 0/);
+    assert.match(status.stdout, /a\.fits -> 20240502\/a\.fits/);
+
+    const json = await runCli(["status", "--json", "-c", box.config], { env: box.env });
+    const parsed = JSON.parse(json.stdout);
+    assert.deepEqual(parsed.counts, [
+      { job: "default", target: `local:${box.dest}`, state: "done", count: 1 },
+    ]);
+  } finally {
+    await Deno.remove(box.root, { recursive: true });
+  }
+});
+
+Deno.test("run --once exits 1 when a file cannot be delivered, and status shows why", async () => {
+  const box = await sandbox({ retry_attempts: 1, retry_delay_seconds: 0.05 });
+  try {
+    // The destination base is a regular file: no folder can be created in it.
+    await Deno.writeTextFile(box.dest, "in the way");
+    await Deno.writeFile(join(box.watch, "b.fits"), randomBytes(100));
+    const run = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+    assert.equal(run.code, 1, run.stderr);
+    assert.match(run.stderr, /Failed to transfer .*b\.fits: /);
+    assert.match(run.stderr, /error: 1 file\(s\) could not be transferred/);
+    const status = await runCli(["status", "-c", box.config], { env: box.env });
+    assert.match(status.stdout, /failed 1/);
+    assert.match(status.stdout, /b\.fits: .+\(failed; retried at next rescan or start-up\)/);
+
+    // Fixed: the next start retries the failed file and it arrives.
+    await Deno.remove(box.dest);
+    const again = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal((await listFiles(box.dest)).length, 1);
+  } finally {
+    await Deno.remove(box.root, { recursive: true });
+  }
+});
+
+Deno.test("run --dry-run lists source -> destination and changes nothing", async () => {
+  const box = await sandbox();
+  try {
+    await Deno.mkdir(join(box.watch, "sub dir"));
+    await Deno.writeFile(join(box.watch, "sub dir", "-x $(y).fits"), randomBytes(10));
+    await Deno.utime(join(box.watch, "sub dir", "-x $(y).fits"), noon, noon);
+    const run = await runCli(["run", "--dry-run", "-c", box.config], { env: box.env });
+    assert.equal(run.code, 0, run.stderr);
+    assert.ok(
+      run.stdout.includes(
+        `would transfer ${join(box.watch, "sub dir", "-x $(y).fits")} -> ${
+          join(box.dest, "20240502", "sub dir", "-x $(y).fits")
+        }`,
+      ),
+      run.stdout,
+    );
+    assert.match(run.stdout, /job default: 1 file\(s\) would be transferred/);
+    // Nothing written: no destination, no ledger, no log.
+    await assert.rejects(Deno.stat(box.dest), Deno.errors.NotFound);
+    await assert.rejects(Deno.stat(join(box.root, "state")), Deno.errors.NotFound);
+    // The old tool's top-level flag works too.
+    const old = await runCli(["--dry-run", "-c", box.config], { env: box.env });
+    assert.equal(old.code, 0, old.stderr);
+    assert.match(old.stdout, /1 file\(s\) would be transferred/);
+  } finally {
+    await Deno.remove(box.root, { recursive: true });
+  }
+});
+
+Deno.test("SIGTERM in the middle of a large copy leaves no partial file under a final name; the next start finishes it", async () => {
+  const box = await sandbox({ verify_transfer: "checksum" });
+  try {
+    const big = join(box.watch, "big.fits");
+    const chunk = randomBytes(1024 * 1024);
+    {
+      using file = await Deno.open(big, { write: true, create: true });
+      for (let i = 0; i < 300; i++) await file.write(chunk);
+    }
+    await Deno.utime(big, noon, noon);
+    const daemon = startCli(["run", "-c", box.config], { env: box.env });
+    let status: Deno.CommandStatus;
+    try {
+      // Wait until the temporary file exists, i.e. the copy is under way.
+      await waitFor(async () => (await listFiles(box.dest).catch(() => [])).length > 0, 30_000);
+    } finally {
+      status = await daemon.stop("SIGTERM");
+    }
+    assert.equal(status.code, 0, daemon.stderr());
+    const left = await listFiles(box.dest);
+    // Either the copy finished before the signal (then it is whole) or only its temporary copy
+    // is left, kept to be continued (resume_partial_hours).
+    for (const rel of left) {
+      if (rel.includes("image-transfer-partial")) continue;
+      assert.equal((await Deno.stat(join(box.dest, rel))).size, 300 * 1024 * 1024);
+    }
+    const again = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+    assert.equal(again.code, 0, again.stderr);
+    assert.deepEqual(await listFiles(box.dest), ["20240502/big.fits"]);
+    const arrived = await Deno.readFile(join(box.dest, "20240502/big.fits"));
+    assert.equal(arrived.length, 300 * 1024 * 1024);
+    assert.deepEqual(arrived.subarray(299 * 1024 * 1024), chunk);
+  } finally {
+    await Deno.remove(box.root, { recursive: true });
+  }
+});
+
+Deno.test("a second daemon on the same state_dir refuses to start", async () => {
+  const box = await sandbox();
+  try {
+    const first = startCli(["run", "-c", box.config], { env: box.env });
+    try {
+      await first.waitForOutput("Watching");
+      const second = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+      assert.equal(second.code, 3, second.stderr);
+      assert.match(second.stderr, /another image-transfer daemon is already running/);
+      assert.doesNotMatch(second.stderr, /\n\s+at /, "no stack trace");
+    } finally {
+      await first.stop();
+    }
+  } finally {
+    await Deno.remove(box.root, { recursive: true });
+  }
+});
+
+Deno.test("log_format: json writes one JSON object per line", async () => {
+  const box = await sandbox({ log_format: "json" });
+  try {
+    await Deno.writeFile(join(box.watch, "j.fits"), randomBytes(10));
+    const run = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+    assert.equal(run.code, 0, run.stderr);
+    const lines = (await Deno.readTextFile(join(box.root, "logs", "it.log"))).trim().split("\n");
+    const records = lines.map((line) => JSON.parse(line));
+    const sent = records.find((r) => r.message.startsWith("Successfully transferred"));
+    assert.ok(sent, lines.join("\n"));
+    assert.equal(sent.source, join(box.watch, "j.fits"));
+    assert.equal(sent.level, "info");
+    assert.equal(sent.job, "default");
+  } finally {
+    await Deno.remove(box.root, { recursive: true });
+  }
+});

@@ -1,0 +1,294 @@
+/**
+ * End to end through the real CLI, for local, scp and rsync (a real OpenSSH
+ * server on 127.0.0.1): writers that open, append and close a file several
+ * times deliver one complete version under the final name, and only one;
+ * a truncated FITS file goes after its grace with a warning; an empty file
+ * waits the full window; a file deleted 0.5 s after its close is never sent.
+ * The destination is watched (events and polling) while it runs.
+ */
+import assert from "node:assert/strict";
+import { basename, join } from "node:path";
+import { runCli, startCli } from "../../helpers/cli.ts";
+import { listFiles, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
+import { imageParts } from "../../helpers/fits.ts";
+import { sshSandbox, startSshd, type TestSshd } from "../../helpers/sshd.ts";
+
+/**
+ * The stability window: far longer than the writers' pauses below (700 ms
+ * between two steps, 500 ms before a delete), which a busy machine may stretch.
+ */
+const WINDOW_SECONDS = 6;
+const GRACE_SECONDS = 10;
+/** Pause between two open–append–close steps: shorter than the window. */
+const STEP_MS = 700;
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** What was seen under one final name at the destination. */
+interface Sighting {
+  sizes: Set<number>;
+  inodes: Set<number>;
+  firstAtMs: number;
+}
+
+/**
+ * Watches a destination folder with a watcher and by polling, and records
+ * every size and inode seen under a final (not hidden) name.
+ */
+class DestinationMonitor {
+  readonly seen = new Map<string, Sighting>();
+  #watcher: Deno.FsWatcher;
+  #stopped = false;
+  #loops: Promise<void>[];
+
+  constructor(readonly root: string) {
+    const watcher = Deno.watchFs(root, { recursive: true });
+    this.#watcher = watcher;
+    this.#loops = [
+      (async () => {
+        for await (const event of watcher) {
+          for (const path of event.paths) this.#observe(path);
+        }
+      })(),
+      (async () => {
+        while (!this.#stopped) {
+          for (const rel of await listFiles(root).catch(() => [])) {
+            this.#observe(join(root, rel));
+          }
+          await sleep(20);
+        }
+      })(),
+    ];
+  }
+
+  #observe(path: string): void {
+    const rel = path.slice(this.root.length + 1);
+    if (rel.split("/").some((segment) => segment.startsWith("."))) return; // a temporary copy
+    let info: Deno.FileInfo;
+    try {
+      info = Deno.statSync(path);
+    } catch {
+      return;
+    }
+    if (!info.isFile) return;
+    const name = basename(path);
+    const sighting = this.seen.get(name) ??
+      { sizes: new Set<number>(), inodes: new Set<number>(), firstAtMs: performance.now() };
+    this.seen.set(name, sighting);
+    sighting.sizes.add(info.size);
+    if (info.ino !== null) sighting.inodes.add(info.ino);
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#watcher.close();
+    await Promise.all(this.#loops);
+  }
+}
+
+/** Append `bytes` with one open–write–close. */
+async function append(path: string, bytes: Uint8Array): Promise<void> {
+  await Deno.writeFile(path, bytes, { append: true, create: true });
+}
+
+/** Every `Successfully transferred` line that names `name`. */
+function successLines(log: string, name: string): string[] {
+  return log.split("\n").filter((line) =>
+    line.includes("Successfully transferred") && line.includes(`/${name} ->`)
+  );
+}
+
+/** A config for `method`: the sshd sandbox for scp/rsync, a local folder otherwise. */
+async function sandbox(
+  method: "local" | "scp" | "rsync",
+  sshd: TestSshd | null,
+  values: Record<string, unknown>,
+): Promise<
+  { root: string; watch: string; dest: string; config: string; env: Record<string, string> }
+> {
+  if (sshd !== null && method !== "local") {
+    const box = await sshSandbox(sshd, method, values);
+    return { ...box, dest: box.remote };
+  }
+  const root = await Deno.makeTempDir({ prefix: "itx-complete-local-" });
+  const watch = join(root, "watch");
+  const dest = join(root, "dest");
+  await Deno.mkdir(watch);
+  await Deno.mkdir(dest);
+  await Deno.mkdir(join(root, "home"));
+  const config = join(root, "config.yaml");
+  await writeConfig(config, {
+    watch_path: watch,
+    remote_base_path: dest,
+    transfer_method: "local",
+    night_timezone: "UTC",
+    state_dir: join(root, "state"),
+    log_file: "",
+    ...values,
+  });
+  return { root, watch, dest, config, env: { HOME: join(root, "home") } };
+}
+
+for (const method of ["local", "scp", "rsync"] as const) {
+  Deno.test(`daemon (${method}): close-and-reopen writers deliver one complete version; truncated FITS after its grace; empty files wait; deleted files are not sent`, async () => {
+    const sshd = method === "local" ? null : await startSshd();
+    const { root, watch, dest, config, env } = await sandbox(method, sshd, {
+      file_patterns: ["*.fits", "*.dat"],
+      stability_window_seconds: WINDOW_SECONDS,
+      fits_incomplete_grace_seconds: GRACE_SECONDS,
+      verify_transfer: "checksum",
+    });
+    const monitor = new DestinationMonitor(dest);
+    const daemon = startCli(["run", "-c", config], { env });
+    const expected = new Map<string, Uint8Array>();
+    const writtenAt = new Map<string, number>();
+    try {
+      await daemon.waitForOutput("Watching");
+
+      // A camera: the header first, then the data in four open-append-close steps.
+      const fits = imageParts(300, 200); // 120,000 bytes of data
+      const headerFirst = async () => {
+        const path = join(watch, "header first.fits");
+        await append(path, fits.header);
+        const step = Math.ceil(fits.data.length / 4);
+        for (let i = 0; i < 4; i++) {
+          await sleep(STEP_MS);
+          await append(path, fits.data.subarray(i * step, (i + 1) * step));
+        }
+        expected.set("header first.fits", await Deno.readFile(path));
+      };
+      // Software appending frames to a file that is not FITS.
+      const frames = async () => {
+        const path = join(watch, "frames.dat");
+        for (let i = 0; i < 4; i++) {
+          if (i > 0) await sleep(STEP_MS);
+          await append(path, randomBytes(20_000));
+        }
+        expected.set("frames.dat", await Deno.readFile(path));
+      };
+      // A writer that died: the header promises more data than there is.
+      const truncated = async () => {
+        const { header, data } = imageParts(100, 100);
+        const bytes = new Uint8Array([...header, ...data.subarray(0, 7000)]);
+        await Deno.writeFile(join(watch, "truncated.fits"), bytes);
+        writtenAt.set("truncated.fits", performance.now());
+        expected.set("truncated.fits", bytes);
+      };
+      // A placeholder created before anything is written.
+      const empty = async () => {
+        await Deno.writeFile(join(watch, "empty.fits"), new Uint8Array(0));
+        writtenAt.set("empty.fits", performance.now());
+        expected.set("empty.fits", new Uint8Array(0));
+      };
+      // Written, closed, and deleted 0.5 s later: never sent.
+      const deleted = async () => {
+        const plain = join(watch, "deleted.dat");
+        const header = join(watch, "deleted header.fits");
+        await Deno.writeFile(plain, randomBytes(30_000));
+        await Deno.writeFile(header, imageParts(100, 100).header);
+        await sleep(500);
+        await Deno.remove(plain);
+        await Deno.remove(header);
+      };
+      await Promise.all([headerFirst(), frames(), truncated(), empty(), deleted()]);
+
+      await waitFor(
+        () => [...expected.keys()].every((name) => successLines(daemon.stderr(), name).length > 0),
+        120_000,
+        "every expected file transferred",
+      );
+      // Give a second version, or a deleted file, the chance to show up.
+      await sleep(WINDOW_SECONDS * 1000 + 1500);
+    } finally {
+      await monitor.stop();
+      const status = await daemon.stop("SIGTERM");
+      assert.equal(status.code, 0, daemon.stderr());
+    }
+    try {
+      const log = daemon.stderr();
+      const finals = (await listFiles(dest)).filter((rel) =>
+        !rel.split("/").some((s) => s.startsWith("."))
+      );
+      assert.deepEqual(finals.map((rel) => basename(rel)).sort(), [...expected.keys()].sort(), log);
+      for (const rel of finals) {
+        const name = basename(rel);
+        assert.deepEqual(
+          await Deno.readFile(join(dest, rel)),
+          expected.get(name),
+          `bytes of ${name}`,
+        );
+        assert.equal(successLines(log, name).length, 1, `one success line for ${name}\n${log}`);
+        const sighting = monitor.seen.get(name)!;
+        assert.deepEqual(
+          [...sighting.sizes],
+          [expected.get(name)!.length],
+          `sizes seen of ${name}`,
+        );
+        assert.equal(sighting.inodes.size, 1, `one version of ${name} under its final name`);
+      }
+      // The truncated file: after its grace, with a warning line before its success line.
+      const lines = log.split("\n");
+      const warning = lines.findIndex((line) =>
+        /WARNING .*Sending .*truncated\.fits although it is truncated/.test(line)
+      );
+      assert.ok(warning >= 0, `a warning for truncated.fits\n${log}`);
+      const sent = lines.indexOf(successLines(log, "truncated.fits")[0]);
+      assert.ok(warning < sent, "the warning comes before the transfer");
+      assert.match(
+        log,
+        /truncated\.fits although it is truncated \(HDU 0 ends at byte 23040, the file has 9880\)/,
+      );
+      const truncatedAfterMs = monitor.seen.get("truncated.fits")!.firstAtMs -
+        writtenAt.get("truncated.fits")!;
+      assert.ok(
+        truncatedAfterMs >= GRACE_SECONDS * 1000 - 50,
+        `truncated.fits after ${truncatedAfterMs} ms`,
+      );
+      const emptyAfterMs = monitor.seen.get("empty.fits")!.firstAtMs - writtenAt.get("empty.fits")!;
+      assert.ok(emptyAfterMs >= WINDOW_SECONDS * 1000 - 50, `empty.fits after ${emptyAfterMs} ms`);
+      // No other file was flagged truncated, and the deleted ones were dropped.
+      assert.equal(log.match(/although it is truncated/g)?.length, 1, log);
+      assert.match(log, /Dropped .*deleted\.dat: it disappeared/);
+      assert.match(log, /Dropped .*deleted header\.fits: it disappeared/);
+    } finally {
+      await Deno.remove(root, { recursive: true });
+      await sshd?.stop();
+    }
+  });
+}
+
+Deno.test("run --once: a fresh incomplete FITS file is left for a later run; one truncated long ago goes with a warning", async () => {
+  const { root, watch, dest, config, env } = await sandbox("local", null, {
+    stability_window_seconds: 0.2,
+    fits_incomplete_grace_seconds: 600,
+  });
+  try {
+    const { header, data } = imageParts(100, 100);
+    const complete = new Uint8Array([...header, ...data]);
+    await Deno.writeFile(join(watch, "complete.fits"), complete);
+    await Deno.writeFile(join(watch, "being written.fits"), header);
+    const old = new Uint8Array([...header, ...data.subarray(0, 1000)]);
+    await Deno.writeFile(join(watch, "crashed.fits"), old);
+    const dayAgo = new Date(Date.now() - 86_400_000);
+    await Deno.utime(join(watch, "crashed.fits"), dayAgo, dayAgo);
+
+    const result = await runCli(["run", "--once", "-c", config], { env });
+    assert.equal(result.code, 0, result.stderr);
+    const log = result.stderr;
+    assert.match(
+      log,
+      /Left .*being written\.fits for a later run: its FITS structure is incomplete/,
+    );
+    assert.match(log, /WARNING .*Sending .*crashed\.fits although it is truncated/);
+    assert.equal(successLines(log, "being written.fits").length, 0);
+    const arrived = new Map<string, Uint8Array>();
+    for (const rel of await listFiles(dest)) {
+      arrived.set(basename(rel), await Deno.readFile(join(dest, rel)));
+    }
+    assert.deepEqual([...arrived.keys()].sort(), ["complete.fits", "crashed.fits"]);
+    assert.deepEqual(arrived.get("complete.fits"), complete);
+    assert.deepEqual(arrived.get("crashed.fits"), old);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});

@@ -1,0 +1,149 @@
+/**
+ * End to end through the real CLI (`deno run` with the project's permission
+ * set), `local` method: a burst of nested files plus one written slowly, a
+ * clean stop, and a restart that sends only what is new or changed.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { startCli } from "../../helpers/cli.ts";
+import { listFiles, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
+
+const FILES = 200;
+
+Deno.test("daemon (local): burst + slow writer arrive complete in night folders; restart resends nothing", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-e2e-local-" });
+  try {
+    const watch = join(root, "watch");
+    const dest = join(root, "dest");
+    const home = join(root, "home");
+    await Deno.mkdir(watch);
+    await Deno.mkdir(home);
+    const config = join(root, "config.yaml");
+    await writeConfig(config, {
+      watch_path: watch,
+      remote_base_path: dest,
+      transfer_method: "local",
+      verify_transfer: "checksum",
+      // Far longer than the slow writer's pauses (300 ms), which a busy machine may stretch.
+      stability_window_seconds: 5,
+      night_rollover_hour: 12,
+      night_timezone: "UTC",
+      state_dir: join(root, "state"),
+      log_file: join(root, "logs", "image_transfer.log"),
+      max_concurrent_transfers: 4,
+    });
+    const env = { HOME: home };
+
+    // Expected destination (relative) -> bytes.
+    const expected = new Map<string, Uint8Array>();
+    const evening = new Date("2024-03-15T20:00:00Z"); // 20240315
+    const morning = new Date("2024-03-16T03:00:00Z"); // before 12:00 rollover -> 20240315
+    const afternoon = new Date("2024-03-16T13:00:00Z"); // 20240316
+
+    const daemon = startCli(["run", "-c", config], { env });
+    let slowDone = false;
+    let slowSeenEarly = false;
+    try {
+      await daemon.waitForOutput("Watching");
+
+      // A file written slowly over ~4 s, in pieces.
+      const slowPath = join(watch, "slow", "slow exposure.fits");
+      await Deno.mkdir(join(watch, "slow"));
+      const slowBytes = randomBytes(14 * 64 * 1024);
+      const slowWriter = (async () => {
+        using file = await Deno.open(slowPath, { write: true, create: true });
+        for (let i = 0; i < 14; i++) {
+          await file.write(slowBytes.subarray(i * 65536, (i + 1) * 65536));
+          await new Promise((r) => setTimeout(r, 300));
+        }
+        slowDone = true;
+      })();
+      const slowWatcher = (async () => {
+        while (!slowDone) {
+          const info = await Deno.stat(join(dest, "20240315", "slow", "slow exposure.fits"))
+            .catch(() => null);
+          const today = await listFiles(dest).catch(() => []);
+          if (info || today.some((p) => p.endsWith("slow exposure.fits"))) slowSeenEarly = true;
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      })();
+
+      // The burst: nested folders, three night dates.
+      for (let i = 0; i < FILES; i++) {
+        const sub = `night/${i % 5}/${i % 3 === 0 ? "flats/" : ""}`;
+        const name = `img ${String(i).padStart(4, "0")}.fits`;
+        const bytes = randomBytes(1000 + i * 37);
+        await Deno.mkdir(join(watch, sub), { recursive: true });
+        await Deno.writeFile(join(watch, sub, name), bytes);
+        const when = [evening, morning, afternoon][i % 3];
+        await Deno.utime(join(watch, sub, name), when, when);
+        const night = i % 3 === 2 ? "20240316" : "20240315";
+        expected.set(`${night}/${sub}${name}`, bytes);
+      }
+      await slowWriter;
+      await slowWatcher;
+      await Deno.utime(slowPath, evening, evening);
+      expected.set("20240315/slow/slow exposure.fits", slowBytes);
+
+      await waitFor(
+        async () => (await listFiles(dest).catch(() => [])).length >= expected.size,
+        60_000,
+      );
+      // Give a straggler (a duplicate or a temp file) the chance to show up.
+      await new Promise((r) => setTimeout(r, 1500));
+    } finally {
+      const status = await daemon.stop("SIGTERM");
+      assert.equal(status.code, 0, `daemon exit code\n${daemon.stderr()}`);
+    }
+
+    assert.equal(
+      slowSeenEarly,
+      false,
+      "the slow file appeared at the destination before it was complete",
+    );
+    const arrived = await listFiles(dest);
+    assert.deepEqual(
+      arrived.sort(),
+      [...expected.keys()].sort(),
+      "destination holds exactly the sent files",
+    );
+    for (const [rel, bytes] of expected) {
+      assert.deepEqual(await Deno.readFile(join(dest, rel)), bytes, `bytes of ${rel}`);
+    }
+    const firstLog = daemon.stderr();
+    const sentFirst = firstLog.match(/Successfully transferred /g)?.length ?? 0;
+    assert.equal(sentFirst, expected.size, "each file sent exactly once");
+
+    // While stopped: one new file, one changed file.
+    const added = randomBytes(5000);
+    await Deno.writeFile(join(watch, "night", "added while down.fits"), added);
+    await Deno.utime(join(watch, "night", "added while down.fits"), evening, evening);
+    const changedRel = "night/0/flats/img 0000.fits";
+    const changed = randomBytes(7777);
+    await Deno.writeFile(join(watch, changedRel), changed);
+    await Deno.utime(join(watch, changedRel), evening, evening);
+
+    const second = startCli(["run", "-c", config], { env });
+    try {
+      await second.waitForOutput(/Successfully transferred .*added while down\.fits/);
+      await second.waitForOutput(/Successfully transferred .*img 0000\.fits/);
+      await new Promise((r) => setTimeout(r, 1500));
+    } finally {
+      const status = await second.stop("SIGINT");
+      assert.equal(status.code, 0, `second daemon exit code\n${second.stderr()}`);
+    }
+    const sentSecond = second.stderr().match(/Successfully transferred /g)?.length ?? 0;
+    assert.equal(sentSecond, 2, `only the new and the changed file are sent:\n${second.stderr()}`);
+    assert.deepEqual(
+      await Deno.readFile(join(dest, "20240315/night/added while down.fits")),
+      added,
+    );
+    assert.deepEqual(await Deno.readFile(join(dest, "20240315", changedRel)), changed);
+
+    // The log file got the old tool's greppable lines.
+    const logText = await Deno.readTextFile(join(root, "logs", "image_transfer.log"));
+    assert.equal(logText.match(/Successfully transferred /g)?.length, expected.size + 2);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});

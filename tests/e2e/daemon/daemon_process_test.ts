@@ -1,0 +1,337 @@
+/**
+ * The daemon as a process: the PID file and `status`, SIGHUP reloads (valid,
+ * invalid, in the middle of a copy), and fatal start-up errors reaching the
+ * log file with their exit codes. Real processes through the CLI.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { runCli, startCli } from "../../helpers/cli.ts";
+import { listFiles, randomBytes, sha256OfFile, waitFor } from "../../helpers/files.ts";
+import { cliSandbox, type Sandbox } from "../../helpers/sandbox.ts";
+import { freePort } from "../../helpers/status.ts";
+import { VERSION } from "../../../src/version.ts";
+
+const noon = new Date("2024-05-02T12:00:00Z");
+
+/** Write a file with a known mtime into `folder`; returns its bytes. */
+async function drop(folder: string, name: string, size = 2048): Promise<Uint8Array> {
+  const bytes = randomBytes(size);
+  await Deno.writeFile(join(folder, name), bytes);
+  await Deno.utime(join(folder, name), noon, noon);
+  return bytes;
+}
+
+/** Wait until `dest/20240502/name` holds exactly `bytes`. */
+async function arrives(dest: string, name: string, bytes: Uint8Array): Promise<void> {
+  const path = join(dest, "20240502", name);
+  await waitFor(
+    async () => {
+      const got = await Deno.readFile(path).catch(() => null);
+      return got !== null && got.length === bytes.length;
+    },
+    30_000,
+    `${path}`,
+  );
+  assert.deepEqual(await Deno.readFile(path), bytes);
+}
+
+function status(box: Sandbox, json = false) {
+  return runCli(["-c", box.config, "status", ...(json ? ["--json"] : [])], { env: box.env });
+}
+
+Deno.test("PID file while running, gone after SIGTERM; status says whether a daemon runs", async () => {
+  await using box = await cliSandbox();
+  const pidFile = join(box.stateDir, "daemon.pid");
+  const before = await status(box);
+  assert.equal(before.code, 0, before.stderr);
+  assert.match(before.stdout, /^Daemon: not running$/m);
+
+  const daemon = startCli(["run", "-c", box.config], { env: box.env });
+  try {
+    await daemon.waitForOutput("Watching");
+    assert.equal(await Deno.readTextFile(pidFile), `${daemon.process.pid}\n`);
+    const text = await status(box);
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(
+      text.stdout,
+      new RegExp(
+        `^Daemon: running, pid ${daemon.process.pid}, since \\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d, ` +
+          `version ${VERSION.replaceAll(".", "\\.")}, config ${box.config}$`,
+        "m",
+      ),
+    );
+    const json = JSON.parse((await status(box, true)).stdout);
+    assert.equal(json.daemon.running, true);
+    assert.equal(json.daemon.pid, daemon.process.pid);
+    assert.equal(json.daemon.version, VERSION);
+    assert.ok(Date.now() - Date.parse(json.daemon.startedAt) < 60_000);
+  } finally {
+    const exit = await daemon.stop("SIGTERM");
+    assert.equal(exit.code, 0, daemon.stderr());
+  }
+  await assert.rejects(Deno.stat(pidFile), Deno.errors.NotFound);
+  await assert.rejects(Deno.stat(join(box.stateDir, "daemon.json")), Deno.errors.NotFound);
+  assert.match((await status(box)).stdout, /^Daemon: not running$/m);
+  assert.equal(JSON.parse((await status(box, true)).stdout).daemon.running, false);
+});
+
+Deno.test("status shows live data only from its own daemon, not from another one on the same status_listen", async () => {
+  const listen = `127.0.0.1:${freePort()}`;
+  await using first = await cliSandbox({ status_listen: listen });
+  await using second = await cliSandbox({ status_listen: listen });
+  const a = startCli(["run", "-c", first.config], { env: first.env });
+  try {
+    await a.waitForOutput("Watching");
+    const b = startCli(["run", "-c", second.config], { env: second.env });
+    try {
+      await b.waitForOutput("Watching");
+      assert.match(
+        b.stderr(),
+        /Status page not started on 127\.0\.0\.1:\d+: the address is in use/,
+      );
+      const own = await status(first);
+      assert.equal(own.code, 0, own.stderr);
+      assert.match(
+        own.stdout,
+        new RegExp(`^Live \\(http://${listen.replaceAll(".", "\\.")}/\\):$`, "m"),
+      );
+      const other = await status(second);
+      assert.equal(other.code, 0, other.stderr);
+      assert.match(other.stdout, new RegExp(`^Daemon: running, pid ${b.process.pid},`, "m"));
+      assert.doesNotMatch(other.stdout, /^Live \(/m);
+      assert.match(
+        other.stdout,
+        new RegExp(
+          `^Live status unavailable \\(.*answered by another process \\(pid ${a.process.pid}\\), ` +
+            `not by this daemon \\(pid ${b.process.pid}\\)`,
+          "m",
+        ),
+      );
+      const json = JSON.parse((await status(second, true)).stdout);
+      assert.equal(json.live.jobs, undefined);
+      assert.match(json.live.unavailable, /another process/);
+    } finally {
+      assert.equal((await b.stop("SIGTERM")).code, 0, b.stderr());
+    }
+  } finally {
+    assert.equal((await a.stop("SIGTERM")).code, 0, a.stderr());
+  }
+});
+
+Deno.test("a PID file left by a killed daemon is reported stale and replaced at the next start", async () => {
+  await using box = await cliSandbox();
+  const pidFile = join(box.stateDir, "daemon.pid");
+  const killed = startCli(["run", "-c", box.config], { env: box.env });
+  await killed.waitForOutput("Watching");
+  const oldPid = killed.process.pid;
+  assert.equal((await killed.stop("SIGKILL")).signal, "SIGKILL");
+  assert.equal(await Deno.readTextFile(pidFile), `${oldPid}\n`);
+
+  const stale = await status(box);
+  assert.match(
+    stale.stdout,
+    new RegExp(`^Daemon: not running \\(stale PID file .* of pid ${oldPid}:`, "m"),
+  );
+
+  const daemon = startCli(["run", "-c", box.config], { env: box.env });
+  try {
+    await daemon.waitForOutput("Watching");
+    assert.match(daemon.stderr(), new RegExp(`Replacing the PID file of pid ${oldPid}`));
+    assert.equal(await Deno.readTextFile(pidFile), `${daemon.process.pid}\n`);
+    const bytes = await drop(box.watch, "after.fits");
+    await arrives(box.dest, "after.fits", bytes);
+  } finally {
+    assert.equal((await daemon.stop()).code, 0, daemon.stderr());
+  }
+});
+
+Deno.test("SIGHUP with a valid config: the new jobs and destinations take effect", async () => {
+  await using box = await cliSandbox({ name: "cam" });
+  const daemon = startCli(["run", "-c", box.config], { env: box.env });
+  try {
+    await daemon.waitForOutput("Watching");
+    const first = await drop(box.watch, "first.fits");
+    await arrives(box.dest, "first.fits", first);
+
+    const dest2 = join(box.root, "dest2");
+    const watch2 = join(box.root, "watch2");
+    const dest3 = join(box.root, "dest3");
+    await Deno.mkdir(watch2);
+    await box.rewrite({
+      jobs: [
+        { name: "cam", remote_base_path: dest2 },
+        { name: "second", watch_path: watch2, remote_base_path: dest3 },
+      ],
+    });
+    daemon.process.kill("SIGHUP");
+    await daemon.waitForOutput(/Reloaded .*: starting 2 job\(s\)/);
+    await daemon.waitForOutput(`Watching ${watch2} for job second`);
+
+    const moved = await drop(box.watch, "moved.fits");
+    const other = await drop(watch2, "other.fits");
+    await arrives(dest2, "moved.fits", moved);
+    await arrives(dest3, "other.fits", other);
+    // The new destination gets what it has not received: the file sent before the reload too.
+    await arrives(dest2, "first.fits", first);
+    assert.deepEqual(await listFiles(box.dest), ["20240502/first.fits"]);
+    assert.equal(
+      await Deno.readTextFile(join(box.stateDir, "daemon.pid")),
+      `${daemon.process.pid}\n`,
+    );
+  } finally {
+    assert.equal((await daemon.stop()).code, 0, daemon.stderr());
+  }
+  const log = await Deno.readTextFile(box.logFile);
+  assert.match(log, /INFO +\[daemon\] Reloading .*config\.yaml \(SIGHUP\)/);
+  assert.match(
+    log,
+    /1 file\(s\) of job cam went to another destination before, not to .*dest2; those still in the watch folder are sent to .*dest2 now/,
+  );
+  assert.match(log, /Stopped: 4 file\(s\) sent, 0 failed in this run/);
+});
+
+Deno.test("SIGHUP with an invalid config is refused with a log line; the running config keeps working", async () => {
+  await using box = await cliSandbox();
+  const daemon = startCli(["run", "-c", box.config], { env: box.env });
+  try {
+    await daemon.waitForOutput("Watching");
+    await box.rewrite({ retry_attempts: "three", remote_base_path: join(box.root, "elsewhere") });
+    daemon.process.kill("SIGHUP");
+    await daemon.waitForOutput("Reload refused");
+    const bytes = await drop(box.watch, "still.fits");
+    await arrives(box.dest, "still.fits", bytes);
+
+    // A config others could write is refused the same way.
+    await box.rewrite({ remote_base_path: join(box.root, "elsewhere") });
+    await Deno.chmod(box.config, 0o666);
+    daemon.process.kill("SIGHUP");
+    await waitFor(() => daemon.stderr().split("Reload refused").length === 3, 30_000, "refusal");
+    const again = await drop(box.watch, "again.fits");
+    await arrives(box.dest, "again.fits", again);
+    await assert.rejects(Deno.stat(join(box.root, "elsewhere")), Deno.errors.NotFound);
+  } finally {
+    assert.equal((await daemon.stop()).code, 0, daemon.stderr());
+  }
+  const refusals = (await Deno.readTextFile(box.logFile)).split("\n")
+    .filter((line) => line.includes("Reload refused"));
+  assert.equal(refusals.length, 2, refusals.join("\n"));
+  assert.match(
+    refusals[0],
+    /ERROR +\[daemon\] Reload refused, the running config is kept: .*config\.yaml:\d+: retry_attempts: expected a whole number/,
+  );
+  assert.match(
+    refusals[1],
+    /refusing this config file: it is writable by group and others .*chmod go-w/,
+  );
+});
+
+Deno.test("SIGHUP in the middle of a copy: the copy is aborted and resumed, whole", async () => {
+  await using box = await cliSandbox({ verify_transfer: "checksum" });
+  const big = join(box.watch, "big.fits");
+  {
+    using file = await Deno.open(big, { write: true, create: true });
+    const chunk = randomBytes(1024 * 1024);
+    for (let i = 0; i < 200; i++) await file.write(chunk);
+  }
+  await Deno.utime(big, noon, noon);
+  const daemon = startCli(["run", "-c", box.config], { env: box.env });
+  try {
+    await waitFor(async () => (await listFiles(box.dest).catch(() => [])).length > 0, 30_000);
+    daemon.process.kill("SIGHUP");
+    await daemon.waitForOutput("Reloaded");
+    await daemon.waitForOutput("Successfully transferred", 120_000);
+    // The new runner took over the copy the old one had started.
+    assert.match(
+      daemon.stderr(),
+      /Resuming 1 interrupted file\(s\) of job default: their copies at .* are continued/,
+    );
+    assert.equal(daemon.stderr().split("Successfully transferred").length, 2, daemon.stderr());
+  } finally {
+    assert.equal((await daemon.stop()).code, 0, daemon.stderr());
+  }
+  assert.deepEqual(await listFiles(box.dest), ["20240502/big.fits"]);
+  assert.equal(await sha256OfFile(join(box.dest, "20240502/big.fits")), await sha256OfFile(big));
+});
+
+Deno.test("run --once with a missing watch folder: exit 4, and the reason is in the log file", async () => {
+  await using box = await cliSandbox();
+  await Deno.remove(box.watch);
+  const run = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+  assert.equal(run.code, 4, run.stderr);
+  const reason = `Cannot watch ${box.watch}: the folder does not exist (job default)`;
+  assert.ok(run.stderr.includes(`error: ${reason}`), run.stderr);
+  assert.equal(run.stderr.split(reason).length, 2, "stderr has the reason once");
+  const log = await Deno.readTextFile(box.logFile);
+  assert.match(log, /FATAL +\[exit\] Exiting with code 4: Cannot watch .* does not exist/);
+  assert.ok(log.includes(reason), log);
+});
+
+Deno.test("a lock conflict: exit 3, and the reason is in the log file", async () => {
+  await using box = await cliSandbox();
+  const first = startCli(["run", "-c", box.config], { env: box.env });
+  try {
+    await first.waitForOutput("Watching");
+    const second = await runCli(["run", "-c", box.config], { env: box.env });
+    assert.equal(second.code, 3, second.stderr);
+    const reason = `another image-transfer daemon is already running (pid ${first.process.pid})`;
+    assert.ok(second.stderr.includes(reason), second.stderr);
+    const fatal = (await Deno.readTextFile(box.logFile)).split("\n")
+      .filter((line) => line.includes("[exit]"));
+    assert.equal(fatal.length, 1, fatal.join("\n"));
+    assert.match(fatal[0], /FATAL +\[exit\] Exiting with code 3: Cannot start: /);
+    assert.ok(fatal[0].includes(reason), fatal[0]);
+    // The running daemon's PID file is untouched.
+    assert.equal(
+      await Deno.readTextFile(join(box.stateDir, "daemon.pid")),
+      `${first.process.pid}\n`,
+    );
+  } finally {
+    assert.equal((await first.stop()).code, 0, first.stderr());
+  }
+});
+
+Deno.test("a state_dir that is a file: exit 1, a message naming state_dir, also in the log file", async () => {
+  await using box = await cliSandbox();
+  const file = join(box.root, "state-is-a-file");
+  await Deno.writeTextFile(file, "x");
+  await box.rewrite({ state_dir: file });
+  const run = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+  assert.equal(run.code, 1, run.stderr);
+  const reason =
+    `Cannot use state_dir ${file}: it (or a folder on its path) is a file, not a folder`;
+  assert.ok(run.stderr.includes(reason), run.stderr);
+  assert.doesNotMatch(run.stderr, /os error|^ {4}at /m);
+  const fatal = (await Deno.readTextFile(box.logFile)).split("\n")
+    .filter((line) => line.includes("[exit]"));
+  assert.equal(fatal.length, 1, fatal.join("\n"));
+  assert.ok(fatal[0].includes(`Exiting with code 1: ${reason}`), fatal[0]);
+  assert.equal(await Deno.readTextFile(file), "x");
+});
+
+Deno.test("a config error at start reaches the log file the config names, else the default one", async () => {
+  await using box = await cliSandbox({ retry_attempts: "three" });
+  const run = await runCli(["run", "-c", box.config], { env: box.env });
+  assert.equal(run.code, 2, run.stderr);
+  assert.match(run.stderr, /^error: .*config\.yaml:\d+: retry_attempts: expected a whole number/);
+  const log = await Deno.readTextFile(box.logFile);
+  assert.match(
+    log,
+    /FATAL +\[exit\] Exiting with code 2: .*config\.yaml:\d+: retry_attempts: expected a whole number/,
+  );
+
+  // A config others can write does not choose where to write: the default log file gets it.
+  await Deno.remove(box.logFile);
+  await box.rewrite({});
+  await Deno.chmod(box.config, 0o666);
+  const refused = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+  assert.equal(refused.code, 2, refused.stderr);
+  await assert.rejects(Deno.stat(box.logFile), Deno.errors.NotFound);
+  const fallback = await Deno.readTextFile(join(box.env.HOME, "logs", "image_transfer.log"));
+  assert.match(fallback, /Exiting with code 2: .*refusing this config file/);
+
+  // --dry-run writes nothing, not even this.
+  await Deno.remove(join(box.env.HOME, "logs"), { recursive: true });
+  const dry = await runCli(["run", "--dry-run", "-c", box.config], { env: box.env });
+  assert.equal(dry.code, 2, dry.stderr);
+  await assert.rejects(Deno.stat(join(box.env.HOME, "logs")), Deno.errors.NotFound);
+});

@@ -1,0 +1,161 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import type { JobConfig } from "../../../src/config/types.ts";
+import { planDestination, type PlannedFile } from "../../../src/layout/destination.ts";
+import { card, fitsFile, headerBytes, imageCards, int16Data } from "../../helpers/fits.ts";
+
+type NightRule = Pick<JobConfig, "night_date_source" | "night_rollover_hour" | "night_timezone">;
+
+const MTIME_MS = Date.parse("2024-05-20T15:00:00Z"); // afternoon of May 20 in UTC
+const NOW = new Date("2024-06-02T01:00:00Z");
+
+function rule(source: NightRule["night_date_source"], rolloverHour = 0, timeZone = "UTC") {
+  return {
+    night_date_source: source,
+    night_rollover_hour: rolloverHour,
+    night_timezone: timeZone,
+  } satisfies NightRule;
+}
+
+/** Run `body` with a fresh temp dir, removed afterwards. */
+async function withTempDir(body: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "image-transfer-destination-" });
+  try {
+    await body(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** Write a small FITS image with the given extra cards under `dir`. */
+async function writeImage(dir: string, name: string, cards: string[]): Promise<PlannedFile> {
+  const path = join(dir, name);
+  await Deno.writeFile(
+    path,
+    fitsFile(headerBytes([...imageCards(4, 4), ...cards]), int16Data(4, 4, (x) => x)),
+  );
+  return { path, relPath: name, mtimeMs: MTIME_MS };
+}
+
+Deno.test("mtime: night folder, then the subfolders, then the name", async () => {
+  const file = { path: "/data/cam/flats/r/f1.fits", relPath: "flats/r/f1.fits", mtimeMs: MTIME_MS };
+  assert.equal(await planDestination(rule("mtime"), file, NOW), "20240520/flats/r/f1.fits");
+  assert.equal(await planDestination(rule("mtime", 16), file, NOW), "20240519/flats/r/f1.fits");
+  assert.equal(
+    await planDestination(rule("mtime", 0, "Asia/Tokyo"), { ...file, relPath: "f1.fits" }, NOW),
+    "20240521/f1.fits",
+  );
+});
+
+Deno.test("hostile names are kept byte for byte", async () => {
+  const names = [
+    "dir with spaces/M 42 (final) 'best'.fits",
+    "-rf/--leading-dash.fits",
+    "caf\u00e9/NFC-\u00e9.fits",
+    "cafe\u0301/NFD-e\u0301.fits",
+    "$(touch x)/`id`;*.fits",
+    "line\nbreak/tab\t.fits",
+    "\u6f22\u5b57/\u{1f52d} telescope.fits",
+  ];
+  const encoder = new TextEncoder();
+  for (const relPath of names) {
+    const file = { path: `/watch/${relPath}`, relPath, mtimeMs: MTIME_MS };
+    const planned = await planDestination(rule("mtime"), file, NOW);
+    assert.deepEqual(encoder.encode(planned), encoder.encode(`20240520/${relPath}`), relPath);
+  }
+});
+
+Deno.test("now: the date comes from the now argument, not the file", async () => {
+  const file = { path: "/watch/a/b.fits", relPath: "a/b.fits", mtimeMs: MTIME_MS };
+  assert.equal(await planDestination(rule("now"), file, NOW), "20240602/a/b.fits");
+  assert.equal(await planDestination(rule("now", 12), file, NOW), "20240601/a/b.fits");
+  assert.equal(
+    await planDestination(rule("now", 0, "America/Santiago"), file, NOW),
+    "20240601/a/b.fits",
+  );
+});
+
+Deno.test("fits: the date comes from DATE-OBS with the night rule applied", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.mkdir(join(dir, "science"));
+    const file = await writeImage(dir, "science/M 42.fits", [
+      card("DATE-OBS", "2024-03-15T03:12:45"),
+    ]);
+    file.relPath = "science/M 42.fits";
+    const reasons: string[] = [];
+    const collect = (reason: string) => reasons.push(reason);
+    assert.equal(
+      await planDestination(rule("fits"), file, NOW, collect),
+      "20240315/science/M 42.fits",
+    );
+    // 00:12 in Santiago (-03): with rollover 12 it is the night of Mar 14.
+    assert.equal(
+      await planDestination(rule("fits", 12, "America/Santiago"), file, NOW, collect),
+      "20240314/science/M 42.fits",
+    );
+    assert.deepEqual(reasons, []);
+  });
+});
+
+Deno.test("fits: the old dd/mm/yy form with a UT card", async () => {
+  await withTempDir(async (dir) => {
+    const file = await writeImage(dir, "old.fits", [
+      card("DATE-OBS", "15/03/98"),
+      card("UT", "23:30:00"),
+    ]);
+    assert.equal(await planDestination(rule("fits"), file, NOW), "19980315/old.fits");
+    assert.equal(
+      await planDestination(rule("fits", 0, "Asia/Tokyo"), file, NOW),
+      "19980316/old.fits",
+    );
+  });
+});
+
+Deno.test("fits: falls back to mtime and says why", async () => {
+  await withTempDir(async (dir) => {
+    const noDate = await writeImage(dir, "no date.fits", [card("OBJECT", "M 42")]);
+    const badDate = await writeImage(dir, "bad date.fits", [card("DATE-OBS", "yesterday")]);
+    const text = join(dir, "log.txt");
+    await Deno.writeTextFile(text, "not an image\n");
+    const cases: [PlannedFile, RegExp][] = [
+      [noDate, /^Cannot use DATE-OBS of .+no date\.fits: the primary header has no DATE-OBS/],
+      [badDate, /^Cannot use DATE-OBS of .+bad date\.fits: "yesterday" is not a date/],
+      [
+        { path: text, relPath: "log.txt", mtimeMs: MTIME_MS },
+        /^Cannot read FITS header of .+log\.txt: not a FITS file/,
+      ],
+      [
+        { path: join(dir, "vanished.fits"), relPath: "vanished.fits", mtimeMs: MTIME_MS },
+        /^Cannot read FITS header of .+vanished\.fits: /,
+      ],
+    ];
+    const fifo = join(dir, "pipe.fits");
+    assert.equal((await new Deno.Command("mkfifo", { args: [fifo] }).output()).code, 0);
+    cases.push([
+      { path: fifo, relPath: "pipe.fits", mtimeMs: MTIME_MS },
+      /^Cannot read FITS header of .+pipe\.fits: not a regular file/,
+    ]);
+    for (const [file, expected] of cases) {
+      const reasons: string[] = [];
+      const planned = await planDestination(rule("fits"), file, NOW, (r) => reasons.push(r));
+      assert.equal(planned, `20240520/${file.relPath}`);
+      assert.equal(reasons.length, 1, file.relPath);
+      assert.match(reasons[0], expected);
+      assert.match(reasons[0], /; using the file mtime instead$/);
+    }
+    // Without a callback the fallback is silent.
+    assert.equal(await planDestination(rule("fits"), noDate, NOW), "20240520/no date.fits");
+  });
+});
+
+Deno.test("a relative path that leaves the watch folder is refused", async () => {
+  for (
+    const relPath of ["", "/etc/passwd", "../x.fits", "a/../../x.fits", "a//b.fits", "./a.fits"]
+  ) {
+    await assert.rejects(
+      planDestination(rule("mtime"), { path: "/watch/x", relPath, mtimeMs: MTIME_MS }, NOW),
+      /^Error: Cannot plan destination of \/watch\/x: relative path .* must name a file inside/,
+      JSON.stringify(relPath),
+    );
+  }
+});

@@ -1,0 +1,474 @@
+/**
+ * Hooks through the real CLI (`deno task image-transfer` and `deno run` with
+ * exactly its permission set, no flag added) and real hook scripts: the
+ * variables a hook receives and the ones it does not (secrets), a failing or
+ * hanging hook that does not hold up transfers (a hanging one killed with
+ * what it started), `on_failure`, a hook on an rsync job, and a hook program
+ * others could change, refused by `run`, `config validate`, `doctor` and
+ * `install-service` with the command that fixes it.
+ */
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { join } from "node:path";
+import { REPO_ROOT, runCli, startCli } from "../../helpers/cli.ts";
+import { randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
+import { startSshd } from "../../helpers/sshd.ts";
+
+/**
+ * A hook that writes its arguments and its whole environment, NUL-separated,
+ * to a new file in `$HOOK_OUT` (the test's folder, written into the script:
+ * a hook gets no variable of the daemon's but PATH, HOME, LANG and TZ).
+ */
+const RECORDING_HOOK = `#!/bin/sh
+out="$HOOK_OUT/$$"
+{ printf 'ARGS'; for a in "$@"; do printf '\\t%s' "$a"; done; printf '\\0'; env -0; } > "$out.tmp"
+mv "$out.tmp" "$out"
+echo "hook saw $IMAGE_TRANSFER_RELATIVE_PATH"
+`;
+
+/** Every recorded hook call: its variables (and `ARGS`). */
+async function recordedCalls(dir: string): Promise<Array<Record<string, string>>> {
+  const calls: Array<Record<string, string>> = [];
+  for await (const entry of Deno.readDir(dir)) {
+    if (entry.name.endsWith(".tmp")) continue;
+    const text = await Deno.readTextFile(join(dir, entry.name));
+    const vars: Record<string, string> = {};
+    for (const field of text.split("\0").filter((f) => f !== "")) {
+      if (field.startsWith("ARGS")) vars.ARGS = field.slice(4);
+      else vars[field.slice(0, field.indexOf("="))] = field.slice(field.indexOf("=") + 1);
+    }
+    calls.push(vars);
+  }
+  return calls;
+}
+
+async function setUp(prefix: string, script: string) {
+  const root = await Deno.makeTempDir({ prefix });
+  const paths = {
+    root,
+    watch: join(root, "watch"),
+    dest: join(root, "dest"),
+    home: join(root, "home"),
+    out: join(root, "hook-out"),
+    hook: join(root, "hook dir", "record hook.sh"),
+    config: join(root, "config.yaml"),
+    log: join(root, "logs", "image_transfer.log"),
+  };
+  for (const dir of [paths.watch, paths.home, paths.out, join(root, "hook dir")]) {
+    await Deno.mkdir(dir);
+  }
+  await Deno.writeTextFile(paths.hook, script.replaceAll("$HOOK_OUT", paths.out), { mode: 0o755 });
+  await Deno.chmod(paths.hook, 0o755);
+  return paths;
+}
+
+function baseConfig(p: Awaited<ReturnType<typeof setUp>>) {
+  return {
+    watch_path: p.watch,
+    remote_base_path: p.dest,
+    transfer_method: "local",
+    stability_window_seconds: 0.3,
+    night_date_source: "mtime",
+    night_timezone: "UTC",
+    state_dir: join(p.root, "state"),
+    log_file: p.log,
+  };
+}
+
+Deno.test("on_transfer: a real hook receives the facts of each verified arrival", async () => {
+  const p = await setUp("itx-hooks-vars-", RECORDING_HOOK);
+  try {
+    await writeConfig(p.config, {
+      ...baseConfig(p),
+      on_transfer: [p.hook, "first arg", "$(touch pwned)"],
+    });
+    const names = ["a.fits", "-n $(echo x) 'q'.fits", "ünï\ncode.fits"];
+    const bytes = new Map<string, Uint8Array>();
+    for (const [i, name] of names.entries()) {
+      const data = randomBytes(1000 + i * 4096);
+      bytes.set(name, data);
+      await Deno.writeFile(join(p.watch, name), data);
+      await Deno.utime(join(p.watch, name), 0, new Date("2024-03-15T20:00:00Z"));
+    }
+    const result = await runCli(["run", "--once", "-c", p.config], {
+      env: { HOME: p.home, HOOK_OUT: p.out },
+    });
+    assert.equal(result.code, 0, result.stderr);
+    const calls = await recordedCalls(p.out);
+    assert.equal(calls.length, names.length);
+    for (const name of names) {
+      const call = calls.find((c) => c.IMAGE_TRANSFER_RELATIVE_PATH === name);
+      assert.ok(call, `no hook call for ${JSON.stringify(name)}`);
+      assert.equal(call.ARGS, "\tfirst arg\t$(touch pwned)");
+      assert.equal(call.IMAGE_TRANSFER_EVENT, "transfer");
+      assert.equal(call.IMAGE_TRANSFER_JOB, "default");
+      assert.equal(call.IMAGE_TRANSFER_METHOD, "local");
+      assert.equal(call.IMAGE_TRANSFER_SOURCE, join(p.watch, name));
+      assert.equal(call.IMAGE_TRANSFER_NIGHT, "20240315");
+      assert.equal(call.IMAGE_TRANSFER_DESTINATION_PATH, `20240315/${name}`);
+      assert.equal(call.IMAGE_TRANSFER_DESTINATION, join(p.dest, "20240315", name));
+      assert.equal(call.IMAGE_TRANSFER_SIZE, String(bytes.get(name)!.length));
+      // verify_transfer: checksum (the default) hashed what was delivered.
+      assert.equal(
+        call.IMAGE_TRANSFER_SHA256,
+        createHash("sha256").update(bytes.get(name)!).digest("hex"),
+      );
+      assert.equal(call.IMAGE_TRANSFER_MTIME, "2024-03-15T20:00:00.000Z");
+      // The hook runs after the arrival: the file is there, complete.
+      assert.deepEqual(await Deno.readFile(call.IMAGE_TRANSFER_DESTINATION), bytes.get(name));
+    }
+    // The hook's output is in the log; no argument went through a shell.
+    const log = await Deno.readTextFile(p.log);
+    assert.match(log, /hook saw a\.fits/);
+    await assert.rejects(Deno.stat(join(p.root, "pwned")));
+    await assert.rejects(Deno.stat(join(p.home, "pwned")));
+  } finally {
+    await Deno.remove(p.root, { recursive: true });
+  }
+});
+
+Deno.test("hooks: a failing and a hanging hook are logged and counted; transfers go on", async () => {
+  const script = `#!/bin/sh
+case "$IMAGE_TRANSFER_RELATIVE_PATH" in
+  hang*) echo "hanging on $IMAGE_TRANSFER_RELATIVE_PATH"; sleep 600 & echo $! > "$HOOK_OUT/hanging"; wait ;;
+  fail*) echo "cannot reduce $IMAGE_TRANSFER_RELATIVE_PATH" >&2; exit 3 ;;
+  *) touch "$HOOK_OUT/$IMAGE_TRANSFER_RELATIVE_PATH" ;;
+esac
+`;
+  const p = await setUp("itx-hooks-fail-", script);
+  const daemon = (() => {
+    const config = {
+      ...baseConfig(p),
+      on_transfer: [p.hook],
+      // Long enough for the other files to arrive meanwhile, even on a busy machine.
+      hook_timeout_seconds: 25,
+      max_concurrent_hooks: 1,
+    };
+    return writeConfig(p.config, config).then(() =>
+      startCli(["run", "-c", p.config], {
+        env: { HOME: p.home, HOOK_OUT: p.out },
+      })
+    );
+  })();
+  const running = await daemon;
+  try {
+    await running.waitForOutput("Watching");
+    const files = ["hang.fits", "fail.fits", "ok1.fits", "ok2.fits"];
+    const data = new Map(files.map((name) => [name, randomBytes(70_000)]));
+    // The hanging hook holds the only hook slot; everything else must still arrive.
+    await Deno.writeFile(join(p.watch, files[0]), data.get(files[0])!);
+    await waitFor(() => existsSync(join(p.out, "hanging")), 20_000, "the hook hangs");
+    for (const name of files.slice(1)) await Deno.writeFile(join(p.watch, name), data.get(name)!);
+    const night = () => Array.from(Deno.readDirSync(p.dest)).map((e) => e.name)[0];
+    await waitFor(
+      () => {
+        try {
+          const dir = join(p.dest, night());
+          return files.every((name) => Deno.statSync(join(dir, name)).size === 70_000);
+        } catch {
+          return false;
+        }
+      },
+      20_000,
+      "all files at the destination",
+    );
+    // All arrived while the first hook was still hanging (in the only hook slot).
+    assert.doesNotMatch(running.stderr(), /killed after/, "arrivals waited for the hook");
+    // max_concurrent_hooks: 1 — the other hooks wait for the slot the hanging one holds.
+    assert.ok(!existsSync(join(p.out, "ok1.fits")) && !existsSync(join(p.out, "ok2.fits")));
+    for (const name of files) {
+      assert.deepEqual(await Deno.readFile(join(p.dest, night(), name)), data.get(name));
+    }
+    // Then the hanging hook is killed, the failing one logged, the good ones run.
+    await waitFor(
+      () => ["ok1.fits", "ok2.fits"].every((n) => existsSync(join(p.out, n))),
+      60_000,
+      "the good hooks ran",
+    );
+    await running.waitForOutput(/hang\.fits failed: killed after 25 s.*stdout: hanging on hang/);
+    // The program it started went with it (the hook's process group is killed).
+    const helper = Number(await Deno.readTextFile(join(p.out, "hanging")));
+    await waitFor(() => !existsSync(`/proc/${helper}`), 30_000, "the hook's sleep killed");
+    await running.waitForOutput(/fail\.fits failed: exit code 3/);
+    await running.waitForOutput("stderr: cannot reduce fail.fits");
+    // A file written after all that still arrives.
+    await Deno.writeFile(join(p.watch, "late.fits"), data.get("ok1.fits")!);
+    await waitFor(() => existsSync(join(p.dest, night(), "late.fits")), 20_000, "late file");
+    // Its hook runs too (before the stop below, which would kill it).
+    await waitFor(() => existsSync(join(p.out, "late.fits")), 20_000, "the late file's hook");
+    await running.waitForOutput(/late\.fits done/);
+  } finally {
+    const status = await running.stop();
+    assert.equal(status.code, 0, running.stderr());
+    assert.match(running.stderr(), /Hooks of job default: 3 done, 2 failed, 0 not run/);
+    await Deno.remove(p.root, { recursive: true });
+  }
+});
+
+Deno.test("on_failure: runs when a file gives up, with the reason", async () => {
+  const p = await setUp("itx-hooks-failure-", RECORDING_HOOK);
+  try {
+    // The destination base is a regular file: every attempt fails.
+    await Deno.writeTextFile(p.dest, "not a folder");
+    await writeConfig(p.config, {
+      ...baseConfig(p),
+      retry_attempts: 0,
+      on_failure: [p.hook, "failed"],
+    });
+    await Deno.writeFile(join(p.watch, "x.fits"), randomBytes(5000));
+    const result = await runCli(["run", "--once", "-c", p.config], {
+      env: { HOME: p.home, HOOK_OUT: p.out },
+    });
+    assert.equal(result.code, 1, result.stderr);
+    const calls = await recordedCalls(p.out);
+    assert.equal(calls.length, 1, result.stderr);
+    assert.equal(calls[0].IMAGE_TRANSFER_EVENT, "failure");
+    assert.equal(calls[0].ARGS, "\tfailed");
+    assert.equal(calls[0].IMAGE_TRANSFER_RELATIVE_PATH, "x.fits");
+    assert.equal(calls[0].IMAGE_TRANSFER_SIZE, "5000");
+    assert.equal(calls[0].IMAGE_TRANSFER_ATTEMPTS, "1");
+    assert.ok((calls[0].IMAGE_TRANSFER_ERROR ?? "").length > 0);
+  } finally {
+    await Deno.remove(p.root, { recursive: true });
+  }
+});
+
+Deno.test("hooks: a hook program others can change is refused by run, validate, doctor and install-service, with the chmod", async () => {
+  const p = await setUp("itx-hooks-mode-", RECORDING_HOOK);
+  const serviceRoot = await Deno.makeTempDir({ prefix: "itx-hooks-mode-root-" });
+  try {
+    await writeConfig(p.config, { ...baseConfig(p), on_transfer: [p.hook] });
+    await Deno.writeFile(join(p.watch, "x.fits"), randomBytes(100));
+    await Deno.chmod(p.hook, 0o775);
+    const fix = `chmod go-w '${p.hook}'`;
+    const env = { HOME: p.home, USER: "observer", SUDO_USER: "" };
+    for (
+      const args of [
+        ["run", "--once", "-c", p.config],
+        ["config", "validate", "-c", p.config],
+        ["doctor", "-c", p.config],
+        ["-c", p.config, "install-service", "--print", "--root", serviceRoot],
+      ]
+    ) {
+      const result = await runCli(args, { env });
+      assert.equal(result.code, 2, `${args.join(" ")}: ${result.stdout}${result.stderr}`);
+      assert.match(result.stderr, /on_transfer of job default: refusing to run/, args.join(" "));
+      assert.match(result.stderr, /writable by group \(mode 0775\)/);
+      assert.ok(result.stderr.includes(fix), result.stderr);
+      assert.doesNotMatch(result.stderr, /\n\s+at /); // no stack trace
+    }
+    await assert.rejects(Deno.stat(join(p.dest)), "nothing sent without its hook");
+
+    // A folder others can write is refused too: they could replace the program.
+    await Deno.chmod(p.hook, 0o755);
+    await Deno.chmod(join(p.root, "hook dir"), 0o777);
+    const folder = await runCli(["config", "validate", "-c", p.config], { env });
+    assert.equal(folder.code, 2, folder.stderr);
+    assert.ok(folder.stderr.includes(`chmod go-w '${join(p.root, "hook dir")}'`), folder.stderr);
+    await Deno.chmod(join(p.root, "hook dir"), 0o755);
+
+    // A bare name is looked up on PATH; a relative path or a missing program is refused.
+    await writeConfig(p.config, { ...baseConfig(p), on_transfer: ["no-such-hook-program"] });
+    const missing = await runCli(["config", "validate", "-c", p.config], { env });
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /cannot find the program "no-such-hook-program" on PATH/);
+    await writeConfig(p.config, { ...baseConfig(p), on_failure: ["bin/reduce"] });
+    const relative = await runCli(["config", "validate", "-c", p.config], { env });
+    assert.equal(relative.code, 2);
+    assert.match(relative.stderr, /on_failure of job default: .*give its absolute path/);
+
+    // Fixed, the same config is accepted and the hook runs.
+    await writeConfig(p.config, { ...baseConfig(p), on_transfer: [p.hook] });
+    const ok = await runCli(["config", "validate", "-c", p.config], { env });
+    assert.equal(ok.code, 0, ok.stderr);
+    const run = await runCli(["run", "--once", "-c", p.config], { env });
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal((await recordedCalls(p.out)).length, 1);
+  } finally {
+    await Deno.remove(p.root, { recursive: true });
+    await Deno.remove(serviceRoot, { recursive: true });
+  }
+});
+
+function existsSync(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+Deno.test("install-service (from source): the service's command is the task's, with no flag for hooks", async () => {
+  const p = await setUp("itx-hooks-svc-", RECORDING_HOOK);
+  const serviceRoot = await Deno.makeTempDir({ prefix: "itx-hooks-svc-root-" });
+  try {
+    const other = join(p.root, "alert.sh");
+    await Deno.writeTextFile(other, "#!/bin/sh\n", { mode: 0o755 });
+    await writeConfig(p.config, { ...baseConfig(p), on_transfer: [p.hook], on_failure: [other] });
+    const denoDir = Deno.env.get("DENO_DIR") ??
+      join(Deno.env.get("HOME") ?? "/root", ".cache", "deno");
+    const out = await runCli(
+      ["-c", p.config, "install-service", "--print", "--root", serviceRoot],
+      { env: { HOME: p.home, USER: "observer", SUDO_USER: "", DENO_DIR: denoDir } },
+    );
+    assert.equal(out.code, 0, out.stderr);
+    const execStart = out.stdout.split("\n").find((line) => line.startsWith("ExecStart="));
+    assert.ok(execStart, out.stdout);
+    assert.match(execStart, /-P=image-transfer/);
+    assert.doesNotMatch(execStart, /--allow-run/);
+  } finally {
+    await Deno.remove(p.root, { recursive: true });
+    await Deno.remove(serviceRoot, { recursive: true });
+  }
+});
+
+Deno.test("hooks: a shell string, an empty program or a zero timeout is refused with the line", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-hooks-bad-" });
+  try {
+    const config = join(root, "config.yaml");
+    await Deno.writeTextFile(
+      config,
+      [
+        `watch_path: ${JSON.stringify(root)}`,
+        `remote_base_path: ${JSON.stringify(join(root, "dest"))}`,
+        "transfer_method: local",
+        'on_transfer: "/usr/local/bin/reduce --quick"',
+        'on_failure: [""]',
+        "hook_timeout_seconds: 0",
+        "",
+      ].join("\n"),
+    );
+    const out = await runCli(["config", "validate", "-c", config], { env: { HOME: root } });
+    assert.equal(out.code, 2);
+    assert.match(out.stderr, /config\.yaml:4: on_transfer: expected a list/);
+    assert.match(out.stderr, /config\.yaml:5: on_failure: the first element must name a program/);
+    assert.match(out.stderr, /config\.yaml:6: hook_timeout_seconds: expected a number > 0/);
+    assert.doesNotMatch(out.stderr, /\n\s+at /);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("on_transfer on an rsync job: ssh, rsync and the hook all run under the permission set", async () => {
+  const p = await setUp("itx-hooks-rsync-", RECORDING_HOOK);
+  const sshd = await startSshd();
+  try {
+    const dest = await sshd.makeRemoteDir();
+    await writeConfig(p.config, {
+      ...baseConfig(p),
+      ...sshd.configKeys(),
+      transfer_method: "rsync",
+      remote_base_path: dest,
+      on_transfer: [p.hook],
+    });
+    const bytes = randomBytes(5_000);
+    await Deno.writeFile(join(p.watch, "r $(id).fits"), bytes);
+    await Deno.utime(join(p.watch, "r $(id).fits"), 0, new Date("2024-03-15T20:00:00Z"));
+    // The README says nothing of Deno flags: hooks need none.
+    const readme = await Deno.readTextFile(join(REPO_ROOT, "README.md"));
+    assert.doesNotMatch(readme, /--allow-run/);
+    const result = await runCli(["run", "--once", "-c", p.config], {
+      env: { HOME: p.home },
+    });
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(await Deno.readFile(join(dest, "20240315", "r $(id).fits")), bytes);
+    const [call] = await recordedCalls(p.out);
+    assert.equal(call.IMAGE_TRANSFER_METHOD, "rsync");
+    assert.equal(call.IMAGE_TRANSFER_RELATIVE_PATH, "r $(id).fits");
+  } finally {
+    await sshd.stop();
+    await Deno.remove(p.root, { recursive: true });
+  }
+});
+
+Deno.test("on_transfer through `deno task image-transfer run`: the hook runs and gets no secret of the daemon's", async () => {
+  const p = await setUp("itx-hooks-task-", RECORDING_HOOK);
+  try {
+    await writeConfig(p.config, {
+      ...baseConfig(p),
+      on_transfer: [p.hook],
+      on_failure: [p.hook],
+    });
+    await Deno.writeFile(join(p.watch, "t.fits"), randomBytes(3000));
+    await Deno.utime(join(p.watch, "t.fits"), 0, new Date("2024-03-15T20:00:00Z"));
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "task",
+        "--config",
+        join(REPO_ROOT, "deno.json"),
+        "image-transfer",
+        "run",
+        "--once",
+        "-c",
+        p.config,
+      ],
+      cwd: REPO_ROOT,
+      env: {
+        HOME: p.home,
+        FTPPW: "secret-ftp-password",
+        IMAGE_TRANSFER_FTP_PASSWORD: "another-secret",
+        AWS_SECRET_ACCESS_KEY: "a-third-secret",
+        LANG: "C.UTF-8",
+        TZ: "UTC",
+      },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 0, stderr);
+    assert.ok((await Deno.stat(join(p.dest, "20240315", "t.fits"))).isFile);
+    const calls = await recordedCalls(p.out);
+    assert.equal(calls.length, 1, stderr);
+    const [call] = calls;
+    assert.equal(call.IMAGE_TRANSFER_RELATIVE_PATH, "t.fits");
+    assert.equal(call.HOME, p.home);
+    assert.equal(call.LANG, "C.UTF-8");
+    assert.equal(call.TZ, "UTC");
+    assert.ok((call.PATH ?? "").length > 0);
+    for (const [name, value] of Object.entries(call)) {
+      assert.ok(!/secret/.test(value), `${name} reached the hook`);
+      // Only the passed variables, the hook's facts and what sh sets itself.
+      assert.ok(
+        ["ARGS", "PATH", "HOME", "LANG", "TZ", "PWD", "SHLVL", "_", "OLDPWD"].includes(name) ||
+          name.startsWith("IMAGE_TRANSFER_"),
+        `${name} reached the hook`,
+      );
+    }
+  } finally {
+    await Deno.remove(p.root, { recursive: true });
+  }
+});
+
+Deno.test("a daemon whose jobs start no program gives that up: a reload adding a hook is refused with a restart hint", async () => {
+  const p = await setUp("itx-hooks-drop-", RECORDING_HOOK);
+  await writeConfig(p.config, baseConfig(p));
+  const running = startCli(["run", "-c", p.config], { env: { HOME: p.home } });
+  try {
+    await running.waitForOutput("Watching");
+    await writeConfig(p.config, { ...baseConfig(p), on_transfer: [p.hook] });
+    running.process.kill("SIGHUP");
+    await running.waitForOutput(/Reload refused.*gave up at start-up.*restart the daemon/);
+    // The running config is kept: files still arrive, no hook runs.
+    await Deno.writeFile(join(p.watch, "d.fits"), randomBytes(2000));
+    await waitFor(
+      () => {
+        try {
+          return Array.from(Deno.readDirSync(p.dest)).some((night) =>
+            existsSync(join(p.dest, night.name, "d.fits"))
+          );
+        } catch {
+          return false; // No night folder yet.
+        }
+      },
+      20_000,
+      "the file after the refused reload",
+    );
+    assert.equal((await recordedCalls(p.out)).length, 0);
+  } finally {
+    const status = await running.stop();
+    assert.equal(status.code, 0, running.stderr());
+    await Deno.remove(p.root, { recursive: true });
+  }
+});

@@ -1,0 +1,349 @@
+/**
+ * What the daemon remembers survives damage to its own state, through the
+ * real CLI: a damaged ledger (cut in half, 0 bytes, garbage) is set aside and
+ * rebuilt without sending again what already arrived; a ledger that cannot be
+ * written (its tmpfs full) pauses the job instead of being ignored, and every
+ * file then arrives once with its hook run once, with or without a restart,
+ * for every method (a real sshd and vsftpd);
+ * a trial run does not hide files from a configured destination; a wall clock
+ * stepped back an hour does not hold a waiting retry (libfaketime).
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { LEDGER_FILE } from "../../../src/ledger/ledger.ts";
+import { runCli, startCli } from "../../helpers/cli.ts";
+import { listFiles, randomBytes, waitFor } from "../../helpers/files.ts";
+import { cliSandbox, type Sandbox } from "../../helpers/sandbox.ts";
+import { startSshd } from "../../helpers/sshd.ts";
+import { withTmpfs } from "../../helpers/tmpfs.ts";
+import { startVsftpd } from "../../helpers/vsftpd.ts";
+
+const NIGHT_MTIME = new Date("2024-03-15T22:00:00Z");
+
+/** Write `count` files named `<prefix>NNN.fits` into the watch folder; their bytes by name. */
+async function writeFiles(
+  box: Sandbox,
+  prefix: string,
+  count: number,
+  size = 3000,
+): Promise<Map<string, Uint8Array>> {
+  const written = new Map<string, Uint8Array>();
+  for (let i = 0; i < count; i++) {
+    const name = `${prefix}${String(i).padStart(3, "0")}.fits`;
+    const bytes = randomBytes(size);
+    const path = join(box.watch, name);
+    await Deno.writeFile(path, bytes);
+    await Deno.utime(path, NIGHT_MTIME, NIGHT_MTIME);
+    written.set(name, bytes);
+  }
+  return written;
+}
+
+/** The inode of every delivered file, by path below the destination. */
+async function inodes(dest: string): Promise<Map<string, number | null>> {
+  const out = new Map<string, number | null>();
+  for (const rel of await listFiles(dest)) out.set(rel, (await Deno.stat(join(dest, rel))).ino);
+  return out;
+}
+
+/** Files below `dest` (none while it does not exist yet), temporary copies and upload folders left out. */
+async function delivered(dest: string): Promise<string[]> {
+  const files = await listFiles(dest).catch(() => []);
+  return files.filter((rel) => !rel.split("/").some((part) => part.startsWith(".")));
+}
+
+async function assertDelivered(dest: string, files: Map<string, Uint8Array>): Promise<void> {
+  for (const [name, bytes] of files) {
+    assert.deepEqual(await Deno.readFile(join(dest, "20240315", name)), bytes, name);
+  }
+}
+
+const DAMAGE: Record<string, (path: string) => Promise<void>> = {
+  "cut in half": async (path) => {
+    const { size } = await Deno.stat(path);
+    await Deno.truncate(path, Math.floor(size / 2));
+  },
+  "0 bytes": (path) => Deno.truncate(path, 0),
+  "garbage": (path) => Deno.writeTextFile(path, "this is not a database\n".repeat(400)),
+};
+
+for (const [kind, damage] of Object.entries(DAMAGE)) {
+  Deno.test(`a damaged ledger (${kind}) is set aside and rebuilt; nothing is sent again`, async () => {
+    await using box = await cliSandbox();
+    const first = await writeFiles(box, "old_", 40);
+    const sent = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+    assert.equal(sent.code, 0, sent.stderr);
+    await assertDelivered(box.dest, first);
+    const before = await inodes(box.dest);
+
+    const ledgerPath = join(box.stateDir, LEDGER_FILE);
+    await damage(ledgerPath);
+    const fresh = await writeFiles(box, "new_", 2);
+    const again = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+    assert.equal(again.code, 0, again.stderr);
+    const log = await Deno.readTextFile(box.logFile);
+    assert.match(log, /The ledger .*ledger\.sqlite is damaged \(.+\); it was moved to .*damaged-/);
+    const copies = [...Deno.readDirSync(box.stateDir)].map((e) => e.name)
+      .filter((name) => name.startsWith(`${LEDGER_FILE}.damaged-`) && !/-(wal|shm)$/.test(name));
+    assert.equal(copies.length, 1, `one damaged copy kept: ${copies}`);
+    assert.ok(log.includes(join(box.stateDir, copies[0])), "the damaged copy is named");
+
+    // The files already there are recognised, not sent again (same inode); new ones arrive.
+    await assertDelivered(box.dest, first);
+    await assertDelivered(box.dest, fresh);
+    const after = await inodes(box.dest);
+    for (const [rel, ino] of before) assert.equal(after.get(rel), ino, `${rel} was sent again`);
+    const recognised = log.match(/recorded as sent, not sent again/g) ?? [];
+    assert.equal(recognised.length, 40);
+
+    // A third run has nothing to do, and status says when and why the ledger was rebuilt.
+    const third = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+    assert.equal(third.code, 0, third.stderr);
+    assert.deepEqual(await inodes(box.dest), after);
+    const status = await runCli(["status", "-c", box.config], { env: box.env });
+    assert.equal(status.code, 0, status.stderr);
+    assert.match(status.stdout, /rebuilt .*the old one was damaged .*it is kept as .*damaged-/);
+    assert.match(status.stdout, /Job default: .*done 42/);
+  });
+}
+
+/** Fill the file system of `folder` with one file until it is full; returns that file. */
+async function fill(folder: string): Promise<string> {
+  const path = join(folder, "filler");
+  using file = await Deno.open(path, { write: true, create: true });
+  const chunk = new Uint8Array(64 * 1024);
+  try {
+    for (;;) await file.write(chunk);
+  } catch (error) {
+    if (!/no space|os error 28/i.test(String(error))) throw error;
+  }
+  // Whatever was left below one chunk.
+  try {
+    for (;;) await file.write(new Uint8Array(512));
+  } catch { /* full */ }
+  return path;
+}
+
+/** A destination for `method`: its config keys and the folder it writes to on this machine. */
+async function destination(
+  method: "local" | "scp" | "rsync" | "ftp",
+  box: Sandbox,
+): Promise<{ keys: Record<string, unknown>; dest: string; stop: () => Promise<void> }> {
+  if (method === "local") {
+    return { keys: {}, dest: box.dest, stop: () => Promise.resolve() };
+  }
+  if (method === "ftp") {
+    const server = await startVsftpd();
+    const dest = await server.makeRemoteDir();
+    return {
+      keys: { ...server.configKeys(), remote_base_path: dest },
+      dest,
+      stop: () => server.stop(),
+    };
+  }
+  const sshd = await startSshd();
+  const dest = await sshd.makeRemoteDir();
+  return {
+    keys: { ...sshd.configKeys(), transfer_method: method, remote_base_path: dest },
+    dest,
+    stop: () => sshd.stop(),
+  };
+}
+
+const FULL_STATE_CASES = [
+  ["local", false],
+  ["local", true],
+  ["rsync", true],
+  ["scp", false],
+  ["ftp", true],
+] as const;
+
+for (const [method, restart] of FULL_STATE_CASES) {
+  Deno.test(
+    `a full state folder pauses sending; every file then arrives once, its hook run once (${method}, ${
+      restart ? "with" : "without"
+    } a restart)`,
+    async () => {
+      await using box = await cliSandbox();
+      const target = await destination(method, box);
+      const hook = join(box.root, "hook.sh");
+      const hookLog = join(box.root, "hook.log");
+      await Deno.writeTextFile(
+        hook,
+        `#!/bin/sh\nprintf '%s\\n' "$IMAGE_TRANSFER_RELATIVE_PATH" >> '${hookLog}'\n`,
+      );
+      await Deno.chmod(hook, 0o755);
+      await box.rewrite({ ...target.keys, on_transfer: [hook], retry_delay_seconds: 0.2 });
+      try {
+        await withTmpfs(box.stateDir, "16m", async () => {
+          const start = () => startCli(["run", "-c", box.config], { env: box.env });
+          let daemon = start();
+          try {
+            await daemon.waitForOutput("Watching", 60_000);
+            const early = await writeFiles(box, "early_", 3);
+            await waitFor(
+              async () => (await delivered(target.dest)).length === 3,
+              60_000,
+              "early",
+            );
+            const filler = await fill(box.stateDir);
+            // Long names make each row (and the ledger's journal) grow.
+            const late = await writeFiles(box, `late_${"x".repeat(180)}_`, 40, 1000);
+            await waitFor(
+              async () =>
+                (await Deno.readTextFile(box.logFile)).includes("Cannot write the ledger"),
+              60_000,
+              "the ledger error",
+            );
+            const log = await Deno.readTextFile(box.logFile);
+            assert.match(
+              log,
+              /Cannot write the ledger .*ledger\.sqlite: .*(full|space).* free on its disk/,
+            );
+            if (restart) {
+              const stopped = await daemon.stop("SIGTERM");
+              assert.equal(stopped.code, 0, daemon.stderr());
+            }
+            await Deno.remove(filler);
+            if (restart) daemon = start();
+            const all = new Map([...early, ...late]);
+            await waitFor(
+              async () => (await delivered(target.dest)).length === all.size,
+              120_000,
+              "every file at the destination",
+            );
+            await assertDelivered(target.dest, all);
+            // Every arrival recorded and announced once: its hook ran once.
+            await waitFor(
+              async () => {
+                const lines = (await Deno.readTextFile(hookLog).catch(() => "")).trim().split("\n");
+                return lines.length >= all.size;
+              },
+              60_000,
+              "a hook run per file",
+            );
+            const runs = (await Deno.readTextFile(hookLog)).trim().split("\n").sort();
+            assert.deepEqual(runs, [...all.keys()].sort(), "one hook run per file");
+            const finalLog = await Deno.readTextFile(box.logFile);
+            assert.equal(
+              (finalLog.match(/ERROR.*Cannot write the ledger/g) ?? []).length,
+              1,
+              "said once",
+            );
+            if (!restart) assert.match(finalLog, /can be written again; transfers go on/);
+            // Files found while nothing could be recorded were known, not missed.
+            assert.doesNotMatch(finalLog, /The watcher missed/);
+          } finally {
+            await daemon.stop("SIGTERM").catch(() => {});
+          }
+        });
+      } finally {
+        await target.stop();
+      }
+    },
+  );
+}
+
+Deno.test("a trial run does not hide files from a configured destination", async () => {
+  await using box = await cliSandbox();
+  const files = await writeFiles(box, "cam_", 2);
+  const trial = join(box.root, "trial");
+  const trialRun = await runCli(
+    ["run", "--once", "--watch", box.watch, "--to", trial, "--set", `state_dir=${box.stateDir}`],
+    { env: box.env },
+  );
+  assert.equal(trialRun.code, 0, trialRun.stderr);
+  await assertDelivered(trial, files);
+  // The configured job shares the state folder and sends to its own destination.
+  const dry = await runCli(["run", "--dry-run", "-c", box.config], { env: box.env });
+  assert.equal(dry.code, 0, dry.stderr);
+  assert.match(dry.stdout, /2 file\(s\) would be transferred/);
+  const real = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+  assert.equal(real.code, 0, real.stderr);
+  await assertDelivered(box.dest, files);
+  const status = await runCli(["status", "-c", box.config], { env: box.env });
+  assert.match(status.stdout, /Job default: .*done 2\b/);
+});
+
+const LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+Deno.test("a wall clock stepped back an hour does not hold a waiting retry", async () => {
+  await using box = await cliSandbox();
+  await box.rewrite({ retry_delay_seconds: 2, retry_max_delay_seconds: 4, retry_attempts: 50 });
+  const clock = join(box.root, "faketime");
+  await Deno.writeTextFile(clock, "+0\n");
+  // A plain file where the night folder goes: every attempt fails until it is gone.
+  await Deno.mkdir(box.dest);
+  await Deno.writeTextFile(join(box.dest, "20240315"), "in the way");
+  const daemon = startCli(["run", "-c", box.config], {
+    env: {
+      ...box.env,
+      LD_PRELOAD: LIBFAKETIME,
+      FAKETIME_TIMESTAMP_FILE: clock,
+      FAKETIME_NO_CACHE: "1",
+      DONT_FAKE_MONOTONIC: "1",
+    },
+  });
+  try {
+    await daemon.waitForOutput("Watching", 60_000);
+    const files = await writeFiles(box, "retry_", 1);
+    await waitFor(
+      async () =>
+        /Attempt 2 of .*retry_000\.fits failed/.test(await Deno.readTextFile(box.logFile)),
+      60_000,
+      "the second failed attempt",
+    );
+    await Deno.writeTextFile(clock, "-1h\n");
+    await Deno.remove(join(box.dest, "20240315"));
+    // Before the fix the retry waited for the wall clock to catch up: an hour.
+    await waitFor(
+      async () => (await delivered(box.dest)).includes("20240315/retry_000.fits"),
+      90_000,
+      "the file after the obstacle is gone",
+    );
+    await assertDelivered(box.dest, files);
+  } finally {
+    await daemon.stop("SIGTERM");
+  }
+});
+
+Deno.test("resend: chosen files are sent again on purpose; --dry-run changes nothing", async () => {
+  await using box = await cliSandbox();
+  const files = await writeFiles(box, "frame_", 3);
+  const first = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+  assert.equal(first.code, 0, first.stderr);
+  const before = await inodes(box.dest);
+
+  const none = await runCli(["resend", "-c", box.config], { env: box.env });
+  assert.equal(none.code, 2);
+  assert.match(none.stderr, /say which files with --night YYYYMMDD, --date YYYY-MM-DD/);
+  const dry = await runCli(["resend", "--night", "20240315", "--dry-run", "-c", box.config], {
+    env: box.env,
+  });
+  assert.equal(dry.code, 0, dry.stderr);
+  assert.equal((dry.stdout.match(/^would send again /gm) ?? []).length, 3);
+  assert.match(dry.stdout, /job default: 3 file\(s\) would be sent again/);
+  const nothing = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+  assert.equal(nothing.code, 0, nothing.stderr);
+  assert.deepEqual(await inodes(box.dest), before, "a dry run changes nothing");
+
+  await Deno.remove(join(box.watch, "frame_002.fits"));
+  const chosen = await runCli(["resend", "--name", "frame_00[12].fits", "-c", box.config], {
+    env: box.env,
+  });
+  assert.equal(chosen.code, 0, chosen.stderr);
+  assert.match(
+    chosen.stdout,
+    /job default: 1 file\(s\) will be sent again; 1 chosen file\(s\) are no longer in the watch folder/,
+  );
+  assert.match(chosen.stdout, /sent at the next start/);
+  const again = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+  assert.equal(again.code, 0, again.stderr);
+  const after = await inodes(box.dest);
+  assert.notEqual(after.get("20240315/frame_001.fits"), before.get("20240315/frame_001.fits"));
+  assert.equal(after.get("20240315/frame_000.fits"), before.get("20240315/frame_000.fits"));
+  await assertDelivered(
+    box.dest,
+    new Map([...files].filter(([name]) => name !== "frame_002.fits")),
+  );
+});

@@ -1,0 +1,172 @@
+/**
+ * One event, one text log line: control characters in file names are
+ * escaped in text logs, and kept exact in JSON logs.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { runCli } from "../../helpers/cli.ts";
+import { listFiles, randomBytes } from "../../helpers/files.ts";
+import { cliSandbox } from "../../helpers/sandbox.ts";
+import type { LogRecord } from "@logtape/logtape";
+import { escapeControlChars, formatJson, formatText } from "../../../src/log/logging.ts";
+
+const FORGED = "a\nSuccessfully transferred forged.fits\r\x1b[2Jb.fits";
+const noon = new Date("2024-05-02T12:00:00Z");
+
+async function sendOne(box: Awaited<ReturnType<typeof cliSandbox>>): Promise<Uint8Array> {
+  const bytes = randomBytes(4321);
+  const source = join(box.watch, FORGED);
+  await Deno.writeFile(source, bytes);
+  await Deno.utime(source, noon, noon);
+  const run = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+  assert.equal(run.code, 0, run.stderr);
+  assert.deepEqual(await listFiles(box.dest), [`20240502/${FORGED}`]);
+  assert.deepEqual(await Deno.readFile(join(box.dest, "20240502", FORGED)), bytes);
+  return bytes;
+}
+
+Deno.test("a file name with a newline gives one text log line per event", async () => {
+  await using box = await cliSandbox();
+  await sendOne(box);
+  const log = await Deno.readTextFile(box.logFile);
+  const sent = log.split("\n").filter((line) => line.includes("Successfully transferred"));
+  assert.equal(sent.length, 1, log);
+  const escaped = "a\\nSuccessfully transferred forged.fits\\r\\x1b[2Jb.fits";
+  assert.ok(
+    sent[0].includes(`${join(box.watch, escaped)} -> ${join(box.dest, "20240502", escaped)}`),
+    sent[0],
+  );
+  // Every line starts with a timestamp: nothing was split.
+  for (const line of log.trimEnd().split("\n")) {
+    assert.match(line, /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} /, line);
+  }
+  assert.ok(!log.includes("\r") && !log.includes("\x1b"), "raw control characters in the log");
+});
+
+Deno.test("JSON log lines keep a file name with a newline exact", async () => {
+  await using box = await cliSandbox({ log_format: "json" });
+  await sendOne(box);
+  const lines = (await Deno.readTextFile(box.logFile)).trimEnd().split("\n");
+  const records = lines.map((line) => JSON.parse(line));
+  const sent = records.filter((r) => r.message.startsWith("Successfully transferred"));
+  assert.equal(sent.length, 1, lines.join("\n"));
+  assert.equal(sent[0].source, join(box.watch, FORGED));
+  assert.ok(sent[0].message.includes(FORGED));
+});
+
+Deno.test("escapeControlChars: C0, DEL, C1, line separators and bidi overrides", () => {
+  assert.equal(escapeControlChars("plain C:\\data\\ü.fits"), "plain C:\\data\\ü.fits");
+  assert.equal(escapeControlChars("a\tb\nc\rd"), "a\\tb\\nc\\rd");
+  assert.equal(escapeControlChars("\x00\x1b\x7f\x85"), "\\x00\\x1b\\x7f\\x85");
+  assert.equal(
+    escapeControlChars("x\u2028y\u2029z\u202ew\u2066"),
+    "x\\u2028y\\u2029z\\u202ew\\u2066",
+  );
+});
+
+/** A record as LogTape makes it for `logger(stage).<level>(template, properties)`. */
+function record(
+  level: LogRecord["level"],
+  category: string[],
+  message: unknown[],
+  properties: Record<string, unknown> = {},
+): LogRecord {
+  return { level, category, message, rawMessage: "", timestamp: noon.getTime() + 45, properties };
+}
+
+/** `noon` in local time as a text line starts: `YYYY-MM-DD HH:MM:SS.mmm`. */
+function localNoon(): string {
+  const two = (n: number) => String(n).padStart(2, "0");
+  return `${noon.getFullYear()}-${two(noon.getMonth() + 1)}-${two(noon.getDate())} ` +
+    `${two(noon.getHours())}:${two(noon.getMinutes())}:${two(noon.getSeconds())}.045`;
+}
+
+Deno.test("text lines: local time, level padded to 7, [stage], values filled in", () => {
+  const sent = record("info", ["image-transfer", "pipeline"], [
+    "Successfully transferred ",
+    "/data/m42 001.fits",
+    " -> ",
+    "freya:/data/20240502/m42 001.fits",
+    " (",
+    4321,
+    " bytes)",
+  ], { job: "north" });
+  assert.equal(
+    formatText(sent),
+    `${localNoon()} INFO    [pipeline] Successfully transferred /data/m42 001.fits -> ` +
+      "freya:/data/20240502/m42 001.fits (4321 bytes)\n",
+  );
+  assert.equal(
+    formatText(record("warning", ["image-transfer", "transfer", "ssh"], ["slow"])),
+    `${localNoon()} WARNING [transfer.ssh] slow\n`,
+  );
+  assert.equal(
+    formatText(record("error", ["image-transfer"], ["at the root"])),
+    `${localNoon()} ERROR   [main] at the root\n`,
+  );
+  assert.equal(
+    formatText(record("debug", ["image-transfer", "watch"], ["values: ", { a: 1 }, " ", null])),
+    `${localNoon()} DEBUG   [watch] values: {"a":1} null\n`,
+  );
+});
+
+Deno.test("text lines: control characters in values and in the template stay on one line", () => {
+  const line = formatText(record("info", ["image-transfer", "watch"], ["found\n", FORGED, "\tok"]));
+  assert.equal(
+    line,
+    `${localNoon()} INFO    [watch] found\\n` +
+      "a\\nSuccessfully transferred forged.fits\\r\\x1b[2Jb.fits\tok\n",
+  );
+  assert.equal(line.split("\n").length, 2);
+});
+
+Deno.test("JSON lines: time, level, category, message with exact values, properties", () => {
+  const line = formatJson(
+    record("warning", ["image-transfer", "pipeline"], ["Sent ", FORGED, " (", 12, " bytes)"], {
+      job: "north",
+      source: FORGED,
+      bytes: 12,
+    }),
+  );
+  assert.ok(line.endsWith("}\n") && line.split("\n").length === 2, line);
+  assert.deepEqual(JSON.parse(line), {
+    time: "2024-05-02T12:00:00.045Z",
+    level: "warning",
+    category: "image-transfer.pipeline",
+    message: `Sent ${FORGED} (12 bytes)`,
+    job: "north",
+    source: FORGED,
+    bytes: 12,
+  });
+});
+
+Deno.test("run --dry-run and status list a file name with a newline on one line, escaped", async () => {
+  await using box = await cliSandbox();
+  const source = join(box.watch, FORGED);
+  await Deno.writeFile(source, randomBytes(100));
+  await Deno.utime(source, noon, noon);
+  const escaped = "a\\nSuccessfully transferred forged.fits\\r\\x1b[2Jb.fits";
+  const dry = await runCli(["run", "--dry-run", "-c", box.config], { env: box.env });
+  assert.equal(dry.code, 0, dry.stderr);
+  assert.ok(
+    dry.stdout.split("\n").includes(
+      `would transfer ${join(box.watch, escaped)} -> ${join(box.dest, "20240502", escaped)}`,
+    ),
+    dry.stdout,
+  );
+  assert.ok(
+    !dry.stdout.includes("\r") && !dry.stdout.includes("\x1b"),
+    "raw control characters in the dry-run listing",
+  );
+
+  await sendOne(box);
+  const status = await runCli(["status", "-c", box.config], { env: box.env });
+  assert.equal(status.code, 0, status.stderr);
+  const recent = status.stdout.split("\n").filter((line) => line.includes("[default]"));
+  assert.equal(recent.length, 1, status.stdout);
+  assert.ok(recent[0].endsWith(`] ${escaped} -> 20240502/${escaped}`), recent[0]);
+  assert.ok(
+    !status.stdout.includes("\r") && !status.stdout.includes("\x1b"),
+    "raw control characters in status",
+  );
+});

@@ -1,0 +1,268 @@
+/**
+ * Resumed transfers and growing files through the real CLI (local, and rsync
+ * over a real OpenSSH server): the daemon is SIGKILLed (with the copiers it
+ * started, as a crash or a reboot takes them) at about half of a 200 MiB
+ * file, and the restart sends about the other half (measured: for local the
+ * bytes the restarted daemon wrote, from /proc; for rsync its own `--stats`),
+ * byte-exact; a file growing for 10 s is sent while it grows and arrives
+ * complete, once, with about its own size sent in all.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { type RunningCli, startCli } from "../../helpers/cli.ts";
+import { listFiles, randomBytes, sha256OfFile, waitFor, writeConfig } from "../../helpers/files.ts";
+import { startSshd, type TestSshd } from "../../helpers/sshd.ts";
+import { isTempName } from "../../../src/transfer/temp_name.ts";
+
+const MiB = 1024 * 1024;
+const NIGHT = new Date("2024-07-01T20:00:00Z"); // -> 20240701
+const NAME = "big $(id) 'frame\".fits";
+
+interface Sandbox {
+  root: string;
+  watch: string;
+  dest: string;
+  config: string;
+  env: Record<string, string>;
+}
+
+/** Folders and a config for `method`; `values` win. */
+async function sandbox(
+  method: "local" | "rsync",
+  sshd: TestSshd,
+  values: Record<string, unknown>,
+): Promise<Sandbox> {
+  const root = await Deno.makeTempDir({ prefix: `itx-resume-${method}-` });
+  const watch = join(root, "watch");
+  await Deno.mkdir(watch);
+  await Deno.mkdir(join(root, "home"));
+  const dest = method === "local" ? join(root, "dest") : await sshd.makeRemoteDir();
+  const config = join(root, "config.yaml");
+  await writeConfig(config, {
+    watch_path: watch,
+    transfer_method: method,
+    ...(method === "rsync" ? sshd.configKeys() : {}),
+    remote_base_path: dest,
+    night_timezone: "UTC",
+    state_dir: join(root, "state"),
+    log_file: "",
+    verify_transfer: "checksum",
+    ...values,
+  });
+  return { root, watch, dest, config, env: { HOME: join(root, "home") } };
+}
+
+/** Temporary copies at the destination, with their sizes. */
+async function temporaries(dest: string): Promise<Map<string, number>> {
+  const found = new Map<string, number>();
+  for (const rel of await listFiles(dest).catch(() => [])) {
+    if (!rel.split("/").some(isTempName)) continue;
+    const size = await Deno.stat(join(dest, rel)).then((info) => info.size, () => null);
+    if (size !== null) found.set(rel, size);
+  }
+  return found;
+}
+
+/** `pid` and every process below it. */
+async function processTree(pid: number): Promise<number[]> {
+  const parents = new Map<number, number>();
+  for await (const entry of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    const stat = await Deno.readTextFile(`/proc/${entry.name}/stat`).catch(() => "");
+    const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+    if (ppid) parents.set(Number(entry.name), ppid);
+  }
+  const tree = [pid];
+  for (let i = 0; i < tree.length; i++) {
+    for (const [child, parent] of parents) if (parent === tree[i]) tree.push(child);
+  }
+  return tree;
+}
+
+/** SIGKILL the daemon and everything it started (as a crash of the machine or its cgroup). */
+async function crash(daemon: RunningCli): Promise<void> {
+  const tree = await processTree(daemon.process.pid);
+  for (const pid of tree) {
+    try {
+      Deno.kill(pid, "SIGKILL");
+    } catch { /* gone */ }
+  }
+  assert.equal((await daemon.stop("SIGKILL")).signal, "SIGKILL");
+}
+
+/** Bytes the process `pid` has written (all write calls). */
+async function bytesWrittenBy(pid: number): Promise<number> {
+  const io = await Deno.readTextFile(`/proc/${pid}/io`);
+  return Number(io.match(/^wchar: (\d+)$/m)![1]);
+}
+
+/** The bytes rsync reported sending, from the daemon's debug lines. */
+function rsyncSent(output: string): number {
+  return [...output.matchAll(/rsync sent (\d+) bytes/g)].reduce((sum, m) => sum + Number(m[1]), 0);
+}
+
+/** Write `size` random bytes to `path` (every MiB differs). */
+async function writeRandom(path: string, size: number): Promise<void> {
+  using file = await Deno.open(path, { write: true, create: true, truncate: true });
+  for (let done = 0; done < size; done += MiB) await file.write(randomBytes(MiB));
+}
+
+for (const method of ["local", "rsync"] as const) {
+  Deno.test(`daemon (${method}): killed at half of a 200 MiB file, the restart sends the other half`, async () => {
+    const sshd = await startSshd();
+    const box = await sandbox(method, sshd, {
+      bandwidth_limit: "40MiB/s",
+      stability_window_seconds: 0.5,
+    });
+    try {
+      const source = join(box.watch, NAME);
+      await writeRandom(source, 200 * MiB);
+      await Deno.utime(source, NIGHT, NIGHT);
+      const final = join(box.dest, "20240701", NAME);
+
+      const first = startCli(["run", "-v", "-c", box.config], { env: box.env });
+      try {
+        await waitFor(
+          async () => [...(await temporaries(box.dest)).values()].some((size) => size >= 90 * MiB),
+          60_000,
+          "half of the copy",
+        );
+      } finally {
+        await crash(first);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const kept = [...(await temporaries(box.dest)).values()];
+      assert.equal(kept.length, 1, "the interrupted copy is kept");
+      assert.ok(kept[0] >= 90 * MiB && kept[0] < 200 * MiB, `kept ${kept[0]} bytes`);
+      assert.equal(await Deno.stat(final).then(() => true, () => false), false);
+
+      const second = startCli(["run", "-v", "-c", box.config], { env: box.env });
+      let sent: number;
+      try {
+        await second.waitForOutput(/Successfully transferred/, 60_000);
+        sent = method === "local"
+          ? await bytesWrittenBy(second.process.pid)
+          : rsyncSent(second.stderr() + second.stdout());
+      } finally {
+        assert.equal((await second.stop("SIGTERM")).code, 0, second.stderr());
+      }
+      const rest = 200 * MiB - kept[0];
+      assert.ok(sent >= rest && sent < rest + 8 * MiB, `sent ${sent}, the rest was ${rest}`);
+      assert.match(second.stderr() + second.stdout(), /Resum/);
+      assert.equal(await sha256OfFile(final), await sha256OfFile(source), "byte-exact");
+      assert.deepEqual(await temporaries(box.dest), new Map(), "no temporary copy left");
+    } finally {
+      await Deno.remove(box.root, { recursive: true });
+      await sshd.stop();
+    }
+  });
+
+  Deno.test(`daemon (${method}): a file growing for 10 s arrives complete once, sent as it grew`, async () => {
+    const sshd = await startSshd();
+    const box = await sandbox(method, sshd, {
+      // Far longer than the pauses between appends (250 ms), which a busy machine may stretch.
+      stability_window_seconds: 5,
+      growing_patterns: ["*.log"],
+      file_patterns: ["*.log"],
+    });
+    try {
+      const source = join(box.watch, "spectrum $(id) 'x'.log");
+      await Deno.writeFile(source, new Uint8Array());
+      const daemon = startCli(["run", "-v", "-c", box.config], { env: box.env });
+      let sent: number;
+      let output: string;
+      try {
+        await daemon.waitForOutput(/Watching/, 30_000);
+        // From here on (a fresh HOME: start-up writes Deno's code cache).
+        const before = method === "local" ? await bytesWrittenBy(daemon.process.pid) : 0;
+        // 40 appends of 1 MiB over 10 s; the final name must not appear meanwhile.
+        let earlyFinal: string[] = [];
+        for (let i = 0; i < 40; i++) {
+          await Deno.writeFile(source, randomBytes(MiB), { append: true });
+          await new Promise((resolve) => setTimeout(resolve, 250));
+          const finals = (await listFiles(box.dest).catch(() => [])).filter((rel) =>
+            !rel.split("/").some(isTempName)
+          );
+          if (finals.length > 0) earlyFinal = finals;
+        }
+        assert.deepEqual(earlyFinal, [], "nothing under a final name while the file grows");
+        await daemon.waitForOutput(/Successfully transferred/, 60_000);
+        output = daemon.stderr() + daemon.stdout();
+        sent = method === "local"
+          ? await bytesWrittenBy(daemon.process.pid) - before
+          : rsyncSent(output);
+      } finally {
+        assert.equal((await daemon.stop("SIGTERM")).code, 0, daemon.stderr());
+      }
+      const parts = [...output.matchAll(/Sent a part of/g)].length;
+      assert.ok(parts >= 2, `parts sent while it grew: ${parts}`);
+      assert.equal([...output.matchAll(/Successfully transferred/g)].length, 1, "arrived once");
+      assert.ok(sent >= 40 * MiB && sent < 44 * MiB, `sent ${sent} for ${40 * MiB}`);
+      const [rel] = (await listFiles(box.dest)).filter((r) => !r.split("/").some(isTempName));
+      assert.equal(await sha256OfFile(join(box.dest, rel)), await sha256OfFile(source));
+      assert.deepEqual(await temporaries(box.dest), new Map(), "no temporary copy left");
+    } finally {
+      await Deno.remove(box.root, { recursive: true });
+      await sshd.stop();
+    }
+  });
+}
+
+/** Processes whose command line names `text`. */
+async function processesNaming(text: string): Promise<number[]> {
+  const found: number[] = [];
+  for await (const entry of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    const cmdline = await Deno.readTextFile(`/proc/${entry.name}/cmdline`).catch(() => "");
+    if (cmdline.includes(text)) found.push(Number(entry.name));
+  }
+  return found;
+}
+
+Deno.test("daemon (rsync): after a SIGKILL the next start ends the shared SSH connection and removes the runtime folder left", async () => {
+  const sshd = await startSshd();
+  const box = await sandbox("rsync", sshd, { stability_window_seconds: 0.3 });
+  // Short enough for the control sockets to live in it (see CONTROL_PATH_MAX_BYTES).
+  const runtime = await Deno.makeTempDir({ prefix: "itx-run-" });
+  const env = { ...box.env, XDG_RUNTIME_DIR: runtime };
+  try {
+    const first = startCli(["run", "-c", box.config], { env });
+    let leftover: string;
+    try {
+      await first.waitForOutput("Watching", 60_000);
+      await Deno.writeFile(join(box.watch, "a.fits"), randomBytes(2000));
+      await first.waitForOutput("Successfully transferred", 60_000);
+      const info = JSON.parse(await Deno.readTextFile(join(box.root, "state", "daemon.json")));
+      leftover = info.runtimeDir;
+      assert.ok(leftover.startsWith(join(runtime, "itx-")), leftover);
+    } finally {
+      // The daemon alone, as the OOM killer or `kill -9` would: its SSH master lives on.
+      assert.equal((await first.stop("SIGKILL")).signal, "SIGKILL");
+    }
+    assert.ok((await processesNaming(leftover)).length > 0, "a shared connection outlived it");
+    assert.ok((await Deno.stat(leftover)).isDirectory);
+
+    const second = startCli(["run", "-c", box.config], { env });
+    try {
+      await second.waitForOutput("Watching", 60_000);
+      assert.match(
+        second.stderr() + second.stdout(),
+        /Removed the runtime folder .*itx-.* \(1 shared SSH connection\(s\) ended\)/,
+      );
+      await waitFor(
+        async () => (await processesNaming(leftover)).length === 0,
+        30_000,
+        "no ssh left",
+      );
+      await assert.rejects(Deno.stat(leftover), Deno.errors.NotFound);
+    } finally {
+      assert.equal((await second.stop("SIGTERM")).code, 0, second.stderr());
+    }
+    const entries = [...Deno.readDirSync(runtime)].map((e) => e.name);
+    assert.deepEqual(entries, [], "a clean stop leaves no runtime folder");
+  } finally {
+    await Deno.remove(runtime, { recursive: true });
+    await Deno.remove(box.root, { recursive: true });
+    await sshd.stop();
+  }
+});

@@ -1,0 +1,191 @@
+/**
+ * Retries always fire: through a long outage where the transport fails in
+ * every way it can (reports errors, throws, hangs), no pending file is ever
+ * overdue, and everything arrives once the destination is back, without a
+ * restart. `status` shows retries that are overdue all the same (a daemon
+ * that is not running).
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import type { JobConfig } from "../../../src/config/types.ts";
+import { TransferError } from "../../../src/errors.ts";
+import { Ledger } from "../../../src/ledger/ledger.ts";
+import { FileTable } from "../../../src/ledger/file_table.ts";
+import { overdueFiles } from "../../../src/status/ledger_reports.ts";
+import { JobRunner } from "../../../src/pipeline/job_runner.ts";
+import { LocalTransport } from "../../../src/transfer/local/local.ts";
+import type { TransferItem, TransferOutcome, Transport } from "../../../src/transfer/transport.ts";
+import { runCli } from "../../helpers/cli.ts";
+import { randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
+import { localTestJob } from "../../helpers/jobs.ts";
+
+/** How the transport fails during the outage, in turn. */
+const FAILURES = ["reports", "throws", "hangs", "reports-later"] as const;
+
+/** The real local transport, failing every call in one of {@linkcode FAILURES} while `down`. */
+class FlakyTransport implements Transport {
+  readonly method = "local" as const;
+  readonly maxBatchFiles = 3;
+  readonly inner: LocalTransport;
+  down = true;
+  calls = 0;
+  seen = new Set<string>();
+
+  constructor(job: JobConfig) {
+    this.inner = new LocalTransport(job);
+  }
+
+  async send(items: TransferItem[], signal: AbortSignal): Promise<TransferOutcome[]> {
+    if (!this.down) {
+      // The local transport copies one file per call.
+      const outcomes: TransferOutcome[] = [];
+      for (const item of items) outcomes.push(...await this.inner.send([item], signal));
+      return outcomes;
+    }
+    const failure = FAILURES[this.calls++ % FAILURES.length];
+    this.seen.add(failure);
+    switch (failure) {
+      case "throws":
+        throw new Error("Cannot open the shared connection: Connection reset by peer");
+      case "hangs":
+        // Until the pipeline gives up on the batch.
+        await new Promise((_, reject) => {
+          signal.addEventListener("abort", () => reject(signal.reason), { once: true });
+        });
+        throw new Error("unreachable");
+      default: {
+        const kind = failure === "reports" ? "retry" : "retry-later";
+        return items.map((item) => ({
+          item,
+          error: new TransferError(`Cannot send ${item.source}: Connection timed out`, kind),
+        }));
+      }
+    }
+  }
+  describeTarget(destination: string): string {
+    return this.inner.describeTarget(destination);
+  }
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
+
+Deno.test("retries: through a 3 s outage of every kind, no retry is ever overdue; all arrive after it", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-retries-" });
+  await Deno.mkdir(join(root, "watch"));
+  const job = localTestJob(root, {
+    retry_attempts: 1000,
+    retry_delay_seconds: 0.1,
+    retry_max_delay_seconds: 0.4,
+    max_concurrent_transfers: 2,
+  });
+  const ledger = Ledger.open(join(root, "state"));
+  const transport = new FlakyTransport(job);
+  const runner = new JobRunner(job, ledger, transport, {
+    once: false,
+    closedForMs: 50,
+    batchDeadlineMs: 400,
+  });
+  const files = new Map<string, Uint8Array>();
+  const write = async (rel: string) => {
+    const bytes = randomBytes(1000 + files.size * 13);
+    files.set(rel, bytes);
+    await Deno.writeFile(join(job.watch_path, rel), bytes);
+  };
+  let watching = true;
+  const overdue: string[] = [];
+  // Every 50 ms: is any pending retry due for more than 5 s and not started? (Retries come
+  // every 0.4 s at most; a busy machine may hold one up for a moment, a retry left behind
+  // stays overdue.)
+  const watcher = (async () => {
+    while (watching) {
+      for (const row of overdueFiles(ledger, Date.now() - 5000, 10, job.name)) {
+        overdue.push(`${row.relPath} due ${Date.now() - row.nextAttemptAt} ms ago`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  })();
+  try {
+    for (let i = 0; i < 20; i++) await write(`before ${i}.fits`);
+    await runner.start();
+    for (let i = 0; i < 10; i++) await write(`during ${i}.fits`);
+    // The outage lasts 3 s, and until every kind of failure was met.
+    await Promise.all([
+      new Promise((r) => setTimeout(r, 3000)),
+      waitFor(() => transport.seen.size === FAILURES.length, 60_000, "every kind of failure"),
+    ]);
+    assert.deepEqual([...transport.seen].sort(), [...FAILURES].sort(), "every kind of failure");
+    assert.equal(runner.summary.sent, 0);
+    transport.down = false;
+    const done = () =>
+      [...files.keys()].every((rel) => FileTable.of(ledger, job).get(rel)?.state === "done");
+    await waitFor(done, 10_000, "every file done after the outage");
+    for (const [rel, bytes] of files) {
+      const row = FileTable.of(ledger, job).get(rel)!;
+      assert.deepEqual(
+        await Deno.readFile(join(job.remote_base_path, ...row.destination.split("/"))),
+        bytes,
+        rel,
+      );
+    }
+    assert.equal(runner.summary.sent, files.size, "each file sent once");
+    assert.deepEqual(runner.summary.failed, 0);
+  } finally {
+    watching = false;
+    await watcher;
+    await runner.stop();
+    ledger.close();
+    await Deno.remove(root, { recursive: true });
+  }
+  assert.deepEqual(overdue, [], "no retry overdue");
+});
+
+Deno.test("status lists retries overdue by more than a minute as a problem", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-overdue-" });
+  try {
+    const config = join(root, "config.yaml");
+    await writeConfig(config, {
+      watch_path: join(root, "watch"),
+      remote_base_path: join(root, "dest"),
+      transfer_method: "local",
+      state_dir: join(root, "state"),
+      log_file: "",
+    });
+    const ledger = Ledger.open(join(root, "state"));
+    const now = Date.now();
+    const file = { size: 10, mtimeMs: 1, destination: "20240101/x.fits" };
+    for (
+      const [rel, dueAgoMs] of [["stuck.fits", 99_000], ["soon.fits", -5000], [
+        "fresh.fits",
+        30_000,
+      ]] as const
+    ) {
+      const table = new FileTable(ledger, "default", `local:${join(root, "dest")}`);
+      table.enqueue(rel, file);
+      table.recordFailure(rel, {
+        error: "Cannot send: connection lost",
+        attempts: 2,
+        nextAttemptAt: now - dueAgoMs,
+        final: false,
+      });
+    }
+    ledger.close();
+    const status = await runCli(["status", "-c", config], { env: { HOME: root } });
+    const elapsedS = Math.ceil((Date.now() - now) / 1000);
+    assert.equal(status.code, 0, status.stderr);
+    const overdue = status.stdout.match(
+      /Overdue \(1\): retries due more than a minute ago that have not started; is the daemon running\?\n {2}\[default\] stuck\.fits: next attempt was due (\d+) s ago \(2 failed attempt\(s\); last error: Cannot send: connection lost\)\n/,
+    );
+    assert.ok(overdue, status.stdout);
+    // 99 s before the ledger was written, plus however long `status` took to start.
+    const dueAgoS = Number(overdue[1]);
+    assert.ok(dueAgoS >= 99 && dueAgoS <= 99 + elapsedS, `due ${dueAgoS} s ago`);
+    assert.doesNotMatch(status.stdout, /(soon|fresh)\.fits: next attempt was due/);
+    const json = JSON.parse(
+      (await runCli(["status", "--json", "-c", config], { env: { HOME: root } })).stdout,
+    );
+    assert.deepEqual(json.overdue.map((row: { relPath: string }) => row.relPath), ["stuck.fits"]);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});

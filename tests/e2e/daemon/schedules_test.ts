@@ -1,0 +1,413 @@
+/**
+ * `schedules`: the cron computation under a chosen time zone (a fixed clock),
+ * and a real daemon (through the CLI with its permission set) that runs a
+ * command at a cron time in a chosen time zone, writes night reports, and
+ * rescans to retry a failed file.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { jobSchema } from "../../../src/config/schema.ts";
+import type { JobConfig } from "../../../src/config/types.ts";
+import { JobSchedules, nextCronRun, pausedAt } from "../../../src/pipeline/schedules.ts";
+import type { FileTable } from "../../../src/ledger/file_table.ts";
+import { captureLogs } from "../../helpers/log_capture.ts";
+import { startCli } from "../../helpers/cli.ts";
+import { randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
+import { freePort, getJson, post } from "../../helpers/status.ts";
+
+function job(overrides: Record<string, unknown>): JobConfig {
+  const input = jobSchema.parse({
+    watch_path: "/w",
+    remote_base_path: "/d",
+    transfer_method: "local",
+    ...overrides,
+  });
+  return { ...input, name: "j", verify_transfer: "checksum" };
+}
+
+Deno.test("schedules: cron times are read in the entry's time zone, else night_timezone", () => {
+  const santiago = job({
+    schedules: [{ cron: "0 8 * * *", timezone: "America/Santiago", action: "report" }],
+  });
+  const entry = santiago.schedules[0];
+  // 08:00 in Santiago: UTC-3 in March (summer time), UTC-4 after 7 April 2024.
+  assert.equal(
+    nextCronRun(entry, santiago, new Date("2024-03-15T00:00:00Z"))?.toISOString(),
+    "2024-03-15T11:00:00.000Z",
+  );
+  assert.equal(
+    nextCronRun(entry, santiago, new Date("2024-04-10T00:00:00Z"))?.toISOString(),
+    "2024-04-10T12:00:00.000Z",
+  );
+  const tokyo = job({
+    night_timezone: "Asia/Tokyo",
+    schedules: [{ cron: "0 8 * * *", action: "rescan" }],
+  });
+  assert.equal(
+    nextCronRun(tokyo.schedules[0], tokyo, new Date("2024-03-14T12:00:00Z"))?.toISOString(),
+    "2024-03-14T23:00:00.000Z",
+  );
+  const interval = job({ schedules: [{ every_seconds: 60, action: "rescan" }] });
+  assert.equal(nextCronRun(interval.schedules[0], interval, new Date()), null);
+});
+
+/** "S M H" of `at` as a wall clock in `timeZone`. */
+function wallClock(at: Date, timeZone: string): string {
+  const parts = new Intl.DateTimeFormat("en-GB", {
+    timeZone,
+    hour: "numeric",
+    minute: "numeric",
+    second: "numeric",
+    hourCycle: "h23",
+  }).formatToParts(at);
+  const get = (type: string) => Number(parts.find((p) => p.type === type)!.value);
+  return `${get("second")} ${get("minute")} ${get("hour")}`;
+}
+
+Deno.test("schedules (daemon): a command at a cron time in a chosen zone, night reports, a rescan retries a failed file", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-schedules-" });
+  const watch = join(root, "watch");
+  const dest = join(root, "dest");
+  const home = join(root, "home");
+  const out = join(root, "out");
+  const state = join(root, "state");
+  for (const dir of [watch, home, out]) await Deno.mkdir(dir);
+  const script = join(root, "process night.sh");
+  await Deno.writeTextFile(
+    script,
+    // The folder is written into the script: a command gets no variable of the daemon's but
+    // PATH, HOME, LANG and TZ.
+    `#!/bin/sh\ndate +%s.%N > "${out}/ran-at"\nenv -0 | grep -z "^IMAGE_TRANSFER_" > "${out}/env"\necho processed\n`,
+    { mode: 0o755 },
+  );
+  // The destination base is a file at first: the first file fails for good.
+  await Deno.writeTextFile(dest, "in the way");
+  // A cron time 30 s from now (the daemon has started by then, even on a busy machine), as the
+  // wall clock of a zone 13:45 ahead of UTC.
+  const zone = "Pacific/Chatham";
+  const target = new Date(Math.ceil(Date.now() / 1000) * 1000 + 30_000);
+  const config = join(root, "config.yaml");
+  await writeConfig(config, {
+    watch_path: watch,
+    remote_base_path: dest,
+    transfer_method: "local",
+    stability_window_seconds: 0.3,
+    night_timezone: "UTC",
+    retry_attempts: 0,
+    rescan_interval_seconds: 0,
+    state_dir: state,
+    log_file: join(root, "logs", "image_transfer.log"),
+    schedules: [
+      {
+        cron: `${wallClock(target, zone)} * * *`,
+        timezone: zone,
+        action: "command",
+        command: [script, "--night"],
+      },
+      { every_seconds: 1, action: "report", nights: 2 },
+      { every_seconds: 2, action: "rescan" },
+    ],
+  });
+  const daemon = startCli(["run", "-c", config], {
+    env: { HOME: home },
+  });
+  try {
+    await daemon.waitForOutput("Watching");
+    const data = randomBytes(12_345);
+    await Deno.writeFile(join(watch, "a.fits"), data);
+    await Deno.utime(join(watch, "a.fits"), 0, new Date("2024-03-15T20:00:00Z"));
+    await daemon.waitForOutput("Failed to transfer");
+    // Fixed; the scheduled rescan (not a watcher event) sends it.
+    await Deno.remove(dest);
+    await waitFor(() => exists(join(dest, "20240315", "a.fits")), 20_000, "the retried file");
+    assert.deepEqual(await Deno.readFile(join(dest, "20240315", "a.fits")), data);
+    await daemon.waitForOutput(/rescanning/);
+
+    // The command ran at its time in that zone, not before (a wrong zone would be hours off; a
+    // busy machine may start it late).
+    await waitFor(() => exists(join(out, "ran-at")), 90_000, "the scheduled command");
+    await daemon.waitForOutput(
+      /Scheduled command .*process night\.sh of job default done; stdout: processed/,
+    );
+    const ranAt = Number((await Deno.readTextFile(join(out, "ran-at"))).trim()) * 1000;
+    assert.ok(
+      ranAt >= target.getTime() - 50 && ranAt <= target.getTime() + 60_000,
+      `ran at ${new Date(ranAt).toISOString()}, due ${target.toISOString()}`,
+    );
+    const env = await Deno.readTextFile(join(out, "env"));
+    assert.ok(env.includes("IMAGE_TRANSFER_EVENT=schedule\0"), env);
+    assert.ok(env.includes("IMAGE_TRANSFER_JOB=default\0"), env);
+    await daemon.waitForOutput(
+      /Scheduled command .*process night\.sh of job default done; stdout: processed/,
+    );
+
+    // A report (written every second) that has the arrival.
+    await waitFor(
+      async () => {
+        for await (const entry of Deno.readDir(join(state, "reports"))) {
+          if (!entry.name.endsWith(".json")) continue;
+          const report = JSON.parse(await Deno.readTextFile(join(state, "reports", entry.name)));
+          if (report.nights[0]?.files_sent === 1) return true;
+        }
+        return false;
+      },
+      20_000,
+      "a night report with the file",
+    );
+    const reports = [...Deno.readDirSync(join(state, "reports"))].map((e) => e.name).sort();
+    const last = JSON.parse(await Deno.readTextFile(join(state, "reports", reports.at(-1)!)));
+    assert.equal(last.job, "default");
+    assert.deepEqual(
+      { ...last.nights[0], first_arrival: typeof last.nights[0].first_arrival },
+      {
+        night: "20240315",
+        files_sent: 1,
+        bytes_sent: 12_345,
+        failed: 0,
+        waiting: 0,
+        first_arrival: "string",
+        last_arrival: last.nights[0].first_arrival,
+      },
+    );
+    await daemon.waitForOutput(
+      /Night report of job default, 20240315: 1 file\(s\), 12345 bytes, 0 failed/,
+    );
+  } finally {
+    const status = await daemon.stop();
+    assert.equal(status.code, 0, daemon.stderr());
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+Deno.test("schedules (daemon): the rescan's catch-up sends again a file deleted or cut short at the destination", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-catchup-" });
+  const watch = join(root, "watch");
+  const dest = join(root, "dest");
+  const home = join(root, "home");
+  for (const dir of [watch, home]) await Deno.mkdir(dir);
+  const config = join(root, "config.yaml");
+  await writeConfig(config, {
+    watch_path: watch,
+    remote_base_path: dest,
+    transfer_method: "local",
+    stability_window_seconds: 0.3,
+    night_timezone: "UTC",
+    rescan_interval_seconds: 0,
+    state_dir: join(root, "state"),
+    log_file: "",
+    schedules: [{ every_seconds: 2, action: "rescan", nights: 1 }],
+  });
+  const daemon = startCli(["run", "-c", config], { env: { HOME: home } });
+  try {
+    await daemon.waitForOutput("Watching");
+    const files = { "gone 'a'.fits": randomBytes(20_000), "short.fits": randomBytes(30_000) };
+    for (const [name, data] of Object.entries(files)) {
+      await Deno.writeFile(join(watch, name), data);
+      await Deno.utime(join(watch, name), 0, new Date("2024-03-15T20:00:00Z"));
+    }
+    const night = join(dest, "20240315");
+    await waitFor(
+      () => Object.keys(files).every((name) => exists(join(night, name))),
+      20_000,
+      "both files",
+    );
+    await daemon.waitForOutput(/Catch-up of job default: 1 night folder\(s\) checked, 0 file/);
+    await Deno.remove(join(night, "gone 'a'.fits"));
+    await Deno.truncate(join(night, "short.fits"), 100);
+    await waitFor(
+      async () => {
+        try {
+          return (await Deno.stat(join(night, "gone 'a'.fits"))).size === 20_000 &&
+            (await Deno.stat(join(night, "short.fits"))).size === 30_000;
+        } catch {
+          return false;
+        }
+      },
+      20_000,
+      "both files sent again",
+    );
+    for (const [name, data] of Object.entries(files)) {
+      assert.deepEqual(await Deno.readFile(join(night, name)), data);
+    }
+    assert.match(daemon.stderr(), /gone 'a'\.fits is missing at the destination; sending/);
+    assert.match(daemon.stderr(), /short\.fits is 100 bytes, not 30000 at the destination/);
+  } finally {
+    const status = await daemon.stop();
+    assert.equal(status.code, 0, daemon.stderr());
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("schedules: a pause window holds from its pause to its resume, in the entries' zones", () => {
+  const windowed = job({
+    schedules: [
+      { cron: "0 18 * * *", timezone: "America/Santiago", action: "pause" },
+      { cron: "0 6 * * *", timezone: "America/Santiago", action: "resume" },
+    ],
+  });
+  // 18:00 in Santiago (UTC-3 in March) is 21:00 UTC; 06:00 is 09:00 UTC.
+  assert.equal(pausedAt(windowed, new Date("2024-03-15T20:59:00Z")), false);
+  assert.equal(pausedAt(windowed, new Date("2024-03-15T21:01:00Z")), true);
+  assert.equal(pausedAt(windowed, new Date("2024-03-16T08:59:00Z")), true);
+  assert.equal(pausedAt(windowed, new Date("2024-03-16T09:01:00Z")), false);
+  assert.equal(pausedAt(job({}), new Date()), false);
+});
+
+Deno.test("schedules: a pause without any resume is warned about at start", async () => {
+  const logs = await captureLogs();
+  try {
+    const cases: Array<[string[], number]> = [[["pause"], 1], [["pause", "resume"], 0], [
+      ["resume"],
+      0,
+    ]];
+    for (const [actions, warned] of cases) {
+      const mark = logs.records.length;
+      const entries = actions.map((action) => ({ cron: "0 6 * * *", action }));
+      const schedules = new JobSchedules({
+        job: job({ schedules: entries }),
+        table: null as unknown as FileTable, // not used by start and stop
+        rescan: () => Promise.resolve(),
+        pause: () => {},
+        resume: () => {},
+      });
+      schedules.start();
+      await schedules.stop();
+      const said = logs.records.slice(mark).filter((r) =>
+        r.level === "warning" && String(r.rawMessage).includes("none resumes them")
+      );
+      assert.equal(said.length, warned, actions.join(", "));
+    }
+  } finally {
+    await logs.stop();
+  }
+});
+
+Deno.test("schedules (daemon): inside a pause window nothing is sent; at the resume time it is", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-window-" });
+  const watch = join(root, "watch");
+  const dest = join(root, "dest");
+  const home = join(root, "home");
+  for (const dir of [watch, home]) await Deno.mkdir(dir);
+  const zone = "Asia/Kathmandu"; // UTC+5:45
+  const paused = new Date(Date.now() - 3_600_000);
+  // 30 s from now: the daemon has started inside the window by then, even on a busy machine.
+  const resume = new Date(Math.ceil(Date.now() / 1000) * 1000 + 30_000);
+  const config = join(root, "config.yaml");
+  await writeConfig(config, {
+    watch_path: watch,
+    remote_base_path: dest,
+    transfer_method: "local",
+    stability_window_seconds: 0.3,
+    night_timezone: "UTC",
+    state_dir: join(root, "state"),
+    log_file: "",
+    schedules: [
+      { cron: `${wallClock(paused, zone)} * * *`, timezone: zone, action: "pause" },
+      { cron: `${wallClock(resume, zone)} * * *`, timezone: zone, action: "resume" },
+    ],
+  });
+  const daemon = startCli(["run", "-c", config], { env: { HOME: home } });
+  try {
+    await daemon.waitForOutput("inside a pause window");
+    await daemon.waitForOutput("Watching");
+    const data = randomBytes(10_000);
+    await Deno.writeFile(join(watch, "a.fits"), data);
+    await Deno.utime(join(watch, "a.fits"), 0, new Date("2024-03-15T20:00:00Z"));
+    const target = join(dest, "20240315", "a.fits");
+    await waitFor(() => exists(target), 90_000, "the file after the resume");
+    const arrivedAt = Date.now();
+    assert.ok(arrivedAt >= resume.getTime(), `arrived ${arrivedAt - resume.getTime()} ms early`);
+    assert.deepEqual(await Deno.readFile(target), data);
+    assert.match(daemon.stderr(), /Transfers of job default resumed/);
+  } finally {
+    const status = await daemon.stop();
+    assert.equal(status.code, 0, daemon.stderr());
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("schedules (daemon): Resume on the status page sends inside a pause window; Pause holds it again", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-window-resume-" });
+  const watch = join(root, "watch");
+  const dest = join(root, "dest");
+  const home = join(root, "home");
+  for (const dir of [watch, home]) await Deno.mkdir(dir);
+  const zone = "Asia/Kathmandu";
+  const port = freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const config = join(root, "config.yaml");
+  await writeConfig(config, {
+    watch_path: watch,
+    remote_base_path: dest,
+    transfer_method: "local",
+    stability_window_seconds: 0.3,
+    night_timezone: "UTC",
+    state_dir: join(root, "state"),
+    log_file: "",
+    status_listen: `127.0.0.1:${port}`,
+    schedules: [
+      // Paused since an hour ago, until in an hour.
+      {
+        cron: `${wallClock(new Date(Date.now() - 3_600_000), zone)} * * *`,
+        timezone: zone,
+        action: "pause",
+      },
+      {
+        cron: `${wallClock(new Date(Date.now() + 3_600_000), zone)} * * *`,
+        timezone: zone,
+        action: "resume",
+      },
+    ],
+  });
+  const daemon = startCli(["run", "-c", config], { env: { HOME: home } });
+  try {
+    await daemon.waitForOutput("Watching");
+    const state = async () => {
+      const s = await getJson<{ jobs: Array<{ state: string; reason: string | null }> }>(
+        base,
+        "/api/status",
+      );
+      return s.jobs[0];
+    };
+    const before = await state();
+    assert.equal(before.state, "paused");
+    assert.equal(before.reason, "outside a transfer window");
+    const held = randomBytes(5_000);
+    await Deno.writeFile(join(watch, "held.fits"), held);
+    await Deno.utime(join(watch, "held.fits"), 0, new Date("2024-03-15T20:00:00Z"));
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const target = join(dest, "20240315", "held.fits");
+    assert.equal(exists(target), false, "held by the window");
+
+    // The page's Resume sends now, though the window's own resume is an hour away.
+    const resumed = await post(base, "/api/jobs/default/resume");
+    assert.equal(resumed.status, 200);
+    assert.equal((await resumed.json()).state, "watching");
+    await waitFor(() => exists(target), 20_000, "the file after Resume");
+    assert.deepEqual(await Deno.readFile(target), held);
+
+    // Pause holds again.
+    assert.equal((await (await post(base, "/api/jobs/default/pause")).json()).state, "paused");
+    await Deno.writeFile(join(watch, "later.fits"), randomBytes(100));
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    assert.equal(exists(join(dest, "20240315", "later.fits")), false);
+    assert.equal((await readdirNames(dest)).length, 1, "only the night of held.fits");
+  } finally {
+    const status = await daemon.stop();
+    assert.equal(status.code, 0, daemon.stderr());
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+async function readdirNames(dir: string): Promise<string[]> {
+  return (await Array.fromAsync(Deno.readDir(dir))).map((e) => e.name);
+}

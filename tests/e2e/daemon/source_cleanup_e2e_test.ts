@@ -1,0 +1,172 @@
+/**
+ * Source clean-up through the real CLI: `after_transfer: delete` removes only
+ * sources the ledger holds as arrived verified with the size and mtime now on
+ * disk (never a file changed after it was sent, never a file not sent),
+ * `keep_days` keeps them for a while, `run --dry-run` lists what would go and
+ * removes nothing, `move` puts them into `archive_path`.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { runCli, startCli } from "../../helpers/cli.ts";
+import { randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
+
+async function setUp(prefix: string) {
+  const root = await Deno.makeTempDir({ prefix });
+  const p = {
+    root,
+    watch: join(root, "watch"),
+    dest: join(root, "dest"),
+    home: join(root, "home"),
+    archive: join(root, "archive"),
+    config: join(root, "config.yaml"),
+  };
+  await Deno.mkdir(join(p.watch, "sub dir"), { recursive: true });
+  await Deno.mkdir(p.home);
+  return p;
+}
+
+function baseConfig(p: Awaited<ReturnType<typeof setUp>>) {
+  return {
+    watch_path: p.watch,
+    remote_base_path: p.dest,
+    transfer_method: "local",
+    stability_window_seconds: 0.3,
+    night_timezone: "UTC",
+    state_dir: join(p.root, "state"),
+    log_file: join(p.root, "logs", "image_transfer.log"),
+  };
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const EVENING = new Date("2024-03-15T20:00:00Z");
+
+Deno.test("after_transfer: delete removes only verified sources, never one changed after it was sent", async () => {
+  const p = await setUp("itx-cleanup-delete-");
+  try {
+    // keep_days of about 8.6 s: sources stay right after their arrival (a run on a busy machine
+    // may take seconds from an arrival to its end).
+    await writeConfig(p.config, { ...baseConfig(p), after_transfer: "delete", keep_days: 0.0001 });
+    const env = { HOME: p.home };
+    const files: Record<string, Uint8Array> = {
+      "a.fits": randomBytes(30_000),
+      "sub dir/-b $(x).fits": randomBytes(40_000),
+      "c.fits": randomBytes(50_000),
+    };
+    for (const [rel, data] of Object.entries(files)) {
+      await Deno.writeFile(join(p.watch, rel), data);
+      await Deno.utime(join(p.watch, rel), EVENING, EVENING);
+    }
+    await Deno.writeTextFile(join(p.watch, "notes.txt"), "not an image");
+    const first = await runCli(["run", "--once", "-c", p.config], { env });
+    assert.equal(first.code, 0, first.stderr);
+    for (const [rel, data] of Object.entries(files)) {
+      assert.deepEqual(await Deno.readFile(join(p.dest, "20240315", rel)), data);
+      assert.ok(exists(join(p.watch, rel)), `${rel} removed before keep_days passed`);
+    }
+
+    // c.fits is written again after it was sent (same size, new bytes and mtime).
+    const changed = randomBytes(50_000);
+    await Deno.writeFile(join(p.watch, "c.fits"), changed);
+    // keep_days passes.
+    await new Promise((r) => setTimeout(r, 9_000));
+
+    // The dry run lists the two due sources and removes nothing.
+    const dry = await runCli(["run", "--dry-run", "-c", p.config], { env });
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.ok(dry.stdout.includes(`would delete ${join(p.watch, "a.fits")} (arrived`), dry.stdout);
+    assert.ok(dry.stdout.includes(`would delete ${join(p.watch, "sub dir/-b $(x).fits")}`));
+    assert.ok(!dry.stdout.includes("would delete " + join(p.watch, "c.fits")), dry.stdout);
+    assert.match(dry.stdout, /2 source\(s\) would be deleted now/);
+    for (const rel of Object.keys(files)) assert.ok(exists(join(p.watch, rel)));
+
+    const second = await runCli(["run", "--once", "-c", p.config], { env });
+    assert.equal(second.code, 0, second.stderr);
+    assert.ok(!exists(join(p.watch, "a.fits")), second.stderr);
+    assert.ok(!exists(join(p.watch, "sub dir/-b $(x).fits")), second.stderr);
+    // Changed after it was sent: kept (and sent again, as the new version).
+    assert.deepEqual(await Deno.readFile(join(p.watch, "c.fits")), changed);
+    assert.ok(exists(join(p.watch, "notes.txt")));
+    assert.ok(exists(join(p.watch, "sub dir")));
+    // What was deleted is safe at the destination.
+    assert.deepEqual(await Deno.readFile(join(p.dest, "20240315", "a.fits")), files["a.fits"]);
+    assert.deepEqual(
+      await Deno.readFile(join(p.dest, "20240315", "sub dir/-b $(x).fits")),
+      files["sub dir/-b $(x).fits"],
+    );
+    const night = new Date().toISOString().slice(0, 10).replaceAll("-", "");
+    assert.deepEqual(await Deno.readFile(join(p.dest, night, "c.fits")), changed);
+  } finally {
+    await Deno.remove(p.root, { recursive: true });
+  }
+});
+
+Deno.test("after_transfer: move puts each arrived source into archive_path (daemon, right after its arrival)", async () => {
+  const p = await setUp("itx-cleanup-move-");
+  const daemon = await writeConfig(p.config, {
+    ...baseConfig(p),
+    after_transfer: "move",
+    archive_path: p.archive,
+  }).then(() => startCli(["run", "-c", p.config], { env: { HOME: p.home } }));
+  try {
+    await daemon.waitForOutput("Watching");
+    const data = randomBytes(200_000);
+    const rel = "sub dir/m42 'x'.fits";
+    await Deno.writeFile(join(p.watch, rel), data);
+    await waitFor(() => exists(join(p.archive, rel)), 20_000, "the source in the archive");
+    assert.deepEqual(await Deno.readFile(join(p.archive, rel)), data);
+    assert.ok(!exists(join(p.watch, rel)));
+    const night = new Date().toISOString().slice(0, 10).replaceAll("-", "");
+    assert.deepEqual(await Deno.readFile(join(p.dest, night, rel)), data);
+    await daemon.waitForOutput("it arrived verified");
+  } finally {
+    const status = await daemon.stop();
+    assert.equal(status.code, 0, daemon.stderr());
+    await Deno.remove(p.root, { recursive: true });
+  }
+});
+
+Deno.test("after_transfer: an archive inside the watch folder, a move without archive or no verification are refused", async () => {
+  const p = await setUp("itx-cleanup-bad-");
+  try {
+    const env = { HOME: p.home };
+    await writeConfig(p.config, {
+      ...baseConfig(p),
+      after_transfer: "move",
+      archive_path: join(p.watch, "archive"),
+    });
+    await Deno.writeFile(join(p.watch, "a.fits"), randomBytes(100));
+    const inside = await runCli(["run", "--once", "-c", p.config], { env });
+    assert.equal(inside.code, 2, inside.stderr);
+    assert.match(inside.stderr, /archive_path of job default: .* must not contain each other/);
+    assert.ok(!exists(p.dest), "nothing sent");
+    assert.ok(exists(join(p.watch, "a.fits")));
+
+    await writeConfig(p.config, { ...baseConfig(p), after_transfer: "move" });
+    const noArchive = await runCli(["config", "validate", "-c", p.config], { env });
+    assert.equal(noArchive.code, 2);
+    assert.match(noArchive.stderr, /archive_path: required when after_transfer is "move"/);
+
+    await writeConfig(p.config, {
+      ...baseConfig(p),
+      after_transfer: "delete",
+      verify_transfer: "none",
+    });
+    const unverified = await runCli(["config", "validate", "-c", p.config], { env });
+    assert.equal(unverified.code, 2);
+    assert.match(
+      unverified.stderr,
+      /after_transfer: "delete" removes sources only once they arrived verified/,
+    );
+    assert.doesNotMatch(unverified.stderr + noArchive.stderr + inside.stderr, /\n\s+at /);
+  } finally {
+    await Deno.remove(p.root, { recursive: true });
+  }
+});

@@ -1,0 +1,344 @@
+/**
+ * `min_free_space`: a destination that gets down to the room the job keeps
+ * pauses the job before it is full (one ERROR, nothing given up, no partial
+ * file under a final name), and the rest arrives once space is freed; for
+ * `local`, and for `scp` and `rsync` through a real OpenSSH server (`df` over
+ * the shared connection), each on a real tmpfs. `status` shows the paused job
+ * of a real daemon. The watch folder's disk running low is warned about once.
+ */
+import assert from "node:assert/strict";
+import { statfs } from "node:fs/promises";
+import { join } from "node:path";
+import { parseFreeSpace } from "../../../src/config/free_space.ts";
+import type { JobConfig } from "../../../src/config/types.ts";
+import { Ledger } from "../../../src/ledger/ledger.ts";
+import { FileTable } from "../../../src/ledger/file_table.ts";
+import { JobRunner } from "../../../src/pipeline/job_runner.ts";
+import { SpaceGuard } from "../../../src/pipeline/space_guard.ts";
+import { createTransport } from "../../../src/transfer/factory.ts";
+import { isTempName } from "../../../src/transfer/temp_name.ts";
+import { runCli, startCli } from "../../helpers/cli.ts";
+import { listFiles, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
+import { localTestJob } from "../../helpers/jobs.ts";
+import { captureLogs } from "../../helpers/log_capture.ts";
+import { startSshd } from "../../helpers/sshd.ts";
+import { withTmpfs } from "../../helpers/tmpfs.ts";
+
+const MIB = 1024 * 1024;
+const FILES = 16;
+const FILE_BYTES = 128 * 1024;
+const PROBE_MS = 400;
+
+Deno.test("min_free_space: bytes in human units or a percent; 0 is off", () => {
+  assert.deepEqual(parseFreeSpace("5 GiB"), { bytes: 5 * 1024 ** 3 });
+  assert.deepEqual(parseFreeSpace("500MB"), { bytes: 500e6 });
+  assert.deepEqual(parseFreeSpace("1.5 kib"), { bytes: 1536 });
+  assert.deepEqual(parseFreeSpace("4096"), { bytes: 4096 });
+  assert.deepEqual(parseFreeSpace(1_000_000), { bytes: 1_000_000 });
+  assert.deepEqual(parseFreeSpace("5%"), { percent: 5 });
+  assert.deepEqual(parseFreeSpace("2.5 %"), { percent: 2.5 });
+  for (const off of ["0", "", "0%", "0 GiB", 0]) assert.equal(parseFreeSpace(off), null, `${off}`);
+  for (const bad of ["5 parsecs", "100%", "-1GB", "5 GiB free", "1e9", -5, "G"]) {
+    assert.equal(parseFreeSpace(bad), undefined, `${bad}`);
+  }
+});
+
+Deno.test("min_free_space: a wrong value is refused with its line and what to write", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-space-config-" });
+  try {
+    const config = join(root, "config.yaml");
+    await Deno.writeTextFile(
+      config,
+      `watch_path: ${JSON.stringify(root)}\nremote_base_path: /tmp/x\ntransfer_method: local\n` +
+        'min_free_space: "150%"\n',
+    );
+    const out = await runCli(["config", "validate", "-c", config], { env: { HOME: root } });
+    assert.equal(out.code, 2);
+    assert.match(
+      out.stderr,
+      /config\.yaml:4: min_free_space: not an amount of free space: "150%"; .*"5 GiB".*"5%"/,
+    );
+    assert.doesNotMatch(out.stderr, /at .*\.ts:\d+/, "no stack trace");
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+/** Bytes free on the file system at `path`. */
+async function freeBytes(path: string): Promise<number> {
+  const info = await statfs(path);
+  return info.bavail * info.bsize;
+}
+
+/** Final names below `dest` (hidden and temporary names left out). */
+async function finalNames(dest: string): Promise<string[]> {
+  return (await listFiles(dest)).filter((rel) =>
+    !rel.split("/").some((part) => part.startsWith(".") || isTempName(part))
+  );
+}
+
+/**
+ * `job` sends {@linkcode FILES} files into a 4 MiB tmpfs (mounted at
+ * `mount`, its `remote_base_path` a folder inside that does not exist yet)
+ * that a 2.5 MiB ballast file leaves 1.5 MiB of, keeping 1 MiB free. Then the
+ * ballast is removed.
+ */
+async function pauseAndResume(
+  job: JobConfig,
+  mount: string,
+  owner: { uid?: number; gid?: number },
+) {
+  const runtime = await Deno.makeTempDir({ prefix: "itx-space-rt-" });
+  const logs = await captureLogs();
+  try {
+    await withTmpfs(mount, "4m", async () => {
+      await Deno.writeFile(join(mount, "ballast.bin"), randomBytes(2.5 * MIB));
+      const files = new Map<string, Uint8Array>();
+      await Deno.mkdir(join(job.watch_path, "night"), { recursive: true });
+      for (let i = 0; i < FILES; i++) {
+        const rel = `night/space ${String(i).padStart(2, "0")}.fits`;
+        files.set(rel, randomBytes(FILE_BYTES));
+        await Deno.writeFile(join(job.watch_path, rel), files.get(rel)!);
+      }
+      const dest = job.remote_base_path;
+      const checkFinalNames = async () => {
+        for (const rel of await finalNames(dest)) {
+          const source = rel.slice(rel.indexOf("/") + 1);
+          assert.ok(files.has(source), `unexpected final name ${rel}`);
+          assert.deepEqual(await Deno.readFile(join(dest, rel)), files.get(source), rel);
+        }
+      };
+      const ledger = Ledger.open(join(job.watch_path, "..", "state"));
+      const runner = new JobRunner(job, ledger, createTransport(job, runtime), {
+        once: false,
+        closedForMs: 50,
+        fullProbeMs: PROBE_MS,
+      });
+      try {
+        await runner.start();
+        await waitFor(() => logs.count("error", "is full") > 0, 30_000, "the pause");
+        // What fits arrives; then nothing does (the copies on their way when the pause began
+        // end first: nothing new for 5 s, room for a busy machine).
+        let arrived = -1;
+        for (let now = 0; now !== arrived;) {
+          arrived = now;
+          await new Promise((r) => setTimeout(r, 5000));
+          now = (await finalNames(dest)).length;
+        }
+        assert.ok(
+          arrived >= 1 && arrived < FILES,
+          `${arrived} of ${FILES} arrived before the pause`,
+        );
+        await new Promise((r) => setTimeout(r, 2000));
+        assert.equal((await finalNames(dest)).length, arrived, "nothing arrives while paused");
+        // Paused before the disk filled up: the room kept is still there.
+        assert.ok((await freeBytes(mount)) >= MIB, `${await freeBytes(mount)} bytes free`);
+        const pause = logs.records.filter((r) => r.level === "error");
+        assert.equal(pause.length, 1, pause.map((r) => String(r.rawMessage)).join("\n"));
+        assert.match(String(pause[0].properties.reason), /min_free_space keeps 1\.0 MiB free/);
+        assert.equal(logs.count("error", "Failed to transfer"), 0);
+        const states = [...files.keys()].map((rel) => FileTable.of(ledger, job).get(rel)?.state);
+        assert.ok(!states.includes("failed"), `no file gives up: ${states}`);
+        await checkFinalNames();
+
+        await Deno.remove(join(mount, "ballast.bin"));
+        await waitFor(
+          () =>
+            [...files.keys()].every((rel) => FileTable.of(ledger, job).get(rel)?.state === "done"),
+          30_000,
+          "every file done once space was freed",
+        );
+        assert.equal(logs.count("info", "takes files again"), 1);
+        assert.equal(logs.count("error", "is full"), 1, "said once");
+        assert.equal(runner.summary.sent, FILES);
+        assert.equal(runner.summary.failed, 0);
+      } finally {
+        await runner.stop();
+        ledger.close();
+      }
+      assert.equal((await finalNames(dest)).length, FILES);
+      await checkFinalNames();
+      // Nothing left behind: no temporary copies, no upload folders.
+      assert.equal((await listFiles(dest)).length, FILES, (await listFiles(dest)).join("\n"));
+    }, owner);
+  } finally {
+    await logs.stop();
+    await Deno.remove(runtime, { recursive: true });
+  }
+}
+
+Deno.test("min_free_space (local): the job pauses before the destination fills, and resumes when space is freed", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-space-local-" });
+  try {
+    const mount = join(root, "dest");
+    await pauseAndResume(
+      localTestJob(root, {
+        remote_base_path: join(mount, "in coming $(x)"),
+        min_free_space: "1 MiB",
+        max_concurrent_transfers: 2,
+        verify_transfer: "size",
+      }),
+      mount,
+      {},
+    );
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+for (const method of ["scp", "rsync"] as const) {
+  Deno.test(`min_free_space (${method}): df over the shared connection pauses the job, which resumes when space is freed`, async () => {
+    const sshd = await startSshd();
+    const root = await Deno.makeTempDir({ prefix: `itx-space-${method}-` });
+    // The login user reaches the destination through it.
+    await Deno.chmod(root, 0o755);
+    try {
+      const mount = join(root, "dest");
+      await pauseAndResume(
+        sshd.job({
+          name: "space",
+          transfer_method: method,
+          watch_path: join(root, "watch"),
+          remote_base_path: join(mount, "-in 'coming' $(x)"),
+          file_patterns: ["*.fits"],
+          stability_window_seconds: 0.2,
+          night_timezone: "UTC",
+          retry_attempts: 2,
+          retry_delay_seconds: 0.1,
+          retry_max_delay_seconds: 0.2,
+          max_concurrent_transfers: 2,
+          verify_transfer: "checksum",
+          min_free_space: "1MiB",
+        }),
+        mount,
+        { uid: sshd.uid, gid: sshd.gid },
+      );
+    } finally {
+      await Deno.remove(root, { recursive: true });
+      await sshd.stop();
+    }
+  });
+}
+
+Deno.test("min_free_space (daemon): one ERROR, status shows the job paused as destination full, all arrive once space is freed", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-space-daemon-" });
+  const dest = join(root, "dest");
+  try {
+    await withTmpfs(dest, "4m", async () => {
+      await Deno.writeFile(join(dest, "ballast.bin"), randomBytes(3 * MIB));
+      const watch = join(root, "watch");
+      await Deno.mkdir(join(watch, "night"), { recursive: true });
+      const files = new Map<string, Uint8Array>();
+      for (let i = 0; i < 8; i++) {
+        const rel = `night/f${i}.fits`;
+        files.set(rel, randomBytes(FILE_BYTES));
+        await Deno.writeFile(join(watch, rel), files.get(rel)!);
+      }
+      const config = join(root, "config.yaml");
+      await writeConfig(config, {
+        watch_path: watch,
+        remote_base_path: dest,
+        transfer_method: "local",
+        verify_transfer: "size",
+        night_timezone: "UTC",
+        min_free_space: "25%",
+        state_dir: join(root, "state"),
+        log_file: "",
+      });
+      const daemon = startCli(["run", "-c", config], { env: { HOME: root } });
+      try {
+        await daemon.waitForOutput(
+          /The destination .* is full: .*min_free_space keeps 1\.0 MiB \(25% of the file system\) free/,
+        );
+        const status = await runCli(["status", "-c", config], { env: { HOME: root } });
+        assert.equal(status.code, 0, status.stderr);
+        assert.match(
+          status.stdout,
+          /Job default: .*; paused: destination full since .*min_free_space/,
+        );
+        const json = JSON.parse(
+          (await runCli(["status", "--json", "-c", config], { env: { HOME: root } })).stdout,
+        );
+        assert.equal(json.daemon.paused.default.state, "destination full");
+        assert.ok((await finalNames(dest)).length < files.size, "paused before all arrived");
+        assert.ok((await freeBytes(dest)) >= MIB, "the room kept is there");
+
+        await Deno.remove(join(dest, "ballast.bin"));
+        // The next probe (every 15 s) finds the room.
+        await daemon.waitForOutput(/takes files again/, 40_000);
+        await waitFor(async () => (await finalNames(dest)).length === files.size, 30_000);
+        const after = await runCli(["status", "-c", config], { env: { HOME: root } });
+        assert.doesNotMatch(after.stdout, /paused/);
+        assert.equal(daemon.stderr().match(/ERROR/g)?.length, 1, daemon.stderr());
+        assert.doesNotMatch(daemon.stderr(), /Failed to transfer/);
+      } finally {
+        const status = await daemon.stop("SIGTERM");
+        assert.equal(status.code, 0, daemon.stderr());
+      }
+      for (const rel of await listFiles(dest)) {
+        const source = rel.slice(rel.indexOf("/") + 1);
+        assert.deepEqual(await Deno.readFile(join(dest, rel)), files.get(source), rel);
+      }
+      assert.equal((await listFiles(dest)).length, files.size, "no temporary copies left");
+    });
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("min_free_space: a watch folder whose disk runs low is warned about once, and its recovery said once", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-space-watch-" });
+  const logs = await captureLogs();
+  try {
+    const watch = join(root, "watch");
+    await withTmpfs(watch, "2m", async () => {
+      await Deno.writeFile(join(watch, "ballast.bin"), randomBytes(1.75 * MIB));
+      const job = localTestJob(root, { min_free_space: "25%", file_patterns: ["*.fits"] });
+      const ledger = Ledger.open(join(root, "state"));
+      const runner = new JobRunner(job, ledger, createTransport(job, root), {
+        once: false,
+        watchDiskCheckMs: 100,
+      });
+      try {
+        await runner.start();
+        await waitFor(() => logs.count("warning", "is running low") > 0, 10_000, "the warning");
+        // Ten more checks: not said again.
+        await new Promise((r) => setTimeout(r, 1000));
+        assert.equal(logs.count("warning", "is running low"), 1);
+        await Deno.remove(join(watch, "ballast.bin"));
+        await waitFor(() => logs.count("info", "has room again") > 0, 10_000, "the recovery");
+        await new Promise((r) => setTimeout(r, 500));
+        assert.equal(logs.count("info", "has room again"), 1);
+        assert.equal(logs.count("warning", "is running low"), 1);
+      } finally {
+        await runner.stop();
+        ledger.close();
+      }
+    });
+  } finally {
+    await logs.stop();
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("min_free_space with a method that cannot measure (ftp): said once at the start, batches go", async () => {
+  const logs = await captureLogs();
+  const root = await Deno.makeTempDir({ prefix: "itx-space-ftp-" });
+  try {
+    const job = localTestJob(root, { transfer_method: "ftp", min_free_space: "5 GiB" });
+    const guard = new SpaceGuard({
+      job,
+      target: "ftps://server/incoming",
+      signal: new AbortController().signal,
+      repeatWatchCheck: false,
+    });
+    guard.start();
+    assert.equal(await guard.admit(10 * MIB), null);
+    assert.equal(await guard.admit(10 * MIB), null);
+    guard.close();
+    assert.equal(logs.count("warning", "is not checked at the destination"), 1);
+  } finally {
+    await logs.stop();
+    await Deno.remove(root, { recursive: true });
+  }
+});

@@ -1,0 +1,479 @@
+/**
+ * `install-service` / `uninstall-service` end to end through the real CLI:
+ * `--print` shows the plan, `--root` installs under a temporary prefix (no
+ * systemctl), re-installing is idempotent and uninstalling removes exactly
+ * what was written.
+ */
+import assert from "node:assert/strict";
+import { join, relative } from "node:path";
+import { runCli } from "../../helpers/cli.ts";
+import { noSystemdPath } from "../../helpers/no_systemd.ts";
+
+const SYSTEM_UNIT = "etc/systemd/system/image-transfer.service";
+
+/** Keep deno's cache where it is when the tests move HOME. */
+const DENO_DIR = Deno.env.get("DENO_DIR") ??
+  join(Deno.env.get("XDG_CACHE_HOME") ?? join(Deno.env.get("HOME") ?? "/root", ".cache"), "deno");
+
+/** A temp home with a valid config in a folder whose name has a space. */
+async function makeHome(): Promise<{ home: string; config: string; env: Record<string, string> }> {
+  const home = await Deno.makeTempDir({ prefix: "it-svc-home-" });
+  const dir = join(home, "my configs");
+  await Deno.mkdir(join(home, "watch"), { recursive: true });
+  await Deno.mkdir(dir, { recursive: true });
+  const config = join(dir, "config.yaml");
+  await Deno.writeTextFile(
+    config,
+    [
+      `watch_path: ${JSON.stringify(join(home, "watch"))}`,
+      "transfer_method: local",
+      `remote_base_path: ${JSON.stringify(join(home, "dest"))}`,
+      `log_file: ${JSON.stringify(join(home, "logs", "image_transfer.log"))}`,
+      "",
+    ].join("\n"),
+  );
+  return {
+    home,
+    config,
+    env: { HOME: home, USER: "observer", SUDO_USER: "", XDG_CONFIG_HOME: "", DENO_DIR },
+  };
+}
+
+/** Every folder below `dir`, relative, sorted. */
+async function listFolders(dir: string, base = dir): Promise<string[]> {
+  const out: string[] = [];
+  for await (const entry of Deno.readDir(dir)) {
+    if (!entry.isDirectory) continue;
+    const path = join(dir, entry.name);
+    out.push(relative(base, path), ...await listFolders(path, base));
+  }
+  return out.sort();
+}
+
+/** Every file below `dir`, relative, sorted. */
+async function listFiles(dir: string, base = dir): Promise<string[]> {
+  const out: string[] = [];
+  for await (const entry of Deno.readDir(dir)) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory) out.push(...await listFiles(path, base));
+    else out.push(relative(base, path));
+  }
+  return out.sort();
+}
+
+Deno.test("install-service --print shows the checks, the unit, the folders and the systemctl commands, and writes nothing", async () => {
+  const { home, config, env } = await makeHome();
+  const root = await Deno.makeTempDir({ prefix: "it-svc-root-" });
+  try {
+    const out = await runCli(["-c", config, "install-service", "--print", "--root", root], { env });
+    assert.equal(out.code, 0, out.stderr);
+    const lines = out.stdout.split("\n");
+    assert.deepEqual(lines.slice(0, 2), [
+      "would check: systemctl show --property=Version succeeds",
+      "would check: /run/systemd/system exists",
+    ]);
+    const state = join(home, ".local", "state", "image-transfer");
+    assert.ok(
+      lines.some((line) => line.startsWith(`would create ${state} if missing`)),
+      out.stdout,
+    );
+    assert.ok(
+      lines.some((line) => line.startsWith(`would create ${join(home, "logs")} if missing`)),
+      out.stdout,
+    );
+    const begin = lines.indexOf("would write /etc/systemd/system/image-transfer.service (UTF-8):");
+    assert.ok(begin > 0, out.stdout);
+    assert.equal(lines[begin + 1], "-----BEGIN FILE-----");
+    assert.ok(lines.includes("User=observer"), out.stdout);
+    const execStart = lines.find((line) => line.startsWith("ExecStart="));
+    assert.ok(execStart?.endsWith(` run -c "${config}"`), execStart);
+    const readWrite = lines.find((line) => line.startsWith("ReadWritePaths="));
+    assert.equal(
+      readWrite,
+      `ReadWritePaths=-${state} -${join(home, "dest")} -${join(home, "logs")}`,
+    );
+    assert.ok(lines.includes("ProtectSystem=strict"));
+    assert.ok(lines.includes("-----END FILE-----"));
+    assert.deepEqual(lines.filter((line) => line.startsWith("would run")), [
+      "would run: systemctl daemon-reload",
+      "would run: systemctl enable --now image-transfer.service",
+    ]);
+    assert.deepEqual(await listFiles(root), []);
+    assert.deepEqual(await listFiles(home), ["my configs/config.yaml"]);
+  } finally {
+    await Deno.remove(home, { recursive: true });
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("install-service: source clean-up makes the watch and archive folders writable; paths in /tmp are named", async () => {
+  const { home, config, env } = await makeHome();
+  const root = await Deno.makeTempDir({ prefix: "it-svc-root-" });
+  try {
+    await Deno.writeTextFile(
+      config,
+      [
+        "transfer_method: local",
+        `log_file: ${JSON.stringify(join(home, "logs", "image_transfer.log"))}`,
+        "jobs:",
+        `  - watch_path: ${JSON.stringify(join(home, "watch"))}`,
+        `    remote_base_path: ${JSON.stringify(join(home, "dest"))}`,
+        "    after_transfer: move",
+        "    archive_path: ../archive",
+        `  - watch_path: ${JSON.stringify(join(home, "camera 2"))}`,
+        `    remote_base_path: ${JSON.stringify(join(home, "dest 2"))}`,
+        "    after_transfer: delete",
+        `  - watch_path: ${JSON.stringify(join(home, "kept"))}`,
+        `    remote_base_path: ${JSON.stringify(join(home, "dest 3"))}`,
+        "",
+      ].join("\n"),
+    );
+    const out = await runCli(["-c", config, "install-service", "--root", root], { env });
+    assert.equal(out.code, 0, out.stderr);
+    const unit = await Deno.readTextFile(join(root, SYSTEM_UNIT));
+    const readWrite = /^ReadWritePaths=(.*)$/m.exec(unit)?.[1];
+    const state = join(home, ".local", "state", "image-transfer");
+    const written = [
+      `-${join(home, "archive")}`,
+      `"-${join(home, "camera 2")}"`,
+      `-${join(home, "dest")}`,
+      `"-${join(home, "dest 2")}"`,
+      `"-${join(home, "dest 3")}"`,
+      `-${join(home, "logs")}`,
+      `-${state}`,
+      `-${join(home, "watch")}`,
+    ];
+    assert.deepEqual(
+      readWrite?.match(/"-[^"]*"|-\S+/g)?.sort(),
+      written.sort(),
+    );
+    assert.ok(!readWrite?.includes(join(home, "kept")), "a kept source's folder stays read-only");
+    for (const folder of ["archive", "camera 2", "dest", "watch"]) {
+      assert.ok(
+        out.stdout.includes(`Note: the folder ${join(home, folder)} does not exist yet;`),
+        `${folder}:\n${out.stdout}`,
+      );
+    }
+    // The test's home is in /tmp: a private /tmp would hide it from the daemon.
+    assert.doesNotMatch(unit, /^PrivateTmp=/m);
+    assert.match(
+      out.stdout,
+      /^Note: .*\/config\.yaml.* lie in \/tmp or \/var\/tmp, which a private \/tmp would hide: the service shares the system's \/tmp;/m,
+    );
+  } finally {
+    await Deno.remove(home, { recursive: true });
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("install-service --user --print uses ~/.config/systemd/user and systemctl --user", async () => {
+  const { home, config, env } = await makeHome();
+  try {
+    const out = await runCli(["-c", config, "install-service", "--user", "--print"], { env });
+    assert.equal(out.code, 0, out.stderr);
+    assert.ok(
+      out.stdout.startsWith(
+        "would check: systemctl --user show --property=Version succeeds\n" +
+          "would check: /run/systemd/system exists\n" +
+          `would write ${home}/.config/systemd/user/image-transfer.service (UTF-8):\n`,
+      ),
+      out.stdout,
+    );
+    assert.doesNotMatch(out.stdout, /^User=/m);
+    assert.doesNotMatch(out.stdout, /^(ReadWritePaths|ProtectSystem|CapabilityBoundingSet)=/m);
+    assert.match(out.stdout, /^SystemCallFilter=@system-service/m);
+    assert.match(out.stdout, /^WantedBy=default\.target$/m);
+    assert.match(out.stdout, /^would run: systemctl --user enable --now image-transfer\.service$/m);
+    assert.deepEqual(await listFiles(home), ["my configs/config.yaml"]);
+  } finally {
+    await Deno.remove(home, { recursive: true });
+  }
+});
+
+Deno.test("install-service --root writes exactly the unit; re-running is idempotent; uninstall removes only it", async () => {
+  const { home, config, env } = await makeHome();
+  const root = await Deno.makeTempDir({ prefix: "it-svc-root-" });
+  try {
+    const other = join(root, "etc/systemd/system/other.service");
+    await Deno.mkdir(join(other, ".."), { recursive: true });
+    await Deno.writeTextFile(other, "[Unit]\n");
+
+    const first = await runCli(["-c", config, "install-service", "--root", root], { env });
+    assert.equal(first.code, 0, first.stderr);
+    assert.match(first.stdout, /^Installed the service: /m);
+    assert.match(first.stdout, /^skipped \(--root\): systemctl daemon-reload$/m);
+    assert.match(first.stdout, /^Logs: +journalctl -u image-transfer/m);
+    assert.ok(first.stdout.includes(`Log file: ${join(home, "logs", "image_transfer.log")}`));
+    assert.deepEqual(await listFiles(root), [SYSTEM_UNIT, "etc/systemd/system/other.service"]);
+    const unit = await Deno.readTextFile(join(root, SYSTEM_UNIT));
+    assert.match(unit, /^ExecStart=.* run -c ".*my configs\/config\.yaml"$/m);
+    assert.ok(!unit.includes("{{"));
+    const verified = await new Deno.Command("systemd-analyze", {
+      args: ["verify", "--man=no", join(root, SYSTEM_UNIT)],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(verified.code, 0, new TextDecoder().decode(verified.stderr));
+
+    const again = await runCli(["-c", config, "install-service", "--root", root], { env });
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stdout, /^Already installed, up to date: /m);
+    assert.equal(await Deno.readTextFile(join(root, SYSTEM_UNIT)), unit);
+    assert.deepEqual(await listFiles(root), [SYSTEM_UNIT, "etc/systemd/system/other.service"]);
+
+    const moved = join(home, "moved.yaml");
+    await Deno.copyFile(config, moved);
+    const updated = await runCli(["-c", moved, "install-service", "--root", root], { env });
+    assert.equal(updated.code, 0, updated.stderr);
+    assert.match(updated.stdout, /^Already installed, updated: /m);
+    assert.match(
+      updated.stdout,
+      /^skipped \(--root\): systemctl restart image-transfer\.service$/m,
+    );
+    assert.match(await Deno.readTextFile(join(root, SYSTEM_UNIT)), /run -c \S*moved\.yaml$/m);
+
+    const printed = await runCli(["uninstall-service", "--print", "--root", root], { env });
+    assert.equal(printed.code, 0, printed.stderr);
+    assert.deepEqual(printed.stdout.trim().split("\n"), [
+      "would run: systemctl disable --now image-transfer.service   (a failure is only a warning)",
+      "would remove /etc/systemd/system/image-transfer.service",
+      "would run: systemctl daemon-reload",
+    ]);
+
+    const removed = await runCli(["uninstall-service", "--root", root], { env });
+    assert.equal(removed.code, 0, removed.stderr);
+    assert.match(removed.stdout, /^Uninstalled the service: removed /m);
+    assert.deepEqual(await listFiles(root), ["etc/systemd/system/other.service"]);
+
+    const nothing = await runCli(["uninstall-service", "--root", root], { env });
+    assert.equal(nothing.code, 0, nothing.stderr);
+    assert.match(nothing.stdout, /^Nothing to uninstall: .* does not exist$/m);
+  } finally {
+    await Deno.remove(home, { recursive: true });
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("install-service --user --root and uninstall-service --user --root", async () => {
+  const { home, config, env } = await makeHome();
+  const root = await Deno.makeTempDir({ prefix: "it-svc-root-" });
+  try {
+    const out = await runCli(["-c", config, "install-service", "--user", "--root", root], { env });
+    assert.equal(out.code, 0, out.stderr);
+    const unit = relative(root, join(root, home, ".config/systemd/user/image-transfer.service"));
+    assert.deepEqual(await listFiles(root), [unit]);
+    assert.match(out.stdout, /journalctl --user -u image-transfer/);
+    assert.match(out.stdout, /loginctl enable-linger observer/);
+    const removed = await runCli(["uninstall-service", "--user", "--root", root], { env });
+    assert.equal(removed.code, 0, removed.stderr);
+    assert.deepEqual(await listFiles(root), []);
+  } finally {
+    await Deno.remove(home, { recursive: true });
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("install-service --os windows --root writes a boot task (S4U) as UTF-16LE with a BOM; --user a logon task", async () => {
+  const { home, config, env } = await makeHome();
+  const root = await Deno.makeTempDir({ prefix: "it-svc-root-" });
+  try {
+    const winEnv = { ...env, USERNAME: "Observer", USERDOMAIN: "OBS" };
+    const out = await runCli(["-c", config, "install-service", "--os", "windows", "--root", root], {
+      env: winEnv,
+    });
+    assert.equal(out.code, 0, out.stderr);
+    const files = await listFiles(root);
+    assert.equal(files.length, 1);
+    assert.ok(files[0].endsWith(".config/image-transfer/ImageTransferDaemon.xml"), files[0]);
+    const read = async () => {
+      const bytes = await Deno.readFile(join(root, files[0]));
+      assert.deepEqual([...bytes.slice(0, 4)], [0xff, 0xfe, 0x3c, 0x00]);
+      return new TextDecoder("utf-16le").decode(bytes.slice(2));
+    };
+    const xml = await read();
+    assert.match(xml, /<UserId>OBS\\Observer<\/UserId>/);
+    assert.match(xml, /<LogonType>S4U<\/LogonType>/);
+    assert.match(xml, /<BootTrigger>/);
+    assert.doesNotMatch(xml, /<LogonTrigger>/);
+    assert.match(
+      out.stdout,
+      /^skipped \(--root\): schtasks \/Create \/TN ImageTransferDaemon \/XML /m,
+    );
+
+    const user = await runCli(
+      ["-c", config, "install-service", "--os", "windows", "--user", "--root", root],
+      { env: winEnv },
+    );
+    assert.equal(user.code, 0, user.stderr);
+    assert.match(user.stdout, /^Already installed, updated: /m);
+    const logon = await read();
+    assert.match(logon, /<LogonType>InteractiveToken<\/LogonType>/);
+    assert.match(logon, /<LogonTrigger>/);
+    assert.doesNotMatch(logon, /<BootTrigger>/);
+  } finally {
+    await Deno.remove(home, { recursive: true });
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("install-service refuses a missing or invalid config (exit 2) and writes nothing", async () => {
+  const { home, config, env } = await makeHome();
+  const root = await Deno.makeTempDir({ prefix: "it-svc-root-" });
+  try {
+    const missing = await runCli(
+      ["-c", join(home, "nope.yaml"), "install-service", "--root", root],
+      { env },
+    );
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /Cannot install the service: config .*nope\.yaml does not exist/);
+    await Deno.writeTextFile(config, "watch_path: [\n");
+    const invalid = await runCli(["-c", config, "install-service", "--root", root], { env });
+    assert.equal(invalid.code, 2, invalid.stderr);
+    assert.match(invalid.stderr, /config\.yaml/);
+    assert.deepEqual(await listFiles(root), []);
+  } finally {
+    await Deno.remove(home, { recursive: true });
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("install-service --os for another OS only previews", async () => {
+  const { home, config, env } = await makeHome();
+  try {
+    const other = Deno.build.os === "darwin" ? "windows" : "darwin";
+    const out = await runCli(["-c", config, "install-service", "--os", other], { env });
+    assert.equal(out.code, 2);
+    assert.match(out.stderr, /--os only previews; add --print/);
+    const bad = await runCli(["-c", config, "install-service", "--os", "plan9", "--print"], {
+      env,
+    });
+    assert.equal(bad.code, 2);
+  } finally {
+    await Deno.remove(home, { recursive: true });
+  }
+});
+
+Deno.test("install-service --os darwin --print as root shows a LaunchDaemon; --user a LaunchAgent", async () => {
+  const { home, config, env } = await makeHome();
+  try {
+    const out = await runCli(["-c", config, "install-service", "--os", "darwin", "--print"], {
+      env,
+    });
+    assert.equal(out.code, 0, out.stderr);
+    // The tests run as root: without --user, macOS gets a daemon that starts at boot.
+    const daemon = "/Library/LaunchDaemons/com.image-transfer.daemon.plist";
+    assert.ok(out.stdout.startsWith("would check: launchctl print system succeeds\n"), out.stdout);
+    assert.ok(out.stdout.includes(`would write ${daemon} (UTF-8):\n`), out.stdout);
+    assert.ok(out.stdout.includes("  <key>UserName</key>\n  <string>observer</string>\n"));
+    assert.ok(out.stdout.includes(`    <string>${config}</string>\n`));
+    assert.match(
+      out.stdout,
+      /^would run: launchctl bootstrap system .*\(if it fails: launchctl load -w /m,
+    );
+
+    const agent = await runCli(
+      ["-c", config, "install-service", "--os", "darwin", "--user", "--print"],
+      { env },
+    );
+    assert.equal(agent.code, 0, agent.stderr);
+    const plist = `${home}/Library/LaunchAgents/com.image-transfer.daemon.plist`;
+    assert.ok(agent.stdout.includes(`would write ${plist} (UTF-8):\n`), agent.stdout);
+    assert.doesNotMatch(agent.stdout, /UserName/);
+    assert.match(agent.stdout, /^would check: launchctl print gui\/\d+ succeeds$/m);
+    assert.match(
+      agent.stdout,
+      /^would run: launchctl bootstrap gui\/\d+ .*\(if it fails: launchctl load -w /m,
+    );
+  } finally {
+    await Deno.remove(home, { recursive: true });
+  }
+});
+
+Deno.test("install-service --os darwin through sudo: a LaunchDaemon for the sudo user; --user is refused", async () => {
+  const { home, config, env } = await makeHome();
+  try {
+    const sudo = { ...env, SUDO_USER: "astro", SUDO_UID: "501", SUDO_GID: "20", USER: "root" };
+    const out = await runCli(["-c", config, "install-service", "--os", "darwin", "--print"], {
+      env: sudo,
+    });
+    assert.equal(out.code, 0, out.stderr);
+    assert.ok(out.stdout.includes("  <key>UserName</key>\n  <string>astro</string>\n"));
+    assert.ok(out.stdout.includes(`    <key>HOME</key>\n    <string>${home}</string>\n`));
+    const agent = await runCli(
+      ["-c", config, "install-service", "--os", "darwin", "--user", "--print"],
+      { env: sudo },
+    );
+    assert.equal(agent.code, 2);
+    assert.match(agent.stderr, /Cannot install a LaunchAgent .* through sudo/);
+  } finally {
+    await Deno.remove(home, { recursive: true });
+  }
+});
+
+Deno.test("install-service refuses to run the daemon as root without --allow-root, and warns with it", async () => {
+  const { home, config, env } = await makeHome();
+  const root = await Deno.makeTempDir({ prefix: "it-svc-root-" });
+  try {
+    const asRoot = { ...env, USER: "root" };
+    for (const os of ["linux", "darwin"]) {
+      const refused = await runCli(
+        ["-c", config, "install-service", "--os", os, "--root", root],
+        { env: asRoot },
+      );
+      assert.equal(refused.code, 2, `${os}: ${refused.stderr}`);
+      assert.match(refused.stderr, /Cannot install the service to run as root: .*--allow-root/);
+    }
+    assert.deepEqual(await listFiles(root), []);
+    const allowed = await runCli(
+      ["-c", config, "install-service", "--allow-root", "--root", root],
+      { env: asRoot },
+    );
+    assert.equal(allowed.code, 0, allowed.stderr);
+    assert.match(allowed.stderr, /^warning: the service will run as root \(--allow-root\)/m);
+    const unit = await Deno.readTextFile(join(root, SYSTEM_UNIT));
+    assert.match(unit, /^User=root$/m);
+    assert.match(unit, /^CapabilityBoundingSet=$/m, "even as root the unit keeps no capabilities");
+    // Removing it needs no --allow-root.
+    const removed = await runCli(["uninstall-service", "--root", root], { env: asRoot });
+    assert.equal(removed.code, 0, removed.stderr);
+    assert.deepEqual(await listFiles(root), []);
+  } finally {
+    await Deno.remove(home, { recursive: true });
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("install-service on a host without a running systemd fails before writing anything", async () => {
+  const { home, config, env } = await makeHome();
+  const tools = await Deno.makeTempDir({ prefix: "it-svc-tools-" });
+  try {
+    const noSystemd = { ...env, PATH: await noSystemdPath(tools) };
+    const before = await listFolders(home);
+    const system = await runCli(["-c", config, "install-service"], { env: noSystemd });
+    assert.equal(system.code, 1, system.stderr);
+    assert.match(
+      system.stderr,
+      /^error: Cannot install the service: systemctl cannot reach systemd; systemd is not running as this machine's init system \(process 1\)/m,
+    );
+    assert.match(
+      system.stderr,
+      /\(Cannot complete systemctl show --property=Version: exit code 1: System has not been booted with systemd as init system \(PID 1\)\. Can't operate\.\nFailed to connect to bus: Host is down\)\. Nothing was changed\.$/m,
+    );
+    assert.doesNotMatch(system.stderr, /^\s+at /m);
+    assert.equal(
+      await Deno.stat("/etc/systemd/system/image-transfer.service").then(() => true, () => false),
+      false,
+    );
+    const user = await runCli(["-c", config, "install-service", "--user"], { env: noSystemd });
+    assert.equal(user.code, 1, user.stderr);
+    assert.match(
+      user.stderr,
+      /^error: Cannot install the service: systemctl --user cannot reach your systemd user manager\./m,
+    );
+    assert.deepEqual(await listFolders(home), before, "no state, log or unit folder was created");
+    assert.deepEqual(await listFiles(home), ["my configs/config.yaml"]);
+  } finally {
+    await Deno.remove(home, { recursive: true });
+    await Deno.remove(tools, { recursive: true });
+  }
+});

@@ -1,0 +1,187 @@
+/**
+ * The status server holds against a careless or hostile local client: bodies
+ * over 64 KiB are refused (413) without being read into memory, at most 50
+ * live-update clients are served (the rest told to retry), a fresh `?token=`
+ * link wins over a stale cookie, the page's CSP allows only its own script
+ * (by hash) and no framing, forms or `<base>`; and `config validate` and
+ * `doctor` refuse a non-loopback address without a token, as `run` does.
+ */
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { join } from "node:path";
+import { runCli } from "../../helpers/cli.ts";
+import { writeConfig } from "../../helpers/files.ts";
+import { freePort, getJson, post, startStatusDaemon } from "../../helpers/status.ts";
+
+Deno.test("status server: a 1 MiB POST is refused with 413, declared or streamed; a small one works", async () => {
+  await using d = await startStatusDaemon();
+  const headers = { origin: d.base, "content-type": "application/json" };
+  const big = new Uint8Array(1024 * 1024).fill(0x20);
+  const declared = await fetch(`${d.base}/api/jobs/default/retry`, {
+    method: "POST",
+    headers,
+    body: big,
+  });
+  assert.equal(declared.status, 413);
+  assert.match(await declared.text(), /at most 64 KiB/);
+  // Without a length: chunks until the limit, then refused.
+  const streamed = await fetch(`${d.base}/api/jobs/default/retry`, {
+    method: "POST",
+    headers,
+    body: new ReadableStream({
+      start(controller) {
+        for (let i = 0; i < 16; i++) controller.enqueue(new Uint8Array(64 * 1024).fill(0x20));
+        controller.close();
+      },
+    }),
+    // @ts-ignore: fetch needs it for a stream body
+    duplex: "half",
+  });
+  assert.equal(streamed.status, 413);
+  await streamed.body?.cancel();
+  const small = await post(d.base, "/api/jobs/default/retry", { file: "none.fits" });
+  assert.equal(small.status, 200);
+  assert.deepEqual(await small.json(), { job: "default", requeued: 0 });
+  // The daemon still answers.
+  assert.equal((await getJson<{ jobs: unknown[] }>(d.base, "/api/status")).jobs.length, 1);
+});
+
+Deno.test("status server: 50 live-update clients are served; the 51st is told to retry later", async () => {
+  await using d = await startStatusDaemon();
+  const open: Response[] = [];
+  try {
+    for (let i = 0; i < 50; i++) {
+      const response = await fetch(`${d.base}/api/events`);
+      assert.equal(response.status, 200, `client ${i + 1}`);
+      open.push(response);
+    }
+    const turnedAway = await fetch(`${d.base}/api/events`);
+    assert.equal(turnedAway.status, 503);
+    assert.match(turnedAway.headers.get("retry-after") ?? "", /^\d+$/);
+    await turnedAway.body?.cancel();
+    // One leaves: a new one is served again.
+    await open.shift()!.body!.cancel();
+    let again: Response | undefined;
+    for (let tries = 0; tries < 200; tries++) {
+      const response = await fetch(`${d.base}/api/events`);
+      if (response.status === 200) {
+        again = response;
+        break;
+      }
+      await response.body?.cancel();
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.ok(again, "a place came free");
+    open.push(again);
+  } finally {
+    for (const response of open) await response.body?.cancel().catch(() => {});
+  }
+});
+
+Deno.test("status server: a fresh ?token= link wins over a stale cookie; the page's CSP allows its script by hash only", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-status-csp-" });
+  const token = "0123456789abcdef0123456789abcdef";
+  await Deno.writeTextFile(join(root, "token"), token + "\n", { mode: 0o600 });
+  const port = freePort();
+  await using _d = await startStatusDaemon({
+    status_listen: `0.0.0.0:${port}`,
+    status_token_file: join(root, "token"),
+  });
+  try {
+    const base = `http://127.0.0.1:${port}`;
+    const stale = "itx_token=an-old-token-from-before";
+    const link = await fetch(`${base}/?token=${token}`, {
+      redirect: "manual",
+      headers: { cookie: stale },
+    });
+    assert.equal(link.status, 303);
+    const cookie = link.headers.get("set-cookie")!.split(";")[0];
+    assert.equal(cookie, `itx_token=${token}`);
+    // The stale cookie alone is still refused.
+    const old = await fetch(`${base}/api/status`, { headers: { cookie: stale } });
+    assert.equal(old.status, 401);
+    await old.body?.cancel();
+
+    const page = await fetch(`${base}/`, { headers: { cookie } });
+    assert.equal(page.status, 200);
+    const html = await page.text();
+    const csp = page.headers.get("content-security-policy") ?? "";
+    const directives = new Map(
+      csp.split(/;\s*/).map((d) => [d.split(" ")[0], d.split(" ").slice(1).join(" ")]),
+    );
+    const script = /<script>([\s\S]*?)<\/script>/.exec(html)![1];
+    const hash = createHash("sha256").update(script).digest("base64");
+    assert.equal(directives.get("script-src"), `'sha256-${hash}'`);
+    assert.doesNotMatch(directives.get("script-src") ?? "", /unsafe-inline/);
+    assert.equal(directives.get("frame-ancestors"), "'none'");
+    assert.equal(directives.get("form-action"), "'none'");
+    assert.equal(directives.get("base-uri"), "'none'");
+    assert.equal(directives.get("default-src"), "'none'");
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("config validate, doctor and install-service refuse a non-loopback status_listen without a token, as run does", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-status-validate-" });
+  try {
+    await Deno.mkdir(join(root, "watch"));
+    const config = join(root, "config.yaml");
+    await writeConfig(config, {
+      watch_path: join(root, "watch"),
+      remote_base_path: join(root, "dest"),
+      transfer_method: "local",
+      state_dir: join(root, "state"),
+      log_file: "",
+      status_listen: "0.0.0.0:8765",
+    });
+    const serviceRoot = join(root, "service-root");
+    for (
+      const args of [
+        ["-c", config, "config", "validate"],
+        ["-c", config, "doctor"],
+        ["-c", config, "install-service", "--print", "--root", serviceRoot],
+        ["-c", config, "run"],
+      ]
+    ) {
+      const result = await runCli(args, {
+        env: { HOME: root, USER: "observer", SUDO_USER: "" },
+      });
+      assert.equal(result.code, 2, `${args.join(" ")}: ${result.stdout}${result.stderr}`);
+      assert.match(
+        result.stderr,
+        /status_listen: 0\.0\.0\.0:8765 can be reached from other machines/,
+      );
+      assert.doesNotMatch(result.stderr, /\n\s+at /);
+    }
+    await writeConfig(config, {
+      watch_path: join(root, "watch"),
+      remote_base_path: join(root, "dest"),
+      transfer_method: "local",
+      state_dir: join(root, "state"),
+      log_file: "",
+      status_listen: "127.0.0.1:8765",
+    });
+    const ok = await runCli(["config", "validate", "-c", config], { env: { HOME: root } });
+    assert.equal(ok.code, 0, ok.stderr);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("a reload (SIGHUP) that changes status_listen says a restart is needed; the page stays where it was", async () => {
+  await using d = await startStatusDaemon();
+  const text = await Deno.readTextFile(d.config);
+  const port = freePort();
+  await Deno.writeTextFile(
+    d.config,
+    text.replace(/status_listen: .*/, `status_listen: "127.0.0.1:${port}"`),
+  );
+  d.daemon.process.kill("SIGHUP");
+  await d.daemon.waitForOutput(
+    new RegExp(
+      `status_listen changed from "127\\.0\\.0\\.1:\\d+" to "127\\.0\\.0\\.1:${port}": .*restarts`,
+    ),
+  );
+  assert.equal((await getJson<{ jobs: unknown[] }>(d.base, "/api/status")).jobs.length, 1);
+});

@@ -1,0 +1,149 @@
+/**
+ * The hand-written Prometheus exposition: cumulative histogram buckets,
+ * failures by class, escaped label values, and `promtool check metrics`.
+ */
+import assert from "node:assert/strict";
+import { JOB_STATES, type JobSnapshot } from "../../../src/status/job_status.ts";
+import { Metrics } from "../../../src/status/metrics.ts";
+
+function snapshot(job: string, freeBytes: number | null = null): JobSnapshot {
+  return {
+    job,
+    method: "rsync",
+    target: "u@h:/data",
+    state: "paused",
+    since: 0,
+    reason: null,
+    queue: { planning: 0, queued: 3, waiting: 1, sending: 2, observing: 4 },
+    oldestWaitingSince: job === "cam1" ? 1_700_000_000_000 - 90_500 : null,
+    inFlight: [],
+    rateBytesPerSecond: 0,
+    sent: 0,
+    failed: 0,
+    lastSuccessAt: null,
+    freeSpace: freeBytes === null ? null : { bytes: freeBytes, at: 0 },
+    watch: null,
+  };
+}
+
+async function promtool(text: string): Promise<{ code: number; output: string }> {
+  const child = new Deno.Command("promtool", {
+    args: ["check", "metrics"],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(text));
+  await writer.close();
+  const out = await child.output();
+  const d = new TextDecoder();
+  return { code: out.code, output: d.decode(out.stdout) + d.decode(out.stderr) };
+}
+
+Deno.test("metrics: counters, cumulative duration buckets, failures by class, queue by state", async () => {
+  const metrics = new Metrics();
+  const sent = (durationMs: number, bytes: number) =>
+    metrics.record({
+      type: "sent",
+      job: "cam1",
+      method: "rsync",
+      relPath: "a.fits",
+      destination: "20240315/a.fits",
+      bytes,
+      durationMs,
+      at: 1_700_000_000_000,
+    });
+  sent(30, 100);
+  sent(700, 200);
+  sent(400_000, 300);
+  for (const errorClass of ["retry", "retry", "fatal"]) {
+    metrics.record({
+      type: "failed",
+      job: "cam1",
+      method: "rsync",
+      relPath: "b.fits",
+      errorClass,
+      reason: "no route",
+      final: false,
+      at: 0,
+    });
+  }
+  const text = metrics.render(
+    [snapshot("cam1", 5_000_000_000), snapshot("cam2")],
+    {
+      version: "0.1.0",
+      commit: 'a"b\\c\nd',
+      deno: "2.9.6",
+    },
+    1_700_000_000_000,
+    new Map([["cam1", 4]]),
+    1_700_000_000_000,
+  );
+  const l = '{job="cam1",method="rsync"';
+  assert.ok(text.includes(`image_transfer_files_transferred_total${l}} 3\n`));
+  assert.ok(text.includes(`image_transfer_bytes_transferred_total${l}} 600\n`));
+  assert.ok(text.includes(`image_transfer_failures_total${l},error_class="retry"} 2\n`));
+  assert.ok(text.includes(`image_transfer_failures_total${l},error_class="fatal"} 1\n`));
+  // Every error class from 0, for a job that never failed too.
+  assert.ok(text.includes(`image_transfer_failures_total${l},error_class="retry-later"} 0\n`));
+  assert.ok(
+    text.includes(
+      `image_transfer_failures_total{job="cam2",method="rsync",error_class="retry"} 0\n`,
+    ),
+  );
+  // One state series per state, 1 only for the job's own.
+  for (const state of JOB_STATES) {
+    const value = state === "paused" ? 1 : 0;
+    assert.ok(text.includes(`image_transfer_job_state${l},state="${state}"} ${value}\n`), state);
+  }
+  // Files found and not arrived (observing ones are not complete yet), and the oldest's age.
+  assert.ok(text.includes(`image_transfer_files_waiting${l}} 6\n`));
+  assert.ok(text.includes(`image_transfer_oldest_waiting_file_age_seconds${l}} 90.5\n`));
+  assert.ok(
+    text.includes(`image_transfer_oldest_waiting_file_age_seconds{job="cam2",method="rsync"} 0\n`),
+  );
+  const bucket = (le: string) =>
+    Number(
+      new RegExp(`_bucket\\{job="cam1",method="rsync",le="${le.replace("+", "\\+")}"\\} (\\d+)`)
+        .exec(text)![1],
+    );
+  assert.deepEqual(["0.05", "0.5", "1", "300", "+Inf"].map(bucket), [1, 1, 2, 2, 3]);
+  assert.ok(text.includes(`image_transfer_transfer_duration_seconds_sum${l}} 400.73\n`));
+  assert.ok(text.includes(`image_transfer_queue_files${l},state="sending"} 2\n`));
+  assert.ok(text.includes(`image_transfer_job_paused${l}} 1\n`));
+  // Failed files from the ledger, 0 for a job without any.
+  assert.ok(text.includes(`image_transfer_files_failed${l}} 4\n`));
+  assert.ok(text.includes(`image_transfer_files_failed{job="cam2",method="rsync"} 0\n`));
+  // Free space only where known.
+  assert.ok(text.includes(`image_transfer_destination_free_bytes${l}} 5000000000\n`));
+  assert.doesNotMatch(text, /image_transfer_destination_free_bytes\{job="cam2"/);
+  assert.ok(text.includes('commit="a\\"b\\\\c\\nd"'), "label values escaped");
+  const checked = await promtool(text);
+  assert.equal(checked.code, 0, checked.output);
+  // A broken exposition is refused: the check can fail.
+  assert.notEqual(
+    (await promtool(
+      text.replace(
+        "# TYPE image_transfer_job_paused gauge",
+        "# TYPE image_transfer_job_paused nonsense",
+      ),
+    )).code,
+    0,
+  );
+});
+
+Deno.test("metrics: the process figures under their conventional names, real values", () => {
+  const text = new Metrics().render([], { version: "0.1.0", commit: "x", deno: "2" }, 0);
+  const value = (name: string) => {
+    const match = new RegExp(`^${name} (\\S+)$`, "m").exec(text);
+    assert.ok(match, `${name} missing`);
+    return Number(match[1]);
+  };
+  const rss = value("process_resident_memory_bytes");
+  assert.ok(rss > 1_000_000 && rss < 100_000_000_000, `rss ${rss}`);
+  assert.ok(value("process_cpu_seconds_total") > 0);
+  const start = value("process_start_time_seconds");
+  assert.ok(start <= Date.now() / 1000 && start > Date.now() / 1000 - 3600, `start ${start}`);
+  assert.match(text, /# TYPE process_cpu_seconds_total counter\n/);
+});

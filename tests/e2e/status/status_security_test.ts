@@ -1,0 +1,207 @@
+/**
+ * The status server is safe by default: cross-origin and GET actions are
+ * refused, foreign host names too (DNS rebinding), a non-loopback address
+ * needs a token, and a busy address does not stop transfers.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { runCli, startCli } from "../../helpers/cli.ts";
+import { randomBytes, writeConfig } from "../../helpers/files.ts";
+import { freePort, getJson, startStatusDaemon } from "../../helpers/status.ts";
+
+Deno.test("status server: cross-origin POST, GET action and foreign Host are refused", async () => {
+  await using d = await startStatusDaemon();
+  const evil = await fetch(`${d.base}/api/jobs/default/pause`, {
+    method: "POST",
+    headers: { origin: "http://evil.example" },
+  });
+  assert.equal(evil.status, 403);
+  assert.match(await evil.text(), /cross-origin/);
+  const crossSite = await fetch(`${d.base}/api/jobs/default/pause`, {
+    method: "POST",
+    headers: { "sec-fetch-site": "cross-site" },
+  });
+  assert.equal(crossSite.status, 403);
+  await crossSite.body?.cancel();
+  const get = await fetch(`${d.base}/api/jobs/default/pause`);
+  assert.equal(get.status, 405);
+  await get.body?.cancel();
+  const status = await getJson<{ jobs: Array<{ state: string }> }>(d.base, "/api/status");
+  assert.equal(status.jobs[0].state, "watching", "no refused request paused the job");
+  // A page served under a foreign name (DNS rebinding) is refused.
+  const port = new URL(d.base).port;
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(port) });
+  await conn.write(new TextEncoder().encode(
+    `GET /api/status HTTP/1.1\r\nHost: evil.example:${port}\r\nConnection: close\r\n\r\n`,
+  ));
+  const reply = new Uint8Array(4096);
+  const n = await conn.read(reply);
+  conn.close();
+  assert.match(new TextDecoder().decode(reply.subarray(0, n ?? 0)), /^HTTP\/1\.1 403/);
+});
+
+Deno.test("status server: a non-loopback address without a token refuses to start", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-status-token-" });
+  try {
+    await Deno.mkdir(join(root, "watch"));
+    const config = join(root, "config.yaml");
+    await writeConfig(config, {
+      watch_path: join(root, "watch"),
+      remote_base_path: join(root, "dest"),
+      transfer_method: "local",
+      state_dir: join(root, "state"),
+      log_file: "",
+      status_listen: "0.0.0.0:8765",
+    });
+    const result = await runCli(["run", "-c", config], { env: { HOME: root } });
+    assert.equal(result.code, 2, result.stderr);
+    assert.match(
+      result.stderr,
+      /status_listen: 0\.0\.0\.0:8765 can be reached from other machines/,
+    );
+    assert.match(result.stderr, /status_token_file/);
+    assert.doesNotMatch(result.stderr, /\n\s+at /, "no stack trace");
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("status server: with a token every request needs it (Bearer, or the cookie from ?token=)", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-status-token-" });
+  const token = "0123456789abcdef0123456789abcdef";
+  await Deno.writeTextFile(join(root, "token"), token + "\n", { mode: 0o600 });
+  const port = freePort();
+  await using d = await startStatusDaemon({
+    status_listen: `0.0.0.0:${port}`,
+    status_token_file: join(root, "token"),
+  });
+  try {
+    const base = `http://127.0.0.1:${port}`;
+    const none = await fetch(`${base}/api/status`);
+    assert.equal(none.status, 401);
+    await none.body?.cancel();
+    const wrong = await fetch(`${base}/metrics`, { headers: { authorization: "Bearer nope" } });
+    assert.equal(wrong.status, 401);
+    await wrong.body?.cancel();
+    const right = await fetch(`${base}/api/status`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    assert.equal(right.status, 200);
+    assert.equal((await right.json()).jobs[0].job, "default");
+    // A link with the token sets a cookie and drops the token from the address.
+    const link = await fetch(`${base}/?token=${token}`, { redirect: "manual" });
+    assert.equal(link.status, 303);
+    assert.equal(link.headers.get("location"), "/");
+    const cookie = link.headers.get("set-cookie")!.split(";")[0];
+    assert.match(link.headers.get("set-cookie")!, /HttpOnly; SameSite=Strict/);
+    const page = await fetch(`${base}/`, { headers: { cookie } });
+    assert.equal(page.status, 200);
+    assert.match(await page.text(), /<title>/);
+    // The API never shows the token.
+    const all = await fetch(`${base}/api/status`, { headers: { cookie } });
+    assert.doesNotMatch(await all.text(), new RegExp(token));
+    assert.ok(d.base);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("status server: a busy address is logged and files are still sent", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-status-busy-" });
+  const port = freePort();
+  const squatter = Deno.listen({ hostname: "127.0.0.1", port });
+  try {
+    await Deno.mkdir(join(root, "watch"));
+    const config = join(root, "config.yaml");
+    await writeConfig(config, {
+      watch_path: join(root, "watch"),
+      remote_base_path: join(root, "dest"),
+      transfer_method: "local",
+      stability_window_seconds: 0.3,
+      state_dir: join(root, "state"),
+      log_file: "",
+      status_listen: `127.0.0.1:${port}`,
+    });
+    const daemon = startCli(["run", "-c", config], { env: { HOME: root } });
+    try {
+      await daemon.waitForOutput("Watching");
+      assert.match(
+        daemon.stderr(),
+        /Status page not started on 127\.0\.0\.1:\d+: the address is in use/,
+      );
+      const bytes = randomBytes(2048);
+      await Deno.writeFile(join(root, "watch", "a.fits"), bytes);
+      await daemon.waitForOutput("Successfully transferred");
+      const [night] = await Array.fromAsync(Deno.readDir(join(root, "dest")));
+      assert.deepEqual(await Deno.readFile(join(root, "dest", night.name, "a.fits")), bytes);
+    } finally {
+      await daemon.stop();
+    }
+  } finally {
+    squatter.close();
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("status server: an address the network permission denies is logged, files are still sent", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-status-perm-" });
+  try {
+    await Deno.mkdir(join(root, "watch"));
+    const config = join(root, "config.yaml");
+    const port = freePort();
+    await writeConfig(config, {
+      watch_path: join(root, "watch"),
+      remote_base_path: join(root, "dest"),
+      transfer_method: "local",
+      stability_window_seconds: 0.3,
+      state_dir: join(root, "state"),
+      log_file: "",
+      status_listen: `127.0.0.1:${port}`,
+    });
+    const daemon = startCli(["run", "-c", config], {
+      env: { HOME: root },
+      extraFlags: [`--deny-net=127.0.0.1:${port}`],
+    });
+    try {
+      await daemon.waitForOutput("Watching");
+      assert.match(
+        daemon.stderr(),
+        new RegExp(
+          `network permission does not allow listening there.*allow 127\\.0\\.0\\.1:${port}`,
+        ),
+      );
+      const bytes = randomBytes(1024);
+      await Deno.writeFile(join(root, "watch", "a.fits"), bytes);
+      await daemon.waitForOutput("Successfully transferred");
+      const [night] = await Array.fromAsync(Deno.readDir(join(root, "dest")));
+      assert.deepEqual(await Deno.readFile(join(root, "dest", night.name, "a.fits")), bytes);
+    } finally {
+      await daemon.stop();
+    }
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("status server: without an ftp job the daemon gives the network up after listening; the page still answers", async () => {
+  await using d = await startStatusDaemon();
+  // A reload adding an ftp job is refused: the network permission is gone.
+  const local = await Deno.readTextFile(d.config);
+  await Deno.writeTextFile(
+    d.config,
+    local.replace('transfer_method: "local"', 'transfer_method: "ftp"\nremote_host: "127.0.0.1"'),
+  );
+  d.daemon.process.kill("SIGHUP");
+  await d.daemon.waitForOutput(/Reload refused.*restart the daemon to add one/);
+  // The socket opened before keeps answering, and the running local job still sends.
+  const bytes = randomBytes(1500);
+  await Deno.writeFile(join(d.watch, "after.fits"), bytes);
+  await d.daemon.waitForOutput("Successfully transferred");
+  const status = await getJson<{ jobs: Array<{ job: string; sent: number }> }>(
+    d.base,
+    "/api/status",
+  );
+  assert.deepEqual(status.jobs.map((j) => [j.job, j.sent]), [["default", 1]]);
+  const [night] = await Array.fromAsync(Deno.readDir(d.dest));
+  assert.deepEqual(await Deno.readFile(join(d.dest, night.name, "after.fits")), bytes);
+});

@@ -1,0 +1,256 @@
+/**
+ * `bandwidth_limit`: the units it takes, the option each program gets (the
+ * whole limit for a call alone, an even share among the calls in flight), and
+ * the pacing of the copies image-transfer makes itself (`local`, `ftp`): one
+ * throttle per job at the whole limit, which a real copy waits for. Nothing
+ * here measures time: how well the limit holds is measured by
+ * `deno task bench` (bench/bandwidth.ts).
+ */
+import assert from "node:assert/strict";
+import { basename, join } from "node:path";
+import {
+  bandwidthLimit,
+  parseBandwidth,
+  rsyncBwlimit,
+  scpLimit,
+} from "../../../src/config/bandwidth.ts";
+import { FtpTransport } from "../../../src/transfer/ftp/ftp.ts";
+import type { LocalTransport } from "../../../src/transfer/local/local.ts";
+import { LimitShares, Throttle } from "../../../src/transfer/throttle.ts";
+import { runCli } from "../../helpers/cli.ts";
+import { FakeClock } from "../../helpers/fake_clock.ts";
+import { listFiles, randomBytes, waitFor } from "../../helpers/files.ts";
+import { runningProcesses } from "../../helpers/processes.ts";
+import { startSshd } from "../../helpers/sshd.ts";
+import { makeItem, withTransport } from "../../helpers/transports.ts";
+import { startVsftpd } from "../../helpers/vsftpd.ts";
+
+Deno.test("bandwidth_limit: human units in bytes per second; rsync KiB/s, scp Kbit/s", () => {
+  assert.equal(parseBandwidth(""), null);
+  assert.equal(parseBandwidth("10MB/s"), 10_000_000);
+  assert.equal(parseBandwidth("500KiB/s"), 512_000);
+  assert.equal(parseBandwidth("1.5 MiB/s"), 1.5 * 1024 * 1024);
+  assert.equal(parseBandwidth("20Mbit/s"), 2_500_000);
+  assert.equal(parseBandwidth("1GB/s"), 1e9);
+  for (const bad of ["10MB", "fast", "-1MB/s", "0.5KiB/s", "10 parsecs/s", "1e6B/s"]) {
+    assert.equal(parseBandwidth(bad), undefined, bad);
+  }
+  assert.equal(rsyncBwlimit(512_000), "500");
+  assert.equal(scpLimit(1_000_000), "8000");
+  assert.equal(bandwidthLimit({ bandwidth_limit: "4MB/s" }), 4e6);
+  assert.equal(bandwidthLimit({ bandwidth_limit: "" }), null);
+});
+
+Deno.test("bandwidth_limit: a wrong value is refused with its line and an example", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-bw-config-" });
+  try {
+    const config = join(root, "config.yaml");
+    await Deno.writeTextFile(
+      config,
+      `watch_path: ${JSON.stringify(root)}\nremote_base_path: /tmp/x\ntransfer_method: local\n` +
+        'bandwidth_limit: "10 MB"\n',
+    );
+    const out = await runCli(["config", "validate", "-c", config], { env: { HOME: root } });
+    assert.equal(out.code, 2);
+    assert.match(
+      out.stderr,
+      /config\.yaml:4: bandwidth_limit: not a bandwidth: "10 MB"; .*"500KiB\/s"/,
+    );
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+/** Whether `promise` has settled once the microtasks queued so far ran. */
+async function hasSettled(promise: Promise<unknown>): Promise<boolean> {
+  let settled = false;
+  promise.then(() => settled = true, () => settled = true);
+  for (let i = 0; i < 10; i++) await Promise.resolve();
+  return settled;
+}
+
+Deno.test("throttle: a copy alone runs at the whole rate; copies side by side share it", async () => {
+  const clock = new FakeClock();
+  const throttle = new Throttle(1000, clock);
+  const never = new AbortController().signal;
+  // Alone: 1000 bytes at 1000 B/s are due after a second, less the short burst allowed.
+  let sent = throttle.sent(1000, never);
+  clock.advance(749);
+  assert.equal(await hasSettled(sent), false);
+  clock.advance(1);
+  assert.equal(await hasSettled(sent), true);
+  // Going on, a second per 1000 bytes: the whole rate.
+  sent = throttle.sent(1000, never);
+  clock.advance(999);
+  assert.equal(await hasSettled(sent), false);
+  clock.advance(1);
+  assert.equal(await hasSettled(sent), true);
+  // Two copies side by side: 2000 bytes take two seconds together.
+  const a = throttle.sent(1000, never);
+  const b = throttle.sent(1000, never);
+  clock.advance(1000);
+  assert.deepEqual([await hasSettled(a), await hasSettled(b)], [true, false]);
+  clock.advance(1000);
+  assert.equal(await hasSettled(b), true);
+  // A link idle for a minute saves up no more than the short burst.
+  clock.advance(60_000);
+  sent = throttle.sent(1000, never);
+  clock.advance(749);
+  assert.equal(await hasSettled(sent), false);
+  clock.advance(1);
+  assert.equal(await hasSettled(sent), true);
+  assert.equal(throttle.bytes, 5000);
+  assert.equal(throttle.waits, 5);
+  // An abort ends the wait.
+  const abort = new AbortController();
+  sent = throttle.sent(1000, abort.signal);
+  abort.abort(new Error("stopped"));
+  await assert.rejects(sent, /stopped/);
+  assert.equal(clock.pendingTimers, 0);
+});
+
+Deno.test("limit shares: a call alone gets the whole limit, calls in flight an even share", async () => {
+  const shares = new LimitShares(900_000);
+  const seen: (number | null)[] = [];
+  let endFirst!: () => void;
+  const first = shares.during((share) => {
+    seen.push(share);
+    return new Promise<void>((resolve) => endFirst = resolve);
+  });
+  let endSecond!: () => void;
+  const second = shares.during((share) => {
+    seen.push(share);
+    return new Promise<void>((resolve) => endSecond = resolve);
+  });
+  await shares.during((share) => Promise.resolve(seen.push(share)));
+  assert.equal(shares.inFlight, 2);
+  endFirst();
+  endSecond();
+  await Promise.all([first, second]);
+  assert.equal(shares.inFlight, 0);
+  await shares.during((share) => Promise.resolve(seen.push(share)));
+  assert.deepEqual(seen, [900_000, 450_000, 300_000, 900_000]);
+  // A call that fails is no longer in flight; the smallest share is the smallest limit.
+  await assert.rejects(shares.during(() => Promise.reject(new Error("failed"))), /failed/);
+  assert.equal(shares.inFlight, 0);
+  const tiny = new LimitShares(1024);
+  await tiny.during(() => tiny.during((share) => Promise.resolve(assert.equal(share, 1024))));
+  await new LimitShares(null).during((share) => Promise.resolve(assert.equal(share, null)));
+});
+
+const LIMIT = "64KiB/s";
+const LIMIT_BYTES = 64 * 1024;
+
+/** The option `argv` (a real rsync or scp) limits its rate with. */
+function limitOption(method: "rsync" | "scp", argv: string[]): string | undefined {
+  if (method === "rsync") {
+    return argv.find((arg) => arg.startsWith("--bwlimit="))?.slice("--bwlimit=".length);
+  }
+  const at = argv.indexOf("-l");
+  return at < 0 ? undefined : argv[at + 1];
+}
+
+/** The arguments of the running `method` process sending from `folder`, once there is one. */
+async function runningCall(method: "rsync" | "scp", folder: string): Promise<string[]> {
+  let found: string[] | undefined;
+  await waitFor(
+    async () => {
+      const calls = await runningProcesses((argv) =>
+        basename(argv[0]) === method && argv.some((arg) => arg.startsWith(folder))
+      );
+      found = calls[0]?.argv;
+      return found !== undefined;
+    },
+    60_000,
+    `${method} sending from ${folder}`,
+  );
+  return found!;
+}
+
+Deno.test("bandwidth_limit reaches rsync and scp: all of it for a call alone, half for two", async (t) => {
+  const sshd = await startSshd();
+  try {
+    for (const method of ["rsync", "scp"] as const) {
+      await t.step(method, async () => {
+        await withTransport(
+          method,
+          sshd,
+          { bandwidth_limit: LIMIT, max_concurrent_transfers: 2 },
+          async ({ src, dst, transport }) => {
+            // Each file would take a minute or more at its share: both are still in flight when
+            // their options are read, and are called off then.
+            const first = await makeItem(src, "20240315/first.fits", randomBytes(4 << 20));
+            const second = await makeItem(src, "20240316/second.fits", randomBytes(4 << 20));
+            await transport.warmUp?.();
+            const stop = new AbortController();
+            const sending = [transport.send([first], stop.signal).catch((error) => error)];
+            const alone = await runningCall(method, join(src, "20240315"));
+            sending.push(transport.send([second], stop.signal).catch((error) => error));
+            const beside = await runningCall(method, join(src, "20240316"));
+            stop.abort(new Error("called off"));
+            await Promise.all(sending);
+            const full = method === "rsync" ? rsyncBwlimit(LIMIT_BYTES) : scpLimit(LIMIT_BYTES);
+            const half = method === "rsync"
+              ? rsyncBwlimit(LIMIT_BYTES / 2)
+              : scpLimit(LIMIT_BYTES / 2);
+            assert.equal(limitOption(method, alone), full, alone.join(" "));
+            assert.equal(limitOption(method, beside), half, beside.join(" "));
+            // Called off, neither arrived (what was sent waits in upload folders, to be resumed).
+            const arrived = (await listFiles(dst)).filter((path) => !path.includes("/.incoming-"));
+            assert.deepEqual(arrived, []);
+          },
+        );
+      });
+    }
+  } finally {
+    await sshd.stop();
+  }
+});
+
+Deno.test("bandwidth_limit paces a real local copy: one throttle at the whole limit", async () => {
+  const sshd = await startSshd();
+  try {
+    await withTransport(
+      "local",
+      sshd,
+      { bandwidth_limit: LIMIT, max_concurrent_transfers: 3 },
+      async ({ src, dst, transport }) => {
+        const throttle = (transport as LocalTransport).throttle!;
+        assert.equal(throttle.bytesPerSecond, LIMIT_BYTES);
+        // A second's worth at the limit, more than the burst a copy may send without waiting.
+        const data = randomBytes(LIMIT_BYTES);
+        const item = await makeItem(src, "20240315/slow.fits", data);
+        const [outcome] = await transport.send([item], new AbortController().signal);
+        assert.equal(outcome.error, null, outcome.error?.message);
+        assert.deepEqual(await Deno.readFile(join(dst, "20240315", "slow.fits")), data);
+        assert.equal(throttle.bytes, data.length);
+        assert.ok(throttle.waits >= 1, "the copy waited for the limit");
+      },
+    );
+  } finally {
+    await sshd.stop();
+  }
+});
+
+Deno.test("bandwidth_limit paces a real ftp upload (image-transfer paces it itself)", async () => {
+  const server = await startVsftpd({ tls: false });
+  const src = await Deno.makeTempDir({ prefix: "itx-bw-ftp-" });
+  const dest = await server.makeRemoteDir();
+  const transport = new FtpTransport(
+    server.job({ remote_base_path: dest, bandwidth_limit: LIMIT, max_concurrent_transfers: 3 }),
+  );
+  try {
+    assert.equal(transport.throttle!.bytesPerSecond, LIMIT_BYTES);
+    const data = randomBytes(2 * LIMIT_BYTES);
+    const item = await makeItem(src, "20240315/slow.fits", data);
+    const [outcome] = await transport.send([item], new AbortController().signal);
+    assert.equal(outcome.error, null, outcome.error?.message);
+    assert.deepEqual(await Deno.readFile(join(dest, "20240315", "slow.fits")), data);
+    assert.equal(transport.throttle!.bytes, data.length);
+    assert.ok(transport.throttle!.waits >= 1, "the upload waited for the limit");
+  } finally {
+    await transport.close();
+    await server.stop();
+    await Deno.remove(src, { recursive: true });
+  }
+});

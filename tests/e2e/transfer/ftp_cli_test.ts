@@ -1,0 +1,241 @@
+/**
+ * The `ftp` method through the real CLI under the product's permission set:
+ * `run --once` delivers over FTPS to a private vsftpd, and a refused login
+ * ends with the reason, no stack trace, and no password in the output.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { runCli, startCli } from "../../helpers/cli.ts";
+import { listFiles, randomBytes, sha256OfFile, waitFor, writeConfig } from "../../helpers/files.ts";
+import { cliSandbox } from "../../helpers/sandbox.ts";
+import { FTP_PASSWORD, startVsftpd } from "../../helpers/vsftpd.ts";
+
+const FITS_DIR = new URL("../../fixtures/fits/", import.meta.url).pathname;
+
+Deno.test("cli: run --once delivers files by FTPS with the permission set", async () => {
+  const server = await startVsftpd();
+  const root = await Deno.makeTempDir({ prefix: "itx-ftpcli-" });
+  try {
+    const dest = await server.makeRemoteDir();
+    const watch = join(root, "watch");
+    await Deno.mkdir(join(watch, "sub dir"), { recursive: true });
+    const night = new Date("2024-07-01T20:00:00Z");
+    const sources = new Map<string, string>();
+    for (const name of ["cmos_iso_2024.fits", "old_ccd_1998.fits"]) {
+      const path = join(watch, "sub dir", name);
+      await Deno.copyFile(join(FITS_DIR, name), path);
+      sources.set(`20240701/sub dir/${name}`, path);
+    }
+    const odd = join(watch, "it's $(x) -a.fits");
+    await Deno.writeFile(odd, randomBytes(70_000));
+    sources.set("20240701/it's $(x) -a.fits", odd);
+    for (const path of sources.values()) await Deno.utime(path, night, night);
+    const config = join(root, "config.yaml");
+    await writeConfig(config, {
+      watch_path: watch,
+      remote_base_path: dest,
+      ...server.configKeys(),
+      stability_window_seconds: 0.2,
+      night_timezone: "UTC",
+      state_dir: join(root, "state"),
+      log_file: join(root, "it.log"),
+    });
+    // Verbose: debug lines must not carry the password either.
+    const out = await runCli(["--config", config, "run", "--once", "-v"], {
+      env: { HOME: root },
+    });
+    assert.equal(out.code, 0, out.stderr);
+    assert.deepEqual(await listFiles(dest), [...sources.keys()].sort());
+    for (const [rel, path] of sources) {
+      assert.equal(await sha256OfFile(join(dest, rel)), await sha256OfFile(path), rel);
+    }
+    const shown = await runCli(["--config", config, "config", "show"], { env: { HOME: root } });
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.match(shown.stdout, /ftp_password_file/);
+    assert.match(out.stderr, /DEBUG/);
+    assert.doesNotMatch(
+      shown.stdout + out.stderr + await Deno.readTextFile(join(root, "it.log")),
+      new RegExp(FTP_PASSWORD.replace(/[$()'"]/g, ".")),
+    );
+  } finally {
+    await server.stop();
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("cli: a refused FTP login fails run --once with the reason, no stack, no password", async () => {
+  const server = await startVsftpd();
+  const root = await Deno.makeTempDir({ prefix: "itx-ftpcli-" });
+  try {
+    const dest = await server.makeRemoteDir();
+    const watch = join(root, "watch");
+    await Deno.mkdir(watch);
+    await Deno.writeFile(join(watch, "a.fits"), randomBytes(1000));
+    const config = join(root, "config.yaml");
+    await writeConfig(config, {
+      watch_path: watch,
+      remote_base_path: dest,
+      ...server.configKeys(),
+      ftp_password_file: null,
+      ftp_password_env: "ITX_FTP_PW",
+      stability_window_seconds: 0.2,
+      state_dir: join(root, "state"),
+      log_file: join(root, "it.log"),
+    });
+    const out = await runCli(["--config", config, "run", "--once"], {
+      env: { HOME: root, ITX_FTP_PW: "wrong secret" },
+    });
+    assert.equal(out.code, 1);
+    assert.match(out.stderr, /refused the login/);
+    assert.doesNotMatch(out.stderr, /wrong secret|\n\s+at /);
+    assert.doesNotMatch(await Deno.readTextFile(join(root, "it.log")), /wrong secret/);
+    const log = await Deno.readTextFile(join(server.dir, "vsftpd.log"));
+    assert.equal(log.split("\n").filter((line) => line.includes("FAIL LOGIN")).length, 1, log);
+    assert.deepEqual(await listFiles(dest), []);
+  } finally {
+    await server.stop();
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("cli: doctor checks an FTP destination step by step", async (t) => {
+  const server = await startVsftpd();
+  const plain = await startVsftpd({ tls: false });
+  const root = await Deno.makeTempDir({ prefix: "itx-ftpdoc-" });
+  try {
+    const dest = await server.makeRemoteDir();
+    const watch = join(root, "watch");
+    await Deno.mkdir(watch);
+    const config = join(root, "config.yaml");
+    const base = { watch_path: watch, remote_base_path: `${dest}/new base`, log_file: "" };
+    await t.step("a good destination passes every check and keeps nothing", async () => {
+      await writeConfig(config, { ...base, ...server.configKeys() });
+      const out = await runCli(["doctor", "-c", config]);
+      assert.equal(out.code, 0, out.stdout + out.stderr);
+      for (const check of ["connect", "TLS", "login", "write", "rename"]) {
+        assert.match(out.stdout, new RegExp(`^  ok\\s+${check}: `, "m"), check);
+      }
+      assert.match(out.stdout, /^ {2}WARN\s+checksum: .*verified by size only/m);
+      assert.match(out.stdout, /^ {2}skip\s+free space: /m);
+      assert.deepEqual(await listFiles(dest), [], "the probe was removed");
+      assert.ok((await Deno.stat(`${dest}/new base`)).isDirectory, "the base folder was made");
+    });
+    await t.step("a wrong password fails the login check", async () => {
+      await writeConfig(config, {
+        ...base,
+        ...server.configKeys(),
+        ftp_password_file: null,
+        ftp_password_env: "ITX_FTP_PW",
+      });
+      const out = await runCli(["doctor", "-c", config], { env: { ITX_FTP_PW: "wrong secret" } });
+      assert.equal(out.code, 1);
+      assert.match(out.stdout, /^ {2}ok\s+TLS: /m);
+      assert.match(out.stdout, /^ {2}FAIL\s+login: .*refused the login/m);
+      assert.doesNotMatch(out.stdout + out.stderr, /wrong secret/);
+    });
+    await t.step("a server without TLS fails the TLS check", async () => {
+      await writeConfig(config, { ...base, ...plain.configKeys(), ftp_tls: "required" });
+      const out = await runCli(["doctor", "-c", config]);
+      assert.equal(out.code, 1);
+      assert.match(out.stdout, /^ {2}FAIL\s+TLS: .*refused TLS/m);
+    });
+    await t.step(
+      "vsftpd demanding TLS session reuse fails the write check with the fix",
+      async () => {
+        const strict = await startVsftpd({ sslReuse: true });
+        try {
+          await writeConfig(config, { ...base, ...strict.configKeys() });
+          const out = await runCli(["doctor", "-c", config]);
+          assert.equal(out.code, 1);
+          assert.match(out.stdout, /^ {2}ok\s+login: /m);
+          assert.match(out.stdout, /^ {2}FAIL\s+write: .*set require_ssl_reuse=NO/m);
+        } finally {
+          await strict.stop();
+        }
+      },
+    );
+  } finally {
+    await server.stop();
+    await plain.stop();
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("daemon: the FTP server stopped mid-upload; the file arrives once it is back, never partial", async () => {
+  // 300 kB/s: the 1 MB upload is cut in the middle.
+  const server = await startVsftpd({ maxRateBytes: 300_000 });
+  const root = await Deno.makeTempDir({ prefix: "itx-ftpd-" });
+  try {
+    const dest = await server.makeRemoteDir();
+    const watch = join(root, "watch");
+    await Deno.mkdir(watch);
+    const config = join(root, "config.yaml");
+    await writeConfig(config, {
+      watch_path: watch,
+      remote_base_path: dest,
+      ...server.configKeys(),
+      stability_window_seconds: 0.2,
+      night_timezone: "UTC",
+      retry_attempts: 20,
+      retry_delay_seconds: 0.3,
+      retry_max_delay_seconds: 1,
+      state_dir: join(root, "state"),
+      log_file: "",
+    });
+    const daemon = startCli(["--config", config, "run"], { env: { HOME: root } });
+    try {
+      const bytes = randomBytes(1024 * 1024);
+      const source = join(watch, "frame 1.fits");
+      await Deno.writeFile(source, bytes);
+      const night = new Date("2024-07-01T20:00:00Z");
+      await Deno.utime(source, night, night);
+      const final = join(dest, "20240701", "frame 1.fits");
+      const finalIsWhole = async () => {
+        const info = await Deno.stat(final).catch(() => null);
+        if (info !== null) assert.equal(await sha256OfFile(final), await sha256OfFile(source));
+        return info !== null;
+      };
+      await waitFor(async () => (await listFiles(dest).catch(() => [])).length > 0, 20_000);
+      await server.kill();
+      await daemon.waitForOutput(/FTP server .*(connection lost|FIN|refused)/, 20_000);
+      assert.equal(await finalIsWhole(), false, "nothing under the final name");
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      assert.equal(await finalIsWhole(), false, "nothing under the final name");
+      await server.restart();
+      await waitFor(finalIsWhole, 30_000, "the file after the server is back");
+      await waitFor(
+        async () => (await listFiles(dest)).length === 1,
+        10_000,
+        "the partial upload of the cut attempt to be swept",
+      );
+    } finally {
+      const status = await daemon.stop();
+      assert.equal(status.code, 0, daemon.stderr());
+    }
+  } finally {
+    await server.stop();
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("daemon: without an ftp job the network permission is given up; a reload adding one is refused", async () => {
+  const server = await startVsftpd();
+  await using box = await cliSandbox();
+  try {
+    const daemon = startCli(["--config", box.config, "run"], { env: box.env });
+    try {
+      await daemon.waitForOutput("Watching");
+      await box.rewrite({ ...server.configKeys(), remote_base_path: await server.makeRemoteDir() });
+      daemon.process.kill("SIGHUP");
+      await daemon.waitForOutput(/Reload refused.*restart the daemon to add one/);
+      // The running (local) job still works.
+      await Deno.writeFile(join(box.watch, "a.fits"), randomBytes(1000));
+      await waitFor(async () => (await listFiles(box.dest).catch(() => [])).length === 1);
+    } finally {
+      const status = await daemon.stop();
+      assert.equal(status.code, 0, daemon.stderr());
+    }
+  } finally {
+    await server.stop();
+  }
+});

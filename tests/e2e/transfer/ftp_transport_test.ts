@@ -1,0 +1,416 @@
+/**
+ * The `ftp` transport against a real vsftpd on 127.0.0.1 (FTPS with its own
+ * certificate, and plain FTP): exact bytes for a burst and for real FITS
+ * files over one connection, hostile names, a refused login, an untrusted
+ * certificate, TLS refused, and a server killed in the middle of an upload.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import type { JobConfig } from "../../../src/config/types.ts";
+import { FtpTransport } from "../../../src/transfer/ftp/ftp.ts";
+import { isTempName } from "../../../src/transfer/temp_name.ts";
+import type { TransferItem } from "../../../src/transfer/transport.ts";
+import { listFiles, randomBytes, sha256OfFile, waitFor } from "../../helpers/files.ts";
+import { captureLogs } from "../../helpers/log_capture.ts";
+import { startVsftpd } from "../../helpers/vsftpd.ts";
+
+const FITS_DIR = new URL("../../fixtures/fits/", import.meta.url).pathname;
+
+/** Write `bytes` under `root/rel` and describe it as an item to `destination`. */
+async function item(
+  root: string,
+  rel: string,
+  bytes: Uint8Array,
+  destination = `20240315/${rel}`,
+): Promise<TransferItem> {
+  const path = join(root, rel);
+  await Deno.writeFile(path, bytes);
+  const info = await Deno.stat(path);
+  return { source: path, destination, size: info.size, mtimeMs: info.mtime!.getTime() };
+}
+
+async function assertArrived(dest: string, items: TransferItem[]): Promise<void> {
+  for (const it of items) {
+    const arrived = join(dest, ...it.destination.split("/"));
+    assert.equal(await sha256OfFile(arrived), await sha256OfFile(it.source), it.destination);
+  }
+  const leftovers = (await listFiles(dest)).filter((p) => isTempName(p.split("/").pop()!));
+  assert.deepEqual(leftovers, [], "no temporary file is left");
+}
+
+async function send(job: JobConfig, items: TransferItem[]) {
+  const transport = new FtpTransport(job);
+  try {
+    return await transport.send(items, new AbortController().signal);
+  } finally {
+    await transport.close();
+  }
+}
+
+/**
+ * This process's open descriptors on files below `folder` or on connections
+ * to `port` (counted by name: the tests run in parallel in one process).
+ */
+function openTo(folder: string, port: number): number {
+  const sockets = new Set<string>();
+  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    for (const line of Deno.readTextFileSync(table).split("\n").slice(1)) {
+      const columns = line.trim().split(/\s+/);
+      if (columns.length > 9 && parseInt(columns[2].split(":")[1], 16) === port) {
+        sockets.add(`socket:[${columns[9]}]`);
+      }
+    }
+  }
+  let count = 0;
+  for (const entry of Deno.readDirSync("/proc/self/fd")) {
+    let target: string;
+    try {
+      target = Deno.readLinkSync(`/proc/self/fd/${entry.name}`);
+    } catch {
+      continue; // closed meanwhile
+    }
+    if (target.startsWith(`${folder}/`) || sockets.has(target)) count++;
+  }
+  return count;
+}
+
+Deno.test("ftp: a burst and real FITS files arrive with identical bytes over one FTPS connection", async () => {
+  const server = await startVsftpd();
+  const logs = await captureLogs();
+  const src = await Deno.makeTempDir();
+  try {
+    const dest = await server.makeRemoteDir();
+    const items: TransferItem[] = [];
+    for (let i = 0; i < 40; i++) {
+      items.push(
+        await item(
+          src,
+          `burst_${i}.fits`,
+          randomBytes(1000 + i * 997),
+          `2024031${i % 2}/burst_${i}.fits`,
+        ),
+      );
+    }
+    for (const entry of Deno.readDirSync(FITS_DIR)) {
+      if (!entry.name.endsWith(".fits")) continue;
+      const bytes = await Deno.readFile(join(FITS_DIR, entry.name));
+      items.push(await item(src, entry.name, bytes, `20240316/fits/${entry.name}`));
+    }
+    items.push(await item(src, "empty.fits", new Uint8Array(0)));
+    items.push(await item(src, "big.fits", randomBytes(5 * 1024 * 1024 + 17)));
+    const transport = new FtpTransport(server.job({ remote_base_path: dest }));
+    try {
+      // Batches as the daemon hands them out, one after the other.
+      for (let i = 0; i < items.length; i += transport.maxBatchFiles) {
+        const outcomes = await transport.send(
+          items.slice(i, i + transport.maxBatchFiles),
+          new AbortController().signal,
+        );
+        assert.deepEqual(outcomes.map((o) => o.error?.message ?? null), outcomes.map(() => null));
+      }
+    } finally {
+      await transport.close();
+    }
+    await assertArrived(dest, items);
+    // vsftpd offers neither HASH nor XSHA256: said once, not per file.
+    assert.equal(logs.count("warning", "verified by size only"), 1);
+    // Permission bits as the source's, without write for group and others.
+    await Deno.chmod(items[0].source, 0o666);
+    await Deno.chmod(items[1].source, 0o600);
+    const modes = await send(server.job({ remote_base_path: dest }), items.slice(0, 2));
+    assert.deepEqual(modes.map((o) => o.error), [null, null]);
+    for (const [i, mode] of [0o644, 0o600].entries()) {
+      assert.equal((await Deno.stat(join(dest, items[i].destination))).mode! & 0o777, mode);
+    }
+    await waitFor(() => openTo(src, server.port) === 0, 5_000, "the sources and sockets to close");
+    assert.equal(
+      await server.logins(),
+      2,
+      "one login for the whole burst (and one for the re-send)",
+    );
+  } finally {
+    await logs.stop();
+    await server.stop();
+    await Deno.remove(src, { recursive: true });
+  }
+});
+
+Deno.test("ftp: hostile names arrive intact; a name with a line break is refused clearly", async () => {
+  const server = await startVsftpd();
+  const src = await Deno.makeTempDir();
+  try {
+    // The base folder's own name is hostile too, and does not exist yet.
+    const dest = join(await server.makeRemoteDir(), "-up load's $(x)");
+    const names = [
+      "with space.fits",
+      'it\'s "quoted".fits',
+      "$(touch pwned).fits",
+      "-leading dash.fits",
+      " leading space.fits",
+      "ünïcødé 星.fits",
+      "semi;colon&amp|pipe.fits",
+      "back\\slash.fits",
+    ];
+    const good: TransferItem[] = [];
+    for (const [i, name] of names.entries()) {
+      good.push(await item(src, `f${i}`, randomBytes(2000 + i), `20240315/${name}`));
+    }
+    const newline = await item(src, "nl", randomBytes(10), "20240315/line\nbreak.fits");
+    const outcomes = await send(server.job({ remote_base_path: dest }), [
+      good[0],
+      newline,
+      ...good.slice(1),
+    ]);
+    assert.equal(outcomes[1].error?.kind, "fatal");
+    assert.match(outcomes[1].error!.message, /line break, which FTP cannot carry/);
+    for (const outcome of [outcomes[0], ...outcomes.slice(2)]) {
+      assert.equal(outcome.error, null, outcome.error?.message);
+    }
+    await assertArrived(dest, good);
+    assert.deepEqual(
+      (await listFiles(dest)).sort(),
+      names.map((name) => `20240315/${name}`).sort(),
+    );
+    await assert.rejects(Deno.stat("pwned"));
+  } finally {
+    await server.stop();
+    await Deno.remove(src, { recursive: true });
+  }
+});
+
+Deno.test("ftp: a wrong password fails every item of the batch once, fatal, with the reason", async () => {
+  const server = await startVsftpd();
+  const src = await Deno.makeTempDir();
+  try {
+    const dest = await server.makeRemoteDir();
+    const items = [
+      await item(src, "a.fits", randomBytes(100)),
+      await item(src, "b.fits", randomBytes(100)),
+    ];
+    const variable = "ITX_TEST_FTP_WRONG_PASSWORD";
+    Deno.env.set(variable, "not the password");
+    const outcomes = await send(
+      server.job({
+        remote_base_path: dest,
+        ftp_password_file: null,
+        ftp_password_env: variable,
+      }),
+      items,
+    );
+    for (const outcome of outcomes) {
+      assert.equal(outcome.error?.kind, "fatal");
+      assert.match(
+        outcome.error!.message,
+        /refused the login .*check remote_user and the password/,
+      );
+      assert.doesNotMatch(outcome.error!.message, /not the password/);
+    }
+    const log = await Deno.readTextFile(join(server.dir, "vsftpd.log"));
+    assert.equal(log.split("\n").filter((line) => line.includes("FAIL LOGIN")).length, 1);
+    assert.deepEqual(await listFiles(dest), []);
+  } finally {
+    await server.stop();
+    await Deno.remove(src, { recursive: true });
+  }
+});
+
+Deno.test("ftp: the password from an environment variable logs in", async () => {
+  const server = await startVsftpd();
+  const src = await Deno.makeTempDir();
+  try {
+    const dest = await server.makeRemoteDir();
+    const variable = "ITX_TEST_FTP_PASSWORD";
+    Deno.env.set(variable, (await Deno.readTextFile(server.passwordFile)).trimEnd());
+    const items = [await item(src, "a.fits", randomBytes(4321))];
+    const outcomes = await send(
+      server.job({ remote_base_path: dest, ftp_password_file: null, ftp_password_env: variable }),
+      items,
+    );
+    assert.equal(outcomes[0].error, null, outcomes[0].error?.message);
+    await assertArrived(dest, items);
+  } finally {
+    await server.stop();
+    await Deno.remove(src, { recursive: true });
+  }
+});
+
+Deno.test("ftp: an untrusted certificate is fatal and names ftp_ca_file", async () => {
+  const server = await startVsftpd();
+  const src = await Deno.makeTempDir();
+  try {
+    const dest = await server.makeRemoteDir();
+    const outcomes = await send(server.job({ remote_base_path: dest, ftp_ca_file: null }), [
+      await item(src, "a.fits", randomBytes(100)),
+    ]);
+    assert.equal(outcomes[0].error?.kind, "fatal");
+    assert.match(outcomes[0].error!.message, /certificate is not trusted.*ftp_ca_file/);
+    assert.equal(await server.logins(), 0, "no password went to an untrusted server");
+  } finally {
+    await server.stop();
+    await Deno.remove(src, { recursive: true });
+  }
+});
+
+Deno.test("ftp: TLS required against a server without TLS is a clear fatal error; ftp_tls off works", async () => {
+  const server = await startVsftpd({ tls: false });
+  const src = await Deno.makeTempDir();
+  try {
+    const dest = await server.makeRemoteDir();
+    const items = [await item(src, "a.fits", randomBytes(3000))];
+    const refused = await send(server.job({ remote_base_path: dest, ftp_tls: "required" }), items);
+    assert.equal(refused[0].error?.kind, "fatal");
+    assert.match(refused[0].error!.message, /refused TLS .*ftp_tls: off/);
+    assert.equal(await server.logins(), 0, "no password sent in clear text");
+    assert.deepEqual(await listFiles(dest), []);
+
+    const plain = await send(server.job({ remote_base_path: dest, ftp_tls: "off" }), items);
+    assert.equal(plain[0].error, null, plain[0].error?.message);
+    await assertArrived(dest, items);
+  } finally {
+    await server.stop();
+    await Deno.remove(src, { recursive: true });
+  }
+});
+
+Deno.test("ftp: a server killed mid-upload leaves no final name; the file arrives once it is back", async () => {
+  // 400 kB/s: the 3 MB upload takes long enough to be cut in the middle.
+  const server = await startVsftpd({ maxRateBytes: 400_000 });
+  const src = await Deno.makeTempDir();
+  try {
+    const dest = await server.makeRemoteDir();
+    const items = [await item(src, "big.fits", randomBytes(1536 * 1024))];
+    const job = server.job({ remote_base_path: dest });
+    const transport = new FtpTransport(job);
+    try {
+      const sending = transport.send(items, new AbortController().signal);
+      const night = join(dest, "20240315");
+      await waitFor(
+        async () => {
+          const files = await listFiles(dest).catch(() => []);
+          if (files.length === 0) return false;
+          return (await Deno.stat(join(night, files[0].split("/").pop()!))).size > 100_000;
+        },
+        20_000,
+        "a partial upload",
+      );
+      await server.kill();
+      const [cut] = await sending;
+      assert.equal(cut.error?.kind, "retry", cut.error?.message);
+      const present = await listFiles(dest);
+      assert.ok(!present.includes("20240315/big.fits"), "nothing under the final name");
+      assert.ok(present.every((p) => isTempName(p.split("/").pop()!)));
+
+      await server.restart();
+      const [again] = await transport.send(items, new AbortController().signal);
+      assert.equal(again.error, null, again.error?.message);
+    } finally {
+      await transport.close();
+    }
+    // The partial file of the cut attempt was swept as well.
+    await assertArrived(dest, items);
+  } finally {
+    await server.stop();
+    await Deno.remove(src, { recursive: true });
+  }
+});
+
+Deno.test("ftp: vsftpd demanding TLS session reuse fails the upload with the setting to change", async () => {
+  const server = await startVsftpd({ sslReuse: true });
+  const src = await Deno.makeTempDir();
+  try {
+    const dest = await server.makeRemoteDir();
+    const [outcome] = await send(server.job({ remote_base_path: dest }), [
+      await item(src, "a.fits", randomBytes(1000)),
+    ]);
+    assert.equal(outcome.error?.kind, "retry");
+    assert.match(outcome.error!.message, /require_ssl_reuse=NO/, outcome.error!.message);
+    assert.ok(!(await listFiles(dest)).includes("20240315/a.fits"));
+  } finally {
+    await server.stop();
+    await Deno.remove(src, { recursive: true });
+  }
+});
+
+Deno.test("ftp: a password file others can read is refused before any login", async () => {
+  const server = await startVsftpd();
+  const src = await Deno.makeTempDir();
+  try {
+    const dest = await server.makeRemoteDir();
+    await Deno.chmod(server.passwordFile, 0o644);
+    const [outcome] = await send(server.job({ remote_base_path: dest }), [
+      await item(src, "a.fits", randomBytes(100)),
+    ]);
+    assert.equal(outcome.error?.kind, "fatal");
+    assert.match(
+      outcome.error!.message,
+      /can be read or written by others \(mode 0644\); run: chmod 600/,
+    );
+    assert.equal(await server.logins(), 0);
+  } finally {
+    await server.stop();
+    await Deno.remove(src, { recursive: true });
+  }
+});
+
+Deno.test("ftp: an aborted send stops the upload and leaves nothing under the final name", async () => {
+  const server = await startVsftpd({ maxRateBytes: 300_000 });
+  const src = await Deno.makeTempDir();
+  try {
+    const dest = await server.makeRemoteDir();
+    const items = [await item(src, "big.fits", randomBytes(1024 * 1024))];
+    const transport = new FtpTransport(server.job({ remote_base_path: dest }));
+    const controller = new AbortController();
+    try {
+      const sending = transport.send(items, controller.signal);
+      await waitFor(async () => (await listFiles(dest).catch(() => [])).length > 0, 20_000);
+      controller.abort(new Error("stopping"));
+      await assert.rejects(sending, /stopping/);
+      assert.ok(!(await listFiles(dest)).includes("20240315/big.fits"));
+      // The connection was dropped, not reused half-way: the next send works.
+      const [again] = await transport.send(items, new AbortController().signal);
+      assert.equal(again.error, null, again.error?.message);
+    } finally {
+      await transport.close();
+    }
+    await assertArrived(dest, items);
+  } finally {
+    await server.stop();
+    await Deno.remove(src, { recursive: true });
+  }
+});
+
+Deno.test("ftp: concurrent batches use a connection each; later batches reuse them, or reconnect after the server dropped an idle one", async () => {
+  const server = await startVsftpd({ idleSeconds: 2 });
+  const src = await Deno.makeTempDir();
+  try {
+    const dest = await server.makeRemoteDir();
+    const items: TransferItem[] = [];
+    for (let i = 0; i < 12; i++) {
+      items.push(await item(src, `c${i}.fits`, randomBytes(20_000 + i)));
+    }
+    const transport = new FtpTransport(server.job({ remote_base_path: dest }));
+    const signal = new AbortController().signal;
+    try {
+      const results = await Promise.all([
+        transport.send(items.slice(0, 4), signal),
+        transport.send(items.slice(4, 8), signal),
+      ]);
+      assert.deepEqual(results.flat().map((o) => o.error), Array(8).fill(null));
+      assert.equal(await server.logins(), 2);
+      const [later] = await transport.send(items.slice(8, 9), signal);
+      assert.equal(later.error, null);
+      assert.equal(await server.logins(), 2, "an idle connection was reused");
+      // The server drops idle connections after 2 s: the next batch logs in again.
+      await new Promise((resolve) => setTimeout(resolve, 6000));
+      const afterIdle = await transport.send(items.slice(9), signal);
+      assert.deepEqual(afterIdle.map((o) => o.error?.message ?? null), [null, null, null]);
+      assert.equal(await server.logins(), 3);
+    } finally {
+      await transport.close();
+    }
+    await assertArrived(dest, items);
+  } finally {
+    await server.stop();
+    await Deno.remove(src, { recursive: true });
+  }
+});

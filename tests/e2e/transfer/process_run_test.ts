@@ -1,0 +1,121 @@
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { neverStarted, runProcess } from "../../../src/process/run.ts";
+import { CommandError } from "../../../src/errors.ts";
+
+const program = (name: string) =>
+  fileURLToPath(new URL(`../../fixtures/programs/${name}`, import.meta.url));
+const deno = (name: string, ...args: string[]) => [
+  Deno.execPath(),
+  "run",
+  "-q",
+  "--allow-all",
+  program(name),
+  ...args,
+];
+
+/** Whether a process with `pid` still exists (and is not a zombie). */
+async function alive(pid: number): Promise<boolean> {
+  try {
+    const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+    return !/^\d+ \(.*\) Z/.test(stat);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Whether `pid` is still alive 30 s from now: a process that was sent SIGKILL
+ * may take a moment to end (its pipes close before it is a zombie), longer on
+ * a busy machine.
+ */
+async function survives(pid: number): Promise<boolean> {
+  const deadline = Date.now() + 30_000;
+  while (await alive(pid)) {
+    if (Date.now() > deadline) return true;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return false;
+}
+
+Deno.test("runProcess returns stdout bytes and stderr text of a successful run", async () => {
+  const input = new Uint8Array(3 * 1024 * 1024).map((_, i) => i % 251);
+  const result = await runProcess(deno("copy_stdin.ts"), { stdin: input });
+  assert.equal(result.code, 0);
+  assert.deepEqual(result.stdout, input);
+  assert.equal(result.stderr, `read ${input.length} bytes`);
+  assert.ok(result.durationMs >= 0);
+});
+
+Deno.test("runProcess throws CommandError carrying the whole run on a non-zero exit", async () => {
+  const argv = deno("exit_with.ts", "3", "something broke\nlast line");
+  const error = await runProcess(argv).then(() => null, (e) => e);
+  assert.ok(error instanceof CommandError);
+  assert.deepEqual(error.run.argv, argv);
+  assert.equal(error.run.code, 3);
+  assert.equal(error.run.signal, null);
+  assert.equal(error.run.timedOut, false);
+  assert.equal(error.run.stderr, "something broke\nlast line");
+  assert.match(error.message, /exit code 3: last line$/);
+});
+
+Deno.test("runProcess names a program that is not installed", async () => {
+  const error = await runProcess(["image-transfer-no-such-program-xyz"]).then(() => null, (e) => e);
+  assert.ok(error instanceof CommandError);
+  assert.match(error.message, /not installed or not on PATH/);
+});
+
+Deno.test("runProcess timeout kills the whole process group, grandchildren included", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "itx-run-" });
+  try {
+    const pidFile = `${dir}/child.pid`;
+    const error = await runProcess(deno("forever_with_child.ts", pidFile), { timeoutMs: 2500 })
+      .then(() => null, (e) => e);
+    assert.ok(error instanceof CommandError);
+    assert.equal(error.run.timedOut, true);
+    assert.equal(error.run.signal, "SIGKILL");
+    assert.match(error.message, /timed out after 2\.5 s/);
+    // output() only returns once every holder of the pipes is gone: the grandchild too.
+    const childPid = Number(await Deno.readTextFile(pidFile));
+    assert.ok(childPid > 0);
+    assert.equal(await survives(childPid), false, "the grandchild survived the timeout");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("runProcess abort kills the process group and rejects with the abort reason", async () => {
+  const controller = new AbortController();
+  const reason = new Error("shutting down");
+  setTimeout(() => controller.abort(reason), 2500);
+  const dir = await Deno.makeTempDir({ prefix: "itx-run-" });
+  try {
+    const pidFile = `${dir}/child.pid`;
+    const error = await runProcess(deno("forever_with_child.ts", pidFile), {
+      signal: controller.signal,
+    }).then(() => null, (e) => e);
+    assert.equal(error, reason);
+    assert.equal(await survives(Number(await Deno.readTextFile(pidFile))), false);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("runProcess: a program that cannot start carries the system's error as cause", async () => {
+  const error = await runProcess(["image-transfer-no-such-program-xyz", "a"]).then(
+    () => null,
+    (e) => e,
+  );
+  assert.ok(error instanceof CommandError && neverStarted(error));
+  assert.ok(error.cause instanceof Deno.errors.NotFound);
+  assert.deepEqual(error.run.argv, ["image-transfer-no-such-program-xyz", "a"]);
+  const failed = await runProcess(["sh", "-c", "echo out; echo bad >&2; exit 3"]).then(
+    () => null,
+    (e) => e,
+  );
+  assert.ok(failed instanceof CommandError);
+  assert.equal(neverStarted(failed), false);
+  assert.equal(failed.run.stdout, "out", "stdout is kept on a failure");
+  assert.equal(failed.run.stderr, "bad");
+  assert.ok(failed.run.durationMs >= 0);
+});

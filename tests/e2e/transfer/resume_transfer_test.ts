@@ -1,0 +1,255 @@
+/**
+ * Resumed copies and parts of growing files, for the methods that continue
+ * copies (local, rsync against a real OpenSSH server): an interrupted copy is
+ * continued (only the rest is written: measured, for local by the bytes a
+ * process of its own wrote, for rsync by its own `--stats`); one whose start differs
+ * from the source's is not continued as it is; an expired one is removed; a
+ * planted link under our name is never written through; parts of a growing
+ * file append only what it gained. Names are hostile throughout.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import type { LogRecord } from "@logtape/logtape";
+import { isTempName, jobOwner, tempNameFor } from "../../../src/transfer/temp_name.ts";
+import type { TransferItem } from "../../../src/transfer/transport.ts";
+import { listFiles, listFolders, randomBytes, sha256OfFile, waitFor } from "../../helpers/files.ts";
+import { captureLogs, type LogCapture } from "../../helpers/log_capture.ts";
+import { startSshd } from "../../helpers/sshd.ts";
+import { itemFor, type TransportCase, withTransport } from "../../helpers/transports.ts";
+
+const MiB = 1024 * 1024;
+const never = new AbortController().signal;
+const HOSTILE = "-x $(touch pwned) 'q\"\nnl ü.fits";
+
+/** Bytes rsync reported sending (its `--stats`) in the records captured since `from`. */
+function rsyncSent(logs: LogCapture, from = 0): number {
+  return logs.records.slice(from).filter((r: LogRecord) =>
+    String(r.rawMessage).startsWith("rsync sent")
+  ).reduce((sum, r) => sum + Number(r.properties.bytes), 0);
+}
+
+/** What {@linkcode sendCounted} saw of one send. */
+interface CountedSend {
+  error: string | null;
+  /** The part sent, for a part of a growing file. */
+  part: { bytes: number; appended: number } | null;
+  /** Bytes that travelled: for local what its process wrote, for rsync its own `--stats`. */
+  sent: number;
+  /** The log messages of the send. */
+  messages: string[];
+}
+
+/**
+ * Send `item` (or with `part` the part of a growing file) as `ctx`'s transport
+ * would and count what travelled. Local copies run in a process of their own,
+ * since the tests run in parallel in this one and its write count is shared.
+ */
+async function sendCounted(
+  ctx: TransportCase,
+  logs: LogCapture,
+  item: TransferItem,
+  part = false,
+): Promise<CountedSend> {
+  if (ctx.method !== "local") {
+    const mark = logs.records.length;
+    const result = part
+      ? { error: null, part: await ctx.transport.sendPart!(item, never) }
+      : { error: (await ctx.transport.send([item], never))[0].error?.message ?? null, part: null };
+    const messages = logs.records.slice(mark).map((record) => String(record.rawMessage));
+    return { ...result, sent: rsyncSent(logs, mark), messages };
+  }
+  const request = await Deno.makeTempFile({ prefix: "itx-send-" });
+  try {
+    const runtimeDir = ctx.src;
+    await Deno.writeTextFile(request, JSON.stringify({ job: ctx.job, runtimeDir, item, part }));
+    const helper = new URL("../../helpers/send_measured.ts", import.meta.url).pathname;
+    const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-all", "--quiet", helper, request],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder();
+    assert.equal(code, 0, text.decode(stderr));
+    const { written, ...result } = JSON.parse(text.decode(stdout));
+    return { ...result, sent: written };
+  } finally {
+    await Deno.remove(request);
+  }
+}
+
+/** A source of `size` random bytes (every MiB differs). */
+async function randomSource(ctx: TransportCase, name: string, size: number) {
+  const path = join(ctx.src, name);
+  using file = await Deno.open(path, { write: true, create: true, truncate: true });
+  for (let done = 0; done < size;) {
+    const chunk = randomBytes(Math.min(MiB, size - done));
+    await file.write(chunk);
+    done += chunk.length;
+  }
+  return await itemFor(path, `20240601/${name}`);
+}
+
+/** The temporary copies at the destination and their sizes. */
+async function temporaries(ctx: TransportCase): Promise<Map<string, number>> {
+  const found = new Map<string, number>();
+  for (const rel of await listFiles(ctx.dst).catch(() => [])) {
+    if (rel.split("/").some(isTempName)) found.set(rel, (await Deno.stat(join(ctx.dst, rel))).size);
+  }
+  return found;
+}
+
+/** Start sending `item`, abort once its copy holds at least `bytes`; the kept copy and its size. */
+async function interruptAt(
+  ctx: TransportCase,
+  item: TransferItem,
+  bytes: number,
+): Promise<[string, number]> {
+  const stop = new AbortController();
+  const sending = ctx.transport.send([item], stop.signal).then(() => null, (error) => error);
+  await waitFor(
+    async () => [...(await temporaries(ctx)).values()].some((size) => size >= bytes),
+    60_000,
+    `a copy of ${bytes} bytes`,
+  );
+  stop.abort(new Error("interrupted by the test"));
+  assert.match(String(await sending), /interrupted by the test/);
+  // The receiving side may still write what reached it.
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  const copies = await temporaries(ctx);
+  assert.equal(copies.size, 1, `one kept copy: ${[...copies.keys()]}`);
+  const [kept] = copies.entries();
+  assert.ok(kept[1] < item.size, "the copy is not complete");
+  return kept;
+}
+
+async function assertArrivedOnce(ctx: TransportCase, item: TransferItem): Promise<void> {
+  const final = join(ctx.dst, ...item.destination.split("/"));
+  assert.equal(await sha256OfFile(final), await sha256OfFile(item.source), "byte-exact");
+  assert.deepEqual(await temporaries(ctx), new Map(), "no temporary copy left");
+  const uploadFolders = (await listFolders(ctx.dst)).filter((rel) => rel.includes(".incoming"));
+  assert.deepEqual(uploadFolders, [], "no upload folder left");
+}
+
+Deno.test("resumed copies and parts of growing files, local and rsync", async (t) => {
+  const sshd = await startSshd();
+  const logs = await captureLogs();
+  try {
+    for (const method of ["local", "rsync"] as const) {
+      // Slow enough to interrupt halfway: 64 MiB at 32 MiB/s.
+      const slow = { bandwidth_limit: "32MiB/s", verify_transfer: "checksum" as const };
+
+      await t.step(
+        `${method}: an interrupted copy is continued; only the rest travels`,
+        () =>
+          withTransport(method, sshd, slow, async (ctx) => {
+            const item = await randomSource(ctx, HOSTILE, 64 * MiB);
+            const [, kept] = await interruptAt(ctx, item, 24 * MiB);
+            const { error, sent } = await sendCounted(ctx, logs, item);
+            assert.equal(error, null);
+            const rest = item.size - kept;
+            assert.ok(sent >= rest && sent < rest + 2 * MiB, `sent ${sent}, the rest is ${rest}`);
+            await assertArrivedOnce(ctx, item);
+          }),
+      );
+
+      await t.step(
+        `${method}: a copy whose start differs from the source is not kept as it is`,
+        () =>
+          withTransport(method, sshd, slow, async (ctx) => {
+            const item = await randomSource(ctx, HOSTILE, 64 * MiB);
+            const [, kept] = await interruptAt(ctx, item, 24 * MiB);
+            // Someone rewrites the start of the source (same size).
+            {
+              using file = await Deno.open(item.source, { write: true });
+              await file.write(randomBytes(4096));
+            }
+            const changed = await itemFor(item.source, item.destination);
+            const { error, sent, messages } = await sendCounted(ctx, logs, changed);
+            assert.equal(error, null);
+            if (method === "local") {
+              assert.ok(sent >= item.size, `sent whole: wrote ${sent} of ${item.size}`);
+              const said = messages.filter((text) => text.includes("does not match the source"));
+              assert.equal(said.length, 1, messages.join("\n"));
+            } else {
+              // rsync appends the rest, its whole-file check over the continued copy fails, and it
+              // sends the file again (its delta algorithm: the blocks that differ).
+              assert.ok(sent >= item.size - kept);
+            }
+            await assertArrivedOnce(ctx, changed);
+          }),
+      );
+
+      await t.step(
+        `${method}: an expired copy is removed, not continued`,
+        () =>
+          withTransport(method, sshd, slow, async (ctx) => {
+            const item = await randomSource(ctx, "old.fits", 64 * MiB);
+            const [rel] = await interruptAt(ctx, item, 24 * MiB);
+            const long = new Date(Date.now() - 25 * 3600_000);
+            await Deno.utime(join(ctx.dst, rel), long, long);
+            const { error, sent, messages } = await sendCounted(ctx, logs, item);
+            assert.equal(error, null);
+            assert.deepEqual(messages.filter((text) => /^Resum/.test(text)), []);
+            assert.ok(sent >= item.size, `sent whole: ${sent} of ${item.size}`);
+            await assertArrivedOnce(ctx, item);
+          }),
+      );
+    }
+
+    await t.step(
+      "local: a link planted under this daemon's temporary name is not written through",
+      () =>
+        withTransport("local", sshd, {}, async (ctx) => {
+          const item = await randomSource(ctx, HOSTILE, MiB);
+          const folder = join(ctx.dst, "20240601");
+          await Deno.mkdir(folder, { recursive: true });
+          const victim = join(ctx.src, "victim");
+          await Deno.writeTextFile(victim, "precious");
+          const planted = join(folder, tempNameFor(HOSTILE, jobOwner(ctx.job)));
+          await Deno.symlink(victim, planted);
+          const [outcome] = await ctx.transport.send([item], never);
+          assert.equal(outcome.error, null, outcome.error?.message);
+          assert.equal(await Deno.readTextFile(victim), "precious");
+          assert.equal(await sha256OfFile(join(folder, HOSTILE)), await sha256OfFile(item.source));
+        }),
+    );
+
+    for (const method of ["local", "rsync"] as const) {
+      await t.step(
+        `${method}: parts of a growing file append only what it gained`,
+        () =>
+          withTransport(method, sshd, { verify_transfer: "checksum" }, async (ctx) => {
+            const path = join(ctx.src, HOSTILE);
+            await Deno.writeFile(path, new Uint8Array());
+            // Bytes that travelled while the transport sent (not the source's growth).
+            let total = 0;
+            let appended = 0;
+            for (let i = 0; i < 5; i++) {
+              await Deno.writeFile(path, randomBytes(4 * MiB), { append: true });
+              const item = await itemFor(path, `20240601/${HOSTILE}`);
+              const { part, sent } = await sendCounted(ctx, logs, item, true);
+              total += sent;
+              assert.equal(part?.bytes, (i + 1) * 4 * MiB);
+              appended += part!.appended;
+              const temps = [...(await temporaries(ctx)).keys()];
+              assert.deepEqual(await listFiles(ctx.dst), temps, "no final name yet");
+            }
+            await Deno.writeFile(path, randomBytes(MiB), { append: true });
+            const item = await itemFor(path, `20240601/${HOSTILE}`);
+            const { error, sent } = await sendCounted(ctx, logs, item);
+            total += sent;
+            assert.equal(error, null);
+            assert.equal(appended, 20 * MiB);
+            assert.ok(
+              total >= item.size && total < item.size + 2 * MiB,
+              `sent ${total} for ${item.size}`,
+            );
+            await assertArrivedOnce(ctx, item);
+          }),
+      );
+    }
+  } finally {
+    await logs.stop();
+    await sshd.stop();
+  }
+});

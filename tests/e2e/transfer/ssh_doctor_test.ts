@@ -1,0 +1,208 @@
+/** `image-transfer doctor` through the real CLI, against a real OpenSSH server on loopback. */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { stringify } from "yaml";
+import { createTransport } from "../../../src/transfer/factory.ts";
+import { runCli } from "../../helpers/cli.ts";
+import { listFiles, randomBytes, sha256OfFile } from "../../helpers/files.ts";
+import { startSshd } from "../../helpers/sshd.ts";
+import { makeItem } from "../../helpers/transports.ts";
+
+Deno.test("doctor checks programs, login, destination and free space per job", async (t) => {
+  const sshd = await startSshd();
+  const dir = await Deno.makeTempDir({ prefix: "itx-doctor-test-" });
+  try {
+    const dst = await sshd.makeRemoteDir();
+    const emptyKnownHosts = join(sshd.dir, "empty_known_hosts");
+    await Deno.writeTextFile(emptyKnownHosts, "");
+    const readOnly = await Deno.makeTempDir({ prefix: "itx-doctor-ro-" });
+    await Deno.chmod(readOnly, 0o755); // owned by root: the login user cannot write
+    const ssh = {
+      watch_path: dir,
+      remote_host: "127.0.0.1",
+      remote_user: sshd.user,
+      ssh_port: sshd.port,
+      ssh_identity_file: sshd.identityFile,
+      ssh_options: sshd.sshOptions,
+    };
+    const config = join(dir, "config.yaml");
+    await Deno.writeTextFile(
+      config,
+      stringify({
+        jobs: [
+          {
+            ...ssh,
+            name: "good",
+            transfer_method: "rsync",
+            remote_base_path: `${dst}/new/base`,
+            verify_transfer: "checksum",
+          },
+          {
+            ...ssh,
+            name: "unknown-key",
+            transfer_method: "scp",
+            remote_base_path: dst,
+            ssh_options: [
+              `UserKnownHostsFile=${emptyKnownHosts}`,
+              "GlobalKnownHostsFile=/dev/null",
+            ],
+          },
+          { ...ssh, name: "read-only", transfer_method: "scp", remote_base_path: readOnly },
+          {
+            name: "local",
+            watch_path: dir,
+            transfer_method: "local",
+            remote_base_path: join(dir, "local-dst"),
+          },
+        ],
+      }),
+    );
+
+    await t.step("one good job: exit 0, every check ok", async () => {
+      const result = await runCli(["doctor", "-c", config, "--job", "good"]);
+      assert.equal(result.code, 0, result.stderr + result.stdout);
+      assert.match(result.stdout, /^job good \(rsync -> itx-test@127\.0\.0\.1:/m);
+      assert.match(result.stdout, /ok {4}ssh: OpenSSH_/);
+      assert.match(result.stdout, /ok {4}rsync: rsync\s+version/);
+      assert.match(result.stdout, /ok {4}login: itx-test@127\.0\.0\.1 without a password prompt/);
+      assert.match(result.stdout, /ok {4}destination folder: .* created/);
+      assert.match(result.stdout, /ok {4}destination writable/);
+      assert.match(result.stdout, /ok {4}free space: [\d.]+ [GM]iB free/);
+      assert.match(result.stdout, /ok {4}remote SHA-256: (openssl dgst|sha256sum|shasum)/);
+      assert.match(result.stdout, /ok {4}remote rsync: rsync\s+version/);
+      assert.doesNotMatch(result.stdout, /FAIL/);
+      assert.ok((await Deno.stat(`${dst}/new/base`)).isDirectory);
+      assert.deepEqual([...Deno.readDirSync(`${dst}/new/base`)], [], "the test file is removed");
+    });
+
+    await t.step("all jobs: failures say what to fix, exit 1", async () => {
+      const result = await runCli(["doctor", "-c", config]);
+      assert.equal(result.code, 1, result.stdout);
+      assert.match(
+        result.stdout,
+        /FAIL {2}login: .*host key of 127\.0\.0\.1 is not known: run "ssh/,
+      );
+      assert.match(
+        result.stdout,
+        /job read-only[\s\S]*FAIL {2}destination writable: .*make the folder writable/,
+      );
+      assert.match(result.stdout, /job local \(local -> [\s\S]*ok {4}destination writable/);
+      assert.match(result.stderr, /^error: Cannot confirm every job will work/m);
+    });
+
+    await t.step("an unknown job name is a usage error", async () => {
+      const result = await runCli(["doctor", "-c", config, "--job", "nope"]);
+      assert.equal(result.code, 2);
+      assert.match(result.stderr, /no such job .*jobs: good, unknown-key, read-only, local/);
+    });
+    await Deno.remove(readOnly, { recursive: true });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+    await sshd.stop();
+  }
+});
+
+/** What a login session on the openssl-only server may run (no sha256sum, no shasum). */
+const SERVER_TOOLS = [
+  "sh",
+  "mkdir",
+  "rmdir",
+  "rm",
+  "mv",
+  "stat",
+  "mktemp",
+  "cat",
+  "tr",
+  "sync",
+  "chmod",
+  "df",
+  "awk",
+  "xargs",
+  "head",
+  "rsync",
+];
+
+Deno.test("a server whose only SHA-256 tool is openssl passes doctor and receives verified files; rsync's are not hashed again", async () => {
+  const bin = await Deno.makeTempDir({ prefix: "itx-openssl-only-" });
+  await Deno.chmod(bin, 0o755);
+  for (const tool of SERVER_TOOLS) {
+    await Deno.symlink(
+      await Deno.realPath(`/usr/bin/${tool}`).catch(() => `/bin/${tool}`),
+      join(bin, tool),
+    );
+  }
+  // openssl, counting the files it hashes (its arguments after `-r`).
+  const log = join(bin, "hashed");
+  await Deno.writeTextFile(log, "");
+  await Deno.chmod(log, 0o666);
+  await Deno.writeTextFile(
+    join(bin, "openssl"),
+    `#!/bin/sh\necho "$(($# - 3))" >>'${log}'\nexec /usr/bin/openssl "$@"\n`,
+  );
+  await Deno.chmod(join(bin, "openssl"), 0o755);
+  const filesHashed = async () => {
+    const counts = (await Deno.readTextFile(log)).split("\n").filter((line) => line !== "");
+    await Deno.writeTextFile(log, "");
+    return counts.reduce((sum, count) => sum + Number(count), 0);
+  };
+  const sshd = await startSshd({ sessionEnv: { PATH: bin } });
+  const dir = await Deno.makeTempDir({ prefix: "itx-doctor-openssl-" });
+  try {
+    for (const method of ["scp", "rsync"] as const) {
+      const dst = await sshd.makeRemoteDir();
+      const job = sshd.job({
+        transfer_method: method,
+        remote_base_path: dst,
+        verify_transfer: "checksum",
+        watch_path: dir,
+      });
+      const config = join(dir, `${method}.yaml`);
+      await Deno.writeTextFile(
+        config,
+        stringify({
+          jobs: [{
+            ...sshd.configKeys(),
+            name: method,
+            watch_path: dir,
+            transfer_method: method,
+            remote_base_path: dst,
+            verify_transfer: "checksum",
+          }],
+        }),
+      );
+      const result = await runCli(["doctor", "-c", config]);
+      assert.equal(result.code, 0, result.stdout + result.stderr);
+      assert.match(result.stdout, /ok {4}remote SHA-256: openssl dgst -sha256 -r/);
+
+      await filesHashed();
+      const runtime = await Deno.makeTempDir({ prefix: "itx-rt-" });
+      const transport = createTransport(job, runtime);
+      try {
+        const src = join(dir, `src-${method}`);
+        const items = [
+          await makeItem(src, "20240501/a.fits", randomBytes(70_000)),
+          await makeItem(src, "20240501/b c.fits", randomBytes(3 << 20)),
+        ];
+        const outcomes = await transport.send(items, new AbortController().signal);
+        assert.deepEqual(outcomes.map((o) => o.error?.message ?? null), [null, null]);
+        assert.deepEqual(await listFiles(dst), ["20240501/a.fits", "20240501/b c.fits"]);
+        for (const item of items) {
+          assert.equal(
+            await sha256OfFile(join(dst, ...item.destination.split("/"))),
+            await sha256OfFile(item.source),
+          );
+        }
+        // scp's copies are hashed on the server (one process for the folder's two copies);
+        // rsync checked its own with its whole-file checksum, and exited 0.
+        assert.equal(await filesHashed(), method === "scp" ? 2 : 0, method);
+      } finally {
+        await transport.close();
+        await Deno.remove(runtime, { recursive: true });
+      }
+    }
+  } finally {
+    await sshd.stop();
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(bin, { recursive: true });
+  }
+});

@@ -1,0 +1,161 @@
+/**
+ * The shared SSH connection is replaced, without a restart, when its master
+ * hangs, when its socket is left behind, and when the connection stops
+ * getting answers from the server; against a real OpenSSH server on loopback.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { createTransport } from "../../../src/transfer/factory.ts";
+import type { TransferItem, Transport } from "../../../src/transfer/transport.ts";
+import { randomBytes, sha256OfFile, waitFor } from "../../helpers/files.ts";
+import { startSshd, type TestSshd } from "../../helpers/sshd.ts";
+
+/** Write `data` as a source file and return the item sending it to `destination`. */
+async function makeItem(root: string, destination: string, data: Uint8Array) {
+  const source = join(root, ...destination.split("/"));
+  await Deno.mkdir(join(source, ".."), { recursive: true });
+  await Deno.writeFile(source, data);
+  const info = await Deno.stat(source);
+  return { source, destination, size: info.size, mtimeMs: info.mtime!.getTime() };
+}
+
+/** Send `items` and assert each arrived with the same bytes. */
+async function sendAndCheck(transport: Transport, dst: string, items: TransferItem[]) {
+  const outcomes = await transport.send(items, new AbortController().signal);
+  for (const outcome of outcomes) {
+    assert.equal(outcome.error, null, `${outcome.item.destination}: ${outcome.error?.message}`);
+    const copy = join(dst, ...outcome.item.destination.split("/"));
+    assert.equal(await sha256OfFile(copy), await sha256OfFile(outcome.item.source));
+  }
+}
+
+/** The one control socket in `runtime`. */
+function controlSocket(runtime: string): string {
+  const sockets = [...Deno.readDirSync(runtime)].filter((e) => e.name.startsWith("cm-"));
+  assert.equal(sockets.length, 1, "one control socket");
+  return join(runtime, sockets[0].name);
+}
+
+/** Process ids whose command line mentions `text`, zombies left out. */
+async function processesMentioning(text: string): Promise<number[]> {
+  const pids: number[] = [];
+  for await (const entry of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    const cmdline = await Deno.readTextFile(`/proc/${entry.name}/cmdline`).catch(() => "");
+    const stat = await Deno.readTextFile(`/proc/${entry.name}/stat`).catch(() => "");
+    if (cmdline.includes(text) && !/^\d+ \(.*\) Z/.test(stat)) pids.push(Number(entry.name));
+  }
+  return pids;
+}
+
+/** The master of `controlPath` (its process title names the socket). */
+async function masterOf(controlPath: string): Promise<number> {
+  const pids = await processesMentioning(`${controlPath} [mux]`);
+  assert.equal(pids.length, 1, `one master for ${controlPath}: ${pids}`);
+  return pids[0];
+}
+
+function alive(pid: number): boolean {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    return !/^\d+ \(.*\) Z/.test(stat);
+  } catch {
+    return false;
+  }
+}
+
+async function withTransport(
+  sshd: TestSshd,
+  method: "scp" | "rsync",
+  transferTimeoutS: number,
+  fn: (ctx: { src: string; dst: string; runtime: string; transport: Transport }) => Promise<void>,
+) {
+  const src = await Deno.makeTempDir({ prefix: "itx-src-" });
+  const runtime = await Deno.makeTempDir({ prefix: "itx-rt-" });
+  const dst = await sshd.makeRemoteDir();
+  const transport = createTransport(
+    sshd.job({
+      transfer_method: method,
+      remote_base_path: dst,
+      transfer_timeout_seconds: transferTimeoutS,
+    }),
+    runtime,
+  );
+  try {
+    await fn({ src, dst, runtime, transport });
+  } finally {
+    await transport.close();
+    await Deno.remove(src, { recursive: true });
+    await Deno.remove(runtime, { recursive: true });
+  }
+}
+
+for (const method of ["scp", "rsync"] as const) {
+  Deno.test(`${method}: the shared connection is replaced when it fails`, async (t) => {
+    const sshd = await startSshd();
+    try {
+      await t.step("a master that hangs is killed and a new one opened", async () => {
+        await withTransport(sshd, method, 120, async ({ src, dst, runtime, transport }) => {
+          await sendAndCheck(transport, dst, [await makeItem(src, "a/1.fits", randomBytes(1000))]);
+          const socket = controlSocket(runtime);
+          const hung = await masterOf(socket);
+          Deno.kill(hung, "SIGSTOP");
+          try {
+            // Without replacing it, the call would fail at the transfer timeout (120 s).
+            await sendAndCheck(transport, dst, [
+              await makeItem(src, "a/2.fits", randomBytes(1000)),
+            ]);
+            assert.equal(alive(hung), false, "the hung master was killed");
+            assert.notEqual(await masterOf(socket), hung);
+          } finally {
+            if (alive(hung)) Deno.kill(hung, "SIGKILL");
+          }
+        });
+      });
+
+      await t.step("a socket left by a killed master is replaced", async () => {
+        await withTransport(sshd, method, 120, async ({ src, dst, runtime, transport }) => {
+          await sendAndCheck(transport, dst, [await makeItem(src, "b/1.fits", randomBytes(1000))]);
+          const socket = controlSocket(runtime);
+          const old = await masterOf(socket);
+          Deno.kill(old, "SIGKILL");
+          await waitFor(() => !alive(old), 30_000, "the master gone");
+          assert.ok((await Deno.lstat(socket)).isSocket, "the dead master's socket is left");
+          await sendAndCheck(transport, dst, [await makeItem(src, "b/2.fits", randomBytes(1000))]);
+          assert.notEqual(await masterOf(socket), old);
+        });
+      });
+
+      await t.step(
+        "a connection the server stopped answering is replaced after a failed call",
+        async () => {
+          // A transfer timeout of 15 s: the call through the frozen connection ends with it, and
+          // a new connection has room to open on a busy machine.
+          await withTransport(sshd, method, 15, async ({ src, dst, runtime, transport }) => {
+            const first = await makeItem(src, "c/1.fits", randomBytes(1000));
+            await sendAndCheck(transport, dst, [first]);
+            const socket = controlSocket(runtime);
+            const old = await masterOf(socket);
+            // Freeze the server's side of this connection (it keeps listening for new ones).
+            const frozen = await sshd.sessionPids();
+            assert.ok(frozen.length > 0, "the server serves the connection");
+            for (const pid of frozen) Deno.kill(pid, "SIGSTOP");
+            try {
+              const second = await makeItem(src, "c/2.fits", randomBytes(1000));
+              const failed = await transport.send([second], new AbortController().signal);
+              assert.equal(failed[0].error?.kind, "retry", failed[0].error?.message);
+              assert.ok(alive(old), "the master has not noticed yet (keep-alives take ~60 s)");
+              // Through the frozen connection, the call would fail at the transfer timeout.
+              await sendAndCheck(transport, dst, [second]);
+              assert.notEqual(await masterOf(socket), old, "a new connection carried it");
+            } finally {
+              for (const pid of frozen) Deno.kill(pid, "SIGKILL");
+            }
+          });
+        },
+      );
+    } finally {
+      await sshd.stop();
+    }
+  });
+}

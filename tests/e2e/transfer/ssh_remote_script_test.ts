@@ -1,0 +1,575 @@
+/**
+ * The remote scripts (src/transfer/ssh/remote/*.sh with their generated lines),
+ * run for real under dash and bash in POSIX mode (the remote `sh` of most
+ * hosts), with each SHA-256 tool the remote side may have, and checked with
+ * shellcheck.
+ */
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { join } from "node:path";
+import { makeFoldersLines } from "../../../src/transfer/ssh/remote_folders.ts";
+import {
+  buildScript,
+  parseResults,
+  type RemoteScript,
+  resultsByIndex,
+  scriptFiles,
+} from "../../../src/transfer/ssh/remote_script.ts";
+import {
+  type FinishEntry,
+  finishLines,
+  type FinishPlan,
+} from "../../../src/transfer/ssh/finish.ts";
+import { shellQuote } from "../../../src/transfer/ssh/endpoint.ts";
+
+const sha = (text: string) => createHash("sha256").update(text).digest("hex");
+const exists = (path: string) => Deno.lstat(path).then(() => true, () => false);
+
+/** The tools the scripts use, besides the SHA-256 ones. */
+const TOOLS = [
+  "sh",
+  "mv",
+  "rm",
+  "stat",
+  "mktemp",
+  "cat",
+  "tr",
+  "mkdir",
+  "rmdir",
+  "sync",
+  "chmod",
+  "df",
+  "awk",
+  "xargs",
+  "head",
+];
+
+/** A folder of links to the scripts' tools plus `hashTools`, for a PATH with nothing else. */
+async function toolFolder(hashTools: string[]): Promise<string> {
+  const bin = await Deno.makeTempDir({ prefix: "itx-bin-" });
+  for (const tool of [...TOOLS, ...hashTools]) {
+    const target = await Deno.realPath(`/usr/bin/${tool}`).catch(() => `/bin/${tool}`);
+    await Deno.symlink(target, join(bin, tool));
+  }
+  return bin;
+}
+
+const ONLY_OPENSSL = await toolFolder(["openssl"]);
+const ONLY_SHA256SUM = await toolFolder(["sha256sum"]);
+const ONLY_SHASUM = await toolFolder(["shasum", "perl"]);
+const NO_HASH_TOOL = await toolFolder([]);
+globalThis.addEventListener("unload", () => {
+  for (const bin of [ONLY_OPENSSL, ONLY_SHA256SUM, ONLY_SHASUM, NO_HASH_TOOL]) {
+    Deno.removeSync(bin, { recursive: true });
+  }
+});
+
+/** Shells the scripts run under: each with the system's tools, or with one hash tool only. */
+const SHELLS = [
+  ["dash", "-s"],
+  ["bash", "--posix", "-s"],
+  ["env", `PATH=${ONLY_OPENSSL}`, "/bin/dash", "-s"],
+  ["env", `PATH=${ONLY_SHA256SUM}`, "/bin/dash", "-s"],
+  ["env", `PATH=${ONLY_SHASUM}`, "/bin/dash", "-s"],
+];
+
+/** Run `fn` once per shell of {@linkcode SHELLS}, each time in a fresh folder (removed after). */
+async function inEachShell(
+  prefix: string,
+  fn: (shell: string[], dir: string, where: string) => Promise<void>,
+): Promise<void> {
+  for (const shell of SHELLS) {
+    const dir = await Deno.makeTempDir({ prefix });
+    try {
+      await fn(shell, dir, shell.join(" "));
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  }
+}
+
+/** Run `script` under `shell` in `cwd` to a successful end; returns its stdout. */
+async function runShell(shell: string[], script: string, cwd: string): Promise<string> {
+  const child = new Deno.Command(shell[0], {
+    args: shell.slice(1),
+    cwd,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(script));
+  await writer.close();
+  const out = await child.output();
+  assert.ok(out.success, new TextDecoder().decode(out.stderr));
+  return new TextDecoder().decode(out.stdout);
+}
+
+/** Run `script` and return its results by index (word and detail). */
+async function run(shell: string[], script: RemoteScript, cwd: string) {
+  const results = parseResults(await runShell(shell, script.text, cwd), script.marker);
+  return {
+    results,
+    byIndex: new Map([...resultsByIndex(results)].map(([i, r]) => [i, r.word])),
+    details: resultsByIndex(results),
+  };
+}
+
+/** A finish plan with defaults. */
+function finishPlan(entries: FinishEntry[], options: Partial<FinishPlan> = {}): FinishPlan {
+  return { entries, remove: [], uploadFolders: [], spaceFolders: [], sync: false, ...options };
+}
+
+/** An entry for the copy `name` in `upload` (inside `folder`), holding `data`. */
+function entry(
+  index: number,
+  folder: string,
+  upload: string,
+  name: string,
+  data: string,
+  check: { size?: boolean; sha256?: string | null } = {},
+): FinishEntry {
+  return {
+    index,
+    tempPath: join(folder, upload, name),
+    finalPath: join(folder, name),
+    expectedSize: check.size === false ? null : new TextEncoder().encode(data).length,
+    expectedSha256: check.sha256 === undefined ? sha(data) : check.sha256,
+    dropWrite: false,
+  };
+}
+
+const HOSTILE = [
+  "plain",
+  "with space",
+  "it's",
+  'say "hi"',
+  "$(touch CANARY)",
+  "`touch CANARY`",
+  "a;touch CANARY",
+  "-n",
+  "--",
+  "new\nline",
+  "trailing newline\n",
+  "star*",
+  "back\\slash\\n",
+  "tab\there",
+  "caf\u00e9 cafe\u0301",
+  "ITX000000 renamed 0",
+  "'",
+  "''",
+  "",
+];
+
+Deno.test("shellQuote keeps every string byte-exact in dash and bash", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "itx-quote-" });
+  try {
+    for (const shell of SHELLS.slice(0, 2)) {
+      for (const value of HOSTILE) {
+        const out = await runShell(shell, `printf '%s' ${shellQuote(value)}`, dir);
+        assert.equal(out, value, `${shell[0]}: ${JSON.stringify(value)}`);
+      }
+      assert.deepEqual([...Deno.readDirSync(dir)], [], "no command ran");
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("every remote script file passes shellcheck, alone and as sent with hostile data", async () => {
+  // As sent, a script holds prologue helpers it does not call (SC2317: "unreachable"), and
+  // hostile names in single quotes, which is the point (SC2016: "expressions don't expand").
+  const check = async (name: string, text: string, exclude: string[] = []) => {
+    const child = new Deno.Command("shellcheck", {
+      args: ["--shell=sh", "--severity=style", ...exclude.map((code) => `--exclude=${code}`), "-"],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(text));
+    await writer.close();
+    const out = await child.output();
+    const report = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 0, `shellcheck ${name} (apt-get install shellcheck):\n${report}`);
+  };
+  const files = scriptFiles();
+  // Every file in remote/ is embedded (and so checked here).
+  const folder = new URL("../../../src/transfer/ssh/remote/", import.meta.url);
+  const onDisk = [];
+  for await (const entry of Deno.readDir(folder)) onDisk.push(entry.name);
+  assert.deepEqual(Object.keys(files).sort(), onDisk.sort());
+  assert.ok(onDisk.length >= 6, "prologue, make_folders, finish, probe, sizes, disk_space");
+  for (const [name, text] of Object.entries(files)) await check(name, text);
+  const night = "/data/night $(x) 'q'\n-n";
+  const upload = ".incoming-abc-def.image-transfer-partial";
+  await check(
+    "make_folders as sent",
+    buildScript(
+      "make_folders",
+      makeFoldersLines("/data", [
+        { folder: night, uploadName: upload, sweepPrefix: ".incoming-abc-" },
+        { folder: "/data", uploadName: upload, sweepPrefix: null },
+      ]),
+    ).text,
+    ["SC2317", "SC2016"],
+  );
+  const entries = HOSTILE.filter((name) => name !== "").map((name, i) =>
+    entry(i, night, upload, name, `data ${i}`, { sha256: i % 2 ? null : sha(name) })
+  );
+  await check(
+    "finish as sent",
+    buildScript(
+      "finish",
+      finishLines(finishPlan(entries, {
+        remove: [`${night}/${upload}/x`],
+        uploadFolders: [`${night}/${upload}`],
+        spaceFolders: [night],
+        sync: true,
+      })),
+    ).text,
+    ["SC2317", "SC2016"],
+  );
+});
+
+Deno.test("make_folders creates hostile folders and private upload folders, and reports the ones it cannot", async () => {
+  await inEachShell("itx-mkdir-", async (shell, dir, where) => {
+    await Deno.writeTextFile(join(dir, "file"), "");
+    const base = join(dir, "base $(touch CANARY)");
+    const folders = [
+      join(base, "a/$(touch CANARY)/new\nline"),
+      join(base, "-x y"),
+      join(base, "file/sub"),
+      join(base, "a"),
+      base,
+    ];
+    await Deno.mkdir(base);
+    await Deno.writeTextFile(join(base, "file"), "");
+    const specs = folders.map((folder) => ({ folder, uploadName: ".up 'x'", sweepPrefix: null }));
+    const { byIndex, details } = await run(
+      shell,
+      buildScript("make_folders", makeFoldersLines(base, specs)),
+      dir,
+    );
+    for (const i of [0, 1, 3, 4]) {
+      const info = await Deno.lstat(join(folders[i], ".up 'x'"));
+      assert.ok(info.isDirectory, `${where}: ${folders[i]}`);
+      assert.equal(info.mode! & 0o777, 0o700, "nobody else can put anything in it");
+    }
+    assert.deepEqual([...byIndex], [[2, "folder-failed"]], where);
+    assert.match(details.get(2)!.detail, /Not a directory/);
+    assert.equal(await exists(join(dir, "CANARY")), false);
+  });
+});
+
+Deno.test("make_folders: an existing upload folder name or a link on the way fails, nothing written through it", async () => {
+  await inEachShell("itx-mkdir-links-", async (shell, dir, where) => {
+    const base = join(dir, "base");
+    const elsewhere = join(dir, "elsewhere");
+    await Deno.mkdir(join(base, "night"), { recursive: true });
+    await Deno.mkdir(elsewhere);
+    // A link planted as a night folder, one planted under the upload folder's name, one
+    // dangling, and a plain folder already there.
+    await Deno.symlink(elsewhere, join(base, "linked"));
+    await Deno.symlink(elsewhere, join(base, "night", ".up-1"));
+    await Deno.symlink(join(elsewhere, "new"), join(base, "night", ".up-2"));
+    await Deno.mkdir(join(base, "night", ".up-3"));
+    const night = join(base, "night");
+    const specs = [
+      { folder: join(base, "linked", "sub"), uploadName: ".up", sweepPrefix: null },
+      { folder: night, uploadName: ".up-1", sweepPrefix: null },
+      { folder: night, uploadName: ".up-2", sweepPrefix: null },
+      { folder: night, uploadName: ".up-3", sweepPrefix: null },
+    ];
+    const { byIndex, details } = await run(
+      shell,
+      buildScript("make_folders", makeFoldersLines(base, specs)),
+      dir,
+    );
+    assert.deepEqual([...byIndex].sort(), [
+      [0, "folder-is-link"],
+      [1, "folder-failed"],
+      [2, "folder-failed"],
+      [3, "folder-failed"],
+    ], where);
+    for (const i of [1, 2, 3]) assert.match(details.get(i)!.detail, /File exists/);
+    assert.deepEqual([...Deno.readDirSync(elsewhere)], [], "nothing was created through a link");
+  });
+});
+
+Deno.test("make_folders sweeps this daemon's leftover upload folders and nothing else", async () => {
+  await inEachShell("itx-sweep-", async (shell, dir, where) => {
+    const night = join(dir, "night $(touch CANARY)");
+    const victim = join(dir, "victim");
+    await Deno.mkdir(victim);
+    await Deno.writeTextFile(join(victim, "keep"), "x");
+    const ours = [
+      ".incoming-abc-1.image-transfer-partial",
+      ".incoming-abc-2.image-transfer-partial",
+    ];
+    await Deno.mkdir(join(night, ours[0], "deep"), { recursive: true });
+    await Deno.writeTextFile(join(night, ours[0], "deep", "leftover"), "x");
+    await Deno.symlink(victim, join(night, ours[1]));
+    const others = [".incoming-def-1.image-transfer-partial", "a.fits", ".incoming-abc-1"];
+    for (const name of others) await Deno.writeTextFile(join(night, name), "y");
+    const upload = ".incoming-abc-3.image-transfer-partial";
+    const { results } = await run(
+      shell,
+      buildScript(
+        "make_folders",
+        makeFoldersLines(dir, [{
+          folder: night,
+          uploadName: upload,
+          sweepPrefix: ".incoming-abc-",
+        }]),
+      ),
+      dir,
+    );
+    assert.deepEqual(results, [], where);
+    assert.deepEqual(
+      [...Deno.readDirSync(night)].map((e) => e.name).sort(),
+      [...others, upload].sort(),
+    );
+    assert.equal(await Deno.readTextFile(join(victim, "keep")), "x", "a link is removed");
+    assert.equal(await exists(join(dir, "CANARY")), false);
+  });
+});
+
+Deno.test("finish verifies size and SHA-256, renames the good copies, removes bad ones and the upload folder", async () => {
+  await inEachShell("itx-finish-", async (shell, dir, where) => {
+    const up = ".up 'x'";
+    const upload = join(dir, up);
+    await Deno.mkdir(upload);
+    const names = [
+      "ok $(touch CANARY)",
+      "short",
+      "bad-sum",
+      "missing",
+      "is-folder",
+      "new\nline -n",
+      "back\\slash",
+      "-n",
+    ];
+    const entries = names.map((name, i) => entry(i, dir, up, name, `data ${name}`));
+    for (const name of names) await Deno.writeTextFile(join(upload, name), `data ${name}`);
+    await Deno.writeTextFile(join(upload, "short"), "da");
+    entries[2].expectedSha256 = sha("something else");
+    await Deno.remove(join(upload, "missing"));
+    await Deno.mkdir(join(dir, "is-folder"));
+    await Deno.writeTextFile(join(dir, "ok $(touch CANARY)"), "old final");
+    await Deno.writeTextFile(join(upload, "failed before"), "x");
+    const plan = finishPlan(entries, {
+      remove: [join(upload, "failed before")],
+      uploadFolders: [upload],
+    });
+    const { byIndex, details } = await run(shell, buildScript("finish", finishLines(plan)), dir);
+    assert.deepEqual([...byIndex].sort(), [
+      [0, "renamed"],
+      [1, "size-differs"],
+      [2, "checksum-differs"],
+      [3, "missing"],
+      [4, "final-is-folder"],
+      [5, "renamed"],
+      [6, "renamed"],
+      [7, "renamed"],
+    ], where);
+    assert.equal(details.get(1)!.detail, "2");
+    assert.equal(details.get(2)!.detail, sha("data bad-sum"));
+    for (const i of [0, 5, 6, 7]) {
+      assert.equal(await Deno.readTextFile(join(dir, names[i])), `data ${names[i]}`, where);
+    }
+    assert.deepEqual(
+      [...Deno.readDirSync(dir)].map((e) => e.name).sort(),
+      ["-n", "back\\slash", "is-folder", "new\nline -n", "ok $(touch CANARY)"],
+      `${where}: the upload folder is gone with what was left in it`,
+    );
+  });
+});
+
+Deno.test("finish hashes a folder's copies with one process and cannot be misled by its output", async () => {
+  await inEachShell("itx-finish-hash-", async (shell, dir, where) => {
+    const up = ".up";
+    await Deno.mkdir(join(dir, up));
+    const copies: { name: string; data: string; expected?: string; remove?: boolean }[] = [
+      // Hashed on its own (a hash tool would print its name escaped).
+      { name: "new\nline.fits", data: "data d" },
+      { name: "a.fits", data: "data a" },
+      // Listed for the folder's hash process, but gone: its line is missing.
+      { name: "gone.fits", data: "data gone", remove: true },
+      // Pattern characters in a name are data.
+      { name: "b *.fits", data: "data b" },
+      { name: "c.fits", data: "data c", expected: "data a" },
+      { name: "d.fits", data: "data d" },
+    ];
+    const entries = copies.map((c, i) =>
+      entry(i, dir, up, c.name, c.data, { size: false, sha256: sha(c.expected ?? c.data) })
+    );
+    for (const c of copies) {
+      if (!c.remove) await Deno.writeTextFile(join(dir, up, c.name), c.data);
+    }
+    const lines = finishLines(finishPlan(entries));
+    assert.equal(lines.filter((line) => line.startsWith("begin_folder")).length, 1);
+    const { byIndex } = await run(shell, buildScript("finish", lines), dir);
+    assert.deepEqual([...byIndex].sort(), [
+      [0, "renamed"],
+      [1, "renamed"],
+      [2, "missing"],
+      [3, "renamed"],
+      [4, "checksum-differs"],
+      [5, "renamed"],
+    ], where);
+    for (const c of copies.filter((c) => !c.remove && !c.expected)) {
+      assert.equal(await Deno.readTextFile(join(dir, c.name)), c.data, `${where}: ${c.name}`);
+    }
+  });
+});
+
+Deno.test("finish runs the hash tool once per folder, plus once per copy whose name it would escape", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "itx-finish-count-" });
+  try {
+    const bin = join(dir, "bin");
+    await Deno.mkdir(bin);
+    await Deno.writeTextFile(
+      join(bin, "openssl"),
+      `#!/bin/sh\necho "$#" >>'${dir}/calls'\nexec /usr/bin/openssl "$@"\n`,
+    );
+    await Deno.chmod(join(bin, "openssl"), 0o755);
+    const entries: FinishEntry[] = [];
+    for (const [f, folder] of ["night 1", "night 2"].entries()) {
+      await Deno.mkdir(join(dir, folder, ".up"), { recursive: true });
+      for (const [i, name] of ["a", "b", "c", "d\\e"].entries()) {
+        await Deno.writeTextFile(join(dir, folder, ".up", name), `${folder} ${name}`);
+        entries.push(entry(f * 10 + i, join(dir, folder), ".up", name, `${folder} ${name}`));
+      }
+    }
+    const shell = ["env", `PATH=${bin}:/usr/bin:/bin`, "/bin/dash", "-s"];
+    const { byIndex } = await run(
+      shell,
+      buildScript("finish", finishLines(finishPlan(entries))),
+      dir,
+    );
+    assert.deepEqual([...byIndex.values()], entries.map(() => "renamed"));
+    // The tool check (3 words), a folder's three names (+3 words) twice, each "d\\e" alone.
+    const calls = (await Deno.readTextFile(join(dir, "calls"))).trim().split("\n");
+    assert.deepEqual(calls.sort(), ["3", "3", "3", "6", "6"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("finish without a SHA-256 tool reports it; size checks and no checks still work", async () => {
+  const shell = ["env", `PATH=${NO_HASH_TOOL}`, "/bin/dash", "-s"];
+  const dir = await Deno.makeTempDir({ prefix: "itx-finish-nohash-" });
+  try {
+    await Deno.mkdir(join(dir, ".up"));
+    for (const name of ["a", "b", "c"]) await Deno.writeTextFile(join(dir, ".up", name), "12345");
+    const entries = [
+      entry(0, dir, ".up", "a", "12345"),
+      entry(1, dir, ".up", "b", "12345", { sha256: null }),
+      entry(2, dir, ".up", "c", "12345", { size: false, sha256: null }),
+      entry(3, dir, ".up", "gone", "1", { sha256: null }),
+    ];
+    const { byIndex } = await run(
+      shell,
+      buildScript("finish", finishLines(finishPlan(entries))),
+      dir,
+    );
+    assert.deepEqual([...byIndex].sort(), [
+      [0, "no-hash-tool"],
+      [1, "renamed"],
+      [2, "renamed"],
+      [3, "missing"],
+    ]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("finish replaces a link under the final name, never delivers a copy that is a link, drops group and other write", async () => {
+  await inEachShell("itx-finish-links-", async (shell, dir, where) => {
+    const victim = join(dir, "victim");
+    await Deno.writeTextFile(victim, "keep me");
+    await Deno.chmod(victim, 0o600);
+    await Deno.mkdir(join(dir, ".up"));
+    await Deno.writeTextFile(join(dir, ".up", "public.fits"), "data public");
+    await Deno.chmod(join(dir, ".up", "public.fits"), 0o664);
+    await Deno.symlink(victim, join(dir, "public.fits"));
+    await Deno.symlink(victim, join(dir, ".up", "link.fits"));
+    const entries = [
+      { ...entry(0, dir, ".up", "public.fits", "data public"), dropWrite: true },
+      entry(1, dir, ".up", "link.fits", "keep me"),
+    ];
+    const { byIndex } = await run(
+      shell,
+      buildScript("finish", finishLines(finishPlan(entries))),
+      dir,
+    );
+    assert.deepEqual([...byIndex].sort(), [[0, "renamed"], [1, "missing"]], where);
+    const info = await Deno.lstat(join(dir, "public.fits"));
+    assert.ok(info.isFile);
+    assert.equal(info.mode! & 0o777, 0o644);
+    assert.equal(await exists(join(dir, "link.fits")), false);
+    assert.equal(await Deno.readTextFile(victim), "keep me");
+    assert.equal((await Deno.stat(victim)).mode! & 0o777, 0o600);
+  });
+});
+
+Deno.test("finish reports the room left in the folders asked about, and result lines need the marker", async () => {
+  await inEachShell("itx-finish-space-", async (shell, dir, where) => {
+    await Deno.mkdir(join(dir, "it's"));
+    const script = buildScript(
+      "finish",
+      finishLines(finishPlan([], { spaceFolders: [join(dir, "it's"), dir] })),
+    );
+    const { results } = await run(shell, script, dir);
+    assert.deepEqual(results.map((r) => r.word), ["space-left", "space-left"], where);
+    assert.match(results[1].detail, /^1 [1-9]\d*$/);
+  });
+  const marker = "ITXabc";
+  const out = `ITX000000 renamed 0\n${marker} size-differs 1 10\nnoise from .bashrc\n` +
+    `${marker} rename-failed 2 mv: cannot move\n`;
+  assert.deepEqual([...resultsByIndex(parseResults(out, marker))], [
+    [1, { word: "size-differs", detail: "10" }],
+    [2, { word: "rename-failed", detail: "mv: cannot move" }],
+  ]);
+});
+
+Deno.test("finish flushes the file system before the renames and after them, only with remote_sync", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "itx-sync-" });
+  try {
+    // A `sync` that records its arguments and whether the final name exists yet.
+    const shim = join(dir, "shim");
+    await Deno.mkdir(shim);
+    await Deno.writeTextFile(
+      join(shim, "sync"),
+      '#!/bin/sh\n{ printf \'%s|\' "$*"; [ -e "$FINAL" ] && echo final || echo none; } >>"$LOG"\n',
+    );
+    await Deno.chmod(join(shim, "sync"), 0o755);
+    const night = join(dir, "night 'x'");
+    const log = join(dir, "sync.log");
+    for (const sync of [true, false]) {
+      await Deno.mkdir(join(night, ".up"), { recursive: true });
+      await Deno.writeTextFile(join(night, ".up", "a.fits"), "12345");
+      const final = join(night, "a.fits");
+      const shell = ["env", `PATH=${shim}:/usr/bin:/bin`, `LOG=${log}`, `FINAL=${final}`];
+      const plan = finishPlan([entry(0, night, ".up", "a.fits", "12345", { sha256: null })], {
+        sync,
+      });
+      const { byIndex } = await run(
+        [...shell, "/bin/dash", "-s"],
+        buildScript("finish", finishLines(plan)),
+        dir,
+      );
+      assert.deepEqual([...byIndex], [[0, "renamed"]]);
+      const flushes = await Deno.readTextFile(log).catch(() => "");
+      assert.deepEqual(
+        flushes.trim().split("\n").filter((line) => line !== ""),
+        sync ? [`-f -- ${night}|none`, `-f -- ${night}|final`] : [],
+      );
+      await Deno.remove(night, { recursive: true });
+      await Deno.remove(log).catch(() => {});
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -1,0 +1,559 @@
+/**
+ * The scp and rsync transports against a real OpenSSH server on loopback.
+ * One server for the whole file; each case gets fresh folders.
+ */
+import assert from "node:assert/strict";
+import { basename, dirname, join } from "node:path";
+import type { JobConfig } from "../../../src/config/types.ts";
+import { createTransport } from "../../../src/transfer/factory.ts";
+import { isTempName, uploadFolderName, uploadOwner } from "../../../src/transfer/temp_name.ts";
+import type { TransferItem, TransferOutcome, Transport } from "../../../src/transfer/transport.ts";
+import {
+  listFiles,
+  listFolders,
+  randomBytes,
+  sha256OfFile as sha256,
+  waitFor,
+} from "../../helpers/files.ts";
+import { processEnded } from "../../helpers/processes.ts";
+import { startSshd, type TestSshd } from "../../helpers/sshd.ts";
+
+type Method = "scp" | "rsync";
+
+/** Write a source file and return the item that sends it to `destination`. */
+async function makeItem(
+  root: string,
+  destination: string,
+  data: Uint8Array,
+  sourceName = destination,
+): Promise<TransferItem> {
+  const source = join(root, ...sourceName.split("/"));
+  await Deno.mkdir(dirname(source), { recursive: true });
+  await Deno.writeFile(source, data);
+  return await itemFor(source, destination);
+}
+
+async function itemFor(source: string, destination: string): Promise<TransferItem> {
+  const info = await Deno.stat(source);
+  return { source, destination, size: info.size, mtimeMs: info.mtime!.getTime() };
+}
+
+/** Assert every item arrived byte-exact and nothing else exists at `base`. */
+async function assertDelivered(base: string, items: TransferItem[]): Promise<void> {
+  const found = await listFiles(base);
+  assert.deepEqual(found, items.map((item) => item.destination).sort());
+  const temporary = (await listFolders(base)).filter((rel) => rel.split("/").some(isTempName));
+  assert.deepEqual(temporary, [], "no temporary folder is left");
+  for (const item of items) {
+    const remote = join(base, ...item.destination.split("/"));
+    assert.ok((await Deno.lstat(remote)).isFile, `${item.destination} is a regular file`);
+    assert.equal(await sha256(remote), await sha256(item.source), `bytes of ${item.destination}`);
+  }
+}
+
+function assertAllOk(outcomes: TransferOutcome[], items: TransferItem[]): void {
+  assert.equal(outcomes.length, items.length);
+  outcomes.forEach((outcome, i) => {
+    assert.equal(outcome.item, items[i]);
+    assert.equal(outcome.error, null, `${items[i].destination}: ${outcome.error?.message}`);
+  });
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Run `fn` with a fresh source folder, destination folder and transport. */
+async function withTransport(
+  sshd: TestSshd,
+  method: Method,
+  overrides: Partial<JobConfig>,
+  fn: (ctx: { src: string; dst: string; transport: Transport; runtime: string }) => Promise<void>,
+): Promise<void> {
+  const src = await Deno.makeTempDir({ prefix: "itx-src-" });
+  const runtime = await Deno.makeTempDir({ prefix: "itx-rt-" });
+  const dst = await sshd.makeRemoteDir();
+  const transport = createTransport(
+    sshd.job({ transfer_method: method, remote_base_path: dst, ...overrides }),
+    runtime,
+  );
+  try {
+    await fn({ src, dst, transport, runtime });
+  } finally {
+    await transport.close();
+    await Deno.remove(src, { recursive: true });
+    await Deno.remove(runtime, { recursive: true });
+  }
+}
+
+const never = new AbortController().signal;
+
+/** Names that break anything that treats them as shell text or options. */
+function hostileNames(canary: string): string[] {
+  return [
+    "with space.fits",
+    "it's.fits",
+    'say "hi".fits',
+    `$(touch ${canary}).fits`,
+    `\`touch ${canary}\`.fits`,
+    "a;touch b.fits",
+    "-leading-dash.fits",
+    "#hash-first.fits",
+    ";semicolon-first.fits",
+    "--rsync-path=evil.fits",
+    "new\nline.fits",
+    "star*.fits",
+    "back\\slash.fits",
+    "tab\there.fits",
+    "100%C.fits",
+    "caf\u00e9-nfc.fits",
+    "cafe\u0301-nfd.fits",
+    `${"long-".repeat(48)}.fits`,
+    "ITX0 K 0.fits",
+  ];
+}
+
+for (const method of ["scp", "rsync"] as const) {
+  Deno.test(`${method} transport against a real OpenSSH server`, async (t) => {
+    const sshd = await startSshd();
+    try {
+      await t.step(
+        "a burst of 300 files in nested folders arrives byte-exact, no temps",
+        async () => {
+          await withTransport(sshd, method, {}, async ({ src, dst, transport }) => {
+            const items: TransferItem[] = [];
+            for (let i = 0; i < 300; i++) {
+              // Half in one folder (scp splits it into calls side by side), half spread out.
+              const destination = i % 2 === 0
+                ? `20240315/frame_${i}.fits`
+                : `20240315/set${i % 7}/sub${i % 3}/frame_${i}.fits`;
+              items.push(await makeItem(src, destination, randomBytes(1000 + (i * 397) % 30000)));
+            }
+            const started = performance.now();
+            const outcomes: TransferOutcome[] = [];
+            for (let i = 0; i < items.length; i += transport.maxBatchFiles) {
+              outcomes.push(
+                ...await transport.send(items.slice(i, i + transport.maxBatchFiles), never),
+              );
+            }
+            const elapsedMs = performance.now() - started;
+            assertAllOk(outcomes, items);
+            await assertDelivered(dst, items);
+            console.log(`${method}: 300 files in ${Math.round(elapsedMs)} ms`);
+          });
+        },
+      );
+
+      await t.step(
+        "concurrent sends on one transport share the connection and all arrive",
+        async () => {
+          await withTransport(sshd, method, {}, async ({ src, dst, transport, runtime }) => {
+            const batches: TransferItem[][] = [[], [], []];
+            for (let i = 0; i < 60; i++) {
+              batches[i % 3].push(
+                await makeItem(src, `20240327/c${i % 3}/f${i}.fits`, randomBytes(2000 + i)),
+              );
+            }
+            const results = await Promise.all(batches.map((batch) => transport.send(batch, never)));
+            results.forEach((outcomes, i) => assertAllOk(outcomes, batches[i]));
+            await assertDelivered(dst, batches.flat());
+            const sockets = [...Deno.readDirSync(runtime)].filter((e) => e.name.startsWith("cm-"));
+            assert.equal(sockets.length, 1);
+          });
+        },
+      );
+
+      await t.step(
+        "many concurrent batches over many folders stay within the server's MaxSessions",
+        async () => {
+          // The test server keeps OpenSSH's default MaxSessions 10: 12 batches of 3
+          // folders at once would want 12 × 3 sessions over the shared connection.
+          await withTransport(sshd, method, {}, async ({ src, dst, transport }) => {
+            const batches: TransferItem[][] = [];
+            for (let b = 0; b < 12; b++) {
+              const batch: TransferItem[] = [];
+              for (let f = 0; f < 3; f++) {
+                batch.push(await makeItem(src, `20240328/b${b}/f${f}/x.fits`, randomBytes(5000)));
+              }
+              batches.push(batch);
+            }
+            const loginsBefore = await sshd.logins();
+            const results = await Promise.all(batches.map((batch) => transport.send(batch, never)));
+            results.forEach((outcomes, i) => assertAllOk(outcomes, batches[i]));
+            await assertDelivered(dst, batches.flat());
+            // Past MaxSessions, ssh would fall back to a new login per call.
+            assert.equal(await sshd.logins() - loginsBefore, 1, "one login: the shared connection");
+          });
+        },
+      );
+
+      await t.step("hostile names arrive under the same names and run no command", async () => {
+        const canary = `itx-canary-${method}-${crypto.randomUUID().slice(0, 8)}`;
+        await withTransport(
+          sshd,
+          method,
+          { verify_transfer: "checksum", compression: true },
+          async ({ src, dst, transport }) => {
+            const names = hostileNames(canary);
+            const items: TransferItem[] = [];
+            for (const [i, name] of names.entries()) {
+              // Hostile folder names too, and hostile source names.
+              const folder = i % 2 === 0 ? "20240316" : `20240316/$(touch ${canary}) 'dir'`;
+              items.push(await makeItem(src, `${folder}/${name}`, randomBytes(100 + i)));
+            }
+            const outcomes = await transport.send(items, never);
+            assertAllOk(outcomes, items);
+            await assertDelivered(dst, items);
+            const names16 = (await listFiles(dst)).map((p) => p.split("/").at(-1)!);
+            assert.ok(
+              names16.includes("caf\u00e9-nfc.fits") && names16.includes("cafe\u0301-nfd.fits"),
+            );
+            for (const place of [Deno.cwd(), "/home/itx-test", "/tmp", "/", dst, src]) {
+              assert.equal(await exists(join(place, canary)), false, `canary in ${place}`);
+            }
+          },
+        );
+      });
+
+      await t.step("a 200 MB file arrives with checksum verification", async () => {
+        await withTransport(
+          sshd,
+          method,
+          { verify_transfer: "checksum" },
+          async ({ src, dst, transport }) => {
+            const path = join(src, "big.fits");
+            {
+              using file = await Deno.open(path, { write: true, create: true });
+              const block = randomBytes(1 << 20);
+              for (let i = 0; i < 200; i++) {
+                block[0] = i;
+                await file.write(block);
+              }
+            }
+            const item = await itemFor(path, "20240317/big.fits");
+            const outcomes = await transport.send([item], never);
+            assertAllOk(outcomes, [item]);
+            await assertDelivered(dst, [item]);
+          },
+        );
+      });
+
+      await t.step(
+        "a big file with a hostile name arrives with checksum verification, beside small ones",
+        async () => {
+          await withTransport(
+            sshd,
+            method,
+            { verify_transfer: "checksum" },
+            async ({ src, dst, transport }) => {
+              // 70 MiB, read remotely by the hash tool: hostile names must reach it intact.
+              const bigName = "-big $(touch x) 'q' \\ caf\u00e9\nline.fits";
+              const bigPath = join(src, bigName);
+              {
+                using file = await Deno.open(bigPath, { write: true, create: true });
+                const block = randomBytes(1 << 20);
+                for (let i = 0; i < 70; i++) {
+                  block[1] = i;
+                  await file.write(block);
+                }
+              }
+              await Deno.writeFile(join(src, "small.fits"), randomBytes(5000));
+              const items = [
+                await itemFor(bigPath, `20240318/sub dir/${bigName}`),
+                await itemFor(join(src, "small.fits"), "20240318/sub dir/small.fits"),
+              ];
+              const outcomes = await transport.send(items, never);
+              assertAllOk(outcomes, items);
+              await assertDelivered(dst, items);
+            },
+          );
+        },
+      );
+
+      await t.step("an unknown host key is fatal and says what to do", async () => {
+        const emptyKnownHosts = join(sshd.dir, `empty_known_hosts_${method}`);
+        await Deno.writeTextFile(emptyKnownHosts, "");
+        await withTransport(sshd, method, {
+          ssh_options: [`UserKnownHostsFile=${emptyKnownHosts}`, "GlobalKnownHostsFile=/dev/null"],
+        }, async ({ src, dst, transport }) => {
+          const items = [
+            await makeItem(src, "n/a.fits", randomBytes(10)),
+            await makeItem(src, "n/b.fits", randomBytes(10)),
+          ];
+          const outcomes = await transport.send(items, never);
+          for (const outcome of outcomes) {
+            assert.equal(outcome.error?.kind, "fatal");
+            assert.match(outcome.error!.message, /host key of 127\.0\.0\.1 is not known/);
+            assert.match(outcome.error!.message, /once to accept the host key/);
+            assert.match(outcome.error!.message, /ssh-keyscan -p \d+ 127\.0\.0\.1/);
+          }
+          assert.deepEqual(await listFiles(dst), []);
+        });
+      });
+
+      await t.step(
+        "a read-only remote folder is retry-later, then succeeds once writable",
+        async () => {
+          await withTransport(sshd, method, {}, async ({ src, dst, transport }) => {
+            await Deno.chown(dst, 0, 0);
+            await Deno.chmod(dst, 0o755);
+            const items = [
+              await makeItem(src, "20240318/a.fits", randomBytes(1000)),
+              await makeItem(src, "20240318/b.fits", randomBytes(2000)),
+            ];
+            const failed = await transport.send(items, never);
+            for (const outcome of failed) {
+              assert.equal(outcome.error?.kind, "retry-later", outcome.error?.message);
+              assert.match(outcome.error!.message, /permission denied/i);
+              assert.match(outcome.error!.message, /fix the owner or permissions/);
+            }
+            await Deno.chown(dst, sshd.uid, sshd.gid);
+            assertAllOk(await transport.send(items, never), items);
+            await assertDelivered(dst, items);
+          });
+        },
+      );
+
+      await t.step("vanished and changed sources fail alone; the others arrive", async () => {
+        await withTransport(sshd, method, {}, async ({ src, dst, transport }) => {
+          const good1 = await makeItem(src, "20240319/good1.fits", randomBytes(5000));
+          const vanished = await makeItem(src, "20240319/vanished.fits", randomBytes(5000));
+          const changed = await makeItem(src, "20240319/changed.fits", randomBytes(5000));
+          const good2 = await makeItem(src, "20240319/good2.fits", randomBytes(5000));
+          await Deno.remove(vanished.source);
+          await Deno.writeFile(changed.source, randomBytes(10), { append: true });
+          const outcomes = await transport.send([good1, vanished, changed, good2], never);
+          assert.equal(outcomes[0].error, null);
+          assert.equal(outcomes[3].error, null);
+          assert.equal(outcomes[1].error?.kind, "retry");
+          assert.match(outcomes[1].error!.message, /vanished/);
+          assert.equal(outcomes[2].error?.kind, "retry");
+          assert.match(outcomes[2].error!.message, /changed/);
+          await assertDelivered(dst, [good1, good2]);
+        });
+      });
+
+      await t.step("a source changed during the upload is not renamed into place", async () => {
+        await withTransport(sshd, method, {}, async ({ src, dst, transport }) => {
+          const path = join(src, "growing.fits");
+          await Deno.writeFile(path, new Uint8Array());
+          await Deno.truncate(path, 300 << 20);
+          const item = await itemFor(path, "20240320/growing.fits");
+          const appending = (async () => {
+            await new Promise((resolve) => setTimeout(resolve, 300));
+            await Deno.writeFile(path, new Uint8Array([1, 2, 3]), { append: true });
+          })();
+          const [outcome] = await transport.send([item], never);
+          await appending;
+          assert.equal(outcome.error?.kind, "retry");
+          assert.match(outcome.error!.message, /changed/);
+          assert.deepEqual(await listFiles(dst), []);
+        });
+      });
+
+      await t.step(
+        "transfer_timeout_seconds kills a stuck transfer; no partial final file",
+        async () => {
+          await withTransport(
+            sshd,
+            method,
+            { transfer_timeout_seconds: 1.5 },
+            async ({ src, dst, transport }) => {
+              // 2 GiB of zeros, sparse on disk: takes several seconds over ssh.
+              const path = join(src, "huge.fits");
+              await Deno.writeFile(path, new Uint8Array());
+              await Deno.truncate(path, 2 * 2 ** 30);
+              const item = await itemFor(path, "20240321/huge.fits");
+              const [outcome] = await transport.send([item], never);
+              assert.equal(outcome.error?.kind, "retry");
+              assert.match(outcome.error!.message, /timed out/);
+              assert.equal(await exists(join(dst, "20240321", "huge.fits")), false);
+              const left = (await exists(join(dst, "20240321"))) ? await listFiles(dst) : [];
+              assert.ok(
+                left.every((rel) => rel.split("/").some(isTempName)),
+                left.join(", "),
+              );
+            },
+          );
+        },
+      );
+
+      await t.step(
+        "an abort stops the upload, throws the reason, leaves no final file",
+        async () => {
+          await withTransport(sshd, method, {}, async ({ src, dst, transport }) => {
+            const path = join(src, "huge.fits");
+            await Deno.writeFile(path, new Uint8Array());
+            await Deno.truncate(path, 2 * 2 ** 30);
+            const item = await itemFor(path, "20240326/huge.fits");
+            const controller = new AbortController();
+            const reason = new Error("shutting down");
+            setTimeout(() => controller.abort(reason), 1000);
+            const error = await transport.send([item], controller.signal).then(
+              () => null,
+              (e) => e,
+            );
+            assert.equal(error, reason);
+            assert.equal(await exists(join(dst, "20240326", "huge.fits")), false);
+            const small = await makeItem(src, "20240326/small.fits", randomBytes(10));
+            assertAllOk(await transport.send([small], never), [small]);
+            assert.ok(await exists(join(dst, "20240326", "small.fits")));
+          });
+        },
+      );
+
+      await t.step("a killed master connection is recreated on the next send", async () => {
+        await withTransport(sshd, method, {}, async ({ src, dst, transport, runtime }) => {
+          const first = await makeItem(src, "20240322/first.fits", randomBytes(100));
+          assertAllOk(await transport.send([first], never), [first]);
+          const sockets = [...Deno.readDirSync(runtime)].filter((e) => e.name.startsWith("cm-"));
+          assert.equal(sockets.length, 1, "one control socket per destination");
+          const pid = await masterPid(join(runtime, sockets[0].name));
+          Deno.kill(pid, "SIGKILL");
+          await waitFor(() => processEnded(pid), 30_000, "the master gone");
+          const second = await makeItem(src, "20240322/second.fits", randomBytes(100));
+          assertAllOk(await transport.send([second], never), [second]);
+          await assertDelivered(dst, [first, second]);
+          const newPid = await masterPid(join(runtime, sockets[0].name));
+          assert.notEqual(newPid, pid);
+          await transport.close();
+          assert.equal(
+            await exists(join(runtime, sockets[0].name)),
+            false,
+            "close() ends the master",
+          );
+        });
+      });
+
+      await t.step(
+        "an attempt stopped mid-upload leaves nothing once the next one ends",
+        async () => {
+          await withTransport(sshd, method, {}, async ({ src, dst, transport }) => {
+            const big = await makeItem(src, "20240324/big.fits", randomBytes(256 * 1024 * 1024));
+            const small = await makeItem(src, "20240324/small.fits", randomBytes(1000));
+            const stop = new AbortController();
+            const first = transport.send([small, big], stop.signal);
+            first.catch(() => {});
+            // Stop once the big copy is on its way under a temporary name.
+            await waitFor(
+              async () =>
+                (await listFiles(dst).catch(() => [])).some((rel) =>
+                  rel.split("/").some(isTempName) && rel.includes("big")
+                ),
+              30_000,
+              "the big file's temporary copy",
+            );
+            stop.abort(new Error("stopped by the test"));
+            await assert.rejects(first, /stopped by the test/);
+            assert.ok(
+              !(await listFiles(dst)).includes(big.destination),
+              "the stopped copy is not under its final name",
+            );
+            assertAllOk(await transport.send([small, big], never), [small, big]);
+            await assertDelivered(dst, [small, big]);
+          });
+        },
+      );
+
+      await t.step(
+        "without resuming, leftover upload folders of an interrupted run are swept; others' are kept",
+        async () => {
+          const noResume = { resume_partial_hours: 0 };
+          await withTransport(sshd, method, noResume, async ({ src, dst, transport }) => {
+            const item = await makeItem(src, "20240323/frame.fits", randomBytes(4096));
+            const owner = uploadOwner([Deno.hostname(), "ssh-test", "/nonexistent-watch", dst]);
+            const night = join(dst, "20240323");
+            const upload = join(night, uploadFolderName(owner));
+            await Deno.mkdir(upload, { recursive: true });
+            // Same size and mtime as the source, other bytes, and what rsync leaves when killed.
+            const leftover = join(upload, "frame.fits");
+            await Deno.writeFile(leftover, randomBytes(4096));
+            await Deno.utime(leftover, new Date(item.mtimeMs), new Date(item.mtimeMs));
+            await Deno.writeFile(join(upload, ".frame.fits.Ab12Cd"), randomBytes(100));
+            const others = join(night, uploadFolderName("0123456789"));
+            await Deno.mkdir(others);
+            for (const path of [night, upload, others, ...await listFiles(upload)]) {
+              await Deno.chown(
+                path.startsWith("/") ? path : join(upload, path),
+                sshd.uid,
+                sshd.gid,
+              );
+            }
+            assertAllOk(await transport.send([item], never), [item]);
+            assert.deepEqual(await listFolders(dst), ["20240323", `20240323/${basename(others)}`]);
+            await Deno.remove(others);
+            await assertDelivered(dst, [item]);
+          });
+        },
+      );
+
+      if (method === "rsync") {
+        await t.step(
+          "old rsync_options (--archive --partial --inplace) write only temp names",
+          async () => {
+            await withTransport(sshd, method, {
+              rsync_options: ["--archive", "--partial", "--inplace", "--progress"],
+              compression: true,
+            }, async ({ src, dst, transport }) => {
+              // An existing night folder with its own mode must keep it.
+              const night = join(dst, "20240325");
+              await Deno.mkdir(night);
+              await Deno.chown(night, sshd.uid, sshd.gid);
+              await Deno.chmod(night, 0o2775);
+              const items = [
+                await makeItem(src, "20240325/a.fits", randomBytes(70_000)),
+                await makeItem(src, "20240325/deeper/b.fits", randomBytes(80_000)),
+              ];
+              assertAllOk(await transport.send(items, never), items);
+              await assertDelivered(dst, items);
+              assert.equal((await Deno.stat(night)).mode! & 0o7777, 0o2775);
+              assert.equal((await Deno.stat(dst)).uid, sshd.uid);
+            });
+          },
+        );
+      }
+
+      await t.step("remote_base_path under ~/ lands in the remote home", async () => {
+        const name = `itx-home-${method}-${crypto.randomUUID().slice(0, 8)}`;
+        await withTransport(
+          sshd,
+          method,
+          { remote_base_path: `~/${name}/data` },
+          async ({ src, transport }) => {
+            const item = await makeItem(src, "20240324/a b.fits", randomBytes(321));
+            try {
+              assertAllOk(await transport.send([item], never), [item]);
+              await assertDelivered(`/home/${sshd.user}/${name}/data`, [item]);
+              assert.match(
+                transport.describeTarget(item.destination),
+                /^itx-test@127\.0\.0\.1:~\//,
+              );
+            } finally {
+              await Deno.remove(`/home/${sshd.user}/${name}`, { recursive: true }).catch(() => {});
+            }
+          },
+        );
+      });
+    } finally {
+      await sshd.stop();
+    }
+  });
+}
+
+/** The pid of the ssh master behind `controlPath`, from `ssh -O check`. */
+async function masterPid(controlPath: string): Promise<number> {
+  const out = await new Deno.Command("ssh", {
+    args: ["-o", `ControlPath=${controlPath}`, "-O", "check", "placeholder"],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stderr) + new TextDecoder().decode(out.stdout);
+  const pid = Number(text.match(/pid=(\d+)/)?.[1]);
+  assert.ok(pid > 0, `no master running: ${text}`);
+  return pid;
+}

@@ -1,0 +1,58 @@
+/**
+ * A batch with one file the daemon may not read: the others arrive whole, the
+ * unreadable one is recorded as failed with a message that says what to fix,
+ * and `run --once` exits 1. The daemon runs without root's power to read any
+ * file (see `honourFileModes`), over a real SSH server, with scp and rsync.
+ */
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { join } from "node:path";
+import { runCli } from "../../helpers/cli.ts";
+import { listFiles, randomBytes, sha256OfFile } from "../../helpers/files.ts";
+import { sshSandbox, startSshd } from "../../helpers/sshd.ts";
+
+for (const method of ["scp", "rsync"] as const) {
+  Deno.test(`${method}: one unreadable file in a batch fails alone and is recorded`, async () => {
+    const sshd = await startSshd();
+    const { root, watch, remote, config, env } = await sshSandbox(sshd, method, {
+      stability_window_seconds: 0.3,
+    });
+    try {
+      const night = new Date("2024-08-01T22:00:00Z");
+      const names = ["a.fits", "b.fits", "locked.fits", "c.fits", "d.fits"];
+      const bytes = new Map<string, Uint8Array>();
+      for (const name of names) {
+        const data = randomBytes(50_000);
+        bytes.set(name, data);
+        await Deno.writeFile(join(watch, name), data);
+        await Deno.utime(join(watch, name), night, night);
+      }
+      await Deno.chmod(join(watch, "locked.fits"), 0o000);
+
+      const run = await runCli(["-v", "run", "--once", "-c", config], {
+        env,
+        honourFileModes: true,
+      });
+      assert.equal(run.code, 1, run.stderr);
+      assert.match(run.stderr, /Sending 5 file\(s\) in one batch/, run.stderr);
+      assert.match(run.stderr, /locked\.fits: cannot read the source file .*fix its permissions/);
+
+      const sent = names.filter((name) => name !== "locked.fits");
+      assert.deepEqual(await listFiles(remote), sent.map((name) => `20240801/${name}`));
+      for (const name of sent) {
+        assert.equal(
+          await sha256OfFile(join(remote, "20240801", name)),
+          createHash("sha256").update(bytes.get(name)!).digest("hex"),
+          `bytes of ${name}`,
+        );
+      }
+
+      const status = await runCli(["status", "-c", config], { env });
+      assert.match(status.stdout, /done 4, failed 1/);
+      assert.match(status.stdout, /locked\.fits: .*cannot read the source file/);
+    } finally {
+      await sshd.stop();
+      await Deno.remove(root, { recursive: true });
+    }
+  });
+}

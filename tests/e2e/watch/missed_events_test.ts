@@ -1,0 +1,155 @@
+/**
+ * Reading again the folders that had events (files whose events were lost),
+ * on real folders: which folders are read, which are skipped, and which are
+ * reported as possibly unwatched.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { createFileFilter } from "../../../src/watch/file_filter.ts";
+import { parentOf, scanDirtyFolders } from "../../../src/watch/missed_events.ts";
+import type { FoundFile } from "../../../src/watch/scan.ts";
+import { Ledger } from "../../../src/ledger/ledger.ts";
+import { FileTable } from "../../../src/ledger/file_table.ts";
+import { JobRunner } from "../../../src/pipeline/job_runner.ts";
+import { LocalTransport } from "../../../src/transfer/local/local.ts";
+import { randomBytes, waitFor } from "../../helpers/files.ts";
+import { localTestJob } from "../../helpers/jobs.ts";
+import { withTmpfs } from "../../helpers/tmpfs.ts";
+
+const filter = createFileFilter({ file_patterns: ["*.fits"], exclude_patterns: [] });
+const LONG_AGO = new Date("2020-01-01T00:00:00Z");
+
+async function put(root: string, rel: string): Promise<void> {
+  await Deno.mkdir(join(root, parentOf(rel)), { recursive: true });
+  await Deno.writeFile(join(root, rel), new Uint8Array(10));
+}
+
+Deno.test("scanDirtyFolders: reads folders with events and their changed subfolders, once each", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-missed-" });
+  try {
+    // Written before the burst: an old night whose folders did not change since.
+    await put(root, "old/a.fits");
+    await put(root, "night/old sub/b.fits");
+    await Deno.utime(join(root, "old"), LONG_AGO, LONG_AGO);
+    await Deno.utime(join(root, "night", "old sub"), LONG_AGO, LONG_AGO);
+    // The burst: files in "night" (it had events), in "night/new" (it had events too) and in
+    // "night/silent" (created during the burst, not one event arrived from it).
+    await put(root, "night/c.fits");
+    await put(root, "night/new/d.fits");
+    await put(root, "night/silent/e.fits");
+    await put(root, "night/silent/notes.txt");
+    // Written a while ago: its events would have come by now.
+    const aWhileAgo = new Date(Date.now() - 10_000);
+    await Deno.utime(join(root, "night/silent/e.fits"), aWhileAgo, aWhileAgo);
+    // Just written: its events may still be on their way.
+    await put(root, "night/fresh/f.fits");
+
+    const seen: string[] = [];
+    const start = Date.now();
+    const dirty = new Map([["night", start], ["night/new", start]]);
+    const result = await scanDirtyFolders(dirty, {
+      root,
+      job: "test",
+      filter,
+      // Every file counts as missed here, except c.fits (its events arrived).
+      onFound: (files: FoundFile[]) => {
+        seen.push(...files.map((f) => f.relPath));
+        return files.filter((f) => !f.relPath.endsWith("c.fits"));
+      },
+      onError: (path, error) => assert.fail(`cannot read ${path}: ${error}`),
+      isClosed: () => false,
+    });
+    assert.deepEqual(
+      seen.sort(),
+      ["night/c.fits", "night/fresh/f.fits", "night/new/d.fits", "night/silent/e.fits"],
+      "old folders skipped, night/new read once, only matching files",
+    );
+    assert.equal(result.found, 3);
+    assert.deepEqual(result.unwatched, ["night/silent"], "new files written a while ago, no event");
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("scanDirtyFolders: the root as a dirty folder; a folder that vanished is reported, not thrown", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-missed-" });
+  try {
+    await put(root, "a.fits");
+    const errors: string[] = [];
+    const seen: string[] = [];
+    const result = await scanDirtyFolders(new Map([["", Date.now()], ["gone", Date.now()]]), {
+      root,
+      job: "test",
+      filter,
+      onFound: (files) => {
+        seen.push(...files.map((f) => f.relPath));
+        return [];
+      },
+      onError: (path) => errors.push(path),
+      isClosed: () => false,
+    });
+    assert.deepEqual(seen, ["a.fits"]);
+    assert.deepEqual(result, { found: 0, unwatched: [] });
+    assert.deepEqual(errors, [join(root, "gone")]);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("a folder whose files come without events is found, and watched again", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-missed-" });
+  const job = localTestJob(root, { rescan_interval_seconds: 0 });
+  const mnt = join(job.watch_path, "night", "share");
+  await Deno.mkdir(mnt, { recursive: true });
+  const ledger = Ledger.open(join(root, "state"));
+  const runner = new JobRunner(job, ledger, new LocalTransport(job), {
+    once: false,
+    closedForMs: 50,
+  });
+  try {
+    await runner.start();
+    // A file system mounted over a watched folder: the watch stays on the folder underneath,
+    // so nothing written in the mounted one sends an event (as after a kernel queue overflow).
+    await withTmpfs(mnt, "4m", async () => {
+      const silent = randomBytes(3000);
+      await Deno.writeFile(join(mnt, "silent.fits"), silent);
+      // Written a while ago (its events, had there been a watch, would have come by now).
+      const earlier = new Date(Date.now() - 10_000);
+      await Deno.utime(join(mnt, "silent.fits"), earlier, earlier);
+      // An event next to it: its folder is read again once the watcher is quiet.
+      await Deno.writeFile(join(job.watch_path, "night", "loud.fits"), randomBytes(100));
+      const done = (rel: string) => FileTable.of(ledger, job).get(rel)?.state === "done";
+      await waitFor(() => done("night/share/silent.fits"), 10_000, "the silent file");
+      assert.deepEqual(
+        await Deno.readFile(
+          join(
+            job.remote_base_path,
+            FileTable.of(ledger, job).get("night/share/silent.fits")!.destination,
+          ),
+        ),
+        silent,
+      );
+      // Watched again: a new file there now comes with events (no rescans in this job).
+      const later = randomBytes(2000);
+      await Deno.writeFile(join(mnt, "later.fits"), later);
+      await waitFor(
+        () => done("night/share/later.fits"),
+        10_000,
+        "a file written after the rewatch",
+      );
+      assert.deepEqual(
+        await Deno.readFile(
+          join(
+            job.remote_base_path,
+            FileTable.of(ledger, job).get("night/share/later.fits")!.destination,
+          ),
+        ),
+        later,
+      );
+    });
+  } finally {
+    await runner.stop();
+    ledger.close();
+    await Deno.remove(root, { recursive: true });
+  }
+});

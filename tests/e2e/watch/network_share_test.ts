@@ -1,0 +1,339 @@
+/**
+ * Watch folders whose events miss files written elsewhere, through the real
+ * CLI: a FUSE view (`bindfs`) of a folder stands for an NFS or SMB mount
+ * (files written into the folder below raise no event on the view, as files
+ * written by another machine raise none on a share). Such a folder is polled
+ * (`watch_mode: auto`), and what is written below arrives whole and once,
+ * without any rescan; `events` leaves such files to the rescan; `poll` works
+ * on a local folder; a share unmounted and mounted again while the daemon
+ * runs is reported and picked up again, with the file written meanwhile.
+ */
+import assert from "node:assert/strict";
+import { basename, join } from "node:path";
+import {
+  isMounted,
+  mountBindfs,
+  mountBindfsProcess,
+  unmountBindfs,
+  withBindfs,
+} from "../../helpers/bindfs.ts";
+import { runCli, startCli } from "../../helpers/cli.ts";
+import { listFiles, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
+import { cliSandbox } from "../../helpers/sandbox.ts";
+import { freePort, getJson, startStatusDaemon } from "../../helpers/status.ts";
+
+/** The files at `dest`, by name (night folders left out), with their bytes. */
+async function arrived(dest: string): Promise<Map<string, Uint8Array>> {
+  const files = new Map<string, Uint8Array>();
+  for (const rel of await listFiles(dest).catch(() => [])) {
+    if (rel.split("/").some((part) => part.startsWith("."))) continue;
+    files.set(basename(rel), await Deno.readFile(join(dest, rel)));
+  }
+  return files;
+}
+
+/** Wait until every file of `expected` is at `dest` with its bytes, and nothing else. */
+async function waitForArrivals(dest: string, expected: Map<string, Uint8Array>, what: string) {
+  await waitFor(async () => (await arrived(dest)).size >= expected.size, 60_000, what);
+  const got = await arrived(dest);
+  assert.deepEqual([...got.keys()].sort(), [...expected.keys()].sort());
+  for (const [name, bytes] of expected) assert.deepEqual(got.get(name), bytes, `bytes of ${name}`);
+}
+
+/** How often the daemon's output says `name` was transferred. */
+function transfers(output: string, name: string): number {
+  return output.split("\n").filter((line) =>
+    line.includes("Successfully transferred") && line.includes(name)
+  ).length;
+}
+
+/**
+ * Wait until every file at `dest` has its "Successfully transferred" line: it
+ * is logged once the ledger holds the arrival, a moment after the rename.
+ */
+async function arrivalsLogged(
+  daemon: { stderr(): string; stdout(): string },
+  dest: string,
+): Promise<void> {
+  const names = (await listFiles(dest)).map((rel) => basename(rel));
+  await waitFor(
+    () => names.every((name) => transfers(daemon.stderr() + daemon.stdout(), name) > 0),
+    30_000,
+    "the arrivals logged",
+  );
+}
+
+/** A folder below the share and a mount point for its bindfs view, in a temp folder. */
+async function shareFolders(): Promise<{ root: string; under: string; mount: string }> {
+  const root = await Deno.makeTempDir({ prefix: "itx-share-" });
+  const under = join(root, "under");
+  await Deno.mkdir(under);
+  return { root, under, mount: join(root, "mount") };
+}
+
+Deno.test("network share (bindfs): polled; files written below arrive whole, once, without a rescan", async () => {
+  const { root, under, mount } = await shareFolders();
+  try {
+    await Deno.mkdir(join(under, "night"));
+    await withBindfs(under, mount, async () => {
+      const fields = {
+        watch_path: mount,
+        poll_interval_seconds: 0.5,
+        rescan_interval_seconds: 0,
+      };
+      await using box = await startStatusDaemon(fields);
+      const doctor = await runCli(["doctor", "-c", box.config], {
+        env: { HOME: join(box.root, "home") },
+      });
+      assert.match(
+        doctor.stdout,
+        /ok +watching: file events and a poll every 0\.5 s \(fuse is a network or FUSE file system/,
+        doctor.stdout + doctor.stderr,
+      );
+      await box.daemon.waitForOutput(/Watching .* with file events and a poll every 0\.5 s \(fuse/);
+      const status = await getJson<{ jobs: { watch: Record<string, unknown> }[] }>(
+        box.base,
+        "/api/status",
+      );
+      assert.equal(status.jobs[0].watch.mode, "events+poll");
+      assert.equal(status.jobs[0].watch.fileSystem, "fuse");
+      assert.equal(status.jobs[0].watch.remote, true);
+      assert.equal(status.jobs[0].watch.pollIntervalSeconds, 0.5);
+      assert.equal(status.jobs[0].watch.unavailable, null);
+      const statusCli = await runCli(["status", "-c", box.config], {
+        env: { HOME: join(box.root, "home") },
+      });
+      assert.match(statusCli.stdout, /Watched with file events and a poll every 0\.5 s \(fuse/);
+
+      const expected = new Map<string, Uint8Array>();
+      // Written below the view: no event reaches the daemon.
+      for (
+        const [folder, name, size] of [
+          ["", "first.fits", 10_000],
+          ["night", "second.fits", 200_000],
+          ["night/new folder", "third.fits", 3_000],
+        ] as const
+      ) {
+        const bytes = randomBytes(size);
+        await Deno.mkdir(join(under, folder), { recursive: true });
+        await Deno.writeFile(join(under, folder, name), bytes);
+        expected.set(name, bytes);
+      }
+      // One written in pieces over a while, as a camera writes.
+      const slow = randomBytes(6 * 65536);
+      expected.set("slow.fits", slow);
+      {
+        using file = await Deno.open(join(under, "night", "slow.fits"), {
+          write: true,
+          create: true,
+        });
+        for (let i = 0; i < 6; i++) {
+          await file.write(slow.subarray(i * 65536, (i + 1) * 65536));
+          await new Promise((r) => setTimeout(r, 150));
+        }
+      }
+      await waitForArrivals(box.dest, expected, "the files written below the view");
+      await arrivalsLogged(box.daemon, box.dest);
+      const output = box.daemon.stderr() + box.daemon.stdout();
+      for (const name of expected.keys()) assert.equal(transfers(output, name), 1, name);
+      // Not found by a scan or by reading folders again: by the polls.
+      assert.doesNotMatch(output, /Found \d+ new or changed|The watcher missed/);
+    });
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("network share (bindfs), watch_mode events: files written below wait for the rescan", async () => {
+  const { root, under, mount } = await shareFolders();
+  try {
+    await withBindfs(under, mount, async () => {
+      await using box = await cliSandbox({
+        watch_path: mount,
+        watch_mode: "events",
+        rescan_interval_seconds: 3,
+      });
+      const doctor = await runCli(["doctor", "-c", box.config], { env: box.env });
+      assert.match(
+        doctor.stdout,
+        /WARN +watching: file events only \(watch_mode: events; fuse.*set watch_mode: auto/,
+      );
+      const daemon = startCli(["run", "-c", box.config], { env: box.env });
+      try {
+        await daemon.waitForOutput(/Watching .* with file events only \(watch_mode: events; fuse/);
+        const bytes = randomBytes(5000);
+        await Deno.writeFile(join(under, "waits.fits"), bytes);
+        await waitForArrivals(box.dest, new Map([["waits.fits", bytes]]), "the rescan's file");
+        // The rescan found it: no event and no poll did.
+        assert.match(daemon.stderr() + daemon.stdout(), /Found 1 new or changed file\(s\) in /);
+      } finally {
+        await daemon.stop();
+      }
+    });
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("watch_mode poll on a local folder: files arrive whole, once, from the polls alone", async () => {
+  await using box = await cliSandbox({
+    watch_mode: "poll",
+    poll_interval_seconds: 0.5,
+    rescan_interval_seconds: 0,
+  });
+  const daemon = startCli(["run", "-c", box.config], { env: box.env });
+  try {
+    await daemon.waitForOutput(
+      /Watching .* with a poll every 0\.5 s, no file events \(watch_mode: poll/,
+    );
+    const expected = new Map<string, Uint8Array>();
+    for (const [folder, name] of [["", "a.fits"], ["sub/deeper", "b.fits"]]) {
+      const bytes = randomBytes(20_000);
+      await Deno.mkdir(join(box.watch, folder), { recursive: true });
+      await Deno.writeFile(join(box.watch, folder, name), bytes);
+      expected.set(name, bytes);
+    }
+    await waitForArrivals(box.dest, expected, "the polled files");
+    await arrivalsLogged(daemon, box.dest);
+    const output = daemon.stderr() + daemon.stdout();
+    for (const name of expected.keys()) assert.equal(transfers(output, name), 1, name);
+    assert.doesNotMatch(output, /Found \d+ new or changed|The watcher missed/);
+  } finally {
+    await daemon.stop();
+  }
+});
+
+Deno.test("watch_mode poll: a watch folder removed (ENOENT) is said once at ERROR; made again, its files arrive", async () => {
+  await using box = await cliSandbox({
+    watch_mode: "poll",
+    poll_interval_seconds: 0.5,
+    rescan_interval_seconds: 0,
+  });
+  const daemon = startCli(["run", "-c", box.config], { env: box.env });
+  try {
+    await daemon.waitForOutput(/Watching .* with a poll every 0\.5 s/);
+    await Deno.remove(box.watch, { recursive: true });
+    await daemon.waitForOutput(/ERROR +\[watch\] Cannot read watch folder .*: No such file/);
+    await Deno.mkdir(join(box.watch, "night"), { recursive: true });
+    const bytes = randomBytes(12_000);
+    await Deno.writeFile(join(box.watch, "night", "again.fits"), bytes);
+    await daemon.waitForOutput(/INFO +\[watch\] Watch folder .* can be read again/);
+    await waitForArrivals(box.dest, new Map([["again.fits", bytes]]), "the file in the new folder");
+    await arrivalsLogged(daemon, box.dest);
+    const output = daemon.stderr() + daemon.stdout();
+    assert.equal(output.match(/Cannot read watch folder/g)?.length, 1, output);
+    assert.equal(transfers(output, "again.fits"), 1);
+  } finally {
+    await daemon.stop();
+  }
+});
+
+Deno.test("network share (bindfs) unmounted and mounted again while running: one ERROR, then the file written meanwhile arrives", async () => {
+  const { root, under, mount } = await shareFolders();
+  const configDir = await Deno.makeTempDir({ prefix: "itx-share-run-" });
+  try {
+    await mountBindfs(under, mount);
+    const dest = join(configDir, "dest");
+    const port = freePort();
+    const config = join(configDir, "config.yaml");
+    await Deno.mkdir(join(configDir, "home"));
+    await writeConfig(config, {
+      watch_path: mount,
+      remote_base_path: dest,
+      transfer_method: "local",
+      stability_window_seconds: 0.3,
+      night_timezone: "UTC",
+      state_dir: join(configDir, "state"),
+      log_file: "",
+      status_listen: `127.0.0.1:${port}`,
+      poll_interval_seconds: 0.5,
+      rescan_interval_seconds: 0,
+    });
+    const daemon = startCli(["run", "-c", config], { env: { HOME: join(configDir, "home") } });
+    try {
+      await daemon.waitForOutput(/Watching .* with file events and a poll/);
+      const before = randomBytes(30_000);
+      await Deno.writeFile(join(under, "before.fits"), before);
+      await waitForArrivals(dest, new Map([["before.fits", before]]), "the file before");
+
+      await unmountBindfs(mount);
+      await daemon.waitForOutput(
+        /ERROR +\[watch\] Cannot read watch folder .*: the share \(fuse\) is not mounted there/,
+      );
+      // Said on the page's API and by `status` while it lasts.
+      const away = await getJson<{ jobs: { watch: { unavailable: string | null } }[] }>(
+        `http://127.0.0.1:${port}`,
+        "/api/status",
+      );
+      assert.match(away.jobs[0].watch.unavailable ?? "", /is not mounted there/);
+      const statusCli = await runCli(["status", "-c", config], {
+        env: { HOME: join(configDir, "home") },
+      });
+      assert.match(statusCli.stdout, /Watch folder cannot be read: the share \(fuse\)/);
+      const meanwhile = randomBytes(40_000);
+      await Deno.writeFile(join(under, "meanwhile.fits"), meanwhile);
+      await mountBindfs(under, mount);
+      await daemon.waitForOutput(/INFO +\[watch\] Watch folder .* can be read again/);
+      await waitForArrivals(
+        dest,
+        new Map([["before.fits", before], ["meanwhile.fits", meanwhile]]),
+        "the file written while the share was away",
+      );
+      await arrivalsLogged(daemon, dest);
+      const output = daemon.stderr() + daemon.stdout();
+
+      assert.equal(output.match(/Cannot read watch folder/g)?.length, 1, output);
+      assert.equal(transfers(output, "before.fits"), 1);
+      assert.equal(transfers(output, "meanwhile.fits"), 1);
+    } finally {
+      await daemon.stop();
+    }
+  } finally {
+    if (await isMounted(mount)) await unmountBindfs(mount);
+    await Deno.remove(root, { recursive: true });
+    await Deno.remove(configDir, { recursive: true });
+  }
+});
+
+Deno.test("network share (bindfs) whose client dies (ENOTCONN): one ERROR, then back after a new mount", async () => {
+  const { root, under, mount } = await shareFolders();
+  try {
+    const client = await mountBindfsProcess(under, mount);
+    try {
+      await using box = await cliSandbox({
+        watch_path: mount,
+        poll_interval_seconds: 0.5,
+        rescan_interval_seconds: 0,
+      });
+      const daemon = startCli(["run", "-c", box.config], { env: box.env });
+      try {
+        await daemon.waitForOutput(/Watching .* with file events and a poll/);
+        client.kill("SIGKILL");
+        await client.status;
+        await daemon.waitForOutput(
+          /ERROR +\[watch\] Cannot read watch folder .*: Transport endpoint is not connected/,
+        );
+        const meanwhile = randomBytes(25_000);
+        await Deno.writeFile(join(under, "meanwhile.fits"), meanwhile);
+        await unmountBindfs(mount);
+        await mountBindfs(under, mount);
+        await daemon.waitForOutput(/INFO +\[watch\] Watch folder .* can be read again/);
+        await waitForArrivals(box.dest, new Map([["meanwhile.fits", meanwhile]]), "the file");
+        await arrivalsLogged(daemon, box.dest);
+        const output = daemon.stderr() + daemon.stdout();
+        assert.equal(output.match(/Cannot read watch folder/g)?.length, 1, output);
+        assert.equal(transfers(output, "meanwhile.fits"), 1);
+      } finally {
+        await daemon.stop();
+      }
+    } finally {
+      try {
+        client.kill("SIGKILL");
+      } catch { /* exited already */ }
+      await client.status;
+      if (await isMounted(mount)) await unmountBindfs(mount);
+    }
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});

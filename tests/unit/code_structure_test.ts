@@ -1,0 +1,138 @@
+/**
+ * The shape of `src/`, read from its files: the folders depend on each other
+ * in one direction (the order docs/design.md gives), no module imports one in
+ * its own or a higher layer, there is no import cycle, `doctor` reaches the
+ * transports only through their interface, only `src/process` starts
+ * programs, and no file grows past ~450 lines.
+ */
+import assert from "node:assert/strict";
+import { dirname, join, relative, resolve } from "node:path";
+import { REPO_ROOT } from "../helpers/cli.ts";
+
+const SRC = join(REPO_ROOT, "src");
+
+/** Each folder's layer: a module may import only from lower layers (or its own folder). */
+const LAYERS: Record<string, number> = {
+  cli: 5,
+  pipeline: 4,
+  service: 4,
+  status: 3,
+  transfer: 3,
+  watch: 3,
+  process: 2,
+  ledger: 2,
+  layout: 2,
+  config: 1,
+  log: 1,
+  // errors.ts, suggest.ts, version.ts: used by every layer.
+  ".": 0,
+};
+
+/** Every `.ts` file below `dir`, relative to `src/`. */
+function sourceFiles(dir = SRC): string[] {
+  const out: string[] = [];
+  for (const entry of Deno.readDirSync(dir)) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory) out.push(...sourceFiles(path));
+    else if (entry.name.endsWith(".ts")) out.push(relative(SRC, path));
+  }
+  return out.sort();
+}
+
+/**
+ * The `src/` modules a file imports (static and dynamic); with `runtime`,
+ * without `import type` (erased when the program runs).
+ */
+function importsOf(file: string, runtime: boolean): string[] {
+  const text = Deno.readTextFileSync(join(SRC, file));
+  const statements = [
+    ...text.matchAll(/^\s*((?:import|export)\b[^;]*?\bfrom\s+"([^"]+)")/gms),
+    ...text.matchAll(/^\s*(import\s+"([^"]+)")/gm),
+    ...text.matchAll(/\b(import\(\s*"([^"]+)"\s*\))/g),
+  ];
+  return statements.filter((match) => !(runtime && /^(import|export) type\b/.test(match[1])))
+    .map((match) => match[2])
+    .filter((spec) => spec.startsWith("."))
+    .map((spec) => relative(SRC, resolve(SRC, dirname(file), spec)))
+    .filter((path) => path.endsWith(".ts") && !path.startsWith(".."));
+}
+
+function folderOf(file: string): string {
+  return file.includes("/") ? file.split("/")[0] : ".";
+}
+
+const FILES = sourceFiles();
+/** Every import, type-only ones included: the layers hold for them too. */
+const GRAPH = new Map(FILES.map((file) => [file, importsOf(file, false)]));
+/** The imports that load a module when the program runs. */
+const RUNTIME_GRAPH = new Map(FILES.map((file) => [file, importsOf(file, true)]));
+
+Deno.test("import graph: the reader finds the imports (the check is real)", () => {
+  assert.ok(GRAPH.size > 100, `only ${GRAPH.size} files`);
+  assert.ok(GRAPH.get("cli/doctor.ts")?.includes("transfer/factory.ts"));
+  assert.ok(GRAPH.get("service/launch_command.ts")?.includes("version.ts"));
+  // A type-only import counts for the layers, not for cycles.
+  assert.ok(GRAPH.get("config/job_rules.ts")?.includes("config/schema.ts"));
+  assert.ok(!RUNTIME_GRAPH.get("config/job_rules.ts")?.includes("config/schema.ts"));
+});
+
+Deno.test("import graph: every folder imports only from lower layers", () => {
+  const upward: string[] = [];
+  for (const [file, imports] of GRAPH) {
+    const from = folderOf(file);
+    assert.ok(from in LAYERS, `${file}: folder ${from} has no layer in this test`);
+    for (const target of imports) {
+      const to = folderOf(target);
+      if (to !== from && LAYERS[to] >= LAYERS[from]) upward.push(`${file} -> ${target}`);
+    }
+  }
+  assert.deepEqual(upward, []);
+});
+
+Deno.test("import graph: no module imports itself through others when it runs (no cycles)", () => {
+  const state = new Map<string, "open" | "done">();
+  const cycles: string[] = [];
+  const visit = (file: string, path: string[]) => {
+    state.set(file, "open");
+    for (const target of RUNTIME_GRAPH.get(file) ?? []) {
+      if (state.get(target) === "open") {
+        cycles.push([...path.slice(path.indexOf(target)), target].join(" -> "));
+      } else if (!state.has(target)) visit(target, [...path, target]);
+    }
+    state.set(file, "done");
+  };
+  for (const file of FILES) if (!state.has(file)) visit(file, [file]);
+  assert.deepEqual(cycles, []);
+});
+
+Deno.test("import graph: doctor uses the transports only through their interface and factory", () => {
+  const reached = GRAPH.get("cli/doctor.ts")!.filter((target) => target.startsWith("transfer/"));
+  assert.deepEqual(reached.sort(), ["transfer/factory.ts", "transfer/transport.ts"]);
+});
+
+Deno.test("only src/process starts programs", () => {
+  const starters = FILES.filter((file) => !file.startsWith("process/"))
+    .filter((file) =>
+      /\bnew Deno\.Command\b|\bDeno\.run\(/.test(Deno.readTextFileSync(join(SRC, file)))
+    );
+  assert.deepEqual(starters, []);
+  assert.ok(
+    FILES.filter((file) => file.startsWith("process/"))
+      .some((file) => /\bnew Deno\.Command\b/.test(Deno.readTextFileSync(join(SRC, file)))),
+    "the process module itself is found",
+  );
+});
+
+/**
+ * A module is a concept others use, not a size: merge a fragment into its only user, split a
+ * long file only along a real seam. This many lines is a file to look at.
+ */
+const MOST_LINES = 450;
+
+Deno.test("no file in src/ is longer than ~450 lines", () => {
+  const long = FILES.map((file) => ({
+    file,
+    lines: Deno.readTextFileSync(join(SRC, file)).split("\n").length - 1,
+  })).filter(({ lines }) => lines > MOST_LINES);
+  assert.deepEqual(long, []);
+});

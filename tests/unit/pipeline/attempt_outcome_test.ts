@@ -1,0 +1,179 @@
+/**
+ * What a failed attempt means: ledger update and next step, decided from the
+ * error, the file as sent and the file as it is now.
+ */
+import assert from "node:assert/strict";
+import { isConnectionFailure, isDestinationFull, TransferError } from "../../../src/errors.ts";
+import {
+  attemptOutcome,
+  type FailedAttempt,
+  slowRetryMs,
+} from "../../../src/pipeline/attempt_outcome.ts";
+import { classifyFailure } from "../../../src/transfer/classify.ts";
+import { CommandError } from "../../../src/errors.ts";
+
+const SENT = { size: 1000, mtimeMs: 42_000 };
+const POLICY = { retry_attempts: 3, retry_delay_seconds: 5, retry_max_delay_seconds: 300 };
+const NOW = 1_700_000_000_000;
+
+function attempt(overrides: Partial<FailedAttempt> = {}): FailedAttempt {
+  return {
+    error: new TransferError("Cannot send a.fits: connection reset", "retry"),
+    sent: SENT,
+    attempts: 0,
+    current: SENT,
+    policy: POLICY,
+    pauseWhenFull: true,
+    now: NOW,
+    random: () => 0.5,
+    ...overrides,
+  };
+}
+
+Deno.test("attemptOutcome: a source that is gone is forgotten", () => {
+  assert.deepEqual(attemptOutcome(attempt({ current: null })), {
+    ledger: { kind: "remove" },
+    next: { kind: "drop" },
+  });
+});
+
+Deno.test("attemptOutcome: a source that changed waits to be complete again; no attempt counted", () => {
+  const outcome = attemptOutcome(attempt({ attempts: 2, current: { ...SENT, size: 1500 } }));
+  assert.deepEqual(outcome.next, { kind: "observe" });
+  assert.deepEqual(outcome.ledger, {
+    kind: "failure",
+    failure: {
+      error: "Cannot send a.fits: connection reset",
+      attempts: 2,
+      nextAttemptAt: 0,
+      final: false,
+    },
+  });
+});
+
+Deno.test("attemptOutcome: a retryable failure waits with backoff, then gives up after retry_attempts", () => {
+  const first = attemptOutcome(attempt());
+  assert.deepEqual(first.next, {
+    kind: "retry",
+    attempts: 1,
+    nextAttemptAt: NOW + 5000,
+    delayMs: 5000,
+  });
+  assert.equal(first.ledger.kind === "failure" && first.ledger.failure.nextAttemptAt, NOW + 5000);
+  const third = attemptOutcome(attempt({ attempts: 2 }));
+  assert.equal(third.next.kind === "retry" && third.next.delayMs, 20_000);
+  const last = attemptOutcome(attempt({ attempts: 3 }));
+  assert.deepEqual(last.next, { kind: "give-up", attempts: 4, nextAttemptAt: 0, first: true });
+  assert.equal(last.ledger.kind === "failure" && last.ledger.failure.final, true);
+});
+
+Deno.test("attemptOutcome: after the fast retries a failing file is tried every retry_max_delay_seconds", () => {
+  const policy = { retry_attempts: 3, retry_delay_seconds: 5, retry_max_delay_seconds: 600 };
+  const slow = slowRetryMs(policy);
+  assert.equal(slow, 600_000);
+  const gaveUp = attemptOutcome(attempt({ attempts: 3, slowRetryMs: slow }));
+  assert.deepEqual(gaveUp.next, {
+    kind: "give-up",
+    attempts: 4,
+    nextAttemptAt: NOW + 600_000,
+    first: true,
+  });
+  assert.deepEqual(gaveUp.ledger, {
+    kind: "failure",
+    failure: {
+      error: "Cannot send a.fits: connection reset",
+      attempts: 4,
+      nextAttemptAt: NOW + 600_000,
+      final: true,
+    },
+  });
+  // Failing again: the same slow step, not the first (its on_failure hook does not run again),
+  // and never back to the fast retries, whatever the count.
+  const again = attemptOutcome(attempt({ attempts: 1, failing: true, slowRetryMs: slow }));
+  assert.deepEqual(again.next, {
+    kind: "give-up",
+    attempts: 2,
+    nextAttemptAt: NOW + 600_000,
+    first: false,
+  });
+  // A fatal error goes straight to the slow schedule.
+  const fatal = attemptOutcome(
+    attempt({ error: new TransferError("Cannot send: refused", "fatal"), slowRetryMs: slow }),
+  );
+  assert.equal(fatal.next.kind === "give-up" && fatal.next.nextAttemptAt, NOW + 600_000);
+  // retry_max_delay_seconds: 0 still waits a second between slow retries.
+  assert.equal(
+    slowRetryMs({ ...policy, retry_delay_seconds: 0, retry_max_delay_seconds: 0 }),
+    1000,
+  );
+});
+
+Deno.test("attemptOutcome: a fatal error gives up at once", () => {
+  const error = new TransferError("Cannot send: authentication was refused", "fatal");
+  const outcome = attemptOutcome(attempt({ error }));
+  assert.deepEqual(outcome.next, { kind: "give-up", attempts: 1, nextAttemptAt: 0, first: true });
+  assert.deepEqual(outcome.ledger, {
+    kind: "failure",
+    failure: { error: error.message, attempts: 1, nextAttemptAt: 0, final: true },
+  });
+});
+
+Deno.test("attemptOutcome: a full destination holds the file for the job's pause; no attempt counted", () => {
+  const error = new TransferError(
+    "Cannot send a.fits: destination is full (No space left on device (os error 28))",
+    "retry-later",
+  );
+  assert.deepEqual(attemptOutcome(attempt({ error, attempts: 3 })), {
+    ledger: {
+      kind: "failure",
+      failure: { error: error.message, attempts: 3, nextAttemptAt: 0, final: false },
+    },
+    next: { kind: "hold" },
+  });
+  // A one-shot run must end: retried and given up as usual.
+  const once = attemptOutcome(attempt({ error, attempts: 3, pauseWhenFull: false }));
+  assert.deepEqual(once.next, { kind: "give-up", attempts: 4, nextAttemptAt: 0, first: true });
+});
+
+Deno.test("isDestinationFull: the transports' words for a full disk or quota, nothing else", () => {
+  const context = { host: "freya", destination: "obs@freya", port: null };
+  const run = (stderr: string) =>
+    new CommandError("failed", {
+      argv: ["rsync"],
+      code: 11,
+      signal: null,
+      timedOut: false,
+      stderr,
+      durationMs: 1,
+    });
+  const full = [
+    classifyFailure(
+      run('rsync: write failed on "/d/a.fits": No space left on device (28)'),
+      "send",
+      context,
+    ),
+    classifyFailure(run("scp: /d/a.fits: Disk quota exceeded"), "send", context),
+    new TransferError(
+      "Cannot send a: destination is full (No space left on device)",
+      "retry-later",
+    ),
+  ];
+  for (const error of full) assert.equal(isDestinationFull(error), true, error.message);
+  const other = [
+    classifyFailure(run('rsync: mkdir "/d" failed: Permission denied (13)'), "send", context),
+    classifyFailure(run("Read-only file system"), "send", context),
+    new TransferError("Cannot send a: No space left on device", "retry"),
+  ];
+  for (const error of other) assert.equal(isDestinationFull(error), false, error.message);
+});
+
+Deno.test("isConnectionFailure: the host and the connection, not one file", () => {
+  const says = (message: string) => isConnectionFailure(new TransferError(message, "retry"));
+  assert.ok(says("Cannot send a.fits: the connection to freya failed: check that the host is up"));
+  assert.ok(says("Cannot send a.fits: authentication was refused for obs@freya: install ..."));
+  assert.ok(says("Cannot send a.fits: cannot resolve the host name freya: check remote_host"));
+  assert.ok(says("FTP server obs@ftp:21 refused the login (530 Login incorrect)"));
+  assert.ok(!says("Cannot send a.fits: a file named 20240315 is in the way at /data"));
+  assert.ok(!says("Cannot send a.fits: the destination on freya is full (no space left)"));
+  assert.ok(!says("Cannot send a.fits: the remote user on freya may not write there"));
+});

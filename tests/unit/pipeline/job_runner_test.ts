@@ -1,0 +1,368 @@
+/**
+ * One job's pipeline in-process, with the real local transport and a real
+ * ledger: send once, never twice, retry and give up, resume after a fix,
+ * resend a file that changed while it was sent, and the watcher path.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import type { JobConfig } from "../../../src/config/types.ts";
+import { Ledger } from "../../../src/ledger/ledger.ts";
+import { FileTable } from "../../../src/ledger/file_table.ts";
+import { problemFiles } from "../../../src/status/ledger_reports.ts";
+import { JobRunner, type JobSummary } from "../../../src/pipeline/job_runner.ts";
+import { LocalTransport } from "../../../src/transfer/local/local.ts";
+import type { TransferItem, TransferOutcome, Transport } from "../../../src/transfer/transport.ts";
+import { listFiles, randomBytes, waitFor } from "../../helpers/files.ts";
+import { localTestJob } from "../../helpers/jobs.ts";
+
+/** The real local transport, counting the items it is given. */
+class CountingTransport implements Transport {
+  readonly method = "local" as const;
+  readonly inner: LocalTransport;
+  readonly maxBatchFiles: number;
+  sent: string[] = [];
+  /** Runs before each item is handed to the real transport. */
+  beforeSend?: (item: TransferItem) => Promise<void>;
+
+  constructor(job: JobConfig) {
+    this.inner = new LocalTransport(job);
+    this.maxBatchFiles = this.inner.maxBatchFiles;
+  }
+  async send(items: TransferItem[], signal: AbortSignal): Promise<TransferOutcome[]> {
+    for (const item of items) {
+      this.sent.push(item.destination);
+      await this.beforeSend?.(item);
+    }
+    return this.inner.send(items, signal);
+  }
+  describeTarget(destination: string): string {
+    return this.inner.describeTarget(destination);
+  }
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
+
+/** Run a job with `once: true` to the end; returns the summary and what was sent. */
+async function runOnce(
+  job: JobConfig,
+  stateDir: string,
+  setup?: (transport: CountingTransport) => void,
+): Promise<JobSummary & { items: string[] }> {
+  const ledger = Ledger.open(stateDir);
+  const transport = new CountingTransport(job);
+  setup?.(transport);
+  const runner = new JobRunner(job, ledger, transport, { once: true });
+  try {
+    await runner.start();
+    await runner.whenIdle();
+  } finally {
+    await runner.stop();
+    ledger.close();
+  }
+  return { ...runner.summary, items: transport.sent };
+}
+
+/** The ledger's rows of `job` (for the destination it sends to). */
+function readLedger(stateDir: string, job: JobConfig, fn: (files: FileTable) => void): void {
+  const ledger = Ledger.open(stateDir);
+  try {
+    fn(FileTable.of(ledger, job));
+  } finally {
+    ledger.close();
+  }
+}
+
+const EVENING = new Date("2024-03-15T20:00:00Z");
+
+/** Write `bytes` at `watch/rel` with the mtime of the night 2024-03-15. */
+async function place(watch: string, rel: string, bytes: Uint8Array): Promise<void> {
+  const path = join(watch, ...rel.split("/"));
+  await Deno.mkdir(join(path, ".."), { recursive: true });
+  await Deno.writeFile(path, bytes);
+  await Deno.utime(path, EVENING, EVENING);
+}
+
+async function withRoot(fn: (root: string, stateDir: string) => Promise<void>): Promise<void> {
+  const root = await Deno.makeTempDir({ prefix: "itx-runner-" });
+  try {
+    await Deno.mkdir(join(root, "watch"));
+    await fn(root, join(root, "state"));
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+}
+
+Deno.test("JobRunner once: sends every matching file, records it done; a second run sends nothing", async () => {
+  await withRoot(async (root, stateDir) => {
+    const job = localTestJob(root);
+    const watch = job.watch_path;
+    const expected = new Map<string, Uint8Array>();
+    const rels = [
+      "a.fits",
+      "night/b.fits",
+      "night/flats/c.FITS",
+      "night/$(x) -y\nz.fits",
+      "caf\u00e9/d\u0301.fits",
+      "back\\slash/-e.fits",
+      "big.fits",
+    ];
+    for (const [i, rel] of rels.entries()) {
+      const bytes = randomBytes(rel === "big.fits" ? 3 * 1024 * 1024 : 1000 + i);
+      await place(watch, rel, bytes);
+      expected.set(rel, bytes);
+    }
+    await place(watch, "notes.txt", randomBytes(10));
+    await place(watch, ".hidden/e.fits", randomBytes(10));
+
+    const first = await runOnce(job, stateDir);
+    assert.equal(first.sent, rels.length);
+    assert.equal(first.failed, 0);
+    assert.equal(first.items.length, rels.length, "each file given to the transport once");
+    assert.deepEqual(
+      (await listFiles(job.remote_base_path)).sort(),
+      rels.map((rel) => `20240315/${rel}`).sort(),
+      "exactly the matching files, no temporary files",
+    );
+    for (const [rel, bytes] of expected) {
+      assert.deepEqual(
+        await Deno.readFile(join(job.remote_base_path, "20240315", ...rel.split("/"))),
+        bytes,
+        `bytes of ${JSON.stringify(rel)}`,
+      );
+    }
+    readLedger(stateDir, job, (files) => {
+      for (const rel of rels) {
+        const row = files.get(rel);
+        assert.equal(row?.state, "done", JSON.stringify(rel));
+        assert.equal(row.destination, `20240315/${rel}`);
+        assert.equal(row.size, expected.get(rel)!.length);
+        assert.equal(row.mtimeMs, EVENING.getTime());
+        assert.ok(row.transferredAt !== null);
+      }
+      assert.deepEqual(files.unfinished(), []);
+    });
+
+    // The second run must not send anything: remove the arrivals to make a resend visible.
+    await Deno.remove(job.remote_base_path, { recursive: true });
+    const second = await runOnce(job, stateDir);
+    assert.deepEqual(second, { sent: 0, failed: 0, items: [] });
+    await assert.rejects(() => Deno.stat(job.remote_base_path), Deno.errors.NotFound);
+
+    // A changed file (new size) is sent again, alone.
+    const changed = randomBytes(4321);
+    await place(watch, "night/b.fits", changed);
+    const third = await runOnce(job, stateDir);
+    assert.deepEqual(third, { sent: 1, failed: 0, items: ["20240315/night/b.fits"] });
+    assert.deepEqual(
+      await Deno.readFile(join(job.remote_base_path, "20240315/night/b.fits")),
+      changed,
+    );
+  });
+});
+
+Deno.test("JobRunner once: a retryable failure is retried, marked failed, then sent after a fix", async () => {
+  await withRoot(async (root, stateDir) => {
+    const job = localTestJob(root, { retry_attempts: 2, retry_delay_seconds: 0.05 });
+    const bytes = randomBytes(2048);
+    await place(job.watch_path, "night/a.fits", bytes);
+    // The destination base path is a regular file: every attempt fails retryably.
+    await Deno.writeTextFile(job.remote_base_path, "in the way");
+
+    const started = performance.now();
+    const first = await runOnce(job, stateDir);
+    assert.equal(first.sent, 0);
+    assert.equal(first.failed, 1, "summary counts the failed file");
+    assert.equal(first.items.length, 1 + job.retry_attempts, "first attempt plus the retries");
+    // Two retries wait at least 0.8 * (50 + 100) ms.
+    assert.ok(performance.now() - started >= 120, "retries waited for their delay");
+    readLedger(stateDir, job, (files) => {
+      const row = files.get("night/a.fits")!;
+      assert.equal(row.state, "failed");
+      assert.equal(row.attempts, 1 + job.retry_attempts);
+      assert.ok(
+        row.lastError?.startsWith(`Cannot send ${join(job.watch_path, "night", "a.fits")}`),
+      );
+      assert.deepEqual(problemFiles(files.ledger, 10).map((r) => r.relPath), ["night/a.fits"]);
+    });
+
+    // Fixed: the next start-up requeues the failed file and sends it.
+    await Deno.remove(job.remote_base_path);
+    const second = await runOnce(job, stateDir);
+    assert.deepEqual(second, { sent: 1, failed: 0, items: ["20240315/night/a.fits"] });
+    assert.deepEqual(
+      await Deno.readFile(join(job.remote_base_path, "20240315/night/a.fits")),
+      bytes,
+    );
+    assert.deepEqual(await listFiles(job.remote_base_path), ["20240315/night/a.fits"]);
+    readLedger(stateDir, job, (files) => {
+      const row = files.get("night/a.fits")!;
+      assert.equal(row.state, "done");
+      assert.equal(row.lastError, null);
+      assert.deepEqual(problemFiles(files.ledger, 10), []);
+    });
+  });
+});
+
+Deno.test("JobRunner once: with retry_attempts 0 a failure is final at once; other files still go", async () => {
+  await withRoot(async (root, stateDir) => {
+    const job = localTestJob(root, { retry_attempts: 0 });
+    await place(job.watch_path, "ok.fits", randomBytes(10));
+    await place(job.watch_path, "blocked/x.fits", randomBytes(10));
+    // Only the night folder of "blocked/..." is in the way.
+    await Deno.mkdir(join(job.remote_base_path, "20240315"), { recursive: true });
+    await Deno.writeTextFile(join(job.remote_base_path, "20240315", "blocked"), "in the way");
+    const run = await runOnce(job, stateDir);
+    assert.equal(run.sent, 1);
+    assert.equal(run.failed, 1);
+    assert.equal(run.items.length, 2, "no retry");
+    readLedger(stateDir, job, (files) => {
+      assert.equal(files.get("ok.fits")?.state, "done");
+      assert.equal(files.get("blocked/x.fits")?.state, "failed");
+    });
+  });
+});
+
+Deno.test("JobRunner once: a source that changes while it is sent is sent again complete", async () => {
+  await withRoot(async (root, stateDir) => {
+    const job = localTestJob(root);
+    const path = join(job.watch_path, "a.fits");
+    await place(job.watch_path, "a.fits", randomBytes(1000));
+    const extra = randomBytes(500);
+    let changed = false;
+    const run = await runOnce(job, stateDir, (transport) => {
+      transport.beforeSend = async () => {
+        if (changed) return;
+        changed = true;
+        // The instrument rewrites the file just as the copy starts.
+        await Deno.writeFile(path, extra, { append: true });
+      };
+    });
+    const final = await Deno.readFile(path);
+    assert.equal(final.length, 1500);
+    assert.equal(run.sent, 1);
+    assert.equal(run.failed, 0);
+    assert.equal(run.items.length, 2, "the stale attempt, then the complete file");
+    const destination = run.items[1];
+    assert.deepEqual(await Deno.readFile(join(job.remote_base_path, destination)), final);
+    assert.deepEqual(await listFiles(job.remote_base_path), [destination]);
+    readLedger(stateDir, job, (files) => {
+      const row = files.get("a.fits")!;
+      assert.equal(row.state, "done");
+      assert.equal(row.size, 1500);
+      assert.equal(row.attempts, 0, "a change is not counted as a failed attempt");
+    });
+  });
+});
+
+Deno.test("JobRunner start-up: resumes interrupted files and drops vanished ones", async () => {
+  await withRoot(async (root, stateDir) => {
+    const job = localTestJob(root);
+    const bytes = randomBytes(777);
+    await place(job.watch_path, "interrupted.fits", bytes);
+    const info = await Deno.stat(join(job.watch_path, "interrupted.fits"));
+    readLedger(stateDir, job, (files) => {
+      const file = { size: info.size, mtimeMs: info.mtime!.getTime() };
+      files.enqueue("interrupted.fits", {
+        ...file,
+        destination: "20240315/interrupted.fits",
+      });
+      files.markTransferring(["interrupted.fits"]);
+      files.enqueue("vanished.fits", { ...file, destination: "20240315/vanished.fits" });
+      files.markTransferring(["vanished.fits"]);
+    });
+    const run = await runOnce(job, stateDir);
+    assert.deepEqual(run, { sent: 1, failed: 0, items: ["20240315/interrupted.fits"] });
+    assert.deepEqual(
+      await Deno.readFile(join(job.remote_base_path, "20240315/interrupted.fits")),
+      bytes,
+    );
+    readLedger(stateDir, job, (files) => {
+      assert.equal(files.get("interrupted.fits")?.state, "done");
+      assert.equal(files.get("vanished.fits"), undefined);
+    });
+  });
+});
+
+Deno.test("JobRunner once: a watch_path spelled with // or /./ still sends its files", async () => {
+  await withRoot(async (root, stateDir) => {
+    const bytes = randomBytes(64);
+    await place(join(root, "watch"), "n/a.fits", bytes);
+    for (const [i, spelling] of [`${root}//watch`, `${root}/./watch/`].entries()) {
+      const job = localTestJob(root, { name: `job${i}`, watch_path: spelling });
+      const run = await runOnce(job, stateDir);
+      assert.deepEqual(run, { sent: 1, failed: 0, items: ["20240315/n/a.fits"] }, spelling);
+      readLedger(stateDir, job, (files) => assert.equal(files.get("n/a.fits")?.state, "done"));
+    }
+    assert.deepEqual(await Deno.readFile(join(root, "dest", "20240315", "n", "a.fits")), bytes);
+  });
+});
+
+Deno.test("JobRunner once: a missing watch folder is an error that names it", async () => {
+  await withRoot(async (root, stateDir) => {
+    const job = localTestJob(root, { watch_path: join(root, "no such folder") });
+    await assert.rejects(
+      () => runOnce(job, stateDir),
+      (error: Error) =>
+        error.message.startsWith(`Cannot watch ${job.watch_path}: the folder does not exist`),
+    );
+  });
+});
+
+Deno.test("JobRunner watching: files written after start are sent; stop is clean", async () => {
+  await withRoot(async (root, stateDir) => {
+    const job = localTestJob(root, { stability_window_seconds: 0.4 });
+    const ledger = Ledger.open(stateDir);
+    const transport = new CountingTransport(job);
+    const runner = new JobRunner(job, ledger, transport, { once: false, closedForMs: 100 });
+    const files = FileTable.of(ledger, job);
+    try {
+      await place(job.watch_path, "before.fits", randomBytes(100));
+      await runner.start();
+      // A new subfolder with a file, and a file written in pieces with pauses.
+      await Deno.mkdir(join(job.watch_path, "new night", "flats"), { recursive: true });
+      const quick = randomBytes(3000);
+      await Deno.writeFile(join(job.watch_path, "new night", "flats", "q.fits"), quick);
+      const hostileRel = "new night/$(x) `y`; back\\slash\n-z.fits";
+      const hostile = randomBytes(1234);
+      await Deno.writeFile(join(job.watch_path, ...hostileRel.split("/")), hostile);
+      const slowPath = join(job.watch_path, "new night", "slow.fits");
+      const slow = randomBytes(4 * 1000);
+      {
+        using file = await Deno.open(slowPath, { write: true, create: true });
+        for (let i = 0; i < 4; i++) {
+          await file.write(slow.subarray(i * 1000, (i + 1) * 1000));
+          await new Promise((r) => setTimeout(r, 150));
+        }
+      }
+      await waitFor(
+        () =>
+          ["before.fits", "new night/flats/q.fits", "new night/slow.fits", hostileRel]
+            .every((rel) => files.get(rel)?.state === "done"),
+        20_000,
+        "all four files done",
+      );
+      const today = (rel: string) => files.get(rel)!.destination;
+      assert.deepEqual(await Deno.readFile(join(job.remote_base_path, today(hostileRel))), hostile);
+      assert.deepEqual(
+        await Deno.readFile(join(job.remote_base_path, today("new night/flats/q.fits"))),
+        quick,
+      );
+      assert.deepEqual(
+        await Deno.readFile(join(job.remote_base_path, today("new night/slow.fits"))),
+        slow,
+      );
+      assert.equal(
+        transport.sent.filter((d) => d.endsWith("slow.fits")).length,
+        1,
+        "the slow file was sent once, complete",
+      );
+    } finally {
+      await runner.stop();
+      ledger.close();
+    }
+    assert.equal(runner.summary.sent, 4);
+    const arrived = await listFiles(job.remote_base_path);
+    assert.equal(arrived.length, 4, `no temporary files: ${arrived}`);
+  });
+});

@@ -1,0 +1,79 @@
+/**
+ * A job's live status: the current transfer rate is what arrived over the
+ * last ten seconds, and the state changes say since when.
+ */
+import assert from "node:assert/strict";
+import { JobStatus, RATE_WINDOW_MS } from "../../../src/status/job_status.ts";
+
+Deno.test("job status: the rate counts the bytes that arrived in the last ten seconds", () => {
+  const status = new JobStatus("default", "scp");
+  assert.equal(status.rate(), 0, "nothing arrived yet");
+  status.started([{ relPath: "a.fits", bytes: 4_000_000 }, {
+    relPath: "b.fits",
+    bytes: 6_000_000,
+  }]);
+  assert.equal(status.inFlight().length, 2);
+  status.sent("a.fits", "20240315/a.fits", 4_000_000);
+  status.sent("b.fits", "20240315/b.fits", 6_000_000);
+  const now = Date.now();
+  assert.equal(status.rate(now), 10_000_000 / (RATE_WINDOW_MS / 1000));
+  assert.deepEqual(status.inFlight(), [], "arrived files are no longer in flight");
+  // Once they are older than the window, the rate falls back to zero.
+  assert.equal(status.rate(now + RATE_WINDOW_MS + 1), 0);
+});
+
+Deno.test("job status: paused from the page or by a transfer window, with the window's reason", () => {
+  const status = new JobStatus("default", "local");
+  assert.equal(status.state(false).state, "watching");
+  status.windowPaused = true;
+  assert.deepEqual(
+    [status.paused, status.state(false).state, status.state(false).reason],
+    [true, "paused", "outside a transfer window"],
+  );
+  status.windowPaused = false;
+  status.userPaused = true;
+  assert.deepEqual([status.state(false).state, status.state(false).reason], ["paused", null]);
+  status.userPaused = false;
+  assert.equal(status.state(true).state, "full");
+});
+
+Deno.test("job status: one failing file is its own problem; the connection makes it unreachable; every file failing makes it failing", () => {
+  const status = new JobStatus("cam", "scp");
+  status.sent("a.fits", "20240315/a.fits", 10);
+  // One file that cannot be placed while others arrive: the job goes on watching.
+  status.failed("blocked.fits", "retry-later", "a file named 20240316 is in the way", false);
+  assert.equal(status.state(false).state, "watching");
+  status.sent("b.fits", "20240315/b.fits", 10);
+  status.failed("blocked.fits", "retry-later", "a file named 20240316 is in the way", false);
+  assert.equal(status.state(false).state, "watching");
+
+  // Every file failing for another reason than the connection: failing, with the reason.
+  status.failed("c.fits", "retry-later", "permission denied at the destination", false);
+  assert.deepEqual(
+    [status.state(false).state, status.state(false).reason],
+    ["failing", "permission denied at the destination"],
+  );
+
+  // Authentication refused (a fatal error, for every file): the destination is unreachable.
+  const refused = "authentication was refused for obs@freya: install your public key";
+  status.failed("d.fits", "fatal", refused, true, true);
+  assert.deepEqual([status.state(false).state, status.state(false).reason], [
+    "unreachable",
+    refused,
+  ]);
+  // A full destination and a ledger that cannot be written say so first.
+  assert.equal(status.state(true).state, "full");
+  status.ledgerProblem = "database or disk is full";
+  assert.deepEqual([status.state(true).state, status.state(true).reason], [
+    "ledger_error",
+    "database or disk is full",
+  ]);
+  status.ledgerProblem = null;
+  // An arrival clears what the failures said.
+  status.sent("e.fits", "20240315/e.fits", 10);
+  assert.deepEqual(status.state(false), {
+    ...status.state(false),
+    state: "watching",
+    reason: null,
+  });
+});

@@ -1,0 +1,513 @@
+/**
+ * The ledger on a real SQLite file: state changes, attempt counting, the
+ * read-only view, durability across close and reopen, and hostile paths.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
+import { Ledger, LEDGER_FILE } from "../../../src/ledger/ledger.ts";
+import { type DoneEntry, FileTable } from "../../../src/ledger/file_table.ts";
+import {
+  ledgerCounts,
+  overdueFiles,
+  problemFiles,
+  recentDone,
+} from "../../../src/status/ledger_reports.ts";
+
+/** The destination every job of these tests sends to. */
+const T = "local:/data";
+
+/** The rows of `job` for {@linkcode T}. */
+function files(ledger: Ledger, job: string): FileTable {
+  return new FileTable(ledger, job, T);
+}
+
+/** Record a file done with the size, mtime and destination it was recorded with. */
+function markDone(table: FileTable, relPath: string, now?: number): void {
+  const row = table.get(relPath)!;
+  table.markDone([{ ...row, relPath }], now);
+}
+
+/** Size and mtime of every done file of `job`. */
+function doneIndex(ledger: Ledger, job: string): Map<string, DoneEntry> {
+  return new Map(
+    files(ledger, job).doneArrivedBy(Number.MAX_SAFE_INTEGER)
+      .map((r) => [r.relPath, { size: r.size, mtimeMs: r.mtimeMs }]),
+  );
+}
+
+async function withLedger(fn: (ledger: Ledger, stateDir: string) => Promise<void> | void) {
+  const root = await Deno.makeTempDir({ prefix: "itx-ledger-" });
+  const stateDir = join(root, "state");
+  const ledger = Ledger.open(stateDir);
+  try {
+    await fn(ledger, stateDir);
+  } finally {
+    try {
+      ledger.close();
+    } catch { /* closed by the test */ }
+    await Deno.remove(root, { recursive: true });
+  }
+}
+
+const FILE = { size: 100, mtimeMs: 1_700_000_000_123, destination: "20240315/a.fits" };
+
+Deno.test("Ledger.open creates the state folder and a WAL database", async () => {
+  await withLedger((ledger, stateDir) => {
+    assert.equal(ledger.path, join(stateDir, LEDGER_FILE));
+    assert.ok(Deno.statSync(ledger.path).isFile);
+    const db = new DatabaseSync(ledger.path);
+    try {
+      const row = db.prepare("PRAGMA journal_mode").get() as { journal_mode: string };
+      assert.equal(row.journal_mode, "wal");
+    } finally {
+      db.close();
+    }
+  });
+});
+
+Deno.test("Ledger: enqueue → transferring → done", async () => {
+  await withLedger((ledger) => {
+    assert.equal(files(ledger, "job").get("a.fits"), undefined);
+    files(ledger, "job").enqueue("a.fits", FILE, 1000);
+    let row = files(ledger, "job").get("a.fits")!;
+    assert.deepEqual(row, {
+      job: "job",
+      target: T,
+      relPath: "a.fits",
+      size: 100,
+      mtimeMs: 1_700_000_000_123,
+      destination: "20240315/a.fits",
+      state: "pending",
+      attempts: 0,
+      nextAttemptAt: 0,
+      lastError: null,
+      createdAt: 1000,
+      updatedAt: 1000,
+      transferredAt: null,
+    });
+    files(ledger, "job").markTransferring(["a.fits"], 2000);
+    row = files(ledger, "job").get("a.fits")!;
+    assert.equal(row.state, "transferring");
+    assert.equal(row.updatedAt, 2000);
+    markDone(files(ledger, "job"), "a.fits", 3000);
+    row = files(ledger, "job").get("a.fits")!;
+    assert.equal(row.state, "done");
+    assert.equal(row.transferredAt, 3000);
+    assert.equal(row.updatedAt, 3000);
+    assert.equal(row.createdAt, 1000);
+    assert.deepEqual(files(ledger, "job").unfinished(), []);
+    assert.deepEqual(
+      doneIndex(ledger, "job"),
+      new Map([["a.fits", { size: 100, mtimeMs: 1_700_000_000_123 }]]),
+    );
+  });
+});
+
+Deno.test("Ledger: recordFailure retries, then fails; markDone clears the error", async () => {
+  await withLedger((ledger) => {
+    files(ledger, "job").enqueue("a.fits", FILE);
+    files(ledger, "job").markTransferring(["a.fits"]);
+    files(ledger, "job").recordFailure("a.fits", {
+      error: "Cannot send: timeout",
+      attempts: 1,
+      nextAttemptAt: 5000,
+      final: false,
+    }, 4000);
+    let row = files(ledger, "job").get("a.fits")!;
+    assert.equal(row.state, "pending");
+    assert.equal(row.attempts, 1);
+    assert.equal(row.nextAttemptAt, 5000);
+    assert.equal(row.lastError, "Cannot send: timeout");
+    assert.equal(row.updatedAt, 4000);
+    assert.deepEqual(problemFiles(ledger, 10).map((r) => r.relPath), ["a.fits"]);
+
+    files(ledger, "job").recordFailure("a.fits", {
+      error: "Cannot send: disk full",
+      attempts: 4,
+      nextAttemptAt: 0,
+      final: true,
+    });
+    row = files(ledger, "job").get("a.fits")!;
+    assert.equal(row.state, "failed");
+    assert.equal(row.attempts, 4);
+    assert.equal(row.lastError, "Cannot send: disk full");
+    assert.deepEqual(files(ledger, "job").unfinished().map((r) => r.state), ["failed"]);
+
+    markDone(files(ledger, "job"), "a.fits");
+    row = files(ledger, "job").get("a.fits")!;
+    assert.equal(row.state, "done");
+    assert.equal(row.attempts, 0);
+    assert.equal(row.nextAttemptAt, 0);
+    assert.equal(row.lastError, null);
+    assert.deepEqual(problemFiles(ledger, 10), []);
+  });
+});
+
+Deno.test("Ledger.enqueue: a changed file starts over, an unchanged one keeps its attempts", async () => {
+  await withLedger((ledger) => {
+    const fail = (attempts: number, final = false) =>
+      files(ledger, "job").recordFailure("a.fits", {
+        error: "boom",
+        attempts,
+        nextAttemptAt: 99_999,
+        final,
+      });
+    files(ledger, "job").enqueue("a.fits", FILE, 1000);
+    fail(2);
+    // Unchanged pending: keeps the attempts, may start now.
+    files(ledger, "job").enqueue("a.fits", FILE, 2000);
+    let row = files(ledger, "job").get("a.fits")!;
+    assert.equal(row.state, "pending");
+    assert.equal(row.attempts, 2);
+    assert.equal(row.nextAttemptAt, 0);
+    assert.equal(row.createdAt, 1000, "created_at is kept");
+    assert.equal(row.updatedAt, 2000);
+
+    // Unchanged failed: back to pending, attempts kept.
+    fail(3, true);
+    files(ledger, "job").enqueue("a.fits", FILE);
+    row = files(ledger, "job").get("a.fits")!;
+    assert.equal(row.state, "pending");
+    assert.equal(row.attempts, 3);
+
+    assert.equal(row.lastError, "boom", "an unchanged file keeps its last error");
+
+    // New size: starts over, the old error no longer applies; destination follows.
+    files(ledger, "job").enqueue("a.fits", { ...FILE, size: 101, destination: "20240316/a.fits" });
+    row = files(ledger, "job").get("a.fits")!;
+    assert.equal(row.attempts, 0);
+    assert.equal(row.lastError, null);
+    assert.deepEqual(problemFiles(ledger, 10), []);
+    assert.equal(row.size, 101);
+    assert.equal(row.destination, "20240316/a.fits");
+
+    // New mtime only: starts over too.
+    fail(2);
+    files(ledger, "job").enqueue("a.fits", { ...FILE, size: 101, mtimeMs: FILE.mtimeMs + 1 });
+    row = files(ledger, "job").get("a.fits")!;
+    assert.equal(row.attempts, 0);
+    assert.equal(row.mtimeMs, FILE.mtimeMs + 1);
+
+    // A done file seen again unchanged is pending again with no attempts.
+    markDone(files(ledger, "job"), "a.fits");
+    files(ledger, "job").enqueue("a.fits", { ...FILE, size: 101, mtimeMs: FILE.mtimeMs + 1 });
+    row = files(ledger, "job").get("a.fits")!;
+    assert.equal(row.state, "pending");
+    assert.equal(row.attempts, 0);
+  });
+});
+
+Deno.test("Ledger.requeue: puts transferring and failed files back to pending", async () => {
+  await withLedger((ledger) => {
+    for (const name of ["p.fits", "t.fits", "f.fits", "d.fits"]) {
+      files(ledger, "job").enqueue(name, { ...FILE, destination: `n/${name}` });
+    }
+    files(ledger, "other").enqueue("t.fits", FILE);
+    files(ledger, "job").markTransferring(["t.fits"]);
+    files(ledger, "other").markTransferring(["t.fits"]);
+    files(ledger, "job").recordFailure("p.fits", {
+      error: "e",
+      attempts: 1,
+      nextAttemptAt: 123,
+      final: false,
+    });
+    files(ledger, "job").recordFailure("f.fits", {
+      error: "e",
+      attempts: 4,
+      nextAttemptAt: 0,
+      final: true,
+    });
+    markDone(files(ledger, "job"), "d.fits");
+
+    assert.equal(files(ledger, "job").requeue([]), 0);
+    assert.equal(files(ledger, "job").requeue(["failed"], 7000), 1);
+    let f = files(ledger, "job").get("f.fits")!;
+    assert.equal(f.state, "pending");
+    assert.equal(f.attempts, 0);
+    assert.equal(f.updatedAt, 7000);
+    assert.equal(files(ledger, "job").get("t.fits")!.state, "transferring");
+
+    assert.equal(files(ledger, "job").requeue(["transferring", "failed"]), 1);
+    assert.equal(files(ledger, "job").get("t.fits")!.state, "pending");
+    assert.equal(
+      files(ledger, "other").get("t.fits")!.state,
+      "transferring",
+      "other jobs untouched",
+    );
+    assert.equal(files(ledger, "job").get("d.fits")!.state, "done", "done files untouched");
+    const p = files(ledger, "job").get("p.fits")!;
+    assert.equal(p.attempts, 1, "plain pending files untouched");
+    assert.equal(p.nextAttemptAt, 123);
+    f = files(ledger, "job").get("f.fits")!;
+    assert.equal(f.state, "pending");
+
+    assert.deepEqual(
+      files(ledger, "job").unfinished().map((r) => r.relPath).sort(),
+      ["f.fits", "p.fits", "t.fits"],
+    );
+  });
+});
+
+Deno.test("Ledger: remove, counts, recentDone and problems", async () => {
+  await withLedger((ledger) => {
+    for (let i = 0; i < 5; i++) files(ledger, "a").enqueue(`${i}.fits`, FILE);
+    files(ledger, "b").enqueue("x.fits", FILE);
+    files(ledger, "b").enqueue("y.fits", FILE);
+    markDone(files(ledger, "a"), "0.fits", 1000);
+    markDone(files(ledger, "a"), "1.fits", 3000);
+    markDone(files(ledger, "b"), "x.fits", 2000);
+    files(ledger, "a").recordFailure("2.fits", {
+      error: "e2",
+      attempts: 1,
+      nextAttemptAt: 1,
+      final: false,
+    }, 10);
+    files(ledger, "a").recordFailure(
+      "3.fits",
+      { error: "e3", attempts: 4, nextAttemptAt: 0, final: true },
+      20,
+    );
+    files(ledger, "a").markTransferring(["4.fits"]);
+
+    assert.deepEqual(ledgerCounts(ledger), [
+      { job: "a", target: T, state: "done", count: 2 },
+      { job: "a", target: T, state: "failed", count: 1 },
+      { job: "a", target: T, state: "pending", count: 1 },
+      { job: "a", target: T, state: "transferring", count: 1 },
+      { job: "b", target: T, state: "done", count: 1 },
+      { job: "b", target: T, state: "pending", count: 1 },
+    ]);
+    assert.deepEqual(
+      recentDone(ledger, 10).map((r) => `${r.job}/${r.relPath}`),
+      ["a/1.fits", "b/x.fits", "a/0.fits"],
+    );
+    assert.deepEqual(recentDone(ledger, 1).map((r) => r.relPath), ["1.fits"]);
+    // Failed ones and pending ones with an error, newest first; not plain pending.
+    assert.deepEqual(problemFiles(ledger, 10).map((r) => r.relPath), ["3.fits", "2.fits"]);
+    assert.deepEqual(problemFiles(ledger, 1).map((r) => r.lastError), ["e3"]);
+    assert.deepEqual([...doneIndex(ledger, "a").keys()].sort(), ["0.fits", "1.fits"]);
+    assert.deepEqual([...doneIndex(ledger, "b").keys()], ["x.fits"]);
+    assert.equal(doneIndex(ledger, "nobody").size, 0);
+
+    files(ledger, "a").remove("3.fits");
+    files(ledger, "a").remove("not there.fits");
+    assert.equal(files(ledger, "a").get("3.fits"), undefined);
+    assert.deepEqual(problemFiles(ledger, 10).map((r) => r.relPath), ["2.fits"]);
+    assert.equal(files(ledger, "b").get("y.fits")!.state, "pending", "remove touches one row only");
+  });
+});
+
+Deno.test("Ledger.transaction: commits on success, rolls back on a throw", async () => {
+  await withLedger((ledger) => {
+    ledger.write(() => {
+      files(ledger, "job").enqueue("a.fits", FILE);
+      files(ledger, "job").enqueue("b.fits", FILE);
+    });
+    assert.throws(
+      () =>
+        ledger.write(() => {
+          files(ledger, "job").enqueue("c.fits", FILE);
+          throw new Error("abort this");
+        }),
+      /abort this/,
+    );
+    assert.deepEqual(files(ledger, "job").unfinished().map((r) => r.relPath).sort(), [
+      "a.fits",
+      "b.fits",
+    ]);
+    // The ledger is still usable after a rollback.
+    files(ledger, "job").enqueue("d.fits", FILE);
+    assert.equal(files(ledger, "job").unfinished().length, 3);
+  });
+});
+
+Deno.test("Ledger: data survives close and reopen", async () => {
+  await withLedger((first, stateDir) => {
+    for (let i = 0; i < 50; i++) files(first, "job").enqueue(`n/${i}.fits`, { ...FILE, size: i });
+    files(first, "job").markTransferring(["n/1.fits"]);
+    markDone(files(first, "job"), "n/2.fits", 4242);
+    files(first, "job").recordFailure("n/3.fits", {
+      error: "Cannot send: x",
+      attempts: 2,
+      nextAttemptAt: 9,
+      final: true,
+    });
+    const before = [...files(first, "job").unfinished(), files(first, "job").get("n/2.fits")!]
+      .sort((a, b) => a.relPath.localeCompare(b.relPath));
+    first.close();
+
+    const again = Ledger.open(stateDir);
+    try {
+      const after = [...files(again, "job").unfinished(), files(again, "job").get("n/2.fits")!]
+        .sort((a, b) => a.relPath.localeCompare(b.relPath));
+      assert.deepEqual(after, before);
+      assert.equal(files(again, "job").get("n/2.fits")!.transferredAt, 4242);
+      assert.equal(files(again, "job").get("n/3.fits")!.lastError, "Cannot send: x");
+    } finally {
+      again.close();
+    }
+  });
+});
+
+Deno.test("Ledger: committed writes are on disk while the ledger is still open", async () => {
+  await withLedger((ledger) => {
+    files(ledger, "job").enqueue("a.fits", FILE);
+    markDone(files(ledger, "job"), "a.fits", 77);
+    // A separate connection (as after a crash) sees the state.
+    const db = new DatabaseSync(ledger.path, { readOnly: true });
+    try {
+      const row = db.prepare("SELECT state, transferred_at FROM files WHERE rel_path = ?")
+        .get("a.fits") as { state: string; transferred_at: number };
+      assert.equal(row.state, "done");
+      assert.equal(Number(row.transferred_at), 77);
+    } finally {
+      db.close();
+    }
+  });
+});
+
+Deno.test("Ledger.open readOnly: null when missing, no file created; reads an existing one", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-ledger-" });
+  try {
+    const stateDir = join(root, "state");
+    assert.equal(Ledger.open(stateDir, { readOnly: true }), null);
+    await assert.rejects(() => Deno.stat(stateDir), Deno.errors.NotFound);
+    await Deno.mkdir(stateDir);
+    assert.equal(Ledger.open(stateDir, { readOnly: true }), null);
+    assert.deepEqual(await Array.fromAsync(Deno.readDir(stateDir)), []);
+
+    const writer = Ledger.open(stateDir);
+    files(writer, "job").enqueue("a.fits", FILE);
+    markDone(files(writer, "job"), "a.fits", 5);
+    // Readable while the writer is open, and after it closed.
+    const whileOpen = Ledger.open(stateDir, { readOnly: true })!;
+    try {
+      assert.deepEqual(recentDone(whileOpen, 5).map((r) => r.relPath), ["a.fits"]);
+      assert.throws(() => files(whileOpen, "job").enqueue("b.fits", FILE), /readonly|read-only/i);
+    } finally {
+      whileOpen.close();
+    }
+    writer.close();
+    const afterClose = Ledger.open(stateDir, { readOnly: true })!;
+    try {
+      assert.deepEqual(ledgerCounts(afterClose), [{
+        job: "job",
+        target: T,
+        state: "done",
+        count: 1,
+      }]);
+    } finally {
+      afterClose.close();
+    }
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("Ledger: hostile relative paths and errors round-trip exactly", async () => {
+  await withLedger((ledger, stateDir) => {
+    const names = [
+      "with space/a b.fits",
+      "$(rm -rf ~)/`id`.fits",
+      "quote'\"; DROP TABLE files; --.fits",
+      "-leading/-dash.fits",
+      "new\nline.fits",
+      "tab\t.fits",
+      "caf\u00e9.fits",
+      "cafe\u0301.fits",
+      "日本/語.fits",
+      "emoji 🔭.fits",
+      "back\\slash.fits",
+      "%s %d ?.fits",
+    ];
+    for (const rel of names) {
+      files(ledger, "job").enqueue(rel, { ...FILE, destination: `20240315/${rel}` });
+    }
+    files(ledger, "job").recordFailure(names[2], {
+      error: "Cannot send '\"; $(x)\nsecond line",
+      attempts: 1,
+      nextAttemptAt: 0,
+      final: true,
+    });
+    ledger.close();
+    const again = Ledger.open(stateDir);
+    try {
+      const rows = files(again, "job").unfinished();
+      assert.deepEqual(rows.map((r) => r.relPath).sort(), [...names].sort());
+      for (const rel of names) {
+        assert.equal(
+          files(again, "job").get(rel)?.destination,
+          `20240315/${rel}`,
+          JSON.stringify(rel),
+        );
+      }
+      // NFC and NFD spellings are different files.
+      assert.notEqual(files(again, "job").get("caf\u00e9.fits"), undefined);
+      assert.notEqual(files(again, "job").get("cafe\u0301.fits"), undefined);
+      assert.equal(rows.length, names.length);
+      assert.equal(
+        files(again, "job").get(names[2])!.lastError,
+        "Cannot send '\"; $(x)\nsecond line",
+      );
+      assert.ok(ledgerCounts(again).length > 0, "the table is still there");
+    } finally {
+      again.close();
+    }
+  });
+});
+
+Deno.test("Ledger: enqueue returns the attempts kept, 0 for a new or changed file", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "itx-ledger-attempts-" });
+  const ledger = Ledger.open(dir);
+  try {
+    const file = { size: 10, mtimeMs: 1000, destination: "20240101/a.fits" };
+    assert.equal(files(ledger, "j").enqueue("a.fits", file), 0);
+    files(ledger, "j").recordFailure("a.fits", {
+      error: "x",
+      attempts: 2,
+      nextAttemptAt: 0,
+      final: false,
+    });
+    assert.equal(files(ledger, "j").enqueue("a.fits", file), 2);
+    assert.equal(files(ledger, "j").enqueue("a.fits", { ...file, size: 11 }), 0);
+  } finally {
+    ledger.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("Ledger.overdue lists pending retries due before a time; markDue makes them due now; pending", async () => {
+  await withLedger((ledger) => {
+    const fail = (job: string, rel: string, nextAttemptAt: number, final = false) => {
+      files(ledger, job).enqueue(rel, FILE);
+      files(ledger, job).recordFailure(rel, { error: "e", attempts: 1, nextAttemptAt, final });
+    };
+    fail("a", "late.fits", 1000);
+    fail("a", "later.fits", 500);
+    fail("a", "future.fits", 9000);
+    fail("a", "given-up.fits", 0, true);
+    fail("b", "other.fits", 700);
+    files(ledger, "a").enqueue("fresh.fits", FILE);
+    assert.deepEqual(
+      overdueFiles(ledger, 5000, 10).map((r) => `${r.job}/${r.relPath}`),
+      ["a/later.fits", "b/other.fits", "a/late.fits"],
+      "oldest first, every job, only pending rows with a retry time",
+    );
+    assert.deepEqual(overdueFiles(ledger, 5000, 1).map((r) => r.relPath), ["later.fits"]);
+    assert.deepEqual(overdueFiles(ledger, 5000, 10, "b").map((r) => r.relPath), ["other.fits"]);
+    files(ledger, "a").markDue(["late.fits", "given-up.fits", "missing.fits"]);
+    assert.deepEqual(overdueFiles(ledger, 5000, 10, "a").map((r) => r.relPath), ["later.fits"]);
+    assert.equal(files(ledger, "a").get("late.fits")?.nextAttemptAt, 0);
+    assert.equal(files(ledger, "a").get("late.fits")?.attempts, 1, "attempts kept");
+    assert.equal(
+      files(ledger, "a").get("given-up.fits")?.state,
+      "failed",
+      "only pending rows change",
+    );
+    assert.deepEqual(
+      files(ledger, "a").pending().map((r) => r.relPath).sort(),
+      ["fresh.fits", "future.fits", "late.fits", "later.fits"],
+    );
+  });
+});

@@ -1,0 +1,273 @@
+/**
+ * The work queue alone, on a manual clock: sequences of events that once
+ * lost a file or sent it twice, and retries that must always fire.
+ */
+import assert from "node:assert/strict";
+import { WorkQueue } from "../../../src/pipeline/work_queue.ts";
+import { FakeClock } from "../../helpers/fake_clock.ts";
+
+const V1 = { size: 100, mtimeMs: 5000 };
+const V2 = { size: 150, mtimeMs: 6000 };
+const PLAN = { destination: "20240315/a.fits", attempts: 0, nextAttemptAt: 0 };
+
+function setup() {
+  const clock = new FakeClock();
+  const due: string[][] = [];
+  const queue = new WorkQueue((relPaths) => due.push(relPaths), clock);
+  return { clock, queue, due };
+}
+
+/** Plan `rel` at `version` and check it is queued. */
+function queueFile(queue: WorkQueue, rel: string, version = V1): void {
+  assert.equal(queue.ready(rel, version, false), "plan");
+  assert.equal(queue.planned(rel, version, PLAN), "queued");
+}
+
+Deno.test("WorkQueue: ready → planning → queued → sending → removed; a done file is skipped", () => {
+  const { queue } = setup();
+  assert.equal(queue.ready("a.fits", V1, true), "skip", "done as it is");
+  assert.equal(queue.size, 0);
+  assert.equal(queue.ready("a.fits", V1, false), "plan");
+  assert.equal(queue.get("a.fits")?.phase, "planning");
+  assert.deepEqual(queue.takeBatch(10), [], "nothing to send while planning");
+  assert.equal(queue.planned("a.fits", V1, PLAN), "queued");
+  const batch = queue.takeBatch(10);
+  assert.deepEqual(batch.map((r) => [r.relPath, r.phase, r.destination]), [
+    ["a.fits", "sending", "20240315/a.fits"],
+  ]);
+  assert.deepEqual(queue.takeBatch(10), [], "a file is taken once");
+  assert.equal(queue.finish("a.fits", { to: "removed" }), false, "nothing to look at again");
+  assert.equal(queue.size, 0);
+});
+
+Deno.test("WorkQueue: batches keep arrival order and their size limit", () => {
+  const { queue } = setup();
+  for (const rel of ["c", "a", "b", "d"]) queueFile(queue, rel);
+  assert.deepEqual(queue.takeBatch(3).map((r) => r.relPath), ["c", "a", "b"]);
+  assert.deepEqual(queue.takeBatch(3).map((r) => r.relPath), ["d"]);
+  assert.equal(queue.count("sending"), 4);
+});
+
+Deno.test("WorkQueue: an event while a file is sent is remembered and looked at after the attempt", () => {
+  const { queue } = setup();
+  queueFile(queue, "a.fits");
+  queue.takeBatch(1);
+  assert.equal(queue.activity("a.fits"), false, "the checker waits until the attempt ends");
+  assert.equal(queue.ready("a.fits", V2, false), "later", "a report while sending is deferred");
+  assert.equal(queue.finish("a.fits", { to: "removed" }), true, "then the checker looks again");
+});
+
+Deno.test("WorkQueue: a file waiting for a retry is not also sent at once when an event re-checks it", () => {
+  const { clock, queue, due } = setup();
+  queueFile(queue, "retry.fits");
+  queue.takeBatch(1);
+  // An event arrives while it is sent (nothing changed), then the attempt fails.
+  assert.equal(queue.activity("retry.fits"), false);
+  const observe = queue.finish("retry.fits", {
+    to: "waiting",
+    attempts: 1,
+    nextAttemptAt: clock.now() + 1500,
+  });
+  assert.equal(observe, true, "the checker looks at the file again");
+  assert.deepEqual(queue.takeBatch(10), [], "not sent while it is re-checked and waits");
+  // The checker finds it complete as it was: it keeps its place and its backoff.
+  assert.equal(queue.ready("retry.fits", V1, false), "keep");
+  assert.equal(queue.get("retry.fits")?.phase, "waiting");
+  assert.deepEqual(queue.takeBatch(10), [], "still waiting for its retry time");
+  clock.advance(1499);
+  assert.deepEqual(due, []);
+  clock.advance(1);
+  assert.deepEqual(due, [["retry.fits"]]);
+  assert.deepEqual(queue.takeBatch(10).map((r) => [r.relPath, r.attempts]), [["retry.fits", 1]]);
+  assert.deepEqual(queue.takeBatch(10), [], "exactly one retry");
+});
+
+Deno.test("WorkQueue: an event on a queued file holds it; a new version is planned again from zero", () => {
+  const { queue } = setup();
+  queueFile(queue, "a.fits");
+  assert.equal(queue.activity("a.fits"), true, "the checker observes it now");
+  assert.deepEqual(queue.takeBatch(10), [], "held while it is observed");
+  assert.equal(queue.ready("a.fits", V2, false), "plan", "it changed: plan again");
+  const record = queue.get("a.fits")!;
+  assert.deepEqual([record.phase, record.version, record.attempts], ["planning", V2, 0]);
+  assert.equal(queue.planned("a.fits", V1, PLAN), "stale", "a plan of the old version is ignored");
+  assert.equal(queue.planned("a.fits", V2, PLAN), "queued");
+  assert.deepEqual(queue.takeBatch(10).map((r) => r.version), [V2]);
+});
+
+Deno.test("WorkQueue: a change while planning queues the file held, for the checker to confirm", () => {
+  const { queue } = setup();
+  assert.equal(queue.ready("a.fits", V1, false), "plan");
+  assert.equal(queue.activity("a.fits"), false, "not while planning");
+  assert.equal(queue.planned("a.fits", V1, PLAN), "observe");
+  assert.deepEqual(queue.takeBatch(10), [], "held until the checker reports");
+  assert.equal(queue.ready("a.fits", V1, false), "keep");
+  assert.equal(queue.takeBatch(10).length, 1);
+});
+
+Deno.test("WorkQueue: a removed file's plan is stale; removing twice is harmless", () => {
+  const { queue } = setup();
+  queue.ready("a.fits", V1, false);
+  assert.equal(queue.remove("a.fits"), true);
+  assert.equal(queue.remove("a.fits"), false);
+  assert.equal(queue.planned("a.fits", V1, PLAN), "stale");
+  assert.equal(queue.size, 0);
+  assert.equal(queue.finish("a.fits", { to: "removed" }), false, "no record: nothing to do");
+});
+
+Deno.test("WorkQueue: every retry fires at its time, however many and in whatever order they fail", () => {
+  const { clock, queue, due } = setup();
+  const start = clock.now();
+  const times = new Map<string, number>();
+  for (let i = 0; i < 2000; i++) {
+    const rel = `f${i}.fits`;
+    queueFile(queue, rel);
+    queue.takeBatch(1);
+    // Delays from 0.1 to 90 s, some equal, in random order.
+    const at = start + (1 + Math.floor(Math.random() * 900)) * 100;
+    times.set(rel, at);
+    queue.finish(rel, { to: "waiting", attempts: 1, nextAttemptAt: at });
+  }
+  const promotedAt = new Map<string, number>();
+  while (promotedAt.size < times.size) {
+    const earliestWaiting = Math.min(
+      ...[...times].filter(([rel]) => !promotedAt.has(rel)).map(([, at]) => at),
+    );
+    assert.equal(queue.timerAt, earliestWaiting, "the one timer is armed for the earliest retry");
+    clock.advance(100);
+    for (const rel of due.splice(0).flat()) {
+      assert.ok(!promotedAt.has(rel), `${rel} promoted once`);
+      promotedAt.set(rel, clock.now());
+    }
+    // Meanwhile other files come and go.
+    queueFile(queue, `other${clock.now()}`);
+    for (const record of queue.takeBatch(10_000)) {
+      if (record.relPath.startsWith("other")) queue.finish(record.relPath, { to: "removed" });
+    }
+  }
+  for (const [rel, at] of times) {
+    const when = promotedAt.get(rel)!;
+    assert.ok(when >= at && when < at + 100, `${rel}: due ${at}, promoted ${when}`);
+  }
+  assert.equal(queue.count("sending"), 2000);
+  assert.equal(queue.timerAt, Infinity);
+  assert.equal(clock.pendingTimers, 0, "no timer left when nothing waits");
+});
+
+Deno.test("WorkQueue: a retry of a resumed file fires; an overdue one is queued at once", () => {
+  const { clock, queue, due } = setup();
+  queue.resume({
+    relPath: "late.fits",
+    version: V1,
+    destination: "d",
+    attempts: 2,
+    nextAttemptAt: 1,
+  });
+  queue.resume({
+    relPath: "soon.fits",
+    version: V1,
+    destination: "d",
+    attempts: 1,
+    nextAttemptAt: clock.now() + 5000,
+  });
+  assert.deepEqual(queue.takeBatch(10).map((r) => r.relPath), ["late.fits"]);
+  clock.advance(5000);
+  assert.deepEqual(due, [["soon.fits"]]);
+  assert.deepEqual(queue.takeBatch(10).map((r) => [r.relPath, r.attempts]), [["soon.fits", 1]]);
+});
+
+Deno.test("WorkQueue: a record that leaves waiting early does not fire; close stops the timer", () => {
+  const { clock, queue, due } = setup();
+  queueFile(queue, "a.fits");
+  queueFile(queue, "b.fits");
+  queue.takeBatch(2);
+  queue.finish("a.fits", { to: "waiting", attempts: 1, nextAttemptAt: clock.now() + 1000 });
+  queue.finish("b.fits", { to: "waiting", attempts: 1, nextAttemptAt: clock.now() + 3000 });
+  queue.remove("a.fits");
+  clock.advance(1000);
+  assert.deepEqual(due, [], "the removed record does not come back");
+  assert.equal(queue.timerAt, clock.now() + 2000, "re-armed for the next one");
+  queue.close();
+  clock.advance(5000);
+  assert.deepEqual(due, []);
+  assert.equal(clock.pendingTimers, 0);
+});
+
+Deno.test("WorkQueue: promoteDue from outside the timer (a sweep) queues what is due", () => {
+  const { clock, queue, due } = setup();
+  queueFile(queue, "a.fits");
+  queue.takeBatch(1);
+  queue.finish("a.fits", { to: "waiting", attempts: 1, nextAttemptAt: clock.now() + 1000 });
+  assert.deepEqual(queue.promoteDue(), [], "not due yet");
+  // Time passes without the timer firing (a stalled event loop): a sweep finds it due.
+  clock.jump(1000);
+  assert.deepEqual(queue.promoteDue(), ["a.fits"]);
+  assert.equal(queue.get("a.fits")?.phase, "queued");
+  clock.advance(0);
+  assert.deepEqual(due, [], "the timer then finds nothing left to do");
+  assert.equal(clock.pendingTimers, 0);
+});
+
+Deno.test("WorkQueue: the oldest waiting file is the one found first, through retries and new versions", () => {
+  const { clock, queue } = setup();
+  assert.equal(queue.oldestFoundAt, null, "nothing waits");
+  const start = clock.now();
+  queueFile(queue, "a.fits");
+  clock.advance(1_000);
+  queueFile(queue, "b.fits");
+  clock.advance(1_000);
+  queue.resume({
+    relPath: "c.fits",
+    version: V1,
+    destination: "n/c",
+    attempts: 1,
+    nextAttemptAt: 0,
+  });
+  assert.equal(queue.oldestFoundAt, start);
+  // A failed attempt or a new version keeps the time the file was first found.
+  queue.takeBatch(1);
+  queue.finish("a.fits", { to: "waiting", attempts: 1, nextAttemptAt: clock.now() + 60_000 });
+  assert.equal(queue.ready("a.fits", V2, false), "plan");
+  assert.equal(queue.oldestFoundAt, start);
+  // Once it arrived the next-oldest counts; found again, a file waits from then.
+  assert.equal(queue.planned("a.fits", V2, PLAN), "queued");
+  assert.deepEqual(queue.takeBatch(1).map((r) => r.relPath), ["b.fits"]);
+  queue.remove("a.fits");
+  assert.equal(queue.oldestFoundAt, start + 1_000);
+  queue.finish("b.fits", { to: "removed" });
+  assert.equal(queue.oldestFoundAt, start + 2_000, "the resumed file waits from its resumption");
+  queueFile(queue, "a.fits");
+  queue.remove("c.fits");
+  assert.equal(queue.oldestFoundAt, clock.now());
+  queue.remove("a.fits");
+  assert.equal(queue.oldestFoundAt, null);
+});
+
+Deno.test("WorkQueue: a failing file waits for its slow retry; a rescan or Retry sends it now", () => {
+  const { clock, queue, due } = setup();
+  queueFile(queue, "a.fits");
+  queueFile(queue, "b.fits");
+  queue.takeBatch(2);
+  const slow = clock.now() + 600_000;
+  queue.finish("a.fits", { to: "waiting", attempts: 4, nextAttemptAt: slow, failing: true });
+  queue.finish("b.fits", { to: "waiting", attempts: 4, nextAttemptAt: slow, failing: true });
+  assert.equal(queue.get("a.fits")?.failing, true);
+  assert.equal(queue.timerAt, slow);
+  // A rescan finds a.fits complete as it was: it goes now, still failing (a new failure is slow again).
+  assert.equal(queue.ready("a.fits", V1, false), "keep");
+  assert.equal(queue.get("a.fits")?.phase, "queued");
+  assert.equal(queue.get("a.fits")?.failing, true);
+  // Retry: b.fits goes now with fresh quick retries.
+  assert.deepEqual(queue.retryNow("b.fits"), ["b.fits"]);
+  assert.deepEqual(
+    [queue.get("b.fits")?.phase, queue.get("b.fits")?.attempts, queue.get("b.fits")?.failing],
+    ["queued", 0, false],
+  );
+  assert.deepEqual(queue.retryNow(), [], "nothing else is failing");
+  // Left alone, a failing file is queued by the timer at its slow retry time.
+  queue.takeBatch(2);
+  queue.finish("a.fits", { to: "waiting", attempts: 5, nextAttemptAt: slow + 1, failing: true });
+  clock.advance(600_001);
+  assert.deepEqual(due.at(-1), ["a.fits"]);
+  assert.equal(queue.get("a.fits")?.phase, "queued");
+});

@@ -1,0 +1,299 @@
+/**
+ * The launchd plists (agent and daemon) and the Task Scheduler task (boot
+ * and logon), checked by the tools that read them: xmllint against Apple's
+ * plist DTD and against the Task Scheduler schema elements and ranges the
+ * task uses (both in tests/fixtures/service), with hostile paths that must
+ * round-trip.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { launchdPlistPath, renderLaunchdPlist } from "../../../src/service/launchd.ts";
+import {
+  encodeUtf16LeBom,
+  renderTaskXml,
+  taskXmlPath,
+} from "../../../src/service/task_scheduler.ts";
+import { daemonArgv } from "../../../src/service/launch_command.ts";
+import { windowsQuoteArg } from "../../../src/service/escape.ts";
+import type { ServiceTarget } from "../../../src/service/plan.ts";
+import { launch, run, xpath } from "../../helpers/service_render.ts";
+
+const DTD = fileURLToPath(new URL("../../fixtures/service/PropertyList-1.0.dtd", import.meta.url));
+const TASK_XSD = fileURLToPath(
+  new URL("../../fixtures/service/task_scheduler_subset.xsd", import.meta.url),
+);
+
+/** Check a rendered plist with xmllint against Apple's DTD; return an XPath reader for it. */
+async function checkedPlist(dir: string, plist: string) {
+  assert.ok(!plist.includes("{{"), plist);
+  const file = join(dir, "com.image-transfer.daemon.plist");
+  await Deno.writeTextFile(file, plist);
+  const valid = await run("xmllint", ["--noout", "--nonet", "--dtdvalid", DTD, file]);
+  assert.equal(valid.code, 0, valid.stderr);
+  const value = (expr: string) => xpath(file, `string(${expr})`);
+  const key = (name: string) => `/plist/dict/key[.='${name}']/following-sibling::*[1]`;
+  return { file, value, key };
+}
+
+Deno.test("launchd agent plist is valid against the plist DTD, and paths round-trip", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "it-plist-" });
+  try {
+    const target: ServiceTarget = {
+      os: "darwin",
+      scope: "user",
+      user: "obs",
+      uid: 501,
+      home: "/Users/O'Brien & <Co>",
+    };
+    const exe = `/Applications/Image "Transfer" & <x>/é 'q'/image-transfer`;
+    const config = "/Users/O'Brien & <Co>/.config/image-transfer/config.yaml";
+    const argv = [exe, "run", "-c", config];
+    const plist = renderLaunchdPlist(target, launch(argv));
+    const { file, value, key } = await checkedPlist(dir, plist);
+    const broken = join(dir, "broken.plist");
+    await Deno.writeTextFile(broken, plist.replace("<key>RunAtLoad</key>", "<bool>x</bool>"));
+    const invalid = await run("xmllint", ["--noout", "--nonet", "--dtdvalid", DTD, broken]);
+    assert.notEqual(invalid.code, 0, "the DTD check can fail");
+    assert.equal(await value(key("Label")), "com.image-transfer.daemon");
+    for (const [i, arg] of argv.entries()) {
+      assert.equal(await value(`${key("ProgramArguments")}/string[${i + 1}]`), arg);
+    }
+    assert.equal(await value(`count(${key("ProgramArguments")}/string)`), String(argv.length));
+    assert.equal(await xpath(file, `name(${key("RunAtLoad")})`), "true");
+    assert.equal(await value(`${key("KeepAlive")}/key`), "SuccessfulExit");
+    assert.equal(
+      await xpath(file, `name(${key("KeepAlive")}/key[1]/following-sibling::*[1])`),
+      "false",
+    );
+    assert.equal(await value(`count(/plist/dict/key[.='UserName'])`), "0");
+    assert.equal(
+      await value(`${key("EnvironmentVariables")}/key[.='HOME']/following-sibling::string[1]`),
+      "/Users/O'Brien & <Co>",
+    );
+    assert.equal(
+      await value(key("StandardErrorPath")),
+      "/Users/O'Brien & <Co>/Library/Logs/image-transfer.err.log",
+    );
+    assert.equal(
+      launchdPlistPath(target),
+      "/Users/O'Brien & <Co>/Library/LaunchAgents/com.image-transfer.daemon.plist",
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("launchd daemon plist (sudo): /Library/LaunchDaemons, UserName, valid against the plist DTD", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "it-plist-" });
+  try {
+    const target: ServiceTarget = {
+      os: "darwin",
+      scope: "system",
+      user: "o'bs & co",
+      uid: 501,
+      gid: 20,
+      home: "/Users/o'bs & co",
+    };
+    const argv = ["/usr/local/bin/image-transfer", "run", "-c", "/Users/o'bs & co/c.yaml"];
+    const { value, key } = await checkedPlist(dir, renderLaunchdPlist(target, launch(argv)));
+    assert.equal(await value(key("UserName")), "o'bs & co");
+    assert.equal(await value(`${key("ProgramArguments")}/string[4]`), argv[3]);
+    assert.equal(await value(key("StandardOutPath")), "/Library/Logs/image-transfer.out.log");
+    assert.equal(
+      await value(`${key("EnvironmentVariables")}/key[.='HOME']/following-sibling::string[1]`),
+      "/Users/o'bs & co",
+    );
+    assert.equal(
+      launchdPlistPath(target),
+      "/Library/LaunchDaemons/com.image-transfer.daemon.plist",
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("launchd plist refuses a newline in a path", () => {
+  const target: ServiceTarget = { os: "darwin", scope: "user", user: "o", uid: 501, home: "/U/o" };
+  assert.throws(() => renderLaunchdPlist(target, launch(["/a\nb", "run"])), /newline/);
+});
+
+/** Split a Windows command line the way CommandLineToArgvW does (for arguments after argv[0]). */
+function splitWindowsArgs(line: string): string[] {
+  const args: string[] = [];
+  let i = 0;
+  while (i < line.length) {
+    while (line[i] === " " || line[i] === "\t") i++;
+    if (i >= line.length) break;
+    let arg = "";
+    let quoted = false;
+    while (i < line.length && (quoted || (line[i] !== " " && line[i] !== "\t"))) {
+      if (line[i] === "\\") {
+        let n = 0;
+        while (line[i] === "\\") (n++, i++);
+        if (line[i] === '"') {
+          arg += "\\".repeat(Math.floor(n / 2));
+          if (n % 2 === 1) (arg += '"', i++);
+        } else arg += "\\".repeat(n);
+      } else if (line[i] === '"') {
+        quoted = !quoted;
+        i++;
+      } else arg += line[i++];
+    }
+    args.push(arg);
+  }
+  return args;
+}
+
+/** xmllint against the Task Scheduler schema subset (tests/fixtures/service). */
+async function validateTask(file: string): Promise<{ code: number; stderr: string }> {
+  return await run("xmllint", ["--noout", "--nonet", "--schema", TASK_XSD, file]);
+}
+
+Deno.test("task XML is UTF-16LE with BOM, valid against the Task Scheduler schema, and drive-letter paths round-trip", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "it-task-" });
+  try {
+    const system: ServiceTarget = {
+      os: "windows",
+      scope: "system",
+      user: "OBSERVATORY\\Observer",
+      uid: null,
+      home: "C:\\Users\\Observer",
+    };
+    const argv = daemonArgv(
+      "windows",
+      "C:/Program Files/image-transfer/image-transfer.exe",
+      "C:\\unused",
+      'C:/Users/Observer/data/images/O\'Brien & <Co> "x" é/config.yaml',
+    );
+    for (const target of [system, { ...system, scope: "user" as const }]) {
+      const xml = renderTaskXml(target, launch(argv));
+      assert.ok(!xml.includes("{{"), xml);
+      const bytes = encodeUtf16LeBom(xml);
+      assert.deepEqual([...bytes.slice(0, 2)], [0xff, 0xfe]);
+      assert.equal(new TextDecoder("utf-16le").decode(bytes.slice(2)), xml);
+      assert.equal(bytes[3], 0x00, "ASCII '<' is followed by a zero byte in UTF-16LE");
+      const file = join(dir, `${target.scope}.xml`);
+      await Deno.writeFile(file, bytes);
+      const valid = await validateTask(file);
+      assert.equal(valid.code, 0, valid.stderr);
+      const element = (name: string) => xpath(file, `string(//*[local-name()='${name}'])`);
+      const count = (name: string) => xpath(file, `count(//*[local-name()='${name}'])`);
+      assert.equal(
+        await element("Command"),
+        "C:\\Program Files\\image-transfer\\image-transfer.exe",
+      );
+      assert.deepEqual(splitWindowsArgs(await element("Arguments")), [
+        "run",
+        "-c",
+        'C:\\Users\\Observer\\data\\images\\O\'Brien & <Co> "x" é\\config.yaml',
+      ]);
+      assert.equal(await element("ExecutionTimeLimit"), "PT0S");
+      assert.equal(await element("MultipleInstancesPolicy"), "IgnoreNew");
+      // The repeating trigger that brings a crashed daemon back.
+      assert.equal(
+        await xpath(
+          file,
+          "string(//*[local-name()='TimeTrigger']/*[local-name()='Repetition']/*[local-name()='Interval'])",
+        ),
+        "PT5M",
+      );
+      assert.equal(
+        await xpath(
+          file,
+          "count(//*[local-name()='TimeTrigger']/*[local-name()='Repetition']/*[local-name()='Duration'])",
+        ),
+        "0",
+        "no Duration: repeated for ever",
+      );
+      assert.equal(await element("Count"), "255");
+      assert.equal(await element("WorkingDirectory"), "C:\\Users\\Observer");
+      assert.equal(
+        await xpath(file, "string(//*[local-name()='Principal']/*[local-name()='UserId'])"),
+        "OBSERVATORY\\Observer",
+      );
+      assert.equal(await count("Password"), "0");
+      if (target.scope === "system") {
+        assert.equal(await element("LogonType"), "S4U");
+        assert.equal(await count("BootTrigger"), "1");
+        assert.equal(await count("LogonTrigger"), "0");
+      } else {
+        assert.equal(await element("LogonType"), "InteractiveToken");
+        assert.equal(await count("LogonTrigger"), "1");
+        assert.equal(await count("BootTrigger"), "0");
+      }
+    }
+    assert.equal(
+      taskXmlPath(system),
+      "C:\\Users\\Observer\\.config\\image-transfer\\ImageTransferDaemon.xml",
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("the Task Scheduler schema check is real: out-of-range values and a stored password fail", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "it-task-" });
+  try {
+    const target: ServiceTarget = {
+      os: "windows",
+      scope: "system",
+      user: "o",
+      uid: null,
+      home: "C:\\o",
+    };
+    const xml = renderTaskXml(target, launch(["C:\\x.exe", "run"]));
+    for (
+      const [from, to] of [
+        ["<Count>255</Count>", "<Count>999</Count>"],
+        ["<Interval>PT5M</Interval>", "<Interval>PT30S</Interval>"],
+        ["<LogonType>S4U</LogonType>", "<LogonType>Password</LogonType>"],
+        ["<Priority>7</Priority>", "<Priority>11</Priority>"],
+      ]
+    ) {
+      assert.ok(xml.includes(from), from);
+      const file = join(dir, "bad.xml");
+      await Deno.writeFile(file, encodeUtf16LeBom(xml.replace(from, to)));
+      const out = await validateTask(file);
+      assert.notEqual(out.code, 0, `${to} must fail`);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("task XML refuses a program path longer than Task Scheduler takes (260)", () => {
+  const target: ServiceTarget = {
+    os: "windows",
+    scope: "system",
+    user: "o",
+    uid: null,
+    home: "C:\\o",
+  };
+  const long = `C:\\${"d".repeat(255)}\\it.exe`;
+  assert.throws(() => renderTaskXml(target, launch([long, "run"])), /longer than 260 characters/);
+});
+
+Deno.test("task XML refuses % (Task Scheduler expands it) and newlines", () => {
+  const target: ServiceTarget = {
+    os: "windows",
+    scope: "user",
+    user: "o",
+    uid: null,
+    home: "C:\\o",
+  };
+  assert.throws(
+    () => renderTaskXml(target, launch(["C:\\x.exe", "run", "-c", "C:\\100%\\c"])),
+    /%/,
+  );
+  assert.throws(
+    () => renderTaskXml(target, launch(["C:\\x.exe", "run", "-c", "C:\\a\nb"])),
+    /newline/,
+  );
+});
+
+Deno.test("Windows argument quoting survives spaces, quotes and trailing backslashes", () => {
+  const args = ["plain", "with space", 'q"uote', "C:\\dir with space\\", "", 'back\\\\slash"'];
+  assert.deepEqual(splitWindowsArgs(args.map(windowsQuoteArg).join(" ")), args);
+  assert.equal(windowsQuoteArg("C:\\Users\\x"), "C:\\Users\\x");
+});

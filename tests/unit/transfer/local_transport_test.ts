@@ -1,0 +1,315 @@
+/**
+ * The `local` transport against real folders: exact bytes in every verify
+ * mode, temp-then-rename, stale and missing sources, aborts, unusable
+ * destinations and hostile names.
+ */
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { basename, join } from "node:path";
+import { jobSchema } from "../../../src/config/schema.ts";
+import type { JobConfig, VerifyMode } from "../../../src/config/types.ts";
+import { TransferError } from "../../../src/errors.ts";
+import { LocalTransport } from "../../../src/transfer/local/local.ts";
+import { isTempName, jobOwner, tempNameFor } from "../../../src/transfer/temp_name.ts";
+import type { TransferItem } from "../../../src/transfer/transport.ts";
+import { listFiles, randomBytes } from "../../helpers/files.ts";
+
+/** A local job with the schema defaults, pointed at `dest`. */
+function testJob(dest: string, overrides: Partial<JobConfig> = {}): JobConfig {
+  const input = jobSchema.parse({
+    watch_path: "/unused",
+    remote_base_path: dest,
+    transfer_method: "local",
+  });
+  return { ...input, name: "test", verify_transfer: "size", ...overrides };
+}
+
+/** Write `bytes` to `root/rel` and describe it as a transfer item to `destination`. */
+async function source(
+  root: string,
+  rel: string,
+  bytes: Uint8Array,
+  destination = `20240315/${rel}`,
+): Promise<TransferItem> {
+  const path = join(root, ...rel.split("/"));
+  await Deno.mkdir(join(path, ".."), { recursive: true });
+  await Deno.writeFile(path, bytes);
+  const info = await Deno.stat(path);
+  return { source: path, destination, size: info.size, mtimeMs: info.mtime!.getTime() };
+}
+
+async function withDirs(fn: (src: string, dest: string) => Promise<void>): Promise<void> {
+  const root = await Deno.makeTempDir({ prefix: "itx-local-" });
+  try {
+    const src = join(root, "src");
+    const dest = join(root, "dest");
+    await Deno.mkdir(src);
+    await fn(src, dest);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+}
+
+const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
+const exists = (path: string) => Deno.stat(path).then(() => true, () => false);
+
+for (const mode of ["checksum", "size", "none"] as VerifyMode[]) {
+  Deno.test(`LocalTransport (${mode}): delivers exact bytes into nested folders, no temp left`, async () => {
+    await withDirs(async (src, dest) => {
+      const transport = new LocalTransport(testJob(dest, { verify_transfer: mode }));
+      const contents = new Map<string, Uint8Array>([
+        ["a.fits", randomBytes(3 * 1024 * 1024 + 17)], // more than one copy buffer
+        ["night/flats/b.fits", randomBytes(1000)],
+        ["night/flats/deep/er/c.fits", randomBytes(0)],
+      ]);
+      const items: TransferItem[] = [];
+      for (const [rel, bytes] of contents) items.push(await source(src, rel, bytes));
+      const outcomes = await transport.send(items, new AbortController().signal);
+      assert.equal(outcomes.length, items.length);
+      for (const [i, outcome] of outcomes.entries()) {
+        assert.equal(outcome.item, items[i], "outcomes in the order given");
+        assert.equal(outcome.error, null, String(outcome.error));
+      }
+      assert.deepEqual(
+        (await listFiles(dest)).sort(),
+        [...contents.keys()].map((rel) => `20240315/${rel}`).sort(),
+        "only the final names exist",
+      );
+      for (const [rel, bytes] of contents) {
+        const arrived = await Deno.readFile(join(dest, "20240315", ...rel.split("/")));
+        assert.equal(arrived.length, bytes.length);
+        assert.equal(sha256(arrived), sha256(bytes), `bytes of ${rel}`);
+      }
+      await transport.close();
+      await transport.close();
+    });
+  });
+}
+
+Deno.test("LocalTransport: this daemon's leftover temporary files are swept, others' are not", async () => {
+  await withDirs(async (src, dest) => {
+    const job = testJob(dest, { verify_transfer: "checksum" });
+    const transport = new LocalTransport(job);
+    const bytes = randomBytes(5000);
+    const item = await source(src, "night/a.fits", bytes);
+    const folder = join(dest, "20240315", "night");
+    await Deno.mkdir(folder, { recursive: true });
+    const leftover = tempNameFor("a.fits", jobOwner(job));
+    await Deno.writeFile(join(folder, leftover), randomBytes(20_000));
+    const othersTemp = tempNameFor("a.fits", "0123456789");
+    await Deno.writeFile(join(folder, othersTemp), randomBytes(10));
+    const [outcome] = await transport.send([item], new AbortController().signal);
+    assert.equal(outcome.error, null);
+    assert.deepEqual(await Deno.readFile(join(folder, "a.fits")), bytes);
+    assert.deepEqual(await listFiles(dest), [
+      `20240315/night/${othersTemp}`,
+      "20240315/night/a.fits",
+    ]);
+  });
+});
+
+Deno.test("LocalTransport: an existing final file is replaced", async () => {
+  await withDirs(async (src, dest) => {
+    const transport = new LocalTransport(testJob(dest));
+    await Deno.mkdir(join(dest, "20240315"), { recursive: true });
+    await Deno.writeFile(join(dest, "20240315", "a.fits"), randomBytes(9000));
+    const bytes = randomBytes(100);
+    const [outcome] = await transport.send(
+      [await source(src, "a.fits", bytes)],
+      new AbortController().signal,
+    );
+    assert.equal(outcome.error, null);
+    assert.deepEqual(await Deno.readFile(join(dest, "20240315", "a.fits")), bytes);
+    assert.deepEqual(await listFiles(dest), ["20240315/a.fits"]);
+  });
+});
+
+Deno.test("LocalTransport: a source that changed since it was judged complete fails retryably", async () => {
+  for (const mode of ["checksum", "size", "none"] as VerifyMode[]) {
+    await withDirs(async (src, dest) => {
+      const transport = new LocalTransport(testJob(dest, { verify_transfer: mode }));
+      // Grown after the size was recorded.
+      const grown = await source(src, "grown.fits", randomBytes(1000));
+      await Deno.writeFile(grown.source, randomBytes(10), { append: true });
+      // Same size, new mtime (rewritten in place).
+      const touched = await source(src, "touched.fits", randomBytes(1000));
+      const later = new Date(touched.mtimeMs + 5000);
+      await Deno.utime(touched.source, later, later);
+      // Shrunk; an older copy already sits under the final name and must stay.
+      const shrunk = await source(src, "shrunk.fits", randomBytes(1000));
+      await Deno.truncate(shrunk.source, 10);
+      await Deno.mkdir(join(dest, "20240315"), { recursive: true });
+      const older = randomBytes(77);
+      await Deno.writeFile(join(dest, "20240315", "shrunk.fits"), older);
+      const fine = await source(src, "fine.fits", randomBytes(500));
+
+      const outcomes = await transport.send(
+        [grown, touched, shrunk, fine],
+        new AbortController().signal,
+      );
+      for (const outcome of outcomes.slice(0, 3)) {
+        assert.ok(outcome.error instanceof TransferError, `${mode}: ${outcome.item.source}`);
+        assert.equal(outcome.error.kind, "retry");
+        assert.equal(outcome.error.retryable, true);
+        assert.ok(outcome.error.message.includes(outcome.item.source), outcome.error.message);
+        assert.match(outcome.error.message, /changed/);
+      }
+      assert.equal(outcomes[3].error, null);
+      assert.deepEqual(
+        (await listFiles(dest)).sort(),
+        ["20240315/fine.fits", "20240315/shrunk.fits"],
+        `${mode}: no final name for a stale source, no temp files`,
+      );
+      assert.deepEqual(await Deno.readFile(join(dest, "20240315", "shrunk.fits")), older);
+    });
+  }
+});
+
+Deno.test("LocalTransport: a missing source fails that item only", async () => {
+  await withDirs(async (src, dest) => {
+    const transport = new LocalTransport(testJob(dest, { verify_transfer: "checksum" }));
+    const first = await source(src, "1.fits", randomBytes(300));
+    const missing = await source(src, "2.fits", randomBytes(300));
+    await Deno.remove(missing.source);
+    const third = await source(src, "3.fits", randomBytes(300));
+    const outcomes = await transport.send([first, missing, third], new AbortController().signal);
+    assert.deepEqual(outcomes.map((o) => o.item), [first, missing, third]);
+    assert.equal(outcomes[0].error, null);
+    assert.equal(outcomes[2].error, null);
+    const error = outcomes[1].error;
+    assert.ok(error instanceof TransferError);
+    assert.equal(error.kind, "retry");
+    assert.ok(error.message.startsWith(`Cannot send ${missing.source}`), error.message);
+    assert.ok(error.cause instanceof Deno.errors.NotFound);
+    assert.deepEqual((await listFiles(dest)).sort(), ["20240315/1.fits", "20240315/3.fits"]);
+  });
+});
+
+Deno.test("LocalTransport: a destination below a regular file fails that item only", async () => {
+  await withDirs(async (src, dest) => {
+    const transport = new LocalTransport(testJob(dest));
+    await Deno.mkdir(dest, { recursive: true });
+    await Deno.writeTextFile(join(dest, "blocker"), "a file, not a folder");
+    const blocked = await source(src, "a.fits", randomBytes(100), "blocker/night/a.fits");
+    const fine = await source(src, "b.fits", randomBytes(100));
+    const outcomes = await transport.send([blocked, fine], new AbortController().signal);
+    const error = outcomes[0].error;
+    assert.ok(error instanceof TransferError);
+    assert.equal(error.kind, "retry");
+    assert.ok(error.message.startsWith(`Cannot send ${blocked.source}: `), error.message);
+    // In the user's words, with the file at fault.
+    assert.ok(
+      error.message.includes(
+        `a file named blocker is in the way at ${join(dest, "blocker")}, where a folder must be`,
+      ),
+      error.message,
+    );
+    assert.doesNotMatch(error.message, /Not a directory|os error/);
+    assert.equal(outcomes[1].error, null);
+    assert.deepEqual((await listFiles(dest)).sort(), ["20240315/b.fits", "blocker"]);
+    assert.equal(await Deno.readTextFile(join(dest, "blocker")), "a file, not a folder");
+  });
+});
+
+Deno.test("LocalTransport: a base path that is a regular file fails every item", async () => {
+  await withDirs(async (src, dest) => {
+    await Deno.writeTextFile(dest, "not a folder");
+    const transport = new LocalTransport(testJob(dest));
+    const nested = await source(src, "a.fits", randomBytes(10));
+    const flat = await source(src, "b.fits", randomBytes(10), "b.fits");
+    const outcomes = await transport.send([nested, flat], new AbortController().signal);
+    for (const outcome of outcomes) {
+      assert.ok(outcome.error instanceof TransferError, "fails");
+      assert.ok(outcome.error.retryable);
+    }
+    assert.equal(await Deno.readTextFile(dest), "not a folder");
+  });
+});
+
+Deno.test("LocalTransport: an already aborted signal throws before touching anything", async () => {
+  await withDirs(async (src, dest) => {
+    const transport = new LocalTransport(testJob(dest));
+    const item = await source(src, "a.fits", randomBytes(100));
+    const controller = new AbortController();
+    const reason = new Error("stopping");
+    controller.abort(reason);
+    await assert.rejects(() => transport.send([item], controller.signal), (e) => e === reason);
+    assert.equal(await exists(dest), false);
+  });
+});
+
+Deno.test("LocalTransport: an abort during a copy throws and, without resuming, leaves no temporary file", async () => {
+  await withDirs(async (src, dest) => {
+    const transport = new LocalTransport(testJob(dest, { resume_partial_hours: 0 }));
+    // 64 chunks: the copy is still running when the temporary file appears.
+    const item = await source(src, "slow.fits", randomBytes(64 * 1024 * 1024));
+    const folder = join(dest, "20240315");
+    await Deno.mkdir(folder, { recursive: true });
+    const controller = new AbortController();
+    const reason = new Error("stopping");
+    using watcher = Deno.watchFs(folder);
+    const sending = transport.send([item], controller.signal);
+    const settled = sending.then(() => "resolved", (e) => e);
+    let temp = "";
+    for await (const event of watcher) {
+      temp = event.paths.find((path) => isTempName(basename(path))) ?? "";
+      if (temp !== "") break;
+    }
+    controller.abort(reason);
+    assert.equal(await settled, reason, "send rejects with the abort reason");
+    assert.equal(await exists(temp), false, "temporary file removed");
+    assert.deepEqual(await listFiles(dest), [], "no final name");
+  });
+});
+
+Deno.test("LocalTransport: hostile and very long names arrive byte for byte", async () => {
+  await withDirs(async (src, dest) => {
+    const transport = new LocalTransport(testJob(dest, { verify_transfer: "checksum" }));
+    const names = [
+      "with space.fits",
+      "$(touch pwned).fits",
+      "`id`.fits",
+      "semi;colon.fits",
+      "-leading dash.fits",
+      "--help.fits",
+      "new\nline.fits",
+      "quote'\"s.fits",
+      "star*.fits",
+      "back\\slash.fits",
+      "caf\u00e9 NFC.fits",
+      "cafe\u0301 NFD.fits",
+      "日本語 🔭.fits",
+      "x".repeat(240) + ".fits", // the temporary name would be too long: hashed
+      "$(x) dir/-sub dir/a b.fits",
+    ];
+    const items: TransferItem[] = [];
+    const bytes = new Map<string, Uint8Array>();
+    for (const [i, name] of names.entries()) {
+      const content = randomBytes(100 + i);
+      bytes.set(name, content);
+      items.push(await source(src, name, content, `20240315/${name}`));
+    }
+    const outcomes = await transport.send(items, new AbortController().signal);
+    for (const outcome of outcomes) assert.equal(outcome.error, null, String(outcome.error));
+    assert.deepEqual(
+      (await listFiles(dest)).sort(),
+      names.map((n) => `20240315/${n}`).sort(),
+      "exactly these names, no temp files",
+    );
+    for (const [name, content] of bytes) {
+      assert.deepEqual(await Deno.readFile(join(dest, "20240315", ...name.split("/"))), content);
+    }
+    assert.equal(await exists(join(src, "..", "pwned")), false);
+    assert.equal(await exists("pwned"), false);
+  });
+});
+
+Deno.test("LocalTransport: describeTarget joins the base path and the destination", () => {
+  const transport = new LocalTransport(testJob("/data/archive"));
+  assert.equal(
+    transport.describeTarget("20240315/n/a b.fits"),
+    "/data/archive/20240315/n/a b.fits",
+  );
+  assert.equal(transport.method, "local");
+  assert.ok(transport.maxBatchFiles >= 1);
+});

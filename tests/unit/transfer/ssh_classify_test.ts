@@ -1,0 +1,195 @@
+/** Classifying ssh/scp/rsync failures, on stderr text captured from real runs (OpenSSH 9.2, rsync 3.x). */
+import assert from "node:assert/strict";
+import {
+  classifyFailure,
+  classifyText,
+  type FailureContext,
+} from "../../../src/transfer/classify.ts";
+import { CommandError, TransferError } from "../../../src/errors.ts";
+
+const context: FailureContext = { host: "freya", destination: "obs@freya", port: 2222 };
+
+const failure = (argv0: string, code: number | null, stderr: string, timedOut = false) =>
+  new CommandError("failed", {
+    argv: [argv0, "x"],
+    code,
+    signal: code === null ? "SIGKILL" : null,
+    timedOut,
+    stderr,
+    durationMs: 1500,
+  });
+
+const CHANGED_KEY = `@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@
+@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @
+@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@
+IT IS POSSIBLE THAT SOMEONE IS DOING SOMETHING NASTY!
+Someone could be eavesdropping on you right now (man-in-the-middle attack)!
+It is also possible that a host key has just been changed.
+The fingerprint for the ED25519 key sent by the remote host is
+SHA256:FmJu5hC/AXUlJOIG3eYOp4Jk2z5bJ45+ycHvtNcf5Sc.
+Please contact your system administrator.
+Add correct host key in /root/.ssh/known_hosts to get rid of this message.
+Offending ED25519 key in /root/.ssh/known_hosts:1
+  remove with:
+  ssh-keygen -f "/root/.ssh/known_hosts" -R "[127.0.0.1]:42619"
+Host key for [127.0.0.1]:42619 has changed and you have requested strict checking.
+Host key verification failed.`;
+
+Deno.test("host key problems are fatal and say how to accept or replace the key", () => {
+  const unknown = classifyText("Host key verification failed.", context, 255, "ssh");
+  assert.equal(unknown.kind, "fatal");
+  assert.match(unknown.reason, /run "ssh -p 2222 obs@freya" once to accept the host key/);
+  assert.match(unknown.reason, /ssh-keyscan -p 2222 freya >> ~\/\.ssh\/known_hosts/);
+
+  const strict = classifyText(
+    "No ED25519 host key is known for [127.0.0.1]:42619 and you have requested strict checking.\n" +
+      "Host key verification failed.",
+    context,
+    255,
+  );
+  assert.equal(strict.kind, "fatal");
+  assert.match(strict.reason, /is not known/);
+
+  const changed = classifyText(CHANGED_KEY, context, 255);
+  assert.equal(changed.kind, "fatal");
+  assert.match(changed.reason, /has CHANGED/);
+  assert.match(changed.reason, /ssh-keygen -R '\[freya\]:2222'/);
+
+  const viaRsync = classifyText(
+    "Host key verification failed.\n" +
+      "rsync: connection unexpectedly closed (0 bytes received so far) [sender]\n" +
+      "rsync error: error in rsync protocol data stream (code 12) at io.c(285) [sender=3.5.0]",
+    context,
+    12,
+    "rsync",
+  );
+  assert.equal(viaRsync.kind, "fatal");
+});
+
+Deno.test("refused authentication is fatal and points at keys and BatchMode", () => {
+  for (
+    const text of [
+      "itx-test@127.0.0.1: Permission denied (publickey).",
+      "itx-test@127.0.0.1: Permission denied (publickey).\n/usr/bin/scp: Connection closed",
+      "Received disconnect from 10.0.0.1 port 22:2: Too many authentication failures",
+    ]
+  ) {
+    const result = classifyText(text, context, 255);
+    assert.equal(result.kind, "fatal", text);
+    assert.match(result.reason, /authentication was refused for obs@freya/);
+    assert.match(result.reason, /authorized_keys/);
+  }
+});
+
+Deno.test("network failures are retryable", () => {
+  for (
+    const [text, code, tool] of [
+      ["ssh: connect to host 127.0.0.1 port 1: Connection refused", 255, "ssh"],
+      [
+        "Connection timed out during banner exchange\nConnection to 10.255.255.1 port 22 timed out",
+        255,
+        "ssh",
+      ],
+      ["client_loop: send disconnect: Broken pipe", 255, "ssh"],
+      ["Connection reset by 10.0.0.1 port 22", 255, "scp"],
+      [
+        "ssh: connect to host 127.0.0.1 port 1: Connection refused\n/usr/bin/scp: Connection closed",
+        255,
+        "scp",
+      ],
+      ["rsync: connection unexpectedly closed (0 bytes received so far) [sender]", 12, "rsync"],
+      ["rsync error: timeout in data send/receive (code 30)", 30, "rsync"],
+      ["", 255, "ssh"],
+      ["rsync error: error in socket IO (code 10)", 10, "rsync"],
+    ] as const
+  ) {
+    const result = classifyText(text, context, code, tool);
+    assert.equal(result.kind, "retry", text);
+  }
+  assert.match(
+    classifyText("ssh: connect to host freya port 2222: Connection refused", context, 255).reason,
+    /check that the host is up and reachable and that sshd listens on port 2222/,
+  );
+});
+
+Deno.test("remote permission, read-only and full disks are retry-later and say so", () => {
+  const cases: [string, RegExp][] = [
+    ['/usr/bin/scp: dest open "/tmp/itx-ro/x": Permission denied', /may not write there/],
+    ["mkdir: cannot create directory '/tmp/itx-ro/a': Permission denied", /may not write there/],
+    [
+      'rsync: [receiver] mkstemp "/tmp/itx-ro/.x.l3fG1a" failed: Permission denied (13)',
+      /may not write/,
+    ],
+    ["mv: cannot move 'a' to 'b': Read-only file system", /read-only/],
+    ['/usr/bin/scp: dest write "/data/x": No space left on device', /is full/],
+    ['rsync: write failed on "/data/x": Disk quota exceeded (122)', /is full/],
+  ];
+  for (const [text, reason] of cases) {
+    const result = classifyText(text, context, 1);
+    assert.equal(result.kind, "retry-later", text);
+    assert.match(result.reason, reason);
+  }
+});
+
+Deno.test("bad options and a missing remote rsync are fatal", () => {
+  assert.equal(
+    classifyText("command-line: line 0: Bad configuration option: foo", context, 255).kind,
+    "fatal",
+  );
+  assert.equal(
+    classifyText(
+      "rsync: --no-such-opt: unknown option\nrsync error: syntax or usage error (code 1)",
+      context,
+      1,
+      "rsync",
+    ).kind,
+    "fatal",
+  );
+  const missing = classifyText(
+    "bash: line 1: rsync: command not found\n" +
+      "rsync: connection unexpectedly closed (0 bytes received so far) [sender]",
+    context,
+    12,
+    "rsync",
+  );
+  assert.equal(missing.kind, "fatal");
+  assert.match(missing.reason, /rsync is not installed on freya/);
+});
+
+Deno.test("classifyFailure turns a CommandError into a TransferError with cause and detail", () => {
+  const error = failure("/usr/bin/scp", 1, '/usr/bin/scp: dest open "/d/x": Permission denied');
+  const result = classifyFailure(error, "send a.fits to obs@freya:/d/a.fits", context);
+  assert.ok(result instanceof TransferError);
+  assert.equal(result.kind, "retry-later");
+  assert.equal(result.cause, error);
+  assert.match(result.message, /^Cannot send a\.fits to obs@freya:\/d\/a\.fits: /);
+  assert.match(result.message, /\(scp: \/usr\/bin\/scp: dest open/);
+
+  const timedOut = classifyFailure(failure("rsync", null, "", true), "send b", context);
+  assert.equal(timedOut.kind, "retry");
+  assert.match(timedOut.message, /timed out after 2 s \(transfer_timeout_seconds\)/);
+});
+
+Deno.test("the ssh command a message suggests carries the configured port, identity file and options", () => {
+  const full: FailureContext = {
+    ...context,
+    identityFile: "/home/obs/.ssh/id archive",
+    options: ["Ciphers=aes128-gcm@openssh.com", "ProxyJump=gate"],
+  };
+  const refused = classifyText("obs@freya: Permission denied (publickey).", full, 255, "ssh");
+  assert.ok(
+    refused.reason.includes(
+      `"ssh -o BatchMode=yes -p 2222 -i '/home/obs/.ssh/id archive' ` +
+        `-o Ciphers=aes128-gcm@openssh.com -o ProxyJump=gate obs@freya true"`,
+    ),
+    refused.reason,
+  );
+  const unknown = classifyText("Host key verification failed.", full, 255, "ssh");
+  assert.ok(
+    unknown.reason.includes(
+      `run "ssh -p 2222 -i '/home/obs/.ssh/id archive' -o Ciphers=aes128-gcm@openssh.com ` +
+        `-o ProxyJump=gate obs@freya" once`,
+    ),
+    unknown.reason,
+  );
+});

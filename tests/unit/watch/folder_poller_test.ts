@@ -1,0 +1,156 @@
+/**
+ * Polling a watch folder, on real files: what a poll reports (new files, new
+ * folders, files still being written, nothing when nothing changed), what it
+ * forgets, and how it says how a folder is watched (file system kind, UNC
+ * paths, `watch_mode`).
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { createFileFilter } from "../../../src/watch/file_filter.ts";
+import { FolderPoller } from "../../../src/watch/folder_poller.ts";
+import { fileSystemOf, uncShare } from "../../../src/watch/fs_type.ts";
+import { decideWatch } from "../../../src/watch/watch_mode.ts";
+import { mountBindfs, unmountBindfs } from "../../helpers/bindfs.ts";
+import { localTestJob } from "../../helpers/jobs.ts";
+
+async function withPoller(
+  fn: (watch: string, poller: FolderPoller, errors: string[]) => Promise<void>,
+): Promise<void> {
+  const root = await Deno.makeTempDir({ prefix: "itx-poller-" });
+  try {
+    const watch = join(root, "watch");
+    await Deno.mkdir(watch);
+    const errors: string[] = [];
+    const poller = new FolderPoller({
+      root: watch,
+      filter: createFileFilter(localTestJob(root, { file_patterns: ["*.fits"] })),
+      onError: (path) => errors.push(path),
+    });
+    await fn(watch, poller, errors);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+}
+
+const rels = (files: { relPath: string }[]) => files.map((file) => file.relPath).sort();
+
+/** Set a folder's mtime to a fixed moment, so a change of it is seen whatever the clock's grain. */
+async function pinMtime(path: string, seconds: number): Promise<void> {
+  await Deno.utime(path, seconds, seconds);
+}
+
+Deno.test("poller: what is there at learning is not reported; new files and folders are, once", async () => {
+  await withPoller(async (watch, poller) => {
+    await Deno.mkdir(join(watch, "night"));
+    await Deno.writeTextFile(join(watch, "night", "old.fits"), "old");
+    await Deno.writeTextFile(join(watch, "notes.txt"), "not matched");
+    await poller.learn();
+    assert.deepEqual(poller.size, { folders: 2, files: 1 });
+    assert.deepEqual(await poller.poll(), []);
+
+    await Deno.writeTextFile(join(watch, "night", "new.fits"), "new");
+    await Deno.writeTextFile(join(watch, "night", "skip.txt"), "not matched");
+    await Deno.mkdir(join(watch, "night", "flats", "deep"), { recursive: true });
+    await Deno.writeTextFile(join(watch, "night", "flats", "deep", "f.fits"), "flat");
+    assert.deepEqual(rels(await poller.poll()), ["night/flats/deep/f.fits", "night/new.fits"]);
+    assert.deepEqual(poller.size, { folders: 4, files: 3 });
+    // Reported once: the next polls list the folders again (fresh changes) and find nothing new.
+    assert.deepEqual(await poller.poll(), []);
+    assert.deepEqual(await poller.poll(), []);
+  });
+});
+
+Deno.test("poller: a file still being written is reported again when its size moves", async () => {
+  await withPoller(async (watch, poller) => {
+    await poller.learn();
+    const path = join(watch, "growing.fits");
+    await Deno.writeTextFile(path, "part one");
+    assert.deepEqual(rels(await poller.poll()), ["growing.fits"]);
+    assert.deepEqual(await poller.poll(), []);
+    await Deno.writeTextFile(path, " and part two", { append: true });
+    assert.deepEqual(rels(await poller.poll()), ["growing.fits"]);
+    assert.deepEqual(await poller.poll(), []);
+  });
+});
+
+Deno.test("poller: a folder removed is forgotten; made again, its files are new", async () => {
+  await withPoller(async (watch, poller) => {
+    await Deno.mkdir(join(watch, "a", "b"), { recursive: true });
+    await Deno.writeTextFile(join(watch, "a", "b", "x.fits"), "x");
+    await poller.learn();
+    await Deno.remove(join(watch, "a"), { recursive: true });
+    assert.deepEqual(await poller.poll(), []);
+    assert.deepEqual(poller.size, { folders: 1, files: 0 });
+    await Deno.mkdir(join(watch, "a", "b"), { recursive: true });
+    await Deno.writeTextFile(join(watch, "a", "b", "x.fits"), "x again");
+    assert.deepEqual(rels(await poller.poll()), ["a/b/x.fits"]);
+  });
+});
+
+Deno.test("poller: a folder whose mtime did not move is not listed again", async () => {
+  await withPoller(async (watch, poller) => {
+    await Deno.mkdir(join(watch, "night"));
+    await pinMtime(join(watch, "night"), 1_000_000);
+    await poller.learn();
+    // A file slipped in and the folder's mtime put back: the poll must not see it
+    // (proof that it read the mtime and did not list the folder)...
+    await Deno.writeTextFile(join(watch, "night", "hidden.fits"), "h");
+    await pinMtime(join(watch, "night"), 1_000_000);
+    assert.deepEqual(await poller.poll(), []);
+    // ...and sees it once the mtime moves.
+    await pinMtime(join(watch, "night"), 2_000_000);
+    assert.deepEqual(rels(await poller.poll()), ["night/hidden.fits"]);
+  });
+});
+
+Deno.test("file system kind: local here, fuse on a bindfs view, and what each mode does with it", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-fskind-" });
+  const mount = join(root, "mount");
+  try {
+    const local = fileSystemOf(root);
+    assert.equal(local.remote, false, JSON.stringify(local));
+    assert.equal(decideWatch(local, "auto", 2).mode, "events");
+    assert.equal(decideWatch(local, "poll", 2).mode, "poll");
+    await mountBindfs(root, mount);
+    try {
+      const fuse = fileSystemOf(mount);
+      assert.equal(fuse.type, "fuse");
+      assert.equal(fuse.remote, true);
+      assert.notEqual(fuse.magic, local.magic);
+      const auto = decideWatch(fuse, "auto", 2);
+      assert.equal(auto.mode, "events+poll");
+      assert.equal(auto.pollIntervalSeconds, 2);
+      assert.match(auto.summary, /^file events and a poll every 2 s \(fuse is a network/);
+      const events = decideWatch(fuse, "events", 2);
+      assert.equal(events.mode, "events");
+      assert.equal(events.pollIntervalSeconds, null);
+      assert.match(events.summary, /files written by other machines wait for the rescan/);
+    } finally {
+      await unmountBindfs(mount);
+    }
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("a file system that cannot be told is watched by events, with a hint for shares", () => {
+  const unknown = { type: "unknown", remote: false, source: null, magic: null };
+  const how = decideWatch(unknown, "auto", 2);
+  assert.equal(how.mode, "events");
+  assert.match(how.summary, /cannot be told here: for a network share set watch_mode: poll/);
+  const unc = { type: "smb", remote: true, source: "\\\\pc\\images", magic: null };
+  assert.match(
+    decideWatch(unc, "auto", 2).summary,
+    /^file events and a poll every 2 s \(smb, \\\\pc\\images is/,
+  );
+});
+
+Deno.test("UNC paths name their share; drive letters and device paths are no share", () => {
+  assert.equal(uncShare("\\\\camera-pc\\images\\night"), "\\\\camera-pc\\images");
+  assert.equal(uncShare("//camera-pc/images/night"), "\\\\camera-pc\\images");
+  assert.equal(uncShare("\\\\?\\UNC\\camera-pc\\images\\n"), "\\\\camera-pc\\images");
+  assert.equal(uncShare("C:\\data\\images"), null);
+  assert.equal(uncShare("\\\\?\\C:\\data"), null);
+  assert.equal(uncShare("\\\\.\\pipe\\x"), null);
+  assert.equal(uncShare("/mnt/camera"), null);
+});

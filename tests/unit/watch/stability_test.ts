@@ -1,0 +1,339 @@
+/**
+ * The stability checker on real files with real timers. Windows are short;
+ * assertions are about order and outcome (never reported early, reported
+ * with the final size), not tight timings, so a loaded machine only makes
+ * the tests slower.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import type { Activity } from "../../../src/watch/stability.ts";
+import { sleep, withChecker } from "../../helpers/checker.ts";
+
+function fileInfo(path: string) {
+  const info = Deno.statSync(path);
+  return { size: info.size, mtimeMs: info.mtime!.getTime() };
+}
+
+Deno.test("StabilityChecker: a file written once is ready after the window, with its size and mtime", async () => {
+  await withChecker({ stableForMs: 300 }, async (checker, rec, dir) => {
+    const path = join(dir, "a.fits");
+    Deno.writeFileSync(path, new Uint8Array(1234));
+    const touchedAt = performance.now();
+    checker.touch(path);
+    assert.equal(checker.has(path), true);
+    assert.equal(checker.pendingCount, 1);
+    await rec.until(() => rec.ready.length === 1, "ready");
+    const [ready] = rec.ready;
+    assert.ok(ready.atMs - touchedAt >= 299, `reported after ${ready.atMs - touchedAt} ms`);
+    assert.deepEqual({ path: ready.path, size: ready.size, mtimeMs: ready.mtimeMs }, {
+      path,
+      ...fileInfo(path),
+    });
+    assert.equal(ready.size, 1234);
+    assert.equal(checker.has(path), false);
+    assert.equal(checker.pendingCount, 0);
+    await sleep(500);
+    assert.equal(rec.ready.length, 1, "reported once");
+    assert.deepEqual(rec.gone, []);
+  });
+});
+
+for (const withEvents of [true, false]) {
+  Deno.test(`StabilityChecker: a growing file waits until writes stop (${withEvents ? "an event per write" : "no events"})`, async () => {
+    // A window far longer than the pauses between writes, which a busy machine may stretch.
+    await withChecker({ stableForMs: 3000 }, async (checker, rec, dir) => {
+      const path = join(dir, "growing.fits");
+      Deno.writeFileSync(path, new Uint8Array(100));
+      checker.touch(path);
+      const start = performance.now();
+      let lastWriteAt = start;
+      // Synchronous writes: a write due before a check always lands first.
+      while (performance.now() - start < 1500) {
+        await sleep(100);
+        assert.equal(rec.ready.length, 0, "reported while still being written");
+        Deno.writeFileSync(path, new Uint8Array(100), { append: true });
+        lastWriteAt = performance.now();
+        if (withEvents) checker.touch(path);
+      }
+      const final = fileInfo(path);
+      await rec.until(() => rec.ready.length > 0, "ready");
+      const [ready] = rec.ready;
+      assert.ok(ready.atMs >= lastWriteAt, "reported only after the last write");
+      if (withEvents) {
+        assert.ok(
+          ready.atMs - lastWriteAt >= 2999,
+          `${ready.atMs - lastWriteAt} ms after the last write`,
+        );
+      }
+      assert.equal(ready.size, final.size);
+      assert.equal(ready.mtimeMs, final.mtimeMs);
+      await sleep(500);
+      assert.equal(rec.ready.length, 1);
+    });
+  });
+}
+
+Deno.test("StabilityChecker: a file deleted before it is ready is gone, never ready", async () => {
+  await withChecker({ stableForMs: 300 }, async (checker, rec, dir) => {
+    const path = join(dir, "short-lived.fits");
+    const never = join(dir, "never existed.fits");
+    const folder = join(dir, "a folder.fits");
+    Deno.writeFileSync(path, new Uint8Array(10));
+    Deno.mkdirSync(folder);
+    checker.touch(path);
+    checker.touch(never);
+    checker.touch(folder);
+    await sleep(50);
+    Deno.removeSync(path);
+    await rec.until(() => rec.gone.length === 3, "three gone reports");
+    assert.deepEqual(rec.gone.map((g) => g.path).sort(), [path, never, folder].sort());
+    assert.equal(checker.pendingCount, 0);
+    await sleep(600);
+    assert.deepEqual(rec.ready, []);
+    assert.equal(rec.gone.length, 3, "reported gone once each");
+  });
+});
+
+Deno.test("StabilityChecker: a file replaced by a folder or deleted after a later touch is gone", async () => {
+  await withChecker({ stableForMs: 200 }, async (checker, rec, dir) => {
+    const path = join(dir, "a.fits");
+    Deno.writeFileSync(path, new Uint8Array(10));
+    checker.touch(path);
+    await sleep(100);
+    Deno.removeSync(path);
+    checker.touch(path); // the remove's event, say
+    await rec.until(() => rec.gone.length === 1, "gone");
+    assert.deepEqual(rec.ready, []);
+  });
+});
+
+Deno.test("StabilityChecker: touch() keeps postponing an unchanged file", async () => {
+  await withChecker({ stableForMs: 300 }, async (checker, rec, dir) => {
+    const path = join(dir, "a.fits");
+    Deno.writeFileSync(path, new Uint8Array(10));
+    checker.touch(path);
+    let lastTouchAt = performance.now();
+    const start = lastTouchAt;
+    while (performance.now() - start < 1200) {
+      await sleep(100);
+      assert.equal(rec.ready.length, 0, "reported while events kept arriving");
+      checker.touch(path);
+      lastTouchAt = performance.now();
+    }
+    assert.equal(checker.pendingCount, 1, "touching a known file does not add another");
+    await rec.until(() => rec.ready.length === 1, "ready");
+    assert.ok(rec.ready[0].atMs - lastTouchAt >= 299, "full quiet time after the last event");
+  });
+});
+
+Deno.test("StabilityChecker: a close event needs only closedForMs where the shortcut is allowed", async () => {
+  await withChecker(
+    // A window no test waits for: a report at all shows the shortcut.
+    { stableForMs: 600_000, closedForMs: 150, closeShortcut: () => true },
+    async (checker, rec, dir) => {
+      const fresh = join(dir, "closed at once.fits");
+      const written = join(dir, "written then closed.fits");
+      Deno.writeFileSync(fresh, new Uint8Array(10));
+      Deno.writeFileSync(written, new Uint8Array(20));
+      checker.touch(fresh, "closed");
+      checker.touch(written, "changed");
+      await sleep(100);
+      checker.touch(written, "closed");
+      const closedAt = performance.now();
+      await rec.until(() => rec.ready.length === 2, "both ready before the full window");
+      const w = rec.readyFor(written)[0];
+      assert.ok(w.atMs - closedAt >= 149, "the close's own quiet time");
+      assert.equal(w.size, 20);
+      assert.equal(rec.readyFor(fresh)[0].size, 10);
+    },
+  );
+});
+
+Deno.test("StabilityChecker: closedForMs longer than the window is capped at the window", async () => {
+  await withChecker(
+    { stableForMs: 150, closedForMs: 60_000, closeShortcut: () => true },
+    async (checker, rec, dir) => {
+      const path = join(dir, "a.fits");
+      Deno.writeFileSync(path, new Uint8Array(1));
+      checker.touch(path, "closed");
+      await rec.until(() => rec.ready.length === 1, "ready within the window", 10_000);
+    },
+  );
+});
+
+Deno.test("StabilityChecker: closedForMs given as undefined means the window", async () => {
+  await withChecker(
+    { stableForMs: 200, closedForMs: undefined, closeShortcut: () => true },
+    async (checker, rec, dir) => {
+      const path = join(dir, "a.fits");
+      Deno.writeFileSync(path, new Uint8Array(3));
+      const touchedAt = performance.now();
+      checker.touch(path, "closed");
+      await rec.until(() => rec.ready.length === 1, "ready", 10_000);
+      assert.ok(rec.ready[0].atMs - touchedAt >= 199);
+      assert.equal(rec.ready[0].size, 3);
+    },
+  );
+});
+
+Deno.test("StabilityChecker: a write after the close falls back to the full window", async () => {
+  await withChecker(
+    // The append lands long before the check at closedForMs, even on a busy machine.
+    { stableForMs: 3000, closedForMs: 2000, closeShortcut: () => true },
+    async (checker, rec, dir) => {
+      const path = join(dir, "a.fits");
+      Deno.writeFileSync(path, new Uint8Array(10));
+      checker.touch(path, "closed");
+      await sleep(100);
+      // Appended without an event: the check at closedForMs sees the change.
+      Deno.writeFileSync(path, new Uint8Array(90), { append: true });
+      const appendedAt = performance.now();
+      await rec.until(() => rec.ready.length === 1, "ready");
+      const [ready] = rec.ready;
+      assert.ok(
+        ready.atMs - appendedAt >= 2999,
+        `reported ${ready.atMs - appendedAt} ms after the write, before the full window`,
+      );
+      assert.equal(ready.size, 100);
+    },
+  );
+});
+
+Deno.test("StabilityChecker: a change event after a close needs the full window again", async () => {
+  await withChecker(
+    { stableForMs: 700, closedForMs: 100, closeShortcut: () => true },
+    async (checker, rec, dir) => {
+      const path = join(dir, "a.fits");
+      Deno.writeFileSync(path, new Uint8Array(10));
+      checker.touch(path, "closed");
+      checker.touch(path, "changed");
+      const changedAt = performance.now();
+      await rec.until(() => rec.ready.length === 1, "ready");
+      assert.ok(rec.ready[0].atMs - changedAt >= 699);
+    },
+  );
+});
+
+Deno.test("StabilityChecker: a file held open and written in pauses waits for the close (real watcher)", async () => {
+  // Wired like the job runner: a close-after-write ("access") is "closed", the rest "changed".
+  await withChecker(
+    // A window far longer than the pauses, which a busy machine may stretch.
+    { stableForMs: 10_000, closedForMs: 200, closeShortcut: () => true },
+    async (checker, rec, dir) => {
+      const watcher = Deno.watchFs(dir, { recursive: true });
+      const events: string[] = [];
+      const pump = (async () => {
+        for await (const event of watcher) {
+          if (event.kind === "remove") continue;
+          const activity: Activity = event.kind === "access" ? "closed" : "changed";
+          events.push(`${event.kind}`);
+          for (const path of event.paths) checker.touch(path, activity);
+        }
+      })();
+      try {
+        const path = join(dir, "held open.fits");
+        let closedAt = Infinity;
+        {
+          using file = Deno.openSync(path, { write: true, create: true });
+          for (let i = 0; i < 3; i++) {
+            file.writeSync(new Uint8Array(1000).fill(i));
+            // Longer than closedForMs, shorter than the window.
+            await sleep(600);
+            assert.equal(rec.ready.length, 0, `reported while held open (pause ${i})`);
+          }
+          file.writeSync(new Uint8Array(500));
+          closedAt = performance.now();
+        }
+        await rec.until(() => rec.ready.length > 0, "ready after the close");
+        const ready = rec.readyFor(path);
+        assert.equal(ready.length, 1, "reported once");
+        assert.ok(ready[0].atMs >= closedAt, "reported only after the close");
+        assert.equal(ready[0].size, 3500);
+        assert.equal(ready[0].mtimeMs, fileInfo(path).mtimeMs);
+        assert.ok(events.length > 0, "the watcher delivered events");
+        await sleep(400);
+        assert.equal(rec.readyFor(path).length, 1, "not reported again");
+      } finally {
+        watcher.close();
+        await pump;
+      }
+    },
+  );
+});
+
+Deno.test("StabilityChecker: close() stops everything; later touches are ignored", async () => {
+  await withChecker({ stableForMs: 150 }, async (checker, rec, dir) => {
+    const paths = ["a.fits", "b.fits", "c.fits"].map((n) => join(dir, n));
+    for (const p of paths) Deno.writeFileSync(p, new Uint8Array(5));
+    for (const p of paths) checker.touch(p);
+    checker.touch(join(dir, "missing.fits")); // reported gone at once: nothing to observe
+    assert.deepEqual(rec.gone.map((g) => g.path), [join(dir, "missing.fits")]);
+    checker.close();
+    assert.equal(checker.pendingCount, 0);
+    checker.touch(paths[0]);
+    assert.equal(checker.has(paths[0]), false);
+    assert.equal(checker.pendingCount, 0);
+    await sleep(600);
+    assert.deepEqual(rec.ready, []);
+    assert.deepEqual(rec.gone.map((g) => g.path), [join(dir, "missing.fits")], "no more");
+  });
+});
+
+Deno.test("StabilityChecker: close() while checks are in flight reports nothing", async () => {
+  await withChecker({ stableForMs: 0 }, async (checker, rec, dir) => {
+    const paths = Array.from({ length: 20 }, (_, i) => join(dir, `${i}.fits`));
+    for (const p of paths) Deno.writeFileSync(p, new Uint8Array(5));
+    for (const p of paths) checker.touch(p);
+    await sleep(0);
+    checker.close();
+    const seen = rec.ready.length;
+    await sleep(300);
+    assert.equal(rec.ready.length, seen, "nothing reported after close()");
+  });
+});
+
+Deno.test("StabilityChecker: pendingCount, has() and forget()", async () => {
+  await withChecker({ stableForMs: 250 }, async (checker, rec, dir) => {
+    const a = join(dir, "a.fits");
+    const b = join(dir, "b.fits");
+    Deno.writeFileSync(a, new Uint8Array(1));
+    Deno.writeFileSync(b, new Uint8Array(2));
+    assert.equal(checker.pendingCount, 0);
+    assert.equal(checker.has(a), false);
+    checker.touch(a);
+    checker.touch(b);
+    checker.touch(b, "closed");
+    assert.equal(checker.pendingCount, 2);
+    assert.equal(checker.has(a), true);
+    assert.equal(checker.has(b), true);
+    checker.forget(a);
+    checker.forget(join(dir, "unknown.fits"));
+    assert.equal(checker.has(a), false);
+    assert.equal(checker.pendingCount, 1);
+    await rec.until(() => rec.ready.length === 1, "b ready");
+    assert.equal(rec.ready[0].path, b);
+    assert.equal(checker.pendingCount, 0);
+    await sleep(500);
+    assert.deepEqual(rec.readyFor(a), [], "a forgotten file is not reported");
+    // A ready file touched again is observed (and reported) again.
+    checker.touch(b);
+    assert.equal(checker.has(b), true);
+    await rec.until(() => rec.readyFor(b).length === 2, "b ready again");
+  });
+});
+
+Deno.test("StabilityChecker: a file touched before it exists is gone; touched again once written, it is observed", async () => {
+  await withChecker({ stableForMs: 200 }, async (checker, rec, dir) => {
+    const paths = Array.from({ length: 20 }, (_, i) => join(dir, `${i}.fits`));
+    for (const [i, path] of paths.entries()) {
+      checker.touch(path); // not there yet
+      assert.equal(checker.has(path), false);
+      checker.forget(path);
+      Deno.writeFileSync(path, new Uint8Array(i + 1));
+      checker.touch(path);
+    }
+    await rec.until(() => rec.ready.length === 20, "all 20 ready");
+    assert.deepEqual(rec.gone.map((g) => g.path), paths, "gone once each, before it existed");
+    assert.deepEqual(rec.ready.map((r) => r.size), paths.map((_, i) => i + 1));
+  });
+});
