@@ -3,7 +3,8 @@
  * private sshd on loopback. Writes bench/RESULTS.md (after a full run) and
  * prints the table to stdout; progress goes to stderr.
  *
- * Usage: `deno task bench [--quick] [scale] [poll] [latency] [burst] [big] [flood] [bandwidth]`
+ * Usage: `deno task bench [--quick] [scale] [poll] [latency] [burst] [big] [flood] [bandwidth]
+ * [wan] [history]`
  * (all by default). RESULTS.md is written only when every benchmark ran at
  * full size; otherwise the whole report goes to stdout. `--quick` runs one
  * round of each with a smaller tree, a short idle period and a smaller flood,
@@ -22,9 +23,21 @@ import { describeMachine, loadAverage } from "./machine.ts";
 import { renderReport, renderTable, type Section } from "./report.ts";
 import { runPoll } from "./poll.ts";
 import { runScale } from "./scale.ts";
+import { runHistory } from "./history.ts";
+import { runWan } from "./wan.ts";
 import { type BenchContext, generateData, progress } from "./setup.ts";
 
-const PHASES = ["scale", "poll", "latency", "burst", "big", "flood", "bandwidth"] as const;
+const PHASES = [
+  "scale",
+  "poll",
+  "latency",
+  "burst",
+  "big",
+  "flood",
+  "bandwidth",
+  "wan",
+  "history",
+] as const;
 type Phase = typeof PHASES[number];
 
 const RESULTS_FILE = fileURLToPath(new URL("./RESULTS.md", import.meta.url));
@@ -92,6 +105,12 @@ async function main(): Promise<void> {
           break;
         case "bandwidth":
           sections.push(await runBandwidth(ctx, rounds));
+          break;
+        case "wan":
+          sections.push(await runWan(ctx, quick ? { trials: 3, burstFiles: 100 } : {}));
+          break;
+        case "history":
+          sections.push(await runHistory(ctx, quick ? { files: 100_000 } : {}));
           break;
       }
     }

@@ -110,6 +110,8 @@ export interface DaemonSettings {
   statusListen?: string;
   /** `close_shortcut_patterns` (none when absent, the daemon's default). */
   closeShortcutPatterns?: string[];
+  /** `ssh_port` (the sshd's own port when absent; a relay's port for the long-haul link). */
+  sshPort?: number;
 }
 
 /**
@@ -128,7 +130,7 @@ export async function writeDaemonConfig(
     `transfer_method: ${settings.method}`,
     `remote_host: "127.0.0.1"`,
     `remote_user: ${JSON.stringify(sshd.user)}`,
-    `ssh_port: ${sshd.port}`,
+    `ssh_port: ${settings.sshPort ?? sshd.port}`,
     `ssh_identity_file: ${JSON.stringify(sshd.identityFile)}`,
     `ssh_options: ${JSON.stringify([...sshd.sshOptions, ...(settings.sshOptions ?? [])])}`,
     `state_dir: ${JSON.stringify(settings.stateDir)}`,
@@ -159,9 +161,12 @@ export function remoteSpec(sshd: TestSshd, path: string): string {
   return `${sshd.user}@127.0.0.1:${path}`;
 }
 
-/** rsync's `-e` value for a fresh ssh connection, each word quoted for rsync's own splitting. */
-export function rawRsyncRsh(sshd: TestSshd): string {
-  const words = ["ssh", "-p", String(sshd.port), ...rawSshOptions(sshd)];
+/**
+ * rsync's `-e` value for a fresh ssh connection, each word quoted for rsync's
+ * own splitting; `port` and `extra` options for a relay in between.
+ */
+export function rawRsyncRsh(sshd: TestSshd, port = sshd.port, extra: string[] = []): string {
+  const words = ["ssh", "-p", String(port), ...rawSshOptions(sshd, extra)];
   return words.map((word) => `'${word.replaceAll("'", "''")}'`).join(" ");
 }
 
