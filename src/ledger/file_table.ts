@@ -155,6 +155,17 @@ export class FileTable {
 
   /** Files done for another destination of this job that this one has not received. */
   doneElsewhereOnly(): number {
+    // Two index seeks first: with one destination, a long history is not read at start.
+    const other = this.ledger.read(() =>
+      this.ledger.statement(
+        "SELECT 1 FROM files WHERE job = ? AND target > ? LIMIT 1",
+      ).get(this.job, this.target) ??
+        this.ledger.statement(
+          "SELECT 1 FROM files WHERE job = ? AND target < ? AND target > '' " +
+            "ORDER BY target DESC LIMIT 1",
+        ).get(this.job, this.target)
+    );
+    if (!other) return 0;
     const r = this.ledger.read(() =>
       this.ledger.statement(`
         SELECT COUNT(DISTINCT o.rel_path) AS n FROM files o
@@ -412,11 +423,7 @@ export class FileTable {
     ).map(toRow);
   }
 
-  /**
-   * Rows of a query whose first two parameters are this job and destination.
-   * Rows from before destinations were told apart (`target` `''`, adopted when
-   * the daemon starts) count as this destination's, for readers of an older ledger.
-   */
+  /** Rows of a query on this job and destination (`target` `''`: an older ledger's rows). */
   #read(sql: string, ...params: Array<string | number | null>): Row[] {
     return this.ledger.read(() =>
       this.ledger.statement(sql).all(this.job, this.target, ...params) as Row[]
