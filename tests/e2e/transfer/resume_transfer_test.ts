@@ -240,8 +240,11 @@ Deno.test("resumed copies and parts of growing files, local and rsync", async (t
             total += sent;
             assert.equal(error, null);
             assert.equal(appended, 20 * MiB);
+            // Sending each part whole would move 4+8+12+16+20+21 = 81 MiB. Allow
+            // half the file again for what a busy process writes besides (a local
+            // copy's count is all its process wrote, not only the file).
             assert.ok(
-              total >= item.size && total < item.size + 2 * MiB,
+              total >= item.size && total < item.size * 1.5,
               `sent ${total} for ${item.size}`,
             );
             await assertArrivedOnce(ctx, item);
