@@ -3,7 +3,9 @@
  *
  * - A FITS file (by content: `SIMPLE  =` first) is complete when its structure
  *   says so (`layout/fits_structure.ts`). Closed by its writer and complete,
- *   it is ready at once. Structurally incomplete, it waits, whatever its closes
+ *   it is ready at once; found without a close (a scan, a poll), it is ready
+ *   once unchanged for a short confirmation if its mtime is older than the
+ *   window. Structurally incomplete, it waits, whatever its closes
  *   say; once it has stayed so, unchanged, for the grace period, it is reported
  *   ready with `truncated` set. Longer than its structure, unreadable as FITS,
  *   or complete but possibly awaiting more HDUs, it is treated like any other
@@ -155,7 +157,9 @@ export class StabilityChecker {
     // A close is decided at once (a complete FITS file goes, others learn how
     // long they wait); a change needs the window. A pending check re-arms
     // itself, so a timer is only replaced by an earlier one.
-    const delayMs = entry.closed ? 0 : this.#options.stableForMs;
+    // A change is first looked at after the short confirmation: a complete FITS file
+    // whose mtime is older than the window may go then (see #decide).
+    const delayMs = entry.closed ? 0 : this.#options.closedForMs;
     if (entry.timer === undefined || entry.dueMs > now + delayMs) {
       this.#schedule(path, entry, delayMs);
     }
@@ -264,8 +268,19 @@ export class StabilityChecker {
     if (structure.kind === "incomplete") {
       return this.#decideIncomplete(entry, structure, quietForMs);
     }
-    if (structure.kind === "complete" && entry.closed && structure.moreExpected === null) {
-      return { ready: true };
+    if (structure.kind === "complete" && structure.moreExpected === null) {
+      if (entry.closed) return { ready: true };
+      // Found without a close (a scan, a poll, an OS without close events): its structure
+      // is settled, and an mtime older than the window says its writer stopped as surely
+      // as watching for the window would, once it stayed unchanged for the confirmation.
+      const unchangedForMs = Math.max(quietForMs, Date.now() - entry.mtimeMs);
+      if (quietForMs >= closedForMs - 1 && unchangedForMs >= stableForMs - 1) {
+        return { ready: true };
+      }
+      return {
+        ready: false,
+        waitMs: Math.max(closedForMs - quietForMs, stableForMs - unchangedForMs),
+      };
     }
     const shortcut = entry.closed && entry.size > 0 && this.#options.closeShortcut(path);
     const needMs = shortcut ? closedForMs : stableForMs;

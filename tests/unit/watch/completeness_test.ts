@@ -67,6 +67,32 @@ Deno.test("completeness: a complete FITS file without a close (a scan, another O
   });
 });
 
+Deno.test("completeness: a complete FITS file found without a close, its mtime older than the window, goes after the confirmation", async () => {
+  // A window no test waits for: a report at all shows the mtime settled it.
+  await withChecker({ stableForMs: 600_000, closedForMs: 100 }, async (checker, rec, dir) => {
+    const old = join(dir, "written a while ago.fits");
+    const fresh = join(dir, "just written.fits");
+    const { header, data } = imageParts(10, 10);
+    for (const path of [old, fresh]) Deno.writeFileSync(path, fitsFile(header, data));
+    Deno.utimeSync(old, new Date(), new Date(Date.now() - 3_600_000));
+    checker.touch(fresh, "changed");
+    checker.touch(old, "changed");
+    await rec.until(() => rec.ready.length === 1, "ready");
+    assert.equal(rec.ready[0].path, old);
+    // Not FITS, or FITS still short of its structure: an old mtime does not shorten the wait.
+    const text = join(dir, "old notes.fits");
+    const cut = join(dir, "old and cut.fits");
+    Deno.writeFileSync(text, new TextEncoder().encode("not a FITS file"));
+    Deno.writeFileSync(cut, fitsFile(header, data).subarray(0, header.length + 100));
+    for (const path of [text, cut]) {
+      Deno.utimeSync(path, new Date(), new Date(Date.now() - 3_600_000));
+      checker.touch(path, "changed");
+    }
+    await sleep(1000);
+    assert.deepEqual(rec.ready.map((r) => r.path), [old]);
+  });
+});
+
 Deno.test("completeness: an incomplete FITS file waits whatever its closes say, then goes as truncated after the grace", async () => {
   await withChecker(
     // A grace far longer than the pauses below, which a busy machine may stretch.
