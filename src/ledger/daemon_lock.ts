@@ -56,6 +56,8 @@ export interface JobPause {
 export interface DaemonLock {
   /** Process id found in a PID file left by a daemon that did not stop cleanly, if any. */
   readonly stalePid: number | undefined;
+  /** Why the PID file could not be written (e.g. the disk is full), if it could not. */
+  readonly pidFileError: string | undefined;
   /** What that daemon said about itself (its runtime folder, to clear), if anything. */
   readonly stale: DaemonInfo | undefined;
   /** Say in `daemon.json` where this daemon's runtime folder is. */
@@ -69,21 +71,36 @@ export interface DaemonLock {
 /**
  * Take the daemon lock of `stateDir` and, with `info`, write the PID file.
  *
+ * A full disk does not stop the daemon: the lock needs no room once its file
+ * has a page (written the first time), and a PID file that cannot be written
+ * is reported in {@linkcode DaemonLock.pidFileError}.
+ *
  * @throws {DaemonRunningError} when another daemon holds it
- * @throws {Error} naming `state_dir` when the folder cannot be made or is not a folder
+ * @throws {Error} naming `state_dir` when the folder cannot be made or is not a
+ *   folder, or the lock file cannot be used
  */
 export function acquireDaemonLock(
   stateDir: string,
   info?: Omit<DaemonInfo, "pid" | "startedAt">,
 ): DaemonLock {
   makeStateDir(stateDir);
-  const db = new DatabaseSync(join(stateDir, LOCK_FILE));
+  const lockPath = join(stateDir, LOCK_FILE);
+  const db = new DatabaseSync(lockPath);
   try {
-    db.exec(
-      `PRAGMA busy_timeout = ${LOCK_WAIT_MS}; PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE;`,
-    );
+    db.exec(`PRAGMA busy_timeout = ${LOCK_WAIT_MS};`);
+    // An empty database needs room to be locked; one page makes later locks need none.
+    if (Deno.statSync(lockPath).size === 0) db.exec("PRAGMA user_version = 1;");
+    db.exec("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE;");
   } catch (error) {
     db.close();
+    if (!/locked|busy/i.test(String(error))) {
+      throw new Error(
+        `Cannot start: the lock file ${lockPath} cannot be used: ${
+          error instanceof Error ? error.message : error
+        }`,
+        { cause: error },
+      );
+    }
     const pid = readPid(stateDir);
     throw new DaemonRunningError(
       `Cannot start: another image-transfer daemon is already running` +
@@ -98,12 +115,24 @@ export function acquireDaemonLock(
     { pid: Deno.pid, startedAt: new Date().toISOString(), ...info };
   const writeInfo = (shown: DaemonInfo) =>
     writeAtomically(join(stateDir, INFO_FILE), JSON.stringify(shown, null, 2) + "\n");
+  let pidFileError: string | undefined;
   if (record) {
-    writeInfo(record);
-    writeAtomically(join(stateDir, PID_FILE), `${Deno.pid}\n`);
+    try {
+      writeInfo(record);
+      writeAtomically(join(stateDir, PID_FILE), `${Deno.pid}\n`);
+    } catch (error) {
+      pidFileError = error instanceof Error ? error.message : String(error);
+      // A PID file left by an earlier daemon must not name another process to `stop`.
+      for (const name of [PID_FILE, INFO_FILE]) {
+        try {
+          Deno.removeSync(join(stateDir, name));
+        } catch { /* not there */ }
+      }
+    }
   }
   return {
     stalePid,
+    pidFileError,
     stale,
     setRuntimeDir(dir) {
       if (!record) return;
@@ -202,8 +231,15 @@ function readInfo(stateDir: string): DaemonInfo | undefined {
 function writeAtomically(path: string, text: string): void {
   const temp = `${path}.${Deno.pid}.tmp`;
   // Only the daemon's account reads what the state folder holds.
-  Deno.writeTextFileSync(temp, text, { mode: 0o600 });
-  Deno.renameSync(temp, path);
+  try {
+    Deno.writeTextFileSync(temp, text, { mode: 0o600 });
+    Deno.renameSync(temp, path);
+  } catch (error) {
+    try {
+      Deno.removeSync(temp);
+    } catch { /* never made */ }
+    throw error;
+  }
 }
 
 /**

@@ -61,6 +61,13 @@ export class LedgerWriteError extends Error {
 /** How often a ledger that cannot be written is tried again. */
 const PROBE_EVERY_MS = 2000;
 
+/**
+ * Free space a full disk must have again before the ledger counts as
+ * writable: the probe's own write is tiny, and a burst of new rows would fill
+ * a smaller gap at once (and pause and resume every probe).
+ */
+const ROOM_TO_RESUME_BYTES = 1024 * 1024;
+
 /** Durable per-file state. Open with {@linkcode Ledger.open}; close when done. */
 export class Ledger {
   readonly path: string;
@@ -125,17 +132,26 @@ export class Ledger {
       return new Ledger(path, db, true, probeEveryMs);
     }
     Deno.mkdirSync(stateDir, { recursive: true });
-    const damage = damageAtStart(path);
     let rebuild: LedgerRebuild | null = null;
-    if (damage) rebuild = setAside(path, damage);
     let db: DatabaseSync;
     try {
-      db = openForWriting(path);
+      const damage = damageAtStart(path);
+      if (damage) rebuild = setAside(path, damage);
+      try {
+        db = openForWriting(path);
+      } catch (error) {
+        // Damage the first look missed shows while the schema is brought up to date.
+        if (!isDamage(error) || rebuild) throw error;
+        rebuild = setAside(path, sqliteText(error));
+        db = openForWriting(path);
+      }
     } catch (error) {
-      // Damage the first look missed shows while the schema is brought up to date.
-      if (!isDamage(error) || rebuild) throw error;
-      rebuild = setAside(path, sqliteText(error));
-      db = openForWriting(path);
+      // SQLite's own words (`disk I/O error` on a full disk) name no file.
+      if ((error as { code?: string }).code !== "ERR_SQLITE_ERROR") throw error;
+      throw new Error(
+        `Cannot open the ledger ${path}: ${sqliteText(error)} (${freeSpaceText(path)})`,
+        { cause: error },
+      );
     }
     const ledger = new Ledger(path, db, false, probeEveryMs);
     if (rebuild) ledger.#recordRebuild(rebuild);
@@ -271,6 +287,10 @@ export class Ledger {
               "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
           ).run(String(Date.now()))
         );
+        if (freeBytes(this.path) < ROOM_TO_RESUME_BYTES) {
+          this.#scheduleProbe();
+          return;
+        }
         this.#writable();
       } catch (error) {
         if (isDamage(error)) this.#recover(sqliteText(error));
@@ -379,12 +399,18 @@ function openForWriting(path: string): DatabaseSync {
   return db;
 }
 
-/** Free space on the ledger's disk, in words. */
-function freeSpaceText(path: string): string {
+/** Free space on the ledger's disk, in bytes (`Infinity` when unknown). */
+function freeBytes(path: string): number {
   try {
     const info = statfsSync(dirname(path));
-    return `${formatBytes(info.bavail * info.bsize)} free on its disk`;
+    return info.bavail * info.bsize;
   } catch {
-    return "free space unknown";
+    return Infinity;
   }
+}
+
+/** Free space on the ledger's disk, in words. */
+function freeSpaceText(path: string): string {
+  const free = freeBytes(path);
+  return free === Infinity ? "free space unknown" : `${formatBytes(free)} free on its disk`;
 }

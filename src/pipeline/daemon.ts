@@ -46,6 +46,12 @@ export interface DaemonOptions {
   onListening?: () => Promise<void>;
 }
 
+/**
+ * How long `run --once` waits for a ledger that cannot be written (the daemon
+ * waits as long as it takes) before it gives up with an error.
+ */
+export const ONCE_LEDGER_WAIT_MS = 30_000;
+
 /** The signals that stop the daemon on this OS. */
 const STOP_SIGNALS: Deno.Signal[] = Deno.build.os === "windows"
   ? ["SIGINT", "SIGBREAK"]
@@ -60,7 +66,8 @@ const RELOAD_SIGNAL: Deno.Signal | undefined = Deno.build.os === "windows" ? und
  * @returns files sent and failed, over all jobs and reloads
  * @throws {DaemonRunningError} when another daemon holds the state folder
  * @throws {WatchFolderError} when a watch folder is not a folder (or, with `once`, missing)
- * @throws when the state folder cannot be used
+ * @throws when the state folder cannot be used, or (with `once`) the ledger
+ *   cannot be written for {@linkcode ONCE_LEDGER_WAIT_MS}
  */
 export async function runDaemon(config: Config, options: DaemonOptions): Promise<JobSummary> {
   const log = logger("daemon");
@@ -91,6 +98,13 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
         stalePid: lock.stalePid,
       });
       await clearLeftovers(lock.stale?.runtimeDir);
+    }
+    if (lock.pidFileError) {
+      log.warn(
+        "Cannot write the PID file {pidFile}: {error}; `image-transfer stop` and `status` " +
+          "find this daemon only by its lock until the daemon is restarted",
+        { pidFile: join(config.state_dir, PID_FILE), error: lock.pidFileError },
+      );
     }
     await checkWatchFolders(config.jobs, options.once);
     const openLedger = Ledger.open(config.state_dir);
@@ -142,7 +156,14 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
     await options.onListening?.();
     jobs = start(config);
     if (options.once) {
-      if (await events.race(jobs.started) !== "stop") await events.race(jobs.idle());
+      if (await events.race(jobs.started) !== "stop") {
+        const stuck = whenLedgerStuck(openLedger, ONCE_LEDGER_WAIT_MS);
+        try {
+          await events.race(Promise.race([jobs.idle(), stuck.promise]));
+        } finally {
+          stuck.cancel();
+        }
+      }
     } else {
       let current = config;
       while (await events.race(jobs.failure()) === "reload") {
@@ -278,6 +299,41 @@ async function checkWatchFolders(jobs: JobConfig[], once: boolean): Promise<void
       );
     }
   }
+}
+
+/**
+ * A promise that rejects once `ledger` has been unwritable for `waitMs` in all
+ * (measured on the monotonic clock); `cancel` ends the watch.
+ */
+function whenLedgerStuck(
+  ledger: Ledger,
+  waitMs: number,
+): { promise: Promise<never>; cancel: () => void } {
+  const everyMs = 500;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let unwritableMs = 0;
+  const promise = new Promise<never>((_, reject) => {
+    const look = () => {
+      const problem = ledger.problem;
+      if (problem) unwritableMs += everyMs;
+      if (problem && unwritableMs >= waitMs) {
+        reject(
+          new Error(
+            `run --once gave up: the ledger ${ledger.path} could not be written for ` +
+              `${
+                waitMs / 1000
+              } s in this run (${problem.error}). Files not recorded there were not sent, ` +
+              "or are sent again by the next run; make room on its disk and run again",
+          ),
+        );
+        return;
+      }
+      timer = setTimeout(look, everyMs);
+    };
+    timer = setTimeout(look, everyMs);
+  });
+  promise.catch(() => {});
+  return { promise, cancel: () => clearTimeout(timer) };
 }
 
 /** Stop and reload requests from signals, in the order they came. */

@@ -83,6 +83,8 @@ export class JobRunner {
   #sweepTimer: ReturnType<typeof setInterval> | undefined;
   #stopping = false;
   #idleWaiters: Array<() => void> = [];
+  /** The rescan after the ledger could be written again, while it runs. */
+  #lookingAgain: Promise<unknown> | null = null;
   #outcomes: JobOutcomes = { sent: 0, failed: new Set() };
   #status: JobStatus;
   /** Free space at the destination, where the transport can tell it. */
@@ -315,7 +317,11 @@ export class JobRunner {
     this.#sender.recordWaiting();
     // A file found complete while the ledger could not be written was not recorded: look again.
     this.#intake.ledgerWritable();
-    void this.#session.rescan();
+    const lookingAgain = this.#session.rescan().finally(() => {
+      if (this.#lookingAgain === lookingAgain) this.#lookingAgain = null;
+      this.#checkIdle();
+    });
+    this.#lookingAgain = lookingAgain;
     this.#pump();
   }
 
@@ -386,8 +392,9 @@ export class JobRunner {
 
   #checkIdle(): void {
     if (this.#idleWaiters.length === 0) return;
+    // Files found while the ledger could not be written wait for it and a look again.
     const idle = this.#checker.pendingCount === 0 && this.#queue.size === 0 &&
-      this.#batches.size === 0;
+      this.#batches.size === 0 && !this.#table.ledger.problem && this.#lookingAgain === null;
     if (idle || this.#stopping) {
       for (const resolve of this.#idleWaiters.splice(0)) resolve();
     }

@@ -250,6 +250,45 @@ for (const [method, restart] of FULL_STATE_CASES) {
   );
 }
 
+Deno.test("run --once gives up with an error when the ledger cannot be written", async () => {
+  await using box = await cliSandbox();
+  const hook = join(box.root, "hook.sh");
+  const hookLog = join(box.root, "hook.log");
+  await Deno.writeTextFile(
+    hook,
+    `#!/bin/sh\nprintf '%s\\n' "$IMAGE_TRANSFER_RELATIVE_PATH" >> '${hookLog}'\n`,
+  );
+  await Deno.chmod(hook, 0o755);
+  await box.rewrite({ on_transfer: [hook] });
+  await withTmpfs(box.stateDir, "16m", async () => {
+    const early = await writeFiles(box, "early_", 3);
+    const first = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+    assert.equal(first.code, 0, first.stderr);
+    const filler = await fill(box.stateDir);
+    const full = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+    assert.equal(full.code, 1, full.stderr);
+    assert.match(full.stderr, /Cannot open the ledger .*ledger\.sqlite: .* free on its disk/);
+    // Room to open the ledger, not to record the files.
+    await Deno.truncate(filler, (await Deno.stat(filler)).size - 64 * 1024);
+    const late = await writeFiles(box, `late_${"x".repeat(180)}_`, 40, 1000);
+    const stuck = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+    assert.equal(stuck.code, 1, stuck.stderr);
+    assert.match(
+      stuck.stderr,
+      /run --once gave up: the ledger .*ledger\.sqlite could not be written/,
+    );
+    assert.doesNotMatch(stuck.stderr, /^\s+at /m, "no stack trace");
+    await Deno.remove(filler);
+    const again = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+    assert.equal(again.code, 0, again.stderr);
+    const all = new Map([...early, ...late]);
+    await assertDelivered(box.dest, all);
+    assert.equal((await delivered(box.dest)).length, all.size);
+    const runs = (await Deno.readTextFile(hookLog)).trim().split("\n").sort();
+    assert.deepEqual(runs, [...all.keys()].sort(), "one hook run per file");
+  });
+});
+
 Deno.test("a trial run does not hide files from a configured destination", async () => {
   await using box = await cliSandbox();
   const files = await writeFiles(box, "cam_", 2);
