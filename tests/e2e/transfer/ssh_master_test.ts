@@ -129,9 +129,9 @@ for (const method of ["scp", "rsync"] as const) {
       await t.step(
         "a connection the server stopped answering is replaced after a failed call",
         async () => {
-          // A transfer timeout of 15 s: the call through the frozen connection ends with it, and
-          // a new connection has room to open on a busy machine.
-          await withTransport(sshd, method, 15, async ({ src, dst, runtime, transport }) => {
+          // A transfer timeout of 8 s: the call through the frozen connection ends with it, and
+          // a new connection over loopback has room to open on a busy machine.
+          await withTransport(sshd, method, 8, async ({ src, dst, runtime, transport }) => {
             const first = await makeItem(src, "c/1.fits", randomBytes(1000));
             await sendAndCheck(transport, dst, [first]);
             const socket = controlSocket(runtime);
