@@ -7,11 +7,11 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { CommandError } from "../../errors.ts";
 import { type RunOptions, runProcess, type RunResult } from "../../process/run.ts";
 import { rsyncRshQuote, type SshEndpoint, sshOptionArgs } from "./endpoint.ts";
-import { checkMaster, stopMaster } from "./master.ts";
+import { checkMaster, CONTROL_DIR_LINK_PREFIX, stopMaster } from "./master.ts";
 
 /** Longest control socket path we create (sockets are limited to ~104 bytes, ssh adds 17). */
 const CONTROL_PATH_MAX_BYTES = 80;
@@ -80,7 +80,14 @@ export class SshSession {
     const name = `cm-${createHash("sha256").update(key).digest("hex").slice(0, 16)}`;
     let dir = this.#runtimeDir;
     if (new TextEncoder().encode(join(dir, name)).length > CONTROL_PATH_MAX_BYTES) {
-      this.#ownControlDir ??= await Deno.makeTempDir({ prefix: "itx-" });
+      if (!this.#ownControlDir) {
+        const own = await Deno.makeTempDir({ prefix: "itx-" });
+        this.#ownControlDir = own;
+        // Found by the next start if this daemon is killed (see endLeftoverMasters).
+        await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+        await Deno.symlink(own, join(dir, `${CONTROL_DIR_LINK_PREFIX}${basename(own)}`))
+          .catch(() => {});
+      }
       dir = this.#ownControlDir;
     } else {
       await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
@@ -259,6 +266,8 @@ export class SshSession {
     this.#masterPid = null;
     if (this.#ownControlDir) {
       await Deno.remove(this.#ownControlDir, { recursive: true }).catch(() => {});
+      const link = `${CONTROL_DIR_LINK_PREFIX}${basename(this.#ownControlDir)}`;
+      await Deno.remove(join(this.#runtimeDir, link)).catch(() => {});
       this.#ownControlDir = null;
       this.#controlPath = undefined;
     }

@@ -97,9 +97,16 @@ async function isMasterOf(pid: number, controlPath: string): Promise<boolean> {
 }
 
 /**
+ * Prefix of the link, in the runtime folder, to a private socket folder made
+ * elsewhere because the runtime folder's path is too long for a socket.
+ */
+export const CONTROL_DIR_LINK_PREFIX = "ctl-";
+
+/**
  * End the shared connections a daemon that was killed left in its runtime
- * folder `dir` (sockets named `cm-*`), so no ssh master outlives it by more
- * than one start. Never throws.
+ * folder `dir` (sockets named `cm-*`, and those in the socket folders its
+ * `ctl-*` links point to, which are removed), so no ssh master outlives it by
+ * more than one start. Never throws.
  *
  * @returns how many sockets were found
  */
@@ -107,6 +114,14 @@ export async function endLeftoverMasters(dir: string): Promise<number> {
   let found = 0;
   try {
     for await (const entry of Deno.readDir(dir)) {
+      if (entry.name.startsWith(CONTROL_DIR_LINK_PREFIX) && entry.isSymlink) {
+        const target = await Deno.readLink(join(dir, entry.name)).catch(() => "");
+        // Only a socket folder this program made (`itx-*`) is ended and removed.
+        if (!/(^|[/\\])itx-[^/\\]+$/.test(target)) continue;
+        found += await endLeftoverMasters(target);
+        await Deno.remove(target, { recursive: true }).catch(() => {});
+        continue;
+      }
       if (!entry.name.startsWith("cm-")) continue;
       found++;
       const socket = join(dir, entry.name);

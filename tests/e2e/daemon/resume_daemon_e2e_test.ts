@@ -219,50 +219,65 @@ async function processesNaming(text: string): Promise<number[]> {
   return found;
 }
 
-Deno.test("daemon (rsync): after a SIGKILL the next start ends the shared SSH connection and removes the runtime folder left", async () => {
-  const sshd = await startSshd();
-  const box = await sandbox("rsync", sshd, { stability_window_seconds: 0.3 });
-  // Short enough for the control sockets to live in it (see CONTROL_PATH_MAX_BYTES).
-  const runtime = await Deno.makeTempDir({ prefix: "itx-run-" });
-  const env = { ...box.env, XDG_RUNTIME_DIR: runtime };
-  try {
-    const first = startCli(["run", "-c", box.config], { env });
-    let leftover: string;
-    try {
-      await first.waitForOutput("Watching", 60_000);
-      await Deno.writeFile(join(box.watch, "a.fits"), randomBytes(2000));
-      await first.waitForOutput("Successfully transferred", 60_000);
-      const info = JSON.parse(await Deno.readTextFile(join(box.root, "state", "daemon.json")));
-      leftover = info.runtimeDir;
-      assert.ok(leftover.startsWith(join(runtime, "itx-")), leftover);
-    } finally {
-      // The daemon alone, as the OOM killer or `kill -9` would: its SSH master lives on.
-      assert.equal((await first.stop("SIGKILL")).signal, "SIGKILL");
-    }
-    assert.ok((await processesNaming(leftover)).length > 0, "a shared connection outlived it");
-    assert.ok((await Deno.stat(leftover)).isDirectory);
+for (const long of [false, true]) {
+  Deno.test(
+    `daemon (rsync): after a SIGKILL the next start ends the shared SSH connection and removes the runtime folder left${
+      long ? " (a runtime path too long for sockets)" : ""
+    }`,
+    async () => {
+      const sshd = await startSshd();
+      const box = await sandbox("rsync", sshd, { stability_window_seconds: 0.3 });
+      // Short enough for the control sockets to live in it (see CONTROL_PATH_MAX_BYTES), or so
+      // long that they live in a folder of their own elsewhere.
+      const base = await Deno.makeTempDir({ prefix: "itx-run-" });
+      const runtime = long ? join(base, "r".repeat(70)) : base;
+      await Deno.mkdir(runtime, { recursive: true });
+      const env = { ...box.env, XDG_RUNTIME_DIR: runtime };
+      try {
+        const first = startCli(["run", "-c", box.config], { env });
+        let leftover: string;
+        let socketDir: string;
+        try {
+          await first.waitForOutput("Watching", 60_000);
+          await Deno.writeFile(join(box.watch, "a.fits"), randomBytes(2000));
+          await first.waitForOutput("Successfully transferred", 60_000);
+          const info = JSON.parse(await Deno.readTextFile(join(box.root, "state", "daemon.json")));
+          leftover = info.runtimeDir;
+          assert.ok(leftover.startsWith(join(runtime, "itx-")), leftover);
+          const links = [...Deno.readDirSync(leftover)].filter((e) => e.name.startsWith("ctl-"));
+          assert.equal(links.length, long ? 1 : 0, "a link to the socket folder elsewhere");
+          socketDir = long ? await Deno.readLink(join(leftover, links[0].name)) : leftover;
+        } finally {
+          // The daemon alone, as the OOM killer or `kill -9` would: its SSH master lives on.
+          assert.equal((await first.stop("SIGKILL")).signal, "SIGKILL");
+        }
+        assert.ok((await processesNaming(socketDir)).length > 0, "a shared connection outlived it");
+        assert.ok((await Deno.stat(leftover)).isDirectory);
 
-    const second = startCli(["run", "-c", box.config], { env });
-    try {
-      await second.waitForOutput("Watching", 60_000);
-      assert.match(
-        second.stderr() + second.stdout(),
-        /Removed the runtime folder .*itx-.* \(1 shared SSH connection\(s\) ended\)/,
-      );
-      await waitFor(
-        async () => (await processesNaming(leftover)).length === 0,
-        30_000,
-        "no ssh left",
-      );
-      await assert.rejects(Deno.stat(leftover), Deno.errors.NotFound);
-    } finally {
-      assert.equal((await second.stop("SIGTERM")).code, 0, second.stderr());
-    }
-    const entries = [...Deno.readDirSync(runtime)].map((e) => e.name);
-    assert.deepEqual(entries, [], "a clean stop leaves no runtime folder");
-  } finally {
-    await Deno.remove(runtime, { recursive: true });
-    await Deno.remove(box.root, { recursive: true });
-    await sshd.stop();
-  }
-});
+        const second = startCli(["run", "-c", box.config], { env });
+        try {
+          await second.waitForOutput("Watching", 60_000);
+          assert.match(
+            second.stderr() + second.stdout(),
+            /Removed the runtime folder .*itx-.* \(1 shared SSH connection\(s\) ended\)/,
+          );
+          await waitFor(
+            async () => (await processesNaming(socketDir)).length === 0,
+            30_000,
+            "no ssh left",
+          );
+          await assert.rejects(Deno.stat(leftover), Deno.errors.NotFound);
+          await assert.rejects(Deno.stat(socketDir), Deno.errors.NotFound);
+        } finally {
+          assert.equal((await second.stop("SIGTERM")).code, 0, second.stderr());
+        }
+        const entries = [...Deno.readDirSync(runtime)].map((e) => e.name);
+        assert.deepEqual(entries, [], "a clean stop leaves no runtime folder");
+      } finally {
+        await Deno.remove(base, { recursive: true });
+        await Deno.remove(box.root, { recursive: true });
+        await sshd.stop();
+      }
+    },
+  );
+}
