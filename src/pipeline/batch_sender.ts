@@ -20,6 +20,7 @@ import type { JobConfig } from "../config/types.ts";
 import { TransferError } from "../errors.ts";
 import { type FileTable, LedgerWriteError, writeIfWritable } from "../ledger/file_table.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
+import { hashSource } from "../transfer/sha256.ts";
 import type { TransferItem, TransferOutcome, Transport } from "../transfer/transport.ts";
 import { absolutePath, type FileVersion, versionOf } from "../watch/file_version.ts";
 import { attemptOutcome, logFailure, type NextStep, slowRetryMs } from "./attempt_outcome.ts";
@@ -267,9 +268,26 @@ export class BatchSender {
     const asked = items.filter((_, index) => asking[index]).map((item) => item.destination);
     const sizes = await transport.destinationSizes(asked, signal).catch(() => null);
     if (!sizes) return none;
-    return items.map((item, index) =>
+    const found = items.map((item, index) =>
       sizes.get(item.destination) === batch[index].version.size ? asking[index] : undefined
     );
+    // With checksums, a rebuilt ledger takes a copy of the right size for this file only if
+    // its SHA-256 is the source's too (where the destination can hash; else arrivals are
+    // verified by size there as well).
+    const hashing = this.#context.job.verify_transfer === "checksum" && transport.destinationSha256;
+    const rebuiltAt = items.flatMap((_, index) => found[index] === "rebuilt" ? [index] : []);
+    if (!hashing || rebuiltAt.length === 0) return found;
+    const theirs = await transport.destinationSha256!(
+      rebuiltAt.map((index) => items[index].destination),
+      signal,
+    ).catch(() => null);
+    for (const index of rebuiltAt) {
+      const hash = theirs === null ? undefined : theirs.get(items[index].destination);
+      if (hash === null) continue; // The destination cannot hash: the size decides.
+      const ours = hash === undefined ? null : await hashSource(items[index]).catch(() => null);
+      if (ours === null || ours !== hash) found[index] = undefined;
+    }
+    return found;
   }
 
   /**

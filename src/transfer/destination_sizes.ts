@@ -1,11 +1,13 @@
 /**
  * Sizes of files already delivered (for the catch-up: a file the ledger calls
- * done but missing or of another size at the destination is sent again).
+ * done but missing or of another size at the destination is sent again), and
+ * their SHA-256 (a rebuilt ledger recognises a file by it with `checksum`).
  * Only regular files count; a link, a folder or nothing is `null`.
  *
  * @module
  */
 import { join, posix } from "node:path";
+import { hashFile } from "./sha256.ts";
 import {
   buildScript,
   call,
@@ -14,8 +16,11 @@ import {
   resultsByIndex,
 } from "./ssh/remote_script.ts";
 
-/** Most paths one remote script asks about. */
+/** Most paths one remote script asks the size of. */
 export const SIZES_PER_SCRIPT = 500;
+
+/** Most files one remote script hashes (each call must end within the transfer timeout). */
+export const SHA256_PER_SCRIPT = 20;
 
 /** Sizes of `destinations` (relative to `base`) on this machine. */
 export async function localDestinationSizes(
@@ -65,4 +70,54 @@ export function parseRemoteSizes(
     );
   }
   return sizes;
+}
+
+/** SHA-256 of `destinations` (relative to `base`) on this machine; `null` where no regular file is. */
+export async function localDestinationSha256(
+  base: string,
+  destinations: string[],
+): Promise<Map<string, string | null>> {
+  const hashes = new Map<string, string | null>();
+  for (const destination of destinations) {
+    const path = join(base, ...destination.split("/"));
+    const info = await Deno.lstat(path).catch(() => null);
+    hashes.set(destination, info?.isFile ? await hashFile(path).catch(() => null) : null);
+  }
+  return hashes;
+}
+
+/** The remote script (`remote/sizes.sh`) asking for the SHA-256 of `destinations` under `base`. */
+export function remoteSha256Script(base: string, destinations: string[]): RemoteScript {
+  return buildScript(
+    "sizes",
+    destinations.map((destination, index) =>
+      call("file_sha256", index, posix.join(base, destination))
+    ),
+  );
+}
+
+/**
+ * The SHA-256 a {@linkcode remoteSha256Script} reported for `destinations`:
+ * `null` where no regular file is or the server has no hash tool.
+ *
+ * @throws {Error} when it did not answer for every path
+ */
+export function parseRemoteSha256(
+  destinations: string[],
+  script: RemoteScript,
+  stdout: string,
+): Map<string, string | null> {
+  const results = resultsByIndex(parseResults(stdout, script.marker));
+  const hashes = new Map<string, string | null>();
+  for (const [index, destination] of destinations.entries()) {
+    const result = results.get(index);
+    if (result === undefined) {
+      throw new Error(
+        `asked for ${destinations.length} checksum(s), the destination answered ${results.size}`,
+      );
+    }
+    const hex = result.detail.toLowerCase();
+    hashes.set(destination, result.word === "checksum" && /^[0-9a-f]{64}$/.test(hex) ? hex : null);
+  }
+  return hashes;
 }

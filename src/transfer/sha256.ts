@@ -4,7 +4,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { readSync } from "node:fs";
+import { closeSync, openSync, readSync } from "node:fs";
 import { setImmediate } from "node:timers";
 import { closeSource, openSource } from "./source.ts";
 import type { TransferItem } from "./transport.ts";
@@ -24,17 +24,31 @@ const CHUNK_BYTES = 1024 * 1024;
 export async function hashSource(item: TransferItem): Promise<string> {
   const source = openSource(item);
   try {
-    const hash = createHash("sha256");
-    const buffer = new Uint8Array(CHUNK_BYTES);
-    while (true) {
-      const n = readSync(source.fd, buffer, 0, buffer.length, null);
-      if (n === 0) break;
-      hash.update(buffer.subarray(0, n));
-      // Not setTimeout(0): nested timeouts are clamped to 4 ms, which would triple the time.
-      await new Promise((resolve) => setImmediate(resolve));
-    }
-    return hash.digest("hex");
+    return await hashDescriptor(source.fd);
   } finally {
     closeSource(source);
   }
+}
+
+/** The SHA-256 of the file at `path` (a delivered copy on this machine), as lowercase hex. */
+export async function hashFile(path: string): Promise<string> {
+  const fd = openSync(path, "r");
+  try {
+    return await hashDescriptor(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+async function hashDescriptor(fd: number): Promise<string> {
+  const hash = createHash("sha256");
+  const buffer = new Uint8Array(CHUNK_BYTES);
+  while (true) {
+    const n = readSync(fd, buffer, 0, buffer.length, null);
+    if (n === 0) break;
+    hash.update(buffer.subarray(0, n));
+    // Not setTimeout(0): nested timeouts are clamped to 4 ms, which would triple the time.
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  return hash.digest("hex");
 }

@@ -127,6 +127,15 @@ export interface Transport {
     signal: AbortSignal,
   ): Promise<Map<string, number | null>>;
   /**
+   * Optional: the SHA-256 (lowercase hex) of files already delivered under
+   * `destinations` (`null`: no regular file there, or the destination cannot
+   * hash), for a rebuilt ledger with `verify_transfer: checksum`.
+   */
+  destinationSha256?(
+    destinations: string[],
+    signal: AbortSignal,
+  ): Promise<Map<string, string | null>>;
+  /**
    * Optional: the space of the destination's file system (for
    * `min_free_space` and the status page); `null` when it cannot be told.
    * `onlyIfFree`: give up (throw) rather than wait for a connection that

@@ -154,6 +154,45 @@ export class FtpTransport implements Transport {
     return sizes;
   }
 
+  /**
+   * SHA-256 of delivered files by `HASH` or `XSHA256` (`null` for all when
+   * the server offers neither: the rebuilt ledger then trusts the size, as
+   * arrivals are verified).
+   */
+  async destinationSha256(
+    destinations: string[],
+    signal: AbortSignal,
+  ): Promise<Map<string, string | null>> {
+    const hashes = new Map<string, string | null>();
+    const peer = await this.#pool.acquire();
+    let healthy = false;
+    try {
+      const base = this.#base(peer);
+      for (const destination of destinations) {
+        signal.throwIfAborted();
+        if (/[\r\n\0]/.test(destination)) {
+          hashes.set(destination, null); // Never delivered (see badName).
+          continue;
+        }
+        try {
+          const path = joinRemote(base, destination);
+          hashes.set(
+            destination,
+            await remoteSha256(peer.connection, path, new HashingCounter(true)),
+          );
+        } catch (error) {
+          if (!(error instanceof FTPError) || error.code !== 550) throw error;
+          hashes.set(destination, null);
+        }
+      }
+      healthy = true;
+    } finally {
+      if (healthy) this.#pool.release(peer);
+      else this.#pool.drop(peer);
+    }
+    return hashes;
+  }
+
   close(): Promise<void> {
     return this.#pool.close();
   }

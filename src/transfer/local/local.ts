@@ -25,7 +25,7 @@ import {
   whereSupported,
   type Written,
 } from "./copy.ts";
-import { localDestinationSizes } from "../destination_sizes.ts";
+import { localDestinationSha256, localDestinationSizes } from "../destination_sizes.ts";
 import { type DiskSpace, localDiskSpace } from "../disk_space.ts";
 import { makeLocalFolders, probeLocalDestination } from "./folders.ts";
 import { closeTarget, type LocalDelivery, LocalTempCopies } from "./temp_copies.ts";
@@ -66,6 +66,10 @@ export class LocalTransport implements Transport {
 
   destinationSizes(destinations: string[]): Promise<Map<string, number | null>> {
     return localDestinationSizes(this.#job.remote_base_path, destinations);
+  }
+
+  destinationSha256(destinations: string[]): Promise<Map<string, string | null>> {
+    return localDestinationSha256(this.#job.remote_base_path, destinations);
   }
 
   diskSpace(_signal?: AbortSignal, _options?: { onlyIfFree?: boolean }): Promise<DiskSpace | null> {

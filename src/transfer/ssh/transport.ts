@@ -11,7 +11,14 @@ import type { JobConfig } from "../../config/types.ts";
 import type { CommandError } from "../../errors.ts";
 import type { FailureContext } from "../classify.ts";
 import { deliver } from "../deliver.ts";
-import { parseRemoteSizes, remoteSizesScript, SIZES_PER_SCRIPT } from "../destination_sizes.ts";
+import {
+  parseRemoteSha256,
+  parseRemoteSizes,
+  remoteSha256Script,
+  remoteSizesScript,
+  SHA256_PER_SCRIPT,
+  SIZES_PER_SCRIPT,
+} from "../destination_sizes.ts";
 import { type DiskSpace, parseRemoteDiskSpace, remoteDiskSpaceScript } from "../disk_space.ts";
 import { SshBatch } from "./batch.ts";
 import type { SshMethod } from "./method.ts";
@@ -89,6 +96,24 @@ export abstract class SshTransport implements Transport, SshMethod {
       for (const [key, size] of parseRemoteSizes(part, script, stdout)) sizes.set(key, size);
     }
     return sizes;
+  }
+
+  /** SHA-256 of delivered files, hashed on the server (one remote script per {@linkcode SHA256_PER_SCRIPT} paths). */
+  async destinationSha256(
+    destinations: string[],
+    signal: AbortSignal,
+  ): Promise<Map<string, string | null>> {
+    const hashes = new Map<string, string | null>();
+    for (let i = 0; i < destinations.length; i += SHA256_PER_SCRIPT) {
+      const part = destinations.slice(i, i + SHA256_PER_SCRIPT);
+      const script = remoteSha256Script(this.base, part);
+      const stdout = await this.session.runScript(script.text, {
+        timeoutMs: this.timeoutMs,
+        signal,
+      });
+      for (const [key, hash] of parseRemoteSha256(part, script, stdout)) hashes.set(key, hash);
+    }
+    return hashes;
   }
 
   /** `df -Pk` of the base folder over the shared connection. */

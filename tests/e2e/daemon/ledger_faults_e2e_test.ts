@@ -250,6 +250,31 @@ for (const [method, restart] of FULL_STATE_CASES) {
   );
 }
 
+for (const method of ["local", "scp"] as const) {
+  Deno.test(`a rebuilt ledger with checksums sends again a copy of the right size with other bytes (${method})`, async () => {
+    await using box = await cliSandbox();
+    const target = await destination(method, box);
+    try {
+      await box.rewrite({ ...target.keys, verify_transfer: "checksum" });
+      const files = await writeFiles(box, "sum_", 4);
+      const sent = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+      assert.equal(sent.code, 0, sent.stderr);
+      await assertDelivered(target.dest, files);
+      // The same size, other bytes: only its checksum tells.
+      await Deno.writeFile(join(target.dest, "20240315", "sum_000.fits"), randomBytes(3000));
+      await Deno.truncate(join(box.stateDir, LEDGER_FILE), 0);
+      const again = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+      assert.equal(again.code, 0, again.stderr);
+      await assertDelivered(target.dest, files);
+      const log = await Deno.readTextFile(box.logFile);
+      assert.equal((log.match(/recorded as sent, not sent again/g) ?? []).length, 3);
+      assert.doesNotMatch(log, /sum_000\.fits is at .* recorded as sent/);
+    } finally {
+      await target.stop();
+    }
+  });
+}
+
 Deno.test("run --once gives up with an error when the ledger cannot be written", async () => {
   await using box = await cliSandbox();
   const hook = join(box.root, "hook.sh");
