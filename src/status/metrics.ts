@@ -1,7 +1,7 @@
 /**
  * Prometheus metrics in the text exposition format (version 0.0.4), written
  * by hand: the process figures every Prometheus client shows (resident
- * memory, CPU seconds, start time), then counters, gauges and one histogram
+ * memory, CPU seconds, start time, and on Linux open file descriptors), then counters, gauges and one histogram
  * labelled by job and transfer method. Counters count from the daemon's
  * start, as Prometheus expects (it handles restarts); failures are shown for
  * every error class from 0, so a rate over them exists before the first
@@ -13,6 +13,29 @@ import { TRANSFER_ERROR_KINDS } from "../errors.ts";
 import { JOB_STATES, type JobSnapshot } from "./job_status.ts";
 import type { TransferEvent } from "./events.ts";
 import process from "node:process";
+
+/**
+ * The daemon's open file descriptors, on Linux: `ls` lists `/proc/PID/fd`
+ * for it (Deno lets only a program with every permission read that folder,
+ * and the daemon runs with fewer). `null` elsewhere, or when it cannot be
+ * told (e.g. no descriptor is left to start `ls` with).
+ */
+export async function countOpenFds(): Promise<number | null> {
+  if (Deno.build.os !== "linux") return null;
+  try {
+    const { success, stdout } = await new Deno.Command("ls", {
+      args: ["-1U", "--", `/proc/${Deno.pid}/fd`],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "null",
+      env: { LC_ALL: "C" },
+    }).output();
+    if (!success) return null;
+    return new TextDecoder().decode(stdout).split("\n").filter((line) => line !== "").length;
+  } catch {
+    return null;
+  }
+}
 
 /** Upper bounds (seconds) of the transfer duration histogram. */
 export const DURATION_BUCKETS_SECONDS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
@@ -60,6 +83,7 @@ export class Metrics {
    * @param startedAt when the daemon started (ms since epoch)
    * @param failedFiles files the ledger holds as failed, per job name
    * @param now the time the waiting files' age is measured at (ms since epoch)
+   * @param openFds open file descriptors (see {@linkcode countOpenFds}); not shown when `null`
    */
   render(
     jobs: JobSnapshot[],
@@ -67,6 +91,7 @@ export class Metrics {
     startedAt: number,
     failedFiles: ReadonlyMap<string, number> = new Map(),
     now: number = Date.now(),
+    openFds: number | null = null,
   ): string {
     for (const job of jobs) this.#counters(job.job, job.method);
     const out: string[] = [];
@@ -77,8 +102,8 @@ export class Metrics {
       return { labels: { job, method }, c };
     });
 
-    // Open file descriptors and virtual memory are not shown: Deno lets only a program with
-    // every permission read /proc/self, and the daemon runs with fewer.
+    // Virtual memory is not shown: Deno lets only a program with every permission read
+    // /proc/self, and the daemon runs with fewer.
     const cpu = process.cpuUsage();
     family("process_cpu_seconds_total", "counter", "User and system CPU time spent in seconds.");
     out.push(sample("process_cpu_seconds_total", {}, (cpu.user + cpu.system) / 1e6));
@@ -86,6 +111,10 @@ export class Metrics {
     out.push(sample("process_resident_memory_bytes", {}, Deno.memoryUsage().rss));
     family("process_start_time_seconds", "gauge", "Start time of the process since unix epoch.");
     out.push(sample("process_start_time_seconds", {}, performance.timeOrigin / 1000));
+    if (openFds !== null) {
+      family("process_open_fds", "gauge", "Number of open file descriptors.");
+      out.push(sample("process_open_fds", {}, openFds));
+    }
     family("image_transfer_build_info", "gauge", "Version of the running daemon (always 1).");
     out.push(sample("image_transfer_build_info", build, 1));
     family("image_transfer_start_time_seconds", "gauge", "When the daemon started (Unix time).");

@@ -21,7 +21,7 @@ import {
 import { RecentDurations } from "./durations.ts";
 import type { StatusEvents } from "./events.ts";
 import type { ListenSettings } from "./listen.ts";
-import { Metrics } from "./metrics.ts";
+import { countOpenFds, Metrics } from "./metrics.ts";
 import { PAGE_CSP, STATUS_PAGE } from "./page.ts";
 import { Pusher } from "./push.ts";
 import { json, SECURITY_HEADERS, text } from "./responses.ts";
@@ -187,6 +187,8 @@ async function route(
                 c.count,
               ]),
             ),
+            Date.now(),
+            await countOpenFds(),
           ),
           { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
         );

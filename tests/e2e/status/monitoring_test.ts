@@ -150,7 +150,10 @@ Deno.test("dashboard and rules: every metric they query is in a live daemon's /m
   const tokenFile = join(tokenDir, "token");
   await Deno.writeTextFile(tokenFile, token + "\n", { mode: 0o600 });
   try {
-    await using d = await startStatusDaemon({ status_token_file: tokenFile });
+    // A hook keeps the daemon's power to start programs, which counting its descriptors needs.
+    const hook = join(tokenDir, "hook.sh");
+    await Deno.writeTextFile(hook, "#!/bin/sh\nexit 0\n", { mode: 0o755 });
+    await using d = await startStatusDaemon({ status_token_file: tokenFile, on_transfer: [hook] });
     const auth = { authorization: `Bearer ${token}` };
     const anonymous = await fetch(`${d.base}/metrics`);
     await anonymous.body?.cancel();
@@ -217,6 +220,8 @@ Deno.test("dashboard and rules: every metric they query is in a live daemon's /m
     assert.ok(value(text, "process_cpu_seconds_total")! > 0);
     const started = value(text, "process_start_time_seconds")!;
     assert.ok(started <= Date.now() / 1000 && started > Date.now() / 1000 - 3600);
+    const fds = value(text, "process_open_fds")!;
+    assert.ok(fds > 3 && fds < 1000, `open descriptors ${fds}`);
     const checked = await promtool(["check", "metrics"], { stdin: text });
     assert.equal(checked.code, 0, checked.output);
 
