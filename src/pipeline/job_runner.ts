@@ -151,7 +151,8 @@ export class JobRunner {
       queue: {
         planning: q.count("planning"),
         queued: q.count("queued"),
-        waiting: q.count("waiting"),
+        // A failing file waiting for its slow retry counts as failed (the ledger's count).
+        waiting: q.count("waiting") - q.failingCount,
         sending: q.count("sending"),
         observing: this.#checker.pendingCount,
       },

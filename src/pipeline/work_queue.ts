@@ -117,6 +117,19 @@ export class WorkQueue {
   }
 
   /**
+   * Records waiting for their slow retry, their fast retries used up (the
+   * ledger holds them as failed; they are not "waiting to retry" on the page).
+   */
+  get failingCount(): number {
+    if (this.#counts.waiting === 0) return 0;
+    let count = 0;
+    for (const record of this.#records.values()) {
+      if (record.phase === "waiting" && record.failing) count++;
+    }
+    return count;
+  }
+
+  /**
    * When the longest-waiting record was made (ms since epoch), or `null` when
    * there is none. Records are kept in the order they were made.
    */

@@ -154,6 +154,8 @@ Deno.test("status API: a failing destination shows its reason; retry after the f
   // One file that cannot be placed is its own problem, not the job's: the destination answers.
   assert.equal(status.jobs[0].state, "watching");
   assert.equal(status.jobs[0].reason, null);
+  // Waiting for its slow retry, it counts as failed only, not also as waiting to retry.
+  assert.equal(status.jobs[0].queue.waiting, 0);
   const failedMetric = async () =>
     /^image_transfer_files_failed\{job="default",method="local"\} (\d+)$/m.exec(
       await (await fetch(`${d.base}/metrics`)).text(),
