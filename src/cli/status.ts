@@ -18,7 +18,7 @@ import { globalOptions } from "./options.ts";
 import { daemonStatus, describeDaemon, describePause } from "./daemon_state.ts";
 import { escapeControlChars as oneLine } from "../log/logging.ts";
 import type { JobSnapshot } from "../status/job_status.ts";
-import { listenSettings } from "../status/listen.ts";
+import { listenSettings, statusUrl } from "../status/listen.ts";
 import { escapeControlChars } from "../log/logging.ts";
 
 const STATES: FileState[] = ["pending", "transferring", "done", "failed"];
@@ -235,11 +235,14 @@ export async function askDaemon(
     : settings.hostname.includes(":")
     ? `[${settings.hostname}]`
     : settings.hostname;
-  const url = `http://${host}:${settings.port}/`;
+  const url = statusUrl(settings, host);
+  // Over HTTPS the daemon's own certificate is trusted (it may be self-signed).
+  using client = settings.tls ? Deno.createHttpClient({ caCerts: [settings.tls.cert] }) : undefined;
   try {
     const response = await fetch(`${url}api/status`, {
       headers: settings.token ? { authorization: `Bearer ${settings.token}` } : {},
       signal: AbortSignal.timeout(ASK_TIMEOUT_MS),
+      ...(client ? { client } : {}),
     });
     if (!response.ok) {
       await response.body?.cancel();

@@ -22,6 +22,12 @@ export function resolveDaemon(
     status_token_file: daemon.status_token_file === null
       ? null
       : expandPath(daemon.status_token_file, baseDir),
+    status_tls_cert: daemon.status_tls_cert === null
+      ? null
+      : expandPath(daemon.status_tls_cert, baseDir),
+    status_tls_key: daemon.status_tls_key === null
+      ? null
+      : expandPath(daemon.status_tls_key, baseDir),
   };
 }
 

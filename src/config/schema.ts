@@ -317,6 +317,14 @@ export const daemonShape = {
     pathText.min(1).nullable().default(null),
     "File holding the token the status page asks for (HTTP `Authorization: Bearer`). Required on a non-loopback address, and guards the actions when set. Only its owner may read it (`chmod 600`).",
   ),
+  status_tls_cert: doc(
+    pathText.min(1).nullable().default(null),
+    "PEM certificate (chain) to serve the status page over HTTPS with; set together with `status_tls_key`. Off loopback the token then does not travel in plain text.",
+  ),
+  status_tls_key: doc(
+    pathText.min(1).nullable().default(null),
+    "PEM private key of `status_tls_cert`. Only its owner may read it (`chmod 600`).",
+  ),
 };
 
 /** Schema of one job after inheritance from the top level. */

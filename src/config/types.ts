@@ -29,5 +29,9 @@ export interface Config {
   status_listen: string;
   /** File holding the status page's token (absolute), or `null`. */
   status_token_file: string | null;
+  /** PEM certificate of the status page's HTTPS (absolute), or `null` for plain HTTP. */
+  status_tls_cert: string | null;
+  /** PEM private key of `status_tls_cert` (absolute), or `null`. */
+  status_tls_key: string | null;
   jobs: JobConfig[];
 }

@@ -232,10 +232,12 @@ async function reloadConfig(
     await checkBeforeStart(next);
     await checkWatchFolders(next.jobs, false);
     await onReload?.(next);
-    for (const key of ["status_listen", "status_token_file"] as const) {
+    const statusKeys = ["status_listen", "status_token_file", "status_tls_cert", "status_tls_key"];
+    for (const key of statusKeys as Array<keyof Config & `status_${string}`>) {
       if (next[key] === current[key]) continue;
       log.warn(
-        "{key} changed from {from} to {to}: the status page keeps its address and token until " +
+        "{key} changed from {from} to {to}: the status page keeps its address, token and " +
+          "certificate until " +
           "the daemon restarts (image-transfer restart, or through its service manager)",
         { key, from: JSON.stringify(current[key]), to: JSON.stringify(next[key]) },
       );

@@ -35,7 +35,9 @@ export function daemonFolders(config: Config): DaemonFolders {
   if (config.log_file) own.push(posix.dirname(config.log_file));
   const written: string[] = [];
   const read: string[] = [];
-  if (config.status_token_file) read.push(config.status_token_file);
+  for (const file of [config.status_token_file, config.status_tls_cert, config.status_tls_key]) {
+    if (file) read.push(file);
+  }
   for (const job of config.jobs) {
     if (job.transfer_method === "local") written.push(job.remote_base_path);
     if (job.after_transfer === "keep") read.push(job.watch_path);

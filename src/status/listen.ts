@@ -15,6 +15,8 @@ export interface ListenSettings {
   loopback: boolean;
   /** The token every request must carry, or `null` (loopback only). */
   token: string | null;
+  /** PEM certificate and key to serve HTTPS with, or `null` for plain HTTP. */
+  tls: { cert: string; key: string } | null;
 }
 
 /** Whether `hostname` is a loopback address or `localhost`. */
@@ -30,7 +32,13 @@ export function isLoopback(hostname: string): boolean {
  *   be read or is empty, or a non-loopback address has no token
  */
 export async function listenSettings(
-  config: { file: string; status_listen: string; status_token_file: string | null },
+  config: {
+    file: string;
+    status_listen: string;
+    status_token_file: string | null;
+    status_tls_cert?: string | null;
+    status_tls_key?: string | null;
+  },
 ): Promise<ListenSettings | null> {
   if (config.status_listen === "") return null;
   const at = config.status_listen.lastIndexOf(":");
@@ -82,5 +90,66 @@ export async function listenSettings(
       { file: config.file },
     );
   }
-  return { hostname, port, loopback, token };
+  return { hostname, port, loopback, token, tls: await tlsFiles(config) };
+}
+
+/** The URL of the status page at `host` (a name, or an address in brackets). */
+export function statusUrl(settings: ListenSettings, host: string): string {
+  return `${settings.tls ? "https" : "http"}://${host}:${settings.port}/`;
+}
+
+/**
+ * Read `status_tls_cert` and `status_tls_key`: both or neither, PEM, and a key
+ * only its owner can read.
+ */
+async function tlsFiles(
+  config: { file: string; status_tls_cert?: string | null; status_tls_key?: string | null },
+): Promise<{ cert: string; key: string } | null> {
+  const certFile = config.status_tls_cert ?? null;
+  const keyFile = config.status_tls_key ?? null;
+  if (certFile === null && keyFile === null) return null;
+  if (certFile === null || keyFile === null) {
+    const [given, missing] = certFile === null
+      ? ["status_tls_key", "status_tls_cert"]
+      : ["status_tls_cert", "status_tls_key"];
+    throw new ConfigError(
+      `${given} is set but ${missing} is not: HTTPS needs both the certificate and its key ` +
+        "(or remove both for plain HTTP)",
+      { file: config.file },
+    );
+  }
+  const mode = (await Deno.stat(keyFile).catch(() => null))?.mode ?? null;
+  if (Deno.build.os !== "windows" && mode !== null && (mode & 0o077) !== 0) {
+    throw new ConfigError(
+      `status_tls_key: ${keyFile} can be read or written by others (mode ${
+        (mode & 0o777).toString(8).padStart(4, "0")
+      }); run: chmod 600 ${JSON.stringify(keyFile)}`,
+      { file: config.file },
+    );
+  }
+  const read = async (key: string, file: string, kind: RegExp) => {
+    let text: string;
+    try {
+      text = await Deno.readTextFile(file);
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      throw new ConfigError(`${key}: cannot read ${file}: ${reason}`, {
+        file: config.file,
+        cause: error,
+      });
+    }
+    if (!kind.test(text)) {
+      throw new ConfigError(
+        `${key}: ${file} is not in PEM form (no "-----BEGIN ${
+          key === "status_tls_cert" ? "CERTIFICATE" : "PRIVATE KEY"
+        }-----" line); convert it, e.g. with \`openssl x509 -outform PEM\` or \`openssl pkey\``,
+        { file: config.file },
+      );
+    }
+    return text;
+  };
+  return {
+    cert: await read("status_tls_cert", certFile, /-----BEGIN CERTIFICATE-----/),
+    key: await read("status_tls_key", keyFile, /-----BEGIN [A-Z ]*PRIVATE KEY-----/),
+  };
 }

@@ -76,6 +76,7 @@ export function startStatusServer(
     server = Deno.serve({
       hostname: settings.hostname,
       port: settings.port,
+      ...(settings.tls ?? {}),
       onListen: () => {},
       onError: (error) => {
         log.error("Status page request failed: {error}", { error: String(error) });
@@ -97,7 +98,7 @@ export function startStatusServer(
     });
     return null;
   }
-  log.info("Status page on http://{address}/", { address });
+  log.info(`Status page on ${settings.tls ? "https" : "http"}://{address}/`, { address });
   return {
     addr: server.addr,
     async close() {
@@ -155,7 +156,7 @@ async function route(
               location: "/",
               "set-cookie": `${TOKEN_COOKIE}=${
                 encodeURIComponent(url.searchParams.get("token")!)
-              }; HttpOnly; SameSite=Strict; Path=/`,
+              }; HttpOnly; SameSite=Strict; Path=/${settings.tls ? "; Secure" : ""}`,
             },
           });
         }
@@ -237,7 +238,8 @@ async function readBody(request: Request): Promise<string | null> {
 /** The refusal for a request that may not be served, or `null`. */
 function checkRequest(request: Request, settings: ListenSettings): Response | null {
   const url = new URL(request.url);
-  const host = request.headers.get("host") ?? "";
+  // HTTP/2 (over HTTPS) names the host in :authority, which the request's URL carries.
+  const host = request.headers.get("host") ?? url.host;
   if (settings.loopback) {
     const port = settings.port;
     const names = [`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`];

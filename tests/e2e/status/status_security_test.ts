@@ -205,3 +205,80 @@ Deno.test("status server: without an ftp job the daemon gives the network up aft
   const [night] = await Array.fromAsync(Deno.readDir(d.dest));
   assert.deepEqual(await Deno.readFile(join(d.dest, night.name, "after.fits")), bytes);
 });
+
+Deno.test("status server: HTTPS with status_tls_cert and status_tls_key; status reads it; half a pair or a shared key is refused", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "itx-tls-" });
+  try {
+    const cert = join(dir, "cert.pem");
+    const key = join(dir, "key.pem");
+    const made = await new Deno.Command("openssl", {
+      args: ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert]
+        .concat(["-days", "2", "-subj", "/CN=localhost"])
+        .concat(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .concat(["-addext", "basicConstraints=critical,CA:FALSE"]),
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    assert.ok(made.success, new TextDecoder().decode(made.stderr));
+    await Deno.chmod(key, 0o600);
+    const token = "t".repeat(32);
+    const tokenFile = join(dir, "token");
+    await Deno.writeTextFile(tokenFile, token, { mode: 0o600 });
+    const tls = { status_tls_cert: cert, status_tls_key: key, status_token_file: tokenFile };
+
+    await using d = await startStatusDaemon(tls);
+    const base = d.base.replace("http://", "https://");
+    assert.match(d.daemon.stderr() + d.daemon.stdout(), /Status page on https:\/\/127\.0\.0\.1:/);
+    using client = Deno.createHttpClient({ caCerts: [await Deno.readTextFile(cert)] });
+    const auth = { authorization: `Bearer ${token}` };
+    const answer = await fetch(`${base}/api/status`, { client, headers: auth });
+    assert.equal(answer.status, 200);
+    const body = await answer.json() as { jobs: Array<{ state: string }> };
+    assert.equal(body.jobs[0].state, "watching");
+    // Plain HTTP gets no page (nor the token a request would carry in it).
+    await assert.rejects(fetch(`${d.base}/api/status`, { headers: auth }).then((r) => r.text()));
+    // The cookie a ?token= link sets travels over HTTPS only.
+    const link = await fetch(`${base}/?token=${token}`, { client, redirect: "manual" });
+    await link.body?.cancel();
+    assert.equal(link.status, 303);
+    assert.match(link.headers.get("set-cookie") ?? "", /; Secure$/);
+    // `status` asks the daemon over HTTPS, trusting its certificate.
+    const status = await runCli(["status", "-c", d.config], {
+      env: { HOME: join(d.root, "home") },
+    });
+    assert.equal(status.code, 0, status.stderr);
+    assert.match(status.stdout, /Live \(https:\/\/127\.0\.0\.1:\d+\/\)/);
+
+    // Half a pair, or a key others can read, is refused by validate as by run.
+    const halfConfig = join(dir, "half.yaml");
+    await writeConfig(halfConfig, {
+      watch_path: d.watch,
+      remote_base_path: d.dest,
+      transfer_method: "local",
+      state_dir: join(dir, "state"),
+      log_file: "",
+      status_listen: `127.0.0.1:${freePort()}`,
+      status_tls_cert: cert,
+    });
+    const half = await runCli(["config", "validate", "-c", halfConfig], { env: { HOME: dir } });
+    assert.equal(half.code, 2, half.stdout + half.stderr);
+    assert.match(half.stdout + half.stderr, /status_tls_cert is set but status_tls_key is not/);
+    await Deno.chmod(key, 0o644);
+    await writeConfig(halfConfig, {
+      watch_path: d.watch,
+      remote_base_path: d.dest,
+      transfer_method: "local",
+      state_dir: join(dir, "state"),
+      log_file: "",
+      status_listen: `127.0.0.1:${freePort()}`,
+      status_tls_cert: cert,
+      status_tls_key: key,
+    });
+    const shared = await runCli(["run", "--once", "-c", halfConfig], { env: { HOME: dir } });
+    assert.equal(shared.code, 2, shared.stderr);
+    assert.match(shared.stderr, /status_tls_key: .* can be read or written by others .*chmod 600/);
+    assert.doesNotMatch(shared.stderr, /\n\s+at /, "no stack trace");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
