@@ -13,6 +13,7 @@ import { TRANSFER_ERROR_KINDS } from "../errors.ts";
 import { JOB_STATES, type JobSnapshot } from "./job_status.ts";
 import type { TransferEvent } from "./events.ts";
 import process from "node:process";
+import { runProcess } from "../process/run.ts";
 
 /**
  * The daemon's open file descriptors, on Linux: `ls` lists `/proc/PID/fd`
@@ -23,14 +24,10 @@ import process from "node:process";
 export async function countOpenFds(): Promise<number | null> {
   if (Deno.build.os !== "linux") return null;
   try {
-    const { success, stdout } = await new Deno.Command("ls", {
-      args: ["-1U", "--", `/proc/${Deno.pid}/fd`],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "null",
+    const { stdout } = await runProcess(["ls", "-1U", "--", `/proc/${Deno.pid}/fd`], {
+      timeoutMs: 5000,
       env: { LC_ALL: "C" },
-    }).output();
-    if (!success) return null;
+    });
     return new TextDecoder().decode(stdout).split("\n").filter((line) => line !== "").length;
   } catch {
     return null;

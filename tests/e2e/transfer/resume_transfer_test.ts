@@ -113,8 +113,18 @@ async function interruptAt(
   );
   stop.abort(new Error("interrupted by the test"));
   assert.match(String(await sending), /interrupted by the test/);
-  // The receiving side may still write what reached it.
-  await new Promise((resolve) => setTimeout(resolve, 300));
+  // The receiving side may still write what reached it: wait until the copy stops growing.
+  let last = "";
+  let sameSince = Date.now();
+  await waitFor(
+    async () => {
+      const now = JSON.stringify([...(await temporaries(ctx)).entries()]);
+      if (now !== last) [last, sameSince] = [now, Date.now()];
+      return Date.now() - sameSince >= 1000;
+    },
+    60_000,
+    "the interrupted copy to stop growing",
+  );
   const copies = await temporaries(ctx);
   assert.equal(copies.size, 1, `one kept copy: ${[...copies.keys()]}`);
   const [kept] = copies.entries();
@@ -147,7 +157,9 @@ Deno.test("resumed copies and parts of growing files, local and rsync", async (t
             const { error, sent } = await sendCounted(ctx, logs, item);
             assert.equal(error, null);
             const rest = item.size - kept;
-            assert.ok(sent >= rest && sent < rest + 2 * MiB, `sent ${sent}, the rest is ${rest}`);
+            // `sent` counts everything the sending process wrote: a busy machine's first run also
+            // writes Deno's module cache. Whole, the file would be 24 MiB more than the rest.
+            assert.ok(sent >= rest && sent < rest + 8 * MiB, `sent ${sent}, the rest is ${rest}`);
             await assertArrivedOnce(ctx, item);
           }),
       );
