@@ -137,6 +137,36 @@ async function checkServicePrint(options: SmokeOptions, work: string): Promise<v
   console.log(`ok: install-service --print (system and ${user}) shows ${file}`);
 }
 
+/**
+ * A release binary copied under the old tool's service program name takes
+ * its `--install` (here with `--print`) and `--status`. Needs a binary: the
+ * source through `deno run` has no name of its own.
+ */
+async function checkOldServiceName(options: SmokeOptions, work: string): Promise<void> {
+  if (options.product.length !== 1) {
+    console.log("not applicable: the old service program's name (a release binary only)");
+    return;
+  }
+  const exe = Deno.build.os === "windows" ? ".exe" : "";
+  const copy = join(work, `image-transfer-service${exe}`);
+  await Deno.copyFile(options.product[0], copy);
+  if (Deno.build.os !== "windows") await Deno.chmod(copy, 0o755);
+  const old = { ...options, product: [copy] };
+  const config = join(work, "config.yaml");
+  const root = Deno.build.os !== "windows" && Deno.uid() === 0;
+  const args = ["-c", config, "--install", "--print", "--user"];
+  // Under sudo a service in the user's own session is refused: the system one runs as that user.
+  if (root && Deno.env.get("SUDO_USER")) args.splice(args.indexOf("--user"), 1);
+  const printed = await product(old, args);
+  expectCode(printed, 0, `image-transfer-service ${args.join(" ")}`);
+  if (!/^would write .*:$/m.test(printed.stdout)) {
+    fail(`image-transfer-service --install --print wrote no plan:\n${printed.stdout}`);
+  }
+  const status = await product(old, ["-c", config, "--status"]);
+  expectCode(status, 0, "image-transfer-service --status");
+  console.log("ok: as image-transfer-service, --install (--print) and --status work");
+}
+
 async function exists(path: string): Promise<boolean> {
   return await Deno.lstat(path).then(() => true, () => false);
 }
@@ -162,6 +192,7 @@ export async function smoke(options: SmokeOptions): Promise<void> {
     await checkInit(options, work);
     await checkRunOnce(options, work);
     await checkServicePrint(options, work);
+    await checkOldServiceName(options, work);
     if (options.service) await serviceSmoke(options);
   } finally {
     await Deno.remove(work, { recursive: true }).catch(() => {});

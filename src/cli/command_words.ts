@@ -33,6 +33,37 @@ const OLD_FLAGS: Record<string, string> = {
   "--uninstall": "the service is removed with `image-transfer uninstall-service`",
 };
 
+/** The old tool's service program name, which the binary answers to when named so. */
+export const OLD_SERVICE_PROGRAM = "image-transfer-service";
+
+/** The old service program's flags, as this program's commands. */
+const OLD_SERVICE_FLAGS: Record<string, string> = {
+  "--install": "install-service",
+  "--uninstall": "uninstall-service",
+  "--status": "status",
+};
+
+/**
+ * The arguments for this program when it was started as `programPath`: named
+ * `image-transfer-service` (the old tool's service program, e.g. a copy or a
+ * link kept for scripts), its `--install`, `--uninstall` and `--status` become
+ * `install-service`, `uninstall-service` and `status`, with the other
+ * arguments kept. Any other name leaves `args` as they are.
+ *
+ * @throws {UsageError} when started under the old name without one of those flags
+ */
+export function argsForProgramName(programPath: string, args: string[]): string[] {
+  const name = programPath.replaceAll("\\", "/").split("/").at(-1)!.replace(/\.exe$/i, "");
+  if (name !== OLD_SERVICE_PROGRAM) return args;
+  const at = args.findIndex((arg) => arg in OLD_SERVICE_FLAGS);
+  if (at >= 0) return [OLD_SERVICE_FLAGS[args[at]], ...args.slice(0, at), ...args.slice(at + 1)];
+  if (args.some((arg) => arg === "--help" || arg === "-h")) return args;
+  throw new UsageError(
+    `started as ${OLD_SERVICE_PROGRAM}, this program takes --install, --uninstall or --status ` +
+      "(the old tool's service commands); every other command is `image-transfer COMMAND`",
+  );
+}
+
 /**
  * Refuse an unknown command word in `args` (top level, `help <word>`, or a
  * subcommand of a command group such as `config`). `defaultCommand` is the

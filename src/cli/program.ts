@@ -16,7 +16,7 @@ import { doctorCommand } from "./doctor.ts";
 import { installServiceCommand } from "./install_service.ts";
 import { uninstallServiceCommand } from "./uninstall_service.ts";
 import { globalOptions } from "./options.ts";
-import { checkCommandWords } from "./command_words.ts";
+import { argsForProgramName, checkCommandWords } from "./command_words.ts";
 import { restartCommand, stopCommand } from "./stop.ts";
 
 /** Build the program. Commands throw on failure; `main.ts` turns errors into exit codes. */
@@ -106,13 +106,24 @@ function applyToAll(command: Command, fn: (command: Command) => void): void {
   for (const sub of command.commands) applyToAll(sub, fn);
 }
 
+/** The path this program was started from ("" when it cannot be told). */
+function programPath(): string {
+  try {
+    return Deno.execPath();
+  } catch {
+    return "";
+  }
+}
+
 /**
- * Parse `args` and run the chosen command.
+ * Parse `given` (the command line; see `argsForProgramName` for the old
+ * service program's name) and run the chosen command.
  *
  * @returns the exit code: 0 ok, 2 usage or config error; other errors are thrown
  * @throws whatever the command throws
  */
-export async function runCli(args: string[]): Promise<number> {
+export async function runCli(given: string[]): Promise<number> {
+  const args = argsForProgramName(programPath(), given);
   const program = buildProgram();
   const run = program.commands.find((command) => command.name() === "run")!;
   checkCommandWords(program, run, args);
