@@ -13,6 +13,7 @@ import { daemonArgv } from "../service/launch_command.ts";
 import { planInstall, servicePath } from "../service/planner.ts";
 import { applyPlan, encodeFile, underRoot } from "../service/apply.ts";
 import { formatPlan } from "../service/format_plan.ts";
+import { oldLaunchdPlistPath } from "../service/launchd.ts";
 import { resolveServiceTarget, type ServiceOptions } from "../service/target.ts";
 import { SERVICE_OSES } from "../service/plan.ts";
 import { daemonFolders } from "../service/writable_paths.ts";
@@ -82,8 +83,25 @@ export async function runInstallService(
   const path = servicePath(target);
   const onDisk = underRoot(options.root, path);
   const previous = await readIfExists(onDisk);
-  const plan = planInstall(target, launch, { update: previous !== undefined });
+  // The old tool's service: on macOS under its own label; elsewhere a file of the same name
+  // that this program did not write.
+  const oldPlist = target.os === "darwin" ? oldLaunchdPlistPath(target) : null;
+  const replacesOld = oldPlist !== null && await exists(underRoot(options.root, oldPlist));
+  const oldFile = replacesOld
+    ? oldPlist
+    : previous !== undefined && !/written by `image-transfer install-service`/i.test(
+        new TextDecoder(target.os === "windows" ? "utf-16le" : "utf-8").decode(previous),
+      )
+    ? path
+    : null;
+  const plan = planInstall(target, launch, { update: previous !== undefined, replacesOld });
   for (const warning of warnings) console.error(`warning: ${warning}`);
+  if (oldFile !== null) {
+    console.log(
+      `${options.print ? "Would replace" : "Replacing"} the old tool's service ${oldFile} ` +
+        "(written by image-transfer-service --install)",
+    );
+  }
   if (options.print) {
     for (const line of formatPlan(plan)) console.log(line);
     return;

@@ -22,6 +22,14 @@ import type {
 /** The job's label, also its plist file name. */
 export const LAUNCHD_LABEL = "com.image-transfer.daemon";
 
+/** The old tool's label (`image-transfer-service --install`), replaced by an install. */
+export const OLD_LAUNCHD_LABEL = "com.observatory.imagetransfer";
+
+/** Where the old tool's plist of `target`'s scope is. */
+export function oldLaunchdPlistPath(target: ServiceTarget): string {
+  return posix.join(posix.dirname(launchdPlistPath(target)), `${OLD_LAUNCHD_LABEL}.plist`);
+}
+
 const FORMAT = "launchd plist";
 
 /**
@@ -87,16 +95,24 @@ export function renderLaunchdPlist(target: ServiceTarget, launch: DaemonLaunch):
  *
  * @param target the scope and user
  * @param launch the daemon's argv and log file
- * @param options `update`: a plist is already there
+ * @param options `update`: a plist is already there; `replacesOld`: the old
+ *   tool's plist is there, to unload and remove first
  * @returns the plan
  */
 export function planLaunchdInstall(
   target: ServiceTarget,
   launch: DaemonLaunch,
-  options: { update: boolean },
+  options: { update: boolean; replacesOld?: boolean },
 ): ServicePlan {
   const path = launchdPlistPath(target);
   const domain = launchdDomain(target);
+  const oldPath = oldLaunchdPlistPath(target);
+  const replaceOld: PlanStep[] = options.replacesOld
+    ? [
+      { kind: "run", command: bootout(domain, oldPath, OLD_LAUNCHD_LABEL) },
+      { kind: "remove", path: oldPath },
+    ]
+    : [];
   const logDir = launchdLogDir(target);
   const load: PlanStep[] = [
     {
@@ -109,6 +125,7 @@ export function planLaunchdInstall(
     servicePath: path,
     checks: [launchdCheck(target)],
     steps: [
+      ...replaceOld,
       ...(options.update ? [{ kind: "run" as const, command: bootout(domain, path) }] : []),
       {
         kind: "write",
@@ -174,9 +191,9 @@ function bootstrap(domain: string, path: string): PlannedCommand {
   };
 }
 
-function bootout(domain: string, path: string): PlannedCommand {
+function bootout(domain: string, path: string, label = LAUNCHD_LABEL): PlannedCommand {
   return {
-    argv: ["launchctl", "bootout", `${domain}/${LAUNCHD_LABEL}`],
+    argv: ["launchctl", "bootout", `${domain}/${label}`],
     fallback: ["launchctl", "unload", "-w", path],
     mayFail: true,
   };

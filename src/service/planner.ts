@@ -30,14 +30,15 @@ export function servicePath(target: ServiceTarget): string {
  *
  * @param target where and as whom
  * @param launch the daemon's argv and log file
- * @param options `update`: the service file already exists
+ * @param options `update`: the service file already exists; `replacesOld`
+ *   (macOS): the old tool's plist, under its own label, is there to remove
  * @returns the plan
  * @throws {Error} when a path cannot be written in the service file format
  */
 export function planInstall(
   target: ServiceTarget,
   launch: DaemonLaunch,
-  options: { update: boolean },
+  options: { update: boolean; replacesOld?: boolean },
 ): ServicePlan {
   switch (target.os) {
     case "linux":

@@ -477,3 +477,53 @@ Deno.test("install-service on a host without a running systemd fails before writ
     await Deno.remove(tools, { recursive: true });
   }
 });
+
+Deno.test("install-service replaces the old tool's service: its launchd label (macOS), a unit of the same name it wrote (Linux)", async () => {
+  const { home, config, env } = await makeHome();
+  const root = await Deno.makeTempDir({ prefix: "it-svc-root-" });
+  try {
+    // macOS: the old agent under its own label is unloaded and removed before ours is loaded.
+    const agents = join(home, "Library", "LaunchAgents");
+    await Deno.mkdir(agents, { recursive: true });
+    const oldPlist = join(agents, "com.observatory.imagetransfer.plist");
+    await Deno.writeTextFile(oldPlist, "<plist/>\n");
+    const mac = await runCli(
+      ["-c", config, "install-service", "--os", "darwin", "--user", "--print"],
+      { env },
+    );
+    assert.equal(mac.code, 0, mac.stderr);
+    const lines = mac.stdout.split("\n");
+    assert.ok(
+      lines.includes(
+        `Would replace the old tool's service ${oldPlist} ` +
+          "(written by image-transfer-service --install)",
+      ),
+      mac.stdout,
+    );
+    const bootout = lines.findIndex((l) =>
+      /^would run: launchctl bootout gui\/\d+\/com\.observatory\.imagetransfer /.test(l)
+    );
+    const removal = lines.indexOf(`would remove ${oldPlist}`);
+    const load = lines.findIndex((l) => /^would run: launchctl bootstrap gui\/\d+ /.test(l));
+    assert.ok(bootout >= 0 && removal > bootout && load > removal, mac.stdout);
+
+    // Linux: a unit of the same name that this program did not write is replaced, and said so.
+    const unit = join(root, SYSTEM_UNIT);
+    await Deno.mkdir(join(unit, ".."), { recursive: true });
+    await Deno.writeTextFile(unit, "[Service]\nExecStart=/usr/bin/python3 -m image_transfer\n");
+    const linux = await runCli(["-c", config, "install-service", "--root", root], { env });
+    assert.equal(linux.code, 0, linux.stderr);
+    assert.match(
+      linux.stdout,
+      /^Replacing the old tool's service \/etc\/systemd\/system\/image-transfer\.service /m,
+    );
+    assert.match(await Deno.readTextFile(unit), /written by `image-transfer install-service`/i);
+    // Ours, installed again, is not the old tool's.
+    const again = await runCli(["-c", config, "install-service", "--root", root], { env });
+    assert.equal(again.code, 0, again.stderr);
+    assert.doesNotMatch(again.stdout, /old tool/);
+  } finally {
+    await Deno.remove(home, { recursive: true });
+    await Deno.remove(root, { recursive: true });
+  }
+});
