@@ -13,26 +13,6 @@ import { TRANSFER_ERROR_KINDS } from "../errors.ts";
 import { JOB_STATES, type JobSnapshot } from "./job_status.ts";
 import type { TransferEvent } from "./events.ts";
 import process from "node:process";
-import { runProcess } from "../process/run.ts";
-
-/**
- * The daemon's open file descriptors, on Linux: `ls` lists `/proc/PID/fd`
- * for it (Deno lets only a program with every permission read that folder,
- * and the daemon runs with fewer). `null` elsewhere, or when it cannot be
- * told (e.g. no descriptor is left to start `ls` with).
- */
-export async function countOpenFds(): Promise<number | null> {
-  if (Deno.build.os !== "linux") return null;
-  try {
-    const { stdout } = await runProcess(["ls", "-1U", "--", `/proc/${Deno.pid}/fd`], {
-      timeoutMs: 5000,
-      env: { LC_ALL: "C" },
-    });
-    return new TextDecoder().decode(stdout).split("\n").filter((line) => line !== "").length;
-  } catch {
-    return null;
-  }
-}
 
 /** Upper bounds (seconds) of the transfer duration histogram. */
 export const DURATION_BUCKETS_SECONDS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
@@ -80,7 +60,7 @@ export class Metrics {
    * @param startedAt when the daemon started (ms since epoch)
    * @param failedFiles files the ledger holds as failed, per job name
    * @param now the time the waiting files' age is measured at (ms since epoch)
-   * @param openFds open file descriptors (see {@linkcode countOpenFds}); not shown when `null`
+   * @param openFds open file descriptors (see `process/open_fds.ts`); not shown when `null`
    */
   render(
     jobs: JobSnapshot[],

@@ -21,7 +21,8 @@ import {
 import { RecentDurations } from "./durations.ts";
 import type { StatusEvents } from "./events.ts";
 import type { ListenSettings } from "./listen.ts";
-import { countOpenFds, Metrics } from "./metrics.ts";
+import { Metrics } from "./metrics.ts";
+import { OpenFdCounter } from "../process/open_fds.ts";
 import { PAGE_CSP, STATUS_PAGE } from "./page.ts";
 import { Pusher } from "./push.ts";
 import { json, SECURITY_HEADERS, text } from "./responses.ts";
@@ -54,6 +55,8 @@ export function startStatusServer(
 ): StatusServer | null {
   const log = logger("status");
   const metrics = new Metrics();
+  // Started now: the daemon may give up starting programs once the page listens.
+  const openFds = OpenFdCounter.start();
   const durations = new RecentDurations();
   const push = new Pusher(
     () => JSON.stringify(statusReport(source, durations)),
@@ -68,7 +71,7 @@ export function startStatusServer(
   const handler = (request: Request): Promise<Response> | Response => {
     const refused = checkRequest(request, settings);
     if (refused) return refused;
-    return route(request, settings, source, { metrics, durations, push });
+    return route(request, settings, source, { metrics, durations, push, openFds });
   };
   let server: Deno.HttpServer<Deno.NetAddr>;
   const address = `${settings.hostname}:${settings.port}`;
@@ -85,6 +88,7 @@ export function startStatusServer(
     }, handler);
   } catch (error) {
     stopListening();
+    openFds?.close();
     const reason = error instanceof Deno.errors.AddrInUse
       ? "the address is in use (another image-transfer, or another program?)"
       : error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied
@@ -103,6 +107,7 @@ export function startStatusServer(
     addr: server.addr,
     async close() {
       stopListening();
+      openFds?.close();
       push.close();
       // Open requests get a moment to finish; a stop never waits longer on a page.
       let timer: ReturnType<typeof setTimeout> | undefined;
@@ -126,7 +131,12 @@ async function route(
   request: Request,
   settings: ListenSettings,
   source: StatusSource,
-  { metrics, durations, push }: { metrics: Metrics; durations: RecentDurations; push: Pusher },
+  { metrics, durations, push, openFds }: {
+    metrics: Metrics;
+    durations: RecentDurations;
+    push: Pusher;
+    openFds: OpenFdCounter | null;
+  },
 ): Promise<Response> {
   const url = new URL(request.url);
   const path = url.pathname;
@@ -189,7 +199,7 @@ async function route(
               ]),
             ),
             Date.now(),
-            await countOpenFds(),
+            await openFds?.count() ?? null,
           ),
           { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
         );
