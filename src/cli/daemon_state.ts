@@ -18,6 +18,8 @@ export interface DaemonStatus {
   stalePid?: number;
   /** Jobs the running daemon has paused (a full destination), by name. */
   paused?: Record<string, JobPause>;
+  /** The service manager that started it (see `DaemonInfo.service`), if one did. */
+  service?: string;
 }
 
 /** Whether a daemon runs on `stateDir`, for `status`. */

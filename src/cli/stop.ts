@@ -8,6 +8,11 @@
 import { join } from "node:path";
 import { Command } from "commander";
 import { PID_FILE } from "../ledger/daemon_lock.ts";
+import { runProcess } from "../process/run.ts";
+import { LAUNCHD_LABEL } from "../service/launchd.ts";
+import { SYSTEMD_UNIT_NAME } from "../service/systemd.ts";
+import { TASK_NAME } from "../service/task_scheduler.ts";
+import { CommandError } from "../errors.ts";
 import { daemonStatus } from "./daemon_state.ts";
 import { type GlobalOptions, globalOptions } from "./options.ts";
 import { statusConfig } from "./status.ts";
@@ -34,7 +39,7 @@ export async function stopDaemon(stateDir: string): Promise<number | undefined> 
   if (Deno.build.os === "windows") {
     throw new Error(
       `Cannot stop pid ${status.pid} from here on Windows: stop it with Ctrl-C in its window, ` +
-        'or end its task: schtasks /End /TN "image-transfer"',
+        `or end its task: schtasks /End /TN ${TASK_NAME}`,
     );
   }
   try {
@@ -81,17 +86,59 @@ export function stopCommand(): Command {
 }
 
 /**
- * The `restart` command: `stop`, then `run` in this terminal (`run` is the
+ * The command that restarts a daemon its service manager started, by the
+ * `service` its service file gave it; `null` for a daemon started by hand.
+ */
+export function serviceRestartArgv(service: string | undefined, uid: number): string[] | null {
+  switch (service) {
+    case "systemd-system":
+      return ["systemctl", "restart", SYSTEMD_UNIT_NAME];
+    case "systemd-user":
+      return ["systemctl", "--user", "restart", SYSTEMD_UNIT_NAME];
+    case "launchd-system":
+      return ["launchctl", "kickstart", "-k", `system/${LAUNCHD_LABEL}`];
+    case "launchd-user":
+      return ["launchctl", "kickstart", "-k", `gui/${uid}/${LAUNCHD_LABEL}`];
+    default:
+      return null;
+  }
+}
+
+/**
+ * The `restart` command: a daemon its service manager started is restarted
+ * through it; any other is stopped, then run in this terminal (`run` is the
  * callback, so the daemon starts as the `run` command would).
  */
 export function restartCommand(run: (global: GlobalOptions) => Promise<void>): Command {
   return new Command("restart")
     .description(
-      "stop the running daemon of this config, then run it here (a service: restart it " +
-        "through its service manager)",
+      "restart the running daemon of this config: through its service manager when it runs " +
+        "as a service, else stop it and run it here",
     )
     .action(async (_options: unknown, command: Command) => {
       const global = globalOptions(command);
+      const config = await statusConfig(global.config);
+      const status = daemonStatus(config.state_dir);
+      const argv = status.running
+        ? serviceRestartArgv(status.service, Deno.build.os === "windows" ? 0 : Deno.uid() ?? 0)
+        : null;
+      if (argv) {
+        try {
+          await runProcess(argv, { timeoutMs: STOP_WAIT_MS + 30_000 });
+        } catch (error) {
+          const reason = error instanceof CommandError
+            ? error.run.stderr.trim() || error.message
+            : String(error);
+          throw new Error(
+            `The daemon (pid ${status.pid ?? "?"}) runs as a service; \`${
+              argv.join(" ")
+            }\` failed: ${reason}${argv.includes("--user") ? "" : " (run it with sudo?)"}`,
+            { cause: error },
+          );
+        }
+        console.log(`Restarted the service: ${argv.join(" ")}`);
+        return;
+      }
       await stopFor(global);
       await run(global);
     });

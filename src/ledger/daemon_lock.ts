@@ -40,6 +40,12 @@ export interface DaemonInfo {
   paused?: Record<string, JobPause>;
   /** The daemon's private runtime folder (SSH control sockets), removed when it stops. */
   runtimeDir?: string;
+  /**
+   * The service that started it (`systemd-system`, `systemd-user`,
+   * `launchd-system`, `launchd-user`), as its service file says; absent when
+   * started by hand.
+   */
+  service?: string;
 }
 
 /** Why and since when a job sends nothing. */

@@ -75,7 +75,12 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
   // programs, a non-loopback status page without a token).
   const listenChecked = await checkBeforeStart(config);
   const listen = options.once ? null : listenChecked;
-  const lock = acquireDaemonLock(config.state_dir, { version: VERSION, config: config.file });
+  const service = Deno.env.get("IMAGE_TRANSFER_SERVICE");
+  const lock = acquireDaemonLock(config.state_dir, {
+    version: VERSION,
+    config: config.file,
+    ...(service ? { service } : {}),
+  });
   let ledger: Ledger | undefined;
   let runtimeDir: string | undefined;
   const events = new DaemonEvents();

@@ -84,6 +84,7 @@ export function renderLaunchdPlist(target: ServiceTarget, launch: DaemonLaunch):
     PROGRAM_ARGUMENTS: args.join("\n"),
     HOME: xmlEscape(FORMAT, "home folder", target.home),
     LOG_DIR: xmlEscape(FORMAT, "log folder", launchdLogDir(target)),
+    SERVICE: `launchd-${target.scope}`,
   }, { system });
 }
 

@@ -69,6 +69,7 @@ export function renderSystemdUnit(target: ServiceTarget, launch: DaemonLaunch): 
   return fillTemplate(SYSTEMD_UNIT_TEMPLATE, {
     USER: system ? target.user : "",
     EXEC_START: systemdCommandLine(launch.argv),
+    SERVICE: `systemd-${target.scope}`,
     READ_WRITE_PATHS: system ? folders.map((path) => systemdPathWord(path, "-")).join(" ") : "",
   }, {
     system,

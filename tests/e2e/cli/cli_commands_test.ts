@@ -128,6 +128,55 @@ Deno.test("stop ends the running daemon through its PID file; restart stops it a
   }
 });
 
+Deno.test("restart of a daemon its service started goes through the service manager", async () => {
+  await using box = await cliSandbox({ status_listen: "" });
+  // systemd is not process 1 here: a systemctl on PATH stands in for it and notes its arguments.
+  const bin = join(box.root, "bin");
+  await Deno.mkdir(bin);
+  const asked = join(box.root, "systemctl.args");
+  await Deno.writeTextFile(
+    join(bin, "systemctl"),
+    `#!/bin/sh\nprintf '%s\\n' "$*" >> '${asked}'\n`,
+    { mode: 0o755 },
+  );
+  const env = { ...box.env, PATH: `${bin}:${Deno.env.get("PATH")}` };
+  // What the installed unit's Environment= line gives the daemon.
+  const daemon = startCli(["-c", box.config, "run"], {
+    env: { ...env, IMAGE_TRANSFER_SERVICE: "systemd-system" },
+  });
+  try {
+    await daemon.waitForOutput("Watching");
+    const status = await runCli(["-c", box.config, "status", "--json"], { env });
+    assert.equal(JSON.parse(status.stdout).daemon.service, "systemd-system", status.stdout);
+    const restart = await runCli(["-c", box.config, "restart"], { env });
+    assert.equal(restart.code, 0, restart.stderr);
+    assert.equal(
+      restart.stdout.trim(),
+      "Restarted the service: systemctl restart image-transfer.service",
+    );
+    assert.equal(await Deno.readTextFile(asked), "restart image-transfer.service\n");
+    // Not stopped and run in this terminal: the service's daemon is the one running.
+    assert.equal(
+      Number((await Deno.readTextFile(join(box.stateDir, "daemon.pid"))).trim()),
+      daemon.process.pid,
+    );
+    // A service manager that refuses says so, with its words.
+    await Deno.writeTextFile(
+      join(bin, "systemctl"),
+      "#!/bin/sh\necho 'Access denied' >&2\nexit 1\n",
+      { mode: 0o755 },
+    );
+    const refused = await runCli(["-c", box.config, "restart"], { env });
+    assert.equal(refused.code, 1, refused.stderr);
+    assert.match(
+      refused.stderr,
+      /runs as a service; `systemctl restart image-transfer\.service` failed: Access denied \(run it with sudo\?\)/,
+    );
+  } finally {
+    assert.equal((await daemon.stop()).code, 0, daemon.stderr());
+  }
+});
+
 Deno.test("a TOML config gets 'YAML only' with the same keys in YAML", async () => {
   await using box = await cliSandbox();
   const file = join(box.root, "config.toml");

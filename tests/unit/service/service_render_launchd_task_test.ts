@@ -72,6 +72,14 @@ Deno.test("launchd agent plist is valid against the plist DTD, and paths round-t
       "/Users/O'Brien & <Co>",
     );
     assert.equal(
+      await value(
+        `${
+          key("EnvironmentVariables")
+        }/key[.='IMAGE_TRANSFER_SERVICE']/following-sibling::string[1]`,
+      ),
+      "launchd-user",
+    );
+    assert.equal(
       await value(key("StandardErrorPath")),
       "/Users/O'Brien & <Co>/Library/Logs/image-transfer.err.log",
     );
@@ -103,6 +111,14 @@ Deno.test("launchd daemon plist (sudo): /Library/LaunchDaemons, UserName, valid 
     assert.equal(
       await value(`${key("EnvironmentVariables")}/key[.='HOME']/following-sibling::string[1]`),
       "/Users/o'bs & co",
+    );
+    assert.equal(
+      await value(
+        `${
+          key("EnvironmentVariables")
+        }/key[.='IMAGE_TRANSFER_SERVICE']/following-sibling::string[1]`,
+      ),
+      "launchd-system",
     );
     assert.equal(
       launchdPlistPath(target),

@@ -120,6 +120,7 @@ Deno.test("systemd system unit with a space, %, $ and unicode in the program pat
     assert.match(unit, /^Restart=on-failure$/m);
     assert.match(unit, /^RestartSec=\d+$/m);
     assert.match(unit, /^WantedBy=multi-user\.target$/m);
+    assert.match(unit, /^Environment=IMAGE_TRANSFER_SERVICE=systemd-system$/m);
     const execStart = /^ExecStart=(.*)$/m.exec(unit)?.[1] ?? "";
     assert.deepEqual(splitExecStart(execStart), argv);
     const verified = await verifyUnit(dir, unit, false);
@@ -259,6 +260,7 @@ Deno.test("systemd user unit: no User=, no namespace sandbox, the filters a user
     assert.doesNotMatch(unit, /network-online/);
     assert.match(unit, /^WantedBy=default\.target$/m);
     assert.match(unit, /^Restart=on-failure$/m);
+    assert.match(unit, /^Environment=IMAGE_TRANSFER_SERVICE=systemd-user$/m);
     // An empty CapabilityBoundingSet= stops a user unit from starting (status 218), and the
     // namespace settings need user namespaces some distributions refuse to users.
     assert.doesNotMatch(
