@@ -55,21 +55,35 @@ export function parseRemoteSizes(
   script: RemoteScript,
   stdout: string,
 ): Map<string, number | null> {
+  return parseAnswers(
+    destinations,
+    script,
+    stdout,
+    "size",
+    (word, detail) => word === "size" && /^\d+$/.test(detail) ? Number(detail) : null,
+  );
+}
+
+/** One answer per destination, read from the results of a `sizes.sh` script. */
+function parseAnswers<T>(
+  destinations: string[],
+  script: RemoteScript,
+  stdout: string,
+  what: string,
+  value: (word: string, detail: string) => T | null,
+): Map<string, T | null> {
   const results = resultsByIndex(parseResults(stdout, script.marker));
-  const sizes = new Map<string, number | null>();
+  const answers = new Map<string, T | null>();
   for (const [index, destination] of destinations.entries()) {
     const result = results.get(index);
     if (result === undefined) {
       throw new Error(
-        `asked for ${destinations.length} size(s), the destination answered ${results.size}`,
+        `asked for ${destinations.length} ${what}(s), the destination answered ${results.size}`,
       );
     }
-    sizes.set(
-      destination,
-      result.word === "size" && /^\d+$/.test(result.detail) ? Number(result.detail) : null,
-    );
+    answers.set(destination, value(result.word, result.detail));
   }
-  return sizes;
+  return answers;
 }
 
 /** SHA-256 of `destinations` (relative to `base`) on this machine; `null` where no regular file is. */
@@ -107,17 +121,8 @@ export function parseRemoteSha256(
   script: RemoteScript,
   stdout: string,
 ): Map<string, string | null> {
-  const results = resultsByIndex(parseResults(stdout, script.marker));
-  const hashes = new Map<string, string | null>();
-  for (const [index, destination] of destinations.entries()) {
-    const result = results.get(index);
-    if (result === undefined) {
-      throw new Error(
-        `asked for ${destinations.length} checksum(s), the destination answered ${results.size}`,
-      );
-    }
-    const hex = result.detail.toLowerCase();
-    hashes.set(destination, result.word === "checksum" && /^[0-9a-f]{64}$/.test(hex) ? hex : null);
-  }
-  return hashes;
+  return parseAnswers(destinations, script, stdout, "checksum", (word, detail) => {
+    const hex = detail.toLowerCase();
+    return word === "checksum" && /^[0-9a-f]{64}$/.test(hex) ? hex : null;
+  });
 }

@@ -123,35 +123,11 @@ export class FtpTransport implements Transport {
   }
 
   /** Sizes of delivered files by `SIZE` (`null`: no file there), for the catch-up. */
-  async destinationSizes(
+  destinationSizes(
     destinations: string[],
     signal: AbortSignal,
   ): Promise<Map<string, number | null>> {
-    const sizes = new Map<string, number | null>();
-    const peer = await this.#pool.acquire();
-    let healthy = false;
-    try {
-      const base = this.#base(peer);
-      for (const destination of destinations) {
-        signal.throwIfAborted();
-        if (/[\r\n\0]/.test(destination)) {
-          sizes.set(destination, null); // Never delivered (see badName).
-          continue;
-        }
-        try {
-          sizes.set(destination, await peer.connection.client.size(joinRemote(base, destination)));
-        } catch (error) {
-          // 550: no such file (or not a plain file); anything else is a real failure.
-          if (!(error instanceof FTPError) || error.code !== 550) throw error;
-          sizes.set(destination, null);
-        }
-      }
-      healthy = true;
-    } finally {
-      if (healthy) this.#pool.release(peer);
-      else this.#pool.drop(peer);
-    }
-    return sizes;
+    return this.#askEach(destinations, signal, (peer, path) => peer.connection.client.size(path));
   }
 
   /**
@@ -159,11 +135,27 @@ export class FtpTransport implements Transport {
    * the server offers neither: the rebuilt ledger then trusts the size, as
    * arrivals are verified).
    */
-  async destinationSha256(
+  destinationSha256(
     destinations: string[],
     signal: AbortSignal,
   ): Promise<Map<string, string | null>> {
-    const hashes = new Map<string, string | null>();
+    return this.#askEach(
+      destinations,
+      signal,
+      (peer, path) => remoteSha256(peer.connection, path, new HashingCounter(true)),
+    );
+  }
+
+  /**
+   * Ask the server about each delivered file over one connection; a file
+   * that is not there (550), or whose name was never delivered, is `null`.
+   */
+  async #askEach<T>(
+    destinations: string[],
+    signal: AbortSignal,
+    ask: (peer: FtpPeer, path: string) => Promise<T | null>,
+  ): Promise<Map<string, T | null>> {
+    const answers = new Map<string, T | null>();
     const peer = await this.#pool.acquire();
     let healthy = false;
     try {
@@ -171,18 +163,15 @@ export class FtpTransport implements Transport {
       for (const destination of destinations) {
         signal.throwIfAborted();
         if (/[\r\n\0]/.test(destination)) {
-          hashes.set(destination, null); // Never delivered (see badName).
+          answers.set(destination, null); // Never delivered (see badName).
           continue;
         }
         try {
-          const path = joinRemote(base, destination);
-          hashes.set(
-            destination,
-            await remoteSha256(peer.connection, path, new HashingCounter(true)),
-          );
+          answers.set(destination, await ask(peer, joinRemote(base, destination)));
         } catch (error) {
+          // 550: no such file (or not a plain file); anything else is a real failure.
           if (!(error instanceof FTPError) || error.code !== 550) throw error;
-          hashes.set(destination, null);
+          answers.set(destination, null);
         }
       }
       healthy = true;
@@ -190,7 +179,7 @@ export class FtpTransport implements Transport {
       if (healthy) this.#pool.release(peer);
       else this.#pool.drop(peer);
     }
-    return hashes;
+    return answers;
   }
 
   close(): Promise<void> {

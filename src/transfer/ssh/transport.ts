@@ -81,39 +81,47 @@ export abstract class SshTransport implements Transport, SshMethod {
   }
 
   /** Sizes of delivered files (one remote script per {@linkcode SIZES_PER_SCRIPT} paths), for the catch-up. */
-  async destinationSizes(
+  destinationSizes(
     destinations: string[],
     signal: AbortSignal,
   ): Promise<Map<string, number | null>> {
-    const sizes = new Map<string, number | null>();
-    for (let i = 0; i < destinations.length; i += SIZES_PER_SCRIPT) {
-      const part = destinations.slice(i, i + SIZES_PER_SCRIPT);
+    return this.#askInParts(destinations, signal, SIZES_PER_SCRIPT, (part) => {
       const script = remoteSizesScript(this.base, part);
-      const stdout = await this.session.runScript(script.text, {
-        timeoutMs: this.timeoutMs,
-        signal,
-      });
-      for (const [key, size] of parseRemoteSizes(part, script, stdout)) sizes.set(key, size);
-    }
-    return sizes;
+      return { script, parse: (stdout) => parseRemoteSizes(part, script, stdout) };
+    });
   }
 
   /** SHA-256 of delivered files, hashed on the server (one remote script per {@linkcode SHA256_PER_SCRIPT} paths). */
-  async destinationSha256(
+  destinationSha256(
     destinations: string[],
     signal: AbortSignal,
   ): Promise<Map<string, string | null>> {
-    const hashes = new Map<string, string | null>();
-    for (let i = 0; i < destinations.length; i += SHA256_PER_SCRIPT) {
-      const part = destinations.slice(i, i + SHA256_PER_SCRIPT);
+    return this.#askInParts(destinations, signal, SHA256_PER_SCRIPT, (part) => {
       const script = remoteSha256Script(this.base, part);
+      return { script, parse: (stdout) => parseRemoteSha256(part, script, stdout) };
+    });
+  }
+
+  /** Ask about `destinations` with one remote script per `perScript` of them. */
+  async #askInParts<T>(
+    destinations: string[],
+    signal: AbortSignal,
+    perScript: number,
+    build: (part: string[]) => {
+      script: { text: string };
+      parse: (stdout: string) => Map<string, T>;
+    },
+  ): Promise<Map<string, T>> {
+    const answers = new Map<string, T>();
+    for (let i = 0; i < destinations.length; i += perScript) {
+      const { script, parse } = build(destinations.slice(i, i + perScript));
       const stdout = await this.session.runScript(script.text, {
         timeoutMs: this.timeoutMs,
         signal,
       });
-      for (const [key, hash] of parseRemoteSha256(part, script, stdout)) hashes.set(key, hash);
+      for (const [key, value] of parse(stdout)) answers.set(key, value);
     }
-    return hashes;
+    return answers;
   }
 
   /** `df -Pk` of the base folder over the shared connection. */

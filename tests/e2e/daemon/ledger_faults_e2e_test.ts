@@ -107,6 +107,18 @@ for (const [kind, damage] of Object.entries(DAMAGE)) {
   });
 }
 
+/** An `on_transfer` hook that writes each file's relative path as a line of `hookLog`. */
+async function countingHook(box: Sandbox): Promise<{ hook: string; hookLog: string }> {
+  const hook = join(box.root, "hook.sh");
+  const hookLog = join(box.root, "hook.log");
+  await Deno.writeTextFile(
+    hook,
+    `#!/bin/sh\nprintf '%s\\n' "$IMAGE_TRANSFER_RELATIVE_PATH" >> '${hookLog}'\n`,
+  );
+  await Deno.chmod(hook, 0o755);
+  return { hook, hookLog };
+}
+
 /** Fill the file system of `folder` with one file until it is full; returns that file. */
 async function fill(folder: string): Promise<string> {
   const path = join(folder, "filler");
@@ -166,13 +178,7 @@ for (const [method, restart] of FULL_STATE_CASES) {
     async () => {
       await using box = await cliSandbox();
       const target = await destination(method, box);
-      const hook = join(box.root, "hook.sh");
-      const hookLog = join(box.root, "hook.log");
-      await Deno.writeTextFile(
-        hook,
-        `#!/bin/sh\nprintf '%s\\n' "$IMAGE_TRANSFER_RELATIVE_PATH" >> '${hookLog}'\n`,
-      );
-      await Deno.chmod(hook, 0o755);
+      const { hook, hookLog } = await countingHook(box);
       await box.rewrite({ ...target.keys, on_transfer: [hook], retry_delay_seconds: 0.2 });
       try {
         await withTmpfs(box.stateDir, "16m", async () => {
@@ -277,13 +283,7 @@ for (const method of ["local", "scp"] as const) {
 
 Deno.test("run --once gives up with an error when the ledger cannot be written", async () => {
   await using box = await cliSandbox();
-  const hook = join(box.root, "hook.sh");
-  const hookLog = join(box.root, "hook.log");
-  await Deno.writeTextFile(
-    hook,
-    `#!/bin/sh\nprintf '%s\\n' "$IMAGE_TRANSFER_RELATIVE_PATH" >> '${hookLog}'\n`,
-  );
-  await Deno.chmod(hook, 0o755);
+  const { hook, hookLog } = await countingHook(box);
   await box.rewrite({ on_transfer: [hook] });
   await withTmpfs(box.stateDir, "16m", async () => {
     const early = await writeFiles(box, "early_", 3);

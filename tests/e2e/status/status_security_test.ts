@@ -251,29 +251,22 @@ Deno.test("status server: HTTPS with status_tls_cert and status_tls_key; status 
 
     // Half a pair, or a key others can read, is refused by validate as by run.
     const halfConfig = join(dir, "half.yaml");
-    await writeConfig(halfConfig, {
-      watch_path: d.watch,
-      remote_base_path: d.dest,
-      transfer_method: "local",
-      state_dir: join(dir, "state"),
-      log_file: "",
-      status_listen: `127.0.0.1:${freePort()}`,
-      status_tls_cert: cert,
-    });
+    const writeHalf = (keys: Record<string, unknown>) =>
+      writeConfig(halfConfig, {
+        watch_path: d.watch,
+        remote_base_path: d.dest,
+        transfer_method: "local",
+        state_dir: join(dir, "state"),
+        log_file: "",
+        status_listen: `127.0.0.1:${freePort()}`,
+        ...keys,
+      });
+    await writeHalf({ status_tls_cert: cert });
     const half = await runCli(["config", "validate", "-c", halfConfig], { env: { HOME: dir } });
     assert.equal(half.code, 2, half.stdout + half.stderr);
     assert.match(half.stdout + half.stderr, /status_tls_cert is set but status_tls_key is not/);
     await Deno.chmod(key, 0o644);
-    await writeConfig(halfConfig, {
-      watch_path: d.watch,
-      remote_base_path: d.dest,
-      transfer_method: "local",
-      state_dir: join(dir, "state"),
-      log_file: "",
-      status_listen: `127.0.0.1:${freePort()}`,
-      status_tls_cert: cert,
-      status_tls_key: key,
-    });
+    await writeHalf({ status_tls_cert: cert, status_tls_key: key });
     const shared = await runCli(["run", "--once", "-c", halfConfig], { env: { HOME: dir } });
     assert.equal(shared.code, 2, shared.stderr);
     assert.match(shared.stderr, /status_tls_key: .* can be read or written by others .*chmod 600/);

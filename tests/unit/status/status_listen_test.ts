@@ -37,10 +37,10 @@ Deno.test("status_listen: default, off, loopback names and IPv6", async () => {
   assert.equal(await listenSettings({ file, status_listen: "", status_token_file: null }), null);
   assert.deepEqual(
     await listenSettings({ file, status_listen: "127.0.0.1:8765", status_token_file: null }),
-    { hostname: "127.0.0.1", port: 8765, loopback: true, token: null },
+    { hostname: "127.0.0.1", port: 8765, loopback: true, token: null, tls: null },
   );
   const v6 = await listenSettings({ file, status_listen: "[::1]:9000", status_token_file: null });
-  assert.deepEqual(v6, { hostname: "::1", port: 9000, loopback: true, token: null });
+  assert.deepEqual(v6, { hostname: "::1", port: 9000, loopback: true, token: null, tls: null });
   assert.ok(isLoopback("localhost") && isLoopback("127.1.2.3"));
   assert.ok(!isLoopback("0.0.0.0") && !isLoopback("192.168.1.5") && !isLoopback("::"));
   await assert.rejects(
