@@ -132,11 +132,13 @@ export function wireJob(input: JobWiringInput): JobParts {
     : null;
   // The stability checker: decides when a file is completely written.
   const stableForMs = job.stability_window_seconds * 1000;
+  // Only asks whether a name matches: what it does not match is not skipped, so it says nothing.
   const shortcut = createFileFilter({
     ...job,
+    watch_path: undefined,
     file_patterns: job.close_shortcut_patterns,
     exclude_patterns: [],
-  });
+  }, { skipLog: null });
   const checker = new StabilityChecker({
     stableForMs,
     closedForMs: Math.min(stableForMs, options.closedForMs ?? 200),

@@ -196,18 +196,27 @@ Deno.test("dashboard and rules: every metric they query is in a live daemon's /m
       headers: { ...auth, origin: d.base },
     });
     assert.equal(resumed.status, 200, await resumed.text());
+    // The arrived file is looked at once more (it may have changed while it was sent): the
+    // gauges settle a moment after the counter.
     await waitFor(
       async () => {
         text = await scrape();
         return value(text, `image_transfer_files_transferred_total{${labels}}`) === 1 &&
-          value(text, `image_transfer_destination_free_bytes{${labels}}`) !== undefined;
+          value(text, `image_transfer_destination_free_bytes{${labels}}`) !== undefined &&
+          value(text, `image_transfer_files_waiting{${labels}}`) === 0;
       },
       30_000,
-      "the file counted as arrived and the free space measured",
+      "the file counted as arrived, nothing waiting, and the free space measured",
     );
     const night = (await Array.fromAsync(Deno.readDir(d.dest)))[0].name;
     assert.deepEqual(await Deno.readFile(join(d.dest, night, "a.fits")), bytes);
-    assert.equal(value(text, `image_transfer_files_waiting{${labels}}`), 0);
+    // Sent once.
+    const sends = d.daemon.stderr().split("\n").filter((l) =>
+      /Successfully transferred .*a\.fits/.test(l)
+    );
+    assert.equal(sends.length, 1, d.daemon.stderr());
+    // A file sent is never said to be skipped (the close shortcut's own patterns skip nothing).
+    assert.doesNotMatch(d.daemon.stderr(), /Skipped .*a\.fits/);
     assert.equal(value(text, `image_transfer_oldest_waiting_file_age_seconds{${labels}}`), 0);
     assert.equal(value(text, `image_transfer_job_state{${labels},state="watching"}`), 1);
     assert.equal(value(text, `image_transfer_bytes_transferred_total{${labels}}`), 70_000);
