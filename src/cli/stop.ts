@@ -119,9 +119,7 @@ export function restartCommand(run: (global: GlobalOptions) => Promise<void>): C
       const global = globalOptions(command);
       const config = await statusConfig(global.config);
       const status = daemonStatus(config.state_dir);
-      const argv = status.running
-        ? serviceRestartArgv(status.service, Deno.build.os === "windows" ? 0 : Deno.uid() ?? 0)
-        : null;
+      const argv = status.running ? serviceRestartArgv(status.service, Deno.uid() ?? 0) : null;
       if (argv) {
         try {
           await runProcess(argv, { timeoutMs: STOP_WAIT_MS + 30_000 });

@@ -24,6 +24,7 @@ export class OpenFdCounter {
   #buffered = "";
   #queue: Promise<unknown> = Promise.resolve();
   #broken = false;
+  #closed = false;
 
   private constructor(child: Deno.ChildProcess) {
     this.#child = child;
@@ -95,8 +96,8 @@ export class OpenFdCounter {
 
   /** End the helper. Safe to call more than once. */
   close(): void {
-    if (this.#broken && this.#input.desiredSize === null) return;
-    this.#broken = true;
+    if (this.#closed) return;
+    this.#closed = this.#broken = true;
     this.#input.close().catch(() => {});
     this.#output.cancel().catch(() => {});
     try {

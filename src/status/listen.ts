@@ -54,24 +54,13 @@ export async function listenSettings(
   let token: string | null = null;
   if (config.status_token_file !== null) {
     const file = config.status_token_file;
-    const mode = (await Deno.stat(file).catch(() => null))?.mode ?? null;
-    if (Deno.build.os !== "windows" && mode !== null && (mode & 0o077) !== 0) {
-      throw new ConfigError(
-        `status_token_file: ${file} can be read or written by others (mode ${
-          (mode & 0o777).toString(8).padStart(4, "0")
-        }), and whoever has the token may pause jobs; run: chmod 600 ${JSON.stringify(file)}`,
-        { file: config.file },
-      );
-    }
-    try {
-      token = (await Deno.readTextFile(file)).trim();
-    } catch (error) {
-      const reason = error instanceof Error ? error.message : String(error);
-      throw new ConfigError(
-        `status_token_file: cannot read ${config.status_token_file}: ${reason}`,
-        { file: config.file, cause: error },
-      );
-    }
+    await assertPrivate(
+      config.file,
+      "status_token_file",
+      file,
+      ", and whoever has the token may pause jobs",
+    );
+    token = (await readNamedFile(config.file, "status_token_file", file)).trim();
     if (token.length < 16) {
       throw new ConfigError(
         `status_token_file: ${config.status_token_file} holds ${
@@ -118,26 +107,9 @@ async function tlsFiles(
       { file: config.file },
     );
   }
-  const mode = (await Deno.stat(keyFile).catch(() => null))?.mode ?? null;
-  if (Deno.build.os !== "windows" && mode !== null && (mode & 0o077) !== 0) {
-    throw new ConfigError(
-      `status_tls_key: ${keyFile} can be read or written by others (mode ${
-        (mode & 0o777).toString(8).padStart(4, "0")
-      }); run: chmod 600 ${JSON.stringify(keyFile)}`,
-      { file: config.file },
-    );
-  }
+  await assertPrivate(config.file, "status_tls_key", keyFile, "");
   const read = async (key: string, file: string, kind: RegExp) => {
-    let text: string;
-    try {
-      text = await Deno.readTextFile(file);
-    } catch (error) {
-      const reason = error instanceof Error ? error.message : String(error);
-      throw new ConfigError(`${key}: cannot read ${file}: ${reason}`, {
-        file: config.file,
-        cause: error,
-      });
-    }
+    const text = await readNamedFile(config.file, key, file);
     if (!kind.test(text)) {
       throw new ConfigError(
         `${key}: ${file} is not in PEM form (no "-----BEGIN ${
@@ -152,4 +124,37 @@ async function tlsFiles(
     cert: await read("status_tls_cert", certFile, /-----BEGIN CERTIFICATE-----/),
     key: await read("status_tls_key", keyFile, /-----BEGIN [A-Z ]*PRIVATE KEY-----/),
   };
+}
+
+/**
+ * Refuse a file that others may read or write (not on Windows), naming the
+ * config key, what that would allow (`allows`), and the `chmod` that fixes it.
+ */
+async function assertPrivate(
+  configFile: string,
+  key: string,
+  file: string,
+  allows: string,
+): Promise<void> {
+  const mode = (await Deno.stat(file).catch(() => null))?.mode ?? null;
+  if (Deno.build.os === "windows" || mode === null || (mode & 0o077) === 0) return;
+  throw new ConfigError(
+    `${key}: ${file} can be read or written by others (mode ${
+      (mode & 0o777).toString(8).padStart(4, "0")
+    })${allows}; run: chmod 600 ${JSON.stringify(file)}`,
+    { file: configFile },
+  );
+}
+
+/** The text of the file a config key names, or a config error naming the key. */
+async function readNamedFile(configFile: string, key: string, file: string): Promise<string> {
+  try {
+    return await Deno.readTextFile(file);
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new ConfigError(`${key}: cannot read ${file}: ${reason}`, {
+      file: configFile,
+      cause: error,
+    });
+  }
 }

@@ -23,16 +23,34 @@ export const SIZES_PER_SCRIPT = 500;
 export const SHA256_PER_SCRIPT = 20;
 
 /** Sizes of `destinations` (relative to `base`) on this machine. */
-export async function localDestinationSizes(
+export function localDestinationSizes(
   base: string,
   destinations: string[],
 ): Promise<Map<string, number | null>> {
-  const sizes = new Map<string, number | null>();
+  return localAnswers(base, destinations, (_path, info) => Promise.resolve(info.size));
+}
+
+/** SHA-256 of `destinations` (relative to `base`) on this machine; `null` where no regular file is. */
+export function localDestinationSha256(
+  base: string,
+  destinations: string[],
+): Promise<Map<string, string | null>> {
+  return localAnswers(base, destinations, (path) => hashFile(path).catch(() => null));
+}
+
+/** `answer` for each of `destinations` that is a regular file below `base`; `null` for the rest. */
+async function localAnswers<T>(
+  base: string,
+  destinations: string[],
+  answer: (path: string, info: Deno.FileInfo) => Promise<T | null>,
+): Promise<Map<string, T | null>> {
+  const answers = new Map<string, T | null>();
   for (const destination of destinations) {
-    const info = await Deno.lstat(join(base, ...destination.split("/"))).catch(() => null);
-    sizes.set(destination, info?.isFile ? info.size : null);
+    const path = join(base, ...destination.split("/"));
+    const info = await Deno.lstat(path).catch(() => null);
+    answers.set(destination, info?.isFile ? await answer(path, info) : null);
   }
-  return sizes;
+  return answers;
 }
 
 /** The remote script (`remote/sizes.sh`) asking for the sizes of `destinations` under `base`. */
@@ -84,20 +102,6 @@ function parseAnswers<T>(
     answers.set(destination, value(result.word, result.detail));
   }
   return answers;
-}
-
-/** SHA-256 of `destinations` (relative to `base`) on this machine; `null` where no regular file is. */
-export async function localDestinationSha256(
-  base: string,
-  destinations: string[],
-): Promise<Map<string, string | null>> {
-  const hashes = new Map<string, string | null>();
-  for (const destination of destinations) {
-    const path = join(base, ...destination.split("/"));
-    const info = await Deno.lstat(path).catch(() => null);
-    hashes.set(destination, info?.isFile ? await hashFile(path).catch(() => null) : null);
-  }
-  return hashes;
 }
 
 /** The remote script (`remote/sizes.sh`) asking for the SHA-256 of `destinations` under `base`. */
