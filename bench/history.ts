@@ -8,7 +8,7 @@
  */
 import { join } from "node:path";
 import { Ledger } from "../src/ledger/ledger.ts";
-import { FileTable } from "../src/ledger/file_table.ts";
+import { FileRows } from "../src/ledger/file_rows.ts";
 import { loadConfig } from "../src/config/load.ts";
 import { freePort } from "../tests/helpers/status.ts";
 import { DaemonProcess } from "./daemon_process.ts";
@@ -47,7 +47,7 @@ export async function runHistory(
     const start = performance.now();
     const ledger = Ledger.open(stateDir);
     try {
-      const table = FileTable.of(ledger, job);
+      const table = FileRows.of(ledger, job);
       const perNight = Math.ceil(files / nights);
       const first = Date.now() - nights * DAY_MS;
       for (let n = 0, made = 0; n < nights && made < files; n++) {
@@ -128,7 +128,7 @@ export async function runHistory(
     ],
     measured: [
       `${files.toLocaleString("en-US")} files are recorded as done in a fresh ledger with`,
-      `\`FileTable.markDone\`, spread over ${nights} nights (one transaction per night, each`,
+      `\`FileRows.markDone\`, spread over ${nights} nights (one transaction per night, each`,
       "stamped with its night's time); the watch folder is empty. Start-up = from spawning the",
       "daemon to its `Watching` line; memory = the larger VmRSS right after `Watching` and after",
       "the status answers; status = wall time of a `GET /api/status` right after `Watching`",

@@ -7,7 +7,7 @@
  */
 import { join } from "node:path";
 import { Ledger } from "../src/ledger/ledger.ts";
-import { FileTable } from "../src/ledger/file_table.ts";
+import { FileRows } from "../src/ledger/file_rows.ts";
 import { loadConfig } from "../src/config/load.ts";
 import type { JobConfig } from "../src/config/types.ts";
 import { DaemonProcess, type ProcessSample } from "./daemon_process.ts";
@@ -61,7 +61,7 @@ export function buildTree(
   }
   const ledger = Ledger.open(stateDir);
   try {
-    FileTable.of(ledger, job).markDone(rows.map((row) => ({
+    FileRows.of(ledger, job).markDone(rows.map((row) => ({
       relPath: row.rel,
       size: row.size,
       mtimeMs: row.mtimeMs,

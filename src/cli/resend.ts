@@ -12,7 +12,7 @@ import { Command } from "commander";
 import picomatch from "picomatch";
 import { loadConfig, resolveConfigPath } from "../config/load.ts";
 import { UsageError } from "../errors.ts";
-import { FileTable } from "../ledger/file_table.ts";
+import { FileRows } from "../ledger/file_rows.ts";
 import { Ledger } from "../ledger/ledger.ts";
 import { escapeControlChars as oneLine } from "../log/logging.ts";
 import { absolutePath } from "../watch/file_version.ts";
@@ -66,7 +66,7 @@ export function resendCommand(): Command {
       let total = 0;
       try {
         for (const job of jobs) {
-          const table = ledger && FileTable.of(ledger, job);
+          const table = ledger && FileRows.of(ledger, job);
           const rows = table?.doneChosen(choice, matches) ?? [];
           const present: string[] = [];
           for (const row of rows) {

@@ -9,7 +9,7 @@ import { loadConfig, resolveConfigPath } from "../config/load.ts";
 import { resolveDaemon } from "../config/resolve.ts";
 import { daemonSchema } from "../config/schema.ts";
 import type { Config } from "../config/types.ts";
-import { destinationIdentity, type FileState } from "../ledger/file_table.ts";
+import { destinationIdentity, type FileState } from "../ledger/file_rows.ts";
 import { ledgerCounts, overdueFiles, problemFiles, recentDone } from "../status/ledger_reports.ts";
 import { Ledger } from "../ledger/ledger.ts";
 import { formatSkipped, SKIPPED_SHOWN, summarizeSkipped } from "../watch/skipped_summary.ts";

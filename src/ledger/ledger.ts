@@ -1,6 +1,6 @@
 /**
  * The ledger: durable state of every source file, in SQLite (WAL) under
- * `state_dir`, one row per file and destination (see `file_table.ts`, the
+ * `state_dir`, one row per file and destination (see `file_rows.ts`, the
  * per-job view the pipeline uses). What is done is never sent again; what was
  * pending or interrupted is resumed after a restart.
  *

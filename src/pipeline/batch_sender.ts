@@ -18,7 +18,6 @@
  */
 import type { JobConfig } from "../config/types.ts";
 import { TransferError } from "../errors.ts";
-import { type FileTable, LedgerWriteError, writeIfWritable } from "../ledger/file_table.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
 import { hashSource } from "../transfer/sha256.ts";
 import type { TransferItem, TransferOutcome, Transport } from "../transfer/transport.ts";
@@ -26,14 +25,13 @@ import { absolutePath, type FileVersion, versionOf } from "../watch/file_version
 import { attemptOutcome, logFailure, type NextStep, slowRetryMs } from "./attempt_outcome.ts";
 import { retryDelayMs } from "./backoff.ts";
 import { systemClock } from "./clock.ts";
-import type { AfterAttempt, WorkQueue, WorkRecord } from "./work_queue.ts";
+import type { AfterAttempt, FileTable, WorkRecord } from "./file_table.ts";
 
 /** What a {@linkcode BatchSender} works with. */
 export interface BatchSenderContext {
   job: JobConfig;
   table: FileTable;
   transport: Transport;
-  queue: WorkQueue;
   /** Aborted when the job stops: records are left as they are (resumed at the next start). */
   signal: AbortSignal;
   /** Observe a source file again (the stability checker). */
@@ -93,19 +91,12 @@ interface Arrival {
 export class BatchSender {
   #context: BatchSenderContext;
   #log: Logger;
-  /** Arrivals waiting for the ledger to be writable. */
+  /** Arrivals waiting for the ledger to be writable (the table holds them `sending`). */
   #unrecorded: Arrival[] = [];
-  /** Files whose last attempt ended unrecorded: looked for at the destination first. */
-  #interrupted = new Set<string>();
 
   constructor(context: BatchSenderContext) {
     this.#log = jobLogger("pipeline", context.job.name);
     this.#context = context;
-  }
-
-  /** Files whose last attempt ended unrecorded (the ledger said `transferring` at start). */
-  interrupted(relPaths: string[]): void {
-    for (const relPath of relPaths) this.#interrupted.add(relPath);
   }
 
   /** How many arrivals wait for the ledger to be writable. */
@@ -127,17 +118,13 @@ export class BatchSender {
   }
 
   /**
-   * Send `batch` (records in phase `sending`) and settle each of them.
+   * Send `batch` (taken from the table: `sending`, recorded `transferring`)
+   * and settle each of them.
    *
    * @returns how many of them arrived
    */
   async send(batch: WorkRecord[]): Promise<number> {
-    const { job, table, queue, signal } = this.#context;
-    // Recorded as being sent, or not sent now: the job waits for the ledger.
-    if (!writeIfWritable(() => table.markTransferring(batch.map((record) => record.relPath)))) {
-      for (const record of batch) queue.finish(record.relPath, { to: "queued" });
-      return 0;
-    }
+    const { job, table, signal } = this.#context;
     const items: TransferItem[] = batch.map((record) =>
       withLinkPolicy({
         source: absolutePath(job.watch_path, record.relPath),
@@ -198,7 +185,7 @@ export class BatchSender {
       // Whatever went wrong above, no record stays `sending`: it is retried after a delay.
       for (const record of batch) {
         if (signal.aborted || waiting.has(record.relPath)) continue;
-        if (queue.get(record.relPath)?.phase !== "sending") continue;
+        if (table.record(record.relPath)?.phase !== "sending") continue;
         const attempts = record.attempts + 1;
         const delayMs = retryDelayMs(
           attempts,
@@ -206,15 +193,19 @@ export class BatchSender {
           job.retry_max_delay_seconds,
         );
         const nextAttemptAt = systemClock.now() + delayMs;
-        writeIfWritable(() =>
-          table.recordFailure(record.relPath, {
-            error: "the batch it was sent in failed",
-            attempts,
-            nextAttemptAt,
-            final: false,
-          })
+        table.attemptFailed(
+          record.relPath,
+          {
+            kind: "failure",
+            failure: {
+              error: "the batch it was sent in failed",
+              attempts,
+              nextAttemptAt,
+              final: false,
+            },
+          },
+          { to: "waiting", attempts, nextAttemptAt },
         );
-        queue.finish(record.relPath, { to: "waiting", attempts, nextAttemptAt });
       }
     }
     return sent;
@@ -228,19 +219,14 @@ export class BatchSender {
    */
   #record(arrivals: Arrival[]): boolean {
     if (arrivals.length === 0) return true;
-    try {
-      this.#context.table.markDone(arrivals.map(({ record }) => ({
-        relPath: record.relPath,
-        size: record.version.size,
-        mtimeMs: record.version.mtimeMs,
-        destination: record.destination,
-      })));
-    } catch (error) {
-      if (!(error instanceof LedgerWriteError)) throw error;
+    const again = this.#context.table.arrived(arrivals.map(({ record }) => record));
+    if (again === null) {
       this.#unrecorded.push(...arrivals);
       return false;
     }
     for (const arrival of arrivals) this.#announce(arrival);
+    // A change seen while they were sent: the checker looks again.
+    for (const source of again) this.#context.observe(source);
     return true;
   }
 
@@ -256,7 +242,7 @@ export class BatchSender {
   ): Promise<Array<Arrival["found"]>> {
     const rebuilt = this.#context.table.ledger.rebuilt;
     const asking = batch.map((record): Arrival["found"] =>
-      this.#interrupted.delete(record.relPath)
+      this.#context.table.takeLookFirst(record.relPath)
         ? "interrupted"
         : rebuilt && record.version.mtimeMs <= rebuilt.at
         ? "rebuilt"
@@ -308,9 +294,9 @@ export class BatchSender {
     });
   }
 
-  /** An arrival the ledger holds now: log it, tell the others, and take it out of the queue. */
+  /** An arrival the table holds as done now: log it and tell the others. */
   #announce({ record, item, sha256, found }: Arrival): void {
-    const { transport, queue } = this.#context;
+    const { transport } = this.#context;
     const destination = transport.describeTarget(record.destination);
     if (found === "interrupted") {
       this.#log.info("{source} had arrived at {destination} before the last stop; recorded now", {
@@ -333,11 +319,10 @@ export class BatchSender {
         bytes: record.version.size,
       });
     }
-    if (queue.finish(record.relPath, { to: "removed" })) this.#context.observe(item.source);
   }
 
   async #failed(record: WorkRecord, error: TransferError): Promise<void> {
-    const { job, table, queue, signal } = this.#context;
+    const { job, table, signal } = this.#context;
     const source = absolutePath(job.watch_path, record.relPath);
     const current = await Deno.stat(source).then(versionOf, () => null);
     if (signal.aborted) return;
@@ -352,12 +337,6 @@ export class BatchSender {
       failing: record.failing,
       slowRetryMs: this.#context.slowRetries ? slowRetryMs(job) : 0,
     });
-    const update = outcome.ledger;
-    writeIfWritable(() =>
-      update.kind === "remove"
-        ? table.remove(record.relPath)
-        : table.recordFailure(record.relPath, update.failure)
-    );
     logFailure(this.#log, this.#context.job, source, error, outcome.next);
     const { kind } = outcome.next;
     if (kind === "retry" || kind === "give-up" || kind === "hold") {
@@ -368,7 +347,7 @@ export class BatchSender {
     }
     // Before the file is back in the queue: the pause must hold it.
     if (outcome.next.kind === "hold") this.#context.onFull(error);
-    const recheck = queue.finish(record.relPath, afterAttempt(outcome.next));
+    const recheck = table.attemptFailed(record.relPath, outcome.ledger, afterAttempt(outcome.next));
     if (outcome.next.kind === "observe" || (recheck && outcome.next.kind !== "drop")) {
       this.#context.observe(source);
     }

@@ -5,7 +5,7 @@
  * @module
  */
 import type { Config } from "../config/types.ts";
-import { destinationIdentity, FileTable } from "../ledger/file_table.ts";
+import { destinationIdentity, FileRows } from "../ledger/file_rows.ts";
 import { Ledger } from "../ledger/ledger.ts";
 import { planDestination } from "../layout/destination.ts";
 import { createTransport } from "../transfer/factory.ts";
@@ -30,7 +30,7 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
   try {
     for (const job of config.jobs) {
       const transport = createTransport(job, Deno.cwd());
-      const table = ledger && new FileTable(ledger, job.name, destinationIdentity(job));
+      const table = ledger && new FileRows(ledger, job.name, destinationIdentity(job));
       let count = 0;
       const skipped: SkippedEntry[] = [];
       try {

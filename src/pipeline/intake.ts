@@ -7,19 +7,17 @@
  * @module
  */
 import type { JobConfig } from "../config/types.ts";
-import { type FileTable, LedgerWriteError, writeIfWritable } from "../ledger/file_table.ts";
 import { planDestination } from "../layout/destination.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
 import { type FileVersion, sameVersion, versionOf } from "../watch/file_version.ts";
 import { type FoundFile, relativeTo } from "../watch/scan.ts";
 import type { Activity, StabilityChecker, StableFile } from "../watch/stability.ts";
-import type { WorkQueue } from "./work_queue.ts";
+import type { FileTable } from "./file_table.ts";
 
 /** What {@linkcode Intake} works with. */
 export interface IntakeContext {
   job: JobConfig;
   table: FileTable;
-  queue: WorkQueue;
   checker: StabilityChecker;
   /** A path that turned out to be no file: scan it if it is a folder; whether it was. */
   scanIfFolder(path: string): Promise<boolean>;
@@ -35,8 +33,6 @@ export interface IntakeContext {
 export class Intake {
   #context: IntakeContext;
   #log: Logger;
-  /** Files found complete while the ledger could not record them: known, not missed. */
-  #unrecorded = new Set<string>();
 
   constructor(context: IntakeContext) {
     this.#log = jobLogger("pipeline", context.job.name);
@@ -45,7 +41,7 @@ export class Intake {
 
   /** A watched file was created, written or closed. */
   activity(path: string, rel: string, activity: Activity): void {
-    if (this.#context.queue.activity(rel)) this.#context.checker.touch(path, activity);
+    if (this.#context.table.activity(rel)) this.#context.checker.touch(path, activity);
   }
 
   /**
@@ -53,11 +49,10 @@ export class Intake {
    * them. `quick`: a file sent before counts as unchanged without a stat.
    */
   found(files: FoundFile[], quick = false): FoundFile[] {
-    const { queue, checker, table } = this.#context;
+    const { checker, table } = this.#context;
     const found: FoundFile[] = [];
     for (const file of files) {
-      if (queue.get(file.relPath) || checker.has(file.path)) continue;
-      if (this.#unrecorded.has(file.relPath)) continue;
+      if (table.holds(file.relPath) || checker.has(file.path)) continue;
       const entry = table.doneVersion(file.relPath);
       if (entry && quick) continue;
       if (entry) {
@@ -78,38 +73,24 @@ export class Intake {
 
   /** The stability checker found a file complete. */
   ready(file: StableFile): void {
-    const { job, queue } = this.#context;
+    const { job, table } = this.#context;
     if (this.#context.stopping()) return;
     const rel = relativeTo(job.watch_path, file.path);
     if (rel === null) return;
     const version = { size: file.size, mtimeMs: file.mtimeMs };
-    const done = this.#context.table.doneVersion(rel);
-    const decision = queue.ready(rel, version, done !== undefined && sameVersion(done, version));
+    const decision = table.ready(rel, version);
     if (decision === "plan") this.#plan(rel, file.path, version);
     else if (decision === "keep") this.#context.onQueued();
     this.#context.onSettled();
   }
 
-  /**
-   * The ledger can be written again: the files it could not record are
-   * looked at anew by the next scan.
-   */
-  ledgerWritable(): void {
-    this.#unrecorded.clear();
-  }
-
   /** A file under observation disappeared (or turned out to be a folder). */
   async gone(path: string): Promise<void> {
-    const { job, table, queue } = this.#context;
+    const { job, table } = this.#context;
     if (this.#context.stopping()) return;
     if (!(await this.#context.scanIfFolder(path))) {
       const rel = relativeTo(job.watch_path, path);
-      const phase = rel === null ? undefined : queue.get(rel)?.phase;
-      // Only a file without a record, or with one that waits, is under observation.
-      if (rel !== null && (phase === undefined || phase === "queued" || phase === "waiting")) {
-        queue.remove(rel);
-        if (table.get(rel)?.state === "pending") writeIfWritable(() => table.remove(rel));
-      }
+      if (rel !== null) table.gone(rel);
       this.#log.info("Dropped {path}: it disappeared before it was complete", {
         path,
       });
@@ -119,7 +100,7 @@ export class Intake {
 
   /** Plan the destination of a file found complete, record it pending, and queue it. */
   #plan(rel: string, path: string, version: FileVersion): void {
-    const { job, table, queue, checker } = this.#context;
+    const { job, table, checker } = this.#context;
     planDestination(
       job,
       { path, relPath: rel, mtimeMs: version.mtimeMs },
@@ -131,20 +112,14 @@ export class Intake {
         }),
     ).then((destination) => {
       if (this.#context.stopping()) return;
-      const attempts = table.enqueue(rel, { ...version, destination });
-      const planned = queue.planned(rel, version, { destination, attempts, nextAttemptAt: 0 });
+      const planned = table.planned(rel, version, destination);
       if (planned === "observe") checker.touch(path);
       if (planned !== "queued") return;
       this.#log.debug("Ready: {path} -> {destination}", { path, destination });
       this.#context.onQueued();
     }).catch((error) => {
       if (this.#context.stopping()) return;
-      if (queue.get(rel)?.phase === "planning") queue.remove(rel);
-      // The ledger says why once, and the job looks at the folder again when it can write.
-      if (error instanceof LedgerWriteError) {
-        this.#unrecorded.add(rel);
-        return;
-      }
+      table.planFailed(rel);
       this.#log.error("Cannot plan the destination of {path}: {error}", {
         path,
         error: String(error),

@@ -5,15 +5,13 @@
  * @module
  */
 import type { JobConfig } from "../config/types.ts";
-import type { FileTable } from "../ledger/file_table.ts";
 import type { Transport } from "../transfer/transport.ts";
 import type { FileVersion } from "../watch/file_version.ts";
 import { hookFacts, HookRunner } from "./hooks.ts";
 import { JobSchedules } from "./schedules.ts";
 import { SourceCleaner } from "./source_cleanup.ts";
-import type { WorkRecord } from "./work_queue.ts";
+import type { FileTable, WorkRecord } from "./file_table.ts";
 import { logger } from "../log/logging.ts";
-import { sameVersion } from "../watch/file_version.ts";
 
 /** What {@linkcode JobExtras} works with. */
 export interface JobExtrasContext {
@@ -43,10 +41,10 @@ export class JobExtras {
     this.#context = context;
     const { job, table } = context;
     this.#hooks = new HookRunner(job);
-    this.#cleaner = new SourceCleaner(job, table);
+    this.#cleaner = new SourceCleaner(job, table.rows);
     this.#schedules = new JobSchedules({
       job,
-      table,
+      table: table.rows,
       rescan: (nights) => catchUp(context, nights).then(() => context.rescan()),
       pause: () => context.pause(),
       resume: () => context.resume(),
@@ -94,21 +92,14 @@ export class JobExtras {
   }
 }
 
-/** What {@linkcode catchUp} works with. */
-export interface CatchUpContext {
-  job: JobConfig;
-  table: FileTable;
-  transport: Transport;
-  signal: AbortSignal;
-}
-
 /**
  * Check the last `nights` night folders of the job at the destination.
  *
  * @returns the files forgotten as done (to be sent again by the next scan)
  */
-export async function catchUp(context: CatchUpContext, nights: number): Promise<string[]> {
-  const { job, table, transport, signal } = context;
+async function catchUp(context: JobExtrasContext, nights: number): Promise<string[]> {
+  const { job, transport, signal } = context;
+  const table = context.table.rows;
   const log = logger("schedule");
   if (!transport.destinationSizes) return [];
   const recent = [...new Set(table.nightTotals().map((t) => t.night))]
@@ -121,10 +112,7 @@ export async function catchUp(context: CatchUpContext, nights: number): Promise<
     for (const row of rows) {
       const size = sizes.get(row.destination);
       if (size === row.size) continue;
-      // Still done and unchanged in the ledger (not re-sent meanwhile): forget it.
-      const now = table.get(row.relPath);
-      if (now?.state !== "done" || !sameVersion(now, row)) continue;
-      table.remove(row.relPath);
+      if (!context.table.forgetDone(row.relPath, row)) continue;
       forgotten.push(row.relPath);
       log.warn("{destination} is {problem} at the destination; sending {relPath} again", {
         job: job.name,

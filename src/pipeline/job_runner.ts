@@ -1,13 +1,12 @@
 /**
  * One job's pipeline: watch → stability → ledger → transfer → verified.
  *
- * The job's file table (`ledger/file_table.ts`) is the source of truth: a
- * file is recorded `pending` when it is complete, `transferring` while it is
- * sent, `done` when it arrived verified (and only then said to have arrived),
- * or `failed` when retries are exhausted. Whether a file is done is asked of
- * the table, by key, never copied into memory. Memory only holds what is in
- * motion: files under observation (the stability checker) and files found
- * complete (the work queue, one record per file).
+ * The job's file table (`file_table.ts`) is the one owner of a file's state
+ * from complete to done: its rows in the ledger (`pending` when complete,
+ * `transferring` while sent, `done` when it arrived verified, and only then
+ * said to have arrived; `failed` when retries are exhausted) and its record
+ * in motion (queued, waiting, sending). Before that, files under observation
+ * belong to the stability checker.
  *
  * While the ledger cannot be written the job starts no transfer; when it can
  * again, the arrivals that waited are recorded and the folder is looked at
@@ -16,12 +15,7 @@
  * @module
  */
 import type { JobConfig } from "../config/types.ts";
-import {
-  destinationIdentity,
-  FileTable,
-  type Ledger,
-  writeIfWritable,
-} from "../ledger/file_table.ts";
+import type { Ledger } from "../ledger/ledger.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
 import type { Transport } from "../transfer/transport.ts";
 import type { StabilityChecker } from "../watch/stability.ts";
@@ -34,15 +28,8 @@ import type { Intake } from "./intake.ts";
 import type { JobExtras } from "./job_extras.ts";
 import { type JobSnapshot, JobStatus } from "../status/job_status.ts";
 import { type JobOutcomes, type JobRunnerOptions, type JobSummary, wireJob } from "./job_wiring.ts";
-import {
-  type LedgerSyncContext,
-  observeStrayPending,
-  recordDue,
-  resumeUnfinished,
-  sweepLedger,
-} from "./ledger_sync.ts";
 import type { SpaceGuard } from "./space_guard.ts";
-import type { WorkQueue } from "./work_queue.ts";
+import type { FileTable } from "./file_table.ts";
 
 export type { JobRunnerOptions, JobSummary } from "./job_wiring.ts";
 
@@ -55,12 +42,12 @@ const SWEEP_INTERVAL_MS = 60_000;
 /** Runs one job; see the module doc. */
 export class JobRunner {
   readonly job: JobConfig;
+  /** The one owner of every file's state from complete to done. */
   #table: FileTable;
   #transport: Transport;
   #options: JobRunnerOptions;
   #checker: StabilityChecker;
   #intake: Intake;
-  #queue: WorkQueue;
   #session: WatchSession;
   /** Parts of files that are still growing (`growing_patterns`). */
   #growing: GrowingSender;
@@ -73,7 +60,6 @@ export class JobRunner {
   #sender: BatchSender;
   /** Hooks, source clean-up, schedules. */
   #extras: JobExtras;
-  #sync: LedgerSyncContext;
   #log: Logger;
   #stopListening: () => void;
   /** Batches being sent. */
@@ -93,13 +79,12 @@ export class JobRunner {
   constructor(job: JobConfig, ledger: Ledger, transport: Transport, options: JobRunnerOptions) {
     this.#log = jobLogger("pipeline", job.name);
     this.job = job;
-    this.#table = new FileTable(ledger, job.name, destinationIdentity(job));
     this.#transport = transport;
     this.#options = options;
     this.#status = new JobStatus(job.name, job.transfer_method, options.events);
     const parts = wireJob({
       job,
-      table: this.#table,
+      ledger,
       transport,
       options,
       log: this.#log,
@@ -110,21 +95,20 @@ export class JobRunner {
         pump: () => this.#pump(),
         pumpSoon: () => this.#pumpSoon(),
         checkIdle: () => this.#checkIdle(),
-        onDue: (due) => this.#onDue(due),
+        onDue: () => this.#pump(),
         beforeRescan: () => this.#beforeRescan(),
         stopping: () => this.#stopping,
       },
     });
     this.#checker = parts.checker;
+    this.#table = parts.table;
     this.#intake = parts.intake;
-    this.#queue = parts.queue;
     this.#session = parts.session;
     this.#growing = parts.growing;
     this.#full = parts.full;
     this.#space = parts.space;
     this.#sender = parts.sender;
     this.#extras = parts.extras;
-    this.#sync = parts.sync;
     this.#freeSpace = parts.freeSpace;
     this.#stopListening = ledger.subscribe(() => this.#ledgerChanged());
     this.#status.ledgerProblem = ledger.problem?.error ?? null;
@@ -142,7 +126,7 @@ export class JobRunner {
 
   /** What the status page shows of this job (read only). */
   snapshot(): JobSnapshot {
-    const q = this.#queue;
+    const q = this.#table;
     return {
       job: this.job.name,
       method: this.job.transfer_method,
@@ -190,13 +174,8 @@ export class JobRunner {
    */
   retry(relPath?: string): number {
     if (this.#stopping) return 0;
-    const count = relPath === undefined
-      ? this.#table.requeue(["failed"])
-      : this.#table.requeueFile(relPath);
-    // A failing file waiting for its slow retry goes now, with fresh fast retries.
-    const waiting = this.#queue.retryNow(relPath);
-    if (count > waiting.length) observeStrayPending(this.#sync);
-    if (waiting.length > 0) this.#pump();
+    const { count, queued } = this.#table.retry(relPath);
+    if (queued) this.#pump();
     return count;
   }
 
@@ -207,7 +186,7 @@ export class JobRunner {
   async start(): Promise<void> {
     const job = this.job;
     this.#startFromLedger();
-    await resumeUnfinished(this.#sync);
+    await this.#table.resumeUnfinished();
     if (this.#stopping || !(await this.#session.start()) || this.#stopping) return;
     const verb = this.#options.once ? "Checked" : "Watching";
     const how = this.#session.how;
@@ -244,7 +223,7 @@ export class JobRunner {
     this.#stopping = true;
     this.#stopListening();
     this.#session.close();
-    this.#queue.close();
+    this.#table.close();
     this.#full.close();
     this.#space.close();
     this.#freeSpace?.close();
@@ -273,10 +252,8 @@ export class JobRunner {
    * (saying whether interrupted copies are continued or sent again whole).
    */
   #startFromLedger(): void {
-    const table = this.#table;
     const fields = { target: this.#transport.describeTarget("") };
-    writeIfWritable(() => table.adoptUnattributed());
-    const elsewhere = table.doneElsewhereOnly();
+    const { interrupted, failed, doneElsewhere: elsewhere } = this.#table.takeOverLedger();
     if (elsewhere > 0) {
       this.#log.info(
         "{count} file(s) of job {job} went to another destination before, not to {target}; " +
@@ -284,15 +261,6 @@ export class JobRunner {
         { ...fields, count: elsewhere },
       );
     }
-    // An attempt whose end was not recorded may have arrived: the sender looks first.
-    const cutShort = table.unfinished().filter((row) => row.state === "transferring");
-    this.#sender.interrupted(cutShort.map((row) => row.relPath));
-    let interrupted = 0;
-    let failed = 0;
-    writeIfWritable(() => {
-      interrupted = table.requeue(["transferring"]);
-      failed = table.requeue(["failed"]);
-    });
     if (interrupted > 0) {
       const resumes = this.#transport.method === "local" || this.#transport.method === "rsync"
         ? this.job.resume_partial_hours > 0
@@ -317,7 +285,7 @@ export class JobRunner {
     if (problem) return;
     this.#sender.recordWaiting();
     // A file found complete while the ledger could not be written was not recorded: look again.
-    this.#intake.ledgerWritable();
+    this.#table.ledgerWritable();
     const lookingAgain = this.#session.rescan().finally(() => {
       if (this.#lookingAgain === lookingAgain) this.#lookingAgain = null;
       this.#checkIdle();
@@ -328,24 +296,13 @@ export class JobRunner {
 
   /** Before a periodic rescan: failed files get another chance, pending ones are looked at. */
   #beforeRescan(): void {
-    writeIfWritable(() => this.#table.requeue(["failed"]));
-    // Failing files waiting for their slow retry go now, with fresh quick retries.
-    const failing = this.#queue.retryNow();
-    observeStrayPending(this.#sync);
-    if (failing.length > 0) this.#pump();
+    if (this.#table.beforeRescan()) this.#pump();
   }
 
-  /** Retries whose time has come go out. */
-  #onDue(relPaths: string[]): void {
-    recordDue(this.#sync, relPaths);
-    this.#pump();
-  }
-
-  /** See {@linkcode sweepLedger}. */
+  /** See {@linkcode FileTable.sweep}. */
   #sweep(): void {
     if (this.#stopping) return;
-    const promoted = sweepLedger(this.#sync);
-    if (promoted.length > 0) this.#onDue(promoted);
+    if (this.#table.sweep().length > 0) this.#pump();
   }
 
   /**
@@ -371,14 +328,14 @@ export class JobRunner {
     ) {
       const room = this.#full.room(this.#filesInFlight);
       if (room <= 0) break;
-      const batch = this.#queue.takeBatch(Math.min(room, this.#transport.maxBatchFiles));
+      const batch = this.#table.takeBatch(Math.min(room, this.#transport.maxBatchFiles));
       if (batch.length === 0) break;
       const probe = this.#full.started();
       this.#filesInFlight += batch.length;
       this.#status.started(batch.map((r) => ({ relPath: r.relPath, bytes: r.version.size })));
       const sending: Promise<void> = this.#sender.send(batch).catch(() => 0).then((arrived) => {
         this.#filesInFlight -= batch.length;
-        const caughtUp = !this.#queue.hasSendable && this.#filesInFlight === 0;
+        const caughtUp = !this.#table.hasSendable && this.#filesInFlight === 0;
         this.#full.ended(probe, arrived, caughtUp);
       }).finally(() => {
         this.#status.ended(batch.map((r) => r.relPath));
@@ -394,7 +351,7 @@ export class JobRunner {
   #checkIdle(): void {
     if (this.#idleWaiters.length === 0) return;
     // Files found while the ledger could not be written wait for it and a look again.
-    const idle = this.#checker.pendingCount === 0 && this.#queue.size === 0 &&
+    const idle = this.#checker.pendingCount === 0 && this.#table.inMotion === 0 &&
       this.#batches.size === 0 && !this.#table.ledger.problem && this.#lookingAgain === null;
     if (idle || this.#stopping) {
       for (const resolve of this.#idleWaiters.splice(0)) resolve();

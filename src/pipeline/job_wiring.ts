@@ -1,13 +1,13 @@
 /**
  * The collaborators of one job's {@linkcode JobRunner} (`job_runner.ts`) and how they are wired
- * to each other and back to the runner (its callbacks): stability checker, intake, work queue, watch session,
- * batch sender, full-destination pause, free-space guard, growing files and extras.
+ * to each other and back to the runner (its callbacks): stability checker, file table, intake,
+ * watch session, batch sender, full-destination pause, free-space guard, growing files and extras.
  *
  * @module
  */
 import type { JobConfig } from "../config/types.ts";
 import type { JobPause } from "../ledger/daemon_lock.ts";
-import type { FileTable } from "../ledger/file_table.ts";
+import type { Ledger } from "../ledger/ledger.ts";
 import type { Logger } from "../log/logging.ts";
 import type { StatusEvents } from "../status/events.ts";
 import { isConnectionFailure } from "../errors.ts";
@@ -23,9 +23,8 @@ import { GrowingSender } from "./growing_sender.ts";
 import { Intake } from "./intake.ts";
 import { JobExtras } from "./job_extras.ts";
 import type { JobStatus } from "../status/job_status.ts";
-import type { LedgerSyncContext } from "./ledger_sync.ts";
 import { SpaceGuard } from "./space_guard.ts";
-import { WorkQueue } from "./work_queue.ts";
+import { FileTable } from "./file_table.ts";
 
 /** Options of {@linkcode JobRunner}. */
 export interface JobRunnerOptions {
@@ -84,7 +83,7 @@ export interface RunnerCallbacks {
 /** What {@linkcode wireJob} needs from the runner. */
 export interface JobWiringInput {
   job: JobConfig;
-  table: FileTable;
+  ledger: Ledger;
   transport: Transport;
   options: JobRunnerOptions;
   log: Logger;
@@ -99,8 +98,9 @@ export interface JobWiringInput {
 /** The collaborators of one job's runner. */
 export interface JobParts {
   checker: StabilityChecker;
+  /** The one owner of every file's state from complete to done. */
+  table: FileTable;
   intake: Intake;
-  queue: WorkQueue;
   session: WatchSession;
   /** Parts of files that are still growing (`growing_patterns`). */
   growing: GrowingSender;
@@ -111,14 +111,13 @@ export interface JobParts {
   sender: BatchSender;
   /** Hooks, source clean-up, schedules. */
   extras: JobExtras;
-  sync: LedgerSyncContext;
   /** Free space at the destination, where the transport can tell it. */
   freeSpace: FreeSpaceGauge | null;
 }
 
 /** Create the collaborators of one job's runner and wire them to each other and to the runner's `callbacks`. */
 export function wireJob(input: JobWiringInput): JobParts {
-  const { job, table, transport, options, log, signal, status, outcomes } = input;
+  const { job, transport, options, log, signal, status, outcomes } = input;
   const callbacks = input.callbacks;
   const filter = createFileFilter(job);
   const freeSpace = transport.diskSpace
@@ -168,7 +167,13 @@ export function wireJob(input: JobWiringInput): JobParts {
       callbacks.checkIdle();
     },
   });
-  const queue = new WorkQueue(callbacks.onDue);
+  const table = new FileTable({
+    job,
+    ledger: input.ledger,
+    filter,
+    observer: { has: (path) => checker.has(path), touch: (path) => checker.touch(path) },
+    onDue: callbacks.onDue,
+  });
   const full = new FullDestinationPause({
     job: job.name,
     target: transport.describeTarget(""),
@@ -223,7 +228,6 @@ export function wireJob(input: JobWiringInput): JobParts {
   const intake: Intake = new Intake({
     job,
     table,
-    queue: queue,
     checker: checker,
     scanIfFolder: (path) => session.scanIfFolder(path),
     stopping: callbacks.stopping,
@@ -243,19 +247,10 @@ export function wireJob(input: JobWiringInput): JobParts {
     },
     once: options.once,
   });
-  const sync: LedgerSyncContext = {
-    job,
-    table,
-    filter: filter,
-    queue: queue,
-    observed: (path) => checker.has(path),
-    observe: (path) => checker.touch(path),
-  };
   const sender = new BatchSender({
     job,
     table,
     transport,
-    queue: queue,
     signal: signal,
     observe: (path) => checker.touch(path),
     onSent: (rel, version, destination, sha256) => {
@@ -283,5 +278,5 @@ export function wireJob(input: JobWiringInput): JobParts {
     admit: (bytes) => space.admit(bytes),
     deadlineMs: options.batchDeadlineMs,
   });
-  return { checker, intake, queue, session, growing, full, space, sender, extras, sync, freeSpace };
+  return { checker, table, intake, session, growing, full, space, sender, extras, freeSpace };
 }

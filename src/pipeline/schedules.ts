@@ -8,7 +8,7 @@
  */
 import { Cron } from "croner";
 import type { JobConfig } from "../config/types.ts";
-import type { FileTable } from "../ledger/file_table.ts";
+import type { FileRows } from "../ledger/file_rows.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
 import { runCaptured } from "../process/captured.ts";
 import { dirname, join } from "node:path";
@@ -68,7 +68,7 @@ export function scheduleEnvironment(job: JobConfig, index: number): Record<strin
 /** What {@linkcode JobSchedules} acts on. */
 export interface ScheduleContext {
   job: JobConfig;
-  table: FileTable;
+  table: FileRows;
   /**
    * A full rescan of the watch folder (failed files get another chance),
    * after checking the last `nights` night folders at the destination.
@@ -224,7 +224,7 @@ export interface NightReport {
 /** The report of the last `nights` night folders of `job` (newest first). */
 export function nightReport(
   job: JobConfig,
-  table: FileTable,
+  table: FileRows,
   nights: number,
   now: Date,
 ): NightReport {
@@ -260,7 +260,7 @@ export function nightReport(
  */
 export async function writeNightReport(
   job: JobConfig,
-  table: FileTable,
+  table: FileRows,
   nights: number,
   now = new Date(),
 ): Promise<string> {

@@ -9,7 +9,7 @@
 import { dirname, isAbsolute, join, relative, resolve } from "node:path";
 import type { JobConfig } from "../config/types.ts";
 import { ConfigError } from "../errors.ts";
-import type { FileTable } from "../ledger/file_table.ts";
+import type { FileRows } from "../ledger/file_rows.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
 import { absolutePath, type FileVersion, sameVersion, versionOf } from "../watch/file_version.ts";
 
@@ -75,7 +75,7 @@ export async function cleanupStep(
  */
 export async function dueSteps(
   job: JobConfig,
-  table: FileTable,
+  table: FileRows,
   now: number,
 ): Promise<CleanupStep[]> {
   if (job.after_transfer === "keep") return [];
@@ -90,14 +90,14 @@ export async function dueSteps(
 /** Removes one job's sources as configured; see the module doc. */
 export class SourceCleaner {
   #job: JobConfig;
-  #table: FileTable;
+  #table: FileRows;
   #log: Logger;
   #timer: ReturnType<typeof setInterval> | undefined;
   /** One step at a time, in order. */
   #chain: Promise<void> = Promise.resolve();
   #closed = false;
 
-  constructor(job: JobConfig, table: FileTable) {
+  constructor(job: JobConfig, table: FileRows) {
     this.#log = jobLogger("cleanup", job.name);
     this.#job = job;
     this.#table = table;

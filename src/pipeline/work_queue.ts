@@ -1,6 +1,7 @@
 /**
- * The work queue of one job: every file that was found complete and is not
- * done yet, as ONE record per relative path with one phase.
+ * The in-memory half of the job's file table (`file_table.ts`, its only
+ * user): every file that was found complete and is not done yet, as ONE
+ * record per relative path with one phase.
  *
  * ```
  *          ready                planned                takeBatch
@@ -24,7 +25,7 @@
  * A `failing` record (its quick retries used up) waits for its slow retry
  * (every `retry_max_delay_seconds`), a rescan, or the user's Retry.
  *
- * No I/O here: the job runner performs what a transition returns.
+ * No I/O here: the file table writes the ledger's row before each transition.
  *
  * @module
  */

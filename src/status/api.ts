@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { FileState } from "../ledger/file_table.ts";
+import type { FileState } from "../ledger/file_rows.ts";
 import type { RecentDurations } from "./durations.ts";
 import type { JobSnapshot } from "./job_status.ts";
 import type { LedgerReports, TransferFilter, TransferRow } from "./ledger_reports.ts";

@@ -13,7 +13,7 @@ import {
   type LedgerRow,
   type Row as LedgerRowRecord,
   toRow,
-} from "../ledger/file_table.ts";
+} from "../ledger/file_rows.ts";
 import type { Ledger } from "../ledger/ledger.ts";
 
 /** One file as the API shows it. */

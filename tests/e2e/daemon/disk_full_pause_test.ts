@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { JobConfig } from "../../../src/config/types.ts";
 import { Ledger } from "../../../src/ledger/ledger.ts";
-import { FileTable } from "../../../src/ledger/file_table.ts";
+import { FileRows } from "../../../src/ledger/file_rows.ts";
 import { JobRunner } from "../../../src/pipeline/job_runner.ts";
 import { createTransport } from "../../../src/transfer/factory.ts";
 import type { TransferItem, TransferOutcome, Transport } from "../../../src/transfer/transport.ts";
@@ -128,7 +128,7 @@ async function fillUpAndGrow(job: JobConfig, owner: { uid?: number; gid?: number
         // Copies cut short by the full disk are removed, not kept to be continued: their room
         // goes to whole files.
         assert.equal(logs.count("info", "Kept the interrupted copy"), 0);
-        const states = [...files.keys()].map((rel) => FileTable.of(ledger, job).get(rel)?.state);
+        const states = [...files.keys()].map((rel) => FileRows.of(ledger, job).get(rel)?.state);
         assert.ok(!states.includes("failed"), `no file gives up: ${states}`);
         assert.ok(states.includes("pending"), "files wait");
         assert.equal(logs.count("error", "Failed to transfer"), 0);
@@ -137,7 +137,7 @@ async function fillUpAndGrow(job: JobConfig, owner: { uid?: number; gid?: number
         await resizeTmpfs(dest, "16m");
         await waitFor(
           () =>
-            [...files.keys()].every((rel) => FileTable.of(ledger, job).get(rel)?.state === "done"),
+            [...files.keys()].every((rel) => FileRows.of(ledger, job).get(rel)?.state === "done"),
           30_000,
           "every file done after the file system grew",
         );

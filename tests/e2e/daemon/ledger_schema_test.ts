@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { Ledger, LEDGER_FILE } from "../../../src/ledger/ledger.ts";
-import { FileTable } from "../../../src/ledger/file_table.ts";
+import { FileRows } from "../../../src/ledger/file_rows.ts";
 import { ledgerCounts } from "../../../src/status/ledger_reports.ts";
 import { LEDGER_SCHEMA_VERSION, ledgerSchemaVersion } from "../../../src/ledger/schema_version.ts";
 import { runCli } from "../../helpers/cli.ts";
@@ -104,7 +104,7 @@ Deno.test("a ledger from before schema versions is migrated and keeps its files"
     try {
       assert.equal(userVersion(path), LEDGER_SCHEMA_VERSION);
       // The job that starts next adopts the files: they are its destination's.
-      const table = new FileTable(ledger, "default", "local:/data");
+      const table = new FileRows(ledger, "default", "local:/data");
       assert.equal(table.adoptUnattributed(), 2);
       assert.deepEqual(table.doneVersion("night 1/a.fits"), {
         size: 100,
@@ -113,7 +113,7 @@ Deno.test("a ledger from before schema versions is migrated and keeps its files"
       assert.deepEqual(table.unfinished().map((row) => row.relPath), ["b.fits"]);
       table.markDone([table.get("b.fits")!]);
       // Another destination of the same job has received nothing.
-      assert.equal(new FileTable(ledger, "default", "local:/elsewhere").get("b.fits"), undefined);
+      assert.equal(new FileRows(ledger, "default", "local:/elsewhere").get("b.fits"), undefined);
     } finally {
       ledger.close();
     }

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import type { JobConfig } from "../../../src/config/types.ts";
 import { TransferError } from "../../../src/errors.ts";
 import { Ledger } from "../../../src/ledger/ledger.ts";
-import { FileTable } from "../../../src/ledger/file_table.ts";
+import { FileRows } from "../../../src/ledger/file_rows.ts";
 import { overdueFiles } from "../../../src/status/ledger_reports.ts";
 import { JobRunner } from "../../../src/pipeline/job_runner.ts";
 import { LocalTransport } from "../../../src/transfer/local/local.ts";
@@ -118,10 +118,10 @@ Deno.test("retries: through a 3 s outage of every kind, no retry is ever overdue
     assert.equal(runner.summary.sent, 0);
     transport.down = false;
     const done = () =>
-      [...files.keys()].every((rel) => FileTable.of(ledger, job).get(rel)?.state === "done");
+      [...files.keys()].every((rel) => FileRows.of(ledger, job).get(rel)?.state === "done");
     await waitFor(done, 10_000, "every file done after the outage");
     for (const [rel, bytes] of files) {
-      const row = FileTable.of(ledger, job).get(rel)!;
+      const row = FileRows.of(ledger, job).get(rel)!;
       assert.deepEqual(
         await Deno.readFile(join(job.remote_base_path, ...row.destination.split("/"))),
         bytes,
@@ -160,7 +160,7 @@ Deno.test("status lists retries overdue by more than a minute as a problem", asy
         30_000,
       ]] as const
     ) {
-      const table = new FileTable(ledger, "default", `local:${join(root, "dest")}`);
+      const table = new FileRows(ledger, "default", `local:${join(root, "dest")}`);
       table.enqueue(rel, file);
       table.recordFailure(rel, {
         error: "Cannot send: connection lost",

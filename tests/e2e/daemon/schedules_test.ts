@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { jobSchema } from "../../../src/config/schema.ts";
 import type { JobConfig } from "../../../src/config/types.ts";
 import { JobSchedules, nextCronRun, pausedAt } from "../../../src/pipeline/schedules.ts";
-import type { FileTable } from "../../../src/ledger/file_table.ts";
+import type { FileRows } from "../../../src/ledger/file_rows.ts";
 import { captureLogs } from "../../helpers/log_capture.ts";
 import { startCli } from "../../helpers/cli.ts";
 import { randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
@@ -274,7 +274,7 @@ Deno.test("schedules: a pause without any resume is warned about at start", asyn
       const entries = actions.map((action) => ({ cron: "0 6 * * *", action }));
       const schedules = new JobSchedules({
         job: job({ schedules: entries }),
-        table: null as unknown as FileTable, // not used by start and stop
+        table: null as unknown as FileRows, // not used by start and stop
         rescan: () => Promise.resolve(),
         pause: () => {},
         resume: () => {},

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { parseFreeSpace } from "../../../src/config/free_space.ts";
 import type { JobConfig } from "../../../src/config/types.ts";
 import { Ledger } from "../../../src/ledger/ledger.ts";
-import { FileTable } from "../../../src/ledger/file_table.ts";
+import { FileRows } from "../../../src/ledger/file_rows.ts";
 import { JobRunner } from "../../../src/pipeline/job_runner.ts";
 import { SpaceGuard } from "../../../src/pipeline/space_guard.ts";
 import { createTransport } from "../../../src/transfer/factory.ts";
@@ -137,14 +137,14 @@ async function pauseAndResume(
         assert.equal(pause.length, 1, pause.map((r) => String(r.rawMessage)).join("\n"));
         assert.match(String(pause[0].properties.reason), /min_free_space keeps 1\.0 MiB free/);
         assert.equal(logs.count("error", "Failed to transfer"), 0);
-        const states = [...files.keys()].map((rel) => FileTable.of(ledger, job).get(rel)?.state);
+        const states = [...files.keys()].map((rel) => FileRows.of(ledger, job).get(rel)?.state);
         assert.ok(!states.includes("failed"), `no file gives up: ${states}`);
         await checkFinalNames();
 
         await Deno.remove(join(mount, "ballast.bin"));
         await waitFor(
           () =>
-            [...files.keys()].every((rel) => FileTable.of(ledger, job).get(rel)?.state === "done"),
+            [...files.keys()].every((rel) => FileRows.of(ledger, job).get(rel)?.state === "done"),
           30_000,
           "every file done once space was freed",
         );

@@ -9,7 +9,7 @@ import { createFileFilter } from "../../../src/watch/file_filter.ts";
 import { parentOf, scanDirtyFolders } from "../../../src/watch/missed_events.ts";
 import type { FoundFile } from "../../../src/watch/scan.ts";
 import { Ledger } from "../../../src/ledger/ledger.ts";
-import { FileTable } from "../../../src/ledger/file_table.ts";
+import { FileRows } from "../../../src/ledger/file_rows.ts";
 import { JobRunner } from "../../../src/pipeline/job_runner.ts";
 import { LocalTransport } from "../../../src/transfer/local/local.ts";
 import { randomBytes, waitFor } from "../../helpers/files.ts";
@@ -118,13 +118,13 @@ Deno.test("a folder whose files come without events is found, and watched again"
       await Deno.utime(join(mnt, "silent.fits"), earlier, earlier);
       // An event next to it: its folder is read again once the watcher is quiet.
       await Deno.writeFile(join(job.watch_path, "night", "loud.fits"), randomBytes(100));
-      const done = (rel: string) => FileTable.of(ledger, job).get(rel)?.state === "done";
+      const done = (rel: string) => FileRows.of(ledger, job).get(rel)?.state === "done";
       await waitFor(() => done("night/share/silent.fits"), 10_000, "the silent file");
       assert.deepEqual(
         await Deno.readFile(
           join(
             job.remote_base_path,
-            FileTable.of(ledger, job).get("night/share/silent.fits")!.destination,
+            FileRows.of(ledger, job).get("night/share/silent.fits")!.destination,
           ),
         ),
         silent,
@@ -141,7 +141,7 @@ Deno.test("a folder whose files come without events is found, and watched again"
         await Deno.readFile(
           join(
             job.remote_base_path,
-            FileTable.of(ledger, job).get("night/share/later.fits")!.destination,
+            FileRows.of(ledger, job).get("night/share/later.fits")!.destination,
           ),
         ),
         later,

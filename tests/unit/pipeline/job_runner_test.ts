@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { JobConfig } from "../../../src/config/types.ts";
 import { Ledger } from "../../../src/ledger/ledger.ts";
-import { FileTable } from "../../../src/ledger/file_table.ts";
+import { FileRows } from "../../../src/ledger/file_rows.ts";
 import { problemFiles } from "../../../src/status/ledger_reports.ts";
 import { JobRunner, type JobSummary } from "../../../src/pipeline/job_runner.ts";
 import { LocalTransport } from "../../../src/transfer/local/local.ts";
@@ -64,10 +64,10 @@ async function runOnce(
 }
 
 /** The ledger's rows of `job` (for the destination it sends to). */
-function readLedger(stateDir: string, job: JobConfig, fn: (files: FileTable) => void): void {
+function readLedger(stateDir: string, job: JobConfig, fn: (files: FileRows) => void): void {
   const ledger = Ledger.open(stateDir);
   try {
-    fn(FileTable.of(ledger, job));
+    fn(FileRows.of(ledger, job));
   } finally {
     ledger.close();
   }
@@ -315,7 +315,7 @@ Deno.test("JobRunner watching: files written after start are sent; stop is clean
     const ledger = Ledger.open(stateDir);
     const transport = new CountingTransport(job);
     const runner = new JobRunner(job, ledger, transport, { once: false, closedForMs: 100 });
-    const files = FileTable.of(ledger, job);
+    const files = FileRows.of(ledger, job);
     try {
       await place(job.watch_path, "before.fits", randomBytes(100));
       await runner.start();

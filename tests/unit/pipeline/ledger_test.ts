@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { Ledger, LEDGER_FILE } from "../../../src/ledger/ledger.ts";
-import { type DoneEntry, FileTable } from "../../../src/ledger/file_table.ts";
+import { type DoneEntry, FileRows } from "../../../src/ledger/file_rows.ts";
 import {
   ledgerCounts,
   overdueFiles,
@@ -18,12 +18,12 @@ import {
 const T = "local:/data";
 
 /** The rows of `job` for {@linkcode T}. */
-function files(ledger: Ledger, job: string): FileTable {
-  return new FileTable(ledger, job, T);
+function files(ledger: Ledger, job: string): FileRows {
+  return new FileRows(ledger, job, T);
 }
 
 /** Record a file done with the size, mtime and destination it was recorded with. */
-function markDone(table: FileTable, relPath: string, now?: number): void {
+function markDone(table: FileRows, relPath: string, now?: number): void {
   const row = table.get(relPath)!;
   table.markDone([{ ...row, relPath }], now);
 }

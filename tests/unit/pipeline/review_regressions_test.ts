@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { JobConfig } from "../../../src/config/types.ts";
 import { Ledger } from "../../../src/ledger/ledger.ts";
-import { FileTable } from "../../../src/ledger/file_table.ts";
+import { FileRows } from "../../../src/ledger/file_rows.ts";
 import { JobRunner } from "../../../src/pipeline/job_runner.ts";
 import { LocalTransport } from "../../../src/transfer/local/local.ts";
 import type { TransferItem, TransferOutcome, Transport } from "../../../src/transfer/transport.ts";
@@ -93,7 +93,7 @@ async function withRunner(
 
 /** The bytes that arrived for `rel`, per its ledger row. */
 function arrived(job: JobConfig, ledger: Ledger, rel: string): Promise<Uint8Array> {
-  const row = FileTable.of(ledger, job).get(rel);
+  const row = FileRows.of(ledger, job).get(rel);
   assert.ok(row, `a ledger row for ${rel}`);
   return Deno.readFile(join(job.remote_base_path, ...row.destination.split("/")));
 }
@@ -113,7 +113,7 @@ Deno.test("review: a folder moved in whose name matches file_patterns is scanned
     }
     await Deno.rename(outside, join(job.watch_path, "night 1"));
     await waitFor(
-      () => [...files.keys()].every((rel) => FileTable.of(ledger, job).get(rel)?.state === "done"),
+      () => [...files.keys()].every((rel) => FileRows.of(ledger, job).get(rel)?.state === "done"),
       5000,
       "both files of the moved-in folder done",
     );
@@ -131,7 +131,7 @@ Deno.test("review: a transport that throws instead of reporting is retried, not 
     };
     await runner.start();
     await runner.whenIdle();
-    assert.equal(FileTable.of(ledger, job).get("t.fits")?.state, "done");
+    assert.equal(FileRows.of(ledger, job).get("t.fits")?.state, "done");
     assert.equal(transport.calls, 2);
     assert.deepEqual(await arrived(job, ledger, "t.fits"), bytes);
   }, { once: true });
@@ -168,7 +168,7 @@ Deno.test("review: a watch folder deleted and created again is watched again", a
     const bytes = randomBytes(2000);
     await Deno.writeFile(join(job.watch_path, "after.fits"), bytes);
     await waitFor(
-      () => FileTable.of(ledger, job).get("after.fits")?.state === "done",
+      () => FileRows.of(ledger, job).get("after.fits")?.state === "done",
       5000,
       "the file in the re-created folder done",
     );
@@ -203,7 +203,7 @@ Deno.test("a pending file that no longer matches file_patterns is dropped at sta
     const info = await Deno.stat(path);
     // Queued by an earlier configuration that matched *.fit.
     const job = testJob(root, { file_patterns: ["*.fits"] });
-    FileTable.of(ledger, job).enqueue("old.fit", {
+    FileRows.of(ledger, job).enqueue("old.fit", {
       size: info.size,
       mtimeMs: info.mtime!.getTime(),
       destination: "20240101/old.fit",
@@ -213,7 +213,7 @@ Deno.test("a pending file that no longer matches file_patterns is dropped at sta
     await runner.whenIdle();
     await runner.stop();
     assert.equal(runner.summary.sent, 0);
-    assert.equal(FileTable.of(ledger, job).get("old.fit"), undefined);
+    assert.equal(FileRows.of(ledger, job).get("old.fit"), undefined);
     await assert.rejects(Deno.stat(join(root, "dest")), Deno.errors.NotFound);
   } finally {
     ledger.close();

@@ -22,7 +22,7 @@ export type FileState = "pending" | "transferring" | "done" | "failed";
 /** One source file as the ledger knows it, for one destination. */
 export interface LedgerRow {
   job: string;
-  /** The destination's identity (`destinationIdentity` in `file_table.ts`). */
+  /** The destination's identity (`destinationIdentity` in `file_rows.ts`). */
   target: string;
   /** Path relative to the job's watch folder, `/` separators. */
   relPath: string;
@@ -70,7 +70,7 @@ export interface DoneEntry {
   mtimeMs: number;
 }
 
-/** Files of one job in one night folder and state (see {@linkcode FileTable.nightTotals}). */
+/** Files of one job in one night folder and state (see {@linkcode FileRows.nightTotals}). */
 export interface NightTotals {
   night: string;
   state: FileState;
@@ -103,7 +103,7 @@ export function destinationIdentity(job: JobConfig): string {
 }
 
 /** The rows of one job and destination; see the module doc. */
-export class FileTable {
+export class FileRows {
   readonly ledger: Ledger;
   readonly job: string;
   readonly target: string;
@@ -115,8 +115,8 @@ export class FileTable {
   }
 
   /** The table of `job` for the destination it sends to now. */
-  static of(ledger: Ledger, job: JobConfig): FileTable {
-    return new FileTable(ledger, job.name, destinationIdentity(job));
+  static of(ledger: Ledger, job: JobConfig): FileRows {
+    return new FileRows(ledger, job.name, destinationIdentity(job));
   }
 
   /** The row of one file, if any. */

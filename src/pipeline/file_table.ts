@@ -1,0 +1,449 @@
+/**
+ * The file table of one job: the one owner of every file's state, from the
+ * moment the stability checker reports it complete until it is done.
+ *
+ * It has two halves and keeps them in step itself; no other code writes
+ * either:
+ * - **on disk**, the ledger's rows of this job and destination
+ *   (`ledger/file_rows.ts`): size, mtime, destination, `pending`,
+ *   `transferring`, `done` or `failed`, attempts, next attempt, last error;
+ * - **in memory**, an index of the files in motion (`work_queue.ts`): one
+ *   record per file with its phase (planning, queued, waiting, sending),
+ *   attempts and next attempt on the monotonic clock, and the one retry timer.
+ *
+ * Every transition writes the row first and then moves the record. A row
+ * that cannot be written ({@linkcode LedgerWriteError}: the ledger's problem
+ * state says why, once) leaves the record where the job can take it up again
+ * when the ledger can be written: a file found complete is remembered as
+ * found (and looked at again), a batch stays queued, arrivals stay `sending`
+ * until {@linkcode FileTable.arrived} succeeds. Whether a file is done is
+ * asked of the rows, by key, never copied into memory.
+ *
+ * Files under observation (not complete yet) belong to the stability
+ * checker; the table asks it ({@linkcode TableObserver}) and hands it files to
+ * look at again.
+ *
+ * @module
+ */
+import type { JobConfig } from "../config/types.ts";
+import {
+  destinationIdentity,
+  type DoneEntry,
+  type FailureRecord,
+  FileRows,
+  type Ledger,
+  LedgerWriteError,
+  writeIfWritable,
+} from "../ledger/file_rows.ts";
+import { logger } from "../log/logging.ts";
+import type { FileFilter } from "../watch/file_filter.ts";
+import { absolutePath, type FileVersion, sameVersion, versionOf } from "../watch/file_version.ts";
+import { type Clock, systemClock } from "./clock.ts";
+import {
+  type AfterAttempt,
+  type Phase,
+  type ReadyDecision,
+  WorkQueue,
+  type WorkRecord,
+} from "./work_queue.ts";
+
+export type { AfterAttempt, Phase, ReadyDecision, WorkRecord } from "./work_queue.ts";
+
+/** The stability checker, as the table sees it. */
+export interface TableObserver {
+  /** Whether the checker observes `path` now. */
+  has(path: string): boolean;
+  /** Have the checker observe `path` (again). */
+  touch(path: string): void;
+}
+
+/** What a {@linkcode FileTable} works with. */
+export interface FileTableOptions {
+  job: JobConfig;
+  ledger: Ledger;
+  /** The job's filter: an unfinished row that no longer matches is dropped at start. */
+  filter: FileFilter;
+  observer: TableObserver;
+  /** Retries whose time has come (recorded due already). */
+  onDue(relPaths: string[]): void;
+  clock?: Clock;
+}
+
+/** What the last run left in the ledger, as {@linkcode FileTable.takeOverLedger} found it. */
+export interface LeftByLastRun {
+  /** Attempts that were cut short (sent again, after a look at the destination). */
+  interrupted: number;
+  /** Files that had used up their retries (tried again). */
+  failed: number;
+  /** Files done for another destination of this job only. */
+  doneElsewhere: number;
+}
+
+/** The file table of one job; see the module doc. */
+export class FileTable {
+  /** The ledger's rows of this job and destination (reports read them; only the table writes). */
+  readonly rows: FileRows;
+  #job: JobConfig;
+  #filter: FileFilter;
+  #observer: TableObserver;
+  #index: WorkQueue;
+  /** Files found complete while the ledger could not record them: known, looked at again later. */
+  #foundUnrecorded = new Set<string>();
+  /** Files whose last attempt ended unrecorded: looked for at the destination first. */
+  #lookFirst = new Set<string>();
+
+  constructor(options: FileTableOptions) {
+    this.#job = options.job;
+    this.#filter = options.filter;
+    this.#observer = options.observer;
+    this.rows = new FileRows(options.ledger, options.job.name, destinationIdentity(options.job));
+    this.#index = new WorkQueue((due) => {
+      this.#recordDue(due);
+      options.onDue(due);
+    }, options.clock ?? systemClock);
+  }
+
+  /** The ledger under the rows. */
+  get ledger(): Ledger {
+    return this.rows.ledger;
+  }
+
+  /** The identity of the destination (part of each row's key). */
+  get target(): string {
+    return this.rows.target;
+  }
+
+  /** The record of a file in motion (read only). */
+  record(relPath: string): Readonly<WorkRecord> | undefined {
+    return this.#index.get(relPath);
+  }
+
+  /** Files in motion (every phase). */
+  get inMotion(): number {
+    return this.#index.size;
+  }
+
+  /** Files in motion in `phase`. */
+  count(phase: Phase): number {
+    return this.#index.count(phase);
+  }
+
+  /** Files waiting for their slow retry, their fast retries used up (failed, not "waiting"). */
+  get failingCount(): number {
+    return this.#index.failingCount;
+  }
+
+  /** Since when (ms since epoch) the longest-waiting file in motion waits, or `null`. */
+  get oldestFoundAt(): number | null {
+    return this.#index.oldestFoundAt;
+  }
+
+  /** Whether a file can be sent now. */
+  get hasSendable(): boolean {
+    return this.#index.hasSendable;
+  }
+
+  /** Whether the table holds `relPath` in motion, or found it while it could not record it. */
+  holds(relPath: string): boolean {
+    return this.#index.get(relPath) !== undefined || this.#foundUnrecorded.has(relPath);
+  }
+
+  /** Size and mtime the file was sent with, when it is done for this destination. */
+  doneVersion(relPath: string): DoneEntry | undefined {
+    return this.rows.doneVersion(relPath);
+  }
+
+  /** Activity (an event, a scan): whether the checker should observe the file now. */
+  activity(relPath: string): boolean {
+    return this.#index.activity(relPath);
+  }
+
+  /** The checker reports `relPath` complete at `version`. */
+  ready(relPath: string, version: FileVersion): ReadyDecision {
+    const done = this.rows.doneVersion(relPath);
+    return this.#index.ready(relPath, version, done !== undefined && sameVersion(done, version));
+  }
+
+  /**
+   * The destination of a planning file is known: recorded `pending`, then
+   * queued. `"observe"`: a change was seen meanwhile (have the checker look);
+   * `"stale"`: the file is no longer planning this version; `"unrecorded"`:
+   * the ledger cannot record it now (looked at again when it can).
+   */
+  planned(
+    relPath: string,
+    version: FileVersion,
+    destination: string,
+  ): "observe" | "queued" | "stale" | "unrecorded" {
+    const record = this.#index.get(relPath);
+    if (record?.phase !== "planning" || !sameVersion(record.version, version)) return "stale";
+    let attempts: number;
+    try {
+      attempts = this.rows.enqueue(relPath, { ...version, destination });
+    } catch (error) {
+      if (!(error instanceof LedgerWriteError)) throw error;
+      this.#index.remove(relPath);
+      this.#foundUnrecorded.add(relPath);
+      return "unrecorded";
+    }
+    return this.#index.planned(relPath, version, { destination, attempts, nextAttemptAt: 0 }) as
+      | "observe"
+      | "queued";
+  }
+
+  /** Planning `relPath` failed (said already): forgotten until it is seen again. */
+  planFailed(relPath: string): void {
+    if (this.#index.get(relPath)?.phase === "planning") this.#index.remove(relPath);
+  }
+
+  /**
+   * A file under observation disappeared: forgotten, unless an attempt or a
+   * plan is under way (only a file without a record, or one that waits, is
+   * under observation).
+   */
+  gone(relPath: string): void {
+    const phase = this.#index.get(relPath)?.phase;
+    if (phase === "planning" || phase === "sending") return;
+    this.#index.remove(relPath);
+    if (this.rows.get(relPath)?.state === "pending") {
+      writeIfWritable(() => this.rows.remove(relPath));
+    }
+  }
+
+  /**
+   * Take up to `max` sendable files, in arrival order, recorded
+   * `transferring`; none when the ledger cannot record that (they stay queued).
+   */
+  takeBatch(max: number): WorkRecord[] {
+    const batch = this.#index.takeBatch(max);
+    if (batch.length === 0) return batch;
+    if (!writeIfWritable(() => this.rows.markTransferring(batch.map((r) => r.relPath)))) {
+      for (const record of batch) this.#index.finish(record.relPath, { to: "queued" });
+      return [];
+    }
+    return batch;
+  }
+
+  /** Whether the last attempt of `relPath` ended unrecorded (asked once per file). */
+  takeLookFirst(relPath: string): boolean {
+    return this.#lookFirst.delete(relPath);
+  }
+
+  /**
+   * Files of a batch arrived verified: recorded `done`, all or none, and out
+   * of motion. When the ledger cannot record them they stay `sending` and
+   * this returns `null` (call again when it can).
+   *
+   * @returns the sources to observe again (a change was seen while they were sent)
+   */
+  arrived(records: Array<Readonly<WorkRecord>>): string[] | null {
+    if (records.length === 0) return [];
+    try {
+      this.rows.markDone(records.map((record) => ({
+        relPath: record.relPath,
+        size: record.version.size,
+        mtimeMs: record.version.mtimeMs,
+        destination: record.destination,
+      })));
+    } catch (error) {
+      if (!(error instanceof LedgerWriteError)) throw error;
+      return null;
+    }
+    const again: string[] = [];
+    for (const record of records) {
+      if (this.#index.finish(record.relPath, { to: "removed" })) {
+        again.push(absolutePath(this.#job.watch_path, record.relPath));
+      }
+    }
+    return again;
+  }
+
+  /**
+   * An attempt of `relPath` failed: the row records it (or is removed), then
+   * the record moves on. Returns whether the checker should observe the file
+   * (a change was seen while it was sent).
+   */
+  attemptFailed(
+    relPath: string,
+    row: { kind: "remove" } | { kind: "failure"; failure: FailureRecord },
+    next: AfterAttempt,
+  ): boolean {
+    if (this.#index.get(relPath)?.phase !== "sending") return false;
+    writeIfWritable(() =>
+      row.kind === "remove"
+        ? this.rows.remove(relPath)
+        : this.rows.recordFailure(relPath, row.failure)
+    );
+    return this.#index.finish(relPath, next);
+  }
+
+  /**
+   * Try failed files again now: one (`relPath`) or all. Failed rows go back
+   * to pending; files waiting for their slow retry are queued with fresh
+   * fast retries; a failed row that nothing holds goes to the checker.
+   *
+   * @returns how many failed files go back into motion, and whether any can be sent now
+   */
+  retry(relPath?: string): { count: number; queued: boolean } {
+    let count = 0;
+    writeIfWritable(() => {
+      count = relPath === undefined
+        ? this.rows.requeue(["failed"])
+        : this.rows.requeueFile(relPath);
+    });
+    const queued = this.#index.retryNow(relPath);
+    if (count > queued.length) this.observeStrayPending();
+    return { count, queued: queued.length > 0 };
+  }
+
+  /**
+   * At start: rows from before destinations were told apart become this
+   * destination's; rows the last run left `transferring` (looked for at the
+   * destination first) and `failed` go back to pending.
+   */
+  takeOverLedger(): LeftByLastRun {
+    const rows = this.rows;
+    writeIfWritable(() => rows.adoptUnattributed());
+    const doneElsewhere = rows.doneElsewhereOnly();
+    for (const row of rows.unfinished()) {
+      if (row.state === "transferring") this.#lookFirst.add(row.relPath);
+    }
+    let interrupted = 0;
+    let failed = 0;
+    writeIfWritable(() => {
+      interrupted = rows.requeue(["transferring"]);
+      failed = rows.requeue(["failed"]);
+    });
+    return { interrupted, failed, doneElsewhere };
+  }
+
+  /**
+   * At start, after {@linkcode takeOverLedger}: every unfinished row goes
+   * back into motion as it was (same size and mtime: destination, attempts
+   * and retry time kept), to the checker (it changed), or out of the ledger
+   * (gone, or no longer matching). A retry time further ahead than the
+   * longest retry delay (the clock was stepped back since) is due now.
+   */
+  async resumeUnfinished(): Promise<void> {
+    const job = this.#job;
+    const latest = systemClock.now() + job.retry_max_delay_seconds * 1000;
+    for (const row of this.rows.unfinished()) {
+      const path = absolutePath(job.watch_path, row.relPath);
+      const info = await Deno.stat(path).catch(() => null);
+      if (!info?.isFile || !this.#filter.includesFile(row.relPath)) {
+        writeIfWritable(() => this.rows.remove(row.relPath));
+        logger("pipeline").info(
+          "Dropped {path}: it is gone from the watch folder, or no longer matches",
+          { job: job.name, path },
+        );
+      } else if (sameVersion(versionOf(info), row)) {
+        this.#index.resume({
+          relPath: row.relPath,
+          version: { size: row.size, mtimeMs: row.mtimeMs },
+          destination: row.destination,
+          attempts: row.attempts,
+          nextAttemptAt: row.nextAttemptAt > latest ? 0 : row.nextAttemptAt,
+        });
+      } else {
+        this.#observer.touch(path);
+      }
+    }
+  }
+
+  /** Before a periodic rescan: failed files get another chance. Returns whether any can go now. */
+  beforeRescan(): boolean {
+    writeIfWritable(() => this.rows.requeue(["failed"]));
+    const failing = this.#index.retryNow();
+    this.observeStrayPending();
+    return failing.length > 0;
+  }
+
+  /** The ledger can be written again: files found meanwhile are found again by the next look. */
+  ledgerWritable(): void {
+    this.#foundUnrecorded.clear();
+  }
+
+  /**
+   * Pending rows that nothing holds (no record, not observed) go to the
+   * checker, which finds them complete (queued) or gone (dropped).
+   *
+   * @returns their relative paths
+   */
+  observeStrayPending(): string[] {
+    const stray: string[] = [];
+    for (const row of this.rows.pending()) {
+      if (this.#index.get(row.relPath)) continue;
+      const path = absolutePath(this.#job.watch_path, row.relPath);
+      if (this.#observer.has(path)) continue;
+      stray.push(row.relPath);
+      this.#observer.touch(path);
+    }
+    return stray;
+  }
+
+  /**
+   * Every retry that is due is queued, and every pending row is held in
+   * motion or by the checker: files `resend` marked to be sent again are
+   * taken up here (anything else found here is a missed wake-up, put right
+   * all the same).
+   *
+   * @returns the files that were due and are queued now
+   */
+  sweep(): string[] {
+    const log = logger("pipeline");
+    try {
+      const promoted = this.#index.promoteDue();
+      if (promoted.length > 0) this.#recordDue(promoted);
+      const stray = this.observeStrayPending();
+      if (promoted.length + stray.length > 0) {
+        log.info(
+          "{count} file(s) in the ledger wait to be sent (sent again on request, or due); sending them now",
+          {
+            job: this.#job.name,
+            count: promoted.length + stray.length,
+            files: [...promoted, ...stray].slice(0, 10),
+          },
+        );
+      }
+      return promoted;
+    } catch (error) {
+      log.error("Checking the ledger for pending files failed: {error}", {
+        job: this.#job.name,
+        error: String(error),
+      });
+      return [];
+    }
+  }
+
+  /**
+   * Forget that a file was sent (its copy at the destination is missing or
+   * wrong: the next scan sends it again), if it is still done as `sent`
+   * (not sent again meanwhile).
+   *
+   * @returns whether it was forgotten
+   * @throws {LedgerWriteError}
+   */
+  forgetDone(relPath: string, sent: FileVersion): boolean {
+    const row = this.rows.get(relPath);
+    if (row?.state !== "done" || !sameVersion(row, sent) || this.#index.get(relPath)) return false;
+    this.rows.remove(relPath);
+    return true;
+  }
+
+  /** Stop the retry timer; nothing is reported afterwards. */
+  close(): void {
+    this.#index.close();
+  }
+
+  /** Retries whose time has come: the rows record them due now (not overdue). */
+  #recordDue(relPaths: string[]): void {
+    try {
+      this.rows.markDue(relPaths);
+    } catch (error) {
+      logger("pipeline").error("Cannot record the retries that are due: {error}", {
+        job: this.#job.name,
+        error: String(error),
+      });
+    }
+  }
+}

@@ -1,0 +1,160 @@
+/**
+ * The file table alone, over a real ledger: every transition writes the row
+ * and moves the record together, a row that cannot be written leaves the
+ * file where the job takes it up again, and pending rows nothing holds are
+ * found.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { Ledger } from "../../../src/ledger/ledger.ts";
+import { FileTable } from "../../../src/pipeline/file_table.ts";
+import { createFileFilter } from "../../../src/watch/file_filter.ts";
+import { FakeClock } from "../../helpers/fake_clock.ts";
+import { localTestJob } from "../../helpers/jobs.ts";
+
+const V1 = { size: 10, mtimeMs: 1000 };
+
+/** A table over a fresh ledger; `observed` stands for the stability checker. */
+async function withTable(
+  fn: (t: { table: FileTable; ledger: Ledger; observed: Set<string>; watch: string }) => void,
+): Promise<void> {
+  const root = await Deno.makeTempDir({ prefix: "itx-table-" });
+  const ledger = Ledger.open(join(root, "state"), { probeEveryMs: 3_600_000 });
+  const job = localTestJob(root);
+  const observed = new Set<string>();
+  const table = new FileTable({
+    job,
+    ledger,
+    filter: createFileFilter(job),
+    observer: { has: (path) => observed.has(path), touch: (path) => void observed.add(path) },
+    onDue: () => {},
+    clock: new FakeClock(),
+  });
+  try {
+    fn({ table, ledger, observed, watch: job.watch_path });
+  } finally {
+    table.close();
+    ledger.close();
+    await Deno.remove(root, { recursive: true });
+  }
+}
+
+/** Make every write of `ledger` fail (as a full disk would) until the returned function runs. */
+function refuseWrites(ledger: Ledger): () => void {
+  ledger.statement("PRAGMA query_only = 1").run();
+  return () => void ledger.statement("PRAGMA query_only = 0").run();
+}
+
+Deno.test("FileTable: one file from complete to done moves its row and its record together", async () => {
+  await withTable(({ table }) => {
+    assert.equal(table.ready("a.fits", V1), "plan");
+    assert.equal(table.rows.get("a.fits"), undefined, "nothing recorded while planning");
+    assert.equal(table.planned("a.fits", V1, "20240315/a.fits"), "queued");
+    assert.equal(table.rows.get("a.fits")?.state, "pending");
+    assert.equal(table.record("a.fits")?.phase, "queued");
+
+    const batch = table.takeBatch(10);
+    assert.deepEqual(batch.map((r) => r.relPath), ["a.fits"]);
+    assert.equal(table.rows.get("a.fits")?.state, "transferring");
+    assert.equal(table.record("a.fits")?.phase, "sending");
+
+    assert.deepEqual(table.arrived(batch), []);
+    assert.equal(table.rows.get("a.fits")?.state, "done");
+    assert.equal(table.record("a.fits"), undefined, "out of motion once recorded done");
+    assert.equal(table.inMotion, 0);
+    assert.equal(table.ready("a.fits", V1), "skip", "done as it is");
+    assert.equal(table.ready("a.fits", { size: 11, mtimeMs: 2000 }), "plan", "a new version");
+  });
+});
+
+Deno.test("FileTable: a ledger that cannot be written keeps each file where the job takes it up again", async () => {
+  await withTable(({ table, ledger }) => {
+    // Found complete while the ledger cannot record it: known (not "missed"), not in motion.
+    let allow = refuseWrites(ledger);
+    assert.equal(table.ready("found.fits", V1), "plan");
+    assert.equal(table.planned("found.fits", V1, "n/found.fits"), "unrecorded");
+    assert.ok(ledger.problem, "the ledger says it cannot be written");
+    assert.equal(table.record("found.fits"), undefined);
+    assert.equal(table.holds("found.fits"), true, "a scan does not take it for new");
+    allow();
+    table.ledgerWritable();
+    assert.equal(table.holds("found.fits"), false, "the next look finds it again");
+
+    // A batch the ledger cannot mark as being sent stays queued.
+    assert.equal(table.ready("b.fits", V1), "plan");
+    assert.equal(table.planned("b.fits", V1, "n/b.fits"), "queued");
+    allow = refuseWrites(ledger);
+    assert.deepEqual(table.takeBatch(10), []);
+    assert.equal(table.record("b.fits")?.phase, "queued");
+    allow();
+
+    // Arrivals the ledger cannot record stay `sending` (not done, not sent again).
+    const batch = table.takeBatch(10);
+    assert.equal(batch.length, 1);
+    allow = refuseWrites(ledger);
+    assert.equal(table.arrived(batch), null);
+    assert.equal(table.record("b.fits")?.phase, "sending");
+    assert.equal(table.takeBatch(10).length, 0, "not taken again");
+    allow();
+    assert.deepEqual(table.arrived(batch), []);
+    assert.equal(table.rows.get("b.fits")?.state, "done");
+    assert.equal(table.inMotion, 0);
+  });
+});
+
+Deno.test("FileTable: a failed attempt records the failure; a vanished source is removed", async () => {
+  await withTable(({ table }) => {
+    for (const rel of ["retry.fits", "gone.fits"]) {
+      table.ready(rel, V1);
+      table.planned(rel, V1, `n/${rel}`);
+    }
+    const batch = table.takeBatch(10);
+    assert.equal(batch.length, 2);
+    table.attemptFailed(
+      "retry.fits",
+      {
+        kind: "failure",
+        failure: { error: "refused", attempts: 1, nextAttemptAt: 0, final: false },
+      },
+      { to: "waiting", attempts: 1, nextAttemptAt: 0 },
+    );
+    const row = table.rows.get("retry.fits")!;
+    assert.deepEqual([row.state, row.attempts, row.lastError], ["pending", 1, "refused"]);
+    assert.equal(table.record("retry.fits")?.attempts, 1);
+    table.attemptFailed("gone.fits", { kind: "remove" }, { to: "removed" });
+    assert.equal(table.rows.get("gone.fits"), undefined);
+    assert.equal(table.record("gone.fits"), undefined);
+  });
+});
+
+Deno.test("FileTable: pending rows that nothing holds go to the checker; catch-up forgets only done rows", async () => {
+  await withTable(({ table, observed, watch }) => {
+    const file = { ...V1, destination: "d/x.fits" };
+    for (const rel of ["stray.fits", "observed.fits", "done.fits", "failed.fits"]) {
+      table.rows.enqueue(rel, file);
+    }
+    table.rows.markDone([{ relPath: "done.fits", ...file }]);
+    table.rows.recordFailure("failed.fits", {
+      error: "e",
+      attempts: 4,
+      nextAttemptAt: 0,
+      final: true,
+    });
+    table.ready("queued.fits", V1);
+    table.planned("queued.fits", V1, "d/q.fits");
+    observed.add(join(watch, "observed.fits"));
+
+    assert.deepEqual(table.observeStrayPending(), ["stray.fits"]);
+    assert.ok(observed.has(join(watch, "stray.fits")));
+    assert.ok(!observed.has(join(watch, "queued.fits")), "held in motion");
+
+    assert.equal(
+      table.forgetDone("done.fits", { size: 99, mtimeMs: 1000 }),
+      false,
+      "other version",
+    );
+    assert.equal(table.forgetDone("stray.fits", V1), false, "not done");
+    assert.equal(table.forgetDone("done.fits", V1), true);
+    assert.equal(table.rows.get("done.fits"), undefined);
+  });
+});
