@@ -58,6 +58,47 @@ export interface DeliverySteps<D extends Delivery> {
   end(deliveries: D[], finished: boolean): Promise<void>;
 }
 
+/** Why a copy is not its source, in the same words for every method. */
+export const copyMismatch = {
+  /** Fewer or more bytes were read from the source than it had when it was queued. */
+  sourceChanged: (read: number, expected: number): string =>
+    `read ${read} bytes, expected ${expected} (source changed)`,
+  /** The copy at the destination has another size. */
+  sizeDiffers: (arrived: number | string, expected: number): string =>
+    `size check failed (${arrived} bytes arrived, ${expected} expected); the copy was removed`,
+  /** The copy's SHA-256 is not the source's. */
+  checksumDiffers: "SHA-256 of the copy differs from the source; the copy was removed",
+} as const;
+
+/**
+ * Verify a copy as `verify_transfer` asks, from what the method measured:
+ * the bytes it read from the source, and the copy's size and SHA-256 at the
+ * destination (`null`: the destination cannot hash; the size decides). The
+ * error says why the copy is not its source, or `null` when it is.
+ */
+export function verifyCopy(
+  item: TransferItem,
+  verify: "none" | "size" | "checksum",
+  measured: {
+    bytesRead: number;
+    size?: number;
+    sourceSha256?: string | null;
+    copySha256?: string | null;
+  },
+): TransferError | null {
+  const fail = (reason: string) =>
+    new TransferError(`Cannot send ${item.source}: ${reason}`, "retry");
+  if (measured.bytesRead !== item.size) {
+    return fail(copyMismatch.sourceChanged(measured.bytesRead, item.size));
+  }
+  if (verify === "none") return null;
+  if (measured.size !== item.size) {
+    return fail(copyMismatch.sizeDiffers(measured.size ?? "?", item.size));
+  }
+  if (verify !== "checksum" || !measured.sourceSha256 || !measured.copySha256) return null;
+  return measured.copySha256 === measured.sourceSha256 ? null : fail(copyMismatch.checksumDiffers);
+}
+
 /** The deliveries that have not failed. */
 export function live<D extends Delivery>(deliveries: D[]): D[] {
   return deliveries.filter((delivery) => delivery.error === null);
@@ -155,7 +196,8 @@ function planAll<D extends Delivery>(items: TransferItem[], steps: DeliverySteps
     try {
       Object.assign(delivery, steps.place(item));
     } catch (error) {
-      delivery.error = new TransferError(
+      // A method that knows why (a name it cannot carry) says so.
+      delivery.error = error instanceof TransferError ? error : new TransferError(
         `Cannot send ${item.source}: invalid destination ${JSON.stringify(item.destination)}`,
         "fatal",
         { cause: error },

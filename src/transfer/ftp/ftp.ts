@@ -19,7 +19,8 @@ import type { JobConfig } from "../../config/types.ts";
 import { TransferError } from "../../errors.ts";
 import { classifyFtpError, connectFtp, ftpServerName, SESSION_REUSE_FIX } from "./connect.ts";
 import { probeFtpDestination } from "./probe.ts";
-import { deliveredPermissions, inspectSource, openSource } from "../source.ts";
+import { deliveredPermissions, openSource } from "../source.ts";
+import { deliver, type Delivery, type DeliverySteps, verifyCopy } from "../deliver.ts";
 import {
   badName,
   ensureFolders,
@@ -75,51 +76,29 @@ export class FtpTransport implements Transport {
   }
 
   async send(items: TransferItem[], signal: AbortSignal): Promise<TransferOutcome[]> {
-    const outcomes: TransferOutcome[] = [];
-    let peer: FtpPeer | null = null;
-    const onAbort = () => peer?.connection.client.close();
+    const link: FtpLink = { peer: null };
+    const onAbort = () => link.peer?.connection.client.close();
     signal.addEventListener("abort", onAbort);
     try {
-      for (const item of items) {
+      try {
+        link.peer = await this.#pool.acquire();
+      } catch (error) {
         signal.throwIfAborted();
-        const bad = badName(item, this.#job.remote_base_path);
-        if (bad !== null) {
-          outcomes.push({ item, error: bad });
-          continue;
-        }
-        try {
-          peer ??= await this.#pool.acquire();
-        } catch (error) {
-          signal.throwIfAborted();
-          // No connection: every remaining item fails the same way.
-          const failure = classifyFtpError(error, this.#job, "connect");
-          for (const rest of items.slice(outcomes.length)) {
-            outcomes.push({ item: rest, error: withSource(rest, failure) });
-          }
-          break;
-        }
-        // An abort while connecting: the connection is dropped below.
-        signal.throwIfAborted();
-        try {
-          const sha256 = await this.#upload(peer, item, signal);
-          outcomes.push(sha256 === null ? { item, error: null } : { item, error: null, sha256 });
-        } catch (error) {
-          if (signal.aborted) throw signal.reason;
-          outcomes.push({ item, error: withSource(item, this.#uploadError(peer, error)) });
-          if (peer.connection.client.closed) {
-            this.#pool.drop(peer);
-            peer = null;
-          }
-        }
+        // No connection: every item fails the same way.
+        const failure = classifyFtpError(error, this.#job, "connect");
+        return items.map((item) => ({ item, error: withSource(item, failure) }));
       }
+      // An abort while connecting: the connection is dropped below.
+      signal.throwIfAborted();
+      return await deliver(items, this.#steps(link, this.#base(link.peer)), signal);
     } finally {
       signal.removeEventListener("abort", onAbort);
+      const peer = link.peer;
       if (peer !== null) {
         if (signal.aborted || peer.connection.client.closed) this.#pool.drop(peer);
         else this.#pool.release(peer);
       }
     }
-    return outcomes;
   }
 
   /** Sizes of delivered files by `SIZE` (`null`: no file there), for the catch-up. */
@@ -193,22 +172,91 @@ export class FtpTransport implements Transport {
       : joinRemote(peer.connection.home, this.#job.remote_base_path);
   }
 
-  /** Upload, verify and rename one file; its SHA-256 when it was hashed on the way (checksum). */
-  async #upload(peer: FtpPeer, item: TransferItem, signal: AbortSignal): Promise<string | null> {
-    const { client, features } = peer.connection;
-    const base = this.#base(peer);
-    const finalPath = joinRemote(base, item.destination);
-    const folder = finalPath.slice(0, finalPath.lastIndexOf("/")) || "/";
-    await ensureFolders(peer, base, folder);
-    await this.#sweep(peer, folder);
-    const tempPath = joinRemote(
-      folder,
-      tempNameFor(finalPath.slice(finalPath.lastIndexOf("/") + 1), this.#owner),
-    );
+  /**
+   * The delivery steps over one connection (`link`; a connection that
+   * breaks is replaced for the files after it), a file at a time.
+   */
+  #steps(link: FtpLink, base: string): DeliverySteps<FtpDelivery> {
+    const connected = async (): Promise<FtpPeer> => link.peer ??= await this.#pool.acquire();
+    /** Run `step` for `delivery`; a failure fails it (and a broken connection is dropped). */
+    const attempt = async (
+      delivery: FtpDelivery,
+      signal: AbortSignal,
+      step: (peer: FtpPeer) => Promise<void>,
+    ): Promise<void> => {
+      let peer: FtpPeer | null = null;
+      try {
+        peer = await connected();
+        await step(peer);
+      } catch (error) {
+        if (signal.aborted) throw signal.reason;
+        const failure = peer === null
+          ? classifyFtpError(error, this.#job, "connect")
+          : this.#uploadError(peer, error);
+        delivery.error = withSource(delivery.item, failure);
+        if (peer !== null && delivery.uploaded && !peer.connection.client.closed) {
+          await peer.connection.client.sendIgnoringError(`DELE ${delivery.tempPath}`);
+          delivery.uploaded = false;
+        }
+        if (link.peer?.connection.client.closed) {
+          this.#pool.drop(link.peer);
+          link.peer = null;
+        }
+      }
+    };
+    return {
+      place: (item) => {
+        const bad = badName(item, base);
+        if (bad !== null) throw bad;
+        const finalPath = joinRemote(base, item.destination);
+        const folder = finalPath.slice(0, finalPath.lastIndexOf("/")) || "/";
+        const name = finalPath.slice(finalPath.lastIndexOf("/") + 1);
+        return { finalPath, tempPath: joinRemote(folder, tempNameFor(name, this.#owner)) };
+      },
+      track: (delivery) => ({ ...delivery, uploaded: false, read: null }),
+      makeFolders: async (deliveries, signal) => {
+        for (const delivery of deliveries) {
+          const folder = delivery.finalPath.slice(0, delivery.finalPath.lastIndexOf("/")) || "/";
+          await attempt(delivery, signal, async (peer) => {
+            await ensureFolders(peer, base, folder);
+            await this.#sweep(peer, folder);
+          });
+        }
+      },
+      put: async (deliveries, signal) => {
+        for (const delivery of deliveries) {
+          this.#inUse.add(delivery.tempPath);
+          await attempt(delivery, signal, (peer) => this.#upload(peer, delivery, signal));
+        }
+      },
+      finish: async (deliveries, signal) => {
+        for (const delivery of deliveries) {
+          if (delivery.error !== null) {
+            // A copy whose source changed meanwhile (checked after the uploads) is removed.
+            if (delivery.uploaded && link.peer && !link.peer.connection.client.closed) {
+              await link.peer.connection.client.sendIgnoringError(`DELE ${delivery.tempPath}`);
+            }
+            continue;
+          }
+          await attempt(delivery, signal, (peer) => this.#finish(peer, delivery));
+        }
+      },
+      end: (deliveries) => {
+        for (const delivery of deliveries) {
+          this.#inUse.delete(delivery.tempPath);
+          delivery.read?.destroy();
+        }
+        return Promise.resolve();
+      },
+    };
+  }
+
+  /** Upload the source under the temporary name, counting (and, for checksum, hashing) what is read. */
+  async #upload(peer: FtpPeer, delivery: FtpDelivery, signal: AbortSignal): Promise<void> {
+    const { item, tempPath } = delivery;
     const source = openSource(item);
-    this.#inUse.add(tempPath);
-    let uploaded = false;
     const counter = new HashingCounter(this.#job.verify_transfer === "checksum");
+    delivery.read = counter;
     // The stream owns the descriptor from here on and closes it exactly once.
     const stream = createReadStream("", { fd: source.fd, autoClose: true, start: 0 });
     stream.on("error", (error) => counter.destroy(error));
@@ -216,48 +264,13 @@ export class FtpTransport implements Transport {
     const paced = this.throttle === null ? null : pacedStream(this.throttle, signal);
     paced?.on("error", (error) => counter.destroy(error));
     try {
-      uploaded = true;
-      await client.uploadFrom(
+      delivery.uploaded = true;
+      await peer.connection.client.uploadFrom(
         paced === null ? stream.pipe(counter) : stream.pipe(paced).pipe(counter),
         tempPath,
       );
       peer.dataWorked = true;
-      if (counter.bytes !== item.size) {
-        throw new TransferError(
-          `read ${counter.bytes} bytes, expected ${item.size} (source changed)`,
-          "retry",
-        );
-      }
-      if (this.#job.verify_transfer !== "none") {
-        const size = await client.size(tempPath);
-        if (size !== item.size) {
-          throw new TransferError(
-            `verification failed: the server has ${size} bytes, expected ${item.size}`,
-            "retry",
-          );
-        }
-        const remote = await remoteSha256(peer.connection, tempPath, counter);
-        if (remote !== null && remote !== counter.digest()) {
-          throw new TransferError("verification failed: SHA-256 differs on the server", "retry");
-        }
-      }
-      // Where the server allows it (vsftpd does): group and others may not write.
-      await client.sendIgnoringError(
-        `SITE CHMOD ${deliveredPermissions(source.info).toString(8)} ${tempPath}`,
-      );
-      // The source's mtime: MFMT, or the two-argument MDTM some servers (vsftpd) take instead.
-      const time = mfmtTime(item.mtimeMs);
-      if (features.mfmt) await client.sendIgnoringError(`MFMT ${time} ${tempPath}`);
-      else if (features.mdtm) await client.sendIgnoringError(`MDTM ${time} ${tempPath}`);
-      // The source must still be the file that was judged complete.
-      inspectSource(item);
-      await renameReplacing(peer.connection, tempPath, finalPath);
-      return this.#job.verify_transfer === "checksum" ? counter.digest() : null;
-    } catch (error) {
-      if (uploaded && !client.closed) await client.sendIgnoringError(`DELE ${tempPath}`);
-      throw error;
     } finally {
-      this.#inUse.delete(tempPath);
       // Closes the descriptor once no read of the stream can still use it.
       if (!stream.closed) {
         const closed = new Promise<void>((resolve) => stream.once("close", () => resolve()));
@@ -265,8 +278,36 @@ export class FtpTransport implements Transport {
         await closed;
       }
       paced?.destroy();
-      counter.destroy();
     }
+  }
+
+  /** Verify the uploaded copy, give it the source's mode and mtime, and rename it into place. */
+  async #finish(peer: FtpPeer, delivery: FtpDelivery): Promise<void> {
+    const { client, features } = peer.connection;
+    const { item, tempPath, finalPath } = delivery;
+    const counter = delivery.read!;
+    const verify = this.#job.verify_transfer;
+    const checksum = verify === "checksum" && counter.bytes === item.size;
+    const error = verifyCopy(item, verify, {
+      bytesRead: counter.bytes,
+      size: verify === "none" || counter.bytes !== item.size
+        ? undefined
+        : await client.size(tempPath),
+      sourceSha256: checksum ? counter.digest() : null,
+      copySha256: checksum ? await remoteSha256(peer.connection, tempPath, counter) : null,
+    });
+    if (error) throw error;
+    // Where the server allows it (vsftpd does): group and others may not write.
+    await client.sendIgnoringError(
+      `SITE CHMOD ${deliveredPermissions(delivery.source!).toString(8)} ${tempPath}`,
+    );
+    // The source's mtime: MFMT, or the two-argument MDTM some servers (vsftpd) take instead.
+    const time = mfmtTime(item.mtimeMs);
+    if (features.mfmt) await client.sendIgnoringError(`MFMT ${time} ${tempPath}`);
+    else if (features.mdtm) await client.sendIgnoringError(`MDTM ${time} ${tempPath}`);
+    await renameReplacing(peer.connection, tempPath, finalPath);
+    delivery.uploaded = false;
+    if (verify === "checksum") delivery.sha256 = counter.digest();
   }
 
   /** Classify an upload error; a data connection that never worked over TLS gets a hint. */
@@ -306,7 +347,22 @@ export class FtpTransport implements Transport {
   }
 }
 
+/** One file of an FTP batch on its way. */
+interface FtpDelivery extends Delivery {
+  /** Whether a copy may be under the temporary name (removed unless it is renamed). */
+  uploaded: boolean;
+  /** What was read from the source: byte count and, for checksum, SHA-256. */
+  read: HashingCounter | null;
+}
+
+/** The connection a batch uses; replaced when it breaks. */
+interface FtpLink {
+  peer: FtpPeer | null;
+}
+
+/** `error` as said of `item`'s source (once: an error that names it already stays as it is). */
 function withSource(item: TransferItem, error: TransferError): TransferError {
+  if (error.message.startsWith(`Cannot send ${item.source}`)) return error;
   return new TransferError(`Cannot send ${item.source}: ${error.message}`, error.kind, {
     cause: error,
   });

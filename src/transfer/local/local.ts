@@ -14,8 +14,8 @@ import { fchmodSync, fstatSync, fsyncSync, futimesSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { bandwidthLimit } from "../../config/bandwidth.ts";
 import type { JobConfig } from "../../config/types.ts";
-import { isDestinationFull, TransferError } from "../../errors.ts";
-import { checkSource, deliver, type DeliverySteps } from "../deliver.ts";
+import { isDestinationFull } from "../../errors.ts";
+import { checkSource, deliver, type DeliverySteps, verifyCopy } from "../deliver.ts";
 import {
   assertSameFile,
   copyData,
@@ -256,25 +256,13 @@ export class LocalTransport implements Transport {
   }
 
   async #verify(item: TransferItem, target: number, written: Written): Promise<void> {
-    if (written.bytes !== item.size) {
-      throw new TransferError(
-        `Cannot send ${item.source}: read ${written.bytes} bytes, expected ${item.size} (source changed)`,
-        "retry",
-      );
-    }
-    if (this.#job.verify_transfer === "none") return;
-    const size = fstatSync(target).size;
-    if (size !== item.size) {
-      throw new TransferError(
-        `Verification failed for ${item.source}: destination has ${size} bytes, expected ${item.size}`,
-        "retry",
-      );
-    }
-    if (written.sha256 !== null && await sha256OfOpenFile(target) !== written.sha256) {
-      throw new TransferError(
-        `Verification failed for ${item.source}: SHA-256 differs at the destination`,
-        "retry",
-      );
-    }
+    const verify = this.#job.verify_transfer;
+    const error = verifyCopy(item, verify, {
+      bytesRead: written.bytes,
+      size: verify === "none" ? undefined : fstatSync(target).size,
+      sourceSha256: written.sha256,
+      copySha256: written.sha256 === null ? null : await sha256OfOpenFile(target),
+    });
+    if (error) throw error;
   }
 }

@@ -10,6 +10,7 @@ import { posix } from "node:path";
 import type { JobConfig } from "../../config/types.ts";
 import { isDestinationFull, TransferError } from "../../errors.ts";
 import { classifyFailure, classifyText, type FailureContext } from "../classify.ts";
+import { copyMismatch } from "../deliver.ts";
 import {
   buildScript,
   call,
@@ -261,15 +262,12 @@ function resultError(
     case "missing":
       return delivery.callFailure ?? fail("the uploaded copy is missing");
     case "size-differs":
-      return delivery.callFailure ?? fail(
-        `size check failed (${result.detail} bytes arrived, ${delivery.item.size} expected); ` +
-          "the copy was removed",
-      );
+      return delivery.callFailure ??
+        fail(copyMismatch.sizeDiffers(result.detail, delivery.item.size));
     case "size-unknown":
       return fail("cannot read the size of the uploaded copy (stat failed)");
     case "checksum-differs":
-      return delivery.callFailure ??
-        fail("SHA-256 of the copy differs from the source; the copy was removed");
+      return delivery.callFailure ?? fail(copyMismatch.checksumDiffers);
     case "no-hash-tool":
       return delivery.callFailure ?? fail(
         "no SHA-256 tool on the remote host (openssl, sha256sum or shasum): install one of " +

@@ -218,6 +218,21 @@ const CASES: ContractCase[] = [
     },
   },
   {
+    name:
+      "two files of one batch for one final name: the first arrives, the second fails retryably",
+    async run(ctx) {
+      const first = await makeItem(ctx.src, "20240324/same.fits", randomBytes(4000));
+      const other = await makeItem(ctx.src, "elsewhere/same.fits", randomBytes(3000));
+      const second = { ...other, destination: first.destination };
+      const outcomes = await ctx.transport.send([first, second], never);
+      assert.equal(outcomes[0].error, null);
+      assert.equal(outcomes[1].error?.kind, "retry");
+      assert.match(outcomes[1].error!.message, /another file of the same batch/);
+      await assertArrived(ctx, first);
+      await assertNoTemporaries(ctx);
+    },
+  },
+  {
     name: "a changed or vanished source fails retryably, the others arrive, final names untouched",
     async run(ctx) {
       const good = await makeItem(ctx.src, "20240319/good.fits", randomBytes(5000));
