@@ -1,10 +1,12 @@
 /**
  * The `ftp` transport: FTPS (explicit TLS) or plain FTP, passive mode.
  *
- * Each file is uploaded (from the source opened as `source.ts` does)
- * under a hidden temporary name with a random part (see `temp_name.ts`) in
- * its destination folder, verified (`SIZE`; SHA-256 through `HASH` or
- * `XSHA256` where the server offers one), and renamed into place. FTP has no
+ * A batch goes through the one delivery sequence (`deliver.ts`) over one
+ * connection, a file at a time: each file is uploaded (from the source
+ * opened as `source.ts` does) under a hidden temporary name with a random
+ * part (see `temp_name.ts`) in its destination folder, verified (`SIZE`;
+ * SHA-256 through `HASH` or `XSHA256` where the server offers one), and
+ * renamed into place. FTP has no
  * exclusive create: the 96 random bits of the name are what keep anyone from
  * planting something under it ahead. Connections are kept open and reused
  * from one batch to the next (one per concurrent batch). FTP has no rate
