@@ -89,7 +89,15 @@ export async function startDestinations(): Promise<Destinations> {
   const wrapper = join(dir, "sftp-server");
   await Deno.writeTextFile(wrapper, sftpWrapper(flag));
   await Deno.chmod(wrapper, 0o755);
-  const sshd = await startSshd({ sftpServer: wrapper });
+  const bin = join(dir, "bin");
+  await Deno.mkdir(bin);
+  await Deno.chmod(bin, 0o755);
+  await Deno.writeTextFile(join(bin, "cat"), catWrapper(flag));
+  await Deno.chmod(join(bin, "cat"), 0o755);
+  const sshd = await startSshd({
+    sftpServer: wrapper,
+    sessionEnv: { PATH: `${bin}:/usr/local/bin:/usr/bin:/bin` },
+  });
   const vsftpd = await startVsftpd();
   return {
     sshd,
@@ -118,6 +126,26 @@ function sftpWrapper(flag: string): string {
     `'printf X | dd of="$1" bs=1 count=1 conv=notrunc 2>/dev/null' sh {} \\;`,
     "fi",
     "exit $status",
+    "",
+  ].join("\n");
+}
+
+/**
+ * `cat` for the sessions of that sshd; while `flag` exists, what it writes
+ * into a file in an upload folder below the flagged folder (a small file's
+ * copy sent in one call, see `ssh/one_call.ts`) has its first byte changed.
+ */
+function catWrapper(flag: string): string {
+  return [
+    "#!/bin/sh",
+    `if [ -e '${flag}' ]; then`,
+    '  out=$(readlink "/proc/$$/fd/1" 2>/dev/null)',
+    `  case $out in "$(/bin/cat '${flag}')"/*/.incoming-*/*)`,
+    "    printf X",
+    "    exec tail -c +2 ;;",
+    "  esac",
+    "fi",
+    'exec /bin/cat "$@"',
     "",
   ].join("\n");
 }

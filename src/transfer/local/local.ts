@@ -210,6 +210,7 @@ export class LocalTransport implements Transport {
       error: null,
       source: null,
       sha256: null,
+      done: false,
       target: null,
       written: null,
       keep: true,

@@ -10,9 +10,18 @@
  * 3. one ssh call verifies each copy, renames the good ones into place and
  *    removes the rest (see `ssh/finish.ts`).
  *
+ * A batch of one small file (the common case of a camera writing one image
+ * at a time; no bandwidth limit) goes in ONE call
+ * instead: the file's bytes are read whole, hashed, and sent as the standard
+ * input of a script that makes the folders, receives the copy, verifies it
+ * against that hash and renames it (`SshSession.runStreamed`). That is two
+ * round trips on a long link instead of about a dozen.
+ *
  * @module
  */
+import { createHash } from "node:crypto";
 import { posix } from "node:path";
+import { bandwidthLimit } from "../../config/bandwidth.ts";
 import { CommandError, TransferError } from "../../errors.ts";
 import { classifyFailure, classifyText } from "../classify.ts";
 import {
@@ -22,20 +31,29 @@ import {
   type DeliverySteps,
   live,
 } from "../deliver.ts";
-import { type EarlierCopySpec, type FolderFailure, makeFolders } from "./remote_folders.ts";
+import {
+  type EarlierCopySpec,
+  type FolderFailure,
+  type FolderSpec,
+  makeFolders,
+} from "./remote_folders.ts";
 import { logger } from "../../log/logging.ts";
 import { hashSource } from "../sha256.ts";
 import { type SshDelivery, sshDelivery } from "./delivery.ts";
-import { finishBatch } from "./finish.ts";
+import { finishBatch, planFinish, settleFinish } from "./finish.ts";
+import { oneCallFailures, oneCallScript, readWhole } from "./one_call.ts";
 import { remoteJoin } from "./endpoint.ts";
 import type { SshMethod } from "./method.ts";
 import { uploadFolderName, uploadFolderPrefix } from "../temp_name.ts";
 import type { TransferItem } from "../transport.ts";
 import type { UploadClaim } from "./upload_folders.ts";
-import { buildScript, call } from "./remote_script.ts";
+import { buildScript, call, parseResults, type ResultLine } from "./remote_script.ts";
 
 /** Upload calls a batch runs at once. */
 const UPLOAD_CALLS_AT_ONCE = 3;
+
+/** A batch of one file up to this size goes in one call (see the module doc). */
+const ONE_CALL_MAX_BYTES = 8 * 1024 * 1024;
 
 /** The steps of one batch; create one per `send`. */
 export class SshBatch implements DeliverySteps<SshDelivery> {
@@ -52,6 +70,8 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
   /** Parts of growing files: the copies are kept in the upload folder, never renamed. */
   readonly #part: boolean;
   #resumed = new Map<number, number>();
+  /** The folders of a batch sent in one call, prepared by that call (see the module doc). */
+  #oneCall: FolderSpec[] | null = null;
 
   constructor(method: SshMethod, part = false) {
     this.#method = method;
@@ -99,6 +119,10 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
         sweepPrefix: toSweep.has(folder) ? uploadFolderPrefix(method.owner) : null,
         keepSeconds: this.#keepSeconds,
       }));
+      if (this.#goesInOneCall(deliveries)) {
+        this.#oneCall = specs;
+        return;
+      }
       ({ failures, earlierCopies } = await makeFolders(
         method.session,
         method.base,
@@ -154,6 +178,7 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
   }
 
   async put(deliveries: SshDelivery[], signal: AbortSignal): Promise<void> {
+    if (this.#oneCall !== null) return await this.#putInOneCall(deliveries, this.#oneCall, signal);
     const method = this.#method;
     if (method.job.verify_transfer === "checksum" && !method.uploadVerifiesCopies) {
       // Hashed while the upload runs; awaited by the finishing step.
@@ -184,19 +209,11 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
 
   async finish(deliveries: SshDelivery[], signal: AbortSignal): Promise<void> {
     // Parts stay in their upload folders, to be continued by the next send of the file.
-    if (this.#part) return;
+    if (this.#part || this.#oneCall !== null) return;
     const attempted = deliveries.filter((delivery) => delivery.attempted);
     if (attempted.length === 0) return;
     const method = this.#method;
-    const context = {
-      session: method.session,
-      job: method.job,
-      context: method.context,
-      timeoutMs: method.timeoutMs,
-      describeTarget: (destination: string) => method.describeTarget(destination),
-      keepInterrupted: this.#keepSeconds > 0,
-    };
-    const kept = await finishBatch(context, attempted, this.#created ?? [], signal);
+    const kept = await finishBatch(this.#finishContext(), attempted, this.#created ?? [], signal);
     this.#cleanedUp = kept !== null && kept.length === 0 && this.#created !== null;
     for (const delivery of attempted) {
       if (delivery.uploadFailed && kept !== null && kept.length > 0) {
@@ -216,6 +233,82 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
     }
     this.#claim?.release();
     return Promise.resolve();
+  }
+
+  /** What the finishing step needs. */
+  #finishContext() {
+    const method = this.#method;
+    return {
+      session: method.session,
+      job: method.job,
+      context: method.context,
+      timeoutMs: method.timeoutMs,
+      describeTarget: (destination: string) => method.describeTarget(destination),
+      keepInterrupted: this.#keepSeconds > 0,
+    };
+  }
+
+  /** Whether the batch goes in one call (see the module doc). */
+  #goesInOneCall(deliveries: SshDelivery[]): boolean {
+    const job = this.#method.job;
+    return !this.#part && deliveries.length === 1 &&
+      deliveries[0].item.size <= ONE_CALL_MAX_BYTES && bandwidthLimit(job) === null;
+  }
+
+  /**
+   * Send a batch of one file in one call: its folders (`specs`), the copy
+   * on standard input, verification against the bytes read, and the rename.
+   */
+  async #putInOneCall(
+    deliveries: SshDelivery[],
+    specs: FolderSpec[],
+    signal: AbortSignal,
+  ): Promise<void> {
+    const [delivery] = deliveries;
+    const method = this.#method;
+    const claim = this.#claim!;
+    if (delivery === undefined) return claim.prepared(false);
+    const data = readWhole(delivery);
+    if (data === null) return claim.prepared(false);
+    if (method.job.verify_transfer === "checksum") {
+      delivery.sourceSha256 = Promise.resolve(createHash("sha256").update(data).digest("hex"));
+    }
+    const ctx = this.#finishContext();
+    const folder = posix.dirname(delivery.finalPath);
+    const { plan } = await planFinish(ctx, [delivery], [posix.join(folder, this.#uploadName)]);
+    // Asked always: a copy the disk had no room for is told apart by it.
+    plan.spaceFolders = [folder];
+    // A copy cut short (the call ended early) is never renamed, whatever verify_transfer says.
+    for (const entry of plan.entries) entry.expectedSize = delivery.item.size;
+    const script = oneCallScript(method.base, specs, delivery, plan);
+    let results: ResultLine[];
+    try {
+      const stdout = await method.session.runStreamed(script.text, data, {
+        timeoutMs: method.timeoutMs,
+        signal,
+      });
+      results = parseResults(stdout, script.marker);
+    } catch (error) {
+      if (signal.aborted) throw signal.reason;
+      claim.prepared(false);
+      delivery.error = this.#failure(error, delivery);
+      return;
+    }
+    claim.prepared(true);
+    // The upload folder was removed by the script, or never made.
+    this.#cleanedUp = true;
+    const { folder: folderFailure, receive } = oneCallFailures(results, delivery);
+    if (folderFailure !== null) {
+      delivery.error = this.#folderError(delivery, folderFailure);
+      return;
+    }
+    if (receive !== null) {
+      // Said by the remote side; the room left there may tell a full disk (see settleFinish).
+      delivery.uploadFailed = true;
+      delivery.error = this.#failure(new Error(receive), delivery);
+    }
+    settleFinish(ctx, [delivery], results, plan.spaceFolders);
+    delivery.done = delivery.error === null;
   }
 
   /**

@@ -13,6 +13,17 @@ import { type RunOptions, runProcess, type RunResult } from "../../process/run.t
 import { rsyncRshQuote, type SshEndpoint, sshOptionArgs } from "./endpoint.ts";
 import { checkMaster, CONTROL_DIR_LINK_PREFIX, stopMaster } from "./master.ts";
 
+/**
+ * The remote command of {@linkcode SshSession.runStreamed}: read the length
+ * line, then exactly that many bytes (`dd bs=1`: no read goes past them),
+ * and run them as the script, its standard input the rest.
+ */
+export const STREAMED_SCRIPT_COMMAND = [
+  "sh",
+  "-c",
+  `'IFS= read -r n && s=$(dd bs=1 count="$n" 2>/dev/null) && eval "$s"'`,
+];
+
 /** Longest control socket path we create (sockets are limited to ~104 bytes, ssh adds 17). */
 const CONTROL_PATH_MAX_BYTES = 80;
 
@@ -158,6 +169,35 @@ export class SshSession {
       timeoutMs: options.timeoutMs,
       signal: options.signal,
       onlyIfFree: options.onlyIfFree,
+    });
+    return new TextDecoder().decode(result.stdout);
+  }
+
+  /**
+   * Run a remote script (see `remote_script.ts`) whose standard input, after
+   * the script, is `data`: one call carries a small file and what is done
+   * with it. The login shell sees fixed words only
+   * ({@linkcode STREAMED_SCRIPT_COMMAND}); the script comes first on standard
+   * input, after a line with its length in bytes, read to the byte so the
+   * rest is left for the script.
+   *
+   * @returns its standard output
+   */
+  async runStreamed(
+    script: string,
+    data: Uint8Array,
+    options: { timeoutMs?: number; signal?: AbortSignal } = {},
+  ): Promise<string> {
+    const text = new TextEncoder().encode(script);
+    const head = new TextEncoder().encode(`${text.length}\n`);
+    const stdin = new Uint8Array(head.length + text.length + data.length);
+    stdin.set(head);
+    stdin.set(text, head.length);
+    stdin.set(data, head.length + text.length);
+    const result = await this.run(await this.sshArgv(STREAMED_SCRIPT_COMMAND), {
+      stdin,
+      timeoutMs: options.timeoutMs,
+      signal: options.signal,
     });
     return new TextDecoder().decode(result.stdout);
   }

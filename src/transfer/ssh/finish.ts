@@ -142,30 +142,8 @@ export async function finishBatch(
   signal: AbortSignal,
 ): Promise<string[] | null> {
   if (deliveries.length === 0) return [];
-  const entries: FinishEntry[] = [];
-  const remove: string[] = [];
-  const kept = new Set<string>();
-  for (const delivery of deliveries) {
-    const entry = await entryFor(ctx, delivery);
-    if (entry !== null) entries.push(entry);
-    else if (ctx.keepInterrupted && delivery.uploadFailed && !filledUp(delivery)) {
-      kept.add(posix.dirname(delivery.tempPath));
-    } else remove.push(delivery.tempPath);
-  }
-  uploadFolders = uploadFolders.filter((folder) => !kept.has(folder));
-  // Where an upload failed for a reason the server did not name, ask how much room is left.
-  const spaceFolders = [
-    ...new Set(
-      deliveries.filter((delivery) =>
-        (delivery.uploadFailed && delivery.error?.kind === "retry") ||
-        delivery.callFailure !== null
-      ).map((delivery) => posix.dirname(delivery.finalPath)),
-    ),
-  ];
-  const script = buildScript(
-    "finish",
-    finishLines({ entries, remove, uploadFolders, spaceFolders, sync: ctx.job.remote_sync }),
-  );
+  const { plan, kept } = await planFinish(ctx, deliveries, uploadFolders);
+  const script = buildScript("finish", finishLines(plan));
   let results: ResultLine[];
   try {
     const stdout = await ctx.session.runScript(script.text, { timeoutMs: ctx.timeoutMs, signal });
@@ -177,6 +155,58 @@ export async function finishBatch(
     }
     return null;
   }
+  settleFinish(ctx, deliveries, results, plan.spaceFolders);
+  return kept;
+}
+
+/**
+ * What the finish script is to do for `deliveries` (see
+ * {@linkcode finishBatch}), and the upload folders left in place because they
+ * hold interrupted copies.
+ */
+export async function planFinish(
+  ctx: FinishContext,
+  deliveries: SshDelivery[],
+  uploadFolders: string[],
+): Promise<{ plan: FinishPlan; kept: string[] }> {
+  const entries: FinishEntry[] = [];
+  const remove: string[] = [];
+  const kept = new Set<string>();
+  for (const delivery of deliveries) {
+    const entry = await entryFor(ctx, delivery);
+    if (entry !== null) entries.push(entry);
+    else if (ctx.keepInterrupted && delivery.uploadFailed && !filledUp(delivery)) {
+      kept.add(posix.dirname(delivery.tempPath));
+    } else remove.push(delivery.tempPath);
+  }
+  // Where an upload failed for a reason the server did not name, ask how much room is left.
+  const spaceFolders = [
+    ...new Set(
+      deliveries.filter((delivery) =>
+        (delivery.uploadFailed && delivery.error?.kind === "retry") ||
+        delivery.callFailure !== null
+      ).map((delivery) => posix.dirname(delivery.finalPath)),
+    ),
+  ];
+  return {
+    plan: {
+      entries,
+      remove,
+      uploadFolders: uploadFolders.filter((folder) => !kept.has(folder)),
+      spaceFolders,
+      sync: ctx.job.remote_sync,
+    },
+    kept: [...kept],
+  };
+}
+
+/** Record on each delivery what the finish script's `results` say of it. */
+export function settleFinish(
+  ctx: FinishContext,
+  deliveries: SshDelivery[],
+  results: ResultLine[],
+  spaceFolders: string[],
+): void {
   const space = resultsByIndex(results.filter((result) => result.word === "space-left"));
   const byIndex = resultsByIndex(results.filter((result) => result.word !== "space-left"));
   for (const delivery of deliveries) {
@@ -192,7 +222,6 @@ export async function finishBatch(
       delivery.error = diskFull(ctx, delivery, kiB);
     }
   }
-  return [...kept];
 }
 
 /**

@@ -18,6 +18,7 @@ import finishScript from "./remote/finish.sh" with { type: "text" };
 import makeFoldersScript from "./remote/make_folders.sh" with { type: "text" };
 import prologue from "./remote/prologue.sh" with { type: "text" };
 import probeScript from "./remote/probe.sh" with { type: "text" };
+import receiveScript from "./remote/receive.sh" with { type: "text" };
 import sizesScript from "./remote/sizes.sh" with { type: "text" };
 import { shellQuote } from "./endpoint.ts";
 
@@ -25,6 +26,7 @@ import { shellQuote } from "./endpoint.ts";
 const SCRIPTS = {
   "make_folders": makeFoldersScript,
   "finish": finishScript,
+  "receive": receiveScript,
   "probe": probeScript,
   "sizes": sizesScript,
   "disk_space": diskSpaceScript,
@@ -60,12 +62,13 @@ export function call(name: string, ...words: Word[]): string {
 }
 
 /**
- * The script `name` (`null`: the prologue's helpers only) followed by the
- * generated `lines` (see {@linkcode call}); it ends with `exit 0`.
+ * The script `name` (`null`: the prologue's helpers only; a list: those
+ * scripts in order) followed by the generated `lines` (see
+ * {@linkcode call}); it ends with `exit 0`.
  */
-export function buildScript(name: ScriptName | null, lines: string[]): RemoteScript {
+export function buildScript(name: ScriptName | ScriptName[] | null, lines: string[]): RemoteScript {
   const marker = newMarker();
-  const body = name === null ? [] : [SCRIPTS[name]];
+  const body = name === null ? [] : [name].flat().map((one) => SCRIPTS[one]);
   const text = [`marker=${marker}`, prologue, ...body, ...lines, "exit 0", ""].join("\n");
   return { text, marker };
 }

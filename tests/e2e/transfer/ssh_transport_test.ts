@@ -15,6 +15,7 @@ import {
   sha256OfFile as sha256,
   waitFor,
 } from "../../helpers/files.ts";
+import { captureLogs } from "../../helpers/log_capture.ts";
 import { processEnded } from "../../helpers/processes.ts";
 import { startSshd, type TestSshd } from "../../helpers/sshd.ts";
 
@@ -145,6 +146,41 @@ for (const method of ["scp", "rsync"] as const) {
             assertAllOk(outcomes, items);
             await assertDelivered(dst, items);
             console.log(`${method}: 300 files in ${Math.round(elapsedMs)} ms`);
+          });
+        },
+      );
+
+      await t.step(
+        "one small file goes in one ssh call with its mode and mtime; a large one by the upload program",
+        async () => {
+          const checksum = { verify_transfer: "checksum" } as const;
+          await withTransport(sshd, method, checksum, async ({ src, dst, transport }) => {
+            const small = await makeItem(src, "20240328/small.fits", randomBytes(200 * 1024));
+            await Deno.chmod(small.source, 0o640);
+            const mtime = new Date("2024-03-28T01:02:03Z");
+            await Deno.utime(small.source, mtime, mtime);
+            const large = await makeItem(src, "20240328/large.fits", randomBytes(9 * 1024 * 1024));
+            await transport.warmUp!();
+            const logs = await captureLogs();
+            // The programs run, but for `ssh -O check` (a question to the local shared connection).
+            const ran = () =>
+              logs.records.filter((r) => String(r.rawMessage).startsWith("Running"))
+                .map((r) => r.properties.argv as string[]).filter((argv) => !argv.includes("-O"))
+                .map((argv) => argv.includes(method) ? method : "ssh");
+            try {
+              const item = await itemFor(small.source, small.destination);
+              assertAllOk(await transport.send([item], never), [item]);
+              assert.deepEqual(ran(), ["ssh"], "one ssh call, no upload program");
+              logs.records.length = 0;
+              assertAllOk(await transport.send([large], never), [large]);
+              assert.deepEqual(ran().filter((program) => program === method), [method]);
+            } finally {
+              await logs.stop();
+            }
+            await assertDelivered(dst, [small, large]);
+            const arrived = await Deno.stat(join(dst, "20240328", "small.fits"));
+            assert.equal(arrived.mode! & 0o777, 0o640);
+            assert.equal(arrived.mtime!.getTime(), mtime.getTime());
           });
         },
       );

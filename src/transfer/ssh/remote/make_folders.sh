@@ -61,7 +61,9 @@ make_upload_folder() {
     done
     set -f
   fi
-  error=$(mkdir -m 700 -- "$2/$3" 2>&1) || report folder-failed "$1" "$(one_line "$error")"
+  error=$(mkdir -m 700 -- "$2/$3" 2>&1) && return 0
+  report folder-failed "$1" "$(one_line "$error")"
+  return 1
 }
 
 # is_own_folder PATH: PATH is a folder (not a link) of this account that
