@@ -10,12 +10,13 @@
  * 3. one ssh call verifies each copy, renames the good ones into place and
  *    removes the rest (see `ssh/finish.ts`).
  *
- * A batch of one small file (the common case of a camera writing one image
- * at a time; no bandwidth limit) goes in ONE call
- * instead: the file's bytes are read whole, hashed, and sent as the standard
- * input of a script that makes the folders, receives the copy, verifies it
- * against that hash and renames it (`SshSession.runStreamed`). That is two
- * round trips on a long link instead of about a dozen.
+ * A batch of small files into one folder (a camera writing its images into
+ * the night folder; no bandwidth limit) goes in ONE call instead: the files
+ * are read whole, hashed, and sent (one file's bytes, or a tar archive of
+ * several) as the standard input of a script that makes the folder, receives
+ * the copies, verifies them against those hashes and renames them
+ * (`ssh/one_call.ts`, `SshSession.runStreamed`). That is two round trips on
+ * a long link instead of about a dozen, and one call for a whole burst.
  *
  * @module
  */
@@ -40,8 +41,8 @@ import {
 import { logger } from "../../log/logging.ts";
 import { hashSource } from "../sha256.ts";
 import { type SshDelivery, sshDelivery } from "./delivery.ts";
-import { finishBatch, planFinish, settleFinish } from "./finish.ts";
-import { oneCallFailures, oneCallScript, readWhole } from "./one_call.ts";
+import { finishBatch, flushWhileUploading, planFinish, settleFinish } from "./finish.ts";
+import { oneCallFailures, oneCallScript, readWhole, tarArchive } from "./one_call.ts";
 import { remoteJoin } from "./endpoint.ts";
 import type { SshMethod } from "./method.ts";
 import { uploadFolderName, uploadFolderPrefix } from "../temp_name.ts";
@@ -52,8 +53,11 @@ import { buildScript, call, parseResults, type ResultLine } from "./remote_scrip
 /** Upload calls a batch runs at once. */
 const UPLOAD_CALLS_AT_ONCE = 3;
 
-/** A batch of one file up to this size goes in one call (see the module doc). */
-const ONE_CALL_MAX_BYTES = 8 * 1024 * 1024;
+/** A file up to this size may go in one call with its batch (see the module doc). */
+const ONE_CALL_FILE_BYTES = 8 * 1024 * 1024;
+
+/** A batch of up to this many bytes may go in one call (read into memory whole). */
+const ONE_CALL_BATCH_BYTES = 64 * 1024 * 1024;
 
 /** The steps of one batch; create one per `send`. */
 export class SshBatch implements DeliverySteps<SshDelivery> {
@@ -105,24 +109,44 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
     this.#folders = [...new Set(deliveries.map((d) => posix.dirname(d.finalPath)))];
     const claim = this.#claim = await method.uploadFolders.claim(this.#folders, this.#uploadName);
     const toSweep = new Set(claim.toSweep);
-    let failures: Map<number, FolderFailure>;
-    let earlierCopies: Map<number, number>;
     try {
       // Unreachable: every call would fail the same way (and wait as long), so fail the batch now.
       const unreachable = await method.session.connect({ timeoutMs: method.timeoutMs, signal });
       if (unreachable !== null) throw unreachable;
-      // From here on copies may exist: the finishing step removes those not renamed.
-      for (const delivery of deliveries) delivery.attempted = true;
-      const specs = this.#folders.map((folder) => ({
-        folder,
-        uploadName: this.#uploadName,
-        sweepPrefix: toSweep.has(folder) ? uploadFolderPrefix(method.owner) : null,
-        keepSeconds: this.#keepSeconds,
-      }));
-      if (this.#goesInOneCall(deliveries)) {
-        this.#oneCall = specs;
-        return;
-      }
+    } catch (error) {
+      return this.#unprepared(deliveries, error, signal);
+    }
+    // From here on copies may exist: the finishing step removes those not renamed.
+    for (const delivery of deliveries) delivery.attempted = true;
+    const specs = this.#folders.map((folder) => ({
+      folder,
+      uploadName: this.#uploadName,
+      sweepPrefix: toSweep.has(folder) ? uploadFolderPrefix(method.owner) : null,
+      keepSeconds: this.#keepSeconds,
+    }));
+    if (this.#goesInOneCall(deliveries)) this.#oneCall = specs;
+    else await this.#prepareFolders(deliveries, specs, signal);
+  }
+
+  /** The folders could not be prepared: every delivery fails with `error`. */
+  #unprepared(deliveries: SshDelivery[], error: unknown, signal: AbortSignal): void {
+    if (signal.aborted) throw signal.reason;
+    this.#claim!.prepared(false);
+    this.#created = null;
+    for (const delivery of deliveries) delivery.error = this.#failure(error, delivery);
+  }
+
+  /** Make the folders of `specs` and the upload folders in them with one call. */
+  async #prepareFolders(
+    deliveries: SshDelivery[],
+    specs: FolderSpec[],
+    signal: AbortSignal,
+  ): Promise<void> {
+    const method = this.#method;
+    const claim = this.#claim!;
+    let failures: Map<number, FolderFailure>;
+    let earlierCopies: Map<number, number>;
+    try {
       ({ failures, earlierCopies } = await makeFolders(
         method.session,
         method.base,
@@ -131,11 +155,7 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
         this.#earlierCopySpecs(deliveries, claim),
       ));
     } catch (error) {
-      if (signal.aborted) throw signal.reason;
-      claim.prepared(false);
-      this.#created = null;
-      for (const delivery of deliveries) delivery.error = this.#failure(error, delivery);
-      return;
+      return this.#unprepared(deliveries, error, signal);
     }
     claim.prepared(true);
     // Only the upload folders this batch created are removed at the end, never a name
@@ -178,7 +198,14 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
   }
 
   async put(deliveries: SshDelivery[], signal: AbortSignal): Promise<void> {
-    if (this.#oneCall !== null) return await this.#putInOneCall(deliveries, this.#oneCall, signal);
+    const oneCall = this.#oneCall;
+    if (oneCall !== null) {
+      if (await this.#putInOneCall(deliveries, oneCall, signal)) return;
+      // The host lacks a tool the call needs: this batch (and the next) the usual way.
+      this.#oneCall = null;
+      await this.#prepareFolders(deliveries, oneCall, signal);
+      deliveries = live(deliveries);
+    }
     const method = this.#method;
     if (method.job.verify_transfer === "checksum" && !method.uploadVerifiesCopies) {
       // Hashed while the upload runs; awaited by the finishing step.
@@ -250,37 +277,51 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
 
   /** Whether the batch goes in one call (see the module doc). */
   #goesInOneCall(deliveries: SshDelivery[]): boolean {
-    const job = this.#method.job;
-    return !this.#part && deliveries.length === 1 &&
-      deliveries[0].item.size <= ONE_CALL_MAX_BYTES && bandwidthLimit(job) === null;
+    const method = this.#method;
+    const bytes = deliveries.reduce((sum, delivery) => sum + delivery.item.size, 0);
+    const folders = new Set(deliveries.map((delivery) => posix.dirname(delivery.finalPath)));
+    return !this.#part && bandwidthLimit(method.job) === null && folders.size === 1 &&
+      deliveries.every((delivery) => delivery.item.size <= ONE_CALL_FILE_BYTES) &&
+      bytes <= ONE_CALL_BATCH_BYTES && deliveries.length <= method.oneCallFiles;
   }
 
   /**
-   * Send a batch of one file in one call: its folders (`specs`), the copy
-   * on standard input, verification against the bytes read, and the rename.
+   * Send a batch of small files into one folder in one call: the folder
+   * (`specs`), the copies on standard input, verification against the bytes
+   * read, and the renames. Returns `false`, having done nothing, when the
+   * host lacks a tool the call needs (it is then not tried again).
    */
   async #putInOneCall(
     deliveries: SshDelivery[],
     specs: FolderSpec[],
     signal: AbortSignal,
-  ): Promise<void> {
-    const [delivery] = deliveries;
+  ): Promise<boolean> {
     const method = this.#method;
     const claim = this.#claim!;
-    if (delivery === undefined) return claim.prepared(false);
-    const data = readWhole(delivery);
-    if (data === null) return claim.prepared(false);
+    const sending = deliveries.flatMap((delivery) => {
+      const data = readWhole(delivery);
+      return data === null ? [] : [{ delivery, data }];
+    });
+    if (sending.length === 0) {
+      claim.prepared(false);
+      return true;
+    }
+    const sent = sending.map(({ delivery }) => delivery);
     if (method.job.verify_transfer === "checksum") {
-      delivery.sourceSha256 = Promise.resolve(createHash("sha256").update(data).digest("hex"));
+      for (const { delivery, data } of sending) {
+        delivery.sourceSha256 = Promise.resolve(createHash("sha256").update(data).digest("hex"));
+      }
     }
     const ctx = this.#finishContext();
-    const folder = posix.dirname(delivery.finalPath);
-    const { plan } = await planFinish(ctx, [delivery], [posix.join(folder, this.#uploadName)]);
+    const folder = posix.dirname(sent[0].finalPath);
+    const { plan } = await planFinish(ctx, sent, [posix.join(folder, this.#uploadName)]);
     // Asked always: a copy the disk had no room for is told apart by it.
     plan.spaceFolders = [folder];
     // A copy cut short (the call ended early) is never renamed, whatever verify_transfer says.
-    for (const entry of plan.entries) entry.expectedSize = delivery.item.size;
-    const script = oneCallScript(method.base, specs, delivery, plan);
+    const sizes = new Map(sent.map((delivery) => [delivery.index, delivery.item.size]));
+    for (const entry of plan.entries) entry.expectedSize = sizes.get(entry.index)!;
+    const script = oneCallScript(method.base, specs, sent, plan);
+    const data = sending.length === 1 ? sending[0].data : tarArchive(sending);
     let results: ResultLine[];
     try {
       const stdout = await method.session.runStreamed(script.text, data, {
@@ -291,24 +332,37 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
     } catch (error) {
       if (signal.aborted) throw signal.reason;
       claim.prepared(false);
-      delivery.error = this.#failure(error, delivery);
-      return;
+      for (const delivery of sent) delivery.error = this.#failure(error, delivery);
+      return true;
+    }
+    const failed = oneCallFailures(results);
+    if (failed.unable !== null) {
+      method.oneCallFiles = failed.unable.includes("tar") && failed.unable.length === 1 ? 1 : 0;
+      this.#log.info(
+        "{host} has no {tools}: files go by the upload program ({method}), not in one call",
+        {
+          job: method.job.name,
+          host: method.context.host,
+          tools: failed.unable.join(", ") || "dd",
+          method: method.job.transfer_method,
+        },
+      );
+      return false;
     }
     claim.prepared(true);
     // The upload folder was removed by the script, or never made.
     this.#cleanedUp = true;
-    const { folder: folderFailure, receive } = oneCallFailures(results, delivery);
-    if (folderFailure !== null) {
-      delivery.error = this.#folderError(delivery, folderFailure);
-      return;
+    for (const delivery of sent) {
+      if (failed.folder !== null) delivery.error = this.#folderError(delivery, failed.folder);
+      else if (failed.receive !== null) {
+        // Said by the remote side; the room left there may tell a full disk (see settleFinish).
+        delivery.uploadFailed = true;
+        delivery.error = this.#failure(new Error(failed.receive), delivery);
+      }
     }
-    if (receive !== null) {
-      // Said by the remote side; the room left there may tell a full disk (see settleFinish).
-      delivery.uploadFailed = true;
-      delivery.error = this.#failure(new Error(receive), delivery);
-    }
-    settleFinish(ctx, [delivery], results, plan.spaceFolders);
-    delivery.done = delivery.error === null;
+    if (failed.folder === null) settleFinish(ctx, sent, results, plan.spaceFolders);
+    for (const delivery of sent) delivery.done = delivery.error === null;
+    return true;
   }
 
   /**
@@ -364,58 +418,4 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
       kind,
     );
   }
-}
-
-/**
- * With `remote_sync`, a batch of at least this many bytes has the destination
- * file systems flushed while it uploads (`SshBatch.put` in `ssh/batch.ts`).
- */
-const FLUSH_WHILE_UPLOADING_BYTES = 64 * 1024 * 1024;
-
-/** How often those flushes start, at most. */
-const FLUSH_INTERVAL_MS = 1000;
-
-/**
- * With `remote_sync` and a batch of {@linkcode FLUSH_WHILE_UPLOADING_BYTES}
- * or more: flush the destination file systems every
- * {@linkcode FLUSH_INTERVAL_MS} while the upload runs (one small ssh call
- * each, only when a shared session is free), so the flush before the
- * renames finds little left to write. Returns the function that stops it.
- */
-export function flushWhileUploading(
-  method: Pick<SshMethod, "job" | "session" | "timeoutMs">,
-  deliveries: SshDelivery[],
-  signal: AbortSignal,
-): () => Promise<void> {
-  const bytes = deliveries.reduce((sum, delivery) => sum + delivery.item.size, 0);
-  if (!method.job.remote_sync || bytes < FLUSH_WHILE_UPLOADING_BYTES) {
-    return () => Promise.resolve();
-  }
-  const folders = [...new Set(deliveries.map((delivery) => posix.dirname(delivery.finalPath)))];
-  const stop = new AbortController();
-  const onAbort = () => stop.abort();
-  signal.addEventListener("abort", onAbort, { once: true });
-  const flushing = (async () => {
-    while (!stop.signal.aborted) {
-      await new Promise((resolve) => {
-        const timer = setTimeout(resolve, FLUSH_INTERVAL_MS);
-        stop.signal.addEventListener("abort", () => {
-          clearTimeout(timer);
-          resolve(undefined);
-        }, { once: true });
-      });
-      if (stop.signal.aborted) break;
-      const script = buildScript(null, [call("flush_folders", ...folders)]);
-      await method.session.runScript(script.text, {
-        timeoutMs: method.timeoutMs,
-        signal: stop.signal,
-        onlyIfFree: true,
-      }).catch(() => {}); // Optional: the flush before the renames does it anyway.
-    }
-  })();
-  return async () => {
-    signal.removeEventListener("abort", onAbort);
-    stop.abort();
-    await flushing;
-  };
 }

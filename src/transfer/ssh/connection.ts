@@ -16,12 +16,13 @@ import { checkMaster, CONTROL_DIR_LINK_PREFIX, stopMaster } from "./master.ts";
 /**
  * The remote command of {@linkcode SshSession.runStreamed}: read the length
  * line, then exactly that many bytes (`dd bs=1`: no read goes past them),
- * and run them as the script, its standard input the rest.
+ * and run them as the script, its standard input the rest. Without `dd` it
+ * ends at once, with no result (the caller then knows the host cannot).
  */
 export const STREAMED_SCRIPT_COMMAND = [
   "sh",
   "-c",
-  `'IFS= read -r n && s=$(dd bs=1 count="$n" 2>/dev/null) && eval "$s"'`,
+  `'IFS= read -r n && s=$(dd bs=1 count="$n" 2>/dev/null) && eval "$s" || exit 0'`,
 ];
 
 /** Longest control socket path we create (sockets are limited to ~104 bytes, ssh adds 17). */

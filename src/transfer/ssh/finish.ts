@@ -2,7 +2,8 @@
  * The last step of an SSH batch, with one call of `remote/finish.sh`: verify
  * each uploaded copy, rename the good ones into place, remove the others and
  * the batch's upload folders; then turn what it reported into each file's
- * outcome.
+ * outcome. With `remote_sync`, also the flushes of the destination while a
+ * large batch uploads.
  *
  * @module
  */
@@ -21,6 +22,7 @@ import {
 import { hashSource } from "../sha256.ts";
 import type { SshDelivery } from "./delivery.ts";
 import type { SshSession } from "./connection.ts";
+import type { SshMethod } from "./method.ts";
 
 /** What the finishing step needs of its transport. */
 export interface FinishContext {
@@ -312,4 +314,58 @@ function resultError(
     default:
       return fail(`unexpected result from the remote host: ${result!.word}`);
   }
+}
+
+/**
+ * With `remote_sync`, a batch of at least this many bytes has the destination
+ * file systems flushed while it uploads (`SshBatch.put` in `ssh/batch.ts`).
+ */
+const FLUSH_WHILE_UPLOADING_BYTES = 64 * 1024 * 1024;
+
+/** How often those flushes start, at most. */
+const FLUSH_INTERVAL_MS = 1000;
+
+/**
+ * With `remote_sync` and a batch of {@linkcode FLUSH_WHILE_UPLOADING_BYTES}
+ * or more: flush the destination file systems every
+ * {@linkcode FLUSH_INTERVAL_MS} while the upload runs (one small ssh call
+ * each, only when a shared session is free), so the flush before the
+ * renames finds little left to write. Returns the function that stops it.
+ */
+export function flushWhileUploading(
+  method: Pick<SshMethod, "job" | "session" | "timeoutMs">,
+  deliveries: SshDelivery[],
+  signal: AbortSignal,
+): () => Promise<void> {
+  const bytes = deliveries.reduce((sum, delivery) => sum + delivery.item.size, 0);
+  if (!method.job.remote_sync || bytes < FLUSH_WHILE_UPLOADING_BYTES) {
+    return () => Promise.resolve();
+  }
+  const folders = [...new Set(deliveries.map((delivery) => posix.dirname(delivery.finalPath)))];
+  const stop = new AbortController();
+  const onAbort = () => stop.abort();
+  signal.addEventListener("abort", onAbort, { once: true });
+  const flushing = (async () => {
+    while (!stop.signal.aborted) {
+      await new Promise((resolve) => {
+        const timer = setTimeout(resolve, FLUSH_INTERVAL_MS);
+        stop.signal.addEventListener("abort", () => {
+          clearTimeout(timer);
+          resolve(undefined);
+        }, { once: true });
+      });
+      if (stop.signal.aborted) break;
+      const script = buildScript(null, [call("flush_folders", ...folders)]);
+      await method.session.runScript(script.text, {
+        timeoutMs: method.timeoutMs,
+        signal: stop.signal,
+        onlyIfFree: true,
+      }).catch(() => {}); // Optional: the flush before the renames does it anyway.
+    }
+  })();
+  return async () => {
+    signal.removeEventListener("abort", onAbort);
+    stop.abort();
+    await flushing;
+  };
 }

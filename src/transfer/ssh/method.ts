@@ -35,6 +35,12 @@ export interface SshMethod {
    * `resume_partial_hours` and continued (see `take_earlier_copy`).
    */
   readonly resumesCopies: boolean;
+  /**
+   * Most files a batch may have to go in one call (see `batch.ts`): any
+   * number, 1 where the remote host has no `tar`, 0 where it lacks what
+   * receiving a file needs. Learnt by the first try.
+   */
+  oneCallFiles: number;
   /** The upload calls of a batch: each group goes into one upload folder. */
   uploadCalls(deliveries: SshDelivery[]): SshDelivery[][];
   /**

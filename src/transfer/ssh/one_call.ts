@@ -1,8 +1,9 @@
 /**
- * The one-call delivery of a small file over SSH (see `batch.ts`): the
- * source read whole and checked, the script that makes the folders, receives
- * the copy on standard input (`remote/receive.sh`), verifies it and renames
- * it, and what its results say went wrong.
+ * The one-call delivery of small files over SSH (see `batch.ts`): the
+ * sources read whole and checked, the script that makes the folder, receives
+ * the copies on standard input (`remote/receive.sh`: one file's bytes, or a
+ * tar archive of several), verifies them and renames them, and what its
+ * results say went wrong.
  *
  * @module
  */
@@ -61,51 +62,134 @@ export function readWhole(delivery: SshDelivery): Uint8Array | null {
 }
 
 /**
- * The script of one call: make the folders of `specs` (one) and the upload
- * folder; only then receive the copy, and only once it is received whole run
- * the finishing lines of `plan` (verify, rename, flush). A copy not received
- * whole is never renamed, whatever `verify_transfer` says.
+ * The script of one call: make the folder of `specs` (one) and the upload
+ * folder; only then receive the copies (one: its bytes; several: a tar
+ * archive, see {@linkcode tarArchive}), and only once they are received whole
+ * run the finishing lines of `plan` (verify, rename, flush). A copy not
+ * received whole is never renamed, whatever `verify_transfer` says.
  */
 export function oneCallScript(
   base: string,
   specs: FolderSpec[],
-  delivery: SshDelivery,
+  deliveries: SshDelivery[],
   plan: FinishPlan,
 ): RemoteScript {
-  // touch -t in UTC: CCYYMMDDhhmm.SS
-  const stamp = new Date(Math.floor(delivery.item.mtimeMs / 1000) * 1000).toISOString()
-    .replace(/[-:T]/g, "").replace(/^(\d{12})(\d\d).*$/, "$1.$2");
-  const mode = deliveredPermissions(delivery.source!).toString(8);
-  const folder = posix.dirname(delivery.tempPath);
+  const uploadFolder = posix.dirname(deliveries[0].tempPath);
+  const [one] = deliveries;
+  const receive = deliveries.length === 1
+    ? call("receive_copy", 0, one.tempPath, modeOf(one).toString(8), touchStamp(one.item.mtimeMs))
+    : call("receive_copies", 0, uploadFolder);
   return buildScript(["make_folders", "finish", "receive"], [
+    `${call("receive_tools", deliveries.length === 1 ? "one" : "several")} || exit 0`,
     "made=",
     `${makeFoldersLines(base, specs)[0]} && made=1`,
-    'if [ -n "$made" ] && ' + call("receive_copy", delivery.index, delivery.tempPath, mode, stamp),
+    `if [ -n "$made" ] && ${receive}`,
     "then",
     ...finishLines(plan),
     'elif [ -n "$made" ]; then',
     // Nothing is renamed: the room left tells a full disk, and the upload folder goes.
-    call("report_space_left", 0, posix.dirname(folder)),
-    call("remove_upload_folders", folder),
+    call("report_space_left", 0, posix.dirname(uploadFolder)),
+    call("remove_upload_folders", uploadFolder),
     "fi",
   ]);
 }
 
-/** What the results of a one-call script say failed before the finishing lines. */
+/** The permission bits a copy gets: the source's, without group and other write. */
+function modeOf(delivery: SshDelivery): number {
+  return deliveredPermissions(delivery.source!);
+}
+
+/** `touch -t` time in UTC (`CCYYMMDDhhmm.SS`) of `ms` since the epoch. */
+function touchStamp(ms: number): string {
+  return new Date(Math.floor(ms / 1000) * 1000).toISOString().replace(/[-:T]/g, "")
+    .replace(/^(\d{12})(\d\d).*$/, "$1.$2");
+}
+
+/**
+ * A tar archive (POSIX pax) of `files`: each a plain file under the base
+ * name of its temporary path (a pax `path` record: any length, any bytes),
+ * with its data, permission bits and mtime (whole seconds).
+ */
+export function tarArchive(files: Array<{ delivery: SshDelivery; data: Uint8Array }>): Uint8Array {
+  const blocks: Uint8Array[] = [];
+  for (const [index, { delivery, data }] of files.entries()) {
+    const name = new TextEncoder().encode(posix.basename(delivery.tempPath));
+    const mtime = Math.floor(delivery.item.mtimeMs / 1000);
+    const pax = paxRecord("path", name);
+    blocks.push(tarHeader(`PaxHeaders/f${index}`, 0o644, pax.length, mtime, "x"), padded(pax));
+    blocks.push(tarHeader(`f${index}`, modeOf(delivery), data.length, mtime, "0"), padded(data));
+  }
+  blocks.push(new Uint8Array(1024));
+  const archive = new Uint8Array(blocks.reduce((sum, block) => sum + block.length, 0));
+  let at = 0;
+  for (const block of blocks) {
+    archive.set(block, at);
+    at += block.length;
+  }
+  return archive;
+}
+
+/** One pax record, `LENGTH KEY=VALUE\n`, LENGTH counting itself. */
+function paxRecord(key: string, value: Uint8Array): Uint8Array {
+  const rest = new TextEncoder().encode(` ${key}=`).length + value.length + 1;
+  let length = rest + 1;
+  while (String(length).length + rest !== length) length = String(length).length + rest;
+  const head = new TextEncoder().encode(`${length} ${key}=`);
+  const record = new Uint8Array(length);
+  record.set(head);
+  record.set(value, head.length);
+  record[length - 1] = 0x0a;
+  return record;
+}
+
+/** A ustar header block. */
+function tarHeader(name: string, mode: number, size: number, mtime: number, type: string) {
+  const header = new Uint8Array(512);
+  const put = (at: number, text: string) => header.set(new TextEncoder().encode(text), at);
+  const octal = (at: number, width: number, value: number) =>
+    put(at, value.toString(8).padStart(width - 1, "0"));
+  put(0, name);
+  octal(100, 8, mode);
+  octal(108, 8, 0);
+  octal(116, 8, 0);
+  octal(124, 12, size);
+  octal(136, 12, mtime);
+  put(148, "        ");
+  put(156, type);
+  put(257, "ustar\u000000");
+  const sum = header.reduce((total, byte) => total + byte, 0);
+  put(148, `${sum.toString(8).padStart(6, "0")}\u0000 `);
+  return header;
+}
+
+/** `data` followed by zeros up to a whole number of 512-byte blocks. */
+function padded(data: Uint8Array): Uint8Array {
+  const out = new Uint8Array(Math.ceil(data.length / 512) * 512);
+  out.set(data);
+  return out;
+}
+
+/**
+ * What the results of a one-call script say failed before the finishing
+ * lines. `unable`: the host lacks these tools (an empty list: not even the
+ * script ran, `dd` is missing), and nothing was done.
+ */
 export function oneCallFailures(
   results: ResultLine[],
-  delivery: SshDelivery,
-): { folder: FolderFailure | null; receive: string | null } {
-  const folders = resultsByIndex(
+): { folder: FolderFailure | null; receive: string | null; unable: string[] | null } {
+  const folder = resultsByIndex(
     results.filter((r) => r.word === "folder-is-link" || r.word === "folder-failed"),
   ).get(0);
-  const received = resultsByIndex(results.filter((r) => r.word === "receive-failed"));
+  const unable = results.find((r) => r.word === "receive-unable");
+  const ready = results.some((r) => r.word === "receive-ready");
   return {
-    folder: folders === undefined
+    folder: folder === undefined
       ? null
-      : folders.word === "folder-is-link"
+      : folder.word === "folder-is-link"
       ? { kind: "link" }
-      : { kind: "failed", message: folders.detail },
-    receive: received.get(delivery.index)?.detail ?? null,
+      : { kind: "failed", message: folder.detail },
+    receive: results.find((r) => r.word === "receive-failed")?.detail.replace(/^\d+ ?/, "") ??
+      null,
+    unable: unable ? unable.detail.split(" ").filter((tool) => tool !== "") : ready ? null : [],
   };
 }

@@ -52,6 +52,7 @@ export abstract class SshTransport implements Transport, SshMethod {
   readonly limitShares: LimitShares;
   readonly uploadVerifiesCopies: boolean = false;
   readonly resumesCopies: boolean = false;
+  oneCallFiles = Infinity;
   /** Parts of growing files being sent, by destination: a send of the same file waits for them. */
   #parts = new Map<string, Promise<unknown>>();
 

@@ -21,6 +21,25 @@ import { startSshd, type TestSshd } from "../../helpers/sshd.ts";
 
 type Method = "scp" | "rsync";
 
+/**
+ * The programs the transports run from now on (`ssh` or the upload program,
+ * leaving out `ssh -O check`, a question to the local shared connection).
+ */
+async function programsRun(method: Method) {
+  const logs = await captureLogs();
+  return {
+    /** The programs run since the last take. */
+    take(): string[] {
+      const ran = logs.records.filter((r) => String(r.rawMessage).startsWith("Running"))
+        .map((r) => r.properties.argv as string[]).filter((argv) => !argv.includes("-O"))
+        .map((argv) => argv.includes(method) ? method : "ssh");
+      logs.records.length = 0;
+      return ran;
+    },
+    stop: () => logs.stop(),
+  };
+}
+
 /** Write a source file and return the item that sends it to `destination`. */
 async function makeItem(
   root: string,
@@ -151,36 +170,39 @@ for (const method of ["scp", "rsync"] as const) {
       );
 
       await t.step(
-        "one small file goes in one ssh call with its mode and mtime; a large one by the upload program",
+        "small files of one folder go in one ssh call with mode and mtime; a large one by the upload program",
         async () => {
           const checksum = { verify_transfer: "checksum" } as const;
           await withTransport(sshd, method, checksum, async ({ src, dst, transport }) => {
-            const small = await makeItem(src, "20240328/small.fits", randomBytes(200 * 1024));
-            await Deno.chmod(small.source, 0o640);
             const mtime = new Date("2024-03-28T01:02:03Z");
-            await Deno.utime(small.source, mtime, mtime);
+            const small: TransferItem[] = [];
+            for (
+              const [i, name] of ["alone.fits", "b 'q' $(x).fits", "-c.fits", "ü\nd.fits"].entries()
+            ) {
+              const item = await makeItem(src, `20240328/${name}`, randomBytes(100_000 + i));
+              await Deno.chmod(item.source, i === 0 ? 0o640 : 0o664);
+              await Deno.utime(item.source, mtime, mtime);
+              small.push(await itemFor(item.source, item.destination));
+            }
             const large = await makeItem(src, "20240328/large.fits", randomBytes(9 * 1024 * 1024));
             await transport.warmUp!();
-            const logs = await captureLogs();
-            // The programs run, but for `ssh -O check` (a question to the local shared connection).
-            const ran = () =>
-              logs.records.filter((r) => String(r.rawMessage).startsWith("Running"))
-                .map((r) => r.properties.argv as string[]).filter((argv) => !argv.includes("-O"))
-                .map((argv) => argv.includes(method) ? method : "ssh");
+            const ran = await programsRun(method);
             try {
-              const item = await itemFor(small.source, small.destination);
-              assertAllOk(await transport.send([item], never), [item]);
-              assert.deepEqual(ran(), ["ssh"], "one ssh call, no upload program");
-              logs.records.length = 0;
+              assertAllOk(await transport.send(small.slice(0, 1), never), small.slice(0, 1));
+              assert.deepEqual(ran.take(), ["ssh"], "one file: one ssh call, no upload program");
+              assertAllOk(await transport.send(small.slice(1), never), small.slice(1));
+              assert.deepEqual(ran.take(), ["ssh"], "three files: one ssh call (a tar archive)");
               assertAllOk(await transport.send([large], never), [large]);
-              assert.deepEqual(ran().filter((program) => program === method), [method]);
+              assert.ok(ran.take().includes(method), "a large file: the upload program");
             } finally {
-              await logs.stop();
+              await ran.stop();
             }
-            await assertDelivered(dst, [small, large]);
-            const arrived = await Deno.stat(join(dst, "20240328", "small.fits"));
-            assert.equal(arrived.mode! & 0o777, 0o640);
-            assert.equal(arrived.mtime!.getTime(), mtime.getTime());
+            await assertDelivered(dst, [...small, large]);
+            for (const [i, item] of small.entries()) {
+              const arrived = await Deno.stat(join(dst, ...item.destination.split("/")));
+              assert.equal(arrived.mode! & 0o777, i === 0 ? 0o640 : 0o644, item.destination);
+              assert.equal(arrived.mtime!.getTime(), mtime.getTime(), item.destination);
+            }
           });
         },
       );
@@ -593,3 +615,61 @@ async function masterPid(controlPath: string): Promise<number> {
   assert.ok(pid > 0, `no master running: ${text}`);
   return pid;
 }
+
+Deno.test("a host without tar, then without dd: small files still arrive, by the upload program", async () => {
+  // The server's sessions find every program of /usr/bin and /bin but those removed below.
+  const bin = await Deno.makeTempDir({ prefix: "itx-tools-" });
+  await Deno.chmod(bin, 0o755);
+  for (const dir of ["/usr/bin", "/bin"]) {
+    for (const entry of Deno.readDirSync(dir)) {
+      await Deno.symlink(join(dir, entry.name), join(bin, entry.name)).catch(() => {});
+    }
+  }
+  const sshd = await startSshd({ sessionEnv: { PATH: bin } });
+  try {
+    await Deno.remove(join(bin, "tar"));
+    await withTransport(sshd, "scp", {}, async ({ src, dst, transport }) => {
+      await transport.warmUp!();
+      const ran = await programsRun("scp");
+      const items: TransferItem[] = [];
+      try {
+        const first = [0, 1, 2].map((i) => makeItem(src, `20240329/a${i}.fits`, randomBytes(5000)));
+        items.push(...await Promise.all(first));
+        assertAllOk(await transport.send(items, never), items);
+        assert.deepEqual(ran.take(), ["ssh", "ssh", "scp", "ssh"], "tried in one call, then scp");
+        const next = await makeItem(src, "20240329/b.fits", randomBytes(5000));
+        const more = [next, await makeItem(src, "20240329/c.fits", randomBytes(5000))];
+        assertAllOk(await transport.send(more, never), more);
+        assert.deepEqual(ran.take(), ["ssh", "scp", "ssh"], "not tried again");
+        items.push(...more);
+        const one = await makeItem(src, "20240329/one.fits", randomBytes(5000));
+        assertAllOk(await transport.send([one], never), [one]);
+        assert.deepEqual(ran.take(), ["ssh"], "one file needs no tar");
+        items.push(one);
+      } finally {
+        await ran.stop();
+      }
+      await assertDelivered(dst, items);
+    });
+    await Deno.remove(join(bin, "dd"));
+    await withTransport(sshd, "rsync", {}, async ({ src, dst, transport }) => {
+      await transport.warmUp!();
+      const ran = await programsRun("rsync");
+      try {
+        const one = await makeItem(src, "20240330/one.fits", randomBytes(5000));
+        assertAllOk(await transport.send([one], never), [one]);
+        assert.deepEqual(
+          ran.take(),
+          ["ssh", "ssh", "rsync", "ssh"],
+          "tried in one call, then rsync",
+        );
+        await assertDelivered(dst, [one]);
+      } finally {
+        await ran.stop();
+      }
+    });
+  } finally {
+    await sshd.stop();
+    await Deno.remove(bin, { recursive: true });
+  }
+});

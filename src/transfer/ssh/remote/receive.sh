@@ -1,12 +1,32 @@
 # shellcheck shell=sh
 # Receiving one copy on standard input (see `SshSession.runStreamed` and the
 # one-call delivery in batch.ts). Runs after prologue.sh, make_folders.sh and
-# finish.sh; the generated lines call, once the batch's upload folder is made:
+# finish.sh; the generated lines call `receive_tools`, then, once the batch's
+# upload folder is made:
 #
-#   receive_copy INDEX TEMP MODE STAMP
+#   receive_copy INDEX TEMP MODE STAMP     (one file: its bytes)
+#   receive_copies INDEX UPLOAD_FOLDER     (several: a tar archive)
 #
 # and then the finishing lines, which verify the copy and rename it into place.
-# Result: `receive-failed INDEX MESSAGE`.
+# Results: `receive-ready`, `receive-unable TOOL...`, `receive-failed INDEX MESSAGE`.
+
+# receive_tools one|several: report `receive-ready` when this host has what
+# receiving needs (cat, chmod, touch; tar for several files), else
+# `receive-unable TOOL...` (nothing is done then).
+receive_tools() {
+  missing=
+  for tool in cat chmod touch; do
+    command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"
+  done
+  if [ "$1" = several ] && ! command -v tar >/dev/null 2>&1; then
+    missing="$missing tar"
+  fi
+  if [ -n "$missing" ]; then
+    report receive-unable "$missing"
+    return 1
+  fi
+  report receive-ready
+}
 
 # receive_copy INDEX TEMP MODE STAMP: the rest of standard input into TEMP, a
 # new file (in the batch's own upload folder, made just before, mode 700), then
@@ -18,6 +38,17 @@ receive_copy() {
     return 1
   fi
   if ! error=$(chmod -- "$3" "$2" 2>&1 && TZ=UTC0 touch -t "$4" -- "$2" 2>&1); then
+    report receive-failed "$1" "$(one_line "$error")"
+    return 1
+  fi
+}
+
+# receive_copies INDEX FOLDER: the rest of standard input, a tar archive of
+# plain files named as they are to be called, extracted into FOLDER (the
+# batch's own upload folder, made just before) with their permission bits and
+# times, owned by this account. Result `no-tar INDEX` where there is no tar.
+receive_copies() {
+  if ! error=$(cd -- "$2" 2>&1 && tar -x -p -o -f - 2>&1); then
     report receive-failed "$1" "$(one_line "$error")"
     return 1
   fi
