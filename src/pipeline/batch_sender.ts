@@ -37,10 +37,11 @@ export interface BatchSenderContext {
   /** Observe a source file again (the stability checker). */
   observe(path: string): void;
   /**
-   * A file arrived verified at `destination` (relative to the base path);
-   * `sha256` when the transport hashed what it delivered.
+   * A file arrived verified (its record: version, destination relative to
+   * the base path, when the attempt started); `sha256` when the transport
+   * hashed what it delivered.
    */
-  onSent(relPath: string, version: FileVersion, destination: string, sha256?: string): void;
+  onSent(record: Readonly<WorkRecord>, sha256?: string): void;
   /** A file found at the destination after the ledger was rebuilt, recorded as sent. */
   onRecognised(relPath: string, version: FileVersion): void;
   /**
@@ -312,7 +313,7 @@ export class BatchSender {
       );
       this.#context.onRecognised(record.relPath, { ...record.version });
     } else {
-      this.#context.onSent(record.relPath, { ...record.version }, record.destination, sha256);
+      this.#context.onSent(record, sha256);
       this.#log.info("Successfully transferred {source} -> {destination}", {
         source: item.source,
         destination,

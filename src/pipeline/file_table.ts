@@ -138,6 +138,15 @@ export class FileTable {
     return this.#index.oldestFoundAt;
   }
 
+  /** The files being sent, oldest attempt first (what the status page shows in flight). */
+  inFlight(): Array<{ relPath: string; bytes: number; startedAt: number }> {
+    return this.#index.sending().map((record) => ({
+      relPath: record.relPath,
+      bytes: record.version.size,
+      startedAt: record.sendingSince ?? 0,
+    }));
+  }
+
   /** Whether a file can be sent now. */
   get hasSendable(): boolean {
     return this.#index.hasSendable;
@@ -196,11 +205,7 @@ export class FileTable {
     if (this.#index.get(relPath)?.phase === "planning") this.#index.remove(relPath);
   }
 
-  /**
-   * A file under observation disappeared: forgotten, unless an attempt or a
-   * plan is under way (only a file without a record, or one that waits, is
-   * under observation).
-   */
+  /** A file under observation disappeared: forgotten, unless a plan or an attempt is under way. */
   gone(relPath: string): void {
     const phase = this.#index.get(relPath)?.phase;
     if (phase === "planning" || phase === "sending") return;
@@ -210,10 +215,7 @@ export class FileTable {
     }
   }
 
-  /**
-   * Take up to `max` sendable files, in arrival order, recorded
-   * `transferring`; none when the ledger cannot record that (they stay queued).
-   */
+  /** Take up to `max` sendable files, recorded `transferring` (none, if that cannot be recorded). */
   takeBatch(max: number): WorkRecord[] {
     const batch = this.#index.takeBatch(max);
     if (batch.length === 0) return batch;
@@ -416,12 +418,8 @@ export class FileTable {
   }
 
   /**
-   * Forget that a file was sent (its copy at the destination is missing or
-   * wrong: the next scan sends it again), if it is still done as `sent`
-   * (not sent again meanwhile).
-   *
-   * @returns whether it was forgotten
-   * @throws {LedgerWriteError}
+   * Forget that a file was sent (its copy at the destination is missing or wrong: the next scan
+   * sends it again), if it is still done as `sent`. Returns whether it was. @throws {LedgerWriteError}
    */
   forgetDone(relPath: string, sent: FileVersion): boolean {
     const row = this.rows.get(relPath);

@@ -141,7 +141,7 @@ export class JobRunner {
         observing: this.#checker.pendingCount,
       },
       oldestWaitingSince: q.oldestFoundAt,
-      inFlight: this.#status.inFlight(),
+      inFlight: this.#table.inFlight(),
       rateBytesPerSecond: this.#status.rate(),
       ...this.summary,
       lastSuccessAt: this.#status.lastSuccessAt,
@@ -338,7 +338,6 @@ export class JobRunner {
         const caughtUp = !this.#table.hasSendable && this.#filesInFlight === 0;
         this.#full.ended(probe, arrived, caughtUp);
       }).finally(() => {
-        this.#status.ended(batch.map((r) => r.relPath));
         this.#status.state(this.#full.paused);
         this.#batches.delete(sending);
         this.#pump();

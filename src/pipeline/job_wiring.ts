@@ -253,11 +253,12 @@ export function wireJob(input: JobWiringInput): JobParts {
     transport,
     signal: signal,
     observe: (path) => checker.touch(path),
-    onSent: (rel, version, destination, sha256) => {
+    onSent: (record, sha256) => {
+      const { relPath, version, destination } = record;
       outcomes.sent++;
-      outcomes.failed.delete(rel);
-      extras.arrived(rel, version, destination, sha256);
-      status.sent(rel, destination, version.size);
+      outcomes.failed.delete(relPath);
+      extras.arrived(relPath, { ...version }, destination, sha256);
+      status.sent(relPath, destination, version.size, record.sendingSince);
     },
     onRecognised: (rel, version) => {
       outcomes.failed.delete(rel);

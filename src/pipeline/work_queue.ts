@@ -58,6 +58,8 @@ export interface WorkRecord {
    * retry (every `retry_max_delay_seconds`) or the user's Retry.
    */
   failing?: boolean;
+  /** When its current attempt started (ms since epoch), while `sending`. */
+  sendingSince?: number;
 }
 
 /** What to do after {@linkcode WorkQueue.ready}. */
@@ -83,6 +85,8 @@ export class WorkQueue {
   #records = new Map<string, WorkRecord>();
   /** Index: queued records without `recheck`, in arrival order (sendable now). */
   #sendable = new Set<string>();
+  /** Index: records being sent, oldest attempt first. */
+  #sending = new Set<string>();
   /** The one timer over the waiting records' retry times. */
   #timer: RetryTimer;
   #counts: Record<Phase, number> = { planning: 0, queued: 0, waiting: 0, sending: 0 };
@@ -137,6 +141,11 @@ export class WorkQueue {
   get oldestFoundAt(): number | null {
     for (const record of this.#records.values()) return record.foundAt;
     return null;
+  }
+
+  /** The records being sent, oldest attempt first. */
+  sending(): Array<Readonly<WorkRecord>> {
+    return [...this.#sending].map((relPath) => this.#records.get(relPath)!);
   }
 
   /** Whether any record is sendable now. */
@@ -246,7 +255,10 @@ export class WorkQueue {
     for (const relPath of this.#sendable) {
       if (batch.length >= max) break;
       const record = this.#records.get(relPath)!;
-      this.#update(record, () => record.phase = "sending");
+      this.#update(record, () => {
+        record.phase = "sending";
+        record.sendingSince = this.#clock.now();
+      });
       batch.push(record);
     }
     return batch;
@@ -333,6 +345,7 @@ export class WorkQueue {
     this.#records.delete(record.relPath);
     this.#counts[record.phase]--;
     this.#sendable.delete(record.relPath);
+    this.#sending.delete(record.relPath);
   }
 
   /** Apply `change` to `record` and keep the counts and indexes in step: every transition goes here. */
@@ -341,11 +354,13 @@ export class WorkQueue {
     change();
     this.#counts[record.phase]++;
     this.#sendable.delete(record.relPath);
+    if (record.phase !== "sending") this.#sending.delete(record.relPath);
     this.#index(record);
   }
 
   #index(record: WorkRecord): void {
     if (record.phase === "queued" && !record.recheck) this.#sendable.add(record.relPath);
+    if (record.phase === "sending") this.#sending.add(record.relPath);
     if (record.phase === "waiting") this.#timer.add(record.relPath, record.nextAttemptAt);
   }
 }

@@ -91,7 +91,6 @@ export class JobStatus {
   readonly job: string;
   readonly method: string;
   #events: StatusEvents | undefined;
-  #inFlight = new Map<string, InFlight>();
   /** Arrivals of the last {@linkcode RATE_WINDOW_MS}, oldest first. */
   #arrivals: Array<{ at: number; bytes: number }> = [];
   #userPaused = false;
@@ -154,10 +153,9 @@ export class JobStatus {
     this.#events?.emit({ type: "job", job: this.job, at: Date.now() });
   }
 
-  /** A batch starts with these files. */
+  /** A batch starts with these files (the file table holds them as being sent). */
   started(files: Array<{ relPath: string; bytes: number }>): void {
     const at = Date.now();
-    for (const f of files) this.#inFlight.set(f.relPath, { ...f, startedAt: at });
     this.#events?.emit({
       type: "started",
       job: this.job,
@@ -167,11 +165,9 @@ export class JobStatus {
     });
   }
 
-  /** A file arrived verified. */
-  sent(relPath: string, destination: string, bytes: number): void {
+  /** A file arrived verified; its attempt started at `startedAt` (ms since epoch). */
+  sent(relPath: string, destination: string, bytes: number, startedAt = Date.now()): void {
     const at = Date.now();
-    const startedAt = this.#inFlight.get(relPath)?.startedAt ?? at;
-    this.#inFlight.delete(relPath);
     this.#arrivals.push({ at, bytes });
     this.#forgetArrivals(at);
     this.lastSuccessAt = at;
@@ -186,7 +182,7 @@ export class JobStatus {
       relPath,
       destination,
       bytes,
-      durationMs: at - startedAt,
+      durationMs: Math.max(0, at - startedAt),
       at,
     });
   }
@@ -202,7 +198,6 @@ export class JobStatus {
     final: boolean,
     connection = false,
   ): void {
-    this.#inFlight.delete(relPath);
     if (connection) this.#unreachable = reason;
     else {
       this.#failedFiles.add(relPath);
@@ -219,11 +214,6 @@ export class JobStatus {
       final,
       at: Date.now(),
     });
-  }
-
-  /** A batch ended: whatever is still listed from it is not in flight any more. */
-  ended(relPaths: string[]): void {
-    for (const p of relPaths) this.#inFlight.delete(p);
   }
 
   /**
@@ -273,10 +263,5 @@ export class JobStatus {
   #forgetArrivals(now: number): void {
     const from = now - RATE_WINDOW_MS;
     while (this.#arrivals.length > 0 && this.#arrivals[0].at <= from) this.#arrivals.shift();
-  }
-
-  /** The files being sent, oldest first. */
-  inFlight(): InFlight[] {
-    return [...this.#inFlight.values()];
   }
 }

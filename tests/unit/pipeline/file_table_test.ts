@@ -57,10 +57,12 @@ Deno.test("FileTable: one file from complete to done moves its row and its recor
     assert.deepEqual(batch.map((r) => r.relPath), ["a.fits"]);
     assert.equal(table.rows.get("a.fits")?.state, "transferring");
     assert.equal(table.record("a.fits")?.phase, "sending");
+    assert.deepEqual(table.inFlight().map((f) => [f.relPath, f.bytes]), [["a.fits", 10]]);
 
     assert.deepEqual(table.arrived(batch), []);
     assert.equal(table.rows.get("a.fits")?.state, "done");
     assert.equal(table.record("a.fits"), undefined, "out of motion once recorded done");
+    assert.deepEqual(table.inFlight(), [], "no longer in flight");
     assert.equal(table.inMotion, 0);
     assert.equal(table.ready("a.fits", V1), "skip", "done as it is");
     assert.equal(table.ready("a.fits", { size: 11, mtimeMs: 2000 }), "plan", "a new version");
