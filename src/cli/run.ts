@@ -11,11 +11,6 @@ import { exitCodeFor, UsageError } from "../errors.ts";
 import { logExit, setupLogging, shutdownLogging } from "../log/logging.ts";
 import { runDaemon } from "../pipeline/daemon.ts";
 import { dryRun } from "../pipeline/dry_run.ts";
-import {
-  assertPermissionsAvailable,
-  type Dropped,
-  dropUnneededPermissions,
-} from "./network_permission.ts";
 import { globalOptions } from "./options.ts";
 import {
   addQuickStartOptions,
@@ -131,5 +126,53 @@ async function logEarlyExit(file: string, error: unknown, verbose: boolean): Pro
     // The log file cannot be opened: the error still reaches stderr.
   } finally {
     await shutdownLogging();
+  }
+}
+
+/** Whether any job of `config` opens network connections of its own (after start-up). */
+export function needsNetwork(config: Config): boolean {
+  return config.jobs.some((job) => job.transfer_method === "ftp");
+}
+
+/** Whether any job of `config` starts programs (ssh, scp, rsync, hooks, scheduled commands). */
+export function needsPrograms(config: Config): boolean {
+  return config.jobs.some((job) =>
+    job.transfer_method === "scp" || job.transfer_method === "rsync" ||
+    job.on_transfer.length > 0 || job.on_failure.length > 0 ||
+    job.schedules.some((entry) => entry.action === "command")
+  );
+}
+
+/** What was given up at start-up. */
+export interface Dropped {
+  net: boolean;
+  run: boolean;
+}
+
+/** Give up network access and starting programs for the rest of the process unless `config` needs them. */
+export async function dropUnneededPermissions(config: Config): Promise<Dropped> {
+  const dropped = { net: !needsNetwork(config), run: !needsPrograms(config) };
+  if (dropped.net) await Deno.permissions.revoke({ name: "net" });
+  if (dropped.run) await Deno.permissions.revoke({ name: "run" });
+  return dropped;
+}
+
+/**
+ * Refuse a reloaded config that needs a permission given up at start-up.
+ *
+ * @throws {Error} saying to restart the daemon
+ */
+export function assertPermissionsAvailable(config: Config, dropped: Dropped): void {
+  if (dropped.net && needsNetwork(config)) {
+    throw new Error(
+      "an ftp job needs network access, which this daemon gave up at start-up because no job " +
+        "used ftp; restart the daemon to add one",
+    );
+  }
+  if (dropped.run && needsPrograms(config)) {
+    throw new Error(
+      "the new config starts programs (ssh, scp, rsync, a hook or a scheduled command), which " +
+        "this daemon gave up at start-up because no job started any; restart the daemon to use it",
+    );
   }
 }

@@ -12,7 +12,6 @@ import type { Config } from "../config/types.ts";
 import { destinationIdentity, type FileState } from "../ledger/file_rows.ts";
 import { ledgerCounts, overdueFiles, problemFiles, recentDone } from "../status/ledger_reports.ts";
 import { Ledger } from "../ledger/ledger.ts";
-import { formatSkipped, SKIPPED_SHOWN, summarizeSkipped } from "../watch/skipped_summary.ts";
 import { watchHow } from "../watch/watch_mode.ts";
 import { globalOptions } from "./options.ts";
 import { daemonStatus, describeDaemon, describePause } from "./daemon_state.ts";
@@ -20,6 +19,10 @@ import { escapeControlChars as oneLine } from "../log/logging.ts";
 import type { JobSnapshot } from "../status/job_status.ts";
 import { listenSettings, statusUrl } from "../status/listen.ts";
 import { escapeControlChars } from "../log/logging.ts";
+import type { JobConfig } from "../config/types.ts";
+import { createFileFilter } from "../watch/file_filter.ts";
+import { scanFolder, type SkippedEntry } from "../watch/scan.ts";
+import { readablePath } from "../watch/skip_log.ts";
 
 const STATES: FileState[] = ["pending", "transferring", "done", "failed"];
 
@@ -283,6 +286,72 @@ export function formatLive(live: LiveStatus): string[] {
     if (job.watch) lines.push(`    Watched with ${job.watch.summary}`);
     if (job.watch?.unavailable) {
       lines.push(`    Watch folder cannot be read: ${escapeControlChars(job.watch.unavailable)}`);
+    }
+  }
+  return lines;
+}
+
+/** One job's skipped entries. */
+export interface SkippedSummary {
+  job: string;
+  /** Entries not sent (a folder not entered counts once); `null` if the watch folder is missing. */
+  skipped: number | null;
+  /** Entries that cannot be sent until somebody acts (readable paths, with why). */
+  attention: Array<{ path: string; reason: string }>;
+  /** Every entry not sent (readable paths, with why), in scan order. */
+  entries: Array<{ path: string; reason: string }>;
+}
+
+/** How many skipped entries `status` lists per job without `--all`. */
+export const SKIPPED_SHOWN = 20;
+
+/** Scan each job's watch folder and summarise what it skips. */
+export async function summarizeSkipped(jobs: JobConfig[]): Promise<SkippedSummary[]> {
+  const out: SkippedSummary[] = [];
+  for (const job of jobs) {
+    const info = await Deno.stat(job.watch_path).catch(() => null);
+    if (!info?.isDirectory) {
+      out.push({ job: job.name, skipped: null, attention: [], entries: [] });
+      continue;
+    }
+    const skipped: SkippedEntry[] = [];
+    const filter = createFileFilter(job, { skipLog: null });
+    for await (
+      const _ of scanFolder(job.watch_path, filter, { onSkipped: (e) => skipped.push(e) })
+    ) { /* only the skipped entries count here */ }
+    out.push({
+      job: job.name,
+      skipped: skipped.length,
+      attention: skipped.filter((e) => e.skip.level === "error").map((e) => ({
+        path: readablePath(e.path),
+        reason: e.skip.reason,
+      })),
+      entries: skipped.map((e) => ({
+        path: readablePath(e.path) + (e.folder ? "/" : ""),
+        reason: e.skip.reason,
+      })),
+    });
+  }
+  return out;
+}
+
+/**
+ * Text lines for `status` (none when nothing is skipped): each job's count,
+ * then its skipped entries with why, the first {@linkcode SKIPPED_SHOWN}
+ * unless `all`.
+ */
+export function formatSkipped(summaries: SkippedSummary[], all = false): string[] {
+  const lines: string[] = [];
+  for (const s of summaries) {
+    if (s.skipped === null || s.skipped === 0) continue;
+    lines.push(`Job ${s.job}: skipped ${s.skipped}:`);
+    const shown = all ? s.entries : s.entries.slice(0, SKIPPED_SHOWN);
+    const attention = new Set(s.attention.map((a) => a.path));
+    for (const e of shown) {
+      lines.push(`  ${attention.has(e.path) ? "NEEDS ATTENTION: " : ""}${e.path}: ${e.reason}`);
+    }
+    if (shown.length < s.entries.length) {
+      lines.push(`  … and ${s.entries.length - shown.length} more (status --all lists every one)`);
     }
   }
   return lines;

@@ -48,7 +48,7 @@ import type { SshMethod } from "./method.ts";
 import { uploadFolderName, uploadFolderPrefix } from "../temp_name.ts";
 import type { TransferItem } from "../transport.ts";
 import type { UploadClaim } from "./upload_folders.ts";
-import { buildScript, call, parseResults, type ResultLine } from "./remote_script.ts";
+import { parseResults, type ResultLine } from "./remote_script.ts";
 
 /** Upload calls a batch runs at once. */
 const UPLOAD_CALLS_AT_ONCE = 3;
