@@ -19,6 +19,7 @@ import {
 import { UsageError } from "../errors.ts";
 import { checkBeforeStart } from "../pipeline/preflight.ts";
 import { createTransport } from "../transfer/factory.ts";
+import { readNetworkMounts } from "../watch/fs_type.ts";
 import { watchHow } from "../watch/watch_mode.ts";
 import type { ProbeCheck, Transport } from "../transfer/transport.ts";
 import { runProcess } from "../process/run.ts";
@@ -48,6 +49,7 @@ export async function runDoctor(
   print: (line: string) => void,
 ): Promise<boolean> {
   let failed = false;
+  await readNetworkMounts();
   const report = (check: ProbeCheck) => {
     if (check.verdict === "fail") failed = true;
     print(`  ${VERDICTS[check.verdict].padEnd(4)}  ${check.check}: ${check.detail}`);

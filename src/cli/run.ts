@@ -10,6 +10,7 @@ import type { Config } from "../config/types.ts";
 import { exitCodeFor, UsageError } from "../errors.ts";
 import { logExit, setupLogging, shutdownLogging } from "../log/logging.ts";
 import { runDaemon } from "../pipeline/daemon.ts";
+import { readNetworkMounts } from "../watch/fs_type.ts";
 import { dryRun } from "../pipeline/dry_run.ts";
 import { globalOptions } from "./options.ts";
 import {
@@ -83,6 +84,8 @@ export function runCommand(): Command {
           format: c.log_format,
         });
       await logging(config);
+      // Which watch folders are on network volumes (macOS, Windows): asked while programs may run.
+      await readNetworkMounts();
       // Given up once the status page listens (its socket stays open), unless a job needs them.
       let dropped: Dropped = { net: false, run: false };
       const onListening = async () => {

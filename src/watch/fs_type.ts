@@ -10,16 +10,20 @@
  *   with every permission read it. Every FUSE file system counts as remote
  *   (sshfs, rclone, glusterfs, virtiofs, and also a local disk through
  *   ntfs-3g: polling it costs little).
- * - Windows: a UNC path (`\\server\share\...`) is a network share. A mapped
- *   drive letter cannot be told from a local disk without asking the system
- *   for more than reading files: set `watch_mode: poll` for one.
- * - macOS and others: not detected (the runtime gives no file system name);
- *   set `watch_mode: poll` for a network volume.
+ * - Windows: a UNC path (`\\server\share\...`) is a network share, and so is
+ *   a drive letter that `net use` lists as mapped to one.
+ * - macOS: a folder on a volume that `/sbin/mount` lists as `smbfs`, `nfs`,
+ *   `afpfs`, `webdav`, a FUSE file system (macFUSE, FUSE-T) or another network
+ *   kind is remote.
+ * - Both lists are read once at start-up ({@linkcode readNetworkMounts}), while
+ *   the daemon may still start programs. Elsewhere, or when that fails, a
+ *   folder counts as local: set `watch_mode: poll` for a network volume.
  *
  * @module
  */
 import { statfsSync } from "node:fs";
 import { statfs } from "node:fs/promises";
+import { runProcess } from "../process/run.ts";
 
 /** What is known of the file system of a folder. */
 export interface FileSystemInfo {
@@ -81,7 +85,10 @@ const LOCAL_MAGIC = new Map<number, string>([
 export function fileSystemOf(path: string): FileSystemInfo {
   if (Deno.build.os === "windows") return windowsFileSystem(path);
   if (Deno.build.os !== "linux") {
-    return { type: "unknown", remote: false, source: null, magic: null };
+    const mount = networkMountOf(path, networkMounts, Deno.build.os);
+    return mount === null
+      ? { type: "unknown", remote: false, source: null, magic: null }
+      : { type: mount.type, remote: true, source: mount.source, magic: null };
   }
   let magic: number;
   try {
@@ -100,11 +107,100 @@ export async function magicOf(path: string): Promise<number | null> {
   return Number((await statfs(path)).type);
 }
 
-/** A UNC path is a network share; anything else is taken as local (see the module doc). */
+/**
+ * A UNC path, or a drive `net use` maps to a share, is a network share;
+ * anything else is taken as local (see the module doc).
+ */
 function windowsFileSystem(path: string): FileSystemInfo {
-  const share = uncShare(path);
+  const share = uncShare(path) ?? networkMountOf(path, networkMounts, "windows")?.source ?? null;
   if (share !== null) return { type: "smb", remote: true, source: share, magic: null };
   return { type: "unknown", remote: false, source: null, magic: null };
+}
+
+/** A mounted network file system: where, what kind, and from where. */
+export interface NetworkMount {
+  /** The mount point (macOS) or the drive (`Z:`, Windows). */
+  point: string;
+  type: string;
+  /** The share, e.g. `//obs@nas/images` or `\\nas\images`. */
+  source: string;
+}
+
+/** The network mounts read at start-up; `null` before (or where there is nothing to read). */
+let networkMounts: NetworkMount[] | null = null;
+
+/** File system kinds of macOS `mount` whose events miss changes made elsewhere. */
+const MAC_REMOTE =
+  /^(smbfs|nfs|afpfs|webdav|cifs|ftp|macfuse|osxfuse|fusefs(\..*)?|fuse-t|ntfs-3g)$/;
+
+/**
+ * Read the network mounts (macOS: `/sbin/mount`; Windows: `net use`) for
+ * {@linkcode fileSystemOf}. Call it at start-up, while programs may still be
+ * started; elsewhere, or when it fails, nothing is known (folders count as local).
+ */
+export async function readNetworkMounts(): Promise<void> {
+  const os = Deno.build.os;
+  if (os !== "darwin" && os !== "windows") return;
+  try {
+    const argv = os === "darwin" ? ["/sbin/mount"] : ["net", "use"];
+    const result = await runProcess(argv, { timeoutMs: 10_000 });
+    const text = new TextDecoder().decode(result.stdout);
+    networkMounts = os === "darwin" ? parseMacMounts(text) : parseNetUse(text);
+  } catch {
+    networkMounts = null;
+  }
+}
+
+/**
+ * The network mounts in the output of macOS `mount`: lines such as
+ * `//obs@nas._smb._tcp.local/images on /Volumes/images (smbfs, nodev, nosuid, mounted by obs)`.
+ */
+export function parseMacMounts(text: string): NetworkMount[] {
+  const mounts: NetworkMount[] = [];
+  for (const line of text.split("\n")) {
+    const match = /^(.+?) on (\/.*) \(([^,)]+)[,)]/.exec(line);
+    if (match && MAC_REMOTE.test(match[3].trim())) {
+      mounts.push({ source: match[1], point: match[2], type: match[3].trim() });
+    }
+  }
+  return mounts;
+}
+
+/**
+ * The mapped drives in the output of Windows `net use`: lines such as
+ * `OK           Z:        \\nas\images               Microsoft Windows Network`
+ * (also `Unavailable` and `Disconnected` ones: the drive is a share all the same).
+ */
+export function parseNetUse(text: string): NetworkMount[] {
+  const mounts: NetworkMount[] = [];
+  for (const line of text.split(/\r?\n/)) {
+    const match = /(?:^|\s)([A-Za-z]:)\s+(\\\\\S+)/.exec(line);
+    if (match) mounts.push({ point: match[1].toUpperCase(), type: "smb", source: match[2] });
+  }
+  return mounts;
+}
+
+/**
+ * The network mount `path` is on, by the longest mount point it lies
+ * under (a drive letter on Windows), or `null`.
+ */
+export function networkMountOf(
+  path: string,
+  mounts: NetworkMount[] | null,
+  os: typeof Deno.build.os,
+): NetworkMount | null {
+  if (mounts === null) return null;
+  if (os === "windows") {
+    const drive = /^([A-Za-z]:)/.exec(path)?.[1].toUpperCase();
+    return mounts.find((mount) => mount.point === drive) ?? null;
+  }
+  let best: NetworkMount | null = null;
+  for (const mount of mounts) {
+    const point = mount.point.replace(/\/+$/, "");
+    const under = path === point || path.startsWith(`${point}/`) || point === "";
+    if (under && (best === null || point.length > best.point.length)) best = mount;
+  }
+  return best;
 }
 
 /**

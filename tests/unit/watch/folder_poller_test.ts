@@ -8,7 +8,13 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { createFileFilter } from "../../../src/watch/file_filter.ts";
 import { FolderPoller } from "../../../src/watch/folder_poller.ts";
-import { fileSystemOf, uncShare } from "../../../src/watch/fs_type.ts";
+import {
+  fileSystemOf,
+  networkMountOf,
+  parseMacMounts,
+  parseNetUse,
+  uncShare,
+} from "../../../src/watch/fs_type.ts";
 import { decideWatch } from "../../../src/watch/watch_mode.ts";
 import { mountBindfs, unmountBindfs } from "../../helpers/bindfs.ts";
 import { localTestJob } from "../../helpers/jobs.ts";
@@ -153,4 +159,58 @@ Deno.test("UNC paths name their share; drive letters and device paths are no sha
   assert.equal(uncShare("\\\\?\\C:\\data"), null);
   assert.equal(uncShare("\\\\.\\pipe\\x"), null);
   assert.equal(uncShare("/mnt/camera"), null);
+});
+
+Deno.test("macOS: network volumes in the output of mount are remote, local disks are not", () => {
+  const output = [
+    "/dev/disk3s1s1 on / (apfs, sealed, local, read-only, journaled)",
+    "devfs on /dev (devfs, local, nobrowse)",
+    "/dev/disk3s5 on /System/Volumes/Data (apfs, local, journaled, nobrowse, protect)",
+    "//obs@nas._smb._tcp.local/images on /Volumes/images (smbfs, nodev, nosuid, mounted by obs)",
+    "nas:/export/raw on /Volumes/raw (nfs, nodev, nosuid, mounted by obs)",
+    "fuse-t:/cam on /Volumes/cam share (nfs, nodev, nosuid, mounted by obs)",
+    "/dev/disk4s1 on /Volumes/USB Disk (msdos, local, nodev, nosuid, noowners)",
+    "obs@relay:/data on /Users/obs/mnt (macfuse, nodev, nosuid, synchronous, mounted by obs)",
+  ].join("\n");
+  const mounts = parseMacMounts(output);
+  assert.deepEqual(mounts.map((m) => [m.point, m.type]), [
+    ["/Volumes/images", "smbfs"],
+    ["/Volumes/raw", "nfs"],
+    ["/Volumes/cam share", "nfs"],
+    ["/Users/obs/mnt", "macfuse"],
+  ]);
+  const on = (path: string) => networkMountOf(path, mounts, "darwin")?.source ?? null;
+  assert.equal(on("/Volumes/images/night/a.fits"), "//obs@nas._smb._tcp.local/images");
+  assert.equal(on("/Volumes/images"), "//obs@nas._smb._tcp.local/images");
+  assert.equal(on("/Volumes/images2/x"), null, "a longer name is another volume");
+  assert.equal(on("/Volumes/cam share/n"), "fuse-t:/cam");
+  assert.equal(on("/Volumes/USB Disk/x"), null);
+  assert.equal(on("/Users/obs/data"), null);
+  assert.equal(networkMountOf("/Volumes/images", null, "darwin"), null, "nothing read");
+});
+
+Deno.test("Windows: drives net use maps to a share are remote, others are not", () => {
+  const output = [
+    "New connections will be remembered.",
+    "",
+    "",
+    "Status       Local     Remote                    Network",
+    "",
+    "-------------------------------------------------------------------------------",
+    "OK           Z:        \\\\camera-pc\\images        Microsoft Windows Network",
+    "Unavailable  Y:        \\\\nas\\archive             Microsoft Windows Network",
+    "OK                     \\\\nas\\IPC$                Microsoft Windows Network",
+    "The command completed successfully.",
+    "",
+  ].join("\r\n");
+  const mounts = parseNetUse(output);
+  assert.deepEqual(mounts.map((m) => [m.point, m.source]), [
+    ["Z:", "\\\\camera-pc\\images"],
+    ["Y:", "\\\\nas\\archive"],
+  ]);
+  assert.equal(
+    networkMountOf("z:\\night\\a.fits", mounts, "windows")?.source,
+    "\\\\camera-pc\\images",
+  );
+  assert.equal(networkMountOf("C:\\data", mounts, "windows"), null);
 });
