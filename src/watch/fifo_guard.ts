@@ -19,7 +19,7 @@
  * @module
  */
 import fs from "node:fs";
-import { join } from "node:path";
+import { walkEntries } from "./entry_check.ts";
 
 /** How often the heartbeat file is closed (ms). */
 export const HEARTBEAT_MS = 500;
@@ -161,42 +161,29 @@ export class FifoGuard {
   #search(): number {
     let added = 0;
     const seenFolders = new Set<string>();
-    const stack = [this.#root];
-    while (stack.length > 0) {
-      const dir = stack.pop()!;
-      let entries: Deno.DirEntry[];
+    walkEntries(this.#root, (path, entry) => {
+      if (entry.isDirectory) return true;
+      if (entry.isFile) return false;
+      let info: Deno.FileInfo;
       try {
-        entries = [...Deno.readDirSync(dir)];
+        // The watcher opens through links, so look through them too (stat opens nothing).
+        info = entry.isSymlink ? Deno.statSync(path) : Deno.lstatSync(path);
       } catch {
-        continue;
+        return false;
       }
-      for (const entry of entries) {
-        const path = join(dir, entry.name);
-        if (entry.isDirectory) {
-          stack.push(path);
-          continue;
-        }
-        if (entry.isFile) continue;
-        let info: Deno.FileInfo;
-        try {
-          // The watcher opens through links, so look through them too (stat opens nothing).
-          info = entry.isSymlink ? Deno.statSync(path) : Deno.lstatSync(path);
-        } catch {
-          continue;
-        }
-        if (info.isDirectory && entry.isSymlink) {
-          // Linked folders present at start-up are watched too; enter each real folder once.
-          const real = realPath(path);
-          if (real !== null && !seenFolders.has(real)) {
-            seenFolders.add(real);
-            stack.push(path);
-          }
-        } else if (info.isFifo && !this.#held.has(path) && this.#hold(path, info)) {
-          added++;
-          this.#events.onHeld(path, entry.isSymlink);
-        }
+      if (info.isDirectory && entry.isSymlink) {
+        // Linked folders present at start-up are watched too; enter each real folder once.
+        const real = realPath(path);
+        if (real === null || seenFolders.has(real)) return false;
+        seenFolders.add(real);
+        return true;
       }
-    }
+      if (info.isFifo && !this.#held.has(path) && this.#hold(path, info)) {
+        added++;
+        this.#events.onHeld(path, entry.isSymlink);
+      }
+      return false;
+    });
     return added;
   }
 

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { join } from "node:path";
+import { walkEntries } from "./entry_check.ts";
 
 /** The inotify limits (`/proc/sys/fs/inotify/*`). */
 export interface InotifyLimits {
@@ -52,17 +52,13 @@ export function parseInotifyLimits(output: string): InotifyLimits | null {
  * skipped. Counting stops at `stopAt`.
  */
 export function countFolders(root: string, stopAt = 10_000_000): number {
-  let count = 0;
-  const stack = [root];
-  while (stack.length > 0 && count < stopAt) {
-    const dir = stack.pop()!;
-    count++;
-    try {
-      for (const entry of Deno.readDirSync(dir)) {
-        if (entry.isDirectory) stack.push(join(dir, entry.name));
-      }
-    } catch { /* unreadable: counted, not entered */ }
-  }
+  let count = 1;
+  if (count >= stopAt) return count;
+  walkEntries(root, (_, entry) => {
+    if (!entry.isDirectory) return false;
+    // An unreadable folder is counted, and not entered.
+    return ++count >= stopAt ? "stop" : true;
+  });
   return count;
 }
 

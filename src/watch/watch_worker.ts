@@ -20,8 +20,7 @@
 /// <reference lib="deno.worker" />
 import { dirname } from "node:path";
 import { FifoGuard } from "./fifo_guard.ts";
-import { join } from "node:path";
-import { hasUndecodableBytes } from "./entry_check.ts";
+import { hasUndecodableBytes, walkEntries } from "./entry_check.ts";
 
 /** One event as forwarded to the parent. */
 export interface WatchEvent {
@@ -143,21 +142,11 @@ class UndecodableSearch {
  */
 export function findUndecodableNames(root: string): string[] {
   const out: string[] = [];
-  const stack = [root];
-  while (stack.length > 0) {
-    const dir = stack.pop()!;
-    let entries: Deno.DirEntry[];
-    try {
-      entries = [...Deno.readDirSync(dir)];
-    } catch {
-      continue;
-    }
-    for (const entry of entries) {
-      const path = join(dir, entry.name);
-      if (hasUndecodableBytes(entry.name) && !exists(path)) out.push(path);
-      else if (entry.isDirectory) stack.push(path);
-    }
-  }
+  walkEntries(root, (path, entry) => {
+    if (!hasUndecodableBytes(entry.name) || exists(path)) return entry.isDirectory;
+    out.push(path);
+    return false;
+  });
   return out;
 }
 
