@@ -5,6 +5,7 @@
  * @module
  */
 
+import { Buffer } from "node:buffer";
 import { AsyncRegularFile } from "./regular_file.ts";
 
 /** One header card's value: string (quotes removed, '' unescaped, trailing spaces trimmed), number, boolean, or null for an undefined value. */
@@ -56,7 +57,7 @@ export async function readFitsHeader(
         `no END card in the first ${maxBlocks} blocks; raise maxBlocks if the header is that long`,
       );
     }
-    return parseHeaderCards(concat(blocks));
+    return parseHeaderCards(Buffer.concat(blocks));
   } catch (error) {
     const why = error instanceof Error ? error.message : String(error);
     throw new Error(`Cannot read FITS header of ${path}: ${why}`, { cause: error });
@@ -229,15 +230,4 @@ function latin1(bytes: Uint8Array): string {
   let text = "";
   for (const byte of bytes) text += String.fromCharCode(byte);
   return text;
-}
-
-/** Join blocks into one buffer. */
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
 }

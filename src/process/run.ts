@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { Buffer } from "node:buffer";
 import { getLogger } from "@logtape/logtape";
 import { CommandError, type CommandRun } from "../errors.ts";
 import { killProcess } from "./kill.ts";
@@ -225,13 +226,7 @@ function readAll(stream: ReadableStream<Uint8Array>): { bytes: Promise<Uint8Arra
     } catch {
       // Cancelled, or the pipe broke: keep what came.
     }
-    const all = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.length, 0));
-    let offset = 0;
-    for (const chunk of chunks) {
-      all.set(chunk, offset);
-      offset += chunk.length;
-    }
-    return all;
+    return Buffer.concat(chunks);
   })();
   return {
     bytes,

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import { basename, join } from "node:path";
 import { CommandError } from "../../errors.ts";
@@ -190,11 +191,7 @@ export class SshSession {
     options: { timeoutMs?: number; signal?: AbortSignal } = {},
   ): Promise<string> {
     const text = new TextEncoder().encode(script);
-    const head = new TextEncoder().encode(`${text.length}\n`);
-    const stdin = new Uint8Array(head.length + text.length + data.length);
-    stdin.set(head);
-    stdin.set(text, head.length);
-    stdin.set(data, head.length + text.length);
+    const stdin = Buffer.concat([new TextEncoder().encode(`${text.length}\n`), text, data]);
     const result = await this.run(await this.sshArgv(STREAMED_SCRIPT_COMMAND), {
       stdin,
       timeoutMs: options.timeoutMs,

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { Buffer } from "node:buffer";
 import { readSync } from "node:fs";
 import { posix } from "node:path";
 import { TransferError } from "../../errors.ts";
@@ -120,13 +121,7 @@ export function tarArchive(files: Array<{ delivery: SshDelivery; data: Uint8Arra
     blocks.push(tarHeader(`f${index}`, modeOf(delivery), data.length, mtime, "0"), padded(data));
   }
   blocks.push(new Uint8Array(1024));
-  const archive = new Uint8Array(blocks.reduce((sum, block) => sum + block.length, 0));
-  let at = 0;
-  for (const block of blocks) {
-    archive.set(block, at);
-    at += block.length;
-  }
-  return archive;
+  return Buffer.concat(blocks);
 }
 
 /** One pax record, `LENGTH KEY=VALUE\n`, LENGTH counting itself. */
