@@ -1,5 +1,5 @@
 /**
- * The one retry timer of a work queue: it is always armed for the earliest
+ * The one retry timer of the file table's index (`work_queue.ts`): it is always armed for the earliest
  * retry time it holds (a min-heap of times), and when it fires it hands over
  * every entry whose time has come. Entries are never updated in place: the
  * owner says which entries are still current, and the others are dropped

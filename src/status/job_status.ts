@@ -49,7 +49,7 @@ export interface JobSnapshot {
   reason: string | null;
   /** Files per work-queue phase, and those still being watched until complete. */
   queue: Record<QueuePhase, number> & { observing: number };
-  /** Since when the longest-waiting file of the work queue waits (ms since epoch), or `null`. */
+  /** Since when the longest-waiting file in motion (the file table's) waits (ms since epoch), or `null`. */
   oldestWaitingSince: number | null;
   inFlight: InFlight[];
   /** Bytes per second delivered over the last {@linkcode RATE_WINDOW_MS} (the current rate). */
@@ -83,7 +83,7 @@ export interface JobWatch {
   unavailable: string | null;
 }
 
-/** The phases of a job's work queue, as the status shows them. */
+/** The phases of a job's files in motion (the file table's), as the status shows them. */
 export type QueuePhase = "planning" | "queued" | "waiting" | "sending";
 
 /** Tracks one job's state and in-flight files, and emits its events. */
