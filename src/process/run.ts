@@ -226,7 +226,9 @@ function readAll(stream: ReadableStream<Uint8Array>): { bytes: Promise<Uint8Arra
     } catch {
       // Cancelled, or the pipe broke: keep what came.
     }
-    return Buffer.concat(chunks);
+    const all = Buffer.concat(chunks);
+    // A plain Uint8Array over the same bytes, as callers are promised.
+    return new Uint8Array(all.buffer, all.byteOffset, all.length);
   })();
   return {
     bytes,
