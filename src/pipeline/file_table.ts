@@ -195,9 +195,7 @@ export class FileTable {
       this.#foundUnrecorded.add(relPath);
       return "unrecorded";
     }
-    return this.#index.planned(relPath, version, { destination, attempts, nextAttemptAt: 0 }) as
-      | "observe"
-      | "queued";
+    return this.#index.planned(relPath, version, { destination, attempts, nextAttemptAt: 0 });
   }
 
   /** Planning `relPath` failed (said already): forgotten until it is seen again. */

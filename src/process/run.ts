@@ -31,8 +31,11 @@ export interface RunOptions {
   timeoutMs?: number;
   /** Kill the process group when aborted; the call then rejects with `signal.reason`. */
   signal?: AbortSignal;
-  /** Bytes or text fed to standard input, which is then closed. @default no input */
-  stdin?: Uint8Array | string;
+  /**
+   * Bytes or text fed to standard input (parts are written one after the
+   * other, never joined), which is then closed. @default no input
+   */
+  stdin?: Uint8Array | string | Uint8Array[];
   /** Working directory. @default the current one */
   cwd?: string;
   /**
@@ -199,14 +202,18 @@ function cannotStart(argv: string[], error: unknown, durationMs: number): Comman
  */
 async function feed(
   child: Deno.ChildProcess,
-  input: Uint8Array | string,
+  input: Uint8Array | string | Uint8Array[],
   stop: AbortSignal,
 ): Promise<void> {
-  const bytes = typeof input === "string" ? new TextEncoder().encode(input) : input;
+  const parts = typeof input === "string"
+    ? [new TextEncoder().encode(input)]
+    : Array.isArray(input)
+    ? input
+    : [input];
   const writer = child.stdin.getWriter();
   stop.addEventListener("abort", () => void writer.abort().catch(() => {}), { once: true });
   try {
-    await writer.write(bytes);
+    for (const part of parts) await writer.write(part);
     await writer.close();
   } catch {
     // The child closed its stdin (exited or failed); its exit status tells why.

@@ -321,7 +321,7 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
     const sizes = new Map(sent.map((delivery) => [delivery.index, delivery.item.size]));
     for (const entry of plan.entries) entry.expectedSize = sizes.get(entry.index)!;
     const script = oneCallScript(method.base, specs, sent, plan);
-    const data = sending.length === 1 ? sending[0].data : tarArchive(sending);
+    const data = sending.length === 1 ? [sending[0].data] : tarArchive(sending);
     let results: ResultLine[];
     try {
       const stdout = await method.session.runStreamed(script.text, data, {

@@ -6,7 +6,6 @@
  *
  * @module
  */
-import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import { basename, join } from "node:path";
 import { CommandError } from "../../errors.ts";
@@ -187,13 +186,13 @@ export class SshSession {
    */
   async runStreamed(
     script: string,
-    data: Uint8Array,
+    data: Uint8Array[],
     options: { timeoutMs?: number; signal?: AbortSignal } = {},
   ): Promise<string> {
     const text = new TextEncoder().encode(script);
-    const stdin = Buffer.concat([new TextEncoder().encode(`${text.length}\n`), text, data]);
+    const head = new TextEncoder().encode(`${text.length}\n`);
     const result = await this.run(await this.sshArgv(STREAMED_SCRIPT_COMMAND), {
-      stdin,
+      stdin: [head, text, ...data],
       timeoutMs: options.timeoutMs,
       signal: options.signal,
     });

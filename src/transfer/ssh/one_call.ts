@@ -7,7 +7,6 @@
  *
  * @module
  */
-import { Buffer } from "node:buffer";
 import { readSync } from "node:fs";
 import { posix } from "node:path";
 import { TransferError } from "../../errors.ts";
@@ -107,21 +106,26 @@ function touchStamp(ms: number): string {
 }
 
 /**
- * A tar archive (POSIX pax) of `files`: each a plain file under the base
+ * A tar archive (POSIX pax) of `files`, in parts to be written one after the
+ * other (the files' data is not copied): each a plain file under the base
  * name of its temporary path (a pax `path` record: any length, any bytes),
  * with its data, permission bits and mtime (whole seconds).
  */
-export function tarArchive(files: Array<{ delivery: SshDelivery; data: Uint8Array }>): Uint8Array {
-  const blocks: Uint8Array[] = [];
+export function tarArchive(
+  files: Array<{ delivery: SshDelivery; data: Uint8Array }>,
+): Uint8Array[] {
+  const parts: Uint8Array[] = [];
   for (const [index, { delivery, data }] of files.entries()) {
     const name = new TextEncoder().encode(posix.basename(delivery.tempPath));
     const mtime = Math.floor(delivery.item.mtimeMs / 1000);
     const pax = paxRecord("path", name);
-    blocks.push(tarHeader(`PaxHeaders/f${index}`, 0o644, pax.length, mtime, "x"), padded(pax));
-    blocks.push(tarHeader(`f${index}`, modeOf(delivery), data.length, mtime, "0"), padded(data));
+    parts.push(tarHeader(`PaxHeaders/f${index}`, 0o644, pax.length, mtime, "x"), pax);
+    parts.push(blockPadding(pax.length));
+    parts.push(tarHeader(`f${index}`, modeOf(delivery), data.length, mtime, "0"), data);
+    parts.push(blockPadding(data.length));
   }
-  blocks.push(new Uint8Array(1024));
-  return Buffer.concat(blocks);
+  parts.push(new Uint8Array(1024));
+  return parts;
 }
 
 /** One pax record, `LENGTH KEY=VALUE\n`, LENGTH counting itself. */
@@ -157,11 +161,9 @@ function tarHeader(name: string, mode: number, size: number, mtime: number, type
   return header;
 }
 
-/** `data` followed by zeros up to a whole number of 512-byte blocks. */
-function padded(data: Uint8Array): Uint8Array {
-  const out = new Uint8Array(Math.ceil(data.length / 512) * 512);
-  out.set(data);
-  return out;
+/** The zeros that fill `length` bytes up to a whole number of 512-byte blocks. */
+function blockPadding(length: number): Uint8Array {
+  return new Uint8Array((512 - length % 512) % 512);
 }
 
 /**
