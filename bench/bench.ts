@@ -34,6 +34,7 @@ const PHASES = [
   "burst",
   "big",
   "flood",
+  "small",
   "bandwidth",
   "wan",
   "history",
@@ -95,13 +96,24 @@ async function main(): Promise<void> {
           sections.push(await runLatency(ctx, quick ? 5 : 20, quick ? 3 : 10));
           break;
         case "burst":
-          sections.push(await runBurst(ctx, ["rsync", "scp"], rounds));
+          sections.push(await runBurst(ctx, ["rsync", "scp", "local"], rounds));
           break;
         case "big":
           sections.push(await runBigFile(ctx, rounds));
           break;
         case "flood":
           sections.push(await runFlood(ctx, quick ? { files: 5_000 } : {}));
+          break;
+        case "small":
+          // 20,000 small files with the local method: ≤ 30 s, ≤ 20 s of daemon CPU.
+          sections.push(
+            await runFlood(ctx, {
+              files: quick ? 5_000 : 20_000,
+              methods: ["local"],
+              goals: { ms: 30_000, cpuMs: 20_000 },
+              title: "Small files, local",
+            }),
+          );
           break;
         case "bandwidth":
           sections.push(await runBandwidth(ctx, rounds));

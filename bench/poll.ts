@@ -10,7 +10,7 @@
 import { join } from "node:path";
 import { cpuUsage } from "node:process";
 import { createFileFilter } from "../src/watch/file_filter.ts";
-import { FolderPoller } from "../src/watch/folder_poller.ts";
+import { FolderPoller } from "../src/watch/poll_loop.ts";
 import { localTestJob } from "../tests/helpers/jobs.ts";
 import { DaemonProcess } from "./daemon_process.ts";
 import type { Section } from "./report.ts";

@@ -13,7 +13,8 @@
  * `deno run -q -P=image-transfer --config deno.json main.ts`. It checks
  * `--version`, `init`, `config validate`, `run --once` moving real FITS files
  * with the local method into night folders with identical bytes (and not
- * again), `install-service --print`; with `--service`, a real install →
+ * again), how `doctor` watches a local folder (and, on Windows, the same
+ * folder as a UNC path: polled), `install-service --print`; with `--service`, a real install →
  * start → a new file arrives → uninstall (needs root through `sudo -n` on
  * Linux and macOS, an Administrator on Windows). Exits 1 at the first failure.
  *
@@ -108,6 +109,37 @@ async function checkRunOnce(options: SmokeOptions, work: string): Promise<void> 
   console.log(`ok: run --once sent ${sent.size} FITS files into 20240315/ with identical bytes`);
 }
 
+/**
+ * How `doctor` says a folder is watched: a folder on this machine's own disk by
+ * its file events alone (the start-up reading of the mount table, `/sbin/mount`
+ * on macOS and `net use` on Windows, must not take it for a share); on Windows
+ * the same folder reached as a UNC path (`\\localhost\C$\…`) as a network
+ * share, polled on top of its events.
+ */
+async function checkWatchModes(options: SmokeOptions, work: string): Promise<void> {
+  const watch = join(work, "camera");
+  const dest = join(work, "server");
+  const watched = async (folder: string): Promise<string> => {
+    const out = await product(options, ["doctor", "--watch", folder, "--to", dest]);
+    expectCode(out, 0, `doctor --watch ${folder}`);
+    const line = out.stdout.split("\n").find((l) => l.includes("watching:"));
+    if (!line) fail(`doctor --watch ${folder} says nothing of how it watches:\n${out.stdout}`);
+    return line!.slice(line!.indexOf("watching:"));
+  };
+  const local = await watched(watch);
+  if (!/watching: file events \(/.test(local) || /poll/.test(local)) {
+    fail(`doctor takes a local folder for a share: ${local}`);
+  }
+  console.log(`ok: a local folder is watched by its events (${local})`);
+  if (Deno.build.os !== "windows") return;
+  const drive = /^([A-Za-z]):\\(.*)$/.exec(watch);
+  if (!drive) fail(`the work folder ${watch} is not on a drive letter`);
+  const unc = `\\\\localhost\\${drive![1]}$\\${drive![2]}`;
+  const share = await watched(unc);
+  if (!/poll/.test(share)) fail(`doctor does not poll the UNC path ${unc}: ${share}`);
+  console.log(`ok: a UNC path is polled (${share})`);
+}
+
 async function checkServicePrint(options: SmokeOptions, work: string): Promise<void> {
   const config = join(work, "config.yaml");
   const file = { linux: "image-transfer.service", darwin: "com.image-transfer.daemon.plist" }[
@@ -191,6 +223,7 @@ export async function smoke(options: SmokeOptions): Promise<void> {
     await checkVersion(options);
     await checkInit(options, work);
     await checkRunOnce(options, work);
+    await checkWatchModes(options, work);
     await checkServicePrint(options, work);
     await checkOldServiceName(options, work);
     if (options.service) await serviceSmoke(options);

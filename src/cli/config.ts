@@ -1,16 +1,22 @@
 /**
  * `config validate` and `config show`.
  *
+ * `init` (and the old `--create-config` flag): write a commented default config.
+ *
+ * The commented default config written by `init`, generated from the schema
+ * (`describeKeys()`), so every key appears with its description and default.
+ *
  * @module
  */
 import { Command } from "commander";
 import { stringify } from "yaml";
-import { globalOptions } from "./options.ts";
-import { runInit } from "./init.ts";
+import { type GlobalOptions, globalOptions } from "./options.ts";
 import { loadConfig, resolveConfigPath } from "../config/load.ts";
 import type { Config } from "../config/types.ts";
-import { checkBeforeStart } from "../pipeline/preflight.ts";
-import { UsageError } from "../errors.ts";
+import { checkBeforeStart } from "../pipeline/job_extras.ts";
+import { ConfigError, UsageError } from "../errors.ts";
+import { dirname } from "node:path";
+import { describeKeys, type KeyDoc } from "../config/reference.ts";
 
 /**
  * Check the config file and print `ok: <file> (<n> jobs)` with one line per job.
@@ -79,3 +85,133 @@ export function configCommand(): Command {
     });
   return config;
 }
+
+/**
+ * Write the commented default config to the `-c` path or the default location,
+ * creating its folder, and print the path written.
+ *
+ * @param global the global options (`-c` chooses the file)
+ * @param options `force` overwrites an existing file
+ * @throws {ConfigError} when the file exists and `force` is not set
+ */
+export async function runInit(global: GlobalOptions, options: { force: boolean }): Promise<void> {
+  const file = resolveConfigPath(global.config);
+  await Deno.mkdir(dirname(file), { recursive: true });
+  try {
+    // Never group or others writable (the daemon refuses such a config), whatever the umask.
+    await Deno.writeTextFile(file, renderDefaultConfig(), {
+      createNew: !options.force,
+      mode: 0o644,
+    });
+  } catch (error) {
+    if (error instanceof Deno.errors.AlreadyExists) {
+      throw new ConfigError(
+        `Cannot write config ${file}: the file already exists; keep it and check it with ` +
+          "`image-transfer config validate`, or overwrite it with `init --force`",
+        { file, cause: error },
+      );
+    }
+    throw new Error(`Cannot write config ${file}: ${(error as Error).message}`, { cause: error });
+  }
+  const flag = global.config ? ` -c ${JSON.stringify(global.config)}` : "";
+  console.log(`wrote ${file}`);
+  console.log(
+    `next: set watch_path, remote_host and remote_base_path in it, then run ` +
+      `\`image-transfer${flag} config validate\``,
+  );
+}
+
+/** The `init` command. */
+export function initCommand(): Command {
+  return new Command("init")
+    .description("write a commented default config file")
+    .option("--force", "overwrite an existing file")
+    .action(async (options: { force?: boolean }, command: Command) => {
+      await runInit(globalOptions(command), { force: options.force ?? false });
+    });
+}
+
+const LINE_WIDTH = 100;
+
+/**
+ * Render the commented default config: required keys active with an example
+ * value, every other key commented out with its default, and a commented
+ * `jobs:` example. The result loads with `loadConfig`.
+ *
+ * @returns YAML text ending in a newline
+ */
+export function renderDefaultConfig(): string {
+  const keys = describeKeys();
+  const out: string[] = [
+    "# image-transfer configuration",
+    "#",
+    "# Lines starting with '#' are comments; remove the '#' in front of a key to change it.",
+    "# Check this file with:   image-transfer config validate",
+    "# See effective values:   image-transfer config show",
+    "#",
+    "# The keys below describe one transfer job. To run several jobs, see `jobs:` at the end.",
+    "",
+  ];
+  for (const key of keys.filter((k) => k.scope === "job")) out.push(...renderKey(key), "");
+  out.push(
+    "# ---------------------------------------------------------------------------",
+    "# Daemon-wide settings (top level only, never inside a `jobs:` entry)",
+    "# ---------------------------------------------------------------------------",
+    "",
+  );
+  for (const key of keys.filter((k) => k.scope === "daemon")) out.push(...renderKey(key), "");
+  out.push(...JOBS_EXAMPLE);
+  return out.join("\n") + "\n";
+}
+
+/** The comment and the (possibly commented-out) `key: value` lines of one key. */
+function renderKey(key: KeyDoc): string[] {
+  const lines = wrapComment(key.description);
+  if (key.example !== undefined) {
+    lines.push(...yamlLines(key.key, key.example));
+  } else {
+    lines.push(...yamlLines(key.key, key.defaultValue).map((line) => `# ${line}`));
+  }
+  return lines;
+}
+
+/** `key: value` as YAML lines (lists in block style). */
+function yamlLines(key: string, value: unknown): string[] {
+  if (value === null || value === undefined) return [`${key}:`];
+  return stringify({ [key]: value }, { lineWidth: 0 }).trimEnd().split("\n");
+}
+
+/** Wrap `text` into `# ` comment lines no wider than the line width. */
+function wrapComment(text: string): string[] {
+  const lines: string[] = [];
+  let current = "#";
+  for (const word of text.split(/\s+/)) {
+    if (current.length + 1 + word.length > LINE_WIDTH && current !== "#") {
+      lines.push(current);
+      current = "#";
+    }
+    current += ` ${word}`;
+  }
+  lines.push(current);
+  return lines;
+}
+
+const JOBS_EXAMPLE = [
+  "# ---------------------------------------------------------------------------",
+  "# Several jobs",
+  "# ---------------------------------------------------------------------------",
+  "# With a `jobs:` list, every entry is one job. The job keys at the top level of this file",
+  "# become defaults that every job inherits; a key inside an entry overrides them. Job names",
+  "# must be unique (default: job1, job2, ...). Daemon-wide settings stay at the top level.",
+  "#",
+  "# jobs:",
+  "#   - name: camera-north",
+  "#     watch_path: ~/data/north",
+  "#     remote_base_path: /data/incoming/north",
+  "#   - name: camera-south",
+  "#     watch_path: ~/data/south",
+  "#     remote_base_path: /data/incoming/south",
+  "#     transfer_method: rsync",
+  "#     rsync_options:",
+  "#       - --bwlimit=50000",
+];

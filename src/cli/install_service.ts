@@ -1,6 +1,17 @@
 /**
  * `install-service`: run the daemon as a service (systemd, launchd or Task Scheduler).
  *
+ * The command line a service starts: the compiled binary itself, or, when
+ * running from source, `deno run` with the project's permission set.
+ *
+ * Show a service plan without carrying it out (`--print`): the checks, each
+ * file with its full contents, each folder and command, in the order they
+ * would happen.
+ *
+ * `uninstall-service`: stop the service and remove what `install-service` wrote.
+ *
+ * Pick the per-OS planner: systemd on Linux, launchd on macOS, Task Scheduler on Windows.
+ *
  * @module
  */
 import { fileURLToPath } from "node:url";
@@ -8,15 +19,32 @@ import { Command, Option } from "commander";
 import { globalOptions } from "./options.ts";
 import { loadConfig, resolveConfigPath } from "../config/load.ts";
 import { ConfigError } from "../errors.ts";
-import { checkBeforeStart } from "../pipeline/preflight.ts";
-import { daemonArgv } from "../service/launch_command.ts";
-import { planInstall, servicePath } from "../service/planner.ts";
+import { checkBeforeStart } from "../pipeline/job_extras.ts";
 import { applyPlan, encodeFile, underRoot } from "../service/apply.ts";
-import { formatPlan } from "../service/format_plan.ts";
-import { oldLaunchdPlistPath } from "../service/launchd.ts";
+import {
+  launchdPlistPath,
+  oldLaunchdPlistPath,
+  planLaunchdInstall,
+  planLaunchdUninstall,
+} from "../service/launchd.ts";
 import { resolveServiceTarget, type ServiceOptions } from "../service/target.ts";
-import { SERVICE_OSES } from "../service/plan.ts";
-import { daemonFolders } from "../service/writable_paths.ts";
+import {
+  type DaemonLaunch,
+  SERVICE_OSES,
+  type ServiceOs,
+  type ServicePlan,
+  type ServiceTarget,
+} from "../service/plan.ts";
+import {
+  daemonFolders,
+  planSystemdInstall,
+  planSystemdUninstall,
+  systemdUnitPath,
+} from "../service/systemd.ts";
+import { posix, win32 } from "node:path";
+import { isDenoRuntime } from "../version.ts";
+import { displayArgv } from "../service/escape.ts";
+import { planTaskInstall, planTaskUninstall, taskXmlPath } from "../service/task_scheduler.ts";
 
 /** The source checkout, used when running from source (`deno run`). */
 const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -169,4 +197,182 @@ async function readIfExists(path: string): Promise<Uint8Array | undefined> {
 
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && a.every((byte, i) => byte === b[i]);
+}
+
+/**
+ * Build the argv that starts the daemon with `configPath`.
+ *
+ * A compiled binary runs as `<exe> run -c <config>`. From source (the
+ * executable is deno), it is `<deno> run -q -P=image-transfer --config
+ * <repo>/deno.json <repo>/main.ts run -c <config>`, the same permission set
+ * as `deno task image-transfer` (which lets hooks run: the config check
+ * guards them, not a flag).
+ *
+ * @param os the OS the service runs on (picks the path style)
+ * @param execPath absolute path of the running executable
+ * @param repoRoot the source checkout (used only when running from source)
+ * @param configPath absolute config file
+ * @returns program and arguments
+ */
+export function daemonArgv(
+  os: ServiceOs,
+  execPath: string,
+  repoRoot: string,
+  configPath: string,
+): string[] {
+  const path = os === "windows" ? win32 : posix;
+  const exec = path.normalize(execPath);
+  const config = path.normalize(configPath);
+  if (!isDenoRuntime(execPath)) return [exec, "run", "-c", config];
+  return [
+    exec,
+    "run",
+    "-q",
+    "-P=image-transfer",
+    "--v8-flags=--optimize-for-size",
+    "--config",
+    path.join(repoRoot, "deno.json"),
+    path.join(repoRoot, "main.ts"),
+    "run",
+    "-c",
+    config,
+  ];
+}
+
+/**
+ * Describe every check and step of `plan`.
+ *
+ * @param plan the plan
+ * @returns lines for standard output
+ */
+export function formatPlan(plan: ServicePlan): string[] {
+  const lines: string[] = [];
+  for (const check of plan.checks) {
+    lines.push(
+      check.kind === "exists"
+        ? `would check: ${check.path} exists`
+        : `would check: ${displayArgv(check.argv)} succeeds`,
+    );
+  }
+  for (const step of plan.steps) {
+    if (step.kind === "write") {
+      const encoding = step.file.encoding === "utf-16le-bom" ? "UTF-16LE with BOM" : "UTF-8";
+      lines.push(`would write ${step.file.path} (${encoding}):`);
+      lines.push("-----BEGIN FILE-----");
+      lines.push(...step.file.contents.replace(/\n$/, "").split("\n"));
+      lines.push("-----END FILE-----");
+    } else if (step.kind === "mkdir") {
+      const owner = step.owner ? ` (owned by uid ${step.owner.uid}, gid ${step.owner.gid})` : "";
+      lines.push(`would create ${step.path} if missing${owner}`);
+    } else if (step.kind === "remove") {
+      lines.push(`would remove ${step.path}`);
+    } else {
+      const { argv, fallback, mayFail } = step.command;
+      let line = `would run: ${displayArgv(argv)}`;
+      if (fallback) line += `   (if it fails: ${displayArgv(fallback)})`;
+      if (mayFail) line += "   (a failure is only a warning)";
+      lines.push(line);
+    }
+  }
+  return lines;
+}
+
+/**
+ * Stop and remove the service. Says so, and changes nothing, when no service file is there.
+ *
+ * @param options the service options (as for `install-service`)
+ * @throws {UsageError} for impossible option combinations
+ * @throws {CommandError} when the service manager refuses
+ */
+export async function runUninstallService(options: ServiceOptions): Promise<void> {
+  const { target } = resolveServiceTarget(options, "uninstall");
+  const plan = planUninstall(target);
+  const onDisk = underRoot(options.root, plan.servicePath);
+  try {
+    await Deno.lstat(onDisk);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+    console.log(`Nothing to uninstall: ${onDisk} does not exist`);
+    return;
+  }
+  if (options.print) {
+    for (const line of formatPlan(plan)) console.log(line);
+    return;
+  }
+  await applyPlan(plan, {
+    root: options.root,
+    log: (line) => console.log(line),
+    warn: (line) => console.error(`warning: ${line}`),
+  });
+  console.log(`Uninstalled the service: removed ${onDisk}`);
+}
+
+/** The `uninstall-service` command. */
+export function uninstallServiceCommand(): Command {
+  return addServiceOptions(
+    new Command("uninstall-service").description(
+      "stop the service and remove what install-service wrote (use the same --user and sudo)",
+    ),
+  ).action(async (options: ServiceOptions) => {
+    await runUninstallService(options);
+  });
+}
+
+/**
+ * Tell which file the service of `target` lives in.
+ *
+ * @param target where and as whom
+ * @returns absolute path of the unit, plist or task XML
+ */
+export function servicePath(target: ServiceTarget): string {
+  switch (target.os) {
+    case "linux":
+      return systemdUnitPath(target);
+    case "darwin":
+      return launchdPlistPath(target);
+    case "windows":
+      return taskXmlPath(target);
+  }
+}
+
+/**
+ * Plan installing (or updating) the service.
+ *
+ * @param target where and as whom
+ * @param launch the daemon's argv and log file
+ * @param options `update`: the service file already exists; `replacesOld`
+ *   (macOS): the old tool's plist, under its own label, is there to remove
+ * @returns the plan
+ * @throws {Error} when a path cannot be written in the service file format
+ */
+export function planInstall(
+  target: ServiceTarget,
+  launch: DaemonLaunch,
+  options: { update: boolean; replacesOld?: boolean },
+): ServicePlan {
+  switch (target.os) {
+    case "linux":
+      return planSystemdInstall(target, launch, options);
+    case "darwin":
+      return planLaunchdInstall(target, launch, options);
+    case "windows":
+      return planTaskInstall(target, launch, options);
+  }
+}
+
+/**
+ * Plan removing the service.
+ *
+ * @param target where and as whom it was installed
+ * @returns the plan
+ */
+export function planUninstall(target: ServiceTarget): ServicePlan {
+  switch (target.os) {
+    case "linux":
+      return planSystemdUninstall(target);
+    case "darwin":
+      return planLaunchdUninstall(target);
+    case "windows":
+      return planTaskUninstall(target);
+  }
 }

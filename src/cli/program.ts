@@ -1,23 +1,27 @@
 /**
  * The command-line interface: one commander program, one file per command.
  *
+ * Check the command words before commander sees them. `run` is the default
+ * command, so commander would take any unknown word as an argument of `run`
+ * ("too many arguments for 'run'"); here it is an unknown command with a
+ * suggestion. The old tool's `--install`/`--uninstall` point to the commands
+ * that replaced them.
+ *
  * @module
  */
 import { Command, CommanderError, Option } from "commander";
 import { versionText } from "../version.ts";
 import { LOG_LEVELS } from "../log/logging.ts";
 import { UsageError } from "../errors.ts";
-import { configCommand } from "./config.ts";
-import { initCommand, runInit } from "./init.ts";
+import { configCommand, initCommand, runInit } from "./config.ts";
 import { runCommand } from "./run.ts";
 import { statusCommand } from "./status.ts";
 import { resendCommand } from "./resend.ts";
 import { doctorCommand } from "./doctor.ts";
-import { installServiceCommand } from "./install_service.ts";
-import { uninstallServiceCommand } from "./uninstall_service.ts";
+import { installServiceCommand, uninstallServiceCommand } from "./install_service.ts";
 import { globalOptions } from "./options.ts";
-import { argsForProgramName, checkCommandWords } from "./command_words.ts";
 import { restartCommand, stopCommand } from "./stop.ts";
+import { closestWord } from "../config/messages.ts";
 
 /** Build the program. Commands throw on failure; `main.ts` turns errors into exit codes. */
 export function buildProgram(): Command {
@@ -137,4 +141,119 @@ export async function runCli(given: string[]): Promise<number> {
     throw error;
   }
   return 0;
+}
+
+/** Words people type for this tool that are no command, and what they are after. */
+const MEANT: Record<string, { command: string; why?: string }> = {
+  reload: {
+    command: "status",
+    why: "a running daemon reloads its config on SIGHUP (kill -HUP <pid>); `status` shows its pid",
+  },
+  start: { command: "run" },
+  daemon: { command: "run" },
+  install: { command: "install-service" },
+  uninstall: { command: "uninstall-service" },
+  validate: { command: "config validate" },
+  check: { command: "config validate" },
+  show: { command: "config show" },
+};
+
+/** The old tool's service flags and what replaced them. */
+const OLD_FLAGS: Record<string, string> = {
+  "--install": "the service is installed with `image-transfer install-service` " +
+    "(Linux: run it with sudo for a system-wide service, or add --user)",
+  "--uninstall": "the service is removed with `image-transfer uninstall-service`",
+};
+
+/** The old tool's service program name, which the binary answers to when named so. */
+export const OLD_SERVICE_PROGRAM = "image-transfer-service";
+
+/** The old service program's flags, as this program's commands. */
+const OLD_SERVICE_FLAGS: Record<string, string> = {
+  "--install": "install-service",
+  "--uninstall": "uninstall-service",
+  "--status": "status",
+};
+
+/**
+ * The arguments for this program when it was started as `programPath`: named
+ * `image-transfer-service` (the old tool's service program, e.g. a copy or a
+ * link kept for scripts), its `--install`, `--uninstall` and `--status` become
+ * `install-service`, `uninstall-service` and `status`, with the other
+ * arguments kept. Any other name leaves `args` as they are.
+ *
+ * @throws {UsageError} when started under the old name without one of those flags
+ */
+export function argsForProgramName(programPath: string, args: string[]): string[] {
+  const name = programPath.replaceAll("\\", "/").split("/").at(-1)!.replace(/\.exe$/i, "");
+  if (name !== OLD_SERVICE_PROGRAM) return args;
+  const at = args.findIndex((arg) => arg in OLD_SERVICE_FLAGS);
+  if (at >= 0) return [OLD_SERVICE_FLAGS[args[at]], ...args.slice(0, at), ...args.slice(at + 1)];
+  if (args.some((arg) => arg === "--help" || arg === "-h")) return args;
+  throw new UsageError(
+    `started as ${OLD_SERVICE_PROGRAM}, this program takes --install, --uninstall or --status ` +
+      "(the old tool's service commands); every other command is `image-transfer COMMAND`",
+  );
+}
+
+/**
+ * Refuse an unknown command word in `args` (top level, `help <word>`, or a
+ * subcommand of a command group such as `config`). `defaultCommand` is the
+ * command that runs when none is named: its options may come first.
+ *
+ * @throws {UsageError} naming the word, with a suggestion
+ */
+export function checkCommandWords(program: Command, defaultCommand: Command, args: string[]): void {
+  for (const arg of args) {
+    if (arg === "--") break;
+    const reason = OLD_FLAGS[arg.split("=", 1)[0]];
+    if (reason) throw new UsageError(`unknown option '${arg}': ${reason}`);
+  }
+  const topOptions = [...program.options, ...defaultCommand.options];
+  const first = firstOperand(topOptions, args);
+  if (!first) return;
+  if (first.word === "help") {
+    const topic = firstOperand(topOptions, first.rest);
+    if (topic && !findCommand(program, topic.word)) throw unknownCommand(program, topic.word);
+    return;
+  }
+  const command = findCommand(program, first.word);
+  if (!command) throw unknownCommand(program, first.word);
+  if (command.commands.length === 0) return;
+  const sub = firstOperand([...command.options, ...program.options], first.rest);
+  if (sub && sub.word !== "help" && !findCommand(command, sub.word)) {
+    throw unknownCommand(command, sub.word);
+  }
+}
+
+/** The first word of `args` that is neither one of `options` nor an option's value. */
+function firstOperand(
+  options: readonly Option[],
+  args: string[],
+): { word: string; rest: string[] } | undefined {
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === "--") return i + 1 < args.length ? { word: args[i + 1], rest: [] } : undefined;
+    if (!arg.startsWith("-") || arg === "-") return { word: arg, rest: args.slice(i + 1) };
+    const takesValue = options.find((o) => o.long === arg || o.short === arg);
+    // "--config=x" and "-cx" carry their value; "--config x" takes the next word.
+    if (takesValue && (takesValue.required || takesValue.optional)) i++;
+  }
+  return undefined;
+}
+
+function findCommand(parent: Command, word: string): Command | undefined {
+  return parent.commands.find((c) => c.name() === word || c.aliases().includes(word));
+}
+
+function unknownCommand(parent: Command, word: string): UsageError {
+  const names = parent.commands.map((c) => c.name()).filter((n) => n !== "help");
+  const prefix = parent.parent ? `${parent.name()} ` : "";
+  const meant = parent.parent ? undefined : MEANT[word.toLowerCase()];
+  const guess = meant?.command ?? closestWord(word, names);
+  const suggestion = guess
+    ? `; did you mean '${guess.startsWith(prefix) ? guess : prefix + guess}'?` +
+      (meant?.why ? ` (${meant.why})` : "")
+    : `; the commands are: ${names.map((n) => prefix + n).join(", ")}`;
+  return new UsageError(`unknown command '${prefix}${word}'${suggestion}`);
 }

@@ -1,17 +1,24 @@
 /**
  * `run`: the daemon (default command), `run --once`, `run --dry-run`.
  *
+ * Where the daemon logs when its config cannot be loaded: it still writes why
+ * it exits to a log file, because a service's console is often seen by no
+ * one. Only the top-level `log_file` and `log_format` are read, without
+ * validating the rest (aliases are not expanded). A file others can write is
+ * not trusted with choosing where to write: the default log file is used.
+ *
+ * `run --dry-run`: list what would be transferred where, and what is skipped
+ * and why, changing nothing (the ledger is only read, and only if it exists).
+ *
  * @module
  */
 import { Command } from "commander";
 import { loadConfig, resolveConfigPath } from "../config/load.ts";
-import { earlyLogSettings } from "../config/early_log.ts";
 import type { Config } from "../config/types.ts";
 import { exitCodeFor, UsageError } from "../errors.ts";
-import { logExit, setupLogging, shutdownLogging } from "../log/logging.ts";
+import { escapeControlChars, logExit, setupLogging, shutdownLogging } from "../log/logging.ts";
 import { runDaemon } from "../pipeline/daemon.ts";
 import { readNetworkMounts } from "../watch/fs_type.ts";
-import { dryRun } from "../pipeline/dry_run.ts";
 import { globalOptions } from "./options.ts";
 import {
   addQuickStartOptions,
@@ -20,6 +27,19 @@ import {
   saveQuickConfig,
   wantsQuickStart,
 } from "./quick_start.ts";
+import { dirname, resolve } from "node:path";
+import { isMap, parseDocument } from "yaml";
+import { daemonShape } from "../config/schema.ts";
+import { resolveLogFile } from "../config/resolve.ts";
+import { configFileProblem } from "../config/file_mode.ts";
+import { destinationIdentity, FileRows } from "../ledger/file_rows.ts";
+import { Ledger } from "../ledger/ledger.ts";
+import { planDestination } from "../layout/destination.ts";
+import { createTransport } from "../transfer/transport.ts";
+import { createFileFilter, readablePath } from "../watch/file_filter.ts";
+import { scanFolder, type SkippedEntry } from "../watch/scan.ts";
+import { sameVersion, versionOf } from "../watch/stability.ts";
+import { dueSteps } from "../pipeline/source_cleanup.ts";
 
 interface RunOptions extends QuickStartOptions {
   once?: boolean;
@@ -178,4 +198,121 @@ export function assertPermissionsAvailable(config: Config, dropped: Dropped): vo
         "this daemon gave up at start-up because no job started any; restart the daemon to use it",
     );
   }
+}
+
+/** The log settings of a config file that did not load. */
+export interface EarlyLogSettings {
+  /** Log file, or `""` for none. */
+  logFile: string;
+  format: "text" | "json";
+}
+
+/**
+ * The log file and format `file` asks for, or the schema's defaults where it
+ * cannot say; no log file when the default cannot be found (no home folder).
+ */
+export async function earlyLogSettings(file: string): Promise<EarlyLogSettings> {
+  const written = await writtenLogSettings(file);
+  const format = daemonShape.log_format.safeParse(written.log_format);
+  let logFile: string;
+  try {
+    const given = daemonShape.log_file.safeParse(written.log_file);
+    logFile = resolveLogFile(
+      given.success ? given.data : daemonShape.log_file.parse(undefined),
+      dirname(resolve(file)),
+    );
+  } catch {
+    logFile = ""; // No home folder: no default log file either.
+  }
+  return { logFile, format: format.success ? format.data : "text" };
+}
+
+/** The top-level `log_file` and `log_format` values of `file`, where it can be trusted with them. */
+async function writtenLogSettings(
+  file: string,
+): Promise<{ log_file?: unknown; log_format?: unknown }> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(file);
+  } catch {
+    return {};
+  }
+  if (await configFileProblem(file) !== undefined) return {};
+  const doc = parseDocument(text);
+  if (!isMap(doc.contents)) return {};
+  // Without keepScalar, get() gives a scalar's value, or the node of anything else.
+  return { log_file: doc.contents.get("log_file"), log_format: doc.contents.get("log_format") };
+}
+
+/**
+ * Print one line per file that would be sent (`would transfer <source> -> <target>`),
+ * one per entry that is skipped (`skipped <path>: <reason>`; a folder that is
+ * not entered ends in `/`) and a summary per job to `write`. Control
+ * characters in names are escaped, so each file stays on one line.
+ *
+ * @returns the number of files that would be sent
+ */
+export async function dryRun(config: Config, write: (line: string) => void): Promise<number> {
+  const ledger = Ledger.open(config.state_dir, { readOnly: true });
+  let total = 0;
+  try {
+    for (const job of config.jobs) {
+      const transport = createTransport(job, Deno.cwd());
+      const table = ledger && new FileRows(ledger, job.name, destinationIdentity(job));
+      let count = 0;
+      const skipped: SkippedEntry[] = [];
+      try {
+        const info = await Deno.stat(job.watch_path).catch(() => null);
+        if (!info?.isDirectory) {
+          write(`job ${job.name}: watch folder ${job.watch_path} does not exist`);
+          continue;
+        }
+        const filter = createFileFilter(job, { skipLog: null });
+        const onSkipped = (entry: SkippedEntry) => skipped.push(entry);
+        for await (const file of scanFolder(job.watch_path, filter, { onSkipped })) {
+          const stat = await Deno.stat(file.path).catch(() => null);
+          if (!stat) continue;
+          const version = versionOf(stat);
+          const prior = table?.doneVersion(file.relPath);
+          if (prior && sameVersion(prior, version)) continue;
+          const destination = await planDestination(job, {
+            path: file.path,
+            relPath: file.relPath,
+            mtimeMs: version.mtimeMs,
+          }, new Date());
+          const target = transport.describeTarget(destination);
+          write(`would transfer ${escapeControlChars(file.path)} -> ${escapeControlChars(target)}`);
+          count++;
+        }
+      } finally {
+        await transport.close();
+      }
+      skipped.sort((a, b) => a.relPath < b.relPath ? -1 : a.relPath > b.relPath ? 1 : 0);
+      for (const entry of skipped) {
+        const shown = readablePath(entry.path) + (entry.folder ? "/" : "");
+        write(`skipped ${shown}: ${entry.skip.reason}`);
+      }
+      const removals = table ? await dueSteps(job, table, Date.now()) : [];
+      for (const step of removals) {
+        write(
+          step.moveTo === null
+            ? `would delete ${escapeControlChars(step.source)} (arrived verified)`
+            : `would move ${escapeControlChars(step.source)} -> ${
+              escapeControlChars(step.moveTo)
+            } (arrived verified)`,
+        );
+      }
+      const removed = job.after_transfer === "keep"
+        ? ""
+        : `, ${removals.length} source(s) would be ${job.after_transfer}d now`;
+      write(
+        `job ${job.name}: ${count} file(s) would be transferred (${job.transfer_method}), ` +
+          `${skipped.length} skipped${removed}`,
+      );
+      total += count;
+    }
+  } finally {
+    ledger?.close();
+  }
+  return total;
 }

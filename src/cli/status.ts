@@ -8,21 +8,18 @@ import { Command } from "commander";
 import { loadConfig, resolveConfigPath } from "../config/load.ts";
 import { resolveDaemon } from "../config/resolve.ts";
 import { daemonSchema } from "../config/schema.ts";
-import type { Config } from "../config/types.ts";
+import type { Config, JobConfig } from "../config/types.ts";
 import { destinationIdentity, type FileState } from "../ledger/file_rows.ts";
 import { ledgerCounts, overdueFiles, problemFiles, recentDone } from "../status/ledger_reports.ts";
 import { Ledger } from "../ledger/ledger.ts";
-import { watchHow } from "../watch/watch_mode.ts";
+import { watchHow } from "../watch/fs_type.ts";
 import { globalOptions } from "./options.ts";
 import { daemonStatus, describeDaemon, describePause } from "./daemon_state.ts";
-import { escapeControlChars as oneLine } from "../log/logging.ts";
+import { escapeControlChars, escapeControlChars as oneLine } from "../log/logging.ts";
 import type { JobSnapshot } from "../status/job_status.ts";
 import { listenSettings, statusUrl } from "../status/listen.ts";
-import { escapeControlChars } from "../log/logging.ts";
-import type { JobConfig } from "../config/types.ts";
-import { createFileFilter } from "../watch/file_filter.ts";
+import { createFileFilter, readablePath } from "../watch/file_filter.ts";
 import { scanFolder, type SkippedEntry } from "../watch/scan.ts";
-import { readablePath } from "../watch/skip_log.ts";
 
 const STATES: FileState[] = ["pending", "transferring", "done", "failed"];
 

@@ -8,11 +8,16 @@
  */
 import type { z } from "zod";
 import { daemonShape, JOB_KEYS, type JobInput, jobSchema, TOP_LEVEL_KEYS } from "./schema.ts";
-import { OLD_KEY_NAMES, SINGLE_STRING_LISTS } from "./key_forms.ts";
-import { isPlainObject, type Issues, type Json } from "./issues.ts";
-import { describeValue, formatPath } from "./messages.ts";
-import type { Path } from "./yaml_positions.ts";
-import { closestWord } from "../suggest.ts";
+import { OLD_KEY_NAMES, SINGLE_STRING_LISTS } from "./key_meta.ts";
+import {
+  closestWord,
+  describeValue,
+  formatPath,
+  isPlainObject,
+  type Issues,
+  type Json,
+  type Path,
+} from "./messages.ts";
 
 /** Keys allowed only at the top level. */
 export const DAEMON_KEYS: ReadonlySet<string> = new Set(Object.keys(daemonShape));

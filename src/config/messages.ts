@@ -5,13 +5,23 @@
  * from the key's schema (its checks): zod stops at the type when a value is
  * not a number, and then its issue names no range.
  *
+ * Where a key is written in a YAML document: the line a message points to.
+ *
+ * The problems found in a config file, collected so that all of them are
+ * reported at once, each as `file:line: key.path: what is wrong`, in line order.
+ *
+ * "Did you mean …?" for a mistyped word (a config key, a command): the closest
+ * known word by edit distance (`fastest-levenshtein`), if it is close enough
+ * to be a likely typo.
+ *
  * @module
  */
 import { z } from "zod";
-import { OLD_KEY_NAMES, SINGLE_STRING_LISTS } from "./key_forms.ts";
-import { keyMeta } from "./key_meta.ts";
+import { keyMeta, OLD_KEY_NAMES, SINGLE_STRING_LISTS } from "./key_meta.ts";
 import { daemonShape, jobShape } from "./schema.ts";
-import type { Path } from "./yaml_positions.ts";
+import { type Document, isMap, isScalar, isSeq, type LineCounter } from "yaml";
+import { ConfigError } from "../errors.ts";
+import { distance } from "fastest-levenshtein";
 
 const SHAPES: Readonly<Record<string, z.ZodType>> = { ...jobShape, ...daemonShape };
 
@@ -157,4 +167,134 @@ export function describeValue(value: unknown): string {
 export function formatPath(path: Path): string {
   return path.map((p, i) => typeof p === "number" ? `[${p}]` : i === 0 ? p : `.${p}`).join("") ||
     "(top level)";
+}
+
+/** A key path such as `["jobs", 1, "retry_attempts"]`. */
+export type Path = (string | number)[];
+
+/**
+ * 1-based line of the key at `path` (of the item, for a list index), or of
+ * its nearest parent that is written in the document.
+ */
+export function lineOf(doc: Document, counter: LineCounter, path: Path): number {
+  const lineOfNode = (node: unknown): number | undefined => {
+    const range = (node as { range?: [number, number, number] } | null)?.range;
+    return range ? counter.linePos(range[0]).line : undefined;
+  };
+  let node: unknown = doc.contents;
+  let line = lineOfNode(node) ?? 1;
+  for (const segment of path) {
+    if (isMap(node)) {
+      const pair = node.items.find((p) => keyText(p.key) === String(segment));
+      if (!pair) return line;
+      line = lineOfNode(pair.key) ?? line;
+      node = pair.value;
+    } else if (isSeq(node) && typeof segment === "number" && node.items[segment]) {
+      node = node.items[segment];
+      line = lineOfNode(node) ?? line;
+    } else {
+      return line;
+    }
+  }
+  return line;
+}
+
+/** A mapping key as it appears in the parsed object (`~` becomes ""). */
+function keyText(key: unknown): string {
+  return isScalar(key) ? (key.value === null ? "" : String(key.value)) : String(key);
+}
+
+/** A parsed YAML mapping. */
+export type Json = Record<string, unknown>;
+
+/** The collected problems of one file, each with its line. */
+export class Issues {
+  readonly #lines: { line: number; text: string }[] = [];
+  readonly #seen = new Set<string>();
+
+  constructor(
+    readonly file: string,
+    readonly doc: Document,
+    readonly lineCounter: LineCounter,
+  ) {}
+
+  /** Add a problem at the line of the key path (or its nearest written parent). */
+  add(path: Path, message: string): void {
+    this.addAtLine(this.lineOf(path), `${formatPath(path)}: ${message}`);
+  }
+
+  /** Add a problem about the key itself: the message names it. */
+  addKey(path: Path, message: string): void {
+    this.addAtLine(this.lineOf(path), message);
+  }
+
+  /** Add a problem at a known line. */
+  addAtLine(line: number, text: string): void {
+    const rendered = `${this.file}:${line}: ${text}`;
+    if (this.#seen.has(rendered)) return;
+    this.#seen.add(rendered);
+    this.#lines.push({ line, text: rendered });
+  }
+
+  /**
+   * Add one zod issue about the mapping at `prefix`, as written in the file
+   * (`written`); `key` is the first path segment as written there.
+   */
+  addZod(issue: z.core.$ZodIssue, prefix: Path, written: Json, key = issue.path[0]): void {
+    const path = [key, ...issue.path.slice(1)].filter((p): p is string | number =>
+      typeof p === "string" || typeof p === "number"
+    );
+    this.add([...prefix, ...path], describeIssue(issue, path, valueAt(written, path)));
+  }
+
+  /** Throw one {@linkcode ConfigError} listing every problem, in line order, if there are any. */
+  throwIfAny(): void {
+    if (this.#lines.length === 0) return;
+    const sorted = [...this.#lines].sort((a, b) => a.line - b.line);
+    throw new ConfigError(sorted.map((l) => l.text).join("\n"), {
+      file: this.file,
+      line: sorted[0].line,
+    });
+  }
+
+  /** 1-based line of the key at `path`, or of its nearest written parent. */
+  lineOf(path: Path): number {
+    return lineOf(this.doc, this.lineCounter, path);
+  }
+}
+
+/** The value at `path` inside `root`, or `undefined`. */
+function valueAt(root: unknown, path: Path): unknown {
+  let current = root;
+  for (const segment of path) {
+    if (current === null || typeof current !== "object") return undefined;
+    current = (current as Record<string | number, unknown>)[segment];
+  }
+  return current;
+}
+
+/** Whether `value` is a mapping (not a list, not empty). */
+export function isPlainObject(value: unknown): value is Json {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** Case, `-` and `_` do not count as differences: `Watch-Path` is `watch_path`. */
+function normal(word: string): string {
+  return word.toLowerCase().replaceAll("-", "_");
+}
+
+/**
+ * The word in `known` closest to `word`, if at most a quarter of `word`'s
+ * letters (at least 2) are changed and `word` is not changed altogether;
+ * the first of equally close words wins.
+ */
+export function closestWord(word: string, known: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const candidate of known) {
+    const edits = distance(normal(word), normal(candidate));
+    if (edits < bestDistance) [best, bestDistance] = [candidate, edits];
+  }
+  const limit = Math.max(2, Math.floor(word.length / 4));
+  return bestDistance <= limit && bestDistance < word.length ? best : undefined;
 }

@@ -3,9 +3,14 @@
  * (`describeKeys()`) so the documentation cannot drift from the code: the
  * full one (docs/configuration.md) and the README's summary.
  *
+ * Every config key as documented in `init`'s template and the README's
+ * reference: description, default or example, scope, read from the schema.
+ *
  * @module
  */
-import { describeKeys, type KeyDoc } from "./key_docs.ts";
+import type { z } from "zod";
+import { keyMeta, OLD_KEY_NAMES } from "./key_meta.ts";
+import { daemonShape, jobShape } from "./schema.ts";
 
 /** Defaults that read better in words than as the schema's value. */
 const DEFAULT_IN_WORDS: Readonly<Record<string, string>> = {
@@ -103,4 +108,45 @@ function oneLine(text: string): string {
 export function firstSentence(text: string): string {
   const end = /(?<!\be\.g|\bi\.e)\.\s/.exec(text);
   return end === null ? text : text.slice(0, end.index + 1);
+}
+
+/** One documented key, for the generated config and the README reference. */
+export interface KeyDoc {
+  key: string;
+  description: string;
+  /** For a key a new config must fill in: a value to show. */
+  example?: unknown;
+  /** The default as it would be written in YAML, or `undefined` when required. */
+  defaultValue: unknown;
+  required: boolean;
+  scope: "job" | "daemon";
+}
+
+/**
+ * List every key with its description and default, in schema order. A
+ * renamed key's description ends with its old name.
+ */
+export function describeKeys(): KeyDoc[] {
+  const out: KeyDoc[] = [];
+  const add = (shape: Record<string, z.ZodType>, scope: "job" | "daemon") => {
+    for (const [key, schema] of Object.entries(shape)) {
+      const meta = keyMeta(schema);
+      const parsed = meta.writtenDefault === undefined
+        ? schema.safeParse(undefined)
+        : { success: true, data: meta.writtenDefault };
+      const formerly = [...OLD_KEY_NAMES].filter(([, current]) => current === key)
+        .map(([old]) => ` The old name \`${old}\` is still accepted.`);
+      out.push({
+        key,
+        description: meta.description + formerly.join(""),
+        example: meta.example,
+        defaultValue: parsed.success ? parsed.data : undefined,
+        required: !parsed.success,
+        scope,
+      });
+    }
+  };
+  add(jobShape, "job");
+  add(daemonShape, "daemon");
+  return out;
 }

@@ -3,13 +3,12 @@
  * type, its default and its one-line description. The loader, the generated
  * default config (`init`) and the README reference all read from here.
  * How a description is attached is in `key_meta.ts`; old key names and
- * lenient list forms in `key_forms.ts`; single values first in this file.
+ * lenient list forms in `key_meta.ts`; single values first in this file.
  *
  * @module
  */
 import { z } from "zod";
-import { parseBandwidth } from "./bandwidth.ts";
-import { parseFreeSpace } from "./free_space.ts";
+import { parseBandwidth, parseFreeSpace } from "./sizes.ts";
 import { checkJobRules } from "./job_rules.ts";
 import { DEFAULT_LOG_FILE, DEFAULT_STATE_DIR, defaultLogFile, defaultStateDir } from "./paths.ts";
 import { doc } from "./key_meta.ts";

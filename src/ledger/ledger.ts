@@ -21,19 +21,22 @@ import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { statfsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { logger } from "../log/logging.ts";
-import { formatBytes } from "../config/free_space.ts";
+import { formatBytes } from "../config/sizes.ts";
 import {
+  assertLedgerReadable,
+  COUNTS_OF_OLDER_LEDGER,
   damageAtStart,
   damagedForReading,
   isDamage,
   isFull,
+  LEDGER_SCHEMA,
   type LedgerRebuild,
+  migrateLedger,
   setAside,
   sqliteText,
-} from "./damage.ts";
-import { assertLedgerReadable, LEDGER_SCHEMA, migrateLedger } from "./schema_version.ts";
+} from "./ledger_file.ts";
 
-export type { LedgerRebuild } from "./damage.ts";
+export type { LedgerRebuild } from "./ledger_file.ts";
 
 /** File name of the ledger database inside `state_dir`. */
 export const LEDGER_FILE = "ledger.sqlite";
@@ -122,7 +125,9 @@ export class Ledger {
       try {
         db = new DatabaseSync(path, { readOnly: true });
         // An older ledger is read as it is; the daemon migrates it when it next starts.
-        if (assertLedgerReadable(db, path) < 2) db.exec(VERSION_1_AS_2);
+        const version = assertLedgerReadable(db, path);
+        if (version < 2) db.exec(VERSION_1_AS_2);
+        if (version < 3) db.exec(COUNTS_OF_OLDER_LEDGER);
         db.prepare("SELECT COUNT(*) FROM sqlite_master").get();
       } catch (error) {
         db?.close();

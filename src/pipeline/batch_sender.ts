@@ -19,12 +19,17 @@
 import type { JobConfig } from "../config/types.ts";
 import { TransferError } from "../errors.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
-import { hashSource } from "../transfer/sha256.ts";
+import { hashSource } from "../transfer/source.ts";
 import type { TransferItem, TransferOutcome, Transport } from "../transfer/transport.ts";
-import { absolutePath, type FileVersion, versionOf } from "../watch/file_version.ts";
-import { attemptOutcome, logFailure, type NextStep, slowRetryMs } from "./attempt_outcome.ts";
-import { retryDelayMs } from "./backoff.ts";
-import { systemClock } from "./clock.ts";
+import { absolutePath, type FileVersion, versionOf } from "../watch/stability.ts";
+import {
+  attemptOutcome,
+  logFailure,
+  type NextStep,
+  retryDelayMs,
+  slowRetryMs,
+} from "./attempt_outcome.ts";
+import { systemClock } from "./retry_timer.ts";
 import type { AfterAttempt, FileTable, WorkRecord } from "./file_table.ts";
 
 /** What a {@linkcode BatchSender} works with. */
@@ -57,7 +62,7 @@ export interface BatchSenderContext {
    * start-up (`run --once`, which must end).
    */
   slowRetries?: boolean;
-  /** Whether a full destination pauses the job (see `full_pause.ts`). */
+  /** Whether a full destination pauses the job (see `space_guard.ts`). */
   pauseWhenFull: boolean;
   /** The destination is full (called before the file is queued again). */
   onFull(error: TransferError): void;
@@ -100,9 +105,18 @@ export class BatchSender {
     this.#context = context;
   }
 
-  /** How many arrivals wait for the ledger to be writable. */
-  get unrecorded(): number {
-    return this.#unrecorded.length;
+  /**
+   * The job stops (its batches have ended): record what waited for the
+   * ledger, or say that the next start sends it again.
+   */
+  close(): void {
+    this.recordWaiting();
+    if (this.#unrecorded.length === 0) return;
+    this.#log.warn(
+      "{count} file(s) of job {job} arrived but the ledger could not record them; the next " +
+        "start sends them again",
+      { count: this.#unrecorded.length },
+    );
   }
 
   /**
@@ -147,6 +161,9 @@ export class BatchSender {
       );
     }, deadlineMs);
     const waiting = new Set<string>();
+    // A file of this batch put back in the queue meanwhile (held while the destination is full)
+    // may be on its way again in another batch: that attempt is not this one's to settle.
+    const takes = new Map(batch.map((record) => [record.relPath, record.take]));
     try {
       this.#log.debug("Sending {count} file(s) in one batch", {
         count: batch.length,
@@ -186,7 +203,8 @@ export class BatchSender {
       // Whatever went wrong above, no record stays `sending`: it is retried after a delay.
       for (const record of batch) {
         if (signal.aborted || waiting.has(record.relPath)) continue;
-        if (table.record(record.relPath)?.phase !== "sending") continue;
+        const now = table.record(record.relPath);
+        if (now?.phase !== "sending" || now.take !== takes.get(record.relPath)) continue;
         const attempts = record.attempts + 1;
         const delayMs = retryDelayMs(
           attempts,

@@ -17,14 +17,14 @@ import { WatchFolderError } from "../errors.ts";
 import { Ledger } from "../ledger/ledger.ts";
 import { acquireDaemonLock, type JobPause, PID_FILE } from "../ledger/daemon_lock.ts";
 import { logger } from "../log/logging.ts";
-import { createTransport } from "../transfer/factory.ts";
+import { createTransport } from "../transfer/transport.ts";
 import { endLeftoverMasters } from "../transfer/ssh/master.ts";
 import { VERSION, versionInfo } from "../version.ts";
-import { StatusEvents } from "../status/events.ts";
+import { type JobSummary, StatusEvents } from "../status/job_status.ts";
 import { LedgerReports } from "../status/ledger_reports.ts";
 import { startStatusServer, type StatusServer } from "../status/server.ts";
-import { checkBeforeStart } from "./preflight.ts";
-import { JobRunner, type JobSummary } from "./job_runner.ts";
+import { checkBeforeStart } from "./job_extras.ts";
+import { JobRunner } from "./job_runner.ts";
 
 /** Options of {@linkcode runDaemon}. */
 export interface DaemonOptions {

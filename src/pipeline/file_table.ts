@@ -1,15 +1,15 @@
 /**
  * The file table of one job: the one owner of every file's state, from the
- * moment the stability checker reports it complete until it is done.
- *
- * It has two halves and keeps them in step itself; no other code writes
- * either:
+ * moment a file is seen until it is done. It has two halves and keeps them in
+ * step itself; no other code writes either:
  * - **on disk**, the ledger's rows of this job and destination
  *   (`ledger/file_rows.ts`): size, mtime, destination, `pending`,
  *   `transferring`, `done` or `failed`, attempts, next attempt, last error;
  * - **in memory**, an index of the files in motion (`work_queue.ts`): one
- *   record per file with its phase (planning, queued, waiting, sending),
- *   attempts and next attempt on the monotonic clock, and the one retry timer.
+ *   record per file with its phase (observing, planning, queued, waiting,
+ *   sending), attempts and next attempt on the monotonic clock, the
+ *   stability checker's observation while the file is not complete yet
+ *   ({@linkcode FileTable.observations}), and the one retry timer.
  *
  * Every transition writes the row first and then moves the record. A row
  * that cannot be written ({@linkcode LedgerWriteError}: the ledger's problem
@@ -18,10 +18,6 @@
  * found (and looked at again), a batch stays queued, arrivals stay `sending`
  * until {@linkcode FileTable.arrived} succeeds. Whether a file is done is
  * asked of the rows, by key, never copied into memory.
- *
- * Files under observation (not complete yet) belong to the stability
- * checker; the table asks it ({@linkcode TableObserver}) and hands it files to
- * look at again.
  *
  * @module
  */
@@ -37,8 +33,14 @@ import {
 } from "../ledger/file_rows.ts";
 import { logger } from "../log/logging.ts";
 import type { FileFilter } from "../watch/file_filter.ts";
-import { absolutePath, type FileVersion, sameVersion, versionOf } from "../watch/file_version.ts";
-import { type Clock, systemClock } from "./clock.ts";
+import {
+  absolutePath,
+  type FileVersion,
+  type ObservationStore,
+  sameVersion,
+  versionOf,
+} from "../watch/stability.ts";
+import { type Clock, systemClock } from "./retry_timer.ts";
 import {
   type AfterAttempt,
   type Phase,
@@ -49,21 +51,14 @@ import {
 
 export type { AfterAttempt, Phase, ReadyDecision, WorkRecord } from "./work_queue.ts";
 
-/** The stability checker, as the table sees it. */
-export interface TableObserver {
-  /** Whether the checker observes `path` now. */
-  has(path: string): boolean;
-  /** Have the checker observe `path` (again). */
-  touch(path: string): void;
-}
-
 /** What a {@linkcode FileTable} works with. */
 export interface FileTableOptions {
   job: JobConfig;
   ledger: Ledger;
   /** The job's filter: an unfinished row that no longer matches is dropped at start. */
   filter: FileFilter;
-  observer: TableObserver;
+  /** Have the stability checker observe the file at `path` (again). */
+  observe(path: string): void;
   /** Retries whose time has come (recorded due already). */
   onDue(relPaths: string[]): void;
   clock?: Clock;
@@ -85,7 +80,7 @@ export class FileTable {
   readonly rows: FileRows;
   #job: JobConfig;
   #filter: FileFilter;
-  #observer: TableObserver;
+  #observe: (path: string) => void;
   #index: WorkQueue;
   /** Files found complete while the ledger could not record them: known, looked at again later. */
   #foundUnrecorded = new Set<string>();
@@ -95,12 +90,13 @@ export class FileTable {
   constructor(options: FileTableOptions) {
     this.#job = options.job;
     this.#filter = options.filter;
-    this.#observer = options.observer;
+    this.#observe = options.observe;
     this.rows = new FileRows(options.ledger, options.job.name, destinationIdentity(options.job));
-    this.#index = new WorkQueue((due) => {
+    const index = this.#index = new WorkQueue((due) => {
       this.#recordDue(due);
       options.onDue(due);
     }, options.clock ?? systemClock);
+    this.observations = index.observations;
   }
 
   /** The ledger under the rows. */
@@ -118,10 +114,16 @@ export class FileTable {
     return this.#index.get(relPath);
   }
 
-  /** Files in motion (every phase). */
+  /** Files in motion (every phase, `observing` included). */
   get inMotion(): number {
     return this.#index.size;
   }
+
+  /**
+   * Where the stability checker keeps its observations, by relative path: in
+   * the records (see `work_queue.ts`).
+   */
+  readonly observations: ObservationStore;
 
   /** Files in motion in `phase`. */
   count(phase: Phase): number {
@@ -213,9 +215,12 @@ export class FileTable {
     }
   }
 
-  /** Take up to `max` sendable files, recorded `transferring` (none, if that cannot be recorded). */
-  takeBatch(max: number): WorkRecord[] {
-    const batch = this.#index.takeBatch(max);
+  /**
+   * Take up to `max` sendable files (within `maxBytes`, unless the first alone
+   * is larger), recorded `transferring` (none, if that cannot be recorded).
+   */
+  takeBatch(max: number, maxBytes?: number): WorkRecord[] {
+    const batch = this.#index.takeBatch(max, maxBytes);
     if (batch.length === 0) return batch;
     if (!writeIfWritable(() => this.rows.markTransferring(batch.map((r) => r.relPath)))) {
       for (const record of batch) this.#index.finish(record.relPath, { to: "queued" });
@@ -345,7 +350,7 @@ export class FileTable {
           nextAttemptAt: row.nextAttemptAt > latest ? 0 : row.nextAttemptAt,
         });
       } else {
-        this.#observer.touch(path);
+        this.#observe(path);
       }
     }
   }
@@ -374,9 +379,8 @@ export class FileTable {
     for (const row of this.rows.pending()) {
       if (this.#index.get(row.relPath)) continue;
       const path = absolutePath(this.#job.watch_path, row.relPath);
-      if (this.#observer.has(path)) continue;
       stray.push(row.relPath);
-      this.#observer.touch(path);
+      this.#observe(path);
     }
     return stray;
   }

@@ -1,24 +1,53 @@
 /**
  * Intake: from a file the watch session reports to a queued record. Events
- * and scans hand files to the stability checker (unless they are done as
- * they are, or busy); a file found complete gets its destination planned, is
- * recorded `pending` in the ledger, and is queued.
+ * and scans put files under observation (unless they are done as they are,
+ * or busy): the intake runs the job's stability checker, which keeps each
+ * observation in the file's record of the file table (the `observing`
+ * phase), nowhere else. A file found complete gets its destination planned,
+ * is recorded `pending` in the file table, and is queued.
+ *
+ * Files that grow (`growing_patterns`): while the stability checker waits
+ * for such a file to be complete, what was appended to it is sent every
+ * {@linkcode PART_INTERVAL_MS} into its temporary copy at the destination
+ * ({@linkcode Transport.sendPart}), which is kept there. Once the
+ * file is complete it is sent as any file: the transport continues that copy
+ * (only the rest travels), verifies it and renames it into place, once.
+ *
+ * Methods without `sendPart` (scp, ftp) send such files once complete, as
+ * any file. A part that fails is only logged: the complete file is sent as
+ * usual, continuing what did arrive.
  *
  * @module
  */
 import type { JobConfig } from "../config/types.ts";
 import { planDestination } from "../layout/destination.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
-import { type FileVersion, sameVersion, versionOf } from "../watch/file_version.ts";
+import {
+  type Activity,
+  type FileVersion,
+  type ObservationStore,
+  sameVersion,
+  StabilityChecker,
+  type StableFile,
+  versionOf,
+} from "../watch/stability.ts";
+import { createFileFilter, type FileFilter } from "../watch/file_filter.ts";
 import { type FoundFile, relativeTo } from "../watch/scan.ts";
-import type { Activity, StabilityChecker, StableFile } from "../watch/stability.ts";
+import type { Transport } from "../transfer/transport.ts";
 import type { FileTable } from "./file_table.ts";
 
 /** What {@linkcode Intake} works with. */
 export interface IntakeContext {
   job: JobConfig;
   table: FileTable;
-  checker: StabilityChecker;
+  /** `run --once`: an incomplete FITS file is left for the next run instead of waited for. */
+  once: boolean;
+  /** Quiet time after a close-after-write for `close_shortcut_patterns` (ms). */
+  closedForMs: number;
+  /** Where the parts of growing files go. */
+  transport: Transport;
+  /** Aborted when the job stops. */
+  signal: AbortSignal;
   /** A path that turned out to be no file: scan it if it is a folder; whether it was. */
   scanIfFolder(path: string): Promise<boolean>;
   /** Whether the job is stopping (nothing new starts). */
@@ -33,15 +62,67 @@ export interface IntakeContext {
 export class Intake {
   #context: IntakeContext;
   #log: Logger;
+  /** Decides when the files under observation are complete. */
+  #checker: StabilityChecker;
+  /** Parts of files that are still growing (`growing_patterns`). */
+  #growing: GrowingSender;
 
   constructor(context: IntakeContext) {
-    this.#log = jobLogger("pipeline", context.job.name);
+    const { job } = context;
+    this.#log = jobLogger("pipeline", job.name);
     this.#context = context;
+    const stableForMs = job.stability_window_seconds * 1000;
+    // Only asks whether a name matches: what it does not match is not skipped, so it says nothing.
+    const shortcut = createFileFilter({
+      ...job,
+      watch_path: undefined,
+      file_patterns: job.close_shortcut_patterns,
+      exclude_patterns: [],
+    }, { skipLog: null });
+    this.#checker = new StabilityChecker({
+      stableForMs,
+      closedForMs: Math.min(stableForMs, context.closedForMs),
+      closeShortcut: (path) => {
+        const rel = relativeTo(job.watch_path, path);
+        return rel !== null && shortcut.includesFile(rel);
+      },
+      incompleteGraceMs: job.fits_incomplete_grace_seconds * 1000,
+      // `--once` sends what is complete now; an incomplete FITS file waits for the next run.
+      waitForIncomplete: !context.once,
+      onReady: (file) => this.#ready(file),
+      onGone: (path) => void this.#gone(path),
+      onLeft: (path, reason) => {
+        this.#log.info("Left {path} for a later run: {reason}", { path, reason });
+        context.onSettled();
+      },
+      store: observationsByPath(job.watch_path, context.table.observations),
+    });
+    this.#growing = new GrowingSender({
+      job,
+      transport: context.transport,
+      signal: context.signal,
+      growing: (rel) => context.table.observations.get(rel) !== undefined,
+    });
+  }
+
+  /** Observe the file at `path` (again): it changed, or its attempt found it changed. */
+  observe(path: string): void {
+    this.#checker.touch(path);
+  }
+
+  /**
+   * Stop observing at once (the job stops); resolves when the part of a
+   * growing file being sent has ended.
+   */
+  close(): Promise<void> {
+    this.#checker.close();
+    return this.#growing.close();
   }
 
   /** A watched file was created, written or closed. */
   activity(path: string, rel: string, activity: Activity): void {
-    if (this.#context.table.activity(rel)) this.#context.checker.touch(path, activity);
+    if (this.#context.table.activity(rel)) this.#checker.touch(path, activity);
+    this.#growing.touched(path, rel);
   }
 
   /**
@@ -49,10 +130,12 @@ export class Intake {
    * them. `quick`: a file sent before counts as unchanged without a stat.
    */
   found(files: FoundFile[], quick = false): FoundFile[] {
-    const { checker, table } = this.#context;
+    const { table } = this.#context;
+    const checker = this.#checker;
     const found: FoundFile[] = [];
     for (const file of files) {
-      if (table.holds(file.relPath) || checker.has(file.path)) continue;
+      // Held: in motion (under observation too) or found while it could not be recorded.
+      if (table.holds(file.relPath)) continue;
       const entry = table.doneVersion(file.relPath);
       if (entry && quick) continue;
       if (entry) {
@@ -67,14 +150,25 @@ export class Intake {
       }
       found.push(file);
       checker.touch(file.path);
+      this.#growing.touched(file.path, file.relPath);
     }
     return found;
   }
 
   /** The stability checker found a file complete. */
-  ready(file: StableFile): void {
+  #ready(file: StableFile): void {
     const { job, table } = this.#context;
     if (this.#context.stopping()) return;
+    if (file.truncated) {
+      this.#log.warn(
+        "Sending {path} although it is truncated ({reason}); it has not changed for {seconds} s or more",
+        {
+          path: file.path,
+          reason: file.truncated.reason,
+          seconds: job.fits_incomplete_grace_seconds,
+        },
+      );
+    }
     const rel = relativeTo(job.watch_path, file.path);
     if (rel === null) return;
     const version = { size: file.size, mtimeMs: file.mtimeMs };
@@ -85,7 +179,7 @@ export class Intake {
   }
 
   /** A file under observation disappeared (or turned out to be a folder). */
-  async gone(path: string): Promise<void> {
+  async #gone(path: string): Promise<void> {
     const { job, table } = this.#context;
     if (this.#context.stopping()) return;
     if (!(await this.#context.scanIfFolder(path))) {
@@ -100,7 +194,7 @@ export class Intake {
 
   /** Plan the destination of a file found complete, record it pending, and queue it. */
   #plan(rel: string, path: string, version: FileVersion): void {
-    const { job, table, checker } = this.#context;
+    const { job, table } = this.#context;
     planDestination(
       job,
       { path, relPath: rel, mtimeMs: version.mtimeMs },
@@ -113,7 +207,7 @@ export class Intake {
     ).then((destination) => {
       if (this.#context.stopping()) return;
       const planned = table.planned(rel, version, destination);
-      if (planned === "observe") checker.touch(path);
+      if (planned === "observe") this.#checker.touch(path);
       if (planned !== "queued") return;
       this.#log.debug("Ready: {path} -> {destination}", { path, destination });
       this.#context.onQueued();
@@ -125,5 +219,143 @@ export class Intake {
         error: String(error),
       });
     }).finally(() => this.#context.onSettled());
+  }
+}
+
+/**
+ * The checker knows files by absolute path, the table by path relative to
+ * the watch folder (`root`): `byRel` seen by absolute path (a path outside
+ * the watch folder has no observation).
+ */
+function observationsByPath(root: string, byRel: ObservationStore): ObservationStore {
+  const at = (path: string) => relativeTo(root, path);
+  return {
+    get: (path) => {
+      const rel = at(path);
+      return rel === null ? undefined : byRel.get(rel);
+    },
+    set: (path, observation) => {
+      const rel = at(path);
+      if (rel !== null) byRel.set(rel, observation);
+    },
+    delete: (path) => {
+      const rel = at(path);
+      if (rel !== null) byRel.delete(rel);
+    },
+    values: () => byRel.values(),
+    clear: () => byRel.clear(),
+  };
+}
+
+/** How often what a growing file gained is sent, at most. */
+const PART_INTERVAL_MS = 2000;
+
+/** What a {@linkcode GrowingSender} works with. */
+interface GrowingContext {
+  job: JobConfig;
+  transport: Transport;
+  /** Aborted when the job stops. */
+  signal: AbortSignal;
+  /** Whether the stability checker still waits for `rel` to be complete. */
+  growing(rel: string): boolean;
+  /** How often parts go, at most (ms). @default PART_INTERVAL_MS */
+  intervalMs?: number;
+}
+
+interface GrowingFile {
+  rel: string;
+  timer: ReturnType<typeof setTimeout> | undefined;
+  /** Bytes at the destination after the last part. */
+  sentBytes: number;
+  sending: Promise<void> | null;
+}
+
+/** Sends the parts of one job's growing files; see the module doc. */
+class GrowingSender {
+  #context: GrowingContext;
+  #filter: FileFilter | null;
+  #files = new Map<string, GrowingFile>();
+  #log: Logger;
+  #closed = false;
+
+  constructor(context: GrowingContext) {
+    this.#log = jobLogger("pipeline", context.job.name);
+    this.#context = context;
+    const { job, transport } = context;
+    this.#filter = job.growing_patterns.length > 0 && transport.sendPart !== undefined
+      ? createFileFilter({ ...job, file_patterns: job.growing_patterns, exclude_patterns: [] })
+      : null;
+  }
+
+  /** Activity for the file at `path` (`rel` to the watch folder): its growth is sent soon. */
+  touched(path: string, rel: string): void {
+    if (this.#closed || this.#filter === null || !this.#filter.includesFile(rel)) return;
+    let file = this.#files.get(path);
+    if (file === undefined) {
+      file = { rel, timer: undefined, sentBytes: 0, sending: null };
+      this.#files.set(path, file);
+    }
+    this.#arm(path, file);
+  }
+
+  /** Stop sending parts; waits for the part under way. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    const sending = [...this.#files.values()].map((file) => {
+      clearTimeout(file.timer);
+      return file.sending;
+    });
+    this.#files.clear();
+    await Promise.allSettled(sending);
+  }
+
+  #arm(path: string, file: GrowingFile): void {
+    if (file.timer !== undefined || file.sending !== null) return;
+    file.timer = setTimeout(() => {
+      file.timer = undefined;
+      file.sending = this.#sendPart(path, file).finally(() => {
+        file.sending = null;
+        if (this.#closed || !this.#context.growing(file.rel)) this.#files.delete(path);
+        else this.#arm(path, file);
+      });
+    }, this.#context.intervalMs ?? PART_INTERVAL_MS);
+  }
+
+  /** Send what `path` gained since the last part, while it is still growing. */
+  async #sendPart(path: string, file: GrowingFile): Promise<void> {
+    const { job, transport, signal } = this.#context;
+    if (this.#closed || !this.#context.growing(file.rel)) return;
+    let info: Deno.FileInfo;
+    try {
+      info = await Deno.lstat(path);
+    } catch {
+      return; // Gone: the stability checker drops it.
+    }
+    if (!info.isFile || info.size <= file.sentBytes) return;
+    const mtimeMs = info.mtime?.getTime() ?? Date.now();
+    try {
+      const destination = await planDestination(
+        job,
+        { path, relPath: file.rel, mtimeMs },
+        new Date(),
+        () => {},
+      );
+      const part = await transport.sendPart!(
+        { source: path, destination, size: info.size, mtimeMs },
+        signal,
+      );
+      file.sentBytes = part.bytes;
+      this.#log.debug("Sent a part of {path}: {appended} bytes, {bytes} at the destination", {
+        path,
+        appended: part.appended,
+        bytes: part.bytes,
+      });
+    } catch (error) {
+      if (signal.aborted) return;
+      this.#log.info("Could not send a part of {path} ({reason}); it is sent once complete", {
+        path,
+        reason: error instanceof Error ? error.message : String(error),
+      });
+    }
   }
 }

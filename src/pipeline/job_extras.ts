@@ -2,16 +2,23 @@
  * What a job does beside sending: hooks after each arrival or give-up,
  * source clean-up, and schedules (with the catch-up of a scheduled rescan).
  *
+ * What `run` checks in a valid config before it starts anything, shared by
+ * `config validate`, `doctor` and `install-service` so that a config they
+ * accept starts: the programs it runs of its own (hooks, scheduled
+ * commands), the archive folders of source cleanup, and the status page's
+ * address and token.
+ *
  * @module
  */
-import type { JobConfig } from "../config/types.ts";
+import type { Config, JobConfig } from "../config/types.ts";
 import type { Transport } from "../transfer/transport.ts";
-import type { FileVersion } from "../watch/file_version.ts";
-import { hookFacts, HookRunner } from "./hooks.ts";
+import type { FileVersion } from "../watch/stability.ts";
+import { checkUserPrograms, hookFacts, HookRunner } from "./hooks.ts";
 import { JobSchedules } from "./schedules.ts";
-import { SourceCleaner } from "./source_cleanup.ts";
+import { assertCleanupSafe, SourceCleaner } from "./source_cleanup.ts";
 import type { FileTable, WorkRecord } from "./file_table.ts";
 import { logger } from "../log/logging.ts";
+import { type ListenSettings, listenSettings } from "../status/listen.ts";
 
 /** What {@linkcode JobExtras} works with. */
 export interface JobExtrasContext {
@@ -131,4 +138,20 @@ async function catchUp(context: JobExtrasContext, nights: number): Promise<strin
     },
   );
   return forgotten;
+}
+
+/**
+ * Check `config` as `run` does before it starts.
+ *
+ * @param runsAs user id of the account the daemon runs as (the current one unless told)
+ * @returns the status page's settings (`null` when it is off)
+ * @throws {ConfigError} naming what is wrong and what to do
+ */
+export async function checkBeforeStart(
+  config: Config,
+  runsAs?: number | null,
+): Promise<ListenSettings | null> {
+  await checkUserPrograms(config.jobs, config.file, runsAs);
+  assertCleanupSafe(config.jobs);
+  return await listenSettings(config);
 }

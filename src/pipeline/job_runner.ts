@@ -1,12 +1,9 @@
 /**
- * One job's pipeline: watch → stability → ledger → transfer → verified.
- *
- * The job's file table (`file_table.ts`) is the one owner of a file's state
- * from complete to done: its rows in the ledger (`pending` when complete,
- * `transferring` while sent, `done` when it arrived verified, and only then
- * said to have arrived; `failed` when retries are exhausted) and its record
- * in motion (queued, waiting, sending). Before that, files under observation
- * belong to the stability checker.
+ * One job: the object that builds and owns its parts (watch session, intake,
+ * file table, sender, pauses, extras) and calls them; they report back to it.
+ * A file goes watch → intake (observed until complete: `intake.ts`) → file
+ * table (the one owner of its state from complete to done: `file_table.ts`)
+ * → sender → verified, and only then said to have arrived.
  *
  * While the ledger cannot be written the job starts no transfer; when it can
  * again, the arrivals that waited are recorded and the folder is looked at
@@ -15,23 +12,49 @@
  * @module
  */
 import type { JobConfig } from "../config/types.ts";
+import { isConnectionFailure } from "../errors.ts";
+import type { JobPause } from "../ledger/daemon_lock.ts";
 import type { Ledger } from "../ledger/ledger.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
+import {
+  type JobSnapshot,
+  JobStatus,
+  type JobSummary,
+  type StatusEvents,
+} from "../status/job_status.ts";
 import type { Transport } from "../transfer/transport.ts";
-import type { StabilityChecker } from "../watch/stability.ts";
-import type { WatchSession } from "../watch/watch_session.ts";
-import type { BatchSender } from "./batch_sender.ts";
-import type { FreeSpaceGauge } from "../status/free_space_gauge.ts";
-import type { FullDestinationPause } from "./full_pause.ts";
-import type { GrowingSender } from "./growing_sender.ts";
-import type { Intake } from "./intake.ts";
-import type { JobExtras } from "./job_extras.ts";
-import { type JobSnapshot, JobStatus } from "../status/job_status.ts";
-import { type JobOutcomes, type JobRunnerOptions, type JobSummary, wireJob } from "./job_wiring.ts";
-import type { SpaceGuard } from "./space_guard.ts";
-import type { FileTable } from "./file_table.ts";
+import { createFileFilter } from "../watch/file_filter.ts";
+import { WatchSession } from "../watch/watch_session.ts";
+import { BatchSender } from "./batch_sender.ts";
+import { FileTable } from "./file_table.ts";
+import { FullDestinationPause, SpaceGuard } from "./space_guard.ts";
+import { Intake } from "./intake.ts";
+import { JobExtras } from "./job_extras.ts";
 
-export type { JobRunnerOptions, JobSummary } from "./job_wiring.ts";
+/** Options of {@linkcode JobRunner}. */
+export interface JobRunnerOptions {
+  /** Scan, send what is complete, and finish (no watcher, no rescans). */
+  once: boolean;
+  /**
+   * Quiet time after a close-after-write event (Linux) before a file matching
+   * `close_shortcut_patterns` counts as complete; the full stability window
+   * applies elsewhere.
+   * @default 200
+   */
+  closedForMs?: number;
+  /** How often to look for a watch folder that does not exist yet. @default 10000 */
+  missingFolderRetryMs?: number;
+  /** Longest time one batch may take before it is aborted and retried; see `batch_sender.ts`. */
+  batchDeadlineMs?: number;
+  /** How often a job paused by a full destination tries one file. @default 15000 */
+  fullProbeMs?: number;
+  /** How often the watch folder's disk is looked at (`min_free_space`). @default 60000 */
+  watchDiskCheckMs?: number;
+  /** Called when the job pauses because its destination is full, and when it resumes (`null`). */
+  onPauseChange?: (pause: JobPause | null) => void;
+  /** Where transfers are told to the status page and metrics. */
+  events?: StatusEvents;
+}
 
 /** How long files that became ready are gathered before a batch starts. */
 const BATCH_GATHER_MS = 3;
@@ -46,11 +69,9 @@ export class JobRunner {
   #table: FileTable;
   #transport: Transport;
   #options: JobRunnerOptions;
-  #checker: StabilityChecker;
+  /** Files under observation, until they are complete. */
   #intake: Intake;
   #session: WatchSession;
-  /** Parts of files that are still growing (`growing_patterns`). */
-  #growing: GrowingSender;
   /** Paused while the destination is full. */
   #full: FullDestinationPause;
   /** `min_free_space` at the destination and the watch folder's disk. */
@@ -71,45 +92,117 @@ export class JobRunner {
   #idleWaiters: Array<() => void> = [];
   /** The rescan after the ledger could be written again, while it runs. */
   #lookingAgain: Promise<unknown> | null = null;
-  #outcomes: JobOutcomes = { sent: 0, failed: new Set() };
   #status: JobStatus;
-  /** Free space at the destination, where the transport can tell it. */
-  #freeSpace: FreeSpaceGauge | null;
 
   constructor(job: JobConfig, ledger: Ledger, transport: Transport, options: JobRunnerOptions) {
     this.#log = jobLogger("pipeline", job.name);
     this.job = job;
     this.#transport = transport;
     this.#options = options;
-    this.#status = new JobStatus(job.name, job.transfer_method, options.events);
-    const parts = wireJob({
+    const signal = this.#abort.signal;
+    // Free space is asked only when an SSH session is free: the page never holds up a transfer.
+    const status = this.#status = new JobStatus(
+      job.name,
+      job.transfer_method,
+      options.events,
+      transport.diskSpace &&
+        (async () =>
+          (await transport.diskSpace!(signal, { onlyIfFree: true }))?.availableBytes ?? null),
+    );
+    const filter = createFileFilter(job);
+    const table = this.#table = new FileTable({
       job,
       ledger,
-      transport,
-      options,
-      log: this.#log,
-      signal: this.#abort.signal,
-      status: this.#status,
-      outcomes: this.#outcomes,
-      callbacks: {
-        pump: () => this.#pump(),
-        pumpSoon: () => this.#pumpSoon(),
-        checkIdle: () => this.#checkIdle(),
-        onDue: () => this.#pump(),
-        beforeRescan: () => this.#beforeRescan(),
-        stopping: () => this.#stopping,
-      },
+      filter,
+      observe: (path) => intake.observe(path),
+      onDue: () => this.#pump(),
     });
-    this.#checker = parts.checker;
-    this.#table = parts.table;
-    this.#intake = parts.intake;
-    this.#session = parts.session;
-    this.#growing = parts.growing;
-    this.#full = parts.full;
-    this.#space = parts.space;
-    this.#sender = parts.sender;
-    this.#extras = parts.extras;
-    this.#freeSpace = parts.freeSpace;
+    const intake: Intake = this.#intake = new Intake({
+      job,
+      table,
+      once: options.once,
+      closedForMs: options.closedForMs ?? 200,
+      transport,
+      signal,
+      scanIfFolder: (path) => this.#session.scanIfFolder(path),
+      stopping: () => this.#stopping,
+      onQueued: () => this.#pumpSoon(),
+      onSettled: () => this.#checkIdle(),
+    });
+    this.#full = new FullDestinationPause({
+      job: job.name,
+      target: transport.describeTarget(""),
+      fullSpeed: job.max_concurrent_transfers * transport.maxBatchFiles,
+      onProbeDue: () => this.#pump(),
+      probeEveryMs: options.fullProbeMs,
+      onChange: options.onPauseChange,
+    });
+    this.#space = new SpaceGuard({
+      job,
+      target: transport.describeTarget(""),
+      measure: transport.diskSpace?.bind(transport),
+      signal,
+      repeatWatchCheck: !options.once,
+      watchCheckMs: options.watchDiskCheckMs,
+    });
+    this.#session = new WatchSession({
+      root: job.watch_path,
+      job: job.name,
+      filter,
+      once: options.once,
+      missingFolderRetryMs: options.missingFolderRetryMs ?? 10_000,
+      rescanIntervalMs: job.rescan_interval_seconds * 1000,
+      watchMode: job.watch_mode,
+      pollIntervalMs: job.poll_interval_seconds * 1000,
+      onActivity: (path, rel, activity) => intake.activity(path, rel, activity),
+      onFound: (files, quick) => intake.found(files, quick),
+      beforeRescan: () => this.#beforeRescan(),
+      // The first file should not wait for an SSH handshake (~0.3 s or more).
+      onFolderReady: () => void transport.warmUp?.(),
+    });
+    const extras = this.#extras = new JobExtras({
+      job,
+      table,
+      transport,
+      signal,
+      rescan: () => this.#session.rescan(),
+      pause: () => void (status.windowPaused = true),
+      resume: () => {
+        status.windowPaused = false;
+        this.#pump();
+      },
+      once: options.once,
+    });
+    this.#sender = new BatchSender({
+      job,
+      table,
+      transport,
+      signal,
+      observe: (path) => intake.observe(path),
+      onSent: (record, sha256) => {
+        const { relPath, version, destination } = record;
+        extras.arrived(relPath, { ...version }, destination, sha256);
+        status.sent(relPath, destination, version.size, record.sendingSince);
+      },
+      onRecognised: (rel, version) => {
+        status.recognised(rel);
+        extras.recognised(rel, version);
+      },
+      onGaveUp: (record, error, attempts) => {
+        status.gaveUp(record.relPath);
+        extras.gaveUp(record, error, attempts);
+      },
+      onFailed: (rel, error, final) =>
+        status.failed(rel, error.kind, error.message, final, isConnectionFailure(error)),
+      pauseWhenFull: !options.once,
+      slowRetries: !options.once,
+      onFull: (error) => {
+        this.#full.full(error.message);
+        status.state(true);
+      },
+      admit: (bytes) => this.#space.admit(bytes),
+      deadlineMs: options.batchDeadlineMs,
+    });
     this.#stopListening = ledger.subscribe(() => this.#ledgerChanged());
     this.#status.ledgerProblem = ledger.problem?.error ?? null;
   }
@@ -121,7 +214,7 @@ export class JobRunner {
 
   /** Files sent and failed so far, each file counted by its last outcome. */
   get summary(): JobSummary {
-    return { sent: this.#outcomes.sent, failed: this.#outcomes.failed.size };
+    return this.#status.summary;
   }
 
   /** What the status page shows of this job (read only). */
@@ -138,14 +231,14 @@ export class JobRunner {
         // A failing file waiting for its slow retry counts as failed (the ledger's count).
         waiting: q.count("waiting") - q.failingCount,
         sending: q.count("sending"),
-        observing: this.#checker.pendingCount,
+        observing: q.count("observing"),
       },
       oldestWaitingSince: q.oldestFoundAt,
       inFlight: this.#table.inFlight(),
       rateBytesPerSecond: this.#status.rate(),
       ...this.summary,
       lastSuccessAt: this.#status.lastSuccessAt,
-      freeSpace: this.#freeSpace?.read() ?? null,
+      freeSpace: this.#status.freeSpace?.read() ?? null,
       watch: this.#session.how
         ? { ...this.#session.how, unavailable: this.#session.unavailable }
         : null,
@@ -226,21 +319,14 @@ export class JobRunner {
     this.#table.close();
     this.#full.close();
     this.#space.close();
-    this.#freeSpace?.close();
-    this.#checker.close();
+    this.#status.freeSpace?.close();
+    const intakeClosed = this.#intake.close();
     clearTimeout(this.#pumpTimer);
     clearInterval(this.#sweepTimer);
     this.#abort.abort(new Error("stopping"));
     await Promise.allSettled([...this.#batches]);
-    this.#sender.recordWaiting();
-    if (this.#sender.unrecorded > 0) {
-      this.#log.warn(
-        "{count} file(s) of job {job} arrived but the ledger could not record them; the next " +
-          "start sends them again",
-        { count: this.#sender.unrecorded },
-      );
-    }
-    await this.#growing.close();
+    this.#sender.close();
+    await intakeClosed;
     await this.#extras.close();
     await this.#transport.close();
     for (const resolve of this.#idleWaiters.splice(0)) resolve();
@@ -328,7 +414,8 @@ export class JobRunner {
     ) {
       const room = this.#full.room(this.#filesInFlight);
       if (room <= 0) break;
-      const batch = this.#table.takeBatch(Math.min(room, this.#transport.maxBatchFiles));
+      const { maxBatchFiles, maxBatchBytes } = this.#transport;
+      const batch = this.#table.takeBatch(Math.min(room, maxBatchFiles), maxBatchBytes);
       if (batch.length === 0) break;
       const probe = this.#full.started();
       this.#filesInFlight += batch.length;
@@ -350,7 +437,7 @@ export class JobRunner {
   #checkIdle(): void {
     if (this.#idleWaiters.length === 0) return;
     // Files found while the ledger could not be written wait for it and a look again.
-    const idle = this.#checker.pendingCount === 0 && this.#table.inMotion === 0 &&
+    const idle = this.#table.inMotion === 0 &&
       this.#batches.size === 0 && !this.#table.ledger.problem && this.#lookingAgain === null;
     if (idle || this.#stopping) {
       for (const resolve of this.#idleWaiters.splice(0)) resolve();

@@ -5,9 +5,10 @@
  * owner says which entries are still current, and the others are dropped
  * when they reach the top.
  *
+ * Time and timers, replaceable in tests (see `tests/helpers/fake_clock.ts`).
+ *
  * @module
  */
-import { type Clock, systemClock } from "./clock.ts";
 
 /** The longest delay a timer takes (about 24.8 days). */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -134,3 +135,24 @@ class DueHeap {
     }
   }
 }
+
+/** Time and timers. */
+export interface Clock {
+  /** Milliseconds since the epoch. */
+  now(): number;
+  /** Call `fn` in `ms`; returns what cancels it. */
+  setTimer(fn: () => void, ms: number): () => void;
+}
+
+/**
+ * The real clock. `now` is the epoch time when the program started plus the
+ * monotonic time since: a wall clock stepped back or ahead (NTP, GPS, a
+ * battery-less PC's clock) neither stalls nor hurries a wait.
+ */
+export const systemClock: Clock = {
+  now: () => performance.timeOrigin + performance.now(),
+  setTimer: (fn, ms) => {
+    const id = setTimeout(fn, ms);
+    return () => clearTimeout(id);
+  },
+};

@@ -11,7 +11,7 @@ import type { JobConfig } from "../config/types.ts";
 import { ConfigError } from "../errors.ts";
 import type { FileRows } from "../ledger/file_rows.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
-import { absolutePath, type FileVersion, sameVersion, versionOf } from "../watch/file_version.ts";
+import { absolutePath, type FileVersion, sameVersion, versionOf } from "../watch/stability.ts";
 
 /** How often sources kept for `keep_days` are looked at. */
 export const CLEANUP_INTERVAL_MS = 3_600_000;

@@ -1,47 +1,59 @@
 /**
  * The in-memory half of the job's file table (`file_table.ts`, its only
- * user): every file that was found complete and is not done yet, as ONE
- * record per relative path with one phase.
+ * user): every file that was seen and is not done yet, as ONE record per
+ * relative path with one phase.
  *
  * ```
- *          ready                planned                takeBatch
- *   (none) ─────► planning ─────────────► queued ─────────────► sending
- *                                         ▲   │ ▲                  │
- *                           retry is due  │   │ └── held (destination full)
- *                                         │   ▼                    │
- *                                        waiting ◄──── retry ──────┘
+ *            touch              ready                planned                takeBatch
+ *   (none) ─────► observing ─────► planning ─────────────► queued ─────────────► sending
+ *                    │                                    ▲   │ ▲                  │
+ *           gone / left: removed        retry is due      │   │ └── held (destination full)
+ *                                                         │   ▼                    │
+ *                                                        waiting ◄──── retry ──────┘
  *                          done / dropped / changed / given up: record removed
  * ```
  *
- * A change seen for a file that has a record sets its `recheck` flag: the
- * stability checker observes the file again (at once for queued and waiting
- * records, when the phase ends for planning and sending ones), and the
- * record is not sent until the checker reports the file complete again
- * ({@linkcode WorkQueue.ready}): the same version keeps its place and its
- * backoff, a new version is planned again.
+ * A file under observation (not complete yet) carries the stability
+ * checker's {@linkcode Observation}; the checker keeps it there (through
+ * {@linkcode WorkQueue.observations}) and nowhere else. A file seen for the
+ * first time is `observing`; the checker's verdict removes the observation
+ * (and an `observing` record with it) and, when complete, plans it.
+ *
+ * A change seen for a file that has a record in a later phase sets its
+ * `recheck` flag: the checker observes the file again (at once for queued and
+ * waiting records, which then carry an observation too, when the phase ends
+ * for planning and sending ones), and the record is not sent until the
+ * checker reports the file complete again ({@linkcode WorkQueue.ready}): the
+ * same version keeps its place and its backoff, a new version is planned
+ * again.
  *
  * One timer covers every waiting record: it is always armed for the
  * earliest retry, and moves every record whose time has come to `queued`.
  * A `failing` record (its quick retries used up) waits for its slow retry
  * (every `retry_max_delay_seconds`), a rescan, or the user's Retry.
  *
- * No I/O here: the file table writes the ledger's row before each transition.
+ * No I/O here: the file table writes the ledger's row before each transition
+ * (an `observing` record has no row).
  *
  * @module
  */
-import { type FileVersion, sameVersion } from "../watch/file_version.ts";
-import { type Clock, systemClock } from "./clock.ts";
-import { RetryTimer } from "./retry_timer.ts";
+import {
+  type FileVersion,
+  type Observation,
+  type ObservationStore,
+  sameVersion,
+} from "../watch/stability.ts";
+import { type Clock, RetryTimer, systemClock } from "./retry_timer.ts";
 
 /** Where a file with a record stands. */
-export type Phase = "planning" | "queued" | "waiting" | "sending";
+export type Phase = "observing" | "planning" | "queued" | "waiting" | "sending";
 
 /** One file in motion. */
 export interface WorkRecord {
   /** Path relative to the watch folder, `/` separators. */
   readonly relPath: string;
   phase: Phase;
-  /** The version that was found complete (and is being sent). */
+  /** The version that was found complete (and is being sent); size -1 while `observing`. */
   version: FileVersion;
   /** Destination relative to the job's base path; `""` while planning. */
   destination: string;
@@ -60,6 +72,10 @@ export interface WorkRecord {
   failing?: boolean;
   /** When its current attempt started (ms since epoch), while `sending`. */
   sendingSince?: number;
+  /** Which take this attempt is (each batch's take counts up): an attempt settles only its own. */
+  take?: number;
+  /** The stability checker's observation, while the file is under observation. */
+  observation?: Observation;
 }
 
 /** What to do after {@linkcode WorkQueue.ready}. */
@@ -82,6 +98,8 @@ export type AfterAttempt =
 
 /** The work queue; see the module doc. */
 export class WorkQueue {
+  /** Takes so far (see {@linkcode WorkRecord.take}). */
+  #takes = 0;
   #records = new Map<string, WorkRecord>();
   /** Index: queued records without `recheck`, in arrival order (sendable now). */
   #sendable = new Set<string>();
@@ -89,7 +107,9 @@ export class WorkQueue {
   #sending = new Set<string>();
   /** The one timer over the waiting records' retry times. */
   #timer: RetryTimer;
-  #counts: Record<Phase, number> = { planning: 0, queued: 0, waiting: 0, sending: 0 };
+  #counts: Record<Phase, number> = { observing: 0, planning: 0, queued: 0, waiting: 0, sending: 0 };
+  /** Records that carry an observation (every phase). */
+  #observed = 0;
   #clock: Clock;
   #onDue: (relPaths: string[]) => void;
 
@@ -135,13 +155,63 @@ export class WorkQueue {
   }
 
   /**
-   * When the longest-waiting record was made (ms since epoch), or `null` when
-   * there is none. Records are kept in the order they were made.
+   * When the longest-waiting record found complete was made (ms since epoch),
+   * or `null` when there is none. Records are kept in the order they were
+   * made; files not complete yet are not waiting for the daemon.
    */
   get oldestFoundAt(): number | null {
-    for (const record of this.#records.values()) return record.foundAt;
+    for (const record of this.#records.values()) {
+      if (record.phase !== "observing") return record.foundAt;
+    }
     return null;
   }
+
+  /**
+   * The stability checker's observations, by relative path, kept in the
+   * records (see the module doc): setting one for a file without a record
+   * makes an `observing` record; deleting it removes an `observing` record.
+   */
+  readonly observations: ObservationStore = {
+    get: (relPath: string): Observation | undefined => this.#records.get(relPath)?.observation,
+    set: (relPath: string, observation: Observation): void => {
+      const record = this.#records.get(relPath);
+      if (record === undefined) {
+        this.#insert({
+          relPath,
+          phase: "observing",
+          version: { size: -1, mtimeMs: -1 },
+          destination: "",
+          attempts: 0,
+          nextAttemptAt: 0,
+          recheck: false,
+          foundAt: this.#clock.now(),
+          observation,
+        });
+        this.#observed++;
+        return;
+      }
+      if (record.observation === undefined) this.#observed++;
+      record.observation = observation;
+    },
+    delete: (relPath: string): void => {
+      const record = this.#records.get(relPath);
+      if (record?.observation === undefined) return;
+      record.observation = undefined;
+      this.#observed--;
+      if (record.phase === "observing") this.#delete(record);
+    },
+    values: (): Observation[] => {
+      const all: Observation[] = [];
+      if (this.#observed === 0) return all;
+      for (const record of this.#records.values()) {
+        if (record.observation) all.push(record.observation);
+      }
+      return all;
+    },
+    clear: (): void => {
+      for (const record of [...this.#records.values()]) this.observations.delete(record.relPath);
+    },
+  };
 
   /** The records being sent, oldest attempt first. */
   sending(): Array<Readonly<WorkRecord>> {
@@ -169,14 +239,19 @@ export class WorkQueue {
    */
   activity(relPath: string): boolean {
     const record = this.#records.get(relPath);
-    if (!record) return true;
+    if (!record || record.phase === "observing") return true;
     this.#update(record, () => record.recheck = true);
     return record.phase === "queued" || record.phase === "waiting";
   }
 
   /** The checker reports `relPath` complete at `version`; `done`: the ledger has it done as is. */
   ready(relPath: string, version: FileVersion, done: boolean): ReadyDecision {
-    const record = this.#records.get(relPath);
+    let record = this.#records.get(relPath);
+    // Reported complete while observed again (a touch after the verdict): the verdict stands.
+    if (record?.phase === "observing") {
+      this.observations.delete(relPath);
+      record = undefined;
+    }
     if (!record) {
       if (done) return "skip";
       this.#insert({
@@ -249,15 +324,23 @@ export class WorkQueue {
     this.#insert({ ...record, phase, recheck: false, foundAt: this.#clock.now() });
   }
 
-  /** Take up to `max` sendable records, in arrival order; they are `sending` now. */
-  takeBatch(max: number): WorkRecord[] {
+  /**
+   * Take up to `max` sendable records, in arrival order, holding no more than
+   * `maxBytes` in all unless the first alone does; they are `sending` now.
+   */
+  takeBatch(max: number, maxBytes = Infinity): WorkRecord[] {
     const batch: WorkRecord[] = [];
+    let bytes = 0;
     for (const relPath of this.#sendable) {
       if (batch.length >= max) break;
       const record = this.#records.get(relPath)!;
+      // The first file goes whatever its size; the others while the batch stays within maxBytes.
+      if (batch.length > 0 && bytes + record.version.size > maxBytes) break;
+      bytes += record.version.size;
       this.#update(record, () => {
         record.phase = "sending";
         record.sendingSince = this.#clock.now();
+        record.take = ++this.#takes;
       });
       batch.push(record);
     }
@@ -342,6 +425,7 @@ export class WorkQueue {
   }
 
   #delete(record: WorkRecord): void {
+    if (record.observation !== undefined) this.#observed--;
     this.#records.delete(record.relPath);
     this.#counts[record.phase]--;
     this.#sendable.delete(record.relPath);

@@ -7,8 +7,7 @@
  * @module
  */
 import { posix } from "node:path";
-import { fillTemplate } from "./template.ts";
-import { LAUNCHD_PLIST_TEMPLATE } from "./templates.ts";
+import { fillTemplate, LAUNCHD_PLIST_TEMPLATE } from "./template.ts";
 import { xmlEscape } from "./escape.ts";
 import type {
   DaemonLaunch,

@@ -9,8 +9,7 @@
  * @module
  */
 import { win32 } from "node:path";
-import { fillTemplate } from "./template.ts";
-import { TASK_XML_TEMPLATE } from "./templates.ts";
+import { fillTemplate, TASK_XML_TEMPLATE } from "./template.ts";
 import { windowsQuoteArg, xmlEscape } from "./escape.ts";
 import type { DaemonLaunch, RollbackStep, ServicePlan, ServiceTarget } from "./plan.ts";
 

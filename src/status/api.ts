@@ -3,11 +3,17 @@
  * doing, transfers filtered by state, night and name, night totals, and the
  * actions (retry, pause, resume). Never file contents, never config secrets.
  *
+ * Responses of the status server: the security headers every answer carries,
+ * and JSON and plain-text answers with them.
+ *
+ * How long the latest transfers of this run took, for the status page's
+ * recent transfers (the ledger keeps when a file arrived, not how long it
+ * took). Only the latest {@linkcode KEPT_DURATIONS} are kept, in memory.
+ *
  * @module
  */
 import type { FileState } from "../ledger/file_rows.ts";
-import type { RecentDurations } from "./durations.ts";
-import type { JobSnapshot } from "./job_status.ts";
+import type { JobSnapshot, TransferEvent } from "./job_status.ts";
 import type { LedgerReports, TransferFilter, TransferRow } from "./ledger_reports.ts";
 
 /** What the API may do with a running job. */
@@ -164,4 +170,52 @@ function limitParam(params: URLSearchParams, fallback: number): number {
     throw new ApiError(400, "limit: expected a whole number from 1 to 1000");
   }
   return limit;
+}
+
+/** Headers every response of the status server carries. */
+export const SECURITY_HEADERS = {
+  "x-content-type-options": "nosniff",
+  "x-frame-options": "DENY",
+  "referrer-policy": "no-referrer",
+  "cache-control": "no-store",
+};
+
+/** A JSON response with the security headers. */
+export function json(status: number, body: unknown): Response {
+  return new Response(JSON.stringify(body), {
+    status,
+    headers: { "content-type": "application/json; charset=utf-8", ...SECURITY_HEADERS },
+  });
+}
+
+/** A plain-text response with the security headers (and `headers`). */
+export function text(status: number, body: string, headers: Record<string, string> = {}): Response {
+  return new Response(body, {
+    status,
+    headers: { "content-type": "text/plain; charset=utf-8", ...SECURITY_HEADERS, ...headers },
+  });
+}
+
+/** How many transfer durations are remembered. */
+export const KEPT_DURATIONS = 1000;
+
+/** The durations of the latest transfers, by job and relative path. */
+export class RecentDurations {
+  #byFile = new Map<string, number>();
+
+  /** Remember the duration of a `sent` event (others are ignored). */
+  record(event: TransferEvent): void {
+    if (event.type !== "sent") return;
+    const key = `${event.job}\0${event.relPath}`;
+    this.#byFile.delete(key);
+    this.#byFile.set(key, event.durationMs);
+    if (this.#byFile.size > KEPT_DURATIONS) {
+      this.#byFile.delete(this.#byFile.keys().next().value!);
+    }
+  }
+
+  /** Milliseconds the last transfer of `relPath` took, if it was sent in this run. */
+  get(job: string, relPath: string): number | null {
+    return this.#byFile.get(`${job}\0${relPath}`) ?? null;
+  }
 }

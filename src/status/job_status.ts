@@ -4,10 +4,18 @@
  * ({@linkcode StatusEvents}). The job runner feeds it; nothing here changes
  * what the pipeline does.
  *
+ * What the pipeline tells the status surface (page, API, metrics) while it
+ * works: a transfer started, a file arrived, an attempt failed, a job was
+ * paused or resumed. Listeners must be quick and must not throw into the
+ * pipeline: {@linkcode StatusEvents.emit} swallows what they throw.
+ *
+ * The free space at a job's destination as the status page and `/metrics`
+ * show it: asked only while someone reads it (the page, the API, a scrape),
+ * at most once a minute, in the background, so a read never waits and an
+ * unwatched daemon never asks.
+ *
  * @module
  */
-import type { StatusEvents } from "./events.ts";
-import type { FreeSpace } from "./free_space_gauge.ts";
 
 /**
  * Where a job stands, as a person would say it: `unreachable` when the host or the connection
@@ -47,8 +55,8 @@ export interface JobSnapshot {
   since: number;
   /** The last error while `unreachable`, `failing`, `full` or `ledger_error`. */
   reason: string | null;
-  /** Files per work-queue phase, and those still being watched until complete. */
-  queue: Record<QueuePhase, number> & { observing: number };
+  /** Files per phase of the file table (`observing`: watched until complete). */
+  queue: Record<QueuePhase, number>;
   /** Since when the longest-waiting file in motion (the file table's) waits (ms since epoch), or `null`. */
   oldestWaitingSince: number | null;
   inFlight: InFlight[];
@@ -65,7 +73,7 @@ export interface JobSnapshot {
   watch: JobWatch | null;
 }
 
-/** How a job's watch folder is watched (see `watch/watch_mode.ts`). */
+/** How a job's watch folder is watched (see `watch/fs_type.ts`). */
 export interface JobWatch {
   /** `events`, `poll`, or `events+poll`. */
   mode: "events" | "poll" | "events+poll";
@@ -84,7 +92,13 @@ export interface JobWatch {
 }
 
 /** The phases of a job's files in motion (the file table's), as the status shows them. */
-export type QueuePhase = "planning" | "queued" | "waiting" | "sending";
+export type QueuePhase = "observing" | "planning" | "queued" | "waiting" | "sending";
+
+/** What a job did during this run: each file counted by its last outcome. */
+export interface JobSummary {
+  sent: number;
+  failed: number;
+}
 
 /** Tracks one job's state and in-flight files, and emits its events. */
 export class JobStatus {
@@ -106,12 +120,31 @@ export class JobStatus {
   #since = Date.now();
   /** Whether the full pause held the job when last asked. */
   #lastFull = false;
+  /** Files that arrived during this run. */
+  #sentCount = 0;
+  /** Files given up during this run and not arrived since (a later arrival takes them out). */
+  #givenUp = new Set<string>();
   lastSuccessAt: number | null = null;
 
-  constructor(job: string, method: string, events?: StatusEvents) {
+  /** Free space at the destination, where it can be measured. */
+  readonly freeSpace: FreeSpaceGauge | null;
+
+  /**
+   * @param measureFreeSpace the destination's free bytes (`null` when it
+   *   cannot tell now), where the transport can measure them
+   */
+  constructor(
+    job: string,
+    method: string,
+    events?: StatusEvents,
+    measureFreeSpace?: () => Promise<number | null>,
+  ) {
     this.job = job;
     this.method = method;
     this.#events = events;
+    this.freeSpace = measureFreeSpace
+      ? new FreeSpaceGauge(measureFreeSpace, () => this.changed())
+      : null;
   }
 
   /** Paused from the status page. */
@@ -165,9 +198,26 @@ export class JobStatus {
     });
   }
 
+  /** Files sent and failed during this run, each file counted by its last outcome. */
+  get summary(): JobSummary {
+    return { sent: this.#sentCount, failed: this.#givenUp.size };
+  }
+
+  /** A file used up its fast retries (counted as failed until it arrives). */
+  gaveUp(relPath: string): void {
+    this.#givenUp.add(relPath);
+  }
+
+  /** A file was found at the destination after the ledger was rebuilt: not failed. */
+  recognised(relPath: string): void {
+    this.#givenUp.delete(relPath);
+  }
+
   /** A file arrived verified; its attempt started at `startedAt` (ms since epoch). */
   sent(relPath: string, destination: string, bytes: number, startedAt = Date.now()): void {
     const at = Date.now();
+    this.#sentCount++;
+    this.#givenUp.delete(relPath);
     this.#arrivals.push({ at, bytes });
     this.#forgetArrivals(at);
     this.lastSuccessAt = at;
@@ -263,5 +313,115 @@ export class JobStatus {
   #forgetArrivals(now: number): void {
     const from = now - RATE_WINDOW_MS;
     while (this.#arrivals.length > 0 && this.#arrivals[0].at <= from) this.#arrivals.shift();
+  }
+}
+
+/** One thing that happened in a job. */
+export type TransferEvent =
+  | { type: "started"; job: string; method: string; relPaths: string[]; at: number }
+  | {
+    type: "sent";
+    job: string;
+    method: string;
+    relPath: string;
+    destination: string;
+    bytes: number;
+    durationMs: number;
+    at: number;
+  }
+  | {
+    type: "failed";
+    job: string;
+    method: string;
+    relPath: string;
+    /** `retry`, `retry-later`, `fatal`, …: the transport's error class. */
+    errorClass: string;
+    reason: string;
+    /** No more retries until a rescan, a start-up or a retry from the page. */
+    final: boolean;
+    at: number;
+  }
+  | { type: "job"; job: string; at: number };
+
+/** A small synchronous event bus the daemon shares with its job runners. */
+export class StatusEvents {
+  #listeners = new Set<(event: TransferEvent) => void>();
+
+  /** Call `listener` for every event; returns the function that stops it. */
+  listen(listener: (event: TransferEvent) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Tell every listener; a listener that throws does not stop the pipeline. */
+  emit(event: TransferEvent): void {
+    for (const listener of this.#listeners) {
+      try {
+        listener(event);
+      } catch {
+        // The status surface must never break a transfer.
+      }
+    }
+  }
+}
+
+/** How often the destination is asked for its free space at most. */
+export const FREE_SPACE_EVERY_MS = 60_000;
+/** After an unanswered ask (e.g. every SSH session busy), ask again this soon. */
+const RETRY_AFTER_MS = 5_000;
+
+/** Free bytes at a destination and when they were measured (ms since epoch). */
+export interface FreeSpace {
+  bytes: number;
+  at: number;
+}
+
+/** Caches one destination's free space; see the module doc. */
+export class FreeSpaceGauge {
+  #probe: () => Promise<number | null>;
+  #onChange: () => void;
+  #everyMs: number;
+  #value: FreeSpace | null = null;
+  #nextAskAt = 0;
+  #asking = false;
+  #closed = false;
+
+  /**
+   * @param probe measures the free bytes, `null` when it cannot now
+   * @param onChange called when a new measurement arrived
+   */
+  constructor(
+    probe: () => Promise<number | null>,
+    onChange: () => void,
+    everyMs = FREE_SPACE_EVERY_MS,
+  ) {
+    this.#probe = probe;
+    this.#onChange = onChange;
+    this.#everyMs = everyMs;
+  }
+
+  /** The last measurement (or `null`); asks again in the background when it is due. */
+  read(): FreeSpace | null {
+    const now = Date.now();
+    if (!this.#asking && !this.#closed && now >= this.#nextAskAt) {
+      this.#asking = true;
+      this.#nextAskAt = now + this.#everyMs;
+      this.#probe().catch(() => null).then((bytes) => {
+        this.#asking = false;
+        if (this.#closed) return;
+        if (bytes === null) {
+          this.#nextAskAt = Math.min(this.#nextAskAt, Date.now() + RETRY_AFTER_MS);
+          return;
+        }
+        this.#value = { bytes, at: Date.now() };
+        this.#onChange();
+      });
+    }
+    return this.#value;
+  }
+
+  /** Ask no more. */
+  close(): void {
+    this.#closed = true;
   }
 }

@@ -10,8 +10,7 @@
  * @module
  */
 import { TRANSFER_ERROR_KINDS } from "../errors.ts";
-import { JOB_STATES, type JobSnapshot } from "./job_status.ts";
-import type { TransferEvent } from "./events.ts";
+import { JOB_STATES, type JobSnapshot, type TransferEvent } from "./job_status.ts";
 import process from "node:process";
 
 /** Upper bounds (seconds) of the transfer duration histogram. */

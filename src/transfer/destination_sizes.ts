@@ -7,7 +7,7 @@
  * @module
  */
 import { join, posix } from "node:path";
-import { hashFile } from "./sha256.ts";
+import { hashFile } from "./source.ts";
 import {
   buildScript,
   call,

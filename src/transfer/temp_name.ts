@@ -12,7 +12,7 @@
  */
 import { createHash } from "node:crypto";
 import type { JobConfig } from "../config/types.ts";
-import { isTempName, TEMP_SUFFIX } from "../layout/temp_names.ts";
+import { isTempName, TEMP_SUFFIX } from "../layout/destination.ts";
 
 export { isTempName, TEMP_SUFFIX };
 

@@ -12,7 +12,7 @@
  * @module
  */
 import { Transform } from "node:stream";
-import { MIN_BANDWIDTH_BYTES_PER_SECOND } from "../config/bandwidth.ts";
+import { MIN_BANDWIDTH_BYTES_PER_SECOND } from "../config/sizes.ts";
 
 /** Time and timers for the pacing (the real ones unless a test gives its own). */
 export interface ThrottleClock {

@@ -1,10 +1,17 @@
 /**
  * The one interface every transfer method implements (`local`, `scp`, `rsync`, `ftp`).
  *
+ * Creating the transport a job's `transfer_method` names.
+ *
  * @module
  */
 import type { TransferError } from "../errors.ts";
 import type { DiskSpace } from "./disk_space.ts";
+import type { JobConfig } from "../config/types.ts";
+import { FtpTransport } from "./ftp/ftp.ts";
+import { LocalTransport } from "./local/local.ts";
+import { RsyncTransport } from "./ssh/rsync.ts";
+import { ScpTransport } from "./ssh/scp.ts";
 
 /** One file to deliver. */
 export interface TransferItem {
@@ -91,6 +98,8 @@ export interface Transport {
   readonly method: "local" | "scp" | "rsync" | "ftp";
   /** Largest number of items one `send` call should be given. */
   readonly maxBatchFiles: number;
+  /** Most bytes one `send` call should be given, unless its first item alone is larger. */
+  readonly maxBatchBytes?: number;
   /** Deliver `items`; see the interface contract. */
   send(items: TransferItem[], signal: AbortSignal): Promise<TransferOutcome[]>;
   /**
@@ -144,4 +153,25 @@ export interface Transport {
   diskSpace?(signal: AbortSignal, options?: { onlyIfFree?: boolean }): Promise<DiskSpace | null>;
   /** Release connections and other resources. Safe to call more than once. */
   close(): Promise<void>;
+}
+
+/**
+ * The transport for `job`.
+ *
+ * @param runtimeDir private local folder (created with mode 700 if missing) for
+ *   SSH control sockets; keep its path short (sockets are limited
+ *   to ~100 bytes; a private folder under the temp folder is used otherwise)
+ * @throws {ConfigError} when the job's remote host or user cannot be used
+ */
+export function createTransport(job: JobConfig, runtimeDir: string): Transport {
+  switch (job.transfer_method) {
+    case "local":
+      return new LocalTransport(job);
+    case "scp":
+      return new ScpTransport(job, runtimeDir);
+    case "rsync":
+      return new RsyncTransport(job, runtimeDir);
+    case "ftp":
+      return new FtpTransport(job);
+  }
 }

@@ -9,11 +9,13 @@
  * use (counting folders, looking for FIFOs and names the runtime cannot give
  * back).
  *
+ * Paths relative to a watch folder, the form patterns, the ledger and the
+ * destination use.
+ *
  * @module
  */
-import { join } from "node:path";
-import { relativeTo } from "./relative_path.ts";
-import type { Skip } from "./skip_log.ts";
+import { join, posix } from "node:path";
+import type { Skip } from "./file_filter.ts";
 
 /** The `symlinks` key: what to do with symbolic links in the watch folder. */
 export type SymlinkPolicy = "skip" | "inside" | "follow";
@@ -212,4 +214,20 @@ export function walkEntries(
       if (enter) stack.push(path);
     }
   }
+}
+
+/**
+ * The path of `path` relative to `root` with `/` separators, or `null` if outside it.
+ * Both are normalised first (`//`, `.`), as joined and watcher paths are. A
+ * backslash is a separator only on Windows; elsewhere it is part of a file name.
+ */
+export function relativeTo(root: string, path: string): string | null {
+  const normalize = (p: string) =>
+    posix.normalize(Deno.build.os === "windows" ? p.replaceAll("\\", "/") : p)
+      .replace(/\/+$/, "");
+  const normRoot = normalize(root);
+  const normPath = normalize(path);
+  if (normPath === normRoot) return "";
+  if (!normPath.startsWith(normRoot + "/")) return null;
+  return normPath.slice(normRoot.length + 1);
 }

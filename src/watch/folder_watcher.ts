@@ -1,12 +1,22 @@
 /**
  * Watch a folder recursively from a worker thread (see `watch_worker.ts`),
- * with the FIFO guard (see `fifo_guard.ts`) where FIFOs exist.
+ * with the FIFO guard (see `watch_worker.ts`) where FIFOs exist.
+ *
+ * Waiting for a watch folder that does not exist yet (a disk not mounted, a
+ * folder the instrument creates later).
+ *
+ * The rescans every minute of a job whose folder cannot be watched: no
+ * inotify watch was left, or the watcher got stuck on something it cannot
+ * release (a device whose open blocks). Before each rescan it tries to watch
+ * again, unless the watcher got stuck (its thread may never come back), and
+ * once that works the rescans stop. The failure is said once, at ERROR.
  *
  * @module
  */
 import { isAbsolute, join } from "node:path";
-import { sharedSkipLog, type SkipLog } from "./skip_log.ts";
+import { sharedSkipLog, type SkipLog } from "./file_filter.ts";
 import type { WatchEvent, WatchRequest } from "./watch_worker.ts";
+import { logger } from "../log/logging.ts";
 
 export type { WatchEvent };
 
@@ -129,5 +139,123 @@ export class FolderWatcher {
       }
     }
     return undefined; // no folder at all: watch without the guard
+  }
+}
+
+/** Options of {@linkcode waitForFolder}. */
+export interface WaitForFolderOptions {
+  /** Job name, for messages. */
+  job: string;
+  /** Fail at once instead of waiting. */
+  once: boolean;
+  /** How often to look again. */
+  retryMs: number;
+  /** Stops the wait (resolves `false`). */
+  signal: AbortSignal;
+}
+
+/**
+ * Resolve `true` once `path` is a folder, checking every `retryMs` (one
+ * warning while it is missing), or `false` when `signal` aborts first.
+ *
+ * @throws when `path` exists but is no folder, cannot be checked, or (with
+ *   `once`) does not exist
+ */
+export async function waitForFolder(path: string, options: WaitForFolderOptions): Promise<boolean> {
+  const { job, once, retryMs, signal } = options;
+  let warned = false;
+  while (!signal.aborted) {
+    try {
+      const info = await Deno.stat(path);
+      if (info.isDirectory) return true;
+      throw new Error(`Cannot watch ${path}: it is not a folder`);
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+    if (once) {
+      throw new Error(
+        `Cannot watch ${path}: the folder does not exist (job ${job}); create it or fix watch_path`,
+      );
+    }
+    if (!warned) {
+      logger("watch").warn(
+        "Watch folder {path} does not exist yet; checking again every {seconds} s",
+        { job, path, seconds: retryMs / 1000 },
+      );
+      warned = true;
+    }
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, retryMs);
+      signal.addEventListener("abort", done, { once: true });
+      function done() {
+        clearTimeout(timer);
+        signal.removeEventListener("abort", done);
+        resolve();
+      }
+    });
+  }
+  return false;
+}
+
+/** Time between the rescans (each also tries to watch again). */
+export const FALLBACK_RESCAN_MS = 60_000;
+
+/** Options of {@linkcode FallbackRescans}. */
+export interface FallbackRescansOptions {
+  /** Job name and watch folder, for the log lines. */
+  job: string;
+  root: string;
+  /** Try to watch the folder again; resolves whether the watch is in place. */
+  watchAgain(): Promise<boolean>;
+  /** A full rescan. */
+  rescan(): Promise<void>;
+}
+
+/** See the module doc. */
+export class FallbackRescans {
+  #options: FallbackRescansOptions;
+  #log = logger("watch");
+  #timer: ReturnType<typeof setInterval> | undefined;
+  /** Whether the rescans also try to watch again (not after a stuck watcher). */
+  #watchAgain = false;
+
+  constructor(options: FallbackRescansOptions) {
+    this.#options = options;
+  }
+
+  /**
+   * Watching failed (`stuck`: the watcher hangs). The first failure is
+   * logged and starts the rescans; those of the tries to watch again are not.
+   */
+  failed(error: string, stuck: boolean): void {
+    const { job, root } = this.#options;
+    if (stuck) this.#watchAgain = false;
+    if (this.#timer !== undefined) {
+      this.#log.debug("Watching {path} still fails: {error}", { job, path: root, error });
+      return;
+    }
+    this.#log.error(
+      stuck
+        ? "Watching {path} failed: {error}; rescanning every minute instead"
+        : "Watching {path} failed: {error}; rescanning every minute instead, and trying to watch it again each time",
+      { job, path: root, error },
+    );
+    this.#watchAgain = !stuck;
+    this.#timer = setInterval(() => void this.#tick(), FALLBACK_RESCAN_MS);
+  }
+
+  /** Stop the rescans. */
+  close(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  async #tick(): Promise<void> {
+    const { job, root } = this.#options;
+    if (this.#watchAgain && await this.#options.watchAgain()) {
+      this.close();
+      this.#log.info("Watching {path} again; the rescans every minute stop", { job, path: root });
+    }
+    await this.#options.rescan();
   }
 }

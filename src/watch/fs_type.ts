@@ -19,6 +19,11 @@
  *   the daemon may still start programs. Elsewhere, or when that fails, a
  *   folder counts as local: set `watch_mode: poll` for a network volume.
  *
+ * How a watch folder is watched: by the system's file events, by polling, or
+ * both, from `watch_mode` and the folder's file system (above).
+ * The same words go to the log at start, `status`, the status page and
+ * `doctor`.
+ *
  * @module
  */
 import { statfsSync } from "node:fs";
@@ -86,9 +91,16 @@ export function fileSystemOf(path: string): FileSystemInfo {
   if (Deno.build.os === "windows") return windowsFileSystem(path);
   if (Deno.build.os !== "linux") {
     const mount = networkMountOf(path, networkMounts, Deno.build.os);
-    return mount === null
-      ? { type: "unknown", remote: false, source: null, magic: null }
-      : { type: mount.type, remote: true, source: mount.source, magic: null };
+    if (mount !== null) {
+      return { type: mount.type, remote: true, source: mount.source, magic: null };
+    }
+    // Not among the network mounts read at start: a local disk (unknown when they were not read).
+    return {
+      type: networkMounts === null ? "unknown" : "local",
+      remote: false,
+      source: null,
+      magic: null,
+    };
   }
   let magic: number;
   try {
@@ -114,7 +126,12 @@ export async function magicOf(path: string): Promise<number | null> {
 function windowsFileSystem(path: string): FileSystemInfo {
   const share = uncShare(path) ?? networkMountOf(path, networkMounts, "windows")?.source ?? null;
   if (share !== null) return { type: "smb", remote: true, source: share, magic: null };
-  return { type: "unknown", remote: false, source: null, magic: null };
+  return {
+    type: networkMounts === null ? "unknown" : "local",
+    remote: false,
+    source: null,
+    magic: null,
+  };
 }
 
 /** A mounted network file system: where, what kind, and from where. */
@@ -213,4 +230,66 @@ export function uncShare(path: string): string | null {
   const plain = /^[\\/]{2}(?![?.][\\/])([^\\/]+)[\\/]+([^\\/]+)/.exec(path);
   const match = long ?? plain;
   return match ? `\\\\${match[1]}\\${match[2]}` : null;
+}
+
+/** The `watch_mode` key. */
+export type WatchModeSetting = "auto" | "events" | "poll";
+
+/** How one watch folder is watched. */
+export interface WatchHow {
+  /** `events`, `poll`, or `events+poll` (events, and polls for what they miss). */
+  mode: "events" | "poll" | "events+poll";
+  /** The file system's name (`ext4`, `nfs4`, `fuse.sshfs`, `unknown`...). */
+  fileSystem: string;
+  /** Whether that file system's events miss changes made elsewhere. */
+  remote: boolean;
+  /** The share (`server:/export`), where known. */
+  source: string | null;
+  /** Seconds between polls, when polled. */
+  pollIntervalSeconds: number | null;
+  /** One line saying how and why. */
+  summary: string;
+}
+
+/** Decide how the folder at `path` (which exists) is watched. */
+export function watchHow(
+  path: string,
+  setting: WatchModeSetting,
+  pollIntervalSeconds: number,
+): WatchHow {
+  return decideWatch(fileSystemOf(path), setting, pollIntervalSeconds);
+}
+
+/** {@linkcode watchHow} for a known file system. */
+export function decideWatch(
+  fs: FileSystemInfo,
+  setting: WatchModeSetting,
+  pollIntervalSeconds: number,
+): WatchHow {
+  const on = fs.source === null ? fs.type : `${fs.type}, ${fs.source}`;
+  const every = `a poll every ${pollIntervalSeconds} s`;
+  const base = { fileSystem: fs.type, remote: fs.remote, source: fs.source };
+  if (setting === "poll") {
+    return {
+      ...base,
+      mode: "poll",
+      pollIntervalSeconds,
+      summary: `${every}, no file events (watch_mode: poll; ${on})`,
+    };
+  }
+  if (setting === "events" || !fs.remote) {
+    const summary = fs.remote
+      ? `file events only (watch_mode: events; ${on} is a network or FUSE file system: files written by other machines wait for the rescan)`
+      : fs.type === "unknown"
+      ? "file events (the file system cannot be told here: for a network share set watch_mode: poll)"
+      : `file events (${on})`;
+    return { ...base, mode: "events", pollIntervalSeconds: null, summary };
+  }
+  return {
+    ...base,
+    mode: "events+poll",
+    pollIntervalSeconds,
+    summary:
+      `file events and ${every} (${on} is a network or FUSE file system: files written by other machines raise no events)`,
+  };
 }

@@ -16,10 +16,9 @@
  * @module
  */
 import { logger } from "../log/logging.ts";
-import type { FileFilter } from "./file_filter.ts";
-import { absolutePath } from "./file_version.ts";
+import type { FileFilter, Skip } from "./file_filter.ts";
+import { absolutePath } from "./stability.ts";
 import { type FoundFile, scanFolderBatches } from "./scan.ts";
-import type { Skip } from "./skip_log.ts";
 
 /** Quiet time after the last event before the folders that had events are read again. */
 export const SAFETY_QUIET_MS = 1000;

@@ -1,19 +1,43 @@
 /**
  * The polls of one watch folder, every `poll_interval_seconds` (see
- * `folder_poller.ts` for what one poll does), and a share that goes away:
+ * `FolderPoller` below for what one poll does), and a share that goes away:
  * before each poll the watch folder itself is checked; a folder that cannot
  * be read (ENOENT, EIO, ENOTCONN, a stale NFS handle...) or a network share
  * that is no longer mounted (its mount point now shows a local file system)
  * is reported once at ERROR and checked again at every poll; once it is back
  * that is said at INFO and the caller looks for the files written meanwhile.
  *
+ * Polling a watch folder whose events cannot be trusted (a network or FUSE
+ * file system: see `fs_type.ts`). A poll costs one `stat` per folder when
+ * nothing changed:
+ *
+ * - it remembers every folder's mtime and the names of the files the filter
+ *   includes in it (from the walk of `scan.ts`);
+ * - a folder whose mtime moved (a file was created, renamed or removed in it)
+ *   is listed again, and so for a few seconds after each change (coarse
+ *   timestamps); its listing is compared by name with what is known: new
+ *   files are reported, new folders are walked, vanished ones are forgotten;
+ * - files it reported during the last {@linkcode RECENT_MS} (at most the
+ *   newest {@linkcode MAX_RECENT}) are `stat`ed at every poll, and reported
+ *   again when their size or mtime changed (a writer on the other side still
+ *   at work).
+ *
+ * A file that changes after that without any name changing in its folder
+ * waits for the periodic rescan, as a file whose events were lost does.
+ *
  * @module
  */
 import { logger } from "../log/logging.ts";
 import type { FileFilter } from "./file_filter.ts";
-import { FolderPoller } from "./folder_poller.ts";
 import { type FileSystemInfo, fileSystemOf, magicOf } from "./fs_type.ts";
-import type { FoundFile, ScanOptions } from "./scan.ts";
+import {
+  FolderLister,
+  type FolderListing,
+  type FoundFile,
+  scanFolderBatches,
+  type ScanOptions,
+} from "./scan.ts";
+import { absolutePath } from "./stability.ts";
 
 /** What a scan calls for each folder it lists (see `ScanOptions.onListed`). */
 type OnListed = NonNullable<ScanOptions["onListed"]>;
@@ -177,5 +201,205 @@ export class PollLoop {
     } catch (error) {
       return error instanceof Error ? error.message : String(error);
     }
+  }
+}
+
+/** How long after it was first seen or last changed a file is still `stat`ed at every poll. */
+export const RECENT_MS = 60_000;
+
+/** At most this many recent files are `stat`ed at every poll (the newest; a burst is cut short). */
+export const MAX_RECENT = 1_000;
+
+/** A folder is listed again at every poll for this long after its mtime last moved. */
+const RELIST_MS = 3_000;
+
+interface KnownFolder {
+  /** The folder's mtime when it was last listed (ms). */
+  mtimeMs: number;
+  /** When its mtime was last seen to move (performance.now() ms). */
+  changedAt: number;
+  /** Names (relative paths) of the files the filter includes. */
+  files: Set<string>;
+  /** Its subfolders that are walked (relative paths). */
+  folders: Set<string>;
+}
+
+interface RecentFile {
+  path: string;
+  size: number;
+  mtimeMs: number;
+  changedAt: number;
+}
+
+/** Options of {@linkcode FolderPoller}. */
+export interface FolderPollerOptions {
+  root: string;
+  filter: FileFilter;
+  /** A folder below the root cannot be read (not called for the root: the caller checks it). */
+  onError(path: string, error: unknown): void;
+}
+
+/** One watch folder's poller; see the module doc. */
+export class FolderPoller {
+  #options: FolderPollerOptions;
+  #folders = new Map<string, KnownFolder>();
+  #recent = new Map<string, RecentFile>();
+
+  constructor(options: FolderPollerOptions) {
+    this.#options = options;
+  }
+
+  /** How many folders and files are known. */
+  get size(): { folders: number; files: number } {
+    let files = 0;
+    for (const folder of this.#folders.values()) files += folder.files.size;
+    return { folders: this.#folders.size, files };
+  }
+
+  /**
+   * Learn the whole tree as it is now, reporting nothing. Forgets what was
+   * known before. (The watch session learns from its own scan instead: see
+   * {@linkcode FolderPoller.forget} and {@linkcode FolderPoller.listed}.)
+   */
+  async learn(): Promise<void> {
+    this.forget();
+    const { root, filter, onError } = this.#options;
+    const walk = scanFolderBatches(root, filter, { onError, onListed: this.listed });
+    for await (const _ of walk) { /* learnt through onListed */ }
+  }
+
+  /** Whether the watch folder itself is known (it is forgotten when it vanishes). */
+  get knowsRoot(): boolean {
+    return this.#folders.has("");
+  }
+
+  /** Forget everything known (before learning the tree again). */
+  forget(): void {
+    this.#folders.clear();
+    this.#recent.clear();
+  }
+
+  /** A walk listed the folder `rel`, whose mtime was `mtimeMs` just before: learn it. */
+  listed = (rel: string, mtimeMs: number, listing: FolderListing): void => {
+    this.#folders.set(rel, {
+      mtimeMs,
+      changedAt: -Infinity,
+      files: new Set(listing.files.map((file) => file.relPath)),
+      folders: new Set(listing.folders),
+    });
+  };
+
+  /** Poll once; returns the files that are new or changed since they were last seen. */
+  async poll(): Promise<FoundFile[]> {
+    const { root, filter } = this.#options;
+    const now = performance.now();
+    const changed: FoundFile[] = [];
+    const lister = new FolderLister(root, filter);
+    for (const [rel, known] of [...this.#folders]) {
+      if (!this.#folders.has(rel)) continue; // forgotten with a vanished parent
+      let mtimeMs: number;
+      try {
+        mtimeMs = Deno.statSync(absolutePath(root, rel)).mtime?.getTime() ?? 0;
+      } catch (error) {
+        if (error instanceof Deno.errors.NotFound) this.#forget(rel);
+        continue;
+      }
+      if (mtimeMs !== known.mtimeMs) known.changedAt = now;
+      else if (now - known.changedAt > RELIST_MS) continue;
+      let listing: FolderListing;
+      try {
+        listing = lister.list(rel);
+      } catch (error) {
+        if (error instanceof Deno.errors.NotFound) this.#forget(rel);
+        else this.#options.onError(absolutePath(root, rel), error);
+        continue;
+      }
+      known.mtimeMs = mtimeMs;
+      const names = new Set<string>();
+      for (const file of listing.files) {
+        names.add(file.relPath);
+        if (!known.files.has(file.relPath)) this.#seen(file, now, changed);
+      }
+      for (const name of known.files) {
+        if (!names.has(name)) this.#recent.delete(name);
+      }
+      known.files = names;
+      const folders = new Set(listing.folders);
+      for (const folder of known.folders) {
+        if (!folders.has(folder)) this.#forget(folder);
+      }
+      known.folders = folders;
+      for (const folder of listing.folders) {
+        if (!this.#folders.has(folder)) await this.#walk(folder, changed);
+      }
+      await Promise.resolve();
+    }
+    this.#checkRecent(now, changed);
+    return changed;
+  }
+
+  /** `stat` the recent files; report those whose size or mtime changed. */
+  #checkRecent(now: number, changed: FoundFile[]): void {
+    const reported = new Set(changed.map((file) => file.relPath));
+    for (const [relPath, file] of this.#recent) {
+      let info: Deno.FileInfo;
+      try {
+        info = Deno.statSync(file.path);
+      } catch {
+        this.#recent.delete(relPath);
+        continue;
+      }
+      const mtimeMs = info.mtime?.getTime() ?? 0;
+      if (info.size !== file.size || mtimeMs !== file.mtimeMs) {
+        file.size = info.size;
+        file.mtimeMs = mtimeMs;
+        file.changedAt = now;
+        if (!reported.has(relPath)) changed.push({ path: file.path, relPath });
+      } else if (now - file.changedAt > RECENT_MS) this.#recent.delete(relPath);
+    }
+  }
+
+  /** A file not known before: report it and `stat` it at the coming polls. */
+  #seen(file: FoundFile, now: number, changed: FoundFile[]): void {
+    changed.push(file);
+    let size = -1;
+    let mtimeMs = -1;
+    try {
+      const info = Deno.statSync(file.path);
+      size = info.size;
+      mtimeMs = info.mtime?.getTime() ?? 0;
+    } catch {
+      // Gone already: the next poll forgets it.
+    }
+    this.#recent.delete(file.relPath);
+    this.#recent.set(file.relPath, { path: file.path, size, mtimeMs, changedAt: now });
+    if (this.#recent.size > MAX_RECENT) {
+      this.#recent.delete(this.#recent.keys().next().value!);
+    }
+  }
+
+  /** Walk the new folder `start` and everything below it: learn it, and report every file. */
+  async #walk(start: string, changed: FoundFile[]): Promise<void> {
+    const { root, filter, onError } = this.#options;
+    const now = performance.now();
+    const onListed = (rel: string, mtimeMs: number, listing: FolderListing) => {
+      this.listed(rel, mtimeMs, listing);
+      // Listed again at the coming polls (files still arriving).
+      this.#folders.get(rel)!.changedAt = now;
+    };
+    for await (
+      const files of scanFolderBatches(root, filter, { startRel: start, onError, onListed })
+    ) {
+      for (const file of files) this.#seen(file, now, changed);
+    }
+  }
+
+  /** Forget the folder `rel` and everything below it. */
+  #forget(rel: string): void {
+    const known = this.#folders.get(rel);
+    if (!known) return;
+    this.#folders.delete(rel);
+    for (const file of known.files) this.#recent.delete(file);
+    for (const folder of known.folders) this.#forget(folder);
   }
 }

@@ -5,10 +5,8 @@
  * @module
  */
 import { join } from "node:path";
-import { hasUndecodableBytes } from "./entry_check.ts";
-import type { FileFilter } from "./file_filter.ts";
-import { relativeTo } from "./relative_path.ts";
-import type { Skip } from "./skip_log.ts";
+import { hasUndecodableBytes, relativeTo } from "./entry_check.ts";
+import type { FileFilter, Skip } from "./file_filter.ts";
 
 export { relativeTo };
 
@@ -41,7 +39,7 @@ export interface ScanOptions {
   onSkipped?: (entry: SkippedEntry) => void;
   /**
    * Called with every folder listed, and its mtime read just before the
-   * listing (what a poller learns the tree from: see `folder_poller.ts`).
+   * listing (what a poller learns the tree from: see `poll_loop.ts`).
    */
   onListed?: (rel: string, mtimeMs: number, listing: FolderListing) => void;
 }

@@ -19,10 +19,13 @@
  * Idle cost is zero: there is one timer per file under observation and none
  * when nothing is pending.
  *
+ * A file's version (size and mtime) and where a watch-relative path lives on
+ * disk: the two facts every stage compares and rebuilds.
+ *
  * @module
  */
 import { type FitsStructure, readFitsStructure } from "../layout/fits_structure.ts";
-import { sameVersion } from "./file_version.ts";
+import { join } from "node:path";
 
 /** What the checker knows of a file that became ready. */
 export interface StableFile {
@@ -75,9 +78,27 @@ export interface StabilityOptions {
   onGone?: (path: string) => void;
   /** Called when a file is given up without being ready (see `waitForIncomplete`). */
   onLeft?: (path: string, reason: string) => void;
+  /**
+   * Where the observations are kept, by path (the job's file table keeps
+   * them in its records, so a file's state has one holder). @default a Map
+   */
+  store?: ObservationStore;
 }
 
-interface Entry {
+/**
+ * The observations of a {@linkcode StabilityChecker}, by path: what holds
+ * them (a `Map` will do). The checker alone changes an observation.
+ */
+export interface ObservationStore {
+  get(path: string): Observation | undefined;
+  set(path: string, observation: Observation): void;
+  delete(path: string): void;
+  values(): Iterable<Observation>;
+  clear(): void;
+}
+
+/** What the checker knows of one file under observation (its own to change). */
+export interface Observation {
   size: number;
   mtimeMs: number;
   /** Last change of size/mtime or last event (performance.now() ms). */
@@ -108,7 +129,7 @@ export class StabilityChecker {
     incompleteGraceMs: number;
     waitForIncomplete: boolean;
   };
-  #entries = new Map<string, Entry>();
+  #store: ObservationStore;
   #closed = false;
 
   constructor(options: StabilityOptions) {
@@ -120,23 +141,24 @@ export class StabilityChecker {
       incompleteGraceMs: options.incompleteGraceMs ?? 600_000,
       waitForIncomplete: options.waitForIncomplete ?? true,
     };
+    this.#store = options.store ?? new Map();
   }
 
   /** Number of files under observation. */
   get pendingCount(): number {
-    return this.#entries.size;
+    return [...this.#store.values()].length;
   }
 
   /** Whether `path` is under observation. */
   has(path: string): boolean {
-    return this.#entries.has(path);
+    return this.#store.get(path) !== undefined;
   }
 
   /** Record activity for `path`, starting observation if it is new. */
   touch(path: string, activity: Activity = "changed"): void {
     if (this.#closed) return;
     const now = performance.now();
-    let entry = this.#entries.get(path);
+    let entry = this.#store.get(path);
     if (entry === undefined) {
       entry = {
         size: -1,
@@ -147,7 +169,7 @@ export class StabilityChecker {
         dueMs: 0,
         structure: undefined,
       };
-      this.#entries.set(path, entry);
+      this.#store.set(path, entry);
     }
     entry.lastActivityMs = now;
     entry.closed = activity === "closed";
@@ -167,22 +189,22 @@ export class StabilityChecker {
 
   /** Stop observing `path` without a callback. */
   forget(path: string): void {
-    const entry = this.#entries.get(path);
+    const entry = this.#store.get(path);
     if (entry?.timer !== undefined) clearTimeout(entry.timer);
-    this.#entries.delete(path);
+    this.#store.delete(path);
   }
 
   /** Stop all timers; nothing is reported afterwards. */
   close(): void {
     this.#closed = true;
-    for (const entry of this.#entries.values()) {
+    for (const entry of this.#store.values()) {
       if (entry.timer !== undefined) clearTimeout(entry.timer);
     }
-    this.#entries.clear();
+    this.#store.clear();
   }
 
-  #schedule(path: string, entry: Entry, delayMs: number): void {
-    if (this.#closed || this.#entries.get(path) !== entry) return;
+  #schedule(path: string, entry: Observation, delayMs: number): void {
+    if (this.#closed || this.#store.get(path) !== entry) return;
     if (entry.timer !== undefined) clearTimeout(entry.timer);
     entry.dueMs = performance.now() + Math.max(0, delayMs);
     entry.timer = setTimeout(() => {
@@ -199,7 +221,7 @@ export class StabilityChecker {
    * Synchronous: a stat takes microseconds, where handing it to another thread
    * and back costs several times that, once per event of a burst.
    */
-  #sample(path: string, entry: Entry, mode: "baseline" | "check"): boolean {
+  #sample(path: string, entry: Observation, mode: "baseline" | "check"): boolean {
     let info: Deno.FileInfo;
     try {
       info = Deno.statSync(path);
@@ -211,7 +233,7 @@ export class StabilityChecker {
     return true;
   }
 
-  #update(entry: Entry, size: number, mtimeMs: number, mode: "baseline" | "check"): void {
+  #update(entry: Observation, size: number, mtimeMs: number, mode: "baseline" | "check"): void {
     if (size === entry.size && mtimeMs === entry.mtimeMs) return;
     if (mode === "check") {
       entry.lastActivityMs = performance.now();
@@ -222,8 +244,8 @@ export class StabilityChecker {
     entry.mtimeMs = mtimeMs;
   }
 
-  #check(path: string, entry: Entry): void {
-    if (this.#closed || this.#entries.get(path) !== entry) return;
+  #check(path: string, entry: Observation): void {
+    if (this.#closed || this.#store.get(path) !== entry) return;
     if (!this.#sample(path, entry, "check")) return this.#drop(path, entry);
     const structure = this.#structure(path, entry);
     if (structure === null) return this.#drop(path, entry);
@@ -231,12 +253,12 @@ export class StabilityChecker {
     this.#update(entry, structure.size, structure.mtimeMs, "check");
     const decision = this.#decide(path, entry, structure);
     if (decision.ready) {
-      this.#entries.delete(path);
+      this.#store.delete(path);
       const file: StableFile = { path, size: entry.size, mtimeMs: entry.mtimeMs };
       if (decision.truncated) file.truncated = decision.truncated;
       this.#options.onReady(file);
     } else if ("left" in decision) {
-      this.#entries.delete(path);
+      this.#store.delete(path);
       this.#options.onLeft?.(path, decision.left);
     } else {
       this.#schedule(path, entry, decision.waitMs);
@@ -244,7 +266,7 @@ export class StabilityChecker {
   }
 
   /** The file's structure, read again only when its size or mtime moved; null when it is gone. */
-  #structure(path: string, entry: Entry): FitsStructure | null {
+  #structure(path: string, entry: Observation): FitsStructure | null {
     const known = entry.structure;
     if (known && sameVersion(known, entry)) return known;
     try {
@@ -262,7 +284,7 @@ export class StabilityChecker {
     return entry.structure;
   }
 
-  #decide(path: string, entry: Entry, structure: FitsStructure): Decision {
+  #decide(path: string, entry: Observation, structure: FitsStructure): Decision {
     const { stableForMs, closedForMs } = this.#options;
     const quietForMs = performance.now() - entry.lastActivityMs;
     if (structure.kind === "incomplete") {
@@ -291,7 +313,7 @@ export class StabilityChecker {
 
   /** A structurally incomplete FITS file: wait, report it truncated after the grace, or give up. */
   #decideIncomplete(
-    entry: Entry,
+    entry: Observation,
     structure: FitsStructure & { kind: "incomplete" },
     quietForMs: number,
   ): Decision {
@@ -314,10 +336,35 @@ export class StabilityChecker {
   }
 
   /** Drop `entry` (only if it is still the observation of `path`) and report it gone. */
-  #drop(path: string, entry: Entry): void {
-    if (this.#entries.get(path) !== entry) return;
+  #drop(path: string, entry: Observation): void {
+    if (this.#store.get(path) !== entry) return;
     if (entry.timer !== undefined) clearTimeout(entry.timer);
-    this.#entries.delete(path);
+    this.#store.delete(path);
     this.#options.onGone?.(path);
   }
+}
+
+/** What identifies one written state of a file: a new size or mtime is a new version. */
+export interface FileVersion {
+  size: number;
+  /** Modification time in ms since the epoch (0 when the system gives none). */
+  mtimeMs: number;
+}
+
+/** Whether `a` and `b` are the same version (same size and mtime). */
+export function sameVersion(a: FileVersion, b: FileVersion): boolean {
+  return a.size === b.size && a.mtimeMs === b.mtimeMs;
+}
+
+/** The version of a file from its stat result. */
+export function versionOf(info: Deno.FileInfo): FileVersion {
+  return { size: info.size, mtimeMs: info.mtime?.getTime() ?? 0 };
+}
+
+/**
+ * The absolute path of `relPath` (relative to `root`, `/` separators), the
+ * inverse of `relativeTo` in `scan.ts`.
+ */
+export function absolutePath(root: string, relPath: string): string {
+  return relPath === "" ? root : join(root, ...relPath.split("/"));
 }

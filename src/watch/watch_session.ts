@@ -3,27 +3,33 @@
  * it (from a worker thread), gathers events, watches it again when it is
  * removed and created again, and scans it: at start, folders that appear,
  * and every `rescan_interval_seconds` (every minute while it cannot be
- * watched: see `fallback_rescans.ts`). Where events cannot be trusted (a
- * network or FUSE file system, or `watch_mode: poll`: see `watch_mode.ts`) it
+ * watched: see `folder_watcher.ts`). Where events cannot be trusted (a
+ * network or FUSE file system, or `watch_mode: poll`: see `fs_type.ts`) it
  * also polls the folder (see `poll_loop.ts`); what a poll finds goes the way
  * of an event. It reports files; what becomes of them is the pipeline's
  * business.
+ *
+ * Gathering watcher events: only the latest kind per path is kept (and
+ * whether the path appeared), and everything gathered is handed over a few
+ * milliseconds later in one go, so the watcher is drained quickly even during
+ * a burst.
  *
  * @module
  */
 import { dirname } from "node:path";
 import { logger } from "../log/logging.ts";
 import type { FileFilter } from "./file_filter.ts";
-import { absolutePath } from "./file_version.ts";
-import { EventGatherer, type GatheredEvent } from "./event_gatherer.ts";
-import { FallbackRescans } from "./fallback_rescans.ts";
-import { FolderWatcher, type WatchEvent } from "./folder_watcher.ts";
+import { absolutePath, type Activity } from "./stability.ts";
+import {
+  FallbackRescans,
+  FolderWatcher,
+  waitForFolder,
+  type WatchEvent,
+} from "./folder_watcher.ts";
 import { DirtyFolders, parentOf, scanDirtyFolders } from "./missed_events.ts";
 import { PollLoop } from "./poll_loop.ts";
 import { type FoundFile, relativeTo, scanFolderBatches, type ScanOptions } from "./scan.ts";
-import type { Activity } from "./stability.ts";
-import { waitForFolder } from "./wait_for_folder.ts";
-import { type WatchHow, watchHow, type WatchModeSetting } from "./watch_mode.ts";
+import { type WatchHow, watchHow, type WatchModeSetting } from "./fs_type.ts";
 
 /** The warning when the watch folder itself disappeared. */
 const REMOVED = "Watch folder {path} was removed; watching it again once it exists";
@@ -372,5 +378,51 @@ export class WatchSession {
       }
     }
     this.#dirty.mark([...folders].filter((folder) => filter.includesDir(folder)));
+  }
+}
+
+/** What happened to one path since the last hand-over. */
+export interface GatheredEvent {
+  /** The latest kind of event. */
+  kind: Deno.FsEvent["kind"];
+  /** Whether it was created or renamed in at some point. */
+  appeared: boolean;
+}
+
+/** How long events are gathered before they are handed over. */
+const GATHER_MS = 5;
+
+/** Gathers events per path; see the module doc. */
+export class EventGatherer {
+  #events = new Map<string, GatheredEvent>();
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #onEvents: (events: Map<string, GatheredEvent>) => void;
+
+  /** @param onEvents receives the gathered events, in the order their paths were last seen */
+  constructor(onEvents: (events: Map<string, GatheredEvent>) => void) {
+    this.#onEvents = onEvents;
+  }
+
+  /** Add one event of `kind` for `paths`. */
+  add(kind: Deno.FsEvent["kind"], paths: string[]): void {
+    const appeared = kind === "create" || kind === "rename";
+    for (const path of paths) {
+      const seen = this.#events.get(path);
+      this.#events.delete(path);
+      this.#events.set(path, { kind, appeared: appeared || (seen?.appeared ?? false) });
+    }
+    this.#timer ??= setTimeout(() => {
+      this.#timer = undefined;
+      const events = this.#events;
+      this.#events = new Map();
+      this.#onEvents(events);
+    }, GATHER_MS);
+  }
+
+  /** Drop what is gathered and stop the timer. */
+  close(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#events.clear();
   }
 }

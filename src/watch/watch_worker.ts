@@ -15,12 +15,30 @@
  * With `heartbeat` (a file in a folder outside the watch folder), the
  * {@linkcode FifoGuard} keeps a FIFO from stalling the watcher.
  *
+ * Keeps the file-system watcher from stalling on a FIFO.
+ *
+ * `Deno.watchFs` opens the path of every event it reports, for reading, on
+ * its single watcher thread (to tell which watch the event belongs to).
+ * Opening a FIFO for reading waits until something opens it for writing, so
+ * one FIFO created in (or linked into) the watch folder stops every later
+ * event. The guard notices: it closes a heartbeat file (outside the watch
+ * folder, watched by the same watcher) every {@linkcode HEARTBEAT_MS}, and
+ * when the event for it does not come back within {@linkcode STALL_MS} it
+ * looks for FIFOs in the watch folder and opens each one for writing without
+ * blocking (`O_NONBLOCK`; it never writes). That releases the waiting open,
+ * and while the guard holds its end, later opens of that FIFO return at once.
+ * It lets go when the FIFO is no longer at that path.
+ *
+ * Runs inside the watcher's worker. Linux and macOS (Windows has no FIFOs in
+ * folders).
+ *
  * @module
  */
 /// <reference lib="deno.worker" />
-import { dirname } from "node:path";
-import { FifoGuard } from "./fifo_guard.ts";
+import fs from "node:fs";
 import { hasUndecodableBytes, walkEntries } from "./entry_check.ts";
+
+import { dirname } from "node:path";
 
 /** One event as forwarded to the parent. */
 export interface WatchEvent {
@@ -156,5 +174,228 @@ function exists(path: string): boolean {
     return true;
   } catch {
     return false;
+  }
+}
+
+/** How often the heartbeat file is closed (ms). */
+export const HEARTBEAT_MS = 500;
+/** A heartbeat not seen back after this long means the watcher is stuck (ms). */
+export const STALL_MS = 1_000;
+/** Longest wait between two searches while the watcher stays stuck (ms). */
+const MAX_SEARCH_INTERVAL_MS = 60_000;
+/** Stuck this long with no FIFO to release: tell the owner to rescan instead (ms). */
+const GIVE_UP_MS = 30_000;
+
+/** Timings of a {@linkcode FifoGuard} (ms); the defaults are the module's constants. */
+export interface FifoGuardTimings {
+  heartbeatMs?: number;
+  stallMs?: number;
+  giveUpMs?: number;
+}
+
+/** What the guard tells its owner. */
+export interface FifoGuardEvents {
+  /** A FIFO at `path` (or a link to one) was opened for writing and is held. */
+  onHeld(path: string, isLink: boolean): void;
+  /** The watcher stays stuck and no FIFO explains it (a device?). Called once per stall. */
+  onStuck(message: string): void;
+}
+
+interface Held {
+  path: string;
+  fd: number;
+  dev: number;
+  ino: number;
+}
+
+/** See the module doc. */
+export class FifoGuard {
+  #root: string;
+  #heartbeat: string;
+  #events: FifoGuardEvents;
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #held = new Map<string, Held>();
+  /** When the unanswered heartbeat was sent (performance.now()), or null. */
+  #sentAt: number | null = null;
+  #stuckSince: number | null = null;
+  #nextSearchAt = 0;
+  #searchIntervalMs: number;
+  #reportedStuck = false;
+  #timings: Required<FifoGuardTimings>;
+
+  /**
+   * @param root the watch folder
+   * @param heartbeat a file outside `root` whose folder the same watcher watches
+   */
+  constructor(
+    root: string,
+    heartbeat: string,
+    events: FifoGuardEvents,
+    timings: FifoGuardTimings = {},
+  ) {
+    this.#root = root;
+    this.#heartbeat = heartbeat;
+    this.#events = events;
+    this.#timings = {
+      heartbeatMs: timings.heartbeatMs ?? HEARTBEAT_MS,
+      stallMs: timings.stallMs ?? STALL_MS,
+      giveUpMs: timings.giveUpMs ?? GIVE_UP_MS,
+    };
+    this.#searchIntervalMs = this.#timings.stallMs;
+  }
+
+  /** Start the heartbeat. */
+  start(): void {
+    this.#timer ??= setInterval(() => this.#tick(), this.#timings.heartbeatMs);
+  }
+
+  /** Whether `path` is the heartbeat file (its events are the guard's, not the job's). */
+  isHeartbeat(path: string): boolean {
+    return path === this.#heartbeat;
+  }
+
+  /** The watcher reported the heartbeat: it is alive. */
+  echo(): void {
+    this.#sentAt = null;
+    this.#stuckSince = null;
+    this.#searchIntervalMs = this.#timings.stallMs;
+    this.#reportedStuck = false;
+  }
+
+  /** Stop, and let go of every held FIFO. */
+  stop(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+    for (const held of this.#held.values()) this.#release(held);
+  }
+
+  /** Paths of the FIFOs held now. */
+  get held(): string[] {
+    return [...this.#held.keys()];
+  }
+
+  #tick(): void {
+    this.#releaseMoved();
+    const now = performance.now();
+    if (this.#sentAt === null) {
+      this.#beat(now);
+      return;
+    }
+    if (now - this.#sentAt < this.#timings.stallMs || now < this.#nextSearchAt) return;
+    this.#stuckSince ??= this.#sentAt;
+    const released = this.#search();
+    if (released > 0) {
+      this.#searchIntervalMs = this.#timings.stallMs;
+    } else {
+      // Nothing to release (a burst dropped the heartbeat, or something else blocks): back off.
+      this.#searchIntervalMs = Math.min(this.#searchIntervalMs * 2, MAX_SEARCH_INTERVAL_MS);
+      if (!this.#reportedStuck && now - this.#stuckSince >= this.#timings.giveUpMs) {
+        this.#reportedStuck = true;
+        this.#events.onStuck(
+          `the file-system watcher has reported nothing for ${
+            Math.round((now - this.#stuckSince) / 1000)
+          } s and no FIFO explains it (a device or a link to one in the watch folder?)`,
+        );
+      }
+    }
+    this.#nextSearchAt = now + this.#searchIntervalMs;
+    this.#beat(now);
+  }
+
+  /** Close the heartbeat file after opening it for writing: the watcher reports that close. */
+  #beat(now: number): void {
+    try {
+      fs.closeSync(fs.openSync(this.#heartbeat, fs.constants.O_WRONLY | fs.constants.O_CREAT));
+      this.#sentAt ??= now;
+    } catch {
+      // The heartbeat folder is gone (removed by someone): nothing to measure with.
+      this.#sentAt = null;
+    }
+  }
+
+  /** Look for FIFOs below the watch folder and hold each one; returns how many were new. */
+  #search(): number {
+    let added = 0;
+    const seenFolders = new Set<string>();
+    walkEntries(this.#root, (path, entry) => {
+      if (entry.isDirectory) return true;
+      if (entry.isFile) return false;
+      let info: Deno.FileInfo;
+      try {
+        // The watcher opens through links, so look through them too (stat opens nothing).
+        info = entry.isSymlink ? Deno.statSync(path) : Deno.lstatSync(path);
+      } catch {
+        return false;
+      }
+      if (info.isDirectory && entry.isSymlink) {
+        // Linked folders present at start-up are watched too; enter each real folder once.
+        const real = realPath(path);
+        if (real === null || seenFolders.has(real)) return false;
+        seenFolders.add(real);
+        return true;
+      }
+      if (info.isFifo && !this.#held.has(path) && this.#hold(path, info)) {
+        added++;
+        this.#events.onHeld(path, entry.isSymlink);
+      }
+      return false;
+    });
+    return added;
+  }
+
+  /**
+   * Open the FIFO at `path` for writing without blocking and keep that end. A
+   * read-write open never waits; with it in place the write-only open
+   * succeeds, and the read-write end is closed again, so only a writer
+   * remains (a reader of the FIFO still sees its own writers' data).
+   */
+  #hold(path: string, info: Deno.FileInfo): boolean {
+    const flags = fs.constants;
+    let both: number | undefined;
+    let writer: number | undefined;
+    try {
+      both = fs.openSync(path, flags.O_RDWR | flags.O_NONBLOCK);
+      const opened = fs.fstatSync(both);
+      if (!opened.isFIFO() || opened.ino !== info.ino) return false;
+      writer = fs.openSync(path, flags.O_WRONLY | flags.O_NONBLOCK);
+      if (fs.fstatSync(writer).ino !== opened.ino) {
+        fs.closeSync(writer);
+        return false;
+      }
+      this.#held.set(path, { path, fd: writer, dev: opened.dev, ino: opened.ino });
+      return true;
+    } catch {
+      if (writer !== undefined && !this.#held.has(path)) fs.closeSync(writer);
+      return false;
+    } finally {
+      if (both !== undefined) fs.closeSync(both);
+    }
+  }
+
+  /** Let go of FIFOs that were removed, renamed or replaced. */
+  #releaseMoved(): void {
+    for (const held of this.#held.values()) {
+      let same = false;
+      try {
+        const info = Deno.statSync(held.path);
+        same = info.isFifo === true && info.ino === held.ino && info.dev === held.dev;
+      } catch { /* gone */ }
+      if (!same) this.#release(held);
+    }
+  }
+
+  #release(held: Held): void {
+    this.#held.delete(held.path);
+    try {
+      fs.closeSync(held.fd);
+    } catch { /* already closed */ }
+  }
+}
+
+function realPath(path: string): string | null {
+  try {
+    return Deno.realPathSync(path);
+  } catch {
+    return null;
   }
 }

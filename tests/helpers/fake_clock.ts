@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Clock } from "../../src/pipeline/clock.ts";
+import type { Clock } from "../../src/pipeline/retry_timer.ts";
 
 /** A manual clock; see the module doc. */
 export class FakeClock implements Clock {

@@ -8,7 +8,7 @@
  * Usage: `deno run --allow-all tests/helpers/send_measured.ts <request.json>`
  * where the request is `{ job, runtimeDir, item, part? }`.
  */
-import { createTransport } from "../../src/transfer/factory.ts";
+import { createTransport } from "../../src/transfer/transport.ts";
 import { captureLogs } from "./log_capture.ts";
 
 async function bytesWritten(): Promise<number> {

@@ -11,9 +11,12 @@ import { lchown } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { jobSchema } from "../../src/config/schema.ts";
 import type { JobConfig } from "../../src/config/types.ts";
-import { createTransport } from "../../src/transfer/factory.ts";
+import {
+  createTransport,
+  type TransferItem,
+  type Transport,
+} from "../../src/transfer/transport.ts";
 import { jobOwner } from "../../src/transfer/temp_name.ts";
-import type { TransferItem, Transport } from "../../src/transfer/transport.ts";
 import { startSshd, type TestSshd } from "./sshd.ts";
 import { startVsftpd, type TestVsftpd } from "./vsftpd.ts";
 
@@ -160,11 +163,15 @@ export function transportFixtures(sshd: TestSshd, corruptFlag?: string): Transpo
     own: (path) => lchown(path, sshd.uid, sshd.gid),
   });
   const scp = sshFixture("scp");
+  const rsync = sshFixture("rsync");
   if (corruptFlag !== undefined) {
-    scp.corruptCopies = async (dst, on) => {
-      if (on) await Deno.writeTextFile(corruptFlag, dst);
-      else await Deno.remove(corruptFlag);
-    };
+    // Both methods send a small file in one call, whose copy the server's `cat` writes.
+    for (const fixture of [scp, rsync]) {
+      fixture.corruptCopies = async (dst, on) => {
+        if (on) await Deno.writeTextFile(corruptFlag, dst);
+        else await Deno.remove(corruptFlag);
+      };
+    }
   }
   return [
     {
@@ -174,7 +181,7 @@ export function transportFixtures(sshd: TestSshd, corruptFlag?: string): Transpo
       own: () => Promise.resolve(),
     },
     scp,
-    sshFixture("rsync"),
+    rsync,
   ];
 }
 

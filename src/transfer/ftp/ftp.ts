@@ -16,17 +16,22 @@
  */
 import { FTPError } from "basic-ftp";
 import { createReadStream } from "node:fs";
-import { bandwidthLimit } from "../../config/bandwidth.ts";
+import { bandwidthLimit } from "../../config/sizes.ts";
 import type { JobConfig } from "../../config/types.ts";
 import { TransferError } from "../../errors.ts";
-import { classifyFtpError, connectFtp, ftpServerName, SESSION_REUSE_FIX } from "./connect.ts";
-import { probeFtpDestination } from "./probe.ts";
+import {
+  classifyFtpError,
+  ftpServerName,
+  probeFtpDestination,
+  SESSION_REUSE_FIX,
+} from "./connect.ts";
 import { deliveredPermissions, openSource } from "../source.ts";
 import { deliver, type Delivery, type DeliverySteps, verifyCopy } from "../deliver.ts";
 import {
   badName,
   ensureFolders,
   type FtpPeer,
+  FtpPool,
   HashingCounter,
   joinRemote,
   mfmtTime,
@@ -36,7 +41,6 @@ import {
 import { isOwnTempName, jobOwner, tempNameFor } from "../temp_name.ts";
 import { pacedStream, Throttle } from "../throttle.ts";
 import type { ProbeCheck, TransferItem, TransferOutcome, Transport } from "../transport.ts";
-import { logger } from "../../log/logging.ts";
 
 /** Uploads to `remote_base_path` on an FTP server: temp name, verify, rename. */
 export class FtpTransport implements Transport {
@@ -368,83 +372,4 @@ function withSource(item: TransferItem, error: TransferError): TransferError {
   return new TransferError(`Cannot send ${item.source}: ${error.message}`, error.kind, {
     cause: error,
   });
-}
-
-const log = logger("transfer");
-
-/** Open FTP connections of one job; see the module doc. */
-export class FtpPool {
-  #job: JobConfig;
-  /** Logged-in connections not in use by a batch. */
-  #idle: FtpPeer[] = [];
-  /** Every open connection. */
-  #open = new Set<FtpPeer>();
-  #saidSizeOnly = false;
-  #closed = false;
-
-  constructor(job: JobConfig) {
-    this.#job = job;
-  }
-
-  /** Open one connection ahead when none is idle; throws when it cannot be opened. */
-  async warmUp(): Promise<void> {
-    if (this.#idle.length === 0) this.release(await this.#connect());
-  }
-
-  /** Close every connection; those in use are closed when they are given back. */
-  close(): Promise<void> {
-    this.#closed = true;
-    for (const peer of this.#open) peer.connection.client.close();
-    this.#open.clear();
-    this.#idle = [];
-    return Promise.resolve();
-  }
-
-  async #connect(): Promise<FtpPeer> {
-    const connection = await connectFtp(this.#job);
-    const peer = {
-      connection,
-      folders: new Set<string>(),
-      swept: new Set<string>(),
-      dataWorked: false,
-    };
-    this.#open.add(peer);
-    if (this.#job.verify_transfer === "checksum" && !this.#saidSizeOnly) {
-      const { hash, xsha256 } = connection.features;
-      if (!hash && !xsha256) {
-        this.#saidSizeOnly = true;
-        log.warn(
-          "FTP server {server} offers no checksum command (HASH or XSHA256): arrivals are verified by size only",
-          { server: ftpServerName(this.#job) },
-        );
-      }
-    }
-    return peer;
-  }
-
-  /** An idle connection that still answers, or a new one. */
-  async acquire(): Promise<FtpPeer> {
-    while (this.#idle.length > 0) {
-      const peer = this.#idle.pop()!;
-      try {
-        await peer.connection.client.send("NOOP");
-        return peer;
-      } catch {
-        this.drop(peer);
-      }
-    }
-    return await this.#connect();
-  }
-
-  /** Give a connection back for reuse (closed instead after {@linkcode close}). */
-  release(peer: FtpPeer): void {
-    if (this.#closed) peer.connection.client.close();
-    else this.#idle.push(peer);
-  }
-
-  /** Close a connection that failed or was aborted. */
-  drop(peer: FtpPeer): void {
-    peer.connection.client.close();
-    this.#open.delete(peer);
-  }
 }

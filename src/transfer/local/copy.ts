@@ -8,15 +8,12 @@
  */
 import type { Throttle } from "../throttle.ts";
 import { createHash, type Hash } from "node:crypto";
-import { fstatSync, lstatSync, readSync, writeSync } from "node:fs";
-import { setImmediate } from "node:timers";
+import { fstatSync, lstatSync, readSync, write } from "node:fs";
+import { promisify } from "node:util";
 import { basename, dirname } from "node:path";
 import { TransferError } from "../../errors.ts";
-import type { OpenSource } from "../source.ts";
+import { chunkBuffer, type OpenSource, sha256OfDescriptor, sha256Off } from "../source.ts";
 import type { TransferItem } from "../transport.ts";
-
-/** Bytes copied between two turns of the event loop. */
-const CHUNK_BYTES = 1024 * 1024;
 
 /** What {@linkcode copyData} copied. */
 export interface Written {
@@ -42,10 +39,11 @@ export interface CopyOptions {
 }
 
 /**
- * Copy the source into `target`, a chunk at a time with a turn of the event
- * loop between chunks (synchronous reads and writes: less CPU than awaiting
- * each one, and other work waits at most one chunk); paced by a throttle
- * when given (a bandwidth limit). `bytes` counts the whole copy (the part it
+ * Copy the source into `target`, a chunk at a time: each chunk read at once
+ * (the source was just written: it is in the page cache) and written on a
+ * thread of the runtime's pool, so the event loop goes on with other work
+ * (another batch's copy, the intake) meanwhile; paced by a throttle when
+ * given (a bandwidth limit). `bytes` counts the whole copy (the part it
  * started from included), `appended` what this call wrote.
  */
 export async function copyData(
@@ -54,39 +52,45 @@ export async function copyData(
   signal: AbortSignal,
   options: CopyOptions = {},
 ): Promise<Written> {
-  const hash: Hash | null = options.hash ?? (options.hashIt ? createHash("sha256") : null);
-  const buffer = new Uint8Array(CHUNK_BYTES);
   const from = options.from ?? 0;
   const upTo = options.upTo ?? Infinity;
+  const buffer = chunkBuffer(Math.min(upTo, source.info.size) - from);
+  // A new whole copy read in one short chunk (most images: the buffer is one byte longer than the
+  // file) is hashed off the event loop while it is written; any other copy is hashed as it goes.
+  const whole = options.hashIt === true && !options.hash && from === 0 && upTo === Infinity;
+  let hash: Hash | null = options.hash ?? (options.hashIt && !whole ? createHash("sha256") : null);
+  let offThread: Promise<string> | null = null;
+  let grew = false;
   let bytes = from;
   while (bytes < upTo) {
     signal.throwIfAborted();
     const n = readSync(source.fd, buffer, 0, Math.min(buffer.length, upTo - bytes), bytes);
     if (n === 0) break;
     const chunk = buffer.subarray(0, n);
+    if (whole && bytes === 0) {
+      if (n < buffer.length) offThread = sha256Off(chunk);
+      else hash = createHash("sha256");
+    } else if (offThread !== null) {
+      // More after a short first chunk: the file grew while it was read.
+      offThread.catch(() => {});
+      offThread = null;
+      grew = true;
+    }
     hash?.update(chunk);
     let offset = 0;
-    while (offset < n) offset += writeSync(target, chunk, offset, n - offset, bytes + offset);
+    while (offset < n) {
+      offset += (await writeAt(target, chunk, offset, n - offset, bytes + offset)).bytesWritten;
+    }
     bytes += n;
     if (options.throttle) await options.throttle.sent(n, signal);
-    // Not setTimeout(0): nested timeouts are clamped to 4 ms.
-    else await new Promise((resolve) => setImmediate(resolve));
   }
-  return { bytes, appended: bytes - from, sha256: hash?.digest("hex") ?? null };
-}
-
-/** SHA-256 of what an open file holds, read from its start through the descriptor. */
-export async function sha256OfOpenFile(fd: number): Promise<string> {
-  const hash = createHash("sha256");
-  const buffer = new Uint8Array(CHUNK_BYTES);
-  for (let position = 0;;) {
-    const n = readSync(fd, buffer, 0, buffer.length, position);
-    if (n === 0) break;
-    hash.update(buffer.subarray(0, n));
-    position += n;
-    await new Promise((resolve) => setImmediate(resolve));
-  }
-  return hash.digest("hex");
+  let sha256: string | null;
+  // It grew (the source check after the copy turns it back): the hash of what it holds now.
+  if (grew) sha256 = await sha256OfDescriptor(source.fd, bytes);
+  else if (offThread !== null) sha256 = await offThread;
+  // An empty file reads no chunk at all.
+  else sha256 = (whole ? hash ?? createHash("sha256") : hash)?.digest("hex") ?? null;
+  return { bytes, appended: bytes - from, sha256 };
 }
 
 /**
@@ -225,3 +229,12 @@ export function toTransferError(item: TransferItem, error: unknown): TransferErr
   }
   return new TransferError(`Cannot send ${item.source}: ${reason}`, "retry", { cause: error });
 }
+
+/** `write` at a position, awaited. */
+const writeAt = promisify(write) as unknown as (
+  fd: number,
+  buffer: Uint8Array,
+  offset: number,
+  length: number,
+  position: number,
+) => Promise<{ bytesWritten: number }>;

@@ -6,7 +6,7 @@
  * @module
  */
 import { join } from "node:path";
-import { bytesToKeep, formatBytes, parseFreeSpace } from "../../config/free_space.ts";
+import { bytesToKeep, formatBytes, parseFreeSpace } from "../../config/sizes.ts";
 import { TransferError } from "../../errors.ts";
 import { localDiskSpace } from "../disk_space.ts";
 import { isOwnTempName, randomPart } from "../temp_name.ts";

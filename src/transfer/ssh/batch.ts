@@ -22,7 +22,7 @@
  */
 import { createHash } from "node:crypto";
 import { posix } from "node:path";
-import { bandwidthLimit } from "../../config/bandwidth.ts";
+import { bandwidthLimit } from "../../config/sizes.ts";
 import { CommandError, TransferError } from "../../errors.ts";
 import { classifyFailure, classifyText } from "../classify.ts";
 import {
@@ -39,12 +39,11 @@ import {
   makeFolders,
 } from "./remote_folders.ts";
 import { logger } from "../../log/logging.ts";
-import { hashSource } from "../sha256.ts";
-import { type SshDelivery, sshDelivery } from "./delivery.ts";
+import { hashSource } from "../source.ts";
+import { type SshDelivery, sshDelivery, type SshMethod } from "./method.ts";
 import { finishBatch, flushWhileUploading, planFinish, settleFinish } from "./finish.ts";
 import { oneCallFailures, oneCallScript, readWhole, tarArchive } from "./one_call.ts";
 import { remoteJoin } from "./endpoint.ts";
-import type { SshMethod } from "./method.ts";
 import { uploadFolderName, uploadFolderPrefix } from "../temp_name.ts";
 import type { TransferItem } from "../transport.ts";
 import type { UploadClaim } from "./upload_folders.ts";
@@ -57,7 +56,7 @@ const UPLOAD_CALLS_AT_ONCE = 3;
 const ONE_CALL_FILE_BYTES = 8 * 1024 * 1024;
 
 /** A batch of up to this many bytes may go in one call (read into memory whole). */
-const ONE_CALL_BATCH_BYTES = 64 * 1024 * 1024;
+export const ONE_CALL_BATCH_BYTES = 64 * 1024 * 1024;
 
 /** The steps of one batch; create one per `send`. */
 export class SshBatch implements DeliverySteps<SshDelivery> {

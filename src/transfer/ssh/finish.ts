@@ -19,10 +19,9 @@ import {
   type ResultLine,
   resultsByIndex,
 } from "./remote_script.ts";
-import { hashSource } from "../sha256.ts";
-import type { SshDelivery } from "./delivery.ts";
+import { hashSource } from "../source.ts";
+import type { SshDelivery, SshMethod } from "./method.ts";
 import type { SshSession } from "./connection.ts";
-import type { SshMethod } from "./method.ts";
 
 /** What the finishing step needs of its transport. */
 export interface FinishContext {

@@ -8,8 +8,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { CommandError } from "../../errors.ts";
-import { killProcess } from "../../process/kill.ts";
-import { runProcess } from "../../process/run.ts";
+import { killProcess, runProcess } from "../../process/run.ts";
 import { join } from "node:path";
 import { escapePercent } from "./endpoint.ts";
 

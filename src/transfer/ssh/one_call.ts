@@ -12,7 +12,7 @@ import { posix } from "node:path";
 import { TransferError } from "../../errors.ts";
 import { checkSource, copyMismatch } from "../deliver.ts";
 import { closeSource, deliveredPermissions, openSource } from "../source.ts";
-import type { SshDelivery } from "./delivery.ts";
+import type { SshDelivery } from "./method.ts";
 import { finishLines, type FinishPlan } from "./finish.ts";
 import { type FolderFailure, type FolderSpec, makeFoldersLines } from "./remote_folders.ts";
 import {

@@ -17,10 +17,10 @@
  */
 import { dirname, isAbsolute, posix, relative, sep } from "node:path";
 import type { CommandError } from "../../errors.ts";
-import { rsyncBwlimit } from "../../config/bandwidth.ts";
+import { rsyncBwlimit } from "../../config/sizes.ts";
 import type { JobConfig } from "../../config/types.ts";
 import { logger } from "../../log/logging.ts";
-import { byUploadFolder, type SshDelivery } from "./delivery.ts";
+import { byUploadFolder, type SshDelivery } from "./method.ts";
 import { SshTransport } from "./transport.ts";
 import type { PartSent, TransferItem } from "../transport.ts";
 

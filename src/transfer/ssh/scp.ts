@@ -18,8 +18,9 @@
  */
 import { posix } from "node:path";
 import type { CommandError } from "../../errors.ts";
-import { scpLimit } from "../../config/bandwidth.ts";
-import { byUploadFolder, type SshDelivery } from "./delivery.ts";
+import { scpLimit } from "../../config/sizes.ts";
+import { byUploadFolder, type SshDelivery } from "./method.ts";
+import { ONE_CALL_BATCH_BYTES } from "./batch.ts";
 import { SshTransport } from "./transport.ts";
 
 /** Keep each scp command line well under Windows' 32,767-character limit. */
@@ -39,7 +40,13 @@ const MIN_FILES_PER_CALL = 10;
 /** Delivers files with `scp` over a shared OpenSSH connection. */
 export class ScpTransport extends SshTransport {
   readonly method = "scp" as const;
-  readonly maxBatchFiles = 100;
+  /**
+   * A burst of small files fills a batch that goes in one call (see
+   * `batch.ts`); larger files go a few at a time, so a batch stays well
+   * within its deadline.
+   */
+  readonly maxBatchFiles = 320;
+  readonly maxBatchBytes = ONE_CALL_BATCH_BYTES;
 
   /**
    * A folder's files in up to {@linkcode PARALLEL_CALLS_PER_FOLDER} calls, each under the length

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parse } from "yaml";
 import { type CliResult, REPO_ROOT, runCli } from "../../helpers/cli.ts";
-import { renderDefaultConfig } from "../../../src/config/default_config.ts";
+import { renderDefaultConfig } from "../../../src/cli/config.ts";
 import { renderConfigReference, renderConfigSummary } from "../../../src/config/reference.ts";
 import { END_MARKER, readRegion, START_MARKER } from "../../../scripts/gen_config_reference.ts";
 

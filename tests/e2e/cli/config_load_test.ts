@@ -3,14 +3,14 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadConfig, parseConfig } from "../../../src/config/load.ts";
 import { defaultLogFile, defaultStateDir, homeDir } from "../../../src/config/paths.ts";
-import { renderDefaultConfig } from "../../../src/config/default_config.ts";
+import { renderDefaultConfig } from "../../../src/cli/config.ts";
 import {
+  describeKeys,
   firstSentence,
   renderConfigReference,
   renderConfigSummary,
 } from "../../../src/config/reference.ts";
 import { DEFAULT_FILE_PATTERNS } from "../../../src/config/schema.ts";
-import { describeKeys } from "../../../src/config/key_docs.ts";
 import { ConfigError } from "../../../src/errors.ts";
 import { GENERATED, readRegion } from "../../../scripts/gen_config_reference.ts";
 import { REPO_ROOT } from "../../helpers/cli.ts";

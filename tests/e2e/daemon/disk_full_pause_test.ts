@@ -11,8 +11,12 @@ import type { JobConfig } from "../../../src/config/types.ts";
 import { Ledger } from "../../../src/ledger/ledger.ts";
 import { FileRows } from "../../../src/ledger/file_rows.ts";
 import { JobRunner } from "../../../src/pipeline/job_runner.ts";
-import { createTransport } from "../../../src/transfer/factory.ts";
-import type { TransferItem, TransferOutcome, Transport } from "../../../src/transfer/transport.ts";
+import {
+  createTransport,
+  type TransferItem,
+  type TransferOutcome,
+  type Transport,
+} from "../../../src/transfer/transport.ts";
 import { isTempName } from "../../../src/transfer/temp_name.ts";
 import { startCli } from "../../helpers/cli.ts";
 import { listFiles, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";

@@ -10,7 +10,7 @@ import { DatabaseSync } from "node:sqlite";
 import { Ledger, LEDGER_FILE } from "../../../src/ledger/ledger.ts";
 import { FileRows } from "../../../src/ledger/file_rows.ts";
 import { ledgerCounts } from "../../../src/status/ledger_reports.ts";
-import { LEDGER_SCHEMA_VERSION, ledgerSchemaVersion } from "../../../src/ledger/schema_version.ts";
+import { LEDGER_SCHEMA_VERSION, ledgerSchemaVersion } from "../../../src/ledger/ledger_file.ts";
 import { runCli } from "../../helpers/cli.ts";
 import { listFiles, writeConfig } from "../../helpers/files.ts";
 
@@ -80,7 +80,7 @@ Deno.test("a new ledger is stamped with the current schema version", async () =>
   try {
     Ledger.open(join(root, "state")).close();
     assert.equal(userVersion(join(root, "state", LEDGER_FILE)), LEDGER_SCHEMA_VERSION);
-    assert.equal(LEDGER_SCHEMA_VERSION, 2);
+    assert.equal(LEDGER_SCHEMA_VERSION, 3);
   } finally {
     await Deno.remove(root, { recursive: true });
   }

@@ -8,9 +8,12 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { createTransport } from "../../../src/transfer/factory.ts";
+import {
+  createTransport,
+  type TransferItem,
+  type Transport,
+} from "../../../src/transfer/transport.ts";
 import { isTempName } from "../../../src/transfer/temp_name.ts";
-import type { TransferItem, Transport } from "../../../src/transfer/transport.ts";
 import { listFiles, listFolders, randomBytes, sha256OfFile, waitFor } from "../../helpers/files.ts";
 import { createTestLink } from "../../helpers/netns.ts";
 import { startSshd } from "../../helpers/sshd.ts";

@@ -9,13 +9,13 @@
 import assert from "node:assert/strict";
 import { statfs } from "node:fs/promises";
 import { join } from "node:path";
-import { parseFreeSpace } from "../../../src/config/free_space.ts";
+import { parseFreeSpace } from "../../../src/config/sizes.ts";
 import type { JobConfig } from "../../../src/config/types.ts";
 import { Ledger } from "../../../src/ledger/ledger.ts";
 import { FileRows } from "../../../src/ledger/file_rows.ts";
 import { JobRunner } from "../../../src/pipeline/job_runner.ts";
 import { SpaceGuard } from "../../../src/pipeline/space_guard.ts";
-import { createTransport } from "../../../src/transfer/factory.ts";
+import { createTransport } from "../../../src/transfer/transport.ts";
 import { isTempName } from "../../../src/transfer/temp_name.ts";
 import { runCli, startCli } from "../../helpers/cli.ts";
 import { listFiles, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";

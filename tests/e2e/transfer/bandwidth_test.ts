@@ -13,7 +13,7 @@ import {
   parseBandwidth,
   rsyncBwlimit,
   scpLimit,
-} from "../../../src/config/bandwidth.ts";
+} from "../../../src/config/sizes.ts";
 import { FtpTransport } from "../../../src/transfer/ftp/ftp.ts";
 import type { LocalTransport } from "../../../src/transfer/local/local.ts";
 import { LimitShares, Throttle } from "../../../src/transfer/throttle.ts";

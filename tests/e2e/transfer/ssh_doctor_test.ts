@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { stringify } from "yaml";
-import { createTransport } from "../../../src/transfer/factory.ts";
+import { createTransport } from "../../../src/transfer/transport.ts";
 import { runCli } from "../../helpers/cli.ts";
 import { listFiles, randomBytes, sha256OfFile } from "../../helpers/files.ts";
 import { startSshd } from "../../helpers/sshd.ts";

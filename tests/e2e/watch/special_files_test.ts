@@ -8,9 +8,13 @@ import fs from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "@logtape/logtape";
 import { classifyEntry } from "../../../src/watch/entry_check.ts";
-import { createFileFilter } from "../../../src/watch/file_filter.ts";
+import {
+  createFileFilter,
+  escapeName,
+  readablePath,
+  SkipLog,
+} from "../../../src/watch/file_filter.ts";
 import { scanFolder, type SkippedEntry } from "../../../src/watch/scan.ts";
-import { escapeName, readablePath, SkipLog } from "../../../src/watch/skip_log.ts";
 import { findUndecodableNames } from "../../../src/watch/watch_worker.ts";
 
 async function run(program: string, args: string[]): Promise<void> {

@@ -4,7 +4,7 @@
  * that is not valid UTF-8, and symbolic links under every `symlinks` policy,
  * present at start-up (scan) and created while it runs (events).
  */
-import { isTempName } from "../../../src/layout/temp_names.ts";
+import { isTempName } from "../../../src/layout/destination.ts";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { runCli, startCli } from "../../helpers/cli.ts";

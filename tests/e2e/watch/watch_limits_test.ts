@@ -6,7 +6,7 @@ import {
   countFolders,
   INOTIFY_LIMITS_COMMAND,
   parseInotifyLimits,
-} from "../../../src/watch/watch_limits.ts";
+} from "../../../src/cli/doctor.ts";
 import { runCli, startCli } from "../../helpers/cli.ts";
 import { randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
 

@@ -5,7 +5,7 @@
  * release workflow.
  */
 import assert from "node:assert/strict";
-import { argsForProgramName } from "../../../src/cli/command_words.ts";
+import { argsForProgramName } from "../../../src/cli/program.ts";
 import { UsageError } from "../../../src/errors.ts";
 
 Deno.test("argsForProgramName: the old service program's flags become commands; other names change nothing", () => {

@@ -26,7 +26,7 @@ async function withTable(
     job,
     ledger,
     filter: createFileFilter(job),
-    observer: { has: (path) => observed.has(path), touch: (path) => void observed.add(path) },
+    observe: (path) => void observed.add(path),
     onDue: () => {},
     clock: new FakeClock(),
   });
@@ -144,7 +144,18 @@ Deno.test("FileTable: pending rows that nothing holds go to the checker; catch-u
     });
     table.ready("queued.fits", V1);
     table.planned("queued.fits", V1, "d/q.fits");
-    observed.add(join(watch, "observed.fits"));
+    // Under observation: the checker keeps its observation in the file's record.
+    table.observations.set("observed.fits", {
+      size: -1,
+      mtimeMs: -1,
+      lastActivityMs: 0,
+      closed: false,
+      timer: undefined,
+      dueMs: 0,
+      structure: undefined,
+    });
+    assert.equal(table.record("observed.fits")?.phase, "observing");
+    assert.ok(table.observations.get("observed.fits"));
 
     assert.deepEqual(table.observeStrayPending(), ["stray.fits"]);
     assert.ok(observed.has(join(watch, "stray.fits")));

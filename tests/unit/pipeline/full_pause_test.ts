@@ -1,6 +1,6 @@
 /** The pause of a job whose destination is full, on a manual clock. */
 import assert from "node:assert/strict";
-import { FullDestinationPause } from "../../../src/pipeline/full_pause.ts";
+import { FullDestinationPause } from "../../../src/pipeline/space_guard.ts";
 import { FakeClock } from "../../helpers/fake_clock.ts";
 
 function setup(fullSpeed = 8) {

@@ -298,6 +298,54 @@ Deno.test("Ledger: remove, counts, recentDone and problems", async () => {
   });
 });
 
+Deno.test("Ledger: the kept counts follow every change of a file's state, job or destination", async () => {
+  /** What counting every row says. */
+  const counted = (ledger: Ledger) =>
+    (ledger.statement(
+      "SELECT job, target, state, COUNT(*) AS n FROM files GROUP BY job, target, state " +
+        "ORDER BY job, target, state",
+    ).all() as Array<{ job: string; target: string; state: string; n: number }>).map((r) => ({
+      job: r.job,
+      target: r.target,
+      state: r.state,
+      count: Number(r.n),
+    }));
+  await withLedger((ledger) => {
+    const a = files(ledger, "a");
+    const steps: Array<() => void> = [
+      () => {
+        for (let i = 0; i < 6; i++) a.enqueue(`${i}.fits`, FILE);
+      },
+      () => a.markTransferring(["0.fits", "1.fits", "2.fits"]),
+      () => markDone(a, "0.fits"),
+      () => markDone(a, "1.fits"),
+      // The same file again, changed: an upsert turns the done row back to pending.
+      () => a.enqueue("1.fits", { ...FILE, size: 101 }),
+      () => a.recordFailure("3.fits", { error: "e", attempts: 9, nextAttemptAt: 0, final: true }),
+      () => a.requeue(["transferring", "failed"]),
+      () => a.remove("4.fits"),
+      () => a.remove("not there.fits"),
+      // Another destination of the job, and rows from before destinations adopted by it.
+      () => new FileRows(ledger, "a", "local:/elsewhere").enqueue("0.fits", FILE),
+      () =>
+        ledger.write(() =>
+          ledger.statement("UPDATE files SET target = '' WHERE job = 'a' AND rel_path = '5.fits'")
+            .run()
+        ),
+      () => a.adoptUnattributed(),
+      () => a.sendAgain(["0.fits"]),
+    ];
+    for (const [index, step] of steps.entries()) {
+      step();
+      assert.deepEqual(ledgerCounts(ledger), counted(ledger), `after step ${index}`);
+    }
+    assert.deepEqual(ledgerCounts(ledger), [
+      { job: "a", target: "local:/data", state: "pending", count: 5 },
+      { job: "a", target: "local:/elsewhere", state: "pending", count: 1 },
+    ]);
+  });
+});
+
 Deno.test("Ledger.transaction: commits on success, rolls back on a throw", async () => {
   await withLedger((ledger) => {
     ledger.write(() => {

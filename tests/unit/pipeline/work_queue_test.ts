@@ -3,7 +3,9 @@
  * lost a file or sent it twice, and retries that must always fire.
  */
 import assert from "node:assert/strict";
+import { join } from "node:path";
 import { WorkQueue } from "../../../src/pipeline/work_queue.ts";
+import { type Observation, StabilityChecker } from "../../../src/watch/stability.ts";
 import { FakeClock } from "../../helpers/fake_clock.ts";
 
 const V1 = { size: 100, mtimeMs: 5000 };
@@ -46,6 +48,20 @@ Deno.test("WorkQueue: batches keep arrival order and their size limit", () => {
   assert.deepEqual(queue.takeBatch(3).map((r) => r.relPath), ["c", "a", "b"]);
   assert.deepEqual(queue.takeBatch(3).map((r) => r.relPath), ["d"]);
   assert.equal(queue.count("sending"), 4);
+});
+
+Deno.test("WorkQueue: a batch holds no more bytes than asked, unless its first file alone does", () => {
+  const { queue } = setup();
+  const size = (n: number) => ({ size: n, mtimeMs: 5000 });
+  queueFile(queue, "big", size(500));
+  queueFile(queue, "s1", size(100));
+  queueFile(queue, "s2", size(100));
+  queueFile(queue, "s3", size(100));
+  queueFile(queue, "s4", size(350));
+  assert.deepEqual(queue.takeBatch(10, 300).map((r) => r.relPath), ["big"], "larger alone: goes");
+  assert.deepEqual(queue.takeBatch(10, 300).map((r) => r.relPath), ["s1", "s2", "s3"]);
+  assert.deepEqual(queue.takeBatch(2, 300).map((r) => r.relPath), ["s4"]);
+  assert.deepEqual(queue.takeBatch(10, 300), []);
 });
 
 Deno.test("WorkQueue: an event while a file is sent is remembered and looked at after the attempt", () => {
@@ -273,3 +289,72 @@ Deno.test("WorkQueue: a failing file waits for its slow retry; a rescan or Retry
   assert.deepEqual(due.at(-1), ["a.fits"]);
   assert.equal(queue.get("a.fits")?.phase, "queued");
 });
+
+Deno.test("WorkQueue: the stability checker's observations live in the records (the observing phase)", async () => {
+  const { queue, clock } = setup();
+  const root = await Deno.makeTempDir({ prefix: "itx-observing-" });
+  try {
+    const ready: string[] = [];
+    const gone: string[] = [];
+    const path = (rel: string) => join(root, rel);
+    // The checker as the job runs it: the queue keeps its observations (the intake's store
+    // turns absolute paths into relative ones the same way).
+    const observations = {
+      get: (p: string) => queue.observations.get(p.slice(root.length + 1)),
+      set: (p: string, o: Observation) => queue.observations.set(p.slice(root.length + 1), o),
+      delete: (p: string) => queue.observations.delete(p.slice(root.length + 1)),
+      values: () => queue.observations.values(),
+      clear: () => queue.observations.clear(),
+    };
+    const byPath = new StabilityChecker({
+      stableForMs: 50,
+      store: observations,
+      onReady: (file) => ready.push(file.path.slice(root.length + 1)),
+      onGone: (p) => gone.push(p.slice(root.length + 1)),
+    });
+
+    await Deno.writeTextFile(path("a.fits"), "aaaa");
+    await Deno.writeTextFile(path("gone.fits"), "g");
+    byPath.touch(path("a.fits"));
+    byPath.touch(path("gone.fits"));
+    assert.equal(queue.get("a.fits")?.phase, "observing", "seen: one record, observing");
+    assert.equal(queue.count("observing"), 2);
+    assert.equal(queue.oldestFoundAt, null, "files not complete yet wait for nobody");
+    assert.deepEqual(queue.takeBatch(10), [], "nothing to send while observing");
+    assert.equal(queue.activity("a.fits"), true, "an event is the checker's to see");
+    assert.equal(queue.get("a.fits")?.recheck, false);
+
+    await Deno.remove(path("gone.fits"));
+    await waitFor(() => ready.length === 1 && gone.length === 1);
+    assert.deepEqual([ready, gone], [["a.fits"], ["gone.fits"]]);
+    assert.equal(queue.size, 0, "the verdicts removed the observing records");
+
+    // A queued file that changes carries an observation, and keeps its phase, until the verdict.
+    clock.advance(1);
+    queueFile(queue, "a.fits", { size: 4, mtimeMs: 0 });
+    assert.equal(queue.activity("a.fits"), true);
+    byPath.touch(path("a.fits"));
+    assert.equal(queue.get("a.fits")?.phase, "queued");
+    assert.ok(queue.observations.get("a.fits"), "observed in its record");
+    await waitFor(() => ready.length === 2);
+    assert.equal(queue.get("a.fits")?.phase, "queued", "the record outlives its observation");
+    assert.equal(queue.observations.get("a.fits"), undefined);
+
+    byPath.touch(path("b.fits")); // Not there: gone at once, no record left behind.
+    assert.equal(queue.get("b.fits"), undefined);
+    await Deno.writeTextFile(path("c.fits"), "c");
+    byPath.touch(path("c.fits"));
+    byPath.close();
+    assert.equal(queue.get("c.fits"), undefined, "closing the checker ends its observations");
+    assert.equal(queue.size, 1);
+  } finally {
+    queue.close();
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+/** Wait until `ok()` holds (the checker's timers are real). */
+async function waitFor(ok: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !ok(); i++) await new Promise((r) => setTimeout(r, 20));
+  assert.ok(ok(), "in time");
+}

@@ -14,7 +14,7 @@ import {
   renderTaskXml,
   taskXmlPath,
 } from "../../../src/service/task_scheduler.ts";
-import { daemonArgv } from "../../../src/service/launch_command.ts";
+import { daemonArgv } from "../../../src/cli/install_service.ts";
 import { windowsQuoteArg } from "../../../src/service/escape.ts";
 import type { ServiceTarget } from "../../../src/service/plan.ts";
 import { launch, run, xpath } from "../../helpers/service_render.ts";

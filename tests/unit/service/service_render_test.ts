@@ -10,7 +10,7 @@ import {
   renderSystemdUnit,
   systemdUnitPath,
 } from "../../../src/service/systemd.ts";
-import { daemonArgv } from "../../../src/service/launch_command.ts";
+import { daemonArgv } from "../../../src/cli/install_service.ts";
 import { isDenoRuntime } from "../../../src/version.ts";
 import { fillTemplate } from "../../../src/service/template.ts";
 import { systemdQuote } from "../../../src/service/escape.ts";

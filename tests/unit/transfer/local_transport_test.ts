@@ -5,11 +5,15 @@
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+import { closeSync, openSync } from "node:fs";
 import { basename, join } from "node:path";
 import { jobSchema } from "../../../src/config/schema.ts";
 import type { JobConfig, VerifyMode } from "../../../src/config/types.ts";
 import { TransferError } from "../../../src/errors.ts";
 import { LocalTransport } from "../../../src/transfer/local/local.ts";
+import { copyData } from "../../../src/transfer/local/copy.ts";
+import type { Throttle } from "../../../src/transfer/throttle.ts";
+import { closeSource, openSource } from "../../../src/transfer/source.ts";
 import { isTempName, jobOwner, tempNameFor } from "../../../src/transfer/temp_name.ts";
 import type { TransferItem } from "../../../src/transfer/transport.ts";
 import { listFiles, randomBytes } from "../../helpers/files.ts";
@@ -312,4 +316,47 @@ Deno.test("LocalTransport: describeTarget joins the base path and the destinatio
   );
   assert.equal(transport.method, "local");
   assert.ok(transport.maxBatchFiles >= 1);
+});
+
+Deno.test("copyData: the SHA-256 of what it copied, read in one chunk, in several, or grown meanwhile", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-copydata-" });
+  const sha = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
+  const copy = async (item: TransferItem, grow?: Uint8Array) => {
+    const from = openSource(item);
+    const target = join(root, `copy-${basename(item.source)}`);
+    const out = openSync(target, "wx+");
+    // Paced after each chunk; with `grow`, the writer appends to the file after the first one.
+    let chunks = 0;
+    const throttle = {
+      sent: async () => {
+        if (grow && chunks++ === 0) await Deno.writeFile(item.source, grow, { append: true });
+      },
+    } as unknown as Throttle;
+    try {
+      const signal = new AbortController().signal;
+      const written = await copyData(from, out, signal, { hashIt: true, throttle });
+      return { written, bytes: await Deno.readFile(target) };
+    } finally {
+      closeSync(out);
+      closeSource(from);
+    }
+  };
+  try {
+    for (const size of [0, 1, 200 * 1024, 5 * 1024 * 1024 + 17]) {
+      const data = randomBytes(size);
+      const { written, bytes } = await copy(await source(root, `f${size}.fits`, data));
+      assert.equal(written.bytes, size);
+      assert.deepEqual(bytes, data, `bytes of ${size}`);
+      assert.equal(written.sha256, sha(data), `SHA-256 of ${size} bytes`);
+    }
+    const first = randomBytes(1000);
+    const more = randomBytes(3000);
+    const { written, bytes } = await copy(await source(root, "grown.fits", first), more);
+    const all = new Uint8Array([...first, ...more]);
+    assert.equal(written.bytes, 4000);
+    assert.deepEqual(bytes, all);
+    assert.equal(written.sha256, sha(all), "the hash of what was copied, not of its first chunk");
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
 });

@@ -7,15 +7,15 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { createFileFilter } from "../../../src/watch/file_filter.ts";
-import { FolderPoller } from "../../../src/watch/folder_poller.ts";
+import { FolderPoller } from "../../../src/watch/poll_loop.ts";
 import {
+  decideWatch,
   fileSystemOf,
   networkMountOf,
   parseMacMounts,
   parseNetUse,
   uncShare,
 } from "../../../src/watch/fs_type.ts";
-import { decideWatch } from "../../../src/watch/watch_mode.ts";
 import { mountBindfs, unmountBindfs } from "../../helpers/bindfs.ts";
 import { localTestJob } from "../../helpers/jobs.ts";
 

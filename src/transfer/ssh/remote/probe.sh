@@ -1,5 +1,5 @@
 # shellcheck shell=sh
-# What `doctor` asks of an SSH destination (see probe.ts), with the same
+# What `doctor` asks of an SSH destination (see ssh/transport.ts), with the same
 # tools the transfers use. Runs after prologue.sh; the generated line calls
 #
 #   probe_destination BASE TEST_NAME

@@ -11,6 +11,11 @@ export LC_ALL
 unset CDPATH
 # No globbing: every word is data.
 set -f
+# Once started, a script finishes its work when the connection goes (the
+# daemon killed, the link cut): a result line nobody reads fails to be written
+# instead of ending the script between a rename and the removal of its upload
+# folder. (Without a terminal sshd sends no hang-up; ignored all the same.)
+trap '' PIPE HUP
 
 # report WORD [DETAIL...]: one result line.
 report() {

@@ -1,4 +1,9 @@
 /**
+ * Amounts of bytes in human units, with one table of units.
+ *
+ * Bandwidth limits (`bandwidth_limit`): "10MB/s", "500KiB/s", "20Mbit/s",
+ * and the flags each transfer program takes for them.
+ *
  * `min_free_space`: room a job keeps free on its destination's file system,
  * as bytes in human units ("5 GiB", "500MB", a bare number is bytes) or as a
  * percent of the file system ("5%"). `0` (or `0%`) turns the check off.
@@ -7,7 +12,7 @@
  */
 
 /** Bytes of each unit (decimal `kB`/`MB`/`GB`/`TB`, binary `KiB`/`MiB`/`GiB`/`TiB`). */
-const UNITS: Readonly<Record<string, number>> = {
+const BYTE_UNITS: Readonly<Record<string, number>> = {
   "b": 1,
   "kb": 1e3,
   "mb": 1e6,
@@ -18,6 +23,49 @@ const UNITS: Readonly<Record<string, number>> = {
   "gib": 1024 ** 3,
   "tib": 1024 ** 4,
 };
+
+/** Bytes per second of each unit of a rate (`…/s`): the byte units, and bits. */
+const RATE_UNITS: Readonly<Record<string, number>> = {
+  ...BYTE_UNITS,
+  "bit": 1 / 8,
+  "kbit": 1e3 / 8,
+  "mbit": 1e6 / 8,
+  "gbit": 1e9 / 8,
+};
+
+/** The smallest limit accepted (rsync counts in KiB/s). */
+export const MIN_BANDWIDTH_BYTES_PER_SECOND = 1024;
+
+/**
+ * Bytes per second of `text`, `null` for no limit (`""`), or `undefined`
+ * when `text` is not a limit.
+ */
+export function parseBandwidth(text: string): number | null | undefined {
+  const trimmed = text.trim();
+  if (trimmed === "") return null;
+  const match = trimmed.match(/^(\d+(?:\.\d+)?)\s*([A-Za-z]+)\/s$/);
+  if (!match) return undefined;
+  const factor = RATE_UNITS[match[2].toLowerCase()];
+  if (factor === undefined) return undefined;
+  // "Mb" is ambiguous; bits are written out ("Mbit/s"), so "b" means bytes.
+  const bytes = Number(match[1]) * factor;
+  return bytes >= MIN_BANDWIDTH_BYTES_PER_SECOND ? bytes : undefined;
+}
+
+/** The value of rsync's `--bwlimit` (KiB/s) for `bytesPerSecond`. */
+export function rsyncBwlimit(bytesPerSecond: number): string {
+  return String(Math.max(1, Math.round(bytesPerSecond / 1024)));
+}
+
+/** The value of scp's `-l` (Kbit/s) for `bytesPerSecond`. */
+export function scpLimit(bytesPerSecond: number): string {
+  return String(Math.max(1, Math.round((bytesPerSecond * 8) / 1000)));
+}
+
+/** A job's `bandwidth_limit` in bytes per second, `null` for none. */
+export function bandwidthLimit(job: { bandwidth_limit: string }): number | null {
+  return parseBandwidth(job.bandwidth_limit) ?? null;
+}
 
 /** How much room to keep free: a number of bytes, or a percent of the file system's size. */
 export type FreeSpaceRule = { bytes: number } | { percent: number };
@@ -41,7 +89,7 @@ export function parseFreeSpace(value: string | number): FreeSpaceRule | null | u
   }
   const match = text.match(/^(\d+(?:\.\d+)?)\s*([A-Za-z]*)$/);
   if (!match) return undefined;
-  const factor = match[2] === "" ? 1 : UNITS[match[2].toLowerCase()];
+  const factor = match[2] === "" ? 1 : BYTE_UNITS[match[2].toLowerCase()];
   if (factor === undefined) return undefined;
   const bytes = Math.round(Number(match[1]) * factor);
   return bytes === 0 ? null : { bytes };

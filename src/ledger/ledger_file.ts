@@ -1,0 +1,277 @@
+/**
+ * The ledger file: its schema version, kept in SQLite's `PRAGMA user_version`. A
+ * ledger written by an older image-transfer is migrated step by step when
+ * the daemon opens it; one written by a newer image-transfer is refused, so
+ * an older binary never misreads (or rewrites) a schema it does not know.
+ *
+ * Ledgers from before versioning have `user_version` 0 and the version 1
+ * tables already, so step 1 (`CREATE TABLE IF NOT EXISTS`) only stamps them.
+ * Step 2 makes the destination part of a file's identity; step 3 keeps the
+ * count of files per state in a table of its own.
+ *
+ * What can be wrong with the ledger file itself, and setting a damaged one
+ * aside: SQLite's word for a file that is not a (sound) database or whose
+ * disk is full, the look at a ledger before it is opened, and the move to
+ * `<name>.damaged-<time>` (said at ERROR) that lets a new one start.
+ *
+ * @module
+ */
+import { DatabaseSync } from "node:sqlite";
+import { logger } from "../log/logging.ts";
+
+/** The schema version this build writes and understands. */
+export const LEDGER_SCHEMA_VERSION = 3;
+
+/**
+ * Read a ledger's schema version.
+ *
+ * @param db the open database
+ * @returns `PRAGMA user_version` (0 for a new file or one from before versioning)
+ */
+export function ledgerSchemaVersion(db: DatabaseSync): number {
+  const row = db.prepare("PRAGMA user_version").get() as { user_version: number };
+  return Number(row.user_version);
+}
+
+/**
+ * Refuse a ledger written by a newer image-transfer.
+ *
+ * @param db the open database
+ * @param path the ledger file, for the message
+ * @returns the ledger's schema version
+ * @throws {Error} saying which versions are involved and what to do
+ */
+export function assertLedgerReadable(db: DatabaseSync, path: string): number {
+  const version = ledgerSchemaVersion(db);
+  if (version > LEDGER_SCHEMA_VERSION) {
+    throw new Error(
+      `Cannot open the ledger ${path}: it was written by a newer image-transfer ` +
+        `(ledger schema version ${version}; this version understands up to ` +
+        `${LEDGER_SCHEMA_VERSION}). Run the newer image-transfer again, or move the ledger ` +
+        "aside to start a new one (files already sent would then be sent again).",
+    );
+  }
+  return version;
+}
+
+/**
+ * Bring a ledger to {@linkcode LEDGER_SCHEMA_VERSION}, one step per version,
+ * each in its own transaction together with its new `user_version`.
+ *
+ * @param db the database, opened for writing
+ * @param path the ledger file, for messages
+ * @param steps SQL for each version: `steps[0]` creates version 1, `steps[1]` turns 1 into 2, …
+ * @throws {Error} for a ledger from a newer image-transfer (nothing is changed)
+ */
+export function migrateLedger(db: DatabaseSync, path: string, steps: readonly string[]): void {
+  if (steps.length !== LEDGER_SCHEMA_VERSION) {
+    throw new Error(
+      `Cannot migrate the ledger: ${steps.length} migration steps for schema version ` +
+        `${LEDGER_SCHEMA_VERSION}`,
+    );
+  }
+  let version = assertLedgerReadable(db, path);
+  while (version < LEDGER_SCHEMA_VERSION) {
+    db.exec("BEGIN IMMEDIATE");
+    try {
+      // Re-read inside the transaction: another process may have migrated meanwhile.
+      version = assertLedgerReadable(db, path);
+      if (version < LEDGER_SCHEMA_VERSION) {
+        db.exec(steps[version]);
+        version += 1;
+        db.exec(`PRAGMA user_version = ${version}`);
+      }
+      db.exec("COMMIT");
+    } catch (error) {
+      db.exec("ROLLBACK");
+      throw error;
+    }
+  }
+}
+
+/** Schema version 1: files keyed by job and path. */
+const SCHEMA_V1 = `
+CREATE TABLE IF NOT EXISTS files (
+  job TEXT NOT NULL,
+  rel_path TEXT NOT NULL,
+  size INTEGER NOT NULL,
+  mtime_ms INTEGER NOT NULL,
+  destination TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('pending', 'transferring', 'done', 'failed')),
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at INTEGER NOT NULL DEFAULT 0,
+  last_error TEXT,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  transferred_at INTEGER,
+  PRIMARY KEY (job, rel_path)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS files_by_state ON files (job, state);
+CREATE INDEX IF NOT EXISTS files_by_update ON files (updated_at);
+`;
+
+/**
+ * Version 2: the destination is part of a file's identity (`target`); rows of
+ * version 1 get `''` and are adopted by their job's destination when it starts.
+ * `ledger_meta` holds facts about the ledger itself (when it was rebuilt).
+ */
+const SCHEMA_V2 = `
+CREATE TABLE files_v2 (
+  job TEXT NOT NULL,
+  target TEXT NOT NULL,
+  rel_path TEXT NOT NULL,
+  size INTEGER NOT NULL,
+  mtime_ms INTEGER NOT NULL,
+  destination TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('pending', 'transferring', 'done', 'failed')),
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at INTEGER NOT NULL DEFAULT 0,
+  last_error TEXT,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  transferred_at INTEGER,
+  PRIMARY KEY (job, target, rel_path)
+) WITHOUT ROWID;
+INSERT INTO files_v2 (job, target, rel_path, size, mtime_ms, destination, state, attempts,
+                      next_attempt_at, last_error, created_at, updated_at, transferred_at)
+  SELECT job, '', rel_path, size, mtime_ms, destination, state, attempts, next_attempt_at,
+         last_error, created_at, updated_at, transferred_at FROM files;
+DROP TABLE files;
+ALTER TABLE files_v2 RENAME TO files;
+CREATE INDEX files_by_state ON files (job, target, state);
+CREATE INDEX files_by_update ON files (updated_at);
+CREATE TABLE IF NOT EXISTS ledger_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+`;
+
+/** One count of files per job, destination and state, kept by triggers (see `SCHEMA_V3`). */
+const COUNTED = `
+  INSERT INTO file_counts (job, target, state, n) VALUES (NEW.job, NEW.target, NEW.state, 1)
+    ON CONFLICT (job, target, state) DO UPDATE SET n = n + 1;`;
+const UNCOUNTED = `
+  UPDATE file_counts SET n = n - 1
+    WHERE job = OLD.job AND target = OLD.target AND state = OLD.state;`;
+
+/**
+ * Version 3: `file_counts` holds how many files each job and destination has
+ * in each state, kept up to date by triggers in the same transaction as the
+ * change, so the status page, `status` and `/metrics` read a few rows instead
+ * of counting a year of history.
+ */
+const SCHEMA_V3 = `
+CREATE TABLE file_counts (
+  job TEXT NOT NULL,
+  target TEXT NOT NULL,
+  state TEXT NOT NULL,
+  n INTEGER NOT NULL,
+  PRIMARY KEY (job, target, state)
+) WITHOUT ROWID;
+INSERT INTO file_counts (job, target, state, n)
+  SELECT job, target, state, COUNT(*) FROM files GROUP BY job, target, state;
+CREATE TRIGGER files_counted_in AFTER INSERT ON files BEGIN ${COUNTED}
+END;
+CREATE TRIGGER files_counted_out AFTER DELETE ON files BEGIN ${UNCOUNTED}
+END;
+CREATE TRIGGER files_counted_again AFTER UPDATE OF job, target, state ON files
+  WHEN OLD.job IS NOT NEW.job OR OLD.target IS NOT NEW.target OR OLD.state IS NOT NEW.state
+BEGIN ${UNCOUNTED} ${COUNTED}
+END;
+`;
+
+/** The counts of an older ledger read as it is (read-only): counted when asked. */
+export const COUNTS_OF_OLDER_LEDGER = `
+CREATE TEMP VIEW IF NOT EXISTS file_counts AS
+  SELECT job, target, state, COUNT(*) AS n FROM files GROUP BY job, target, state;
+`;
+
+/** The steps to {@linkcode LEDGER_SCHEMA_VERSION}: `[0]` creates version 1, `[1]` turns 1 into 2, … */
+export const LEDGER_SCHEMA: readonly string[] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
+
+/** SQLite's primary result codes this module acts on. */
+const SQLITE_CORRUPT = 11;
+const SQLITE_NOTADB = 26;
+const SQLITE_FULL = 13;
+
+/** When and why the ledger was started anew (kept in the new ledger). */
+export interface LedgerRebuild {
+  /** When (ms since epoch): files older than this may be at the destination already. */
+  at: number;
+  /** What was wrong with the old one. */
+  reason: string;
+  /** Where the damaged file was moved. */
+  damagedCopy: string;
+}
+
+/** What is wrong with the ledger file at `path` before it is opened, or `null`. */
+export function damageAtStart(path: string): string | null {
+  let size: number;
+  try {
+    size = Deno.statSync(path).size;
+  } catch {
+    return null; // None yet.
+  }
+  // SQLite would take an empty file for a new database, forgetting every file sent.
+  if (size === 0) return "it is 0 bytes long";
+  let db: DatabaseSync | undefined;
+  try {
+    db = new DatabaseSync(path);
+    db.exec("PRAGMA busy_timeout = 5000;");
+    db.prepare("PRAGMA user_version").get();
+    // Reads the schema; damage deeper in the file shows at the query that meets it.
+    db.prepare("SELECT COUNT(*) FROM sqlite_master").get();
+    return null;
+  } catch (error) {
+    if (isDamage(error)) return sqliteText(error);
+    throw error;
+  } finally {
+    try {
+      db?.close();
+    } catch { /* damaged */ }
+  }
+}
+
+/** Move the damaged ledger (and its WAL files) aside; say so at ERROR. */
+export function setAside(path: string, reason: string): LedgerRebuild {
+  const at = Date.now();
+  const stamp = new Date(at).toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
+  const damagedCopy = `${path}.damaged-${stamp}`;
+  for (const suffix of ["", "-wal", "-shm"]) {
+    try {
+      Deno.renameSync(path + suffix, damagedCopy + suffix);
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+  }
+  logger("ledger").error(
+    "The ledger {path} is damaged ({reason}); it was moved to {damagedCopy} and a new one " +
+      "started. Files already at the destination are recognised there and not sent again",
+    { path, reason, damagedCopy },
+  );
+  return { at, reason, damagedCopy };
+}
+
+/** Whether a SQLite error says the disk is full. */
+export function isFull(error: unknown): boolean {
+  const code = (error as { errcode?: number } | null)?.errcode;
+  return typeof code === "number" ? (code & 0xff) === SQLITE_FULL : /is full/i.test(String(error));
+}
+
+/** Whether a SQLite error says the file is not a (sound) database. */
+export function isDamage(error: unknown): boolean {
+  const code = (error as { errcode?: number } | null)?.errcode;
+  if (typeof code === "number") {
+    const primary = code & 0xff;
+    return primary === SQLITE_CORRUPT || primary === SQLITE_NOTADB;
+  }
+  return /malformed|not a database/i.test(sqliteText(error));
+}
+
+export function sqliteText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+export function damagedForReading(path: string, reason: string): Error {
+  return new Error(
+    `The ledger ${path} is damaged (${reason}). The daemon moves it aside and starts a new ` +
+      "one when it next starts (files already at the destination are not sent again)",
+  );
+}
