@@ -277,8 +277,7 @@ export class BatchSender {
       sizes.get(item.destination) === batch[index].version.size ? asking[index] : undefined
     );
     // With checksums, a rebuilt ledger takes a copy of the right size for this file only if
-    // its SHA-256 is the source's too (where the destination can hash; else arrivals are
-    // verified by size there as well).
+    // its SHA-256 is the source's too.
     const hashing = this.#context.job.verify_transfer === "checksum" && transport.destinationSha256;
     const rebuiltAt = items.flatMap((_, index) => found[index] === "rebuilt" ? [index] : []);
     if (!hashing || rebuiltAt.length === 0) return found;

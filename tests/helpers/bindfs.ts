@@ -1,7 +1,8 @@
 /**
- * A FUSE view of a folder for tests (`bindfs`, Linux, `/dev/fuse`): files
+ * FUSE views of a folder for tests (Linux, `/dev/fuse`): `bindfs`, where files
  * written into the folder itself raise no event on the view, as files written
- * by another machine raise none on an NFS or SMB mount.
+ * by another machine raise none on an NFS or SMB mount; and a view that
+ * damages the copies written into it, for the checks that must catch that.
  *
  * @module
  */
@@ -24,13 +25,39 @@ export async function mountBindfs(folder: string, mountPoint: string): Promise<v
  * caller's (`bindfs -f`): killing it leaves a mount whose every access fails
  * with ENOTCONN, as a share whose client died. Resolves once it is mounted.
  */
-export async function mountBindfsProcess(
+export function mountBindfsProcess(
   folder: string,
   mountPoint: string,
 ): Promise<Deno.ChildProcess> {
+  return serveView("bindfs", ["-f", folder, mountPoint], mountPoint);
+}
+
+/**
+ * Mount `tests/fixtures/programs/corrupting_fs.py`'s view of `folder` at
+ * `mountPoint`, open to every account: while the file `flag` holds a folder
+ * below `mountPoint`, what is written into a file there has its first byte
+ * changed on the way to the disk (a destination that stores other bytes than
+ * it was given). Resolves once it is mounted; unmount with
+ * {@linkcode unmountBindfs}, then wait for the process.
+ */
+export function mountCorruptingView(
+  folder: string,
+  mountPoint: string,
+  flag: string,
+): Promise<Deno.ChildProcess> {
+  const program = new URL("../fixtures/programs/corrupting_fs.py", import.meta.url).pathname;
+  return serveView("/usr/bin/python3", [program, folder, mountPoint, flag], mountPoint);
+}
+
+/** Start `program` serving a FUSE view at `mountPoint`; resolves once it is mounted. */
+async function serveView(
+  program: string,
+  args: string[],
+  mountPoint: string,
+): Promise<Deno.ChildProcess> {
   await Deno.mkdir(mountPoint, { recursive: true });
-  const child = new Deno.Command("bindfs", {
-    args: ["-f", folder, mountPoint],
+  const child = new Deno.Command(program, {
+    args,
     stdin: "null",
     stdout: "null",
     stderr: "null",
@@ -39,7 +66,8 @@ export async function mountBindfsProcess(
   while (!(await isMounted(mountPoint))) {
     if (Date.now() > deadline) {
       child.kill("SIGKILL");
-      throw new Error(`bindfs did not mount ${mountPoint} within 30 s`);
+      await child.status;
+      throw new Error(`${program} did not mount ${mountPoint} within 30 s`);
     }
     await new Promise((r) => setTimeout(r, 25));
   }

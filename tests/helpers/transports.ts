@@ -19,6 +19,7 @@ import {
 import { jobOwner } from "../../src/transfer/temp_name.ts";
 import { startSshd, type TestSshd } from "./sshd.ts";
 import { startVsftpd, type TestVsftpd } from "./vsftpd.ts";
+import { mountCorruptingView, unmountBindfs } from "./bindfs.ts";
 
 /**
  * The methods {@linkcode withTransport} runs against one sshd. Every method,
@@ -36,14 +37,22 @@ export interface TransportFixture {
   job(dst: string, overrides: Partial<JobConfig>): JobConfig;
   /** Make `path` (at the destination) owned by the account the transport writes as. */
   own(path: string): Promise<void>;
-  /**
-   * While on, every copy this method uploads into `dst` has its first byte
-   * changed after it arrived (where the method's server can be made to do
-   * that): for the checks that must catch it.
-   */
-  corruptCopies?(dst: string, on: boolean): Promise<void>;
+  /** Destinations that damage copies on request (fixtures of {@linkcode startDestinations}). */
+  corrupting?: CorruptingDestination;
   /** Destinations the method cannot carry (they must fail for good, saying why). */
   cannotCarry?: RegExp;
+}
+
+/**
+ * Where a method's copies can be damaged: its server's `cat` and SFTP server
+ * for scp and rsync, a FUSE view that changes what is written for local and
+ * ftp (see `corrupting_fs.py`).
+ */
+export interface CorruptingDestination {
+  /** A fresh destination folder, as {@linkcode TransportFixture.makeDestination}. */
+  makeDestination(): Promise<string>;
+  /** While on, every copy written into `dst` has its first byte changed. */
+  corrupt(dst: string, on: boolean): Promise<void>;
 }
 
 /** What a test gets from {@linkcode withTransport}. */
@@ -102,13 +111,39 @@ export async function startDestinations(): Promise<Destinations> {
     sessionEnv: { PATH: `${bin}:/usr/local/bin:/usr/bin:/bin` },
   });
   const vsftpd = await startVsftpd();
+  // Local and ftp copies are written into a FUSE view that damages them on request.
+  const view = join(dir, "view");
+  const disk = join(dir, "disk");
+  await Deno.mkdir(disk, { mode: 0o755 });
+  await Deno.chmod(disk, 0o755);
+  const viewServer = await mountCorruptingView(disk, view, flag);
+  const corruptInView = async (dst: string, on: boolean) => {
+    if (on) await Deno.writeTextFile(flag, dst);
+    else await Deno.remove(flag);
+  };
+  const [local, scp, rsync] = transportFixtures(sshd, flag);
+  local.corrupting = {
+    makeDestination: () => Deno.makeTempDir({ dir: view, prefix: "itx-dst-" }),
+    corrupt: corruptInView,
+  };
+  const ftp = ftpFixture(vsftpd);
+  ftp.corrupting = {
+    async makeDestination() {
+      const path = await Deno.makeTempDir({ dir: view, prefix: "itx-ftpdst-" });
+      await Deno.chown(path, vsftpd.uid, vsftpd.gid);
+      return path;
+    },
+    corrupt: corruptInView,
+  };
   return {
     sshd,
     vsftpd,
-    fixtures: [...transportFixtures(sshd, flag), ftpFixture(vsftpd)],
+    fixtures: [local, scp, rsync, ftp],
     async stop() {
       await sshd.stop();
       await vsftpd.stop();
+      await unmountBindfs(view);
+      await viewServer.status;
       await Deno.remove(dir, { recursive: true });
     },
   };
@@ -167,9 +202,12 @@ export function transportFixtures(sshd: TestSshd, corruptFlag?: string): Transpo
   if (corruptFlag !== undefined) {
     // Both methods send a small file in one call, whose copy the server's `cat` writes.
     for (const fixture of [scp, rsync]) {
-      fixture.corruptCopies = async (dst, on) => {
-        if (on) await Deno.writeTextFile(corruptFlag, dst);
-        else await Deno.remove(corruptFlag);
+      fixture.corrupting = {
+        makeDestination: fixture.makeDestination,
+        async corrupt(dst, on) {
+          if (on) await Deno.writeTextFile(corruptFlag, dst);
+          else await Deno.remove(corruptFlag);
+        },
       };
     }
   }

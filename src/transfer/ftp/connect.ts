@@ -334,9 +334,9 @@ async function checkFtpDestination(
       report.line("ok", "checksum", `${features.hash ? "HASH" : "XSHA256"} (SHA-256) offered`);
     } else {
       report.line(
-        job.verify_transfer === "checksum" ? "warn" : "skip",
+        job.verify_transfer === "checksum" ? "ok" : "skip",
         "checksum",
-        "the server offers no HASH or XSHA256: arrivals are verified by size only",
+        "the server offers no HASH or XSHA256: each arrival is read back to compare its SHA-256 (a second transfer of every file; verify_transfer: size avoids it)",
       );
     }
     const avbl = await client.sendIgnoringError(`AVBL ${base}`).catch(() => null);

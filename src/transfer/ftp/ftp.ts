@@ -3,14 +3,15 @@
  *
  * A batch goes through the one delivery sequence (`deliver.ts`) over one
  * connection, a file at a time: each file is uploaded (from the source
- * opened as `source.ts` does) under a hidden temporary name with a random
- * part (see `temp_name.ts`) in its destination folder, verified (`SIZE`;
- * SHA-256 through `HASH` or `XSHA256` where the server offers one), and
- * renamed into place. FTP has no
- * exclusive create: the 96 random bits of the name are what keep anyone from
- * planting something under it ahead. Connections are kept open and reused
- * from one batch to the next (one per concurrent batch). FTP has no rate
- * limit of its own: a `bandwidth_limit` paces the reading of the source.
+ * opened as `source.ts` does) into the batch's upload folder in its
+ * destination folder, verified (`SIZE`; SHA-256 through `HASH` or `XSHA256`,
+ * or by reading the copy back), and renamed into place. FTP cannot create a
+ * file exclusively, but `MKD` fails on any name that exists: the upload
+ * folder (a hidden name with a random part, see `temp_name.ts`) is made
+ * fresh for each batch, so nothing planted ahead is ever written through.
+ * Connections are kept open and reused from one batch to the next (one per
+ * concurrent batch). FTP has no rate limit of its own: a `bandwidth_limit`
+ * paces the reading of the source.
  *
  * @module
  */
@@ -38,7 +39,13 @@ import {
   remoteSha256,
   renameReplacing,
 } from "./remote.ts";
-import { isOwnTempName, jobOwner, tempNameFor } from "../temp_name.ts";
+import {
+  isOwnTempName,
+  jobOwner,
+  TEMP_SUFFIX,
+  uploadFolderName,
+  uploadFolderPrefix,
+} from "../temp_name.ts";
 import { pacedStream, Throttle } from "../throttle.ts";
 import type { ProbeCheck, TransferItem, TransferOutcome, Transport } from "../transport.ts";
 
@@ -50,7 +57,7 @@ export class FtpTransport implements Transport {
   #owner: string;
   /** Connections kept open and reused from one batch to the next. */
   #pool: FtpPool;
-  /** Temporary paths being written now (never swept). */
+  /** Upload folders of batches under way (never swept). */
   #inUse = new Set<string>();
   /** Paces all uploads together at `bandwidth_limit` (none without one). */
   readonly throttle: Throttle | null;
@@ -116,9 +123,8 @@ export class FtpTransport implements Transport {
   }
 
   /**
-   * SHA-256 of delivered files by `HASH` or `XSHA256` (`null` for all when
-   * the server offers neither: the rebuilt ledger then trusts the size, as
-   * arrivals are verified).
+   * SHA-256 of delivered files by `HASH` or `XSHA256`, or read back where the
+   * server offers neither (see `remoteSha256`).
    */
   destinationSha256(
     destinations: string[],
@@ -210,28 +216,47 @@ export class FtpTransport implements Transport {
         }
       }
     };
+    /** The batch's upload folder in each destination folder, and whether it was made. */
+    const uploadFolders = new Map<string, { path: string; made: boolean }>();
     return {
       place: (item) => {
         const bad = badName(item, base);
         if (bad !== null) throw bad;
         const finalPath = joinRemote(base, item.destination);
-        const folder = finalPath.slice(0, finalPath.lastIndexOf("/")) || "/";
+        const folder = parentOf(finalPath);
+        let upload = uploadFolders.get(folder);
+        if (upload === undefined) {
+          upload = { path: joinRemote(folder, uploadFolderName(this.#owner)), made: false };
+          uploadFolders.set(folder, upload);
+          this.#inUse.add(upload.path);
+        }
         const name = finalPath.slice(finalPath.lastIndexOf("/") + 1);
-        return { finalPath, tempPath: joinRemote(folder, tempNameFor(name, this.#owner)) };
+        return { finalPath, tempPath: joinRemote(upload.path, name) };
       },
       track: (delivery) => ({ ...delivery, uploaded: false, read: null }),
       makeFolders: async (deliveries, signal) => {
         for (const delivery of deliveries) {
-          const folder = delivery.finalPath.slice(0, delivery.finalPath.lastIndexOf("/")) || "/";
+          const folder = parentOf(delivery.finalPath);
+          const upload = uploadFolders.get(folder)!;
           await attempt(delivery, signal, async (peer) => {
             await ensureFolders(peer, base, folder);
             await this.#sweep(peer, folder);
+            if (upload.made) return;
+            // MKD fails on any name that exists: nothing planted there is written through.
+            const made = await peer.connection.client.sendIgnoringError(`MKD ${upload.path}`);
+            if (made.code >= 400) {
+              throw new TransferError(
+                `cannot make the upload folder ${upload.path} (${made.message.trim()}); ` +
+                  "anything that exists under its name is left alone, and the next attempt takes another name",
+                "retry",
+              );
+            }
+            upload.made = true;
           });
         }
       },
       put: async (deliveries, signal) => {
         for (const delivery of deliveries) {
-          this.#inUse.add(delivery.tempPath);
           await attempt(delivery, signal, (peer) => this.#upload(peer, delivery, signal));
         }
       },
@@ -247,12 +272,16 @@ export class FtpTransport implements Transport {
           await attempt(delivery, signal, (peer) => this.#finish(peer, delivery));
         }
       },
-      end: (deliveries) => {
-        for (const delivery of deliveries) {
-          this.#inUse.delete(delivery.tempPath);
-          delivery.read?.destroy();
+      end: async (deliveries) => {
+        for (const delivery of deliveries) delivery.read?.destroy();
+        // Every copy was renamed out or removed: the upload folders go (a leftover is swept).
+        const peer = link.peer;
+        for (const upload of uploadFolders.values()) {
+          if (upload.made && peer !== null && !peer.connection.client.closed) {
+            await peer.connection.client.sendIgnoringError(`RMD ${upload.path}`).catch(() => {});
+          }
+          this.#inUse.delete(upload.path);
         }
-        return Promise.resolve();
       },
     };
   }
@@ -331,18 +360,35 @@ export class FtpTransport implements Transport {
     );
   }
 
-  /** Remove this daemon's leftover temporary files from `folder`, once per folder and connection. */
+  /**
+   * Remove this daemon's leftovers from `folder` (upload folders of batches
+   * that were cut off, and temporary files of earlier versions), once per
+   * folder and connection.
+   */
   async #sweep(peer: FtpPeer, folder: string): Promise<void> {
     if (peer.swept.has(folder)) return;
     peer.swept.add(folder);
     const { client } = peer.connection;
+    const prefix = uploadFolderPrefix(this.#owner);
     try {
       await client.cd(folder);
       const entries = await client.list();
       peer.dataWorked = true;
       for (const entry of entries) {
         const path = joinRemote(folder, entry.name);
-        if (isOwnTempName(entry.name, this.#owner) && !this.#inUse.has(path)) {
+        if (this.#inUse.has(path)) continue;
+        if (entry.name.startsWith(prefix) && entry.name.endsWith(TEMP_SUFFIX)) {
+          if (entry.isDirectory) {
+            for (const inside of await client.list(path)) {
+              if (inside.isFile) {
+                await client.sendIgnoringError(`DELE ${joinRemote(path, inside.name)}`);
+              }
+            }
+            await client.sendIgnoringError(`RMD ${path}`);
+          } else {
+            await client.sendIgnoringError(`DELE ${path}`);
+          }
+        } else if (isOwnTempName(entry.name, this.#owner)) {
           await client.sendIgnoringError(`DELE ${path}`);
         }
       }
@@ -364,6 +410,11 @@ interface FtpDelivery extends Delivery {
 /** The connection a batch uses; replaced when it breaks. */
 interface FtpLink {
   peer: FtpPeer | null;
+}
+
+/** The folder part of a path on the server. */
+function parentOf(path: string): string {
+  return path.slice(0, path.lastIndexOf("/")) || "/";
 }
 
 /** `error` as said of `item`'s source (once: an error that names it already stays as it is). */

@@ -6,7 +6,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { Transform } from "node:stream";
+import { Transform, Writable } from "node:stream";
 import { TransferError } from "../../errors.ts";
 import { connectFtp, type FtpConnection, ftpServerName } from "./connect.ts";
 import type { JobConfig } from "../../config/types.ts";
@@ -16,8 +16,8 @@ import type { TransferItem } from "../transport.ts";
 /** One logged-in connection and what it already did. */
 export interface FtpPeer {
   connection: FtpConnection;
-  /** Folders known to exist on the server. */
-  folders: Set<string>;
+  /** Folders known to exist on the server, with the path its `PWD` shows (`null`: unknown). */
+  folders: Map<string, string | null>;
   /** Folders already swept of leftovers. */
   swept: Set<string>;
   /** Whether a data connection (listing or upload) has worked on this connection. */
@@ -53,7 +53,12 @@ export class HashingCounter extends Transform {
   }
 }
 
-/** The server's SHA-256 of `path`, or `null` when it offers no way to compute one. */
+/**
+ * SHA-256 of `path` on the server: by `HASH` or `XSHA256` where it offers
+ * one, else by reading the file back over a data connection and hashing what
+ * arrives (a second transfer of the file, but a real comparison of the bytes
+ * stored). `null` when `counter` does not hash.
+ */
 export async function remoteSha256(
   connection: FtpConnection,
   path: string,
@@ -70,29 +75,72 @@ export async function remoteSha256(
     const reply = await client.send(`XSHA256 ${path}`);
     return /\b([0-9a-fA-F]{64})\b/.exec(reply.message)?.[1].toLowerCase() ?? null;
   }
-  return null;
+  const hash = createHash("sha256");
+  const sink = new Writable({
+    write(chunk: Uint8Array, _encoding, done) {
+      hash.update(chunk);
+      done();
+    },
+  });
+  await client.downloadTo(sink, path);
+  return hash.digest("hex");
 }
 
-/** Create `folder` and its parents below (and including) `base`, once per connection. */
+/**
+ * Create `folder` and its parents below (and including) `base`, once per
+ * connection. A folder below `base` that was there already is entered and
+ * must be where the server says its parent is (`PWD`): one that leads
+ * elsewhere is a symbolic link, and nothing is written through it.
+ */
 export async function ensureFolders(peer: FtpPeer, base: string, folder: string): Promise<void> {
   if (peer.folders.has(folder)) return;
   const { client } = peer.connection;
   const parts = folder.slice(base.length).split("/").filter((part) => part !== "");
   let path = base;
+  let shown: string | null = null;
   for (let i = 0; i <= parts.length; i++) {
+    const parentShown: string | null = shown;
     if (i > 0) path = joinRemote(path, parts[i - 1]);
-    if (peer.folders.has(path)) continue;
+    if (peer.folders.has(path)) {
+      shown = peer.folders.get(path)!;
+      continue;
+    }
     const made = await client.sendIgnoringError(`MKD ${path}`);
-    if (made.code >= 400) {
-      // Exists already, or cannot be made: a folder we can enter is fine.
+    if (made.code < 400 && i > 0) {
+      // A new folder is a real one where its parent is.
+      shown = parentShown === null ? null : joinRemote(parentShown, parts[i - 1]);
+    } else {
+      // Exists already (or cannot be made: a folder we can enter is fine); the base is
+      // entered whatever MKD said, to learn where the server shows it.
       try {
         await client.send(`CWD ${path}`);
       } catch {
         throw new TransferError(`cannot create folder ${path} (${made.message})`, "retry-later");
       }
+      shown = quotedPath((await client.send("PWD")).message);
+      const expected = parentShown === null ? null : joinRemote(parentShown, parts[i - 1]);
+      if (i > 0 && shown !== null && expected !== null && !samePath(shown, expected)) {
+        throw new TransferError(
+          `the destination folder ${path} is a symbolic link (the server shows it as ${shown}): ` +
+            "nothing is written through it; replace it by a real folder",
+          "fatal",
+        );
+      }
     }
-    peer.folders.add(path);
+    peer.folders.set(path, shown);
   }
+}
+
+/** The path in a `257 "…"` reply (`""` inside stands for one `"`), or `null`. */
+function quotedPath(message: string): string | null {
+  const match = /"((?:[^"]|"")*)"/.exec(message);
+  return match === null ? null : match[1].replaceAll('""', '"');
+}
+
+/** Two paths as a server shows them, alike but for case and a trailing slash (Windows servers). */
+function samePath(a: string, b: string): boolean {
+  const plain = (path: string) => path.replace(/\/+$/, "").toLowerCase();
+  return plain(a) === plain(b);
 }
 
 /**
@@ -148,7 +196,7 @@ export class FtpPool {
   #idle: FtpPeer[] = [];
   /** Every open connection. */
   #open = new Set<FtpPeer>();
-  #saidSizeOnly = false;
+  #saidReadBack = false;
   #closed = false;
 
   constructor(job: JobConfig) {
@@ -173,17 +221,17 @@ export class FtpPool {
     const connection = await connectFtp(this.#job);
     const peer = {
       connection,
-      folders: new Set<string>(),
+      folders: new Map<string, string | null>(),
       swept: new Set<string>(),
       dataWorked: false,
     };
     this.#open.add(peer);
-    if (this.#job.verify_transfer === "checksum" && !this.#saidSizeOnly) {
+    if (this.#job.verify_transfer === "checksum" && !this.#saidReadBack) {
       const { hash, xsha256 } = connection.features;
       if (!hash && !xsha256) {
-        this.#saidSizeOnly = true;
-        log.warn(
-          "FTP server {server} offers no checksum command (HASH or XSHA256): arrivals are verified by size only",
+        this.#saidReadBack = true;
+        log.info(
+          "FTP server {server} offers no checksum command (HASH or XSHA256): each arrival is read back to compare its SHA-256 (verify_transfer: size skips that second transfer)",
           { server: ftpServerName(this.#job) },
         );
       }

@@ -115,7 +115,7 @@ Deno.test("cli: doctor checks an FTP destination step by step", async (t) => {
       for (const check of ["connect", "TLS", "login", "write", "rename"]) {
         assert.match(out.stdout, new RegExp(`^  ok\\s+${check}: `, "m"), check);
       }
-      assert.match(out.stdout, /^ {2}WARN\s+checksum: .*verified by size only/m);
+      assert.match(out.stdout, /^ {2}ok\s+checksum: .*each arrival is read back/m);
       assert.match(out.stdout, /^ {2}skip\s+free space: /m);
       assert.deepEqual(await listFiles(dest), [], "the probe was removed");
       assert.ok((await Deno.stat(`${dest}/new base`)).isDirectory, "the base folder was made");

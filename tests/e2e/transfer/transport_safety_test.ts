@@ -1,5 +1,6 @@
 /**
- * What every transfer method (local, scp, rsync against a real sshd) must
+ * What every transfer method (local, scp and rsync against a real sshd, ftp
+ * against a real vsftpd) must
  * hold at the destination and the source: temporary names nobody can
  * prepare, nothing written through a planted link, the source's mode and
  * mtime on the copy, and source links never followed unless allowed.
@@ -14,14 +15,13 @@ import {
 } from "../../../src/transfer/temp_name.ts";
 import type { TransferItem } from "../../../src/transfer/transport.ts";
 import { listFiles, randomBytes, sha256OfFile, waitFor } from "../../helpers/files.ts";
-import { startSshd, type TestSshd } from "../../helpers/sshd.ts";
 import {
   itemFor,
   makeItem,
   type Method,
-  METHODS,
+  startDestinations,
   type TransportCase,
-  withTransport,
+  withFixture,
 } from "../../helpers/transports.ts";
 
 const never = new AbortController().signal;
@@ -107,13 +107,14 @@ function caseName(method: Method, what: string): string {
 }
 
 Deno.test("transfers write nothing through planted links, keep mode and mtime, never follow source links", async (t) => {
-  const sshd: TestSshd = await startSshd();
+  const destinations = await startDestinations();
   try {
-    for (const method of METHODS) {
+    for (const fixture of destinations.fixtures) {
+      const method = fixture.method;
       await t.step(
         caseName(method, "links planted at the old temporary names and under the final name"),
         async () => {
-          await withTransport(method, sshd, {}, async (ctx) => {
+          await withFixture(fixture, {}, async (ctx) => {
             const victims = await plantVictims(ctx);
             const night = await nightFolder(ctx);
             // The names earlier versions used, predictable by anyone.
@@ -132,7 +133,7 @@ Deno.test("transfers write nothing through planted links, keep mode and mtime, n
       await t.step(
         caseName(method, "a link planted under the next temporary name fails the attempt"),
         async () => {
-          await withTransport(method, sshd, {}, async (ctx) => {
+          await withFixture(fixture, {}, async (ctx) => {
             const victims = await plantVictims(ctx);
             const night = await nightFolder(ctx);
             // A first file sweeps the folder, so the planted name is met, not swept.
@@ -140,10 +141,10 @@ Deno.test("transfers write nothing through planted links, keep mode and mtime, n
             assert.equal((await ctx.transport.send([first], never))[0].error, null);
             const item = await makeItem(ctx.src, "20240315/a.fits", randomBytes(5000));
             const planted = await withZeroRandomness(async () => {
-              const name = method === "local"
-                ? tempNameFor("a.fits", ctx.owner)
-                : uploadFolderName(ctx.owner);
-              const target = method === "local" ? victims.file : victims.folder;
+              // local writes each copy under a name of its own, the others into an upload folder.
+              const perFile = method === "local";
+              const name = perFile ? tempNameFor("a.fits", ctx.owner) : uploadFolderName(ctx.owner);
+              const target = perFile ? victims.file : victims.folder;
               await Deno.symlink(target, join(night, name));
               return join(night, name);
             });
@@ -162,7 +163,7 @@ Deno.test("transfers write nothing through planted links, keep mode and mtime, n
       );
 
       await t.step(caseName(method, "temporary names differ between two attempts"), async () => {
-        await withTransport(method, sshd, {}, async (ctx) => {
+        await withFixture(fixture, {}, async (ctx) => {
           const night = await nightFolder(ctx);
           const item = await makeItem(ctx.src, "20240315/a.fits", randomBytes(5000));
           const names = await tempNamesCreatedDuring(night, 2, async () => {
@@ -179,7 +180,7 @@ Deno.test("transfers write nothing through planted links, keep mode and mtime, n
         await t.step(
           caseName(method, `mode without group/other write and mtime arrive (verify ${verify})`),
           async () => {
-            await withTransport(method, sshd, { verify_transfer: verify }, async (ctx) => {
+            await withFixture(fixture, { verify_transfer: verify }, async (ctx) => {
               const modes = [[0o600, 0o600], [0o664, 0o644], [0o755, 0o755], [0o666, 0o644], [
                 0o640,
                 0o640,
@@ -222,7 +223,7 @@ Deno.test("transfers write nothing through planted links, keep mode and mtime, n
       await t.step(
         caseName(method, "a source link is not followed unless the item allows it"),
         async () => {
-          await withTransport(method, sshd, { verify_transfer: "checksum" }, async (ctx) => {
+          await withFixture(fixture, { verify_transfer: "checksum" }, async (ctx) => {
             const secretDir = await Deno.makeTempDir({ prefix: "itx-secret-" });
             try {
               const secret = join(secretDir, "secret");
@@ -259,7 +260,7 @@ Deno.test("transfers write nothing through planted links, keep mode and mtime, n
       );
 
       await t.step(caseName(method, "a FIFO source fails at once, nothing blocks"), async () => {
-        await withTransport(method, sshd, {}, async (ctx) => {
+        await withFixture(fixture, {}, async (ctx) => {
           const fifo = join(ctx.src, "pipe.fits");
           const made = await new Deno.Command("mkfifo", { args: [fifo] }).output();
           assert.equal(made.code, 0);
@@ -281,7 +282,7 @@ Deno.test("transfers write nothing through planted links, keep mode and mtime, n
       await t.step(
         caseName(method, "a destination folder that is a link is not written through"),
         async () => {
-          await withTransport(method, sshd, {}, async (ctx) => {
+          await withFixture(fixture, {}, async (ctx) => {
             const victims = await plantVictims(ctx);
             await Deno.symlink(victims.folder, join(ctx.dst, "20240315"));
             const item = await makeItem(ctx.src, "20240315/sub/a.fits", randomBytes(100));
@@ -294,6 +295,6 @@ Deno.test("transfers write nothing through planted links, keep mode and mtime, n
       );
     }
   } finally {
-    await sshd.stop();
+    await destinations.stop();
   }
 });
