@@ -29,6 +29,21 @@ async function entriesOf(root: string, prefix: string): Promise<Deno.DirEntry[]>
   return out;
 }
 
+/** Whether anything (a file, a folder, a link, even one that leads nowhere) is at `path`. */
+export function exists(path: string): Promise<boolean> {
+  return Deno.lstat(path).then(() => true, () => false);
+}
+
+/** {@linkcode exists}, synchronously. */
+export function existsSync(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Every file below `root`, as sorted `/`-separated relative paths (hidden ones included). */
 export async function listFiles(root: string, prefix = ""): Promise<string[]> {
   const out: string[] = [];

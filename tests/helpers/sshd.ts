@@ -8,7 +8,7 @@
  */
 import { join } from "node:path";
 import type { JobConfig } from "../../src/config/types.ts";
-import { LEAST_CEILING_MS, writeConfig } from "./files.ts";
+import { exists, LEAST_CEILING_MS, writeConfig } from "./files.ts";
 
 /** Unprivileged account the tests log in as. */
 export const TEST_USER = "itx-test";
@@ -58,15 +58,6 @@ async function onPath(program: string): Promise<boolean> {
     if (dir && await exists(join(dir, program))) return true;
   }
   return false;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 async function run(argv: string[], allowFailure = false): Promise<string> {

@@ -12,7 +12,7 @@ import { JobSchedules, nextCronRun, pausedAt } from "../../../src/pipeline/sched
 import type { FileRows } from "../../../src/ledger/file_rows.ts";
 import { captureLogs } from "../../helpers/log_capture.ts";
 import { startCli } from "../../helpers/cli.ts";
-import { randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
+import { existsSync, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
 import { freePort, getJson, post } from "../../helpers/status.ts";
 
 function job(overrides: Record<string, unknown>): JobConfig {
@@ -119,13 +119,13 @@ Deno.test("schedules (daemon): a command at a cron time in a chosen zone, night 
     await daemon.waitForOutput("Failed to transfer");
     // Fixed; the scheduled rescan (not a watcher event) sends it.
     await Deno.remove(dest);
-    await waitFor(() => exists(join(dest, "20240315", "a.fits")), 20_000, "the retried file");
+    await waitFor(() => existsSync(join(dest, "20240315", "a.fits")), 20_000, "the retried file");
     assert.deepEqual(await Deno.readFile(join(dest, "20240315", "a.fits")), data);
     await daemon.waitForOutput(/rescanning/);
 
     // The command ran at its time in that zone, not before (a wrong zone would be hours off; a
     // busy machine may start it late).
-    await waitFor(() => exists(join(out, "ran-at")), 90_000, "the scheduled command");
+    await waitFor(() => existsSync(join(out, "ran-at")), 90_000, "the scheduled command");
     await daemon.waitForOutput(
       /Scheduled command .*process night\.sh of job default done; stdout: processed/,
     );
@@ -179,15 +179,6 @@ Deno.test("schedules (daemon): a command at a cron time in a chosen zone, night 
   }
 });
 
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 Deno.test("schedules (daemon): the rescan's catch-up sends again a file deleted or cut short at the destination", async () => {
   const root = await Deno.makeTempDir({ prefix: "itx-catchup-" });
   const watch = join(root, "watch");
@@ -216,7 +207,7 @@ Deno.test("schedules (daemon): the rescan's catch-up sends again a file deleted 
     }
     const night = join(dest, "20240315");
     await waitFor(
-      () => Object.keys(files).every((name) => exists(join(night, name))),
+      () => Object.keys(files).every((name) => existsSync(join(night, name))),
       20_000,
       "both files",
     );
@@ -323,7 +314,7 @@ Deno.test("schedules (daemon): inside a pause window nothing is sent; at the res
     await Deno.writeFile(join(watch, "a.fits"), data);
     await Deno.utime(join(watch, "a.fits"), 0, new Date("2024-03-15T20:00:00Z"));
     const target = join(dest, "20240315", "a.fits");
-    await waitFor(() => exists(target), 90_000, "the file after the resume");
+    await waitFor(() => existsSync(target), 90_000, "the file after the resume");
     const arrivedAt = Date.now();
     assert.ok(arrivedAt >= resume.getTime(), `arrived ${arrivedAt - resume.getTime()} ms early`);
     assert.deepEqual(await Deno.readFile(target), data);
@@ -386,20 +377,20 @@ Deno.test("schedules (daemon): Resume on the status page sends inside a pause wi
     await Deno.utime(join(watch, "held.fits"), 0, new Date("2024-03-15T20:00:00Z"));
     await new Promise((resolve) => setTimeout(resolve, 1500));
     const target = join(dest, "20240315", "held.fits");
-    assert.equal(exists(target), false, "held by the window");
+    assert.equal(existsSync(target), false, "held by the window");
 
     // The page's Resume sends now, though the window's own resume is an hour away.
     const resumed = await post(base, "/api/jobs/default/resume");
     assert.equal(resumed.status, 200);
     assert.equal((await resumed.json()).state, "watching");
-    await waitFor(() => exists(target), 20_000, "the file after Resume");
+    await waitFor(() => existsSync(target), 20_000, "the file after Resume");
     assert.deepEqual(await Deno.readFile(target), held);
 
     // Pause holds again.
     assert.equal((await (await post(base, "/api/jobs/default/pause")).json()).state, "paused");
     await Deno.writeFile(join(watch, "later.fits"), randomBytes(100));
     await new Promise((resolve) => setTimeout(resolve, 1500));
-    assert.equal(exists(join(dest, "20240315", "later.fits")), false);
+    assert.equal(existsSync(join(dest, "20240315", "later.fits")), false);
     assert.equal((await readdirNames(dest)).length, 1, "only the night of held.fits");
   } finally {
     const status = await daemon.stop();

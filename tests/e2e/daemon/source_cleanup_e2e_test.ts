@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { runCli, startCli } from "../../helpers/cli.ts";
-import { randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
+import { existsSync, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
 
 async function setUp(prefix: string) {
   const root = await Deno.makeTempDir({ prefix });
@@ -37,15 +37,6 @@ function baseConfig(p: Awaited<ReturnType<typeof setUp>>) {
   };
 }
 
-function exists(path: string): boolean {
-  try {
-    Deno.lstatSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 const EVENING = new Date("2024-03-15T20:00:00Z");
 
 Deno.test("after_transfer: delete removes only verified sources, never one changed after it was sent", async () => {
@@ -69,7 +60,7 @@ Deno.test("after_transfer: delete removes only verified sources, never one chang
     assert.equal(first.code, 0, first.stderr);
     for (const [rel, data] of Object.entries(files)) {
       assert.deepEqual(await Deno.readFile(join(p.dest, "20240315", rel)), data);
-      assert.ok(exists(join(p.watch, rel)), `${rel} removed before keep_days passed`);
+      assert.ok(existsSync(join(p.watch, rel)), `${rel} removed before keep_days passed`);
     }
 
     // c.fits is written again after it was sent (same size, new bytes and mtime).
@@ -85,16 +76,16 @@ Deno.test("after_transfer: delete removes only verified sources, never one chang
     assert.ok(dry.stdout.includes(`would delete ${join(p.watch, "sub dir/-b $(x).fits")}`));
     assert.ok(!dry.stdout.includes("would delete " + join(p.watch, "c.fits")), dry.stdout);
     assert.match(dry.stdout, /2 source\(s\) would be deleted now/);
-    for (const rel of Object.keys(files)) assert.ok(exists(join(p.watch, rel)));
+    for (const rel of Object.keys(files)) assert.ok(existsSync(join(p.watch, rel)));
 
     const second = await runCli(["run", "--once", "-c", p.config], { env });
     assert.equal(second.code, 0, second.stderr);
-    assert.ok(!exists(join(p.watch, "a.fits")), second.stderr);
-    assert.ok(!exists(join(p.watch, "sub dir/-b $(x).fits")), second.stderr);
+    assert.ok(!existsSync(join(p.watch, "a.fits")), second.stderr);
+    assert.ok(!existsSync(join(p.watch, "sub dir/-b $(x).fits")), second.stderr);
     // Changed after it was sent: kept (and sent again, as the new version).
     assert.deepEqual(await Deno.readFile(join(p.watch, "c.fits")), changed);
-    assert.ok(exists(join(p.watch, "notes.txt")));
-    assert.ok(exists(join(p.watch, "sub dir")));
+    assert.ok(existsSync(join(p.watch, "notes.txt")));
+    assert.ok(existsSync(join(p.watch, "sub dir")));
     // What was deleted is safe at the destination.
     assert.deepEqual(await Deno.readFile(join(p.dest, "20240315", "a.fits")), files["a.fits"]);
     assert.deepEqual(
@@ -120,9 +111,9 @@ Deno.test("after_transfer: move puts each arrived source into archive_path (daem
     const data = randomBytes(200_000);
     const rel = "sub dir/m42 'x'.fits";
     await Deno.writeFile(join(p.watch, rel), data);
-    await waitFor(() => exists(join(p.archive, rel)), 20_000, "the source in the archive");
+    await waitFor(() => existsSync(join(p.archive, rel)), 20_000, "the source in the archive");
     assert.deepEqual(await Deno.readFile(join(p.archive, rel)), data);
-    assert.ok(!exists(join(p.watch, rel)));
+    assert.ok(!existsSync(join(p.watch, rel)));
     const night = new Date().toISOString().slice(0, 10).replaceAll("-", "");
     assert.deepEqual(await Deno.readFile(join(p.dest, night, rel)), data);
     await daemon.waitForOutput("it arrived verified");
@@ -146,8 +137,8 @@ Deno.test("after_transfer: an archive inside the watch folder, a move without ar
     const inside = await runCli(["run", "--once", "-c", p.config], { env });
     assert.equal(inside.code, 2, inside.stderr);
     assert.match(inside.stderr, /archive_path of job default: .* must not contain each other/);
-    assert.ok(!exists(p.dest), "nothing sent");
-    assert.ok(exists(join(p.watch, "a.fits")));
+    assert.ok(!existsSync(p.dest), "nothing sent");
+    assert.ok(existsSync(join(p.watch, "a.fits")));
 
     await writeConfig(p.config, { ...baseConfig(p), after_transfer: "move" });
     const noArchive = await runCli(["config", "validate", "-c", p.config], { env });

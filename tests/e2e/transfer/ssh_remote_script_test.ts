@@ -21,9 +21,9 @@ import {
   type FinishPlan,
 } from "../../../src/transfer/ssh/finish.ts";
 import { shellQuote } from "../../../src/transfer/ssh/endpoint.ts";
+import { exists } from "../../helpers/files.ts";
 
 const sha = (text: string) => createHash("sha256").update(text).digest("hex");
-const exists = (path: string) => Deno.lstat(path).then(() => true, () => false);
 
 /** The tools the scripts use, besides the SHA-256 ones. */
 const TOOLS = [

@@ -13,6 +13,7 @@ import {
 } from "../../../src/transfer/transport.ts";
 import { isTempName, uploadFolderName, uploadOwner } from "../../../src/transfer/temp_name.ts";
 import {
+  exists,
   listFiles,
   listFolders,
   randomBytes,
@@ -81,15 +82,6 @@ function assertAllOk(outcomes: TransferOutcome[], items: TransferItem[]): void {
     assert.equal(outcome.item, items[i]);
     assert.equal(outcome.error, null, `${items[i].destination}: ${outcome.error?.message}`);
   });
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Run `fn` with a fresh source folder, destination folder and transport. */

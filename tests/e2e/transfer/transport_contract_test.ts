@@ -9,7 +9,14 @@ import { basename, join } from "node:path";
 import type { JobConfig } from "../../../src/config/types.ts";
 import { isTempName } from "../../../src/transfer/temp_name.ts";
 import type { TransferItem } from "../../../src/transfer/transport.ts";
-import { listFiles, listFolders, randomBytes, sha256OfFile, waitFor } from "../../helpers/files.ts";
+import {
+  exists,
+  listFiles,
+  listFolders,
+  randomBytes,
+  sha256OfFile,
+  waitFor,
+} from "../../helpers/files.ts";
 import {
   itemFor,
   makeItem,
@@ -19,7 +26,6 @@ import {
 } from "../../helpers/transports.ts";
 
 const never = new AbortController().signal;
-const exists = (path: string) => Deno.lstat(path).then(() => true, () => false);
 const MiB = 1024 * 1024;
 
 /** The final path of `item` at the destination. */

@@ -14,7 +14,7 @@ import {
   uploadFolderName,
 } from "../../../src/transfer/temp_name.ts";
 import type { TransferItem } from "../../../src/transfer/transport.ts";
-import { listFiles, randomBytes, sha256OfFile, waitFor } from "../../helpers/files.ts";
+import { exists, listFiles, randomBytes, sha256OfFile, waitFor } from "../../helpers/files.ts";
 import {
   itemFor,
   makeItem,
@@ -25,7 +25,6 @@ import {
 } from "../../helpers/transports.ts";
 
 const never = new AbortController().signal;
-const exists = (path: string) => Deno.lstat(path).then(() => true, () => false);
 
 /** A file and a folder someone would like the daemon to write to, owned by the transport's account. */
 async function plantVictims(ctx: TransportCase): Promise<{ file: string; folder: string }> {

@@ -16,7 +16,7 @@ import type { Throttle } from "../../../src/transfer/throttle.ts";
 import { closeSource, openSource } from "../../../src/transfer/source.ts";
 import { isTempName, jobOwner, tempNameFor } from "../../../src/transfer/temp_name.ts";
 import type { TransferItem } from "../../../src/transfer/transport.ts";
-import { listFiles, randomBytes } from "../../helpers/files.ts";
+import { exists, listFiles, randomBytes } from "../../helpers/files.ts";
 
 /** A local job with the schema defaults, pointed at `dest`. */
 function testJob(dest: string, overrides: Partial<JobConfig> = {}): JobConfig {
@@ -55,7 +55,6 @@ async function withDirs(fn: (src: string, dest: string) => Promise<void>): Promi
 }
 
 const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
-const exists = (path: string) => Deno.stat(path).then(() => true, () => false);
 
 for (const mode of ["checksum", "size", "none"] as VerifyMode[]) {
   Deno.test(`LocalTransport (${mode}): delivers exact bytes into nested folders, no temp left`, async () => {
