@@ -16,6 +16,7 @@
  *
  * @module
  */
+import type { WatchHow } from "../watch/fs_type.ts";
 
 /**
  * Where a job stands, as a person would say it: `unreachable` when the host or the connection
@@ -73,20 +74,8 @@ export interface JobSnapshot {
   watch: JobWatch | null;
 }
 
-/** How a job's watch folder is watched (see `watch/fs_type.ts`). */
-export interface JobWatch {
-  /** `events`, `poll`, or `events+poll`. */
-  mode: "events" | "poll" | "events+poll";
-  /** The file system's name (`ext4`, `nfs4`, `fuse.sshfs`, `unknown`...). */
-  fileSystem: string;
-  /** Whether that file system's events miss changes made by other machines. */
-  remote: boolean;
-  /** The share, where known. */
-  source: string | null;
-  /** Seconds between polls, when polled. */
-  pollIntervalSeconds: number | null;
-  /** One line saying how and why. */
-  summary: string;
+/** How a job's watch folder is watched (see `watch/fs_type.ts`), and whether it can be read now. */
+export interface JobWatch extends WatchHow {
   /** Why the (polled) watch folder cannot be read now, e.g. a share that went away; else `null`. */
   unavailable: string | null;
 }
