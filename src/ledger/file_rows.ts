@@ -14,8 +14,6 @@
 import type { JobConfig } from "../config/types.ts";
 import { type Ledger, LedgerWriteError } from "./ledger.ts";
 
-export { type Ledger, LedgerWriteError } from "./ledger.ts";
-
 /** Where a file stands. */
 export type FileState = "pending" | "transferring" | "done" | "failed";
 

@@ -27,10 +27,9 @@ import {
   type DoneEntry,
   type FailureRecord,
   FileRows,
-  type Ledger,
-  LedgerWriteError,
   writeIfWritable,
 } from "../ledger/file_rows.ts";
+import { type Ledger, LedgerWriteError } from "../ledger/ledger.ts";
 import { logger } from "../log/logging.ts";
 import type { FileFilter } from "../watch/file_filter.ts";
 import {

@@ -32,7 +32,8 @@ import {
   versionOf,
 } from "../watch/stability.ts";
 import { createFileFilter, type FileFilter } from "../watch/file_filter.ts";
-import { type FoundFile, relativeTo } from "../watch/scan.ts";
+import type { FoundFile } from "../watch/scan.ts";
+import { relativeTo } from "../watch/entry_check.ts";
 import type { Transport } from "../transfer/transport.ts";
 import type { FileTable } from "./file_table.ts";
 

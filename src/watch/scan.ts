@@ -8,8 +8,6 @@ import { join } from "node:path";
 import { hasUndecodableBytes, relativeTo } from "./entry_check.ts";
 import type { FileFilter, Skip } from "./file_filter.ts";
 
-export { relativeTo };
-
 /** A file found in the watch folder. */
 export interface FoundFile {
   /** Absolute path. */

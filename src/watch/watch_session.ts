@@ -28,7 +28,8 @@ import {
 } from "./folder_watcher.ts";
 import { DirtyFolders, parentOf, scanDirtyFolders } from "./missed_events.ts";
 import { PollLoop } from "./poll_loop.ts";
-import { type FoundFile, relativeTo, scanFolderBatches, type ScanOptions } from "./scan.ts";
+import { type FoundFile, scanFolderBatches, type ScanOptions } from "./scan.ts";
+import { relativeTo } from "./entry_check.ts";
 import { type WatchHow, watchHow, type WatchModeSetting } from "./fs_type.ts";
 
 /** The warning when the watch folder itself disappeared. */

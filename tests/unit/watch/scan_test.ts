@@ -5,7 +5,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { createFileFilter } from "../../../src/watch/file_filter.ts";
-import { type FoundFile, relativeTo, scanFolder } from "../../../src/watch/scan.ts";
+import { type FoundFile, scanFolder } from "../../../src/watch/scan.ts";
+import { relativeTo } from "../../../src/watch/entry_check.ts";
 import { tempNameFor } from "../../../src/transfer/temp_name.ts";
 
 async function write(root: string, rel: string): Promise<void> {
