@@ -273,7 +273,7 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
           const stat = await Deno.stat(file.path).catch(() => null);
           if (!stat) continue;
           const version = versionOf(stat);
-          const prior = table?.doneVersion(file.relPath);
+          const prior = table?.doneVersions([file.relPath])[0];
           if (prior && sameVersion(prior, version)) continue;
           const destination = await planDestination(job, {
             path: file.path,

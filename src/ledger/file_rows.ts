@@ -126,14 +126,23 @@ export class FileRows {
     return r[0] ? toRow(r[0]) : undefined;
   }
 
-  /** Size and mtime the file was sent with, when it is done for this destination. */
-  doneVersion(relPath: string): DoneEntry | undefined {
-    const r = this.#read(
-      "SELECT size, mtime_ms FROM files WHERE job = ? AND target IN (?, '') AND rel_path = ? " +
-        "AND state = 'done'",
-      relPath,
-    );
-    return r[0] ? { size: Number(r[0].size), mtimeMs: Number(r[0].mtime_ms) } : undefined;
+  /**
+   * Size and mtime each of `relPaths` was sent with, where done for this destination, in one read
+   * transaction; rows from before destinations were recorded are looked for while there are any.
+   */
+  doneVersions(relPaths: string[]): Array<DoneEntry | undefined> {
+    const done = "SELECT size, mtime_ms FROM files WHERE job = ? AND state = 'done' AND ";
+    const current = this.ledger.statement(`${done}target = ? AND rel_path = ?`);
+    const unattributed = this.ledger.statement(`${done}target = '' AND rel_path = ?`);
+    const anyUnattributed = "SELECT 1 FROM files WHERE job = ? AND target = '' LIMIT 1";
+    return this.ledger.readTogether(() => {
+      const legacy = this.ledger.statement(anyUnattributed).get(this.job) !== undefined;
+      return relPaths.map((relPath) => {
+        const row = (current.get(this.job, this.target, relPath) ??
+          (legacy ? unattributed.get(this.job, relPath) : undefined)) as Row | undefined;
+        return row ? { size: Number(row.size), mtimeMs: Number(row.mtime_ms) } : undefined;
+      });
+    });
   }
 
   /**
@@ -390,10 +399,7 @@ export class FileRows {
     }));
   }
 
-  /**
-   * Per night folder (the first part of the destination): files and bytes per
-   * state, first and last arrival (ms since the epoch).
-   */
+  /** Per night folder (the destination's first part): files, bytes, first and last arrival. */
   nightTotals(): NightTotals[] {
     return this.#read(`
       SELECT CASE WHEN instr(destination, '/') > 0
@@ -429,12 +435,7 @@ export class FileRows {
   }
 }
 
-/**
- * Run a write whose failure the ledger's problem state already covers (the
- * job sends nothing until the ledger can be written, then looks again).
- *
- * @returns whether it was written
- */
+/** Run a write whose failure the ledger's problem state covers already; whether it was written. */
 export function writeIfWritable(write: () => unknown): boolean {
   try {
     write();

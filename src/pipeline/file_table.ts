@@ -158,9 +158,9 @@ export class FileTable {
     return this.#index.get(relPath) !== undefined || this.#foundUnrecorded.has(relPath);
   }
 
-  /** Size and mtime the file was sent with, when it is done for this destination. */
-  doneVersion(relPath: string): DoneEntry | undefined {
-    return this.rows.doneVersion(relPath);
+  /** Size and mtime each file was sent with, where it is done for this destination. */
+  doneVersions(relPaths: string[]): Array<DoneEntry | undefined> {
+    return this.rows.doneVersions(relPaths);
   }
 
   /** Activity (an event, a scan): whether the checker should observe the file now. */
@@ -170,7 +170,7 @@ export class FileTable {
 
   /** The checker reports `relPath` complete at `version`. */
   ready(relPath: string, version: FileVersion): ReadyDecision {
-    const done = this.rows.doneVersion(relPath);
+    const [done] = this.rows.doneVersions([relPath]);
     return this.#index.ready(relPath, version, done !== undefined && sameVersion(done, version));
   }
 

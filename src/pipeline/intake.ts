@@ -134,10 +134,11 @@ export class Intake {
     const { table } = this.#context;
     const checker = this.#checker;
     const found: FoundFile[] = [];
-    for (const file of files) {
-      // Held: in motion (under observation too) or found while it could not be recorded.
-      if (table.holds(file.relPath)) continue;
-      const entry = table.doneVersion(file.relPath);
+    // Held: in motion (under observation too) or found while it could not be recorded.
+    const free = files.filter((file) => !table.holds(file.relPath));
+    const done = table.doneVersions(free.map((file) => file.relPath));
+    for (const [index, file] of free.entries()) {
+      const entry = done[index];
       if (entry && quick) continue;
       if (entry) {
         // Synchronous stat: ~4 µs, against ~20 µs for a promise per file at 100,000 files.

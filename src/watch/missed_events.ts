@@ -113,6 +113,8 @@ export async function scanDirtyFolders(
     onFound: (files: FoundFile[]) => FoundFile[];
     onError: (path: string, error: unknown) => void;
     isClosed: () => boolean;
+    /** Whether files found are news (events were lost) and logged as such. @default true */
+    missed?: boolean;
   },
 ): Promise<DirtyScanResult> {
   const { root, filter, onFound, onError } = options;
@@ -140,7 +142,7 @@ export async function scanDirtyFolders(
       }
     }
   }
-  if (result.found > 0) {
+  if (result.found > 0 && options.missed !== false) {
     logger("watch").warn(
       "The watcher missed {count} new file(s) in {folders}; found them by reading the folders again",
       {
@@ -151,6 +153,27 @@ export async function scanDirtyFolders(
     );
   }
   return result;
+}
+
+/**
+ * Read again, as {@linkcode scanDirtyFolders} does, the folders of `listed`
+ * (listed before the watch was in place, so what changed in them meanwhile
+ * raised no event) that changed since `startedAt`; what turns up is found,
+ * not reported as missed.
+ */
+export async function readChangedSince(
+  listed: string[],
+  startedAt: number,
+  options: Omit<Parameters<typeof scanDirtyFolders>[1], "missed">,
+): Promise<void> {
+  const changed = listed.filter((rel) =>
+    changedSince(options.root, rel, startedAt - MTIME_SLACK_MS)
+  );
+  if (changed.length === 0) return;
+  await scanDirtyFolders(new Map(changed.map((rel) => [rel, startedAt])), {
+    ...options,
+    missed: false,
+  });
 }
 
 /** The folder a relative path is in (`""` = the root). */
@@ -167,6 +190,7 @@ function writtenBefore(path: string, ms: number): boolean {
   }
 }
 
+/** Whether the folder `rel` was changed at `sinceMs` or later (its mtime; an unreadable one: no). */
 function changedSince(root: string, rel: string, sinceMs: number): boolean {
   try {
     const info = Deno.statSync(absolutePath(root, rel));

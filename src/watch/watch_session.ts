@@ -26,7 +26,7 @@ import {
   waitForFolder,
   type WatchEvent,
 } from "./folder_watcher.ts";
-import { DirtyFolders, parentOf, scanDirtyFolders } from "./missed_events.ts";
+import { DirtyFolders, parentOf, readChangedSince, scanDirtyFolders } from "./missed_events.ts";
 import { PollLoop } from "./poll_loop.ts";
 import { type FoundFile, scanFolderBatches, type ScanOptions } from "./scan.ts";
 import { relativeTo } from "./entry_check.ts";
@@ -107,14 +107,32 @@ export class WatchSession {
   async start(): Promise<boolean> {
     const { once, rescanIntervalMs } = this.#options;
     if (!(await this.#waitForFolder())) return false;
+    const startedAt = Date.now();
+    let watching: Promise<boolean> | null = null;
     if (!once) {
       this.#options.onFolderReady?.();
       this.#decide();
-      await this.#watch();
+      watching = this.#watch();
     }
+    // The first scan runs while the watch is set up (a recursive watch of a large tree takes a
+    // while); the polls learn the tree from it.
+    let watched = watching === null;
+    void watching?.then(() => watched = true, () => watched = true);
+    const learn = this.#polls?.learnFromScan();
+    const listedUnwatched: string[] = [];
+    await this.scan("", (rel, mtimeMs, listing) => {
+      if (!watched) listedUnwatched.push(rel);
+      learn?.(rel, mtimeMs, listing);
+    });
+    await watching;
     if (this.#closed) return false;
-    // The polls learn the tree from the first scan.
-    await this.scan("", this.#polls?.learnFromScan());
+    // What changed in a folder listed before the watch was in place raised no event.
+    await readChangedSince(listedUnwatched, startedAt, {
+      ...this.#options,
+      onFound: (files) => this.#options.onFound(files, false),
+      onError: this.#onScanError,
+      isClosed: () => this.#closed,
+    });
     if (this.#closed) return false;
     this.#polls?.start();
     if (!once && rescanIntervalMs > 0) {

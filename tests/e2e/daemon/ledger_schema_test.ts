@@ -106,7 +106,7 @@ Deno.test("a ledger from before schema versions is migrated and keeps its files"
       // The job that starts next adopts the files: they are its destination's.
       const table = new FileRows(ledger, "default", "local:/data");
       assert.equal(table.adoptUnattributed(), 2);
-      assert.deepEqual(table.doneVersion("night 1/a.fits"), {
+      assert.deepEqual(table.doneVersions(["night 1/a.fits"])[0], {
         size: 100,
         mtimeMs: 1_700_000_000_000,
       });

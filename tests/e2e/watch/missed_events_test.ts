@@ -6,7 +6,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { createFileFilter } from "../../../src/watch/file_filter.ts";
-import { parentOf, scanDirtyFolders } from "../../../src/watch/missed_events.ts";
+import { parentOf, readChangedSince, scanDirtyFolders } from "../../../src/watch/missed_events.ts";
+import { captureLogs } from "../../helpers/log_capture.ts";
 import type { FoundFile } from "../../../src/watch/scan.ts";
 import { Ledger } from "../../../src/ledger/ledger.ts";
 import { FileRows } from "../../../src/ledger/file_rows.ts";
@@ -92,6 +93,49 @@ Deno.test("scanDirtyFolders: the root as a dirty folder; a folder that vanished 
     assert.deepEqual(result, { found: 0, unwatched: [] });
     assert.deepEqual(errors, [join(root, "gone")]);
   } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("readChangedSince: of the folders listed before the watch, those changed since the start are read again, quietly", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-unwatched-" });
+  const logs = await captureLogs();
+  try {
+    // Listed by the first scan before the watch was in place: two old nights and tonight's.
+    await put(root, "old/a.fits");
+    await put(root, "old 2/b.fits");
+    await put(root, "tonight/c.fits");
+    for (const rel of ["old", "old 2"]) {
+      await Deno.utime(join(root, rel), LONG_AGO, LONG_AGO);
+    }
+    const startedAt = Date.now();
+    // Meanwhile, still without a watch: a file in tonight's folder and a folder made in an old one.
+    await put(root, "tonight/d.fits");
+    await put(root, "old 2/new/e.fits");
+    await Deno.utime(join(root, "old"), LONG_AGO, LONG_AGO);
+
+    const seen: string[] = [];
+    await readChangedSince(["", "old", "old 2", "tonight"], startedAt, {
+      root,
+      job: "test",
+      filter,
+      onFound: (files: FoundFile[]) => {
+        seen.push(...files.map((f) => f.relPath));
+        return files;
+      },
+      onError: (path, error) => assert.fail(`cannot read ${path}: ${error}`),
+      isClosed: () => false,
+    });
+    // The unchanged old night is not read again; the changed folders are, with what they held.
+    assert.deepEqual(seen.sort(), [
+      "old 2/b.fits",
+      "old 2/new/e.fits",
+      "tonight/c.fits",
+      "tonight/d.fits",
+    ]);
+    assert.equal(logs.count("warning", "missed"), 0, "found at start-up, not missed");
+  } finally {
+    await logs.stop();
     await Deno.remove(root, { recursive: true });
   }
 });

@@ -559,3 +559,43 @@ Deno.test("Ledger.overdue lists pending retries due before a time; markDue makes
     );
   });
 });
+
+Deno.test("doneVersions: done for this destination or recorded before destinations were, in order; else undefined", async () => {
+  await withLedger((ledger) => {
+    const table = files(ledger, "job");
+    for (const rel of ["a.fits", "b.fits", "c.fits"]) table.enqueue(rel, FILE);
+    markDone(table, "a.fits");
+    markDone(table, "c.fits");
+    // Another destination's done file, and another job's, are not done here.
+    const elsewhere = new FileRows(ledger, "job", "local:/elsewhere");
+    elsewhere.enqueue("d.fits", FILE);
+    markDone(elsewhere, "d.fits");
+    const other = files(ledger, "other");
+    other.enqueue("e.fits", FILE);
+    markDone(other, "e.fits");
+    const version = { size: FILE.size, mtimeMs: FILE.mtimeMs };
+    const asked = ["c.fits", "b.fits", "d.fits", "e.fits", "missing.fits", "a.fits"];
+    assert.deepEqual(table.doneVersions(asked), [
+      version,
+      undefined,
+      undefined,
+      undefined,
+      undefined,
+      version,
+    ]);
+    // A row of an older ledger (no destination recorded yet) counts as this destination's.
+    const unattributed = new FileRows(ledger, "job", "");
+    unattributed.enqueue("old.fits", { ...FILE, size: 7 });
+    markDone(unattributed, "old.fits");
+    assert.deepEqual(table.doneVersions(["old.fits", "a.fits"]), [
+      { size: 7, mtimeMs: FILE.mtimeMs },
+      version,
+    ]);
+    // Asked inside a write transaction, it sees that transaction's rows.
+    ledger.write(() => {
+      markDone(table, "b.fits");
+      assert.deepEqual(table.doneVersions(["b.fits"]), [version]);
+    });
+    assert.deepEqual(table.doneVersions([]), []);
+  });
+});
