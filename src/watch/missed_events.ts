@@ -87,8 +87,12 @@ export class DirtyFolders {
 
 /** What {@linkcode scanDirtyFolders} found. */
 export interface DirtyScanResult {
-  /** Files that were new or changed (their events were lost). */
+  /** Files that were new or changed (their events were lost, or are still on their way). */
   found: number;
+  /** Of those, how many were written long enough ago that their events should have come. */
+  overdue: number;
+  /** The others (relative paths): just written, so their events may still come. */
+  fresh: string[];
   /** Folders without events but with new files written a while ago: their watch may be missing. */
   unwatched: string[];
 }
@@ -99,26 +103,23 @@ const NOT_DIRTY: Skip = { code: "not-dirty", reason: "no change since the burst"
 /**
  * Read every folder in `dirty` and, below it, the subfolders whose mtime is
  * not older than that folder's first event; report the files through
- * `onFound` (which returns those that were new or changed), and log a
- * warning when there were such files.
+ * `onFound` (which returns those that were new or changed); what the files
+ * found say about lost events is for {@linkcode MissedFiles}.
  */
 export async function scanDirtyFolders(
   dirty: Map<string, number>,
   options: {
-    /** The watch folder, and its job's name for the warning. */
+    /** The watch folder. */
     root: string;
-    job: string;
     filter: FileFilter;
     /** Report found files; returns those that were new or changed. */
     onFound: (files: FoundFile[]) => FoundFile[];
     onError: (path: string, error: unknown) => void;
     isClosed: () => boolean;
-    /** Whether files found are news (events were lost) and logged as such. @default true */
-    missed?: boolean;
   },
 ): Promise<DirtyScanResult> {
   const { root, filter, onFound, onError } = options;
-  const result: DirtyScanResult = { found: 0, unwatched: [] };
+  const result: DirtyScanResult = { found: 0, overdue: 0, fresh: [], unwatched: [] };
   const silentBefore = Date.now() - EVENT_LATENCY_MS;
   for (const [startRel, firstEventAt] of dirty) {
     const since = firstEventAt - MTIME_SLACK_MS;
@@ -133,24 +134,18 @@ export async function scanDirtyFolders(
       if (options.isClosed()) return result;
       const found = onFound(batch);
       result.found += found.length;
+      // On a busy machine a fresh file's event may still be on its way.
+      const late = found.filter((file) => writtenBefore(file.path, silentBefore));
+      result.overdue += late.length;
+      for (const file of found) if (!late.includes(file)) result.fresh.push(file.relPath);
       const folder = parentOf(batch[0].relPath);
       if (
         !dirty.has(folder) && !result.unwatched.includes(folder) &&
-        found.some((file) => writtenBefore(file.path, silentBefore))
+        late.length > 0
       ) {
         result.unwatched.push(folder);
       }
     }
-  }
-  if (result.found > 0 && options.missed !== false) {
-    logger("watch").warn(
-      "The watcher missed {count} new file(s) in {folders}; found them by reading the folders again",
-      {
-        job: options.job,
-        count: result.found,
-        folders: [...dirty.keys()].map((rel) => absolutePath(root, rel)),
-      },
-    );
   }
   return result;
 }
@@ -164,16 +159,74 @@ export async function scanDirtyFolders(
 export async function readChangedSince(
   listed: string[],
   startedAt: number,
-  options: Omit<Parameters<typeof scanDirtyFolders>[1], "missed">,
+  options: Parameters<typeof scanDirtyFolders>[1],
 ): Promise<void> {
   const changed = listed.filter((rel) =>
     changedSince(options.root, rel, startedAt - MTIME_SLACK_MS)
   );
   if (changed.length === 0) return;
-  await scanDirtyFolders(new Map(changed.map((rel) => [rel, startedAt])), {
-    ...options,
-    missed: false,
-  });
+  await scanDirtyFolders(new Map(changed.map((rel) => [rel, startedAt])), options);
+}
+
+/**
+ * Says when reading folders again found files no event told of: at once for
+ * files written long enough ago that their events should have come, and for
+ * the freshly written ones once their events had that long to come and did
+ * not (a busy machine delivers events late; a late event is not a lost one).
+ * One warning per re-read.
+ */
+export class MissedFiles {
+  #job: string;
+  #root: string;
+  #latencyMs: number;
+  /** Fresh files found by a re-read whose events have not come yet (relative paths). */
+  #awaiting = new Set<string>();
+  #timers = new Set<ReturnType<typeof setTimeout>>();
+
+  constructor(job: string, root: string, latencyMs = EVENT_LATENCY_MS) {
+    this.#job = job;
+    this.#root = root;
+    this.#latencyMs = latencyMs;
+  }
+
+  /** A re-read of `folders` (relative) found `result`. */
+  found(result: DirtyScanResult, folders: string[]): void {
+    if (result.overdue === 0 && result.fresh.length === 0) return;
+    const folderPaths = folders.map((rel) => absolutePath(this.#root, rel));
+    const fresh = result.fresh.filter((rel) => !this.#awaiting.has(rel));
+    for (const rel of fresh) this.#awaiting.add(rel);
+    if (fresh.length === 0) {
+      this.#warn(result.overdue, folderPaths);
+      return;
+    }
+    const timer = setTimeout(() => {
+      this.#timers.delete(timer);
+      let missed = result.overdue;
+      for (const rel of fresh) if (this.#awaiting.delete(rel)) missed++;
+      this.#warn(missed, folderPaths);
+    }, this.#latencyMs);
+    this.#timers.add(timer);
+  }
+
+  /** An event told of the file `rel` (relative). */
+  heard(rel: string): void {
+    this.#awaiting.delete(rel);
+  }
+
+  /** Stop the timers. */
+  close(): void {
+    for (const timer of this.#timers) clearTimeout(timer);
+    this.#timers.clear();
+    this.#awaiting.clear();
+  }
+
+  #warn(count: number, folders: string[]): void {
+    if (count === 0) return;
+    logger("watch").warn(
+      "The watcher missed {count} new file(s) in {folders}; found them by reading the folders again",
+      { job: this.#job, count, folders },
+    );
+  }
 }
 
 /** The folder a relative path is in (`""` = the root). */

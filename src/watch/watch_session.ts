@@ -26,7 +26,13 @@ import {
   waitForFolder,
   type WatchEvent,
 } from "./folder_watcher.ts";
-import { DirtyFolders, parentOf, readChangedSince, scanDirtyFolders } from "./missed_events.ts";
+import {
+  DirtyFolders,
+  MissedFiles,
+  parentOf,
+  readChangedSince,
+  scanDirtyFolders,
+} from "./missed_events.ts";
 import { PollLoop } from "./poll_loop.ts";
 import { type FoundFile, scanFolderBatches, type ScanOptions } from "./scan.ts";
 import { relativeTo } from "./entry_check.ts";
@@ -79,6 +85,8 @@ export class WatchSession {
   #dirty = new DirtyFolders(() => this.#readDirtyFolders());
   /** The dirty-folder reads, one after the other. */
   #dirtyReads: Promise<void> = Promise.resolve();
+  /** Says what the dirty-folder reads found that no event told of. */
+  #missed: MissedFiles;
   #closed = false;
   /** Aborts on close: ends waits for the folder. */
   #closing = new AbortController();
@@ -90,6 +98,7 @@ export class WatchSession {
 
   constructor(options: WatchSessionOptions) {
     this.#options = options;
+    this.#missed = new MissedFiles(options.job, options.root);
     this.#fallback = new FallbackRescans({
       job: options.job,
       root: options.root,
@@ -152,6 +161,7 @@ export class WatchSession {
     this.#polls?.close();
     this.#fallback.close();
     this.#dirty.close();
+    this.#missed.close();
   }
 
   /** How the folder is watched (`undefined` until it exists, and with `once`). */
@@ -250,6 +260,7 @@ export class WatchSession {
         onError: this.#onScanError,
         isClosed: () => this.#closed,
       });
+      if (!this.#closed) this.#missed.found(result, [...dirty.keys()]);
       // On a polled folder files without events are expected (written elsewhere): the polls find them.
       if (this.#closed || result.unwatched.length === 0 || this.#polls) return;
       void this.#rewatch(
@@ -387,6 +398,7 @@ export class WatchSession {
       if (rel === null) continue;
       folders.add(rel === "" ? "" : parentOf(rel));
       if (rel === "") continue;
+      this.#missed.heard(rel);
       if (filter.includesFile(rel)) {
         this.#options.onActivity(path, rel, kind === "access" ? "closed" : "changed");
       } else if (appeared && filter.includesDir(rel)) {

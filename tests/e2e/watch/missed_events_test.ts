@@ -6,7 +6,12 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { createFileFilter } from "../../../src/watch/file_filter.ts";
-import { parentOf, readChangedSince, scanDirtyFolders } from "../../../src/watch/missed_events.ts";
+import {
+  MissedFiles,
+  parentOf,
+  readChangedSince,
+  scanDirtyFolders,
+} from "../../../src/watch/missed_events.ts";
 import { captureLogs } from "../../helpers/log_capture.ts";
 import type { FoundFile } from "../../../src/watch/scan.ts";
 import { Ledger } from "../../../src/ledger/ledger.ts";
@@ -50,7 +55,6 @@ Deno.test("scanDirtyFolders: reads folders with events and their changed subfold
     const dirty = new Map([["night", start], ["night/new", start]]);
     const result = await scanDirtyFolders(dirty, {
       root,
-      job: "test",
       filter,
       // Every file counts as missed here, except c.fits (its events arrived).
       onFound: (files: FoundFile[]) => {
@@ -67,6 +71,9 @@ Deno.test("scanDirtyFolders: reads folders with events and their changed subfold
     );
     assert.equal(result.found, 3);
     assert.deepEqual(result.unwatched, ["night/silent"], "new files written a while ago, no event");
+    // e.fits is overdue; the others were just written, their events may still be on the way.
+    assert.equal(result.overdue, 1);
+    assert.deepEqual(result.fresh.sort(), ["night/fresh/f.fits", "night/new/d.fits"]);
   } finally {
     await Deno.remove(root, { recursive: true });
   }
@@ -80,7 +87,6 @@ Deno.test("scanDirtyFolders: the root as a dirty folder; a folder that vanished 
     const seen: string[] = [];
     const result = await scanDirtyFolders(new Map([["", Date.now()], ["gone", Date.now()]]), {
       root,
-      job: "test",
       filter,
       onFound: (files) => {
         seen.push(...files.map((f) => f.relPath));
@@ -90,7 +96,7 @@ Deno.test("scanDirtyFolders: the root as a dirty folder; a folder that vanished 
       isClosed: () => false,
     });
     assert.deepEqual(seen, ["a.fits"]);
-    assert.deepEqual(result, { found: 0, unwatched: [] });
+    assert.deepEqual(result, { found: 0, overdue: 0, fresh: [], unwatched: [] });
     assert.deepEqual(errors, [join(root, "gone")]);
   } finally {
     await Deno.remove(root, { recursive: true });
@@ -117,7 +123,6 @@ Deno.test("readChangedSince: of the folders listed before the watch, those chang
     const seen: string[] = [];
     await readChangedSince(["", "old", "old 2", "tonight"], startedAt, {
       root,
-      job: "test",
       filter,
       onFound: (files: FoundFile[]) => {
         seen.push(...files.map((f) => f.relPath));
@@ -195,5 +200,43 @@ Deno.test("a folder whose files come without events is found, and watched again"
     await runner.stop();
     ledger.close();
     await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("MissedFiles: overdue files are said at once; a fresh file only when its event does not come in time", async () => {
+  const logs = await captureLogs();
+  const missed = new MissedFiles("test", "/watch", 200);
+  try {
+    const said = () =>
+      logs.records.filter((r) => String(r.rawMessage).includes("missed")).map((r) =>
+        r.properties.count
+      );
+    missed.found({ found: 1, overdue: 1, fresh: [], unwatched: [] }, ["night"]);
+    assert.deepEqual(said(), [1], "a file written a while ago: said at once");
+
+    // Two fresh files: the event of one comes late (after the re-read), the other's never does.
+    missed.found({
+      found: 2,
+      overdue: 0,
+      fresh: ["night/late.fits", "night/lost.fits"],
+      unwatched: [],
+    }, [
+      "night",
+    ]);
+    assert.deepEqual(said(), [1], "fresh files are not said before their events had time");
+    missed.heard("night/late.fits");
+    await waitFor(() => said().length === 2, 10_000, "the second warning");
+    assert.deepEqual(said(), [1, 1], "only the file whose event never came");
+    const record = logs.records.filter((r) => String(r.rawMessage).includes("missed"))[1];
+    assert.deepEqual(record.properties.folders, ["/watch/night"]);
+
+    // Every late event came: nothing said.
+    missed.found({ found: 1, overdue: 0, fresh: ["night/on time.fits"], unwatched: [] }, ["night"]);
+    missed.heard("night/on time.fits");
+    await new Promise((r) => setTimeout(r, 400));
+    assert.deepEqual(said(), [1, 1]);
+  } finally {
+    missed.close();
+    await logs.stop();
   }
 });
