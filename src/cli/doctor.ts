@@ -24,7 +24,7 @@ import { checkBeforeStart } from "../pipeline/job_extras.ts";
 import { createTransport, type ProbeCheck, type Transport } from "../transfer/transport.ts";
 import { readNetworkMounts, watchHow } from "../watch/fs_type.ts";
 import { runProcess } from "../process/run.ts";
-import { walkEntries } from "../watch/entry_check.ts";
+import { walkEntries } from "../watch/scan.ts";
 
 /** How each verdict is printed. */
 const VERDICTS: Record<ProbeCheck["verdict"], string> = {

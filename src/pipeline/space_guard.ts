@@ -38,7 +38,7 @@
 import { bytesToKeep, formatBytes, type FreeSpaceRule, parseFreeSpace } from "../config/sizes.ts";
 import type { JobConfig } from "../config/types.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
-import { type DiskSpace, localDiskSpace } from "../transfer/disk_space.ts";
+import { type DiskSpace, localDiskSpace } from "../transfer/free_space.ts";
 import type { JobPause } from "../ledger/daemon_lock.ts";
 import { type Clock, systemClock } from "./retry_timer.ts";
 

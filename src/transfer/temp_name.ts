@@ -12,9 +12,7 @@
  */
 import { createHash } from "node:crypto";
 import type { JobConfig } from "../config/types.ts";
-import { isTempName, TEMP_SUFFIX } from "../layout/destination.ts";
-
-export { isTempName, TEMP_SUFFIX };
+import { TEMP_SUFFIX } from "../layout/destination.ts";
 
 /** Longest file name (in UTF-8 bytes) most file systems accept. */
 const NAME_MAX_BYTES = 255;

@@ -4,10 +4,7 @@
  * never opened (FIFO, socket, device, a name the OS cannot give back).
  *
  * Only `lstat`, `stat`, `readlink` and `realpath` are used: nothing here
- * opens the entry, so nothing here can block on it. Also the one plain walk
- * of a tree ({@linkcode walkEntries}) that the checks below the job's filter
- * use (counting folders, looking for FIFOs and names the runtime cannot give
- * back).
+ * opens the entry, so nothing here can block on it.
  *
  * Paths relative to a watch folder, the form patterns, the ledger and the
  * destination use.
@@ -186,34 +183,6 @@ function linkedParent(path: string, root: string): string | null {
     }
   }
   return null;
-}
-
-/**
- * Visit every entry below `root`, depth first, without the job's filter:
- * `visit` gets each entry with its path and says whether to go into it
- * (`true`: it is read as a folder; a folder that cannot be read is passed
- * over) or to stop the walk (`"stop"`). Nothing is opened but folders.
- */
-export function walkEntries(
-  root: string,
-  visit: (path: string, entry: Deno.DirEntry) => boolean | "stop",
-): void {
-  const stack = [root];
-  while (stack.length > 0) {
-    const dir = stack.pop()!;
-    let entries: Deno.DirEntry[];
-    try {
-      entries = [...Deno.readDirSync(dir)];
-    } catch {
-      continue;
-    }
-    for (const entry of entries) {
-      const path = join(dir, entry.name);
-      const enter = visit(path, entry);
-      if (enter === "stop") return;
-      if (enter) stack.push(path);
-    }
-  }
 }
 
 /**

@@ -1,6 +1,9 @@
 /**
- * Walk a watch folder and list the files a job would send, and why the
- * others are not sent.
+ * The walk of a tree ({@linkcode walkFolders}, depth first, one folder read
+ * at a time), and what walks it: the job's scan (the files a job would send,
+ * and why the others are not sent: {@linkcode scanFolderBatches}) and the
+ * plain walk below the job's filter ({@linkcode walkEntries}: counting
+ * folders, looking for FIFOs and names the runtime cannot give back).
  *
  * @module
  */
@@ -61,20 +64,15 @@ export async function* scanFolderBatches(
   const startRel = options.startRel ?? "";
   const lister = new FolderLister(root, filter, options);
   if (startRel !== "" && !lister.mayStartAt(startRel)) return;
-  const stack: string[] = [startRel];
-  while (stack.length > 0) {
-    const rel = stack.pop()!;
-    let listing: FolderListing;
-    let mtimeMs = 0;
-    try {
-      if (options.onListed) mtimeMs = Deno.statSync(absoluteOf(root, rel)).mtime?.getTime() ?? 0;
-      listing = lister.list(rel);
-    } catch (error) {
-      options.onError?.(absoluteOf(root, rel), error);
-      continue;
-    }
+  const folders = walkFolders(startRel, (rel) => {
+    const mtimeMs = options.onListed
+      ? Deno.statSync(absoluteOf(root, rel)).mtime?.getTime() ?? 0
+      : 0;
+    const listing = lister.list(rel);
+    return { found: { rel, mtimeMs, listing }, enter: listing.folders };
+  }, (rel, error) => options.onError?.(absoluteOf(root, rel), error));
+  for (const { rel, mtimeMs, listing } of folders) {
     options.onListed?.(rel, mtimeMs, listing);
-    stack.push(...listing.folders);
     if (listing.files.length > 0) yield listing.files;
     else await Promise.resolve();
   }
@@ -169,6 +167,59 @@ export class FolderLister {
 
 function absoluteOf(root: string, rel: string): string {
   return rel === "" ? root : join(root, rel);
+}
+
+/**
+ * The walk every scan of a tree makes: folders depth first from `start`, each
+ * read once by `read`, which returns what it found there (yielded) and the
+ * folders to enter next. A folder `read` throws for (it cannot be read) goes
+ * to `onError` and is not entered; `read` must not throw otherwise.
+ */
+export function* walkFolders<T>(
+  start: string,
+  read: (folder: string) => { found: T; enter: string[] },
+  onError?: (folder: string, error: unknown) => void,
+): Generator<T> {
+  const stack = [start];
+  while (stack.length > 0) {
+    const folder = stack.pop()!;
+    let result: { found: T; enter: string[] };
+    try {
+      result = read(folder);
+    } catch (error) {
+      onError?.(folder, error);
+      continue;
+    }
+    stack.push(...result.enter);
+    yield result.found;
+  }
+}
+
+/**
+ * Visit every entry below `root`, depth first, without the job's filter:
+ * `visit` gets each entry with its path and says whether to go into it
+ * (`true`: it is read as a folder; a folder that cannot be read is passed
+ * over) or to stop the walk (`"stop"`). Nothing is opened but folders.
+ */
+export function walkEntries(
+  root: string,
+  visit: (path: string, entry: Deno.DirEntry) => boolean | "stop",
+): void {
+  let stopped = false;
+  const folders = walkFolders(root, (dir) => {
+    const enter: string[] = [];
+    for (const entry of [...Deno.readDirSync(dir)]) {
+      const path = join(dir, entry.name);
+      const verdict = visit(path, entry);
+      if (verdict === "stop") {
+        stopped = true;
+        break;
+      }
+      if (verdict) enter.push(path);
+    }
+    return { found: null, enter };
+  });
+  for (const _ of folders) if (stopped) return;
 }
 
 /** Like {@linkcode scanFolderBatches}, one file at a time. */

@@ -36,7 +36,8 @@
  */
 /// <reference lib="deno.worker" />
 import fs from "node:fs";
-import { hasUndecodableBytes, walkEntries } from "./entry_check.ts";
+import { hasUndecodableBytes } from "./entry_check.ts";
+import { walkEntries } from "./scan.ts";
 
 import { dirname } from "node:path";
 

@@ -20,6 +20,7 @@ import { TransferError } from "../../errors.ts";
 import { Readable } from "node:stream";
 import type { ProbeCheck } from "../transport.ts";
 import { tempNameFor } from "../temp_name.ts";
+import { freeSpaceCheck } from "../free_space.ts";
 
 /** The control port when `ftp_port` is empty. */
 export const FTP_DEFAULT_PORT = 21;
@@ -260,9 +261,6 @@ export function classifyFtpError(error: unknown, job: JobConfig, step: string): 
   return new TransferError(`FTP server ${server}: ${step}: ${why}`, "retry", { cause: error });
 }
 
-/** Below this much free space (where the server reports it), `doctor` fails, as for SSH. */
-const MIN_FREE_BYTES = 1024 ** 3;
-
 const PROBE = new TextEncoder().encode("image-transfer doctor\n");
 
 /** Names of the connection steps as `doctor` prints them. */
@@ -341,13 +339,13 @@ async function checkFtpDestination(
     }
     const avbl = await client.sendIgnoringError(`AVBL ${base}`).catch(() => null);
     const free = avbl !== null && avbl.code === 213 ? Number(avbl.message.slice(4).trim()) : NaN;
-    if (Number.isFinite(free)) {
-      const gib = `${(free / 1024 ** 3).toFixed(1)} GiB (AVBL)`;
-      if (free < MIN_FREE_BYTES) report.line("fail", "free space", `only ${gib}; free some space`);
-      else report.line("ok", "free space", gib);
-    } else {
-      report.line("skip", "free space", "the server does not report it (no AVBL)");
-    }
+    const { verdict, detail } = freeSpaceCheck(
+      base,
+      Number.isFinite(free) ? { availableBytes: free, totalBytes: null } : null,
+      job.min_free_space,
+      "the server does not report its free space (no AVBL)",
+    );
+    report.line(verdict, "free space", detail);
   } finally {
     client.close();
   }

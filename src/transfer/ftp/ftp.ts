@@ -39,13 +39,8 @@ import {
   remoteSha256,
   renameReplacing,
 } from "./remote.ts";
-import {
-  isOwnTempName,
-  jobOwner,
-  TEMP_SUFFIX,
-  uploadFolderName,
-  uploadFolderPrefix,
-} from "../temp_name.ts";
+import { isOwnTempName, jobOwner, uploadFolderName, uploadFolderPrefix } from "../temp_name.ts";
+import { TEMP_SUFFIX } from "../../layout/destination.ts";
 import { pacedStream, Throttle } from "../throttle.ts";
 import type { ProbeCheck, TransferItem, TransferOutcome, Transport } from "../transport.ts";
 

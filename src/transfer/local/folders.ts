@@ -6,9 +6,8 @@
  * @module
  */
 import { join } from "node:path";
-import { bytesToKeep, formatBytes, parseFreeSpace } from "../../config/sizes.ts";
 import { TransferError } from "../../errors.ts";
-import { localDiskSpace } from "../disk_space.ts";
+import { freeSpaceCheck, localDiskSpace } from "../free_space.ts";
 import { isOwnTempName, randomPart } from "../temp_name.ts";
 import type { ProbeCheck } from "../transport.ts";
 
@@ -96,7 +95,12 @@ export async function probeLocalDestination(
     await Deno.remove(probe);
     return [
       { check: "destination writable", verdict: "ok", detail: base },
-      await freeSpaceCheck(base, minFreeSpace),
+      freeSpaceCheck(
+        base,
+        await localDiskSpace(base),
+        minFreeSpace,
+        `the system cannot tell the free space at ${base}`,
+      ),
     ];
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
@@ -106,33 +110,4 @@ export async function probeLocalDestination(
       detail: `${base}: ${message}; create the folder or fix its permissions`,
     }];
   }
-}
-
-/** The free space at `base` against `min_free_space`. */
-async function freeSpaceCheck(base: string, minFreeSpace: string | number): Promise<ProbeCheck> {
-  const space = await localDiskSpace(base);
-  if (space === null) {
-    return {
-      check: "free space",
-      verdict: "warn",
-      detail:
-        `the system cannot tell the free space at ${base}; min_free_space is not checked there`,
-    };
-  }
-  const rule = parseFreeSpace(minFreeSpace) ?? null;
-  const free = `${formatBytes(space.availableBytes)} free at ${base}`;
-  if (rule === null) return { check: "free space", verdict: "ok", detail: free };
-  const keep = bytesToKeep(rule, space.totalBytes);
-  return space.availableBytes >= keep
-    ? {
-      check: "free space",
-      verdict: "ok",
-      detail: `${free} (min_free_space keeps ${formatBytes(keep)})`,
-    }
-    : {
-      check: "free space",
-      verdict: "fail",
-      detail: `${free}, less than min_free_space (${formatBytes(keep)}): nothing would be sent ` +
-        "there; free space, or lower min_free_space",
-    };
 }

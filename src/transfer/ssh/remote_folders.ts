@@ -12,7 +12,7 @@
 import { posix } from "node:path";
 import { buildScript, call, parseResults, resultsByIndex } from "./remote_script.ts";
 import type { SshSession } from "./connection.ts";
-import { TEMP_SUFFIX } from "../temp_name.ts";
+import { TEMP_SUFFIX } from "../../layout/destination.ts";
 
 /** One destination folder of a batch. */
 export interface FolderSpec {

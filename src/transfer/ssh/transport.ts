@@ -24,7 +24,13 @@ import {
   SHA256_PER_SCRIPT,
   SIZES_PER_SCRIPT,
 } from "../destination_sizes.ts";
-import { type DiskSpace, parseRemoteDiskSpace, remoteDiskSpaceScript } from "../disk_space.ts";
+import {
+  type DiskSpace,
+  diskSpaceOfResult,
+  freeSpaceCheck,
+  parseRemoteDiskSpace,
+  remoteDiskSpaceScript,
+} from "../free_space.ts";
 import { SshBatch } from "./batch.ts";
 import { byUploadFolder, type SshDelivery, type SshMethod } from "./method.ts";
 import { SshSession } from "./connection.ts";
@@ -189,9 +195,6 @@ export abstract class SshTransport implements Transport, SshMethod {
   }
 }
 
-/** Below this much free space at a destination, the probe fails. */
-const MIN_FREE_BYTES = 1024 ** 3;
-
 /** Every check of an SSH destination, in order; stops where the next ones cannot run. */
 export async function probeSshDestination(
   job: JobConfig,
@@ -219,8 +222,9 @@ export async function probeSshDestination(
     return checks;
   }
   const where = session.remoteSpec(job.remote_base_path);
-  const script = buildScript("probe", [
+  const script = buildScript(["probe", "disk_space"], [
     call("probe_destination", base, `.image-transfer-probe-${randomPart()}`),
+    call("disk_space", base),
   ]);
   let results: Map<string, string>;
   try {
@@ -248,7 +252,14 @@ export async function probeSshDestination(
           `for ${session.destination}`,
       ),
   );
-  checks.push(freeSpace(results.get("space-left") ?? "", where));
+  checks.push(
+    freeSpaceCheck(
+      where,
+      diskSpaceOfResult(results.get("disk-space") ?? ""),
+      job.min_free_space,
+      `df -Pk gave no answer for ${where}`,
+    ),
+  );
   if (job.verify_transfer === "checksum") {
     const tool = results.get("hash-tool") ?? "";
     checks.push(
@@ -276,17 +287,6 @@ function ok(check: string, detail: string): ProbeCheck {
 
 function fail(check: string, detail: string): ProbeCheck {
   return { check, verdict: "fail", detail };
-}
-
-function freeSpace(kibText: string, where: string): ProbeCheck {
-  if (!/^\d+$/.test(kibText)) return fail("free space", `df -Pk gave no answer for ${where}`);
-  const free = Number(kibText) * 1024;
-  const amount = free >= 1024 ** 3
-    ? `${(free / 1024 ** 3).toFixed(1)} GiB`
-    : `${(free / 1024 ** 2).toFixed(0)} MiB`;
-  return free >= MIN_FREE_BYTES
-    ? ok("free space", `${amount} free at ${where}`)
-    : fail("free space", `${amount} free at ${where} (less than 1 GiB: free space there)`);
 }
 
 /** Add the check of a local program (its version line); whether it is there. */

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { startCli } from "../../helpers/cli.ts";
 import { listFiles, listFolders, randomBytes, sha256OfFile, waitFor } from "../../helpers/files.ts";
 import { sshSandbox, startSshd } from "../../helpers/sshd.ts";
-import { isTempName } from "../../../src/transfer/temp_name.ts";
+import { isTempName } from "../../../src/layout/destination.ts";
 
 const BIG_MB = 200;
 

@@ -17,7 +17,7 @@ import {
   type TransferOutcome,
   type Transport,
 } from "../../../src/transfer/transport.ts";
-import { isTempName } from "../../../src/transfer/temp_name.ts";
+import { isTempName } from "../../../src/layout/destination.ts";
 import { startCli } from "../../helpers/cli.ts";
 import { listFiles, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
 import { localTestJob } from "../../helpers/jobs.ts";

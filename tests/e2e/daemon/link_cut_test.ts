@@ -13,7 +13,7 @@ import {
   type TransferItem,
   type Transport,
 } from "../../../src/transfer/transport.ts";
-import { isTempName } from "../../../src/transfer/temp_name.ts";
+import { isTempName } from "../../../src/layout/destination.ts";
 import { listFiles, listFolders, randomBytes, sha256OfFile, waitFor } from "../../helpers/files.ts";
 import { createTestLink } from "../../helpers/netns.ts";
 import { startSshd } from "../../helpers/sshd.ts";

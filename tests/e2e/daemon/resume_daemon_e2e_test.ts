@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { type RunningCli, startCli } from "../../helpers/cli.ts";
 import { listFiles, randomBytes, sha256OfFile, waitFor, writeConfig } from "../../helpers/files.ts";
 import { startSshd, type TestSshd } from "../../helpers/sshd.ts";
-import { isTempName } from "../../../src/transfer/temp_name.ts";
+import { isTempName } from "../../../src/layout/destination.ts";
 
 const MiB = 1024 * 1024;
 const NIGHT = new Date("2024-07-01T20:00:00Z"); // -> 20240701

@@ -16,7 +16,7 @@ import { FileRows } from "../../../src/ledger/file_rows.ts";
 import { JobRunner } from "../../../src/pipeline/job_runner.ts";
 import { SpaceGuard } from "../../../src/pipeline/space_guard.ts";
 import { createTransport } from "../../../src/transfer/transport.ts";
-import { isTempName } from "../../../src/transfer/temp_name.ts";
+import { isTempName } from "../../../src/layout/destination.ts";
 import { runCli, startCli } from "../../helpers/cli.ts";
 import { listFiles, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
 import { localTestJob } from "../../helpers/jobs.ts";

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { VerifyMode } from "../../../src/config/types.ts";
 import type { TransferItem, TransferOutcome, Transport } from "../../../src/transfer/transport.ts";
-import { isTempName } from "../../../src/transfer/temp_name.ts";
+import { isTempName } from "../../../src/layout/destination.ts";
 import { listFiles, listFolders, randomBytes, sha256OfFile } from "../../helpers/files.ts";
 import { makeItem, startDestinations, withFixture } from "../../helpers/transports.ts";
 

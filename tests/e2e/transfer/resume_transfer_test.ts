@@ -10,7 +10,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { LogRecord } from "@logtape/logtape";
-import { isTempName, jobOwner, tempNameFor } from "../../../src/transfer/temp_name.ts";
+import { jobOwner, tempNameFor } from "../../../src/transfer/temp_name.ts";
+import { isTempName } from "../../../src/layout/destination.ts";
 import type { TransferItem } from "../../../src/transfer/transport.ts";
 import { listFiles, listFolders, randomBytes, sha256OfFile, waitFor } from "../../helpers/files.ts";
 import { captureLogs, type LogCapture } from "../../helpers/log_capture.ts";

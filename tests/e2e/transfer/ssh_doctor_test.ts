@@ -48,6 +48,14 @@ Deno.test("doctor checks programs, login, destination and free space per job", a
             ],
           },
           { ...ssh, name: "read-only", transfer_method: "scp", remote_base_path: readOnly },
+          // Keeps more free than any disk has: doctor judges the space as the job would.
+          {
+            ...ssh,
+            name: "keeps-all",
+            transfer_method: "scp",
+            remote_base_path: dst,
+            min_free_space: "99.9%",
+          },
           {
             name: "local",
             watch_path: dir,
@@ -90,10 +98,22 @@ Deno.test("doctor checks programs, login, destination and free space per job", a
       assert.match(result.stderr, /^error: Cannot confirm every job will work/m);
     });
 
+    await t.step("min_free_space is judged at an SSH destination as at a local one", async () => {
+      const result = await runCli(["doctor", "-c", config, "--job", "keeps-all"]);
+      assert.equal(result.code, 1, result.stdout);
+      assert.match(
+        result.stdout,
+        /FAIL {2}free space: [\d.]+ [GMT]iB free at .*, less than min_free_space \([\d.]+ [GMT]iB\): nothing would be sent there/,
+      );
+    });
+
     await t.step("an unknown job name is a usage error", async () => {
       const result = await runCli(["doctor", "-c", config, "--job", "nope"]);
       assert.equal(result.code, 2);
-      assert.match(result.stderr, /no such job .*jobs: good, unknown-key, read-only, local/);
+      assert.match(
+        result.stderr,
+        /no such job .*jobs: good, unknown-key, read-only, keeps-all, local/,
+      );
     });
     await Deno.remove(readOnly, { recursive: true });
   } finally {

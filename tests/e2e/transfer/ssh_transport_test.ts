@@ -11,7 +11,8 @@ import {
   type TransferOutcome,
   type Transport,
 } from "../../../src/transfer/transport.ts";
-import { isTempName, uploadFolderName, uploadOwner } from "../../../src/transfer/temp_name.ts";
+import { uploadFolderName, uploadOwner } from "../../../src/transfer/temp_name.ts";
+import { isTempName } from "../../../src/layout/destination.ts";
 import {
   exists,
   listFiles,

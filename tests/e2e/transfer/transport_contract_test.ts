@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { basename, join } from "node:path";
 import type { JobConfig } from "../../../src/config/types.ts";
-import { isTempName } from "../../../src/transfer/temp_name.ts";
+import { isTempName } from "../../../src/layout/destination.ts";
 import type { TransferItem } from "../../../src/transfer/transport.ts";
 import {
   exists,

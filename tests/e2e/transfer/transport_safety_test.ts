@@ -7,12 +7,8 @@
  */
 import assert from "node:assert/strict";
 import { basename, join } from "node:path";
-import {
-  isTempName,
-  TEMP_SUFFIX,
-  tempNameFor,
-  uploadFolderName,
-} from "../../../src/transfer/temp_name.ts";
+import { tempNameFor, uploadFolderName } from "../../../src/transfer/temp_name.ts";
+import { isTempName, TEMP_SUFFIX } from "../../../src/layout/destination.ts";
 import type { TransferItem } from "../../../src/transfer/transport.ts";
 import { exists, listFiles, randomBytes, sha256OfFile, waitFor } from "../../helpers/files.ts";
 import {

@@ -14,7 +14,8 @@ import { LocalTransport } from "../../../src/transfer/local/local.ts";
 import { copyData } from "../../../src/transfer/local/copy.ts";
 import type { Throttle } from "../../../src/transfer/throttle.ts";
 import { closeSource, openSource } from "../../../src/transfer/source.ts";
-import { isTempName, jobOwner, tempNameFor } from "../../../src/transfer/temp_name.ts";
+import { jobOwner, tempNameFor } from "../../../src/transfer/temp_name.ts";
+import { isTempName } from "../../../src/layout/destination.ts";
 import type { TransferItem } from "../../../src/transfer/transport.ts";
 import { exists, listFiles, randomBytes } from "../../helpers/files.ts";
 

@@ -1,6 +1,6 @@
 # shellcheck shell=sh
 # The space of a destination's file system, for `min_free_space` (see
-# disk_space.ts). Runs after prologue.sh; the generated line calls
+# free_space.ts). Runs after prologue.sh; the generated line calls
 #
 #   disk_space FOLDER
 #

@@ -1,12 +1,13 @@
 # shellcheck shell=sh
 # What `doctor` asks of an SSH destination (see ssh/transport.ts), with the same
-# tools the transfers use. Runs after prologue.sh; the generated line calls
+# tools the transfers use. Runs after prologue.sh (and disk_space.sh, whose
+# `disk_space BASE` follows for the free space); the generated line calls
 #
 #   probe_destination BASE TEST_NAME
 #
 # Results: `folder exists|created` or `folder-failed MESSAGE`; `writable` or
-# `not-writable MESSAGE`; `space-left KIB`; `hash-tool COMMAND` (empty: none);
-# `rsync VERSION` (empty: none).
+# `not-writable MESSAGE`; `hash-tool COMMAND` (empty: none); `rsync VERSION`
+# (empty: none).
 
 probe_destination() {
   if [ -d "$1" ]; then
@@ -23,7 +24,6 @@ probe_destination() {
   else
     report not-writable "$(one_line "$error")"
   fi
-  report space-left "$(space_left "$1")"
   report hash-tool "$(hash_tool)"
   report rsync "$(rsync --version 2>/dev/null | head -n 1)"
 }
