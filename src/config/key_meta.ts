@@ -18,7 +18,7 @@ export interface KeyMeta {
   /** For a key a new config must fill in: a value to show. */
   example?: unknown;
   /** For a default computed when the config loads: that default as a user writes it. */
-  writtenDefault?: string;
+  writtenDefault?: string | number;
 }
 
 /** Attach the description (and example or written default) of a key. */

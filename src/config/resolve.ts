@@ -1,7 +1,7 @@
 /**
  * From validated values to what the program uses: local paths made absolute
  * (relative to the config file's folder, `~` expanded), `verify_transfer`
- * named, each job named.
+ * named, defaults that depend on the method filled in, each job named.
  *
  * @module
  */
@@ -48,6 +48,8 @@ export function resolveJob(data: JobInput, name: string, baseDir: string): JobCo
     name,
     ...rest,
     verify_transfer: verify,
+    max_concurrent_transfers: data.max_concurrent_transfers ??
+      (data.transfer_method === "ftp" ? 2 : 4),
     watch_path: expandPath(data.watch_path, baseDir),
     // For scp/rsync this is a path on the remote host: left as written (a leading ~/ included).
     remote_base_path: data.transfer_method === "local"

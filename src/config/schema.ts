@@ -246,8 +246,9 @@ export const jobShape = {
     "A transfer command running longer than this is killed and counts as a retryable failure.",
   ),
   max_concurrent_transfers: doc(
-    z.int().min(1).max(64).default(2),
-    "How many transfers of this job may run at once.",
+    z.int().min(1).max(64).optional(),
+    "How many transfers of this job may run at once (2 for ftp unless set: each FTP transfer is a login of its own, and servers often limit logins per client). Several SSH channels fill a long-haul link that one cannot.",
+    { writtenDefault: 4 },
   ),
   rescan_interval_seconds: doc(
     z.number().min(0).max(604800).default(3600),

@@ -10,10 +10,13 @@ import type { JobInput } from "./schema.ts";
 export type VerifyMode = "none" | "size" | "checksum";
 
 /** One transfer job, ready to run. Paths are absolute (`~` expanded). */
-export interface JobConfig extends Omit<JobInput, "name" | "verify_transfer"> {
+export interface JobConfig
+  extends Omit<JobInput, "name" | "verify_transfer" | "max_concurrent_transfers"> {
   /** Unique job name (`default` for a single top-level job). */
   name: string;
   verify_transfer: VerifyMode;
+  /** Transfers at once: as set, else 4 (2 for ftp). */
+  max_concurrent_transfers: number;
 }
 
 /** The whole configuration. */

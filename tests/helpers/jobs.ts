@@ -1,5 +1,7 @@
 /**
- * A `local` job for in-process pipeline tests: short timings, no periodic
+ * Jobs for in-process tests, resolved as a config file's are (schema
+ * defaults, then the defaults that depend on the method): any job from its
+ * keys, and a `local` job for pipeline tests with short timings, no periodic
  * rescans, checksum verification, watch folder `<root>/watch`, destination
  * `<root>/dest`.
  *
@@ -7,11 +9,21 @@
  */
 import { join } from "node:path";
 import { jobSchema } from "../../src/config/schema.ts";
+import { resolveJob } from "../../src/config/resolve.ts";
 import type { JobConfig } from "../../src/config/types.ts";
 
-/** The job, with schema defaults for everything not set here; `overrides` win. */
+/** The job named `name` that the config keys `keys` make; `overrides` win. */
+export function testJob(
+  name: string,
+  keys: Record<string, unknown>,
+  overrides: Partial<JobConfig> = {},
+): JobConfig {
+  return { ...resolveJob(jobSchema.parse(keys), name, "/"), ...overrides };
+}
+
+/** The pipeline tests' local job (see the module doc); `overrides` win. */
 export function localTestJob(root: string, overrides: Partial<JobConfig> = {}): JobConfig {
-  const input = jobSchema.parse({
+  return testJob("test", {
     watch_path: join(root, "watch"),
     remote_base_path: join(root, "dest"),
     transfer_method: "local",
@@ -23,6 +35,6 @@ export function localTestJob(root: string, overrides: Partial<JobConfig> = {}): 
     rescan_interval_seconds: 0,
     watch_mode: "auto",
     poll_interval_seconds: 2,
-  });
-  return { ...input, name: "test", verify_transfer: "checksum", ...overrides };
+    verify_transfer: "checksum",
+  }, overrides);
 }

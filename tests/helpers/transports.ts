@@ -9,7 +9,7 @@
  */
 import { lchown } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { jobSchema } from "../../src/config/schema.ts";
+import { testJob } from "./jobs.ts";
 import type { JobConfig } from "../../src/config/types.ts";
 import {
   createTransport,
@@ -73,12 +73,12 @@ export interface TransportCase {
 
 /** A local job with the schema defaults, pointed at `dst`. */
 function localJob(dst: string, overrides: Partial<JobConfig>): JobConfig {
-  const input = jobSchema.parse({
+  return testJob("local-test", {
     watch_path: "/nonexistent-watch",
     remote_base_path: dst,
     transfer_method: "local",
-  });
-  return { ...input, name: "local-test", verify_transfer: "size", ...overrides };
+    verify_transfer: "size",
+  }, overrides);
 }
 
 /** The servers the fixtures send to; stop them when done. */

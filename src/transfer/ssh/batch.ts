@@ -56,7 +56,7 @@ const UPLOAD_CALLS_AT_ONCE = 3;
 const ONE_CALL_FILE_BYTES = 8 * 1024 * 1024;
 
 /** A batch of up to this many bytes may go in one call (read into memory whole). */
-export const ONE_CALL_BATCH_BYTES = 64 * 1024 * 1024;
+export const ONE_CALL_BATCH_BYTES = 32 * 1024 * 1024;
 
 /** The steps of one batch; create one per `send`. */
 export class SshBatch implements DeliverySteps<SshDelivery> {

@@ -34,7 +34,7 @@ const RSYNC_SUMMARY =
 /** Delivers files with one `rsync` call per destination folder over a shared OpenSSH connection. */
 export class RsyncTransport extends SshTransport {
   readonly method = "rsync" as const;
-  readonly maxBatchFiles = 500;
+  readonly maxBatchFiles = 250;
   override readonly uploadVerifiesCopies = true;
   override readonly resumesCopies: boolean;
   #log = logger("transfer");

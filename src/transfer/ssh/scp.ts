@@ -45,7 +45,7 @@ export class ScpTransport extends SshTransport {
    * `batch.ts`); larger files go a few at a time, so a batch stays well
    * within its deadline.
    */
-  readonly maxBatchFiles = 320;
+  readonly maxBatchFiles = 160;
   readonly maxBatchBytes = ONE_CALL_BATCH_BYTES;
 
   /**

@@ -164,6 +164,23 @@ Deno.test("~, $HOME and %USERPROFILE% expand in every local path; remote paths s
   assert.equal(config.log_file, join(home, "l.log"));
 });
 
+Deno.test("max_concurrent_transfers: 4 by default, 2 for ftp, as set when set", () => {
+  const concurrent = (more: string) =>
+    parseConfig(`${MINIMAL}${more}`, "/x/c.yaml").jobs[0].max_concurrent_transfers;
+  assert.equal(concurrent(""), 4);
+  assert.equal(concurrent("transfer_method: rsync\n"), 4);
+  assert.equal(concurrent("transfer_method: ftp\nftp_password_env: PW\n"), 2);
+  assert.equal(
+    concurrent("transfer_method: ftp\nftp_password_env: PW\nmax_concurrent_transfers: 3\n"),
+    3,
+  );
+  assert.equal(concurrent("max_concurrent_transfers: 1\n"), 1);
+  assert.match(
+    configError(`${MINIMAL}max_concurrent_transfers: 0\n`).message,
+    /max_concurrent_transfers/,
+  );
+});
+
 Deno.test("verify_transfer: true is size, false is none, names pass through, default checksum", () => {
   const verify = (value: string) =>
     parseConfig(`${MINIMAL}verify_transfer: ${value}\n`, "/x/c.yaml").jobs[0].verify_transfer;

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { jobSchema } from "../../../src/config/schema.ts";
+import { testJob } from "../../helpers/jobs.ts";
 import type { JobConfig } from "../../../src/config/types.ts";
 import { JobSchedules, nextCronRun, pausedAt } from "../../../src/pipeline/schedules.ts";
 import type { FileRows } from "../../../src/ledger/file_rows.ts";
@@ -15,14 +15,14 @@ import { startCli } from "../../helpers/cli.ts";
 import { existsSync, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
 import { freePort, getJson, post } from "../../helpers/status.ts";
 
-function job(overrides: Record<string, unknown>): JobConfig {
-  const input = jobSchema.parse({
+function job(keys: Record<string, unknown>): JobConfig {
+  return testJob("j", {
     watch_path: "/w",
     remote_base_path: "/d",
     transfer_method: "local",
-    ...overrides,
+    verify_transfer: "checksum",
+    ...keys,
   });
-  return { ...input, name: "j", verify_transfer: "checksum" };
 }
 
 Deno.test("schedules: cron times are read in the entry's time zone, else night_timezone", () => {

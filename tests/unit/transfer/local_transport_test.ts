@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { closeSync, openSync } from "node:fs";
 import { basename, join } from "node:path";
-import { jobSchema } from "../../../src/config/schema.ts";
+import { testJob } from "../../helpers/jobs.ts";
 import type { JobConfig, VerifyMode } from "../../../src/config/types.ts";
 import { TransferError } from "../../../src/errors.ts";
 import { LocalTransport } from "../../../src/transfer/local/local.ts";
@@ -20,13 +20,13 @@ import type { TransferItem } from "../../../src/transfer/transport.ts";
 import { exists, listFiles, randomBytes } from "../../helpers/files.ts";
 
 /** A local job with the schema defaults, pointed at `dest`. */
-function testJob(dest: string, overrides: Partial<JobConfig> = {}): JobConfig {
-  const input = jobSchema.parse({
+function localJob(dest: string, overrides: Partial<JobConfig> = {}): JobConfig {
+  return testJob("test", {
     watch_path: "/unused",
     remote_base_path: dest,
     transfer_method: "local",
-  });
-  return { ...input, name: "test", verify_transfer: "size", ...overrides };
+    verify_transfer: "size",
+  }, overrides);
 }
 
 /** Write `bytes` to `root/rel` and describe it as a transfer item to `destination`. */
@@ -60,7 +60,7 @@ const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest(
 for (const mode of ["checksum", "size", "none"] as VerifyMode[]) {
   Deno.test(`LocalTransport (${mode}): delivers exact bytes into nested folders, no temp left`, async () => {
     await withDirs(async (src, dest) => {
-      const transport = new LocalTransport(testJob(dest, { verify_transfer: mode }));
+      const transport = new LocalTransport(localJob(dest, { verify_transfer: mode }));
       const contents = new Map<string, Uint8Array>([
         ["a.fits", randomBytes(3 * 1024 * 1024 + 17)], // more than one copy buffer
         ["night/flats/b.fits", randomBytes(1000)],
@@ -92,7 +92,7 @@ for (const mode of ["checksum", "size", "none"] as VerifyMode[]) {
 
 Deno.test("LocalTransport: this daemon's leftover temporary files are swept, others' are not", async () => {
   await withDirs(async (src, dest) => {
-    const job = testJob(dest, { verify_transfer: "checksum" });
+    const job = localJob(dest, { verify_transfer: "checksum" });
     const transport = new LocalTransport(job);
     const bytes = randomBytes(5000);
     const item = await source(src, "night/a.fits", bytes);
@@ -114,7 +114,7 @@ Deno.test("LocalTransport: this daemon's leftover temporary files are swept, oth
 
 Deno.test("LocalTransport: an existing final file is replaced", async () => {
   await withDirs(async (src, dest) => {
-    const transport = new LocalTransport(testJob(dest));
+    const transport = new LocalTransport(localJob(dest));
     await Deno.mkdir(join(dest, "20240315"), { recursive: true });
     await Deno.writeFile(join(dest, "20240315", "a.fits"), randomBytes(9000));
     const bytes = randomBytes(100);
@@ -131,7 +131,7 @@ Deno.test("LocalTransport: an existing final file is replaced", async () => {
 Deno.test("LocalTransport: a source that changed since it was judged complete fails retryably", async () => {
   for (const mode of ["checksum", "size", "none"] as VerifyMode[]) {
     await withDirs(async (src, dest) => {
-      const transport = new LocalTransport(testJob(dest, { verify_transfer: mode }));
+      const transport = new LocalTransport(localJob(dest, { verify_transfer: mode }));
       // Grown after the size was recorded.
       const grown = await source(src, "grown.fits", randomBytes(1000));
       await Deno.writeFile(grown.source, randomBytes(10), { append: true });
@@ -171,7 +171,7 @@ Deno.test("LocalTransport: a source that changed since it was judged complete fa
 
 Deno.test("LocalTransport: a missing source fails that item only", async () => {
   await withDirs(async (src, dest) => {
-    const transport = new LocalTransport(testJob(dest, { verify_transfer: "checksum" }));
+    const transport = new LocalTransport(localJob(dest, { verify_transfer: "checksum" }));
     const first = await source(src, "1.fits", randomBytes(300));
     const missing = await source(src, "2.fits", randomBytes(300));
     await Deno.remove(missing.source);
@@ -191,7 +191,7 @@ Deno.test("LocalTransport: a missing source fails that item only", async () => {
 
 Deno.test("LocalTransport: a destination below a regular file fails that item only", async () => {
   await withDirs(async (src, dest) => {
-    const transport = new LocalTransport(testJob(dest));
+    const transport = new LocalTransport(localJob(dest));
     await Deno.mkdir(dest, { recursive: true });
     await Deno.writeTextFile(join(dest, "blocker"), "a file, not a folder");
     const blocked = await source(src, "a.fits", randomBytes(100), "blocker/night/a.fits");
@@ -218,7 +218,7 @@ Deno.test("LocalTransport: a destination below a regular file fails that item on
 Deno.test("LocalTransport: a base path that is a regular file fails every item", async () => {
   await withDirs(async (src, dest) => {
     await Deno.writeTextFile(dest, "not a folder");
-    const transport = new LocalTransport(testJob(dest));
+    const transport = new LocalTransport(localJob(dest));
     const nested = await source(src, "a.fits", randomBytes(10));
     const flat = await source(src, "b.fits", randomBytes(10), "b.fits");
     const outcomes = await transport.send([nested, flat], new AbortController().signal);
@@ -232,7 +232,7 @@ Deno.test("LocalTransport: a base path that is a regular file fails every item",
 
 Deno.test("LocalTransport: an already aborted signal throws before touching anything", async () => {
   await withDirs(async (src, dest) => {
-    const transport = new LocalTransport(testJob(dest));
+    const transport = new LocalTransport(localJob(dest));
     const item = await source(src, "a.fits", randomBytes(100));
     const controller = new AbortController();
     const reason = new Error("stopping");
@@ -244,7 +244,7 @@ Deno.test("LocalTransport: an already aborted signal throws before touching anyt
 
 Deno.test("LocalTransport: an abort during a copy throws and, without resuming, leaves no temporary file", async () => {
   await withDirs(async (src, dest) => {
-    const transport = new LocalTransport(testJob(dest, { resume_partial_hours: 0 }));
+    const transport = new LocalTransport(localJob(dest, { resume_partial_hours: 0 }));
     // 64 chunks: the copy is still running when the temporary file appears.
     const item = await source(src, "slow.fits", randomBytes(64 * 1024 * 1024));
     const folder = join(dest, "20240315");
@@ -268,7 +268,7 @@ Deno.test("LocalTransport: an abort during a copy throws and, without resuming, 
 
 Deno.test("LocalTransport: hostile and very long names arrive byte for byte", async () => {
   await withDirs(async (src, dest) => {
-    const transport = new LocalTransport(testJob(dest, { verify_transfer: "checksum" }));
+    const transport = new LocalTransport(localJob(dest, { verify_transfer: "checksum" }));
     const names = [
       "with space.fits",
       "$(touch pwned).fits",
@@ -309,7 +309,7 @@ Deno.test("LocalTransport: hostile and very long names arrive byte for byte", as
 });
 
 Deno.test("LocalTransport: describeTarget joins the base path and the destination", () => {
-  const transport = new LocalTransport(testJob("/data/archive"));
+  const transport = new LocalTransport(localJob("/data/archive"));
   assert.equal(
     transport.describeTarget("20240315/n/a b.fits"),
     "/data/archive/20240315/n/a b.fits",
