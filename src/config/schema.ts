@@ -8,7 +8,8 @@
  * @module
  */
 import { z } from "zod";
-import { parseBandwidth, parseFreeSpace } from "./sizes.ts";
+import { parseBandwidth } from "./sizes.ts";
+import { parseFreeSpace } from "./free_space.ts";
 import { checkJobRules } from "./job_rules.ts";
 import { DEFAULT_LOG_FILE, DEFAULT_STATE_DIR, defaultLogFile, defaultStateDir } from "./paths.ts";
 import { doc } from "./key_meta.ts";

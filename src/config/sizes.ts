@@ -4,15 +4,11 @@
  * Bandwidth limits (`bandwidth_limit`): "10MB/s", "500KiB/s", "20Mbit/s",
  * and the flags each transfer program takes for them.
  *
- * `min_free_space`: room a job keeps free on its destination's file system,
- * as bytes in human units ("5 GiB", "500MB", a bare number is bytes) or as a
- * percent of the file system ("5%"). `0` (or `0%`) turns the check off.
- *
  * @module
  */
 
 /** Bytes of each unit (decimal `kB`/`MB`/`GB`/`TB`, binary `KiB`/`MiB`/`GiB`/`TiB`). */
-const BYTE_UNITS: Readonly<Record<string, number>> = {
+export const BYTE_UNITS: Readonly<Record<string, number>> = {
   "b": 1,
   "kb": 1e3,
   "mb": 1e6,
@@ -65,39 +61,6 @@ export function scpLimit(bytesPerSecond: number): string {
 /** A job's `bandwidth_limit` in bytes per second, `null` for none. */
 export function bandwidthLimit(job: { bandwidth_limit: string }): number | null {
   return parseBandwidth(job.bandwidth_limit) ?? null;
-}
-
-/** How much room to keep free: a number of bytes, or a percent of the file system's size. */
-export type FreeSpaceRule = { bytes: number } | { percent: number };
-
-/**
- * The rule `value` describes, `null` when it turns the check off (`0`,
- * `"0"`, `"0%"`, `""`), or `undefined` when it is not an amount of space.
- */
-export function parseFreeSpace(value: string | number): FreeSpaceRule | null | undefined {
-  if (typeof value === "number") {
-    if (!Number.isFinite(value) || value < 0) return undefined;
-    return value === 0 ? null : { bytes: value };
-  }
-  const text = value.trim();
-  if (text === "") return null;
-  const percent = text.match(/^(\d+(?:\.\d+)?)\s*%$/);
-  if (percent) {
-    const share = Number(percent[1]);
-    if (share >= 100) return undefined;
-    return share === 0 ? null : { percent: share };
-  }
-  const match = text.match(/^(\d+(?:\.\d+)?)\s*([A-Za-z]*)$/);
-  if (!match) return undefined;
-  const factor = match[2] === "" ? 1 : BYTE_UNITS[match[2].toLowerCase()];
-  if (factor === undefined) return undefined;
-  const bytes = Math.round(Number(match[1]) * factor);
-  return bytes === 0 ? null : { bytes };
-}
-
-/** The bytes `rule` keeps free on a file system of `totalBytes`. */
-export function bytesToKeep(rule: FreeSpaceRule, totalBytes: number): number {
-  return "bytes" in rule ? rule.bytes : Math.ceil((rule.percent / 100) * totalBytes);
 }
 
 /** `bytes` for a log line: `3.2 GiB`, `512.0 MiB`, `12 KiB` or `100 B`. */

@@ -18,10 +18,10 @@
  * @module
  */
 import { DatabaseSync, type StatementSync } from "node:sqlite";
-import { statfsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { logger } from "../log/logging.ts";
 import { formatBytes } from "../config/sizes.ts";
+import { localDiskSpaceSync } from "../config/free_space.ts";
 import {
   assertLedgerReadable,
   COUNTS_OF_OLDER_LEDGER,
@@ -427,12 +427,7 @@ function openForWriting(path: string): DatabaseSync {
 
 /** Free space on the ledger's disk, in bytes (`Infinity` when unknown). */
 function freeBytes(path: string): number {
-  try {
-    const info = statfsSync(dirname(path));
-    return info.bavail * info.bsize;
-  } catch {
-    return Infinity;
-  }
+  return localDiskSpaceSync(dirname(path))?.availableBytes ?? Infinity;
 }
 
 /** Free space on the ledger's disk, in words. */

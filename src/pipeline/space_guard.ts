@@ -35,10 +35,16 @@
  *
  * @module
  */
-import { bytesToKeep, formatBytes, type FreeSpaceRule, parseFreeSpace } from "../config/sizes.ts";
+import { formatBytes } from "../config/sizes.ts";
 import type { JobConfig } from "../config/types.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
-import { type DiskSpace, localDiskSpace } from "../transfer/free_space.ts";
+import {
+  bytesToKeep,
+  type DiskSpace,
+  type FreeSpaceRule,
+  localDiskSpace,
+  parseFreeSpace,
+} from "../config/free_space.ts";
 import type { JobPause } from "../ledger/daemon_lock.ts";
 import { type Clock, systemClock } from "./retry_timer.ts";
 

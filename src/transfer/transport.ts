@@ -6,7 +6,7 @@
  * @module
  */
 import type { TransferError } from "../errors.ts";
-import type { DiskSpace } from "./free_space.ts";
+import type { DiskSpace } from "../config/free_space.ts";
 import type { JobConfig } from "../config/types.ts";
 import { FtpTransport } from "./ftp/ftp.ts";
 import { LocalTransport } from "./local/local.ts";

@@ -20,7 +20,7 @@ import { TransferError } from "../../errors.ts";
 import { Readable } from "node:stream";
 import type { ProbeCheck } from "../transport.ts";
 import { tempNameFor } from "../temp_name.ts";
-import { freeSpaceCheck } from "../free_space.ts";
+import { freeSpaceCheck } from "../../config/free_space.ts";
 
 /** The control port when `ftp_port` is empty. */
 export const FTP_DEFAULT_PORT = 21;

@@ -7,7 +7,7 @@
  */
 import { join } from "node:path";
 import { TransferError } from "../../errors.ts";
-import { freeSpaceCheck, localDiskSpace } from "../free_space.ts";
+import { freeSpaceCheck, localDiskSpace } from "../../config/free_space.ts";
 import { isOwnTempName, randomPart } from "../temp_name.ts";
 import type { ProbeCheck } from "../transport.ts";
 

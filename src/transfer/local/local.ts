@@ -27,7 +27,7 @@ import {
   type Written,
 } from "./copy.ts";
 import { localDestinationSha256, localDestinationSizes } from "../destination_sizes.ts";
-import { type DiskSpace, localDiskSpace } from "../free_space.ts";
+import { type DiskSpace, localDiskSpace } from "../../config/free_space.ts";
 import { makeLocalFolders, probeLocalDestination } from "./folders.ts";
 import { closeTarget, type LocalDelivery, LocalTempCopies } from "./temp_copies.ts";
 import { closeSource, deliveredPermissions, openSource, sha256OfDescriptor } from "../source.ts";

@@ -24,13 +24,7 @@ import {
   SHA256_PER_SCRIPT,
   SIZES_PER_SCRIPT,
 } from "../destination_sizes.ts";
-import {
-  type DiskSpace,
-  diskSpaceOfResult,
-  freeSpaceCheck,
-  parseRemoteDiskSpace,
-  remoteDiskSpaceScript,
-} from "../free_space.ts";
+import { type DiskSpace, freeSpaceCheck } from "../../config/free_space.ts";
 import { SshBatch } from "./batch.ts";
 import { byUploadFolder, type SshDelivery, type SshMethod } from "./method.ts";
 import { SshSession } from "./connection.ts";
@@ -46,7 +40,7 @@ import type {
 } from "../transport.ts";
 import { UploadFolders } from "./upload_folders.ts";
 import { runProcess } from "../../process/run.ts";
-import { buildScript, call, parseResults } from "./remote_script.ts";
+import { buildScript, call, parseResults, type RemoteScript } from "./remote_script.ts";
 
 /** Base class of the SSH transports: subclasses implement {@linkcode SshTransport.upload}. */
 export abstract class SshTransport implements Transport, SshMethod {
@@ -312,4 +306,25 @@ async function probeProgram(
     );
     return false;
   }
+}
+
+/**
+ * The remote script (`remote/disk_space.sh`) asking for the space of the file
+ * system holding `base` (or its nearest existing parent).
+ */
+function remoteDiskSpaceScript(base: string): RemoteScript {
+  return buildScript("disk_space", [call("disk_space", posix.normalize(base))]);
+}
+
+/** The space a {@linkcode remoteDiskSpaceScript} reported, or `null` for no answer. */
+function parseRemoteDiskSpace(script: RemoteScript, stdout: string): DiskSpace | null {
+  const result = parseResults(stdout, script.marker).find((r) => r.word === "disk-space");
+  return result ? diskSpaceOfResult(result.detail) : null;
+}
+
+/** The space of a `disk-space TOTAL_KIB AVAILABLE_KIB` result's detail, or `null`. */
+function diskSpaceOfResult(detail: string): DiskSpace | null {
+  const match = detail.match(/^(\d+) (\d+)$/);
+  if (!match) return null;
+  return { totalBytes: Number(match[1]) * 1024, availableBytes: Number(match[2]) * 1024 };
 }

@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { statfs } from "node:fs/promises";
 import { join } from "node:path";
-import { parseFreeSpace } from "../../../src/config/sizes.ts";
+import { parseFreeSpace } from "../../../src/config/free_space.ts";
 import type { JobConfig } from "../../../src/config/types.ts";
 import { Ledger } from "../../../src/ledger/ledger.ts";
 import { FileRows } from "../../../src/ledger/file_rows.ts";

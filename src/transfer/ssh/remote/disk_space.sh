@@ -1,6 +1,7 @@
 # shellcheck shell=sh
 # The space of a destination's file system, for `min_free_space` (see
-# free_space.ts). Runs after prologue.sh; the generated line calls
+# config/free_space.ts and ssh/transport.ts). Runs after prologue.sh; the
+# generated line calls
 #
 #   disk_space FOLDER
 #

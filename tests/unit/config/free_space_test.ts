@@ -1,6 +1,6 @@
 /** `doctor`'s one verdict on the free space at a destination, for every method. */
 import assert from "node:assert/strict";
-import { freeSpaceCheck, localDiskSpace } from "../../../src/transfer/free_space.ts";
+import { freeSpaceCheck, localDiskSpace } from "../../../src/config/free_space.ts";
 
 const GiB = 1024 ** 3;
 
