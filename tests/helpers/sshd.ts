@@ -9,6 +9,7 @@
 import { join } from "node:path";
 import type { JobConfig } from "../../src/config/types.ts";
 import { exists, LEAST_CEILING_MS, writeConfig } from "./files.ts";
+import { testJob } from "./jobs.ts";
 
 /** Unprivileged account the tests log in as. */
 export const TEST_USER = "itx-test";
@@ -268,57 +269,27 @@ export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
       };
     },
     job(overrides) {
-      return {
-        name: "ssh-test",
+      // The schema's defaults, but for what a transport test needs.
+      return testJob("ssh-test", {
         watch_path: "/nonexistent-watch",
         transfer_method: "scp",
         remote_host: host,
         remote_user: TEST_USER,
         remote_base_path: "/nonexistent-base",
         file_patterns: ["*"],
-        exclude_patterns: [],
-        case_sensitive_patterns: false,
-        symlinks: "skip",
         stability_window_seconds: 0,
-        close_shortcut_patterns: [],
-        growing_patterns: [],
-        fits_incomplete_grace_seconds: 600,
         night_date_source: "mtime",
-        night_rollover_hour: 0,
-        night_timezone: "",
         verify_transfer: "size",
-        compression: false,
-        remote_sync: true,
-        resume_partial_hours: 24,
         retry_attempts: 0,
         retry_delay_seconds: 0,
         retry_max_delay_seconds: 0,
         transfer_timeout_seconds: 120,
         max_concurrent_transfers: 1,
         rescan_interval_seconds: 0,
-        watch_mode: "auto",
-        poll_interval_seconds: 2,
-        rsync_options: [],
         ssh_port: port,
         ssh_identity_file: identityFile,
         ssh_options: sshOptions,
-        on_transfer: [],
-        on_failure: [],
-        hook_timeout_seconds: 60,
-        max_concurrent_hooks: 2,
-        after_transfer: "keep",
-        archive_path: "",
-        keep_days: 0,
-        bandwidth_limit: "",
-        min_free_space: "0",
-        schedules: [],
-        ftp_tls: "required",
-        ftp_port: null,
-        ftp_password_file: null,
-        ftp_password_env: null,
-        ftp_ca_file: null,
-        ...overrides,
-      };
+      }, overrides);
     },
     async stop() {
       // Sessions of connections whose client vanished (a cut link) outlive the listener.

@@ -8,6 +8,7 @@
 import { join } from "node:path";
 import type { JobConfig } from "../../src/config/types.ts";
 import { LEAST_CEILING_MS } from "./files.ts";
+import { testJob } from "./jobs.ts";
 
 /** Account the FTP tests log in as (a password login, unlike the SSH tests' user). */
 export const FTP_USER = "itx-ftp";
@@ -256,57 +257,28 @@ export async function startVsftpd(options: VsftpdOptions = {}): Promise<TestVsft
       };
     },
     job(overrides) {
-      return {
-        name: "ftp-test",
+      // The schema's defaults, but for what a transport test needs.
+      return testJob("ftp-test", {
         watch_path: "/nonexistent-watch",
         transfer_method: "ftp",
         remote_host: "127.0.0.1",
         remote_user: FTP_USER,
         remote_base_path: "/nonexistent-base",
         file_patterns: ["*"],
-        exclude_patterns: [],
-        case_sensitive_patterns: false,
-        symlinks: "skip",
         stability_window_seconds: 0,
-        close_shortcut_patterns: [],
-        growing_patterns: [],
-        fits_incomplete_grace_seconds: 600,
         night_date_source: "mtime",
-        night_rollover_hour: 0,
-        night_timezone: "",
         verify_transfer: "checksum",
-        compression: false,
-        remote_sync: true,
-        resume_partial_hours: 24,
         retry_attempts: 0,
         retry_delay_seconds: 0,
         retry_max_delay_seconds: 0,
         transfer_timeout_seconds: 30,
         max_concurrent_transfers: 1,
         rescan_interval_seconds: 0,
-        watch_mode: "auto",
-        poll_interval_seconds: 2,
-        rsync_options: [],
-        ssh_port: null,
-        ssh_identity_file: null,
-        ssh_options: [],
         ftp_tls: tls ? "required" : "off",
         ftp_port: port,
         ftp_password_file: passwordFile,
-        ftp_password_env: null,
         ftp_ca_file: certFile,
-        on_transfer: [],
-        on_failure: [],
-        hook_timeout_seconds: 60,
-        max_concurrent_hooks: 2,
-        after_transfer: "keep",
-        archive_path: "",
-        keep_days: 0,
-        bandwidth_limit: "",
-        min_free_space: "0",
-        schedules: [],
-        ...overrides,
-      };
+      }, overrides);
     },
     kill,
     restart: start,
