@@ -52,6 +52,8 @@ export interface RunOptions {
   env?: Record<string, string>;
   /** Start from an empty environment instead of the current one (then only `env`). */
   clearEnv?: boolean;
+  /** Called with each piece of standard output as it comes (it is returned whole as well). */
+  onStdout?: (chunk: Uint8Array) => void;
 }
 
 /** What a successful {@linkcode runProcess} returns. */
@@ -104,7 +106,7 @@ export async function runProcess(argv: string[], options: RunOptions = {}): Prom
   const feeding = options.stdin === undefined
     ? Promise.resolve()
     : feed(child, options.stdin, input.signal);
-  const stdout = readAll(child.stdout);
+  const stdout = readAll(child.stdout, options.onStdout);
   const stderrBytes = readAll(child.stderr);
 
   let timedOut = false;
@@ -224,8 +226,11 @@ async function feed(
   }
 }
 
-/** Everything read from `stream` until it ends or `stop` is called. */
-function readAll(stream: ReadableStream<Uint8Array>): { bytes: Promise<Uint8Array>; stop(): void } {
+/** Everything read from `stream` until it ends or `stop` is called; each piece shown to `onChunk`. */
+function readAll(
+  stream: ReadableStream<Uint8Array>,
+  onChunk?: (chunk: Uint8Array) => void,
+): { bytes: Promise<Uint8Array>; stop(): void } {
   const reader = stream.getReader();
   const chunks: Uint8Array[] = [];
   let stopped = false;
@@ -233,6 +238,7 @@ function readAll(stream: ReadableStream<Uint8Array>): { bytes: Promise<Uint8Arra
     try {
       for (let r = await reader.read(); !r.done && !stopped; r = await reader.read()) {
         chunks.push(r.value);
+        onChunk?.(r.value);
       }
     } catch {
       // Cancelled, or the pipe broke: keep what came.

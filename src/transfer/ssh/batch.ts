@@ -47,7 +47,7 @@ import { remoteJoin } from "./endpoint.ts";
 import { uploadFolderName, uploadFolderPrefix } from "../temp_name.ts";
 import type { TransferItem } from "../transport.ts";
 import type { UploadClaim } from "./upload_folders.ts";
-import { parseResults, type ResultLine } from "./remote_script.ts";
+import type { ResultLine } from "./remote_script.ts";
 
 /** Upload calls a batch runs at once. */
 const UPLOAD_CALLS_AT_ONCE = 3;
@@ -323,11 +323,14 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
     const data = sending.length === 1 ? [sending[0].data] : tarArchive(sending);
     let results: ResultLine[];
     try {
-      const stdout = await method.session.runStreamed(script.text, data, {
+      results = await method.session.runStreamed(script, data, {
         timeoutMs: method.timeoutMs,
         signal,
+        // The folder is ready long before the copies are in: other batches need not wait longer.
+        onResult: (result) => {
+          if (result.word === "folders-made") claim.prepared(true);
+        },
       });
-      results = parseResults(stdout, script.marker);
     } catch (error) {
       if (signal.aborted) throw signal.reason;
       claim.prepared(false);

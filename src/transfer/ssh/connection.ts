@@ -12,6 +12,7 @@ import { CommandError } from "../../errors.ts";
 import { type RunOptions, runProcess, type RunResult } from "../../process/run.ts";
 import { rsyncRshQuote, type SshEndpoint, sshOptionArgs } from "./endpoint.ts";
 import { checkMaster, CONTROL_DIR_LINK_PREFIX, stopMaster } from "./master.ts";
+import { parseResults, type RemoteScript, type ResultLine } from "./remote_script.ts";
 
 /**
  * The remote command of {@linkcode SshSession.runStreamed}: read the length
@@ -182,21 +183,32 @@ export class SshSession {
    * input, after a line with its length in bytes, read to the byte so the
    * rest is left for the script.
    *
-   * @returns its standard output
+   * Each result line is also given to `onResult` as soon as it comes.
+   *
+   * @returns the script's result lines
    */
   async runStreamed(
-    script: string,
+    script: RemoteScript,
     data: Uint8Array[],
-    options: { timeoutMs?: number; signal?: AbortSignal } = {},
-  ): Promise<string> {
-    const text = new TextEncoder().encode(script);
+    options: {
+      timeoutMs?: number;
+      signal?: AbortSignal;
+      onResult?: (result: ResultLine) => void;
+    } = {},
+  ): Promise<ResultLine[]> {
+    const text = new TextEncoder().encode(script.text);
     const head = new TextEncoder().encode(`${text.length}\n`);
+    const { onResult } = options;
+    const lines = onResult ? new LineSplitter() : null;
     const result = await this.run(await this.sshArgv(STREAMED_SCRIPT_COMMAND), {
       stdin: [head, text, ...data],
       timeoutMs: options.timeoutMs,
       signal: options.signal,
+      onStdout: lines === null
+        ? undefined
+        : (chunk) => parseResults(lines.push(chunk), script.marker).forEach(onResult!),
     });
-    return new TextDecoder().decode(result.stdout);
+    return parseResults(new TextDecoder().decode(result.stdout), script.marker);
   }
 
   /**
@@ -308,6 +320,20 @@ export class SshSession {
       this.#ownControlDir = null;
       this.#controlPath = undefined;
     }
+  }
+}
+
+/** Standard output as it comes, given back a whole line at a time. */
+class LineSplitter {
+  #decoder = new TextDecoder();
+  #rest = "";
+
+  /** The lines `chunk` completes (each ending in a line break), or "". */
+  push(chunk: Uint8Array): string {
+    const text = this.#rest + this.#decoder.decode(chunk, { stream: true });
+    const end = text.lastIndexOf("\n") + 1;
+    this.#rest = text.slice(end);
+    return text.slice(0, end);
   }
 }
 

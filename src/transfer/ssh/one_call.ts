@@ -83,6 +83,8 @@ export function oneCallScript(
     `${call("receive_tools", deliveries.length === 1 ? "one" : "several")} || exit 0`,
     "made=",
     `${makeFoldersLines(base, specs)[0]} && made=1`,
+    // Swept, and the upload folder made: the daemon's other batches may use the folder now.
+    '[ -n "$made" ] && report folders-made',
     `if [ -n "$made" ] && ${receive}`,
     "then",
     ...finishLines(plan),

@@ -13,6 +13,7 @@ import {
 } from "../../../src/transfer/transport.ts";
 import { uploadFolderName, uploadOwner } from "../../../src/transfer/temp_name.ts";
 import { isTempName } from "../../../src/layout/destination.ts";
+import { shellQuote } from "../../../src/transfer/ssh/endpoint.ts";
 import {
   exists,
   listFiles,
@@ -613,8 +614,11 @@ async function masterPid(controlPath: string): Promise<number> {
   return pid;
 }
 
-Deno.test("a host without tar, then without dd: small files still arrive, by the upload program", async () => {
-  // The server's sessions find every program of /usr/bin and /bin but those removed below.
+/**
+ * A folder of links to every program of /usr/bin and /bin, to be the PATH of
+ * the server's sessions: a test removes or replaces programs in it.
+ */
+async function serverTools(): Promise<string> {
   const bin = await Deno.makeTempDir({ prefix: "itx-tools-" });
   await Deno.chmod(bin, 0o755);
   for (const dir of ["/usr/bin", "/bin"]) {
@@ -622,6 +626,11 @@ Deno.test("a host without tar, then without dd: small files still arrive, by the
       await Deno.symlink(join(dir, entry.name), join(bin, entry.name)).catch(() => {});
     }
   }
+  return bin;
+}
+
+Deno.test("a host without tar, then without dd: small files still arrive, by the upload program", async () => {
+  const bin = await serverTools();
   const sshd = await startSshd({ sessionEnv: { PATH: bin } });
   try {
     await Deno.remove(join(bin, "tar"));
@@ -666,6 +675,46 @@ Deno.test("a host without tar, then without dd: small files still arrive, by the
       }
     });
   } finally {
+    await sshd.stop();
+    await Deno.remove(bin, { recursive: true });
+  }
+});
+
+Deno.test("a batch sent in one call lets the next batch into its folder go once the folder is made, not when it ends", async () => {
+  // The server's tar (what receives several files in one call) waits for a gate file.
+  const bin = await serverTools();
+  const gate = join(bin, ".gate-open");
+  await Deno.remove(join(bin, "tar"));
+  await Deno.writeTextFile(
+    join(bin, "tar"),
+    `#!/bin/sh\nwhile ! [ -e ${shellQuote(gate)} ]; do sleep 0.05; done\nexec /usr/bin/tar "$@"\n`,
+    { mode: 0o755 },
+  );
+  const sshd = await startSshd({ sessionEnv: { PATH: bin } });
+  try {
+    await withTransport(sshd, "scp", {}, async ({ src, dst, transport }) => {
+      await transport.warmUp!();
+      const several = await Promise.all(
+        [0, 1, 2].map((i) => makeItem(src, `20240331/a${i}.fits`, randomBytes(5000 + i))),
+      );
+      const first = transport.send(several, never);
+      // The first batch into the folder has swept it and made its upload folder; it is held.
+      await waitFor(async () => (await listFolders(dst)).some((rel) => isTempName(basename(rel))));
+      const one = await makeItem(src, "20240331/b.fits", randomBytes(7000));
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const second = await Promise.race([
+        transport.send([one], never),
+        new Promise<null>((resolve) => timer = setTimeout(() => resolve(null), 60_000)),
+      ]).finally(() => clearTimeout(timer));
+      assert.ok(second !== null, "the second batch still waits for the first one's whole call");
+      assertAllOk(second, [one]);
+      assert.ok(await exists(join(dst, "20240331", "b.fits")), "arrived while the first is held");
+      await Deno.writeTextFile(gate, "");
+      assertAllOk(await first, several);
+      await assertDelivered(dst, [...several, one]);
+    });
+  } finally {
+    await Deno.writeTextFile(gate, "");
     await sshd.stop();
     await Deno.remove(bin, { recursive: true });
   }
