@@ -14,7 +14,7 @@
  * @module
  */
 import { readFileSync, statSync } from "node:fs";
-import { Client, FTPError } from "basic-ftp";
+import type { Client } from "basic-ftp";
 import type { JobConfig } from "../../config/types.ts";
 import { TransferError } from "../../errors.ts";
 import { Readable } from "node:stream";
@@ -119,6 +119,12 @@ export interface FtpFeatures {
   mdtm: boolean;
 }
 
+/** Whether `error` is the FTP library's error for a server's reply (`code`: the reply's). */
+export function isFtpError(error: unknown): error is Error & { code: number } {
+  return error instanceof Error && error.name === "FTPError" &&
+    typeof (error as { code?: unknown }).code === "number";
+}
+
 /** A logged-in connection. */
 export interface FtpConnection {
   client: Client;
@@ -137,6 +143,8 @@ export async function connectFtp(
   job: JobConfig,
   onStep: (step: FtpStep, detail: string) => void = () => {},
 ): Promise<FtpConnection> {
+  // Loaded by the first FTP connection: a daemon without ftp jobs never holds the library.
+  const { Client } = await import("basic-ftp");
   const client = new Client(job.transfer_timeout_seconds * 1000);
   let step: FtpStep = "connect";
   try {
@@ -206,7 +214,7 @@ export function classifyFtpError(error: unknown, job: JobConfig, step: string): 
       { cause: error },
     );
   }
-  if (error instanceof FTPError) {
+  if (isFtpError(error)) {
     const ftpCode = error.code;
     if (step === "tls") {
       return new TransferError(

@@ -15,7 +15,6 @@
  *
  * @module
  */
-import { FTPError } from "basic-ftp";
 import { createReadStream } from "node:fs";
 import { bandwidthLimit } from "../../config/sizes.ts";
 import type { JobConfig } from "../../config/types.ts";
@@ -23,6 +22,7 @@ import { TransferError } from "../../errors.ts";
 import {
   classifyFtpError,
   ftpServerName,
+  isFtpError,
   probeFtpDestination,
   SESSION_REUSE_FIX,
 } from "./connect.ts";
@@ -156,7 +156,7 @@ export class FtpTransport implements Transport {
           answers.set(destination, await ask(peer, joinRemote(base, destination)));
         } catch (error) {
           // 550: no such file (or not a plain file); anything else is a real failure.
-          if (!(error instanceof FTPError) || error.code !== 550) throw error;
+          if (!isFtpError(error) || error.code !== 550) throw error;
           answers.set(destination, null);
         }
       }
