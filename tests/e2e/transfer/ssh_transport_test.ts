@@ -687,7 +687,16 @@ Deno.test("a batch sent in one call lets the next batch into its folder go once 
   await Deno.remove(join(bin, "tar"));
   await Deno.writeTextFile(
     join(bin, "tar"),
-    `#!/bin/sh\nwhile ! [ -e ${shellQuote(gate)} ]; do sleep 0.05; done\nexec /usr/bin/tar "$@"\n`,
+    [
+      "#!/bin/sh",
+      `while ! [ -e ${shellQuote(gate)} ]; do`,
+      // It gives up once the folder is removed (the test failed before it opened the gate).
+      `  [ -d ${shellQuote(bin)} ] || exit 1`,
+      "  sleep 0.05",
+      "done",
+      'exec /usr/bin/tar "$@"',
+      "",
+    ].join("\n"),
     { mode: 0o755 },
   );
   const sshd = await startSshd({ sessionEnv: { PATH: bin } });
