@@ -63,29 +63,33 @@ export interface DiskSpace {
  * parent), or `null` when the system cannot tell (no `statfs` there).
  */
 export async function localDiskSpace(path: string): Promise<DiskSpace | null> {
-  let folder = path;
-  for (;;) {
+  for (const folder of selfAndParents(path)) {
     try {
       return spaceOf(await statfs(folder));
     } catch (error) {
-      const parent = dirname(folder);
-      if ((error as { code?: string }).code !== "ENOENT" || parent === folder) return null;
-      folder = parent;
+      if ((error as { code?: string }).code !== "ENOENT") return null;
     }
   }
+  return null;
 }
 
 /** Like {@linkcode localDiskSpace}, without waiting (the ledger's own disk, while it fails). */
 export function localDiskSpaceSync(path: string): DiskSpace | null {
-  let folder = path;
-  for (;;) {
+  for (const folder of selfAndParents(path)) {
     try {
       return spaceOf(statfsSync(folder));
     } catch (error) {
-      const parent = dirname(folder);
-      if ((error as { code?: string }).code !== "ENOENT" || parent === folder) return null;
-      folder = parent;
+      if ((error as { code?: string }).code !== "ENOENT") return null;
     }
+  }
+  return null;
+}
+
+/** `path`, then each of its parents up to the root: where a folder not made yet will be. */
+function* selfAndParents(path: string): Generator<string> {
+  for (let folder = path;; folder = dirname(folder)) {
+    yield folder;
+    if (dirname(folder) === folder) return;
   }
 }
 

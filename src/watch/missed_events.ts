@@ -135,14 +135,14 @@ export async function scanDirtyFolders(
       const found = onFound(batch);
       result.found += found.length;
       // On a busy machine a fresh file's event may still be on its way.
-      const late = found.filter((file) => writtenBefore(file.path, silentBefore));
-      result.overdue += late.length;
-      for (const file of found) if (!late.includes(file)) result.fresh.push(file.relPath);
+      let late = 0;
+      for (const file of found) {
+        if (writtenBefore(file.path, silentBefore)) late++;
+        else result.fresh.push(file.relPath);
+      }
+      result.overdue += late;
       const folder = parentOf(batch[0].relPath);
-      if (
-        !dirty.has(folder) && !result.unwatched.includes(folder) &&
-        late.length > 0
-      ) {
+      if (!dirty.has(folder) && !result.unwatched.includes(folder) && late > 0) {
         result.unwatched.push(folder);
       }
     }

@@ -1,6 +1,10 @@
 /** `doctor`'s one verdict on the free space at a destination, for every method. */
 import assert from "node:assert/strict";
-import { freeSpaceCheck, localDiskSpace } from "../../../src/config/free_space.ts";
+import {
+  freeSpaceCheck,
+  localDiskSpace,
+  localDiskSpaceSync,
+} from "../../../src/config/free_space.ts";
 
 const GiB = 1024 ** 3;
 
@@ -36,7 +40,7 @@ Deno.test("freeSpaceCheck: min_free_space in bytes or as a share decides; withou
   });
 });
 
-Deno.test("localDiskSpace: a folder not made yet is measured at its nearest existing parent", async () => {
+Deno.test("localDiskSpace and its sync twin: a folder not made yet is measured at its nearest existing parent", async () => {
   const dir = await Deno.makeTempDir({ prefix: "itx-space-" });
   try {
     const here = await localDiskSpace(dir);
@@ -44,6 +48,12 @@ Deno.test("localDiskSpace: a folder not made yet is measured at its nearest exis
     assert.ok(here !== null && below !== null);
     assert.equal(below.totalBytes, here.totalBytes);
     assert.ok(here.availableBytes > 0 && here.availableBytes <= here.totalBytes);
+    const belowSync = localDiskSpaceSync(`${dir}/not/made/yet`);
+    assert.equal(belowSync?.totalBytes, here.totalBytes);
+    // Not a missing folder but a file on the way: the system cannot tell.
+    await Deno.writeTextFile(`${dir}/file`, "");
+    assert.equal(await localDiskSpace(`${dir}/file/below`), null);
+    assert.equal(localDiskSpaceSync(`${dir}/file/below`), null);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
