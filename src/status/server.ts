@@ -4,6 +4,8 @@
  * token is set; with a token every request must carry it (compared in
  * constant time); actions are POST only and refused from another origin; a
  * loopback server answers only to its own host names (no DNS rebinding).
+ * The connections themselves (deadlines, sizes, how many) are held by
+ * `http_server.ts`.
  *
  * Server-Sent Events of the status server (`/api/events`): the status pushed
  * to every open page when something changed, throttled, with a heartbeat.
@@ -28,10 +30,8 @@ import type { StatusEvents } from "./job_status.ts";
 import type { ListenSettings } from "./listen.ts";
 import { Metrics } from "./metrics.ts";
 import { OpenFdCounter } from "../process/open_fds.ts";
+import { type HttpServer, serveHttp, STATUS_LIMITS } from "./http_server.ts";
 import { PAGE_CSP, STATUS_PAGE } from "./page.ts";
-
-/** The largest request body taken (an action's JSON is a few hundred bytes). */
-const MAX_BODY_BYTES = 64 * 1024;
 
 /** Longest a stop waits for the status page's open requests. */
 const SHUTDOWN_WAIT_MS = 2_000;
@@ -76,17 +76,21 @@ export function startStatusServer(
     if (refused) return refused;
     return route(request, settings, source, { metrics, durations, push, openFds });
   };
-  let server: Deno.HttpServer<Deno.NetAddr>;
+  let server: HttpServer;
   const address = `${settings.hostname}:${settings.port}`;
   try {
-    server = Deno.serve({
+    server = serveHttp({
       hostname: settings.hostname,
       port: settings.port,
-      ...(settings.tls ?? {}),
-      onListen: () => {},
+      tls: settings.tls,
       onError: (error) => {
         log.error("Status page request failed: {error}", { error: String(error) });
-        return new Response("internal error\n", { status: 500 });
+      },
+      onTurnedAway: (count) => {
+        log.warn(
+          "Status page: {count} connection(s) closed on arrival, {max} were open already",
+          { count, max: STATUS_LIMITS.maxConnections },
+        );
       },
     }, handler);
   } catch (error) {
@@ -113,14 +117,7 @@ export function startStatusServer(
       openFds?.close();
       push.close();
       // Open requests get a moment to finish; a stop never waits longer on a page.
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const waited = await Promise.race([
-        server.shutdown().then(() => false),
-        new Promise<boolean>((resolve) =>
-          timer = setTimeout(() => resolve(true), SHUTDOWN_WAIT_MS)
-        ),
-      ]);
-      clearTimeout(timer);
+      const waited = await server.shutdown(SHUTDOWN_WAIT_MS);
       if (waited) {
         log.warn("Status page connections still open after {seconds} s; stopping without them", {
           seconds: SHUTDOWN_WAIT_MS / 1000,
@@ -147,10 +144,8 @@ async function route(
     const action = /^\/api\/jobs\/([^/]+)\/([a-z]+)$/.exec(path);
     if (action) {
       if (request.method !== "POST") return text(405, "actions take POST\n", { allow: "POST" });
-      const given = await readBody(request);
-      if (given === null) {
-        return text(413, `a request body may hold at most ${MAX_BODY_BYTES / 1024} KiB\n`);
-      }
+      // The connection took the body whole, refusing one over 64 KiB (http_server.ts).
+      const given = await request.text();
       const body = jobAction(source, decodeURIComponent(action[1]), action[2], given);
       source.reports.changed();
       push.changed();
@@ -213,39 +208,6 @@ async function route(
     if (error instanceof ApiError) return json(error.status, { error: error.message });
     throw error;
   }
-}
-
-/**
- * The request's body as text, or `null` when it is longer than
- * {@linkcode MAX_BODY_BYTES} (read no further: a huge body never fills memory).
- */
-async function readBody(request: Request): Promise<string | null> {
-  const declared = Number(request.headers.get("content-length") ?? "0");
-  if (declared > MAX_BODY_BYTES) {
-    await request.body?.cancel().catch(() => {});
-    return null;
-  }
-  if (request.body === null) return "";
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  const reader = request.body.getReader();
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > MAX_BODY_BYTES) {
-      await reader.cancel().catch(() => {});
-      return null;
-    }
-    chunks.push(value);
-  }
-  const bytes = new Uint8Array(size);
-  let at = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, at);
-    at += chunk.byteLength;
-  }
-  return new TextDecoder().decode(bytes);
 }
 
 /** The refusal for a request that may not be served, or `null`. */

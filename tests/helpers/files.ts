@@ -109,6 +109,32 @@ export async function waitFor(
 }
 
 /**
+ * `promise`'s value; throw if it has not settled after `timeoutMs` (at least
+ * {@linkcode LEAST_CEILING_MS}).
+ */
+export async function within<T>(
+  promise: Promise<T>,
+  timeoutMs = LEAST_CEILING_MS,
+  what = "promise",
+): Promise<T> {
+  const ceiling = ceilingMs(timeoutMs);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) =>
+        timer = setTimeout(
+          () => reject(new Error(`Timed out after ${ceiling} ms waiting for ${what}`)),
+          ceiling,
+        )
+      ),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
  * Write a config file from key/value pairs. Values are written as JSON, which
  * is valid YAML and keeps hostile paths intact.
  */

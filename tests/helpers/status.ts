@@ -82,3 +82,63 @@ export async function post(base: string, path: string, body?: unknown): Promise<
     body: body === undefined ? undefined : JSON.stringify(body),
   });
 }
+
+/** A raw HTTP client connection: bytes in, bytes out, for clients that break the rules. */
+export class RawClient {
+  #conn: Deno.Conn;
+  #decoder = new TextDecoder();
+  received = "";
+
+  private constructor(conn: Deno.Conn) {
+    this.#conn = conn;
+  }
+
+  /** Connect to `port` on 127.0.0.1. */
+  static async open(port: number): Promise<RawClient> {
+    return new RawClient(await Deno.connect({ hostname: "127.0.0.1", port }));
+  }
+
+  async send(text: string): Promise<void> {
+    await this.#conn.write(new TextEncoder().encode(text));
+  }
+
+  /** Read until `received` matches `pattern`; fails if the server closes first. */
+  async readUntil(pattern: RegExp): Promise<string> {
+    const buffer = new Uint8Array(64 * 1024);
+    while (!pattern.test(this.received)) {
+      const n = await this.#conn.read(buffer);
+      if (n === null) {
+        throw new Error(`closed before ${pattern}; got ${JSON.stringify(this.received)}`);
+      }
+      this.received += this.#decoder.decode(buffer.subarray(0, n));
+    }
+    return this.received;
+  }
+
+  /** Read until the server closes the connection; what came meanwhile is returned. */
+  async readToEnd(): Promise<string> {
+    const buffer = new Uint8Array(64 * 1024);
+    for (;;) {
+      let n: number | null;
+      try {
+        n = await this.#conn.read(buffer);
+      } catch (error) {
+        // Reset by the server, or closed here meanwhile.
+        if (
+          error instanceof Deno.errors.ConnectionReset ||
+          error instanceof Deno.errors.Interrupted ||
+          error instanceof Deno.errors.BadResource
+        ) return this.received;
+        throw error;
+      }
+      if (n === null) return this.received;
+      this.received += this.#decoder.decode(buffer.subarray(0, n));
+    }
+  }
+
+  close(): void {
+    try {
+      this.#conn.close();
+    } catch { /* closed */ }
+  }
+}

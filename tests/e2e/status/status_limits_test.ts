@@ -3,15 +3,24 @@
  * over 64 KiB are refused (413) without being read into memory, at most 50
  * live-update clients are served (the rest told to retry), a fresh `?token=`
  * link wins over a stale cookie, the page's CSP allows only its own script
- * (by hash) and no framing, forms or `<base>`; and `config validate` and
- * `doctor` refuse a non-loopback address without a token, as `run` does.
+ * (by hash) and no framing, forms or `<base>`; connections that trickle
+ * their request in are closed after 10 s while files keep arriving; and
+ * `config validate` and `doctor` refuse a non-loopback address without a
+ * token, as `run` does.
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { runCli } from "../../helpers/cli.ts";
-import { writeConfig } from "../../helpers/files.ts";
-import { freePort, getJson, post, startStatusDaemon } from "../../helpers/status.ts";
+import {
+  exists,
+  listFiles,
+  randomBytes,
+  waitFor,
+  within,
+  writeConfig,
+} from "../../helpers/files.ts";
+import { freePort, getJson, post, RawClient, startStatusDaemon } from "../../helpers/status.ts";
 
 Deno.test("status server: a 1 MiB POST is refused with 413, declared or streamed; a small one works", async () => {
   await using d = await startStatusDaemon();
@@ -183,5 +192,47 @@ Deno.test("a reload (SIGHUP) that changes status_listen says a restart is needed
       `status_listen changed from "127\\.0\\.0\\.1:\\d+" to "127\\.0\\.0\\.1:${port}": .*restarts`,
     ),
   );
+  assert.equal((await getJson<{ jobs: unknown[] }>(d.base, "/api/status")).jobs.length, 1);
+});
+
+Deno.test("status server: 200 slow-header connections are closed after 10 s; files arrive and the page answers meanwhile", async () => {
+  await using d = await startStatusDaemon();
+  const port = Number(new URL(d.base).port);
+  const slow = await Promise.all(
+    Array.from({ length: 200 }, () => RawClient.open(port)),
+  );
+  let trickling = true;
+  // Each sends one header line every 2 s and never ends its head.
+  const trickle = slow.map(async (client, i) => {
+    try {
+      await client.send(`GET /api/status HTTP/1.1\r\nhost: 127.0.0.1:${port}\r\n`);
+      for (let line = 0; trickling; line++) {
+        await new Promise((r) => setTimeout(r, 2_000));
+        await client.send(`x-slow-${i}-${line}: 1\r\n`);
+      }
+    } catch { /* closed by the server */ }
+  });
+  const ends = slow.map((client) => client.readToEnd());
+  try {
+    const files = Array.from({ length: 20 }, (_, i) => [`slow_${i}.fits`, randomBytes(50_000)]);
+    for (const [name, bytes] of files) {
+      await Deno.writeFile(join(d.watch, name as string), bytes as Uint8Array);
+    }
+    const status = await getJson<{ jobs: unknown[] }>(d.base, "/api/status");
+    assert.equal(status.jobs.length, 1);
+    const arrived = async () => (await exists(d.dest)) ? await listFiles(d.dest) : [];
+    await waitFor(async () => (await arrived()).length === files.length, 60_000, "files");
+    for (const [name, bytes] of files) {
+      const [at] = (await arrived()).filter((f) => f.endsWith(`/${name}`));
+      assert.deepEqual(await Deno.readFile(join(d.dest, at)), bytes, name as string);
+    }
+    // Every slow connection is closed by the server, none answered.
+    const answers = await within(Promise.all(ends), 60_000, "the server to close them");
+    assert.deepEqual(new Set(answers), new Set([""]));
+  } finally {
+    trickling = false;
+    for (const client of slow) client.close();
+    await Promise.all(trickle);
+  }
   assert.equal((await getJson<{ jobs: unknown[] }>(d.base, "/api/status")).jobs.length, 1);
 });

@@ -1,0 +1,234 @@
+/**
+ * The status server's HTTP/1.1 connections over real sockets, with short
+ * limits: a request that does not arrive whole in time and a kept-alive
+ * connection left idle are closed, heads and bodies over their size are
+ * refused, bodies in chunks and `Expect: 100-continue` work, connections
+ * beyond the limit are closed at once, an event stream is sent as it comes
+ * and cancelled when its client goes, and a stop waits only for answers
+ * under way.
+ */
+import assert from "node:assert/strict";
+import { type HttpLimits, type HttpServer, serveHttp } from "../../../src/status/http_server.ts";
+import { RawClient } from "../../helpers/status.ts";
+
+const SHORT: Partial<HttpLimits> = { requestMs: 400, idleMs: 600, maxBodyBytes: 1024 };
+
+/** A server on a free loopback port answering with the method, path and body it got. */
+function echoServer(
+  limits: Partial<HttpLimits> = SHORT,
+  handler?: (request: Request) => Response | Promise<Response>,
+): HttpServer & AsyncDisposable {
+  const errors: unknown[] = [];
+  const server = serveHttp(
+    { hostname: "127.0.0.1", port: 0, tls: null, limits, onError: (e) => errors.push(e) },
+    handler ?? (async (request) =>
+      new Response(
+        `${request.method} ${new URL(request.url).pathname} ${await request.text()}`,
+        { headers: { "x-host": request.headers.get("host") ?? "" } },
+      )),
+  );
+  return Object.assign(server, {
+    async [Symbol.asyncDispose]() {
+      await server.shutdown(0);
+    },
+  });
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+Deno.test("http server: a head that trickles in past the request time is closed unanswered", async () => {
+  await using server = echoServer();
+  const client = await RawClient.open(server.addr.port);
+  await client.send("GET / HTTP/1.1\r\n");
+  // One header line per 150 ms: each byte is in time, the whole is not.
+  const trickle = (async () => {
+    try {
+      for (let i = 0; i < 20; i++) {
+        await sleep(150);
+        await client.send(`x-slow-${i}: 1\r\n`);
+      }
+    } catch { /* closed by the server */ }
+  })();
+  assert.equal(await client.readToEnd(), "");
+  await trickle;
+  client.close();
+});
+
+Deno.test("http server: a connection that sends nothing, and a body that stops short, are closed", async () => {
+  await using server = echoServer();
+  const silent = await RawClient.open(server.addr.port);
+  assert.equal(await silent.readToEnd(), "");
+  silent.close();
+  const short = await RawClient.open(server.addr.port);
+  await short.send("POST /a HTTP/1.1\r\nhost: h\r\ncontent-length: 10\r\n\r\n12345");
+  assert.equal(await short.readToEnd(), "");
+  short.close();
+});
+
+Deno.test("http server: two requests on one kept-alive connection, then closed when idle", async () => {
+  await using server = echoServer();
+  const client = await RawClient.open(server.addr.port);
+  await client.send("GET /one HTTP/1.1\r\nhost: h\r\n\r\n");
+  await client.readUntil(/GET \/one $/);
+  await client.send("POST /two HTTP/1.1\r\nhost: h\r\ncontent-length: 5\r\n\r\nhello");
+  const both = await client.readUntil(/POST \/two hello$/);
+  assert.match(both, /^HTTP\/1\.1 200 OK\r\n/);
+  assert.match(both, /x-host: h\r\n/);
+  assert.match(both, /content-length: 9\r\n/);
+  // Nothing more is asked: the server closes the idle connection.
+  assert.equal(await client.readToEnd(), both);
+  assert.equal(server.connections, 0);
+  client.close();
+});
+
+Deno.test("http server: a body in chunks and Expect: 100-continue reach the handler whole", async () => {
+  await using server = echoServer();
+  const chunked = await RawClient.open(server.addr.port);
+  await chunked.send(
+    "POST /c HTTP/1.1\r\nhost: h\r\ntransfer-encoding: chunked\r\n\r\n" +
+      "5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nx-trailer: 1\r\n\r\n",
+  );
+  assert.match(await chunked.readUntil(/POST \/c hello world$/), /^HTTP\/1\.1 200/);
+  chunked.close();
+  const expecting = await RawClient.open(server.addr.port);
+  await expecting.send(
+    "POST /e HTTP/1.1\r\nhost: h\r\ncontent-length: 3\r\nexpect: 100-continue\r\n\r\n",
+  );
+  assert.match(await expecting.readUntil(/100 Continue\r\n\r\n/), /^HTTP\/1\.1 100 Continue/);
+  await expecting.send("abc");
+  await expecting.readUntil(/POST \/e abc$/);
+  expecting.close();
+});
+
+Deno.test("http server: oversized heads and bodies, and malformed requests, are refused and closed", async () => {
+  await using server = echoServer({ ...SHORT, maxHeadBytes: 1024 });
+  const cases: Array<[string, RegExp]> = [
+    [`GET / HTTP/1.1\r\nhost: h\r\nx-big: ${"a".repeat(2000)}\r\n\r\n`, /^HTTP\/1\.1 431 /],
+    ["POST / HTTP/1.1\r\nhost: h\r\ncontent-length: 5000\r\n\r\n", /^HTTP\/1\.1 413 [^]*1 KiB/],
+    [
+      `POST / HTTP/1.1\r\nhost: h\r\ntransfer-encoding: chunked\r\n\r\n800\r\n${
+        "a".repeat(2048)
+      }\r\n`,
+      /^HTTP\/1\.1 413 /,
+    ],
+    ["PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", /^HTTP\/1\.1 400 /],
+    ["GET / HTTP/1.1\r\n\r\n", /^HTTP\/1\.1 400 [^]*needs Host/],
+    ["GET / HTTP/1.1\r\nhost: h\r\n folded\r\n\r\n", /^HTTP\/1\.1 400 /],
+    ["GET / HTTP/1.1\r\nhost: h\r\ntransfer-encoding: gzip\r\n\r\n", /^HTTP\/1\.1 501 /],
+    ["CONNECT / HTTP/1.1\r\nhost: h\r\n\r\n", /^HTTP\/1\.1 405 /],
+  ];
+  for (const [request, expected] of cases) {
+    const client = await RawClient.open(server.addr.port);
+    await client.send(request);
+    const answer = await client.readToEnd();
+    assert.match(answer, expected, JSON.stringify(request.slice(0, 60)));
+    assert.match(answer, /connection: close\r\n/);
+    client.close();
+  }
+});
+
+Deno.test("http server: beyond the most connections, new ones are closed at once; the open ones are served", async () => {
+  const turnedAway: number[] = [];
+  const server = serveHttp({
+    hostname: "127.0.0.1",
+    port: 0,
+    tls: null,
+    limits: { maxConnections: 3, requestMs: 60_000 },
+    onError: () => {},
+    onTurnedAway: (n) => turnedAway.push(n),
+  }, () => new Response("ok"));
+  const held = [
+    await RawClient.open(server.addr.port),
+    await RawClient.open(server.addr.port),
+    await RawClient.open(server.addr.port),
+  ];
+  try {
+    for (const c of held) await c.send("GET / HTTP/1.1\r\n");
+    while (server.connections < 3) await sleep(10);
+    const fourth = await RawClient.open(server.addr.port);
+    assert.equal(await fourth.readToEnd(), "");
+    fourth.close();
+    assert.deepEqual(turnedAway, [1]);
+    await held[0].send("host: h\r\n\r\n");
+    assert.match(await held[0].readUntil(/ok$/), /^HTTP\/1\.1 200/);
+  } finally {
+    for (const c of held) c.close();
+    await server.shutdown(0);
+  }
+});
+
+Deno.test("http server: an event stream goes out as it comes, is cancelled when its client goes; a stop waits for it", async () => {
+  let cancelled: () => void = () => {};
+  const wasCancelled = new Promise<void>((resolve) => cancelled = resolve);
+  const controllers: ReadableStreamDefaultController<Uint8Array>[] = [];
+  const server = serveHttp(
+    { hostname: "127.0.0.1", port: 0, tls: null, limits: SHORT, onError: () => {} },
+    () =>
+      new Response(
+        new ReadableStream<Uint8Array>({
+          start: (c) => {
+            controllers.push(c);
+            c.enqueue(new TextEncoder().encode("data: first\n\n"));
+          },
+          cancel: () => cancelled(),
+        }),
+        { headers: { "content-type": "text/event-stream" } },
+      ),
+  );
+  try {
+    const leaving = await RawClient.open(server.addr.port);
+    await leaving.send("GET /events HTTP/1.1\r\nhost: h\r\n\r\n");
+    const start = await leaving.readUntil(/data: first\n\n\r\n/);
+    assert.match(start, /transfer-encoding: chunked\r\n/);
+    assert.match(start, /\r\n\r\nd\r\ndata: first\n\n\r\n$/);
+    // Quiet longer than the idle time: a stream being answered stays open.
+    await sleep(900);
+    controllers[0].enqueue(new TextEncoder().encode("data: second\n\n"));
+    await leaving.readUntil(/data: second/);
+    leaving.close();
+    // The stream's source hears that the client went, with nothing more written.
+    await wasCancelled;
+
+    const staying = await RawClient.open(server.addr.port);
+    await staying.send("GET /events HTTP/1.1\r\nhost: h\r\n\r\n");
+    await staying.readUntil(/data: first/);
+    const idle = await RawClient.open(server.addr.port);
+    while (server.connections < 2) await sleep(10);
+    const stopped = server.shutdown(5_000);
+    // The idle connection is closed at once; the stream ends when its source closes.
+    assert.equal(await idle.readToEnd(), "");
+    controllers[1].close();
+    assert.match(await staying.readToEnd(), /\r\n0\r\n\r\n$/);
+    assert.equal(await stopped, false);
+    idle.close();
+    staying.close();
+  } finally {
+    await server.shutdown(0);
+  }
+});
+
+Deno.test("http server: HEAD gets the length and no body; a failing handler answers 500 and is reported", async () => {
+  const errors: unknown[] = [];
+  const server = serveHttp(
+    { hostname: "127.0.0.1", port: 0, tls: null, limits: SHORT, onError: (e) => errors.push(e) },
+    (request) => {
+      if (new URL(request.url).pathname === "/fail") throw new Error("broken");
+      return new Response("twelve bytes");
+    },
+  );
+  try {
+    const head = await RawClient.open(server.addr.port);
+    await head.send("HEAD / HTTP/1.1\r\nhost: h\r\nconnection: close\r\n\r\n");
+    const answer = await head.readToEnd();
+    assert.match(answer, /content-length: 12\r\n/);
+    assert.ok(answer.endsWith("\r\n\r\n"), JSON.stringify(answer));
+    head.close();
+    const response = await fetch(`http://127.0.0.1:${server.addr.port}/fail`);
+    assert.equal(response.status, 500);
+    await response.body?.cancel();
+    assert.equal(errors.length, 1);
+    assert.match(String(errors[0]), /broken/);
+  } finally {
+    await server.shutdown(0);
+  }
+});
