@@ -8,6 +8,7 @@
 import { join } from "node:path";
 import { DaemonProcess } from "./daemon_process.ts";
 import { PageViewer } from "./page_viewer.ts";
+import { Siege, type SiegeCount } from "./siege.ts";
 import type { ResultRow, Section } from "./report.ts";
 import {
   type BenchContext,
@@ -38,11 +39,16 @@ interface DaemonBurst {
   problems: string[];
   /** Files the daemon found by scanning (after the watcher reported lost events). */
   foundByScan: number;
-  /** Updates the open status page received (with `withPage`). */
+  /** Updates the open status page received (with `page`). */
   pageUpdates?: number;
+  /** What the siege of the status page saw (with `siege`). */
+  siege?: SiegeCount;
 }
 
 const SUCCESS = "Successfully transferred";
+
+/** Connection attempts a siege of the status page keeps in flight. */
+const SIEGE_IN_FLIGHT = 1_000;
 
 /** Check that `dir` holds every burst file, complete, and nothing else. */
 async function checkArrived(dir: string, what: string): Promise<void> {
@@ -105,11 +111,19 @@ type BurstMethod = "rsync" | "scp" | "local";
 /** Each method's target, as a fraction of the same round's one-shot `rsync -a`. */
 const BURST_TARGET: Record<BurstMethod, number> = { rsync: 0.6, scp: 0.6, local: 0.5 };
 
+/** Extras of a daemon burst: the page open in Chromium, or a siege of the page. */
+interface BurstExtras {
+  page?: boolean;
+  /** Connection attempts kept in flight against the status page. */
+  siege?: number;
+}
+
 async function daemonBurst(
   ctx: BenchContext,
   method: BurstMethod,
-  withPage = false,
+  { page = false, siege: inFlight = 0 }: BurstExtras = {},
 ): Promise<DaemonBurst> {
+  const withPage = page || inFlight > 0;
   const port = withPage ? freePort() : 0;
   const { watch, remote, config, remove } = await daemonSandbox(ctx, `burst-${method}`, {
     method,
@@ -117,9 +131,15 @@ async function daemonBurst(
   });
   const daemon = DaemonProcess.start(config);
   let viewer: PageViewer | undefined;
+  let siege: Siege | undefined;
   try {
     await daemon.waitForLine("Watching", { timeoutMs: 30_000 });
-    if (withPage) viewer = await PageViewer.open(`http://127.0.0.1:${port}/`);
+    if (page) viewer = await PageViewer.open(`http://127.0.0.1:${port}/`);
+    if (inFlight > 0) {
+      siege = Siege.start(port, inFlight);
+      // The attempts are in flight before the first file is written.
+      await new Promise((resolve) => setTimeout(resolve, 2_000));
+    }
     const first = daemon.waitForLine(SUCCESS, { timeoutMs: 60_000 });
     const last = daemon.waitForLine(SUCCESS, { nth: BURST_FILES, timeoutMs: 240_000 });
     first.catch(() => {});
@@ -129,8 +149,11 @@ async function daemonBurst(
     const firstLine = await first;
     await checkArrived(remote, `daemon ${method}`);
     const pageUpdates = await viewer?.updates();
+    const sieged = await siege?.stop();
+    siege = undefined;
     return {
       pageUpdates,
+      siege: sieged,
       ms: lastLine.atMs - written.lastClosedMs,
       firstMs: firstLine.atMs - written.firstClosedMs,
       writeMs: written.lastClosedMs - written.startMs,
@@ -143,6 +166,7 @@ async function daemonBurst(
     };
   } finally {
     await viewer?.close();
+    await siege?.stop();
     await daemon.stop();
     await remove();
     await sync();
@@ -160,6 +184,7 @@ export async function runBurst(
   const baselineRuns: BaselineBurst[] = [];
   const runs = new Map<string, DaemonBurst[]>(methods.map((m) => [m, []]));
   const pageRuns: DaemonBurst[] = [];
+  const siegeRuns: DaemonBurst[] = [];
   for (let round = 1; round <= rounds; round++) {
     const run = await baselineBurst(ctx);
     baselineRuns.push(run);
@@ -175,12 +200,19 @@ export async function runBurst(
           `close (writer took ${formatMs(run.writeMs)}, first file ${formatMs(run.firstMs)})`,
       );
     }
-    const paged = await daemonBurst(ctx, methods[0], true);
+    const paged = await daemonBurst(ctx, methods[0], { page: true });
     pageRuns.push(paged);
     ctx.progress(
       `burst round ${round}/${rounds}: daemon ${methods[0]} with the status page open ` +
         `${formatMs(paged.ms)} after the last close (writer took ${formatMs(paged.writeMs)}, ` +
         `${paged.pageUpdates} pushed updates)`,
+    );
+    const sieged = await daemonBurst(ctx, methods[0], { siege: SIEGE_IN_FLIGHT });
+    siegeRuns.push(sieged);
+    ctx.progress(
+      `burst round ${round}/${rounds}: daemon ${methods[0]} with ${SIEGE_IN_FLIGHT} connection ` +
+        `attempts at the page ${formatMs(sieged.ms)} after the last close ` +
+        `(${sieged.siege?.opened} opened, ${sieged.siege?.closedByServer} closed by the daemon)`,
     );
   }
   const baseline = baselineRuns.map((r) => r.rsyncMs);
@@ -237,6 +269,26 @@ export async function runBurst(
       pageRuns.map((r) => formatMs(r.ms)).join(", ")
     }; updates the page received: ${pageRuns.map((r) => r.pageUpdates).join(", ")}`,
   );
+  const sieged = summarize(siegeRuns.map((r) => r.ms));
+  rows.push({
+    benchmark: `burst, ${
+      methods[0]
+    }, ${SIEGE_IN_FLIGHT} connection attempts at the status page in flight`,
+    daemon: formatSummaryMs(sieged),
+    baseline: `${formatSummaryMs(plain)} (the same without the page)`,
+    ratio: `${(sieged.median / plain.median).toFixed(2)}×`,
+    target: "≤ 1.1 × without the page",
+    met: sieged.median <= 1.1 * plain.median,
+  });
+  details.push(
+    `daemon ${methods[0]} under the siege per round: ${
+      siegeRuns.map((r) => formatMs(r.ms)).join(", ")
+    }; connections the siege opened: ${
+      siegeRuns.map((r) => r.siege?.opened).join(", ")
+    }; closed by the daemon: ${
+      siegeRuns.map((r) => r.siege?.closedByServer).join(", ")
+    }; answered: ${siegeRuns.map((r) => r.siege?.answered).join(", ")}`,
+  );
   return {
     title: "Burst",
     rows,
@@ -244,7 +296,7 @@ export async function runBurst(
       `${BURST_FILES} FITS files of 200 KiB (one header block, random pixels) are written one`,
       "after another (write + close each, from memory) into the watch folder of a freshly",
       "started daemon (default settings: a closed FITS file whose structure is complete goes at",
-      "once, `max_concurrent_transfers: 2`, `verify_transfer: checksum`, default cipher). The daemon",
+      "once, `max_concurrent_transfers: 4`, `verify_transfer: checksum`, default cipher). The daemon",
       "figure runs from the moment the last file was closed to the moment the benchmark read",
       `the ${BURST_FILES}th \`Successfully transferred\` line on the daemon's stderr (logged`,
       "after the verification and the rename into place); the destination is then checked",
@@ -255,7 +307,11 @@ export async function runBurst(
       "back. Rounds alternate baseline and daemon runs; each run uses a fresh destination,",
       "watch folder and ledger, followed by `sync`. Each round ends with one more daemon run",
       "(the first method) with the status page open in headless Chromium, rendering every",
-      "pushed update; it is compared with the daemon runs without the page.",
+      "pushed update, and one with the status page under a siege: " +
+      `${SIEGE_IN_FLIGHT} connection attempts`,
+      "from the benchmark's own process kept in flight, each sending its request head one line",
+      "a second and never ending it, and opened again as soon as the daemon closes it. Both are",
+      "compared with the daemon runs without the page.",
     ].join("\n"),
     details,
   };

@@ -14,6 +14,7 @@
  *
  * @module
  */
+import { type ReadRequest, Refusal, RequestReader } from "./http_request.ts";
 
 /** What a client is allowed. */
 export interface HttpLimits {
@@ -148,13 +149,6 @@ function hostPort(addr: Deno.NetAddr): string {
     : `${addr.hostname}:${addr.port}`;
 }
 
-/** A request the connection cannot take, answered and then closed. */
-class Refusal {
-  constructor(readonly status: number, readonly message: string) {}
-}
-
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-const REQUEST_LINE = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+) (\S+) HTTP\/1\.([01])$/;
 const REASONS: Record<number, string> = {
   100: "Continue",
   200: "OK",
@@ -174,19 +168,14 @@ const REASONS: Record<number, string> = {
 };
 
 const encoder = new TextEncoder();
-const latin1 = new TextDecoder("latin1");
 
 /** One client connection: requests read under deadlines, answered in turn. */
 class Connection {
   #conn: Deno.Conn;
   #limits: HttpLimits;
-  #base: string;
   #handler: HttpHandler;
   #server: { onError(error: unknown): void; stopping(): boolean };
-  /** Bytes read and not yet taken. */
-  #pending: Uint8Array<ArrayBuffer> = new Uint8Array(0);
-  #scratch = new Uint8Array(16 * 1024);
-  #reading: Promise<boolean> | null = null;
+  #reader: RequestReader;
   #timer: ReturnType<typeof setTimeout> | undefined;
   /** When the request being read must be whole (a write meanwhile keeps it). */
   #deadline: number | null = null;
@@ -203,7 +192,7 @@ class Connection {
   ) {
     this.#conn = conn;
     this.#limits = limits;
-    this.#base = base;
+    this.#reader = new RequestReader(conn, base, limits);
     this.#handler = handler;
     this.#server = server;
   }
@@ -213,7 +202,7 @@ class Connection {
     try {
       let first = true;
       while (!this.#closed && !this.#server.stopping()) {
-        const request = await this.#readRequest(first);
+        const request = await this.#nextRequest(first);
         first = false;
         if (request === null) break;
         if (request instanceof Refusal) {
@@ -258,7 +247,7 @@ class Connection {
     try {
       await this.#conn.closeWrite();
       for (let dropped = 0; dropped < 8 * 1024 * 1024;) {
-        const n = await this.#conn.read(this.#scratch);
+        const n = await this.#conn.read(new Uint8Array(16 * 1024));
         if (n === null) return;
         dropped += n;
       }
@@ -280,12 +269,6 @@ class Connection {
     this.#timer = setTimeout(() => this.close(), Math.max(0, ms));
   }
 
-  /** The request being read must be whole within `ms`. */
-  #armRequest(ms: number): void {
-    this.#deadline = Date.now() + ms;
-    this.#arm(ms);
-  }
-
   #disarm(): void {
     clearTimeout(this.#timer);
     this.#timer = undefined;
@@ -293,185 +276,23 @@ class Connection {
   }
 
   /**
-   * Read more bytes; `false` at the end of the stream. One read at a time:
-   * a caller while one is under way shares it.
+   * The next request, a refusal, or `null` when the client left or stayed
+   * idle too long: the first within the request time of the accept, a later
+   * one within the idle time and then the request time of its first byte.
    */
-  #fill(): Promise<boolean> {
-    this.#reading ??= this.#readMore().finally(() => this.#reading = null);
-    return this.#reading;
-  }
-
-  async #readMore(): Promise<boolean> {
-    const n = await this.#conn.read(this.#scratch);
-    if (n === null) return false;
-    const joined = new Uint8Array(this.#pending.length + n);
-    joined.set(this.#pending);
-    joined.set(this.#scratch.subarray(0, n), this.#pending.length);
-    this.#pending = joined;
-    return true;
-  }
-
-  #take(n: number): Uint8Array<ArrayBuffer> {
-    const taken = this.#pending.slice(0, n);
-    this.#pending = this.#pending.subarray(n);
-    return taken;
-  }
-
-  /** The next request, a refusal, or `null` when the client left or stayed idle too long. */
-  async #readRequest(
-    first: boolean,
-  ): Promise<{ request: Request; keepAlive: boolean } | Refusal | null> {
-    const { requestMs, idleMs, maxHeadBytes } = this.#limits;
-    if (first) this.#armRequest(requestMs);
-    else {
+  async #nextRequest(first: boolean): Promise<ReadRequest | Refusal | null> {
+    const { requestMs, idleMs } = this.#limits;
+    if (!first) {
       this.#arm(idleMs);
-      // Blank lines between requests are allowed.
-      while (this.#skipBlankLines() === 0) {
-        if (this.#closed || !(await this.#fill())) return null;
-      }
-      this.#armRequest(requestMs);
+      if (!(await this.#reader.nextRequestStarted())) return null;
     }
-    let end: number;
-    for (;;) {
-      this.#skipBlankLines();
-      end = indexOfHeadEnd(this.#pending);
-      if (end >= 0) break;
-      if (this.#pending.length > maxHeadBytes) {
-        return new Refusal(431, `a request head may hold at most ${maxHeadBytes / 1024} KiB`);
-      }
-      if (!(await this.#fill())) return null;
-    }
-    if (end > maxHeadBytes) {
-      return new Refusal(431, `a request head may hold at most ${maxHeadBytes / 1024} KiB`);
-    }
-    const head = this.#parseHead(latin1.decode(this.#take(end + 4)).slice(0, -4));
-    if (head instanceof Refusal) return head;
-    const body = await this.#readBody(head.headers);
+    this.#deadline = Date.now() + requestMs;
+    this.#arm(requestMs);
+    const request = await this.#reader.read(() =>
+      this.#write(encoder.encode("HTTP/1.1 100 Continue\r\n\r\n"))
+    );
     this.#disarm();
-    if (body instanceof Refusal) return body;
-    const hasBody = body.length > 0 && head.method !== "GET" && head.method !== "HEAD";
-    let request: Request;
-    try {
-      request = new Request(head.url, {
-        method: head.method,
-        headers: head.headers,
-        body: hasBody ? body : undefined,
-      });
-    } catch {
-      return new Refusal(405, `method ${head.method} is not served`);
-    }
-    const connection = head.headers.get("connection")?.toLowerCase() ?? "";
-    const keepAlive = head.version === "1"
-      ? !/\bclose\b/.test(connection)
-      : /\bkeep-alive\b/.test(connection);
-    return { request, keepAlive };
-  }
-
-  /** Drop leading CR LF pairs; returns how many bytes are left. */
-  #skipBlankLines(): number {
-    let i = 0;
-    while (this.#pending[i] === 13 && this.#pending[i + 1] === 10) i += 2;
-    if (i > 0) this.#pending = this.#pending.subarray(i);
-    return this.#pending.length;
-  }
-
-  #parseHead(
-    text: string,
-  ): { method: string; url: string; version: string; headers: Headers } | Refusal {
-    const lines = text.split("\r\n");
-    const line = REQUEST_LINE.exec(lines[0]);
-    if (!line) return new Refusal(400, "not an HTTP/1.1 request");
-    const [, method, target, version] = line;
-    const headers = new Headers();
-    for (const field of lines.slice(1)) {
-      const colon = field.indexOf(":");
-      const name = field.slice(0, colon);
-      if (colon <= 0 || !TOKEN.test(name)) return new Refusal(400, "malformed header line");
-      try {
-        headers.append(name, field.slice(colon + 1).trim());
-      } catch {
-        return new Refusal(400, `malformed value of header ${name}`);
-      }
-    }
-    const host = headers.get("host");
-    if (host === null && version === "1") return new Refusal(400, "an HTTP/1.1 request needs Host");
-    if (!target.startsWith("/")) return new Refusal(400, "the request target must be a path");
-    let url: string;
-    try {
-      url = new URL(target, host === null ? this.#base : `${this.#base.split("//")[0]}//${host}`)
-        .href;
-    } catch {
-      return new Refusal(400, "malformed Host or request target");
-    }
-    return { method, url, version, headers };
-  }
-
-  /** The request's body (by length or in chunks), within the size limit. */
-  async #readBody(headers: Headers): Promise<Uint8Array<ArrayBuffer> | Refusal> {
-    const max = this.#limits.maxBodyBytes;
-    const tooLarge = new Refusal(413, `a request body may hold at most ${max / 1024} KiB`);
-    const coding = headers.get("transfer-encoding");
-    const length = headers.get("content-length");
-    if (coding !== null && length !== null) {
-      return new Refusal(400, "both Transfer-Encoding and Content-Length");
-    }
-    if (coding !== null && coding.toLowerCase() !== "chunked") {
-      return new Refusal(501, `transfer coding ${coding} is not supported`);
-    }
-    if (length !== null && !/^\d{1,15}$/.test(length)) {
-      return new Refusal(400, "malformed Content-Length");
-    }
-    const declared = length === null ? 0 : Number(length);
-    if (declared > max) return tooLarge;
-    if (coding === null && declared === 0) return new Uint8Array(0);
-    if (headers.get("expect")?.toLowerCase() === "100-continue") {
-      await this.#write(encoder.encode("HTTP/1.1 100 Continue\r\n\r\n"));
-    }
-    if (coding === null) {
-      while (this.#pending.length < declared) {
-        if (!(await this.#fill())) throw new Error("the client left mid-body");
-      }
-      return this.#take(declared);
-    }
-    const parts: Uint8Array[] = [];
-    let size = 0;
-    for (;;) {
-      const line = await this.#readLine();
-      const chunk = /^([0-9A-Fa-f]{1,8})(;.*)?$/.exec(line);
-      if (!chunk) return new Refusal(400, "malformed chunk");
-      const n = parseInt(chunk[1], 16);
-      if (n === 0) break;
-      size += n;
-      if (size > max) return tooLarge;
-      while (this.#pending.length < n + 2) {
-        if (!(await this.#fill())) throw new Error("the client left mid-body");
-      }
-      parts.push(this.#take(n));
-      if (this.#take(2).join() !== "13,10") return new Refusal(400, "malformed chunk");
-    }
-    // Trailer fields, up to the blank line, are read and dropped.
-    while ((await this.#readLine()) !== "");
-    const body = new Uint8Array(size);
-    let at = 0;
-    for (const part of parts) {
-      body.set(part, at);
-      at += part.length;
-    }
-    return body;
-  }
-
-  /** One CR LF ended line of at most 1 KiB. */
-  async #readLine(): Promise<string> {
-    for (;;) {
-      const end = this.#pending.findIndex((b, i) => b === 13 && this.#pending[i + 1] === 10);
-      if (end >= 0) {
-        const line = latin1.decode(this.#take(end));
-        this.#take(2);
-        return line;
-      }
-      if (this.#pending.length > 1024) throw new Error("a chunk line too long");
-      if (!(await this.#fill())) throw new Error("the client left mid-body");
-    }
+    return request;
   }
 
   /** Write `response`: whole with its length, or an event stream in chunks. */
@@ -502,7 +323,7 @@ class Connection {
     let streaming = true;
     (async () => {
       const limit = this.#limits.maxHeadBytes + this.#limits.maxBodyBytes;
-      while (streaming && this.#pending.length <= limit && await this.#fill());
+      while (streaming && this.#reader.buffered <= limit && await this.#reader.fill());
     })().catch(() => false).then(() => {
       if (streaming) reader.cancel().catch(() => {});
     });
@@ -534,16 +355,6 @@ class Connection {
     if (this.#deadline === null) this.#disarm();
     else this.#arm(this.#deadline - Date.now());
   }
-}
-
-/** Where the blank line that ends a request head starts, or -1. */
-function indexOfHeadEnd(bytes: Uint8Array): number {
-  for (let i = 0; i + 3 < bytes.length; i++) {
-    if (bytes[i] === 13 && bytes[i + 1] === 10 && bytes[i + 2] === 13 && bytes[i + 3] === 10) {
-      return i;
-    }
-  }
-  return -1;
 }
 
 function concat(...parts: Uint8Array[]): Uint8Array {
