@@ -8,7 +8,7 @@
 import { join } from "node:path";
 import { DaemonProcess } from "./daemon_process.ts";
 import { PageViewer } from "./page_viewer.ts";
-import { Siege, type SiegeCount } from "./siege.ts";
+import { type SiegeCount, SiegeProcess } from "./siege.ts";
 import type { ResultRow, Section } from "./report.ts";
 import {
   type BenchContext,
@@ -131,12 +131,12 @@ async function daemonBurst(
   });
   const daemon = DaemonProcess.start(config);
   let viewer: PageViewer | undefined;
-  let siege: Siege | undefined;
+  let siege: SiegeProcess | undefined;
   try {
     await daemon.waitForLine("Watching", { timeoutMs: 30_000 });
     if (page) viewer = await PageViewer.open(`http://127.0.0.1:${port}/`);
     if (inFlight > 0) {
-      siege = Siege.start(port, inFlight);
+      siege = SiegeProcess.start(port, inFlight);
       // The attempts are in flight before the first file is written.
       await new Promise((resolve) => setTimeout(resolve, 2_000));
     }
@@ -309,7 +309,7 @@ export async function runBurst(
       "(the first method) with the status page open in headless Chromium, rendering every",
       "pushed update, and one with the status page under a siege: " +
       `${SIEGE_IN_FLIGHT} connection attempts`,
-      "from the benchmark's own process kept in flight, each sending its request head one line",
+      "from a process of their own kept in flight, each sending its request head one line",
       "a second and never ending it, and opened again as soon as the daemon closes it. Both are",
       "compared with the daemon runs without the page.",
     ].join("\n"),

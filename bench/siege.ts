@@ -3,6 +3,10 @@
  * flight, each sending its request head one line per second and never
  * ending it; a connection the server closes is opened again at once.
  *
+ * Runs in a process of its own (`deno run --allow-net bench/siege.ts PORT
+ * IN_FLIGHT`; SIGTERM stops it and it prints its {@linkcode SiegeCount} as
+ * JSON), so that it does not slow the benchmark's writer.
+ *
  * @module
  */
 
@@ -19,12 +23,11 @@ export interface SiegeCount {
 /** Connection attempts kept in flight against one port until stopped. */
 export class Siege {
   #running = true;
-  #loops: Promise<void>[];
   #count: SiegeCount = { opened: 0, closedByServer: 0, answered: 0 };
   #open = new Set<Deno.Conn>();
 
   private constructor(port: number, inFlight: number) {
-    this.#loops = Array.from({ length: inFlight }, () => this.#attack(port));
+    for (let i = 0; i < inFlight; i++) this.#attack(port);
   }
 
   /** Start `inFlight` attempts against 127.0.0.1:`port`. */
@@ -71,15 +74,52 @@ export class Siege {
     }
   }
 
-  /** Stop attacking, close every connection, and say what was seen. */
-  async stop(): Promise<SiegeCount> {
+  /** Stop attacking, close every open connection, and say what was seen. */
+  stop(): SiegeCount {
     this.#running = false;
     for (const conn of this.#open) {
       try {
         conn.close();
       } catch { /* closed */ }
     }
-    await Promise.all(this.#loops);
-    return this.#count;
+    // Attempts still connecting (queued by a full server) are left to the process's end.
+    return { ...this.#count };
   }
+}
+
+/** A siege in a process of its own. */
+export class SiegeProcess {
+  #child: Deno.ChildProcess;
+
+  private constructor(child: Deno.ChildProcess) {
+    this.#child = child;
+  }
+
+  /** Start `inFlight` attempts against 127.0.0.1:`port` from a new process. */
+  static start(port: number, inFlight: number): SiegeProcess {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-net", import.meta.filename!, String(port), String(inFlight)],
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    return new SiegeProcess(child);
+  }
+
+  /** Stop the siege; what it saw. */
+  async stop(): Promise<SiegeCount> {
+    try {
+      this.#child.kill("SIGTERM");
+    } catch { /* already gone */ }
+    const { stdout } = await this.#child.output();
+    return JSON.parse(new TextDecoder().decode(stdout));
+  }
+}
+
+if (import.meta.main) {
+  const [port, inFlight] = Deno.args.map(Number);
+  const siege = Siege.start(port, inFlight);
+  Deno.addSignalListener("SIGTERM", () => {
+    console.log(JSON.stringify(siege.stop()));
+    Deno.exit(0);
+  });
 }

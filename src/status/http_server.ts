@@ -5,9 +5,9 @@
  * for a connection's first request); a kept-alive connection waits
  * {@linkcode HttpLimits.idleMs} for its next request, and a response that
  * the client stops reading is given up after as long; a request head may
- * hold 16 KiB and a body 64 KiB; beyond {@linkcode HttpLimits.maxConnections}
- * open connections new ones are closed at once. With a certificate the same
- * is served over TLS.
+ * hold 16 KiB and a body 64 KiB; with {@linkcode HttpLimits.maxConnections}
+ * open, new ones wait in the system's queue (not accepted, costing nothing)
+ * until one ends. With a certificate the same is served over TLS.
  *
  * Responses are sent whole with their length, except event streams
  * (`text/event-stream`), which are sent in chunks as they come.
@@ -22,7 +22,7 @@ export interface HttpLimits {
   requestMs: number;
   /** Time a kept-alive connection waits for its next request; also the longest stalled write. */
   idleMs: number;
-  /** Connections open at once; more are closed as they come. */
+  /** Connections open at once; more wait (unaccepted) until one ends. */
   maxConnections: number;
   /** Largest request head (request line and headers). */
   maxHeadBytes: number;
@@ -48,8 +48,11 @@ export interface HttpServerOptions {
   limits?: Partial<HttpLimits>;
   /** A request the handler failed on (answered 500). */
   onError(error: unknown): void;
-  /** Connections were closed on arrival because {@linkcode HttpLimits.maxConnections} were open. */
-  onTurnedAway?(count: number): void;
+  /**
+   * {@linkcode HttpLimits.maxConnections} are open: new ones wait until one
+   * ends (said at most once a minute).
+   */
+  onFull?(): void;
 }
 
 /** A listening HTTP server. */
@@ -89,10 +92,20 @@ export function serveHttp(options: HttpServerOptions, handler: HttpHandler): Htt
   const scheme = options.tls ? "https" : "http";
   const open = new Set<Connection>();
   let stopping = false;
-  let turnedAway = 0;
   let reportAt = 0;
+  /** Resolved when a connection ends: an accept waiting for a free place goes on. */
+  let placeFreed: (() => void) | null = null;
   const accepting = (async () => {
     while (!stopping) {
+      if (open.size >= limits.maxConnections) {
+        // Full: new connections wait in the system's queue instead of costing an accept each.
+        if (Date.now() >= reportAt) {
+          options.onFull?.();
+          reportAt = Date.now() + 60_000;
+        }
+        await new Promise<void>((resolve) => placeFreed = resolve);
+        continue;
+      }
       let conn: Deno.Conn;
       try {
         conn = await listener.accept();
@@ -102,22 +115,16 @@ export function serveHttp(options: HttpServerOptions, handler: HttpHandler): Htt
         await new Promise((resolve) => setTimeout(resolve, 100));
         continue;
       }
-      if (open.size >= limits.maxConnections) {
-        conn.close();
-        turnedAway++;
-        if (Date.now() >= reportAt) {
-          options.onTurnedAway?.(turnedAway);
-          turnedAway = 0;
-          reportAt = Date.now() + 60_000;
-        }
-        continue;
-      }
       const connection = new Connection(conn, limits, `${scheme}://${hostPort(addr)}`, handler, {
         onError: options.onError,
         stopping: () => stopping,
       });
       open.add(connection);
-      connection.serve().finally(() => open.delete(connection));
+      connection.serve().finally(() => {
+        open.delete(connection);
+        placeFreed?.();
+        placeFreed = null;
+      });
     }
   })();
   return {
@@ -129,6 +136,7 @@ export function serveHttp(options: HttpServerOptions, handler: HttpHandler): Htt
       if (!stopping) {
         stopping = true;
         listener.close();
+        placeFreed?.();
       }
       await accepting;
       for (const c of open) if (!c.responding) c.close();

@@ -86,10 +86,10 @@ export function startStatusServer(
       onError: (error) => {
         log.error("Status page request failed: {error}", { error: String(error) });
       },
-      onTurnedAway: (count) => {
+      onFull: () => {
         log.warn(
-          "Status page: {count} connection(s) closed on arrival, {max} were open already",
-          { count, max: STATUS_LIMITS.maxConnections },
+          "Status page: {max} connections are open, the most it serves; new ones wait until one ends",
+          { max: STATUS_LIMITS.maxConnections },
         );
       },
     }, handler);

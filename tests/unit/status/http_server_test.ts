@@ -2,8 +2,8 @@
  * The status server's HTTP/1.1 connections over real sockets, with short
  * limits: a request that does not arrive whole in time and a kept-alive
  * connection left idle are closed, heads and bodies over their size are
- * refused, bodies in chunks and `Expect: 100-continue` work, connections
- * beyond the limit are closed at once, an event stream is sent as it comes
+ * refused, bodies in chunks and `Expect: 100-continue` work, a connection
+ * beyond the limit waits until one ends, an event stream is sent as it comes
  * and cancelled when its client goes, and a stop waits only for answers
  * under way.
  */
@@ -127,32 +127,41 @@ Deno.test("http server: oversized heads and bodies, and malformed requests, are 
   }
 });
 
-Deno.test("http server: beyond the most connections, new ones are closed at once; the open ones are served", async () => {
-  const turnedAway: number[] = [];
+Deno.test("http server: with the most connections open, a new one waits unaccepted and is served once one ends", async () => {
+  let full = 0;
   const server = serveHttp({
     hostname: "127.0.0.1",
     port: 0,
     tls: null,
     limits: { maxConnections: 3, requestMs: 60_000 },
     onError: () => {},
-    onTurnedAway: (n) => turnedAway.push(n),
+    onFull: () => full++,
   }, () => new Response("ok"));
   const held = [
     await RawClient.open(server.addr.port),
     await RawClient.open(server.addr.port),
     await RawClient.open(server.addr.port),
   ];
+  let fourth: RawClient | undefined;
   try {
     for (const c of held) await c.send("GET / HTTP/1.1\r\n");
     while (server.connections < 3) await sleep(10);
-    const fourth = await RawClient.open(server.addr.port);
-    assert.equal(await fourth.readToEnd(), "");
-    fourth.close();
-    assert.deepEqual(turnedAway, [1]);
+    fourth = await RawClient.open(server.addr.port);
+    await fourth.send("GET /fourth HTTP/1.1\r\nhost: h\r\n\r\n");
+    const answered = fourth.readUntil(/ok$/);
+    answered.catch(() => {});
+    // The held ones are still served meanwhile.
     await held[0].send("host: h\r\n\r\n");
     assert.match(await held[0].readUntil(/ok$/), /^HTTP\/1\.1 200/);
+    assert.equal(server.connections, 3);
+    assert.equal(full, 1);
+    assert.equal(fourth.received, "");
+    // One ends: the waiting connection is taken and answered.
+    held[1].close();
+    assert.match(await answered, /^HTTP\/1\.1 200/);
   } finally {
     for (const c of held) c.close();
+    fourth?.close();
     await server.shutdown(0);
   }
 });
