@@ -313,8 +313,14 @@ class Connection {
     }
     if (!keepAlive) lines.push("connection: close");
     const noBody = method === "HEAD" || response.status === 204 || response.status === 304;
-    const streamed = response.body !== null && !noBody &&
+    const streamed = response.body !== null &&
       (response.headers.get("content-type") ?? "").startsWith("text/event-stream");
+    if (streamed && noBody) {
+      // The head of an event stream: it has no length, and its source is let go at once.
+      await response.body!.cancel();
+      await this.#write(encoder.encode(`${lines.join("\r\n")}\r\n\r\n`));
+      return;
+    }
     if (!streamed) {
       const body = response.body === null ? new Uint8Array(0) : await response.bytes();
       if (response.status !== 204 && response.status !== 304) {

@@ -9,6 +9,7 @@
  */
 import assert from "node:assert/strict";
 import { type HttpLimits, type HttpServer, serveHttp } from "../../../src/status/http_server.ts";
+import { within } from "../../helpers/files.ts";
 import { RawClient } from "../../helpers/status.ts";
 
 const SHORT: Partial<HttpLimits> = { requestMs: 400, idleMs: 600, maxBodyBytes: 1024 };
@@ -169,6 +170,8 @@ Deno.test("http server: with the most connections open, a new one waits unaccept
 Deno.test("http server: an event stream goes out as it comes, is cancelled when its client goes; a stop waits for it", async () => {
   let cancelled: () => void = () => {};
   const wasCancelled = new Promise<void>((resolve) => cancelled = resolve);
+  let headWasCancelled: () => void = () => {};
+  const headCancelled = new Promise<void>((resolve) => headWasCancelled = resolve);
   const controllers: ReadableStreamDefaultController<Uint8Array>[] = [];
   const server = serveHttp(
     { hostname: "127.0.0.1", port: 0, tls: null, limits: SHORT, onError: () => {} },
@@ -179,7 +182,7 @@ Deno.test("http server: an event stream goes out as it comes, is cancelled when 
             controllers.push(c);
             c.enqueue(new TextEncoder().encode("data: first\n\n"));
           },
-          cancel: () => cancelled(),
+          cancel: () => controllers.length === 2 ? headWasCancelled() : cancelled(),
         }),
         { headers: { "content-type": "text/event-stream" } },
       ),
@@ -198,6 +201,16 @@ Deno.test("http server: an event stream goes out as it comes, is cancelled when 
     // The stream's source hears that the client went, with nothing more written.
     await wasCancelled;
 
+    // HEAD of the stream: its head at once, and its source let go.
+    const headOnly = await RawClient.open(server.addr.port);
+    await headOnly.send("HEAD /events HTTP/1.1\r\nhost: h\r\nconnection: close\r\n\r\n");
+    assert.match(
+      await within(headOnly.readToEnd(), 60_000, "the head"),
+      /^HTTP\/1\.1 200 OK\r\n[^]*\r\n\r\n$/,
+    );
+    headOnly.close();
+    await headCancelled;
+
     const staying = await RawClient.open(server.addr.port);
     await staying.send("GET /events HTTP/1.1\r\nhost: h\r\n\r\n");
     await staying.readUntil(/data: first/);
@@ -206,7 +219,7 @@ Deno.test("http server: an event stream goes out as it comes, is cancelled when 
     const stopped = server.shutdown(5_000);
     // The idle connection is closed at once; the stream ends when its source closes.
     assert.equal(await idle.readToEnd(), "");
-    controllers[1].close();
+    controllers[2].close();
     assert.match(await staying.readToEnd(), /\r\n0\r\n\r\n$/);
     assert.equal(await stopped, false);
     idle.close();
