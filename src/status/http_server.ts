@@ -311,6 +311,7 @@ class Connection {
         lines.push(`${name}: ${value}`);
       }
     }
+    lines.push(`date: ${new Date().toUTCString()}`);
     if (!keepAlive) lines.push("connection: close");
     const noBody = method === "HEAD" || response.status === 204 || response.status === 304;
     const streamed = response.body !== null &&
