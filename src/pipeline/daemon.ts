@@ -151,7 +151,7 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
         shown.reopen();
       });
       const { version, commit, deno } = versionInfo();
-      statusServer = startStatusServer(listen, {
+      statusServer = await startStatusServer(listen, {
         jobs: () => jobs?.runners ?? [],
         reports,
         build: { version, commit, deno },

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import type { ByteConn } from "./tls_listener.ts";
 
 /** A request that cannot be taken: answered with `status`, then the connection is closed. */
 export class Refusal {
@@ -24,7 +25,7 @@ const latin1 = new TextDecoder("latin1");
 
 /** The bytes of one connection, read as requests need them. */
 export class RequestReader {
-  #conn: Deno.Conn;
+  #conn: ByteConn;
   /** `scheme://host:port` of the server: the base of a request without `Host`. */
   #base: string;
   #limits: { maxHeadBytes: number; maxBodyBytes: number };
@@ -34,7 +35,7 @@ export class RequestReader {
   #reading: Promise<boolean> | null = null;
 
   constructor(
-    conn: Deno.Conn,
+    conn: ByteConn,
     base: string,
     limits: { maxHeadBytes: number; maxBodyBytes: number },
   ) {

@@ -15,6 +15,7 @@
  * @module
  */
 import { type ReadRequest, Refusal, RequestReader } from "./http_request.ts";
+import { type ByteConn, listenTls } from "./tls_listener.ts";
 
 /** What a client is allowed. */
 export interface HttpLimits {
@@ -75,58 +76,76 @@ export type HttpHandler = (request: Request) => Response | Promise<Response>;
 /**
  * Listen on `options.hostname:port` and serve `handler`.
  *
- * @throws {Deno.errors.AddrInUse} and the other errors of `Deno.listen`
+ * @throws {Deno.errors.AddrInUse} and the other errors of `Deno.listen`;
+ *   with TLS, the listen error of `node:tls` (`code` `EADDRINUSE`, …)
  */
-export function serveHttp(options: HttpServerOptions, handler: HttpHandler): HttpServer {
+export async function serveHttp(
+  options: HttpServerOptions,
+  handler: HttpHandler,
+): Promise<HttpServer> {
   const limits = { ...STATUS_LIMITS, ...options.limits };
-  const listener: Deno.Listener = options.tls
-    ? Deno.listenTls({
-      hostname: options.hostname,
-      port: options.port,
-      cert: options.tls.cert,
-      key: options.tls.key,
-      alpnProtocols: ["http/1.1"],
-    })
-    : Deno.listen({ hostname: options.hostname, port: options.port });
-  const addr = listener.addr as Deno.NetAddr;
-  const scheme = options.tls ? "https" : "http";
   const open = new Set<Connection>();
   let stopping = false;
   let reportAt = 0;
   /** Resolved when a connection ends: an accept waiting for a free place goes on. */
   let placeFreed: (() => void) | null = null;
-  const accepting = (async () => {
-    while (!stopping) {
-      if (open.size >= limits.maxConnections) {
-        // Full: new connections wait in the system's queue instead of costing an accept each.
-        if (Date.now() >= reportAt) {
-          options.onFull?.();
-          reportAt = Date.now() + 60_000;
-        }
-        await new Promise<void>((resolve) => placeFreed = resolve);
-        continue;
-      }
-      let conn: Deno.Conn;
-      try {
-        conn = await listener.accept();
-      } catch (error) {
-        if (stopping || error instanceof Deno.errors.BadResource) return;
-        // Out of descriptors or a connection reset before it was taken: try again soon.
-        await new Promise((resolve) => setTimeout(resolve, 100));
-        continue;
-      }
-      const connection = new Connection(conn, limits, `${scheme}://${hostPort(addr)}`, handler, {
-        onError: options.onError,
-        stopping: () => stopping,
-      });
-      open.add(connection);
-      connection.serve().finally(() => {
-        open.delete(connection);
-        placeFreed?.();
-        placeFreed = null;
-      });
+  const full = () => {
+    if (Date.now() >= reportAt) {
+      options.onFull?.();
+      reportAt = Date.now() + 60_000;
     }
-  })();
+  };
+  let base = "";
+  const serve = (conn: ByteConn) => {
+    const connection = new Connection(conn, limits, base, handler, {
+      onError: options.onError,
+      stopping: () => stopping,
+    });
+    open.add(connection);
+    connection.serve().finally(() => {
+      open.delete(connection);
+      placeFreed?.();
+      placeFreed = null;
+    });
+  };
+  let addr: Deno.NetAddr;
+  let stopListening: () => void;
+  let accepting: Promise<void> = Promise.resolve();
+  if (options.tls) {
+    const listener = await listenTls(
+      { ...options, ...options.tls, handshakeMs: limits.requestMs },
+      (handshaking) => {
+        const room = open.size + handshaking < limits.maxConnections && !stopping;
+        if (!room && !stopping) full();
+        return room;
+      },
+      serve,
+    );
+    addr = listener.addr;
+    stopListening = () => listener.close();
+  } else {
+    const listener = Deno.listen({ hostname: options.hostname, port: options.port });
+    addr = listener.addr as Deno.NetAddr;
+    stopListening = () => listener.close();
+    accepting = (async () => {
+      while (!stopping) {
+        if (open.size >= limits.maxConnections) {
+          // Full: new connections wait in the system's queue instead of costing an accept each.
+          full();
+          await new Promise<void>((resolve) => placeFreed = resolve);
+          continue;
+        }
+        try {
+          serve(await listener.accept());
+        } catch (error) {
+          if (stopping || error instanceof Deno.errors.BadResource) return;
+          // Out of descriptors or a connection reset before it was taken: try again soon.
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+      }
+    })();
+  }
+  base = `${options.tls ? "https" : "http"}://${hostPort(addr)}`;
   return {
     addr,
     get connections() {
@@ -135,7 +154,7 @@ export function serveHttp(options: HttpServerOptions, handler: HttpHandler): Htt
     async shutdown(waitMs: number) {
       if (!stopping) {
         stopping = true;
-        listener.close();
+        stopListening();
         placeFreed?.();
       }
       await accepting;
@@ -179,7 +198,7 @@ const encoder = new TextEncoder();
 
 /** One client connection: requests read under deadlines, answered in turn. */
 class Connection {
-  #conn: Deno.Conn;
+  #conn: ByteConn;
   #limits: HttpLimits;
   #handler: HttpHandler;
   #server: { onError(error: unknown): void; stopping(): boolean };
@@ -192,7 +211,7 @@ class Connection {
   responding = false;
 
   constructor(
-    conn: Deno.Conn,
+    conn: ByteConn,
     limits: HttpLimits,
     base: string,
     handler: HttpHandler,

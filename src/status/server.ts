@@ -51,11 +51,11 @@ export interface StatusServer {
  * Start the status server. A busy address or a missing permission is logged
  * and `null` returned: the daemon keeps transferring without the page.
  */
-export function startStatusServer(
+export async function startStatusServer(
   settings: ListenSettings,
   source: StatusSource,
   events: StatusEvents,
-): StatusServer | null {
+): Promise<StatusServer | null> {
   const log = logger("status");
   const metrics = new Metrics();
   // Started now: the daemon may give up starting programs once the page listens.
@@ -79,7 +79,7 @@ export function startStatusServer(
   let server: HttpServer;
   const address = `${settings.hostname}:${settings.port}`;
   try {
-    server = serveHttp({
+    server = await serveHttp({
       hostname: settings.hostname,
       port: settings.port,
       tls: settings.tls,
@@ -96,9 +96,11 @@ export function startStatusServer(
   } catch (error) {
     stopListening();
     openFds?.close();
-    const reason = error instanceof Deno.errors.AddrInUse
+    const code = (error as { code?: string }).code;
+    const reason = error instanceof Deno.errors.AddrInUse || code === "EADDRINUSE"
       ? "the address is in use (another image-transfer, or another program?)"
-      : error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied
+      : error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied ||
+          code === "EACCES"
       ? `the network permission does not allow listening there (started with --deny-net or a narrower --allow-net?); allow ${address}`
       : error instanceof Error
       ? error.message

@@ -142,3 +142,23 @@ export class RawClient {
     } catch { /* closed */ }
   }
 }
+
+/**
+ * A self-signed certificate for 127.0.0.1 and localhost made by `openssl` in
+ * `dir`: `cert.pem` and `key.pem` (0600).
+ */
+export async function selfSignedCert(dir: string): Promise<{ cert: string; key: string }> {
+  const cert = join(dir, "cert.pem");
+  const key = join(dir, "key.pem");
+  const made = await new Deno.Command("openssl", {
+    args: ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert]
+      .concat(["-days", "2", "-subj", "/CN=localhost"])
+      .concat(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+      .concat(["-addext", "basicConstraints=critical,CA:FALSE"]),
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  if (!made.success) throw new Error(new TextDecoder().decode(made.stderr));
+  await Deno.chmod(key, 0o600);
+  return { cert, key };
+}

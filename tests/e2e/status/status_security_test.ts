@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { runCli, startCli } from "../../helpers/cli.ts";
 import { randomBytes, writeConfig } from "../../helpers/files.ts";
-import { freePort, getJson, startStatusDaemon } from "../../helpers/status.ts";
+import { freePort, getJson, selfSignedCert, startStatusDaemon } from "../../helpers/status.ts";
 
 Deno.test("status server: cross-origin POST, GET action and foreign Host are refused", async () => {
   await using d = await startStatusDaemon();
@@ -209,18 +209,7 @@ Deno.test("status server: without an ftp job the daemon gives the network up aft
 Deno.test("status server: HTTPS with status_tls_cert and status_tls_key; status reads it; half a pair or a shared key is refused", async () => {
   const dir = await Deno.makeTempDir({ prefix: "itx-tls-" });
   try {
-    const cert = join(dir, "cert.pem");
-    const key = join(dir, "key.pem");
-    const made = await new Deno.Command("openssl", {
-      args: ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert]
-        .concat(["-days", "2", "-subj", "/CN=localhost"])
-        .concat(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
-        .concat(["-addext", "basicConstraints=critical,CA:FALSE"]),
-      stdout: "null",
-      stderr: "piped",
-    }).output();
-    assert.ok(made.success, new TextDecoder().decode(made.stderr));
-    await Deno.chmod(key, 0o600);
+    const { cert, key } = await selfSignedCert(dir);
     const token = "t".repeat(32);
     const tokenFile = join(dir, "token");
     await Deno.writeTextFile(tokenFile, token, { mode: 0o600 });

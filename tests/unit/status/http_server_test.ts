@@ -10,23 +10,22 @@
 import assert from "node:assert/strict";
 import { type HttpLimits, type HttpServer, serveHttp } from "../../../src/status/http_server.ts";
 import { within } from "../../helpers/files.ts";
-import { RawClient } from "../../helpers/status.ts";
+import { RawClient, selfSignedCert } from "../../helpers/status.ts";
 
 const SHORT: Partial<HttpLimits> = { requestMs: 400, idleMs: 600, maxBodyBytes: 1024 };
 
 /** A server on a free loopback port answering with the method, path and body it got. */
-function echoServer(
+async function echoServer(
   limits: Partial<HttpLimits> = SHORT,
-  handler?: (request: Request) => Response | Promise<Response>,
-): HttpServer & AsyncDisposable {
-  const errors: unknown[] = [];
-  const server = serveHttp(
-    { hostname: "127.0.0.1", port: 0, tls: null, limits, onError: (e) => errors.push(e) },
-    handler ?? (async (request) =>
+  tls: { cert: string; key: string } | null = null,
+): Promise<HttpServer & AsyncDisposable> {
+  const server = await serveHttp(
+    { hostname: "127.0.0.1", port: 0, tls, limits, onError: () => {} },
+    async (request) =>
       new Response(
         `${request.method} ${new URL(request.url).pathname} ${await request.text()}`,
         { headers: { "x-host": request.headers.get("host") ?? "" } },
-      )),
+      ),
   );
   return Object.assign(server, {
     async [Symbol.asyncDispose]() {
@@ -38,7 +37,7 @@ function echoServer(
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 Deno.test("http server: a head that trickles in past the request time is closed unanswered", async () => {
-  await using server = echoServer();
+  await using server = await echoServer();
   const client = await RawClient.open(server.addr.port);
   await client.send("GET / HTTP/1.1\r\n");
   // One header line per 150 ms: each byte is in time, the whole is not.
@@ -56,7 +55,7 @@ Deno.test("http server: a head that trickles in past the request time is closed 
 });
 
 Deno.test("http server: a connection that sends nothing, and a body that stops short, are closed", async () => {
-  await using server = echoServer();
+  await using server = await echoServer();
   const silent = await RawClient.open(server.addr.port);
   assert.equal(await silent.readToEnd(), "");
   silent.close();
@@ -67,7 +66,7 @@ Deno.test("http server: a connection that sends nothing, and a body that stops s
 });
 
 Deno.test("http server: two requests on one kept-alive connection, then closed when idle", async () => {
-  await using server = echoServer();
+  await using server = await echoServer();
   const client = await RawClient.open(server.addr.port);
   await client.send("GET /one HTTP/1.1\r\nhost: h\r\n\r\n");
   await client.readUntil(/GET \/one $/);
@@ -83,7 +82,7 @@ Deno.test("http server: two requests on one kept-alive connection, then closed w
 });
 
 Deno.test("http server: a body in chunks and Expect: 100-continue reach the handler whole", async () => {
-  await using server = echoServer();
+  await using server = await echoServer();
   const chunked = await RawClient.open(server.addr.port);
   await chunked.send(
     "POST /c HTTP/1.1\r\nhost: h\r\ntransfer-encoding: chunked\r\n\r\n" +
@@ -102,7 +101,7 @@ Deno.test("http server: a body in chunks and Expect: 100-continue reach the hand
 });
 
 Deno.test("http server: oversized heads and bodies, and malformed requests, are refused and closed", async () => {
-  await using server = echoServer({ ...SHORT, maxHeadBytes: 1024 });
+  await using server = await echoServer({ ...SHORT, maxHeadBytes: 1024 });
   const cases: Array<[string, RegExp]> = [
     [`GET / HTTP/1.1\r\nhost: h\r\nx-big: ${"a".repeat(2000)}\r\n\r\n`, /^HTTP\/1\.1 431 /],
     ["POST / HTTP/1.1\r\nhost: h\r\ncontent-length: 5000\r\n\r\n", /^HTTP\/1\.1 413 [^]*1 KiB/],
@@ -130,7 +129,7 @@ Deno.test("http server: oversized heads and bodies, and malformed requests, are 
 
 Deno.test("http server: with the most connections open, a new one waits unaccepted and is served once one ends", async () => {
   let full = 0;
-  const server = serveHttp({
+  const server = await serveHttp({
     hostname: "127.0.0.1",
     port: 0,
     tls: null,
@@ -173,7 +172,7 @@ Deno.test("http server: an event stream goes out as it comes, is cancelled when 
   let headWasCancelled: () => void = () => {};
   const headCancelled = new Promise<void>((resolve) => headWasCancelled = resolve);
   const controllers: ReadableStreamDefaultController<Uint8Array>[] = [];
-  const server = serveHttp(
+  const server = await serveHttp(
     { hostname: "127.0.0.1", port: 0, tls: null, limits: SHORT, onError: () => {} },
     () =>
       new Response(
@@ -231,7 +230,7 @@ Deno.test("http server: an event stream goes out as it comes, is cancelled when 
 
 Deno.test("http server: HEAD gets the length and no body; a failing handler answers 500 and is reported", async () => {
   const errors: unknown[] = [];
-  const server = serveHttp(
+  const server = await serveHttp(
     { hostname: "127.0.0.1", port: 0, tls: null, limits: SHORT, onError: (e) => errors.push(e) },
     (request) => {
       if (new URL(request.url).pathname === "/fail") throw new Error("broken");
@@ -252,5 +251,72 @@ Deno.test("http server: HEAD gets the length and no body; a failing handler answ
     assert.match(String(errors[0]), /broken/);
   } finally {
     await server.shutdown(0);
+  }
+});
+
+Deno.test("https: a connection that never starts its handshake is closed (its socket freed); requests over TLS are answered", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "itx-https-" });
+  try {
+    const files = await selfSignedCert(dir);
+    const pem = {
+      cert: await Deno.readTextFile(files.cert),
+      key: await Deno.readTextFile(files.key),
+    };
+    await using server = await echoServer(SHORT, pem);
+    const silent = await Promise.all([1, 2, 3].map(() => RawClient.open(server.addr.port)));
+    // The server's end is really closed: each client reads the end of the stream.
+    const ends = await within(Promise.all(silent.map((c) => c.readToEnd())), 60_000, "closes");
+    assert.deepEqual(ends, ["", "", ""]);
+    for (const c of silent) c.close();
+    using client = Deno.createHttpClient({ caCerts: [pem.cert] });
+    const base = `https://127.0.0.1:${server.addr.port}`;
+    for (const body of ["one", "two"]) {
+      const response = await fetch(`${base}/tls`, { method: "POST", body, client });
+      assert.equal(await response.text(), `POST /tls ${body}`);
+    }
+    // A head that trickles in over TLS is closed as over plain HTTP.
+    const tls = await Deno.connectTls({
+      hostname: "127.0.0.1",
+      port: server.addr.port,
+      caCerts: [pem.cert],
+    });
+    await tls.write(new TextEncoder().encode("GET / HTTP/1.1\r\n"));
+    const got = await within(
+      (async () => {
+        const buffer = new Uint8Array(1024);
+        try {
+          return await tls.read(buffer);
+        } catch {
+          return null;
+        }
+      })(),
+      60_000,
+      "the close",
+    );
+    assert.equal(got, null);
+    tls.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("https: beyond the most connections, new ones are closed as they come", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "itx-https-" });
+  try {
+    const files = await selfSignedCert(dir);
+    const pem = {
+      cert: await Deno.readTextFile(files.cert),
+      key: await Deno.readTextFile(files.key),
+    };
+    await using server = await echoServer({ maxConnections: 2, requestMs: 60_000 }, pem);
+    const held = [await RawClient.open(server.addr.port), await RawClient.open(server.addr.port)];
+    // Both are taken (in their handshake) before the third comes.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const third = await RawClient.open(server.addr.port);
+    assert.equal(await within(third.readToEnd(), 30_000, "the third's close"), "");
+    third.close();
+    for (const c of held) c.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
