@@ -273,8 +273,9 @@ class Connection {
     this.#arm(2_000);
     try {
       await this.#conn.closeWrite();
+      const buffer = new Uint8Array(16 * 1024);
       for (let dropped = 0; dropped < 8 * 1024 * 1024;) {
-        const n = await this.#conn.read(new Uint8Array(16 * 1024));
+        const n = await this.#conn.read(buffer);
         if (n === null) return;
         dropped += n;
       }
