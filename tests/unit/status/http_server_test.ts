@@ -34,6 +34,20 @@ async function echoServer(
   });
 }
 
+/** Run `use` with a fresh self-signed certificate and key, as PEM text. */
+async function withPem(use: (pem: { cert: string; key: string }) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "itx-https-" });
+  try {
+    const files = await selfSignedCert(dir);
+    await use({
+      cert: await Deno.readTextFile(files.cert),
+      key: await Deno.readTextFile(files.key),
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 Deno.test("http server: a head that trickles in past the request time is closed unanswered", async () => {
@@ -255,13 +269,7 @@ Deno.test("http server: HEAD gets the length and no body; a failing handler answ
 });
 
 Deno.test("https: a connection that never starts its handshake is closed (its socket freed); requests over TLS are answered", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "itx-https-" });
-  try {
-    const files = await selfSignedCert(dir);
-    const pem = {
-      cert: await Deno.readTextFile(files.cert),
-      key: await Deno.readTextFile(files.key),
-    };
+  await withPem(async (pem) => {
     await using server = await echoServer(SHORT, pem);
     const silent = await Promise.all([1, 2, 3].map(() => RawClient.open(server.addr.port)));
     // The server's end is really closed: each client reads the end of the stream.
@@ -295,28 +303,17 @@ Deno.test("https: a connection that never starts its handshake is closed (its so
     );
     assert.equal(got, null);
     tls.close();
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("https: beyond the most connections, new ones are closed as they come", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "itx-https-" });
-  try {
-    const files = await selfSignedCert(dir);
-    const pem = {
-      cert: await Deno.readTextFile(files.cert),
-      key: await Deno.readTextFile(files.key),
-    };
+  await withPem(async (pem) => {
     await using server = await echoServer({ maxConnections: 2, requestMs: 60_000 }, pem);
     const held = [await RawClient.open(server.addr.port), await RawClient.open(server.addr.port)];
-    // Both are taken (in their handshake) before the third comes.
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    // Taken in the order they connected: the two held ones fill the limit.
     const third = await RawClient.open(server.addr.port);
     assert.equal(await within(third.readToEnd(), 30_000, "the third's close"), "");
     third.close();
     for (const c of held) c.close();
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
