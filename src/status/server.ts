@@ -87,10 +87,12 @@ export async function startStatusServer(
         log.error("Status page request failed: {error}", { error: String(error) });
       },
       onFull: () => {
-        log.warn(
-          "Status page: {max} connections are open, the most it serves; new ones wait until one ends",
-          { max: STATUS_LIMITS.maxConnections },
-        );
+        // Over HTTPS the TLS server cannot leave them queued: they are closed (tls_listener.ts).
+        const fate = settings.tls ? "new ones are closed" : "new ones wait until one ends";
+        log.warn("Status page: {max} connections are open, the most it serves; {fate}", {
+          max: STATUS_LIMITS.maxConnections,
+          fate,
+        });
       },
     }, handler);
   } catch (error) {
