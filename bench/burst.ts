@@ -22,7 +22,7 @@ import {
   sync,
   timeCommand,
 } from "./setup.ts";
-import { freePort } from "../tests/helpers/status.ts";
+import { freePort } from "../tests/helpers/net.ts";
 import { formatMs, formatSummaryMs, summarize } from "./stats.ts";
 
 /** One daemon burst. */

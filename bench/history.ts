@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { Ledger } from "../src/ledger/ledger.ts";
 import { FileRows } from "../src/ledger/file_rows.ts";
 import { loadConfig } from "../src/config/load.ts";
-import { freePort } from "../tests/helpers/status.ts";
+import { freePort } from "../tests/helpers/net.ts";
 import { DaemonProcess } from "./daemon_process.ts";
 import type { Section } from "./report.ts";
 import { type BenchContext, freshRemoteDir, sync, writeDaemonConfig } from "./setup.ts";

@@ -10,6 +10,7 @@ import { join } from "node:path";
 import type { JobConfig } from "../../src/config/types.ts";
 import { exists, LEAST_CEILING_MS, writeConfig } from "./files.ts";
 import { testJob } from "./jobs.ts";
+import { freePort } from "./net.ts";
 
 /** Unprivileged account the tests log in as. */
 export const TEST_USER = "itx-test";
@@ -84,13 +85,6 @@ async function ensureUser(): Promise<{ uid: number; gid: number }> {
   const uid = Number((await run(["id", "-u", TEST_USER])).trim());
   const gid = Number((await run(["id", "-g", TEST_USER])).trim());
   return { uid, gid };
-}
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
 }
 
 async function waitForPort(

@@ -6,14 +6,7 @@
 import { join } from "node:path";
 import { type RunningCli, startCli } from "./cli.ts";
 import { writeConfig } from "./files.ts";
-
-/** A free TCP port on 127.0.0.1 (closed again, so a daemon can take it). */
-export function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
+import { freePort } from "./net.ts";
 
 /** A running daemon with a status page. */
 export interface StatusDaemon {
@@ -81,84 +74,4 @@ export async function post(base: string, path: string, body?: unknown): Promise<
     headers: { origin: base, "content-type": "application/json" },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
-}
-
-/** A raw HTTP client connection: bytes in, bytes out, for clients that break the rules. */
-export class RawClient {
-  #conn: Deno.Conn;
-  #decoder = new TextDecoder();
-  received = "";
-
-  private constructor(conn: Deno.Conn) {
-    this.#conn = conn;
-  }
-
-  /** Connect to `port` on 127.0.0.1. */
-  static async open(port: number): Promise<RawClient> {
-    return new RawClient(await Deno.connect({ hostname: "127.0.0.1", port }));
-  }
-
-  async send(text: string): Promise<void> {
-    await this.#conn.write(new TextEncoder().encode(text));
-  }
-
-  /** Read until `received` matches `pattern`; fails if the server closes first. */
-  async readUntil(pattern: RegExp): Promise<string> {
-    const buffer = new Uint8Array(64 * 1024);
-    while (!pattern.test(this.received)) {
-      const n = await this.#conn.read(buffer);
-      if (n === null) {
-        throw new Error(`closed before ${pattern}; got ${JSON.stringify(this.received)}`);
-      }
-      this.received += this.#decoder.decode(buffer.subarray(0, n));
-    }
-    return this.received;
-  }
-
-  /** Read until the server closes the connection; what came meanwhile is returned. */
-  async readToEnd(): Promise<string> {
-    const buffer = new Uint8Array(64 * 1024);
-    for (;;) {
-      let n: number | null;
-      try {
-        n = await this.#conn.read(buffer);
-      } catch (error) {
-        // Reset by the server, or closed here meanwhile.
-        if (
-          error instanceof Deno.errors.ConnectionReset ||
-          error instanceof Deno.errors.Interrupted ||
-          error instanceof Deno.errors.BadResource
-        ) return this.received;
-        throw error;
-      }
-      if (n === null) return this.received;
-      this.received += this.#decoder.decode(buffer.subarray(0, n));
-    }
-  }
-
-  close(): void {
-    try {
-      this.#conn.close();
-    } catch { /* closed */ }
-  }
-}
-
-/**
- * A self-signed certificate for 127.0.0.1 and localhost made by `openssl` in
- * `dir`: `cert.pem` and `key.pem` (0600).
- */
-export async function selfSignedCert(dir: string): Promise<{ cert: string; key: string }> {
-  const cert = join(dir, "cert.pem");
-  const key = join(dir, "key.pem");
-  const made = await new Deno.Command("openssl", {
-    args: ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert]
-      .concat(["-days", "2", "-subj", "/CN=localhost"])
-      .concat(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
-      .concat(["-addext", "basicConstraints=critical,CA:FALSE"]),
-    stdout: "null",
-    stderr: "piped",
-  }).output();
-  if (!made.success) throw new Error(new TextDecoder().decode(made.stderr));
-  await Deno.chmod(key, 0o600);
-  return { cert, key };
 }

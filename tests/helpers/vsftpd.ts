@@ -9,6 +9,7 @@ import { join } from "node:path";
 import type { JobConfig } from "../../src/config/types.ts";
 import { LEAST_CEILING_MS } from "./files.ts";
 import { testJob } from "./jobs.ts";
+import { freePort, selfSignedCert } from "./net.ts";
 
 /** Account the FTP tests log in as (a password login, unlike the SSH tests' user). */
 export const FTP_USER = "itx-ftp";
@@ -101,13 +102,6 @@ async function descendants(pid: number): Promise<number[]> {
   return out;
 }
 
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
-
 async function waitForPort(port: number, dir: string): Promise<void> {
   const deadline = Date.now() + LEAST_CEILING_MS;
   while (Date.now() < deadline) {
@@ -139,26 +133,7 @@ export async function startVsftpd(options: VsftpdOptions = {}): Promise<TestVsft
   const dir = await Deno.makeTempDir({ prefix: "itx-vsftpd-" });
   const empty = join(dir, "empty");
   await Deno.mkdir(empty, { mode: 0o755 });
-  const certFile = join(dir, "cert.pem");
-  const keyFile = join(dir, "key.pem");
-  await run([
-    "openssl",
-    "req",
-    "-x509",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-days",
-    "2",
-    "-subj",
-    "/CN=127.0.0.1",
-    "-addext",
-    "subjectAltName=IP:127.0.0.1",
-    "-keyout",
-    keyFile,
-    "-out",
-    certFile,
-  ]);
+  const { cert: certFile, key: keyFile } = await selfSignedCert(dir);
   const passwordFile = join(dir, "password");
   await Deno.writeTextFile(passwordFile, `${FTP_PASSWORD}\n`, { mode: 0o600 });
   const port = freePort();

@@ -198,17 +198,22 @@ export class SshSession {
   ): Promise<ResultLine[]> {
     const text = new TextEncoder().encode(script.text);
     const head = new TextEncoder().encode(`${text.length}\n`);
-    const { onResult } = options;
-    const lines = onResult ? new LineSplitter() : null;
-    const result = await this.run(await this.sshArgv(STREAMED_SCRIPT_COMMAND), {
+    const lines = new LineSplitter();
+    const results: ResultLine[] = [];
+    const take = (whole: string) => {
+      for (const result of parseResults(whole, script.marker)) {
+        results.push(result);
+        options.onResult?.(result);
+      }
+    };
+    await this.run(await this.sshArgv(STREAMED_SCRIPT_COMMAND), {
       stdin: [head, text, ...data],
       timeoutMs: options.timeoutMs,
       signal: options.signal,
-      onStdout: lines === null
-        ? undefined
-        : (chunk) => parseResults(lines.push(chunk), script.marker).forEach(onResult!),
+      onStdout: (chunk) => take(lines.push(chunk)),
     });
-    return parseResults(new TextDecoder().decode(result.stdout), script.marker);
+    take(lines.end());
+    return results;
   }
 
   /**
@@ -334,6 +339,13 @@ class LineSplitter {
     const end = text.lastIndexOf("\n") + 1;
     this.#rest = text.slice(end);
     return text.slice(0, end);
+  }
+
+  /** What is left at the end of the output: a last line without its line break. */
+  end(): string {
+    const rest = this.#rest + this.#decoder.decode();
+    this.#rest = "";
+    return rest;
   }
 }
 

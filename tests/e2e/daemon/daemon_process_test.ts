@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { runCli, startCli } from "../../helpers/cli.ts";
 import { listFiles, randomBytes, sha256OfFile, waitFor } from "../../helpers/files.ts";
 import { cliSandbox, type Sandbox } from "../../helpers/sandbox.ts";
-import { freePort } from "../../helpers/status.ts";
+import { freePort } from "../../helpers/net.ts";
 import { VERSION } from "../../../src/version.ts";
 
 const noon = new Date("2024-05-02T12:00:00Z");

@@ -13,7 +13,8 @@ import type { FileRows } from "../../../src/ledger/file_rows.ts";
 import { captureLogs } from "../../helpers/log_capture.ts";
 import { startCli } from "../../helpers/cli.ts";
 import { existsSync, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
-import { freePort, getJson, post } from "../../helpers/status.ts";
+import { freePort } from "../../helpers/net.ts";
+import { getJson, post } from "../../helpers/status.ts";
 
 function job(keys: Record<string, unknown>): JobConfig {
   return testJob("j", {

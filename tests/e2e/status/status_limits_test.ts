@@ -20,7 +20,8 @@ import {
   within,
   writeConfig,
 } from "../../helpers/files.ts";
-import { freePort, getJson, post, RawClient, startStatusDaemon } from "../../helpers/status.ts";
+import { freePort, RawClient } from "../../helpers/net.ts";
+import { getJson, post, startStatusDaemon } from "../../helpers/status.ts";
 
 Deno.test("status server: a 1 MiB POST is refused with 413, declared or streamed; a small one works", async () => {
   await using d = await startStatusDaemon();

@@ -7,7 +7,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { runCli, startCli } from "../../helpers/cli.ts";
 import { randomBytes, writeConfig } from "../../helpers/files.ts";
-import { freePort, getJson, selfSignedCert, startStatusDaemon } from "../../helpers/status.ts";
+import { freePort, RawClient, selfSignedCert } from "../../helpers/net.ts";
+import { getJson, startStatusDaemon } from "../../helpers/status.ts";
 
 Deno.test("status server: cross-origin POST, GET action and foreign Host are refused", async () => {
   await using d = await startStatusDaemon();
@@ -30,14 +31,12 @@ Deno.test("status server: cross-origin POST, GET action and foreign Host are ref
   assert.equal(status.jobs[0].state, "watching", "no refused request paused the job");
   // A page served under a foreign name (DNS rebinding) is refused.
   const port = new URL(d.base).port;
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(port) });
-  await conn.write(new TextEncoder().encode(
+  const client = await RawClient.open(Number(port));
+  await client.send(
     `GET /api/status HTTP/1.1\r\nHost: evil.example:${port}\r\nConnection: close\r\n\r\n`,
-  ));
-  const reply = new Uint8Array(4096);
-  const n = await conn.read(reply);
-  conn.close();
-  assert.match(new TextDecoder().decode(reply.subarray(0, n ?? 0)), /^HTTP\/1\.1 403/);
+  );
+  assert.match(await client.readToEnd(), /^HTTP\/1\.1 403/);
+  client.close();
 });
 
 Deno.test("status server: a non-loopback address without a token refuses to start", async () => {

@@ -20,7 +20,8 @@ import {
 import { runCli, startCli } from "../../helpers/cli.ts";
 import { listFiles, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
-import { freePort, getJson, startStatusDaemon } from "../../helpers/status.ts";
+import { freePort } from "../../helpers/net.ts";
+import { getJson, startStatusDaemon } from "../../helpers/status.ts";
 
 /** The files at `dest`, by name (night folders left out), with their bytes. */
 async function arrived(dest: string): Promise<Map<string, Uint8Array>> {

@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { type HttpLimits, type HttpServer, serveHttp } from "../../../src/status/http_server.ts";
 import { within } from "../../helpers/files.ts";
-import { RawClient, selfSignedCert } from "../../helpers/status.ts";
+import { RawClient, selfSignedCert } from "../../helpers/net.ts";
 
 const SHORT: Partial<HttpLimits> = { requestMs: 400, idleMs: 600, maxBodyBytes: 1024 };
 
