@@ -16,9 +16,18 @@ import { Command } from "commander";
 import { loadConfig, resolveConfigPath } from "../config/load.ts";
 import type { Config } from "../config/types.ts";
 import { exitCodeFor, UsageError } from "../errors.ts";
-import { escapeControlChars, logExit, setupLogging, shutdownLogging } from "../log/logging.ts";
+import {
+  escapeControlChars,
+  logExit,
+  logger,
+  setupLogging,
+  shutdownLogging,
+} from "../log/logging.ts";
 import { runDaemon } from "../pipeline/daemon.ts";
 import { readNetworkMounts } from "../watch/fs_type.ts";
+import { ProgramLauncher } from "../process/launcher.ts";
+import { startProgramsThrough } from "../process/run.ts";
+import { userPrograms } from "../pipeline/hooks.ts";
 import { globalOptions } from "./options.ts";
 import {
   addQuickStartOptions,
@@ -106,8 +115,8 @@ export function runCommand(): Command {
       await logging(config);
       // Which watch folders are on network volumes (macOS, Windows): asked while programs may run.
       await readNetworkMounts();
-      // Given up once the status page listens (its socket stays open), unless a job needs them.
-      let dropped: Dropped = { net: false, run: false };
+      // Given up once the status page listens (its socket stays open).
+      let dropped: Dropped = { net: false, programs: null };
       const onListening = async () => {
         dropped = await dropUnneededPermissions(config);
       };
@@ -130,6 +139,8 @@ export function runCommand(): Command {
         logExit(error, exitCodeFor(error));
         throw error;
       } finally {
+        dropped.launcher?.close();
+        startProgramsThrough(null);
         await shutdownLogging();
       }
     });
@@ -157,27 +168,59 @@ export function needsNetwork(config: Config): boolean {
   return config.jobs.some((job) => job.transfer_method === "ftp");
 }
 
-/** Whether any job of `config` starts programs (ssh, scp, rsync, hooks, scheduled commands). */
-export function needsPrograms(config: Config): boolean {
-  return config.jobs.some((job) =>
-    job.transfer_method === "scp" || job.transfer_method === "rsync" ||
-    job.on_transfer.length > 0 || job.on_failure.length > 0 ||
-    job.schedules.some((entry) => entry.action === "command")
-  );
+/**
+ * The programs `config` makes the daemon start: `ssh`, `scp` and `rsync` for
+ * the jobs that use them, the hooks and scheduled commands (paths checked at
+ * load), and `kill` for stopping a transfer with everything it started.
+ */
+export function programsToStart(config: Config): string[] {
+  const programs = new Set<string>();
+  for (const job of config.jobs) {
+    if (job.transfer_method === "scp" || job.transfer_method === "rsync") {
+      programs.add("ssh").add(job.transfer_method);
+    }
+  }
+  for (const { argv } of userPrograms(config.jobs)) programs.add(argv[0]);
+  if (programs.size > 0 && Deno.build.os !== "windows") programs.add("kill");
+  return [...programs];
 }
 
 /** What was given up at start-up. */
 export interface Dropped {
   net: boolean;
-  run: boolean;
+  /** The programs the daemon may still start (through `launcher`); `null`: any. */
+  programs: ReadonlySet<string> | null;
+  launcher?: ProgramLauncher;
 }
 
-/** Give up network access and starting programs for the rest of the process unless `config` needs them. */
+/**
+ * Give up network access unless an ftp job needs it, and starting programs:
+ * from now on only the launcher starts them, and only those of
+ * {@linkcode programsToStart}. Where the runtime cannot give the launcher its
+ * own permissions, a warning says so and any program may still be started.
+ */
 export async function dropUnneededPermissions(config: Config): Promise<Dropped> {
-  const dropped = { net: !needsNetwork(config), run: !needsPrograms(config) };
-  if (dropped.net) await Deno.permissions.revoke({ name: "net" });
-  if (dropped.run) await Deno.permissions.revoke({ name: "run" });
-  return dropped;
+  const net = !needsNetwork(config);
+  if (net) await Deno.permissions.revoke({ name: "net" });
+  const programs = programsToStart(config);
+  let launcher: ProgramLauncher | undefined;
+  if (programs.length > 0) {
+    try {
+      launcher = ProgramLauncher.start(programs);
+    } catch (error) {
+      logger("daemon").warn(
+        "Cannot confine starting programs to {programs} ({error}); this daemon may start any program",
+        { programs: programs.join(", "), error: error instanceof Error ? error.message : error },
+      );
+      return { net, programs: null };
+    }
+    startProgramsThrough(launcher);
+    logger("daemon").debug("Programs this daemon may start: {programs}", {
+      programs: programs.join(", "),
+    });
+  }
+  await Deno.permissions.revoke({ name: "run" });
+  return { net, programs: new Set(programs), launcher };
 }
 
 /**
@@ -192,10 +235,13 @@ export function assertPermissionsAvailable(config: Config, dropped: Dropped): vo
         "used ftp; restart the daemon to add one",
     );
   }
-  if (dropped.run && needsPrograms(config)) {
+  const allowed = dropped.programs;
+  const added = allowed && programsToStart(config).filter((program) => !allowed.has(program));
+  if (added && added.length > 0) {
     throw new Error(
-      "the new config starts programs (ssh, scp, rsync, a hook or a scheduled command), which " +
-        "this daemon gave up at start-up because no job started any; restart the daemon to use it",
+      `the new config starts ${added.join(", ")}, which this daemon may not start: it gave up ` +
+        "at start-up starting any program its config did not name; restart the daemon to use " +
+        "the new config",
     );
   }
 }

@@ -102,7 +102,9 @@ export function hookEnvironment(
 }
 
 /** Each program `jobs` start of their own (hooks, scheduled commands), with the key naming it. */
-function userPrograms(jobs: JobConfig[]): Array<{ job: JobConfig; key: string; argv: string[] }> {
+export function userPrograms(
+  jobs: JobConfig[],
+): Array<{ job: JobConfig; key: string; argv: string[] }> {
   return jobs.flatMap((job) => [
     { job, key: "on_transfer", argv: job.on_transfer },
     { job, key: "on_failure", argv: job.on_failure },

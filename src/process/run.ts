@@ -11,6 +11,11 @@
  * anything, which the permission set gives; under a narrower one (a list of
  * programs) the `kill` program is used.
  *
+ * Where programs start: here, or, once the daemon has given up starting
+ * programs itself, through the launcher it started beforehand
+ * ({@linkcode startProgramsThrough}, `launcher.ts`), which may start only the
+ * programs its config names.
+ *
  * @module
  */
 import { Buffer } from "node:buffer";
@@ -65,6 +70,32 @@ export interface RunResult {
   durationMs: number;
 }
 
+/** What starts programs and kills processes for {@linkcode runProcess} and {@linkcode killProcess}. */
+export interface ProgramStarter {
+  run(argv: string[], options: RunOptions): Promise<RunResult>;
+  kill(pid: number): Promise<boolean>;
+}
+
+/** The launcher programs start through; `null`: here, with this thread's permissions. */
+let starter: ProgramStarter | null = null;
+
+/**
+ * Start every program from now on through `next` (`null`: here again). The
+ * daemon calls it once it has given up starting programs itself.
+ */
+export function startProgramsThrough(next: ProgramStarter | null): void {
+  starter = next;
+}
+
+/**
+ * Run `argv[0]` with the arguments `argv.slice(1)` and wait for it, here or
+ * through the launcher ({@linkcode startProgramsThrough}); see {@linkcode runHere}.
+ */
+export function runProcess(argv: string[], options: RunOptions = {}): Promise<RunResult> {
+  logger.debug("Running {argv}", { argv });
+  return starter ? starter.run(argv, options) : runHere(argv, options);
+}
+
 /**
  * Run `argv[0]` with the arguments `argv.slice(1)` in a new process group
  * (its own session) and wait for it. On timeout or abort the whole group is
@@ -79,9 +110,8 @@ export interface RunResult {
  *   non-zero, is killed or times out (`run.timedOut`)
  * @throws `signal.reason` when `signal` is aborted
  */
-export async function runProcess(argv: string[], options: RunOptions = {}): Promise<RunResult> {
+export async function runHere(argv: string[], options: RunOptions = {}): Promise<RunResult> {
   options.signal?.throwIfAborted();
-  logger.debug("Running {argv}", { argv });
   const started = performance.now();
   const elapsed = () => Math.round(performance.now() - started);
   let child: Deno.ChildProcess;
@@ -131,7 +161,7 @@ export async function runProcess(argv: string[], options: RunOptions = {}): Prom
     killed = true;
     // The group first (the program included), then the program by its own
     // handle, which needs no permission and works where groups do not.
-    if (Deno.build.os !== "windows") void killProcess(-child.pid);
+    if (Deno.build.os !== "windows") void killHere(-child.pid);
     try {
       child.kill("SIGKILL");
     } catch {
@@ -290,7 +320,12 @@ function mayKillDirectly(): boolean {
  *
  * @returns whether the signal was sent
  */
-export async function killProcess(pid: number): Promise<boolean> {
+export function killProcess(pid: number): Promise<boolean> {
+  return starter ? starter.kill(pid) : killHere(pid);
+}
+
+/** {@linkcode killProcess} with this thread's permissions. */
+export async function killHere(pid: number): Promise<boolean> {
   if (!Number.isSafeInteger(pid) || pid === 0 || pid === -1) return false;
   if (Deno.build.os === "windows") return false; // Only a child's own handle can kill there.
   if (mayKillDirectly()) {

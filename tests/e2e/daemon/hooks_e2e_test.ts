@@ -473,3 +473,28 @@ Deno.test("a daemon whose jobs start no program gives that up: a reload adding a
     await Deno.remove(p.root, { recursive: true });
   }
 });
+
+Deno.test("the programs a daemon may start are fixed at its start: a reload naming another hook is refused, the first keeps running", async () => {
+  const p = await setUp("itx-hooks-fixed-", RECORDING_HOOK);
+  const other = join(p.root, "hook dir", "other hook.sh");
+  await Deno.copyFile(p.hook, other);
+  await writeConfig(p.config, { ...baseConfig(p), on_transfer: [p.hook] });
+  const running = startCli(["run", "-c", p.config], { env: { HOME: p.home } });
+  try {
+    await running.waitForOutput("Watching");
+    await writeConfig(p.config, { ...baseConfig(p), on_transfer: [other, "--new"] });
+    running.process.kill("SIGHUP");
+    await running.waitForOutput(/Reload refused.*restart the daemon/);
+    const said = running.stderr();
+    assert.ok(said.includes(`starts ${other}, which this daemon may not start`), said);
+    await Deno.writeFile(join(p.watch, "e.fits"), randomBytes(2000));
+    await waitFor(async () => (await recordedCalls(p.out)).length === 1, 20_000, "the hook");
+    const [call] = await recordedCalls(p.out);
+    assert.equal(call.IMAGE_TRANSFER_RELATIVE_PATH, "e.fits");
+    assert.equal(call.ARGS, "", "the running config's hook ran, not the refused one");
+  } finally {
+    const status = await running.stop();
+    assert.equal(status.code, 0, running.stderr());
+    await Deno.remove(p.root, { recursive: true });
+  }
+});

@@ -2,7 +2,9 @@
  * runProcess's timeouts and aborts under the program's own permission set
  * (`deno.json` → `permissions.image-transfer`):
  * the call still ends on time and the program's helpers die with it. And a
- * helper that escaped the process group cannot hold a call open.
+ * helper that escaped the process group cannot hold a call open. And
+ * through the program launcher, as the daemon starts programs once it runs:
+ * the runtime refuses every program not named when the launcher started.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -55,6 +57,7 @@ async function runConfined(code: string): Promise<string> {
 }
 
 const RUN_PROCESS_URL = new URL("../../../src/process/run.ts", import.meta.url).href;
+const LAUNCHER_URL = new URL("../../../src/process/launcher.ts", import.meta.url).href;
 
 Deno.test("under the permission set, a timeout ends the call on time and kills its helpers", async () => {
   const seconds = uniqueSleep();
@@ -100,4 +103,77 @@ Deno.test("a helper that left the process group cannot hold a timed-out call ope
   } finally {
     for (const pid of await sleepers(seconds)) Deno.kill(pid, "SIGKILL");
   }
+});
+
+Deno.test("through the program launcher only the programs named at its start run: the same calls, no others", async () => {
+  const seconds = uniqueSleep();
+  const out = await runConfined(`
+    import { killProcess, runProcess, startProgramsThrough } from ${
+    JSON.stringify(RUN_PROCESS_URL)
+  };
+    import { ProgramLauncher } from ${JSON.stringify(LAUNCHER_URL)};
+    const launcher = ProgramLauncher.start(["ssh", "sh", "kill"]);
+    startProgramsThrough(launcher);
+    await Deno.permissions.revoke({ name: "run" });
+    const outcome = (promise) => promise.then(
+      (result) => ({ ok: true, stdout: new TextDecoder().decode(result.stdout), stderr: result.stderr }),
+      (e) => ({ ok: false, message: String(e?.message ?? e), code: e?.run?.code ?? null,
+        timedOut: e?.run?.timedOut ?? null, cause: e?.cause?.name ?? null }),
+    );
+    const chunks = [];
+    const echoed = await outcome(runProcess(
+      ["sh", "-c", 'printf "%s|" "$ITX_NAME"; cat; sleep 0.2; printf end; echo oops >&2'],
+      { env: { ITX_NAME: "a $(b) 'c'" }, stdin: "from stdin|", cwd: "/",
+        onStdout: (chunk) => chunks.push(new TextDecoder().decode(chunk)) },
+    ));
+    const failed = await outcome(runProcess(["sh", "-c", "echo why >&2; exit 3"]));
+    const refused = await Promise.all(
+      [["systemctl", "--version"], ["/bin/cat", "/etc/hostname"], ["/usr/bin/env"]]
+        .map((argv) => outcome(runProcess(argv))),
+    );
+    let direct;
+    try {
+      await new Deno.Command("sh", { args: ["-c", "true"] }).output();
+      direct = "started";
+    } catch (e) {
+      direct = e.name;
+    }
+    const argv = ${JSON.stringify(hangingSsh(`sleep ${seconds}`))};
+    const timedOut = await outcome(runProcess(argv, { timeoutMs: 1500 }));
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(new Error("stopping")), 1500);
+    const aborted = await outcome(runProcess(argv, { signal: controller.signal }));
+    const sleeper = await runProcess(["sh", "-c", "sleep 60 & echo $!"], { pipesAfterExitMs: 500 });
+    const pid = Number(new TextDecoder().decode(sleeper.stdout).trim());
+    const killed = await killProcess(pid);
+    launcher.close();
+    const afterClose = await outcome(runProcess(["sh", "-c", "true"]));
+    console.log(JSON.stringify({ echoed, chunks, failed, refused, direct, timedOut, aborted, pid,
+      killed, afterClose }));
+  `);
+  const r = JSON.parse(out);
+  assert.deepEqual(r.echoed, { ok: true, stdout: "a $(b) 'c'|from stdin|end", stderr: "oops" });
+  assert.equal(r.chunks.join(""), "a $(b) 'c'|from stdin|end");
+  assert.ok(r.chunks.length >= 2, "output came as it was written, before the end");
+  assert.equal(r.failed.ok, false);
+  assert.equal(r.failed.code, 3);
+  assert.match(r.failed.message, /exit code 3: why/);
+  for (const refused of r.refused) {
+    assert.equal(refused.ok, false);
+    assert.equal(refused.cause, "NotCapable", refused.message);
+    assert.match(refused.message, /^Cannot run /);
+  }
+  assert.equal(r.direct, "NotCapable", "the daemon's own thread starts nothing");
+  assert.equal(r.timedOut.timedOut, true, r.timedOut.message);
+  assert.equal(r.aborted.message, "stopping");
+  assert.equal(r.killed, true);
+  // Gone, or dead and waiting to be reaped (its parent shell exited: init reaps it).
+  const stat = await Deno.readTextFile(`/proc/${r.pid}/stat`).catch(() => "");
+  assert.ok(stat === "" || /^\d+ \(sleep\) Z/.test(stat), stat);
+  assert.match(r.afterClose.message, /program launcher ended/);
+  assert.deepEqual(
+    await sleepers(seconds),
+    [],
+    "no helper of a timed-out or aborted call survived",
+  );
 });
