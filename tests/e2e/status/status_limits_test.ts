@@ -222,10 +222,16 @@ Deno.test("status server: 200 slow-header connections are closed after 10 s; fil
     const status = await getJson<{ jobs: unknown[] }>(d.base, "/api/status");
     assert.equal(status.jobs.length, 1);
     const arrived = async () => (await exists(d.dest)) ? await listFiles(d.dest) : [];
-    await waitFor(async () => (await arrived()).length === files.length, 60_000, "files");
+    // Under their final names (a temporary name may be there meanwhile).
+    const at = async (name: string) => (await arrived()).find((f) => f.endsWith(`/${name}`));
+    await waitFor(
+      async () => (await Promise.all(files.map(([name]) => at(name as string)))).every(Boolean),
+      60_000,
+      "files",
+    );
     for (const [name, bytes] of files) {
-      const [at] = (await arrived()).filter((f) => f.endsWith(`/${name}`));
-      assert.deepEqual(await Deno.readFile(join(d.dest, at)), bytes, name as string);
+      const found = (await at(name as string))!;
+      assert.deepEqual(await Deno.readFile(join(d.dest, found)), bytes, name as string);
     }
     // Every slow connection is closed by the server, none answered.
     const answers = await within(Promise.all(ends), 60_000, "the server to close them");
