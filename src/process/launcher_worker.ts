@@ -7,7 +7,7 @@
  */
 /// <reference lib="deno.worker" />
 import { CommandError } from "../errors.ts";
-import { killHere, runHere } from "./run.ts";
+import { killHere, runHere } from "./run_here.ts";
 import type { LauncherReply, LauncherRequest } from "./launcher.ts";
 
 /** The abort of each run under way, by request id. */
