@@ -35,11 +35,17 @@
  * @module
  */
 /// <reference lib="deno.worker" />
-import fs from "node:fs";
 import { hasUndecodableBytes } from "./entry_check.ts";
 import { walkEntries } from "./scan.ts";
 
 import { dirname } from "node:path";
+
+/**
+ * The runtime's Node file API, for opening a FIFO without blocking
+ * (`O_NONBLOCK`, which `Deno.open` lacks); loaded by the first stall only,
+ * because loading it costs the worker about 7 MB.
+ */
+let nodeFs: typeof import("node:fs") | null = null;
 
 /** One event as forwarded to the parent. */
 export interface WatchEvent {
@@ -284,6 +290,11 @@ export class FifoGuard {
     }
     if (now - this.#sentAt < this.#timings.stallMs || now < this.#nextSearchAt) return;
     this.#stuckSince ??= this.#sentAt;
+    if (nodeFs === null) {
+      // Search at the next tick, once it is loaded.
+      import("node:fs").then((module) => nodeFs ??= module.default, () => {});
+      return;
+    }
     const released = this.#search();
     if (released > 0) {
       this.#searchIntervalMs = this.#timings.stallMs;
@@ -306,7 +317,7 @@ export class FifoGuard {
   /** Close the heartbeat file after opening it for writing: the watcher reports that close. */
   #beat(now: number): void {
     try {
-      fs.closeSync(fs.openSync(this.#heartbeat, fs.constants.O_WRONLY | fs.constants.O_CREAT));
+      Deno.openSync(this.#heartbeat, { write: true, create: true }).close();
       this.#sentAt ??= now;
     } catch {
       // The heartbeat folder is gone (removed by someone): nothing to measure with.
@@ -351,6 +362,7 @@ export class FifoGuard {
    * remains (a reader of the FIFO still sees its own writers' data).
    */
   #hold(path: string, info: Deno.FileInfo): boolean {
+    const fs = nodeFs!;
     const flags = fs.constants;
     let both: number | undefined;
     let writer: number | undefined;
@@ -388,7 +400,7 @@ export class FifoGuard {
   #release(held: Held): void {
     this.#held.delete(held.path);
     try {
-      fs.closeSync(held.fd);
+      nodeFs!.closeSync(held.fd);
     } catch { /* already closed */ }
   }
 }
