@@ -13,14 +13,15 @@
  * `deno run -q -P=image-transfer --config deno.json main.ts`. It checks
  * `--version`, `init`, `config validate`, `run --once` moving real FITS files
  * with the local method into night folders with identical bytes (and not
- * again), how `doctor` watches a local folder (and, on Windows, the same
+ * again) and a hook run for each through the program launcher (the compiled
+ * binary must carry the runtime feature it needs), how `doctor` watches a local folder (and, on Windows, the same
  * folder as a UNC path: polled), `install-service --print`; with `--service`, a real install →
  * start → a new file arrives → uninstall (needs root through `sudo -n` on
  * Linux and macOS, an Administrator on Windows). Exits 1 at the first failure.
  *
  * @module
  */
-import { basename, join } from "node:path";
+import { basename, join, resolve } from "node:path";
 import denoJson from "../deno.json" with { type: "json" };
 import {
   expectCode,
@@ -73,15 +74,21 @@ async function checkRunOnce(options: SmokeOptions, work: string): Promise<void> 
   const watch = join(work, "camera");
   const dest = join(work, "server");
   const config = join(work, "config.yaml");
+  const log = join(work, "logs", "image_transfer.log");
+  // A hook that exists everywhere: the product's own program, asked its version. It runs
+  // through the program launcher (a worker that may start only the config's programs).
+  const program = options.product[0];
+  const hook = /[\\/]/.test(program) ? resolve(program) : program;
   await writeConfig(config, {
     watch_path: watch,
     transfer_method: "local",
+    on_transfer: [hook, "--version"],
     remote_base_path: dest,
     verify_transfer: "checksum",
     night_timezone: "UTC",
     stability_window_seconds: 0.5,
     state_dir: join(work, "state"),
-    log_file: join(work, "logs", "image_transfer.log"),
+    log_file: log,
   });
   expectCode(await product(options, ["-c", config, "config", "validate"]), 0, "config validate");
   const files: Record<string, string> = {
@@ -103,10 +110,21 @@ async function checkRunOnce(options: SmokeOptions, work: string): Promise<void> 
     }
   }
   if (await exists(join(dest, "20240315", "notes.txt"))) fail("run --once sent notes.txt");
+  const logged = await Deno.readTextFile(log);
+  const hooks = logged.split("\n").filter((line) => /Hook on_transfer for .* done/.test(line));
+  if (hooks.length !== sent.size) {
+    fail(
+      `run --once: ${hooks.length} hook run(s) logged as done, expected ${sent.size}\n${logged}`,
+    );
+  }
+  if (logged.includes("Cannot confine")) fail(`run --once: programs were not confined\n${logged}`);
   const before = await countFiles(dest);
   expectCode(await product(options, ["-c", config, "run", "--once"]), 0, "second run --once");
   if ((await countFiles(dest)) !== before) fail("the second run --once sent files again");
-  console.log(`ok: run --once sent ${sent.size} FITS files into 20240315/ with identical bytes`);
+  console.log(
+    `ok: run --once sent ${sent.size} FITS files into 20240315/ with identical bytes; ` +
+      `the hook ran for each, through the program launcher`,
+  );
 }
 
 /**
