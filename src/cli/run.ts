@@ -206,7 +206,7 @@ export async function dropUnneededPermissions(config: Config): Promise<Dropped> 
   let launcher: ProgramLauncher | undefined;
   if (programs.length > 0) {
     try {
-      launcher = ProgramLauncher.start(programs);
+      launcher = await ProgramLauncher.start(programs);
     } catch (error) {
       logger("daemon").warn(
         "Cannot confine starting programs to {programs} ({error}); this daemon may start any program",

@@ -30,8 +30,9 @@ export type LauncherRequest =
   | { kind: "abort"; id: number }
   | { kind: "kill"; id: number; pid: number };
 
-/** What the launcher answers. */
+/** What the launcher answers (`ready` once, when it has loaded). */
 export type LauncherReply =
+  | { kind: "ready"; id: 0 }
   | { kind: "stdout"; id: number; chunk: Uint8Array }
   | { kind: "ran"; id: number; result: RunResult }
   | {
@@ -77,12 +78,13 @@ export class ProgramLauncher implements ProgramStarter {
 
   /**
    * Start the launcher, allowed to start `programs` (absolute paths, or names
-   * looked up on `PATH` now) and nothing else.
+   * looked up on `PATH` now) and nothing else, and wait until it has loaded.
    *
    * @throws when the runtime cannot give a worker its own permissions (the
-   *   `worker-options` unstable feature is off), or may not start programs
+   *   `worker-options` unstable feature is off), may not start programs, or
+   *   the launcher's module does not load
    */
-  static start(programs: readonly string[]): ProgramLauncher {
+  static async start(programs: readonly string[]): Promise<ProgramLauncher> {
     const worker = new Worker(new URL("./launcher_worker.ts", import.meta.url), {
       type: "module",
       deno: {
@@ -98,6 +100,18 @@ export class ProgramLauncher implements ProgramStarter {
         },
       },
     } as WorkerOptions);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        worker.onmessage = () => resolve();
+        worker.onerror = (event) => {
+          event.preventDefault();
+          reject(new Error(event.message ?? "the program launcher did not load"));
+        };
+      });
+    } catch (error) {
+      worker.terminate();
+      throw error;
+    }
     return new ProgramLauncher(worker, programs);
   }
 

@@ -75,3 +75,5 @@ self.onmessage = (event: MessageEvent<LauncherRequest>) => {
       break;
   }
 };
+
+reply({ kind: "ready", id: 0 });

@@ -112,7 +112,7 @@ Deno.test("through the program launcher only the programs named at its start run
     JSON.stringify(RUN_PROCESS_URL)
   };
     import { ProgramLauncher } from ${JSON.stringify(LAUNCHER_URL)};
-    const launcher = ProgramLauncher.start(["ssh", "sh", "kill"]);
+    const launcher = await ProgramLauncher.start(["ssh", "sh", "kill"]);
     startProgramsThrough(launcher);
     await Deno.permissions.revoke({ name: "run" });
     const outcome = (promise) => promise.then(
