@@ -196,8 +196,9 @@ export interface Dropped {
 /**
  * Give up network access unless an ftp job needs it, and starting programs:
  * from now on only the launcher starts them, and only those of
- * {@linkcode programsToStart}. Where the runtime cannot give the launcher its
- * own permissions, a warning says so and any program may still be started.
+ * {@linkcode programsToStart}. Should the launcher not load (a build without
+ * its module), a warning says so and any program may still be started; a
+ * runtime without the `worker-options` feature ends the program here (exit 70).
  */
 export async function dropUnneededPermissions(config: Config): Promise<Dropped> {
   const net = !needsNetwork(config);

@@ -80,9 +80,10 @@ export class ProgramLauncher implements ProgramStarter {
    * Start the launcher, allowed to start `programs` (absolute paths, or names
    * looked up on `PATH` now) and nothing else, and wait until it has loaded.
    *
-   * @throws when the runtime cannot give a worker its own permissions (the
-   *   `worker-options` unstable feature is off), may not start programs, or
-   *   the launcher's module does not load
+   * @throws when this thread may not start programs, or the launcher's module
+   *   does not load. (Without the runtime's `worker-options` feature the
+   *   runtime ends the process instead: `deno.json` and the compile commands
+   *   turn it on.)
    */
   static async start(programs: readonly string[]): Promise<ProgramLauncher> {
     const worker = new Worker(new URL("./launcher_worker.ts", import.meta.url), {

@@ -79,12 +79,22 @@ Deno.test("the run, compile and compile:all tasks use -P=image-transfer and neve
     assert.ok(args.includes("--v8-flags=--optimize-for-size"), target);
     assert.ok(!args.some((arg) => allowAll.test(arg) || arg.startsWith("--allow-")), target);
     assert.equal(args[args.indexOf("--target") + 1], target);
-    // The watcher's worker module is not found by the module graph: it must be included.
-    const worker = args[args.indexOf("--include") + 1];
-    assert.ok(worker.endsWith(join("src", "watch", "watch_worker.ts")), target);
-    assert.ok((await Deno.stat(worker)).isFile, worker);
+    // Worker modules are not found by the module graph: they must be included.
+    const included = args.flatMap((arg, i) => args[i - 1] === "--include" ? [arg] : []);
+    assert.deepEqual(included, [
+      join(REPO_ROOT, "src", "watch", "watch_worker.ts"),
+      join(REPO_ROOT, "src", "process", "launcher_worker.ts"),
+    ]);
+    for (const worker of included) assert.ok((await Deno.stat(worker)).isFile, worker);
+    // The program launcher is a worker with permissions of its own: without this feature the
+    // runtime ends the daemon at start (exit code 70).
+    assert.ok(args.includes("--unstable-worker-options"), target);
   }
   assert.match(tasks.compile, /--include src\/watch\/watch_worker\.ts(\s|$)/);
+  assert.match(tasks.compile, /--include src\/process\/launcher_worker\.ts(\s|$)/);
+  assert.match(tasks.compile, /--unstable-worker-options(\s|$)/);
+  // `deno task image-transfer`, the tests and the compile all read deno.json.
+  assert.deepEqual(denoJson.unstable, ["worker-options"]);
   const script = await Deno.readTextFile(join(REPO_ROOT, "scripts", "compile_all.ts"));
   assert.doesNotMatch(script, /"-A"|"--allow-all"/);
 });
