@@ -240,7 +240,9 @@ export function assertPermissionsAvailable(config: Config, dropped: Dropped): vo
   const added = allowed && programsToStart(config).filter((program) => !allowed.has(program));
   if (added && added.length > 0) {
     throw new Error(
-      `the new config starts ${added.join(", ")}, which this daemon may not start: it gave up ` +
+      `the new config starts ${
+        added.filter((program) => program !== "kill").join(", ")
+      }, which this daemon may not start: it gave up ` +
         "at start-up starting any program its config did not name; restart the daemon to use " +
         "the new config",
     );

@@ -451,6 +451,7 @@ Deno.test("a daemon whose jobs start no program gives that up: a reload adding a
     await writeConfig(p.config, { ...baseConfig(p), on_transfer: [p.hook] });
     running.process.kill("SIGHUP");
     await running.waitForOutput(/Reload refused.*gave up at start-up.*restart the daemon/);
+    assert.ok(running.stderr().includes(`starts ${p.hook}, which`), running.stderr());
     // The running config is kept: files still arrive, no hook runs.
     await Deno.writeFile(join(p.watch, "d.fits"), randomBytes(2000));
     await waitFor(
