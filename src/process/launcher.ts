@@ -118,7 +118,7 @@ export class ProgramLauncher implements ProgramStarter {
 
   /** Run `argv` in the launcher; the same contract as `runProcess`. */
   run(argv: string[], options: RunOptions): Promise<RunResult> {
-    options.signal?.throwIfAborted();
+    if (options.signal?.aborted) return Promise.reject(options.signal.reason);
     const { signal, onStdout, ...rest } = options;
     return this.#ask<RunResult>(
       argv,
