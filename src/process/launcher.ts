@@ -58,16 +58,13 @@ interface Pending {
 
 /** The daemon's side of the launcher: see the module doc. */
 export class ProgramLauncher implements ProgramStarter {
-  /** The programs the launcher may start, as given. */
-  readonly programs: readonly string[];
   #worker: Worker;
   #pending = new Map<number, Pending>();
   #nextId = 1;
   #broken: string | null = null;
 
-  private constructor(worker: Worker, programs: readonly string[]) {
+  private constructor(worker: Worker) {
     this.#worker = worker;
-    this.programs = programs;
     worker.onmessage = (event: MessageEvent<LauncherReply>) => this.#answer(event.data);
     worker.onerror = (event) => {
       event.preventDefault();
@@ -113,7 +110,7 @@ export class ProgramLauncher implements ProgramStarter {
       worker.terminate();
       throw error;
     }
-    return new ProgramLauncher(worker, programs);
+    return new ProgramLauncher(worker);
   }
 
   /** Run `argv` in the launcher; the same contract as `runProcess`. */

@@ -241,7 +241,7 @@ function readAll(
     } catch {
       // Cancelled, or the pipe broke: keep what came.
     }
-    return concat(chunks);
+    return new Uint8Array(await new Blob(chunks as Uint8Array<ArrayBuffer>[]).arrayBuffer());
   })();
   return {
     bytes,
@@ -276,18 +276,6 @@ function mayKillDirectly(): boolean {
   } catch {
     return false;
   }
-}
-
-/** The bytes of `chunks`, one after the other. */
-function concat(chunks: Uint8Array[]): Uint8Array {
-  if (chunks.length === 1) return chunks[0];
-  const all = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.length, 0));
-  let at = 0;
-  for (const chunk of chunks) {
-    all.set(chunk, at);
-    at += chunk.length;
-  }
-  return all;
 }
 
 /**
