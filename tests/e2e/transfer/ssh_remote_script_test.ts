@@ -21,6 +21,7 @@ import {
   type FinishPlan,
 } from "../../../src/transfer/ssh/finish.ts";
 import { shellQuote } from "../../../src/transfer/ssh/endpoint.ts";
+import { STREAMED_SCRIPT_COMMAND } from "../../../src/transfer/ssh/connection.ts";
 import { exists } from "../../helpers/files.ts";
 
 const sha = (text: string) => createHash("sha256").update(text).digest("hex");
@@ -603,4 +604,60 @@ Deno.test("finish completes its renames and removes the upload folder when nobod
     }
     assert.equal(await exists(upload), false, `${where}: the upload folder is gone`);
   });
+});
+
+Deno.test("the streamed command reads exactly its script, however the bytes arrive, and leaves the rest as its input", async () => {
+  const command = STREAMED_SCRIPT_COMMAND[2].slice(1, -1);
+  const dir = await Deno.makeTempDir({ prefix: "itx-streamed-" });
+  try {
+    for (const shell of [["dash"], ["bash", "--posix"]]) {
+      for (const padding of [0, 5_000, 200_000]) {
+        const where = `${shell[0]}, ${padding} bytes of padding`;
+        // Longer than a pipe holds (several reads), hostile words, trailing line breaks.
+        const lines = HOSTILE.map((value) => `printf '%s|' ${shellQuote(value)}`);
+        const script = `# ${"x".repeat(padding)}\n${lines.join("\n")}\nwc -c\n\n\n`;
+        const text = new TextEncoder().encode(script);
+        const rest = crypto.getRandomValues(new Uint8Array(50_000));
+        const input = new Uint8Array([...new TextEncoder().encode(`${text.length}\n`), ...text]);
+        const child = new Deno.Command(shell[0], {
+          args: [...shell.slice(1), "-c", command],
+          cwd: dir,
+          stdin: "piped",
+          stdout: "piped",
+          stderr: "piped",
+        }).spawn();
+        const writer = child.stdin.getWriter();
+        // In pieces that cut the length line, the script and the rest anywhere.
+        const whole = new Uint8Array([...input, ...rest]);
+        for (let at = 0; at < whole.length; at += 7_777) {
+          await writer.write(whole.subarray(at, at + 7_777));
+          if (at % 3 === 0) await new Promise((resolve) => setTimeout(resolve, 1));
+        }
+        await writer.close();
+        const out = await child.output();
+        assert.ok(out.success, `${where}: ${new TextDecoder().decode(out.stderr)}`);
+        assert.equal(
+          new TextDecoder().decode(out.stdout),
+          `${HOSTILE.join("|")}|${rest.length}\n`,
+          where,
+        );
+        assert.deepEqual([...Deno.readDirSync(dir)], [], `${where}: no word ran as a command`);
+      }
+      // The input ends inside the script: nothing of it runs.
+      const cut = new Deno.Command(shell[0], {
+        args: [...shell.slice(1), "-c", command],
+        cwd: dir,
+        stdin: "piped",
+        stdout: "piped",
+      }).spawn();
+      const writer = cut.stdin.getWriter();
+      await writer.write(new TextEncoder().encode("100\ntouch CANARY\n"));
+      await writer.close();
+      const out = await cut.output();
+      assert.equal(out.code, 0, shell[0]);
+      assert.deepEqual([...Deno.readDirSync(dir)], [], `${shell[0]}: a cut script never runs`);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
