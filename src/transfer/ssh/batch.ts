@@ -42,7 +42,7 @@ import { logger } from "../../log/logging.ts";
 import { hashSource } from "../source.ts";
 import { type SshDelivery, sshDelivery, type SshMethod } from "./method.ts";
 import { finishBatch, flushWhileUploading, planFinish, settleFinish } from "./finish.ts";
-import { oneCallFailures, oneCallScript, readWhole, tarArchive } from "./one_call.ts";
+import { oneCallFailures, oneCallScript, readPayload } from "./one_call.ts";
 import { remoteJoin } from "./endpoint.ts";
 import { uploadFolderName, uploadFolderPrefix } from "../temp_name.ts";
 import type { TransferItem } from "../transport.ts";
@@ -297,17 +297,14 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
   ): Promise<boolean> {
     const method = this.#method;
     const claim = this.#claim!;
-    const sending = deliveries.flatMap((delivery) => {
-      const data = readWhole(delivery);
-      return data === null ? [] : [{ delivery, data }];
-    });
-    if (sending.length === 0) {
+    const read = readPayload(deliveries);
+    if (read === null) {
       claim.prepared(false);
       return true;
     }
-    const sent = sending.map(({ delivery }) => delivery);
+    const sent = read.files.map(({ delivery }) => delivery);
     if (method.job.verify_transfer === "checksum") {
-      for (const { delivery, data } of sending) {
+      for (const { delivery, data } of read.files) {
         delivery.sourceSha256 = Promise.resolve(createHash("sha256").update(data).digest("hex"));
       }
     }
@@ -320,10 +317,10 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
     const sizes = new Map(sent.map((delivery) => [delivery.index, delivery.item.size]));
     for (const entry of plan.entries) entry.expectedSize = sizes.get(entry.index)!;
     const script = oneCallScript(method.base, specs, sent, plan);
-    const data = sending.length === 1 ? [sending[0].data] : tarArchive(sending);
     let results: ResultLine[];
     try {
-      results = await method.session.runStreamed(script, data, {
+      // The payload's memory goes to the call (no copy); a retry reads the sources again.
+      results = await method.session.runStreamed(script, read.payload, {
         timeoutMs: method.timeoutMs,
         signal,
         // The folder is ready long before the copies are in: other batches need not wait longer.

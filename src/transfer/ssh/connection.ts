@@ -184,8 +184,10 @@ export class SshSession {
 
   /**
    * Run a remote script (see `remote_script.ts`) whose standard input, after
-   * the script, is `data`: one call carries a small file and what is done
-   * with it. The login shell sees fixed words only
+   * the script, is `payload`: one call carries small files and what is done
+   * with them. `payload`'s memory is handed over to the call (a launcher
+   * thread takes it without a copy): the caller must not use it after. The
+   * login shell sees fixed words only
    * ({@linkcode STREAMED_SCRIPT_COMMAND}); the script comes first on standard
    * input, after a line with its length in bytes, read to the byte so the
    * rest is left for the script.
@@ -196,7 +198,7 @@ export class SshSession {
    */
   async runStreamed(
     script: RemoteScript,
-    data: Uint8Array[],
+    payload: Uint8Array,
     options: {
       timeoutMs?: number;
       signal?: AbortSignal;
@@ -214,7 +216,8 @@ export class SshSession {
       }
     };
     await this.run(await this.sshArgv(STREAMED_SCRIPT_COMMAND), {
-      stdin: [head, text, ...data],
+      stdin: [head, text, payload],
+      handOverStdin: true,
       timeoutMs: options.timeoutMs,
       signal: options.signal,
       onStdout: (chunk) => take(lines.push(chunk)),

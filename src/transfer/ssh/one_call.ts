@@ -23,20 +23,75 @@ import {
   resultsByIndex,
 } from "./remote_script.ts";
 
+const encoder = new TextEncoder();
+
+/** One file of a one-call payload: its delivery and its bytes (a view into the payload). */
+export interface PayloadFile {
+  delivery: SshDelivery;
+  data: Uint8Array;
+}
+
 /**
- * The source of `delivery` read whole, checked after to be still the version
- * that was queued (size and mtime): the bytes sent are that version's.
- * `null` when it is not (the delivery's error says why).
+ * What one call sends, in one buffer: the sources of `deliveries` read
+ * straight into it, each checked after to be still the version that was
+ * queued (size and mtime: the bytes sent are that version's; a delivery that
+ * is not gets its error and is left out). One file: its bytes; several: a tar
+ * archive of them (see {@linkcode tarEntryBytes}). `null` when none could be read.
  */
-export function readWhole(delivery: SshDelivery): Uint8Array | null {
+export function readPayload(
+  deliveries: SshDelivery[],
+): { files: PayloadFile[]; payload: Uint8Array } | null {
+  if (deliveries.length === 1) {
+    const [delivery] = deliveries;
+    const data = new Uint8Array(delivery.item.size);
+    return readInto(delivery, data) ? { files: [{ delivery, data }], payload: data } : null;
+  }
+  const names = deliveries.map((d) =>
+    paxRecord("path", encoder.encode(posix.basename(d.tempPath)))
+  );
+  const total = deliveries.reduce(
+    (sum, delivery, i) => sum + tarEntryBytes(names[i].length, delivery.item.size),
+    TAR_END_BYTES,
+  );
+  const buffer = new Uint8Array(total);
+  const files: PayloadFile[] = [];
+  let at = 0;
+  for (const [i, delivery] of deliveries.entries()) {
+    const pax = names[i];
+    const dataAt = at + 512 + padded(pax.length) + 512;
+    const data = buffer.subarray(dataAt, dataAt + delivery.item.size);
+    // A source that cannot be read leaves no entry: the next one is written over its place.
+    if (!readInto(delivery, data)) continue;
+    const index = files.length;
+    const mtime = Math.floor(delivery.item.mtimeMs / 1000);
+    buffer.set(tarHeader(`PaxHeaders/f${index}`, 0o644, pax.length, mtime, "x"), at);
+    buffer.set(pax, at + 512);
+    buffer.fill(0, at + 512 + pax.length, at + 512 + padded(pax.length));
+    buffer.set(tarHeader(`f${index}`, modeOf(delivery), data.length, mtime, "0"), dataAt - 512);
+    at = dataAt + padded(data.length);
+    buffer.fill(0, dataAt + data.length, at);
+    files.push({ delivery, data });
+  }
+  if (files.length === 0) return null;
+  // One file left: it goes as its bytes (see oneCallScript).
+  if (files.length === 1) return { files, payload: files[0].data };
+  buffer.fill(0, at, at + TAR_END_BYTES);
+  return { files, payload: buffer.subarray(0, at + TAR_END_BYTES) };
+}
+
+/**
+ * Read the source of `delivery` into `target` (exactly its queued size), then
+ * check that it is still the version that was queued. `false`, with the
+ * delivery's error saying why, when it is not or cannot be read.
+ */
+function readInto(delivery: SshDelivery, target: Uint8Array): boolean {
   const { item } = delivery;
-  const data = new Uint8Array(item.size);
   try {
     const source = openSource(item);
     let read = 0;
     try {
       while (read < item.size) {
-        const n = readSync(source.fd, data, read, item.size - read, read);
+        const n = readSync(source.fd, target, read, item.size - read, read);
         if (n === 0) break;
         read += n;
       }
@@ -55,16 +110,16 @@ export function readWhole(delivery: SshDelivery): Uint8Array | null {
       : new TransferError(`Cannot send ${item.source}: ${String(error)}`, "retry", {
         cause: error,
       });
-    return null;
+    return false;
   }
   checkSource(delivery);
-  return delivery.error === null ? data : null;
+  return delivery.error === null;
 }
 
 /**
  * The script of one call: make the folder of `specs` (one) and the upload
  * folder; only then receive the copies (one: its bytes; several: a tar
- * archive, see {@linkcode tarArchive}), and only once they are received whole
+ * archive, see {@linkcode readPayload}), and only once they are received whole
  * run the finishing lines of `plan` (verify, rename, flush). A copy not
  * received whole is never renamed, whatever `verify_transfer` says.
  */
@@ -108,34 +163,30 @@ function touchStamp(ms: number): string {
 }
 
 /**
- * A tar archive (POSIX pax) of `files`, in parts to be written one after the
- * other (the files' data is not copied): each a plain file under the base
- * name of its temporary path (a pax `path` record: any length, any bytes),
- * with its data, permission bits and mtime (whole seconds).
+ * The tar layout of a payload of several files (POSIX pax): per file a pax
+ * header whose `path` record is the base name of its temporary path (any
+ * length, any bytes), then a plain file entry with its data, permission bits
+ * and mtime (whole seconds), each padded to 512-byte blocks; two zero blocks
+ * end it. These are the bytes of one entry.
  */
-export function tarArchive(
-  files: Array<{ delivery: SshDelivery; data: Uint8Array }>,
-): Uint8Array[] {
-  const parts: Uint8Array[] = [];
-  for (const [index, { delivery, data }] of files.entries()) {
-    const name = new TextEncoder().encode(posix.basename(delivery.tempPath));
-    const mtime = Math.floor(delivery.item.mtimeMs / 1000);
-    const pax = paxRecord("path", name);
-    parts.push(tarHeader(`PaxHeaders/f${index}`, 0o644, pax.length, mtime, "x"), pax);
-    parts.push(blockPadding(pax.length));
-    parts.push(tarHeader(`f${index}`, modeOf(delivery), data.length, mtime, "0"), data);
-    parts.push(blockPadding(data.length));
-  }
-  parts.push(new Uint8Array(1024));
-  return parts;
+function tarEntryBytes(paxLength: number, size: number): number {
+  return 512 + padded(paxLength) + 512 + padded(size);
+}
+
+/** The zero blocks that end a tar archive. */
+const TAR_END_BYTES = 1024;
+
+/** `length` rounded up to a whole number of 512-byte blocks. */
+function padded(length: number): number {
+  return Math.ceil(length / 512) * 512;
 }
 
 /** One pax record, `LENGTH KEY=VALUE\n`, LENGTH counting itself. */
 function paxRecord(key: string, value: Uint8Array): Uint8Array {
-  const rest = new TextEncoder().encode(` ${key}=`).length + value.length + 1;
+  const rest = encoder.encode(` ${key}=`).length + value.length + 1;
   let length = rest + 1;
   while (String(length).length + rest !== length) length = String(length).length + rest;
-  const head = new TextEncoder().encode(`${length} ${key}=`);
+  const head = encoder.encode(`${length} ${key}=`);
   const record = new Uint8Array(length);
   record.set(head);
   record.set(value, head.length);
@@ -146,7 +197,7 @@ function paxRecord(key: string, value: Uint8Array): Uint8Array {
 /** A ustar header block. */
 function tarHeader(name: string, mode: number, size: number, mtime: number, type: string) {
   const header = new Uint8Array(512);
-  const put = (at: number, text: string) => header.set(new TextEncoder().encode(text), at);
+  const put = (at: number, text: string) => header.set(encoder.encode(text), at);
   const octal = (at: number, width: number, value: number) =>
     put(at, value.toString(8).padStart(width - 1, "0"));
   put(0, name);
@@ -161,11 +212,6 @@ function tarHeader(name: string, mode: number, size: number, mtime: number, type
   const sum = header.reduce((total, byte) => total + byte, 0);
   put(148, `${sum.toString(8).padStart(6, "0")}\u0000 `);
   return header;
-}
-
-/** The zeros that fill `length` bytes up to a whole number of 512-byte blocks. */
-function blockPadding(length: number): Uint8Array {
-  return new Uint8Array((512 - length % 512) % 512);
 }
 
 /**

@@ -1,0 +1,127 @@
+/**
+ * The payload of a one-call SSH batch (`ssh/one_call.ts`): the sources read
+ * into one buffer, as the bytes of one file or a tar archive that the real
+ * `tar` extracts as the remote side does (`tar -x -p -o`), with hostile names,
+ * and with sources that vanished or changed left out.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { readPayload } from "../../../src/transfer/ssh/one_call.ts";
+import { type SshDelivery, sshDelivery } from "../../../src/transfer/ssh/method.ts";
+import { listFiles, randomBytes } from "../../helpers/files.ts";
+
+/** A delivery of `source` (as it is now) whose copy is to be called `name`. */
+async function deliveryOf(source: string, name: string, index: number): Promise<SshDelivery> {
+  const info = await Deno.stat(source);
+  return sshDelivery({
+    index,
+    item: {
+      source,
+      destination: `20240101/${name}`,
+      size: info.size,
+      mtimeMs: info.mtime!.getTime(),
+    },
+    finalPath: `/remote/20240101/${name}`,
+    tempPath: `/remote/20240101/.upload/${name}`,
+    error: null,
+    source: null,
+    sha256: null,
+    done: false,
+  });
+}
+
+/** Extract `archive` with the system's tar, as `receive_copies` does, into a new folder. */
+async function extract(archive: Uint8Array): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "itx-untar-" });
+  const child = new Deno.Command("tar", {
+    args: ["-x", "-p", "-o", "-f", "-"],
+    cwd: dir,
+    stdin: "piped",
+    stderr: "piped",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(archive);
+  await writer.close();
+  const out = await child.output();
+  assert.ok(out.success, new TextDecoder().decode(out.stderr));
+  return dir;
+}
+
+Deno.test("a one-call payload of several files is a tar archive of exactly the readable, unchanged ones", async () => {
+  const src = await Deno.makeTempDir({ prefix: "itx-payload-" });
+  const dirs = [src];
+  try {
+    const names = [
+      "plain.fits",
+      "-leading dash.fits",
+      "with\nnewline.fits",
+      "über $(touch CANARY) 'quoted'.fits",
+      `${"long".repeat(40)}.fits`,
+      "vanishes.fits",
+      "grows.fits",
+      "last.fits",
+    ];
+    const bytes = new Map<string, Uint8Array>();
+    const deliveries: SshDelivery[] = [];
+    for (const [index, name] of names.entries()) {
+      const data = randomBytes(index === 0 ? 0 : 1000 + index * 777);
+      bytes.set(name, data);
+      const source = join(src, `source-${index}`);
+      await Deno.writeFile(source, data, { mode: 0o640 });
+      await Deno.utime(source, new Date("2024-01-01T22:00:00Z"), 1704146400 + index);
+      deliveries.push(await deliveryOf(source, name, index));
+    }
+    await Deno.remove(join(src, "source-5"));
+    await Deno.writeFile(join(src, "source-6"), randomBytes(10), { append: true });
+
+    const read = readPayload(deliveries);
+    assert.ok(read !== null);
+    const sent = names.filter((name) => name !== "vanishes.fits" && name !== "grows.fits");
+    assert.deepEqual(read.files.map(({ delivery }) => names[delivery.index]), sent);
+    for (const { delivery, data } of read.files) {
+      assert.deepEqual(data, bytes.get(names[delivery.index]), names[delivery.index]);
+    }
+    assert.match(deliveries[5].error!.message, /vanishes|source-5/);
+    assert.match(deliveries[6].error!.message, /source changed/);
+
+    const out = await extract(read.payload);
+    dirs.push(out);
+    assert.deepEqual(await listFiles(out), [...sent].sort());
+    for (const name of sent) {
+      assert.deepEqual(await Deno.readFile(join(out, name)), bytes.get(name), name);
+      const info = await Deno.lstat(join(out, name));
+      assert.equal(info.mode! & 0o777, 0o640, `${name}: permission bits`);
+      const index = names.indexOf(name);
+      assert.equal(info.mtime!.getTime(), (1704146400 + index) * 1000, `${name}: mtime`);
+    }
+  } finally {
+    for (const dir of dirs) await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a one-call payload of one file, or of several of which one is left, is that file's bytes", async () => {
+  const src = await Deno.makeTempDir({ prefix: "itx-payload-" });
+  try {
+    const data = randomBytes(5000);
+    await Deno.writeFile(join(src, "a"), data);
+    await Deno.writeFile(join(src, "b"), randomBytes(300));
+    const alone = readPayload([await deliveryOf(join(src, "a"), "a.fits", 0)]);
+    assert.deepEqual(alone?.payload, data);
+
+    const pair = [
+      await deliveryOf(join(src, "b"), "b.fits", 0),
+      await deliveryOf(join(src, "a"), "a.fits", 1),
+    ];
+    await Deno.remove(join(src, "b"));
+    const left = readPayload(pair);
+    assert.deepEqual(left?.files.map(({ delivery }) => delivery.index), [1]);
+    assert.deepEqual(left?.payload, data);
+
+    const none = [await deliveryOf(join(src, "a"), "a.fits", 0)];
+    await Deno.remove(join(src, "a"));
+    assert.equal(readPayload(none), null);
+    assert.ok(none[0].error !== null);
+  } finally {
+    await Deno.remove(src, { recursive: true });
+  }
+});
