@@ -121,7 +121,6 @@ export class ProgramLauncher implements ProgramStarter {
       argv,
       (id) => ({ kind: "run", id, argv, options: rest, streamStdout: onStdout !== undefined }),
       { onStdout, signal },
-      options.handOverStdin ? handedOver(options.stdin) : [],
     );
   }
 
@@ -141,7 +140,6 @@ export class ProgramLauncher implements ProgramStarter {
     argv: string[],
     request: (id: number) => LauncherRequest,
     extra: Pick<Pending, "onStdout" | "signal">,
-    transfer: ArrayBuffer[] = [],
   ): Promise<T> {
     if (this.#broken !== null) return Promise.reject(launcherGone(argv, this.#broken));
     const id = this.#nextId++;
@@ -157,7 +155,7 @@ export class ProgramLauncher implements ProgramStarter {
         extra.signal.addEventListener("abort", pending.onAbort, { once: true });
       }
       this.#pending.set(id, pending);
-      this.#worker.postMessage(request(id), { transfer });
+      this.#worker.postMessage(request(id));
     });
   }
 
@@ -194,13 +192,6 @@ export class ProgramLauncher implements ProgramStarter {
       pending.reject(launcherGone(pending.argv, why));
     }
   }
-}
-
-/** The memory of the stdin parts a caller handed over, each buffer once. */
-function handedOver(stdin: RunOptions["stdin"]): ArrayBuffer[] {
-  if (stdin === undefined || typeof stdin === "string") return [];
-  const parts = Array.isArray(stdin) ? stdin : [stdin];
-  return [...new Set(parts.map((part) => part.buffer as ArrayBuffer))];
 }
 
 /** The error of a request the launcher can no longer answer. */

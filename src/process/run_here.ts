@@ -39,11 +39,6 @@ export interface RunOptions {
    * other, never joined), which is then closed. @default no input
    */
   stdin?: Uint8Array | string | Uint8Array[];
-  /**
-   * The caller hands the memory of `stdin` over and never touches it again:
-   * a launcher in another thread takes it instead of a copy.
-   */
-  handOverStdin?: boolean;
   /** Working directory. @default the current one */
   cwd?: string;
   /**

@@ -319,7 +319,6 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
     const script = oneCallScript(method.base, specs, sent, plan);
     let results: ResultLine[];
     try {
-      // The payload's memory goes to the call (no copy); a retry reads the sources again.
       results = await method.session.runStreamed(script, read.payload, {
         timeoutMs: method.timeoutMs,
         signal,
@@ -329,11 +328,14 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
         },
       });
     } catch (error) {
+      // Stopped: the launcher may still be writing the payload, so its memory is not reused.
       if (signal.aborted) throw signal.reason;
+      read.release();
       claim.prepared(false);
       for (const delivery of sent) delivery.error = this.#failure(error, delivery);
       return true;
     }
+    read.release();
     const failed = oneCallFailures(results);
     if (failed.unable !== null) {
       method.oneCallFiles = failed.unable.includes("tar") && failed.unable.length === 1 ? 1 : 0;

@@ -185,9 +185,8 @@ export class SshSession {
   /**
    * Run a remote script (see `remote_script.ts`) whose standard input, after
    * the script, is `payload`: one call carries small files and what is done
-   * with them. `payload`'s memory is handed over to the call (a launcher
-   * thread takes it without a copy): the caller must not use it after. The
-   * login shell sees fixed words only
+   * with them. A `payload` in a `SharedArrayBuffer` reaches a launcher thread
+   * without a copy. The login shell sees fixed words only
    * ({@linkcode STREAMED_SCRIPT_COMMAND}); the script comes first on standard
    * input, after a line with its length in bytes, read to the byte so the
    * rest is left for the script.
@@ -217,7 +216,6 @@ export class SshSession {
     };
     await this.run(await this.sshArgv(STREAMED_SCRIPT_COMMAND), {
       stdin: [head, text, payload],
-      handOverStdin: true,
       timeoutMs: options.timeoutMs,
       signal: options.signal,
       onStdout: (chunk) => take(lines.push(chunk)),

@@ -31,29 +31,91 @@ export interface PayloadFile {
   data: Uint8Array;
 }
 
+/** What one call sends (see {@linkcode readPayload}). */
+export interface Payload {
+  files: PayloadFile[];
+  payload: Uint8Array;
+  /**
+   * Give the payload's memory back for the next call to reuse. Only once the
+   * call that sent it has ended: its writer may still read it until then.
+   */
+  release(): void;
+}
+
+/**
+ * Memory for payloads, reused from call to call: fresh memory costs a page
+ * fault per 4 KiB at its first write (on a virtual machine, several times the
+ * cost of the copy itself), and a burst sends hundreds of megabytes.
+ * `SharedArrayBuffer`s, so that a launcher thread writes them to the program
+ * without a copy. What is not reused for a while is let go.
+ */
+class PayloadMemory {
+  /** Buffers no call is using. */
+  #free: SharedArrayBuffer[] = [];
+  #idleTimer: ReturnType<typeof setTimeout> | undefined;
+
+  /** A buffer of at least `bytes` (the free one that fits best, else a new one). */
+  take(bytes: number): SharedArrayBuffer {
+    clearTimeout(this.#idleTimer);
+    let best = -1;
+    for (const [i, buffer] of this.#free.entries()) {
+      const fits = buffer.byteLength >= bytes;
+      if (fits && (best < 0 || buffer.byteLength < this.#free[best].byteLength)) best = i;
+    }
+    if (best >= 0) return this.#free.splice(best, 1)[0];
+    // Whole mebibytes, so that a buffer fits the next batch of about the same size.
+    return new SharedArrayBuffer(Math.ceil(bytes / MIB) * MIB);
+  }
+
+  /** `buffer` may be reused; kept at most {@linkcode PAYLOAD_MEMORY_KEPT_MS} unused. */
+  give(buffer: SharedArrayBuffer): void {
+    this.#free.push(buffer);
+    if (this.#free.length > PAYLOAD_BUFFERS_KEPT) this.#free.shift();
+    clearTimeout(this.#idleTimer);
+    const timer = setTimeout(() => this.#free = [], PAYLOAD_MEMORY_KEPT_MS);
+    // A daemon that has nothing else to do does not wait for it.
+    Deno.unrefTimer(timer);
+    this.#idleTimer = timer;
+  }
+}
+
+const MIB = 1024 * 1024;
+
+/** Free payload buffers kept: as many as calls a burst runs at once, with room to spare. */
+const PAYLOAD_BUFFERS_KEPT = 8;
+
+/** How long payload memory no call uses is kept for the next one. */
+const PAYLOAD_MEMORY_KEPT_MS = 5_000;
+
+const payloadMemory = new PayloadMemory();
+
 /**
  * What one call sends, in one buffer: the sources of `deliveries` read
  * straight into it, each checked after to be still the version that was
  * queued (size and mtime: the bytes sent are that version's; a delivery that
  * is not gets its error and is left out). One file: its bytes; several: a tar
- * archive of them (see {@linkcode tarEntryBytes}). `null` when none could be read.
+ * archive of them (see {@linkcode tarEntryBytes}). `null` when none could be
+ * read. The caller releases it once the call has ended.
  */
-export function readPayload(
-  deliveries: SshDelivery[],
-): { files: PayloadFile[]; payload: Uint8Array } | null {
-  if (deliveries.length === 1) {
-    const [delivery] = deliveries;
-    const data = new Uint8Array(delivery.item.size);
-    return readInto(delivery, data) ? { files: [{ delivery, data }], payload: data } : null;
-  }
-  const names = deliveries.map((d) =>
-    paxRecord("path", encoder.encode(posix.basename(d.tempPath)))
-  );
-  const total = deliveries.reduce(
+export function readPayload(deliveries: SshDelivery[]): Payload | null {
+  const names = deliveries.length === 1
+    ? []
+    : deliveries.map((d) => paxRecord("path", encoder.encode(posix.basename(d.tempPath))));
+  const total = deliveries.length === 1 ? deliveries[0].item.size : deliveries.reduce(
     (sum, delivery, i) => sum + tarEntryBytes(names[i].length, delivery.item.size),
     TAR_END_BYTES,
   );
-  const buffer = new Uint8Array(total);
+  const memory = payloadMemory.take(total);
+  const release = () => payloadMemory.give(memory);
+  const buffer = new Uint8Array(memory, 0, total);
+  if (deliveries.length === 1) {
+    const [delivery] = deliveries;
+    if (readInto(delivery, buffer)) {
+      return { files: [{ delivery, data: buffer }], payload: buffer, release };
+    }
+    release();
+    return null;
+  }
   const files: PayloadFile[] = [];
   let at = 0;
   for (const [i, delivery] of deliveries.entries()) {
@@ -72,11 +134,14 @@ export function readPayload(
     buffer.fill(0, dataAt + data.length, at);
     files.push({ delivery, data });
   }
-  if (files.length === 0) return null;
+  if (files.length === 0) {
+    release();
+    return null;
+  }
   // One file left: it goes as its bytes (see oneCallScript).
-  if (files.length === 1) return { files, payload: files[0].data };
+  if (files.length === 1) return { files, payload: files[0].data, release };
   buffer.fill(0, at, at + TAR_END_BYTES);
-  return { files, payload: buffer.subarray(0, at + TAR_END_BYTES) };
+  return { files, payload: buffer.subarray(0, at + TAR_END_BYTES), release };
 }
 
 /**

@@ -125,3 +125,40 @@ Deno.test("a one-call payload of one file, or of several of which one is left, i
     await Deno.remove(src, { recursive: true });
   }
 });
+
+Deno.test("a released payload's memory carries the next payload, which holds none of the bytes before", async () => {
+  const src = await Deno.makeTempDir({ prefix: "itx-payload-" });
+  const dirs = [src];
+  try {
+    const first: SshDelivery[] = [];
+    for (const index of [0, 1, 2]) {
+      await Deno.writeFile(join(src, `big-${index}`), randomBytes(300_000 + index));
+      first.push(await deliveryOf(join(src, `big-${index}`), `big-${index}.fits`, index));
+    }
+    const one = readPayload(first);
+    assert.ok(one !== null);
+    one.release();
+
+    const second: SshDelivery[] = [];
+    const bytes = [randomBytes(1000), randomBytes(70_001)];
+    for (const [index, data] of bytes.entries()) {
+      await Deno.writeFile(join(src, `small-${index}`), data);
+      second.push(await deliveryOf(join(src, `small-${index}`), `small-${index}.fits`, index));
+    }
+    const two = readPayload(second);
+    assert.ok(two !== null);
+    assert.equal(two.payload.buffer, one.payload.buffer, "the released memory is reused");
+    const out = await extract(two.payload);
+    dirs.push(out);
+    assert.deepEqual(await listFiles(out), ["small-0.fits", "small-1.fits"]);
+    for (const [index, data] of bytes.entries()) {
+      assert.deepEqual(await Deno.readFile(join(out, `small-${index}.fits`)), data);
+    }
+    // Not released: the next payload gets other memory.
+    const three = readPayload([await deliveryOf(join(src, "small-0"), "again.fits", 0)]);
+    assert.notEqual(three?.payload.buffer, two.payload.buffer);
+    assert.deepEqual(three?.payload, bytes[0]);
+  } finally {
+    for (const dir of dirs) await Deno.remove(dir, { recursive: true });
+  }
+});
