@@ -197,25 +197,49 @@ export class FileRows {
     file: { size: number; mtimeMs: number; destination: string },
     now = Date.now(),
   ): number {
-    return this.ledger.write(() => {
-      this.ledger.statement(`
-        INSERT INTO files (job, target, rel_path, size, mtime_ms, destination, state, attempts,
-                           next_attempt_at, last_error, created_at, updated_at)
-        VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, 0, NULL, ?, ?)
-        ON CONFLICT (job, target, rel_path) DO UPDATE SET
-          attempts = CASE WHEN size = excluded.size AND mtime_ms = excluded.mtime_ms
-                          AND state != 'done' THEN attempts ELSE 0 END,
-          last_error = CASE WHEN size = excluded.size AND mtime_ms = excluded.mtime_ms
-                            AND state != 'done' THEN last_error ELSE NULL END,
-          size = excluded.size, mtime_ms = excluded.mtime_ms, destination = excluded.destination,
-          state = 'pending', next_attempt_at = 0, updated_at = excluded.updated_at
-      `).run(this.job, this.target, relPath, file.size, file.mtimeMs, file.destination, now, now);
-      const row = this.ledger.statement(
-        "SELECT attempts FROM files WHERE job = ? AND target = ? AND rel_path = ?",
-      ).get(this.job, this.target, relPath) as Row | undefined;
-      if (!row) throw new Error(`${relPath} was not recorded`);
-      return Number(row.attempts);
-    });
+    return this.enqueueAll([{ relPath, ...file }], now)[0];
+  }
+
+  /**
+   * {@linkcode enqueue} for several files in one transaction (a burst's files
+   * found complete together): all are recorded, or none.
+   *
+   * @returns each file's failed attempts so far, in order
+   * @throws {LedgerWriteError} when they could not be recorded (none is)
+   */
+  enqueueAll(
+    files: Array<{ relPath: string; size: number; mtimeMs: number; destination: string }>,
+    now = Date.now(),
+  ): number[] {
+    const upsert = this.ledger.statement(`
+      INSERT INTO files (job, target, rel_path, size, mtime_ms, destination, state, attempts,
+                         next_attempt_at, last_error, created_at, updated_at)
+      VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, 0, NULL, ?, ?)
+      ON CONFLICT (job, target, rel_path) DO UPDATE SET
+        attempts = CASE WHEN size = excluded.size AND mtime_ms = excluded.mtime_ms
+                        AND state != 'done' THEN attempts ELSE 0 END,
+        last_error = CASE WHEN size = excluded.size AND mtime_ms = excluded.mtime_ms
+                          AND state != 'done' THEN last_error ELSE NULL END,
+        size = excluded.size, mtime_ms = excluded.mtime_ms, destination = excluded.destination,
+        state = 'pending', next_attempt_at = 0, updated_at = excluded.updated_at
+      RETURNING attempts
+    `);
+    return this.ledger.write(() =>
+      files.map(({ relPath, size, mtimeMs, destination }) => {
+        const row = upsert.get(
+          this.job,
+          this.target,
+          relPath,
+          size,
+          mtimeMs,
+          destination,
+          now,
+          now,
+        ) as Row | undefined;
+        if (!row) throw new Error(`${relPath} was not recorded`);
+        return Number(row.attempts);
+      })
+    );
   }
 
   /** Mark files as being sent right now. @throws {LedgerWriteError} */

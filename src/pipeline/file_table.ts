@@ -73,6 +73,9 @@ export interface LeftByLastRun {
   doneElsewhere: number;
 }
 
+/** What became of a file whose destination is known (see {@linkcode FileTable.planned}). */
+export type PlannedDecision = "observe" | "queued" | "stale" | "unrecorded";
+
 /** The file table of one job; see the module doc. */
 export class FileTable {
   /** The ledger's rows of this job and destination (reports read them; only the table writes). */
@@ -184,19 +187,49 @@ export class FileTable {
     relPath: string,
     version: FileVersion,
     destination: string,
-  ): "observe" | "queued" | "stale" | "unrecorded" {
-    const record = this.#index.get(relPath);
-    if (record?.phase !== "planning" || !sameVersion(record.version, version)) return "stale";
-    let attempts: number;
+  ): PlannedDecision {
+    return this.plannedAll([{ relPath, version, destination }])[0];
+  }
+
+  /**
+   * {@linkcode planned} for files whose destinations became known together
+   * (a burst): their rows are written in one transaction, all or none.
+   */
+  plannedAll(
+    plans: Array<{ relPath: string; version: FileVersion; destination: string }>,
+  ): PlannedDecision[] {
+    const current = (plan: (typeof plans)[number]) => {
+      const record = this.#index.get(plan.relPath);
+      return record?.phase === "planning" && sameVersion(record.version, plan.version);
+    };
+    const recording = plans.filter(current);
+    let attempts: number[];
     try {
-      attempts = this.rows.enqueue(relPath, { ...version, destination });
+      attempts = recording.length === 0 ? [] : this.rows.enqueueAll(
+        recording.map(({ relPath, version, destination }) => ({
+          relPath,
+          ...version,
+          destination,
+        })),
+      );
     } catch (error) {
       if (!(error instanceof LedgerWriteError)) throw error;
-      this.#index.remove(relPath);
-      this.#foundUnrecorded.add(relPath);
-      return "unrecorded";
+      for (const { relPath } of recording) {
+        this.#index.remove(relPath);
+        this.#foundUnrecorded.add(relPath);
+      }
+      return plans.map((plan) => recording.includes(plan) ? "unrecorded" : "stale");
     }
-    return this.#index.planned(relPath, version, { destination, attempts, nextAttemptAt: 0 });
+    const attemptsOf = new Map(recording.map((plan, i) => [plan, attempts[i]]));
+    return plans.map((plan) => {
+      const recorded = attemptsOf.get(plan);
+      if (recorded === undefined) return "stale";
+      return this.#index.planned(plan.relPath, plan.version, {
+        destination: plan.destination,
+        attempts: recorded,
+        nextAttemptAt: 0,
+      });
+    });
   }
 
   /** Planning `relPath` failed (said already): forgotten until it is seen again. */

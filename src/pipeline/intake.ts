@@ -35,7 +35,7 @@ import { createFileFilter, type FileFilter } from "../watch/file_filter.ts";
 import type { FoundFile } from "../watch/scan.ts";
 import { relativeTo } from "../watch/entry_check.ts";
 import type { Transport } from "../transfer/transport.ts";
-import type { FileTable } from "./file_table.ts";
+import type { FileTable, PlannedDecision } from "./file_table.ts";
 
 /** What {@linkcode Intake} works with. */
 export interface IntakeContext {
@@ -67,6 +67,10 @@ export class Intake {
   #checker: StabilityChecker;
   /** Parts of files that are still growing (`growing_patterns`). */
   #growing: GrowingSender;
+  /** Files whose destinations are known, to be recorded at the next turn (see `#plan`). */
+  #planned: Array<{ relPath: string; path: string; version: FileVersion; destination: string }> =
+    [];
+  #recordTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(context: IntakeContext) {
     const { job } = context;
@@ -196,7 +200,7 @@ export class Intake {
 
   /** Plan the destination of a file found complete, record it pending, and queue it. */
   #plan(rel: string, path: string, version: FileVersion): void {
-    const { job, table } = this.#context;
+    const { job } = this.#context;
     planDestination(
       job,
       { path, relPath: rel, mtimeMs: version.mtimeMs },
@@ -207,20 +211,45 @@ export class Intake {
           reason,
         }),
     ).then((destination) => {
-      if (this.#context.stopping()) return;
-      const planned = table.planned(rel, version, destination);
-      if (planned === "observe") this.#checker.touch(path);
-      if (planned !== "queued") return;
+      if (this.#context.stopping()) return this.#context.onSettled();
+      this.#planned.push({ relPath: rel, path, version, destination });
+      // The files of a burst planned meanwhile are recorded with it, in one transaction.
+      this.#recordTimer ??= setTimeout(() => this.#recordPlanned(), 0);
+    }, (error) => this.#planFailed(rel, path, error));
+  }
+
+  /** Record the files planned since the last turn pending, and queue them. */
+  #recordPlanned(): void {
+    this.#recordTimer = undefined;
+    const plans = this.#planned;
+    this.#planned = [];
+    if (this.#context.stopping()) return this.#context.onSettled();
+    let decisions: PlannedDecision[];
+    try {
+      decisions = this.#context.table.plannedAll(plans);
+    } catch (error) {
+      for (const { relPath, path } of plans) this.#planFailed(relPath, path, error);
+      return;
+    }
+    for (const [i, decision] of decisions.entries()) {
+      const { path, destination } = plans[i];
+      if (decision === "observe") this.#checker.touch(path);
+      if (decision !== "queued") continue;
       this.#log.debug("Ready: {path} -> {destination}", { path, destination });
       this.#context.onQueued();
-    }).catch((error) => {
-      if (this.#context.stopping()) return;
-      table.planFailed(rel);
+    }
+    this.#context.onSettled();
+  }
+
+  #planFailed(rel: string, path: string, error: unknown): void {
+    if (!this.#context.stopping()) {
+      this.#context.table.planFailed(rel);
       this.#log.error("Cannot plan the destination of {path}: {error}", {
         path,
         error: String(error),
       });
-    }).finally(() => this.#context.onSettled());
+    }
+    this.#context.onSettled();
   }
 }
 

@@ -75,15 +75,7 @@ export function openSource(item: TransferItem): OpenSource {
     if (!opened.isFile()) throw notRegular(item);
     // Another file (or a link) took the name between the lstat and the open.
     if (opened.ino !== path.ino || opened.dev !== path.dev) throw replaced(item);
-    return {
-      fd,
-      info: {
-        size: opened.size,
-        mtimeMs: opened.mtimeMs,
-        atimeMs: opened.atimeMs,
-        permissions: opened.mode & 0o777,
-      },
-    };
+    return { fd, info: infoOf(opened) };
   } catch (error) {
     closeSync(fd);
     throw error;
@@ -106,14 +98,39 @@ export function closeSource(source: OpenSource): void {
 export function inspectSource(item: TransferItem): SourceInfo {
   const source = openSource(item);
   closeSource(source);
-  const { size, mtimeMs } = source.info;
-  if (size !== item.size || Math.trunc(mtimeMs) !== Math.trunc(item.mtimeMs)) {
+  return unchanged(item, source.info);
+}
+
+/**
+ * {@linkcode inspectSource} of a source still open, once its bytes are read:
+ * the file they were read from still has the size and mtime recorded in
+ * `item` (a name taken by another file since does not change what was read).
+ *
+ * @throws {TransferError} `retry` when the source changed since it was judged complete
+ */
+export function inspectOpenSource(item: TransferItem, source: OpenSource): SourceInfo {
+  return unchanged(item, infoOf(fstatSync(source.fd)));
+}
+
+/** `info`, when it is still the version recorded in `item`. */
+function unchanged(item: TransferItem, info: SourceInfo): SourceInfo {
+  if (info.size !== item.size || Math.trunc(info.mtimeMs) !== Math.trunc(item.mtimeMs)) {
     throw new TransferError(
-      `Cannot send ${item.source}: source changed during transfer (size ${item.size} -> ${size})`,
+      `Cannot send ${item.source}: source changed during transfer (size ${item.size} -> ${info.size})`,
       "retry",
     );
   }
-  return source.info;
+  return info;
+}
+
+/** What a copy needs to know of its source, from the open file. */
+function infoOf(opened: Stats): SourceInfo {
+  return {
+    size: opened.size,
+    mtimeMs: opened.mtimeMs,
+    atimeMs: opened.atimeMs,
+    permissions: opened.mode & 0o777,
+  };
 }
 
 /**

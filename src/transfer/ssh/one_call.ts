@@ -10,8 +10,8 @@
 import { readSync } from "node:fs";
 import { posix } from "node:path";
 import { TransferError } from "../../errors.ts";
-import { checkSource, copyMismatch } from "../deliver.ts";
-import { closeSource, deliveredPermissions, openSource } from "../source.ts";
+import { copyMismatch } from "../deliver.ts";
+import { closeSource, deliveredPermissions, inspectOpenSource, openSource } from "../source.ts";
 import type { SshDelivery } from "./method.ts";
 import { finishLines, type FinishPlan } from "./finish.ts";
 import { type FolderFailure, type FolderSpec, makeFoldersLines } from "./remote_folders.ts";
@@ -153,21 +153,23 @@ function readInto(delivery: SshDelivery, target: Uint8Array): boolean {
   const { item } = delivery;
   try {
     const source = openSource(item);
-    let read = 0;
     try {
+      let read = 0;
       while (read < item.size) {
         const n = readSync(source.fd, target, read, item.size - read, read);
         if (n === 0) break;
         read += n;
       }
+      if (read !== item.size) {
+        throw new TransferError(
+          `Cannot send ${item.source}: ${copyMismatch.sourceChanged(read, item.size)}`,
+          "retry",
+        );
+      }
+      // The file the bytes came from, looked at again now that they are read.
+      delivery.source = inspectOpenSource(item, source);
     } finally {
       closeSource(source);
-    }
-    if (read !== item.size) {
-      throw new TransferError(
-        `Cannot send ${item.source}: ${copyMismatch.sourceChanged(read, item.size)}`,
-        "retry",
-      );
     }
   } catch (error) {
     delivery.error = error instanceof TransferError
@@ -177,8 +179,7 @@ function readInto(delivery: SshDelivery, target: Uint8Array): boolean {
       });
     return false;
   }
-  checkSource(delivery);
-  return delivery.error === null;
+  return true;
 }
 
 /**

@@ -171,3 +171,37 @@ Deno.test("FileTable: pending rows that nothing holds go to the checker; catch-u
     assert.equal(table.rows.get("done.fits"), undefined);
   });
 });
+
+Deno.test("FileTable: files planned together are recorded in one transaction, all or none; stale plans are left out", async () => {
+  await withTable(({ table, ledger }) => {
+    for (const rel of ["a.fits", "b.fits", "c.fits"]) assert.equal(table.ready(rel, V1), "plan");
+    // b.fits is no longer planning (its plan failed): what comes of its plan is stale.
+    table.planFailed("b.fits");
+    const plans = ["a.fits", "b.fits", "c.fits"].map((relPath) => ({
+      relPath,
+      version: V1,
+      destination: `n/${relPath}`,
+    }));
+    const allow = refuseWrites(ledger);
+    assert.deepEqual(table.plannedAll(plans), ["unrecorded", "stale", "unrecorded"]);
+    assert.equal(table.rows.get("a.fits"), undefined, "none of them recorded");
+    assert.equal(table.holds("c.fits"), true);
+    allow();
+    table.ledgerWritable();
+
+    for (const rel of ["a.fits", "c.fits"]) assert.equal(table.ready(rel, V1), "plan");
+    table.rows.enqueue("c.fits", { ...V1, destination: "n/c.fits" });
+    table.rows.recordFailure("c.fits", {
+      error: "the link was cut",
+      attempts: 1,
+      nextAttemptAt: 0,
+      final: false,
+    });
+    assert.deepEqual(table.plannedAll(plans), ["queued", "stale", "queued"]);
+    assert.equal(table.rows.get("a.fits")?.state, "pending");
+    assert.equal(table.rows.get("b.fits"), undefined, "the stale plan wrote nothing");
+    assert.equal(table.rows.get("c.fits")?.attempts, 1, "an unchanged file keeps its attempts");
+    assert.equal(table.record("c.fits")?.attempts, 1);
+    assert.equal(table.takeBatch(10).length, 2);
+  });
+});
