@@ -78,6 +78,9 @@ export interface NightTotals {
   lastArrivalAt: number | null;
 }
 
+/** A complete file to record as pending. */
+export type PendingFile = { relPath: string; size: number; mtimeMs: number; destination: string };
+
 /** A failed attempt, as the ledger records it. */
 export interface FailureRecord {
   error: string;
@@ -185,32 +188,16 @@ export class FileRows {
   }
 
   /**
-   * Record a complete file as pending. A file seen with a new size or mtime
-   * starts over (attempts 0, no error); an unchanged pending or failed one keeps
-   * its attempt count and last error.
-   *
-   * @returns the file's failed attempts so far (0 for a new or changed file)
-   * @throws {LedgerWriteError} when it could not be recorded
+   * Record a complete file as pending: a new size or mtime starts over (attempts 0, no error), an
+   * unchanged pending or failed file keeps its attempts and last error. @returns its failed
+   * attempts so far @throws {LedgerWriteError} when it could not be recorded
    */
-  enqueue(
-    relPath: string,
-    file: { size: number; mtimeMs: number; destination: string },
-    now = Date.now(),
-  ): number {
+  enqueue(relPath: string, file: Omit<PendingFile, "relPath">, now = Date.now()): number {
     return this.enqueueAll([{ relPath, ...file }], now)[0];
   }
 
-  /**
-   * {@linkcode enqueue} for several files in one transaction (a burst's files
-   * found complete together): all are recorded, or none.
-   *
-   * @returns each file's failed attempts so far, in order
-   * @throws {LedgerWriteError} when they could not be recorded (none is)
-   */
-  enqueueAll(
-    files: Array<{ relPath: string; size: number; mtimeMs: number; destination: string }>,
-    now = Date.now(),
-  ): number[] {
+  /** {@linkcode enqueue} for several files (a burst's) in one transaction, all or none. */
+  enqueueAll(files: PendingFile[], now = Date.now()): number[] {
     const upsert = this.ledger.statement(`
       INSERT INTO files (job, target, rel_path, size, mtime_ms, destination, state, attempts,
                          next_attempt_at, last_error, created_at, updated_at)
@@ -224,20 +211,11 @@ export class FileRows {
         state = 'pending', next_attempt_at = 0, updated_at = excluded.updated_at
       RETURNING attempts
     `);
+    const key = [this.job, this.target] as const;
     return this.ledger.write(() =>
-      files.map(({ relPath, size, mtimeMs, destination }) => {
-        const row = upsert.get(
-          this.job,
-          this.target,
-          relPath,
-          size,
-          mtimeMs,
-          destination,
-          now,
-          now,
-        ) as Row | undefined;
-        if (!row) throw new Error(`${relPath} was not recorded`);
-        return Number(row.attempts);
+      files.map((f) => {
+        const row = upsert.get(...key, f.relPath, f.size, f.mtimeMs, f.destination, now, now);
+        return Number((row as Row).attempts);
       })
     );
   }

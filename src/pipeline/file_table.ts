@@ -1,32 +1,29 @@
 /**
- * The file table of one job: the one owner of every file's state, from the
- * moment a file is seen until it is done. It has two halves and keeps them in
- * step itself; no other code writes either:
- * - **on disk**, the ledger's rows of this job and destination
- *   (`ledger/file_rows.ts`): size, mtime, destination, `pending`,
- *   `transferring`, `done` or `failed`, attempts, next attempt, last error;
- * - **in memory**, an index of the files in motion (`work_queue.ts`): one
- *   record per file with its phase (observing, planning, queued, waiting,
- *   sending), attempts and next attempt on the monotonic clock, the
- *   stability checker's observation while the file is not complete yet
+ * The file table of one job: the one owner of every file's state, from the moment a file is seen
+ * until it is done. It has two halves and keeps them in step itself; no other code writes either:
+ * - **on disk**, the ledger's rows of this job and destination (`ledger/file_rows.ts`): size,
+ *   mtime, destination, `pending`, `transferring`, `done` or `failed`, attempts, next attempt,
+ *   last error;
+ * - **in memory**, an index of the files in motion (`work_queue.ts`): one record per file with its
+ *   phase (observing, planning, queued, waiting, sending), attempts and next attempt on the
+ *   monotonic clock, the stability checker's observation while the file is not complete yet
  *   ({@linkcode FileTable.observations}), and the one retry timer.
  *
- * Every transition writes the row first and then moves the record. A row
- * that cannot be written ({@linkcode LedgerWriteError}: the ledger's problem
- * state says why, once) leaves the record where the job can take it up again
- * when the ledger can be written: a file found complete is remembered as
- * found (and looked at again), a batch stays queued, arrivals stay `sending`
- * until {@linkcode FileTable.arrived} succeeds. Whether a file is done is
- * asked of the rows, by key, never copied into memory.
+ * Every transition writes the row first and then moves the record. A row that cannot be written
+ * ({@linkcode LedgerWriteError}: the ledger's problem state says why, once) leaves the record where
+ * the job can take it up again when the ledger can be written: a file found complete is remembered
+ * as found (and looked at again), a batch stays queued, arrivals stay `sending` until
+ * {@linkcode FileTable.arrived} succeeds. Whether a file is done is asked of the rows, by key, never
+ * copied into memory.
  *
  * @module
  */
 import type { JobConfig } from "../config/types.ts";
 import {
   destinationIdentity,
-  type DoneEntry,
   type FailureRecord,
   FileRows,
+  type PendingFile,
   writeIfWritable,
 } from "../ledger/file_rows.ts";
 import { type Ledger, LedgerWriteError } from "../ledger/ledger.ts";
@@ -73,7 +70,7 @@ export interface LeftByLastRun {
   doneElsewhere: number;
 }
 
-/** What became of a file whose destination is known (see {@linkcode FileTable.planned}). */
+/** What became of a file whose destination is known (see {@linkcode FileTable.plannedAll}). */
 export type PlannedDecision = "observe" | "queued" | "stale" | "unrecorded";
 
 /** The file table of one job; see the module doc. */
@@ -161,11 +158,6 @@ export class FileTable {
     return this.#index.get(relPath) !== undefined || this.#foundUnrecorded.has(relPath);
   }
 
-  /** Size and mtime each file was sent with, where it is done for this destination. */
-  doneVersions(relPaths: string[]): Array<DoneEntry | undefined> {
-    return this.rows.doneVersions(relPaths);
-  }
-
   /** Activity (an event, a scan): whether the checker should observe the file now. */
   activity(relPath: string): boolean {
     return this.#index.activity(relPath);
@@ -178,57 +170,34 @@ export class FileTable {
   }
 
   /**
-   * The destination of a planning file is known: recorded `pending`, then
-   * queued. `"observe"`: a change was seen meanwhile (have the checker look);
-   * `"stale"`: the file is no longer planning this version; `"unrecorded"`:
-   * the ledger cannot record it now (looked at again when it can).
+   * The destinations of planning files (size and mtime: the version planned) are known, a burst's
+   * together: their rows are recorded `pending` in one transaction, all or none, and the files
+   * queued. Per file, `"observe"`: a change was seen meanwhile (have the checker look); `"stale"`:
+   * no longer planning this version; `"unrecorded"`: the ledger cannot record it now (looked at
+   * again when it can).
    */
-  planned(
-    relPath: string,
-    version: FileVersion,
-    destination: string,
-  ): PlannedDecision {
-    return this.plannedAll([{ relPath, version, destination }])[0];
-  }
-
-  /**
-   * {@linkcode planned} for files whose destinations became known together
-   * (a burst): their rows are written in one transaction, all or none.
-   */
-  plannedAll(
-    plans: Array<{ relPath: string; version: FileVersion; destination: string }>,
-  ): PlannedDecision[] {
-    const current = (plan: (typeof plans)[number]) => {
+  plannedAll(plans: PendingFile[]): PlannedDecision[] {
+    const current = plans.filter((plan) => {
       const record = this.#index.get(plan.relPath);
-      return record?.phase === "planning" && sameVersion(record.version, plan.version);
-    };
-    const recording = plans.filter(current);
-    let attempts: number[];
+      return record?.phase === "planning" && sameVersion(record.version, plan);
+    });
+    const recording = new Map(current.map((plan, i) => [plan, i]));
+    let attempts: number[] = [];
     try {
-      attempts = recording.length === 0 ? [] : this.rows.enqueueAll(
-        recording.map(({ relPath, version, destination }) => ({
-          relPath,
-          ...version,
-          destination,
-        })),
-      );
+      if (current.length > 0) attempts = this.rows.enqueueAll(current);
     } catch (error) {
       if (!(error instanceof LedgerWriteError)) throw error;
-      for (const { relPath } of recording) {
+      for (const { relPath } of current) {
         this.#index.remove(relPath);
         this.#foundUnrecorded.add(relPath);
       }
-      return plans.map((plan) => recording.includes(plan) ? "unrecorded" : "stale");
+      return plans.map((plan) => recording.has(plan) ? "unrecorded" : "stale");
     }
-    const attemptsOf = new Map(recording.map((plan, i) => [plan, attempts[i]]));
     return plans.map((plan) => {
-      const recorded = attemptsOf.get(plan);
-      if (recorded === undefined) return "stale";
-      return this.#index.planned(plan.relPath, plan.version, {
-        destination: plan.destination,
-        attempts: recorded,
-        nextAttemptAt: 0,
-      });
+      const i = recording.get(plan);
+      if (i === undefined) return "stale";
+      const recorded = { destination: plan.destination, attempts: attempts[i], nextAttemptAt: 0 };
+      return this.#index.planned(plan.relPath, plan, recorded);
     });
   }
 

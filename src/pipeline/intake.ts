@@ -22,6 +22,7 @@
 import type { JobConfig } from "../config/types.ts";
 import { planDestination } from "../layout/destination.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
+import type { PendingFile } from "../ledger/file_rows.ts";
 import {
   type Activity,
   type FileVersion,
@@ -68,8 +69,7 @@ export class Intake {
   /** Parts of files that are still growing (`growing_patterns`). */
   #growing: GrowingSender;
   /** Files whose destinations are known, to be recorded at the next turn (see `#plan`). */
-  #planned: Array<{ relPath: string; path: string; version: FileVersion; destination: string }> =
-    [];
+  #planned: Array<PendingFile & { path: string }> = [];
   #recordTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(context: IntakeContext) {
@@ -140,7 +140,7 @@ export class Intake {
     const found: FoundFile[] = [];
     // Held: in motion (under observation too) or found while it could not be recorded.
     const free = files.filter((file) => !table.holds(file.relPath));
-    const done = table.doneVersions(free.map((file) => file.relPath));
+    const done = table.rows.doneVersions(free.map((file) => file.relPath));
     for (const [index, file] of free.entries()) {
       const entry = done[index];
       if (entry && quick) continue;
@@ -212,7 +212,7 @@ export class Intake {
         }),
     ).then((destination) => {
       if (this.#context.stopping()) return this.#context.onSettled();
-      this.#planned.push({ relPath: rel, path, version, destination });
+      this.#planned.push({ relPath: rel, path, ...version, destination });
       // The files of a burst planned meanwhile are recorded with it, in one transaction.
       this.#recordTimer ??= setTimeout(() => this.#recordPlanned(), 0);
     }, (error) => this.#planFailed(rel, path, error));

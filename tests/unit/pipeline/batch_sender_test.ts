@@ -31,7 +31,10 @@ Deno.test("BatchSender: a file held by a full destination and taken by the next 
       await Deno.writeTextFile(path, name);
       const version = versionOf(await Deno.stat(path));
       assert.equal(table.ready(name, version), "plan");
-      assert.equal(table.planned(name, version, `20240315/${name}`), "queued");
+      assert.deepEqual(
+        table.plannedAll([{ relPath: name, ...version, destination: `20240315/${name}` }]),
+        ["queued"],
+      );
     }
     // Every copy fails as a full disk does: each file is held, back in the queue.
     const transport = {

@@ -39,6 +39,11 @@ async function withTable(
   }
 }
 
+/** The table's plan of one file, as the intake makes it. */
+function planOne(table: FileTable, relPath: string, version: typeof V1, destination: string) {
+  return table.plannedAll([{ relPath, ...version, destination }])[0];
+}
+
 /** Make every write of `ledger` fail (as a full disk would) until the returned function runs. */
 function refuseWrites(ledger: Ledger): () => void {
   ledger.statement("PRAGMA query_only = 1").run();
@@ -49,7 +54,7 @@ Deno.test("FileTable: one file from complete to done moves its row and its recor
   await withTable(({ table }) => {
     assert.equal(table.ready("a.fits", V1), "plan");
     assert.equal(table.rows.get("a.fits"), undefined, "nothing recorded while planning");
-    assert.equal(table.planned("a.fits", V1, "20240315/a.fits"), "queued");
+    assert.equal(planOne(table, "a.fits", V1, "20240315/a.fits"), "queued");
     assert.equal(table.rows.get("a.fits")?.state, "pending");
     assert.equal(table.record("a.fits")?.phase, "queued");
 
@@ -74,7 +79,7 @@ Deno.test("FileTable: a ledger that cannot be written keeps each file where the 
     // Found complete while the ledger cannot record it: known (not "missed"), not in motion.
     let allow = refuseWrites(ledger);
     assert.equal(table.ready("found.fits", V1), "plan");
-    assert.equal(table.planned("found.fits", V1, "n/found.fits"), "unrecorded");
+    assert.equal(planOne(table, "found.fits", V1, "n/found.fits"), "unrecorded");
     assert.ok(ledger.problem, "the ledger says it cannot be written");
     assert.equal(table.record("found.fits"), undefined);
     assert.equal(table.holds("found.fits"), true, "a scan does not take it for new");
@@ -84,7 +89,7 @@ Deno.test("FileTable: a ledger that cannot be written keeps each file where the 
 
     // A batch the ledger cannot mark as being sent stays queued.
     assert.equal(table.ready("b.fits", V1), "plan");
-    assert.equal(table.planned("b.fits", V1, "n/b.fits"), "queued");
+    assert.equal(planOne(table, "b.fits", V1, "n/b.fits"), "queued");
     allow = refuseWrites(ledger);
     assert.deepEqual(table.takeBatch(10), []);
     assert.equal(table.record("b.fits")?.phase, "queued");
@@ -108,7 +113,7 @@ Deno.test("FileTable: a failed attempt records the failure; a vanished source is
   await withTable(({ table }) => {
     for (const rel of ["retry.fits", "gone.fits"]) {
       table.ready(rel, V1);
-      table.planned(rel, V1, `n/${rel}`);
+      planOne(table, rel, V1, `n/${rel}`);
     }
     const batch = table.takeBatch(10);
     assert.equal(batch.length, 2);
@@ -143,7 +148,7 @@ Deno.test("FileTable: pending rows that nothing holds go to the checker; catch-u
       final: true,
     });
     table.ready("queued.fits", V1);
-    table.planned("queued.fits", V1, "d/q.fits");
+    planOne(table, "queued.fits", V1, "d/q.fits");
     // Under observation: the checker keeps its observation in the file's record.
     table.observations.set("observed.fits", {
       size: -1,
@@ -179,7 +184,7 @@ Deno.test("FileTable: files planned together are recorded in one transaction, al
     table.planFailed("b.fits");
     const plans = ["a.fits", "b.fits", "c.fits"].map((relPath) => ({
       relPath,
-      version: V1,
+      ...V1,
       destination: `n/${relPath}`,
     }));
     const allow = refuseWrites(ledger);
