@@ -56,7 +56,6 @@ class PayloadMemory {
 
   /** A buffer of at least `bytes` (the free one that fits best, else a new one). */
   take(bytes: number): SharedArrayBuffer {
-    clearTimeout(this.#idleTimer);
     let best = -1;
     for (const [i, buffer] of this.#free.entries()) {
       const fits = buffer.byteLength >= bytes;
@@ -67,7 +66,7 @@ class PayloadMemory {
     return new SharedArrayBuffer(Math.ceil(bytes / MIB) * MIB);
   }
 
-  /** `buffer` may be reused; kept at most {@linkcode PAYLOAD_MEMORY_KEPT_MS} unused. */
+  /** `buffer` may be reused; the free ones are let go {@linkcode PAYLOAD_MEMORY_KEPT_MS} after the last. */
   give(buffer: SharedArrayBuffer): void {
     this.#free.push(buffer);
     if (this.#free.length > PAYLOAD_BUFFERS_KEPT) this.#free.shift();
