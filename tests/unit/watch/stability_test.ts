@@ -117,8 +117,9 @@ Deno.test("StabilityChecker: touch() keeps postponing an unchanged file", async 
     while (performance.now() - start < 1200) {
       await sleep(100);
       assert.equal(rec.ready.length, 0, "reported while events kept arriving");
-      checker.touch(path);
+      // Taken before the touch, which starts the quiet time itself.
       lastTouchAt = performance.now();
+      checker.touch(path);
     }
     assert.equal(checker.pendingCount, 1, "touching a known file does not add another");
     await rec.until(() => rec.ready.length === 1, "ready");
@@ -138,8 +139,10 @@ Deno.test("StabilityChecker: a close event needs only closedForMs where the shor
       checker.touch(fresh, "closed");
       checker.touch(written, "changed");
       await sleep(100);
-      checker.touch(written, "closed");
+      // Taken before the touch, which starts the quiet time itself (a slow stat inside it
+      // must not count against the checker).
       const closedAt = performance.now();
+      checker.touch(written, "closed");
       await rec.until(() => rec.ready.length === 2, "both ready before the full window");
       const w = rec.readyFor(written)[0];
       assert.ok(w.atMs - closedAt >= 149, "the close's own quiet time");
@@ -206,8 +209,8 @@ Deno.test("StabilityChecker: a change event after a close needs the full window 
       const path = join(dir, "a.fits");
       Deno.writeFileSync(path, new Uint8Array(10));
       checker.touch(path, "closed");
-      checker.touch(path, "changed");
       const changedAt = performance.now();
+      checker.touch(path, "changed");
       await rec.until(() => rec.ready.length === 1, "ready");
       assert.ok(rec.ready[0].atMs - changedAt >= 699);
     },
