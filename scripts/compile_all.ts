@@ -11,6 +11,7 @@
  */
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
+import { RUNTIME_FLAGS } from "../src/version.ts";
 
 /** Every target a release ships, as `deno compile --target` names it. */
 export const TARGETS: readonly string[] = [
@@ -46,7 +47,7 @@ export function compileArgs(target: string): string[] {
     "compile",
     "-q",
     "-P=image-transfer",
-    "--v8-flags=--optimize-for-size",
+    ...RUNTIME_FLAGS,
     "--config",
     join(REPO_ROOT, "deno.json"),
     "--target",

@@ -8,6 +8,7 @@
  */
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { RUNTIME_FLAGS } from "../src/version.ts";
 
 const repo = fileURLToPath(new URL("../", import.meta.url));
 const root = await Deno.makeTempDir({ prefix: "image-transfer-demo-" });
@@ -63,7 +64,7 @@ const run = await new Deno.Command("deno", {
     "run",
     "-q",
     "-P=image-transfer",
-    "--v8-flags=--optimize-for-size",
+    ...RUNTIME_FLAGS,
     "--config",
     join(repo, "deno.json"),
     join(repo, "main.ts"),

@@ -42,7 +42,7 @@ import {
   systemdUnitPath,
 } from "../service/systemd.ts";
 import { posix, win32 } from "node:path";
-import { isDenoRuntime } from "../version.ts";
+import { isDenoRuntime, RUNTIME_FLAGS } from "../version.ts";
 import { displayArgv } from "../service/escape.ts";
 import { planTaskInstall, planTaskUninstall, taskXmlPath } from "../service/task_scheduler.ts";
 
@@ -229,7 +229,7 @@ export function daemonArgv(
     "run",
     "-q",
     "-P=image-transfer",
-    "--v8-flags=--optimize-for-size",
+    ...RUNTIME_FLAGS,
     "--config",
     path.join(repoRoot, "deno.json"),
     path.join(repoRoot, "main.ts"),

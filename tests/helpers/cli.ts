@@ -7,6 +7,7 @@
  */
 import { fileURLToPath } from "node:url";
 import { ceilingMs, LEAST_CEILING_MS } from "./files.ts";
+import { RUNTIME_FLAGS } from "../../src/version.ts";
 
 /** Repository root. */
 export const REPO_ROOT: string = fileURLToPath(new URL("../../", import.meta.url));
@@ -22,7 +23,7 @@ export function cliArgv(args: string[], extraFlags: string[] = []): string[] {
     "-q",
     "-P=image-transfer",
     ...extraFlags,
-    "--v8-flags=--optimize-for-size",
+    ...RUNTIME_FLAGS,
     "--config",
     `${REPO_ROOT}deno.json`,
     `${REPO_ROOT}main.ts`,

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { cliArgv, REPO_ROOT } from "../../helpers/cli.ts";
 import { compileArgs, TARGETS } from "../../../scripts/compile_all.ts";
+import { RUNTIME_FLAGS } from "../../../src/version.ts";
 
 /** Run `code` as a script under the project's permission set. */
 async function runUnderPermissionSet(code: string): Promise<{ stdout: string; stderr: string }> {
@@ -59,8 +60,12 @@ Deno.test("the run, compile and compile:all tasks use -P=image-transfer and neve
   const allowAll = /(^|\s)(-A|--allow-all)(\s|=|$)/;
   for (const name of ["image-transfer", "compile"]) {
     assert.match(tasks[name], /(^|\s)-P=image-transfer(\s|$)/, name);
-    // Same runtime as the tests (tests/helpers/cli.ts): V8 tuned for a small footprint.
-    assert.match(tasks[name], /(^|\s)--v8-flags=--optimize-for-size(\s|$)/, name);
+    // Same runtime settings as the tests (tests/helpers/cli.ts) and the service: one list.
+    const words = tasks[name].split(/\s+/);
+    for (const flag of RUNTIME_FLAGS) assert.ok(words.includes(flag), `${name}: ${flag}`);
+    assert.deepEqual(words.filter((word) => /^--(v8-flags|no-code-cache)/.test(word)), [
+      ...RUNTIME_FLAGS,
+    ]);
     assert.doesNotMatch(tasks[name], allowAll, name);
   }
   // CLI tests run the program exactly like the task does.
@@ -76,7 +81,7 @@ Deno.test("the run, compile and compile:all tasks use -P=image-transfer and neve
     const args = compileArgs(target);
     assert.equal(args[0], "compile");
     assert.ok(args.includes("-P=image-transfer"), target);
-    assert.ok(args.includes("--v8-flags=--optimize-for-size"), target);
+    for (const flag of RUNTIME_FLAGS) assert.ok(args.includes(flag), `${target}: ${flag}`);
     assert.ok(!args.some((arg) => allowAll.test(arg) || arg.startsWith("--allow-")), target);
     assert.equal(args[args.indexOf("--target") + 1], target);
     // Worker modules are not found by the module graph: they must be included.

@@ -11,7 +11,7 @@ import {
   systemdUnitPath,
 } from "../../../src/service/systemd.ts";
 import { daemonArgv } from "../../../src/cli/install_service.ts";
-import { isDenoRuntime } from "../../../src/version.ts";
+import { isDenoRuntime, RUNTIME_FLAGS } from "../../../src/version.ts";
 import { fillTemplate } from "../../../src/service/template.ts";
 import { systemdQuote } from "../../../src/service/escape.ts";
 import type { ServiceTarget } from "../../../src/service/plan.ts";
@@ -345,7 +345,7 @@ Deno.test("from source the service runs deno with the permission set; a compiled
     "run",
     "-q",
     "-P=image-transfer",
-    "--v8-flags=--optimize-for-size",
+    ...RUNTIME_FLAGS,
     "--config",
     "/repo/deno.json",
     "/repo/main.ts",
