@@ -161,8 +161,8 @@ export async function runScale(ctx: BenchContext, options: ScaleOptions = {}): P
         daemon: formatMs(startupMs),
         baseline: "—",
         ratio: "—",
-        target: "< 5 s",
-        met: startupMs < 5000,
+        target: "≤ 1.5 s",
+        met: startupMs <= 1500,
       },
       {
         benchmark: `${label}: resident memory (VmRSS)`,
@@ -171,8 +171,8 @@ export async function runScale(ctx: BenchContext, options: ScaleOptions = {}): P
         } after the idle period (peak VmHWM ${mb(peak)})`,
         baseline: "—",
         ratio: "—",
-        target: "< 150 MB",
-        met: rss < 150e6,
+        target: "≤ 100 MB",
+        met: rss <= 100e6,
       },
       {
         benchmark: `${label}: CPU while idle for ${idleMs / 1000} s`,
