@@ -1,7 +1,8 @@
 /**
  * Running one child process in this thread: argument arrays only (never a
  * shell), output captured, and a timeout and an abort signal that kill the
- * child's whole process group. Every failure is a {@linkcode CommandError}
+ * child's whole process group (or only the child, for programs that end their
+ * own helpers). Every failure is a {@linkcode CommandError}
  * carrying the run (argv, exit code, signal, timeout, stderr, duration) and,
  * when the program could not start, the system's error as its `cause`.
  *
@@ -53,6 +54,18 @@ export interface RunOptions {
   clearEnv?: boolean;
   /** Called with each piece of standard output as it comes (it is returned whole as well). */
   onStdout?: (chunk: Uint8Array) => void;
+  /**
+   * Start the program in a session and process group of its own, so that a
+   * timeout or abort kills everything it started, and a Ctrl-C in the
+   * daemon's terminal does not reach it. The runtime can only do that by
+   * copying this whole process first (a fork, not a vfork): for a daemon of
+   * 250 MB on a virtual machine, about 25 ms of CPU more per program, and a
+   * page fault for each page the daemon writes next. Programs that end their
+   * own helpers when they are killed (`ssh`, and the `ssh` under `scp` and
+   * `rsync`, which ends with its pipes) run in the daemon's group instead:
+   * on a timeout or abort the program alone is killed. @default true
+   */
+  ownSession?: boolean;
 }
 
 /** What a successful {@linkcode runProcess} returns. */
@@ -66,9 +79,9 @@ export interface RunResult {
 
 /**
  * Run `argv[0]` with the arguments `argv.slice(1)` in a new process group
- * (its own session) and wait for it. On timeout or abort the whole group is
- * killed with SIGKILL, so helpers the program started (the `ssh` under
- * `rsync`) die with it; the call then ends at most
+ * (its own session; see {@linkcode RunOptions.ownSession}) and wait for it.
+ * On timeout or abort the whole group is killed with SIGKILL, so helpers the
+ * program started die with it; the call then ends at most
  * {@linkcode PIPES_AFTER_KILL_MS} after the program itself, even if a helper
  * survived and still holds its output open.
  *
@@ -80,6 +93,7 @@ export interface RunResult {
  */
 export async function runHere(argv: string[], options: RunOptions = {}): Promise<RunResult> {
   options.signal?.throwIfAborted();
+  const ownSession = options.ownSession ?? true;
   const started = performance.now();
   const elapsed = () => Math.round(performance.now() - started);
   let child: Deno.ChildProcess;
@@ -94,7 +108,7 @@ export async function runHere(argv: string[], options: RunOptions = {}): Promise
       stderr: "piped",
       // A new session and process group (setsid), so a timeout can kill the
       // program together with everything it started.
-      detached: Deno.build.os !== "windows",
+      detached: Deno.build.os !== "windows" && ownSession,
     }).spawn();
   } catch (error) {
     throw cannotStart(argv, error, elapsed());
@@ -129,7 +143,7 @@ export async function runHere(argv: string[], options: RunOptions = {}): Promise
     killed = true;
     // The group first (the program included), then the program by its own
     // handle, which needs no permission and works where groups do not.
-    if (Deno.build.os !== "windows") void killHere(-child.pid);
+    if (Deno.build.os !== "windows" && ownSession) void killHere(-child.pid);
     try {
       child.kill("SIGKILL");
     } catch {

@@ -243,7 +243,12 @@ export class SshSession {
       : await this.#slots.take(options.signal);
     if (giveBack === null) throw new Error(`every shared session to ${this.destination} is in use`);
     try {
-      return await runProcess(argv, { ...runOptions, env: { ...SSH_ENV, ...runOptions.env } });
+      return await runProcess(argv, {
+        ...runOptions,
+        env: { ...SSH_ENV, ...runOptions.env },
+        // ssh, scp and rsync end their own helpers: no copy of the daemon per call.
+        ownSession: false,
+      });
     } catch (error) {
       // The connection may be what failed: the next connect() makes sure it works.
       if (error instanceof CommandError) this.#inDoubt = true;

@@ -41,6 +41,7 @@ export async function checkMaster(
     const { stderr } = await runProcess(await argv("check"), {
       timeoutMs: CONTROL_REQUEST_TIMEOUT_MS,
       env,
+      ownSession: false,
     });
     const pid = stderr.match(/\(pid=(\d+)\)/);
     return { state: "running", pid: pid ? Number(pid[1]) : null };
@@ -66,7 +67,11 @@ export async function stopMaster(
 ): Promise<void> {
   let exited = false;
   try {
-    await runProcess(await argv("exit"), { timeoutMs: CONTROL_REQUEST_TIMEOUT_MS, env });
+    await runProcess(await argv("exit"), {
+      timeoutMs: CONTROL_REQUEST_TIMEOUT_MS,
+      env,
+      ownSession: false,
+    });
     exited = true;
   } catch {
     // No answer: a hung master, or none at all.

@@ -109,7 +109,7 @@ for (const method of ["scp", "rsync"] as const) {
         assert.equal(await sha256OfFile(join(remote, rel)), expected.get(rel), `partial ${rel}`);
       }
 
-      // The killed daemon's scp/rsync run in their own process groups and outlive it
+      // The killed daemon's scp/rsync are not killed with it and outlive it
       // (under systemd the whole cgroup goes); let them end before the restart.
       await waitFor(async () => !(await copierRunning(remote)), 60_000, "orphaned copies to end");
       const second = startCli(["run", "-c", config], { env });

@@ -84,6 +84,44 @@ Deno.test("runProcess timeout kills the whole process group, grandchildren inclu
   }
 });
 
+/** The process id and process group id of a shell `runProcess` starts with `options`. */
+async function shellGroup(options: { ownSession?: boolean }): Promise<[number, number]> {
+  const result = await runProcess(["sh", "-c", 'echo "$$ $(ps -o pgid= -p "$$")"'], options);
+  const [pid, pgid] = new TextDecoder().decode(result.stdout).trim().split(/\s+/).map(Number);
+  assert.ok(pid > 0 && pgid > 0, "ps printed a process group");
+  return [pid, pgid];
+}
+
+Deno.test("runProcess: a program leads a process group of its own; with ownSession false it joins ours", async () => {
+  const [pid, pgid] = await shellGroup({});
+  assert.equal(pgid, pid, "its own group");
+  const ours = Number(
+    new TextDecoder().decode(
+      (await runProcess(["ps", "-o", "pgid=", "-p", String(Deno.pid)])).stdout,
+    ).trim(),
+  );
+  const [joinedPid, joinedPgid] = await shellGroup({ ownSession: false });
+  assert.notEqual(joinedPgid, joinedPid, "not a group leader");
+  assert.equal(joinedPgid, ours, "the caller's group");
+});
+
+Deno.test("runProcess with ownSession false: a timeout kills the program and the call ends", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "itx-run-" });
+  try {
+    const pidFile = `${dir}/sh.pid`;
+    const error = await runProcess(
+      ["sh", "-c", 'echo "$$" > "$1"; exec sleep 600', "sh", pidFile],
+      { timeoutMs: 1500, ownSession: false },
+    ).then(() => null, (e) => e);
+    assert.ok(error instanceof CommandError);
+    assert.equal(error.run.timedOut, true);
+    assert.equal(error.run.signal, "SIGKILL");
+    assert.equal(await survives(Number(await Deno.readTextFile(pidFile))), false);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("runProcess abort kills the process group and rejects with the abort reason", async () => {
   const controller = new AbortController();
   const reason = new Error("shutting down");
