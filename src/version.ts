@@ -1,7 +1,8 @@
 /**
  * What this program is: its version (from the one place it is written,
  * `deno.json`), the commit it was built from, the target it was built for
- * and the Deno runtime inside it. `--version` prints all four.
+ * and the Deno runtime inside it. `--version` prints all four. Also the
+ * runtime settings it always runs under ({@linkcode RUNTIME_FLAGS}).
  *
  * A release build records its commit in `src/build_info.json` before
  * compiling (the workflows write `GITHUB_SHA` there); running from source,
@@ -26,7 +27,6 @@ export function isDenoRuntime(execPath: string): boolean {
   return name === "deno" || name === "deno.exe";
 }
 
-/** The product version, e.g. `0.1.0`. */
 /**
  * The runtime's settings the program always runs under, after the permission
  * set (`-P=image-transfer`): in the `image-transfer` and `compile` tasks, the
@@ -43,6 +43,7 @@ export const RUNTIME_FLAGS: readonly string[] = [
   "--v8-flags=--optimize-for-size,--no-short-builtin-calls,--gc-memory-reducer-start-delay-ms=2000",
 ];
 
+/** The product version, e.g. `0.1.0`. */
 export const VERSION: string = denoJson.version;
 
 /** Everything `--version` reports. */

@@ -111,7 +111,8 @@ Deno.test("runProcess with ownSession false: a timeout kills the program and the
     const pidFile = `${dir}/sh.pid`;
     const error = await runProcess(
       ["sh", "-c", 'echo "$$" > "$1"; exec sleep 600', "sh", pidFile],
-      { timeoutMs: 1500, ownSession: false },
+      // Long enough for the shell to write its pid on a busy machine.
+      { timeoutMs: 3000, ownSession: false },
     ).then(() => null, (e) => e);
     assert.ok(error instanceof CommandError);
     assert.equal(error.run.timedOut, true);
