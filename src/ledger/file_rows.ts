@@ -1,13 +1,13 @@
 /**
- * The file table of one job and destination: the ledger's rows of the files
- * this job sends to this destination (`target`), and every read and write the
- * pipeline makes of them. A file sent to one destination is not done for
- * another: the destination's identity ({@linkcode destinationIdentity}) is part
- * of each row's key, so a trial run and a configured job never hide files from
- * each other, and a changed host or base path receives what it has not.
+ * The file table of one job and destination: the ledger's rows of the files this job sends to
+ * this destination (`target`), and every read and write the pipeline makes of them. A file sent to
+ * one destination is not done for another: the destination's identity
+ * ({@linkcode destinationIdentity}) is part of each row's key, so a trial run and a configured job
+ * never hide files from each other, and a changed host or base path receives what it has not.
  *
- * Writes go through {@linkcode Ledger.write}: one that fails throws
- * {@linkcode LedgerWriteError} and the caller acts as if it did not happen.
+ * Writes go through {@linkcode Ledger.write}: one that fails throws {@linkcode LedgerWriteError}
+ * and the caller acts as if it did not happen. Statements are prepared inside the callbacks of
+ * `read` and `write`, which run again on the new database when a damaged ledger was set aside.
  *
  * @module
  */
@@ -135,10 +135,10 @@ export class FileRows {
    */
   doneVersions(relPaths: string[]): Array<DoneEntry | undefined> {
     const done = "SELECT size, mtime_ms FROM files WHERE job = ? AND state = 'done' AND ";
-    const current = this.ledger.statement(`${done}target = ? AND rel_path = ?`);
-    const unattributed = this.ledger.statement(`${done}target = '' AND rel_path = ?`);
     const anyUnattributed = "SELECT 1 FROM files WHERE job = ? AND target = '' LIMIT 1";
     return this.ledger.readTogether(() => {
+      const current = this.ledger.statement(`${done}target = ? AND rel_path = ?`);
+      const unattributed = this.ledger.statement(`${done}target = '' AND rel_path = ?`);
       const legacy = this.ledger.statement(anyUnattributed).get(this.job) !== undefined;
       return relPaths.map((relPath) => {
         const row = (current.get(this.job, this.target, relPath) ??
@@ -198,35 +198,35 @@ export class FileRows {
 
   /** {@linkcode enqueue} for several files (a burst's) in one transaction, all or none. */
   enqueueAll(files: PendingFile[], now = Date.now()): number[] {
-    const upsert = this.ledger.statement(`
-      INSERT INTO files (job, target, rel_path, size, mtime_ms, destination, state, attempts,
-                         next_attempt_at, last_error, created_at, updated_at)
-      VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, 0, NULL, ?, ?)
-      ON CONFLICT (job, target, rel_path) DO UPDATE SET
-        attempts = CASE WHEN size = excluded.size AND mtime_ms = excluded.mtime_ms
-                        AND state != 'done' THEN attempts ELSE 0 END,
-        last_error = CASE WHEN size = excluded.size AND mtime_ms = excluded.mtime_ms
-                          AND state != 'done' THEN last_error ELSE NULL END,
-        size = excluded.size, mtime_ms = excluded.mtime_ms, destination = excluded.destination,
-        state = 'pending', next_attempt_at = 0, updated_at = excluded.updated_at
-      RETURNING attempts
-    `);
     const key = [this.job, this.target] as const;
-    return this.ledger.write(() =>
-      files.map((f) => {
+    return this.ledger.write(() => {
+      const upsert = this.ledger.statement(`
+        INSERT INTO files (job, target, rel_path, size, mtime_ms, destination, state, attempts,
+                           next_attempt_at, last_error, created_at, updated_at)
+        VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, 0, NULL, ?, ?)
+        ON CONFLICT (job, target, rel_path) DO UPDATE SET
+          attempts = CASE WHEN size = excluded.size AND mtime_ms = excluded.mtime_ms
+                          AND state != 'done' THEN attempts ELSE 0 END,
+          last_error = CASE WHEN size = excluded.size AND mtime_ms = excluded.mtime_ms
+                            AND state != 'done' THEN last_error ELSE NULL END,
+          size = excluded.size, mtime_ms = excluded.mtime_ms, destination = excluded.destination,
+          state = 'pending', next_attempt_at = 0, updated_at = excluded.updated_at
+        RETURNING attempts
+      `);
+      return files.map((f) => {
         const row = upsert.get(...key, f.relPath, f.size, f.mtimeMs, f.destination, now, now);
         return Number((row as Row).attempts);
-      })
-    );
+      });
+    });
   }
 
   /** Mark files as being sent right now. @throws {LedgerWriteError} */
   markTransferring(relPaths: string[], now = Date.now()): void {
-    const stmt = this.ledger.statement(
-      "UPDATE files SET state = 'transferring', updated_at = ? " +
-        "WHERE job = ? AND target = ? AND rel_path = ?",
-    );
     this.ledger.write(() => {
+      const stmt = this.ledger.statement(
+        "UPDATE files SET state = 'transferring', updated_at = ? " +
+          "WHERE job = ? AND target = ? AND rel_path = ?",
+      );
       for (const p of relPaths) stmt.run(now, this.job, this.target, p);
     });
   }
@@ -243,16 +243,16 @@ export class FileRows {
     now = Date.now(),
   ): void {
     if (files.length === 0) return;
-    const stmt = this.ledger.statement(`
-      INSERT INTO files (job, target, rel_path, size, mtime_ms, destination, state, attempts,
-                         next_attempt_at, last_error, created_at, updated_at, transferred_at)
-      VALUES (?, ?, ?, ?, ?, ?, 'done', 0, 0, NULL, ?, ?, ?)
-      ON CONFLICT (job, target, rel_path) DO UPDATE SET
-        size = excluded.size, mtime_ms = excluded.mtime_ms, destination = excluded.destination,
-        state = 'done', attempts = 0, next_attempt_at = 0, last_error = NULL,
-        updated_at = excluded.updated_at, transferred_at = excluded.transferred_at
-    `);
     this.ledger.write(() => {
+      const stmt = this.ledger.statement(`
+        INSERT INTO files (job, target, rel_path, size, mtime_ms, destination, state, attempts,
+                           next_attempt_at, last_error, created_at, updated_at, transferred_at)
+        VALUES (?, ?, ?, ?, ?, ?, 'done', 0, 0, NULL, ?, ?, ?)
+        ON CONFLICT (job, target, rel_path) DO UPDATE SET
+          size = excluded.size, mtime_ms = excluded.mtime_ms, destination = excluded.destination,
+          state = 'done', attempts = 0, next_attempt_at = 0, last_error = NULL,
+          updated_at = excluded.updated_at, transferred_at = excluded.transferred_at
+      `);
       for (const f of files) {
         stmt.run(this.job, this.target, f.relPath, f.size, f.mtimeMs, f.destination, now, now, now);
       }
@@ -283,11 +283,11 @@ export class FileRows {
 
   /** The retry time of pending files has come: their next attempt is due at once. */
   markDue(relPaths: string[]): void {
-    const stmt = this.ledger.statement(
-      "UPDATE files SET next_attempt_at = 0 " +
-        "WHERE job = ? AND target = ? AND rel_path = ? AND state = 'pending'",
-    );
     this.ledger.write(() => {
+      const stmt = this.ledger.statement(
+        "UPDATE files SET next_attempt_at = 0 " +
+          "WHERE job = ? AND target = ? AND rel_path = ? AND state = 'pending'",
+      );
       for (const p of relPaths) stmt.run(this.job, this.target, p);
     });
   }
@@ -362,13 +362,14 @@ export class FileRows {
    * @returns how many were done and are pending now
    */
   sendAgain(relPaths: string[], now = Date.now()): number {
-    const stmt = this.ledger.statement(`
-      UPDATE files SET state = 'pending', attempts = 0, next_attempt_at = 0, last_error = NULL,
-        updated_at = ? WHERE job = ? AND target = ? AND rel_path = ? AND state = 'done'
-    `);
-    return this.ledger.write(() =>
-      relPaths.reduce((sum, p) => sum + Number(stmt.run(now, this.job, this.target, p).changes), 0)
-    );
+    return this.ledger.write(() => {
+      const stmt = this.ledger.statement(`
+        UPDATE files SET state = 'pending', attempts = 0, next_attempt_at = 0, last_error = NULL,
+          updated_at = ? WHERE job = ? AND target = ? AND rel_path = ? AND state = 'done'
+      `);
+      const changes = relPaths.map((p) => stmt.run(now, this.job, this.target, p).changes);
+      return changes.reduce((sum: number, n) => sum + Number(n), 0);
+    });
   }
 
   /** Every row that is not done (pending, transferring or failed). */

@@ -599,3 +599,44 @@ Deno.test("doneVersions: done for this destination or recorded before destinatio
     assert.deepEqual(table.doneVersions([]), []);
   });
 });
+
+/** Garbage over an open ledger's database and journal, as a failing disk would leave them. */
+function damageOpenLedger(stateDir: string): void {
+  const garbage = new Uint8Array(64 * 1024).fill(0x41);
+  for (const suffix of ["", "-wal", "-shm"]) {
+    Deno.writeFileSync(join(stateDir, LEDGER_FILE + suffix), garbage);
+  }
+}
+
+Deno.test("enqueueAll: a ledger damaged while open is set aside at the write, and the burst recorded in the new one", async () => {
+  await withLedger((ledger, stateDir) => {
+    files(ledger, "job").enqueueAll([{ relPath: "before.fits", ...FILE }]);
+    damageOpenLedger(stateDir);
+    const attempts = files(ledger, "job").enqueueAll([
+      { relPath: "a.fits", ...FILE },
+      { relPath: "b.fits", ...FILE, size: 7 },
+    ]);
+    assert.deepEqual(attempts, [0, 0]);
+    assert.equal(files(ledger, "job").get("a.fits")?.state, "pending");
+    assert.equal(files(ledger, "job").get("b.fits")?.size, 7);
+    const damaged = [...Deno.readDirSync(stateDir)].filter((e) =>
+      e.name.startsWith(`${LEDGER_FILE}.damaged-`)
+    );
+    assert.equal(damaged.length, 1, "the damaged ledger is kept aside");
+  });
+});
+
+Deno.test("doneVersions: a ledger damaged while open is set aside at the read, which answers from the new one", async () => {
+  await withLedger((ledger, stateDir) => {
+    const rows = files(ledger, "job");
+    rows.enqueueAll([{ relPath: "a.fits", ...FILE }]);
+    markDone(rows, "a.fits");
+    assert.deepEqual(rows.doneVersions(["a.fits"]), [{ size: FILE.size, mtimeMs: FILE.mtimeMs }]);
+    damageOpenLedger(stateDir);
+    // The rebuilt ledger knows nothing yet: the file is looked at again, not taken for done.
+    assert.deepEqual(rows.doneVersions(["a.fits", "b.fits"]), [undefined, undefined]);
+    assert.ok(
+      [...Deno.readDirSync(stateDir)].some((e) => e.name.startsWith(`${LEDGER_FILE}.damaged-`)),
+    );
+  });
+});
