@@ -34,18 +34,35 @@ const FILES = 24;
 const FILE_BYTES = 150 * 1024;
 const PROBE_MS = 400;
 
-/** A transport that counts the files it is given. */
+/** A transport that counts the files it is given, and keeps a line per call for messages. */
 class CountingTransport implements Transport {
   readonly method;
   readonly maxBatchFiles;
   items = 0;
+  /** Calls of one file that ended with nothing arrived, since the last call that did otherwise. */
+  failedProbesInARow = 0;
+  readonly startedAt = Date.now();
+  readonly calls: string[] = [];
   constructor(readonly inner: Transport) {
     this.method = inner.method;
     this.maxBatchFiles = inner.maxBatchFiles;
   }
-  send(items: TransferItem[], signal: AbortSignal): Promise<TransferOutcome[]> {
+  async send(items: TransferItem[], signal: AbortSignal): Promise<TransferOutcome[]> {
     this.items += items.length;
-    return this.inner.send(items, signal);
+    const call = `${Date.now() - this.startedAt} ms: ${items.length} file(s)`;
+    try {
+      const outcomes = await this.inner.send(items, signal);
+      const arrived = outcomes.filter((o) => o.error === null).length;
+      this.failedProbesInARow = items.length === 1 && arrived === 0
+        ? this.failedProbesInARow + 1
+        : 0;
+      this.calls.push(`${call}, ${arrived} arrived, ended at ${Date.now() - this.startedAt} ms`);
+      return outcomes;
+    } catch (error) {
+      this.failedProbesInARow = 0;
+      this.calls.push(`${call}, threw ${error}`);
+      throw error;
+    }
   }
   describeTarget(destination: string): string {
     return this.inner.describeTarget(destination);
@@ -100,24 +117,18 @@ async function fillUpAndGrow(job: JobConfig, owner: { uid?: number; gid?: number
       try {
         await runner.start();
         await waitFor(() => logs.count("error", "is full") > 0, 30_000, "the pause");
-        // The files that still fit arrive (a probe, then a few more); then nothing does, however
-        // many tries follow. A copy cut short by the full disk is removed, and a probe may fit in
-        // the room it leaves: wait until a whole round of transfers and two probes after it got
-        // nothing through (on a busy machine a try can take longer than a probe).
-        const steadyAfter = 2 * job.max_concurrent_transfers + 2;
-        let arrived = (await finalNames(dest)).length;
-        let triedAtLastArrival = transport.items;
+        // The files that still fit arrive (a probe, then 2, 4 … more files as the job recovers);
+        // then nothing does, however many tries follow. A copy cut short by the full disk is
+        // removed once its call ends, and a probe may fit in the room it leaves: the pause is
+        // steady once two probes ended in a row (no other call ending between) with nothing
+        // through. Arrivals seen in the listing cannot tell: they lag behind the calls, which are
+        // counted when they start.
         await waitFor(
-          async () => {
-            const now = (await finalNames(dest)).length;
-            if (now === arrived) return transport.items - triedAtLastArrival >= steadyAfter;
-            arrived = now;
-            triedAtLastArrival = transport.items;
-            return false;
-          },
+          () => transport.failedProbesInARow >= 2,
           60_000,
-          "arrivals to stop while tries go on",
+          "arrivals to stop while probes go on",
         );
+        const arrived = (await finalNames(dest)).length;
         // Paused: probes go on, one per PROBE_MS at most (and what was on its way); a busy
         // machine may take longer over each.
         const triedBefore = transport.items;
@@ -126,7 +137,12 @@ async function fillUpAndGrow(job: JobConfig, owner: { uid?: number; gid?: number
         await new Promise((r) => setTimeout(r, 2000));
         const tried = transport.items - triedBefore;
         const most = (Date.now() - since) / PROBE_MS + 2 * job.max_concurrent_transfers;
-        assert.ok(tried <= most, `${tried} tries, at most ${most}`);
+        assert.ok(
+          tried <= most,
+          `${tried} tries, at most ${most}; measured from ${
+            since - transport.startedAt
+          } ms; calls:\n${transport.calls.join("\n")}`,
+        );
         assert.equal((await finalNames(dest)).length, arrived, "nothing arrives while full");
         assert.equal(logs.count("error", "is full"), 1, "said once");
         // Copies cut short by the full disk are removed, not kept to be continued: their room
