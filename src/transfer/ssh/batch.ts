@@ -311,7 +311,8 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
     const ctx = this.#finishContext();
     const folder = posix.dirname(sent[0].finalPath);
     const { plan } = await planFinish(ctx, sent, [posix.join(folder, this.#uploadName)]);
-    // Asked always: a copy the disk had no room for is told apart by it.
+    // Where receiving fails, the script asks the room left there (index 0): a copy the disk had
+    // no room for is told apart by it.
     plan.spaceFolders = [folder];
     // A copy cut short (the call ended early) is never renamed, whatever verify_transfer says.
     const sizes = new Map(sent.map((delivery) => [delivery.index, delivery.item.size]));

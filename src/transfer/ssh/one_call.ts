@@ -207,7 +207,8 @@ export function oneCallScript(
     '[ -n "$made" ] && report folders-made',
     `if [ -n "$made" ] && ${receive}`,
     "then",
-    ...finishLines(plan),
+    // The room left is asked only where receiving failed (below).
+    ...finishLines({ ...plan, spaceFolders: [] }),
     'elif [ -n "$made" ]; then',
     // Nothing is renamed: the room left tells a full disk, and the upload folder goes.
     call("report_space_left", 0, posix.dirname(uploadFolder)),

@@ -450,11 +450,89 @@ Deno.test("finish runs the hash tool once per folder, plus once per copy whose n
       dir,
     );
     assert.deepEqual([...byIndex.values()], entries.map(() => "renamed"));
-    // The tool check (3 words), a folder's three names (+3 words) twice, each "d\\e" alone.
+    // A folder's three names (+3 words) twice, each "d\\e" alone (3 words); OpenSSL is taken
+    // without a trial run.
     const calls = (await Deno.readTextFile(join(dir, "calls"))).trim().split("\n");
-    assert.deepEqual(calls.sort(), ["3", "3", "3", "6", "6"]);
+    assert.deepEqual(calls.sort(), ["3", "3", "6", "6"]);
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("finish with an openssl that cannot hash takes the next tool, and still finds a bad copy", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "itx-finish-badssl-" });
+  try {
+    const bin = await toolFolder(["sha256sum"]);
+    await Deno.writeTextFile(join(bin, "openssl"), "#!/bin/sh\nexit 1\n");
+    await Deno.chmod(join(bin, "openssl"), 0o755);
+    try {
+      await Deno.mkdir(join(dir, "n1", ".up"), { recursive: true });
+      await Deno.mkdir(join(dir, "n2", ".up"), { recursive: true });
+      await Deno.writeTextFile(join(dir, "n1", ".up", "a"), "one a");
+      await Deno.writeTextFile(join(dir, "n1", ".up", "b"), "one b, changed");
+      await Deno.writeTextFile(join(dir, "n2", ".up", "c"), "two c");
+      const entries = [
+        entry(0, join(dir, "n1"), ".up", "a", "one a"),
+        { ...entry(1, join(dir, "n1"), ".up", "b", "one b"), expectedSize: null },
+        entry(2, join(dir, "n2"), ".up", "c", "two c"),
+      ];
+      const { byIndex } = await run(
+        ["env", `PATH=${bin}`, "/bin/dash", "-s"],
+        buildScript("finish", finishLines(finishPlan(entries))),
+        dir,
+      );
+      assert.deepEqual([...byIndex].sort(), [[0, "renamed"], [1, "checksum-differs"], [
+        2,
+        "renamed",
+      ]]);
+      assert.equal(await Deno.readTextFile(join(dir, "n1", "a")), "one a");
+      assert.equal(await Deno.readTextFile(join(dir, "n2", "c")), "two c");
+      assert.equal(await exists(join(dir, "n1", "b")), false, "the bad copy is not delivered");
+      assert.equal(await exists(join(dir, "n1", ".up", "b")), false, "the bad copy is removed");
+    } finally {
+      await Deno.remove(bin, { recursive: true });
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("finish renames a lone copy without xargs, whatever its name", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "itx-finish-lone-" });
+  const bin = await toolFolder(["openssl"]);
+  // An xargs that only says it ran.
+  await Deno.remove(join(bin, "xargs"));
+  await Deno.writeTextFile(
+    join(bin, "xargs"),
+    `#!/bin/sh\necho ran >>'${dir}/xargs ran'\nexit 1\n`,
+  );
+  await Deno.chmod(join(bin, "xargs"), 0o755);
+  try {
+    for (const [i, name] of HOSTILE.filter((name) => name !== "").entries()) {
+      const folder = join(dir, `night ${i}`);
+      await Deno.mkdir(join(folder, ".up"), { recursive: true });
+      await Deno.writeTextFile(join(folder, ".up", name), `data ${i}`);
+      const { byIndex } = await run(
+        ["env", `PATH=${bin}`, "/bin/dash", "-s"],
+        buildScript(
+          "finish",
+          finishLines(
+            finishPlan([entry(i, folder, ".up", name, `data ${i}`)], {
+              uploadFolders: [join(folder, ".up")],
+            }),
+          ),
+        ),
+        dir,
+      );
+      assert.equal(byIndex.get(i), "renamed", JSON.stringify(name));
+      assert.equal(await Deno.readTextFile(join(folder, name)), `data ${i}`, JSON.stringify(name));
+      assert.deepEqual([...Deno.readDirSync(folder)].map((e) => e.name), [name]);
+    }
+    assert.equal(await exists(join(dir, "CANARY")), false, "no command ran");
+    assert.equal(await exists(join(dir, "xargs ran")), false, "xargs is not needed for one copy");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(bin, { recursive: true });
   }
 });
 

@@ -33,12 +33,23 @@
 # INDEX KIB`.
 
 # start_finish hash|no-hash: pick the tools, make a private work folder.
+# OpenSSL, where there is one, is taken without a trial run (a run that gives
+# no hash asks hash_tool then: see hash_copy).
 start_finish() {
   checking_hashes=''
-  [ "$1" = hash ] && checking_hashes=$(hash_tool)
+  hash_tool_asked=''
+  if [ "$1" = hash ]; then
+    if command -v openssl >/dev/null 2>&1; then
+      checking_hashes='openssl dgst -sha256 -r'
+    else
+      checking_hashes=$(hash_tool)
+      hash_tool_asked=yes
+    fi
+  fi
   size_command=''
   sizes_listed=''
   listed_line=''
+  group=''
   work_folder=$(mktemp -d 2>/dev/null) || {
     work_folder=${TMPDIR:-/tmp}/.image-transfer-finish-$$
     mkdir -m 700 -- "$work_folder" || exit 1
@@ -57,15 +68,19 @@ pick_size_command() {
   if stat -c %s / >/dev/null 2>&1; then size_command='stat -c %s'; else size_command='stat -f %z'; fi
 }
 
-# read_sizes COPY...: the sizes of all copies with one stat; when one is
-# missing, each copy's size is asked for on its own instead.
+# read_sizes COPY...: the sizes of all copies with one stat (GNU stat tried
+# first, without a trial run); when one is missing, each copy's size is asked
+# for on its own instead.
 read_sizes() {
-  pick_size_command
-  # shellcheck disable=SC2086 # the command's words split on purpose
-  if $size_command -- "$@" >"$work_folder/sizes" 2>/dev/null; then
-    sizes_listed=yes
-    exec 3<"$work_folder/sizes"
+  if stat -c %s -- "$@" >"$work_folder/sizes" 2>/dev/null; then
+    size_command='stat -c %s'
+  else
+    pick_size_command
+    # shellcheck disable=SC2086 # the command's words split on purpose
+    $size_command -- "$@" >"$work_folder/sizes" 2>/dev/null || return 0
   fi
+  sizes_listed=yes
+  exec 3<"$work_folder/sizes"
 }
 
 # take_size COPY: set size to the size of COPY ("" when unknown).
@@ -83,6 +98,7 @@ take_size() {
 # UPLOAD_FOLDER. With checksums, the NAMEs there are hashed by one process
 # (names without a line break or backslash, which hash tools print escaped).
 begin_folder() {
+  group=$1
   rename_list=$work_folder/renames.$1
   : >"$rename_list"
   listed_line=''
@@ -146,11 +162,7 @@ check_copy() {
       return
     fi
     hash=$listed_hash
-    if [ -z "$hash" ]; then
-      # shellcheck disable=SC2086 # the command's words split on purpose
-      hash=$($checking_hashes <"$2" 2>/dev/null)
-      hash=${hash%% *}
-    fi
+    [ -n "$hash" ] || hash_copy "$2"
     if [ "$hash" != "$5" ]; then
       rm -f -- "$2"
       report checksum-differs "$1" "$hash"
@@ -159,6 +171,23 @@ check_copy() {
   fi
   printf '%s\0' "$2" >>"$rename_list"
   eval "checked_$1=yes"
+  # The group's good copies: how many, and the last one (renamed without xargs when alone).
+  eval "good_$group=\$((\${good_$group:-0} + 1))"
+  eval "last_good_$group=\$2"
+}
+
+# hash_copy COPY: set hash to the SHA-256 of COPY ("" when it cannot be read).
+# When the tool taken without a trial run gives none, hash_tool picks one, and
+# COPY is hashed again with it.
+hash_copy() {
+  # shellcheck disable=SC2086 # the command's words split on purpose
+  hash=$($checking_hashes <"$1" 2>/dev/null)
+  if [ -z "$hash" ] && [ -z "$hash_tool_asked" ]; then
+    hash_tool_asked=yes
+    checking_hashes=$(hash_tool)
+    [ -z "$checking_hashes" ] || hash=$($checking_hashes <"$1" 2>/dev/null)
+  fi
+  hash=${hash%% *}
 }
 
 # remove_copies COPY...
@@ -184,8 +213,15 @@ end_flush() {
   wait "$flushing"
 }
 
-# rename_checked_copies GROUP FOLDER: move the group's good copies into FOLDER.
+# rename_checked_copies GROUP FOLDER: move the group's good copies into FOLDER
+# (one `mv` for them all; a lone copy without xargs).
 rename_checked_copies() {
+  good=0
+  eval "good=\${good_$1:-0}"
+  if [ "$good" -eq 1 ]; then
+    eval "mv -f -- \"\$last_good_$1\" \"\$2\"" 2>/dev/null
+    return 0
+  fi
   [ -s "$work_folder/renames.$1" ] || return 0
   # shellcheck disable=SC2016 # expanded by the inner sh
   xargs -0 sh -c 'exec mv -f -- "$@" "$0"' "$2" <"$work_folder/renames.$1" 2>/dev/null
@@ -206,7 +242,9 @@ report_renamed() {
   report renamed "$1"
 }
 
-# remove_upload_folders FOLDER...: with whatever is left in them.
+# remove_upload_folders FOLDER...: with whatever is left in them, and the work
+# folder with them (one `rm`, none left for the exit).
 remove_upload_folders() {
-  rm -rf -- "$@"
+  rm -rf -- "$@" ${work_folder:+"$work_folder"}
+  [ -z "${work_folder-}" ] || trap - EXIT
 }

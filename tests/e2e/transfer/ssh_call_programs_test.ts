@@ -1,0 +1,76 @@
+/**
+ * The programs a call starts on the server cost time on every file (several
+ * milliseconds each on a slow host): a real OpenSSH server whose `df`,
+ * `xargs`, `stat` and `openssl` record each run shows that a file or a batch
+ * sent in one call runs no trial of a tool, asks no free space and renames
+ * without `xargs` when there is one copy, and still delivers the bytes.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { listFiles, randomBytes } from "../../helpers/files.ts";
+import { startSshd } from "../../helpers/sshd.ts";
+import { makeItem, withTransport } from "../../helpers/transports.ts";
+
+const never = new AbortController().signal;
+
+/** Tools that record each run (program and arguments), then do their work. */
+const RECORDED = ["df", "xargs", "stat", "openssl"];
+
+Deno.test("a small file's one call runs no tool trial, no df, no xargs", async () => {
+  const shims = await Deno.makeTempDir({ prefix: "itx-calls-shim-" });
+  await Deno.chmod(shims, 0o777);
+  const log = join(shims, "runs");
+  for (const tool of RECORDED) {
+    await Deno.writeTextFile(
+      join(shims, tool),
+      `#!/bin/sh\necho "${tool} $*" >>'${log}'\nexec /usr/bin/${tool} "$@"\n`,
+    );
+    await Deno.chmod(join(shims, tool), 0o755);
+  }
+  const runs = async () => {
+    const text = await Deno.readTextFile(log).catch(() => "");
+    await Deno.remove(log).catch(() => {});
+    return text.split("\n").filter((line) => line !== "");
+  };
+  const sshd = await startSshd({ sessionEnv: { PATH: `${shims}:/usr/bin:/bin` } });
+  try {
+    for (const method of ["scp", "rsync"] as const) {
+      await withTransport(method, sshd, { verify_transfer: "checksum" }, async (ctx) => {
+        const data = randomBytes(100_000);
+        const one = await makeItem(ctx.src, "20240601/one.fits", data);
+        await runs();
+        assert.equal((await ctx.transport.send([one], never))[0].error, null, method);
+        const single = await runs();
+        // The copy's size and its hash, each once; nothing else of these.
+        assert.equal(single.length, 2, `${method}: ${single.join("; ")}`);
+        assert.ok(single.some((run) => /^stat -c %s -- .*one\.fits$/.test(run)), single.join("; "));
+        assert.ok(single.some((run) => /^openssl dgst -sha256 -r\b/.test(run)), single.join("; "));
+
+        const batch = await Promise.all(
+          ["a", "b", "c"].map((name) => makeItem(ctx.src, `20240602/${name}.fits`, data)),
+        );
+        const outcomes = await ctx.transport.send(batch, never);
+        assert.deepEqual(outcomes.map((o) => o.error), [null, null, null], method);
+        const several = await runs();
+        // One stat and one hash run for the three, and one xargs for their renames.
+        assert.deepEqual(
+          several.map((run) => run.split(" ")[0]).sort(),
+          ["openssl", "stat", "xargs"],
+          `${method}: ${several.join("; ")}`,
+        );
+        assert.deepEqual(await listFiles(ctx.dst), [
+          "20240601/one.fits",
+          "20240602/a.fits",
+          "20240602/b.fits",
+          "20240602/c.fits",
+        ]);
+        for (const rel of await listFiles(ctx.dst)) {
+          assert.deepEqual(await Deno.readFile(join(ctx.dst, rel)), data, rel);
+        }
+      });
+    }
+  } finally {
+    await sshd.stop();
+    await Deno.remove(shims, { recursive: true });
+  }
+});
