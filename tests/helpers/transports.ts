@@ -44,7 +44,7 @@ export interface TransportFixture {
 }
 
 /**
- * Where a method's copies can be damaged: its server's `cat` and SFTP server
+ * Where a method's copies can be damaged: its server's `tar` and SFTP server
  * for scp and rsync, a FUSE view that changes what is written for local and
  * ftp (see `corrupting_fs.py`).
  */
@@ -104,8 +104,8 @@ export async function startDestinations(): Promise<Destinations> {
   const bin = join(dir, "bin");
   await Deno.mkdir(bin);
   await Deno.chmod(bin, 0o755);
-  await Deno.writeTextFile(join(bin, "cat"), catWrapper(flag));
-  await Deno.chmod(join(bin, "cat"), 0o755);
+  await Deno.writeTextFile(join(bin, "tar"), tarWrapper(flag));
+  await Deno.chmod(join(bin, "tar"), 0o755);
   const sshd = await startSshd({
     sftpServer: wrapper,
     sessionEnv: { PATH: `${bin}:/usr/local/bin:/usr/bin:/bin` },
@@ -169,21 +169,20 @@ function sftpWrapper(flag: string): string {
 }
 
 /**
- * `cat` for the sessions of that sshd; while `flag` exists, what it writes
- * into a file in an upload folder below the flagged folder (a small file's
- * copy sent in one call, see `ssh/one_call.ts`) has its first byte changed.
+ * `tar` for the sessions of that sshd; while `flag` exists, the files it
+ * unpacks into an upload folder below the flagged folder (the copies of a
+ * batch sent in one call, see `ssh/one_call.ts`) have their first byte changed.
  */
-function catWrapper(flag: string): string {
+function tarWrapper(flag: string): string {
   return [
     "#!/bin/sh",
+    '/usr/bin/tar "$@" || exit',
     `if [ -e '${flag}' ]; then`,
-    '  out=$(readlink "/proc/$$/fd/1" 2>/dev/null)',
-    `  case $out in "$(/bin/cat '${flag}')"/*/.incoming-*/*)`,
-    "    printf X",
-    "    exec tail -c +2 ;;",
+    `  case $PWD in "$(cat '${flag}')"/*/.incoming-*)`,
+    "    find . -type f -exec sh -c " +
+    `'printf X | dd of="$1" bs=1 count=1 conv=notrunc 2>/dev/null' sh {} \\; ;;`,
     "  esac",
     "fi",
-    'exec /bin/cat "$@"',
     "",
   ].join("\n");
 }
@@ -200,7 +199,7 @@ export function transportFixtures(sshd: TestSshd, corruptFlag?: string): Transpo
   const scp = sshFixture("scp");
   const rsync = sshFixture("rsync");
   if (corruptFlag !== undefined) {
-    // Both methods send a small file in one call, whose copy the server's `cat` writes.
+    // Both methods send a small file in one call, whose copy the server's `tar` writes.
     for (const fixture of [scp, rsync]) {
       fixture.corrupting = {
         makeDestination: fixture.makeDestination,

@@ -12,8 +12,9 @@
  *
  * A batch of small files into one folder (a camera writing its images into
  * the night folder; no bandwidth limit) goes in ONE call instead: the files
- * are read whole, hashed, and sent (one file's bytes, or a tar archive of
- * several) as the standard input of a script that makes the folder, receives
+ * are read whole, hashed, and sent (a tar archive of them, which keeps their
+ * permission bits and times; on a host without tar, one file's bytes) as the
+ * standard input of a script that makes the folder, receives
  * the copies, verifies them against those hashes and renames them
  * (`ssh/one_call.ts`, `SshSession.runStreamed`). That is two round trips on
  * a long link instead of about a dozen, and one call for a whole burst.
@@ -297,7 +298,9 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
   ): Promise<boolean> {
     const method = this.#method;
     const claim = this.#claim!;
-    const read = readPayload(deliveries);
+    // A tar archive, unless the host has no tar (then only single files come here).
+    const archive = method.oneCallFiles > 1;
+    const read = readPayload(deliveries, archive);
     if (read === null) {
       claim.prepared(false);
       return true;
@@ -317,7 +320,7 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
     // A copy cut short (the call ended early) is never renamed, whatever verify_transfer says.
     const sizes = new Map(sent.map((delivery) => [delivery.index, delivery.item.size]));
     for (const entry of plan.entries) entry.expectedSize = sizes.get(entry.index)!;
-    const script = oneCallScript(method.base, specs, sent, plan);
+    const script = oneCallScript(method.base, specs, sent, plan, archive);
     let results: ResultLine[];
     try {
       results = await method.session.runStreamed(script, read.payload, {

@@ -92,22 +92,27 @@ const payloadMemory = new PayloadMemory();
  * What one call sends, in one buffer: the sources of `deliveries` read
  * straight into it, each checked after to be still the version that was
  * queued (size and mtime: the bytes sent are that version's; a delivery that
- * is not gets its error and is left out). One file: its bytes; several: a tar
- * archive of them (see {@linkcode tarEntryBytes}). `null` when none could be
- * read. The caller releases it once the call has ended.
+ * is not gets its error and is left out). A tar archive of them (see
+ * {@linkcode tarEntryBytes}), which the server's `tar` unpacks with their
+ * permission bits and times; without `archive` (for a host without tar), the
+ * bytes of the one delivery. `null` when none could be read. The caller
+ * releases it once the call has ended.
  */
-export function readPayload(deliveries: SshDelivery[]): Payload | null {
-  const names = deliveries.length === 1
-    ? []
-    : deliveries.map((d) => paxRecord("path", encoder.encode(posix.basename(d.tempPath))));
-  const total = deliveries.length === 1 ? deliveries[0].item.size : deliveries.reduce(
+export function readPayload(deliveries: SshDelivery[], archive = true): Payload | null {
+  if (!archive && deliveries.length !== 1) {
+    throw new Error("Only one file goes without a tar archive");
+  }
+  const names = archive
+    ? deliveries.map((d) => paxRecord("path", encoder.encode(posix.basename(d.tempPath))))
+    : [];
+  const total = !archive ? deliveries[0].item.size : deliveries.reduce(
     (sum, delivery, i) => sum + tarEntryBytes(names[i].length, delivery.item.size),
     TAR_END_BYTES,
   );
   const memory = payloadMemory.take(total);
   const release = () => payloadMemory.give(memory);
   const buffer = new Uint8Array(memory, 0, total);
-  if (deliveries.length === 1) {
+  if (!archive) {
     const [delivery] = deliveries;
     if (readInto(delivery, buffer)) {
       return { files: [{ delivery, data: buffer }], payload: buffer, release };
@@ -137,8 +142,6 @@ export function readPayload(deliveries: SshDelivery[]): Payload | null {
     release();
     return null;
   }
-  // One file left: it goes as its bytes (see oneCallScript).
-  if (files.length === 1) return { files, payload: files[0].data, release };
   buffer.fill(0, at, at + TAR_END_BYTES);
   return { files, payload: buffer.subarray(0, at + TAR_END_BYTES), release };
 }
@@ -183,24 +186,25 @@ function readInto(delivery: SshDelivery, target: Uint8Array): boolean {
 
 /**
  * The script of one call: make the folder of `specs` (one) and the upload
- * folder; only then receive the copies (one: its bytes; several: a tar
- * archive, see {@linkcode readPayload}), and only once they are received whole
- * run the finishing lines of `plan` (verify, rename, flush). A copy not
- * received whole is never renamed, whatever `verify_transfer` says.
+ * folder; only then receive the copies (a tar archive, or without `archive`
+ * one file's bytes: see {@linkcode readPayload}), and only once they are
+ * received whole run the finishing lines of `plan` (verify, rename, flush). A
+ * copy not received whole is never renamed, whatever `verify_transfer` says.
  */
 export function oneCallScript(
   base: string,
   specs: FolderSpec[],
   deliveries: SshDelivery[],
   plan: FinishPlan,
+  archive = true,
 ): RemoteScript {
   const uploadFolder = posix.dirname(deliveries[0].tempPath);
   const [one] = deliveries;
-  const receive = deliveries.length === 1
-    ? call("receive_copy", 0, one.tempPath, modeOf(one).toString(8), touchStamp(one.item.mtimeMs))
-    : call("receive_copies", 0, uploadFolder);
+  const receive = archive
+    ? call("receive_copies", 0, uploadFolder)
+    : call("receive_copy", 0, one.tempPath, modeOf(one).toString(8), touchStamp(one.item.mtimeMs));
   return buildScript(["make_folders", "finish", "receive"], [
-    `${call("receive_tools", deliveries.length === 1 ? "one" : "several")} || exit 0`,
+    `${call("receive_tools", archive ? "archive" : "bytes")} || exit 0`,
     "made=",
     `${makeFoldersLines(base, specs)[0]} && made=1`,
     // Swept, and the upload folder made: the daemon's other batches may use the folder now.

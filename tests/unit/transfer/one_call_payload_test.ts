@@ -99,14 +99,19 @@ Deno.test("a one-call payload of several files is a tar archive of exactly the r
   }
 });
 
-Deno.test("a one-call payload of one file, or of several of which one is left, is that file's bytes", async () => {
+Deno.test("a one-call payload for a host without tar is one file's bytes; with tar, one file left is an archive of it", async () => {
   const src = await Deno.makeTempDir({ prefix: "itx-payload-" });
+  const dirs = [src];
   try {
     const data = randomBytes(5000);
-    await Deno.writeFile(join(src, "a"), data);
+    await Deno.writeFile(join(src, "a"), data, { mode: 0o640 });
     await Deno.writeFile(join(src, "b"), randomBytes(300));
-    const alone = readPayload([await deliveryOf(join(src, "a"), "a.fits", 0)]);
+    const alone = readPayload([await deliveryOf(join(src, "a"), "a.fits", 0)], false);
     assert.deepEqual(alone?.payload, data);
+    assert.throws(
+      () => readPayload([0, 1].map((i) => ({ index: i }) as unknown as SshDelivery), false),
+      /Only one file/,
+    );
 
     const pair = [
       await deliveryOf(join(src, "b"), "b.fits", 0),
@@ -115,14 +120,18 @@ Deno.test("a one-call payload of one file, or of several of which one is left, i
     await Deno.remove(join(src, "b"));
     const left = readPayload(pair);
     assert.deepEqual(left?.files.map(({ delivery }) => delivery.index), [1]);
-    assert.deepEqual(left?.payload, data);
+    const out = await extract(left!.payload);
+    dirs.push(out);
+    assert.deepEqual(await listFiles(out), ["a.fits"]);
+    assert.deepEqual(await Deno.readFile(join(out, "a.fits")), data);
+    assert.equal((await Deno.lstat(join(out, "a.fits"))).mode! & 0o777, 0o640);
 
     const none = [await deliveryOf(join(src, "a"), "a.fits", 0)];
     await Deno.remove(join(src, "a"));
     assert.equal(readPayload(none), null);
     assert.ok(none[0].error !== null);
   } finally {
-    await Deno.remove(src, { recursive: true });
+    for (const dir of dirs) await Deno.remove(dir, { recursive: true });
   }
 });
 
@@ -155,7 +164,7 @@ Deno.test("a released payload's memory carries the next payload, which holds non
       assert.deepEqual(await Deno.readFile(join(out, `small-${index}.fits`)), data);
     }
     // Not released: the next payload gets other memory.
-    const three = readPayload([await deliveryOf(join(src, "small-0"), "again.fits", 0)]);
+    const three = readPayload([await deliveryOf(join(src, "small-0"), "again.fits", 0)], false);
     assert.notEqual(three?.payload.buffer, two.payload.buffer);
     assert.deepEqual(three?.payload, bytes[0]);
   } finally {

@@ -4,23 +4,23 @@
 # finish.sh; the generated lines call `receive_tools`, then, once the batch's
 # upload folder is made:
 #
-#   receive_copy INDEX TEMP MODE STAMP     (one file: its bytes)
-#   receive_copies INDEX UPLOAD_FOLDER     (several: a tar archive)
+#   receive_copies INDEX UPLOAD_FOLDER     (a tar archive of the copies)
+#   receive_copy INDEX TEMP MODE STAMP     (one file's bytes, on a host without tar)
 #
 # and then the finishing lines, which verify the copy and rename it into place.
 # Results: `receive-ready`, `receive-unable TOOL...`, `receive-failed INDEX MESSAGE`.
 
-# receive_tools one|several: report `receive-ready` when this host has what
-# receiving needs (cat, chmod, touch; tar for several files), else
-# `receive-unable TOOL...` (nothing is done then).
+# receive_tools archive|bytes: report `receive-ready` when this host has what
+# receiving needs (tar for an archive; cat, chmod and touch for one file's
+# bytes), else `receive-unable TOOL...` (nothing is done then).
 receive_tools() {
   missing=
-  for tool in cat chmod touch; do
+  tools='cat chmod touch'
+  [ "$1" = archive ] && tools=tar
+  # shellcheck disable=SC2086 # the list's words split on purpose
+  for tool in $tools; do
     command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"
   done
-  if [ "$1" = several ] && ! command -v tar >/dev/null 2>&1; then
-    missing="$missing tar"
-  fi
   if [ -n "$missing" ]; then
     report receive-unable "$missing"
     return 1
