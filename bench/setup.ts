@@ -6,7 +6,8 @@
  * @module
  */
 import { randomFillSync } from "node:crypto";
-import { join } from "node:path";
+import { basename, dirname, join, sep } from "node:path";
+import { isTempName } from "../src/layout/destination.ts";
 import { BLOCK_BYTES, card, headerBytes, imageCards } from "../tests/helpers/fits.ts";
 import type { TestSshd } from "../tests/helpers/sshd.ts";
 
@@ -277,4 +278,58 @@ export async function daemonSandbox(
 /** Sleep for `ms`. */
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * A recursive watch (inotify) on a destination folder: resolves when a file
+ * named `name` of `size` bytes appears under its final name (a copy in an
+ * upload folder, under the same name, does not count).
+ */
+export class DestinationWatch {
+  #watcher: Deno.FsWatcher;
+  #waiters = new Map<string, { size: number; resolve: (atMs: number) => void }>();
+  #loop: Promise<void>;
+
+  constructor(root: string) {
+    this.#watcher = Deno.watchFs(root, { recursive: true });
+    this.#loop = this.#run();
+  }
+
+  async #run(): Promise<void> {
+    try {
+      for await (const event of this.#watcher) {
+        const atMs = performance.now();
+        for (const path of event.paths) {
+          const waiter = this.#waiters.get(basename(path));
+          if (!waiter || dirname(path).split(sep).some(isTempName)) continue;
+          const size = (await Deno.stat(path).catch(() => null))?.size;
+          if (size !== waiter.size) continue;
+          this.#waiters.delete(basename(path));
+          waiter.resolve(atMs);
+        }
+      }
+    } catch { /* closed */ }
+  }
+
+  /** A promise of the moment `name` appears complete (register before writing the source). */
+  arrival(name: string, size: number, timeoutMs: number): Promise<number> {
+    const { promise, resolve, reject } = Promise.withResolvers<number>();
+    const timer = setTimeout(() => {
+      this.#waiters.delete(name);
+      reject(new Error(`Timed out after ${timeoutMs} ms waiting for ${name} at the destination`));
+    }, timeoutMs);
+    this.#waiters.set(name, {
+      size,
+      resolve: (atMs) => {
+        clearTimeout(timer);
+        resolve(atMs);
+      },
+    });
+    return promise;
+  }
+
+  async close(): Promise<void> {
+    this.#watcher.close();
+    await this.#loop;
+  }
 }

@@ -15,6 +15,7 @@ import type { ResultRow, Section } from "./report.ts";
 import {
   type BenchContext,
   daemonSandbox,
+  DestinationWatch,
   freshRemoteDir,
   listSizes,
   rawRsyncRsh,
@@ -69,56 +70,6 @@ function tally(programs: string[], per = 1): string {
   for (const p of programs) counts.set(p, (counts.get(p) ?? 0) + 1);
   if (counts.size === 0) return "none";
   return [...counts].map(([p, n]) => `${p} ×${+(n / per).toFixed(2)}`).join(", ");
-}
-
-/** Resolves when a watched destination gets an entry named `name` of `size` bytes. */
-class DestinationWatch {
-  #watcher: Deno.FsWatcher;
-  #waiters = new Map<string, { size: number; resolve: (atMs: number) => void }>();
-  #loop: Promise<void>;
-
-  constructor(root: string) {
-    this.#watcher = Deno.watchFs(root, { recursive: true });
-    this.#loop = this.#run();
-  }
-
-  async #run(): Promise<void> {
-    try {
-      for await (const event of this.#watcher) {
-        const atMs = performance.now();
-        for (const path of event.paths) {
-          const waiter = this.#waiters.get(basename(path));
-          if (!waiter) continue;
-          const size = (await Deno.stat(path).catch(() => null))?.size;
-          if (size !== waiter.size) continue;
-          this.#waiters.delete(basename(path));
-          waiter.resolve(atMs);
-        }
-      }
-    } catch { /* closed */ }
-  }
-
-  /** A promise of the moment `name` appears complete (register before writing the source). */
-  arrival(name: string, size: number, timeoutMs: number): Promise<number> {
-    const { promise, resolve, reject } = Promise.withResolvers<number>();
-    const timer = setTimeout(() => {
-      this.#waiters.delete(name);
-      reject(new Error(`Timed out after ${timeoutMs} ms waiting for ${name} at the destination`));
-    }, timeoutMs);
-    this.#waiters.set(name, {
-      size,
-      resolve: (atMs) => {
-        clearTimeout(timer);
-        resolve(atMs);
-      },
-    });
-    return promise;
-  }
-
-  async close(): Promise<void> {
-    this.#watcher.close();
-    await this.#loop;
-  }
 }
 
 /** One single-file trial's figures. */
