@@ -67,7 +67,7 @@ export class SshSession {
   #ownControlDir: string | null = null;
   #connecting: Promise<unknown> | null = null;
   #slots = new SessionSlots(MAX_SHARED_SESSIONS);
-  /** Process id of the shared connection's master, as it last told it. */
+  /** Process id of the shared connection's master, as `ssh -O check` last told it. */
   #masterPid: number | null = null;
   /** A call failed since the shared connection was last known to work. */
   #inDoubt = false;
@@ -287,7 +287,7 @@ export class SshSession {
     const openMs = (this.endpoint.connectTimeoutS + OPEN_GRACE_S) * 1000;
     const bound = (ms: number) => Math.min(ms, options.timeoutMs ?? ms);
     if (await exists(controlPath)) {
-      const master = await checkMaster(controlPath);
+      const master = await checkMaster(this.#controlArgv, SSH_ENV);
       if (master.state === "running") {
         this.#masterPid = master.pid ?? this.#masterPid;
         if (!this.#inDoubt) return;
@@ -313,12 +313,12 @@ export class SshSession {
         { cause: error },
       );
     }
-    const master = await checkMaster(controlPath);
+    const master = await checkMaster(this.#controlArgv, SSH_ENV);
     if (master.state === "running") this.#masterPid = master.pid;
   }
 
   /** argv of `ssh -O operation` for this destination's shared connection. */
-  #controlArgv = async (operation: "exit"): Promise<string[]> => {
+  #controlArgv = async (operation: "check" | "exit"): Promise<string[]> => {
     const argv = await this.sshArgv([]);
     argv.splice(argv.indexOf("--"), 0, "-O", operation);
     return argv;

@@ -10,7 +10,6 @@ import {
   type TransferItem,
   type Transport,
 } from "../../../src/transfer/transport.ts";
-import { checkMaster } from "../../../src/transfer/ssh/master.ts";
 import { randomBytes, sha256OfFile, waitFor } from "../../helpers/files.ts";
 import { startSshd, type TestSshd } from "../../helpers/sshd.ts";
 
@@ -163,46 +162,3 @@ for (const method of ["scp", "rsync"] as const) {
     }
   });
 }
-
-Deno.test("checkMaster asks a real master over its control socket, and tells one gone or silent", async () => {
-  const sshd = await startSshd();
-  try {
-    await withTransport(sshd, "scp", 60, async ({ src, dst, runtime, transport }) => {
-      await sendAndCheck(transport, dst, [await makeItem(src, "20240701/a.fits", randomBytes(10))]);
-      const socket = controlSocket(runtime);
-      assert.deepEqual(await checkMaster(socket), {
-        state: "running",
-        pid: await masterOf(socket),
-      });
-      // Stopped, it answers nothing: the check gives up (after its 5 s) rather than wait.
-      const master = await masterOf(socket);
-      Deno.kill(master, "SIGSTOP");
-      try {
-        assert.deepEqual(await checkMaster(socket), { state: "hung" });
-      } finally {
-        Deno.kill(master, "SIGCONT");
-      }
-      assert.equal((await checkMaster(socket)).state, "running");
-      assert.deepEqual(await checkMaster(join(runtime, "no-such-socket")), { state: "gone" });
-    });
-    // A socket whose listener speaks something else is no master.
-    const dir = await Deno.makeTempDir({ prefix: "itx-notmux-" });
-    const path = join(dir, "sock");
-    const listener = Deno.listen({ transport: "unix", path });
-    const serving = (async () => {
-      for await (const conn of listener) {
-        await conn.write(new TextEncoder().encode("SSH-2.0-not-a-control-socket\r\n"));
-        conn.close();
-      }
-    })();
-    try {
-      assert.deepEqual(await checkMaster(path), { state: "gone" });
-    } finally {
-      listener.close();
-      await serving.catch(() => {});
-      await Deno.remove(dir, { recursive: true });
-    }
-  } finally {
-    await sshd.stop();
-  }
-});
