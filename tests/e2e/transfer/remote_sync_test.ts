@@ -7,25 +7,15 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { listFiles, randomBytes } from "../../helpers/files.ts";
 import { startSshd } from "../../helpers/sshd.ts";
+import { recordingTools } from "../../helpers/recording_tools.ts";
 import { makeItem, withTransport } from "../../helpers/transports.ts";
 
 const never = new AbortController().signal;
 
 Deno.test("remote_sync flushes a large batch while it uploads, and every batch around its renames", async (t) => {
-  const shims = await Deno.makeTempDir({ prefix: "itx-sync-shim-" });
-  await Deno.chmod(shims, 0o777);
-  const log = join(shims, "calls");
-  await Deno.writeTextFile(
-    join(shims, "sync"),
-    `#!/bin/sh\necho "$*" >>'${log}'\nexec /bin/sync "$@"\n`,
-  );
-  await Deno.chmod(join(shims, "sync"), 0o755);
-  const flushes = async () => {
-    const text = await Deno.readTextFile(log).catch(() => "");
-    await Deno.remove(log).catch(() => {});
-    return text.split("\n").filter((line) => line !== "");
-  };
-  const sshd = await startSshd({ sessionEnv: { PATH: `${shims}:/usr/bin:/bin` } });
+  const tools = await recordingTools(["sync"]);
+  const flushes = tools.runs;
+  const sshd = await startSshd({ sessionEnv: { PATH: `${tools.dir}:/usr/bin:/bin` } });
   try {
     await t.step("a 64 MiB upload that takes seconds is flushed meanwhile", async () => {
       // rsync's own rate limit makes the upload take about 4 s on any machine.
@@ -39,7 +29,10 @@ Deno.test("remote_sync flushes a large batch while it uploads, and every batch a
         const calls = await flushes();
         // Two for the renames (before and after), the rest while the upload ran.
         assert.ok(calls.length >= 4, calls.join("; "));
-        assert.ok(calls.every((call) => call === `-f -- ${ctx.dst}/20240601`), calls.join("; "));
+        assert.ok(
+          calls.every((call) => call === `sync -f -- ${ctx.dst}/20240601`),
+          calls.join("; "),
+        );
         assert.deepEqual(await listFiles(ctx.dst), ["20240601/big.fits"]);
       });
     });
@@ -66,6 +59,6 @@ Deno.test("remote_sync flushes a large batch while it uploads, and every batch a
     });
   } finally {
     await sshd.stop();
-    await Deno.remove(shims, { recursive: true });
+    await tools.remove();
   }
 });

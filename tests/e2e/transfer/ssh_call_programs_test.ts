@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { listFiles, randomBytes } from "../../helpers/files.ts";
 import { startSshd } from "../../helpers/sshd.ts";
+import { recordingTools } from "../../helpers/recording_tools.ts";
 import { makeItem, withTransport } from "../../helpers/transports.ts";
 
 const never = new AbortController().signal;
@@ -33,22 +34,9 @@ const RECORDED = [
 ];
 
 Deno.test("a small file's one call runs no tool trial, no df, no xargs", async () => {
-  const shims = await Deno.makeTempDir({ prefix: "itx-calls-shim-" });
-  await Deno.chmod(shims, 0o777);
-  const log = join(shims, "runs");
-  for (const tool of RECORDED) {
-    await Deno.writeTextFile(
-      join(shims, tool),
-      `#!/bin/sh\necho "${tool} $*" >>'${log}'\nexec /usr/bin/${tool} "$@"\n`,
-    );
-    await Deno.chmod(join(shims, tool), 0o755);
-  }
-  const runs = async () => {
-    const text = await Deno.readTextFile(log).catch(() => "");
-    await Deno.remove(log).catch(() => {});
-    return text.split("\n").filter((line) => line !== "");
-  };
-  const sshd = await startSshd({ sessionEnv: { PATH: `${shims}:/usr/bin:/bin` } });
+  const tools = await recordingTools(RECORDED);
+  const runs = tools.runs;
+  const sshd = await startSshd({ sessionEnv: { PATH: `${tools.dir}:/usr/bin:/bin` } });
   try {
     for (const method of ["scp", "rsync"] as const) {
       await withTransport(method, sshd, { verify_transfer: "checksum" }, async (ctx) => {
@@ -105,6 +93,6 @@ Deno.test("a small file's one call runs no tool trial, no df, no xargs", async (
     }
   } finally {
     await sshd.stop();
-    await Deno.remove(shims, { recursive: true });
+    await tools.remove();
   }
 });
