@@ -4,7 +4,6 @@
  * before and after its renames, and nothing is flushed without `remote_sync`.
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import { listFiles, randomBytes } from "../../helpers/files.ts";
 import { startSshd } from "../../helpers/sshd.ts";
 import { recordingTools } from "../../helpers/recording_tools.ts";
