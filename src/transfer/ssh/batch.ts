@@ -314,9 +314,6 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
     const ctx = this.#finishContext();
     const folder = posix.dirname(sent[0].finalPath);
     const { plan } = await planFinish(ctx, sent, [posix.join(folder, this.#uploadName)]);
-    // Where receiving fails, the script asks the room left there (index 0): a copy the disk had
-    // no room for is told apart by it.
-    plan.spaceFolders = [folder];
     // A copy cut short (the call ended early) is never renamed, whatever verify_transfer says.
     const sizes = new Map(sent.map((delivery) => [delivery.index, delivery.item.size]));
     for (const entry of plan.entries) entry.expectedSize = sizes.get(entry.index)!;
@@ -365,7 +362,9 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
         delivery.error = this.#failure(new Error(failed.receive), delivery);
       }
     }
-    if (failed.folder === null) settleFinish(ctx, sent, results, plan.spaceFolders);
+    // Where receiving failed, the script said the room left in the folder (as index 0): a copy
+    // the disk had no room for is told apart by it.
+    if (failed.folder === null) settleFinish(ctx, sent, results, [folder]);
     for (const delivery of sent) delivery.done = delivery.error === null;
     return true;
   }

@@ -211,8 +211,7 @@ export function oneCallScript(
     '[ -n "$made" ] && report folders-made',
     `if [ -n "$made" ] && ${receive}`,
     "then",
-    // The room left is asked only where receiving failed (below).
-    ...finishLines({ ...plan, spaceFolders: [] }),
+    ...finishLines(plan),
     'elif [ -n "$made" ]; then',
     // Nothing is renamed: the room left tells a full disk, and the upload folder goes.
     call("report_space_left", 0, posix.dirname(uploadFolder)),
