@@ -10,6 +10,9 @@ import { join } from "node:path";
 import { listFiles, randomBytes } from "../../helpers/files.ts";
 import { startSshd } from "../../helpers/sshd.ts";
 import { recordingTools } from "../../helpers/recording_tools.ts";
+import { captureLogs } from "../../helpers/log_capture.ts";
+import { uploadFolderPrefix } from "../../../src/transfer/temp_name.ts";
+import { TEMP_SUFFIX } from "../../../src/layout/destination.ts";
 import { makeItem, withTransport } from "../../helpers/transports.ts";
 
 const never = new AbortController().signal;
@@ -92,6 +95,85 @@ Deno.test("a small file's one call runs no tool trial, no df, no xargs", async (
       });
     }
   } finally {
+    await sshd.stop();
+    await tools.remove();
+  }
+});
+
+Deno.test("leftover upload folders are swept and searched with a program per folder, not per copy", async () => {
+  const tools = await recordingTools(["date", "ls", "rm", "stat"]);
+  const sshd = await startSshd({ sessionEnv: { PATH: `${tools.dir}:/usr/bin:/bin` } });
+  const logs = await captureLogs();
+  try {
+    await withTransport("rsync", sshd, { verify_transfer: "size" }, async (ctx) => {
+      // An interrupted run left 8 upload folders in the night folder, each with 25 copies written
+      // now and 25 written two days ago (past resume_partial_hours), and a folder inside.
+      const night = join(ctx.dst, "20240601");
+      await Deno.mkdir(night);
+      await ctx.own(night);
+      const twoDaysAgo = new Date(Date.now() - 48 * 3600_000);
+      const leftovers: string[] = [];
+      for (let folder = 0; folder < 8; folder++) {
+        const leftover = join(night, `${uploadFolderPrefix(ctx.owner)}left${folder}${TEMP_SUFFIX}`);
+        leftovers.push(leftover);
+        await Deno.mkdir(join(leftover, "inner"), { recursive: true, mode: 0o700 });
+        for (let copy = 0; copy < 50; copy++) {
+          const path = join(
+            leftover,
+            `${copy < 25 ? "fresh" : "old"}-${folder}-${copy} $(x)\n.fits`,
+          );
+          await Deno.writeFile(path, randomBytes(10));
+          if (copy >= 25) await Deno.utime(path, twoDaysAgo, twoDaysAgo);
+          await ctx.own(path);
+        }
+        await ctx.own(join(leftover, "inner"));
+        await ctx.own(leftover);
+      }
+      // One file of the batch has its earlier copy (its first half) in the last of them; it is
+      // too large for the one call of small files, so the batch goes by rsync.
+      const data = randomBytes(9 * 1024 * 1024);
+      const resumed = await makeItem(ctx.src, "20240601/resumed $(x)\n.fits", data);
+      const [last] = leftovers.slice(-1);
+      await Deno.writeFile(join(last, "resumed $(x)\n.fits"), data.subarray(0, 1_000_000));
+      await ctx.own(join(last, "resumed $(x)\n.fits"));
+      const others = await Promise.all(
+        ["a", "b", "c"].map((name) => makeItem(ctx.src, `20240601/${name}.fits`, data)),
+      );
+      await tools.runs();
+
+      const outcomes = await ctx.transport.send([resumed, ...others], never);
+      assert.deepEqual(outcomes.map((o) => o.error), [null, null, null, null]);
+      const runs = await tools.runs();
+      const count = (tool: string) => runs.filter((run) => run.startsWith(`${tool} `)).length;
+      // A stat per leftover folder for the ages of all its copies, one for the earlier copy
+      // found, one for the sizes at the end; an ls per leftover folder (whose it is); the
+      // time once, an rm per leftover folder for what expired. Per copy this would be hundreds.
+      const counts = Object.fromEntries(
+        ["stat", "ls", "date", "rm"].map((tool) => [tool, count(tool)]),
+      );
+      assert.ok(
+        counts.stat <= 8 + 2 && counts.ls <= 8 * 2 && counts.date <= 1 && counts.rm <= 8 + 1,
+        JSON.stringify(counts),
+      );
+
+      for (const name of ["resumed $(x)\n.fits", "a.fits", "b.fits", "c.fits"]) {
+        assert.deepEqual(await Deno.readFile(join(night, name)), data, name);
+      }
+      const resuming = logs.records.filter((r) => String(r.rawMessage).startsWith("Resuming"));
+      assert.deepEqual(resuming.map((r) => r.properties.from), [1_000_000]);
+      // What expired and the folders inside are gone; the fresh copies are kept to be resumed.
+      for (const leftover of leftovers) {
+        const names = (await Array.fromAsync(Deno.readDir(leftover))).map((e) => e.name).sort();
+        const folder = leftovers.indexOf(leftover);
+        const fresh = Array.from(
+          { length: 25 },
+          (_, copy) => `fresh-${folder}-${copy} $(x)\n.fits`,
+        );
+        assert.deepEqual(names, fresh.sort(), leftover);
+      }
+    });
+  } finally {
+    await logs.stop();
     await sshd.stop();
     await tools.remove();
   }

@@ -78,28 +78,54 @@ is_own_folder() {
   esac
 }
 
-# age_of FILE: print the seconds since FILE was last written ("" when unknown).
-age_of() {
-  written=$(stat -c %Y -- "$1" 2>/dev/null || stat -f %m -- "$1" 2>/dev/null) || return 0
-  now=$(date +%s)
-  echo $((now - written))
+# now_seconds: set `now` to the seconds since the epoch, read once per script.
+now_seconds() {
+  [ -n "${now-}" ] || now=$(date +%s)
 }
 
 # remove_expired FOLDER KEEP_SECONDS: remove what in FOLDER was written more
 # than KEEP_SECONDS ago (or is not a regular file), then FOLDER if it is empty.
+# The times of all its entries come from one stat: an interrupted run may have
+# left thousands of copies, and a program per copy would take minutes.
 remove_expired() {
+  holder=$1 keep=$2
   set +f
-  for entry in "$1"/* "$1"/.[!.]* "$1"/..?*; do
-    set -f
-    [ -e "$entry" ] || [ -L "$entry" ] || continue
-    if [ -f "$entry" ] && ! [ -L "$entry" ]; then
-      age=$(age_of "$entry")
-      [ -n "$age" ] && [ "$age" -le "$2" ] && continue
-    fi
-    rm -rf -- "$entry"
-  done
+  set -- "$holder"/* "$holder"/.[!.]* "$holder"/..?*
   set -f
-  rmdir -- "$1" 2>/dev/null
+  # Keep the entries there are (a pattern that matched nothing stays as it is).
+  for entry do
+    shift
+    if [ -e "$entry" ] || [ -L "$entry" ]; then set -- "$@" "$entry"; fi
+  done
+  if [ "$#" -gt 0 ]; then
+    now_seconds
+    # One line per entry, in order, when stat read them all (GNU, else BSD;
+    # else empty: each is read on its own below).
+    if ! times=$(stat -c %Y -- "$@" 2>/dev/null); then
+      [ -z "$times" ] && times=$(stat -f %m -- "$@" 2>/dev/null) || times=''
+    fi
+    newline='
+'
+    [ -n "$times" ] && times="$times$newline"
+    # Keep the entries to remove, then remove them with one rm.
+    for entry do
+      shift
+      if [ -n "$times" ]; then
+        written=${times%%"$newline"*}
+        times=${times#*"$newline"}
+      else
+        written=$(stat -c %Y -- "$entry" 2>/dev/null || stat -f %m -- "$entry" 2>/dev/null)
+      fi
+      case $written in *[!0-9]*) written='' ;; esac
+      if [ -f "$entry" ] && ! [ -L "$entry" ] && [ -n "$written" ] &&
+        [ $((now - written)) -le "$keep" ]; then
+        continue
+      fi
+      set -- "$@" "$entry"
+    done
+    [ "$#" -eq 0 ] || rm -rf -- "$@"
+  fi
+  rmdir -- "$holder" 2>/dev/null
   return 0
 }
 
@@ -114,29 +140,34 @@ take_earlier_copy() {
   item=$1 folder=$2 upload=$3 name=$4 size=$5 prefix=$6 suffix=$7 keep=$8
   shift 8
   best='' best_size=0
-  # The folder is read once for all the files of a batch in it, not once per file.
-  if [ "${holders_of-}" != "$folder" ]; then
-    holders_of=$folder holders=''
+  # The folder's upload folders are read and judged once for all the files of
+  # a batch in it (they are the same for each), not once per file.
+  if [ "${holders_of-}" != "$folder/$upload" ]; then
+    holders_of=$folder/$upload holders=''
     set +f
     for holder in "$folder/$prefix"*"$suffix"; do
-      [ -d "$holder" ] && holders="$holders ${holder##*/}"
+      set -f
+      [ "$holder" = "$folder/$upload" ] && continue
+      is_active "${holder##*/}" "$@" && continue
+      is_own_folder "$holder" || continue
+      holders="$holders ${holder##*/}"
     done
     set -f
   fi
+  now_seconds
   # Our upload folders' names hold no blank; a planted name with one splits
   # into words that name no folder of ours and are skipped.
   for holder_name in $holders; do
-    holder=$folder/$holder_name
-    [ "$holder" = "$folder/$upload" ] && continue
-    is_active "${holder##*/}" "$@" && continue
-    is_own_folder "$holder" || continue
-    copy=$holder/$name
+    copy=$folder/$holder_name/$name
     if ! [ -f "$copy" ] || [ -L "$copy" ]; then
       continue
     fi
-    copy_size=$(stat -c %s -- "$copy" 2>/dev/null || stat -f %z -- "$copy" 2>/dev/null)
-    age=$(age_of "$copy")
-    if [ -z "$copy_size" ] || [ -z "$age" ] || [ "$age" -gt "$keep" ] ||
+    # Its size and last-written time, with one stat.
+    facts=$(stat -c '%s %Y' -- "$copy" 2>/dev/null || stat -f '%z %m' -- "$copy" 2>/dev/null) || facts=''
+    copy_size=${facts%% *}
+    written=${facts#* }
+    case $copy_size$written in *[!0-9]*) facts='' ;; esac
+    if [ -z "$facts" ] || [ $((now - written)) -gt "$keep" ] ||
       [ "$copy_size" -gt "$size" ] || [ "$copy_size" -eq 0 ]; then
       rm -f -- "$copy"
     elif [ -z "$best" ] || [ "$copy_size" -gt "$best_size" ]; then
