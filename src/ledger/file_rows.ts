@@ -310,7 +310,8 @@ export class FileRows {
     const placeholders = states.map(() => "?").join(", ");
     const result = this.ledger.write(() =>
       this.ledger.statement(`
-        UPDATE files SET state = 'pending', attempts = 0, next_attempt_at = 0, updated_at = ?
+        UPDATE files INDEXED BY files_by_state
+        SET state = 'pending', attempts = 0, next_attempt_at = 0, updated_at = ?
         WHERE job = ? AND target = ? AND state IN (${placeholders})
       `).run(now, this.job, this.target, ...states)
     );
@@ -372,18 +373,20 @@ export class FileRows {
     });
   }
 
-  /** Every row that is not done (pending, transferring or failed). */
+  /** Every row that is not done (pending, transferring or failed), read through the state index. */
   unfinished(): LedgerRow[] {
-    return this.#read("SELECT * FROM files WHERE job = ? AND target IN (?, '') AND state != 'done'")
-      .map(toRow);
+    return this.#read(
+      "SELECT * FROM files INDEXED BY files_by_state WHERE job = ? AND target IN (?, '') " +
+        "AND state IN ('pending', 'transferring', 'failed')",
+    ).map(toRow);
   }
 
   /** Every pending row (uses the state index: cheap with many done files). */
   pending(): LedgerRow[] {
     return this.#read(
-      "SELECT * FROM files WHERE job = ? AND target IN (?, '') AND state = 'pending'",
-    )
-      .map(toRow);
+      "SELECT * FROM files INDEXED BY files_by_state " +
+        "WHERE job = ? AND target IN (?, '') AND state = 'pending'",
+    ).map(toRow);
   }
 
   /**

@@ -640,3 +640,29 @@ Deno.test("doneVersions: a ledger damaged while open is set aside at the read, w
     );
   });
 });
+
+Deno.test("Ledger: the unfinished, pending and requeued rows are found through the state index, not among the done", async () => {
+  await withLedger((ledger) => {
+    const table = files(ledger, "cam");
+    // Without statistics SQLite would read a job's whole history through the primary key
+    // (every done file of a year) to find the few rows in another state.
+    const used: string[] = [];
+    const statement = ledger.statement.bind(ledger);
+    ledger.statement = (sql: string) => {
+      used.push(sql);
+      return statement(sql);
+    };
+    table.unfinished();
+    table.pending();
+    table.requeue(["transferring", "failed"]);
+    ledger.statement = statement;
+    const plans = used.map((sql) =>
+      (ledger.statement(`EXPLAIN QUERY PLAN ${sql}`).all() as Array<{ detail: string }>)
+        .map((step) => step.detail).join("; ")
+    );
+    assert.equal(plans.length, 3, plans.join("\n"));
+    for (const plan of plans) {
+      assert.match(plan, /USING INDEX files_by_state \(job=\? AND target=\? AND state=\?\)/);
+    }
+  });
+});
