@@ -170,14 +170,17 @@ export function needsNetwork(config: Config): boolean {
 
 /**
  * The programs `config` makes the daemon start: `ssh`, `scp` and `rsync` for
- * the jobs that use them, the hooks and scheduled commands (paths checked at
- * load), and `kill` for stopping a transfer with everything it started.
+ * the jobs that use them (and `ps`, to tell their connection's master), the
+ * hooks and scheduled commands (paths checked at load), and `kill` for
+ * stopping a transfer with everything it started.
  */
 export function programsToStart(config: Config): string[] {
   const programs = new Set<string>();
   for (const job of config.jobs) {
     if (job.transfer_method === "scp" || job.transfer_method === "rsync") {
       programs.add("ssh").add(job.transfer_method);
+      // To tell a hung shared connection's master by its process title before killing it.
+      if (Deno.build.os !== "windows") programs.add("ps");
     }
   }
   for (const { argv } of userPrograms(config.jobs)) programs.add(argv[0]);
@@ -241,7 +244,7 @@ export function assertPermissionsAvailable(config: Config, dropped: Dropped): vo
   if (added && added.length > 0) {
     throw new Error(
       `the new config starts ${
-        added.filter((program) => program !== "kill").join(", ")
+        added.filter((program) => program !== "kill" && program !== "ps").join(", ")
       }, which this daemon may not start: it gave up ` +
         "at start-up starting any program its config did not name; restart the daemon to use " +
         "the new config",

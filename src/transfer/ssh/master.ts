@@ -88,13 +88,17 @@ export async function stopMaster(
 
 /**
  * Whether process `pid` is the ssh master listening on `controlPath` (its
- * command line names the socket): guards against killing a reused pid. Only
- * where `/proc` exists (Linux); elsewhere `false`.
+ * process title names the socket, as `ps` shows it): guards against killing
+ * a reused pid. Asked of `ps`, since the daemon may not read `/proc`;
+ * `false` where it cannot tell.
  */
 async function isMasterOf(pid: number, controlPath: string): Promise<boolean> {
   try {
-    const cmdline = await Deno.readTextFile(`/proc/${pid}/cmdline`);
-    return cmdline.includes(controlPath);
+    const { stdout } = await runProcess(["ps", "-o", "args=", "-p", String(pid)], {
+      timeoutMs: CONTROL_REQUEST_TIMEOUT_MS,
+      ownSession: false,
+    });
+    return new TextDecoder().decode(stdout).includes(controlPath);
   } catch {
     return false;
   }

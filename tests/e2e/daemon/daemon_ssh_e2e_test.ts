@@ -2,7 +2,9 @@
  * End to end through the real CLI over a real OpenSSH server, for scp and
  * rsync: a nested burst and a large file; the daemon is SIGKILLed in the
  * middle of the large transfer; the restart finishes everything, and no
- * final name ever holds a partial file.
+ * final name ever holds a partial file. A shared connection whose master
+ * hangs is replaced, and the hung master killed, under the daemon's own
+ * permissions.
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
@@ -11,6 +13,7 @@ import { join } from "node:path";
 import { startCli } from "../../helpers/cli.ts";
 import { listFiles, listFolders, randomBytes, sha256OfFile, waitFor } from "../../helpers/files.ts";
 import { sshSandbox, startSshd } from "../../helpers/sshd.ts";
+import { processEnded, runningProcesses } from "../../helpers/processes.ts";
 import { isTempName } from "../../../src/layout/destination.ts";
 
 const BIG_MB = 200;
@@ -142,3 +145,60 @@ for (const method of ["scp", "rsync"] as const) {
     }
   });
 }
+
+/** The control sockets of the daemon whose state folder is `stateDir` (see `daemon.json`). */
+async function controlSockets(stateDir: string): Promise<string[]> {
+  const { runtimeDir } = JSON.parse(await Deno.readTextFile(join(stateDir, "daemon.json")));
+  const sockets: string[] = [];
+  for await (const entry of Deno.readDir(runtimeDir)) {
+    const path = join(runtimeDir, entry.name);
+    if (entry.name.startsWith("cm-")) sockets.push(path);
+    if (entry.name.startsWith("ctl-")) {
+      const folder = await Deno.realPath(path);
+      for await (const inner of Deno.readDir(folder)) {
+        if (inner.name.startsWith("cm-")) sockets.push(join(folder, inner.name));
+      }
+    }
+  }
+  return sockets;
+}
+
+Deno.test("daemon (scp): a shared connection whose master hangs is replaced, the hung master killed", async () => {
+  const sshd = await startSshd();
+  const { root, watch, remote, config, env } = await sshSandbox(sshd, "scp", {
+    stability_window_seconds: 0.5,
+    transfer_timeout_seconds: 300,
+  });
+  let hung = 0;
+  try {
+    const daemon = startCli(["run", "-c", config], { env });
+    try {
+      const first = randomBytes(5000);
+      await Deno.writeFile(join(watch, "first.fits"), first);
+      await daemon.waitForOutput(/Successfully transferred .*first\.fits/);
+      const [socket] = await controlSockets(join(root, "state"));
+      const masters = await runningProcesses((argv) => argv.join(" ").includes(`${socket} [mux]`));
+      assert.equal(masters.length, 1, `the master of ${socket}`);
+      hung = masters[0].pid;
+      Deno.kill(hung, "SIGSTOP");
+
+      // The daemon runs with its own permissions: it tells the master by its title through `ps`.
+      const second = randomBytes(6000);
+      await Deno.writeFile(join(watch, "second.fits"), second);
+      await daemon.waitForOutput(/Successfully transferred .*second\.fits/);
+      const arrived = (await listFiles(remote)).filter((rel) => !isHidden(rel)).sort();
+      assert.deepEqual(arrived.map((rel) => rel.split("/").pop()), ["first.fits", "second.fits"]);
+      for (const [rel, bytes] of [[arrived[0], first], [arrived[1], second]] as const) {
+        assert.deepEqual(await Deno.readFile(join(remote, rel)), bytes, rel);
+      }
+      await waitFor(() => processEnded(hung), 30_000, "the hung master killed");
+      assert.match(daemon.stderr(), /Killing the unresponsive SSH connection master/);
+    } finally {
+      await daemon.stop();
+    }
+  } finally {
+    if (hung !== 0 && !processEnded(hung)) Deno.kill(hung, "SIGKILL");
+    await Deno.remove(root, { recursive: true });
+    await sshd.stop();
+  }
+});
