@@ -280,24 +280,54 @@ export function ledgerCounts(
   }));
 }
 
-/** The most recently arrived files, newest first. */
+/**
+ * The most recently arrived files, newest first. A done row's `updated_at` is
+ * its arrival (`markDone` sets both), so the newest are read from the end of
+ * the `updated_at` index: a year of history is not sorted for them.
+ */
 export function recentDone(ledger: Ledger, limit: number): LedgerRow[] {
   return ledger.read(() =>
     ledger.statement(
-      "SELECT * FROM files WHERE state = 'done' ORDER BY transferred_at DESC LIMIT ?",
-    )
-      .all(limit) as LedgerRowRecord[]
+      "SELECT * FROM files INDEXED BY files_by_update WHERE state = 'done' " +
+        "ORDER BY updated_at DESC LIMIT ?",
+    ).all(limit) as LedgerRowRecord[]
   ).map(toRow);
 }
 
-/** Files with an error: failed ones, and pending ones waiting for a retry. */
+/**
+ * The rows of every job and destination with files in `state`, each read
+ * through the state index (`where` narrows them further), `order` first and
+ * at most `limit` of them.
+ */
+function rowsInState(
+  ledger: Ledger,
+  state: FileState,
+  where: string,
+  params: SQLInputValue[],
+  order: (a: LedgerRow, b: LedgerRow) => number,
+  limit: number,
+  job?: string,
+): LedgerRow[] {
+  return ledger.read(() => {
+    const scopes = ledger.statement(
+      "SELECT job, target FROM file_counts WHERE state = ? AND n > 0 AND (? IS NULL OR job = ?)",
+    ).all(state, job ?? null, job ?? null) as LedgerRowRecord[];
+    const rows = ledger.statement(
+      `SELECT * FROM files INDEXED BY files_by_state WHERE job = ? AND target = ? AND state = ?
+         AND ${where}`,
+    );
+    return scopes.flatMap((scope) =>
+      (rows.all(scope.job, scope.target, state, ...params) as LedgerRowRecord[]).map(toRow)
+    );
+  }).sort(order).slice(0, limit);
+}
+
+/** Files with an error: failed ones, and pending ones waiting for a retry; latest first. */
 export function problemFiles(ledger: Ledger, limit: number): LedgerRow[] {
-  return ledger.read(() =>
-    ledger.statement(`
-        SELECT * FROM files WHERE state = 'failed' OR (state = 'pending' AND last_error IS NOT NULL)
-        ORDER BY updated_at DESC LIMIT ?
-      `).all(limit) as LedgerRowRecord[]
-  ).map(toRow);
+  const latest = (a: LedgerRow, b: LedgerRow) => b.updatedAt - a.updatedAt;
+  return (["failed", "pending"] as const)
+    .flatMap((state) => rowsInState(ledger, state, "last_error IS NOT NULL", [], latest, limit))
+    .sort(latest).slice(0, limit);
 }
 
 /**
@@ -311,11 +341,13 @@ export function overdueFiles(
   limit: number,
   job?: string,
 ): LedgerRow[] {
-  return ledger.read(() =>
-    ledger.statement(`
-      SELECT * FROM files WHERE state = 'pending' AND next_attempt_at > 0 AND next_attempt_at < ?
-        AND (? IS NULL OR job = ?)
-      ORDER BY next_attempt_at LIMIT ?
-    `).all(dueBefore, job ?? null, job ?? null, limit) as LedgerRowRecord[]
-  ).map(toRow);
+  return rowsInState(
+    ledger,
+    "pending",
+    "next_attempt_at > 0 AND next_attempt_at < ?",
+    [dueBefore],
+    (a, b) => a.nextAttemptAt - b.nextAttemptAt,
+    limit,
+    job,
+  );
 }

@@ -666,3 +666,32 @@ Deno.test("Ledger: the unfinished, pending and requeued rows are found through t
     }
   });
 });
+
+Deno.test("Ledger reports for `status` read through indexes: no scan of the whole history, no sort of it", async () => {
+  await withLedger((ledger) => {
+    const table = files(ledger, "cam");
+    table.enqueue("waiting.fits", FILE);
+    table.recordFailure("waiting.fits", {
+      error: "e",
+      attempts: 1,
+      nextAttemptAt: 5,
+      final: false,
+    });
+    const used: string[] = [];
+    const statement = ledger.statement.bind(ledger);
+    ledger.statement = (sql: string) => {
+      used.push(sql);
+      return statement(sql);
+    };
+    assert.equal(recentDone(ledger, 10).length, 0);
+    assert.deepEqual(problemFiles(ledger, 10).map((r) => r.relPath), ["waiting.fits"]);
+    assert.deepEqual(overdueFiles(ledger, 10, 10).map((r) => r.relPath), ["waiting.fits"]);
+    ledger.statement = statement;
+    for (const sql of used) {
+      const plan =
+        (ledger.statement(`EXPLAIN QUERY PLAN ${sql}`).all() as Array<{ detail: string }>)
+          .map((step) => step.detail).join("; ");
+      assert.doesNotMatch(plan, /SCAN files(?! USING INDEX)|TEMP B-TREE/, `${sql}\n${plan}`);
+    }
+  });
+});
