@@ -103,6 +103,10 @@ export function destinationIdentity(job: JobConfig): string {
     `${port === null || port === undefined ? "" : `:${port}`}${base}`;
 }
 
+/** Rows of a job in a state (to be named), through the state index, not the whole history. */
+const OF_STATE =
+  "SELECT * FROM files INDEXED BY files_by_state WHERE job = ? AND target IN (?, '') AND state";
+
 /** The rows of one job and destination; see the module doc. */
 export class FileRows {
   readonly ledger: Ledger;
@@ -300,19 +304,15 @@ export class FileRows {
     );
   }
 
-  /**
-   * Put files in the given states back to pending with a fresh attempt count.
-   *
-   * @returns how many rows changed
-   */
+  /** Put files in `states` back to pending with a fresh attempt count; returns how many changed. */
   requeue(states: Array<"transferring" | "failed">, now = Date.now()): number {
     if (states.length === 0) return 0;
     const placeholders = states.map(() => "?").join(", ");
     const result = this.ledger.write(() =>
       this.ledger.statement(`
-        UPDATE files INDEXED BY files_by_state
-        SET state = 'pending', attempts = 0, next_attempt_at = 0, updated_at = ?
-        WHERE job = ? AND target = ? AND state IN (${placeholders})
+        UPDATE files INDEXED BY files_by_state SET state = 'pending', attempts = 0,
+          next_attempt_at = 0, updated_at = ? WHERE job = ? AND target = ?
+          AND state IN (${placeholders})
       `).run(now, this.job, this.target, ...states)
     );
     return Number(result.changes);
@@ -375,18 +375,12 @@ export class FileRows {
 
   /** Every row that is not done (pending, transferring or failed), read through the state index. */
   unfinished(): LedgerRow[] {
-    return this.#read(
-      "SELECT * FROM files INDEXED BY files_by_state WHERE job = ? AND target IN (?, '') " +
-        "AND state IN ('pending', 'transferring', 'failed')",
-    ).map(toRow);
+    return this.#read(`${OF_STATE} IN ('pending', 'transferring', 'failed')`).map(toRow);
   }
 
   /** Every pending row (uses the state index: cheap with many done files). */
   pending(): LedgerRow[] {
-    return this.#read(
-      "SELECT * FROM files INDEXED BY files_by_state " +
-        "WHERE job = ? AND target IN (?, '') AND state = 'pending'",
-    ).map(toRow);
+    return this.#read(`${OF_STATE} = 'pending'`).map(toRow);
   }
 
   /**

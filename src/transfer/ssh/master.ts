@@ -94,7 +94,7 @@ export async function stopMaster(
  */
 async function isMasterOf(pid: number, controlPath: string): Promise<boolean> {
   try {
-    const { stdout } = await runProcess(["ps", "-o", "args=", "-p", String(pid)], {
+    const { stdout } = await runProcess(["ps", "-ww", "-o", "args=", "-p", String(pid)], {
       timeoutMs: CONTROL_REQUEST_TIMEOUT_MS,
       ownSession: false,
     });
