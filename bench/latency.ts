@@ -1,8 +1,9 @@
 /**
  * Latency: one 200 KiB file at a time into a running daemon (default
  * settings, scp), timed from its close to its arrival under its final name,
- * seen by an inotify watch on the destination; FITS files (complete by their structure at the close) and files
- * that are not FITS (complete after the stability window) apart.
+ * seen by an inotify watch on the destination; FITS files (complete by their
+ * structure at the close) and files that are not FITS (complete after the
+ * stability window) apart.
  *
  * @module
  */
@@ -74,8 +75,8 @@ export async function runLatency(
     filePatterns: ["*.fits", "*.dat"],
   });
   const daemon = DaemonProcess.start(config);
-  const fitsTrialsDone: Trial[] = [];
-  const plainTrialsDone: Trial[] = [];
+  const fitsResults: Trial[] = [];
+  const plainResults: Trial[] = [];
   let warmUpMs: number;
   let arrivals: DestinationWatch | undefined;
   try {
@@ -90,14 +91,14 @@ export async function runLatency(
     for (let i = 0; i < fitsTrials; i++) {
       await sleep(PAUSE_MS);
       const name = `latency_${String(i).padStart(2, "0")}.fits`;
-      fitsTrialsDone.push(
+      fitsResults.push(
         await oneFile(daemon, arrivals, join(watch, name), ctx.data.burstBytes[i + 1]),
       );
     }
     for (let i = 0; i < plainTrials; i++) {
       await sleep(PAUSE_MS);
       const name = `plain_${String(i).padStart(2, "0")}.dat`;
-      plainTrialsDone.push(
+      plainResults.push(
         await oneFile(daemon, arrivals, join(watch, name), randomBytes(SMALL_FILE_BYTES)),
       );
     }
@@ -113,8 +114,8 @@ export async function runLatency(
     await remove();
     await sync();
   }
-  const fitsTimes = fitsTrialsDone.map((t) => t.arrivedMs);
-  const plainTimes = plainTrialsDone.map((t) => t.arrivedMs);
+  const fitsTimes = fitsResults.map((t) => t.arrivedMs);
+  const plainTimes = plainResults.map((t) => t.arrivedMs);
   const fits = describe(fitsTimes);
   const plain = describe(plainTimes);
   ctx.progress(`latency FITS: ${fits.text}; not FITS: ${plain.text}`);
@@ -151,10 +152,10 @@ export async function runLatency(
     ].join("\n"),
     details: [
       `FITS per trial: ${fitsTimes.map(formatMs).join(", ")}; to the success line: ${
-        describe(fitsTrialsDone.map((t) => t.loggedMs)).text
+        describe(fitsResults.map((t) => t.loggedMs)).text
       }`,
       `not FITS per trial: ${plainTimes.map(formatMs).join(", ")}; to the success line: ${
-        describe(plainTrialsDone.map((t) => t.loggedMs)).text
+        describe(plainResults.map((t) => t.loggedMs)).text
       }`,
       `warm-up file (includes opening the shared connection): ${formatMs(warmUpMs)}`,
       `above the 2 s window, the files that are not FITS took p50 ${
