@@ -11,7 +11,7 @@ import { basename, join } from "node:path";
 import { CommandError } from "../../errors.ts";
 import { type RunOptions, runProcess, type RunResult } from "../../process/run.ts";
 import { rsyncRshQuote, type SshEndpoint, sshOptionArgs } from "./endpoint.ts";
-import { checkMaster, CONTROL_DIR_LINK_PREFIX, stopMaster } from "./master.ts";
+import { CONTROL_DIR_LINK_PREFIX, SharedMaster } from "./master.ts";
 import { parseResults, type RemoteScript, type ResultLine } from "./remote_script.ts";
 
 /**
@@ -42,20 +42,6 @@ const CONTROL_PATH_MAX_BYTES = 80;
  */
 const MAX_SHARED_SESSIONS = 8;
 
-/**
- * Longest wait for a round trip over a shared connection that is in doubt
- * (after a call over it failed); one that takes longer is closed and the
- * next call opens a new connection. Far more than a healthy round trip, even
- * behind a busy upload.
- */
-const PROBE_TIMEOUT_MS = 20_000;
-
-/**
- * Seconds allowed for opening a connection beyond `ConnectTimeout` (which
- * covers the TCP connection and the key exchange): for authentication.
- */
-const OPEN_GRACE_S = 30;
-
 /** Environment for every SSH-side process: English messages locally and (via SendEnv) remotely. */
 export const SSH_ENV: Record<string, string> = { LC_ALL: "C" };
 
@@ -65,12 +51,15 @@ export class SshSession {
   #runtimeDir: string;
   #controlPath: string | null | undefined;
   #ownControlDir: string | null = null;
-  #connecting: Promise<unknown> | null = null;
   #slots = new SessionSlots(MAX_SHARED_SESSIONS);
-  /** Process id of the shared connection's master, as `ssh -O check` last told it. */
-  #masterPid: number | null = null;
-  /** A call failed since the shared connection was last known to work. */
-  #inDoubt = false;
+  /** The shared connection's master, looked after. */
+  #master = new SharedMaster({
+    controlArgv: (operation) => this.#controlArgv(operation),
+    env: SSH_ENV,
+    open: (timeoutMs, signal) => this.runScript("exit 0\n", { timeoutMs, signal }).then(() => {}),
+    host: () => this.endpoint.host,
+    connectTimeoutS: () => this.endpoint.connectTimeoutS,
+  });
 
   constructor(endpoint: SshEndpoint, runtimeDir: string) {
     this.endpoint = endpoint;
@@ -243,15 +232,17 @@ export class SshSession {
       : await this.#slots.take(options.signal);
     if (giveBack === null) throw new Error(`every shared session to ${this.destination} is in use`);
     try {
-      return await runProcess(argv, {
+      const result = await runProcess(argv, {
         ...runOptions,
         env: { ...SSH_ENV, ...runOptions.env },
         // ssh, scp and rsync end their own helpers: no copy of the daemon per call.
         ownSession: false,
       });
+      this.#master.served();
+      return result;
     } catch (error) {
       // The connection may be what failed: the next connect() makes sure it works.
-      if (error instanceof CommandError) this.#inDoubt = true;
+      if (error instanceof CommandError) this.#master.failed();
       throw error;
     } finally {
       giveBack();
@@ -259,11 +250,9 @@ export class SshSession {
   }
 
   /**
-   * Make sure the shared connection works before a batch's calls start: open
-   * it when there is none (so parallel first calls do not each pay for a full
-   * SSH handshake of ~0.3 s), replace a master that died, hangs, or, after a
-   * failed call, no longer gets an answer through (e.g. across a link cut it
-   * has not noticed yet). Bounded in time: `ConnectTimeout` plus a little.
+   * Make sure the shared connection works before a batch's calls start (see
+   * {@linkcode SharedMaster.connect}: opened when there is none, replaced
+   * when it died, hangs or no longer gets through).
    *
    * @returns `null`, or why no connection could be opened (a
    *   {@linkcode CommandError}, an `Error` when that timed out, or the abort
@@ -272,49 +261,7 @@ export class SshSession {
   async connect(options: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<unknown> {
     const controlPath = await this.controlPath();
     if (controlPath === null) return null;
-    this.#connecting ??= this.#ensureMaster(controlPath, options).then(() => null, (error) => error)
-      .finally(() => {
-        this.#connecting = null;
-      });
-    return await this.#connecting;
-  }
-
-  /** See {@linkcode SshSession.connect}; throws when no connection could be opened. */
-  async #ensureMaster(
-    controlPath: string,
-    options: { timeoutMs?: number; signal?: AbortSignal },
-  ): Promise<void> {
-    const openMs = (this.endpoint.connectTimeoutS + OPEN_GRACE_S) * 1000;
-    const bound = (ms: number) => Math.min(ms, options.timeoutMs ?? ms);
-    if (await exists(controlPath)) {
-      const master = await checkMaster(this.#controlArgv, SSH_ENV);
-      if (master.state === "running") {
-        this.#masterPid = master.pid ?? this.#masterPid;
-        if (!this.#inDoubt) return;
-        this.#inDoubt = false;
-        const answered = await this.runScript("exit 0\n", {
-          timeoutMs: bound(PROBE_TIMEOUT_MS),
-          signal: options.signal,
-        }).then(() => true, () => false);
-        if (answered || options.signal?.aborted) return;
-      }
-      await stopMaster(this.#controlArgv, SSH_ENV, controlPath, this.#masterPid);
-    }
-    this.#masterPid = null;
-    this.#inDoubt = false;
-    const timeoutMs = bound(openMs);
-    try {
-      await this.runScript("exit 0\n", { timeoutMs, signal: options.signal });
-    } catch (error) {
-      if (!(error instanceof CommandError && error.run.timedOut)) throw error;
-      throw new Error(
-        `no SSH connection to ${this.endpoint.host} could be opened within ${timeoutMs / 1000} s ` +
-          "(is the host up and reachable?)",
-        { cause: error },
-      );
-    }
-    const master = await checkMaster(this.#controlArgv, SSH_ENV);
-    if (master.state === "running") this.#masterPid = master.pid;
+    return await this.#master.connect(controlPath, options);
   }
 
   /** argv of `ssh -O operation` for this destination's shared connection. */
@@ -327,10 +274,7 @@ export class SshSession {
   /** Stop the shared connection (`ssh -O exit`) and remove a private socket folder. */
   async close(): Promise<void> {
     const controlPath = this.#controlPath;
-    if (controlPath && await exists(controlPath)) {
-      await stopMaster(this.#controlArgv, SSH_ENV, controlPath, this.#masterPid);
-    }
-    this.#masterPid = null;
+    if (controlPath) await this.#master.close(controlPath);
     if (this.#ownControlDir) {
       await Deno.remove(this.#ownControlDir, { recursive: true }).catch(() => {});
       const link = `${CONTROL_DIR_LINK_PREFIX}${basename(this.#ownControlDir)}`;
@@ -359,16 +303,6 @@ class LineSplitter {
     const rest = this.#rest + this.#decoder.decode();
     this.#rest = "";
     return rest;
-  }
-}
-
-/** Whether something exists at `path` (a control socket). */
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch {
-    return false;
   }
 }
 

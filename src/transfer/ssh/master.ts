@@ -1,8 +1,9 @@
 /**
  * Looking after the master process of a shared SSH connection (OpenSSH
- * `ControlMaster`): asking whether it still answers (`ssh -O check`), and
- * ending one that died, hangs, or whose connection no longer works (`ssh -O
- * exit`, else SIGKILL), so that the next call opens a fresh connection.
+ * `ControlMaster`): opening it, asking whether it still answers (`ssh -O
+ * check`, before a batch or alongside the calls of one), and ending one that
+ * died, hangs, or whose connection no longer works (`ssh -O exit`, else
+ * SIGKILL), so that the next call opens a fresh connection.
  *
  * @module
  */
@@ -54,27 +55,233 @@ export async function checkMaster(
 }
 
 /**
+ * Longest wait for a round trip over a shared connection that is in doubt
+ * (after a call over it failed); one that takes longer is closed and the
+ * next call opens a new connection. Far more than a healthy round trip, even
+ * behind a busy upload.
+ */
+const PROBE_TIMEOUT_MS = 20_000;
+
+/**
+ * Seconds allowed for opening a connection beyond `ConnectTimeout` (which
+ * covers the TCP connection and the key exchange): for authentication.
+ */
+const OPEN_GRACE_S = 30;
+
+/**
+ * A master that carried a call which ended well this recently is not asked
+ * whether it runs before the next batch, but alongside its calls (see
+ * {@linkcode SharedMaster.connect}): the check costs a program start (about
+ * 20 ms here) on the way of every file otherwise.
+ */
+export const SERVED_RECENTLY_MS = 10_000;
+
+/** How often a master that serves calls is asked whether it runs, at most. */
+const CHECK_ALONGSIDE_EVERY_MS = 1_000;
+
+/** What a {@linkcode SharedMaster} needs of its session. */
+export interface MasterSession {
+  controlArgv: ControlArgv;
+  env: Record<string, string>;
+  /** Run a call that does nothing over the shared connection (opening it when there is none). */
+  open(timeoutMs: number, signal?: AbortSignal): Promise<void>;
+  host(): string;
+  connectTimeoutS(): number;
+}
+
+/**
+ * The master of one session's shared connection, looked after: what is known
+ * of it (its pid, whether a call failed since it last answered, when it last
+ * carried a call that ended well and when it was last asked), opening it,
+ * checking it before a batch or alongside its calls, and ending it. One check
+ * or opening at a time.
+ */
+export class SharedMaster {
+  /** Process id of the master, as `ssh -O check` last told it. */
+  #pid: number | null = null;
+  /** A call failed since the shared connection was last known to work. */
+  #inDoubt = false;
+  #servedAt = -Infinity;
+  #checkedAt = -Infinity;
+  #session: MasterSession;
+  /** The opening (or check before a batch) under way: settles to `null`, or why it failed. */
+  #opening: Promise<unknown> | null = null;
+  /** The check alongside calls under way. */
+  #alongside: Promise<void> | null = null;
+  /** The check planned alongside calls (see {@linkcode SharedMaster.connect}). */
+  #checkTimer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(session: MasterSession) {
+    this.#session = session;
+  }
+
+  /** A call over the master ended well. */
+  served(): void {
+    this.#servedAt = performance.now();
+  }
+
+  /** A call over the master failed: the connection may be what failed. */
+  failed(): void {
+    this.#inDoubt = true;
+  }
+
+  /**
+   * Make sure the shared connection of `controlPath` works before a batch's
+   * calls start: open it when there is none (so parallel first calls do not
+   * each pay for a full SSH handshake of ~0.3 s), replace a master that died,
+   * hangs, or, after a failed call, no longer gets an answer through (e.g.
+   * across a link cut it has not noticed yet). Bounded in time:
+   * `ConnectTimeout` plus a little. A master that carried a call well within
+   * {@linkcode SERVED_RECENTLY_MS} is asked alongside the batch's calls
+   * instead (a hung one is then ended, and the calls waiting on it fail).
+   *
+   * @returns `null`, or why no connection could be opened (a
+   *   {@linkcode CommandError}, an `Error` when that timed out, or the abort
+   *   reason): calls now would fail alike
+   */
+  async connect(
+    controlPath: string,
+    options: { timeoutMs?: number; signal?: AbortSignal } = {},
+  ): Promise<unknown> {
+    if (this.#opening === null && await this.#servedRecently(controlPath)) {
+      this.#planCheck(controlPath);
+      return null;
+    }
+    // A check alongside calls settles nothing for this batch: it is asked again after it.
+    while (this.#alongside !== null) await this.#alongside;
+    this.#opening ??= this.#ensure(controlPath, options).then(() => null, (error) => error)
+      .finally(() => {
+        this.#opening = null;
+      });
+    return await this.#opening;
+  }
+
+  /** End the master of `controlPath`, once a check or opening under way is over. */
+  async close(controlPath: string): Promise<void> {
+    clearTimeout(this.#checkTimer);
+    this.#checkTimer = undefined;
+    while (this.#opening !== null || this.#alongside !== null) {
+      await (this.#opening ?? this.#alongside);
+    }
+    if (await exists(controlPath)) await this.#stop(controlPath);
+  }
+
+  /** Whether the master is known, served a call well lately, none failed since, and its socket is there. */
+  async #servedRecently(controlPath: string): Promise<boolean> {
+    if (this.#inDoubt || this.#pid === null) return false;
+    if (performance.now() - this.#servedAt >= SERVED_RECENTLY_MS) return false;
+    return await exists(controlPath);
+  }
+
+  /**
+   * Ask the master whether it runs once it may be asked again (at most once a
+   * second), unless a check that starts later than now is planned already:
+   * so a check that starts after them covers the calls of every batch. One
+   * that hangs is ended (the calls waiting on it fail and their files are
+   * tried again, instead of waiting for their time-out); one that is gone
+   * leaves the connection in doubt, so the next batch opens a new one first.
+   */
+  #planCheck(controlPath: string): void {
+    if (this.#checkTimer !== undefined) return;
+    const due = Math.max(0, this.#checkedAt + CHECK_ALONGSIDE_EVERY_MS - performance.now());
+    this.#checkTimer = setTimeout(async () => {
+      // One check or opening at a time.
+      while (this.#opening !== null || this.#alongside !== null) {
+        await (this.#opening ?? this.#alongside);
+      }
+      this.#checkTimer = undefined;
+      this.#alongside = this.#check().then(async (master) => {
+        if (master.state !== "running") this.#inDoubt = true;
+        if (master.state === "hung") await this.#stop(controlPath, { hung: true });
+      }).finally(() => {
+        this.#alongside = null;
+      });
+    }, due);
+  }
+
+  /** See {@linkcode SharedMaster.connect}; throws when no connection could be opened. */
+  async #ensure(
+    controlPath: string,
+    options: { timeoutMs?: number; signal?: AbortSignal },
+  ): Promise<void> {
+    const openMs = (this.#session.connectTimeoutS() + OPEN_GRACE_S) * 1000;
+    const bound = (ms: number) => Math.min(ms, options.timeoutMs ?? ms);
+    if (await exists(controlPath)) {
+      const master = await this.#check();
+      if (master.state === "running") {
+        if (!this.#inDoubt) return;
+        this.#inDoubt = false;
+        const answered = await this.#session.open(bound(PROBE_TIMEOUT_MS), options.signal)
+          .then(() => true, () => false);
+        if (answered || options.signal?.aborted) return;
+      }
+      await this.#stop(controlPath, { hung: master.state === "hung" });
+    }
+    this.#pid = null;
+    this.#inDoubt = false;
+    const timeoutMs = bound(openMs);
+    try {
+      await this.#session.open(timeoutMs, options.signal);
+    } catch (error) {
+      if (!(error instanceof CommandError && error.run.timedOut)) throw error;
+      throw new Error(
+        `no SSH connection to ${this.#session.host()} could be opened within ` +
+          `${timeoutMs / 1000} s (is the host up and reachable?)`,
+        { cause: error },
+      );
+    }
+    await this.#check();
+  }
+
+  /** Ask the master whether it runs ({@linkcode checkMaster}), keeping its pid. */
+  async #check(): Promise<MasterState> {
+    this.#checkedAt = performance.now();
+    const master = await checkMaster(this.#session.controlArgv, this.#session.env);
+    if (master.state === "running") this.#pid = master.pid ?? this.#pid;
+    return master;
+  }
+
+  async #stop(controlPath: string, options: { hung?: boolean } = {}): Promise<void> {
+    await stopMaster(this.#session.controlArgv, this.#session.env, controlPath, this.#pid, options);
+    this.#pid = null;
+  }
+}
+
+/** Whether something exists at `path` (a control socket). */
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
  * End the master of `controlPath` and remove its socket, whatever state it is
- * in: ask it to exit, and if it does not answer, kill process `pid` (when
- * that is still the master of this socket). Calls under way over it fail.
- * Never throws.
+ * in: ask it to exit (not when it is known to hang: `hung`), and if it does
+ * not answer, kill process `pid` (when that is still the master of this
+ * socket). Calls under way over it fail. Never throws.
  */
 export async function stopMaster(
   argv: ControlArgv,
   env: Record<string, string>,
   controlPath: string,
   pid: number | null,
+  options: { hung?: boolean } = {},
 ): Promise<void> {
   let exited = false;
-  try {
-    await runProcess(await argv("exit"), {
-      timeoutMs: CONTROL_REQUEST_TIMEOUT_MS,
-      env,
-      ownSession: false,
-    });
-    exited = true;
-  } catch {
-    // No answer: a hung master, or none at all.
+  if (!options.hung) {
+    try {
+      await runProcess(await argv("exit"), {
+        timeoutMs: CONTROL_REQUEST_TIMEOUT_MS,
+        env,
+        ownSession: false,
+      });
+      exited = true;
+    } catch {
+      // No answer: a hung master, or none at all.
+    }
   }
   if (!exited && pid !== null) {
     if (await isMasterOf(pid, controlPath)) {

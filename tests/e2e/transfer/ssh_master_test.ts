@@ -1,6 +1,6 @@
 /**
  * The shared SSH connection is replaced, without a restart, when its master
- * hangs, when its socket is left behind, and when the connection stops
+ * hangs (found before a call, or alongside one), when its socket is left behind, and when the connection stops
  * getting answers from the server; against a real OpenSSH server on loopback.
  */
 import assert from "node:assert/strict";
@@ -12,6 +12,7 @@ import {
 } from "../../../src/transfer/transport.ts";
 import { randomBytes, sha256OfFile, waitFor } from "../../helpers/files.ts";
 import { startSshd, type TestSshd } from "../../helpers/sshd.ts";
+import { SERVED_RECENTLY_MS } from "../../../src/transfer/ssh/master.ts";
 
 /** Write `data` as a source file and return the item sending it to `destination`. */
 async function makeItem(root: string, destination: string, data: Uint8Array) {
@@ -97,11 +98,13 @@ for (const method of ["scp", "rsync"] as const) {
   Deno.test(`${method}: the shared connection is replaced when it fails`, async (t) => {
     const sshd = await startSshd();
     try {
-      await t.step("a master that hangs is killed and a new one opened", async () => {
+      await t.step("a master that hangs while idle is killed and a new one opened", async () => {
         await withTransport(sshd, method, 120, async ({ src, dst, runtime, transport }) => {
           await sendAndCheck(transport, dst, [await makeItem(src, "a/1.fits", randomBytes(1000))]);
           const socket = controlSocket(runtime);
           const hung = await masterOf(socket);
+          // Long enough after its last call that it is asked before the next one.
+          await new Promise((resolve) => setTimeout(resolve, SERVED_RECENTLY_MS + 500));
           Deno.kill(hung, "SIGSTOP");
           try {
             // Without replacing it, the call would fail at the transfer timeout (120 s).
@@ -115,6 +118,35 @@ for (const method of ["scp", "rsync"] as const) {
           }
         });
       });
+
+      await t.step(
+        "a master that hangs right after a call is found alongside the next one, killed, and that call goes through a connection of its own",
+        async () => {
+          await withTransport(sshd, method, 300, async ({ src, dst, runtime, transport }) => {
+            await sendAndCheck(transport, dst, [
+              await makeItem(src, "h/1.fits", randomBytes(1000)),
+            ]);
+            const socket = controlSocket(runtime);
+            const hung = await masterOf(socket);
+            Deno.kill(hung, "SIGSTOP");
+            try {
+              // The call waits on the hung master until the check alongside it kills the master
+              // (ssh then opens a connection of its own); without that, it would fail at the
+              // transfer timeout (300 s).
+              await sendAndCheck(transport, dst, [
+                await makeItem(src, "h/2.fits", randomBytes(1000)),
+              ]);
+              assert.equal(alive(hung), false, "the hung master was killed");
+              await sendAndCheck(transport, dst, [
+                await makeItem(src, "h/3.fits", randomBytes(1000)),
+              ]);
+              assert.notEqual(await masterOf(socket), hung);
+            } finally {
+              if (alive(hung)) Deno.kill(hung, "SIGKILL");
+            }
+          });
+        },
+      );
 
       await t.step("a socket left by a killed master is replaced", async () => {
         await withTransport(sshd, method, 120, async ({ src, dst, runtime, transport }) => {

@@ -22,7 +22,7 @@ import {
 } from "../../../src/transfer/ssh/finish.ts";
 import { shellQuote } from "../../../src/transfer/ssh/endpoint.ts";
 import { STREAMED_SCRIPT_COMMAND } from "../../../src/transfer/ssh/connection.ts";
-import { exists } from "../../helpers/files.ts";
+import { exists, listFiles } from "../../helpers/files.ts";
 
 const sha = (text: string) => createHash("sha256").update(text).digest("hex");
 
@@ -425,35 +425,99 @@ Deno.test("finish hashes a folder's copies with one process and cannot be misled
   });
 });
 
-Deno.test("finish runs the hash tool once per folder, plus once per copy whose name it would escape", async () => {
+Deno.test("finish runs the hash tool once per folder, plus once per copy whose name it would escape: sha256sum for a few small copies, OpenSSL for more", async () => {
   const dir = await Deno.makeTempDir({ prefix: "itx-finish-count-" });
   try {
     const bin = join(dir, "bin");
     await Deno.mkdir(bin);
-    await Deno.writeTextFile(
-      join(bin, "openssl"),
-      `#!/bin/sh\necho "$#" >>'${dir}/calls'\nexec /usr/bin/openssl "$@"\n`,
-    );
-    await Deno.chmod(join(bin, "openssl"), 0o755);
-    const entries: FinishEntry[] = [];
-    for (const [f, folder] of ["night 1", "night 2"].entries()) {
-      await Deno.mkdir(join(dir, folder, ".up"), { recursive: true });
-      for (const [i, name] of ["a", "b", "c", "d\\e"].entries()) {
-        await Deno.writeTextFile(join(dir, folder, ".up", name), `${folder} ${name}`);
-        entries.push(entry(f * 10 + i, join(dir, folder), ".up", name, `${folder} ${name}`));
-      }
+    for (const tool of ["openssl", "sha256sum"]) {
+      await Deno.writeTextFile(
+        join(bin, tool),
+        `#!/bin/sh\necho "${tool} $#" >>'${dir}/calls'\nexec /usr/bin/${tool} "$@"\n`,
+      );
+      await Deno.chmod(join(bin, tool), 0o755);
     }
     const shell = ["env", `PATH=${bin}:/usr/bin:/bin`, "/bin/dash", "-s"];
-    const { byIndex } = await run(
-      shell,
-      buildScript("finish", finishLines(finishPlan(entries))),
-      dir,
-    );
-    assert.deepEqual([...byIndex.values()], entries.map(() => "renamed"));
-    // A folder's three names (+3 words) twice, each "d\\e" alone (3 words); OpenSSL is taken
-    // without a trial run.
-    const calls = (await Deno.readTextFile(join(dir, "calls"))).trim().split("\n");
-    assert.deepEqual(calls.sort(), ["3", "3", "6", "6"]);
+    for (const [round, large] of [false, true].entries()) {
+      const entries: FinishEntry[] = [];
+      for (const [f, folder] of [`night ${round}1`, `night ${round}2`].entries()) {
+        await Deno.mkdir(join(dir, folder, ".up"), { recursive: true });
+        for (const [i, name] of ["a", "b", "c", "d\\e"].entries()) {
+          await Deno.writeTextFile(join(dir, folder, ".up", name), `${folder} ${name}`);
+          const one = entry(f * 10 + i, join(dir, folder), ".up", name, `${folder} ${name}`);
+          // Told as 1 MiB each, the eight are too many bytes for sha256sum (the copies match
+          // their hashes, so their sizes are not read).
+          if (large) one.expectedSize = 1024 * 1024;
+          entries.push(one);
+        }
+      }
+      await Deno.remove(join(dir, "calls")).catch(() => {});
+      const { byIndex } = await run(
+        shell,
+        buildScript("finish", finishLines(finishPlan(entries))),
+        dir,
+      );
+      assert.deepEqual([...byIndex.values()], entries.map(() => "renamed"));
+      // A folder's three names (+3 words) twice, each "d\\e" alone (3 words); the tool is taken
+      // without a trial run.
+      const tool = large ? "openssl" : "sha256sum";
+      const words = large ? [3, 3, 6, 6] : [1, 1, 4, 4];
+      const calls = (await Deno.readTextFile(join(dir, "calls"))).trim().split("\n");
+      assert.deepEqual(calls.sort(), words.map((n) => `${tool} ${n}`));
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("finish checks a copy with a hash by the hash alone, says when its size differs too, and keeps its work files in the upload folder it removes", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "itx-finish-size-" });
+  try {
+    const bin = await toolFolder(["openssl", "sha256sum"]);
+    // stat and mktemp record their runs.
+    for (const tool of ["stat", "mktemp"]) {
+      await Deno.remove(join(bin, tool));
+      await Deno.writeTextFile(
+        join(bin, tool),
+        `#!/bin/sh\necho "${tool} $*" >>'${dir}.runs'\nexec /usr/bin/${tool} "$@"\n`,
+      );
+      await Deno.chmod(join(bin, tool), 0o755);
+    }
+    try {
+      await Deno.mkdir(join(dir, "night", ".up"), { recursive: true });
+      await Deno.writeTextFile(join(dir, "night", ".up", "good"), "good copy");
+      await Deno.writeTextFile(join(dir, "night", ".up", "short"), "cut");
+      await Deno.writeTextFile(join(dir, "night", ".up", "changed"), "the same length!");
+      const entries = [
+        entry(0, join(dir, "night"), ".up", "good", "good copy"),
+        entry(1, join(dir, "night"), ".up", "short", "cut short, it was longer"),
+        entry(2, join(dir, "night"), ".up", "changed", "THE SAME LENGTH!"),
+      ];
+      const { byIndex, details } = await run(
+        ["env", `PATH=${bin}`, "/bin/dash", "-s"],
+        buildScript(
+          "finish",
+          finishLines(finishPlan(entries, { uploadFolders: [join(dir, "night", ".up")] })),
+        ),
+        dir,
+      );
+      assert.deepEqual([...byIndex].sort(), [
+        [0, "renamed"],
+        [1, "size-differs"],
+        [2, "checksum-differs"],
+      ]);
+      assert.equal(details.get(1)?.detail, "3");
+      // Sizes are read only for the copies whose hash differs; no work folder of its own.
+      const runs = (await Deno.readTextFile(`${dir}.runs`)).trim().split("\n");
+      assert.equal(runs.length, 2, runs.join("; "));
+      assert.ok(runs.every((line) => /^stat .*(short|changed)$/.test(line)), runs.join("; "));
+      // The work files went with the upload folder: nothing else is left.
+      assert.deepEqual(await listFiles(dir), ["night/good"]);
+      assert.equal(await Deno.readTextFile(join(dir, "night", "good")), "good copy");
+    } finally {
+      await Deno.remove(bin, { recursive: true });
+      await Deno.remove(`${dir}.runs`).catch(() => {});
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -4,11 +4,12 @@
 # the others and the batch's upload folders. Runs after prologue.sh; the
 # generated lines call, in this order:
 #
-#   start_finish hash|no-hash
+#   start_finish hash|hash-small|no-hash [UPLOAD_FOLDER]
 #   report_space_left INDEX FOLDER        where an upload failed: the room left there
 #   start_flush FOLDER...                 with remote_sync: the copies' data, while they
 #                                         are checked
-#   read_sizes COPY...                    every copy whose size is checked, in order
+#   read_sizes COPY...                    every copy whose size is checked without a
+#                                         SHA-256, in order
 #   begin_folder GROUP UPLOAD_FOLDER [./NAME...]   per upload folder, then for its copies:
 #     check_copy INDEX COPY FINAL SIZE|- SHA256|-
 #   remove_copies COPY...                 copies of files that failed before
@@ -32,13 +33,19 @@
 # INDEX`, `rename-failed INDEX MESSAGE`; per folder asked about: `space-left
 # INDEX KIB`.
 
-# start_finish hash|no-hash: pick the tools, make a private work folder.
+# start_finish hash|hash-small|no-hash [UPLOAD_FOLDER]: pick the tools and the place of
+# the work files: in UPLOAD_FOLDER (one this script removes at the end), named
+# after the marker, so no final name meets them; else a private work folder.
 # OpenSSL, where there is one, is taken without a trial run (a run that gives
-# no hash asks hash_tool then: see hash_copy).
+# no hash asks hash_tool then: see hash_copy); for a few small copies
+# (hash-small) sha256sum, which starts in half the time and hashes a few
+# megabytes in less than OpenSSL takes to start.
 start_finish() {
   checking_hashes=''
   hash_tool_asked=''
-  if [ "$1" = hash ]; then
+  if [ "$1" = hash-small ] && command -v sha256sum >/dev/null 2>&1; then
+    checking_hashes='sha256sum -b'
+  elif [ "$1" != no-hash ]; then
     if command -v openssl >/dev/null 2>&1; then
       checking_hashes='openssl dgst -sha256 -r'
     else
@@ -50,10 +57,16 @@ start_finish() {
   sizes_listed=''
   listed_line=''
   group=''
+  work_folder=''
+  if [ -n "${2-}" ] && [ -d "$2" ] && ! [ -L "$2" ]; then
+    work=$2/.${marker:?}.
+    return 0
+  fi
   work_folder=$(mktemp -d 2>/dev/null) || {
     work_folder=${TMPDIR:-/tmp}/.image-transfer-finish-$$
     mkdir -m 700 -- "$work_folder" || exit 1
   }
+  work=$work_folder/
   trap 'rm -rf -- "$work_folder"' EXIT
 }
 
@@ -72,15 +85,15 @@ pick_size_command() {
 # first, without a trial run); when one is missing, each copy's size is asked
 # for on its own instead.
 read_sizes() {
-  if stat -c %s -- "$@" >"$work_folder/sizes" 2>/dev/null; then
+  if stat -c %s -- "$@" >"${work}sizes" 2>/dev/null; then
     size_command='stat -c %s'
   else
     pick_size_command
     # shellcheck disable=SC2086 # the command's words split on purpose
-    $size_command -- "$@" >"$work_folder/sizes" 2>/dev/null || return 0
+    $size_command -- "$@" >"${work}sizes" 2>/dev/null || return 0
   fi
   sizes_listed=yes
-  exec 3<"$work_folder/sizes"
+  exec 3<"${work}sizes"
 }
 
 # take_size COPY: set size to the size of COPY ("" when unknown).
@@ -88,10 +101,22 @@ take_size() {
   if [ -n "$sizes_listed" ]; then
     IFS= read -r size <&3 || size=''
   else
-    [ -n "$size_command" ] || pick_size_command
-    # shellcheck disable=SC2086 # the command's words split on purpose
-    size=$($size_command -- "$1" 2>/dev/null) || size=''
+    copy_size "$1"
   fi
+}
+
+# copy_size COPY: set size to the size of COPY, asked on its own ("" when
+# unknown); GNU stat tried first, without a trial run.
+copy_size() {
+  if [ -z "$size_command" ]; then
+    if size=$(stat -c %s -- "$1" 2>/dev/null); then
+      size_command='stat -c %s'
+      return 0
+    fi
+    pick_size_command
+  fi
+  # shellcheck disable=SC2086 # the command's words split on purpose
+  size=$($size_command -- "$1" 2>/dev/null) || size=''
 }
 
 # begin_folder GROUP UPLOAD_FOLDER [./NAME...]: the copies checked next are in
@@ -99,7 +124,7 @@ take_size() {
 # (names without a line break or backslash, which hash tools print escaped).
 begin_folder() {
   group=$1
-  rename_list=$work_folder/renames.$1
+  rename_list=${work}renames.$1
   : >"$rename_list"
   listed_line=''
   exec 4</dev/null
@@ -107,8 +132,8 @@ begin_folder() {
   shift 2
   if [ "$#" -gt 0 ] && [ -n "$checking_hashes" ]; then
     # shellcheck disable=SC2086 # the command's words split on purpose
-    (cd -- "$upload_folder" && exec $checking_hashes "$@") >"$work_folder/hashes" 2>/dev/null
-    exec 4<"$work_folder/hashes"
+    (cd -- "$upload_folder" && exec $checking_hashes "$@") >"${work}hashes" 2>/dev/null
+    exec 4<"${work}hashes"
   fi
 }
 
@@ -131,17 +156,22 @@ take_listed_hash() {
 }
 
 # check_copy INDEX COPY FINAL SIZE|- SHA256|-: check one copy; a good one is
-# listed for the rename, a bad one removed.
+# listed for the rename, a bad one removed. With a SHA256 the size is only
+# read when the hash differs (to say so when the size does too): the copies
+# read_sizes lists are those without one.
 check_copy() {
   size=''
-  [ "$4" = - ] || take_size "$2"
   listed_hash=''
-  [ "$5" = - ] || take_listed_hash "${2##*/}"
+  if [ "$5" = - ]; then
+    [ "$4" = - ] || take_size "$2"
+  else
+    take_listed_hash "${2##*/}"
+  fi
   if ! [ -f "$2" ] || [ -L "$2" ]; then
     report missing "$1"
     return
   fi
-  if [ "$4" != - ]; then
+  if [ "$4" != - ] && [ "$5" = - ]; then
     if [ -z "$size" ]; then
       report size-unknown "$1"
       return
@@ -164,7 +194,12 @@ check_copy() {
     hash=$listed_hash
     [ -n "$hash" ] || hash_copy "$2"
     if [ "$hash" != "$5" ]; then
+      [ "$4" = - ] || copy_size "$2"
       rm -f -- "$2"
+      if [ -n "$size" ] && [ "$size" != "$4" ]; then
+        report size-differs "$1" "$size"
+        return
+      fi
       report checksum-differs "$1" "$hash"
       return
     fi
@@ -222,9 +257,9 @@ rename_checked_copies() {
     eval "mv -f -- \"\$last_good_$1\" \"\$2\"" 2>/dev/null
     return 0
   fi
-  [ -s "$work_folder/renames.$1" ] || return 0
+  [ -s "${work}renames.$1" ] || return 0
   # shellcheck disable=SC2016 # expanded by the inner sh
-  xargs -0 sh -c 'exec mv -f -- "$@" "$0"' "$2" <"$work_folder/renames.$1" 2>/dev/null
+  xargs -0 sh -c 'exec mv -f -- "$@" "$0"' "$2" <"${work}renames.$1" 2>/dev/null
   return 0
 }
 
@@ -234,8 +269,8 @@ report_renamed() {
   eval "checked=\${checked_$1-}"
   [ -n "$checked" ] || return 0
   if [ -e "$2" ] || [ -L "$2" ]; then
-    if ! mv -f -- "$2" "$3" 2>"$work_folder/error"; then
-      report rename-failed "$1" "$(one_line "$(cat "$work_folder/error")")"
+    if ! mv -f -- "$2" "$3" 2>"${work}error"; then
+      report rename-failed "$1" "$(one_line "$(cat "${work}error")")"
       return
     fi
   fi
