@@ -23,10 +23,13 @@ export type LauncherRequest =
     kind: "run";
     id: number;
     argv: string[];
-    options: Omit<RunOptions, "signal" | "onStdout">;
+    options: Omit<RunOptions, "signal" | "onStdout" | "stdinLater">;
     /** Whether to send standard output as it comes (`onStdout`). */
     streamStdout: boolean;
+    /** Whether standard input comes later, in a `stdin` request (`stdinLater`). */
+    stdinLater: boolean;
   }
+  | { kind: "stdin"; id: number; parts: Uint8Array[] | null }
   | { kind: "abort"; id: number }
   | { kind: "kill"; id: number; pid: number };
 
@@ -116,10 +119,22 @@ export class ProgramLauncher implements ProgramStarter {
   /** Run `argv` in the launcher; the same contract as `runProcess`. */
   run(argv: string[], options: RunOptions): Promise<RunResult> {
     if (options.signal?.aborted) return Promise.reject(options.signal.reason);
-    const { signal, onStdout, ...rest } = options;
+    const { signal, onStdout, stdinLater, ...rest } = options;
     return this.#ask<RunResult>(
       argv,
-      (id) => ({ kind: "run", id, argv, options: rest, streamStdout: onStdout !== undefined }),
+      (id) => {
+        void stdinLater?.then((parts) => parts, () => null).then((parts) =>
+          this.#worker.postMessage({ kind: "stdin", id, parts } satisfies LauncherRequest)
+        );
+        return {
+          kind: "run",
+          id,
+          argv,
+          options: rest,
+          streamStdout: onStdout !== undefined,
+          stdinLater: stdinLater !== undefined,
+        };
+      },
       { onStdout, signal },
     );
   }

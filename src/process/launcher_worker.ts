@@ -13,6 +13,9 @@ import type { LauncherReply, LauncherRequest } from "./launcher.ts";
 /** The abort of each run under way, by request id. */
 const running = new Map<number, AbortController>();
 
+/** The standard input of each run started ahead of need, until its `stdin` request comes. */
+const waitingForInput = new Map<number, (parts: Uint8Array[] | null) => void>();
+
 function reply(message: LauncherReply): void {
   self.postMessage(message);
 }
@@ -21,9 +24,13 @@ async function run(request: Extract<LauncherRequest, { kind: "run" }>): Promise<
   const { id } = request;
   const abort = new AbortController();
   running.set(id, abort);
+  const stdinLater = request.stdinLater
+    ? new Promise<Uint8Array[] | null>((resolve) => waitingForInput.set(id, resolve))
+    : undefined;
   try {
     const result = await runHere(request.argv, {
       ...request.options,
+      stdinLater,
       signal: abort.signal,
       onStdout: request.streamStdout
         ? (chunk) => reply({ kind: "stdout", id, chunk: chunk.slice() })
@@ -58,6 +65,7 @@ async function run(request: Extract<LauncherRequest, { kind: "run" }>): Promise<
     }
   } finally {
     running.delete(id);
+    waitingForInput.delete(id);
   }
 }
 
@@ -66,6 +74,10 @@ self.onmessage = (event: MessageEvent<LauncherRequest>) => {
   switch (request.kind) {
     case "run":
       void run(request);
+      break;
+    case "stdin":
+      waitingForInput.get(request.id)?.(request.parts);
+      waitingForInput.delete(request.id);
       break;
     case "abort":
       running.get(request.id)?.abort();

@@ -40,6 +40,13 @@ export interface RunOptions {
    * other, never joined), which is then closed. @default no input
    */
   stdin?: Uint8Array | string | Uint8Array[];
+  /**
+   * Standard input given later (instead of `stdin`): the program starts now
+   * and waits for it; the parts are written once this settles, then stdin is
+   * closed (at once for `null`: the program was not needed). `timeoutMs`
+   * counts from then. A program started ahead of need.
+   */
+  stdinLater?: Promise<Uint8Array[] | null>;
   /** Working directory. @default the current one */
   cwd?: string;
   /**
@@ -103,7 +110,7 @@ export async function runHere(argv: string[], options: RunOptions = {}): Promise
       cwd: options.cwd,
       env: options.env,
       clearEnv: options.clearEnv,
-      stdin: options.stdin === undefined ? "null" : "piped",
+      stdin: options.stdin === undefined && options.stdinLater === undefined ? "null" : "piped",
       stdout: "piped",
       stderr: "piped",
       // A new session and process group (setsid), so a timeout can kill the
@@ -115,7 +122,11 @@ export async function runHere(argv: string[], options: RunOptions = {}): Promise
   }
 
   const input = new AbortController();
-  const feeding = options.stdin === undefined
+  const later = options.stdinLater?.then((parts) => parts ?? [], () => []);
+  const feeding = later !== undefined
+    // A program that ends before its input comes is not waited for.
+    ? Promise.race([later.then((parts) => feed(child, parts, input.signal)), child.status])
+    : options.stdin === undefined
     ? Promise.resolve()
     : feed(child, options.stdin, input.signal);
   const stdout = readAll(child.stdout, options.onStdout);
@@ -153,10 +164,16 @@ export async function runHere(argv: string[], options: RunOptions = {}): Promise
     // them soon after the program itself ends.
     abandonPipesAfterExit(PIPES_AFTER_KILL_MS);
   };
-  const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => {
-    timedOut = true;
-    killGroup();
-  }, options.timeoutMs);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const startTimer = () => {
+    if (options.timeoutMs === undefined || ended) return;
+    timer = setTimeout(() => {
+      timedOut = true;
+      killGroup();
+    }, options.timeoutMs);
+  };
+  if (later !== undefined) void later.then(startTimer);
+  else startTimer();
   const onAbort = () => {
     aborted = true;
     killGroup();

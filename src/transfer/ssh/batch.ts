@@ -354,6 +354,8 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
     claim.prepared(true);
     // The upload folder was removed by the script, or never made.
     this.#cleanedUp = true;
+    // The next batch's call waits for it, its session open and its shell started.
+    await method.session.startAhead(method.timeoutMs);
     for (const delivery of sent) {
       if (failed.folder !== null) delivery.error = this.#folderError(delivery, failed.folder);
       else if (failed.receive !== null) {

@@ -13,6 +13,7 @@ import { type RunOptions, runProcess, type RunResult } from "../../process/run.t
 import { rsyncRshQuote, type SshEndpoint, sshOptionArgs } from "./endpoint.ts";
 import { CONTROL_DIR_LINK_PREFIX, SharedMaster } from "./master.ts";
 import { parseResults, type RemoteScript, type ResultLine } from "./remote_script.ts";
+import { StandbyCall } from "./standby_call.ts";
 
 /**
  * The remote command of {@linkcode SshSession.runStreamed}: read the length
@@ -42,6 +43,15 @@ const CONTROL_PATH_MAX_BYTES = 80;
  */
 const MAX_SHARED_SESSIONS = 8;
 
+/**
+ * How long a call started ahead of need waits for a batch before it is ended
+ * (while it waits, the shared connection does not close on its own).
+ */
+const STANDBY_IDLE_MS = 20_000;
+
+/** Sessions of the shared connection a call started ahead of need leaves free, at least. */
+const STANDBY_KEEPS_FREE = 2;
+
 /** Environment for every SSH-side process: English messages locally and (via SendEnv) remotely. */
 export const SSH_ENV: Record<string, string> = { LC_ALL: "C" };
 
@@ -52,6 +62,10 @@ export class SshSession {
   #controlPath: string | null | undefined;
   #ownControlDir: string | null = null;
   #slots = new SessionSlots(MAX_SHARED_SESSIONS);
+  /** The call started ahead of need, for the next batch (see `ssh/standby_call.ts`). */
+  #standby: StandbyCall | null = null;
+  #standbyTimer: ReturnType<typeof setTimeout> | undefined;
+  #closed = false;
   /** The shared connection's master, looked after. */
   #master = new SharedMaster({
     controlArgv: (operation) => this.#controlArgv(operation),
@@ -203,14 +217,74 @@ export class SshSession {
         options.onResult?.(result);
       }
     };
-    await this.run(await this.sshArgv(STREAMED_SCRIPT_COMMAND), {
-      stdin: [head, text, payload],
-      timeoutMs: options.timeoutMs,
-      signal: options.signal,
-      onStdout: (chunk) => take(lines.push(chunk)),
+    const argv = await this.sshArgv(STREAMED_SCRIPT_COMMAND);
+    const onStdout = (chunk: Uint8Array) => take(lines.push(chunk));
+    const input = [head, text, payload];
+    const standby = this.#takeStandby(options.timeoutMs);
+    const carried = standby === null ? false : await this.#outcome(
+      standby.use(input, { onStdout, signal: options.signal }),
+    ).then(() => true, (error) => {
+      // One that ended before its script ran (it died, or its connection did; nothing came
+      // back) is as if there had been none.
+      if (options.signal?.aborted || results.length > 0) throw error;
+      lines.end();
+      return false;
     });
+    if (!carried) {
+      const { timeoutMs, signal } = options;
+      await this.run(argv, { stdin: input, timeoutMs, signal, onStdout });
+    }
     take(lines.end());
     return results;
+  }
+
+  /** The call started ahead of need, if there is one ready for a call with `timeoutMs`. */
+  #takeStandby(timeoutMs: number | undefined): StandbyCall | null {
+    const standby = this.#standby;
+    this.#standby = null;
+    clearTimeout(this.#standbyTimer);
+    if (standby === null) return null;
+    if (standby.ready && standby.timeoutMs === timeoutMs && this.#master.trusted()) return standby;
+    void standby.retire();
+    return null;
+  }
+
+  /**
+   * Start the next {@linkcode SshSession.runStreamed} call ahead of need (see
+   * `ssh/standby_call.ts`), with `timeoutMs`, over a master that carried a
+   * call well just now, while a session is free to spare; ended when not used
+   * within {@linkcode STANDBY_IDLE_MS}.
+   */
+  async startAhead(timeoutMs: number | undefined): Promise<void> {
+    // Over the shared connection only (for ssh the first value of an option wins): never a
+    // master of its own, which would race the next batch's opening for the socket, nor a
+    // connection of its own (its proxy command fails at once); a master that is gone
+    // leaves the standby ended, and the next batch opens a new connection.
+    const [ssh, ...rest] = await this.sshArgv(STREAMED_SCRIPT_COMMAND);
+    const argv = [ssh, "-o", "ControlMaster=no", "-o", "ProxyCommand=false", ...rest];
+    const controlPath = await this.controlPath();
+    if (this.#standby !== null || controlPath === null || this.#closed) return;
+    if (!await this.#master.servedRecently(controlPath)) return;
+    const giveBack = this.#slots.takeIfFree(STANDBY_KEEPS_FREE);
+    if (giveBack === null) return;
+    const standby = new StandbyCall(argv, { timeoutMs, env: SSH_ENV, done: giveBack });
+    this.#standby = standby;
+    this.#standbyTimer = setTimeout(() => {
+      if (this.#standby === standby) this.#standby = null;
+      void standby.retire();
+    }, STANDBY_IDLE_MS);
+  }
+
+  /** `call`'s outcome, told to the master's care (as {@linkcode SshSession.run} does). */
+  async #outcome<T>(call: Promise<T>): Promise<T> {
+    try {
+      const result = await call;
+      this.#master.served();
+      return result;
+    } catch (error) {
+      if (error instanceof CommandError) this.#master.failed();
+      throw error;
+    }
   }
 
   /**
@@ -232,18 +306,13 @@ export class SshSession {
       : await this.#slots.take(options.signal);
     if (giveBack === null) throw new Error(`every shared session to ${this.destination} is in use`);
     try {
-      const result = await runProcess(argv, {
+      // A failed call leaves the connection in doubt: the next connect() makes sure it works.
+      return await this.#outcome(runProcess(argv, {
         ...runOptions,
         env: { ...SSH_ENV, ...runOptions.env },
         // ssh, scp and rsync end their own helpers: no copy of the daemon per call.
         ownSession: false,
-      });
-      this.#master.served();
-      return result;
-    } catch (error) {
-      // The connection may be what failed: the next connect() makes sure it works.
-      if (error instanceof CommandError) this.#master.failed();
-      throw error;
+      }));
     } finally {
       giveBack();
     }
@@ -273,6 +342,11 @@ export class SshSession {
 
   /** Stop the shared connection (`ssh -O exit`) and remove a private socket folder. */
   async close(): Promise<void> {
+    this.#closed = true;
+    const standby = this.#standby;
+    this.#standby = null;
+    clearTimeout(this.#standbyTimer);
+    await standby?.retire();
     const controlPath = this.#controlPath;
     if (controlPath) await this.#master.close(controlPath);
     if (this.#ownControlDir) {

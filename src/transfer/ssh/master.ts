@@ -143,7 +143,7 @@ export class SharedMaster {
     controlPath: string,
     options: { timeoutMs?: number; signal?: AbortSignal } = {},
   ): Promise<unknown> {
-    if (this.#opening === null && await this.#servedRecently(controlPath)) {
+    if (this.#opening === null && await this.servedRecently(controlPath)) {
       this.#planCheck(controlPath);
       return null;
     }
@@ -166,8 +166,13 @@ export class SharedMaster {
     if (await exists(controlPath)) await this.#stop(controlPath);
   }
 
+  /** Whether the master is known and no call failed since it last answered. */
+  trusted(): boolean {
+    return !this.#inDoubt && this.#pid !== null;
+  }
+
   /** Whether the master is known, served a call well lately, none failed since, and its socket is there. */
-  async #servedRecently(controlPath: string): Promise<boolean> {
+  async servedRecently(controlPath: string): Promise<boolean> {
     if (this.#inDoubt || this.#pid === null) return false;
     if (performance.now() - this.#servedAt >= SERVED_RECENTLY_MS) return false;
     return await exists(controlPath);

@@ -126,6 +126,18 @@ Deno.test("through the program launcher only the programs named at its start run
       { env: { ITX_NAME: "a $(b) 'c'" }, stdin: "from stdin|", cwd: "/",
         onStdout: (chunk) => chunks.push(new TextDecoder().decode(chunk)) },
     ));
+    // Started ahead of need: it runs before its input comes, and its time-out counts from then.
+    let give;
+    const lateChunks = [];
+    const late = outcome(runProcess(["sh", "-c", "echo up; cat"], {
+      stdinLater: new Promise((resolve) => give = resolve), timeoutMs: 1000,
+      onStdout: (chunk) => lateChunks.push(new TextDecoder().decode(chunk)) }));
+    while (!lateChunks.join("").includes("up")) await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 1500));
+    give([new TextEncoder().encode("given "), new TextEncoder().encode("later")]);
+    const lateRun = await late;
+    const notNeeded = await outcome(runProcess(["sh", "-c", "cat; echo done"], {
+      stdinLater: Promise.resolve(null) }));
     const failed = await outcome(runProcess(["sh", "-c", "echo why >&2; exit 3"]));
     const refused = await Promise.all(
       [["systemctl", "--version"], ["/bin/cat", "/etc/hostname"], ["/usr/bin/env"]]
@@ -149,12 +161,14 @@ Deno.test("through the program launcher only the programs named at its start run
     launcher.close();
     const afterClose = await outcome(runProcess(["sh", "-c", "true"]));
     console.log(JSON.stringify({ echoed, chunks, failed, refused, direct, timedOut, aborted, pid,
-      killed, afterClose }));
+      killed, afterClose, lateRun, notNeeded }));
   `);
   const r = JSON.parse(out);
   assert.deepEqual(r.echoed, { ok: true, stdout: "a $(b) 'c'|from stdin|end", stderr: "oops" });
   assert.equal(r.chunks.join(""), "a $(b) 'c'|from stdin|end");
   assert.ok(r.chunks.length >= 2, "output came as it was written, before the end");
+  assert.deepEqual(r.lateRun, { ok: true, stdout: "up\ngiven later", stderr: "" });
+  assert.deepEqual(r.notNeeded, { ok: true, stdout: "done\n", stderr: "" });
   assert.equal(r.failed.ok, false);
   assert.equal(r.failed.code, 3);
   assert.match(r.failed.message, /exit code 3: why/);
