@@ -47,7 +47,7 @@ const MAX_SHARED_SESSIONS = 8;
  * How long a call started ahead of need waits for a batch before it is ended
  * (while it waits, the shared connection does not close on its own).
  */
-const STANDBY_IDLE_MS = 20_000;
+const STANDBY_IDLE_MS = 120_000;
 
 /** Sessions of the shared connection a call started ahead of need leaves free, at least. */
 const STANDBY_KEEPS_FREE = 2;
