@@ -225,8 +225,9 @@ export class SshSession {
       standby.use(input, { onStdout, signal: options.signal }),
     ).then(() => true, (error) => {
       // One that ended before its script ran (it died, or its connection did; nothing came
-      // back) is as if there had been none.
-      if (options.signal?.aborted || results.length > 0) throw error;
+      // back) is as if there had been none; one that ran out of time is this call's end.
+      const timedOut = error instanceof CommandError && error.run.timedOut;
+      if (options.signal?.aborted || timedOut || results.length > 0) throw error;
       lines.end();
       return false;
     });

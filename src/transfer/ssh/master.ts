@@ -173,8 +173,7 @@ export class SharedMaster {
 
   /** Whether the master is known, served a call well lately, none failed since, and its socket is there. */
   async servedRecently(controlPath: string): Promise<boolean> {
-    if (this.#inDoubt || this.#pid === null) return false;
-    if (performance.now() - this.#servedAt >= SERVED_RECENTLY_MS) return false;
+    if (!this.trusted() || performance.now() - this.#servedAt >= SERVED_RECENTLY_MS) return false;
     return await exists(controlPath);
   }
 
@@ -182,9 +181,10 @@ export class SharedMaster {
    * Ask the master whether it runs once it may be asked again (at most once a
    * second), unless a check that starts later than now is planned already:
    * so a check that starts after them covers the calls of every batch. One
-   * that hangs is ended (the calls waiting on it fail and their files are
-   * tried again, instead of waiting for their time-out); one that is gone
-   * leaves the connection in doubt, so the next batch opens a new one first.
+   * that hangs is ended (the calls waiting on it go on over a connection ssh
+   * opens for them, or fail and are tried again, instead of waiting for their
+   * time-out); one that is gone leaves the connection in doubt, so the next
+   * batch opens a new one first.
    */
   #planCheck(controlPath: string): void {
     if (this.#checkTimer !== undefined) return;

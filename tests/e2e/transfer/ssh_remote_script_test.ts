@@ -121,6 +121,22 @@ function finishPlan(entries: FinishEntry[], options: Partial<FinishPlan> = {}): 
   return { entries, remove: [], uploadFolders: [], spaceFolders: [], sync: false, ...options };
 }
 
+/**
+ * Write the copy `name` into the upload folder `.up` of `folder`, holding
+ * `written`, and return its entry, which expects `expected`.
+ */
+async function uploadedCopy(
+  index: number,
+  folder: string,
+  name: string,
+  written: string,
+  expected = written,
+): Promise<FinishEntry> {
+  await Deno.mkdir(join(folder, ".up"), { recursive: true });
+  await Deno.writeTextFile(join(folder, ".up", name), written);
+  return entry(index, folder, ".up", name, expected);
+}
+
 /** An entry for the copy `name` in `upload` (inside `folder`), holding `data`. */
 function entry(
   index: number,
@@ -484,14 +500,11 @@ Deno.test("finish checks a copy with a hash by the hash alone, says when its siz
       await Deno.chmod(join(bin, tool), 0o755);
     }
     try {
-      await Deno.mkdir(join(dir, "night", ".up"), { recursive: true });
-      await Deno.writeTextFile(join(dir, "night", ".up", "good"), "good copy");
-      await Deno.writeTextFile(join(dir, "night", ".up", "short"), "cut");
-      await Deno.writeTextFile(join(dir, "night", ".up", "changed"), "the same length!");
+      const night = join(dir, "night");
       const entries = [
-        entry(0, join(dir, "night"), ".up", "good", "good copy"),
-        entry(1, join(dir, "night"), ".up", "short", "cut short, it was longer"),
-        entry(2, join(dir, "night"), ".up", "changed", "THE SAME LENGTH!"),
+        await uploadedCopy(0, night, "good", "good copy"),
+        await uploadedCopy(1, night, "short", "cut", "cut short, it was longer"),
+        await uploadedCopy(2, night, "changed", "the same length!", "THE SAME LENGTH!"),
       ];
       const { byIndex, details } = await run(
         ["env", `PATH=${bin}`, "/bin/dash", "-s"],
@@ -530,15 +543,13 @@ Deno.test("finish with an openssl that cannot hash takes the next tool, and stil
     await Deno.writeTextFile(join(bin, "openssl"), "#!/bin/sh\nexit 1\n");
     await Deno.chmod(join(bin, "openssl"), 0o755);
     try {
-      await Deno.mkdir(join(dir, "n1", ".up"), { recursive: true });
-      await Deno.mkdir(join(dir, "n2", ".up"), { recursive: true });
-      await Deno.writeTextFile(join(dir, "n1", ".up", "a"), "one a");
-      await Deno.writeTextFile(join(dir, "n1", ".up", "b"), "one b, changed");
-      await Deno.writeTextFile(join(dir, "n2", ".up", "c"), "two c");
       const entries = [
-        entry(0, join(dir, "n1"), ".up", "a", "one a"),
-        { ...entry(1, join(dir, "n1"), ".up", "b", "one b"), expectedSize: null },
-        entry(2, join(dir, "n2"), ".up", "c", "two c"),
+        await uploadedCopy(0, join(dir, "n1"), "a", "one a"),
+        {
+          ...await uploadedCopy(1, join(dir, "n1"), "b", "one b, changed", "one b"),
+          expectedSize: null,
+        },
+        await uploadedCopy(2, join(dir, "n2"), "c", "two c"),
       ];
       const { byIndex } = await run(
         ["env", `PATH=${bin}`, "/bin/dash", "-s"],
