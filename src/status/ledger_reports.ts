@@ -325,8 +325,10 @@ function rowsInState(
 /** Files with an error: failed ones, and pending ones waiting for a retry; latest first. */
 export function problemFiles(ledger: Ledger, limit: number): LedgerRow[] {
   const latest = (a: LedgerRow, b: LedgerRow) => b.updatedAt - a.updatedAt;
+  // Every failed row; pending ones only with the error of an attempt.
+  const where = { failed: "1", pending: "last_error IS NOT NULL" } as const;
   return (["failed", "pending"] as const)
-    .flatMap((state) => rowsInState(ledger, state, "last_error IS NOT NULL", [], latest, limit))
+    .flatMap((state) => rowsInState(ledger, state, where[state], [], latest, limit))
     .sort(latest).slice(0, limit);
 }
 

@@ -217,7 +217,6 @@ export class SshSession {
         options.onResult?.(result);
       }
     };
-    const argv = await this.sshArgv(STREAMED_SCRIPT_COMMAND);
     const onStdout = (chunk: Uint8Array) => take(lines.push(chunk));
     const input = [head, text, payload];
     const standby = this.#takeStandby(options.timeoutMs);
@@ -233,6 +232,7 @@ export class SshSession {
     });
     if (!carried) {
       const { timeoutMs, signal } = options;
+      const argv = await this.sshArgv(STREAMED_SCRIPT_COMMAND);
       await this.run(argv, { stdin: input, timeoutMs, signal, onStdout });
     }
     take(lines.end());
@@ -257,15 +257,16 @@ export class SshSession {
    * within {@linkcode STANDBY_IDLE_MS}.
    */
   async startAhead(timeoutMs: number | undefined): Promise<void> {
+    const controlPath = await this.controlPath();
+    if (controlPath === null || !await this.#master.servedRecently(controlPath)) return;
     // Over the shared connection only (for ssh the first value of an option wins): never a
     // master of its own, which would race the next batch's opening for the socket, nor a
     // connection of its own (its proxy command fails at once); a master that is gone
     // leaves the standby ended, and the next batch opens a new connection.
     const [ssh, ...rest] = await this.sshArgv(STREAMED_SCRIPT_COMMAND);
     const argv = [ssh, "-o", "ControlMaster=no", "-o", "ProxyCommand=false", ...rest];
-    const controlPath = await this.controlPath();
-    if (this.#standby !== null || controlPath === null || this.#closed) return;
-    if (!await this.#master.servedRecently(controlPath)) return;
+    // Checked after the waits: another batch may have started one, or the session closed.
+    if (this.#standby !== null || this.#closed) return;
     const giveBack = this.#slots.takeIfFree(STANDBY_KEEPS_FREE);
     if (giveBack === null) return;
     const standby = new StandbyCall(argv, { timeoutMs, env: SSH_ENV, done: giveBack });
