@@ -136,20 +136,32 @@ export class FileRows {
   /**
    * Size and mtime each of `relPaths` was sent with, where done for this destination, in one read
    * transaction; rows from before destinations were recorded are looked for while there are any.
+   * The paths go to SQLite as one JSON array per query (a call per file costs five times as much
+   * at 100,000 files).
    */
   doneVersions(relPaths: string[]): Array<DoneEntry | undefined> {
-    const done = "SELECT size, mtime_ms FROM files WHERE job = ? AND state = 'done' AND ";
+    if (relPaths.length === 0) return [];
+    const done =
+      "SELECT rel_path, size, mtime_ms FROM files WHERE job = ? AND state = 'done' AND " +
+      "rel_path IN (SELECT value FROM json_each(?)) AND target = ";
     const anyUnattributed = "SELECT 1 FROM files WHERE job = ? AND target = '' LIMIT 1";
-    return this.ledger.readTogether(() => {
-      const current = this.ledger.statement(`${done}target = ? AND rel_path = ?`);
-      const unattributed = this.ledger.statement(`${done}target = '' AND rel_path = ?`);
-      const legacy = this.ledger.statement(anyUnattributed).get(this.job) !== undefined;
-      return relPaths.map((relPath) => {
-        const row = (current.get(this.job, this.target, relPath) ??
-          (legacy ? unattributed.get(this.job, relPath) : undefined)) as Row | undefined;
-        return row ? { size: Number(row.size), mtimeMs: Number(row.mtime_ms) } : undefined;
-      });
+    const found = new Map<string, DoneEntry>();
+    const add = (rows: Row[]) => {
+      for (const row of rows) {
+        const relPath = row.rel_path as string;
+        if (!found.has(relPath)) {
+          found.set(relPath, { size: Number(row.size), mtimeMs: Number(row.mtime_ms) });
+        }
+      }
+    };
+    this.ledger.readTogether(() => {
+      const paths = JSON.stringify(relPaths);
+      add(this.ledger.statement(`${done}?`).all(this.job, paths, this.target) as Row[]);
+      if (this.ledger.statement(anyUnattributed).get(this.job) !== undefined) {
+        add(this.ledger.statement(`${done}''`).all(this.job, paths) as Row[]);
+      }
     });
+    return relPaths.map((relPath) => found.get(relPath));
   }
 
   /**

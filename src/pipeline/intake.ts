@@ -141,7 +141,8 @@ export class Intake {
     // Held: in motion (under observation too) or found while it could not be recorded.
     const free = files.filter((file) => !table.holds(file.relPath));
     const done = table.rows.doneVersions(free.map((file) => file.relPath));
-    for (const [index, file] of free.entries()) {
+    for (let index = 0; index < free.length; index++) {
+      const file = free[index];
       const entry = done[index];
       if (entry && quick) continue;
       if (entry) {

@@ -121,11 +121,15 @@ export class FolderLister {
     const filter = this.#filter;
     const links = this.#links;
     const dir = absoluteOf(this.#root, rel);
+    // A listed name holds no separator: `join(dir, name)` is this prefix and the name.
+    const prefix = join(dir, "x").slice(0, -1);
+    const plainPaths = !hasUndecodableBytes(dir);
     const listing: FolderListing = { files: [], folders: [] };
     for (const entry of Deno.readDirSync(dir)) {
       const childRel = rel === "" ? entry.name : `${rel}/${entry.name}`;
-      const path = join(dir, entry.name);
-      if (hasUndecodableBytes(entry.name)) {
+      const path = prefix + entry.name;
+      const decodable = !hasUndecodableBytes(entry.name);
+      if (!decodable) {
         // The runtime could not decode the name: the entry cannot be opened by it.
         const verdict = filter.classify(childRel);
         if (!verdict.ok) {
@@ -151,7 +155,12 @@ export class FolderLister {
         this.#skipped(childRel, path, why, false);
         continue;
       }
-      // The listing says what the entry is; its folders were checked on the way in.
+      // The listing says what the entry is; its folders were checked on the way in. A regular file
+      // with a name the runtime gave back whole is sendable (classifyEntry's first rule).
+      if (entry.isFile && decodable && plainPaths) {
+        listing.files.push({ path, relPath: childRel });
+        continue;
+      }
       const verdict = filter.classify(childRel, entry);
       if (verdict.ok) listing.files.push({ path, relPath: childRel });
       else this.#skipped(childRel, path, verdict, false);
