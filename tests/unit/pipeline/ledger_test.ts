@@ -600,6 +600,33 @@ Deno.test("doneVersions: done for this destination or recorded before destinatio
   });
 });
 
+Deno.test("doneVersions: hostile names and a folder of thousands of files come back exactly, in order", async () => {
+  await withLedger((ledger) => {
+    const table = files(ledger, "job");
+    const hostile = [
+      'a "quoted" name.fits',
+      "it's.fits",
+      "back\\slash.fits",
+      "new\nline.fits",
+      "tab\tand $(rm -rf x) `cmd`.fits",
+      "-leading dash.fits",
+      "ünïcødé 😀/星.fits",
+      "[x]%20{y}*?.fits",
+      "\u0001control.fits",
+    ];
+    const many = Array.from({ length: 5_000 }, (_, i) => `night/frame_${i}.fits`);
+    const done = [...hostile, ...many.filter((_, i) => i % 2 === 0)];
+    table.enqueueAll(done.map((relPath, i) => ({ relPath, ...FILE, size: i })));
+    ledger.write(() => done.forEach((relPath) => markDone(table, relPath)));
+    const asked = [...hostile, ...many, "new\nline.fits.not"];
+    const expected = asked.map((relPath) => {
+      const i = done.indexOf(relPath);
+      return i < 0 ? undefined : { size: i, mtimeMs: FILE.mtimeMs };
+    });
+    assert.deepEqual(table.doneVersions(asked), expected);
+  });
+});
+
 /** Garbage over an open ledger's database and journal, as a failing disk would leave them. */
 function damageOpenLedger(stateDir: string): void {
   const garbage = new Uint8Array(64 * 1024).fill(0x41);
