@@ -172,17 +172,51 @@ function nodeError(error: unknown): unknown {
 
 /** Bytes read (and hashed or copied) between two turns of the event loop. */
 const CHUNK_BYTES = 1024 * 1024;
-/** Smallest chunk (a file that grew past what was expected is not read a byte at a time). */
-const MIN_CHUNK_BYTES = 64 * 1024;
+/** Free chunk buffers kept for the next reads (as many as reads at once in a busy burst). */
+const CHUNKS_KEPT = 8;
+/** How long free chunk buffers are kept after the last read (ms). */
+const CHUNKS_KEPT_MS = 5_000;
 
 /**
- * A buffer for reading `expected` bytes a chunk at a time: no larger than
- * needed (a small file does not zero a whole chunk: for 2,000 files of
- * 200 KiB that was most of the daemon's CPU), one byte more so that the read
- * that finds the end can say so at once.
+ * Buffers for reading sources and copies a chunk at a time, reused from read
+ * to read: fresh memory costs a page fault per 4 KiB at its first write (on a
+ * virtual machine, more than the read itself) and a garbage collection to
+ * give back, and a burst reads hundreds of megabytes. Each buffer is one byte
+ * longer than a chunk, so that the read that finds a small file's end says so
+ * at once. Nothing is kept once reads stop for a while.
  */
-export function chunkBuffer(expected: number): Uint8Array {
-  return new Uint8Array(Math.min(CHUNK_BYTES, Math.max(MIN_CHUNK_BYTES, expected + 1)));
+class ChunkPool {
+  #free: Uint8Array[] = [];
+  #idleTimer: ReturnType<typeof setTimeout> | undefined;
+
+  take(): Uint8Array {
+    return this.#free.pop() ?? new Uint8Array(CHUNK_BYTES + 1);
+  }
+
+  give(buffer: Uint8Array): void {
+    if (this.#free.length < CHUNKS_KEPT) this.#free.push(buffer);
+    clearTimeout(this.#idleTimer);
+    const timer = setTimeout(() => this.#free = [], CHUNKS_KEPT_MS);
+    // A daemon that has nothing else to do does not wait for it.
+    Deno.unrefTimer(timer);
+    this.#idleTimer = timer;
+  }
+}
+
+const chunks = new ChunkPool();
+
+/**
+ * Run `use` with a chunk buffer (see {@linkcode ChunkPool}), given back once
+ * it settles: nothing may read or write the buffer after that (hand its bytes
+ * to another thread only as a copy).
+ */
+export async function withChunk<T>(use: (buffer: Uint8Array) => Promise<T>): Promise<T> {
+  const buffer = chunks.take();
+  try {
+    return await use(buffer);
+  } finally {
+    chunks.give(buffer);
+  }
 }
 
 /**
@@ -197,7 +231,7 @@ export function chunkBuffer(expected: number): Uint8Array {
 export async function hashSource(item: TransferItem): Promise<string> {
   const source = openSource(item);
   try {
-    return await sha256OfDescriptor(source.fd, source.info.size);
+    return await sha256OfDescriptor(source.fd);
   } finally {
     closeSource(source);
   }
@@ -207,31 +241,32 @@ export async function hashSource(item: TransferItem): Promise<string> {
 export async function hashFile(path: string): Promise<string> {
   const fd = openSync(path, "r");
   try {
-    return await sha256OfDescriptor(fd, fstatSync(fd).size);
+    return await sha256OfDescriptor(fd);
   } finally {
     closeSync(fd);
   }
 }
 
 /**
- * The SHA-256 of what the open file `fd` holds (about `size` bytes), read
- * from its start, as lowercase hex.
+ * The SHA-256 of what the open file `fd` holds, read from its start, as
+ * lowercase hex.
  */
-export async function sha256OfDescriptor(fd: number, size: number): Promise<string> {
-  const buffer = chunkBuffer(size);
-  const first = readSync(fd, buffer, 0, buffer.length, 0);
-  // Read whole at once (a short read of a file is its end): hashed off the event loop.
-  if (first < buffer.length) return await sha256Off(buffer.subarray(0, first));
-  const hash = createHash("sha256").update(buffer);
-  for (let position = first;;) {
-    // Not setTimeout(0): nested timeouts are clamped to 4 ms, which would triple the time.
-    await new Promise((resolve) => setImmediate(resolve));
-    const n = readSync(fd, buffer, 0, buffer.length, position);
-    if (n === 0) break;
-    hash.update(buffer.subarray(0, n));
-    position += n;
-  }
-  return hash.digest("hex");
+export function sha256OfDescriptor(fd: number): Promise<string> {
+  return withChunk(async (buffer) => {
+    const first = readSync(fd, buffer, 0, buffer.length, 0);
+    // Read whole at once (a short read of a file is its end): hashed off the event loop.
+    if (first < buffer.length) return await sha256Off(buffer.subarray(0, first));
+    const hash = createHash("sha256").update(buffer);
+    for (let position = first;;) {
+      // Not setTimeout(0): nested timeouts are clamped to 4 ms, which would triple the time.
+      await new Promise((resolve) => setImmediate(resolve));
+      const n = readSync(fd, buffer, 0, buffer.length, position);
+      if (n === 0) break;
+      hash.update(buffer.subarray(0, n));
+      position += n;
+    }
+    return hash.digest("hex");
+  });
 }
 
 /**

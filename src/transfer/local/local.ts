@@ -287,7 +287,7 @@ export class LocalTransport implements Transport {
       bytesRead: written.bytes,
       size: verify === "none" ? undefined : fstatSync(target).size,
       sourceSha256: written.sha256,
-      copySha256: written.sha256 === null ? null : await sha256OfDescriptor(target, written.bytes),
+      copySha256: written.sha256 === null ? null : await sha256OfDescriptor(target),
     });
     if (error) throw error;
   }

@@ -318,7 +318,7 @@ Deno.test("LocalTransport: describeTarget joins the base path and the destinatio
   assert.ok(transport.maxBatchFiles >= 1);
 });
 
-Deno.test("copyData: the SHA-256 of what it copied, read in one chunk, in several, or grown meanwhile", async () => {
+Deno.test("copyData: the SHA-256 of what it copied, read in one chunk, in several (a chunk's size and one byte either side), after a larger file, or grown meanwhile", async () => {
   const root = await Deno.makeTempDir({ prefix: "itx-copydata-" });
   const sha = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
   const copy = async (item: TransferItem, grow?: Uint8Array) => {
@@ -342,9 +342,12 @@ Deno.test("copyData: the SHA-256 of what it copied, read in one chunk, in severa
     }
   };
   try {
-    for (const size of [0, 1, 200 * 1024, 5 * 1024 * 1024 + 17]) {
+    // The read buffers are reused: the files after a large one find its bytes in them.
+    const mib = 1024 * 1024;
+    const sizes = [0, 1, 200 * 1024, 5 * mib + 17, mib, mib + 1, mib + 2, 1000, 1, 0];
+    for (const [i, size] of sizes.entries()) {
       const data = randomBytes(size);
-      const { written, bytes } = await copy(await source(root, `f${size}.fits`, data));
+      const { written, bytes } = await copy(await source(root, `f${i}-${size}.fits`, data));
       assert.equal(written.bytes, size);
       assert.deepEqual(bytes, data, `bytes of ${size}`);
       assert.equal(written.sha256, sha(data), `SHA-256 of ${size} bytes`);
