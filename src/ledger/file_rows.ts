@@ -134,33 +134,22 @@ export class FileRows {
   }
 
   /**
-   * Size and mtime each of `relPaths` was sent with, where done for this destination, in one read
-   * transaction; rows from before destinations were recorded are looked for while there are any.
-   * The paths go to SQLite as one JSON array per query (a call per file costs five times as much
-   * at 100,000 files).
+   * Size and mtime each of `relPaths` was sent with, where done for this destination (or, without
+   * a row of its own, before destinations were recorded). One query, the paths as one JSON array
+   * (a query per file cost five times as much with 100,000 files).
    */
   doneVersions(relPaths: string[]): Array<DoneEntry | undefined> {
-    if (relPaths.length === 0) return [];
-    const done =
-      "SELECT rel_path, size, mtime_ms FROM files WHERE job = ? AND state = 'done' AND " +
-      "rel_path IN (SELECT value FROM json_each(?)) AND target = ";
-    const anyUnattributed = "SELECT 1 FROM files WHERE job = ? AND target = '' LIMIT 1";
     const found = new Map<string, DoneEntry>();
-    const add = (rows: Row[]) => {
-      for (const row of rows) {
-        const relPath = row.rel_path as string;
-        if (!found.has(relPath)) {
-          found.set(relPath, { size: Number(row.size), mtimeMs: Number(row.mtime_ms) });
-        }
+    const rows = this.#read(
+      "SELECT rel_path, target, size, mtime_ms FROM files WHERE job = ? AND target IN (?, '') " +
+        "AND rel_path IN (SELECT value FROM json_each(?)) AND state = 'done'",
+      JSON.stringify(relPaths),
+    );
+    for (const { rel_path, target, size, mtime_ms } of rows) {
+      if (target !== "" || !found.has(rel_path as string)) {
+        found.set(rel_path as string, { size: Number(size), mtimeMs: Number(mtime_ms) });
       }
-    };
-    this.ledger.readTogether(() => {
-      const paths = JSON.stringify(relPaths);
-      add(this.ledger.statement(`${done}?`).all(this.job, paths, this.target) as Row[]);
-      if (this.ledger.statement(anyUnattributed).get(this.job) !== undefined) {
-        add(this.ledger.statement(`${done}''`).all(this.job, paths) as Row[]);
-      }
-    });
+    }
     return relPaths.map((relPath) => found.get(relPath));
   }
 
