@@ -12,7 +12,7 @@ import { fstatSync, lstatSync, readSync, write } from "node:fs";
 import { promisify } from "node:util";
 import { basename, dirname } from "node:path";
 import { TransferError } from "../../errors.ts";
-import { type OpenSource, sha256OfDescriptor, sha256Off, withChunk } from "../source.ts";
+import { type OpenSource, withChunk } from "../source.ts";
 import type { TransferItem } from "../transport.ts";
 
 /** What {@linkcode copyData} copied. */
@@ -55,28 +55,13 @@ export function copyData(
   const from = options.from ?? 0;
   const upTo = options.upTo ?? Infinity;
   return withChunk(async (buffer) => {
-    // A new whole copy read in one short chunk (most images: the buffer is one byte longer than the
-    // file) is hashed off the event loop while it is written; any other copy is hashed as it goes.
-    const whole = options.hashIt === true && !options.hash && from === 0 && upTo === Infinity;
-    let hash: Hash | null = options.hash ??
-      (options.hashIt && !whole ? createHash("sha256") : null);
-    let offThread: Promise<string> | null = null;
-    let grew = false;
+    const hash: Hash | null = options.hash ?? (options.hashIt ? createHash("sha256") : null);
     let bytes = from;
     while (bytes < upTo) {
       signal.throwIfAborted();
       const n = readSync(source.fd, buffer, 0, Math.min(buffer.length, upTo - bytes), bytes);
       if (n === 0) break;
       const chunk = buffer.subarray(0, n);
-      if (whole && bytes === 0) {
-        if (n < buffer.length) offThread = sha256Off(chunk);
-        else hash = createHash("sha256");
-      } else if (offThread !== null) {
-        // More after a short first chunk: the file grew while it was read.
-        offThread.catch(() => {});
-        offThread = null;
-        grew = true;
-      }
       hash?.update(chunk);
       let offset = 0;
       while (offset < n) {
@@ -85,12 +70,8 @@ export function copyData(
       bytes += n;
       if (options.throttle) await options.throttle.sent(n, signal);
     }
-    let sha256: string | null;
-    // It grew (the source check after the copy turns it back): the hash of what it holds now.
-    if (grew) sha256 = await sha256OfDescriptor(source.fd);
-    else if (offThread !== null) sha256 = await offThread;
-    // An empty file reads no chunk at all.
-    else sha256 = (whole ? hash ?? createHash("sha256") : hash)?.digest("hex") ?? null;
+    // An empty file reads no chunk at all; a file that grew meanwhile is hashed as copied.
+    const sha256 = hash?.digest("hex") ?? null;
     return { bytes, appended: bytes - from, sha256 };
   });
 }
