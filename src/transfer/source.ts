@@ -206,17 +206,19 @@ class ChunkPool {
 const chunks = new ChunkPool();
 
 /**
- * Run `use` with a chunk buffer (see {@linkcode ChunkPool}), given back once
- * it settles: nothing may read or write the buffer after that (hand its bytes
- * to another thread only as a copy).
+ * A chunk buffer (see {@linkcode ChunkPool}), to give back with
+ * {@linkcode giveChunk} in a `finally` once done: nothing may read or write it
+ * after that (hand its bytes to another thread only as a copy). Given back
+ * before the first `await`, as a small file's read is, the next read takes
+ * the same buffer.
  */
-export async function withChunk<T>(use: (buffer: Uint8Array) => Promise<T>): Promise<T> {
-  const buffer = chunks.take();
-  try {
-    return await use(buffer);
-  } finally {
-    chunks.give(buffer);
-  }
+export function takeChunk(): Uint8Array {
+  return chunks.take();
+}
+
+/** Give back a buffer of {@linkcode takeChunk}. */
+export function giveChunk(buffer: Uint8Array): void {
+  chunks.give(buffer);
 }
 
 /**
@@ -254,9 +256,10 @@ export async function hashFile(path: string): Promise<string> {
  * copies its input and hashes it during the call as well, at about half
  * the speed.
  */
-export function sha256OfDescriptor(fd: number): Promise<string> {
-  return withChunk(async (buffer) => {
-    const hash = createHash("sha256");
+export async function sha256OfDescriptor(fd: number): Promise<string> {
+  const hash = createHash("sha256");
+  const buffer = takeChunk();
+  try {
     for (let position = 0;;) {
       const n = readSync(fd, buffer, 0, buffer.length, position);
       if (n === 0) break;
@@ -268,6 +271,8 @@ export function sha256OfDescriptor(fd: number): Promise<string> {
       // Not setTimeout(0): nested timeouts are clamped to 4 ms, which would triple the time.
       await new Promise((resolve) => setImmediate(resolve));
     }
-    return hash.digest("hex");
-  });
+  } finally {
+    giveChunk(buffer);
+  }
+  return hash.digest("hex");
 }

@@ -12,7 +12,7 @@ import { fstatSync, lstatSync, readSync, write } from "node:fs";
 import { promisify } from "node:util";
 import { basename, dirname } from "node:path";
 import { TransferError } from "../../errors.ts";
-import { type OpenSource, withChunk } from "../source.ts";
+import { giveChunk, type OpenSource, takeChunk } from "../source.ts";
 import type { TransferItem } from "../transport.ts";
 
 /** What {@linkcode copyData} copied. */
@@ -46,7 +46,7 @@ export interface CopyOptions {
  * given (a bandwidth limit). `bytes` counts the whole copy (the part it
  * started from included), `appended` what this call wrote.
  */
-export function copyData(
+export async function copyData(
   source: OpenSource,
   target: number,
   signal: AbortSignal,
@@ -54,9 +54,10 @@ export function copyData(
 ): Promise<Written> {
   const from = options.from ?? 0;
   const upTo = options.upTo ?? Infinity;
-  return withChunk(async (buffer) => {
-    const hash: Hash | null = options.hash ?? (options.hashIt ? createHash("sha256") : null);
-    let bytes = from;
+  const hash: Hash | null = options.hash ?? (options.hashIt ? createHash("sha256") : null);
+  const buffer = takeChunk();
+  let bytes = from;
+  try {
     while (bytes < upTo) {
       signal.throwIfAborted();
       const n = readSync(source.fd, buffer, 0, Math.min(buffer.length, upTo - bytes), bytes);
@@ -70,10 +71,11 @@ export function copyData(
       bytes += n;
       if (options.throttle) await options.throttle.sent(n, signal);
     }
-    // An empty file reads no chunk at all; a file that grew meanwhile is hashed as copied.
-    const sha256 = hash?.digest("hex") ?? null;
-    return { bytes, appended: bytes - from, sha256 };
-  });
+  } finally {
+    giveChunk(buffer);
+  }
+  // An empty file reads no chunk at all; a file that grew meanwhile is hashed as copied.
+  return { bytes, appended: bytes - from, sha256: hash?.digest("hex") ?? null };
 }
 
 /**

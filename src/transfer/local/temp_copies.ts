@@ -27,7 +27,7 @@ import { logger } from "../../log/logging.ts";
 import type { Delivery } from "../deliver.ts";
 import { removeIfOurs, type Written } from "./copy.ts";
 import { sweepLocalLeftovers } from "./folders.ts";
-import { type OpenSource, withChunk } from "../source.ts";
+import { giveChunk, type OpenSource, takeChunk } from "../source.ts";
 import { Buffer } from "node:buffer";
 import { setImmediate } from "node:timers";
 import { isOwnTempNameFor } from "../temp_name.ts";
@@ -258,28 +258,31 @@ export function discard(copy: EarlierCopy): void {
  * to `hash` on the way (the SHA-256 of the whole source then continues from
  * there).
  */
-export function samePrefix(
+export async function samePrefix(
   sourceFd: number,
   copyFd: number,
   bytes: number,
   hash: Hash | null,
   signal: AbortSignal,
 ): Promise<boolean> {
-  return withChunk((ours) =>
-    withChunk(async (theirs) => {
-      for (let position = 0; position < bytes;) {
-        signal.throwIfAborted();
-        const want = Math.min(ours.length, bytes - position);
-        const n = readSync(sourceFd, ours, 0, want, position);
-        const m = readSync(copyFd, theirs, 0, want, position);
-        if (n !== want || m !== want) return false;
-        const a = ours.subarray(0, n);
-        if (!Buffer.from(a).equals(theirs.subarray(0, n))) return false;
-        hash?.update(a);
-        position += n;
-        await new Promise((resolve) => setImmediate(resolve));
-      }
-      return true;
-    })
-  );
+  const ours = takeChunk();
+  const theirs = takeChunk();
+  try {
+    for (let position = 0; position < bytes;) {
+      signal.throwIfAborted();
+      const want = Math.min(ours.length, bytes - position);
+      const n = readSync(sourceFd, ours, 0, want, position);
+      const m = readSync(copyFd, theirs, 0, want, position);
+      if (n !== want || m !== want) return false;
+      const a = ours.subarray(0, n);
+      if (!Buffer.from(a).equals(theirs.subarray(0, n))) return false;
+      hash?.update(a);
+      position += n;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    return true;
+  } finally {
+    giveChunk(ours);
+    giveChunk(theirs);
+  }
 }

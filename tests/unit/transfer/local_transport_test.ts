@@ -13,7 +13,13 @@ import { TransferError } from "../../../src/errors.ts";
 import { LocalTransport } from "../../../src/transfer/local/local.ts";
 import { copyData } from "../../../src/transfer/local/copy.ts";
 import type { Throttle } from "../../../src/transfer/throttle.ts";
-import { closeSource, openSource } from "../../../src/transfer/source.ts";
+import {
+  closeSource,
+  giveChunk,
+  hashSource,
+  openSource,
+  takeChunk,
+} from "../../../src/transfer/source.ts";
 import { jobOwner, tempNameFor } from "../../../src/transfer/temp_name.ts";
 import { isTempName } from "../../../src/layout/destination.ts";
 import type { TransferItem } from "../../../src/transfer/transport.ts";
@@ -359,6 +365,32 @@ Deno.test("copyData: the SHA-256 of what it copied, read in one chunk, in severa
     assert.equal(written.bytes, 4000);
     assert.deepEqual(bytes, all);
     assert.equal(written.sha256, sha(all), "the hash of what was copied, not of its first chunk");
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("hashSource: sources hashed all at once, small and larger than a chunk, each get their own SHA-256; a small one's read buffer is back before the next starts", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-hashes-" });
+  try {
+    const contents = Array.from(
+      { length: 40 },
+      (_, i) => randomBytes(i % 10 === 9 ? 2 * 1024 * 1024 + i : 1000 * i),
+    );
+    const items = await Promise.all(
+      contents.map((bytes, i) => source(root, `f${i}.fits`, bytes)),
+    );
+    const hashes = await Promise.all(items.map((item) => hashSource(item)));
+    assert.deepEqual(hashes, contents.map(sha256));
+    // Read whole before any await, a small source gives its buffer back at once: the next read
+    // takes the same one (a burst does not allocate a buffer per file).
+    const first = takeChunk();
+    giveChunk(first);
+    const hashing = hashSource(items[1]);
+    const next = takeChunk();
+    giveChunk(next);
+    assert.equal(next, first);
+    assert.equal(await hashing, sha256(contents[1]));
   } finally {
     await Deno.remove(root, { recursive: true });
   }
