@@ -177,48 +177,32 @@ const CHUNKS_KEPT = 8;
 /** How long free chunk buffers are kept after the last read (ms). */
 const CHUNKS_KEPT_MS = 5_000;
 
-/**
- * Buffers for reading sources and copies a chunk at a time, reused from read
- * to read: fresh memory costs a page fault per 4 KiB at its first write (on a
- * virtual machine, more than the read itself) and a garbage collection to
- * give back, and a burst reads hundreds of megabytes. Each buffer is one byte
- * longer than a chunk, so that the read that finds a small file's end says so
- * at once. Nothing is kept once reads stop for a while.
- */
-class ChunkPool {
-  #free: Uint8Array[] = [];
-  #idleTimer: ReturnType<typeof setTimeout> | undefined;
-
-  take(): Uint8Array {
-    return this.#free.pop() ?? new Uint8Array(CHUNK_BYTES + 1);
-  }
-
-  give(buffer: Uint8Array): void {
-    if (this.#free.length < CHUNKS_KEPT) this.#free.push(buffer);
-    clearTimeout(this.#idleTimer);
-    const timer = setTimeout(() => this.#free = [], CHUNKS_KEPT_MS);
-    // A daemon that has nothing else to do does not wait for it.
-    Deno.unrefTimer(timer);
-    this.#idleTimer = timer;
-  }
-}
-
-const chunks = new ChunkPool();
+/** Chunk buffers no read is using (see {@linkcode takeChunk}). */
+const freeChunks: Uint8Array[] = [];
+let freeChunksTimer: ReturnType<typeof setTimeout> | undefined;
 
 /**
- * A chunk buffer (see {@linkcode ChunkPool}), to give back with
- * {@linkcode giveChunk} in a `finally` once done: nothing may read or write it
- * after that (hand its bytes to another thread only as a copy). Given back
- * before the first `await`, as a small file's read is, the next read takes
- * the same buffer.
+ * A buffer for reading a source or a copy a chunk at a time, to give back
+ * with {@linkcode giveChunk} in a `finally` once done: nothing may read or
+ * write it after that (hand its bytes to another thread only as a copy).
+ * Buffers are reused from read to read: fresh memory costs a page fault per
+ * 4 KiB at its first write (on a virtual machine, more than the read itself)
+ * and a garbage collection to give back, and a burst reads hundreds of
+ * megabytes. One given back before the first `await`, as a small file's read
+ * is, is the next read's. Each is one byte longer than a chunk, so that the
+ * read that finds a small file's end says so at once.
  */
 export function takeChunk(): Uint8Array {
-  return chunks.take();
+  return freeChunks.pop() ?? new Uint8Array(CHUNK_BYTES + 1);
 }
 
-/** Give back a buffer of {@linkcode takeChunk}. */
+/** Give back a buffer of {@linkcode takeChunk}; none is kept once reads stop for a while. */
 export function giveChunk(buffer: Uint8Array): void {
-  chunks.give(buffer);
+  if (freeChunks.length < CHUNKS_KEPT) freeChunks.push(buffer);
+  clearTimeout(freeChunksTimer);
+  freeChunksTimer = setTimeout(() => freeChunks.length = 0, CHUNKS_KEPT_MS);
+  // A daemon that has nothing else to do does not wait for it.
+  Deno.unrefTimer(freeChunksTimer);
 }
 
 /**

@@ -15,8 +15,6 @@ import { runProcess, type RunResult } from "../../process/run.ts";
 
 /** One call started ahead of need; see the module doc. */
 export class StandbyCall {
-  /** When it was started (`performance.now()`). */
-  readonly startedAt = performance.now();
   /** The time-out it was started with (counted from its use). */
   readonly timeoutMs: number | undefined;
   #give!: (parts: Uint8Array[] | null) => void;
