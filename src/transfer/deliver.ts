@@ -34,6 +34,12 @@ export interface Delivery {
    * source): the second source check and `finish` leave it alone.
    */
   done: boolean;
+  /**
+   * Checked by `put` through the very file it read, once read (still the
+   * version that was queued): the second check of the source by its path is
+   * not needed. A file that took the name since does not change what was read.
+   */
+  checkedAfterRead: boolean;
 }
 
 /** What a method does for {@linkcode deliver}, in the order called. */
@@ -174,7 +180,9 @@ export async function deliver<D extends Delivery>(
       await steps.put(live(deliveries), signal);
       signal.throwIfAborted();
       // The source must still be the file that was judged complete.
-      for (const delivery of deliveries) if (!delivery.done) check(delivery);
+      for (const delivery of deliveries) {
+        if (!delivery.done && !delivery.checkedAfterRead) check(delivery);
+      }
     }
     await steps.finish(deliveries, signal);
     finished = true;
@@ -199,6 +207,7 @@ function planAll<D extends Delivery>(items: TransferItem[], steps: DeliverySteps
       source: null,
       sha256: null,
       done: false,
+      checkedAfterRead: false,
     };
     try {
       Object.assign(delivery, steps.place(item));

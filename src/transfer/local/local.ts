@@ -30,7 +30,13 @@ import { localDestinationSha256, localDestinationSizes } from "../destination_si
 import { type DiskSpace, localDiskSpace } from "../../config/free_space.ts";
 import { makeLocalFolders, probeLocalDestination } from "./folders.ts";
 import { closeTarget, type LocalDelivery, LocalTempCopies } from "./temp_copies.ts";
-import { closeSource, deliveredPermissions, openSource, sha256OfDescriptor } from "../source.ts";
+import {
+  closeSource,
+  deliveredPermissions,
+  inspectOpenSource,
+  openSource,
+  sha256OfDescriptor,
+} from "../source.ts";
 import { logger } from "../../log/logging.ts";
 import { jobOwner, tempNameFor } from "../temp_name.ts";
 import { Throttle } from "../throttle.ts";
@@ -186,10 +192,11 @@ export class LocalTransport implements Transport {
   /**
    * Copy the source into its temporary file, with its mode and times: a new
    * file, or an earlier copy of this file continued (see
-   * `local/temp_copies.ts`), verified through the open file (the source is
-   * checked once more after this step, so it did not change while the copy
-   * was made and verified). An interrupted copy is kept when copies may be
-   * resumed. Returns the temporary file, to be flushed to disk.
+   * `local/temp_copies.ts`), verified through the open file. The source is
+   * checked again once read, through the file it was read from (still the
+   * version that was queued: see `Delivery.checkedAfterRead`). An interrupted
+   * copy is kept when copies may be resumed. Returns the temporary file, to be
+   * flushed to disk.
    */
   async #put(delivery: LocalDelivery, signal: AbortSignal): Promise<number> {
     // A part of this file being sent ends first: this copy continues it.
@@ -209,6 +216,8 @@ export class LocalTransport implements Transport {
           !isDestinationFull(toTransferError(delivery.item, error));
         throw error;
       }
+      delivery.source = inspectOpenSource(delivery.item, source);
+      delivery.checkedAfterRead = true;
       this.#logResumed(delivery, start.from);
       // Windows keeps no permission bits beyond read-only.
       if (Deno.build.os !== "windows") {
@@ -217,7 +226,7 @@ export class LocalTransport implements Transport {
       whereSupported(() =>
         futimesSync(target, source.info.atimeMs / 1000, delivery.item.mtimeMs / 1000)
       );
-      // Verified through the open file now: the source is checked again after this step.
+      // Verified through the open file.
       await this.#verify(delivery.item, target, delivery.written);
       return target;
     } finally {
@@ -238,6 +247,7 @@ export class LocalTransport implements Transport {
       source: null,
       sha256: null,
       done: false,
+      checkedAfterRead: false,
       target: null,
       written: null,
       keep: true,

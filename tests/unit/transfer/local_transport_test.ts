@@ -23,7 +23,7 @@ import {
 import { jobOwner, tempNameFor } from "../../../src/transfer/temp_name.ts";
 import { isTempName } from "../../../src/layout/destination.ts";
 import type { TransferItem } from "../../../src/transfer/transport.ts";
-import { exists, listFiles, randomBytes } from "../../helpers/files.ts";
+import { exists, listFiles, randomBytes, waitFor } from "../../helpers/files.ts";
 
 /** A local job with the schema defaults, pointed at `dest`. */
 function localJob(dest: string, overrides: Partial<JobConfig> = {}): JobConfig {
@@ -175,6 +175,28 @@ Deno.test("LocalTransport: a source that changed since it was judged complete fa
   }
 });
 
+Deno.test("LocalTransport: a source rewritten while it is copied fails retryably, checked through the file read", async () => {
+  await withDirs(async (src, dest) => {
+    // A bandwidth limit makes the copy take seconds, so the source changes while it is read.
+    const transport = new LocalTransport(
+      localJob(dest, { verify_transfer: "checksum", bandwidth_limit: "1MiB/s" }),
+    );
+    const item = await source(src, "slow.fits", randomBytes(3 << 20));
+    const folder = join(dest, "20240315");
+    const sending = transport.send([item], new AbortController().signal);
+    // The copy has begun: its temporary file is there.
+    await waitFor(async () => (await listFiles(dest)).some((path) => isTempName(basename(path))));
+    // Same size, a new mtime: only a check of the file read after the read tells.
+    const later = new Date(item.mtimeMs + 5000);
+    await Deno.utime(item.source, later, later);
+    const [outcome] = await sending;
+    assert.ok(outcome.error instanceof TransferError, "a rewritten source must not be delivered");
+    assert.equal(outcome.error.kind, "retry");
+    assert.match(outcome.error.message, /changed/);
+    assert.equal(await exists(join(folder, "slow.fits")), false);
+    assert.deepEqual(await listFiles(dest), [], "no copy left behind");
+  });
+});
 Deno.test("LocalTransport: a missing source fails that item only", async () => {
   await withDirs(async (src, dest) => {
     const transport = new LocalTransport(localJob(dest, { verify_transfer: "checksum" }));

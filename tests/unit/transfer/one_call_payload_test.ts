@@ -27,6 +27,7 @@ async function deliveryOf(source: string, name: string, index: number): Promise<
     source: null,
     sha256: null,
     done: false,
+    checkedAfterRead: false,
   });
 }
 
