@@ -14,7 +14,8 @@
  */
 import { Command } from "commander";
 import { loadConfig, resolveConfigPath } from "../config/load.ts";
-import type { Config } from "../config/types.ts";
+import type { Config, JobConfig } from "../config/types.ts";
+import { readFitsStructure } from "../layout/fits_structure.ts";
 import { exitCodeFor, UsageError } from "../errors.ts";
 import {
   escapeControlChars,
@@ -327,6 +328,11 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
           const version = versionOf(stat);
           const prior = table?.doneVersions([file.relPath])[0];
           if (prior && sameVersion(prior, version)) continue;
+          const unfinished = incompleteFits(job, file.path, version.mtimeMs);
+          if (unfinished !== null) {
+            write(`would leave ${escapeControlChars(file.path)} for a later run: ${unfinished}`);
+            continue;
+          }
           const destination = await planDestination(job, {
             path: file.path,
             relPath: file.relPath,
@@ -367,4 +373,21 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
     ledger?.close();
   }
   return total;
+}
+
+/**
+ * Why `run --once` would leave the file at `path` for a later run (a FITS
+ * file whose structure is incomplete, unchanged for less than
+ * `fits_incomplete_grace_seconds`), or `null`.
+ */
+function incompleteFits(job: JobConfig, path: string, mtimeMs: number): string | null {
+  let structure;
+  try {
+    structure = readFitsStructure(path);
+  } catch {
+    return null;
+  }
+  if (structure.kind !== "incomplete") return null;
+  if (Date.now() - mtimeMs >= job.fits_incomplete_grace_seconds * 1000) return null;
+  return `its FITS structure is incomplete (${structure.reason})`;
 }

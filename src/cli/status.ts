@@ -5,6 +5,7 @@
  * @module
  */
 import { Command } from "commander";
+import { UsageError } from "../errors.ts";
 import { loadConfig, resolveConfigPath } from "../config/load.ts";
 import { resolveDaemon } from "../config/resolve.ts";
 import { daemonSchema } from "../config/schema.ts";
@@ -81,10 +82,13 @@ export function statusCommand(): Command {
       options: { limit: string; json?: boolean; all?: boolean },
       command: Command,
     ) => {
-      const limit = Number.parseInt(options.limit, 10);
-      if (!Number.isInteger(limit) || limit < 0) {
-        throw new Error(`Cannot list ${options.limit} entries: --limit takes a whole number`);
+      if (!/^\d+$/.test(options.limit.trim())) {
+        throw new UsageError(
+          `--limit ${JSON.stringify(options.limit)}: give how many transfers and failures to ` +
+            "list, a whole number (0 or more), e.g. -n 20",
+        );
       }
+      const limit = Number(options.limit);
       const config = await statusConfig(globalOptions(command).config);
       const daemon = daemonStatus(config.state_dir);
       const live = daemon.running ? await askDaemon(config, daemon.pid) : undefined;

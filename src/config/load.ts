@@ -236,7 +236,24 @@ export function syntaxErrorLine(
     visit(doc.contents);
     if (start !== undefined) return counter.linePos(start).line;
   }
+  // A [ or { list not closed is noticed at the next key; point at where it opened.
+  const flow = code === "BAD_INDENT" ? openFlowCollection(doc, offset) : undefined;
+  if (flow !== undefined) return counter.linePos(flow).line;
   return counter.linePos(offset).line;
+}
+
+/** Where the innermost `[` or `{` list that starts before `offset` and runs past it opens. */
+function openFlowCollection(doc: Document, offset: number): number | undefined {
+  let start: number | undefined;
+  const visit = (node: unknown): void => {
+    if (!isMap(node) && !isSeq(node)) return;
+    const range = node.range;
+    if (node.flow && range && range[0] < offset && range[2] >= offset) start = range[0];
+    if (isMap(node)) node.items.forEach((p) => (visit(p.key), visit(p.value)));
+    else node.items.forEach(visit);
+  };
+  visit(doc.contents);
+  return start;
 }
 
 /**
@@ -265,6 +282,11 @@ export function syntaxReason(
     MULTILINE_IMPLICIT_KEY: "check the indentation and that every key ends with a colon",
   };
   const reason = `YAML syntax error: ${error.message}`;
+  const closing = error.message.match(/end with a ([\]}])/)?.[1];
+  if (error.code === "BAD_INDENT" && closing !== undefined) {
+    return `${reason} (a ${closing === "]" ? "[" : "{"} list opened here is not closed: end it ` +
+      `with ${closing}, on this line or on a later one indented more than its key)`;
+  }
   return hints[error.code] ? `${reason} (${hints[error.code]})` : reason;
 }
 

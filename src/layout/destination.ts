@@ -66,14 +66,16 @@ async function nightDate(
   let reason: string;
   try {
     await assertRegularFile(file.path);
-    const header = await readFitsHeader(file.path);
+    const header = await readFitsHeader(file.path, { observation: true });
     const date = observationDate(header);
     if (date !== null) return date;
     const raw = header.get("DATE-OBS");
     reason = `Cannot use DATE-OBS of ${file.path}: ` +
-      (raw === undefined
-        ? "the primary header has no DATE-OBS card"
-        : `${JSON.stringify(raw)} is not a date in a known form`);
+      (raw !== undefined
+        ? `${JSON.stringify(raw)} is not a date in a known form`
+        : header.get("NAXIS") === 0
+        ? "neither the primary header nor the first extension's has a DATE-OBS card"
+        : "the primary header has no DATE-OBS card");
   } catch (error) {
     reason = error instanceof Error ? error.message : String(error);
   }

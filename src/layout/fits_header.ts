@@ -1,6 +1,8 @@
 /**
  * Reads the primary header of a FITS file (only its header blocks, never the
- * data) and finds the observation start in it.
+ * data; a gzip-compressed file through gunzip, only that far) and finds the
+ * observation start in it, or in the first extension's header where the
+ * primary HDU only opens the file.
  *
  * @module
  */
@@ -25,7 +27,14 @@ class HeaderProblem extends Error {}
 
 /**
  * Read the primary header of a FITS file: 2880-byte blocks of 36 80-character
- * cards, up to the END card. Reads only the header blocks, never the data.
+ * cards, up to the END card. Reads only the header blocks, never the data; a
+ * gzip-compressed file (`.fits.gz`) is read through gunzip, only that far.
+ *
+ * With `observation`, the cards the observation start is read from: where the
+ * primary header has no DATE-OBS and its HDU no data (`NAXIS = 0`: a
+ * tile-compressed `.fz` file, and most files of several extensions, whose
+ * primary HDU only opens the file), the first extension's cards are added to
+ * it (the primary's win).
  *
  * @param path File to read.
  * @param options.maxBlocks Largest header accepted, in blocks. @default 100
@@ -36,31 +45,126 @@ class HeaderProblem extends Error {}
  */
 export async function readFitsHeader(
   path: string,
-  options: { maxBlocks?: number } = {},
+  options: { maxBlocks?: number; observation?: boolean } = {},
 ): Promise<Map<string, FitsValue>> {
   const maxBlocks = options.maxBlocks ?? 100;
   if (!Number.isInteger(maxBlocks) || maxBlocks < 1) {
     throw new RangeError(`Cannot read FITS header of ${path}: maxBlocks must be >= 1`);
   }
   try {
-    await using file = await AsyncRegularFile.open(path);
-    const blocks: Uint8Array[] = [];
-    let ended = false;
-    while (!ended && blocks.length < maxBlocks) {
-      const block = await file.readAt(blocks.length * BLOCK_BYTES, BLOCK_BYTES);
-      if (blocks.length === 0) assertSimpleCard(block);
-      blocks.push(block);
-      ended = block.length < BLOCK_BYTES || hasEndCard(block);
+    await using file = await HeaderBytes.open(path);
+    const primary = await readHeaderAt(file, 0, maxBlocks);
+    const cards = primary.cards;
+    if (options.observation && !cards.has("DATE-OBS") && cards.get("NAXIS") === 0) {
+      // A file that ends with its primary HDU, or a broken extension, leaves the primary alone.
+      const extension = await readHeaderAt(file, primary.end, maxBlocks).catch(() => null);
+      for (const [keyword, value] of extension?.cards ?? []) {
+        if (!cards.has(keyword)) cards.set(keyword, value);
+      }
     }
-    if (!ended) {
-      throw new HeaderProblem(
-        `no END card in the first ${maxBlocks} blocks; raise maxBlocks if the header is that long`,
-      );
-    }
-    return parseHeaderCards(Buffer.concat(blocks));
+    return cards;
   } catch (error) {
     const why = error instanceof Error ? error.message : String(error);
     throw new Error(`Cannot read FITS header of ${path}: ${why}`, { cause: error });
+  }
+}
+
+/**
+ * The header that starts at `offset` (the primary one at 0, which must start
+ * with `SIMPLE`; an extension's with `XTENSION`), and where it ends.
+ */
+async function readHeaderAt(
+  file: HeaderBytes,
+  offset: number,
+  maxBlocks: number,
+): Promise<{ cards: Map<string, FitsValue>; end: number }> {
+  const blocks: Uint8Array[] = [];
+  let ended = false;
+  while (!ended && blocks.length < maxBlocks) {
+    const block = await file.readAt(offset + blocks.length * BLOCK_BYTES, BLOCK_BYTES);
+    if (blocks.length === 0 && offset === 0) assertSimpleCard(block);
+    if (blocks.length === 0 && offset > 0 && latin1(block.subarray(0, 10)) !== "XTENSION= ") {
+      throw new HeaderProblem("no extension after the primary HDU");
+    }
+    blocks.push(block);
+    ended = block.length < BLOCK_BYTES || hasEndCard(block);
+  }
+  if (!ended) {
+    throw new HeaderProblem(
+      `no END card in the first ${maxBlocks} blocks; raise maxBlocks if the header is that long`,
+    );
+  }
+  return {
+    cards: parseHeaderCards(Buffer.concat(blocks)),
+    end: offset + blocks.length * BLOCK_BYTES,
+  };
+}
+
+/** How much a gzip-compressed file is read at a time. */
+const GZIP_READ_BYTES = 64 * 1024;
+
+/**
+ * The bytes of a FITS file from its start: read as they are, or, for a
+ * gzip-compressed file (its first bytes say so), as gunzip gives them,
+ * decompressed only as far as asked.
+ */
+class HeaderBytes implements AsyncDisposable {
+  readonly #file: AsyncRegularFile;
+  readonly #gunzipped: ReadableStreamDefaultReader<Uint8Array> | null;
+  #chunks: Uint8Array[] = [];
+  #have = 0;
+  #ended = false;
+
+  private constructor(file: AsyncRegularFile, gzip: boolean) {
+    this.#file = file;
+    if (!gzip) {
+      this.#gunzipped = null;
+      return;
+    }
+    let position = 0;
+    const compressed = new ReadableStream<Uint8Array<ArrayBuffer>>({
+      pull: async (controller) => {
+        const chunk = await file.readAt(position, GZIP_READ_BYTES);
+        position += chunk.length;
+        if (chunk.length === 0) controller.close();
+        else controller.enqueue(chunk as Uint8Array<ArrayBuffer>);
+      },
+    });
+    this.#gunzipped = compressed.pipeThrough(new DecompressionStream("gzip")).getReader();
+  }
+
+  /** Open `path` (see {@linkcode AsyncRegularFile.open}). */
+  static async open(path: string): Promise<HeaderBytes> {
+    const file = await AsyncRegularFile.open(path);
+    try {
+      const magic = await file.readAt(0, 2);
+      return new HeaderBytes(file, magic[0] === 0x1f && magic[1] === 0x8b);
+    } catch (error) {
+      await file[Symbol.asyncDispose]();
+      throw error;
+    }
+  }
+
+  /** Up to `length` bytes at `offset` (fewer only at the end). */
+  async readAt(offset: number, length: number): Promise<Uint8Array> {
+    const reader = this.#gunzipped;
+    if (reader === null) return this.#file.readAt(offset, length);
+    while (this.#have < offset + length && !this.#ended) {
+      const { done, value } = await reader.read();
+      if (done) this.#ended = true;
+      else {
+        this.#chunks.push(value);
+        this.#have += value.length;
+      }
+    }
+    const all = Buffer.concat(this.#chunks);
+    this.#chunks = [all];
+    return all.subarray(offset, Math.min(offset + length, all.length));
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.#gunzipped?.cancel().catch(() => {});
+    await this.#file[Symbol.asyncDispose]();
   }
 }
 

@@ -57,7 +57,8 @@ const BITPIX_VALUES = new Set([8, 16, 32, 64, -32, -64]);
 
 /**
  * Read the structure of the file at `path` (synchronously: a few small reads
- * of header blocks, microseconds on a local disk).
+ * of header blocks, microseconds on a local disk). An empty file whose name
+ * ends in `.fits`, `.fit`, `.fts` or `.fz` is incomplete, not "not FITS".
  *
  * @throws {Deno.errors.NotFound} when the file is gone; other errors when it
  *   cannot be read or is not a regular file (never waited on)
@@ -68,8 +69,18 @@ export function readFitsStructure(
 ): FitsStructure {
   using file = RegularFile.open(path);
   const { size, mtimeMs } = file.info;
+  // A camera may create the file when the exposure starts and write it at its end.
+  if (size === 0 && FITS_NAME.test(path)) {
+    return { size, mtimeMs, kind: "incomplete", expectedBytes: null, reason: EMPTY_FITS };
+  }
   return { size, mtimeMs, ...walk(file, size, limits) };
 }
+
+/** Names only FITS files have: an empty file so named is a FITS file not written yet. */
+const FITS_NAME = /\.(fits|fit|fts|fz)$/i;
+
+/** Why an empty file named as FITS is incomplete. */
+const EMPTY_FITS = "empty so far, and a FITS file holds at least one header";
 
 /** Follow the HDUs from the start of the file. */
 function walk(file: RegularFile, size: number, limits: FitsStructureLimits): FitsShape {

@@ -379,15 +379,17 @@ export class FileRows {
     return this.#read(`${OF_STATE} IN ('pending', 'transferring', 'failed')`).map(toRow);
   }
 
+  /** Whether a file of this job ever arrived at this destination (by the state index). */
+  anyDone(): boolean {
+    return this.#read(`${OF_STATE} = 'done' LIMIT 1`).length > 0;
+  }
+
   /** Every pending row (uses the state index: cheap with many done files). */
   pending(): LedgerRow[] {
     return this.#read(`${OF_STATE} = 'pending'`).map(toRow);
   }
 
-  /**
-   * Done files that arrived at or before `arrivedBy` (ms since the epoch):
-   * path and the size and mtime they were sent with.
-   */
+  /** Done files arrived at or before `arrivedBy` (ms since the epoch), with the version sent. */
   doneArrivedBy(arrivedBy: number): Array<{ relPath: string } & DoneEntry> {
     return this.#read(
       "SELECT rel_path, size, mtime_ms FROM files WHERE job = ? AND target IN (?, '') " +

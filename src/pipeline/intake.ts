@@ -207,7 +207,7 @@ export class Intake {
       { path, relPath: rel, mtimeMs: version.mtimeMs },
       new Date(),
       (reason) =>
-        this.#log.warn("No usable DATE-OBS in {path} ({reason}); using its mtime", {
+        this.#log.warn("{reason}", {
           path,
           reason,
         }),

@@ -338,6 +338,8 @@ export class JobRunner {
    * (saying whether interrupted copies are continued or sent again whole).
    */
   #startFromLedger(): void {
+    // A destination folder delivered to before is not made again if it is gone (an unmounted share).
+    if (this.#table.rows.anyDone()) this.#transport.deliveredBefore?.();
     const fields = { target: this.#transport.describeTarget("") };
     const { interrupted, failed, doneElsewhere: elsewhere } = this.#table.takeOverLedger();
     if (elsewhere > 0) {

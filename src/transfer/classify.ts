@@ -178,8 +178,10 @@ export function classifyFailure(
     }
     const { kind, reason } = classifyText(run.stderr, context, run.code, tool);
     const detail = lastLine(run.stderr);
+    // Most programs name themselves already ("ssh: Could not resolve hostname ...").
+    const said = detail.startsWith(`${tool}:`) ? detail : `${tool}: ${detail}`;
     return new TransferError(
-      `Cannot ${action}: ${reason}${detail ? ` (${tool}: ${detail})` : ""}`,
+      `Cannot ${action}: ${reason}${detail ? ` (${said})` : ""}`,
       kind,
       { cause: error },
     );

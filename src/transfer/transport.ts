@@ -120,6 +120,13 @@ export interface Transport {
    *   the complete file is sent as usual)
    */
   sendPart?(item: TransferItem, signal: AbortSignal): Promise<PartSent>;
+  /**
+   * Optional: told at start that files of the job arrived at this destination
+   * before (the ledger says so). Its base folder is then not made again when
+   * it is gone: a share that did not mount would otherwise have the copies
+   * written to the disk below its mount point. Sending fails until it is back.
+   */
+  deliveredBefore?(): void;
   /** The user-facing location of a destination, e.g. `obs@freya:/data/20240315/a.fits`. */
   describeTarget(destination: string): string;
   /**

@@ -16,12 +16,26 @@ import type { ProbeCheck } from "../transport.ts";
  * `base`; its last part is the file name) one by one below `base`, which may
  * itself be or contain a link. A folder below `base` that is a symbolic link
  * fails the item: someone who can write the destination could otherwise send
- * our files anywhere.
+ * our files anywhere. `base` itself is made too, unless `makeBase` is false
+ * (files arrived there before: a base that is gone is an unmounted share).
  *
- * @throws {TransferError} `fatal` for a link; the system's error otherwise
+ * @throws {TransferError} `fatal` for a link, `retry-later` for a base that
+ *   is gone; the system's error otherwise
  */
-export async function makeLocalFolders(base: string, destination: string): Promise<void> {
-  await Deno.mkdir(base, { recursive: true });
+export async function makeLocalFolders(
+  base: string,
+  destination: string,
+  makeBase = true,
+): Promise<void> {
+  if (makeBase) await Deno.mkdir(base, { recursive: true });
+  else if (!(await isFolder(base))) {
+    throw new TransferError(
+      `the destination folder ${base} is gone (a share that is not mounted?): files arrived ` +
+        "there before, so it is not made again, and nothing is sent until it is back; mount " +
+        "it, or make the folder if it is meant to be new",
+      "retry-later",
+    );
+  }
   let folder = base;
   for (const part of destination.split("/").slice(0, -1)) {
     folder = join(folder, part);
@@ -39,6 +53,15 @@ export async function makeLocalFolders(base: string, destination: string): Promi
         "fatal",
       );
     }
+  }
+}
+
+/** Whether `path` is a folder now (following links). */
+async function isFolder(path: string): Promise<boolean> {
+  try {
+    return (await Deno.stat(path)).isDirectory;
+  } catch {
+    return false;
   }
 }
 

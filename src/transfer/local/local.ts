@@ -66,6 +66,8 @@ export class LocalTransport implements Transport {
   /** Parts of growing files being sent, by final path: a copy of the same file waits for them. */
   #parts = new Map<string, Promise<unknown>>();
   #log = logger("transfer");
+  /** Files arrived in the base folder before (the ledger, or this run): it is not made again. */
+  #deliveredBefore = false;
   /** Paces all copies together at `bandwidth_limit` (none without one). */
   readonly throttle: Throttle | null;
 
@@ -75,6 +77,10 @@ export class LocalTransport implements Transport {
     this.throttle = limit === null ? null : new Throttle(limit);
     this.#owner = jobOwner(job);
     this.#copies = new LocalTempCopies(job, this.#owner);
+  }
+
+  deliveredBefore(): void {
+    this.#deliveredBefore = true;
   }
 
   destinationSizes(destinations: string[]): Promise<Map<string, number | null>> {
@@ -142,7 +148,11 @@ export class LocalTransport implements Transport {
       makeFolders: async (deliveries, signal) => {
         for (const [folder, inFolder] of byFolder(deliveries)) {
           try {
-            await makeLocalFolders(this.#job.remote_base_path, inFolder[0].item.destination);
+            await makeLocalFolders(
+              this.#job.remote_base_path,
+              inFolder[0].item.destination,
+              !this.#deliveredBefore,
+            );
             await this.#copies.sweep(folder);
           } catch (error) {
             for (const delivery of inFolder) fail(delivery, error, signal);
@@ -177,6 +187,7 @@ export class LocalTransport implements Transport {
           try {
             await syncFolder(folder);
             for (const delivery of inFolder) delivery.sha256 = delivery.written!.sha256;
+            this.#deliveredBefore = true;
           } catch (error) {
             for (const delivery of inFolder) fail(delivery, error, signal);
           }
@@ -236,7 +247,7 @@ export class LocalTransport implements Transport {
 
   /** Append the source's bytes up to `item.size` to its kept copy (a new one at first). */
   async #putPart(item: TransferItem, finalPath: string, signal: AbortSignal): Promise<PartSent> {
-    await makeLocalFolders(this.#job.remote_base_path, item.destination);
+    await makeLocalFolders(this.#job.remote_base_path, item.destination, !this.#deliveredBefore);
     await this.#copies.sweep(dirname(finalPath));
     const delivery: LocalDelivery = {
       index: 0,

@@ -82,6 +82,12 @@ Deno.test("--log-level warning hides INFO lines; debug shows DEBUG ones", async 
   const wrong = await runCli(["--log-level", "loud", "status"], { env: box.env });
   assert.equal(wrong.code, 2);
   assert.match(wrong.stderr, /Allowed choices are debug, info, warning, error/);
+  // A count that is not a whole number is a usage error too.
+  for (const count of ["abc", "-1", "3x"]) {
+    const limit = await runCli(["-c", box.config, "status", "-n", count], { env: box.env });
+    assert.equal(limit.code, 2, limit.stderr);
+    assert.match(limit.stderr, /--limit ".*": give how many transfers and failures to list/);
+  }
 });
 
 Deno.test("stop ends the running daemon through its PID file; restart stops it and runs it again", async () => {

@@ -391,6 +391,17 @@ Deno.test("YAML syntax errors give the line and the parser's reason", () => {
     configError("watch_path: /a\nwatch_path: /b\n").message,
     /:2: duplicate key "watch_path" \(first on line 1\)/,
   );
+  // A [ or { list left open is noticed at the next key: the line is where it opened.
+  for (const [open, close] of [["[", "]"], ["{", "}"]]) {
+    const list = open === "[" ? '["*.fits"' : '{a: "*.fits"';
+    assert.match(
+      configError(`watch_path: /a\nremote_host: h\nfile_patterns: ${list}\nremote_base_path: /o\n`)
+        .message,
+      new RegExp(
+        `:3: YAML syntax error: .*\\(a \\${open} list opened here is not closed: end it with \\${close}`,
+      ),
+    );
+  }
 });
 
 Deno.test("a duplicate key inside a job is named, with both lines", () => {

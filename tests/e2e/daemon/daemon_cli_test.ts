@@ -106,6 +106,18 @@ Deno.test("run --dry-run lists source -> destination and changes nothing", async
       run.stdout,
     );
     assert.match(run.stdout, /job default: 1 file\(s\) would be transferred/);
+    // A FITS file still being written is left for a later run, as `run --once` leaves it.
+    const open = join(box.watch, "exposure.fits");
+    await Deno.writeFile(open, new Uint8Array(0));
+    const writing = await runCli(["run", "--dry-run", "-c", box.config], { env: box.env });
+    assert.ok(
+      writing.stdout.includes(
+        `would leave ${open} for a later run: its FITS structure is incomplete (empty so far`,
+      ),
+      writing.stdout,
+    );
+    assert.match(writing.stdout, /job default: 1 file\(s\) would be transferred/);
+    await Deno.remove(open);
     // Nothing written: no destination, no ledger, no log.
     await assert.rejects(Deno.stat(box.dest), Deno.errors.NotFound);
     await assert.rejects(Deno.stat(join(box.root, "state")), Deno.errors.NotFound);

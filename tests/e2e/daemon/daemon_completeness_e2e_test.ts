@@ -2,8 +2,9 @@
  * End to end through the real CLI, for local, scp and rsync (a real OpenSSH
  * server on 127.0.0.1): writers that open, append and close a file several
  * times deliver one complete version under the final name, and only one;
- * a truncated FITS file goes after its grace with a warning; an empty file
- * waits the full window; a file deleted 0.5 s after its close is never sent.
+ * a truncated FITS file goes after its grace with a warning, and so does an
+ * empty one (a FITS file not written yet); another empty file waits the full
+ * window; a file deleted 0.5 s after its close is never sent.
  * The destination is watched (events and polling) while it runs.
  */
 import assert from "node:assert/strict";
@@ -175,10 +176,14 @@ for (const method of ["local", "scp", "rsync"] as const) {
         expected.set("truncated.fits", bytes);
       };
       // A placeholder created before anything is written.
+      // Empty: another file waits the window; one named as FITS is a FITS file not written yet
+      // (a camera that creates it when the exposure starts), so it waits the grace.
       const empty = async () => {
-        await Deno.writeFile(join(watch, "empty.fits"), new Uint8Array(0));
-        writtenAt.set("empty.fits", performance.now());
-        expected.set("empty.fits", new Uint8Array(0));
+        for (const name of ["empty.dat", "empty.fits"]) {
+          await Deno.writeFile(join(watch, name), new Uint8Array(0));
+          writtenAt.set(name, performance.now());
+          expected.set(name, new Uint8Array(0));
+        }
       };
       // Written, closed, and deleted 0.5 s later: never sent.
       const deleted = async () => {
@@ -244,10 +249,18 @@ for (const method of ["local", "scp", "rsync"] as const) {
         truncatedAfterMs >= GRACE_SECONDS * 1000 - 50,
         `truncated.fits after ${truncatedAfterMs} ms`,
       );
-      const emptyAfterMs = monitor.seen.get("empty.fits")!.firstAtMs - writtenAt.get("empty.fits")!;
-      assert.ok(emptyAfterMs >= WINDOW_SECONDS * 1000 - 50, `empty.fits after ${emptyAfterMs} ms`);
+      const after = (name: string) => monitor.seen.get(name)!.firstAtMs - writtenAt.get(name)!;
+      assert.ok(
+        after("empty.dat") >= WINDOW_SECONDS * 1000 - 50,
+        `empty.dat: ${after("empty.dat")}`,
+      );
+      assert.ok(
+        after("empty.fits") >= GRACE_SECONDS * 1000 - 50,
+        `empty.fits: ${after("empty.fits")}`,
+      );
+      assert.match(log, /empty\.fits although it is truncated \(empty so far/);
       // No other file was flagged truncated, and the deleted ones were dropped.
-      assert.equal(log.match(/although it is truncated/g)?.length, 1, log);
+      assert.equal(log.match(/although it is truncated/g)?.length, 2, log);
       assert.match(log, /Dropped .*deleted\.dat: it disappeared/);
       assert.match(log, /Dropped .*deleted header\.fits: it disappeared/);
     } finally {

@@ -2,7 +2,15 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { JobConfig } from "../../../src/config/types.ts";
 import { planDestination, type PlannedFile } from "../../../src/layout/destination.ts";
-import { card, fitsFile, headerBytes, imageCards, int16Data } from "../../helpers/fits.ts";
+import { gzipSync } from "node:zlib";
+import {
+  ASTROPY_FITS_DATA,
+  card,
+  fitsFile,
+  headerBytes,
+  imageCards,
+  int16Data,
+} from "../../helpers/fits.ts";
 
 type NightRule = Pick<JobConfig, "night_date_source" | "night_rollover_hour" | "night_timezone">;
 
@@ -108,6 +116,73 @@ Deno.test("fits: the old dd/mm/yy form with a UT card", async () => {
       await planDestination(rule("fits", 0, "Asia/Tokyo"), file, NOW),
       "19980316/old.fits",
     );
+  });
+});
+
+Deno.test("fits: DATE-OBS of the first extension when the primary HDU only opens the file (.fz, several extensions), and of a .fits.gz", async () => {
+  await withTempDir(async (dir) => {
+    // As fpack writes it: an empty primary HDU, the image and its cards in a BINTABLE extension.
+    const primary = headerBytes([
+      card("SIMPLE", true),
+      card("BITPIX", 8),
+      card("NAXIS", 0),
+      card("EXTEND", true),
+    ]);
+    const extension = headerBytes([
+      card("XTENSION", "BINTABLE"),
+      card("BITPIX", 8),
+      card("NAXIS", 2),
+      card("NAXIS1", 8),
+      card("NAXIS2", 0),
+      card("PCOUNT", 0),
+      card("GCOUNT", 1),
+      card("TFIELDS", 0),
+      card("ZIMAGE", true),
+      card("DATE-OBS", "2024-03-15T02:45:00"),
+    ]);
+    const packed = join(dir, "m42.fits.fz");
+    await Deno.writeFile(packed, fitsFile(primary, extension));
+    const fz = { path: packed, relPath: "m42.fits.fz", mtimeMs: MTIME_MS };
+    // 02:45 UTC is before a noon rollover: the night of March 14.
+    assert.equal(await planDestination(rule("fits", 12), fz, NOW), "20240314/m42.fits.fz");
+
+    // The same image gzip-compressed, its DATE-OBS in the primary header: read through gunzip.
+    const image = fitsFile(
+      headerBytes([...imageCards(4, 4), card("DATE-OBS", "2024-03-15T02:45:00")]),
+      int16Data(4, 4, (x) => x),
+    );
+    await Deno.writeFile(join(dir, "plain.fits.gz"), gzipSync(image));
+    const gz = { path: join(dir, "plain.fits.gz"), relPath: "plain.fits.gz", mtimeMs: MTIME_MS };
+    const reasons: string[] = [];
+    assert.equal(
+      await planDestination(rule("fits", 12), gz, NOW, (r) => reasons.push(r)),
+      "20240314/plain.fits.gz",
+    );
+    assert.deepEqual(reasons, []);
+
+    // Neither header has one: said once, naming both.
+    await Deno.writeFile(packed, fitsFile(primary, headerBytes([card("XTENSION", "IMAGE")])));
+    const none: string[] = [];
+    assert.equal(
+      await planDestination(rule("fits"), fz, NOW, (r) => none.push(r)),
+      "20240520/m42.fits.fz",
+    );
+    assert.match(none[0], /neither the primary header nor the first extension's has a DATE-OBS/);
+
+    // Real files of other instruments: Hubble's and Chandra's keep DATE-OBS in extension 1.
+    const real: [string, string][] = [
+      ["o4sp040b0_raw.fits", "19980420"],
+      ["chandra_time.fits", "20160126"],
+    ];
+    for (const [name, night] of real) {
+      const file = { path: join(ASTROPY_FITS_DATA, name), relPath: name, mtimeMs: MTIME_MS };
+      const why: string[] = [];
+      assert.equal(
+        await planDestination(rule("fits"), file, NOW, (r) => why.push(r)),
+        `${night}/${name}`,
+        why.join("; "),
+      );
+    }
   });
 });
 

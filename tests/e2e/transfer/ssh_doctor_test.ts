@@ -53,14 +53,16 @@ Deno.test("doctor checks programs, login, destination and free space per job", a
             ...ssh,
             name: "keeps-all",
             transfer_method: "scp",
-            remote_base_path: dst,
+            // A folder of its own: two jobs never share one (they would replace each other's files).
+            remote_base_path: `${dst}/keeps-all`,
             min_free_space: "99.9%",
           },
           {
             name: "local",
             watch_path: dir,
             transfer_method: "local",
-            remote_base_path: join(dir, "local-dst"),
+            // Hidden: the watch of this folder never enters it.
+            remote_base_path: join(dir, ".local-dst"),
           },
         ],
       }),

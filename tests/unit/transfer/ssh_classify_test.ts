@@ -164,6 +164,11 @@ Deno.test("classifyFailure turns a CommandError into a TransferError with cause 
   assert.equal(result.cause, error);
   assert.match(result.message, /^Cannot send a\.fits to obs@freya:\/d\/a\.fits: /);
   assert.match(result.message, /\(scp: \/usr\/bin\/scp: dest open/);
+  // A program that names itself is not named twice.
+  const named = failure("ssh", 255, "ssh: Could not resolve hostname freya: Name or service");
+  const resolved = classifyFailure(named, "send c", context).message;
+  assert.match(resolved, /\(ssh: Could not resolve hostname freya/);
+  assert.doesNotMatch(resolved, /ssh: ssh:/);
 
   const timedOut = classifyFailure(failure("rsync", null, "", true), "send b", context);
   assert.equal(timedOut.kind, "retry");

@@ -197,9 +197,21 @@ Deno.test("FITS structure: extra trailing bytes are 'longer'; a partial extensio
 Deno.test("FITS structure: not FITS, unusable headers, and files that may still grow", async () => {
   await withTempDir(async (dir) => {
     const path = join(dir, "x.fits");
-    for (const bytes of [new Uint8Array(0), ascii("hello world, not FITS"), ascii("SIMPLE =  T")]) {
+    for (const bytes of [ascii("hello world, not FITS"), ascii("SIMPLE =  T")]) {
       await Deno.writeFile(path, bytes);
       assert.equal(readFitsStructure(path).kind, "not-fits", JSON.stringify(bytes.length));
+    }
+    // Empty: a FITS file not written yet when its name says FITS (a camera that creates it at
+    // the exposure's start), else nothing to tell.
+    for (const name of ["x.fits", "x.FIT", "x.fts", "x.fits.fz"]) {
+      await Deno.writeFile(join(dir, name), new Uint8Array(0));
+      const empty = readFitsStructure(join(dir, name));
+      assert.equal(empty.kind, "incomplete", name);
+      if (empty.kind === "incomplete") assert.match(empty.reason, /^empty so far/);
+    }
+    for (const name of ["x.raw", "x.fits.gz", "fits"]) {
+      await Deno.writeFile(join(dir, name), new Uint8Array(0));
+      assert.equal(readFitsStructure(join(dir, name)).kind, "not-fits", name);
     }
     const bad = [
       [card("SIMPLE", true), card("BITPIX", 12), card("NAXIS", 0)],

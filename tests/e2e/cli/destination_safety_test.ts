@@ -1,0 +1,176 @@
+/**
+ * Destinations that would lose or endlessly repeat copies are refused before
+ * anything is sent (`config validate` and `run`, through the CLI): two jobs
+ * sending into one folder, a local destination inside the watch folder the
+ * watch would enter, a watch folder that is a night folder of its
+ * destination. What stays apart is accepted, and delivers.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { runCli } from "../../helpers/cli.ts";
+import { existsSync, listFiles, randomBytes, writeConfig } from "../../helpers/files.ts";
+
+async function withRoot(fn: (root: string, env: Record<string, string>) => Promise<void>) {
+  const root = await Deno.makeTempDir({ prefix: "itx-dest-safety-" });
+  try {
+    await Deno.mkdir(join(root, "home"));
+    await fn(root, { HOME: join(root, "home") });
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+}
+
+/** Daemon-wide keys of a config in `root`. */
+function daemonKeys(root: string) {
+  return { state_dir: join(root, "state"), log_file: "", night_timezone: "UTC" };
+}
+
+Deno.test("two jobs sending into one folder are refused, naming both; folders of their own are accepted", async () => {
+  await withRoot(async (root, env) => {
+    const config = join(root, "config.yaml");
+    for (const camera of ["north", "south"]) {
+      await Deno.mkdir(join(root, camera));
+      // The same name from both cameras: one would replace the other at the destination.
+      await Deno.writeFile(join(root, camera, "img0001.fits"), randomBytes(1000));
+    }
+    const dest = join(root, "dest");
+    await writeConfig(config, {
+      ...daemonKeys(root),
+      transfer_method: "local",
+      remote_base_path: dest,
+      jobs: [
+        { name: "north", watch_path: join(root, "north") },
+        // The same folder written another way.
+        { name: "south", watch_path: join(root, "south"), remote_base_path: `${dest}/./` },
+      ],
+    });
+    for (const args of [["config", "validate"], ["run", "--once"]]) {
+      const result = await runCli([...args, "-c", config], { env });
+      assert.equal(result.code, 2, result.stderr);
+      assert.match(result.stderr, /jobs north and south: both send into /);
+      assert.match(result.stderr, /give each job a folder of its own/);
+      assert.doesNotMatch(result.stderr, /\n\s+at /);
+    }
+    assert.equal(existsSync(dest), false, "nothing sent");
+
+    // Over SSH: the same host and absolute folder is one place whatever the method and account.
+    await writeConfig(config, {
+      ...daemonKeys(root),
+      remote_host: "archive.example.org",
+      remote_base_path: "/data/incoming",
+      jobs: [
+        { name: "a", watch_path: join(root, "north"), transfer_method: "scp" },
+        {
+          name: "b",
+          watch_path: join(root, "south"),
+          transfer_method: "rsync",
+          remote_user: "other",
+          remote_host: "ARCHIVE.example.org",
+        },
+      ],
+    });
+    const ssh = await runCli(["config", "validate", "-c", config], { env });
+    assert.equal(ssh.code, 2, ssh.stderr);
+    assert.match(
+      ssh.stderr,
+      /jobs a and b: both send into archive\.example\.org:\/data\/incoming/i,
+    );
+
+    await writeConfig(config, {
+      ...daemonKeys(root),
+      transfer_method: "local",
+      jobs: [
+        { name: "north", watch_path: join(root, "north"), remote_base_path: join(dest, "north") },
+        { name: "south", watch_path: join(root, "south"), remote_base_path: join(dest, "south") },
+      ],
+    });
+    const apart = await runCli(["run", "--once", "-c", config], { env });
+    assert.equal(apart.code, 0, apart.stderr);
+    assert.equal((await listFiles(dest)).length, 2, "each camera's image kept");
+  });
+});
+
+Deno.test("a local destination the watch would enter is refused; left out of the watch, it is accepted", async () => {
+  await withRoot(async (root, env) => {
+    const config = join(root, "config.yaml");
+    const watch = join(root, "watch");
+    await Deno.mkdir(watch);
+    const bytes = randomBytes(1000);
+    await Deno.writeFile(join(watch, "a.fits"), bytes);
+    const local = { ...daemonKeys(root), transfer_method: "local", watch_path: watch };
+
+    for (const base of [join(watch, "out"), watch]) {
+      await writeConfig(config, { ...local, remote_base_path: base });
+      const result = await runCli(["run", "--once", "-c", config], { env });
+      assert.equal(result.code, 2, result.stderr);
+      assert.match(result.stderr, /is inside its watch_path .*sent again, without end/);
+      assert.deepEqual(await listFiles(watch), ["a.fits"], "nothing sent");
+    }
+
+    // A night folder of the destination as the watch folder: that night's copies land in it.
+    await writeConfig(config, {
+      ...local,
+      watch_path: join(root, "dest", "20240315"),
+      remote_base_path: join(root, "dest"),
+    });
+    const night = await runCli(["config", "validate", "-c", config], { env });
+    assert.equal(night.code, 2, night.stderr);
+    assert.match(night.stderr, /is a night folder of its remote_base_path/);
+
+    // Excluded from the watch, or hidden: never entered, so accepted, and each file goes once.
+    await writeConfig(config, {
+      ...local,
+      remote_base_path: join(watch, "out"),
+      exclude_patterns: ["out/**"],
+    });
+    const excluded = await runCli(["run", "--once", "-c", config], { env });
+    assert.equal(excluded.code, 0, excluded.stderr);
+    const sent = (await listFiles(join(watch, "out"))).filter((path) => path.endsWith("a.fits"));
+    assert.equal(sent.length, 1, sent.join(", "));
+    assert.deepEqual(await Deno.readFile(join(watch, "out", sent[0])), bytes);
+
+    await writeConfig(config, { ...local, remote_base_path: join(watch, ".out") });
+    const hidden = await runCli(["config", "validate", "-c", config], { env });
+    assert.equal(hidden.code, 0, hidden.stderr);
+  });
+});
+
+Deno.test("a local destination files arrived in before is not made again after a restart (a share that did not mount)", async () => {
+  await withRoot(async (root, env) => {
+    const config = join(root, "config.yaml");
+    const watch = join(root, "watch");
+    const share = join(root, "share");
+    const base = join(share, "images");
+    await Deno.mkdir(watch);
+    await writeConfig(config, {
+      ...daemonKeys(root),
+      transfer_method: "local",
+      watch_path: watch,
+      remote_base_path: base,
+      retry_attempts: 0,
+    });
+    await Deno.writeFile(join(watch, "a.fits"), randomBytes(1000));
+    // The first run makes the destination folder.
+    const first = await runCli(["run", "--once", "-c", config], { env });
+    assert.equal(first.code, 0, first.stderr);
+    assert.deepEqual((await listFiles(base)).map((path) => path.split("/").pop()), ["a.fits"]);
+
+    // The share is not mounted at the next start: its mount point is empty.
+    await Deno.remove(base, { recursive: true });
+    const bytes = randomBytes(1000);
+    await Deno.writeFile(join(watch, "b.fits"), bytes);
+    const unmounted = await runCli(["run", "--once", "-c", config], { env });
+    assert.equal(unmounted.code, 1, unmounted.stderr);
+    assert.match(
+      unmounted.stderr,
+      /destination folder .*images is gone \(a share that is not mounted\?\)/,
+    );
+    assert.equal(existsSync(base), false, "nothing written below the mount point");
+
+    await Deno.mkdir(base);
+    const mounted = await runCli(["run", "--once", "-c", config], { env });
+    assert.equal(mounted.code, 0, mounted.stderr);
+    const sent = (await listFiles(base)).find((path) => path.endsWith("b.fits"))!;
+    assert.deepEqual(await Deno.readFile(join(base, sent)), bytes);
+  });
+});
