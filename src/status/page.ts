@@ -157,10 +157,18 @@ function chart(points, now) {
   svg.replaceChildren(...bars, line);
   $("chartmax").textContent = "max " + maxFiles + " files/min, " + bytes(maxRate) + "/s";
 }
+// An update replaces the buttons; one that came while a button is pressed waits until the click
+// is over, or the click would land on a button no longer there (and be lost on a busy page).
+let pressed = false, held = null;
+document.addEventListener("pointerdown", (e) => { pressed = !!e.target.closest("button"); }, true);
+const release = () => { pressed = false; if (held) { const s = held; held = null; render(s); } };
+document.addEventListener("pointerup", () => setTimeout(release, 0), true);
+document.addEventListener("pointercancel", release, true);
 function connect() {
   const es = new EventSource("/api/events");
   es.addEventListener("status", (e) => { $("conn").className = ""; $("conn").textContent = "live";
-    render(JSON.parse(e.data)); });
+    const s = JSON.parse(e.data);
+    if (pressed) held = s; else render(s); });
   es.onerror = () => { $("conn").className = "off"; $("conn").textContent = "reconnecting…"; };
 }
 connect();

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { TransferError } from "../../errors.ts";
 import { freeSpaceCheck, localDiskSpace } from "../../config/free_space.ts";
 import { isOwnTempName, randomPart } from "../temp_name.ts";
@@ -102,27 +102,40 @@ export async function sweepLocalLeftovers(
 }
 
 /**
- * The probe of a local destination: it can be created and written (a new
- * folder of a random name is made and removed there, so nothing is written
- * through a link), and its free space against `min_free_space` (a file
- * system the system cannot measure is a warning).
+ * The probe of a local destination: it can be written (a new folder of a
+ * random name is made and removed there, so nothing is written through a
+ * link), and its free space against `min_free_space` (a file system the
+ * system cannot measure is a warning). A destination folder that does not
+ * exist is not made (a share that is not mounted would get it on the disk
+ * below): it is said, and the folder it would be made in is probed instead.
  */
 export async function probeLocalDestination(
   base: string,
   minFreeSpace: string | number = 0,
 ): Promise<ProbeCheck[]> {
-  const probe = join(base, `.image-transfer-probe-${randomPart()}`);
+  let folder = base;
+  const missing: ProbeCheck[] = [];
+  while (!(await isFolder(folder)) && dirname(folder) !== folder) folder = dirname(folder);
+  if (folder !== base) {
+    missing.push({
+      check: "destination folder",
+      verdict: "warn",
+      detail: `${base} does not exist: the first transfer makes it, in ${folder} (if it is on a ` +
+        "share, mount the share first)",
+    });
+  }
+  const probe = join(folder, `.image-transfer-probe-${randomPart()}`);
   try {
-    await Deno.mkdir(base, { recursive: true });
     await Deno.mkdir(probe, { mode: 0o700 });
     await Deno.remove(probe);
     return [
-      { check: "destination writable", verdict: "ok", detail: base },
+      ...missing,
+      { check: "destination writable", verdict: "ok", detail: folder },
       freeSpaceCheck(
-        base,
-        await localDiskSpace(base),
+        folder,
+        await localDiskSpace(folder),
         minFreeSpace,
-        `the system cannot tell the free space at ${base}`,
+        `the system cannot tell the free space at ${folder}`,
       ),
     ];
   } catch (error) {

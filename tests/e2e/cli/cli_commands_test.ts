@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { runCli, startCli } from "../../helpers/cli.ts";
-import { randomBytes, waitFor } from "../../helpers/files.ts";
+import { existsSync, randomBytes, waitFor } from "../../helpers/files.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
 
 Deno.test("help: the main help names all four methods and stop/restart; each command's help lists -c", async () => {
@@ -35,6 +35,13 @@ Deno.test("doctor --watch/--to checks a config-free run", async () => {
   assert.match(out.stdout, new RegExp(`job default \\(local -> ${box.dest}\\)`));
   assert.match(out.stdout, /ok +watch folder/);
   assert.match(out.stdout, /ok +free space: .* free at /);
+  // A destination folder that does not exist is said, and not made (a share not mounted yet).
+  const absent = join(box.dest, "share", "images");
+  const missing = await runCli(["doctor", "--watch", box.watch, "--to", absent], { env: box.env });
+  assert.equal(missing.code, 0, missing.stderr);
+  assert.match(missing.stdout, /WARN +destination folder: .*images does not exist: the first/);
+  assert.match(missing.stdout, /ok +destination writable/);
+  assert.equal(existsSync(join(box.dest, "share")), false, "doctor makes nothing");
   // min_free_space is checked at a local destination too.
   const full = await runCli(
     ["doctor", "--watch", box.watch, "--to", box.dest, "--set", "min_free_space=99.9%"],

@@ -121,9 +121,29 @@ Deno.test("status page in Chromium: live updates, failure reason, retry, pause/r
     await page.locator("#problems tr.problem").waitFor({ state: "detached" });
     await page.locator(".job .state", { hasText: "watching" }).waitFor();
 
-    // Pause holds a new file; Resume sends it.
-    await page.locator(".job button.pause").click();
+    // Pause holds a new file; Resume sends it. The button is pressed while an update arrives (a
+    // file sent meanwhile): the click still counts.
+    const pause = await page.locator(".job button.pause").boundingBox();
+    assert.ok(pause, "the Pause button is on the page");
+    await page.mouse.move(pause.x + pause.width / 2, pause.y + pause.height / 2);
+    await page.mouse.down();
+    await Deno.writeFile(join(d.watch, "meanwhile.fits"), randomBytes(1000));
+    await waitFor(
+      async () =>
+        (await getJson<{ recent: Array<{ relPath: string }> }>(d.base, "/api/status")).recent
+          .some((r) => r.relPath === "meanwhile.fits"),
+      LEAST_CEILING_MS,
+      "meanwhile.fits sent",
+    );
+    // The update that came meanwhile waits for the click (evaluated in the page).
+    await waitFor(
+      async () => await page.evaluate("held !== null") === true,
+      LEAST_CEILING_MS,
+      "an update while the button is held down",
+    );
+    await page.mouse.up();
     await page.locator(".job .state", { hasText: "paused" }).waitFor();
+    await page.locator("#recent tr.sent", { hasText: "meanwhile.fits" }).waitFor();
     const held = randomBytes(1000);
     await Deno.writeFile(join(d.watch, "held.fits"), held);
     await waitFor(
