@@ -123,9 +123,8 @@ Deno.test("status page in Chromium: live updates, failure reason, retry, pause/r
 
     // Pause holds a new file; Resume sends it. The button is pressed while an update arrives (a
     // file sent meanwhile): the click still counts.
-    const pause = await page.locator(".job button.pause").boundingBox();
-    assert.ok(pause, "the Pause button is on the page");
-    await page.mouse.move(pause.x + pause.width / 2, pause.y + pause.height / 2);
+    // Over the button (Playwright waits for it, whatever updates replace it meanwhile).
+    await page.locator(".job button.pause").hover();
     await page.mouse.down();
     await Deno.writeFile(join(d.watch, "meanwhile.fits"), randomBytes(1000));
     await waitFor(
