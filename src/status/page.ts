@@ -159,11 +159,17 @@ function chart(points, now) {
 }
 // An update replaces the buttons; one that came while a button is pressed waits until the click
 // is over, or the click would land on a button no longer there (and be lost on a busy page).
-let pressed = false, held = null;
-document.addEventListener("pointerdown", (e) => { pressed = !!e.target.closest("button"); }, true);
+// A press holds them a minute at most: a button released outside the window may send no pointerup.
+let pressed = false, held = null, letGo;
 const release = () => { pressed = false; if (held) { const s = held; held = null; render(s); } };
+document.addEventListener("pointerdown", (e) => {
+  pressed = !!e.target.closest("button");
+  clearTimeout(letGo);
+  if (pressed) letGo = setTimeout(release, 60000);
+}, true);
 document.addEventListener("pointerup", () => setTimeout(release, 0), true);
 document.addEventListener("pointercancel", release, true);
+window.addEventListener("blur", release);
 function connect() {
   const es = new EventSource("/api/events");
   es.addEventListener("status", (e) => { $("conn").className = ""; $("conn").textContent = "live";

@@ -56,6 +56,16 @@ export async function makeLocalFolders(
   }
 }
 
+/** Whether something is at `path` now (following links). */
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Whether `path` is a folder now (following links). */
 async function isFolder(path: string): Promise<boolean> {
   try {
@@ -115,7 +125,7 @@ export async function probeLocalDestination(
 ): Promise<ProbeCheck[]> {
   let folder = base;
   const missing: ProbeCheck[] = [];
-  while (!(await isFolder(folder)) && dirname(folder) !== folder) folder = dirname(folder);
+  while (!(await exists(folder)) && dirname(folder) !== folder) folder = dirname(folder);
   if (folder !== base) {
     missing.push({
       check: "destination folder",
