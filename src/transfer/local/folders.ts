@@ -28,7 +28,7 @@ export async function makeLocalFolders(
   makeBase = true,
 ): Promise<void> {
   if (makeBase) await Deno.mkdir(base, { recursive: true });
-  else if (!(await isFolder(base))) {
+  else if (await kindAt(base) !== "folder") {
     throw new TransferError(
       `the destination folder ${base} is gone (a share that is not mounted?): files arrived ` +
         "there before, so it is not made again, and nothing is sent until it is back; mount " +
@@ -56,22 +56,12 @@ export async function makeLocalFolders(
   }
 }
 
-/** Whether something is at `path` now (following links). */
-async function exists(path: string): Promise<boolean> {
+/** What is at `path` now (following links): a folder, something else, or nothing. */
+async function kindAt(path: string): Promise<"folder" | "other" | null> {
   try {
-    await Deno.stat(path);
-    return true;
+    return (await Deno.stat(path)).isDirectory ? "folder" : "other";
   } catch {
-    return false;
-  }
-}
-
-/** Whether `path` is a folder now (following links). */
-async function isFolder(path: string): Promise<boolean> {
-  try {
-    return (await Deno.stat(path)).isDirectory;
-  } catch {
-    return false;
+    return null;
   }
 }
 
@@ -125,7 +115,7 @@ export async function probeLocalDestination(
 ): Promise<ProbeCheck[]> {
   let folder = base;
   const missing: ProbeCheck[] = [];
-  while (!(await exists(folder)) && dirname(folder) !== folder) folder = dirname(folder);
+  while (await kindAt(folder) === null && dirname(folder) !== folder) folder = dirname(folder);
   if (folder !== base) {
     missing.push({
       check: "destination folder",
