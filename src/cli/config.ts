@@ -96,6 +96,14 @@ export function configCommand(): Command {
  */
 export async function runInit(global: GlobalOptions, options: { force: boolean }): Promise<void> {
   const file = resolveConfigPath(global.config);
+  if (/\.toml$/i.test(file)) {
+    // Every command reads a .toml file as TOML, which it refuses.
+    throw new ConfigError(
+      `Cannot write config ${file}: the config is YAML, and a .toml name is read as TOML; ` +
+        `give a .yaml name (-c ${JSON.stringify(file.replace(/\.toml$/i, ".yaml"))})`,
+      { file },
+    );
+  }
   await Deno.mkdir(dirname(file), { recursive: true });
   try {
     // Never group or others writable (the daemon refuses such a config), whatever the umask.

@@ -207,3 +207,15 @@ export function sourceUnreadable(source: string, error: unknown): TransferError 
     { cause: error },
   );
 }
+
+/**
+ * Why nothing is sent into a destination base folder that is gone although
+ * files arrived there before (a `retry-later` error of every method): it is
+ * not made again, since a share that did not mount would get the copies on
+ * the disk below its mount point.
+ */
+export function baseGoneReason(base: string): string {
+  return `the destination folder ${base} is gone (a share that is not mounted?): files arrived ` +
+    "there before, so it is not made again, and nothing is sent until it is back; mount it, " +
+    "or make the folder if it is meant to be new";
+}

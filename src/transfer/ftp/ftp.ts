@@ -54,6 +54,8 @@ export class FtpTransport implements Transport {
   #pool: FtpPool;
   /** Upload folders of batches under way (never swept). */
   #inUse = new Set<string>();
+  /** Files arrived in the base folder before (the ledger, or this run): it is not made again. */
+  #filesArrivedBefore = false;
   /** Paces all uploads together at `bandwidth_limit` (none without one). */
   readonly throttle: Throttle | null;
 
@@ -73,6 +75,10 @@ export class FtpTransport implements Transport {
 
   probe(): Promise<ProbeCheck[]> {
     return probeFtpDestination(this.#job);
+  }
+
+  deliveredBefore(): void {
+    this.#filesArrivedBefore = true;
   }
 
   async warmUp(): Promise<void> {
@@ -98,7 +104,9 @@ export class FtpTransport implements Transport {
       }
       // An abort while connecting: the connection is dropped below.
       signal.throwIfAborted();
-      return await deliver(items, this.#steps(link, this.#base(link.peer)), signal);
+      const outcomes = await deliver(items, this.#steps(link, this.#base(link.peer)), signal);
+      if (outcomes.some((outcome) => outcome.error === null)) this.#filesArrivedBefore = true;
+      return outcomes;
     } finally {
       signal.removeEventListener("abort", onAbort);
       const peer = link.peer;
@@ -234,7 +242,7 @@ export class FtpTransport implements Transport {
           const folder = parentOf(delivery.finalPath);
           const upload = uploadFolders.get(folder)!;
           await attempt(delivery, signal, async (peer) => {
-            await ensureFolders(peer, base, folder);
+            await ensureFolders(peer, base, folder, !this.#filesArrivedBefore);
             await this.#sweep(peer, folder);
             if (upload.made) return;
             // MKD fails on any name that exists: nothing planted there is written through.

@@ -8,6 +8,7 @@
 import { createHash } from "node:crypto";
 import { Transform, Writable } from "node:stream";
 import { TransferError } from "../../errors.ts";
+import { baseGoneReason } from "../classify.ts";
 import { connectFtp, type FtpConnection, ftpServerName } from "./connect.ts";
 import type { JobConfig } from "../../config/types.ts";
 import { logger } from "../../log/logging.ts";
@@ -88,11 +89,18 @@ export async function remoteSha256(
 
 /**
  * Create `folder` and its parents below (and including) `base`, once per
- * connection. A folder below `base` that was there already is entered and
- * must be where the server says its parent is (`PWD`): one that leads
- * elsewhere is a symbolic link, and nothing is written through it.
+ * connection; `base` only when `makeBase` (otherwise files arrived there
+ * before, and a base that is gone stays gone: a share that is not mounted).
+ * A folder below `base` that was there already is entered and must be where
+ * the server says its parent is (`PWD`): one that leads elsewhere is a
+ * symbolic link, and nothing is written through it.
  */
-export async function ensureFolders(peer: FtpPeer, base: string, folder: string): Promise<void> {
+export async function ensureFolders(
+  peer: FtpPeer,
+  base: string,
+  folder: string,
+  makeBase = true,
+): Promise<void> {
   if (peer.folders.has(folder)) return;
   const { client } = peer.connection;
   const parts = folder.slice(base.length).split("/").filter((part) => part !== "");
@@ -105,7 +113,9 @@ export async function ensureFolders(peer: FtpPeer, base: string, folder: string)
       shown = peer.folders.get(path)!;
       continue;
     }
-    const made = await client.sendIgnoringError(`MKD ${path}`);
+    const made = i > 0 || makeBase
+      ? await client.sendIgnoringError(`MKD ${path}`)
+      : { code: 550, message: "not made" };
     if (made.code < 400 && i > 0) {
       // A new folder is a real one where its parent is.
       shown = parentShown === null ? null : joinRemote(parentShown, parts[i - 1]);
@@ -115,7 +125,13 @@ export async function ensureFolders(peer: FtpPeer, base: string, folder: string)
       try {
         await client.send(`CWD ${path}`);
       } catch {
-        throw new TransferError(`cannot create folder ${path} (${made.message})`, "retry-later");
+        // The base itself may be gone since this connection entered it.
+        const baseGone = !makeBase &&
+          (i === 0 || await client.send(`CWD ${base}`).then(() => false, () => true));
+        throw new TransferError(
+          baseGone ? baseGoneReason(base) : `cannot create folder ${path} (${made.message})`,
+          "retry-later",
+        );
       }
       shown = quotedPath((await client.send("PWD")).message);
       const expected = parentShown === null ? null : joinRemote(parentShown, parts[i - 1]);

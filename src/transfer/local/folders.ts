@@ -7,6 +7,7 @@
  */
 import { dirname, join } from "node:path";
 import { TransferError } from "../../errors.ts";
+import { baseGoneReason } from "../classify.ts";
 import { freeSpaceCheck, localDiskSpace } from "../../config/free_space.ts";
 import { isOwnTempName, randomPart } from "../temp_name.ts";
 import type { ProbeCheck } from "../transport.ts";
@@ -29,12 +30,7 @@ export async function makeLocalFolders(
 ): Promise<void> {
   if (makeBase) await Deno.mkdir(base, { recursive: true });
   else if (await kindAt(base) !== "folder") {
-    throw new TransferError(
-      `the destination folder ${base} is gone (a share that is not mounted?): files arrived ` +
-        "there before, so it is not made again, and nothing is sent until it is back; mount " +
-        "it, or make the folder if it is meant to be new",
-      "retry-later",
-    );
+    throw new TransferError(baseGoneReason(base), "retry-later");
   }
   let folder = base;
   for (const part of destination.split("/").slice(0, -1)) {

@@ -25,7 +25,7 @@ import { createHash } from "node:crypto";
 import { posix } from "node:path";
 import { bandwidthLimit } from "../../config/sizes.ts";
 import { CommandError, TransferError } from "../../errors.ts";
-import { classifyFailure, classifyText } from "../classify.ts";
+import { baseGoneReason, classifyFailure, classifyText } from "../classify.ts";
 import {
   checkPartSource,
   checkSource,
@@ -151,7 +151,7 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
         method.session,
         method.base,
         specs,
-        { timeoutMs: method.timeoutMs, signal },
+        { timeoutMs: method.timeoutMs, signal, makeBase: !method.filesArrivedBefore },
         this.#earlierCopySpecs(deliveries, claim),
       ));
     } catch (error) {
@@ -317,7 +317,10 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
     // A copy cut short (the call ended early) is never renamed, whatever verify_transfer says.
     const sizes = new Map(sent.map((delivery) => [delivery.index, delivery.item.size]));
     for (const entry of plan.entries) entry.expectedSize = sizes.get(entry.index)!;
-    const script = oneCallScript(method.base, specs, sent, plan, archive);
+    const script = oneCallScript(method.base, specs, sent, plan, {
+      archive,
+      makeBase: !method.filesArrivedBefore,
+    });
     let results: ResultLine[];
     try {
       results = await method.session.runStreamed(script, read.payload, {
@@ -415,6 +418,12 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
         `Cannot send ${delivery.item.source} to ${target}: a folder on the way is a symbolic ` +
           "link: nothing is written through it; replace it by a real folder",
         "fatal",
+      );
+    }
+    if (failure.kind === "base-gone") {
+      return new TransferError(
+        `Cannot send ${delivery.item.source} to ${target}: ${baseGoneReason(this.#method.base)}`,
+        "retry-later",
       );
     }
     const { kind, reason } = classifyText(failure.message, this.#method.context);

@@ -45,6 +45,11 @@ export interface SshMethod {
    * receiving a file needs. Learnt by the first try.
    */
   oneCallFiles: number;
+  /**
+   * Files arrived in the base path before (the ledger says so, or this run):
+   * a base path that is gone is not made again (a share that is not mounted).
+   */
+  filesArrivedBefore: boolean;
   /** The upload calls of a batch: each group goes into one upload folder. */
   uploadCalls(deliveries: SshDelivery[]): SshDelivery[][];
   /**

@@ -14,7 +14,12 @@ import { copyMismatch } from "../deliver.ts";
 import { closeSource, deliveredPermissions, inspectOpenSource, openSource } from "../source.ts";
 import type { SshDelivery } from "./method.ts";
 import { finishLines, type FinishPlan } from "./finish.ts";
-import { type FolderFailure, type FolderSpec, makeFoldersLines } from "./remote_folders.ts";
+import {
+  type FolderFailure,
+  folderFailureOf,
+  type FolderSpec,
+  makeFoldersLines,
+} from "./remote_folders.ts";
 import {
   buildScript,
   call,
@@ -190,13 +195,14 @@ function readInto(delivery: SshDelivery, target: Uint8Array): boolean {
  * one file's bytes: see {@linkcode readPayload}), and only once they are
  * received whole run the finishing lines of `plan` (verify, rename, flush). A
  * copy not received whole is never renamed, whatever `verify_transfer` says.
+ * `makeBase`: see {@linkcode makeFoldersLines}.
  */
 export function oneCallScript(
   base: string,
   specs: FolderSpec[],
   deliveries: SshDelivery[],
   plan: FinishPlan,
-  archive = true,
+  { archive, makeBase }: { archive: boolean; makeBase: boolean },
 ): RemoteScript {
   const uploadFolder = posix.dirname(deliveries[0].tempPath);
   const [one] = deliveries;
@@ -206,7 +212,7 @@ export function oneCallScript(
   return buildScript(["make_folders", "finish", "receive"], [
     `${call("receive_tools", archive ? "archive" : "bytes")} || exit 0`,
     "made=",
-    `${makeFoldersLines(base, specs)[0]} && made=1`,
+    `${makeFoldersLines(base, specs, [], makeBase)[0]} && made=1`,
     // Swept, and the upload folder made: the daemon's other batches may use the folder now.
     '[ -n "$made" ] && report folders-made',
     `if [ -n "$made" ] && ${receive}`,
@@ -291,17 +297,11 @@ function tarHeader(name: string, mode: number, size: number, mtime: number, type
 export function oneCallFailures(
   results: ResultLine[],
 ): { folder: FolderFailure | null; receive: string | null; unable: string[] | null } {
-  const folder = resultsByIndex(
-    results.filter((r) => r.word === "folder-is-link" || r.word === "folder-failed"),
-  ).get(0);
+  const folder = resultsByIndex(results.filter((r) => folderFailureOf(r) !== null)).get(0);
   const unable = results.find((r) => r.word === "receive-unable");
   const ready = results.some((r) => r.word === "receive-ready");
   return {
-    folder: folder === undefined
-      ? null
-      : folder.word === "folder-is-link"
-      ? { kind: "link" }
-      : { kind: "failed", message: folder.detail },
+    folder: folder === undefined ? null : folderFailureOf(folder),
     receive: results.find((r) => r.word === "receive-failed")?.detail.replace(/^\d+ ?/, "") ??
       null,
     unable: unable ? unable.detail.split(" ").filter((tool) => tool !== "") : ready ? null : [],

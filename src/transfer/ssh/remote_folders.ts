@@ -10,7 +10,13 @@
  * @module
  */
 import { posix } from "node:path";
-import { buildScript, call, parseResults, resultsByIndex } from "./remote_script.ts";
+import {
+  buildScript,
+  call,
+  parseResults,
+  type ResultLine,
+  resultsByIndex,
+} from "./remote_script.ts";
 import type { SshSession } from "./connection.ts";
 import { TEMP_SUFFIX } from "../../layout/destination.ts";
 
@@ -49,13 +55,15 @@ export interface EarlierCopySpec {
   keepSeconds: number;
 }
 
-/** What went wrong with one folder. */
+/** What went wrong with one folder (`base-gone`: the base path is gone and may not be made). */
 export type FolderFailure =
   | { kind: "link" }
+  | { kind: "base-gone" }
   | { kind: "failed"; message: string };
 
 /**
- * The script lines that prepare `specs` below `base`.
+ * The script lines that prepare `specs` below `base` (which is made too when
+ * it is not there, unless `makeBase` is false: files arrived there before).
  *
  * @throws {Error} when a folder is not inside `base`
  */
@@ -63,12 +71,14 @@ export function makeFoldersLines(
   base: string,
   specs: FolderSpec[],
   earlier: EarlierCopySpec[] = [],
+  makeBase = true,
 ): string[] {
   const lines = specs.map((spec, index) => {
     const sweep = spec.sweepPrefix === null
       ? []
       : [spec.sweepPrefix, TEMP_SUFFIX, Math.floor(spec.keepSeconds ?? 0)];
-    return `${call("make_folders", index, base, ...foldersBelow(base, spec.folder))} && ` +
+    const below = foldersBelow(base, spec.folder);
+    return `${call("make_folders", index, base, makeBase ? 1 : 0, ...below)} && ` +
       call("make_upload_folder", index, spec.folder, spec.uploadName, ...sweep);
   });
   for (const copy of earlier) {
@@ -89,8 +99,9 @@ export function makeFoldersLines(
 }
 
 /**
- * Prepare `specs` below `base` with one remote call, and move the `earlier`
- * copies into the upload folders.
+ * Prepare `specs` below `base` with one remote call (see
+ * {@linkcode makeFoldersLines}), and move the `earlier` copies into the upload
+ * folders.
  *
  * @returns the failures, by index in `specs`; the bytes of each earlier copy
  *   taken, by item
@@ -100,17 +111,18 @@ export async function makeFolders(
   session: SshSession,
   base: string,
   specs: FolderSpec[],
-  options: { timeoutMs: number; signal: AbortSignal },
+  options: { timeoutMs: number; signal: AbortSignal; makeBase: boolean },
   earlier: EarlierCopySpec[] = [],
 ): Promise<{ failures: Map<number, FolderFailure>; earlierCopies: Map<number, number> }> {
-  const script = buildScript("make_folders", makeFoldersLines(base, specs, earlier));
+  const lines = makeFoldersLines(base, specs, earlier, options.makeBase);
+  const script = buildScript("make_folders", lines);
   const stdout = await session.runScript(script.text, options);
   const results = parseResults(stdout, script.marker);
   const failures = new Map<number, FolderFailure>();
   const ofFolders = results.filter((result) => result.word !== "earlier-copy");
-  for (const [index, { word, detail }] of resultsByIndex(ofFolders)) {
-    if (word === "folder-is-link") failures.set(index, { kind: "link" });
-    if (word === "folder-failed") failures.set(index, { kind: "failed", message: detail });
+  for (const [index, result] of resultsByIndex(ofFolders)) {
+    const failure = folderFailureOf(result);
+    if (failure) failures.set(index, failure);
   }
   const earlierCopies = new Map<number, number>();
   const taken = resultsByIndex(results.filter((result) => result.word === "earlier-copy"));
@@ -118,6 +130,14 @@ export async function makeFolders(
     if (/^\d+$/.test(detail)) earlierCopies.set(item, Number(detail));
   }
   return { failures, earlierCopies };
+}
+
+/** The failure a result line of `make_folders` reports (`null`: none). */
+export function folderFailureOf({ word, detail }: ResultLine): FolderFailure | null {
+  if (word === "folder-is-link") return { kind: "link" };
+  if (word === "base-gone") return { kind: "base-gone" };
+  if (word === "folder-failed") return { kind: "failed", message: detail };
+  return null;
 }
 
 /** The folders from just below `base` down to `folder`, top first. */

@@ -58,6 +58,7 @@ export abstract class SshTransport implements Transport, SshMethod {
   readonly uploadVerifiesCopies: boolean = false;
   readonly resumesCopies: boolean = false;
   oneCallFiles = Infinity;
+  filesArrivedBefore = false;
   /** Parts of growing files being sent, by destination: a send of the same file waits for them. */
   #parts = new Map<string, Promise<unknown>>();
 
@@ -151,7 +152,13 @@ export abstract class SshTransport implements Transport, SshMethod {
   async send(items: TransferItem[], signal: AbortSignal): Promise<TransferOutcome[]> {
     // A part of one of these files being sent ends first: this send continues it.
     await Promise.all(items.map((item) => this.#parts.get(item.destination)));
-    return await deliver(items, new SshBatch(this), signal);
+    const outcomes = await deliver(items, new SshBatch(this), signal);
+    if (outcomes.some((outcome) => outcome.error === null)) this.filesArrivedBefore = true;
+    return outcomes;
+  }
+
+  deliveredBefore(): void {
+    this.filesArrivedBefore = true;
   }
 
   /**
@@ -229,20 +236,26 @@ export async function probeSshDestination(
     checks.push(fail("remote checks", `cannot run sh on the remote host: ${detail}`));
     return checks;
   }
-  const folder = results.get("folder");
+  // A folder that is not there is not made (a share not mounted would get it on the disk below).
+  const folder = results.get("folder") ?? "";
+  const nearest = folder.match(/^missing (.*)$/)?.[1];
+  const probed = nearest === undefined ? where : session.remoteSpec(nearest);
   checks.push(
-    folder !== undefined ? ok("destination folder", `${where} ${folder}`) : fail(
-      "destination folder",
-      `${where}: cannot create it (${results.get("folder-failed") ?? "no answer"}); ` +
-        "create it on the remote host or fix remote_base_path",
-    ),
+    folder === "exists" ? ok("destination folder", `${where} exists`) : nearest !== undefined
+      ? {
+        check: "destination folder",
+        verdict: "warn",
+        detail: `${where} does not exist: the first transfer makes it, in ${probed} (if it is ` +
+          "on a share, mount the share first)",
+      }
+      : fail("destination folder", `${where}: no answer from the remote checks`),
   );
   checks.push(
     results.has("writable")
-      ? ok("destination writable", `created and removed a test folder in ${where}`)
+      ? ok("destination writable", `created and removed a test folder in ${probed}`)
       : fail(
         "destination writable",
-        `${where}: ${results.get("not-writable") ?? "no answer"}; make the folder writable ` +
+        `${probed}: ${results.get("not-writable") ?? "no answer"}; make the folder writable ` +
           `for ${session.destination}`,
       ),
   );

@@ -68,6 +68,12 @@ Deno.test("config generate writes the commented config init writes", async () =>
   const again = await runCli(["-c", file, "config", "generate"], { env: box.env });
   assert.equal(again.code, 2);
   assert.match(again.stderr, /already exists/);
+  // A .toml name would be read as TOML by every other command: refused, nothing written.
+  const toml = join(box.root, "config.toml");
+  const refused = await runCli(["-c", toml, "init"], { env: box.env });
+  assert.equal(refused.code, 2, refused.stderr);
+  assert.match(refused.stderr, /the config is YAML, .*give a \.yaml name \(-c ".*config\.yaml"\)/);
+  assert.equal(existsSync(toml), false);
 });
 
 Deno.test("--log-level warning hides INFO lines; debug shows DEBUG ones", async () => {

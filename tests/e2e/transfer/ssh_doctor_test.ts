@@ -68,22 +68,47 @@ Deno.test("doctor checks programs, login, destination and free space per job", a
       }),
     );
 
-    await t.step("one good job: exit 0, every check ok", async () => {
-      const result = await runCli(["doctor", "-c", config, "--job", "good"]);
-      assert.equal(result.code, 0, result.stderr + result.stdout);
-      assert.match(result.stdout, /^job good \(rsync -> itx-test@127\.0\.0\.1:/m);
-      assert.match(result.stdout, /ok {4}ssh: OpenSSH_/);
-      assert.match(result.stdout, /ok {4}rsync: rsync\s+version/);
-      assert.match(result.stdout, /ok {4}login: itx-test@127\.0\.0\.1 without a password prompt/);
-      assert.match(result.stdout, /ok {4}destination folder: .* created/);
-      assert.match(result.stdout, /ok {4}destination writable/);
-      assert.match(result.stdout, /ok {4}free space: [\d.]+ [GM]iB free/);
-      assert.match(result.stdout, /ok {4}remote SHA-256: (openssl dgst|sha256sum|shasum)/);
-      assert.match(result.stdout, /ok {4}remote rsync: rsync\s+version/);
-      assert.doesNotMatch(result.stdout, /FAIL/);
-      assert.ok((await Deno.stat(`${dst}/new/base`)).isDirectory);
-      assert.deepEqual([...Deno.readDirSync(`${dst}/new/base`)], [], "the test file is removed");
-    });
+    await t.step(
+      "one good job: exit 0, every check ok; a missing folder is said, not made",
+      async () => {
+        const result = await runCli(["doctor", "-c", config, "--job", "good"]);
+        assert.equal(result.code, 0, result.stderr + result.stdout);
+        assert.match(result.stdout, /^job good \(rsync -> itx-test@127\.0\.0\.1:/m);
+        assert.match(result.stdout, /ok {4}ssh: OpenSSH_/);
+        assert.match(result.stdout, /ok {4}rsync: rsync\s+version/);
+        assert.match(result.stdout, /ok {4}login: itx-test@127\.0\.0\.1 without a password prompt/);
+        // Not made: a share that is not mounted would get it on the disk below.
+        assert.match(
+          result.stdout,
+          /WARN {2}destination folder: .*\/new\/base does not exist: the first transfer makes it, in itx-test@127\.0\.0\.1:\/.*, mount the share first/,
+        );
+        assert.match(
+          result.stdout,
+          new RegExp(
+            `ok {4}destination writable: created and removed a test folder in .*:${dst}$`,
+            "m",
+          ),
+        );
+        assert.match(result.stdout, /ok {4}free space: [\d.]+ [GM]iB free/);
+        assert.match(result.stdout, /ok {4}remote SHA-256: (openssl dgst|sha256sum|shasum)/);
+        assert.match(result.stdout, /ok {4}remote rsync: rsync\s+version/);
+        assert.doesNotMatch(result.stdout, /FAIL/);
+        assert.deepEqual([...Deno.readDirSync(dst)], [], "nothing made, the test folder removed");
+
+        await Deno.mkdir(`${dst}/new/base`, { recursive: true });
+        await Deno.chown(`${dst}/new`, sshd.uid, sshd.gid);
+        await Deno.chown(`${dst}/new/base`, sshd.uid, sshd.gid);
+        const again = await runCli(["doctor", "-c", config, "--job", "good"]);
+        assert.equal(again.code, 0, again.stderr + again.stdout);
+        assert.match(again.stdout, /ok {4}destination folder: .*\/new\/base exists/);
+        assert.match(again.stdout, /ok {4}destination writable: .*\/new\/base$/m);
+        assert.deepEqual(
+          [...Deno.readDirSync(`${dst}/new/base`)],
+          [],
+          "the test folder is removed",
+        );
+      },
+    );
 
     await t.step("all jobs: failures say what to fix, exit 1", async () => {
       const result = await runCli(["doctor", "-c", config]);

@@ -279,6 +279,30 @@ Deno.test("make_folders creates hostile folders and private upload folders, and 
   });
 });
 
+Deno.test("make_folders: a base files arrived in before is not made again once gone", async () => {
+  await inEachShell("itx-mkdir-base-", async (shell, dir, where) => {
+    const base = join(dir, "share $(touch CANARY)", "images");
+    const specs = [join(base, "20240315"), join(base, "20240316", "sub")]
+      .map((folder) => ({ folder, uploadName: ".up", sweepPrefix: null }));
+    const gone = await run(
+      shell,
+      buildScript("make_folders", makeFoldersLines(base, specs, [], false)),
+      dir,
+    );
+    assert.deepEqual([...gone.byIndex], [[0, "base-gone"], [1, "base-gone"]], where);
+    assert.equal(await exists(join(dir, "share $(touch CANARY)")), false, "nothing made");
+    // Allowed (no file arrived there yet): made with its parents.
+    const made = await run(
+      shell,
+      buildScript("make_folders", makeFoldersLines(base, specs, [], true)),
+      dir,
+    );
+    assert.deepEqual([...made.byIndex], [], where);
+    for (const spec of specs) assert.ok((await Deno.stat(join(spec.folder, ".up"))).isDirectory);
+    assert.equal(await exists(join(dir, "CANARY")), false);
+  });
+});
+
 Deno.test("make_folders: an existing upload folder name or a link on the way fails, nothing written through it", async () => {
   await inEachShell("itx-mkdir-links-", async (shell, dir, where) => {
     const base = join(dir, "base");

@@ -303,6 +303,33 @@ const CASES: ContractCase[] = [
     },
   },
   {
+    name: "a base folder files arrived in before is not made again once gone (a share not mounted)",
+    async run(ctx) {
+      const first = await makeItem(ctx.src, "20240324/a.fits", randomBytes(1000));
+      assert.equal((await ctx.transport.send([first], never))[0].error, null);
+      await Deno.remove(ctx.dst, { recursive: true });
+      // Two folders in one batch, then a small file alone (over SSH: one call for all of it).
+      const items = [
+        await makeItem(ctx.src, "20240325/b.fits", randomBytes(1000)),
+        await makeItem(ctx.src, "20240326/c.fits", randomBytes(2 * MiB)),
+      ];
+      const alone = await makeItem(ctx.src, "20240325/d.fits", randomBytes(1000));
+      for (const batch of [items, [alone]]) {
+        for (const outcome of await ctx.transport.send(batch, never)) {
+          assert.equal(outcome.error?.kind, "retry-later", outcome.item.destination);
+          assert.match(outcome.error!.message, /is gone \(a share that is not mounted\?\)/);
+        }
+        assert.equal(await exists(ctx.dst), false, "the base is not made again");
+      }
+      // Back (mounted again): sent.
+      await Deno.mkdir(ctx.dst);
+      await ctx.own(ctx.dst);
+      const outcomes = await ctx.transport.send([...items, alone], never);
+      assert.deepEqual(outcomes.map((o) => o.error?.message ?? null), [null, null, null]);
+      for (const item of [...items, alone]) await assertArrived(ctx, item);
+    },
+  },
+  {
     name: "a copy whose bytes differ is removed and fails retryably with checksum",
     corrupting: true,
     async run(ctx) {

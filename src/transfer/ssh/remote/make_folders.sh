@@ -2,7 +2,7 @@
 # Preparing a batch's folders before an upload (see remote_folders.ts). Runs
 # after prologue.sh; the generated lines call, per destination folder:
 #
-#   make_folders INDEX BASE [FOLDER...] &&
+#   make_folders INDEX BASE MAKE_BASE [FOLDER...] &&
 #     make_upload_folder INDEX FOLDER UPLOAD_NAME [LEFTOVER_PREFIX LEFTOVER_SUFFIX [KEEP_SECONDS]]
 #
 # and, where copies are resumed, per file whose folder was made:
@@ -10,15 +10,23 @@
 #   take_earlier_copy ITEM FOLDER UPLOAD_NAME NAME SIZE PREFIX SUFFIX KEEP_SECONDS [ACTIVE...]
 #
 # Results: `folder-is-link INDEX` (a folder below the base path is a symbolic
-# link: nothing is created through it), `folder-failed INDEX MESSAGE`, and
+# link: nothing is created through it), `base-gone INDEX` (the base path is
+# not there and may not be made), `folder-failed INDEX MESSAGE`, and
 # `earlier-copy ITEM BYTES` (an earlier copy was moved into the upload folder).
 
-# make_folders INDEX BASE [FOLDER...]: the base path with its parents (it may be
-# or go through a link), then each FOLDER below it, one by one, none a link.
+# make_folders INDEX BASE MAKE_BASE [FOLDER...]: the base path with its parents
+# (it may be or go through a link) when MAKE_BASE is 1 (with 0 a base path that
+# is gone stays gone: files arrived there before, so it is a share that is not
+# mounted), then each FOLDER below it, one by one, none a link.
 make_folders() {
   index=$1
   base=$2
-  shift 2
+  make_base=$3
+  shift 3
+  if ! [ -d "$base" ] && [ "$make_base" != 1 ]; then
+    report base-gone "$index"
+    return 1
+  fi
   if ! [ -d "$base" ] && ! error=$(mkdir -p -- "$base" 2>&1); then
     report folder-failed "$index" "$(one_line "$error")"
     return 1

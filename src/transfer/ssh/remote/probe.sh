@@ -5,21 +5,27 @@
 #
 #   probe_destination BASE TEST_NAME
 #
-# Results: `folder exists|created` or `folder-failed MESSAGE`; `writable` or
+# Results: `folder exists` or `folder missing NEAREST` (not made: a share that
+# is not mounted would get it on the disk below; NEAREST is the folder it
+# would be made in, which the next checks probe instead); `writable` or
 # `not-writable MESSAGE`; `hash-tool COMMAND` (empty: none); `rsync VERSION`
 # (empty: none).
 
 probe_destination() {
+  probed=$1
   if [ -d "$1" ]; then
     report folder exists
-  elif error=$(mkdir -p -- "$1" 2>&1); then
-    report folder created
   else
-    report folder-failed "$(one_line "$error")"
+    while ! [ -e "$probed" ] && ! [ -L "$probed" ]; do
+      parent=$(dirname -- "$probed")
+      [ "$parent" = "$probed" ] && break
+      probed=$parent
+    done
+    report folder missing "$(one_line "$probed")"
   fi
   # A folder of a new random name, created exclusively: nothing is written through a link.
-  if error=$(mkdir -m 700 -- "$1/$2" 2>&1); then
-    rmdir -- "$1/$2"
+  if error=$(mkdir -m 700 -- "$probed/$2" 2>&1); then
+    rmdir -- "$probed/$2"
     report writable
   else
     report not-writable "$(one_line "$error")"
