@@ -53,6 +53,13 @@ export interface DeliverySteps<D extends Delivery> {
   place(item: TransferItem): { finalPath: string; tempPath: string };
   /** The method's own record of `delivery` (every item gets one, failed or not). */
   track(delivery: Delivery): D;
+  /**
+   * `put` opens each source as {@linkcode checkSource} does and checks it once
+   * read (`checkedAfterRead`), failing a source that changed or vanished the
+   * same way: the check before the folders are made is then left out (one
+   * open of each source fewer).
+   */
+  readonly putChecksSources?: boolean;
   /** Make the folders the deliveries need; fail those whose folder cannot be made. */
   makeFolders(deliveries: D[], signal: AbortSignal): Promise<void>;
   /** Write each delivery's source under its temporary path; fail those that could not. */
@@ -173,7 +180,7 @@ export async function deliver<D extends Delivery>(
   const check = part ? checkPartSource : checkSource;
   let finished = false;
   try {
-    for (const delivery of deliveries) check(delivery);
+    if (part || !steps.putChecksSources) { for (const delivery of deliveries) check(delivery); }
     if (live(deliveries).length > 0) {
       await steps.makeFolders(live(deliveries), signal);
       signal.throwIfAborted();

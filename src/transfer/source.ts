@@ -112,8 +112,12 @@ export function inspectOpenSource(item: TransferItem, source: OpenSource): Sourc
   return unchanged(item, infoOf(fstatSync(source.fd)));
 }
 
-/** `info`, when it is still the version recorded in `item`. */
-function unchanged(item: TransferItem, info: SourceInfo): SourceInfo {
+/**
+ * `info`, when it is still the version recorded in `item`.
+ *
+ * @throws {TransferError} `retry` when the source changed since it was judged complete
+ */
+export function unchanged(item: TransferItem, info: SourceInfo): SourceInfo {
   if (info.size !== item.size || Math.trunc(info.mtimeMs) !== Math.trunc(item.mtimeMs)) {
     throw new TransferError(
       `Cannot send ${item.source}: source changed during transfer (size ${item.size} -> ${info.size})`,

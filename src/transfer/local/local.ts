@@ -36,6 +36,7 @@ import {
   inspectOpenSource,
   openSource,
   sha256OfDescriptor,
+  unchanged,
 } from "../source.ts";
 import { logger } from "../../log/logging.ts";
 import { jobOwner, tempNameFor } from "../temp_name.ts";
@@ -144,6 +145,7 @@ export class LocalTransport implements Transport {
         return { finalPath, tempPath: join(dirname(finalPath), tempName) };
       },
       track: (delivery) => ({ ...delivery, target: null, written: null, keep: false }),
+      putChecksSources: true,
       // Each destination folder once per batch: made, and swept of this daemon's leftovers.
       makeFolders: async (deliveries, signal) => {
         for (const [folder, inFolder] of byFolder(deliveries)) {
@@ -214,6 +216,8 @@ export class LocalTransport implements Transport {
     await this.#parts.get(delivery.finalPath);
     const source = openSource(delivery.item);
     try {
+      // Still the version judged complete (no check came before: see `putChecksSources`).
+      unchanged(delivery.item, source.info);
       const start = await this.#copies.open(delivery, source, signal);
       const target = delivery.target!;
       try {
