@@ -27,7 +27,7 @@ import type { Config } from "./types.ts";
 import { defaultConfigPath, expandPath } from "./paths.ts";
 import { type DaemonInput, daemonSchema } from "./schema.ts";
 import { ConfigError } from "../errors.ts";
-import { describeValue, Issues, type Json } from "./messages.ts";
+import { describeValue, Issues, type Json, lineOf, type Path } from "./messages.ts";
 import { checkConfigFileMode, checkIdentityFileModes } from "./file_mode.ts";
 import { DAEMON_KEYS, readJobs } from "./jobs.ts";
 import { resolveDaemon, resolveJob } from "./resolve.ts";
@@ -62,6 +62,31 @@ export async function loadConfig(file: string, runsAs?: number | null): Promise<
   const config = parseConfig(text, file);
   await checkIdentityFileModes(config);
   return config;
+}
+
+/**
+ * The line of `keyPath` (such as `["on_transfer"]`) of the job at `jobIndex`
+ * of the config `file` (for a message about a value that was valid YAML, such
+ * as a hook's program): in the job's entry of `jobs:` where it is written
+ * there, else at the top level; `null` when the file cannot be read or the key
+ * is not written.
+ */
+export function jobKeyLine(file: string, jobIndex: number, keyPath: Path): number | null {
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(file);
+  } catch {
+    return null;
+  }
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, logLevel: "silent" });
+  const [key] = keyPath;
+  const jobs = doc.get("jobs");
+  const entry = isSeq(jobs) ? jobs.items[jobIndex] : undefined;
+  if (isMap(entry) && entry.has(key)) {
+    return lineOf(doc, lineCounter, ["jobs", jobIndex, ...keyPath]);
+  }
+  return doc.has(key) ? lineOf(doc, lineCounter, keyPath) : null;
 }
 
 /**

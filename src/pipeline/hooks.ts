@@ -25,6 +25,8 @@ import { absolutePath } from "../watch/stability.ts";
 import { runCaptured } from "../process/captured.ts";
 import { delimiter, dirname, isAbsolute, join } from "node:path";
 import { shellQuote, writableByOthers } from "../config/file_mode.ts";
+import { jobKeyLine } from "../config/load.ts";
+import type { Path } from "../config/messages.ts";
 
 /** Which hook an event runs. */
 export type HookEvent = "transfer" | "failure";
@@ -101,16 +103,20 @@ export function hookEnvironment(
   return env;
 }
 
-/** Each program `jobs` start of their own (hooks, scheduled commands), with the key naming it. */
+/**
+ * Each program `jobs` start of their own (hooks, scheduled commands), with the
+ * key naming it (`path`: the same, as a key path within the job).
+ */
 export function userPrograms(
   jobs: JobConfig[],
-): Array<{ job: JobConfig; key: string; argv: string[] }> {
+): Array<{ job: JobConfig; key: string; path: Path; argv: string[] }> {
   return jobs.flatMap((job) => [
-    { job, key: "on_transfer", argv: job.on_transfer },
-    { job, key: "on_failure", argv: job.on_failure },
+    { job, key: "on_transfer", path: ["on_transfer"], argv: job.on_transfer },
+    { job, key: "on_failure", path: ["on_failure"], argv: job.on_failure },
     ...job.schedules.map((entry, index) => ({
       job,
       key: `schedules[${index}].command`,
+      path: ["schedules", index, "command"],
       argv: entry.action === "command" ? entry.command : [],
     })),
   ]).filter((program) => program.argv.length > 0);
@@ -131,12 +137,16 @@ export async function checkUserPrograms(
   runsAs?: number | null,
 ): Promise<void> {
   const problems: string[] = [];
-  for (const { job, key, argv } of userPrograms(jobs)) {
-    const where = `${file}: ${key} of job ${job.name}`;
+  for (const { job, key, path: keyPath, argv } of userPrograms(jobs)) {
+    // The file is read again for the line of a key with a problem only.
+    const where = () => {
+      const line = jobKeyLine(file, jobs.indexOf(job), keyPath);
+      return `${file}${line === null ? "" : `:${line}`}: ${key} of job ${job.name}`;
+    };
     const path = findProgram(argv[0], Deno.env.get("PATH"));
     if (path === undefined) {
       problems.push(
-        `${where}: cannot find the program ${JSON.stringify(argv[0])}` +
+        `${where()}: cannot find the program ${JSON.stringify(argv[0])}` +
           (argv[0].includes("/") || argv[0].includes("\\")
             ? ": give its absolute path"
             : " on PATH: give its absolute path"),
@@ -145,7 +155,7 @@ export async function checkUserPrograms(
     }
     const problem = await programProblem(path, runsAs);
     if (problem) {
-      problems.push(`${where}: refusing to run ${path}: ${problem}`);
+      problems.push(`${where()}: refusing to run ${path}: ${problem}`);
       continue;
     }
     argv[0] = path;

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { loadConfig, parseConfig } from "../../../src/config/load.ts";
+import { jobKeyLine, loadConfig, parseConfig } from "../../../src/config/load.ts";
 import { defaultLogFile, defaultStateDir, homeDir } from "../../../src/config/paths.ts";
 import { renderDefaultConfig } from "../../../src/cli/config.ts";
 import {
@@ -573,4 +573,30 @@ Deno.test("resume_partial_hours and growing_patterns: defaults, a single pattern
     off.message,
     /^\/etc\/it\/config\.yaml:5: growing_patterns: needs resume_partial_hours above 0/,
   );
+});
+
+Deno.test("jobKeyLine: the line of a job's key, in its jobs: entry or inherited from the top", async () => {
+  await withTempDir(async (dir) => {
+    const file = join(dir, "config.yaml");
+    await Deno.writeTextFile(
+      file,
+      [
+        "on_failure: [/bin/false]", // 1
+        "jobs:", // 2
+        "  - name: a", // 3
+        "    on_transfer: [/bin/true]", // 4
+        "  - name: b", // 5
+        "    schedules:", // 6
+        "      - at: '08:00'", // 7
+        "        action: command", // 8
+        "        command: [/bin/true]", // 9
+        "",
+      ].join("\n"),
+    );
+    assert.equal(jobKeyLine(file, 0, ["on_transfer"]), 4);
+    assert.equal(jobKeyLine(file, 1, ["on_failure"]), 1, "inherited: the top-level line");
+    assert.equal(jobKeyLine(file, 1, ["schedules", 0, "command"]), 9);
+    assert.equal(jobKeyLine(file, 1, ["on_transfer"]), null, "not written");
+    assert.equal(jobKeyLine(join(dir, "missing.yaml"), 0, ["on_transfer"]), null);
+  });
 });

@@ -253,7 +253,13 @@ Deno.test("hooks: a hook program others can change is refused by run, validate, 
     ) {
       const result = await runCli(args, { env });
       assert.equal(result.code, 2, `${args.join(" ")}: ${result.stdout}${result.stderr}`);
-      assert.match(result.stderr, /on_transfer of job default: refusing to run/, args.join(" "));
+      // Where the key is written: file and line.
+      const line = (await Deno.readTextFile(p.config)).split("\n")
+        .findIndex((text) => text.startsWith("on_transfer:")) + 1;
+      assert.ok(
+        result.stderr.includes(`${p.config}:${line}: on_transfer of job default: refusing to run`),
+        `${args.join(" ")}: ${result.stderr}`,
+      );
       assert.match(result.stderr, /writable by group \(mode 0775\)/);
       assert.ok(result.stderr.includes(fix), result.stderr);
       assert.doesNotMatch(result.stderr, /\n\s+at /); // no stack trace
