@@ -17,13 +17,7 @@ import { loadConfig, resolveConfigPath } from "../config/load.ts";
 import type { Config, JobConfig } from "../config/types.ts";
 import { readFitsStructure } from "../layout/fits_structure.ts";
 import { exitCodeFor, UsageError } from "../errors.ts";
-import {
-  escapeControlChars,
-  logExit,
-  logger,
-  setupLogging,
-  shutdownLogging,
-} from "../log/logging.ts";
+import { logExit, logger, quoteIfUnsafe, setupLogging, shutdownLogging } from "../log/logging.ts";
 import { runDaemon } from "../pipeline/daemon.ts";
 import { readNetworkMounts } from "../watch/fs_type.ts";
 import { ProgramLauncher } from "../process/launcher.ts";
@@ -330,7 +324,7 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
           if (prior && sameVersion(prior, version)) continue;
           const unfinished = incompleteFits(job, file.path, version.mtimeMs);
           if (unfinished !== null) {
-            write(`would leave ${escapeControlChars(file.path)} for a later run: ${unfinished}`);
+            write(`would leave ${quoteIfUnsafe(file.path)} for a later run: ${unfinished}`);
             continue;
           }
           const destination = await planDestination(job, {
@@ -339,7 +333,7 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
             mtimeMs: version.mtimeMs,
           }, new Date());
           const target = transport.describeTarget(destination);
-          write(`would transfer ${escapeControlChars(file.path)} -> ${escapeControlChars(target)}`);
+          write(`would transfer ${quoteIfUnsafe(file.path)} -> ${quoteIfUnsafe(target)}`);
           count++;
         }
       } finally {
@@ -354,9 +348,9 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
       for (const step of removals) {
         write(
           step.moveTo === null
-            ? `would delete ${escapeControlChars(step.source)} (arrived verified)`
-            : `would move ${escapeControlChars(step.source)} -> ${
-              escapeControlChars(step.moveTo)
+            ? `would delete ${quoteIfUnsafe(step.source)} (arrived verified)`
+            : `would move ${quoteIfUnsafe(step.source)} -> ${
+              quoteIfUnsafe(step.moveTo)
             } (arrived verified)`,
         );
       }

@@ -16,7 +16,11 @@ import { Ledger } from "../ledger/ledger.ts";
 import { watchHow } from "../watch/fs_type.ts";
 import { globalOptions } from "./options.ts";
 import { daemonStatus, describeDaemon, describePause } from "./daemon_state.ts";
-import { escapeControlChars, escapeControlChars as oneLine } from "../log/logging.ts";
+import {
+  escapeControlChars,
+  escapeControlChars as oneLine,
+  quoteIfUnsafe,
+} from "../log/logging.ts";
 import type { JobSnapshot } from "../status/job_status.ts";
 import { listenSettings, statusUrl } from "../status/listen.ts";
 import { createFileFilter, readablePath } from "../watch/file_filter.ts";
@@ -163,8 +167,8 @@ export function statusCommand(): Command {
         console.log(`\nRecent transfers (${recent.length}):`);
         for (const row of recent) {
           console.log(
-            `  ${when(row.transferredAt)}  [${row.job}] ${oneLine(row.relPath)} -> ${
-              oneLine(row.destination)
+            `  ${when(row.transferredAt)}  [${row.job}] ${quoteIfUnsafe(row.relPath)} -> ${
+              quoteIfUnsafe(row.destination)
             }`,
           );
         }
@@ -178,7 +182,7 @@ export function statusCommand(): Command {
             ? "waiting to be sent"
             : `retry ${row.attempts} at ${when(row.nextAttemptAt)}`;
           console.log(
-            `  ${when(row.updatedAt)}  [${row.job}] ${oneLine(row.relPath)}: ${
+            `  ${when(row.updatedAt)}  [${row.job}] ${quoteIfUnsafe(row.relPath)}: ${
               oneLine(String(row.lastError))
             } (${retry})`,
           );
@@ -191,7 +195,7 @@ export function statusCommand(): Command {
           for (const row of overdue) {
             const ago = Math.round((now - row.nextAttemptAt) / 1000);
             console.log(
-              `  [${row.job}] ${oneLine(row.relPath)}: next attempt was due ${ago} s ago ` +
+              `  [${row.job}] ${quoteIfUnsafe(row.relPath)}: next attempt was due ${ago} s ago ` +
                 `(${row.attempts} failed attempt(s); last error: ${
                   oneLine(String(row.lastError))
                 })`,

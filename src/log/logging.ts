@@ -77,6 +77,19 @@ export function escapeControlChars(text: string): string {
   });
 }
 
+/**
+ * A name or path for a line of text: as it is when it holds no control
+ * character; else in double quotes, with `\` and `"` escaped too and every
+ * control character written as an escape, so a name with a real line break
+ * (`"a\nb"`) is told from one holding a backslash and an `n` (`a\nb`).
+ */
+export function quoteIfUnsafe(text: string): string {
+  if (!UNSAFE_CHAR.test(text)) return text;
+  return `"${escapeControlChars(text.replace(/["\\]/g, (c) => `\\${c}`))}"`;
+}
+
+const UNSAFE_CHAR = new RegExp(UNSAFE_IN_LINE.source);
+
 /** A value in a message: text as it is, anything else as JSON. */
 function valueText(value: unknown): string {
   return typeof value === "string" ? value : JSON.stringify(value) ?? String(value);
@@ -85,7 +98,7 @@ function valueText(value: unknown): string {
 /**
  * One text line: `2024-03-15 03:12:45.123 INFO    [transfer] Successfully transferred a -> b`
  * (local time, the level padded to 7, the stage). LogTape's text formatter,
- * with every value passed through {@linkcode escapeControlChars} (stricter
+ * with every value passed through {@linkcode quoteIfUnsafe} (stricter
  * than LogTape's own sanitizing, which keeps tabs, line separators and
  * bidirectional overrides), so a record is always exactly one line.
  */
@@ -94,7 +107,7 @@ export const formatText: TextFormatter = getTextFormatter({
   timeZone: null, // local time, as `date +%Y-%m-%d` prints it
   level: (level) => level.toUpperCase().padEnd(7),
   category: (category) => category.slice(1).join(".") || "main",
-  value: (value) => escapeControlChars(valueText(value)),
+  value: (value) => quoteIfUnsafe(valueText(value)),
   sanitize: { sgr: "escape", newlines: "escape" },
   format: ({ timestamp, level, category, message }) =>
     `${timestamp} ${level} [${category}] ${message}`,

@@ -8,7 +8,12 @@ import { runCli } from "../../helpers/cli.ts";
 import { listFiles, randomBytes } from "../../helpers/files.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
 import type { LogRecord } from "@logtape/logtape";
-import { escapeControlChars, formatJson, formatText } from "../../../src/log/logging.ts";
+import {
+  escapeControlChars,
+  formatJson,
+  formatText,
+  quoteIfUnsafe,
+} from "../../../src/log/logging.ts";
 
 const FORGED = "a\nSuccessfully transferred forged.fits\r\x1b[2Jb.fits";
 const noon = new Date("2024-05-02T12:00:00Z");
@@ -33,7 +38,9 @@ Deno.test("a file name with a newline gives one text log line per event", async 
   assert.equal(sent.length, 1, log);
   const escaped = "a\\nSuccessfully transferred forged.fits\\r\\x1b[2Jb.fits";
   assert.ok(
-    sent[0].includes(`${join(box.watch, escaped)} -> ${join(box.dest, "20240502", escaped)}`),
+    sent[0].includes(
+      `"${join(box.watch, escaped)}" -> "${join(box.dest, "20240502", escaped)}"`,
+    ),
     sent[0],
   );
   // Every line starts with a timestamp: nothing was split.
@@ -52,6 +59,13 @@ Deno.test("JSON log lines keep a file name with a newline exact", async () => {
   assert.equal(sent.length, 1, lines.join("\n"));
   assert.equal(sent[0].source, join(box.watch, FORGED));
   assert.ok(sent[0].message.includes(FORGED));
+});
+
+Deno.test("quoteIfUnsafe: a name with a real line break is quoted, one with a backslash and an n is not", () => {
+  assert.equal(quoteIfUnsafe("C:\\data\\n1.fits"), "C:\\data\\n1.fits");
+  assert.equal(quoteIfUnsafe("a\nb"), '"a\\nb"');
+  assert.equal(quoteIfUnsafe('say "\\n"\n'), '"say \\"\\\\n\\"\\n"');
+  assert.equal(quoteIfUnsafe("bidi\u202e"), '"bidi\\u202e"');
 });
 
 Deno.test("escapeControlChars: C0, DEL, C1, line separators and bidi overrides", () => {
@@ -115,7 +129,7 @@ Deno.test("text lines: control characters in values and in the template stay on 
   assert.equal(
     line,
     `${localNoon()} INFO    [watch] found\\n` +
-      "a\\nSuccessfully transferred forged.fits\\r\\x1b[2Jb.fits\tok\n",
+      '"a\\nSuccessfully transferred forged.fits\\r\\x1b[2Jb.fits"\tok\n',
   );
   assert.equal(line.split("\n").length, 2);
 });
@@ -150,7 +164,7 @@ Deno.test("run --dry-run and status list a file name with a newline on one line,
   assert.equal(dry.code, 0, dry.stderr);
   assert.ok(
     dry.stdout.split("\n").includes(
-      `would transfer ${join(box.watch, escaped)} -> ${join(box.dest, "20240502", escaped)}`,
+      `would transfer "${join(box.watch, escaped)}" -> "${join(box.dest, "20240502", escaped)}"`,
     ),
     dry.stdout,
   );
@@ -164,7 +178,7 @@ Deno.test("run --dry-run and status list a file name with a newline on one line,
   assert.equal(status.code, 0, status.stderr);
   const recent = status.stdout.split("\n").filter((line) => line.includes("[default]"));
   assert.equal(recent.length, 1, status.stdout);
-  assert.ok(recent[0].endsWith(`] ${escaped} -> 20240502/${escaped}`), recent[0]);
+  assert.ok(recent[0].endsWith(`] "${escaped}" -> "20240502/${escaped}"`), recent[0]);
   assert.ok(
     !status.stdout.includes("\r") && !status.stdout.includes("\x1b"),
     "raw control characters in status",
