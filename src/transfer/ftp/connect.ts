@@ -311,15 +311,27 @@ async function checkFtpDestination(
     const base = job.remote_base_path.startsWith("/")
       ? job.remote_base_path
       : `${home.replace(/\/$/, "")}/${job.remote_base_path}`;
+    // A folder that is not there is not made (a share not mounted would get it on the disk
+    // below): the folder the first transfer makes it in is probed instead.
+    let folder = base.replace(/\/$/, "");
+    if (!(await client.send(`CWD ${base}`).then(() => true, () => false))) {
+      const made = folder;
+      folder = folder.slice(0, folder.lastIndexOf("/")) || "/";
+      report.line(
+        "warn",
+        "destination folder",
+        `${made} does not exist: the first transfer makes it, in ${folder} (if it is on a ` +
+          "share, mount the share first)",
+      );
+    }
     let step = "write";
-    const probe = `${base.replace(/\/$/, "")}/${tempNameFor("doctor-probe")}`;
-    const renamed = `${base.replace(/\/$/, "")}/${tempNameFor("doctor-probe-renamed")}`;
+    const probe = `${folder.replace(/\/$/, "")}/${tempNameFor("doctor-probe")}`;
+    const renamed = `${folder.replace(/\/$/, "")}/${tempNameFor("doctor-probe-renamed")}`;
     try {
-      await client.sendIgnoringError(`MKD ${base}`);
       await client.uploadFrom(Readable.from([PROBE]), probe);
       const size = await client.size(probe);
       if (size !== PROBE.length) throw new Error(`SIZE says ${size} bytes, wrote ${PROBE.length}`);
-      report.line("ok", "write", `${base} (SIZE matches)`);
+      report.line("ok", "write", `${folder} (SIZE matches)`);
       step = "rename";
       await client.rename(probe, renamed);
       report.line("ok", "rename", "RNFR/RNTO within the destination folder");
@@ -329,7 +341,7 @@ async function checkFtpDestination(
         ? ""
         : job.ftp_tls === "required" && /FIN packet/.test(String(error))
         ? `; the data connection was closed: ${SESSION_REUSE_FIX}`
-        : `; check that ${ftpUser(job)} may write ${base}`;
+        : `; check that ${ftpUser(job)} may write ${folder}`;
       report.line("fail", step, `${reason}${fix}`);
       return;
     } finally {
