@@ -309,8 +309,9 @@ export class JobRunner {
 
   /**
    * Stop: no new transfers; transfers in flight are aborted (final names
-   * untouched; a temporary copy left behind is overwritten or swept by the
-   * next attempt) and resumed at the next start.
+   * untouched; their temporary copies removed, by scp as the transport
+   * closes, or kept to be continued where copies are resumed; over FTP swept
+   * by the next batch into that folder) and resumed at the next start.
    */
   async stop(): Promise<void> {
     this.#stopping = true;

@@ -257,6 +257,11 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
     // left; sweep them (of what expired) next time.
     if (this.#claim !== null && !this.#cleanedUp && !this.#part) {
       this.#claim.leftBehind(this.#folders);
+      // (Those a later batch sweeps first are already gone then; a thousand bound the list.)
+      const left = this.#method.uploadsLeft;
+      if (this.#keepSeconds === 0 && left.size < 1000) {
+        for (const folder of this.#created ?? []) left.add(folder);
+      }
     }
     this.#claim?.release();
     return Promise.resolve();

@@ -50,6 +50,12 @@ export interface SshMethod {
    * a base path that is gone is not made again (a share that is not mounted).
    */
   filesArrivedBefore: boolean;
+  /**
+   * Upload folders that batches left behind with copies not kept to be
+   * continued (a stop interrupted them): removed when the transport closes,
+   * since no later batch may come into their folder to sweep them.
+   */
+  readonly uploadsLeft: Set<string>;
   /** The upload calls of a batch: each group goes into one upload folder. */
   uploadCalls(deliveries: SshDelivery[]): SshDelivery[][];
   /**

@@ -59,6 +59,7 @@ export abstract class SshTransport implements Transport, SshMethod {
   readonly resumesCopies: boolean = false;
   oneCallFiles = Infinity;
   filesArrivedBefore = false;
+  readonly uploadsLeft = new Set<string>();
   /** Parts of growing files being sent, by destination: a send of the same file waits for them. */
   #parts = new Map<string, Promise<unknown>>();
 
@@ -192,6 +193,14 @@ export abstract class SshTransport implements Transport, SshMethod {
   }
 
   async close(): Promise<void> {
+    // What a stop interrupted is sent again whole: its upload folders go now (one call, briefly).
+    const left = [...this.uploadsLeft];
+    this.uploadsLeft.clear();
+    if (left.length > 0) {
+      const script = buildScript("finish", [call("remove_upload_folders", ...left)]);
+      await this.session.runScript(script.text, { timeoutMs: Math.min(this.timeoutMs, 5000) })
+        .catch(() => {});
+    }
     await this.session.close();
   }
 }

@@ -2,7 +2,8 @@
  * End to end through the real CLI over a real OpenSSH server, for scp and
  * rsync: a nested burst and a large file; the daemon is SIGKILLed in the
  * middle of the large transfer; the restart finishes everything, and no
- * final name ever holds a partial file. A shared connection whose master
+ * final name ever holds a partial file; a stop mid-upload leaves no copy
+ * behind. A shared connection whose master
  * hangs is replaced, and the hung master killed, under the daemon's own
  * permissions.
  */
@@ -145,6 +146,45 @@ for (const method of ["scp", "rsync"] as const) {
     }
   });
 }
+
+Deno.test("daemon (scp): a stop mid-upload leaves no upload folder at the destination", async () => {
+  const sshd = await startSshd();
+  // Slow enough that the stop comes while the copy is written.
+  const { root, watch, remote, config, env } = await sshSandbox(sshd, "scp", {
+    stability_window_seconds: 0.5,
+    bandwidth_limit: "1MiB/s",
+  });
+  try {
+    const bytes = randomBytes(8 << 20);
+    await Deno.writeFile(join(watch, "last of the night.fits"), bytes);
+    const daemon = startCli(["run", "-c", config], { env });
+    try {
+      await waitFor(
+        async () => (await listFiles(remote).catch(() => [])).some(isTemporary),
+        60_000,
+        "the copy under way",
+      );
+    } finally {
+      const status = await daemon.stop("SIGTERM");
+      assert.equal(status.code, 0, daemon.stderr());
+    }
+    // The last file of a night: no later batch comes into its folder to sweep the copy.
+    assert.deepEqual(await listFiles(remote), [], "no copy, no final name");
+    assert.deepEqual((await listFolders(remote)).filter(isHidden), [], "no upload folder");
+    // Sent whole at the next start.
+    const again = startCli(["run", "-c", config], { env });
+    try {
+      await again.waitForOutput(/Successfully transferred .*last of the night\.fits/, 60_000);
+    } finally {
+      await again.stop("SIGTERM");
+    }
+    const [sent] = await listFiles(remote);
+    assert.equal(await sha256OfFile(join(remote, sent)), sha256(bytes));
+  } finally {
+    await Deno.remove(root, { recursive: true });
+    await sshd.stop();
+  }
+});
 
 /** The control sockets of the daemon whose state folder is `stateDir` (see `daemon.json`). */
 async function controlSockets(stateDir: string): Promise<string[]> {
