@@ -39,7 +39,37 @@ export function startProgramsThrough(next: ProgramStarter | null): void {
  */
 export function runProcess(argv: string[], options: RunOptions = {}): Promise<RunResult> {
   logger.debug("Running {argv}", { argv });
-  return starter ? starter.run(argv, options) : runHere(argv, options);
+  const safe = withoutLinkerVariables(options);
+  return starter ? starter.run(argv, safe) : runHere(argv, safe);
+}
+
+/**
+ * Variables that make the dynamic linker load other code into a program
+ * (`LD_PRELOAD`, `LD_LIBRARY_PATH`, `DYLD_INSERT_LIBRARIES`, …): the runtime
+ * refuses to start a program with any of them unless every program may be
+ * started, so the programs the daemon starts get this process's environment
+ * without them (`faketime`, for one, sets `LD_PRELOAD`).
+ */
+const LINKER_VARIABLE = /^(LD|DYLD)_/;
+
+/** This process's environment without linker variables; `null`: it has none (or cannot be read). */
+let inheritedEnvironment: Record<string, string> | null | undefined;
+
+/** `options` for a program that inherits this process's environment, minus linker variables. */
+function withoutLinkerVariables(options: RunOptions): RunOptions {
+  if (options.clearEnv) return options;
+  if (inheritedEnvironment === undefined) {
+    try {
+      const all = Deno.env.toObject();
+      const names = Object.keys(all).filter((name) => LINKER_VARIABLE.test(name));
+      for (const name of names) delete all[name];
+      inheritedEnvironment = names.length > 0 ? all : null;
+    } catch {
+      inheritedEnvironment = null;
+    }
+  }
+  if (inheritedEnvironment === null) return options;
+  return { ...options, clearEnv: true, env: { ...inheritedEnvironment, ...options.env } };
 }
 
 /**

@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { startCli } from "../../helpers/cli.ts";
+import { runCli, startCli } from "../../helpers/cli.ts";
 import { listFiles, listFolders, randomBytes, sha256OfFile, waitFor } from "../../helpers/files.ts";
 import { sshSandbox, startSshd } from "../../helpers/sshd.ts";
 import { processEnded, runningProcesses } from "../../helpers/processes.ts";
@@ -178,6 +178,24 @@ Deno.test("daemon (scp): a stop mid-upload leaves no upload folder at the destin
     } finally {
       await again.stop("SIGTERM");
     }
+    const [sent] = await listFiles(remote);
+    assert.equal(await sha256OfFile(join(remote, sent)), sha256(bytes));
+  } finally {
+    await Deno.remove(root, { recursive: true });
+    await sshd.stop();
+  }
+});
+
+Deno.test("run (rsync): linker variables in the environment (faketime sets LD_PRELOAD) do not stop transfers", async () => {
+  const sshd = await startSshd();
+  const { root, watch, remote, config, env } = await sshSandbox(sshd, "rsync");
+  try {
+    const bytes = randomBytes(300_000);
+    await Deno.writeFile(join(watch, "a.fits"), bytes);
+    // The runtime refuses to start a listed program with any LD_ or DYLD_ variable set.
+    const linker = { LD_LIBRARY_PATH: "/nonexistent", DYLD_INSERT_LIBRARIES: "/nonexistent" };
+    const run = await runCli(["run", "--once", "-c", config], { env: { ...env, ...linker } });
+    assert.equal(run.code, 0, run.stderr);
     const [sent] = await listFiles(remote);
     assert.equal(await sha256OfFile(join(remote, sent)), sha256(bytes));
   } finally {
