@@ -116,6 +116,7 @@ async function catchUp(context: JobExtrasContext, nights: number): Promise<strin
   const recent = [...new Set(table.nightTotals().map((t) => t.night))]
     .filter((night) => night !== "").sort().reverse().slice(0, nights);
   const forgotten: string[] = [];
+  let lost = 0;
   for (const night of recent) {
     const rows = table.doneInNight(night);
     if (rows.length === 0) continue;
@@ -123,23 +124,32 @@ async function catchUp(context: JobExtrasContext, nights: number): Promise<strin
     for (const row of rows) {
       const size = sizes.get(row.destination);
       if (size === row.size) continue;
-      if (!context.table.forgetDone(row.relPath, row)) continue;
-      forgotten.push(row.relPath);
-      log.warn("{destination} is {problem} at the destination; sending {relPath} again", {
+      const fields = {
         job: job.name,
         destination: transport.describeTarget(row.destination),
         problem: size === null || size === undefined ? "missing" : `${size} bytes, not ${row.size}`,
         relPath: row.relPath,
-      });
+      };
+      // Without its source it cannot be sent again: it stays recorded as arrived, and is said.
+      const source = join(job.watch_path, ...row.relPath.split("/"));
+      if (!(await Deno.lstat(source).then(() => true, () => false))) {
+        lost++;
+        log.error(
+          "{destination} is {problem} at the destination, and its source {relPath} is gone: " +
+            "it cannot be sent again",
+          fields,
+        );
+        continue;
+      }
+      if (!context.table.forgetDone(row.relPath, row)) continue;
+      forgotten.push(row.relPath);
+      log.warn("{destination} is {problem} at the destination; sending {relPath} again", fields);
     }
   }
   log.info(
-    "Catch-up of job {job}: {nights} night folder(s) checked, {count} file(s) to send again",
-    {
-      job: job.name,
-      nights: recent.length,
-      count: forgotten.length,
-    },
+    "Catch-up of job {job}: {nights} night folder(s) checked, {count} file(s) to send again" +
+      (lost > 0 ? ", {lost} missing or damaged that cannot be (their sources are gone)" : ""),
+    { job: job.name, nights: recent.length, count: forgotten.length, lost },
   );
   return forgotten;
 }

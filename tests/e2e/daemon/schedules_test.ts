@@ -232,6 +232,16 @@ Deno.test("schedules (daemon): the rescan's catch-up sends again a file deleted 
     }
     assert.match(daemon.stderr(), /gone 'a'\.fits is missing at the destination; sending/);
     assert.match(daemon.stderr(), /short\.fits is 100 bytes, not 30000 at the destination/);
+
+    // Missing at the destination with its source gone too: said, not claimed to be sent again.
+    await Deno.remove(join(watch, "short.fits"));
+    await Deno.remove(join(night, "short.fits"));
+    await daemon.waitForOutput(
+      /ERROR .*short\.fits is missing at the destination, and its source short\.fits is gone: it cannot be sent again/,
+    );
+    await daemon.waitForOutput(
+      /Catch-up of job default: 1 night folder\(s\) checked, 0 file\(s\) to send again, 1 missing or damaged that cannot be/,
+    );
   } finally {
     const status = await daemon.stop();
     assert.equal(status.code, 0, daemon.stderr());
