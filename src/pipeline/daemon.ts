@@ -25,6 +25,7 @@ import { LedgerReports } from "../status/ledger_reports.ts";
 import { startStatusServer, type StatusServer } from "../status/server.ts";
 import { checkBeforeStart } from "./job_extras.ts";
 import { JobRunner } from "./job_runner.ts";
+import type { FinishingHooks } from "./hooks.ts";
 
 /** Options of {@linkcode runDaemon}. */
 export interface DaemonOptions {
@@ -93,6 +94,7 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
   options.signal?.addEventListener("abort", onStop);
   const total: JobSummary = { sent: 0, failed: 0 };
   let jobs: RunningJobs | undefined;
+  const finishingHooks: FinishingHooks[] = [];
   const statusEvents = new StatusEvents();
   let reports: LedgerReports | undefined;
   let statusServer: StatusServer | null = null;
@@ -174,7 +176,8 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
       while (await events.race(jobs.failure()) === "reload") {
         const next = await reloadConfig(current, options.onReload);
         if (!next) continue;
-        await jobs.stop(total);
+        // The replaced jobs' hooks run on (with the old config), and end at the stop.
+        finishingHooks.push(...await jobs.stop(total, true));
         current = next;
         jobs = start(next);
         log.info("Reloaded {file}: starting {count} job(s)", {
@@ -190,6 +193,8 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
     options.signal?.removeEventListener("abort", onStop);
     await statusServer?.close();
     await jobs?.stop(total);
+    for (const hooks of finishingHooks) hooks.abort();
+    await Promise.all(finishingHooks.map((hooks) => hooks.finished));
     stopListening();
     reports?.close();
     ledger?.close();
@@ -357,7 +362,6 @@ class DaemonEvents {
 
   /**
    * Wait for `work` to settle or for an event, whichever comes first.
-   *
    * @returns the event (`stop` wins over `reload`), or `done` when `work` settled first
    * @throws what `work` throws
    */
@@ -395,7 +399,6 @@ export class RunningJobs {
 
   /**
    * Create a runner per job of `config` and start them.
-   *
    * @param onPaused told the jobs paused because their destination is full, at every change
    */
   constructor(
@@ -433,14 +436,15 @@ export class RunningJobs {
     await Promise.all(this.runners.map((r) => r.whenIdle()));
   }
 
-  /** Stop every runner and add what they did to `total` (once). */
-  async stop(total: JobSummary): Promise<void> {
-    if (this.#stopped) return;
+  /** Stop every runner, add what they did to `total` (once); `reloading`: see `JobRunner.stop`. */
+  async stop(total: JobSummary, reloading = false): Promise<FinishingHooks[]> {
+    if (this.#stopped) return [];
     this.#stopped = true;
-    await Promise.all(this.runners.map((r) => r.stop()));
+    const finishing = await Promise.all(this.runners.map((r) => r.stop(reloading)));
     for (const r of this.runners) {
       total.sent += r.summary.sent;
       total.failed += r.summary.failed;
     }
+    return finishing.filter((hooks) => hooks !== null);
   }
 }

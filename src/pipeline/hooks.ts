@@ -163,11 +163,20 @@ export async function checkUserPrograms(
   if (problems.length > 0) throw new ConfigError(problems.join("\n"), { file });
 }
 
+/**
+ * The hooks of a job a reload replaced, finishing in the background (waiting
+ * ones run, each within its timeout); `abort` ends them as a stop does.
+ */
+export interface FinishingHooks {
+  finished: Promise<void>;
+  abort(): void;
+}
+
 /** Runs one job's hooks; see the module doc. */
 export class HookRunner {
   #job: JobConfig;
   #log: Logger;
-  #queue: Array<() => Promise<void>> = [];
+  #queue: Array<{ event: HookEvent; argv: string[]; facts: HookFacts }> = [];
   #running = new Set<Promise<void>>();
   /** Aborted on stop: kills the programs still running. */
   #stopping = new AbortController();
@@ -196,21 +205,14 @@ export class HookRunner {
 
   /**
    * Stop taking hooks. With `drain`, hooks still waiting run (each within
-   * its timeout); without, they are dropped and running ones are killed
-   * (both counted), so a stopping daemon does not wait for them.
+   * its timeout; {@linkcode HookRunner.abort} ends them sooner); without,
+   * they are dropped (each named) and running ones are killed (both
+   * counted), so a stopping daemon does not wait for them.
    */
   async close(drain: boolean): Promise<void> {
     this.#closed = true;
-    if (!drain) {
-      if (this.#queue.length > 0) {
-        this.#stats.dropped += this.#queue.length;
-        this.#log.warn("Dropped {count} hook(s) that had not started: stopping", {
-          count: this.#queue.length,
-        });
-        this.#queue.length = 0;
-      }
-      this.#stopping.abort();
-    }
+    if (!drain) this.abort();
+    // The waiting ones start as running ones end: none waits once none runs.
     while (this.#running.size > 0) await Promise.allSettled([...this.#running]);
     const { succeeded, failed, dropped } = this.#stats;
     if (succeeded + failed + dropped === 0) return;
@@ -218,6 +220,18 @@ export class HookRunner {
     const fields = { succeeded, failed, dropped };
     if (failed + dropped > 0) this.#log.warn(message, fields);
     else this.#log.info(message, fields);
+  }
+
+  /** Drop the hooks still waiting, each named (their files are not told about), and kill running ones. */
+  abort(): void {
+    for (const { event, facts } of this.#queue.splice(0)) {
+      this.#stats.dropped++;
+      this.#log.error("Hook on_{event} for {source} not run: stopping", {
+        event,
+        source: facts.source,
+      });
+    }
+    this.#stopping.abort();
   }
 
   #enqueue(event: HookEvent, argv: string[], facts: HookFacts): void {
@@ -231,14 +245,14 @@ export class HookRunner {
       });
       return;
     }
-    this.#queue.push(() => this.#run(event, argv, facts));
+    this.#queue.push({ event, argv, facts });
     this.#next();
   }
 
   #next(): void {
     while (this.#running.size < this.#job.max_concurrent_hooks && this.#queue.length > 0) {
-      const task = this.#queue.shift()!;
-      const running: Promise<void> = task().finally(() => {
+      const { event, argv, facts } = this.#queue.shift()!;
+      const running: Promise<void> = this.#run(event, argv, facts).finally(() => {
         this.#running.delete(running);
         this.#next();
       });

@@ -14,7 +14,7 @@ import { basename, dirname, join, posix, resolve } from "node:path";
 import type { Config, JobConfig } from "../config/types.ts";
 import type { Transport } from "../transfer/transport.ts";
 import type { FileVersion } from "../watch/stability.ts";
-import { checkUserPrograms, hookFacts, HookRunner } from "./hooks.ts";
+import { checkUserPrograms, type FinishingHooks, hookFacts, HookRunner } from "./hooks.ts";
 import { JobSchedules } from "./schedules.ts";
 import { assertCleanupSafe, SourceCleaner } from "./source_cleanup.ts";
 import type { FileTable, WorkRecord } from "./file_table.ts";
@@ -94,12 +94,21 @@ export class JobExtras {
   /**
    * Stop the schedules (killing a scheduled command), then the hooks and the
    * clean-up: with `once` what they were called for runs first; a stopping
-   * daemon kills running hooks and drops waiting ones.
+   * daemon kills running hooks and drops waiting ones. With `reloading` (the
+   * job is replaced by a reload) the hooks finish in the background instead:
+   * returned, for the daemon to end at its stop.
    */
-  async close(): Promise<void> {
+  async close(reloading = false): Promise<FinishingHooks | null> {
     await this.#schedules.stop();
-    await this.#hooks.close(this.#context.once);
+    let finishing: FinishingHooks | null = null;
+    if (reloading) {
+      const hooks = this.#hooks;
+      finishing = { finished: hooks.close(true), abort: () => hooks.abort() };
+    } else {
+      await this.#hooks.close(this.#context.once);
+    }
     await this.#cleaner.close(this.#context.once);
+    return finishing;
   }
 }
 

@@ -30,6 +30,7 @@ import { FileTable } from "./file_table.ts";
 import { FullDestinationPause, SpaceGuard } from "./space_guard.ts";
 import { Intake } from "./intake.ts";
 import { JobExtras } from "./job_extras.ts";
+import type { FinishingHooks } from "./hooks.ts";
 
 /** Options of {@linkcode JobRunner}. */
 export interface JobRunnerOptions {
@@ -262,7 +263,6 @@ export class JobRunner {
 
   /**
    * Try failed files again now: one (`relPath`) or all of the job's.
-   *
    * @returns how many files go back into the queue
    */
   retry(relPath?: string): number {
@@ -309,11 +309,11 @@ export class JobRunner {
 
   /**
    * Stop: no new transfers; transfers in flight are aborted (final names
-   * untouched; their temporary copies removed, by scp as the transport
-   * closes, or kept to be continued where copies are resumed; over FTP swept
-   * by the next batch into that folder) and resumed at the next start.
+   * untouched, temporary copies removed or kept to be continued) and resumed
+   * at the next start. `reloading` (a reload replaces the job): its hooks
+   * finish in the background, returned (see `JobExtras.close`).
    */
-  async stop(): Promise<void> {
+  async stop(reloading = false): Promise<FinishingHooks | null> {
     this.#stopping = true;
     this.#stopListening();
     this.#session.close();
@@ -328,9 +328,10 @@ export class JobRunner {
     await Promise.allSettled([...this.#batches]);
     this.#sender.close();
     await intakeClosed;
-    await this.#extras.close();
+    const finishing = await this.#extras.close(reloading);
     await this.#transport.close();
     for (const resolve of this.#idleWaiters.splice(0)) resolve();
+    return finishing;
   }
 
   /**

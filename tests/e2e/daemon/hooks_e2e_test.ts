@@ -206,6 +206,51 @@ esac
   }
 });
 
+Deno.test("hooks: a reload lets waiting hooks run; a stop names each hook it drops", async () => {
+  const script = `#!/bin/sh
+case "$IMAGE_TRANSFER_RELATIVE_PATH" in
+  slow*) touch "$HOOK_OUT/started-$IMAGE_TRANSFER_RELATIVE_PATH"; sleep 60 ;;
+  *) sleep 1; touch "$HOOK_OUT/$IMAGE_TRANSFER_RELATIVE_PATH" ;;
+esac
+`;
+  const p = await setUp("itx-hooks-reload-", script);
+  await writeConfig(p.config, {
+    ...baseConfig(p),
+    on_transfer: [p.hook],
+    hook_timeout_seconds: 120,
+    max_concurrent_hooks: 1,
+  });
+  const running = startCli(["run", "-c", p.config], { env: { HOME: p.home } });
+  try {
+    await running.waitForOutput("Watching");
+    const names = ["a.fits", "b.fits", "c.fits"];
+    for (const name of names) await Deno.writeFile(join(p.watch, name), randomBytes(1000));
+    await running.waitForOutput(/Successfully transferred .*c\.fits/);
+    // One hook at a time, a second each: most still wait when the reload comes.
+    running.process.kill("SIGHUP");
+    await running.waitForOutput("Reloaded");
+    await waitFor(
+      () => names.every((name) => existsSync(join(p.out, name))),
+      60_000,
+      "every hook ran",
+    );
+    assert.doesNotMatch(running.stderr(), /Hook on_transfer for .* not run/);
+
+    // A stop kills the running hook and names each waiting one.
+    for (const name of ["slow1.fits", "slow2.fits"]) {
+      await Deno.writeFile(join(p.watch, name), randomBytes(1000));
+    }
+    await waitFor(() => existsSync(join(p.out, "started-slow1.fits")), 60_000, "slow hook");
+    await running.waitForOutput(/Successfully transferred .*slow2\.fits/);
+  } finally {
+    const status = await running.stop();
+    assert.equal(status.code, 0, running.stderr());
+    await Deno.remove(p.root, { recursive: true });
+  }
+  assert.match(running.stderr(), /Hook on_transfer for .*slow2\.fits not run: stopping/);
+  assert.match(running.stderr(), /slow1\.fits failed: killed: stopping/);
+});
+
 Deno.test("on_failure: runs when a file gives up, with the reason", async () => {
   const p = await setUp("itx-hooks-failure-", RECORDING_HOOK);
   try {
