@@ -163,3 +163,16 @@ export function isConnectionFailure(error: TransferError): boolean {
   return /the connection to \S+ failed|authentication was refused|the host key of|cannot resolve the host name|refused the login|refused TLS|TLS certificate is not trusted|connection lost or refused|FTP server \S+: connect: /i
     .test(error.message);
 }
+
+/**
+ * What a failed attempt says about the job: `connection` (see
+ * {@linkcode isConnectionFailure}), `destination` (the destination folder is
+ * gone, as `transfer/classify.ts` words it: every file fails alike), or
+ * `file` (this file's own problem).
+ */
+export function failureScope(error: TransferError): "file" | "connection" | "destination" {
+  if (isConnectionFailure(error)) return "connection";
+  return /the destination folder .* is gone \(a share that is not mounted\?\)/.test(error.message)
+    ? "destination"
+    : "file";
+}

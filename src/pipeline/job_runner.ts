@@ -12,7 +12,7 @@
  * @module
  */
 import type { JobConfig } from "../config/types.ts";
-import { isConnectionFailure } from "../errors.ts";
+import { failureScope } from "../errors.ts";
 import type { JobPause } from "../ledger/daemon_lock.ts";
 import type { Ledger } from "../ledger/ledger.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
@@ -194,7 +194,7 @@ export class JobRunner {
         extras.gaveUp(record, error, attempts);
       },
       onFailed: (rel, error, final) =>
-        status.failed(rel, error.kind, error.message, final, isConnectionFailure(error)),
+        status.failed(rel, error.kind, error.message, final, failureScope(error)),
       pauseWhenFull: !options.once,
       slowRetries: !options.once,
       onFull: (error) => {

@@ -102,6 +102,8 @@ export class JobStatus {
   #unreachable: string | null = null;
   /** Files whose attempts failed since the last arrival, and the last reason. */
   #failedFiles = new Set<string>();
+  /** Whether the last failure said the destination folder is gone (since the last arrival). */
+  #destinationGone = false;
   #lastFailure: string | null = null;
   /** Why the ledger cannot be written, or `null`. */
   #ledgerProblem: string | null = null;
@@ -213,6 +215,7 @@ export class JobStatus {
     this.#unreachable = null;
     this.#failedFiles.clear();
     this.#lastFailure = null;
+    this.#destinationGone = false;
     this.state(this.#lastFull);
     this.#events?.emit({
       type: "sent",
@@ -228,19 +231,22 @@ export class JobStatus {
 
   /**
    * An attempt failed (not for a file that changed or disappeared while sent).
-   * `connection`: the host or the connection failed, not this file.
+   * `scope`: `connection` (the host or the connection failed) and
+   * `destination` (its folder is gone) are the job's problem from the first
+   * file on; `file`, this file's, until a second file fails too.
    */
   failed(
     relPath: string,
     errorClass: string,
     reason: string,
     final: boolean,
-    connection = false,
+    scope: "file" | "connection" | "destination" = "file",
   ): void {
-    if (connection) this.#unreachable = reason;
+    if (scope === "connection") this.#unreachable = reason;
     else {
       this.#failedFiles.add(relPath);
       this.#lastFailure = reason;
+      if (scope === "destination") this.#destinationGone = true;
     }
     this.state(this.#lastFull);
     this.#events?.emit({
@@ -262,7 +268,7 @@ export class JobStatus {
   state(full: boolean): { state: JobState; since: number; reason: string | null } {
     this.#lastFull = full;
     // One file that fails while others arrive is a problem of that file, not of the job.
-    const failing = this.#failedFiles.size >= 2 ? this.#lastFailure : null;
+    const failing = this.#failedFiles.size >= 2 || this.#destinationGone ? this.#lastFailure : null;
     const state: JobState = this.paused
       ? "paused"
       : this.#ledgerProblem !== null

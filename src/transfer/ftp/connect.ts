@@ -320,8 +320,8 @@ async function checkFtpDestination(
       report.line(
         "warn",
         "destination folder",
-        `${made} does not exist: the first transfer makes it, in ${folder} (if it is on a ` +
-          "share, mount the share first)",
+        `${made} does not exist: the first transfer makes it, in ${folder} (if files ` +
+          "arrived there before, it is a share that is not mounted: transfers wait for it)",
       );
     }
     let step = "write";

@@ -116,8 +116,8 @@ export async function probeLocalDestination(
     missing.push({
       check: "destination folder",
       verdict: "warn",
-      detail: `${base} does not exist: the first transfer makes it, in ${folder} (if it is on a ` +
-        "share, mount the share first)",
+      detail: `${base} does not exist: the first transfer makes it, in ${folder} (if files ` +
+        "arrived there before, it is a share that is not mounted: transfers wait for it)",
     });
   }
   const probe = join(folder, `.image-transfer-probe-${randomPart()}`);

@@ -254,8 +254,8 @@ export async function probeSshDestination(
       ? {
         check: "destination folder",
         verdict: "warn",
-        detail: `${where} does not exist: the first transfer makes it, in ${probed} (if it is ` +
-          "on a share, mount the share first)",
+        detail: `${where} does not exist: the first transfer makes it, in ${probed} (if files ` +
+          "arrived there before, it is a share that is not mounted: transfers wait for it)",
       }
       : fail("destination folder", `${where}: no answer from the remote checks`),
   );

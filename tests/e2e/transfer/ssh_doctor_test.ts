@@ -80,7 +80,7 @@ Deno.test("doctor checks programs, login, destination and free space per job", a
         // Not made: a share that is not mounted would get it on the disk below.
         assert.match(
           result.stdout,
-          /WARN {2}destination folder: .*\/new\/base does not exist: the first transfer makes it, in itx-test@127\.0\.0\.1:\/.*, mount the share first/,
+          /WARN {2}destination folder: .*\/new\/base does not exist: the first transfer makes it, in itx-test@127\.0\.0\.1:\/.*, it is a share that is not mounted/,
         );
         assert.match(
           result.stdout,

@@ -5,7 +5,13 @@
  * `retry_max_delay_seconds`, with ±20 % jitter).
  */
 import assert from "node:assert/strict";
-import { isConnectionFailure, isDestinationFull, TransferError } from "../../../src/errors.ts";
+import {
+  failureScope,
+  isConnectionFailure,
+  isDestinationFull,
+  TransferError,
+} from "../../../src/errors.ts";
+import { baseGoneReason } from "../../../src/transfer/classify.ts";
 import {
   attemptOutcome,
   type FailedAttempt,
@@ -179,6 +185,17 @@ Deno.test("isConnectionFailure: the host and the connection, not one file", () =
   assert.ok(!says("Cannot send a.fits: a file named 20240315 is in the way at /data"));
   assert.ok(!says("Cannot send a.fits: the destination on freya is full (no space left)"));
   assert.ok(!says("Cannot send a.fits: the remote user on freya may not write there"));
+});
+
+Deno.test("failureScope: the connection, a destination folder that is gone, or the file", () => {
+  const scope = (message: string) => failureScope(new TransferError(message, "retry-later"));
+  assert.equal(scope("Cannot send a.fits: the connection to freya failed: check it"), "connection");
+  // As every method words it (transfer/classify.ts).
+  assert.equal(
+    scope(`Cannot send a.fits to freya:/x: ${baseGoneReason("/mnt/share")}`),
+    "destination",
+  );
+  assert.equal(scope("Cannot send a.fits: a file named 20240315 is in the way at /data"), "file");
 });
 
 const MIDDLE = () => 0.5; // jitter factor exactly 1.0

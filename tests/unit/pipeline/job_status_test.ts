@@ -50,7 +50,7 @@ Deno.test("job status: one failing file is its own problem; the connection makes
 
   // Authentication refused (a fatal error, for every file): the destination is unreachable.
   const refused = "authentication was refused for obs@freya: install your public key";
-  status.failed("d.fits", "fatal", refused, true, true);
+  status.failed("d.fits", "fatal", refused, true, "connection");
   assert.deepEqual([status.state(false).state, status.state(false).reason], [
     "unreachable",
     refused,
@@ -70,4 +70,8 @@ Deno.test("job status: one failing file is its own problem; the connection makes
     state: "watching",
     reason: null,
   });
+  // A destination folder that is gone fails every file alike: failing from the first one.
+  const gone = "the destination folder /mnt/share is gone (a share that is not mounted?): …";
+  status.failed("f.fits", "retry-later", gone, false, "destination");
+  assert.deepEqual([status.state(false).state, status.state(false).reason], ["failing", gone]);
 });
