@@ -41,8 +41,22 @@ const sshFlags = (c: FailureContext) =>
 const wordForShell = (word: string) =>
   /^[\w@%+=:,./~-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`;
 const sshCommand = (c: FailureContext) => `ssh ${sshFlags(c)}${c.destination}`;
+/** The known-hosts file `ssh_options` name (`UserKnownHostsFile`, its first file), or `null`. */
+const knownHostsFile = (c: FailureContext) => {
+  for (const option of c.options ?? []) {
+    const file = /^\s*UserKnownHostsFile\s*[=\s]\s*(\S+)/i.exec(option)?.[1];
+    if (file) return file;
+  }
+  return null;
+};
 const keyscanCommand = (c: FailureContext) =>
-  `ssh-keyscan ${c.port === null ? "" : `-p ${c.port} `}${c.host} >> ~/.ssh/known_hosts`;
+  `ssh-keyscan ${c.port === null ? "" : `-p ${c.port} `}${c.host} >> ${
+    wordForShell(knownHostsFile(c) ?? "~/.ssh/known_hosts")
+  }`;
+const keygenRemove = (c: FailureContext) => {
+  const file = knownHostsFile(c);
+  return `ssh-keygen ${file === null ? "" : `-f ${wordForShell(file)} `}-R '${knownHostsName(c)}'`;
+};
 const connectionLost = (c: FailureContext) =>
   `the connection to ${c.host} failed: check that the host is up and reachable and that sshd ` +
   `listens on port ${c.port ?? "22 (or the Port of your ~/.ssh/config)"}`;
@@ -56,9 +70,7 @@ const RULES: Rule[] = [
     reason: (c) =>
       `the host key of ${c.host} has CHANGED (someone may be intercepting the connection); ` +
       `if the server was reinstalled or its key replaced on purpose, remove the old key with ` +
-      `"ssh-keygen -R '${knownHostsName(c)}'" and run "${
-        sshCommand(c)
-      }" once to accept the new one`,
+      `"${keygenRemove(c)}" and run "${sshCommand(c)}" once to accept the new one`,
   },
   {
     test: /Host key verification failed|No \S+ host key is known|host key is not known/i,

@@ -54,6 +54,17 @@ Deno.test("host key problems are fatal and say how to accept or replace the key"
   assert.equal(changed.kind, "fatal");
   assert.match(changed.reason, /has CHANGED/);
   assert.match(changed.reason, /ssh-keygen -R '\[freya\]:2222'/);
+  // A known-hosts file of ssh_options' own is the one to edit.
+  const ownFile = classifyText(CHANGED_KEY, {
+    ...context,
+    options: ["StrictHostKeyChecking=yes", "UserKnownHostsFile=/srv/itx/known hosts"],
+  }, 255);
+  assert.match(ownFile.reason, /ssh-keygen -f \/srv\/itx\/known -R '\[freya\]:2222'/);
+  const ownUnknown = classifyText("Host key verification failed.", {
+    ...context,
+    options: ["UserKnownHostsFile /srv/itx/known_hosts"],
+  }, 255);
+  assert.match(ownUnknown.reason, />> \/srv\/itx\/known_hosts/);
 
   const viaRsync = classifyText(
     "Host key verification failed.\n" +
