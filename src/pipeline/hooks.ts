@@ -263,6 +263,18 @@ export class HookRunner {
   async #run(event: HookEvent, argv: string[], facts: HookFacts): Promise<void> {
     const job = this.#job;
     const fields = { event, hook: argv[0], source: facts.source };
+    // Checked at start, and again before each run: one removed, replaced or made writable by
+    // others since is not run.
+    const problem = await programProblem(argv[0]);
+    if (problem !== undefined) {
+      this.#stats.failed++;
+      this.#log.error(
+        "Hook on_{event} for {source} not run: on_{event} of job {job}: {problem}; then reload " +
+          "the daemon (kill -HUP its pid) or restart it",
+        { ...fields, job: job.name, problem },
+      );
+      return;
+    }
     const result = await runCaptured(argv, hookEnvironment(job, event, facts), {
       timeoutMs: job.hook_timeout_seconds * 1000,
       signal: this.#stopping.signal,

@@ -220,35 +220,70 @@ esac
     hook_timeout_seconds: 120,
     max_concurrent_hooks: 1,
   });
-  const running = startCli(["run", "-c", p.config], { env: { HOME: p.home } });
+  let slowRunning = "";
+  const daemon = startCli(["run", "-c", p.config], { env: { HOME: p.home } });
   try {
-    await running.waitForOutput("Watching");
+    await daemon.waitForOutput("Watching");
     const names = ["a.fits", "b.fits", "c.fits"];
     for (const name of names) await Deno.writeFile(join(p.watch, name), randomBytes(1000));
-    await running.waitForOutput(/Successfully transferred .*c\.fits/);
+    await daemon.waitForOutput(/Successfully transferred .*c\.fits/);
     // One hook at a time, a second each: most still wait when the reload comes.
-    running.process.kill("SIGHUP");
-    await running.waitForOutput("Reloaded");
+    daemon.process.kill("SIGHUP");
+    await daemon.waitForOutput("Reloaded");
     await waitFor(
       () => names.every((name) => existsSync(join(p.out, name))),
       60_000,
       "every hook ran",
     );
-    assert.doesNotMatch(running.stderr(), /Hook on_transfer for .* not run/);
+    assert.doesNotMatch(daemon.stderr(), /Hook on_transfer for .* not run/);
 
     // A stop kills the running hook and names each waiting one.
     for (const name of ["slow1.fits", "slow2.fits"]) {
       await Deno.writeFile(join(p.watch, name), randomBytes(1000));
     }
-    await waitFor(() => existsSync(join(p.out, "started-slow1.fits")), 60_000, "slow hook");
-    await running.waitForOutput(/Successfully transferred .*slow2\.fits/);
+    // One hook at a time: whichever file arrived first has its hook running, the other waits.
+    const started = () =>
+      ["slow1.fits", "slow2.fits"].find((name) => existsSync(join(p.out, `started-${name}`)));
+    await waitFor(() => started() !== undefined, 60_000, "a slow hook");
+    slowRunning = started()!;
+    await daemon.waitForOutput(/Successfully transferred .*slow1\.fits/);
+    await daemon.waitForOutput(/Successfully transferred .*slow2\.fits/);
+  } finally {
+    const status = await daemon.stop();
+    assert.equal(status.code, 0, daemon.stderr());
+    await Deno.remove(p.root, { recursive: true });
+  }
+  const waiting = slowRunning === "slow1.fits" ? "slow2.fits" : "slow1.fits";
+  assert.ok(
+    daemon.stderr().includes(`${join(p.watch, waiting)} not run: stopping`),
+    daemon.stderr(),
+  );
+  assert.ok(daemon.stderr().includes(`${join(p.watch, slowRunning)} failed: killed: stopping`));
+});
+
+Deno.test("hooks: a hook program made writable by others or removed after the start is not run", async () => {
+  const p = await setUp("itx-hooks-changed-", RECORDING_HOOK);
+  await writeConfig(p.config, { ...baseConfig(p), on_transfer: [p.hook] });
+  const running = startCli(["run", "-c", p.config], { env: { HOME: p.home } });
+  try {
+    await running.waitForOutput("Watching");
+    await Deno.writeFile(join(p.watch, "a.fits"), randomBytes(1000));
+    await waitFor(async () => (await recordedCalls(p.out)).length === 1, 30_000, "a's hook");
+    // Checked at start; anyone could change it now.
+    await Deno.chmod(p.hook, 0o777);
+    await Deno.writeFile(join(p.watch, "b.fits"), randomBytes(1000));
+    await running.waitForOutput(
+      /Hook on_transfer for .*b\.fits not run: on_transfer of job default: .*writable by .*chmod go-w/,
+    );
+    await Deno.remove(p.hook);
+    await Deno.writeFile(join(p.watch, "c.fits"), randomBytes(1000));
+    await running.waitForOutput(/Hook on_transfer for .*c\.fits not run: .*does not exist/);
+    assert.equal((await recordedCalls(p.out)).length, 1, "neither ran");
   } finally {
     const status = await running.stop();
     assert.equal(status.code, 0, running.stderr());
     await Deno.remove(p.root, { recursive: true });
   }
-  assert.match(running.stderr(), /Hook on_transfer for .*slow2\.fits not run: stopping/);
-  assert.match(running.stderr(), /slow1\.fits failed: killed: stopping/);
 });
 
 Deno.test("on_failure: runs when a file gives up, with the reason", async () => {
