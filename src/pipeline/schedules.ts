@@ -11,6 +11,7 @@ import type { JobConfig } from "../config/types.ts";
 import type { FileRows } from "../ledger/file_rows.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
 import { runCaptured } from "../process/captured.ts";
+import { programProblem } from "./hooks.ts";
 import { dirname, join } from "node:path";
 import { logger } from "../log/logging.ts";
 
@@ -180,6 +181,14 @@ export class JobSchedules {
         else this.#context.resume();
         return;
       case "command": {
+        // Checked at start, and again before each run (see `HookRunner`).
+        const problem = await programProblem(entry.command[0]);
+        if (problem !== undefined) {
+          throw new Error(
+            `not run: schedules[${index}].command: ${problem}; then reload the daemon ` +
+              "(kill -HUP its pid) or restart it",
+          );
+        }
         const result = await runCaptured(entry.command, scheduleEnvironment(job, index), {
           timeoutMs: entry.timeout_seconds * 1000,
           signal: this.#stopping.signal,

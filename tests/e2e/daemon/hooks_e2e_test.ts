@@ -261,9 +261,16 @@ esac
   assert.ok(daemon.stderr().includes(`${join(p.watch, slowRunning)} failed: killed: stopping`));
 });
 
-Deno.test("hooks: a hook program made writable by others or removed after the start is not run", async () => {
+Deno.test("hooks: a hook or scheduled program made writable by others or removed after the start is not run", async () => {
   const p = await setUp("itx-hooks-changed-", RECORDING_HOOK);
-  await writeConfig(p.config, { ...baseConfig(p), on_transfer: [p.hook] });
+  const scheduled = join(p.root, "hook dir", "every second.sh");
+  await Deno.writeTextFile(scheduled, `#!/bin/sh\ntouch '${join(p.root, "scheduled ran")}'\n`);
+  await Deno.chmod(scheduled, 0o755);
+  await writeConfig(p.config, {
+    ...baseConfig(p),
+    on_transfer: [p.hook],
+    schedules: [{ every_seconds: 1, action: "command", command: [scheduled] }],
+  });
   const running = startCli(["run", "-c", p.config], { env: { HOME: p.home } });
   try {
     await running.waitForOutput("Watching");
@@ -279,6 +286,12 @@ Deno.test("hooks: a hook program made writable by others or removed after the st
     await Deno.writeFile(join(p.watch, "c.fits"), randomBytes(1000));
     await running.waitForOutput(/Hook on_transfer for .*c\.fits not run: .*does not exist/);
     assert.equal((await recordedCalls(p.out)).length, 1, "neither ran");
+    // The same for a scheduled command.
+    await waitFor(() => existsSync(join(p.root, "scheduled ran")), 30_000, "scheduled command");
+    await Deno.chmod(scheduled, 0o777);
+    await running.waitForOutput(
+      /Schedule 0 of job default \(command\) failed: not run: schedules\[0\]\.command: .*chmod go-w/,
+    );
   } finally {
     const status = await running.stop();
     assert.equal(status.code, 0, running.stderr());
