@@ -49,13 +49,19 @@ import { planTaskInstall, planTaskUninstall, taskXmlPath } from "../service/task
 /** The source checkout, used when running from source (`deno run`). */
 const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
-/** Add the options `install-service` and `uninstall-service` share. */
-export function addServiceOptions(command: Command): Command {
+/**
+ * Add the options `install-service` and `uninstall-service` share (`--user`
+ * said as the one or the other does it).
+ */
+export function addServiceOptions(command: Command, uninstall = false): Command {
   return command
     .option(
       "--user",
-      "run in your own login session (systemd user unit, launchd agent, task at logon) " +
-        "instead of starting at boot",
+      uninstall
+        ? "remove the service installed with --user (systemd user unit, launchd agent, task " +
+          "at logon)"
+        : "run in your own login session (systemd user unit, launchd agent, task at logon) " +
+          "instead of starting at boot",
     )
     .option("--print", "show the checks, files and commands, change nothing")
     .addOption(
@@ -313,6 +319,7 @@ export function uninstallServiceCommand(): Command {
     new Command("uninstall-service").description(
       "stop the service and remove what install-service wrote (use the same --user and sudo)",
     ),
+    true,
   ).action(async (options: ServiceOptions) => {
     await runUninstallService(options);
   });

@@ -83,8 +83,14 @@ function expectedWords(
       return TYPE_WORDS[issue.expected] ?? issue.expected;
     case "too_small":
     case "too_big": {
-      if (issue.origin === "number") return numberWords(schema, false);
       const limit = "minimum" in issue ? issue.minimum : issue.maximum;
+      if (issue.origin === "number") {
+        const words = numberWords(schema, false);
+        if (!/^a (whole )?number$/.test(words)) return words;
+        // A key whose schema is not found by its path (inside a list's entries): the issue's bound.
+        const sign = (issue.code === "too_small" ? ">" : "<") + (issue.inclusive ? "=" : "");
+        return `${words} ${sign} ${limit}`;
+      }
       const bound = issue.code === "too_small" ? "at least" : "at most";
       if (issue.origin === "string") {
         return issue.code === "too_small" && limit === 1

@@ -85,6 +85,10 @@ const BROKEN: [string, RegExp][] = [
   ],
   ["empty_jobs.yaml", /empty_jobs\.yaml:3: jobs: the list is empty/],
   [
+    "every_seconds_zero.yaml",
+    /every_seconds_zero\.yaml:6: schedules\[0\]\.every_seconds: expected a number > 0, got 0/,
+  ],
+  [
     "file_patterns_number.yaml",
     /file_patterns_number\.yaml:4: file_patterns: expected a list of patterns/,
   ],
