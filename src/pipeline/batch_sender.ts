@@ -321,6 +321,7 @@ export class BatchSender {
         source: item.source,
         destination,
       });
+      transport.dropKeptCopies?.([record.destination]);
     }
     if (found === "rebuilt") {
       this.#log.info(
@@ -365,6 +366,10 @@ export class BatchSender {
     }
     // Before the file is back in the queue: the pause must hold it.
     if (outcome.next.kind === "hold") this.#context.onFull(error);
+    // Its source is gone: a copy kept to continue it never will be.
+    if (outcome.next.kind === "drop") {
+      this.#context.transport.dropKeptCopies?.([record.destination]);
+    }
     const recheck = table.attemptFailed(record.relPath, outcome.ledger, afterAttempt(outcome.next));
     if (outcome.next.kind === "observe" || (recheck && outcome.next.kind !== "drop")) {
       this.#context.observe(source);

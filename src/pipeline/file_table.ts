@@ -239,7 +239,6 @@ export class FileTable {
    * Files of a batch arrived verified: recorded `done`, all or none, and out
    * of motion. When the ledger cannot record them they stay `sending` and
    * this returns `null` (call again when it can).
-   *
    * @returns the sources to observe again (a change was seen while they were sent)
    */
   arrived(records: Array<Readonly<WorkRecord>>): string[] | null {
@@ -287,7 +286,6 @@ export class FileTable {
    * Try failed files again now: one (`relPath`) or all. Failed rows go back
    * to pending; files waiting for their slow retry are queued with fresh
    * fast retries; a failed row that nothing holds goes to the checker.
-   *
    * @returns how many failed files go back into motion, and whether any can be sent now
    */
   retry(relPath?: string): { count: number; queued: boolean } {
@@ -329,15 +327,18 @@ export class FileTable {
    * and retry time kept), to the checker (it changed), or out of the ledger
    * (gone, or no longer matching). A retry time further ahead than the
    * longest retry delay (the clock was stepped back since) is due now.
+   * @returns the destinations of the rows taken out (their sources are gone)
    */
-  async resumeUnfinished(): Promise<void> {
+  async resumeUnfinished(): Promise<string[]> {
     const job = this.#job;
     const latest = systemClock.now() + job.retry_max_delay_seconds * 1000;
+    const dropped: string[] = [];
     for (const row of this.rows.unfinished()) {
       const path = absolutePath(job.watch_path, row.relPath);
       const info = await Deno.stat(path).catch(() => null);
       if (!info?.isFile || !this.#filter.includesFile(row.relPath)) {
         writeIfWritable(() => this.rows.remove(row.relPath));
+        dropped.push(row.destination);
         logger("pipeline").info(
           "Dropped {path}: it is gone from the watch folder, or no longer matches",
           { job: job.name, path },
@@ -354,6 +355,7 @@ export class FileTable {
         this.#observe(path);
       }
     }
+    return dropped;
   }
 
   /** Before a periodic rescan: failed files get another chance. Returns whether any can go now. */
@@ -372,7 +374,6 @@ export class FileTable {
   /**
    * Pending rows that nothing holds (no record, not observed) go to the
    * checker, which finds them complete (queued) or gone (dropped).
-   *
    * @returns their relative paths
    */
   observeStrayPending(): string[] {
@@ -391,7 +392,6 @@ export class FileTable {
    * motion or by the checker: files `resend` marked to be sent again are
    * taken up here (anything else found here is a missed wake-up, put right
    * all the same).
-   *
    * @returns the files that were due and are queued now
    */
   sweep(): string[] {

@@ -272,14 +272,12 @@ export class JobRunner {
     return count;
   }
 
-  /**
-   * Resume from the ledger, start watching (unless `once`), and scan the
-   * watch folder for files that arrived while the daemon was down.
-   */
+  /** Resume from the ledger, watch (unless `once`), scan for files that came meanwhile. */
   async start(): Promise<void> {
     const job = this.job;
     this.#startFromLedger();
-    await this.#table.resumeUnfinished();
+    // Copies kept to continue files whose sources are gone never will be.
+    this.#transport.dropKeptCopies?.(await this.#table.resumeUnfinished());
     if (this.#stopping || !(await this.#session.start()) || this.#stopping) return;
     const verb = this.#options.once ? "Checked" : "Watching";
     const how = this.#session.how;

@@ -127,6 +127,13 @@ export interface Transport {
    * written to the disk below its mount point. Sending fails until it is back.
    */
   deliveredBefore?(): void;
+  /**
+   * Optional, for methods that keep interrupted copies to continue them:
+   * remove the kept copies of these files (relative destinations), which will
+   * not be continued (they arrived, or their source is gone). Best effort, in
+   * the background; never throws.
+   */
+  dropKeptCopies?(destinations: string[]): void;
   /** The user-facing location of a destination, e.g. `obs@freya:/data/20240315/a.fits`. */
   describeTarget(destination: string): string;
   /**

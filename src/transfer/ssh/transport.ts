@@ -28,8 +28,9 @@ import { type DiskSpace, freeSpaceCheck } from "../../config/free_space.ts";
 import { SshBatch } from "./batch.ts";
 import { byUploadFolder, type SshDelivery, type SshMethod } from "./method.ts";
 import { SshSession } from "./connection.ts";
-import { endpointFromJob, remoteBasePath } from "./endpoint.ts";
-import { jobOwner, randomPart } from "../temp_name.ts";
+import { endpointFromJob, remoteBasePath, remoteJoin } from "./endpoint.ts";
+import { jobOwner, randomPart, uploadFolderPrefix } from "../temp_name.ts";
+import { TEMP_SUFFIX } from "../../layout/destination.ts";
 import { LimitShares } from "../throttle.ts";
 import type {
   PartSent,
@@ -60,6 +61,9 @@ export abstract class SshTransport implements Transport, SshMethod {
   oneCallFiles = Infinity;
   filesArrivedBefore = false;
   readonly uploadsLeft = new Set<string>();
+  /** Files whose kept copies are to be removed (see {@linkcode dropKeptCopies}), and when. */
+  #toDrop = new Set<string>();
+  #dropTimer: ReturnType<typeof setTimeout> | undefined;
   /** Parts of growing files being sent, by destination: a send of the same file waits for them. */
   #parts = new Map<string, Promise<unknown>>();
 
@@ -192,7 +196,49 @@ export abstract class SshTransport implements Transport, SshMethod {
     await this.session.connect({ timeoutMs: this.timeoutMs }).catch(() => {});
   }
 
+  /**
+   * Remove the copies kept to be continued (rsync, `resume_partial_hours`) of
+   * these files (relative destinations): they will not be continued, having
+   * arrived or lost their source, and no later batch may come into their
+   * folder to sweep them. Gathered for a second, then one call; never throws.
+   */
+  dropKeptCopies(destinations: string[]): void {
+    if (!this.resumesCopies || destinations.length === 0) return;
+    for (const destination of destinations) this.#toDrop.add(destination);
+    this.#dropTimer ??= setTimeout(() => void this.#dropNow(), 1000);
+  }
+
+  async #dropNow(): Promise<void> {
+    clearTimeout(this.#dropTimer);
+    this.#dropTimer = undefined;
+    const places = [...this.#toDrop].slice(0, SIZES_PER_SCRIPT).map((destination) => {
+      this.#toDrop.delete(destination);
+      const finalPath = remoteJoin(this.base, destination);
+      return { folder: posix.dirname(finalPath), name: posix.basename(finalPath) };
+    });
+    if (this.#toDrop.size > 0) this.#dropTimer = setTimeout(() => void this.#dropNow(), 1000);
+    // Held like a batch's folders: no sweep runs there meanwhile, and the copies of batches
+    // under way are not touched.
+    const claim = await this.uploadFolders.claim([...new Set(places.map((p) => p.folder))]);
+    try {
+      const prefix = uploadFolderPrefix(this.owner);
+      const lines = places.map(({ folder, name }) =>
+        call("drop_kept_copies", folder, name, prefix, TEMP_SUFFIX, ...claim.othersActive(folder))
+      );
+      await this.session.runScript(buildScript("make_folders", lines).text, {
+        timeoutMs: this.timeoutMs,
+      });
+    } catch {
+      // Left to the next batch into the folder, which sweeps them once expired.
+    } finally {
+      claim.prepared(false);
+      claim.release();
+    }
+  }
+
   async close(): Promise<void> {
+    if (this.#toDrop.size > 0) await this.#dropNow();
+    clearTimeout(this.#dropTimer);
     // What a stop interrupted is sent again whole: its upload folders go now (one call, briefly).
     const left = [...this.uploadsLeft];
     this.uploadsLeft.clear();

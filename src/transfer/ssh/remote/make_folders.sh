@@ -5,6 +5,7 @@
 #   make_folders INDEX BASE MAKE_BASE [FOLDER...] &&
 #     make_upload_folder INDEX FOLDER UPLOAD_NAME [LEFTOVER_PREFIX LEFTOVER_SUFFIX [KEEP_SECONDS]]
 #
+# (or, for files whose kept copies will not be continued, `drop_kept_copies`),
 # and, where copies are resumed, per file whose folder was made:
 #
 #   take_earlier_copy ITEM FOLDER UPLOAD_NAME NAME SIZE PREFIX SUFFIX KEEP_SECONDS [ACTIVE...]
@@ -199,6 +200,26 @@ take_earlier_copy() {
     }
   fi
   report earlier-copy "$item" "$best_size"
+}
+
+# drop_kept_copies FOLDER NAME PREFIX SUFFIX [ACTIVE...]: remove the copies of NAME
+# this daemon kept in its upload folders of FOLDER (names with that prefix and
+# suffix, none of the ACTIVE ones), and each such folder left empty.
+drop_kept_copies() {
+  folder=$1 name=$2 prefix=$3 suffix=$4
+  shift 4
+  set +f
+  for holder in "$folder/$prefix"*"$suffix"; do
+    set -f
+    is_active "${holder##*/}" "$@" && continue
+    is_own_folder "$holder" || continue
+    if [ -f "$holder/$name" ] && ! [ -L "$holder/$name" ]; then
+      rm -f -- "$holder/$name"
+    fi
+    rmdir -- "$holder" 2>/dev/null
+  done
+  set -f
+  return 0
 }
 
 # is_active NAME [ACTIVE...]: NAME is one of the ACTIVE names.
