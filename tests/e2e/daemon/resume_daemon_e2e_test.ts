@@ -114,6 +114,29 @@ async function writeRandom(path: string, size: number): Promise<void> {
   for (let done = 0; done < size; done += MiB) await file.write(randomBytes(MiB));
 }
 
+/**
+ * Write `size` random bytes to the watch folder's file, run the daemon until
+ * its copy holds `atLeast` bytes, and crash it there.
+ *
+ * @returns the source's path
+ */
+async function crashMidCopy(box: Sandbox, size: number, atLeast: number): Promise<string> {
+  const source = join(box.watch, NAME);
+  await writeRandom(source, size);
+  await Deno.utime(source, NIGHT, NIGHT);
+  const first = startCli(["run", "-v", "-c", box.config], { env: box.env });
+  try {
+    await waitFor(
+      async () => [...(await temporaries(box.dest)).values()].some((bytes) => bytes >= atLeast),
+      60_000,
+      `${atLeast} bytes of the copy`,
+    );
+  } finally {
+    await crash(first);
+  }
+  return source;
+}
+
 for (const method of ["local", "rsync"] as const) {
   Deno.test(`daemon (${method}): killed at half of a 200 MiB file, the restart sends the other half`, async () => {
     const sshd = await startSshd();
@@ -122,21 +145,8 @@ for (const method of ["local", "rsync"] as const) {
       stability_window_seconds: 0.5,
     });
     try {
-      const source = join(box.watch, NAME);
-      await writeRandom(source, 200 * MiB);
-      await Deno.utime(source, NIGHT, NIGHT);
+      const source = await crashMidCopy(box, 200 * MiB, 90 * MiB);
       const final = join(box.dest, "20240701", NAME);
-
-      const first = startCli(["run", "-v", "-c", box.config], { env: box.env });
-      try {
-        await waitFor(
-          async () => [...(await temporaries(box.dest)).values()].some((size) => size >= 90 * MiB),
-          60_000,
-          "half of the copy",
-        );
-      } finally {
-        await crash(first);
-      }
       await new Promise((resolve) => setTimeout(resolve, 300));
       const kept = [...(await temporaries(box.dest)).values()];
       assert.equal(kept.length, 1, "the interrupted copy is kept");
@@ -172,19 +182,7 @@ for (const method of ["local", "rsync"] as const) {
         stability_window_seconds: 0.5,
       });
       try {
-        const source = join(box.watch, NAME);
-        await writeRandom(source, 40 * MiB);
-        await Deno.utime(source, NIGHT, NIGHT);
-        const first = startCli(["run", "-c", box.config], { env: box.env });
-        try {
-          await waitFor(
-            async () => [...(await temporaries(box.dest)).values()].some((size) => size >= MiB),
-            60_000,
-            "a part of the copy",
-          );
-        } finally {
-          await crash(first);
-        }
+        const source = await crashMidCopy(box, 40 * MiB, MiB);
         assert.equal((await temporaries(box.dest)).size, 1, "the interrupted copy is kept");
         // The file is deleted while the daemon is down: its copy will never be continued.
         await Deno.remove(source);
