@@ -9,7 +9,7 @@ import { dirname, join } from "node:path";
 import { TransferError } from "../../errors.ts";
 import { baseGoneReason } from "../classify.ts";
 import { freeSpaceCheck, localDiskSpace } from "../../config/free_space.ts";
-import { isOwnTempName, randomPart } from "../temp_name.ts";
+import { isOwnTempName, isOwnTempNameFor, randomPart } from "../temp_name.ts";
 import type { ProbeCheck } from "../transport.ts";
 
 /**
@@ -64,8 +64,10 @@ async function kindAt(path: string): Promise<"folder" | "other" | null> {
 /**
  * Remove the temporary files `owner` left in `folder` (an interrupted run)
  * whose last write is older than `keepMs` (all of them when it is 0: such
- * copies are not resumed), except those in `inUse`. Links are removed, never
- * followed; errors are ignored (a later sweep or the user will see to them).
+ * copies are not resumed), except those in `inUse`; with `ofFile`, only the
+ * copies of that file (a final name), whatever their age. Links are removed,
+ * never followed; errors are ignored (a later sweep or the user will see to
+ * them).
  *
  * @returns the names of the copies kept to be continued (younger than `keepMs`)
  */
@@ -74,14 +76,17 @@ export async function sweepLocalLeftovers(
   owner: string,
   inUse: ReadonlySet<string>,
   keepMs = 0,
+  ofFile?: string,
 ): Promise<string[]> {
   const kept: string[] = [];
+  const ours = (name: string) =>
+    ofFile === undefined ? isOwnTempName(name, owner) : isOwnTempNameFor(name, ofFile, owner);
   try {
     for await (const entry of Deno.readDir(folder)) {
-      if (entry.isDirectory || !isOwnTempName(entry.name, owner)) continue;
+      if (entry.isDirectory || !ours(entry.name)) continue;
       const path = join(folder, entry.name);
       if (inUse.has(path)) continue;
-      if (keepMs > 0) {
+      if (keepMs > 0 && ofFile === undefined) {
         const info = await Deno.lstat(path).catch(() => null);
         const writtenAt = info?.mtime?.getTime() ?? 0;
         if (info?.isFile && Date.now() - writtenAt <= keepMs) {

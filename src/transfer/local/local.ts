@@ -84,6 +84,14 @@ export class LocalTransport implements Transport {
     this.#deliveredBefore = true;
   }
 
+  /** See `Transport.dropKeptCopies`: in the background, never throws. */
+  dropKeptCopies(destinations: string[]): void {
+    if (this.#copies.keepMs === 0) return;
+    for (const destination of destinations) {
+      this.#copies.drop(this.describeTarget(destination)).catch(() => {});
+    }
+  }
+
   destinationSizes(destinations: string[]): Promise<Map<string, number | null>> {
     return localDestinationSizes(this.#job.remote_base_path, destinations);
   }

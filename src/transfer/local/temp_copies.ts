@@ -159,6 +159,17 @@ export class LocalTempCopies {
     return sweep;
   }
 
+  /** Remove the copies kept to continue the file at `finalPath`: it never will be. */
+  async drop(finalPath: string): Promise<void> {
+    const folder = dirname(finalPath);
+    const name = basename(finalPath);
+    await sweepLocalLeftovers(folder, this.#owner, this.#inUse, 0, name);
+    const known = this.#resumable.get(folder);
+    for (const copy of known ?? []) {
+      if (isOwnTempNameFor(copy, name, this.#owner)) known!.delete(copy);
+    }
+  }
+
   /** Note a copy left at `path` to be continued by a later attempt. */
   #remember(path: string): void {
     const folder = dirname(path);
