@@ -276,8 +276,10 @@ export class JobRunner {
   async start(): Promise<void> {
     const job = this.job;
     this.#startFromLedger();
-    // Copies kept to continue files whose sources are gone never will be.
-    this.#transport.dropKeptCopies?.(await this.#table.resumeUnfinished());
+    // Copies kept to continue files whose sources are gone never will be. (Not as the call's
+    // argument: an optional call that is not made would not resume the rows either.)
+    const gone = await this.#table.resumeUnfinished();
+    this.#transport.dropKeptCopies?.(gone);
     if (this.#stopping || !(await this.#session.start()) || this.#stopping) return;
     const verb = this.#options.once ? "Checked" : "Watching";
     const how = this.#session.how;
