@@ -182,6 +182,7 @@ export class JobRunner {
       observe: (path) => intake.observe(path),
       onSent: (record, sha256) => {
         const { relPath, version, destination } = record;
+        transport.deliveredBefore?.(); // Its base folder is not made again once gone.
         extras.arrived(relPath, { ...version }, destination, sha256);
         status.sent(relPath, destination, version.size, record.sendingSince);
       },
@@ -261,10 +262,7 @@ export class JobRunner {
     this.#pump();
   }
 
-  /**
-   * Try failed files again now: one (`relPath`) or all of the job's.
-   * @returns how many files go back into the queue
-   */
+  /** Try failed files again now: one (`relPath`) or all of the job's; returns how many. */
   retry(relPath?: string): number {
     if (this.#stopping) return 0;
     const { count, queued } = this.#table.retry(relPath);
@@ -340,7 +338,7 @@ export class JobRunner {
    * (saying whether interrupted copies are continued or sent again whole).
    */
   #startFromLedger(): void {
-    // A destination folder delivered to before is not made again if it is gone (an unmounted share).
+    // A destination folder delivered to is not made again if it is gone (an unmounted share).
     if (this.#table.rows.anyDone()) this.#transport.deliveredBefore?.();
     const fields = { target: this.#transport.describeTarget("") };
     const { interrupted, failed, doneElsewhere: elsewhere } = this.#table.takeOverLedger();

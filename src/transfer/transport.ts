@@ -121,10 +121,11 @@ export interface Transport {
    */
   sendPart?(item: TransferItem, signal: AbortSignal): Promise<PartSent>;
   /**
-   * Optional: told at start that files of the job arrived at this destination
-   * before (the ledger says so). Its base folder is then not made again when
-   * it is gone: a share that did not mount would otherwise have the copies
-   * written to the disk below its mount point. Sending fails until it is back.
+   * Optional: told that files of the job arrived at this destination (at
+   * start, when the ledger says so, and at each arrival). Its base folder is
+   * then not made again when it is gone: a share that did not mount would
+   * otherwise have the copies written to the disk below its mount point.
+   * Sending fails (`retry-later`) until it is back.
    */
   deliveredBefore?(): void;
   /**

@@ -54,7 +54,7 @@ export class FtpTransport implements Transport {
   #pool: FtpPool;
   /** Upload folders of batches under way (never swept). */
   #inUse = new Set<string>();
-  /** Files arrived in the base folder before (the ledger, or this run): it is not made again. */
+  /** Files arrived in the base folder before (see `Transport.deliveredBefore`): not made again. */
   #filesArrivedBefore = false;
   /** Paces all uploads together at `bandwidth_limit` (none without one). */
   readonly throttle: Throttle | null;
@@ -104,9 +104,7 @@ export class FtpTransport implements Transport {
       }
       // An abort while connecting: the connection is dropped below.
       signal.throwIfAborted();
-      const outcomes = await deliver(items, this.#steps(link, this.#base(link.peer)), signal);
-      if (outcomes.some((outcome) => outcome.error === null)) this.#filesArrivedBefore = true;
-      return outcomes;
+      return await deliver(items, this.#steps(link, this.#base(link.peer)), signal);
     } finally {
       signal.removeEventListener("abort", onAbort);
       const peer = link.peer;

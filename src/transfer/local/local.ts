@@ -67,7 +67,7 @@ export class LocalTransport implements Transport {
   /** Parts of growing files being sent, by final path: a copy of the same file waits for them. */
   #parts = new Map<string, Promise<unknown>>();
   #log = logger("transfer");
-  /** Files arrived in the base folder before (the ledger, or this run): it is not made again. */
+  /** Files arrived in the base folder before (see `Transport.deliveredBefore`): not made again. */
   #deliveredBefore = false;
   /** Paces all copies together at `bandwidth_limit` (none without one). */
   readonly throttle: Throttle | null;
@@ -197,7 +197,6 @@ export class LocalTransport implements Transport {
           try {
             await syncFolder(folder);
             for (const delivery of inFolder) delivery.sha256 = delivery.written!.sha256;
-            this.#deliveredBefore = true;
           } catch (error) {
             for (const delivery of inFolder) fail(delivery, error, signal);
           }

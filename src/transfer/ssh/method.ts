@@ -46,7 +46,7 @@ export interface SshMethod {
    */
   oneCallFiles: number;
   /**
-   * Files arrived in the base path before (the ledger says so, or this run):
+   * Files arrived in the base path before (see `Transport.deliveredBefore`):
    * a base path that is gone is not made again (a share that is not mounted).
    */
   filesArrivedBefore: boolean;

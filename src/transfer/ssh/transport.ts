@@ -157,9 +157,7 @@ export abstract class SshTransport implements Transport, SshMethod {
   async send(items: TransferItem[], signal: AbortSignal): Promise<TransferOutcome[]> {
     // A part of one of these files being sent ends first: this send continues it.
     await Promise.all(items.map((item) => this.#parts.get(item.destination)));
-    const outcomes = await deliver(items, new SshBatch(this), signal);
-    if (outcomes.some((outcome) => outcome.error === null)) this.filesArrivedBefore = true;
-    return outcomes;
+    return await deliver(items, new SshBatch(this), signal);
   }
 
   deliveredBefore(): void {

@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { runCli } from "../../helpers/cli.ts";
+import { runCli, startCli } from "../../helpers/cli.ts";
 import { existsSync, listFiles, randomBytes, writeConfig } from "../../helpers/files.ts";
 
 async function withRoot(fn: (root: string, env: Record<string, string>) => Promise<void>) {
@@ -172,5 +172,38 @@ Deno.test("a local destination files arrived in before is not made again after a
     assert.equal(mounted.code, 0, mounted.stderr);
     const sent = (await listFiles(base)).find((path) => path.endsWith("b.fits"))!;
     assert.deepEqual(await Deno.readFile(join(base, sent)), bytes);
+  });
+});
+
+Deno.test("a running daemon does not make its destination folder again once files arrived there", async () => {
+  await withRoot(async (root, env) => {
+    const config = join(root, "config.yaml");
+    const watch = join(root, "watch");
+    const base = join(root, "share", "images");
+    await Deno.mkdir(watch);
+    await writeConfig(config, {
+      ...daemonKeys(root),
+      transfer_method: "local",
+      watch_path: watch,
+      remote_base_path: base,
+      stability_window_seconds: 0.3,
+    });
+    const daemon = startCli(["run", "-c", config], { env });
+    try {
+      await daemon.waitForOutput("Watching");
+      await Deno.writeFile(join(watch, "a.fits"), randomBytes(1000));
+      await daemon.waitForOutput(/Successfully transferred .*a\.fits/);
+      // The share goes away while the daemon runs: what arrives next waits for it.
+      await Deno.remove(base, { recursive: true });
+      const bytes = randomBytes(1000);
+      await Deno.writeFile(join(watch, "b.fits"), bytes);
+      await daemon.waitForOutput(
+        /destination folder .*images is gone \(a share that is not mounted/,
+      );
+      assert.equal(existsSync(base), false, "nothing written below the mount point");
+    } finally {
+      const status = await daemon.stop();
+      assert.equal(status.code, 0, daemon.stderr());
+    }
   });
 });

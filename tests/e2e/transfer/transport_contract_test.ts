@@ -307,6 +307,8 @@ const CASES: ContractCase[] = [
     async run(ctx) {
       const first = await makeItem(ctx.src, "20240324/a.fits", randomBytes(1000));
       assert.equal((await ctx.transport.send([first], never))[0].error, null);
+      // As the job runner tells it at an arrival (or at start, from the ledger).
+      ctx.transport.deliveredBefore?.();
       await Deno.remove(ctx.dst, { recursive: true });
       // Two folders in one batch, then a small file alone (over SSH: one call for all of it).
       const items = [

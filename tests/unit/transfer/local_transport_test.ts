@@ -199,38 +199,6 @@ Deno.test("LocalTransport: a source rewritten while it is copied fails retryably
     assert.deepEqual(await listFiles(dest), [], "no copy left behind");
   });
 });
-Deno.test("LocalTransport: a base folder files arrived in before is not made again once gone", async () => {
-  await withDirs(async (src, dest) => {
-    const base = join(dest, "share", "images");
-    const transport = new LocalTransport(localJob(base));
-    const first = await source(src, "first.fits", randomBytes(100));
-    // Never delivered to: the base is made.
-    assert.equal((await transport.send([first], new AbortController().signal))[0].error, null);
-    assert.ok(await exists(join(base, "20240315", "first.fits")));
-
-    // Gone, as a share that did not mount: this transport delivered there, so it waits for it.
-    await Deno.remove(base, { recursive: true });
-    const second = await source(src, "second.fits", randomBytes(100));
-    const [gone] = await transport.send([second], new AbortController().signal);
-    assert.ok(gone.error instanceof TransferError);
-    assert.equal(gone.error.kind, "retry-later");
-    assert.match(gone.error.message, /is gone \(a share that is not mounted\?\)/);
-    assert.equal(await exists(base), false, "the base is not made on the disk below");
-
-    // A new transport told by the ledger that files arrived there before does the same.
-    const restarted = new LocalTransport(localJob(base));
-    restarted.deliveredBefore();
-    const [again] = await restarted.send([second], new AbortController().signal);
-    assert.equal(again.error?.kind, "retry-later");
-    assert.equal(await exists(base), false);
-
-    // Back (mounted again): sent.
-    await Deno.mkdir(base, { recursive: true });
-    assert.equal((await restarted.send([second], new AbortController().signal))[0].error, null);
-    assert.ok(await exists(join(base, "20240315", "second.fits")));
-  });
-});
-
 Deno.test("LocalTransport: a missing source fails that item only", async () => {
   await withDirs(async (src, dest) => {
     const transport = new LocalTransport(localJob(dest, { verify_transfer: "checksum" }));
