@@ -38,11 +38,17 @@ import {
   mfmtTime,
   remoteSha256,
   renameReplacing,
+  sweepLeftovers,
 } from "./remote.ts";
-import { isOwnTempName, jobOwner, uploadFolderName, uploadFolderPrefix } from "../temp_name.ts";
-import { TEMP_SUFFIX } from "../../layout/destination.ts";
+import { jobOwner, uploadFolderName } from "../temp_name.ts";
 import { pacedStream, Throttle } from "../throttle.ts";
 import type { ProbeCheck, TransferItem, TransferOutcome, Transport } from "../transport.ts";
+
+/** How long closing may spend removing the upload folders stopped batches left. */
+const LEFTOVER_SWEEP_MS = 5_000;
+
+/** Folders remembered for that (a later batch into one of the others sweeps it). */
+const MAX_FOLDERS_LEFT = 1000;
 
 /** Uploads to `remote_base_path` on an FTP server: temp name, verify, rename. */
 export class FtpTransport implements Transport {
@@ -54,6 +60,13 @@ export class FtpTransport implements Transport {
   #pool: FtpPool;
   /** Upload folders of batches under way (never swept). */
   #inUse = new Set<string>();
+  /**
+   * Destination folders that hold an upload folder a stopped batch could not
+   * remove (its connection was cut): no later batch may come into them to
+   * sweep it (the last file of a night), so they are swept as the transport
+   * closes.
+   */
+  #leftIn = new Set<string>();
   /** Files arrived in the base folder before (see `Transport.deliveredBefore`): not made again. */
   #filesArrivedBefore = false;
   /** Paces all uploads together at `bandwidth_limit` (none without one). */
@@ -174,7 +187,26 @@ export class FtpTransport implements Transport {
     return answers;
   }
 
-  close(): Promise<void> {
+  async close(): Promise<void> {
+    // What a stop interrupted is sent again whole: its upload folders go now (briefly).
+    const folders = [...this.#leftIn];
+    this.#leftIn.clear();
+    if (folders.length > 0) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const sweep = async () => {
+        const peer = await this.#pool.acquire();
+        for (const folder of folders) {
+          peer.swept.delete(folder);
+          await sweepLeftovers(peer, folder, this.#owner, this.#inUse);
+        }
+        this.#pool.release(peer);
+      };
+      await Promise.race([
+        sweep().catch(() => {}),
+        new Promise((resolve) => timer = setTimeout(resolve, LEFTOVER_SWEEP_MS)),
+      ]);
+      clearTimeout(timer);
+    }
     return this.#pool.close();
   }
 
@@ -241,7 +273,7 @@ export class FtpTransport implements Transport {
           const upload = uploadFolders.get(folder)!;
           await attempt(delivery, signal, async (peer) => {
             await ensureFolders(peer, base, folder, !this.#filesArrivedBefore);
-            await this.#sweep(peer, folder);
+            await sweepLeftovers(peer, folder, this.#owner, this.#inUse);
             if (upload.made) return;
             // MKD fails on any name that exists: nothing planted there is written through.
             const made = await peer.connection.client.sendIgnoringError(`MKD ${upload.path}`);
@@ -280,6 +312,8 @@ export class FtpTransport implements Transport {
         for (const upload of uploadFolders.values()) {
           if (upload.made && peer !== null && !peer.connection.client.closed) {
             await peer.connection.client.sendIgnoringError(`RMD ${upload.path}`).catch(() => {});
+          } else if (upload.made && this.#leftIn.size < MAX_FOLDERS_LEFT) {
+            this.#leftIn.add(parentOf(upload.path));
           }
           this.#inUse.delete(upload.path);
         }
@@ -359,44 +393,6 @@ export class FtpTransport implements Transport {
       failure.kind,
       { cause: error },
     );
-  }
-
-  /**
-   * Remove this daemon's leftovers from `folder` (upload folders of batches
-   * that were cut off, and temporary files of earlier versions), once per
-   * folder and connection.
-   */
-  async #sweep(peer: FtpPeer, folder: string): Promise<void> {
-    if (peer.swept.has(folder)) return;
-    peer.swept.add(folder);
-    const { client } = peer.connection;
-    const prefix = uploadFolderPrefix(this.#owner);
-    try {
-      await client.cd(folder);
-      const entries = await client.list();
-      peer.dataWorked = true;
-      for (const entry of entries) {
-        const path = joinRemote(folder, entry.name);
-        if (this.#inUse.has(path)) continue;
-        if (entry.name.startsWith(prefix) && entry.name.endsWith(TEMP_SUFFIX)) {
-          if (entry.isDirectory) {
-            for (const inside of await client.list(path)) {
-              if (inside.isFile) {
-                await client.sendIgnoringError(`DELE ${joinRemote(path, inside.name)}`);
-              }
-            }
-            await client.sendIgnoringError(`RMD ${path}`);
-          } else {
-            await client.sendIgnoringError(`DELE ${path}`);
-          }
-        } else if (isOwnTempName(entry.name, this.#owner)) {
-          await client.sendIgnoringError(`DELE ${path}`);
-        }
-      }
-    } catch (error) {
-      if (client.closed) throw error;
-      // A listing is a courtesy: the upload still goes ahead.
-    }
   }
 }
 

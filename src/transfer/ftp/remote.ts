@@ -1,7 +1,8 @@
 /**
  * The pieces of the `ftp` transport that work on one connection: folders,
- * renames, the server's checksum, names FTP cannot carry, and the counter
- * that hashes what is uploaded; and the pool of a job's connections.
+ * renames, leftovers swept, the server's checksum, names FTP cannot carry,
+ * and the counter that hashes what is uploaded; and the pool of a job's
+ * connections.
  *
  * @module
  */
@@ -13,6 +14,8 @@ import { connectFtp, type FtpConnection, ftpServerName } from "./connect.ts";
 import type { JobConfig } from "../../config/types.ts";
 import { logger } from "../../log/logging.ts";
 import type { TransferItem } from "../transport.ts";
+import { isOwnTempName, uploadFolderPrefix } from "../temp_name.ts";
+import { TEMP_SUFFIX } from "../../layout/destination.ts";
 
 /** One logged-in connection and what it already did. */
 export interface FtpPeer {
@@ -201,6 +204,50 @@ export function badName(item: TransferItem, base: string): TransferError | null 
     } by FTP: its name holds a line break, which FTP cannot carry in a file name; rename the file`,
     "fatal",
   );
+}
+
+/**
+ * Remove the leftovers of the job whose temporary names carry `owner` from
+ * `folder` (upload folders of batches that were cut off, except those
+ * `inUse`, and temporary files of earlier versions), once per folder and
+ * connection. A listing that fails is let be; a connection that breaks throws.
+ */
+export async function sweepLeftovers(
+  peer: FtpPeer,
+  folder: string,
+  owner: string,
+  inUse: ReadonlySet<string>,
+): Promise<void> {
+  if (peer.swept.has(folder)) return;
+  peer.swept.add(folder);
+  const { client } = peer.connection;
+  const prefix = uploadFolderPrefix(owner);
+  try {
+    await client.cd(folder);
+    const entries = await client.list();
+    peer.dataWorked = true;
+    for (const entry of entries) {
+      const path = joinRemote(folder, entry.name);
+      if (inUse.has(path)) continue;
+      if (entry.name.startsWith(prefix) && entry.name.endsWith(TEMP_SUFFIX)) {
+        if (entry.isDirectory) {
+          for (const inside of await client.list(path)) {
+            if (inside.isFile) {
+              await client.sendIgnoringError(`DELE ${joinRemote(path, inside.name)}`);
+            }
+          }
+          await client.sendIgnoringError(`RMD ${path}`);
+        } else {
+          await client.sendIgnoringError(`DELE ${path}`);
+        }
+      } else if (isOwnTempName(entry.name, owner)) {
+        await client.sendIgnoringError(`DELE ${path}`);
+      }
+    }
+  } catch (error) {
+    if (client.closed) throw error;
+    // A listing is a courtesy: the upload still goes ahead.
+  }
 }
 
 const log = logger("transfer");

@@ -6,7 +6,14 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { runCli, startCli } from "../../helpers/cli.ts";
-import { listFiles, randomBytes, sha256OfFile, waitFor, writeConfig } from "../../helpers/files.ts";
+import {
+  listFiles,
+  listFolders,
+  randomBytes,
+  sha256OfFile,
+  waitFor,
+  writeConfig,
+} from "../../helpers/files.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
 import { FTP_PASSWORD, startVsftpd } from "../../helpers/vsftpd.ts";
 
@@ -223,6 +230,43 @@ Deno.test("daemon: the FTP server stopped mid-upload; the file arrives once it i
       const status = await daemon.stop();
       assert.equal(status.code, 0, daemon.stderr());
     }
+  } finally {
+    await server.stop();
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("daemon: a stop mid-upload leaves no upload folder on the FTP server", async () => {
+  // 300 kB/s: the stop comes while the 4 MB copy is written.
+  const server = await startVsftpd({ maxRateBytes: 300_000 });
+  const root = await Deno.makeTempDir({ prefix: "itx-ftpstop-" });
+  try {
+    const dest = await server.makeRemoteDir();
+    const watch = join(root, "watch");
+    await Deno.mkdir(watch);
+    const config = join(root, "config.yaml");
+    await writeConfig(config, {
+      watch_path: watch,
+      remote_base_path: dest,
+      ...server.configKeys(),
+      stability_window_seconds: 0.2,
+      state_dir: join(root, "state"),
+      log_file: "",
+    });
+    await Deno.writeFile(join(watch, "last of the night.fits"), randomBytes(4 << 20));
+    const daemon = startCli(["--config", config, "run"], { env: { HOME: root } });
+    try {
+      await waitFor(async () => (await listFiles(dest).catch(() => [])).length > 0, 30_000);
+    } finally {
+      const status = await daemon.stop("SIGTERM");
+      assert.equal(status.code, 0, daemon.stderr());
+    }
+    // The last file of a night: no later batch comes into its folder to sweep the copy.
+    assert.deepEqual(await listFiles(dest), [], "no copy, no final name");
+    const hidden = (await listFolders(dest)).filter((rel) =>
+      rel.split("/").some((part) => part.startsWith("."))
+    );
+    assert.deepEqual(hidden, [], "no upload folder");
   } finally {
     await server.stop();
     await Deno.remove(root, { recursive: true });
