@@ -95,7 +95,8 @@ export class JobStatus {
   readonly method: string;
   #events: StatusEvents | undefined;
   /** Arrivals of the last {@linkcode RATE_WINDOW_MS}, oldest first. */
-  #arrivals: Array<{ at: number; bytes: number }> = [];
+  /** Recent arrivals: their bytes, moved from `from` to `at` (ms since epoch). */
+  #arrivals: Array<{ from: number; at: number; bytes: number }> = [];
   #userPaused = false;
   #windowPaused = false;
   /** The connection's last failure since the last arrival. */
@@ -209,7 +210,7 @@ export class JobStatus {
     const at = Date.now();
     this.#sentCount++;
     this.#givenUp.delete(relPath);
-    this.#arrivals.push({ at, bytes });
+    this.#arrivals.push({ from: Math.min(startedAt, at), at, bytes });
     this.#forgetArrivals(at);
     this.lastSuccessAt = at;
     this.#unreachable = null;
@@ -298,10 +299,23 @@ export class JobStatus {
     return { state, since: this.#since, reason };
   }
 
-  /** Bytes per second that arrived over the last {@linkcode RATE_WINDOW_MS} before `now`. */
+  /**
+   * Bytes per second that arrived over the last {@linkcode RATE_WINDOW_MS}
+   * before `now`, each arrival's bytes spread over the time it took to send
+   * (a file sent for a minute counts a sixth of its bytes in the window, not
+   * all of them in the window after it arrived).
+   */
   rate(now: number = Date.now()): number {
     this.#forgetArrivals(now);
-    const bytes = this.#arrivals.reduce((sum, arrival) => sum + arrival.bytes, 0);
+    const from = now - RATE_WINDOW_MS;
+    let bytes = 0;
+    for (const arrival of this.#arrivals) {
+      const took = arrival.at - arrival.from;
+      const inWindow = Math.min(arrival.at, now) - Math.max(arrival.from, from);
+      bytes += took <= 0
+        ? arrival.bytes
+        : arrival.bytes * Math.max(0, Math.min(1, inWindow / took));
+    }
     return Math.round(bytes / (RATE_WINDOW_MS / 1000));
   }
 

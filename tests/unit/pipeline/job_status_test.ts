@@ -16,6 +16,17 @@ Deno.test("job status: the rate counts the bytes that arrived in the last ten se
   assert.equal(status.rate(now + RATE_WINDOW_MS + 1), 0);
 });
 
+Deno.test("job status: a file sent for a minute counts at the rate it was sent, not all at once", () => {
+  const status = new JobStatus("default", "scp");
+  const started = Date.now() - 60_000;
+  status.sent("cube.fits", "20240315/cube.fits", 600_000_000, started);
+  // 600 MB over 60 s: 10 MB/s, of which the last ten seconds hold a sixth.
+  const now = Date.now();
+  assert.ok(Math.abs(status.rate(now) - 10_000_000) < 200_000, String(status.rate(now)));
+  // Half the window later, half of that part is still in it.
+  assert.ok(Math.abs(status.rate(now + RATE_WINDOW_MS / 2) - 5_000_000) < 200_000);
+});
+
 Deno.test("job status: paused from the page or by a transfer window, with the window's reason", () => {
   const status = new JobStatus("default", "local");
   assert.equal(status.state(false).state, "watching");
