@@ -11,9 +11,10 @@
 import { Command } from "commander";
 import { stringify } from "yaml";
 import { type GlobalOptions, globalOptions } from "./options.ts";
-import { loadConfig, resolveConfigPath } from "../config/load.ts";
+import { jobKeyLine, loadConfig, resolveConfigPath } from "../config/load.ts";
 import type { Config } from "../config/types.ts";
 import { checkBeforeStart } from "../pipeline/job_extras.ts";
+import { PAUSES_FOR_GOOD, pausesForGood } from "../pipeline/schedules.ts";
 import { ConfigError, UsageError } from "../errors.ts";
 import { dirname } from "node:path";
 import { describeKeys, type KeyDoc } from "../config/reference.ts";
@@ -34,6 +35,14 @@ export async function runConfigValidate(configOption?: string): Promise<void> {
       : `${job.remote_user ? `${job.remote_user}@` : ""}${job.remote_host}:`;
     console.log(
       `  ${job.name}: ${job.watch_path} -> ${host}${job.remote_base_path} (${job.transfer_method})`,
+    );
+  }
+  for (const [index, job] of config.jobs.entries()) {
+    if (!pausesForGood(job)) continue;
+    const line = jobKeyLine(config.file, index, ["schedules"]);
+    console.error(
+      `warning: ${config.file}${line === null ? "" : `:${line}`}: schedules of job ${job.name} ` +
+        PAUSES_FOR_GOOD,
     );
   }
 }

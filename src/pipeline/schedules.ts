@@ -23,6 +23,16 @@ export function scheduleTimeZone(entry: ScheduleEntry, job: JobConfig): string |
   return entry.timezone || job.night_timezone || undefined;
 }
 
+/** What is wrong with schedules that {@linkcode pausesForGood}. */
+export const PAUSES_FOR_GOOD = "pause transfers but none resumes them: once paused, only Resume " +
+  "on the status page sends files again; add an entry with action: resume";
+
+/** Whether `job`'s schedules pause transfers and none resumes them. */
+export function pausesForGood(job: JobConfig): boolean {
+  const actions = new Set(job.schedules.map((entry) => entry.action));
+  return actions.has("pause") && !actions.has("resume");
+}
+
 /** When a cron `entry` fires next after `after` (`null` for an interval entry or never). */
 export function nextCronRun(entry: ScheduleEntry, job: JobConfig, after: Date): Date | null {
   if (entry.cron === undefined) return null;
@@ -103,14 +113,7 @@ export class JobSchedules {
       this.#log.info("Transfers of job {job} paused: inside a pause window of its schedules", {});
       this.#context.pause();
     }
-    const actions = new Set(job.schedules.map((entry) => entry.action));
-    if (actions.has("pause") && !actions.has("resume")) {
-      this.#log.warn(
-        "Schedules of job {job} pause transfers but none resumes them: once paused, only Resume " +
-          "on the status page sends files again; add an entry with action: resume",
-        {},
-      );
-    }
+    if (pausesForGood(job)) this.#log.warn(`Schedules of job {job} ${PAUSES_FOR_GOOD}`, {});
     for (const [index, entry] of job.schedules.entries()) {
       const fire = () => this.#fire(index, entry);
       if (entry.cron !== undefined) {

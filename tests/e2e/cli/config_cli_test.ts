@@ -54,6 +54,30 @@ for (const [name, jobs] of VALID) {
   });
 }
 
+Deno.test("config validate warns of schedules that pause and never resume, naming the line", async () => {
+  await withHome(async (home) => {
+    const file = join(home, "config.yaml");
+    await Deno.writeTextFile(
+      file,
+      [
+        `watch_path: ${JSON.stringify(join(home, "in"))}`,
+        `remote_base_path: ${JSON.stringify(join(home, "out"))}`,
+        "transfer_method: local",
+        "schedules:",
+        '  - { cron: "0 6 * * *", action: pause }',
+        "",
+      ].join("\n"),
+    );
+    const result = await cli(home, ["-c", file, "config", "validate"]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, /^ok: /);
+    assert.match(
+      result.stderr,
+      /^warning: .*config\.yaml:4: schedules of job default pause transfers but none resumes them.*action: resume/,
+    );
+  });
+});
+
 /** Broken fixtures and what the message must contain (file:line: and the key or reason). */
 const BROKEN: [string, RegExp][] = [
   ["unclosed_quote.yaml", /unclosed_quote\.yaml:2: YAML syntax error: Missing closing "quote/],
