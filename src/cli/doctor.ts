@@ -22,6 +22,7 @@ import {
 import { UsageError } from "../errors.ts";
 import { checkBeforeStart } from "../pipeline/job_extras.ts";
 import { createTransport, type ProbeCheck, type Transport } from "../transfer/transport.ts";
+import { Ledger } from "../ledger/ledger.ts";
 import { readNetworkMounts, watchHow } from "../watch/fs_type.ts";
 import { runProcess } from "../process/run.ts";
 import { walkEntries } from "../watch/scan.ts";
@@ -38,11 +39,13 @@ const VERDICTS: Record<ProbeCheck["verdict"], string> = {
  * Run every check for `jobs`, printing one line per check.
  *
  * @param print where lines go (stdout in the CLI)
+ * @param ledger what the daemon remembers of the destinations (read only), if there is one
  * @returns whether every check passed
  */
 export async function runDoctor(
   jobs: JobConfig[],
   print: (line: string) => void,
+  ledger: Ledger | null = null,
 ): Promise<boolean> {
   let failed = false;
   await readNetworkMounts();
@@ -54,7 +57,7 @@ export async function runDoctor(
     const runtimeDir = await Deno.makeTempDir({ prefix: "itx-doctor-" });
     let transport: Transport | null = null;
     try {
-      transport = createTransport(job, runtimeDir);
+      transport = createTransport(job, runtimeDir, ledger);
       print(`job ${job.name} (${job.transfer_method} -> ${transport.describeTarget("")})`);
     } catch (error) {
       print(`job ${job.name} (${job.transfer_method})`);
@@ -143,7 +146,13 @@ export function doctorCommand(): Command {
             `(jobs: ${config.jobs.map((job) => job.name).join(", ")})`,
         );
       }
-      const ok = await runDoctor(jobs, (line) => console.log(line));
+      const ledger = Ledger.open(config.state_dir, { readOnly: true });
+      let ok: boolean;
+      try {
+        ok = await runDoctor(jobs, (line) => console.log(line), ledger);
+      } finally {
+        ledger?.close();
+      }
       if (!ok) throw new Error("Cannot confirm every job will work: fix the FAIL lines above");
     });
 }

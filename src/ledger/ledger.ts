@@ -307,12 +307,7 @@ export class Ledger {
       if (this.#closed || !this.#problem) return;
       this.#reclaim();
       try {
-        this.#transaction(() =>
-          this.statement(
-            "INSERT INTO ledger_meta (key, value) VALUES ('written_at', ?) " +
-              "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-          ).run(String(Date.now()))
-        );
+        this.#transaction(() => this.#setMeta("written_at", String(Date.now())));
         if (freeBytes(this.path) < ROOM_TO_RESUME_BYTES) {
           this.#scheduleProbe();
           return;
@@ -367,15 +362,11 @@ export class Ledger {
 
   #recordRebuild(rebuild: LedgerRebuild): void {
     this.#rebuilt = rebuild;
-    const set = this.statement(
-      "INSERT INTO ledger_meta (key, value) VALUES (?, ?) " +
-        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-    );
     try {
       this.#transaction(() => {
-        set.run("rebuilt_at", String(rebuild.at));
-        set.run("rebuilt_reason", rebuild.reason);
-        set.run("damaged_copy", rebuild.damagedCopy);
+        this.#setMeta("rebuilt_at", String(rebuild.at));
+        this.#setMeta("rebuilt_reason", rebuild.reason);
+        this.#setMeta("damaged_copy", rebuild.damagedCopy);
       });
     } catch (error) {
       this.#unwritable(sqliteText(error));
@@ -383,22 +374,40 @@ export class Ledger {
     this.#tell();
   }
 
-  #readRebuild(): LedgerRebuild | null {
+  /** A fact kept with the files (`ledger_meta`), or `null` (none, or it cannot be read). */
+  meta(key: string): string | null {
     try {
-      const rows = this.#db.prepare("SELECT key, value FROM ledger_meta").all() as Array<
-        Record<string, string>
-      >;
-      const meta = new Map(rows.map((r) => [r.key as string, r.value as string]));
-      const at = Number(meta.get("rebuilt_at"));
-      if (!Number.isFinite(at) || at <= 0) return null;
-      return {
-        at,
-        reason: meta.get("rebuilt_reason") ?? "",
-        damagedCopy: meta.get("damaged_copy") ?? "",
-      };
+      const row = this.statement("SELECT value FROM ledger_meta WHERE key = ?").get(key);
+      return typeof row?.value === "string" ? row.value : null;
     } catch {
       return null; // No meta table (an old ledger read as it is).
     }
+  }
+
+  /**
+   * Keep a fact with the files (see {@linkcode meta}).
+   *
+   * @throws {LedgerWriteError} when the ledger cannot be written (see {@linkcode write})
+   */
+  setMeta(key: string, value: string): void {
+    this.write(() => this.#setMeta(key, value));
+  }
+
+  #setMeta(key: string, value: string): void {
+    this.statement(
+      "INSERT INTO ledger_meta (key, value) VALUES (?, ?) " +
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    ).run(key, value);
+  }
+
+  #readRebuild(): LedgerRebuild | null {
+    const at = Number(this.meta("rebuilt_at"));
+    if (!Number.isFinite(at) || at <= 0) return null;
+    return {
+      at,
+      reason: this.meta("rebuilt_reason") ?? "",
+      damagedCopy: this.meta("damaged_copy") ?? "",
+    };
   }
 
   #tell(): void {

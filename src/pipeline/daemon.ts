@@ -134,7 +134,7 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
     const start = (c: Config) =>
       new RunningJobs(
         c,
-        (job) => createTransport(job, dir),
+        (job) => createTransport(job, dir, openLedger),
         openLedger,
         { once: options.once, events: statusEvents },
         (paused) => lock.setPaused(paused),

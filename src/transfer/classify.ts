@@ -224,10 +224,15 @@ export function sourceUnreadable(source: string, error: unknown): TransferError 
  * Why nothing is sent into a destination base folder that is gone although
  * files arrived there before (a `retry-later` error of every method): it is
  * not made again, since a share that did not mount would get the copies on
- * the disk below its mount point.
+ * the disk below its mount point. `seen`: what shows the share is not
+ * mounted, where the folder is there (`local`: an empty folder on another
+ * file system).
  */
-export function baseGoneReason(base: string): string {
-  return `the destination folder ${base} is gone (a share that is not mounted?): files arrived ` +
-    "there before, so it is not made again, and nothing is sent until it is back; mount it, " +
-    "or make the folder if it is meant to be new";
+export function baseGoneReason(base: string, seen?: string): string {
+  const gone = `the destination folder ${base} is gone (a share that is not mounted?)`;
+  return seen
+    ? `${gone}: ${seen}; nothing is written below its mount point, and nothing is sent until ` +
+      "the share is back; mount it"
+    : `${gone}: files arrived there before, so it is not made again, and nothing is sent ` +
+      "until it is back; mount it, or make the folder if it is meant to be new";
 }

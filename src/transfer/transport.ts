@@ -8,6 +8,7 @@
 import type { TransferError } from "../errors.ts";
 import type { DiskSpace } from "../config/free_space.ts";
 import type { JobConfig } from "../config/types.ts";
+import type { Ledger } from "../ledger/ledger.ts";
 import { FtpTransport } from "./ftp/ftp.ts";
 import { LocalTransport } from "./local/local.ts";
 import { RsyncTransport } from "./ssh/rsync.ts";
@@ -176,12 +177,19 @@ export interface Transport {
  * @param runtimeDir private local folder (created with mode 700 if missing) for
  *   SSH control sockets; keep its path short (sockets are limited
  *   to ~100 bytes; a private folder under the temp folder is used otherwise)
+ * @param ledger where `local` keeps the file system files arrived on (see
+ *   `local/folders.ts`); without it an unmounted share at the base folder
+ *   itself is told only by a base that is gone
  * @throws {ConfigError} when the job's remote host or user cannot be used
  */
-export function createTransport(job: JobConfig, runtimeDir: string): Transport {
+export function createTransport(
+  job: JobConfig,
+  runtimeDir: string,
+  ledger: Ledger | null = null,
+): Transport {
   switch (job.transfer_method) {
     case "local":
-      return new LocalTransport(job);
+      return new LocalTransport(job, ledger);
     case "scp":
       return new ScpTransport(job, runtimeDir);
     case "rsync":

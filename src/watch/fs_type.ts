@@ -29,6 +29,7 @@
 import { statfsSync } from "node:fs";
 import { statfs } from "node:fs/promises";
 import { runProcess } from "../process/run.ts";
+import { fileSystemKind } from "../config/file_systems.ts";
 
 /** What is known of the file system of a folder. */
 export interface FileSystemInfo {
@@ -41,47 +42,6 @@ export interface FileSystemInfo {
   /** The statfs magic number (Linux), for noticing a remount or an unmount; else `null`. */
   magic: number | null;
 }
-
-/** Linux statfs magic numbers of file systems whose events miss changes made elsewhere. */
-const REMOTE_MAGIC = new Map<number, string>([
-  [0x6969, "nfs"],
-  [0x517b, "smb"],
-  [0xff534d42, "cifs"],
-  [0xfe534d42, "smb3"],
-  [0x65735546, "fuse"],
-  [0x01021997, "9p"],
-  [0x00c36400, "ceph"],
-  [0x5346414f, "afs"],
-  [0x6b414653, "afs"],
-  [0x73757245, "coda"],
-  [0x564c, "ncp"],
-  [0x0bd00bd0, "lustre"],
-  [0x47504653, "gpfs"],
-  [0xaad7aaea, "panfs"],
-  [0x786f4256, "vboxsf"],
-  [0x20030528, "orangefs"],
-  [0x01161970, "gfs2"],
-  [0x7461636f, "ocfs2"],
-]);
-
-/** Linux statfs magic numbers of common local file systems, for the name said. */
-const LOCAL_MAGIC = new Map<number, string>([
-  [0xef53, "ext4"],
-  [0x58465342, "xfs"],
-  [0x9123683e, "btrfs"],
-  [0x2fc12fc1, "zfs"],
-  [0x01021994, "tmpfs"],
-  [0x794c7630, "overlay"],
-  [0xf2f52010, "f2fs"],
-  [0x4d44, "vfat"],
-  [0x2011bab0, "exfat"],
-  [0x5346544e, "ntfs"],
-  [0x7366746e, "ntfs3"],
-  [0x3153464a, "jfs"],
-  [0x9660, "iso9660"],
-  [0x15013346, "udf"],
-  [0x73717368, "squashfs"],
-]);
 
 /**
  * The file system of `path` (an existing folder); never throws (an unknown
@@ -108,9 +68,7 @@ export function fileSystemOf(path: string): FileSystemInfo {
   } catch {
     return { type: "unknown", remote: false, source: null, magic: null };
   }
-  const remote = REMOTE_MAGIC.get(magic);
-  const type = remote ?? LOCAL_MAGIC.get(magic) ?? `0x${magic.toString(16)}`;
-  return { type, remote: remote !== undefined, source: null, magic };
+  return { ...fileSystemKind(magic), source: null, magic };
 }
 
 /** The statfs magic number of `path` now (Linux), or `null`; rejects when it cannot be read. */

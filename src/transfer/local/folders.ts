@@ -5,8 +5,11 @@
  *
  * @module
  */
+import { statfsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { TransferError } from "../../errors.ts";
+import { fileSystemKind } from "../../config/file_systems.ts";
+import type { Ledger } from "../../ledger/ledger.ts";
 import { baseGoneReason } from "../classify.ts";
 import { freeSpaceCheck, localDiskSpace } from "../../config/free_space.ts";
 import { isOwnTempName, isOwnTempNameFor, randomPart } from "../temp_name.ts";
@@ -18,7 +21,8 @@ import type { ProbeCheck } from "../transport.ts";
  * itself be or contain a link. A folder below `base` that is a symbolic link
  * fails the item: someone who can write the destination could otherwise send
  * our files anywhere. `base` itself is made too, unless `makeBase` is false
- * (files arrived there before: a base that is gone is an unmounted share).
+ * (files arrived there before: a base that is gone is an unmounted share, and
+ * so is an empty folder on another file system than `arrivedOn` says).
  *
  * @throws {TransferError} `fatal` for a link, `retry-later` for a base that
  *   is gone; the system's error otherwise
@@ -27,10 +31,14 @@ export async function makeLocalFolders(
   base: string,
   destination: string,
   makeBase = true,
+  arrivedOn?: BaseFileSystem,
 ): Promise<void> {
   if (makeBase) await Deno.mkdir(base, { recursive: true });
   else if (await kindAt(base) !== "folder") {
     throw new TransferError(baseGoneReason(base), "retry-later");
+  } else {
+    const unmounted = await arrivedOn?.unmountedShare();
+    if (unmounted) throw new TransferError(baseGoneReason(base, unmounted), "retry-later");
   }
   let folder = base;
   for (const part of destination.split("/").slice(0, -1)) {
@@ -49,6 +57,78 @@ export async function makeLocalFolders(
         "fatal",
       );
     }
+  }
+}
+
+/**
+ * The file system files arrived on in a base folder (Linux: its `statfs`
+ * type), kept in the ledger so that it holds after a restart too: the mount
+ * point of a share that did not mount is an empty folder on the disk below,
+ * and copies written there would never reach the share.
+ */
+export class BaseFileSystem {
+  readonly #base: string;
+  readonly #ledger: Ledger | null;
+  #arrivedOn: number | null;
+  /** Whether this run's arrivals were looked at (once a run, and again after a move). */
+  #known = false;
+
+  constructor(base: string, ledger: Ledger | null) {
+    this.#base = base;
+    this.#ledger = ledger;
+    const kept = Number.parseInt(ledger?.meta(this.#key) ?? "", 16);
+    this.#arrivedOn = Number.isSafeInteger(kept) ? kept : null;
+  }
+
+  get #key(): string {
+    return `arrived_on_file_system ${this.#base}`;
+  }
+
+  /** Files arrived in the base folder: remember its file system. */
+  arrived(): void {
+    if (this.#known) return;
+    const now = statfsType(this.#base);
+    if (now === null) return;
+    this.#known = true;
+    if (now === this.#arrivedOn) return;
+    this.#arrivedOn = now;
+    try {
+      this.#ledger?.setMeta(this.#key, now.toString(16));
+    } catch {
+      // The ledger says why it cannot be written; this run remembers it meanwhile.
+    }
+  }
+
+  /**
+   * Why the base folder is the empty mount point of a share that is not
+   * mounted (an empty folder on another file system than files arrived on),
+   * or `null`. A folder there that holds anything is a destination moved for
+   * good, remembered at the next arrival.
+   */
+  async unmountedShare(): Promise<string | null> {
+    const before = this.#arrivedOn;
+    const now = before === null ? null : statfsType(this.#base);
+    if (before === null || now === null || now === before) return null;
+    for await (const _ of Deno.readDir(this.#base)) {
+      this.#known = false;
+      return null;
+    }
+    return `an empty folder on ${fileSystemKind(now).type} stands where files arrived on ` +
+      fileSystemKind(before).type;
+  }
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** The `statfs` type of `path` (Linux), or `null`. */
+function statfsType(path: string): number | null {
+  if (Deno.build.os !== "linux") return null;
+  try {
+    return Number(statfsSync(path).type);
+  } catch {
+    return null;
   }
 }
 
@@ -113,7 +193,26 @@ export async function sweepLocalLeftovers(
 export async function probeLocalDestination(
   base: string,
   minFreeSpace: string | number = 0,
+  arrivedOn?: BaseFileSystem,
 ): Promise<ProbeCheck[]> {
+  const unreadable = await Deno.stat(base).then(() => null, (error) => error);
+  if (unreadable !== null && !(unreadable instanceof Deno.errors.NotFound)) {
+    return [{
+      check: "destination folder",
+      verdict: "fail",
+      detail: `${base} cannot be read: ${messageOf(unreadable)} (a share whose server or ` +
+        "program is gone reads like this; mount it again)",
+    }];
+  }
+  const unmounted = unreadable === null ? await arrivedOn?.unmountedShare() : null;
+  if (unmounted) {
+    return [{
+      check: "destination folder",
+      verdict: "fail",
+      detail: `${base}: ${unmounted} (a share that is not mounted): transfers wait for it; ` +
+        "mount it",
+    }];
+  }
   let folder = base;
   const missing: ProbeCheck[] = [];
   while (await kindAt(folder) === null && dirname(folder) !== folder) folder = dirname(folder);

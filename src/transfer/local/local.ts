@@ -28,7 +28,8 @@ import {
 } from "./copy.ts";
 import { localDestinationSha256, localDestinationSizes } from "../destination_sizes.ts";
 import { type DiskSpace, localDiskSpace } from "../../config/free_space.ts";
-import { makeLocalFolders, probeLocalDestination } from "./folders.ts";
+import { BaseFileSystem, makeLocalFolders, probeLocalDestination } from "./folders.ts";
+import type { Ledger } from "../../ledger/ledger.ts";
 import { closeTarget, type LocalDelivery, LocalTempCopies } from "./temp_copies.ts";
 import {
   closeSource,
@@ -69,11 +70,15 @@ export class LocalTransport implements Transport {
   #log = logger("transfer");
   /** Files arrived in the base folder before (see `Transport.deliveredBefore`): not made again. */
   #deliveredBefore = false;
+  /** The file system they arrived on: an empty folder on another one is an unmounted share. */
+  #arrivedOn: BaseFileSystem;
   /** Paces all copies together at `bandwidth_limit` (none without one). */
   readonly throttle: Throttle | null;
 
-  constructor(job: JobConfig) {
+  /** `ledger`: where the file system files arrived on is kept (see `BaseFileSystem`). */
+  constructor(job: JobConfig, ledger: Ledger | null = null) {
     this.#job = job;
+    this.#arrivedOn = new BaseFileSystem(job.remote_base_path, ledger);
     const limit = bandwidthLimit(job);
     this.throttle = limit === null ? null : new Throttle(limit);
     this.#owner = jobOwner(job);
@@ -133,7 +138,11 @@ export class LocalTransport implements Transport {
   }
 
   probe(): Promise<ProbeCheck[]> {
-    return probeLocalDestination(this.#job.remote_base_path, this.#job.min_free_space);
+    return probeLocalDestination(
+      this.#job.remote_base_path,
+      this.#job.min_free_space,
+      this.#arrivedOn,
+    );
   }
 
   close(): Promise<void> {
@@ -162,6 +171,7 @@ export class LocalTransport implements Transport {
               this.#job.remote_base_path,
               inFolder[0].item.destination,
               !this.#deliveredBefore,
+              this.#arrivedOn,
             );
             await this.#copies.sweep(folder);
           } catch (error) {
@@ -197,6 +207,7 @@ export class LocalTransport implements Transport {
           try {
             await syncFolder(folder);
             for (const delivery of inFolder) delivery.sha256 = delivery.written!.sha256;
+            this.#arrivedOn.arrived();
           } catch (error) {
             for (const delivery of inFolder) fail(delivery, error, signal);
           }
@@ -258,7 +269,12 @@ export class LocalTransport implements Transport {
 
   /** Append the source's bytes up to `item.size` to its kept copy (a new one at first). */
   async #putPart(item: TransferItem, finalPath: string, signal: AbortSignal): Promise<PartSent> {
-    await makeLocalFolders(this.#job.remote_base_path, item.destination, !this.#deliveredBefore);
+    await makeLocalFolders(
+      this.#job.remote_base_path,
+      item.destination,
+      !this.#deliveredBefore,
+      this.#arrivedOn,
+    );
     await this.#copies.sweep(dirname(finalPath));
     const delivery: LocalDelivery = {
       index: 0,

@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { runCli, startCli } from "../../helpers/cli.ts";
 import { existsSync, listFiles, randomBytes, writeConfig } from "../../helpers/files.ts";
+import { isMounted, mountBindfs, unmountBindfs } from "../../helpers/bindfs.ts";
 
 async function withRoot(fn: (root: string, env: Record<string, string>) => Promise<void>) {
   const root = await Deno.makeTempDir({ prefix: "itx-dest-safety-" });
@@ -204,6 +205,54 @@ Deno.test("a running daemon does not make its destination folder again once file
     } finally {
       const status = await daemon.stop();
       assert.equal(status.code, 0, daemon.stderr());
+    }
+  });
+});
+
+Deno.test("a local destination that is a share's mount point: unmounted at a restart, its empty folder gets nothing, and doctor fails", async () => {
+  await withRoot(async (root, env) => {
+    const config = join(root, "config.yaml");
+    const watch = join(root, "watch");
+    const server = join(root, "server");
+    const base = join(root, "share"); // The mount point itself is the destination.
+    await Deno.mkdir(watch);
+    await Deno.mkdir(server);
+    await writeConfig(config, {
+      ...daemonKeys(root),
+      transfer_method: "local",
+      watch_path: watch,
+      remote_base_path: base,
+      retry_attempts: 0,
+    });
+    await mountBindfs(server, base);
+    try {
+      await Deno.writeFile(join(watch, "a.fits"), randomBytes(1000));
+      const first = await runCli(["run", "--once", "-c", config], { env });
+      assert.equal(first.code, 0, first.stderr);
+      assert.equal((await listFiles(server)).length, 1, "arrived on the share");
+      await unmountBindfs(base);
+
+      // The next start finds an empty folder on the local disk where the share was.
+      const bytes = randomBytes(1000);
+      await Deno.writeFile(join(watch, "b.fits"), bytes);
+      const unmounted = await runCli(["run", "--once", "-c", config], { env });
+      assert.equal(unmounted.code, 1, unmounted.stderr);
+      assert.match(
+        unmounted.stderr,
+        /destination folder .*share is gone \(a share that is not mounted\?\): an empty folder on \S+ stands where files arrived on fuse/,
+      );
+      assert.deepEqual(await listFiles(base), [], "nothing written below the mount point");
+      const doctor = await runCli(["doctor", "-c", config], { env });
+      assert.notEqual(doctor.code, 0, doctor.stdout);
+      assert.match(doctor.stdout, /FAIL +destination folder: .*share: an empty folder on .* fuse/);
+
+      await mountBindfs(server, base);
+      const mounted = await runCli(["run", "--once", "-c", config], { env });
+      assert.equal(mounted.code, 0, mounted.stderr);
+      const sent = (await listFiles(server)).find((path) => path.endsWith("b.fits"))!;
+      assert.deepEqual(await Deno.readFile(join(server, sent)), bytes);
+    } finally {
+      if (await isMounted(base)) await unmountBindfs(base);
     }
   });
 });
