@@ -197,6 +197,10 @@ export const jobShape = {
     z.number().min(0).max(604800).default(600),
     "How long an incomplete FITS file waits before it is sent anyway. A FITS file whose structure says it is incomplete waits; once it has not changed for this long (or its mtime is that old) it is sent anyway, with a warning that it is truncated. Keep it longer than the longest pause of your writer.",
   ),
+  fits_appends_extensions: doc(
+    z.boolean().default(false),
+    "Set when a writer closes a FITS file and appends HDUs to it later (astropy's `fits.append`, a pipeline adding a mask or a table): a complete FITS file that HDUs may be appended to (`EXTEND = T`, or extensions already there, unless `NEXTEND` counts exactly those) then waits `stability_window_seconds` after its last change like other files, instead of going as soon as its writer closes it. Keep the window above the writer's longest pause. Without it, each closed version is sent (the last one replaces the others).",
+  ),
   night_date_source: doc(
     z.enum(["mtime", "now", "fits"]).default("mtime"),
     "Which date names the night folder: `mtime`, `now` or `fits`. `mtime` is the file's mtime, `now` the moment it is found complete, `fits` the FITS `DATE-OBS` header (falling back to mtime).",

@@ -29,10 +29,12 @@ export type FitsShape =
   | { kind: "not-fits" }
   /**
    * Exactly as long as its HDUs say. `moreExpected` says why further HDUs
-   * may still be appended (a header-only primary with EXTEND = T, or fewer
-   * extensions than NEXTEND announces), else null.
+   * are still to come (a header-only primary with EXTEND = T, or fewer
+   * extensions than NEXTEND announces), else null. `appendable`: HDUs may
+   * be appended to it (EXTEND = T, or extensions already there), unless
+   * NEXTEND counts exactly the extensions there.
    */
-  | { kind: "complete"; hdus: FitsHdu[]; moreExpected: string | null }
+  | { kind: "complete"; hdus: FitsHdu[]; moreExpected: string | null; appendable: boolean }
   /** A header without END yet, or shorter than its HDUs say (`expectedBytes`: at least that many). */
   | { kind: "incomplete"; expectedBytes: number | null; reason: string }
   /** Its HDUs end at `expectedBytes`; bytes follow that start no extension. */
@@ -121,7 +123,14 @@ function walk(file: RegularFile, size: number, limits: FitsStructureLimits): Fit
     const dataStart = start + header.length;
     const end = dataStart + Math.ceil(dataBytes / BLOCK_BYTES) * BLOCK_BYTES;
     hdus.push({ start, dataStart, end });
-    if (end === size) return { kind: "complete", hdus, moreExpected: moreExpected(primary, hdus) };
+    if (end === size) {
+      return {
+        kind: "complete",
+        hdus,
+        moreExpected: moreExpected(primary, hdus),
+        appendable: appendable(primary, hdus),
+      };
+    }
     if (end > size) {
       return {
         kind: "incomplete",
@@ -206,6 +215,13 @@ function moreExpected(primary: Map<string, FitsValue>, hdus: FitsHdu[]): string 
     return "its primary HDU has no data and announces extensions (EXTEND = T), but none is there";
   }
   return null;
+}
+
+/** Whether HDUs may be appended to a complete file (see `FitsShape`). */
+function appendable(primary: Map<string, FitsValue>, hdus: FitsHdu[]): boolean {
+  const nextend = primary.get("NEXTEND");
+  if (isCount(nextend) && nextend === hdus.length - 1) return false;
+  return primary.get("EXTEND") === true || hdus.length > 1;
 }
 
 function isCount(value: FitsValue | undefined): value is number {

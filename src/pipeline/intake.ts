@@ -70,6 +70,8 @@ export class Intake {
   #growing: GrowingSender;
   /** Files whose destinations are known, to be recorded at the next turn (see `#plan`). */
   #planned: Array<PendingFile & { path: string }> = [];
+  /** Whether a FITS file grown by appended HDUs was said (once a run). */
+  #saidAppended = false;
   #recordTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(context: IntakeContext) {
@@ -91,6 +93,7 @@ export class Intake {
         const rel = relativeTo(job.watch_path, path);
         return rel !== null && shortcut.includesFile(rel);
       },
+      fitsAppended: job.fits_appends_extensions,
       incompleteGraceMs: job.fits_incomplete_grace_seconds * 1000,
       // `--once` sends what is complete now; an incomplete FITS file waits for the next run.
       waitForIncomplete: !context.once,
@@ -178,11 +181,29 @@ export class Intake {
     }
     const rel = relativeTo(job.watch_path, file.path);
     if (rel === null) return;
+    if (file.hduStarts && !job.fits_appends_extensions && !this.#saidAppended) {
+      this.#sayIfAppended(rel, file, file.hduStarts);
+    }
     const version = { size: file.size, mtimeMs: file.mtimeMs };
     const decision = table.ready(rel, version);
     if (decision === "plan") this.#plan(rel, file.path, version);
     else if (decision === "keep") this.#context.onQueued();
     this.#context.onSettled();
+  }
+
+  /**
+   * Say once (WARNING) that a FITS file sent before grew by HDUs appended
+   * after its writer closed it: the earlier version ended where one of its
+   * HDUs now starts, and each closed version is sent.
+   */
+  #sayIfAppended(rel: string, file: StableFile, hduStarts: number[]): void {
+    const [sent] = this.#context.table.rows.doneVersions([rel]);
+    if (sent === undefined || sent.size >= file.size || !hduStarts.includes(sent.size)) return;
+    this.#saidAppended = true;
+    this.#log.warn(
+      "{path} was sent with {sent} bytes and has grown to {size} by HDUs appended after its writer closed it: each closed version is sent; if the writer appends HDUs this way, set fits_appends_extensions: true (and stability_window_seconds above its longest pause) so that such a file goes once, complete",
+      { path: file.path, sent: sent.size, size: file.size },
+    );
   }
 
   /** A file under observation disappeared (or turned out to be a folder). */

@@ -8,8 +8,9 @@
  *   window. Structurally incomplete, it waits, whatever its closes
  *   say; once it has stayed so, unchanged, for the grace period, it is reported
  *   ready with `truncated` set. Longer than its structure, unreadable as FITS,
- *   or complete but possibly awaiting more HDUs, it is treated like any other
- *   file.
+ *   or complete but possibly awaiting more HDUs (or open to them, where
+ *   writers append HDUs after closing: `fitsAppended`), it is treated like
+ *   any other file.
  * - Any other file is ready when its size and mtime have not changed, and no
  *   event arrived for it, for the stability window. A close-after-write
  *   (Linux) shortens the wait to a short confirmation only for files the
@@ -32,6 +33,8 @@ export interface StableFile {
   path: string;
   size: number;
   mtimeMs: number;
+  /** Where the HDUs of a complete FITS file with extensions start (bytes). */
+  hduStarts?: number[];
   /** Set for a FITS file reported although its structure says it is incomplete. */
   truncated?: {
     /** Bytes its structure needs (at least), when known. */
@@ -60,6 +63,12 @@ export interface StabilityOptions {
   closedForMs?: number;
   /** Whether the file at `path` may take the `closedForMs` shortcut. @default none may */
   closeShortcut?: (path: string) => boolean;
+  /**
+   * Writers close FITS files and append HDUs later: a complete FITS file to
+   * which HDUs may be appended is treated like any other file (the window).
+   * @default false
+   */
+  fitsAppended?: boolean;
   /**
    * How long (ms) a structurally incomplete FITS file must stay unchanged (by
    * our observation or by its mtime) before it is reported as truncated.
@@ -126,6 +135,7 @@ export class StabilityChecker {
   #options: StabilityOptions & {
     closedForMs: number;
     closeShortcut: (path: string) => boolean;
+    fitsAppended: boolean;
     incompleteGraceMs: number;
     waitForIncomplete: boolean;
   };
@@ -138,6 +148,7 @@ export class StabilityChecker {
       ...options,
       closedForMs: Math.min(options.closedForMs ?? options.stableForMs, options.stableForMs),
       closeShortcut: options.closeShortcut ?? (() => false),
+      fitsAppended: options.fitsAppended ?? false,
       incompleteGraceMs: options.incompleteGraceMs ?? 600_000,
       waitForIncomplete: options.waitForIncomplete ?? true,
     };
@@ -256,6 +267,9 @@ export class StabilityChecker {
       this.#store.delete(path);
       const file: StableFile = { path, size: entry.size, mtimeMs: entry.mtimeMs };
       if (decision.truncated) file.truncated = decision.truncated;
+      if (structure.kind === "complete" && structure.hdus.length > 1) {
+        file.hduStarts = structure.hdus.map((hdu) => hdu.start);
+      }
       this.#options.onReady(file);
     } else if ("left" in decision) {
       this.#store.delete(path);
@@ -290,7 +304,9 @@ export class StabilityChecker {
     if (structure.kind === "incomplete") {
       return this.#decideIncomplete(entry, structure, quietForMs);
     }
-    if (structure.kind === "complete" && structure.moreExpected === null) {
+    const settled = structure.kind === "complete" && structure.moreExpected === null &&
+      !(structure.appendable && this.#options.fitsAppended);
+    if (settled) {
       if (entry.closed) return { ready: true };
       // Found without a close (a scan, a poll, an OS without close events): its structure
       // is settled, and an mtime older than the window says its writer stopped as surely

@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { basename, join } from "node:path";
 import { runCli, startCli } from "../../helpers/cli.ts";
 import { listFiles, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
-import { imageParts } from "../../helpers/fits.ts";
+import { card, fitsFile, headerBytes, imageParts } from "../../helpers/fits.ts";
 import { sshSandbox, startSshd, type TestSshd } from "../../helpers/sshd.ts";
 
 /**
@@ -303,5 +303,56 @@ Deno.test("run --once: a fresh incomplete FITS file is left for a later run; one
     assert.deepEqual(arrived.get("crashed.fits"), old);
   } finally {
     await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("daemon (local): a writer that closes a FITS file and appends an HDU later: by default each version goes and a WARNING names the setting; with fits_appends_extensions it goes once, complete", async () => {
+  const { header, data } = imageParts(100, 100, [card("EXTEND", true)]);
+  const extension = headerBytes([
+    card("XTENSION", "IMAGE"),
+    card("BITPIX", 8),
+    card("NAXIS", 0),
+    card("PCOUNT", 0),
+    card("GCOUNT", 1),
+  ]);
+  const whole = fitsFile(header, data, extension);
+  for (const appended of [false, true]) {
+    const { root, watch, dest, config, env } = await sandbox("local", null, {
+      stability_window_seconds: WINDOW_SECONDS,
+      fits_appends_extensions: appended,
+    });
+    const monitor = new DestinationMonitor(dest);
+    const daemon = startCli(["run", "-c", config], { env });
+    try {
+      await daemon.waitForOutput("Watching");
+      const path = join(watch, "mef.fits");
+      // As astropy's writeto, then fits.append: each a complete file, closed.
+      await append(path, fitsFile(header, data));
+      if (!appended) await daemon.waitForOutput(/Successfully transferred .*mef\.fits/);
+      else await sleep(STEP_MS);
+      await append(path, extension);
+      await waitFor(
+        () => monitor.seen.get("mef.fits")?.sizes.has(whole.length) ?? false,
+        60_000,
+        "the whole file at the destination",
+      );
+      const [arrived] = await listFiles(dest);
+      assert.deepEqual(await Deno.readFile(join(dest, arrived)), whole);
+      const sizes = [...monitor.seen.get("mef.fits")!.sizes].sort((a, b) => a - b);
+      if (appended) {
+        assert.deepEqual(sizes, [whole.length], "only the complete file under its name");
+        assert.doesNotMatch(daemon.stderr(), /HDUs appended/);
+      } else {
+        assert.deepEqual(sizes, [header.length + data.length, whole.length]);
+        await daemon.waitForOutput(
+          /WARNING .*mef\.fits was sent with \d+ bytes and has grown .* by HDUs appended .*fits_appends_extensions: true/,
+        );
+      }
+    } finally {
+      await monitor.stop();
+      const status = await daemon.stop();
+      assert.equal(status.code, 0, daemon.stderr());
+      await Deno.remove(root, { recursive: true });
+    }
   }
 });

@@ -175,6 +175,52 @@ Deno.test("completeness: a FITS file longer than its structure, or announcing mo
   });
 });
 
+/** A header-only image extension (no data). */
+function emptyExtension(): Uint8Array {
+  return headerBytes([
+    card("XTENSION", "IMAGE"),
+    card("BITPIX", 8),
+    card("NAXIS", 0),
+    card("PCOUNT", 0),
+    card("GCOUNT", 1),
+  ]);
+}
+
+Deno.test("completeness: with fitsAppended, a complete FITS file open to more HDUs waits the window after its close; one whose NEXTEND they match goes at once", async () => {
+  await withChecker({ stableForMs: 700, fitsAppended: true }, async (checker, rec, dir) => {
+    const { header, data } = imageParts(10, 10, [card("EXTEND", true)]);
+    const announcing = join(dir, "primary announcing extensions.fits");
+    Deno.writeFileSync(announcing, fitsFile(header, data));
+    const primary = imageParts(10, 10);
+    const withExtension = join(dir, "one extension.fits");
+    Deno.writeFileSync(withExtension, fitsFile(primary.header, primary.data, emptyExtension()));
+    const counted = imageParts(10, 10, [card("EXTEND", true), card("NEXTEND", 1)]);
+    const allThere = join(dir, "all extensions there.fits");
+    Deno.writeFileSync(allThere, fitsFile(counted.header, counted.data, emptyExtension()));
+    const closedAt = performance.now();
+    for (const path of [announcing, withExtension, allThere]) checker.touch(path, "closed");
+    await rec.until(() => rec.ready.length === 3, "all ready");
+    assert.equal(rec.ready[0].path, allThere, "the file NEXTEND says is whole goes first");
+    for (const path of [announcing, withExtension]) {
+      assert.ok(rec.readyFor(path)[0].atMs - closedAt >= 699, `${path} waited the window`);
+    }
+    const starts = primary.header.length + primary.data.length;
+    assert.deepEqual(rec.readyFor(withExtension)[0].hduStarts, [0, starts]);
+  });
+});
+
+Deno.test("completeness: by default a complete FITS file announcing extensions goes at its close", async () => {
+  // A window no test waits for: a report at all shows it came at the close.
+  await withChecker({ stableForMs: 600_000 }, async (checker, rec, dir) => {
+    const { header, data } = imageParts(10, 10, [card("EXTEND", true)]);
+    const path = join(dir, "camera image.fits");
+    Deno.writeFileSync(path, fitsFile(header, data));
+    checker.touch(path, "closed");
+    await rec.until(() => rec.ready.length === 1, "ready");
+    assert.equal(rec.ready[0].hduStarts, undefined, "no extensions");
+  });
+});
+
 Deno.test("completeness: a close starts the full window for other files; the shortcut only where allowed, never for empty files", async () => {
   await withChecker(
     // A window far longer than closedForMs, so a busy machine cannot blur the two.
