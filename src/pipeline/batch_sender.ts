@@ -17,7 +17,7 @@
  * @module
  */
 import type { JobConfig } from "../config/types.ts";
-import { TransferError } from "../errors.ts";
+import { failureScope, TransferError } from "../errors.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
 import { hashSource } from "../transfer/source.ts";
 import type { TransferItem, TransferOutcome, Transport } from "../transfer/transport.ts";
@@ -99,6 +99,8 @@ export class BatchSender {
   #log: Logger;
   /** Arrivals waiting for the ledger to be writable (the table holds them `sending`). */
   #unrecorded: Arrival[] = [];
+  /** Whether the destination's base folder was said to be gone (and no file arrived since). */
+  #saidDestinationGone = false;
 
   constructor(context: BatchSenderContext) {
     this.#log = jobLogger("pipeline", context.job.name);
@@ -243,6 +245,10 @@ export class BatchSender {
       this.#unrecorded.push(...arrivals);
       return false;
     }
+    if (this.#saidDestinationGone) {
+      this.#saidDestinationGone = false;
+      this.#log.info("The destination is back: files arrive again", {});
+    }
     for (const arrival of arrivals) this.#announce(arrival);
     // A change seen while they were sent: the checker looks again.
     for (const source of again) this.#context.observe(source);
@@ -356,7 +362,15 @@ export class BatchSender {
       failing: record.failing,
       slowRetryMs: this.#context.slowRetries ? slowRetryMs(job) : 0,
     });
-    logFailure(this.#log, this.#context.job, source, error, outcome.next);
+    // A destination that is gone fails every file alike: said once, until a file arrives again.
+    const destinationGone = failureScope(error) === "destination";
+    if (!destinationGone || !this.#saidDestinationGone) {
+      logFailure(this.#log, this.#context.job, source, error, outcome.next);
+    } else {this.#log.debug("{source} waits for the destination: {reason}", {
+        source,
+        reason: error.message,
+      });}
+    if (destinationGone) this.#saidDestinationGone = true;
     const { kind } = outcome.next;
     if (kind === "retry" || kind === "give-up" || kind === "hold") {
       this.#context.onFailed?.(record.relPath, error, kind === "give-up");

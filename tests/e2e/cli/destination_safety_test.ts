@@ -176,7 +176,7 @@ Deno.test("a local destination files arrived in before is not made again after a
   });
 });
 
-Deno.test("a running daemon does not make its destination folder again once files arrived there", async () => {
+Deno.test("a running daemon does not make its destination folder again once files arrived there; it says so once, and when it is back", async () => {
   await withRoot(async (root, env) => {
     const config = join(root, "config.yaml");
     const watch = join(root, "watch");
@@ -188,6 +188,8 @@ Deno.test("a running daemon does not make its destination folder again once file
       watch_path: watch,
       remote_base_path: base,
       stability_window_seconds: 0.3,
+      retry_delay_seconds: 0.2,
+      retry_max_delay_seconds: 0.5,
     });
     const daemon = startCli(["run", "-c", config], { env });
     try {
@@ -198,10 +200,18 @@ Deno.test("a running daemon does not make its destination folder again once file
       await Deno.remove(base, { recursive: true });
       const bytes = randomBytes(1000);
       await Deno.writeFile(join(watch, "b.fits"), bytes);
+      await Deno.writeFile(join(watch, "c.fits"), bytes);
       await daemon.waitForOutput(
         /destination folder .*images is gone \(a share that is not mounted/,
       );
+      // Several attempts of both files later, it was said once.
+      await new Promise((resolve) => setTimeout(resolve, 2000));
       assert.equal(existsSync(base), false, "nothing written below the mount point");
+      assert.equal(daemon.stderr().match(/is gone \(a share that is not mounted/g)?.length, 1);
+      await Deno.mkdir(base);
+      await daemon.waitForOutput(/The destination is back/);
+      await daemon.waitForOutput(/Successfully transferred .*c\.fits/);
+      await daemon.waitForOutput(/Successfully transferred .*b\.fits/);
     } finally {
       const status = await daemon.stop();
       assert.equal(status.code, 0, daemon.stderr());
