@@ -222,6 +222,7 @@ export class JobRunner {
   /** What the status page shows of this job (read only). */
   snapshot(): JobSnapshot {
     const q = this.#table;
+    this.#status.watchProblem = this.#session.unavailable;
     return {
       job: this.job.name,
       method: this.job.transfer_method,

@@ -95,6 +95,11 @@ export class JobStatus {
   readonly method: string;
   #events: StatusEvents | undefined;
   /** Arrivals of the last {@linkcode RATE_WINDOW_MS}, oldest first. */
+  /**
+   * Why the watch folder cannot be read now (a share that went away), else
+   * `null`: no file is seen meanwhile, so the job counts as failing.
+   */
+  watchProblem: string | null = null;
   /** Recent arrivals: their bytes, moved from `from` to `at` (ms since epoch). */
   #arrivals: Array<{ from: number; at: number; bytes: number }> = [];
   #userPaused = false;
@@ -269,7 +274,11 @@ export class JobStatus {
   state(full: boolean): { state: JobState; since: number; reason: string | null } {
     this.#lastFull = full;
     // One file that fails while others arrive is a problem of that file, not of the job.
-    const failing = this.#failedFiles.size >= 2 || this.#destinationGone ? this.#lastFailure : null;
+    const failing =
+      (this.#failedFiles.size >= 2 || this.#destinationGone ? this.#lastFailure : null) ??
+        (this.watchProblem === null
+          ? null
+          : `the watch folder cannot be read: ${this.watchProblem}`);
     const state: JobState = this.paused
       ? "paused"
       : this.#ledgerProblem !== null

@@ -262,11 +262,15 @@ Deno.test("network share (bindfs) unmounted and mounted again while running: one
         /ERROR +\[watch\] Cannot read watch folder .*: the share \(fuse\) is not mounted there/,
       );
       // Said on the page's API and by `status` while it lasts.
-      const away = await getJson<{ jobs: { watch: { unavailable: string | null } }[] }>(
-        `http://127.0.0.1:${port}`,
-        "/api/status",
-      );
+      const away = await getJson<
+        { jobs: { state: string; reason: string; watch: { unavailable: string | null } }[] }
+      >(`http://127.0.0.1:${port}`, "/api/status");
       assert.match(away.jobs[0].watch.unavailable ?? "", /is not mounted there/);
+      // No file is seen meanwhile: the job is failing (its alert fires), with the reason.
+      assert.equal(away.jobs[0].state, "failing");
+      assert.match(away.jobs[0].reason, /the watch folder cannot be read: .*not mounted there/);
+      const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      assert.match(metrics, /image_transfer_job_state\{[^}]*state="failing"\} 1/);
       const statusCli = await runCli(["status", "-c", config], {
         env: { HOME: join(configDir, "home") },
       });
