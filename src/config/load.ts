@@ -79,7 +79,7 @@ export function jobKeyLine(file: string, jobIndex: number, keyPath: Path): numbe
     return null;
   }
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, logLevel: "silent" });
+  const doc = parseDocument(text, { lineCounter, logLevel: "silent", merge: true });
   const [key] = keyPath;
   const jobs = doc.get("jobs");
   const entry = isSeq(jobs) ? jobs.items[jobIndex] : undefined;
@@ -101,6 +101,8 @@ export function parseConfig(text: string, file: string): Config {
     lineCounter,
     prettyErrors: false,
     uniqueKeys: true,
+    // `<<: *defaults` merges a mapping into another (YAML 1.1's merge key), as users expect.
+    merge: true,
     // Problems are reported as ConfigError lines, not as process warnings.
     logLevel: "error",
   });
@@ -299,7 +301,11 @@ export function syntaxReason(
     }
   }
   const hints: Record<string, string> = {
-    MISSING_CHAR: "close the quote on the same line",
+    MISSING_CHAR: /quote/i.test(error.message)
+      ? "close the quote on the same line"
+      : /sequence item/i.test(error.message)
+      ? "check the indentation: the keys of one list item line up under its first key"
+      : "check the brackets, commas and colons of this line",
     TAB_AS_INDENT: "indent with spaces",
     DUPLICATE_KEY: "each key may appear only once in the same mapping",
     BAD_INDENT: "align keys of the same level with the same number of spaces",
@@ -352,8 +358,10 @@ export function plainValue(
       return {
         ok: false,
         line: lineOf(unresolved),
-        reason: `YAML alias *${unresolved.source} refers to no anchor: define ` +
-          `&${unresolved.source} on a value before it, or write the value out`,
+        reason: `YAML alias *${unresolved.source} refers to no anchor: ` +
+          (/[.*?[]/.test(unresolved.source)
+            ? `a pattern that starts with * must be quoted: "*${unresolved.source}"`
+            : `define &${unresolved.source} on a value before it, or write the value out`),
       };
     }
     // An alias bomb: point at the alias that expands the most.

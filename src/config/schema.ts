@@ -199,7 +199,7 @@ export const jobShape = {
   ),
   fits_appends_extensions: doc(
     z.boolean().default(false),
-    "Set when a writer closes a FITS file and appends HDUs to it later (astropy's `fits.append`, a pipeline adding a mask or a table): a complete FITS file that HDUs may be appended to (`EXTEND = T`, or extensions already there, unless `NEXTEND` counts exactly those) then waits `stability_window_seconds` after its last change like other files, instead of going as soon as its writer closes it. Keep the window above the writer's longest pause. Without it, each closed version is sent (the last one replaces the others).",
+    "For writers that close a FITS file and append HDUs later (astropy's `fits.append`): such files wait the stability window. A complete FITS file that HDUs may be appended to (`EXTEND = T`, or extensions already there, unless `NEXTEND` counts exactly those) then waits `stability_window_seconds` after its last change like other files, instead of going as soon as its writer closes it; keep the window above the writer's longest pause. Without it, each closed version is sent (the last one replaces the others).",
   ),
   night_date_source: doc(
     z.enum(["mtime", "now", "fits"]).default("mtime"),

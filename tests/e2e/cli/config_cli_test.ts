@@ -39,6 +39,7 @@ const VALID = [
   ["linux_to_linux_rsync.yaml", 1],
   ["local_transfer.yaml", 1],
   ["multi_job.yaml", 3],
+  ["shared_settings.yaml", 2],
 ] as const;
 
 for (const [name, jobs] of VALID) {
@@ -81,6 +82,14 @@ Deno.test("config validate warns of schedules that pause and never resume, namin
 /** Broken fixtures and what the message must contain (file:line: and the key or reason). */
 const BROKEN: [string, RegExp][] = [
   ["unclosed_quote.yaml", /unclosed_quote\.yaml:2: YAML syntax error: Missing closing "quote/],
+  [
+    "unquoted_patterns.yaml",
+    /unquoted_patterns\.yaml:4: YAML alias \*\.fits .*must be quoted: "\*\.fits"/,
+  ],
+  [
+    "job_key_misindented.yaml",
+    /job_key_misindented\.yaml:4: .*Sequence item without - indicator \(check the indentation/,
+  ],
   ["bad_indentation.yaml", /bad_indentation\.yaml:2: YAML syntax error: /],
   [
     "retry_three.yaml",

@@ -600,3 +600,17 @@ Deno.test("jobKeyLine: the line of a job's key, in its jobs: entry or inherited 
     assert.equal(jobKeyLine(join(dir, "missing.yaml"), 0, ["on_transfer"]), null);
   });
 });
+
+Deno.test("settings shared with a YAML anchor under an x- key are merged into each job with <<; a job's own key wins", async () => {
+  const config = await loadConfig(join(FIXTURES, "shared_settings.yaml"));
+  const [north, south] = config.jobs;
+  assert.deepEqual(config.jobs.map((job) => job.name), ["north", "south"]);
+  for (const job of config.jobs) {
+    assert.equal(job.transfer_method, "rsync");
+    assert.equal(job.remote_host, "archive.example.org");
+    assert.equal(job.remote_user, "obs");
+  }
+  assert.equal(north.stability_window_seconds, 5);
+  assert.equal(south.stability_window_seconds, 10);
+  assert.equal(south.remote_base_path, "/data/south");
+});
