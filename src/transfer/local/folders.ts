@@ -101,14 +101,19 @@ export class BaseFileSystem {
 
   /**
    * Why the base folder is the empty mount point of a share that is not
-   * mounted (an empty folder on another file system than files arrived on),
-   * or `null`. A folder there that holds anything is a destination moved for
-   * good, remembered at the next arrival.
+   * mounted (files arrived on a network or FUSE file system, and it is an
+   * empty folder on a local one now), or `null`. A folder there that holds
+   * anything, or any other change of file system (a new share mounted there),
+   * is a destination moved for good, remembered at the next arrival.
    */
   async unmountedShare(): Promise<string | null> {
     const before = this.#arrivedOn;
     const now = before === null ? null : statfsType(this.#base);
     if (before === null || now === null || now === before) return null;
+    if (!fileSystemKind(before).remote || fileSystemKind(now).remote) {
+      this.#known = false;
+      return null;
+    }
     for await (const _ of Deno.readDir(this.#base)) {
       this.#known = false;
       return null;
