@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { runCli, startCli } from "../../helpers/cli.ts";
 import { existsSync, listFiles, randomBytes, writeConfig } from "../../helpers/files.ts";
-import { isMounted, mountBindfs, unmountBindfs } from "../../helpers/bindfs.ts";
+import { isMounted, mountBindfs, mountBindfsProcess, unmountBindfs } from "../../helpers/bindfs.ts";
 
 async function withRoot(fn: (root: string, env: Record<string, string>) => Promise<void>) {
   const root = await Deno.makeTempDir({ prefix: "itx-dest-safety-" });
@@ -261,6 +261,36 @@ Deno.test("a local destination that is a share's mount point: unmounted at a res
       assert.equal(mounted.code, 0, mounted.stderr);
       const sent = (await listFiles(server)).find((path) => path.endsWith("b.fits"))!;
       assert.deepEqual(await Deno.readFile(join(server, sent)), bytes);
+    } finally {
+      if (await isMounted(base)) await unmountBindfs(base);
+    }
+  });
+});
+
+Deno.test("doctor fails on a local destination whose share's client died (ENOTCONN), never checking the disk below", async () => {
+  await withRoot(async (root, env) => {
+    const config = join(root, "config.yaml");
+    const server = join(root, "server");
+    const base = join(root, "share");
+    await Deno.mkdir(join(root, "watch"));
+    await Deno.mkdir(server);
+    await writeConfig(config, {
+      ...daemonKeys(root),
+      transfer_method: "local",
+      watch_path: join(root, "watch"),
+      remote_base_path: base,
+    });
+    const client = await mountBindfsProcess(server, base);
+    try {
+      client.kill("SIGKILL");
+      await client.status;
+      const doctor = await runCli(["doctor", "-c", config], { env });
+      assert.notEqual(doctor.code, 0, doctor.stdout);
+      assert.match(
+        doctor.stdout,
+        /FAIL +destination folder: .*share cannot be read: .*mount it again/,
+      );
+      assert.doesNotMatch(doctor.stdout, /destination writable/);
     } finally {
       if (await isMounted(base)) await unmountBindfs(base);
     }
