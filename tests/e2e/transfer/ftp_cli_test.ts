@@ -15,7 +15,7 @@ import {
   writeConfig,
 } from "../../helpers/files.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
-import { FTP_PASSWORD, startVsftpd } from "../../helpers/vsftpd.ts";
+import { FTP_PASSWORD, startVsftpd, type TestVsftpd } from "../../helpers/vsftpd.ts";
 
 const FITS_DIR = new URL("../../fixtures/fits/", import.meta.url).pathname;
 
@@ -179,26 +179,38 @@ Deno.test("cli: doctor checks an FTP destination step by step", async (t) => {
   }
 });
 
+/** A daemon's config in `root` sending a watch folder there to a new folder on `server`. */
+async function daemonSandbox(
+  server: TestVsftpd,
+  root: string,
+  values: Record<string, unknown> = {},
+): Promise<{ dest: string; watch: string; config: string }> {
+  const dest = await server.makeRemoteDir();
+  const watch = join(root, "watch");
+  await Deno.mkdir(watch);
+  const config = join(root, "config.yaml");
+  await writeConfig(config, {
+    watch_path: watch,
+    remote_base_path: dest,
+    ...server.configKeys(),
+    stability_window_seconds: 0.2,
+    night_timezone: "UTC",
+    state_dir: join(root, "state"),
+    log_file: "",
+    ...values,
+  });
+  return { dest, watch, config };
+}
+
 Deno.test("daemon: the FTP server stopped mid-upload; the file arrives once it is back, never partial", async () => {
   // 300 kB/s: the 1 MB upload is cut in the middle.
   const server = await startVsftpd({ maxRateBytes: 300_000 });
   const root = await Deno.makeTempDir({ prefix: "itx-ftpd-" });
   try {
-    const dest = await server.makeRemoteDir();
-    const watch = join(root, "watch");
-    await Deno.mkdir(watch);
-    const config = join(root, "config.yaml");
-    await writeConfig(config, {
-      watch_path: watch,
-      remote_base_path: dest,
-      ...server.configKeys(),
-      stability_window_seconds: 0.2,
-      night_timezone: "UTC",
+    const { dest, watch, config } = await daemonSandbox(server, root, {
       retry_attempts: 20,
       retry_delay_seconds: 0.3,
       retry_max_delay_seconds: 1,
-      state_dir: join(root, "state"),
-      log_file: "",
     });
     const daemon = startCli(["--config", config, "run"], { env: { HOME: root } });
     try {
@@ -241,18 +253,7 @@ Deno.test("daemon: a stop mid-upload leaves no upload folder on the FTP server",
   const server = await startVsftpd({ maxRateBytes: 300_000 });
   const root = await Deno.makeTempDir({ prefix: "itx-ftpstop-" });
   try {
-    const dest = await server.makeRemoteDir();
-    const watch = join(root, "watch");
-    await Deno.mkdir(watch);
-    const config = join(root, "config.yaml");
-    await writeConfig(config, {
-      watch_path: watch,
-      remote_base_path: dest,
-      ...server.configKeys(),
-      stability_window_seconds: 0.2,
-      state_dir: join(root, "state"),
-      log_file: "",
-    });
+    const { dest, watch, config } = await daemonSandbox(server, root);
     await Deno.writeFile(join(watch, "last of the night.fits"), randomBytes(4 << 20));
     const daemon = startCli(["--config", config, "run"], { env: { HOME: root } });
     try {
