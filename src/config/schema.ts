@@ -269,7 +269,7 @@ export const jobShape = {
   ),
   rsync_options: doc(
     z.array(z.string().min(1)).default([]),
-    "Extra arguments appended to every rsync call, e.g. `--bwlimit=50000`.",
+    "Extra arguments appended to every rsync call, e.g. `--bwlimit=50000`. With any, every file goes by rsync (small batches no longer go in one call without it).",
   ),
   ssh_port: doc(
     z.int().min(1).max(65535).nullable().default(null),

@@ -42,6 +42,8 @@ export class RsyncTransport extends SshTransport {
   constructor(job: JobConfig, runtimeDir: string) {
     super(job, runtimeDir);
     this.resumesCopies = job.resume_partial_hours > 0;
+    // The user's rsync_options hold for every file: none goes in one call without rsync.
+    if (job.rsync_options.length > 0) this.oneCallFiles = 0;
   }
 
   /** See `Transport.sendPart`: rsync `--append-verify` into the kept copy. */

@@ -576,6 +576,19 @@ for (const method of ["scp", "rsync"] as const) {
         );
       }
 
+      if (method === "rsync") {
+        await t.step("rsync_options hold for small files too (none goes in one call)", async () => {
+          await withTransport(sshd, method, {
+            rsync_options: ["--chmod=F640"],
+          }, async ({ src, dst, transport }) => {
+            const items = [await makeItem(src, "20240326/small.fits", randomBytes(70_000))];
+            assertAllOk(await transport.send(items, never), items);
+            await assertDelivered(dst, items);
+            assert.equal((await Deno.stat(join(dst, items[0].destination))).mode! & 0o777, 0o640);
+          });
+        });
+      }
+
       await t.step("remote_base_path under ~/ lands in the remote home", async () => {
         const name = `itx-home-${method}-${crypto.randomUUID().slice(0, 8)}`;
         await withTransport(
