@@ -10,8 +10,9 @@ import { type ControlArgv, SharedMaster } from "../../../src/transfer/ssh/master
 import { exists, waitFor } from "../../helpers/files.ts";
 
 /**
- * A master whose `check` takes `checkSeconds` (each run recorded), and hangs
- * while a file `hang` is in its folder; its openings are counted.
+ * A master whose `check` takes `checkSeconds` (each run recorded), waits
+ * while a file `gate` is in its folder, and hangs while a file `hang` is;
+ * its openings are counted.
  */
 async function fakeMaster(checkSeconds: number) {
   const dir = await Deno.makeTempDir({ prefix: "itx-master-" });
@@ -19,6 +20,7 @@ async function fakeMaster(checkSeconds: number) {
   await Deno.writeTextFile(socket, "");
   const runs = join(dir, "runs");
   const hang = join(dir, "hang");
+  const gate = join(dir, "gate");
   const opened: number[] = [];
   const controlArgv: ControlArgv = (operation) =>
     Promise.resolve(
@@ -26,7 +28,8 @@ async function fakeMaster(checkSeconds: number) {
         ? [
           "sh",
           "-c",
-          `echo check >>'${runs}'; [ -e '${hang}' ] && sleep 30; sleep ${checkSeconds}; ` +
+          `echo check >>'${runs}'; while [ -e '${gate}' ]; do sleep 0.05; done; ` +
+          `[ -e '${hang}' ] && sleep 30; sleep ${checkSeconds}; ` +
           "echo 'Master running (pid=999999)' >&2",
         ]
         : ["sh", "-c", `echo exit >>'${runs}'`],
@@ -44,20 +47,30 @@ async function fakeMaster(checkSeconds: number) {
   const checks = async () =>
     (await Deno.readTextFile(runs).catch(() => "")).split("\n").filter((l) => l === "check")
       .length;
-  return { dir, socket, hang, master, opened, checks };
+  return { dir, socket, hang, gate, master, opened, checks };
 }
 
 Deno.test("a batch right after a call that ended well does not wait for the check: it runs alongside", async () => {
-  const { dir, socket, master, opened, checks } = await fakeMaster(1);
+  const { dir, socket, gate, master, opened, checks } = await fakeMaster(1);
   try {
     // No call yet: the master is asked first (the check takes a second).
     assert.equal(await master.connect(socket), null);
     assert.equal(await checks(), 1);
     master.served();
-    // Right after a call: no check before; one is planned for once a second has passed.
-    assert.equal(await master.connect(socket), null);
-    assert.equal(await master.connect(socket), null);
-    assert.equal(await checks(), 1, "not asked before the batch");
+    // Right after a call: no check before; one is planned alongside. Every check from now on
+    // waits at the gate, so batches that waited for one could not return before it opens.
+    await Deno.writeTextFile(gate, "");
+    const batches = (async () => {
+      assert.equal(await master.connect(socket), null);
+      assert.equal(await master.connect(socket), null);
+      return "returned";
+    })();
+    // A ceiling, not a time: batches that do not wait return at once, those that do never.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const held = new Promise((resolve) => timer = setTimeout(() => resolve("held"), 20_000));
+    assert.equal(await Promise.race([batches, held]), "returned", "not asked before the batch");
+    clearTimeout(timer);
+    await Deno.remove(gate);
     await waitFor(async () => await checks() === 2, 30_000, "the check alongside");
     // A call failed while that check runs: the next batch waits for it, then is asked for
     // (and probed) before its calls, and goes on (null: the connection works).
