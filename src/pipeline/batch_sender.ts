@@ -364,12 +364,14 @@ export class BatchSender {
     });
     // A destination that is gone fails every file alike: said once, until a file arrives again.
     const destinationGone = failureScope(error) === "destination";
-    if (!destinationGone || !this.#saidDestinationGone) {
-      logFailure(this.#log, this.#context.job, source, error, outcome.next);
-    } else {this.#log.debug("{source} waits for the destination: {reason}", {
+    if (destinationGone && this.#saidDestinationGone) {
+      this.#log.debug("{source} waits for the destination: {reason}", {
         source,
         reason: error.message,
-      });}
+      });
+    } else {
+      logFailure(this.#log, this.#context.job, source, error, outcome.next);
+    }
     if (destinationGone) this.#saidDestinationGone = true;
     const { kind } = outcome.next;
     if (kind === "retry" || kind === "give-up" || kind === "hold") {

@@ -94,13 +94,15 @@ export class JobStatus {
   readonly job: string;
   readonly method: string;
   #events: StatusEvents | undefined;
-  /** Arrivals of the last {@linkcode RATE_WINDOW_MS}, oldest first. */
   /**
    * Why the watch folder cannot be read now (a share that went away), else
    * `null`: no file is seen meanwhile, so the job counts as failing.
    */
   watchProblem: string | null = null;
-  /** Recent arrivals: their bytes, moved from `from` to `at` (ms since epoch). */
+  /**
+   * Arrivals of the last {@linkcode RATE_WINDOW_MS}, oldest first: their
+   * bytes, sent from `from` to `at` (ms since epoch).
+   */
   #arrivals: Array<{ from: number; at: number; bytes: number }> = [];
   #userPaused = false;
   #windowPaused = false;
