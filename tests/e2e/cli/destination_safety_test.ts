@@ -26,6 +26,28 @@ function daemonKeys(root: string) {
   return { state_dir: join(root, "state"), log_file: "", night_timezone: "UTC" };
 }
 
+/**
+ * A `local` job in `root` from `root/watch` (made) to `base`, with `values`;
+ * returns the config file and the watch folder.
+ */
+async function localJob(
+  root: string,
+  base: string,
+  values: Record<string, unknown> = {},
+): Promise<{ config: string; watch: string }> {
+  const config = join(root, "config.yaml");
+  const watch = join(root, "watch");
+  await Deno.mkdir(watch);
+  await writeConfig(config, {
+    ...daemonKeys(root),
+    transfer_method: "local",
+    watch_path: watch,
+    remote_base_path: base,
+    ...values,
+  });
+  return { config, watch };
+}
+
 Deno.test("two jobs sending into one folder are refused, naming both; folders of their own are accepted", async () => {
   await withRoot(async (root, env) => {
     const config = join(root, "config.yaml");
@@ -138,18 +160,8 @@ Deno.test("a local destination the watch would enter is refused; left out of the
 
 Deno.test("a local destination files arrived in before is not made again after a restart (a share that did not mount)", async () => {
   await withRoot(async (root, env) => {
-    const config = join(root, "config.yaml");
-    const watch = join(root, "watch");
-    const share = join(root, "share");
-    const base = join(share, "images");
-    await Deno.mkdir(watch);
-    await writeConfig(config, {
-      ...daemonKeys(root),
-      transfer_method: "local",
-      watch_path: watch,
-      remote_base_path: base,
-      retry_attempts: 0,
-    });
+    const base = join(root, "share", "images");
+    const { config, watch } = await localJob(root, base, { retry_attempts: 0 });
     await Deno.writeFile(join(watch, "a.fits"), randomBytes(1000));
     // The first run makes the destination folder.
     const first = await runCli(["run", "--once", "-c", config], { env });
@@ -178,15 +190,8 @@ Deno.test("a local destination files arrived in before is not made again after a
 
 Deno.test("a running daemon does not make its destination folder again once files arrived there; it says so once, and when it is back", async () => {
   await withRoot(async (root, env) => {
-    const config = join(root, "config.yaml");
-    const watch = join(root, "watch");
     const base = join(root, "share", "images");
-    await Deno.mkdir(watch);
-    await writeConfig(config, {
-      ...daemonKeys(root),
-      transfer_method: "local",
-      watch_path: watch,
-      remote_base_path: base,
+    const { config, watch } = await localJob(root, base, {
       stability_window_seconds: 0.3,
       retry_delay_seconds: 0.2,
       retry_max_delay_seconds: 0.5,
@@ -221,19 +226,10 @@ Deno.test("a running daemon does not make its destination folder again once file
 
 Deno.test("a local destination that is a share's mount point: unmounted at a restart, its empty folder gets nothing, and doctor fails", async () => {
   await withRoot(async (root, env) => {
-    const config = join(root, "config.yaml");
-    const watch = join(root, "watch");
     const server = join(root, "server");
     const base = join(root, "share"); // The mount point itself is the destination.
-    await Deno.mkdir(watch);
     await Deno.mkdir(server);
-    await writeConfig(config, {
-      ...daemonKeys(root),
-      transfer_method: "local",
-      watch_path: watch,
-      remote_base_path: base,
-      retry_attempts: 0,
-    });
+    const { config, watch } = await localJob(root, base, { retry_attempts: 0 });
     await mountBindfs(server, base);
     try {
       await Deno.writeFile(join(watch, "a.fits"), randomBytes(1000));
@@ -269,17 +265,10 @@ Deno.test("a local destination that is a share's mount point: unmounted at a res
 
 Deno.test("doctor fails on a local destination whose share's client died (ENOTCONN), never checking the disk below", async () => {
   await withRoot(async (root, env) => {
-    const config = join(root, "config.yaml");
     const server = join(root, "server");
     const base = join(root, "share");
-    await Deno.mkdir(join(root, "watch"));
     await Deno.mkdir(server);
-    await writeConfig(config, {
-      ...daemonKeys(root),
-      transfer_method: "local",
-      watch_path: join(root, "watch"),
-      remote_base_path: base,
-    });
+    const { config } = await localJob(root, base);
     const client = await mountBindfsProcess(server, base);
     try {
       client.kill("SIGKILL");
