@@ -109,6 +109,7 @@ export class JobRunner {
       transport.diskSpace &&
         (async () =>
           (await transport.diskSpace!(signal, { onlyIfFree: true }))?.availableBytes ?? null),
+      () => this.#session?.unavailable ?? null,
     );
     const filter = createFileFilter(job);
     const table = this.#table = new FileTable({
@@ -222,7 +223,6 @@ export class JobRunner {
   /** What the status page shows of this job (read only). */
   snapshot(): JobSnapshot {
     const q = this.#table;
-    this.#status.watchProblem = this.#session.unavailable;
     return {
       job: this.job.name,
       method: this.job.transfer_method,

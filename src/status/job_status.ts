@@ -96,9 +96,10 @@ export class JobStatus {
   #events: StatusEvents | undefined;
   /**
    * Why the watch folder cannot be read now (a share that went away), else
-   * `null`: no file is seen meanwhile, so the job counts as failing.
+   * `null`, asked of the watch: no file is seen meanwhile, so the job counts
+   * as failing.
    */
-  watchProblem: string | null = null;
+  #watchProblem: () => string | null;
   /**
    * Arrivals of the last {@linkcode RATE_WINDOW_MS}, oldest first: their
    * bytes, sent from `from` to `at` (ms since epoch).
@@ -137,10 +138,12 @@ export class JobStatus {
     method: string,
     events?: StatusEvents,
     measureFreeSpace?: () => Promise<number | null>,
+    watchProblem: () => string | null = () => null,
   ) {
     this.job = job;
     this.method = method;
     this.#events = events;
+    this.#watchProblem = watchProblem;
     this.freeSpace = measureFreeSpace
       ? new FreeSpaceGauge(measureFreeSpace, () => this.changed())
       : null;
@@ -276,11 +279,10 @@ export class JobStatus {
   state(full: boolean): { state: JobState; since: number; reason: string | null } {
     this.#lastFull = full;
     // One file that fails while others arrive is a problem of that file, not of the job.
+    const watch = this.#watchProblem();
     const failing =
       (this.#failedFiles.size >= 2 || this.#destinationGone ? this.#lastFailure : null) ??
-        (this.watchProblem === null
-          ? null
-          : `the watch folder cannot be read: ${this.watchProblem}`);
+        (watch === null ? null : `the watch folder cannot be read: ${watch}`);
     const state: JobState = this.paused
       ? "paused"
       : this.#ledgerProblem !== null

@@ -86,3 +86,13 @@ Deno.test("job status: one failing file is its own problem; the connection makes
   status.failed("f.fits", "retry-later", gone, false, "destination");
   assert.deepEqual([status.state(false).state, status.state(false).reason], ["failing", gone]);
 });
+
+Deno.test("job status: a watch folder that cannot be read makes the job failing, asked of the watch each time", () => {
+  let problem: string | null = "the share (fuse) is not mounted there";
+  const status = new JobStatus("cam", "local", undefined, undefined, () => problem);
+  const away = status.state(false);
+  assert.equal(away.state, "failing");
+  assert.match(away.reason ?? "", /^the watch folder cannot be read: the share \(fuse\)/);
+  problem = null;
+  assert.equal(status.state(false).state, "watching");
+});
