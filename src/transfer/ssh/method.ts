@@ -42,7 +42,8 @@ export interface SshMethod {
   /**
    * Most files a batch may have to go in one call (see `batch.ts`): any
    * number, 1 where the remote host has no `tar`, 0 where it lacks what
-   * receiving a file needs. Learnt by the first try.
+   * receiving a file needs (learnt by the first try), or where every file
+   * must go by the upload program (rsync with `rsync_options`).
    */
   oneCallFiles: number;
   /**
