@@ -11,9 +11,9 @@
 import { Command } from "commander";
 import { stringify } from "yaml";
 import { type GlobalOptions, globalOptions } from "./options.ts";
-import { jobKeyLine, loadConfig, resolveConfigPath } from "../config/load.ts";
+import { keyPlace, loadConfig, resolveConfigPath } from "../config/load.ts";
 import type { Config } from "../config/types.ts";
-import { checkBeforeStart } from "../pipeline/job_extras.ts";
+import { checkBeforeStart } from "../pipeline/start_checks.ts";
 import { PAUSES_FOR_GOOD, pausesForGood } from "../pipeline/schedules.ts";
 import { ConfigError, UsageError } from "../errors.ts";
 import { dirname } from "node:path";
@@ -39,9 +39,8 @@ export async function runConfigValidate(configOption?: string): Promise<void> {
   }
   for (const [index, job] of config.jobs.entries()) {
     if (!pausesForGood(job)) continue;
-    const line = jobKeyLine(config.file, index, ["schedules"]);
     console.error(
-      `warning: ${config.file}${line === null ? "" : `:${line}`}: schedules of job ${job.name} ` +
+      `warning: ${keyPlace(config.file, index, ["schedules"])}: schedules of job ${job.name} ` +
         PAUSES_FOR_GOOD,
     );
   }

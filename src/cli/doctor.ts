@@ -20,7 +20,7 @@ import {
   wantsQuickStart,
 } from "./quick_start.ts";
 import { UsageError } from "../errors.ts";
-import { checkBeforeStart } from "../pipeline/job_extras.ts";
+import { checkBeforeStart } from "../pipeline/start_checks.ts";
 import { createTransport, type ProbeCheck, type Transport } from "../transfer/transport.ts";
 import { Ledger } from "../ledger/ledger.ts";
 import { readNetworkMounts, watchHow } from "../watch/fs_type.ts";

@@ -19,7 +19,7 @@ import { Command, Option } from "commander";
 import { globalOptions } from "./options.ts";
 import { loadConfig, resolveConfigPath } from "../config/load.ts";
 import { ConfigError } from "../errors.ts";
-import { checkBeforeStart } from "../pipeline/job_extras.ts";
+import { checkBeforeStart } from "../pipeline/start_checks.ts";
 import { applyPlan, encodeFile, underRoot } from "../service/apply.ts";
 import {
   launchdPlistPath,

@@ -72,4 +72,52 @@ export function checkJobRules(job: JobValues, ctx: z.RefinementCtx): void {
       message: "give either ftp_password_file or ftp_password_env, not both",
     });
   }
+  const ssh = job.transfer_method === "scp" || job.transfer_method === "rsync";
+  const host = job.remote_host.trim();
+  if (ssh && host !== "" && (host.startsWith("-") || /[\s@/\\'"`$;&|<>]/.test(host))) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["remote_host"],
+      message:
+        "expected a host name, address or ~/.ssh/config alias (the user goes in remote_user)",
+    });
+  }
+  const user = job.remote_user.trim();
+  if (ssh && (user.startsWith("-") || /[\s@/\\:'"`$;&|<>]/.test(user))) {
+    ctx.addIssue({ code: "custom", path: ["remote_user"], message: "expected a plain login name" });
+  }
+  for (const [index, option] of job.rsync_options.entries()) {
+    const why = refusedRsyncOption(option);
+    if (why) ctx.addIssue({ code: "custom", path: ["rsync_options", index], message: why });
+  }
+}
+
+/**
+ * Why an rsync option is refused, or `null`: one that removes files, sends
+ * nothing, or changes which files go where. The daemon sends its own list of
+ * files into its own upload folder, and a source leaves only by
+ * `after_transfer`, once it arrived verified.
+ */
+export function refusedRsyncOption(option: string): string | null {
+  const name = option.split("=")[0];
+  const long = /^--(?:remove-(?:source|sent)-files|del|delete(?:-.*)?)$/.test(name)
+    ? "removes files"
+    : /^--(?:dry-run|list-only|only-write-batch|read-batch)$/.test(name)
+    ? "sends nothing"
+    : /^--(?:files-from|from0|relative|no-relative|no-implied-dirs)$/.test(name)
+    ? "changes which files go where"
+    : null;
+  // Short options together (-avz), up to one that takes a value (-B1024): -n sends nothing,
+  // -R and -0 change the list.
+  const flags = /^-[A-Za-z0-9]+$/.test(option) ? option.slice(1).split(/[BTMfe]/)[0] : "";
+  const short = flags.includes("n")
+    ? "sends nothing"
+    : /[R0]/.test(flags)
+    ? "changes which files go where"
+    : null;
+  const what = long ?? short;
+  if (what === null) return null;
+  return `${option} ${what}, and image-transfer decides that (it sends its own list of files ` +
+    "into its own upload folder; a source leaves only by after_transfer, once it arrived " +
+    "verified); remove it";
 }

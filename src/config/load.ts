@@ -90,6 +90,16 @@ export function jobKeyLine(file: string, jobIndex: number, keyPath: Path): numbe
 }
 
 /**
+ * Where a message about a key points: `FILE:LINE` of `keyPath` in the job at
+ * `jobIndex` (see {@linkcode jobKeyLine}; -1: a top-level key), or `FILE`
+ * when the line is not known.
+ */
+export function keyPlace(file: string, jobIndex: number, keyPath: Path): string {
+  const line = jobKeyLine(file, jobIndex, keyPath);
+  return line === null ? file : `${file}:${line}`;
+}
+
+/**
  * Validate and resolve config `text` as if read from `file` (used for messages
  * and as the base of relative paths).
  *

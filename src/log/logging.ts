@@ -16,7 +16,7 @@ import {
 } from "@logtape/logtape";
 import { getRotatingFileSink } from "@logtape/file";
 import { dirname } from "node:path";
-import { describeErrorChain, ExitCode } from "../errors.ts";
+import { ConfigError, describeErrorChain, ExitCode } from "../errors.ts";
 
 /** Largest log file before it is rotated (bytes). */
 export const LOG_MAX_BYTES = 10 * 1024 * 1024;
@@ -172,7 +172,7 @@ export async function setupLogging(options: LoggingOptions): Promise<void> {
       }) as Sink;
     } catch (error) {
       const reason = error instanceof Error ? error.message : String(error);
-      throw new Error(
+      throw new ConfigError(
         `Cannot open log file ${options.logFile}: ${reason}; set log_file to a writable path, or "" to log to stderr only`,
         { cause: error },
       );

@@ -15,16 +15,17 @@ import { loadConfig } from "../config/load.ts";
 import { makeRuntimeDir } from "../config/paths.ts";
 import { WatchFolderError } from "../errors.ts";
 import { Ledger } from "../ledger/ledger.ts";
-import { acquireDaemonLock, type JobPause, PID_FILE } from "../ledger/daemon_lock.ts";
+import { acquireDaemonLock, PID_FILE } from "../ledger/daemon_lock.ts";
 import { logger } from "../log/logging.ts";
 import { createTransport } from "../transfer/transport.ts";
 import { endLeftoverMasters } from "../transfer/ssh/master.ts";
 import { VERSION, versionInfo } from "../version.ts";
-import { type JobSummary, StatusEvents } from "../status/job_status.ts";
+import type { JobSummary } from "../status/job_status.ts";
+import { StatusEvents } from "../status/events.ts";
 import { LedgerReports } from "../status/ledger_reports.ts";
 import { startStatusServer, type StatusServer } from "../status/server.ts";
-import { checkBeforeStart } from "./job_extras.ts";
-import { JobRunner } from "./job_runner.ts";
+import { checkBeforeStart } from "./start_checks.ts";
+import { RunningJobs } from "./running_jobs.ts";
 import type { FinishingHooks } from "./hooks.ts";
 
 /** Options of {@linkcode runDaemon}. */
@@ -131,13 +132,14 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
         pidFile: join(config.state_dir, PID_FILE),
       },
     );
-    const start = (c: Config) =>
+    const start = (c: Config, previous?: RunningJobs) =>
       new RunningJobs(
         c,
         (job) => createTransport(job, dir, openLedger),
         openLedger,
         { once: options.once, events: statusEvents },
         (paused) => lock.setPaused(paused),
+        previous,
       );
     if (listen) {
       const shown = new LedgerReports(
@@ -177,9 +179,9 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
         const next = await reloadConfig(current, options.onReload);
         if (!next) continue;
         // The replaced jobs' hooks run on (with the old config), and end at the stop.
-        finishingHooks.push(...await jobs.stop(total, true));
+        finishingHooks.push(...await jobs.stop(total, true, next));
         current = next;
-        jobs = start(next);
+        jobs = start(next, jobs);
         log.info("Reloaded {file}: starting {count} job(s)", {
           file: next.file,
           count: next.jobs.length,
@@ -384,67 +386,5 @@ class DaemonEvents {
       return "reload";
     }
     return undefined;
-  }
-}
-
-/** One generation of job runners: the jobs of one config. */
-export class RunningJobs {
-  readonly runners: JobRunner[];
-  /** Resolves when every runner has started; rejects when one could not. */
-  readonly started: Promise<void>;
-  #stopped = false;
-
-  /** Jobs paused because their destination is full. */
-  #paused: Record<string, JobPause> = {};
-
-  /**
-   * Create a runner per job of `config` and start them.
-   * @param onPaused told the jobs paused because their destination is full, at every change
-   */
-  constructor(
-    config: Config,
-    transport: (job: JobConfig) => ReturnType<typeof createTransport>,
-    ledger: Ledger,
-    options: { once: boolean; events: StatusEvents },
-    onPaused: (paused: Record<string, JobPause>) => void,
-  ) {
-    onPaused(this.#paused);
-    this.runners = config.jobs.map((job) =>
-      new JobRunner(job, ledger, transport(job), {
-        ...options,
-        onPauseChange: (pause) => {
-          if (pause) this.#paused[job.name] = pause;
-          else delete this.#paused[job.name];
-          if (!this.#stopped) onPaused(this.#paused);
-        },
-      })
-    );
-    this.started = Promise.all(this.runners.map((r) => r.start())).then(() => {}, (error) => {
-      // A runner stopped by a reload may fail on its way out: not a reason to exit.
-      if (this.#stopped) return new Promise<never>(() => {});
-      throw error;
-    });
-  }
-
-  /** Never resolves; rejects when a runner could not start. */
-  failure(): Promise<never> {
-    return this.started.then(() => new Promise<never>(() => {}));
-  }
-
-  /** Resolves when every runner is idle. */
-  async idle(): Promise<void> {
-    await Promise.all(this.runners.map((r) => r.whenIdle()));
-  }
-
-  /** Stop every runner, add what they did to `total` (once); `reloading`: see `JobRunner.stop`. */
-  async stop(total: JobSummary, reloading = false): Promise<FinishingHooks[]> {
-    if (this.#stopped) return [];
-    this.#stopped = true;
-    const finishing = await Promise.all(this.runners.map((r) => r.stop(reloading)));
-    for (const r of this.runners) {
-      total.sent += r.summary.sent;
-      total.failed += r.summary.failed;
-    }
-    return finishing.filter((hooks) => hooks !== null);
   }
 }

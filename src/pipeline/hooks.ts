@@ -25,7 +25,7 @@ import { absolutePath } from "../watch/stability.ts";
 import { runCaptured } from "../process/captured.ts";
 import { delimiter, dirname, isAbsolute, join } from "node:path";
 import { shellQuote, writableByOthers } from "../config/file_mode.ts";
-import { jobKeyLine } from "../config/load.ts";
+import { keyPlace } from "../config/load.ts";
 import type { Path } from "../config/messages.ts";
 
 /** Which hook an event runs. */
@@ -139,10 +139,7 @@ export async function checkUserPrograms(
   const problems: string[] = [];
   for (const { job, key, path: keyPath, argv } of userPrograms(jobs)) {
     // The file is read again for the line of a key with a problem only.
-    const where = () => {
-      const line = jobKeyLine(file, jobs.indexOf(job), keyPath);
-      return `${file}${line === null ? "" : `:${line}`}: ${key} of job ${job.name}`;
-    };
+    const where = () => `${keyPlace(file, jobs.indexOf(job), keyPath)}: ${key} of job ${job.name}`;
     const path = findProgram(argv[0], Deno.env.get("PATH"));
     if (path === undefined) {
       problems.push(
@@ -172,7 +169,12 @@ export interface FinishingHooks {
   abort(): void;
 }
 
-/** Runs one job's hooks; see the module doc. */
+/**
+ * Runs one job's hooks; see the module doc. A reload that keeps the job hands
+ * its hooks on: the waiting ones move to the next runner, the running ones
+ * finish in the one they started in and count against the next one's
+ * `max_concurrent_hooks`, and one tally goes on.
+ */
 export class HookRunner {
   #job: JobConfig;
   #log: Logger;
@@ -182,10 +184,22 @@ export class HookRunner {
   #stopping = new AbortController();
   #closed = false;
   #stats: HookStats = { succeeded: 0, failed: 0, dropped: 0 };
+  /** The runner this one replaces, while hooks it started may still run. */
+  #before: HookRunner | undefined;
+  /** The runner that replaced this one. */
+  #after: HookRunner | undefined;
 
-  constructor(job: JobConfig) {
+  /** @param replaces the same job's runner of the config a reload replaced */
+  constructor(job: JobConfig, replaces?: HookRunner) {
     this.#log = jobLogger("hooks", job.name);
     this.#job = job;
+    if (replaces) {
+      this.#stats = replaces.#stats;
+      this.#queue = replaces.#queue.splice(0);
+      this.#before = replaces;
+      replaces.#after = this;
+      this.#next();
+    }
   }
 
   /** Hooks that ran well, failed, or were dropped so far. */
@@ -215,7 +229,8 @@ export class HookRunner {
     // The waiting ones start as running ones end: none waits once none runs.
     while (this.#running.size > 0) await Promise.allSettled([...this.#running]);
     const { succeeded, failed, dropped } = this.#stats;
-    if (succeeded + failed + dropped === 0) return;
+    // A runner that replaced this one goes on with the tally, and says it.
+    if (succeeded + failed + dropped === 0 || this.#after) return;
     const message = "Hooks of job {job}: {succeeded} done, {failed} failed, {dropped} not run";
     const fields = { succeeded, failed, dropped };
     if (failed + dropped > 0) this.#log.warn(message, fields);
@@ -250,14 +265,26 @@ export class HookRunner {
   }
 
   #next(): void {
-    while (this.#running.size < this.#job.max_concurrent_hooks && this.#queue.length > 0) {
+    while (this.#busy() < this.#job.max_concurrent_hooks && this.#queue.length > 0) {
       const { event, argv, facts } = this.#queue.shift()!;
       const running: Promise<void> = this.#run(event, argv, facts).finally(() => {
         this.#running.delete(running);
-        this.#next();
+        // The newest runner of the job takes the freed slot.
+        this.#newest().#next();
       });
       this.#running.add(running);
     }
+  }
+
+  /** The runner that replaced this one last (this one when none did). */
+  #newest(): HookRunner {
+    return this.#after ? this.#after.#newest() : this;
+  }
+
+  /** Hooks running for this job: here, and in the runners this one replaced. */
+  #busy(): number {
+    if (this.#before && this.#before.#busy() === 0) this.#before = undefined;
+    return this.#running.size + (this.#before ? this.#before.#busy() : 0);
   }
 
   async #run(event: HookEvent, argv: string[], facts: HookFacts): Promise<void> {

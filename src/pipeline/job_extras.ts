@@ -2,27 +2,17 @@
  * What a job does beside sending: hooks after each arrival or give-up,
  * source clean-up, and schedules (with the catch-up of a scheduled rescan).
  *
- * What `run` checks in a valid config before it starts anything, shared by
- * `config validate`, `doctor` and `install-service` so that a config they
- * accept starts: the programs it runs of its own (hooks, scheduled
- * commands), the archive folders of source cleanup, and the status page's
- * address and token.
- *
  * @module
  */
-import { basename, dirname, join, posix, resolve } from "node:path";
-import type { Config, JobConfig } from "../config/types.ts";
+import { join } from "node:path";
+import type { JobConfig } from "../config/types.ts";
 import type { Transport } from "../transfer/transport.ts";
 import type { FileVersion } from "../watch/stability.ts";
-import { checkUserPrograms, type FinishingHooks, hookFacts, HookRunner } from "./hooks.ts";
+import { type FinishingHooks, hookFacts, HookRunner } from "./hooks.ts";
 import { JobSchedules } from "./schedules.ts";
-import { assertCleanupSafe, SourceCleaner } from "./source_cleanup.ts";
+import { SourceCleaner } from "./source_cleanup.ts";
 import type { FileTable, WorkRecord } from "./file_table.ts";
 import { logger } from "../log/logging.ts";
-import { ConfigError } from "../errors.ts";
-import { relativeTo } from "../watch/entry_check.ts";
-import { createFileFilter } from "../watch/file_filter.ts";
-import { type ListenSettings, listenSettings } from "../status/listen.ts";
 
 /** What {@linkcode JobExtras} works with. */
 export interface JobExtrasContext {
@@ -39,6 +29,8 @@ export interface JobExtrasContext {
   resume(): void;
   /** `run --once`: no schedules; hooks and clean-up called for finish before the end. */
   once: boolean;
+  /** The same job's extras of the config a reload replaced: their hooks go on here. */
+  replaces?: JobExtras;
 }
 
 /** Hooks, source clean-up and schedules of one job; see the module doc. */
@@ -51,7 +43,7 @@ export class JobExtras {
   constructor(context: JobExtrasContext) {
     this.#context = context;
     const { job, table } = context;
-    this.#hooks = new HookRunner(job);
+    this.#hooks = new HookRunner(job, context.replaces && context.replaces.#hooks);
     this.#cleaner = new SourceCleaner(job, table.rows);
     this.#schedules = new JobSchedules({
       job,
@@ -161,124 +153,4 @@ async function catchUp(context: JobExtrasContext, nights: number): Promise<strin
     { job: job.name, nights: recent.length, count: forgotten.length, lost },
   );
   return forgotten;
-}
-
-/**
- * Check `config` as `run` does before it starts.
- *
- * @param runsAs user id of the account the daemon runs as (the current one unless told)
- * @returns the status page's settings (`null` when it is off)
- * @throws {ConfigError} naming what is wrong and what to do
- */
-export async function checkBeforeStart(
-  config: Config,
-  runsAs?: number | null,
-): Promise<ListenSettings | null> {
-  await checkUserPrograms(config.jobs, config.file, runsAs);
-  assertCleanupSafe(config.jobs);
-  assertDestinationsApart(config.jobs);
-  return await listenSettings(config);
-}
-
-/**
- * Refuse destinations that would lose or endlessly repeat copies: two jobs
- * sending into one folder (a file of one would replace the other's file of
- * the same name there, without a word), and a local destination where the
- * job's own watch finds its copies again (each sent again, without end).
- *
- * @throws {ConfigError} naming the jobs and folders, and what to do
- */
-export function assertDestinationsApart(jobs: JobConfig[]): void {
-  const places = new Map<string, JobConfig>();
-  for (const job of jobs) {
-    const place = destinationPlace(job);
-    const other = places.get(place);
-    if (other !== undefined) {
-      throw new ConfigError(
-        `remote_base_path of jobs ${other.name} and ${job.name}: both send into ` +
-          `${describePlace(job)}, where a file of one would replace the other's file of the same ` +
-          "name without a word; give each job a folder of its own (for example " +
-          `${job.remote_base_path.replace(/[/\\]+$/, "")}/${job.name})`,
-      );
-    }
-    places.set(place, job);
-    if (job.transfer_method === "local") assertCopiesNotWatched(job);
-  }
-}
-
-/** Where a job's copies go, the same string for every job that sends there. */
-function destinationPlace(job: JobConfig): string {
-  if (job.transfer_method === "local") return `local:${realPathSoFar(job.remote_base_path)}`;
-  const base = posix.normalize(job.remote_base_path.trim()).replace(/(.)\/+$/, "$1");
-  const host = job.remote_host.trim().toLowerCase();
-  // A base path that is not absolute is one per account (its home, or the FTP account's root).
-  const user = job.transfer_method === "ftp" || !base.startsWith("/")
-    ? `${job.remote_user.trim()}@`
-    : "";
-  const port = job.transfer_method === "ftp"
-    ? `ftp:${job.ftp_port ?? 21}`
-    : `ssh:${job.ssh_port ?? 22}`;
-  return `${port}//${user}${host}/${base}`;
-}
-
-/** The destination folder of `job` as messages name it. */
-function describePlace(job: JobConfig): string {
-  return job.transfer_method === "local"
-    ? job.remote_base_path
-    : `${job.remote_host.trim()}:${job.remote_base_path}`;
-}
-
-/**
- * Refuse a local destination inside the watch folder that the watch would
- * enter (every copy would be found and sent again), or a watch folder that
- * is a night folder of the destination (the copies of that night land in it).
- */
-function assertCopiesNotWatched(job: JobConfig): void {
-  const base = realPathSoFar(job.remote_base_path);
-  const watch = realPathSoFar(job.watch_path);
-  const baseInWatch = relativeTo(watch, base);
-  if (baseInWatch !== null) {
-    const filter = createFileFilter(job, { skipLog: null });
-    const segments = baseInWatch === "" ? [] : baseInWatch.split("/");
-    const entered = segments.every((_, i) =>
-      filter.dirSkip(segments.slice(0, i + 1).join("/")) === null
-    );
-    if (entered) {
-      throw new ConfigError(
-        `remote_base_path of job ${job.name}: ${base} is inside its watch_path ${watch}, so every ` +
-          "copy would be found there and sent again, without end; choose a destination outside " +
-          "the watch folder" +
-          (baseInWatch === ""
-            ? ""
-            : ` (or leave it out with exclude_patterns: ["${baseInWatch}/**"])`),
-      );
-    }
-  }
-  const watchInBase = relativeTo(base, watch);
-  if (watchInBase !== null && /^\d{8}(\/|$)/.test(watchInBase)) {
-    throw new ConfigError(
-      `watch_path of job ${job.name}: ${watch} is a night folder of its remote_base_path ${base}, ` +
-        "where the copies of that night are written, so each would be sent again; choose a watch " +
-        "folder outside the destination",
-    );
-  }
-}
-
-/**
- * `path` made absolute with the links of the part of it that exists resolved
- * (a destination or watch folder may not exist yet).
- */
-function realPathSoFar(path: string): string {
-  const missing: string[] = [];
-  let existing = resolve(path);
-  for (;;) {
-    try {
-      return join(Deno.realPathSync(existing), ...missing);
-    } catch {
-      const parent = dirname(existing);
-      if (parent === existing) return resolve(path);
-      missing.unshift(basename(existing));
-      existing = parent;
-    }
-  }
 }

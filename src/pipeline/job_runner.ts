@@ -16,12 +16,8 @@ import { failureScope } from "../errors.ts";
 import type { JobPause } from "../ledger/daemon_lock.ts";
 import type { Ledger } from "../ledger/ledger.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
-import {
-  type JobSnapshot,
-  JobStatus,
-  type JobSummary,
-  type StatusEvents,
-} from "../status/job_status.ts";
+import { type JobSnapshot, JobStatus, type JobSummary } from "../status/job_status.ts";
+import type { StatusEvents } from "../status/events.ts";
 import type { Transport } from "../transfer/transport.ts";
 import { createFileFilter } from "../watch/file_filter.ts";
 import { WatchSession } from "../watch/watch_session.ts";
@@ -55,6 +51,8 @@ export interface JobRunnerOptions {
   onPauseChange?: (pause: JobPause | null) => void;
   /** Where transfers are told to the status page and metrics. */
   events?: StatusEvents;
+  /** The runner of the same job this one replaces (a reload): its picture goes on here. */
+  replaces?: JobRunner;
 }
 
 /** How long files that became ready are gathered before a batch starts. */
@@ -111,6 +109,7 @@ export class JobRunner {
           (await transport.diskSpace!(signal, { onlyIfFree: true }))?.availableBytes ?? null),
       () => this.#session?.unavailable ?? null,
     );
+    if (options.replaces) status.continueFrom(options.replaces.#status);
     const filter = createFileFilter(job);
     const table = this.#table = new FileTable({
       job,
@@ -174,6 +173,7 @@ export class JobRunner {
         this.#pump();
       },
       once: options.once,
+      replaces: options.replaces && options.replaces.#extras,
     });
     this.#sender = new BatchSender({
       job,

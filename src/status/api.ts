@@ -13,7 +13,8 @@
  * @module
  */
 import type { FileState } from "../ledger/file_rows.ts";
-import type { JobSnapshot, TransferEvent } from "./job_status.ts";
+import type { JobSnapshot } from "./job_status.ts";
+import type { TransferEvent } from "./events.ts";
 import type { LedgerReports, TransferFilter, TransferRow } from "./ledger_reports.ts";
 
 /** What the API may do with a running job. */

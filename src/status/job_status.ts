@@ -1,13 +1,8 @@
 /**
  * The read-only picture of one job for the status surface: its state with
  * since when, what is being sent, and the events it tells
- * ({@linkcode StatusEvents}). The job runner feeds it; nothing here changes
- * what the pipeline does.
- *
- * What the pipeline tells the status surface (page, API, metrics) while it
- * works: a transfer started, a file arrived, an attempt failed, a job was
- * paused or resumed. Listeners must be quick and must not throw into the
- * pipeline: {@linkcode StatusEvents.emit} swallows what they throw.
+ * (`status/events.ts`). The job runner feeds it; nothing here changes what
+ * the pipeline does.
  *
  * The free space at a job's destination as the status page and `/metrics`
  * show it: asked only while someone reads it (the page, the API, a scrape),
@@ -17,6 +12,7 @@
  * @module
  */
 import type { WatchHow } from "../watch/fs_type.ts";
+import type { StatusEvents } from "./events.ts";
 
 /**
  * Where a job stands, as a person would say it: `unreachable` when the host or the connection
@@ -205,6 +201,19 @@ export class JobStatus {
     return { sent: this.#sentCount, failed: this.#givenUp.size };
   }
 
+  /**
+   * Go on from the picture of the runner this one replaces (a reload keeps the
+   * job): this run's counts, the arrivals of the rate, the last success, and a
+   * pause from the page, which only a resume from the page ends.
+   */
+  continueFrom(previous: JobStatus): void {
+    this.#sentCount = previous.#sentCount;
+    this.#givenUp = new Set(previous.#givenUp);
+    this.#arrivals = [...previous.#arrivals];
+    this.lastSuccessAt = previous.lastSuccessAt;
+    if (previous.#userPaused) this.userPaused = true;
+  }
+
   /** A file used up its fast retries (counted as failed until it arrives). */
   gaveUp(relPath: string): void {
     this.#givenUp.add(relPath);
@@ -335,55 +344,6 @@ export class JobStatus {
   #forgetArrivals(now: number): void {
     const from = now - RATE_WINDOW_MS;
     while (this.#arrivals.length > 0 && this.#arrivals[0].at <= from) this.#arrivals.shift();
-  }
-}
-
-/** One thing that happened in a job. */
-export type TransferEvent =
-  | { type: "started"; job: string; method: string; relPaths: string[]; at: number }
-  | {
-    type: "sent";
-    job: string;
-    method: string;
-    relPath: string;
-    destination: string;
-    bytes: number;
-    durationMs: number;
-    at: number;
-  }
-  | {
-    type: "failed";
-    job: string;
-    method: string;
-    relPath: string;
-    /** `retry`, `retry-later`, `fatal`, …: the transport's error class. */
-    errorClass: string;
-    reason: string;
-    /** No more retries until a rescan, a start-up or a retry from the page. */
-    final: boolean;
-    at: number;
-  }
-  | { type: "job"; job: string; at: number };
-
-/** A small synchronous event bus the daemon shares with its job runners. */
-export class StatusEvents {
-  #listeners = new Set<(event: TransferEvent) => void>();
-
-  /** Call `listener` for every event; returns the function that stops it. */
-  listen(listener: (event: TransferEvent) => void): () => void {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
-  }
-
-  /** Tell every listener; a listener that throws does not stop the pipeline. */
-  emit(event: TransferEvent): void {
-    for (const listener of this.#listeners) {
-      try {
-        listener(event);
-      } catch {
-        // The status surface must never break a transfer.
-      }
-    }
   }
 }
 

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { jobKeyLine } from "../config/load.ts";
 import { ConfigError } from "../errors.ts";
 
 /** A resolved `status_listen`. */
@@ -45,9 +46,10 @@ export async function listenSettings(
   const hostname = config.status_listen.slice(0, at).replace(/^\[(.*)\]$/, "$1");
   const port = Number(config.status_listen.slice(at + 1));
   if (!Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new ConfigError(
-      `status_listen: port ${port} is out of range; give a port from 1 to 65535, e.g. "127.0.0.1:8765"`,
-      { file: config.file },
+    throw keyError(
+      config.file,
+      "status_listen",
+      `port ${port} is out of range; give a port from 1 to 65535, e.g. "127.0.0.1:8765"`,
     );
   }
   const loopback = isLoopback(hostname);
@@ -62,21 +64,23 @@ export async function listenSettings(
     );
     token = (await readNamedFile(config.file, "status_token_file", file)).trim();
     if (token.length < 16) {
-      throw new ConfigError(
-        `status_token_file: ${config.status_token_file} holds ${
+      throw keyError(
+        config.file,
+        "status_token_file",
+        `${config.status_token_file} holds ${
           token.length ? "a token shorter than 16 characters" : "no token"
         }; ` +
           "write a long random token into it, e.g. `(umask 077; openssl rand -hex 32 > FILE)`",
-        { file: config.file },
       );
     }
   }
   if (!loopback && token === null) {
-    throw new ConfigError(
-      `status_listen: ${config.status_listen} can be reached from other machines, so the status page ` +
+    throw keyError(
+      config.file,
+      "status_listen",
+      `${config.status_listen} can be reached from other machines, so the status page ` +
         "needs a token: set status_token_file to a file holding one (e.g. `(umask 077; openssl rand -hex 32 > FILE)`), " +
         'or listen on a loopback address such as "127.0.0.1:8765"',
-      { file: config.file },
     );
   }
   return { hostname, port, loopback, token, tls: await tlsFiles(config) };
@@ -101,21 +105,23 @@ async function tlsFiles(
     const [given, missing] = certFile === null
       ? ["status_tls_key", "status_tls_cert"]
       : ["status_tls_cert", "status_tls_key"];
-    throw new ConfigError(
-      `${given} is set but ${missing} is not: HTTPS needs both the certificate and its key ` +
+    throw keyError(
+      config.file,
+      given,
+      `set without ${missing}: HTTPS needs both the certificate and its key ` +
         "(or remove both for plain HTTP)",
-      { file: config.file },
     );
   }
   await assertPrivate(config.file, "status_tls_key", keyFile, "");
   const read = async (key: string, file: string, kind: RegExp) => {
     const text = await readNamedFile(config.file, key, file);
     if (!kind.test(text)) {
-      throw new ConfigError(
-        `${key}: ${file} is not in PEM form (no "-----BEGIN ${
+      throw keyError(
+        config.file,
+        key,
+        `${file} is not in PEM form (no "-----BEGIN ${
           key === "status_tls_cert" ? "CERTIFICATE" : "PRIVATE KEY"
         }-----" line); convert it, e.g. with \`openssl x509 -outform PEM\` or \`openssl pkey\``,
-        { file: config.file },
       );
     }
     return text;
@@ -138,11 +144,12 @@ async function assertPrivate(
 ): Promise<void> {
   const mode = (await Deno.stat(file).catch(() => null))?.mode ?? null;
   if (Deno.build.os === "windows" || mode === null || (mode & 0o077) === 0) return;
-  throw new ConfigError(
-    `${key}: ${file} can be read or written by others (mode ${
+  throw keyError(
+    configFile,
+    key,
+    `${file} can be read or written by others (mode ${
       (mode & 0o777).toString(8).padStart(4, "0")
     })${allows}; run: chmod 600 ${JSON.stringify(file)}`,
-    { file: configFile },
   );
 }
 
@@ -152,9 +159,13 @@ async function readNamedFile(configFile: string, key: string, file: string): Pro
     return await Deno.readTextFile(file);
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
-    throw new ConfigError(`${key}: cannot read ${file}: ${reason}`, {
-      file: configFile,
-      cause: error,
-    });
+    throw keyError(configFile, key, `cannot read ${file}: ${reason}`, error);
   }
+}
+
+/** A config error about the top-level `key` of `configFile`: `FILE:LINE: KEY: message`. */
+function keyError(configFile: string, key: string, message: string, cause?: unknown): ConfigError {
+  const line = jobKeyLine(configFile, -1, [key]) ?? undefined;
+  const place = line === undefined ? configFile : `${configFile}:${line}`;
+  return new ConfigError(`${place}: ${key}: ${message}`, { file: configFile, line, cause });
 }

@@ -10,7 +10,8 @@
  * @module
  */
 import { TRANSFER_ERROR_KINDS } from "../errors.ts";
-import { JOB_STATES, type JobSnapshot, type TransferEvent } from "./job_status.ts";
+import { JOB_STATES, type JobSnapshot } from "./job_status.ts";
+import type { TransferEvent } from "./events.ts";
 import process from "node:process";
 
 /** Upper bounds (seconds) of the transfer duration histogram. */

@@ -26,7 +26,7 @@ import {
   text,
   transfersReport,
 } from "./api.ts";
-import type { StatusEvents } from "./job_status.ts";
+import type { StatusEvents } from "./events.ts";
 import type { ListenSettings } from "./listen.ts";
 import { Metrics } from "./metrics.ts";
 import { OpenFdCounter } from "../process/open_fds.ts";

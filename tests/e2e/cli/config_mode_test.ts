@@ -140,6 +140,67 @@ Deno.test("an ssh_identity_file group or others can write is refused with exit 2
   });
 });
 
+Deno.test("config validate refuses a missing or shared ftp_password_file and a missing ssh_identity_file, with their lines", async () => {
+  await withDir(async (dir) => {
+    const password = join(dir, "ftp password");
+    const key = join(dir, "id_ed25519");
+    const config = join(dir, "config.yaml");
+    await Deno.writeTextFile(
+      config,
+      [
+        `watch_path: ${JSON.stringify(join(dir, "watch"))}`,
+        "remote_base_path: /data",
+        "jobs:",
+        "  - name: north",
+        "    transfer_method: ftp",
+        "    remote_host: example.invalid",
+        "    remote_user: obs",
+        `    ftp_password_file: ${JSON.stringify(password)}`,
+        "  - name: south",
+        "    remote_host: example.invalid",
+        `    ssh_identity_file: ${JSON.stringify(key)}`,
+        "    remote_base_path: /data/south",
+        "",
+      ].join("\n"),
+      { mode: 0o600 },
+    );
+    const validate = () => runCli(["-c", config, "config", "validate"], { env: env(dir) });
+    const missing = await validate();
+    assert.equal(missing.code, 2, missing.stderr);
+    assert.ok(
+      missing.stderr.includes(
+        `${config}:8: ftp_password_file of job north: ${password} does not exist`,
+      ),
+      missing.stderr,
+    );
+    assert.ok(
+      missing.stderr.includes(
+        `${config}:11: ssh_identity_file of job south: ${key} does not exist`,
+      ),
+      missing.stderr,
+    );
+    assert.doesNotMatch(missing.stderr, /\n\s+at /, "no stack trace");
+
+    await Deno.writeTextFile(password, "secret\n", { mode: 0o644 });
+    await Deno.chmod(password, 0o644);
+    await Deno.writeTextFile(key, "not really a key\n", { mode: 0o600 });
+    const shared = await validate();
+    assert.equal(shared.code, 2, shared.stderr);
+    assert.ok(
+      shared.stderr.includes(
+        `${config}:8: ftp_password_file of job north: ${password} can be read or written by ` +
+          `others (mode 0644); run: chmod 600 ${JSON.stringify(password)}`,
+      ),
+      shared.stderr,
+    );
+    assert.doesNotMatch(shared.stderr, /ssh_identity_file/);
+
+    await Deno.chmod(password, 0o600);
+    const ok = await validate();
+    assert.equal(ok.code, 0, ok.stderr);
+  });
+});
+
 Deno.test("init writes a config that is not group writable even under umask 002", async () => {
   await withDir(async (dir) => {
     const config = join(dir, "config.yaml");

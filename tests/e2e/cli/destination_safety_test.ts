@@ -70,7 +70,10 @@ Deno.test("two jobs sending into one folder are refused, naming both; folders of
     for (const args of [["config", "validate"], ["run", "--once"]]) {
       const result = await runCli([...args, "-c", config], { env });
       assert.equal(result.code, 2, result.stderr);
-      assert.match(result.stderr, /jobs north and south: both send into /);
+      assert.match(
+        result.stderr,
+        /config\.yaml:\d+: remote_base_path of job south: job north sends into .* too/,
+      );
       assert.match(result.stderr, /give each job a folder of its own/);
       assert.doesNotMatch(result.stderr, /\n\s+at /);
     }
@@ -96,7 +99,7 @@ Deno.test("two jobs sending into one folder are refused, naming both; folders of
     assert.equal(ssh.code, 2, ssh.stderr);
     assert.match(
       ssh.stderr,
-      /jobs a and b: both send into archive\.example\.org:\/data\/incoming/i,
+      /remote_base_path of job b: job a sends into archive\.example\.org:\/data\/incoming too/i,
     );
 
     await writeConfig(config, {

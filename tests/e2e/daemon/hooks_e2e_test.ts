@@ -206,12 +206,15 @@ esac
   }
 });
 
-Deno.test("hooks: a reload lets waiting hooks run; a stop names each hook it drops", async () => {
+Deno.test("hooks: a reload lets waiting hooks run within one limit and one tally; a stop names each hook it drops", async () => {
+  // A hook that finds another one running (its folder made already) leaves a mark.
   const script = `#!/bin/sh
+if mkdir "$HOOK_OUT/running"; then mine=yes; else touch "$HOOK_OUT/overlap"; fi
 case "$IMAGE_TRANSFER_RELATIVE_PATH" in
   slow*) touch "$HOOK_OUT/started-$IMAGE_TRANSFER_RELATIVE_PATH"; sleep 60 ;;
   *) sleep 1; touch "$HOOK_OUT/$IMAGE_TRANSFER_RELATIVE_PATH" ;;
 esac
+[ -z "$mine" ] || rmdir "$HOOK_OUT/running"
 `;
   const p = await setUp("itx-hooks-reload-", script);
   await writeConfig(p.config, {
@@ -230,12 +233,19 @@ esac
     // One hook at a time, a second each: most still wait when the reload comes.
     daemon.process.kill("SIGHUP");
     await daemon.waitForOutput("Reloaded");
+    // A file of the reloaded job: its hook waits for the replaced job's hooks too.
+    await Deno.writeFile(join(p.watch, "d.fits"), randomBytes(1000));
+    names.push("d.fits");
     await waitFor(
       () => names.every((name) => existsSync(join(p.out, name))),
       60_000,
       "every hook ran",
     );
     assert.doesNotMatch(daemon.stderr(), /Hook on_transfer for .* not run/);
+    assert.ok(
+      !existsSync(join(p.out, "overlap")),
+      "more than max_concurrent_hooks (1) ran at once",
+    );
 
     // A stop kills the running hook and names each waiting one.
     for (const name of ["slow1.fits", "slow2.fits"]) {
@@ -259,6 +269,9 @@ esac
     daemon.stderr(),
   );
   assert.ok(daemon.stderr().includes(`${join(p.watch, slowRunning)} failed: killed: stopping`));
+  // One tally over the reload, said once.
+  const tallies = daemon.stderr().match(/Hooks of job default: .*/g) ?? [];
+  assert.deepEqual(tallies, ["Hooks of job default: 4 done, 1 failed, 1 not run"]);
 });
 
 Deno.test("hooks: a hook or scheduled program made writable by others or removed after the start is not run", async () => {

@@ -261,6 +261,30 @@ Deno.test("status API: after a SIGHUP reload the page shows the new jobs and sti
   assert.deepEqual(await paused.json(), { job: "renamed", state: "paused" });
 });
 
+Deno.test("status API: a reload that keeps a job keeps its pause from the page and this run's counts", async () => {
+  await using d = await startStatusDaemon();
+  const job = async () => (await getJson<Status>(d.base, "/api/status")).jobs[0];
+  await Deno.writeFile(join(d.watch, "before.fits"), randomBytes(2000));
+  await waitFor(async () => (await job()).sent === 1, 30_000, "the file sent before the reload");
+  assert.equal((await post(d.base, "/api/jobs/default/pause")).status, 200);
+  await Deno.writeTextFile(d.config, "max_concurrent_transfers: 2\n", { append: true });
+  d.daemon.process.kill("SIGHUP");
+  await d.daemon.waitForOutput("Reloaded");
+  const after = await job();
+  assert.equal(after.state, "paused");
+  assert.equal(after.sent, 1);
+  // Still paused: a new file waits until the page resumes the job.
+  await Deno.writeFile(join(d.watch, "while paused.fits"), randomBytes(3000));
+  await waitFor(async () => (await job()).queue.queued === 1, 30_000, "the file queued");
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  assert.equal((await job()).sent, 1);
+  assert.equal((await post(d.base, "/api/jobs/default/resume")).status, 200);
+  await waitFor(async () => (await job()).sent === 2, 30_000, "the file sent after the resume");
+  await d.daemon.stop();
+  // The stop line counts each file once, across the reload.
+  assert.match(d.daemon.stderr(), /Stopped: 2 file\(s\) sent, 0 failed in this run/);
+});
+
 Deno.test("status API: several jobs share one page; pausing one leaves the other sending", async () => {
   const root = await Deno.makeTempDir({ prefix: "itx-status-jobs-" });
   const folders = (name: string) => ({

@@ -252,7 +252,10 @@ Deno.test("status server: HTTPS with status_tls_cert and status_tls_key; status 
     await writeHalf({ status_tls_cert: cert });
     const half = await runCli(["config", "validate", "-c", halfConfig], { env: { HOME: dir } });
     assert.equal(half.code, 2, half.stdout + half.stderr);
-    assert.match(half.stdout + half.stderr, /status_tls_cert is set but status_tls_key is not/);
+    assert.match(
+      half.stdout + half.stderr,
+      /half\.yaml:\d+: status_tls_cert: set without status_tls_key/,
+    );
     await Deno.chmod(key, 0o644);
     await writeHalf({ status_tls_cert: cert, status_tls_key: key });
     const shared = await runCli(["run", "--once", "-c", halfConfig], { env: { HOME: dir } });

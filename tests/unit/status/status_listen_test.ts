@@ -33,6 +33,31 @@ Deno.test("status_listen: a wrong address names the key, the line and the expect
   }
 });
 
+Deno.test("status_listen off loopback without a token: the message names the file and the key's line", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-listen-" });
+  try {
+    const config = join(root, "config.yaml");
+    await Deno.writeTextFile(
+      config,
+      `watch_path: ${root}\nremote_base_path: /data\ntransfer_method: local\n\n` +
+        'status_listen: "0.0.0.0:8765"\n',
+    );
+    const line = 5;
+    const loaded = await loadConfig(config);
+    await assert.rejects(() => listenSettings(loaded), (error: Error) => {
+      assert.ok(error instanceof ConfigError);
+      assert.equal(error.line, line);
+      assert.ok(
+        error.message.startsWith(`${config}:${line}: status_listen: 0.0.0.0:8765 can be reached`),
+        error.message,
+      );
+      return true;
+    });
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
 Deno.test("status_listen: default, off, loopback names and IPv6", async () => {
   assert.equal(await listenSettings({ file, status_listen: "", status_token_file: null }), null);
   assert.deepEqual(

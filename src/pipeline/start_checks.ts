@@ -1,0 +1,273 @@
+/**
+ * What `run` refuses in a config that loaded (its keys and values are valid)
+ * before it starts anything, shared by `config validate`, `doctor`,
+ * `install-service` and a reload, so that a config they accept starts: the
+ * programs it runs of its own (hooks, scheduled commands), the files a job
+ * logs in with, folders the daemon cannot use, source clean-up that would
+ * remove what another job has not sent, destinations that would lose or
+ * repeat copies, and the status page's address and token. Every problem is
+ * said at once, each with the file and line of its key.
+ *
+ * @module
+ */
+import { basename, dirname, join, posix, resolve } from "node:path";
+import { keyPlace } from "../config/load.ts";
+import type { Config, JobConfig } from "../config/types.ts";
+import { ConfigError } from "../errors.ts";
+import { type ListenSettings, listenSettings } from "../status/listen.ts";
+import { relativeTo } from "../watch/entry_check.ts";
+import { createFileFilter } from "../watch/file_filter.ts";
+import { checkUserPrograms } from "./hooks.ts";
+import { assertCleanupSafe } from "./source_cleanup.ts";
+
+/**
+ * Check `config` as `run` does before it starts.
+ *
+ * @param runsAs user id of the account the daemon runs as (the current one unless told)
+ * @returns the status page's settings (`null` when it is off)
+ * @throws {ConfigError} naming every problem, what is wrong and what to do
+ */
+export async function checkBeforeStart(
+  config: Config,
+  runsAs?: number | null,
+): Promise<ListenSettings | null> {
+  const problems: string[] = [];
+  const check = async <T>(run: () => T | Promise<T>): Promise<T | undefined> => {
+    try {
+      return await run();
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      problems.push(error.message);
+    }
+  };
+  await check(() => checkUserPrograms(config.jobs, config.file, runsAs));
+  await check(() => checkLoginFiles(config, runsAs));
+  await check(() => checkFolders(config));
+  await check(() => assertCleanupSafe(config));
+  await check(() => assertDestinationsApart(config));
+  const listen = await check(() => listenSettings(config));
+  if (problems.length > 0) throw new ConfigError(problems.join("\n"), { file: config.file });
+  return listen ?? null;
+}
+
+/** `FILE:LINE: KEY of job NAME`, for the job at `index` of `config`. */
+export function jobKeyPlace(config: Config, index: number, key: string): string {
+  return `${keyPlace(config.file, index, [key])}: ${key} of job ${config.jobs[index].name}`;
+}
+
+/** The keys naming a file a job of each method logs in with, and whether it must be private. */
+const LOGIN_FILES = {
+  scp: [["ssh_identity_file", true]],
+  rsync: [["ssh_identity_file", true]],
+  ftp: [["ftp_password_file", true], ["ftp_ca_file", false]],
+  local: [],
+} as const;
+
+/**
+ * Refuse a file a job logs in with (`ssh_identity_file`, `ftp_password_file`,
+ * `ftp_ca_file`) that is not there, and a key or password file that others
+ * may read (OpenSSH ignores such a key when it belongs to the account it runs
+ * as; the password is refused at each login). POSIX modes only.
+ *
+ * @param runsAs user id of the account the daemon runs as (the current one unless told)
+ * @throws {ConfigError} naming each file with its key's line, and what to do
+ */
+export async function checkLoginFiles(config: Config, runsAs?: number | null): Promise<void> {
+  const account = runsAs === undefined && Deno.build.os !== "windows" ? Deno.uid() : runsAs;
+  const problems: string[] = [];
+  for (const [index, job] of config.jobs.entries()) {
+    for (const [key, secret] of LOGIN_FILES[job.transfer_method]) {
+      const file = job[key];
+      if (file === null) continue;
+      let info: Deno.FileInfo;
+      try {
+        info = await Deno.stat(file);
+      } catch (error) {
+        // Another reason (a folder that cannot be searched) is told where the file is read.
+        if (error instanceof Deno.errors.NotFound) {
+          problems.push(
+            `${jobKeyPlace(config, index, key)}: ${file} does not exist; create it or fix the path`,
+          );
+        }
+        continue;
+      }
+      const mode = (info.mode ?? 0) & 0o777;
+      const mine = key !== "ssh_identity_file" || account === null || info.uid === account;
+      if (!secret || Deno.build.os === "windows" || (mode & 0o077) === 0 || !mine) continue;
+      const octal = mode.toString(8).padStart(4, "0");
+      const why = key === "ssh_identity_file" ? ", and ssh ignores such a key" : "";
+      problems.push(
+        `${jobKeyPlace(config, index, key)}: ${file} can be read or written by others ` +
+          `(mode ${octal})${why}; run: chmod 600 ${JSON.stringify(file)}`,
+      );
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems.join("\n"), { file: config.file });
+}
+
+/**
+ * The folders under which the runtime this program is built on opens nothing
+ * without every permission (it guards devices and kernel files there), and a
+ * daemon runs with fewer.
+ */
+const RUNTIME_GUARDED = ["/dev", "/proc", "/sys"];
+
+/**
+ * Refuse folders and files the daemon cannot use: under `/dev`, `/proc` or
+ * `/sys` (a RAM disk in `/dev/shm`, also through a link), a `state_dir` that
+ * is a file, a `log_file` that is a folder.
+ *
+ * @throws {ConfigError} naming each with its key's line, and what to do
+ */
+export function checkFolders(config: Config): void {
+  const problems: string[] = [];
+  const guarded = (path: string) => {
+    if (Deno.build.os === "windows") return null;
+    const real = realPathSoFar(path);
+    const under = RUNTIME_GUARDED.find((top) => relativeTo(top, real) !== null);
+    return under === undefined ? null : `${path} is under ${under}, where image-transfer cannot ` +
+      "open files (the runtime it is built on guards devices and kernel files there); choose a " +
+      "folder elsewhere (for a RAM disk, mount a tmpfs, e.g. sudo mount -t tmpfs -o size=4g " +
+      "tmpfs /mnt/ramdisk)";
+  };
+  const top = (key: "state_dir" | "log_file", problem: string | null) => {
+    if (problem !== null) problems.push(`${keyPlace(config.file, -1, [key])}: ${key}: ${problem}`);
+  };
+  top("state_dir", guarded(config.state_dir));
+  if (config.log_file !== "") top("log_file", guarded(config.log_file));
+  const kind = (path: string) => {
+    try {
+      return Deno.statSync(path).isDirectory ? "folder" : "file";
+    } catch {
+      return null;
+    }
+  };
+  if (kind(config.state_dir) === "file") {
+    top("state_dir", `${config.state_dir} is a file; give a folder (made if missing)`);
+  }
+  if (config.log_file !== "" && kind(config.log_file) === "folder") {
+    top("log_file", `${config.log_file} is a folder; give a file in it (made if missing)`);
+  }
+  for (const [index, job] of config.jobs.entries()) {
+    const paths = {
+      watch_path: job.watch_path,
+      remote_base_path: job.transfer_method === "local" ? job.remote_base_path : null,
+      archive_path: job.after_transfer === "move" ? job.archive_path : null,
+    };
+    for (const [key, path] of Object.entries(paths)) {
+      const problem = path === null ? null : guarded(path);
+      if (problem !== null) problems.push(`${jobKeyPlace(config, index, key)}: ${problem}`);
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems.join("\n"), { file: config.file });
+}
+
+/**
+ * Refuse destinations that would lose or endlessly repeat copies: two jobs
+ * sending into one folder (a file of one would replace the other's file of
+ * the same name there, without a word), and a local destination where the
+ * job's own watch finds its copies again (each sent again, without end).
+ *
+ * @throws {ConfigError} naming the jobs and folders, and what to do
+ */
+export function assertDestinationsApart(config: Config): void {
+  const problems: string[] = [];
+  const places = new Map<string, JobConfig>();
+  for (const [index, job] of config.jobs.entries()) {
+    const place = destinationPlace(job);
+    const other = places.get(place);
+    if (other !== undefined) {
+      problems.push(
+        `${jobKeyPlace(config, index, "remote_base_path")}: job ${other.name} sends into ` +
+          `${describePlace(job)} too, where a file of one would replace the other's file of ` +
+          "the same name without a word; give each job a folder of its own (for example " +
+          `${job.remote_base_path.replace(/[/\\]+$/, "")}/${job.name})`,
+      );
+    }
+    places.set(place, job);
+    if (job.transfer_method !== "local") continue;
+    const problem = copiesWatched(job);
+    if (problem) problems.push(`${jobKeyPlace(config, index, problem.key)}: ${problem.message}`);
+  }
+  if (problems.length > 0) throw new ConfigError(problems.join("\n"), { file: config.file });
+}
+
+/** Where a job's copies go, the same string for every job that sends there. */
+function destinationPlace(job: JobConfig): string {
+  if (job.transfer_method === "local") return `local:${realPathSoFar(job.remote_base_path)}`;
+  const base = posix.normalize(job.remote_base_path.trim()).replace(/(.)\/+$/, "$1");
+  const host = job.remote_host.trim().toLowerCase();
+  // A base path that is not absolute is one per account (its home, or the FTP account's root).
+  const user = job.transfer_method === "ftp" || !base.startsWith("/")
+    ? `${job.remote_user.trim()}@`
+    : "";
+  const port = job.transfer_method === "ftp"
+    ? `ftp:${job.ftp_port ?? 21}`
+    : `ssh:${job.ssh_port ?? 22}`;
+  return `${port}//${user}${host}/${base}`;
+}
+
+/** The destination folder of `job` as messages name it. */
+function describePlace(job: JobConfig): string {
+  return job.transfer_method === "local"
+    ? job.remote_base_path
+    : `${job.remote_host.trim()}:${job.remote_base_path}`;
+}
+
+/**
+ * Why a local destination cannot be used with its watch folder: inside it
+ * where the watch would enter (every copy would be found and sent again), or
+ * a watch folder that is a night folder of the destination (the copies of
+ * that night land in it); `null` when it can.
+ */
+function copiesWatched(job: JobConfig): { key: string; message: string } | null {
+  const base = realPathSoFar(job.remote_base_path);
+  const watch = realPathSoFar(job.watch_path);
+  const baseInWatch = relativeTo(watch, base);
+  if (baseInWatch !== null) {
+    const filter = createFileFilter(job, { skipLog: null });
+    const segments = baseInWatch === "" ? [] : baseInWatch.split("/");
+    const entered = segments.every((_, i) =>
+      filter.dirSkip(segments.slice(0, i + 1).join("/")) === null
+    );
+    if (entered) {
+      return {
+        key: "remote_base_path",
+        message: `${base} is inside its watch_path ${watch}, so every copy would be found there ` +
+          "and sent again, without end; choose a destination outside the watch folder" +
+          (baseInWatch === ""
+            ? ""
+            : ` (or leave it out with exclude_patterns: ["${baseInWatch}/**"])`),
+      };
+    }
+  }
+  const watchInBase = relativeTo(base, watch);
+  if (watchInBase !== null && /^\d{8}(\/|$)/.test(watchInBase)) {
+    return {
+      key: "watch_path",
+      message: `${watch} is a night folder of its remote_base_path ${base}, where the copies of ` +
+        "that night are written, so each would be sent again; choose a watch folder outside the " +
+        "destination",
+    };
+  }
+  return null;
+}
+
+/**
+ * `path` made absolute with the links of the part of it that exists resolved
+ * (a destination or watch folder may not exist yet).
+ */
+export function realPathSoFar(path: string): string {
+  const missing: string[] = [];
+  let existing = resolve(path);
+  for (;;) {
+    try {
+      return join(Deno.realPathSync(existing), ...missing);
+    } catch {
+      const parent = dirname(existing);
+      if (parent === existing) return resolve(path);
+      missing.unshift(basename(existing));
+      existing = parent;
+    }
+  }
+}

@@ -1,0 +1,57 @@
+/**
+ * What the pipeline tells the status surface (page, API, metrics) while it
+ * works: a transfer started, a file arrived, an attempt failed, a job was
+ * paused or resumed. Listeners must be quick and must not throw into the
+ * pipeline: {@linkcode StatusEvents.emit} swallows what they throw.
+ *
+ * @module
+ */
+
+/** One thing that happened in a job. */
+export type TransferEvent =
+  | { type: "started"; job: string; method: string; relPaths: string[]; at: number }
+  | {
+    type: "sent";
+    job: string;
+    method: string;
+    relPath: string;
+    destination: string;
+    bytes: number;
+    durationMs: number;
+    at: number;
+  }
+  | {
+    type: "failed";
+    job: string;
+    method: string;
+    relPath: string;
+    /** `retry`, `retry-later`, `fatal`, …: the transport's error class. */
+    errorClass: string;
+    reason: string;
+    /** No more retries until a rescan, a start-up or a retry from the page. */
+    final: boolean;
+    at: number;
+  }
+  | { type: "job"; job: string; at: number };
+
+/** A small synchronous event bus the daemon shares with its job runners. */
+export class StatusEvents {
+  #listeners = new Set<(event: TransferEvent) => void>();
+
+  /** Call `listener` for every event; returns the function that stops it. */
+  listen(listener: (event: TransferEvent) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Tell every listener; a listener that throws does not stop the pipeline. */
+  emit(event: TransferEvent): void {
+    for (const listener of this.#listeners) {
+      try {
+        listener(event);
+      } catch {
+        // The status surface must never break a transfer.
+      }
+    }
+  }
+}
