@@ -121,6 +121,21 @@ export class TransferError extends Error {
   }
 }
 
+/**
+ * Why a path the runtime guards (under `/dev`, `/proc` or `/sys`, where it
+ * opens nothing without every permission) cannot be used, said without the
+ * runtime's advice to run with `--allow-all`, which this program never
+ * takes; `null` for any other error.
+ */
+export function guardedPathReason(error: unknown): string | null {
+  const message = error instanceof Error ? error.message : String(error);
+  const path = /Requires all access to "([^"]*)"/.exec(message)?.[1];
+  if (path === undefined) return null;
+  return `${path} is under /dev, /proc or /sys (or reached through a link to there), where ` +
+    "image-transfer cannot open files: the runtime it is built on guards devices and kernel " +
+    "files there; choose a folder elsewhere";
+}
+
 /** Render an error and its `cause` chain, one line each, for `--verbose` output. */
 export function describeErrorChain(error: unknown): string {
   const lines: string[] = [];

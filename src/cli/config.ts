@@ -113,6 +113,7 @@ export async function runInit(global: GlobalOptions, options: { force: boolean }
     );
   }
   await Deno.mkdir(dirname(file), { recursive: true });
+  const flag = global.config ? ` -c ${JSON.stringify(global.config)}` : "";
   try {
     // Never group or others writable (the daemon refuses such a config), whatever the umask.
     await Deno.writeTextFile(file, renderDefaultConfig(), {
@@ -123,13 +124,13 @@ export async function runInit(global: GlobalOptions, options: { force: boolean }
     if (error instanceof Deno.errors.AlreadyExists) {
       throw new ConfigError(
         `Cannot write config ${file}: the file already exists; keep it and check it with ` +
-          "`image-transfer config validate`, or overwrite it with `init --force`",
+          `\`image-transfer${flag} config validate\`, or overwrite it with ` +
+          `\`image-transfer${flag} init --force\``,
         { file, cause: error },
       );
     }
     throw new Error(`Cannot write config ${file}: ${(error as Error).message}`, { cause: error });
   }
-  const flag = global.config ? ` -c ${JSON.stringify(global.config)}` : "";
   console.log(`wrote ${file}`);
   console.log(
     `next: set watch_path, remote_host and remote_base_path in it, then run ` +

@@ -327,13 +327,21 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
             write(`would leave ${quoteIfUnsafe(file.path)} for a later run: ${unfinished}`);
             continue;
           }
-          const destination = await planDestination(job, {
-            path: file.path,
-            relPath: file.relPath,
-            mtimeMs: version.mtimeMs,
-          }, new Date());
+          let fallback = "";
+          const destination = await planDestination(
+            job,
+            {
+              path: file.path,
+              relPath: file.relPath,
+              mtimeMs: version.mtimeMs,
+            },
+            new Date(),
+            (reason) => fallback = ` (${reason})`,
+          );
           const target = transport.describeTarget(destination);
-          write(`would transfer ${quoteIfUnsafe(file.path)} -> ${quoteIfUnsafe(target)}`);
+          write(
+            `would transfer ${quoteIfUnsafe(file.path)} -> ${quoteIfUnsafe(target)}${fallback}`,
+          );
           count++;
         }
       } finally {

@@ -269,7 +269,7 @@ export const jobShape = {
   ),
   rsync_options: doc(
     z.array(z.string().min(1)).default([]),
-    "Extra arguments appended to every rsync call, e.g. `--bwlimit=50000`. With any, every file goes by rsync (small batches no longer go in one call without it).",
+    "Extra arguments appended to every rsync call, e.g. `--bwlimit=50000`. With any, every file goes by rsync (small batches no longer go in one call without it). Options that remove files (`--remove-source-files`, `--delete…`), send nothing (`--dry-run`) or change which files go where (`--files-from`, `--relative`) are refused: sources leave only by `after_transfer`.",
   ),
   ssh_port: doc(
     z.int().min(1).max(65535).nullable().default(null),
@@ -326,7 +326,7 @@ export const jobShape = {
   ),
   after_transfer: doc(
     z.enum(["keep", "delete", "move"]).default("keep"),
-    "What happens to a source once it arrived verified: `keep` it, `delete` it, or `move` it into `archive_path`. Only a file whose size and mtime are still those it was sent with is touched.",
+    "What happens to a source once it arrived verified: `keep` it, `delete` it, or `move` it into `archive_path`. Only a file whose size and mtime are still those it was sent with is touched. A job that deletes or moves sources must be the only one watching its folder (another job would lose files it has not sent).",
   ),
   archive_path: doc(
     pathText.default(""),

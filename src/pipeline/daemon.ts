@@ -13,7 +13,7 @@ import { join } from "node:path";
 import type { Config, JobConfig } from "../config/types.ts";
 import { loadConfig } from "../config/load.ts";
 import { makeRuntimeDir } from "../config/paths.ts";
-import { WatchFolderError } from "../errors.ts";
+import { guardedPathReason, WatchFolderError } from "../errors.ts";
 import { Ledger } from "../ledger/ledger.ts";
 import { acquireDaemonLock, PID_FILE } from "../ledger/daemon_lock.ts";
 import { logger } from "../log/logging.ts";
@@ -302,7 +302,8 @@ async function checkWatchFolders(jobs: JobConfig[], once: boolean): Promise<void
           { cause: error },
         );
       }
-      const reason = error instanceof Error ? error.message : String(error);
+      const reason = guardedPathReason(error) ??
+        (error instanceof Error ? error.message : String(error));
       throw new WatchFolderError(`Cannot watch ${path} (job ${job.name}): ${reason}`, {
         cause: error,
       });

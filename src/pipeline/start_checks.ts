@@ -135,15 +135,20 @@ export function checkFolders(config: Config): void {
   };
   top("state_dir", guarded(config.state_dir));
   if (config.log_file !== "") top("log_file", guarded(config.log_file));
-  const kind = (path: string) => {
+  const kind = (path: string): "folder" | "file" | null => {
     try {
       return Deno.statSync(path).isDirectory ? "folder" : "file";
-    } catch {
-      return null;
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound) || dirname(path) === path) return null;
+      // Missing: it can be made, unless a folder on its path is a file.
+      return kind(dirname(path)) === "file" ? "file" : null;
     }
   };
   if (kind(config.state_dir) === "file") {
-    top("state_dir", `${config.state_dir} is a file; give a folder (made if missing)`);
+    top(
+      "state_dir",
+      `${config.state_dir} (or a folder on its path) is a file; give a folder (made if missing)`,
+    );
   }
   if (config.log_file !== "" && kind(config.log_file) === "folder") {
     top("log_file", `${config.log_file} is a folder; give a file in it (made if missing)`);

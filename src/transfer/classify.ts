@@ -4,7 +4,12 @@
  *
  * @module
  */
-import { CommandError, TransferError, type TransferErrorKind } from "../errors.ts";
+import {
+  CommandError,
+  guardedPathReason,
+  TransferError,
+  type TransferErrorKind,
+} from "../errors.ts";
 
 /** Who was being talked to, for the what-to-do text. */
 export interface FailureContext {
@@ -198,6 +203,8 @@ export function classifyFailure(
       { cause: error },
     );
   }
+  const guarded = guardedPathReason(error);
+  if (guarded !== null) return new TransferError(`Cannot ${action}: ${guarded}`, "fatal");
   const message = error instanceof Error ? error.message : String(error);
   return new TransferError(`Cannot ${action}: ${message}`, "retry", { cause: error });
 }

@@ -11,7 +11,7 @@ import { createHash, type Hash } from "node:crypto";
 import { fstatSync, lstatSync, readSync, write } from "node:fs";
 import { promisify } from "node:util";
 import { basename, dirname } from "node:path";
-import { TransferError } from "../../errors.ts";
+import { guardedPathReason, TransferError } from "../../errors.ts";
 import { giveChunk, type OpenSource, takeChunk } from "../source.ts";
 import type { TransferItem } from "../transport.ts";
 
@@ -174,6 +174,8 @@ export function toTransferError(item: TransferItem, error: unknown): TransferErr
       cause: error,
     });
   }
+  const guarded = guardedPathReason(error);
+  if (guarded !== null) return new TransferError(`Cannot send ${item.source}: ${guarded}`, "fatal");
   const reason = error instanceof Error ? error.message : String(error);
   const code = (error as { code?: string }).code;
   if (error instanceof Deno.errors.NotFound || code === "ENOENT") {

@@ -165,7 +165,7 @@ const BROKEN: [string, RegExp][] = [
     "unusable_places.yaml",
     new RegExp(
       [
-        "unusable_places\\.yaml:5: state_dir: /etc/hostname is a file",
+        "unusable_places\\.yaml:5: state_dir: /etc/hostname \\(or a folder on its path\\) is a file",
         "unusable_places\\.yaml:6: log_file: /etc is a folder",
         "unusable_places\\.yaml:2: watch_path of job default: /dev/shm/camera is under /dev, " +
         "where image-transfer cannot open files",
@@ -251,6 +251,13 @@ Deno.test("--create-config (the old flag) writes the default config like init", 
     assert.equal(await Deno.readTextFile(file), renderDefaultConfig());
     const again = await cli(home, ["-c", file, "--create-config"]);
     assertConfigFailure(again, /already exists/);
+    // What it suggests acts on that file, not on the default one.
+    const quoted = JSON.stringify(file);
+    assert.ok(
+      again.stderr.includes(`\`image-transfer -c ${quoted} config validate\``),
+      again.stderr,
+    );
+    assert.ok(again.stderr.includes(`\`image-transfer -c ${quoted} init --force\``), again.stderr);
   });
 });
 

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { runCli, startCli } from "../../helpers/cli.ts";
 import { listFiles, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
+import { card, fitsFile, imageParts } from "../../helpers/fits.ts";
 
 interface Sandbox {
   root: string;
@@ -106,6 +107,29 @@ Deno.test("run --dry-run lists source -> destination and changes nothing", async
       run.stdout,
     );
     assert.match(run.stdout, /job default: 1 file\(s\) would be transferred/);
+    // A DATE-OBS that is no date: the night comes from the mtime, and the line says why.
+    const { header, data } = imageParts(8, 8, [card("DATE-OBS", "yesterday")]);
+    const undated = join(box.watch, "undated.fits");
+    await Deno.writeFile(undated, fitsFile(header, data));
+    await Deno.utime(undated, noon, noon);
+    const byHeader = join(box.root, "by-header.yaml");
+    await writeConfig(byHeader, {
+      watch_path: box.watch,
+      remote_base_path: box.dest,
+      transfer_method: "local",
+      night_timezone: "UTC",
+      night_date_source: "fits",
+      state_dir: join(box.root, "state"),
+    });
+    const dated = await runCli(["run", "--dry-run", "-c", byHeader], { env: box.env });
+    assert.ok(
+      dated.stdout.includes(
+        `would transfer ${undated} -> ${join(box.dest, "20240502", "undated.fits")} (`,
+      ),
+      dated.stdout,
+    );
+    assert.match(dated.stdout, /undated\.fits \(.*"yesterday".*using the file mtime instead\)/);
+    await Deno.remove(undated);
     // A FITS file still being written is left for a later run, as `run --once` leaves it.
     const open = join(box.watch, "exposure.fits");
     await Deno.writeFile(open, new Uint8Array(0));

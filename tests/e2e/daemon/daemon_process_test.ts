@@ -290,21 +290,21 @@ Deno.test("a lock conflict: exit 3, and the reason is in the log file", async ()
   }
 });
 
-Deno.test("a state_dir that is a file: exit 1, a message naming state_dir, also in the log file", async () => {
+Deno.test("a state_dir that is a file: exit 2, a message naming state_dir and its line, also in the log file", async () => {
   await using box = await cliSandbox();
   const file = join(box.root, "state-is-a-file");
   await Deno.writeTextFile(file, "x");
   await box.rewrite({ state_dir: file });
   const run = await runCli(["run", "--once", "-c", box.config], { env: box.env });
-  assert.equal(run.code, 1, run.stderr);
-  const reason =
-    `Cannot use state_dir ${file}: it (or a folder on its path) is a file, not a folder`;
+  assert.equal(run.code, 2, run.stderr);
+  const reason = `state_dir: ${file} (or a folder on its path) is a file; give a folder`;
+  assert.match(run.stderr, /config\.yaml:\d+: state_dir: /);
   assert.ok(run.stderr.includes(reason), run.stderr);
   assert.doesNotMatch(run.stderr, /os error|^ {4}at /m);
   const fatal = (await Deno.readTextFile(box.logFile)).split("\n")
     .filter((line) => line.includes("[exit]"));
   assert.equal(fatal.length, 1, fatal.join("\n"));
-  assert.ok(fatal[0].includes(`Exiting with code 1: ${reason}`), fatal[0]);
+  assert.ok(fatal[0].includes("Exiting with code 2: ") && fatal[0].includes(reason), fatal[0]);
   assert.equal(await Deno.readTextFile(file), "x");
 });
 

@@ -209,3 +209,19 @@ Deno.test("the ssh command a message suggests carries the configured port, ident
     unknown.reason,
   );
 });
+
+Deno.test("a path the runtime guards fails for good, without the runtime's --allow-all advice", () => {
+  // The runtime's words for an open under /dev without every permission (Deno 2.9).
+  const refusal = new Deno.errors.NotCapable(
+    'Requires all access to "/dev/shm/dest/20240315", run again with the --allow-all flag',
+  );
+  const result = classifyFailure(refusal, "make /dev/shm/dest/20240315", context);
+  assert.equal(result.kind, "fatal");
+  assert.match(result.message, /\/dev\/shm\/dest\/20240315 is under \/dev, \/proc or \/sys/);
+  assert.match(result.message, /choose a folder elsewhere/);
+  assert.doesNotMatch(result.message, /allow-all/);
+  // Any other error keeps its words and is tried again.
+  const other = classifyFailure(new Error("Connection reset"), "send a", context);
+  assert.equal(other.kind, "retry");
+  assert.match(other.message, /Connection reset/);
+});
