@@ -16,9 +16,10 @@ import { Command } from "commander";
 import { loadConfig, resolveConfigPath } from "../config/load.ts";
 import type { Config, JobConfig } from "../config/types.ts";
 import { readFitsStructure } from "../layout/fits_structure.ts";
-import { exitCodeFor, UsageError } from "../errors.ts";
+import { ConfigError, exitCodeFor, UsageError } from "../errors.ts";
 import { logExit, logger, quoteIfUnsafe, setupLogging, shutdownLogging } from "../log/logging.ts";
 import { runDaemon } from "../pipeline/daemon.ts";
+import { checkBeforeStart } from "../pipeline/start_checks.ts";
 import { readNetworkMounts } from "../watch/fs_type.ts";
 import { ProgramLauncher } from "../process/launcher.ts";
 import { startProgramsThrough } from "../process/run.ts";
@@ -97,6 +98,8 @@ export function runCommand(): Command {
         }
       }
       if (options.dryRun) {
+        // What run would refuse, a dry run refuses too.
+        await checkBeforeStart(config);
         await dryRun(config, (line) => console.log(line));
         return;
       }
@@ -107,7 +110,13 @@ export function runCommand(): Command {
           logFile: c.log_file,
           format: c.log_format,
         });
-      await logging(config);
+      try {
+        await logging(config);
+      } catch (error) {
+        // A log file that cannot be opened is one problem of the config: say all of them.
+        if (error instanceof ConfigError) await checkBeforeStart(config);
+        throw error;
+      }
       // Which watch folders are on network volumes (macOS, Windows): asked while programs may run.
       await readNetworkMounts();
       // Given up once the status page listens (its socket stays open).

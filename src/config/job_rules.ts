@@ -73,8 +73,8 @@ export function checkJobRules(job: JobValues, ctx: z.RefinementCtx): void {
     });
   }
   const ssh = job.transfer_method === "scp" || job.transfer_method === "rsync";
-  const host = job.remote_host.trim();
-  if (ssh && host !== "" && (host.startsWith("-") || /[\s@/\\'"`$;&|<>]/.test(host))) {
+  const host = typeof job.remote_host === "string" ? job.remote_host.trim() : "";
+  if (ssh && (host.startsWith("-") || /[\s@/\\'"`$;&|<>]/.test(host))) {
     ctx.addIssue({
       code: "custom",
       path: ["remote_host"],
@@ -82,42 +82,99 @@ export function checkJobRules(job: JobValues, ctx: z.RefinementCtx): void {
         "expected a host name, address or ~/.ssh/config alias (the user goes in remote_user)",
     });
   }
-  const user = job.remote_user.trim();
+  const user = typeof job.remote_user === "string" ? job.remote_user.trim() : "";
   if (ssh && (user.startsWith("-") || /[\s@/\\:'"`$;&|<>]/.test(user))) {
     ctx.addIssue({ code: "custom", path: ["remote_user"], message: "expected a plain login name" });
   }
-  for (const [index, option] of job.rsync_options.entries()) {
-    const why = refusedRsyncOption(option);
-    if (why) ctx.addIssue({ code: "custom", path: ["rsync_options", index], message: why });
+  if (Array.isArray(job.rsync_options)) {
+    for (const [index, why] of refusedRsyncOptions(job.rsync_options)) {
+      ctx.addIssue({ code: "custom", path: ["rsync_options", index], message: why });
+    }
   }
 }
 
+/** rsync's long options whose value may follow as the next word (`--exclude PATTERN`). */
+const RSYNC_VALUE_OPTIONS = new Set(
+  [
+    "exclude",
+    "include",
+    "filter",
+    "exclude-from",
+    "include-from",
+    "files-from",
+    "temp-dir",
+    "partial-dir",
+    "compare-dest",
+    "copy-dest",
+    "link-dest",
+    "backup-dir",
+    "suffix",
+    "chmod",
+    "chown",
+    "usermap",
+    "groupmap",
+    "rsync-path",
+    "rsh",
+    "log-file",
+    "log-file-format",
+    "out-format",
+    "password-file",
+    "bwlimit",
+    "timeout",
+    "contimeout",
+    "modify-window",
+    "max-size",
+    "min-size",
+    "max-delete",
+    "block-size",
+    "compress-choice",
+    "compress-level",
+    "checksum-choice",
+    "info",
+    "debug",
+    "iconv",
+    "skip-compress",
+    "max-alloc",
+    "stop-after",
+    "stop-at",
+  ].map((name) => `--${name}`),
+);
+
+/** rsync's short options that take a value (`-f RULE`, or glued: `-B1024`). */
+const RSYNC_SHORT_VALUE = "BTMfe@";
+
 /**
- * Why an rsync option is refused, or `null`: one that removes files, sends
- * nothing, or changes which files go where. The daemon sends its own list of
- * files into its own upload folder, and a source leaves only by
- * `after_transfer`, once it arrived verified.
+ * The rsync options of `options` that are refused, by index, with why: one
+ * that removes files, sends nothing, or changes which files go where. The
+ * daemon sends its own list of files into its own upload folder, and a source
+ * leaves only by `after_transfer`, once it arrived verified. A word that is
+ * the value of the option before it (`--exclude -n`) is not an option.
  */
-export function refusedRsyncOption(option: string): string | null {
-  const name = option.split("=")[0];
-  const long = /^--(?:remove-(?:source|sent)-files|del|delete(?:-.*)?)$/.test(name)
-    ? "removes files"
-    : /^--(?:dry-run|list-only|only-write-batch|read-batch)$/.test(name)
-    ? "sends nothing"
-    : /^--(?:files-from|from0|relative|no-relative|no-implied-dirs)$/.test(name)
-    ? "changes which files go where"
-    : null;
-  // Short options together (-avz), up to one that takes a value (-B1024): -n sends nothing,
-  // -R and -0 change the list.
-  const flags = /^-[A-Za-z0-9]+$/.test(option) ? option.slice(1).split(/[BTMfe]/)[0] : "";
-  const short = flags.includes("n")
-    ? "sends nothing"
-    : /[R0]/.test(flags)
-    ? "changes which files go where"
-    : null;
-  const what = long ?? short;
-  if (what === null) return null;
-  return `${option} ${what}, and image-transfer decides that (it sends its own list of files ` +
-    "into its own upload folder; a source leaves only by after_transfer, once it arrived " +
-    "verified); remove it";
+export function refusedRsyncOptions(options: unknown[]): Array<[number, string]> {
+  const refused: Array<[number, string]> = [];
+  let valueNext = false;
+  for (const [index, option] of options.entries()) {
+    if (typeof option !== "string") continue;
+    if (valueNext) {
+      valueNext = false;
+      continue;
+    }
+    const name = option.split("=")[0];
+    if (option.startsWith("--")) valueNext = !option.includes("=") && RSYNC_VALUE_OPTIONS.has(name);
+    // Short options together (-avz), up to one that takes a value (-B1024 or -f RULE).
+    const short = /^-[A-Za-z0-9@]+$/.test(option) ? option.slice(1) : "";
+    const at = [...short].findIndex((flag) => RSYNC_SHORT_VALUE.includes(flag));
+    const flags = at < 0 ? short : short.slice(0, at);
+    if (at >= 0 && at === short.length - 1) valueNext = true;
+    const why = /^--(?:remove-(?:source|sent)-files|del|delete(?:-.*)?)$/.test(name)
+      ? "removes files; a source leaves only by after_transfer, once it arrived verified"
+      : /^--(?:dry-run|list-only|only-write-batch|read-batch)$/.test(name) || flags.includes("n")
+      ? "sends nothing"
+      : /^--(?:files-from|from0|relative)$/.test(name) || /[R0]/.test(flags)
+      ? "changes which files go where, which image-transfer decides (its own list of files, into " +
+        "its own upload folder)"
+      : null;
+    if (why !== null) refused.push([index, `${option} ${why}; remove it`]);
+  }
+  return refused;
 }

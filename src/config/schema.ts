@@ -49,12 +49,6 @@ export const pathText = z.string().superRefine((text, context) => {
   });
 });
 
-/** An absolute path, or one starting with `~/`. */
-export const absolutePath = pathText.regex(
-  /^(\/|~\/|[A-Za-z]:[\\/])/,
-  'expected an absolute path or one starting with "~/"',
-);
-
 /** `HOST:PORT` of the status page, or `""` for off. */
 export const listenAddress = z.string().regex(
   /^$|^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$/,
@@ -292,8 +286,8 @@ export const jobShape = {
     "ftp: control port; empty means 21. Data always uses passive mode.",
   ),
   ftp_password_file: doc(
-    absolutePath.nullable().default(null),
-    "ftp: file whose first line is the password. An absolute or `~/` path; keep it mode 600. Read at each login, never logged.",
+    pathText.min(1).nullable().default(null),
+    "ftp: file whose first line is the password; keep it mode 600. Read at each login, never logged.",
   ),
   ftp_password_env: doc(
     z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "expected an environment variable name")
@@ -301,7 +295,7 @@ export const jobShape = {
     "ftp: name of the environment variable holding the password (instead of `ftp_password_file`). Never logged.",
   ),
   ftp_ca_file: doc(
-    absolutePath.nullable().default(null),
+    pathText.min(1).nullable().default(null),
     "ftp with TLS: PEM file of the certificate authority to trust. It may be the server's own self-signed certificate; empty means the system's trusted authorities.",
   ),
   on_transfer: doc(

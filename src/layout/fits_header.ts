@@ -197,7 +197,8 @@ export function observationDate(header: Map<string, FitsValue>): Date | null {
   const raw = header.get("DATE-OBS");
   if (typeof raw !== "string") return null;
   const text = raw.trim();
-  let match = /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2}):(\d{2}(?:\.\d*)?)Z?)?$/.exec(text);
+  // The standard's `T` between date and time, or the space some camera software writes there.
+  let match = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2}):(\d{2}(?:\.\d*)?)Z?)?$/.exec(text);
   let year: number, month: number, day: number;
   if (match) {
     [year, month, day] = [Number(match[1]), Number(match[2]), Number(match[3])];

@@ -194,8 +194,9 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
     if (RELOAD_SIGNAL) Deno.removeSignalListener(RELOAD_SIGNAL, onReload);
     options.signal?.removeEventListener("abort", onStop);
     await statusServer?.close();
-    await jobs?.stop(total);
+    // The replaced jobs' hooks end first: a job that went on counts them in its tally.
     for (const hooks of finishingHooks) hooks.abort();
+    await jobs?.stop(total);
     await Promise.all(finishingHooks.map((hooks) => hooks.finished));
     stopListening();
     reports?.close();

@@ -162,7 +162,8 @@ export async function checkUserPrograms(
 
 /**
  * The hooks of a job a reload replaced, finishing in the background (waiting
- * ones run, each within its timeout); `abort` ends them as a stop does.
+ * ones run, each within its timeout); `abort` ends them as a stop does, and
+ * `finished` settles after it (the tally is said then).
  */
 export interface FinishingHooks {
   finished: Promise<void>;
@@ -188,6 +189,8 @@ export class HookRunner {
   #before: HookRunner | undefined;
   /** The runner that replaced this one. */
   #after: HookRunner | undefined;
+  /** Resolved by {@linkcode HookRunner.abort} (the daemon stops). */
+  #aborted = Promise.withResolvers<void>();
 
   /** @param replaces the same job's runner of the config a reload replaced */
   constructor(job: JobConfig, replaces?: HookRunner) {
@@ -221,13 +224,18 @@ export class HookRunner {
    * Stop taking hooks. With `drain`, hooks still waiting run (each within
    * its timeout; {@linkcode HookRunner.abort} ends them sooner); without,
    * they are dropped (each named) and running ones are killed (both
-   * counted), so a stopping daemon does not wait for them.
+   * counted), so a stopping daemon does not wait for them. `reloading`: the
+   * tally is said after {@linkcode HookRunner.abort}, by the job's next runner
+   * when it has one.
    */
-  async close(drain: boolean): Promise<void> {
+  async close(drain: boolean, reloading = false): Promise<void> {
     this.#closed = true;
     if (!drain) this.abort();
-    // The waiting ones start as running ones end: none waits once none runs.
-    while (this.#running.size > 0) await Promise.allSettled([...this.#running]);
+    // The waiting ones start as running ones end: none waits once none runs. Those still running
+    // in the runners this one replaced count too (their outcomes go into the same tally).
+    while (this.#busy() > 0) await Promise.allSettled(this.#allRunning());
+    // Replaced by a reload: the tally is said at the stop, by the job's next runner if it has one.
+    if (reloading) await this.#aborted.promise;
     const { succeeded, failed, dropped } = this.#stats;
     // A runner that replaced this one goes on with the tally, and says it.
     if (succeeded + failed + dropped === 0 || this.#after) return;
@@ -247,6 +255,7 @@ export class HookRunner {
       });
     }
     this.#stopping.abort();
+    this.#aborted.resolve();
   }
 
   #enqueue(event: HookEvent, argv: string[], facts: HookFacts): void {
@@ -283,8 +292,13 @@ export class HookRunner {
 
   /** Hooks running for this job: here, and in the runners this one replaced. */
   #busy(): number {
-    if (this.#before && this.#before.#busy() === 0) this.#before = undefined;
-    return this.#running.size + (this.#before ? this.#before.#busy() : 0);
+    return this.#allRunning().length;
+  }
+
+  /** The hooks running here and in the runners this one replaced. */
+  #allRunning(): Array<Promise<void>> {
+    if (this.#before && this.#before.#allRunning().length === 0) this.#before = undefined;
+    return [...this.#running, ...(this.#before ? this.#before.#allRunning() : [])];
   }
 
   async #run(event: HookEvent, argv: string[], facts: HookFacts): Promise<void> {

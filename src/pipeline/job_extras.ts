@@ -95,7 +95,7 @@ export class JobExtras {
     let finishing: FinishingHooks | null = null;
     if (reloading) {
       const hooks = this.#hooks;
-      finishing = { finished: hooks.close(true), abort: () => hooks.abort() };
+      finishing = { finished: hooks.close(true, true), abort: () => hooks.abort() };
     } else {
       await this.#hooks.close(this.#context.once);
     }

@@ -6,10 +6,8 @@
  *
  * @module
  */
-import { dirname, isAbsolute, join, relative, resolve } from "node:path";
-import { keyPlace } from "../config/load.ts";
-import type { Config, JobConfig } from "../config/types.ts";
-import { ConfigError } from "../errors.ts";
+import { dirname, join, resolve } from "node:path";
+import type { JobConfig } from "../config/types.ts";
 import type { FileRows } from "../ledger/file_rows.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
 import { absolutePath, type FileVersion, sameVersion, versionOf } from "../watch/stability.ts";
@@ -25,51 +23,6 @@ export interface CleanupStep {
   source: string;
   /** `null` to delete; else the path the source is moved to. */
   moveTo: string | null;
-}
-
-/**
- * Refuse clean-up that would remove what it must not: an archive folder
- * inside a watch folder (moved files would be sent again) or a watch folder
- * inside an archive folder, and a job that removes sources from a folder
- * another job watches too (it would remove files that job has not sent).
- *
- * @throws {ConfigError} naming each job, its key's line and both folders
- */
-export function assertCleanupSafe(config: Config): void {
-  const problems: string[] = [];
-  const place = (index: number, key: string) =>
-    `${keyPlace(config.file, index, [key])}: ${key} of job ${config.jobs[index].name}`;
-  for (const [index, job] of config.jobs.entries()) {
-    if (job.after_transfer === "keep") continue;
-    const watch = resolve(job.watch_path);
-    if (job.after_transfer === "move") {
-      const archive = resolve(job.archive_path);
-      if (inside(archive, watch) || inside(watch, archive)) {
-        problems.push(
-          `${place(index, "archive_path")}: ${archive} and watch_path ${watch} must not contain ` +
-            "each other (moved files would be found again); choose a folder outside the watch " +
-            "folder",
-        );
-      }
-    }
-    for (const other of config.jobs) {
-      const otherWatch = resolve(other.watch_path);
-      if (other === job || !(inside(otherWatch, watch) || inside(watch, otherWatch))) continue;
-      problems.push(
-        `${place(index, "after_transfer")}: "${job.after_transfer}" would take sources away from ` +
-          `job ${other.name}, which watches ${otherWatch} too, before it has sent them; give the ` +
-          `jobs watch folders of their own, or keep the sources (after_transfer: keep)`,
-      );
-      break;
-    }
-  }
-  if (problems.length > 0) throw new ConfigError(problems.join("\n"), { file: config.file });
-}
-
-/** Whether `path` is `folder` or below it. */
-function inside(path: string, folder: string): boolean {
-  const rel = relative(folder, path);
-  return rel === "" || (!rel.startsWith("..") && !isAbsolute(rel));
 }
 
 /** The step for a source whose ledger version is `sent`, or `null` when it must stay. */

@@ -18,7 +18,6 @@ import { type ListenSettings, listenSettings } from "../status/listen.ts";
 import { relativeTo } from "../watch/entry_check.ts";
 import { createFileFilter } from "../watch/file_filter.ts";
 import { checkUserPrograms } from "./hooks.ts";
-import { assertCleanupSafe } from "./source_cleanup.ts";
 
 /**
  * Check `config` as `run` does before it starts.
@@ -165,6 +164,66 @@ export function checkFolders(config: Config): void {
     }
   }
   if (problems.length > 0) throw new ConfigError(problems.join("\n"), { file: config.file });
+}
+
+/**
+ * Refuse clean-up that would remove what it must not: an archive folder
+ * inside a watch folder (moved files would be sent again) or a watch folder
+ * inside an archive folder, and a job that removes sources from a folder
+ * another job watches too, where a file may be that job's (it would be gone
+ * before that job sent it). Folders are compared by their real paths.
+ *
+ * @throws {ConfigError} naming each job, its key's line and both folders
+ */
+export function assertCleanupSafe(config: Config): void {
+  const problems: string[] = [];
+  const watches = config.jobs.map((job) => realPathSoFar(job.watch_path));
+  const nested = (a: string, b: string) => relativeTo(a, b) !== null || relativeTo(b, a) !== null;
+  for (const [index, job] of config.jobs.entries()) {
+    if (job.after_transfer === "keep") continue;
+    const watch = watches[index];
+    if (job.after_transfer === "move") {
+      const archive = realPathSoFar(job.archive_path);
+      if (nested(archive, watch)) {
+        problems.push(
+          `${jobKeyPlace(config, index, "archive_path")}: ${archive} and watch_path ${watch} ` +
+            "must not contain each other (moved files would be found again); choose a folder " +
+            "outside the watch folder",
+        );
+      }
+    }
+    const other = config.jobs.findIndex((o, i) =>
+      i !== index && nested(watches[i], watch) && !apartByExtension(job, o)
+    );
+    if (other < 0) continue;
+    problems.push(
+      `${jobKeyPlace(config, index, "after_transfer")}: "${job.after_transfer}" would take ` +
+        `sources away from job ${config.jobs[other].name}, which watches ${watches[other]} too, ` +
+        "before it has sent them; give the jobs watch folders of their own, patterns for " +
+        'different file name endings (e.g. "*.fits" and "*.log"), or keep the sources ' +
+        "(after_transfer: keep)",
+    );
+  }
+  if (problems.length > 0) throw new ConfigError(problems.join("\n"), { file: config.file });
+}
+
+/**
+ * Whether no file can be both jobs': each lists only patterns of the form
+ * `*.ext` (in any folder too: `**` and a slash before it), and no ending is
+ * in both lists.
+ */
+function apartByExtension(a: JobConfig, b: JobConfig): boolean {
+  const endings = (job: JobConfig) => {
+    const found = job.file_patterns.map((p) => /^(?:\*\*\/)?\*(\.[^*?[\]{}()!/\\]+)$/.exec(p)?.[1]);
+    if (found.some((ending) => ending === undefined)) return null;
+    const caseless = !(job.case_sensitive_patterns ?? false);
+    return found.map((ending) => caseless ? ending!.toLowerCase() : ending!);
+  };
+  const [ea, eb] = [endings(a), endings(b)];
+  if (ea === null || eb === null) return false;
+  // A caseless list matches every spelling of its endings.
+  const lower = (list: string[]) => list.map((e) => e.toLowerCase());
+  return !lower(ea).some((ending) => lower(eb).includes(ending));
 }
 
 /**

@@ -13,6 +13,7 @@
  * @module
  */
 import type { FileState } from "../ledger/file_rows.ts";
+import { logger } from "../log/logging.ts";
 import type { JobSnapshot } from "./job_status.ts";
 import type { TransferEvent } from "./events.ts";
 import type { LedgerReports, TransferFilter, TransferRow } from "./ledger_reports.ts";
@@ -138,11 +139,16 @@ export function jobAction(
   if (!job) throw new ApiError(404, `no running job named ${jobName}`);
   switch (action) {
     case "pause":
-      job.pause();
-      return { job: jobName, state: job.snapshot().state };
-    case "resume":
-      job.resume();
-      return { job: jobName, state: job.snapshot().state };
+    case "resume": {
+      if (action === "pause") job.pause();
+      else job.resume();
+      const { state } = job.snapshot();
+      logger("status").info(`Job {job} ${action}d from the status page; it is {state} now`, {
+        job: jobName,
+        state,
+      });
+      return { job: jobName, state };
+    }
     case "retry": {
       const text = body;
       let file: unknown;

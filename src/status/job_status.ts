@@ -203,14 +203,17 @@ export class JobStatus {
 
   /**
    * Go on from the picture of the runner this one replaces (a reload keeps the
-   * job): this run's counts, the arrivals of the rate, the last success, and a
-   * pause from the page, which only a resume from the page ends.
+   * job): this run's counts, the arrivals of the rate, the last success, a
+   * pause from the page, which only a resume from the page ends, and since
+   * when the job is in its state (while it stays in it).
    */
   continueFrom(previous: JobStatus): void {
     this.#sentCount = previous.#sentCount;
     this.#givenUp = new Set(previous.#givenUp);
     this.#arrivals = [...previous.#arrivals];
     this.lastSuccessAt = previous.lastSuccessAt;
+    this.#state = previous.#state;
+    this.#since = previous.#since;
     if (previous.#userPaused) this.userPaused = true;
   }
 

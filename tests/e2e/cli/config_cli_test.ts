@@ -150,7 +150,7 @@ const BROKEN: [string, RegExp][] = [
   ],
   [
     "rsync_remove_source.yaml",
-    /rsync_remove_source\.yaml:6: rsync_options\[1\]: --remove-source-files removes files, .*; remove it/,
+    /rsync_remove_source\.yaml:6: rsync_options\[1\]: --remove-source-files removes files; .*; remove it/,
   ],
   [
     "remote_host_option.yaml",

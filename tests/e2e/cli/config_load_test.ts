@@ -133,10 +133,13 @@ Deno.test("relative paths resolve against the config file's folder, not the cwd"
       file,
       "watch_path: in\ntransfer_method: local\nremote_base_path: ../out\n" +
         "state_dir: ./st\nlog_file: logs/x.log\nssh_identity_file: keys/id\n" +
-        "after_transfer: move\narchive_path: ../archive\n",
+        "after_transfer: move\narchive_path: ../archive\n" +
+        "ftp_password_file: secrets/ftp\nftp_ca_file: ../ca.pem\n",
     );
     const config = await loadConfig(file);
     assert.equal(config.jobs[0].archive_path, join(dir, "archive"));
+    assert.equal(config.jobs[0].ftp_password_file, join(dir, "conf", "secrets", "ftp"));
+    assert.equal(config.jobs[0].ftp_ca_file, join(dir, "ca.pem"));
     assert.equal(config.jobs[0].watch_path, join(dir, "conf", "in"));
     assert.equal(config.jobs[0].remote_base_path, join(dir, "out"));
     assert.equal(config.jobs[0].ssh_identity_file, join(dir, "conf", "keys", "id"));
@@ -150,7 +153,7 @@ Deno.test("~, $HOME and %USERPROFILE% expand in every local path; remote paths s
     "watch_path: ~/a\nremote_host: h\nremote_base_path: ~/remote\n" +
       "ssh_identity_file: $HOME/.ssh/id\nstate_dir: '%USERPROFILE%/st'\nlog_file: ~/l.log\n" +
       "after_transfer: move\narchive_path: ~/archive\n" +
-      "ftp_password_file: ~/ftp-pass\nftp_ca_file: ~/ca.pem\n",
+      "ftp_password_file: $HOME/ftp-pass\nftp_ca_file: ~/ca.pem\n",
     "/etc/it/config.yaml",
   );
   const home = homeDir();

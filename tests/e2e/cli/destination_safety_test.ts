@@ -288,3 +288,62 @@ Deno.test("doctor fails on a local destination whose share's client died (ENOTCO
     }
   });
 });
+
+Deno.test("a job that deletes or moves sources watches its folder alone, also through a link; different endings may share it", async () => {
+  await withRoot(async (root, env) => {
+    const config = join(root, "config.yaml");
+    const watch = join(root, "watch");
+    await Deno.mkdir(join(watch, "sub"), { recursive: true });
+    await Deno.symlink(watch, join(root, "link"));
+    const validate = () => runCli(["config", "validate", "-c", config], { env });
+    const jobs = (a: Record<string, unknown>, b: Record<string, unknown>) =>
+      writeConfig(config, {
+        ...daemonKeys(root),
+        transfer_method: "local",
+        jobs: [
+          { name: "backup", remote_base_path: join(root, "backup"), ...a },
+          { name: "archive", remote_base_path: join(root, "archive"), ...b },
+        ],
+      });
+
+    // The same folder through a link, and a folder inside it: refused.
+    for (const watched of [join(root, "link"), join(root, "link", "sub")]) {
+      await jobs(
+        { watch_path: watched, after_transfer: "move", archive_path: join(root, "done") },
+        { watch_path: watch },
+      );
+      const shared = await validate();
+      assert.equal(shared.code, 2, shared.stderr);
+      assert.match(
+        shared.stderr,
+        /after_transfer of job backup: "move" would take sources away from job archive, which watches .*watch too/,
+      );
+    }
+    // An archive inside the watch folder through a link: moved files would be found again.
+    await writeConfig(config, {
+      ...daemonKeys(root),
+      transfer_method: "local",
+      watch_path: watch,
+      remote_base_path: join(root, "backup"),
+      after_transfer: "move",
+      archive_path: join(root, "link", "done"),
+    });
+    const archived = await validate();
+    assert.equal(archived.code, 2, archived.stderr);
+    assert.match(archived.stderr, /archive_path of job default: .* must not contain each other/);
+
+    // Different endings never meet: accepted.
+    await jobs(
+      { watch_path: watch, file_patterns: ["*.fits", "*.fz"], after_transfer: "delete" },
+      { watch_path: join(root, "link"), file_patterns: ["*.log"] },
+    );
+    const apart = await validate();
+    assert.equal(apart.code, 0, apart.stderr);
+    // An ending in both lists (whatever its case) is refused again.
+    await jobs(
+      { watch_path: watch, file_patterns: ["*.fits"], after_transfer: "delete" },
+      { watch_path: watch, file_patterns: ["*.log", "*.FITS"] },
+    );
+    assert.equal((await validate()).code, 2);
+  });
+});

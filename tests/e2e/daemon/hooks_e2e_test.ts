@@ -246,6 +246,10 @@ esac
       !existsSync(join(p.out, "overlap")),
       "more than max_concurrent_hooks (1) ran at once",
     );
+    // A reload while no hook runs says no tally either.
+    daemon.process.kill("SIGHUP");
+    await waitFor(() => daemon.stderr().split("Reloaded").length === 3, 30_000, "a second reload");
+    assert.doesNotMatch(daemon.stderr(), /Hooks of job default: /);
 
     // A stop kills the running hook and names each waiting one.
     for (const name of ["slow1.fits", "slow2.fits"]) {

@@ -18,6 +18,7 @@ interface Snapshot {
   state: string;
   reason: string | null;
   queue: Record<string, number>;
+  since: number;
   sent: number;
   rateBytesPerSecond: number;
   freeSpace: { bytes: number; at: number } | null;
@@ -267,11 +268,14 @@ Deno.test("status API: a reload that keeps a job keeps its pause from the page a
   await Deno.writeFile(join(d.watch, "before.fits"), randomBytes(2000));
   await waitFor(async () => (await job()).sent === 1, 30_000, "the file sent before the reload");
   assert.equal((await post(d.base, "/api/jobs/default/pause")).status, 200);
+  const pausedSince = (await job()).since;
+  await new Promise((resolve) => setTimeout(resolve, 50));
   await Deno.writeTextFile(d.config, "max_concurrent_transfers: 2\n", { append: true });
   d.daemon.process.kill("SIGHUP");
   await d.daemon.waitForOutput("Reloaded");
   const after = await job();
   assert.equal(after.state, "paused");
+  assert.equal(after.since, pausedSince, "paused since the page's pause, not since the reload");
   assert.equal(after.sent, 1);
   // Still paused: a new file waits until the page resumes the job.
   await Deno.writeFile(join(d.watch, "while paused.fits"), randomBytes(3000));
@@ -281,6 +285,9 @@ Deno.test("status API: a reload that keeps a job keeps its pause from the page a
   assert.equal((await post(d.base, "/api/jobs/default/resume")).status, 200);
   await waitFor(async () => (await job()).sent === 2, 30_000, "the file sent after the resume");
   await d.daemon.stop();
+  // The page's actions are in the log.
+  assert.match(d.daemon.stderr(), /Job default paused from the status page; it is paused now/);
+  assert.match(d.daemon.stderr(), /Job default resumed from the status page; it is watching now/);
   // The stop line counts each file once, across the reload.
   assert.match(d.daemon.stderr(), /Stopped: 2 file\(s\) sent, 0 failed in this run/);
 });

@@ -296,3 +296,12 @@ Deno.test("observationDate accepts the documented DATE-OBS forms", () => {
     assert.equal(actual?.toISOString() ?? null, expected, JSON.stringify(cards));
   }
 });
+
+Deno.test("a DATE-OBS with a space instead of the T (some camera software) is read; other forms are not", () => {
+  const dateOf = (value: string) =>
+    observationDate(parseFitsHeader(headerBytes([card("SIMPLE", true), card("DATE-OBS", value)])));
+  assert.deepEqual(dateOf("2024-03-15 03:12:45"), new Date("2024-03-15T03:12:45Z"));
+  assert.deepEqual(dateOf("2024-03-15 03:12:45.5"), new Date("2024-03-15T03:12:45.500Z"));
+  assert.equal(dateOf("2024-03-15  03:12:45"), null);
+  assert.equal(dateOf("2024-03-15_03:12:45"), null);
+});

@@ -33,15 +33,13 @@ Deno.test("ftp with a login name but no password source is refused with what to 
   assert.deepEqual(problems({}), [], "anonymous needs no password");
 });
 
-Deno.test("ftp password file and variable together, relative files and bad values are refused", () => {
+Deno.test("ftp password file and variable together and bad values are refused; a relative file is not", () => {
   assert.match(
     problems({ ftp_password_file: "/etc/pw", ftp_password_env: "PW" }).join("\n"),
     /ftp_password_env: give either ftp_password_file or ftp_password_env, not both/,
   );
-  assert.match(
-    problems({ ftp_password_file: "pw.txt" }).join("\n"),
-    /ftp_password_file: expected an absolute path or one starting with "~\/"/,
-  );
+  // Relative to the config file's folder, like every local path.
+  assert.deepEqual(problems({ ftp_password_file: "pw.txt", ftp_ca_file: "ca.pem" }), []);
   assert.match(
     problems({ ftp_password_env: "1-bad" }).join("\n"),
     /ftp_password_env: expected an environment variable name/,
