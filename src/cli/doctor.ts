@@ -15,6 +15,7 @@ import { loadConfig, resolveConfigPath } from "../config/load.ts";
 import type { Config, JobConfig } from "../config/types.ts";
 import {
   addQuickStartOptions,
+  checkQuickStart,
   quickStartConfig,
   type QuickStartOptions,
   wantsQuickStart,
@@ -129,6 +130,7 @@ export function doctorCommand(): Command {
           throw new UsageError("give either --config or --watch/--to, not both");
         }
         config = quickStartConfig(options).config;
+        await checkQuickStart(config);
       } else {
         if (options.method !== undefined || options.set !== undefined) {
           throw new UsageError("--method, --set and --ftp-* go with --watch and --to");

@@ -14,6 +14,7 @@ import { parseConfig } from "../config/load.ts";
 import { expandPath } from "../config/paths.ts";
 import type { Config } from "../config/types.ts";
 import { ConfigError, UsageError } from "../errors.ts";
+import { checkBeforeStart } from "../pipeline/start_checks.ts";
 
 /** The command-line options that describe a config-free run. */
 export interface QuickStartOptions {
@@ -97,6 +98,20 @@ export function quickStartConfig(options: QuickStartOptions): QuickStart {
     return { config: parseConfig(text, file), text };
   } catch (error) {
     throw error instanceof ConfigError ? aboutTheOptions(error, file) : error;
+  }
+}
+
+/**
+ * Check a config made from the options as `run` does before it starts, each
+ * problem said of the options (see {@linkcode quickStartConfig}).
+ *
+ * @throws {ConfigError} naming every problem
+ */
+export async function checkQuickStart(config: Config): Promise<void> {
+  try {
+    await checkBeforeStart(config);
+  } catch (error) {
+    throw error instanceof ConfigError ? aboutTheOptions(error, config.file) : error;
   }
 }
 

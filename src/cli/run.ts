@@ -27,6 +27,7 @@ import { userPrograms } from "../pipeline/hooks.ts";
 import { globalOptions } from "./options.ts";
 import {
   addQuickStartOptions,
+  checkQuickStart,
   quickStartConfig,
   type QuickStartOptions,
   saveQuickConfig,
@@ -81,6 +82,7 @@ export function runCommand(): Command {
           console.error(`wrote ${quick.config.file}`);
         }
         config = quick.config;
+        await checkQuickStart(config);
       } else {
         for (const flag of ["method", "set", "saveConfig", "ftpPasswordFile", "ftpPasswordEnv"]) {
           if (options[flag as keyof RunOptions] !== undefined) {

@@ -72,6 +72,28 @@ Deno.test("a wrong --set names the key and the options, not a line of a file nev
   }
 });
 
+Deno.test("what run refuses before it starts is said of the options too (run and doctor)", async () => {
+  const home = await Deno.makeTempDir({ prefix: "itx-quick-guarded-" });
+  try {
+    const guarded = "/dev/shm/itx-no-such-camera";
+    for (const command of ["run", "doctor"]) {
+      const result = await runCli([command, "--watch", guarded, "--to", join(home, "dest")], {
+        env: { HOME: home },
+      });
+      assert.equal(result.code, 2, result.stderr);
+      assert.ok(
+        result.stderr.includes(
+          `error: in the options (--watch, --to, --set): watch_path of job default: ${guarded} ` +
+            "is under /dev, where image-transfer cannot open files",
+        ),
+        result.stderr,
+      );
+    }
+  } finally {
+    await Deno.remove(home, { recursive: true });
+  }
+});
+
 /** A watch folder with real FITS files and a hostile name, dated into night 20240701. */
 async function watchFolder(root: string): Promise<Map<string, string>> {
   const watch = join(root, "watch");

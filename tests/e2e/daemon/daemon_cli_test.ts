@@ -46,17 +46,27 @@ Deno.test("run --once sends what is complete, exits 0, and status reports it", a
     await Deno.writeFile(join(box.watch, "a.fits"), bytes);
     await Deno.utime(join(box.watch, "a.fits"), noon, noon);
     await Deno.writeFile(join(box.watch, "skip.txt"), randomBytes(10));
-    const run = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+    const run = await runCli(["run", "--once", "-c", box.config], {
+      env: box.env,
+    });
     assert.equal(run.code, 0, run.stderr);
     assert.deepEqual(await listFiles(box.dest), ["20240502/a.fits"]);
-    assert.deepEqual(await Deno.readFile(join(box.dest, "20240502/a.fits")), bytes);
+    assert.deepEqual(
+      await Deno.readFile(join(box.dest, "20240502/a.fits")),
+      bytes,
+    );
 
     const status = await runCli(["status", "-c", box.config], { env: box.env });
     assert.equal(status.code, 0, status.stderr);
-    assert.match(status.stdout, /Job default: pending 0, transferring 0, done 1, failed 0/);
+    assert.match(
+      status.stdout,
+      /Job default: pending 0, transferring 0, done 1, failed 0/,
+    );
     assert.match(status.stdout, /a\.fits -> 20240502\/a\.fits/);
 
-    const json = await runCli(["status", "--json", "-c", box.config], { env: box.env });
+    const json = await runCli(["status", "--json", "-c", box.config], {
+      env: box.env,
+    });
     const parsed = JSON.parse(json.stdout);
     assert.deepEqual(parsed.counts, [
       { job: "default", target: `local:${box.dest}`, state: "done", count: 1 },
@@ -72,17 +82,24 @@ Deno.test("run --once exits 1 when a file cannot be delivered, and status shows 
     // The destination base is a regular file: no folder can be created in it.
     await Deno.writeTextFile(box.dest, "in the way");
     await Deno.writeFile(join(box.watch, "b.fits"), randomBytes(100));
-    const run = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+    const run = await runCli(["run", "--once", "-c", box.config], {
+      env: box.env,
+    });
     assert.equal(run.code, 1, run.stderr);
     assert.match(run.stderr, /Failed to transfer .*b\.fits: /);
     assert.match(run.stderr, /error: 1 file\(s\) could not be transferred/);
     const status = await runCli(["status", "-c", box.config], { env: box.env });
     assert.match(status.stdout, /failed 1/);
-    assert.match(status.stdout, /b\.fits: .+\(failed; retried at next rescan or start-up\)/);
+    assert.match(
+      status.stdout,
+      /b\.fits: .+\(failed; retried at next rescan or start-up\)/,
+    );
 
     // Fixed: the next start retries the failed file and it arrives.
     await Deno.remove(box.dest);
-    const again = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+    const again = await runCli(["run", "--once", "-c", box.config], {
+      env: box.env,
+    });
     assert.equal(again.code, 0, again.stderr);
     assert.equal((await listFiles(box.dest)).length, 1);
   } finally {
@@ -94,9 +111,14 @@ Deno.test("run --dry-run lists source -> destination and changes nothing", async
   const box = await sandbox();
   try {
     await Deno.mkdir(join(box.watch, "sub dir"));
-    await Deno.writeFile(join(box.watch, "sub dir", "-x $(y).fits"), randomBytes(10));
+    await Deno.writeFile(
+      join(box.watch, "sub dir", "-x $(y).fits"),
+      randomBytes(10),
+    );
     await Deno.utime(join(box.watch, "sub dir", "-x $(y).fits"), noon, noon);
-    const run = await runCli(["run", "--dry-run", "-c", box.config], { env: box.env });
+    const run = await runCli(["run", "--dry-run", "-c", box.config], {
+      env: box.env,
+    });
     assert.equal(run.code, 0, run.stderr);
     assert.ok(
       run.stdout.includes(
@@ -121,30 +143,43 @@ Deno.test("run --dry-run lists source -> destination and changes nothing", async
       night_date_source: "fits",
       state_dir: join(box.root, "state"),
     });
-    const dated = await runCli(["run", "--dry-run", "-c", byHeader], { env: box.env });
+    const dated = await runCli(["run", "--dry-run", "-c", byHeader], {
+      env: box.env,
+    });
     assert.ok(
       dated.stdout.includes(
         `would transfer ${undated} -> ${join(box.dest, "20240502", "undated.fits")} (`,
       ),
       dated.stdout,
     );
-    assert.match(dated.stdout, /undated\.fits \(.*"yesterday".*using the file mtime instead\)/);
+    assert.match(
+      dated.stdout,
+      /undated\.fits \(.*"yesterday".*using the file mtime instead\)/,
+    );
     await Deno.remove(undated);
     // A FITS file still being written is left for a later run, as `run --once` leaves it.
     const open = join(box.watch, "exposure.fits");
     await Deno.writeFile(open, new Uint8Array(0));
-    const writing = await runCli(["run", "--dry-run", "-c", box.config], { env: box.env });
+    const writing = await runCli(["run", "--dry-run", "-c", box.config], {
+      env: box.env,
+    });
     assert.ok(
       writing.stdout.includes(
         `would leave ${open} for a later run: its FITS structure is incomplete (empty so far`,
       ),
       writing.stdout,
     );
-    assert.match(writing.stdout, /job default: 1 file\(s\) would be transferred/);
+    assert.match(
+      writing.stdout,
+      /job default: 1 file\(s\) would be transferred/,
+    );
     await Deno.remove(open);
     // Nothing written: no destination, no ledger, no log.
     await assert.rejects(Deno.stat(box.dest), Deno.errors.NotFound);
-    await assert.rejects(Deno.stat(join(box.root, "state")), Deno.errors.NotFound);
+    await assert.rejects(
+      Deno.stat(join(box.root, "state")),
+      Deno.errors.NotFound,
+    );
     // The old tool's top-level flag works too.
     const old = await runCli(["--dry-run", "-c", box.config], { env: box.env });
     assert.equal(old.code, 0, old.stderr);
@@ -168,7 +203,10 @@ Deno.test("SIGTERM in the middle of a large copy leaves no partial file under a 
     let status: Deno.CommandStatus;
     try {
       // Wait until the temporary file exists, i.e. the copy is under way.
-      await waitFor(async () => (await listFiles(box.dest).catch(() => [])).length > 0, 30_000);
+      await waitFor(
+        async () => (await listFiles(box.dest).catch(() => [])).length > 0,
+        30_000,
+      );
     } finally {
       status = await daemon.stop("SIGTERM");
     }
@@ -178,9 +216,14 @@ Deno.test("SIGTERM in the middle of a large copy leaves no partial file under a 
     // is left, kept to be continued (resume_partial_hours).
     for (const rel of left) {
       if (rel.includes("image-transfer-partial")) continue;
-      assert.equal((await Deno.stat(join(box.dest, rel))).size, 300 * 1024 * 1024);
+      assert.equal(
+        (await Deno.stat(join(box.dest, rel))).size,
+        300 * 1024 * 1024,
+      );
     }
-    const again = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+    const again = await runCli(["run", "--once", "-c", box.config], {
+      env: box.env,
+    });
     assert.equal(again.code, 0, again.stderr);
     assert.deepEqual(await listFiles(box.dest), ["20240502/big.fits"]);
     const arrived = await Deno.readFile(join(box.dest, "20240502/big.fits"));
@@ -197,9 +240,14 @@ Deno.test("a second daemon on the same state_dir refuses to start", async () => 
     const first = startCli(["run", "-c", box.config], { env: box.env });
     try {
       await first.waitForOutput("Watching");
-      const second = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+      const second = await runCli(["run", "--once", "-c", box.config], {
+        env: box.env,
+      });
       assert.equal(second.code, 3, second.stderr);
-      assert.match(second.stderr, /another image-transfer daemon is already running/);
+      assert.match(
+        second.stderr,
+        /another image-transfer daemon is already running/,
+      );
       assert.doesNotMatch(second.stderr, /\n\s+at /, "no stack trace");
     } finally {
       await first.stop();
@@ -213,15 +261,50 @@ Deno.test("log_format: json writes one JSON object per line", async () => {
   const box = await sandbox({ log_format: "json" });
   try {
     await Deno.writeFile(join(box.watch, "j.fits"), randomBytes(10));
-    const run = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+    const run = await runCli(["run", "--once", "-c", box.config], {
+      env: box.env,
+    });
     assert.equal(run.code, 0, run.stderr);
-    const lines = (await Deno.readTextFile(join(box.root, "logs", "it.log"))).trim().split("\n");
+    const lines = (await Deno.readTextFile(join(box.root, "logs", "it.log")))
+      .trim().split("\n");
     const records = lines.map((line) => JSON.parse(line));
     const sent = records.find((r) => r.message.startsWith("Successfully transferred"));
     assert.ok(sent, lines.join("\n"));
     assert.equal(sent.source, join(box.watch, "j.fits"));
     assert.equal(sent.level, "info");
     assert.equal(sent.job, "default");
+  } finally {
+    await Deno.remove(box.root, { recursive: true });
+  }
+});
+
+Deno.test("run, run --dry-run and run with a log_file that is a folder refuse what validate refuses, every problem at once", async () => {
+  const box = await sandbox();
+  try {
+    // Two problems: a log_file that is a folder, and an archive inside the watch folder.
+    await writeConfig(box.config, {
+      watch_path: box.watch,
+      remote_base_path: box.dest,
+      transfer_method: "local",
+      state_dir: join(box.root, "state"),
+      log_file: box.root,
+      after_transfer: "move",
+      archive_path: join(box.watch, "done"),
+    });
+    await Deno.writeFile(join(box.watch, "a.fits"), randomBytes(100));
+    for (const args of [["run", "--dry-run"], ["run", "--once"]]) {
+      const run = await runCli([...args, "-c", box.config], { env: box.env });
+      assert.equal(run.code, 2, run.stderr);
+      assert.match(run.stderr, /config\.yaml:\d+: log_file: .* is a folder/);
+      assert.match(
+        run.stderr,
+        /config\.yaml:\d+: archive_path of job default: .* must not contain/,
+      );
+      assert.doesNotMatch(run.stdout, /would transfer/);
+      assert.doesNotMatch(run.stderr, /^\s+at /m, "no stack trace");
+    }
+    assert.deepEqual(await listFiles(box.watch), ["a.fits"], "nothing moved");
+    await assert.rejects(Deno.stat(box.dest), Deno.errors.NotFound);
   } finally {
     await Deno.remove(box.root, { recursive: true });
   }
