@@ -25,8 +25,8 @@ export interface JobExtrasContext {
   rescan(): Promise<void>;
   /** A transfer window closes: start no new transfers. */
   pause(): void;
-  /** A transfer window opens. */
-  resume(): void;
+  /** A transfer window opens; returns `false` when a pause from the status page still holds. */
+  resume(): boolean;
   /** `run --once`: no schedules; hooks and clean-up called for finish before the end. */
   once: boolean;
   /** The same job's extras of the config a reload replaced: their hooks go on here. */

@@ -171,6 +171,7 @@ export class JobRunner {
       resume: () => {
         status.windowPaused = false;
         this.#pump();
+        return !status.userPaused;
       },
       once: options.once,
       replaces: options.replaces && options.replaces.#extras,

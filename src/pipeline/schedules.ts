@@ -87,7 +87,8 @@ export interface ScheduleContext {
   rescan(nights: number): Promise<void>;
   /** Start no new transfers until {@linkcode ScheduleContext.resume}. */
   pause(): void;
-  resume(): void;
+  /** Send again; returns `false` when a pause from the status page still holds the job. */
+  resume(): boolean;
 }
 
 /** Runs one job's schedules; see the module doc. */
@@ -178,10 +179,19 @@ export class JobSchedules {
         await writeNightReport(job, table, entry.nights);
         return;
       case "pause":
+        this.#log.info("Transfers of job {job} paused (schedule {index})", fields);
+        this.#context.pause();
+        return;
       case "resume":
-        this.#log.info(`Transfers of job {job} ${entry.action}d (schedule {index})`, fields);
-        if (entry.action === "pause") this.#context.pause();
-        else this.#context.resume();
+        // A pause from the status page holds until the page resumes the job.
+        if (this.#context.resume()) {
+          this.#log.info("Transfers of job {job} resumed (schedule {index})", fields);
+        } else {
+          this.#log.info(
+            "Transfer window of job {job} open (schedule {index}); the job stays paused from the status page until it is resumed there",
+            fields,
+          );
+        }
         return;
       case "command": {
         // Checked at start, and again before each run (see `HookRunner`).

@@ -279,7 +279,7 @@ Deno.test("schedules: a pause without any resume is warned about at start", asyn
         table: null as unknown as FileRows, // not used by start and stop
         rescan: () => Promise.resolve(),
         pause: () => {},
-        resume: () => {},
+        resume: () => true,
       });
       schedules.start();
       await schedules.stop();

@@ -292,6 +292,26 @@ Deno.test("status API: a reload that keeps a job keeps its pause from the page a
   assert.match(d.daemon.stderr(), /Stopped: 2 file\(s\) sent, 0 failed in this run/);
 });
 
+Deno.test("status API: a scheduled resume does not end a pause from the page, and says so", async () => {
+  await using d = await startStatusDaemon({
+    schedules: [{ every_seconds: 0.5, action: "resume" }],
+  });
+  assert.equal((await post(d.base, "/api/jobs/default/pause")).status, 200);
+  await d.daemon.waitForOutput(
+    "the job stays paused from the status page until it is resumed there",
+  );
+  const [job] = (await getJson<Status>(d.base, "/api/status")).jobs;
+  assert.equal(job.state, "paused");
+  await Deno.writeFile(join(d.watch, "waits.fits"), randomBytes(500));
+  await waitFor(
+    async () => (await getJson<Status>(d.base, "/api/status")).jobs[0].queue.queued === 1,
+    30_000,
+    "the file queued",
+  );
+  await new Promise((resolve) => setTimeout(resolve, 1200));
+  assert.equal((await getJson<Status>(d.base, "/api/status")).jobs[0].sent, 0);
+});
+
 Deno.test("status API: several jobs share one page; pausing one leaves the other sending", async () => {
   const root = await Deno.makeTempDir({ prefix: "itx-status-jobs-" });
   const folders = (name: string) => ({
