@@ -150,7 +150,7 @@ const RSYNC_SHORT_VALUE = "BTMfe@";
  * leaves only by `after_transfer`, once it arrived verified. A word that is
  * the value of the option before it (`--exclude -n`) is not an option.
  */
-export function refusedRsyncOptions(options: unknown[]): Array<[number, string]> {
+function refusedRsyncOptions(options: unknown[]): Array<[number, string]> {
   const refused: Array<[number, string]> = [];
   let valueNext = false;
   for (const [index, option] of options.entries()) {

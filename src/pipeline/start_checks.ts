@@ -50,7 +50,7 @@ export async function checkBeforeStart(
 }
 
 /** `FILE:LINE: KEY of job NAME`, for the job at `index` of `config`. */
-export function jobKeyPlace(config: Config, index: number, key: string): string {
+function jobKeyPlace(config: Config, index: number, key: string): string {
   return `${keyPlace(config.file, index, [key])}: ${key} of job ${config.jobs[index].name}`;
 }
 
@@ -71,7 +71,7 @@ const LOGIN_FILES = {
  * @param runsAs user id of the account the daemon runs as (the current one unless told)
  * @throws {ConfigError} naming each file with its key's line, and what to do
  */
-export async function checkLoginFiles(config: Config, runsAs?: number | null): Promise<void> {
+async function checkLoginFiles(config: Config, runsAs?: number | null): Promise<void> {
   const account = runsAs === undefined && Deno.build.os !== "windows" ? Deno.uid() : runsAs;
   const problems: string[] = [];
   for (const [index, job] of config.jobs.entries()) {
@@ -118,7 +118,7 @@ const RUNTIME_GUARDED = ["/dev", "/proc", "/sys"];
  *
  * @throws {ConfigError} naming each with its key's line, and what to do
  */
-export function checkFolders(config: Config): void {
+function checkFolders(config: Config): void {
   const problems: string[] = [];
   const guarded = (path: string) => {
     if (Deno.build.os === "windows") return null;
@@ -175,7 +175,7 @@ export function checkFolders(config: Config): void {
  *
  * @throws {ConfigError} naming each job, its key's line and both folders
  */
-export function assertCleanupSafe(config: Config): void {
+function assertCleanupSafe(config: Config): void {
   const problems: string[] = [];
   const watches = config.jobs.map((job) => realPathSoFar(job.watch_path));
   const nested = (a: string, b: string) => relativeTo(a, b) !== null || relativeTo(b, a) !== null;
@@ -234,7 +234,7 @@ function apartByExtension(a: JobConfig, b: JobConfig): boolean {
  *
  * @throws {ConfigError} naming the jobs and folders, and what to do
  */
-export function assertDestinationsApart(config: Config): void {
+function assertDestinationsApart(config: Config): void {
   const problems: string[] = [];
   const places = new Map<string, JobConfig>();
   for (const [index, job] of config.jobs.entries()) {
@@ -321,7 +321,7 @@ function copiesWatched(job: JobConfig): { key: string; message: string } | null 
  * `path` made absolute with the links of the part of it that exists resolved
  * (a destination or watch folder may not exist yet).
  */
-export function realPathSoFar(path: string): string {
+function realPathSoFar(path: string): string {
   const missing: string[] = [];
   let existing = resolve(path);
   for (;;) {
