@@ -75,6 +75,46 @@ export function isValidCron(expression: string): boolean {
   }
 }
 
+/**
+ * The `[` or `{` a glob pattern opens and never closes (a typo: the pattern
+ * then matches only names holding that character), or `null`. A character
+ * after `\\` is literal; `]` right after `[`, `[!` or `[^` belongs to the class.
+ */
+export function unclosedInPattern(pattern: string): "[" | "{" | null {
+  let braces = 0;
+  for (let i = 0; i < pattern.length; i++) {
+    const char = pattern[i];
+    if (char === "\\") i++;
+    else if (char === "{") braces++;
+    else if (char === "}" && braces > 0) braces--;
+    else if (char === "[") {
+      let end = i + 1;
+      if (pattern[end] === "!" || pattern[end] === "^") end++;
+      if (pattern[end] === "]") end++;
+      while (end < pattern.length && pattern[end] !== "]") end += pattern[end] === "\\" ? 2 : 1;
+      if (end >= pattern.length) return "[";
+      i = end;
+    }
+  }
+  return braces > 0 ? "{" : null;
+}
+
+/** A list of glob patterns, each with its brackets and braces closed. */
+const globPatterns = z.array(
+  z.string().min(1).superRefine((pattern, context) => {
+    const unclosed = unclosedInPattern(pattern);
+    if (unclosed === null) return;
+    const example = unclosed === "[" ? '"*.[Ff]its"' : '"*.{fits,fz}"';
+    context.addIssue({
+      code: "custom",
+      input: pattern,
+      message: `pattern ${JSON.stringify(pattern)} opens "${unclosed}" and never closes it, ` +
+        `so it matches only names holding that character; close it (e.g. ${example}), or ` +
+        `write '\\${unclosed}' (in single quotes) for the character itself`,
+    });
+  }),
+);
+
 /** File name patterns that mark an instrument file by default. */
 export const DEFAULT_FILE_PATTERNS = [
   "*.fits",
@@ -160,11 +200,11 @@ export const jobShape = {
     { example: "/data/incoming/images" },
   ),
   file_patterns: doc(
-    z.array(z.string().min(1)).min(1).default(DEFAULT_FILE_PATTERNS),
+    globPatterns.min(1).default(DEFAULT_FILE_PATTERNS),
     "Glob patterns of files to send. A pattern without `/` matches the file name in any subfolder; upper and lower case match alike unless `case_sensitive_patterns` is on.",
   ),
   exclude_patterns: doc(
-    z.array(z.string().min(1)).default([]),
+    globPatterns.default([]),
     "Glob patterns of files or folders never sent, even if they match `file_patterns`.",
   ),
   case_sensitive_patterns: doc(
@@ -180,11 +220,11 @@ export const jobShape = {
     "A file is complete when its size and mtime have not changed, and no event arrived for it, for this long. A FITS file whose structure is complete goes as soon as its writer closes it (Linux); see close_shortcut_patterns for other files.",
   ),
   close_shortcut_patterns: doc(
-    z.array(z.string().min(1)).default([]),
+    globPatterns.default([]),
     "Glob patterns of files complete 0.2 s after their writer closes them (Linux). Patterns as in `file_patterns`; such a file skips the rest of the stability window. Only for writers that write a file in one go; never for empty files or FITS files whose structure is incomplete.",
   ),
   growing_patterns: doc(
-    z.array(z.string().min(1)).default([]),
+    globPatterns.default([]),
     "Glob patterns of files sent while they grow (a log, a spectrum written for hours). Patterns as in `file_patterns`; rsync and local send each appended part into the file's temporary copy, which is verified and renamed into place only once the file is complete (stable as any file). Other methods send such files once complete. Needs `resume_partial_hours` above 0.",
   ),
   fits_incomplete_grace_seconds: doc(

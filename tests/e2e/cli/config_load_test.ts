@@ -617,3 +617,25 @@ Deno.test("settings shared with a YAML anchor under an x- key are merged into ea
   assert.equal(south.stability_window_seconds, 10);
   assert.equal(south.remote_base_path, "/data/south");
 });
+
+Deno.test("a glob pattern that opens [ or { and never closes it is refused, naming its line", () => {
+  const error = configError(
+    `${MINIMAL}file_patterns: ["[.fits", "*.[Ff]its", 'x\\[1.fits', "[]a].fits"]\n` +
+      `exclude_patterns:\n  - "{calib"\n  - "{a,b}/**"\n`,
+  );
+  const lines = error.message.split("\n");
+  assert.equal(lines.length, 2, error.message);
+  assert.match(
+    lines[0],
+    /^\/etc\/it\/config\.yaml:4: file_patterns\[0\]: pattern "\[\.fits" opens "\[" and never closes it.*'\\\['/,
+  );
+  assert.match(
+    lines[1],
+    /:6: exclude_patterns\[0\]: pattern "\{calib" opens "\{" .*"\*\.\{fits,fz\}"/,
+  );
+  // Closed classes, escaped brackets and a class holding "]" pass.
+  const job =
+    parseConfig(`${MINIMAL}file_patterns: ["*.[Ff]its", 'x\\[1.fits', "[]a].fits"]\n`, "/x/c.yaml")
+      .jobs[0];
+  assert.deepEqual(job.file_patterns, ["*.[Ff]its", "x\\[1.fits", "[]a].fits"]);
+});
