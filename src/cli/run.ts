@@ -348,6 +348,7 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
             },
             new Date(),
             (reason) => fallback = ` (${reason})`,
+            (_folder, message) => fallback += ` (${message})`,
           );
           const target = transport.describeTarget(destination);
           write(

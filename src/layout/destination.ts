@@ -32,6 +32,9 @@ export interface PlannedFile {
  * @param file The file to place; only `fits` reads it.
  * @param now The current time, used by `now`.
  * @param onFallback Told why DATE-OBS could not be used, once per call.
+ * @param onAhead Told when the date that names the night is more than a day
+ *   ahead of `now` (a wrong clock on the instrument or here), with the night
+ *   folder and what to say.
  * @returns The destination path, e.g. "20240314/flats/M 42.fits".
  * @throws {Error} When `relPath` is empty, absolute, or has an empty, "." or ".." segment.
  */
@@ -40,6 +43,7 @@ export async function planDestination(
   file: PlannedFile,
   now: Date,
   onFallback?: (reason: string) => void,
+  onAhead?: (folder: string, message: string) => void,
 ): Promise<string> {
   const segments = file.relPath.split("/");
   if (segments.some((segment) => segment === "" || segment === "." || segment === "..")) {
@@ -48,10 +52,27 @@ export async function planDestination(
         `must name a file inside the watch folder`,
     );
   }
-  const instant = await nightDate(job.night_date_source, file, now, onFallback);
+  let fellBack = false;
+  const instant = await nightDate(job.night_date_source, file, now, (reason) => {
+    fellBack = true;
+    onFallback?.(reason);
+  });
   const folder = nightFolder(instant, job.night_rollover_hour, job.night_timezone);
+  const aheadMs = instant.getTime() - now.getTime();
+  if (aheadMs > DAY_MS) {
+    const days = Math.floor(aheadMs / DAY_MS);
+    const what = job.night_date_source === "fits" && !fellBack ? "DATE-OBS" : "mtime";
+    onAhead?.(
+      folder,
+      `The ${what} of ${file.path} (${instant.toISOString()}) is ${days} day(s) ahead of this ` +
+        `machine's clock; it goes to night folder ${folder}. Check the clock of the instrument ` +
+        `or of this machine`,
+    );
+  }
   return [folder, ...segments].join("/");
 }
+
+const DAY_MS = 24 * 3600 * 1000;
 
 /** The instant that names the night, per the date source. */
 async function nightDate(

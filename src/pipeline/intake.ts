@@ -70,6 +70,8 @@ export class Intake {
   #growing: GrowingSender;
   /** Files whose destinations are known, to be recorded at the next turn (see `#plan`). */
   #planned: Array<PendingFile & { path: string }> = [];
+  /** Night folders said to be named by a date ahead of the clock (once each a run). */
+  #saidAhead = new Set<string>();
   /** Whether a FITS file grown by appended HDUs was said (once a run). */
   #saidAppended = false;
   #recordTimer: ReturnType<typeof setTimeout> | undefined;
@@ -232,6 +234,11 @@ export class Intake {
           path,
           reason,
         }),
+      (folder, message) => {
+        if (this.#saidAhead.has(folder)) return;
+        this.#saidAhead.add(folder);
+        this.#log.warn("{message} (said once per night folder)", { path, message });
+      },
     ).then((destination) => {
       if (this.#context.stopping()) return this.#context.onSettled();
       this.#planned.push({ relPath: rel, path, ...version, destination });

@@ -234,3 +234,33 @@ Deno.test("a relative path that leaves the watch folder is refused", async () =>
     );
   }
 });
+
+Deno.test("a night named by a date more than a day ahead of the clock is said, with the folder", async () => {
+  await withTempDir(async (dir) => {
+    const ahead: Array<[string, string]> = [];
+    const collect = (folder: string, message: string) => ahead.push([folder, message]);
+    const future = await writeImage(dir, "future.fits", [card("DATE-OBS", "2025-06-01T03:00:00")]);
+    assert.equal(
+      await planDestination(rule("fits"), future, NOW, undefined, collect),
+      "20250601/future.fits",
+    );
+    assert.equal(ahead.length, 1);
+    assert.equal(ahead[0][0], "20250601");
+    assert.match(
+      ahead[0][1],
+      /^The DATE-OBS of .*future\.fits \(2025-06-01T03:00:00\.000Z\) is \d+ day\(s\) ahead of this machine's clock; it goes to night folder 20250601/,
+    );
+    // Within a day of the clock (a night in progress), and in the past: nothing to say.
+    const tonight = await writeImage(dir, "tonight.fits", [
+      card("DATE-OBS", new Date(NOW.getTime() + 6 * 3600_000).toISOString().slice(0, 19)),
+    ]);
+    await planDestination(rule("fits"), tonight, NOW, undefined, collect);
+    const old = await writeImage(dir, "old.fits", [card("DATE-OBS", "2020-01-01T00:00:00")]);
+    await planDestination(rule("fits"), old, NOW, undefined, collect);
+    assert.equal(ahead.length, 1);
+    // An mtime ahead of the clock (no DATE-OBS to use) is said as the mtime.
+    const noDate = { ...old, mtimeMs: NOW.getTime() + 3 * 24 * 3600_000 };
+    await planDestination(rule("mtime"), noDate, NOW, undefined, collect);
+    assert.match(ahead[1][1], /^The mtime of .* is 3 day\(s\) ahead/);
+  });
+});
