@@ -145,10 +145,12 @@ const RSYNC_SHORT_VALUE = "BTMfe@";
 
 /**
  * The rsync options of `options` that are refused, by index, with why: one
- * that removes files, sends nothing, or changes which files go where. The
- * daemon sends its own list of files into its own upload folder, and a source
- * leaves only by `after_transfer`, once it arrived verified. A word that is
- * the value of the option before it (`--exclude -n`) is not an option.
+ * that removes files, sends nothing, leaves some of the files it is given
+ * behind (filters and size limits: such a file would never arrive, and be
+ * tried again and again), or changes which files go where. The daemon sends
+ * its own list of files into its own upload folder, and a source leaves only
+ * by `after_transfer`, once it arrived verified. A word that is the value of
+ * the option before it (`--bwlimit -n`) is not an option.
  */
 function refusedRsyncOptions(options: unknown[]): Array<[number, string]> {
   const refused: Array<[number, string]> = [];
@@ -168,8 +170,14 @@ function refusedRsyncOptions(options: unknown[]): Array<[number, string]> {
     if (at >= 0 && at === short.length - 1) valueNext = true;
     const why = /^--(?:remove-(?:source|sent)-files|del|delete(?:-.*)?)$/.test(name)
       ? "removes files; a source leaves only by after_transfer, once it arrived verified"
-      : /^--(?:dry-run|list-only|only-write-batch|read-batch)$/.test(name) || flags.includes("n")
+      : /^--(?:dry-run|list-only|only-write-batch|read-batch|existing|ignore-non-existing)$/.test(
+          name,
+        ) || flags.includes("n")
       ? "sends nothing"
+      : /^--(?:exclude|include|filter|exclude-from|include-from|cvs-exclude|max-size|min-size)$/
+          .test(name) || /[CF]/.test(flags) || (at >= 0 && short[at] === "f")
+      ? "leaves files it is given behind (each would never arrive, and be tried again and again); " +
+        "choose the files with file_patterns and exclude_patterns"
       : /^--(?:files-from|from0|relative)$/.test(name) || /[R0]/.test(flags)
       ? "changes which files go where, which image-transfer decides (its own list of files, into " +
         "its own upload folder)"

@@ -639,3 +639,42 @@ Deno.test("a glob pattern that opens [ or { and never closes it is refused, nami
       .jobs[0];
   assert.deepEqual(job.file_patterns, ["*.[Ff]its", "x\\[1.fits", "[]a].fits"]);
 });
+
+Deno.test("rsync_options that remove files, send nothing, leave files behind or move them are refused", () => {
+  const options = [
+    "--archive",
+    "--bwlimit",
+    "-n", // the value of --bwlimit, not --dry-run
+    "--remove-source-files",
+    "--existing",
+    "-avn",
+    "--exclude=*.fits",
+    "--max-size=1G",
+    "-f",
+    "- *.fits", // the value of -f
+    "-aF",
+    "--files-from=list",
+    "-aR",
+    "--chmod=F640",
+  ];
+  const error = configError(
+    `${MINIMAL}transfer_method: rsync\nrsync_options:\n${
+      options.map((o) => `  - ${JSON.stringify(o)}\n`).join("")
+    }`,
+  );
+  const refused = error.message.split("\n").map((line) =>
+    /rsync_options\[(\d+)\]: (\S+) (removes|sends nothing|leaves files|changes which)/.exec(line)
+      ?.slice(1, 4).join(" ")
+  );
+  assert.deepEqual(refused, [
+    "3 --remove-source-files removes",
+    "4 --existing sends nothing",
+    "5 -avn sends nothing",
+    "6 --exclude=*.fits leaves files",
+    "7 --max-size=1G leaves files",
+    "8 -f leaves files",
+    "10 -aF leaves files",
+    "11 --files-from=list changes which",
+    "12 -aR changes which",
+  ], error.message);
+});
