@@ -125,7 +125,8 @@ function render(s) {
     el("td", {}, p.state === "failed" ? el("button", { class: "retry",
       onclick: () => act(p.job, "retry", { file: p.relPath }) }, "Retry") : "")), "No failures");
   rows($("recent"), s.recent, (r) => el("tr", { class: "sent" },
-    el("td", { class: "name" }, r.relPath), el("td", { class: "n" }, bytes(r.size)),
+    el("td", { class: "name" }, r.relPath), el("td", {}, r.job),
+    el("td", { class: "n" }, bytes(r.size)),
     el("td", { class: "n took" }, took(r.durationMs)), el("td", { class: "name" }, r.destination), el("td", {}, ago(r.transferredAt, now))),
     "Nothing sent yet");
   chart(s.perMinute || [], now);
@@ -217,7 +218,7 @@ export const STATUS_PAGE = `<!doctype html>
 <h2>Failures</h2>
 <div class="scroll"><table><thead class="problems-head"><tr><th>File</th><th>Job</th><th>Reason</th><th>Next</th><th></th></tr></thead><tbody id="problems"></tbody></table></div>
 <h2>Recent transfers</h2>
-<div class="scroll"><table><thead><tr><th>File</th><th>Size</th><th>Took</th><th>Destination</th><th>When</th></tr></thead><tbody id="recent"></tbody></table></div>
+<div class="scroll"><table><thead><tr><th>File</th><th>Job</th><th>Size</th><th>Took</th><th>Destination</th><th>When</th></tr></thead><tbody id="recent"></tbody></table></div>
 <h2>Nights</h2>
 <div class="scroll"><table><thead><tr><th>Night</th><th>Job</th><th>Files</th><th>Bytes</th><th>Failures</th></tr></thead><tbody id="nights"></tbody></table></div>
 <script>${SCRIPT}</script>

@@ -54,6 +54,12 @@ Deno.test("status page in Chromium: live updates, failure reason, retry, pause/r
     );
     assert.deepEqual(dialogs, [], "no script ran from the name");
     await page.locator("#recent tr.sent", { hasText: "m31 L 0002.fits" }).waitFor();
+    // Which job sent it.
+    assert.equal(
+      await page.locator("#recent tr.sent", { hasText: "m31 L 0002.fits" }).locator("td")
+        .nth(1).textContent(),
+      "default",
+    );
     // How long each transfer of this run took.
     assert.match(
       await page.locator("#recent tr.sent", { hasText: "m31 L 0002.fits" }).locator("td.took")
