@@ -156,7 +156,8 @@ function chart(points, now) {
   const line = shape("polyline", { class: "rate", fill: "none", "vector-effect": "non-scaling-stroke",
     points: rate.map((r, i) => ((i + 0.5) * w).toFixed(1) + "," + y(r)).join(" ") });
   svg.replaceChildren(...bars, line);
-  $("chartmax").textContent = "max " + maxFiles + " files/min, " + bytes(maxRate) + "/s";
+  $("chartmax").textContent = files.some((n) => n > 0)
+    ? "max " + maxFiles + " files/min, " + bytes(maxRate) + "/s" : "nothing sent in this time";
 }
 // An update replaces the buttons; one that came while a button is pressed waits until the click
 // is over, or the click would land on a button no longer there (and be lost on a busy page).

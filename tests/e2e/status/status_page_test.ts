@@ -37,6 +37,8 @@ Deno.test("status page in Chromium: live updates, failure reason, retry, pause/r
     await page.goto(d.base + "/");
     await page.locator("#conn", { hasText: "live" }).waitFor();
     await page.locator(".job .state", { hasText: "watching" }).waitFor();
+    // Before anything is sent the chart says so, not a maximum of nothing.
+    assert.equal(await page.locator("#chartmax").textContent(), "nothing sent in this time");
 
     // Files written now appear as sent, without a reload.
     const night = new Date("2024-03-16T20:00:00Z");
