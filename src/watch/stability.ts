@@ -88,6 +88,12 @@ export interface StabilityOptions {
   /** Called when a file is given up without being ready (see `waitForIncomplete`). */
   onLeft?: (path: string, reason: string) => void;
   /**
+   * Called once per file when a FITS file stayed unchanged for the window
+   * although its structure is incomplete, and waits up to the grace
+   * (`graceLeftMs` more) for the rest.
+   */
+  onIncomplete?: (path: string, reason: string, graceLeftMs: number) => void;
+  /**
    * Where the observations are kept, by path (the job's file table keeps
    * them in its records, so a file's state has one holder). @default a Map
    */
@@ -119,12 +125,14 @@ export interface Observation {
   dueMs: number;
   /** The structure last read (valid while size and mtime match). */
   structure: FitsStructure | undefined;
+  /** Whether `onIncomplete` was called for it. */
+  saidIncomplete?: boolean;
 }
 
 /** What a check decided. */
 type Decision =
   | { ready: true; truncated?: StableFile["truncated"] }
-  | { ready: false; waitMs: number }
+  | { ready: false; waitMs: number; incomplete?: { reason: string; graceLeftMs: number } }
   | { ready: false; left: string };
 
 /** Shortest pause between two checks of a structurally incomplete FITS file (else the window). */
@@ -275,6 +283,11 @@ export class StabilityChecker {
       this.#store.delete(path);
       this.#options.onLeft?.(path, decision.left);
     } else {
+      if (decision.incomplete && !entry.saidIncomplete) {
+        entry.saidIncomplete = true;
+        const { reason, graceLeftMs } = decision.incomplete;
+        this.#options.onIncomplete?.(path, reason, graceLeftMs);
+      }
       this.#schedule(path, entry, decision.waitMs);
     }
   }
@@ -348,7 +361,11 @@ export class StabilityChecker {
     }
     // Checked again now and then: a share may deliver writes without events.
     const recheckMs = Math.max(stableForMs, MIN_INCOMPLETE_RECHECK_MS);
-    return { ready: false, waitMs: Math.min(graceLeftMs, recheckMs) };
+    return {
+      ready: false,
+      waitMs: Math.min(graceLeftMs, recheckMs),
+      incomplete: { reason: structure.reason, graceLeftMs },
+    };
   }
 
   /** Drop `entry` (only if it is still the observation of `path`) and report it gone. */

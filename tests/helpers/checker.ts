@@ -20,6 +20,7 @@ export class Recorder {
   ready: Array<StableFile & { atMs: number }> = [];
   gone: Array<{ path: string; atMs: number }> = [];
   left: Array<{ path: string; reason: string; atMs: number }> = [];
+  incomplete: Array<{ path: string; reason: string; graceLeftMs: number; atMs: number }> = [];
   #waiters: Array<() => void> = [];
 
   onReady = (file: StableFile) => {
@@ -32,6 +33,10 @@ export class Recorder {
   };
   onLeft = (path: string, reason: string) => {
     this.left.push({ path, reason, atMs: performance.now() });
+    this.#wake();
+  };
+  onIncomplete = (path: string, reason: string, graceLeftMs: number) => {
+    this.incomplete.push({ path, reason, graceLeftMs, atMs: performance.now() });
     this.#wake();
   };
 
@@ -62,7 +67,7 @@ export class Recorder {
 
 /** Run `fn` with a checker (`options` plus the recorder's callbacks) on a fresh folder; all removed afterwards. */
 export async function withChecker(
-  options: Omit<StabilityOptions, "onReady" | "onGone" | "onLeft">,
+  options: Omit<StabilityOptions, "onReady" | "onGone" | "onLeft" | "onIncomplete">,
   fn: (checker: StabilityChecker, rec: Recorder, dir: string) => Promise<void>,
 ): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "itx-stability-" });
@@ -72,6 +77,7 @@ export async function withChecker(
     onReady: rec.onReady,
     onGone: rec.onGone,
     onLeft: rec.onLeft,
+    onIncomplete: rec.onIncomplete,
   });
   try {
     await fn(checker, rec, dir);

@@ -109,7 +109,13 @@ Deno.test("completeness: an incomplete FITS file waits whatever its closes say, 
       await sleep(600);
       checker.touch(path, "closed"); // opened for writing and closed, nothing written
       assert.equal(rec.ready.length, 0, "an incomplete file is not ready at its close");
+      // Said once, when it stayed unchanged for the window, with what is missing.
+      await rec.until(() => rec.incomplete.length > 0, "said incomplete");
+      assert.equal(rec.incomplete[0].path, path);
+      assert.match(rec.incomplete[0].reason, /^HDU 0 ends at byte \d+, the file has \d+$/);
+      assert.ok(rec.incomplete[0].graceLeftMs > 0 && rec.incomplete[0].graceLeftMs <= 8000);
       await rec.until(() => rec.ready.length === 1, "ready after the grace");
+      assert.equal(rec.incomplete.length, 1, "said once");
       const [ready] = rec.ready;
       // The grace also runs from the mtime, whose clock ticks coarsely (a few ms).
       assert.ok(ready.atMs - lastChangeAt >= 7980, `${ready.atMs - lastChangeAt} ms`);
