@@ -359,7 +359,8 @@ export function plainValue(
   try {
     return { ok: true, value: doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT }) };
   } catch (error) {
-    if (!(error instanceof ReferenceError)) throw error;
+    const badMerge = error instanceof Error && error.message.startsWith("Merge sources");
+    if (!(error instanceof ReferenceError) && !badMerge) throw error;
     const aliases: Alias[] = [];
     visit(doc, { Alias: (_, alias) => void aliases.push(alias) });
     const lineOf = (node: Node) => counter.linePos(node.range?.[0] ?? 0).line;
@@ -374,6 +375,7 @@ export function plainValue(
             : `define &${unresolved.source} on a value before it, or write the value out`),
       };
     }
+    if (badMerge) return mergeProblem(doc, lineOf);
     // An alias bomb: point at the alias that expands the most.
     const sizes = new Map<Node, number>();
     let worst: { alias: Alias; size: number } | undefined;
@@ -392,6 +394,38 @@ export function plainValue(
         "instead of nesting aliases",
     };
   }
+}
+
+/** Where a merge key (`<<`) takes something that is not a mapping, and what it takes. */
+function mergeProblem(
+  doc: Document,
+  lineOf: (node: Node) => number,
+): { ok: false; line: number; reason: string } {
+  const isMapping = (node: unknown): boolean => isMap(isAlias(node) ? node.resolve(doc) : node);
+  let found: { line: number; what: string } | undefined;
+  visit(doc, {
+    Pair: (_, pair) => {
+      if (found || !isScalar(pair.key) || pair.key.source !== "<<") return;
+      const sources = isSeq(pair.value) ? pair.value.items : [pair.value];
+      const bad = sources.find((source) => !isMapping(source));
+      if (bad === undefined) return;
+      const shown = isAlias(bad) ? `*${bad.source}, which stands for ` : "";
+      const target = isAlias(bad) ? bad.resolve(doc) : bad;
+      const kind = isSeq(target)
+        ? "a list"
+        : isScalar(target)
+        ? `the value ${String(target)}`
+        : "nothing";
+      found = { line: lineOf((bad ?? pair.key) as Node), what: `${shown}${kind}` };
+    },
+  });
+  return {
+    ok: false,
+    line: found?.line ?? 1,
+    reason: `"<<" merges the keys of a mapping into this one, but here it is given ${
+      found?.what ?? "something else"
+    }; give it an anchored mapping (x-defaults: &defaults …, then <<: *defaults) or write the keys out`,
+  };
 }
 
 /** How many nodes `node` stands for once every alias in it is expanded (capped, cycles cut). */

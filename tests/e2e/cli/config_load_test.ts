@@ -678,3 +678,16 @@ Deno.test("rsync_options that remove files, send nothing, leave files behind or 
     "12 -aR changes which",
   ], error.message);
 });
+
+Deno.test("a merge key (<<) given something that is not a mapping is refused with its line", () => {
+  const scalar = configError(`x-a: &a hello\n${MINIMAL}<<: *a\n`);
+  assert.match(
+    scalar.message,
+    /^\/etc\/it\/config\.yaml:5: "<<" merges the keys of a mapping into this one, but here it is given \*a, which stands for the value hello; give it an anchored mapping/,
+  );
+  const inList = configError(`x-d: &d {remote_host: h}\n${MINIMAL}jobs:\n  - <<: [*d, 3]\n`);
+  assert.match(inList.message, /:6: "<<" .* given the value 3;/);
+  // An anchor that does not exist is said as such, not as a merge problem.
+  const missing = configError(`${MINIMAL}jobs:\n  - <<: *nope\n`);
+  assert.match(missing.message, /:5: YAML alias \*nope refers to no anchor/);
+});
