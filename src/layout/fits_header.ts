@@ -231,7 +231,8 @@ function utcDate(year: number, month: number, day: number, time: string[]): Date
   const date = new Date(0);
   date.setUTCFullYear(year, month - 1, day);
   if (date.getUTCMonth() !== month - 1 || date.getUTCDate() !== day) return null;
-  date.setUTCHours(hour, minute, 0, Math.round(seconds * 1000));
+  // Cut to the millisecond, never rounded up: 11:59:59.9999 is before noon (a night rule's hour).
+  date.setUTCHours(hour, minute, 0, Math.floor(seconds * 1000 + 1e-6));
   return date;
 }
 

@@ -264,3 +264,12 @@ Deno.test("a night named by a date more than a day ahead of the clock is said, w
     assert.match(ahead[1][1], /^The mtime of .* is 3 day\(s\) ahead/);
   });
 });
+
+Deno.test("fits: a DATE-OBS a fraction of a second before the rollover hour stays in the night before", async () => {
+  await withTempDir(async (dir) => {
+    const file = await writeImage(dir, "last.fits", [card("DATE-OBS", "2024-03-15T11:59:59.9999")]);
+    assert.equal(await planDestination(rule("fits", 12, "UTC"), file, NOW), "20240314/last.fits");
+    const next = await writeImage(dir, "next.fits", [card("DATE-OBS", "2024-03-15T12:00:00.000")]);
+    assert.equal(await planDestination(rule("fits", 12, "UTC"), next, NOW), "20240315/next.fits");
+  });
+});
