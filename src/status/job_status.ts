@@ -220,6 +220,7 @@ export class JobStatus {
   /** A file used up its fast retries (counted as failed until it arrives). */
   gaveUp(relPath: string): void {
     this.#givenUp.add(relPath);
+    this.state(this.#lastFull);
   }
 
   /** A file was found at the destination after the ledger was rebuilt: not failed. */
@@ -256,7 +257,8 @@ export class JobStatus {
    * An attempt failed (not for a file that changed or disappeared while sent).
    * `scope`: `connection` (the host or the connection failed) and
    * `destination` (its folder is gone) are the job's problem from the first
-   * file on; `file`, this file's, until a second file fails too.
+   * file on; `file`, this file's, until a second file fails too, or it used
+   * up its fast retries, before another file arrives.
    */
   failed(
     relPath: string,
@@ -290,11 +292,13 @@ export class JobStatus {
    */
   state(full: boolean): { state: JobState; since: number; reason: string | null } {
     this.#lastFull = full;
-    // One file that fails while others arrive is a problem of that file, not of the job.
+    // One file that fails while others arrive is a problem of that file, not of the job; one that
+    // failed until its fast retries were used up, with no arrival since, is the job's.
     const watch = this.#watchProblem();
-    const failing =
-      (this.#failedFiles.size >= 2 || this.#destinationGone ? this.#lastFailure : null) ??
-        (watch === null ? null : `the watch folder cannot be read: ${watch}`);
+    const jobFails = this.#failedFiles.size >= 2 || this.#destinationGone ||
+      [...this.#failedFiles].some((relPath) => this.#givenUp.has(relPath));
+    const failing = (jobFails ? this.#lastFailure : null) ??
+      (watch === null ? null : `the watch folder cannot be read: ${watch}`);
     const state: JobState = this.paused
       ? "paused"
       : this.#ledgerProblem !== null

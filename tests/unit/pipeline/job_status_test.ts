@@ -87,6 +87,19 @@ Deno.test("job status: one failing file is its own problem; the connection makes
   assert.deepEqual([status.state(false).state, status.state(false).reason], ["failing", gone]);
 });
 
+Deno.test("job status: a lone file that fails until its fast retries are used up makes the job failing, until a file arrives", () => {
+  const status = new JobStatus("cam", "scp");
+  const denied = "scp: /data/in/x.fits: Permission denied";
+  status.failed("x.fits", "retry", denied, false);
+  assert.equal(status.state(false).state, "watching", "one attempt of one file: its own problem");
+  status.failed("x.fits", "retry", denied, true);
+  status.gaveUp("x.fits");
+  assert.deepEqual([status.state(false).state, status.state(false).reason], ["failing", denied]);
+  // A file that arrives says the job works; the given-up file alone is its own problem again.
+  status.sent("y.fits", "20240315/y.fits", 10);
+  assert.equal(status.state(false).state, "watching");
+});
+
 Deno.test("job status: a watch folder that cannot be read makes the job failing, asked of the watch each time", () => {
   let problem: string | null = "the share (fuse) is not mounted there";
   const status = new JobStatus("cam", "local", undefined, undefined, () => problem);
