@@ -286,7 +286,10 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
     const bytes = deliveries.reduce((sum, delivery) => sum + delivery.item.size, 0);
     const folders = new Set(deliveries.map((delivery) => posix.dirname(delivery.finalPath)));
     return !this.#part && bandwidthLimit(method.job) === null && folders.size === 1 &&
-      deliveries.every((delivery) => delivery.item.size <= ONE_CALL_FILE_BYTES) &&
+      deliveries.every((delivery) =>
+        delivery.item.size <= ONE_CALL_FILE_BYTES &&
+        !method.partsSent.has(delivery.item.destination)
+      ) &&
       bytes <= ONE_CALL_BATCH_BYTES && deliveries.length <= method.oneCallFiles;
   }
 

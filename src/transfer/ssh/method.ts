@@ -40,6 +40,13 @@ export interface SshMethod {
    */
   readonly resumesCopies: boolean;
   /**
+   * Destinations whose growing files' parts were sent into kept copies this
+   * run (see `Transport.sendPart`): a batch with one of them does not go in
+   * one call, which would send the file anew beside its kept copy instead of
+   * continuing it (the copy would stay at the destination).
+   */
+  readonly partsSent: Set<string>;
+  /**
    * Most files a batch may have to go in one call (see `batch.ts`): any
    * number, 1 where the remote host has no `tar`, 0 where it lacks what
    * receiving a file needs (learnt by the first try), or where every file

@@ -58,6 +58,7 @@ export abstract class SshTransport implements Transport, SshMethod {
   readonly limitShares: LimitShares;
   readonly uploadVerifiesCopies: boolean = false;
   readonly resumesCopies: boolean = false;
+  readonly partsSent = new Set<string>();
   oneCallFiles = Infinity;
   filesArrivedBefore = false;
   readonly uploadsLeft = new Set<string>();
@@ -173,6 +174,7 @@ export abstract class SshTransport implements Transport, SshMethod {
     const sending = (async () => {
       await before;
       const batch = new SshBatch(this, true);
+      this.partsSent.add(item.destination);
       const [outcome] = await deliver([item], batch, signal, true);
       if (outcome.error) throw outcome.error;
       return { bytes: item.size, appended: item.size - batch.resumedFrom(0) };

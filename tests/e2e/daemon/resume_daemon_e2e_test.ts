@@ -256,6 +256,40 @@ for (const method of ["local", "rsync"] as const) {
   });
 }
 
+Deno.test("daemon (rsync): a small growing file (one call's size) continues its kept copy; no copy stays beside it", async () => {
+  const sshd = await startSshd();
+  const box = await sandbox("rsync", sshd, {
+    stability_window_seconds: 3,
+    growing_patterns: ["*.log"],
+    file_patterns: ["*.log"],
+  });
+  try {
+    const source = join(box.watch, "small spectrum.log");
+    await Deno.writeFile(source, new Uint8Array());
+    const daemon = startCli(["run", "-v", "-c", box.config], { env: box.env });
+    let output: string;
+    try {
+      await daemon.waitForOutput(/Watching/, 30_000);
+      // 12 appends of 100 kB: small enough for a batch that goes in one call.
+      for (let i = 0; i < 12; i++) {
+        await Deno.writeFile(source, randomBytes(100_000), { append: true });
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+      await daemon.waitForOutput(/Successfully transferred/, 60_000);
+      output = daemon.stderr() + daemon.stdout();
+    } finally {
+      assert.equal((await daemon.stop("SIGTERM")).code, 0, daemon.stderr());
+    }
+    assert.ok(/Sent a part of/.test(output), "parts were sent while it grew");
+    const [rel] = (await listFiles(box.dest)).filter((r) => !r.split("/").some(isTempName));
+    assert.equal(await sha256OfFile(join(box.dest, rel)), await sha256OfFile(source));
+    assert.deepEqual(await temporaries(box.dest), new Map(), "no kept copy left beside it");
+  } finally {
+    await Deno.remove(box.root, { recursive: true });
+    await sshd.stop();
+  }
+});
+
 /** Processes whose command line names `text`. */
 async function processesNaming(text: string): Promise<number[]> {
   const found: number[] = [];
