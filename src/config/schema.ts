@@ -23,27 +23,22 @@ export const sshOption = z.string().regex(
   'expected "Key=Value", e.g. "Ciphers=aes128-gcm@openssh.com"',
 );
 
-/** The first control character of `text` (a tab, a bell from `"D:\archive"`…), if any. */
-function controlCharacter(text: string): { char: string; at: number } | undefined {
-  // deno-lint-ignore no-control-regex
-  const match = /[\u0000-\u001f\u007f-\u009f]/.exec(text);
-  return match ? { char: match[0], at: match.index } : undefined;
-}
-
 /**
  * A path as text: no control characters. They come from a YAML double-quoted
  * string that read a Windows path's backslashes as escapes (`"D:\archive"`
  * holds a bell where `\a` was), so the message says how to write one.
  */
 export const pathText = z.string().superRefine((text, context) => {
-  const found = controlCharacter(text);
-  if (found === undefined) return;
-  const code = `U+${found.char.codePointAt(0)!.toString(16).toUpperCase().padStart(4, "0")}`;
+  // The first control character (a tab, a bell from `"D:\archive"`…), if any.
+  // deno-lint-ignore no-control-regex
+  const found = /[\u0000-\u001f\u007f-\u009f]/.exec(text);
+  if (found === null) return;
+  const code = `U+${found[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, "0")}`;
   context.addIssue({
     code: "custom",
     message:
       `the path holds a control character (${code} after ${
-        JSON.stringify(text.slice(0, found.at))
+        JSON.stringify(text.slice(0, found.index))
       }): in double quotes YAML reads a backslash as an escape ("D:\\archive" holds \\a, a bell); ` +
       "write Windows paths in single quotes ('D:\\archive') or with forward slashes (D:/archive)",
   });
@@ -76,21 +71,17 @@ export function isValidCron(expression: string): boolean {
 }
 
 /**
- * The `[` or `{` a glob pattern opens and never closes (a typo: the pattern
- * then matches only names holding that character), or `null`. A character
- * after `\\` is literal; `]` right after `[`, `[!` or `[^` belongs to the class.
+ * The `[` or `{` a glob pattern opens and never closes (it then matches only names holding that
+ * character), or `null`. After `\\` a character is literal; `]` first in a class belongs to it.
  */
-export function unclosedInPattern(pattern: string): "[" | "{" | null {
+function unclosedInPattern(pattern: string): "[" | "{" | null {
   let braces = 0;
   for (let i = 0; i < pattern.length; i++) {
     const char = pattern[i];
     if (char === "\\") i++;
-    else if (char === "{") braces++;
-    else if (char === "}" && braces > 0) braces--;
+    else if (char === "{" || (char === "}" && braces > 0)) braces += char === "{" ? 1 : -1;
     else if (char === "[") {
-      let end = i + 1;
-      if (pattern[end] === "!" || pattern[end] === "^") end++;
-      if (pattern[end] === "]") end++;
+      let end = i + (/^\[[!^]?\]/.exec(pattern.slice(i))?.[0].length ?? 1);
       while (end < pattern.length && pattern[end] !== "]") end += pattern[end] === "\\" ? 2 : 1;
       if (end >= pattern.length) return "[";
       i = end;
@@ -101,17 +92,14 @@ export function unclosedInPattern(pattern: string): "[" | "{" | null {
 
 /** A list of glob patterns, each with its brackets and braces closed. */
 const globPatterns = z.array(
-  z.string().min(1).superRefine((pattern, context) => {
-    const unclosed = unclosedInPattern(pattern);
-    if (unclosed === null) return;
-    const example = unclosed === "[" ? '"*.[Ff]its"' : '"*.{fits,fz}"';
-    context.addIssue({
-      code: "custom",
-      input: pattern,
-      message: `pattern ${JSON.stringify(pattern)} opens "${unclosed}" and never closes it, ` +
-        `so it matches only names holding that character; close it (e.g. ${example}), or ` +
-        `write '\\${unclosed}' (in single quotes) for the character itself`,
-    });
+  z.string().min(1).refine((pattern) => unclosedInPattern(pattern) === null, {
+    error: ({ input }) => {
+      const open = unclosedInPattern(String(input));
+      const example = open === "[" ? '"*.[Ff]its"' : '"*.{fits,fz}"';
+      return `pattern ${JSON.stringify(input)} opens "${open}" and never closes it, so it ` +
+        `matches only names holding that character; close it (e.g. ${example}), or write ` +
+        `'\\${open}' (in single quotes) for the character itself`;
+    },
   }),
 );
 

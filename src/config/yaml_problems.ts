@@ -1,0 +1,295 @@
+/**
+ * What is wrong with a config file's text before its keys are read, each
+ * with its line: YAML syntax (and a TOML file given by mistake), duplicate
+ * keys, aliases with no anchor, aliases that expand too far, and merge keys
+ * (`<<`) given something that is not a mapping. `config/load.ts` reads a
+ * file through these.
+ *
+ * @module
+ */
+import {
+  type Alias,
+  type Document,
+  isAlias,
+  isCollection,
+  isMap,
+  isPair,
+  isScalar,
+  isSeq,
+  type LineCounter,
+  type Node,
+  visit,
+} from "yaml";
+
+/** `key = value`, TOML's assignment. */
+const ASSIGNMENT = /^\s*([A-Za-z_][\w.-]*)\s*=\s*(.*?)\s*$/;
+/** `[table]` or `[[array of tables]]`. */
+const TABLE = /^\s*(\[\[?)\s*([A-Za-z_][\w.-]*)\s*\]\]?\s*$/;
+/** YAML's `key:`. */
+const YAML_KEY = /^\s*-?\s*[A-Za-z_][\w-]*\s*:(\s|$)/;
+
+/** Whether `text` (from `file`) is TOML rather than YAML. */
+export function looksLikeToml(text: string, file: string): boolean {
+  if (/\.toml$/i.test(file)) return true;
+  const lines = text.split("\n").filter((line) => !/^\s*(#.*)?$/.test(line));
+  if (lines.length === 0 || lines.some((line) => YAML_KEY.test(line))) return false;
+  return lines.some((line) => ASSIGNMENT.test(line) || TABLE.test(line));
+}
+
+/** The YAML that says what the TOML `text` says (simple files: keys, tables, arrays of tables). */
+export function tomlAsYaml(text: string): string {
+  const out: string[] = [];
+  let indent = "";
+  let firstInItem = false;
+  for (const raw of text.split("\n")) {
+    const line = raw.replace(/\s+$/, "");
+    if (/^\s*#/.test(line)) {
+      out.push(indent + line.trim());
+      continue;
+    }
+    if (line.trim() === "") continue;
+    const table = TABLE.exec(line);
+    if (table) {
+      const [, brackets, name] = table;
+      if (brackets === "[[") {
+        if (out.at(-1) !== `${name}:` && !out.includes(`${name}:`)) out.push(`${name}:`);
+        indent = "    ";
+        firstInItem = true;
+      } else {
+        out.push(`${name}:`);
+        indent = "  ";
+        firstInItem = false;
+      }
+      continue;
+    }
+    const assignment = ASSIGNMENT.exec(line);
+    if (!assignment) {
+      out.push(indent + line.trim());
+      continue;
+    }
+    const [, key, value] = assignment;
+    const prefix = firstInItem ? "  - " : indent;
+    firstInItem = false;
+    out.push(`${prefix}${key}: ${value}`);
+  }
+  return out.join("\n");
+}
+
+/** The message for a TOML config file: YAML only, and the same keys as YAML. */
+export function tomlMessage(text: string, file: string): string {
+  const yaml = tomlAsYaml(text).split("\n");
+  const shown = yaml.slice(0, 40).map((line) => `    ${line}`).join("\n");
+  const more = yaml.length > 40 ? `\n    # … ${yaml.length - 40} more line(s)` : "";
+  return `${file}: this looks like TOML; the config file is YAML only (\`key: value\`, lists as ` +
+    `[a, b] or "- item" lines). The same keys in YAML:\n${shown}${more}\n` +
+    "Save that as a .yaml file and check it with `image-transfer config validate -c FILE`";
+}
+
+/** Most alias expansions a config file may need (yaml's own resource-exhaustion guard). */
+export const MAX_ALIAS_COUNT = 100;
+
+/** The line to report a YAML syntax error on. */
+export function syntaxErrorLine(
+  doc: Document,
+  counter: LineCounter,
+  offset: number,
+  code: string,
+): number {
+  // An unclosed quote is detected at the end of the file; point at where the quote opened.
+  if (code === "MISSING_CHAR") {
+    let start: number | undefined;
+    const visit = (node: unknown): void => {
+      if (isMap(node)) node.items.forEach((p) => (visit(p.key), visit(p.value)));
+      else if (isSeq(node)) node.items.forEach(visit);
+      else if (isScalar(node) && node.range && node.range[0] < offset && node.range[1] >= offset) {
+        if (node.type === "QUOTE_DOUBLE" || node.type === "QUOTE_SINGLE") start = node.range[0];
+      }
+    };
+    visit(doc.contents);
+    if (start !== undefined) return counter.linePos(start).line;
+  }
+  // A [ or { list not closed is noticed at the next key; point at where it opened.
+  const flow = code === "BAD_INDENT" ? openFlowCollection(doc, offset) : undefined;
+  if (flow !== undefined) return counter.linePos(flow).line;
+  return counter.linePos(offset).line;
+}
+
+/** Where the innermost `[` or `{` list that starts before `offset` and runs past it opens. */
+function openFlowCollection(doc: Document, offset: number): number | undefined {
+  let start: number | undefined;
+  const visit = (node: unknown): void => {
+    if (!isMap(node) && !isSeq(node)) return;
+    const range = node.range;
+    if (node.flow && range && range[0] < offset && range[2] >= offset) start = range[0];
+    if (isMap(node)) node.items.forEach((p) => (visit(p.key), visit(p.value)));
+    else node.items.forEach(visit);
+  };
+  visit(doc.contents);
+  return start;
+}
+
+/**
+ * The YAML parser's reason, with a hint for the common cases; a duplicate key
+ * is named, with the line where it first appears.
+ */
+export function syntaxReason(
+  error: { code: string; message: string; pos: [number, number] },
+  doc: Document,
+  counter: LineCounter,
+): string {
+  if (error.code === "DUPLICATE_KEY") {
+    const duplicate = findDuplicateKey(doc, error.pos[0]);
+    if (duplicate) {
+      return `duplicate key ${JSON.stringify(duplicate.key)} (first on line ` +
+        `${counter.linePos(duplicate.firstOffset).line}); each key may appear only once in the ` +
+        "same mapping: remove one of them";
+    }
+  }
+  const hints: Record<string, string> = {
+    MISSING_CHAR: /quote/i.test(error.message)
+      ? "close the quote on the same line"
+      : /sequence item/i.test(error.message)
+      ? "check the indentation: the keys of one list item line up under its first key"
+      : "check the brackets, commas and colons of this line",
+    TAB_AS_INDENT: "indent with spaces",
+    DUPLICATE_KEY: "each key may appear only once in the same mapping",
+    BAD_INDENT: "align keys of the same level with the same number of spaces",
+    BLOCK_AS_IMPLICIT_KEY: "check the indentation: keys of the same level start in the same column",
+    MULTILINE_IMPLICIT_KEY: "check the indentation and that every key ends with a colon",
+  };
+  const reason = `YAML syntax error: ${error.message}`;
+  const closing = error.message.match(/end with a ([\]}])/)?.[1];
+  if (error.code === "BAD_INDENT" && closing !== undefined) {
+    return `${reason} (a ${closing === "]" ? "[" : "{"} list opened here is not closed: end it ` +
+      `with ${closing}, on this line or on a later one indented more than its key)`;
+  }
+  return hints[error.code] ? `${reason} (${hints[error.code]})` : reason;
+}
+
+/** The key that starts at `offset`, and where the same key first appears in its mapping. */
+function findDuplicateKey(
+  doc: Document,
+  offset: number,
+): { key: string; firstOffset: number } | undefined {
+  let found: { key: string; firstOffset: number } | undefined;
+  visit(doc, {
+    Map(_, map) {
+      const index = map.items.findIndex((p) => isScalar(p.key) && p.key.range?.[0] === offset);
+      if (index < 0) return;
+      const key = (map.items[index].key as { value: unknown }).value;
+      const first = map.items.find((p) => isScalar(p.key) && p.key.value === key);
+      const firstOffset = (first?.key as Node | undefined)?.range?.[0] ?? offset;
+      found = { key: String(key), firstOffset };
+      return visit.BREAK;
+    },
+  });
+  return found;
+}
+
+/** The document as plain values, or the line and reason why its aliases cannot be expanded. */
+export function plainValue(
+  doc: Document,
+  counter: LineCounter,
+): { ok: true; value: unknown } | { ok: false; line: number; reason: string } {
+  try {
+    return { ok: true, value: doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT }) };
+  } catch (error) {
+    const badMerge = error instanceof Error && error.message.startsWith("Merge sources");
+    if (!(error instanceof ReferenceError) && !badMerge) throw error;
+    const aliases: Alias[] = [];
+    visit(doc, { Alias: (_, alias) => void aliases.push(alias) });
+    const lineOf = (node: Node) => counter.linePos(node.range?.[0] ?? 0).line;
+    const unresolved = aliases.find((alias) => !alias.resolve(doc));
+    if (unresolved) {
+      return {
+        ok: false,
+        line: lineOf(unresolved),
+        reason: `YAML alias *${unresolved.source} refers to no anchor: ` +
+          (/[.*?[]/.test(unresolved.source)
+            ? `a pattern that starts with * must be quoted: "*${unresolved.source}"`
+            : `define &${unresolved.source} on a value before it, or write the value out`),
+      };
+    }
+    if (badMerge) return mergeProblem(doc, lineOf);
+    // An alias bomb: point at the alias that expands the most.
+    const sizes = new Map<Node, number>();
+    let worst: { alias: Alias; size: number } | undefined;
+    for (const alias of aliases) {
+      const size = expandedSize(doc, alias, sizes, new Set());
+      if (!worst || size > worst.size) worst = { alias, size };
+    }
+    return {
+      ok: false,
+      line: worst ? lineOf(worst.alias) : 1,
+      reason: `YAML aliases expand too far` +
+        (worst
+          ? `: *${worst.alias.source} here stands for ${formatCount(worst.size)} values`
+          : "") +
+        ` (more than ${MAX_ALIAS_COUNT} expansions: an "alias bomb"); write the values out ` +
+        "instead of nesting aliases",
+    };
+  }
+}
+
+/** Where a merge key (`<<`) takes something that is not a mapping, and what it takes. */
+function mergeProblem(
+  doc: Document,
+  lineOf: (node: Node) => number,
+): { ok: false; line: number; reason: string } {
+  const isMapping = (node: unknown): boolean => isMap(isAlias(node) ? node.resolve(doc) : node);
+  let found: { line: number; what: string } | undefined;
+  visit(doc, {
+    Pair: (_, pair) => {
+      if (found || !isScalar(pair.key) || pair.key.source !== "<<") return;
+      const sources = isSeq(pair.value) ? pair.value.items : [pair.value];
+      const bad = sources.find((source) => !isMapping(source));
+      if (bad === undefined) return;
+      const shown = isAlias(bad) ? `*${bad.source}, which stands for ` : "";
+      const target = isAlias(bad) ? bad.resolve(doc) : bad;
+      const kind = isSeq(target)
+        ? "a list"
+        : isScalar(target)
+        ? `the value ${String(target)}`
+        : "nothing";
+      found = { line: lineOf((bad ?? pair.key) as Node), what: `${shown}${kind}` };
+    },
+  });
+  return {
+    ok: false,
+    line: found?.line ?? 1,
+    reason: `"<<" merges the keys of a mapping into this one, but here it is given ${
+      found?.what ?? "something else"
+    }; give it an anchored mapping (x-defaults: &defaults …, then <<: *defaults) or write the keys out`,
+  };
+}
+
+/** How many nodes `node` stands for once every alias in it is expanded (capped, cycles cut). */
+function expandedSize(
+  doc: Document,
+  node: unknown,
+  sizes: Map<Node, number>,
+  open: Set<unknown>,
+): number {
+  if (open.has(node)) return 1;
+  const known = sizes.get(node as Node);
+  if (known !== undefined) return known;
+  open.add(node);
+  let size = 1;
+  if (isAlias(node)) {
+    const target = node.resolve(doc);
+    size = target ? expandedSize(doc, target, sizes, open) : 1;
+  } else if (isCollection(node)) {
+    for (const item of node.items) size += expandedSize(doc, item, sizes, open);
+  } else if (isPair(node)) {
+    size = expandedSize(doc, node.key, sizes, open) + expandedSize(doc, node.value, sizes, open);
+  }
+  open.delete(node);
+  size = Math.min(size, Number.MAX_SAFE_INTEGER);
+  sizes.set(node as Node, size);
+  return size;
+}
+
+/** `59,049` */
+function formatCount(n: number): string {
+  return n.toLocaleString("en-US");
+}
