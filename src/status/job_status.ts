@@ -269,6 +269,8 @@ export class JobStatus {
   ): void {
     if (scope === "connection") this.#unreachable = reason;
     else {
+      // The host answered (a file or its folder failed): it is reachable again.
+      this.#unreachable = null;
       this.#failedFiles.add(relPath);
       this.#lastFailure = reason;
       if (scope === "destination") this.#destinationGone = true;

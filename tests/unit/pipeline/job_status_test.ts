@@ -87,6 +87,21 @@ Deno.test("job status: one failing file is its own problem; the connection makes
   assert.deepEqual([status.state(false).state, status.state(false).reason], ["failing", gone]);
 });
 
+Deno.test("job status: a failure the host answered ends unreachable (its reason is out of date)", () => {
+  const status = new JobStatus("cam", "scp");
+  const changed = "the host key of freya has CHANGED";
+  status.failed("a.fits", "fatal", changed, false, "connection");
+  assert.deepEqual([status.state(false).state, status.state(false).reason], [
+    "unreachable",
+    changed,
+  ]);
+  // The server is back, but the night folder cannot be written: every file fails there.
+  const denied = "scp: /data/20240315/a.fits: Permission denied";
+  status.failed("a.fits", "retry", denied, false);
+  status.failed("b.fits", "retry", denied, false);
+  assert.deepEqual([status.state(false).state, status.state(false).reason], ["failing", denied]);
+});
+
 Deno.test("job status: a lone file that fails until its fast retries are used up makes the job failing, until a file arrives", () => {
   const status = new JobStatus("cam", "scp");
   const denied = "scp: /data/in/x.fits: Permission denied";
