@@ -348,7 +348,7 @@ export const jobShape = {
   ),
   after_transfer: doc(
     z.enum(["keep", "delete", "move"]).default("keep"),
-    "What happens to a source once it arrived verified: `keep` it, `delete` it, or `move` it into `archive_path`. Only a file whose size and mtime are still those it was sent with is touched. A job that deletes or moves sources must be the only one watching its folder (another job would lose files it has not sent).",
+    "What happens to a source once it arrived verified: `keep` it, `delete` it, or `move` it into `archive_path`. Only a file whose size and mtime are still those it was sent with is touched. A job that deletes or moves sources must be the only one watching its folder (another job would lose files it has not sent). A new file under a name such a job sent before (a camera's counter started again) goes beside the earlier one at the destination (`flat_001~2.fits`), never over it.",
   ),
   archive_path: doc(
     pathText.default(""),

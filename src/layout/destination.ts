@@ -74,6 +74,25 @@ export async function planDestination(
 
 const DAY_MS = 24 * 3600 * 1000;
 
+/**
+ * Where a new file under a name sent before goes when its job removes sources once sent
+ * (`after_transfer: delete` or `move`): beside the earlier file, never over it. `planned` is
+ * where its name leads, `previous` where the earlier file under that name went. The result is
+ * `planned` unless the earlier file is there or at a numbered name beside it; then the next
+ * number, before the extensions: `flat_001~2.fits`, `flat_001~3.fits`…
+ */
+export function besideEarlier(planned: string, previous: string): string {
+  const slash = planned.lastIndexOf("/");
+  const folder = planned.slice(0, slash + 1);
+  const name = planned.slice(slash + 1);
+  const extension = /(\.[A-Za-z][A-Za-z0-9]{0,7})*$/.exec(name)![0];
+  const stem = name.slice(0, name.length - extension.length);
+  const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const numbered = new RegExp(`^${escape(folder + stem)}~(\\d+)${escape(extension)}$`);
+  const number = previous === planned ? 1 : Number(numbered.exec(previous)?.[1] ?? 0);
+  return number === 0 ? planned : `${folder}${stem}~${number + 1}${extension}`;
+}
+
 /** The instant that names the night, per the date source. */
 async function nightDate(
   source: JobConfig["night_date_source"],

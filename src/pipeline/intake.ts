@@ -20,7 +20,7 @@
  * @module
  */
 import type { JobConfig } from "../config/types.ts";
-import { planDestination } from "../layout/destination.ts";
+import { besideEarlier, planDestination } from "../layout/destination.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
 import type { PendingFile } from "../ledger/file_rows.ts";
 import {
@@ -244,12 +244,35 @@ export class Intake {
         this.#saidAhead.add(folder);
         this.#log.warn("{message} (said once per night folder)", { path, message });
       },
-    ).then((destination) => {
+    ).then((planned) => {
       if (this.#context.stopping()) return this.#context.onSettled();
+      const destination = this.#besideEarlier(rel, path, planned);
       this.#planned.push({ relPath: rel, path, ...version, destination });
       // The files of a burst planned meanwhile are recorded with it, in one transaction.
       this.#recordTimer ??= setTimeout(() => this.#recordPlanned(), 0);
     }, (error) => this.#planFailed(rel, path, error));
+  }
+
+  /**
+   * Where a file goes whose name was sent before by a job that removes sources once sent: it is a
+   * new one (a camera's counter started again), beside the earlier file, never over it.
+   */
+  #besideEarlier(rel: string, path: string, planned: string): string {
+    const { job, table } = this.#context;
+    if (job.after_transfer === "keep") return planned;
+    let earlier: string | undefined;
+    try {
+      const row = table.rows.get(rel);
+      if (row?.state === "done") earlier = row.destination;
+    } catch { /* Unreadable: recording the file fails too; it is planned again once it can. */ }
+    const destination = earlier === undefined ? planned : besideEarlier(planned, earlier);
+    if (destination !== planned) {
+      this.#log.info(
+        "{path} is a new file under a name sent before (the earlier one, removed by after_transfer, is at {earlier}): it goes to {destination}, beside it",
+        { path, earlier, destination },
+      );
+    }
+    return destination;
   }
 
   /** Record the files planned since the last turn pending, and queue them. */

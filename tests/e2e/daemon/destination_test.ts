@@ -1,7 +1,11 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { JobConfig } from "../../../src/config/types.ts";
-import { planDestination, type PlannedFile } from "../../../src/layout/destination.ts";
+import {
+  besideEarlier,
+  planDestination,
+  type PlannedFile,
+} from "../../../src/layout/destination.ts";
 import { gzipSync } from "node:zlib";
 import {
   ASTROPY_FITS_DATA,
@@ -272,4 +276,17 @@ Deno.test("fits: a DATE-OBS a fraction of a second before the rollover hour stay
     const next = await writeImage(dir, "next.fits", [card("DATE-OBS", "2024-03-15T12:00:00.000")]);
     assert.equal(await planDestination(rule("fits", 12, "UTC"), next, NOW), "20240315/next.fits");
   });
+});
+
+Deno.test("besideEarlier: the next number before the extensions, only where the earlier file is", () => {
+  assert.equal(besideEarlier("20240315/flat.fits", "20240315/flat.fits"), "20240315/flat~2.fits");
+  assert.equal(besideEarlier("20240315/flat.fits", "20240315/flat~2.fits"), "20240315/flat~3.fits");
+  assert.equal(
+    besideEarlier("20240315/d/m.fits.fz", "20240315/d/m.fits.fz"),
+    "20240315/d/m~2.fits.fz",
+  );
+  assert.equal(besideEarlier("20240315/notes", "20240315/notes"), "20240315/notes~2");
+  // The earlier file went to another night folder, or is another name: nothing in the way.
+  assert.equal(besideEarlier("20240315/flat.fits", "20240314/flat.fits"), "20240315/flat.fits");
+  assert.equal(besideEarlier("20240315/flat.fits", "20240315/flat.fits~2"), "20240315/flat.fits");
 });

@@ -161,3 +161,28 @@ Deno.test("after_transfer: an archive inside the watch folder, a move without ar
     await Deno.remove(p.root, { recursive: true });
   }
 });
+
+Deno.test("after_transfer: delete, a new file under a name sent before goes beside the earlier one, never over it", async () => {
+  const p = await setUp("itx-cleanup-reused-");
+  try {
+    await writeConfig(p.config, { ...baseConfig(p), after_transfer: "delete" });
+    const env = { HOME: p.home };
+    // A camera's counter starts again: the same name, new images, the same night.
+    const images = [randomBytes(30_000), randomBytes(31_000), randomBytes(29_000)];
+    const names = ["flat 001.fits", "flat 001~2.fits", "flat 001~3.fits"];
+    for (const [i, image] of images.entries()) {
+      await Deno.writeFile(join(p.watch, "flat 001.fits"), image);
+      await Deno.utime(join(p.watch, "flat 001.fits"), EVENING, EVENING);
+      const run = await runCli(["run", "--once", "-c", p.config], { env });
+      assert.equal(run.code, 0, run.stderr);
+      assert.ok(!existsSync(join(p.watch, "flat 001.fits")), "the source was deleted");
+      if (i > 0) assert.match(run.stderr, /is a new file under a name sent before/);
+      // Every image is at the destination, each under its own name.
+      for (const [j, earlier] of images.slice(0, i + 1).entries()) {
+        assert.deepEqual(await Deno.readFile(join(p.dest, "20240315", names[j])), earlier);
+      }
+    }
+  } finally {
+    await Deno.remove(p.root, { recursive: true });
+  }
+});
