@@ -141,10 +141,13 @@ export function statusCommand(): Command {
         console.log(`Ledger: ${ledger.path}`);
         if (rebuilt) {
           console.log(
-            `  rebuilt ${when(rebuilt.at)}: the old one was damaged (${
-              oneLine(rebuilt.reason)
-            }); ` +
-              `it is kept as ${rebuilt.damagedCopy}`,
+            rebuilt.damagedCopy === ""
+              ? `  started anew ${when(rebuilt.at)}: the old one was lost (${
+                oneLine(rebuilt.reason)
+              })`
+              : `  rebuilt ${when(rebuilt.at)}: the old one was damaged (${
+                oneLine(rebuilt.reason)
+              }); it is kept as ${rebuilt.damagedCopy}`,
           );
         }
         // Each job's files for the destination it sends to now (a trial run's are its own).

@@ -27,11 +27,12 @@ import {
   COUNTS_OF_OLDER_LEDGER,
   damageAtStart,
   damagedForReading,
+  existsSync,
   isDamage,
   isFull,
-  LEDGER_SCHEMA,
   type LedgerRebuild,
-  migrateLedger,
+  lost,
+  openForWriting,
   setAside,
   sqliteText,
 } from "./ledger_file.ts";
@@ -85,6 +86,8 @@ export class Ledger {
   #closed = false;
   /** Transactions open (a write inside a write joins the outer one). */
   #depth = 0;
+  /** When a write last looked whether the file is still there (ms since epoch). */
+  #lookedAt = 0;
 
   private constructor(path: string, db: DatabaseSync, readOnly: boolean, probeEveryMs: number) {
     this.path = path;
@@ -101,15 +104,21 @@ export class Ledger {
    * @param options.readOnly open an existing ledger without changing anything;
    *   returns `null` when there is none yet
    * @param options.probeEveryMs how often a ledger that cannot be written is tried again
+   * @param options.expected the daemon ran with this `stateDir` before: a ledger
+   *   that is missing was lost, and the new one counts as rebuilt (files already
+   *   at the destination are recognised there, not sent again)
    * @throws when the folder or database cannot be created or opened, the
    *   ledger was written by a newer image-transfer (an older one is migrated),
    *   or (`readOnly`) it is damaged
    */
   static open(stateDir: string, options: { readOnly: true }): Ledger | null;
-  static open(stateDir: string, options?: { readOnly?: false; probeEveryMs?: number }): Ledger;
   static open(
     stateDir: string,
-    options: { readOnly?: boolean; probeEveryMs?: number } = {},
+    options?: { readOnly?: false; probeEveryMs?: number; expected?: boolean },
+  ): Ledger;
+  static open(
+    stateDir: string,
+    options: { readOnly?: boolean; probeEveryMs?: number; expected?: boolean } = {},
   ): Ledger | null {
     const path = join(stateDir, LEDGER_FILE);
     const probeEveryMs = options.probeEveryMs ?? PROBE_EVERY_MS;
@@ -140,6 +149,9 @@ export class Ledger {
     let rebuild: LedgerRebuild | null = null;
     let db: DatabaseSync;
     try {
+      if (options.expected && !existsSync(path)) {
+        rebuild = lost(path, "it was missing, although the daemon ran with this state_dir before");
+      }
       const damage = damageAtStart(path);
       if (damage) rebuild = setAside(path, damage);
       try {
@@ -234,6 +246,7 @@ export class Ledger {
    */
   write<T>(writes: () => T): T {
     if (this.#depth > 0) return writes();
+    this.#lookForRemoval();
     for (let attempt = 1;; attempt++) {
       try {
         const result = this.#transaction(writes);
@@ -348,13 +361,21 @@ export class Ledger {
     this.#tell();
   }
 
-  /** The open ledger is damaged: set it aside and go on with a new one. */
-  #recover(reason: string): void {
+  /** Before a write (once a second at most): a ledger removed meanwhile starts anew, rebuilt. */
+  #lookForRemoval(): void {
+    const now = Date.now();
+    if (this.readOnly || now - this.#lookedAt < 1000) return;
+    this.#lookedAt = now;
+    if (!existsSync(this.path)) this.#recover("it was removed while the daemon ran", true);
+  }
+
+  /** The open ledger is damaged (or `gone`): set it aside and go on with a new one. */
+  #recover(reason: string, gone = false): void {
     this.#statements.clear();
     try {
       this.#db.close();
     } catch { /* closing a damaged database may fail too */ }
-    const rebuild = setAside(this.path, reason);
+    const rebuild = gone ? lost(this.path, reason) : setAside(this.path, reason);
     this.#db = openForWriting(this.path);
     this.#problem = null;
     this.#recordRebuild(rebuild);
@@ -413,25 +434,6 @@ export class Ledger {
   #tell(): void {
     for (const listener of [...this.#listeners]) listener();
   }
-}
-
-/** Open (creating, migrating) the ledger at `path` for the daemon. */
-function openForWriting(path: string): DatabaseSync {
-  const db = new DatabaseSync(path);
-  try {
-    db.exec("PRAGMA busy_timeout = 5000;");
-    assertLedgerReadable(db, path);
-    // The journal is emptied at each checkpoint (every ~4 MiB) and kept at most that big.
-    db.exec(
-      "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; " +
-        "PRAGMA journal_size_limit = 4194304;",
-    );
-    migrateLedger(db, path, LEDGER_SCHEMA);
-  } catch (error) {
-    db.close();
-    throw error;
-  }
-  return db;
 }
 
 /** Free space on the ledger's disk, in bytes (`Infinity` when unknown). */

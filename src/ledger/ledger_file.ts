@@ -12,7 +12,9 @@
  * What can be wrong with the ledger file itself, and setting a damaged one
  * aside: SQLite's word for a file that is not a (sound) database or whose
  * disk is full, the look at a ledger before it is opened, and the move to
- * `<name>.damaged-<time>` (said at ERROR) that lets a new one start.
+ * `<name>.damaged-<time>` (said at ERROR) that lets a new one start; a
+ * ledger that was lost (removed) is said at ERROR too, and the new one counts
+ * as rebuilt.
  *
  * @module
  */
@@ -274,4 +276,43 @@ export function damagedForReading(path: string, reason: string): Error {
     `The ledger ${path} is damaged (${reason}). The daemon moves it aside and starts a new ` +
       "one when it next starts (files already at the destination are not sent again)",
   );
+}
+
+/** Open (creating, migrating) the ledger at `path` for the daemon. */
+export function openForWriting(path: string): DatabaseSync {
+  const db = new DatabaseSync(path);
+  try {
+    db.exec("PRAGMA busy_timeout = 5000;");
+    assertLedgerReadable(db, path);
+    // The journal is emptied at each checkpoint (every ~4 MiB) and kept at most that big.
+    db.exec(
+      "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; " +
+        "PRAGMA journal_size_limit = 4194304;",
+    );
+    migrateLedger(db, path, LEDGER_SCHEMA);
+  } catch (error) {
+    db.close();
+    throw error;
+  }
+  return db;
+}
+
+/** Whether `path` exists (a broken link or an unreadable folder counts as there). */
+export function existsSync(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch (error) {
+    return !(error instanceof Deno.errors.NotFound);
+  }
+}
+
+/** The ledger at `path` is gone (`reason`): said at ERROR; the new one counts as rebuilt. */
+export function lost(path: string, reason: string): LedgerRebuild {
+  logger("ledger").error(
+    "The ledger {path} is lost ({reason}); a new one is started. Files already at the " +
+      "destination are recognised there and not sent again",
+    { path, reason },
+  );
+  return { at: Date.now(), reason, damagedCopy: "" };
 }

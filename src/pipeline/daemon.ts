@@ -15,7 +15,7 @@ import { loadConfig } from "../config/load.ts";
 import { makeRuntimeDir } from "../config/paths.ts";
 import { guardedPathReason, WatchFolderError } from "../errors.ts";
 import { Ledger } from "../ledger/ledger.ts";
-import { acquireDaemonLock, PID_FILE } from "../ledger/daemon_lock.ts";
+import { acquireDaemonLock, LOCK_FILE, PID_FILE } from "../ledger/daemon_lock.ts";
 import { logger } from "../log/logging.ts";
 import { createTransport } from "../transfer/transport.ts";
 import { endLeftoverMasters } from "../transfer/ssh/master.ts";
@@ -78,6 +78,11 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
   const listenChecked = await checkBeforeStart(config);
   const listen = options.once ? null : listenChecked;
   const service = Deno.env.get("IMAGE_TRANSFER_SERVICE");
+  // Left by every earlier run: a ledger missing beside it was lost (see `Ledger.open`).
+  const ranBefore = await Deno.lstat(join(config.state_dir, LOCK_FILE)).then(
+    () => true,
+    () => false,
+  );
   const lock = acquireDaemonLock(config.state_dir, {
     version: VERSION,
     config: config.file,
@@ -115,7 +120,7 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
       );
     }
     await checkWatchFolders(config.jobs, options.once);
-    const openLedger = Ledger.open(config.state_dir);
+    const openLedger = Ledger.open(config.state_dir, { expected: ranBefore });
     ledger = openLedger;
     await keepPrivate(config.state_dir);
     const dir = await makeRuntimeDir();

@@ -107,6 +107,60 @@ for (const [kind, damage] of Object.entries(DAMAGE)) {
   });
 }
 
+Deno.test("a ledger removed between runs is started anew as rebuilt; nothing is sent again", async () => {
+  await using box = await cliSandbox();
+  const first = await writeFiles(box, "old_", 30);
+  const sent = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+  assert.equal(sent.code, 0, sent.stderr);
+  const before = await inodes(box.dest);
+  for (const suffix of ["", "-wal", "-shm"]) {
+    await Deno.remove(join(box.stateDir, LEDGER_FILE + suffix)).catch(() => {});
+  }
+  const fresh = await writeFiles(box, "new_", 2);
+  const again = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+  assert.equal(again.code, 0, again.stderr);
+  assert.match(
+    again.stderr,
+    /The ledger .*ledger\.sqlite is lost \(it was missing, although the daemon ran with this state_dir before\)/,
+  );
+  await assertDelivered(box.dest, first);
+  await assertDelivered(box.dest, fresh);
+  const after = await inodes(box.dest);
+  for (const [rel, ino] of before) assert.equal(after.get(rel), ino, `${rel} was sent again`);
+  const status = await runCli(["status", "-c", box.config], { env: box.env });
+  assert.match(status.stdout, /started anew .*the old one was lost \(it was missing/);
+});
+
+Deno.test("a ledger removed while the daemon runs is started anew at its next write; after a restart nothing is sent again", async () => {
+  await using box = await cliSandbox();
+  const first = await writeFiles(box, "old_", 20);
+  const daemon = startCli(["run", "-c", box.config], { env: box.env });
+  try {
+    await waitFor(async () => (await delivered(box.dest)).length === 20, 60_000, "first files");
+    const before = await inodes(box.dest);
+    for (const suffix of ["", "-wal", "-shm"]) {
+      await Deno.remove(join(box.stateDir, LEDGER_FILE + suffix)).catch(() => {});
+    }
+    // A second apart: the removal is looked for at most once a second.
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    const fresh = await writeFiles(box, "new_", 2);
+    await daemon.waitForOutput(
+      /The ledger .*ledger\.sqlite is lost \(it was removed while the daemon ran\)/,
+      60_000,
+    );
+    await waitFor(async () => (await delivered(box.dest)).length === 22, 60_000, "new files");
+    assert.equal((await daemon.stop("SIGTERM")).code, 0, daemon.stderr());
+    const again = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+    assert.equal(again.code, 0, again.stderr);
+    await assertDelivered(box.dest, first);
+    await assertDelivered(box.dest, fresh);
+    const after = await inodes(box.dest);
+    for (const [rel, ino] of before) assert.equal(after.get(rel), ino, `${rel} was sent again`);
+  } finally {
+    await daemon.stop("SIGTERM").catch(() => {});
+  }
+});
+
 /** An `on_transfer` hook that writes each file's relative path as a line of `hookLog`. */
 async function countingHook(box: Sandbox): Promise<{ hook: string; hookLog: string }> {
   const hook = join(box.root, "hook.sh");
