@@ -61,6 +61,19 @@ export function wantsQuickStart(options: QuickStartOptions): boolean {
   return options.watch !== undefined || options.to !== undefined;
 }
 
+/** Keys naming a file or folder on this machine (relative ones are read against the config's folder). */
+const LOCAL_PATH_KEYS = new Set([
+  "state_dir",
+  "log_file",
+  "status_token_file",
+  "status_tls_cert",
+  "status_tls_key",
+  "ssh_identity_file",
+  "archive_path",
+  "ftp_password_file",
+  "ftp_ca_file",
+]);
+
 /**
  * The config a config-free run uses, validated like a file.
  *
@@ -85,7 +98,10 @@ export function quickStartConfig(options: QuickStartOptions): QuickStart {
   for (const pair of options.set ?? []) {
     const at = pair.indexOf("=");
     if (at <= 0) throw new UsageError(`--set expects KEY=VALUE, got ${JSON.stringify(pair)}`);
-    keys[pair.slice(0, at)] = parseValue(pair.slice(at + 1));
+    const [key, value] = [pair.slice(0, at), parseValue(pair.slice(at + 1))];
+    // Typed relative to here: made absolute, so a saved config reads them as meant.
+    const local = LOCAL_PATH_KEYS.has(key) && typeof value === "string" && value !== "";
+    keys[key] = local ? expandPath(value) : value;
   }
   const text =
     `# Written by image-transfer run --save-config; every key not here has its default.\n${

@@ -77,12 +77,13 @@ export function runCommand(): Command {
           throw new UsageError("give either --config or --watch/--to, not both");
         }
         const quick = quickStartConfig(options);
+        config = quick.config;
+        await checkQuickStart(config);
+        // Written once it passed what run checks: a saved config is one that runs.
         if (options.saveConfig !== undefined) {
           await saveQuickConfig(options.saveConfig, quick.text, options.force ?? false);
           console.error(`wrote ${quick.config.file}`);
         }
-        config = quick.config;
-        await checkQuickStart(config);
       } else {
         for (const flag of ["method", "set", "saveConfig", "ftpPasswordFile", "ftpPasswordEnv"]) {
           if (options[flag as keyof RunOptions] !== undefined) {

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { destinationKeys, quickStartConfig } from "../../../src/cli/quick_start.ts";
 import { ConfigError, UsageError } from "../../../src/errors.ts";
 import { runCli } from "../../helpers/cli.ts";
-import { listFiles, randomBytes, sha256OfFile } from "../../helpers/files.ts";
+import { existsSync, listFiles, randomBytes, sha256OfFile } from "../../helpers/files.ts";
 import { startSshd } from "../../helpers/sshd.ts";
 import { startVsftpd } from "../../helpers/vsftpd.ts";
 
@@ -152,6 +152,41 @@ Deno.test("cli: a config-free run to a local folder delivers, status shows it, a
     const half = await runCli(["run", "--watch", join(root, "watch")], { env });
     assert.equal(half.code, 2);
     assert.match(half.stderr, /needs both --watch DIR and --to DEST/);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("cli: --save-config keeps what relative --set paths meant, and writes nothing for options run refuses", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-quicksave-" });
+  try {
+    await watchFolder(root);
+    await Deno.mkdir(join(root, "conf"));
+    const env = { HOME: root, TZ: "UTC" };
+    const args = ["run", "--once", "--watch", "watch", "--to", "dest"];
+    const sets = ["--set", "state_dir=st", "--set", "log_file=logs/run.log"];
+    const out = await runCli([...args, ...sets, "--save-config", "conf/saved.yaml"], {
+      env,
+      cwd: root,
+    });
+    assert.equal(out.code, 0, out.stderr);
+    const shown = await runCli(["config", "show", "--json", "-c", join(root, "conf/saved.yaml")], {
+      env,
+    });
+    assert.equal(shown.code, 0, shown.stderr);
+    const config = JSON.parse(shown.stdout);
+    assert.equal(config.state_dir, join(root, "st"), "as typed, relative to where it was typed");
+    assert.equal(config.log_file, join(root, "logs/run.log"));
+    // A hook others may change is refused by run: no config is left behind.
+    const hook = join(root, "hook.sh");
+    await Deno.writeTextFile(hook, "#!/bin/sh\n");
+    await Deno.chmod(hook, 0o777);
+    const refused = await runCli(
+      [...args, "--set", `on_transfer=["${hook}"]`, "--save-config", "conf/refused.yaml"],
+      { env, cwd: root },
+    );
+    assert.equal(refused.code, 2, refused.stderr);
+    assert.ok(!existsSync(join(root, "conf/refused.yaml")), refused.stderr);
   } finally {
     await Deno.remove(root, { recursive: true });
   }
