@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { isDestinationFull, type TransferError } from "../errors.ts";
+import { failureScope, isDestinationFull, type TransferError } from "../errors.ts";
 import { type FileVersion, sameVersion } from "../watch/stability.ts";
 import type { Logger } from "../log/logging.ts";
 import { systemClock } from "./retry_timer.ts";
@@ -59,7 +59,10 @@ export type NextStep =
   | { kind: "drop" }
   /** The source changed: wait until it is complete again (not a failed attempt). */
   | { kind: "observe" }
-  /** The destination is full: wait, with the whole job, until there is space (no attempt counted). */
+  /**
+   * The destination is full, or cannot be reached now (the host, the connection, a share that is
+   * not mounted): wait, with the whole job, until it takes files again (no attempt counted).
+   */
   | { kind: "hold" }
   /** Try again at `nextAttemptAt`. */
   | { kind: "retry"; attempts: number; nextAttemptAt: number; delayMs: number }
@@ -88,7 +91,10 @@ export interface FailedAttempt {
   /** The source now, or `null` when it is gone. */
   current: FileVersion | null;
   policy: RetryPolicy;
-  /** Whether a full destination pauses the job (not in a one-shot run, which must end). */
+  /**
+   * Whether a destination that cannot take files (full, or not reachable now) pauses the job
+   * (not in a one-shot run, which must end).
+   */
   pauseWhenFull: boolean;
   now: number;
   /** Randomness for the backoff jitter, in [0, 1). */
@@ -119,7 +125,7 @@ export function attemptOutcome(attempt: FailedAttempt): AttemptOutcome {
   if (!sameVersion(current, sent)) {
     return { ledger: failure(attempt.attempts, 0, false), next: { kind: "observe" } };
   }
-  if (attempt.pauseWhenFull && isDestinationFull(error)) {
+  if (attempt.pauseWhenFull && holdsTheJob(error)) {
     return { ledger: failure(attempt.attempts, 0, false), next: { kind: "hold" } };
   }
   const attempts = attempt.attempts + 1;
@@ -144,6 +150,15 @@ export function attemptOutcome(attempt: FailedAttempt): AttemptOutcome {
   };
 }
 
+/**
+ * Whether `error` says the destination cannot take any file now, for a while: it is full, or the
+ * host, the connection or the share it is on failed in a way that passes (not a refused login or
+ * host key, which need a fix and fail each file as they would).
+ */
+export function holdsTheJob(error: TransferError): boolean {
+  return isDestinationFull(error) || (error.retryable && failureScope(error) !== "file");
+}
+
 /** Say what a failed attempt of `source` means, at the level it deserves. */
 export function logFailure(
   log: Logger,
@@ -164,7 +179,7 @@ export function logFailure(
       });
       return;
     case "hold":
-      log.debug("{source} waits for space at the destination: {reason}", {
+      log.debug("{source} waits for the destination to take files again: {reason}", {
         source,
         reason: error.message,
       });

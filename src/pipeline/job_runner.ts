@@ -12,7 +12,7 @@
  * @module
  */
 import type { JobConfig } from "../config/types.ts";
-import { failureScope } from "../errors.ts";
+import { failureScope, isDestinationFull } from "../errors.ts";
 import type { JobPause } from "../ledger/daemon_lock.ts";
 import type { Ledger } from "../ledger/ledger.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
@@ -23,7 +23,7 @@ import { createFileFilter } from "../watch/file_filter.ts";
 import { WatchSession } from "../watch/watch_session.ts";
 import { BatchSender } from "./batch_sender.ts";
 import { FileTable } from "./file_table.ts";
-import { FullDestinationPause, SpaceGuard } from "./space_guard.ts";
+import { DestinationPause, SpaceGuard } from "./space_guard.ts";
 import { Intake } from "./intake.ts";
 import { JobExtras } from "./job_extras.ts";
 import type { FinishingHooks } from "./hooks.ts";
@@ -71,8 +71,8 @@ export class JobRunner {
   /** Files under observation, until they are complete. */
   #intake: Intake;
   #session: WatchSession;
-  /** Paused while the destination is full. */
-  #full: FullDestinationPause;
+  /** Paused while the destination is full or cannot be reached. */
+  #pause: DestinationPause;
   /** `min_free_space` at the destination and the watch folder's disk. */
   #space: SpaceGuard;
   /** Files in the batches being sent. */
@@ -130,7 +130,7 @@ export class JobRunner {
       onQueued: () => this.#pumpSoon(),
       onSettled: () => this.#checkIdle(),
     });
-    this.#full = new FullDestinationPause({
+    this.#pause = new DestinationPause({
       job: job.name,
       target: transport.describeTarget(""),
       fullSpeed: job.max_concurrent_transfers * transport.maxBatchFiles,
@@ -201,8 +201,8 @@ export class JobRunner {
       pauseWhenFull: !options.once,
       slowRetries: !options.once,
       onFull: (error) => {
-        this.#full.full(error.message);
-        status.state(true);
+        this.#pause.pause(error.message, isDestinationFull(error));
+        status.state(this.#pause.full);
       },
       admit: (bytes) => this.#space.admit(bytes),
       deadlineMs: options.batchDeadlineMs,
@@ -228,7 +228,7 @@ export class JobRunner {
       job: this.job.name,
       method: this.job.transfer_method,
       target: this.#transport.describeTarget(""),
-      ...this.#status.state(this.#full.paused),
+      ...this.#status.state(this.#pause.full),
       queue: {
         planning: q.count("planning"),
         queued: q.count("queued"),
@@ -318,7 +318,7 @@ export class JobRunner {
     this.#stopListening();
     this.#session.close();
     this.#table.close();
-    this.#full.close();
+    this.#pause.close();
     this.#space.close();
     this.#status.freeSpace?.close();
     const intakeClosed = this.#intake.close();
@@ -416,20 +416,20 @@ export class JobRunner {
       !this.#stopping && !this.#status.paused && !this.#table.ledger.problem &&
       this.#batches.size < this.job.max_concurrent_transfers
     ) {
-      const room = this.#full.room(this.#filesInFlight);
+      const room = this.#pause.room(this.#filesInFlight);
       if (room <= 0) break;
       const { maxBatchFiles, maxBatchBytes } = this.#transport;
       const batch = this.#table.takeBatch(Math.min(room, maxBatchFiles), maxBatchBytes);
       if (batch.length === 0) break;
-      const probe = this.#full.started();
+      const probe = this.#pause.started();
       this.#filesInFlight += batch.length;
       this.#status.started(batch.map((r) => ({ relPath: r.relPath, bytes: r.version.size })));
       const sending: Promise<void> = this.#sender.send(batch).catch(() => 0).then((arrived) => {
         this.#filesInFlight -= batch.length;
         const caughtUp = !this.#table.hasSendable && this.#filesInFlight === 0;
-        this.#full.ended(probe, arrived, caughtUp);
+        this.#pause.ended(probe, arrived, caughtUp);
       }).finally(() => {
-        this.#status.state(this.#full.paused);
+        this.#status.state(this.#pause.full);
         this.#batches.delete(sending);
         this.#pump();
         this.#checkIdle();

@@ -16,7 +16,8 @@
  * {@linkcode WATCH_DISK_CHECK_MS}: with less free than the job keeps, one
  * WARN line says so, and one INFO line when it has room again.
  *
- * A job paused because its destination is full. While paused, files wait in
+ * A job paused because its destination is full, or cannot be reached now (the
+ * host, the connection, a share that is not mounted). While paused, files wait in
  * the queue without counting attempts; every `probeEveryMs` one file is sent
  * as a probe. When it arrives the job recovers step by step: 2, 4, 8 … files
  * may be on their way at once (a destination with room for a few files only
@@ -208,8 +209,8 @@ export const FULL_PROBE_MS = 15_000;
 
 type State = "running" | "scheduled" | "due" | "probing" | "recovering";
 
-/** Options of {@linkcode FullDestinationPause}. */
-export interface FullPauseOptions {
+/** Options of {@linkcode DestinationPause}. */
+export interface DestinationPauseOptions {
   /** Job name and destination, for the two log lines. */
   job: string;
   target: string;
@@ -225,15 +226,19 @@ export interface FullPauseOptions {
 }
 
 /** The pause of one job; see the module doc. */
-export class FullDestinationPause {
+export class DestinationPause {
   #state: State = "running";
   /** While recovering: how many files may be on their way. */
   #window = 1;
-  #options: Required<Omit<FullPauseOptions, "onChange">> & Pick<FullPauseOptions, "onChange">;
+  #options:
+    & Required<Omit<DestinationPauseOptions, "onChange">>
+    & Pick<DestinationPauseOptions, "onChange">;
+  /** Whether the pause is for a full destination (else one that cannot be reached). */
+  #full = false;
   #cancelTimer: (() => void) | undefined;
   #log: Logger;
 
-  constructor(options: FullPauseOptions) {
+  constructor(options: DestinationPauseOptions) {
     this.#log = jobLogger("pipeline", options.job);
     this.#options = {
       ...options,
@@ -245,6 +250,11 @@ export class FullDestinationPause {
   /** Whether the job is paused (probing or recovering). */
   get paused(): boolean {
     return this.#state !== "running";
+  }
+
+  /** Whether the job is paused because its destination is full. */
+  get full(): boolean {
+    return this.paused && this.#full;
   }
 
   /**
@@ -273,20 +283,24 @@ export class FullDestinationPause {
   }
 
   /**
-   * The destination is full (`reason`: the transport's words). Returns
-   * whether this began the pause, which is logged once, at ERROR.
+   * The destination is full (`full`), or cannot be reached now (`reason`:
+   * the transport's words). Returns whether this began the pause, which is
+   * logged once, at ERROR.
    */
-  full(reason: string): boolean {
+  pause(reason: string, full: boolean): boolean {
     const began = this.#state === "running";
     if (began || this.#state === "probing" || this.#state === "recovering") this.#schedule();
+    this.#full = full;
     if (began) {
       const { job, target, probeEveryMs } = this.#options;
       this.#log.error(
-        "The destination {target} is full: {reason}. Job {job} pauses; one file is tried every {seconds} s, and sending resumes as soon as one arrives",
+        full
+          ? "The destination {target} is full: {reason}. Job {job} pauses; one file is tried every {seconds} s, and sending resumes as soon as one arrives"
+          : "The destination {target} cannot be reached: {reason}. Job {job} pauses (no file uses up its retries meanwhile); one file is tried every {seconds} s, and sending resumes as soon as one arrives",
         { job, target, reason, seconds: probeEveryMs / 1000 },
       );
       this.#options.onChange?.({
-        state: "destination full",
+        state: full ? "destination full" : "destination unreachable",
         since: new Date(this.#options.clock.now()).toISOString(),
         reason,
       });

@@ -257,8 +257,9 @@ export class JobStatus {
    * An attempt failed (not for a file that changed or disappeared while sent).
    * `scope`: `connection` (the host or the connection failed) and
    * `destination` (its folder is gone) are the job's problem from the first
-   * file on; `file`, this file's, until a second file fails too, or it used
-   * up its fast retries, before another file arrives.
+   * file on; `file`, this file's, until a second file fails too before
+   * another arrives (or, before any file arrived in this run, it used up its
+   * fast retries).
    */
   failed(
     relPath: string,
@@ -294,11 +295,13 @@ export class JobStatus {
    */
   state(full: boolean): { state: JobState; since: number; reason: string | null } {
     this.#lastFull = full;
-    // One file that fails while others arrive is a problem of that file, not of the job; one that
-    // failed until its fast retries were used up, with no arrival since, is the job's.
+    // One file that fails while others arrive is a problem of that file, not of the job; until a
+    // file arrived in this run, one that failed until its fast retries were used up is the job's
+    // (it may never have worked).
     const watch = this.#watchProblem();
     const jobFails = this.#failedFiles.size >= 2 || this.#destinationGone ||
-      [...this.#failedFiles].some((relPath) => this.#givenUp.has(relPath));
+      (this.#sentCount === 0 &&
+        [...this.#failedFiles].some((relPath) => this.#givenUp.has(relPath)));
     const failing = (jobFails ? this.#lastFailure : null) ??
       (watch === null ? null : `the watch folder cannot be read: ${watch}`);
     const state: JobState = this.paused

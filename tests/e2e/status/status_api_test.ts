@@ -152,9 +152,10 @@ Deno.test("status API: a failing destination shows its reason; retry after the f
   assert.equal(status.problems[0].relPath, "first.fits");
   assert.equal(status.problems[0].state, "failed");
   assert.ok(status.problems[0].lastError.length > 0);
-  // One file that cannot be placed is its own problem, not the job's: the destination answers.
-  assert.equal(status.jobs[0].state, "watching");
-  assert.equal(status.jobs[0].reason, null);
+  // A file that failed until its fast retries were used up, and nothing arrived since: the job
+  // is failing, with the reason (a job failing for 10 minutes is what alerts watch for).
+  assert.equal(status.jobs[0].state, "failing");
+  assert.equal(status.jobs[0].reason, status.problems[0].lastError);
   // Waiting for its slow retry, it counts as failed only, not also as waiting to retry.
   assert.equal(status.jobs[0].queue.waiting, 0);
   const failedMetric = async () =>

@@ -144,6 +144,33 @@ Deno.test("attemptOutcome: a full destination holds the file for the job's pause
   assert.deepEqual(once.next, { kind: "give-up", attempts: 4, nextAttemptAt: 0, first: true });
 });
 
+Deno.test("attemptOutcome: a destination that cannot be reached now holds the file for the job's pause; a refused login does not", () => {
+  const unreachable = [
+    "Cannot send a.fits: the connection to obs@freya failed: Connection refused",
+    "Cannot send a.fits: the destination folder /mnt/share is gone (a share that is not mounted?)",
+  ];
+  for (const message of unreachable) {
+    const error = new TransferError(message, "retry");
+    assert.deepEqual(
+      attemptOutcome(attempt({ error, attempts: 2 })).next,
+      { kind: "hold" },
+      message,
+    );
+    // A one-shot run must end: retried and given up as usual.
+    const once = attemptOutcome(attempt({ error, attempts: 3, pauseWhenFull: false }));
+    assert.equal(once.next.kind, "give-up", message);
+  }
+  // A refused login or a changed host key needs a fix: each file fails and is retried as before.
+  const refused = new TransferError(
+    "Cannot send a.fits: authentication was refused for obs@freya: install your public key",
+    "fatal",
+  );
+  assert.equal(attemptOutcome(attempt({ error: refused })).next.kind, "give-up");
+  // A file's own problem is retried on its own.
+  const own = new TransferError("Cannot send a.fits: Permission denied", "retry");
+  assert.equal(attemptOutcome(attempt({ error: own })).next.kind, "retry");
+});
+
 Deno.test("isDestinationFull: the transports' words for a full disk or quota, nothing else", () => {
   const context = { host: "freya", destination: "obs@freya", port: null };
   const run = (stderr: string) =>

@@ -1,12 +1,12 @@
 /** The pause of a job whose destination is full, on a manual clock. */
 import assert from "node:assert/strict";
-import { FullDestinationPause } from "../../../src/pipeline/space_guard.ts";
+import { DestinationPause } from "../../../src/pipeline/space_guard.ts";
 import { FakeClock } from "../../helpers/fake_clock.ts";
 
 function setup(fullSpeed = 8) {
   const clock = new FakeClock();
   let due = 0;
-  const pause = new FullDestinationPause({
+  const pause = new DestinationPause({
     job: "test",
     target: "/dest",
     fullSpeed,
@@ -17,11 +17,11 @@ function setup(fullSpeed = 8) {
   return { clock, pause, due: () => due };
 }
 
-Deno.test("FullDestinationPause: running until full; then one probe per interval", () => {
+Deno.test("DestinationPause: running until full; then one probe per interval", () => {
   const { clock, pause, due } = setup();
   assert.equal(pause.room(100), Infinity);
-  assert.equal(pause.full("no space left"), true, "the pause begins: say so");
-  assert.equal(pause.full("no space left"), false, "only once");
+  assert.equal(pause.pause("no space left", true), true, "the pause begins: say so");
+  assert.equal(pause.pause("no space left", true), false, "only once");
   assert.equal(pause.room(0), 0, "nothing goes before the probe");
   clock.advance(9_999);
   assert.equal(due(), 0);
@@ -37,9 +37,9 @@ Deno.test("FullDestinationPause: running until full; then one probe per interval
   assert.equal(due(), 2, "the next probe");
 });
 
-Deno.test("FullDestinationPause: a probe that arrives starts a recovery that doubles to full speed", () => {
+Deno.test("DestinationPause: a probe that arrives starts a recovery that doubles to full speed", () => {
   const { clock, pause } = setup(8);
-  pause.full("no space left");
+  pause.pause("no space left", true);
   clock.advance(10_000);
   pause.started();
   assert.equal(pause.ended(true, 1), false, "recovering, not running yet");
@@ -54,14 +54,14 @@ Deno.test("FullDestinationPause: a probe that arrives starts a recovery that dou
   assert.equal(pause.room(50), Infinity);
 });
 
-Deno.test("FullDestinationPause: full again while recovering goes back to probing, without a new pause", () => {
+Deno.test("DestinationPause: full again while recovering goes back to probing, without a new pause", () => {
   const { clock, pause, due } = setup(1000);
-  pause.full("no space left");
+  pause.pause("no space left", true);
   clock.advance(10_000);
   pause.started();
   pause.ended(true, 1);
   assert.equal(pause.room(0), 2);
-  assert.equal(pause.full("no space left"), false, "same pause, nothing new to say");
+  assert.equal(pause.pause("no space left", true), false, "same pause, nothing new to say");
   assert.equal(pause.room(0), 0);
   clock.advance(10_000);
   assert.equal(due(), 2);
@@ -74,9 +74,9 @@ Deno.test("FullDestinationPause: full again while recovering goes back to probin
   assert.equal(clock.pendingTimers, 0);
 });
 
-Deno.test("FullDestinationPause: the probe alone never ends the pause while files wait, even at full speed 2", () => {
+Deno.test("DestinationPause: the probe alone never ends the pause while files wait, even at full speed 2", () => {
   const { clock, pause } = setup(2);
-  pause.full("no space left");
+  pause.pause("no space left", true);
   clock.advance(10_000);
   pause.started();
   assert.equal(pause.ended(true, 1), false, "only the probe arrived");
@@ -87,10 +87,10 @@ Deno.test("FullDestinationPause: the probe alone never ends the pause while file
   pause.close();
 });
 
-Deno.test("FullDestinationPause: a probe every 15 s unless told otherwise", () => {
+Deno.test("DestinationPause: a probe every 15 s unless told otherwise", () => {
   const clock = new FakeClock();
   let due = 0;
-  const pause = new FullDestinationPause({
+  const pause = new DestinationPause({
     job: "test",
     target: "/dest",
     fullSpeed: 2,
@@ -98,10 +98,33 @@ Deno.test("FullDestinationPause: a probe every 15 s unless told otherwise", () =
     probeEveryMs: undefined,
     clock,
   });
-  pause.full("no space left");
+  pause.pause("no space left", true);
   clock.advance(14_999);
   assert.equal(due, 0);
   clock.advance(1);
   assert.equal(due, 1);
+  pause.close();
+});
+
+Deno.test("DestinationPause: a destination that cannot be reached pauses the same way, said as such", () => {
+  const clock = new FakeClock();
+  const changes: Array<string | null> = [];
+  const pause = new DestinationPause({
+    job: "test",
+    target: "obs@freya:/data",
+    fullSpeed: 4,
+    onProbeDue: () => {},
+    onChange: (change) => changes.push(change?.state ?? null),
+    probeEveryMs: 10_000,
+    clock,
+  });
+  assert.equal(pause.pause("the connection to obs@freya failed", false), true);
+  assert.equal(pause.paused, true);
+  assert.equal(pause.full, false, "paused, but not for a full destination");
+  assert.equal(pause.room(0), 0);
+  clock.advance(10_000);
+  assert.equal(pause.started(), true);
+  assert.equal(pause.ended(true, 1, true), true, "back once a file arrives");
+  assert.deepEqual(changes, ["destination unreachable", null]);
   pause.close();
 });

@@ -102,7 +102,7 @@ Deno.test("job status: a failure the host answered ends unreachable (its reason 
   assert.deepEqual([status.state(false).state, status.state(false).reason], ["failing", denied]);
 });
 
-Deno.test("job status: a lone file that fails until its fast retries are used up makes the job failing, until a file arrives", () => {
+Deno.test("job status: before any file arrived, a lone file that used up its fast retries makes the job failing", () => {
   const status = new JobStatus("cam", "scp");
   const denied = "scp: /data/in/x.fits: Permission denied";
   status.failed("x.fits", "retry", denied, false);
@@ -113,6 +113,9 @@ Deno.test("job status: a lone file that fails until its fast retries are used up
   // A file that arrives says the job works; the given-up file alone is its own problem again.
   status.sent("y.fits", "20240315/y.fits", 10);
   assert.equal(status.state(false).state, "watching");
+  status.failed("x.fits", "retry", denied, true);
+  status.gaveUp("x.fits");
+  assert.equal(status.state(false).state, "watching", "once the job has delivered");
 });
 
 Deno.test("job status: a watch folder that cannot be read makes the job failing, asked of the watch each time", () => {
