@@ -349,7 +349,15 @@ export class BatchSender {
   async #failed(record: WorkRecord, error: TransferError): Promise<void> {
     const { job, table, signal } = this.#context;
     const source = absolutePath(job.watch_path, record.relPath);
-    const current = await Deno.stat(source).then(versionOf, () => null);
+    // Gone only when it is not found: a share that fails to answer (a FUSE mount whose server
+    // died) says nothing of the file, which is tried again as it was.
+    const current = await Deno.stat(source).then(
+      versionOf,
+      (error) =>
+        error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory
+          ? null
+          : record.version,
+    );
     if (signal.aborted) return;
     const outcome = attemptOutcome({
       error,

@@ -249,7 +249,7 @@ export class HookRunner {
   abort(): void {
     for (const { event, facts } of this.#queue.splice(0)) {
       this.#stats.dropped++;
-      this.#log.error("Hook on_{event} for {source} not run: stopping", {
+      this.#log.error("Hook on_{event} of job {job} for {source} not run: stopping", {
         event,
         source: facts.source,
       });
@@ -262,7 +262,7 @@ export class HookRunner {
     if (argv.length === 0) return;
     if (this.#closed || this.#queue.length >= MAX_QUEUED_HOOKS) {
       this.#stats.dropped++;
-      this.#log.error("Hook on_{event} for {source} not run: {reason}", {
+      this.#log.error("Hook on_{event} of job {job} for {source} not run: {reason}", {
         event,
         source: facts.source,
         reason: this.#closed ? "stopping" : `${MAX_QUEUED_HOOKS} hooks are already waiting`,
@@ -310,7 +310,7 @@ export class HookRunner {
     if (problem !== undefined) {
       this.#stats.failed++;
       this.#log.error(
-        "Hook on_{event} for {source} not run: on_{event} of job {job}: {problem}; then reload " +
+        "Hook on_{event} of job {job} for {source} not run: {problem}; then reload " +
           "the daemon (kill -HUP its pid) or restart it",
         { ...fields, job: job.name, problem },
       );
@@ -322,7 +322,7 @@ export class HookRunner {
     });
     if (result.kind === "not-started") {
       this.#stats.failed++;
-      this.#log.error("Hook on_{event} for {source} could not start: {error}", {
+      this.#log.error("Hook on_{event} of job {job} for {source} could not start: {error}", {
         ...fields,
         error: result.error,
       });
@@ -337,7 +337,7 @@ export class HookRunner {
     const suffix = result.output === "" ? "" : "; {output}";
     if (result.kind === "ok") {
       this.#stats.succeeded++;
-      this.#log.info(`Hook on_{event} for {source} done${suffix}`, logged);
+      this.#log.info(`Hook on_{event} of job {job} for {source} done${suffix}`, logged);
       return;
     }
     this.#stats.failed++;
@@ -346,7 +346,7 @@ export class HookRunner {
       : this.#closed && result.signal
       ? "killed: stopping"
       : result.reason;
-    this.#log.error(`Hook on_{event} for {source} failed: {reason}${suffix}`, {
+    this.#log.error(`Hook on_{event} of job {job} for {source} failed: {reason}${suffix}`, {
       ...logged,
       reason,
     });

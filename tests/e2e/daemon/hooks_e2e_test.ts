@@ -241,7 +241,7 @@ esac
       60_000,
       "every hook ran",
     );
-    assert.doesNotMatch(daemon.stderr(), /Hook on_transfer for .* not run/);
+    assert.doesNotMatch(daemon.stderr(), /Hook on_transfer of job default for .* not run/);
     assert.ok(
       !existsSync(join(p.out, "overlap")),
       "more than max_concurrent_hooks (1) ran at once",
@@ -297,11 +297,13 @@ Deno.test("hooks: a hook or scheduled program made writable by others or removed
     await Deno.chmod(p.hook, 0o777);
     await Deno.writeFile(join(p.watch, "b.fits"), randomBytes(1000));
     await running.waitForOutput(
-      /Hook on_transfer for .*b\.fits not run: on_transfer of job default: .*writable by .*chmod go-w/,
+      /Hook on_transfer of job default for .*b\.fits not run: .*writable by .*chmod go-w/,
     );
     await Deno.remove(p.hook);
     await Deno.writeFile(join(p.watch, "c.fits"), randomBytes(1000));
-    await running.waitForOutput(/Hook on_transfer for .*c\.fits not run: .*does not exist/);
+    await running.waitForOutput(
+      /Hook on_transfer of job default for .*c\.fits not run: .*does not exist/,
+    );
     assert.equal((await recordedCalls(p.out)).length, 1, "neither ran");
     // The same for a scheduled command.
     await waitFor(() => existsSync(join(p.root, "scheduled ran")), 30_000, "scheduled command");

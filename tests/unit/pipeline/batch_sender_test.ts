@@ -81,3 +81,57 @@ Deno.test("BatchSender: a file held by a full destination and taken by the next 
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("BatchSender: a source that cannot be examined after a failed attempt (not found is another thing) is retried, not dropped", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-sender-" });
+  const job = localTestJob(root, { retry_attempts: 3, retry_delay_seconds: 60 });
+  await Deno.mkdir(join(job.watch_path, "sub"), { recursive: true });
+  const ledger = Ledger.open(join(root, "state"), { probeEveryMs: 3_600_000 });
+  const table = new FileTable({
+    job,
+    ledger,
+    filter: createFileFilter(job),
+    observe: () => {},
+    onDue: () => {},
+  });
+  try {
+    const path = join(job.watch_path, "sub", "x.fits");
+    await Deno.writeTextFile(path, "x");
+    const version = versionOf(await Deno.stat(path));
+    table.ready("sub/x.fits", version);
+    table.plannedAll([{ relPath: "sub/x.fits", ...version, destination: "20240315/sub/x.fits" }]);
+    // The attempt fails, and meanwhile its folder cannot be looked into (a loop of links stands
+    // in for a share whose server stopped answering).
+    const transport = {
+      method: "local",
+      maxBatchFiles: 16,
+      describeTarget: (destination: string) => join(job.remote_base_path, destination),
+      send: async (items: TransferItem[]): Promise<TransferOutcome[]> => {
+        await Deno.rename(join(job.watch_path, "sub"), join(root, "away"));
+        await Deno.symlink("sub", join(job.watch_path, "sub"));
+        return items.map((item) => ({
+          item,
+          error: new TransferError(`Cannot send ${item.source}: Input/output error`, "retry"),
+        }));
+      },
+    } as unknown as Transport;
+    const sender = new BatchSender({
+      job,
+      table,
+      transport,
+      signal: new AbortController().signal,
+      observe: () => {},
+      onSent: () => {},
+      onRecognised: () => {},
+      onGaveUp: () => {},
+      pauseWhenFull: true,
+      onFull: () => {},
+    });
+    assert.equal(await sender.send(table.takeBatch(16)), 0);
+    assert.equal(table.record("sub/x.fits")?.phase, "waiting", "retried, not dropped");
+  } finally {
+    table.close();
+    ledger.close();
+    await Deno.remove(root, { recursive: true });
+  }
+});
