@@ -42,7 +42,7 @@ import { destinationIdentity, FileRows } from "../ledger/file_rows.ts";
 import { Ledger } from "../ledger/ledger.ts";
 import { planDestination } from "../layout/destination.ts";
 import { createTransport } from "../transfer/transport.ts";
-import { createFileFilter, readablePath } from "../watch/file_filter.ts";
+import { createFileFilter, readablePath, sharedSkipLog } from "../watch/file_filter.ts";
 import { scanFolder, type SkippedEntry } from "../watch/scan.ts";
 import { sameVersion, versionOf } from "../watch/stability.ts";
 import { dueSteps } from "../pipeline/source_cleanup.ts";
@@ -137,9 +137,11 @@ export function runCommand(): Command {
           onReload: reload,
           onListening,
         });
-        if (options.once && summary.failed > 0) {
+        // A matching file that cannot even be opened by its name was not transferred either.
+        const failed = summary.failed + sharedSkipLog.errors;
+        if (options.once && failed > 0) {
           throw new Error(
-            `${summary.failed} file(s) could not be transferred; see the log and \`image-transfer status\``,
+            `${failed} file(s) could not be transferred; see the log and \`image-transfer status\``,
           );
         }
       } catch (error) {

@@ -243,6 +243,7 @@ export const SKIP_LOG_CAPACITY = 10_000;
  */
 export class SkipLog {
   #seen = new Map<string, true>();
+  #errors = 0;
   #capacity: number;
   #log: Logger;
 
@@ -256,6 +257,11 @@ export class SkipLog {
     return this.#seen.size;
   }
 
+  /** Files said at ERROR so far: matching files that cannot be sent (a name not UTF-8). */
+  get errors(): number {
+    return this.#errors;
+  }
+
   /**
    * Log that `path` is skipped, unless this path was already logged for
    * the same `skip.code`.
@@ -265,6 +271,7 @@ export class SkipLog {
    */
   skipped(path: string, skip: Skip, fields: Record<string, unknown> = {}): boolean {
     if (skip.level === "none" || !this.#first(`${skip.code}\0${path}`)) return false;
+    if (skip.level === "error") this.#errors++;
     const properties = {
       ...fields,
       path,

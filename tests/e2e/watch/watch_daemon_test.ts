@@ -329,8 +329,10 @@ Deno.test("run --dry-run lists every skipped entry with its reason; status count
     assert.match(early.stdout, /Job default: skipped 7:/);
     // Each one with why, as the dry run says it.
     for (const line of skipped) assert.ok(early.stdout.includes(`${line}\n`), line);
+    // The file whose name cannot be opened was not transferred: --once says so with its exit code.
     const once = await runCli(["run", "--once", "-c", box.config], { env: box.env });
-    assert.equal(once.code, 0, once.stderr);
+    assert.equal(once.code, 1, once.stderr);
+    assert.match(once.stderr, /1 file\(s\) could not be transferred/);
     assert.equal((await listFiles(box.dest)).length, 2);
     const status = await runCli(["status", "-c", box.config], { env: box.env });
     assert.match(status.stdout, /Job default: skipped 7:/);
