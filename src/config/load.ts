@@ -42,12 +42,13 @@ export function resolveConfigPath(option?: string): string {
  * @throws {ConfigError} listing every problem with file, line, key and what was expected
  */
 export async function loadConfig(file: string, runsAs?: number | null): Promise<Config> {
-  let text: string;
+  let bytes: Uint8Array;
   try {
-    text = await Deno.readTextFile(file);
+    bytes = await Deno.readFile(file);
   } catch (error) {
     throw new ConfigError(readFailure(file, error), { file, cause: error });
   }
+  const text = configText(file, bytes);
   await checkConfigFileMode(file, runsAs);
   if (looksLikeToml(text, file)) throw new ConfigError(tomlMessage(text, file), { file });
   const config = parseConfig(text, file);
@@ -151,6 +152,28 @@ export function parseConfig(text: string, file: string): Config {
     ...resolveDaemon(settings, baseDir),
     jobs: jobs.map(({ data, name }) => resolveJob(data, name, baseDir)),
   };
+}
+
+/**
+ * The text of a config file: UTF-8, or a clear refusal with the line of the first byte that is
+ * not (a file saved in Latin-1 or Windows-1252, or not text at all).
+ */
+function configText(file: string, bytes: Uint8Array): string {
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    const decoded = new TextDecoder().decode(bytes);
+    const at = decoded.indexOf("\uFFFD");
+    const line = decoded.slice(0, at).split("\n").length;
+    const binary = bytes.subarray(0, 8192).includes(0);
+    throw new ConfigError(
+      binary
+        ? `${file}: not a text file (it holds NUL bytes); give the YAML config file with -c`
+        : `${file}:${line}: the file is not UTF-8 text; save it as UTF-8 (in Notepad: Save as, ` +
+          "Encoding: UTF-8)",
+      { file },
+    );
+  }
 }
 
 /** The `init` command line that writes `file`. */

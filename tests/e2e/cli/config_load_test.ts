@@ -691,3 +691,34 @@ Deno.test("a merge key (<<) given something that is not a mapping is refused wit
   const missing = configError(`${MINIMAL}jobs:\n  - <<: *nope\n`);
   assert.match(missing.message, /:5: YAML alias \*nope refers to no anchor/);
 });
+
+Deno.test("a config file that is not UTF-8 (Latin-1), or not text at all, is refused with what to do", async () => {
+  await withTempDir(async (dir) => {
+    const latin1 = join(dir, "latin1.yaml");
+    await Deno.writeFile(
+      latin1,
+      new Uint8Array([...new TextEncoder().encode(MINIMAL), ...[
+        0x23,
+        0x20,
+        0x63,
+        0x61,
+        0x66,
+        0xe9,
+      ]]),
+    );
+    await Deno.chmod(latin1, 0o600);
+    await assert.rejects(
+      loadConfig(latin1),
+      (error: Error) =>
+        error instanceof ConfigError &&
+        /latin1\.yaml:4: the file is not UTF-8 text; save it as UTF-8/.test(error.message),
+    );
+    const binary = join(dir, "binary.yaml");
+    await Deno.writeFile(binary, new Uint8Array([0x7f, 0x45, 0x4c, 0x46, 0, 0, 0, 0xff, 0xfe]));
+    await Deno.chmod(binary, 0o600);
+    await assert.rejects(
+      loadConfig(binary),
+      (error: Error) => /binary\.yaml: not a text file \(it holds NUL bytes\)/.test(error.message),
+    );
+  });
+});
