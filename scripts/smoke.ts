@@ -111,7 +111,9 @@ async function checkRunOnce(options: SmokeOptions, work: string): Promise<void> 
   }
   if (await exists(join(dest, "20240315", "notes.txt"))) fail("run --once sent notes.txt");
   const logged = await Deno.readTextFile(log);
-  const hooks = logged.split("\n").filter((line) => /Hook on_transfer for .* done/.test(line));
+  const hooks = logged.split("\n").filter((line) =>
+    /Hook on_transfer of job \S+ for .* done/.test(line)
+  );
   if (hooks.length !== sent.size) {
     fail(
       `run --once: ${hooks.length} hook run(s) logged as done, expected ${sent.size}\n${logged}`,
