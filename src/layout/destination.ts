@@ -79,9 +79,10 @@ const DAY_MS = 24 * 3600 * 1000;
  * (`after_transfer: delete` or `move`): beside the earlier file, never over it. `planned` is
  * where its name leads, `previous` where the earlier file under that name went. The result is
  * `planned` unless the earlier file is there or at a numbered name beside it; then the next
- * number, before the extensions: `flat_001~2.fits`, `flat_001~3.fits`…
+ * number, before the extensions: `flat_001~2.fits`, `flat_001~3.fits`… A version not `arrived`
+ * yet (planned before, and changed since) keeps the numbered name it was given.
  */
-export function besideEarlier(planned: string, previous: string): string {
+export function besideEarlier(planned: string, previous: string, arrived = true): string {
   const slash = planned.lastIndexOf("/");
   const folder = planned.slice(0, slash + 1);
   const name = planned.slice(slash + 1);
@@ -90,6 +91,7 @@ export function besideEarlier(planned: string, previous: string): string {
   const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
   const numbered = new RegExp(`^${escape(folder + stem)}~(\\d+)${escape(extension)}$`);
   const number = previous === planned ? 1 : Number(numbered.exec(previous)?.[1] ?? 0);
+  if (!arrived) return number > 1 ? previous : planned;
   return number === 0 ? planned : `${folder}${stem}~${number + 1}${extension}`;
 }
 

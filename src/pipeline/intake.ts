@@ -253,10 +253,7 @@ export class Intake {
     }, (error) => this.#planFailed(rel, path, error));
   }
 
-  /**
-   * Where a file goes whose name was sent before by a job that removes sources once sent: it is a
-   * new one (a camera's counter started again), beside the earlier file, never over it.
-   */
+  /** A new file under a name sent before, by a job that removes sources: beside the earlier one. */
   #besideEarlier(rel: string, path: string, planned: string): string {
     const { job, table } = this.#context;
     if (job.after_transfer === "keep") return planned;
@@ -264,6 +261,8 @@ export class Intake {
     try {
       const row = table.rows.get(rel);
       if (row?.state === "done") earlier = row.destination;
+      // A version planned beside an earlier file and changed before it arrived keeps its place.
+      else if (row) return besideEarlier(planned, row.destination, false);
     } catch { /* Unreadable: recording the file fails too; it is planned again once it can. */ }
     const destination = earlier === undefined ? planned : besideEarlier(planned, earlier);
     if (destination !== planned) {

@@ -286,6 +286,10 @@ Deno.test("besideEarlier: the next number before the extensions, only where the 
     "20240315/d/m~2.fits.fz",
   );
   assert.equal(besideEarlier("20240315/notes", "20240315/notes"), "20240315/notes~2");
+  // A version not arrived yet keeps the numbered name it was given (or the plain one).
+  assert.equal(besideEarlier("20240315/f.fits", "20240315/f~2.fits", false), "20240315/f~2.fits");
+  assert.equal(besideEarlier("20240315/f.fits", "20240315/f.fits", false), "20240315/f.fits");
+  assert.equal(besideEarlier("20240315/f.fits", "20240314/f~2.fits", false), "20240315/f.fits");
   // The earlier file went to another night folder, or is another name: nothing in the way.
   assert.equal(besideEarlier("20240315/flat.fits", "20240314/flat.fits"), "20240315/flat.fits");
   assert.equal(besideEarlier("20240315/flat.fits", "20240315/flat.fits~2"), "20240315/flat.fits");
