@@ -119,9 +119,11 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
         { pidFile: join(config.state_dir, PID_FILE), error: lock.pidFileError },
       );
     }
-    await checkWatchFolders(config.jobs, options.once);
+    // Before the watch folders are checked: a run that ends there has made its ledger, so the
+    // next one does not take it for lost.
     const openLedger = Ledger.open(config.state_dir, { expected: ranBefore });
     ledger = openLedger;
+    await checkWatchFolders(config.jobs, options.once);
     await keepPrivate(config.state_dir);
     const dir = await makeRuntimeDir();
     runtimeDir = dir;

@@ -264,6 +264,11 @@ Deno.test("run --once with a missing watch folder: exit 4, and the reason is in 
   const log = await Deno.readTextFile(box.logFile);
   assert.match(log, /FATAL +\[exit\] Exiting with code 4: Cannot watch .* does not exist/);
   assert.ok(log.includes(reason), log);
+  // Fixed, the next run starts as a first run: its ledger is not said to be lost.
+  await Deno.mkdir(box.watch);
+  const next = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+  assert.equal(next.code, 0, next.stderr);
+  assert.doesNotMatch(next.stderr, /is lost/);
 });
 
 Deno.test("a lock conflict: exit 3, and the reason is in the log file", async () => {
