@@ -95,7 +95,7 @@ export interface FailedAttempt {
    * Whether a destination that cannot take files (full, or not reachable now) pauses the job
    * (not in a one-shot run, which must end).
    */
-  pauseWhenFull: boolean;
+  pauseWhenUnavailable: boolean;
   now: number;
   /** Randomness for the backoff jitter, in [0, 1). */
   random?: () => number;
@@ -125,7 +125,7 @@ export function attemptOutcome(attempt: FailedAttempt): AttemptOutcome {
   if (!sameVersion(current, sent)) {
     return { ledger: failure(attempt.attempts, 0, false), next: { kind: "observe" } };
   }
-  if (attempt.pauseWhenFull && holdsTheJob(error)) {
+  if (attempt.pauseWhenUnavailable && holdsTheJob(error)) {
     return { ledger: failure(attempt.attempts, 0, false), next: { kind: "hold" } };
   }
   const attempts = attempt.attempts + 1;

@@ -62,10 +62,10 @@ export interface BatchSenderContext {
    * start-up (`run --once`, which must end).
    */
   slowRetries?: boolean;
-  /** Whether a full destination pauses the job (see `space_guard.ts`). */
-  pauseWhenFull: boolean;
-  /** The destination is full (called before the file is queued again). */
-  onFull(error: TransferError): void;
+  /** Whether a destination that cannot take files (full, unreachable) pauses the job. */
+  pauseWhenUnavailable: boolean;
+  /** The destination cannot take files now (called before the file is queued again). */
+  onHold(error: TransferError): void;
   /**
    * Whether a batch of `bytes` may go now (`min_free_space`, see
    * `space_guard.ts`): `null`, or why there is no room for it.
@@ -365,7 +365,7 @@ export class BatchSender {
       attempts: record.attempts,
       current,
       policy: job,
-      pauseWhenFull: this.#context.pauseWhenFull,
+      pauseWhenUnavailable: this.#context.pauseWhenUnavailable,
       now: systemClock.now(),
       failing: record.failing,
       slowRetryMs: this.#context.slowRetries ? slowRetryMs(job) : 0,
@@ -389,7 +389,7 @@ export class BatchSender {
       this.#context.onGaveUp(record, error.message, outcome.next.attempts);
     }
     // Before the file is back in the queue: the pause must hold it.
-    if (outcome.next.kind === "hold") this.#context.onFull(error);
+    if (outcome.next.kind === "hold") this.#context.onHold(error);
     // Its source is gone: a copy kept to continue it never will be.
     if (outcome.next.kind === "drop") {
       this.#context.transport.dropKeptCopies?.([record.destination]);

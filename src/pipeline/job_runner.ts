@@ -198,9 +198,9 @@ export class JobRunner {
       },
       onFailed: (rel, error, final) =>
         status.failed(rel, error.kind, error.message, final, failureScope(error)),
-      pauseWhenFull: !options.once,
+      pauseWhenUnavailable: !options.once,
       slowRetries: !options.once,
-      onFull: (error) => {
+      onHold: (error) => {
         this.#pause.pause(error.message, isDestinationFull(error));
         status.state(this.#pause.full);
       },

@@ -32,7 +32,7 @@ function attempt(overrides: Partial<FailedAttempt> = {}): FailedAttempt {
     attempts: 0,
     current: SENT,
     policy: POLICY,
-    pauseWhenFull: true,
+    pauseWhenUnavailable: true,
     now: NOW,
     random: () => 0.5,
     ...overrides,
@@ -140,7 +140,7 @@ Deno.test("attemptOutcome: a full destination holds the file for the job's pause
     next: { kind: "hold" },
   });
   // A one-shot run must end: retried and given up as usual.
-  const once = attemptOutcome(attempt({ error, attempts: 3, pauseWhenFull: false }));
+  const once = attemptOutcome(attempt({ error, attempts: 3, pauseWhenUnavailable: false }));
   assert.deepEqual(once.next, { kind: "give-up", attempts: 4, nextAttemptAt: 0, first: true });
 });
 
@@ -157,7 +157,7 @@ Deno.test("attemptOutcome: a destination that cannot be reached now holds the fi
       message,
     );
     // A one-shot run must end: retried and given up as usual.
-    const once = attemptOutcome(attempt({ error, attempts: 3, pauseWhenFull: false }));
+    const once = attemptOutcome(attempt({ error, attempts: 3, pauseWhenUnavailable: false }));
     assert.equal(once.next.kind, "give-up", message);
   }
   // A refused login or a changed host key needs a fix: each file fails and is retried as before.

@@ -60,7 +60,7 @@ function sender(
   job: JobConfig,
   table: FileTable,
   transport: Transport,
-  onFull: () => void = () => {},
+  onHold: () => void = () => {},
 ): BatchSender {
   return new BatchSender({
     job,
@@ -71,8 +71,8 @@ function sender(
     onSent: () => {},
     onRecognised: () => {},
     onGaveUp: () => {},
-    pauseWhenFull: true,
-    onFull,
+    pauseWhenUnavailable: true,
+    onHold,
   });
 }
 
