@@ -365,7 +365,7 @@ export const jobShape = {
           JSON.stringify(issue.input)
         }; write a number and a unit per second, e.g. "10MB/s", "500KiB/s" or "20Mbit/s" (at least 1KiB/s), or "" for no limit`,
     }),
-    'What this job sends per second at most, e.g. "10MB/s", "500KiB/s", "20Mbit/s"; "" is no limit. MB = 1000000 bytes, MiB = 1048576; the transfers in flight share it (one alone gets all of it). scp and rsync set their rate as they start, so while a call that started alone runs, those started beside it add theirs: up to 1.5 times the limit with two, about 2 times with four (see docs/reference.md).',
+    'What this job sends per second at most, e.g. "10MB/s", "500KiB/s", "20Mbit/s"; "" is no limit. MB = 1000000 bytes, MiB = 1048576; the transfers in flight share it (one alone gets all of it): scp and rsync calls go one at a time, each at the whole limit (see docs/reference.md).',
   ),
   min_free_space: doc(
     z.union([z.string(), z.number()]).default("0").refine(

@@ -412,13 +412,13 @@ export class JobRunner {
    * full, only what the pause allows (a probe, then a growing number of files).
    */
   #pump(): void {
+    const { maxBatchFiles, maxBatchBytes, maxBatchesAtOnce = Infinity } = this.#transport;
     while (
       !this.#stopping && !this.#status.paused && !this.#table.ledger.problem &&
-      this.#batches.size < this.job.max_concurrent_transfers
+      this.#batches.size < Math.min(this.job.max_concurrent_transfers, maxBatchesAtOnce)
     ) {
       const room = this.#pause.room(this.#filesInFlight);
       if (room <= 0) break;
-      const { maxBatchFiles, maxBatchBytes } = this.#transport;
       const batch = this.#table.takeBatch(Math.min(room, maxBatchFiles), maxBatchBytes);
       if (batch.length === 0) break;
       const probe = this.#pause.started();

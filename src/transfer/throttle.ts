@@ -5,9 +5,8 @@
  * - copies made by this process (`local`, `ftp`) share one {@linkcode Throttle}:
  *   after each chunk, a copy waits until the bytes of all copies so far fit
  *   the rate;
- * - each rsync/scp call gets its {@linkcode LimitShares} share, the limit
- *   divided by the calls in flight as it starts (itself included), as the
- *   program's own option.
+ * - rsync and scp calls go one at a time ({@linkcode LimitedCalls}), each at
+ *   the whole limit, as the program's own option.
  *
  * @module
  */
@@ -84,34 +83,60 @@ export function pacedStream(throttle: Throttle, signal: AbortSignal): Transform 
 }
 
 /**
- * A limit shared by program calls in flight (rsync, scp), whose rate is set
- * once as they start: each call gets the limit divided by the calls then in
- * flight, itself included (at least the smallest limit accepted).
+ * A limit for program calls (rsync, scp), whose rate is set once, as they
+ * start: one call at a time runs, at the whole limit; the others wait their
+ * turn, in order. (Calls side by side would each keep the rate they started
+ * with, and together send more than the limit.)
  */
-export class LimitShares {
+export class LimitedCalls {
   readonly bytesPerSecond: number | null;
-  #inFlight = 0;
+  #running = false;
+  /** Calls waiting for their turn, first come first. */
+  #waiting: Array<() => void> = [];
 
   /** `bytesPerSecond`: the job's limit, `null` for none. */
   constructor(bytesPerSecond: number | null) {
     this.bytesPerSecond = bytesPerSecond;
   }
 
-  /** Calls in flight now. */
+  /** Calls running or waiting for their turn now. */
   get inFlight(): number {
-    return this.#inFlight;
+    return (this.#running ? 1 : 0) + this.#waiting.length;
   }
 
-  /** Run `call` as one more call in flight, given its share (`null`: no limit). */
-  async during<T>(call: (share: number | null) => Promise<T>): Promise<T> {
-    if (this.bytesPerSecond === null) return await call(null);
-    this.#inFlight++;
+  /**
+   * Run `call` in its turn, given its rate (`null`: no limit; then at once).
+   * An abort of `signal` while it waits ends the wait with the signal's reason.
+   */
+  async during<T>(call: (limit: number | null) => Promise<T>, signal?: AbortSignal): Promise<T> {
+    const limit = this.bytesPerSecond;
+    if (limit === null) return await call(null);
+    signal?.throwIfAborted();
+    // The turn passes straight from one call to the next: no call can slip in between.
+    if (this.#running) await this.#turn(signal);
+    else this.#running = true;
     try {
-      return await call(
-        Math.max(MIN_BANDWIDTH_BYTES_PER_SECOND, this.bytesPerSecond / this.#inFlight),
-      );
+      return await call(Math.max(MIN_BANDWIDTH_BYTES_PER_SECOND, limit));
     } finally {
-      this.#inFlight--;
+      const next = this.#waiting.shift();
+      if (next === undefined) this.#running = false;
+      else next();
     }
+  }
+
+  /** Resolves when the call running hands over to this one. */
+  #turn(signal: AbortSignal | undefined): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const go = () => {
+        signal?.removeEventListener("abort", abort);
+        resolve();
+      };
+      const abort = () => {
+        this.#waiting = this.#waiting.filter((waiter) => waiter !== go);
+        reject(signal!.reason);
+      };
+      signal?.addEventListener("abort", abort, { once: true });
+      this.#waiting.push(go);
+    });
   }
 }

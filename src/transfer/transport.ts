@@ -101,6 +101,8 @@ export interface Transport {
   readonly maxBatchFiles: number;
   /** Most bytes one `send` call should be given, unless its first item alone is larger. */
   readonly maxBatchBytes?: number;
+  /** Most `send` calls at once, when fewer than the job's `max_concurrent_transfers`. */
+  readonly maxBatchesAtOnce?: number;
   /** Deliver `items`; see the interface contract. */
   send(items: TransferItem[], signal: AbortSignal): Promise<TransferOutcome[]>;
   /**

@@ -69,13 +69,13 @@ export class RsyncTransport extends SshTransport {
    * followed (nor copied as links) unless the group's items allow following.
    */
   upload(group: SshDelivery[], folder: string, signal: AbortSignal): Promise<void> {
-    return this.limitShares.during((share) => this.#upload(group, folder, share, signal));
+    return this.limitedCalls.during((limit) => this.#upload(group, folder, limit, signal), signal);
   }
 
   async #upload(
     group: SshDelivery[],
     folder: string,
-    share: number | null,
+    limit: number | null,
     signal: AbortSignal,
   ): Promise<void> {
     const root = commonFolder(group.map((plan) => plan.item.source));
@@ -99,7 +99,7 @@ export class RsyncTransport extends SshTransport {
       ...(this.resumesCopies ? ["--append-verify"] : []),
       "--stats",
       ...(this.job.compression ? ["--compress"] : []),
-      ...(share === null ? [] : [`--bwlimit=${rsyncBwlimit(share)}`]),
+      ...(limit === null ? [] : [`--bwlimit=${rsyncBwlimit(limit)}`]),
       "-e",
       await this.session.rsyncRsh(),
       ...this.job.rsync_options,

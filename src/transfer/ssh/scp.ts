@@ -53,7 +53,7 @@ export class ScpTransport extends SshTransport {
    * limit; with a bandwidth limit one call per folder, which keeps to the job's limit.
    */
   override uploadCalls(deliveries: SshDelivery[]): SshDelivery[][] {
-    const split = this.limitShares.bytesPerSecond === null
+    const split = this.limitedCalls.bytesPerSecond === null
       ? splitForParallelCalls
       : (part: SshDelivery[]) => [part];
     return byUploadFolder(deliveries).flatMap(split).flatMap(chunksBySourceLength);
@@ -61,13 +61,13 @@ export class ScpTransport extends SshTransport {
 
   /** One `scp -p` call of the sources of `group` into `folder`. */
   upload(group: SshDelivery[], folder: string, signal: AbortSignal): Promise<void> {
-    return this.limitShares.during((share) => this.#upload(group, folder, share, signal));
+    return this.limitedCalls.during((limit) => this.#upload(group, folder, limit, signal), signal);
   }
 
   async #upload(
     group: SshDelivery[],
     folder: string,
-    share: number | null,
+    limit: number | null,
     signal: AbortSignal,
   ): Promise<void> {
     const sources = group.map((delivery) => delivery.item.source);
@@ -75,7 +75,7 @@ export class ScpTransport extends SshTransport {
     // Times and permission bits as the source's: the finishing step takes them away from
     // group and others' write.
     argv.splice(argv.indexOf("-q") + 1, 0, "-p");
-    if (share !== null) argv.splice(1, 0, "-l", scpLimit(share));
+    if (limit !== null) argv.splice(1, 0, "-l", scpLimit(limit));
     await this.session.run(argv, { timeoutMs: this.timeoutMs, signal });
   }
 

@@ -31,7 +31,7 @@ import { SshSession } from "./connection.ts";
 import { endpointFromJob, remoteBasePath, remoteJoin } from "./endpoint.ts";
 import { jobOwner, randomPart, uploadFolderPrefix } from "../temp_name.ts";
 import { TEMP_SUFFIX } from "../../layout/destination.ts";
-import { LimitShares } from "../throttle.ts";
+import { LimitedCalls } from "../throttle.ts";
 import type {
   PartSent,
   ProbeCheck,
@@ -54,8 +54,8 @@ export abstract class SshTransport implements Transport, SshMethod {
   readonly timeoutMs: number;
   readonly owner: string;
   readonly uploadFolders = new UploadFolders();
-  /** `bandwidth_limit`, shared by the rsync/scp calls in flight. */
-  readonly limitShares: LimitShares;
+  /** `bandwidth_limit`: the rsync/scp calls under it go one at a time. */
+  readonly limitedCalls: LimitedCalls;
   readonly uploadVerifiesCopies: boolean = false;
   readonly resumesCopies: boolean = false;
   readonly partsSent = new Set<string>();
@@ -67,6 +67,15 @@ export abstract class SshTransport implements Transport, SshMethod {
   #dropTimer: ReturnType<typeof setTimeout> | undefined;
   /** Parts of growing files being sent, by destination: a send of the same file waits for them. */
   #parts = new Map<string, Promise<unknown>>();
+
+  /**
+   * Under a bandwidth limit the uploads go one call at a time: two batches,
+   * one uploading while the next prepares its folders or the last finishes.
+   * (More would only wait for their turn, and on their batch's deadline.)
+   */
+  get maxBatchesAtOnce(): number | undefined {
+    return this.limitedCalls.bytesPerSecond === null ? undefined : 2;
+  }
 
   constructor(job: JobConfig, runtimeDir: string) {
     this.job = job;
@@ -81,7 +90,7 @@ export abstract class SshTransport implements Transport, SshMethod {
     };
     this.timeoutMs = job.transfer_timeout_seconds * 1000;
     this.owner = jobOwner(job);
-    this.limitShares = new LimitShares(bandwidthLimit(job));
+    this.limitedCalls = new LimitedCalls(bandwidthLimit(job));
   }
 
   abstract upload(group: SshDelivery[], folder: string, signal: AbortSignal): Promise<void>;

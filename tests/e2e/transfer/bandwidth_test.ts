@@ -1,6 +1,6 @@
 /**
  * `bandwidth_limit`: the units it takes, the option each program gets (the
- * whole limit for a call alone, an even share among the calls in flight), and
+ * whole limit, one call at a time), and
  * the pacing of the copies image-transfer makes itself (`local`, `ftp`): one
  * throttle per job at the whole limit, which a real copy waits for. Nothing
  * here measures time: how well the limit holds is measured by
@@ -16,10 +16,10 @@ import {
 } from "../../../src/config/sizes.ts";
 import { FtpTransport } from "../../../src/transfer/ftp/ftp.ts";
 import type { LocalTransport } from "../../../src/transfer/local/local.ts";
-import { LimitShares, Throttle } from "../../../src/transfer/throttle.ts";
+import { LimitedCalls, Throttle } from "../../../src/transfer/throttle.ts";
 import { runCli } from "../../helpers/cli.ts";
 import { FakeClock } from "../../helpers/fake_clock.ts";
-import { listFiles, randomBytes, waitFor } from "../../helpers/files.ts";
+import { randomBytes, waitFor } from "../../helpers/files.ts";
 import { runningProcesses } from "../../helpers/processes.ts";
 import { startSshd } from "../../helpers/sshd.ts";
 import { makeItem, withTransport } from "../../helpers/transports.ts";
@@ -109,33 +109,42 @@ Deno.test("throttle: a copy alone runs at the whole rate; copies side by side sh
   assert.equal(clock.pendingTimers, 0);
 });
 
-Deno.test("limit shares: a call alone gets the whole limit, calls in flight an even share", async () => {
-  const shares = new LimitShares(900_000);
-  const seen: (number | null)[] = [];
-  let endFirst!: () => void;
-  const first = shares.during((share) => {
-    seen.push(share);
-    return new Promise<void>((resolve) => endFirst = resolve);
-  });
-  let endSecond!: () => void;
-  const second = shares.during((share) => {
-    seen.push(share);
-    return new Promise<void>((resolve) => endSecond = resolve);
-  });
-  await shares.during((share) => Promise.resolve(seen.push(share)));
-  assert.equal(shares.inFlight, 2);
-  endFirst();
-  endSecond();
-  await Promise.all([first, second]);
-  assert.equal(shares.inFlight, 0);
-  await shares.during((share) => Promise.resolve(seen.push(share)));
-  assert.deepEqual(seen, [900_000, 450_000, 300_000, 900_000]);
-  // A call that fails is no longer in flight; the smallest share is the smallest limit.
-  await assert.rejects(shares.during(() => Promise.reject(new Error("failed"))), /failed/);
-  assert.equal(shares.inFlight, 0);
-  const tiny = new LimitShares(1024);
-  await tiny.during(() => tiny.during((share) => Promise.resolve(assert.equal(share, 1024))));
-  await new LimitShares(null).during((share) => Promise.resolve(assert.equal(share, null)));
+Deno.test("limited calls: one at a time at the whole limit, in turn; a wait can be called off", async () => {
+  const calls = new LimitedCalls(900_000);
+  const seen: string[] = [];
+  const ends: Array<() => void> = [];
+  const call = (name: string) =>
+    calls.during((limit) => {
+      seen.push(`${name} ${limit}`);
+      return new Promise<void>((resolve) => ends.push(resolve));
+    });
+  const first = call("first");
+  const second = call("second");
+  const stop = new AbortController();
+  const third = calls.during(() => Promise.resolve(seen.push("third")), stop.signal);
+  const fourth = call("fourth");
+  await Promise.resolve();
+  assert.deepEqual(seen, ["first 900000"]);
+  assert.equal(calls.inFlight, 4);
+  stop.abort(new Error("stopped"));
+  await assert.rejects(third, /stopped/);
+  assert.equal(calls.inFlight, 3);
+  ends.shift()!();
+  await first;
+  await waitFor(() => seen.length === 2, 5_000, "the second call's turn");
+  assert.deepEqual(seen, ["first 900000", "second 900000"]);
+  ends.shift()!();
+  await second;
+  await waitFor(() => seen.length === 3, 5_000, "the fourth call's turn");
+  assert.deepEqual(seen, ["first 900000", "second 900000", "fourth 900000"]);
+  ends.shift()!();
+  await fourth;
+  assert.equal(calls.inFlight, 0);
+  // A call that fails hands its turn on; the smallest rate is the smallest limit.
+  await assert.rejects(calls.during(() => Promise.reject(new Error("failed"))), /failed/);
+  assert.equal(calls.inFlight, 0);
+  await new LimitedCalls(100).during((limit) => Promise.resolve(assert.equal(limit, 1024)));
+  await new LimitedCalls(null).during((limit) => Promise.resolve(assert.equal(limit, null)));
 });
 
 const LIMIT = "64KiB/s";
@@ -167,7 +176,7 @@ async function runningCall(method: "rsync" | "scp", folder: string): Promise<str
   return found!;
 }
 
-Deno.test("bandwidth_limit reaches rsync and scp: all of it for a call alone, half for two", async (t) => {
+Deno.test("bandwidth_limit reaches rsync and scp: each call the whole limit, one call at a time", async (t) => {
   const sshd = await startSshd();
   try {
     for (const method of ["rsync", "scp"] as const) {
@@ -175,29 +184,48 @@ Deno.test("bandwidth_limit reaches rsync and scp: all of it for a call alone, ha
         await withTransport(
           method,
           sshd,
-          { bandwidth_limit: LIMIT, max_concurrent_transfers: 2 },
+          { bandwidth_limit: LIMIT, max_concurrent_transfers: 4 },
           async ({ src, dst, transport }) => {
-            // Each file would take a minute or more at its share: both are still in flight when
-            // their options are read, and are called off then.
-            const first = await makeItem(src, "20240315/first.fits", randomBytes(4 << 20));
-            const second = await makeItem(src, "20240316/second.fits", randomBytes(4 << 20));
+            // Two batches at once under a limit: one uploading, the next getting ready.
+            assert.equal(transport.maxBatchesAtOnce, 2);
+            // Each file takes seconds at the limit: the second send is asked for while the
+            // first call runs, and its call starts only once the first has ended.
+            const data = [randomBytes(4 * LIMIT_BYTES), randomBytes(4 * LIMIT_BYTES)];
+            const first = await makeItem(src, "20240315/first.fits", data[0]);
+            const second = await makeItem(src, "20240316/second.fits", data[1]);
             await transport.warmUp?.();
-            const stop = new AbortController();
-            const sending = [transport.send([first], stop.signal).catch((error) => error)];
+            const signal = new AbortController().signal;
+            const sending = [transport.send([first], signal)];
             const alone = await runningCall(method, join(src, "20240315"));
-            sending.push(transport.send([second], stop.signal).catch((error) => error));
-            const beside = await runningCall(method, join(src, "20240316"));
-            stop.abort(new Error("called off"));
-            await Promise.all(sending);
+            sending.push(transport.send([second], signal));
+            // The second call waits for its turn while the first runs.
+            await new Promise((resolve) => setTimeout(resolve, 500));
+            const early = await runningProcesses((argv) =>
+              basename(argv[0]) === method &&
+              argv.some((arg) => arg.startsWith(join(src, "20240316")))
+            );
+            const firstStillRunning = await runningProcesses((argv) =>
+              basename(argv[0]) === method &&
+              argv.some((arg) => arg.startsWith(join(src, "20240315")))
+            );
+            const next = await runningCall(method, join(src, "20240316"));
+            const firstAtThatTime = await runningProcesses((argv) =>
+              basename(argv[0]) === method &&
+              argv.some((arg) => arg.startsWith(join(src, "20240315")))
+            );
+            const outcomes = (await Promise.all(sending)).flat();
+            for (const outcome of outcomes) {
+              assert.equal(outcome.error, null, outcome.error?.message);
+            }
             const full = method === "rsync" ? rsyncBwlimit(LIMIT_BYTES) : scpLimit(LIMIT_BYTES);
-            const half = method === "rsync"
-              ? rsyncBwlimit(LIMIT_BYTES / 2)
-              : scpLimit(LIMIT_BYTES / 2);
             assert.equal(limitOption(method, alone), full, alone.join(" "));
-            assert.equal(limitOption(method, beside), half, beside.join(" "));
-            // Called off, neither arrived (what was sent waits in upload folders, to be resumed).
-            const arrived = (await listFiles(dst)).filter((path) => !path.includes("/.incoming-"));
-            assert.deepEqual(arrived, []);
+            assert.equal(limitOption(method, next), full, next.join(" "));
+            if (firstStillRunning.length > 0) {
+              assert.deepEqual(early, [], "no second call beside the first");
+            }
+            assert.deepEqual(firstAtThatTime, [], "the first call had ended");
+            assert.deepEqual(await Deno.readFile(join(dst, "20240315", "first.fits")), data[0]);
+            assert.deepEqual(await Deno.readFile(join(dst, "20240316", "second.fits")), data[1]);
           },
         );
       });
