@@ -136,6 +136,7 @@ export class JobRunner {
       fullSpeed: job.max_concurrent_transfers * transport.maxBatchFiles,
       onProbeDue: () => this.#pump(),
       probeEveryMs: options.fullProbeMs,
+      firstProbeMs: job.retry_delay_seconds * 1000,
       onChange: options.onPauseChange,
     });
     this.#space = new SpaceGuard({
@@ -391,8 +392,7 @@ export class JobRunner {
 
   /** See {@linkcode FileTable.sweep}. */
   #sweep(): void {
-    if (this.#stopping) return;
-    if (this.#table.sweep().length > 0) this.#pump();
+    if (!this.#stopping && this.#table.sweep().length > 0) this.#pump();
   }
 
   /**

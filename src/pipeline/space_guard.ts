@@ -19,7 +19,8 @@
  * A job paused because its destination is full, or cannot be reached now (the
  * host, the connection, a share that is not mounted). While paused, files wait in
  * the queue without counting attempts; every `probeEveryMs` one file is sent
- * as a probe. When it arrives the job recovers step by step: 2, 4, 8 … files
+ * as a probe (the first to a destination that cannot be reached sooner, after
+ * `firstProbeMs`). When it arrives the job recovers step by step: 2, 4, 8 … files
  * may be on their way at once (a destination with room for a few files only
  * must not take a whole batch), and the pause ends when the job is back to
  * full speed, never on the probe alone while other files wait. Running out of
@@ -222,6 +223,12 @@ export interface DestinationPauseOptions {
   onChange?: (pause: JobPause | null) => void;
   /** @default FULL_PROBE_MS */
   probeEveryMs?: number;
+  /**
+   * When a destination that cannot be reached gets its first probe, if
+   * sooner than `probeEveryMs` (the job's `retry_delay_seconds`: a short
+   * hiccup does not hold the job for a whole interval).
+   */
+  firstProbeMs?: number;
   clock?: Clock;
 }
 
@@ -240,9 +247,11 @@ export class DestinationPause {
 
   constructor(options: DestinationPauseOptions) {
     this.#log = jobLogger("pipeline", options.job);
+    const probeEveryMs = options.probeEveryMs ?? FULL_PROBE_MS;
     this.#options = {
       ...options,
-      probeEveryMs: options.probeEveryMs ?? FULL_PROBE_MS,
+      probeEveryMs,
+      firstProbeMs: Math.min(options.firstProbeMs ?? probeEveryMs, probeEveryMs),
       clock: options.clock ?? systemClock,
     };
   }
@@ -289,15 +298,17 @@ export class DestinationPause {
    */
   pause(reason: string, full: boolean): boolean {
     const began = this.#state === "running";
-    if (began || this.#state === "probing" || this.#state === "recovering") this.#schedule();
+    const { job, target, probeEveryMs, firstProbeMs } = this.#options;
+    if (began || this.#state === "probing" || this.#state === "recovering") {
+      this.#schedule(began && !full ? firstProbeMs : probeEveryMs);
+    }
     this.#full = full;
     if (began) {
-      const { job, target, probeEveryMs } = this.#options;
       this.#log.error(
         full
           ? "The destination {target} is full: {reason}. Job {job} pauses; one file is tried every {seconds} s, and sending resumes as soon as one arrives"
-          : "The destination {target} cannot be reached: {reason}. Job {job} pauses (no file uses up its retries meanwhile); one file is tried every {seconds} s, and sending resumes as soon as one arrives",
-        { job, target, reason, seconds: probeEveryMs / 1000 },
+          : "The destination {target} cannot be reached: {reason}. Job {job} pauses (no file uses up its retries meanwhile); one file is tried in {first} s, then every {seconds} s, and sending resumes as soon as one arrives",
+        { job, target, reason, seconds: probeEveryMs / 1000, first: firstProbeMs / 1000 },
       );
       this.#options.onChange?.({
         state: full ? "destination full" : "destination unreachable",
@@ -347,13 +358,13 @@ export class DestinationPause {
     this.#cancelTimer = undefined;
   }
 
-  #schedule(): void {
+  #schedule(inMs = this.#options.probeEveryMs): void {
     this.#state = "scheduled";
     this.#cancelTimer?.();
     this.#cancelTimer = this.#options.clock.setTimer(() => {
       this.#cancelTimer = undefined;
       this.#state = "due";
       this.#options.onProbeDue();
-    }, this.#options.probeEveryMs);
+    }, inMs);
   }
 }

@@ -128,3 +128,37 @@ Deno.test("DestinationPause: a destination that cannot be reached pauses the sam
   assert.deepEqual(changes, ["destination unreachable", null]);
   pause.close();
 });
+
+Deno.test("DestinationPause: a destination that cannot be reached gets its first probe sooner", () => {
+  const clock = new FakeClock();
+  let due = 0;
+  const pause = new DestinationPause({
+    job: "test",
+    target: "obs@freya:/data",
+    fullSpeed: 4,
+    onProbeDue: () => due++,
+    probeEveryMs: 15_000,
+    firstProbeMs: 5_000,
+    clock,
+  });
+  pause.pause("the connection to obs@freya was refused", false);
+  clock.advance(4_999);
+  assert.equal(due, 0);
+  clock.advance(1);
+  assert.equal(due, 1, "the first probe after the retry delay");
+  pause.started();
+  pause.ended(true, 0);
+  clock.advance(14_999);
+  assert.equal(due, 1, "then one every interval");
+  clock.advance(1);
+  assert.equal(due, 2);
+  pause.started();
+  assert.equal(pause.ended(true, 1, true), true);
+  // A full destination waits the whole interval from the start: room does not come back in 5 s.
+  pause.pause("no space left", true);
+  clock.advance(5_000);
+  assert.equal(due, 2);
+  clock.advance(10_000);
+  assert.equal(due, 3);
+  pause.close();
+});
