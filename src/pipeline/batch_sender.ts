@@ -129,9 +129,7 @@ export class BatchSender {
    */
   recordWaiting(): number {
     const waiting = this.#unrecorded.splice(0);
-    if (waiting.length === 0) return 0;
-    if (!this.#record(waiting)) return 0;
-    return waiting.length;
+    return this.#record(waiting) ? waiting.length : 0;
   }
 
   /**
@@ -250,6 +248,15 @@ export class BatchSender {
       this.#log.info("The destination is back: files arrive again", {});
     }
     for (const arrival of arrivals) this.#announce(arrival);
+    const recognised = arrivals.filter((arrival) => arrival.found === "rebuilt");
+    if (recognised.length > 0) {
+      const [{ item }] = recognised;
+      const target = this.#context.transport.describeTarget("");
+      this.#log.info(
+        "{count} file(s) are at {target} already with their size: recorded as sent, not sent again (the ledger was rebuilt; the first: {source})",
+        { count: recognised.length, target, source: item.source },
+      );
+    }
     // A change seen while they were sent: the checker looks again.
     for (const source of again) this.#context.observe(source);
     return true;
@@ -330,11 +337,11 @@ export class BatchSender {
       transport.dropKeptCopies?.([record.destination]);
     }
     if (found === "rebuilt") {
-      this.#log.info(
-        "{source} is at {destination} already with its size; recorded as sent, not sent again " +
-          "(the ledger was rebuilt)",
-        { source: item.source, destination },
-      );
+      // Said for the whole batch by #record: after a rebuild, thousands of files may be there.
+      this.#log.debug("{source} is at {destination} already with its size; recorded as sent", {
+        source: item.source,
+        destination,
+      });
       this.#context.onRecognised(record.relPath, { ...record.version });
     } else {
       this.#context.onSent(record, sha256);

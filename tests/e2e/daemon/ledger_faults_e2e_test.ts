@@ -40,6 +40,12 @@ async function writeFiles(
 }
 
 /** The inode of every delivered file, by path below the destination. */
+/** Files a rebuilt ledger recorded as sent without sending them, by the log's summaries. */
+function recognisedCount(log: string): number {
+  const counts = log.matchAll(/(\d+) file\(s\) are at .* recorded as sent, not sent again/g);
+  return [...counts].reduce((sum, match) => sum + Number(match[1]), 0);
+}
+
 async function inodes(dest: string): Promise<Map<string, number | null>> {
   const out = new Map<string, number | null>();
   for (const rel of await listFiles(dest)) out.set(rel, (await Deno.stat(join(dest, rel))).ino);
@@ -93,8 +99,7 @@ for (const [kind, damage] of Object.entries(DAMAGE)) {
     await assertDelivered(box.dest, fresh);
     const after = await inodes(box.dest);
     for (const [rel, ino] of before) assert.equal(after.get(rel), ino, `${rel} was sent again`);
-    const recognised = log.match(/recorded as sent, not sent again/g) ?? [];
-    assert.equal(recognised.length, 40);
+    assert.equal(recognisedCount(log), 40);
 
     // A third run has nothing to do, and status says when and why the ledger was rebuilt.
     const third = await runCli(["run", "--once", "-c", box.config], { env: box.env });
@@ -327,8 +332,9 @@ for (const method of ["local", "scp"] as const) {
       assert.equal(again.code, 0, again.stderr);
       await assertDelivered(target.dest, files);
       const log = await Deno.readTextFile(box.logFile);
-      assert.equal((log.match(/recorded as sent, not sent again/g) ?? []).length, 3);
-      assert.doesNotMatch(log, /sum_000\.fits is at .* recorded as sent/);
+      assert.equal(recognisedCount(log), 3);
+      // Sent by the first run, and again by the second.
+      assert.equal(log.match(/Successfully transferred \S*sum_000\.fits /g)?.length, 2, log);
     } finally {
       await target.stop();
     }
