@@ -50,6 +50,9 @@ import {
 import type { JobPause } from "../ledger/daemon_lock.ts";
 import { type Clock, systemClock } from "./retry_timer.ts";
 
+/** The room a full destination's probe needs: its own bytes. */
+const NOTHING_KEPT: FreeSpaceRule = { bytes: 0 };
+
 /** How long a measurement of the destination is used. */
 export const SPACE_CACHE_MS = 5_000;
 /** A refusal measures again unless the measurement is younger than this. */
@@ -111,28 +114,37 @@ export class SpaceGuard {
   }
 
   /**
-   * Whether `bytes` more may be sent now.
+   * Whether `bytes` more may be sent now: within `min_free_space`, and, while
+   * the destination is paused as `full`, within the room it has (a probe that
+   * cannot fit is refused unsent: no large file written and removed again at
+   * every probe).
    *
    * @returns `null` to go ahead, else why not (the words of a full destination's error)
    */
-  async admit(bytes: number): Promise<string | null> {
-    if (this.#rule === null || !this.#options.measure) return null;
+  async admit(bytes: number, full = false): Promise<string | null> {
+    const rule = this.#rule ?? (full ? NOTHING_KEPT : null);
+    if (rule === null || !this.#options.measure) return null;
     let space = await this.#current(false);
     if (space === null) return null;
-    if (!this.#fits(space, bytes) && Date.now() - this.#measured!.atMs >= REMEASURE_AFTER_MS) {
+    if (
+      !this.#fits(rule, space, bytes) && Date.now() - this.#measured!.atMs >= REMEASURE_AFTER_MS
+    ) {
       // The estimate may be short (a batch that failed, files removed there since).
       space = await this.#current(true);
       if (space === null) return null;
     }
-    if (this.#fits(space, bytes)) {
+    if (this.#fits(rule, space, bytes)) {
       this.#spent += bytes;
       return null;
     }
-    const keep = bytesToKeep(this.#rule, space.totalBytes);
-    const share = "percent" in this.#rule ? ` (${this.#rule.percent}% of the file system)` : "";
-    return `${formatBytes(space.availableBytes - this.#spent)} free and ${
+    const free = `${formatBytes(space.availableBytes - this.#spent)} free and ${
       formatBytes(bytes)
-    } to send, but min_free_space keeps ${formatBytes(keep)}${share} free`;
+    } to send`;
+    if (rule === NOTHING_KEPT) return `no space left: ${free}`;
+    const share = "percent" in rule ? ` (${rule.percent}% of the file system)` : "";
+    return `${free}, but min_free_space keeps ${
+      formatBytes(bytesToKeep(rule, space.totalBytes))
+    }${share} free`;
   }
 
   /** Stop looking at the watch folder's disk. */
@@ -141,9 +153,8 @@ export class SpaceGuard {
     this.#watchTimer = undefined;
   }
 
-  #fits(space: DiskSpace, bytes: number): boolean {
-    const keep = bytesToKeep(this.#rule!, space.totalBytes);
-    return space.availableBytes - this.#spent - bytes >= keep;
+  #fits(rule: FreeSpaceRule, space: DiskSpace, bytes: number): boolean {
+    return space.availableBytes - this.#spent - bytes >= bytesToKeep(rule, space.totalBytes);
   }
 
   /** The last measurement while it is fresh (unless `fresh`), else a new one. */
@@ -161,7 +172,7 @@ export class SpaceGuard {
       if (space !== null) {
         this.#measured = { atMs: Date.now(), space };
         this.#spent = 0;
-      } else if (!this.#saidUnknown) {
+      } else if (!this.#saidUnknown && this.#rule !== null) {
         this.#saidUnknown = true;
         this.#log.warn(
           "Cannot tell the free space at {target}: min_free_space of job {job} is not checked",

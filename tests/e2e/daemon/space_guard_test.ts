@@ -342,3 +342,34 @@ Deno.test("min_free_space with a method that cannot measure (ftp): said once at 
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("a full destination's probe that cannot fit is refused unsent (no min_free_space); running, nothing is measured", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-space-probe-" });
+  try {
+    let measured = 0;
+    const guard = new SpaceGuard({
+      job: localTestJob(root),
+      target: "/dest",
+      measure: () => {
+        measured++;
+        return Promise.resolve({ availableBytes: 4 * MIB, totalBytes: 100 * MIB });
+      },
+      signal: new AbortController().signal,
+      repeatWatchCheck: false,
+    });
+    guard.start();
+    // Running: batches go without a measurement (no round trip per batch).
+    assert.equal(await guard.admit(10 * MIB), null);
+    assert.equal(measured, 0);
+    // Paused as full: a probe larger than the room is refused in the words of a full disk.
+    const refused = await guard.admit(10 * MIB, true);
+    assert.match(refused ?? "", /^no space left: 4.0 MiB free and 10.0 MiB to send$/);
+    assert.ok(measured >= 1);
+    // One that fits goes, and counts against the room measured.
+    assert.equal(await guard.admit(3 * MIB, true), null);
+    assert.match((await guard.admit(2 * MIB, true)) ?? "", /no space left: 1.0 MiB free/);
+    guard.close();
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
