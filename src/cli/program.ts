@@ -33,9 +33,9 @@ export function buildProgram(): Command {
     )
     .version(versionText(), "-V, --version", "print the version, commit, target and Deno version")
     .option("-c, --config <file>", "config file (default: ~/.config/image-transfer/config.yaml)")
-    .option("-v, --verbose", "debug logging, and the cause of every error")
+    .option("-v, --verbose", "debug logging (over any --log-level), and the cause of every error")
     .addOption(
-      new Option("--log-level <level>", "the lowest level logged (default: info)")
+      new Option("--log-level <level>", "the lowest level logged (default: info; debug with -v)")
         .choices(LOG_LEVELS),
     )
     .addOption(

@@ -91,7 +91,7 @@ export function acquireDaemonLock(
 ): DaemonLock {
   makeStateDir(stateDir);
   const lockPath = join(stateDir, LOCK_FILE);
-  const db = new DatabaseSync(lockPath);
+  const db = openLockFile(stateDir, lockPath);
   try {
     db.exec(`PRAGMA busy_timeout = ${LOCK_WAIT_MS};`);
     // An empty database needs room to be locked; one page makes later locks need none.
@@ -259,16 +259,35 @@ function makeStateDir(stateDir: string): void {
   } catch (error) {
     const exists = error instanceof Deno.errors.AlreadyExists ||
       error instanceof Deno.errors.NotADirectory;
-    const why = exists
-      ? "it (or a folder on its path) is a file, not a folder"
-      : error instanceof Deno.errors.PermissionDenied
-      ? "permission denied"
-      : error instanceof Error
-      ? error.message
-      : String(error);
-    throw new Error(
-      `Cannot use state_dir ${stateDir}: ${why}; set state_dir to a folder this user can write`,
-      { cause: error },
+    throw stateDirError(
+      stateDir,
+      exists ? "it (or a folder on its path) is a file, not a folder" : whyUnwritable(error),
+      error,
     );
   }
+}
+
+/** The lock file's database, made if missing; a clear error naming `state_dir` when it cannot be. */
+function openLockFile(stateDir: string, lockPath: string): DatabaseSync {
+  try {
+    // SQLite says only "unable to open database file": ask the file system why first.
+    Deno.openSync(lockPath, { read: true, write: true, create: true }).close();
+    return new DatabaseSync(lockPath);
+  } catch (error) {
+    throw stateDirError(stateDir, whyUnwritable(error), error);
+  }
+}
+
+/** Why a folder or file cannot be written, in a user's words. */
+export function whyUnwritable(error: unknown): string {
+  if (error instanceof Deno.errors.PermissionDenied) return "permission denied";
+  if ((error as { code?: string }).code === "EROFS") return "it is on a read-only file system";
+  return error instanceof Error ? error.message : String(error);
+}
+
+function stateDirError(stateDir: string, why: string, cause: unknown): Error {
+  return new Error(
+    `Cannot use state_dir ${stateDir}: ${why}; set state_dir to a folder this user can write`,
+    { cause },
+  );
 }

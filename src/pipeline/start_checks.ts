@@ -14,6 +14,7 @@ import { basename, dirname, join, posix, resolve } from "node:path";
 import { keyPlace } from "../config/load.ts";
 import type { Config, JobConfig } from "../config/types.ts";
 import { ConfigError } from "../errors.ts";
+import { whyUnwritable } from "../ledger/daemon_lock.ts";
 import { type ListenSettings, listenSettings } from "../status/listen.ts";
 import { relativeTo } from "../watch/entry_check.ts";
 import { createFileFilter } from "../watch/file_filter.ts";
@@ -143,11 +144,14 @@ function checkFolders(config: Config): void {
       return kind(dirname(path)) === "file" ? "file" : null;
     }
   };
-  if (kind(config.state_dir) === "file") {
+  const stateKind = kind(config.state_dir);
+  if (stateKind === "file") {
     top(
       "state_dir",
       `${config.state_dir} (or a folder on its path) is a file; give a folder (made if missing)`,
     );
+  } else if (stateKind === "folder") {
+    top("state_dir", unwritableFolder(config.state_dir));
   }
   if (config.log_file !== "" && kind(config.log_file) === "folder") {
     top("log_file", `${config.log_file} is a folder; give a file in it (made if missing)`);
@@ -315,6 +319,23 @@ function copiesWatched(job: JobConfig): { key: string; message: string } | null 
     };
   }
   return null;
+}
+
+/**
+ * Why the folder `path` cannot be written (read-only, permission denied), by
+ * making a file in it and removing it; `null` when it can.
+ */
+function unwritableFolder(path: string): string | null {
+  const probe = join(path, `.image-transfer-write-test-${Deno.pid}`);
+  try {
+    Deno.openSync(probe, { write: true, createNew: true }).close();
+    Deno.removeSync(probe);
+    return null;
+  } catch (error) {
+    const why = whyUnwritable(error);
+    if (!/read-only|permission denied/.test(why)) return null;
+    return `${path} cannot be written (${why}); give a folder this user can write (made if missing)`;
+  }
 }
 
 /**

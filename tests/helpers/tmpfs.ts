@@ -17,6 +17,8 @@ export interface TmpfsOptions {
   /** Owner of the file system's root folder. */
   uid?: number;
   gid?: number;
+  /** Mounted read-only. */
+  readOnly?: boolean;
 }
 
 /**
@@ -36,7 +38,7 @@ export async function withTmpfs<T>(
     "-t",
     "tmpfs",
     "-o",
-    `size=${size},mode=0755${owner}`,
+    `size=${size},mode=0755${owner}${options.readOnly ? ",ro" : ""}`,
     "tmpfs",
     path,
   ]);

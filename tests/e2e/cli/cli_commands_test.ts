@@ -92,6 +92,15 @@ Deno.test("--log-level warning hides INFO lines; debug shows DEBUG ones", async 
   assert.equal(loud.code, 0, loud.stderr);
   assert.match(loud.stderr, / DEBUG /);
   assert.match(loud.stderr, / INFO .*Successfully transferred .*b\.fits/);
+  // -v wins over --log-level, as the help says.
+  await Deno.writeFile(join(box.watch, "c.fits"), randomBytes(1000));
+  const both = await runCli(["-v", "--log-level", "error", "-c", box.config, "run", "--once"], {
+    env: box.env,
+  });
+  assert.equal(both.code, 0, both.stderr);
+  assert.match(both.stderr, / DEBUG /);
+  const help = await runCli(["--help"]);
+  assert.match(help.stdout, /-v, --verbose +debug logging \(over any --log-level\)/);
   const wrong = await runCli(["--log-level", "loud", "status"], { env: box.env });
   assert.equal(wrong.code, 2);
   assert.match(wrong.stderr, /Allowed choices are debug, info, warning, error/);

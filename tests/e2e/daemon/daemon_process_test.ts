@@ -9,6 +9,7 @@ import { runCli, startCli } from "../../helpers/cli.ts";
 import { listFiles, randomBytes, sha256OfFile, waitFor } from "../../helpers/files.ts";
 import { cliSandbox, type Sandbox } from "../../helpers/sandbox.ts";
 import { freePort } from "../../helpers/net.ts";
+import { withTmpfs } from "../../helpers/tmpfs.ts";
 import { VERSION } from "../../../src/version.ts";
 
 const noon = new Date("2024-05-02T12:00:00Z");
@@ -311,6 +312,33 @@ Deno.test("a state_dir that is a file: exit 2, a message naming state_dir and it
   assert.equal(fatal.length, 1, fatal.join("\n"));
   assert.ok(fatal[0].includes("Exiting with code 2: ") && fatal[0].includes(reason), fatal[0]);
   assert.equal(await Deno.readTextFile(file), "x");
+});
+
+Deno.test("a state_dir on a read-only file system: exit 2, said as such by run, doctor and config validate", async () => {
+  await using box = await cliSandbox();
+  await withTmpfs(join(box.root, "read-only"), "1m", async (stateDir) => {
+    await box.rewrite({ state_dir: stateDir });
+    await Deno.writeFile(join(box.watch, "a.fits"), randomBytes(1000));
+    for (const args of [["run", "--once"], ["doctor"], ["config", "validate"]]) {
+      const out = await runCli([...args, "-c", box.config], { env: box.env });
+      assert.equal(out.code, 2, `${args.join(" ")}: ${out.stderr}`);
+      assert.match(
+        out.stderr,
+        /config\.yaml:\d+: state_dir: .*read-only cannot be written \(it is on a read-only file system\); give a folder this user can write/,
+      );
+      assert.doesNotMatch(out.stderr, /database file|os error|^ {4}at /m);
+    }
+    // A state_dir still to be made there: said as such when it cannot be.
+    await box.rewrite({ state_dir: join(stateDir, "state") });
+    const made = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+    assert.notEqual(made.code, 0);
+    assert.match(
+      made.stderr,
+      /Cannot use state_dir .*read-only\/state: it is on a read-only file system; set state_dir to a folder this user can write/,
+    );
+    const sent = await listFiles(box.dest).catch(() => []);
+    assert.deepEqual(sent, [], "nothing was sent without a ledger");
+  }, { readOnly: true });
 });
 
 Deno.test("a config error at start reaches the log file the config names, else the default one", async () => {
