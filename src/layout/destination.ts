@@ -10,7 +10,7 @@
  * @module
  */
 import type { JobConfig } from "../config/types.ts";
-import { observationDate, readFitsHeader } from "./fits_header.ts";
+import { observationDate, observationDateProblem, readFitsHeader } from "./fits_header.ts";
 
 /** A file ready to be placed. */
 export interface PlannedFile {
@@ -114,7 +114,7 @@ async function nightDate(
     const raw = header.get("DATE-OBS");
     reason = `Cannot use DATE-OBS of ${file.path}: ` +
       (raw !== undefined
-        ? `${JSON.stringify(raw)} is not a date in a known form`
+        ? observationDateProblem(raw)
         : header.get("NAXIS") === 0
         ? "neither the primary header nor the first extension's has a DATE-OBS card"
         : "the primary header has no DATE-OBS card");

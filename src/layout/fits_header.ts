@@ -197,8 +197,7 @@ export function observationDate(header: Map<string, FitsValue>): Date | null {
   const raw = header.get("DATE-OBS");
   if (typeof raw !== "string") return null;
   const text = raw.trim();
-  // The standard's `T` between date and time, or the space some camera software writes there.
-  let match = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2}):(\d{2}(?:\.\d*)?)Z?)?$/.exec(text);
+  let match = ISO_DATE.exec(text);
   let year: number, month: number, day: number;
   if (match) {
     [year, month, day] = [Number(match[1]), Number(match[2]), Number(match[3])];
@@ -206,11 +205,24 @@ export function observationDate(header: Map<string, FitsValue>): Date | null {
       return utcDate(year, month, day, [match[4], match[5], match[6]]);
     }
   } else {
-    match = /^(\d{2})\/(\d{2})\/(\d{2})$/.exec(text);
+    match = OLD_DATE.exec(text);
     if (!match) return null;
     [day, month, year] = [Number(match[1]), Number(match[2]), 1900 + Number(match[3])];
   }
   return utcDate(year, month, day, timeCard(header));
+}
+
+/** DATE-OBS in the standard's form: the `T` between date and time, or the space some software writes. */
+const ISO_DATE = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2}):(\d{2}(?:\.\d*)?)Z?)?$/;
+/** DATE-OBS in the form before 2000: DD/MM/YY, the time in TIME-OBS, UT or UTC. */
+const OLD_DATE = /^(\d{2})\/(\d{2})\/(\d{2})$/;
+
+/** Why a DATE-OBS `raw` that {@linkcode observationDate} did not take names no instant. */
+export function observationDateProblem(raw: FitsValue): string {
+  const text = typeof raw === "string" ? raw.trim() : "";
+  return ISO_DATE.test(text) || OLD_DATE.test(text)
+    ? `${JSON.stringify(raw)} is not a real date (a day, month or time out of range)`
+    : `${JSON.stringify(raw)} is not a date in a known form (YYYY-MM-DDThh:mm:ss or DD/MM/YY)`;
 }
 
 /** The hh, mm, ss(.fff) parts of the first TIME-OBS / UT / UTC card in hh:mm:ss form. */

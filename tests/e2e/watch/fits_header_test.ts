@@ -4,6 +4,7 @@ import { fileURLToPath } from "node:url";
 import {
   type FitsValue,
   observationDate,
+  observationDateProblem,
   parseFitsHeader,
   readFitsHeader,
 } from "../../../src/layout/fits_header.ts";
@@ -294,6 +295,21 @@ Deno.test("observationDate accepts the documented DATE-OBS forms", () => {
   for (const [cards, expected] of cases) {
     const actual = observationDate(new Map(Object.entries(cards)));
     assert.equal(actual?.toISOString() ?? null, expected, JSON.stringify(cards));
+  }
+});
+
+Deno.test("a DATE-OBS that names no instant is said as out of range, or as not in a known form", () => {
+  for (const raw of ["2023-02-29", "2024-13-01", "32/01/98", "2024-03-15T24:00:00"]) {
+    assert.equal(
+      observationDateProblem(raw),
+      `"${raw}" is not a real date (a day, month or time out of range)`,
+    );
+  }
+  for (const raw of ["yesterday", "", "2024/03/15", 20240315]) {
+    assert.match(
+      observationDateProblem(raw),
+      /^.* is not a date in a known form \(YYYY-MM-DDThh:mm:ss or DD\/MM\/YY\)$/,
+    );
   }
 });
 
