@@ -12,6 +12,7 @@ import { resolve } from "node:path";
 import { stringify } from "yaml";
 import { parseConfig } from "../config/load.ts";
 import { expandPath } from "../config/paths.ts";
+import { LOCAL_PATH_KEYS } from "../config/resolve.ts";
 import type { Config } from "../config/types.ts";
 import { ConfigError, UsageError } from "../errors.ts";
 import { checkBeforeStart } from "../pipeline/start_checks.ts";
@@ -61,19 +62,6 @@ export function wantsQuickStart(options: QuickStartOptions): boolean {
   return options.watch !== undefined || options.to !== undefined;
 }
 
-/** Keys naming a file or folder on this machine (relative ones are read against the config's folder). */
-const LOCAL_PATH_KEYS = new Set([
-  "state_dir",
-  "log_file",
-  "status_token_file",
-  "status_tls_cert",
-  "status_tls_key",
-  "ssh_identity_file",
-  "archive_path",
-  "ftp_password_file",
-  "ftp_ca_file",
-]);
-
 /**
  * The config a config-free run uses, validated like a file.
  *
@@ -100,7 +88,8 @@ export function quickStartConfig(options: QuickStartOptions): QuickStart {
     if (at <= 0) throw new UsageError(`--set expects KEY=VALUE, got ${JSON.stringify(pair)}`);
     const [key, value] = [pair.slice(0, at), parseValue(pair.slice(at + 1))];
     // Typed relative to here: made absolute, so a saved config reads them as meant.
-    const local = LOCAL_PATH_KEYS.has(key) && typeof value === "string" && value !== "";
+    const local = (LOCAL_PATH_KEYS as readonly string[]).includes(key) &&
+      typeof value === "string" && value !== "";
     keys[key] = local ? expandPath(value) : value;
   }
   const text =

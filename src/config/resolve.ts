@@ -9,26 +9,51 @@ import type { DaemonInput, JobInput } from "./schema.ts";
 import type { Config, JobConfig, VerifyMode } from "./types.ts";
 import { expandPath } from "./paths.ts";
 
+/**
+ * Keys, daemon-wide and per job, naming a file or folder on this machine: a
+ * relative one is read against the config file's folder (`run --save-config`
+ * makes those given on its command line absolute first). `remote_base_path`
+ * is one too, with the `local` method only.
+ */
+export const LOCAL_PATH_KEYS = [
+  "state_dir",
+  "log_file",
+  "status_token_file",
+  "status_tls_cert",
+  "status_tls_key",
+  "watch_path",
+  "ssh_identity_file",
+  "archive_path",
+  "ftp_password_file",
+  "ftp_ca_file",
+] as const;
+
+/** `values` with the {@linkcode LOCAL_PATH_KEYS} it has made absolute (`null` and `""`: none, kept). */
+function withLocalPaths<T extends object>(values: T, baseDir: string): T {
+  const resolved = { ...values } as Record<string, unknown>;
+  for (const key of LOCAL_PATH_KEYS) {
+    const value = resolved[key];
+    if (typeof value === "string" && value !== "") resolved[key] = expandPath(value, baseDir);
+  }
+  return resolved as T;
+}
+
 /** The daemon-wide settings with their paths resolved against `baseDir`. */
 export function resolveDaemon(
   daemon: DaemonInput,
   baseDir: string,
 ): Omit<Config, "file" | "jobs"> {
-  return {
-    state_dir: expandPath(daemon.state_dir, baseDir),
-    log_file: resolveLogFile(daemon.log_file, baseDir),
-    log_format: daemon.log_format,
-    status_listen: daemon.status_listen,
-    status_token_file: daemon.status_token_file === null
-      ? null
-      : expandPath(daemon.status_token_file, baseDir),
-    status_tls_cert: daemon.status_tls_cert === null
-      ? null
-      : expandPath(daemon.status_tls_cert, baseDir),
-    status_tls_key: daemon.status_tls_key === null
-      ? null
-      : expandPath(daemon.status_tls_key, baseDir),
-  };
+  const { state_dir, log_file, log_format, status_listen } = daemon;
+  const { status_token_file, status_tls_cert, status_tls_key } = daemon;
+  return withLocalPaths({
+    state_dir,
+    log_file,
+    log_format,
+    status_listen,
+    status_token_file,
+    status_tls_cert,
+    status_tls_key,
+  }, baseDir);
 }
 
 /** The log file `logFile` names, relative to `baseDir`; `""` (no log file) stays `""`. */
@@ -44,24 +69,15 @@ export function resolveJob(data: JobInput, name: string, baseDir: string): JobCo
     ? "none"
     : data.verify_transfer;
   const { name: _name, ...rest } = data;
-  return {
+  return withLocalPaths({
     name,
     ...rest,
     verify_transfer: verify,
     max_concurrent_transfers: data.max_concurrent_transfers ??
       (data.transfer_method === "ftp" ? 2 : 4),
-    watch_path: expandPath(data.watch_path, baseDir),
     // For scp/rsync this is a path on the remote host: left as written (a leading ~/ included).
     remote_base_path: data.transfer_method === "local"
       ? expandPath(data.remote_base_path, baseDir)
       : data.remote_base_path,
-    ssh_identity_file: data.ssh_identity_file === null
-      ? null
-      : expandPath(data.ssh_identity_file, baseDir),
-    archive_path: data.archive_path === "" ? "" : expandPath(data.archive_path, baseDir),
-    ftp_password_file: data.ftp_password_file === null
-      ? null
-      : expandPath(data.ftp_password_file, baseDir),
-    ftp_ca_file: data.ftp_ca_file === null ? null : expandPath(data.ftp_ca_file, baseDir),
-  };
+  }, baseDir);
 }
