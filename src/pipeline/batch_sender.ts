@@ -248,14 +248,12 @@ export class BatchSender {
       this.#log.info("The destination is back: files arrive again", {});
     }
     for (const arrival of arrivals) this.#announce(arrival);
-    const recognised = arrivals.filter((arrival) => arrival.found === "rebuilt");
-    if (recognised.length > 0) {
-      const [{ item }] = recognised;
+    // Said once per batch, each file at debug level: after a kill or a rebuild, thousands may be.
+    for (const [kind, words] of Object.entries(FOUND_WORDS)) {
+      const found = arrivals.filter((arrival) => arrival.found === kind);
+      if (found.length === 0) continue;
       const target = this.#context.transport.describeTarget("");
-      this.#log.info(
-        "{count} file(s) are at {target} already with their size: recorded as sent, not sent again (the ledger was rebuilt; the first: {source})",
-        { count: recognised.length, target, source: item.source },
-      );
+      this.#log.info(words, { count: found.length, target, source: found[0].item.source });
     }
     // A change seen while they were sent: the checker looks again.
     for (const source of again) this.#context.observe(source);
@@ -329,19 +327,10 @@ export class BatchSender {
   #announce({ record, item, sha256, found }: Arrival): void {
     const { transport } = this.#context;
     const destination = transport.describeTarget(record.destination);
-    if (found === "interrupted") {
-      this.#log.info("{source} had arrived at {destination} before the last stop; recorded now", {
-        source: item.source,
-        destination,
-      });
-      transport.dropKeptCopies?.([record.destination]);
-    }
+    const fields = { source: item.source, destination, found };
+    if (found) this.#log.debug("{source} is at {destination} already ({found}): recorded", fields);
+    if (found === "interrupted") transport.dropKeptCopies?.([record.destination]);
     if (found === "rebuilt") {
-      // Said for the whole batch by #record: after a rebuild, thousands of files may be there.
-      this.#log.debug("{source} is at {destination} already with its size; recorded as sent", {
-        source: item.source,
-        destination,
-      });
       this.#context.onRecognised(record.relPath, { ...record.version });
     } else {
       this.#context.onSent(record, sha256);
@@ -418,6 +407,14 @@ function refuseAll(items: TransferItem[], reason: string): TransferOutcome[] {
     ),
   }));
 }
+
+/** How a batch's files found at the destination are said (see `#record`), by why they were looked for. */
+const FOUND_WORDS = {
+  interrupted:
+    "{count} file(s) had arrived at {target} before the last stop, unrecorded: recorded now (the first: {source})",
+  rebuilt:
+    "{count} file(s) are at {target} already with their size: recorded as sent, not sent again (the ledger was rebuilt; the first: {source})",
+};
 
 /** Where a record goes after a failed attempt. */
 function afterAttempt(next: NextStep): AfterAttempt {

@@ -12,6 +12,7 @@ import type { Transport } from "../../../src/transfer/transport.ts";
 import { createFileFilter } from "../../../src/watch/file_filter.ts";
 import { versionOf } from "../../../src/watch/stability.ts";
 import { localTestJob } from "../../helpers/jobs.ts";
+import { captureLogs } from "../../helpers/log_capture.ts";
 import type { JobConfig } from "../../../src/config/types.ts";
 
 /** A job's ledger and file table in a fresh folder, with `files` (relative paths) queued. */
@@ -126,6 +127,45 @@ Deno.test("BatchSender: a source that cannot be examined after a failed attempt 
     assert.equal(await sender(job, table, transport).send(table.takeBatch(16)), 0);
     assert.equal(table.record("sub/x.fits")?.phase, "waiting", "retried, not dropped");
   } finally {
+    await close();
+  }
+});
+
+Deno.test("BatchSender: files a killed run had sent unrecorded are found there, said once for the batch, not sent again", async () => {
+  const files = ["a.fits", "b.fits", "c.fits"];
+  const { job, table, close } = await queued(files);
+  const logs = await captureLogs();
+  try {
+    // The last run took them (recorded `transferring`) and was killed before recording arrivals.
+    assert.equal(table.takeBatch(16).length, 3);
+    const next = new FileTable({
+      job,
+      ledger: table.ledger,
+      filter: createFileFilter(job),
+      observe: () => {},
+      onDue: () => {},
+    });
+    next.takeOverLedger();
+    await next.resumeUnfinished();
+    let sent = 0;
+    const transport = {
+      ...answering(job, (items) => {
+        sent += items.length;
+        return Promise.resolve(items.map((item) => ({ item, error: null })));
+      }),
+      // Every copy is there with its size.
+      destinationSizes: (destinations: string[]) =>
+        Promise.resolve(new Map(destinations.map((d) => [d, d.split("/").at(-1)!.length]))),
+    } as unknown as Transport;
+    const batch = next.takeBatch(16);
+    assert.equal(batch.length, 3);
+    assert.equal(await sender(job, next, transport).send(batch), 3);
+    assert.equal(sent, 0, "none sent again");
+    assert.equal(logs.count("info", "had arrived at"), 1, "said once for the batch");
+    assert.equal(logs.count("info", "Successfully transferred"), 3);
+    next.close();
+  } finally {
+    await logs.stop();
     await close();
   }
 });
