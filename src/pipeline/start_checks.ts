@@ -217,17 +217,16 @@ function assertCleanupSafe(config: Config): void {
  * in both lists.
  */
 function apartByExtension(a: JobConfig, b: JobConfig): boolean {
+  // Two case-sensitive lists share a file only through the same spelling; a caseless list
+  // matches every spelling of its endings.
+  const caseless = !(a.case_sensitive_patterns && b.case_sensitive_patterns);
   const endings = (job: JobConfig) => {
     const found = job.file_patterns.map((p) => /^(?:\*\*\/)?\*(\.[^*?[\]{}()!/\\]+)$/.exec(p)?.[1]);
     if (found.some((ending) => ending === undefined)) return null;
-    const caseless = !(job.case_sensitive_patterns ?? false);
     return found.map((ending) => caseless ? ending!.toLowerCase() : ending!);
   };
   const [ea, eb] = [endings(a), endings(b)];
-  if (ea === null || eb === null) return false;
-  // A caseless list matches every spelling of its endings.
-  const lower = (list: string[]) => list.map((e) => e.toLowerCase());
-  return !lower(ea).some((ending) => lower(eb).includes(ending));
+  return ea !== null && eb !== null && !ea.some((ending) => eb.includes(ending));
 }
 
 /**

@@ -345,5 +345,28 @@ Deno.test("a job that deletes or moves sources watches its folder alone, also th
       { watch_path: watch, file_patterns: ["*.log", "*.FITS"] },
     );
     assert.equal((await validate()).code, 2);
+    // Both matching case-sensitively: *.fits and *.FITS are different files.
+    await jobs(
+      {
+        watch_path: watch,
+        file_patterns: ["*.fits"],
+        after_transfer: "delete",
+        case_sensitive_patterns: true,
+      },
+      { watch_path: watch, file_patterns: ["*.FITS"], case_sensitive_patterns: true },
+    );
+    const cased = await validate();
+    assert.equal(cased.code, 0, cased.stderr);
+    // One of them caseless: it takes *.FITS too.
+    await jobs(
+      {
+        watch_path: watch,
+        file_patterns: ["*.fits"],
+        after_transfer: "delete",
+        case_sensitive_patterns: true,
+      },
+      { watch_path: watch, file_patterns: ["*.FITS"] },
+    );
+    assert.equal((await validate()).code, 2);
   });
 });
