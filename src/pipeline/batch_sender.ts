@@ -99,8 +99,11 @@ export class BatchSender {
   #log: Logger;
   /** Arrivals waiting for the ledger to be writable (the table holds them `sending`). */
   #unrecorded: Arrival[] = [];
-  /** Whether the destination's base folder was said to be gone (and no file arrived since). */
-  #saidDestinationGone = false;
+  /**
+   * Whether a failure of the whole destination (its base folder gone, a login it refuses) was
+   * said, and no file arrived since.
+   */
+  #saidDestinationDown = false;
 
   constructor(context: BatchSenderContext) {
     this.#log = jobLogger("pipeline", context.job.name);
@@ -243,8 +246,8 @@ export class BatchSender {
       this.#unrecorded.push(...arrivals);
       return false;
     }
-    if (this.#saidDestinationGone) {
-      this.#saidDestinationGone = false;
+    if (this.#saidDestinationDown) {
+      this.#saidDestinationDown = false;
       this.#log.info("The destination is back: files arrive again", {});
     }
     for (const arrival of arrivals) this.#announce(arrival);
@@ -366,17 +369,15 @@ export class BatchSender {
       failing: record.failing,
       slowRetryMs: this.#context.slowRetries ? slowRetryMs(job) : 0,
     });
-    // A destination that is gone fails every file alike: said once, until a file arrives again.
-    const destinationGone = failureScope(error) === "destination";
-    if (destinationGone && this.#saidDestinationGone) {
-      this.#log.debug("{source} waits for the destination: {reason}", {
-        source,
-        reason: error.message,
-      });
+    // A destination that is gone, or refuses the login, fails every file alike: said once (each
+    // file at debug level), until a file arrives again.
+    const destinationDown = failureScope(error) !== "file";
+    if (destinationDown && this.#saidDestinationDown) {
+      this.#log.debug("{source} failed the same way: {reason}", { source, reason: error.message });
     } else {
       logFailure(this.#log, this.#context.job, source, error, outcome.next);
     }
-    if (destinationGone) this.#saidDestinationGone = true;
+    if (destinationDown) this.#saidDestinationDown = true;
     const { kind } = outcome.next;
     if (kind === "retry" || kind === "give-up" || kind === "hold") {
       this.#context.onFailed?.(record.relPath, error, kind === "give-up");

@@ -77,7 +77,9 @@ Deno.test("cli: a refused FTP login fails run --once with the reason, no stack, 
     const dest = await server.makeRemoteDir();
     const watch = join(root, "watch");
     await Deno.mkdir(watch);
-    await Deno.writeFile(join(watch, "a.fits"), randomBytes(1000));
+    for (const name of ["a", "b", "c", "d"]) {
+      await Deno.writeFile(join(watch, `${name}.fits`), randomBytes(1000));
+    }
     const config = join(root, "config.yaml");
     await writeConfig(config, {
       watch_path: watch,
@@ -94,9 +96,13 @@ Deno.test("cli: a refused FTP login fails run --once with the reason, no stack, 
     });
     assert.equal(out.code, 1);
     assert.match(out.stderr, /refused the login/);
+    // Said once for the job, not once per file; every file is counted as failed.
+    assert.equal(out.stderr.match(/ ERROR .*refused the login/g)?.length, 1, out.stderr);
+    assert.match(out.stderr, /0 file\(s\) sent, 4 failed in this run/);
     assert.doesNotMatch(out.stderr, /wrong secret|\n\s+at /);
     assert.doesNotMatch(await Deno.readTextFile(join(root, "it.log")), /wrong secret/);
     const log = await Deno.readTextFile(join(server.dir, "vsftpd.log"));
+    // One login tried for the four files: a refused login is not tried again at once.
     assert.equal(log.split("\n").filter((line) => line.includes("FAIL LOGIN")).length, 1, log);
     assert.deepEqual(await listFiles(dest), []);
   } finally {
