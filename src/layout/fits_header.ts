@@ -244,7 +244,8 @@ function utcDate(year: number, month: number, day: number, time: string[]): Date
   date.setUTCFullYear(year, month - 1, day);
   if (date.getUTCMonth() !== month - 1 || date.getUTCDate() !== day) return null;
   // Cut to the millisecond, never rounded up: 11:59:59.9999 is before noon (a night rule's hour).
-  date.setUTCHours(hour, minute, 0, Math.floor(seconds * 1000 + 1e-6));
+  // A leap second (23:59:60) is the last moment of its own day, not the next day's first.
+  date.setUTCHours(hour, minute, 0, Math.min(Math.floor(seconds * 1000 + 1e-6), 59_999));
   return date;
 }
 

@@ -67,10 +67,10 @@ export interface BatchSenderContext {
   /** The destination cannot take files now (called before the file is queued again). */
   onHold(error: TransferError): void;
   /**
-   * Whether a batch of `bytes` may go now (`min_free_space`, see
+   * Whether a batch of `files` files, `bytes` in all, may go now (`min_free_space`, see
    * `space_guard.ts`): `null`, or why there is no room for it.
    */
-  admit?(bytes: number): Promise<string | null>;
+  admit?(bytes: number, files: number): Promise<string | null>;
   /**
    * Longest time one batch may take; then it is aborted and its files are
    * retried. Default: three times `transfer_timeout_seconds` plus a minute
@@ -173,7 +173,8 @@ export class BatchSender {
       });
       const there = await this.#alreadyThere(batch, items, batchAbort.signal);
       const toSend = items.filter((_, index) => !there[index]);
-      const noRoom = await this.#context.admit?.(toSend.reduce((sum, item) => sum + item.size, 0));
+      const bytes = toSend.reduce((sum, item) => sum + item.size, 0);
+      const noRoom = await this.#context.admit?.(bytes, toSend.length);
       const outcomes = toSend.length === 0
         ? []
         : noRoom

@@ -205,7 +205,7 @@ export class JobRunner {
         this.#pause.pause(error.message, isDestinationFull(error));
         status.state(this.#pause.full);
       },
-      admit: (bytes) => this.#space.admit(bytes, this.#pause.full),
+      admit: (bytes, files) => this.#space.admit(bytes, this.#pause.full, files),
       deadlineMs: options.batchDeadlineMs,
     });
     this.#stopListening = ledger.subscribe(() => this.#ledgerChanged());

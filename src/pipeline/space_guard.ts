@@ -117,11 +117,11 @@ export class SpaceGuard {
    * Whether `bytes` more may be sent now: within `min_free_space`, and, while
    * the destination is paused as `full`, within the room it has (a probe that
    * cannot fit is refused unsent: no large file written and removed again at
-   * every probe).
+   * every probe). `files`: how many files the `bytes` are, for the words.
    *
    * @returns `null` to go ahead, else why not (the words of a full destination's error)
    */
-  async admit(bytes: number, full = false): Promise<string | null> {
+  async admit(bytes: number, full = false, files = 1): Promise<string | null> {
     const rule = this.#rule ?? (full ? NOTHING_KEPT : null);
     if (rule === null || !this.#options.measure) return null;
     let space = await this.#current(false);
@@ -139,7 +139,7 @@ export class SpaceGuard {
     }
     const free = `${formatBytes(space.availableBytes - this.#spent)} free and ${
       formatBytes(bytes)
-    } to send`;
+    } to send${files > 1 ? ` in ${files} files` : ""}`;
     if (rule === NOTHING_KEPT) return `no space left: ${free}`;
     const share = "percent" in rule ? ` (${rule.percent}% of the file system)` : "";
     return `${free}, but min_free_space keeps ${

@@ -367,7 +367,10 @@ Deno.test("a full destination's probe that cannot fit is refused unsent (no min_
     assert.ok(measured >= 1);
     // One that fits goes, and counts against the room measured.
     assert.equal(await guard.admit(3 * MIB, true), null);
-    assert.match((await guard.admit(2 * MIB, true)) ?? "", /no space left: 1.0 MiB free/);
+    assert.match(
+      (await guard.admit(2 * MIB, true, 2)) ?? "",
+      /^no space left: 1.0 MiB free and 2.0 MiB to send in 2 files$/,
+    );
     guard.close();
   } finally {
     await Deno.remove(root, { recursive: true });

@@ -285,6 +285,8 @@ Deno.test("observationDate accepts the documented DATE-OBS forms", () => {
     [{ "DATE-OBS": "2024-13-01" }, null],
     [{ "DATE-OBS": "32/01/98" }, null],
     [{ "DATE-OBS": "2024-03-15T24:00:00" }, null],
+    // A leap second stays in its own day.
+    [{ "DATE-OBS": "2016-12-31T23:59:60.5" }, "2016-12-31T23:59:59.999Z"],
     [{ "DATE-OBS": "2024-03-15T03:60:00" }, null],
     [{ "DATE-OBS": "yesterday" }, null],
     [{ "DATE-OBS": "" }, null],
