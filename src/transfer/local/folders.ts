@@ -72,54 +72,77 @@ export class BaseFileSystem {
   #arrivedOn: number | null;
   /** Whether this run's arrivals were looked at (once a run, and again after a move). */
   #known = false;
+  /** A file that arrived there (relative to the base folder), the last run's first. */
+  #sample: string | null;
 
   constructor(base: string, ledger: Ledger | null) {
     this.#base = base;
     this.#ledger = ledger;
     const kept = Number.parseInt(ledger?.meta(this.#key) ?? "", 16);
     this.#arrivedOn = Number.isSafeInteger(kept) ? kept : null;
+    this.#sample = ledger?.meta(this.#sampleKey) ?? null;
   }
 
   get #key(): string {
     return `arrived_on_file_system ${this.#base}`;
   }
 
-  /** Files arrived in the base folder: remember its file system. */
-  arrived(): void {
+  get #sampleKey(): string {
+    return `arrived_file ${this.#base}`;
+  }
+
+  /**
+   * Files arrived in the base folder (`destination`, relative to it, one of
+   * them): remember its file system, and that file, once a run.
+   */
+  arrived(destination: string): void {
     if (this.#known) return;
     const now = statfsType(this.#base);
     if (now === null) return;
     this.#known = true;
-    if (now === this.#arrivedOn) return;
     this.#arrivedOn = now;
+    this.#sample = destination;
     try {
       this.#ledger?.setMeta(this.#key, now.toString(16));
+      this.#ledger?.setMeta(this.#sampleKey, destination);
     } catch {
       // The ledger says why it cannot be written; this run remembers it meanwhile.
     }
   }
 
   /**
-   * Why the base folder is the empty mount point of a share that is not
-   * mounted (files arrived on a network or FUSE file system, and it is an
-   * empty folder on a local one now), or `null`. A folder there that holds
-   * anything, or any other change of file system (a new share mounted there),
-   * is a destination moved for good, remembered at the next arrival.
+   * Why the base folder is the mount point of a share that is not mounted
+   * (files arrived on a network or FUSE file system, and it is a folder on a
+   * local one now, empty or without the file that arrived there last run:
+   * a marker file left in a mount point does not make it the destination),
+   * or `null`. A local folder that holds that file (the destination's files
+   * moved there), or any other change of file system (a new share mounted
+   * there), is a destination moved for good, remembered at the next arrival.
    */
   async unmountedShare(): Promise<string | null> {
     const before = this.#arrivedOn;
     const now = before === null ? null : statfsType(this.#base);
     if (before === null || now === null || now === before) return null;
-    if (!fileSystemKind(before).remote || fileSystemKind(now).remote) {
+    const [was, is] = [fileSystemKind(before), fileSystemKind(now)];
+    if (!was.remote || is.remote) {
       this.#known = false;
       return null;
     }
+    let empty = true;
     for await (const _ of Deno.readDir(this.#base)) {
+      empty = false;
+      break;
+    }
+    if (empty) return `an empty folder on ${is.type} stands where files arrived on ${was.type}`;
+    const sample = this.#sample;
+    // A ledger from before files were remembered: a folder that holds anything has moved.
+    if (sample === null || await kindAt(join(this.#base, sample)) !== null) {
       this.#known = false;
       return null;
     }
-    return `an empty folder on ${fileSystemKind(now).type} stands where files arrived on ` +
-      fileSystemKind(before).type;
+    return `a folder on ${is.type} without the files that arrived on ${was.type} stands where ` +
+      `they arrived (${sample} is not there); if the destination moved to this disk for good, ` +
+      "move those files here too";
   }
 }
 

@@ -207,7 +207,7 @@ export class LocalTransport implements Transport {
           try {
             await syncFolder(folder);
             for (const delivery of inFolder) delivery.sha256 = delivery.written!.sha256;
-            this.#arrivedOn.arrived();
+            this.#arrivedOn.arrived(inFolder[0].item.destination);
           } catch (error) {
             for (const delivery of inFolder) fail(delivery, error, signal);
           }

@@ -255,6 +255,21 @@ Deno.test("a local destination that is a share's mount point: unmounted at a res
       assert.notEqual(doctor.code, 0, doctor.stdout);
       assert.match(doctor.stdout, /FAIL +destination folder: .*share: an empty folder on .* fuse/);
 
+      // A marker file left in the mount point does not make it the destination.
+      await Deno.writeTextFile(join(base, "NOT_MOUNTED"), "");
+      const marked = await runCli(["run", "--once", "-c", config], { env });
+      assert.equal(marked.code, 1, marked.stderr);
+      assert.match(
+        marked.stderr,
+        /share is gone \(a share that is not mounted\?\): a folder on \S+ without the files that arrived on fuse stands where they arrived \(\d{8}\/a\.fits is not there\)/,
+      );
+      assert.deepEqual(
+        await listFiles(base),
+        ["NOT_MOUNTED"],
+        "nothing written below the mount point",
+      );
+      await Deno.remove(join(base, "NOT_MOUNTED"));
+
       await mountBindfs(server, base);
       const mounted = await runCli(["run", "--once", "-c", config], { env });
       assert.equal(mounted.code, 0, mounted.stderr);
