@@ -338,7 +338,8 @@ export class BatchSender {
       this.#context.onRecognised(record.relPath, { ...record.version });
     } else {
       this.#context.onSent(record, sha256);
-      this.#log.info("Successfully transferred {source} -> {destination}", {
+      const how = found ? " (it had arrived before the last stop: recorded, not sent again)" : "";
+      this.#log.info(`Successfully transferred {source} -> {destination}${how}`, {
         source: item.source,
         destination,
         bytes: record.version.size,

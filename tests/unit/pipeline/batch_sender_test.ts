@@ -163,6 +163,7 @@ Deno.test("BatchSender: files a killed run had sent unrecorded are found there, 
     assert.equal(sent, 0, "none sent again");
     assert.equal(logs.count("info", "had arrived at"), 1, "said once for the batch");
     assert.equal(logs.count("info", "Successfully transferred"), 3);
+    assert.equal(logs.count("info", "before the last stop: recorded, not sent again"), 3);
     next.close();
   } finally {
     await logs.stop();
