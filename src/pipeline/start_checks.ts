@@ -150,8 +150,8 @@ function checkFolders(config: Config): void {
       "state_dir",
       `${config.state_dir} (or a folder on its path) is a file; give a folder (made if missing)`,
     );
-  } else if (stateKind === "folder") {
-    top("state_dir", unwritableFolder(config.state_dir));
+  } else {
+    top("state_dir", unwritableFolder(config.state_dir, stateKind === null));
   }
   if (config.log_file !== "" && kind(config.log_file) === "folder") {
     top("log_file", `${config.log_file} is a folder; give a file in it (made if missing)`);
@@ -322,10 +322,13 @@ function copiesWatched(job: JobConfig): { key: string; message: string } | null 
 
 /**
  * Why the folder `path` cannot be written (read-only, permission denied), by
- * making a file in it and removing it; `null` when it can.
+ * making a file in it and removing it; `null` when it can. `missing`: it is
+ * to be made, in the nearest folder on its path that exists.
  */
-function unwritableFolder(path: string): string | null {
-  const probe = join(path, `.image-transfer-write-test-${Deno.pid}`);
+function unwritableFolder(path: string, missing = false): string | null {
+  let folder = path;
+  while (missing && !existsAsFolder(folder) && dirname(folder) !== folder) folder = dirname(folder);
+  const probe = join(folder, `.image-transfer-write-test-${Deno.pid}`);
   try {
     Deno.openSync(probe, { write: true, createNew: true }).close();
     Deno.removeSync(probe);
@@ -333,7 +336,16 @@ function unwritableFolder(path: string): string | null {
   } catch (error) {
     const why = whyUnwritable(error);
     if (!/read-only|permission denied/.test(why)) return null;
-    return `${path} cannot be written (${why}); give a folder this user can write (made if missing)`;
+    const what = folder === path ? "cannot be written" : `cannot be made in ${folder}`;
+    return `${path} ${what} (${why}); give a folder this user can write (made if missing)`;
+  }
+}
+
+function existsAsFolder(path: string): boolean {
+  try {
+    return Deno.statSync(path).isDirectory;
+  } catch {
+    return false;
   }
 }
 

@@ -329,13 +329,15 @@ Deno.test("a state_dir on a read-only file system: exit 2, said as such by run, 
       assert.doesNotMatch(out.stderr, /database file|os error|^ {4}at /m);
     }
     // A state_dir still to be made there: said as such when it cannot be.
-    await box.rewrite({ state_dir: join(stateDir, "state") });
-    const made = await runCli(["run", "--once", "-c", box.config], { env: box.env });
-    assert.notEqual(made.code, 0);
-    assert.match(
-      made.stderr,
-      /Cannot use state_dir .*read-only\/state: it is on a read-only file system; set state_dir to a folder this user can write/,
-    );
+    await box.rewrite({ state_dir: join(stateDir, "state", "deeper") });
+    for (const args of [["run", "--once"], ["doctor"], ["config", "validate"]]) {
+      const made = await runCli([...args, "-c", box.config], { env: box.env });
+      assert.equal(made.code, 2, `${args.join(" ")}: ${made.stderr}`);
+      assert.match(
+        made.stderr,
+        /state_dir: .*read-only\/state\/deeper cannot be made in .*read-only \(it is on a read-only file system\); give a folder this user can write/,
+      );
+    }
     const sent = await listFiles(box.dest).catch(() => []);
     assert.deepEqual(sent, [], "nothing was sent without a ledger");
   }, { readOnly: true });
