@@ -72,12 +72,12 @@ export interface BatchSenderContext {
    */
   admit?(bytes: number, files: number): Promise<string | null>;
   /**
-   * Longest time one batch may take; then it is aborted and its files are
-   * retried. Default: three times `transfer_timeout_seconds` plus a minute
-   * (each command of a batch has that timeout already; this catches a wait
-   * anywhere else).
+   * Longest time a batch may take, then aborted and retried (default three times
+   * `transfer_timeout_seconds` plus a minute: this catches a wait anywhere else).
    */
   deadlineMs?: number;
+  /** A file arrived after a failure of the whole destination was said: the failed get a try. */
+  onBack?(): void;
 }
 
 /** An arrival the ledger does not hold yet. */
@@ -86,9 +86,8 @@ interface Arrival {
   item: TransferItem;
   sha256?: string;
   /**
-   * Found at the destination, not sent now: `interrupted` (its end was not
-   * recorded: announced as an arrival), `rebuilt` (sent before the ledger was
-   * rebuilt: announced then, so no hook now).
+   * Found there, not sent now: `interrupted` (its end not recorded: announced as an arrival),
+   * `rebuilt` (sent before the ledger was rebuilt: announced then, so no hook now).
    */
   found?: "interrupted" | "rebuilt";
 }
@@ -250,6 +249,7 @@ export class BatchSender {
     if (this.#saidDestinationDown) {
       this.#saidDestinationDown = false;
       this.#log.info("The destination is back: files arrive again", {});
+      this.#context.onBack?.();
     }
     for (const arrival of arrivals) this.#announce(arrival);
     // Said once per batch, each file at debug level: after a kill or a rebuild, thousands may be.

@@ -206,6 +206,7 @@ export class JobRunner {
         status.state(this.#pause.full);
       },
       admit: (bytes, files) => this.#space.admit(bytes, this.#pause.full, files),
+      onBack: () => this.retry(),
       deadlineMs: options.batchDeadlineMs,
     });
     this.#stopListening = ledger.subscribe(() => this.#ledgerChanged());
@@ -255,10 +256,7 @@ export class JobRunner {
     this.#status.userPaused = true;
   }
 
-  /**
-   * Start transfers again after {@linkcode pause}; inside a transfer window's
-   * pause, send again until the window's next pause time.
-   */
+  /** Start transfers again after {@linkcode pause} (inside a window's pause: until its next). */
   resume(): void {
     this.#status.userPaused = false;
     this.#status.windowPaused = false;

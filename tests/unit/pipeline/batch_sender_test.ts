@@ -170,3 +170,46 @@ Deno.test("BatchSender: files a killed run had sent unrecorded are found there, 
     await close();
   }
 });
+
+Deno.test("BatchSender: a refused login is said once; the first arrival after it gives the failed files a try", async () => {
+  const { job, table, close } = await queued(["a.fits", "b.fits", "c.fits"]);
+  const logs = await captureLogs();
+  try {
+    let refuse = true;
+    const transport = answering(job, (items) =>
+      Promise.resolve(items.map((item) => ({
+        item,
+        error: refuse
+          ? new TransferError(
+            `Cannot send ${item.source}: authentication was refused by obs@archive`,
+            "fatal",
+          )
+          : null,
+      }))));
+    let back = 0;
+    const batchSender = new BatchSender({
+      job,
+      table,
+      transport,
+      signal: new AbortController().signal,
+      observe: () => {},
+      onSent: () => {},
+      onRecognised: () => {},
+      onGaveUp: () => {},
+      pauseWhenUnavailable: true,
+      onHold: () => {},
+      onBack: () => back++,
+    });
+    assert.equal(await batchSender.send(table.takeBatch(2)), 0);
+    assert.equal(logs.count("error", "Failed to transfer"), 1, "said once, not per file");
+    assert.equal(back, 0);
+    // The key is fixed: the next file arrives, and the failed ones are told to go again.
+    refuse = false;
+    assert.equal(await batchSender.send(table.takeBatch(16)), 1);
+    assert.equal(logs.count("info", "The destination is back"), 1);
+    assert.equal(back, 1);
+  } finally {
+    await logs.stop();
+    await close();
+  }
+});
