@@ -5,7 +5,8 @@
  *   says so (`layout/fits_structure.ts`). Closed by its writer and complete,
  *   it is ready at once; found without a close (a scan, a poll), it is ready
  *   once unchanged for a short confirmation if its mtime is older than the
- *   window. Structurally incomplete, it waits, whatever its closes
+ *   window. Seen written (Linux tells closes) and not closed since, one open
+ *   to more HDUs waits for its close, up to the grace. Structurally incomplete, it waits, whatever its closes
  *   say; once it has stayed so, unchanged, for the grace period, it is reported
  *   ready with `truncated` set. Longer than its structure, unreadable as FITS,
  *   or complete but possibly awaiting more HDUs (or open to them, where
@@ -46,8 +47,10 @@ export interface StableFile {
 
 /** What kind of activity was seen for a file. */
 export type Activity =
-  /** Created, written, renamed in, or found by a scan. */
+  /** Created, written, renamed in, or found by a scan or a poll. */
   | "changed"
+  /** Written, as told by a watcher that also tells the close (Linux): open until "closed". */
+  | "written"
   /** Closed by a writer (close-after-write). */
   | "closed";
 
@@ -120,6 +123,8 @@ export interface Observation {
   lastActivityMs: number;
   /** The latest activity was a close, and nothing changed since. */
   closed: boolean;
+  /** Its writer has it open: written (as told by a watcher that tells closes), not closed since. */
+  open?: boolean;
   timer: ReturnType<typeof setTimeout> | undefined;
   /** When `timer` fires (performance.now() ms). */
   dueMs: number;
@@ -192,6 +197,8 @@ export class StabilityChecker {
     }
     entry.lastActivityMs = now;
     entry.closed = activity === "closed";
+    // A scan or a poll cannot tell: a close the watcher lost must not hold the file.
+    entry.open = activity === "written";
     // The event is the activity: re-take the baseline so the check compares
     // against the file as it was at this event.
     if (!this.#sample(path, entry, "baseline")) return this.#drop(path, entry);
@@ -321,6 +328,16 @@ export class StabilityChecker {
       !(structure.appendable && this.#options.fitsAppended);
     if (settled) {
       if (entry.closed) return { ready: true };
+      // Its writer still has it open, and HDUs may follow (a camera computing the next one):
+      // it waits for the close, up to the grace.
+      if (entry.open && structure.appendable) {
+        const graceLeftMs = this.#options.incompleteGraceMs - quietForMs;
+        if (graceLeftMs > 0 && quietForMs >= stableForMs - 1) {
+          const reason = "its writer still has it open, and HDUs may follow";
+          return { ready: false, waitMs: graceLeftMs, incomplete: { reason, graceLeftMs } };
+        }
+        if (graceLeftMs > 0) return { ready: false, waitMs: stableForMs - quietForMs };
+      }
       // Found without a close (a scan, a poll, an OS without close events): its structure
       // is settled, and an mtime older than the window says its writer stopped as surely
       // as watching for the window would, once it stayed unchanged for the confirmation.
@@ -364,7 +381,7 @@ export class StabilityChecker {
     return {
       ready: false,
       waitMs: Math.min(graceLeftMs, recheckMs),
-      incomplete: { reason: structure.reason, graceLeftMs },
+      incomplete: { reason: `its FITS structure is incomplete (${structure.reason})`, graceLeftMs },
     };
   }
 

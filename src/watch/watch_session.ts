@@ -38,6 +38,9 @@ import { type WatchHow, watchHow, type WatchModeSetting } from "./fs_type.ts";
 /** The warning when the watch folder itself disappeared. */
 const REMOVED = "Watch folder {path} was removed; watching it again once it exists";
 
+/** What a write event tells: on Linux the watcher tells closes too, so a written file is open. */
+const WRITES: Activity = Deno.build.os === "linux" ? "written" : "changed";
+
 /** Options of {@linkcode WatchSession}. */
 export interface WatchSessionOptions {
   /** The watch folder (`watch_path`). */
@@ -397,7 +400,7 @@ export class WatchSession {
       if (rel === "") continue;
       this.#missed.heard(rel);
       if (filter.includesFile(rel)) {
-        this.#options.onActivity(path, rel, kind === "access" ? "closed" : "changed");
+        this.#options.onActivity(path, rel, kind === "access" ? "closed" : WRITES);
       } else if (appeared && filter.includesDir(rel)) {
         // A new (or moved-in) folder: files may have landed before the watch covered it.
         void Deno.stat(path).then((info) => {

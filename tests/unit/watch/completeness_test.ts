@@ -112,7 +112,10 @@ Deno.test("completeness: an incomplete FITS file waits whatever its closes say, 
       // Said once, when it stayed unchanged for the window, with what is missing.
       await rec.until(() => rec.incomplete.length > 0, "said incomplete");
       assert.equal(rec.incomplete[0].path, path);
-      assert.match(rec.incomplete[0].reason, /^HDU 0 ends at byte \d+, the file has \d+$/);
+      assert.match(
+        rec.incomplete[0].reason,
+        /^its FITS structure is incomplete \(HDU 0 ends at byte \d+, the file has \d+\)$/,
+      );
       assert.ok(rec.incomplete[0].graceLeftMs > 0 && rec.incomplete[0].graceLeftMs <= 8000);
       await rec.until(() => rec.ready.length === 1, "ready after the grace");
       assert.equal(rec.incomplete.length, 1, "said once");

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { Activity } from "../../../src/watch/stability.ts";
 import { sleep, withChecker } from "../../helpers/checker.ts";
+import { card, fitsFile, headerBytes, imageParts, int16Data } from "../../helpers/fits.ts";
 
 function fileInfo(path: string) {
   const info = Deno.statSync(path);
@@ -256,6 +257,65 @@ Deno.test("StabilityChecker: a file held open and written in pauses waits for th
         assert.ok(events.length > 0, "the watcher delivered events");
         await sleep(400);
         assert.equal(rec.readyFor(path).length, 1, "not reported again");
+      } finally {
+        watcher.close();
+        await pump;
+      }
+    },
+  );
+});
+
+Deno.test("StabilityChecker: a FITS file open to more HDUs, written and still open, waits for its close (real watcher)", async () => {
+  // Wired like the job runner on Linux: a close-after-write is "closed", other events "written".
+  await withChecker(
+    { stableForMs: 300, closedForMs: 100, incompleteGraceMs: 120_000 },
+    async (checker, rec, dir) => {
+      const watcher = Deno.watchFs(dir, { recursive: true });
+      const pump = (async () => {
+        for await (const event of watcher) {
+          if (event.kind === "remove") continue;
+          const activity: Activity = event.kind === "access" ? "closed" : "written";
+          for (const path of event.paths) checker.touch(path, activity);
+        }
+      })();
+      try {
+        const path = join(dir, "two hdus.fits");
+        const primary = imageParts(16, 16, [card("EXTEND", true)]);
+        const extension = {
+          header: headerBytes([
+            card("XTENSION", "IMAGE"),
+            card("BITPIX", 16),
+            card("NAXIS", 2),
+            card("NAXIS1", 16),
+            card("NAXIS2", 16),
+            card("PCOUNT", 0),
+            card("GCOUNT", 1),
+          ]),
+          data: int16Data(16, 16, (x, y) => x + y),
+        };
+        let closedAt = Infinity;
+        {
+          using file = Deno.openSync(path, { write: true, create: true });
+          file.writeSync(primary.header);
+          file.writeSync(primary.data);
+          // The camera computes the next HDU: far longer than the window, the file held open.
+          await rec.until(() => rec.incomplete.length > 0, "said to wait for the close");
+          assert.equal(rec.ready.length, 0, "not reported while its writer has it open");
+          assert.match(rec.incomplete[0].reason, /its writer still has it open/);
+          file.writeSync(extension.header);
+          file.writeSync(extension.data);
+          closedAt = performance.now();
+        }
+        await rec.until(() => rec.ready.length > 0, "ready after the close");
+        const [ready] = rec.readyFor(path);
+        assert.ok(ready.atMs >= closedAt, "reported only after the close");
+        assert.equal(ready.size, fileInfo(path).size);
+        assert.equal(ready.size, 4 * 2880, "both HDUs");
+        // Found by a scan instead (a lost close cannot hold it): the window decides, as before.
+        const scanned = join(dir, "scanned.fits");
+        await Deno.writeFile(scanned, fitsFile(primary.header, primary.data));
+        checker.touch(scanned);
+        await rec.until(() => rec.readyFor(scanned).length > 0, "a scanned file ready");
       } finally {
         watcher.close();
         await pump;
