@@ -114,7 +114,7 @@ Deno.test("systemd system unit with a space, %, $ and unicode in the program pat
     const argv = [exe, "run", "-c", config];
     const unit = renderSystemdUnit(linuxSystem, launch(argv));
     assert.ok(!unit.includes("{{"), unit);
-    assert.match(unit, /^After=network-online\.target$/m);
+    assert.match(unit, /^After=network-online\.target remote-fs\.target$/m);
     assert.match(unit, /^Wants=network-online\.target$/m);
     assert.match(unit, /^User=observer$/m);
     assert.match(unit, /^Restart=on-failure$/m);
