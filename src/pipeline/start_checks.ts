@@ -91,6 +91,10 @@ async function checkLoginFiles(config: Config, runsAs?: number | null): Promise<
         }
         continue;
       }
+      if (key === "ssh_identity_file") {
+        const notKey = notAPrivateKey(file);
+        if (notKey !== null) problems.push(`${jobKeyPlace(config, index, key)}: ${notKey}`);
+      }
       const mode = (info.mode ?? 0) & 0o777;
       const mine = key !== "ssh_identity_file" || account === null || info.uid === account;
       if (!secret || Deno.build.os === "windows" || (mode & 0o077) === 0 || !mine) continue;
@@ -103,6 +107,32 @@ async function checkLoginFiles(config: Config, runsAs?: number | null): Promise<
     }
   }
   if (problems.length > 0) throw new ConfigError(problems.join("\n"), { file: config.file });
+}
+
+/**
+ * Why the file `path` is not a private key OpenSSH can use (a public key, a
+ * PuTTY key, anything else), by its first line; `null` when it looks like
+ * one or cannot be read here (ssh then says why).
+ */
+function notAPrivateKey(path: string): string | null {
+  let head: string;
+  try {
+    using file = Deno.openSync(path);
+    const bytes = new Uint8Array(64);
+    head = new TextDecoder().decode(bytes.subarray(0, file.readSync(bytes) ?? 0)).trimStart();
+  } catch {
+    return null;
+  }
+  if (/^-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(head)) return null;
+  if (/^(ssh-|ecdsa-|sk-)/.test(head)) {
+    return `${path} is a public key; give the private key (the same name without .pub)`;
+  }
+  if (head.startsWith("PuTTY-User-Key-File")) {
+    return `${path} is a PuTTY key, which OpenSSH cannot read; convert it: ` +
+      `puttygen ${JSON.stringify(path)} -O private-openssh -o id_ed25519`;
+  }
+  return `${path} is not a private key (it does not start with "-----BEGIN … PRIVATE KEY-----"); ` +
+    "give the key file ssh -i would take";
 }
 
 /**

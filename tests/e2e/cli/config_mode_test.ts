@@ -20,6 +20,8 @@ async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
 
 const env = (dir: string) => ({ HOME: dir, XDG_STATE_HOME: "" });
 
+/** What a private key file starts with (its body is never read by `config validate`). */
+const KEY_SHAPED = "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n";
 Deno.test("a config file group or others can write is refused with exit 2 and the chmod", async () => {
   await withDir(async (dir) => {
     const config = join(dir, "my config.yaml");
@@ -114,7 +116,7 @@ Deno.test("a config file owned by another user is refused with exit 2 and the ch
 Deno.test("an ssh_identity_file group or others can write is refused with exit 2 and the chmod", async () => {
   await withDir(async (dir) => {
     const key = join(dir, "id_ed25519");
-    await Deno.writeTextFile(key, "not really a key\n", { mode: 0o600 });
+    await Deno.writeTextFile(key, KEY_SHAPED, { mode: 0o600 });
     const config = join(dir, "config.yaml");
     await writeConfig(config, {
       watch_path: join(dir, "watch"),
@@ -137,6 +139,41 @@ Deno.test("an ssh_identity_file group or others can write is refused with exit 2
     );
     assert.ok(refused.stderr.includes(`fix it with: chmod go-w ${key}`), refused.stderr);
     assert.equal(refused.stdout, "");
+  });
+});
+
+Deno.test("an ssh_identity_file that is no private key (a .pub file, a PuTTY key, text) is refused with its line", async () => {
+  await withDir(async (dir) => {
+    const key = join(dir, "id_ed25519");
+    const config = join(dir, "config.yaml");
+    await writeConfig(config, {
+      watch_path: join(dir, "watch"),
+      remote_host: "example.invalid",
+      remote_base_path: "/data",
+      ssh_identity_file: key,
+    });
+    await Deno.chmod(config, 0o600);
+    const cases: Array<[string, RegExp]> = [
+      [
+        "ssh-ed25519 AAAAC3Nz obs@camera\n",
+        /is a public key; give the private key \(the same name without \.pub\)/,
+      ],
+      [
+        "PuTTY-User-Key-File-3: ssh-ed25519\n",
+        /is a PuTTY key, which OpenSSH cannot read; convert it: puttygen/,
+      ],
+      ["notakey\n", /is not a private key .*give the key file ssh -i would take/],
+    ];
+    for (const [text, expected] of cases) {
+      await Deno.writeTextFile(key, text, { mode: 0o600 });
+      const out = await runCli(["-c", config, "config", "validate"], { env: env(dir) });
+      assert.equal(out.code, 2, out.stderr);
+      assert.match(out.stderr, /config\.yaml:\d+: ssh_identity_file of job default: /);
+      assert.match(out.stderr, expected);
+    }
+    await Deno.writeTextFile(key, KEY_SHAPED, { mode: 0o600 });
+    const ok = await runCli(["-c", config, "config", "validate"], { env: env(dir) });
+    assert.equal(ok.code, 0, ok.stderr);
   });
 });
 
@@ -183,7 +220,7 @@ Deno.test("config validate refuses a missing or shared ftp_password_file and a m
 
     await Deno.writeTextFile(password, "secret\n", { mode: 0o644 });
     await Deno.chmod(password, 0o644);
-    await Deno.writeTextFile(key, "not really a key\n", { mode: 0o600 });
+    await Deno.writeTextFile(key, KEY_SHAPED, { mode: 0o600 });
     const shared = await validate();
     assert.equal(shared.code, 2, shared.stderr);
     assert.ok(
