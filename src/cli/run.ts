@@ -138,10 +138,18 @@ export function runCommand(): Command {
           onListening,
         });
         // A matching file that cannot even be opened by its name was not transferred either.
-        const failed = summary.failed + sharedSkipLog.errors;
-        if (options.once && failed > 0) {
+        const unnamed = sharedSkipLog.errors;
+        if (options.once && summary.failed + unnamed > 0) {
+          const why = [
+            ...(summary.failed > 0 ? [`${summary.failed} file(s) failed`] : []),
+            ...(unnamed > 0
+              ? [`${unnamed} matching file(s) could not be opened by their names`]
+              : []),
+          ];
           throw new Error(
-            `${failed} file(s) could not be transferred; see the log and \`image-transfer status\``,
+            `Not every file was transferred: ${
+              why.join(", and ")
+            }; see the log and \`image-transfer status\``,
           );
         }
       } catch (error) {

@@ -371,9 +371,9 @@ export class BatchSender {
       failing: record.failing,
       slowRetryMs: this.#context.slowRetries ? slowRetryMs(job) : 0,
     });
-    // A destination that is gone, or refuses the login, fails every file alike: said once (each
-    // file at debug level), until a file arrives again.
-    const destinationDown = failureScope(error) !== "file";
+    // A destination gone, refusing the login or its folder fails all alike: said once, till back.
+    const destinationDown = failureScope(error) !== "file" ||
+      /: cannot create the folder: /.test(error.message);
     if (destinationDown && this.#saidDestinationDown) {
       this.#log.debug("{source} failed the same way: {reason}", { source, reason: error.message });
     } else {

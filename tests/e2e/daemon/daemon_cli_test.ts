@@ -87,7 +87,7 @@ Deno.test("run --once exits 1 when a file cannot be delivered, and status shows 
     });
     assert.equal(run.code, 1, run.stderr);
     assert.match(run.stderr, /Failed to transfer .*b\.fits: /);
-    assert.match(run.stderr, /error: 1 file\(s\) could not be transferred/);
+    assert.match(run.stderr, /error: Not every file was transferred: 1 file\(s\) failed;/);
     const status = await runCli(["status", "-c", box.config], { env: box.env });
     assert.match(status.stdout, /failed 1/);
     assert.match(

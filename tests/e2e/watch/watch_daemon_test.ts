@@ -332,7 +332,10 @@ Deno.test("run --dry-run lists every skipped entry with its reason; status count
     // The file whose name cannot be opened was not transferred: --once says so with its exit code.
     const once = await runCli(["run", "--once", "-c", box.config], { env: box.env });
     assert.equal(once.code, 1, once.stderr);
-    assert.match(once.stderr, /1 file\(s\) could not be transferred/);
+    assert.match(
+      once.stderr,
+      /Not every file was transferred: 1 matching file\(s\) could not be opened by their names/,
+    );
     assert.equal((await listFiles(box.dest)).length, 2);
     const status = await runCli(["status", "-c", box.config], { env: box.env });
     assert.match(status.stdout, /Job default: skipped 7:/);

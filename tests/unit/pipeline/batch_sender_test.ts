@@ -213,3 +213,26 @@ Deno.test("BatchSender: a refused login is said once; the first arrival after it
     await close();
   }
 });
+
+Deno.test("BatchSender: a destination folder the remote user may not create is said once, each attempt of each file after it at debug level", async () => {
+  const { job, table, close } = await queued(["a.fits", "b.fits", "c.fits"]);
+  const logs = await captureLogs();
+  try {
+    const transport = answering(job, (items) =>
+      Promise.resolve(items.map((item) => ({
+        item,
+        error: new TransferError(
+          `Cannot send ${item.source} to obs@archive:/data/20240315/x: cannot create the ` +
+            "folder: the remote user on archive may not write there (Permission denied)",
+          "retry-later",
+        ),
+      }))));
+    const batchSender = sender(job, table, transport);
+    assert.equal(await batchSender.send(table.takeBatch(16)), 0);
+    assert.equal(logs.count("error", "Attempt {attempt} of {source} failed"), 1, "said once");
+    assert.equal(logs.count("debug", "failed the same way"), 2);
+  } finally {
+    await logs.stop();
+    await close();
+  }
+});
