@@ -270,11 +270,19 @@ function makeStateDir(stateDir: string): void {
 /** The lock file's database, made if missing; a clear error naming `state_dir` when it cannot be. */
 function openLockFile(stateDir: string, lockPath: string): DatabaseSync {
   try {
-    // SQLite says only "unable to open database file": ask the file system why first.
-    Deno.openSync(lockPath, { read: true, write: true, create: true }).close();
     return new DatabaseSync(lockPath);
   } catch (error) {
-    throw stateDirError(stateDir, whyUnwritable(error), error);
+    // SQLite says only "unable to open database file": ask the file system why, with a file of
+    // its own (closing one of the lock file's would end the locks this process holds on it).
+    const probe = join(stateDir, `.image-transfer-write-test-${Deno.pid}`);
+    let why: unknown = error;
+    try {
+      Deno.openSync(probe, { write: true, createNew: true }).close();
+      Deno.removeSync(probe);
+    } catch (probeError) {
+      why = probeError;
+    }
+    throw stateDirError(stateDir, whyUnwritable(why), error);
   }
 }
 
