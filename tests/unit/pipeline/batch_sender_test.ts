@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { TransferError } from "../../../src/errors.ts";
+import { TransferError, type TransferErrorKind } from "../../../src/errors.ts";
 import { Ledger } from "../../../src/ledger/ledger.ts";
 import { BatchSender } from "../../../src/pipeline/batch_sender.ts";
 import { FileTable, type WorkRecord } from "../../../src/pipeline/file_table.ts";
@@ -56,12 +56,25 @@ function answering(job: JobConfig, answer: Transport["send"]): Transport {
   } as unknown as Transport;
 }
 
-/** A sender of `table` through `transport` that tells nothing but a full destination. */
+/** A transport whose `send` fails every item with `reason` (after "Cannot send <source>"). */
+function failing(job: JobConfig, reason: () => string | null, kind: TransferErrorKind): Transport {
+  return answering(job, (items) =>
+    Promise.resolve(items.map((item) => {
+      const why = reason();
+      return {
+        item,
+        error: why === null ? null : new TransferError(`Cannot send ${item.source}${why}`, kind),
+      };
+    })));
+}
+
+/** A sender of `table` through `transport` that tells nothing but a full destination and its return. */
 function sender(
   job: JobConfig,
   table: FileTable,
   transport: Transport,
   onHold: () => void = () => {},
+  onBack: () => void = () => {},
 ): BatchSender {
   return new BatchSender({
     job,
@@ -74,6 +87,7 @@ function sender(
     onGaveUp: () => {},
     pauseWhenUnavailable: true,
     onHold,
+    onBack,
   });
 }
 
@@ -81,14 +95,7 @@ Deno.test("BatchSender: a file held by a full destination and taken by the next 
   const { job, table, close } = await queued(["x.fits", "y.fits"]);
   try {
     // Every copy fails as a full disk does: each file is held, back in the queue.
-    const transport = answering(job, (items) =>
-      Promise.resolve(items.map((item) => ({
-        item,
-        error: new TransferError(
-          `Cannot send ${item.source}: No space left on device`,
-          "retry-later",
-        ),
-      }))));
+    const transport = failing(job, () => ": No space left on device", "retry-later");
     let second: WorkRecord[] = [];
     let fulls = 0;
     // The second file's failure: the first is queued again by now, and the next batch takes it.
@@ -176,30 +183,13 @@ Deno.test("BatchSender: a refused login is said once; the first arrival after it
   const logs = await captureLogs();
   try {
     let refuse = true;
-    const transport = answering(job, (items) =>
-      Promise.resolve(items.map((item) => ({
-        item,
-        error: refuse
-          ? new TransferError(
-            `Cannot send ${item.source}: authentication was refused by obs@archive`,
-            "fatal",
-          )
-          : null,
-      }))));
-    let back = 0;
-    const batchSender = new BatchSender({
+    const transport = failing(
       job,
-      table,
-      transport,
-      signal: new AbortController().signal,
-      observe: () => {},
-      onSent: () => {},
-      onRecognised: () => {},
-      onGaveUp: () => {},
-      pauseWhenUnavailable: true,
-      onHold: () => {},
-      onBack: () => back++,
-    });
+      () => refuse ? ": authentication was refused by obs@archive" : null,
+      "fatal",
+    );
+    let back = 0;
+    const batchSender = sender(job, table, transport, () => {}, () => back++);
     assert.equal(await batchSender.send(table.takeBatch(2)), 0);
     assert.equal(logs.count("error", "Failed to transfer"), 1, "said once, not per file");
     assert.equal(back, 0);
@@ -218,16 +208,9 @@ Deno.test("BatchSender: a destination folder the remote user may not create is s
   const { job, table, close } = await queued(["a.fits", "b.fits", "c.fits"]);
   const logs = await captureLogs();
   try {
-    const transport = answering(job, (items) =>
-      Promise.resolve(items.map((item) => ({
-        item,
-        error: new TransferError(
-          `Cannot send ${item.source} to obs@archive:/data/20240315/x: cannot create the ` +
-            "folder: the remote user on archive may not write there (Permission denied)",
-          "retry-later",
-        ),
-      }))));
-    const batchSender = sender(job, table, transport);
+    const reason = " to obs@archive:/data/20240315/x: cannot create the folder: the remote user " +
+      "on archive may not write there (Permission denied)";
+    const batchSender = sender(job, table, failing(job, () => reason, "retry-later"));
     assert.equal(await batchSender.send(table.takeBatch(16)), 0);
     assert.equal(logs.count("error", "Attempt {attempt} of {source} failed"), 1, "said once");
     assert.equal(logs.count("debug", "failed the same way"), 2);
