@@ -6,8 +6,9 @@
  *   it is ready at once; found without a close (a scan, a poll), it is ready
  *   once unchanged for a short confirmation if its mtime is older than the
  *   window. Seen written (Linux tells closes) and not closed since, one open
- *   to more HDUs waits for its close, up to the grace. Structurally incomplete, it waits, whatever its closes
- *   say; once it has stayed so, unchanged, for the grace period, it is reported
+ *   to more HDUs waits for its close, up to the grace. Structurally
+ *   incomplete, it waits, whatever its closes say; once it has stayed so,
+ *   unchanged, for the grace period, it is reported
  *   ready with `truncated` set. Longer than its structure, unreadable as FITS,
  *   or complete but possibly awaiting more HDUs (or open to them, where
  *   writers append HDUs after closing: `fitsAppended`), it is treated like
