@@ -19,6 +19,7 @@ import {
 } from "../../../src/transfer/transport.ts";
 import { isTempName } from "../../../src/layout/destination.ts";
 import { startCli } from "../../helpers/cli.ts";
+import { cliSandbox } from "../../helpers/sandbox.ts";
 import { existsSync, listFiles, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
 import { localTestJob } from "../../helpers/jobs.ts";
 import { captureLogs } from "../../helpers/log_capture.ts";
@@ -289,56 +290,39 @@ Deno.test("disk full (daemon, local): one ERROR, a probe every 15 s, all arrive 
 });
 
 Deno.test("destination gone (daemon, local): the job pauses without using up retries or running on_failure, and resumes once it is back", async () => {
-  const root = await Deno.makeTempDir({ prefix: "itx-gone-daemon-" });
+  await using box = await cliSandbox();
+  const { watch, dest } = box;
+  await Deno.mkdir(dest);
+  const hookLog = join(box.root, "hook.log");
+  const hook = join(box.root, "on_failure.sh");
+  await Deno.writeTextFile(hook, `#!/bin/sh\necho "$IMAGE_TRANSFER_SOURCE" >> '${hookLog}'\n`);
+  await Deno.chmod(hook, 0o755);
+  // Without the pause the file would fail for good within a second and run the hook.
+  await box.rewrite({ retry_attempts: 1, retry_delay_seconds: 0.1, on_failure: [hook] });
+  const daemon = startCli(["run", "-c", box.config], { env: box.env });
   try {
-    const watch = join(root, "watch");
-    const dest = join(root, "share");
-    await Deno.mkdir(watch);
+    await daemon.waitForOutput(/Watching/, 30_000);
+    const first = randomBytes(20_000);
+    await Deno.writeFile(join(watch, "first.fits"), first);
+    await waitFor(async () => (await finalNames(dest)).length === 1, 60_000, "first arrives");
+    // The share goes away: its mount point is gone with everything below it.
+    await Deno.remove(dest, { recursive: true });
+    const second = randomBytes(30_000);
+    await Deno.writeFile(join(watch, "second.fits"), second);
+    await daemon.waitForOutput(/The destination .* cannot be reached: .* is gone/, 60_000);
+    // Longer than the retries would take: nothing failed for good, no hook ran.
+    await new Promise((r) => setTimeout(r, 3_000));
+    const log = daemon.stderr();
+    assert.equal(log.match(/ cannot be reached: /g)?.length, 1, log);
+    assert.doesNotMatch(log, /gave up|failing after/i);
+    assert.ok(!existsSync(hookLog), "on_failure ran for an outage");
     await Deno.mkdir(dest);
-    const hookLog = join(root, "hook.log");
-    const hook = join(root, "on_failure.sh");
-    await Deno.writeTextFile(hook, `#!/bin/sh\necho "$IMAGE_TRANSFER_SOURCE" >> '${hookLog}'\n`);
-    await Deno.chmod(hook, 0o755);
-    const config = join(root, "config.yaml");
-    await writeConfig(config, {
-      watch_path: watch,
-      remote_base_path: dest,
-      transfer_method: "local",
-      night_timezone: "UTC",
-      // Without the pause the file would fail for good within a second and run the hook.
-      retry_attempts: 1,
-      retry_delay_seconds: 0.1,
-      on_failure: [hook],
-      state_dir: join(root, "state"),
-      log_file: "",
-    });
-    const daemon = startCli(["run", "-c", config], { env: { HOME: root } });
-    try {
-      await daemon.waitForOutput(/Watching/, 30_000);
-      const first = randomBytes(20_000);
-      await Deno.writeFile(join(watch, "first.fits"), first);
-      await waitFor(async () => (await finalNames(dest)).length === 1, 60_000, "first arrives");
-      // The share goes away: its mount point is gone with everything below it.
-      await Deno.remove(dest, { recursive: true });
-      const second = randomBytes(30_000);
-      await Deno.writeFile(join(watch, "second.fits"), second);
-      await daemon.waitForOutput(/The destination .* cannot be reached: .* is gone/, 60_000);
-      // Longer than the retries would take: nothing failed for good, no hook ran.
-      await new Promise((r) => setTimeout(r, 3_000));
-      const log = daemon.stderr();
-      assert.equal(log.match(/ cannot be reached: /g)?.length, 1, log);
-      assert.doesNotMatch(log, /gave up|failing after/i);
-      assert.ok(!existsSync(hookLog), "on_failure ran for an outage");
-      await Deno.mkdir(dest);
-      await daemon.waitForOutput(/takes files again/, 60_000);
-      await waitFor(async () => (await finalNames(dest)).length === 1, 60_000, "second arrives");
-      assert.deepEqual(await Deno.readFile(join(dest, (await finalNames(dest))[0])), second);
-      assert.ok(!existsSync(hookLog), "on_failure ran for an outage");
-    } finally {
-      const status = await daemon.stop("SIGTERM");
-      assert.equal(status.code, 0, daemon.stderr());
-    }
+    await daemon.waitForOutput(/takes files again/, 60_000);
+    await waitFor(async () => (await finalNames(dest)).length === 1, 60_000, "second arrives");
+    assert.deepEqual(await Deno.readFile(join(dest, (await finalNames(dest))[0])), second);
+    assert.ok(!existsSync(hookLog), "on_failure ran for an outage");
   } finally {
-    await Deno.remove(root, { recursive: true });
+    const status = await daemon.stop("SIGTERM");
+    assert.equal(status.code, 0, daemon.stderr());
   }
 });
