@@ -182,12 +182,14 @@ export function isConnectionFailure(error: TransferError): boolean {
 /**
  * What a failed attempt says about the job: `connection` (see
  * {@linkcode isConnectionFailure}), `destination` (the destination folder is
- * gone, as `transfer/classify.ts` words it: every file fails alike), or
+ * gone, as `transfer/classify.ts` words it, or does not answer, as
+ * `transfer/local/local.ts` does: every file fails alike), or
  * `file` (this file's own problem).
  */
 export function failureScope(error: TransferError): "file" | "connection" | "destination" {
   if (isConnectionFailure(error)) return "connection";
-  return /the destination folder .* is gone \(a share that is not mounted\?\)/.test(error.message)
+  return /the destination folder .* is gone \(a share that is not mounted\?\)|: the destination .* did not answer for /
+      .test(error.message)
     ? "destination"
     : "file";
 }

@@ -13,15 +13,19 @@
  * @module
  */
 import {
+  close,
   closeSync,
   constants,
   fstatSync,
   lstatSync,
+  open,
   openSync,
+  read,
   readSync,
   type Stats,
   statSync,
 } from "node:fs";
+import { promisify } from "node:util";
 import { TransferError } from "../errors.ts";
 import { sourceUnreadable } from "./classify.ts";
 import type { TransferItem } from "./transport.ts";
@@ -227,29 +231,58 @@ export async function hashSource(item: TransferItem): Promise<string> {
   }
 }
 
-/** The SHA-256 of the file at `path` (a delivered copy on this machine), as lowercase hex. */
+/**
+ * The SHA-256 of the file at `path` (a delivered copy on this machine), as
+ * lowercase hex, every call on the runtime's thread pool (see
+ * {@linkcode sha256OfDescriptor}).
+ */
 export async function hashFile(path: string): Promise<string> {
-  const fd = openSync(path, "r");
+  const fd = await openOff(path, "r");
   try {
-    return await sha256OfDescriptor(fd);
+    return await sha256OfDescriptor(fd, readOff);
   } finally {
-    closeSync(fd);
+    await closeOff(fd);
   }
 }
+
+/** `open` on the runtime's thread pool. */
+const openOff = promisify(open) as (path: string, flags: string | number) => Promise<number>;
+
+/** `close` on the runtime's thread pool. */
+export const closeOff: (fd: number) => Promise<void> = promisify(close);
+
+/** A read of up to `length` bytes of `fd` at `position` into `buffer` at `offset`; resolves to the bytes read. */
+export type ReadAt = (
+  fd: number,
+  buffer: Uint8Array,
+  offset: number,
+  length: number,
+  position: number,
+) => Promise<number>;
+
+const readWithCallback = promisify(read) as unknown as (
+  ...args: Parameters<ReadAt>
+) => Promise<{ bytesRead: number }>;
+
+/** `read` at a position on the runtime's thread pool. */
+export const readOff: ReadAt = async (...args) => (await readWithCallback(...args)).bytesRead;
 
 /**
  * The SHA-256 of what the open file `fd` holds, read from its start, as
  * lowercase hex, a chunk at a time (other work waits at most one chunk).
  * Hashed on this thread by `node:crypto`: the runtime's `crypto.subtle.digest`
  * copies its input and hashes it during the call as well, at about half
- * the speed.
+ * the speed. Read with `readAt` when given (a copy on a share, whose reads
+ * may hang, is read on the runtime's thread pool: see `DestinationCalls`).
  */
-export async function sha256OfDescriptor(fd: number): Promise<string> {
+export async function sha256OfDescriptor(fd: number, readAt?: ReadAt): Promise<string> {
   const hash = createHash("sha256");
   const buffer = takeChunk();
   try {
     for (let position = 0;;) {
-      const n = readSync(fd, buffer, 0, buffer.length, position);
+      const n = readAt
+        ? await readAt(fd, buffer, 0, buffer.length, position)
+        : readSync(fd, buffer, 0, buffer.length, position);
       if (n === 0) break;
       hash.update(buffer.subarray(0, n));
       position += n;

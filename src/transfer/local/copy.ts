@@ -1,18 +1,38 @@
 /**
  * The file operations of the `local` transport: copying a source into an open
  * temporary file (hashing it on the way), re-reading a copy, checking that a
- * temporary name still holds the file opened, flushing a folder, and sorting
- * local errors.
+ * temporary name still holds the file opened, flushing a folder, timing the
+ * calls on the destination (a share may stop answering), and sorting local
+ * errors.
  *
  * @module
  */
 import type { Throttle } from "../throttle.ts";
 import { createHash, type Hash } from "node:crypto";
-import { fstatSync, lstatSync, readSync, write } from "node:fs";
+import {
+  close,
+  closeSync,
+  fchmod,
+  fchmodSync,
+  fstat,
+  fstatSync,
+  futimes,
+  futimesSync,
+  lstat,
+  lstatSync,
+  open,
+  openSync,
+  readSync,
+  statfs,
+  type Stats,
+  type StatsFs,
+  write,
+} from "node:fs";
 import { promisify } from "node:util";
 import { basename, dirname } from "node:path";
 import { guardedPathReason, TransferError } from "../../errors.ts";
-import { giveChunk, type OpenSource, takeChunk } from "../source.ts";
+import { giveChunk, type OpenSource, type ReadAt, readOff, takeChunk } from "../source.ts";
+import { fileSystemKind } from "../../config/file_systems.ts";
 import type { TransferItem } from "../transport.ts";
 
 /** What {@linkcode copyData} copied. */
@@ -36,6 +56,8 @@ export interface CopyOptions {
   from?: number;
   /** Copy no further than the source's first `upTo` bytes (a part of a growing file). */
   upTo?: number;
+  /** Times each write (see {@linkcode AnswerWatch}). */
+  answers?: AnswerWatch["on"];
 }
 
 /**
@@ -66,7 +88,8 @@ export async function copyData(
       hash?.update(chunk);
       let offset = 0;
       while (offset < n) {
-        offset += (await writeAt(target, chunk, offset, n - offset, bytes + offset)).bytesWritten;
+        const write = writeAt(target, chunk, offset, n - offset, bytes + offset);
+        offset += (await (options.answers?.(write) ?? write)).bytesWritten;
       }
       bytes += n;
       if (options.throttle) await options.throttle.sent(n, signal);
@@ -83,11 +106,14 @@ export async function copyData(
  * write the destination folder could have replaced it (by a link, say), and
  * the rename would then deliver their file.
  */
-export function assertSameFile(path: string, fd: number): void {
-  const opened = fstatSync(fd);
-  let named;
+export async function assertSameFile(
+  path: string,
+  fd: number,
+  calls: DestinationCalls,
+): Promise<void> {
+  let opened, named;
   try {
-    named = lstatSync(path);
+    [opened, named] = await Promise.all([calls.fstat(fd), calls.lstat(path)]);
   } catch (error) {
     throw new TransferError(`the temporary file ${path} disappeared before the rename`, "retry", {
       cause: error,
@@ -106,9 +132,9 @@ export function assertSameFile(path: string, fd: number): void {
  * systems that cannot store it (some network shares, FAT): the data matters
  * more than its metadata.
  */
-export function whereSupported(change: () => void): void {
+export async function whereSupported(change: () => Promise<void>): Promise<void> {
   try {
-    change();
+    await change();
   } catch (error) {
     const code = (error as { code?: string }).code;
     if (!["EPERM", "ENOTSUP", "EOPNOTSUPP", "EINVAL", "ENOSYS"].includes(code ?? "")) throw error;
@@ -116,10 +142,14 @@ export function whereSupported(change: () => void): void {
 }
 
 /** Remove the temporary file at `path` if it is still the one open as `fd`. */
-export function removeIfOurs(path: string, fd: number): void {
+export async function removeIfOurs(
+  path: string,
+  fd: number,
+  calls: DestinationCalls,
+): Promise<void> {
   try {
-    assertSameFile(path, fd);
-    Deno.removeSync(path);
+    await assertSameFile(path, fd, calls);
+    await calls.remove(path);
   } catch {
     // Gone or not ours: leave it.
   }
@@ -216,6 +246,150 @@ export function toTransferError(item: TransferItem, error: unknown): TransferErr
   }
   return new TransferError(`Cannot send ${item.source}: ${reason}`, "retry", { cause: error });
 }
+
+/** How long a stop waits for a call on the destination before leaving it to its thread. */
+const STOP_GRACE_MS = 5000;
+
+/**
+ * Whether a local destination still answers: every call on it runs on the
+ * runtime's thread pool (a share whose server stopped answering, or a frozen
+ * FUSE daemon, then holds a thread of the pool, never the daemon), timed
+ * through {@linkcode AnswerWatch.on}; one that has not returned after
+ * `limitMs` ends the wait (`silent`, and `signal` aborted), and after
+ * {@linkcode STOP_GRACE_MS} once `stop` aborted (the daemon stops).
+ */
+export class AnswerWatch {
+  readonly #limitMs: number;
+  readonly #stopping: AbortSignal;
+  /** When each call still waited on started. */
+  #waiting = new Set<{ since: number }>();
+  #abort = new AbortController();
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #heard!: () => void;
+  /** Resolves once a call has gone unanswered for the limit. */
+  readonly silent: Promise<void> = new Promise((resolve) => this.#heard = resolve);
+
+  constructor(limitMs: number, stop: AbortSignal) {
+    this.#limitMs = limitMs;
+    this.#stopping = stop;
+  }
+
+  /** Aborted once a call has gone unanswered for the limit. */
+  get signal(): AbortSignal {
+    return this.#abort.signal;
+  }
+
+  /** Await `call`, a call on the destination, timed. */
+  async on<T>(call: Promise<T>): Promise<T> {
+    const entry = { since: Date.now() };
+    this.#waiting.add(entry);
+    this.#timer ??= setInterval(
+      () => this.#check(),
+      Math.max(100, Math.min(this.#limitMs, STOP_GRACE_MS) / 4),
+    );
+    try {
+      return await call;
+    } finally {
+      this.#waiting.delete(entry);
+    }
+  }
+
+  #check(): void {
+    const now = Date.now();
+    const limitMs = this.#stopping.aborted ? Math.min(this.#limitMs, STOP_GRACE_MS) : this.#limitMs;
+    for (const entry of this.#waiting) {
+      if (now - entry.since < limitMs) continue;
+      this.stop();
+      this.#abort.abort(new Error("the destination does not answer"));
+      this.#heard();
+      return;
+    }
+  }
+
+  /** No more calls are timed. */
+  stop(): void {
+    clearInterval(this.#timer);
+  }
+}
+
+/**
+ * The file calls of local copies on their destination. On a local disk they
+ * are made right away ({@linkcode CALLS_HERE}); on a network or FUSE file
+ * system, or one this daemon cannot name, on the runtime's thread pool
+ * ({@linkcode CALLS_ON_POOL}): a share whose server stops answering (a hard
+ * NFS mount, a frozen FUSE daemon) holds every call on it, and one made on
+ * the daemon's thread would hold the whole daemon. A call on the pool costs
+ * a hand-over to another thread (about 40 µs here), hence not on local disks.
+ * (Creating, writing and flushing copies, and making folders, always go on
+ * the pool: see `local.ts`.)
+ */
+export interface DestinationCalls {
+  fstat(fd: number): Promise<Stats>;
+  lstat(path: string): Promise<Stats>;
+  fchmod(fd: number, mode: number): Promise<void>;
+  futimes(fd: number, atime: number, mtime: number): Promise<void>;
+  open(path: string, flags: number): Promise<number>;
+  read: ReadAt;
+  close(fd: number): Promise<void>;
+  remove(path: string): Promise<void>;
+}
+
+/** The calls of a destination on a local disk: made on the daemon's thread. */
+export const CALLS_HERE: DestinationCalls = {
+  fstat: here((fd: number) => fstatSync(fd)),
+  lstat: here((path: string) => lstatSync(path)),
+  fchmod: here(fchmodSync),
+  futimes: here(futimesSync),
+  open: here(openSync),
+  read: here((fd: number, buffer: Uint8Array, offset: number, length: number, position: number) =>
+    readSync(fd, buffer, offset, length, position)
+  ),
+  close: here(closeSync),
+  remove: here(Deno.removeSync),
+};
+
+/** `call`, made right away, its result or error as a promise. */
+function here<A extends unknown[], R>(call: (...args: A) => R): (...args: A) => Promise<R> {
+  return (...args) => {
+    try {
+      return Promise.resolve(call(...args));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  };
+}
+
+/** The calls of a destination on a share: on the runtime's thread pool. */
+export const CALLS_ON_POOL: DestinationCalls = {
+  fstat: promisify(fstat),
+  lstat: promisify(lstat),
+  fchmod: promisify(fchmod),
+  futimes: promisify(futimes),
+  open: promisify(open) as (path: string, flags: number) => Promise<number>,
+  read: readOff,
+  close: promisify(close),
+  remove: (path) => Deno.remove(path),
+};
+
+/**
+ * The calls for copies into `base` (see {@linkcode DestinationCalls}): by the
+ * file system of `base`, or of its nearest folder that exists. Asked on the
+ * pool: the share itself may not answer.
+ */
+export async function destinationCalls(base: string): Promise<DestinationCalls> {
+  if (Deno.build.os !== "linux") return CALLS_ON_POOL;
+  for (let folder = base;; folder = dirname(folder)) {
+    try {
+      const { type, remote } = fileSystemKind(Number((await statfsOff(folder)).type));
+      return remote || type.startsWith("0x") ? CALLS_ON_POOL : CALLS_HERE;
+    } catch {
+      if (dirname(folder) === folder) return CALLS_ON_POOL;
+    }
+  }
+}
+
+/** `statfs` on the runtime's thread pool. */
+export const statfsOff: (path: string) => Promise<StatsFs> = promisify(statfs);
 
 /** `write` at a position, awaited. */
 const writeAt = promisify(write) as unknown as (

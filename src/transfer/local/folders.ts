@@ -5,7 +5,6 @@
  *
  * @module
  */
-import { statfsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { TransferError } from "../../errors.ts";
 import { fileSystemKind } from "../../config/file_systems.ts";
@@ -13,6 +12,7 @@ import type { Ledger } from "../../ledger/ledger.ts";
 import { baseGoneReason } from "../classify.ts";
 import { freeSpaceCheck, localDiskSpace } from "../../config/free_space.ts";
 import { isOwnTempName, isOwnTempNameFor, randomPart } from "../temp_name.ts";
+import { statfsOff } from "./copy.ts";
 import type { ProbeCheck } from "../transport.ts";
 
 /**
@@ -95,9 +95,9 @@ export class BaseFileSystem {
    * Files arrived in the base folder (`destination`, relative to it, one of
    * them): remember its file system, and that file, once a run.
    */
-  arrived(destination: string): void {
+  async arrived(destination: string): Promise<void> {
     if (this.#known) return;
-    const now = statfsType(this.#base);
+    const now = await statfsType(this.#base);
     if (now === null) return;
     this.#known = true;
     this.#arrivedOn = now;
@@ -121,7 +121,7 @@ export class BaseFileSystem {
    */
   async unmountedShare(): Promise<string | null> {
     const before = this.#arrivedOn;
-    const now = before === null ? null : statfsType(this.#base);
+    const now = before === null ? null : await statfsType(this.#base);
     if (before === null || now === null || now === before) return null;
     const [was, is] = [fileSystemKind(before), fileSystemKind(now)];
     if (!was.remote || is.remote) {
@@ -150,11 +150,11 @@ function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-/** The `statfs` type of `path` (Linux), or `null`. */
-function statfsType(path: string): number | null {
+/** The `statfs` type of `path` (Linux), or `null`; asked on the runtime's thread pool. */
+async function statfsType(path: string): Promise<number | null> {
   if (Deno.build.os !== "linux") return null;
   try {
-    return Number(statfsSync(path).type);
+    return Number((await statfsOff(path)).type);
   } catch {
     return null;
   }

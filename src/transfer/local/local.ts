@@ -11,16 +11,19 @@
  *
  * @module
  */
-import { fchmodSync, fstatSync, fsync, fsyncSync, futimesSync } from "node:fs";
+import { fsync } from "node:fs";
 import { promisify } from "node:util";
 import { basename, dirname, join } from "node:path";
 import { bandwidthLimit } from "../../config/sizes.ts";
 import type { JobConfig } from "../../config/types.ts";
-import { isDestinationFull } from "../../errors.ts";
+import { isDestinationFull, TransferError } from "../../errors.ts";
 import { deliver, type DeliverySteps, verifyCopy } from "../deliver.ts";
 import {
+  AnswerWatch,
   assertSameFile,
   copyData,
+  type DestinationCalls,
+  destinationCalls,
   syncFolder,
   toTransferError,
   whereSupported,
@@ -30,7 +33,7 @@ import { localDestinationSha256, localDestinationSizes } from "../destination_si
 import { type DiskSpace, localDiskSpace } from "../../config/free_space.ts";
 import { BaseFileSystem, makeLocalFolders, probeLocalDestination } from "./folders.ts";
 import type { Ledger } from "../../ledger/ledger.ts";
-import { closeTarget, type LocalDelivery, LocalTempCopies } from "./temp_copies.ts";
+import { type LocalDelivery, LocalTempCopies } from "./temp_copies.ts";
 import {
   closeSource,
   deliveredPermissions,
@@ -113,8 +116,32 @@ export class LocalTransport implements Transport {
     return join(this.#job.remote_base_path, ...destination.split("/"));
   }
 
+  /**
+   * Deliver `items` (see the module doc). A call on the destination that
+   * does not return within `transfer_timeout_seconds` gives the batch up
+   * (see {@linkcode AnswerWatch}): every file fails as the destination not
+   * answering, and the job waits for it.
+   */
   send(items: TransferItem[], signal: AbortSignal): Promise<TransferOutcome[]> {
-    return deliver(items, this.#steps(), signal);
+    const answers = new AnswerWatch(this.#job.transfer_timeout_seconds * 1000, signal);
+    const delivering = answers.on(destinationCalls(this.#job.remote_base_path)).then((calls) =>
+      deliver(items, this.#steps(answers, calls), AbortSignal.any([signal, answers.signal]))
+    );
+    // Abandoned to its hung call, it settles (or not) on its own.
+    delivering.catch(() => {});
+    const unanswered = answers.silent.then(() =>
+      items.map((item) => ({ item, error: this.#notAnswering(item) }))
+    );
+    return Promise.race([delivering, unanswered]).finally(() => answers.stop());
+  }
+
+  #notAnswering(item: TransferItem): TransferError {
+    return new TransferError(
+      `Cannot send ${item.source} to ${this.describeTarget(item.destination)}: the destination ` +
+        `${this.#job.remote_base_path} did not answer for ${this.#job.transfer_timeout_seconds} s ` +
+        "(a share whose server stopped answering?); files wait until it answers again",
+      "retry-later",
+    );
   }
 
   /** See {@linkcode Transport.sendPart}: a part of a growing file, appended to its kept copy. */
@@ -149,8 +176,12 @@ export class LocalTransport implements Transport {
     return Promise.resolve();
   }
 
-  /** The delivery steps: each file on its own, one after another. */
-  #steps(): DeliverySteps<LocalDelivery> {
+  /**
+   * The delivery steps: each file on its own, one after another; each call
+   * on the destination made with `calls` and timed by `answers`.
+   */
+  #steps(answers: AnswerWatch, calls: DestinationCalls): DeliverySteps<LocalDelivery> {
+    const on = answers.on.bind(answers);
     const fail = (delivery: LocalDelivery, error: unknown, signal: AbortSignal) => {
       if (signal.aborted) throw signal.reason;
       delivery.error = toTransferError(delivery.item, error);
@@ -167,55 +198,57 @@ export class LocalTransport implements Transport {
       makeFolders: async (deliveries, signal) => {
         for (const [folder, inFolder] of byFolder(deliveries)) {
           try {
-            await makeLocalFolders(
+            await on(makeLocalFolders(
               this.#job.remote_base_path,
               inFolder[0].item.destination,
               !this.#deliveredBefore,
               this.#arrivedOn,
-            );
-            await this.#copies.sweep(folder);
+            ));
+            await on(this.#copies.sweep(folder));
           } catch (error) {
             for (const delivery of inFolder) fail(delivery, error, signal);
           }
         }
       },
       // Each copy is flushed to disk on a thread of its own while the next one is written.
+      // Each copy's mode, times, verification and flush run on the pool while the next is written.
       put: async (deliveries, signal) => {
-        const flushes: Array<Promise<void>> = [];
+        const settling: Array<Promise<void>> = [];
         for (const delivery of deliveries) {
           try {
-            const target = await this.#put(delivery, signal);
-            flushes.push(fsyncOff(target).catch((error) => fail(delivery, error, signal)));
+            const settle = await this.#put(delivery, signal, on, calls);
+            settling.push(settle().catch((error) => fail(delivery, error, signal)));
           } catch (error) {
             fail(delivery, error, signal);
           }
         }
-        await Promise.all(flushes);
+        await Promise.all(settling);
       },
       // The renames of a batch are flushed once per folder, after the last of them.
       finish: async (deliveries, signal) => {
         const renamed: LocalDelivery[] = [];
         for (const delivery of deliveries) {
           try {
-            if (delivery.error === null && await this.#finish(delivery)) renamed.push(delivery);
+            if (delivery.error === null && await on(this.#finish(delivery, calls))) {
+              renamed.push(delivery);
+            }
           } catch (error) {
             fail(delivery, error, signal);
           }
-          this.#copies.release(delivery);
+          await on(this.#copies.release(delivery, calls));
         }
         for (const [folder, inFolder] of byFolder(renamed)) {
           try {
-            await syncFolder(folder);
+            await on(syncFolder(folder));
             for (const delivery of inFolder) delivery.sha256 = delivery.written!.sha256;
-            this.#arrivedOn.arrived(inFolder[0].item.destination);
+            await on(this.#arrivedOn.arrived(inFolder[0].item.destination));
           } catch (error) {
             for (const delivery of inFolder) fail(delivery, error, signal);
           }
         }
       },
-      end: (deliveries) => {
-        for (const delivery of deliveries) this.#copies.release(delivery);
-        return Promise.resolve();
+      end: async (deliveries) => {
+        for (const delivery of deliveries) await on(this.#copies.release(delivery, calls));
       },
     };
   }
@@ -226,22 +259,29 @@ export class LocalTransport implements Transport {
    * `local/temp_copies.ts`), verified through the open file. The source is
    * checked again once read, through the file it was read from (still the
    * version that was queued: see `Delivery.checkedAfterRead`). An interrupted
-   * copy is kept when copies may be resumed. Returns the temporary file, to be
-   * flushed to disk.
+   * copy is kept when copies may be resumed. Returns what is left to do once
+   * the source is closed: the copy's mode and times, its verification and its
+   * flush to disk.
    */
-  async #put(delivery: LocalDelivery, signal: AbortSignal): Promise<number> {
+  async #put(
+    delivery: LocalDelivery,
+    signal: AbortSignal,
+    on: AnswerWatch["on"],
+    calls: DestinationCalls,
+  ): Promise<() => Promise<void>> {
     // A part of this file being sent ends first: this copy continues it.
     await this.#parts.get(delivery.finalPath);
     const source = openSource(delivery.item);
     try {
       // Still the version judged complete (no check came before: see `putChecksSources`).
       unchanged(delivery.item, source.info);
-      const start = await this.#copies.open(delivery, source, signal);
+      const start = await on(this.#copies.open(delivery, source, signal, calls));
       const target = delivery.target!;
       try {
         delivery.written = await copyData(source, target, signal, {
           ...start,
           throttle: this.throttle,
+          answers: on,
         });
       } catch (error) {
         // A copy cut short by a full disk is not kept: its room is better used by whole files.
@@ -252,16 +292,23 @@ export class LocalTransport implements Transport {
       delivery.source = inspectOpenSource(delivery.item, source);
       delivery.checkedAfterRead = true;
       this.#logResumed(delivery, start.from);
-      // Windows keeps no permission bits beyond read-only.
-      if (Deno.build.os !== "windows") {
-        whereSupported(() => fchmodSync(target, deliveredPermissions(source.info)));
-      }
-      whereSupported(() =>
-        futimesSync(target, source.info.atimeMs / 1000, delivery.item.mtimeMs / 1000)
-      );
-      // Verified through the open file.
-      await this.#verify(delivery.item, target, delivery.written);
-      return target;
+      const { atimeMs } = source.info;
+      const permissions = deliveredPermissions(source.info);
+      const written = delivery.written;
+      return async () => {
+        await Promise.all([
+          // Windows keeps no permission bits beyond read-only.
+          Deno.build.os === "windows"
+            ? null
+            : whereSupported(() => on(calls.fchmod(target, permissions))),
+          whereSupported(() =>
+            on(calls.futimes(target, atimeMs / 1000, delivery.item.mtimeMs / 1000))
+          ),
+        ]);
+        // Verified through the open file.
+        await on(this.#verify(delivery.item, target, written, calls));
+        await on(fsyncOff(target));
+      };
     } finally {
       closeSource(source);
     }
@@ -290,19 +337,20 @@ export class LocalTransport implements Transport {
       written: null,
       keep: true,
     };
+    const calls = await destinationCalls(this.#job.remote_base_path);
     const source = openSource(item);
     try {
-      const start = await this.#copies.open(delivery, source, signal);
+      const start = await this.#copies.open(delivery, source, signal, calls);
       const written = await copyData(source, delivery.target!, signal, {
         from: start.from,
         upTo: item.size,
         throttle: this.throttle,
       });
-      fsyncSync(delivery.target!);
+      await fsyncOff(delivery.target!);
       return { bytes: written.bytes, appended: written.appended };
     } finally {
       closeSource(source);
-      this.#copies.release(delivery);
+      await this.#copies.release(delivery, calls);
     }
   }
 
@@ -320,22 +368,28 @@ export class LocalTransport implements Transport {
    * Rename the verified copy into place (its folder is flushed by the
    * caller). Returns whether it was renamed.
    */
-  async #finish(delivery: LocalDelivery): Promise<boolean> {
+  async #finish(delivery: LocalDelivery, calls: DestinationCalls): Promise<boolean> {
     const { tempPath, finalPath } = delivery;
-    assertSameFile(tempPath, delivery.target!);
+    await assertSameFile(tempPath, delivery.target!, calls);
     // Closed first: the final name is only ever made by the rename of a finished file.
-    delivery.target = closeTarget(delivery.target!);
+    await calls.close(delivery.target!);
+    delivery.target = null;
     await Deno.rename(tempPath, finalPath);
     return true;
   }
 
-  async #verify(item: TransferItem, target: number, written: Written): Promise<void> {
+  async #verify(
+    item: TransferItem,
+    target: number,
+    written: Written,
+    calls: DestinationCalls,
+  ): Promise<void> {
     const verify = this.#job.verify_transfer;
     const error = verifyCopy(item, verify, {
       bytesRead: written.bytes,
-      size: verify === "none" ? undefined : fstatSync(target).size,
+      size: verify === "none" ? undefined : (await calls.fstat(target)).size,
       sourceSha256: written.sha256,
-      copySha256: written.sha256 === null ? null : await sha256OfDescriptor(target),
+      copySha256: written.sha256 === null ? null : await sha256OfDescriptor(target, calls.read),
     });
     if (error) throw error;
   }

@@ -19,17 +19,16 @@
  * @module
  */
 import { createHash, type Hash } from "node:crypto";
-import { closeSync, constants, fstatSync, open, openSync, readSync } from "node:fs";
+import { constants, open, readSync } from "node:fs";
 import { promisify } from "node:util";
 import { basename, dirname, join } from "node:path";
 import type { JobConfig } from "../../config/types.ts";
 import { logger } from "../../log/logging.ts";
 import type { Delivery } from "../deliver.ts";
-import { removeIfOurs, type Written } from "./copy.ts";
+import { type DestinationCalls, removeIfOurs, type Written } from "./copy.ts";
 import { sweepLocalLeftovers } from "./folders.ts";
 import { giveChunk, type OpenSource, takeChunk } from "../source.ts";
 import { Buffer } from "node:buffer";
-import { setImmediate } from "node:timers";
 import { isOwnTempNameFor } from "../temp_name.ts";
 
 /** `open` on a thread of its own. */
@@ -73,35 +72,40 @@ export class LocalTempCopies {
    * Open the temporary file of `delivery`: an earlier copy of this file whose
    * bytes are the source's first bytes (the copy continues from its end), or
    * a new file. Returns where the copy starts and the hash of the source so far
-   * (for a new file, whether to hash it: see `copyData`).
+   * (for a new file, whether to hash it: see `copyData`). Earlier copies are
+   * opened, read and removed with `calls`.
    */
   async open(
     delivery: LocalDelivery,
     source: OpenSource,
     signal: AbortSignal,
+    calls: DestinationCalls,
   ): Promise<{ from: number; hash: Hash | null; hashIt?: boolean }> {
     const hashIt = this.#wantsChecksum();
     const keepMs = this.keepMs;
     const folder = dirname(delivery.finalPath);
     if (keepMs > 0) await this.sweep(folder);
     const candidates = this.#resumable.get(folder);
-    const earlier = keepMs === 0 || candidates === undefined ? null : takeEarlierCopy(
+    const earlier = keepMs === 0 || candidates === undefined ? null : await takeEarlierCopy(
       folder,
       basename(delivery.finalPath),
       this.#owner,
       keepMs,
       this.#inUse,
       candidates,
+      calls,
     );
     if (earlier !== null) {
       const hash = hashIt ? createHash("sha256") : null;
       this.#inUse.add(earlier.path);
       const fits = earlier.size <= delivery.item.size &&
-        await samePrefix(source.fd, earlier.fd, earlier.size, hash, signal).catch((error) => {
-          this.#inUse.delete(earlier.path);
-          closeSync(earlier.fd);
-          throw error;
-        });
+        await samePrefix(source.fd, earlier.fd, earlier.size, hash, signal, calls).catch(
+          async (error) => {
+            this.#inUse.delete(earlier.path);
+            await calls.close(earlier.fd);
+            throw error;
+          },
+        );
       if (fits) {
         delivery.tempPath = earlier.path;
         delivery.target = earlier.fd;
@@ -112,7 +116,7 @@ export class LocalTempCopies {
         { job: this.#job.name, source: delivery.item.source, bytes: earlier.size },
       );
       this.#inUse.delete(earlier.path);
-      discard(earlier);
+      await discard(earlier, calls);
     }
     this.#inUse.add(delivery.tempPath);
     // On a thread of its own: a file system busy flushing other copies can hold a create up.
@@ -124,11 +128,13 @@ export class LocalTempCopies {
    * Close the temporary file, removing it if it is still there and still ours
    * (unless it is kept to be resumed).
    */
-  release(delivery: LocalDelivery): void {
-    if (delivery.target !== null) {
-      if (!delivery.keep) removeIfOurs(delivery.tempPath, delivery.target);
+  async release(delivery: LocalDelivery, calls: DestinationCalls): Promise<void> {
+    const target = delivery.target;
+    if (target !== null) {
+      delivery.target = null;
+      if (!delivery.keep) await removeIfOurs(delivery.tempPath, target, calls);
       else this.#remember(delivery.tempPath);
-      delivery.target = closeTarget(delivery.target);
+      await calls.close(target);
     }
     this.#inUse.delete(delivery.tempPath);
   }
@@ -179,12 +185,6 @@ export class LocalTempCopies {
   }
 }
 
-/** Close `fd`; always `null`. */
-export function closeTarget(fd: number): null {
-  closeSync(fd);
-  return null;
-}
-
 /** Flags of an earlier copy opened to be continued: never through a link, never blocking. */
 const OPEN_EARLIER = constants.O_RDWR | (constants.O_NOFOLLOW ?? 0) |
   (constants.O_NONBLOCK ?? 0);
@@ -205,25 +205,26 @@ export interface EarlierCopy {
  * removed; names in `inUse` are left alone. Every name looked at is taken
  * out of `candidates`.
  */
-export function takeEarlierCopy(
+export async function takeEarlierCopy(
   folder: string,
   finalName: string,
   owner: string,
   keepMs: number,
   inUse: ReadonlySet<string>,
   candidates: Set<string>,
-): EarlierCopy | null {
+  calls: DestinationCalls,
+): Promise<EarlierCopy | null> {
   const found: EarlierCopy[] = [];
   for (const name of candidates) {
     if (!isOwnTempNameFor(name, finalName, owner)) continue;
     const path = join(folder, name);
     if (inUse.has(path)) continue;
     candidates.delete(name);
-    const copy = openIfOurs(path, keepMs);
+    const copy = await openIfOurs(path, keepMs, calls);
     if (copy) found.push(copy);
   }
   found.sort((a, b) => b.size - a.size);
-  for (const other of found.slice(1)) discard(other);
+  for (const other of found.slice(1)) await discard(other, calls);
   return found[0] ?? null;
 }
 
@@ -231,36 +232,40 @@ export function takeEarlierCopy(
  * `path` open, when it is a copy as this daemon leaves them (see the module
  * doc) and younger than `keepMs`; an expired one is removed.
  */
-function openIfOurs(path: string, keepMs: number): EarlierCopy | null {
+async function openIfOurs(
+  path: string,
+  keepMs: number,
+  calls: DestinationCalls,
+): Promise<EarlierCopy | null> {
   let fd: number;
   try {
-    fd = openSync(path, OPEN_EARLIER);
+    fd = await calls.open(path, OPEN_EARLIER);
   } catch {
     return null; // A link (ELOOP), gone, or not ours to open.
   }
-  const info = fstatSync(fd);
+  const info = await calls.fstat(fd);
   const ours = info.isFile() && info.nlink === 1 && (info.mode & 0o022) === 0 &&
     (Deno.build.os === "windows" || info.uid === Deno.uid());
   if (!ours) {
-    closeSync(fd);
+    await calls.close(fd);
     return null;
   }
   const copy = { path, fd, size: info.size };
   if (Date.now() - info.mtimeMs > keepMs) {
-    discard(copy);
+    await discard(copy, calls);
     return null;
   }
   return copy;
 }
 
 /** Remove an earlier copy that is not continued (it is ours: see {@linkcode takeEarlierCopy}). */
-export function discard(copy: EarlierCopy): void {
+export async function discard(copy: EarlierCopy, calls: DestinationCalls): Promise<void> {
   try {
-    Deno.removeSync(copy.path);
+    await calls.remove(copy.path);
   } catch {
     // Gone already.
   }
-  closeSync(copy.fd);
+  await calls.close(copy.fd);
 }
 
 /**
@@ -275,6 +280,7 @@ export async function samePrefix(
   bytes: number,
   hash: Hash | null,
   signal: AbortSignal,
+  calls: DestinationCalls,
 ): Promise<boolean> {
   const ours = takeChunk();
   const theirs = takeChunk();
@@ -283,13 +289,12 @@ export async function samePrefix(
       signal.throwIfAborted();
       const want = Math.min(ours.length, bytes - position);
       const n = readSync(sourceFd, ours, 0, want, position);
-      const m = readSync(copyFd, theirs, 0, want, position);
+      const m = await calls.read(copyFd, theirs, 0, want, position);
       if (n !== want || m !== want) return false;
       const a = ours.subarray(0, n);
       if (!Buffer.from(a).equals(theirs.subarray(0, n))) return false;
       hash?.update(a);
       position += n;
-      await new Promise((resolve) => setImmediate(resolve));
     }
     return true;
   } finally {
