@@ -38,6 +38,14 @@ export async function runConfigValidate(configOption?: string): Promise<void> {
     );
   }
   for (const [index, job] of config.jobs.entries()) {
+    const watched = await Deno.stat(job.watch_path).then((info) => info.isDirectory, () => false);
+    if (!watched) {
+      console.error(
+        `warning: ${keyPlace(config.file, index, ["watch_path"])}: watch folder of job ` +
+          `${job.name} ${job.watch_path} is not a folder that exists (yet): \`run\` waits until ` +
+          "it appears (`run --once` exits with 4); create it, mount its disk, or fix the path",
+      );
+    }
     if (!pausesForGood(job)) continue;
     console.error(
       `warning: ${keyPlace(config.file, index, ["schedules"])}: schedules of job ${job.name} ` +
