@@ -77,6 +77,39 @@ export async function magicOf(path: string): Promise<number | null> {
   return Number((await statfs(path)).type);
 }
 
+/** How often {@linkcode MountWatch} looks. */
+const MOUNT_CHECK_MS = 10_000;
+
+/**
+ * Looks at the file system of a folder every {@linkcode MOUNT_CHECK_MS}
+ * (Linux, off the daemon's thread, one look at a time: a share may not
+ * answer), and calls `onMounted` once, with the new and old file system's
+ * names, when it is another than `magic` (something was mounted there).
+ */
+export class MountWatch {
+  #timer: ReturnType<typeof setInterval>;
+  #looking: Promise<void> | undefined;
+
+  constructor(
+    path: string,
+    magic: number,
+    onMounted: (type: string, was: string) => Promise<void>,
+  ) {
+    this.#timer = setInterval(() => {
+      this.#looking ??= magicOf(path).catch(() => null).then((now) => {
+        if (now === null || now === magic) return;
+        this.close();
+        return onMounted(fileSystemKind(now).type, fileSystemKind(magic).type);
+      }).finally(() => this.#looking = undefined);
+    }, MOUNT_CHECK_MS);
+  }
+
+  /** Stop looking. */
+  close(): void {
+    clearInterval(this.#timer);
+  }
+}
+
 /**
  * A UNC path, or a drive `net use` maps to a share, is a network share;
  * anything else is taken as local (see the module doc).

@@ -33,7 +33,17 @@ import {
 import { PollLoop } from "./poll_loop.ts";
 import { type FoundFile, scanFolderBatches, type ScanOptions } from "./scan.ts";
 import { relativeTo } from "./entry_check.ts";
-import { type WatchHow, watchHow, type WatchModeSetting } from "./fs_type.ts";
+import {
+  fileSystemOf,
+  MountWatch,
+  type WatchHow,
+  watchHow,
+  type WatchModeSetting,
+} from "./fs_type.ts";
+
+/** The line when another file system was mounted on the watch folder. */
+const MOUNTED = "Watch folder {path} is now on {type} (it was on {was}): something was mounted " +
+  "there; watching it again";
 
 /** The warning when the watch folder itself disappeared. */
 const REMOVED = "Watch folder {path} was removed; watching it again once it exists";
@@ -95,6 +105,10 @@ export class WatchSession {
   #how: WatchHow | undefined;
   /** The polls, where the folder is polled. */
   #polls: PollLoop | undefined;
+  /** The file system's statfs magic number when the watch was decided (Linux), else `null`. */
+  #magic: number | null = null;
+  /** Looks for a file system mounted on a folder watched by events alone. */
+  #mounts: MountWatch | undefined;
 
   constructor(options: WatchSessionOptions) {
     this.#options = options;
@@ -144,6 +158,7 @@ export class WatchSession {
     });
     if (this.#closed) return false;
     this.#polls?.start();
+    this.#watchMounts();
     if (!once && rescanIntervalMs > 0) {
       this.#rescanTimer = setInterval(() => void this.rescan(), rescanIntervalMs);
     }
@@ -158,6 +173,7 @@ export class WatchSession {
     this.#watcher = undefined;
     this.#events.close();
     clearInterval(this.#rescanTimer);
+    this.#mounts?.close();
     this.#polls?.close();
     this.#fallback.close();
     this.#dirty.close();
@@ -179,6 +195,7 @@ export class WatchSession {
     const { root, job, filter } = this.#options;
     const intervalMs = this.#options.pollIntervalMs ?? 2000;
     this.#how = watchHow(root, this.#options.watchMode ?? "auto", intervalMs / 1000);
+    this.#magic = fileSystemOf(root).magic;
     if (this.#how.mode === "events") return;
     this.#polls = new PollLoop({
       job,
@@ -193,6 +210,26 @@ export class WatchSession {
         await this.scan("", onListed);
       },
       onError: this.#onScanError,
+    });
+  }
+
+  /**
+   * Watch for another file system mounted on a folder watched by events
+   * alone (a share mounted after the start, whose files raise no event
+   * there): the folder is then watched again as that one asks (polled, for a
+   * share) and scanned.
+   */
+  #watchMounts(): void {
+    if (this.#how?.mode !== "events" || this.#magic === null || this.#closed) return;
+    const { job, root } = this.#options;
+    this.#mounts = new MountWatch(root, this.#magic, async (type, was) => {
+      if (this.#closed) return;
+      this.#log.info(MOUNTED, { job, path: root, type, was });
+      this.#decide();
+      await this.#watchAgain();
+      await this.scan("", this.#polls?.learnFromScan()).catch((e) => this.#onScanError(root, e));
+      this.#polls?.start();
+      this.#watchMounts();
     });
   }
 

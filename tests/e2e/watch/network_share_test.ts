@@ -342,3 +342,56 @@ Deno.test("network share (bindfs) whose client dies (ENOTCONN): one ERROR, then 
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("network share (bindfs) mounted on the watch folder after the start: said once, watched again as a share; its files arrive once", async () => {
+  const { root, under, mount } = await shareFolders();
+  const configDir = await Deno.makeTempDir({ prefix: "itx-share-run-" });
+  try {
+    // The mount point exists, empty, on the local disk: the service started before the share.
+    await Deno.mkdir(mount);
+    const dest = join(configDir, "dest");
+    const config = join(configDir, "config.yaml");
+    await Deno.mkdir(join(configDir, "home"));
+    await writeConfig(config, {
+      watch_path: mount,
+      remote_base_path: dest,
+      transfer_method: "local",
+      stability_window_seconds: 0.3,
+      night_timezone: "UTC",
+      state_dir: join(configDir, "state"),
+      log_file: "",
+      poll_interval_seconds: 0.5,
+      rescan_interval_seconds: 0,
+    });
+    const daemon = startCli(["run", "-c", config], { env: { HOME: join(configDir, "home") } });
+    try {
+      await daemon.waitForOutput(/Watching .* with file events \(/);
+      const before = randomBytes(30_000);
+      await Deno.writeFile(join(under, "before.fits"), before);
+      await mountBindfs(under, mount);
+      await daemon.waitForOutput(
+        /INFO +\[watch\] Watch folder .*mount is now on fuse \(it was on \w+\): something was mounted there; watching it again/,
+      );
+      await waitForArrivals(dest, new Map([["before.fits", before]]), "the file on the share");
+      // Written below the view, it raises no event there: the polls find it.
+      const after = randomBytes(40_000);
+      await Deno.writeFile(join(under, "after.fits"), after);
+      await waitForArrivals(
+        dest,
+        new Map([["before.fits", before], ["after.fits", after]]),
+        "the file written on the share later",
+      );
+      await arrivalsLogged(daemon, dest);
+      const output = daemon.stderr() + daemon.stdout();
+      assert.equal(output.match(/something was mounted there/g)?.length, 1, output);
+      assert.equal(transfers(output, "before.fits"), 1);
+      assert.equal(transfers(output, "after.fits"), 1);
+    } finally {
+      await daemon.stop();
+    }
+  } finally {
+    if (await isMounted(mount)) await unmountBindfs(mount);
+    await Deno.remove(root, { recursive: true });
+    await Deno.remove(configDir, { recursive: true });
+  }
+});
