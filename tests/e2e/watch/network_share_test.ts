@@ -17,7 +17,7 @@ import {
   unmountBindfs,
   withBindfs,
 } from "../../helpers/bindfs.ts";
-import { runCli, startCli } from "../../helpers/cli.ts";
+import { runCli, type RunningCli, startCli } from "../../helpers/cli.ts";
 import { listFiles, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
 import { freePort } from "../../helpers/net.ts";
@@ -70,6 +70,64 @@ async function shareFolders(): Promise<{ root: string; under: string; mount: str
   const under = join(root, "under");
   await Deno.mkdir(under);
   return { root, under, mount: join(root, "mount") };
+}
+
+/**
+ * Run `fn` with a daemon of a `local` job watching `share.mount` (polled every
+ * 0.5 s where polled, no rescans) into `dest`, its config and state in a
+ * folder of its own; `fields` added to the config. Afterwards the daemon is
+ * stopped, the share unmounted and every folder removed.
+ */
+async function withShareDaemon(
+  share: { root: string; mount: string },
+  fields: Record<string, unknown>,
+  fn: (
+    daemon: RunningCli,
+    run: { dest: string; config: string; env: { HOME: string } },
+  ) => Promise<void>,
+): Promise<void> {
+  const configDir = await Deno.makeTempDir({ prefix: "itx-share-run-" });
+  const dest = join(configDir, "dest");
+  const config = join(configDir, "config.yaml");
+  const env = { HOME: join(configDir, "home") };
+  try {
+    await Deno.mkdir(env.HOME);
+    await writeConfig(config, {
+      watch_path: share.mount,
+      remote_base_path: dest,
+      transfer_method: "local",
+      stability_window_seconds: 0.3,
+      night_timezone: "UTC",
+      state_dir: join(configDir, "state"),
+      log_file: "",
+      poll_interval_seconds: 0.5,
+      rescan_interval_seconds: 0,
+      ...fields,
+    });
+    const daemon = startCli(["run", "-c", config], { env });
+    try {
+      await fn(daemon, { dest, config, env });
+    } finally {
+      await daemon.stop();
+    }
+  } finally {
+    if (await isMounted(share.mount)) await unmountBindfs(share.mount);
+    await Deno.remove(share.root, { recursive: true });
+    await Deno.remove(configDir, { recursive: true });
+  }
+}
+
+/** Once every file at `dest` is logged as arrived: each of `names` was sent once, and `said` said once. */
+async function assertSentOnce(
+  daemon: RunningCli,
+  dest: string,
+  names: string[],
+  said: RegExp,
+): Promise<void> {
+  await arrivalsLogged(daemon, dest);
+  const output = daemon.stderr() + daemon.stdout();
+  assert.equal(output.match(new RegExp(said, "g"))?.length, 1, output);
+  for (const name of names) assert.equal(transfers(output, name), 1, name);
 }
 
 Deno.test("network share (bindfs): polled; files written below arrive whole, once, without a rescan", async () => {
@@ -230,74 +288,49 @@ Deno.test("watch_mode poll: a watch folder removed (ENOENT) is said once at ERRO
 });
 
 Deno.test("network share (bindfs) unmounted and mounted again while running: one ERROR, then the file written meanwhile arrives", async () => {
-  const { root, under, mount } = await shareFolders();
-  const configDir = await Deno.makeTempDir({ prefix: "itx-share-run-" });
-  try {
+  const share = await shareFolders();
+  const { under, mount } = share;
+  await mountBindfs(under, mount);
+  const port = freePort();
+  await withShareDaemon(share, { status_listen: `127.0.0.1:${port}` }, async (daemon, run) => {
+    const { dest, config } = run;
+    await daemon.waitForOutput(/Watching .* with file events and a poll/);
+    const before = randomBytes(30_000);
+    await Deno.writeFile(join(under, "before.fits"), before);
+    await waitForArrivals(dest, new Map([["before.fits", before]]), "the file before");
+
+    await unmountBindfs(mount);
+    await daemon.waitForOutput(
+      /ERROR +\[watch\] Cannot read watch folder .*: the share \(fuse\) is not mounted there/,
+    );
+    // Said on the page's API and by `status` while it lasts.
+    const away = await getJson<
+      { jobs: { state: string; reason: string; watch: { unavailable: string | null } }[] }
+    >(`http://127.0.0.1:${port}`, "/api/status");
+    assert.match(away.jobs[0].watch.unavailable ?? "", /is not mounted there/);
+    // No file is seen meanwhile: the job is failing (its alert fires), with the reason.
+    assert.equal(away.jobs[0].state, "failing");
+    assert.match(away.jobs[0].reason, /the watch folder cannot be read: .*not mounted there/);
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    assert.match(metrics, /image_transfer_job_state\{[^}]*state="failing"\} 1/);
+    const statusCli = await runCli(["status", "-c", config], { env: run.env });
+    assert.match(statusCli.stdout, /Watch folder cannot be read: the share \(fuse\)/);
+    const meanwhile = randomBytes(40_000);
+    await Deno.writeFile(join(under, "meanwhile.fits"), meanwhile);
     await mountBindfs(under, mount);
-    const dest = join(configDir, "dest");
-    const port = freePort();
-    const config = join(configDir, "config.yaml");
-    await Deno.mkdir(join(configDir, "home"));
-    await writeConfig(config, {
-      watch_path: mount,
-      remote_base_path: dest,
-      transfer_method: "local",
-      stability_window_seconds: 0.3,
-      night_timezone: "UTC",
-      state_dir: join(configDir, "state"),
-      log_file: "",
-      status_listen: `127.0.0.1:${port}`,
-      poll_interval_seconds: 0.5,
-      rescan_interval_seconds: 0,
-    });
-    const daemon = startCli(["run", "-c", config], { env: { HOME: join(configDir, "home") } });
-    try {
-      await daemon.waitForOutput(/Watching .* with file events and a poll/);
-      const before = randomBytes(30_000);
-      await Deno.writeFile(join(under, "before.fits"), before);
-      await waitForArrivals(dest, new Map([["before.fits", before]]), "the file before");
-
-      await unmountBindfs(mount);
-      await daemon.waitForOutput(
-        /ERROR +\[watch\] Cannot read watch folder .*: the share \(fuse\) is not mounted there/,
-      );
-      // Said on the page's API and by `status` while it lasts.
-      const away = await getJson<
-        { jobs: { state: string; reason: string; watch: { unavailable: string | null } }[] }
-      >(`http://127.0.0.1:${port}`, "/api/status");
-      assert.match(away.jobs[0].watch.unavailable ?? "", /is not mounted there/);
-      // No file is seen meanwhile: the job is failing (its alert fires), with the reason.
-      assert.equal(away.jobs[0].state, "failing");
-      assert.match(away.jobs[0].reason, /the watch folder cannot be read: .*not mounted there/);
-      const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-      assert.match(metrics, /image_transfer_job_state\{[^}]*state="failing"\} 1/);
-      const statusCli = await runCli(["status", "-c", config], {
-        env: { HOME: join(configDir, "home") },
-      });
-      assert.match(statusCli.stdout, /Watch folder cannot be read: the share \(fuse\)/);
-      const meanwhile = randomBytes(40_000);
-      await Deno.writeFile(join(under, "meanwhile.fits"), meanwhile);
-      await mountBindfs(under, mount);
-      await daemon.waitForOutput(/INFO +\[watch\] Watch folder .* can be read again/);
-      await waitForArrivals(
-        dest,
-        new Map([["before.fits", before], ["meanwhile.fits", meanwhile]]),
-        "the file written while the share was away",
-      );
-      await arrivalsLogged(daemon, dest);
-      const output = daemon.stderr() + daemon.stdout();
-
-      assert.equal(output.match(/Cannot read watch folder/g)?.length, 1, output);
-      assert.equal(transfers(output, "before.fits"), 1);
-      assert.equal(transfers(output, "meanwhile.fits"), 1);
-    } finally {
-      await daemon.stop();
-    }
-  } finally {
-    if (await isMounted(mount)) await unmountBindfs(mount);
-    await Deno.remove(root, { recursive: true });
-    await Deno.remove(configDir, { recursive: true });
-  }
+    await daemon.waitForOutput(/INFO +\[watch\] Watch folder .* can be read again/);
+    await waitForArrivals(
+      dest,
+      new Map([["before.fits", before], ["meanwhile.fits", meanwhile]]),
+      "the file written while the share was away",
+    );
+    await assertSentOnce(
+      daemon,
+      dest,
+      ["before.fits", "meanwhile.fits"],
+      /Cannot read watch folder/,
+    );
+  });
 });
 
 Deno.test("network share (bindfs) whose client dies (ENOTCONN): one ERROR, then back after a new mount", async () => {
@@ -344,54 +377,32 @@ Deno.test("network share (bindfs) whose client dies (ENOTCONN): one ERROR, then 
 });
 
 Deno.test("network share (bindfs) mounted on the watch folder after the start: said once, watched again as a share; its files arrive once", async () => {
-  const { root, under, mount } = await shareFolders();
-  const configDir = await Deno.makeTempDir({ prefix: "itx-share-run-" });
-  try {
-    // The mount point exists, empty, on the local disk: the service started before the share.
-    await Deno.mkdir(mount);
-    const dest = join(configDir, "dest");
-    const config = join(configDir, "config.yaml");
-    await Deno.mkdir(join(configDir, "home"));
-    await writeConfig(config, {
-      watch_path: mount,
-      remote_base_path: dest,
-      transfer_method: "local",
-      stability_window_seconds: 0.3,
-      night_timezone: "UTC",
-      state_dir: join(configDir, "state"),
-      log_file: "",
-      poll_interval_seconds: 0.5,
-      rescan_interval_seconds: 0,
-    });
-    const daemon = startCli(["run", "-c", config], { env: { HOME: join(configDir, "home") } });
-    try {
-      await daemon.waitForOutput(/Watching .* with file events \(/);
-      const before = randomBytes(30_000);
-      await Deno.writeFile(join(under, "before.fits"), before);
-      await mountBindfs(under, mount);
-      await daemon.waitForOutput(
-        /INFO +\[watch\] Watch folder .*mount is now on fuse \(it was on \w+\): something was mounted there; watching it again/,
-      );
-      await waitForArrivals(dest, new Map([["before.fits", before]]), "the file on the share");
-      // Written below the view, it raises no event there: the polls find it.
-      const after = randomBytes(40_000);
-      await Deno.writeFile(join(under, "after.fits"), after);
-      await waitForArrivals(
-        dest,
-        new Map([["before.fits", before], ["after.fits", after]]),
-        "the file written on the share later",
-      );
-      await arrivalsLogged(daemon, dest);
-      const output = daemon.stderr() + daemon.stdout();
-      assert.equal(output.match(/something was mounted there/g)?.length, 1, output);
-      assert.equal(transfers(output, "before.fits"), 1);
-      assert.equal(transfers(output, "after.fits"), 1);
-    } finally {
-      await daemon.stop();
-    }
-  } finally {
-    if (await isMounted(mount)) await unmountBindfs(mount);
-    await Deno.remove(root, { recursive: true });
-    await Deno.remove(configDir, { recursive: true });
-  }
+  const share = await shareFolders();
+  const { under, mount } = share;
+  // The mount point exists, empty, on the local disk: the service started before the share.
+  await Deno.mkdir(mount);
+  await withShareDaemon(share, {}, async (daemon, { dest }) => {
+    await daemon.waitForOutput(/Watching .* with file events \(/);
+    const before = randomBytes(30_000);
+    await Deno.writeFile(join(under, "before.fits"), before);
+    await mountBindfs(under, mount);
+    await daemon.waitForOutput(
+      /INFO +\[watch\] Watch folder .*mount is now on fuse \(it was on \w+\): something was mounted there; watching it again/,
+    );
+    await waitForArrivals(dest, new Map([["before.fits", before]]), "the file on the share");
+    // Written below the view, it raises no event there: the polls find it.
+    const after = randomBytes(40_000);
+    await Deno.writeFile(join(under, "after.fits"), after);
+    await waitForArrivals(
+      dest,
+      new Map([["before.fits", before], ["after.fits", after]]),
+      "the file written on the share later",
+    );
+    await assertSentOnce(
+      daemon,
+      dest,
+      ["before.fits", "after.fits"],
+      /something was mounted there/,
+    );
+  });
 });
