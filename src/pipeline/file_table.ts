@@ -220,8 +220,8 @@ export class FileTable {
    * Take up to `max` sendable files (within `maxBytes`, unless the first alone
    * is larger), recorded `transferring` (none, if that cannot be recorded).
    */
-  takeBatch(max: number, maxBytes?: number): WorkRecord[] {
-    const batch = this.#index.takeBatch(max, maxBytes);
+  takeBatch(max: number, maxBytes?: number, smallestFirst?: boolean): WorkRecord[] {
+    const batch = this.#index.takeBatch(max, maxBytes, smallestFirst);
     if (batch.length === 0) return batch;
     if (!writeIfWritable(() => this.rows.markTransferring(batch.map((r) => r.relPath)))) {
       for (const record of batch) this.#index.finish(record.relPath, { to: "queued" });

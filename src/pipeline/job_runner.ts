@@ -417,7 +417,9 @@ export class JobRunner {
     ) {
       const room = this.#pause.room(this.#filesInFlight);
       if (room <= 0) break;
-      const batch = this.#table.takeBatch(Math.min(room, maxBatchFiles), maxBatchBytes);
+      // While the destination is full, what still fits goes before what cannot.
+      const files = Math.min(room, maxBatchFiles);
+      const batch = this.#table.takeBatch(files, maxBatchBytes, this.#pause.full);
       if (batch.length === 0) break;
       const probe = this.#pause.started();
       this.#filesInFlight += batch.length;

@@ -65,10 +65,7 @@ export interface WorkRecord {
   recheck: boolean;
   /** When the record was made (ms since epoch): the file waits since then. */
   readonly foundAt: number;
-  /**
-   * The fast retries are used up: the file is failed and waits for its slow
-   * retry (every `retry_max_delay_seconds`) or the user's Retry.
-   */
+  /** Fast retries used up: failed, it waits for its slow retry or the user's Retry. */
   failing?: boolean;
   /** When its current attempt started (ms since epoch), while `sending`. */
   sendingSince?: number;
@@ -325,15 +322,20 @@ export class WorkQueue {
   }
 
   /**
-   * Take up to `max` sendable records, in arrival order, holding no more than
-   * `maxBytes` in all unless the first alone does; they are `sending` now.
+   * Take up to `max` sendable records, in arrival order (`smallestFirst`: the
+   * smallest first), holding no more than `maxBytes` in all unless the first
+   * alone does; they are `sending` now.
    */
-  takeBatch(max: number, maxBytes = Infinity): WorkRecord[] {
+  takeBatch(max: number, maxBytes = Infinity, smallestFirst = false): WorkRecord[] {
     const batch: WorkRecord[] = [];
     let bytes = 0;
-    for (const relPath of this.#sendable) {
-      if (batch.length >= max) break;
+    const size = (path: string) => this.#records.get(path)!.version.size;
+    const inOrder = smallestFirst
+      ? [...this.#sendable].sort((a, b) => size(a) - size(b))
+      : this.#sendable;
+    for (const relPath of inOrder) {
       const record = this.#records.get(relPath)!;
+      if (batch.length >= max) break;
       // The first file goes whatever its size; the others while the batch stays within maxBytes.
       if (batch.length > 0 && bytes + record.version.size > maxBytes) break;
       bytes += record.version.size;
@@ -398,11 +400,7 @@ export class WorkQueue {
     return record !== undefined;
   }
 
-  /**
-   * Move every waiting record whose time has come to `queued` and re-arm the
-   * timer for the earliest remaining one. Runs from the timer; callable any
-   * time (a periodic sweep calls it too).
-   */
+  /** Move the waiting records whose time has come to `queued`; re-arm the timer. Any time. */
   promoteDue(): string[] {
     const promoted = this.#timer.takeDue();
     for (const relPath of promoted) {

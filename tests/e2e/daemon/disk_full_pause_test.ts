@@ -44,11 +44,14 @@ class CountingTransport implements Transport {
   failedProbesInARow = 0;
   readonly startedAt = Date.now();
   readonly calls: string[] = [];
+  /** Called with each call's items before they are sent. */
+  onSend?: (items: TransferItem[]) => void;
   constructor(readonly inner: Transport) {
     this.method = inner.method;
     this.maxBatchFiles = inner.maxBatchFiles;
   }
   async send(items: TransferItem[], signal: AbortSignal): Promise<TransferOutcome[]> {
+    this.onSend?.(items);
     this.items += items.length;
     const call = `${Date.now() - this.startedAt} ms: ${items.length} file(s)`;
     try {
@@ -228,6 +231,73 @@ for (const method of ["scp", "rsync"] as const) {
     }
   });
 }
+
+Deno.test("disk full (local): while the job waits for room, the smallest files go first; small ones arrive, large ones wait", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-full-smallest-" });
+  const runtime = await Deno.makeTempDir({ prefix: "itx-full-rt-" });
+  const job = localTestJob(root, { max_concurrent_transfers: 1, verify_transfer: "size" });
+  const dest = job.remote_base_path;
+  const logs = await captureLogs();
+  try {
+    await withTmpfs(dest, "1m", async () => {
+      await Deno.mkdir(job.watch_path, { recursive: true });
+      const files = new Map<string, Uint8Array>();
+      const write = async (name: string, bytes: number) => {
+        files.set(name, randomBytes(bytes));
+        await Deno.writeFile(join(job.watch_path, name), files.get(name)!);
+      };
+      // Larger than the whole destination: they cannot arrive until it grows.
+      for (const name of ["large 1.fits", "large 2.fits", "large 3.fits"]) {
+        await write(name, 2 * 1024 * 1024);
+      }
+      const ledger = Ledger.open(join(root, "state"));
+      const state = (name: string) => FileRows.of(ledger, job).get(name)?.state;
+      const small = ["small 1.fits", "small 2.fits", "small 3.fits"];
+      // The transport measures no free space here: every probe reaches the destination.
+      const transport = new CountingTransport(createTransport(job, runtime));
+      const passedOver: string[] = [];
+      transport.onSend = (items) => {
+        const waiting = small.filter((name) => state(name) === "pending");
+        if (waiting.length > 0 && items.some((item) => item.size > 1024 * 1024)) {
+          passedOver.push(`${items.map((item) => item.source).join(", ")} before ${waiting}`);
+        }
+      };
+      const runner = new JobRunner(job, ledger, transport, {
+        once: false,
+        closedForMs: 50,
+        fullProbeMs: PROBE_MS,
+      });
+      try {
+        await runner.start();
+        await waitFor(() => logs.count("error", "is full") > 0, 30_000, "the pause");
+        for (const name of small) await write(name, 100 * 1024);
+        await waitFor(() => small.every((name) => state(name) === "done"), 60_000, "the small");
+        assert.deepEqual(passedOver, [], "a large file went while a small one waited");
+        for (const name of small) {
+          const [rel] = (await finalNames(dest)).filter((rel) => rel.endsWith(`/${name}`));
+          assert.deepEqual(await Deno.readFile(join(dest, rel)), files.get(name), name);
+        }
+        for (const name of ["large 1.fits", "large 2.fits", "large 3.fits"]) {
+          assert.equal(state(name), "pending", `${name} waits`);
+        }
+        await resizeTmpfs(dest, "16m");
+        await waitFor(
+          () => [...files.keys()].every((name) => state(name) === "done"),
+          30_000,
+          "every file done after the file system grew",
+        );
+        assert.equal((await finalNames(dest)).length, files.size);
+      } finally {
+        await runner.stop();
+        ledger.close();
+      }
+    });
+  } finally {
+    await logs.stop();
+    await Deno.remove(runtime, { recursive: true });
+    await Deno.remove(root, { recursive: true });
+  }
+});
 
 Deno.test("disk full (daemon, local): one ERROR, a probe every 15 s, all arrive after the file system grows", async () => {
   const root = await Deno.makeTempDir({ prefix: "itx-full-daemon-" });

@@ -64,6 +64,19 @@ Deno.test("WorkQueue: a batch holds no more bytes than asked, unless its first f
   assert.deepEqual(queue.takeBatch(10, 300), []);
 });
 
+Deno.test("WorkQueue: smallest first (a full destination), sizes equal in arrival order, within the limits", () => {
+  const { queue } = setup();
+  const size = (n: number) => ({ size: n, mtimeMs: 5000 });
+  queueFile(queue, "big", size(900));
+  queueFile(queue, "b", size(200));
+  queueFile(queue, "a", size(100));
+  queueFile(queue, "c", size(200));
+  queueFile(queue, "d", size(50));
+  assert.deepEqual(queue.takeBatch(1, Infinity, true).map((r) => r.relPath), ["d"]);
+  assert.deepEqual(queue.takeBatch(3, 400, true).map((r) => r.relPath), ["a", "b"]);
+  assert.deepEqual(queue.takeBatch(10, Infinity, false).map((r) => r.relPath), ["big", "c"]);
+});
+
 Deno.test("WorkQueue: an event while a file is sent is remembered and looked at after the attempt", () => {
   const { queue } = setup();
   queueFile(queue, "a.fits");
