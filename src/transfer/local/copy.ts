@@ -251,11 +251,12 @@ export function toTransferError(item: TransferItem, error: unknown): TransferErr
 const STOP_GRACE_MS = 5000;
 
 /**
- * Whether a local destination still answers: every call on it runs on the
- * runtime's thread pool (a share whose server stopped answering, or a frozen
- * FUSE daemon, then holds a thread of the pool, never the daemon), timed
- * through {@linkcode AnswerWatch.on}; one that has not returned after
- * `limitMs` ends the wait (`silent`, and `signal` aborted), and after
+ * Whether a local destination still answers. Calls on a share run on the
+ * runtime's thread pool (see {@linkcode DestinationCalls}: one on a share
+ * whose server stopped answering, or on a frozen FUSE daemon, then holds a
+ * thread of the pool, never the daemon) and are timed through
+ * {@linkcode AnswerWatch.on}: one that has not returned after `limitMs` ends
+ * the wait (`silent`, and `signal` aborted), and after
  * {@linkcode STOP_GRACE_MS} once `stop` aborted (the daemon stops).
  */
 export class AnswerWatch {

@@ -210,8 +210,7 @@ export class LocalTransport implements Transport {
           }
         }
       },
-      // Each copy is flushed to disk on a thread of its own while the next one is written.
-      // Each copy's mode, times, verification and flush run on the pool while the next is written.
+      // Each copy's mode, times, verification and flush go on while the next one is written.
       put: async (deliveries, signal) => {
         const settling: Array<Promise<void>> = [];
         for (const delivery of deliveries) {

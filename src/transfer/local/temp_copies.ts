@@ -30,6 +30,7 @@ import { sweepLocalLeftovers } from "./folders.ts";
 import { giveChunk, type OpenSource, takeChunk } from "../source.ts";
 import { Buffer } from "node:buffer";
 import { isOwnTempNameFor } from "../temp_name.ts";
+import { setImmediate } from "node:timers";
 
 /** `open` on a thread of its own. */
 const openOff: (path: string, flags: number, mode: number) => Promise<number> = promisify(open);
@@ -295,6 +296,8 @@ export async function samePrefix(
       if (!Buffer.from(a).equals(theirs.subarray(0, n))) return false;
       hash?.update(a);
       position += n;
+      // Other work goes on between chunks (reads on a local disk are made right away).
+      await new Promise((resolve) => setImmediate(resolve));
     }
     return true;
   } finally {
