@@ -81,25 +81,21 @@ export async function magicOf(path: string): Promise<number | null> {
 const MOUNT_CHECK_MS = 10_000;
 
 /**
- * Looks at the file system of a folder every {@linkcode MOUNT_CHECK_MS}
- * (Linux, off the daemon's thread, one look at a time: a share may not
- * answer), and calls `onMounted` once, with the new and old file system's
- * names, when it is another than `magic` (something was mounted there).
+ * Looks at the device of a folder every {@linkcode MOUNT_CHECK_MS} (off the
+ * daemon's thread, one look at a time: a share may not answer), and calls
+ * `onMounted` once when it is another than `dev`: something was mounted there
+ * (or what was mounted there is gone).
  */
 export class MountWatch {
   #timer: ReturnType<typeof setInterval>;
   #looking: Promise<void> | undefined;
 
-  constructor(
-    path: string,
-    magic: number,
-    onMounted: (type: string, was: string) => Promise<void>,
-  ) {
+  constructor(path: string, dev: number, onMounted: () => Promise<void>) {
     this.#timer = setInterval(() => {
-      this.#looking ??= magicOf(path).catch(() => null).then((now) => {
-        if (now === null || now === magic) return;
+      this.#looking ??= Deno.stat(path).then((info) => info.dev, () => null).then((now) => {
+        if (now === null || now === dev) return;
         this.close();
-        return onMounted(fileSystemKind(now).type, fileSystemKind(magic).type);
+        return onMounted();
       }).finally(() => this.#looking = undefined);
     }, MOUNT_CHECK_MS);
   }

@@ -33,17 +33,11 @@ import {
 import { PollLoop } from "./poll_loop.ts";
 import { type FoundFile, scanFolderBatches, type ScanOptions } from "./scan.ts";
 import { relativeTo } from "./entry_check.ts";
-import {
-  fileSystemOf,
-  MountWatch,
-  type WatchHow,
-  watchHow,
-  type WatchModeSetting,
-} from "./fs_type.ts";
+import { MountWatch, type WatchHow, watchHow, type WatchModeSetting } from "./fs_type.ts";
 
-/** The line when another file system was mounted on the watch folder. */
-const MOUNTED = "Watch folder {path} is now on {type} (it was on {was}): something was mounted " +
-  "there; watching it again";
+/** The line when the watch folder's file system changed (a mount). */
+const MOUNTED = "Watch folder {path} is on another file system now ({type}; it was on {was}): " +
+  "something was mounted there, or unmounted; watching it again";
 
 /** The warning when the watch folder itself disappeared. */
 const REMOVED = "Watch folder {path} was removed; watching it again once it exists";
@@ -105,8 +99,8 @@ export class WatchSession {
   #how: WatchHow | undefined;
   /** The polls, where the folder is polled. */
   #polls: PollLoop | undefined;
-  /** The file system's statfs magic number when the watch was decided (Linux), else `null`. */
-  #magic: number | null = null;
+  /** The folder's device when the watch was decided (`null`: unknown, or Windows). */
+  #dev: number | null = null;
   /** Looks for a file system mounted on a folder watched by events alone. */
   #mounts: MountWatch | undefined;
 
@@ -195,7 +189,11 @@ export class WatchSession {
     const { root, job, filter } = this.#options;
     const intervalMs = this.#options.pollIntervalMs ?? 2000;
     this.#how = watchHow(root, this.#options.watchMode ?? "auto", intervalMs / 1000);
-    this.#magic = fileSystemOf(root).magic;
+    try {
+      this.#dev = Deno.build.os === "windows" ? null : Deno.statSync(root).dev;
+    } catch {
+      this.#dev = null;
+    }
     if (this.#how.mode === "events") return;
     this.#polls = new PollLoop({
       job,
@@ -220,12 +218,13 @@ export class WatchSession {
    * share) and scanned.
    */
   #watchMounts(): void {
-    if (this.#how?.mode !== "events" || this.#magic === null || this.#closed) return;
+    if (this.#how?.mode !== "events" || this.#dev === null || this.#closed) return;
     const { job, root } = this.#options;
-    this.#mounts = new MountWatch(root, this.#magic, async (type, was) => {
+    this.#mounts = new MountWatch(root, this.#dev, async () => {
       if (this.#closed) return;
-      this.#log.info(MOUNTED, { job, path: root, type, was });
+      const was = this.#how?.fileSystem;
       this.#decide();
+      this.#log.info(MOUNTED, { job, path: root, type: this.#how?.fileSystem, was });
       await this.#watchAgain();
       await this.scan("", this.#polls?.learnFromScan()).catch((e) => this.#onScanError(root, e));
       this.#polls?.start();
