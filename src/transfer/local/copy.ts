@@ -58,6 +58,8 @@ export interface CopyOptions {
   upTo?: number;
   /** Times each write (see {@linkcode AnswerWatch}). */
   answers?: AnswerWatch["on"];
+  /** The same file as `target`, opened with the runtime's API: the writes go through it. */
+  writer?: Deno.FsFile | null;
 }
 
 /**
@@ -79,7 +81,9 @@ export async function copyData(
   const hash: Hash | null = options.hash ?? (options.hashIt ? createHash("sha256") : null);
   const buffer = takeChunk();
   let bytes = from;
+  const writer = options.writer ?? null;
   try {
+    if (writer !== null) await writer.seek(from, Deno.SeekMode.Start);
     while (bytes < upTo) {
       signal.throwIfAborted();
       const n = readSync(source.fd, buffer, 0, Math.min(buffer.length, upTo - bytes), bytes);
@@ -88,8 +92,10 @@ export async function copyData(
       hash?.update(chunk);
       let offset = 0;
       while (offset < n) {
-        const write = writeAt(target, chunk, offset, n - offset, bytes + offset);
-        offset += (await (options.answers?.(write) ?? write)).bytesWritten;
+        const write = writer !== null
+          ? writer.write(chunk.subarray(offset))
+          : writeAt(target, chunk, offset, n - offset, bytes + offset).then((w) => w.bytesWritten);
+        offset += await (options.answers?.(write) ?? write);
       }
       bytes += n;
       if (options.throttle) await options.throttle.sent(n, signal);
@@ -270,7 +276,7 @@ export class AnswerWatch {
   /** Resolves once a call has gone unanswered for the limit. */
   readonly silent: Promise<void> = new Promise((resolve) => this.#heard = resolve);
 
-  constructor(limitMs: number, stop: AbortSignal) {
+  constructor(limitMs: number, stop: AbortSignal = new AbortController().signal) {
     this.#limitMs = limitMs;
     this.#stopping = stop;
   }

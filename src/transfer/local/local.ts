@@ -33,7 +33,7 @@ import { localDestinationSha256, localDestinationSizes } from "../destination_si
 import { type DiskSpace, localDiskSpace } from "../../config/free_space.ts";
 import { BaseFileSystem, makeLocalFolders, probeLocalDestination } from "./folders.ts";
 import type { Ledger } from "../../ledger/ledger.ts";
-import { type LocalDelivery, LocalTempCopies } from "./temp_copies.ts";
+import { closeWriter, type LocalDelivery, LocalTempCopies } from "./temp_copies.ts";
 import {
   closeSource,
   deliveredPermissions,
@@ -75,6 +75,12 @@ export class LocalTransport implements Transport {
   #deliveredBefore = false;
   /** The file system they arrived on: an empty folder on another one is an unmounted share. */
   #arrivedOn: BaseFileSystem;
+  /**
+   * A batch (or a look) left waiting on a call the destination did not answer,
+   * until that call returns: no other is started meanwhile (each would hold a
+   * thread of the runtime's pool).
+   */
+  #unanswered: Promise<unknown> | null = null;
   /** Paces all copies together at `bandwidth_limit` (none without one). */
   readonly throttle: Throttle | null;
 
@@ -100,12 +106,32 @@ export class LocalTransport implements Transport {
     }
   }
 
+  /** See `Transport.destinationSizes`; rejects when the destination does not answer in time. */
   destinationSizes(destinations: string[]): Promise<Map<string, number | null>> {
-    return localDestinationSizes(this.#job.remote_base_path, destinations);
+    return this.#answered(() => localDestinationSizes(this.#job.remote_base_path, destinations));
   }
 
+  /** See `Transport.destinationSha256`; rejects when the destination does not answer in time. */
   destinationSha256(destinations: string[]): Promise<Map<string, string | null>> {
-    return localDestinationSha256(this.#job.remote_base_path, destinations);
+    return this.#answered(() => localDestinationSha256(this.#job.remote_base_path, destinations));
+  }
+
+  /** `call` on the destination, or a rejection once it has not answered within the transfer timeout. */
+  async #answered<T>(call: () => Promise<T>): Promise<T> {
+    if (this.#unanswered !== null) throw new Error("the destination does not answer");
+    const answers = new AnswerWatch(this.#job.transfer_timeout_seconds * 1000);
+    const calling = call();
+    try {
+      return await Promise.race([
+        answers.on(calling),
+        answers.silent.then(() => {
+          this.#unanswered = calling.catch(() => {}).finally(() => this.#unanswered = null);
+          throw new Error("the destination does not answer");
+        }),
+      ]);
+    } finally {
+      answers.stop();
+    }
   }
 
   diskSpace(_signal?: AbortSignal, _options?: { onlyIfFree?: boolean }): Promise<DiskSpace | null> {
@@ -123,15 +149,18 @@ export class LocalTransport implements Transport {
    * answering, and the job waits for it.
    */
   send(items: TransferItem[], signal: AbortSignal): Promise<TransferOutcome[]> {
+    const notAnswered = () => items.map((item) => ({ item, error: this.#notAnswering(item) }));
+    // While an earlier call still waits on the share, another would only wait beside it.
+    if (this.#unanswered !== null) return Promise.resolve(notAnswered());
     const answers = new AnswerWatch(this.#job.transfer_timeout_seconds * 1000, signal);
     const delivering = answers.on(destinationCalls(this.#job.remote_base_path)).then((calls) =>
       deliver(items, this.#steps(answers, calls), AbortSignal.any([signal, answers.signal]))
     );
-    // Abandoned to its hung call, it settles (or not) on its own.
-    delivering.catch(() => {});
-    const unanswered = answers.silent.then(() =>
-      items.map((item) => ({ item, error: this.#notAnswering(item) }))
-    );
+    const unanswered = answers.silent.then(() => {
+      // Abandoned to its hung call, it settles (or not) on its own.
+      this.#unanswered = delivering.catch(() => {}).finally(() => this.#unanswered = null);
+      return notAnswered();
+    });
     return Promise.race([delivering, unanswered]).finally(() => answers.stop());
   }
 
@@ -281,6 +310,7 @@ export class LocalTransport implements Transport {
           ...start,
           throttle: this.throttle,
           answers: on,
+          writer: delivery.writer,
         });
       } catch (error) {
         // A copy cut short by a full disk is not kept: its room is better used by whole files.
@@ -307,6 +337,7 @@ export class LocalTransport implements Transport {
         // Verified through the open file.
         await on(this.#verify(delivery.item, target, written, calls));
         await on(fsyncOff(target));
+        closeWriter(delivery);
       };
     } finally {
       closeSource(source);

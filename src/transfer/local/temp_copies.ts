@@ -25,7 +25,8 @@ import { basename, dirname, join } from "node:path";
 import type { JobConfig } from "../../config/types.ts";
 import { logger } from "../../log/logging.ts";
 import type { Delivery } from "../deliver.ts";
-import { type DestinationCalls, removeIfOurs, type Written } from "./copy.ts";
+import { CALLS_ON_POOL, type DestinationCalls, removeIfOurs, type Written } from "./copy.ts";
+import { TransferError } from "../../errors.ts";
 import { sweepLocalLeftovers } from "./folders.ts";
 import { giveChunk, type OpenSource, takeChunk } from "../source.ts";
 import { Buffer } from "node:buffer";
@@ -45,6 +46,11 @@ export interface LocalDelivery extends Delivery {
   tempPath: string;
   /** The temporary file, open for reading and writing, or `null` (not created, or closed). */
   target: number | null;
+  /**
+   * On a share, the same file open again for the copy's writes (see
+   * {@linkcode openWriter}), or `null`.
+   */
+  writer?: Deno.FsFile | null;
   /** What the copy step wrote. */
   written: Written | null;
   /** Keep the temporary file when it is not renamed (an interrupted copy, to be resumed). */
@@ -110,6 +116,7 @@ export class LocalTempCopies {
       if (fits) {
         delivery.tempPath = earlier.path;
         delivery.target = earlier.fd;
+        delivery.writer = await openWriter(earlier.path, earlier.fd, calls);
         return { from: earlier.size, hash };
       }
       this.#log.info(
@@ -122,6 +129,7 @@ export class LocalTempCopies {
     this.#inUse.add(delivery.tempPath);
     // On a thread of its own: a file system busy flushing other copies can hold a create up.
     delivery.target = await openOff(delivery.tempPath, CREATE_NEW, 0o600);
+    delivery.writer = await openWriter(delivery.tempPath, delivery.target, calls);
     return { from: 0, hash: null, hashIt };
   }
 
@@ -130,6 +138,7 @@ export class LocalTempCopies {
    * (unless it is kept to be resumed).
    */
   async release(delivery: LocalDelivery, calls: DestinationCalls): Promise<void> {
+    closeWriter(delivery);
     const target = delivery.target;
     if (target !== null) {
       delivery.target = null;
@@ -184,6 +193,47 @@ export class LocalTempCopies {
     known.add(basename(path));
     this.#resumable.set(folder, known);
   }
+}
+
+/**
+ * On a share (calls on the pool: see `DestinationCalls`), the temporary file
+ * at `path`, open as `fd`, opened again for writing with the runtime's own
+ * file API, whose writes run on its thread pool (`node:fs`'s `write` is made
+ * on the daemon's thread: a share that stops answering would hold the whole
+ * daemon). Refused unless it is the same file as `fd` (someone could have
+ * put another in its place). Elsewhere (a local disk, Windows) `null`: the
+ * copy is written through `fd`.
+ */
+export async function openWriter(
+  path: string,
+  fd: number,
+  calls: DestinationCalls,
+): Promise<Deno.FsFile | null> {
+  if (calls !== CALLS_ON_POOL || Deno.build.os === "windows") return null;
+  const writer = await Deno.open(path, { write: true });
+  const [ours, opened] = await Promise.all([calls.fstat(fd), writer.stat()]);
+  if (ours.ino !== opened.ino || ours.dev !== opened.dev) {
+    writer.close();
+    throw new TransferError(
+      `the temporary file ${path} was replaced by someone else while it was opened; not delivered`,
+      "retry",
+    );
+  }
+  return writer;
+}
+
+/**
+ * Close the copy's writer, if any: after its last write was flushed (the
+ * share answered a moment ago), since the runtime closes files on the
+ * daemon's thread.
+ */
+export function closeWriter(delivery: LocalDelivery): void {
+  try {
+    delivery.writer?.close();
+  } catch {
+    // Closed already.
+  }
+  delivery.writer = null;
 }
 
 /** Flags of an earlier copy opened to be continued: never through a link, never blocking. */

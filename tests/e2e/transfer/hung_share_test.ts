@@ -12,6 +12,8 @@ import { join } from "node:path";
 import { isMounted, mountBindfsProcess, unmountBindfs } from "../../helpers/bindfs.ts";
 import { listFiles, randomBytes, waitFor } from "../../helpers/files.ts";
 import { getJson, startStatusDaemon } from "../../helpers/status.ts";
+import { localTestJob } from "../../helpers/jobs.ts";
+import { LocalTransport } from "../../../src/transfer/local/local.ts";
 
 interface JobView {
   state: string;
@@ -95,6 +97,85 @@ Deno.test("a daemon stopped while a copy waits on a share that stopped answering
       assert.match(status.daemon.stderr(), /Stopped/);
     } finally {
       await status[Symbol.asyncDispose]();
+    }
+  });
+});
+
+Deno.test("a share that stops answering in the middle of a copy: the daemon goes on, the job waits, the file arrives whole once it answers", async () => {
+  await withShare(async (server, share, view) => {
+    await using status = await startStatusDaemon({
+      remote_base_path: share,
+      transfer_timeout_seconds: 2,
+      retry_delay_seconds: 1,
+      bandwidth_limit: "4MiB/s",
+    });
+    const job = async () =>
+      (await getJson<{ jobs: JobView[] }>(status.base, "/api/status")).jobs[0];
+    const large = randomBytes(24 * 1024 * 1024);
+    await Deno.writeFile(join(status.watch, "large.fits"), large);
+    // Stopped once its temporary copy holds some of it.
+    await waitFor(async () => {
+      for (const rel of await listFiles(server)) {
+        if (
+          rel.split("/").pop()!.startsWith(".") && (await Deno.stat(join(server, rel))).size > 0
+        ) {
+          return true;
+        }
+      }
+      return false;
+    });
+    view.kill("SIGSTOP");
+    await waitFor(async () => {
+      const now = await job();
+      return now.state === "failing" && /did not answer for 2 s/.test(now.reason ?? "");
+    });
+    view.kill("SIGCONT");
+    await waitFor(async () => (await listFiles(server)).some((rel) => rel.endsWith("/large.fits")));
+    const rel = (await listFiles(server)).find((rel) => rel.endsWith("/large.fits"))!;
+    assert.deepEqual(await Deno.readFile(join(server, rel)), large);
+  });
+});
+
+/** Threads of this process waiting for an answer of a FUSE file system. */
+function threadsWaitingOnFuse(): number {
+  let waiting = 0;
+  for (const task of Deno.readDirSync("/proc/self/task")) {
+    const wchan = Deno.readTextFileSync(`/proc/self/task/${task.name}/wchan`);
+    if (wchan === "request_wait_answer") waiting++;
+  }
+  return waiting;
+}
+
+Deno.test("while a call waits on a share that stopped answering, further batches fail at once instead of waiting beside it", async () => {
+  await withShare(async (_server, share, view) => {
+    const root = await Deno.makeTempDir({ prefix: "itx-hung-transport-" });
+    try {
+      const job = localTestJob(root, { remote_base_path: share, transfer_timeout_seconds: 1 });
+      await Deno.mkdir(job.watch_path);
+      const source = join(job.watch_path, "a.fits");
+      await Deno.writeFile(source, randomBytes(1000));
+      const item = { source, destination: "20240315/a.fits", size: 1000, mtimeMs: 0 };
+      item.mtimeMs = (await Deno.stat(source)).mtime!.getTime();
+      const transport = new LocalTransport(job);
+      view.kill("SIGSTOP");
+      for (let attempt = 0; attempt < 4; attempt++) {
+        const [outcome] = await transport.send([item], new AbortController().signal);
+        assert.match(outcome.error?.message ?? "", /did not answer for 1 s/);
+        await assert.rejects(transport.destinationSizes([item.destination]), /does not answer/);
+      }
+      // The first call still waits; none was added beside it.
+      assert.equal(threadsWaitingOnFuse(), 1);
+      view.kill("SIGCONT");
+      await waitFor(async () => {
+        const [outcome] = await transport.send([item], new AbortController().signal);
+        return outcome.error === null;
+      });
+      assert.deepEqual(
+        await transport.destinationSizes([item.destination]),
+        new Map([[item.destination, 1000]]),
+      );
+    } finally {
+      await Deno.remove(root, { recursive: true });
     }
   });
 });
