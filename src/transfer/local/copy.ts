@@ -64,11 +64,11 @@ export interface CopyOptions {
 
 /**
  * Copy the source into `target`, a chunk at a time: each chunk read at once
- * (the source was just written: it is in the page cache) and written on a
- * thread of the runtime's pool, so the event loop goes on with other work
- * (another batch's copy, the intake) meanwhile; paced by a throttle when
- * given (a bandwidth limit). `bytes` counts the whole copy (the part it
- * started from included), `appended` what this call wrote.
+ * (the source was just written: it is in the page cache) and written, through
+ * `writer` when given (on the runtime's thread pool: a share may stop
+ * answering), else with `node:fs`'s `write` (made on the daemon's thread);
+ * paced by a throttle when given (a bandwidth limit). `bytes` counts the whole
+ * copy (the part it started from included), `appended` what this call wrote.
  */
 export async function copyData(
   source: OpenSource,
