@@ -84,6 +84,30 @@ async function finalNames(dest: string): Promise<string[]> {
 }
 
 /**
+ * A runner of `job` (its ledger in `stateDir`), sending through a
+ * {@linkcode CountingTransport}, probing a full destination every
+ * {@linkcode PROBE_MS}; `close` stops it and closes the ledger.
+ */
+function probingRunner(job: JobConfig, stateDir: string, runtime: string) {
+  const ledger = Ledger.open(stateDir);
+  const transport = new CountingTransport(createTransport(job, runtime));
+  const runner = new JobRunner(job, ledger, transport, {
+    once: false,
+    closedForMs: 50,
+    fullProbeMs: PROBE_MS,
+  });
+  return {
+    ledger,
+    transport,
+    runner,
+    async close() {
+      await runner.stop();
+      ledger.close();
+    },
+  };
+}
+
+/**
  * Run the scenario for `job` (its `remote_base_path` is a 1 MiB tmpfs
  * meanwhile, owned by `owner` when given).
  */
@@ -100,13 +124,8 @@ async function fillUpAndGrow(job: JobConfig, owner: { uid?: number; gid?: number
         await Deno.mkdir(join(job.watch_path, "night"), { recursive: true });
         await Deno.writeFile(join(job.watch_path, rel), files.get(rel)!);
       }
-      const ledger = Ledger.open(join(job.watch_path, "..", "state"));
-      const transport = new CountingTransport(createTransport(job, runtime));
-      const runner = new JobRunner(job, ledger, transport, {
-        once: false,
-        closedForMs: 50,
-        fullProbeMs: PROBE_MS,
-      });
+      const probing = probingRunner(job, join(job.watch_path, "..", "state"), runtime);
+      const { ledger, transport, runner } = probing;
       const checkFinalNames = async () => {
         for (const rel of await finalNames(dest)) {
           const source = rel.slice(rel.indexOf("/") + 1);
@@ -171,8 +190,7 @@ async function fillUpAndGrow(job: JobConfig, owner: { uid?: number; gid?: number
         assert.equal(runner.summary.sent, FILES);
         assert.equal(runner.summary.failed, 0);
       } finally {
-        await runner.stop();
-        ledger.close();
+        await probing.close();
       }
       // Nothing left behind: no temporary copies, no upload folders.
       assert.deepEqual((await listFiles(dest)).length, FILES, (await listFiles(dest)).join("\n"));
@@ -250,11 +268,11 @@ Deno.test("disk full (local): while the job waits for room, the smallest files g
       for (const name of ["large 1.fits", "large 2.fits", "large 3.fits"]) {
         await write(name, 2 * 1024 * 1024);
       }
-      const ledger = Ledger.open(join(root, "state"));
+      // The transport measures no free space here: every probe reaches the destination.
+      const probing = probingRunner(job, join(root, "state"), runtime);
+      const { ledger, transport, runner } = probing;
       const state = (name: string) => FileRows.of(ledger, job).get(name)?.state;
       const small = ["small 1.fits", "small 2.fits", "small 3.fits"];
-      // The transport measures no free space here: every probe reaches the destination.
-      const transport = new CountingTransport(createTransport(job, runtime));
       const passedOver: string[] = [];
       transport.onSend = (items) => {
         const waiting = small.filter((name) => state(name) === "pending");
@@ -262,11 +280,6 @@ Deno.test("disk full (local): while the job waits for room, the smallest files g
           passedOver.push(`${items.map((item) => item.source).join(", ")} before ${waiting}`);
         }
       };
-      const runner = new JobRunner(job, ledger, transport, {
-        once: false,
-        closedForMs: 50,
-        fullProbeMs: PROBE_MS,
-      });
       try {
         await runner.start();
         await waitFor(() => logs.count("error", "is full") > 0, 30_000, "the pause");
@@ -288,8 +301,7 @@ Deno.test("disk full (local): while the job waits for room, the smallest files g
         );
         assert.equal((await finalNames(dest)).length, files.size);
       } finally {
-        await runner.stop();
-        ledger.close();
+        await probing.close();
       }
     });
   } finally {
