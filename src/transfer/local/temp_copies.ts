@@ -201,15 +201,15 @@ export class LocalTempCopies {
  * file API, whose writes run on its thread pool (`node:fs`'s `write` is made
  * on the daemon's thread: a share that stops answering would hold the whole
  * daemon). Refused unless it is the same file as `fd` (someone could have
- * put another in its place). Elsewhere (a local disk, Windows) `null`: the
- * copy is written through `fd`.
+ * put another in its place). Elsewhere (a local disk; macOS and Windows, where
+ * this is not tried yet) `null`: the copy is written through `fd`.
  */
 export async function openWriter(
   path: string,
   fd: number,
   calls: DestinationCalls,
 ): Promise<Deno.FsFile | null> {
-  if (calls !== CALLS_ON_POOL || Deno.build.os === "windows") return null;
+  if (calls !== CALLS_ON_POOL || Deno.build.os !== "linux") return null;
   const writer = await Deno.open(path, { write: true });
   const [ours, opened] = await Promise.all([calls.fstat(fd), writer.stat()]);
   if (ours.ino !== opened.ino || ours.dev !== opened.dev) {
