@@ -4,8 +4,10 @@
  * a hard NFS mount whose server died, or a frozen FUSE daemon: every call on
  * it waits. The daemon goes on (its status page answers), the job waits for
  * the destination and says why, and once the share answers again the file
- * arrives whole, with no temporary copy left beside it. A daemon stopped
- * while a copy waits on such a share ends all the same.
+ * arrives whole, with no temporary copy left beside it; also when it stopped
+ * in the middle of a copy. A daemon stopped while a copy waits on such a share
+ * ends all the same. The transport alone: while one call waits there, further
+ * batches fail at once instead of adding calls that wait beside it.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
