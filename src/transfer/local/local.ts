@@ -134,8 +134,9 @@ export class LocalTransport implements Transport {
     }
   }
 
+  /** See `Transport.diskSpace`; rejects when the destination does not answer in time. */
   diskSpace(_signal?: AbortSignal, _options?: { onlyIfFree?: boolean }): Promise<DiskSpace | null> {
-    return localDiskSpace(this.#job.remote_base_path);
+    return this.#answered(() => localDiskSpace(this.#job.remote_base_path));
   }
 
   describeTarget(destination: string): string {

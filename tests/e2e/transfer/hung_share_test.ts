@@ -164,6 +164,7 @@ Deno.test("while a call waits on a share that stopped answering, further batches
         const [outcome] = await transport.send([item], new AbortController().signal);
         assert.match(outcome.error?.message ?? "", /did not answer for 1 s/);
         await assert.rejects(transport.destinationSizes([item.destination]), /does not answer/);
+        await assert.rejects(transport.diskSpace(), /does not answer/);
       }
       // The first call still waits; none was added beside it.
       assert.equal(threadsWaitingOnFuse(), 1);
