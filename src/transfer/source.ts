@@ -249,7 +249,7 @@ export async function hashFile(path: string): Promise<string> {
 const openOff = promisify(open) as (path: string, flags: string | number) => Promise<number>;
 
 /** `close` on the runtime's thread pool. */
-export const closeOff: (fd: number) => Promise<void> = promisify(close);
+const closeOff: (fd: number) => Promise<void> = promisify(close);
 
 /** A read of up to `length` bytes of `fd` at `position` into `buffer` at `offset`; resolves to the bytes read. */
 export type ReadAt = (

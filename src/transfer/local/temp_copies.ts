@@ -204,7 +204,7 @@ export class LocalTempCopies {
  * put another in its place). Elsewhere (a local disk; macOS and Windows, where
  * this is not tried yet) `null`: the copy is written through `fd`.
  */
-export async function openWriter(
+async function openWriter(
   path: string,
   fd: number,
   calls: DestinationCalls,
