@@ -16,6 +16,7 @@ import { checkConfigFileMode, checkIdentityFileModes } from "./file_mode.ts";
 import { DAEMON_KEYS, readJobs } from "./jobs.ts";
 import { resolveDaemon, resolveJob } from "./resolve.ts";
 import {
+  keepLastOfDuplicateKeys,
   looksLikeToml,
   plainValue,
   syntaxErrorLine,
@@ -116,7 +117,10 @@ export function parseConfig(text: string, file: string): Config {
     if (!syntaxLines.has(line)) issues.addAtLine(line, syntaxReason(error, doc, lineCounter));
     syntaxLines.add(line);
   }
-  issues.throwIfAny();
+  // A key written twice leaves a document that can still be checked (the later value counts):
+  // its other problems are said with it, so that one run shows them all.
+  if (doc.errors.some((error) => error.code !== "DUPLICATE_KEY")) issues.throwIfAny();
+  keepLastOfDuplicateKeys(doc);
   if (doc.contents === null) {
     throw new ConfigError(
       `${file}: the config file is empty; write at least watch_path, remote_host and ` +

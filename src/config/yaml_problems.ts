@@ -186,6 +186,25 @@ function findDuplicateKey(
   return found;
 }
 
+/**
+ * Drop the earlier of each key written twice in one mapping, keeping the one
+ * YAML gives the value of (the last), so that the document's other problems
+ * can be checked and point at the lines whose values they are about.
+ */
+export function keepLastOfDuplicateKeys(doc: Document): void {
+  visit(doc, {
+    Map(_, map) {
+      const keyOf = (pair: { key: unknown }) => isScalar(pair.key) ? pair.key.value : pair.key;
+      const last = new Map<unknown, number>();
+      map.items.forEach((pair, index) => last.set(keyOf(pair), index));
+      // Merge keys (`<<`) may be given more than once.
+      map.items = map.items.filter((pair, index) =>
+        keyOf(pair) === "<<" || last.get(keyOf(pair)) === index
+      );
+    },
+  });
+}
+
 /** The document as plain values, or the line and reason why its aliases cannot be expanded. */
 export function plainValue(
   doc: Document,

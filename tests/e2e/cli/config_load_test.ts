@@ -416,6 +416,29 @@ Deno.test("a duplicate key inside a job is named, with both lines", () => {
   assert.equal(error.line, 6);
 });
 
+Deno.test("a duplicate key does not hide the file's other problems, which point at the later one", () => {
+  const lines = configError(
+    [
+      "remote_host: h",
+      "jobs:",
+      "  - watch_path: /a",
+      "    remote_base_path: /o",
+      "    retry_attempts: 2",
+      "    retry_attempts: -3",
+      "    no_such_key: 1",
+    ].join("\n") + "\n",
+  ).message.split("\n");
+  assert.deepEqual(lines.map((line) => line.match(/config\.yaml:(\d+):/)?.[1]), ["6", "6", "7"]);
+  assert.match(lines[0], /duplicate key "retry_attempts" \(first on line 5\)/);
+  assert.match(lines[1], /retry_attempts: expected a whole number from 0 to 1000, got -3/);
+  assert.match(lines[2], /unknown key "no_such_key"/);
+  // Only a duplicate: still refused.
+  assert.match(
+    configError("watch_path: /a\nremote_host: h\nremote_base_path: /o\nremote_host: h\n").message,
+    /^\/etc\/it\/config\.yaml:4: duplicate key "remote_host" \(first on line 2\)[^\n]*$/,
+  );
+});
+
 Deno.test("an alias bomb is refused with the line of the alias that expands most", () => {
   const lol = Array(9).fill('"lol"').join(", ");
   const text = [
