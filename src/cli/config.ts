@@ -14,6 +14,7 @@ import { type GlobalOptions, globalOptions } from "./options.ts";
 import { keyPlace, loadConfig, resolveConfigPath } from "../config/load.ts";
 import type { Config } from "../config/types.ts";
 import { checkBeforeStart } from "../pipeline/start_checks.ts";
+import { answerWithin } from "../config/file_systems.ts";
 import { PAUSES_FOR_GOOD, pausesForGood } from "../pipeline/schedules.ts";
 import { ConfigError, UsageError } from "../errors.ts";
 import { dirname } from "node:path";
@@ -26,7 +27,7 @@ import { describeKeys, type KeyDoc } from "../config/reference.ts";
  */
 export async function runConfigValidate(configOption?: string): Promise<void> {
   const config = await loadConfig(resolveConfigPath(configOption));
-  await checkBeforeStart(config);
+  await checkBeforeStart(config, undefined, (message) => console.error(`warning: ${message}`));
   const count = config.jobs.length;
   console.log(`ok: ${config.file} (${count} job${count === 1 ? "" : "s"})`);
   for (const job of config.jobs) {
@@ -38,8 +39,11 @@ export async function runConfigValidate(configOption?: string): Promise<void> {
     );
   }
   for (const [index, job] of config.jobs.entries()) {
-    const watched = await Deno.stat(job.watch_path).then((info) => info.isDirectory, () => false);
-    if (!watched) {
+    // A folder on a share that stopped answering was said by the checks above.
+    const watched = await answerWithin(
+      Deno.stat(job.watch_path).then((info) => info.isDirectory, () => false),
+    );
+    if (watched === false) {
       console.error(
         `warning: ${keyPlace(config.file, index, ["watch_path"])}: watch folder of job ` +
           `${job.name} ${job.watch_path} is not a folder that exists (yet): \`run\` waits until ` +

@@ -13,6 +13,7 @@ import { Command } from "commander";
 import { globalOptions } from "./options.ts";
 import { loadConfig, resolveConfigPath } from "../config/load.ts";
 import type { Config, JobConfig } from "../config/types.ts";
+import { answerWithin, SHARE_ANSWER_MS } from "../config/file_systems.ts";
 import {
   addQuickStartOptions,
   checkQuickStart,
@@ -85,9 +86,17 @@ export async function runDoctor(
 
 async function checkWatchPath(job: JobConfig): Promise<ProbeCheck> {
   try {
-    const info = await Deno.stat(job.watch_path);
-    if (!info.isDirectory) throw new Error("not a folder");
-    for await (const _ of Deno.readDir(job.watch_path)) break;
+    const read = async () => {
+      const info = await Deno.stat(job.watch_path);
+      if (!info.isDirectory) throw new Error("not a folder");
+      for await (const _ of Deno.readDir(job.watch_path)) break;
+      return true;
+    };
+    if (await answerWithin(read()) === null) {
+      throw new Error(
+        `did not answer in ${SHARE_ANSWER_MS / 1000} s (a share whose server stopped answering?)`,
+      );
+    }
     return { check: "watch folder", verdict: "ok", detail: job.watch_path };
   } catch (error) {
     const reason = error instanceof Deno.errors.NotFound ? "does not exist" : messageOf(error);
@@ -138,7 +147,7 @@ export function doctorCommand(): Command {
         config = await loadConfig(resolveConfigPath(global.config));
       }
       // What `run` would refuse before starting fails here too.
-      await checkBeforeStart(config);
+      await checkBeforeStart(config, undefined, (message) => console.log(`WARN  ${message}`));
       const jobs = options.job === undefined
         ? config.jobs
         : config.jobs.filter((job) => job.name === options.job);

@@ -54,3 +54,21 @@ export function fileSystemKind(magic: number): { type: string; remote: boolean }
   const type = remote ?? LOCAL_MAGIC.get(magic) ?? `0x${magic.toString(16)}`;
   return { type, remote: remote !== undefined };
 }
+
+/** How long a look at a folder may take before it is taken for a share that stopped answering. */
+export const SHARE_ANSWER_MS = 5_000;
+
+/**
+ * What `call` (a look at a folder, made on the runtime's thread pool) gives,
+ * or `null` when it has not answered within `ms`: on a share whose server
+ * stopped answering it never does (the call is left waiting).
+ */
+export async function answerWithin<T>(call: Promise<T>, ms = SHARE_ANSWER_MS): Promise<T | null> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<null>((done) => timer = setTimeout(() => done(null), ms));
+  try {
+    return await Promise.race([call, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

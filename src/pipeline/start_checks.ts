@@ -6,7 +6,8 @@
  * logs in with, folders the daemon cannot use, source clean-up that would
  * remove what another job has not sent, destinations that would lose or
  * repeat copies, and the status page's address and token. Every problem is
- * said at once, each with the file and line of its key.
+ * said at once, each with the file and line of its key. A folder on a share
+ * that does not answer is said, and checked as written.
  *
  * @module
  */
@@ -19,6 +20,8 @@ import { type ListenSettings, listenSettings } from "../status/listen.ts";
 import { relativeTo } from "../watch/entry_check.ts";
 import { createFileFilter } from "../watch/file_filter.ts";
 import { checkUserPrograms } from "./hooks.ts";
+import { answerWithin, SHARE_ANSWER_MS } from "../config/file_systems.ts";
+import { logger } from "../log/logging.ts";
 
 /**
  * Check `config` as `run` does before it starts.
@@ -30,7 +33,19 @@ import { checkUserPrograms } from "./hooks.ts";
 export async function checkBeforeStart(
   config: Config,
   runsAs?: number | null,
+  warn: (message: string) => void = (message) => logger("daemon").warn("{message}", { message }),
 ): Promise<ListenSettings | null> {
+  const real = await realFolders(config);
+  for (const { key, index, path } of real.silent) {
+    const place = index < 0
+      ? `${keyPlace(config.file, -1, [key])}: ${key}`
+      : jobKeyPlace(config, index, key);
+    warn(
+      `${place}: ${path} did not answer in ${SHARE_ANSWER_MS / 1000} s (a network share whose ` +
+        "server stopped answering?): it is checked as written, without following links",
+    );
+  }
+  const realPathSoFar = (path: string) => real.paths.get(path) ?? resolve(path);
   const problems: string[] = [];
   const check = async <T>(run: () => T | Promise<T>): Promise<T | undefined> => {
     try {
@@ -42,9 +57,9 @@ export async function checkBeforeStart(
   };
   await check(() => checkUserPrograms(config.jobs, config.file, runsAs));
   await check(() => checkLoginFiles(config, runsAs));
-  await check(() => checkFolders(config));
-  await check(() => assertCleanupSafe(config));
-  await check(() => assertDestinationsApart(config));
+  await check(() => checkFolders(config, realPathSoFar));
+  await check(() => assertCleanupSafe(config, realPathSoFar));
+  await check(() => assertDestinationsApart(config, realPathSoFar));
   const listen = await check(() => listenSettings(config));
   if (problems.length > 0) throw new ConfigError(problems.join("\n"), { file: config.file });
   return listen ?? null;
@@ -149,7 +164,7 @@ const RUNTIME_GUARDED = ["/dev", "/proc", "/sys"];
  *
  * @throws {ConfigError} naming each with its key's line, and what to do
  */
-function checkFolders(config: Config): void {
+function checkFolders(config: Config, realPathSoFar: RealPath): void {
   const problems: string[] = [];
   const guarded = (path: string) => {
     if (Deno.build.os === "windows") return null;
@@ -209,7 +224,7 @@ function checkFolders(config: Config): void {
  *
  * @throws {ConfigError} naming each job, its key's line and both folders
  */
-function assertCleanupSafe(config: Config): void {
+function assertCleanupSafe(config: Config, realPathSoFar: RealPath): void {
   const problems: string[] = [];
   const watches = config.jobs.map((job) => realPathSoFar(job.watch_path));
   const nested = (a: string, b: string) => relativeTo(a, b) !== null || relativeTo(b, a) !== null;
@@ -267,11 +282,11 @@ function apartByExtension(a: JobConfig, b: JobConfig): boolean {
  *
  * @throws {ConfigError} naming the jobs and folders, and what to do
  */
-function assertDestinationsApart(config: Config): void {
+function assertDestinationsApart(config: Config, realPathSoFar: RealPath): void {
   const problems: string[] = [];
   const places = new Map<string, JobConfig>();
   for (const [index, job] of config.jobs.entries()) {
-    const place = destinationPlace(job);
+    const place = destinationPlace(job, realPathSoFar);
     const other = places.get(place);
     if (other !== undefined) {
       problems.push(
@@ -283,14 +298,14 @@ function assertDestinationsApart(config: Config): void {
     }
     places.set(place, job);
     if (job.transfer_method !== "local") continue;
-    const problem = copiesWatched(job);
+    const problem = copiesWatched(job, realPathSoFar);
     if (problem) problems.push(`${jobKeyPlace(config, index, problem.key)}: ${problem.message}`);
   }
   if (problems.length > 0) throw new ConfigError(problems.join("\n"), { file: config.file });
 }
 
 /** Where a job's copies go, the same string for every job that sends there. */
-function destinationPlace(job: JobConfig): string {
+function destinationPlace(job: JobConfig, realPathSoFar: RealPath): string {
   if (job.transfer_method === "local") return `local:${realPathSoFar(job.remote_base_path)}`;
   const base = posix.normalize(job.remote_base_path.trim()).replace(/(.)\/+$/, "$1");
   const host = job.remote_host.trim().toLowerCase();
@@ -317,7 +332,10 @@ function describePlace(job: JobConfig): string {
  * a watch folder that is a night folder of the destination (the copies of
  * that night land in it); `null` when it can.
  */
-function copiesWatched(job: JobConfig): { key: string; message: string } | null {
+function copiesWatched(
+  job: JobConfig,
+  realPathSoFar: RealPath,
+): { key: string; message: string } | null {
   const base = realPathSoFar(job.remote_base_path);
   const watch = realPathSoFar(job.watch_path);
   const baseInWatch = relativeTo(watch, base);
@@ -379,16 +397,48 @@ function existsAsFolder(path: string): boolean {
   }
 }
 
+/** `path` made absolute with the links of the part of it that exists resolved. */
+type RealPath = (path: string) => string;
+
+/** A folder of the config, by its key in the job at `index` (-1: a top-level key). */
+type Folder = { key: string; index: number; path: string };
+
 /**
- * `path` made absolute with the links of the part of it that exists resolved
- * (a destination or watch folder may not exist yet).
+ * The real paths of the folders the checks compare (each made absolute, the
+ * links of the part of it that exists resolved: a folder may not exist yet),
+ * looked up on the runtime's thread pool, so that one on a share that stopped
+ * answering is given {@linkcode SHARE_ANSWER_MS} and then compared as written
+ * (`silent`), instead of holding the start (or `config validate`) for good.
  */
-function realPathSoFar(path: string): string {
+async function realFolders(
+  config: Config,
+): Promise<{ paths: Map<string, string>; silent: Folder[] }> {
+  const folders: Folder[] = [{ key: "state_dir", index: -1, path: config.state_dir }];
+  if (config.log_file !== "") folders.push({ key: "log_file", index: -1, path: config.log_file });
+  for (const [index, job] of config.jobs.entries()) {
+    folders.push({ key: "watch_path", index, path: job.watch_path });
+    const base = job.transfer_method === "local" ? job.remote_base_path : null;
+    const archive = job.after_transfer === "move" ? job.archive_path : null;
+    if (base !== null) folders.push({ key: "remote_base_path", index, path: base });
+    if (archive !== null) folders.push({ key: "archive_path", index, path: archive });
+  }
+  const found = await Promise.all(folders.map((f) => answerWithin(realPathSoFar(f.path))));
+  const paths = new Map<string, string>();
+  const silent: Folder[] = [];
+  for (const [i, folder] of folders.entries()) {
+    if (found[i] !== null) paths.set(folder.path, found[i]);
+    else if (!silent.some((s) => s.path === folder.path)) silent.push(folder);
+  }
+  return { paths, silent };
+}
+
+/** See {@linkcode RealPath}. */
+async function realPathSoFar(path: string): Promise<string> {
   const missing: string[] = [];
   let existing = resolve(path);
   for (;;) {
     try {
-      return join(Deno.realPathSync(existing), ...missing);
+      return join(await Deno.realPath(existing), ...missing);
     } catch {
       const parent = dirname(existing);
       if (parent === existing) return resolve(path);

@@ -16,6 +16,7 @@ import { promisify } from "node:util";
 import { basename, dirname, join } from "node:path";
 import { bandwidthLimit } from "../../config/sizes.ts";
 import type { JobConfig } from "../../config/types.ts";
+import { answerWithin } from "../../config/file_systems.ts";
 import { isDestinationFull, TransferError } from "../../errors.ts";
 import { deliver, type DeliverySteps, verifyCopy } from "../deliver.ts";
 import {
@@ -194,12 +195,19 @@ export class LocalTransport implements Transport {
     return sending;
   }
 
-  probe(): Promise<ProbeCheck[]> {
-    return probeLocalDestination(
-      this.#job.remote_base_path,
-      this.#job.min_free_space,
-      this.#arrivedOn,
+  async probe(): Promise<ProbeCheck[]> {
+    const base = this.#job.remote_base_path;
+    const seconds = this.#job.transfer_timeout_seconds;
+    const checks = await answerWithin(
+      probeLocalDestination(base, this.#job.min_free_space, this.#arrivedOn),
+      seconds * 1000,
     );
+    return checks ?? [{
+      check: "destination folder",
+      verdict: "fail",
+      detail: `${base} did not answer in ${seconds} s (transfer_timeout_seconds; a share whose ` +
+        "server stopped answering?): transfers wait until it answers again",
+    }];
   }
 
   close(): Promise<void> {

@@ -6,13 +6,15 @@
  * the destination and says why, and once the share answers again the file
  * arrives whole, with no temporary copy left beside it; also when it stopped
  * in the middle of a copy. A daemon stopped while a copy waits on such a share
- * ends all the same. The transport alone: while one call waits there, further
+ * ends all the same. Started while the share does not answer, `config
+ * validate`, `doctor` and `run` say so and end, or go on. The transport alone: while one call waits there, further
  * batches fail at once instead of adding calls that wait beside it.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { isMounted, mountBindfsProcess, unmountBindfs } from "../../helpers/bindfs.ts";
-import { listFiles, randomBytes, waitFor } from "../../helpers/files.ts";
+import { listFiles, randomBytes, waitFor, within, writeConfig } from "../../helpers/files.ts";
+import { runCli, startCli } from "../../helpers/cli.ts";
 import { getJson, startStatusDaemon } from "../../helpers/status.ts";
 import { localTestJob } from "../../helpers/jobs.ts";
 import { LocalTransport } from "../../../src/transfer/local/local.ts";
@@ -135,6 +137,57 @@ Deno.test("a share that stops answering in the middle of a copy: the daemon goes
     await waitFor(async () => (await listFiles(server)).some((rel) => rel.endsWith("/large.fits")));
     const rel = (await listFiles(server)).find((rel) => rel.endsWith("/large.fits"))!;
     assert.deepEqual(await Deno.readFile(join(server, rel)), large);
+  });
+});
+
+Deno.test("started while the destination share does not answer: validate, doctor and run say so and end or go on; the file arrives once it answers", async () => {
+  await withShare(async (server, share, view) => {
+    const root = await Deno.makeTempDir({ prefix: "itx-hung-start-" });
+    const watch = join(root, "watch");
+    const config = join(root, "config.yaml");
+    await Deno.mkdir(watch);
+    await Deno.mkdir(join(share, "dest"));
+    await writeConfig(config, {
+      watch_path: watch,
+      remote_base_path: join(share, "dest"),
+      transfer_method: "local",
+      stability_window_seconds: 0.3,
+      night_timezone: "UTC",
+      state_dir: join(root, "state"),
+      log_file: "",
+      transfer_timeout_seconds: 2,
+      retry_delay_seconds: 1,
+    });
+    const env = { HOME: root };
+    view.kill("SIGSTOP");
+    // What the kernel remembers of the share's folders runs out (bindfs: after a second).
+    await new Promise((done) => setTimeout(done, 2500));
+    const said =
+      /config\.yaml:\d+: remote_base_path of job default: \S+\/dest did not answer in 5 s/;
+    // Before, each waited for the share for good.
+    const validate = await within(runCli(["config", "validate", "-c", config], { env }));
+    assert.equal(validate.code, 0, validate.stderr);
+    assert.match(validate.stderr, said);
+    const doctor = await within(runCli(["doctor", "-c", config], { env }));
+    assert.equal(doctor.code, 1, doctor.stdout + doctor.stderr);
+    assert.match(doctor.stdout, /FAIL +destination folder: \S+\/dest did not answer in 2 s/);
+    const daemon = startCli(["run", "-c", config], { env });
+    try {
+      await daemon.waitForOutput("Watching");
+      assert.match(daemon.stderr(), said);
+      const bytes = randomBytes(100_000);
+      await Deno.writeFile(join(watch, "a.fits"), bytes);
+      await daemon.waitForOutput(/a\.fits .*did not answer for 2 s/);
+      view.kill("SIGCONT");
+      await waitFor(async () => (await listFiles(server)).some((rel) => rel.endsWith("/a.fits")));
+      const rel = (await listFiles(server)).find((rel) => rel.endsWith("/a.fits"))!;
+      assert.deepEqual(await Deno.readFile(join(server, rel)), bytes);
+      assert.equal((await daemon.stop()).code, 0);
+    } finally {
+      view.kill("SIGCONT");
+      await daemon.stop();
+      await Deno.remove(root, { recursive: true });
+    }
   });
 });
 
