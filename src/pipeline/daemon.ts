@@ -25,6 +25,7 @@ import { StatusEvents } from "../status/events.ts";
 import { LedgerReports } from "../status/ledger_reports.ts";
 import { startStatusServer, type StatusServer } from "../status/server.ts";
 import { checkBeforeStart } from "./start_checks.ts";
+import { answerWithin } from "../config/file_systems.ts";
 import { RunningJobs } from "./running_jobs.ts";
 import type { FinishingHooks } from "./hooks.ts";
 
@@ -301,7 +302,10 @@ async function checkWatchFolders(jobs: JobConfig[], once: boolean): Promise<void
     const path = job.watch_path;
     let info: Deno.FileInfo;
     try {
-      info = await Deno.stat(path);
+      // One on a share that does not answer was said by the checks; its watch says more.
+      const answered = await answerWithin(Deno.stat(path));
+      if (answered === null) continue;
+      info = answered;
     } catch (error) {
       if (error instanceof Deno.errors.NotFound) {
         if (!once) continue;

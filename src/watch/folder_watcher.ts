@@ -22,6 +22,7 @@ import { isAbsolute, join } from "node:path";
 import { sharedSkipLog, type SkipLog } from "./file_filter.ts";
 import type { WatchEvent, WatchRequest } from "./watch_worker.ts";
 import { logger } from "../log/logging.ts";
+import { answerWithin } from "../config/file_systems.ts";
 
 export type { WatchEvent };
 
@@ -153,11 +154,20 @@ export interface WaitForFolderOptions {
   job: string;
   /** Fail at once instead of waiting. */
   once: boolean;
-  /** How often to look again. */
-  retryMs: number;
+  /** How often to look again while it does not exist. */
+  missingFolderRetryMs: number;
   /** Stops the wait (resolves `false`). */
   signal: AbortSignal;
+  /**
+   * Told why the folder cannot be looked at (it did not answer within
+   * {@linkcode FOLDER_ANSWER_MS}: a share that stopped answering), and `null`
+   * once it answered.
+   */
+  onSilent?: (reason: string | null) => void;
 }
+
+/** How long the look at the watch folder may take before it counts as not answering. */
+export const FOLDER_ANSWER_MS = 10_000;
 
 /**
  * Resolve `true` once `path` is a folder, checking every `retryMs` (one
@@ -167,11 +177,12 @@ export interface WaitForFolderOptions {
  *   `once`) does not exist
  */
 export async function waitForFolder(path: string, options: WaitForFolderOptions): Promise<boolean> {
-  const { job, once, retryMs, signal } = options;
+  const { job, once, missingFolderRetryMs: retryMs, signal } = options;
   let warned = false;
   while (!signal.aborted) {
     try {
-      const info = await Deno.stat(path);
+      const info = await answered(Deno.stat(path), path, options);
+      if (info === null) return false;
       if (info.isDirectory) return true;
       throw new Error(`Cannot watch ${path}: it is not a folder`);
     } catch (error) {
@@ -200,6 +211,35 @@ export async function waitForFolder(path: string, options: WaitForFolderOptions)
     });
   }
   return false;
+}
+
+/**
+ * What `look` gives; on a share that stopped answering, said once it has not
+ * answered within {@linkcode FOLDER_ANSWER_MS}, and waited for (no second
+ * look is started) until it answers, or `null` when `signal` aborts first.
+ */
+async function answered<T>(
+  look: Promise<T>,
+  path: string,
+  { job, signal, onSilent }: WaitForFolderOptions,
+): Promise<T | null> {
+  const quick = await answerWithin(look, FOLDER_ANSWER_MS);
+  if (quick !== null) return quick;
+  const reason = `no answer within ${FOLDER_ANSWER_MS / 1000} s`;
+  logger("watch").error(
+    "Cannot read watch folder {path}: {error} (a share whose server stopped answering?); " +
+      "the job waits for it",
+    { job, path, error: reason },
+  );
+  onSilent?.(reason);
+  try {
+    return await new Promise<T | null>((resolve, reject) => {
+      look.then(resolve, reject);
+      signal.addEventListener("abort", () => resolve(null), { once: true });
+    });
+  } finally {
+    onSilent?.(null);
+  }
 }
 
 /** Time between the rescans (each also tries to watch again). */

@@ -103,6 +103,8 @@ export class WatchSession {
   #dev: number | null = null;
   /** Looks for a file system mounted on a folder watched by events alone. */
   #mounts: MountWatch | undefined;
+  /** Why the folder's first look has not answered yet, or `null`. */
+  #silent: string | null = null;
 
   constructor(options: WatchSessionOptions) {
     this.#options = options;
@@ -179,9 +181,9 @@ export class WatchSession {
     return this.#how;
   }
 
-  /** Why a polled watch folder cannot be read now (a share that went away), or `null`. */
+  /** Why the watch folder cannot be read now (a share that went away, or hangs), or `null`. */
   get unavailable(): string | null {
-    return this.#polls?.unavailable ?? null;
+    return this.#silent ?? this.#polls?.unavailable ?? null;
   }
 
   /** Decide how to watch the folder (it exists), and set up the polls if it is polled. */
@@ -329,12 +331,9 @@ export class WatchSession {
   }
 
   #waitForFolder(): Promise<boolean> {
-    return waitForFolder(this.#options.root, {
-      job: this.#options.job,
-      once: this.#options.once,
-      retryMs: this.#options.missingFolderRetryMs,
-      signal: this.#closing.signal,
-    });
+    const signal = this.#closing.signal;
+    const onSilent = (reason: string | null) => this.#silent = reason;
+    return waitForFolder(this.#options.root, { ...this.#options, signal, onSilent });
   }
 
   /**

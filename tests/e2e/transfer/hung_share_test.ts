@@ -1,5 +1,5 @@
 /**
- * A `local` destination on a share that stops answering, through the real
+ * A `local` destination (or a watch folder) on a share that stops answering, through the real
  * CLI: a FUSE view (`bindfs`) whose process is stopped (`SIGSTOP`) stands for
  * a hard NFS mount whose server died, or a frozen FUSE daemon: every call on
  * it waits. The daemon goes on (its status page answers), the job waits for
@@ -7,7 +7,8 @@
  * arrives whole, with no temporary copy left beside it; also when it stopped
  * in the middle of a copy. A daemon stopped while a copy waits on such a share
  * ends all the same. Started while the share does not answer, `config
- * validate`, `doctor` and `run` say so and end, or go on. The transport alone: while one call waits there, further
+ * validate`, `doctor` and `run` say so and end, or go on; also where the
+ * share holds the watch folder. The transport alone: while one call waits there, further
  * batches fail at once instead of adding calls that wait beside it.
  */
 import assert from "node:assert/strict";
@@ -182,6 +183,48 @@ Deno.test("started while the destination share does not answer: validate, doctor
       await waitFor(async () => (await listFiles(server)).some((rel) => rel.endsWith("/a.fits")));
       const rel = (await listFiles(server)).find((rel) => rel.endsWith("/a.fits"))!;
       assert.deepEqual(await Deno.readFile(join(server, rel)), bytes);
+      assert.equal((await daemon.stop()).code, 0);
+    } finally {
+      view.kill("SIGCONT");
+      await daemon.stop();
+      await Deno.remove(root, { recursive: true });
+    }
+  });
+});
+
+Deno.test("started while its watch folder's share does not answer: the daemon starts, the job says why it waits, and sends once the share answers", async () => {
+  await withShare(async (server, share, view) => {
+    const root = await Deno.makeTempDir({ prefix: "itx-hung-watch-" });
+    const config = join(root, "config.yaml");
+    await Deno.mkdir(join(share, "watch"));
+    await Deno.mkdir(join(root, "dest"));
+    await writeConfig(config, {
+      watch_path: join(share, "watch"),
+      remote_base_path: join(root, "dest"),
+      transfer_method: "local",
+      stability_window_seconds: 0.3,
+      night_timezone: "UTC",
+      state_dir: join(root, "state"),
+      log_file: "",
+    });
+    view.kill("SIGSTOP");
+    await new Promise((done) => setTimeout(done, 2500));
+    const daemon = startCli(["run", "-c", config], { env: { HOME: root } });
+    try {
+      // Before, the daemon waited for the share before it said anything, and did not stop.
+      await daemon.waitForOutput(
+        /Cannot read watch folder \S+\/watch: no answer within 10 s \(a share whose server stopped answering\?\); the job waits for it/,
+      );
+      assert.match(daemon.stderr(), /watch_path of job default: \S+\/watch did not answer in 5 s/);
+      view.kill("SIGCONT");
+      await daemon.waitForOutput("Watching");
+      const bytes = randomBytes(50_000);
+      await Deno.writeFile(join(server, "watch", "late.fits"), bytes);
+      await waitFor(async () =>
+        (await listFiles(join(root, "dest"))).some((rel) => rel.endsWith("/late.fits"))
+      );
+      const rel = (await listFiles(join(root, "dest"))).find((rel) => rel.endsWith("/late.fits"))!;
+      assert.deepEqual(await Deno.readFile(join(root, "dest", rel)), bytes);
       assert.equal((await daemon.stop()).code, 0);
     } finally {
       view.kill("SIGCONT");
