@@ -9,6 +9,7 @@
 import { failureScope, isDestinationFull, type TransferError } from "../errors.ts";
 import { type FileVersion, sameVersion } from "../watch/stability.ts";
 import type { Logger } from "../log/logging.ts";
+import type { FailureRecord } from "../ledger/file_rows.ts";
 import { systemClock } from "./retry_timer.ts";
 
 /**
@@ -37,14 +38,6 @@ export interface RetryPolicy {
   retry_attempts: number;
   retry_delay_seconds: number;
   retry_max_delay_seconds: number;
-}
-
-/** A failed attempt recorded in the ledger. */
-export interface FailureRecord {
-  error: string;
-  attempts: number;
-  nextAttemptAt: number;
-  final: boolean;
 }
 
 /** What the ledger records. */
