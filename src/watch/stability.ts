@@ -55,6 +55,17 @@ export type Activity =
   /** Closed by a writer (close-after-write). */
   | "closed";
 
+/**
+ * What a watcher's event of kind `kind` tells of a file, where the watcher
+ * tells closes (`closesTold`: Linux): a close-after-write, a write (its
+ * writer has it open until the close), or a change no close follows (made
+ * as a link, renamed or moved in).
+ */
+export function activityOf(kind: Deno.FsEvent["kind"], closesTold: boolean): Activity {
+  if (kind === "access") return "closed";
+  return kind === "modify" && closesTold ? "written" : "changed";
+}
+
 /** Options of {@linkcode StabilityChecker}. */
 export interface StabilityOptions {
   /** Quiet time (ms) required after the last change. */

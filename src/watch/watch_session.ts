@@ -14,7 +14,7 @@
 import { dirname } from "node:path";
 import { logger } from "../log/logging.ts";
 import type { FileFilter } from "./file_filter.ts";
-import { absolutePath, type Activity } from "./stability.ts";
+import { absolutePath, type Activity, activityOf } from "./stability.ts";
 import {
   EventGatherer,
   FallbackRescans,
@@ -42,8 +42,8 @@ const MOUNTED = "Watch folder {path} is on another file system now ({type}; it w
 /** The warning when the watch folder itself disappeared. */
 const REMOVED = "Watch folder {path} was removed; watching it again once it exists";
 
-/** What a write event tells: on Linux the watcher tells closes too, so a written file is open. */
-const WRITES: Activity = Deno.build.os === "linux" ? "written" : "changed";
+/** Whether the watcher tells closes (Linux): a written file is then open until its close. */
+const CLOSES_TOLD = Deno.build.os === "linux";
 
 /** Options of {@linkcode WatchSession}. */
 export interface WatchSessionOptions {
@@ -435,7 +435,7 @@ export class WatchSession {
       if (rel === "") continue;
       this.#missed.heard(rel);
       if (filter.includesFile(rel)) {
-        this.#options.onActivity(path, rel, kind === "access" ? "closed" : WRITES);
+        this.#options.onActivity(path, rel, activityOf(kind, CLOSES_TOLD));
       } else if (appeared && filter.includesDir(rel)) {
         // A new (or moved-in) folder: files may have landed before the watch covered it.
         void Deno.stat(path).then((info) => {

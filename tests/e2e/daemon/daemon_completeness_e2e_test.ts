@@ -4,7 +4,8 @@
  * times deliver one complete version under the final name, and only one;
  * a truncated FITS file goes after its grace with a warning, and so does an
  * empty one (a FITS file not written yet); another empty file waits the full
- * window; a file deleted 0.5 s after its close is never sent.
+ * window; a file deleted 0.5 s after its close is never sent; a complete
+ * FITS file renamed or moved in (no close follows) does not wait for one.
  * The destination is watched (events and polling) while it runs.
  */
 import assert from "node:assert/strict";
@@ -354,5 +355,38 @@ Deno.test("daemon (local): a writer that closes a FITS file and appends an HDU l
       assert.equal(status.code, 0, daemon.stderr());
       await Deno.remove(root, { recursive: true });
     }
+  }
+});
+
+Deno.test("daemon (local): a complete FITS file open to more HDUs that is renamed or moved in (no close follows) goes without waiting for a close", async () => {
+  const { header, data } = imageParts(100, 100, [card("EXTEND", true)]);
+  const bytes = fitsFile(header, data);
+  const { root, watch, dest, config, env } = await sandbox("local", null, {
+    stability_window_seconds: 1,
+    // Before, each waited this long for a close that never comes.
+    fits_incomplete_grace_seconds: 3600,
+  });
+  const daemon = startCli(["run", "-c", config], { env });
+  try {
+    await daemon.waitForOutput("Watching");
+    // Written under a name the patterns skip, then renamed (as design.md advises writers).
+    await Deno.writeFile(join(watch, "renamed.fits.tmp"), bytes);
+    await Deno.rename(join(watch, "renamed.fits.tmp"), join(watch, "renamed.fits"));
+    // Written elsewhere and moved in.
+    await Deno.writeFile(join(root, "moved.fits"), bytes);
+    await Deno.rename(join(root, "moved.fits"), join(watch, "moved.fits"));
+    await waitFor(
+      async () => (await listFiles(dest)).length === 2,
+      60_000,
+      "both at the destination",
+    );
+    for (const rel of await listFiles(dest)) {
+      assert.deepEqual(await Deno.readFile(join(dest, rel)), bytes);
+    }
+    assert.doesNotMatch(daemon.stderr(), /its writer still has it open/);
+  } finally {
+    const status = await daemon.stop();
+    assert.equal(status.code, 0, daemon.stderr());
+    await Deno.remove(root, { recursive: true });
   }
 });

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import type { Activity } from "../../../src/watch/stability.ts";
+import { activityOf } from "../../../src/watch/stability.ts";
 import { sleep, withChecker } from "../../helpers/checker.ts";
 import { card, fitsFile, headerBytes, imageParts, int16Data } from "../../helpers/fits.ts";
 
@@ -219,7 +219,8 @@ Deno.test("StabilityChecker: a change event after a close needs the full window 
 });
 
 Deno.test("StabilityChecker: a file held open and written in pauses waits for the close (real watcher)", async () => {
-  // Wired like the job runner: a close-after-write ("access") is "closed", the rest "changed".
+  // Wired like the job runner where closes are not told apart from writes: a close-after-write
+  // ("access") is "closed", the rest "changed".
   await withChecker(
     // A window far longer than the pauses, which a busy machine may stretch.
     { stableForMs: 10_000, closedForMs: 200, closeShortcut: () => true },
@@ -229,9 +230,8 @@ Deno.test("StabilityChecker: a file held open and written in pauses waits for th
       const pump = (async () => {
         for await (const event of watcher) {
           if (event.kind === "remove") continue;
-          const activity: Activity = event.kind === "access" ? "closed" : "changed";
           events.push(`${event.kind}`);
-          for (const path of event.paths) checker.touch(path, activity);
+          for (const path of event.paths) checker.touch(path, activityOf(event.kind, false));
         }
       })();
       try {
@@ -266,7 +266,7 @@ Deno.test("StabilityChecker: a file held open and written in pauses waits for th
 });
 
 Deno.test("StabilityChecker: a FITS file open to more HDUs, written and still open, waits for its close (real watcher)", async () => {
-  // Wired like the job runner on Linux: a close-after-write is "closed", other events "written".
+  // Wired like the job runner on Linux: a close-after-write is "closed", a write "written".
   await withChecker(
     { stableForMs: 300, closedForMs: 100, incompleteGraceMs: 120_000 },
     async (checker, rec, dir) => {
@@ -274,8 +274,7 @@ Deno.test("StabilityChecker: a FITS file open to more HDUs, written and still op
       const pump = (async () => {
         for await (const event of watcher) {
           if (event.kind === "remove") continue;
-          const activity: Activity = event.kind === "access" ? "closed" : "written";
-          for (const path of event.paths) checker.touch(path, activity);
+          for (const path of event.paths) checker.touch(path, activityOf(event.kind, true));
         }
       })();
       try {
@@ -316,6 +315,44 @@ Deno.test("StabilityChecker: a FITS file open to more HDUs, written and still op
         await Deno.writeFile(scanned, fitsFile(primary.header, primary.data));
         checker.touch(scanned);
         await rec.until(() => rec.readyFor(scanned).length > 0, "a scanned file ready");
+      } finally {
+        watcher.close();
+        await pump;
+      }
+    },
+  );
+});
+
+Deno.test("StabilityChecker: a FITS file open to more HDUs, moved in or renamed, goes after the window without a close (real watcher)", async () => {
+  // Wired like the job runner on Linux; no close follows a rename.
+  await withChecker(
+    { stableForMs: 300, closedForMs: 100, incompleteGraceMs: 120_000 },
+    async (checker, rec, dir) => {
+      const watched = join(dir, "watched");
+      await Deno.mkdir(watched);
+      const watcher = Deno.watchFs(watched, { recursive: true });
+      const pump = (async () => {
+        for await (const event of watcher) {
+          if (event.kind === "remove") continue;
+          for (const path of event.paths) checker.touch(path, activityOf(event.kind, true));
+        }
+      })();
+      try {
+        const primary = imageParts(16, 16, [card("EXTEND", true)]);
+        const bytes = fitsFile(primary.header, primary.data);
+        // Written elsewhere and moved in (`mv`, rsync's rename of its temporary file).
+        await Deno.writeFile(join(dir, "outside.fits"), bytes);
+        await Deno.rename(join(dir, "outside.fits"), join(watched, "moved.fits"));
+        // Written under another name in the folder and renamed.
+        await Deno.writeFile(join(watched, "renamed.fits.part"), bytes);
+        await Deno.rename(join(watched, "renamed.fits.part"), join(watched, "renamed.fits"));
+        for (const name of ["moved.fits", "renamed.fits"]) {
+          const path = join(watched, name);
+          await rec.until(() => rec.readyFor(path).length > 0, `${name} ready`);
+          assert.equal(rec.readyFor(path)[0].size, bytes.length);
+        }
+        // Before, each waited for a close that never comes, up to the grace.
+        assert.deepEqual(rec.incomplete, []);
       } finally {
         watcher.close();
         await pump;
