@@ -117,9 +117,14 @@ export function statusCommand(): Command {
       try {
         const counts = ledgerCounts(ledger);
         const recent = recentDone(ledger, limit);
-        const problems = problemFiles(ledger, limit);
+        // Files with an error where a job sends now: one that sent elsewhere before is not tried
+        // again there (a config without jobs: every job the ledger knows).
+        const scope = config.jobs.length === 0
+          ? undefined
+          : config.jobs.map((job) => ({ job: job.name, target: destinationIdentity(job) }));
+        const problems = problemFiles(ledger, limit, scope);
         const now = Date.now();
-        const overdue = overdueFiles(ledger, now - OVERDUE_AFTER_MS, limit);
+        const overdue = overdueFiles(ledger, now - OVERDUE_AFTER_MS, limit, scope);
         const rebuilt = ledger.rebuilt;
         if (options.json) {
           const report = {

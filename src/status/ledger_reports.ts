@@ -295,9 +295,11 @@ export function recentDone(ledger: Ledger, limit: number): LedgerRow[] {
 }
 
 /**
- * The rows of every job and destination with files in `state`, each read
- * through the state index (`where` narrows them further), `order` first and
- * at most `limit` of them.
+ * The rows with files in `state` of every job and destination (of those of
+ * `scope` when given: the jobs of a config and where they send now, and
+ * their rows from before destinations were recorded), each read through the
+ * state index (`where` narrows them further), `order` first and at most
+ * `limit` of them.
  */
 function rowsInState(
   ledger: Ledger,
@@ -306,42 +308,48 @@ function rowsInState(
   params: SQLInputValue[],
   order: (a: LedgerRow, b: LedgerRow) => number,
   limit: number,
-  job?: string,
+  scope?: JobScope[],
 ): LedgerRow[] {
+  const inScope = (row: LedgerRowRecord) =>
+    scope === undefined ||
+    scope.some((s) => s.job === row.job && (row.target === s.target || row.target === ""));
   return ledger.read(() => {
     const scopes = ledger.statement(
-      "SELECT job, target FROM file_counts WHERE state = ? AND n > 0 AND (? IS NULL OR job = ?)",
-    ).all(state, job ?? null, job ?? null) as LedgerRowRecord[];
+      "SELECT job, target FROM file_counts WHERE state = ? AND n > 0",
+    ).all(state) as LedgerRowRecord[];
     const rows = ledger.statement(
       `SELECT * FROM files INDEXED BY files_by_state WHERE job = ? AND target = ? AND state = ?
          AND ${where}`,
     );
-    return scopes.flatMap((scope) =>
-      (rows.all(scope.job, scope.target, state, ...params) as LedgerRowRecord[]).map(toRow)
+    return scopes.filter(inScope).flatMap((s) =>
+      (rows.all(s.job, s.target, state, ...params) as LedgerRowRecord[]).map(toRow)
     );
   }).sort(order).slice(0, limit);
 }
 
-/** Files with an error: failed ones, and pending ones waiting for a retry; latest first. */
-export function problemFiles(ledger: Ledger, limit: number): LedgerRow[] {
+/**
+ * Files with an error: failed ones, and pending ones waiting for a retry;
+ * latest first; of the jobs and destinations of `scope` when given.
+ */
+export function problemFiles(ledger: Ledger, limit: number, scope?: JobScope[]): LedgerRow[] {
   const latest = (a: LedgerRow, b: LedgerRow) => b.updatedAt - a.updatedAt;
   // Every failed row; pending ones only with the error of an attempt.
   const where = { failed: "1", pending: "last_error IS NOT NULL" } as const;
   return (["failed", "pending"] as const)
-    .flatMap((state) => rowsInState(ledger, state, where[state], [], latest, limit))
+    .flatMap((state) => rowsInState(ledger, state, where[state], [], latest, limit, scope))
     .sort(latest).slice(0, limit);
 }
 
 /**
  * Pending files whose next attempt was due before `dueBefore` (ms since
  * epoch) and has not started: a retry that did not fire, or a daemon that is
- * not running. Oldest first; all jobs unless `job` is given.
+ * not running. Oldest first; of the jobs and destinations of `scope` when given.
  */
 export function overdueFiles(
   ledger: Ledger,
   dueBefore: number,
   limit: number,
-  job?: string,
+  scope?: JobScope[],
 ): LedgerRow[] {
   return rowsInState(
     ledger,
@@ -350,6 +358,6 @@ export function overdueFiles(
     [dueBefore],
     (a, b) => a.nextAttemptAt - b.nextAttemptAt,
     limit,
-    job,
+    scope,
   );
 }

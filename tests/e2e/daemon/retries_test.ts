@@ -10,7 +10,7 @@ import { join } from "node:path";
 import type { JobConfig } from "../../../src/config/types.ts";
 import { TransferError } from "../../../src/errors.ts";
 import { Ledger } from "../../../src/ledger/ledger.ts";
-import { FileRows } from "../../../src/ledger/file_rows.ts";
+import { destinationIdentity, FileRows } from "../../../src/ledger/file_rows.ts";
 import { overdueFiles } from "../../../src/status/ledger_reports.ts";
 import { JobRunner } from "../../../src/pipeline/job_runner.ts";
 import { LocalTransport } from "../../../src/transfer/local/local.ts";
@@ -99,7 +99,8 @@ Deno.test("retries: through a 3 s outage of every kind, no retry is ever overdue
   // stays overdue.)
   const watcher = (async () => {
     while (watching) {
-      for (const row of overdueFiles(ledger, Date.now() - 5000, 10, job.name)) {
+      const scope = [{ job: job.name, target: destinationIdentity(job) }];
+      for (const row of overdueFiles(ledger, Date.now() - 5000, 10, scope)) {
         overdue.push(`${row.relPath} due ${Date.now() - row.nextAttemptAt} ms ago`);
       }
       await new Promise((r) => setTimeout(r, 50));
@@ -185,6 +186,50 @@ Deno.test("status lists retries overdue by more than a minute as a problem", asy
       (await runCli(["status", "--json", "-c", config], { env: { HOME: root } })).stdout,
     );
     assert.deepEqual(json.overdue.map((row: { relPath: string }) => row.relPath), ["stuck.fits"]);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("status leaves out failures and overdue retries of a destination the job no longer sends to", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-old-target-" });
+  try {
+    const config = join(root, "config.yaml");
+    const fields = {
+      watch_path: join(root, "watch"),
+      transfer_method: "local",
+      state_dir: join(root, "state"),
+      log_file: "",
+    };
+    const ledger = Ledger.open(join(root, "state"));
+    const file = { size: 10, mtimeMs: 1, destination: "20240101/x.fits" };
+    for (const [rel, base] of [["old.fits", "old-dest"], ["now.fits", "dest"]]) {
+      const table = new FileRows(ledger, "default", `local:${join(root, base)}`);
+      table.enqueue(rel, file);
+      table.recordFailure(rel, {
+        error: `Cannot send to ${base}: permission denied`,
+        attempts: 2,
+        nextAttemptAt: Date.now() - 99_000,
+        final: true,
+      });
+    }
+    ledger.close();
+    const status = async (base: string) => {
+      await writeConfig(config, { ...fields, remote_base_path: join(root, base) });
+      const run = await runCli(["status", "-c", config], { env: { HOME: root } });
+      assert.equal(run.code, 0, run.stderr);
+      return run.stdout;
+    };
+    // Before, the old destination's failure was listed, its next try long past.
+    const now = await status("dest");
+    assert.match(now, /Failures \(1\):\n {2}\S+ \S+ {2}\[default\] now\.fits: Cannot send to dest/);
+    assert.doesNotMatch(now, /old\.fits/);
+    const before = await status("old-dest");
+    assert.match(
+      before,
+      /Failures \(1\):\n {2}\S+ \S+ {2}\[default\] old\.fits: Cannot send to old-dest/,
+    );
+    assert.doesNotMatch(before, /now\.fits/);
   } finally {
     await Deno.remove(root, { recursive: true });
   }
