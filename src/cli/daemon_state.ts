@@ -20,6 +20,8 @@ export interface DaemonStatus {
   paused?: Record<string, JobPause>;
   /** The service manager that started it (see `DaemonInfo.service`), if one did. */
   service?: string;
+  /** Where its status page listens (see `DaemonInfo.statusListen`), if it said. */
+  statusListen?: string;
 }
 
 /** Whether a daemon runs on `stateDir`, for `status`. */

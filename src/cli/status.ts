@@ -95,7 +95,9 @@ export function statusCommand(): Command {
       const limit = Number(options.limit);
       const config = await statusConfig(globalOptions(command).config);
       const daemon = daemonStatus(config.state_dir);
-      const live = daemon.running ? await askDaemon(config, daemon.pid) : undefined;
+      const live = daemon.running
+        ? await askDaemon(config, daemon.pid, daemon.statusListen)
+        : undefined;
       const liveLines = live === undefined || config.status_listen === ""
         ? []
         : "jobs" in live
@@ -232,11 +234,14 @@ const ASK_TIMEOUT_MS = 2000;
  * (another daemon holding the same `status_listen`) is not taken.
  *
  * @param pid the daemon's pid (from its PID file), when known
+ * @param listening `HOST:PORT` the daemon says its page listens on (a reload
+ *   that changed `status_listen` does not move it), when known
  * @returns the live status, or a reason why there is none
  */
 export async function askDaemon(
   config: Config,
   pid?: number,
+  listening?: string,
 ): Promise<LiveStatus | { unavailable: string }> {
   let settings;
   try {
@@ -245,6 +250,14 @@ export async function askDaemon(
     return { unavailable: error instanceof Error ? error.message : String(error) };
   }
   if (!settings) return { unavailable: "status_listen is off" };
+  if (listening !== undefined) {
+    const colon = listening.lastIndexOf(":");
+    settings = {
+      ...settings,
+      hostname: listening.slice(0, colon),
+      port: Number(listening.slice(colon + 1)),
+    };
+  }
   // A server on every interface answers on loopback too.
   const host = ["0.0.0.0", "::", ""].includes(settings.hostname)
     ? "127.0.0.1"

@@ -40,6 +40,8 @@ export interface DaemonInfo {
   paused?: Record<string, JobPause>;
   /** The daemon's private runtime folder (SSH control sockets), removed when it stops. */
   runtimeDir?: string;
+  /** `HOST:PORT` its status page listens on (kept over reloads: a reload does not move it). */
+  statusListen?: string;
   /**
    * The service that started it (`systemd-system`, `systemd-user`,
    * `launchd-system`, `launchd-user`), as its service file says; absent when
@@ -66,8 +68,8 @@ export interface DaemonLock {
   readonly pidFileError: string | undefined;
   /** What that daemon said about itself (its runtime folder, to clear), if anything. */
   readonly stale: DaemonInfo | undefined;
-  /** Say in `daemon.json` where this daemon's runtime folder is. */
-  setRuntimeDir(dir: string): void;
+  /** Say in `daemon.json` where this daemon's runtime folder is, and its status page. */
+  tell(facts: Pick<DaemonInfo, "runtimeDir" | "statusListen">): void;
   /** Say in `daemon.json` which jobs are paused now (no-op without a PID file). */
   setPaused(paused: Record<string, JobPause>): void;
   /** Remove the PID file and release the lock. */
@@ -140,12 +142,12 @@ export function acquireDaemonLock(
     stalePid,
     pidFileError,
     stale,
-    setRuntimeDir(dir) {
+    tell(facts) {
       if (!record) return;
-      record.runtimeDir = dir;
+      Object.assign(record, facts);
       try {
         writeInfo(record);
-      } catch { /* a killed daemon's folder would stay behind; nothing else */ }
+      } catch { /* a killed daemon's folder would stay behind; `status` asks the config */ }
     },
     setPaused(paused) {
       if (!record) return;

@@ -128,7 +128,7 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
     await keepPrivate(config.state_dir);
     const dir = await makeRuntimeDir();
     runtimeDir = dir;
-    lock.setRuntimeDir(dir);
+    lock.tell({ runtimeDir: dir });
     log.info(
       "Starting {count} job(s) with ledger {ledger} (pid {pid}, version {version}); log file {log}",
       {
@@ -169,6 +169,7 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
         build: { version, commit, deno },
         startedAt: Date.now(),
       }, statusEvents);
+      if (statusServer) lock.tell({ statusListen: `${listen.hostname}:${statusServer.addr.port}` });
     }
     await options.onListening?.();
     jobs = start(config);

@@ -9,6 +9,7 @@ import { Ledger } from "../../../src/ledger/ledger.ts";
 import { ledgerCounts, recentDone } from "../../../src/status/ledger_reports.ts";
 import { runCli } from "../../helpers/cli.ts";
 import { randomBytes, waitFor } from "../../helpers/files.ts";
+import { freePort } from "../../helpers/net.ts";
 import { getJson, post, startStatusDaemon } from "../../helpers/status.ts";
 
 const HOSTILE = "<img src=x onerror=alert(1)>.fits";
@@ -261,6 +262,25 @@ Deno.test("status API: after a SIGHUP reload the page shows the new jobs and sti
   );
   const paused = await post(d.base, "/api/jobs/renamed/pause");
   assert.deepEqual(await paused.json(), { job: "renamed", state: "paused" });
+});
+
+Deno.test("status command: after a reload that moved status_listen, it asks the page where the daemon still serves it", async () => {
+  await using d = await startStatusDaemon();
+  const env = { HOME: join(d.root, "home") };
+  const text = await Deno.readTextFile(d.config);
+  const moved = text.replace(/^status_listen: .*$/m, `status_listen: "127.0.0.1:${freePort()}"`);
+  assert.notEqual(moved, text);
+  await Deno.writeTextFile(d.config, moved);
+  d.daemon.process.kill("SIGHUP");
+  await d.daemon.waitForOutput("Reloaded");
+  assert.match(
+    d.daemon.stderr(),
+    /status_listen changed from .* the status page keeps its address/,
+  );
+  // Before, `status` asked the new address, where nothing listens.
+  const up = await runCli(["status", "-c", d.config], { env });
+  assert.equal(up.code, 0, up.stderr);
+  assert.match(up.stdout, new RegExp(`Live \\(${d.base}/\\):\n {2}Job default: watching`));
 });
 
 Deno.test("status API: a reload that keeps a job keeps its pause from the page and this run's counts", async () => {
