@@ -154,11 +154,12 @@ export class WorkQueue {
   /**
    * When the longest-waiting record found complete was made (ms since epoch),
    * or `null` when there is none. Records are kept in the order they were
-   * made; files not complete yet are not waiting for the daemon.
+   * made; files not complete yet, and failing ones (counted as failed), are
+   * not waiting for the daemon.
    */
   get oldestFoundAt(): number | null {
     for (const record of this.#records.values()) {
-      if (record.phase !== "observing") return record.foundAt;
+      if (record.phase !== "observing" && !record.failing) return record.foundAt;
     }
     return null;
   }

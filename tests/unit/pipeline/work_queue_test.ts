@@ -268,6 +268,15 @@ Deno.test("WorkQueue: the oldest waiting file is the one found first, through re
   queueFile(queue, "a.fits");
   queue.remove("c.fits");
   assert.equal(queue.oldestFoundAt, clock.now());
+  // A failing file (its fast retries used up) is counted as failed, not as waiting.
+  queue.takeBatch(1);
+  queue.finish("a.fits", {
+    to: "waiting",
+    attempts: 4,
+    nextAttemptAt: clock.now() + 1,
+    failing: true,
+  });
+  assert.equal(queue.oldestFoundAt, null, "only a failing file left");
   queue.remove("a.fits");
   assert.equal(queue.oldestFoundAt, null);
 });
