@@ -99,10 +99,10 @@ export class BatchSender {
   /** Arrivals waiting for the ledger to be writable (the table holds them `sending`). */
   #unrecorded: Arrival[] = [];
   /**
-   * Whether a failure of the whole destination (its base folder gone, a login it refuses) was
-   * said, and no file arrived since.
+   * The kind of the whole destination's failure (base folder gone, login refused) said last, no
+   * file arrived since: one of another kind (a login refused once the host is back) is said too.
    */
-  #saidDestinationDown = false;
+  #saidDestinationDown: TransferError["kind"] | null = null;
 
   constructor(context: BatchSenderContext) {
     this.#log = jobLogger("pipeline", context.job.name);
@@ -246,8 +246,8 @@ export class BatchSender {
       this.#unrecorded.push(...arrivals);
       return false;
     }
-    if (this.#saidDestinationDown) {
-      this.#saidDestinationDown = false;
+    if (this.#saidDestinationDown !== null) {
+      this.#saidDestinationDown = null;
       this.#log.info("The destination is back: files arrive again", {});
       this.#context.onBack?.();
     }
@@ -374,12 +374,12 @@ export class BatchSender {
     // A destination gone, refusing the login or its folder fails all alike: said once, till back.
     const destinationDown = failureScope(error) !== "file" ||
       /: cannot create the folder: /.test(error.message);
-    if (destinationDown && this.#saidDestinationDown) {
+    if (destinationDown && this.#saidDestinationDown === error.kind) {
       this.#log.debug("{source} failed the same way: {reason}", { source, reason: error.message });
     } else {
       logFailure(this.#log, this.#context.job, source, error, outcome.next);
     }
-    if (destinationDown) this.#saidDestinationDown = true;
+    if (destinationDown) this.#saidDestinationDown = error.kind;
     const { kind } = outcome.next;
     if (kind === "retry" || kind === "give-up" || kind === "hold") {
       this.#context.onFailed?.(record.relPath, error, kind === "give-up");

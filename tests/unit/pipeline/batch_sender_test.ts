@@ -204,6 +204,36 @@ Deno.test("BatchSender: a refused login is said once; the first arrival after it
   }
 });
 
+Deno.test("BatchSender: a login refused once the host that could not be reached is back is said, once", async () => {
+  const { job, table, close } = await queued(["a.fits", "b.fits", "c.fits"]);
+  const logs = await captureLogs();
+  try {
+    let failure = { why: ": the connection to archive failed", kind: "retry" as TransferErrorKind };
+    const transport = answering(job, (items) =>
+      Promise.resolve(items.map((item) => ({
+        item,
+        error: new TransferError(`Cannot send ${item.source}${failure.why}`, failure.kind),
+      }))));
+    let held = 0;
+    const batchSender = sender(job, table, transport, () => held++);
+    assert.equal(await batchSender.send(table.takeBatch(1)), 0);
+    assert.equal(held, 1, "the job waits for the host (its pause says so)");
+    // The host answers, and refuses the login: said, though the destination was down already.
+    failure = {
+      why: ": the FTP server archive refused the login (530 Login incorrect.)",
+      kind: "fatal",
+    };
+    assert.equal(await batchSender.send(table.takeBatch(1)), 0);
+    assert.equal(logs.count("error", "Failed to transfer"), 1);
+    assert.equal(await batchSender.send(table.takeBatch(1)), 0);
+    assert.equal(logs.count("error", "Failed to transfer"), 1, "once, not per file");
+    assert.equal(logs.count("debug", "failed the same way"), 1);
+  } finally {
+    await logs.stop();
+    await close();
+  }
+});
+
 Deno.test("BatchSender: a destination folder the remote user may not create is said once, each attempt of each file after it at debug level", async () => {
   const { job, table, close } = await queued(["a.fits", "b.fits", "c.fits"]);
   const logs = await captureLogs();
