@@ -11,6 +11,7 @@ import type { JobConfig } from "../config/types.ts";
 import type { FileRows } from "../ledger/file_rows.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
 import { absolutePath, type FileVersion, sameVersion, versionOf } from "../watch/stability.ts";
+import { besideEarlier } from "../layout/destination.ts";
 
 /** How often sources kept for `keep_days` are looked at. */
 export const CLEANUP_INTERVAL_MS = 3_600_000;
@@ -130,8 +131,12 @@ export class SourceCleaner {
         await Deno.remove(step.source);
         this.#log.info("Deleted {source}: it arrived verified", fields);
       } else {
-        await moveFile(step.source, step.moveTo, row);
-        this.#log.info("Moved {source} to {archive}: it arrived verified", fields);
+        const archive = await moveFile(step.source, step.moveTo, row);
+        const beside = archive === step.moveTo ? "" : " (a file of that name is there: beside it)";
+        this.#log.info(`Moved {source} to {archive}: it arrived verified${beside}`, {
+          ...fields,
+          archive,
+        });
       }
     } catch (error) {
       this.#log.error("Cannot remove {source} after its transfer: {error}; it stays", {
@@ -143,17 +148,21 @@ export class SourceCleaner {
 }
 
 /**
- * Move `source` to `target` (never over an existing file): a rename, or
- * across file systems a copy that must have the sent size, then removal.
+ * Move `source` to `planned` (never over an existing file: a file of that
+ * name there, as from a camera whose counter started again, gets the next
+ * numbered name beside it, `flat_001~2.fits`, as at the destination): a
+ * rename, or across file systems a copy that must have the sent size, then
+ * removal. Returns where it went.
  */
-async function moveFile(source: string, target: string, sent: FileVersion): Promise<void> {
-  await Deno.mkdir(dirname(target), { recursive: true });
-  if (await Deno.lstat(target).then(() => true, () => false)) {
-    throw new Error(`${target} exists already`);
+async function moveFile(source: string, planned: string, sent: FileVersion): Promise<string> {
+  await Deno.mkdir(dirname(planned), { recursive: true });
+  let target = planned;
+  while (await Deno.lstat(target).then(() => true, () => false)) {
+    target = besideEarlier(planned, target);
   }
   try {
     await Deno.rename(source, target);
-    return;
+    return target;
   } catch (error) {
     if (!(error instanceof Error && "code" in error && error.code === "EXDEV")) throw error;
   }
@@ -169,4 +178,5 @@ async function moveFile(source: string, target: string, sent: FileVersion): Prom
     throw error;
   }
   await Deno.remove(source);
+  return target;
 }

@@ -3,7 +3,8 @@
  * sources the ledger holds as arrived verified with the size and mtime now on
  * disk (never a file changed after it was sent, never a file not sent),
  * `keep_days` keeps them for a while, `run --dry-run` lists what would go and
- * removes nothing, `move` puts them into `archive_path`.
+ * removes nothing, `move` puts them into `archive_path` (a name archived
+ * before gets a numbered name beside it).
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -179,6 +180,35 @@ Deno.test("after_transfer: delete, a new file under a name sent before goes besi
       if (i > 0) assert.match(run.stderr, /is a new file under a name sent before/);
       // Every image is at the destination, each under its own name.
       for (const [j, earlier] of images.slice(0, i + 1).entries()) {
+        assert.deepEqual(await Deno.readFile(join(p.dest, "20240315", names[j])), earlier);
+      }
+    }
+  } finally {
+    await Deno.remove(p.root, { recursive: true });
+  }
+});
+
+Deno.test("after_transfer: move, a new file under a name archived before goes beside the earlier one in the archive too", async () => {
+  const p = await setUp("itx-cleanup-reused-move-");
+  try {
+    await writeConfig(p.config, {
+      ...baseConfig(p),
+      after_transfer: "move",
+      archive_path: p.archive,
+    });
+    const env = { HOME: p.home };
+    const images = [randomBytes(30_000), randomBytes(31_000), randomBytes(29_000)];
+    const names = ["flat 001.fits", "flat 001~2.fits", "flat 001~3.fits"];
+    for (const [i, image] of images.entries()) {
+      await Deno.writeFile(join(p.watch, "flat 001.fits"), image);
+      await Deno.utime(join(p.watch, "flat 001.fits"), EVENING, EVENING);
+      const run = await runCli(["run", "--once", "-c", p.config], { env });
+      assert.equal(run.code, 0, run.stderr);
+      // Before, the second stayed in the watch folder for good ("exists already").
+      assert.ok(!existsSync(join(p.watch, "flat 001.fits")), "the source was moved");
+      if (i > 0) assert.match(run.stderr, /a file of that name is there: beside it/);
+      for (const [j, earlier] of images.slice(0, i + 1).entries()) {
+        assert.deepEqual(await Deno.readFile(join(p.archive, names[j])), earlier, names[j]);
         assert.deepEqual(await Deno.readFile(join(p.dest, "20240315", names[j])), earlier);
       }
     }
