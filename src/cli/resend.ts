@@ -109,7 +109,7 @@ function chosen(
       "Cannot resend: say which files with --night YYYYMMDD, --date YYYY-MM-DD, --name <pattern> or --all",
     );
   }
-  if (options.night !== undefined && !/^\d{8}$/.test(options.night)) {
+  if (options.night !== undefined && !isNightFolder(options.night)) {
     throw new UsageError(
       `Cannot resend: --night ${options.night} is not a night folder (YYYYMMDD)`,
     );
@@ -123,4 +123,12 @@ function chosen(
   const to = new Date(from);
   to.setDate(to.getDate() + 1);
   return { night: options.night, arrivedFrom: from.getTime(), arrivedTo: to.getTime() };
+}
+
+/** Whether `night` names a night folder: `YYYYMMDD`, a date of the calendar. */
+function isNightFolder(night: string): boolean {
+  if (!/^\d{8}$/.test(night)) return false;
+  const iso = `${night.slice(0, 4)}-${night.slice(4, 6)}-${night.slice(6)}`;
+  const day = new Date(`${iso}T00:00:00Z`);
+  return !Number.isNaN(day.getTime()) && day.toISOString().slice(0, 10) === iso;
 }

@@ -91,3 +91,13 @@ Deno.test("the top-level help lists the run options --once and --dry-run", async
   const status = await runCli(["status", "--help"]);
   assert.doesNotMatch(status.stdout, /default command:/);
 });
+
+Deno.test("resend --night takes a date of the calendar only, exit 2 otherwise", async () => {
+  await using box = await cliSandbox();
+  for (const night of ["20261399", "20240230", "2024031", "tonight"]) {
+    assertUsage(
+      await runCli(["-c", box.config, "resend", "--night", night], { env: box.env }),
+      `Cannot resend: --night ${night} is not a night folder (YYYYMMDD)`,
+    );
+  }
+});
