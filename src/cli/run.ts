@@ -40,7 +40,7 @@ import { resolveLogFile } from "../config/resolve.ts";
 import { configFileProblem } from "../config/file_mode.ts";
 import { destinationIdentity, FileRows } from "../ledger/file_rows.ts";
 import { Ledger } from "../ledger/ledger.ts";
-import { planDestination } from "../layout/destination.ts";
+import { placeBeside, planDestination } from "../layout/destination.ts";
 import { createTransport } from "../transfer/transport.ts";
 import { createFileFilter, readablePath, sharedSkipLog } from "../watch/file_filter.ts";
 import { scanFolder, type SkippedEntry } from "../watch/scan.ts";
@@ -361,7 +361,10 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
             (reason) => fallback = ` (${reason})`,
             (_folder, message) => fallback += ` (${message})`,
           );
-          const target = transport.describeTarget(destination);
+          // A job that removes its sources never replaces a file it sent: beside it (as the run).
+          const placed = placeBeside(job, destination, table?.get(file.relPath));
+          if (placed !== destination) fallback += " (beside the earlier file of that name)";
+          const target = transport.describeTarget(placed);
           write(
             `would transfer ${quoteIfUnsafe(file.path)} -> ${quoteIfUnsafe(target)}${fallback}`,
           );

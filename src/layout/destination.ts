@@ -95,6 +95,21 @@ export function besideEarlier(planned: string, previous: string, arrived = true)
   return number === 0 ? planned : `${folder}${stem}~${number + 1}${extension}`;
 }
 
+/**
+ * Where a file whose name leads to `planned` goes, given the ledger's row of
+ * that name (`undefined`: none): a job that removes its sources
+ * (`after_transfer: delete` or `move`) never replaces a file it sent (see
+ * {@linkcode besideEarlier}); the others send it to `planned`.
+ */
+export function placeBeside(
+  job: Pick<JobConfig, "after_transfer">,
+  planned: string,
+  row: { state: string; destination: string } | undefined,
+): string {
+  if (job.after_transfer === "keep" || row === undefined) return planned;
+  return besideEarlier(planned, row.destination, row.state === "done");
+}
+
 /** The instant that names the night, per the date source. */
 async function nightDate(
   source: JobConfig["night_date_source"],

@@ -20,7 +20,7 @@
  * @module
  */
 import type { JobConfig } from "../config/types.ts";
-import { besideEarlier, planDestination } from "../layout/destination.ts";
+import { placeBeside, planDestination } from "../layout/destination.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
 import type { PendingFile } from "../ledger/file_rows.ts";
 import {
@@ -257,18 +257,16 @@ export class Intake {
   #besideEarlier(rel: string, path: string, planned: string): string {
     const { job, table } = this.#context;
     if (job.after_transfer === "keep") return planned;
-    let earlier: string | undefined;
+    let row: { state: string; destination: string } | undefined;
     try {
-      const row = table.rows.get(rel);
-      if (row?.state === "done") earlier = row.destination;
-      // A version planned beside an earlier file and changed before it arrived keeps its place.
-      else if (row) return besideEarlier(planned, row.destination, false);
+      row = table.rows.get(rel);
     } catch { /* Unreadable: recording the file fails too; it is planned again once it can. */ }
-    const destination = earlier === undefined ? planned : besideEarlier(planned, earlier);
-    if (destination !== planned) {
+    // A version planned beside an earlier file and changed before it arrived keeps its place.
+    const destination = placeBeside(job, planned, row);
+    if (row?.state === "done" && destination !== planned) {
       this.#log.info(
-        "{path} is a new file under a name sent before (the earlier one, removed by after_transfer, is at {earlier}): it goes to {destination}, beside it",
-        { path, earlier, destination },
+        "{path} is a new file under a name sent before (the earlier one is at {earlier}; a job that removes its sources never replaces a file it sent): it goes to {destination}, beside it",
+        { path, earlier: row.destination, destination },
       );
     }
     return destination;

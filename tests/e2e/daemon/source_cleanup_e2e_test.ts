@@ -174,6 +174,13 @@ Deno.test("after_transfer: delete, a new file under a name sent before goes besi
     for (const [i, image] of images.entries()) {
       await Deno.writeFile(join(p.watch, "flat 001.fits"), image);
       await Deno.utime(join(p.watch, "flat 001.fits"), EVENING, EVENING);
+      // The trial run names the place the run takes (before, the earlier file's name).
+      const dry = await runCli(["run", "--dry-run", "-c", p.config], { env });
+      assert.equal(dry.code, 0, dry.stderr);
+      assert.match(
+        dry.stdout,
+        new RegExp(`would transfer .* -> .*/20240315/${names[i]}${i > 0 ? " \\(beside" : "\n"}`),
+      );
       const run = await runCli(["run", "--once", "-c", p.config], { env });
       assert.equal(run.code, 0, run.stderr);
       assert.ok(!existsSync(join(p.watch, "flat 001.fits")), "the source was deleted");

@@ -543,9 +543,19 @@ Deno.test("Ledger.overdue lists pending retries due before a time; markDue makes
       "oldest first, every job, only pending rows with a retry time",
     );
     assert.deepEqual(overdueFiles(ledger, 5000, 1).map((r) => r.relPath), ["later.fits"]);
-    assert.deepEqual(overdueFiles(ledger, 5000, 10, "b").map((r) => r.relPath), ["other.fits"]);
+    const only = (job: string) => [{ job, target: T }];
+    assert.deepEqual(overdueFiles(ledger, 5000, 10, only("b")).map((r) => r.relPath), [
+      "other.fits",
+    ]);
+    // Another destination of the job is not where it sends now.
+    assert.deepEqual(
+      overdueFiles(ledger, 5000, 10, [{ job: "b", target: "local:/elsewhere" }]),
+      [],
+    );
     files(ledger, "a").markDue(["late.fits", "given-up.fits", "missing.fits"]);
-    assert.deepEqual(overdueFiles(ledger, 5000, 10, "a").map((r) => r.relPath), ["later.fits"]);
+    assert.deepEqual(overdueFiles(ledger, 5000, 10, only("a")).map((r) => r.relPath), [
+      "later.fits",
+    ]);
     assert.equal(files(ledger, "a").get("late.fits")?.nextAttemptAt, 0);
     assert.equal(files(ledger, "a").get("late.fits")?.attempts, 1, "attempts kept");
     assert.equal(
