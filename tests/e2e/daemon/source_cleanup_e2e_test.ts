@@ -163,63 +163,44 @@ Deno.test("after_transfer: an archive inside the watch folder, a move without ar
   }
 });
 
-Deno.test("after_transfer: delete, a new file under a name sent before goes beside the earlier one, never over it", async () => {
-  const p = await setUp("itx-cleanup-reused-");
-  try {
-    await writeConfig(p.config, { ...baseConfig(p), after_transfer: "delete" });
-    const env = { HOME: p.home };
-    // A camera's counter starts again: the same name, new images, the same night.
-    const images = [randomBytes(30_000), randomBytes(31_000), randomBytes(29_000)];
-    const names = ["flat 001.fits", "flat 001~2.fits", "flat 001~3.fits"];
-    for (const [i, image] of images.entries()) {
-      await Deno.writeFile(join(p.watch, "flat 001.fits"), image);
-      await Deno.utime(join(p.watch, "flat 001.fits"), EVENING, EVENING);
-      // The trial run names the place the run takes (before, the earlier file's name).
-      const dry = await runCli(["run", "--dry-run", "-c", p.config], { env });
-      assert.equal(dry.code, 0, dry.stderr);
-      assert.match(
-        dry.stdout,
-        new RegExp(`would transfer .* -> .*/20240315/${names[i]}${i > 0 ? " \\(beside" : "\n"}`),
-      );
-      const run = await runCli(["run", "--once", "-c", p.config], { env });
-      assert.equal(run.code, 0, run.stderr);
-      assert.ok(!existsSync(join(p.watch, "flat 001.fits")), "the source was deleted");
-      if (i > 0) assert.match(run.stderr, /is a new file under a name sent before/);
-      // Every image is at the destination, each under its own name.
-      for (const [j, earlier] of images.slice(0, i + 1).entries()) {
-        assert.deepEqual(await Deno.readFile(join(p.dest, "20240315", names[j])), earlier);
+for (const how of ["delete", "move"] as const) {
+  Deno.test(`after_transfer: ${how}, a new file under a name sent before goes beside the earlier one, never over it (in the archive too)`, async () => {
+    const p = await setUp(`itx-cleanup-reused-${how}-`);
+    try {
+      const archive = how === "move" ? { archive_path: p.archive } : {};
+      await writeConfig(p.config, { ...baseConfig(p), after_transfer: how, ...archive });
+      const env = { HOME: p.home };
+      // A camera's counter starts again: the same name, new images, the same night.
+      const images = [randomBytes(30_000), randomBytes(31_000), randomBytes(29_000)];
+      const names = ["flat 001.fits", "flat 001~2.fits", "flat 001~3.fits"];
+      for (const [i, image] of images.entries()) {
+        await Deno.writeFile(join(p.watch, "flat 001.fits"), image);
+        await Deno.utime(join(p.watch, "flat 001.fits"), EVENING, EVENING);
+        // The trial run names the place the run takes (before, the earlier file's name).
+        const dry = await runCli(["run", "--dry-run", "-c", p.config], { env });
+        assert.equal(dry.code, 0, dry.stderr);
+        assert.match(
+          dry.stdout,
+          new RegExp(`would transfer .* -> .*/20240315/${names[i]}${i > 0 ? " \\(beside" : "\n"}`),
+        );
+        const run = await runCli(["run", "--once", "-c", p.config], { env });
+        assert.equal(run.code, 0, run.stderr);
+        // Before, a moved one stayed in the watch folder for good ("exists already").
+        assert.ok(!existsSync(join(p.watch, "flat 001.fits")), "the source was removed");
+        if (i > 0) assert.match(run.stderr, /is a new file under a name sent before/);
+        if (i > 0 && how === "move") {
+          assert.match(run.stderr, /a file of that name is there: beside it/);
+        }
+        // Every image is at the destination (and in the archive), each under its own name.
+        for (const [j, earlier] of images.slice(0, i + 1).entries()) {
+          assert.deepEqual(await Deno.readFile(join(p.dest, "20240315", names[j])), earlier);
+          if (how === "move") {
+            assert.deepEqual(await Deno.readFile(join(p.archive, names[j])), earlier, names[j]);
+          }
+        }
       }
+    } finally {
+      await Deno.remove(p.root, { recursive: true });
     }
-  } finally {
-    await Deno.remove(p.root, { recursive: true });
-  }
-});
-
-Deno.test("after_transfer: move, a new file under a name archived before goes beside the earlier one in the archive too", async () => {
-  const p = await setUp("itx-cleanup-reused-move-");
-  try {
-    await writeConfig(p.config, {
-      ...baseConfig(p),
-      after_transfer: "move",
-      archive_path: p.archive,
-    });
-    const env = { HOME: p.home };
-    const images = [randomBytes(30_000), randomBytes(31_000), randomBytes(29_000)];
-    const names = ["flat 001.fits", "flat 001~2.fits", "flat 001~3.fits"];
-    for (const [i, image] of images.entries()) {
-      await Deno.writeFile(join(p.watch, "flat 001.fits"), image);
-      await Deno.utime(join(p.watch, "flat 001.fits"), EVENING, EVENING);
-      const run = await runCli(["run", "--once", "-c", p.config], { env });
-      assert.equal(run.code, 0, run.stderr);
-      // Before, the second stayed in the watch folder for good ("exists already").
-      assert.ok(!existsSync(join(p.watch, "flat 001.fits")), "the source was moved");
-      if (i > 0) assert.match(run.stderr, /a file of that name is there: beside it/);
-      for (const [j, earlier] of images.slice(0, i + 1).entries()) {
-        assert.deepEqual(await Deno.readFile(join(p.archive, names[j])), earlier, names[j]);
-        assert.deepEqual(await Deno.readFile(join(p.dest, "20240315", names[j])), earlier);
-      }
-    }
-  } finally {
-    await Deno.remove(p.root, { recursive: true });
-  }
-});
+  });
+}

@@ -6,9 +6,27 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { activityOf } from "../../../src/watch/stability.ts";
+import { activityOf, type StabilityChecker } from "../../../src/watch/stability.ts";
 import { sleep, withChecker } from "../../helpers/checker.ts";
 import { card, fitsFile, headerBytes, imageParts, int16Data } from "../../helpers/fits.ts";
+
+/**
+ * Feed `checker` from a real watcher of `dir`, wired like the job runner on
+ * Linux (see `activityOf`); the returned function stops it.
+ */
+function watchInto(checker: StabilityChecker, dir: string): () => Promise<void> {
+  const watcher = Deno.watchFs(dir, { recursive: true });
+  const pump = (async () => {
+    for await (const event of watcher) {
+      if (event.kind === "remove") continue;
+      for (const path of event.paths) checker.touch(path, activityOf(event.kind, true));
+    }
+  })();
+  return async () => {
+    watcher.close();
+    await pump;
+  };
+}
 
 function fileInfo(path: string) {
   const info = Deno.statSync(path);
@@ -266,17 +284,11 @@ Deno.test("StabilityChecker: a file held open and written in pauses waits for th
 });
 
 Deno.test("StabilityChecker: a FITS file open to more HDUs, written and still open, waits for its close (real watcher)", async () => {
-  // Wired like the job runner on Linux: a close-after-write is "closed", a write "written".
+  // A close-after-write is "closed", a write "written".
   await withChecker(
     { stableForMs: 300, closedForMs: 100, incompleteGraceMs: 120_000 },
     async (checker, rec, dir) => {
-      const watcher = Deno.watchFs(dir, { recursive: true });
-      const pump = (async () => {
-        for await (const event of watcher) {
-          if (event.kind === "remove") continue;
-          for (const path of event.paths) checker.touch(path, activityOf(event.kind, true));
-        }
-      })();
+      const stopWatching = watchInto(checker, dir);
       try {
         const path = join(dir, "two hdus.fits");
         const primary = imageParts(16, 16, [card("EXTEND", true)]);
@@ -316,27 +328,20 @@ Deno.test("StabilityChecker: a FITS file open to more HDUs, written and still op
         checker.touch(scanned);
         await rec.until(() => rec.readyFor(scanned).length > 0, "a scanned file ready");
       } finally {
-        watcher.close();
-        await pump;
+        await stopWatching();
       }
     },
   );
 });
 
 Deno.test("StabilityChecker: a FITS file open to more HDUs, moved in or renamed, goes after the window without a close (real watcher)", async () => {
-  // Wired like the job runner on Linux; no close follows a rename.
+  // No close follows a rename.
   await withChecker(
     { stableForMs: 300, closedForMs: 100, incompleteGraceMs: 120_000 },
     async (checker, rec, dir) => {
       const watched = join(dir, "watched");
       await Deno.mkdir(watched);
-      const watcher = Deno.watchFs(watched, { recursive: true });
-      const pump = (async () => {
-        for await (const event of watcher) {
-          if (event.kind === "remove") continue;
-          for (const path of event.paths) checker.touch(path, activityOf(event.kind, true));
-        }
-      })();
+      const stopWatching = watchInto(checker, watched);
       try {
         const primary = imageParts(16, 16, [card("EXTEND", true)]);
         const bytes = fitsFile(primary.header, primary.data);
@@ -354,8 +359,7 @@ Deno.test("StabilityChecker: a FITS file open to more HDUs, moved in or renamed,
         // Before, each waited for a close that never comes, up to the grace.
         assert.deepEqual(rec.incomplete, []);
       } finally {
-        watcher.close();
-        await pump;
+        await stopWatching();
       }
     },
   );
