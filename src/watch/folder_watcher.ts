@@ -170,8 +170,9 @@ export interface WaitForFolderOptions {
 export const FOLDER_ANSWER_MS = 10_000;
 
 /**
- * Resolve `true` once `path` is a folder, checking every `retryMs` (one
- * warning while it is missing), or `false` when `signal` aborts first.
+ * Resolve `true` once `path` is a folder, checking every
+ * `missingFolderRetryMs` (one warning while it is missing; a look that does
+ * not answer is said and waited for), or `false` when `signal` aborts first.
  *
  * @throws when `path` exists but is no folder, cannot be checked, or (with
  *   `once`) does not exist
