@@ -352,7 +352,7 @@ export const jobShape = {
   ),
   archive_path: doc(
     pathText.default(""),
-    "Folder sources are moved into with `after_transfer: move` (their subfolders kept; a name there already gets a numbered name beside it, `flat_001~2.fits`); must be outside `watch_path`.",
+    "Folder sources are moved into with `after_transfer: move` (their subfolders kept); must be outside `watch_path`. A source whose name is there already gets a numbered name beside it (`flat_001~2.fits`).",
   ),
   keep_days: doc(
     z.number().min(0).max(36500).default(0),
