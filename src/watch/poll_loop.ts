@@ -28,6 +28,8 @@
  * @module
  */
 import { logger } from "../log/logging.ts";
+import { answerWithin } from "../config/file_systems.ts";
+import { FOLDER_ANSWER_MS } from "./folder_watcher.ts";
 import type { FileFilter } from "./file_filter.ts";
 import { type FileSystemInfo, fileSystemOf, magicOf } from "./fs_type.ts";
 import {
@@ -41,9 +43,6 @@ import { absolutePath } from "./stability.ts";
 
 /** What a scan calls for each folder it lists (see `ScanOptions.onListed`). */
 type OnListed = NonNullable<ScanOptions["onListed"]>;
-
-/** How long the check of the watch folder may take before it counts as failed. */
-const CHECK_TIMEOUT_MS = 10_000;
 
 /** Options of {@linkcode PollLoop}. */
 export interface PollLoopOptions {
@@ -164,23 +163,16 @@ export class PollLoop {
   /**
    * Why the watch folder cannot be polled now, or `null` when it can. Asked
    * off the main thread: a dead server behind a hard NFS mount never answers,
-   * which counts as a problem after {@linkcode CHECK_TIMEOUT_MS} (the question
+   * which counts as a problem after {@linkcode FOLDER_ANSWER_MS} (the question
    * stays open; no second one is asked meanwhile).
    */
   async #check(): Promise<string | null> {
     this.#pending ??= this.#ask().finally(() => this.#pending = undefined);
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<string>((resolve) => {
-      timer = setTimeout(
-        () => resolve(`no answer within ${CHECK_TIMEOUT_MS / 1000} s`),
-        CHECK_TIMEOUT_MS,
-      );
-    });
-    try {
-      return await Promise.race([this.#pending, timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
+    const answer = await answerWithin(
+      this.#pending.then((problem) => ({ problem })),
+      FOLDER_ANSWER_MS,
+    );
+    return answer === null ? `no answer within ${FOLDER_ANSWER_MS / 1000} s` : answer.problem;
   }
 
   async #ask(): Promise<string | null> {
