@@ -56,7 +56,7 @@ export interface JobPause {
   state: string;
   /** Since when, ISO 8601. */
   since: string;
-  /** The words of the error that began it. */
+  /** The words of the error that holds it (the latest: see `DestinationPause.stillDown`). */
   reason: string;
 }
 

@@ -34,9 +34,7 @@ export interface JobRunnerOptions {
   once: boolean;
   /**
    * Quiet time after a close-after-write event (Linux) before a file matching
-   * `close_shortcut_patterns` counts as complete; the full stability window
-   * applies elsewhere.
-   * @default 200
+   * `close_shortcut_patterns` counts as complete (elsewhere: the window). @default 200
    */
   closedForMs?: number;
   /** How often to look for a watch folder that does not exist yet. @default 10000 */
@@ -47,7 +45,7 @@ export interface JobRunnerOptions {
   fullProbeMs?: number;
   /** How often the watch folder's disk is looked at (`min_free_space`). @default 60000 */
   watchDiskCheckMs?: number;
-  /** Called when the job pauses because its destination is full, and when it resumes (`null`). */
+  /** Called when the job pauses (its destination full or unreachable), and when it resumes (`null`). */
   onPauseChange?: (pause: JobPause | null) => void;
   /** Where transfers are told to the status page and metrics. */
   events?: StatusEvents;
@@ -197,8 +195,10 @@ export class JobRunner {
         status.gaveUp(record.relPath);
         extras.gaveUp(record, error, attempts);
       },
-      onFailed: (rel, error, final) =>
-        status.failed(rel, error.kind, error.message, final, failureScope(error)),
+      onFailed: (rel, error, final) => {
+        status.failed(rel, error.kind, error.message, final, failureScope(error));
+        if (failureScope(error) !== "file") this.#pause.stillDown(error.message); // If paused: why now
+      },
       pauseWhenUnavailable: !options.once,
       slowRetries: !options.once,
       onHold: (error) => {

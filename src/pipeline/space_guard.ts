@@ -230,7 +230,10 @@ export interface DestinationPauseOptions {
   fullSpeed: number;
   /** Called when a probe may start. */
   onProbeDue: () => void;
-  /** Called when the pause begins (as `daemon.json` reports it) and when it ends (`null`). */
+  /**
+   * Called when the pause begins (as `daemon.json` reports it), when its
+   * reason changes, and when it ends (`null`).
+   */
   onChange?: (pause: JobPause | null) => void;
   /** @default FULL_PROBE_MS */
   probeEveryMs?: number;
@@ -253,6 +256,8 @@ export class DestinationPause {
     & Pick<DestinationPauseOptions, "onChange">;
   /** Whether the pause is for a full destination (else one that cannot be reached). */
   #full = false;
+  /** The pause as last reported (see `onChange`). */
+  #reported: JobPause | null = null;
   #cancelTimer: (() => void) | undefined;
   #log: Logger;
 
@@ -314,6 +319,8 @@ export class DestinationPause {
       this.#schedule(began && !full ? firstProbeMs : probeEveryMs);
     }
     this.#full = full;
+    const state = full ? "destination full" : "destination unreachable";
+    if (!began) this.#stillDown(reason, state);
     if (began) {
       this.#log.error(
         full
@@ -321,13 +328,30 @@ export class DestinationPause {
           : "The destination {target} cannot be reached: {reason}. Job {job} pauses (no file uses up its retries meanwhile); one file is tried in {first} s, then every {seconds} s, and sending resumes as soon as one arrives",
         { job, target, reason, seconds: probeEveryMs / 1000, first: firstProbeMs / 1000 },
       );
-      this.#options.onChange?.({
-        state: full ? "destination full" : "destination unreachable",
-        since: new Date(this.#options.clock.now()).toISOString(),
-        reason,
-      });
+      this.#report({ state, since: new Date(this.#options.clock.now()).toISOString(), reason });
     }
     return began;
+  }
+
+  /**
+   * A file failed while paused as no one file would (see `failureScope`):
+   * if for another reason than the pause says (a host back up that refuses
+   * the login), the pause says that now.
+   */
+  stillDown(reason: string): void {
+    this.#stillDown(reason, this.#reported?.state ?? "destination unreachable");
+  }
+
+  #stillDown(reason: string, state: JobPause["state"]): void {
+    const was = this.#reported;
+    if (was && (was.state !== state || was.reason !== reason)) {
+      this.#report({ ...was, state, reason });
+    }
+  }
+
+  #report(pause: JobPause | null): void {
+    this.#reported = pause;
+    this.#options.onChange?.(pause);
   }
 
   /**
@@ -359,7 +383,7 @@ export class DestinationPause {
     this.#log.info("The destination {target} takes files again; job {job} resumes", {
       target: this.#options.target,
     });
-    this.#options.onChange?.(null);
+    this.#report(null);
     return true;
   }
 

@@ -162,3 +162,41 @@ Deno.test("DestinationPause: a destination that cannot be reached gets its first
   assert.equal(due, 3);
   pause.close();
 });
+
+Deno.test("DestinationPause: a pause whose reason changes is reported again, from the same moment; its end once", () => {
+  const clock = new FakeClock();
+  const reports: Array<{ state: string; since: string; reason: string } | null> = [];
+  const pause = new DestinationPause({
+    job: "test",
+    target: "archive:/data",
+    fullSpeed: 4,
+    onProbeDue: () => {},
+    probeEveryMs: 10_000,
+    clock,
+    onChange: (report) => reports.push(report),
+  });
+  pause.stillDown("refused the login");
+  assert.equal(reports.length, 0, "not paused: nothing to say");
+  pause.pause("Connection refused", false);
+  clock.advance(10_000);
+  pause.started();
+  pause.pause("Connection refused", false);
+  assert.equal(reports.length, 1, "the same reason is not reported twice");
+  clock.advance(10_000);
+  pause.started();
+  // The host is back, but refuses the login (no pause of its own: a fix is needed): said.
+  pause.stillDown("refused the login: Permission denied (publickey)");
+  assert.equal(reports.length, 2);
+  assert.equal(reports[1]?.reason, "refused the login: Permission denied (publickey)");
+  assert.equal(reports[1]?.state, "destination unreachable");
+  assert.equal(reports[1]?.since, reports[0]?.since, "the pause began when it began");
+  clock.advance(10_000);
+  pause.started();
+  pause.pause("No space left on device", true);
+  assert.equal(reports[2]?.state, "destination full");
+  clock.advance(10_000);
+  pause.started();
+  pause.ended(true, 1, true);
+  assert.deepEqual(reports.slice(3), [null], "the end, once");
+  pause.close();
+});
