@@ -5,8 +5,9 @@
  *   says so (`layout/fits_structure.ts`). Closed by its writer and complete,
  *   it is ready at once; found without a close (a scan, a poll), it is ready
  *   once unchanged for a short confirmation if its mtime is older than the
- *   window. Seen written (Linux tells closes) and not closed since, one open
- *   to more HDUs waits for its close, up to the grace. Structurally
+ *   window. Seen written (Linux tells closes; a write moves the mtime) and
+ *   not closed since, one open to more HDUs (or announcing them) waits for
+ *   its close, up to the grace. Structurally
  *   incomplete, it waits, whatever its closes say; once it has stayed so,
  *   unchanged, for the grace period, it is reported
  *   ready with `truncated` set. Longer than its structure, unreadable as FITS,
@@ -208,12 +209,17 @@ export class StabilityChecker {
       this.#store.set(path, entry);
     }
     entry.lastActivityMs = now;
-    entry.closed = activity === "closed";
-    // A scan or a poll cannot tell: a close the watcher lost must not hold the file.
-    entry.open = activity === "written";
+    const was = { ...entry };
     // The event is the activity: re-take the baseline so the check compares
     // against the file as it was at this event.
     if (!this.#sample(path, entry, "baseline")) return this.#drop(path, entry);
+    // A write moves the mtime to now: a "modify" that did not (a chmod after the close, or of a
+    // file moved in) says nothing of a writer.
+    const wrote = activity === "written" && !(was.closed && sameVersion(was, entry)) &&
+      (was.open === true || Date.now() - entry.mtimeMs < this.#options.stableForMs);
+    entry.closed = activity === "closed" || (was.closed && activity === "written" && !wrote);
+    // A scan or a poll cannot tell: a close the watcher lost must not hold the file.
+    entry.open = wrote;
     // A close is decided at once (a complete FITS file goes, others learn how
     // long they wait); a change needs the window. A pending check re-arms
     // itself, so a timer is only replaced by an earlier one.
@@ -336,20 +342,22 @@ export class StabilityChecker {
     if (structure.kind === "incomplete") {
       return this.#decideIncomplete(entry, structure, quietForMs);
     }
+    // Its writer still has it open, and HDUs may follow (a camera computing the next one, or
+    // the extensions its primary HDU announces): it waits for the close, up to the grace.
+    const mayGrow = structure.kind === "complete" &&
+      (structure.appendable || structure.moreExpected !== null);
+    if (mayGrow && entry.open && !entry.closed) {
+      const graceLeftMs = this.#options.incompleteGraceMs - quietForMs;
+      if (graceLeftMs > 0 && quietForMs >= stableForMs - 1) {
+        const reason = "its writer still has it open, and HDUs may follow";
+        return { ready: false, waitMs: graceLeftMs, incomplete: { reason, graceLeftMs } };
+      }
+      if (graceLeftMs > 0) return { ready: false, waitMs: stableForMs - quietForMs };
+    }
     const settled = structure.kind === "complete" && structure.moreExpected === null &&
       !(structure.appendable && this.#options.fitsAppended);
     if (settled) {
       if (entry.closed) return { ready: true };
-      // Its writer still has it open, and HDUs may follow (a camera computing the next one):
-      // it waits for the close, up to the grace.
-      if (entry.open && structure.appendable) {
-        const graceLeftMs = this.#options.incompleteGraceMs - quietForMs;
-        if (graceLeftMs > 0 && quietForMs >= stableForMs - 1) {
-          const reason = "its writer still has it open, and HDUs may follow";
-          return { ready: false, waitMs: graceLeftMs, incomplete: { reason, graceLeftMs } };
-        }
-        if (graceLeftMs > 0) return { ready: false, waitMs: stableForMs - quietForMs };
-      }
       // Found without a close (a scan, a poll, an OS without close events): its structure
       // is settled, and an mtime older than the window says its writer stopped as surely
       // as watching for the window would, once it stayed unchanged for the confirmation.

@@ -365,6 +365,86 @@ Deno.test("StabilityChecker: a FITS file open to more HDUs, moved in or renamed,
   );
 });
 
+Deno.test("StabilityChecker: a FITS file whose primary HDU has no data and announces extensions waits, open, for its close (real watcher)", async () => {
+  // The usual shape of a multi-extension camera file: NAXIS = 0, EXTEND = T, then the extensions.
+  await withChecker(
+    { stableForMs: 300, closedForMs: 100, incompleteGraceMs: 120_000 },
+    async (checker, rec, dir) => {
+      const stopWatching = watchInto(checker, dir);
+      try {
+        const path = join(dir, "mef.fits");
+        const primary = headerBytes([
+          card("SIMPLE", true),
+          card("BITPIX", 8),
+          card("NAXIS", 0),
+          card("EXTEND", true),
+        ]);
+        const extension = fitsFile(
+          headerBytes([
+            card("XTENSION", "IMAGE"),
+            card("BITPIX", 16),
+            card("NAXIS", 2),
+            card("NAXIS1", 16),
+            card("NAXIS2", 16),
+            card("PCOUNT", 0),
+            card("GCOUNT", 1),
+          ]),
+          int16Data(16, 16, (x, y) => x * y),
+        );
+        let closedAt = Infinity;
+        {
+          using file = Deno.openSync(path, { write: true, create: true });
+          file.writeSync(primary);
+          await rec.until(() => rec.incomplete.length > 0, "said to wait for the close");
+          assert.equal(rec.ready.length, 0, "the header alone is not sent while it is open");
+          assert.match(rec.incomplete[0].reason, /its writer still has it open/);
+          file.writeSync(extension);
+          closedAt = performance.now();
+        }
+        await rec.until(() => rec.readyFor(path).length > 0, "ready after the close");
+        const [ready] = rec.readyFor(path);
+        assert.ok(ready.atMs >= closedAt, "reported only after the close");
+        assert.equal(ready.size, primary.length + extension.length);
+      } finally {
+        await stopWatching();
+      }
+    },
+  );
+});
+
+Deno.test("StabilityChecker: a chmod after the close, or of a file moved in, is no writer holding it open (real watcher)", async () => {
+  await withChecker(
+    { stableForMs: 300, closedForMs: 100, incompleteGraceMs: 120_000 },
+    async (checker, rec, dir) => {
+      const watched = join(dir, "watched");
+      await Deno.mkdir(watched);
+      const stopWatching = watchInto(checker, watched);
+      try {
+        const primary = imageParts(16, 16, [card("EXTEND", true)]);
+        const bytes = fitsFile(primary.header, primary.data);
+        // Copied, closed, then its mode set (Python's shutil.copy, `cp` then `chmod`).
+        const copied = join(watched, "copied.fits");
+        await Deno.writeFile(copied, bytes);
+        await Deno.chmod(copied, 0o640);
+        // Written earlier elsewhere, moved in, then its mode set.
+        await Deno.writeFile(join(dir, "outside.fits"), bytes);
+        const earlier = new Date(Date.now() - 3_600_000);
+        await Deno.utime(join(dir, "outside.fits"), earlier, earlier);
+        await Deno.rename(join(dir, "outside.fits"), join(watched, "moved.fits"));
+        await Deno.chmod(join(watched, "moved.fits"), 0o640);
+        for (const name of ["copied.fits", "moved.fits"]) {
+          const path = join(watched, name);
+          await rec.until(() => rec.readyFor(path).length > 0, `${name} ready`);
+          assert.equal(rec.readyFor(path)[0].size, bytes.length);
+        }
+        assert.deepEqual(rec.incomplete, [], "neither waited for a writer's close");
+      } finally {
+        await stopWatching();
+      }
+    },
+  );
+});
+
 Deno.test("StabilityChecker: close() stops everything; later touches are ignored", async () => {
   await withChecker({ stableForMs: 150 }, async (checker, rec, dir) => {
     const paths = ["a.fits", "b.fits", "c.fits"].map((n) => join(dir, n));
