@@ -151,24 +151,6 @@ export async function scanDirtyFolders(
 }
 
 /**
- * Read again, as {@linkcode scanDirtyFolders} does, the folders of `listed`
- * (listed before the watch was in place, so what changed in them meanwhile
- * raised no event) that changed since `startedAt`; what turns up is found,
- * not reported as missed.
- */
-export async function readChangedSince(
-  listed: string[],
-  startedAt: number,
-  options: Parameters<typeof scanDirtyFolders>[1],
-): Promise<void> {
-  const changed = listed.filter((rel) =>
-    changedSince(options.root, rel, startedAt - MTIME_SLACK_MS)
-  );
-  if (changed.length === 0) return;
-  await scanDirtyFolders(new Map(changed.map((rel) => [rel, startedAt])), options);
-}
-
-/**
  * Says when reading folders again found files no event told of: at once for
  * files written long enough ago that their events should have come, and for
  * the freshly written ones once their events had that long to come and did

@@ -23,13 +23,7 @@ import {
   waitForFolder,
   type WatchEvent,
 } from "./folder_watcher.ts";
-import {
-  DirtyFolders,
-  MissedFiles,
-  parentOf,
-  readChangedSince,
-  scanDirtyFolders,
-} from "./missed_events.ts";
+import { DirtyFolders, MissedFiles, parentOf, scanDirtyFolders } from "./missed_events.ts";
 import { PollLoop } from "./poll_loop.ts";
 import { type FoundFile, scanFolderBatches, type ScanOptions } from "./scan.ts";
 import { relativeTo } from "./entry_check.ts";
@@ -67,7 +61,8 @@ export interface WatchSessionOptions {
   /**
    * Files a scan found; returns those that are new or changed.
    * `quick`: files already sent may be taken as unchanged without a stat (the
-   * re-reads for lost events, which look for new files).
+   * re-reads for lost events, which look for new files, and the first scan,
+   * whose files sent before are checked right after it).
    */
   onFound(files: FoundFile[], quick: boolean): FoundFile[];
   /** Before each periodic rescan (and the fallback rescans). */
@@ -83,6 +78,8 @@ export class WatchSession {
   #watcher: FolderWatcher | undefined;
   #events = new EventGatherer((events) => this.#handleEvents(events));
   #rescanTimer: ReturnType<typeof setInterval> | undefined;
+  /** Starts the check of the files sent before, right after the start. */
+  #checkTimer: ReturnType<typeof setTimeout> | undefined;
   /** The rescans every minute while the folder cannot be watched. */
   #fallback: FallbackRescans;
   /** Folders with events, read again when the watcher goes quiet (see `missed_events.ts`). */
@@ -126,7 +123,6 @@ export class WatchSession {
   async start(): Promise<boolean> {
     const { once, rescanIntervalMs } = this.#options;
     if (!(await this.#waitForFolder())) return false;
-    const startedAt = Date.now();
     let watching: Promise<boolean> | null = null;
     if (!once) {
       this.#options.onFolderReady?.();
@@ -134,30 +130,20 @@ export class WatchSession {
       watching = this.#watch();
     }
     // The first scan runs while the watch is set up (a recursive watch of a large tree takes a
-    // while); the polls learn the tree from it.
-    let watched = watching === null;
-    void watching?.then(() => watched = true, () => watched = true);
-    const learn = this.#polls?.learnFromScan();
-    const listedUnwatched: string[] = [];
-    await this.scan("", (rel, mtimeMs, listing) => {
-      if (!watched) listedUnwatched.push(rel);
-      learn?.(rel, mtimeMs, listing);
-    });
+    // while); the polls learn the tree from it. New files first: it takes files sent before as
+    // unchanged until the check below.
+    await this.scan("", this.#polls?.learnFromScan(), !once);
     await watching;
-    if (this.#closed) return false;
-    // What changed in a folder listed before the watch was in place raised no event.
-    await readChangedSince(listedUnwatched, startedAt, {
-      ...this.#options,
-      onFound: (files) => this.#options.onFound(files, false),
-      onError: this.#onScanError,
-      isClosed: () => this.#closed,
-    });
     if (this.#closed) return false;
     this.#polls?.start();
     this.#watchMounts();
     if (!once && rescanIntervalMs > 0) {
       this.#rescanTimer = setInterval(() => void this.rescan(), rescanIntervalMs);
     }
+    // Once the job watches and sends, a second scan `stat`s the files sent before (changed while
+    // no one watched?) and finds those written where the first listed before the watch was in
+    // place (they raised no event). A stat each: about a second for 100,000 files.
+    if (!once) this.#checkTimer = setTimeout(() => void this.#scanLogged(), 0);
     return true;
   }
 
@@ -169,6 +155,7 @@ export class WatchSession {
     this.#watcher = undefined;
     this.#events.close();
     clearInterval(this.#rescanTimer);
+    clearTimeout(this.#checkTimer);
     this.#mounts?.close();
     this.#polls?.close();
     this.#fallback.close();
@@ -253,9 +240,10 @@ export class WatchSession {
 
   /**
    * Scan below `startRel` (`""`: everything) and report what is there
-   * (`onListed`: see {@linkcode ScanOptions.onListed}).
+   * (`onListed`: see {@linkcode ScanOptions.onListed}; `quick`: see
+   * {@linkcode WatchSessionOptions.onFound}).
    */
-  async scan(startRel: string, onListed?: ScanOptions["onListed"]): Promise<void> {
+  async scan(startRel: string, onListed?: ScanOptions["onListed"], quick = false): Promise<void> {
     const { root, filter, job } = this.#options;
     let found = 0;
     const batches = scanFolderBatches(root, filter, {
@@ -265,7 +253,7 @@ export class WatchSession {
     });
     for await (const batch of batches) {
       if (this.#closed) return;
-      found += this.#options.onFound(batch, false).length;
+      found += this.#options.onFound(batch, quick).length;
     }
     if (found > 0) {
       this.#log.info("Found {count} new or changed file(s) in {path}", {
@@ -317,8 +305,13 @@ export class WatchSession {
   /** A full rescan; errors are logged (it runs from timers). */
   async rescan(): Promise<void> {
     if (this.#closed) return;
+    await this.#scanLogged(() => this.#options.beforeRescan());
+  }
+
+  /** A full scan (after `before`); errors are logged. */
+  async #scanLogged(before?: () => void): Promise<void> {
     try {
-      this.#options.beforeRescan();
+      before?.();
       await this.scan("");
     } catch (error) {
       if (this.#closed) return;

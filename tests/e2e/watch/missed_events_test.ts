@@ -6,12 +6,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { createFileFilter } from "../../../src/watch/file_filter.ts";
-import {
-  MissedFiles,
-  parentOf,
-  readChangedSince,
-  scanDirtyFolders,
-} from "../../../src/watch/missed_events.ts";
+import { MissedFiles, parentOf, scanDirtyFolders } from "../../../src/watch/missed_events.ts";
+import { WatchSession } from "../../../src/watch/watch_session.ts";
 import { captureLogs } from "../../helpers/log_capture.ts";
 import type { FoundFile } from "../../../src/watch/scan.ts";
 import { Ledger } from "../../../src/ledger/ledger.ts";
@@ -103,43 +99,53 @@ Deno.test("scanDirtyFolders: the root as a dirty folder; a folder that vanished 
   }
 });
 
-Deno.test("readChangedSince: of the folders listed before the watch, those changed since the start are read again, quietly", async () => {
+Deno.test("WatchSession start: the first scan takes files sent before as unchanged; right after the start every file is looked at again, quietly", async () => {
   const root = await Deno.makeTempDir({ prefix: "itx-unwatched-" });
   const logs = await captureLogs();
+  const calls: Array<{ quick: boolean; rels: string[] }> = [];
+  const session = new WatchSession({
+    root,
+    job: "test",
+    filter,
+    once: false,
+    missingFolderRetryMs: 1000,
+    rescanIntervalMs: 0,
+    watchMode: "events",
+    onActivity: () => {},
+    onFound: (files, quick) => {
+      calls.push({ quick, rels: files.map((f) => f.relPath) });
+      // Written into a folder the first scan has listed, maybe before the watch covers it.
+      if (calls.length === 1) {
+        Deno.writeFileSync(join(root, parentOf(files[0].relPath), "c.fits"), new Uint8Array(10));
+      }
+      return files;
+    },
+    beforeRescan: () => assert.fail("no periodic rescan"),
+  });
   try {
-    // Listed by the first scan before the watch was in place: two old nights and tonight's.
     await put(root, "old/a.fits");
-    await put(root, "old 2/b.fits");
-    await put(root, "tonight/c.fits");
-    for (const rel of ["old", "old 2"]) {
-      await Deno.utime(join(root, rel), LONG_AGO, LONG_AGO);
-    }
-    const startedAt = Date.now();
-    // Meanwhile, still without a watch: a file in tonight's folder and a folder made in an old one.
-    await put(root, "tonight/d.fits");
-    await put(root, "old 2/new/e.fits");
-    await Deno.utime(join(root, "old"), LONG_AGO, LONG_AGO);
-
-    const seen: string[] = [];
-    await readChangedSince(["", "old", "old 2", "tonight"], startedAt, {
-      root,
-      filter,
-      onFound: (files: FoundFile[]) => {
-        seen.push(...files.map((f) => f.relPath));
-        return files;
-      },
-      onError: (path, error) => assert.fail(`cannot read ${path}: ${error}`),
-      isClosed: () => false,
-    });
-    // The unchanged old night is not read again; the changed folders are, with what they held.
-    assert.deepEqual(seen.sort(), [
-      "old 2/b.fits",
-      "old 2/new/e.fits",
-      "tonight/c.fits",
-      "tonight/d.fits",
+    await put(root, "tonight/b.fits");
+    assert.equal(await session.start(), true);
+    // The first scan's calls were quick; the file written meanwhile turns up in the second.
+    assert.ok(calls.length > 0 && calls.every((call) => call.quick), JSON.stringify(calls));
+    const firstScan = calls.length;
+    await waitFor(() => calls.length > firstScan, 10_000, "the second scan");
+    const checked = calls.slice(firstScan);
+    assert.ok(checked.every((call) => !call.quick), "the second scan stats the files sent before");
+    await waitFor(
+      () => calls.slice(firstScan).flatMap((c) => c.rels).length === 3,
+      10_000,
+      "every file looked at again",
+    );
+    const again = calls.slice(firstScan).flatMap((c) => c.rels).sort();
+    assert.equal(again.length, 3, JSON.stringify(again));
+    assert.deepEqual(again.filter((rel) => !rel.endsWith("/c.fits")), [
+      "old/a.fits",
+      "tonight/b.fits",
     ]);
     assert.equal(logs.count("warning", "missed"), 0, "found at start-up, not missed");
   } finally {
+    session.close();
     await logs.stop();
     await Deno.remove(root, { recursive: true });
   }

@@ -367,3 +367,36 @@ Deno.test("JobRunner watching: files written after start are sent; stop is clean
     assert.equal(arrived.length, 4, `no temporary files: ${arrived}`);
   });
 });
+
+Deno.test("JobRunner watching: a file sent before that changed while no job ran is sent again after the start; unchanged ones are not", async () => {
+  await withRoot(async (root, stateDir) => {
+    const job = localTestJob(root, { stability_window_seconds: 0.4 });
+    await place(job.watch_path, "night/same.fits", randomBytes(500));
+    await place(job.watch_path, "night/changed.fits", randomBytes(600));
+    assert.equal((await runOnce(job, stateDir)).sent, 2);
+    // Rewritten while nothing watched: another size and mtime than the ledger's done row.
+    const rewritten = randomBytes(700);
+    await Deno.writeFile(join(job.watch_path, "night", "changed.fits"), rewritten);
+    // The folder is old: the start's re-read of folders changed meanwhile does not list it.
+    await Deno.utime(join(job.watch_path, "night"), EVENING, EVENING);
+    const ledger = Ledger.open(stateDir);
+    const transport = new CountingTransport(job);
+    const runner = new JobRunner(job, ledger, transport, { once: false, closedForMs: 100 });
+    const files = FileRows.of(ledger, job);
+    try {
+      await runner.start();
+      await waitFor(
+        () => files.get("night/changed.fits")?.size === 700 && runner.summary.sent === 1,
+        20_000,
+        "the changed file sent again",
+      );
+      const row = files.get("night/changed.fits")!;
+      assert.equal(row.state, "done");
+      assert.deepEqual(await Deno.readFile(join(job.remote_base_path, row.destination)), rewritten);
+      assert.deepEqual(transport.sent, [row.destination], "only the changed file went again");
+    } finally {
+      await runner.stop();
+      ledger.close();
+    }
+  });
+});
