@@ -99,6 +99,10 @@ export class Intake {
       incompleteGraceMs: job.fits_incomplete_grace_seconds * 1000,
       // `--once` sends what is complete now; an incomplete FITS file waits for the next run.
       waitForIncomplete: !context.once,
+      sentAs: (path) => {
+        const rel = relativeTo(job.watch_path, path);
+        return rel === null ? undefined : context.table.rows.doneVersions([rel])[0];
+      },
       onReady: (file) => this.#ready(file),
       onGone: (path) => void this.#gone(path),
       onIncomplete: (path, reason, graceLeftMs) =>

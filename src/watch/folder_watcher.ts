@@ -312,6 +312,8 @@ export interface GatheredEvent {
   kind: Deno.FsEvent["kind"];
   /** Whether it was created or renamed in at some point. */
   appeared: boolean;
+  /** Whether it was closed before the latest event (a chmod right after the close). */
+  closedFirst: boolean;
 }
 
 /** How long events are gathered before they are handed over. */
@@ -334,7 +336,11 @@ export class EventGatherer {
     for (const path of paths) {
       const seen = this.#events.get(path);
       this.#events.delete(path);
-      this.#events.set(path, { kind, appeared: appeared || (seen?.appeared ?? false) });
+      this.#events.set(path, {
+        kind,
+        appeared: appeared || (seen?.appeared ?? false),
+        closedFirst: kind !== "access" && (seen?.kind === "access" || (seen?.closedFirst ?? false)),
+      });
     }
     this.#timer ??= setTimeout(() => {
       this.#timer = undefined;

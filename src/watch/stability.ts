@@ -97,6 +97,8 @@ export interface StabilityOptions {
    * @default true
    */
   waitForIncomplete?: boolean;
+  /** The version `path` was sent with, if it was (a "modify" that kept it is no write). */
+  sentAs?: (path: string) => { size: number; mtimeMs: number } | undefined;
   /** Called once per file when it is ready. */
   onReady: (file: StableFile) => void;
   /** Called when a file under observation disappears. */
@@ -214,9 +216,10 @@ export class StabilityChecker {
     // against the file as it was at this event.
     if (!this.#sample(path, entry, "baseline")) return this.#drop(path, entry);
     // A write moves the mtime to now: a "modify" that did not (a chmod after the close, or of a
-    // file moved in) says nothing of a writer.
+    // file moved in, or sent already) says nothing of a writer.
     const wrote = activity === "written" && !(was.closed && sameVersion(was, entry)) &&
-      (was.open === true || Date.now() - entry.mtimeMs < this.#options.stableForMs);
+      (was.open === true || Date.now() - entry.mtimeMs < this.#options.stableForMs) &&
+      !(was.size < 0 && sameVersion(this.#options.sentAs?.(path) ?? was, entry));
     entry.closed = activity === "closed" || (was.closed && activity === "written" && !wrote);
     // A scan or a poll cannot tell: a close the watcher lost must not hold the file.
     entry.open = wrote;

@@ -417,7 +417,7 @@ export class WatchSession {
     if (this.#closed) return;
     const { root, filter } = this.#options;
     const folders = new Set<string>();
-    for (const [path, { kind, appeared }] of events) {
+    for (const [path, { kind, appeared, closedFirst }] of events) {
       const rel = relativeTo(root, path);
       if (kind === "remove") {
         if (rel === "") void this.#rewatch(REMOVED);
@@ -428,6 +428,8 @@ export class WatchSession {
       if (rel === "") continue;
       this.#missed.heard(rel);
       if (filter.includesFile(rel)) {
+        // Told in order: what follows a close is judged against the closed file.
+        if (closedFirst) this.#options.onActivity(path, rel, "closed");
         this.#options.onActivity(path, rel, activityOf(kind, CLOSES_TOLD));
       } else if (appeared && filter.includesDir(rel)) {
         // A new (or moved-in) folder: files may have landed before the watch covered it.

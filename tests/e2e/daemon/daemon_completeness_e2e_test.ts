@@ -390,3 +390,72 @@ Deno.test("daemon (local): a complete FITS file open to more HDUs that is rename
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("daemon (local): a FITS file copied and then given its mode (shutil.copy, cp + chmod) goes at once; a multi-extension file whose writer pauses after its header waits for the close", async () => {
+  const { header, data } = imageParts(100, 100, [card("EXTEND", true)]);
+  const bytes = fitsFile(header, data);
+  const { root, watch, dest, config, env } = await sandbox("local", null, {
+    stability_window_seconds: 1,
+    // Before, the copies waited this long for a close that had come before the chmod.
+    fits_incomplete_grace_seconds: 3600,
+  });
+  const daemon = startCli(["run", "-c", config], { env });
+  try {
+    await daemon.waitForOutput("Watching");
+    // The close and the chmod come together (one gathering of events), and apart.
+    Deno.writeFileSync(join(watch, "together.fits"), bytes);
+    Deno.chmodSync(join(watch, "together.fits"), 0o640);
+    await Deno.writeFile(join(watch, "apart.fits"), bytes);
+    await sleep(100);
+    await Deno.chmod(join(watch, "apart.fits"), 0o640);
+    // A header-only primary HDU that announces extensions, then a pause longer than the window.
+    const primary = headerBytes([
+      card("SIMPLE", true),
+      card("BITPIX", 8),
+      card("NAXIS", 0),
+      card("EXTEND", true),
+    ]);
+    const extension = fitsFile(
+      headerBytes([
+        card("XTENSION", "IMAGE"),
+        card("BITPIX", 16),
+        card("NAXIS", 2),
+        card("NAXIS1", 100),
+        card("NAXIS2", 100),
+        card("PCOUNT", 0),
+        card("GCOUNT", 1),
+      ]),
+      data,
+    );
+    {
+      using file = await Deno.open(join(watch, "mef.fits"), { write: true, create: true });
+      await file.write(primary);
+      await waitFor(
+        async () => (await listFiles(dest)).length === 2,
+        60_000,
+        "the two copies at the destination while the other file is open",
+      );
+      await sleep(2_500);
+      assert.equal((await listFiles(dest)).length, 2, "the header alone is not sent");
+      await file.write(extension);
+    }
+    await waitFor(async () => (await listFiles(dest)).length === 3, 60_000, "mef.fits sent");
+    for (const rel of await listFiles(dest)) {
+      const expected = rel.endsWith("mef.fits") ? fitsFile(primary, extension) : bytes;
+      assert.deepEqual(await Deno.readFile(join(dest, rel)), expected, rel);
+    }
+    assert.equal(
+      daemon.stderr().match(/its writer still has it open/g)?.length ?? 0,
+      1,
+      daemon.stderr(),
+    );
+    assert.match(
+      daemon.stderr(),
+      /mef\.fits has not changed for the stability window, but its writer still has it open/,
+    );
+  } finally {
+    const status = await daemon.stop();
+    assert.equal(status.code, 0, daemon.stderr());
+    await Deno.remove(root, { recursive: true });
+  }
+});
