@@ -92,6 +92,11 @@ export function keyPlace(file: string, jobIndex: number, keyPath: Path): string 
   return line === null ? file : `${file}:${line}`;
 }
 
+/** `FILE:LINE: KEY of job NAME`, for the job at `index` of `config`. */
+export function jobKeyPlace(config: Config, index: number, key: string): string {
+  return `${keyPlace(config.file, index, [key])}: ${key} of job ${config.jobs[index].name}`;
+}
+
 /**
  * Validate and resolve config `text` as if read from `file` (used for messages
  * and as the base of relative paths).

@@ -11,15 +11,15 @@
  *
  * @module
  */
-import { basename, dirname, join, posix, resolve } from "node:path";
-import { keyPlace } from "../config/load.ts";
+import { basename, dirname, join, resolve } from "node:path";
+import { jobKeyPlace, keyPlace } from "../config/load.ts";
 import type { Config, JobConfig } from "../config/types.ts";
 import { ConfigError } from "../errors.ts";
 import { whyUnwritable } from "../ledger/daemon_lock.ts";
 import { type ListenSettings, listenSettings } from "../status/listen.ts";
 import { relativeTo } from "../watch/entry_check.ts";
-import { createFileFilter } from "../watch/file_filter.ts";
 import { checkUserPrograms } from "./hooks.ts";
+import { assertDestinationsApart } from "./destinations_apart.ts";
 import { answerWithin, SHARE_ANSWER_MS } from "../config/file_systems.ts";
 import { logger } from "../log/logging.ts";
 
@@ -63,11 +63,6 @@ export async function checkBeforeStart(
   const listen = await check(() => listenSettings(config));
   if (problems.length > 0) throw new ConfigError(problems.join("\n"), { file: config.file });
   return listen ?? null;
-}
-
-/** `FILE:LINE: KEY of job NAME`, for the job at `index` of `config`. */
-function jobKeyPlace(config: Config, index: number, key: string): string {
-  return `${keyPlace(config.file, index, [key])}: ${key} of job ${config.jobs[index].name}`;
 }
 
 /** The keys naming a file a job of each method logs in with, and whether it must be private. */
@@ -275,100 +270,6 @@ function apartByExtension(a: JobConfig, b: JobConfig): boolean {
 }
 
 /**
- * Refuse destinations that would lose or endlessly repeat copies: two jobs
- * sending into one folder (a file of one would replace the other's file of
- * the same name there, without a word), and a local destination where the
- * job's own watch finds its copies again (each sent again, without end).
- *
- * @throws {ConfigError} naming the jobs and folders, and what to do
- */
-function assertDestinationsApart(config: Config, realPathSoFar: RealPath): void {
-  const problems: string[] = [];
-  const places = new Map<string, JobConfig>();
-  for (const [index, job] of config.jobs.entries()) {
-    const place = destinationPlace(job, realPathSoFar);
-    const other = places.get(place);
-    if (other !== undefined) {
-      problems.push(
-        `${jobKeyPlace(config, index, "remote_base_path")}: job ${other.name} sends into ` +
-          `${describePlace(job)} too, where a file of one would replace the other's file of ` +
-          "the same name without a word; give each job a folder of its own (for example " +
-          `${job.remote_base_path.replace(/[/\\]+$/, "")}/${job.name})`,
-      );
-    }
-    places.set(place, job);
-    if (job.transfer_method !== "local") continue;
-    const problem = copiesWatched(job, realPathSoFar);
-    if (problem) problems.push(`${jobKeyPlace(config, index, problem.key)}: ${problem.message}`);
-  }
-  if (problems.length > 0) throw new ConfigError(problems.join("\n"), { file: config.file });
-}
-
-/** Where a job's copies go, the same string for every job that sends there. */
-function destinationPlace(job: JobConfig, realPathSoFar: RealPath): string {
-  if (job.transfer_method === "local") return `local:${realPathSoFar(job.remote_base_path)}`;
-  const base = posix.normalize(job.remote_base_path.trim()).replace(/(.)\/+$/, "$1");
-  const host = job.remote_host.trim().toLowerCase();
-  // A base path that is not absolute is one per account (its home, or the FTP account's root).
-  const user = job.transfer_method === "ftp" || !base.startsWith("/")
-    ? `${job.remote_user.trim()}@`
-    : "";
-  const port = job.transfer_method === "ftp"
-    ? `ftp:${job.ftp_port ?? 21}`
-    : `ssh:${job.ssh_port ?? 22}`;
-  return `${port}//${user}${host}/${base}`;
-}
-
-/** The destination folder of `job` as messages name it. */
-function describePlace(job: JobConfig): string {
-  return job.transfer_method === "local"
-    ? job.remote_base_path
-    : `${job.remote_host.trim()}:${job.remote_base_path}`;
-}
-
-/**
- * Why a local destination cannot be used with its watch folder: inside it
- * where the watch would enter (every copy would be found and sent again), or
- * a watch folder that is a night folder of the destination (the copies of
- * that night land in it); `null` when it can.
- */
-function copiesWatched(
-  job: JobConfig,
-  realPathSoFar: RealPath,
-): { key: string; message: string } | null {
-  const base = realPathSoFar(job.remote_base_path);
-  const watch = realPathSoFar(job.watch_path);
-  const baseInWatch = relativeTo(watch, base);
-  if (baseInWatch !== null) {
-    const filter = createFileFilter(job, { skipLog: null });
-    const segments = baseInWatch === "" ? [] : baseInWatch.split("/");
-    const entered = segments.every((_, i) =>
-      filter.dirSkip(segments.slice(0, i + 1).join("/")) === null
-    );
-    if (entered) {
-      return {
-        key: "remote_base_path",
-        message: `${base} is inside its watch_path ${watch}, so every copy would be found there ` +
-          "and sent again, without end; choose a destination outside the watch folder" +
-          (baseInWatch === ""
-            ? ""
-            : ` (or leave it out with exclude_patterns: ["${baseInWatch}/**"])`),
-      };
-    }
-  }
-  const watchInBase = relativeTo(base, watch);
-  if (watchInBase !== null && /^\d{8}(\/|$)/.test(watchInBase)) {
-    return {
-      key: "watch_path",
-      message: `${watch} is a night folder of its remote_base_path ${base}, where the copies of ` +
-        "that night are written, so each would be sent again; choose a watch folder outside the " +
-        "destination",
-    };
-  }
-  return null;
-}
-
-/**
  * Why the folder `path` cannot be written (read-only, permission denied), by
  * making a file in it and removing it; `null` when it can. `missing`: it is
  * to be made, in the nearest folder on its path that exists.
@@ -398,7 +299,7 @@ function existsAsFolder(path: string): boolean {
 }
 
 /** `path` made absolute with the links of the part of it that exists resolved. */
-type RealPath = (path: string) => string;
+export type RealPath = (path: string) => string;
 
 /** A folder of the config, by its key in the job at `index` (-1: a top-level key). */
 type Folder = { key: string; index: number; path: string };

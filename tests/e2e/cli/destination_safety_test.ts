@@ -3,7 +3,8 @@
  * anything is sent (`config validate` and `run`, through the CLI): two jobs
  * sending into one folder, a local destination inside the watch folder the
  * watch would enter, a watch folder that is a night folder of its
- * destination. What stays apart is accepted, and delivers.
+ * destination, local jobs sending into each other's watch folders round to
+ * the first. What stays apart is accepted, and delivers.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -383,5 +384,53 @@ Deno.test("a job that deletes or moves sources watches its folder alone, also th
       { watch_path: watch, file_patterns: ["*.FITS"] },
     );
     assert.equal((await validate()).code, 2);
+  });
+});
+
+Deno.test("local jobs that send into each other's watch folders, round to the first, are refused; a chain that ends is accepted", async () => {
+  await withRoot(async (root, env) => {
+    const config = join(root, "config.yaml");
+    for (const name of ["wa", "wb", "wc"]) await Deno.mkdir(join(root, name));
+    await Deno.writeFile(join(root, "wa", "f.fits"), randomBytes(2880));
+    const local = { ...daemonKeys(root), transfer_method: "local" };
+    const job = (name: string, watch: string, base: string) => ({
+      name,
+      watch_path: join(root, watch),
+      remote_base_path: join(root, base),
+    });
+
+    // a → b → a, and a → b → c → a.
+    for (
+      const jobs of [
+        [job("a", "wa", "wb/out"), job("b", "wb", "wa/out")],
+        [job("a", "wa", "wb/out"), job("b", "wb", "wc/out"), job("c", "wc", "wa/out")],
+      ]
+    ) {
+      await writeConfig(config, { ...local, jobs });
+      const validate = await runCli(["config", "validate", "-c", config], { env });
+      assert.equal(validate.code, 2, validate.stderr);
+      const names = jobs.map((j) => j.name);
+      assert.match(
+        validate.stderr,
+        new RegExp(
+          `remote_base_path of job a: ${
+            names.map((n) => `job ${n} sends into [^;]+, which job \\w watches`).join("; ")
+          }: every file would be copied round`,
+        ),
+      );
+      assert.equal(validate.stderr.match(/copied round/g)?.length, 1, "said once per round");
+      const run = await runCli(["run", "--once", "-c", config], { env });
+      assert.equal(run.code, 2, run.stderr);
+      assert.deepEqual(await listFiles(join(root, "wb")), [], "nothing sent");
+    }
+
+    // a → b → elsewhere: each file goes on once, and stops.
+    await writeConfig(config, {
+      ...local,
+      jobs: [job("a", "wa", "wb/out"), job("b", "wb", "dest")],
+    });
+    const chain = await runCli(["run", "--once", "-c", config], { env });
+    assert.equal(chain.code, 0, chain.stderr);
+    assert.equal((await listFiles(join(root, "wb"))).length, 1);
   });
 });

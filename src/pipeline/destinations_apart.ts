@@ -1,0 +1,170 @@
+/**
+ * Destinations that would lose or endlessly repeat copies, refused before
+ * the start (see `start_checks.ts`): two jobs sending into one folder, a
+ * local destination where the job's own watch finds its copies again, and
+ * local jobs whose copies go round from one watch folder to the next and
+ * back.
+ *
+ * @module
+ */
+import { posix } from "node:path";
+import { jobKeyPlace } from "../config/load.ts";
+import type { Config, JobConfig } from "../config/types.ts";
+import { ConfigError } from "../errors.ts";
+import { relativeTo } from "../watch/entry_check.ts";
+import { createFileFilter } from "../watch/file_filter.ts";
+import type { RealPath } from "./start_checks.ts";
+
+/**
+ * Refuse destinations that would lose or endlessly repeat copies: two jobs
+ * sending into one folder (a file of one would replace the other's file of
+ * the same name there, without a word), a local destination where the job's
+ * own watch finds its copies again (each sent again, without end), and local
+ * jobs that send into each other's watch folders, round to the first.
+ *
+ * @throws {ConfigError} naming the jobs and folders, and what to do
+ */
+export function assertDestinationsApart(config: Config, realPathSoFar: RealPath): void {
+  const problems: string[] = [];
+  const places = new Map<string, JobConfig>();
+  for (const [index, job] of config.jobs.entries()) {
+    const place = destinationPlace(job, realPathSoFar);
+    const other = places.get(place);
+    if (other !== undefined) {
+      problems.push(
+        `${jobKeyPlace(config, index, "remote_base_path")}: job ${other.name} sends into ` +
+          `${describePlace(job)} too, where a file of one would replace the other's file of ` +
+          "the same name without a word; give each job a folder of its own (for example " +
+          `${job.remote_base_path.replace(/[/\\]+$/, "")}/${job.name})`,
+      );
+    }
+    places.set(place, job);
+    if (job.transfer_method !== "local") continue;
+    const problem = copiesWatched(job, realPathSoFar);
+    if (problem) problems.push(`${jobKeyPlace(config, index, problem.key)}: ${problem.message}`);
+  }
+  problems.push(...copyRounds(config, realPathSoFar));
+  if (problems.length > 0) throw new ConfigError(problems.join("\n"), { file: config.file });
+}
+
+/** Where a job's copies go, the same string for every job that sends there. */
+function destinationPlace(job: JobConfig, realPathSoFar: RealPath): string {
+  if (job.transfer_method === "local") return `local:${realPathSoFar(job.remote_base_path)}`;
+  const base = posix.normalize(job.remote_base_path.trim()).replace(/(.)\/+$/, "$1");
+  const host = job.remote_host.trim().toLowerCase();
+  // A base path that is not absolute is one per account (its home, or the FTP account's root).
+  const user = job.transfer_method === "ftp" || !base.startsWith("/")
+    ? `${job.remote_user.trim()}@`
+    : "";
+  const port = job.transfer_method === "ftp"
+    ? `ftp:${job.ftp_port ?? 21}`
+    : `ssh:${job.ssh_port ?? 22}`;
+  return `${port}//${user}${host}/${base}`;
+}
+
+/** The destination folder of `job` as messages name it. */
+function describePlace(job: JobConfig): string {
+  return job.transfer_method === "local"
+    ? job.remote_base_path
+    : `${job.remote_host.trim()}:${job.remote_base_path}`;
+}
+
+/**
+ * Where the copies `sender` makes land for `watcher` (whose watch finds and
+ * sends them): `inside` its watch folder, where its watch enters, or its
+ * watch folder is a `night` folder of the destination; `null` when apart.
+ */
+function landsIn(
+  sender: JobConfig,
+  watcher: JobConfig,
+  realPathSoFar: RealPath,
+): { how: "inside"; rel: string } | { how: "night" } | null {
+  if (sender.transfer_method !== "local") return null;
+  const base = realPathSoFar(sender.remote_base_path);
+  const watch = realPathSoFar(watcher.watch_path);
+  const baseInWatch = relativeTo(watch, base);
+  if (baseInWatch !== null) {
+    const filter = createFileFilter(watcher, { skipLog: null });
+    const segments = baseInWatch === "" ? [] : baseInWatch.split("/");
+    const entered = segments.every((_, i) =>
+      filter.dirSkip(segments.slice(0, i + 1).join("/")) === null
+    );
+    if (entered) return { how: "inside", rel: baseInWatch };
+  }
+  const watchInBase = relativeTo(base, watch);
+  return watchInBase !== null && /^\d{8}(\/|$)/.test(watchInBase) ? { how: "night" } : null;
+}
+
+/**
+ * Why a local destination cannot be used with its watch folder: inside it
+ * where the watch would enter (every copy would be found and sent again), or
+ * a watch folder that is a night folder of the destination (the copies of
+ * that night land in it); `null` when it can.
+ */
+function copiesWatched(
+  job: JobConfig,
+  realPathSoFar: RealPath,
+): { key: string; message: string } | null {
+  const lands = landsIn(job, job, realPathSoFar);
+  const [base, watch] = [realPathSoFar(job.remote_base_path), realPathSoFar(job.watch_path)];
+  if (lands?.how === "inside") {
+    return {
+      key: "remote_base_path",
+      message: `${base} is inside its watch_path ${watch}, so every copy would be found there ` +
+        "and sent again, without end; choose a destination outside the watch folder" +
+        (lands.rel === "" ? "" : ` (or leave it out with exclude_patterns: ["${lands.rel}/**"])`),
+    };
+  }
+  if (lands?.how === "night") {
+    return {
+      key: "watch_path",
+      message: `${watch} is a night folder of its remote_base_path ${base}, where the copies of ` +
+        "that night are written, so each would be sent again; choose a watch folder outside the " +
+        "destination",
+    };
+  }
+  return null;
+}
+
+/**
+ * Local jobs whose copies land in the next one's watch folder, round to the
+ * first (job a sends into b's watch folder, b into a's): every file would be
+ * copied round without end. One line per round, at its first job.
+ */
+function copyRounds(config: Config, realPathSoFar: RealPath): string[] {
+  const jobs = config.jobs;
+  const next = jobs.map((sender, i) =>
+    jobs.flatMap((watcher, j) => i !== j && landsIn(sender, watcher, realPathSoFar) ? [j] : [])
+  );
+  const problems: string[] = [];
+  const said = new Set<string>();
+  for (const [first] of jobs.entries()) {
+    // The shortest way from `first`'s watchers back to `first`, if any (breadth first).
+    const cameFrom = new Map<number, number>(next[first].map((j) => [j, first]));
+    const queue = [...next[first]];
+    while (queue.length > 0 && !cameFrom.has(first)) {
+      const at = queue.shift()!;
+      for (const j of next[at]) if (!cameFrom.has(j)) (cameFrom.set(j, at), queue.push(j));
+    }
+    if (!cameFrom.has(first)) continue;
+    const round = [first];
+    for (let at = cameFrom.get(first)!; at !== first; at = cameFrom.get(at)!) round.unshift(at);
+    round.unshift(first);
+    round.pop();
+    const key = [...round].sort((a, b) => a - b).join(",");
+    if (said.has(key)) continue;
+    said.add(key);
+    const steps = round.map((i, n) => {
+      const to = jobs[round[(n + 1) % round.length]];
+      return `job ${jobs[i].name} sends into ${
+        jobs[i].remote_base_path
+      }, which job ${to.name} watches`;
+    });
+    problems.push(
+      `${jobKeyPlace(config, first, "remote_base_path")}: ${steps.join("; ")}: every file would ` +
+        "be copied round from one to the next without end; choose destinations outside the other " +
+        "jobs' watch folders (or leave them out with exclude_patterns)",
+    );
+  }
+  return problems;
+}
