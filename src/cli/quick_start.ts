@@ -164,6 +164,20 @@ export function destinationKeys(to: string, method?: string): Record<string, unk
     }
     return ftpKeys(to, url[1].toLowerCase() === "ftps");
   }
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(to)?.[1];
+  if (scheme !== undefined) {
+    throw new UsageError(
+      `--to ${to}: ${scheme}:// addresses are not understood; give user@host:/path (scp or ` +
+        `rsync over SSH; another port: --set ssh_port=N${sshLike(to)}), ftp(s)://user@host/path, ` +
+        "or a local folder",
+    );
+  }
+  if (/^[^@/\\]+@[^@/\\:]+$/.test(to)) {
+    throw new UsageError(
+      `--to ${to}: a login without a path; for a remote destination add ":" and the path ` +
+        `(${to}:/data/incoming), for a local folder of that name write ./${to}`,
+    );
+  }
   const remote = /^(?:([^@/:]+)@)?([^/:\\]{2,}|\[[0-9A-Fa-f:.]+\]):(.*)$/.exec(to);
   if (remote !== null) {
     const chosen = method ?? "scp";
@@ -186,6 +200,19 @@ export function destinationKeys(to: string, method?: string): Record<string, unk
     );
   }
   return { transfer_method: "local", remote_base_path: resolve(expandPath(to)) };
+}
+
+/** `to` written as `--to` takes it, where it is an SSH-like URL (`sftp://u@h:22/p`): ", i.e. …". */
+function sshLike(to: string): string {
+  try {
+    const url = new URL(to);
+    if (!/^(sftp|ssh|scp|rsync):$/.test(url.protocol) || url.hostname === "") return "";
+    const user = url.username === "" ? "" : `${decodeURIComponent(url.username)}@`;
+    const port = url.port === "" ? "" : ` --set ssh_port=${url.port}`;
+    return `; here: --to ${user}${url.hostname}:${decodeURIComponent(url.pathname) || "."}${port}`;
+  } catch {
+    return "";
+  }
 }
 
 function ftpKeys(to: string, tls: boolean): Record<string, unknown> {

@@ -4,7 +4,7 @@
  * FTPS, rsync over SSH) that deliver files, with `--save-config`.
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { destinationKeys, quickStartConfig } from "../../../src/cli/quick_start.ts";
 import { ConfigError, UsageError } from "../../../src/errors.ts";
 import { runCli } from "../../helpers/cli.ts";
@@ -47,6 +47,19 @@ Deno.test("--to: SSH, FTP and local destinations give the keys they stand for", 
   assert.throws(() => destinationKeys("ftp://obs:secret@archive/x"), UsageError);
   assert.throws(() => destinationKeys("ftp://archive/x", "rsync"), /does not fit/);
   assert.throws(() => destinationKeys("/mnt/archive", "scp"), /needs a remote --to/);
+  // Addresses it does not understand are refused, never read as a host or a folder.
+  assert.throws(
+    () => destinationKeys("sftp://obs@archive:2222/data/in"),
+    /sftp:\/\/ addresses are not understood.*here: --to obs@archive:\/data\/in --set ssh_port=2222/,
+  );
+  for (const to of ["ssh://archive/x", "rsync://archive/x", "https://archive/x", "file:///x"]) {
+    assert.throws(() => destinationKeys(to), /addresses are not understood/, to);
+  }
+  assert.throws(() => destinationKeys("obs@archive"), /a login without a path.*\.\/obs@archive/);
+  assert.deepEqual(destinationKeys("./obs@archive"), {
+    transfer_method: "local",
+    remote_base_path: resolve("obs@archive"),
+  });
 });
 
 Deno.test("a wrong --set names the key and the options, not a line of a file never written", () => {
