@@ -309,11 +309,13 @@ export class DestinationPause {
 
   /**
    * The destination is full (`full`), or cannot be reached now (`reason`:
-   * the transport's words). Returns whether this began the pause, which is
-   * logged once, at ERROR.
+   * the transport's words). Returns whether this began the pause (or, for
+   * one that cannot be reached, one anew while recovering), which is logged
+   * once, at ERROR.
    */
   pause(reason: string, full: boolean): boolean {
-    const began = this.#state === "running";
+    // Unreachable again while recovering, after files arrived ("back"): a pause of its own.
+    const began = this.#state === "running" || (this.#state === "recovering" && !full);
     const { job, target, probeEveryMs, firstProbeMs } = this.#options;
     if (began || this.#state === "probing" || this.#state === "recovering") {
       this.#schedule(began && !full ? firstProbeMs : probeEveryMs);
@@ -357,7 +359,7 @@ export class DestinationPause {
   /**
    * A batch ended with `arrived` files at the destination; `caughtUp`:
    * nothing else waits to be sent. Returns whether this ended the pause
-   * (back to full speed, or everything got through), which is logged.
+   * (back to full speed, or nothing else waits), which is logged.
    */
   ended(probe: boolean, arrived: number, caughtUp = false): boolean {
     if (probe && this.#state === "probing") {
@@ -371,7 +373,9 @@ export class DestinationPause {
       this.#window = 2;
       return caughtUp ? this.#resume() : false;
     }
-    if (this.#state !== "recovering" || arrived === 0) return false;
+    if (this.#state !== "recovering") return false;
+    // Caught up: what is left waits for its own retry (a file that fails as no other would).
+    if (arrived === 0) return caughtUp ? this.#resume() : false;
     this.#window *= 2;
     if (this.#window < this.#options.fullSpeed && !caughtUp) return false;
     return this.#resume();

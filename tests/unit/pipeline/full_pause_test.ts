@@ -200,3 +200,36 @@ Deno.test("DestinationPause: a pause whose reason changes is reported again, fro
   assert.deepEqual(reports.slice(3), [null], "the end, once");
   pause.close();
 });
+
+Deno.test("DestinationPause: unreachable again while recovering is a pause of its own, said; caught up with only a failing file left, it ends", () => {
+  const clock = new FakeClock();
+  const reports: Array<string | null> = [];
+  const pause = new DestinationPause({
+    job: "test",
+    target: "ftp://archive/data",
+    fullSpeed: 100,
+    onProbeDue: () => {},
+    probeEveryMs: 10_000,
+    firstProbeMs: 1_000,
+    clock,
+    onChange: (report) => reports.push(report?.reason ?? null),
+  });
+  assert.equal(pause.pause("connection refused", false), true);
+  clock.advance(1_000);
+  pause.started();
+  assert.equal(pause.ended(true, 1), false, "the probe arrived: recovering");
+  // Down again before full speed: said again (the sender said "back" when the probe arrived).
+  assert.equal(pause.pause("connection refused again", false), true);
+  assert.deepEqual(reports, ["connection refused", "connection refused again"]);
+  assert.equal(pause.room(0), 0);
+  clock.advance(1_000);
+  pause.started();
+  pause.ended(true, 1);
+  // Only a file that fails as no other would is left: its batch delivers nothing, and nothing
+  // else waits. The pause is over; that file waits for its own retry.
+  assert.equal(pause.ended(false, 0, false), false, "others still wait");
+  assert.equal(pause.ended(false, 0, true), true, "caught up");
+  assert.equal(pause.paused, false);
+  assert.deepEqual(reports.at(-1), null);
+  pause.close();
+});
