@@ -18,12 +18,17 @@
  */
 import { z } from "zod";
 import { keyMeta, OLD_KEY_NAMES, SINGLE_STRING_LISTS } from "./key_meta.ts";
-import { daemonShape, jobShape } from "./schema.ts";
+import { daemonShape, jobShape, scheduleEntry } from "./schema.ts";
 import { type Document, isMap, isScalar, isSeq, type LineCounter } from "yaml";
 import { ConfigError } from "../errors.ts";
 import { distance } from "fastest-levenshtein";
 
 const SHAPES: Readonly<Record<string, z.ZodType>> = { ...jobShape, ...daemonShape };
+
+/** The keys of the entries of a list-of-mappings key, by that key. */
+const NESTED_SHAPES: Readonly<Record<string, Record<string, unknown>>> = {
+  schedules: scheduleEntry.shape,
+};
 
 /** A type zod expected, in words. */
 const TYPE_WORDS: Readonly<Record<string, string>> = {
@@ -250,6 +255,19 @@ export class Issues {
     const path = [key, ...issue.path.slice(1)].filter((p): p is string | number =>
       typeof p === "string" || typeof p === "number"
     );
+    if (issue.code === "unrecognized_keys") {
+      // Inside an entry of a list (a `schedules` entry): each key at its own line.
+      const known = Object.keys(NESTED_SHAPES[String(key)] ?? {});
+      for (const unknown of issue.keys) {
+        const meant = closestWord(unknown, known);
+        this.add(
+          [...prefix, ...path, unknown],
+          `unknown key${meant ? `; did you mean "${meant}"?` : ""}` +
+            (known.length > 0 ? ` (the keys here: ${known.join(", ")})` : ""),
+        );
+      }
+      return;
+    }
     this.add([...prefix, ...path], describeIssue(issue, path, valueAt(written, path)));
   }
 

@@ -60,11 +60,12 @@ export function isValidTimeZone(zone: string): boolean {
   }
 }
 
-/** Whether `expression` is a cron expression croner accepts. */
+/** Whether `expression` is a cron expression of five or six fields (or `@daily`…) that comes. */
 export function isValidCron(expression: string): boolean {
+  const fields = expression.trim().split(/\s+/).length;
+  if (!expression.trim().startsWith("@") && fields !== 5 && fields !== 6) return false;
   try {
-    new Cron(expression, { paused: true }).stop();
-    return true;
+    return new Cron(expression, { paused: true }).nextRun() !== null;
   } catch {
     return false;
   }
@@ -119,7 +120,7 @@ export const DEFAULT_FILE_PATTERNS = [
 export const scheduleEntry = z.strictObject({
   cron: z.string().min(1).refine(isValidCron, {
     error: (issue) =>
-      `not a cron expression: ${
+      `not a cron expression, or one that never comes (31 February): ${
         JSON.stringify(issue.input)
       }; use five fields (minute hour day month weekday), e.g. "0 8 * * *", or six with seconds first`,
   }).optional(),

@@ -158,6 +158,14 @@ const BROKEN: [string, RegExp][] = [
     /every_seconds_zero\.yaml:6: schedules\[0\]\.every_seconds: expected a number > 0, got 0/,
   ],
   [
+    "cron_never.yaml",
+    /cron_never\.yaml:6: schedules\[0\]\.cron: not a cron expression, or one that never comes .*"0 8 \* \* \* \* \*".*\n.*cron_never\.yaml:8: schedules\[1\]\.cron: .*"0 8 31 2 \*"/,
+  ],
+  [
+    "schedule_key_typo.yaml",
+    /schedule_key_typo\.yaml:8: schedules\[0\]\.timzone: unknown key; did you mean "timezone"\? \(the keys here: cron, every_seconds, timezone, action, .*\n.*schedule_key_typo\.yaml:9: schedules\[0\]\.nigths: unknown key; did you mean "nights"\?/,
+  ],
+  [
     "file_patterns_number.yaml",
     /file_patterns_number\.yaml:4: file_patterns: expected a list of patterns/,
   ],
