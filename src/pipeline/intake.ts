@@ -100,8 +100,9 @@ export class Intake {
       // `--once` sends what is complete now; an incomplete FITS file waits for the next run.
       waitForIncomplete: !context.once,
       sentAs: (path) => {
-        const rel = relativeTo(job.watch_path, path);
-        return rel === null ? undefined : context.table.rows.doneVersions([rel])[0];
+        const rel = relativeTo(job.watch_path, path) ?? "";
+        const sending = context.table.record(rel)?.version; // size -1 while observed anew
+        return sending && sending.size >= 0 ? sending : context.table.rows.doneVersions([rel])[0];
       },
       onReady: (file) => this.#ready(file),
       onGone: (path) => void this.#gone(path),
@@ -181,13 +182,10 @@ export class Intake {
     const { job, table } = this.#context;
     if (this.#context.stopping()) return;
     if (file.truncated) {
+      const { path, truncated: { reason } } = file;
       this.#log.warn(
         "Sending {path} although it is truncated ({reason}); it has not changed for {seconds} s or more",
-        {
-          path: file.path,
-          reason: file.truncated.reason,
-          seconds: job.fits_incomplete_grace_seconds,
-        },
+        { path, reason, seconds: job.fits_incomplete_grace_seconds },
       );
     }
     const rel = relativeTo(job.watch_path, file.path);

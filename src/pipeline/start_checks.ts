@@ -57,7 +57,7 @@ export async function checkBeforeStart(
   };
   await check(() => checkUserPrograms(config.jobs, config.file, runsAs));
   await check(() => checkLoginFiles(config, runsAs));
-  await check(() => checkFolders(config, realPathSoFar));
+  await check(() => checkFolders(config, realPathSoFar, (path) => real.files.get(path)));
   await check(() => assertCleanupSafe(config, realPathSoFar));
   await check(() => assertDestinationsApart(config, realPathSoFar));
   const listen = await check(() => listenSettings(config));
@@ -155,11 +155,16 @@ const RUNTIME_GUARDED = ["/dev", "/proc", "/sys"];
 /**
  * Refuse folders and files the daemon cannot use: under `/dev`, `/proc` or
  * `/sys` (a RAM disk in `/dev/shm`, also through a link), a `state_dir` that
- * is a file, a `log_file` that is a folder.
+ * is a file, a `log_file` that is a folder, a folder of a job that is a file,
+ * or below one (and a `log_file` below one).
  *
  * @throws {ConfigError} naming each with its key's line, and what to do
  */
-function checkFolders(config: Config, realPathSoFar: RealPath): void {
+function checkFolders(
+  config: Config,
+  realPathSoFar: RealPath,
+  fileOnPath: (path: string) => FileOnPath | undefined,
+): void {
   const problems: string[] = [];
   const guarded = (path: string) => {
     if (Deno.build.os === "windows") return null;
@@ -196,6 +201,12 @@ function checkFolders(config: Config, realPathSoFar: RealPath): void {
   if (config.log_file !== "" && kind(config.log_file) === "folder") {
     top("log_file", `${config.log_file} is a folder; give a file in it (made if missing)`);
   }
+  if (config.log_file !== "" && fileOnPath(config.log_file) === "above") {
+    top(
+      "log_file",
+      `a folder on the path of ${config.log_file} is a file; give a file in a folder`,
+    );
+  }
   for (const [index, job] of config.jobs.entries()) {
     const paths = {
       watch_path: job.watch_path,
@@ -203,7 +214,14 @@ function checkFolders(config: Config, realPathSoFar: RealPath): void {
       archive_path: job.after_transfer === "move" ? job.archive_path : null,
     };
     for (const [key, path] of Object.entries(paths)) {
-      const problem = path === null ? null : guarded(path);
+      const file = path === null ? undefined : fileOnPath(path);
+      const problem = path === null
+        ? null
+        : file === undefined
+        ? guarded(path)
+        : `${file === "itself" ? `${path} is` : `a folder on the path of ${path} is`} a file, ` +
+          "not a folder; give a folder" +
+          (key === "watch_path" ? " (the one the instrument writes into)" : " (made if missing)");
       if (problem !== null) problems.push(`${jobKeyPlace(config, index, key)}: ${problem}`);
     }
   }
@@ -313,7 +331,7 @@ type Folder = { key: string; index: number; path: string };
  */
 async function realFolders(
   config: Config,
-): Promise<{ paths: Map<string, string>; silent: Folder[] }> {
+): Promise<{ paths: Map<string, string>; files: Map<string, FileOnPath>; silent: Folder[] }> {
   const folders: Folder[] = [{ key: "state_dir", index: -1, path: config.state_dir }];
   if (config.log_file !== "") folders.push({ key: "log_file", index: -1, path: config.log_file });
   for (const [index, job] of config.jobs.entries()) {
@@ -325,24 +343,33 @@ async function realFolders(
   }
   const found = await Promise.all(folders.map((f) => answerWithin(realPathSoFar(f.path))));
   const paths = new Map<string, string>();
+  const files = new Map<string, FileOnPath>();
   const silent: Folder[] = [];
   for (const [i, folder] of folders.entries()) {
-    if (found[i] !== null) paths.set(folder.path, found[i]);
-    else if (!silent.some((s) => s.path === folder.path)) silent.push(folder);
+    const answer = found[i];
+    if (answer !== null) paths.set(folder.path, answer.real);
+    if (answer?.file) files.set(folder.path, answer.file);
+    else if (answer === null && !silent.some((s) => s.path === folder.path)) silent.push(folder);
   }
-  return { paths, silent };
+  return { paths, files, silent };
 }
 
-/** See {@linkcode RealPath}. */
-async function realPathSoFar(path: string): Promise<string> {
+/** Where a file stands on a folder's path: the path itself, or a folder above it. */
+type FileOnPath = "itself" | "above";
+
+/** See {@linkcode RealPath}; and whether a file stands on the path (see {@linkcode FileOnPath}). */
+async function realPathSoFar(path: string): Promise<{ real: string; file?: FileOnPath }> {
   const missing: string[] = [];
   let existing = resolve(path);
   for (;;) {
     try {
-      return join(await Deno.realPath(existing), ...missing);
+      const real = await Deno.realPath(existing);
+      const isFile = !(await Deno.stat(real)).isDirectory;
+      const file = isFile ? (missing.length === 0 ? "itself" : "above") : undefined;
+      return { real: join(real, ...missing), file };
     } catch {
       const parent = dirname(existing);
-      if (parent === existing) return resolve(path);
+      if (parent === existing) return { real: resolve(path) };
       missing.unshift(basename(existing));
       existing = parent;
     }

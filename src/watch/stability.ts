@@ -97,7 +97,7 @@ export interface StabilityOptions {
    * @default true
    */
   waitForIncomplete?: boolean;
-  /** The version `path` was sent with, if it was (a "modify" that kept it is no write). */
+  /** The version `path` is or was sent with, if any (a "modify" that kept it is no write). */
   sentAs?: (path: string) => { size: number; mtimeMs: number } | undefined;
   /** Called once per file when it is ready. */
   onReady: (file: StableFile) => void;
@@ -154,6 +154,9 @@ type Decision =
   | { ready: true; truncated?: StableFile["truncated"] }
   | { ready: false; waitMs: number; incomplete?: { reason: string; graceLeftMs: number } }
   | { ready: false; left: string };
+
+/** A write event comes within this of the write (the file's mtime), however busy the machine. */
+const WRITE_TOLD_MS = 30_000;
 
 /** Shortest pause between two checks of a structurally incomplete FITS file (else the window). */
 const MIN_INCOMPLETE_RECHECK_MS = 1000;
@@ -218,7 +221,7 @@ export class StabilityChecker {
     // A write moves the mtime to now: a "modify" that did not (a chmod after the close, or of a
     // file moved in, or sent already) says nothing of a writer.
     const wrote = activity === "written" && !(was.closed && sameVersion(was, entry)) &&
-      (was.open === true || Date.now() - entry.mtimeMs < this.#options.stableForMs) &&
+      (was.open === true || Date.now() - entry.mtimeMs < WRITE_TOLD_MS) &&
       !(was.size < 0 && sameVersion(this.#options.sentAs?.(path) ?? was, entry));
     entry.closed = activity === "closed" || (was.closed && activity === "written" && !wrote);
     // A scan or a poll cannot tell: a close the watcher lost must not hold the file.

@@ -205,6 +205,18 @@ const BROKEN: [string, RegExp][] = [
     /cleanup_shared_watch\.yaml:8: after_transfer of job backup: "delete" would take sources away from job archive, which watches \/data\/camera too, before it has sent them/,
   ],
   [
+    "files_in_the_way.yaml",
+    new RegExp(
+      [
+        "files_in_the_way\\.yaml:5: log_file: a folder on the path of /etc/hostname/logs/it\\.log " +
+        "is a file",
+        "files_in_the_way\\.yaml:2: watch_path of job default: /etc/hostname is a file, not a folder",
+        "files_in_the_way\\.yaml:4: remote_base_path of job default: a folder on the path of " +
+        "/etc/hostname/incoming is a file, not a folder; give a folder \\(made if missing\\)",
+      ].join("[^]*"),
+    ),
+  ],
+  [
     // Every place the daemon cannot use, said at once, each with its line.
     "unusable_places.yaml",
     new RegExp(

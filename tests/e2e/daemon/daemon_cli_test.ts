@@ -79,9 +79,12 @@ Deno.test("run --once sends what is complete, exits 0, and status reports it", a
 Deno.test("run --once exits 1 when a file cannot be delivered, and status shows why", async () => {
   const box = await sandbox({ retry_attempts: 1, retry_delay_seconds: 0.05 });
   try {
-    // The destination base is a regular file: no folder can be created in it.
-    await Deno.writeTextFile(box.dest, "in the way");
+    // A regular file where the night folder goes: the folder cannot be made. (A destination
+    // that is a file itself is refused before the start.)
+    await Deno.mkdir(box.dest);
+    await Deno.writeTextFile(join(box.dest, "20240502"), "in the way");
     await Deno.writeFile(join(box.watch, "b.fits"), randomBytes(100));
+    await Deno.utime(join(box.watch, "b.fits"), noon, noon);
     const run = await runCli(["run", "--once", "-c", box.config], {
       env: box.env,
     });
@@ -96,7 +99,7 @@ Deno.test("run --once exits 1 when a file cannot be delivered, and status shows 
     );
 
     // Fixed: the next start retries the failed file and it arrives.
-    await Deno.remove(box.dest);
+    await Deno.remove(join(box.dest, "20240502"));
     const again = await runCli(["run", "--once", "-c", box.config], {
       env: box.env,
     });
