@@ -88,7 +88,7 @@ export function statusCommand(): Command {
     ) => {
       if (!/^\d+$/.test(options.limit.trim())) {
         throw new UsageError(
-          `--limit ${JSON.stringify(options.limit)}: give how many transfers and failures to ` +
+          `-n/--limit ${JSON.stringify(options.limit)}: give how many transfers and failures to ` +
             "list, a whole number (0 or more), e.g. -n 20",
         );
       }

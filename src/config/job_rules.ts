@@ -22,8 +22,9 @@ export function checkJobRules(job: JobValues, ctx: z.RefinementCtx): void {
   ) {
     ctx.addIssue({
       code: "custom",
-      path: ["archive_path"],
-      message: 'required when after_transfer is "move"; give the folder sources are moved into',
+      path: ["after_transfer"],
+      message: '"move" needs archive_path: add the folder sources are moved into, e.g. ' +
+        '"archive_path: /data/sent"',
     });
   }
   const removes = job.after_transfer === "delete" || job.after_transfer === "move";

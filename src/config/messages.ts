@@ -66,10 +66,13 @@ export function describeIssue(issue: z.core.$ZodIssue, path: Path, value: unknow
   }
   let expected = expectedWords(issue, schema, atKey && SINGLE_STRING_LISTS.has(key));
   if (atKey && schema && acceptsEmpty(schema)) expected += ", or an empty value";
-  const quoteHint =
-    expected.startsWith("text") && (typeof value === "number" || typeof value === "boolean")
-      ? ' (put it in quotes: "...")'
-      : "";
+  const quoteHint = !expected.startsWith("text")
+    ? ""
+    : typeof value === "number" || typeof value === "boolean"
+    ? ' (put it in quotes: "...")'
+    : value === null
+    ? ' (a bare ~ is YAML\'s empty value: for the home folder write "~")'
+    : "";
   return `expected ${expected}, got ${describeValue(value)}${quoteHint}`;
 }
 

@@ -145,6 +145,10 @@ export function syntaxReason(
         "same mapping: remove one of them";
     }
   }
+  if (error.code === "MULTIPLE_DOCS") {
+    return 'the file holds more than one YAML document (a "---" line starts another): keep one ' +
+      "config in the file, and give several jobs as a jobs: list";
+  }
   const hints: Record<string, string> = {
     MISSING_CHAR: /quote/i.test(error.message)
       ? "close the quote on the same line"

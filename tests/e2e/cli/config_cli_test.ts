@@ -162,6 +162,14 @@ const BROKEN: [string, RegExp][] = [
     /cron_never\.yaml:6: schedules\[0\]\.cron: not a cron expression, or one that never comes .*"0 8 \* \* \* \* \*".*\n.*cron_never\.yaml:8: schedules\[1\]\.cron: .*"0 8 31 2 \*"/,
   ],
   [
+    "two_documents.yaml",
+    /two_documents\.yaml:5: the file holds more than one YAML document \(a "---" line starts another\)/,
+  ],
+  [
+    "bare_tilde.yaml",
+    /bare_tilde\.yaml:2: watch_path: expected text, got an empty value \(a bare ~ is YAML's empty value: for the home folder write "~"\)/,
+  ],
+  [
     "schedule_key_typo.yaml",
     /schedule_key_typo\.yaml:8: schedules\[0\]\.timzone: unknown key; did you mean "timezone"\? \(the keys here: cron, every_seconds, timezone, action, .*\n.*schedule_key_typo\.yaml:9: schedules\[0\]\.nigths: unknown key; did you mean "nights"\?/,
   ],

@@ -144,7 +144,12 @@ Deno.test("after_transfer: an archive inside the watch folder, a move without ar
     await writeConfig(p.config, { ...baseConfig(p), after_transfer: "move" });
     const noArchive = await runCli(["config", "validate", "-c", p.config], { env });
     assert.equal(noArchive.code, 2);
-    assert.match(noArchive.stderr, /archive_path: required when after_transfer is "move"/);
+    const line = /:(\d+): after_transfer: "move" needs archive_path: add the folder/.exec(
+      noArchive.stderr,
+    )?.[1];
+    assert.ok(line !== undefined, noArchive.stderr);
+    const written = (await Deno.readTextFile(p.config)).split("\n");
+    assert.match(written[Number(line) - 1], /^after_transfer:/, "said at the after_transfer line");
 
     await writeConfig(p.config, {
       ...baseConfig(p),
