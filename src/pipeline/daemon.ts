@@ -185,7 +185,7 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
     } else {
       let current = config;
       while (await events.race(jobs.failure()) === "reload") {
-        const next = await reloadConfig(current, options.onReload);
+        const next = await reloadConfig(current, config, options.onReload);
         if (!next) continue;
         // The replaced jobs' hooks run on (with the old config), and end at the stop.
         finishingHooks.push(...await jobs.stop(total, true, next));
@@ -233,12 +233,14 @@ async function clearLeftovers(runtimeDir: string | undefined): Promise<void> {
 }
 
 /**
- * Read and check the config file again after SIGHUP.
+ * Read and check the config file again after SIGHUP. `started`: the config
+ * the daemon started with, whose status page settings hold until a restart.
  *
  * @returns the new config, or `undefined` (logged) when the running one is kept
  */
 async function reloadConfig(
   current: Config,
+  started: Config,
   onReload: DaemonOptions["onReload"],
 ): Promise<Config | undefined> {
   const log = logger("daemon");
@@ -256,12 +258,11 @@ async function reloadConfig(
     await onReload?.(next);
     const statusKeys = ["status_listen", "status_token_file", "status_tls_cert", "status_tls_key"];
     for (const key of statusKeys as Array<keyof Config & `status_${string}`>) {
-      if (next[key] === current[key]) continue;
+      if (next[key] === started[key]) continue;
       log.warn(
-        "{key} changed from {from} to {to}: the status page keeps its address, token and " +
-          "certificate until " +
-          "the daemon restarts (image-transfer restart, or through its service manager)",
-        { key, from: JSON.stringify(current[key]), to: JSON.stringify(next[key]) },
+        "{key} is {to} in the config, but the status page keeps {from}, as the daemon started, " +
+          "until it restarts (image-transfer restart, or through its service manager)",
+        { key, from: JSON.stringify(started[key]), to: JSON.stringify(next[key]) },
       );
     }
     return next;
