@@ -223,6 +223,13 @@ export function classifyFtpError(error: unknown, job: JobConfig, step: string): 
         { cause: error },
       );
     }
+    if ((step === "login" || ftpCode === 530) && /encrypt|TLS|SSL|secure/i.test(reason)) {
+      return new TransferError(
+        `FTP server ${server} refused the login without encryption (${reason}); the server wants FTPS: set ftp_tls: required`,
+        "fatal",
+        { cause: error },
+      );
+    }
     if (step === "login" || ftpCode === 530) {
       return new TransferError(
         `FTP server ${server} refused the login (${reason}); check remote_user and the password (ftp_password_file or ftp_password_env)`,

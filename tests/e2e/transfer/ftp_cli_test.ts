@@ -157,6 +157,18 @@ Deno.test("cli: doctor checks an FTP destination step by step", async (t) => {
       assert.match(out.stdout, /^ {2}FAIL\s+login: .*refused the login/m);
       assert.doesNotMatch(out.stdout + out.stderr, /wrong secret/);
     });
+    await t.step(
+      "ftp_tls: off against a server that demands TLS: the login check says so",
+      async () => {
+        await writeConfig(config, { ...base, ...server.configKeys(), ftp_tls: "off" });
+        const out = await runCli(["doctor", "-c", config]);
+        assert.equal(out.code, 1);
+        assert.match(
+          out.stdout,
+          /^ {2}FAIL\s+login: .*refused the login without encryption .*set ftp_tls: required/m,
+        );
+      },
+    );
     await t.step("a server without TLS fails the TLS check", async () => {
       await writeConfig(config, { ...base, ...plain.configKeys(), ftp_tls: "required" });
       const out = await runCli(["doctor", "-c", config]);
