@@ -323,6 +323,10 @@ async function checkFtpDestination(
     let folder = base.replace(/\/$/, "");
     if (!(await client.send(`CWD ${base}`).then(() => true, () => false))) {
       const made = folder;
+      if (await client.size(made).then(() => true, () => false)) {
+        report.line("fail", "destination folder", `${made} is a file, not a folder; give a folder`);
+        return;
+      }
       folder = folder.slice(0, folder.lastIndexOf("/")) || "/";
       report.line(
         "warn",

@@ -144,6 +144,23 @@ Deno.test("cli: doctor checks an FTP destination step by step", async (t) => {
       assert.doesNotMatch(again.stdout, /WARN/);
       assert.match(again.stdout, /^ {2}ok\s+write: .*\/new base \(SIZE matches\)/m);
     });
+    await t.step("a destination that is a file fails the folder check", async () => {
+      await Deno.writeTextFile(`${dest}/afile`, "in the way");
+      await Deno.chown(`${dest}/afile`, server.uid, server.gid);
+      await writeConfig(config, {
+        ...base,
+        ...server.configKeys(),
+        remote_base_path: `${dest}/afile`,
+      });
+      const out = await runCli(["doctor", "-c", config]);
+      assert.equal(out.code, 1, out.stdout);
+      assert.match(
+        out.stdout,
+        /^ {2}FAIL\s+destination folder: .*\/afile is a file, not a folder/m,
+      );
+      assert.equal(await Deno.readTextFile(`${dest}/afile`), "in the way");
+      await Deno.remove(`${dest}/afile`);
+    });
     await t.step("a wrong password fails the login check", async () => {
       await writeConfig(config, {
         ...base,
