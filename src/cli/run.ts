@@ -59,7 +59,7 @@ export function runCommand(): Command {
       "watch the folders and transfer every complete file (the daemon; the default command)",
     )
     .option("--once", "scan, transfer what is complete, then exit (1 if any file failed)")
-    .option("--dry-run", "print what would be transferred where; change nothing");
+    .option("--dry-run", "print what would be transferred where; send and record nothing");
   return addQuickStartOptions(command)
     .option("--save-config <file>", "with --to: also write the equivalent config file")
     .option("--force", "with --save-config: replace an existing file")
