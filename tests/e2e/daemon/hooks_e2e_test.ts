@@ -321,14 +321,18 @@ Deno.test("hooks: a hook or scheduled program made writable by others or removed
 Deno.test("on_failure: runs when a file gives up, with the reason", async () => {
   const p = await setUp("itx-hooks-failure-", RECORDING_HOOK);
   try {
-    // The destination base is a regular file: every attempt fails.
-    await Deno.writeTextFile(p.dest, "not a folder");
+    // A regular file where the night folder goes: every attempt fails. (A destination that is a
+    // file itself is refused before the start.)
+    await Deno.mkdir(p.dest, { recursive: true });
+    await Deno.writeTextFile(join(p.dest, "20240315"), "not a folder");
     await writeConfig(p.config, {
       ...baseConfig(p),
       retry_attempts: 0,
       on_failure: [p.hook, "failed"],
     });
     await Deno.writeFile(join(p.watch, "x.fits"), randomBytes(5000));
+    const evening = new Date("2024-03-15T20:00:00Z");
+    await Deno.utime(join(p.watch, "x.fits"), evening, evening);
     const result = await runCli(["run", "--once", "-c", p.config], {
       env: { HOME: p.home, HOOK_OUT: p.out },
     });

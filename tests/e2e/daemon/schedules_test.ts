@@ -81,8 +81,9 @@ Deno.test("schedules (daemon): a command at a cron time in a chosen zone, night 
     `#!/bin/sh\ndate +%s.%N > "${out}/ran-at"\nenv -0 | grep -z "^IMAGE_TRANSFER_" > "${out}/env"\necho processed\n`,
     { mode: 0o755 },
   );
-  // The destination base is a file at first: the first file fails for good.
-  await Deno.writeTextFile(dest, "in the way");
+  // A file where the night folder goes at first: the first file fails for good.
+  await Deno.mkdir(dest);
+  await Deno.writeTextFile(join(dest, "20240315"), "in the way");
   // A cron time 30 s from now (the daemon has started by then, even on a busy machine), as the
   // wall clock of a zone 13:45 ahead of UTC.
   const zone = "Pacific/Chatham";
@@ -119,7 +120,7 @@ Deno.test("schedules (daemon): a command at a cron time in a chosen zone, night 
     await Deno.utime(join(watch, "a.fits"), 0, new Date("2024-03-15T20:00:00Z"));
     await daemon.waitForOutput("Failed to transfer");
     // Fixed; the scheduled rescan (not a watcher event) sends it.
-    await Deno.remove(dest);
+    await Deno.remove(join(dest, "20240315"));
     await waitFor(() => existsSync(join(dest, "20240315", "a.fits")), 20_000, "the retried file");
     assert.deepEqual(await Deno.readFile(join(dest, "20240315", "a.fits")), data);
     await daemon.waitForOutput(/rescanning/);
