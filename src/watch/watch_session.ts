@@ -78,7 +78,6 @@ export class WatchSession {
   #watcher: FolderWatcher | undefined;
   #events = new EventGatherer((events) => this.#handleEvents(events));
   #rescanTimer: ReturnType<typeof setInterval> | undefined;
-  /** Starts the check of the files sent before, right after the start. */
   #checkTimer: ReturnType<typeof setTimeout> | undefined;
   /** The rescans every minute while the folder cannot be watched. */
   #fallback: FallbackRescans;
@@ -143,7 +142,7 @@ export class WatchSession {
     // Once the job watches and sends, a second scan `stat`s the files sent before (changed while
     // no one watched?) and finds those written where the first listed before the watch was in
     // place (they raised no event). A stat each: about a second for 100,000 files.
-    if (!once) this.#checkTimer = setTimeout(() => void this.#scanLogged(), 0);
+    if (!once) this.#checkTimer = setTimeout(() => void this.#checkSentBefore(), 0);
     return true;
   }
 
@@ -306,6 +305,14 @@ export class WatchSession {
   async rescan(): Promise<void> {
     if (this.#closed) return;
     await this.#scanLogged(() => this.#options.beforeRescan());
+  }
+
+  /** The scan right after the start (see `start`). */
+  async #checkSentBefore(): Promise<void> {
+    await this.#scanLogged();
+    const { job, root: path } = this.#options;
+    const said = "Checked the files in {path} against the ledger";
+    if (!this.#closed) this.#log.debug(said, { job, path });
   }
 
   /** A full scan (after `before`); errors are logged. */

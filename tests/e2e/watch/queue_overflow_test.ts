@@ -18,10 +18,11 @@ Deno.test("daemon: the kernel event queue overflows (events lost); the folders a
   // Each new file makes at least two events (created, closed after writing).
   const count = Math.ceil(queued / 2) + 500;
   await using box = await cliSandbox({ rescan_interval_seconds: 3600 });
-  const daemon = startCli(["run", "-c", box.config], { env: box.env });
+  const daemon = startCli(["-v", "run", "-c", box.config], { env: box.env });
   const files = new Map<string, Uint8Array>();
   try {
-    await daemon.waitForOutput("Watching");
+    // After the start's second scan, which would find the files itself.
+    await daemon.waitForOutput("Checked the files in");
     daemon.process.kill("SIGSTOP");
     try {
       for (let i = 0; i < count; i++) {
