@@ -142,3 +142,33 @@ export function imageParts(
     data: int16Data(width, height, (x, y) => (x * 7 + y * 13) % 30000),
   };
 }
+
+/** A primary HDU without data that announces extensions (the first step of a multi-extension file). */
+export function headerOnlyPrimary(): Uint8Array {
+  return headerBytes([
+    card("SIMPLE", true),
+    card("BITPIX", 8),
+    card("NAXIS", 0),
+    card("EXTEND", true),
+  ]);
+}
+
+/** A 16-bit `width` × `height` IMAGE extension, header and data. */
+export function imageExtension(
+  width: number,
+  height: number,
+  pixel: (x: number, y: number) => number = (x, y) => x + y,
+): Uint8Array {
+  return fitsFile(
+    headerBytes([
+      card("XTENSION", "IMAGE"),
+      card("BITPIX", 16),
+      card("NAXIS", 2),
+      card("NAXIS1", width),
+      card("NAXIS2", height),
+      card("PCOUNT", 0),
+      card("GCOUNT", 1),
+    ]),
+    int16Data(width, height, pixel),
+  );
+}

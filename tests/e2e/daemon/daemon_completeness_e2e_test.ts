@@ -12,7 +12,14 @@ import assert from "node:assert/strict";
 import { basename, join } from "node:path";
 import { runCli, startCli } from "../../helpers/cli.ts";
 import { listFiles, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
-import { card, fitsFile, headerBytes, imageParts } from "../../helpers/fits.ts";
+import {
+  card,
+  fitsFile,
+  headerBytes,
+  headerOnlyPrimary,
+  imageExtension,
+  imageParts,
+} from "../../helpers/fits.ts";
 import { sshSandbox, startSshd, type TestSshd } from "../../helpers/sshd.ts";
 
 /**
@@ -412,24 +419,8 @@ Deno.test("daemon (local): a FITS file copied and then given its mode (shutil.co
     await sleep(100);
     await Deno.chmod(join(watch, "apart.fits"), 0o640);
     // A header-only primary HDU that announces extensions, then a pause longer than the window.
-    const primary = headerBytes([
-      card("SIMPLE", true),
-      card("BITPIX", 8),
-      card("NAXIS", 0),
-      card("EXTEND", true),
-    ]);
-    const extension = fitsFile(
-      headerBytes([
-        card("XTENSION", "IMAGE"),
-        card("BITPIX", 16),
-        card("NAXIS", 2),
-        card("NAXIS1", 100),
-        card("NAXIS2", 100),
-        card("PCOUNT", 0),
-        card("GCOUNT", 1),
-      ]),
-      data,
-    );
+    const primary = headerOnlyPrimary();
+    const extension = imageExtension(100, 100);
     {
       using file = await Deno.open(join(watch, "mef.fits"), { write: true, create: true });
       await file.write(primary);

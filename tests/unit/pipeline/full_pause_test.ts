@@ -1,11 +1,17 @@
 /** The pause of a job whose destination is full, on a manual clock. */
 import assert from "node:assert/strict";
-import { DestinationPause } from "../../../src/pipeline/space_guard.ts";
+import {
+  DestinationPause,
+  type DestinationPauseOptions,
+} from "../../../src/pipeline/space_guard.ts";
+import type { JobPause } from "../../../src/ledger/daemon_lock.ts";
 import { FakeClock } from "../../helpers/fake_clock.ts";
 
-function setup(fullSpeed = 8) {
+/** A pause on a manual clock; `reports` holds what it told `onChange`. */
+function setup(fullSpeed = 8, options: Partial<DestinationPauseOptions> = {}) {
   const clock = new FakeClock();
   let due = 0;
+  const reports: Array<JobPause | null> = [];
   const pause = new DestinationPause({
     job: "test",
     target: "/dest",
@@ -13,8 +19,10 @@ function setup(fullSpeed = 8) {
     onProbeDue: () => due++,
     probeEveryMs: 10_000,
     clock,
+    onChange: (report) => reports.push(report),
+    ...options,
   });
-  return { clock, pause, due: () => due };
+  return { clock, pause, due: () => due, reports };
 }
 
 Deno.test("DestinationPause: running until full; then one probe per interval", () => {
@@ -164,17 +172,7 @@ Deno.test("DestinationPause: a destination that cannot be reached gets its first
 });
 
 Deno.test("DestinationPause: a pause whose reason changes is reported again, from the same moment; its end once", () => {
-  const clock = new FakeClock();
-  const reports: Array<{ state: string; since: string; reason: string } | null> = [];
-  const pause = new DestinationPause({
-    job: "test",
-    target: "archive:/data",
-    fullSpeed: 4,
-    onProbeDue: () => {},
-    probeEveryMs: 10_000,
-    clock,
-    onChange: (report) => reports.push(report),
-  });
+  const { clock, pause, reports } = setup(4);
   pause.stillDown("refused the login");
   assert.equal(reports.length, 0, "not paused: nothing to say");
   pause.pause("Connection refused", false);
@@ -202,25 +200,17 @@ Deno.test("DestinationPause: a pause whose reason changes is reported again, fro
 });
 
 Deno.test("DestinationPause: unreachable again while recovering is a pause of its own, said; caught up with only a failing file left, it ends", () => {
-  const clock = new FakeClock();
-  const reports: Array<string | null> = [];
-  const pause = new DestinationPause({
-    job: "test",
-    target: "ftp://archive/data",
-    fullSpeed: 100,
-    onProbeDue: () => {},
-    probeEveryMs: 10_000,
-    firstProbeMs: 1_000,
-    clock,
-    onChange: (report) => reports.push(report?.reason ?? null),
-  });
+  const { clock, pause, reports } = setup(100, { firstProbeMs: 1_000 });
   assert.equal(pause.pause("connection refused", false), true);
   clock.advance(1_000);
   pause.started();
   assert.equal(pause.ended(true, 1), false, "the probe arrived: recovering");
   // Down again before full speed: said again (the sender said "back" when the probe arrived).
   assert.equal(pause.pause("connection refused again", false), true);
-  assert.deepEqual(reports, ["connection refused", "connection refused again"]);
+  assert.deepEqual(reports.map((r) => r?.reason), [
+    "connection refused",
+    "connection refused again",
+  ]);
   assert.equal(pause.room(0), 0);
   clock.advance(1_000);
   pause.started();

@@ -8,7 +8,13 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { activityOf, type StabilityChecker } from "../../../src/watch/stability.ts";
 import { sleep, withChecker } from "../../helpers/checker.ts";
-import { card, fitsFile, headerBytes, imageParts, int16Data } from "../../helpers/fits.ts";
+import {
+  card,
+  fitsFile,
+  headerOnlyPrimary,
+  imageExtension,
+  imageParts,
+} from "../../helpers/fits.ts";
 
 /**
  * Feed `checker` from a real watcher of `dir`, wired like the job runner on
@@ -292,18 +298,7 @@ Deno.test("StabilityChecker: a FITS file open to more HDUs, written and still op
       try {
         const path = join(dir, "two hdus.fits");
         const primary = imageParts(16, 16, [card("EXTEND", true)]);
-        const extension = {
-          header: headerBytes([
-            card("XTENSION", "IMAGE"),
-            card("BITPIX", 16),
-            card("NAXIS", 2),
-            card("NAXIS1", 16),
-            card("NAXIS2", 16),
-            card("PCOUNT", 0),
-            card("GCOUNT", 1),
-          ]),
-          data: int16Data(16, 16, (x, y) => x + y),
-        };
+        const extension = imageExtension(16, 16);
         let closedAt = Infinity;
         {
           using file = Deno.openSync(path, { write: true, create: true });
@@ -313,8 +308,7 @@ Deno.test("StabilityChecker: a FITS file open to more HDUs, written and still op
           await rec.until(() => rec.incomplete.length > 0, "said to wait for the close");
           assert.equal(rec.ready.length, 0, "not reported while its writer has it open");
           assert.match(rec.incomplete[0].reason, /its writer still has it open/);
-          file.writeSync(extension.header);
-          file.writeSync(extension.data);
+          file.writeSync(extension);
           closedAt = performance.now();
         }
         await rec.until(() => rec.ready.length > 0, "ready after the close");
@@ -373,24 +367,8 @@ Deno.test("StabilityChecker: a FITS file whose primary HDU has no data and annou
       const stopWatching = watchInto(checker, dir);
       try {
         const path = join(dir, "mef.fits");
-        const primary = headerBytes([
-          card("SIMPLE", true),
-          card("BITPIX", 8),
-          card("NAXIS", 0),
-          card("EXTEND", true),
-        ]);
-        const extension = fitsFile(
-          headerBytes([
-            card("XTENSION", "IMAGE"),
-            card("BITPIX", 16),
-            card("NAXIS", 2),
-            card("NAXIS1", 16),
-            card("NAXIS2", 16),
-            card("PCOUNT", 0),
-            card("GCOUNT", 1),
-          ]),
-          int16Data(16, 16, (x, y) => x * y),
-        );
+        const primary = headerOnlyPrimary();
+        const extension = imageExtension(16, 16, (x, y) => x * y);
         let closedAt = Infinity;
         {
           using file = Deno.openSync(path, { write: true, create: true });
