@@ -134,7 +134,11 @@ function copiesWatched(
 function copyRounds(config: Config, realPathSoFar: RealPath): string[] {
   const jobs = config.jobs;
   const next = jobs.map((sender, i) =>
-    jobs.flatMap((watcher, j) => i !== j && landsIn(sender, watcher, realPathSoFar) ? [j] : [])
+    jobs.flatMap((watcher, j) =>
+      i !== j && !apartByExtension(sender, watcher) && landsIn(sender, watcher, realPathSoFar)
+        ? [j]
+        : []
+    )
   );
   const problems: string[] = [];
   const said = new Set<string>();
@@ -163,8 +167,27 @@ function copyRounds(config: Config, realPathSoFar: RealPath): string[] {
     problems.push(
       `${jobKeyPlace(config, first, "remote_base_path")}: ${steps.join("; ")}: every file would ` +
         "be copied round from one to the next without end; choose destinations outside the other " +
-        "jobs' watch folders (or leave them out with exclude_patterns)",
+        "jobs' watch folders (or leave them out with exclude_patterns, or give the jobs patterns " +
+        'for different file name endings, e.g. "*.fits" and "*.log")',
     );
   }
   return problems;
+}
+
+/**
+ * Whether no file can be both jobs': each lists only patterns of the form
+ * `*.ext` (in any folder too: `**` and a slash before it), and no ending is
+ * in both lists.
+ */
+export function apartByExtension(a: JobConfig, b: JobConfig): boolean {
+  // Two case-sensitive lists share a file only through the same spelling; a caseless list
+  // matches every spelling of its endings.
+  const caseless = !(a.case_sensitive_patterns && b.case_sensitive_patterns);
+  const endings = (job: JobConfig) => {
+    const found = job.file_patterns.map((p) => /^(?:\*\*\/)?\*(\.[^*?[\]{}()!/\\]+)$/.exec(p)?.[1]);
+    if (found.some((ending) => ending === undefined)) return null;
+    return found.map((ending) => caseless ? ending!.toLowerCase() : ending!);
+  };
+  const [ea, eb] = [endings(a), endings(b)];
+  return ea !== null && eb !== null && !ea.some((ending) => eb.includes(ending));
 }

@@ -19,7 +19,7 @@ import { whyUnwritable } from "../ledger/daemon_lock.ts";
 import { type ListenSettings, listenSettings } from "../status/listen.ts";
 import { relativeTo } from "../watch/entry_check.ts";
 import { checkUserPrograms } from "./hooks.ts";
-import { assertDestinationsApart } from "./destinations_apart.ts";
+import { apartByExtension, assertDestinationsApart } from "./destinations_apart.ts";
 import { answerWithin, SHARE_ANSWER_MS } from "../config/file_systems.ts";
 import { logger } from "../log/logging.ts";
 
@@ -184,7 +184,9 @@ function checkFolders(
     try {
       return Deno.statSync(path).isDirectory ? "folder" : "file";
     } catch (error) {
-      if (!(error instanceof Deno.errors.NotFound) || dirname(path) === path) return null;
+      const missing = error instanceof Deno.errors.NotFound ||
+        error instanceof Deno.errors.NotADirectory;
+      if (!missing || dirname(path) === path) return null;
       // Missing: it can be made, unless a folder on its path is a file.
       return kind(dirname(path)) === "file" ? "file" : null;
     }
@@ -267,24 +269,6 @@ function assertCleanupSafe(config: Config, realPathSoFar: RealPath): void {
     );
   }
   if (problems.length > 0) throw new ConfigError(problems.join("\n"), { file: config.file });
-}
-
-/**
- * Whether no file can be both jobs': each lists only patterns of the form
- * `*.ext` (in any folder too: `**` and a slash before it), and no ending is
- * in both lists.
- */
-function apartByExtension(a: JobConfig, b: JobConfig): boolean {
-  // Two case-sensitive lists share a file only through the same spelling; a caseless list
-  // matches every spelling of its endings.
-  const caseless = !(a.case_sensitive_patterns && b.case_sensitive_patterns);
-  const endings = (job: JobConfig) => {
-    const found = job.file_patterns.map((p) => /^(?:\*\*\/)?\*(\.[^*?[\]{}()!/\\]+)$/.exec(p)?.[1]);
-    if (found.some((ending) => ending === undefined)) return null;
-    return found.map((ending) => caseless ? ending!.toLowerCase() : ending!);
-  };
-  const [ea, eb] = [endings(a), endings(b)];
-  return ea !== null && eb !== null && !ea.some((ending) => eb.includes(ending));
 }
 
 /**

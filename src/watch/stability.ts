@@ -7,13 +7,12 @@
  *   once unchanged for a short confirmation if its mtime is older than the
  *   window. Seen written (Linux tells closes; a write moves the mtime) and
  *   not closed since, one open to more HDUs (or announcing them) waits for
- *   its close, up to the grace. Structurally
- *   incomplete, it waits, whatever its closes say; once it has stayed so,
- *   unchanged, for the grace period, it is reported
- *   ready with `truncated` set. Longer than its structure, unreadable as FITS,
- *   or complete but possibly awaiting more HDUs (or open to them, where
- *   writers append HDUs after closing: `fitsAppended`), it is treated like
- *   any other file.
+ *   its close, up to the grace. Structurally incomplete (whatever its closes
+ *   say), or announcing HDUs that are not there without a close seen, it
+ *   waits; unchanged that way for the grace, it is ready with `truncated`
+ *   set. Longer than its structure, unreadable as FITS, or closed and open to
+ *   more HDUs where writers append them after closing (`fitsAppended`), it
+ *   is treated like any other file.
  * - Any other file is ready when its size and mtime have not changed, and no
  *   event arrived for it, for the stability window. A close-after-write
  *   (Linux) shortens the wait to a short confirmation only for files the
@@ -346,7 +345,7 @@ export class StabilityChecker {
     const { stableForMs, closedForMs } = this.#options;
     const quietForMs = performance.now() - entry.lastActivityMs;
     if (structure.kind === "incomplete") {
-      return this.#decideIncomplete(entry, structure, quietForMs);
+      return this.#decideIncomplete(entry, structure.reason, structure.expectedBytes, quietForMs);
     }
     // Its writer still has it open, and HDUs may follow (a camera computing the next one, or
     // the extensions its primary HDU announces): it waits for the close, up to the grace.
@@ -360,13 +359,18 @@ export class StabilityChecker {
       }
       if (graceLeftMs > 0) return { ready: false, waitMs: stableForMs - quietForMs };
     }
+    // HDUs announced and not there, no close seen (found by a scan or a poll, maybe open): it
+    // waits for them as an incomplete file does, up to the grace (from its mtime).
+    if (structure.kind === "complete" && structure.moreExpected !== null && !entry.closed) {
+      return this.#decideIncomplete(entry, structure.moreExpected, null, quietForMs);
+    }
     const settled = structure.kind === "complete" && structure.moreExpected === null &&
       !(structure.appendable && this.#options.fitsAppended);
     if (settled) {
       if (entry.closed) return { ready: true };
-      // Found without a close (a scan, a poll, an OS without close events): its structure
-      // is settled, and an mtime older than the window says its writer stopped as surely
-      // as watching for the window would, once it stayed unchanged for the confirmation.
+      // Found without a close (a scan, a poll, an OS without close events): its structure is
+      // settled, and an mtime older than the window says its writer stopped as surely as
+      // watching for the window would, once it stayed unchanged for the confirmation.
       const unchangedForMs = Math.max(quietForMs, Date.now() - entry.mtimeMs);
       if (quietForMs >= closedForMs - 1 && unchangedForMs >= stableForMs - 1) {
         return { ready: true };
@@ -386,28 +390,24 @@ export class StabilityChecker {
   /** A structurally incomplete FITS file: wait, report it truncated after the grace, or give up. */
   #decideIncomplete(
     entry: Observation,
-    structure: FitsStructure & { kind: "incomplete" },
+    reason: string,
+    expectedBytes: number | null,
     quietForMs: number,
   ): Decision {
     const { stableForMs, incompleteGraceMs } = this.#options;
     if (quietForMs < stableForMs - 1) return { ready: false, waitMs: stableForMs - quietForMs };
     const unchangedForMs = Math.max(quietForMs, Date.now() - entry.mtimeMs);
     const graceLeftMs = incompleteGraceMs - unchangedForMs;
-    if (graceLeftMs <= 0) {
-      return {
-        ready: true,
-        truncated: { expectedBytes: structure.expectedBytes, reason: structure.reason },
-      };
-    }
+    if (graceLeftMs <= 0) return { ready: true, truncated: { expectedBytes, reason } };
     if (!this.#options.waitForIncomplete) {
-      return { ready: false, left: `its FITS structure is incomplete (${structure.reason})` };
+      return { ready: false, left: `its FITS structure is incomplete (${reason})` };
     }
     // Checked again now and then: a share may deliver writes without events.
     const recheckMs = Math.max(stableForMs, MIN_INCOMPLETE_RECHECK_MS);
     return {
       ready: false,
       waitMs: Math.min(graceLeftMs, recheckMs),
-      incomplete: { reason: `its FITS structure is incomplete (${structure.reason})`, graceLeftMs },
+      incomplete: { reason: `its FITS structure is incomplete (${reason})`, graceLeftMs },
     };
   }
 

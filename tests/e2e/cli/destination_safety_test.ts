@@ -424,6 +424,17 @@ Deno.test("local jobs that send into each other's watch folders, round to the fi
       assert.deepEqual(await listFiles(join(root, "wb")), [], "nothing sent");
     }
 
+    // a → b → a, but for different file name endings: b never sends a's copies.
+    await writeConfig(config, {
+      ...local,
+      jobs: [
+        { ...job("a", "wa", "wb/out"), file_patterns: ["*.fits"] },
+        { ...job("b", "wb", "wa/out"), file_patterns: ["*.log"] },
+      ],
+    });
+    const endings = await runCli(["config", "validate", "-c", config], { env });
+    assert.equal(endings.code, 0, endings.stderr);
+
     // a → b → elsewhere: each file goes on once, and stops.
     await writeConfig(config, {
       ...local,

@@ -382,13 +382,12 @@ Deno.test("daemon (local): a complete FITS file open to more HDUs that is rename
     // Written elsewhere and moved in.
     await Deno.writeFile(join(root, "moved.fits"), bytes);
     await Deno.rename(join(root, "moved.fits"), join(watch, "moved.fits"));
-    await waitFor(
-      async () => (await listFiles(dest)).length === 2,
-      60_000,
-      "both at the destination",
-    );
-    for (const rel of await listFiles(dest)) {
-      assert.deepEqual(await Deno.readFile(join(dest, rel)), bytes);
+    // Final names only: a copy on its way is a hidden temporary file.
+    const arrived = async () =>
+      (await listFiles(dest)).filter((rel) => !basename(rel).startsWith("."));
+    await waitFor(async () => (await arrived()).length === 2, 60_000, "both at the destination");
+    for (const rel of await arrived()) {
+      assert.deepEqual(await Deno.readFile(join(dest, rel)), bytes, `${rel}\n${daemon.stderr()}`);
     }
     assert.doesNotMatch(daemon.stderr(), /its writer still has it open/);
   } finally {
@@ -454,6 +453,43 @@ Deno.test("daemon (local): a FITS file copied and then given its mode (shutil.co
       daemon.stderr(),
       /mef\.fits has not changed for the stability window, but its writer still has it open/,
     );
+  } finally {
+    const status = await daemon.stop();
+    assert.equal(status.code, 0, daemon.stderr());
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("daemon (local): started while a camera holds a multi-extension file open after its header, it waits for the rest; so does a file in a folder made just before", async () => {
+  const { watch, dest, config, env, root } = await sandbox("local", null, {
+    stability_window_seconds: 1,
+    fits_incomplete_grace_seconds: 3600,
+  });
+  const primary = headerOnlyPrimary();
+  const extension = imageExtension(100, 100);
+  const arrived = async () =>
+    (await listFiles(dest)).filter((rel) => !basename(rel).startsWith("."));
+  using early = await Deno.open(join(watch, "early.fits"), { write: true, create: true });
+  await early.write(primary);
+  const daemon = startCli(["run", "-c", config], { env });
+  try {
+    await daemon.waitForOutput("Watching");
+    // The camera makes tonight's folder and opens its first exposure at once.
+    await Deno.mkdir(join(watch, "night"));
+    using late = await Deno.open(join(watch, "night", "late.fits"), { write: true, create: true });
+    await late.write(primary);
+    await daemon.waitForOutput(/late\.fits has not changed for the stability window, but/, 30_000);
+    await sleep(2_000);
+    assert.deepEqual(await arrived(), [], "no header alone at the destination");
+    await early.write(extension);
+    early.close();
+    await late.write(extension);
+    late.close();
+    await waitFor(async () => (await arrived()).length === 2, 60_000, "both complete files");
+    for (const rel of await arrived()) {
+      assert.deepEqual(await Deno.readFile(join(dest, rel)), fitsFile(primary, extension), rel);
+    }
+    assert.equal(daemon.stderr().match(/Successfully transferred/g)?.length, 2, daemon.stderr());
   } finally {
     const status = await daemon.stop();
     assert.equal(status.code, 0, daemon.stderr());

@@ -390,6 +390,40 @@ Deno.test("StabilityChecker: a FITS file whose primary HDU has no data and annou
   );
 });
 
+Deno.test("StabilityChecker: a primary HDU announcing extensions, found by a scan (no close seen), waits for them; one older than the grace goes, truncated", async () => {
+  // A camera that opened the file in a folder made just before (its events missed), or a daemon
+  // started while the camera waits between HDUs: only a scan or a poll tells of the file.
+  await withChecker(
+    { stableForMs: 300, closedForMs: 100, incompleteGraceMs: 120_000 },
+    async (checker, rec, dir) => {
+      const path = join(dir, "mef.fits");
+      const primary = headerOnlyPrimary();
+      const extension = imageExtension(16, 16);
+      await Deno.writeFile(path, primary);
+      checker.touch(path);
+      await rec.until(() => rec.incomplete.length > 0, "said to wait for the extensions");
+      assert.match(
+        rec.incomplete[0].reason,
+        /announces extensions \(EXTEND = T\), but none is there/,
+      );
+      assert.equal(rec.ready.length, 0, "the header alone is not sent");
+      await Deno.writeFile(path, extension, { append: true });
+      checker.touch(path, "closed");
+      await rec.until(() => rec.readyFor(path).length > 0, "ready once complete and closed");
+      assert.equal(rec.readyFor(path)[0].size, primary.length + extension.length);
+      assert.equal(rec.readyFor(path)[0].truncated, undefined);
+      // Unchanged for longer than the grace (by its mtime): it is what it is.
+      const old = join(dir, "old.fits");
+      await Deno.writeFile(old, primary);
+      const longAgo = new Date(Date.now() - 3_600_000);
+      await Deno.utime(old, longAgo, longAgo);
+      checker.touch(old);
+      await rec.until(() => rec.readyFor(old).length > 0, "the old one ready");
+      assert.match(rec.readyFor(old)[0].truncated?.reason ?? "", /announces extensions/);
+    },
+  );
+});
+
 Deno.test("StabilityChecker: a chmod after the close, or of a file moved in, is no writer holding it open (real watcher)", async () => {
   await withChecker(
     { stableForMs: 300, closedForMs: 100, incompleteGraceMs: 120_000 },
