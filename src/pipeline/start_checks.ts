@@ -13,7 +13,7 @@
  */
 import { basename, dirname, join, resolve } from "node:path";
 import { jobKeyPlace, keyPlace } from "../config/load.ts";
-import type { Config, JobConfig } from "../config/types.ts";
+import type { Config } from "../config/types.ts";
 import { ConfigError } from "../errors.ts";
 import { whyUnwritable } from "../ledger/daemon_lock.ts";
 import { type ListenSettings, listenSettings } from "../status/listen.ts";
