@@ -55,6 +55,14 @@ export async function listFiles(root: string, prefix = ""): Promise<string[]> {
   return out.sort();
 }
 
+/**
+ * The files below `root` under final names, as {@linkcode listFiles} gives them: none with a
+ * hidden segment (a copy on its way is a hidden temporary file).
+ */
+export async function listArrived(root: string): Promise<string[]> {
+  return (await listFiles(root)).filter((rel) => !rel.split("/").some((s) => s.startsWith(".")));
+}
+
 /** Every folder under `root` (relative, "/" separators), sorted; empty ones too. */
 export async function listFolders(root: string, prefix = ""): Promise<string[]> {
   const out: string[] = [];

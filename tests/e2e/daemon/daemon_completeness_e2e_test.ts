@@ -11,7 +11,7 @@
 import assert from "node:assert/strict";
 import { basename, join } from "node:path";
 import { runCli, startCli } from "../../helpers/cli.ts";
-import { listFiles, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
+import { listArrived, listFiles, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
 import {
   card,
   fitsFile,
@@ -219,9 +219,7 @@ for (const method of ["local", "scp", "rsync"] as const) {
     }
     try {
       const log = daemon.stderr();
-      const finals = (await listFiles(dest)).filter((rel) =>
-        !rel.split("/").some((s) => s.startsWith("."))
-      );
+      const finals = await listArrived(dest);
       assert.deepEqual(finals.map((rel) => basename(rel)).sort(), [...expected.keys()].sort(), log);
       for (const rel of finals) {
         const name = basename(rel);
@@ -382,11 +380,12 @@ Deno.test("daemon (local): a complete FITS file open to more HDUs that is rename
     // Written elsewhere and moved in.
     await Deno.writeFile(join(root, "moved.fits"), bytes);
     await Deno.rename(join(root, "moved.fits"), join(watch, "moved.fits"));
-    // Final names only: a copy on its way is a hidden temporary file.
-    const arrived = async () =>
-      (await listFiles(dest)).filter((rel) => !basename(rel).startsWith("."));
-    await waitFor(async () => (await arrived()).length === 2, 60_000, "both at the destination");
-    for (const rel of await arrived()) {
+    await waitFor(
+      async () => (await listArrived(dest)).length === 2,
+      60_000,
+      "both at the destination",
+    );
+    for (const rel of await listArrived(dest)) {
       assert.deepEqual(await Deno.readFile(join(dest, rel)), bytes, `${rel}\n${daemon.stderr()}`);
     }
     assert.doesNotMatch(daemon.stderr(), /its writer still has it open/);
@@ -406,9 +405,6 @@ Deno.test("daemon (local): a FITS file copied and then given its mode (shutil.co
     fits_incomplete_grace_seconds: 3600,
   });
   const daemon = startCli(["run", "-c", config], { env });
-  // Final names only: a copy on its way is a hidden temporary file.
-  const arrived = async () =>
-    (await listFiles(dest)).filter((rel) => !basename(rel).startsWith("."));
   try {
     await daemon.waitForOutput("Watching");
     // The close and the chmod come together (one gathering of events), and apart.
@@ -424,16 +420,20 @@ Deno.test("daemon (local): a FITS file copied and then given its mode (shutil.co
       using file = await Deno.open(join(watch, "mef.fits"), { write: true, create: true });
       await file.write(primary);
       await waitFor(
-        async () => (await arrived()).length === 2,
+        async () => (await listArrived(dest)).length === 2,
         60_000,
         "the two copies at the destination while the other file is open",
       );
       await sleep(2_500);
-      assert.deepEqual(await listFiles(dest), await arrived(), "the header alone is not sent");
-      assert.equal((await arrived()).length, 2);
+      assert.deepEqual(
+        await listFiles(dest),
+        await listArrived(dest),
+        "the header alone is not sent",
+      );
+      assert.equal((await listArrived(dest)).length, 2);
       await file.write(extension);
     }
-    const night = (await arrived())[0].split("/")[0];
+    const night = (await listArrived(dest))[0].split("/")[0];
     const names = ["apart.fits", "mef.fits", "together.fits"].map((name) => `${night}/${name}`);
     await waitFor(
       async () => JSON.stringify(await listFiles(dest)) === JSON.stringify(names),
@@ -467,8 +467,6 @@ Deno.test("daemon (local): started while a camera holds a multi-extension file o
   });
   const primary = headerOnlyPrimary();
   const extension = imageExtension(100, 100);
-  const arrived = async () =>
-    (await listFiles(dest)).filter((rel) => !basename(rel).startsWith("."));
   using early = await Deno.open(join(watch, "early.fits"), { write: true, create: true });
   await early.write(primary);
   const daemon = startCli(["run", "-c", config], { env });
@@ -480,13 +478,17 @@ Deno.test("daemon (local): started while a camera holds a multi-extension file o
     await late.write(primary);
     await daemon.waitForOutput(/late\.fits has not changed for the stability window, but/, 30_000);
     await sleep(2_000);
-    assert.deepEqual(await arrived(), [], "no header alone at the destination");
+    assert.deepEqual(await listArrived(dest), [], "no header alone at the destination");
     await early.write(extension);
     early.close();
     await late.write(extension);
     late.close();
-    await waitFor(async () => (await arrived()).length === 2, 60_000, "both complete files");
-    for (const rel of await arrived()) {
+    await waitFor(
+      async () => (await listArrived(dest)).length === 2,
+      60_000,
+      "both complete files",
+    );
+    for (const rel of await listArrived(dest)) {
       assert.deepEqual(await Deno.readFile(join(dest, rel)), fitsFile(primary, extension), rel);
     }
     assert.equal(daemon.stderr().match(/Successfully transferred/g)?.length, 2, daemon.stderr());

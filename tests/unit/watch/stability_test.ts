@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { activityOf, type StabilityChecker } from "../../../src/watch/stability.ts";
-import { sleep, withChecker } from "../../helpers/checker.ts";
+import { type Recorder, sleep, withChecker } from "../../helpers/checker.ts";
 import {
   card,
   fitsFile,
@@ -17,21 +17,33 @@ import {
 } from "../../helpers/fits.ts";
 
 /**
- * Feed `checker` from a real watcher of `dir`, wired like the job runner on
- * Linux (see `activityOf`); the returned function stops it.
+ * {@linkcode withChecker} (a short window, a long grace) fed by a real watcher
+ * of `<dir>/watched`, wired like the job runner on Linux (see `activityOf`);
+ * `dir` itself is outside the watch.
  */
-function watchInto(checker: StabilityChecker, dir: string): () => Promise<void> {
-  const watcher = Deno.watchFs(dir, { recursive: true });
-  const pump = (async () => {
-    for await (const event of watcher) {
-      if (event.kind === "remove") continue;
-      for (const path of event.paths) checker.touch(path, activityOf(event.kind, true));
-    }
-  })();
-  return async () => {
-    watcher.close();
-    await pump;
-  };
+async function withWatchedChecker(
+  fn: (checker: StabilityChecker, rec: Recorder, watched: string, dir: string) => Promise<void>,
+): Promise<void> {
+  await withChecker(
+    { stableForMs: 300, closedForMs: 100, incompleteGraceMs: 120_000 },
+    async (checker, rec, dir) => {
+      const watched = join(dir, "watched");
+      await Deno.mkdir(watched);
+      const watcher = Deno.watchFs(watched, { recursive: true });
+      const pump = (async () => {
+        for await (const event of watcher) {
+          if (event.kind === "remove") continue;
+          for (const path of event.paths) checker.touch(path, activityOf(event.kind, true));
+        }
+      })();
+      try {
+        await fn(checker, rec, watched, dir);
+      } finally {
+        watcher.close();
+        await pump;
+      }
+    },
+  );
 }
 
 function fileInfo(path: string) {
@@ -291,103 +303,77 @@ Deno.test("StabilityChecker: a file held open and written in pauses waits for th
 
 Deno.test("StabilityChecker: a FITS file open to more HDUs, written and still open, waits for its close (real watcher)", async () => {
   // A close-after-write is "closed", a write "written".
-  await withChecker(
-    { stableForMs: 300, closedForMs: 100, incompleteGraceMs: 120_000 },
-    async (checker, rec, dir) => {
-      const stopWatching = watchInto(checker, dir);
-      try {
-        const path = join(dir, "two hdus.fits");
-        const primary = imageParts(16, 16, [card("EXTEND", true)]);
-        const extension = imageExtension(16, 16);
-        let closedAt = Infinity;
-        {
-          using file = Deno.openSync(path, { write: true, create: true });
-          file.writeSync(primary.header);
-          file.writeSync(primary.data);
-          // The camera computes the next HDU: far longer than the window, the file held open.
-          await rec.until(() => rec.incomplete.length > 0, "said to wait for the close");
-          assert.equal(rec.ready.length, 0, "not reported while its writer has it open");
-          assert.match(rec.incomplete[0].reason, /its writer still has it open/);
-          file.writeSync(extension);
-          closedAt = performance.now();
-        }
-        await rec.until(() => rec.ready.length > 0, "ready after the close");
-        const [ready] = rec.readyFor(path);
-        assert.ok(ready.atMs >= closedAt, "reported only after the close");
-        assert.equal(ready.size, fileInfo(path).size);
-        assert.equal(ready.size, 4 * 2880, "both HDUs");
-        // Found by a scan instead (a lost close cannot hold it): the window decides, as before.
-        const scanned = join(dir, "scanned.fits");
-        await Deno.writeFile(scanned, fitsFile(primary.header, primary.data));
-        checker.touch(scanned);
-        await rec.until(() => rec.readyFor(scanned).length > 0, "a scanned file ready");
-      } finally {
-        await stopWatching();
-      }
-    },
-  );
+  await withWatchedChecker(async (checker, rec, dir) => {
+    const path = join(dir, "two hdus.fits");
+    const primary = imageParts(16, 16, [card("EXTEND", true)]);
+    const extension = imageExtension(16, 16);
+    let closedAt = Infinity;
+    {
+      using file = Deno.openSync(path, { write: true, create: true });
+      file.writeSync(primary.header);
+      file.writeSync(primary.data);
+      // The camera computes the next HDU: far longer than the window, the file held open.
+      await rec.until(() => rec.incomplete.length > 0, "said to wait for the close");
+      assert.equal(rec.ready.length, 0, "not reported while its writer has it open");
+      assert.match(rec.incomplete[0].reason, /its writer still has it open/);
+      file.writeSync(extension);
+      closedAt = performance.now();
+    }
+    await rec.until(() => rec.ready.length > 0, "ready after the close");
+    const [ready] = rec.readyFor(path);
+    assert.ok(ready.atMs >= closedAt, "reported only after the close");
+    assert.equal(ready.size, fileInfo(path).size);
+    assert.equal(ready.size, 4 * 2880, "both HDUs");
+    // Found by a scan instead (a lost close cannot hold it): the window decides, as before.
+    const scanned = join(dir, "scanned.fits");
+    await Deno.writeFile(scanned, fitsFile(primary.header, primary.data));
+    checker.touch(scanned);
+    await rec.until(() => rec.readyFor(scanned).length > 0, "a scanned file ready");
+  });
 });
 
 Deno.test("StabilityChecker: a FITS file open to more HDUs, moved in or renamed, goes after the window without a close (real watcher)", async () => {
   // No close follows a rename.
-  await withChecker(
-    { stableForMs: 300, closedForMs: 100, incompleteGraceMs: 120_000 },
-    async (checker, rec, dir) => {
-      const watched = join(dir, "watched");
-      await Deno.mkdir(watched);
-      const stopWatching = watchInto(checker, watched);
-      try {
-        const primary = imageParts(16, 16, [card("EXTEND", true)]);
-        const bytes = fitsFile(primary.header, primary.data);
-        // Written elsewhere and moved in (`mv`, rsync's rename of its temporary file).
-        await Deno.writeFile(join(dir, "outside.fits"), bytes);
-        await Deno.rename(join(dir, "outside.fits"), join(watched, "moved.fits"));
-        // Written under another name in the folder and renamed.
-        await Deno.writeFile(join(watched, "renamed.fits.part"), bytes);
-        await Deno.rename(join(watched, "renamed.fits.part"), join(watched, "renamed.fits"));
-        for (const name of ["moved.fits", "renamed.fits"]) {
-          const path = join(watched, name);
-          await rec.until(() => rec.readyFor(path).length > 0, `${name} ready`);
-          assert.equal(rec.readyFor(path)[0].size, bytes.length);
-        }
-        // Before, each waited for a close that never comes, up to the grace.
-        assert.deepEqual(rec.incomplete, []);
-      } finally {
-        await stopWatching();
-      }
-    },
-  );
+  await withWatchedChecker(async (_checker, rec, watched, dir) => {
+    const primary = imageParts(16, 16, [card("EXTEND", true)]);
+    const bytes = fitsFile(primary.header, primary.data);
+    // Written elsewhere and moved in (`mv`, rsync's rename of its temporary file).
+    await Deno.writeFile(join(dir, "outside.fits"), bytes);
+    await Deno.rename(join(dir, "outside.fits"), join(watched, "moved.fits"));
+    // Written under another name in the folder and renamed.
+    await Deno.writeFile(join(watched, "renamed.fits.part"), bytes);
+    await Deno.rename(join(watched, "renamed.fits.part"), join(watched, "renamed.fits"));
+    for (const name of ["moved.fits", "renamed.fits"]) {
+      const path = join(watched, name);
+      await rec.until(() => rec.readyFor(path).length > 0, `${name} ready`);
+      assert.equal(rec.readyFor(path)[0].size, bytes.length);
+    }
+    // Before, each waited for a close that never comes, up to the grace.
+    assert.deepEqual(rec.incomplete, []);
+  });
 });
 
 Deno.test("StabilityChecker: a FITS file whose primary HDU has no data and announces extensions waits, open, for its close (real watcher)", async () => {
   // The usual shape of a multi-extension camera file: NAXIS = 0, EXTEND = T, then the extensions.
-  await withChecker(
-    { stableForMs: 300, closedForMs: 100, incompleteGraceMs: 120_000 },
-    async (checker, rec, dir) => {
-      const stopWatching = watchInto(checker, dir);
-      try {
-        const path = join(dir, "mef.fits");
-        const primary = headerOnlyPrimary();
-        const extension = imageExtension(16, 16, (x, y) => x * y);
-        let closedAt = Infinity;
-        {
-          using file = Deno.openSync(path, { write: true, create: true });
-          file.writeSync(primary);
-          await rec.until(() => rec.incomplete.length > 0, "said to wait for the close");
-          assert.equal(rec.ready.length, 0, "the header alone is not sent while it is open");
-          assert.match(rec.incomplete[0].reason, /its writer still has it open/);
-          file.writeSync(extension);
-          closedAt = performance.now();
-        }
-        await rec.until(() => rec.readyFor(path).length > 0, "ready after the close");
-        const [ready] = rec.readyFor(path);
-        assert.ok(ready.atMs >= closedAt, "reported only after the close");
-        assert.equal(ready.size, primary.length + extension.length);
-      } finally {
-        await stopWatching();
-      }
-    },
-  );
+  await withWatchedChecker(async (_checker, rec, dir) => {
+    const path = join(dir, "mef.fits");
+    const primary = headerOnlyPrimary();
+    const extension = imageExtension(16, 16, (x, y) => x * y);
+    let closedAt = Infinity;
+    {
+      using file = Deno.openSync(path, { write: true, create: true });
+      file.writeSync(primary);
+      await rec.until(() => rec.incomplete.length > 0, "said to wait for the close");
+      assert.equal(rec.ready.length, 0, "the header alone is not sent while it is open");
+      assert.match(rec.incomplete[0].reason, /its writer still has it open/);
+      file.writeSync(extension);
+      closedAt = performance.now();
+    }
+    await rec.until(() => rec.readyFor(path).length > 0, "ready after the close");
+    const [ready] = rec.readyFor(path);
+    assert.ok(ready.atMs >= closedAt, "reported only after the close");
+    assert.equal(ready.size, primary.length + extension.length);
+  });
 });
 
 Deno.test("StabilityChecker: a primary HDU announcing extensions, found by a scan (no close seen), waits for them; one older than the grace goes, truncated", async () => {
@@ -425,36 +411,26 @@ Deno.test("StabilityChecker: a primary HDU announcing extensions, found by a sca
 });
 
 Deno.test("StabilityChecker: a chmod after the close, or of a file moved in, is no writer holding it open (real watcher)", async () => {
-  await withChecker(
-    { stableForMs: 300, closedForMs: 100, incompleteGraceMs: 120_000 },
-    async (checker, rec, dir) => {
-      const watched = join(dir, "watched");
-      await Deno.mkdir(watched);
-      const stopWatching = watchInto(checker, watched);
-      try {
-        const primary = imageParts(16, 16, [card("EXTEND", true)]);
-        const bytes = fitsFile(primary.header, primary.data);
-        // Copied, closed, then its mode set (Python's shutil.copy, `cp` then `chmod`).
-        const copied = join(watched, "copied.fits");
-        await Deno.writeFile(copied, bytes);
-        await Deno.chmod(copied, 0o640);
-        // Written earlier elsewhere, moved in, then its mode set.
-        await Deno.writeFile(join(dir, "outside.fits"), bytes);
-        const earlier = new Date(Date.now() - 3_600_000);
-        await Deno.utime(join(dir, "outside.fits"), earlier, earlier);
-        await Deno.rename(join(dir, "outside.fits"), join(watched, "moved.fits"));
-        await Deno.chmod(join(watched, "moved.fits"), 0o640);
-        for (const name of ["copied.fits", "moved.fits"]) {
-          const path = join(watched, name);
-          await rec.until(() => rec.readyFor(path).length > 0, `${name} ready`);
-          assert.equal(rec.readyFor(path)[0].size, bytes.length);
-        }
-        assert.deepEqual(rec.incomplete, [], "neither waited for a writer's close");
-      } finally {
-        await stopWatching();
-      }
-    },
-  );
+  await withWatchedChecker(async (_checker, rec, watched, dir) => {
+    const primary = imageParts(16, 16, [card("EXTEND", true)]);
+    const bytes = fitsFile(primary.header, primary.data);
+    // Copied, closed, then its mode set (Python's shutil.copy, `cp` then `chmod`).
+    const copied = join(watched, "copied.fits");
+    await Deno.writeFile(copied, bytes);
+    await Deno.chmod(copied, 0o640);
+    // Written earlier elsewhere, moved in, then its mode set.
+    await Deno.writeFile(join(dir, "outside.fits"), bytes);
+    const earlier = new Date(Date.now() - 3_600_000);
+    await Deno.utime(join(dir, "outside.fits"), earlier, earlier);
+    await Deno.rename(join(dir, "outside.fits"), join(watched, "moved.fits"));
+    await Deno.chmod(join(watched, "moved.fits"), 0o640);
+    for (const name of ["copied.fits", "moved.fits"]) {
+      const path = join(watched, name);
+      await rec.until(() => rec.readyFor(path).length > 0, `${name} ready`);
+      assert.equal(rec.readyFor(path)[0].size, bytes.length);
+    }
+    assert.deepEqual(rec.incomplete, [], "neither waited for a writer's close");
+  });
 });
 
 Deno.test("StabilityChecker: close() stops everything; later touches are ignored", async () => {
