@@ -283,19 +283,19 @@ export class FileTable {
   }
 
   /**
-   * Try failed files again now: one (`relPath`) or all. Failed rows go back
-   * to pending; files waiting for their slow retry are queued with fresh
-   * fast retries; a failed row that nothing holds goes to the checker.
+   * Try failed files again now: one (`relPath`) or all. Failed rows go back to pending; files
+   * waiting for their slow retry are queued (`fresh`: see `WorkQueue.retryNow`); a failed row
+   * that nothing holds goes to the checker.
    * @returns how many failed files go back into motion, and whether any can be sent now
    */
-  retry(relPath?: string): { count: number; queued: boolean } {
+  retry(relPath?: string, fresh = true): { count: number; queued: boolean } {
     let count = 0;
     writeIfWritable(() => {
       count = relPath === undefined
         ? this.rows.requeue(["failed"])
         : this.rows.requeueFile(relPath);
     });
-    const queued = this.#index.retryNow(relPath);
+    const queued = this.#index.retryNow(relPath, fresh);
     if (count > queued.length) this.observeStrayPending();
     return { count, queued: queued.length > 0 };
   }
@@ -361,7 +361,7 @@ export class FileTable {
   /** Before a periodic rescan: failed files get another chance. Returns whether any can go now. */
   beforeRescan(): boolean {
     writeIfWritable(() => this.rows.requeue(["failed"]));
-    const failing = this.#index.retryNow();
+    const failing = this.#index.retryNow(undefined, false);
     this.observeStrayPending();
     return failing.length > 0;
   }

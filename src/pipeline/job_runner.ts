@@ -206,7 +206,7 @@ export class JobRunner {
         status.state(this.#pause.full);
       },
       admit: (bytes, files) => this.#space.admit(bytes, this.#pause.full, files),
-      onBack: () => this.retry(),
+      onBack: () => this.retry(undefined, false),
       deadlineMs: options.batchDeadlineMs,
     });
     this.#stopListening = ledger.subscribe(() => this.#ledgerChanged());
@@ -263,10 +263,10 @@ export class JobRunner {
     this.#pump();
   }
 
-  /** Try failed files again now: one (`relPath`) or all of the job's; returns how many. */
-  retry(relPath?: string): number {
+  /** Try failed files again now: one (`relPath`) or all of the job's (`fresh`: see FileTable). */
+  retry(relPath?: string, fresh = true): number {
     if (this.#stopping) return 0;
-    const { count, queued } = this.#table.retry(relPath);
+    const { count, queued } = this.#table.retry(relPath, fresh);
     if (queued) this.#pump();
     return count;
   }

@@ -376,18 +376,18 @@ export class WorkQueue {
   }
 
   /**
-   * The user asked to try failing files again now (one, or all): each one
-   * waiting for its slow retry is queued with a fresh count of fast retries.
-   *
-   * @returns the records queued
+   * Queue failing files (one, or all) waiting for their slow retry. The user's Retry (`fresh`)
+   * gives fresh fast retries; a rescan or the destination's return tries them as their slow
+   * retry would, still failing, so they are not said to give up again. Returns those queued.
    */
-  retryNow(relPath?: string): string[] {
+  retryNow(relPath?: string, fresh = true): string[] {
     const moved: string[] = [];
     for (const record of this.#records.values()) {
       if (record.phase !== "waiting" || !record.failing) continue;
       if (relPath !== undefined && record.relPath !== relPath) continue;
       this.#update(record, () => {
-        Object.assign(record, { phase: "queued", attempts: 0, nextAttemptAt: 0, failing: false });
+        Object.assign(record, { phase: "queued", nextAttemptAt: 0 });
+        if (fresh) Object.assign(record, { attempts: 0, failing: false });
       });
       moved.push(record.relPath);
     }

@@ -621,3 +621,42 @@ Deno.test("the programs a daemon may start are fixed at its start: a reload nami
     await Deno.remove(p.root, { recursive: true });
   }
 });
+
+Deno.test("on_failure: runs once in a run for a file that keeps failing, through rescans", async () => {
+  const p = await setUp("itx-hooks-failure-once-", RECORDING_HOOK);
+  const blocker = join(p.dest, "20240315");
+  await Deno.mkdir(p.dest, { recursive: true });
+  await Deno.writeTextFile(blocker, "not a folder");
+  await writeConfig(p.config, {
+    ...baseConfig(p),
+    retry_attempts: 0,
+    retry_delay_seconds: 1,
+    retry_max_delay_seconds: 1,
+    rescan_interval_seconds: 1,
+    on_failure: [p.hook],
+  });
+  const running = startCli(["run", "-v", "-c", p.config], {
+    env: { HOME: p.home, HOOK_OUT: p.out },
+  });
+  try {
+    await running.waitForOutput("Watching");
+    const data = randomBytes(5000);
+    await Deno.writeFile(join(p.watch, "x.fits"), data);
+    const evening = new Date("2024-03-15T20:00:00Z");
+    await Deno.utime(join(p.watch, "x.fits"), evening, evening);
+    await waitFor(async () => (await recordedCalls(p.out)).length > 0, 30_000, "on_failure runs");
+    // Tried again at each rescan and slow retry: the hook has said it already.
+    const tries = () =>
+      running.stderr().split("\n").filter((line) => line.includes("Sending 1 file(s)"));
+    await waitFor(() => tries().length >= 6, 60_000, "six more attempts");
+    assert.equal((await recordedCalls(p.out)).length, 1, running.stderr());
+    // Still tried: once the way is clear, it arrives.
+    await Deno.remove(blocker);
+    const arrived = join(p.dest, "20240315", "x.fits");
+    await waitFor(() => existsSync(arrived), 30_000, "the file arrives");
+    assert.deepEqual(await Deno.readFile(arrived), data);
+  } finally {
+    await running.stop();
+    await Deno.remove(p.root, { recursive: true });
+  }
+});
