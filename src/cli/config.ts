@@ -15,6 +15,7 @@ import { keyPlace, loadConfig, resolveConfigPath } from "../config/load.ts";
 import type { Config } from "../config/types.ts";
 import { checkBeforeStart } from "../pipeline/start_checks.ts";
 import { answerWithin } from "../config/file_systems.ts";
+import { otherOsPathProblem } from "../config/paths.ts";
 import { PAUSES_FOR_GOOD, pausesForGood } from "../pipeline/schedules.ts";
 import { ConfigError, UsageError } from "../errors.ts";
 import { dirname } from "node:path";
@@ -27,7 +28,8 @@ import { describeKeys, type KeyDoc } from "../config/reference.ts";
  */
 export async function runConfigValidate(configOption?: string): Promise<void> {
   const config = await loadConfig(resolveConfigPath(configOption));
-  await checkBeforeStart(config, undefined, (message) => console.error(`warning: ${message}`));
+  const warn = (message: string) => console.error(`warning: ${message}`);
+  await checkBeforeStart(config, undefined, warn, true);
   const count = config.jobs.length;
   console.log(`ok: ${config.file} (${count} job${count === 1 ? "" : "s"})`);
   for (const job of config.jobs) {
@@ -43,7 +45,7 @@ export async function runConfigValidate(configOption?: string): Promise<void> {
     const watched = await answerWithin(
       Deno.stat(job.watch_path).then((info) => info.isDirectory, () => false),
     );
-    if (watched === false) {
+    if (watched === false && otherOsPathProblem(job.watch_path) === null) {
       console.error(
         `warning: ${keyPlace(config.file, index, ["watch_path"])}: watch folder of job ` +
           `${job.name} ${job.watch_path} is not a folder that exists (yet): \`run\` waits until ` +

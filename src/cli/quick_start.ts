@@ -11,7 +11,7 @@ import type { Command } from "commander";
 import { resolve } from "node:path";
 import { stringify } from "yaml";
 import { parseConfig } from "../config/load.ts";
-import { expandPath } from "../config/paths.ts";
+import { expandPath, otherOsPathProblem } from "../config/paths.ts";
 import { LOCAL_PATH_KEYS } from "../config/resolve.ts";
 import type { Config } from "../config/types.ts";
 import { ConfigError, UsageError } from "../errors.ts";
@@ -75,10 +75,16 @@ export function quickStartConfig(options: QuickStartOptions): QuickStart {
         "(DEST: user@host:/path, ftp://user@host/path, ftps://user@host/path or a local folder)",
     );
   }
+  for (const [option, value] of [["--watch", options.watch], ["--to", options.to]]) {
+    if (value.trim() === "") throw new UsageError(`${option} is empty: give it a folder`);
+  }
+  const watchProblem = otherOsPathProblem(options.watch);
+  if (watchProblem !== null) throw new UsageError(`--watch: ${watchProblem}`);
   const keys: Record<string, unknown> = {
     watch_path: resolve(expandPath(options.watch)),
     ...destinationKeys(options.to, options.method),
   };
+  const fromOptions = Object.keys(keys);
   if (options.ftpPasswordFile !== undefined) {
     keys.ftp_password_file = resolve(expandPath(options.ftpPasswordFile));
   }
@@ -87,6 +93,12 @@ export function quickStartConfig(options: QuickStartOptions): QuickStart {
     const at = pair.indexOf("=");
     if (at <= 0) throw new UsageError(`--set expects KEY=VALUE, got ${JSON.stringify(pair)}`);
     const [key, value] = [pair.slice(0, at), parseValue(pair.slice(at + 1))];
+    if (fromOptions.includes(key)) {
+      throw new UsageError(
+        `--set ${key}=… would overrule ${key === "watch_path" ? "--watch" : "--to"}: ` +
+          `give it there (${key === "watch_path" ? "--watch DIR" : "--to user@host:/path"})`,
+      );
+    }
     // Typed relative to here: made absolute, so a saved config reads them as meant.
     const local = (LOCAL_PATH_KEYS as readonly string[]).includes(key) &&
       typeof value === "string" && value !== "";
@@ -172,19 +184,29 @@ export function destinationKeys(to: string, method?: string): Record<string, unk
         "or a local folder",
     );
   }
+  if (/^@|^[^@/\\]*@:/.test(to)) {
+    throw new UsageError(
+      `--to ${to}: not a destination; a remote one is user@host:/path, e.g. ` +
+        "observer@archive.example.org:/data/incoming",
+    );
+  }
   if (/^[^@/\\]+@[^@/\\:]+$/.test(to)) {
     throw new UsageError(
       `--to ${to}: a login without a path; for a remote destination add ":" and the path ` +
         `(${to}:/data/incoming), for a local folder of that name write ./${to}`,
     );
   }
-  const remote = /^(?:([^@/:]+)@)?([^/:\\]{2,}|\[[0-9A-Fa-f:.]+\]):(.*)$/.exec(to);
+  // A host of one letter only after a login: alone, "C:/data" is a Windows folder.
+  const remote =
+    /^(?:([^@/:]+)@(\[[0-9A-Fa-f:.]+\]|[^/:\\]+)|(\[[0-9A-Fa-f:.]+\]|[^/:\\]{2,})):(.*)$/
+      .exec(to);
   if (remote !== null) {
     const chosen = method ?? "scp";
     if (chosen !== "scp" && chosen !== "rsync") {
       throw new UsageError(`--method ${chosen} does not fit --to ${to}; use scp or rsync`);
     }
-    const [, user, host, path] = remote;
+    const [, user, hostAfterUser, hostAlone, path] = remote;
+    const host = hostAfterUser ?? hostAlone;
     return {
       transfer_method: chosen,
       remote_host: host.replace(/^\[|\]$/g, ""),
@@ -199,6 +221,8 @@ export function destinationKeys(to: string, method?: string): Record<string, unk
       }`,
     );
   }
+  const problem = otherOsPathProblem(to);
+  if (problem !== null) throw new UsageError(`--to: ${problem}`);
   return { transfer_method: "local", remote_base_path: resolve(expandPath(to)) };
 }
 

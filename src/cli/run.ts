@@ -19,7 +19,7 @@ import { readFitsStructure } from "../layout/fits_structure.ts";
 import { ConfigError, exitCodeFor, UsageError } from "../errors.ts";
 import { logExit, logger, quoteIfUnsafe, setupLogging, shutdownLogging } from "../log/logging.ts";
 import { runDaemon } from "../pipeline/daemon.ts";
-import { checkBeforeStart } from "../pipeline/start_checks.ts";
+import { assertThisMachinePaths, checkBeforeStart } from "../pipeline/start_checks.ts";
 import { readNetworkMounts } from "../watch/fs_type.ts";
 import { ProgramLauncher } from "../process/launcher.ts";
 import { startProgramsThrough } from "../process/run.ts";
@@ -113,6 +113,7 @@ export function runCommand(): Command {
           logFile: c.log_file,
           format: c.log_format,
         });
+      assertThisMachinePaths(config); // Before the log file is made where it names.
       try {
         await logging(config);
       } catch (error) {

@@ -16,7 +16,7 @@ export function homeDir(): string {
 
 /**
  * Expand a leading `~` (or `~/`, `~\`) and `%USERPROFILE%` / `%NAME%` / `$HOME`
- * references, then make the path absolute relative to `baseDir`.
+ * (`${HOME}`) references, then make the path absolute relative to `baseDir`.
  */
 export function expandPath(path: string, baseDir = Deno.cwd()): string {
   let out = path;
@@ -27,10 +27,22 @@ export function expandPath(path: string, baseDir = Deno.cwd()): string {
     if (name.toUpperCase() === "USERPROFILE") return homeDir();
     return Deno.env.get(name) ?? whole;
   });
-  out = out.replace(/^\$HOME(?=$|[\\/])/, () => homeDir());
+  out = out.replace(/^\$(HOME|\{HOME\})(?=$|[\\/])/, () => homeDir());
   // A Windows drive path ("C:/data") is absolute on Windows; keep it as written elsewhere.
   if (/^[A-Za-z]:[\\/]/.test(out)) return out;
   return isAbsolute(out) ? out : resolve(baseDir, out);
+}
+
+/**
+ * Why `text` cannot be a path on this machine: a Windows drive path
+ * (`C:/data`, `D:\archive`) on Linux or macOS, where it would name a folder
+ * `C:` below the current one. `null` when it can.
+ */
+export function otherOsPathProblem(text: string, os: string = Deno.build.os): string | null {
+  if (os === "windows" || !/^[A-Za-z]:([\\/]|$)/.test(text)) return null;
+  return `${JSON.stringify(text)} is a Windows path (drive ${text[0].toUpperCase()}:), ` +
+    `which ${os === "darwin" ? "macOS" : "Linux"} does not have; give this machine's path, ` +
+    "e.g. /data/images or ~/data/images";
 }
 
 /** The folder name the program's files go in, under each OS's usual place. */

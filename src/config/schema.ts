@@ -2,8 +2,7 @@
  * The configuration schema: the single source of truth for every key, its
  * type, its default and its one-line description. The loader, the generated
  * default config (`init`) and the README reference all read from here.
- * How a description is attached is in `key_meta.ts`; old key names and
- * lenient list forms in `key_meta.ts`; single values first in this file.
+ * Descriptions, old key names and lenient list forms: `key_meta.ts`.
  *
  * @module
  */
@@ -13,96 +12,14 @@ import { parseFreeSpace } from "./free_space.ts";
 import { checkJobRules } from "./job_rules.ts";
 import { DEFAULT_LOG_FILE, DEFAULT_STATE_DIR, defaultLogFile, defaultStateDir } from "./paths.ts";
 import { doc } from "./key_meta.ts";
-import { Cron } from "croner";
-
-// Single values the keys below use, each with the message shown when a value does not fit.
-
-/** One of `ssh_options`: `Key=Value`. */
-export const sshOption = z.string().regex(
-  /^[A-Za-z][A-Za-z0-9]*=\S.*$/,
-  'expected "Key=Value", e.g. "Ciphers=aes128-gcm@openssh.com"',
-);
-
-/**
- * A path as text: no control characters. They come from a YAML double-quoted
- * string that read a Windows path's backslashes as escapes (`"D:\archive"`
- * holds a bell where `\a` was), so the message says how to write one.
- */
-export const pathText = z.string().superRefine((text, context) => {
-  // The first control character (a tab, a bell from `"D:\archive"`…), if any.
-  // deno-lint-ignore no-control-regex
-  const found = /[\u0000-\u001f\u007f-\u009f]/.exec(text);
-  if (found === null) return;
-  const code = `U+${found[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, "0")}`;
-  context.addIssue({
-    code: "custom",
-    message:
-      `the path holds a control character (${code} after ${
-        JSON.stringify(text.slice(0, found.index))
-      }): in double quotes YAML reads a backslash as an escape ("D:\\archive" holds \\a, a bell); ` +
-      "write Windows paths in single quotes ('D:\\archive') or with forward slashes (D:/archive)",
-  });
-});
-
-/** `HOST:PORT` of the status page, or `""` for off. */
-export const listenAddress = z.string().regex(
-  /^$|^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$/,
-  'expected "HOST:PORT", e.g. "127.0.0.1:8765", or "" for off',
-);
-
-/** Whether `zone` is a time zone the runtime knows. */
-export function isValidTimeZone(zone: string): boolean {
-  try {
-    new Intl.DateTimeFormat("en-US", { timeZone: zone });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Whether `expression` is a cron expression of five or six fields (or `@daily`…) that comes. */
-export function isValidCron(expression: string): boolean {
-  const fields = expression.trim().split(/\s+/).length;
-  if (!expression.trim().startsWith("@") && fields !== 5 && fields !== 6) return false;
-  try {
-    return new Cron(expression, { paused: true }).nextRun() !== null;
-  } catch {
-    return false;
-  }
-}
-
-/**
- * The `[` or `{` a glob pattern opens and never closes (it then matches only names holding that
- * character), or `null`. After `\\` a character is literal; `]` first in a class belongs to it.
- */
-function unclosedInPattern(pattern: string): "[" | "{" | null {
-  let braces = 0;
-  for (let i = 0; i < pattern.length; i++) {
-    const char = pattern[i];
-    if (char === "\\") i++;
-    else if (char === "{" || (char === "}" && braces > 0)) braces += char === "{" ? 1 : -1;
-    else if (char === "[") {
-      let end = i + (/^\[[!^]?\]/.exec(pattern.slice(i))?.[0].length ?? 1);
-      while (end < pattern.length && pattern[end] !== "]") end += pattern[end] === "\\" ? 2 : 1;
-      if (end >= pattern.length) return "[";
-      i = end;
-    }
-  }
-  return braces > 0 ? "{" : null;
-}
-
-/** A list of glob patterns, each with its brackets and braces closed. */
-const globPatterns = z.array(
-  z.string().min(1).refine((pattern) => unclosedInPattern(pattern) === null, {
-    error: ({ input }) => {
-      const open = unclosedInPattern(String(input));
-      const example = open === "[" ? '"*.[Ff]its"' : '"*.{fits,fz}"';
-      return `pattern ${JSON.stringify(input)} opens "${open}" and never closes it, so it ` +
-        `matches only names holding that character; close it (e.g. ${example}), or write ` +
-        `'\\${open}' (in single quotes) for the character itself`;
-    },
-  }),
-);
+import {
+  globPatterns,
+  isValidCron,
+  isValidTimeZone,
+  listenAddress,
+  pathText,
+  sshOption,
+} from "./values.ts";
 
 /** File name patterns that mark an instrument file by default. */
 export const DEFAULT_FILE_PATTERNS = [

@@ -22,11 +22,15 @@ import { checkUserPrograms } from "./hooks.ts";
 import { apartByExtension, assertDestinationsApart } from "./destinations_apart.ts";
 import { answerWithin, SHARE_ANSWER_MS } from "../config/file_systems.ts";
 import { logger } from "../log/logging.ts";
+import { otherOsPathProblem } from "../config/paths.ts";
+import { LOCAL_PATH_KEYS } from "../config/resolve.ts";
 
 /**
  * Check `config` as `run` does before it starts.
  *
  * @param runsAs user id of the account the daemon runs as (the current one unless told)
+ * @param forAnotherMachine the config may be meant for another machine (`config validate`):
+ *   another OS's paths are warned of, not refused
  * @returns the status page's settings (`null` when it is off)
  * @throws {ConfigError} naming every problem, what is wrong and what to do
  */
@@ -34,7 +38,12 @@ export async function checkBeforeStart(
   config: Config,
   runsAs?: number | null,
   warn: (message: string) => void = (message) => logger("daemon").warn("{message}", { message }),
+  forAnotherMachine = false,
 ): Promise<ListenSettings | null> {
+  if (!forAnotherMachine) assertThisMachinePaths(config);
+  for (const problem of otherOsPaths(config)) {
+    warn(`${problem}; \`run\` refuses it on this machine`);
+  }
   const real = await realFolders(config);
   for (const { key, index, path } of real.silent) {
     const place = index < 0
@@ -63,6 +72,42 @@ export async function checkBeforeStart(
   const listen = await check(() => listenSettings(config));
   if (problems.length > 0) throw new ConfigError(problems.join("\n"), { file: config.file });
   return listen ?? null;
+}
+
+/**
+ * Refuse another OS's paths (see {@linkcode checkBeforeStart}); `run` asks
+ * before it opens its log file.
+ *
+ * @throws {ConfigError} naming each with its key's line
+ */
+export function assertThisMachinePaths(config: Config): void {
+  const problems = otherOsPaths(config);
+  if (problems.length > 0) throw new ConfigError(problems.join("\n"), { file: config.file });
+}
+
+/**
+ * The paths of the config's {@linkcode LOCAL_PATH_KEYS} (and a `local` job's
+ * `remote_base_path`) that are another OS's (`C:/data` on Linux: a folder
+ * `C:` below the current one), each said with its key's line.
+ */
+function otherOsPaths(config: Config): string[] {
+  const problems: string[] = [];
+  const daemon = config as unknown as Record<string, unknown>;
+  for (const key of LOCAL_PATH_KEYS) {
+    const problem = typeof daemon[key] === "string" && otherOsPathProblem(daemon[key] as string);
+    if (problem) problems.push(`${keyPlace(config.file, -1, [key])}: ${key}: ${problem}`);
+  }
+  for (const [index, job] of config.jobs.entries()) {
+    const values = job as unknown as Record<string, unknown>;
+    const keys = job.transfer_method === "local"
+      ? [...LOCAL_PATH_KEYS, "remote_base_path"]
+      : LOCAL_PATH_KEYS;
+    for (const key of keys) {
+      const problem = typeof values[key] === "string" && otherOsPathProblem(values[key] as string);
+      if (problem) problems.push(`${jobKeyPlace(config, index, key)}: ${problem}`);
+    }
+  }
+  return [...new Set(problems)];
 }
 
 /** The keys naming a file a job of each method logs in with, and whether it must be private. */

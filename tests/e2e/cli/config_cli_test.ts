@@ -48,11 +48,14 @@ for (const [name, jobs] of VALID) {
       const file = join(FIXTURES, name);
       const result = await cli(home, ["-c", file, "config", "validate"]);
       assert.equal(result.code, 0, result.stderr);
-      // The examples' watch folders are on other machines: each is said to be missing, no more.
+      // The examples' watch folders are on other machines: each is said to be missing (or, a
+      // Windows one, to be refused by `run` here), no more.
       for (const line of result.stderr.trimEnd().split("\n").filter(Boolean)) {
         assert.match(
           line,
-          /^warning: .*:\d+: watch folder of job \S+ .* is not a folder that exists/,
+          Deno.build.os !== "windows" && name.includes("windows")
+            ? /^warning: .*:\d: watch_path of job default: "C:\/Users\/Observer\/data\/images" is a Windows path .*; `run` refuses it on this machine$/
+            : /^warning: .*:\d+: watch folder of job \S+ .* is not a folder that exists/,
         );
       }
       const first = result.stdout.split("\n")[0];
@@ -481,4 +484,46 @@ Deno.test("a control character in a configured path (a Windows path in double qu
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("run, a dry run and doctor refuse another OS's paths with their lines, making nothing where they point; validate warns", async () => {
+  if (Deno.build.os === "windows") return; // There a drive path is this machine's.
+  await withHome(async (home) => {
+    const file = join(home, "config.yaml");
+    await Deno.mkdir(join(home, "camera"));
+    await Deno.writeTextFile(
+      file,
+      [
+        `watch_path: ${JSON.stringify(join(home, "camera"))}`,
+        "transfer_method: local",
+        "remote_base_path: 'D:\\archive'",
+        "state_dir: C:/state",
+        "log_file: C:/logs/it.log",
+        'status_listen: ""',
+        "",
+      ].join("\n"),
+    );
+    for (const args of [["run", "--once"], ["run", "--dry-run"], ["doctor"], ["run"]]) {
+      const result = await cli(home, ["-c", file, ...args]);
+      assertConfigFailure(
+        result,
+        /:4: state_dir: "C:\/state" is a Windows path \(drive C:\), which Linux does not have|which macOS does not have/,
+      );
+      assert.match(result.stderr, /:5: log_file: "C:\/logs\/it\.log" is a Windows path/);
+      assert.match(
+        result.stderr,
+        /:3: remote_base_path of job default: "D:\\\\archive" is a Windows/,
+      );
+    }
+    // Nothing was made below the current folder (the CLI ran in HOME).
+    const made = [...Deno.readDirSync(home)].map((e) => e.name).filter((n) => n !== ".cache");
+    assert.deepEqual(made.sort(), ["camera", "config.yaml"]);
+    const validate = await cli(home, ["-c", file, "config", "validate"]);
+    assert.equal(validate.code, 0, validate.stderr);
+    assert.equal(
+      validate.stderr.match(/`run` refuses it on this machine/g)?.length,
+      3,
+      validate.stderr,
+    );
+  });
 });

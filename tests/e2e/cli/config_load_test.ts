@@ -148,12 +148,12 @@ Deno.test("relative paths resolve against the config file's folder, not the cwd"
   });
 });
 
-Deno.test("~, $HOME and %USERPROFILE% expand in every local path; remote paths stay", () => {
+Deno.test("~, $HOME, ${HOME} and %USERPROFILE% expand in every local path; remote paths stay", () => {
   const config = parseConfig(
     "watch_path: ~/a\nremote_host: h\nremote_base_path: ~/remote\n" +
       "ssh_identity_file: $HOME/.ssh/id\nstate_dir: '%USERPROFILE%/st'\nlog_file: ~/l.log\n" +
       "after_transfer: move\narchive_path: ~/archive\n" +
-      "ftp_password_file: $HOME/ftp-pass\nftp_ca_file: ~/ca.pem\n",
+      "ftp_password_file: ${HOME}/ftp-pass\nftp_ca_file: ~/ca.pem\n",
     "/etc/it/config.yaml",
   );
   const home = homeDir();
@@ -744,4 +744,20 @@ Deno.test("a config file that is not UTF-8 (Latin-1), or not text at all, is ref
       (error: Error) => /binary\.yaml: not a text file \(it holds NUL bytes\)/.test(error.message),
     );
   });
+});
+
+Deno.test("a glob pattern written as an absolute path is refused, naming its line", () => {
+  const error = configError(
+    `${MINIMAL}file_patterns: ["/data/in/*.fits", "raw/*.fits"]\nexclude_patterns: ['C:\\data\\x*']\n`,
+  );
+  const lines = error.message.split("\n");
+  assert.equal(lines.length, 2, error.message);
+  assert.match(
+    lines[0],
+    /:4: file_patterns\[0\]: pattern "\/data\/in\/\*\.fits" is an absolute path, .* matches nothing; write "\*\.fits"/,
+  );
+  assert.match(
+    lines[1],
+    /:5: exclude_patterns\[0\]: pattern "C:\\\\data\\\\x\*" is an absolute path/,
+  );
 });

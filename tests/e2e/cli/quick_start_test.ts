@@ -62,6 +62,42 @@ Deno.test("--to: SSH, FTP and local destinations give the keys they stand for", 
   });
 });
 
+Deno.test("--watch, --to and --set: empty values, Windows folders off Windows and keys of --watch or --to are refused", () => {
+  assert.deepEqual(destinationKeys("o@h:/data"), {
+    transfer_method: "scp",
+    remote_host: "h",
+    remote_user: "o",
+    remote_base_path: "/data",
+  });
+  assert.equal(destinationKeys("obs@[::1]:/in").remote_host, "::1");
+  for (const to of ["@:", "@archive:/in", "obs@:/in"]) {
+    assert.throws(() => destinationKeys(to), /not a destination; a remote one is user@host/, to);
+  }
+  const quick = (watch: string, to: string, set: string[] = []) => () =>
+    quickStartConfig({ watch, to, set });
+  assert.throws(quick("", "/mnt/archive"), /--watch is empty/);
+  assert.throws(quick("/data/camera", " "), /--to is empty/);
+  if (Deno.build.os !== "windows") {
+    assert.throws(quick("C:/data", "/mnt/archive"), /--watch: "C:\/data" is a Windows path/);
+    assert.throws(quick("/data/camera", "D:\\archive"), /--to: "D:\\\\archive" is a Windows path/);
+  }
+  assert.throws(
+    quick("/data/camera", "/mnt/archive", ["watch_path=/etc"]),
+    /would overrule --watch/,
+  );
+  assert.throws(
+    quick("/data/camera", "obs@archive:/in", ["remote_host=other"]),
+    /--set remote_host=… would overrule --to/,
+  );
+  // Keys --to did not set stay free.
+  const { config } = quickStartConfig({
+    watch: "/data/camera",
+    to: "archive:/in",
+    set: ["remote_user=obs"],
+  });
+  assert.equal(config.jobs[0].remote_user, "obs");
+});
+
 Deno.test("a wrong --set names the key and the options, not a line of a file never written", () => {
   for (const saveConfig of [undefined, "/nonexistent/saved.yaml"]) {
     let error: unknown;
