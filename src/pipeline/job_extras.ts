@@ -54,6 +54,11 @@ export class JobExtras {
     });
   }
 
+  /** Before the job's first scan: inside a pause window of its schedules (unless `once`), pause. */
+  beforeStart(): void {
+    if (!this.#context.once) this.#schedules.pauseIfInWindow();
+  }
+
   /** Start the clean-up and (unless `once`) the schedules. */
   start(): void {
     this.#cleaner.start();

@@ -5,9 +5,8 @@
  * table (the one owner of its state from complete to done: `file_table.ts`)
  * → sender → verified, and only then said to have arrived.
  *
- * While the ledger cannot be written the job starts no transfer; when it can
- * again, the arrivals that waited are recorded and the folder is looked at
- * once more (a file found meanwhile may not have been recorded).
+ * While the ledger cannot be written the job starts no transfer; when it can again, the arrivals
+ * that waited are recorded and the folder is looked at again (a file found meanwhile may not be).
  *
  * @module
  */
@@ -274,9 +273,10 @@ export class JobRunner {
   /** Resume from the ledger, watch (unless `once`), scan for files that came meanwhile. */
   async start(): Promise<void> {
     const job = this.job;
+    this.#extras.beforeStart();
     this.#startFromLedger();
-    // Copies kept to continue files whose sources are gone never will be. (Not as the call's
-    // argument: an optional call that is not made would not resume the rows either.)
+    // Copies kept for files whose sources are gone are dropped (not as the call's argument: an
+    // optional call that is not made would not resume the rows either).
     const gone = await this.#table.resumeUnfinished();
     this.#transport.dropKeptCopies?.(gone);
     if (this.#stopping || !(await this.#session.start()) || this.#stopping) return;

@@ -107,13 +107,19 @@ export class JobSchedules {
     this.#context = context;
   }
 
-  /** Start every entry's timer (paused first if the last window edge before now was a pause). */
+  /**
+   * Pause the job if the last window edge before now was a pause: before its
+   * first scan, so that no file found there goes out inside the window.
+   */
+  pauseIfInWindow(): void {
+    if (!pausedAt(this.#context.job, new Date())) return;
+    this.#log.info("Transfers of job {job} paused: inside a pause window of its schedules", {});
+    this.#context.pause();
+  }
+
+  /** Start every entry's timer (after {@linkcode pauseIfInWindow}). */
   start(): void {
     const { job } = this.#context;
-    if (pausedAt(job, new Date())) {
-      this.#log.info("Transfers of job {job} paused: inside a pause window of its schedules", {});
-      this.#context.pause();
-    }
     if (pausesForGood(job)) this.#log.warn(`Schedules of job {job} ${PAUSES_FOR_GOOD}`, {});
     for (const [index, entry] of job.schedules.entries()) {
       const fire = () => this.#fire(index, entry);

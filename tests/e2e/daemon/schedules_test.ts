@@ -294,7 +294,7 @@ Deno.test("schedules: a pause without any resume is warned about at start", asyn
   }
 });
 
-Deno.test("schedules (daemon): inside a pause window nothing is sent; at the resume time it is", async () => {
+Deno.test("schedules (daemon): inside a pause window nothing is sent, not even what the first scan finds; at the resume time it is", async () => {
   const root = await Deno.makeTempDir({ prefix: "itx-window-" });
   const watch = join(root, "watch");
   const dest = join(root, "dest");
@@ -309,7 +309,8 @@ Deno.test("schedules (daemon): inside a pause window nothing is sent; at the res
     watch_path: watch,
     remote_base_path: dest,
     transfer_method: "local",
-    stability_window_seconds: 0.3,
+    // Files found by the first scan are ready at once: the pause must hold before it.
+    stability_window_seconds: 0,
     night_timezone: "UTC",
     state_dir: join(root, "state"),
     log_file: "",
@@ -318,6 +319,12 @@ Deno.test("schedules (daemon): inside a pause window nothing is sent; at the res
       { cron: `${wallClock(resume, zone)} * * *`, timezone: zone, action: "resume" },
     ],
   });
+  const evening = new Date("2024-03-15T20:00:00Z");
+  const early = Array.from({ length: 20 }, (_, i) => `early_${i}.fits`);
+  for (const name of early) {
+    await Deno.writeFile(join(watch, name), randomBytes(2000));
+    await Deno.utime(join(watch, name), evening, evening);
+  }
   const daemon = startCli(["run", "-c", config], { env: { HOME: home } });
   try {
     await daemon.waitForOutput("inside a pause window");
@@ -331,6 +338,13 @@ Deno.test("schedules (daemon): inside a pause window nothing is sent; at the res
     assert.ok(arrivedAt >= resume.getTime(), `arrived ${arrivedAt - resume.getTime()} ms early`);
     assert.deepEqual(await Deno.readFile(target), data);
     assert.match(daemon.stderr(), /Transfers of job default resumed/);
+    // Each arrived (was renamed into place: its ctime, in whole seconds) after the resume.
+    for (const name of early) {
+      const arrived = join(dest, "20240315", name);
+      await waitFor(() => existsSync(arrived), 30_000, name);
+      const ctime = Deno.statSync(arrived).ctime!.getTime();
+      assert.ok(ctime >= resume.getTime(), `${name} arrived ${resume.getTime() - ctime} ms early`);
+    }
   } finally {
     const status = await daemon.stop();
     assert.equal(status.code, 0, daemon.stderr());
