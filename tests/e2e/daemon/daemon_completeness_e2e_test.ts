@@ -491,7 +491,10 @@ Deno.test("daemon (local): started while a camera holds a multi-extension file o
     for (const rel of await listArrived(dest)) {
       assert.deepEqual(await Deno.readFile(join(dest, rel)), fitsFile(primary, extension), rel);
     }
-    assert.equal(daemon.stderr().match(/Successfully transferred/g)?.length, 2, daemon.stderr());
+    // Said once each (the line comes just after the rename the listing saw).
+    const sent = () => daemon.stderr().match(/Successfully transferred/g)?.length ?? 0;
+    await waitFor(() => sent() >= 2, 30_000, "both said");
+    assert.equal(sent(), 2, daemon.stderr());
   } finally {
     const status = await daemon.stop();
     assert.equal(status.code, 0, daemon.stderr());
