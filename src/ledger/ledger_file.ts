@@ -294,7 +294,23 @@ export function openForWriting(path: string): DatabaseSync {
     db.close();
     throw error;
   }
+  keepPrivate(path);
   return db;
+}
+
+/**
+ * The ledger and its journal readable and writable by the daemon's account
+ * only (0600; it names every file and destination), also when one is made
+ * new while the daemon runs. POSIX only.
+ */
+function keepPrivate(path: string): void {
+  if (Deno.build.os === "windows") return;
+  for (const suffix of ["", "-wal", "-shm"]) {
+    try {
+      const { mode } = Deno.statSync(path + suffix);
+      if (mode !== null && (mode & 0o077) !== 0) Deno.chmodSync(path + suffix, mode & 0o700);
+    } catch { /* not made yet, or another account's: left as it is */ }
+  }
 }
 
 /** Whether `path` exists (a broken link or an unreadable folder counts as there). */

@@ -136,7 +136,7 @@ Deno.test("a ledger removed between runs is started anew as rebuilt; nothing is 
   assert.match(status.stdout, /started anew .*the old one was lost \(it was missing/);
 });
 
-Deno.test("a ledger removed while the daemon runs is started anew at its next write; after a restart nothing is sent again", async () => {
+Deno.test("a ledger removed while the daemon runs is started anew (private) at its next write; after a restart nothing is sent again", async () => {
   await using box = await cliSandbox();
   const first = await writeFiles(box, "old_", 20);
   const daemon = startCli(["run", "-c", box.config], { env: box.env });
@@ -154,6 +154,13 @@ Deno.test("a ledger removed while the daemon runs is started anew at its next wr
       60_000,
     );
     await waitFor(async () => (await delivered(box.dest)).length === 22, 60_000, "new files");
+    if (Deno.build.os !== "windows") {
+      // Made private like the first (it names every file), not after the next start only.
+      for (const suffix of ["", "-wal", "-shm"]) {
+        const { mode } = await Deno.stat(join(box.stateDir, LEDGER_FILE + suffix));
+        assert.equal(mode! & 0o077, 0, `ledger${suffix} mode ${mode!.toString(8)}`);
+      }
+    }
     assert.equal((await daemon.stop("SIGTERM")).code, 0, daemon.stderr());
     const again = await runCli(["run", "--once", "-c", box.config], { env: box.env });
     assert.equal(again.code, 0, again.stderr);
