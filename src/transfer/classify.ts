@@ -137,7 +137,7 @@ const RULES: Rule[] = [
   },
   {
     test:
-      /Connection refused|Connection timed out|timed out|Connection reset|Broken pipe|Network is unreachable|No route to host|Connection closed|connection unexpectedly closed|kex_exchange_identification|Connection to \S+ closed|Software caused connection abort|Timeout, server/i,
+      /Connection refused|Connection timed out|timed out|Connection reset|Broken pipe|lost connection|Network is unreachable|No route to host|Connection closed|connection unexpectedly closed|kex_exchange_identification|Connection to \S+ closed|Software caused connection abort|Timeout, server/i,
     kind: "retry",
     reason: (c) => connectionLost(c),
   },

@@ -5,7 +5,7 @@ import {
   classifyText,
   type FailureContext,
 } from "../../../src/transfer/classify.ts";
-import { CommandError, TransferError } from "../../../src/errors.ts";
+import { CommandError, failureScope, TransferError } from "../../../src/errors.ts";
 
 const context: FailureContext = { host: "freya", destination: "obs@freya", port: 2222 };
 
@@ -121,6 +121,11 @@ Deno.test("network failures are retryable", () => {
     classifyText("ssh: connect to host freya port 2222: Connection refused", context, 255).reason,
     /check that the host is up and reachable and that sshd listens on port 2222/,
   );
+  // scp's words for a connection that dropped mid-file (exit 1): the connection, not the file,
+  // so the job waits for the host instead of the file using up a retry.
+  const dropped = classifyText("scp: lost connection", context, 1, "scp");
+  assert.match(dropped.reason, /the connection to \S+ failed/);
+  assert.equal(failureScope(new TransferError(dropped.reason, dropped.kind)), "connection");
 });
 
 Deno.test("remote permission, read-only and full disks are retry-later and say so", () => {
