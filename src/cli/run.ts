@@ -144,7 +144,9 @@ export function runCommand(): Command {
           const why = [
             ...(summary.failed > 0 ? [`${summary.failed} file(s) failed`] : []),
             ...(unnamed > 0
-              ? [`${unnamed} matching file(s) could not be opened by their names`]
+              ? [
+                `${unnamed} matching file(s) could not be opened by their names, or folder(s) read`,
+              ]
               : []),
           ];
           throw new Error(

@@ -349,7 +349,7 @@ export async function summarizeSkipped(jobs: JobConfig[]): Promise<SkippedSummar
       job: job.name,
       skipped: skipped.length,
       attention: skipped.filter((e) => e.skip.level === "error").map((e) => ({
-        path: readablePath(e.path),
+        path: readablePath(e.path) + (e.folder ? "/" : ""),
         reason: e.skip.reason,
       })),
       entries: skipped.map((e) => ({

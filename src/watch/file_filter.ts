@@ -257,7 +257,8 @@ export class SkipLog {
     return this.#seen.size;
   }
 
-  /** Files said at ERROR so far: matching files that cannot be sent (a name not UTF-8). */
+  /** Entries said at ERROR so far: matching files that cannot be sent (a name not UTF-8), and
+   * folders that cannot be read. */
   get errors(): number {
     return this.#errors;
   }

@@ -52,7 +52,8 @@ export interface ScanOptions {
  * policy: folders reached through a link are entered only under `follow`,
  * and never twice or into a folder that holds the watch folder (no loops).
  * FIFOs, sockets and devices are never sent; nothing is opened. Unreadable
- * folders are reported through `onError` and skipped. Each folder is read in
+ * folders are reported through `onError` (and, below the root, as skipped
+ * entries that need the user) and not entered. Each folder is read in
  * one go, so a tree of 100,000 files takes well under a second; the event
  * loop runs between folders.
  */
@@ -70,7 +71,10 @@ export async function* scanFolderBatches(
       : 0;
     const listing = lister.list(rel);
     return { found: { rel, mtimeMs, listing }, enter: listing.folders };
-  }, (rel, error) => options.onError?.(absoluteOf(root, rel), error));
+  }, (rel, error) => {
+    options.onError?.(absoluteOf(root, rel), error);
+    if (rel !== "") lister.unreadable(rel, error);
+  });
   for (const { rel, mtimeMs, listing } of folders) {
     options.onListed?.(rel, mtimeMs, listing);
     if (listing.files.length > 0) yield listing.files;
@@ -166,6 +170,22 @@ export class FolderLister {
       else this.#skipped(childRel, path, verdict, false);
     }
     return listing;
+  }
+
+  /**
+   * The folder `rel` cannot be read (not one that vanished meanwhile): the
+   * files in it cannot be seen, which needs the user (an ERROR once, `--once`
+   * fails, `status` and a dry run list it).
+   */
+  unreadable(rel: string, error: unknown): void {
+    if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory) return;
+    const why = error instanceof Error ? error.message : String(error);
+    this.#skipped(rel, absoluteOf(this.#root, rel), {
+      code: "unreadable",
+      level: "error",
+      reason: `the folder cannot be read (${why}): the files in it cannot be seen; give the ` +
+        "account the daemon runs as read and search access to it",
+    }, true);
   }
 
   #skipped(relPath: string, path: string, skip: Skip, folder: boolean): void {

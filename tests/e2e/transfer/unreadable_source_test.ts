@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { runCli } from "../../helpers/cli.ts";
 import { listFiles, randomBytes, sha256OfFile } from "../../helpers/files.ts";
 import { sshSandbox, startSshd } from "../../helpers/sshd.ts";
+import { cliSandbox } from "../../helpers/sandbox.ts";
 
 for (const method of ["scp", "rsync"] as const) {
   Deno.test(`${method}: one unreadable file in a batch fails alone and is recorded`, async () => {
@@ -59,3 +60,32 @@ for (const method of ["scp", "rsync"] as const) {
     }
   });
 }
+
+Deno.test("local: a subfolder of the watch folder the daemon may not read is said, listed by a dry run and status, and fails run --once; the rest arrives", async () => {
+  await using box = await cliSandbox();
+  const night = new Date("2024-08-01T22:00:00Z");
+  const data = randomBytes(20_000);
+  await Deno.writeFile(join(box.watch, "a.fits"), data);
+  await Deno.utime(join(box.watch, "a.fits"), night, night);
+  const locked = join(box.watch, "cam 2");
+  await Deno.mkdir(locked);
+  await Deno.writeFile(join(locked, "inner.fits"), randomBytes(1000));
+  await Deno.chmod(locked, 0o000);
+  try {
+    const options = { env: box.env, honourFileModes: true };
+    const dry = await runCli(["run", "--dry-run", "-c", box.config], options);
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.match(dry.stdout, /^skipped .*\/cam 2\/: the folder cannot be read \(.*\): the files/m);
+
+    const once = await runCli(["run", "--once", "-c", box.config], options);
+    assert.equal(once.code, 1, once.stderr);
+    assert.match(once.stderr, /ERROR .*Cannot send .*\/cam 2: the folder cannot be read/);
+    assert.match(once.stderr, /could not be opened by their names, or folder\(s\) read/);
+    assert.deepEqual(await Deno.readFile(join(box.dest, "20240801", "a.fits")), data);
+
+    const status = await runCli(["status", "-c", box.config], options);
+    assert.match(status.stdout, /NEEDS ATTENTION: .*\/cam 2\/?: the folder cannot be read/);
+  } finally {
+    await Deno.chmod(locked, 0o755);
+  }
+});
