@@ -2,8 +2,7 @@
  * The file table of one job: the one owner of every file's state, from the moment a file is seen
  * until it is done. It has two halves and keeps them in step itself; no other code writes either:
  * - **on disk**, the ledger's rows of this job and destination (`ledger/file_rows.ts`): size,
- *   mtime, destination, `pending`, `transferring`, `done` or `failed`, attempts, next attempt,
- *   last error;
+ *   mtime, destination, `pending`/`transferring`/`done`/`failed`, attempts, next try, last error;
  * - **in memory**, an index of the files in motion (`work_queue.ts`): one record per file with its
  *   phase (observing, planning, queued, waiting, sending), attempts and next attempt on the
  *   monotonic clock, the stability checker's observation while the file is not complete yet
@@ -133,6 +132,10 @@ export class FileTable {
   get failingCount(): number {
     return this.#index.failingCount;
   }
+  /** Files found complete while the ledger could not be written, not recorded yet. */
+  get unrecordedCount(): number {
+    return this.#foundUnrecorded.size;
+  }
 
   /** Since when (ms since epoch) the longest-waiting file in motion waits, or `null`. */
   get oldestFoundAt(): number | null {
@@ -236,9 +239,8 @@ export class FileTable {
   }
 
   /**
-   * Files of a batch arrived verified: recorded `done`, all or none, and out
-   * of motion. When the ledger cannot record them they stay `sending` and
-   * this returns `null` (call again when it can).
+   * Files of a batch arrived verified: recorded `done`, all or none, and out of motion. When the
+   * ledger cannot record them they stay `sending` and this returns `null` (call again when it can).
    * @returns the sources to observe again (a change was seen while they were sent)
    */
   arrived(records: Array<Readonly<WorkRecord>>): string[] | null {
@@ -322,11 +324,10 @@ export class FileTable {
   }
 
   /**
-   * At start, after {@linkcode takeOverLedger}: every unfinished row goes
-   * back into motion as it was (same size and mtime: destination, attempts
-   * and retry time kept), to the checker (it changed), or out of the ledger
-   * (gone, or no longer matching). A retry time further ahead than the
-   * longest retry delay (the clock was stepped back since) is due now.
+   * At start, after {@linkcode takeOverLedger}: every unfinished row goes back into motion as it
+   * was (same size and mtime: destination, attempts and retry time kept), to the checker (it
+   * changed), or out of the ledger (gone, or no longer matching). A retry time further ahead than
+   * the longest retry delay (the clock was stepped back since) is due now.
    * @returns the destinations of the rows taken out (their sources are gone)
    */
   async resumeUnfinished(): Promise<string[]> {
@@ -388,10 +389,9 @@ export class FileTable {
   }
 
   /**
-   * Every retry that is due is queued, and every pending row is held in
-   * motion or by the checker: files `resend` marked to be sent again are
-   * taken up here (anything else found here is a missed wake-up, put right
-   * all the same).
+   * Every retry that is due is queued, and every pending row is held in motion or by the checker:
+   * files `resend` marked to be sent again are taken up here (anything else found here is a missed
+   * wake-up, put right all the same).
    * @returns the files that were due and are queued now
    */
   sweep(): string[] {

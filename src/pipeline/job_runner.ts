@@ -233,10 +233,10 @@ export class JobRunner {
       queue: {
         planning: q.count("planning"),
         queued: q.count("queued"),
-        // A failing file waiting for its slow retry counts as failed (the ledger's count).
-        waiting: q.count("waiting") - q.failingCount,
+        waiting: q.count("waiting") - q.failingCount, // A failing file counts as failed.
         sending: q.count("sending"),
         observing: q.count("observing"),
+        unrecorded: q.unrecordedCount,
       },
       oldestWaitingSince: q.oldestFoundAt,
       inFlight: this.#table.inFlight(),

@@ -76,8 +76,17 @@ export interface JobWatch extends WatchHow {
   unavailable: string | null;
 }
 
-/** The phases of a job's files in motion (the file table's), as the status shows them. */
-export type QueuePhase = "observing" | "planning" | "queued" | "waiting" | "sending";
+/**
+ * The phases of a job's files in motion (the file table's), as the status shows them, and
+ * `unrecorded`: found complete while the ledger could not be written, waiting for it.
+ */
+export type QueuePhase =
+  | "observing"
+  | "planning"
+  | "queued"
+  | "waiting"
+  | "sending"
+  | "unrecorded";
 
 /** What a job did during this run: each file counted by its last outcome. */
 export interface JobSummary {

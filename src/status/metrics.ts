@@ -126,12 +126,12 @@ export class Metrics {
     const waiting = "image_transfer_files_waiting";
     family(waiting, "gauge", "Files found complete that have not arrived yet.");
     for (const job of jobs) {
-      const { planning, queued, waiting: retrying, sending } = job.queue;
+      const { planning, queued, waiting: retrying, sending, unrecorded } = job.queue;
       out.push(
         sample(
           waiting,
           { job: job.job, method: job.method },
-          planning + queued + retrying + sending,
+          planning + queued + retrying + sending + unrecorded,
         ),
       );
     }

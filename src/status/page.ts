@@ -97,7 +97,7 @@ function render(s) {
         "Watch folder cannot be read: " + j.watch.unavailable) : "",
       j.reason ? el("div", { class: "err reason" }, j.reason) : "",
       el("div", { class: "q" },
-        el("span", {}, el("b", {}, q.observing + q.planning + q.queued), " pending"),
+        el("span", {}, el("b", {}, q.observing + q.planning + q.queued + (q.unrecorded || 0)), " pending"),
         el("span", {}, el("b", {}, q.sending), " sending"),
         el("span", {}, el("b", {}, q.waiting), " waiting to retry"),
         el("span", {}, el("b", {}, failedOf(s, j.job)), " failed"),

@@ -14,7 +14,7 @@ function snapshot(job: string, freeBytes: number | null = null): JobSnapshot {
     state: "paused",
     since: 0,
     reason: null,
-    queue: { planning: 0, queued: 3, waiting: 1, sending: 2, observing: 4 },
+    queue: { planning: 0, queued: 3, waiting: 1, sending: 2, observing: 4, unrecorded: 5 },
     oldestWaitingSince: job === "cam1" ? 1_700_000_000_000 - 90_500 : null,
     inFlight: [],
     rateBytesPerSecond: 0,
@@ -97,8 +97,10 @@ Deno.test("metrics: counters, cumulative duration buckets, failures by class, qu
     const value = state === "paused" ? 1 : 0;
     assert.ok(text.includes(`image_transfer_job_state${l},state="${state}"} ${value}\n`), state);
   }
-  // Files found and not arrived (observing ones are not complete yet), and the oldest's age.
-  assert.ok(text.includes(`image_transfer_files_waiting${l}} 6\n`));
+  // Files found and not arrived (observing ones are not complete yet; unrecorded ones wait for the
+  // ledger), and the oldest's age.
+  assert.ok(text.includes(`image_transfer_files_waiting${l}} 11\n`));
+  assert.ok(text.includes(`image_transfer_queue_files${l},state="unrecorded"} 5\n`));
   assert.ok(text.includes(`image_transfer_oldest_waiting_file_age_seconds${l}} 90.5\n`));
   assert.ok(
     text.includes(`image_transfer_oldest_waiting_file_age_seconds{job="cam2",method="rsync"} 0\n`),

@@ -83,9 +83,11 @@ Deno.test("FileTable: a ledger that cannot be written keeps each file where the 
     assert.ok(ledger.problem, "the ledger says it cannot be written");
     assert.equal(table.record("found.fits"), undefined);
     assert.equal(table.holds("found.fits"), true, "a scan does not take it for new");
+    assert.equal(table.unrecordedCount, 1, "counted as waiting (for the ledger)");
     allow();
     table.ledgerWritable();
     assert.equal(table.holds("found.fits"), false, "the next look finds it again");
+    assert.equal(table.unrecordedCount, 0);
 
     // A batch the ledger cannot mark as being sent stays queued.
     assert.equal(table.ready("b.fits", V1), "plan");
