@@ -9,13 +9,24 @@
  * @module
  */
 import { runCli } from "./src/cli/program.ts";
-import { describeErrorChain, ExitCode, exitCodeFor, UsageError } from "./src/errors.ts";
+import {
+  describeErrorChain,
+  ExitCode,
+  exitCodeFor,
+  guardedPathReason,
+  UsageError,
+} from "./src/errors.ts";
 import { logExit, shutdownLogging } from "./src/log/logging.ts";
 
 /** Print an error the way every command does and return its exit code. */
 function reportError(error: unknown, verbose: boolean): number {
   const code = exitCodeFor(error);
-  const message = error instanceof Error ? error.message : String(error);
+  // The runtime's advice to run with --allow-all, which this program never takes: said plainly.
+  const guarded = guardedPathReason(error);
+  const message = (error instanceof Error ? error.message : String(error)).replace(
+    /Requires all access to "[^"]*", run again with the --allow-all flag/,
+    () => guarded ?? "",
+  );
   console.error(`error: ${message}`);
   if (verbose) {
     const chain = describeErrorChain(error).split("\n").slice(1);

@@ -10,7 +10,7 @@ import { isMap, isSeq, LineCounter, parseDocument } from "yaml";
 import type { Config } from "./types.ts";
 import { defaultConfigPath, expandPath } from "./paths.ts";
 import { type DaemonInput, daemonSchema } from "./schema.ts";
-import { ConfigError } from "../errors.ts";
+import { ConfigError, guardedPathReason } from "../errors.ts";
 import { describeValue, Issues, type Json, lineOf, type Path } from "./messages.ts";
 import { checkConfigFileMode, checkIdentityFileModes } from "./file_mode.ts";
 import { DAEMON_KEYS, readJobs } from "./jobs.ts";
@@ -45,8 +45,17 @@ export function resolveConfigPath(option?: string): string {
 export async function loadConfig(file: string, runsAs?: number | null): Promise<Config> {
   let bytes: Uint8Array;
   try {
+    const info = await Deno.stat(file);
+    if (!info.isFile && !info.isDirectory) {
+      throw new ConfigError(
+        `Cannot read config file ${file}: it is not a regular file (a device, a pipe?); ` +
+          "pass the YAML file itself with -c",
+        { file },
+      );
+    }
     bytes = await Deno.readFile(file);
   } catch (error) {
+    if (error instanceof ConfigError) throw error;
     throw new ConfigError(readFailure(file, error), { file, cause: error });
   }
   const text = configText(file, bytes);
@@ -204,6 +213,12 @@ function readFailure(file: string, error: unknown): string {
   }
   if (error instanceof Deno.errors.PermissionDenied) {
     return `Cannot read config file ${file}: permission denied; check the file's owner and mode`;
+  }
+  const guarded = guardedPathReason(error);
+  if (guarded !== null) {
+    return `Cannot read config file ${file}: ${
+      guarded.replace("choose a folder", "keep the file")
+    }`;
   }
   const reason = error instanceof Error ? error.message : String(error);
   return `Cannot read config file ${file}: ${reason}`;

@@ -527,3 +527,24 @@ Deno.test("run, a dry run and doctor refuse another OS's paths with their lines,
     );
   });
 });
+
+Deno.test("a config that is a device or under /dev or /proc is refused in plain words, never with the runtime's --allow-all advice", async () => {
+  if (Deno.build.os === "windows") return; // No /dev there.
+  await withHome(async (home) => {
+    const device = await cli(home, ["-c", "/dev/null", "config", "validate"]);
+    assertConfigFailure(device, /\/dev\/null: it is not a regular file \(a device, a pipe\?\)/);
+    assert.doesNotMatch(device.stderr, /chmod/);
+    for (
+      const args of [["-c", "/dev/stdin", "config", "validate"], ["-c", "/proc/x.yaml", "init"]]
+    ) {
+      const result = await cli(home, args);
+      assert.notEqual(result.code, 0, args.join(" "));
+      assert.match(
+        result.stderr,
+        /is under \/dev, \/proc or \/sys .*cannot open files/,
+        args.join(" "),
+      );
+      assert.doesNotMatch(result.stderr, /allow-all/, args.join(" "));
+    }
+  });
+});
