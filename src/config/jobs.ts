@@ -187,10 +187,18 @@ function checkKeys(issues: Issues, object: Json, path: Path): void {
       // An old name is suggested as the current one.
       const guess = closestWord(key, [...allowed, ...OLD_KEY_NAMES.keys()]);
       const meant = guess === undefined ? undefined : OLD_KEY_NAMES.get(guess) ?? guess;
+      const value = object[key];
+      const shared = !nested && typeof value === "object" && value !== null &&
+        !Array.isArray(value);
       issues.addKey(
         at,
         `unknown key "${key}"${nested ? ` in ${formatPath(path)}` : ""}` +
-          (meant ? `; did you mean "${meant}"?` : "; see the key list in the README"),
+          (meant
+            ? `; did you mean "${meant}"?`
+            : shared
+            ? `; settings shared with a YAML anchor go under a key starting with x- ` +
+              `("x-${key}: &${key}"), which is not read itself`
+            : "; see the key list in the README"),
       );
     }
   }

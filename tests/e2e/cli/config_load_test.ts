@@ -266,6 +266,11 @@ Deno.test("unknown keys get a suggestion only when one is close", () => {
   const far = configError(`${MINIMAL}colour: blue\n`).message;
   assert.match(far, /:4: unknown key "colour"/);
   assert.doesNotMatch(far, /did you mean/);
+  // A mapping of shared settings under a name of its own: the x- prefix is what it misses.
+  assert.match(
+    configError(`common: &c\n  retry_attempts: 2\n${MINIMAL}`).message,
+    /:1: unknown key "common"; settings shared with a YAML anchor go under a key starting with x- \("x-common: &common"\)/,
+  );
 });
 
 Deno.test("retry_delay, the old name of retry_delay_seconds, loads as it everywhere", () => {
