@@ -54,8 +54,8 @@ export interface IntakeContext {
   scanIfFolder(path: string): Promise<boolean>;
   /** Whether the job is stopping (nothing new starts). */
   stopping(): boolean;
-  /** A record became sendable. */
-  onQueued(): void;
+  /** A record of `bytes` became sendable. */
+  onQueued(bytes: number): void;
   /** Something settled (the job may be idle now). */
   onSettled(): void;
 }
@@ -196,7 +196,7 @@ export class Intake {
     const version = { size: file.size, mtimeMs: file.mtimeMs };
     const decision = table.ready(rel, version);
     if (decision === "plan") this.#plan(rel, file.path, version);
-    else if (decision === "keep") this.#context.onQueued();
+    else if (decision === "keep") this.#context.onQueued(version.size);
     this.#context.onSettled();
   }
 
@@ -292,7 +292,7 @@ export class Intake {
       if (decision === "observe") this.#checker.touch(path);
       if (decision !== "queued") continue;
       this.#log.debug("Ready: {path} -> {destination}", { path, destination });
-      this.#context.onQueued();
+      this.#context.onQueued(plans[i].size);
     }
     this.#context.onSettled();
   }

@@ -124,7 +124,7 @@ export class JobRunner {
       signal,
       scanIfFolder: (path) => this.#session.scanIfFolder(path),
       stopping: () => this.#stopping,
-      onQueued: () => this.#pumpSoon(),
+      onQueued: (bytes) => this.#pause.offer(bytes) ? this.#pump() : this.#pumpSoon(),
       onSettled: () => this.#checkIdle(),
     });
     this.#pause = new DestinationPause({
@@ -200,8 +200,8 @@ export class JobRunner {
       },
       pauseWhenUnavailable: !options.once,
       slowRetries: !options.once,
-      onHold: (error) => {
-        this.#pause.pause(error.message, isDestinationFull(error));
+      onHold: (error, bytes) => {
+        this.#pause.pause(error.message, isDestinationFull(error), bytes);
         status.state(this.#pause.full);
       },
       admit: (bytes, files) => this.#space.admit(bytes, this.#pause.full, files),

@@ -23,9 +23,11 @@
  * `firstProbeMs`). When it arrives the job recovers step by step: 2, 4, 8 … files
  * may be on their way at once (a destination with room for a few files only
  * must not take a whole batch), and the pause ends when the job is back to
- * full speed, never on the probe alone while other files wait. Running out of
- * space again meanwhile goes back to probing, within the same pause: a full
- * destination is said once, not per file or per probe.
+ * full speed, never on the probe alone while other files wait. A file that
+ * becomes ready while the job waits for room, smaller than every file refused
+ * for room in this pause, is the probe at once ({@linkcode DestinationPause.offer}).
+ * Running out of space again meanwhile goes back to probing, within the same
+ * pause: a full destination is said once, not per file or per probe.
  *
  * ```
  *  running ──full──► probe scheduled ──time──► probe due ──taken──► probing ──arrived──► recovering
@@ -258,6 +260,8 @@ export class DestinationPause {
   #full = false;
   /** The pause as last reported (see `onChange`). */
   #reported: JobPause | null = null;
+  /** The smallest file refused for room in this pause (see {@linkcode offer}). */
+  #refusedBytes = Infinity;
   #cancelTimer: (() => void) | undefined;
   #log: Logger;
 
@@ -308,14 +312,16 @@ export class DestinationPause {
   }
 
   /**
-   * The destination is full (`full`), or cannot be reached now (`reason`:
-   * the transport's words). Returns whether this began the pause (or, for
-   * one that cannot be reached, one anew while recovering), which is logged
-   * once, at ERROR.
+   * The destination is full (`full`: a file of `bytes` found no room), or
+   * cannot be reached now (`reason`: the transport's words). Returns whether
+   * this began the pause (or, for one that cannot be reached, one anew while
+   * recovering), which is logged once, at ERROR.
    */
-  pause(reason: string, full: boolean): boolean {
+  pause(reason: string, full: boolean, bytes = 0): boolean {
     // Unreachable again while recovering, after files arrived ("back"): a pause of its own.
     const began = this.#state === "running" || (this.#state === "recovering" && !full);
+    if (this.#state === "running") this.#refusedBytes = Infinity;
+    if (full) this.#refusedBytes = Math.min(this.#refusedBytes, bytes);
     const { job, target, probeEveryMs, firstProbeMs } = this.#options;
     if (began || this.#state === "probing" || this.#state === "recovering") {
       this.#schedule(began && !full ? firstProbeMs : probeEveryMs);
@@ -333,6 +339,20 @@ export class DestinationPause {
       this.#report({ state, since: new Date(this.#options.clock.now()).toISOString(), reason });
     }
     return began;
+  }
+
+  /**
+   * A file of `bytes` became sendable. While the job waits for room, one
+   * smaller than every file refused for room in this pause may fit: it is
+   * tried at once, not at the next probe (a file too large for the room left
+   * does not hold up smaller ones). Returns whether a probe is due now.
+   */
+  offer(bytes: number): boolean {
+    if (this.#state !== "scheduled" || !this.#full || bytes >= this.#refusedBytes) return false;
+    this.#cancelTimer?.();
+    this.#cancelTimer = undefined;
+    this.#state = "due";
+    return true;
   }
 
   /**

@@ -88,13 +88,13 @@ async function finalNames(dest: string): Promise<string[]> {
  * {@linkcode CountingTransport}, probing a full destination every
  * {@linkcode PROBE_MS}; `close` stops it and closes the ledger.
  */
-function probingRunner(job: JobConfig, stateDir: string, runtime: string) {
+function probingRunner(job: JobConfig, stateDir: string, runtime: string, probeMs = PROBE_MS) {
   const ledger = Ledger.open(stateDir);
   const transport = new CountingTransport(createTransport(job, runtime));
   const runner = new JobRunner(job, ledger, transport, {
     once: false,
     closedForMs: 50,
-    fullProbeMs: PROBE_MS,
+    fullProbeMs: probeMs,
   });
   return {
     ledger,
@@ -303,6 +303,51 @@ Deno.test("disk full (local): while the job waits for room, the smallest files g
           "every file done after the file system grew",
         );
         assert.equal((await finalNames(dest)).length, files.size);
+      } finally {
+        await probing.close();
+      }
+    });
+  } finally {
+    await logs.stop();
+    await Deno.remove(runtime, { recursive: true });
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("disk full (local): files smaller than every one refused for room go at once, not at the next probe", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-full-offer-" });
+  const runtime = await Deno.makeTempDir({ prefix: "itx-full-rt-" });
+  const job = localTestJob(root, { max_concurrent_transfers: 1, verify_transfer: "size" });
+  const dest = job.remote_base_path;
+  const logs = await captureLogs();
+  try {
+    await withTmpfs(dest, "1m", async () => {
+      await Deno.mkdir(job.watch_path, { recursive: true });
+      // Larger than the whole destination: the job pauses for room and never gets it.
+      await Deno.writeFile(join(job.watch_path, "large.fits"), randomBytes(2 * 1024 * 1024));
+      // A probe only every ten minutes: what arrives meanwhile went because it was offered.
+      const probing = probingRunner(job, join(root, "state"), runtime, 600_000);
+      const { ledger, runner } = probing;
+      const state = (name: string) => FileRows.of(ledger, job).get(name)?.state;
+      try {
+        await runner.start();
+        await waitFor(() => logs.count("error", "is full") > 0, 30_000, "the pause");
+        const small = new Map<string, Uint8Array>();
+        for (const name of ["small 1.fits", "small 2.fits", "small 3.fits"]) {
+          small.set(name, randomBytes(50 * 1024));
+          await Deno.writeFile(join(job.watch_path, name), small.get(name)!);
+        }
+        await waitFor(
+          () => [...small.keys()].every((name) => state(name) === "done"),
+          60_000,
+          "the small files, long before the next probe",
+        );
+        for (const [name, bytes] of small) {
+          const [rel] = (await finalNames(dest)).filter((rel) => rel.endsWith(`/${name}`));
+          assert.deepEqual(await Deno.readFile(join(dest, rel)), bytes, name);
+        }
+        assert.notEqual(state("large.fits"), "done");
+        assert.equal(logs.count("error", "is full"), 1, "still one pause, said once");
       } finally {
         await probing.close();
       }

@@ -223,3 +223,29 @@ Deno.test("DestinationPause: unreachable again while recovering is a pause of it
   assert.deepEqual(reports.at(-1), null);
   pause.close();
 });
+
+Deno.test("DestinationPause: while full, a file smaller than every one refused for room is tried at once", () => {
+  const { clock, pause, due } = setup();
+  assert.equal(pause.offer(1_000), false, "running: nothing to offer");
+  pause.pause("no space left", true, 30_000);
+  assert.equal(pause.offer(40_000), false, "larger than the refused: waits for the probe");
+  assert.equal(pause.room(0), 0);
+  assert.equal(pause.offer(1_000), true, "smaller: it may fit, tried now");
+  assert.equal(pause.room(0), 1);
+  assert.equal(pause.started(), true, "as the probe");
+  assert.equal(pause.offer(500), false, "one probe at a time");
+  // It found no room either: the smallest refused is its size now.
+  assert.equal(pause.pause("no space left", true, 1_000), false, "the same pause");
+  assert.equal(pause.ended(true, 0), false);
+  assert.equal(pause.offer(2_000), false);
+  assert.equal(pause.offer(999), true);
+  pause.started();
+  assert.equal(pause.ended(true, 1), false, "it arrived: recovering");
+  assert.equal(pause.offer(10), false, "recovering: files go anyway");
+  clock.advance(10_000);
+  assert.equal(due(), 0, "the probe timer was cancelled by the offers");
+  // A destination that cannot be reached takes no offer: its files all fail alike.
+  const unreachable = setup().pause;
+  unreachable.pause("Connection refused", false);
+  assert.equal(unreachable.offer(1), false);
+});
