@@ -126,7 +126,7 @@ export function parseConfig(text: string, file: string): Config {
   const issues = new Issues(file, doc, lineCounter);
   const syntaxLines = new Set<number>();
   for (const error of doc.errors) {
-    const line = syntaxErrorLine(doc, lineCounter, error.pos[0], error.code);
+    const line = syntaxErrorLine(doc, lineCounter, error.pos[0], error.code, text);
     // One parser error per line: later ones on the same line are consequences.
     if (!syntaxLines.has(line)) issues.addAtLine(line, syntaxReason(error, doc, lineCounter));
     syntaxLines.add(line);

@@ -88,13 +88,26 @@ export function tomlMessage(text: string, file: string): string {
 /** Most alias expansions a config file may need (yaml's own resource-exhaustion guard). */
 export const MAX_ALIAS_COUNT = 100;
 
-/** The line to report a YAML syntax error on. */
+/** The line to report a YAML syntax error on (`text`: the file's text). */
 export function syntaxErrorLine(
   doc: Document,
   counter: LineCounter,
   offset: number,
   code: string,
+  text = "",
 ): number {
+  // A key indented by mistake under a value ("a: 1\n  b: 2") is read as the value going on:
+  // point at the indented key, not at the value it seems to continue.
+  if (code === "BLOCK_AS_IMPLICIT_KEY" || code === "MULTILINE_IMPLICIT_KEY") {
+    const lines = text.split("\n");
+    const first = counter.linePos(offset).line;
+    const indent = (line: string) => line.length - line.trimStart().length;
+    for (let i = first; i < lines.length && lines[first - 1] !== undefined; i++) {
+      if (lines[i].trim() === "" || lines[i].trimStart().startsWith("#")) continue;
+      if (indent(lines[i]) <= indent(lines[first - 1])) break;
+      if (/^\s*[^\s#][^:#]*:(\s|$)/.test(lines[i])) return i + 1;
+    }
+  }
   // An unclosed quote is detected at the end of the file; point at where the quote opened.
   if (code === "MISSING_CHAR") {
     let start: number | undefined;
@@ -111,7 +124,13 @@ export function syntaxErrorLine(
   // A [ or { list not closed is noticed at the next key; point at where it opened.
   const flow = code === "BAD_INDENT" ? openFlowCollection(doc, offset) : undefined;
   if (flow !== undefined) return counter.linePos(flow).line;
-  return counter.linePos(offset).line;
+  const line = counter.linePos(offset).line;
+  if (code !== "BAD_INDENT") return line;
+  // Noticed at a comment or blank line: the key it is about comes after it.
+  const lines = text.split("\n");
+  let next = line;
+  while (next < lines.length && /^\s*(#.*)?$/.test(lines[next - 1])) next++;
+  return next;
 }
 
 /** Where the innermost `[` or `{` list that starts before `offset` and runs past it opens. */

@@ -399,6 +399,14 @@ Deno.test("YAML syntax errors give the line and the parser's reason", () => {
     configError("watch_path: /a\nwatch_path: /b\n").message,
     /:2: duplicate key "watch_path" \(first on line 1\)/,
   );
+  // A key indented by mistake is pointed at, not the value above it that it seems to continue.
+  for (const comment of ["", "# the host\n"]) {
+    const at = comment === "" ? 2 : 3;
+    assert.match(
+      configError(`watch_path: /a\n${comment}  remote_host: h\nremote_base_path: /o\n`).message,
+      new RegExp(`^/etc/it/config\\.yaml:${at}: YAML syntax error: .*(indentation|same column)`),
+    );
+  }
   // A [ or { list left open is noticed at the next key: the line is where it opened.
   for (const [open, close] of [["[", "]"], ["{", "}"]]) {
     const list = open === "[" ? '["*.fits"' : '{a: "*.fits"';
