@@ -19,7 +19,15 @@
 import { z } from "zod";
 import { keyMeta, OLD_KEY_NAMES, SINGLE_STRING_LISTS } from "./key_meta.ts";
 import { daemonShape, jobShape, scheduleEntry } from "./schema.ts";
-import { type Document, isMap, isScalar, isSeq, type LineCounter } from "yaml";
+import {
+  type Document,
+  isAlias,
+  isMap,
+  isScalar,
+  isSeq,
+  type LineCounter,
+  type YAMLMap,
+} from "yaml";
 import { ConfigError } from "../errors.ts";
 import { distance } from "fastest-levenshtein";
 
@@ -195,11 +203,25 @@ export function lineOf(doc: Document, counter: LineCounter, path: Path): number 
     const range = (node as { range?: [number, number, number] } | null)?.range;
     return range ? counter.linePos(range[0]).line : undefined;
   };
+  // A key merged in (`<<: *shared`) is found where the anchored mapping holds it.
+  const findPair = (map: YAMLMap, key: string, depth = 0): YAMLMap["items"][number] | undefined => {
+    const own = map.items.find((p) => keyText(p.key) === key);
+    if (own || depth > 10) return own;
+    const isMerge = (key: unknown) => isScalar(key) && String(key.value).includes("<<");
+    for (const merge of map.items.filter((p) => isMerge(p.key))) {
+      for (const source of isSeq(merge.value) ? merge.value.items : [merge.value]) {
+        const target = isAlias(source) ? source.resolve(doc) : source;
+        const found = isMap(target) ? findPair(target, key, depth + 1) : undefined;
+        if (found) return found;
+      }
+    }
+    return undefined;
+  };
   let node: unknown = doc.contents;
   let line = lineOfNode(node) ?? 1;
   for (const segment of path) {
     if (isMap(node)) {
-      const pair = node.items.find((p) => keyText(p.key) === String(segment));
+      const pair = findPair(node, String(segment));
       if (!pair) return line;
       line = lineOfNode(pair.key) ?? line;
       node = pair.value;

@@ -652,6 +652,13 @@ Deno.test("settings shared with a YAML anchor under an x- key are merged into ea
   assert.equal(north.stability_window_seconds, 5);
   assert.equal(south.stability_window_seconds, 10);
   assert.equal(south.remote_base_path, "/data/south");
+  // A mistake in the shared settings is reported where it is written, not where it is merged.
+  const error = configError(
+    "x-shared: &shared\n  retry_attempts: 2\n  retry_atempts: 3\n  stability_window_seconds: soon\n" +
+      "jobs:\n  - <<: *shared\n    watch_path: /a\n    remote_host: h\n    remote_base_path: /o\n",
+  );
+  assert.match(error.message, /:3: unknown key "retry_atempts" in jobs\[0\]/);
+  assert.match(error.message, /:4: jobs\[0\]\.stability_window_seconds: /);
 });
 
 Deno.test("a glob pattern that opens [ or { and never closes it is refused, naming its line", () => {
