@@ -43,8 +43,8 @@ export interface ResolvedTarget {
  * @param purpose `install` also refuses a service that would run as root without `--allow-root`
  * @returns the target, the account and any warnings
  * @throws {UsageError} for an unknown `--os`, `--os` without `--print`/`--root`, `--user` under
- *   sudo, a system-wide Linux install without root, or (installing) a service running as root
- *   without `--allow-root`
+ *   sudo, a system-wide Linux install without root, or (installing, not only shown) a service
+ *   running as root without `--allow-root`
  */
 export function resolveServiceTarget(
   options: ServiceOptions,
@@ -72,17 +72,24 @@ export function resolveServiceTarget(
   }
   const warnings: string[] = [];
   if (purpose === "install" && os !== "windows" && scope === "system" && isRootAccount(account)) {
-    if (!options.allowRoot) {
+    if (!options.allowRoot && options.print === true) {
+      // Only shown: say what installing it would need.
+      warnings.push(
+        "this service would run as root: installing it needs --allow-root, or install-service " +
+          "with sudo from the account that should run the daemon",
+      );
+    } else if (!options.allowRoot) {
       throw new UsageError(
         "Cannot install the service to run as root: run install-service with sudo from the " +
           "account that should run the daemon (sudo keeps that account as the service's " +
           "user), or add --allow-root if it really must run as root",
       );
+    } else {
+      warnings.push(
+        "the service will run as root (--allow-root): prefer an ordinary account that can read " +
+          "the watch folder and the SSH key; install with sudo from that account",
+      );
     }
-    warnings.push(
-      "the service will run as root (--allow-root): prefer an ordinary account that can read " +
-        "the watch folder and the SSH key; install with sudo from that account",
-    );
   }
   const configHome = Deno.env.get("XDG_CONFIG_HOME");
   return {

@@ -410,7 +410,7 @@ Deno.test("install-service --os darwin through sudo: a LaunchDaemon for the sudo
   }
 });
 
-Deno.test("install-service refuses to run the daemon as root without --allow-root, and warns with it", async () => {
+Deno.test("install-service refuses to run the daemon as root without --allow-root (--print shows it, saying so), and warns with it", async () => {
   const { home, config, env } = await makeHome();
   const root = await Deno.makeTempDir({ prefix: "it-svc-root-" });
   try {
@@ -422,6 +422,19 @@ Deno.test("install-service refuses to run the daemon as root without --allow-roo
       );
       assert.equal(refused.code, 2, `${os}: ${refused.stderr}`);
       assert.match(refused.stderr, /Cannot install the service to run as root: .*--allow-root/);
+      // Only shown, it is shown, with what installing it would need.
+      const shown = await runCli(["-c", config, "install-service", "--os", os, "--print"], {
+        env: asRoot,
+      });
+      assert.equal(shown.code, 0, `${os}: ${shown.stderr}`);
+      assert.match(
+        shown.stderr,
+        /^warning: this service would run as root: installing it needs --allow-root/m,
+      );
+      assert.match(
+        shown.stdout,
+        os === "linux" ? /^User=root$/m : /<string>root<\/string>|UserName/,
+      );
     }
     assert.deepEqual(await listFiles(root), []);
     const allowed = await runCli(
