@@ -182,7 +182,7 @@ export function statusCommand(): Command {
             }`,
           );
         }
-        console.log(`\nFailures (${problems.length}):`);
+        console.log(`\nFiles whose last attempt failed (${problems.length}):`);
         for (const row of problems) {
           const retry = row.state === "failed"
             ? row.nextAttemptAt > 0
