@@ -171,7 +171,7 @@ export class Intake {
         if (sameVersion(versionOf(info), entry)) continue;
       }
       found.push(file);
-      checker.touch(file.path);
+      checker.touch(file.path, "found");
       this.#growing.touched(file.path, file.relPath);
     }
     return found;

@@ -1,29 +1,25 @@
 /**
  * The stability checker: decides when a file is completely written.
  *
- * - A FITS file (by content: `SIMPLE  =` first) is complete when its structure
- *   says so (`layout/fits_structure.ts`). Closed by its writer and complete,
- *   it is ready at once; found without a close (a scan, a poll), it is ready
- *   once unchanged for a short confirmation if its mtime is older than the
- *   window. Seen written (Linux tells closes; a write moves the mtime) and
- *   not closed since, one open to more HDUs (or announcing them) waits for
- *   its close, up to the grace. Structurally incomplete (whatever its closes
- *   say), or announcing HDUs that are not there without a close seen, it
- *   waits; unchanged that way for the grace, it is ready with `truncated`
- *   set. Longer than its structure, unreadable as FITS, or closed and open to
- *   more HDUs where writers append them after closing (`fitsAppended`), it
- *   is treated like any other file.
+ * - A FITS file (by content: `SIMPLE  =` first) is complete when its structure says so
+ *   (`layout/fits_structure.ts`). Closed by its writer and complete, it is ready at once; found
+ *   without a close (a scan, a poll), it is ready once unchanged for a short confirmation if its
+ *   mtime is older than the window. Seen written (Linux tells closes; a write moves the mtime) and
+ *   not closed since, one open to more HDUs (or announcing them) waits for its close, up to the
+ *   grace. Structurally incomplete (whatever its closes say), or announcing HDUs that are not
+ *   there without a close seen, it waits; unchanged that way for the grace (from its mtime only
+ *   if a scan found it as it was left, never if it was seen changing), it is ready with
+ *   `truncated` set. Longer than its structure, unreadable as FITS, or closed and open to more
+ *   HDUs where writers append them after closing (`fitsAppended`), it is like any other file.
  * - Any other file is ready when its size and mtime have not changed, and no
  *   event arrived for it, for the stability window. A close-after-write
  *   (Linux) shortens the wait to a short confirmation only for files the
  *   caller allows (`closeShortcut`), and never for an empty file.
  * - A file that disappears is dropped (`onGone`), never reported ready.
  *
- * Idle cost is zero: there is one timer per file under observation and none
- * when nothing is pending.
- *
- * A file's version (size and mtime) and where a watch-relative path lives on
- * disk: the two facts every stage compares and rebuilds.
+ * Idle cost is zero: one timer per file under observation, none when nothing is pending.
+ * A file's version (size and mtime) and where a watch-relative path lives on disk: the two
+ * facts every stage compares and rebuilds.
  *
  * @module
  */
@@ -48,8 +44,10 @@ export interface StableFile {
 
 /** What kind of activity was seen for a file. */
 export type Activity =
-  /** Created, written, renamed in, or found by a scan or a poll. */
+  /** Created, written, renamed in, or changed as a poll saw it. */
   | "changed"
+  /** Found by a scan as it was left: its mtime may say since when. */
+  | "found"
   /** Written, as told by a watcher that also tells the close (Linux): open until "closed". */
   | "written"
   /** Closed by a writer (close-after-write). */
@@ -146,6 +144,8 @@ export interface Observation {
   structure: FitsStructure | undefined;
   /** Whether `onIncomplete` was called for it. */
   saidIncomplete?: boolean;
+  /** An event, a poll or a check saw it change: its mtime says nothing of how long it is quiet. */
+  told?: boolean;
 }
 
 /** What a check decided. */
@@ -213,6 +213,7 @@ export class StabilityChecker {
       this.#store.set(path, entry);
     }
     entry.lastActivityMs = now;
+    if (activity !== "found") entry.told = true;
     const was = { ...entry };
     // The event is the activity: re-take the baseline so the check compares
     // against the file as it was at this event.
@@ -286,6 +287,7 @@ export class StabilityChecker {
     if (size === entry.size && mtimeMs === entry.mtimeMs) return;
     if (mode === "check") {
       entry.lastActivityMs = performance.now();
+      entry.told = true;
       // Still being written: a close event no longer counts.
       entry.closed = false;
     }
@@ -396,7 +398,8 @@ export class StabilityChecker {
   ): Decision {
     const { stableForMs, incompleteGraceMs } = this.#options;
     if (quietForMs < stableForMs - 1) return { ready: false, waitMs: stableForMs - quietForMs };
-    const unchangedForMs = Math.max(quietForMs, Date.now() - entry.mtimeMs);
+    const mtimeAgeMs = entry.told ? 0 : Date.now() - entry.mtimeMs; // (the writer's clock)
+    const unchangedForMs = Math.max(quietForMs, mtimeAgeMs);
     const graceLeftMs = incompleteGraceMs - unchangedForMs;
     if (graceLeftMs <= 0) return { ready: true, truncated: { expectedBytes, reason } };
     if (!this.#options.waitForIncomplete) {

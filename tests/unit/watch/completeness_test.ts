@@ -142,8 +142,9 @@ Deno.test("completeness: without waiting (--once) an incomplete FITS file is lef
       Deno.writeFileSync(old, header.subarray(0, 300));
       const hourAgo = new Date(Date.now() - 3_600_000);
       Deno.utimeSync(old, hourAgo, hourAgo);
-      checker.touch(fresh);
-      checker.touch(old);
+      // As a run's scan finds them.
+      checker.touch(fresh, "found");
+      checker.touch(old, "found");
       await rec.until(() => rec.left.length === 1 && rec.ready.length === 1, "both decided");
       assert.equal(rec.left[0].path, fresh);
       assert.match(rec.left[0].reason, /structure is incomplete \(HDU 0 ends at byte 23040/);

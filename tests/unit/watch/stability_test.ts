@@ -403,9 +403,46 @@ Deno.test("StabilityChecker: a primary HDU announcing extensions, found by a sca
       await Deno.writeFile(old, primary);
       const longAgo = new Date(Date.now() - 3_600_000);
       await Deno.utime(old, longAgo, longAgo);
-      checker.touch(old);
+      checker.touch(old, "found");
       await rec.until(() => rec.readyFor(old).length > 0, "the old one ready");
       assert.match(rec.readyFor(old)[0].truncated?.reason ?? "", /announces extensions/);
+    },
+  );
+});
+
+Deno.test("StabilityChecker: an incomplete FITS file with an old mtime seen appearing (an event, a poll) waits the whole grace; found by a scan as it was left, it goes", async () => {
+  // A writer whose clock is behind the daemon's (a camera PC, a share's server), or a clock
+  // stepped forward: the mtime says "long ago" of a file being written now.
+  await withChecker(
+    { stableForMs: 300, closedForMs: 100, incompleteGraceMs: 600_000 },
+    async (checker, rec, dir) => {
+      const { header, data } = imageParts(32, 32);
+      const full = fitsFile(header, data);
+      const longAgo = new Date(Date.now() - 15 * 60_000);
+      const seen = join(dir, "seen.fits");
+      const left = join(dir, "left.fits");
+      for (const path of [seen, left]) {
+        await Deno.writeFile(path, header);
+        await Deno.utime(path, longAgo, longAgo);
+      }
+      checker.touch(seen, "changed");
+      checker.touch(left, "found");
+      await rec.until(() => rec.readyFor(left).length > 0, "the one left long ago goes");
+      assert.match(rec.readyFor(left)[0].truncated?.reason ?? "", /./);
+      await rec.until(
+        () => rec.incomplete.some((i) => i.path === seen),
+        "the one seen appearing waits",
+      );
+      const waiting = rec.incomplete.find((i) => i.path === seen)!;
+      assert.ok(waiting.graceLeftMs > 500_000, `grace left ${waiting.graceLeftMs} ms`);
+      assert.equal(rec.readyFor(seen).length, 0, "not sent truncated");
+      // Its writer goes on: complete, it goes whole.
+      await Deno.writeFile(seen, full);
+      await Deno.utime(seen, longAgo, longAgo);
+      checker.touch(seen, "closed");
+      await rec.until(() => rec.readyFor(seen).length > 0, "complete");
+      assert.equal(rec.readyFor(seen)[0].size, full.length);
+      assert.equal(rec.readyFor(seen)[0].truncated, undefined);
     },
   );
 });
