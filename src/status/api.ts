@@ -83,7 +83,8 @@ export function statusReport(
     pid: Deno.pid,
     now,
     startedAt: source.startedAt,
-    uptimeSeconds: Math.round((now - source.startedAt) / 1000),
+    // On the monotonic clock: a wall clock stepped back does not make it negative.
+    uptimeSeconds: Math.round(performance.now() / 1000),
     lastSuccessAt: lastSuccessAt ?? recent[0]?.transferredAt ?? null,
     jobs,
     counts: source.reports.counts(),

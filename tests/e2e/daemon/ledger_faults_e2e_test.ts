@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { LEDGER_FILE } from "../../../src/ledger/ledger.ts";
 import { runCli, startCli } from "../../helpers/cli.ts";
 import { listFiles, randomBytes, waitFor } from "../../helpers/files.ts";
+import { freePort } from "../../helpers/net.ts";
 import { cliSandbox, type Sandbox } from "../../helpers/sandbox.ts";
 import { startSshd } from "../../helpers/sshd.ts";
 import { withTmpfs } from "../../helpers/tmpfs.ts";
@@ -404,9 +405,15 @@ Deno.test("a trial run does not hide files from a configured destination", async
 
 const LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 
-Deno.test("a wall clock stepped back an hour does not hold a waiting retry", async () => {
+Deno.test("a wall clock stepped back an hour does not hold a waiting retry, nor make the uptime negative", async () => {
   await using box = await cliSandbox();
-  await box.rewrite({ retry_delay_seconds: 2, retry_max_delay_seconds: 4, retry_attempts: 50 });
+  const port = freePort();
+  await box.rewrite({
+    retry_delay_seconds: 2,
+    retry_max_delay_seconds: 4,
+    retry_attempts: 50,
+    status_listen: `127.0.0.1:${port}`,
+  });
   const clock = join(box.root, "faketime");
   await Deno.writeTextFile(clock, "+0\n");
   // A plain file where the night folder goes: every attempt fails until it is gone.
@@ -439,6 +446,8 @@ Deno.test("a wall clock stepped back an hour does not hold a waiting retry", asy
       "the file after the obstacle is gone",
     );
     await assertDelivered(box.dest, files);
+    const api = await (await fetch(`http://127.0.0.1:${port}/api/status`)).json();
+    assert.ok(api.uptimeSeconds >= 0, `uptime ${api.uptimeSeconds} s`);
   } finally {
     await daemon.stop("SIGTERM");
   }
