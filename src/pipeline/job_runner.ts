@@ -18,7 +18,7 @@ import { jobLogger, type Logger } from "../log/logging.ts";
 import { type JobSnapshot, JobStatus, type JobSummary } from "../status/job_status.ts";
 import type { StatusEvents } from "../status/events.ts";
 import type { Transport } from "../transfer/transport.ts";
-import { createFileFilter } from "../watch/file_filter.ts";
+import { createFileFilter, sharedSkipLog } from "../watch/file_filter.ts";
 import { WatchSession } from "../watch/watch_session.ts";
 import { BatchSender } from "./batch_sender.ts";
 import { FileTable } from "./file_table.ts";
@@ -156,8 +156,7 @@ export class JobRunner {
       onActivity: (path, rel, activity) => intake.activity(path, rel, activity),
       onFound: (files, quick) => intake.found(files, quick),
       beforeRescan: () => this.#beforeRescan(),
-      // The first file should not wait for an SSH handshake (~0.3 s or more).
-      onFolderReady: () => void transport.warmUp?.(),
+      onFolderReady: () => void transport.warmUp?.(), // The first file waits no SSH handshake.
     });
     const extras = this.#extras = new JobExtras({
       job,
@@ -243,6 +242,7 @@ export class JobRunner {
       rateBytesPerSecond: this.#status.rate(),
       ...this.summary,
       lastSuccessAt: this.#status.lastSuccessAt,
+      cannotSend: sharedSkipLog.errorsOf(this.job.name),
       freeSpace: this.#status.freeSpace?.read() ?? null,
       watch: this.#session.how
         ? { ...this.#session.how, unavailable: this.#session.unavailable }

@@ -64,6 +64,8 @@ export interface JobSnapshot {
   failed: number;
   /** When a file last arrived (ms since epoch), or `null`. */
   lastSuccessAt: number | null;
+  /** Files and folders found that cannot be sent (a name not UTF-8, a folder not readable). */
+  cannotSend: number;
   /** Free space at the destination where known (local, scp, rsync), else `null`. */
   freeSpace: FreeSpace | null;
   /** How the watch folder is watched; `null` until it exists. */

@@ -156,6 +156,15 @@ export class Metrics {
         sample(failed, { job: job.job, method: job.method }, failedFiles.get(job.job) ?? 0),
       );
     }
+    const cannot = "image_transfer_cannot_send_total";
+    family(
+      cannot,
+      "counter",
+      "Files and folders found that cannot be sent: a name that is not UTF-8, a folder that cannot be read (each said once; `status` lists them).",
+    );
+    for (const job of jobs) {
+      out.push(sample(cannot, { job: job.job, method: job.method }, job.cannotSend));
+    }
     family("image_transfer_job_paused", "gauge", "1 while the job is paused (by hand or full).");
     for (const job of jobs) {
       const paused = job.state === "paused" || job.state === "full" ? 1 : 0;

@@ -47,7 +47,7 @@ function el(tag, attrs, ...kids) {
 function bytes(n) {
   const u = ["B", "kB", "MB", "GB", "TB"]; let i = 0;
   while (n >= 1000 && i < u.length - 1) { n /= 1000; i++; }
-  return (i ? n.toFixed(1) : n) + " " + u[i];
+  return (i ? n.toFixed(1) : Math.round(n)) + " " + u[i];
 }
 function ago(ms, now) {
   if (!ms) return "never";
@@ -96,6 +96,8 @@ function render(s) {
       j.watch && j.watch.unavailable ? el("div", { class: "err unavailable" },
         "Watch folder cannot be read: " + j.watch.unavailable) : "",
       j.reason ? el("div", { class: "err reason" }, j.reason) : "",
+      j.cannotSend ? el("div", { class: "err cannot" }, j.cannotSend +
+        " file(s) or folder(s) cannot be sent (a name that is not UTF-8, a folder that cannot be read): image-transfer status lists them") : "",
       el("div", { class: "q" },
         el("span", {}, el("b", {}, q.observing + q.planning + q.queued + (q.unrecorded || 0)), " pending"),
         el("span", {}, el("b", {}, q.sending), " sending"),

@@ -244,6 +244,7 @@ export const SKIP_LOG_CAPACITY = 10_000;
 export class SkipLog {
   #seen = new Map<string, true>();
   #errors = 0;
+  #errorsByJob = new Map<string, number>();
   #capacity: number;
   #log: Logger;
 
@@ -263,6 +264,11 @@ export class SkipLog {
     return this.#errors;
   }
 
+  /** Entries of job `job` said at ERROR so far (see {@linkcode errors}). */
+  errorsOf(job: string): number {
+    return this.#errorsByJob.get(job) ?? 0;
+  }
+
   /**
    * Log that `path` is skipped, unless this path was already logged for
    * the same `skip.code`.
@@ -272,7 +278,11 @@ export class SkipLog {
    */
   skipped(path: string, skip: Skip, fields: Record<string, unknown> = {}): boolean {
     if (skip.level === "none" || !this.#first(`${skip.code}\0${path}`)) return false;
-    if (skip.level === "error") this.#errors++;
+    if (skip.level === "error") {
+      this.#errors++;
+      const job = typeof fields.job === "string" ? fields.job : "";
+      this.#errorsByJob.set(job, this.errorsOf(job) + 1);
+    }
     const properties = {
       ...fields,
       path,

@@ -21,6 +21,7 @@ function snapshot(job: string, freeBytes: number | null = null): JobSnapshot {
     sent: 0,
     failed: 0,
     lastSuccessAt: null,
+    cannotSend: job === "cam1" ? 2 : 0,
     freeSpace: freeBytes === null ? null : { bytes: freeBytes, at: 0 },
     watch: null,
   };
@@ -101,6 +102,9 @@ Deno.test("metrics: counters, cumulative duration buckets, failures by class, qu
   // ledger), and the oldest's age.
   assert.ok(text.includes(`image_transfer_files_waiting${l}} 11\n`));
   assert.ok(text.includes(`image_transfer_queue_files${l},state="unrecorded"} 5\n`));
+  // Found and never sendable as they are (said once each): a counter an alert can watch.
+  assert.ok(text.includes("# TYPE image_transfer_cannot_send_total counter\n"));
+  assert.ok(text.includes(`image_transfer_cannot_send_total${l}} 2\n`));
   assert.ok(text.includes(`image_transfer_oldest_waiting_file_age_seconds${l}} 90.5\n`));
   assert.ok(
     text.includes(`image_transfer_oldest_waiting_file_age_seconds{job="cam2",method="rsync"} 0\n`),

@@ -79,7 +79,18 @@ Deno.test("status page in Chromium: live updates, failure reason, retry, pause/r
     await page.locator("#chart rect.bar").first().waitFor({ timeout: LEAST_CEILING_MS });
     assert.match(
       await page.locator("#chartmax").textContent() ?? "",
-      /max [1-9]\d* files\/min, .*\/s/,
+      /^max [1-9]\d* files\/min, \d+(\.\d)? [kMGT]?B\/s$/,
+    );
+    // A file that is never sent as it is (its name is not UTF-8) is said on the job.
+    const python =
+      "import os, sys; open(os.path.join(sys.argv[1].encode(), b'caf\\xe9.fits'), 'wb')";
+    assert.equal(
+      (await new Deno.Command("python3", { args: ["-c", python, d.watch] }).output()).code,
+      0,
+    );
+    assert.match(
+      await page.locator(".job .cannot").textContent() ?? "",
+      /^1 file\(s\) or folder\(s\) cannot be sent .*image-transfer status lists them$/,
     );
 
     // A failing destination: the night folder's place is taken by a file.

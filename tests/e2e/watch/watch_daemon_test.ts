@@ -6,6 +6,7 @@
  */
 import { isTempName } from "../../../src/layout/destination.ts";
 import assert from "node:assert/strict";
+import { freePort } from "../../helpers/net.ts";
 import { join } from "node:path";
 import { runCli, startCli } from "../../helpers/cli.ts";
 import { listFiles, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
@@ -155,8 +156,9 @@ async function writeUndecodable(dir: string, prefix: string, steps: number): Pro
   ]);
 }
 
-Deno.test("daemon: a name that is not UTF-8 gives one ERROR line, watching goes on, status shows it", async () => {
-  const box = await sandbox();
+Deno.test("daemon: a name that is not UTF-8 gives one ERROR line, watching goes on, status, the API and the metrics show it", async () => {
+  const port = freePort();
+  const box = await sandbox({ status_listen: `127.0.0.1:${port}` });
   await writeUndecodable(box.watch, "early", 1);
   await Deno.mkdir(join(box.watch, "night"));
   const daemon = startCli(["run", "-c", box.config], { env: box.env });
@@ -198,6 +200,11 @@ Deno.test("daemon: a name that is not UTF-8 gives one ERROR line, watching goes 
     assert.match(status.stdout, /NEEDS ATTENTION: .*\/caf\\ufffd\.fits: .*not valid UTF-8/);
     assert.match(status.stdout, /NEEDS ATTENTION: .*\/early\\ufffd\.fits/);
     assert.match(status.stdout, /NEEDS ATTENTION: .*\/night\/deep\\ufffd\.fits/);
+    // The running daemon says it too, where monitoring looks.
+    const api = await (await fetch(`http://127.0.0.1:${port}/api/status`)).json();
+    assert.equal(api.jobs[0].cannotSend, 3, JSON.stringify(api.jobs[0]));
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    assert.match(metrics, /^image_transfer_cannot_send_total\{job="default",method="local"\} 3$/m);
   } finally {
     await daemon.stop();
     await Deno.remove(box.root, { recursive: true });
