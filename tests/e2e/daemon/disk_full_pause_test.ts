@@ -250,8 +250,21 @@ for (const method of ["scp", "rsync"] as const) {
   });
 }
 
-Deno.test("disk full (local): while the job waits for room, the smallest files go first; small ones arrive, large ones wait", async () => {
-  const root = await Deno.makeTempDir({ prefix: "itx-full-smallest-" });
+/**
+ * Run `fn` with a local job of one transfer at a time (sizes verified) whose destination is a
+ * 1 MiB tmpfs meanwhile, its watch folder made, and the log lines captured.
+ */
+async function withFullLocalJob(
+  prefix: string,
+  fn: (box: {
+    job: JobConfig;
+    dest: string;
+    root: string;
+    runtime: string;
+    logs: Awaited<ReturnType<typeof captureLogs>>;
+  }) => Promise<void>,
+): Promise<void> {
+  const root = await Deno.makeTempDir({ prefix });
   const runtime = await Deno.makeTempDir({ prefix: "itx-full-rt-" });
   const job = localTestJob(root, { max_concurrent_transfers: 1, verify_transfer: "size" });
   const dest = job.remote_base_path;
@@ -259,104 +272,98 @@ Deno.test("disk full (local): while the job waits for room, the smallest files g
   try {
     await withTmpfs(dest, "1m", async () => {
       await Deno.mkdir(job.watch_path, { recursive: true });
-      const files = new Map<string, Uint8Array>();
-      const write = async (name: string, bytes: number) => {
-        files.set(name, randomBytes(bytes));
-        await Deno.writeFile(join(job.watch_path, name), files.get(name)!);
-      };
-      // Larger than the whole destination: they cannot arrive until it grows.
-      for (const name of ["large 1.fits", "large 2.fits", "large 3.fits"]) {
-        await write(name, 2 * 1024 * 1024);
-      }
-      // The transport measures no free space here: every probe reaches the destination.
-      const probing = probingRunner(job, join(root, "state"), runtime);
-      const { ledger, transport, runner } = probing;
-      const state = (name: string) => FileRows.of(ledger, job).get(name)?.state;
-      const small = ["small 1.fits", "small 2.fits", "small 3.fits"];
-      const passedOver: string[] = [];
-      transport.onSend = (items) => {
-        const waiting = small.filter((name) => state(name) === "pending");
-        if (waiting.length > 0 && items.some((item) => item.size > 1024 * 1024)) {
-          passedOver.push(`${items.map((item) => item.source).join(", ")} before ${waiting}`);
-        }
-      };
-      try {
-        await runner.start();
-        await waitFor(() => logs.count("error", "is full") > 0, 30_000, "the pause");
-        for (const name of small) await write(name, 100 * 1024);
-        await waitFor(() => small.every((name) => state(name) === "done"), 60_000, "the small");
-        assert.deepEqual(passedOver, [], "a large file went while a small one waited");
-        for (const name of small) {
-          const [rel] = (await finalNames(dest)).filter((rel) => rel.endsWith(`/${name}`));
-          assert.deepEqual(await Deno.readFile(join(dest, rel)), files.get(name), name);
-        }
-        // The large ones wait (a probe may be trying one of them right now).
-        const arrived = await finalNames(dest);
-        for (const name of ["large 1.fits", "large 2.fits", "large 3.fits"]) {
-          assert.notEqual(state(name), "done", `${name} waits`);
-          assert.ok(!arrived.some((rel) => rel.endsWith(`/${name}`)), `${name} not there`);
-        }
-        await resizeTmpfs(dest, "16m");
-        await waitFor(
-          () => [...files.keys()].every((name) => state(name) === "done"),
-          30_000,
-          "every file done after the file system grew",
-        );
-        assert.equal((await finalNames(dest)).length, files.size);
-      } finally {
-        await probing.close();
-      }
+      await fn({ job, dest, root, runtime, logs });
     });
   } finally {
     await logs.stop();
     await Deno.remove(runtime, { recursive: true });
     await Deno.remove(root, { recursive: true });
   }
+}
+
+Deno.test("disk full (local): while the job waits for room, the smallest files go first; small ones arrive, large ones wait", async () => {
+  await withFullLocalJob("itx-full-smallest-", async ({ job, dest, root, runtime, logs }) => {
+    const files = new Map<string, Uint8Array>();
+    const write = async (name: string, bytes: number) => {
+      files.set(name, randomBytes(bytes));
+      await Deno.writeFile(join(job.watch_path, name), files.get(name)!);
+    };
+    // Larger than the whole destination: they cannot arrive until it grows.
+    for (const name of ["large 1.fits", "large 2.fits", "large 3.fits"]) {
+      await write(name, 2 * 1024 * 1024);
+    }
+    // The transport measures no free space here: every probe reaches the destination.
+    const probing = probingRunner(job, join(root, "state"), runtime);
+    const { ledger, transport, runner } = probing;
+    const state = (name: string) => FileRows.of(ledger, job).get(name)?.state;
+    const small = ["small 1.fits", "small 2.fits", "small 3.fits"];
+    const passedOver: string[] = [];
+    transport.onSend = (items) => {
+      const waiting = small.filter((name) => state(name) === "pending");
+      if (waiting.length > 0 && items.some((item) => item.size > 1024 * 1024)) {
+        passedOver.push(`${items.map((item) => item.source).join(", ")} before ${waiting}`);
+      }
+    };
+    try {
+      await runner.start();
+      await waitFor(() => logs.count("error", "is full") > 0, 30_000, "the pause");
+      for (const name of small) await write(name, 100 * 1024);
+      await waitFor(() => small.every((name) => state(name) === "done"), 60_000, "the small");
+      assert.deepEqual(passedOver, [], "a large file went while a small one waited");
+      for (const name of small) {
+        const [rel] = (await finalNames(dest)).filter((rel) => rel.endsWith(`/${name}`));
+        assert.deepEqual(await Deno.readFile(join(dest, rel)), files.get(name), name);
+      }
+      // The large ones wait (a probe may be trying one of them right now).
+      const arrived = await finalNames(dest);
+      for (const name of ["large 1.fits", "large 2.fits", "large 3.fits"]) {
+        assert.notEqual(state(name), "done", `${name} waits`);
+        assert.ok(!arrived.some((rel) => rel.endsWith(`/${name}`)), `${name} not there`);
+      }
+      await resizeTmpfs(dest, "16m");
+      await waitFor(
+        () => [...files.keys()].every((name) => state(name) === "done"),
+        30_000,
+        "every file done after the file system grew",
+      );
+      assert.equal((await finalNames(dest)).length, files.size);
+    } finally {
+      await probing.close();
+    }
+  });
 });
 
 Deno.test("disk full (local): files smaller than every one refused for room go at once, not at the next probe", async () => {
-  const root = await Deno.makeTempDir({ prefix: "itx-full-offer-" });
-  const runtime = await Deno.makeTempDir({ prefix: "itx-full-rt-" });
-  const job = localTestJob(root, { max_concurrent_transfers: 1, verify_transfer: "size" });
-  const dest = job.remote_base_path;
-  const logs = await captureLogs();
-  try {
-    await withTmpfs(dest, "1m", async () => {
-      await Deno.mkdir(job.watch_path, { recursive: true });
-      // Larger than the whole destination: the job pauses for room and never gets it.
-      await Deno.writeFile(join(job.watch_path, "large.fits"), randomBytes(2 * 1024 * 1024));
-      // A probe only every ten minutes: what arrives meanwhile went because it was offered.
-      const probing = probingRunner(job, join(root, "state"), runtime, 600_000);
-      const { ledger, runner } = probing;
-      const state = (name: string) => FileRows.of(ledger, job).get(name)?.state;
-      try {
-        await runner.start();
-        await waitFor(() => logs.count("error", "is full") > 0, 30_000, "the pause");
-        const small = new Map<string, Uint8Array>();
-        for (const name of ["small 1.fits", "small 2.fits", "small 3.fits"]) {
-          small.set(name, randomBytes(50 * 1024));
-          await Deno.writeFile(join(job.watch_path, name), small.get(name)!);
-        }
-        await waitFor(
-          () => [...small.keys()].every((name) => state(name) === "done"),
-          60_000,
-          "the small files, long before the next probe",
-        );
-        for (const [name, bytes] of small) {
-          const [rel] = (await finalNames(dest)).filter((rel) => rel.endsWith(`/${name}`));
-          assert.deepEqual(await Deno.readFile(join(dest, rel)), bytes, name);
-        }
-        assert.notEqual(state("large.fits"), "done");
-        assert.equal(logs.count("error", "is full"), 1, "still one pause, said once");
-      } finally {
-        await probing.close();
+  await withFullLocalJob("itx-full-offer-", async ({ job, dest, root, runtime, logs }) => {
+    // Larger than the whole destination: the job pauses for room and never gets it.
+    await Deno.writeFile(join(job.watch_path, "large.fits"), randomBytes(2 * 1024 * 1024));
+    // A probe only every ten minutes: what arrives meanwhile went because it was offered.
+    const probing = probingRunner(job, join(root, "state"), runtime, 600_000);
+    const { ledger, runner } = probing;
+    const state = (name: string) => FileRows.of(ledger, job).get(name)?.state;
+    try {
+      await runner.start();
+      await waitFor(() => logs.count("error", "is full") > 0, 30_000, "the pause");
+      const small = new Map<string, Uint8Array>();
+      for (const name of ["small 1.fits", "small 2.fits", "small 3.fits"]) {
+        small.set(name, randomBytes(50 * 1024));
+        await Deno.writeFile(join(job.watch_path, name), small.get(name)!);
       }
-    });
-  } finally {
-    await logs.stop();
-    await Deno.remove(runtime, { recursive: true });
-    await Deno.remove(root, { recursive: true });
-  }
+      await waitFor(
+        () => [...small.keys()].every((name) => state(name) === "done"),
+        60_000,
+        "the small files, long before the next probe",
+      );
+      for (const [name, bytes] of small) {
+        const [rel] = (await finalNames(dest)).filter((rel) => rel.endsWith(`/${name}`));
+        assert.deepEqual(await Deno.readFile(join(dest, rel)), bytes, name);
+      }
+      assert.notEqual(state("large.fits"), "done");
+      assert.equal(logs.count("error", "is full"), 1, "still one pause, said once");
+    } finally {
+      await probing.close();
+    }
+  });
 });
 
 Deno.test("disk full (daemon, local): one ERROR, a probe every 15 s, all arrive after the file system grows", async () => {
