@@ -129,7 +129,7 @@ const BROKEN: [string, RegExp][] = [
     "job_key_misindented.yaml",
     /job_key_misindented\.yaml:4: .*Sequence item without - indicator \(check the indentation/,
   ],
-  ["bad_indentation.yaml", /bad_indentation\.yaml:2: YAML syntax error: /],
+  ["bad_indentation.yaml", /bad_indentation\.yaml:3: YAML syntax error: /],
   [
     "retry_three.yaml",
     /retry_three\.yaml:7: retry_attempts: expected a whole number from 0 to 1000, got "three"/,
