@@ -222,12 +222,15 @@ Deno.test("status leaves out failures and overdue retries of a destination the j
     };
     // Before, the old destination's failure was listed, its next try long past.
     const now = await status("dest");
-    assert.match(now, /Failures \(1\):\n {2}\S+ \S+ {2}\[default\] now\.fits: Cannot send to dest/);
+    assert.match(
+      now,
+      /Files whose last attempt failed \(1\):\n {2}\S+ \S+ {2}\[default\] now\.fits: Cannot send to dest/,
+    );
     assert.doesNotMatch(now, /old\.fits/);
     const before = await status("old-dest");
     assert.match(
       before,
-      /Failures \(1\):\n {2}\S+ \S+ {2}\[default\] old\.fits: Cannot send to old-dest/,
+      /Files whose last attempt failed \(1\):\n {2}\S+ \S+ {2}\[default\] old\.fits: Cannot send to old-dest/,
     );
     assert.doesNotMatch(before, /now\.fits/);
   } finally {

@@ -67,7 +67,7 @@ Deno.test("a file that fails (a plain file in the way) arrives on the slow sched
       assert.deepEqual(await Deno.readFile(arrived), data);
       await daemon.waitForOutput(/Successfully transferred .*m42\.fits/);
       const after = await runCli(["status", "-c", config], { env: { HOME: root } });
-      assert.match(after.stdout, /Failures \(0\)/, after.stdout);
+      assert.match(after.stdout, /Files whose last attempt failed \(0\)/, after.stdout);
     } finally {
       const stopped = await daemon.stop();
       assert.equal(stopped.code, 0, daemon.stderr());
