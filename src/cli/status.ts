@@ -167,7 +167,8 @@ export function statusCommand(): Command {
               c.job === job && c.state === state &&
               (target === null || c.target === target || c.target === "")
             ).reduce((sum, c) => sum + c.count, 0);
-            return `${state} ${n}`;
+            // With no daemon running, a file `transferring` was cut off: the next start resumes it.
+            return `${state === "transferring" && !daemon.running ? "interrupted" : state} ${n}`;
           }).join(", ");
           console.log(`Job ${job}: ${line}${describePause(daemon, job)}`);
           const watched = watchLine(config, job, live);

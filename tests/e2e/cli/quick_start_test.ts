@@ -182,7 +182,7 @@ Deno.test("cli: a config-free run to a local folder delivers, status shows it, a
     assert.equal(status.code, 0, status.stderr);
     assert.match(
       status.stdout,
-      new RegExp(`Job default: pending 0, transferring 0, done ${files.size},`),
+      new RegExp(`Job default: pending 0, interrupted 0, done ${files.size},`),
     );
     assert.equal((await Deno.stat(saved)).mode! & 0o777, 0o644);
     const text = await Deno.readTextFile(saved);

@@ -60,7 +60,7 @@ Deno.test("run --once sends what is complete, exits 0, and status reports it", a
     assert.equal(status.code, 0, status.stderr);
     assert.match(
       status.stdout,
-      /Job default: pending 0, transferring 0, done 1, failed 0/,
+      /Job default: pending 0, interrupted 0, done 1, failed 0/,
     );
     assert.match(status.stdout, /a\.fits -> 20240502\/a\.fits/);
 

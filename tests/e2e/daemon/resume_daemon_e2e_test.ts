@@ -9,7 +9,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { type RunningCli, startCli } from "../../helpers/cli.ts";
+import { runCli, type RunningCli, startCli } from "../../helpers/cli.ts";
 import {
   listFiles,
   listFolders,
@@ -152,6 +152,9 @@ for (const method of ["local", "rsync"] as const) {
       assert.equal(kept.length, 1, "the interrupted copy is kept");
       assert.ok(kept[0] >= 90 * MiB && kept[0] < 200 * MiB, `kept ${kept[0]} bytes`);
       assert.equal(await Deno.stat(final).then(() => true, () => false), false);
+      // With no daemon running, `status` says the file was cut off, not that it is on its way.
+      const stopped = await runCli(["status", "-c", box.config], { env: box.env });
+      assert.match(stopped.stdout, /Job default: pending 0, interrupted 1, done 0, failed 0/);
 
       const second = startCli(["run", "-v", "-c", box.config], { env: box.env });
       let sent: number;
