@@ -40,9 +40,12 @@ export async function checkBeforeStart(
   warn: (message: string) => void = (message) => logger("daemon").warn("{message}", { message }),
   forAnotherMachine = false,
 ): Promise<ListenSettings | null> {
-  if (!forAnotherMachine) assertThisMachinePaths(config);
-  for (const problem of otherOsPaths(config)) {
-    warn(`${problem}; \`run\` refuses it on this machine`);
+  if (forAnotherMachine) {
+    for (const problem of otherOsPaths(config)) {
+      warn(`${problem}; \`run\` refuses it on this machine`);
+    }
+  } else {
+    assertThisMachinePaths(config);
   }
   const real = await realFolders(config);
   for (const { key, index, path } of real.silent) {

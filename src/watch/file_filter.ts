@@ -243,7 +243,6 @@ export const SKIP_LOG_CAPACITY = 10_000;
  */
 export class SkipLog {
   #seen = new Map<string, true>();
-  #errors = 0;
   #errorsByJob = new Map<string, number>();
   #capacity: number;
   #log: Logger;
@@ -261,7 +260,7 @@ export class SkipLog {
   /** Entries said at ERROR so far: matching files that cannot be sent (a name not UTF-8), and
    * folders that cannot be read. */
   get errors(): number {
-    return this.#errors;
+    return [...this.#errorsByJob.values()].reduce((sum, n) => sum + n, 0);
   }
 
   /** Entries of job `job` said at ERROR so far (see {@linkcode errors}). */
@@ -279,7 +278,6 @@ export class SkipLog {
   skipped(path: string, skip: Skip, fields: Record<string, unknown> = {}): boolean {
     if (skip.level === "none" || !this.#first(`${skip.code}\0${path}`)) return false;
     if (skip.level === "error") {
-      this.#errors++;
       const job = typeof fields.job === "string" ? fields.job : "";
       this.#errorsByJob.set(job, this.errorsOf(job) + 1);
     }
