@@ -34,6 +34,7 @@ export interface LedgerRow {
   /** When the next attempt may start (ms since epoch); 0 = now. */
   nextAttemptAt: number;
   lastError: string | null;
+  /** When this version was first recorded as complete (ms since epoch): it waits since then. */
   createdAt: number;
   updatedAt: number;
   /** When the file last arrived verified, or `null`. */
@@ -109,15 +110,7 @@ const OF_STATE =
 
 /** The rows of one job and destination; see the module doc. */
 export class FileRows {
-  readonly ledger: Ledger;
-  readonly job: string;
-  readonly target: string;
-
-  constructor(ledger: Ledger, job: string, target: string) {
-    this.ledger = ledger;
-    this.job = job;
-    this.target = target;
-  }
+  constructor(readonly ledger: Ledger, readonly job: string, readonly target: string) {}
 
   /** The table of `job` for the destination it sends to now. */
   static of(ledger: Ledger, job: JobConfig): FileRows {
@@ -213,6 +206,8 @@ export class FileRows {
                           AND state != 'done' THEN attempts ELSE 0 END,
           last_error = CASE WHEN size = excluded.size AND mtime_ms = excluded.mtime_ms
                             AND state != 'done' THEN last_error ELSE NULL END,
+          created_at = CASE WHEN size = excluded.size AND mtime_ms = excluded.mtime_ms
+                            AND state != 'done' THEN created_at ELSE excluded.created_at END,
           size = excluded.size, mtime_ms = excluded.mtime_ms, destination = excluded.destination,
           state = 'pending', next_attempt_at = 0, updated_at = excluded.updated_at
         RETURNING attempts
@@ -318,11 +313,7 @@ export class FileRows {
     return Number(result.changes);
   }
 
-  /**
-   * Put one failed file back to pending with a fresh attempt count.
-   *
-   * @returns 1 when it was failed, else 0
-   */
+  /** Put one failed file back to pending with a fresh attempt count. @returns 1 if it was failed */
   requeueFile(relPath: string, now = Date.now()): number {
     const result = this.ledger.write(() =>
       this.ledger.statement(`
@@ -343,15 +334,12 @@ export class FileRows {
     matches: (relPath: string) => boolean = () => true,
   ): LedgerRow[] {
     return this.#read(
-      `SELECT * FROM files WHERE job = ? AND target IN (?, '') AND state = 'done'
-         AND (? IS NULL OR substr(destination, 1, 9) = ? || '/')
-         AND (? IS NULL OR transferred_at >= ?) AND (? IS NULL OR transferred_at < ?)
+      `SELECT * FROM files WHERE job = ?1 AND target IN (?2, '') AND state = 'done'
+         AND (?3 IS NULL OR substr(destination, 1, 9) = ?3 || '/')
+         AND (?4 IS NULL OR transferred_at >= ?4) AND (?5 IS NULL OR transferred_at < ?5)
        ORDER BY rel_path`,
       choice.night ?? null,
-      choice.night ?? null,
       choice.arrivedFrom ?? null,
-      choice.arrivedFrom ?? null,
-      choice.arrivedTo ?? null,
       choice.arrivedTo ?? null,
     ).map(toRow).filter((row) => matches(row.relPath));
   }
@@ -373,14 +361,26 @@ export class FileRows {
     });
   }
 
-  /** Every row that is not done (pending, transferring or failed), read through the state index. */
+  /**
+   * Every row that is not done (pending, transferring or failed), read through the state index,
+   * the longest waiting first.
+   */
   unfinished(): LedgerRow[] {
-    return this.#read(`${OF_STATE} IN ('pending', 'transferring', 'failed')`).map(toRow);
+    return this.#read(`${OF_STATE} IN ('pending', 'transferring', 'failed')`).map(toRow)
+      .sort((a, b) => a.createdAt - b.createdAt);
   }
 
-  /** Whether a file of this job ever arrived at this destination (by the state index). */
-  anyDone(): boolean {
-    return this.#read(`${OF_STATE} = 'done' LIMIT 1`).length > 0;
+  /**
+   * When a file of this job last arrived at this destination (ms since epoch: a done row's
+   * `updated_at`, read from the end of that index once the state index found one), or `null`.
+   */
+  lastArrival(): number | null {
+    if (this.#read(`${OF_STATE} = 'done' LIMIT 1`).length === 0) return null;
+    const [last] = this.#read(
+      "SELECT updated_at FROM files INDEXED BY files_by_update WHERE job = ? AND target IN (?, '') " +
+        "AND state = 'done' ORDER BY updated_at DESC LIMIT 1",
+    );
+    return last ? Number(last.updated_at) : null;
   }
 
   /** Every pending row (uses the state index: cheap with many done files). */

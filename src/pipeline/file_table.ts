@@ -351,7 +351,7 @@ export class FileTable {
           destination: row.destination,
           attempts: row.attempts,
           nextAttemptAt: row.nextAttemptAt > latest ? 0 : row.nextAttemptAt,
-        });
+        }, row.createdAt);
       } else {
         this.#observe(path);
       }

@@ -334,13 +334,15 @@ export class JobRunner {
   }
 
   /**
-   * At start: rows from before destinations were told apart become this
-   * destination's, and the rows left by the last run go back into motion
-   * (saying whether interrupted copies are continued or sent again whole).
+   * At start: rows from before destinations were told apart become this destination's, and the
+   * rows left by the last run go back into motion (saying whether interrupted copies are
+   * continued or sent again whole). A destination folder delivered to is not made again if it is
+   * gone (an unmounted share); the last arrival is the ledger's until a file arrives.
    */
   #startFromLedger(): void {
-    // A destination folder delivered to is not made again if it is gone (an unmounted share).
-    if (this.#table.rows.anyDone()) this.#transport.deliveredBefore?.();
+    const lastArrival = this.#table.rows.lastArrival();
+    this.#status.lastSuccessAt ??= lastArrival;
+    if (lastArrival !== null) this.#transport.deliveredBefore?.();
     const fields = { target: this.#transport.describeTarget("") };
     const { interrupted, failed, doneElsewhere: elsewhere } = this.#table.takeOverLedger();
     if (elsewhere > 0) {
@@ -373,8 +375,7 @@ export class JobRunner {
     this.#status.ledgerProblem = problem?.error ?? null;
     if (problem) return;
     this.#sender.recordWaiting();
-    // A file found complete while the ledger could not be written was not recorded: look again.
-    this.#table.ledgerWritable();
+    this.#table.ledgerWritable(); // Files found complete meanwhile were not recorded: look again.
     const lookingAgain = this.#session.rescan().finally(() => {
       if (this.#lookingAgain === lookingAgain) this.#lookingAgain = null;
       this.#checkIdle();
@@ -443,8 +444,6 @@ export class JobRunner {
     // Files found while the ledger could not be written wait for it and a look again.
     const idle = this.#table.inMotion === 0 &&
       this.#batches.size === 0 && !this.#table.ledger.problem && this.#lookingAgain === null;
-    if (idle || this.#stopping) {
-      for (const resolve of this.#idleWaiters.splice(0)) resolve();
-    }
+    if (idle || this.#stopping) { for (const resolve of this.#idleWaiters.splice(0)) resolve(); }
   }
 }

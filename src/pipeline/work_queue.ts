@@ -152,10 +152,9 @@ export class WorkQueue {
   }
 
   /**
-   * When the longest-waiting record found complete was made (ms since epoch),
-   * or `null` when there is none. Records are kept in the order they were
-   * made; files not complete yet, and failing ones (counted as failed), are
-   * not waiting for the daemon.
+   * Since when the longest-waiting file found complete waits (ms since epoch), or `null`: records
+   * are kept in that order. Files not complete yet, and failing ones (counted as failed), are not
+   * waiting for the daemon.
    */
   get oldestFoundAt(): number | null {
     for (const record of this.#records.values()) {
@@ -313,13 +312,15 @@ export class WorkQueue {
   }
 
   /**
-   * Add a file resumed from the ledger (complete, destination known), queued
-   * or waiting for its retry time. Ignored when it already has a record.
+   * Add a file resumed from the ledger (complete, destination known), queued or waiting for its
+   * retry time, waiting since `since` (when the ledger recorded it; resume the longest waiting
+   * first). Ignored when it has a record.
    */
-  resume(record: Omit<WorkRecord, "phase" | "recheck" | "foundAt">): void {
+  resume(record: Omit<WorkRecord, "phase" | "recheck" | "foundAt">, since = Infinity): void {
     if (this.#records.has(record.relPath)) return;
-    const phase = record.nextAttemptAt > this.#clock.now() ? "waiting" : "queued";
-    this.#insert({ ...record, phase, recheck: false, foundAt: this.#clock.now() });
+    const now = this.#clock.now();
+    const phase = record.nextAttemptAt > now ? "waiting" : "queued";
+    this.#insert({ ...record, phase, recheck: false, foundAt: Math.min(since, now) });
   }
 
   /**

@@ -25,7 +25,6 @@ interface JobCounters {
   buckets: number[];
   durationSum: number;
   durationCount: number;
-  lastSuccessAt: number | null;
 }
 
 /** Counts what the pipeline reports and renders `/metrics`. */
@@ -42,7 +41,6 @@ export class Metrics {
     }
     c.files++;
     c.bytes += event.bytes;
-    c.lastSuccessAt = event.at;
     const seconds = event.durationMs / 1000;
     DURATION_BUCKETS_SECONDS.forEach((bound, i) => {
       if (seconds <= bound) c.buckets[i]++;
@@ -175,10 +173,11 @@ export class Metrics {
       "gauge",
       "When a file last arrived (Unix time).",
     );
-    for (const { labels, c } of entries) {
-      if (c.lastSuccessAt === null) continue;
+    for (const job of jobs) {
+      if (job.lastSuccessAt === null) continue;
+      const labels = { job: job.job, method: job.method };
       out.push(
-        sample("image_transfer_last_success_timestamp_seconds", labels, c.lastSuccessAt / 1000),
+        sample("image_transfer_last_success_timestamp_seconds", labels, job.lastSuccessAt / 1000),
       );
     }
     const free = "image_transfer_destination_free_bytes";
@@ -216,7 +215,6 @@ export class Metrics {
         buckets: new Array(DURATION_BUCKETS_SECONDS.length + 1).fill(0),
         durationSum: 0,
         durationCount: 0,
-        lastSuccessAt: null,
       };
       this.#jobs.set(key, c);
     }

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Ledger } from "../../../src/ledger/ledger.ts";
 import { ledgerCounts, recentDone } from "../../../src/status/ledger_reports.ts";
-import { runCli } from "../../helpers/cli.ts";
+import { runCli, startCli } from "../../helpers/cli.ts";
 import { randomBytes, waitFor } from "../../helpers/files.ts";
 import { freePort } from "../../helpers/net.ts";
 import { getJson, post, startStatusDaemon } from "../../helpers/status.ts";
@@ -380,5 +380,32 @@ Deno.test("status API: several jobs share one page; pausing one leaves the other
     }
   } finally {
     await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("status API and /metrics: a job's last arrival outlasts a restart", async () => {
+  await using d = await startStatusDaemon();
+  await Deno.writeFile(join(d.watch, "a.fits"), randomBytes(2048));
+  const lastSuccess = async (base: string) =>
+    (await getJson<{ jobs: Array<{ lastSuccessAt: number | null }> }>(base, "/api/status"))
+      .jobs[0].lastSuccessAt;
+  await waitFor(async () => await lastSuccess(d.base) !== null, 30_000, "the arrival");
+  const arrivedAt = (await lastSuccess(d.base))!;
+  await d.daemon.stop();
+
+  const again = startCli(["run", "-c", d.config], { env: { HOME: join(d.root, "home") } });
+  try {
+    await again.waitForOutput("Watching");
+    // Nothing arrived in this run: the ledger says when the last file did.
+    const after = await lastSuccess(d.base);
+    assert.ok(after !== null && Math.abs(after - arrivedAt) < 2_000, `${after} vs ${arrivedAt}`);
+    const metrics = await (await fetch(`${d.base}/metrics`)).text();
+    const gauge =
+      /^image_transfer_last_success_timestamp_seconds\{job="default",method="local"\} (\S+)$/m
+        .exec(metrics);
+    assert.ok(gauge, metrics);
+    assert.equal(Number(gauge[1]), after / 1000);
+  } finally {
+    await again.stop();
   }
 });

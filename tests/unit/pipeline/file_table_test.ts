@@ -16,7 +16,10 @@ const V1 = { size: 10, mtimeMs: 1000 };
 
 /** A table over a fresh ledger; `observed` stands for the stability checker. */
 async function withTable(
-  fn: (t: { table: FileTable; ledger: Ledger; observed: Set<string>; watch: string }) => void,
+  fn: (
+    t: { table: FileTable; ledger: Ledger; observed: Set<string>; watch: string },
+  ) => void | Promise<void>,
+  clock = new FakeClock(),
 ): Promise<void> {
   const root = await Deno.makeTempDir({ prefix: "itx-table-" });
   const ledger = Ledger.open(join(root, "state"), { probeEveryMs: 3_600_000 });
@@ -28,15 +31,21 @@ async function withTable(
     filter: createFileFilter(job),
     observe: (path) => void observed.add(path),
     onDue: () => {},
-    clock: new FakeClock(),
+    clock,
   });
   try {
-    fn({ table, ledger, observed, watch: job.watch_path });
+    await fn({ table, ledger, observed, watch: job.watch_path });
   } finally {
     table.close();
     ledger.close();
     await Deno.remove(root, { recursive: true });
   }
+}
+
+/** Write a 3-byte source file; its mtime to the millisecond. */
+async function writeSource(path: string): Promise<{ mtimeMs: number }> {
+  await Deno.writeTextFile(path, "abc");
+  return { mtimeMs: (await Deno.stat(path)).mtime!.getTime() };
 }
 
 /** The table's plan of one file, as the intake makes it. */
@@ -109,6 +118,22 @@ Deno.test("FileTable: a ledger that cannot be written keeps each file where the 
     assert.equal(table.rows.get("b.fits")?.state, "done");
     assert.equal(table.inMotion, 0);
   });
+});
+
+Deno.test("FileTable: a file resumed from the ledger waits since the ledger first recorded it", async () => {
+  const clock = new FakeClock(Date.now() + 3_600_000);
+  await withTable(async ({ table, watch }) => {
+    await Deno.mkdir(watch, { recursive: true });
+    for (const [rel, at] of [["later.fits", 2_000], ["first.fits", 1_000]] as const) {
+      const version = { size: 3, mtimeMs: (await writeSource(join(watch, rel))).mtimeMs };
+      table.rows.enqueue(rel, { ...version, destination: `n/${rel}` }, at);
+    }
+    assert.equal(table.oldestFoundAt, null, "nothing in motion before the start");
+    await table.resumeUnfinished();
+    assert.equal(table.record("later.fits")?.phase, "queued");
+    // After a restart the oldest waiting file's age goes on from when it was found, not from 0.
+    assert.equal(table.oldestFoundAt, 1_000);
+  }, clock);
 });
 
 Deno.test("FileTable: a failed attempt records the failure; a vanished source is removed", async () => {

@@ -174,10 +174,16 @@ Deno.test("Ledger.enqueue: a changed file starts over, an unchanged one keeps it
     assert.equal(row.lastError, "boom", "an unchanged file keeps its last error");
 
     // New size: starts over, the old error no longer applies; destination follows.
-    files(ledger, "job").enqueue("a.fits", { ...FILE, size: 101, destination: "20240316/a.fits" });
+    assert.equal(row.createdAt, 1000, "waits since the version was first recorded");
+    files(ledger, "job").enqueue(
+      "a.fits",
+      { ...FILE, size: 101, destination: "20240316/a.fits" },
+      3000,
+    );
     row = files(ledger, "job").get("a.fits")!;
     assert.equal(row.attempts, 0);
     assert.equal(row.lastError, null);
+    assert.equal(row.createdAt, 3000, "a new version waits from when it was recorded");
     assert.deepEqual(problemFiles(ledger, 10), []);
     assert.equal(row.size, 101);
     assert.equal(row.destination, "20240316/a.fits");
@@ -191,10 +197,11 @@ Deno.test("Ledger.enqueue: a changed file starts over, an unchanged one keeps it
 
     // A done file seen again unchanged is pending again with no attempts.
     markDone(files(ledger, "job"), "a.fits");
-    files(ledger, "job").enqueue("a.fits", { ...FILE, size: 101, mtimeMs: FILE.mtimeMs + 1 });
+    files(ledger, "job").enqueue("a.fits", { ...FILE, size: 101, mtimeMs: FILE.mtimeMs + 1 }, 5000);
     row = files(ledger, "job").get("a.fits")!;
     assert.equal(row.state, "pending");
     assert.equal(row.attempts, 0);
+    assert.equal(row.createdAt, 5000, "sent again: waits from now");
   });
 });
 
