@@ -9,7 +9,7 @@ import type { JobConfig } from "../config/types.ts";
 import type { Transport } from "../transfer/transport.ts";
 import type { FileVersion } from "../watch/stability.ts";
 import { type FinishingHooks, hookFacts, HookRunner } from "./hooks.ts";
-import { JobSchedules } from "./schedules.ts";
+import { JobSchedules, sameSchedules } from "./schedules.ts";
 import { SourceCleaner } from "./source_cleanup.ts";
 import type { FileTable, WorkRecord } from "./file_table.ts";
 import { logger } from "../log/logging.ts";
@@ -54,9 +54,15 @@ export class JobExtras {
     });
   }
 
-  /** Before the job's first scan: inside a pause window of its schedules (unless `once`), pause. */
+  /**
+   * Before the job's first scan: inside a pause window of its schedules (unless `once`), pause. A
+   * reload that keeps the schedules keeps where they left the job (a Resume from the page within
+   * a window included).
+   */
   beforeStart(): void {
-    if (!this.#context.once) this.#schedules.pauseIfInWindow();
+    const before = this.#context.replaces && this.#context.replaces.#context.job;
+    if (this.#context.once || (before && sameSchedules(before, this.#context.job))) return;
+    this.#schedules.applyWindow(before !== undefined);
   }
 
   /** Start the clean-up and (unless `once`) the schedules. */

@@ -27,6 +27,13 @@ export function scheduleTimeZone(entry: ScheduleEntry, job: JobConfig): string |
 export const PAUSES_FOR_GOOD = "pause transfers but none resumes them: once paused, only Resume " +
   "on the status page sends files again; add an entry with action: resume";
 
+/** Whether two configs of a job have the same schedules (the same windows, at the same times). */
+export function sameSchedules(a: JobConfig, b: JobConfig): boolean {
+  const times = (job: JobConfig) =>
+    JSON.stringify(job.schedules.map((entry) => [entry, scheduleTimeZone(entry, job)]));
+  return times(a) === times(b);
+}
+
 /** Whether `job`'s schedules pause transfers and none resumes them. */
 export function pausesForGood(job: JobConfig): boolean {
   const actions = new Set(job.schedules.map((entry) => entry.action));
@@ -109,15 +116,20 @@ export class JobSchedules {
 
   /**
    * Pause the job if the last window edge before now was a pause: before its
-   * first scan, so that no file found there goes out inside the window.
+   * first scan, so that no file found there goes out inside the window. After
+   * a reload that changed the schedules (`reloaded`), a pause of the old ones
+   * outside the new ones' windows ends.
    */
-  pauseIfInWindow(): void {
-    if (!pausedAt(this.#context.job, new Date())) return;
+  applyWindow(reloaded: boolean): void {
+    if (!pausedAt(this.#context.job, new Date())) {
+      if (reloaded) this.#context.resume();
+      return;
+    }
     this.#log.info("Transfers of job {job} paused: inside a pause window of its schedules", {});
     this.#context.pause();
   }
 
-  /** Start every entry's timer (after {@linkcode pauseIfInWindow}). */
+  /** Start every entry's timer (after {@linkcode applyWindow}). */
   start(): void {
     const { job } = this.#context;
     if (pausesForGood(job)) this.#log.warn(`Schedules of job {job} ${PAUSES_FOR_GOOD}`, {});

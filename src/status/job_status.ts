@@ -215,8 +215,9 @@ export class JobStatus {
   /**
    * Go on from the picture of the runner this one replaces (a reload keeps the
    * job): this run's counts, the arrivals of the rate, the last success, a
-   * pause from the page, which only a resume from the page ends, and since
-   * when the job is in its state (while it stays in it).
+   * pause from the page, which only a resume from the page ends, a window's
+   * pause (the new schedules' window may end it), and since when the job is
+   * in its state (while it stays in it).
    */
   continueFrom(previous: JobStatus): void {
     this.#sentCount = previous.#sentCount;
@@ -226,6 +227,7 @@ export class JobStatus {
     this.#state = previous.#state;
     this.#since = previous.#since;
     if (previous.#userPaused) this.userPaused = true;
+    if (previous.#windowPaused) this.windowPaused = true;
   }
 
   /** A file used up its fast retries (counted as failed until it arrives). */

@@ -11,7 +11,7 @@ import type { JobConfig } from "../../../src/config/types.ts";
 import { JobSchedules, nextCronRun, pausedAt } from "../../../src/pipeline/schedules.ts";
 import type { FileRows } from "../../../src/ledger/file_rows.ts";
 import { captureLogs } from "../../helpers/log_capture.ts";
-import { startCli } from "../../helpers/cli.ts";
+import { type RunningCli, startCli } from "../../helpers/cli.ts";
 import { existsSync, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
 import { freePort } from "../../helpers/net.ts";
 import { getJson, post } from "../../helpers/status.ts";
@@ -412,6 +412,16 @@ Deno.test("schedules (daemon): Resume on the status page sends inside a pause wi
     await waitFor(() => existsSync(target), 20_000, "the file after Resume");
     assert.deepEqual(await Deno.readFile(target), held);
 
+    // A reload that keeps the schedules keeps the Resume: the window does not close again.
+    await reload(daemon, 1);
+    assert.equal((await state()).state, "watching");
+    const afterReload = randomBytes(700);
+    await Deno.writeFile(join(watch, "after-reload.fits"), afterReload);
+    await Deno.utime(join(watch, "after-reload.fits"), 0, new Date("2024-03-15T20:00:00Z"));
+    const sentAfterReload = join(dest, "20240315", "after-reload.fits");
+    await waitFor(() => existsSync(sentAfterReload), 20_000, "the file after the reload");
+    assert.deepEqual(await Deno.readFile(sentAfterReload), afterReload);
+
     // Pause holds again.
     assert.equal((await (await post(base, "/api/jobs/default/pause")).json()).state, "paused");
     await Deno.writeFile(join(watch, "later.fits"), randomBytes(100));
@@ -427,4 +437,68 @@ Deno.test("schedules (daemon): Resume on the status page sends inside a pause wi
 
 async function readdirNames(dir: string): Promise<string[]> {
   return (await Array.fromAsync(Deno.readDir(dir))).map((e) => e.name);
+}
+
+Deno.test("schedules (daemon): a reload that changes the schedules applies the new windows at once", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-window-reload-" });
+  const watch = join(root, "watch");
+  const dest = join(root, "dest");
+  const home = join(root, "home");
+  for (const dir of [watch, home]) await Deno.mkdir(dir);
+  const port = freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const config = join(root, "config.yaml");
+  const settings = (schedules: unknown[]) => ({
+    watch_path: watch,
+    remote_base_path: dest,
+    transfer_method: "local",
+    stability_window_seconds: 0.3,
+    night_timezone: "UTC",
+    state_dir: join(root, "state"),
+    log_file: "",
+    status_listen: `127.0.0.1:${port}`,
+    schedules,
+  });
+  // Paused since an hour ago, until in an hour.
+  const window = [
+    { cron: `${wallClock(new Date(Date.now() - 3_600_000), "UTC")} * * *`, action: "pause" },
+    { cron: `${wallClock(new Date(Date.now() + 3_600_000), "UTC")} * * *`, action: "resume" },
+  ];
+  await writeConfig(config, settings([]));
+  const daemon = startCli(["run", "-c", config], { env: { HOME: home } });
+  try {
+    await daemon.waitForOutput("Watching");
+    const state = async () =>
+      (await getJson<{ jobs: Array<{ state: string }> }>(base, "/api/status")).jobs[0].state;
+    assert.equal(await state(), "watching");
+    // A window added by a reload, open now: paused at once.
+    await writeConfig(config, settings(window));
+    await reload(daemon, 1);
+    assert.equal(await state(), "paused");
+    const file = join(watch, "held.fits");
+    await Deno.writeFile(file, randomBytes(600));
+    await Deno.utime(file, 0, new Date("2024-03-15T20:00:00Z"));
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const target = join(dest, "20240315", "held.fits");
+    assert.equal(existsSync(target), false, "held by the new window");
+    // The window taken out again by the next reload: the pause it made ends.
+    await writeConfig(config, settings([]));
+    await reload(daemon, 2);
+    assert.equal(await state(), "watching");
+    await waitFor(() => existsSync(target), 20_000, "the file once the window is gone");
+  } finally {
+    const status = await daemon.stop();
+    assert.equal(status.code, 0, daemon.stderr());
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+/** Send SIGHUP and wait until the `nth` reload's job watches again. */
+async function reload(daemon: RunningCli, nth: number): Promise<void> {
+  daemon.process.kill("SIGHUP");
+  await waitFor(
+    () => daemon.stderr().split("Watching ").length - 1 > nth,
+    30_000,
+    `reload ${nth}`,
+  );
 }
