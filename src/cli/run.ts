@@ -364,8 +364,8 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
             (reason) => fallback = ` (${reason})`,
             (_folder, message) => fallback += ` (${message})`,
           );
-          // A job that removes its sources never replaces a file it sent: beside it (as the run).
-          const placed = placeBeside(job, destination, table?.get(file.relPath));
+          // A new file under a name sent before goes beside the file sent (as the run).
+          const placed = placeBeside(job, destination, table?.get(file.relPath), file.path);
           if (placed !== destination) fallback += " (beside the earlier file of that name)";
           const target = transport.describeTarget(placed);
           write(

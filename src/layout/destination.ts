@@ -96,18 +96,33 @@ export function besideEarlier(planned: string, previous: string, arrived = true)
 }
 
 /**
- * Where a file whose name leads to `planned` goes, given the ledger's row of
- * that name (`undefined`: none): a job that removes its sources
- * (`after_transfer: delete` or `move`) never replaces a file it sent (see
- * {@linkcode besideEarlier}); the others send it to `planned`.
+ * Where the file at `source`, whose name leads to `planned`, goes, given the ledger's row of that
+ * name (`undefined`: none). A new file under a name sent before never replaces the file sent (see
+ * {@linkcode besideEarlier}): with `after_transfer: delete` or `move` any file there now is new;
+ * with `keep`, one made after the earlier one arrived (its birth time; a camera whose counter
+ * started again after the sources were cleared), while the file sent, changed, replaces its copy.
  */
 export function placeBeside(
   job: Pick<JobConfig, "after_transfer">,
   planned: string,
-  row: { state: string; destination: string } | undefined,
+  row: { state: string; destination: string; updatedAt: number } | undefined,
+  source: string,
 ): string {
-  if (job.after_transfer === "keep" || row === undefined) return planned;
-  return besideEarlier(planned, row.destination, row.state === "done");
+  if (row === undefined) return planned;
+  const arrived = row.state === "done";
+  // A done row's updated_at is its arrival.
+  if (job.after_transfer === "keep" && arrived && !madeAfter(source, row.updatedAt)) return planned;
+  return besideEarlier(planned, row.destination, arrived);
+}
+
+/** Whether the file at `path` was made after `at` (ms since epoch); `false` when unknown. */
+function madeAfter(path: string, at: number): boolean {
+  try {
+    const born = Deno.statSync(path).birthtime;
+    return born !== null && born.getTime() > at;
+  } catch {
+    return false;
+  }
 }
 
 /** The instant that names the night, per the date source. */

@@ -22,7 +22,7 @@
 import type { JobConfig } from "../config/types.ts";
 import { placeBeside, planDestination } from "../layout/destination.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
-import type { PendingFile } from "../ledger/file_rows.ts";
+import type { LedgerRow, PendingFile } from "../ledger/file_rows.ts";
 import {
   type Activity,
   type FileVersion,
@@ -255,19 +255,18 @@ export class Intake {
     }, (error) => this.#planFailed(rel, path, error));
   }
 
-  /** A new file under a name sent before, by a job that removes sources: beside the earlier one. */
+  /** A new file under a name sent before: beside the earlier one (see `placeBeside`). */
   #besideEarlier(rel: string, path: string, planned: string): string {
     const { job, table } = this.#context;
-    if (job.after_transfer === "keep") return planned;
-    let row: { state: string; destination: string } | undefined;
+    let row: LedgerRow | undefined;
     try {
       row = table.rows.get(rel);
     } catch { /* Unreadable: recording the file fails too; it is planned again once it can. */ }
     // A version planned beside an earlier file and changed before it arrived keeps its place.
-    const destination = placeBeside(job, planned, row);
+    const destination = placeBeside(job, planned, row, path);
     if (row?.state === "done" && destination !== planned) {
       this.#log.info(
-        "{path} is a new file under a name sent before (the earlier one is at {earlier}; a job that removes its sources never replaces a file it sent): it goes to {destination}, beside it",
+        "{path} is a new file under a name sent before (the earlier one is at {earlier}; a file sent is never replaced by a new one): it goes to {destination}, beside it",
         { path, earlier: row.destination, destination },
       );
     }

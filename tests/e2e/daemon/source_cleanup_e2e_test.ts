@@ -209,3 +209,45 @@ for (const how of ["delete", "move"] as const) {
     }
   });
 }
+
+Deno.test("after_transfer: keep, a file changed replaces its copy; a new file under a name sent before goes beside it", async () => {
+  const p = await setUp("itx-cleanup-reused-keep-");
+  try {
+    await writeConfig(p.config, { ...baseConfig(p), after_transfer: "keep" });
+    const env = { HOME: p.home };
+    const source = join(p.watch, "flat 001.fits");
+    const sent = (name: string) => join(p.dest, "20240315", name);
+    const send = async (bytes: Uint8Array) => {
+      await Deno.writeFile(source, bytes);
+      await Deno.utime(
+        source,
+        EVENING,
+        new Date(EVENING.getTime() + 1000 * (1 + bytes.length % 7)),
+      );
+      const run = await runCli(["run", "--once", "-c", p.config], { env });
+      assert.equal(run.code, 0, run.stderr);
+      return run.stderr;
+    };
+    const first = randomBytes(30_000);
+    await send(first);
+    // The same file written again (the same file on disk, changed): its copy is replaced.
+    const changed = randomBytes(30_001);
+    assert.doesNotMatch(await send(changed), /name sent before/);
+    assert.deepEqual(await Deno.readFile(sent("flat 001.fits")), changed);
+    // The sources cleared, the camera's counter starts again: a new file, beside the one sent.
+    await Deno.remove(source);
+    const fresh = randomBytes(29_000);
+    await Deno.writeFile(source, fresh);
+    await Deno.utime(source, EVENING, new Date(EVENING.getTime() + 9000));
+    const dry = await runCli(["run", "--dry-run", "-c", p.config], { env });
+    assert.match(dry.stdout, /would transfer .* -> .*\/20240315\/flat 001~2\.fits \(beside/);
+    const run = await runCli(["run", "--once", "-c", p.config], { env });
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stderr, /is a new file under a name sent before/);
+    assert.deepEqual(await Deno.readFile(sent("flat 001.fits")), changed, "never replaced");
+    assert.deepEqual(await Deno.readFile(sent("flat 001~2.fits")), fresh);
+    assert.ok(existsSync(source), "kept");
+  } finally {
+    await Deno.remove(p.root, { recursive: true });
+  }
+});
