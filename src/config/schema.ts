@@ -13,6 +13,7 @@ import { checkJobRules } from "./job_rules.ts";
 import { DEFAULT_LOG_FILE, DEFAULT_STATE_DIR, defaultLogFile, defaultStateDir } from "./paths.ts";
 import { doc } from "./key_meta.ts";
 import {
+  filePatterns,
   globPatterns,
   isValidCron,
   isValidTimeZone,
@@ -106,12 +107,12 @@ export const jobShape = {
     { example: "/data/incoming/images" },
   ),
   file_patterns: doc(
-    globPatterns.min(1).default(DEFAULT_FILE_PATTERNS),
+    filePatterns.min(1).default(DEFAULT_FILE_PATTERNS),
     "Glob patterns of files to send. A pattern without `/` matches the file name in any subfolder; upper and lower case match alike unless `case_sensitive_patterns` is on.",
   ),
   exclude_patterns: doc(
     globPatterns.default([]),
-    "Glob patterns of files or folders never sent, even if they match `file_patterns`.",
+    "Glob patterns of files or folders never sent, even if they match `file_patterns`. A pattern ending in `/` names folders only (`calib/`: every folder named calib, with all below it).",
   ),
   case_sensitive_patterns: doc(
     z.boolean().default(false),
@@ -126,11 +127,11 @@ export const jobShape = {
     "A file is complete when its size and mtime have not changed, and no event arrived for it, for this long. A FITS file whose structure is complete goes as soon as its writer closes it (Linux); see close_shortcut_patterns for other files.",
   ),
   close_shortcut_patterns: doc(
-    globPatterns.default([]),
+    filePatterns.default([]),
     "Glob patterns of files complete 0.2 s after their writer closes them (Linux). Patterns as in `file_patterns`; such a file skips the rest of the stability window. Only for writers that write a file in one go; never for empty files or FITS files whose structure is incomplete.",
   ),
   growing_patterns: doc(
-    globPatterns.default([]),
+    filePatterns.default([]),
     "Glob patterns of files sent while they grow (a log, a spectrum written for hours). Patterns as in `file_patterns`; rsync and local send each appended part into the file's temporary copy, which is verified and renamed into place only once the file is complete (stable as any file). Other methods send such files once complete. Needs `resume_partial_hours` above 0.",
   ),
   fits_incomplete_grace_seconds: doc(

@@ -83,22 +83,32 @@ function unclosedInPattern(pattern: string): "[" | "{" | null {
 }
 
 /**
- * A list of glob patterns, each relative to the watch folder (a pattern is matched against the
- * path below it, so an absolute one matches nothing) and with its brackets and braces closed.
+ * A glob pattern, relative to the watch folder (a pattern is matched against the
+ * path below it, so an absolute one matches nothing) and with its brackets and braces closed. One
+ * ending in `/` names folders (as in `.gitignore`): `exclude_patterns` only.
  */
-export const globPatterns = z.array(
-  z.string().min(1).refine((pattern) => !/^(\/|[A-Za-z]:[\\/])/.test(pattern), {
-    error: ({ input }) =>
-      `pattern ${JSON.stringify(input)} is an absolute path, but patterns are matched against ` +
-      `the path below the watch folder, so it matches nothing; write "*.fits" (any subfolder) ` +
-      `or "raw/*.fits" (one subfolder)`,
-  }).refine((pattern) => unclosedInPattern(pattern) === null, {
-    error: ({ input }) => {
-      const open = unclosedInPattern(String(input));
-      const example = open === "[" ? '"*.[Ff]its"' : '"*.{fits,fz}"';
-      return `pattern ${JSON.stringify(input)} opens "${open}" and never closes it, so it ` +
-        `matches only names holding that character; close it (e.g. ${example}), or write ` +
-        `'\\${open}' (in single quotes) for the character itself`;
-    },
-  }),
-);
+const globPattern = z.string().min(1).refine((pattern) => !/^(\/|[A-Za-z]:[\\/])/.test(pattern), {
+  error: ({ input }) =>
+    `pattern ${JSON.stringify(input)} is an absolute path, but patterns are matched against ` +
+    `the path below the watch folder, so it matches nothing; write "*.fits" (any subfolder) ` +
+    `or "raw/*.fits" (one subfolder)`,
+}).refine((pattern) => unclosedInPattern(pattern) === null, {
+  error: ({ input }) => {
+    const open = unclosedInPattern(String(input));
+    const example = open === "[" ? '"*.[Ff]its"' : '"*.{fits,fz}"';
+    return `pattern ${JSON.stringify(input)} opens "${open}" and never closes it, so it ` +
+      `matches only names holding that character; close it (e.g. ${example}), or write ` +
+      `'\\${open}' (in single quotes) for the character itself`;
+  },
+});
+
+/** A list of glob patterns (see `globPattern`). */
+export const globPatterns = z.array(globPattern);
+
+/** Patterns of files to send: one ending in `/` names folders, so it would match no file. */
+export const filePatterns = z.array(globPattern.refine((pattern) => !pattern.endsWith("/"), {
+  error: ({ input }) =>
+    `pattern ${JSON.stringify(input)} ends with "/", so it names folders and matches no file; ` +
+    `write ${JSON.stringify(`${input}*.fits`)} for the files in such a folder, or put it in ` +
+    `exclude_patterns to skip them`,
+}));

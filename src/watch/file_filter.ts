@@ -80,13 +80,17 @@ export interface FileFilter {
  * Build the filter of a job. A pattern without `/` matches the base name at
  * any depth (`*.fits`); one with `/` matches the whole relative path
  * (`raw/**\/*.fits`). Exclude patterns also apply to every parent folder, so
- * `calib` or `calib/**` skip a whole subtree.
+ * `calib`, `calib/` or `calib/**` skip a whole subtree.
  */
 export function createFileFilter(job: FilterJob, options: FilterOptions = {}): FileFilter {
   const nocase = !(job.case_sensitive_patterns ?? false);
   const include = matcher(job.file_patterns, nocase);
-  const excludes = job.exclude_patterns.map((p) => ({ pattern: p, match: matcher([p], nocase) }));
-  const exclude = matcher(job.exclude_patterns, nocase);
+  // A pattern ending in "/" names folders only (`calib/`: every folder calib, as in .gitignore).
+  const excludes = job.exclude_patterns.map((p) => ({
+    pattern: p,
+    folders: p.endsWith("/"),
+    match: matcher([p.replace(/\/+$/, "")], nocase),
+  }));
   const symlinks = job.symlinks ?? "skip";
   const skipLog = options.skipLog === undefined ? sharedSkipLog : options.skipLog;
   const fields = job.name === undefined ? {} : { job: job.name };
@@ -101,14 +105,14 @@ export function createFileFilter(job: FilterJob, options: FilterOptions = {}): F
     reason,
     level: code === "hidden" || code === "temp" ? "debug" : "info",
   });
-  const excludedBy = (relPath: string) => excludes.find((e) => e.match(relPath))?.pattern;
+  const excludedBy = (relPath: string, folder: boolean) =>
+    excludes.find((e) => (folder || !e.folders) && e.match(relPath))?.pattern;
 
   const dirSkip = (relPath: string): Skip | null => {
     const name = relPath.slice(relPath.lastIndexOf("/") + 1);
     if (name.startsWith(".")) return skip("hidden", "hidden folder (its name starts with a dot)");
-    if (exclude(relPath)) {
-      return skip("excluded", `folder matches exclude pattern ${excludedBy(relPath)}`);
-    }
+    const pattern = excludedBy(relPath, true);
+    if (pattern !== undefined) return skip("excluded", `folder matches exclude pattern ${pattern}`);
     return null;
   };
 
@@ -134,7 +138,7 @@ export function createFileFilter(job: FilterJob, options: FilterOptions = {}): F
       if (why) return why;
     }
     if (!include(relPath)) return skip("unmatched", "matches none of file_patterns");
-    const pattern = excludedBy(relPath);
+    const pattern = excludedBy(relPath, false);
     if (pattern !== undefined) return skip("excluded", `matches exclude pattern ${pattern}`);
     return null;
   };

@@ -781,3 +781,17 @@ Deno.test("a glob pattern written as an absolute path is refused, naming its lin
     /:5: exclude_patterns\[0\]: pattern "C:\\\\data\\\\x\*" is an absolute path/,
   );
 });
+
+Deno.test("a pattern of files ending in / is refused, naming its line; one of exclude_patterns names folders", () => {
+  const error = configError(
+    `${MINIMAL}file_patterns: ["*.fits", "raw/"]\nexclude_patterns: ["calib/"]\n` +
+      `growing_patterns: ["logs/"]\n`,
+  );
+  const lines = error.message.split("\n");
+  assert.equal(lines.length, 2, error.message);
+  assert.match(
+    lines[0],
+    /:4: file_patterns\[1\]: pattern "raw\/" ends with "\/", so it names folders and matches no file; write "raw\/\*\.fits" .* or put it in exclude_patterns/,
+  );
+  assert.match(lines[1], /:6: growing_patterns\[0\]: pattern "logs\/" ends with "\/"/);
+});

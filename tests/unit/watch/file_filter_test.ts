@@ -125,6 +125,21 @@ Deno.test("file_filter: exclude patterns skip files and whole folders", () => {
   }
 });
 
+Deno.test("file_filter: an exclude pattern ending in / names folders only, as in .gitignore", () => {
+  const f = filter(["*.fits", "flats"], ["calib/", "raw/bias/"]);
+  // Every folder of that name and all below it, at any depth; one with a / from the top.
+  assertIncluded(f, ["calib/a.fits", "calib/deep/a.fits", "night/calib/a.fits"], false);
+  assertIncluded(f, ["raw/bias/a.fits", "raw/bias/x/a.fits"], false);
+  assert.equal(
+    f.explain("night/calib/a.fits"),
+    "in folder night/calib: folder matches exclude pattern calib/",
+  );
+  assert.equal(f.includesDir("calib"), false);
+  // Not a file of that name, nor a folder of another name or place.
+  assertIncluded(f, ["calib.fits", "calibs/a.fits", "x/raw/bias/a.fits", "bias/a.fits"], true);
+  assert.equal(filter(["*"], ["flats/"]).explain("flats"), null, "a file named flats is sent");
+});
+
 Deno.test("file_filter: hidden files and folders are never included", () => {
   const f = filter(["*.fits", "*", ".*"]);
   assertIncluded(
