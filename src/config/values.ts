@@ -20,6 +20,8 @@ export const sshOption = z.string().regex(
  * holds a bell where `\a` was), so the message says how to write one.
  */
 export const pathText = z.string().superRefine((text, context) => {
+  const unexpanded = unexpandedReference(text);
+  if (unexpanded !== null) context.addIssue({ code: "custom", message: unexpanded });
   // The first control character (a tab, a bell from `"D:\archive"`…), if any.
   // deno-lint-ignore no-control-regex
   const found = /[\u0000-\u001f\u007f-\u009f]/.exec(text);
@@ -34,6 +36,26 @@ export const pathText = z.string().superRefine((text, context) => {
       "write Windows paths in single quotes ('D:\\archive') or with forward slashes (D:/archive)",
   });
 });
+
+/**
+ * Why `text` would be taken literally where a user meant a variable or another user's home:
+ * `$NAME` or `${NAME}` (only a leading `$HOME` is expanded) or a leading `~name`; `null` if not.
+ */
+function unexpandedReference(text: string): string | null {
+  const variable = /\$(\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z_][A-Za-z0-9_]*)/.exec(text);
+  if (variable && !(variable.index === 0 && /^(HOME|\{HOME\})$/.test(variable[1]))) {
+    const name = variable[1].replace(/[{}]/g, "");
+    return `${variable[0]} is not expanded here (only ~, a leading $HOME and %NAME% are), so the ` +
+      `path would hold it as written; write the folder itself, or %${name}% to take it from ` +
+      "the environment";
+  }
+  const home = /^~([^/\\]+)/.exec(text);
+  if (home) {
+    return `~${home[1]} (another user's home) is not expanded, so the path would start with a ` +
+      `folder named "~${home[1]}"; write the full path, e.g. /home/${home[1]}/…`;
+  }
+  return null;
+}
 
 /** `HOST:PORT` of the status page, or `""` for off. */
 export const listenAddress = z.string().regex(

@@ -179,6 +179,7 @@ export function syntaxReason(
     BAD_INDENT: "align keys of the same level with the same number of spaces",
     BLOCK_AS_IMPLICIT_KEY: "check the indentation: keys of the same level start in the same column",
     MULTILINE_IMPLICIT_KEY: "check the indentation and that every key ends with a colon",
+    BAD_SCALAR_START: "put the value in quotes, e.g. '%USERPROFILE%\\data' or \"@night\"",
   };
   const reason = `YAML syntax error: ${error.message}`;
   const closing = error.message.match(/end with a ([\]}])/)?.[1];

@@ -795,3 +795,29 @@ Deno.test("a pattern of files ending in / is refused, naming its line; one of ex
   );
   assert.match(lines[1], /:6: growing_patterns\[0\]: pattern "logs\/" ends with "\/"/);
 });
+
+Deno.test("a path with a variable or another user's home that would be taken literally is refused, naming its line", () => {
+  const error = configError(
+    "watch_path: ~observer/in\nremote_host: freya\nremote_base_path: $ARCHIVE_ROOT/images\n" +
+      'state_dir: "/var/${STATE}/it"\nlog_file: $HOME/logs/it.log\n',
+  );
+  const lines = error.message.split("\n");
+  assert.equal(lines.length, 3, error.message);
+  assert.match(
+    lines[0],
+    /:1: watch_path: ~observer \(another user's home\) is not expanded, .* write the full path, e\.g\. \/home\/observer\//,
+  );
+  assert.match(
+    lines[1],
+    /:3: remote_base_path: \$ARCHIVE_ROOT is not expanded here .* write the folder itself, or %ARCHIVE_ROOT% to take it from the environment/,
+  );
+  assert.match(lines[2], /:4: state_dir: \$\{STATE\} is not expanded here/);
+});
+
+Deno.test("a value starting with % or @ unquoted: the YAML error says to quote it", () => {
+  const error = configError(`${MINIMAL}state_dir: %USERPROFILE%/state\n`);
+  assert.match(
+    error.message,
+    /:4: YAML syntax error: Plain value cannot start with directive indicator character %.*put the value in quotes, e\.g\. '%USERPROFILE%\\data'/s,
+  );
+});
