@@ -67,8 +67,9 @@ const PROBE_EVERY_MS = 2000;
 
 /**
  * Free space a full disk must have again before the ledger counts as
- * writable: the probe's own write is tiny, and a burst of new rows would fill
- * a smaller gap at once (and pause and resume every probe).
+ * writable (an eighth of a smaller disk): a write of a few rows succeeding is
+ * not enough, as a burst of new rows would fill a smaller gap at once (and
+ * pause and resume every write).
  */
 const ROOM_TO_RESUME_BYTES = 1024 * 1024;
 
@@ -82,6 +83,7 @@ export class Ledger {
   #rebuilt: LedgerRebuild | null = null;
   #listeners = new Set<() => void>();
   #probeTimer: ReturnType<typeof setTimeout> | undefined;
+  #telling = false;
   #probeEveryMs: number;
   #closed = false;
   /** Transactions open (a write inside a write joins the outer one). */
@@ -185,11 +187,7 @@ export class Ledger {
     return this.#rebuilt;
   }
 
-  /**
-   * Be told when {@linkcode problem} or {@linkcode rebuilt} changes.
-   *
-   * @returns what stops telling
-   */
+  /** Be told when {@linkcode problem} or {@linkcode rebuilt} changes. @returns what stops it */
   subscribe(listener: () => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
@@ -205,10 +203,7 @@ export class Ledger {
     return stmt;
   }
 
-  /**
-   * Run a query; a damaged ledger found on the way is set aside and the
-   * query runs once more on the new one.
-   */
+  /** Run a query; a damaged ledger found on the way is set aside, and it runs again on the new. */
   read<T>(query: () => T): T {
     try {
       return query();
@@ -250,7 +245,7 @@ export class Ledger {
     for (let attempt = 1;; attempt++) {
       try {
         const result = this.#transaction(writes);
-        if (this.#problem) this.#writable();
+        if (this.#problem && roomToResume(this.path)) this.#writable();
         return result;
       } catch (error) {
         if (isDamage(error) && attempt === 1 && !this.readOnly) {
@@ -296,7 +291,10 @@ export class Ledger {
 
   /** A write failed: say so once, tell the jobs, and probe until one succeeds. */
   #unwritable(error: string): void {
-    if (this.#problem) return;
+    if (this.#problem) {
+      if (this.#probeTimer === undefined) this.#scheduleProbe();
+      return;
+    }
     this.#problem = { error, since: Date.now() };
     logger("ledger").error(
       "Cannot write the ledger {path}: {error} ({free}); no new transfer starts until it can be " +
@@ -321,10 +319,7 @@ export class Ledger {
       this.#reclaim();
       try {
         this.#transaction(() => this.#setMeta("written_at", String(Date.now())));
-        if (freeBytes(this.path) < ROOM_TO_RESUME_BYTES) {
-          this.#scheduleProbe();
-          return;
-        }
+        if (!roomToResume(this.path)) return this.#scheduleProbe();
         this.#writable();
       } catch (error) {
         if (isDamage(error)) this.#recover(sqliteText(error));
@@ -333,12 +328,7 @@ export class Ledger {
     }, this.#probeEveryMs);
   }
 
-  /**
-   * Copy the journal into the database and empty it (its room goes back to
-   * the disk).
-   *
-   * @returns whether it worked
-   */
+  /** Copy the journal into the database and empty it, giving its room back: whether it did. */
   #reclaim(): boolean {
     try {
       const row = this.#db.prepare("PRAGMA wal_checkpoint(TRUNCATE)").get() as
@@ -431,18 +421,26 @@ export class Ledger {
     };
   }
 
+  /** Tell the listeners, once the write that changed the state has returned (they may write). */
   #tell(): void {
-    for (const listener of [...this.#listeners]) listener();
+    if (this.#telling) return;
+    this.#telling = true;
+    setTimeout(() => {
+      this.#telling = false;
+      for (const listener of this.#closed ? [] : [...this.#listeners]) listener();
+    }, 0);
   }
 }
 
-/** Free space on the ledger's disk, in bytes (`Infinity` when unknown). */
-function freeBytes(path: string): number {
-  return localDiskSpaceSync(dirname(path))?.availableBytes ?? Infinity;
+/** Whether the ledger's disk has room again ({@linkcode ROOM_TO_RESUME_BYTES}; unknown: yes). */
+function roomToResume(path: string): boolean {
+  const space = localDiskSpaceSync(dirname(path));
+  return space === null ||
+    space.availableBytes >= Math.min(ROOM_TO_RESUME_BYTES, space.totalBytes / 8);
 }
 
 /** Free space on the ledger's disk, in words. */
 function freeSpaceText(path: string): string {
-  const free = freeBytes(path);
-  return free === Infinity ? "free space unknown" : `${formatBytes(free)} free on its disk`;
+  const free = localDiskSpaceSync(dirname(path))?.availableBytes;
+  return free === undefined ? "free space unknown" : `${formatBytes(free)} free on its disk`;
 }
