@@ -22,6 +22,10 @@ export interface DaemonStatus {
   service?: string;
   /** Where its status page listens (see `DaemonInfo.statusListen`), if it said. */
   statusListen?: string;
+  /** The jobs it runs, by name, if it said. */
+  jobs?: string[];
+  /** Its last reload, if refused (see `DaemonInfo.reloadRefused`). */
+  reloadRefused?: { at: string; reason: string };
 }
 
 /** Whether a daemon runs on `stateDir`, for `status`. */
@@ -35,13 +39,18 @@ export function daemonStatus(stateDir: string): DaemonStatus {
   return { running: true, ...state.info };
 }
 
-/** One line for the text output of `status`. */
+/** The daemon's line of the text output of `status` (and one more if its last reload was refused). */
 export function describeDaemon(status: DaemonStatus, stateDir: string): string {
   if (status.running) {
     if (status.pid === undefined) return `Daemon: running (state_dir ${stateDir})`;
     const since = status.startedAt ? new Date(status.startedAt).toLocaleString("sv-SE") : "?";
+    const refused = status.reloadRefused;
     return `Daemon: running, pid ${status.pid}, since ${since}, version ${status.version}` +
-      (status.config ? `, config ${status.config}` : "");
+      (status.config ? `, config ${status.config}` : "") +
+      (refused
+        ? `\n  Its last reload (${new Date(refused.at).toLocaleString("sv-SE")}) was refused, so ` +
+          `it runs the config it had before: ${refused.reason}`
+        : "");
   }
   const stale = status.stalePid === undefined
     ? ""
@@ -51,8 +60,17 @@ export function describeDaemon(status: DaemonStatus, stateDir: string): string {
   return `Daemon: not running${stale}`;
 }
 
-/** `; paused: destination full since …: reason` for a job the daemon has paused, else "". */
+/**
+ * `; paused: destination full since …: reason` for a job the daemon has paused, what it says of
+ * a job of the config it does not run, else "".
+ */
 export function describePause(status: DaemonStatus, job: string): string {
+  if (status.running && status.jobs && !status.jobs.includes(job)) {
+    return status.reloadRefused
+      ? "; not run by the daemon: the reload that would add it was refused (see above)"
+      : "; not run by the daemon: it is not in the config the daemon loaded (reload it with " +
+        "SIGHUP, or image-transfer restart)";
+  }
   const pause = status.running ? status.paused?.[job] : undefined;
   if (!pause) return "";
   const since = new Date(pause.since).toLocaleString("sv-SE");

@@ -171,7 +171,8 @@ export function statusCommand(): Command {
             return `${state === "transferring" && !daemon.running ? "interrupted" : state} ${n}`;
           }).join(", ");
           console.log(`Job ${job}: ${line}${describePause(daemon, job)}`);
-          const watched = watchLine(config, job, live);
+          const notRun = daemon.running && daemon.jobs !== undefined && !daemon.jobs.includes(job);
+          const watched = notRun ? null : watchLine(config, job, live);
           if (watched) console.log(watched);
         }
         for (const line of formatSkipped(skipped, options.all ?? false)) console.log(line);

@@ -42,6 +42,10 @@ export interface DaemonInfo {
   runtimeDir?: string;
   /** `HOST:PORT` its status page listens on (kept over reloads: a reload does not move it). */
   statusListen?: string;
+  /** The jobs it runs, by name (those of the config it last loaded). */
+  jobs?: string[];
+  /** The last reload, when it was refused (the running config kept): when, and why. */
+  reloadRefused?: { at: string; reason: string };
   /**
    * The service that started it (`systemd-system`, `systemd-user`,
    * `launchd-system`, `launchd-user`), as its service file says; absent when
@@ -69,7 +73,7 @@ export interface DaemonLock {
   /** What that daemon said about itself (its runtime folder, to clear), if anything. */
   readonly stale: DaemonInfo | undefined;
   /** Say in `daemon.json` where this daemon's runtime folder is, and its status page. */
-  tell(facts: Pick<DaemonInfo, "runtimeDir" | "statusListen">): void;
+  tell(facts: Pick<DaemonInfo, "runtimeDir" | "statusListen" | "jobs" | "reloadRefused">): void;
   /** Say in `daemon.json` which jobs are paused now (no-op without a PID file). */
   setPaused(paused: Record<string, JobPause>): void;
   /** Remove the PID file and release the lock. */

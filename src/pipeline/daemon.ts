@@ -173,6 +173,7 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
     }
     await options.onListening?.();
     jobs = start(config);
+    lock.tell({ jobs: config.jobs.map((job) => job.name) });
     if (options.once) {
       if (await events.race(jobs.started) !== "stop") {
         const stuck = whenLedgerStuck(openLedger, ONCE_LEDGER_WAIT_MS);
@@ -185,12 +186,18 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
     } else {
       let current = config;
       while (await events.race(jobs.failure()) === "reload") {
-        const next = await reloadConfig(current, config, options.onReload);
+        const next = await reloadConfig(
+          current,
+          config,
+          options.onReload,
+          (reason) => lock.tell({ reloadRefused: { at: new Date().toISOString(), reason } }),
+        );
         if (!next) continue;
         // The replaced jobs' hooks run on (with the old config), and end at the stop.
         finishingHooks.push(...await jobs.stop(total, true, next));
         current = next;
         jobs = start(next, jobs);
+        lock.tell({ jobs: next.jobs.map((job) => job.name), reloadRefused: undefined });
         log.info("Reloaded {file}: starting {count} job(s)", {
           file: next.file,
           count: next.jobs.length,
@@ -234,7 +241,8 @@ async function clearLeftovers(runtimeDir: string | undefined): Promise<void> {
 
 /**
  * Read and check the config file again after SIGHUP. `started`: the config
- * the daemon started with, whose status page settings hold until a restart.
+ * the daemon started with, whose status page settings hold until a restart;
+ * `refused` is told why a config is not taken.
  *
  * @returns the new config, or `undefined` (logged) when the running one is kept
  */
@@ -242,6 +250,7 @@ async function reloadConfig(
   current: Config,
   started: Config,
   onReload: DaemonOptions["onReload"],
+  refused: (reason: string) => void,
 ): Promise<Config | undefined> {
   const log = logger("daemon");
   log.info("Reloading {file} (SIGHUP)", { file: current.file });
@@ -272,6 +281,7 @@ async function reloadConfig(
       file: current.file,
       reason,
     });
+    refused(reason);
     return undefined;
   }
 }

@@ -226,6 +226,61 @@ Deno.test("SIGHUP with an invalid config is refused with a log line; the running
   );
 });
 
+Deno.test("status after a refused reload says so, and names a job the daemon does not run", async () => {
+  await using box = await cliSandbox();
+  const daemon = startCli(["run", "-c", box.config], { env: box.env });
+  try {
+    await daemon.waitForOutput("Watching");
+    const second = join(box.root, "second");
+    await Deno.mkdir(second);
+    const hook = join(box.root, "new-hook.sh");
+    await Deno.writeTextFile(hook, "#!/bin/sh\nexit 0\n");
+    await Deno.chmod(hook, 0o755);
+    // A valid config whose new job names a program the running daemon may not start.
+    const jobs = (withHook: boolean) => ({
+      jobs: [
+        { name: "cam" },
+        {
+          name: "second",
+          watch_path: second,
+          remote_base_path: join(box.root, "dest2"),
+          ...(withHook ? { on_transfer: [hook] } : {}),
+        },
+      ],
+    });
+    await box.rewrite(jobs(true));
+    daemon.process.kill("SIGHUP");
+    await daemon.waitForOutput("Reload refused");
+    const refused = await runCli(["status", "-c", box.config], { env: box.env });
+    assert.equal(refused.code, 0, refused.stderr);
+    assert.match(
+      refused.stdout,
+      /Its last reload \(.*\) was refused, so it runs the config it had before: .*new-hook\.sh/,
+    );
+    assert.match(
+      refused.stdout,
+      /Job second: .*; not run by the daemon: the reload that would add it was refused/,
+    );
+    const json = JSON.parse(
+      (await runCli(["status", "--json", "-c", box.config], {
+        env: box.env,
+      })).stdout,
+    );
+    assert.deepEqual(json.daemon.jobs, ["default"]);
+    assert.match(json.daemon.reloadRefused.reason, /new-hook\.sh/);
+
+    // The next reload that loads clears it, and the job runs.
+    await box.rewrite(jobs(false));
+    daemon.process.kill("SIGHUP");
+    await daemon.waitForOutput(`Watching ${second} for job second`);
+    const taken = await runCli(["status", "-c", box.config], { env: box.env });
+    assert.doesNotMatch(taken.stdout, /was refused|not run by the daemon/);
+    assert.match(taken.stdout, /Job second: pending 0/);
+  } finally {
+    assert.equal((await daemon.stop()).code, 0, daemon.stderr());
+  }
+});
+
 Deno.test("SIGHUP in the middle of a copy: the copy is aborted and resumed, whole", async () => {
   await using box = await cliSandbox({ verify_transfer: "checksum" });
   const big = join(box.watch, "big.fits");
