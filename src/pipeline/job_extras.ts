@@ -54,6 +54,12 @@ export class JobExtras {
     });
   }
 
+  /** Hooks of the job that failed or were not run since the daemon started (reloads included). */
+  get hookFailures(): number {
+    const { failed, dropped } = this.#hooks.stats;
+    return failed + dropped;
+  }
+
   /**
    * Before the job's first scan: inside a pause window of its schedules (unless `once`), pause. A
    * reload that keeps the schedules keeps where they left the job (a Resume from the page within

@@ -243,6 +243,7 @@ export class JobRunner {
       ...this.summary,
       lastSuccessAt: this.#status.lastSuccessAt,
       cannotSend: sharedSkipLog.errorsOf(this.job.name),
+      hookFailures: this.#extras.hookFailures,
       freeSpace: this.#status.freeSpace?.read() ?? null,
       watch: this.#session.how
         ? { ...this.#session.how, unavailable: this.#session.unavailable }

@@ -66,6 +66,8 @@ export interface JobSnapshot {
   lastSuccessAt: number | null;
   /** Files and folders found that cannot be sent (a name not UTF-8, a folder not readable). */
   cannotSend: number;
+  /** Hooks that failed, timed out or could not run, since the daemon started. */
+  hookFailures: number;
   /** Free space at the destination where known (local, scp, rsync), else `null`. */
   freeSpace: FreeSpace | null;
   /** How the watch folder is watched; `null` until it exists. */

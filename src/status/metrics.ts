@@ -163,6 +163,11 @@ export class Metrics {
     for (const job of jobs) {
       out.push(sample(cannot, { job: job.job, method: job.method }, job.cannotSend));
     }
+    const hooks = "image_transfer_hook_failures_total";
+    family(hooks, "counter", "Hooks that failed, timed out or could not run (each is logged).");
+    for (const job of jobs) {
+      out.push(sample(hooks, { job: job.job, method: job.method }, job.hookFailures));
+    }
     family("image_transfer_job_paused", "gauge", "1 while the job is paused (by hand or full).");
     for (const job of jobs) {
       const paused = job.state === "paused" || job.state === "full" ? 1 : 0;

@@ -98,6 +98,8 @@ function render(s) {
       j.reason ? el("div", { class: "err reason" }, j.reason) : "",
       j.cannotSend ? el("div", { class: "err cannot" }, j.cannotSend +
         " file(s) or folder(s) cannot be sent (a name that is not UTF-8, a folder that cannot be read): image-transfer status lists them") : "",
+      j.hookFailures ? el("div", { class: "err hooks" }, j.hookFailures +
+        " hook run(s) failed, timed out or could not start since the daemon started: the log says why") : "",
       el("div", { class: "q" },
         el("span", {}, el("b", {}, q.observing + q.planning + q.queued + (q.unrecorded || 0)), " pending"),
         el("span", {}, el("b", {}, q.sending), " sending"),

@@ -13,6 +13,8 @@ import { join } from "node:path";
 import { REPO_ROOT, runCli, startCli } from "../../helpers/cli.ts";
 import { randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
 import { startSshd } from "../../helpers/sshd.ts";
+import { freePort } from "../../helpers/net.ts";
+import { getJson } from "../../helpers/status.ts";
 
 /**
  * A hook that writes its arguments and its whole environment, NUL-separated,
@@ -136,9 +138,11 @@ case "$IMAGE_TRANSFER_RELATIVE_PATH" in
 esac
 `;
   const p = await setUp("itx-hooks-fail-", script);
+  const base = `127.0.0.1:${freePort()}`;
   const daemon = (() => {
     const config = {
       ...baseConfig(p),
+      status_listen: base,
       on_transfer: [p.hook],
       // Long enough for the other files to arrive meanwhile, even on a busy machine.
       hook_timeout_seconds: 25,
@@ -198,6 +202,17 @@ esac
     // Its hook runs too (before the stop below, which would kill it).
     await waitFor(() => existsSync(join(p.out, "late.fits")), 20_000, "the late file's hook");
     await running.waitForOutput(/late\.fits done/);
+    // Every view counts the hooks that failed: the API, the metrics an alert can watch.
+    const api = await getJson<{ jobs: Array<{ hookFailures: number }> }>(
+      `http://${base}`,
+      "/api/status",
+    );
+    assert.equal(api.jobs[0].hookFailures, 2);
+    const metrics = await (await fetch(`http://${base}/metrics`)).text();
+    assert.match(
+      metrics,
+      /^image_transfer_hook_failures_total\{job="default",method="local"\} 2$/m,
+    );
   } finally {
     const status = await running.stop();
     assert.equal(status.code, 0, running.stderr());

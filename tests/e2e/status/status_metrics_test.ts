@@ -22,6 +22,7 @@ function snapshot(job: string, freeBytes: number | null = null): JobSnapshot {
     failed: 0,
     lastSuccessAt: null,
     cannotSend: job === "cam1" ? 2 : 0,
+    hookFailures: job === "cam1" ? 4 : 0,
     freeSpace: freeBytes === null ? null : { bytes: freeBytes, at: 0 },
     watch: null,
   };
@@ -105,6 +106,10 @@ Deno.test("metrics: counters, cumulative duration buckets, failures by class, qu
   // Found and never sendable as they are (said once each): a counter an alert can watch.
   assert.ok(text.includes("# TYPE image_transfer_cannot_send_total counter\n"));
   assert.ok(text.includes(`image_transfer_cannot_send_total${l}} 2\n`));
+  // Hooks that failed or could not run: a counter an alert can watch.
+  assert.ok(text.includes("# TYPE image_transfer_hook_failures_total counter\n"));
+  assert.ok(text.includes(`image_transfer_hook_failures_total${l}} 4\n`));
+  assert.ok(text.includes('image_transfer_hook_failures_total{job="cam2",method="rsync"} 0\n'));
   assert.ok(text.includes(`image_transfer_oldest_waiting_file_age_seconds${l}} 90.5\n`));
   assert.ok(
     text.includes(`image_transfer_oldest_waiting_file_age_seconds{job="cam2",method="rsync"} 0\n`),
