@@ -117,10 +117,7 @@ export class FileTable {
     return this.#index.size;
   }
 
-  /**
-   * Where the stability checker keeps its observations, by relative path: in
-   * the records (see `work_queue.ts`).
-   */
+  /** Where the stability checker keeps its observations, by relative path: in the records. */
   readonly observations: ObservationStore;
 
   /** Files in motion in `phase`. */
@@ -209,19 +206,22 @@ export class FileTable {
     if (this.#index.get(relPath)?.phase === "planning") this.#index.remove(relPath);
   }
 
-  /** A file under observation disappeared: forgotten, unless a plan or an attempt is under way. */
-  gone(relPath: string): void {
+  /**
+   * A file under observation disappeared: forgotten, unless a plan or an attempt is under way.
+   * @returns the destination of the pending row it took out (a copy kept there can go), or null
+   */
+  gone(relPath: string): string | null {
     const phase = this.#index.get(relPath)?.phase;
-    if (phase === "planning" || phase === "sending") return;
+    if (phase === "planning" || phase === "sending") return null;
     this.#index.remove(relPath);
-    if (this.rows.get(relPath)?.state === "pending") {
-      writeIfWritable(() => this.rows.remove(relPath));
-    }
+    const row = this.rows.get(relPath);
+    if (row?.state !== "pending" || !writeIfWritable(() => this.rows.remove(relPath))) return null;
+    return row.destination;
   }
 
   /**
-   * Take up to `max` sendable files (within `maxBytes`, unless the first alone
-   * is larger), recorded `transferring` (none, if that cannot be recorded).
+   * Take up to `max` sendable files (within `maxBytes`, unless the first alone is larger),
+   * recorded `transferring` (none, if that cannot be recorded).
    */
   takeBatch(max: number, maxBytes?: number, smallestFirst?: boolean): WorkRecord[] {
     const batch = this.#index.takeBatch(max, maxBytes, smallestFirst);
@@ -303,9 +303,9 @@ export class FileTable {
   }
 
   /**
-   * At start: rows from before destinations were told apart become this
-   * destination's; rows the last run left `transferring` (looked for at the
-   * destination first) and `failed` go back to pending.
+   * At start: rows from before destinations were told apart become this destination's; rows the
+   * last run left `transferring` (looked for at the destination first) and `failed` go back to
+   * pending.
    */
   takeOverLedger(): LeftByLastRun {
     const rows = this.rows;
@@ -373,9 +373,8 @@ export class FileTable {
   }
 
   /**
-   * Pending rows that nothing holds (no record, not observed) go to the
-   * checker, which finds them complete (queued) or gone (dropped).
-   * @returns their relative paths
+   * Pending rows that nothing holds (no record, not observed) go to the checker, which finds them
+   * complete (queued) or gone (dropped). @returns their relative paths
    */
   observeStrayPending(): string[] {
     const stray: string[] = [];

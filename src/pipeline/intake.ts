@@ -215,17 +215,19 @@ export class Intake {
     );
   }
 
-  /** A file under observation disappeared (or turned out to be a folder). */
+  /**
+   * A file under observation disappeared, or a folder took its name (scanned as new): its pending
+   * row goes, and the copy kept to continue it.
+   */
   async #gone(path: string): Promise<void> {
-    const { job, table } = this.#context;
+    const { job, table, transport } = this.#context;
     if (this.#context.stopping()) return;
-    if (!(await this.#context.scanIfFolder(path))) {
-      const rel = relativeTo(job.watch_path, path);
-      if (rel !== null) table.gone(rel);
-      this.#log.info("Dropped {path}: it disappeared before it was complete", {
-        path,
-      });
-    }
+    const folder = await this.#context.scanIfFolder(path);
+    const rel = relativeTo(job.watch_path, path);
+    const dropped = rel === null ? null : table.gone(rel);
+    if (dropped !== null) transport.dropKeptCopies?.([dropped]);
+    const why = folder ? "a folder took its name" : "it disappeared before it was complete";
+    if (!folder || dropped !== null) this.#log.info(`Dropped {path}: ${why}`, { path });
     this.#context.onSettled();
   }
 

@@ -5,7 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { startCli } from "../../helpers/cli.ts";
+import { runCli, startCli } from "../../helpers/cli.ts";
+import { cliSandbox } from "../../helpers/sandbox.ts";
 import { listFiles, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
 
 const FILES = 200;
@@ -145,5 +146,49 @@ Deno.test("daemon (local): burst + slow writer arrive complete in night folders;
     assert.equal(logText.match(/Successfully transferred /g)?.length, expected.size + 2);
   } finally {
     await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("daemon (local): a file waiting for a retry replaced by a folder of its name: the folder's files go, the file's row does not stay pending", async () => {
+  await using box = await cliSandbox({ retry_delay_seconds: 0.5, retry_max_delay_seconds: 2 });
+  // The night folder is blocked by a file of its name: the first attempt fails.
+  await Deno.mkdir(box.dest);
+  const night = join(box.dest, "20240315");
+  await Deno.writeTextFile(night, "not a folder");
+  const daemon = startCli(["run", "-c", box.config], { env: box.env });
+  try {
+    await daemon.waitForOutput("Watching");
+    await Deno.writeFile(join(box.watch, "rep.fits"), randomBytes(4096));
+    await Deno.utime(join(box.watch, "rep.fits"), 0, new Date("2024-03-15T20:00:00Z"));
+    await waitFor(() => /WARN|ERROR/.test(daemon.stderr()), 30_000, "the failed attempt");
+    await Deno.remove(join(box.watch, "rep.fits"));
+    await Deno.mkdir(join(box.watch, "rep.fits"));
+    const inner = randomBytes(3000);
+    await Deno.writeFile(join(box.watch, "rep.fits", "inner.fits"), inner);
+    await Deno.utime(
+      join(box.watch, "rep.fits", "inner.fits"),
+      0,
+      new Date("2024-03-15T21:00:00Z"),
+    );
+    await Deno.remove(night);
+    await waitFor(
+      async () => (await listFiles(box.dest)).some((f) => f.endsWith("rep.fits/inner.fits")),
+      60_000,
+      "the folder's file",
+    );
+    const status = async () =>
+      JSON.parse((await runCli(["status", "--json", "-c", box.config], { env: box.env })).stdout);
+    await waitFor(
+      async () =>
+        !(await status()).counts.some((c: { state: string; count: number }) =>
+          c.state !== "done" && c.count > 0
+        ),
+      90_000,
+      "no row left pending or failed",
+    );
+    assert.match(daemon.stderr(), /Dropped .*rep\.fits: a folder took its name/);
+    assert.deepEqual((await listFiles(box.dest)).filter((f) => !f.endsWith("inner.fits")), []);
+  } finally {
+    await daemon.stop();
   }
 });
