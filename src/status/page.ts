@@ -44,6 +44,11 @@ function el(tag, attrs, ...kids) {
   for (const k of kids) e.append(k instanceof Node ? k : document.createTextNode(String(k)));
   return e;
 }
+// A name holding a newline or another control character, quoted and escaped (as \`status\` does):
+// shown raw, a newline would look like a space.
+function shown(name) {
+  return /[\\u0000-\\u001f\\u007f]/.test(name) ? JSON.stringify(name) : name;
+}
 function bytes(n) {
   const u = ["B", "kB", "MB", "GB", "TB"]; let i = 0;
   while (n >= 1000 && i < u.length - 1) { n /= 1000; i++; }
@@ -104,7 +109,7 @@ function render(s) {
         el("span", {}, el("b", {}, q.observing + q.planning + q.queued + (q.unrecorded || 0)), " pending"),
         el("span", {}, el("b", {}, q.sending), " sending"),
         el("span", {}, el("b", {}, q.waiting), " waiting to retry"),
-        el("span", {}, el("b", {}, failedOf(s, j.job)), " failed"),
+        el("span", {}, el("b", {}, failedOf(s, j.job)), " gave up"),
         el("span", {}, el("b", {}, j.sent), " sent this run"),
         j.rateBytesPerSecond ? el("span", {}, el("b", {}, bytes(j.rateBytesPerSecond) + "/s"), " now") : ""),
       el("div", {},
@@ -114,14 +119,14 @@ function render(s) {
       j.inFlight.length ? el("div", { class: "meta" },
         "Now: ",
         ...j.inFlight.slice(0, 5).map(
-        (f) => el("div", { class: "name" }, f.relPath + " (" + bytes(f.bytes) + ", " +
+        (f) => el("div", { class: "name" }, shown(f.relPath) + " (" + bytes(f.bytes) + ", " +
           Math.round((now - f.startedAt) / 1000) + " s)"))) : "");
   }));
   rows($("nights"), s.nights, (n) => el("tr", {}, el("td", {}, n.night), el("td", {}, n.job),
     el("td", { class: "n" }, n.done + " / " + n.files), el("td", { class: "n" }, bytes(n.bytes)),
     el("td", { class: "n" + (n.failures ? " err" : "") }, n.failures)), "No night folders yet");
   rows($("problems"), s.problems, (p) => el("tr", { class: "problem" },
-    el("td", { class: "name" }, p.relPath), el("td", {}, p.job),
+    el("td", { class: "name" }, shown(p.relPath)), el("td", {}, p.job),
     el("td", { class: "err" }, p.lastError || ""),
     el("td", {}, p.state === "failed" ? (p.nextAttemptAt ? "failing; next try " +
       time(p.nextAttemptAt) + ", or Retry now" : "failed: at the next rescan, or retry") :
@@ -129,9 +134,9 @@ function render(s) {
     el("td", {}, p.state === "failed" ? el("button", { class: "retry",
       onclick: () => act(p.job, "retry", { file: p.relPath }) }, "Retry") : "")), "No failures");
   rows($("recent"), s.recent, (r) => el("tr", { class: "sent" },
-    el("td", { class: "name" }, r.relPath), el("td", {}, r.job),
+    el("td", { class: "name" }, shown(r.relPath)), el("td", {}, r.job),
     el("td", { class: "n" }, bytes(r.size)),
-    el("td", { class: "n took" }, took(r.durationMs)), el("td", { class: "name" }, r.destination), el("td", {}, ago(r.transferredAt, now))),
+    el("td", { class: "n took" }, took(r.durationMs)), el("td", { class: "name" }, shown(r.destination)), el("td", {}, ago(r.transferredAt, now))),
     "Nothing sent yet");
   chart(s.perMinute || [], now);
 }
@@ -225,7 +230,7 @@ export const STATUS_PAGE = `<!doctype html>
 <h2>Recent transfers</h2>
 <div class="scroll"><table><thead><tr><th>File</th><th>Job</th><th>Size</th><th>Took</th><th>Destination</th><th>When</th></tr></thead><tbody id="recent"></tbody></table></div>
 <h2>Nights</h2>
-<div class="scroll"><table><thead><tr><th>Night</th><th>Job</th><th>Files</th><th>Bytes</th><th>Failures</th></tr></thead><tbody id="nights"></tbody></table></div>
+<div class="scroll"><table><thead><tr><th>Night</th><th>Job</th><th>Files</th><th>Bytes</th><th>Last try failed</th></tr></thead><tbody id="nights"></tbody></table></div>
 <script>${SCRIPT}</script>
 </body></html>
 `;

@@ -42,7 +42,8 @@ Deno.test("status page in Chromium: live updates, failure reason, retry, pause/r
 
     // Files written now appear as sent, without a reload.
     const night = new Date("2024-03-16T20:00:00Z");
-    for (const [i, name] of [HOSTILE, "m31 L 0001.fits", "m31 L 0002.fits"].entries()) {
+    const files = [HOSTILE, "m31 L 0001.fits", "m31 L 0002.fits", "new\nline.fits"];
+    for (const [i, name] of files.entries()) {
       await Deno.writeFile(join(d.watch, name), randomBytes(200_000 + i * 1000));
       await Deno.utime(join(d.watch, name), night, night);
     }
@@ -56,6 +57,10 @@ Deno.test("status page in Chromium: live updates, failure reason, retry, pause/r
     );
     assert.deepEqual(dialogs, [], "no script ran from the name");
     await page.locator("#recent tr.sent", { hasText: "m31 L 0002.fits" }).waitFor();
+    // A newline in a name is shown as one, escaped in quotes, not as a space.
+    const newline = page.locator("#recent tr.sent td:first-child", { hasText: "line.fits" });
+    await newline.waitFor({ timeout: LEAST_CEILING_MS });
+    assert.equal(await newline.textContent(), '"new\\nline.fits"');
     // Which job sent it.
     assert.equal(
       await page.locator("#recent tr.sent", { hasText: "m31 L 0002.fits" }).locator("td")
@@ -114,7 +119,8 @@ Deno.test("status page in Chromium: live updates, failure reason, retry, pause/r
       "the night's failure counted",
     );
     // So do the job's counts (recomputed at most every second).
-    await page.locator(".job .q span", { hasText: /^1 failed$/ }).waitFor({
+    // Files that gave up (the night's column counts every file whose last try failed).
+    await page.locator(".job .q span", { hasText: /^1 gave up$/ }).waitFor({
       timeout: LEAST_CEILING_MS,
     });
     await page.screenshot({ path: SCREENSHOT.pathname, fullPage: true });
