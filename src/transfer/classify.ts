@@ -46,16 +46,20 @@ const sshFlags = (c: FailureContext) =>
 const wordForShell = (word: string) =>
   /^[\w@%+=:,./~-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`;
 const sshCommand = (c: FailureContext) => `ssh ${sshFlags(c)}${c.destination}`;
-/** The known-hosts file `ssh_options` name (`UserKnownHostsFile`, its first file), or `null`. */
-const knownHostsFile = (c: FailureContext) => {
+/** The value of ssh option `name` among the job's `ssh_options` (the first one, as ssh takes). */
+const optionValue = (c: FailureContext, name: string) => {
   for (const option of c.options ?? []) {
-    const file = /^\s*UserKnownHostsFile\s*[=\s]\s*(\S+)/i.exec(option)?.[1];
-    if (file) return file;
+    const value = new RegExp(`^\\s*${name}\\s*[=\\s]\\s*(\\S+)`, "i").exec(option)?.[1];
+    if (value) return value;
   }
   return null;
 };
+/** The known-hosts file `ssh_options` name (`UserKnownHostsFile`, its first file), or `null`. */
+const knownHostsFile = (c: FailureContext) => optionValue(c, "UserKnownHostsFile");
+/** The port: `ssh_port`, else a `Port=` of `ssh_options`, else `null` (ssh's own default). */
+const portOf = (c: FailureContext) => c.port ?? optionValue(c, "Port");
 const keyscanCommand = (c: FailureContext) =>
-  `ssh-keyscan ${c.port === null ? "" : `-p ${c.port} `}${c.host} >> ${
+  `ssh-keyscan ${portOf(c) === null ? "" : `-p ${portOf(c)} `}${c.host} >> ${
     wordForShell(knownHostsFile(c) ?? "~/.ssh/known_hosts")
   }`;
 const keygenRemove = (c: FailureContext) => {
@@ -64,8 +68,9 @@ const keygenRemove = (c: FailureContext) => {
 };
 const connectionLost = (c: FailureContext) =>
   `the connection to ${c.host} failed: check that the host is up and reachable and that sshd ` +
-  `listens on port ${c.port ?? "22 (or the Port of your ~/.ssh/config)"}`;
-const knownHostsName = (c: FailureContext) => c.port === null ? c.host : `[${c.host}]:${c.port}`;
+  `listens on port ${portOf(c) ?? "22 (or the Port of your ~/.ssh/config)"}`;
+const knownHostsName = (c: FailureContext) =>
+  portOf(c) === null ? c.host : `[${c.host}]:${portOf(c)}`;
 
 /** Checked in order; the first match wins. */
 const RULES: Rule[] = [

@@ -121,6 +121,16 @@ Deno.test("network failures are retryable", () => {
     classifyText("ssh: connect to host freya port 2222: Connection refused", context, 255).reason,
     /check that the host is up and reachable and that sshd listens on port 2222/,
   );
+  // A port given in ssh_options is the one named (and scanned for a host key).
+  const byOption = { host: "freya", destination: "obs@freya", port: null, options: ["Port=18623"] };
+  assert.match(
+    classifyText("ssh: connect to host freya port 18623: Connection refused", byOption, 255).reason,
+    /sshd listens on port 18623$/,
+  );
+  assert.match(
+    classifyText("Host key verification failed.", byOption, 255).reason,
+    /ssh-keyscan -p 18623 freya/,
+  );
   // scp's words for a connection that dropped mid-file (exit 1): the connection, not the file,
   // so the job waits for the host instead of the file using up a retry.
   const dropped = classifyText("scp: lost connection", context, 1, "scp");
