@@ -51,8 +51,8 @@ export async function statusConfig(option: string | undefined): Promise<Config> 
 
 /**
  * How a job's watch folder is watched, when the live status does not say it
- * already: as the daemon would decide now (`null` for a job the config does
- * not name, or whose folder does not exist).
+ * already: as the daemon would decide now, or why it cannot be read (`null`
+ * for a job the config does not name, or whose folder does not exist).
  */
 function watchLine(
   config: Config,
@@ -68,6 +68,11 @@ function watchLine(
     if (!Deno.statSync(job.watch_path).isDirectory) return null;
   } catch {
     return null;
+  }
+  try {
+    Deno.readDirSync(job.watch_path)[Symbol.iterator]().next();
+  } catch (error) {
+    return `  Watch folder cannot be read: ${error instanceof Error ? error.message : error}`;
   }
   const how = watchHow(job.watch_path, job.watch_mode, job.poll_interval_seconds);
   return `  Watched with ${how.summary}`;
