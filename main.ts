@@ -52,6 +52,14 @@ async function crash(error: unknown): Promise<never> {
 }
 
 if (import.meta.main) {
+  // `deno task image-transfer …` runs in the project's folder and says in INIT_CWD where the
+  // command was typed: relative paths (`-c config.yaml`, `--to ./out`) mean what they mean there.
+  const typedIn = Deno.env.get("INIT_CWD");
+  if (typedIn) {
+    try {
+      Deno.chdir(typedIn);
+    } catch { /* gone since: paths stay relative to the project's folder */ }
+  }
   const verbose = Deno.args.includes("-v") || Deno.args.includes("--verbose");
   globalThis.addEventListener("unhandledrejection", (event) => {
     event.preventDefault();
