@@ -18,7 +18,7 @@ import { answerWithin } from "../config/file_systems.ts";
 import { otherOsPathProblem } from "../config/paths.ts";
 import { PAUSES_FOR_GOOD, pausesForGood } from "../pipeline/schedules.ts";
 import { ConfigError, UsageError } from "../errors.ts";
-import { dirname } from "node:path";
+import { dirname, join } from "node:path";
 import { describeKeys, type KeyDoc } from "../config/reference.ts";
 
 /**
@@ -123,6 +123,13 @@ export async function runInit(global: GlobalOptions, options: { force: boolean }
     throw new ConfigError(
       `Cannot write config ${file}: the config is YAML, and a .toml name is read as TOML; ` +
         `give a .yaml name (-c ${JSON.stringify(file.replace(/\.toml$/i, ".yaml"))})`,
+      { file },
+    );
+  }
+  if (await Deno.stat(file).then((info) => info.isDirectory, () => false)) {
+    throw new ConfigError(
+      `Cannot write config ${file}: it is a folder; give a file name in it ` +
+        `(-c ${JSON.stringify(join(file, "config.yaml"))})`,
       { file },
     );
   }

@@ -309,6 +309,14 @@ Deno.test("init -c writes to the given path, creating its folders", async () => 
     assert.equal(validate.code, 0, validate.stderr);
     // Nothing was written to the default location.
     await assert.rejects(() => Deno.stat(join(home, ".config")), Deno.errors.NotFound);
+    // A folder given for the file: said plainly, with the name to give instead.
+    for (const args of [["init"], ["init", "--force"]]) {
+      const folder = await cli(home, ["-c", join(home, "deep"), ...args]);
+      assertConfigFailure(
+        folder,
+        /Cannot write config .*deep: it is a folder; give a file name in it \(-c ".*deep\/config\.yaml"\)/,
+      );
+    }
   });
 });
 
