@@ -131,7 +131,8 @@ export function guardedPathReason(error: unknown): string | null {
   const message = error instanceof Error ? error.message : String(error);
   const path = /Requires all access to "([^"]*)"/.exec(message)?.[1];
   if (path === undefined) return null;
-  return `${path} is under /dev, /proc or /sys (or reached through a link to there), where ` +
+  const where = /^\/(dev|proc|sys)\/?$/.test(path) ? "is one of" : "is under";
+  return `${path} ${where} /dev, /proc or /sys (or reached through a link to there), where ` +
     "image-transfer cannot open files: the runtime it is built on guards devices and kernel " +
     "files there; choose a folder elsewhere";
 }

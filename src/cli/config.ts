@@ -17,7 +17,7 @@ import { checkBeforeStart } from "../pipeline/start_checks.ts";
 import { answerWithin } from "../config/file_systems.ts";
 import { otherOsPathProblem } from "../config/paths.ts";
 import { PAUSES_FOR_GOOD, pausesForGood } from "../pipeline/schedules.ts";
-import { ConfigError, UsageError } from "../errors.ts";
+import { ConfigError, guardedPathReason, UsageError } from "../errors.ts";
 import { dirname, join } from "node:path";
 import { describeKeys, type KeyDoc } from "../config/reference.ts";
 
@@ -133,7 +133,10 @@ export async function runInit(global: GlobalOptions, options: { force: boolean }
       { file },
     );
   }
-  await Deno.mkdir(dirname(file), { recursive: true });
+  await Deno.mkdir(dirname(file), { recursive: true }).catch((error) => {
+    const guarded = guardedPathReason(error);
+    throw guarded === null ? error : new ConfigError(`Cannot write config ${file}: ${guarded}`);
+  });
   const flag = global.config ? ` -c ${JSON.stringify(global.config)}` : "";
   try {
     // Never group or others writable (the daemon refuses such a config), whatever the umask.

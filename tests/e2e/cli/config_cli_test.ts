@@ -543,15 +543,20 @@ Deno.test("a config that is a device or under /dev or /proc is refused in plain 
     assertConfigFailure(device, /\/dev\/null: it is not a regular file \(a device, a pipe\?\)/);
     assert.doesNotMatch(device.stderr, /chmod/);
     for (
-      const args of [["-c", "/dev/stdin", "config", "validate"], ["-c", "/proc/x.yaml", "init"]]
+      const args of [
+        ["-c", "/dev/stdin", "config", "validate"],
+        ["-c", "/proc/x.yaml", "init"],
+        ["-c", "/dev/null", "init", "--force"],
+      ]
     ) {
       const result = await cli(home, args);
       assert.notEqual(result.code, 0, args.join(" "));
       assert.match(
         result.stderr,
-        /is under \/dev, \/proc or \/sys .*cannot open files/,
+        /is (under|one of) \/dev, \/proc or \/sys .*cannot open files/,
         args.join(" "),
       );
+      if (args[2] === "init") assert.match(result.stderr, /^error: Cannot write config \/[a-z]+\//);
       assert.doesNotMatch(result.stderr, /allow-all/, args.join(" "));
     }
   });
