@@ -183,13 +183,13 @@ export function isConnectionFailure(error: TransferError): boolean {
 /**
  * What a failed attempt says about the job: `connection` (see
  * {@linkcode isConnectionFailure}), `destination` (the destination folder is
- * gone, as `transfer/classify.ts` words it, or does not answer, as
- * `transfer/local/local.ts` does: every file fails alike), or
- * `file` (this file's own problem).
+ * gone, as `transfer/classify.ts` words it, does not answer, as
+ * `transfer/local/local.ts` does, or is on a file system mounted read-only:
+ * every file fails alike), or `file` (this file's own problem).
  */
 export function failureScope(error: TransferError): "file" | "connection" | "destination" {
   if (isConnectionFailure(error)) return "connection";
-  return /the destination folder .* is gone \(a share that is not mounted\?\)|: the destination .* did not answer for /
+  return /the destination folder .* is gone \(a share that is not mounted\?\)|: the destination .* did not answer for |read-only file system/i
       .test(error.message)
     ? "destination"
     : "file";

@@ -24,6 +24,8 @@ import { existsSync, listFiles, randomBytes, waitFor, writeConfig } from "../../
 import { localTestJob } from "../../helpers/jobs.ts";
 import { captureLogs } from "../../helpers/log_capture.ts";
 import { startSshd } from "../../helpers/sshd.ts";
+import { freePort } from "../../helpers/net.ts";
+import { getJson } from "../../helpers/status.ts";
 import { resizeTmpfs, withTmpfs } from "../../helpers/tmpfs.ts";
 
 const FILES = 24;
@@ -462,4 +464,67 @@ Deno.test("destination gone (daemon, local): the job pauses without using up ret
     const status = await daemon.stop("SIGTERM");
     assert.equal(status.code, 0, daemon.stderr());
   }
+});
+
+Deno.test("a destination mounted read-only holds the job, not each file: no file gives up, on_failure does not run; remounted, all arrive", async () => {
+  await using box = await cliSandbox();
+  const hookLog = join(box.root, "failures.log");
+  const hook = join(box.root, "on-failure.sh");
+  await Deno.writeTextFile(
+    hook,
+    `#!/bin/sh\necho "$IMAGE_TRANSFER_RELATIVE_PATH" >> '${hookLog}'\n`,
+  );
+  await Deno.chmod(hook, 0o755);
+  const port = freePort();
+  await box.rewrite({
+    retry_attempts: 1,
+    retry_delay_seconds: 0.2,
+    retry_max_delay_seconds: 1,
+    on_failure: [hook],
+    status_listen: `127.0.0.1:${port}`,
+  });
+  const remount = async (how: "ro" | "rw") => {
+    const out = await new Deno.Command("mount", { args: ["-o", `remount,${how}`, box.dest] })
+      .output();
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  };
+  await withTmpfs(box.dest, "8m", async () => {
+    const daemon = startCli(["run", "-c", box.config], { env: box.env });
+    try {
+      await daemon.waitForOutput("Watching");
+      const files = new Map<string, Uint8Array>();
+      const drop = async (name: string) => {
+        files.set(name, randomBytes(5000));
+        await Deno.writeFile(join(box.watch, name), files.get(name)!);
+      };
+      await drop("first.fits");
+      await daemon.waitForOutput("Successfully transferred");
+      await remount("ro");
+      for (const name of ["a.fits", "b.fits", "c.fits"]) await drop(name);
+      await daemon.waitForOutput(/read-only file system/i);
+      // Many retry delays later, no file has used up its retries: the job waits for its destination.
+      await new Promise((resolve) => setTimeout(resolve, 5000));
+      assert.doesNotMatch(daemon.stderr(), /gave up after/);
+      assert.equal(existsSync(hookLog), false, "on_failure ran");
+      const api = await getJson<{ jobs: Array<{ state: string; reason: string }> }>(
+        `http://127.0.0.1:${port}`,
+        "/api/status",
+      );
+      assert.equal(api.jobs[0].state, "failing");
+      assert.match(api.jobs[0].reason, /read-only file system/i);
+      await remount("rw");
+      await waitFor(
+        async () => (await listFiles(box.dest)).length === files.size,
+        60_000,
+        "every file once the destination is writable",
+      );
+      for (const [name, bytes] of files) {
+        const [rel] = (await listFiles(box.dest)).filter((rel) => rel.endsWith(`/${name}`));
+        assert.deepEqual(await Deno.readFile(join(box.dest, rel)), bytes, name);
+      }
+      assert.equal(existsSync(hookLog), false, "on_failure ran");
+    } finally {
+      await daemon.stop();
+    }
+  });
 });
