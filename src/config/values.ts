@@ -42,12 +42,16 @@ export const pathText = z.string().superRefine((text, context) => {
  * `$NAME` or `${NAME}` (only a leading `$HOME` is expanded) or a leading `~name`; `null` if not.
  */
 function unexpandedReference(text: string): string | null {
-  const variable = /\$(\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z_][A-Za-z0-9_]*)/.exec(text);
-  if (variable && !(variable.index === 0 && /^(HOME|\{HOME\})$/.test(variable[1]))) {
+  // A leading $HOME or ${HOME} is expanded where a separator or the end follows it.
+  const expanded = /^\$(HOME|\{HOME\})(?=$|[\\/])/.exec(text)?.[0].length ?? 0;
+  const variable = /\$(\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z_][A-Za-z0-9_]*)/.exec(
+    text.slice(expanded),
+  );
+  if (variable) {
     const name = variable[1].replace(/[{}]/g, "");
-    return `${variable[0]} is not expanded here (only ~, a leading $HOME and %NAME% are), so the ` +
-      `path would hold it as written; write the folder itself, or %${name}% to take it from ` +
-      "the environment";
+    return `${variable[0]} is not expanded here (only ~ and a leading $HOME are, and %NAME% in ` +
+      "local paths), so the path would hold it as written; write the folder itself" +
+      (name === "HOME" ? "" : `, or %${name}% to take it from the environment (local paths)`);
   }
   const home = /^~([^/\\]+)/.exec(text);
   if (home) {

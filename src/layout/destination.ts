@@ -100,19 +100,22 @@ export function besideEarlier(planned: string, previous: string, arrived = true)
  * name (`undefined`: none). A new file under a name sent before never replaces the file sent (see
  * {@linkcode besideEarlier}): with `after_transfer: delete` or `move` any file there now is new;
  * with `keep`, one made after the earlier one arrived (its birth time; a camera whose counter
- * started again after the sources were cleared), while the file sent, changed, replaces its copy.
+ * started again after the sources were cleared, `resend` of such a name included), while the
+ * file sent, changed in place, replaces its copy wherever that is (`flat~2.fits` too).
  */
 export function placeBeside(
   job: Pick<JobConfig, "after_transfer">,
   planned: string,
-  row: { state: string; destination: string; updatedAt: number } | undefined,
+  row: { state: string; destination: string; transferredAt: number | null } | undefined,
   source: string,
 ): string {
   if (row === undefined) return planned;
-  const arrived = row.state === "done";
-  // A done row's updated_at is its arrival.
-  if (job.after_transfer === "keep" && arrived && !madeAfter(source, row.updatedAt)) return planned;
-  return besideEarlier(planned, row.destination, arrived);
+  if (job.after_transfer !== "keep") {
+    return besideEarlier(planned, row.destination, row.state === "done");
+  }
+  // A version of the name arrived (it may be pending again since): is this file made after it?
+  const sentAt = row.transferredAt;
+  return besideEarlier(planned, row.destination, sentAt !== null && madeAfter(source, sentAt));
 }
 
 /** Whether the file at `path` was made after `at` (ms since epoch); `false` when unknown. */

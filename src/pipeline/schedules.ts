@@ -27,11 +27,14 @@ export function scheduleTimeZone(entry: ScheduleEntry, job: JobConfig): string |
 export const PAUSES_FOR_GOOD = "pause transfers but none resumes them: once paused, only Resume " +
   "on the status page sends files again; add an entry with action: resume";
 
-/** Whether two configs of a job have the same schedules (the same windows, at the same times). */
+/** Whether two configs of a job have the same pause windows (pause and resume times). */
 export function sameSchedules(a: JobConfig, b: JobConfig): boolean {
-  const times = (job: JobConfig) =>
-    JSON.stringify(job.schedules.map((entry) => [entry, scheduleTimeZone(entry, job)]));
-  return times(a) === times(b);
+  const windows = (job: JobConfig) =>
+    JSON.stringify(
+      job.schedules.filter((entry) => entry.action === "pause" || entry.action === "resume")
+        .map((entry) => [entry.cron, entry.action, scheduleTimeZone(entry, job)]),
+    );
+  return windows(a) === windows(b);
 }
 
 /** Whether `job`'s schedules pause transfers and none resumes them. */

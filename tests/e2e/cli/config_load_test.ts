@@ -812,6 +812,12 @@ Deno.test("a path with a variable or another user's home that would be taken lit
     /:3: remote_base_path: \$ARCHIVE_ROOT is not expanded here .* write the folder itself, or %ARCHIVE_ROOT% to take it from the environment/,
   );
   assert.match(lines[2], /:4: state_dir: \$\{STATE\} is not expanded here/);
+  // Past a leading $HOME too, and $HOME where no separator follows it.
+  for (const path of ["$HOME/$FOO/x", "${HOME}_data", "$HOME$FOO"]) {
+    const later = configError(`${MINIMAL}state_dir: "${path}"\n`);
+    assert.match(later.message, /:4: state_dir: \$\{?(FOO|HOME)\}? is not expanded here/, path);
+  }
+  assert.doesNotThrow(() => parseConfig(`${MINIMAL}state_dir: "\${HOME}/st"\n`, "/etc/c.yaml"));
 });
 
 Deno.test("a value starting with % or @ unquoted: the YAML error says to quote it", () => {

@@ -362,7 +362,20 @@ Deno.test("schedules (daemon): Resume on the status page sends inside a pause wi
   const port = freePort();
   const base = `http://127.0.0.1:${port}`;
   const config = join(root, "config.yaml");
-  await writeConfig(config, {
+  // Paused since an hour ago, until in an hour.
+  const window = [
+    {
+      cron: `${wallClock(new Date(Date.now() - 3_600_000), zone)} * * *`,
+      timezone: zone,
+      action: "pause",
+    },
+    {
+      cron: `${wallClock(new Date(Date.now() + 3_600_000), zone)} * * *`,
+      timezone: zone,
+      action: "resume",
+    },
+  ];
+  const settings = {
     watch_path: watch,
     remote_base_path: dest,
     transfer_method: "local",
@@ -371,20 +384,9 @@ Deno.test("schedules (daemon): Resume on the status page sends inside a pause wi
     state_dir: join(root, "state"),
     log_file: "",
     status_listen: `127.0.0.1:${port}`,
-    schedules: [
-      // Paused since an hour ago, until in an hour.
-      {
-        cron: `${wallClock(new Date(Date.now() - 3_600_000), zone)} * * *`,
-        timezone: zone,
-        action: "pause",
-      },
-      {
-        cron: `${wallClock(new Date(Date.now() + 3_600_000), zone)} * * *`,
-        timezone: zone,
-        action: "resume",
-      },
-    ],
-  });
+    schedules: window,
+  };
+  await writeConfig(config, settings);
   const daemon = startCli(["run", "-c", config], { env: { HOME: home } });
   try {
     await daemon.waitForOutput("Watching");
@@ -421,6 +423,13 @@ Deno.test("schedules (daemon): Resume on the status page sends inside a pause wi
     const sentAfterReload = join(dest, "20240315", "after-reload.fits");
     await waitFor(() => existsSync(sentAfterReload), 20_000, "the file after the reload");
     assert.deepEqual(await Deno.readFile(sentAfterReload), afterReload);
+    // So does one that adds a schedule other than a window (the windows are the same).
+    await writeConfig(config, {
+      ...settings,
+      schedules: [...window, { every_seconds: 3600, action: "rescan" }],
+    });
+    await reload(daemon, 2);
+    assert.equal((await state()).state, "watching");
 
     // Pause holds again.
     assert.equal((await (await post(base, "/api/jobs/default/pause")).json()).state, "paused");

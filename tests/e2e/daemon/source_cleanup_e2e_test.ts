@@ -247,6 +247,22 @@ Deno.test("after_transfer: keep, a file changed replaces its copy; a new file un
     assert.deepEqual(await Deno.readFile(sent("flat 001.fits")), changed, "never replaced");
     assert.deepEqual(await Deno.readFile(sent("flat 001~2.fits")), fresh);
     assert.ok(existsSync(source), "kept");
+    // That file changed in place replaces its own copy, the one beside.
+    const freshChanged = randomBytes(29_001);
+    await send(freshChanged);
+    assert.deepEqual(await Deno.readFile(sent("flat 001~2.fits")), freshChanged);
+    assert.deepEqual(await Deno.readFile(sent("flat 001.fits")), changed, "never replaced");
+    // Sent again on purpose after a new file took the name: beside too, never over a copy.
+    await Deno.remove(source);
+    const third = randomBytes(28_000);
+    await Deno.writeFile(source, third);
+    await Deno.utime(source, EVENING, new Date(EVENING.getTime() + 12_000));
+    const resend = await runCli(["resend", "--name", "flat 001.fits", "-c", p.config], { env });
+    assert.equal(resend.code, 0, resend.stderr);
+    assert.equal((await runCli(["run", "--once", "-c", p.config], { env })).code, 0);
+    assert.deepEqual(await Deno.readFile(sent("flat 001~3.fits")), third);
+    assert.deepEqual(await Deno.readFile(sent("flat 001~2.fits")), freshChanged);
+    assert.deepEqual(await Deno.readFile(sent("flat 001.fits")), changed);
   } finally {
     await Deno.remove(p.root, { recursive: true });
   }
