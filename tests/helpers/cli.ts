@@ -79,6 +79,25 @@ function command(args: string[], options: CliOptions): [string, string[]] {
   ];
 }
 
+/**
+ * Run `deno task image-transfer …args` as a user of a clone would, typed in `cwd`, to completion.
+ */
+export async function runTask(
+  args: string[],
+  options: { cwd: string; env: Record<string, string> },
+): Promise<CliResult> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["task", "-q", "--config", `${REPO_ROOT}deno.json`, "image-transfer", ...args],
+    cwd: options.cwd,
+    env: options.env,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decoder = new TextDecoder();
+  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
+}
+
 /** Run the CLI to completion and capture its output. */
 export async function runCli(args: string[], options: CliOptions = {}): Promise<CliResult> {
   const [program, argv] = command(args, options);

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { join, resolve } from "node:path";
 import { destinationKeys, quickStartConfig } from "../../../src/cli/quick_start.ts";
 import { ConfigError, UsageError } from "../../../src/errors.ts";
-import { REPO_ROOT, runCli } from "../../helpers/cli.ts";
+import { REPO_ROOT, runCli, runTask } from "../../helpers/cli.ts";
 import { existsSync, listFiles, randomBytes, sha256OfFile } from "../../helpers/files.ts";
 import { startSshd } from "../../helpers/sshd.ts";
 import { startVsftpd } from "../../helpers/vsftpd.ts";
@@ -322,35 +322,23 @@ Deno.test("cli: through `deno task image-transfer`, relative paths are taken fro
     await Deno.mkdir(join(here, "cam"));
     const bytes = randomBytes(2880 * 2);
     await Deno.writeFile(join(here, "cam", "a.dat"), bytes);
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "task",
-        "-q",
-        "--config",
-        join(REPO_ROOT, "deno.json"),
-        "image-transfer",
-        "run",
-        "--once",
-        "--watch",
-        "cam",
-        "--to",
-        "./out",
-        "--set",
-        `state_dir=${join(here, "state")}`,
-        "--set",
-        "log_file=",
-        "--set",
-        "file_patterns=[*.dat]",
-        "--set",
-        "night_date_source=now",
-      ],
-      cwd: here,
-      env: { HOME: here },
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const stderr = new TextDecoder().decode(out.stderr);
+    const out = await runTask([
+      "run",
+      "--once",
+      "--watch",
+      "cam",
+      "--to",
+      "./out",
+      "--set",
+      `state_dir=${join(here, "state")}`,
+      "--set",
+      "log_file=",
+      "--set",
+      "file_patterns=[*.dat]",
+      "--set",
+      "night_date_source=now",
+    ], { cwd: here, env: { HOME: here } });
+    const stderr = out.stderr;
     assert.equal(out.code, 0, stderr);
     const sent = await listFiles(join(here, "out"));
     assert.equal(sent.length, 1, stderr);

@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { REPO_ROOT, runCli, startCli } from "../../helpers/cli.ts";
+import { REPO_ROOT, runCli, runTask, startCli } from "../../helpers/cli.ts";
 import { randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
 import { startSshd } from "../../helpers/sshd.ts";
 import { freePort } from "../../helpers/net.ts";
@@ -530,17 +530,7 @@ Deno.test("on_transfer through `deno task image-transfer run`: the hook runs and
     });
     await Deno.writeFile(join(p.watch, "t.fits"), randomBytes(3000));
     await Deno.utime(join(p.watch, "t.fits"), 0, new Date("2024-03-15T20:00:00Z"));
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "task",
-        "--config",
-        join(REPO_ROOT, "deno.json"),
-        "image-transfer",
-        "run",
-        "--once",
-        "-c",
-        p.config,
-      ],
+    const out = await runTask(["run", "--once", "-c", p.config], {
       cwd: REPO_ROOT,
       env: {
         HOME: p.home,
@@ -550,11 +540,8 @@ Deno.test("on_transfer through `deno task image-transfer run`: the hook runs and
         LANG: "C.UTF-8",
         TZ: "UTC",
       },
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const stderr = new TextDecoder().decode(out.stderr);
+    });
+    const stderr = out.stderr;
     assert.equal(out.code, 0, stderr);
     assert.ok((await Deno.stat(join(p.dest, "20240315", "t.fits"))).isFile);
     const calls = await recordedCalls(p.out);

@@ -12,6 +12,7 @@ import { JobSchedules, nextCronRun, pausedAt } from "../../../src/pipeline/sched
 import type { FileRows } from "../../../src/ledger/file_rows.ts";
 import { captureLogs } from "../../helpers/log_capture.ts";
 import { type RunningCli, startCli } from "../../helpers/cli.ts";
+import { cliSandbox } from "../../helpers/sandbox.ts";
 import { existsSync, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
 import { freePort } from "../../helpers/net.ts";
 import { getJson, post } from "../../helpers/status.ts";
@@ -353,41 +354,10 @@ Deno.test("schedules (daemon): inside a pause window nothing is sent, not even w
 });
 
 Deno.test("schedules (daemon): Resume on the status page sends inside a pause window; Pause holds it again", async () => {
-  const root = await Deno.makeTempDir({ prefix: "itx-window-resume-" });
-  const watch = join(root, "watch");
-  const dest = join(root, "dest");
-  const home = join(root, "home");
-  for (const dir of [watch, home]) await Deno.mkdir(dir);
-  const zone = "Asia/Kathmandu";
-  const port = freePort();
-  const base = `http://127.0.0.1:${port}`;
-  const config = join(root, "config.yaml");
-  // Paused since an hour ago, until in an hour.
-  const window = [
-    {
-      cron: `${wallClock(new Date(Date.now() - 3_600_000), zone)} * * *`,
-      timezone: zone,
-      action: "pause",
-    },
-    {
-      cron: `${wallClock(new Date(Date.now() + 3_600_000), zone)} * * *`,
-      timezone: zone,
-      action: "resume",
-    },
-  ];
-  const settings = {
-    watch_path: watch,
-    remote_base_path: dest,
-    transfer_method: "local",
-    stability_window_seconds: 0.3,
-    night_timezone: "UTC",
-    state_dir: join(root, "state"),
-    log_file: "",
-    status_listen: `127.0.0.1:${port}`,
-    schedules: window,
-  };
-  await writeConfig(config, settings);
-  const daemon = startCli(["run", "-c", config], { env: { HOME: home } });
+  const { box, base, window, writeSchedules } = await windowSetUp("Asia/Kathmandu");
+  const { watch, dest } = box;
+  await writeSchedules(window);
+  const daemon = startCli(["run", "-c", box.config], { env: box.env });
   try {
     await daemon.waitForOutput("Watching");
     const state = async () => {
@@ -424,10 +394,7 @@ Deno.test("schedules (daemon): Resume on the status page sends inside a pause wi
     await waitFor(() => existsSync(sentAfterReload), 20_000, "the file after the reload");
     assert.deepEqual(await Deno.readFile(sentAfterReload), afterReload);
     // So does one that adds a schedule other than a window (the windows are the same).
-    await writeConfig(config, {
-      ...settings,
-      schedules: [...window, { every_seconds: 3600, action: "rescan" }],
-    });
+    await writeSchedules([...window, { every_seconds: 3600, action: "rescan" }]);
     await reload(daemon, 2);
     assert.equal((await state()).state, "watching");
 
@@ -440,48 +407,43 @@ Deno.test("schedules (daemon): Resume on the status page sends inside a pause wi
   } finally {
     const status = await daemon.stop();
     assert.equal(status.code, 0, daemon.stderr());
-    await Deno.remove(root, { recursive: true });
+    await box[Symbol.asyncDispose]();
   }
 });
+
+/**
+ * A local job with a status page (see `cliSandbox`) and a pause window of `zone` open now (paused
+ * since an hour ago, until in an hour); `writeSchedules` writes its config with the schedules given.
+ */
+async function windowSetUp(zone: string) {
+  const box = await cliSandbox();
+  const port = freePort();
+  const around = (ms: number) => `${wallClock(new Date(Date.now() + ms), zone)} * * *`;
+  const window = [
+    { cron: around(-3_600_000), timezone: zone, action: "pause" },
+    { cron: around(3_600_000), timezone: zone, action: "resume" },
+  ];
+  const writeSchedules = (schedules: unknown[]) =>
+    box.rewrite({ status_listen: `127.0.0.1:${port}`, schedules });
+  return { box, base: `http://127.0.0.1:${port}`, window, writeSchedules };
+}
 
 async function readdirNames(dir: string): Promise<string[]> {
   return (await Array.fromAsync(Deno.readDir(dir))).map((e) => e.name);
 }
 
 Deno.test("schedules (daemon): a reload that changes the schedules applies the new windows at once", async () => {
-  const root = await Deno.makeTempDir({ prefix: "itx-window-reload-" });
-  const watch = join(root, "watch");
-  const dest = join(root, "dest");
-  const home = join(root, "home");
-  for (const dir of [watch, home]) await Deno.mkdir(dir);
-  const port = freePort();
-  const base = `http://127.0.0.1:${port}`;
-  const config = join(root, "config.yaml");
-  const settings = (schedules: unknown[]) => ({
-    watch_path: watch,
-    remote_base_path: dest,
-    transfer_method: "local",
-    stability_window_seconds: 0.3,
-    night_timezone: "UTC",
-    state_dir: join(root, "state"),
-    log_file: "",
-    status_listen: `127.0.0.1:${port}`,
-    schedules,
-  });
-  // Paused since an hour ago, until in an hour.
-  const window = [
-    { cron: `${wallClock(new Date(Date.now() - 3_600_000), "UTC")} * * *`, action: "pause" },
-    { cron: `${wallClock(new Date(Date.now() + 3_600_000), "UTC")} * * *`, action: "resume" },
-  ];
-  await writeConfig(config, settings([]));
-  const daemon = startCli(["run", "-c", config], { env: { HOME: home } });
+  const { box, base, window, writeSchedules } = await windowSetUp("UTC");
+  const { watch, dest } = box;
+  await writeSchedules([]);
+  const daemon = startCli(["run", "-c", box.config], { env: box.env });
   try {
     await daemon.waitForOutput("Watching");
     const state = async () =>
       (await getJson<{ jobs: Array<{ state: string }> }>(base, "/api/status")).jobs[0].state;
     assert.equal(await state(), "watching");
     // A window added by a reload, open now: paused at once.
-    await writeConfig(config, settings(window));
+    await writeSchedules(window);
     await reload(daemon, 1);
     assert.equal(await state(), "paused");
     const file = join(watch, "held.fits");
@@ -491,14 +453,14 @@ Deno.test("schedules (daemon): a reload that changes the schedules applies the n
     const target = join(dest, "20240315", "held.fits");
     assert.equal(existsSync(target), false, "held by the new window");
     // The window taken out again by the next reload: the pause it made ends.
-    await writeConfig(config, settings([]));
+    await writeSchedules([]);
     await reload(daemon, 2);
     assert.equal(await state(), "watching");
     await waitFor(() => existsSync(target), 20_000, "the file once the window is gone");
   } finally {
     const status = await daemon.stop();
     assert.equal(status.code, 0, daemon.stderr());
-    await Deno.remove(root, { recursive: true });
+    await box[Symbol.asyncDispose]();
   }
 });
 
