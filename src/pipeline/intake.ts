@@ -266,7 +266,8 @@ export class Intake {
     } catch { /* Unreadable: recording the file fails too; it is planned again once it can. */ }
     // A version planned beside an earlier file and changed before it arrived keeps its place.
     const destination = placeBeside(job, planned, row, path);
-    if (row?.state === "done" && destination !== planned) {
+    // A new place beside the earlier file (not the one this name's copy already has).
+    if (row && destination !== planned && destination !== row.destination) {
       this.#log.info(
         "{path} is a new file under a name sent before (the earlier one is at {earlier}; a file sent is never replaced by a new one): it goes to {destination}, beside it",
         { path, earlier: row.destination, destination },

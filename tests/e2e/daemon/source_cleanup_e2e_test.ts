@@ -259,7 +259,12 @@ Deno.test("after_transfer: keep, a file changed replaces its copy; a new file un
     await Deno.utime(source, EVENING, new Date(EVENING.getTime() + 12_000));
     const resend = await runCli(["resend", "--name", "flat 001.fits", "-c", p.config], { env });
     assert.equal(resend.code, 0, resend.stderr);
-    assert.equal((await runCli(["run", "--once", "-c", p.config], { env })).code, 0);
+    const again = await runCli(["run", "--once", "-c", p.config], { env });
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(
+      again.stderr,
+      /is a new file under a name sent before .* it goes to .*001~3\.fits/,
+    );
     assert.deepEqual(await Deno.readFile(sent("flat 001~3.fits")), third);
     assert.deepEqual(await Deno.readFile(sent("flat 001~2.fits")), freshChanged);
     assert.deepEqual(await Deno.readFile(sent("flat 001.fits")), changed);
