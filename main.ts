@@ -8,6 +8,8 @@
  *
  * @module
  */
+import { resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { runCli } from "./src/cli/program.ts";
 import {
   describeErrorChain,
@@ -54,8 +56,9 @@ async function crash(error: unknown): Promise<never> {
 if (import.meta.main) {
   // `deno task image-transfer …` runs in the project's folder and says in INIT_CWD where the
   // command was typed: relative paths (`-c config.yaml`, `--to ./out`) mean what they mean there.
+  // Only then: a program started elsewhere may have inherited INIT_CWD from a task around it.
   const typedIn = Deno.env.get("INIT_CWD");
-  if (typedIn) {
+  if (typedIn && resolve(Deno.cwd()) === resolve(fileURLToPath(new URL(".", import.meta.url)))) {
     try {
       Deno.chdir(typedIn);
     } catch { /* gone since: paths stay relative to the project's folder */ }

@@ -86,10 +86,14 @@ export async function runTask(
   args: string[],
   options: { cwd: string; env: Record<string, string> },
 ): Promise<CliResult> {
+  // Deno keeps an INIT_CWD it inherits (from the task running the tests): as typed in `cwd`.
+  const env = { ...Deno.env.toObject(), ...options.env };
+  delete env.INIT_CWD;
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["task", "-q", "--config", `${REPO_ROOT}deno.json`, "image-transfer", ...args],
     cwd: options.cwd,
-    env: options.env,
+    env,
+    clearEnv: true,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
