@@ -45,6 +45,17 @@ export function otherOsPathProblem(text: string, os: string = Deno.build.os): st
     "e.g. /data/images or ~/data/images";
 }
 
+/**
+ * Why the expanded `path` still holds a `%NAME%`: a variable this environment does not set, kept
+ * as written (a service gets only the variables its service file gives). `null` when it holds none.
+ */
+export function unsetVariableProblem(path: string): string | null {
+  const name = /%([A-Za-z_][A-Za-z0-9_]*)%/.exec(path)?.[1];
+  if (name === undefined) return null;
+  return `%${name}% is not set in this environment, so the path would hold it as written ` +
+    `(${JSON.stringify(path)}); set it where the daemon runs, or write the folder itself`;
+}
+
 /** The folder name the program's files go in, under each OS's usual place. */
 const APP_FOLDER = "image-transfer";
 

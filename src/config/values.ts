@@ -116,8 +116,10 @@ function unclosedInPattern(pattern: string): "[" | "{" | null {
 const globPattern = z.string().min(1).refine((pattern) => !/^(\/|[A-Za-z]:[\\/])/.test(pattern), {
   error: ({ input }) =>
     `pattern ${JSON.stringify(input)} is an absolute path, but patterns are matched against ` +
-    `the path below the watch folder, so it matches nothing; write "*.fits" (any subfolder) ` +
-    `or "raw/*.fits" (one subfolder)`,
+    `the path below the watch folder, so it matches nothing; write ` +
+    (/^\/[^/*?]+\/$/.test(String(input))
+      ? `${JSON.stringify(String(input).slice(1))} (every folder of that name)`
+      : `"*.fits" (any subfolder) or "raw/*.fits" (one subfolder)`),
 }).refine((pattern) => unclosedInPattern(pattern) === null, {
   error: ({ input }) => {
     const open = unclosedInPattern(String(input));

@@ -22,7 +22,7 @@ import { checkUserPrograms } from "./hooks.ts";
 import { apartByExtension, assertDestinationsApart } from "./destinations_apart.ts";
 import { answerWithin, SHARE_ANSWER_MS } from "../config/file_systems.ts";
 import { logger } from "../log/logging.ts";
-import { otherOsPathProblem } from "../config/paths.ts";
+import { otherOsPathProblem, unsetVariableProblem } from "../config/paths.ts";
 import { LOCAL_PATH_KEYS } from "../config/resolve.ts";
 
 /**
@@ -90,14 +90,15 @@ export function assertThisMachinePaths(config: Config): void {
 
 /**
  * The paths of the config's {@linkcode LOCAL_PATH_KEYS} (and a `local` job's
- * `remote_base_path`) that are another OS's (`C:/data` on Linux: a folder
- * `C:` below the current one), each said with its key's line.
+ * `remote_base_path`) that are another machine's: another OS's (`C:/data` on
+ * Linux: a folder `C:` below the current one), or holding a `%NAME%` this
+ * environment does not set; each said with its key's line.
  */
 function otherOsPaths(config: Config): string[] {
   const problems: string[] = [];
   const daemon = config as unknown as Record<string, unknown>;
   for (const key of LOCAL_PATH_KEYS) {
-    const problem = typeof daemon[key] === "string" && otherOsPathProblem(daemon[key] as string);
+    const problem = typeof daemon[key] === "string" && elsewhere(daemon[key] as string);
     if (problem) problems.push(`${keyPlace(config.file, -1, [key])}: ${key}: ${problem}`);
   }
   for (const [index, job] of config.jobs.entries()) {
@@ -106,11 +107,16 @@ function otherOsPaths(config: Config): string[] {
       ? [...LOCAL_PATH_KEYS, "remote_base_path"]
       : LOCAL_PATH_KEYS;
     for (const key of keys) {
-      const problem = typeof values[key] === "string" && otherOsPathProblem(values[key] as string);
+      const problem = typeof values[key] === "string" && elsewhere(values[key] as string);
       if (problem) problems.push(`${jobKeyPlace(config, index, key)}: ${problem}`);
     }
   }
   return [...new Set(problems)];
+}
+
+/** Why `path` is another machine's (see {@linkcode otherOsPaths}), or `null`. */
+function elsewhere(path: string): string | null {
+  return otherOsPathProblem(path) ?? unsetVariableProblem(path);
 }
 
 /** The keys naming a file a job of each method logs in with, and whether it must be private. */

@@ -494,7 +494,7 @@ Deno.test("a control character in a configured path (a Windows path in double qu
   }
 });
 
-Deno.test("run, a dry run and doctor refuse another OS's paths with their lines, making nothing where they point; validate warns", async () => {
+Deno.test("run, a dry run and doctor refuse another OS's paths, and unset %VAR%s, with their lines, making nothing where they point; validate warns", async () => {
   if (Deno.build.os === "windows") return; // There a drive path is this machine's.
   await withHome(async (home) => {
     const file = join(home, "config.yaml");
@@ -508,6 +508,7 @@ Deno.test("run, a dry run and doctor refuse another OS's paths with their lines,
         "state_dir: C:/state",
         "log_file: C:/logs/it.log",
         'status_listen: ""',
+        "archive_path: '%ARCHIVE_NOT_SET%/done'",
         "",
       ].join("\n"),
     );
@@ -522,6 +523,11 @@ Deno.test("run, a dry run and doctor refuse another OS's paths with their lines,
         result.stderr,
         /:3: remote_base_path of job default: "D:\\\\archive" is a Windows/,
       );
+      // A variable of another environment (a service's is not the shell's) is that machine's too.
+      assert.match(
+        result.stderr,
+        /:7: archive_path of job default: %ARCHIVE_NOT_SET% is not set in this environment, so the path would hold it as written/,
+      );
     }
     // Nothing was made below the current folder (the CLI ran in HOME).
     const made = [...Deno.readDirSync(home)].map((e) => e.name).filter((n) => n !== ".cache");
@@ -530,7 +536,7 @@ Deno.test("run, a dry run and doctor refuse another OS's paths with their lines,
     assert.equal(validate.code, 0, validate.stderr);
     assert.equal(
       validate.stderr.match(/`run` refuses it on this machine/g)?.length,
-      3,
+      4,
       validate.stderr,
     );
   });

@@ -780,6 +780,11 @@ Deno.test("a glob pattern written as an absolute path is refused, naming its lin
     lines[1],
     /:5: exclude_patterns\[0\]: pattern "C:\\\\data\\\\x\*" is an absolute path/,
   );
+  // A folder written from the top, as in .gitignore: the pattern that names it.
+  assert.match(
+    configError(`${MINIMAL}exclude_patterns: ["/calib/"]\n`).message,
+    /:4: exclude_patterns\[0\]: pattern "\/calib\/" is an absolute path, .* write "calib\/" \(every folder of that name\)$/,
+  );
 });
 
 Deno.test("a pattern of files ending in / is refused, naming its line; one of exclude_patterns names folders", () => {
