@@ -240,11 +240,13 @@ Deno.test("watch_mode poll on a local folder: files arrive whole, once, from the
     poll_interval_seconds: 0.5,
     rescan_interval_seconds: 0,
   });
-  const daemon = startCli(["run", "-c", box.config], { env: box.env });
+  const daemon = startCli(["-v", "run", "-c", box.config], { env: box.env });
   try {
     await daemon.waitForOutput(
       /Watching .* with a poll every 0\.5 s, no file events \(watch_mode: poll/,
     );
+    // The start's own look at the folder is over: what comes now only a poll can find.
+    await daemon.waitForOutput("Checked the files in");
     const expected = new Map<string, Uint8Array>();
     for (const [folder, name] of [["", "a.fits"], ["sub/deeper", "b.fits"]]) {
       const bytes = randomBytes(20_000);
