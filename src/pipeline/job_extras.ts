@@ -9,7 +9,7 @@ import type { JobConfig } from "../config/types.ts";
 import type { Transport } from "../transfer/transport.ts";
 import type { FileVersion } from "../watch/stability.ts";
 import { type FinishingHooks, hookFacts, HookRunner } from "./hooks.ts";
-import { JobSchedules, sameSchedules } from "./schedules.ts";
+import { JobSchedules, samePauseWindows } from "./schedules.ts";
 import { SourceCleaner } from "./source_cleanup.ts";
 import type { FileTable, WorkRecord } from "./file_table.ts";
 import { logger } from "../log/logging.ts";
@@ -67,7 +67,7 @@ export class JobExtras {
    */
   beforeStart(): void {
     const before = this.#context.replaces && this.#context.replaces.#context.job;
-    if (this.#context.once || (before && sameSchedules(before, this.#context.job))) return;
+    if (this.#context.once || (before && samePauseWindows(before, this.#context.job))) return;
     this.#schedules.applyWindow(before !== undefined);
   }
 

@@ -28,7 +28,7 @@ export const PAUSES_FOR_GOOD = "pause transfers but none resumes them: once paus
   "on the status page sends files again; add an entry with action: resume";
 
 /** Whether two configs of a job have the same pause windows (pause and resume times). */
-export function sameSchedules(a: JobConfig, b: JobConfig): boolean {
+export function samePauseWindows(a: JobConfig, b: JobConfig): boolean {
   const windows = (job: JobConfig) =>
     JSON.stringify(
       job.schedules.filter((entry) => entry.action === "pause" || entry.action === "resume")
