@@ -176,6 +176,7 @@ Deno.test("daemon (local): a file waiting for a retry replaced by a folder of it
       60_000,
       "the folder's file",
     );
+    assert.deepEqual(await Deno.readFile(join(night, "rep.fits", "inner.fits")), inner);
     const status = async () =>
       JSON.parse((await runCli(["status", "--json", "-c", box.config], { env: box.env })).stdout);
     await waitFor(
