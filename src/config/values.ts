@@ -53,6 +53,13 @@ function unexpandedReference(text: string): string | null {
       "local paths), so the path would hold it as written; write the folder itself" +
       (name === "HOME" ? "" : `, or %${name}% to take it from the environment (local paths)`);
   }
+  const shellFolder = /^~[+-](?=$|[\\/])/.exec(text)?.[0];
+  if (shellFolder) {
+    return `${shellFolder} (the shell's ${
+      shellFolder === "~+" ? "current" : "previous"
+    } folder) is not expanded, so the path would start with a folder named "${shellFolder}"; ` +
+      "write the full path";
+  }
   const home = /^~([^/\\]+)/.exec(text);
   if (home) {
     return `~${home[1]} (another user's home) is not expanded, so the path would start with a ` +

@@ -389,10 +389,12 @@ export async function programProblem(
   try {
     info = await Deno.stat(program);
   } catch (error) {
-    const reason = error instanceof Deno.errors.NotFound ? "does not exist" : String(error);
-    return `${program} ${reason}; give the absolute path of the program`;
+    if (error instanceof Deno.errors.NotFound) {
+      return `${program} does not exist; check the path, or install the program there`;
+    }
+    return `${program} cannot be read (${error}); check the path and its folders' permissions`;
   }
-  if (!info.isFile) return `${program} is not a file; give the absolute path of the program`;
+  if (!info.isFile) return `${program} is not a file; give the path of the program itself`;
   if (Deno.build.os === "windows") return undefined;
   const quoted = shellQuote(program);
   if (info.mode !== null && (info.mode & 0o111) === 0) {

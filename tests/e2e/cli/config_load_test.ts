@@ -823,6 +823,11 @@ Deno.test("a path with a variable or another user's home that would be taken lit
     assert.match(later.message, /:4: state_dir: \$\{?(FOO|HOME)\}? is not expanded here/, path);
   }
   assert.doesNotThrow(() => parseConfig(`${MINIMAL}state_dir: "\${HOME}/st"\n`, "/etc/c.yaml"));
+  // The shell's ~+ and ~- are folders of the shell, not homes.
+  assert.match(
+    configError(`${MINIMAL}state_dir: ~+/st\n`).message,
+    /:4: state_dir: ~\+ \(the shell's current folder\) is not expanded, .* write the full path$/,
+  );
 });
 
 Deno.test("a value starting with % or @ unquoted: the YAML error says to quote it", () => {

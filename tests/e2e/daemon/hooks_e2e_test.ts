@@ -414,6 +414,16 @@ Deno.test("hooks: a hook program others can change is refused by run, validate, 
     const relative = await runCli(["config", "validate", "-c", p.config], { env });
     assert.equal(relative.code, 2);
     assert.match(relative.stderr, /on_failure of job default: .*give its absolute path/);
+    const gone = join(p.root, "hook dir", "no-such-hook");
+    await writeConfig(p.config, { ...baseConfig(p), on_failure: [gone] });
+    const absent = await runCli(["config", "validate", "-c", p.config], { env });
+    assert.equal(absent.code, 2);
+    assert.ok(
+      absent.stderr.includes(
+        `refusing to run ${gone}: ${gone} does not exist; check the path, or install the program`,
+      ),
+      absent.stderr,
+    );
 
     // Fixed, the same config is accepted and the hook runs.
     await writeConfig(p.config, { ...baseConfig(p), on_transfer: [p.hook] });
