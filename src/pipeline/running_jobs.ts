@@ -3,13 +3,16 @@
  * and stopped together. A reload (SIGHUP) stops one generation and starts
  * the next; a job that keeps its name goes on in the next one with what its
  * picture showed (this run's counts, the rate, a pause from the page: see
- * `JobStatus.continueFrom`), counted once in the daemon's totals.
+ * `JobStatus.continueFrom`), counted once in the daemon's totals; a job renamed
+ * in the config takes over its former name's rows first (`job_names.ts`).
  *
  * @module
  */
 import type { Config, JobConfig } from "../config/types.ts";
 import type { JobPause } from "../ledger/daemon_lock.ts";
 import type { Ledger } from "../ledger/ledger.ts";
+import { carryOverRenamedJobs } from "../ledger/job_names.ts";
+import { logger } from "../log/logging.ts";
 import type { StatusEvents } from "../status/events.ts";
 import type { JobSummary } from "../status/job_status.ts";
 import type { createTransport } from "../transfer/transport.ts";
@@ -40,6 +43,13 @@ export class RunningJobs {
     previous?: RunningJobs,
   ) {
     onPaused(this.#paused);
+    for (const { from, to, rows } of carryOverRenamedJobs(ledger, config.jobs)) {
+      logger("daemon").info(
+        "Job {to} was named {from} before (same watch folder and destination): its {rows} " +
+          "file(s) in the ledger are its own, nothing is sent again",
+        { from, to, rows },
+      );
+    }
     this.runners = config.jobs.map((job) =>
       new JobRunner(job, ledger, transport(job), {
         ...options,

@@ -191,6 +191,41 @@ Deno.test("SIGHUP with a valid config: the new jobs and destinations take effect
   assert.match(log, /Stopped: 4 file\(s\) sent, 0 failed in this run/);
 });
 
+Deno.test("a job renamed in the config keeps what it sent, at a restart and at a reload: nothing is sent again", async () => {
+  await using box = await cliSandbox({ name: "cam" });
+  const first = await drop(box.watch, "first.fits");
+  const once = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+  assert.equal(once.code, 0, once.stderr);
+  await arrives(box.dest, "first.fits", first);
+  // The copy is taken away: a job that sent it again would bring it back.
+  await Deno.remove(join(box.dest, "20240502"), { recursive: true });
+
+  await box.rewrite({ jobs: [{ name: "north" }] });
+  const daemon = startCli(["run", "-c", box.config], { env: box.env });
+  try {
+    await daemon.waitForOutput("Watching");
+    const second = await drop(box.watch, "second.fits");
+    await arrives(box.dest, "second.fits", second);
+
+    await box.rewrite({ jobs: [{ name: "south" }] });
+    daemon.process.kill("SIGHUP");
+    await daemon.waitForOutput(/Reloaded .*: starting 1 job\(s\)/);
+    await daemon.waitForOutput("Watching " + box.watch + " for job south");
+    const third = await drop(box.watch, "third.fits");
+    await arrives(box.dest, "third.fits", third);
+  } finally {
+    assert.equal((await daemon.stop()).code, 0, daemon.stderr());
+  }
+  assert.deepEqual(await listFiles(box.dest), ["20240502/second.fits", "20240502/third.fits"]);
+  const log = await Deno.readTextFile(box.logFile);
+  assert.match(
+    log,
+    /Job north was named cam before \(same watch folder and destination\): its 1 file\(s\) in the ledger are its own, nothing is sent again/,
+  );
+  assert.match(log, /Job south was named north before .*: its 2 file\(s\) in the ledger/);
+  assert.equal(log.match(/Successfully transferred .*first\.fits/g)?.length, 1, log);
+});
+
 Deno.test("SIGHUP with an invalid config is refused with a log line; the running config keeps working", async () => {
   await using box = await cliSandbox();
   const daemon = startCli(["run", "-c", box.config], { env: box.env });

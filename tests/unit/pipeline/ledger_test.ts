@@ -6,6 +6,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { Ledger, LEDGER_FILE } from "../../../src/ledger/ledger.ts";
+import { carryOverRenamedJobs } from "../../../src/ledger/job_names.ts";
+import { testJob } from "../../helpers/jobs.ts";
 import { type DoneEntry, FileRows } from "../../../src/ledger/file_rows.ts";
 import {
   ledgerCounts,
@@ -737,5 +739,32 @@ Deno.test("Ledger reports for `status` read through indexes: no scan of the whol
           .map((step) => step.detail).join("; ");
       assert.doesNotMatch(plan, /SCAN files(?! USING INDEX)|TEMP B-TREE/, `${sql}\n${plan}`);
     }
+  });
+});
+
+Deno.test("a renamed job takes over its former name's rows only where that name is the one gone", async () => {
+  await withLedger((ledger) => {
+    const job = (name: string, watch = "/in") =>
+      testJob(name, { watch_path: watch, remote_base_path: "/data", transfer_method: "local" });
+    assert.deepEqual(carryOverRenamedJobs(ledger, [job("cam"), job("guide", "/guide")]), []);
+    files(ledger, "cam").markDone([{ relPath: "a.fits", ...FILE }]);
+    files(ledger, "guide").markDone([{ relPath: "g.fits", ...FILE }]);
+
+    // Still configured under another watch folder: "guide" is not taken by a new job at /in.
+    assert.deepEqual(carryOverRenamedJobs(ledger, [job("north"), job("guide", "/guide")]), [
+      { from: "cam", to: "north", rows: 1 },
+    ]);
+    assert.deepEqual([...doneIndex(ledger, "north").keys()], ["a.fits"]);
+    assert.equal(doneIndex(ledger, "cam").size, 0);
+    assert.deepEqual([...doneIndex(ledger, "guide").keys()], ["g.fits"]);
+
+    // A job that has rows of its own keeps them and takes nothing.
+    files(ledger, "east").markDone([{ relPath: "e.fits", ...FILE }]);
+    assert.deepEqual(carryOverRenamedJobs(ledger, [job("east"), job("guide", "/guide")]), []);
+    assert.deepEqual([...doneIndex(ledger, "north").keys()], ["a.fits"]);
+
+    // Two names gone from one watch folder and destination: which one it was cannot be told.
+    assert.deepEqual(carryOverRenamedJobs(ledger, [job("west")]), []);
+    assert.equal(doneIndex(ledger, "west").size, 0);
   });
 });

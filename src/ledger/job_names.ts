@@ -1,0 +1,84 @@
+/**
+ * A job renamed in the config keeps what it sent. The ledger keys each file by its job's name, so
+ * without this a new name would send its whole watch folder again (with `after_transfer: keep`,
+ * every image of every night still there). For each watch folder and destination the ledger
+ * keeps the names of the jobs that sent from one to the other (`ledger_meta`); a job that starts
+ * without a row of its own takes over the rows of the one name recorded there that no job of the
+ * config has any more.
+ *
+ * @module
+ */
+import type { JobConfig } from "../config/types.ts";
+import { destinationIdentity } from "./file_rows.ts";
+import { type Ledger, LedgerWriteError } from "./ledger.ts";
+
+/** A job that took over the rows of the name it had before. */
+export interface RenamedJob {
+  /** The name its rows had. */
+  from: string;
+  /** Its name now. */
+  to: string;
+  /** How many rows it took over. */
+  rows: number;
+}
+
+/** The `ledger_meta` key of the job names that sent from `watch` to `target`. */
+function namesKey(target: string, watch: string): string {
+  return `job_names\n${target}\n${watch}`;
+}
+
+/** The names recorded under `key` (none when unset or unreadable). */
+function recordedNames(ledger: Ledger, key: string): string[] {
+  try {
+    const names: unknown = JSON.parse(ledger.meta(key) ?? "[]");
+    return Array.isArray(names) ? names.filter((name) => typeof name === "string") : [];
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Before `jobs` start: record each job's name for its watch folder and destination, and give a job
+ * that has no row of its own the rows of its former name (the one name recorded there that is no
+ * job of `jobs`; with two such names, neither, as which one it was cannot be told). A ledger that
+ * cannot be written changes nothing (the next start does it).
+ *
+ * @returns the jobs that took over rows
+ */
+export function carryOverRenamedJobs(ledger: Ledger, jobs: readonly JobConfig[]): RenamedJob[] {
+  const configured = new Set(jobs.map((job) => job.name));
+  const renamed: RenamedJob[] = [];
+  for (const job of jobs) {
+    const target = destinationIdentity(job);
+    const key = namesKey(target, job.watch_path);
+    const names = recordedNames(ledger, key);
+    if (names.includes(job.name)) continue;
+    const former = names.filter((name) => !configured.has(name));
+    try {
+      const rows = ledger.write(() => {
+        let taken = 0;
+        let kept = names;
+        if (former.length === 1 && !hasRows(ledger, job.name, target)) {
+          taken = Number(
+            ledger.statement(
+              "UPDATE OR IGNORE files SET job = ? WHERE job = ? AND target IN (?, '')",
+            ).run(job.name, former[0], target).changes,
+          );
+          kept = names.filter((name) => name !== former[0]);
+        }
+        ledger.setMeta(key, JSON.stringify([...kept, job.name]));
+        return taken;
+      });
+      if (rows > 0) renamed.push({ from: former[0], to: job.name, rows });
+    } catch (error) {
+      if (!(error instanceof LedgerWriteError)) throw error;
+    }
+  }
+  return renamed;
+}
+
+/** Whether `job` has any row for `target` (or from before destinations were told apart). */
+function hasRows(ledger: Ledger, job: string, target: string): boolean {
+  return ledger.statement("SELECT 1 FROM files WHERE job = ? AND target IN (?, '') LIMIT 1")
+    .get(job, target) !== undefined;
+}
