@@ -11,6 +11,7 @@ import { type FileVersion, sameVersion } from "../watch/stability.ts";
 import type { Logger } from "../log/logging.ts";
 import type { FailureRecord } from "../ledger/file_rows.ts";
 import { systemClock } from "./retry_timer.ts";
+import type { AfterAttempt } from "./file_table.ts";
 
 /**
  * Exponential backoff with jitter: `baseS * 2^(attempt-1)`, capped at `maxS`,
@@ -215,4 +216,20 @@ export function logFailure(
       });
     }
   }
+}
+
+/** Where the file table puts a record after a failed attempt whose next step is `next`. */
+export function afterAttempt(next: NextStep): AfterAttempt {
+  if (next.kind === "retry") {
+    return { to: "waiting", attempts: next.attempts, nextAttemptAt: next.nextAttemptAt };
+  }
+  if (next.kind === "give-up" && next.nextAttemptAt > 0) {
+    return {
+      to: "waiting",
+      attempts: next.attempts,
+      nextAttemptAt: next.nextAttemptAt,
+      failing: true,
+    };
+  }
+  return next.kind === "hold" ? { to: "queued" } : { to: "removed" };
 }

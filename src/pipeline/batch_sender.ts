@@ -23,14 +23,14 @@ import { hashSource } from "../transfer/source.ts";
 import type { TransferItem, TransferOutcome, Transport } from "../transfer/transport.ts";
 import { absolutePath, type FileVersion, versionOf } from "../watch/stability.ts";
 import {
+  afterAttempt,
   attemptOutcome,
   logFailure,
-  type NextStep,
   retryDelayMs,
   slowRetryMs,
 } from "./attempt_outcome.ts";
 import { systemClock } from "./retry_timer.ts";
-import type { AfterAttempt, FileTable, WorkRecord } from "./file_table.ts";
+import type { FileTable, WorkRecord } from "./file_table.ts";
 
 /** What a {@linkcode BatchSender} works with. */
 export interface BatchSenderContext {
@@ -100,9 +100,10 @@ export class BatchSender {
   #unrecorded: Arrival[] = [];
   /**
    * The kind of the whole destination's failure (base folder gone, login refused) said last, no
-   * file arrived since: one of another kind (a login refused once the host is back) is said too.
+   * file arrived since (one of another kind, a login refused once the host is back, is said too),
+   * and whether a file that gave up for it was said.
    */
-  #saidDestinationDown: TransferError["kind"] | null = null;
+  #saidDestinationDown: { kind: TransferError["kind"]; gaveUp: boolean } | null = null;
 
   constructor(context: BatchSenderContext) {
     this.#log = jobLogger("pipeline", context.job.name);
@@ -371,15 +372,23 @@ export class BatchSender {
       failing: record.failing,
       slowRetryMs: this.#context.slowRetries ? slowRetryMs(job) : 0,
     });
-    // A destination gone, refusing the login or its folder fails all alike: said once, till back.
+    // A destination gone, refusing the login or its folder fails all alike: said once, till back,
+    // and the first file that gives up for it too (the line people grep for).
     const destinationDown = failureScope(error) !== "file" ||
       /: cannot create the folder: /.test(error.message);
-    if (destinationDown && this.#saidDestinationDown === error.kind) {
+    const said = this.#saidDestinationDown;
+    const gaveUp = outcome.next.kind === "give-up" && outcome.next.first;
+    if (destinationDown && said?.kind === error.kind && (said.gaveUp || !gaveUp)) {
       this.#log.debug("{source} failed the same way: {reason}", { source, reason: error.message });
     } else {
       logFailure(this.#log, this.#context.job, source, error, outcome.next);
     }
-    if (destinationDown) this.#saidDestinationDown = error.kind;
+    if (destinationDown) {
+      this.#saidDestinationDown = {
+        kind: error.kind,
+        gaveUp: gaveUp || (said?.kind === error.kind && said.gaveUp),
+      };
+    }
     const { kind } = outcome.next;
     if (kind === "retry" || kind === "give-up" || kind === "hold") {
       this.#context.onFailed?.(record.relPath, error, kind === "give-up");
@@ -404,10 +413,7 @@ export class BatchSender {
 function refuseAll(items: TransferItem[], reason: string): TransferOutcome[] {
   return items.map((item) => ({
     item,
-    error: new TransferError(
-      `Cannot send ${item.source}: ${reason}`,
-      "retry-later",
-    ),
+    error: new TransferError(`Cannot send ${item.source}: ${reason}`, "retry-later"),
   }));
 }
 
@@ -418,22 +424,6 @@ const FOUND_WORDS = {
   rebuilt:
     "{count} file(s) are at {target} already with their size: recorded as sent, not sent again (the ledger was rebuilt; the first: {source})",
 };
-
-/** Where a record goes after a failed attempt. */
-function afterAttempt(next: NextStep): AfterAttempt {
-  if (next.kind === "retry") {
-    return { to: "waiting", attempts: next.attempts, nextAttemptAt: next.nextAttemptAt };
-  }
-  if (next.kind === "give-up" && next.nextAttemptAt > 0) {
-    return {
-      to: "waiting",
-      attempts: next.attempts,
-      nextAttemptAt: next.nextAttemptAt,
-      failing: true,
-    };
-  }
-  return next.kind === "hold" ? { to: "queued" } : { to: "removed" };
-}
 
 /**
  * The item as the transport must treat it: a symbolic link that the job's

@@ -13,6 +13,7 @@ import { createFileFilter } from "../../../src/watch/file_filter.ts";
 import { versionOf } from "../../../src/watch/stability.ts";
 import { localTestJob } from "../../helpers/jobs.ts";
 import { captureLogs } from "../../helpers/log_capture.ts";
+import { waitFor } from "../../helpers/files.ts";
 import type { JobConfig } from "../../../src/config/types.ts";
 
 /** A job's ledger and file table in a fresh folder, with `files` (relative paths) queued. */
@@ -234,8 +235,8 @@ Deno.test("BatchSender: a login refused once the host that could not be reached 
   }
 });
 
-Deno.test("BatchSender: a destination folder the remote user may not create is said once, each attempt of each file after it at debug level", async () => {
-  const { job, table, close } = await queued(["a.fits", "b.fits", "c.fits"]);
+Deno.test("BatchSender: a destination folder the remote user may not create is said once, and the first file that gives up for it; the rest at debug level", async () => {
+  const { job, table, close } = await queued(["a.fits", "b.fits", "c.fits"], { retry_attempts: 1 });
   const logs = await captureLogs();
   try {
     const reason = " to obs@archive:/data/20240315/x: cannot create the folder: the remote user " +
@@ -244,6 +245,15 @@ Deno.test("BatchSender: a destination folder the remote user may not create is s
     assert.equal(await batchSender.send(table.takeBatch(16)), 0);
     assert.equal(logs.count("error", "Attempt {attempt} of {source} failed"), 1, "said once");
     assert.equal(logs.count("debug", "failed the same way"), 2);
+    assert.equal(logs.count("error", "Failed to transfer"), 0);
+    // Their second attempts fail the same way: each gives up, the first says so.
+    await waitFor(() => table.count("queued") === 3, 10_000, "the retries");
+    assert.equal(await batchSender.send(table.takeBatch(16)), 0);
+    assert.equal(logs.count("error", "Failed to transfer"), 1, "the first give-up is said");
+    assert.equal(logs.count("debug", "failed the same way"), 4);
+    for (const rel of ["a.fits", "b.fits", "c.fits"]) {
+      assert.equal(table.rows.get(rel)?.state, "failed");
+    }
   } finally {
     await logs.stop();
     await close();
