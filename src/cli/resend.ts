@@ -11,6 +11,7 @@ import { Command } from "commander";
 // @ts-types="@types/picomatch"
 import picomatch from "picomatch";
 import { loadConfig, resolveConfigPath } from "../config/load.ts";
+import { globPattern } from "../config/values.ts";
 import { UsageError } from "../errors.ts";
 import { FileRows } from "../ledger/file_rows.ts";
 import { Ledger } from "../ledger/ledger.ts";
@@ -107,6 +108,14 @@ function chosen(
   if (!options.night && !options.date && options.name === undefined && !options.all) {
     throw new UsageError(
       "Cannot resend: say which files with --night YYYYMMDD, --date YYYY-MM-DD, --name <pattern> or --all",
+    );
+  }
+  const pattern = options.name ? globPattern.safeParse(options.name) : null;
+  if (options.name === "" || pattern?.error) {
+    throw new UsageError(
+      `Cannot resend: --name: ${
+        pattern?.error?.issues[0].message ?? "give a pattern, e.g. 'flat*'"
+      }`,
     );
   }
   if (options.night !== undefined && !isNightFolder(options.night)) {

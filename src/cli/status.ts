@@ -51,13 +51,15 @@ export async function statusConfig(option: string | undefined): Promise<Config> 
 
 /**
  * How a job's watch folder is watched, when the live status does not say it
- * already: as the daemon would decide now, or why it cannot be read (`null`
- * for a job the config does not name, or whose folder does not exist).
+ * already: as the daemon would decide now ("would be", with no daemon running),
+ * or why it cannot be read (`null` for a job the config does not name, or whose
+ * folder does not exist).
  */
 function watchLine(
   config: Config,
   name: string,
   live: Awaited<ReturnType<typeof askDaemon>> | undefined,
+  running: boolean,
 ): string | null {
   if (live && "jobs" in live && live.jobs.some((job) => job.job === name && job.watch)) {
     return null;
@@ -75,7 +77,7 @@ function watchLine(
     return `  Watch folder cannot be read: ${error instanceof Error ? error.message : error}`;
   }
   const how = watchHow(job.watch_path, job.watch_mode, job.poll_interval_seconds);
-  return `  Watched with ${how.summary}`;
+  return `  ${running ? "Watched" : "Would be watched"} with ${how.summary}`;
 }
 
 /** The `status` command. */
@@ -177,7 +179,7 @@ export function statusCommand(): Command {
           }).join(", ");
           console.log(`Job ${job}: ${line}${describePause(daemon, job)}`);
           const notRun = daemon.running && daemon.jobs !== undefined && !daemon.jobs.includes(job);
-          const watched = notRun ? null : watchLine(config, job, live);
+          const watched = notRun ? null : watchLine(config, job, live, daemon.running);
           if (watched) console.log(watched);
         }
         for (const line of formatSkipped(skipped, options.all ?? false)) console.log(line);

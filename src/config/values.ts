@@ -120,14 +120,17 @@ function unclosedInPattern(pattern: string): "[" | "{" | null {
  * path below it, so an absolute one matches nothing) and with its brackets and braces closed. One
  * ending in `/` names folders (as in `.gitignore`): `exclude_patterns` only.
  */
-const globPattern = z.string().min(1).refine((pattern) => !/^(\/|[A-Za-z]:[\\/])/.test(pattern), {
-  error: ({ input }) =>
-    `pattern ${JSON.stringify(input)} is an absolute path, but patterns are matched against ` +
-    `the path below the watch folder, so it matches nothing; write ` +
-    (/^\/[^/*?]+\/$/.test(String(input))
-      ? `${JSON.stringify(String(input).slice(1))} (every folder of that name)`
-      : `"*.fits" (any subfolder) or "raw/*.fits" (one subfolder)`),
-}).refine((pattern) => unclosedInPattern(pattern) === null, {
+export const globPattern = z.string().min(1).refine(
+  (pattern) => !/^(\/|[A-Za-z]:[\\/])/.test(pattern),
+  {
+    error: ({ input }) =>
+      `pattern ${JSON.stringify(input)} is an absolute path, but patterns are matched against ` +
+      `the path below the watch folder, so it matches nothing; write ` +
+      (/^\/[^/*?]+\/$/.test(String(input))
+        ? `${JSON.stringify(String(input).slice(1))} (every folder of that name)`
+        : `"*.fits" (any subfolder) or "raw/*.fits" (one subfolder)`),
+  },
+).refine((pattern) => unclosedInPattern(pattern) === null, {
   error: ({ input }) => {
     const open = unclosedInPattern(String(input));
     const example = open === "[" ? '"*.[Ff]its"' : '"*.{fits,fz}"';

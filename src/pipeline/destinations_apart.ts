@@ -33,7 +33,7 @@ export function assertDestinationsApart(config: Config, realPathSoFar: RealPath)
     if (other !== undefined) {
       problems.push(
         `${jobKeyPlace(config, index, "remote_base_path")}: job ${other.name} sends into ` +
-          `${describePlace(job)} too, where a file of one would replace the other's file of ` +
+          `${describePlace(other)} too, where a file of one would replace the other's file of ` +
           "the same name without a word; give each job a folder of its own (for example " +
           `${job.remote_base_path.replace(/[/\\]+$/, "")}/${job.name})`,
       );

@@ -101,3 +101,21 @@ Deno.test("resend --night takes a date of the calendar only, exit 2 otherwise", 
     );
   }
 });
+
+Deno.test("resend --name refuses a pattern the config would refuse, exit 2", async () => {
+  await using box = await cliSandbox();
+  const cases: Array<[string, string]> = [
+    ["[abc", 'Cannot resend: --name: pattern "[abc" opens "[" and never closes it'],
+    ["/data/*.fits", 'Cannot resend: --name: pattern "/data/*.fits" is an absolute path'],
+    ["", "Cannot resend: --name: give a pattern, e.g. 'flat*'"],
+  ];
+  for (const [name, message] of cases) {
+    const result = await runCli(["-c", box.config, "resend", "--name", name, "--dry-run"], {
+      env: box.env,
+    });
+    assert.equal(result.code, 2, result.stderr);
+    assert.ok(result.stderr.startsWith(`error: ${message}`), result.stderr);
+    assert.doesNotMatch(result.stderr, /^\s+at /m);
+    assert.equal(result.stdout, "");
+  }
+});

@@ -75,6 +75,8 @@ Deno.test("two jobs sending into one folder are refused, naming both; folders of
         result.stderr,
         /config\.yaml:\d+: remote_base_path of job south: job north sends into .* too/,
       );
+      // In north's own words: south's are on the line named.
+      assert.ok(result.stderr.includes(`job north sends into ${dest} too`), result.stderr);
       assert.match(result.stderr, /give each job a folder of its own/);
       assert.doesNotMatch(result.stderr, /\n\s+at /);
     }
