@@ -100,10 +100,9 @@ export class BatchSender {
   #unrecorded: Arrival[] = [];
   /**
    * The kind of the whole destination's failure (base folder gone, login refused) said last, no
-   * file arrived since (one of another kind, a login refused once the host is back, is said too),
-   * and whether a file that gave up for it was said.
+   * file arrived since: one of another kind (a login refused once the host is back) is said too.
    */
-  #saidDestinationDown: { kind: TransferError["kind"]; gaveUp: boolean } | null = null;
+  #saidDestinationDown: TransferError["kind"] | null = null;
 
   constructor(context: BatchSenderContext) {
     this.#log = jobLogger("pipeline", context.job.name);
@@ -372,23 +371,17 @@ export class BatchSender {
       failing: record.failing,
       slowRetryMs: this.#context.slowRetries ? slowRetryMs(job) : 0,
     });
-    // A destination gone, refusing the login or its folder fails all alike: said once, till back,
-    // and the first file that gives up for it too (the line people grep for).
+    // A destination gone, refusing the login or its folder fails all alike: its attempts are
+    // said once, till back; each file that gives up says so (the line people grep and count).
     const destinationDown = failureScope(error) !== "file" ||
       /: cannot create the folder: /.test(error.message);
-    const said = this.#saidDestinationDown;
     const gaveUp = outcome.next.kind === "give-up" && outcome.next.first;
-    if (destinationDown && said?.kind === error.kind && (said.gaveUp || !gaveUp)) {
+    if (destinationDown && this.#saidDestinationDown === error.kind && !gaveUp) {
       this.#log.debug("{source} failed the same way: {reason}", { source, reason: error.message });
     } else {
       logFailure(this.#log, this.#context.job, source, error, outcome.next);
     }
-    if (destinationDown) {
-      this.#saidDestinationDown = {
-        kind: error.kind,
-        gaveUp: gaveUp || (said?.kind === error.kind && said.gaveUp),
-      };
-    }
+    if (destinationDown) this.#saidDestinationDown = error.kind;
     const { kind } = outcome.next;
     if (kind === "retry" || kind === "give-up" || kind === "hold") {
       this.#context.onFailed?.(record.relPath, error, kind === "give-up");
