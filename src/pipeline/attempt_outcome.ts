@@ -163,7 +163,7 @@ export function logFailure(
 ): void {
   switch (next.kind) {
     case "drop":
-      log.info("Dropped {path}: it disappeared while being sent", {
+      log.info("Dropped {path}: it is gone from the watch folder", {
         path: source,
       });
       return;

@@ -207,15 +207,16 @@ export class FileTable {
   }
 
   /**
-   * A file under observation disappeared: forgotten, unless a plan or an attempt is under way.
-   * @returns the destination of the pending row it took out (a copy kept there can go), or null
+   * A file in motion or failed disappeared: forgotten, unless a plan or an attempt is under way.
+   * @returns the destination of the pending or failed row it took out (a copy kept there can go)
    */
   gone(relPath: string): string | null {
     const phase = this.#index.get(relPath)?.phase;
     if (phase === "planning" || phase === "sending") return null;
     this.#index.remove(relPath);
     const row = this.rows.get(relPath);
-    if (row?.state !== "pending" || !writeIfWritable(() => this.rows.remove(relPath))) return null;
+    const unfinished = row?.state === "pending" || row?.state === "failed";
+    if (!unfinished || !writeIfWritable(() => this.rows.remove(relPath))) return null;
     return row.destination;
   }
 

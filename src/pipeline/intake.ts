@@ -50,6 +50,8 @@ export interface IntakeContext {
   onQueued(bytes: number): void;
   /** Something settled (the job may be idle now). */
   onSettled(): void;
+  /** A file that gave up is gone from the watch folder: it is no longer failed. */
+  onFailedGone(rel: string): void;
 }
 
 /** The intake of one job; see the module doc. */
@@ -131,10 +133,23 @@ export class Intake {
     return this.#growing.close();
   }
 
-  /** A watched file was created, written or closed. */
-  activity(path: string, rel: string, activity: Activity): void {
-    if (this.#context.table.activity(rel)) this.#checker.touch(path, activity);
-    this.#growing.touched(path, rel);
+  /**
+   * A watched file was created, written, closed or removed. Removed, one in motion is looked at
+   * (the checker tells if it is gone), and one that failed is dropped once gone.
+   */
+  activity(path: string, rel: string, activity: Activity | "removed"): void {
+    const { table } = this.#context;
+    if (activity !== "removed") this.#growing.touched(path, rel);
+    else if (!table.holds(rel)) return void this.#failedGone(path, rel);
+    if (table.activity(rel)) {
+      this.#checker.touch(path, activity === "removed" ? "changed" : activity);
+    }
+  }
+
+  /** A file removed that nothing holds in motion: if it had failed and is gone, it is dropped. */
+  async #failedGone(path: string, rel: string): Promise<void> {
+    if (this.#context.table.rows.get(rel)?.state !== "failed") return;
+    if (await Deno.lstat(path).then(() => false, () => true)) await this.#gone(path);
   }
 
   /**
@@ -216,9 +231,19 @@ export class Intake {
     if (this.#context.stopping()) return;
     const folder = await this.#context.scanIfFolder(path);
     const rel = relativeTo(job.watch_path, path);
+    // Its observation is over: a record left is of a file found complete before.
+    const complete = rel !== null && table.record(rel) !== undefined;
+    const failed = rel !== null && table.rows.get(rel)?.state === "failed";
     const dropped = rel === null ? null : table.gone(rel);
     if (dropped !== null) transport.dropKeptCopies?.([dropped]);
-    const why = folder ? "a folder took its name" : "it disappeared before it was complete";
+    if (failed) this.#context.onFailedGone(rel);
+    const why = folder
+      ? "a folder took its name"
+      : failed
+      ? "it is gone from the watch folder (its attempts had failed)"
+      : complete
+      ? "it is gone from the watch folder"
+      : "it disappeared before it was complete";
     if (!folder || dropped !== null) this.#log.info(`Dropped {path}: ${why}`, { path });
     this.#context.onSettled();
   }

@@ -126,6 +126,7 @@ export class JobRunner {
       stopping: () => this.#stopping,
       onQueued: (bytes) => this.#pause.offer(bytes) ? this.#pump() : this.#pumpSoon(),
       onSettled: () => this.#checkIdle(),
+      onFailedGone: (rel) => this.#status.notFailed(rel),
     });
     this.#pause = new DestinationPause({
       job: job.name,
@@ -186,7 +187,7 @@ export class JobRunner {
         status.sent(relPath, destination, version.size, record.sendingSince);
       },
       onRecognised: (rel, version) => {
-        status.recognised(rel);
+        status.notFailed(rel);
         extras.recognised(rel, version);
       },
       onGaveUp: (record, error, attempts) => {
@@ -354,9 +355,8 @@ export class JobRunner {
       );
     }
     if (interrupted > 0) {
-      const resumes = this.#transport.method === "local" || this.#transport.method === "rsync"
-        ? this.job.resume_partial_hours > 0
-        : false;
+      const { method } = this.#transport;
+      const resumes = ["local", "rsync"].includes(method) && this.job.resume_partial_hours > 0;
       this.#log.info(
         resumes
           ? "Resuming {count} interrupted file(s) of job {job}: their copies at {target} are continued"

@@ -238,9 +238,13 @@ export class JobStatus {
     this.state(this.#lastFull);
   }
 
-  /** A file was found at the destination after the ledger was rebuilt: not failed. */
-  recognised(relPath: string): void {
+  /**
+   * A file counted as failed is not: found at the destination after the ledger was rebuilt, or
+   * gone from the watch folder.
+   */
+  notFailed(relPath: string): void {
     this.#givenUp.delete(relPath);
+    if (this.#failedFiles.delete(relPath)) this.state(this.#lastFull);
   }
 
   /** A file arrived verified; its attempt started at `startedAt` (ms since epoch). */

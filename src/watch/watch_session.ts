@@ -1,13 +1,11 @@
 /**
- * The watch session of one job: waits for the watch folder to exist, watches
- * it (from a worker thread), gathers events, watches it again when it is
- * removed and created again, and scans it: at start, folders that appear,
- * and every `rescan_interval_seconds` (every minute while it cannot be
- * watched: see `folder_watcher.ts`). Where events cannot be trusted (a
- * network or FUSE file system, or `watch_mode: poll`: see `fs_type.ts`) it
- * also polls the folder (see `poll_loop.ts`); what a poll finds goes the way
- * of an event. It reports files; what becomes of them is the pipeline's
- * business.
+ * The watch session of one job: waits for the watch folder to exist, watches it (from a worker
+ * thread), gathers events, watches it again when it is removed and created again, and scans it:
+ * at start, folders that appear, and every `rescan_interval_seconds` (every minute while it cannot
+ * be watched: see `folder_watcher.ts`). Where events cannot be trusted (a network or FUSE file
+ * system, or `watch_mode: poll`: see `fs_type.ts`) it also polls the folder (see `poll_loop.ts`);
+ * what a poll finds goes the way of an event. It reports files (and names of files removed or
+ * moved away); what becomes of them is the pipeline's business.
  *
  * @module
  */
@@ -35,7 +33,6 @@ const MOUNTED = "Watch folder {path} is on another file system now ({type}; it w
 
 /** The warning when the watch folder itself disappeared. */
 const REMOVED = "Watch folder {path} was removed; watching it again once it exists";
-
 /** Whether the watcher tells closes (Linux): a written file is then open until its close. */
 const CLOSES_TOLD = Deno.build.os === "linux";
 
@@ -56,8 +53,8 @@ export interface WatchSessionOptions {
   watchMode?: WatchModeSetting;
   /** Time between two polls, where the folder is polled. @default 2000 */
   pollIntervalMs?: number;
-  /** A file that matches the filter was created, written or closed. */
-  onActivity(path: string, relPath: string, activity: Activity): void;
+  /** A file that matches the filter was created, written, closed, or removed or moved away. */
+  onActivity(path: string, relPath: string, activity: Activity | "removed"): void;
   /**
    * Files a scan found; returns those that are new or changed.
    * `quick`: files already sent may be taken as unchanged without a stat (the
@@ -426,15 +423,18 @@ export class WatchSession {
     const folders = new Set<string>();
     for (const [path, { kind, appeared, closedFirst }] of events) {
       const rel = relativeTo(root, path);
-      if (kind === "remove") {
-        if (rel === "") void this.#rewatch(REMOVED);
-        continue;
+      if (rel === "" && kind === "remove") void this.#rewatch(REMOVED);
+      if (rel === "" && kind !== "remove") folders.add("");
+      if (!rel) continue;
+      const included = kind !== "remove" && filter.includesFile(rel);
+      // Removed, or moved away (no longer there to include): judged by its name alone.
+      if (!included && (kind === "remove" || kind === "rename") && filter.nameSkip(rel) === null) {
+        this.#options.onActivity(path, rel, "removed");
       }
-      if (rel === null) continue;
-      folders.add(rel === "" ? "" : parentOf(rel));
-      if (rel === "") continue;
+      if (kind === "remove") continue;
+      folders.add(parentOf(rel));
       this.#missed.heard(rel);
-      if (filter.includesFile(rel)) {
+      if (included) {
         // Told in order: what follows a close is judged against the closed file.
         if (closedFirst) this.#options.onActivity(path, rel, "closed");
         this.#options.onActivity(path, rel, activityOf(kind, CLOSES_TOLD));

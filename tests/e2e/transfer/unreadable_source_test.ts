@@ -7,8 +7,8 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { runCli } from "../../helpers/cli.ts";
-import { listFiles, randomBytes, sha256OfFile } from "../../helpers/files.ts";
+import { runCli, startCli } from "../../helpers/cli.ts";
+import { listFiles, randomBytes, sha256OfFile, waitFor } from "../../helpers/files.ts";
 import { sshSandbox, startSshd } from "../../helpers/sshd.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
 
@@ -105,4 +105,50 @@ Deno.test("status with no daemon to ask: a watch folder the daemon's user may no
   } finally {
     await Deno.chmod(box.watch, 0o755);
   }
+});
+
+Deno.test("local: a file that gave up and is renamed or removed is dropped from the failures at once; the renamed one arrives", async () => {
+  await using box = await cliSandbox({ retry_attempts: 0, retry_max_delay_seconds: 3600 });
+  const options = { env: box.env, honourFileModes: true };
+  const night = new Date("2024-08-01T22:00:00Z");
+  const daemon = startCli(["run", "-c", box.config], options);
+  try {
+    await daemon.waitForOutput("Watching");
+    const data = randomBytes(20_000);
+    for (const name of ["renamed.fits", "removed.fits"]) {
+      const path = join(box.watch, name);
+      await Deno.writeFile(path, data, { mode: 0o000 });
+      await Deno.chmod(path, 0o000);
+      await Deno.utime(path, night, night);
+      await daemon.waitForOutput(new RegExp(`Failed to transfer .*${name}: cannot read`));
+    }
+    const failing = await runCli(["status", "-c", box.config], options);
+    assert.match(failing.stdout, /Files whose last attempt failed \(2\)/, failing.stdout);
+
+    // The user fixes one by giving it another name, and throws the other away.
+    await Deno.chmod(join(box.watch, "renamed.fits"), 0o644);
+    await Deno.rename(join(box.watch, "renamed.fits"), join(box.watch, "fixed.fits"));
+    await Deno.remove(join(box.watch, "removed.fits"));
+    await waitFor(
+      async () =>
+        (await Deno.readFile(join(box.dest, "20240801", "fixed.fits")).catch(() => null))
+          ?.length === data.length,
+      30_000,
+      "the renamed file",
+    );
+    assert.deepEqual(await Deno.readFile(join(box.dest, "20240801", "fixed.fits")), data);
+    for (const name of ["renamed.fits", "removed.fits"]) {
+      await daemon.waitForOutput(
+        new RegExp(
+          `Dropped .*${name}: it is gone from the watch folder \\(its attempts had failed\\)`,
+        ),
+      );
+    }
+    const status = await runCli(["status", "-c", box.config], options);
+    assert.match(status.stdout, /Files whose last attempt failed \(0\)/, status.stdout);
+    assert.match(status.stdout, /done 1, failed 0/, status.stdout);
+  } finally {
+    assert.equal((await daemon.stop()).code, 0, daemon.stderr());
+  }
+  assert.deepEqual(await listFiles(box.dest), ["20240801/fixed.fits"]);
 });

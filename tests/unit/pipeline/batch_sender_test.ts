@@ -139,6 +139,36 @@ Deno.test("BatchSender: a source that cannot be examined after a failed attempt 
   }
 });
 
+Deno.test("BatchSender: a source removed while its connection failed is dropped; the next arrival does not say the destination is back", async () => {
+  const { job, table, close } = await queued(["gone.fits", "kept.fits"]);
+  const logs = await captureLogs();
+  try {
+    // The upload's connection ends as the source goes (as scp's does): the error names the link.
+    let first = true;
+    const transport = answering(job, async (items) => {
+      if (!first) return items.map((item) => ({ item, error: null }));
+      first = false;
+      await Deno.remove(join(job.watch_path, "gone.fits"));
+      const why = ": the connection to archive failed";
+      return items.map((item) => ({
+        item,
+        error: new TransferError(`Cannot send ${item.source}${why}`, "retry"),
+      }));
+    });
+    let back = 0;
+    const batchSender = sender(job, table, transport, () => {}, () => back++);
+    assert.equal(await batchSender.send(table.takeBatch(1)), 0);
+    assert.equal(logs.count("info", "Dropped {path}: it is gone from the watch folder"), 1);
+    assert.equal(table.record("gone.fits"), undefined);
+    assert.equal(await batchSender.send(table.takeBatch(1)), 1);
+    assert.equal(logs.count("info", "The destination is back"), 0);
+    assert.equal(back, 0);
+  } finally {
+    await logs.stop();
+    await close();
+  }
+});
+
 Deno.test("BatchSender: files a killed run had sent unrecorded are found there, said once for the batch, not sent again", async () => {
   const files = ["a.fits", "b.fits", "c.fits"];
   const { job, table, close } = await queued(files);
