@@ -28,6 +28,7 @@ import {
   damageAtStart,
   damagedForReading,
   existsSync,
+  fitJournal,
   isDamage,
   isFull,
   type LedgerRebuild,
@@ -348,6 +349,7 @@ export class Ledger {
     });
     this.#problem = null;
     clearTimeout(this.#probeTimer);
+    fitJournal(this.#db, this.path); // The room now may be small.
     this.#tell();
   }
 

@@ -19,6 +19,8 @@
  * @module
  */
 import { DatabaseSync } from "node:sqlite";
+import { dirname } from "node:path";
+import { localDiskSpaceSync } from "../config/free_space.ts";
 import { logger } from "../log/logging.ts";
 
 /** The schema version this build writes and understands. */
@@ -284,11 +286,8 @@ export function openForWriting(path: string): DatabaseSync {
   try {
     db.exec("PRAGMA busy_timeout = 5000;");
     assertLedgerReadable(db, path);
-    // The journal is emptied at each checkpoint (every ~4 MiB) and kept at most that big.
-    db.exec(
-      "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; " +
-        "PRAGMA journal_size_limit = 4194304;",
-    );
+    db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;");
+    fitJournal(db, path);
     migrateLedger(db, path, LEDGER_SCHEMA);
   } catch (error) {
     db.close();
@@ -331,4 +330,24 @@ export function lost(path: string, reason: string): LedgerRebuild {
     { path, reason },
   );
   return { at: Date.now(), reason, damagedCopy: "" };
+}
+
+/** The most the journal (WAL) holds before it is copied into the database: 4 MiB (pages). */
+const JOURNAL_PAGES = 1024;
+
+/**
+ * Size the journal (WAL) to the room on the ledger's disk: it is emptied at each checkpoint, every
+ * {@linkcode JOURNAL_PAGES} pages, or an eighth of the room left where that is less, and kept at
+ * most that big. A journal that took the last of a disk could not be copied into the database
+ * (which must grow for it) once room was freed: the ledger would stay unwritable.
+ */
+export function fitJournal(db: DatabaseSync, path: string): void {
+  const free = localDiskSpaceSync(dirname(path))?.availableBytes ?? Infinity;
+  const pageBytes = Number(
+    (db.prepare("PRAGMA page_size").get() as { page_size: number }).page_size,
+  );
+  const pages = Math.max(16, Math.min(JOURNAL_PAGES, Math.floor(free / 8 / pageBytes)));
+  db.exec(
+    `PRAGMA wal_autocheckpoint = ${pages}; PRAGMA journal_size_limit = ${pages * pageBytes};`,
+  );
 }

@@ -7,6 +7,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
+import { UNSAFE_IN_LINE } from "../log/logging.ts";
 
 const STYLE = `
 :root{color-scheme:light dark;--ok:#1a7f37;--warn:#9a6700;--bad:#cf222e;--mute:#6e7781}
@@ -44,10 +45,18 @@ function el(tag, attrs, ...kids) {
   for (const k of kids) e.append(k instanceof Node ? k : document.createTextNode(String(k)));
   return e;
 }
-// A name holding a newline or another control character, quoted and escaped (as \`status\` does):
-// shown raw, a newline would look like a space.
+// A name holding a newline, another control character or a bidirectional override, quoted and
+// escaped (as \`status\` and the log do): shown raw, a newline would look like a space, and an
+// override would show the name's end reversed.
+const UNSAFE = new RegExp(${JSON.stringify(UNSAFE_IN_LINE.source)}, "g");
 function shown(name) {
-  return /[\\u0000-\\u001f\\u007f]/.test(name) ? JSON.stringify(name) : name;
+  if (!name.match(UNSAFE)) return name;
+  const short = { "\\n": "\\\\n", "\\r": "\\\\r", "\\t": "\\\\t" };
+  return '"' + name.replace(/["\\\\]/g, (c) => "\\\\" + c).replace(UNSAFE, (c) => {
+    const code = c.charCodeAt(0);
+    return short[c] || (code <= 0xff ? "\\\\x" + code.toString(16).padStart(2, "0")
+      : "\\\\u" + code.toString(16));
+  }) + '"';
 }
 function bytes(n) {
   const u = ["B", "kB", "MB", "GB", "TB"]; let i = 0;
@@ -102,7 +111,7 @@ function render(s) {
         "Watch folder cannot be read: " + j.watch.unavailable) : "",
       j.reason ? el("div", { class: "err reason" }, j.reason) : "",
       j.cannotSend ? el("div", { class: "err cannot" }, j.cannotSend +
-        " file(s) or folder(s) cannot be sent (a name that is not UTF-8, a folder that cannot be read): image-transfer status lists them") : "",
+        " file(s) or folder(s) found since the daemon started could not be sent (a name that is not UTF-8, a folder that cannot be read): image-transfer status lists those still there") : "",
       j.hookFailures ? el("div", { class: "err hooks" }, j.hookFailures +
         " hook run(s) failed, timed out or could not start since the daemon started: the log says why") : "",
       el("div", { class: "q" },

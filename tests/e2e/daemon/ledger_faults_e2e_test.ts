@@ -323,7 +323,7 @@ for (const [method, restart] of FULL_STATE_CASES) {
   );
 }
 
-Deno.test("a state folder on a tiny disk that fills up: one ERROR, no flapping; sending goes on by itself once there is room", async () => {
+Deno.test("a state folder on a tiny disk that another writer leaves nearly full: one ERROR, no flapping; sending goes on by itself once there is room", async () => {
   await using box = await cliSandbox();
   await box.rewrite({ stability_window_seconds: 1, retry_delay_seconds: 2 });
   const files = await writeFiles(box, "a", 550, 5000);
@@ -331,15 +331,18 @@ Deno.test("a state folder on a tiny disk that fills up: one ERROR, no flapping; 
     const daemon = startCli(["run", "-c", box.config], { env: box.env });
     try {
       await daemon.waitForOutput("Watching", 60_000);
+      // Another writer leaves the disk nearly full: a few rows fit, no batch's worth.
+      const filler = await fill(box.stateDir);
+      await Deno.truncate(filler, (await Deno.stat(filler)).size - 12 * 1024);
       await waitFor(
         async () => (await Deno.readTextFile(box.logFile)).includes("Cannot write the ledger"),
         120_000,
         "the ledger error",
       );
-      // More files while it cannot be written. Before, a write of a few rows that succeeded on
-      // the full disk said "writable" again, the jobs' writes failed at once, hundreds of times a
-      // second, until the rescans overflowed the stack and the daemon stopped sending for good,
-      // even with room again (three runs in four on this machine).
+      // More files while it cannot be written. Before, when the ledger's own journal filled such a
+      // disk (it no longer grows past an eighth of the room), a write of a few rows that succeeded
+      // said "writable" again, the jobs' writes failed at once, hundreds of times a second, until
+      // the rescans overflowed the stack and the daemon stopped sending for good.
       await new Promise((resolve) => setTimeout(resolve, 3000));
       for (const [name, bytes] of await writeFiles(box, "b", 100, 5000)) files.set(name, bytes);
       await new Promise((resolve) => setTimeout(resolve, 5000));
@@ -356,6 +359,39 @@ Deno.test("a state folder on a tiny disk that fills up: one ERROR, no flapping; 
       const errors = said(/ERROR.*Cannot write the ledger/g);
       assert.ok(errors >= 1 && errors <= 3, `${errors} ERROR lines`);
       assert.ok(said(/can be written again; transfers go on/g) <= errors, "no flapping");
+    } finally {
+      await daemon.stop("SIGTERM").catch(() => {});
+    }
+  });
+});
+
+Deno.test("a state disk filled by another writer and then freed: sending goes on by itself, the ledger's journal does not take the room back", async () => {
+  await using box = await cliSandbox();
+  await box.rewrite({ stability_window_seconds: 1, retry_delay_seconds: 2 });
+  const files = await writeFiles(box, "a", 50, 5000);
+  await withTmpfs(box.stateDir, "2m", async () => {
+    const daemon = startCli(["run", "-c", box.config], { env: box.env });
+    try {
+      await daemon.waitForOutput("Watching", 60_000);
+      await waitFor(async () => (await delivered(box.dest)).length === 50, 60_000, "the first");
+      const filler = await fill(box.stateDir);
+      for (const [name, bytes] of await writeFiles(box, `b_${"x".repeat(120)}_`, 300, 5000)) {
+        files.set(name, bytes);
+      }
+      await waitFor(
+        async () => (await Deno.readTextFile(box.logFile)).includes("Cannot write the ledger"),
+        120_000,
+        "the ledger error",
+      );
+      // About 1.8 MB freed: far more than the ledger needs. Before, its journal grew into all of
+      // it within seconds and could not be copied into the database again: stuck for good.
+      await Deno.remove(filler);
+      await waitFor(
+        async () => (await delivered(box.dest)).length === files.size,
+        120_000,
+        "every file at the destination",
+      );
+      await assertDelivered(box.dest, files);
     } finally {
       await daemon.stop("SIGTERM").catch(() => {});
     }

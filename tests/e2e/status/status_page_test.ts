@@ -42,7 +42,8 @@ Deno.test("status page in Chromium: live updates, failure reason, retry, pause/r
 
     // Files written now appear as sent, without a reload.
     const night = new Date("2024-03-16T20:00:00Z");
-    const files = [HOSTILE, "m31 L 0001.fits", "m31 L 0002.fits", "new\nline.fits"];
+    const bidi = "bidi \u202estif.exe.fits";
+    const files = [HOSTILE, "m31 L 0001.fits", "m31 L 0002.fits", "new\nline.fits", bidi];
     for (const [i, name] of files.entries()) {
       await Deno.writeFile(join(d.watch, name), randomBytes(200_000 + i * 1000));
       await Deno.utime(join(d.watch, name), night, night);
@@ -61,6 +62,10 @@ Deno.test("status page in Chromium: live updates, failure reason, retry, pause/r
     const newline = page.locator("#recent tr.sent td:first-child", { hasText: "line.fits" });
     await newline.waitFor({ timeout: LEAST_CEILING_MS });
     assert.equal(await newline.textContent(), '"new\\nline.fits"');
+    // So is a bidirectional override, which would show the name's end reversed.
+    const override = page.locator("#recent tr.sent td:first-child", { hasText: "stif.exe" });
+    await override.waitFor({ timeout: LEAST_CEILING_MS });
+    assert.equal(await override.textContent(), '"bidi \\u202estif.exe.fits"');
     // Which job sent it.
     assert.equal(
       await page.locator("#recent tr.sent", { hasText: "m31 L 0002.fits" }).locator("td")
@@ -95,7 +100,7 @@ Deno.test("status page in Chromium: live updates, failure reason, retry, pause/r
     );
     assert.match(
       await page.locator(".job .cannot").textContent() ?? "",
-      /^1 file\(s\) or folder\(s\) cannot be sent .*image-transfer status lists them$/,
+      /^1 file\(s\) or folder\(s\) found since the daemon started could not be sent .*image-transfer status lists those still there$/,
     );
 
     // A failing destination: the night folder's place is taken by a file.
