@@ -321,13 +321,17 @@ async function checkFtpDestination(
     // A folder that is not there is not made (a share not mounted would get it on the disk
     // below): the folder the first transfer makes it in is probed instead.
     let folder = base.replace(/\/$/, "");
-    if (!(await client.send(`CWD ${base}`).then(() => true, () => false))) {
+    const enters = (path: string) => client.send(`CWD ${path}`).then(() => true, () => false);
+    if (!(await enters(base))) {
       const made = folder;
       if (await client.size(made).then(() => true, () => false)) {
         report.line("fail", "destination folder", `${made} is a file, not a folder; give a folder`);
         return;
       }
-      folder = folder.slice(0, folder.lastIndexOf("/")) || "/";
+      // The first transfer makes the folders missing above it too: probed where they start.
+      const up = (path: string) => path.slice(0, path.lastIndexOf("/")) || "/";
+      folder = up(folder);
+      while (folder !== "/" && !(await enters(folder))) folder = up(folder);
       report.line(
         "warn",
         "destination folder",

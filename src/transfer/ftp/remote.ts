@@ -116,9 +116,14 @@ export async function ensureFolders(
       shown = peer.folders.get(path)!;
       continue;
     }
-    const made = i > 0 || makeBase
+    let made = i > 0 || makeBase
       ? await client.sendIgnoringError(`MKD ${path}`)
       : { code: 550, message: "not made" };
+    if (i === 0 && makeBase && made.code >= 400 && !(await canEnter(peer, base))) {
+      // Its parents may be missing too: each is made from the top (one there already fails).
+      for (const parent of parentsOf(base)) await client.sendIgnoringError(`MKD ${parent}`);
+      made = await client.sendIgnoringError(`MKD ${path}`);
+    }
     if (made.code < 400 && i > 0) {
       // A new folder is a real one where its parent is.
       shown = parentShown === null ? null : joinRemote(parentShown, parts[i - 1]);
@@ -148,6 +153,23 @@ export async function ensureFolders(
     }
     peer.folders.set(path, shown);
   }
+}
+
+/** Whether the connection can enter `folder` (and does). */
+function canEnter(peer: FtpPeer, folder: string): Promise<boolean> {
+  return peer.connection.client.send(`CWD ${folder}`).then(() => true, () => false);
+}
+
+/** The folders above `path`, from the top: `/a/b/c` → `/a`, `/a/b`; `a/b` → `a`. */
+function parentsOf(path: string): string[] {
+  const parts = path.replace(/\/+$/, "").split("/");
+  const parents: string[] = [];
+  for (let i = 1; i < parts.length - 1; i++) {
+    const parent = parts.slice(0, i + 1).join("/");
+    if (parts[i] !== "") parents.push(parent);
+  }
+  if (parts[0] !== "" && parts.length > 1) parents.unshift(parts[0]);
+  return parents;
 }
 
 /** The path in a `257 "…"` reply (`""` inside stands for one `"`), or `null`. */

@@ -70,6 +70,45 @@ Deno.test("cli: run --once delivers files by FTPS with the permission set", asyn
   }
 });
 
+Deno.test("cli: a base folder whose parents are missing: doctor probes where they start, run --once makes them all", async () => {
+  const server = await startVsftpd();
+  const root = await Deno.makeTempDir({ prefix: "itx-ftpdeep-" });
+  try {
+    const dest = await server.makeRemoteDir();
+    const base = `${dest}/missing parent/new base`;
+    const watch = join(root, "watch");
+    await Deno.mkdir(watch);
+    const data = randomBytes(30_000);
+    const night = new Date("2024-07-01T20:00:00Z");
+    await Deno.writeFile(join(watch, "m42.fits"), data);
+    await Deno.utime(join(watch, "m42.fits"), night, night);
+    const config = join(root, "config.yaml");
+    await writeConfig(config, {
+      watch_path: watch,
+      remote_base_path: base,
+      ...server.configKeys(),
+      stability_window_seconds: 0.2,
+      night_timezone: "UTC",
+      state_dir: join(root, "state"),
+      log_file: "",
+      retry_attempts: 0,
+    });
+    const doctor = await runCli(["doctor", "-c", config], { env: { HOME: root } });
+    assert.equal(doctor.code, 0, doctor.stdout + doctor.stderr);
+    assert.ok(
+      doctor.stdout.includes(`${base} does not exist: the first transfer makes it, in ${dest} (`),
+      doctor.stdout,
+    );
+    assert.ok(doctor.stdout.includes(`write: ${dest} (SIZE matches)`), doctor.stdout);
+    const run = await runCli(["run", "--once", "-c", config], { env: { HOME: root } });
+    assert.equal(run.code, 0, run.stderr);
+    assert.deepEqual(await Deno.readFile(join(base, "20240701", "m42.fits")), data);
+  } finally {
+    await server.stop();
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
 Deno.test("cli: a refused FTP login fails run --once with the reason, no stack, no password", async () => {
   const server = await startVsftpd();
   const root = await Deno.makeTempDir({ prefix: "itx-ftpcli-" });
