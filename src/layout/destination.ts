@@ -11,6 +11,7 @@
  */
 import type { JobConfig } from "../config/types.ts";
 import { observationDate, observationDateProblem, readFitsHeader } from "./fits_header.ts";
+import { quoteIfUnsafe } from "../log/logging.ts";
 
 /** A file ready to be placed. */
 export interface PlannedFile {
@@ -145,7 +146,7 @@ async function nightDate(
     const date = observationDate(header);
     if (date !== null) return date;
     const raw = header.get("DATE-OBS");
-    reason = `Cannot use DATE-OBS of ${file.path}: ` +
+    reason = `Cannot use DATE-OBS of ${quoteIfUnsafe(file.path)}: ` +
       (raw !== undefined
         ? observationDateProblem(raw)
         : header.get("NAXIS") === 0

@@ -103,6 +103,8 @@ export class BatchSender {
    * file arrived since: one of another kind (a login refused once the host is back) is said too.
    */
   #saidDestinationDown: TransferError["kind"] | null = null;
+  /** Why batches' files were found at the destination already, said once (then at debug level). */
+  #saidFound = new Set<string>();
 
   constructor(context: BatchSenderContext) {
     this.#log = jobLogger("pipeline", context.job.name);
@@ -257,7 +259,9 @@ export class BatchSender {
       const found = arrivals.filter((arrival) => arrival.found === kind);
       if (found.length === 0) continue;
       const target = this.#context.transport.describeTarget("");
-      this.#log.info(words, { count: found.length, target, source: found[0].item.source });
+      const level = this.#saidFound.has(kind) ? "debug" : "info";
+      this.#saidFound.add(kind);
+      this.#log[level](words, { count: found.length, target, source: found[0].item.source });
     }
     // A change seen while they were sent: the checker looks again.
     for (const source of again) this.#context.observe(source);
@@ -413,9 +417,9 @@ function refuseAll(items: TransferItem[], reason: string): TransferOutcome[] {
 /** How a batch's files found at the destination are said (see `#record`), by why they were looked for. */
 const FOUND_WORDS = {
   interrupted:
-    "{count} file(s) had arrived at {target} before the last stop, unrecorded: recorded now (the first: {source})",
+    "{count} file(s) had arrived at {target} before the last stop, unrecorded: recorded now (the first: {source}; more batches of them are logged at debug level)",
   rebuilt:
-    "{count} file(s) are at {target} already with their size: recorded as sent, not sent again (the ledger was rebuilt; the first: {source})",
+    "{count} file(s) are at {target} already with their size: recorded as sent, not sent again (the ledger was rebuilt; the first: {source}; more batches of them are logged at debug level)",
 };
 
 /**

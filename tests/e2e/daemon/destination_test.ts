@@ -194,11 +194,14 @@ Deno.test("fits: falls back to mtime and says why", async () => {
   await withTempDir(async (dir) => {
     const noDate = await writeImage(dir, "no date.fits", [card("OBJECT", "M 42")]);
     const badDate = await writeImage(dir, "bad date.fits", [card("DATE-OBS", "yesterday")]);
+    // A name with a bidirectional override is quoted and escaped in the reason, not raw.
+    const bidi = await writeImage(dir, "bidi \u202estif.fits", [card("DATE-OBS", "soon")]);
     const text = join(dir, "log.txt");
     await Deno.writeTextFile(text, "not an image\n");
     const cases: [PlannedFile, RegExp][] = [
       [noDate, /^Cannot use DATE-OBS of .+no date\.fits: the primary header has no DATE-OBS/],
       [badDate, /^Cannot use DATE-OBS of .+bad date\.fits: "yesterday" is not a date/],
+      [bidi, /^Cannot use DATE-OBS of ".+\/bidi \\u202estif\.fits": "soon" is not a date/],
       [
         { path: text, relPath: "log.txt", mtimeMs: MTIME_MS },
         /^Cannot read FITS header of .+log\.txt: not a FITS file/,
