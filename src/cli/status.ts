@@ -5,7 +5,9 @@
  * @module
  */
 import { Command } from "commander";
-import { UsageError } from "../errors.ts";
+import { dirname } from "node:path";
+import { parse as parseYaml } from "yaml";
+import { ConfigError, UsageError } from "../errors.ts";
 import { loadConfig, resolveConfigPath } from "../config/load.ts";
 import { resolveDaemon } from "../config/resolve.ts";
 import { daemonSchema } from "../config/schema.ts";
@@ -47,6 +49,31 @@ export async function statusConfig(option: string | undefined): Promise<Config> 
     return { file, ...resolveDaemon(daemonSchema.parse({}), Deno.cwd()), jobs: [] };
   }
   return await loadConfig(file);
+}
+
+/**
+ * {@linkcode statusConfig}, or, for a file that cannot be loaded (an edit the running daemon
+ * refused to reload), its `state_dir` alone (where its YAML gives a usable one, else the default)
+ * and no jobs, with the reason: enough to find the daemon and its ledger.
+ */
+export async function daemonConfig(
+  option: string | undefined,
+): Promise<{ config: Config; problem: ConfigError | null }> {
+  try {
+    return { config: await statusConfig(option), problem: null };
+  } catch (problem) {
+    if (!(problem instanceof ConfigError)) throw problem;
+    const file = resolveConfigPath(option);
+    let stateDir: unknown;
+    try {
+      stateDir = parseYaml(await Deno.readTextFile(file))?.state_dir;
+    } catch { /* not YAML at all: the default */ }
+    const keys = daemonSchema.safeParse(
+      typeof stateDir === "string" ? { state_dir: stateDir } : {},
+    );
+    const daemon = resolveDaemon(keys.data ?? daemonSchema.parse({}), dirname(file));
+    return { config: { file, ...daemon, jobs: [] }, problem };
+  }
 }
 
 /**
@@ -100,131 +127,144 @@ export function statusCommand(): Command {
         );
       }
       const limit = Number(options.limit);
-      const config = await statusConfig(globalOptions(command).config);
-      const daemon = daemonStatus(config.state_dir);
-      const live = daemon.running
-        ? await askDaemon(config, daemon.pid, daemon.statusListen)
-        : undefined;
-      const liveLines = live === undefined || config.status_listen === ""
-        ? []
-        : "jobs" in live
-        ? formatLive(live)
-        : [`Live status unavailable (${live.unavailable}); showing what the ledger knows`];
-      const skipped = await summarizeSkipped(config.jobs);
-      const ledger = Ledger.open(config.state_dir, { readOnly: true });
-      if (!ledger) {
-        if (options.json) {
-          console.log(JSON.stringify({ daemon, live, ledger: null, skipped }, null, 2));
-        } else {
-          console.log(describeDaemon(daemon, config.state_dir));
-          for (const line of liveLines) console.log(line);
-          console.log(`No ledger yet in ${config.state_dir}: nothing has been transferred.`);
-          for (const line of formatSkipped(skipped, options.all ?? false)) console.log(line);
-        }
-        return;
+      const { config, problem } = await daemonConfig(globalOptions(command).config);
+      // Said first, and again as the error that ends it (exit 2).
+      if (problem && !options.json) {
+        console.log(
+          `Config ${config.file} cannot be read (below): a running daemon keeps the config it ` +
+            `had; shown from its state_dir ${config.state_dir}, with the jobs its ledger knows.`,
+        );
       }
-      try {
-        const counts = ledgerCounts(ledger);
-        const recent = recentDone(ledger, limit);
-        // Files with an error where a job sends now: one that sent elsewhere before is not tried
-        // again there (a config without jobs: every job the ledger knows).
-        const scope = config.jobs.length === 0
-          ? undefined
-          : config.jobs.map((job) => ({ job: job.name, target: destinationIdentity(job) }));
-        const problems = problemFiles(ledger, limit, scope);
-        const now = Date.now();
-        const overdue = overdueFiles(ledger, now - OVERDUE_AFTER_MS, limit, scope);
-        const rebuilt = ledger.rebuilt;
-        if (options.json) {
-          const report = {
-            daemon,
-            live,
-            ledger: ledger.path,
-            rebuilt,
-            counts,
-            recent,
-            problems,
-            overdue,
-            skipped,
-          };
-          console.log(JSON.stringify(report, null, 2));
-          return;
-        }
-        console.log(describeDaemon(daemon, config.state_dir));
-        for (const line of liveLines) console.log(line);
-        console.log(`Ledger: ${ledger.path}`);
-        if (rebuilt) {
-          console.log(
-            rebuilt.damagedCopy === ""
-              ? `  started anew ${when(rebuilt.at)}: the old one was lost (${
-                oneLine(rebuilt.reason)
-              })`
-              : `  rebuilt ${when(rebuilt.at)}: the old one was damaged (${
-                oneLine(rebuilt.reason)
-              }); it is kept as ${rebuilt.damagedCopy}`,
-          );
-        }
-        // Each job's files for the destination it sends to now (a trial run's are its own).
-        const jobs = config.jobs.length > 0
-          ? config.jobs.map((job) => ({ name: job.name, target: destinationIdentity(job) }))
-          : [...new Set(counts.map((c) => c.job))].map((name) => ({ name, target: null }));
-        for (const { name: job, target } of jobs) {
-          const line = STATES.map((state) => {
-            const n = counts.filter((c) =>
-              c.job === job && c.state === state &&
-              (target === null || c.target === target || c.target === "")
-            ).reduce((sum, c) => sum + c.count, 0);
-            // With no daemon running, a file `transferring` was cut off: the next start resumes it.
-            return `${state === "transferring" && !daemon.running ? "interrupted" : state} ${n}`;
-          }).join(", ");
-          console.log(`Job ${job}: ${line}${describePause(daemon, job)}`);
-          const notRun = daemon.running && daemon.jobs !== undefined && !daemon.jobs.includes(job);
-          const watched = notRun ? null : watchLine(config, job, live, daemon.running);
-          if (watched) console.log(watched);
-        }
-        for (const line of formatSkipped(skipped, options.all ?? false)) console.log(line);
-        console.log(`\nRecent transfers (${recent.length}):`);
-        for (const row of recent) {
-          console.log(
-            `  ${when(row.transferredAt)}  [${row.job}] ${quoteIfUnsafe(row.relPath)} -> ${
-              quoteIfUnsafe(row.destination)
-            }`,
-          );
-        }
-        console.log(`\nFiles whose last attempt failed (${problems.length}):`);
-        for (const row of problems) {
-          const retry = row.state === "failed"
-            ? row.nextAttemptAt > 0
-              ? `failing after ${row.attempts} attempt(s); next try at ${when(row.nextAttemptAt)}`
-              : "failed; retried at next rescan or start-up"
-            : row.nextAttemptAt === 0
-            ? "waiting to be sent"
-            : `retry ${row.attempts} at ${when(row.nextAttemptAt)}`;
-          console.log(
-            `  ${when(row.updatedAt)}  [${row.job}] ${quoteIfUnsafe(row.relPath)}: ${
-              oneLine(String(row.lastError))
-            } (${retry})`,
-          );
-        }
-        if (overdue.length > 0) {
-          console.log(
-            `\nOverdue (${overdue.length}): retries due more than a minute ago that have not ` +
-              `started; is the daemon running?`,
-          );
-          for (const row of overdue) {
-            const ago = Math.round((now - row.nextAttemptAt) / 1000);
-            console.log(
-              `  [${row.job}] ${quoteIfUnsafe(row.relPath)}: next attempt was due ${ago} s ago ` +
-                `(${row.attempts} failed attempt(s); last error: ${
-                  oneLine(String(row.lastError))
-                })`,
-            );
-          }
-        }
-      } finally {
-        ledger.close();
-      }
+      await showStatus(config, options, limit);
+      if (problem) throw problem;
     });
+}
+
+/** Print the status of the daemon and ledger of `config` (see the `status` command). */
+async function showStatus(
+  config: Config,
+  options: { json?: boolean; all?: boolean },
+  limit: number,
+): Promise<void> {
+  const daemon = daemonStatus(config.state_dir);
+  const live = daemon.running
+    ? await askDaemon(config, daemon.pid, daemon.statusListen)
+    : undefined;
+  const liveLines = live === undefined || config.status_listen === ""
+    ? []
+    : "jobs" in live
+    ? formatLive(live)
+    : [`Live status unavailable (${live.unavailable}); showing what the ledger knows`];
+  const skipped = await summarizeSkipped(config.jobs);
+  const ledger = Ledger.open(config.state_dir, { readOnly: true });
+  if (!ledger) {
+    if (options.json) {
+      console.log(JSON.stringify({ daemon, live, ledger: null, skipped }, null, 2));
+    } else {
+      console.log(describeDaemon(daemon, config.state_dir));
+      for (const line of liveLines) console.log(line);
+      console.log(`No ledger yet in ${config.state_dir}: nothing has been transferred.`);
+      for (const line of formatSkipped(skipped, options.all ?? false)) console.log(line);
+    }
+    return;
+  }
+  try {
+    const counts = ledgerCounts(ledger);
+    const recent = recentDone(ledger, limit);
+    // Files with an error where a job sends now: one that sent elsewhere before is not tried
+    // again there (a config without jobs: every job the ledger knows).
+    const scope = config.jobs.length === 0
+      ? undefined
+      : config.jobs.map((job) => ({ job: job.name, target: destinationIdentity(job) }));
+    const problems = problemFiles(ledger, limit, scope);
+    const now = Date.now();
+    const overdue = overdueFiles(ledger, now - OVERDUE_AFTER_MS, limit, scope);
+    const rebuilt = ledger.rebuilt;
+    if (options.json) {
+      const report = {
+        daemon,
+        live,
+        ledger: ledger.path,
+        rebuilt,
+        counts,
+        recent,
+        problems,
+        overdue,
+        skipped,
+      };
+      console.log(JSON.stringify(report, null, 2));
+      return;
+    }
+    console.log(describeDaemon(daemon, config.state_dir));
+    for (const line of liveLines) console.log(line);
+    console.log(`Ledger: ${ledger.path}`);
+    if (rebuilt) {
+      console.log(
+        rebuilt.damagedCopy === ""
+          ? `  started anew ${when(rebuilt.at)}: the old one was lost (${oneLine(rebuilt.reason)})`
+          : `  rebuilt ${when(rebuilt.at)}: the old one was damaged (${
+            oneLine(rebuilt.reason)
+          }); it is kept as ${rebuilt.damagedCopy}`,
+      );
+    }
+    // Each job's files for the destination it sends to now (a trial run's are its own).
+    const jobs = config.jobs.length > 0
+      ? config.jobs.map((job) => ({ name: job.name, target: destinationIdentity(job) }))
+      : [...new Set(counts.map((c) => c.job))].map((name) => ({ name, target: null }));
+    for (const { name: job, target } of jobs) {
+      const line = STATES.map((state) => {
+        const n = counts.filter((c) =>
+          c.job === job && c.state === state &&
+          (target === null || c.target === target || c.target === "")
+        ).reduce((sum, c) => sum + c.count, 0);
+        // With no daemon running, a file `transferring` was cut off: the next start resumes it.
+        return `${state === "transferring" && !daemon.running ? "interrupted" : state} ${n}`;
+      }).join(", ");
+      console.log(`Job ${job}: ${line}${describePause(daemon, job)}`);
+      const notRun = daemon.running && daemon.jobs !== undefined && !daemon.jobs.includes(job);
+      const watched = notRun ? null : watchLine(config, job, live, daemon.running);
+      if (watched) console.log(watched);
+    }
+    for (const line of formatSkipped(skipped, options.all ?? false)) console.log(line);
+    console.log(`\nRecent transfers (${recent.length}):`);
+    for (const row of recent) {
+      console.log(
+        `  ${when(row.transferredAt)}  [${row.job}] ${quoteIfUnsafe(row.relPath)} -> ${
+          quoteIfUnsafe(row.destination)
+        }`,
+      );
+    }
+    console.log(`\nFiles whose last attempt failed (${problems.length}):`);
+    for (const row of problems) {
+      const retry = row.state === "failed"
+        ? row.nextAttemptAt > 0
+          ? `failing after ${row.attempts} attempt(s); next try at ${when(row.nextAttemptAt)}`
+          : "failed; retried at next rescan or start-up"
+        : row.nextAttemptAt === 0
+        ? "waiting to be sent"
+        : `retry ${row.attempts} at ${when(row.nextAttemptAt)}`;
+      console.log(
+        `  ${when(row.updatedAt)}  [${row.job}] ${quoteIfUnsafe(row.relPath)}: ${
+          oneLine(String(row.lastError))
+        } (${retry})`,
+      );
+    }
+    if (overdue.length > 0) {
+      console.log(
+        `\nOverdue (${overdue.length}): retries due more than a minute ago that have not ` +
+          `started; is the daemon running?`,
+      );
+      for (const row of overdue) {
+        const ago = Math.round((now - row.nextAttemptAt) / 1000);
+        console.log(
+          `  [${row.job}] ${quoteIfUnsafe(row.relPath)}: next attempt was due ${ago} s ago ` +
+            `(${row.attempts} failed attempt(s); last error: ${oneLine(String(row.lastError))})`,
+        );
+      }
+    }
+  } finally {
+    ledger.close();
+  }
 }
 
 /** The part of `/api/status` that `status` prints. */

@@ -15,7 +15,7 @@ import { TASK_NAME } from "../service/task_scheduler.ts";
 import { CommandError } from "../errors.ts";
 import { daemonStatus } from "./daemon_state.ts";
 import { type GlobalOptions, globalOptions } from "./options.ts";
-import { statusConfig } from "./status.ts";
+import { daemonConfig, statusConfig } from "./status.ts";
 
 /** How long `stop` waits for the daemon to finish stopping. */
 const STOP_WAIT_MS = 60_000;
@@ -67,7 +67,9 @@ export async function stopDaemon(stateDir: string): Promise<number | undefined> 
 
 /** Stop the daemon of the config `global` names, saying what happened. */
 async function stopFor(global: GlobalOptions): Promise<void> {
-  const config = await statusConfig(global.config);
+  // A config the daemon refused to reload still names the state folder to find it by.
+  const { config, problem } = await daemonConfig(global.config);
+  if (problem) console.error(`warning: ${problem.message.split("\n")[0]} (stopping all the same)`);
   const pid = await stopDaemon(config.state_dir);
   console.log(
     pid === undefined

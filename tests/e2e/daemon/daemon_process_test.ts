@@ -236,6 +236,18 @@ Deno.test("SIGHUP with an invalid config is refused with a log line; the running
     await daemon.waitForOutput("Reload refused");
     const bytes = await drop(box.watch, "still.fits");
     await arrives(box.dest, "still.fits", bytes);
+    // While the file is broken, status still finds the daemon by the file's state_dir, says the
+    // reload was refused and what the ledger knows, then ends with the file's error (exit 2).
+    const broken = await status(box);
+    assert.equal(broken.code, 2, broken.stdout + broken.stderr);
+    assert.match(
+      broken.stdout,
+      /^Config .*config\.yaml cannot be read \(below\): a running daemon/,
+    );
+    assert.match(broken.stdout, new RegExp(`^Daemon: running, pid ${daemon.process.pid},`, "m"));
+    assert.match(broken.stdout, /Its last reload \(.*\) was refused, so it runs the config it had/);
+    assert.match(broken.stdout, /^Job default: .*done 1/m);
+    assert.match(broken.stderr, /^error: .*config\.yaml:\d+: retry_attempts: /m);
 
     // A config others could write is refused the same way.
     await box.rewrite({ remote_base_path: join(box.root, "elsewhere") });
@@ -245,6 +257,11 @@ Deno.test("SIGHUP with an invalid config is refused with a log line; the running
     const again = await drop(box.watch, "again.fits");
     await arrives(box.dest, "again.fits", again);
     await assert.rejects(Deno.stat(join(box.root, "elsewhere")), Deno.errors.NotFound);
+    // And stop finds it by the refused file's state_dir.
+    const stopped = await runCli(["stop", "-c", box.config], { env: box.env });
+    assert.equal(stopped.code, 0, stopped.stderr);
+    assert.match(stopped.stdout, /Stopped the daemon/);
+    assert.match(stopped.stderr, /^warning: .*writable by group and others.*\(stopping all the/m);
   } finally {
     assert.equal((await daemon.stop()).code, 0, daemon.stderr());
   }
