@@ -135,8 +135,14 @@ Deno.test("cli: a refused FTP login fails run --once with the reason, no stack, 
     });
     assert.equal(out.code, 1);
     assert.match(out.stderr, /refused the login/);
-    // Said once for the job, not once per file; every file is counted as failed.
-    assert.equal(out.stderr.match(/ ERROR .*refused the login/g)?.length, 1, out.stderr);
+    // Each file that gives up says so, once (the login is tried once); every one counts as failed.
+    assert.equal(out.stderr.match(/ ERROR .*refused the login/g)?.length, 4, out.stderr);
+    for (const name of ["a", "b", "c", "d"]) {
+      assert.match(
+        out.stderr,
+        new RegExp(`ERROR .*Failed to transfer .*${name}\\.fits: .*refused`),
+      );
+    }
     assert.match(out.stderr, /0 file\(s\) sent, 4 failed in this run/);
     assert.doesNotMatch(out.stderr, /wrong secret|\n\s+at /);
     assert.doesNotMatch(await Deno.readTextFile(join(root, "it.log")), /wrong secret/);
