@@ -3,8 +3,10 @@
  * without this a new name would send its whole watch folder again (with `after_transfer: keep`,
  * every image of every night still there). For each watch folder and destination the ledger
  * keeps the names of the jobs that sent from one to the other (`ledger_meta`); a job that starts
- * without a row of its own takes over the rows of the one name recorded there that no job of the
- * config has any more.
+ * without a row of its own for its destination takes over that destination's rows of the one name
+ * recorded there that no job of the config sends there now (the name may be another job's now:
+ * jobs named by their place in the list are renumbered when one is removed, and two jobs may swap
+ * names). Two jobs never send into one folder, so the destination tells the job.
  *
  * @module
  */
@@ -39,21 +41,22 @@ function recordedNames(ledger: Ledger, key: string): string[] {
 
 /**
  * Before `jobs` start: record each job's name for its watch folder and destination, and give a job
- * that has no row of its own the rows of its former name (the one name recorded there that is no
- * job of `jobs`; with two such names, neither, as which one it was cannot be told). A ledger that
- * cannot be written changes nothing (the next start does it).
+ * that has no row of its own for its destination that destination's rows of its former name (the
+ * one name recorded there that no job of `jobs` sends there now; with two such names, neither, as
+ * which one it was cannot be told). A ledger that cannot be written changes nothing (the next
+ * start does it).
  *
  * @returns the jobs that took over rows
  */
 export function carryOverRenamedJobs(ledger: Ledger, jobs: readonly JobConfig[]): RenamedJob[] {
-  const configured = new Set(jobs.map((job) => job.name));
+  const sendingThere = new Set(jobs.map((job) => `${job.name}\n${destinationIdentity(job)}`));
   const renamed: RenamedJob[] = [];
   for (const job of jobs) {
     const target = destinationIdentity(job);
     const key = namesKey(target, job.watch_path);
     const names = recordedNames(ledger, key);
     if (names.includes(job.name)) continue;
-    const former = names.filter((name) => !configured.has(name));
+    const former = names.filter((name) => !sendingThere.has(`${name}\n${target}`));
     try {
       const rows = ledger.write(() => {
         let taken = 0;
@@ -61,7 +64,7 @@ export function carryOverRenamedJobs(ledger: Ledger, jobs: readonly JobConfig[])
         if (former.length === 1 && !hasRows(ledger, job.name, target)) {
           taken = Number(
             ledger.statement(
-              "UPDATE OR IGNORE files SET job = ? WHERE job = ? AND target IN (?, '')",
+              "UPDATE OR IGNORE files SET job = ? WHERE job = ? AND target = ?",
             ).run(job.name, former[0], target).changes,
           );
           kept = names.filter((name) => name !== former[0]);
@@ -77,8 +80,8 @@ export function carryOverRenamedJobs(ledger: Ledger, jobs: readonly JobConfig[])
   return renamed;
 }
 
-/** Whether `job` has any row for `target` (or from before destinations were told apart). */
+/** Whether `job` has any row for `target`. */
 function hasRows(ledger: Ledger, job: string, target: string): boolean {
-  return ledger.statement("SELECT 1 FROM files WHERE job = ? AND target IN (?, '') LIMIT 1")
+  return ledger.statement("SELECT 1 FROM files WHERE job = ? AND target = ? LIMIT 1")
     .get(job, target) !== undefined;
 }

@@ -742,29 +742,53 @@ Deno.test("Ledger reports for `status` read through indexes: no scan of the whol
   });
 });
 
-Deno.test("a renamed job takes over its former name's rows only where that name is the one gone", async () => {
+Deno.test("a renamed job takes over its destination's rows of the name it had there, also where another job has that name now", async () => {
   await withLedger((ledger) => {
-    const job = (name: string, watch = "/in") =>
-      testJob(name, { watch_path: watch, remote_base_path: "/data", transfer_method: "local" });
-    assert.deepEqual(carryOverRenamedJobs(ledger, [job("cam"), job("guide", "/guide")]), []);
-    files(ledger, "cam").markDone([{ relPath: "a.fits", ...FILE }]);
-    files(ledger, "guide").markDone([{ relPath: "g.fits", ...FILE }]);
+    const job = (name: string, folder: string) =>
+      testJob(name, {
+        watch_path: `/in/${folder}`,
+        remote_base_path: `/data/${folder}`,
+        transfer_method: "local",
+      });
+    const rows = (name: string, folder: string) =>
+      new FileRows(ledger, name, `local:/data/${folder}`);
+    const done = (name: string, folder: string) =>
+      [...rows(name, folder).doneArrivedBy(Number.MAX_SAFE_INTEGER)].map((r) => r.relPath);
+    assert.deepEqual(carryOverRenamedJobs(ledger, [job("cam", "a"), job("guide", "b")]), []);
+    rows("cam", "a").markDone([{ relPath: "a.fits", ...FILE }]);
+    rows("guide", "b").markDone([{ relPath: "g.fits", ...FILE }]);
 
-    // Still configured under another watch folder: "guide" is not taken by a new job at /in.
-    assert.deepEqual(carryOverRenamedJobs(ledger, [job("north"), job("guide", "/guide")]), [
+    // Renamed: its rows go with it; the other job keeps its own.
+    assert.deepEqual(carryOverRenamedJobs(ledger, [job("north", "a"), job("guide", "b")]), [
       { from: "cam", to: "north", rows: 1 },
     ]);
-    assert.deepEqual([...doneIndex(ledger, "north").keys()], ["a.fits"]);
-    assert.equal(doneIndex(ledger, "cam").size, 0);
-    assert.deepEqual([...doneIndex(ledger, "guide").keys()], ["g.fits"]);
+    assert.deepEqual(done("north", "a"), ["a.fits"]);
+    assert.deepEqual(done("cam", "a"), []);
+    assert.deepEqual(done("guide", "b"), ["g.fits"]);
 
-    // A job that has rows of its own keeps them and takes nothing.
-    files(ledger, "east").markDone([{ relPath: "e.fits", ...FILE }]);
-    assert.deepEqual(carryOverRenamedJobs(ledger, [job("east"), job("guide", "/guide")]), []);
-    assert.deepEqual([...doneIndex(ledger, "north").keys()], ["a.fits"]);
+    // Two jobs swap names: each takes the rows of its own folder and destination.
+    assert.deepEqual(carryOverRenamedJobs(ledger, [job("guide", "a"), job("north", "b")]), [
+      { from: "north", to: "guide", rows: 1 },
+      { from: "guide", to: "north", rows: 1 },
+    ]);
+    assert.deepEqual(done("guide", "a"), ["a.fits"]);
+    assert.deepEqual(done("north", "b"), ["g.fits"]);
 
-    // Two names gone from one watch folder and destination: which one it was cannot be told.
-    assert.deepEqual(carryOverRenamedJobs(ledger, [job("west")]), []);
-    assert.equal(doneIndex(ledger, "west").size, 0);
+    // A job that has rows of its own for its destination keeps them and takes nothing.
+    rows("east", "c").markDone([{ relPath: "e.fits", ...FILE }]);
+    assert.deepEqual(carryOverRenamedJobs(ledger, [job("east", "c")]), []);
+    assert.deepEqual(carryOverRenamedJobs(ledger, [job("west", "c")]), [
+      { from: "east", to: "west", rows: 1 },
+    ]);
+
+    // Two names gone from one watch folder and destination (the second had rows of its own
+    // there, so it took none): which one it was cannot be told, and neither is taken.
+    rows("other", "d").markDone([{ relPath: "o.fits", ...FILE }]);
+    assert.deepEqual(carryOverRenamedJobs(ledger, [job("other", "d")]), []);
+    rows("two", "d").markDone([{ relPath: "t.fits", ...FILE }]);
+    assert.deepEqual(carryOverRenamedJobs(ledger, [job("two", "d")]), []);
+    assert.deepEqual(carryOverRenamedJobs(ledger, [job("three", "d")]), []);
+    assert.deepEqual(done("three", "d"), []);
+    assert.deepEqual(done("other", "d"), ["o.fits"]);
   });
 });
