@@ -6,7 +6,7 @@
  */
 import { Command } from "commander";
 import { dirname } from "node:path";
-import { parse as parseYaml } from "yaml";
+import { isMap, parseDocument } from "yaml";
 import { ConfigError, UsageError } from "../errors.ts";
 import { loadConfig, resolveConfigPath } from "../config/load.ts";
 import { resolveDaemon } from "../config/resolve.ts";
@@ -64,14 +64,18 @@ export async function daemonConfig(
   } catch (problem) {
     if (!(problem instanceof ConfigError)) throw problem;
     const file = resolveConfigPath(option);
-    let stateDir: unknown;
-    try {
-      stateDir = parseYaml(await Deno.readTextFile(file))?.state_dir;
-    } catch { /* not YAML at all: the default */ }
+    const text = await Deno.readTextFile(file).catch(() => "");
+    // Read as far as it goes (a duplicate key, a bracket left open): its state_dir, if it says one.
+    const doc = parseDocument(text, { logLevel: "silent", uniqueKeys: false });
+    const stateDir = isMap(doc.contents) ? doc.get("state_dir") : undefined;
     const keys = daemonSchema.safeParse(
       typeof stateDir === "string" ? { state_dir: stateDir } : {},
     );
-    const daemon = resolveDaemon(keys.data ?? daemonSchema.parse({}), dirname(file));
+    // A state_dir it names but that cannot be read: the default would be another daemon's.
+    if (!keys.success || (typeof stateDir !== "string" && /^state_dir\s*:/m.test(text))) {
+      throw problem;
+    }
+    const daemon = resolveDaemon(keys.data, dirname(file));
     return { config: { file, ...daemon, jobs: [] }, problem };
   }
 }

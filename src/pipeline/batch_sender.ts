@@ -378,7 +378,8 @@ export class BatchSender {
     // A destination gone, refusing the login or its folder fails all alike: its attempts are
     // said once, till back; each file that gives up says so (the line people grep and count).
     const destinationDown = outcome.next.kind !== "drop" &&
-      (failureScope(error) !== "file" || /: cannot create the folder: /.test(error.message));
+      (failureScope(error) !== "file" ||
+        /: cannot create (the folder:|folder) /.test(error.message));
     const gaveUp = outcome.next.kind === "give-up" && outcome.next.first;
     if (destinationDown && this.#saidDestinationDown === error.kind && !gaveUp) {
       this.#log.debug("{source} failed the same way: {reason}", { source, reason: error.message });

@@ -51,12 +51,17 @@ function el(tag, attrs, ...kids) {
 const UNSAFE = new RegExp(${JSON.stringify(UNSAFE_IN_LINE.source)}, "g");
 function shown(name) {
   if (!name.match(UNSAFE)) return name;
+  return '"' + escaped(name.replace(/["\\\\]/g, (c) => "\\\\" + c)) + '"';
+}
+// A message (a reason, an error) with its control characters and overrides written as escapes,
+// as the log writes them.
+function escaped(text) {
   const short = { "\\n": "\\\\n", "\\r": "\\\\r", "\\t": "\\\\t" };
-  return '"' + name.replace(/["\\\\]/g, (c) => "\\\\" + c).replace(UNSAFE, (c) => {
+  return text.replace(UNSAFE, (c) => {
     const code = c.charCodeAt(0);
     return short[c] || (code <= 0xff ? "\\\\x" + code.toString(16).padStart(2, "0")
       : "\\\\u" + code.toString(16));
-  }) + '"';
+  });
 }
 function bytes(n) {
   const u = ["B", "kB", "MB", "GB", "TB"]; let i = 0;
@@ -109,7 +114,7 @@ function render(s) {
       j.watch ? el("div", { class: "meta watch" }, "Watched with " + j.watch.summary) : "",
       j.watch && j.watch.unavailable ? el("div", { class: "err unavailable" },
         "Watch folder cannot be read: " + j.watch.unavailable) : "",
-      j.reason ? el("div", { class: "err reason" }, j.reason) : "",
+      j.reason ? el("div", { class: "err reason" }, escaped(j.reason)) : "",
       j.cannotSend ? el("div", { class: "err cannot" }, j.cannotSend +
         " file(s) or folder(s) found since the daemon started could not be sent (a name that is not UTF-8, a folder that cannot be read): image-transfer status lists those still there") : "",
       j.hookFailures ? el("div", { class: "err hooks" }, j.hookFailures +
@@ -136,7 +141,7 @@ function render(s) {
     el("td", { class: "n" + (n.failures ? " err" : "") }, n.failures)), "No night folders yet");
   rows($("problems"), s.problems, (p) => el("tr", { class: "problem" },
     el("td", { class: "name" }, shown(p.relPath)), el("td", {}, p.job),
-    el("td", { class: "err" }, p.lastError || ""),
+    el("td", { class: "err" }, escaped(p.lastError || "")),
     el("td", {}, p.state === "failed" ? (p.nextAttemptAt ? "failing; next try " +
       time(p.nextAttemptAt) + ", or Retry now" : "failed: at the next rescan, or retry") :
       p.nextAttemptAt ? "retry " + time(p.nextAttemptAt) : "waiting"),

@@ -248,6 +248,13 @@ Deno.test("SIGHUP with an invalid config is refused with a log line; the running
     assert.match(broken.stdout, /Its last reload \(.*\) was refused, so it runs the config it had/);
     assert.match(broken.stdout, /^Job default: .*done 1/m);
     assert.match(broken.stderr, /^error: .*config\.yaml:\d+: retry_attempts: /m);
+    // The same when the YAML itself is broken (a bracket left open): its state_dir still counts.
+    const text = await Deno.readTextFile(box.config);
+    await Deno.writeTextFile(box.config, `${text}file_patterns: ["*.fits"\n`);
+    const unparsed = await status(box);
+    assert.equal(unparsed.code, 2, unparsed.stdout + unparsed.stderr);
+    assert.match(unparsed.stdout, new RegExp(`^Daemon: running, pid ${daemon.process.pid},`, "m"));
+    await Deno.writeTextFile(box.config, text);
 
     // A config others could write is refused the same way.
     await box.rewrite({ remote_base_path: join(box.root, "elsewhere") });

@@ -264,27 +264,38 @@ Deno.test("BatchSender: a login refused once the host that could not be reached 
   }
 });
 
-Deno.test("BatchSender: a destination folder the remote user may not create is said once, the attempts after it at debug level, and each file that gives up", async () => {
-  const { job, table, close } = await queued(["a.fits", "b.fits", "c.fits"], { retry_attempts: 1 });
-  const logs = await captureLogs();
-  try {
-    const reason = " to obs@archive:/data/20240315/x: cannot create the folder: the remote user " +
-      "on archive may not write there (Permission denied)";
-    const batchSender = sender(job, table, failing(job, () => reason, "retry-later"));
-    assert.equal(await batchSender.send(table.takeBatch(16)), 0);
-    assert.equal(logs.count("error", "Attempt {attempt} of {source} failed"), 1, "said once");
-    assert.equal(logs.count("debug", "failed the same way"), 2);
-    assert.equal(logs.count("error", "Failed to transfer"), 0);
-    // Their second attempts fail the same way: each gives up and says so.
-    await waitFor(() => table.count("queued") === 3, 10_000, "the retries");
-    assert.equal(await batchSender.send(table.takeBatch(16)), 0);
-    assert.equal(logs.count("error", "Failed to transfer"), 3, "one line per file that gives up");
-    assert.equal(logs.count("debug", "failed the same way"), 2);
-    for (const rel of ["a.fits", "b.fits", "c.fits"]) {
-      assert.equal(table.rows.get(rel)?.state, "failed");
+for (
+  const [method, reason] of [
+    [
+      "ssh",
+      " to obs@archive:/data/20240315/x: cannot create the folder: the remote user on archive " +
+      "may not write there (Permission denied)",
+    ],
+    ["ftp", ": cannot create folder /data/20240315 (550 Create directory operation failed.)"],
+  ]
+) {
+  Deno.test(`BatchSender: a destination folder the remote user may not create (${method}) is said once, the attempts after it at debug level, and each file that gives up`, async () => {
+    const { job, table, close } = await queued(["a.fits", "b.fits", "c.fits"], {
+      retry_attempts: 1,
+    });
+    const logs = await captureLogs();
+    try {
+      const batchSender = sender(job, table, failing(job, () => reason, "retry-later"));
+      assert.equal(await batchSender.send(table.takeBatch(16)), 0);
+      assert.equal(logs.count("error", "Attempt {attempt} of {source} failed"), 1, "said once");
+      assert.equal(logs.count("debug", "failed the same way"), 2);
+      assert.equal(logs.count("error", "Failed to transfer"), 0);
+      // Their second attempts fail the same way: each gives up and says so.
+      await waitFor(() => table.count("queued") === 3, 10_000, "the retries");
+      assert.equal(await batchSender.send(table.takeBatch(16)), 0);
+      assert.equal(logs.count("error", "Failed to transfer"), 3, "one line per file that gives up");
+      assert.equal(logs.count("debug", "failed the same way"), 2);
+      for (const rel of ["a.fits", "b.fits", "c.fits"]) {
+        assert.equal(table.rows.get(rel)?.state, "failed");
+      }
+    } finally {
+      await logs.stop();
+      await close();
     }
-  } finally {
-    await logs.stop();
-    await close();
-  }
-});
+  });
+}
