@@ -87,7 +87,10 @@ export function uploadOwner(parts: string[]): string {
   return createHash("sha256").update(parts.join("\0")).digest("hex").slice(0, 10);
 }
 
-/** The {@linkcode uploadOwner} id of this machine's daemon running `job`. */
+/**
+ * The {@linkcode uploadOwner} id of this machine's daemon running `job`: by its watch folder and
+ * destination, not its name, so a job renamed in the config continues its own copies.
+ */
 export function jobOwner(job: JobConfig): string {
   let host = "";
   try {
@@ -95,7 +98,7 @@ export function jobOwner(job: JobConfig): string {
   } catch {
     // No permission to read it: the job's own fields still tell daemons apart.
   }
-  return uploadOwner([host, job.name, job.watch_path, job.remote_base_path]);
+  return uploadOwner([host, job.watch_path, job.remote_base_path]);
 }
 
 function escapeDots(text: string): string {

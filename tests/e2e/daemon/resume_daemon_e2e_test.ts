@@ -155,6 +155,8 @@ for (const method of ["local", "rsync"] as const) {
       // With no daemon running, `status` says the file was cut off, not that it is on its way.
       const stopped = await runCli(["status", "-c", box.config], { env: box.env });
       assert.match(stopped.stdout, /Job default: pending 0, interrupted 1, done 0, failed 0/);
+      // The job is renamed meanwhile: it continues its copy all the same.
+      await Deno.writeTextFile(box.config, "name: renamed\n", { append: true });
 
       const second = startCli(["run", "-v", "-c", box.config], { env: box.env });
       let sent: number;
@@ -169,6 +171,7 @@ for (const method of ["local", "rsync"] as const) {
       const rest = 200 * MiB - kept[0];
       assert.ok(sent >= rest && sent < rest + 8 * MiB, `sent ${sent}, the rest was ${rest}`);
       assert.match(second.stderr() + second.stdout(), /Resum/);
+      assert.match(second.stderr(), /Job renamed was named default before/);
       assert.equal(await sha256OfFile(final), await sha256OfFile(source), "byte-exact");
       assert.deepEqual(await temporaries(box.dest), new Map(), "no temporary copy left");
     } finally {

@@ -524,7 +524,7 @@ for (const method of ["scp", "rsync"] as const) {
           const noResume = { resume_partial_hours: 0 };
           await withTransport(sshd, method, noResume, async ({ src, dst, transport }) => {
             const item = await makeItem(src, "20240323/frame.fits", randomBytes(4096));
-            const owner = uploadOwner([Deno.hostname(), "ssh-test", "/nonexistent-watch", dst]);
+            const owner = uploadOwner([Deno.hostname(), "/nonexistent-watch", dst]);
             const night = join(dst, "20240323");
             const upload = join(night, uploadFolderName(owner));
             await Deno.mkdir(upload, { recursive: true });
