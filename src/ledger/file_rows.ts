@@ -383,9 +383,9 @@ export class FileRows {
     return last ? Number(last.updated_at) : null;
   }
 
-  /** Every pending row (uses the state index: cheap with many done files). */
-  pending(): LedgerRow[] {
-    return this.#read(`${OF_STATE} = 'pending'`).map(toRow);
+  /** Every row in `state` (uses the state index: cheap with many done files). */
+  inState(state: "pending" | "failed"): LedgerRow[] {
+    return this.#read(`${OF_STATE} = ?`, state).map(toRow);
   }
 
   /** Done files arrived at or before `arrivedBy` (ms since the epoch), with the version sent. */

@@ -379,7 +379,7 @@ export class FileTable {
    */
   observeStrayPending(): string[] {
     const stray: string[] = [];
-    for (const row of this.rows.pending()) {
+    for (const row of this.rows.inState("pending")) {
       if (this.#index.get(row.relPath)) continue;
       const path = absolutePath(this.#job.watch_path, row.relPath);
       stray.push(row.relPath);

@@ -10,6 +10,7 @@
  *
  * @module
  */
+import { join } from "node:path";
 import type { JobConfig } from "../config/types.ts";
 import { placeBeside, planDestination } from "../layout/destination.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
@@ -140,16 +141,27 @@ export class Intake {
   activity(path: string, rel: string, activity: Activity | "removed"): void {
     const { table } = this.#context;
     if (activity !== "removed") this.#growing.touched(path, rel);
-    else if (!table.holds(rel)) return void this.#failedGone(path, rel);
+    else if (!table.holds(rel)) return void this.#failedGone(rel);
     if (table.activity(rel)) {
       this.#checker.touch(path, activity === "removed" ? "changed" : activity);
     }
   }
 
-  /** A file removed that nothing holds in motion: if it had failed and is gone, it is dropped. */
-  async #failedGone(path: string, rel: string): Promise<void> {
-    if (this.#context.table.rows.get(rel)?.state !== "failed") return;
-    if (await Deno.lstat(path).then(() => false, () => true)) await this.#gone(path);
+  /**
+   * A file or folder removed that nothing holds in motion: the failed files it was or held are
+   * dropped once gone.
+   */
+  async #failedGone(rel: string): Promise<void> {
+    const { table, job } = this.#context;
+    const failed = table.rows.get(rel)?.state === "failed"
+      ? [rel]
+      : table.rows.inState("failed").map((row) => row.relPath).filter((r) =>
+        r.startsWith(`${rel}/`)
+      );
+    for (const gone of failed) {
+      const goneAt = join(job.watch_path, gone);
+      if (await Deno.lstat(goneAt).then(() => false, () => true)) await this.#gone(goneAt);
+    }
   }
 
   /**

@@ -53,7 +53,7 @@ export interface WatchSessionOptions {
   watchMode?: WatchModeSetting;
   /** Time between two polls, where the folder is polled. @default 2000 */
   pollIntervalMs?: number;
-  /** A file that matches the filter was created, written, closed, or removed or moved away. */
+  /** A file that matches the filter was created, written or closed; or one, or a folder, removed. */
   onActivity(path: string, relPath: string, activity: Activity | "removed"): void;
   /**
    * Files a scan found; returns those that are new or changed.
@@ -427,8 +427,8 @@ export class WatchSession {
       if (rel === "" && kind !== "remove") folders.add("");
       if (!rel) continue;
       const included = kind !== "remove" && filter.includesFile(rel);
-      // Removed, or moved away (no longer there to include): judged by its name alone.
-      if (!included && (kind === "remove" || kind === "rename") && filter.nameSkip(rel) === null) {
+      // Removed, or moved away (no longer there to include): a file or a folder, by its name.
+      if (!included && (kind === "remove" || kind === "rename") && filter.includesDir(rel)) {
         this.#options.onActivity(path, rel, "removed");
       }
       if (kind === "remove") continue;

@@ -107,7 +107,7 @@ Deno.test("status with no daemon to ask: a watch folder the daemon's user may no
   }
 });
 
-Deno.test("local: a file that gave up and is renamed or removed is dropped from the failures at once; the renamed one arrives", async () => {
+Deno.test("local: a file that gave up and is renamed or removed, or whose folder is renamed, is dropped from the failures at once; the renamed ones arrive", async () => {
   await using box = await cliSandbox({ retry_attempts: 0, retry_max_delay_seconds: 3600 });
   const options = { env: box.env, honourFileModes: true };
   const night = new Date("2024-08-01T22:00:00Z");
@@ -115,7 +115,8 @@ Deno.test("local: a file that gave up and is renamed or removed is dropped from 
   try {
     await daemon.waitForOutput("Watching");
     const data = randomBytes(20_000);
-    for (const name of ["renamed.fits", "removed.fits"]) {
+    await Deno.mkdir(join(box.watch, "sub"));
+    for (const name of ["renamed.fits", "removed.fits", "sub/inner.fits"]) {
       const path = join(box.watch, name);
       await Deno.writeFile(path, data, { mode: 0o000 });
       await Deno.chmod(path, 0o000);
@@ -123,21 +124,25 @@ Deno.test("local: a file that gave up and is renamed or removed is dropped from 
       await daemon.waitForOutput(new RegExp(`Failed to transfer .*${name}: cannot read`));
     }
     const failing = await runCli(["status", "-c", box.config], options);
-    assert.match(failing.stdout, /Files whose last attempt failed \(2\)/, failing.stdout);
+    assert.match(failing.stdout, /Files whose last attempt failed \(3\)/, failing.stdout);
 
-    // The user fixes one by giving it another name, and throws the other away.
+    // The user fixes one by giving it another name, throws one away, and renames the folder of
+    // the third.
     await Deno.chmod(join(box.watch, "renamed.fits"), 0o644);
     await Deno.rename(join(box.watch, "renamed.fits"), join(box.watch, "fixed.fits"));
     await Deno.remove(join(box.watch, "removed.fits"));
-    await waitFor(
-      async () =>
-        (await Deno.readFile(join(box.dest, "20240801", "fixed.fits")).catch(() => null))
-          ?.length === data.length,
-      30_000,
-      "the renamed file",
-    );
-    assert.deepEqual(await Deno.readFile(join(box.dest, "20240801", "fixed.fits")), data);
-    for (const name of ["renamed.fits", "removed.fits"]) {
+    await Deno.chmod(join(box.watch, "sub", "inner.fits"), 0o644);
+    await Deno.rename(join(box.watch, "sub"), join(box.watch, "sub fixed"));
+    for (const rel of ["fixed.fits", "sub fixed/inner.fits"]) {
+      const arrived = join(box.dest, "20240801", rel);
+      await waitFor(
+        async () => (await Deno.readFile(arrived).catch(() => null))?.length === data.length,
+        30_000,
+        rel,
+      );
+      assert.deepEqual(await Deno.readFile(arrived), data);
+    }
+    for (const name of ["renamed.fits", "removed.fits", "sub/inner.fits"]) {
       await daemon.waitForOutput(
         new RegExp(
           `Dropped .*${name}: it is gone from the watch folder \\(its attempts had failed\\)`,
@@ -146,9 +151,12 @@ Deno.test("local: a file that gave up and is renamed or removed is dropped from 
     }
     const status = await runCli(["status", "-c", box.config], options);
     assert.match(status.stdout, /Files whose last attempt failed \(0\)/, status.stdout);
-    assert.match(status.stdout, /done 1, failed 0/, status.stdout);
+    assert.match(status.stdout, /done 2, failed 0/, status.stdout);
   } finally {
     assert.equal((await daemon.stop()).code, 0, daemon.stderr());
   }
-  assert.deepEqual(await listFiles(box.dest), ["20240801/fixed.fits"]);
+  assert.deepEqual(await listFiles(box.dest), [
+    "20240801/fixed.fits",
+    "20240801/sub fixed/inner.fits",
+  ]);
 });

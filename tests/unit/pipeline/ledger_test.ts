@@ -573,7 +573,7 @@ Deno.test("Ledger.overdue lists pending retries due before a time; markDue makes
       "only pending rows change",
     );
     assert.deepEqual(
-      files(ledger, "a").pending().map((r) => r.relPath).sort(),
+      files(ledger, "a").inState("pending").map((r) => r.relPath).sort(),
       ["fresh.fits", "future.fits", "late.fits", "later.fits"],
     );
   });
@@ -699,7 +699,7 @@ Deno.test("Ledger: the unfinished, pending and requeued rows are found through t
       return statement(sql);
     };
     table.unfinished();
-    table.pending();
+    table.inState("pending");
     table.requeue(["transferring", "failed"]);
     ledger.statement = statement;
     const plans = used.map((sql) =>
