@@ -153,8 +153,10 @@ export class Intake {
    */
   async #failedGone(rel: string): Promise<void> {
     const { table, job } = this.#context;
-    const failed = table.rows.get(rel)?.state === "failed"
-      ? [rel]
+    // A path with a row is a file (a source cleaned up once it arrived: done): the one look.
+    const row = table.rows.get(rel);
+    const failed = row
+      ? (row.state === "failed" ? [rel] : [])
       : table.rows.inState("failed").map((row) => row.relPath).filter((r) =>
         r.startsWith(`${rel}/`)
       );
