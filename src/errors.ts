@@ -17,7 +17,7 @@ export const ExitCode = {
   config: 2,
   /** Another daemon already runs with the same `state_dir`. */
   alreadyRunning: 3,
-  /** A watch folder does not exist (`run --once`) or is not a folder. */
+  /** A watch folder does not exist (`run --once`, `run --dry-run`) or is not a folder. */
   watchFolderMissing: 4,
 } as const;
 

@@ -16,7 +16,7 @@ import { Command } from "commander";
 import { loadConfig, resolveConfigPath } from "../config/load.ts";
 import type { Config, JobConfig } from "../config/types.ts";
 import { readFitsStructure } from "../layout/fits_structure.ts";
-import { ConfigError, exitCodeFor, UsageError } from "../errors.ts";
+import { ConfigError, exitCodeFor, UsageError, WatchFolderError } from "../errors.ts";
 import { logExit, logger, quoteIfUnsafe, setupLogging, shutdownLogging } from "../log/logging.ts";
 import { runDaemon } from "../pipeline/daemon.ts";
 import { assertThisMachinePaths, checkBeforeStart } from "../pipeline/start_checks.ts";
@@ -323,10 +323,12 @@ async function writtenLogSettings(
  * characters in names are escaped, so each file stays on one line.
  *
  * @returns the number of files that would be sent
+ * @throws {WatchFolderError} after the listing, when a watch folder does not exist
  */
 export async function dryRun(config: Config, write: (line: string) => void): Promise<number> {
   const ledger = Ledger.open(config.state_dir, { readOnly: true });
   let total = 0;
+  const missing: string[] = [];
   try {
     for (const job of config.jobs) {
       const transport = createTransport(job, Deno.cwd());
@@ -337,6 +339,7 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
         const info = await Deno.stat(job.watch_path).catch(() => null);
         if (!info?.isDirectory) {
           write(`job ${job.name}: watch folder ${job.watch_path} does not exist`);
+          missing.push(`${job.watch_path} (job ${job.name})`);
           continue;
         }
         const filter = createFileFilter(job, { skipLog: null });
@@ -402,6 +405,13 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
     }
   } finally {
     ledger?.close();
+  }
+  if (missing.length > 0) {
+    // The daemon would wait for it; a dry run cannot say what it would send from it.
+    throw new WatchFolderError(
+      `Cannot list what would be sent from ${missing.join(", ")}: the folder does not exist; ` +
+        "create it (or mount it) or fix watch_path",
+    );
   }
   return total;
 }

@@ -178,8 +178,9 @@ export function createFileFilter(job: FilterJob, options: FilterOptions = {}): F
     includesFile(relPath, parentIncluded = false) {
       const why = decide(relPath, parentIncluded);
       if (why === null) return true;
-      // A watcher reports folders too: the name rules for files say nothing about them.
-      if (!(NAME_RULES.has(why.code) && isFolder(absolute(relPath)))) report(relPath, why);
+      // A watcher reports folders too, and names that are gone (renamed or moved away): the
+      // name rules for files say nothing about either.
+      if (!NAME_RULES.has(why.code) || isFileThere(absolute(relPath))) report(relPath, why);
       return false;
     },
     explain(relPath) {
@@ -197,9 +198,10 @@ export function createFileFilter(job: FilterJob, options: FilterOptions = {}): F
 /** Skip codes of the name rules. */
 const NAME_RULES = new Set(["empty", "temp", "hidden", "unmatched", "excluded"]);
 
-function isFolder(path: string): boolean {
+/** Whether an entry that is not a folder is at `path`. */
+function isFileThere(path: string): boolean {
   try {
-    return Deno.lstatSync(path).isDirectory;
+    return !Deno.lstatSync(path).isDirectory;
   } catch {
     return false;
   }

@@ -368,7 +368,7 @@ Deno.test("SIGHUP in the middle of a copy: the copy is aborted and resumed, whol
   assert.equal(await sha256OfFile(join(box.dest, "20240502/big.fits")), await sha256OfFile(big));
 });
 
-Deno.test("run --once with a missing watch folder: exit 4, and the reason is in the log file", async () => {
+Deno.test("run --once (and --dry-run) with a missing watch folder: exit 4, and the reason is in the log file", async () => {
   await using box = await cliSandbox();
   await Deno.remove(box.watch);
   const run = await runCli(["run", "--once", "-c", box.config], { env: box.env });
@@ -379,6 +379,14 @@ Deno.test("run --once with a missing watch folder: exit 4, and the reason is in 
   const log = await Deno.readTextFile(box.logFile);
   assert.match(log, /FATAL +\[exit\] Exiting with code 4: Cannot watch .* does not exist/);
   assert.ok(log.includes(reason), log);
+  // A dry run cannot list the folder either: it says so, and so does its exit code.
+  const dry = await runCli(["run", "--dry-run", "-c", box.config], { env: box.env });
+  assert.equal(dry.code, 4, dry.stderr);
+  assert.match(dry.stdout, /^job default: watch folder .* does not exist$/m);
+  assert.match(
+    dry.stderr,
+    /error: Cannot list what would be sent from .* does not exist; create it/,
+  );
   // Fixed, the next run starts as a first run: its ledger is not said to be lost.
   await Deno.mkdir(box.watch);
   const next = await runCli(["run", "--once", "-c", box.config], { env: box.env });

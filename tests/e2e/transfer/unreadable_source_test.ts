@@ -155,6 +155,8 @@ Deno.test("local: a file that gave up and is renamed or removed, or whose folder
   } finally {
     assert.equal((await daemon.stop()).code, 0, daemon.stderr());
   }
+  // The old names are gone, not skipped: the folder's old name is no file that matches nothing.
+  assert.doesNotMatch(daemon.stderr(), /Skipped /, daemon.stderr());
   assert.deepEqual(await listFiles(box.dest), [
     "20240801/fixed.fits",
     "20240801/sub fixed/inner.fits",
