@@ -10,7 +10,7 @@
 import type { Command } from "commander";
 import { resolve } from "node:path";
 import { stringify } from "yaml";
-import { parseConfig } from "../config/load.ts";
+import { COMMAND_LINE_CONFIG, parseConfig } from "../config/load.ts";
 import { expandPath, otherOsPathProblem } from "../config/paths.ts";
 import { LOCAL_PATH_KEYS } from "../config/resolve.ts";
 import type { Config } from "../config/types.ts";
@@ -109,7 +109,7 @@ export function quickStartConfig(options: QuickStartOptions): QuickStart {
       stringify(keys, { lineWidth: 0 })
     }`;
   const file = options.saveConfig === undefined
-    ? "(command line)"
+    ? COMMAND_LINE_CONFIG
     : resolve(expandPath(options.saveConfig));
   try {
     return { config: parseConfig(text, file), text };
@@ -169,6 +169,12 @@ export async function saveQuickConfig(file: string, text: string, force: boolean
 
 /** The keys a `--to` destination stands for. */
 export function destinationKeys(to: string, method?: string): Record<string, unknown> {
+  if (method !== undefined && !["scp", "rsync", "ftp", "local"].includes(method)) {
+    throw new UsageError(
+      `--method ${method} is not a method: give scp or rsync (an ftp:// or ftps:// --to, or a ` +
+        "local folder, needs none)",
+    );
+  }
   const url = /^(ftps?):\/\//i.exec(to);
   if (url !== null) {
     if (method !== undefined && method !== "ftp") {
@@ -184,7 +190,7 @@ export function destinationKeys(to: string, method?: string): Record<string, unk
         "or a local folder",
     );
   }
-  if (/^@|^[^@/\\]*@:/.test(to)) {
+  if (/^[@:]|^[^@/\\]*@:/.test(to)) {
     throw new UsageError(
       `--to ${to}: not a destination; a remote one is user@host:/path, e.g. ` +
         "observer@archive.example.org:/data/incoming",
@@ -201,6 +207,18 @@ export function destinationKeys(to: string, method?: string): Record<string, unk
     /^(?:([^@/:]+)@(\[[0-9A-Fa-f:.]+\]|[^/:\\]+)|(\[[0-9A-Fa-f:.]+\]|[^/:\\]{2,})):(.*)$/
       .exec(to);
   if (remote !== null) {
+    if (remote[4].startsWith(":")) {
+      throw new UsageError(
+        `--to ${to}: host::module is rsync's own daemon protocol, which is not used here; give ` +
+          "user@host:/path (rsync or scp over SSH)",
+      );
+    }
+    if (remote[4] === "") {
+      throw new UsageError(
+        `--to ${to} has no folder after the colon; give the folder on the server ` +
+          `(${to}/data/incoming, or ${to}. for the login's home folder)`,
+      );
+    }
     const chosen = method ?? "scp";
     if (chosen !== "scp" && chosen !== "rsync") {
       throw new UsageError(`--method ${chosen} does not fit --to ${to}; use scp or rsync`);
@@ -211,14 +229,14 @@ export function destinationKeys(to: string, method?: string): Record<string, unk
       transfer_method: chosen,
       remote_host: host.replace(/^\[|\]$/g, ""),
       ...(user ? { remote_user: user } : {}),
-      remote_base_path: path === "" ? "." : path,
+      remote_base_path: path,
     };
   }
   if (method !== undefined && method !== "local") {
     throw new UsageError(
-      `--method ${method} needs a remote --to: user@host:/path${
-        method === "ftp" ? " or ftp://user@host/path" : ""
-      }`,
+      method === "ftp"
+        ? `--method ftp needs an FTP --to: ftp://user@host/path or ftps://user@host/path`
+        : `--method ${method} needs a remote --to: user@host:/path`,
     );
   }
   const problem = otherOsPathProblem(to);

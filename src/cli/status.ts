@@ -284,7 +284,8 @@ const ASK_TIMEOUT_MS = 2000;
 
 /**
  * Ask the running daemon's status server. An answer from another process
- * (another daemon holding the same `status_listen`) is not taken.
+ * (another daemon holding the same `status_listen`) is not taken, and the
+ * token is sent only where the daemon says its page listens.
  *
  * @param pid the daemon's pid (from its PID file), when known
  * @param listening `HOST:PORT` the daemon says its page listens on (a reload
@@ -303,6 +304,13 @@ export async function askDaemon(
     return { unavailable: error instanceof Error ? error.message : String(error) };
   }
   if (!settings) return { unavailable: "status_listen is off" };
+  if (listening === undefined && settings.token) {
+    // Whatever holds the address may be another program: the token goes to the daemon's page only.
+    return {
+      unavailable: `the daemon has not said that its status page listens (see its log), so the ` +
+        `token is not sent to whatever answers at ${settings.hostname}:${settings.port}`,
+    };
+  }
   if (listening !== undefined) {
     const colon = listening.lastIndexOf(":");
     settings = {

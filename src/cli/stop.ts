@@ -12,7 +12,8 @@ import { runProcess } from "../process/run.ts";
 import { LAUNCHD_LABEL } from "../service/launchd.ts";
 import { SYSTEMD_UNIT_NAME } from "../service/systemd.ts";
 import { TASK_NAME } from "../service/task_scheduler.ts";
-import { CommandError } from "../errors.ts";
+import { CommandError, UsageError } from "../errors.ts";
+import { COMMAND_LINE_CONFIG, loadConfig } from "../config/load.ts";
 import { daemonStatus } from "./daemon_state.ts";
 import { type GlobalOptions, globalOptions } from "./options.ts";
 import { daemonConfig, statusConfig } from "./status.ts";
@@ -139,6 +140,15 @@ export function restartCommand(run: (global: GlobalOptions) => Promise<void>): C
         console.log(`Restarted the service: ${argv.join(" ")}`);
         return;
       }
+      if (status.running && status.config === COMMAND_LINE_CONFIG) {
+        throw new UsageError(
+          `The daemon (pid ${status.pid ?? "?"}) was started without a config file (run --watch ` +
+            "… --to …), so restart cannot start it again: stop it (image-transfer stop) and run " +
+            "that command again",
+        );
+      }
+      // Nothing is stopped that cannot be started again.
+      if (config.jobs.length === 0) await loadConfig(config.file);
       await stopFor(global);
       await run(global);
     });

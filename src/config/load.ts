@@ -106,6 +106,9 @@ export function jobKeyPlace(config: Config, index: number, key: string): string 
   return `${keyPlace(config.file, index, [key])}: ${key} of job ${config.jobs[index].name}`;
 }
 
+/** The `file` of a config made from `run --watch … --to …`: there is no file to read again. */
+export const COMMAND_LINE_CONFIG = "(command line)";
+
 /**
  * Validate and resolve config `text` as if read from `file` (used for messages
  * and as the base of relative paths).
@@ -166,7 +169,7 @@ export function parseConfig(text: string, file: string): Config {
   // No problem was found, so the daemon keys are valid.
   const settings = daemon.data as DaemonInput;
   return {
-    file: resolve(file),
+    file: file === COMMAND_LINE_CONFIG ? file : resolve(file),
     ...resolveDaemon(settings, baseDir),
     jobs: jobs.map(({ data, name }) => resolveJob(data, name, baseDir)),
   };

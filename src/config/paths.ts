@@ -28,21 +28,31 @@ export function expandPath(path: string, baseDir = Deno.cwd()): string {
     return Deno.env.get(name) ?? whole;
   });
   out = out.replace(/^\$(HOME|\{HOME\})(?=$|[\\/])/, () => homeDir());
-  // A Windows drive path ("C:/data") is absolute on Windows; keep it as written elsewhere.
-  if (/^[A-Za-z]:[\\/]/.test(out)) return out;
+  // A Windows drive path (C:/data) or network path (\\server\share) is absolute on Windows;
+  // keep it as written elsewhere.
+  if (/^[A-Za-z]:[\\/]/.test(out) || UNC_PATH.test(out)) return out;
   return isAbsolute(out) ? out : resolve(baseDir, out);
 }
 
+/** A Windows network path: `\\server\share`. */
+const UNC_PATH = /^\\\\[^\\]/;
+
 /**
  * Why `text` cannot be a path on this machine: a Windows drive path
- * (`C:/data`, `D:\archive`) on Linux or macOS, where it would name a folder
- * `C:` below the current one. `null` when it can.
+ * (`C:/data`, `D:\archive`) or network path (`\\server\share`) on Linux or
+ * macOS, where it would name a folder below the current one. `null` when it
+ * can.
  */
 export function otherOsPathProblem(text: string, os: string = Deno.build.os): string | null {
-  if (os === "windows" || !/^[A-Za-z]:([\\/]|$)/.test(text)) return null;
+  if (os === "windows") return null;
+  const system = os === "darwin" ? "macOS" : "Linux";
+  if (UNC_PATH.test(text)) {
+    return `${JSON.stringify(text)} is a Windows network path, which ${system} does not have; ` +
+      "mount the share and give the folder it is mounted on, e.g. /mnt/archive";
+  }
+  if (!/^[A-Za-z]:([\\/]|$)/.test(text)) return null;
   return `${JSON.stringify(text)} is a Windows path (drive ${text[0].toUpperCase()}:), ` +
-    `which ${os === "darwin" ? "macOS" : "Linux"} does not have; give this machine's path, ` +
-    "e.g. /data/images or ~/data/images";
+    `which ${system} does not have; give this machine's path, e.g. /data/images or ~/data/images`;
 }
 
 /**

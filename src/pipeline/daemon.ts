@@ -11,7 +11,7 @@
  */
 import { join } from "node:path";
 import type { Config, JobConfig } from "../config/types.ts";
-import { loadConfig } from "../config/load.ts";
+import { COMMAND_LINE_CONFIG, loadConfig } from "../config/load.ts";
 import { makeRuntimeDir } from "../config/paths.ts";
 import { guardedPathReason, WatchFolderError } from "../errors.ts";
 import { Ledger } from "../ledger/ledger.ts";
@@ -255,6 +255,12 @@ async function reloadConfig(
   const log = logger("daemon");
   log.info("Reloading {file} (SIGHUP)", { file: current.file });
   try {
+    if (current.file === COMMAND_LINE_CONFIG) {
+      throw new Error(
+        "the daemon was started without a config file (run --watch … --to …), so there is none " +
+          "to read again: stop it and start it with the new options",
+      );
+    }
     const next = await loadConfig(current.file);
     if (next.state_dir !== current.state_dir) {
       throw new Error(

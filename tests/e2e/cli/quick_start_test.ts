@@ -5,9 +5,13 @@
  */
 import assert from "node:assert/strict";
 import { join, resolve } from "node:path";
-import { destinationKeys, quickStartConfig } from "../../../src/cli/quick_start.ts";
+import {
+  checkQuickStart,
+  destinationKeys,
+  quickStartConfig,
+} from "../../../src/cli/quick_start.ts";
 import { ConfigError, UsageError } from "../../../src/errors.ts";
-import { REPO_ROOT, runCli, runTask } from "../../helpers/cli.ts";
+import { REPO_ROOT, runCli, runTask, startCli } from "../../helpers/cli.ts";
 import { existsSync, listFiles, randomBytes, sha256OfFile } from "../../helpers/files.ts";
 import { startSshd } from "../../helpers/sshd.ts";
 import { startVsftpd } from "../../helpers/vsftpd.ts";
@@ -62,7 +66,7 @@ Deno.test("--to: SSH, FTP and local destinations give the keys they stand for", 
   });
 });
 
-Deno.test("--watch, --to and --set: empty values, Windows folders off Windows and keys of --watch or --to are refused", () => {
+Deno.test("--watch, --to and --set: empty values, Windows folders off Windows and keys of --watch or --to are refused", async () => {
   assert.deepEqual(destinationKeys("o@h:/data"), {
     transfer_method: "scp",
     remote_host: "h",
@@ -70,9 +74,20 @@ Deno.test("--watch, --to and --set: empty values, Windows folders off Windows an
     remote_base_path: "/data",
   });
   assert.equal(destinationKeys("obs@[::1]:/in").remote_host, "::1");
-  for (const to of ["@:", "@archive:/in", "obs@:/in"]) {
+  for (const to of ["@:", "@archive:/in", "obs@:/in", ":/in"]) {
     assert.throws(() => destinationKeys(to), /not a destination; a remote one is user@host/, to);
   }
+  for (const to of ["archive:", "obs@archive:"]) {
+    assert.throws(
+      () => destinationKeys(to),
+      new RegExp(`--to ${to} has no folder after the colon.*\\(${to}/data/incoming, or ${to}\\. `),
+      to,
+    );
+  }
+  assert.equal(destinationKeys("obs@archive:.").remote_base_path, ".");
+  assert.throws(() => destinationKeys("archive::module/in"), /rsync's own daemon protocol/);
+  assert.throws(() => destinationKeys("archive:/in", "sftp"), /--method sftp is not a method/);
+  assert.throws(() => destinationKeys("h:/x", "ftp"), /--method ftp needs an FTP --to: ftp:/);
   const quick = (watch: string, to: string, set: string[] = []) => () =>
     quickStartConfig({ watch, to, set });
   assert.throws(quick("", "/mnt/archive"), /--watch is empty/);
@@ -80,6 +95,11 @@ Deno.test("--watch, --to and --set: empty values, Windows folders off Windows an
   if (Deno.build.os !== "windows") {
     assert.throws(quick("C:/data", "/mnt/archive"), /--watch: "C:\/data" is a Windows path/);
     assert.throws(quick("/data/camera", "D:\\archive"), /--to: "D:\\\\archive" is a Windows path/);
+    assert.throws(quick("/data/camera", "\\\\nas\\archive"), /--to: .* is a Windows network path/);
+    await assert.rejects(
+      checkQuickStart(quick("/data/camera", "/mnt/archive", ["state_dir=\\\\nas\\state"])().config),
+      /state_dir: .* is a Windows network path, .*mount the share/,
+    );
   }
   assert.throws(
     quick("/data/camera", "/mnt/archive", ["watch_path=/etc"]),
@@ -201,6 +221,36 @@ Deno.test("cli: a config-free run to a local folder delivers, status shows it, a
     const half = await runCli(["run", "--watch", join(root, "watch")], { env });
     assert.equal(half.code, 2);
     assert.match(half.stderr, /needs both --watch DIR and --to DEST/);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("cli: a config-free daemon is shown as started from the command line; restart and a reload refuse it and leave it running", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-quickrestart-" });
+  try {
+    await watchFolder(root);
+    const env = { HOME: root, TZ: "UTC" };
+    const args = ["run", "--watch", join(root, "watch"), "--to", join(root, "dest")];
+    const daemon = startCli([...args, "--set", "status_listen="], { env, cwd: root });
+    try {
+      await daemon.waitForOutput("Watching");
+      const status = await runCli(["status"], { env, cwd: root });
+      assert.equal(status.code, 0, status.stderr);
+      assert.match(status.stdout, /^Daemon: running, pid \d+, .*config \(command line\)/m);
+      const restart = await runCli(["restart"], { env, cwd: root });
+      assert.equal(restart.code, 2, restart.stderr);
+      assert.match(
+        restart.stderr,
+        /was started without a config file \(run --watch … --to …\), so restart cannot start it again/,
+      );
+      daemon.process.kill("SIGHUP");
+      await daemon.waitForOutput(/there is none to read again: stop it and start it with the new/);
+      const after = await runCli(["status"], { env, cwd: root });
+      assert.match(after.stdout, new RegExp(`^Daemon: running, pid ${daemon.process.pid},`, "m"));
+    } finally {
+      assert.equal((await daemon.stop()).code, 0, daemon.stderr());
+    }
   } finally {
     await Deno.remove(root, { recursive: true });
   }

@@ -105,10 +105,29 @@ Deno.test("status server: with a token every request needs it (Bearer, or the co
   }
 });
 
-Deno.test("status server: a busy address is logged and files are still sent", async () => {
+Deno.test("status server: a busy address is logged, files are still sent, and status sends the token to no one else", async () => {
   const root = await Deno.makeTempDir({ prefix: "itx-status-busy-" });
   const port = freePort();
+  // Another program holding the address, answering every request and keeping what it was sent.
   const squatter = Deno.listen({ hostname: "127.0.0.1", port });
+  let received = "";
+  const serving = (async () => {
+    for await (const conn of squatter) {
+      const buffer = new Uint8Array(8192);
+      const n = await conn.read(buffer).catch(() => null);
+      received += new TextDecoder().decode(buffer.subarray(0, n ?? 0));
+      const body = JSON.stringify({ pid: 1, jobs: [], uptimeSeconds: 1, lastSuccessAt: null });
+      await conn.write(
+        new TextEncoder().encode(
+          "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n" +
+            `content-length: ${body.length}\r\n\r\n${body}`,
+        ),
+      ).catch(() => {});
+      conn.close();
+    }
+  })().catch(() => {});
+  const token = "0123456789abcdef0123456789abcdef";
+  await Deno.writeTextFile(join(root, "token"), token + "\n", { mode: 0o600 });
   try {
     await Deno.mkdir(join(root, "watch"));
     const config = join(root, "config.yaml");
@@ -120,6 +139,7 @@ Deno.test("status server: a busy address is logged and files are still sent", as
       state_dir: join(root, "state"),
       log_file: "",
       status_listen: `127.0.0.1:${port}`,
+      status_token_file: join(root, "token"),
     });
     const daemon = startCli(["run", "-c", config], { env: { HOME: root } });
     try {
@@ -133,11 +153,20 @@ Deno.test("status server: a busy address is logged and files are still sent", as
       await daemon.waitForOutput("Successfully transferred");
       const [night] = await Array.fromAsync(Deno.readDir(join(root, "dest")));
       assert.deepEqual(await Deno.readFile(join(root, "dest", night.name, "a.fits")), bytes);
+      const status = await runCli(["status", "-c", config], { env: { HOME: root } });
+      assert.equal(status.code, 0, status.stderr);
+      assert.match(
+        status.stdout,
+        /^Live status unavailable \(the daemon has not said that its status page listens .*token is not sent/m,
+      );
+      assert.match(status.stdout, /done 1, failed 0/, status.stdout);
+      assert.ok(!received.includes(token), received);
     } finally {
       await daemon.stop();
     }
   } finally {
     squatter.close();
+    await serving;
     await Deno.remove(root, { recursive: true });
   }
 });
