@@ -10,9 +10,10 @@
  * daemon start any program, so the guard is the program. Each must be an
  * absolute path (a bare name is looked up on `PATH` once, when the config is
  * checked), a file that can be run, owned by root or by the account the
- * daemon runs as, and neither it nor its folder writable by group or others
- * (a folder with the sticky bit, like `/tmp`, is fine: nobody else can
- * replace a file in it). POSIX modes and owners only; on Windows only the
+ * daemon runs as, and neither it nor any folder on its way (as named, and
+ * where its links lead) writable by group or others or owned by another
+ * account (a folder with the sticky bit, like `/tmp`, is fine: nobody else
+ * can replace a file in it). POSIX modes and owners only; on Windows only the
  * path is checked.
  *
  * @module
@@ -410,13 +411,35 @@ export async function programProblem(
       `runs as (user id ${runsAs}), and its owner can make the daemon run anything; fix it with: ` +
       `sudo chown ${runsAs} ${quoted}, or install the program somewhere that belongs to root`;
   }
-  const folder = dirname(program);
-  const folderInfo = await Deno.stat(folder).catch(() => null);
-  const sticky = folderInfo?.mode != null && (folderInfo.mode & 0o1000) !== 0;
-  const folderWritable = sticky ? undefined : await writableByOthers(folder);
-  if (folderWritable) {
-    return `its folder ${folder} is ${folderWritable}, and whoever can write there can replace ` +
-      `${program}; fix it with: chmod go-w ${shellQuote(folder)}`;
+  // Every folder on the way to it, as named and as its links lead: any of them could be replaced.
+  const real = await Deno.realPath(program).catch(() => program);
+  const folders = new Set([...foldersAbove(program), ...foldersAbove(real)]);
+  const via = real === program ? "" : ` (which leads to ${real})`;
+  for (const folder of folders) {
+    const folderInfo = await Deno.stat(folder).catch(() => null);
+    if (folderInfo === null) continue;
+    const which = folder === dirname(program) ? "its folder" : "the folder";
+    const sticky = folderInfo.mode !== null && (folderInfo.mode & 0o1000) !== 0;
+    const folderWritable = sticky ? undefined : await writableByOthers(folder);
+    if (folderWritable) {
+      return `${which} ${folder} is ${folderWritable}, and whoever can write there can replace ` +
+        `${program}${via}; fix it with: chmod go-w ${shellQuote(folder)}`;
+    }
+    const owner = folderInfo.uid;
+    if (runsAs !== null && owner !== null && owner !== 0 && owner !== runsAs) {
+      return `${which} ${folder} belongs to user id ${owner}, not to root or to the account the ` +
+        `daemon runs as (user id ${runsAs}), and its owner can replace ${program}${via}; install ` +
+        "the program somewhere that belongs to root or to that account";
+    }
   }
   return undefined;
+}
+
+/** The folders that hold `path`, nearest first, up to the root. */
+function foldersAbove(path: string): string[] {
+  const folders: string[] = [];
+  for (let folder = dirname(path); !folders.includes(folder); folder = dirname(folder)) {
+    folders.push(folder);
+  }
+  return folders;
 }

@@ -405,6 +405,36 @@ Deno.test("hooks: a hook program others can change is refused by run, validate, 
     assert.ok(folder.stderr.includes(`chmod go-w '${join(p.root, "hook dir")}'`), folder.stderr);
     await Deno.chmod(join(p.root, "hook dir"), 0o755);
 
+    // So is a folder further up, and one the program's link leads into.
+    const open = join(p.root, "open");
+    await Deno.mkdir(join(open, "sub"), { recursive: true });
+    await Deno.chmod(open, 0o777);
+    const deep = join(open, "sub", "hook.sh");
+    await Deno.copyFile(p.hook, deep);
+    await Deno.chmod(deep, 0o755);
+    await writeConfig(p.config, { ...baseConfig(p), on_transfer: [deep] });
+    const above = await runCli(["config", "validate", "-c", p.config], { env });
+    assert.equal(above.code, 2, above.stderr);
+    assert.ok(
+      above.stderr.includes(`the folder ${open} is writable by group and others (mode 0777)`),
+      above.stderr,
+    );
+    const link = join(p.root, "hook dir", "via-link.sh");
+    await Deno.symlink(deep, link);
+    await writeConfig(p.config, { ...baseConfig(p), on_transfer: [link] });
+    const linked = await runCli(["config", "validate", "-c", p.config], { env });
+    assert.equal(linked.code, 2, linked.stderr);
+    assert.ok(
+      linked.stderr.includes(
+        `can replace ${link} (which leads to ${deep}); fix it with: chmod go-w`,
+      ),
+      linked.stderr,
+    );
+    await Deno.chmod(open, 0o755);
+    const fixed = await runCli(["config", "validate", "-c", p.config], { env });
+    assert.equal(fixed.code, 0, fixed.stderr);
+    await writeConfig(p.config, { ...baseConfig(p), on_transfer: [p.hook] });
+
     // A bare name is looked up on PATH; a relative path or a missing program is refused.
     await writeConfig(p.config, { ...baseConfig(p), on_transfer: ["no-such-hook-program"] });
     const missing = await runCli(["config", "validate", "-c", p.config], { env });
