@@ -40,7 +40,7 @@ import { resolveLogFile } from "../config/resolve.ts";
 import { configFileProblem } from "../config/file_mode.ts";
 import { destinationIdentity, FileRows } from "../ledger/file_rows.ts";
 import { Ledger } from "../ledger/ledger.ts";
-import { placeBeside, planDestination } from "../layout/destination.ts";
+import { freeDestination, placeBeside, planDestination } from "../layout/destination.ts";
 import { createTransport } from "../transfer/transport.ts";
 import { createFileFilter, readablePath, sharedSkipLog } from "../watch/file_filter.ts";
 import { scanFolder, type SkippedEntry } from "../watch/scan.ts";
@@ -335,6 +335,7 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
       const table = ledger && new FileRows(ledger, job.name, destinationIdentity(job));
       let count = 0;
       const skipped: SkippedEntry[] = [];
+      const planned = new Map<string, string>();
       try {
         const info = await Deno.stat(job.watch_path).catch(() => null);
         if (!info?.isDirectory) {
@@ -368,8 +369,15 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
             (_folder, message) => fallback += ` (${message})`,
           );
           // A new file under a name sent before goes beside the file sent (as the run).
-          const placed = placeBeside(job, destination, table?.get(file.relPath), file.path);
-          if (placed !== destination) fallback += " (beside the earlier file of that name)";
+          const beside = placeBeside(job, destination, table?.get(file.relPath), file.path);
+          if (beside !== destination) fallback += " (beside the earlier file of that name)";
+          const placed = freeDestination(
+            beside,
+            file.relPath,
+            (other) => planned.get(other) ?? table?.get(other)?.destination,
+          );
+          if (placed !== beside) fallback += " (beside another file's copy of that name)";
+          planned.set(file.relPath, placed);
           const target = transport.describeTarget(placed);
           write(
             `would transfer ${quoteIfUnsafe(file.path)} -> ${quoteIfUnsafe(target)}${fallback}`,

@@ -84,16 +84,91 @@ const DAY_MS = 24 * 3600 * 1000;
  * yet (planned before, and changed since) keeps the numbered name it was given.
  */
 export function besideEarlier(planned: string, previous: string, arrived = true): string {
-  const slash = planned.lastIndexOf("/");
-  const folder = planned.slice(0, slash + 1);
-  const name = planned.slice(slash + 1);
-  const extension = /(\.[A-Za-z][A-Za-z0-9]{0,7})*$/.exec(name)![0];
-  const stem = name.slice(0, name.length - extension.length);
-  const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-  const numbered = new RegExp(`^${escape(folder + stem)}~(\\d+)${escape(extension)}$`);
-  const number = previous === planned ? 1 : Number(numbered.exec(previous)?.[1] ?? 0);
+  const { folder, stem, extension } = nameParts(planned);
+  const number = numberOf(previous, folder, stem, extension);
   if (!arrived) return number > 1 ? previous : planned;
-  return number === 0 ? planned : `${folder}${stem}~${number + 1}${extension}`;
+  return number === 0 ? planned : numberedPath(folder, stem, number + 1, extension);
+}
+
+/**
+ * `destination` (where the source `relPath` is to go), or, where a copy of another source is
+ * there, the next numbered name beside it that holds none: a source named like a numbered copy
+ * (`d~2.tif`) never lands on a copy a new `d.tif` was given, nor the reverse.
+ * `destinationOf(rel)` is the destination recorded for the source `rel` (in the same folder), if
+ * any. A name's copies are numbered one after another in a night folder, so a source whose
+ * latest copy is `d~3.tif` holds `d.tif`, `d~2.tif` and `d~3.tif` there. The source's own copy
+ * holds its place against a numbered name given to it afresh.
+ */
+export function freeDestination(
+  destination: string,
+  relPath: string,
+  destinationOf: (rel: string) => string | undefined,
+): string {
+  const relFolder = relPath.slice(0, relPath.lastIndexOf("/") + 1);
+  const own = destinationOf(relPath);
+  const held = (candidate: string) => {
+    if (candidate === own) return candidate !== destination;
+    const { folder, extension } = nameParts(candidate);
+    let { stem } = nameParts(candidate);
+    const named = relFolder + stem + extension;
+    if (named !== relPath && destinationOf(named) === candidate) return true;
+    // The sources whose copies were numbered up to here: the name with its numbers taken off.
+    for (let number = /~(\d+)$/.exec(stem); number !== null; number = /~(\d+)$/.exec(stem)) {
+      stem = stem.slice(0, number.index);
+      if (stem === "") return false;
+      const rel = relFolder + stem + extension;
+      const latest = rel === relPath ? undefined : destinationOf(rel);
+      if (latest !== undefined && numberOf(latest, folder, stem, extension) >= Number(number[1])) {
+        return true;
+      }
+    }
+    return false;
+  };
+  let free = destination;
+  for (let tries = 0; tries < 1000 && held(free); tries++) {
+    const { folder, stem, extension } = nameParts(free);
+    const number = /~(\d+)$/.exec(stem);
+    free = number === null
+      ? numberedPath(folder, stem, 2, extension)
+      : numberedPath(folder, stem.slice(0, number.index), Number(number[1]) + 1, extension);
+  }
+  return free;
+}
+
+/** The number of `path` as a copy of `folder` + `stem` + `extension` (1: that name; 0: neither). */
+function numberOf(path: string, folder: string, stem: string, extension: string): number {
+  if (path === folder + stem + extension) return 1;
+  const number = Number(/~(\d+)(\.[A-Za-z][A-Za-z0-9]{0,7})*$/.exec(path)?.[1] ?? 0);
+  return number > 1 && path === numberedPath(folder, stem, number, extension) ? number : 0;
+}
+
+/** The folder (with its `/`), the name without its extensions, and the extensions of `path`. */
+function nameParts(path: string): { folder: string; stem: string; extension: string } {
+  const slash = path.lastIndexOf("/");
+  const name = path.slice(slash + 1);
+  const extension = /(\.[A-Za-z][A-Za-z0-9]{0,7})*$/.exec(name)![0];
+  return {
+    folder: path.slice(0, slash + 1),
+    stem: name.slice(0, name.length - extension.length),
+    extension,
+  };
+}
+
+/** Longest file name most file systems take, in bytes of UTF-8. */
+const MAX_NAME_BYTES = 255;
+
+/**
+ * `folder` + `stem~number` + `extension`, the stem shortened (by whole characters) where the name
+ * would be longer than file systems allow.
+ */
+function numberedPath(folder: string, stem: string, number: number, extension: string): string {
+  const encoder = new TextEncoder();
+  const tail = `~${number}${extension}`;
+  let kept = stem;
+  while (kept !== "" && encoder.encode(kept + tail).length > MAX_NAME_BYTES) {
+    kept = Array.from(kept).slice(0, -1).join("");
+  }
+  return `${folder}${kept}${tail}`;
 }
 
 /**

@@ -12,7 +12,7 @@
  */
 import { join } from "node:path";
 import type { JobConfig } from "../config/types.ts";
-import { placeBeside, planDestination } from "../layout/destination.ts";
+import { freeDestination, placeBeside, planDestination } from "../layout/destination.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
 import type { LedgerRow, PendingFile } from "../ledger/file_rows.ts";
 import {
@@ -288,20 +288,38 @@ export class Intake {
     }, (error) => this.#planFailed(rel, path, error));
   }
 
-  /** A new file under a name sent before: beside the earlier one (see `placeBeside`). */
+  /**
+   * A new file under a name sent before: beside the earlier one (see `placeBeside`); and never
+   * onto another source's copy (see `freeDestination`).
+   */
   #besideEarlier(rel: string, path: string, planned: string): string {
     const { job, table } = this.#context;
-    let row: LedgerRow | undefined;
-    try {
-      row = table.rows.get(rel);
-    } catch { /* Unreadable: recording the file fails too; it is planned again once it can. */ }
+    const rowOf = (name: string): LedgerRow | undefined => {
+      try {
+        return table.rows.get(name);
+      } catch { /* Unreadable: recording the file fails too; it is planned again once it can. */ }
+    };
+    const row = rowOf(rel);
     // A version planned beside an earlier file and changed before it arrived keeps its place.
-    const destination = placeBeside(job, planned, row, path);
+    const placed = placeBeside(job, planned, row, path);
     // A new place beside the earlier file (not the one this name's copy already has).
-    if (row && destination !== planned && destination !== row.destination) {
+    if (row && placed !== planned && placed !== row.destination) {
       this.#log.info(
         "{path} is a new file under a name sent before (the earlier one is at {earlier}; a file sent is never replaced by a new one): it goes to {destination}, beside it",
-        { path, earlier: row.destination, destination },
+        { path, earlier: row.destination, destination: placed },
+      );
+    }
+    const destination = freeDestination(
+      placed,
+      rel,
+      (other) =>
+        this.#planned.find((plan) => plan.relPath === other)?.destination ??
+          rowOf(other)?.destination,
+    );
+    if (destination !== placed && destination !== row?.destination) {
+      this.#log.info(
+        "{path} would go to {taken}, where another file's copy is (a file sent is never replaced by another): it goes to {destination}, beside it",
+        { path, taken: placed, destination },
       );
     }
     return destination;

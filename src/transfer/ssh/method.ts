@@ -12,7 +12,7 @@ import type { CommandError, TransferError } from "../../errors.ts";
 import type { FailureContext } from "../classify.ts";
 import type { SshSession } from "./connection.ts";
 import type { UploadFolders } from "./upload_folders.ts";
-import { posix } from "node:path";
+import { basename, posix } from "node:path";
 import { type Delivery, live } from "../deliver.ts";
 
 /** What an SSH method (scp, rsync) supplies to a batch. */
@@ -117,14 +117,31 @@ export function sshDelivery(delivery: Delivery): SshDelivery {
   };
 }
 
-/** The deliveries that have not failed, by the upload folder their copies go to. */
+/**
+ * Whether the copy of `delivery` is named otherwise than its source (a new file under a name sent
+ * before, placed beside the earlier one: `flat~2.fits`). scp and rsync name what they upload into
+ * a folder after the source, so such a copy goes in a call of its own, to its own path.
+ */
+export function renamedOnUpload(delivery: SshDelivery): boolean {
+  return posix.basename(delivery.tempPath) !== basename(delivery.item.source);
+}
+
+/**
+ * The deliveries that have not failed, by the upload folder their copies go to; one renamed on
+ * upload (see {@linkcode renamedOnUpload}) alone.
+ */
 export function byUploadFolder(deliveries: SshDelivery[]): SshDelivery[][] {
   const groups = new Map<string, SshDelivery[]>();
+  const alone: SshDelivery[][] = [];
   for (const delivery of live(deliveries)) {
+    if (renamedOnUpload(delivery)) {
+      alone.push([delivery]);
+      continue;
+    }
     const folder = posix.dirname(delivery.tempPath);
     const group = groups.get(folder);
     if (group) group.push(delivery);
     else groups.set(folder, [delivery]);
   }
-  return [...groups.values()];
+  return [...groups.values(), ...alone];
 }

@@ -20,7 +20,7 @@ import type { CommandError } from "../../errors.ts";
 import { rsyncBwlimit } from "../../config/sizes.ts";
 import type { JobConfig } from "../../config/types.ts";
 import { logger } from "../../log/logging.ts";
-import { byUploadFolder, type SshDelivery } from "./method.ts";
+import { byUploadFolder, renamedOnUpload, type SshDelivery } from "./method.ts";
 import { SshTransport } from "./transport.ts";
 import type { PartSent, TransferItem } from "../transport.ts";
 
@@ -83,6 +83,8 @@ export class RsyncTransport extends SshTransport {
     const list = group.map((plan) =>
       `./${relative(root, plan.item.source).split(sep).join("/")}\0`
     );
+    // A copy named otherwise than its source goes alone, to its own path.
+    const renamed = group.length === 1 && renamedOnUpload(group[0]);
     const argv = [
       "rsync",
       "--protect-args",
@@ -91,9 +93,7 @@ export class RsyncTransport extends SshTransport {
       "--times",
       "--perms",
       "--chmod=go-w",
-      "--no-relative",
-      "--files-from=-",
-      "--from0",
+      ...(renamed ? [] : ["--no-relative", "--files-from=-", "--from0"]),
       // Continues an earlier copy moved into the upload folder (a new one is written whole),
       // and checks the whole copy, the earlier part included, sending it again if it differs.
       ...(this.resumesCopies ? ["--append-verify"] : []),
@@ -104,11 +104,12 @@ export class RsyncTransport extends SshTransport {
       await this.session.rsyncRsh(),
       ...this.job.rsync_options,
       "--",
-      root.endsWith(sep) ? root : `${root}${sep}`,
-      this.session.remoteSpec(`${folder}/`),
+      ...(renamed
+        ? [group[0].item.source, this.session.remoteSpec(group[0].tempPath)]
+        : [root.endsWith(sep) ? root : `${root}${sep}`, this.session.remoteSpec(`${folder}/`)]),
     ];
     const run = await this.session.run(argv, {
-      stdin: list.join(""),
+      stdin: renamed ? "" : list.join(""),
       timeoutMs: this.timeoutMs,
       signal,
     });

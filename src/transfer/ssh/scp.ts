@@ -19,7 +19,7 @@
 import { posix } from "node:path";
 import type { CommandError } from "../../errors.ts";
 import { scpLimit } from "../../config/sizes.ts";
-import { byUploadFolder, type SshDelivery } from "./method.ts";
+import { byUploadFolder, renamedOnUpload, type SshDelivery } from "./method.ts";
 import { ONE_CALL_BATCH_BYTES } from "./batch.ts";
 import { SshTransport } from "./transport.ts";
 
@@ -71,7 +71,9 @@ export class ScpTransport extends SshTransport {
     signal: AbortSignal,
   ): Promise<void> {
     const sources = group.map((delivery) => delivery.item.source);
-    const argv = await this.session.scpArgv(sources, `${folder}/`);
+    // A copy named otherwise than its source goes alone, to its own path.
+    const renamed = group.length === 1 && renamedOnUpload(group[0]);
+    const argv = await this.session.scpArgv(sources, renamed ? group[0].tempPath : `${folder}/`);
     // Times and permission bits as the source's: the finishing step takes them away from
     // group and others' write.
     argv.splice(argv.indexOf("-q") + 1, 0, "-p");

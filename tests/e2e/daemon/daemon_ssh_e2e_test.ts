@@ -204,6 +204,52 @@ Deno.test("run (rsync): linker variables in the environment (faketime sets LD_PR
   }
 });
 
+for (const method of ["scp", "rsync"] as const) {
+  Deno.test(`run (${method}): new files under names sent before arrive beside the earlier copies, also when the tool's own calls carry them`, async () => {
+    const sshd = await startSshd();
+    // A bandwidth limit sends every batch through the tool's calls (never one ssh call).
+    const { root, watch, remote, config, env } = await sshSandbox(sshd, method, {
+      after_transfer: "delete",
+      bandwidth_limit: "200MB/s",
+    });
+    try {
+      const night = new Date("2024-07-01T20:00:00Z"); // -> 20240701
+      const write = async (name: string, bytes: Uint8Array) => {
+        await Deno.writeFile(join(watch, name), bytes);
+        await Deno.utime(join(watch, name), night, night);
+      };
+      const names = ["a 1.fits", "-b.fits", "c.fits"];
+      const first = names.map(() => randomBytes(50_000));
+      for (const [i, name] of names.entries()) await write(name, first[i]);
+      const sent = await runCli(["run", "--once", "-c", config], { env });
+      assert.equal(sent.code, 0, sent.stderr);
+      // The camera's counter starts again: the same names, new images, in one batch.
+      const second = names.map(() => randomBytes(60_000));
+      for (const [i, name] of names.entries()) await write(name, second[i]);
+      const again = await runCli(["run", "--once", "-c", config], { env });
+      assert.equal(again.code, 0, again.stderr);
+      assert.equal(again.stderr.split("is a new file under a name sent before").length, 4);
+      for (const [i, name] of names.entries()) {
+        const numbered = name.replace(".fits", "~2.fits");
+        assert.equal(
+          await sha256OfFile(join(remote, "20240701", name)),
+          sha256(first[i]),
+          name,
+        );
+        assert.equal(
+          await sha256OfFile(join(remote, "20240701", numbered)),
+          sha256(second[i]),
+          numbered,
+        );
+      }
+      assert.equal((await listFiles(remote)).length, 6);
+    } finally {
+      await Deno.remove(root, { recursive: true });
+      await sshd.stop();
+    }
+  });
+}
+
 /** The control sockets of the daemon whose state folder is `stateDir` (see `daemon.json`). */
 async function controlSockets(stateDir: string): Promise<string[]> {
   const { runtimeDir } = JSON.parse(await Deno.readTextFile(join(stateDir, "daemon.json")));

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import type { JobConfig } from "../../../src/config/types.ts";
 import {
   besideEarlier,
+  freeDestination,
   planDestination,
   type PlannedFile,
 } from "../../../src/layout/destination.ts";
@@ -296,4 +297,40 @@ Deno.test("besideEarlier: the next number before the extensions, only where the 
   // The earlier file went to another night folder, or is another name: nothing in the way.
   assert.equal(besideEarlier("20240315/flat.fits", "20240314/flat.fits"), "20240315/flat.fits");
   assert.equal(besideEarlier("20240315/flat.fits", "20240315/flat.fits~2"), "20240315/flat.fits");
+});
+
+Deno.test("besideEarlier: a numbered name too long for a file system is shortened, and still found again", () => {
+  const stem = "é".repeat(125); // 250 bytes
+  const planned = `20240315/${stem}.fits`;
+  const second = besideEarlier(planned, planned);
+  const name = second.slice("20240315/".length);
+  assert.ok(new TextEncoder().encode(name).length <= 255, name);
+  assert.match(name, /^é+~2\.fits$/);
+  const third = besideEarlier(planned, second);
+  assert.match(third, /^20240315\/é+~3\.fits$/);
+  assert.ok(new TextEncoder().encode(third).length <= 255 + "20240315/".length);
+});
+
+Deno.test("freeDestination: never onto another source's copy, whichever came first", () => {
+  const ledger = (rows: Record<string, string>) => (rel: string) => rows[rel];
+  // d.tif sent twice (the second copy beside the first), then a source named d~2.tif.
+  let rows = ledger({ "sub/d.tif": "N/sub/d~2.tif" });
+  assert.equal(freeDestination("N/sub/d~2.tif", "sub/d~2.tif", rows), "N/sub/d~3.tif");
+  // Three copies of d.tif: d.tif, d~2 and d~3 are all held.
+  rows = ledger({ "sub/d.tif": "N/sub/d~3.tif" });
+  assert.equal(freeDestination("N/sub/d~2.tif", "sub/d~2.tif", rows), "N/sub/d~4.tif");
+  // In another night folder the numbers say nothing of this one.
+  rows = ledger({ "sub/d.tif": "M/sub/d~3.tif" });
+  assert.equal(freeDestination("N/sub/d~2.tif", "sub/d~2.tif", rows), "N/sub/d~2.tif");
+  // e~2.tif sent first, then a new e.tif is given e~2: it goes on to e~3.
+  rows = ledger({ "e~2.tif": "N/e~2.tif", "e.tif": "N/e.tif" });
+  assert.equal(freeDestination("N/e~2.tif", "e.tif", rows), "N/e~3.tif");
+  // A source's own copy is its own: changed in place, it replaces it.
+  rows = ledger({ "e~2.tif": "N/e~2.tif" });
+  assert.equal(freeDestination("N/e~2.tif", "e~2.tif", rows), "N/e~2.tif");
+  // Given a numbered name afresh, its own earlier copy there is not replaced either.
+  rows = ledger({ "d~2.tif": "N/d~4.tif", "d.tif": "N/d~3.tif" });
+  assert.equal(freeDestination("N/d~2.tif", "d~2.tif", rows), "N/d~5.tif");
+  // Nothing in the way: the destination as planned.
+  assert.equal(freeDestination("N/f.fits", "f.fits", ledger({})), "N/f.fits");
 });

@@ -204,6 +204,21 @@ for (const how of ["delete", "move"] as const) {
           }
         }
       }
+      // A source named like one of those copies goes beside them all, never over one.
+      const named = randomBytes(28_000);
+      await Deno.writeFile(join(p.watch, "flat 001~2.fits"), named);
+      await Deno.utime(join(p.watch, "flat 001~2.fits"), EVENING, EVENING);
+      const run = await runCli(["run", "--once", "-c", p.config], { env });
+      assert.equal(run.code, 0, run.stderr);
+      assert.match(run.stderr, /where another file's copy is .* it goes to .*flat 001~4\.fits/);
+      assert.deepEqual(await Deno.readFile(join(p.dest, "20240315", "flat 001~4.fits")), named);
+      for (const [j, earlier] of images.entries()) {
+        assert.deepEqual(
+          await Deno.readFile(join(p.dest, "20240315", names[j])),
+          earlier,
+          names[j],
+        );
+      }
     } finally {
       await Deno.remove(p.root, { recursive: true });
     }
