@@ -54,7 +54,6 @@ export interface JobRunnerOptions {
 
 /** How long files that became ready are gathered before a batch starts. */
 const BATCH_GATHER_MS = 3;
-
 /** How often the ledger is checked for pending files nothing holds (belt and braces). */
 const SWEEP_INTERVAL_MS = 60_000;
 
@@ -184,6 +183,7 @@ export class JobRunner {
         const { relPath, version, destination } = record;
         transport.deliveredBefore?.(); // Its base folder is not made again once gone.
         extras.arrived(relPath, { ...version }, destination, sha256);
+        this.#session.arrived(relPath, version.size, version.mtimeMs);
         status.sent(relPath, destination, version.size, record.sendingSince);
       },
       onRecognised: (rel, version) => {

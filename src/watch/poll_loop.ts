@@ -17,10 +17,11 @@
  *   is listed again, and so for a few seconds after each change (coarse
  *   timestamps); its listing is compared by name with what is known: new
  *   files are reported, new folders are walked, vanished ones are forgotten;
- * - files it reported during the last {@linkcode RECENT_MS} (at most the
- *   newest {@linkcode MAX_RECENT}) are `stat`ed at every poll, and reported
- *   again when their size or mtime changed (a writer on the other side still
- *   at work).
+ * - files it reported, or that arrived at their destination, during the last
+ *   {@linkcode RECENT_MS} (at most the newest {@linkcode MAX_RECENT}) are
+ *   `stat`ed at every poll, and reported again when their size or mtime
+ *   changed (a writer on the other side still at work, also on a file found
+ *   by a scan).
  *
  * A file that changes after that without any name changing in its folder
  * waits for the periodic rescan, as a file whose events were lost does.
@@ -95,6 +96,14 @@ export class PollLoop {
     this.#fs ??= fileSystemOf(this.#options.root);
     this.#poller.forget();
     return this.#poller.listed;
+  }
+
+  /**
+   * The file `relPath` at `path` arrived at its destination as `size` bytes with mtime `mtimeMs`:
+   * it is `stat`ed at the coming polls, so a change in place is seen (see the module doc).
+   */
+  arrived(path: string, relPath: string, size: number, mtimeMs: number): void {
+    this.#poller.remember({ path, relPath }, size, mtimeMs);
   }
 
   /** Start polling (after the first scan). */
@@ -363,6 +372,11 @@ export class FolderPoller {
     } catch {
       // Gone already: the next poll forgets it.
     }
+    this.remember(file, size, mtimeMs, now);
+  }
+
+  /** `stat` `file` at the coming polls, reporting it once it is no longer `size` and `mtimeMs`. */
+  remember(file: FoundFile, size: number, mtimeMs: number, now = performance.now()): void {
     this.#recent.delete(file.relPath);
     this.#recent.set(file.relPath, { path: file.path, size, mtimeMs, changedAt: now });
     if (this.#recent.size > MAX_RECENT) {

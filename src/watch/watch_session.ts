@@ -27,15 +27,12 @@ import { type FoundFile, scanFolderBatches, type ScanOptions } from "./scan.ts";
 import { relativeTo } from "./entry_check.ts";
 import { MountWatch, type WatchHow, watchHow, type WatchModeSetting } from "./fs_type.ts";
 
-/** The line when the watch folder's file system changed (a mount). */
+/** The lines when the watch folder's file system changed (a mount), and when it disappeared. */
 const MOUNTED = "Watch folder {path} is on another file system now ({type}; it was on {was}): " +
   "something was mounted there, or unmounted; watching it again";
-
-/** The warning when the watch folder itself disappeared. */
 const REMOVED = "Watch folder {path} was removed; watching it again once it exists";
 /** Whether the watcher tells closes (Linux): a written file is then open until its close. */
 const CLOSES_TOLD = Deno.build.os === "linux";
-
 /** Options of {@linkcode WatchSession}. */
 export interface WatchSessionOptions {
   /** The watch folder (`watch_path`). */
@@ -98,6 +95,9 @@ export class WatchSession {
   #mounts: MountWatch | undefined;
   /** Why the folder's first look has not answered yet, or `null`. */
   #silent: string | null = null;
+  /** A file arrived at its destination: where the folder is polled, a change in place is seen. */
+  arrived = (relPath: string, size: number, mtimeMs: number): void =>
+    this.#polls?.arrived(absolutePath(this.#options.root, relPath), relPath, size, mtimeMs);
 
   constructor(options: WatchSessionOptions) {
     this.#options = options;

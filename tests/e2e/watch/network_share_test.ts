@@ -264,6 +264,34 @@ Deno.test("watch_mode poll on a local folder: files arrive whole, once, from the
   }
 });
 
+Deno.test("watch_mode poll: a file found by the start's scan and sent, then written on in place, is sent again from the polls alone", async () => {
+  await using box = await cliSandbox({
+    watch_mode: "poll",
+    poll_interval_seconds: 0.5,
+    rescan_interval_seconds: 0,
+  });
+  const first = randomBytes(20_000);
+  await Deno.writeFile(join(box.watch, "grows.fits"), first);
+  const daemon = startCli(["run", "-c", box.config], { env: box.env });
+  try {
+    await waitForArrivals(box.dest, new Map([["grows.fits", first]]), "the file found at start");
+    await arrivalsLogged(daemon, box.dest);
+    // Written on in place: no name changes in its folder, so its mtime stays.
+    const more = randomBytes(30_000);
+    using file = await Deno.open(join(box.watch, "grows.fits"), { append: true });
+    await file.write(more);
+    const whole = new Uint8Array([...first, ...more]);
+    await waitFor(
+      async () => (await arrived(box.dest)).get("grows.fits")?.length === whole.length,
+      60_000,
+      "the file written on",
+    );
+    assert.deepEqual((await arrived(box.dest)).get("grows.fits"), whole);
+  } finally {
+    await daemon.stop();
+  }
+});
+
 Deno.test("watch_mode poll: a watch folder removed (ENOENT) is said once at ERROR; made again, its files arrive", async () => {
   await using box = await cliSandbox({
     watch_mode: "poll",
