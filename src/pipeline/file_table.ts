@@ -125,9 +125,9 @@ export class FileTable {
     return this.#index.count(phase);
   }
 
-  /** Files waiting for their slow retry, their fast retries used up (failed, not "waiting"). */
-  get failingCount(): number {
-    return this.#index.failingCount;
+  /** Files in `phase` whose fast retries are used up (failed, not waiting to be sent). */
+  failing(phase: Phase): number {
+    return this.#index.failing(phase);
   }
   /** Files found complete while the ledger could not be written, not recorded yet. */
   get unrecordedCount(): number {

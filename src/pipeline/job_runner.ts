@@ -232,9 +232,9 @@ export class JobRunner {
       ...this.#status.state(this.#pause.full),
       queue: {
         planning: q.count("planning"),
-        queued: q.count("queued"),
-        waiting: q.count("waiting") - q.failingCount, // A failing file counts as failed.
-        sending: q.count("sending"),
+        queued: q.count("queued") - q.failing("queued"), // A failing file counts as failed.
+        waiting: q.count("waiting") - q.failing("waiting"),
+        sending: q.count("sending") - q.failing("sending"),
         observing: q.count("observing"),
         unrecorded: q.unrecordedCount,
       },

@@ -139,14 +139,14 @@ export class WorkQueue {
   }
 
   /**
-   * Records waiting for their slow retry, their fast retries used up (the
-   * ledger holds them as failed; they are not "waiting to retry" on the page).
+   * Records in `phase` whose fast retries are used up (the ledger holds them as failed: waiting
+   * for their slow retry, or in it; counted as failed, not as waiting to be sent).
    */
-  get failingCount(): number {
-    if (this.#counts.waiting === 0) return 0;
+  failing(phase: Phase): number {
+    if (this.#counts[phase] === 0) return 0;
     let count = 0;
     for (const record of this.#records.values()) {
-      if (record.phase === "waiting" && record.failing) count++;
+      if (record.phase === phase && record.failing) count++;
     }
     return count;
   }

@@ -291,12 +291,13 @@ Deno.test("WorkQueue: a failing file waits for its slow retry; a rescan or Retry
   queue.finish("b.fits", { to: "waiting", attempts: 4, nextAttemptAt: slow, failing: true });
   assert.equal(queue.get("a.fits")?.failing, true);
   assert.equal(queue.timerAt, slow);
-  assert.deepEqual([queue.count("waiting"), queue.failingCount], [2, 2]);
+  assert.deepEqual([queue.count("waiting"), queue.failing("waiting")], [2, 2]);
   // A rescan finds a.fits complete as it was: it goes now, still failing (a new failure is slow again).
   assert.equal(queue.ready("a.fits", V1, false), "keep");
   assert.equal(queue.get("a.fits")?.phase, "queued");
   assert.equal(queue.get("a.fits")?.failing, true);
-  assert.equal(queue.failingCount, 1, "only b.fits waits for its slow retry");
+  assert.equal(queue.failing("waiting"), 1, "only b.fits waits for its slow retry");
+  assert.equal(queue.failing("queued"), 1, "a.fits is failing still, in its retry");
   // Retry: b.fits goes now with fresh quick retries.
   assert.deepEqual(queue.retryNow("b.fits"), ["b.fits"]);
   assert.deepEqual(
