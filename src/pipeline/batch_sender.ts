@@ -250,7 +250,7 @@ export class BatchSender {
     }
     if (this.#saidDestinationDown !== null) {
       this.#saidDestinationDown = null;
-      this.#log.info("The destination is back: files arrive again", {});
+      this.#log.info("The destination of job {job} is back: files arrive again", {});
       this.#context.onBack?.();
     }
     for (const arrival of arrivals) this.#announce(arrival);

@@ -103,7 +103,7 @@ export class Intake {
       onGone: (path) => void this.#gone(path),
       onIncomplete: (path, reason, graceLeftMs) =>
         this.#log.info(
-          "{path} has not changed for the stability window, but {reason}; it waits up to {seconds} s more for the rest, then goes as it is",
+          "{path} has not changed for the stability window, but {reason}; job {job} waits up to {seconds} s more for the rest, then sends it as it is",
           { path, reason, seconds: Math.ceil(graceLeftMs / 1000) },
         ),
       onLeft: (path, reason) => {

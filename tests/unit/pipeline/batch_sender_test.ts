@@ -161,7 +161,7 @@ Deno.test("BatchSender: a source removed while its connection failed is dropped;
     assert.equal(logs.count("info", "Dropped {path}: it is gone from the watch folder"), 1);
     assert.equal(table.record("gone.fits"), undefined);
     assert.equal(await batchSender.send(table.takeBatch(1)), 1);
-    assert.equal(logs.count("info", "The destination is back"), 0);
+    assert.equal(logs.count("info", "is back: files arrive again"), 0);
     assert.equal(back, 0);
   } finally {
     await logs.stop();
@@ -227,7 +227,7 @@ Deno.test("BatchSender: a refused login: each file that gives up says so; the fi
     // The key is fixed: the next file arrives, and the failed ones are told to go again.
     refuse = false;
     assert.equal(await batchSender.send(table.takeBatch(16)), 1);
-    assert.equal(logs.count("info", "The destination is back"), 1);
+    assert.equal(logs.count("info", "is back: files arrive again"), 1);
     assert.equal(back, 1);
   } finally {
     await logs.stop();
