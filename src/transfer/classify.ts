@@ -45,7 +45,16 @@ const sshFlags = (c: FailureContext) =>
 /** `word` as one shell word (quoted when it holds anything but plain characters). */
 const wordForShell = (word: string) =>
   /^[\w@%+=:,./~-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`;
-const sshCommand = (c: FailureContext) => `ssh ${sshFlags(c)}${c.destination}`;
+/**
+ * The `ssh` command that asks whether to accept the host key: the config's options, where they
+ * refuse to ask (`StrictHostKeyChecking`, `BatchMode`), overruled first (ssh takes an option's
+ * first value).
+ */
+const acceptCommand = (c: FailureContext) =>
+  "ssh " +
+  (optionValue(c, "StrictHostKeyChecking") === null ? "" : "-o StrictHostKeyChecking=ask ") +
+  (optionValue(c, "BatchMode") === null ? "" : "-o BatchMode=no ") +
+  `${sshFlags(c)}${c.destination}`;
 /** The value of ssh option `name` among the job's `ssh_options` (the first one, as ssh takes). */
 const optionValue = (c: FailureContext, name: string) => {
   for (const option of c.options ?? []) {
@@ -80,14 +89,14 @@ const RULES: Rule[] = [
     reason: (c) =>
       `the host key of ${c.host} has CHANGED (someone may be intercepting the connection); ` +
       `if the server was reinstalled or its key replaced on purpose, remove the old key with ` +
-      `"${keygenRemove(c)}" and run "${sshCommand(c)}" once to accept the new one`,
+      `"${keygenRemove(c)}" and run "${acceptCommand(c)}" once to accept the new one`,
   },
   {
     test: /Host key verification failed|No \S+ host key is known|host key is not known/i,
     kind: "fatal",
     reason: (c) =>
       `the host key of ${c.host} is not known: run "${
-        sshCommand(c)
+        acceptCommand(c)
       }" once to accept the host key, ` +
       `or add it with "${keyscanCommand(c)}" (check the fingerprint)`,
   },

@@ -60,6 +60,16 @@ Deno.test("host key problems are fatal and say how to accept or replace the key"
     options: ["StrictHostKeyChecking=yes", "UserKnownHostsFile=/srv/itx/known hosts"],
   }, 255);
   assert.match(ownFile.reason, /ssh-keygen -f \/srv\/itx\/known -R '\[freya\]:2222'/);
+  // Options that refuse to ask are overruled in the command that accepts the key.
+  assert.match(
+    ownFile.reason,
+    /run "ssh -o StrictHostKeyChecking=ask -p 2222 -o StrictHostKeyChecking=yes .* obs@freya" once to accept the new one/,
+  );
+  const batch = classifyText("Host key verification failed.", {
+    ...context,
+    options: ["BatchMode=yes"],
+  }, 255);
+  assert.match(batch.reason, /run "ssh -o BatchMode=no -p 2222 -o BatchMode=yes obs@freya" once/);
   const ownUnknown = classifyText("Host key verification failed.", {
     ...context,
     options: ["UserKnownHostsFile /srv/itx/known_hosts"],
