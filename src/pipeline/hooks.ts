@@ -27,6 +27,7 @@ import { runCaptured } from "../process/captured.ts";
 import { delimiter, dirname, isAbsolute, join } from "node:path";
 import { shellQuote, writableByOthers } from "../config/file_mode.ts";
 import { keyPlace } from "../config/load.ts";
+import { homeDir } from "../config/paths.ts";
 import type { Path } from "../config/messages.ts";
 
 /** Which hook an event runs. */
@@ -354,8 +355,18 @@ export class HookRunner {
   }
 }
 
-/** The program `program` names: itself when absolute, else found on `path` (a `PATH` value). */
+/**
+ * The program `program` names: itself when absolute (a leading `~/` is the home folder, as in the
+ * config's paths), else found on `path` (a `PATH` value).
+ */
 export function findProgram(program: string, path: string | undefined): string | undefined {
+  if (/^~[\\/]/.test(program)) {
+    try {
+      return join(homeDir(), program.slice(2));
+    } catch {
+      return undefined; // No home folder to find it in.
+    }
+  }
   if (isAbsolute(program)) return program;
   // A relative path with a folder would depend on the daemon's working folder.
   if (program.includes("/") || program.includes("\\")) return undefined;

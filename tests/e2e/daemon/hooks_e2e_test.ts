@@ -444,6 +444,12 @@ Deno.test("hooks: a hook program others can change is refused by run, validate, 
     const relative = await runCli(["config", "validate", "-c", p.config], { env });
     assert.equal(relative.code, 2);
     assert.match(relative.stderr, /on_failure of job default: .*give its absolute path/);
+    // In the home folder, as the config's paths: ~/ is taken as it.
+    await Deno.mkdir(join(p.home, "bin"));
+    await Deno.copyFile(p.hook, join(p.home, "bin", "reduce"));
+    await writeConfig(p.config, { ...baseConfig(p), on_failure: ["~/bin/reduce"] });
+    const home = await runCli(["config", "validate", "-c", p.config], { env });
+    assert.equal(home.code, 0, home.stderr);
     const gone = join(p.root, "hook dir", "no-such-hook");
     await writeConfig(p.config, { ...baseConfig(p), on_failure: [gone] });
     const absent = await runCli(["config", "validate", "-c", p.config], { env });
