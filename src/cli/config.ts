@@ -118,25 +118,7 @@ export function configCommand(): Command {
  */
 export async function runInit(global: GlobalOptions, options: { force: boolean }): Promise<void> {
   const file = resolveConfigPath(global.config);
-  if (/\.toml$/i.test(file)) {
-    // Every command reads a .toml file as TOML, which it refuses.
-    throw new ConfigError(
-      `Cannot write config ${file}: the config is YAML, and a .toml name is read as TOML; ` +
-        `give a .yaml name (-c ${JSON.stringify(file.replace(/\.toml$/i, ".yaml"))})`,
-      { file },
-    );
-  }
-  if (await Deno.stat(file).then((info) => info.isDirectory, () => false)) {
-    throw new ConfigError(
-      `Cannot write config ${file}: it is a folder; give a file name in it ` +
-        `(-c ${JSON.stringify(join(file, "config.yaml"))})`,
-      { file },
-    );
-  }
-  await Deno.mkdir(dirname(file), { recursive: true }).catch((error) => {
-    const guarded = guardedPathReason(error);
-    throw guarded === null ? error : new ConfigError(`Cannot write config ${file}: ${guarded}`);
-  });
+  await prepareConfigFile(file, "-c");
   const flag = global.config ? ` -c ${JSON.stringify(global.config)}` : "";
   try {
     // Never group or others writable (the daemon refuses such a config), whatever the umask.
@@ -160,6 +142,34 @@ export async function runInit(global: GlobalOptions, options: { force: boolean }
     `next: set watch_path, remote_host and remote_base_path in it, then run ` +
       `\`image-transfer${flag} config validate\``,
   );
+}
+
+/**
+ * Make ready to write a config to `file` (absolute): refuse a `.toml` name (every command reads
+ * one as TOML) and a folder, each with the name to give instead (after `option`), and make the
+ * folders it goes in.
+ *
+ * @throws {ConfigError} naming the file and what to give instead
+ */
+export async function prepareConfigFile(file: string, option: string): Promise<void> {
+  if (/\.toml$/i.test(file)) {
+    throw new ConfigError(
+      `Cannot write config ${file}: the config is YAML, and a .toml name is read as TOML; ` +
+        `give a .yaml name (${option} ${JSON.stringify(file.replace(/\.toml$/i, ".yaml"))})`,
+      { file },
+    );
+  }
+  if (await Deno.stat(file).then((info) => info.isDirectory, () => false)) {
+    throw new ConfigError(
+      `Cannot write config ${file}: it is a folder; give a file name in it ` +
+        `(${option} ${JSON.stringify(join(file, "config.yaml"))})`,
+      { file },
+    );
+  }
+  await Deno.mkdir(dirname(file), { recursive: true }).catch((error) => {
+    const guarded = guardedPathReason(error);
+    throw guarded === null ? error : new ConfigError(`Cannot write config ${file}: ${guarded}`);
+  });
 }
 
 /** The `init` command. */

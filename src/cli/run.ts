@@ -72,6 +72,12 @@ export function runCommand(): Command {
     .action(async (options: RunOptions, command: Command) => {
       const global = globalOptions(command);
       let config: Config;
+      if (options.force && options.saveConfig === undefined) {
+        throw new UsageError("--force goes with --save-config FILE (to replace that file)");
+      }
+      if (options.dryRun && options.saveConfig !== undefined) {
+        throw new UsageError("a dry run writes nothing: leave out --save-config, or --dry-run");
+      }
       if (wantsQuickStart(options)) {
         if (global.config !== undefined) {
           throw new UsageError("give either --config or --watch/--to, not both");

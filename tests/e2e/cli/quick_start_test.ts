@@ -286,6 +286,34 @@ Deno.test("cli: --save-config keeps what relative --set paths meant, and writes 
     );
     assert.equal(refused.code, 2, refused.stderr);
     assert.ok(!existsSync(join(root, "conf/refused.yaml")), refused.stderr);
+    // Where it is written, as init writes: its folders made; a folder or a .toml name refused.
+    const nested = await runCli([...args, "--save-config", "new/deeper/s.yaml"], {
+      env,
+      cwd: root,
+    });
+    assert.equal(nested.code, 0, nested.stderr);
+    assert.match(await Deno.readTextFile(join(root, "new/deeper/s.yaml")), /^watch_path: /m);
+    for (
+      const [target, words] of [
+        ["conf", /it is a folder; give a file name in it \(--save-config ".*conf\/config\.yaml"\)/],
+        [
+          "s.toml",
+          /a \.toml name is read as TOML; give a \.yaml name \(--save-config ".*s\.yaml"\)/,
+        ],
+      ] as const
+    ) {
+      const bad = await runCli([...args, "--save-config", target, "--force"], { env, cwd: root });
+      assert.equal(bad.code, 2, bad.stderr);
+      assert.match(bad.stderr, words);
+    }
+    // A dry run writes nothing; --force replaces only the file --save-config names.
+    const dry = await runCli([...args, "--dry-run", "--save-config", "d.yaml"], { env, cwd: root });
+    assert.equal(dry.code, 2, dry.stderr);
+    assert.match(dry.stderr, /a dry run writes nothing/);
+    assert.ok(!existsSync(join(root, "d.yaml")));
+    const force = await runCli([...args, "--force"], { env, cwd: root });
+    assert.equal(force.code, 2, force.stderr);
+    assert.match(force.stderr, /--force goes with --save-config FILE/);
   } finally {
     await Deno.remove(root, { recursive: true });
   }
