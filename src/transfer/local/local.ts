@@ -57,11 +57,7 @@ import type {
 /** Copies into `remote_base_path` on this machine: temp name, verify, rename. */
 export class LocalTransport implements Transport {
   readonly method = "local" as const;
-  /**
-   * Files of a batch are copied one after another; a batch shares its ledger
-   * writes (a burst of small files costs less CPU), and stays small enough to
-   * finish well within its deadline.
-   */
+  /** A batch's files are copied in turn; it shares its ledger writes, and ends well in time. */
   readonly maxBatchFiles = 16;
   readonly maxBatchBytes = 64 * 1024 * 1024;
   #job: JobConfig;
@@ -71,16 +67,14 @@ export class LocalTransport implements Transport {
   #copies: LocalTempCopies;
   /** Parts of growing files being sent, by final path: a copy of the same file waits for them. */
   #parts = new Map<string, Promise<unknown>>();
+  /** Final paths whose temporary copy vanished before its rename (a share unmounted meanwhile). */
+  #vanished = new Set<string>();
   #log = logger("transfer");
   /** Files arrived in the base folder before (see `Transport.deliveredBefore`): not made again. */
   #deliveredBefore = false;
   /** The file system they arrived on: an empty folder on another one is an unmounted share. */
   #arrivedOn: BaseFileSystem;
-  /**
-   * A batch (or a look) left waiting on a call the destination did not answer,
-   * until that call returns: no other is started meanwhile (each would hold a
-   * thread of the runtime's pool).
-   */
+  /** A call the destination did not answer, until it returns: no other is started meanwhile. */
   #unanswered: Promise<unknown> | null = null;
   /** Paces all copies together at `bandwidth_limit` (none without one). */
   readonly throttle: Throttle | null;
@@ -409,11 +403,16 @@ export class LocalTransport implements Transport {
    */
   async #finish(delivery: LocalDelivery, calls: DestinationCalls): Promise<boolean> {
     const { tempPath, finalPath } = delivery;
-    await assertSameFile(tempPath, delivery.target!, calls);
+    await assertSameFile(tempPath, delivery.target!, calls).catch((error) => {
+      this.#vanished.add(finalPath);
+      throw error;
+    });
     // Closed first: the final name is only ever made by the rename of a finished file.
     await calls.close(delivery.target!);
     delivery.target = null;
     await Deno.rename(tempPath, finalPath);
+    // The copy that vanished from under an earlier attempt may be back (the share mounted again).
+    if (this.#vanished.delete(finalPath)) await this.#copies.drop(finalPath).catch(() => {});
     return true;
   }
 

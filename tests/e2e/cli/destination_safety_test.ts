@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { runCli, startCli } from "../../helpers/cli.ts";
-import { existsSync, listFiles, randomBytes, writeConfig } from "../../helpers/files.ts";
+import { existsSync, listFiles, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
 import { isMounted, mountBindfs, mountBindfsProcess, unmountBindfs } from "../../helpers/bindfs.ts";
 
 async function withRoot(fn: (root: string, env: Record<string, string>) => Promise<void>) {
@@ -280,6 +280,43 @@ Deno.test("a local destination that is a share's mount point: unmounted at a res
       assert.deepEqual(await Deno.readFile(join(server, sent)), bytes);
     } finally {
       if (await isMounted(base)) await unmountBindfs(base);
+    }
+  });
+});
+
+Deno.test("a local destination share unmounted in the middle of a copy and mounted again: the file arrives whole, and no temporary copy is left beside it", async () => {
+  await withRoot(async (root, env) => {
+    const server = join(root, "server");
+    const base = join(root, "share");
+    await Deno.mkdir(server);
+    await Deno.mkdir(base);
+    // Slow enough to unmount the share in the middle of the copy.
+    const { config, watch } = await localJob(root, base, { bandwidth_limit: "4MB/s" });
+    await mountBindfs(server, base);
+    const daemon = startCli(["run", "-c", config], { env });
+    try {
+      await daemon.waitForOutput("Watching");
+      await Deno.writeFile(join(watch, "a.fits"), randomBytes(1000));
+      await daemon.waitForOutput(/Successfully transferred .*a\.fits/);
+      const bytes = randomBytes(8 * 1024 * 1024);
+      await Deno.writeFile(join(watch, "big.fits"), bytes);
+      await waitFor(
+        async () =>
+          (await listFiles(server)).some((rel) => rel.endsWith(".image-transfer-partial")),
+        60_000,
+        "the copy on its way",
+      );
+      await unmountBindfs(base);
+      await daemon.waitForOutput(/disappeared before the rename/);
+      await mountBindfs(server, base);
+      await daemon.waitForOutput(/Successfully transferred .*big\.fits/);
+      const files = await listFiles(server);
+      assert.deepEqual(files.map((rel) => rel.replace(/^\d{8}\//, "")), ["a.fits", "big.fits"]);
+      assert.deepEqual(await Deno.readFile(join(server, files[1])), bytes);
+    } finally {
+      const status = await daemon.stop();
+      if (await isMounted(base)) await unmountBindfs(base);
+      assert.equal(status.code, 0, daemon.stderr());
     }
   });
 });
