@@ -85,8 +85,7 @@ export class JobRunner {
   #sweepTimer: ReturnType<typeof setInterval> | undefined;
   #stopping = false;
   #idleWaiters: Array<() => void> = [];
-  /** The rescan after the ledger could be written again, while it runs. */
-  #lookingAgain: Promise<unknown> | null = null;
+  #lookingAgain: Promise<unknown> | null = null; // The rescan once the ledger can be written.
   #status: JobStatus;
 
   constructor(job: JobConfig, ledger: Ledger, transport: Transport, options: JobRunnerOptions) {
@@ -157,6 +156,7 @@ export class JobRunner {
       onFound: (files, quick) => intake.found(files, quick),
       beforeRescan: () => this.#beforeRescan(),
       onFolderReady: () => void transport.warmUp?.(), // The first file waits no SSH handshake.
+      onAvailability: () => void status.state(this.#pause.full),
     });
     const extras = this.#extras = new JobExtras({
       job,

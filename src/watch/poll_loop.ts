@@ -59,6 +59,8 @@ export interface PollLoopOptions {
    */
   onBack(onListed: OnListed): Promise<void>;
   onError(path: string, error: unknown): void;
+  /** The folder became unavailable, or available again (see {@linkcode PollLoop.unavailable}). */
+  onAvailability?(): void;
 }
 
 /** See the module doc. */
@@ -130,17 +132,20 @@ export class PollLoop {
     try {
       const problem = await this.#check();
       if (problem !== null) {
-        if (this.#unavailable === null) {
+        const was = this.#unavailable;
+        this.#unavailable = problem;
+        if (was === null) {
           this.#log.error(
             "Cannot read watch folder {path}: {error}; checking it again every {seconds} s",
             { job, path: root, error: problem, seconds: this.#options.intervalMs / 1000 },
           );
+          this.#options.onAvailability?.();
         }
-        this.#unavailable = problem;
         return;
       }
       if (this.#unavailable !== null) {
         this.#unavailable = null;
+        this.#options.onAvailability?.();
         this.#log.info(
           "Watch folder {path} can be read again; looking for the files written meanwhile",
           { job, path: root },

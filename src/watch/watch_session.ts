@@ -63,6 +63,8 @@ export interface WatchSessionOptions {
   beforeRescan(): void;
   /** The folder exists and is about to be watched (warm up what the first file needs). */
   onFolderReady?(): void;
+  /** Where it is polled: it became unavailable, or available again (see `unavailable`). */
+  onAvailability?(): void;
 }
 
 /** One job's watch; see the module doc. */
@@ -73,17 +75,14 @@ export class WatchSession {
   #events = new EventGatherer((events) => this.#handleEvents(events));
   #rescanTimer: ReturnType<typeof setInterval> | undefined;
   #checkTimer: ReturnType<typeof setTimeout> | undefined;
-  /** The rescans every minute while the folder cannot be watched. */
-  #fallback: FallbackRescans;
+  #fallback: FallbackRescans; // The rescans every minute while the folder cannot be watched.
   /** Folders with events, read again when the watcher goes quiet (see `missed_events.ts`). */
   #dirty = new DirtyFolders(() => this.#readDirtyFolders());
-  /** The dirty-folder reads, one after the other. */
-  #dirtyReads: Promise<void> = Promise.resolve();
+  #dirtyReads: Promise<void> = Promise.resolve(); // The dirty-folder reads, one after the other.
   /** Says what the dirty-folder reads found that no event told of. */
   #missed: MissedFiles;
   #closed = false;
-  /** Aborts on close: ends waits for the folder. */
-  #closing = new AbortController();
+  #closing = new AbortController(); // Aborts on close: ends waits for the folder.
   #rewatching = false;
   /** How the folder is watched, once it exists. */
   #how: WatchHow | undefined;
@@ -193,6 +192,7 @@ export class WatchSession {
         await this.scan("", onListed);
       },
       onError: this.#onScanError,
+      onAvailability: this.#options.onAvailability,
     });
   }
 

@@ -333,10 +333,20 @@ Deno.test("network share (bindfs) unmounted and mounted again while running: one
     await daemon.waitForOutput(
       /ERROR +\[watch\] Cannot read watch folder .*: the share \(fuse\) is not mounted there/,
     );
-    // Said on the page's API and by `status` while it lasts.
+    // Said on the page's API and by `status` while it lasts, since it began (not since asked).
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const askedAt = Date.now();
     const away = await getJson<
-      { jobs: { state: string; reason: string; watch: { unavailable: string | null } }[] }
+      {
+        jobs: {
+          state: string;
+          since: number;
+          reason: string;
+          watch: { unavailable: string | null };
+        }[];
+      }
     >(`http://127.0.0.1:${port}`, "/api/status");
+    assert.ok(away.jobs[0].since <= askedAt - 1000, `${away.jobs[0].since} vs ${askedAt}`);
     assert.match(away.jobs[0].watch.unavailable ?? "", /is not mounted there/);
     // No file is seen meanwhile: the job is failing (its alert fires), with the reason.
     assert.equal(away.jobs[0].state, "failing");
