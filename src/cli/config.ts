@@ -145,13 +145,15 @@ export async function runInit(global: GlobalOptions, options: { force: boolean }
 }
 
 /**
- * Make ready to write a config to `file` (absolute): refuse a `.toml` name (every command reads
- * one as TOML) and a folder, each with the name to give instead (after `option`), and make the
- * folders it goes in.
+ * Make ready to write a config to `file` (as `expandPath` gives it): refuse another system's path,
+ * a `.toml` name (every command reads one as TOML) and a folder, each with the name to give
+ * instead (after `option`), and make the folders it goes in.
  *
  * @throws {ConfigError} naming the file and what to give instead
  */
 export async function prepareConfigFile(file: string, option: string): Promise<void> {
+  const elsewhere = otherOsPathProblem(file);
+  if (elsewhere !== null) throw new ConfigError(`Cannot write config ${file}: ${elsewhere}`);
   if (/\.toml$/i.test(file)) {
     throw new ConfigError(
       `Cannot write config ${file}: the config is YAML, and a .toml name is read as TOML; ` +

@@ -155,7 +155,7 @@ function aboutTheOptions(error: ConfigError, file: string): ConfigError {
  * @throws {UsageError} when the file exists and `force` is not given
  */
 export async function saveQuickConfig(file: string, text: string, force: boolean): Promise<void> {
-  const path = resolve(expandPath(file));
+  const path = expandPath(file);
   await prepareConfigFile(path, "--save-config");
   try {
     await Deno.writeTextFile(path, text, { createNew: !force, mode: 0o644 });

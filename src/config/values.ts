@@ -62,8 +62,13 @@ function unexpandedReference(text: string): string | null {
   }
   const home = /^~([^/\\]+)/.exec(text);
   if (home) {
+    const example = home[1] === "root"
+      ? "/root/…"
+      : Deno.build.os === "darwin"
+      ? `/Users/${home[1]}/…`
+      : `/home/${home[1]}/…`;
     return `~${home[1]} (another user's home) is not expanded, so the path would start with a ` +
-      `folder named "~${home[1]}"; write the full path, e.g. /home/${home[1]}/…`;
+      `folder named "~${home[1]}"; write the full path, e.g. ${example}`;
   }
   return null;
 }

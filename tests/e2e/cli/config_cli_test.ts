@@ -317,6 +317,13 @@ Deno.test("init -c writes to the given path, creating its folders", async () => 
         /Cannot write config .*deep: it is a folder; give a file name in it \(-c ".*deep\/config\.yaml"\)/,
       );
     }
+    // Another system's path is no name here (it would be a file of that name in this folder).
+    if (Deno.build.os !== "windows") {
+      const windows = await cli(home, ["-c", "C:\\x.yaml", "init"]);
+      assertConfigFailure(windows, /Cannot write config C:\\x\.yaml: .* is a Windows path/);
+      const names = await Array.fromAsync(Deno.readDir(home), (entry) => entry.name);
+      assert.ok(!names.some((name) => name.startsWith("C:")), names.join(", "));
+    }
   });
 });
 

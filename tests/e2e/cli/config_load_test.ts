@@ -823,6 +823,11 @@ Deno.test("a path with a variable or another user's home that would be taken lit
     assert.match(later.message, /:4: state_dir: \$\{?(FOO|HOME)\}? is not expanded here/, path);
   }
   assert.doesNotThrow(() => parseConfig(`${MINIMAL}state_dir: "\${HOME}/st"\n`, "/etc/c.yaml"));
+  // root's home is not in /home.
+  assert.match(
+    configError(`${MINIMAL}state_dir: ~root/st\n`).message,
+    /:4: state_dir: ~root \(another user's home\) is not expanded, .* e\.g\. \/root\/…$/,
+  );
   // The shell's ~+ and ~- are folders of the shell, not homes.
   assert.match(
     configError(`${MINIMAL}state_dir: ~+/st\n`).message,
