@@ -51,9 +51,29 @@ export const scheduleEntry = z.strictObject({
   }).default(""),
   action: z.enum(["rescan", "command", "report", "pause", "resume"]),
   command: z.array(z.string()).default([]),
-  timeout_seconds: z.number().positive().max(604_800).default(3600),
-  nights: z.int().min(1).max(366).default(1),
+  timeout_seconds: z.number().positive().max(604_800).optional(),
+  nights: z.int().min(1).max(366).optional(),
 }).superRefine((entry, ctx) => {
+  // A key the action does not take would be ignored: said instead.
+  const takenBy = {
+    command: ["command"],
+    timeout_seconds: ["command"],
+    nights: ["rescan", "report"],
+  };
+  for (const [key, actions] of Object.entries(takenBy)) {
+    const given = key === "command"
+      ? entry.command.length > 0
+      : entry[key as keyof typeof entry] !== undefined;
+    if (given && !actions.includes(entry.action)) {
+      ctx.addIssue({
+        code: "custom",
+        path: [key],
+        message: `action "${entry.action}" does not take ${key} (only ${
+          actions.map((a) => `"${a}"`).join(" and ")
+        }): remove it, or change the action`,
+      });
+    }
+  }
   if ((entry.cron === undefined) === (entry.every_seconds === undefined)) {
     ctx.addIssue({
       code: "custom",

@@ -194,10 +194,10 @@ export class JobSchedules {
     switch (entry.action) {
       case "rescan":
         this.#log.info("Schedule {index} of job {job}: rescanning", fields);
-        await this.#context.rescan(entry.nights);
+        await this.#context.rescan(entry.nights ?? 1);
         return;
       case "report":
-        await writeNightReport(job, table, entry.nights);
+        await writeNightReport(job, table, entry.nights ?? 1);
         return;
       case "pause":
         this.#log.info("Transfers of job {job} paused (schedule {index})", fields);
@@ -224,7 +224,7 @@ export class JobSchedules {
           );
         }
         const result = await runCaptured(entry.command, scheduleEnvironment(job, index), {
-          timeoutMs: entry.timeout_seconds * 1000,
+          timeoutMs: (entry.timeout_seconds ?? 3600) * 1000,
           signal: this.#stopping.signal,
         });
         if (result.kind === "not-started") throw new Error(`cannot start: ${result.error}`);
@@ -235,7 +235,7 @@ export class JobSchedules {
           return;
         }
         const reason = result.kind === "timed-out"
-          ? `killed after ${entry.timeout_seconds} s (timeout_seconds)`
+          ? `killed after ${entry.timeout_seconds ?? 3600} s (timeout_seconds)`
           : result.reason;
         this.#log.error(`Scheduled command {command} of job {job} failed: {reason}${suffix}`, {
           ...logged,

@@ -177,6 +177,10 @@ const BROKEN: [string, RegExp][] = [
     /schedule_key_typo\.yaml:8: schedules\[0\]\.timzone: unknown key; did you mean "timezone"\? \(the keys here: cron, every_seconds, timezone, action, .*\n.*schedule_key_typo\.yaml:9: schedules\[0\]\.nigths: unknown key; did you mean "nights"\?/,
   ],
   [
+    "schedule_key_not_taken.yaml",
+    /schedule_key_not_taken\.yaml:8: schedules\[0\]\.nights: action "pause" does not take nights \(only "rescan" and "report"\): remove it, or change the action\n.*schedule_key_not_taken\.yaml:11: schedules\[1\]\.command: action "report" does not take command/,
+  ],
+  [
     "file_patterns_number.yaml",
     /file_patterns_number\.yaml:4: file_patterns: expected a list of patterns/,
   ],
