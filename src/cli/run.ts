@@ -23,7 +23,7 @@ import { assertThisMachinePaths, checkBeforeStart } from "../pipeline/start_chec
 import { readNetworkMounts } from "../watch/fs_type.ts";
 import { ProgramLauncher } from "../process/launcher.ts";
 import { startProgramsThrough } from "../process/run.ts";
-import { userPrograms } from "../pipeline/hooks.ts";
+import { userPrograms } from "../pipeline/user_programs.ts";
 import { globalOptions } from "./options.ts";
 import {
   addQuickStartOptions,
@@ -341,7 +341,7 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
       const table = ledger && new FileRows(ledger, job.name, destinationIdentity(job));
       let count = 0;
       const skipped: SkippedEntry[] = [];
-      const planned = new Map<string, string>();
+      const chosen = new Map<string, string>();
       try {
         const info = await Deno.stat(job.watch_path).catch(() => null);
         if (!info?.isDirectory) {
@@ -365,25 +365,26 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
           let fallback = "";
           const destination = await planDestination(
             job,
-            {
-              path: file.path,
-              relPath: file.relPath,
-              mtimeMs: version.mtimeMs,
-            },
+            { path: file.path, relPath: file.relPath, mtimeMs: version.mtimeMs },
             new Date(),
             (reason) => fallback = ` (${reason})`,
             (_folder, message) => fallback += ` (${message})`,
           );
           // A new file under a name sent before goes beside the file sent (as the run).
-          const beside = placeBeside(job, destination, table?.get(file.relPath), file.path);
+          const row = table?.get(file.relPath);
+          // Planned before and not arrived (an interrupted copy): the run goes on with it there.
+          const planned = row && row.state !== "done" && sameVersion(row, version)
+            ? row.destination
+            : null;
+          const beside = planned ?? placeBeside(job, destination, row, file.path);
           if (beside !== destination) fallback += " (beside the earlier file of that name)";
-          const placed = freeDestination(
-            beside,
-            file.relPath,
-            (other) => planned.get(other) ?? table?.get(other)?.destination,
-          );
+          const placed = planned ?? freeDestination(beside, file.relPath, (prefix) => [
+            ...[...chosen].filter(([rel]) => rel.startsWith(prefix))
+              .map(([relPath, destination]) => ({ relPath, destination })),
+            ...table?.destinationsFrom(prefix) ?? [],
+          ]);
           if (placed !== beside) fallback += " (beside another file's copy of that name)";
-          planned.set(file.relPath, placed);
+          chosen.set(file.relPath, placed);
           const target = transport.describeTarget(placed);
           write(
             `would transfer ${quoteIfUnsafe(file.path)} -> ${quoteIfUnsafe(target)}${fallback}`,

@@ -85,47 +85,71 @@ const DAY_MS = 24 * 3600 * 1000;
  */
 export function besideEarlier(planned: string, previous: string, arrived = true): string {
   const { folder, stem, extension } = nameParts(planned);
+  // A version not arrived keeps its place in the folder (a number `freeDestination` gave too).
+  if (!arrived) {
+    return previous.slice(0, previous.lastIndexOf("/") + 1) === folder ? previous : planned;
+  }
   const number = numberOf(previous, folder, stem, extension);
-  if (!arrived) return number > 1 ? previous : planned;
   return number === 0 ? planned : numberedPath(folder, stem, number + 1, extension);
 }
 
+/** A source file and where its latest copy went (see {@linkcode freeDestination}). */
+export interface SentSource {
+  relPath: string;
+  destination: string;
+}
+
 /**
- * `destination` (where the source `relPath` is to go), or, where a copy of another source is
- * there, the next numbered name beside it that holds none: a source named like a numbered copy
- * (`d~2.tif`) never lands on a copy a new `d.tif` was given, nor the reverse.
- * `destinationOf(rel)` is the destination recorded for the source `rel` (in the same folder), if
- * any. A name's copies are numbered one after another in a night folder, so a source whose
- * latest copy is `d~3.tif` holds `d.tif`, `d~2.tif` and `d~3.tif` there. The source's own copy
- * holds its place against a numbered name given to it afresh.
+ * `destination` (where the source `relPath` is to go), or, where a copy of another file is there,
+ * the next numbered name beside it that holds none: a source named like a numbered copy
+ * (`d~2.tif`) never lands on a copy a new `d.tif` was given, nor the reverse. A name's copies are
+ * numbered one after another in a night folder and the ledger keeps the latest, so a source whose
+ * latest copy there is `d~3.tif` holds `d.tif`, `d~2.tif` and `d~3.tif`. The source's own latest
+ * copy is replaced only where `destination` is that copy (a new version of it).
+ * `sourcesFrom(prefix)` lists the sources whose relative paths start with `prefix` and where their
+ * latest copies went (the ledger's, and those planned but not recorded yet).
+ *
+ * @throws {Error} when no name beside it is free
  */
 export function freeDestination(
   destination: string,
   relPath: string,
-  destinationOf: (rel: string) => string | undefined,
+  sourcesFrom: (prefix: string) => SentSource[],
 ): string {
   const relFolder = relPath.slice(0, relPath.lastIndexOf("/") + 1);
-  const own = destinationOf(relPath);
   const held = (candidate: string) => {
-    if (candidate === own) return candidate !== destination;
-    const { folder, extension } = nameParts(candidate);
-    let { stem } = nameParts(candidate);
-    const named = relFolder + stem + extension;
-    if (named !== relPath && destinationOf(named) === candidate) return true;
-    // The sources whose copies were numbered up to here: the name with its numbers taken off.
-    for (let number = /~(\d+)$/.exec(stem); number !== null; number = /~(\d+)$/.exec(stem)) {
-      stem = stem.slice(0, number.index);
-      if (stem === "") return false;
-      const rel = relFolder + stem + extension;
-      const latest = rel === relPath ? undefined : destinationOf(rel);
-      if (latest !== undefined && numberOf(latest, folder, stem, extension) >= Number(number[1])) {
+    const { folder, stem } = nameParts(candidate);
+    const number = /~(\d+)$/.exec(stem);
+    const k = number === null ? 1 : Number(number[1]);
+    // Every source whose copies may be named so starts with the stem, its number taken off.
+    for (
+      const source of sourcesFrom(
+        relFolder + (number === null ? stem : stem.slice(0, number.index)),
+      )
+    ) {
+      const latest = source.destination;
+      if (latest.slice(0, latest.lastIndexOf("/") + 1) !== folder) continue;
+      if (latest === candidate) {
+        if (source.relPath === relPath && candidate === destination) continue;
+        return true;
+      }
+      const name = source.relPath.slice(relFolder.length);
+      if (name.includes("/")) continue;
+      const parts = nameParts(folder + name);
+      const copies = numberOf(latest, folder, parts.stem, parts.extension);
+      if (copies === 0) continue;
+      if (candidate === folder + name) return true; // Its first copy.
+      if (
+        k > 1 && k <= copies && candidate === numberedPath(folder, parts.stem, k, parts.extension)
+      ) {
         return true;
       }
     }
     return false;
   };
   let free = destination;
-  for (let tries = 0; tries < 1000 && held(free); tries++) {
+  for (let tries = 0; held(free); tries++) {
+    if (tries === 10_000) throw new Error(`no name beside ${destination} is free`);
     const { folder, stem, extension } = nameParts(free);
     const number = /~(\d+)$/.exec(stem);
     free = number === null
@@ -164,6 +188,10 @@ const MAX_NAME_BYTES = 255;
 function numberedPath(folder: string, stem: string, number: number, extension: string): string {
   const encoder = new TextEncoder();
   const tail = `~${number}${extension}`;
+  // Extensions too long for any stem: the number goes after them.
+  if (extension !== "" && encoder.encode(tail).length > MAX_NAME_BYTES) {
+    return numberedPath(folder, stem + extension, number, "");
+  }
   let kept = stem;
   while (kept !== "" && encoder.encode(kept + tail).length > MAX_NAME_BYTES) {
     kept = Array.from(kept).slice(0, -1).join("");

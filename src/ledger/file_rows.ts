@@ -41,8 +41,7 @@ export interface LedgerRow {
   transferredAt: number | null;
 }
 
-/** A raw database row. */
-export type Row = Record<string, string | number | null>;
+export type Row = Record<string, string | number | null>; // A raw database row.
 
 /** A database row as a {@linkcode LedgerRow}. */
 export function toRow(r: Row): LedgerRow {
@@ -64,10 +63,7 @@ export function toRow(r: Row): LedgerRow {
 }
 
 /** Size and mtime of a file the ledger holds as done. */
-export interface DoneEntry {
-  size: number;
-  mtimeMs: number;
-}
+export type DoneEntry = { size: number; mtimeMs: number };
 
 /** Files of one job in one night folder and state (see {@linkcode FileRows.nightTotals}). */
 export interface NightTotals {
@@ -124,6 +120,14 @@ export class FileRows {
     return r[0] ? toRow(r[0]) : undefined;
   }
 
+  /** Where the files whose relative paths start with `prefix` went (a stretch of the key). */
+  destinationsFrom(prefix: string): Array<{ relPath: string; destination: string }> {
+    const sql = "SELECT rel_path, destination FROM files WHERE job = ? AND target IN (?, '') " +
+      "AND rel_path >= ? AND rel_path < ?";
+    return this.#read(sql, prefix, `${prefix}\u{10FFFF}`)
+      .map((r) => ({ relPath: r.rel_path as string, destination: r.destination as string }));
+  }
+
   /**
    * Size and mtime each of `relPaths` was sent with, where done for this destination (or, without
    * a row of its own, before destinations were recorded). One query, the paths as one JSON array
@@ -146,10 +150,8 @@ export class FileRows {
   }
 
   /**
-   * Rows of this job from before destinations were part of a file's identity
-   * belong to this destination (the one the job sends to now).
-   *
-   * @returns how many rows it adopted
+   * Rows of this job from before destinations were part of a file's identity belong to this
+   * destination (the one the job sends to now). @returns how many rows it adopted
    */
   adoptUnattributed(): number {
     const result = this.ledger.write(() =>
@@ -361,10 +363,7 @@ export class FileRows {
     });
   }
 
-  /**
-   * Every row that is not done (pending, transferring or failed), read through the state index,
-   * the longest waiting first.
-   */
+  /** Every row not done (pending, transferring, failed), through the state index, oldest first. */
   unfinished(): LedgerRow[] {
     return this.#read(`${OF_STATE} IN ('pending', 'transferring', 'failed')`).map(toRow)
       .sort((a, b) => a.createdAt - b.createdAt);

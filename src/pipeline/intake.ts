@@ -279,13 +279,13 @@ export class Intake {
         this.#saidAhead.add(folder);
         this.#log.warn("{message} (said once per night folder)", { path, message });
       },
-    ).then((planned) => {
-      if (this.#context.stopping()) return this.#context.onSettled();
-      const destination = this.#besideEarlier(rel, path, planned);
-      this.#planned.push({ relPath: rel, path, ...version, destination });
-      // The files of a burst planned meanwhile are recorded with it, in one transaction.
-      this.#recordTimer ??= setTimeout(() => this.#recordPlanned(), 0);
-    }, (error) => this.#planFailed(rel, path, error));
+    ).then((planned) => this.#context.stopping() ? null : this.#besideEarlier(rel, path, planned))
+      .then((destination) => {
+        if (destination === null) return this.#context.onSettled();
+        this.#planned.push({ relPath: rel, path, ...version, destination });
+        // The files of a burst planned meanwhile are recorded with it, in one transaction.
+        this.#recordTimer ??= setTimeout(() => this.#recordPlanned(), 0);
+      }, (error) => this.#planFailed(rel, path, error));
   }
 
   /**
@@ -294,12 +294,15 @@ export class Intake {
    */
   #besideEarlier(rel: string, path: string, planned: string): string {
     const { job, table } = this.#context;
-    const rowOf = (name: string): LedgerRow | undefined => {
+    // Unreadable: recording the file fails too; it is planned again once it can.
+    const read = <T>(reading: () => T, otherwise: T): T => {
       try {
-        return table.rows.get(name);
-      } catch { /* Unreadable: recording the file fails too; it is planned again once it can. */ }
+        return reading();
+      } catch {
+        return otherwise;
+      }
     };
-    const row = rowOf(rel);
+    const row: LedgerRow | undefined = read(() => table.rows.get(rel), undefined);
     // A version planned beside an earlier file and changed before it arrived keeps its place.
     const placed = placeBeside(job, planned, row, path);
     // A new place beside the earlier file (not the one this name's copy already has).
@@ -309,13 +312,10 @@ export class Intake {
         { path, earlier: row.destination, destination: placed },
       );
     }
-    const destination = freeDestination(
-      placed,
-      rel,
-      (other) =>
-        this.#planned.find((plan) => plan.relPath === other)?.destination ??
-          rowOf(other)?.destination,
-    );
+    const destination = freeDestination(placed, rel, (prefix) => [
+      ...this.#planned.filter((plan) => plan.relPath.startsWith(prefix)),
+      ...read(() => table.rows.destinationsFrom(prefix), []),
+    ]);
     if (destination !== placed && destination !== row?.destination) {
       this.#log.info(
         "{path} would go to {taken}, where another file's copy is (a file sent is never replaced by another): it goes to {destination}, beside it",

@@ -312,7 +312,10 @@ Deno.test("besideEarlier: a numbered name too long for a file system is shortene
 });
 
 Deno.test("freeDestination: never onto another source's copy, whichever came first", () => {
-  const ledger = (rows: Record<string, string>) => (rel: string) => rows[rel];
+  /** The ledger of these sources (relative path: latest destination). */
+  const ledger = (rows: Record<string, string>) => (prefix: string) =>
+    Object.entries(rows).filter(([rel]) => rel.startsWith(prefix))
+      .map(([relPath, destination]) => ({ relPath, destination }));
   // d.tif sent twice (the second copy beside the first), then a source named d~2.tif.
   let rows = ledger({ "sub/d.tif": "N/sub/d~2.tif" });
   assert.equal(freeDestination("N/sub/d~2.tif", "sub/d~2.tif", rows), "N/sub/d~3.tif");
@@ -325,12 +328,33 @@ Deno.test("freeDestination: never onto another source's copy, whichever came fir
   // e~2.tif sent first, then a new e.tif is given e~2: it goes on to e~3.
   rows = ledger({ "e~2.tif": "N/e~2.tif", "e.tif": "N/e.tif" });
   assert.equal(freeDestination("N/e~2.tif", "e.tif", rows), "N/e~3.tif");
-  // A source's own copy is its own: changed in place, it replaces it.
+  // A source's own latest copy is its own: a new version of it (given that place) replaces it.
   rows = ledger({ "e~2.tif": "N/e~2.tif" });
   assert.equal(freeDestination("N/e~2.tif", "e~2.tif", rows), "N/e~2.tif");
-  // Given a numbered name afresh, its own earlier copy there is not replaced either.
-  rows = ledger({ "d~2.tif": "N/d~4.tif", "d.tif": "N/d~3.tif" });
-  assert.equal(freeDestination("N/d~2.tif", "d~2.tif", rows), "N/d~5.tif");
+  // d~2.tif took d~3; a third d.tif, given d~3 by its numbers, goes on to d~4.
+  rows = ledger({ "d.tif": "N/d~2.tif", "d~2.tif": "N/d~3.tif" });
+  assert.equal(freeDestination("N/d~3.tif", "d.tif", rows), "N/d~4.tif");
+  // A source numbered beside itself (d~2~2.tif) holds its copies against d~2~2.tif's source.
+  rows = ledger({ "d~2.tif": "N/d~2~3.tif", "d.tif": "N/d~3.tif" });
+  assert.equal(freeDestination("N/d~2~2.tif", "d~2~2.tif", rows), "N/d~2~4.tif");
+  rows = ledger({ "d.tif": "N/d~3.tif", "d~2.tif": "N/d~2.tif" });
+  assert.equal(freeDestination("N/d~2~2.tif", "d~2~2.tif", rows), "N/d~2~2.tif");
+  // Names shortened to fit 255 bytes: two sources whose numbered names meet.
+  const long = "A".repeat(250);
+  const x = `${long}X.dat`;
+  const shortened = besideEarlier(`N/${x}`, `N/${x}`);
+  rows = ledger({ [x]: shortened, [`${long}Y.dat`]: `N/${long}Y.dat` });
+  const y = freeDestination(shortened, `${long}Y.dat`, rows);
+  assert.notEqual(y, shortened);
+  assert.ok(new TextEncoder().encode(y.slice(2)).length <= 255, y);
   // Nothing in the way: the destination as planned.
   assert.equal(freeDestination("N/f.fits", "f.fits", ledger({})), "N/f.fits");
+});
+
+Deno.test("besideEarlier: extensions too long for a numbered name take the number after them", () => {
+  const name = `x${".abcdefgh".repeat(28)}.a`;
+  const second = besideEarlier(`N/${name}`, `N/${name}`);
+  assert.ok(new TextEncoder().encode(second.slice(2)).length <= 255, second);
+  assert.match(second, /~2$/);
+  assert.equal(besideEarlier(`N/${name}`, second), second.replace(/~2$/, "~3"));
 });

@@ -287,3 +287,44 @@ Deno.test("after_transfer: keep, a file changed replaces its copy; a new file un
     await Deno.remove(p.root, { recursive: true });
   }
 });
+
+Deno.test("after_transfer: keep, new files under a name and a source named like their copies: every copy stays, each where run --dry-run said", async () => {
+  const p = await setUp("itx-cleanup-numbered-");
+  try {
+    await writeConfig(p.config, { ...baseConfig(p), after_transfer: "keep" });
+    const env = { HOME: p.home };
+    const night = join(p.dest, "20240315");
+    const kept = new Map<string, Uint8Array>();
+    let second = 1;
+    /** Write `name` anew (a new file), send it, and check it went where the dry run said. */
+    const send = async (name: string, expected: string) => {
+      const path = join(p.watch, name);
+      await Deno.remove(path).catch(() => {});
+      const bytes = randomBytes(20_000 + second);
+      await Deno.writeFile(path, bytes);
+      await Deno.utime(path, EVENING, new Date(EVENING.getTime() + 1000 * second++));
+      const dry = await runCli(["run", "--dry-run", "-c", p.config], { env });
+      assert.match(
+        dry.stdout,
+        new RegExp(`would transfer .*/${name} -> .*/20240315/${expected}( |\n)`),
+      );
+      const run = await runCli(["run", "--once", "-c", p.config], { env });
+      assert.equal(run.code, 0, run.stderr);
+      kept.set(expected, bytes);
+      for (const [copy, content] of kept) {
+        assert.deepEqual(await Deno.readFile(join(night, copy)), content, copy);
+      }
+    };
+    await send("d.fits", "d.fits");
+    await send("d.fits", "d~2.fits");
+    await send("d~2.fits", "d~3.fits");
+    await send("d.fits", "d~4.fits");
+    await send("d~2.fits", "d~5.fits");
+    await send("e~2.fits", "e~2.fits");
+    await send("e.fits", "e.fits");
+    await send("e.fits", "e~3.fits");
+    assert.equal((await Array.fromAsync(Deno.readDir(night))).length, kept.size);
+  } finally {
+    await Deno.remove(p.root, { recursive: true });
+  }
+});
