@@ -3,32 +3,17 @@
  * or when a file gives up (`on_failure`), with the facts in environment
  * variables. Hooks run beside the transfers and never hold them up: at most
  * `max_concurrent_hooks` at a time, each killed after `hook_timeout_seconds`;
- * their output goes to the log; a failing hook is logged and counted.
- *
- * The programs a config makes the daemon start (hooks, scheduled commands)
- * are checked like the config file itself: the permission set lets the
- * daemon start any program, so the guard is the program. Each must be an
- * absolute path (a bare name is looked up on `PATH` once, when the config is
- * checked), a file that can be run, owned by root or by the account the
- * daemon runs as, and neither it nor any folder on its way (as named, and
- * where its links lead) writable by group or others or owned by another
- * account (a folder with the sticky bit, like `/tmp`, is fine: nobody else
- * can replace a file in it). POSIX modes and owners only; on Windows only the
- * path is checked.
+ * their output goes to the log; a failing hook is logged and counted. The
+ * programs are checked before the daemon starts (`user_programs.ts`).
  *
  * @module
  */
 import type { JobConfig } from "../config/types.ts";
-import { ConfigError } from "../errors.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
 import type { Transport } from "../transfer/transport.ts";
 import { absolutePath } from "../watch/stability.ts";
 import { runCaptured } from "../process/captured.ts";
-import { delimiter, dirname, isAbsolute, join } from "node:path";
-import { shellQuote, writableByOthers } from "../config/file_mode.ts";
-import { keyPlace } from "../config/load.ts";
-import { homeDir } from "../config/paths.ts";
-import type { Path } from "../config/messages.ts";
+import { programProblem } from "./user_programs.ts";
 
 /** Which hook an event runs. */
 export type HookEvent = "transfer" | "failure";
@@ -103,63 +88,6 @@ export function hookEnvironment(
   if (facts.error !== undefined) env.IMAGE_TRANSFER_ERROR = facts.error;
   if (facts.attempts !== undefined) env.IMAGE_TRANSFER_ATTEMPTS = String(facts.attempts);
   return env;
-}
-
-/**
- * Each program `jobs` start of their own (hooks, scheduled commands), with the
- * key naming it (`path`: the same, as a key path within the job).
- */
-export function userPrograms(
-  jobs: JobConfig[],
-): Array<{ job: JobConfig; key: string; path: Path; argv: string[] }> {
-  return jobs.flatMap((job) => [
-    { job, key: "on_transfer", path: ["on_transfer"], argv: job.on_transfer },
-    { job, key: "on_failure", path: ["on_failure"], argv: job.on_failure },
-    ...job.schedules.map((entry, index) => ({
-      job,
-      key: `schedules[${index}].command`,
-      path: ["schedules", index, "command"],
-      argv: entry.action === "command" ? entry.command : [],
-    })),
-  ]).filter((program) => program.argv.length > 0);
-}
-
-/**
- * Check every program `jobs` start of their own (hooks, scheduled commands)
- * as the config file is checked (see {@linkcode programProblem} below), and make
- * each bare program name the absolute path `PATH` gives it now, so the
- * daemon always starts the program that was checked.
- *
- * @param runsAs user id of the account the daemon runs as (the current one unless told)
- * @throws {ConfigError} naming each key, its job, what is wrong and the command that fixes it
- */
-export async function checkUserPrograms(
-  jobs: JobConfig[],
-  file: string,
-  runsAs?: number | null,
-): Promise<void> {
-  const problems: string[] = [];
-  for (const { job, key, path: keyPath, argv } of userPrograms(jobs)) {
-    // The file is read again for the line of a key with a problem only.
-    const where = () => `${keyPlace(file, jobs.indexOf(job), keyPath)}: ${key} of job ${job.name}`;
-    const path = findProgram(argv[0], Deno.env.get("PATH"));
-    if (path === undefined) {
-      problems.push(
-        `${where()}: cannot find the program ${JSON.stringify(argv[0])}` +
-          (argv[0].includes("/") || argv[0].includes("\\")
-            ? ": give its absolute path"
-            : " on PATH: give its absolute path"),
-      );
-      continue;
-    }
-    const problem = await programProblem(path, runsAs);
-    if (problem) {
-      problems.push(`${where()}: refusing to run ${path}: ${problem}`);
-      continue;
-    }
-    argv[0] = path;
-  }
-  if (problems.length > 0) throw new ConfigError(problems.join("\n"), { file });
 }
 
 /**
@@ -353,104 +281,4 @@ export class HookRunner {
       reason,
     });
   }
-}
-
-/**
- * The program `program` names: itself when absolute (a leading `~/` is the home folder, as in the
- * config's paths), else found on `path` (a `PATH` value).
- */
-export function findProgram(program: string, path: string | undefined): string | undefined {
-  if (/^~[\\/]/.test(program)) {
-    try {
-      return join(homeDir(), program.slice(2));
-    } catch {
-      return undefined; // No home folder to find it in.
-    }
-  }
-  if (isAbsolute(program)) return program;
-  // A relative path with a folder would depend on the daemon's working folder.
-  if (program.includes("/") || program.includes("\\")) return undefined;
-  const extensions = Deno.build.os === "windows" ? ["", ".exe", ".cmd", ".bat"] : [""];
-  for (const dir of (path ?? "").split(delimiter)) {
-    if (!isAbsolute(dir)) continue; // "" or "." would mean the working folder.
-    for (const extension of extensions) {
-      const candidate = join(dir, program + extension);
-      try {
-        const info = Deno.statSync(candidate);
-        if (info.isFile && (info.mode === null || (info.mode & 0o111) !== 0)) return candidate;
-      } catch {
-        // Not in this folder.
-      }
-    }
-  }
-  return undefined;
-}
-
-/**
- * Why the daemon must not run the program at absolute path `program`, or
- * `undefined` when it may.
- *
- * @param runsAs user id of the account the daemon runs as (`null`: not checked)
- * @returns what is wrong and the command that fixes it
- */
-export async function programProblem(
-  program: string,
-  runsAs: number | null = Deno.build.os === "windows" ? null : Deno.uid(),
-): Promise<string | undefined> {
-  let info: Deno.FileInfo;
-  try {
-    info = await Deno.stat(program);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) {
-      return `${program} does not exist; check the path, or install the program there`;
-    }
-    return `${program} cannot be read (${error}); check the path and its folders' permissions`;
-  }
-  if (!info.isFile) return `${program} is not a file; give the path of the program itself`;
-  if (Deno.build.os === "windows") return undefined;
-  const quoted = shellQuote(program);
-  if (info.mode !== null && (info.mode & 0o111) === 0) {
-    return `${program} is not executable; fix it with: chmod +x ${quoted}`;
-  }
-  const writable = await writableByOthers(program);
-  if (writable) {
-    return `${program} is ${writable}, and whoever can change it runs commands as the daemon's ` +
-      `account; fix it with: chmod go-w ${quoted}`;
-  }
-  if (runsAs !== null && info.uid !== null && info.uid !== 0 && info.uid !== runsAs) {
-    return `${program} belongs to user id ${info.uid}, not to root or to the account the daemon ` +
-      `runs as (user id ${runsAs}), and its owner can make the daemon run anything; fix it with: ` +
-      `sudo chown ${runsAs} ${quoted}, or install the program somewhere that belongs to root`;
-  }
-  // Every folder on the way to it, as named and as its links lead: any of them could be replaced.
-  const real = await Deno.realPath(program).catch(() => program);
-  const folders = new Set([...foldersAbove(program), ...foldersAbove(real)]);
-  const via = real === program ? "" : ` (which leads to ${real})`;
-  for (const folder of folders) {
-    const folderInfo = await Deno.stat(folder).catch(() => null);
-    if (folderInfo === null) continue;
-    const which = folder === dirname(program) ? "its folder" : "the folder";
-    const sticky = folderInfo.mode !== null && (folderInfo.mode & 0o1000) !== 0;
-    const folderWritable = sticky ? undefined : await writableByOthers(folder);
-    if (folderWritable) {
-      return `${which} ${folder} is ${folderWritable}, and whoever can write there can replace ` +
-        `${program}${via}; fix it with: chmod go-w ${shellQuote(folder)}`;
-    }
-    const owner = folderInfo.uid;
-    if (runsAs !== null && owner !== null && owner !== 0 && owner !== runsAs) {
-      return `${which} ${folder} belongs to user id ${owner}, not to root or to the account the ` +
-        `daemon runs as (user id ${runsAs}), and its owner can replace ${program}${via}; install ` +
-        "the program somewhere that belongs to root or to that account";
-    }
-  }
-  return undefined;
-}
-
-/** The folders that hold `path`, nearest first, up to the root. */
-function foldersAbove(path: string): string[] {
-  const folders: string[] = [];
-  for (let folder = dirname(path); !folders.includes(folder); folder = dirname(folder)) {
-    folders.push(folder);
-  }
-  return folders;
 }

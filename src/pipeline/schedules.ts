@@ -11,7 +11,7 @@ import type { JobConfig } from "../config/types.ts";
 import type { FileRows } from "../ledger/file_rows.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
 import { runCaptured } from "../process/captured.ts";
-import { programProblem } from "./hooks.ts";
+import { programProblem } from "./user_programs.ts";
 import { dirname, join } from "node:path";
 import { logger } from "../log/logging.ts";
 

@@ -18,7 +18,7 @@ import { ConfigError } from "../errors.ts";
 import { whyUnwritable } from "../ledger/daemon_lock.ts";
 import { type ListenSettings, listenSettings } from "../status/listen.ts";
 import { relativeTo } from "../watch/entry_check.ts";
-import { checkUserPrograms } from "./hooks.ts";
+import { checkUserPrograms } from "./user_programs.ts";
 import { apartByExtension, assertDestinationsApart } from "./destinations_apart.ts";
 import { answerWithin, SHARE_ANSWER_MS } from "../config/file_systems.ts";
 import { logger } from "../log/logging.ts";

@@ -433,6 +433,18 @@ Deno.test("hooks: a hook program others can change is refused by run, validate, 
     await Deno.chmod(open, 0o755);
     const fixed = await runCli(["config", "validate", "-c", p.config], { env });
     assert.equal(fixed.code, 0, fixed.stderr);
+    // A link another account owns can be pointed elsewhere by it (in a sticky folder too).
+    const theirs = join(p.root, "hook dir", "theirs.sh");
+    await Deno.symlink(deep, theirs);
+    const chown = await new Deno.Command("chown", { args: ["-h", "65534", theirs] }).output();
+    assert.ok(chown.success, new TextDecoder().decode(chown.stderr));
+    await writeConfig(p.config, { ...baseConfig(p), on_transfer: [theirs] });
+    const owned = await runCli(["config", "validate", "-c", p.config], { env });
+    assert.equal(owned.code, 2, owned.stderr);
+    assert.ok(
+      owned.stderr.includes(`${theirs} is a link that belongs to user id 65534, not to root`),
+      owned.stderr,
+    );
     await writeConfig(p.config, { ...baseConfig(p), on_transfer: [p.hook] });
 
     // A bare name is looked up on PATH; a relative path or a missing program is refused.
