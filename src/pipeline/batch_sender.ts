@@ -103,6 +103,8 @@ export class BatchSender {
    * file arrived since: one of another kind (a login refused once the host is back) is said too.
    */
   #saidDestinationDown: TransferError["kind"] | null = null;
+  /** Whether the whole destination failed since the last arrival (not one folder of it). */
+  #destinationWasDown = false;
   /** Why batches' files were found at the destination already, said once (then at debug level). */
   #saidFound = new Set<string>();
 
@@ -248,8 +250,9 @@ export class BatchSender {
       this.#unrecorded.push(...arrivals);
       return false;
     }
-    if (this.#saidDestinationDown !== null) {
-      this.#saidDestinationDown = null;
+    this.#saidDestinationDown = null;
+    if (this.#destinationWasDown) {
+      this.#destinationWasDown = false;
       this.#log.info("The destination of job {job} is back: files arrive again", {});
       this.#context.onBack?.();
     }
@@ -377,9 +380,9 @@ export class BatchSender {
     });
     // A destination gone, refusing the login or its folder fails all alike: its attempts are
     // said once, till back; each file that gives up says so (the line people grep and count).
-    const destinationDown = outcome.next.kind !== "drop" &&
-      (failureScope(error) !== "file" ||
-        /: cannot create (the folder:|folder) /.test(error.message));
+    const wholeDestination = outcome.next.kind !== "drop" && failureScope(error) !== "file";
+    const destinationDown = wholeDestination ||
+      (outcome.next.kind !== "drop" && /: cannot create (the folder:|folder) /.test(error.message));
     const gaveUp = outcome.next.kind === "give-up" && outcome.next.first;
     if (destinationDown && this.#saidDestinationDown === error.kind && !gaveUp) {
       this.#log.debug("{source} failed the same way: {reason}", { source, reason: error.message });
@@ -387,6 +390,8 @@ export class BatchSender {
       logFailure(this.#log, this.#context.job, source, error, outcome.next);
     }
     if (destinationDown) this.#saidDestinationDown = error.kind;
+    // A folder it cannot make is that folder's: files arriving elsewhere do not make it back.
+    if (wholeDestination) this.#destinationWasDown = true;
     const { kind } = outcome.next;
     if (kind === "retry" || kind === "give-up" || kind === "hold") {
       this.#context.onFailed?.(record.relPath, error, kind === "give-up");

@@ -162,3 +162,27 @@ Deno.test("local: a file that gave up and is renamed or removed, or whose folder
     "20240801/sub fixed/inner.fits",
   ]);
 });
+
+Deno.test("local: a file that gave up waits for its slow retry while new files arrive beside it", async () => {
+  await using box = await cliSandbox({ retry_attempts: 0, retry_max_delay_seconds: 3600 });
+  const options = { env: box.env, honourFileModes: true };
+  const daemon = startCli(["run", "-c", box.config], options);
+  try {
+    await daemon.waitForOutput("Watching");
+    const stuck = join(box.watch, "stuck.fits");
+    await Deno.writeFile(stuck, randomBytes(20_000), { mode: 0o000 });
+    await Deno.chmod(stuck, 0o000);
+    await daemon.waitForOutput(/Failed to transfer .*stuck\.fits: cannot read/);
+    // New files in the same folder: each makes the folder be read again.
+    for (let i = 0; i < 4; i++) {
+      await Deno.writeFile(join(box.watch, `new ${i}.fits`), randomBytes(10_000));
+      await daemon.waitForOutput(new RegExp(`Successfully transferred .*new ${i}\\.fits`));
+    }
+    const tries = daemon.stderr().split("\n").filter((line) =>
+      /stuck\.fits/.test(line) && /Failed to transfer|Attempt \d+/.test(line)
+    );
+    assert.equal(tries.length, 1, tries.join("\n"));
+  } finally {
+    assert.equal((await daemon.stop()).code, 0, daemon.stderr());
+  }
+});

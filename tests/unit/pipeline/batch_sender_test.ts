@@ -209,6 +209,29 @@ Deno.test("BatchSender: files a killed run had sent unrecorded are found there, 
   }
 });
 
+Deno.test("BatchSender: a folder that cannot be made is that folder's: files arriving elsewhere do not send its files again", async () => {
+  const { job, table, close } = await queued(["locked/a.fits", "b.fits", "c.fits"]);
+  const logs = await captureLogs();
+  try {
+    // Every file of the folder "locked" fails; the others arrive.
+    const transport = answering(job, (items) =>
+      Promise.resolve(items.map((item) => ({
+        item,
+        error: item.source.includes("locked")
+          ? new TransferError(`Cannot send ${item.source}: cannot create folder locked`, "retry")
+          : null,
+      }))));
+    let back = 0;
+    const batchSender = sender(job, table, transport, () => {}, () => back++);
+    for (let i = 0; i < 3; i++) await batchSender.send(table.takeBatch(1));
+    assert.equal(back, 0, "no file arriving elsewhere tells the failed ones to go again");
+    assert.equal(logs.count("info", "is back: files arrive again"), 0);
+  } finally {
+    await logs.stop();
+    await close();
+  }
+});
+
 Deno.test("BatchSender: a refused login: each file that gives up says so; the first arrival after it gives the failed files a try", async () => {
   const { job, table, close } = await queued(["a.fits", "b.fits", "c.fits"]);
   const logs = await captureLogs();
