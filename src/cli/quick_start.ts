@@ -215,7 +215,7 @@ export function destinationKeys(to: string, method?: string): Record<string, unk
           "user@host:/path (rsync or scp over SSH)",
       );
     }
-    if (remote[4] === "") {
+    if (remote[4].trim() === "") {
       throw new UsageError(
         `--to ${to} has no folder after the colon; give the folder on the server ` +
           `(${to}/data/incoming, or ${to}. for the login's home folder)`,
@@ -274,6 +274,16 @@ function ftpKeys(to: string, tls: boolean): Record<string, unknown> {
   }
   if (url.search !== "" || url.hash !== "") {
     throw new UsageError(`--to ${to}: "?" and "#" are not part of an FTP path; encode them`);
+  }
+  // The address parser reads ftp:///path as the host "path", and ftp://host as the folder "/".
+  if (/^ftps?:\/\/(\/|[^/]*@\/)/i.test(to)) {
+    throw new UsageError(`--to ${to} has no host; give ftp(s)://user@host/path`);
+  }
+  if (/^ftps?:\/\/[^/]*$/i.test(to)) {
+    throw new UsageError(
+      `--to ${to} has no folder; give the folder on the server (${to}/incoming, or ${to}/ for ` +
+        "its top folder)",
+    );
   }
   const path = decodeURIComponent(url.pathname);
   return {

@@ -85,6 +85,12 @@ Deno.test("--watch, --to and --set: empty values, Windows folders off Windows an
     );
   }
   assert.equal(destinationKeys("obs@archive:.").remote_base_path, ".");
+  assert.throws(() => destinationKeys("archive: "), /has no folder after the colon/);
+  assert.throws(() => destinationKeys("ftp:///in"), /--to ftp:\/\/\/in has no host/);
+  assert.throws(
+    () => destinationKeys("ftps://obs@archive:2121"),
+    /has no folder; give the folder on the server \(ftps:\/\/obs@archive:2121\/incoming, or/,
+  );
   assert.throws(() => destinationKeys("archive::module/in"), /rsync's own daemon protocol/);
   assert.throws(() => destinationKeys("archive:/in", "sftp"), /--method sftp is not a method/);
   assert.throws(() => destinationKeys("h:/x", "ftp"), /--method ftp needs an FTP --to: ftp:/);
