@@ -22,7 +22,7 @@ h1{font-size:1.3em;margin:0 0 4px}h2{font-size:1.05em;margin:18px 0 6px}
 .q{display:flex;gap:12px;flex-wrap:wrap;margin:6px 0}.q b{font-size:1.2em}
 table{border-collapse:collapse;width:100%;font-size:.92em}
 td,th{text-align:left;padding:3px 6px;border-bottom:1px solid #8883;vertical-align:top}
-td.n{text-align:right;white-space:nowrap}.name{word-break:break-all;min-width:9em}
+td.n,th.n{text-align:right;white-space:nowrap}.name{word-break:break-all;min-width:9em}
 .err{color:var(--bad);overflow-wrap:anywhere}.scroll{overflow-x:auto}button{font:inherit;padding:2px 10px;margin-right:6px;cursor:pointer}
 #conn.off{color:var(--bad)}.empty{color:var(--mute)}
 svg{width:100%;height:100px;border-bottom:1px solid #8886;background:#8881}
@@ -242,9 +242,9 @@ export const STATUS_PAGE = `<!doctype html>
 <h2>Failures</h2>
 <div class="scroll"><table><thead class="problems-head"><tr><th>File</th><th>Job</th><th>Reason</th><th>Next</th><th></th></tr></thead><tbody id="problems"></tbody></table></div>
 <h2>Recent transfers</h2>
-<div class="scroll"><table><thead><tr><th>File</th><th>Job</th><th>Size</th><th>Took</th><th>Destination</th><th>When</th></tr></thead><tbody id="recent"></tbody></table></div>
+<div class="scroll"><table><thead><tr><th>File</th><th>Job</th><th class="n">Size</th><th class="n">Took</th><th>Destination</th><th>When</th></tr></thead><tbody id="recent"></tbody></table></div>
 <h2>Nights</h2>
-<div class="scroll"><table><thead><tr><th>Night</th><th>Job</th><th>Files</th><th>Bytes</th><th>Last try failed</th></tr></thead><tbody id="nights"></tbody></table></div>
+<div class="scroll"><table><thead><tr><th>Night</th><th>Job</th><th class="n">Files</th><th class="n">Bytes</th><th class="n">Last try failed</th></tr></thead><tbody id="nights"></tbody></table></div>
 <script>${SCRIPT}</script>
 </body></html>
 `;

@@ -128,6 +128,22 @@ Deno.test("status page in Chromium: live updates, failure reason, retry, pause/r
     await page.locator(".job .q span", { hasText: /^1 gave up$/ }).waitFor({
       timeout: LEAST_CEILING_MS,
     });
+    // A number's heading stands over it: both end at the column's right edge.
+    const rightEdges = await page.evaluate(
+      `[...document.querySelectorAll("#nights")].flatMap((body) => {
+        const heads = body.closest("table").querySelectorAll("thead th");
+        const cells = body.querySelector("tr").querySelectorAll("td");
+        return [2, 3, 4].map((i) => {
+          const edge = (node) => {
+            const range = document.createRange();
+            range.selectNodeContents(node);
+            return Math.round(range.getBoundingClientRect().right);
+          };
+          return edge(heads[i]) - edge(cells[i]);
+        });
+      })`,
+    );
+    assert.deepEqual(rightEdges, [0, 0, 0]);
     await page.screenshot({ path: SCREENSHOT.pathname, fullPage: true });
     // On a phone the page, its long reason included, fits the screen's width.
     const phone = await browser.newPage({ viewport: { width: 390, height: 844 }, isMobile: true });
