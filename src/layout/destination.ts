@@ -120,13 +120,11 @@ export function freeDestination(
   const held = (candidate: string) => {
     const { folder, stem } = nameParts(candidate);
     const number = /~(\d+)$/.exec(stem);
-    const k = number === null ? 1 : Number(number[1]);
+    // A name without a number is only its own source's (numbered and shortened names have one).
+    if (number === null) return false;
+    const k = Number(number[1]);
     // Every source whose copies may be named so starts with the stem, its number taken off.
-    for (
-      const source of sourcesFrom(
-        relFolder + (number === null ? stem : stem.slice(0, number.index)),
-      )
-    ) {
+    for (const source of sourcesFrom(relFolder + stem.slice(0, number.index))) {
       const latest = source.destination;
       if (latest.slice(0, latest.lastIndexOf("/") + 1) !== folder) continue;
       if (latest === candidate) {

@@ -347,6 +347,9 @@ Deno.test("freeDestination: never onto another source's copy, whichever came fir
   const y = freeDestination(shortened, `${long}Y.dat`, rows);
   assert.notEqual(y, shortened);
   assert.ok(new TextEncoder().encode(y.slice(2)).length <= 255, y);
+  // Numbers start at 2: a source named d~1.tif keeps its name beside d.tif.
+  rows = ledger({ "d.tif": "N/d.tif" });
+  assert.equal(freeDestination("N/d~1.tif", "d~1.tif", rows), "N/d~1.tif");
   // Nothing in the way: the destination as planned.
   assert.equal(freeDestination("N/f.fits", "f.fits", ledger({})), "N/f.fits");
 });
