@@ -145,12 +145,9 @@ export async function programProblem(
       `sudo chown ${runsAs} ${quoted}, or install the program somewhere that belongs to root`;
   }
   // A link on the way that another account owns can be pointed elsewhere by that account.
-  for (const named of [program, ...foldersAbove(program)]) {
-    const link = await Deno.lstat(named).catch(() => null);
-    if (
-      link?.isSymlink && runsAs !== null && link.uid !== null && ![0, runsAs].includes(link.uid)
-    ) {
-      return `${named} is a link that belongs to user id ${link.uid}, not to root or to the ` +
+  for (const { path: named, owner } of await linksOnTheWay(program)) {
+    if (runsAs !== null && owner !== null && owner !== 0 && owner !== runsAs) {
+      return `${named} is a link that belongs to user id ${owner}, not to root or to the ` +
         `account the daemon runs as (user id ${runsAs}), and its owner can point it at another ` +
         "program; name the program itself, or a link of root's or that account's";
     }
@@ -177,6 +174,29 @@ export async function programProblem(
     }
   }
   return undefined;
+}
+
+/**
+ * Every link met on the way to the absolute `path`, as the system follows them (a link's target
+ * read, then its own links), with its owner.
+ */
+async function linksOnTheWay(path: string): Promise<Array<{ path: string; owner: number | null }>> {
+  const links: Array<{ path: string; owner: number | null }> = [];
+  let done = "/";
+  let rest = path.split("/").filter((part) => part !== "");
+  while (rest.length > 0 && links.length < 40) {
+    const next = join(done, rest[0]);
+    const info = await Deno.lstat(next).catch(() => null);
+    if (!info?.isSymlink) {
+      [done, rest] = [next, rest.slice(1)];
+      continue;
+    }
+    links.push({ path: next, owner: info.uid });
+    const target = await Deno.readLink(next);
+    if (target.startsWith("/")) done = "/";
+    rest = [...target.split("/").filter((part) => part !== ""), ...rest.slice(1)];
+  }
+  return links;
 }
 
 /** The folders that hold `path`, nearest first, up to the root. */

@@ -445,6 +445,13 @@ Deno.test("hooks: a hook program others can change is refused by run, validate, 
       owned.stderr.includes(`${theirs} is a link that belongs to user id 65534, not to root`),
       owned.stderr,
     );
+    // Also further along: a link of this account's that leads through theirs.
+    const chain = join(p.root, "hook dir", "chain.sh");
+    await Deno.symlink(theirs, chain);
+    await writeConfig(p.config, { ...baseConfig(p), on_transfer: [chain] });
+    const chained = await runCli(["config", "validate", "-c", p.config], { env });
+    assert.equal(chained.code, 2, chained.stderr);
+    assert.ok(chained.stderr.includes(`${theirs} is a link that belongs to user id 65534`));
     await writeConfig(p.config, { ...baseConfig(p), on_transfer: [p.hook] });
 
     // A bare name is looked up on PATH; a relative path or a missing program is refused.
