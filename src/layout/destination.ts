@@ -145,14 +145,16 @@ export function freeDestination(
     }
     return false;
   };
+  // On along this source's own numbers (never another's): its copies stay one run of numbers.
+  const own = nameParts(
+    destination.slice(0, destination.lastIndexOf("/") + 1) +
+      relPath.slice(relPath.lastIndexOf("/") + 1),
+  );
+  let number = Math.max(1, numberOf(destination, own.folder, own.stem, own.extension));
   let free = destination;
   for (let tries = 0; held(free); tries++) {
     if (tries === 10_000) throw new Error(`no name beside ${destination} is free`);
-    const { folder, stem, extension } = nameParts(free);
-    const number = /~(\d+)$/.exec(stem);
-    free = number === null
-      ? numberedPath(folder, stem, 2, extension)
-      : numberedPath(folder, stem.slice(0, number.index), Number(number[1]) + 1, extension);
+    free = numberedPath(own.folder, own.stem, ++number, own.extension);
   }
   return free;
 }

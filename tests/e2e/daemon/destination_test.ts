@@ -316,12 +316,13 @@ Deno.test("freeDestination: never onto another source's copy, whichever came fir
   const ledger = (rows: Record<string, string>) => (prefix: string) =>
     Object.entries(rows).filter(([rel]) => rel.startsWith(prefix))
       .map(([relPath, destination]) => ({ relPath, destination }));
-  // d.tif sent twice (the second copy beside the first), then a source named d~2.tif.
+  // d.tif sent twice (the second copy beside the first), then a source named d~2.tif: it goes on
+  // along its own numbers, so its copies stay one run the ledger's latest tells.
   let rows = ledger({ "sub/d.tif": "N/sub/d~2.tif" });
-  assert.equal(freeDestination("N/sub/d~2.tif", "sub/d~2.tif", rows), "N/sub/d~3.tif");
+  assert.equal(freeDestination("N/sub/d~2.tif", "sub/d~2.tif", rows), "N/sub/d~2~2.tif");
   // Three copies of d.tif: d.tif, d~2 and d~3 are all held.
   rows = ledger({ "sub/d.tif": "N/sub/d~3.tif" });
-  assert.equal(freeDestination("N/sub/d~2.tif", "sub/d~2.tif", rows), "N/sub/d~4.tif");
+  assert.equal(freeDestination("N/sub/d~2.tif", "sub/d~2.tif", rows), "N/sub/d~2~2.tif");
   // In another night folder the numbers say nothing of this one.
   rows = ledger({ "sub/d.tif": "M/sub/d~3.tif" });
   assert.equal(freeDestination("N/sub/d~2.tif", "sub/d~2.tif", rows), "N/sub/d~2.tif");
@@ -336,7 +337,13 @@ Deno.test("freeDestination: never onto another source's copy, whichever came fir
   assert.equal(freeDestination("N/d~3.tif", "d.tif", rows), "N/d~4.tif");
   // A source numbered beside itself (d~2~2.tif) holds its copies against d~2~2.tif's source.
   rows = ledger({ "d~2.tif": "N/d~2~3.tif", "d.tif": "N/d~3.tif" });
-  assert.equal(freeDestination("N/d~2~2.tif", "d~2~2.tif", rows), "N/d~2~4.tif");
+  assert.equal(freeDestination("N/d~2~2.tif", "d~2~2.tif", rows), "N/d~2~2~2.tif");
+  // A source whose copies went along its own numbers holds them all (the ledger keeps the last).
+  rows = ledger({ "x.fz": "N/x~2.fz", "x~2.fz": "N/x~2~3.fz" });
+  assert.equal(freeDestination("N/x~2~4.fz", "x~2.fz", rows), "N/x~2~4.fz");
+  assert.equal(freeDestination("N/x~3.fz", "x.fz", rows), "N/x~3.fz");
+  rows = ledger({ "x.fz": "N/x~2.fz", "x~2.fz": "N/x~2~3.fz", "x~2~2.fz": "N/x~2~2~2.fz" });
+  assert.equal(freeDestination("N/x~2~2.fz", "x~2~2.fz", rows), "N/x~2~2~3.fz");
   rows = ledger({ "d.tif": "N/d~3.tif", "d~2.tif": "N/d~2.tif" });
   assert.equal(freeDestination("N/d~2~2.tif", "d~2~2.tif", rows), "N/d~2~2.tif");
   // Names shortened to fit 255 bytes: two sources whose numbered names meet.

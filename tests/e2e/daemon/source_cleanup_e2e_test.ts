@@ -210,8 +210,8 @@ for (const how of ["delete", "move"] as const) {
       await Deno.utime(join(p.watch, "flat 001~2.fits"), EVENING, EVENING);
       const run = await runCli(["run", "--once", "-c", p.config], { env });
       assert.equal(run.code, 0, run.stderr);
-      assert.match(run.stderr, /where another file's copy is .* it goes to .*flat 001~4\.fits/);
-      assert.deepEqual(await Deno.readFile(join(p.dest, "20240315", "flat 001~4.fits")), named);
+      assert.match(run.stderr, /where another file's copy is .* it goes to .*flat 001~2~2\.fits/);
+      assert.deepEqual(await Deno.readFile(join(p.dest, "20240315", "flat 001~2~2.fits")), named);
       for (const [j, earlier] of images.entries()) {
         assert.deepEqual(
           await Deno.readFile(join(p.dest, "20240315", names[j])),
@@ -317,9 +317,13 @@ Deno.test("after_transfer: keep, new files under a name and a source named like 
     };
     await send("d.fits", "d.fits");
     await send("d.fits", "d~2.fits");
-    await send("d~2.fits", "d~3.fits");
+    await send("d~2.fits", "d~2~2.fits");
+    await send("d.fits", "d~3.fits");
+    await send("d~2.fits", "d~2~3.fits");
+    await send("d~2~2.fits", "d~2~2~2.fits");
+    await send("d~2~2.fits", "d~2~2~3.fits");
+    await send("d~2.fits", "d~2~4.fits");
     await send("d.fits", "d~4.fits");
-    await send("d~2.fits", "d~5.fits");
     await send("e~2.fits", "e~2.fits");
     await send("e.fits", "e.fits");
     await send("e.fits", "e~3.fits");
