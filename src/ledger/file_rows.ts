@@ -265,20 +265,13 @@ export class FileRows {
    * `failed` when `final`. @throws {LedgerWriteError}
    */
   recordFailure(relPath: string, failure: FailureRecord, now = Date.now()): void {
+    const { attempts, nextAttemptAt: next, error } = failure;
+    const state = failure.final ? "failed" : "pending";
     this.ledger.write(() =>
       this.ledger.statement(`
         UPDATE files SET state = ?, attempts = ?, next_attempt_at = ?, last_error = ?, updated_at = ?
         WHERE job = ? AND target = ? AND rel_path = ?
-      `).run(
-        failure.final ? "failed" : "pending",
-        failure.attempts,
-        failure.nextAttemptAt,
-        failure.error,
-        now,
-        this.job,
-        this.target,
-        relPath,
-      )
+      `).run(state, attempts, next, error, now, this.job, this.target, relPath)
     );
   }
 
@@ -293,12 +286,18 @@ export class FileRows {
     });
   }
 
-  /** Forget a file (its source is gone before it was sent, or it is to be sent again). */
-  remove(relPath: string): void {
-    this.ledger.write(() =>
-      this.ledger.statement("DELETE FROM files WHERE job = ? AND target = ? AND rel_path = ?")
-        .run(this.job, this.target, relPath)
-    );
+  /** Forget a file (to be sent again); `gone` (its source went before it was sent again): a row
+   * whose copy arrived before stays, done, as the copy is still there. */
+  remove(relPath: string, gone = false): void {
+    const [key, where] = [
+      [this.job, this.target, relPath],
+      "WHERE job = ? AND target = ? AND rel_path = ?",
+    ];
+    this.ledger.write(() => {
+      const kept = gone ? " AND transferred_at IS NULL" : "";
+      this.ledger.statement(`DELETE FROM files ${where}${kept}`).run(...key);
+      if (gone) this.ledger.statement(`UPDATE files SET state = 'done' ${where}`).run(...key);
+    });
   }
 
   /** Put files in `states` back to pending with a fresh attempt count; returns how many changed. */

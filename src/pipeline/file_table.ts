@@ -216,7 +216,7 @@ export class FileTable {
     this.#index.remove(relPath);
     const row = this.rows.get(relPath);
     const unfinished = row?.state === "pending" || row?.state === "failed";
-    if (!unfinished || !writeIfWritable(() => this.rows.remove(relPath))) return null;
+    if (!unfinished || !writeIfWritable(() => this.rows.remove(relPath, true))) return null;
     return row.destination;
   }
 
@@ -279,7 +279,7 @@ export class FileTable {
     if (this.#index.get(relPath)?.phase !== "sending") return false;
     writeIfWritable(() =>
       row.kind === "remove"
-        ? this.rows.remove(relPath)
+        ? this.rows.remove(relPath, true)
         : this.rows.recordFailure(relPath, row.failure)
     );
     return this.#index.finish(relPath, next);
@@ -339,7 +339,7 @@ export class FileTable {
       const path = absolutePath(job.watch_path, row.relPath);
       const info = await Deno.stat(path).catch(() => null);
       if (!info?.isFile || !this.#filter.includesFile(row.relPath)) {
-        writeIfWritable(() => this.rows.remove(row.relPath));
+        writeIfWritable(() => this.rows.remove(row.relPath, true));
         dropped.push(row.destination);
         logger("pipeline").info(
           "Dropped {path}: it is gone from the watch folder, or no longer matches",

@@ -332,3 +332,32 @@ Deno.test("after_transfer: keep, new files under a name and a source named like 
     await Deno.remove(p.root, { recursive: true });
   }
 });
+
+Deno.test("after_transfer: keep, a file sent again on purpose and gone before it was: its copy is still known, and a new file of its name goes beside it", async () => {
+  const p = await setUp("itx-cleanup-resent-gone-");
+  try {
+    await writeConfig(p.config, { ...baseConfig(p), after_transfer: "keep" });
+    const env = { HOME: p.home };
+    const source = join(p.watch, "d.fits");
+    const first = randomBytes(20_000);
+    await Deno.writeFile(source, first);
+    await Deno.utime(source, EVENING, EVENING);
+    assert.equal((await runCli(["run", "--once", "-c", p.config], { env })).code, 0);
+    const resend = await runCli(["resend", "--name", "d.fits", "-c", p.config], { env });
+    assert.equal(resend.code, 0, resend.stderr);
+    await Deno.remove(source);
+    const gone = await runCli(["run", "--once", "-c", p.config], { env });
+    assert.equal(gone.code, 0, gone.stderr);
+    const status = await runCli(["status", "-c", p.config], { env });
+    assert.match(status.stdout, /done 1, failed 0/, status.stdout);
+    const second = randomBytes(21_000);
+    await Deno.writeFile(source, second);
+    await Deno.utime(source, EVENING, new Date(EVENING.getTime() + 5000));
+    const run = await runCli(["run", "--once", "-c", p.config], { env });
+    assert.equal(run.code, 0, run.stderr);
+    assert.deepEqual(await Deno.readFile(join(p.dest, "20240315", "d.fits")), first);
+    assert.deepEqual(await Deno.readFile(join(p.dest, "20240315", "d~2.fits")), second);
+  } finally {
+    await Deno.remove(p.root, { recursive: true });
+  }
+});
