@@ -700,12 +700,16 @@ Deno.test("a batch sent in one call lets the next batch into its folder go once 
   // The server's tar (what receives the files of a call) waits for a gate file, in its first run.
   const bin = await serverTools();
   const gate = join(bin, ".gate-open");
+  // The server's account (not this one) marks its first run here.
+  const marks = join(bin, ".marks");
+  await Deno.mkdir(marks);
+  await Deno.chmod(marks, 0o777);
   await Deno.remove(join(bin, "tar"));
   await Deno.writeTextFile(
     join(bin, "tar"),
     [
       "#!/bin/sh",
-      `if mkdir ${shellQuote(join(bin, ".first-run"))} 2>/dev/null; then`,
+      `if mkdir ${shellQuote(join(marks, "first-run"))} 2>/dev/null; then`,
       `  while ! [ -e ${shellQuote(gate)} ]; do`,
       // It gives up once the folder is removed (the test failed before it opened the gate).
       `    [ -d ${shellQuote(bin)} ] || exit 1`,
@@ -736,6 +740,8 @@ Deno.test("a batch sent in one call lets the next batch into its folder go once 
       assert.ok(second !== null, "the second batch still waits for the first one's whole call");
       assertAllOk(second, [one]);
       assert.ok(await exists(join(dst, "20240331", "b.fits")), "arrived while the first is held");
+      assert.ok(await exists(join(marks, "first-run")), "the first call's tar was held");
+      assert.ok(!await exists(join(dst, "20240331", "a0.fits")), "the first call is still held");
       await Deno.writeTextFile(gate, "");
       assertAllOk(await first, several);
       await assertDelivered(dst, [...several, one]);
