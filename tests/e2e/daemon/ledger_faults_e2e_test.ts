@@ -302,6 +302,14 @@ for (const [method, restart] of FULL_STATE_CASES) {
             );
             const runs = (await Deno.readTextFile(hookLog)).trim().split("\n").sort();
             assert.deepEqual(runs, [...all.keys()].sort(), "one hook run per file");
+            // The log file is written up to a second late.
+            if (!restart) {
+              await waitFor(
+                async () => (await Deno.readTextFile(box.logFile)).includes("can be written again"),
+                30_000,
+                "the ledger said writable again",
+              );
+            }
             const finalLog = await Deno.readTextFile(box.logFile);
             assert.equal(
               (finalLog.match(/ERROR.*Cannot write the ledger/g) ?? []).length,
