@@ -145,18 +145,29 @@ export function freeDestination(
     }
     return false;
   };
-  // On along this source's own numbers (never another's): its copies stay one run of numbers.
+  const beside = namesBeside(destination, relPath);
+  let free = destination;
+  while (held(free)) {
+    const next = beside.next();
+    if (next.done) throw new Error(`no name beside ${destination} is free`);
+    free = next.value;
+  }
+  return free;
+}
+
+/**
+ * The numbered names after `destination` (where the source `relPath` is to go), on along the
+ * source's own numbers (never another's: its copies stay one run of numbers), 10,000 at most.
+ */
+export function* namesBeside(destination: string, relPath: string): Generator<string> {
   const own = nameParts(
     destination.slice(0, destination.lastIndexOf("/") + 1) +
       relPath.slice(relPath.lastIndexOf("/") + 1),
   );
   let number = Math.max(1, numberOf(destination, own.folder, own.stem, own.extension));
-  let free = destination;
-  for (let tries = 0; held(free); tries++) {
-    if (tries === 10_000) throw new Error(`no name beside ${destination} is free`);
-    free = numberedPath(own.folder, own.stem, ++number, own.extension);
+  for (let tries = 0; tries < 10_000; tries++) {
+    yield numberedPath(own.folder, own.stem, ++number, own.extension);
   }
-  return free;
 }
 
 /** The number of `path` as a copy of `folder` + `stem` + `extension` (1: that name; 0: neither). */

@@ -10,16 +10,15 @@
  * twice and no hook runs twice because of the ledger. Files whose last
  * attempt was cut short before the ledger recorded its end (a stop, a crash,
  * a ledger that could not be written), and after the ledger was rebuilt the
- * files older than the rebuild, are looked for at the destination first: one
- * found there under its final name with its size arrived (only a complete,
- * verified copy is ever renamed there) and is recorded, not sent again.
+ * files older than the rebuild, are looked for at the destination first
+ * (`destination_look.ts`): one found there arrived and is recorded, not sent
+ * again.
  *
  * @module
  */
 import type { JobConfig } from "../config/types.ts";
 import { failureScope, TransferError } from "../errors.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
-import { hashSource } from "../transfer/source.ts";
 import type { TransferItem, TransferOutcome, Transport } from "../transfer/transport.ts";
 import { absolutePath, type FileVersion, versionOf } from "../watch/stability.ts";
 import {
@@ -31,6 +30,7 @@ import {
 } from "./attempt_outcome.ts";
 import { systemClock } from "./retry_timer.ts";
 import type { FileTable, WorkRecord } from "./file_table.ts";
+import { lookAtDestination } from "./destination_look.ts";
 
 /** What a {@linkcode BatchSender} works with. */
 export interface BatchSenderContext {
@@ -174,8 +174,20 @@ export class BatchSender {
       this.#log.debug("Sending {count} file(s) in one batch", {
         count: batch.length,
       });
-      const there = await this.#alreadyThere(batch, items, batchAbort.signal);
-      const toSend = items.filter((_, index) => !there[index]);
+      const looked = await lookAtDestination(
+        { job, table, transport: this.#context.transport, log: this.#log },
+        batch,
+        items,
+        batchAbort.signal,
+      );
+      // After a rebuild, a name that holds another file is not written over: the copy goes beside.
+      const records = batch.map((record, index) => {
+        const { destination } = looked[index];
+        if (destination === record.destination) return record;
+        items[index] = { ...items[index], destination };
+        return { ...record, destination };
+      });
+      const toSend = items.filter((_, index) => !looked[index].found);
       const bytes = toSend.reduce((sum, item) => sum + item.size, 0);
       const noRoom = await this.#context.admit?.(bytes, toSend.length);
       const outcomes = toSend.length === 0
@@ -188,10 +200,10 @@ export class BatchSender {
       const failures: Array<[WorkRecord, TransferError]> = [];
       for (const [index, item] of items.entries()) {
         const outcome = byItem.get(item);
-        const found = there[index];
-        if (found) arrivals.push({ record: batch[index], item, found });
+        const found = looked[index].found;
+        if (found) arrivals.push({ record: records[index], item, found });
         else if (outcome?.error === null) {
-          arrivals.push({ record: batch[index], item, sha256: outcome.sha256 });
+          arrivals.push({ record: records[index], item, sha256: outcome.sha256 });
         } else if (outcome?.error) failures.push([batch[index], outcome.error]);
       }
       sent = arrivals.filter((arrival) => arrival.found !== "rebuilt").length;
@@ -269,51 +281,6 @@ export class BatchSender {
     // A change seen while they were sent: the checker looks again.
     for (const source of again) this.#context.observe(source);
     return true;
-  }
-
-  /**
-   * Which items are at the destination already with their size, of those
-   * that may have arrived unrecorded (see the module doc), where the method
-   * can tell.
-   */
-  async #alreadyThere(
-    batch: WorkRecord[],
-    items: TransferItem[],
-    signal: AbortSignal,
-  ): Promise<Array<Arrival["found"]>> {
-    const rebuilt = this.#context.table.ledger.rebuilt;
-    const asking = batch.map((record): Arrival["found"] =>
-      this.#context.table.takeLookFirst(record.relPath)
-        ? "interrupted"
-        : rebuilt && record.version.mtimeMs <= rebuilt.at
-        ? "rebuilt"
-        : undefined
-    );
-    const { transport } = this.#context;
-    const none = items.map(() => undefined);
-    if (!transport.destinationSizes || asking.every((why) => why === undefined)) return none;
-    const asked = items.filter((_, index) => asking[index]).map((item) => item.destination);
-    const sizes = await transport.destinationSizes(asked, signal).catch(() => null);
-    if (!sizes) return none;
-    const found = items.map((item, index) =>
-      sizes.get(item.destination) === batch[index].version.size ? asking[index] : undefined
-    );
-    // With checksums, a rebuilt ledger takes a copy of the right size for this file only if
-    // its SHA-256 is the source's too.
-    const hashing = this.#context.job.verify_transfer === "checksum" && transport.destinationSha256;
-    const rebuiltAt = items.flatMap((_, index) => found[index] === "rebuilt" ? [index] : []);
-    if (!hashing || rebuiltAt.length === 0) return found;
-    const theirs = await transport.destinationSha256!(
-      rebuiltAt.map((index) => items[index].destination),
-      signal,
-    ).catch(() => null);
-    for (const index of rebuiltAt) {
-      const hash = theirs === null ? undefined : theirs.get(items[index].destination);
-      if (hash === null) continue; // The destination cannot hash: the size decides.
-      const ours = hash === undefined ? null : await hashSource(items[index]).catch(() => null);
-      if (ours === null || ours !== hash) found[index] = undefined;
-    }
-    return found;
   }
 
   /**

@@ -10,6 +10,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import { LEDGER_FILE } from "../../../src/ledger/ledger.ts";
 import { runCli, startCli } from "../../helpers/cli.ts";
 import { listFiles, randomBytes, waitFor } from "../../helpers/files.ts";
@@ -412,7 +413,7 @@ Deno.test("a state disk filled by another writer and then freed: sending goes on
 });
 
 for (const method of ["local", "scp"] as const) {
-  Deno.test(`a rebuilt ledger with checksums sends again a copy of the right size with other bytes (${method})`, async () => {
+  Deno.test(`a rebuilt ledger with checksums does not take a file of the right size with other bytes for the copy: it sends the file beside it (${method})`, async () => {
     await using box = await cliSandbox();
     const target = await destination(method, box);
     try {
@@ -422,18 +423,115 @@ for (const method of ["local", "scp"] as const) {
       assert.equal(sent.code, 0, sent.stderr);
       await assertDelivered(target.dest, files);
       // The same size, other bytes: only its checksum tells.
-      await Deno.writeFile(join(target.dest, "20240315", "sum_000.fits"), randomBytes(3000));
+      const other = randomBytes(3000);
+      await Deno.writeFile(join(target.dest, "20240315", "sum_000.fits"), other);
       await Deno.truncate(join(box.stateDir, LEDGER_FILE), 0);
       const again = await runCli(["-v", "run", "--once", "-c", box.config], { env: box.env });
       assert.equal(again.code, 0, again.stderr);
-      await assertDelivered(target.dest, files);
-      const log = await Deno.readTextFile(box.logFile);
+      await assertDelivered(
+        target.dest,
+        new Map([...files].filter(([name]) => name !== "sum_000.fits")),
+      );
+      // Whose that file is, the lost ledger no longer tells: it is kept, the copy goes beside it.
+      assert.deepEqual(await Deno.readFile(join(target.dest, "20240315", "sum_000.fits")), other);
+      assert.deepEqual(
+        await Deno.readFile(join(target.dest, "20240315", "sum_000~2.fits")),
+        files.get("sum_000.fits"),
+      );
       assert.equal(recognisedCount(again.stderr), 3);
+      const log = await Deno.readTextFile(box.logFile);
       // Sent by the first run, and again by the second.
       assert.equal(log.match(/Successfully transferred \S*sum_000\.fits /g)?.length, 2, log);
     } finally {
       await target.stop();
     }
+  });
+}
+
+/** Remove the ledger (and its journal): the next run finds it lost and starts it anew, rebuilt. */
+async function loseLedger(box: Sandbox): Promise<void> {
+  for (const suffix of ["", "-wal", "-shm"]) {
+    await Deno.remove(join(box.stateDir, LEDGER_FILE + suffix)).catch(() => {});
+  }
+}
+
+for (const method of ["local", "scp"] as const) {
+  Deno.test(`a rebuilt ledger writes no file over another at its name: it finds the copy beside it, or puts it there (${method})`, async () => {
+    await using box = await cliSandbox();
+    const target = await destination(method, box);
+    try {
+      await box.rewrite({ ...target.keys });
+      // The night folder, made by the daemon (and owned by the login user over scp).
+      await writeFiles(box, "seed_", 1);
+      const seeded = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+      assert.equal(seeded.code, 0, seeded.stderr);
+      // v.fits was sent, then replaced by a new file that went beside it (v~2.fits); the
+      // destination also holds a w.fits that is not the w.fits in the watch folder now.
+      const night = join(target.dest, "20240315");
+      const earlier = randomBytes(3000);
+      const other = randomBytes(3500);
+      const sources = await writeFiles(box, "v", 1, 4000);
+      const later = await writeFiles(box, "w", 1, 4500);
+      await Deno.writeFile(join(night, "v000.fits"), earlier, { mode: 0o644 });
+      await Deno.writeFile(join(night, "v000~2.fits"), sources.get("v000.fits")!, { mode: 0o644 });
+      await Deno.writeFile(join(night, "w000.fits"), other, { mode: 0o644 });
+      const before = await inodes(target.dest);
+      await loseLedger(box);
+      const again = await runCli(["-v", "run", "--once", "-c", box.config], { env: box.env });
+      assert.equal(again.code, 0, again.stderr);
+      assert.deepEqual(await Deno.readFile(join(night, "v000.fits")), earlier, "v000.fits kept");
+      assert.deepEqual(await Deno.readFile(join(night, "w000.fits")), other, "w000.fits kept");
+      assert.deepEqual(await Deno.readFile(join(night, "v000~2.fits")), sources.get("v000.fits"));
+      assert.deepEqual(await Deno.readFile(join(night, "w000~2.fits")), later.get("w000.fits"));
+      const after = await inodes(target.dest);
+      assert.equal(after.get("20240315/v000~2.fits"), before.get("20240315/v000~2.fits"));
+      assert.match(again.stderr, /w000\.fits would go to .*w000\.fits, which holds another file/);
+      // Sent again on purpose: it goes, to where its copy is.
+      const resend = await runCli(["resend", "--name", "v000.fits", "-c", box.config], {
+        env: box.env,
+      });
+      assert.equal(resend.code, 0, resend.stderr);
+      const third = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+      assert.equal(third.code, 0, third.stderr);
+      assert.match(third.stderr, /Successfully transferred \S*v000\.fits -> \S*v000~2\.fits/);
+      assert.deepEqual(await Deno.readFile(join(night, "v000.fits")), earlier, "v000.fits kept");
+      assert.notEqual(
+        (await inodes(target.dest)).get("20240315/v000~2.fits"),
+        before.get("20240315/v000~2.fits"),
+        "sent again",
+      );
+    } finally {
+      await target.stop();
+    }
+  });
+}
+
+for (const verify of ["checksum", "size"] as const) {
+  Deno.test(`a file changed in place (same size) whose sending was cut short is sent after a restart, not taken for the earlier copy (${verify})`, async () => {
+    await using box = await cliSandbox();
+    await box.rewrite({ verify_transfer: verify });
+    const files = await writeFiles(box, "frame_", 2);
+    const first = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+    assert.equal(first.code, 0, first.stderr);
+    // Rewritten in place with as many bytes; the daemon took it and stopped (killed) while
+    // sending it: its row is the new version, `transferring`, its earlier copy still there.
+    const changed = randomBytes(3000);
+    const source = join(box.watch, "frame_000.fits");
+    await Deno.writeFile(source, changed);
+    const mtime = new Date(NIGHT_MTIME.getTime() + 60_000);
+    await Deno.utime(source, mtime, mtime);
+    const db = new DatabaseSync(join(box.stateDir, LEDGER_FILE));
+    try {
+      const updated = db.prepare(
+        "UPDATE files SET state = 'transferring', mtime_ms = ? WHERE rel_path = 'frame_000.fits'",
+      ).run(mtime.getTime());
+      assert.equal(Number(updated.changes), 1);
+    } finally {
+      db.close();
+    }
+    const again = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+    assert.equal(again.code, 0, again.stderr);
+    await assertDelivered(box.dest, new Map([...files, ["frame_000.fits", changed]]));
   });
 }
 

@@ -1,0 +1,157 @@
+/**
+ * The look at the destination before a batch is sent, for the files whose copy may be there
+ * without the ledger knowing: an attempt cut short before its end was recorded (`interrupted`: a
+ * stop, a crash, a ledger that could not be written) and, after the ledger was rebuilt, a file
+ * older than the rebuild whose arrival it has not recorded since (`rebuilt`).
+ *
+ * One found under its final name with its size arrived (only a complete, verified copy is ever
+ * renamed there) and is recorded, not sent again; with `checksum` its SHA-256 must be the
+ * source's too. Where the copy there may be an earlier version of the same source (it arrived
+ * before and changed since, or is sent again on purpose), the size proves nothing: only the
+ * SHA-256 does, else the file is sent. After a rebuild a final name that holds another file is
+ * never written over (the ledger no longer knows whose copy it is): the file's copy is looked for
+ * at the numbered names beside it (`v~2.fits`, …), else it goes to the first one free.
+ *
+ * @module
+ */
+import { freeDestination, namesBeside } from "../layout/destination.ts";
+import type { Logger } from "../log/logging.ts";
+import { hashSource } from "../transfer/source.ts";
+import type { TransferItem, Transport } from "../transfer/transport.ts";
+import type { FileTable, WorkRecord } from "./file_table.ts";
+
+/** What the look found for one item of a batch. */
+export interface Looked {
+  /** Found there, not sent now (see the module doc); `undefined`: it is sent. */
+  found?: "interrupted" | "rebuilt";
+  /** Where its copy is, or goes: the planned destination, or a name beside it after a rebuild. */
+  destination: string;
+}
+
+/** What {@linkcode lookAtDestination} works with. */
+export interface LookContext {
+  job: { verify_transfer: string };
+  table: FileTable;
+  transport: Transport;
+  log: Logger;
+}
+
+/** Numbered names asked about in one call, while looking for a place beside another file. */
+const NAMES_PER_CALL = 8;
+/** Numbered names looked at, at most, before the batch fails (and is tried again). */
+const MOST_NAMES = 64;
+
+/** What is at the destination for each of `items` (of `batch`); see the module doc. */
+export async function lookAtDestination(
+  context: LookContext,
+  batch: WorkRecord[],
+  items: TransferItem[],
+  signal: AbortSignal,
+): Promise<Looked[]> {
+  const { table, transport } = context;
+  const looked: Looked[] = items.map((item) => ({ destination: item.destination }));
+  const rebuilt = table.ledger.rebuilt;
+  const asking = batch.map((record) => {
+    const interrupted = table.takeLookFirst(record.relPath);
+    if (!interrupted && !(rebuilt && record.version.mtimeMs <= rebuilt.at)) return null;
+    let arrivedBefore = true;
+    try {
+      arrivedBefore = (table.rows.get(record.relPath)?.transferredAt ?? null) !== null;
+    } catch { /* Unreadable: as if a copy of an earlier version may be there. */ }
+    // Its arrival recorded since the rebuild: the ledger knows its copy.
+    if (!interrupted) return arrivedBefore ? null : { why: "rebuilt" as const, sizeTells: true };
+    return { why: "interrupted" as const, sizeTells: !arrivedBefore };
+  });
+  if (!transport.destinationSizes || asking.every((ask) => ask === null)) return looked;
+  const asked = items.flatMap((_, index) => asking[index] ? [index] : []);
+  let at: Holding[];
+  try {
+    at = await whatIsAt(
+      context,
+      asked.map((index) => [items[index], items[index].destination, asking[index]!.sizeTells]),
+      signal,
+    );
+  } catch (error) {
+    // Not known whose a file there is: the batch fails and is tried again, nothing written over.
+    if (signal.aborted || asked.some((index) => asking[index]!.why === "rebuilt")) throw error;
+    return looked;
+  }
+  for (const [n, index] of asked.entries()) {
+    const ask = asking[index]!;
+    if (at[n] === "copy") looked[index].found = ask.why;
+    else if (at[n] === "other" && ask.why === "rebuilt") {
+      looked[index] = await placeBeside(context, batch[index], items[index], signal);
+    }
+  }
+  return looked;
+}
+
+/** What a name at the destination holds for an item. */
+type Holding = "copy" | "other" | "nothing";
+
+/**
+ * For each `[item, destination, sizeTells]`: whether `destination` holds the item's copy (its
+ * size, and its SHA-256 where the job hashes or the size does not tell), another file, or no
+ * regular file. @throws when the destination cannot be asked
+ */
+async function whatIsAt(
+  { job, transport }: LookContext,
+  asked: Array<[TransferItem, string, boolean]>,
+  signal: AbortSignal,
+): Promise<Holding[]> {
+  const sizes = await transport.destinationSizes!(
+    asked.map(([, destination]) => destination),
+    signal,
+  );
+  const holding: Holding[] = asked.map(([item, destination]) => {
+    const size = sizes.get(destination) ?? null;
+    return size === null ? "nothing" : size === item.size ? "copy" : "other";
+  });
+  const hashing = job.verify_transfer === "checksum" && transport.destinationSha256;
+  const toHash = asked.flatMap(([, , sizeTells], n) =>
+    holding[n] === "copy" && (hashing || !sizeTells) ? [n] : []
+  );
+  if (toHash.length === 0) return holding;
+  const theirs = hashing
+    ? await transport.destinationSha256!(toHash.map((n) => asked[n][1]), signal)
+    : null;
+  for (const n of toHash) {
+    const [item, destination, sizeTells] = asked[n];
+    const hash = theirs === null ? undefined : theirs.get(destination);
+    // The destination cannot hash: the size decides where it tells.
+    if (hash === null && sizeTells) continue;
+    const ours = typeof hash === "string" ? await hashSource(item).catch(() => null) : null;
+    if (ours === null || ours !== hash) holding[n] = "other";
+  }
+  return holding;
+}
+
+/**
+ * After a rebuild, the final name of `item` holds another file: its copy at a numbered name beside
+ * it, else the first of those names that holds nothing and no other source's copy in the ledger.
+ */
+async function placeBeside(
+  context: LookContext,
+  record: WorkRecord,
+  item: TransferItem,
+  signal: AbortSignal,
+): Promise<Looked> {
+  const { table, log } = context;
+  const names = [...namesBeside(item.destination, record.relPath)].slice(0, MOST_NAMES);
+  const sourcesFrom = (prefix: string) => table.rows.destinationsFrom(prefix);
+  for (let from = 0; from < names.length; from += NAMES_PER_CALL) {
+    const chunk = names.slice(from, from + NAMES_PER_CALL);
+    const at = await whatIsAt(context, chunk.map((name) => [item, name, true]), signal);
+    for (const [n, name] of chunk.entries()) {
+      if (at[n] === "copy") return { found: "rebuilt", destination: name };
+      if (at[n] === "nothing" && freeDestination(name, record.relPath, sourcesFrom) === name) {
+        log.info(
+          "{source} would go to {taken}, which holds another file (the ledger was rebuilt, so whose is not known; a file sent is never replaced by another): it goes to {destination}, beside it",
+          { source: item.source, taken: item.destination, destination: name },
+        );
+        return { destination: name };
+      }
+    }
+  }
+  throw new Error(`no name beside ${item.destination} is free at the destination`);
+}
