@@ -103,9 +103,10 @@ export async function runInstallService(
   }
   // The daemon will run as `account`: the config must belong to root or to it.
   const config = await loadConfig(configPath, account.uid);
-  const folders = daemonFolders(config);
   // What `run` would refuse is refused now, not in the service's restart loop.
   await checkBeforeStart(config, account.uid);
+  // After the checks, which give a hook's bare program name its path on PATH.
+  const folders = daemonFolders(config);
   const launch = {
     argv: daemonArgv(target.os, Deno.execPath(), REPO_ROOT, config.file || configPath),
     configPath: config.file || configPath,

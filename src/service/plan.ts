@@ -52,7 +52,7 @@ export interface DaemonLaunch {
    * and archive folders of source clean-up): a sandboxed service may write there too.
    */
   writtenFolders: string[];
-  /** The other absolute paths it reads (watch folders, key files). */
+  /** The other absolute paths it reads (watch folders, key files, the programs it starts). */
   readPaths: string[];
 }
 

@@ -86,7 +86,8 @@ export function renderSystemdUnit(target: ServiceTarget, launch: DaemonLaunch): 
 
 /**
  * Tell which paths of `launch` a private `/tmp` would hide from the daemon:
- * the program and its files, the config, the folders it writes and reads.
+ * the program and its files, the config, the folders it writes, the files and
+ * folders it reads and the programs it starts (hooks, scheduled commands).
  * The system unit leaves `PrivateTmp=` out when there are any.
  *
  * @param launch the daemon's argv and folders
@@ -241,14 +242,49 @@ export interface DaemonFolders {
    * sources from and the `archive_path` it moves them into.
    */
   written: string[];
-  /** The other local paths it reads: watch folders and the files the config names. */
+  /**
+   * The other local paths it reads: watch folders, the files the config names
+   * (key, password, token and TLS files, files named in `ssh_options`) and the
+   * programs it starts (`on_transfer`, `on_failure`, scheduled commands).
+   */
   read: string[];
+}
+
+/** The `ssh_options` whose value names files ssh reads (the known-hosts ones may list several). */
+const SSH_FILE_OPTIONS = new Set([
+  "identityfile",
+  "certificatefile",
+  "userknownhostsfile",
+  "globalknownhostsfile",
+  "revokedhostkeys",
+]);
+
+/**
+ * The absolute files the `ssh_options` of a job name (`IdentityFile=`,
+ * `CertificateFile=`, `UserKnownHostsFile=`…); a `~`, `%` token or relative
+ * name is ssh's to expand and left out.
+ *
+ * @param options `Key=Value` strings
+ * @returns the absolute paths, as written
+ */
+export function sshOptionFiles(options: string[]): string[] {
+  const files: string[] = [];
+  for (const option of options) {
+    const equals = option.indexOf("=");
+    if (!SSH_FILE_OPTIONS.has(option.slice(0, equals).trim().toLowerCase())) continue;
+    for (const [, quoted, bare] of option.slice(equals + 1).matchAll(/"([^"]*)"|(\S+)/g)) {
+      const file = quoted ?? bare;
+      if (file.startsWith("/")) files.push(file);
+    }
+  }
+  return files;
 }
 
 /**
  * Find the folders the daemon of `config` writes, and what else it reads.
  *
- * @param config the loaded config (absolute paths)
+ * @param config the loaded config (absolute paths; a hook's bare program name counts once the
+ *   start checks have resolved it on `PATH`)
  * @returns each kind normalised and without duplicates
  */
 export function daemonFolders(config: Config): DaemonFolders {
@@ -266,6 +302,12 @@ export function daemonFolders(config: Config): DaemonFolders {
     if (job.after_transfer === "move") written.push(job.archive_path);
     for (const file of [job.ssh_identity_file, job.ftp_password_file, job.ftp_ca_file]) {
       if (file) read.push(file);
+    }
+    read.push(...sshOptionFiles(job.ssh_options));
+    // The programs it starts: the daemon refuses a config whose program it cannot see.
+    const commands = job.schedules.filter((entry) => entry.action === "command");
+    for (const argv of [job.on_transfer, job.on_failure, ...commands.map((e) => e.command)]) {
+      if (argv.length > 0 && posix.isAbsolute(argv[0])) read.push(argv[0]);
     }
   }
   return { own: unique(own), written: unique(written), read: unique(read) };

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { join, relative } from "node:path";
 import { runCli } from "../../helpers/cli.ts";
 import { noSystemdPath } from "../../helpers/no_systemd.ts";
+import { makeTempDirOutsideTmp } from "../../helpers/service_render.ts";
 
 const SYSTEM_UNIT = "etc/systemd/system/image-transfer.service";
 
@@ -163,6 +164,69 @@ Deno.test("install-service: source clean-up makes the watch and archive folders 
   } finally {
     await Deno.remove(home, { recursive: true });
     await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("install-service: a hook or scheduled command in /tmp makes the unit share /tmp, and says so", async () => {
+  const home = await makeTempDirOutsideTmp("it-svc-home-");
+  const hooks = await Deno.makeTempDir({ prefix: "it-svc-hooks-" });
+  const root = await Deno.makeTempDir({ prefix: "it-svc-root-" });
+  try {
+    await Deno.mkdir(join(home, "watch"));
+    await Deno.mkdir(join(home, "dest"));
+    const hook = join(hooks, "s.sh");
+    const nightly = join(hooks, "nightly");
+    for (const program of [hook, nightly]) {
+      await Deno.writeTextFile(program, "#!/bin/sh\nexit 0\n", { mode: 0o755 });
+    }
+    const config = join(home, "config.yaml");
+    const lines = [
+      `watch_path: ${JSON.stringify(join(home, "watch"))}`,
+      "transfer_method: local",
+      `remote_base_path: ${JSON.stringify(join(home, "dest"))}`,
+      `log_file: ${JSON.stringify(join(home, "logs", "image_transfer.log"))}`,
+    ];
+    // A bare program name counts at the path PATH gives it.
+    const PATH = `${hooks}:${Deno.env.get("PATH")}`;
+    const env = {
+      HOME: home,
+      USER: "observer",
+      SUDO_USER: "",
+      XDG_CONFIG_HOME: "",
+      DENO_DIR,
+      PATH,
+    };
+    const install = () => runCli(["-c", config, "install-service", "--root", root], { env });
+    // Without hooks nothing of theirs is named (the program itself may lie in /tmp when the
+    // checkout does, so the unit may share /tmp already).
+    await Deno.writeTextFile(config, [...lines, ""].join("\n"));
+    const clean = await install();
+    assert.equal(clean.code, 0, clean.stderr);
+    assert.ok(!clean.stdout.includes(hooks), clean.stdout);
+    for (
+      const [keys, shown] of [
+        [[`on_transfer: [${JSON.stringify(hook)}, --quick]`], [hook]],
+        [[
+          "schedules:",
+          `  - {every_seconds: 60, action: command, command: [${JSON.stringify(nightly)}]}`,
+        ], [nightly]],
+        [["on_failure: [s.sh]"], [hook]],
+      ] as const
+    ) {
+      await Deno.writeTextFile(config, [...lines, ...keys, ""].join("\n"));
+      const out = await install();
+      assert.equal(out.code, 0, out.stderr);
+      const unit = await Deno.readTextFile(join(root, SYSTEM_UNIT));
+      assert.doesNotMatch(unit, /^PrivateTmp=/m, keys.join("\n"));
+      const note = out.stdout.split("\n").find((line) => line.includes("in /tmp or /var/tmp"));
+      assert.match(
+        note ?? "",
+        /^Note: .* in \/tmp or \/var\/tmp, which a private \/tmp would hide/,
+      );
+      for (const program of shown) assert.ok(note?.includes(program), out.stdout);
+    }
+  } finally {
+    for (const dir of [home, hooks, root]) await Deno.remove(dir, { recursive: true });
   }
 });
 

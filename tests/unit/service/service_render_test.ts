@@ -6,8 +6,10 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
+  daemonFolders,
   hiddenByPrivateTmp,
   renderSystemdUnit,
+  sshOptionFiles,
   systemdUnitPath,
 } from "../../../src/service/systemd.ts";
 import { daemonArgv } from "../../../src/cli/install_service.ts";
@@ -15,6 +17,8 @@ import { isDenoRuntime, RUNTIME_FLAGS } from "../../../src/version.ts";
 import { fillTemplate } from "../../../src/service/template.ts";
 import { systemdQuote } from "../../../src/service/escape.ts";
 import type { ServiceTarget } from "../../../src/service/plan.ts";
+import type { Config } from "../../../src/config/types.ts";
+import { testJob } from "../../helpers/jobs.ts";
 import { launch, makeTempDirOutsideTmp, run } from "../../helpers/service_render.ts";
 
 const linuxSystem: ServiceTarget = {
@@ -236,6 +240,71 @@ Deno.test("a system unit whose program, config or folders lie in /tmp shares /tm
     await Deno.remove(tmp, { recursive: true });
     await Deno.remove(home, { recursive: true });
   }
+});
+
+Deno.test("hook, failure and scheduled programs and the files ssh_options name count as read: in /tmp the unit shares /tmp", () => {
+  const job = testJob("cam", {
+    watch_path: "/data/camera",
+    remote_base_path: "/srv/in",
+    transfer_method: "scp",
+    remote_host: "freya",
+    on_transfer: ["/tmp/hooks/s.sh", "--quick", "/tmp/not-a-program"],
+    on_failure: ["/var/tmp/alert"],
+    ssh_options: [
+      "UserKnownHostsFile=/tmp/kh/known_hosts ~/.ssh/known_hosts2",
+      "identityfile=/tmp/keys/id_ed25519",
+      'CertificateFile="/tmp/keys/id cert.pub"',
+      "IdentityFile=~/.ssh/id_other",
+      "ControlPath=/tmp/cm-%C",
+      "Ciphers=aes128-gcm@openssh.com",
+    ],
+    schedules: [
+      { every_seconds: 60, action: "command", command: ["/tmp/jobs/nightly", "/tmp/arg"] },
+      { every_seconds: 60, action: "rescan" },
+    ],
+  });
+  const config: Config = {
+    file: "/etc/image-transfer/config.yaml",
+    state_dir: "/var/lib/image-transfer",
+    log_file: "",
+    log_format: "text",
+    status_listen: "",
+    status_token_file: null,
+    status_tls_cert: null,
+    status_tls_key: null,
+    jobs: [job],
+  };
+  const folders = daemonFolders(config);
+  const files = [
+    "/tmp/kh/known_hosts",
+    "/tmp/keys/id_ed25519",
+    "/tmp/keys/id cert.pub",
+    "/tmp/hooks/s.sh",
+    "/var/tmp/alert",
+    "/tmp/jobs/nightly",
+  ];
+  assert.deepEqual(folders.read, ["/data/camera", ...files]);
+  const daemon = launch(["/usr/local/bin/image-transfer", "run", "-c", config.file], {
+    own: folders.own,
+    read: folders.read,
+  });
+  assert.deepEqual(hiddenByPrivateTmp(daemon), files);
+  const unit = renderSystemdUnit(linuxSystem, daemon);
+  assert.doesNotMatch(unit, /^PrivateTmp=/m);
+  assert.match(unit, /^# No PrivateTmp=: .*hooks.* \/tmp or \/var\/tmp,$/m);
+  // Without them the unit keeps its private /tmp.
+  assert.deepEqual(sshOptionFiles(["Ciphers=aes128-gcm@openssh.com", "IdentityFile=id"]), []);
+  const quiet = testJob("cam", {
+    watch_path: "/data/c",
+    remote_base_path: "/in",
+    remote_host: "h",
+  });
+  const clean = daemonFolders({ ...config, jobs: [quiet] });
+  const plain = launch(["/usr/local/bin/image-transfer", "run", "-c", config.file], {
+    own: clean.own,
+    read: clean.read,
+  });
+  assert.ok(renderSystemdUnit(linuxSystem, plain).split("\n").includes("PrivateTmp=yes"));
 });
 
 Deno.test("ReadWritePaths refuses a relative folder and control characters", () => {
