@@ -164,9 +164,10 @@ export function planSystemdInstall(
   ];
   const hidden = hiddenByPrivateTmp(launch);
   if (target.scope === "system" && hidden.length > 0) {
+    const [lie, them] = hidden.length === 1 ? ["lies", "it"] : ["lie", "them"];
     notes.push(
-      `Note: ${hidden.join(", ")} lie in /tmp or /var/tmp, which a private /tmp would hide: ` +
-        "the service shares the system's /tmp; move them elsewhere for the full sandbox",
+      `Note: ${hidden.join(", ")} ${lie} in /tmp or /var/tmp, which a private /tmp would hide: ` +
+        `the service shares the system's /tmp; move ${them} elsewhere for the full sandbox`,
     );
   }
   if (target.scope === "user") {

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import {
   daemonFolders,
   hiddenByPrivateTmp,
+  planSystemdInstall,
   renderSystemdUnit,
   sshOptionFiles,
   systemdUnitPath,
@@ -305,6 +306,25 @@ Deno.test("hook, failure and scheduled programs and the files ssh_options name c
     read: clean.read,
   });
   assert.ok(renderSystemdUnit(linuxSystem, plain).split("\n").includes("PrivateTmp=yes"));
+});
+
+Deno.test("the /tmp note of a system install: one path lies there (move it), several lie there (move them)", () => {
+  const argv = ["/usr/local/bin/image-transfer", "run", "-c", "/etc/it/c.yaml"];
+  const note = (read: string[]) =>
+    planSystemdInstall(linuxSystem, launch(argv, { own: ["/var/lib/it"], read }), {
+      update: false,
+    }).notes.find((line) => line.includes("/tmp or /var/tmp"));
+  assert.equal(
+    note(["/tmp/x/id_key"]),
+    "Note: /tmp/x/id_key lies in /tmp or /var/tmp, which a private /tmp would hide: the service " +
+      "shares the system's /tmp; move it elsewhere for the full sandbox",
+  );
+  assert.equal(
+    note(["/tmp/x/id_key", "/var/tmp/camera"]),
+    "Note: /tmp/x/id_key, /var/tmp/camera lie in /tmp or /var/tmp, which a private /tmp would " +
+      "hide: the service shares the system's /tmp; move them elsewhere for the full sandbox",
+  );
+  assert.equal(note(["/home/observer/camera"]), undefined);
 });
 
 Deno.test("ReadWritePaths refuses a relative folder and control characters", () => {
