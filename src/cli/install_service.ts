@@ -6,7 +6,7 @@
  *
  * Show a service plan without carrying it out (`--print`): the checks, each
  * file with its full contents, each folder and command, in the order they
- * would happen.
+ * would happen, then the notes an install prints.
  *
  * `uninstall-service`: stop the service and remove what `install-service` wrote.
  *
@@ -138,7 +138,9 @@ export async function runInstallService(
     );
   }
   if (options.print) {
+    // The plan, then what an install would tell (after the file, so its block stays whole).
     for (const line of formatPlan(plan)) console.log(line);
+    for (const note of await installNotes(target, launch, plan, options.root)) console.log(note);
     return;
   }
   const write = plan.steps.find((step) => step.kind === "write");
@@ -153,18 +155,34 @@ export async function runInstallService(
   else if (unchanged) console.log(`Already installed, up to date: ${onDisk}`);
   else console.log(`Already installed, updated: ${onDisk}`);
   console.log(`Config: ${launch.configPath}`);
-  for (const note of plan.notes) console.log(note);
-  if (target.os === "linux" && target.scope === "system") {
-    for (const folder of launch.writtenFolders) {
-      if (!(await exists(underRoot(options.root, folder)))) {
-        console.log(
-          `Note: the folder ${folder} does not exist yet; create it (writable by ` +
-            `${target.user}) before files arrive: the service may write only into folders ` +
-            "that exist when it starts",
-        );
-      }
+  for (const note of await installNotes(target, launch, plan, options.root)) console.log(note);
+}
+
+/**
+ * The lines an install prints after it (and `--print` after the plan): how to
+ * see status and logs, the plan's notes, and each folder the sandboxed
+ * systemd service must write that does not exist yet.
+ *
+ * @param root `--root`, under which the folders are looked for
+ */
+async function installNotes(
+  target: ServiceTarget,
+  launch: DaemonLaunch,
+  plan: ServicePlan,
+  root: string | undefined,
+): Promise<string[]> {
+  const notes = [...plan.notes];
+  if (target.os !== "linux" || target.scope !== "system") return notes;
+  for (const folder of launch.writtenFolders) {
+    if (!(await exists(underRoot(root, folder)))) {
+      notes.push(
+        `Note: the folder ${folder} does not exist yet; create it (writable by ` +
+          `${target.user}) before files arrive: the service may write only into folders ` +
+          "that exist when it starts",
+      );
     }
   }
+  return notes;
 }
 
 /** The `install-service` command. */

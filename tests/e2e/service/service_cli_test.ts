@@ -99,6 +99,28 @@ Deno.test("install-service --print shows the checks, the unit, the folders and t
       "would run: systemctl daemon-reload",
       "would run: systemctl enable --now image-transfer.service",
     ]);
+    // Then the notes an install prints, after the plan (the file's block stays only the file).
+    const notes = lines.slice(
+      lines.indexOf("would run: systemctl enable --now image-transfer.service") + 1,
+    )
+      .filter((line) => line !== "");
+    assert.deepEqual(notes.slice(0, 3), [
+      "Status: systemctl status image-transfer",
+      "Logs:   journalctl -u image-transfer -f",
+      `Log file: ${join(home, "logs", "image_transfer.log")}`,
+    ]);
+    // The test's home is in /tmp; the destination is not there yet.
+    assert.match(notes[3], /^Note: .*\/config\.yaml.* lie in \/tmp or \/var\/tmp, which a private/);
+    assert.match(
+      notes[4],
+      new RegExp(`^Note: the folder ${join(home, "dest")} does not exist yet;`),
+    );
+    assert.equal(notes.length, 5, out.stdout);
+    assert.ok(
+      !lines.slice(begin, lines.indexOf("-----END FILE-----")).some((line) =>
+        /^(Note|Status|Logs):/.test(line)
+      ),
+    );
     assert.deepEqual(await listFiles(root), []);
     assert.deepEqual(await listFiles(home), ["my configs/config.yaml"]);
   } finally {
