@@ -55,6 +55,34 @@ export function nextCronRun(entry: ScheduleEntry, job: JobConfig, after: Date): 
 }
 
 /**
+ * `at` as the wall clock of `timeZone` (the system's when `undefined`) with its
+ * offset from UTC, e.g. `2024-03-31 03:00 +02:00`; seconds only when not 0.
+ */
+export function zonedTime(at: Date, timeZone: string | undefined): string {
+  const parts = new Intl.DateTimeFormat("en-US", {
+    timeZone,
+    hourCycle: "h23",
+    year: "numeric",
+    month: "numeric",
+    day: "numeric",
+    hour: "numeric",
+    minute: "numeric",
+    second: "numeric",
+  }).formatToParts(at);
+  const field = (type: Intl.DateTimeFormatPartTypes) =>
+    Number(parts.find((part) => part.type === type)?.value);
+  const [year, month, day] = [field("year"), field("month"), field("day")];
+  const [hour, minute, second] = [field("hour"), field("minute"), field("second")];
+  const wall = Date.UTC(year, month - 1, day, hour, minute, second);
+  const offset = Math.round((wall - Math.floor(at.getTime() / 1000) * 1000) / 60_000);
+  const pad = (n: number, width = 2) => String(n).padStart(width, "0");
+  const sign = offset < 0 ? "-" : "+";
+  const seconds = second === 0 ? "" : `:${pad(second)}`;
+  return `${pad(year, 4)}-${pad(month)}-${pad(day)} ${pad(hour)}:${pad(minute)}${seconds} ` +
+    `${sign}${pad(Math.floor(Math.abs(offset) / 60))}:${pad(Math.abs(offset) % 60)}`;
+}
+
+/**
  * Whether `at` falls in a pause window: the latest `pause` or `resume` cron
  * time before it was a `pause`.
  */
@@ -144,13 +172,14 @@ export class JobSchedules {
         this.#timers.push(setInterval(fire, entry.every_seconds * 1000));
       }
       const next = nextCronRun(entry, job, new Date());
+      const zone = scheduleTimeZone(entry, job);
       this.#log.info("Schedule {index} of job {job}: {action} {when}", {
         index,
         action: entry.action,
         when: entry.cron === undefined
           ? `every ${entry.every_seconds} s`
-          : `at "${entry.cron}" (${scheduleTimeZone(entry, job) ?? "system time zone"}), next ${
-            next?.toISOString() ?? "never"
+          : `at "${entry.cron}" (${zone ?? "system time zone"}), next ${
+            next === null ? "never" : zonedTime(next, zone)
           }`,
       });
     }

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { testJob } from "../../helpers/jobs.ts";
 import type { JobConfig } from "../../../src/config/types.ts";
-import { JobSchedules, nextCronRun, pausedAt } from "../../../src/pipeline/schedules.ts";
+import { JobSchedules, nextCronRun, pausedAt, zonedTime } from "../../../src/pipeline/schedules.ts";
 import type { FileRows } from "../../../src/ledger/file_rows.ts";
 import { captureLogs } from "../../helpers/log_capture.ts";
 import { type RunningCli, startCli } from "../../helpers/cli.ts";
@@ -51,6 +51,63 @@ Deno.test("schedules: cron times are read in the entry's time zone, else night_t
   );
   const interval = job({ schedules: [{ every_seconds: 60, action: "rescan" }] });
   assert.equal(nextCronRun(interval.schedules[0], interval, new Date()), null);
+});
+
+Deno.test("schedules: a time is told as the wall clock of the entry's zone with its UTC offset", () => {
+  // The night summer time starts in Berlin: 01:00 UTC is 03:00 there.
+  assert.equal(
+    zonedTime(new Date("2024-03-31T01:00:00Z"), "Europe/Berlin"),
+    "2024-03-31 03:00 +02:00",
+  );
+  assert.equal(
+    zonedTime(new Date("2024-03-31T00:59:00Z"), "Europe/Berlin"),
+    "2024-03-31 01:59 +01:00",
+  );
+  assert.equal(
+    zonedTime(new Date("2024-03-15T11:00:00Z"), "America/Santiago"),
+    "2024-03-15 08:00 -03:00",
+  );
+  assert.equal(
+    zonedTime(new Date("2024-01-01T18:30:05Z"), "Asia/Kolkata"),
+    "2024-01-02 00:00:05 +05:30",
+  );
+  assert.equal(zonedTime(new Date("2024-01-01T00:00:00Z"), "UTC"), "2024-01-01 00:00 +00:00");
+});
+
+Deno.test("schedules: the start-up line gives the next run as local time with its offset, not UTC", async () => {
+  const logs = await captureLogs();
+  try {
+    const entries = [
+      { cron: "0 8 * * *", timezone: "Pacific/Chatham", action: "rescan" },
+      { cron: "0 8 * * *", action: "report" },
+    ];
+    const scheduled = job({ schedules: entries });
+    const schedules = new JobSchedules({
+      job: scheduled,
+      table: null as unknown as FileRows, // not used by start and stop
+      rescan: () => Promise.resolve(),
+      pause: () => {},
+      resume: () => true,
+    });
+    schedules.start();
+    await schedules.stop();
+    const lines = logs.records.map((r) => r.message.join(""))
+      .filter((line) => line.startsWith("Schedule "));
+    const next = (index: number) => nextCronRun(scheduled.schedules[index], scheduled, new Date())!;
+    assert.deepEqual(lines, [
+      `Schedule 0 of job j: rescan at "0 8 * * *" (Pacific/Chatham), next ${
+        zonedTime(next(0), "Pacific/Chatham")
+      }`,
+      `Schedule 1 of job j: report at "0 8 * * *" (system time zone), next ${
+        zonedTime(next(1), undefined)
+      }`,
+    ]);
+    // 08:00 on the wall clock of each zone, with the offset that zone has then.
+    assert.match(lines[0], /next \d{4}-\d\d-\d\d 08:00 \+1[23]:45$/);
+    assert.match(lines[1], /next \d{4}-\d\d-\d\d 08:00 [+-]\d\d:\d\d$/);
+  } finally {
+    await logs.stop();
+  }
 });
 
 /** "S M H" of `at` as a wall clock in `timeZone`. */
