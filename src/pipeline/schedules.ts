@@ -259,17 +259,18 @@ export class JobSchedules {
         if (result.kind === "not-started") throw new Error(`cannot start: ${result.error}`);
         const logged = { ...fields, command: entry.command[0], output: result.output };
         const suffix = result.output === "" ? "" : "; {output}";
+        // Named as the start-up and "skipped" lines name the entry.
         if (result.kind === "ok") {
-          this.#log.info(`Scheduled command {command} of job {job} done${suffix}`, logged);
+          this.#log.info(`Schedule {index} of job {job}: command {command} done${suffix}`, logged);
           return;
         }
         const reason = result.kind === "timed-out"
           ? `killed after ${entry.timeout_seconds ?? 3600} s (timeout_seconds)`
           : result.reason;
-        this.#log.error(`Scheduled command {command} of job {job} failed: {reason}${suffix}`, {
-          ...logged,
-          reason,
-        });
+        this.#log.error(
+          `Schedule {index} of job {job}: command {command} failed: {reason}${suffix}`,
+          { ...logged, reason },
+        );
       }
     }
   }

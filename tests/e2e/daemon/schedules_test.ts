@@ -110,6 +110,54 @@ Deno.test("schedules: the start-up line gives the next run as local time with it
   }
 });
 
+Deno.test("schedules: a scheduled command's result line names its schedule, as the skipped line does", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "itx-schedule-result-" });
+  const logs = await captureLogs();
+  try {
+    const slow = join(dir, "slow.sh");
+    await Deno.writeTextFile(slow, "#!/bin/sh\necho oops >&2\nsleep 0.5\nexit 7\n", {
+      mode: 0o755,
+    });
+    const quick = join(dir, "quick.sh");
+    await Deno.writeTextFile(quick, "#!/bin/sh\necho fine\n", { mode: 0o755 });
+    const schedules = new JobSchedules({
+      job: job({
+        schedules: [
+          { every_seconds: 3600, action: "rescan" },
+          { every_seconds: 0.2, action: "command", command: [slow] },
+          { every_seconds: 0.2, action: "command", command: [quick] },
+        ],
+      }),
+      table: null as unknown as FileRows, // not used by a command
+      rescan: () => Promise.resolve(),
+      pause: () => {},
+      resume: () => true,
+    });
+    const said = (pattern: RegExp) =>
+      logs.records.map((r) => r.message.join("")).find((line) => pattern.test(line));
+    schedules.start();
+    try {
+      await waitFor(() => said(/slow\.sh.* failed/) !== undefined, 20_000, "the failure");
+      await waitFor(() => said(/skipped/) !== undefined, 20_000, "a skipped run");
+      await waitFor(() => said(/quick\.sh.* done/) !== undefined, 20_000, "the success");
+    } finally {
+      await schedules.stop();
+    }
+    assert.equal(
+      said(/slow\.sh.* failed/),
+      `Schedule 1 of job j: command ${slow} failed: exit code 7; stderr: oops`,
+    );
+    assert.equal(said(/skipped/), "Schedule 1 of job j (command) skipped: still running");
+    assert.equal(
+      said(/quick\.sh.* done/),
+      `Schedule 2 of job j: command ${quick} done; stdout: fine`,
+    );
+  } finally {
+    await logs.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 /** "S M H" of `at` as a wall clock in `timeZone`. */
 function wallClock(at: Date, timeZone: string): string {
   const parts = new Intl.DateTimeFormat("en-GB", {
@@ -187,7 +235,7 @@ Deno.test("schedules (daemon): a command at a cron time in a chosen zone, night 
     // busy machine may start it late).
     await waitFor(() => existsSync(join(out, "ran-at")), 90_000, "the scheduled command");
     await daemon.waitForOutput(
-      /Scheduled command .*process night\.sh of job default done; stdout: processed/,
+      /Schedule 0 of job default: command .*process night\.sh done; stdout: processed/,
     );
     const ranAt = Number((await Deno.readTextFile(join(out, "ran-at"))).trim()) * 1000;
     assert.ok(
@@ -198,7 +246,7 @@ Deno.test("schedules (daemon): a command at a cron time in a chosen zone, night 
     assert.ok(env.includes("IMAGE_TRANSFER_EVENT=schedule\0"), env);
     assert.ok(env.includes("IMAGE_TRANSFER_JOB=default\0"), env);
     await daemon.waitForOutput(
-      /Scheduled command .*process night\.sh of job default done; stdout: processed/,
+      /Schedule 0 of job default: command .*process night\.sh done; stdout: processed/,
     );
 
     // A report (written every second) that has the arrival.
