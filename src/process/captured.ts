@@ -1,7 +1,7 @@
 /**
  * Running a user's program (hooks, scheduled commands) through
  * {@linkcode runProcess}: argument list, no shell, stdin closed, stdout and
- * stderr captured (up to 16 KiB each) for the log, its process group killed
+ * stderr captured (up to 16 KiB each, a cut said) for the log, its process group killed
  * after a timeout or when the caller stops.
  *
  * @module
@@ -74,8 +74,8 @@ export async function runCaptured(
     stdoutText: string,
     stderrText: string,
   ): CapturedRun => {
-    const stdout = cap(stdoutText);
-    const stderr = cap(stderrText);
+    const stdout = capOutput(stdoutText);
+    const stderr = capOutput(stderrText);
     const output = [
       stdout === "" ? "" : `stdout: ${stdout}`,
       stderr === "" ? "" : `stderr: ${stderr}`,
@@ -108,13 +108,15 @@ export async function runCaptured(
   }
 }
 
-/** At most {@linkcode MAX_OUTPUT_BYTES} of `text` (its start), without trailing blanks. */
-function cap(text: string): string {
-  const bytes = new TextEncoder().encode(text);
-  const kept = bytes.length <= MAX_OUTPUT_BYTES ? text : decodeStart(bytes);
-  return kept.trimEnd();
-}
-
-function decodeStart(bytes: Uint8Array): string {
-  return new TextDecoder().decode(bytes.subarray(0, MAX_OUTPUT_BYTES));
+/**
+ * At most {@linkcode MAX_OUTPUT_BYTES} of `text` (its start, without a
+ * character cut in two), without trailing blanks; a cut is said at the end.
+ */
+export function capOutput(text: string): string {
+  const trimmed = text.trimEnd();
+  const bytes = new TextEncoder().encode(trimmed);
+  if (bytes.length <= MAX_OUTPUT_BYTES) return trimmed;
+  // `stream` holds back the bytes of a character the cut leaves incomplete.
+  const start = new TextDecoder().decode(bytes.subarray(0, MAX_OUTPUT_BYTES), { stream: true });
+  return `${start.trimEnd()} … (output cut at ${MAX_OUTPUT_BYTES / 1024} KiB)`;
 }

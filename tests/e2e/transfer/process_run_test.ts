@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { neverStarted, runProcess } from "../../../src/process/run.ts";
 import { CommandError } from "../../../src/errors.ts";
+import { capOutput, MAX_OUTPUT_BYTES, runCaptured } from "../../../src/process/captured.ts";
 
 const program = (name: string) =>
   fileURLToPath(new URL(`../../fixtures/programs/${name}`, import.meta.url));
@@ -157,4 +158,34 @@ Deno.test("runProcess: a program that cannot start carries the system's error as
   assert.equal(failed.run.stdout, "out", "stdout is kept on a failure");
   assert.equal(failed.run.stderr, "bad");
   assert.ok(failed.run.durationMs >= 0);
+});
+
+Deno.test("runCaptured: output over 16 KiB is cut at a character's end, and the cut is said", async () => {
+  const marker = " … (output cut at 16 KiB)";
+  assert.equal(MAX_OUTPUT_BYTES, 16 * 1024);
+  assert.equal(capOutput("short output\n"), "short output");
+  // What is cut, told by its end and by how much of the text is kept (short messages).
+  const cut = (text: string) => {
+    const kept = capOutput(text);
+    return { kept: kept.replace(marker, "").length, said: kept.endsWith(marker) };
+  };
+  assert.deepEqual(cut("x".repeat(MAX_OUTPUT_BYTES)), { kept: MAX_OUTPUT_BYTES, said: false });
+  assert.deepEqual(cut("x".repeat(MAX_OUTPUT_BYTES + 1)), { kept: MAX_OUTPUT_BYTES, said: true });
+  // Blanks at the end are not output worth a cut.
+  assert.deepEqual(cut("x".repeat(MAX_OUTPUT_BYTES) + "\n\n"), {
+    kept: MAX_OUTPUT_BYTES,
+    said: false,
+  });
+  // "€" is 3 bytes: 5461 of them fit, the 5462nd would be cut in two.
+  assert.deepEqual(cut("€".repeat(6000)), { kept: 5461, said: true });
+  assert.ok(capOutput("€".repeat(6000)).startsWith("€".repeat(5461) + marker));
+  // A hook's stdout of 23,893 bytes (seq 1 5000), through the real run.
+  const result = await runCaptured(["seq", "1", "5000"], {}, { timeoutMs: 30_000 });
+  if (result.kind !== "ok") throw new Error(`seq did not run: ${JSON.stringify(result)}`);
+  assert.ok(result.stdout.startsWith("1\n2\n3\n"), result.stdout.slice(0, 20));
+  assert.ok(result.stdout.endsWith(marker), result.stdout.slice(-60));
+  assert.ok(new TextEncoder().encode(result.stdout).length <= MAX_OUTPUT_BYTES + marker.length + 2);
+  assert.equal(result.output, `stdout: ${result.stdout}`);
+  const short = await runCaptured(["seq", "1", "3"], {}, { timeoutMs: 30_000 });
+  assert.equal(short.kind === "ok" && short.stdout, "1\n2\n3");
 });
