@@ -179,7 +179,8 @@ export function createFileFilter(job: FilterJob, options: FilterOptions = {}): F
       const why = decide(relPath, parentIncluded);
       if (why === null) return true;
       // A watcher reports folders too, and names that are gone (renamed or moved away): the
-      // name rules for files say nothing about either.
+      // name rules for files say nothing about either. Without a log, nothing is looked at.
+      if (skipLog === null) return false;
       if (!NAME_RULES.has(why.code) || isFileThere(absolute(relPath))) report(relPath, why);
       return false;
     },
