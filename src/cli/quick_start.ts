@@ -204,6 +204,14 @@ export function destinationKeys(to: string, method?: string): Record<string, unk
         `(${to}:/data/incoming), for a local folder of that name write ./${to}`,
     );
   }
+  // A login and a host, then a path without the colon: never a local folder by mistake.
+  const noColon = /^([^@/\\:]+@[^@/\\:]+)([/\\].*)$/.exec(to);
+  if (noColon !== null) {
+    throw new UsageError(
+      `--to ${to}: a login and a host without ":" before the path; for a remote destination ` +
+        `write ${noColon[1]}:${noColon[2]}, for a local folder of that name ./${to}`,
+    );
+  }
   // A host of one letter only after a login: alone, "C:/data" is a Windows folder.
   const remote =
     /^(?:([^@/:]+)@(\[[0-9A-Fa-f:.]+\]|[^/:\\]+)|(\[[0-9A-Fa-f:.]+\]|[^/:\\]{2,})):(.*)$/
@@ -227,6 +235,14 @@ export function destinationKeys(to: string, method?: string): Record<string, unk
     }
     const [, user, hostAfterUser, hostAlone, path] = remote;
     const host = hostAfterUser ?? hostAlone;
+    // "ftp:/host/x": an address with a slash missing, not scp to a host named ftp.
+    const word = /^(ftps?|sftp|ssh|scp|rsync|https?|file)$/i.exec(hostAlone ?? "")?.[1];
+    if (word !== undefined) {
+      throw new UsageError(
+        `--to ${to}: read as scp to a host named "${word}"; an address takes two slashes ` +
+          `(${word}://host/path), scp to a host of that name its login (user@${word}:${path})`,
+      );
+    }
     return {
       transfer_method: chosen,
       remote_host: host.replace(/^\[|\]$/g, ""),

@@ -60,6 +60,15 @@ Deno.test("--to: SSH, FTP and local destinations give the keys they stand for", 
     assert.throws(() => destinationKeys(to), /addresses are not understood/, to);
   }
   assert.throws(() => destinationKeys("obs@archive"), /a login without a path.*\.\/obs@archive/);
+  // A colon or a slash missing: refused, never a local folder or a host named "ftp".
+  assert.throws(
+    () => destinationKeys("obs@archive/data/in"),
+    /without ":" before the path; .*write obs@archive:\/data\/in, for a local folder .*\.\/obs@archive\/data\/in/,
+  );
+  for (const to of ["ftp:/archive/x", "ftps:/archive/x", "sftp:/archive/x"]) {
+    assert.throws(() => destinationKeys(to), /an address takes two slashes/, to);
+  }
+  assert.equal(destinationKeys("obs@ftp:/in").remote_host, "ftp");
   assert.deepEqual(destinationKeys("./obs@archive"), {
     transfer_method: "local",
     remote_base_path: resolve("obs@archive"),
