@@ -98,9 +98,15 @@ export const scheduleEntry = z.strictObject({
  */
 export const jobShape = {
   name: doc(
-    z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, "expected letters, digits, '.', '_' or '-'")
+    z.string()
+      .min(1)
+      .max(64)
+      .regex(/^[A-Za-z0-9._-]*$/, "expected ASCII letters, digits, '.', '_' or '-'")
+      // A name of dots alone is no name in a URL (the page's buttons), one starting with "-" an
+      // option on the command line (`--job`).
+      .regex(/^(?![.]*$)(?!-)/, "expected a name that is not only dots and does not start with '-'")
       .optional(),
-    "Job name used in logs, the ledger and `status`. Default: `default`, or `job<N>` in a jobs list.",
+    "Job name used in logs, the ledger and `status`: up to 64 ASCII letters, digits, `.`, `_` and `-`, not only dots, not starting with `-`. Default: `default`, or `job<N>` in a jobs list.",
     { writtenDefault: "default" },
   ),
   watch_path: doc(

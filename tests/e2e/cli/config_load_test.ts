@@ -372,6 +372,21 @@ Deno.test("duplicate job names, including a given name equal to a default one", 
   );
 });
 
+Deno.test("job names: only dots, a leading '-', too long or not ASCII are refused, each with why", () => {
+  const job = (name: string) =>
+    configError(
+      `remote_host: h\nremote_base_path: /o\njobs:\n  - name: "${name}"\n    watch_path: /a\n`,
+    )
+      .message;
+  for (const name of [".", ".."]) {
+    assert.match(job(name), /:4: jobs\[0\]\.name: expected a name that is not only dots/, name);
+  }
+  assert.match(job("-v"), /:4: jobs\[0\]\.name: .*does not start with '-'/);
+  assert.match(job("a".repeat(65)), /:4: jobs\[0\]\.name: expected text of at most 64 characters/);
+  assert.match(job("kamera-ü"), /:4: jobs\[0\]\.name: expected ASCII letters, digits/);
+  assert.match(job(""), /:4: jobs\[0\]\.name: expected non-empty text, got ""/);
+});
+
 Deno.test("missing required keys name the key and show an example", () => {
   const message = configError("transfer_method: scp\n").message;
   assert.match(message, /watch_path: required key missing; add a line like "watch_path: ~\/data/);
