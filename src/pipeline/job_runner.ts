@@ -349,9 +349,8 @@ export class JobRunner {
     const { interrupted, failed, doneElsewhere: elsewhere } = this.#table.takeOverLedger();
     if (elsewhere > 0) {
       this.#log.info(
-        "{count} file(s) of job {job} went to another destination before, not to {target}; " +
-          "those still in the watch folder are sent to {target} now",
-        { ...fields, count: elsewhere },
+        "{count} file(s) of job {job} went to another destination before (or by another transfer_method), not to {target} by {method}; those still in the watch folder are sent there now",
+        { ...fields, count: elsewhere, method: this.#transport.method },
       );
     }
     if (interrupted > 0) {

@@ -186,7 +186,7 @@ Deno.test("SIGHUP with a valid config: the new jobs and destinations take effect
   assert.match(log, /INFO +\[daemon\] Reloading .*config\.yaml \(SIGHUP\)/);
   assert.match(
     log,
-    /1 file\(s\) of job cam went to another destination before, not to .*dest2; those still in the watch folder are sent to .*dest2 now/,
+    /1 file\(s\) of job cam went to another destination before \(or by another transfer_method\), not to .*dest2 by local; those still in the watch folder are sent there now/,
   );
   assert.match(log, /Stopped: 4 file\(s\) sent, 0 failed in this run/);
 });
