@@ -287,16 +287,15 @@ export class FileRows {
   }
 
   /** Forget a file (to be sent again); `gone` (its source went before it was sent again): a row
-   * whose copy arrived before stays, done, as the copy is still there. */
+   * whose copy arrived before stays, done (the copy holds its name), its version not known (the
+   * row holds the one to be sent; mtime -1): no file is taken as sent, nor cleaned up, for it. */
   remove(relPath: string, gone = false): void {
-    const [key, where] = [
-      [this.job, this.target, relPath],
-      "WHERE job = ? AND target = ? AND rel_path = ?",
-    ];
+    const key = [this.job, this.target, relPath];
+    const where = "WHERE job = ? AND target = ? AND rel_path = ?";
+    const [kept, unknown] = [" AND transferred_at IS NULL", "state = 'done', mtime_ms = -1"];
     this.ledger.write(() => {
-      const kept = gone ? " AND transferred_at IS NULL" : "";
-      this.ledger.statement(`DELETE FROM files ${where}${kept}`).run(...key);
-      if (gone) this.ledger.statement(`UPDATE files SET state = 'done' ${where}`).run(...key);
+      this.ledger.statement(`DELETE FROM files ${where}${gone ? kept : ""}`).run(...key);
+      if (gone) this.ledger.statement(`UPDATE files SET ${unknown} ${where}`).run(...key);
     });
   }
 

@@ -8,6 +8,8 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
+import { LEDGER_FILE } from "../../../src/ledger/ledger.ts";
 import { runCli, startCli } from "../../helpers/cli.ts";
 import { existsSync, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
 
@@ -357,6 +359,54 @@ Deno.test("after_transfer: keep, a file sent again on purpose and gone before it
     assert.equal(run.code, 0, run.stderr);
     assert.deepEqual(await Deno.readFile(join(p.dest, "20240315", "d.fits")), first);
     assert.deepEqual(await Deno.readFile(join(p.dest, "20240315", "d~2.fits")), second);
+  } finally {
+    await Deno.remove(p.root, { recursive: true });
+  }
+});
+
+Deno.test("a file changed after it was sent and gone before it was sent again is not taken as sent when it comes back: it is sent, then deleted", async () => {
+  const p = await setUp("itx-cleanup-changed-gone-");
+  try {
+    await writeConfig(p.config, { ...baseConfig(p), after_transfer: "keep" });
+    const env = { HOME: p.home };
+    const source = join(p.watch, "d.fits");
+    const first = randomBytes(20_000);
+    await Deno.writeFile(source, first);
+    await Deno.utime(source, EVENING, EVENING);
+    assert.equal((await runCli(["run", "--once", "-c", p.config], { env })).code, 0);
+    // Changed in place and taken up (pending, as the daemon records it), then gone before it
+    // was sent again (a share unmounted, a file moved away).
+    const changed = new Uint8Array([...first, ...randomBytes(7_000)]);
+    const later = new Date(EVENING.getTime() + 60_000);
+    const db = new DatabaseSync(join(p.root, "state", LEDGER_FILE));
+    try {
+      const updated = db.prepare(
+        "UPDATE files SET state = 'pending', size = ?, mtime_ms = ? WHERE rel_path = 'd.fits'",
+      ).run(changed.length, later.getTime());
+      assert.equal(Number(updated.changes), 1);
+    } finally {
+      db.close();
+    }
+    await Deno.remove(source);
+    const gone = await runCli(["run", "--once", "-c", p.config], { env });
+    assert.equal(gone.code, 0, gone.stderr);
+    // Back, as it was changed; clean-up now deletes what arrived verified.
+    await Deno.writeFile(source, changed);
+    await Deno.utime(source, later, later);
+    await writeConfig(p.config, { ...baseConfig(p), after_transfer: "delete" });
+    const back = await runCli(["run", "--once", "-c", p.config], { env });
+    assert.equal(back.code, 0, back.stderr);
+    assert.match(back.stderr, /Successfully transferred \S*d\.fits/);
+    const night = join(p.dest, "20240315");
+    const copies = await Array.fromAsync(Deno.readDir(night), (entry) => entry.name);
+    const contents = await Promise.all(copies.map((name) => Deno.readFile(join(night, name))));
+    assert.ok(
+      contents.some((bytes) =>
+        bytes.length === changed.length && bytes.every((b, i) => b === changed[i])
+      ),
+      `the changed version is at the destination (${copies.join(", ")})`,
+    );
+    assert.equal(existsSync(source), false, "deleted once it arrived");
   } finally {
     await Deno.remove(p.root, { recursive: true });
   }
