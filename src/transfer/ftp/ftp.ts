@@ -42,6 +42,7 @@ import {
 } from "./remote.ts";
 import { jobOwner, uploadFolderName } from "../temp_name.ts";
 import { pacedStream, Throttle } from "../throttle.ts";
+import { FINAL_REPLY_WAIT_MS, uploadAwaitingReply } from "./upload.ts";
 import type { ProbeCheck, TransferItem, TransferOutcome, Transport } from "../transport.ts";
 
 /** How long closing may spend removing the upload folders stopped batches left. */
@@ -335,9 +336,12 @@ export class FtpTransport implements Transport {
     paced?.on("error", (error) => counter.destroy(error));
     try {
       delivery.uploaded = true;
-      await peer.connection.client.uploadFrom(
+      // A failed data connection waits for the server's reply: a full disk is told as one.
+      await uploadAwaitingReply(
+        peer.connection.client,
         paced === null ? stream.pipe(counter) : stream.pipe(paced).pipe(counter),
         tempPath,
+        Math.min(FINAL_REPLY_WAIT_MS, this.#job.transfer_timeout_seconds * 1000),
       );
       peer.dataWorked = true;
     } finally {
