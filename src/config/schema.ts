@@ -219,7 +219,7 @@ export const jobShape = {
   ),
   max_concurrent_transfers: doc(
     z.int().min(1).max(64).optional(),
-    "How many transfers of this job may run at once (2 for ftp unless set: each FTP transfer is a login of its own, and servers often limit logins per client). Several SSH channels fill a long-haul link that one cannot.",
+    "How many transfers of this job may run at once (2 for ftp unless set: each FTP transfer is a login of its own, and servers often limit logins per client). An FTP server that refuses a login while one is open gets no more at once than it allows. Several SSH channels fill a long-haul link that one cannot.",
     { writtenDefault: 4 },
   ),
   rescan_interval_seconds: doc(

@@ -26,6 +26,8 @@ export interface VsftpdOptions {
   sslReuse?: boolean;
   /** Seconds an idle control connection is kept (vsftpd's default: 300). */
   idleSeconds?: number;
+  /** Connections it takes from one address at once (`max_per_ip`; 0, the default: any number). */
+  maxPerIp?: number;
 }
 
 /** A running test server. */
@@ -169,6 +171,7 @@ export async function startVsftpd(options: VsftpdOptions = {}): Promise<TestVsft
       "log_ftp_protocol=NO",
       `local_max_rate=${options.maxRateBytes ?? 0}`,
       `idle_session_timeout=${options.idleSeconds ?? 300}`,
+      `max_per_ip=${options.maxPerIp ?? 0}`,
       ...(tls
         ? [
           "ssl_enable=YES",

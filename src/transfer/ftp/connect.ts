@@ -52,6 +52,9 @@ const DROP_CODES = new Set([
   "EAI_AGAIN",
 ]);
 
+/** The steps of a login (a `421` there: the server takes no more connections now). */
+const CONNECT_STEPS = new Set(["connect", "tls", "login", "setup"]);
+
 /** `user@host:port` of a job's FTP server, for messages. */
 export function ftpServerName(job: JobConfig): string {
   return `${ftpUser(job)}@${job.remote_host}:${job.ftp_port ?? FTP_DEFAULT_PORT}`;
@@ -216,6 +219,14 @@ export function classifyFtpError(error: unknown, job: JobConfig, step: string): 
   }
   if (isFtpError(error)) {
     const ftpCode = error.code;
+    if (ftpCode === 421 && CONNECT_STEPS.has(step)) {
+      // Takes no one from here now (a limit of logins per client or in all): the whole destination.
+      return new TransferError(
+        `FTP server ${server}: connect: it takes no more connections from this machine now (${reason})`,
+        "retry",
+        { cause: error },
+      );
+    }
     if (step === "tls") {
       return new TransferError(
         `FTP server ${server} refused TLS (AUTH TLS: ${reason}); it may offer plain FTP only, where password and data travel readable: set ftp_tls: off only on a trusted network`,

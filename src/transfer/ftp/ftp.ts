@@ -32,7 +32,6 @@ import {
   badName,
   ensureFolders,
   type FtpPeer,
-  FtpPool,
   HashingCounter,
   joinRemote,
   mfmtTime,
@@ -43,6 +42,7 @@ import {
 import { jobOwner, uploadFolderName } from "../temp_name.ts";
 import { pacedStream, Throttle } from "../throttle.ts";
 import { FINAL_REPLY_WAIT_MS, uploadAwaitingReply } from "./upload.ts";
+import { FtpPool } from "./pool.ts";
 import type { ProbeCheck, TransferItem, TransferOutcome, Transport } from "../transport.ts";
 
 /** How long closing may spend removing the upload folders stopped batches left. */
@@ -55,6 +55,10 @@ const MAX_FOLDERS_LEFT = 1000;
 export class FtpTransport implements Transport {
   readonly method = "ftp" as const;
   readonly maxBatchFiles = 16;
+  /** As many batches at once as the server allows logins from here, once it refused one more. */
+  get maxBatchesAtOnce(): number | undefined {
+    return this.#pool.loginLimit ?? undefined;
+  }
   #job: JobConfig;
   #owner: string;
   /** Connections kept open and reused from one batch to the next. */
@@ -109,7 +113,7 @@ export class FtpTransport implements Transport {
     signal.addEventListener("abort", onAbort);
     try {
       try {
-        link.peer = await this.#pool.acquire();
+        link.peer = await this.#pool.acquire(signal);
       } catch (error) {
         signal.throwIfAborted();
         // No connection: every item fails the same way.
@@ -162,7 +166,7 @@ export class FtpTransport implements Transport {
     ask: (peer: FtpPeer, path: string) => Promise<T | null>,
   ): Promise<Map<string, T | null>> {
     const answers = new Map<string, T | null>();
-    const peer = await this.#pool.acquire();
+    const peer = await this.#pool.acquire(signal);
     let healthy = false;
     try {
       const base = this.#base(peer);
@@ -194,8 +198,9 @@ export class FtpTransport implements Transport {
     this.#leftIn.clear();
     if (folders.length > 0) {
       let timer: ReturnType<typeof setTimeout> | undefined;
+      const late = new AbortController();
       const sweep = async () => {
-        const peer = await this.#pool.acquire();
+        const peer = await this.#pool.acquire(late.signal);
         for (const folder of folders) {
           peer.swept.delete(folder);
           await sweepLeftovers(peer, folder, this.#owner, this.#inUse);
@@ -207,6 +212,7 @@ export class FtpTransport implements Transport {
         new Promise((resolve) => timer = setTimeout(resolve, LEFTOVER_SWEEP_MS)),
       ]);
       clearTimeout(timer);
+      late.abort();
     }
     return this.#pool.close();
   }
@@ -223,7 +229,8 @@ export class FtpTransport implements Transport {
    * breaks is replaced for the files after it), a file at a time.
    */
   #steps(link: FtpLink, base: string): DeliverySteps<FtpDelivery> {
-    const connected = async (): Promise<FtpPeer> => link.peer ??= await this.#pool.acquire();
+    const connected = async (signal: AbortSignal): Promise<FtpPeer> =>
+      link.peer ??= await this.#pool.acquire(signal);
     /** Run `step` for `delivery`; a failure fails it (and a broken connection is dropped). */
     const attempt = async (
       delivery: FtpDelivery,
@@ -232,7 +239,7 @@ export class FtpTransport implements Transport {
     ): Promise<void> => {
       let peer: FtpPeer | null = null;
       try {
-        peer = await connected();
+        peer = await connected(signal);
         await step(peer);
       } catch (error) {
         if (signal.aborted) throw signal.reason;

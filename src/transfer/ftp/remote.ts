@@ -1,8 +1,7 @@
 /**
  * The pieces of the `ftp` transport that work on one connection: folders,
  * renames, leftovers swept, the server's checksum, names FTP cannot carry,
- * and the counter that hashes what is uploaded; and the pool of a job's
- * connections.
+ * and the counter that hashes what is uploaded.
  *
  * @module
  */
@@ -10,9 +9,7 @@ import { createHash } from "node:crypto";
 import { Transform, Writable } from "node:stream";
 import { TransferError } from "../../errors.ts";
 import { baseGoneReason } from "../classify.ts";
-import { connectFtp, type FtpConnection, ftpServerName } from "./connect.ts";
-import type { JobConfig } from "../../config/types.ts";
-import { logger } from "../../log/logging.ts";
+import type { FtpConnection } from "./connect.ts";
 import type { TransferItem } from "../transport.ts";
 import { isOwnTempName, uploadFolderPrefix } from "../temp_name.ts";
 import { TEMP_SUFFIX } from "../../layout/destination.ts";
@@ -269,84 +266,5 @@ export async function sweepLeftovers(
   } catch (error) {
     if (client.closed) throw error;
     // A listing is a courtesy: the upload still goes ahead.
-  }
-}
-
-const log = logger("transfer");
-
-/** Open FTP connections of one job; see the module doc. */
-export class FtpPool {
-  #job: JobConfig;
-  /** Logged-in connections not in use by a batch. */
-  #idle: FtpPeer[] = [];
-  /** Every open connection. */
-  #open = new Set<FtpPeer>();
-  #saidReadBack = false;
-  #closed = false;
-
-  constructor(job: JobConfig) {
-    this.#job = job;
-  }
-
-  /** Open one connection ahead when none is idle; throws when it cannot be opened. */
-  async warmUp(): Promise<void> {
-    if (this.#idle.length === 0) this.release(await this.#connect());
-  }
-
-  /** Close every connection; those in use are closed when they are given back. */
-  close(): Promise<void> {
-    this.#closed = true;
-    for (const peer of this.#open) peer.connection.client.close();
-    this.#open.clear();
-    this.#idle = [];
-    return Promise.resolve();
-  }
-
-  async #connect(): Promise<FtpPeer> {
-    const connection = await connectFtp(this.#job);
-    const peer = {
-      connection,
-      folders: new Map<string, string | null>(),
-      swept: new Set<string>(),
-      dataWorked: false,
-    };
-    this.#open.add(peer);
-    if (this.#job.verify_transfer === "checksum" && !this.#saidReadBack) {
-      const { hash, xsha256 } = connection.features;
-      if (!hash && !xsha256) {
-        this.#saidReadBack = true;
-        log.info(
-          "FTP server {server} offers no checksum command (HASH or XSHA256): each arrival is read back to compare its SHA-256 (verify_transfer: size skips that second transfer)",
-          { server: ftpServerName(this.#job) },
-        );
-      }
-    }
-    return peer;
-  }
-
-  /** An idle connection that still answers, or a new one. */
-  async acquire(): Promise<FtpPeer> {
-    while (this.#idle.length > 0) {
-      const peer = this.#idle.pop()!;
-      try {
-        await peer.connection.client.send("NOOP");
-        return peer;
-      } catch {
-        this.drop(peer);
-      }
-    }
-    return await this.#connect();
-  }
-
-  /** Give a connection back for reuse (closed instead after {@linkcode close}). */
-  release(peer: FtpPeer): void {
-    if (this.#closed) peer.connection.client.close();
-    else this.#idle.push(peer);
-  }
-
-  /** Close a connection that failed or was aborted. */
-  drop(peer: FtpPeer): void {
-    peer.connection.client.close();
-    this.#open.delete(peer);
   }
 }

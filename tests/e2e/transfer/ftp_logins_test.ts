@@ -1,0 +1,176 @@
+/**
+ * A server that allows one login per client (vsftpd `max_per_ip=1`): its
+ * `421` while this daemon holds a login there means waiting for that
+ * connection, for one job (`run --once` through the CLI) and for two jobs
+ * sending to the same server; a `421` while the daemon holds none (someone
+ * else has the one login) fails as the destination that cannot be reached,
+ * which pauses the job instead of using up each file's retries.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { failureScope } from "../../../src/errors.ts";
+import { holdsTheJob } from "../../../src/pipeline/attempt_outcome.ts";
+import { FtpTransport } from "../../../src/transfer/ftp/ftp.ts";
+import type { TransferItem } from "../../../src/transfer/transport.ts";
+import { runCli } from "../../helpers/cli.ts";
+import { listFiles, randomBytes, sha256OfFile, waitFor, writeConfig } from "../../helpers/files.ts";
+import { captureLogs } from "../../helpers/log_capture.ts";
+import { startVsftpd, type TestVsftpd } from "../../helpers/vsftpd.ts";
+
+/** Write `count` files of `bytes` each into `folder` and describe them as items. */
+async function items(folder: string, count: number, bytes: number): Promise<TransferItem[]> {
+  await Deno.mkdir(folder, { recursive: true });
+  const out: TransferItem[] = [];
+  for (let i = 0; i < count; i++) {
+    const source = join(folder, `f${String(i).padStart(2, "0")}.fits`);
+    await Deno.writeFile(source, randomBytes(bytes));
+    const info = await Deno.stat(source);
+    out.push({
+      source,
+      destination: `night/${i}.fits`,
+      size: info.size,
+      mtimeMs: info.mtime!.getTime(),
+    });
+  }
+  return out;
+}
+
+/**
+ * A connection to `server` that it greeted (it counts it), taking the one it
+ * allows from this address; retried while it still counts an earlier one
+ * (the check that it listens).
+ */
+async function holdTheLogin(server: TestVsftpd): Promise<Deno.TcpConn> {
+  let held: Deno.TcpConn | null = null;
+  let said = "";
+  await waitFor(
+    async () => {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+      const buffer = new Uint8Array(512);
+      said = new TextDecoder().decode(buffer.subarray(0, await conn.read(buffer) ?? 0));
+      if (said.startsWith("220")) held = conn;
+      else conn.close();
+      return held !== null;
+    },
+    60_000,
+    "the server's greeting",
+  );
+  return held!;
+}
+
+/** Run `fn` with a plain-FTP vsftpd taking one connection per address, and a private folder. */
+async function withOneLoginServer(
+  fn: (server: TestVsftpd, root: string) => Promise<void>,
+): Promise<void> {
+  const server = await startVsftpd({ tls: false, maxPerIp: 1 });
+  const root = await Deno.makeTempDir({ prefix: "itx-ftp-logins-" });
+  try {
+    await fn(server, root);
+  } finally {
+    await server.stop();
+    await Deno.remove(root, { recursive: true });
+  }
+}
+
+Deno.test("cli: run --once to a server allowing one login per client sends every file, none fails", async () => {
+  await withOneLoginServer(async (server, root) => {
+    const dest = await server.makeRemoteDir();
+    const watch = join(root, "watch");
+    const sent = await items(watch, 25, 1024 * 1024);
+    const config = join(root, "config.yaml");
+    // Two transfers at once (the ftp default), more files than one batch takes.
+    await writeConfig(config, {
+      watch_path: watch,
+      remote_base_path: dest,
+      ...server.configKeys(),
+      stability_window_seconds: 0.2,
+      night_timezone: "UTC",
+      verify_transfer: "size",
+      retry_delay_seconds: 0.2,
+      retry_max_delay_seconds: 1,
+      state_dir: join(root, "state"),
+      log_file: "",
+    });
+    const out = await runCli(["--config", config, "run", "--once"], { env: { HOME: root } });
+    assert.equal(out.code, 0, out.stderr);
+    assert.doesNotMatch(out.stderr, /Attempt \d|Failed to transfer|421 .*; retry/);
+    assert.equal(out.stderr.match(/takes 1 login\(s\) from this machine at once/g)?.length, 1);
+    const arrived = await listFiles(dest);
+    assert.equal(arrived.length, sent.length, arrived.join("\n"));
+    for (const item of sent) {
+      const name = item.source.slice(item.source.lastIndexOf("/") + 1);
+      const [rel] = arrived.filter((rel) => rel.endsWith(`/${name}`));
+      assert.equal(await sha256OfFile(join(dest, rel)), await sha256OfFile(item.source), name);
+    }
+  });
+});
+
+Deno.test("two jobs to a server allowing one login per client: each waits for the other's connection", async () => {
+  await withOneLoginServer(async (server, root) => {
+    const logs = await captureLogs();
+    const bases = [await server.makeRemoteDir(), await server.makeRemoteDir()];
+    const transports = bases.map((base, i) =>
+      new FtpTransport(server.job({ name: `job ${i}`, remote_base_path: base }))
+    );
+    try {
+      const batches = [
+        await items(join(root, "a"), 6, 512 * 1024),
+        await items(join(root, "b"), 6, 512 * 1024),
+      ];
+      // Each job holds its connection open between batches: the other's login is refused
+      // until that idle connection is closed for it.
+      for (let round = 0; round < 2; round++) {
+        const outcomes = await Promise.all(
+          transports.map((transport, i) =>
+            transport.send(batches[i], new AbortController().signal)
+          ),
+        );
+        assert.deepEqual(outcomes.flat().map((o) => o.error?.message ?? null), [
+          ...Array(12).fill(null),
+        ]);
+      }
+      for (const [i, base] of bases.entries()) {
+        assert.equal((await listFiles(base)).length, batches[i].length);
+      }
+      assert.equal(logs.count("warning", "login(s) from this machine at once"), 1, "said once");
+    } finally {
+      for (const transport of transports) await transport.close();
+      await logs.stop();
+    }
+  });
+});
+
+Deno.test("a 421 while this daemon holds no login there fails the whole destination (the job pauses), not the file", async () => {
+  await withOneLoginServer(async (server, root) => {
+    const dest = await server.makeRemoteDir();
+    const sent = await items(join(root, "src"), 2, 64 * 1024);
+    // Someone else holds the one connection the server takes from this address.
+    const other = await holdTheLogin(server);
+    const transport = new FtpTransport(server.job({ remote_base_path: dest }));
+    try {
+      const refused = await transport.send(sent, new AbortController().signal);
+      for (const { error } of refused) {
+        assert.ok(error !== null, "refused");
+        assert.match(error.message, /421 There are too many connections/);
+        assert.equal(failureScope(error), "connection", error.message);
+        assert.ok(holdsTheJob(error), "the job waits for its destination");
+      }
+      other.close();
+      // Once it is free the files go (the server may count the closed one a moment longer).
+      await waitFor(
+        async () =>
+          (await transport.send(sent, new AbortController().signal)).every((o) => o.error === null),
+        60_000,
+        "the files, once the login is free",
+      );
+      assert.equal((await listFiles(dest)).length, sent.length);
+    } finally {
+      await transport.close();
+      try {
+        other.close();
+      } catch {
+        // Closed above.
+      }
+    }
+  });
+});
