@@ -19,6 +19,7 @@ import { whyUnwritable } from "../ledger/daemon_lock.ts";
 import { type ListenSettings, listenSettings } from "../status/listen.ts";
 import { relativeTo } from "../watch/entry_check.ts";
 import { checkUserPrograms } from "./user_programs.ts";
+import { checkLoginFiles } from "./login_files.ts";
 import { apartByExtension, assertDestinationsApart } from "./destinations_apart.ts";
 import { answerWithin, SHARE_ANSWER_MS } from "../config/file_systems.ts";
 import { logger } from "../log/logging.ts";
@@ -117,86 +118,6 @@ function otherOsPaths(config: Config): string[] {
 /** Why `path` is another machine's (see {@linkcode otherOsPaths}), or `null`. */
 function elsewhere(path: string): string | null {
   return otherOsPathProblem(path) ?? unsetVariableProblem(path);
-}
-
-/** The keys naming a file a job of each method logs in with, and whether it must be private. */
-const LOGIN_FILES = {
-  scp: [["ssh_identity_file", true]],
-  rsync: [["ssh_identity_file", true]],
-  ftp: [["ftp_password_file", true], ["ftp_ca_file", false]],
-  local: [],
-} as const;
-
-/**
- * Refuse a file a job logs in with (`ssh_identity_file`, `ftp_password_file`,
- * `ftp_ca_file`) that is not there, and a key or password file that others
- * may read (OpenSSH ignores such a key when it belongs to the account it runs
- * as; the password is refused at each login). POSIX modes only.
- *
- * @param runsAs user id of the account the daemon runs as (the current one unless told)
- * @throws {ConfigError} naming each file with its key's line, and what to do
- */
-async function checkLoginFiles(config: Config, runsAs?: number | null): Promise<void> {
-  const account = runsAs === undefined && Deno.build.os !== "windows" ? Deno.uid() : runsAs;
-  const problems: string[] = [];
-  for (const [index, job] of config.jobs.entries()) {
-    for (const [key, secret] of LOGIN_FILES[job.transfer_method]) {
-      const file = job[key];
-      if (file === null) continue;
-      let info: Deno.FileInfo;
-      try {
-        info = await Deno.stat(file);
-      } catch (error) {
-        // Another reason (a folder that cannot be searched) is told where the file is read.
-        if (error instanceof Deno.errors.NotFound) {
-          problems.push(
-            `${jobKeyPlace(config, index, key)}: ${file} does not exist; create it or fix the path`,
-          );
-        }
-        continue;
-      }
-      if (key === "ssh_identity_file") {
-        const notKey = notAPrivateKey(file);
-        if (notKey !== null) problems.push(`${jobKeyPlace(config, index, key)}: ${notKey}`);
-      }
-      const mode = (info.mode ?? 0) & 0o777;
-      const mine = key !== "ssh_identity_file" || account === null || info.uid === account;
-      if (!secret || Deno.build.os === "windows" || (mode & 0o077) === 0 || !mine) continue;
-      const octal = mode.toString(8).padStart(4, "0");
-      const why = key === "ssh_identity_file" ? ", and ssh ignores such a key" : "";
-      problems.push(
-        `${jobKeyPlace(config, index, key)}: ${file} can be read or written by others ` +
-          `(mode ${octal})${why}; run: chmod 600 ${JSON.stringify(file)}`,
-      );
-    }
-  }
-  if (problems.length > 0) throw new ConfigError(problems.join("\n"), { file: config.file });
-}
-
-/**
- * Why the file `path` is not a private key OpenSSH can use (a public key, a
- * PuTTY key, anything else), by its first line; `null` when it looks like
- * one or cannot be read here (ssh then says why).
- */
-function notAPrivateKey(path: string): string | null {
-  let head: string;
-  try {
-    using file = Deno.openSync(path);
-    const bytes = new Uint8Array(64);
-    head = new TextDecoder().decode(bytes.subarray(0, file.readSync(bytes) ?? 0)).trimStart();
-  } catch {
-    return null;
-  }
-  if (/^-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(head)) return null;
-  if (/^(ssh-|ecdsa-|sk-)/.test(head)) {
-    return `${path} is a public key; give the private key (the same name without .pub)`;
-  }
-  if (head.startsWith("PuTTY-User-Key-File")) {
-    return `${path} is a PuTTY key, which OpenSSH cannot read; convert it: ` +
-      `puttygen ${JSON.stringify(path)} -O private-openssh -o id_ed25519`;
-  }
-  return `${path} is not a private key (it does not start with "-----BEGIN … PRIVATE KEY-----"); ` +
-    "give the key file ssh -i would take";
 }
 
 /**

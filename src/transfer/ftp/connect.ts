@@ -85,7 +85,14 @@ export function ftpPassword(job: JobConfig): string {
   if (job.ftp_password_file !== null) {
     const file = job.ftp_password_file;
     try {
-      const mode = statSync(file).mode & 0o777;
+      const info = statSync(file);
+      if (info.isDirectory()) {
+        throw new TransferError(
+          `FTP password: ftp_password_file ${file} is a folder, not a file; give the file holding the password`,
+          "fatal",
+        );
+      }
+      const mode = info.mode & 0o777;
       if (Deno.build.os !== "windows" && (mode & 0o077) !== 0) {
         throw new TransferError(
           `FTP password: ftp_password_file ${file} can be read or written by others (mode ${
@@ -181,13 +188,30 @@ export async function connectFtp(
   }
 }
 
+/** The PEM certificates of `ftp_ca_file` `file`. @throws {TransferError} `fatal` when it holds none */
 function readCa(file: string): string {
+  let text: string;
   try {
-    return readFileSync(file, "utf8");
+    if (statSync(file).isDirectory()) {
+      throw new TransferError(
+        `ftp_ca_file ${file} is a folder, not a file; give the file holding the certificate`,
+        "fatal",
+      );
+    }
+    text = readFileSync(file, "utf8");
   } catch (error) {
+    if (error instanceof TransferError) throw error;
     const reason = error instanceof Error ? error.message : String(error);
     throw new TransferError(`cannot read ftp_ca_file ${file}: ${reason}`, "fatal");
   }
+  if (!text.includes("-----BEGIN CERTIFICATE-----")) {
+    throw new TransferError(
+      `ftp_ca_file ${file} holds no PEM certificate (no "-----BEGIN CERTIFICATE-----" line); ` +
+        "give the certificate of the server's authority (or its own) in PEM form",
+      "fatal",
+    );
+  }
+  return text;
 }
 
 function isIp(host: string): boolean {

@@ -260,3 +260,59 @@ Deno.test("init writes a config that is not group writable even under umask 002"
     assert.doesNotMatch(validate.stderr, /refusing/);
   });
 });
+
+Deno.test("config validate refuses an ftp_password_file that is a folder and an ftp_ca_file with no PEM certificate, with their lines", async () => {
+  await withDir(async (dir) => {
+    const password = join(dir, "secrets");
+    const ca = join(dir, "archive-ca.der");
+    const config = join(dir, "config.yaml");
+    await Deno.writeTextFile(
+      config,
+      [
+        `watch_path: ${JSON.stringify(join(dir, "watch"))}`,
+        "remote_base_path: /data",
+        "transfer_method: ftp",
+        "remote_host: example.invalid",
+        "remote_user: obs",
+        `ftp_password_file: ${JSON.stringify(password)}`,
+        `ftp_ca_file: ${JSON.stringify(ca)}`,
+        "",
+      ].join("\n"),
+      { mode: 0o600 },
+    );
+    const validate = () => runCli(["-c", config, "config", "validate"], { env: env(dir) });
+    // A private folder: not a file others could read, but no file at all.
+    for (const mode of [0o755, 0o700]) {
+      await Deno.mkdir(password, { mode });
+      await Deno.chmod(password, mode);
+      await Deno.writeFile(ca, new Uint8Array([0x30, 0x82, 0x03, 0x1a, 0x30, 0x82]));
+      const refused = await validate();
+      assert.equal(refused.code, 2, refused.stderr);
+      assert.ok(
+        refused.stderr.includes(
+          `${config}:6: ftp_password_file of job default: ${password} is a folder, not a file; ` +
+            "give the file holding the password",
+        ),
+        refused.stderr,
+      );
+      assert.doesNotMatch(refused.stderr, /chmod/);
+      assert.ok(
+        refused.stderr.includes(
+          `${config}:7: ftp_ca_file of job default: ${ca} holds no PEM certificate ` +
+            '(no "-----BEGIN CERTIFICATE-----" line)',
+        ),
+        refused.stderr,
+      );
+      assert.match(refused.stderr, /openssl x509 -inform DER/);
+      assert.doesNotMatch(refused.stderr, /\n\s+at /, "no stack trace");
+      await Deno.remove(password);
+    }
+    await Deno.writeTextFile(password, "secret\n", { mode: 0o600 });
+    await Deno.writeTextFile(
+      ca,
+      "# the archive's authority\n-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    );
+    const ok = await validate();
+    assert.equal(ok.code, 0, ok.stderr);
+  });
+});

@@ -252,6 +252,57 @@ Deno.test("ftp: an untrusted certificate is fatal and names ftp_ca_file", async 
   }
 });
 
+Deno.test("ftp: an ftp_ca_file that changed into no certificate (a DER file, a folder) is fatal and says so", async () => {
+  const server = await startVsftpd();
+  const src = await Deno.makeTempDir();
+  try {
+    const dest = await server.makeRemoteDir();
+    const der = join(src, "ca.der");
+    await Deno.writeFile(der, new Uint8Array([0x30, 0x82, 0x03, 0x1a]));
+    const cases: Array<[string, RegExp]> = [
+      [
+        der,
+        /ftp_ca_file .*ca\.der holds no PEM certificate \(no "-----BEGIN CERTIFICATE-----" line\)/,
+      ],
+      [src, /ftp_ca_file .* is a folder, not a file; give the file holding the certificate/],
+    ];
+    for (const [ca, expected] of cases) {
+      const outcomes = await send(server.job({ remote_base_path: dest, ftp_ca_file: ca }), [
+        await item(src, "a.fits", randomBytes(100)),
+      ]);
+      assert.equal(outcomes[0].error?.kind, "fatal");
+      assert.match(outcomes[0].error!.message, expected);
+    }
+    assert.equal(await server.logins(), 0, "no password went to an untrusted server");
+  } finally {
+    await server.stop();
+    await Deno.remove(src, { recursive: true });
+  }
+});
+
+Deno.test("ftp: a ftp_password_file that became a folder is fatal and says so, not chmod", async () => {
+  const server = await startVsftpd();
+  const src = await Deno.makeTempDir();
+  try {
+    const dest = await server.makeRemoteDir();
+    const folder = join(src, "password");
+    await Deno.mkdir(folder, { mode: 0o700 });
+    const outcomes = await send(
+      server.job({ remote_base_path: dest, ftp_password_file: folder }),
+      [await item(src, "a.fits", randomBytes(100))],
+    );
+    assert.equal(outcomes[0].error?.kind, "fatal");
+    assert.match(
+      outcomes[0].error!.message,
+      /ftp_password_file .*password is a folder, not a file; give the file holding the password/,
+    );
+    assert.doesNotMatch(outcomes[0].error!.message, /chmod|EISDIR/);
+  } finally {
+    await server.stop();
+    await Deno.remove(src, { recursive: true });
+  }
+});
+
 Deno.test("ftp: TLS required against a server without TLS is a clear fatal error; ftp_tls off works", async () => {
   const server = await startVsftpd({ tls: false });
   const src = await Deno.makeTempDir();

@@ -1,0 +1,126 @@
+/**
+ * The files a job logs in with (`ssh_identity_file`, `ftp_password_file`,
+ * `ftp_ca_file`), checked before a start (see `start_checks.ts`): there, a
+ * file and not a folder, of the kind the key asks for, and private where
+ * they hold a secret.
+ *
+ * @module
+ */
+import { jobKeyPlace } from "../config/load.ts";
+import type { Config } from "../config/types.ts";
+import { ConfigError } from "../errors.ts";
+
+/** The keys naming a file a job of each method logs in with, and whether it must be private. */
+const LOGIN_FILES = {
+  scp: [["ssh_identity_file", true]],
+  rsync: [["ssh_identity_file", true]],
+  ftp: [["ftp_password_file", true], ["ftp_ca_file", false]],
+  local: [],
+} as const;
+
+/** What each key's file holds, for a message about a folder given instead. */
+const HOLDS = {
+  ssh_identity_file: "the private key",
+  ftp_password_file: "the password",
+  ftp_ca_file: "the certificate",
+} as const;
+
+/** How much of a file is read to tell what it holds. */
+const HEAD_BYTES = 64 * 1024;
+
+/**
+ * Refuse a file a job logs in with that is not there or is a folder, a key
+ * that is not a private key, a CA file without a PEM certificate, and a key
+ * or password file that others may read (OpenSSH ignores such a key when it
+ * belongs to the account it runs as; the password is refused at each login).
+ * POSIX modes only.
+ *
+ * @param runsAs user id of the account the daemon runs as (the current one unless told)
+ * @throws {ConfigError} naming each file with its key's line, and what to do
+ */
+export async function checkLoginFiles(config: Config, runsAs?: number | null): Promise<void> {
+  const account = runsAs === undefined && Deno.build.os !== "windows" ? Deno.uid() : runsAs;
+  const problems: string[] = [];
+  for (const [index, job] of config.jobs.entries()) {
+    for (const [key, secret] of LOGIN_FILES[job.transfer_method]) {
+      const file = job[key];
+      if (file === null) continue;
+      const place = jobKeyPlace(config, index, key);
+      let info: Deno.FileInfo;
+      try {
+        info = await Deno.stat(file);
+      } catch (error) {
+        // Another reason (a folder that cannot be searched) is told where the file is read.
+        if (error instanceof Deno.errors.NotFound) {
+          problems.push(`${place}: ${file} does not exist; create it or fix the path`);
+        }
+        continue;
+      }
+      if (info.isDirectory) {
+        problems.push(
+          `${place}: ${file} is a folder, not a file; give the file holding ${HOLDS[key]}`,
+        );
+        continue;
+      }
+      const wrongKind = key === "ssh_identity_file"
+        ? notAPrivateKey(file)
+        : key === "ftp_ca_file"
+        ? notACertificate(file)
+        : null;
+      if (wrongKind !== null) problems.push(`${place}: ${wrongKind}`);
+      const mode = (info.mode ?? 0) & 0o777;
+      const mine = key !== "ssh_identity_file" || account === null || info.uid === account;
+      if (!secret || Deno.build.os === "windows" || (mode & 0o077) === 0 || !mine) continue;
+      const octal = mode.toString(8).padStart(4, "0");
+      const why = key === "ssh_identity_file" ? ", and ssh ignores such a key" : "";
+      problems.push(
+        `${place}: ${file} can be read or written by others ` +
+          `(mode ${octal})${why}; run: chmod 600 ${JSON.stringify(file)}`,
+      );
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems.join("\n"), { file: config.file });
+}
+
+/** The first `bytes` of the file `path` as text; `null` when it cannot be read here. */
+function head(path: string, bytes: number): string | null {
+  try {
+    using file = Deno.openSync(path);
+    const buffer = new Uint8Array(bytes);
+    return new TextDecoder().decode(buffer.subarray(0, file.readSync(buffer) ?? 0));
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Why the file `path` is not a private key OpenSSH can use (a public key, a
+ * PuTTY key, anything else), by its first line; `null` when it looks like
+ * one or cannot be read here (ssh then says why).
+ */
+function notAPrivateKey(path: string): string | null {
+  const text = head(path, 64)?.trimStart();
+  if (text === undefined || /^-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(text)) return null;
+  if (/^(ssh-|ecdsa-|sk-)/.test(text)) {
+    return `${path} is a public key; give the private key (the same name without .pub)`;
+  }
+  if (text.startsWith("PuTTY-User-Key-File")) {
+    return `${path} is a PuTTY key, which OpenSSH cannot read; convert it: ` +
+      `puttygen ${JSON.stringify(path)} -O private-openssh -o id_ed25519`;
+  }
+  return `${path} is not a private key (it does not start with "-----BEGIN … PRIVATE KEY-----"); ` +
+    "give the key file ssh -i would take";
+}
+
+/**
+ * Why the file `path` is no certificate TLS can trust (no PEM
+ * `-----BEGIN CERTIFICATE-----` block: a DER file, a key, anything else);
+ * `null` when it holds one or cannot be read here (the login then says why).
+ */
+function notACertificate(path: string): string | null {
+  const text = head(path, HEAD_BYTES);
+  if (text === null || text.includes("-----BEGIN CERTIFICATE-----")) return null;
+  return `${path} holds no PEM certificate (no "-----BEGIN CERTIFICATE-----" line); give the ` +
+    "certificate of the server's authority (or its own) in PEM form; a DER (binary) one converts " +
+    `with: openssl x509 -inform DER -in ${JSON.stringify(path)} -out ca.pem`;
+}
