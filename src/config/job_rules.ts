@@ -75,7 +75,10 @@ export function checkJobRules(job: JobValues, ctx: z.RefinementCtx): void {
   }
   const ssh = job.transfer_method === "scp" || job.transfer_method === "rsync";
   const host = typeof job.remote_host === "string" ? job.remote_host.trim() : "";
-  if (ssh && (host.startsWith("-") || /[\s@/\\'"`$;&|<>]/.test(host))) {
+  const notHostOnly = job.transfer_method === "local" ? null : hostWithMore(host, ssh);
+  if (notHostOnly !== null) {
+    ctx.addIssue({ code: "custom", path: ["remote_host"], message: notHostOnly });
+  } else if (ssh && (host.startsWith("-") || /[\s@/\\'"`$;&|<>]/.test(host))) {
     ctx.addIssue({
       code: "custom",
       path: ["remote_host"],
@@ -92,6 +95,45 @@ export function checkJobRules(job: JobValues, ctx: z.RefinementCtx): void {
       ctx.addIssue({ code: "custom", path: ["rsync_options", index], message: why });
     }
   }
+}
+
+/**
+ * What to write instead of a `remote_host` that holds more than the host: a
+ * URL (`ftp://host:2121/data`) or a port (`host:2121`, `[::1]:2121`), for
+ * every method, and a user (`obs@host`) or a path for ftp (scp and rsync
+ * have their own check); `null` for a plain host.
+ */
+function hostWithMore(host: string, ssh: boolean): string | null {
+  const portKey = ssh ? "ssh_port" : "ftp_port";
+  const isUrl = /^[a-z][a-z0-9+.-]*:\/\//i.test(host);
+  const url = isUrl ? URL.parse(host) : null;
+  if (isUrl && (url === null || url.hostname === "")) {
+    return "expected the host name only, not a URL; write the host in remote_host and the port " +
+      `in ${portKey}`;
+  }
+  if (url !== null) {
+    const keys = [`remote_host: ${url.hostname.replace(/^\[(.*)\]$/, "$1")}`];
+    if (url.port !== "") keys.push(`${portKey}: ${url.port}`);
+    if (url.username !== "") keys.push(`remote_user: ${decodeURIComponent(url.username)}`);
+    if (url.pathname.replace(/\/+$/, "") !== "") {
+      keys.push(`remote_base_path: ${decodeURIComponent(url.pathname)}`);
+    }
+    return `expected the host name only, not a URL; write ${keys.join(", ")}`;
+  }
+  const withPort = /^\[(.+)\]:(\d+)$/.exec(host) ?? /^([^:]+):(\d+)$/.exec(host);
+  if (withPort !== null) {
+    return `expected the host name only, without the port; write remote_host: ${withPort[1]}, ` +
+      `${portKey}: ${withPort[2]}`;
+  }
+  if (ssh) return null;
+  if (host.includes("@")) {
+    return "expected the host name only; the user goes in remote_user " +
+      `(remote_host: ${host.slice(host.lastIndexOf("@") + 1)})`;
+  }
+  if (/[\s/\\]/.test(host)) {
+    return "expected a host name or address (no spaces or slashes; the folder goes in remote_base_path)";
+  }
+  return null;
 }
 
 /** rsync's long options whose value may follow as the next word (`--exclude PATTERN`). */

@@ -120,7 +120,7 @@ export const jobShape = {
   ),
   remote_host: doc(
     z.string().default(""),
-    "Destination host name (or `~/.ssh/config` alias for scp and rsync). Required for scp, rsync and ftp; ignored by local.",
+    "Destination host name (or `~/.ssh/config` alias for scp and rsync). Required for scp, rsync and ftp; ignored by local. The host only, not a URL: the port goes in `ssh_port` or `ftp_port`, the user in `remote_user`.",
     { example: "processing-server" },
   ),
   remote_user: doc(

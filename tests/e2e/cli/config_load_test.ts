@@ -857,3 +857,64 @@ Deno.test("a value starting with % or @ unquoted: the YAML error says to quote i
     /:4: YAML syntax error: Plain value cannot start with directive indicator character %.*put the value in quotes, e\.g\. '%USERPROFILE%\\data'/s,
   );
 });
+
+Deno.test("a remote_host that is a URL or holds a port, a user or a path is refused with the keys to write instead", () => {
+  const config = (method: string, host: string) =>
+    [
+      "watch_path: /data/camera",
+      "remote_base_path: /data/incoming",
+      `transfer_method: ${method}`,
+      "remote_user: obs",
+      "ftp_password_env: OBS_FTP_PASSWORD",
+      `remote_host: ${JSON.stringify(host)}`,
+      "",
+    ].join("\n");
+  const cases: Array<[string, string, RegExp]> = [
+    [
+      "ftp",
+      "ftp://127.0.0.1:19110",
+      /config\.yaml:6: remote_host: expected the host name only, not a URL; write remote_host: 127\.0\.0\.1, ftp_port: 19110$/m,
+    ],
+    [
+      "ftp",
+      "ftps://obs@archive.example.org/data/in",
+      /remote_host: expected the host name only, not a URL; write remote_host: archive\.example\.org, remote_user: obs, remote_base_path: \/data\/in$/m,
+    ],
+    [
+      "scp",
+      "ssh://archive.example.org:2222",
+      /remote_host: expected the host name only, not a URL; write remote_host: archive\.example\.org, ssh_port: 2222$/m,
+    ],
+    [
+      "rsync",
+      "rsync://archive.example.org",
+      /remote_host: expected the host name only, not a URL; write remote_host: archive\.example\.org$/m,
+    ],
+    [
+      "ftp",
+      "archive.example.org:2121",
+      /remote_host: expected the host name only, without the port; write remote_host: archive\.example\.org, ftp_port: 2121$/m,
+    ],
+    [
+      "scp",
+      "[::1]:2222",
+      /remote_host: expected the host name only, without the port; write remote_host: ::1, ssh_port: 2222$/m,
+    ],
+    [
+      "ftp",
+      "obs@archive.example.org",
+      /remote_host: expected the host name only; the user goes in remote_user \(remote_host: archive\.example\.org\)$/m,
+    ],
+    ["ftp", "archive/data", /remote_host: expected a host name or address/],
+  ];
+  for (const [method, host, expected] of cases) {
+    const error = configError(config(method, host));
+    assert.match(error.message, expected, `${method} ${host}: ${error.message}`);
+  }
+  // Plain hosts and addresses, IPv6 ones too, load for every method.
+  for (const method of ["ftp", "scp", "rsync"]) {
+    for (const host of ["archive.example.org", "127.0.0.1", "::1", "fe80::1"]) {
+      assert.equal(parseConfig(config(method, host), "/c.yaml").jobs[0].remote_host, host);
+    }
+  }
+});
