@@ -8,7 +8,8 @@
  * - **A write that fails is never ignored.** A full disk, an I/O error or a
  *   read-only file system turns {@linkcode Ledger.problem} on (one ERROR,
  *   naming the file, the error and the free space): the jobs start nothing
- *   new until a write succeeds again, which a probe tries every few seconds.
+ *   new until a write succeeds again, which a probe tries every few seconds
+ *   (opening the file again where SQLite had opened it read-only).
  * - **Damage is set aside, not fatal.** A ledger that is not a database, is
  *   malformed or is 0 bytes long (at start, or when any query says so) is
  *   moved to `<name>.damaged-<time>` and a new one is started; the jobs then
@@ -17,23 +18,22 @@
  *
  * @module
  */
-import { DatabaseSync, type StatementSync } from "node:sqlite";
-import { dirname, join } from "node:path";
+import type { DatabaseSync, StatementSync } from "node:sqlite";
+import { join } from "node:path";
 import { logger } from "../log/logging.ts";
-import { formatBytes } from "../config/sizes.ts";
-import { localDiskSpaceSync } from "../config/free_space.ts";
 import {
-  assertLedgerReadable,
-  COUNTS_OF_OLDER_LEDGER,
   damageAtStart,
-  damagedForReading,
   existsSync,
   fitJournal,
+  freeSpaceText,
   isDamage,
   isFull,
+  isReadOnly,
   type LedgerRebuild,
   lost,
+  openForReading,
   openForWriting,
+  roomToResume,
   setAside,
   sqliteText,
 } from "./ledger_file.ts";
@@ -42,13 +42,6 @@ export type { LedgerRebuild } from "./ledger_file.ts";
 
 /** File name of the ledger database inside `state_dir`. */
 export const LEDGER_FILE = "ledger.sqlite";
-
-/** A version 1 ledger read as version 2 (a temporary view, nothing is written). */
-const VERSION_1_AS_2 = `
-CREATE TEMP VIEW IF NOT EXISTS files AS
-  SELECT job, '' AS target, rel_path, size, mtime_ms, destination, state, attempts,
-         next_attempt_at, last_error, created_at, updated_at, transferred_at FROM main.files;
-`;
 
 /** Why the ledger cannot be written now. */
 export interface LedgerProblem {
@@ -65,14 +58,6 @@ export class LedgerWriteError extends Error {
 
 /** How often a ledger that cannot be written is tried again. */
 const PROBE_EVERY_MS = 2000;
-
-/**
- * Free space a full disk must have again before the ledger counts as
- * writable (an eighth of a smaller disk): a write of a few rows succeeding is
- * not enough, as a burst of new rows would fill a smaller gap at once (and
- * pause and resume every write).
- */
-const ROOM_TO_RESUME_BYTES = 1024 * 1024;
 
 /** Durable per-file state. Open with {@linkcode Ledger.open}; close when done. */
 export class Ledger {
@@ -126,27 +111,8 @@ export class Ledger {
     const path = join(stateDir, LEDGER_FILE);
     const probeEveryMs = options.probeEveryMs ?? PROBE_EVERY_MS;
     if (options.readOnly) {
-      let size: number;
-      try {
-        size = Deno.statSync(path).size;
-      } catch {
-        return null;
-      }
-      if (size === 0) throw damagedForReading(path, "it is 0 bytes long");
-      let db: DatabaseSync | undefined;
-      try {
-        db = new DatabaseSync(path, { readOnly: true });
-        // An older ledger is read as it is; the daemon migrates it when it next starts.
-        const version = assertLedgerReadable(db, path);
-        if (version < 2) db.exec(VERSION_1_AS_2);
-        if (version < 3) db.exec(COUNTS_OF_OLDER_LEDGER);
-        db.prepare("SELECT COUNT(*) FROM sqlite_master").get();
-      } catch (error) {
-        db?.close();
-        if (isDamage(error)) throw damagedForReading(path, sqliteText(error));
-        throw error;
-      }
-      return new Ledger(path, db, true, probeEveryMs);
+      const db = openForReading(path);
+      return db && new Ledger(path, db, true, probeEveryMs);
     }
     Deno.mkdirSync(stateDir, { recursive: true });
     let rebuild: LedgerRebuild | null = null;
@@ -318,8 +284,15 @@ export class Ledger {
       this.#probeTimer = undefined;
       if (this.#closed || !this.#problem) return;
       this.#reclaim();
+      const probe = () => this.#transaction(() => this.#setMeta("written_at", String(Date.now())));
       try {
-        this.#transaction(() => this.#setMeta("written_at", String(Date.now())));
+        try {
+          probe();
+        } catch (error) {
+          // SQLite opens a file it cannot write read-only, and that connection stays so.
+          if (!isReadOnly(error) || !this.#reopen()) throw error;
+          probe();
+        }
         if (!roomToResume(this.path)) return this.#scheduleProbe();
         this.#writable();
       } catch (error) {
@@ -327,6 +300,26 @@ export class Ledger {
         else this.#scheduleProbe();
       }
     }, this.#probeEveryMs);
+  }
+
+  /**
+   * A new connection in place of the open one, which SQLite opened read-only: whether there is
+   * one (a ledger removed meanwhile is left to {@linkcode #lookForRemoval}, which says so).
+   */
+  #reopen(): boolean {
+    if (!existsSync(this.path)) return false;
+    let db: DatabaseSync;
+    try {
+      db = openForWriting(this.path);
+    } catch {
+      return false; // Tried again at the next probe.
+    }
+    this.#statements.clear();
+    try {
+      this.#db.close();
+    } catch { /* closed */ }
+    this.#db = db;
+    return true;
   }
 
   /** Copy the journal into the database and empty it, giving its room back: whether it did. */
@@ -432,17 +425,4 @@ export class Ledger {
       for (const listener of this.#closed ? [] : [...this.#listeners]) listener();
     }, 0);
   }
-}
-
-/** Whether the ledger's disk has room again ({@linkcode ROOM_TO_RESUME_BYTES}; unknown: yes). */
-function roomToResume(path: string): boolean {
-  const space = localDiskSpaceSync(dirname(path));
-  return space === null ||
-    space.availableBytes >= Math.min(ROOM_TO_RESUME_BYTES, space.totalBytes / 8);
-}
-
-/** Free space on the ledger's disk, in words. */
-function freeSpaceText(path: string): string {
-  const free = localDiskSpaceSync(dirname(path))?.availableBytes;
-  return free === undefined ? "free space unknown" : `${formatBytes(free)} free on its disk`;
 }

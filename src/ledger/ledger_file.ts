@@ -14,13 +14,14 @@
  * disk is full, the look at a ledger before it is opened, and the move to
  * `<name>.damaged-<time>` (said at ERROR) that lets a new one start; a
  * ledger that was lost (removed) is said at ERROR too, and the new one counts
- * as rebuilt.
+ * as rebuilt. Opening it to read as it is, and the room its disk must have.
  *
  * @module
  */
 import { DatabaseSync } from "node:sqlite";
 import { dirname } from "node:path";
 import { localDiskSpaceSync } from "../config/free_space.ts";
+import { formatBytes } from "../config/sizes.ts";
 import { logger } from "../log/logging.ts";
 
 /** The schema version this build writes and understands. */
@@ -181,8 +182,15 @@ BEGIN ${UNCOUNTED} ${COUNTED}
 END;
 `;
 
+/** A version 1 ledger read as version 2 (a temporary view, nothing is written). */
+const VERSION_1_AS_2 = `
+CREATE TEMP VIEW IF NOT EXISTS files AS
+  SELECT job, '' AS target, rel_path, size, mtime_ms, destination, state, attempts,
+         next_attempt_at, last_error, created_at, updated_at, transferred_at FROM main.files;
+`;
+
 /** The counts of an older ledger read as it is (read-only): counted when asked. */
-export const COUNTS_OF_OLDER_LEDGER = `
+const COUNTS_OF_OLDER_LEDGER = `
 CREATE TEMP VIEW IF NOT EXISTS file_counts AS
   SELECT job, target, state, COUNT(*) AS n FROM files GROUP BY job, target, state;
 `;
@@ -194,6 +202,7 @@ export const LEDGER_SCHEMA: readonly string[] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3
 const SQLITE_CORRUPT = 11;
 const SQLITE_NOTADB = 26;
 const SQLITE_FULL = 13;
+const SQLITE_READONLY = 8;
 
 /** When and why the ledger was started anew (kept in the new ledger). */
 export interface LedgerRebuild {
@@ -259,6 +268,17 @@ export function isFull(error: unknown): boolean {
   return typeof code === "number" ? (code & 0xff) === SQLITE_FULL : /is full/i.test(String(error));
 }
 
+/**
+ * Whether a SQLite error says the database is read-only: SQLite opens a file it cannot open for
+ * writing (`chattr +i`, a read-only mount) read-only without a word, and the connection stays so.
+ */
+export function isReadOnly(error: unknown): boolean {
+  const code = (error as { errcode?: number } | null)?.errcode;
+  return typeof code === "number"
+    ? (code & 0xff) === SQLITE_READONLY
+    : /readonly database/i.test(sqliteText(error));
+}
+
 /** Whether a SQLite error says the file is not a (sound) database. */
 export function isDamage(error: unknown): boolean {
   const code = (error as { errcode?: number } | null)?.errcode;
@@ -269,15 +289,47 @@ export function isDamage(error: unknown): boolean {
   return /malformed|not a database/i.test(sqliteText(error));
 }
 
+/** A SQLite error's own words. */
 export function sqliteText(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-export function damagedForReading(path: string, reason: string): Error {
+/** The error that says the ledger at `path` is damaged and what the daemon does about it. */
+function damagedForReading(path: string, reason: string): Error {
   return new Error(
     `The ledger ${path} is damaged (${reason}). The daemon moves it aside and starts a new ` +
       "one when it next starts (files already at the destination are not sent again)",
   );
+}
+
+/**
+ * Open the ledger at `path` to read it as it is, changing nothing (an older one is read as it is;
+ * the daemon migrates it when it next starts).
+ *
+ * @returns the database, or `null` when there is no ledger yet
+ * @throws when it is damaged, or was written by a newer image-transfer
+ */
+export function openForReading(path: string): DatabaseSync | null {
+  let size: number;
+  try {
+    size = Deno.statSync(path).size;
+  } catch {
+    return null;
+  }
+  if (size === 0) throw damagedForReading(path, "it is 0 bytes long");
+  let db: DatabaseSync | undefined;
+  try {
+    db = new DatabaseSync(path, { readOnly: true });
+    const version = assertLedgerReadable(db, path);
+    if (version < 2) db.exec(VERSION_1_AS_2);
+    if (version < 3) db.exec(COUNTS_OF_OLDER_LEDGER);
+    db.prepare("SELECT COUNT(*) FROM sqlite_master").get();
+  } catch (error) {
+    db?.close();
+    if (isDamage(error)) throw damagedForReading(path, sqliteText(error));
+    throw error;
+  }
+  return db;
 }
 
 /** Open (creating, migrating) the ledger at `path` for the daemon. */
@@ -350,4 +402,25 @@ export function fitJournal(db: DatabaseSync, path: string): void {
   db.exec(
     `PRAGMA wal_autocheckpoint = ${pages}; PRAGMA journal_size_limit = ${pages * pageBytes};`,
   );
+}
+
+/**
+ * Free space a full disk must have again before the ledger counts as
+ * writable (an eighth of a smaller disk): a write of a few rows succeeding is
+ * not enough, as a burst of new rows would fill a smaller gap at once (and
+ * pause and resume every write).
+ */
+const ROOM_TO_RESUME_BYTES = 1024 * 1024;
+
+/** Whether the ledger's disk has room again ({@linkcode ROOM_TO_RESUME_BYTES}; unknown: yes). */
+export function roomToResume(path: string): boolean {
+  const space = localDiskSpaceSync(dirname(path));
+  return space === null ||
+    space.availableBytes >= Math.min(ROOM_TO_RESUME_BYTES, space.totalBytes / 8);
+}
+
+/** Free space on the ledger's disk, in words. */
+export function freeSpaceText(path: string): string {
+  const free = localDiskSpaceSync(dirname(path))?.availableBytes;
+  return free === undefined ? "free space unknown" : `${formatBytes(free)} free on its disk`;
 }

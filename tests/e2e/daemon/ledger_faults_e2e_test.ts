@@ -14,6 +14,7 @@ import { DatabaseSync } from "node:sqlite";
 import { LEDGER_FILE } from "../../../src/ledger/ledger.ts";
 import { runCli, startCli } from "../../helpers/cli.ts";
 import { listFiles, randomBytes, waitFor } from "../../helpers/files.ts";
+import { whileImmutable } from "../../helpers/immutable.ts";
 import { freePort } from "../../helpers/net.ts";
 import { cliSandbox, type Sandbox } from "../../helpers/sandbox.ts";
 import { startSshd } from "../../helpers/sshd.ts";
@@ -534,6 +535,43 @@ for (const verify of ["checksum", "size"] as const) {
     await assertDelivered(box.dest, new Map([...files, ["frame_000.fits", changed]]));
   });
 }
+Deno.test("a ledger that cannot be written when the daemon starts (chattr +i): sending goes on by itself once it can, nothing found meanwhile is lost", async () => {
+  await using box = await cliSandbox();
+  await box.rewrite({ stability_window_seconds: 1 });
+  const early = await writeFiles(box, "early_", 3);
+  const first = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+  assert.equal(first.code, 0, first.stderr);
+  const ledgerPath = join(box.stateDir, LEDGER_FILE);
+  let late = new Map<string, Uint8Array>();
+  const daemon = startCli(["run", "-c", box.config], { env: box.env });
+  try {
+    await whileImmutable(ledgerPath, async () => {
+      const log = () => Deno.readTextFile(box.logFile);
+      await daemon.waitForOutput("Watching", 60_000);
+      late = await writeFiles(box, "late_", 5);
+      await waitFor(
+        async () => /Cannot write the ledger .*readonly database.*tried every/.test(await log()),
+        60_000,
+        "the ledger error",
+      );
+      await new Promise((resolve) => setTimeout(resolve, 3000));
+      assert.deepEqual((await delivered(box.dest)).length, 3, "nothing sent unrecorded");
+    });
+    // Before, the daemon kept SQLite's read-only connection: stuck until a restart.
+    await daemon.waitForOutput(/can be written again; transfers go on/, 60_000);
+    const all = new Map([...early, ...late]);
+    await waitFor(
+      async () => (await delivered(box.dest)).length === all.size,
+      60_000,
+      "every file at the destination",
+    );
+    await assertDelivered(box.dest, all);
+  } finally {
+    await daemon.stop("SIGTERM").catch(() => {});
+  }
+  const status = await runCli(["status", "-c", box.config], { env: box.env });
+  assert.match(status.stdout, /Job default: .*done 8/, status.stdout);
+});
 
 Deno.test("run --once gives up with an error when the ledger cannot be written", async () => {
   await using box = await cliSandbox();

@@ -5,9 +5,11 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import { Ledger, LEDGER_FILE } from "../../../src/ledger/ledger.ts";
+import { Ledger, LEDGER_FILE, LedgerWriteError } from "../../../src/ledger/ledger.ts";
 import { carryOverRenamedJobs } from "../../../src/ledger/job_names.ts";
 import { testJob } from "../../helpers/jobs.ts";
+import { waitFor } from "../../helpers/files.ts";
+import { whileImmutable } from "../../helpers/immutable.ts";
 import { type DoneEntry, FileRows } from "../../../src/ledger/file_rows.ts";
 import {
   ledgerCounts,
@@ -456,6 +458,45 @@ Deno.test("Ledger.open readOnly: null when missing, no file created; reads an ex
       }]);
     } finally {
       afterClose.close();
+    }
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("Ledger: opened while its file could not be written (SQLite opened it read-only), it is written again by itself once the file can be", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-ledger-" });
+  try {
+    const stateDir = join(root, "state");
+    const first = Ledger.open(stateDir);
+    files(first, "job").enqueue("a.fits", FILE);
+    first.close();
+    const path = join(stateDir, LEDGER_FILE);
+    const ledger = await whileImmutable(path, async () => {
+      const opened = Ledger.open(stateDir, { probeEveryMs: 50 });
+      assert.throws(() => files(opened, "job").enqueue("b.fits", FILE), LedgerWriteError);
+      assert.match(opened.problem?.error ?? "", /readonly/);
+      // Probed meanwhile: still unwritable, and said as such.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      assert.ok(opened.problem, "unwritable while the file is");
+      return opened;
+    });
+    try {
+      // Before, the probe kept the read-only connection: unwritable until a restart.
+      await waitFor(() => ledger.problem === null, 10_000, "the ledger writable again");
+      files(ledger, "job").enqueue("b.fits", FILE);
+      assert.equal(files(ledger, "job").get("a.fits")?.state, "pending", "nothing was lost");
+    } finally {
+      ledger.close();
+    }
+    const again = Ledger.open(stateDir);
+    try {
+      assert.deepEqual(
+        ["a.fits", "b.fits"].map((rel) => files(again, "job").get(rel)?.state),
+        ["pending", "pending"],
+      );
+    } finally {
+      again.close();
     }
   } finally {
     await Deno.remove(root, { recursive: true });
