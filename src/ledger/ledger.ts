@@ -24,21 +24,23 @@ import { logger } from "../log/logging.ts";
 import {
   damageAtStart,
   existsSync,
+  type LedgerRebuild,
+  lost,
+  openForReading,
+  setAside,
+} from "./ledger_check.ts";
+import {
   fitJournal,
   freeSpaceText,
   isDamage,
   isFull,
   isReadOnly,
-  type LedgerRebuild,
-  lost,
-  openForReading,
   openForWriting,
   roomToResume,
-  setAside,
   sqliteText,
 } from "./ledger_file.ts";
 
-export type { LedgerRebuild } from "./ledger_file.ts";
+export type { LedgerRebuild } from "./ledger_check.ts";
 
 /** File name of the ledger database inside `state_dir`. */
 export const LEDGER_FILE = "ledger.sqlite";

@@ -9,12 +9,10 @@
  * Step 2 makes the destination part of a file's identity; step 3 keeps the
  * count of files per state in a table of its own.
  *
- * What can be wrong with the ledger file itself, and setting a damaged one
- * aside: SQLite's word for a file that is not a (sound) database or whose
- * disk is full, the look at a ledger before it is opened, and the move to
- * `<name>.damaged-<time>` (said at ERROR) that lets a new one start; a
- * ledger that was lost (removed) is said at ERROR too, and the new one counts
- * as rebuilt. Opening it to read as it is, and the room its disk must have.
+ * Opening it for the daemon, SQLite's words for what goes wrong (a file that
+ * is not a (sound) database, a full disk, a read-only connection), and the
+ * room its disk must have. What is found at its place before it is opened,
+ * and reading it as it is: `ledger_check.ts`.
  *
  * @module
  */
@@ -22,7 +20,6 @@ import { DatabaseSync } from "node:sqlite";
 import { dirname } from "node:path";
 import { localDiskSpaceSync } from "../config/free_space.ts";
 import { formatBytes } from "../config/sizes.ts";
-import { logger } from "../log/logging.ts";
 
 /** The schema version this build writes and understands. */
 export const LEDGER_SCHEMA_VERSION = 3;
@@ -182,19 +179,6 @@ BEGIN ${UNCOUNTED} ${COUNTED}
 END;
 `;
 
-/** A version 1 ledger read as version 2 (a temporary view, nothing is written). */
-const VERSION_1_AS_2 = `
-CREATE TEMP VIEW IF NOT EXISTS files AS
-  SELECT job, '' AS target, rel_path, size, mtime_ms, destination, state, attempts,
-         next_attempt_at, last_error, created_at, updated_at, transferred_at FROM main.files;
-`;
-
-/** The counts of an older ledger read as it is (read-only): counted when asked. */
-const COUNTS_OF_OLDER_LEDGER = `
-CREATE TEMP VIEW IF NOT EXISTS file_counts AS
-  SELECT job, target, state, COUNT(*) AS n FROM files GROUP BY job, target, state;
-`;
-
 /** The steps to {@linkcode LEDGER_SCHEMA_VERSION}: `[0]` creates version 1, `[1]` turns 1 into 2, … */
 export const LEDGER_SCHEMA: readonly string[] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
 
@@ -203,64 +187,6 @@ const SQLITE_CORRUPT = 11;
 const SQLITE_NOTADB = 26;
 const SQLITE_FULL = 13;
 const SQLITE_READONLY = 8;
-
-/** When and why the ledger was started anew (kept in the new ledger). */
-export interface LedgerRebuild {
-  /** When (ms since epoch): files older than this may be at the destination already. */
-  at: number;
-  /** What was wrong with the old one. */
-  reason: string;
-  /** Where the damaged file was moved. */
-  damagedCopy: string;
-}
-
-/** What is wrong with the ledger file at `path` before it is opened, or `null`. */
-export function damageAtStart(path: string): string | null {
-  let size: number;
-  try {
-    size = Deno.statSync(path).size;
-  } catch {
-    return null; // None yet.
-  }
-  // SQLite would take an empty file for a new database, forgetting every file sent.
-  if (size === 0) return "it is 0 bytes long";
-  let db: DatabaseSync | undefined;
-  try {
-    db = new DatabaseSync(path);
-    db.exec("PRAGMA busy_timeout = 5000;");
-    db.prepare("PRAGMA user_version").get();
-    // Reads the schema; damage deeper in the file shows at the query that meets it.
-    db.prepare("SELECT COUNT(*) FROM sqlite_master").get();
-    return null;
-  } catch (error) {
-    if (isDamage(error)) return sqliteText(error);
-    throw error;
-  } finally {
-    try {
-      db?.close();
-    } catch { /* damaged */ }
-  }
-}
-
-/** Move the damaged ledger (and its WAL files) aside; say so at ERROR. */
-export function setAside(path: string, reason: string): LedgerRebuild {
-  const at = Date.now();
-  const stamp = new Date(at).toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
-  const damagedCopy = `${path}.damaged-${stamp}`;
-  for (const suffix of ["", "-wal", "-shm"]) {
-    try {
-      Deno.renameSync(path + suffix, damagedCopy + suffix);
-    } catch (error) {
-      if (!(error instanceof Deno.errors.NotFound)) throw error;
-    }
-  }
-  logger("ledger").error(
-    "The ledger {path} is damaged ({reason}); it was moved to {damagedCopy} and a new one " +
-      "started. Files already at the destination are recognised there and not sent again",
-    { path, reason, damagedCopy },
-  );
-  return { at, reason, damagedCopy };
-}
 
 /** Whether a SQLite error says the disk is full. */
 export function isFull(error: unknown): boolean {
@@ -294,44 +220,6 @@ export function sqliteText(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-/** The error that says the ledger at `path` is damaged and what the daemon does about it. */
-function damagedForReading(path: string, reason: string): Error {
-  return new Error(
-    `The ledger ${path} is damaged (${reason}). The daemon moves it aside and starts a new ` +
-      "one when it next starts (files already at the destination are not sent again)",
-  );
-}
-
-/**
- * Open the ledger at `path` to read it as it is, changing nothing (an older one is read as it is;
- * the daemon migrates it when it next starts).
- *
- * @returns the database, or `null` when there is no ledger yet
- * @throws when it is damaged, or was written by a newer image-transfer
- */
-export function openForReading(path: string): DatabaseSync | null {
-  let size: number;
-  try {
-    size = Deno.statSync(path).size;
-  } catch {
-    return null;
-  }
-  if (size === 0) throw damagedForReading(path, "it is 0 bytes long");
-  let db: DatabaseSync | undefined;
-  try {
-    db = new DatabaseSync(path, { readOnly: true });
-    const version = assertLedgerReadable(db, path);
-    if (version < 2) db.exec(VERSION_1_AS_2);
-    if (version < 3) db.exec(COUNTS_OF_OLDER_LEDGER);
-    db.prepare("SELECT COUNT(*) FROM sqlite_master").get();
-  } catch (error) {
-    db?.close();
-    if (isDamage(error)) throw damagedForReading(path, sqliteText(error));
-    throw error;
-  }
-  return db;
-}
-
 /** Open (creating, migrating) the ledger at `path` for the daemon. */
 export function openForWriting(path: string): DatabaseSync {
   const db = new DatabaseSync(path);
@@ -362,26 +250,6 @@ function keepPrivate(path: string): void {
       if (mode !== null && (mode & 0o077) !== 0) Deno.chmodSync(path + suffix, mode & 0o700);
     } catch { /* not made yet, or another account's: left as it is */ }
   }
-}
-
-/** Whether `path` exists (a broken link or an unreadable folder counts as there). */
-export function existsSync(path: string): boolean {
-  try {
-    Deno.lstatSync(path);
-    return true;
-  } catch (error) {
-    return !(error instanceof Deno.errors.NotFound);
-  }
-}
-
-/** The ledger at `path` is gone (`reason`): said at ERROR; the new one counts as rebuilt. */
-export function lost(path: string, reason: string): LedgerRebuild {
-  logger("ledger").error(
-    "The ledger {path} is lost ({reason}); a new one is started. Files already at the " +
-      "destination are recognised there and not sent again",
-    { path, reason },
-  );
-  return { at: Date.now(), reason, damagedCopy: "" };
 }
 
 /** The most the journal (WAL) holds before it is copied into the database: 4 MiB (pages). */

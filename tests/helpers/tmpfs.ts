@@ -54,3 +54,8 @@ export async function withTmpfs<T>(
 export async function resizeTmpfs(path: string, size: string): Promise<void> {
   await mountCommand(["mount", "-o", `remount,size=${size}`, path]);
 }
+
+/** Mount the tmpfs at `path` read-only, or (`readOnly: false`) read-write again. */
+export async function remountTmpfs(path: string, readOnly: boolean): Promise<void> {
+  await mountCommand(["mount", "-o", `remount,${readOnly ? "ro" : "rw"}`, path]);
+}

@@ -9,7 +9,7 @@ import { runCli, startCli } from "../../helpers/cli.ts";
 import { listFiles, randomBytes, sha256OfFile, waitFor } from "../../helpers/files.ts";
 import { cliSandbox, type Sandbox } from "../../helpers/sandbox.ts";
 import { freePort } from "../../helpers/net.ts";
-import { withTmpfs } from "../../helpers/tmpfs.ts";
+import { remountTmpfs, withTmpfs } from "../../helpers/tmpfs.ts";
 import { VERSION } from "../../../src/version.ts";
 
 const noon = new Date("2024-05-02T12:00:00Z");
@@ -463,6 +463,71 @@ Deno.test("a state_dir on a read-only file system: exit 2, said as such by run, 
     const sent = await listFiles(box.dest).catch(() => []);
     assert.deepEqual(sent, [], "nothing was sent without a ledger");
   }, { readOnly: true });
+});
+
+Deno.test("a ledger whose state_dir was remounted read-only: status, status --json and resend --dry-run read it, also with a journal a killed daemon left", async () => {
+  await using box = await cliSandbox();
+  await withTmpfs(join(box.root, "state-ro"), "16m", async (stateDir) => {
+    await box.rewrite({ state_dir: stateDir });
+    await drop(box.watch, "a.fits");
+    await drop(box.watch, "b.fits");
+    const sent = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+    assert.equal(sent.code, 0, sent.stderr);
+    const readAll = async (done: number) => {
+      await remountTmpfs(stateDir, true);
+      try {
+        // Before: `error: unable to open database file` (SQLite cannot make the journal's index).
+        const text = await status(box);
+        assert.equal(text.code, 0, text.stderr);
+        assert.match(text.stdout, new RegExp(`Job default: .*done ${done}`), text.stdout);
+        const json = await status(box, true);
+        assert.equal(json.code, 0, json.stderr);
+        const counts = JSON.parse(json.stdout).counts as { state: string; count: number }[];
+        assert.equal(counts.find((c) => c.state === "done")?.count, done, json.stdout);
+        const listed = await runCli(["resend", "--all", "--dry-run", "-c", box.config], {
+          env: box.env,
+        });
+        assert.equal(listed.code, 0, listed.stderr);
+        assert.match(listed.stdout, /a\.fits/);
+        assert.match(listed.stdout, /b\.fits/);
+      } finally {
+        await remountTmpfs(stateDir, false);
+      }
+    };
+    // Stopped cleanly: the journal was copied into the ledger and removed.
+    await readAll(2);
+    // Killed: the journal and its index are left, holding the last arrival.
+    const daemon = startCli(["run", "-c", box.config], { env: box.env });
+    try {
+      await daemon.waitForOutput("Watching", 30_000);
+      const bytes = await drop(box.watch, "c.fits");
+      await arrives(box.dest, "c.fits", bytes);
+      await waitFor(
+        async () => (await Deno.readTextFile(box.logFile)).includes("Successfully transferred"),
+        30_000,
+        "the arrival recorded",
+      );
+    } finally {
+      await daemon.stop("SIGKILL");
+    }
+    await readAll(3);
+    // A journal without its index cannot be read without making one: said, with what to do.
+    const ledger = join(stateDir, "ledger.sqlite");
+    assert.ok((await Deno.stat(`${ledger}-wal`)).size > 0, "the killed daemon left its journal");
+    await Deno.remove(`${ledger}-shm`);
+    await remountTmpfs(stateDir, true);
+    try {
+      const text = await status(box);
+      assert.equal(text.code, 1, text.stderr);
+      assert.match(
+        text.stderr,
+        /Cannot read the ledger .*ledger\.sqlite: .*\(its folder cannot be written: it is on a read-only file system, and its journal .*ledger\.sqlite-wal holds writes not yet copied into it, .*make .*state-ro writable/,
+      );
+      assert.doesNotMatch(text.stderr, /^\s+at /m, "no stack trace");
+    } finally {
+      await remountTmpfs(stateDir, false);
+    }
+  });
 });
 
 Deno.test("a config error at start reaches the log file the config names, else the default one", async () => {

@@ -1,0 +1,209 @@
+/**
+ * What can be wrong with the ledger file itself, before it is opened or
+ * while it is read as it is: the look at a ledger before the daemon opens it
+ * (0 bytes, not a database, a schema SQLite cannot read), the move of a
+ * damaged one to `<name>.damaged-<time>` (said at ERROR) that lets a new one
+ * start, and a ledger that was lost (removed), said at ERROR too, the new one
+ * counting as rebuilt. And opening the ledger to read it as it is, changing
+ * nothing (`status`, `resend --dry-run`, `doctor`), also where its folder
+ * cannot be written.
+ *
+ * @module
+ */
+import { DatabaseSync } from "node:sqlite";
+import { dirname } from "node:path";
+import { logger } from "../log/logging.ts";
+import { whyUnwritable } from "./daemon_lock.ts";
+import { assertLedgerReadable, isDamage, sqliteText } from "./ledger_file.ts";
+
+/** A version 1 ledger read as version 2 (a temporary view, nothing is written). */
+const VERSION_1_AS_2 = `
+CREATE TEMP VIEW IF NOT EXISTS files AS
+  SELECT job, '' AS target, rel_path, size, mtime_ms, destination, state, attempts,
+         next_attempt_at, last_error, created_at, updated_at, transferred_at FROM main.files;
+`;
+
+/** The counts of an older ledger read as it is (read-only): counted when asked. */
+const COUNTS_OF_OLDER_LEDGER = `
+CREATE TEMP VIEW IF NOT EXISTS file_counts AS
+  SELECT job, target, state, COUNT(*) AS n FROM files GROUP BY job, target, state;
+`;
+
+/** When and why the ledger was started anew (kept in the new ledger). */
+export interface LedgerRebuild {
+  /** When (ms since epoch): files older than this may be at the destination already. */
+  at: number;
+  /** What was wrong with the old one. */
+  reason: string;
+  /** Where the damaged file was moved. */
+  damagedCopy: string;
+}
+
+/** What is wrong with the ledger file at `path` before it is opened, or `null`. */
+export function damageAtStart(path: string): string | null {
+  let size: number;
+  try {
+    size = Deno.statSync(path).size;
+  } catch {
+    return null; // None yet.
+  }
+  // SQLite would take an empty file for a new database, forgetting every file sent.
+  if (size === 0) return "it is 0 bytes long";
+  let db: DatabaseSync | undefined;
+  try {
+    db = new DatabaseSync(path);
+    db.exec("PRAGMA busy_timeout = 5000;");
+    db.prepare("PRAGMA user_version").get();
+    // Reads the schema; damage deeper in the file shows at the query that meets it.
+    db.prepare("SELECT COUNT(*) FROM sqlite_master").get();
+    return null;
+  } catch (error) {
+    if (isDamage(error)) return sqliteText(error);
+    throw error;
+  } finally {
+    try {
+      db?.close();
+    } catch { /* damaged */ }
+  }
+}
+
+/** Move the damaged ledger (and its WAL files) aside; say so at ERROR. */
+export function setAside(path: string, reason: string): LedgerRebuild {
+  const at = Date.now();
+  const stamp = new Date(at).toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
+  const damagedCopy = `${path}.damaged-${stamp}`;
+  for (const suffix of ["", "-wal", "-shm"]) {
+    try {
+      Deno.renameSync(path + suffix, damagedCopy + suffix);
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+  }
+  logger("ledger").error(
+    "The ledger {path} is damaged ({reason}); it was moved to {damagedCopy} and a new one " +
+      "started. Files already at the destination are recognised there and not sent again",
+    { path, reason, damagedCopy },
+  );
+  return { at, reason, damagedCopy };
+}
+
+/** The error that says the ledger at `path` is damaged and what the daemon does about it. */
+function damagedForReading(path: string, reason: string): Error {
+  return new Error(
+    `The ledger ${path} is damaged (${reason}). The daemon moves it aside and starts a new ` +
+      "one when it next starts (files already at the destination are not sent again)",
+  );
+}
+
+/**
+ * Open the ledger at `path` to read it as it is, changing nothing (an older one is read as it is;
+ * the daemon migrates it when it next starts).
+ *
+ * @returns the database, or `null` when there is no ledger yet
+ * @throws when it is damaged, or was written by a newer image-transfer
+ */
+export function openForReading(path: string): DatabaseSync | null {
+  let size: number;
+  try {
+    size = Deno.statSync(path).size;
+  } catch {
+    return null;
+  }
+  if (size === 0) throw damagedForReading(path, "it is 0 bytes long");
+  let db: DatabaseSync | undefined;
+  try {
+    db = openToRead(path);
+    const version = assertLedgerReadable(db, path);
+    if (version < 2) db.exec(VERSION_1_AS_2);
+    if (version < 3) db.exec(COUNTS_OF_OLDER_LEDGER);
+    db.prepare("SELECT COUNT(*) FROM sqlite_master").get();
+  } catch (error) {
+    db?.close();
+    if (isDamage(error)) throw damagedForReading(path, sqliteText(error));
+    throw error;
+  }
+  return db;
+}
+
+/**
+ * SQLite's read-only connection to the ledger at `path`. A ledger in WAL mode is read through
+ * the journal's index (`-shm`), which SQLite makes in its folder: where that folder cannot be
+ * written (a read-only mount) and there is no journal (a daemon stopped cleanly copied it into the
+ * ledger), the ledger alone is all there is, and a copy of it in memory is read. (SQLite's
+ * `immutable=1` would read the file itself, but the runtime takes a `file:` URI for a file name
+ * unless every permission is given.)
+ *
+ * @throws saying which file, why and what to do, when neither way can read it
+ */
+function openToRead(path: string): DatabaseSync {
+  let db = new DatabaseSync(path, { readOnly: true });
+  try {
+    db.prepare("PRAGMA user_version").get(); // SQLite opens the file at the first query.
+    return db;
+  } catch (error) {
+    db.close();
+    if (!/unable to open/i.test(sqliteText(error))) throw error;
+    let journal = 0;
+    try {
+      journal = Deno.statSync(`${path}-wal`).size;
+    } catch { /* none */ }
+    if (journal === 0) {
+      db = new DatabaseSync(":memory:");
+      try {
+        const bytes = Deno.readFileSync(path);
+        // Bytes 18 and 19 of the header say WAL mode (2): a copy in memory has no journal (1).
+        if (bytes.length > 19 && bytes[18] === 2 && bytes[19] === 2) bytes.fill(1, 18, 20);
+        db.deserialize(bytes);
+        db.exec("PRAGMA query_only = 1"); // Read-only like the file: a write is refused.
+        db.prepare("PRAGMA user_version").get();
+        return db;
+      } catch {
+        db.close(); // Said below, as the first failure.
+      }
+    }
+    throw new Error(
+      `Cannot read the ledger ${path}: ${sqliteText(error)} (${whyUnreadable(path, journal)})`,
+      { cause: error },
+    );
+  }
+}
+
+/** Why SQLite could not open the ledger at `path` to read it, and what to do, in words. */
+function whyUnreadable(path: string, journal: number): string {
+  try {
+    Deno.openSync(path, { read: true }).close();
+  } catch (error) {
+    return `${whyUnwritable(error)}; run this as the user the daemon runs as`;
+  }
+  let folder = "its folder cannot be written";
+  try {
+    Deno.openSync(path, { read: true, write: true }).close();
+  } catch (error) {
+    folder = `its folder cannot be written: ${whyUnwritable(error)}`;
+  }
+  if (journal === 0) return `${folder}; make ${dirname(path)} writable and try again`;
+  return `${folder}, and its journal ${path}-wal holds writes not yet copied into it, which ` +
+    `SQLite reads only with the journal's index ${path}-shm, made there; make ${
+      dirname(path)
+    } writable (mount it read-write) and try again`;
+}
+
+/** Whether `path` exists (a broken link or an unreadable folder counts as there). */
+export function existsSync(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch (error) {
+    return !(error instanceof Deno.errors.NotFound);
+  }
+}
+
+/** The ledger at `path` is gone (`reason`): said at ERROR; the new one counts as rebuilt. */
+export function lost(path: string, reason: string): LedgerRebuild {
+  logger("ledger").error(
+    "The ledger {path} is lost ({reason}); a new one is started. Files already at the " +
+      "destination are recognised there and not sent again",
+    { path, reason },
+  );
+  return { at: Date.now(), reason, damagedCopy: "" };
+}
