@@ -7,17 +7,15 @@
  * validating the rest (aliases are not expanded). A file others can write is
  * not trusted with choosing where to write: the default log file is used.
  *
- * `run --dry-run`: list what would be transferred where, and what is skipped
- * and why, changing nothing (the ledger is only read, and only if it exists).
+ * `run --dry-run`: see `dry_run.ts`.
  *
  * @module
  */
 import { Command } from "commander";
 import { loadConfig, resolveConfigPath } from "../config/load.ts";
-import type { Config, JobConfig } from "../config/types.ts";
-import { readFitsStructure } from "../layout/fits_structure.ts";
-import { ConfigError, exitCodeFor, UsageError, WatchFolderError } from "../errors.ts";
-import { logExit, logger, quoteIfUnsafe, setupLogging, shutdownLogging } from "../log/logging.ts";
+import type { Config } from "../config/types.ts";
+import { ConfigError, exitCodeFor, UsageError } from "../errors.ts";
+import { logExit, logger, setupLogging, shutdownLogging } from "../log/logging.ts";
 import { runDaemon } from "../pipeline/daemon.ts";
 import { assertThisMachinePaths, checkBeforeStart } from "../pipeline/start_checks.ts";
 import { readNetworkMounts } from "../watch/fs_type.ts";
@@ -38,14 +36,8 @@ import { isMap, parseDocument } from "yaml";
 import { daemonShape } from "../config/schema.ts";
 import { resolveLogFile } from "../config/resolve.ts";
 import { configFileProblem } from "../config/file_mode.ts";
-import { destinationIdentity, FileRows } from "../ledger/file_rows.ts";
-import { Ledger } from "../ledger/ledger.ts";
-import { freeDestination, placeBeside, planDestination } from "../layout/destination.ts";
-import { createTransport } from "../transfer/transport.ts";
-import { createFileFilter, readablePath, sharedSkipLog } from "../watch/file_filter.ts";
-import { scanFolder, type SkippedEntry } from "../watch/scan.ts";
-import { sameVersion, versionOf } from "../watch/stability.ts";
-import { dueSteps } from "../pipeline/source_cleanup.ts";
+import { sharedSkipLog } from "../watch/file_filter.ts";
+import { dryRun } from "./dry_run.ts";
 
 interface RunOptions extends QuickStartOptions {
   once?: boolean;
@@ -320,130 +312,4 @@ async function writtenLogSettings(
   if (!isMap(doc.contents)) return {};
   // Without keepScalar, get() gives a scalar's value, or the node of anything else.
   return { log_file: doc.contents.get("log_file"), log_format: doc.contents.get("log_format") };
-}
-
-/**
- * Print one line per file that would be sent (`would transfer <source> -> <target>`),
- * one per entry that is skipped (`skipped <path>: <reason>`; a folder that is
- * not entered ends in `/`) and a summary per job to `write`. Control
- * characters in names are escaped, so each file stays on one line.
- *
- * @returns the number of files that would be sent
- * @throws {WatchFolderError} after the listing, when a watch folder does not exist
- */
-export async function dryRun(config: Config, write: (line: string) => void): Promise<number> {
-  const ledger = Ledger.open(config.state_dir, { readOnly: true });
-  let total = 0;
-  const missing: string[] = [];
-  try {
-    for (const job of config.jobs) {
-      const transport = createTransport(job, Deno.cwd());
-      const table = ledger && new FileRows(ledger, job.name, destinationIdentity(job));
-      let count = 0;
-      const skipped: SkippedEntry[] = [];
-      const chosen = new Map<string, string>();
-      try {
-        const info = await Deno.stat(job.watch_path).catch(() => null);
-        if (!info?.isDirectory) {
-          write(`job ${job.name}: watch folder ${job.watch_path} does not exist`);
-          missing.push(`${job.watch_path} (job ${job.name})`);
-          continue;
-        }
-        const filter = createFileFilter(job, { skipLog: null });
-        const onSkipped = (entry: SkippedEntry) => skipped.push(entry);
-        for await (const file of scanFolder(job.watch_path, filter, { onSkipped })) {
-          const stat = await Deno.stat(file.path).catch(() => null);
-          if (!stat) continue;
-          const version = versionOf(stat);
-          const prior = table?.doneVersions([file.relPath])[0];
-          if (prior && sameVersion(prior, version)) continue;
-          const unfinished = incompleteFits(job, file.path, version.mtimeMs);
-          if (unfinished !== null) {
-            write(`would leave ${quoteIfUnsafe(file.path)} for a later run: ${unfinished}`);
-            continue;
-          }
-          let fallback = "";
-          const destination = await planDestination(
-            job,
-            { path: file.path, relPath: file.relPath, mtimeMs: version.mtimeMs },
-            new Date(),
-            (reason) => fallback = ` (${reason})`,
-            (_folder, message) => fallback += ` (${message})`,
-          );
-          // A new file under a name sent before goes beside the file sent (as the run).
-          const row = table?.get(file.relPath);
-          // Planned before and not arrived (an interrupted copy): the run goes on with it there.
-          const planned = row && row.state !== "done" && sameVersion(row, version)
-            ? row.destination
-            : null;
-          const beside = planned ?? placeBeside(job, destination, row, file.path);
-          if (beside !== destination) fallback += " (beside the earlier file of that name)";
-          const placed = planned ?? freeDestination(beside, file.relPath, (prefix) => [
-            ...[...chosen].filter(([rel]) => rel.startsWith(prefix))
-              .map(([relPath, destination]) => ({ relPath, destination })),
-            ...table?.destinationsFrom(prefix) ?? [],
-          ]);
-          if (placed !== beside) fallback += " (beside another file's copy of that name)";
-          chosen.set(file.relPath, placed);
-          const target = transport.describeTarget(placed);
-          write(
-            `would transfer ${quoteIfUnsafe(file.path)} -> ${quoteIfUnsafe(target)}${fallback}`,
-          );
-          count++;
-        }
-      } finally {
-        await transport.close();
-      }
-      skipped.sort((a, b) => a.relPath < b.relPath ? -1 : a.relPath > b.relPath ? 1 : 0);
-      for (const entry of skipped) {
-        const shown = readablePath(entry.path) + (entry.folder ? "/" : "");
-        write(`skipped ${shown}: ${entry.skip.reason}`);
-      }
-      const removals = table ? await dueSteps(job, table, Date.now()) : [];
-      for (const step of removals) {
-        write(
-          step.moveTo === null
-            ? `would delete ${quoteIfUnsafe(step.source)} (arrived verified)`
-            : `would move ${quoteIfUnsafe(step.source)} -> ${
-              quoteIfUnsafe(step.moveTo)
-            } (arrived verified)`,
-        );
-      }
-      const removed = job.after_transfer === "keep"
-        ? ""
-        : `, ${removals.length} source(s) would be ${job.after_transfer}d now`;
-      write(
-        `job ${job.name}: ${count} file(s) would be transferred (${job.transfer_method}), ` +
-          `${skipped.length} skipped${removed}`,
-      );
-      total += count;
-    }
-  } finally {
-    ledger?.close();
-  }
-  if (missing.length > 0) {
-    // The daemon would wait for it; a dry run cannot say what it would send from it.
-    throw new WatchFolderError(
-      `Cannot list what would be sent from ${missing.join(", ")}: the folder does not exist; ` +
-        "create it (or mount it) or fix watch_path",
-    );
-  }
-  return total;
-}
-
-/**
- * Why `run --once` would leave the file at `path` for a later run (a FITS
- * file whose structure is incomplete, unchanged for less than
- * `fits_incomplete_grace_seconds`), or `null`.
- */
-function incompleteFits(job: JobConfig, path: string, mtimeMs: number): string | null {
-  let structure;
-  try {
-    structure = readFitsStructure(path);
-  } catch {
-    return null;
-  }
-  if (structure.kind !== "incomplete") return null;
-  if (Date.now() - mtimeMs >= job.fits_incomplete_grace_seconds * 1000) return null;
-  return `its FITS structure is incomplete (${structure.reason})`;
 }

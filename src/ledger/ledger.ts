@@ -22,8 +22,10 @@ import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { join } from "node:path";
 import { logger } from "../log/logging.ts";
 import {
-  damageAtStart,
+  daemonRanIn,
   existsSync,
+  judgeLedger,
+  LEDGER_FILE,
   type LedgerRebuild,
   lost,
   openForReading,
@@ -40,10 +42,7 @@ import {
   sqliteText,
 } from "./ledger_file.ts";
 
-export type { LedgerRebuild } from "./ledger_check.ts";
-
-/** File name of the ledger database inside `state_dir`. */
-export const LEDGER_FILE = "ledger.sqlite";
+export { LEDGER_FILE, type LedgerRebuild } from "./ledger_check.ts";
 
 /** Why the ledger cannot be written now. */
 export interface LedgerProblem {
@@ -94,9 +93,11 @@ export class Ledger {
    * @param options.readOnly open an existing ledger without changing anything;
    *   returns `null` when there is none yet
    * @param options.probeEveryMs how often a ledger that cannot be written is tried again
-   * @param options.expected the daemon ran with this `stateDir` before: a ledger
-   *   that is missing was lost, and the new one counts as rebuilt (files already
-   *   at the destination are recognised there, not sent again)
+   * @param options.expected the daemon ran with this `stateDir` before (by
+   *   default `daemonRanIn`, which the daemon asks before it takes the lock): a
+   *   ledger that is missing was lost, and the new one counts as rebuilt (files
+   *   already at the destination are recognised there, not sent again); what is
+   *   found is judged by `judgeLedger`
    * @throws when the folder or database cannot be created or opened, the
    *   ledger was written by a newer image-transfer (an older one is migrated),
    *   or (`readOnly`) it is damaged
@@ -120,11 +121,9 @@ export class Ledger {
     let rebuild: LedgerRebuild | null = null;
     let db: DatabaseSync;
     try {
-      if (options.expected && !existsSync(path)) {
-        rebuild = lost(path, "it was missing, although the daemon ran with this state_dir before");
-      }
-      const damage = damageAtStart(path);
-      if (damage) rebuild = setAside(path, damage);
+      const found = judgeLedger(path, options.expected ?? daemonRanIn(stateDir));
+      if (found.kind === "lost") rebuild = lost(path, found.reason);
+      if (found.kind === "damaged") rebuild = setAside(path, found.reason);
       try {
         db = openForWriting(path);
       } catch (error) {

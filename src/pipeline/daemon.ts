@@ -15,7 +15,8 @@ import { COMMAND_LINE_CONFIG, loadConfig } from "../config/load.ts";
 import { makeRuntimeDir } from "../config/paths.ts";
 import { guardedPathReason, WatchFolderError } from "../errors.ts";
 import { Ledger } from "../ledger/ledger.ts";
-import { acquireDaemonLock, LOCK_FILE, PID_FILE } from "../ledger/daemon_lock.ts";
+import { acquireDaemonLock, PID_FILE } from "../ledger/daemon_lock.ts";
+import { daemonRanIn } from "../ledger/ledger_check.ts";
 import { logger } from "../log/logging.ts";
 import { createTransport } from "../transfer/transport.ts";
 import { endLeftoverMasters } from "../transfer/ssh/master.ts";
@@ -79,11 +80,8 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
   const listenChecked = await checkBeforeStart(config);
   const listen = options.once ? null : listenChecked;
   const service = Deno.env.get("IMAGE_TRANSFER_SERVICE");
-  // Left by every earlier run: a ledger missing beside it was lost (see `Ledger.open`).
-  const ranBefore = await Deno.lstat(join(config.state_dir, LOCK_FILE)).then(
-    () => true,
-    () => false,
-  );
+  // Looked at before this run takes the lock: a ledger missing beside it was lost.
+  const ranBefore = daemonRanIn(config.state_dir);
   const lock = acquireDaemonLock(config.state_dir, {
     version: VERSION,
     config: config.file,

@@ -70,6 +70,26 @@ async function assertDelivered(dest: string, files: Map<string, Uint8Array>): Pr
   }
 }
 
+/** Overwrite the cells of one page of the ledger's `files` (one in the middle): only a look at every page finds it. */
+async function damagePageOfFiles(path: string): Promise<void> {
+  const db = new DatabaseSync(path, { readOnly: true });
+  let page: number;
+  let pageSize: number;
+  try {
+    const leaves = db.prepare(
+      "SELECT pageno FROM dbstat WHERE name = 'files' AND pagetype = 'leaf'",
+    )
+      .all().map((row) => Number(row.pageno));
+    page = leaves[Math.floor(leaves.length / 2)];
+    pageSize = Number(db.prepare("PRAGMA page_size").get()!.page_size);
+  } finally {
+    db.close();
+  }
+  using file = await Deno.open(path, { write: true });
+  await file.seek((page - 1) * pageSize + 8, Deno.SeekMode.Start);
+  await file.write(new Uint8Array(pageSize - 8).fill(0xff));
+}
+
 const DAMAGE: Record<string, (path: string) => Promise<void>> = {
   "cut in half": async (path) => {
     const { size } = await Deno.stat(path);
@@ -77,7 +97,49 @@ const DAMAGE: Record<string, (path: string) => Promise<void>> = {
   },
   "0 bytes": (path) => Deno.truncate(path, 0),
   "garbage": (path) => Deno.writeTextFile(path, "this is not a database\n".repeat(400)),
+  "a page of its files overwritten": damagePageOfFiles,
 };
+
+/**
+ * `status`, `status --json` and `run --dry-run` say what the next run does with a ledger that is
+ * `kind` (lost or damaged): start a new one, recording the `recorded` files at the destination as
+ * sent and sending `sent`. Before, they read a lost one as a first start ("nothing has been
+ * transferred", every file "would be transferred") and a damaged one as it was, or failed bare.
+ */
+async function assertForetold(
+  box: Sandbox,
+  kind: "lost" | "damaged",
+  sent: number,
+  recorded: number,
+): Promise<void> {
+  const status = await runCli(["status", "-c", box.config], { env: box.env });
+  assert.equal(status.code, 0, status.stderr);
+  const anew = kind === "lost"
+    ? /The ledger .*ledger\.sqlite is lost \(.+\): image-transfer run starts a new one; /
+    : /The ledger .*ledger\.sqlite is damaged \(.+\): image-transfer run moves it to .*ledger\.sqlite\.damaged-<time> and starts a new one; /;
+  const then =
+    /a file already at its destination with its size is recorded as sent there, not sent again/;
+  assert.match(status.stdout, new RegExp(anew.source + then.source), status.stdout);
+  assert.doesNotMatch(status.stdout, /nothing has been transferred|Job default:/);
+  const json = await runCli(["status", "--json", "-c", box.config], { env: box.env });
+  assert.equal(json.code, 0, json.stderr);
+  assert.equal(JSON.parse(json.stdout).found.kind, kind);
+  const dry = await runCli(["run", "--dry-run", "-c", box.config], { env: box.env });
+  assert.equal(dry.code, 0, dry.stderr);
+  assert.match(dry.stdout, new RegExp(anew.source + then.source));
+  assert.match(
+    dry.stdout,
+    new RegExp(
+      `job default: ${sent} file\\(s\\) would be transferred \\(local\\), 0 skipped, ` +
+        `${recorded} recorded as sent \\(at the destination already\\)`,
+    ),
+    dry.stdout,
+  );
+  assert.equal(
+    dry.stdout.match(/^would record .* as sent: .* is there already with its size$/gm)?.length,
+    recorded,
+  );
+}
 
 for (const [kind, damage] of Object.entries(DAMAGE)) {
   Deno.test(`a damaged ledger (${kind}) is set aside and rebuilt; nothing is sent again`, async () => {
@@ -91,6 +153,7 @@ for (const [kind, damage] of Object.entries(DAMAGE)) {
     const ledgerPath = join(box.stateDir, LEDGER_FILE);
     await damage(ledgerPath);
     const fresh = await writeFiles(box, "new_", 2);
+    await assertForetold(box, "damaged", 2, 40);
     const again = await runCli(["-v", "run", "--once", "-c", box.config], { env: box.env });
     assert.equal(again.code, 0, again.stderr);
     const log = await Deno.readTextFile(box.logFile);
@@ -130,6 +193,7 @@ Deno.test("a ledger removed between runs is started anew as rebuilt; nothing is 
     await Deno.remove(join(box.stateDir, LEDGER_FILE + suffix)).catch(() => {});
   }
   const fresh = await writeFiles(box, "new_", 2);
+  await assertForetold(box, "lost", 2, 30);
   const again = await runCli(["run", "--once", "-c", box.config], { env: box.env });
   assert.equal(again.code, 0, again.stderr);
   assert.match(

@@ -503,6 +503,27 @@ Deno.test("Ledger: opened while its file could not be written (SQLite opened it 
   }
 });
 
+Deno.test("Ledger.open: a ledger missing beside the daemon.lock of an earlier run was lost, also for an opener that does not say so (resend)", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-ledger-" });
+  try {
+    const stateDir = join(root, "state");
+    const first = Ledger.open(stateDir);
+    assert.equal(first.rebuilt, null, "a first start");
+    first.close();
+    await Deno.writeTextFile(join(stateDir, "daemon.lock"), "");
+    await Deno.remove(join(stateDir, LEDGER_FILE));
+    // Before, only the daemon said so: a new ledger made by `resend` hid the loss from it.
+    const again = Ledger.open(stateDir);
+    try {
+      assert.match(again.rebuilt?.reason ?? "", /missing, although the daemon ran with this/);
+    } finally {
+      again.close();
+    }
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
 Deno.test("Ledger: hostile relative paths and errors round-trip exactly", async () => {
   await withLedger((ledger, stateDir) => {
     const names = [

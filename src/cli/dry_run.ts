@@ -1,0 +1,218 @@
+/**
+ * `run --dry-run`: list what would be transferred where, and what is skipped
+ * and why, changing nothing (the ledger is only read, and only if it exists).
+ * A ledger that `run` would take for lost or damaged (see `judgeLedger`) is
+ * not read: the listing says so, and says which files `run` would find at
+ * their destination with their size and record as sent instead of sending.
+ *
+ * @module
+ */
+import type { Config, JobConfig } from "../config/types.ts";
+import { WatchFolderError } from "../errors.ts";
+import { readFitsStructure } from "../layout/fits_structure.ts";
+import { freeDestination, placeBeside, planDestination } from "../layout/destination.ts";
+import { destinationIdentity, FileRows } from "../ledger/file_rows.ts";
+import { Ledger } from "../ledger/ledger.ts";
+import { judgeStateDir, whatRunDoes } from "../ledger/ledger_check.ts";
+import { quoteIfUnsafe } from "../log/logging.ts";
+import { dueSteps } from "../pipeline/source_cleanup.ts";
+import { createTransport, type Transport } from "../transfer/transport.ts";
+import { createFileFilter, readablePath } from "../watch/file_filter.ts";
+import { scanFolder, type SkippedEntry } from "../watch/scan.ts";
+import { sameVersion, versionOf } from "../watch/stability.ts";
+
+/**
+ * Print one line per file that would be sent (`would transfer <source> -> <target>`),
+ * one per file a new ledger would record as sent (`would record <source> as sent: …`),
+ * one per entry that is skipped (`skipped <path>: <reason>`; a folder that is
+ * not entered ends in `/`) and a summary per job to `write`. Control
+ * characters in names are escaped, so each file stays on one line.
+ *
+ * @returns the number of files that would be sent
+ * @throws {WatchFolderError} after the listing, when a watch folder does not exist
+ */
+export async function dryRun(config: Config, write: (line: string) => void): Promise<number> {
+  // Judged as `run` judges it: a lost or damaged ledger is not read, and files already at their
+  // destination are looked for there, as `run` does with the new one.
+  const { path, found } = judgeStateDir(config.state_dir);
+  const anew = whatRunDoes(path, found);
+  if (anew !== null) write(anew);
+  const ledger = found.kind === "sound" ? Ledger.open(config.state_dir, { readOnly: true }) : null;
+  let total = 0;
+  const missing: string[] = [];
+  try {
+    for (const job of config.jobs) {
+      const transport = createTransport(job, Deno.cwd());
+      const table = ledger && new FileRows(ledger, job.name, destinationIdentity(job));
+      let count = 0;
+      let recorded = 0;
+      const waiting: Waiting[] = [];
+      const skipped: SkippedEntry[] = [];
+      const chosen = new Map<string, string>();
+      try {
+        const info = await Deno.stat(job.watch_path).catch(() => null);
+        if (!info?.isDirectory) {
+          write(`job ${job.name}: watch folder ${job.watch_path} does not exist`);
+          missing.push(`${job.watch_path} (job ${job.name})`);
+          continue;
+        }
+        const filter = createFileFilter(job, { skipLog: null });
+        const onSkipped = (entry: SkippedEntry) => skipped.push(entry);
+        for await (const file of scanFolder(job.watch_path, filter, { onSkipped })) {
+          const stat = await Deno.stat(file.path).catch(() => null);
+          if (!stat) continue;
+          const version = versionOf(stat);
+          const prior = table?.doneVersions([file.relPath])[0];
+          if (prior && sameVersion(prior, version)) continue;
+          const unfinished = incompleteFits(job, file.path, version.mtimeMs);
+          if (unfinished !== null) {
+            write(`would leave ${quoteIfUnsafe(file.path)} for a later run: ${unfinished}`);
+            continue;
+          }
+          let fallback = "";
+          const destination = await planDestination(
+            job,
+            { path: file.path, relPath: file.relPath, mtimeMs: version.mtimeMs },
+            new Date(),
+            (reason) => fallback = ` (${reason})`,
+            (_folder, message) => fallback += ` (${message})`,
+          );
+          // A new file under a name sent before goes beside the file sent (as the run).
+          const row = table?.get(file.relPath);
+          // Planned before and not arrived (an interrupted copy): the run goes on with it there.
+          const planned = row && row.state !== "done" && sameVersion(row, version)
+            ? row.destination
+            : null;
+          const beside = planned ?? placeBeside(job, destination, row, file.path);
+          if (beside !== destination) fallback += " (beside the earlier file of that name)";
+          const placed = planned ?? freeDestination(beside, file.relPath, (prefix) => [
+            ...[...chosen].filter(([rel]) => rel.startsWith(prefix))
+              .map(([relPath, destination]) => ({ relPath, destination })),
+            ...table?.destinationsFrom(prefix) ?? [],
+          ]);
+          if (placed !== beside) fallback += " (beside another file's copy of that name)";
+          chosen.set(file.relPath, placed);
+          const target = transport.describeTarget(placed);
+          const line = `would transfer ${quoteIfUnsafe(file.path)} -> ${
+            quoteIfUnsafe(target)
+          }${fallback}`;
+          if (anew !== null) {
+            waiting.push({ source: file.path, placed, target, size: version.size, line });
+            continue;
+          }
+          write(line);
+          count++;
+        }
+        const there = await atDestination(transport, waiting, write);
+        for (const [index, file] of waiting.entries()) {
+          if (!there[index]) {
+            write(file.line);
+            count++;
+            continue;
+          }
+          write(
+            `would record ${quoteIfUnsafe(file.source)} as sent: ${
+              quoteIfUnsafe(file.target)
+            } is there already with its size`,
+          );
+          recorded++;
+        }
+      } finally {
+        await transport.close();
+      }
+      skipped.sort((a, b) => a.relPath < b.relPath ? -1 : a.relPath > b.relPath ? 1 : 0);
+      for (const entry of skipped) {
+        const shown = readablePath(entry.path) + (entry.folder ? "/" : "");
+        write(`skipped ${shown}: ${entry.skip.reason}`);
+      }
+      const removals = table ? await dueSteps(job, table, Date.now()) : [];
+      for (const step of removals) {
+        write(
+          step.moveTo === null
+            ? `would delete ${quoteIfUnsafe(step.source)} (arrived verified)`
+            : `would move ${quoteIfUnsafe(step.source)} -> ${
+              quoteIfUnsafe(step.moveTo)
+            } (arrived verified)`,
+        );
+      }
+      const removed = job.after_transfer === "keep"
+        ? ""
+        : `, ${removals.length} source(s) would be ${job.after_transfer}d now`;
+      write(
+        `job ${job.name}: ${count} file(s) would be transferred (${job.transfer_method}), ` +
+          `${skipped.length} skipped${removed}` +
+          (anew === null ? "" : `, ${recorded} recorded as sent (at the destination already)`),
+      );
+      total += count;
+    }
+  } finally {
+    ledger?.close();
+  }
+  if (missing.length > 0) {
+    // The daemon would wait for it; a dry run cannot say what it would send from it.
+    throw new WatchFolderError(
+      `Cannot list what would be sent from ${missing.join(", ")}: the folder does not exist; ` +
+        "create it (or mount it) or fix watch_path",
+    );
+  }
+  return total;
+}
+
+/** A file a dry run lists once it knows whether it is at its destination already. */
+interface Waiting {
+  source: string;
+  /** Its destination, as the transport takes it. */
+  placed: string;
+  /** Its destination, in words. */
+  target: string;
+  size: number;
+  /** What is said of it when it is not there. */
+  line: string;
+}
+
+/** How long a dry run waits for the destination to say which files it has. */
+const ASK_DESTINATION_MS = 60_000;
+
+/**
+ * For each of `files`, whether its destination has a file of its size, which `run` with a new
+ * ledger records as sent instead of sending it (with checksums, `run` compares their SHA-256 too);
+ * all `false` where the method cannot tell or the destination does not answer (said).
+ */
+async function atDestination(
+  transport: Transport,
+  files: Waiting[],
+  write: (line: string) => void,
+): Promise<boolean[]> {
+  if (!transport.destinationSizes || files.length === 0) return files.map(() => false);
+  try {
+    const sizes = await transport.destinationSizes(
+      files.map((file) => file.placed),
+      AbortSignal.timeout(ASK_DESTINATION_MS),
+    );
+    return files.map((file) => sizes.get(file.placed) === file.size);
+  } catch (error) {
+    write(
+      `cannot ask the destination which files it has already (${
+        error instanceof Error ? error.message : String(error)
+      }): each is listed as it would be sent`,
+    );
+    return files.map(() => false);
+  }
+}
+
+/**
+ * Why `run --once` would leave the file at `path` for a later run (a FITS
+ * file whose structure is incomplete, unchanged for less than
+ * `fits_incomplete_grace_seconds`), or `null`.
+ */
+function incompleteFits(job: JobConfig, path: string, mtimeMs: number): string | null {
+  let structure;
+  try {
+    structure = readFitsStructure(path);
+  } catch {
+    return null;
+  }
+  if (structure.kind !== "incomplete") return null;
+  if (Date.now() - mtimeMs >= job.fits_incomplete_grace_seconds * 1000) return null;
+  return `its FITS structure is incomplete (${structure.reason})`;
+}

@@ -1,0 +1,120 @@
+/**
+ * What `status` asks a running daemon: its status page's `/api/status`
+ * (only the daemon's own page is trusted with the token), and the lines
+ * `status` prints of it.
+ *
+ * @module
+ */
+import type { Config } from "../config/types.ts";
+import { escapeControlChars } from "../log/logging.ts";
+import type { JobSnapshot } from "../status/job_status.ts";
+import { listenSettings, statusUrl } from "../status/listen.ts";
+
+/** The part of `/api/status` that `status` prints. */
+export interface LiveStatus {
+  url: string;
+  jobs: JobSnapshot[];
+  uptimeSeconds: number;
+  lastSuccessAt: number | null;
+}
+
+/** How long `status` waits for the daemon's answer. */
+const ASK_TIMEOUT_MS = 2000;
+
+/**
+ * Ask the running daemon's status server. An answer from another process
+ * (another daemon holding the same `status_listen`) is not taken, and the
+ * token is sent only where the daemon says its page listens.
+ *
+ * @param pid the daemon's pid (from its PID file), when known
+ * @param listening `HOST:PORT` the daemon says its page listens on (a reload
+ *   that changed `status_listen` does not move it), when known
+ * @returns the live status, or a reason why there is none
+ */
+export async function askDaemon(
+  config: Config,
+  pid?: number,
+  listening?: string,
+): Promise<LiveStatus | { unavailable: string }> {
+  let settings;
+  try {
+    settings = await listenSettings(config);
+  } catch (error) {
+    return { unavailable: error instanceof Error ? error.message : String(error) };
+  }
+  if (!settings) return { unavailable: "status_listen is off" };
+  if (listening === undefined && settings.token) {
+    // Whatever holds the address may be another program: the token goes to the daemon's page only.
+    return {
+      unavailable: `the daemon has not said that its status page listens (see its log), so the ` +
+        `token is not sent to whatever answers at ${settings.hostname}:${settings.port}`,
+    };
+  }
+  if (listening !== undefined) {
+    const colon = listening.lastIndexOf(":");
+    settings = {
+      ...settings,
+      hostname: listening.slice(0, colon),
+      port: Number(listening.slice(colon + 1)),
+    };
+  }
+  // A server on every interface answers on loopback too.
+  const host = ["0.0.0.0", "::", ""].includes(settings.hostname)
+    ? "127.0.0.1"
+    : settings.hostname.includes(":")
+    ? `[${settings.hostname}]`
+    : settings.hostname;
+  const url = statusUrl(settings, host);
+  // Over HTTPS the daemon's own certificate is trusted (it may be self-signed).
+  using client = settings.tls ? Deno.createHttpClient({ caCerts: [settings.tls.cert] }) : undefined;
+  try {
+    const response = await fetch(`${url}api/status`, {
+      headers: settings.token ? { authorization: `Bearer ${settings.token}` } : {},
+      signal: AbortSignal.timeout(ASK_TIMEOUT_MS),
+      ...(client ? { client } : {}),
+    });
+    if (!response.ok) {
+      await response.body?.cancel();
+      return { unavailable: `${url} answered ${response.status}` };
+    }
+    const body = await response.json() as Omit<LiveStatus, "url"> & { pid?: number };
+    if (pid !== undefined && body.pid !== pid) {
+      return {
+        unavailable: `${url} is answered by another process (pid ${body.pid ?? "?"}), ` +
+          `not by this daemon (pid ${pid}): give each config its own status_listen`,
+      };
+    }
+    return {
+      url,
+      jobs: body.jobs,
+      uptimeSeconds: body.uptimeSeconds,
+      lastSuccessAt: body.lastSuccessAt,
+    };
+  } catch (error) {
+    return {
+      unavailable: `${url} did not answer: ${error instanceof Error ? error.message : error}`,
+    };
+  }
+}
+
+/** Text lines for the live status. */
+export function formatLive(live: LiveStatus): string[] {
+  const when = (ms: number) => new Date(ms).toLocaleString("sv-SE");
+  const lines = [`Live (${live.url}):`];
+  for (const job of live.jobs) {
+    const q = job.queue;
+    const reason = job.reason ? `: ${escapeControlChars(job.reason)}` : "";
+    lines.push(
+      `  Job ${job.job}: ${job.state} since ${when(job.since)}${reason}; ` +
+        `pending ${
+          q.observing + q.planning + q.queued + (q.unrecorded ?? 0)
+        }, sending ${q.sending}, ` +
+        `waiting to retry ${q.waiting}; sent ${job.sent}, failed ${job.failed} in this run`,
+    );
+    if (job.watch) lines.push(`    Watched with ${job.watch.summary}`);
+    if (job.watch?.unavailable) {
+      lines.push(`    Watch folder cannot be read: ${escapeControlChars(job.watch.unavailable)}`);
+    }
+  }
+  return lines;
+}
