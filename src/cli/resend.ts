@@ -23,7 +23,8 @@ import { globalOptions } from "./options.ts";
 interface ResendOptions {
   night?: string;
   date?: string;
-  name?: string;
+  /** Every `--name` given, in order. */
+  name?: string[];
   all?: boolean;
   job?: string;
   dryRun?: boolean;
@@ -37,13 +38,18 @@ export function resendCommand(): Command {
     )
     .option("--night <YYYYMMDD>", "the files of this night folder")
     .option("--date <YYYY-MM-DD>", "the files that arrived on this day (local time)")
-    .option("--name <pattern>", "the files whose path below the watch folder matches this glob")
+    .option(
+      "--name <pattern>",
+      "the files whose path below the watch folder matches this glob (may be repeated: any of them)",
+      (pattern: string, earlier: string[] | undefined) => [...earlier ?? [], pattern],
+    )
     .option("--all", "every file that arrived")
     .option("--job <name>", "only this job")
     .option("--dry-run", "list what would be sent again; change nothing")
     .addHelpText(
       "after",
-      "\nChoices combine (--night 20240315 --name 'flat*'). Only files still in the watch folder\n" +
+      "\nChoices combine (--night 20240315 --name 'flat*'); --name may be given more than once\n" +
+        "(--name 'flat*' --name 'dark*': a file matching either). Only files still in the watch folder\n" +
         "can be sent again. A running daemon sends them within a minute; otherwise the next start.",
     )
     .action(async (options: ResendOptions, command: Command) => {
@@ -58,9 +64,12 @@ export function resendCommand(): Command {
             `(jobs: ${config.jobs.map((job) => job.name).join(", ")})`,
         );
       }
-      const matches = options.name === undefined
+      const patterns = (options.name ?? []).map((name) =>
+        picomatch(name, { dot: true, basename: !name.includes("/") })
+      );
+      const matches = patterns.length === 0
         ? () => true
-        : picomatch(options.name, { dot: true, basename: !options.name.includes("/") });
+        : (path: string) => patterns.some((pattern) => pattern(path));
       const ledger = options.dryRun
         ? Ledger.open(config.state_dir, { readOnly: true })
         : Ledger.open(config.state_dir);
@@ -110,13 +119,15 @@ function chosen(
       "Cannot resend: say which files with --night YYYYMMDD, --date YYYY-MM-DD, --name <pattern> or --all",
     );
   }
-  const pattern = options.name ? globPattern.safeParse(options.name) : null;
-  if (options.name === "" || pattern?.error) {
-    throw new UsageError(
-      `Cannot resend: --name: ${
-        pattern?.error?.issues[0].message ?? "give a pattern, e.g. 'flat*'"
-      }`,
-    );
+  for (const name of options.name ?? []) {
+    const pattern = name ? globPattern.safeParse(name) : null;
+    if (name === "" || pattern?.error) {
+      throw new UsageError(
+        `Cannot resend: --name: ${
+          pattern?.error?.issues[0].message ?? "give a pattern, e.g. 'flat*'"
+        }`,
+      );
+    }
   }
   if (options.night !== undefined && !isNightFolder(options.night)) {
     throw new UsageError(

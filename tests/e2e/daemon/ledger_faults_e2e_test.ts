@@ -760,6 +760,32 @@ Deno.test("resend: chosen files are sent again on purpose; --dry-run changes not
   const nothing = await runCli(["run", "--once", "-c", box.config], { env: box.env });
   assert.equal(nothing.code, 0, nothing.stderr);
   assert.deepEqual(await inodes(box.dest), before, "a dry run changes nothing");
+  // --name given twice: a file matching either (before, only the last one counted).
+  const both = await runCli(
+    [
+      "resend",
+      "--name",
+      "frame_000.fits",
+      "--name",
+      "frame_002.fits",
+      "--dry-run",
+      "-c",
+      box.config,
+    ],
+    { env: box.env },
+  );
+  assert.equal(both.code, 0, both.stderr);
+  assert.deepEqual(
+    both.stdout.match(/^would send again \S+/gm)?.map((line) => line.split("/").pop()).sort(),
+    ["frame_000.fits", "frame_002.fits"],
+  );
+  assert.match(both.stdout, /job default: 2 file\(s\) would be sent again/);
+  const help = await runCli(["resend", "--help"], { env: box.env });
+  assert.match(
+    help.stdout,
+    /--name <pattern> +the files whose path .*\n.*\(may be repeated: any of them\)/,
+  );
+  assert.match(help.stdout, /--name may be given more than once/);
 
   await Deno.remove(join(box.watch, "frame_002.fits"));
   const chosen = await runCli(["resend", "--name", "frame_00[12].fits", "-c", box.config], {
