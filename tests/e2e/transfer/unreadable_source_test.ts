@@ -11,6 +11,9 @@ import { runCli, startCli } from "../../helpers/cli.ts";
 import { listFiles, randomBytes, sha256OfFile, waitFor } from "../../helpers/files.ts";
 import { sshSandbox, startSshd } from "../../helpers/sshd.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
+import { mountBindfsProcess, unmountBindfs } from "../../helpers/bindfs.ts";
+import { closeSource, openSource } from "../../../src/transfer/source.ts";
+import { TransferError } from "../../../src/errors.ts";
 
 for (const method of ["scp", "rsync"] as const) {
   Deno.test(`${method}: one unreadable file in a batch fails alone and is recorded`, async () => {
@@ -184,5 +187,42 @@ Deno.test("local: a file that gave up waits for its slow retry while new files a
     assert.equal(tries.length, 1, tries.join("\n"));
   } finally {
     assert.equal((await daemon.stop()).code, 0, daemon.stderr());
+  }
+});
+
+Deno.test("a source on a share whose client died (ENOTCONN) is retried, not failed for its permissions", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-share-gone-" });
+  const share = join(root, "share");
+  const real = join(root, "real");
+  await Deno.mkdir(real);
+  await Deno.writeFile(join(real, "a.fits"), randomBytes(10_000));
+  const view = await mountBindfsProcess(real, share);
+  try {
+    const { mtime } = await Deno.stat(join(real, "a.fits"));
+    const item = {
+      source: join(share, "a.fits"),
+      destination: "20240801/a.fits",
+      size: 10_000,
+      mtimeMs: mtime!.getTime(),
+    };
+    closeSource(openSource(item)); // Readable while its client runs.
+    view.kill("SIGKILL");
+    await view.status;
+    let error: unknown = null;
+    try {
+      closeSource(openSource(item));
+    } catch (caught) {
+      error = caught;
+    }
+    assert.ok(error instanceof TransferError, String(error));
+    assert.equal(error.kind, "retry");
+    assert.match(
+      error.message,
+      /a\.fits: its file system does not answer \(.*\); a share unmounted/,
+    );
+    assert.doesNotMatch(error.message, /permissions/);
+  } finally {
+    await unmountBindfs(share).catch(() => {});
+    await Deno.remove(root, { recursive: true });
   }
 });
