@@ -54,7 +54,10 @@ export class GrowingSender {
     this.#context = context;
     const { job, transport } = context;
     this.#filter = job.growing_patterns.length > 0 && transport.sendPart !== undefined
-      ? createFileFilter({ ...job, file_patterns: job.growing_patterns, exclude_patterns: [] })
+      ? createFileFilter({ ...job, file_patterns: job.growing_patterns, exclude_patterns: [] }, {
+        // Which files grow is no reason to skip the others: nothing of this filter is logged.
+        skipLog: null,
+      })
       : null;
   }
 

@@ -262,12 +262,12 @@ for (const method of ["local", "rsync"] as const) {
   });
 }
 
-Deno.test("daemon (rsync): a small growing file (one call's size) continues its kept copy; no copy stays beside it", async () => {
+Deno.test("daemon (rsync): a small growing file (one call's size) continues its kept copy; no copy stays beside it; a file that does not grow is not said skipped", async () => {
   const sshd = await startSshd();
   const box = await sandbox("rsync", sshd, {
     stability_window_seconds: 3,
     growing_patterns: ["*.log"],
-    file_patterns: ["*.log"],
+    file_patterns: ["*.log", "*.fits"],
   });
   try {
     const source = join(box.watch, "small spectrum.log");
@@ -281,13 +281,18 @@ Deno.test("daemon (rsync): a small growing file (one call's size) continues its 
         await Deno.writeFile(source, randomBytes(100_000), { append: true });
         await new Promise((resolve) => setTimeout(resolve, 250));
       }
-      await daemon.waitForOutput(/Successfully transferred/, 60_000);
+      await daemon.waitForOutput(/Successfully transferred .*small spectrum\.log/, 60_000);
+      await Deno.writeFile(join(box.watch, "flat.fits"), randomBytes(5_000));
+      await daemon.waitForOutput(/Successfully transferred .*flat\.fits/, 60_000);
       output = daemon.stderr() + daemon.stdout();
     } finally {
       assert.equal((await daemon.stop("SIGTERM")).code, 0, daemon.stderr());
     }
     assert.ok(/Sent a part of/.test(output), "parts were sent while it grew");
-    const [rel] = (await listFiles(box.dest)).filter((r) => !r.split("/").some(isTempName));
+    assert.doesNotMatch(output, /Skipped .*flat\.fits/);
+    const [rel] = (await listFiles(box.dest)).filter((r) =>
+      !r.split("/").some(isTempName) && r.endsWith(".log")
+    );
     assert.equal(await sha256OfFile(join(box.dest, rel)), await sha256OfFile(source));
     assert.deepEqual(await temporaries(box.dest), new Map(), "no kept copy left beside it");
   } finally {
