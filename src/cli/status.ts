@@ -17,6 +17,7 @@ import { ledgerCounts, overdueFiles, problemFiles, recentDone } from "../status/
 import { Ledger } from "../ledger/ledger.ts";
 import { judgeStateDir, whatRunDoes } from "../ledger/ledger_check.ts";
 import { watchHow } from "../watch/fs_type.ts";
+import { answerWithin, SHARE_ANSWER_MS } from "../config/file_systems.ts";
 import { globalOptions } from "./options.ts";
 import { daemonStatus, describeDaemon, describePause } from "./daemon_state.ts";
 import { escapeControlChars as oneLine, quoteIfUnsafe } from "../log/logging.ts";
@@ -79,30 +80,23 @@ export async function daemonConfig(
 /**
  * How a job's watch folder is watched, when the live status does not say it
  * already: as the daemon would decide now ("would be", with no daemon running),
- * or why it cannot be read (`null` for a job the config does not name, or whose
- * folder does not exist).
+ * or why it cannot be read or does not answer (`look`: see {@linkcode lookAt}; `null` for a
+ * job the config does not name, or whose folder does not exist).
  */
 function watchLine(
   config: Config,
   name: string,
   live: Awaited<ReturnType<typeof askDaemon>> | undefined,
   running: boolean,
+  look: FolderLook | undefined,
 ): string | null {
   if (live && "jobs" in live && live.jobs.some((job) => job.job === name && job.watch)) {
     return null;
   }
   const job = config.jobs.find((job) => job.name === name);
-  if (!job) return null;
-  try {
-    if (!Deno.statSync(job.watch_path).isDirectory) return null;
-  } catch {
-    return null;
-  }
-  try {
-    Deno.readDirSync(job.watch_path)[Symbol.iterator]().next();
-  } catch (error) {
-    return `  Watch folder cannot be read: ${error instanceof Error ? error.message : error}`;
-  }
+  if (!job || look === undefined || look === "none") return null;
+  if (look === null) return `  Watch folder ${NO_ANSWER}`;
+  if (look instanceof Error) return `  Watch folder cannot be read: ${look.message}`;
   const how = watchHow(job.watch_path, job.watch_mode, job.poll_interval_seconds);
   return `  ${running ? "Watched" : "Would be watched"} with ${how.summary}`;
 }
@@ -155,7 +149,13 @@ async function showStatus(
     : "jobs" in live
     ? formatLive(live)
     : [`Live status unavailable (${live.unavailable}); showing what the ledger knows`];
-  const skipped = await summarizeSkipped(config.jobs);
+  // Every watch folder looked at once, side by side, for a while (a share may not answer).
+  const looks = new Map(
+    await Promise.all(
+      config.jobs.map(async (job) => [job.name, await lookAt(job.watch_path)] as const),
+    ),
+  );
+  const skipped = await summarizeSkipped(config.jobs, looks);
   // As `run` would find it: a lost or damaged ledger is not read as if it were the whole story.
   const { path, found } = judgeStateDir(config.state_dir);
   const ledger = found.kind === "sound" ? Ledger.open(config.state_dir, { readOnly: true }) : null;
@@ -228,7 +228,7 @@ async function showStatus(
       }).join(", ");
       console.log(`Job ${job}: ${line}${describePause(daemon, job)}`);
       const notRun = daemon.running && daemon.jobs !== undefined && !daemon.jobs.includes(job);
-      const watched = notRun ? null : watchLine(config, job, live, daemon.running);
+      const watched = notRun ? null : watchLine(config, job, live, daemon.running, looks.get(job));
       if (watched) console.log(watched);
     }
     for (const line of formatSkipped(skipped, options.all ?? false)) console.log(line);
@@ -278,6 +278,8 @@ export interface SkippedSummary {
   job: string;
   /** Entries not sent (a folder not entered counts once); `null` if the watch folder is missing. */
   skipped: number | null;
+  /** Whether the watch folder answered (one on a share whose server stopped answering does not). */
+  answered: boolean;
   /** Entries that cannot be sent until somebody acts (readable paths, with why). */
   attention: Array<{ path: string; reason: string }>;
   /** Every entry not sent (readable paths, with why), in scan order. */
@@ -287,13 +289,46 @@ export interface SkippedSummary {
 /** How many skipped entries `status` lists per job without `--all`. */
 export const SKIPPED_SHOWN = 20;
 
-/** Scan each job's watch folder and summarise what it skips. */
-export async function summarizeSkipped(jobs: JobConfig[]): Promise<SkippedSummary[]> {
+/**
+ * What a look at a watch folder found: a folder (`Error`: one that cannot be listed), none there,
+ * or `null`: no answer within {@linkcode SHARE_ANSWER_MS}.
+ */
+type FolderLook = "folder" | "none" | Error | null;
+
+/** How a folder that did not answer is told. */
+const NO_ANSWER = `does not answer within ${SHARE_ANSWER_MS / 1000} s (a share whose server ` +
+  "stopped answering?)";
+
+/** Look at the folder `path` on the thread pool, for a while (see {@linkcode FolderLook}). */
+function lookAt(path: string): Promise<FolderLook> {
+  return answerWithin(
+    Deno.stat(path).then(async (info): Promise<FolderLook> => {
+      if (!info.isDirectory) return "none";
+      const listed = await Deno.readDir(path)[Symbol.asyncIterator]().next().catch((e) => e);
+      return listed instanceof Error ? listed : "folder";
+    }, () => "none"),
+  );
+}
+
+/**
+ * Scan each job's watch folder and summarise what it skips; `looks`: each job's folder as
+ * {@linkcode lookAt} found it (one that did not answer is not scanned).
+ */
+export async function summarizeSkipped(
+  jobs: JobConfig[],
+  looks: Map<string, FolderLook>,
+): Promise<SkippedSummary[]> {
   const out: SkippedSummary[] = [];
   for (const job of jobs) {
-    const info = await Deno.stat(job.watch_path).catch(() => null);
-    if (!info?.isDirectory) {
-      out.push({ job: job.name, skipped: null, attention: [], entries: [] });
+    const look = looks.get(job.name);
+    if (look === undefined || look === "none" || look === null) {
+      out.push({
+        job: job.name,
+        skipped: null,
+        attention: [],
+        entries: [],
+        answered: look !== null,
+      });
       continue;
     }
     const skipped: SkippedEntry[] = [];
@@ -303,6 +338,7 @@ export async function summarizeSkipped(jobs: JobConfig[]): Promise<SkippedSummar
     ) { /* only the skipped entries count here */ }
     out.push({
       job: job.name,
+      answered: true,
       skipped: skipped.length,
       attention: skipped.filter((e) => e.skip.level === "error").map((e) => ({
         path: readablePath(e.path) + (e.folder ? "/" : ""),
@@ -325,6 +361,9 @@ export async function summarizeSkipped(jobs: JobConfig[]): Promise<SkippedSummar
 export function formatSkipped(summaries: SkippedSummary[], all = false): string[] {
   const lines: string[] = [];
   for (const s of summaries) {
+    if (!s.answered) {
+      lines.push(`Job ${s.job}: the watch folder ${NO_ANSWER}; what it skips is not known`);
+    }
     if (s.skipped === null || s.skipped === 0) continue;
     lines.push(`Job ${s.job}: skipped ${s.skipped}:`);
     const shown = all ? s.entries : s.entries.slice(0, SKIPPED_SHOWN);

@@ -446,3 +446,28 @@ Deno.test("network share (bindfs) mounted on the watch folder after the start: s
     );
   });
 });
+
+Deno.test("status with a watch folder on a share that stopped answering (bindfs stopped): it says so and ends", async () => {
+  const { root, under, mount } = await shareFolders();
+  try {
+    const client = await mountBindfsProcess(under, mount);
+    try {
+      await using box = await cliSandbox({ watch_path: mount });
+      await Deno.writeFile(join(under, "a.fits"), randomBytes(5_000));
+      client.kill("SIGSTOP");
+      const status = await runCli(["status", "-c", box.config], { env: box.env });
+      assert.equal(status.code, 0, status.stderr);
+      assert.match(
+        status.stdout,
+        /Job default: the watch folder does not answer within 5 s \(a share whose server stopped answering\?\); what it skips is not known/,
+      );
+    } finally {
+      client.kill("SIGCONT");
+      client.kill("SIGKILL");
+      await client.status;
+      if (await isMounted(mount)) await unmountBindfs(mount);
+    }
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
