@@ -13,7 +13,8 @@
  * the job can take it up again when the ledger can be written: a file found complete is remembered
  * as found (and looked at again), a batch stays queued, arrivals stay `sending` until
  * {@linkcode FileTable.arrived} succeeds. Whether a file is done is asked of the rows, by key, never
- * copied into memory.
+ * copied into memory. At start the table takes over what the last run left through its own
+ * start-up code (`ledger_takeover.ts`).
  *
  * @module
  */
@@ -33,9 +34,9 @@ import {
   type FileVersion,
   type ObservationStore,
   sameVersion,
-  versionOf,
 } from "../watch/stability.ts";
 import { type Clock, systemClock } from "./retry_timer.ts";
+import { type LeftByLastRun, resumeUnfinished, takeOverLedger } from "./ledger_takeover.ts";
 import {
   type AfterAttempt,
   type Phase,
@@ -59,15 +60,7 @@ export interface FileTableOptions {
   clock?: Clock;
 }
 
-/** What the last run left in the ledger, as {@linkcode FileTable.takeOverLedger} found it. */
-export interface LeftByLastRun {
-  /** Attempts that were cut short (sent again, after a look at the destination). */
-  interrupted: number;
-  /** Files that had used up their retries (tried again). */
-  failed: number;
-  /** Files done for another destination of this job only. */
-  doneElsewhere: number;
-}
+export type { LeftByLastRun } from "./ledger_takeover.ts";
 
 /** What became of a file whose destination is known (see {@linkcode FileTable.plannedAll}). */
 export type PlannedDecision = "observe" | "queued" | "stale" | "unrecorded";
@@ -303,61 +296,20 @@ export class FileTable {
     return { count, queued: queued.length > 0 };
   }
 
-  /**
-   * At start: rows from before destinations were told apart become this destination's; rows the
-   * last run left `transferring` (looked for at the destination first) and `failed` go back to
-   * pending.
-   */
+  /** At start, before the job watches: see `ledger_takeover.ts`. */
   takeOverLedger(): LeftByLastRun {
-    const rows = this.rows;
-    writeIfWritable(() => rows.adoptUnattributed());
-    const doneElsewhere = rows.doneElsewhereOnly();
-    for (const row of rows.unfinished()) {
-      if (row.state === "transferring") this.#lookFirst.add(row.relPath);
-    }
-    let interrupted = 0;
-    let failed = 0;
-    writeIfWritable(() => {
-      interrupted = rows.requeue(["transferring"]);
-      failed = rows.requeue(["failed"]);
-    });
-    return { interrupted, failed, doneElsewhere };
+    return takeOverLedger(this.rows, (relPath) => this.#lookFirst.add(relPath));
   }
 
-  /**
-   * At start, after {@linkcode takeOverLedger}: every unfinished row goes back into motion as it
-   * was (same size and mtime: destination, attempts and retry time kept), to the checker (it
-   * changed), or out of the ledger (gone, or no longer matching). A retry time further ahead than
-   * the longest retry delay (the clock was stepped back since) is due now.
-   * @returns the destinations of the rows taken out (their sources are gone)
-   */
-  async resumeUnfinished(): Promise<string[]> {
-    const job = this.#job;
-    const latest = systemClock.now() + job.retry_max_delay_seconds * 1000;
-    const dropped: string[] = [];
-    for (const row of this.rows.unfinished()) {
-      const path = absolutePath(job.watch_path, row.relPath);
-      const info = await Deno.stat(path).catch(() => null);
-      if (!info?.isFile || !this.#filter.includesFile(row.relPath)) {
-        writeIfWritable(() => this.rows.remove(row.relPath, true));
-        dropped.push(row.destination);
-        logger("pipeline").info(
-          "Dropped {path}: it is gone from the watch folder, or no longer matches",
-          { job: job.name, path },
-        );
-      } else if (sameVersion(versionOf(info), row)) {
-        this.#index.resume({
-          relPath: row.relPath,
-          version: { size: row.size, mtimeMs: row.mtimeMs },
-          destination: row.destination,
-          attempts: row.attempts,
-          nextAttemptAt: row.nextAttemptAt > latest ? 0 : row.nextAttemptAt,
-        }, row.createdAt);
-      } else {
-        this.#observe(path);
-      }
-    }
-    return dropped;
+  /** At start, after {@linkcode takeOverLedger}: see `ledger_takeover.ts`. */
+  resumeUnfinished(): Promise<string[]> {
+    return resumeUnfinished({
+      job: this.#job,
+      rows: this.rows,
+      filter: this.#filter,
+      observe: this.#observe,
+      resume: (record, since) => this.#index.resume(record, since),
+    });
   }
 
   /** Before a periodic rescan: failed files get another chance. Returns whether any can go now. */

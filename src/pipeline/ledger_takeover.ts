@@ -1,0 +1,96 @@
+/**
+ * The file table's start-up (`file_table.ts`, its only user, through which every other write
+ * goes): what the last run left in the ledger's rows of this job and destination is taken over,
+ * and every unfinished file goes back into motion as it was, to the stability checker, or out of
+ * the ledger.
+ *
+ * @module
+ */
+import type { JobConfig } from "../config/types.ts";
+import { type FileRows, writeIfWritable } from "../ledger/file_rows.ts";
+import { logger } from "../log/logging.ts";
+import type { FileFilter } from "../watch/file_filter.ts";
+import { absolutePath, sameVersion, versionOf } from "../watch/stability.ts";
+import { systemClock } from "./retry_timer.ts";
+import type { WorkRecord } from "./work_queue.ts";
+
+/** What the last run left in the ledger, as {@linkcode takeOverLedger} found it. */
+export interface LeftByLastRun {
+  /** Attempts that were cut short (sent again, after a look at the destination). */
+  interrupted: number;
+  /** Files that had used up their retries (tried again). */
+  failed: number;
+  /** Files done for another destination of this job only. */
+  doneElsewhere: number;
+}
+
+/**
+ * Rows from before destinations were told apart become this destination's; rows the last run
+ * left `transferring` (`lookFirst`: looked for at the destination first) and `failed` go back to
+ * pending.
+ */
+export function takeOverLedger(
+  rows: FileRows,
+  lookFirst: (relPath: string) => void,
+): LeftByLastRun {
+  writeIfWritable(() => rows.adoptUnattributed());
+  const doneElsewhere = rows.doneElsewhereOnly();
+  for (const row of rows.unfinished()) {
+    if (row.state === "transferring") lookFirst(row.relPath);
+  }
+  let interrupted = 0;
+  let failed = 0;
+  writeIfWritable(() => {
+    interrupted = rows.requeue(["transferring"]);
+    failed = rows.requeue(["failed"]);
+  });
+  return { interrupted, failed, doneElsewhere };
+}
+
+/** What {@linkcode resumeUnfinished} works with. */
+export interface ResumeContext {
+  job: JobConfig;
+  rows: FileRows;
+  /** The job's filter: an unfinished row that no longer matches is dropped. */
+  filter: FileFilter;
+  /** Have the stability checker observe the file at `path`. */
+  observe(path: string): void;
+  /** Put a file back into motion (the work queue's `resume`), waiting since `since`. */
+  resume(record: Omit<WorkRecord, "phase" | "recheck" | "foundAt">, since: number): void;
+}
+
+/**
+ * After {@linkcode takeOverLedger}: every unfinished row goes back into motion as it was (same
+ * size and mtime: destination, attempts and retry time kept), to the checker (it changed), or out
+ * of the ledger (gone, or no longer matching). A retry time further ahead than the longest retry
+ * delay (the clock was stepped back since) is due now.
+ * @returns the destinations of the rows taken out (their sources are gone)
+ */
+export async function resumeUnfinished(context: ResumeContext): Promise<string[]> {
+  const { job, rows } = context;
+  const latest = systemClock.now() + job.retry_max_delay_seconds * 1000;
+  const dropped: string[] = [];
+  for (const row of rows.unfinished()) {
+    const path = absolutePath(job.watch_path, row.relPath);
+    const info = await Deno.stat(path).catch(() => null);
+    if (!info?.isFile || !context.filter.includesFile(row.relPath)) {
+      writeIfWritable(() => rows.remove(row.relPath, true));
+      dropped.push(row.destination);
+      logger("pipeline").info(
+        "Dropped {path}: it is gone from the watch folder, or no longer matches",
+        { job: job.name, path },
+      );
+    } else if (sameVersion(versionOf(info), row)) {
+      context.resume({
+        relPath: row.relPath,
+        version: { size: row.size, mtimeMs: row.mtimeMs },
+        destination: row.destination,
+        attempts: row.attempts,
+        nextAttemptAt: row.nextAttemptAt > latest ? 0 : row.nextAttemptAt,
+      }, row.createdAt);
+    } else {
+      context.observe(path);
+    }
+  }
+  return dropped;
+}
