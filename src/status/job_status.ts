@@ -2,17 +2,13 @@
  * The read-only picture of one job for the status surface: its state with
  * since when, what is being sent, and the events it tells
  * (`status/events.ts`). The job runner feeds it; nothing here changes what
- * the pipeline does.
- *
- * The free space at a job's destination as the status page and `/metrics`
- * show it: asked only while someone reads it (the page, the API, a scrape),
- * at most once a minute, in the background, so a read never waits and an
- * unwatched daemon never asks.
+ * the pipeline does. The destination's free space is `status/free_space_gauge.ts`'s.
  *
  * @module
  */
 import type { WatchHow } from "../watch/fs_type.ts";
 import type { StatusEvents } from "./events.ts";
+import { type FreeSpace, FreeSpaceGauge } from "./free_space_gauge.ts";
 
 /**
  * Where a job stands, as a person would say it: `unreachable` when the host or the connection
@@ -375,66 +371,5 @@ export class JobStatus {
   #forgetArrivals(now: number): void {
     const from = now - RATE_WINDOW_MS;
     while (this.#arrivals.length > 0 && this.#arrivals[0].at <= from) this.#arrivals.shift();
-  }
-}
-
-/** How often the destination is asked for its free space at most. */
-export const FREE_SPACE_EVERY_MS = 60_000;
-/** After an unanswered ask (e.g. every SSH session busy), ask again this soon. */
-const RETRY_AFTER_MS = 5_000;
-
-/** Free bytes at a destination and when they were measured (ms since epoch). */
-export interface FreeSpace {
-  bytes: number;
-  at: number;
-}
-
-/** Caches one destination's free space; see the module doc. */
-export class FreeSpaceGauge {
-  #probe: () => Promise<number | null>;
-  #onChange: () => void;
-  #everyMs: number;
-  #value: FreeSpace | null = null;
-  #nextAskAt = 0;
-  #asking = false;
-  #closed = false;
-
-  /**
-   * @param probe measures the free bytes, `null` when it cannot now
-   * @param onChange called when a new measurement arrived
-   */
-  constructor(
-    probe: () => Promise<number | null>,
-    onChange: () => void,
-    everyMs = FREE_SPACE_EVERY_MS,
-  ) {
-    this.#probe = probe;
-    this.#onChange = onChange;
-    this.#everyMs = everyMs;
-  }
-
-  /** The last measurement (or `null`); asks again in the background when it is due. */
-  read(): FreeSpace | null {
-    const now = Date.now();
-    if (!this.#asking && !this.#closed && now >= this.#nextAskAt) {
-      this.#asking = true;
-      this.#nextAskAt = now + this.#everyMs;
-      this.#probe().catch(() => null).then((bytes) => {
-        this.#asking = false;
-        if (this.#closed) return;
-        if (bytes === null) {
-          this.#nextAskAt = Math.min(this.#nextAskAt, Date.now() + RETRY_AFTER_MS);
-          return;
-        }
-        this.#value = { bytes, at: Date.now() };
-        this.#onChange();
-      });
-    }
-    return this.#value;
-  }
-
-  /** Ask no more. */
-  close(): void {
-    this.#closed = true;
   }
 }

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { FreeSpaceGauge } from "../../../src/status/job_status.ts";
+import { FreeSpaceGauge } from "../../../src/status/free_space_gauge.ts";
 import { createTransport } from "../../../src/transfer/transport.ts";
 import { randomBytes, waitFor } from "../../helpers/files.ts";
 import { startSshd } from "../../helpers/sshd.ts";
