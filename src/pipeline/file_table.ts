@@ -6,7 +6,10 @@
  * - **in memory**, an index of the files in motion (`work_queue.ts`): one record per file with its
  *   phase (observing, planning, queued, waiting, sending), attempts and next attempt on the
  *   monotonic clock, the stability checker's observation while the file is not complete yet
- *   ({@linkcode FileTable.observations}), and the one retry timer.
+ *   ({@linkcode FileTable.observations}), the one retry timer, and the one count of the files
+ *   every report reads ({@linkcode FileTable.counts}: a file that used up its fast retries counts
+ *   as failed, and its row stays `failed`, until it arrives, changes or goes, or Retry starts it
+ *   over).
  *
  * Every transition writes the row first and then moves the record. A row that cannot be written
  * ({@linkcode LedgerWriteError}: the ledger's problem state says why, once) leaves the record where
@@ -28,6 +31,7 @@ import {
 } from "../ledger/file_rows.ts";
 import { type Ledger, LedgerWriteError } from "../ledger/ledger.ts";
 import { logger } from "../log/logging.ts";
+import type { QueuePhase } from "../status/job_status.ts";
 import type { FileFilter } from "../watch/file_filter.ts";
 import {
   absolutePath,
@@ -36,6 +40,7 @@ import {
   sameVersion,
 } from "../watch/stability.ts";
 import { type Clock, systemClock } from "./retry_timer.ts";
+import { failingAfter } from "./file_counts.ts";
 import { type LeftByLastRun, resumeUnfinished, takeOverLedger } from "./ledger_takeover.ts";
 import {
   type AfterAttempt,
@@ -118,13 +123,14 @@ export class FileTable {
     return this.#index.count(phase);
   }
 
-  /** Files in `phase` whose fast retries are used up (failed, not waiting to be sent). */
-  failing(phase: Phase): number {
-    return this.#index.failing(phase);
-  }
-  /** Files found complete while the ledger could not be written, not recorded yet. */
-  get unrecordedCount(): number {
-    return this.#foundUnrecorded.size;
+  /**
+   * Every file not arrived yet, counted once (see `file_counts.ts`), and those found complete
+   * while the ledger could not be written: the count every report reads.
+   */
+  counts(): Record<QueuePhase, number> {
+    const { planning, queued, waiting, sending, failed, observing } = this.#index.counts();
+    const unrecorded = this.#foundUnrecorded.size;
+    return { planning, queued, waiting, sending, failed, observing, unrecorded };
   }
 
   /** Since when (ms since epoch) the longest-waiting file in motion waits, or `null`. */
@@ -260,36 +266,42 @@ export class FileTable {
   }
 
   /**
-   * An attempt of `relPath` failed: the row records it (or is removed), then
-   * the record moves on. Returns whether the checker should observe the file
-   * (a change was seen while it was sent).
+   * An attempt of `relPath` failed: the row records it (or is removed), then the record moves on;
+   * a file that stays failing (held by the destination, or its batch failed) stays `failed` in
+   * its row too. Returns whether the checker should observe the file (a change was seen while it
+   * was sent).
    */
   attemptFailed(
     relPath: string,
     row: { kind: "remove" } | { kind: "failure"; failure: FailureRecord },
     next: AfterAttempt,
   ): boolean {
-    if (this.#index.get(relPath)?.phase !== "sending") return false;
+    const record = this.#index.get(relPath);
+    if (record?.phase !== "sending") return false;
+    const final = row.kind === "failure" && (row.failure.final || failingAfter(record, next));
     writeIfWritable(() =>
       row.kind === "remove"
         ? this.rows.remove(relPath, true)
-        : this.rows.recordFailure(relPath, row.failure)
+        : this.rows.recordFailure(relPath, { ...row.failure, final })
     );
     return this.#index.finish(relPath, next);
   }
 
   /**
-   * Try failed files again now: one (`relPath`) or all. Failed rows go back to pending; files
-   * waiting for their slow retry are queued (`fresh`: see `WorkQueue.retryNow`); a failed row
-   * that nothing holds goes to the checker.
-   * @returns how many failed files go back into motion, and whether any can be sent now
+   * Try failed files again now: one (`relPath`) or all. Files waiting for their slow retry are
+   * queued; with `fresh` (the user's Retry: see `WorkQueue.retryNow`) failed rows go back to
+   * pending, else only those no failing file holds; a failed row that nothing holds goes to the
+   * checker. @returns how many failed rows went back to pending, and whether any file can go now
    */
   retry(relPath?: string, fresh = true): { count: number; queued: boolean } {
     let count = 0;
     writeIfWritable(() => {
-      count = relPath === undefined
-        ? this.rows.requeue(["failed"])
-        : this.rows.requeueFile(relPath);
+      if (fresh && relPath === undefined) return void (count = this.rows.requeue(["failed"]));
+      for (const row of relPath === undefined ? this.rows.inState("failed") : [{ relPath }]) {
+        // Not the user's Retry: a file failing in motion stays failed (its row too).
+        if (!fresh && this.#index.get(row.relPath)?.failing) continue;
+        count += this.rows.requeueFile(row.relPath);
+      }
     });
     const queued = this.#index.retryNow(relPath, fresh);
     if (count > queued.length) this.observeStrayPending();
@@ -312,12 +324,14 @@ export class FileTable {
     });
   }
 
-  /** Before a periodic rescan: failed files get another chance. Returns whether any can go now. */
+  /**
+   * Before a periodic rescan: failed files get another chance (those in motion still failing,
+   * see {@linkcode retry}). Returns whether any can go now.
+   */
   beforeRescan(): boolean {
-    writeIfWritable(() => this.rows.requeue(["failed"]));
-    const failing = this.#index.retryNow(undefined, false);
+    const { queued } = this.retry(undefined, false);
     this.observeStrayPending();
-    return failing.length > 0;
+    return queued;
   }
 
   /** The ledger can be written again: files found meanwhile are found again by the next look. */

@@ -225,23 +225,19 @@ export class JobRunner {
   /** What the status page shows of this job (read only). */
   snapshot(): JobSnapshot {
     const q = this.#table;
+    // Every report (page, API, metrics, `status`) counts the files from the table's one count.
+    const queue = q.counts();
     return {
       job: this.job.name,
       method: this.job.transfer_method,
       target: this.#transport.describeTarget(""),
       ...this.#status.state(this.#pause.full),
-      queue: {
-        planning: q.count("planning"),
-        queued: q.count("queued") - q.failing("queued"), // A failing file counts as failed.
-        waiting: q.count("waiting") - q.failing("waiting"),
-        sending: q.count("sending") - q.failing("sending"),
-        observing: q.count("observing"),
-        unrecorded: q.unrecordedCount,
-      },
+      queue,
       oldestWaitingSince: q.oldestFoundAt,
       inFlight: this.#table.inFlight(),
       rateBytesPerSecond: this.#status.rate(),
-      ...this.summary,
+      sent: this.summary.sent,
+      failed: queue.failed,
       lastSuccessAt: this.#status.lastSuccessAt,
       cannotSend: sharedSkipLog.errorsOf(this.job.name),
       hookFailures: this.#extras.hookFailures,

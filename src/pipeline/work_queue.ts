@@ -29,8 +29,9 @@
  *
  * One timer covers every waiting record: it is always armed for the
  * earliest retry, and moves every record whose time has come to `queued`.
- * A `failing` record (its quick retries used up) waits for its slow retry
- * (every `retry_max_delay_seconds`), a rescan, or the user's Retry.
+ * A `failing` record (its quick retries used up) waits for its slow retry (every
+ * `retry_max_delay_seconds`), a rescan, or the user's Retry; it counts as failed in every phase
+ * (the counts every report reads are kept here: `file_counts.ts`).
  *
  * No I/O here: the file table writes the ledger's row before each transition
  * (an `observing` record has no row).
@@ -44,6 +45,7 @@ import {
   sameVersion,
 } from "../watch/stability.ts";
 import { type Clock, RetryTimer, systemClock } from "./retry_timer.ts";
+import { failingAfter, type FileCategory, FileCounts } from "./file_counts.ts";
 
 /** Where a file with a record stands. */
 export type Phase = "observing" | "planning" | "queued" | "waiting" | "sending";
@@ -104,7 +106,7 @@ export class WorkQueue {
   #sending = new Set<string>();
   /** The one timer over the waiting records' retry times. */
   #timer: RetryTimer;
-  #counts: Record<Phase, number> = { observing: 0, planning: 0, queued: 0, waiting: 0, sending: 0 };
+  #counts = new FileCounts();
   /** Records that carry an observation (every phase). */
   #observed = 0;
   #clock: Clock;
@@ -133,22 +135,14 @@ export class WorkQueue {
     return this.#records.size;
   }
 
-  /** Number of records in `phase`. */
+  /** Number of records in `phase` (failing ones included). */
   count(phase: Phase): number {
-    return this.#counts[phase];
+    return this.#counts.phase(phase);
   }
 
-  /**
-   * Records in `phase` whose fast retries are used up (the ledger holds them as failed: waiting
-   * for their slow retry, or in it; counted as failed, not as waiting to be sent).
-   */
-  failing(phase: Phase): number {
-    if (this.#counts[phase] === 0) return 0;
-    let count = 0;
-    for (const record of this.#records.values()) {
-      if (record.phase === phase && record.failing) count++;
-    }
-    return count;
+  /** Every record once, by category (see `file_counts.ts`): what every report shows. */
+  counts(): Record<FileCategory, number> {
+    return this.#counts.byCategory();
   }
 
   /**
@@ -369,7 +363,7 @@ export class WorkQueue {
       } else {
         record.attempts = next.attempts;
         record.nextAttemptAt = next.nextAttemptAt;
-        record.failing = next.failing ?? false;
+        record.failing = failingAfter(record, next);
         record.phase = next.nextAttemptAt > this.#clock.now() ? "waiting" : "queued";
       }
     });
@@ -378,13 +372,15 @@ export class WorkQueue {
 
   /**
    * Queue failing files (one, or all) waiting for their slow retry. The user's Retry (`fresh`)
-   * gives fresh fast retries; a rescan or the destination's return tries them as their slow
-   * retry would, still failing, so they are not said to give up again. Returns those queued.
+   * gives fresh fast retries (to failing files queued already, too); a rescan or the
+   * destination's return tries them as their slow retry would, still failing, so they are not
+   * said to give up again. Returns those queued or given fresh retries.
    */
   retryNow(relPath?: string, fresh = true): string[] {
     const moved: string[] = [];
     for (const record of this.#records.values()) {
-      if (record.phase !== "waiting" || !record.failing) continue;
+      const takes = record.phase === "waiting" || (fresh && record.phase === "queued");
+      if (!takes || !record.failing) continue;
       if (relPath !== undefined && record.relPath !== relPath) continue;
       this.#update(record, () => {
         Object.assign(record, { phase: "queued", nextAttemptAt: 0 });
@@ -420,23 +416,23 @@ export class WorkQueue {
 
   #insert(record: WorkRecord): void {
     this.#records.set(record.relPath, record);
-    this.#counts[record.phase]++;
+    this.#counts.add(record);
     this.#index(record);
   }
 
   #delete(record: WorkRecord): void {
     if (record.observation !== undefined) this.#observed--;
     this.#records.delete(record.relPath);
-    this.#counts[record.phase]--;
+    this.#counts.remove(record);
     this.#sendable.delete(record.relPath);
     this.#sending.delete(record.relPath);
   }
 
   /** Apply `change` to `record` and keep the counts and indexes in step: every transition goes here. */
   #update(record: WorkRecord, change: () => void): void {
-    this.#counts[record.phase]--;
+    this.#counts.remove(record);
     change();
-    this.#counts[record.phase]++;
+    this.#counts.add(record);
     this.#sendable.delete(record.relPath);
     if (record.phase !== "sending") this.#sending.delete(record.relPath);
     this.#index(record);

@@ -48,15 +48,20 @@ export interface JobSnapshot {
   since: number;
   /** The last error while `unreachable`, `failing`, `full` or `ledger_error`. */
   reason: string | null;
-  /** Files per phase of the file table (`observing`: watched until complete). */
+  /**
+   * The job's files not arrived yet, each counted once (the file table's count, which every report
+   * reads): per phase (`observing`: watched until complete), `failed` (fast retries used up, in
+   * whichever phase) and `unrecorded`.
+   */
   queue: Record<QueuePhase, number>;
   /** Since when the longest-waiting file in motion (the file table's) waits (ms since epoch), or `null`. */
   oldestWaitingSince: number | null;
   inFlight: InFlight[];
   /** Bytes per second delivered over the last {@linkcode RATE_WINDOW_MS} (the current rate). */
   rateBytesPerSecond: number;
-  /** Files sent and failed for good since this runner started. */
+  /** Files sent since this runner started. */
   sent: number;
+  /** Files failing now: `queue.failed` (what `status` prints). */
   failed: number;
   /** When a file last arrived (ms since epoch), or `null`. */
   lastSuccessAt: number | null;
@@ -77,8 +82,9 @@ export interface JobWatch extends WatchHow {
 }
 
 /**
- * The phases of a job's files in motion (the file table's), as the status shows them, and
- * `unrecorded`: found complete while the ledger could not be written, waiting for it.
+ * Where a job's files not arrived yet stand, as the status shows them: the phases of the file
+ * table's files in motion, `failed` (fast retries used up, whatever the phase), and `unrecorded`:
+ * found complete while the ledger could not be written, waiting for it.
  */
 export type QueuePhase =
   | "observing"
@@ -86,6 +92,7 @@ export type QueuePhase =
   | "queued"
   | "waiting"
   | "sending"
+  | "failed"
   | "unrecorded";
 
 /** What a job did during this run: each file counted by its last outcome. */

@@ -56,7 +56,6 @@ export class Metrics {
    * @param jobs the running jobs (queue depth, state)
    * @param build version facts for `image_transfer_build_info`
    * @param startedAt when the daemon started (ms since epoch)
-   * @param failedFiles files the ledger holds as failed, per job name
    * @param now the time the waiting files' age is measured at (ms since epoch)
    * @param openFds open file descriptors (see `process/open_fds.ts`); not shown when `null`
    */
@@ -64,7 +63,6 @@ export class Metrics {
     jobs: JobSnapshot[],
     build: { version: string; commit: string; deno: string },
     startedAt: number,
-    failedFiles: ReadonlyMap<string, number> = new Map(),
     now: number = Date.now(),
     openFds: number | null = null,
   ): string {
@@ -121,8 +119,14 @@ export class Metrics {
         );
       }
     }
+    // Each file not arrived yet counts once, as the job's snapshot counts it: a failing file
+    // (fast retries used up) in `image_transfer_files_failed` only, whatever it does meanwhile.
     const waiting = "image_transfer_files_waiting";
-    family(waiting, "gauge", "Files found complete that have not arrived yet.");
+    family(
+      waiting,
+      "gauge",
+      "Files found complete that have not arrived yet (failing ones apart).",
+    );
     for (const job of jobs) {
       const { planning, queued, waiting: retrying, sending, unrecorded } = job.queue;
       out.push(
@@ -148,11 +152,9 @@ export class Metrics {
       }
     }
     const failed = "image_transfer_files_failed";
-    family(failed, "gauge", "Files that gave up (until a rescan, a restart or a retry).");
+    family(failed, "gauge", "Files that used up their fast retries and have not arrived yet.");
     for (const job of jobs) {
-      out.push(
-        sample(failed, { job: job.job, method: job.method }, failedFiles.get(job.job) ?? 0),
-      );
+      out.push(sample(failed, { job: job.job, method: job.method }, job.queue.failed));
     }
     const cannot = "image_transfer_cannot_send_total";
     family(

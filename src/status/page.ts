@@ -123,7 +123,7 @@ function render(s) {
         el("span", {}, el("b", {}, q.observing + q.planning + q.queued + (q.unrecorded || 0)), " pending"),
         el("span", {}, el("b", {}, q.sending), " sending"),
         el("span", {}, el("b", {}, q.waiting), " waiting to retry"),
-        el("span", {}, el("b", {}, failedOf(s, j.job)), " gave up"),
+        el("span", {}, el("b", {}, q.failed), " gave up"),
         el("span", {}, el("b", {}, j.sent), " sent this run"),
         j.rateBytesPerSecond ? el("span", {}, el("b", {}, bytes(j.rateBytesPerSecond) + "/s"), " now") : ""),
       el("div", {},
@@ -153,9 +153,6 @@ function render(s) {
     el("td", { class: "n took" }, took(r.durationMs)), el("td", { class: "name" }, shown(r.destination)), el("td", {}, ago(r.transferredAt, now))),
     "Nothing sent yet");
   chart(s.perMinute || [], now);
-}
-function failedOf(s, job) {
-  return (s.counts.find((c) => c.job === job && c.state === "failed") || { count: 0 }).count;
 }
 function chart(points, now) {
   // One slot per minute of the last 6 hours: files as bars, throughput as a line.

@@ -194,12 +194,6 @@ async function route(
             source.jobs().map((j) => j.snapshot()),
             source.build,
             source.startedAt,
-            new Map(
-              source.reports.counts().filter((c) => c.state === "failed").map((c) => [
-                c.job,
-                c.count,
-              ]),
-            ),
             Date.now(),
             await openFds?.count() ?? null,
           ),

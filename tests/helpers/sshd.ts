@@ -41,6 +41,13 @@ export interface TestSshd {
   sessionPids(): Promise<number[]>;
   /** A job config for this server; `overrides` win. */
   job(overrides: Partial<JobConfig>): JobConfig;
+  /**
+   * Stop the server (an outage: connections are refused), keeping its keys, config and folders;
+   * {@linkcode restart} brings it back on the same port.
+   */
+  halt(): Promise<void>;
+  /** Start the halted server again, as it was. */
+  restart(): Promise<void>;
   /** The config-file keys that point a job at this server (host, user, port, key, options). */
   configKeys(): Record<string, unknown>;
   stop(): Promise<void>;
@@ -216,13 +223,31 @@ export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
     "-E",
     join(dir, "sshd.log"),
   ];
-  const sshd = new Deno.Command(argv[0], {
-    args: argv.slice(1),
-    stdin: "null",
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  await waitForPort(host, port, sshd, dir);
+  const spawn = async () => {
+    const child = new Deno.Command(argv[0], {
+      args: argv.slice(1),
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    await waitForPort(host, port, child, dir);
+    return child;
+  };
+  let sshd = await spawn();
+  /** End the listening server and the sessions it serves. */
+  const end = async () => {
+    // Sessions of connections whose client vanished (a cut link) outlive the listener.
+    const sessions = await descendants(sshd.pid).catch(() => []);
+    try {
+      sshd.kill("SIGTERM");
+    } catch { /* already gone */ }
+    await sshd.status;
+    for (const pid of sessions) {
+      try {
+        Deno.kill(pid, "SIGKILL");
+      } catch { /* already gone */ }
+    }
+  };
 
   const knownHosts = join(dir, "known_hosts");
   const hostPub = (await Deno.readTextFile(`${hostKey}.pub`)).split(" ").slice(0, 2).join(" ");
@@ -233,7 +258,9 @@ export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
   return {
     host,
     port,
-    pid: sshd.pid,
+    get pid() {
+      return sshd.pid;
+    },
     dir,
     user: TEST_USER,
     uid,
@@ -285,18 +312,12 @@ export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
         ssh_options: sshOptions,
       }, overrides);
     },
+    halt: end,
+    async restart() {
+      sshd = await spawn();
+    },
     async stop() {
-      // Sessions of connections whose client vanished (a cut link) outlive the listener.
-      const sessions = await descendants(sshd.pid).catch(() => []);
-      try {
-        sshd.kill("SIGTERM");
-      } catch { /* already gone */ }
-      await sshd.status;
-      for (const pid of sessions) {
-        try {
-          Deno.kill(pid, "SIGKILL");
-        } catch { /* already gone */ }
-      }
+      await end();
       for (const path of remoteDirs) await Deno.remove(path, { recursive: true }).catch(() => {});
       await Deno.remove(dir, { recursive: true }).catch(() => {});
     },

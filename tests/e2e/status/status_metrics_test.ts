@@ -14,12 +14,20 @@ function snapshot(job: string, freeBytes: number | null = null): JobSnapshot {
     state: "paused",
     since: 0,
     reason: null,
-    queue: { planning: 0, queued: 3, waiting: 1, sending: 2, observing: 4, unrecorded: 5 },
+    queue: {
+      planning: 0,
+      queued: 3,
+      waiting: 1,
+      sending: 2,
+      failed: job === "cam1" ? 4 : 0,
+      observing: 4,
+      unrecorded: 5,
+    },
     oldestWaitingSince: job === "cam1" ? 1_700_000_000_000 - 90_500 : null,
     inFlight: [],
     rateBytesPerSecond: 0,
     sent: 0,
-    failed: 0,
+    failed: job === "cam1" ? 4 : 0,
     lastSuccessAt: null,
     cannotSend: job === "cam1" ? 2 : 0,
     hookFailures: job === "cam1" ? 4 : 0,
@@ -79,7 +87,6 @@ Deno.test("metrics: counters, cumulative duration buckets, failures by class, qu
       deno: "2.9.6",
     },
     1_700_000_000_000,
-    new Map([["cam1", 4]]),
     1_700_000_000_000,
   );
   const l = '{job="cam1",method="rsync"';
@@ -123,8 +130,9 @@ Deno.test("metrics: counters, cumulative duration buckets, failures by class, qu
   assert.ok(text.includes(`image_transfer_transfer_duration_seconds_sum${l}} 400.73\n`));
   assert.ok(text.includes(`image_transfer_queue_files${l},state="sending"} 2\n`));
   assert.ok(text.includes(`image_transfer_job_paused${l}} 1\n`));
-  // Failed files from the ledger, 0 for a job without any.
+  // Failing files, as the job's snapshot counts them (not also as waiting), 0 for a job without.
   assert.ok(text.includes(`image_transfer_files_failed${l}} 4\n`));
+  assert.ok(text.includes(`image_transfer_queue_files${l},state="failed"} 4\n`));
   assert.ok(text.includes(`image_transfer_files_failed{job="cam2",method="rsync"} 0\n`));
   // Free space only where known.
   assert.ok(text.includes(`image_transfer_destination_free_bytes${l}} 5000000000\n`));

@@ -13,6 +13,16 @@ import { FakeClock } from "../../helpers/fake_clock.ts";
 import { localTestJob } from "../../helpers/jobs.ts";
 
 const V1 = { size: 10, mtimeMs: 1000 };
+/** The counts of a table without files. */
+const NOTHING = {
+  observing: 0,
+  planning: 0,
+  queued: 0,
+  waiting: 0,
+  sending: 0,
+  failed: 0,
+  unrecorded: 0,
+};
 
 /** A table over a fresh ledger; `observed` stands for the stability checker. */
 async function withTable(
@@ -92,11 +102,11 @@ Deno.test("FileTable: a ledger that cannot be written keeps each file where the 
     assert.ok(ledger.problem, "the ledger says it cannot be written");
     assert.equal(table.record("found.fits"), undefined);
     assert.equal(table.holds("found.fits"), true, "a scan does not take it for new");
-    assert.equal(table.unrecordedCount, 1, "counted as waiting (for the ledger)");
+    assert.equal(table.counts().unrecorded, 1, "counted as waiting (for the ledger)");
     allow();
     table.ledgerWritable();
     assert.equal(table.holds("found.fits"), false, "the next look finds it again");
-    assert.equal(table.unrecordedCount, 0);
+    assert.equal(table.counts().unrecorded, 0);
 
     // A batch the ledger cannot mark as being sent stays queued.
     assert.equal(table.ready("b.fits", V1), "plan");
@@ -158,6 +168,51 @@ Deno.test("FileTable: a failed attempt records the failure; a vanished source is
     table.attemptFailed("gone.fits", { kind: "remove" }, { to: "removed" });
     assert.equal(table.rows.get("gone.fits"), undefined);
     assert.equal(table.record("gone.fits"), undefined);
+  });
+});
+
+Deno.test("FileTable: a file that gave up stays failed, row and record, while the destination holds it or a rescan tries it; Retry starts it over", async () => {
+  await withTable(({ table }) => {
+    const failure = (attempts: number, nextAttemptAt: number, final: boolean) => ({
+      kind: "failure" as const,
+      failure: { error: "Permission denied", attempts, nextAttemptAt, final },
+    });
+    const state = (rel: string) => [table.rows.get(rel)?.state, table.record(rel)?.failing];
+    for (const rel of ["a.fits", "b.fits"]) {
+      table.ready(rel, V1);
+      planOne(table, rel, V1, `n/${rel}`);
+    }
+    // Both give up: failed, waiting for their slow retry.
+    table.takeBatch(10);
+    for (const rel of ["a.fits", "b.fits"]) {
+      const slow = 1_000_000 + 60_000; // The fake clock's start, plus a minute.
+      const next = { to: "waiting" as const, attempts: 2, nextAttemptAt: slow, failing: true };
+      table.attemptFailed(rel, failure(2, slow, true), next);
+      assert.deepEqual(state(rel), ["failed", true]);
+    }
+    const failedOnly = { ...NOTHING, failed: 2 };
+    assert.deepEqual(table.counts(), failedOnly);
+    // a.fits's slow retry finds the destination down: held (no attempt counted), still failed.
+    assert.deepEqual(table.retry("a.fits", false), { count: 0, queued: true });
+    table.takeBatch(1);
+    assert.equal(table.rows.get("a.fits")?.state, "transferring");
+    table.attemptFailed("a.fits", failure(2, 0, false), { to: "queued" });
+    assert.deepEqual(state("a.fits"), ["failed", true]);
+    assert.deepEqual(table.counts(), failedOnly, "counted once, as failed");
+    // A rescan (or the destination's return) tries them as their slow retries would: still failed.
+    table.beforeRescan();
+    assert.deepEqual([state("a.fits"), state("b.fits")], [["failed", true], ["failed", true]]);
+    assert.deepEqual(table.counts(), failedOnly);
+    // A failed row nothing holds goes back to pending at a rescan (the checker looks at it).
+    table.gone("b.fits");
+    table.rows.enqueue("c.fits", { ...V1, destination: "n/c.fits" });
+    table.rows.recordFailure("c.fits", failure(2, 0, true).failure);
+    table.beforeRescan();
+    assert.equal(table.rows.get("c.fits")?.state, "pending");
+    // The user's Retry: fresh retries, pending again.
+    assert.deepEqual(table.retry(), { count: 1, queued: true });
+    assert.deepEqual(state("a.fits"), ["pending", false]);
+    assert.deepEqual(table.counts(), { ...NOTHING, queued: 1 });
   });
 });
 

@@ -11,6 +11,8 @@ import { FakeClock } from "../../helpers/fake_clock.ts";
 const V1 = { size: 100, mtimeMs: 5000 };
 const V2 = { size: 150, mtimeMs: 6000 };
 const PLAN = { destination: "20240315/a.fits", attempts: 0, nextAttemptAt: 0 };
+/** The counts of an empty queue. */
+const NONE = { observing: 0, planning: 0, queued: 0, waiting: 0, sending: 0, failed: 0 };
 
 function setup() {
   const clock = new FakeClock();
@@ -291,26 +293,43 @@ Deno.test("WorkQueue: a failing file waits for its slow retry; a rescan or Retry
   queue.finish("b.fits", { to: "waiting", attempts: 4, nextAttemptAt: slow, failing: true });
   assert.equal(queue.get("a.fits")?.failing, true);
   assert.equal(queue.timerAt, slow);
-  assert.deepEqual([queue.count("waiting"), queue.failing("waiting")], [2, 2]);
+  // Counted as failed only, once each (the count every report reads).
+  assert.equal(queue.count("waiting"), 2);
+  assert.deepEqual(queue.counts(), { ...NONE, failed: 2 });
   // A rescan finds a.fits complete as it was: it goes now, still failing (a new failure is slow again).
   assert.equal(queue.ready("a.fits", V1, false), "keep");
   assert.equal(queue.get("a.fits")?.phase, "queued");
   assert.equal(queue.get("a.fits")?.failing, true);
-  assert.equal(queue.failing("waiting"), 1, "only b.fits waits for its slow retry");
-  assert.equal(queue.failing("queued"), 1, "a.fits is failing still, in its retry");
+  assert.deepEqual([queue.count("waiting"), queue.count("queued")], [1, 1]);
+  assert.deepEqual(queue.counts(), { ...NONE, failed: 2 }, "a.fits is failing still, queued");
   // Retry: b.fits goes now with fresh quick retries.
   assert.deepEqual(queue.retryNow("b.fits"), ["b.fits"]);
   assert.deepEqual(
     [queue.get("b.fits")?.phase, queue.get("b.fits")?.attempts, queue.get("b.fits")?.failing],
     ["queued", 0, false],
   );
+  assert.deepEqual(queue.counts(), { ...NONE, queued: 1, failed: 1 });
+  // A failing file held back in line (the destination paused the job) stays failing: a rescan or
+  // the destination's return does not queue it again; the user's Retry gives it fresh retries.
+  queue.takeBatch(1);
+  queue.finish("a.fits", { to: "queued" });
+  assert.equal(queue.get("a.fits")?.failing, true);
+  assert.deepEqual(queue.retryNow(undefined, false), []);
+  assert.deepEqual(queue.retryNow(), ["a.fits"]);
+  assert.deepEqual(queue.counts(), { ...NONE, queued: 2 });
   assert.deepEqual(queue.retryNow(), [], "nothing else is failing");
   // Left alone, a failing file is queued by the timer at its slow retry time.
   queue.takeBatch(2);
   queue.finish("a.fits", { to: "waiting", attempts: 5, nextAttemptAt: slow + 1, failing: true });
+  queue.finish("b.fits", { to: "removed" });
   clock.advance(600_001);
   assert.deepEqual(due.at(-1), ["a.fits"]);
   assert.equal(queue.get("a.fits")?.phase, "queued");
+  // Its batch failing (not the file) keeps it failing: counted as failed, once.
+  queue.takeBatch(1);
+  queue.finish("a.fits", { to: "waiting", attempts: 6, nextAttemptAt: clock.now() + 1_000 });
+  assert.equal(queue.get("a.fits")?.failing, true);
+  assert.deepEqual(queue.counts(), { ...NONE, failed: 1 });
 });
 
 Deno.test("WorkQueue: the stability checker's observations live in the records (the observing phase)", async () => {
