@@ -232,6 +232,7 @@ export class JobRunner {
       method: this.job.transfer_method,
       target: this.#transport.describeTarget(""),
       ...this.#status.state(this.#pause.full),
+      held: this.#pause.paused,
       queue,
       oldestWaitingSince: q.oldestFoundAt,
       inFlight: this.#table.inFlight(),

@@ -63,6 +63,11 @@ export interface JobSnapshot {
   sent: number;
   /** Files failing now: `queue.failed` (what `status` prints). */
   failed: number;
+  /**
+   * Whether the destination pause holds the job (full, or not reachable: one file is tried at a
+   * time until one arrives), whatever the job's state says of the last failure.
+   */
+  held: boolean;
   /** When a file last arrived (ms since epoch), or `null`. */
   lastSuccessAt: number | null;
   /** Files and folders found that cannot be sent (a name not UTF-8, a folder not readable). */

@@ -142,9 +142,7 @@ function render(s) {
   rows($("problems"), s.problems, (p) => el("tr", { class: "problem" },
     el("td", { class: "name" }, shown(p.relPath)), el("td", {}, p.job),
     el("td", { class: "err" }, escaped(p.lastError || "")),
-    el("td", {}, p.state === "failed" ? (p.nextAttemptAt ? "failing; next try " +
-      time(p.nextAttemptAt) + ", or Retry now" : "failed: at the next rescan, or retry") :
-      p.nextAttemptAt ? "retry " + time(p.nextAttemptAt) : "waiting"),
+    el("td", { class: "next" }, nextTry(p, s)),
     el("td", {}, p.state === "failed" ? el("button", { class: "retry",
       onclick: () => act(p.job, "retry", { file: p.relPath }) }, "Retry") : "")), "No failures");
   rows($("recent"), s.recent, (r) => el("tr", { class: "sent" },
@@ -153,6 +151,17 @@ function render(s) {
     el("td", { class: "n took" }, took(r.durationMs)), el("td", { class: "name" }, shown(r.destination)), el("td", {}, ago(r.transferredAt, now))),
     "Nothing sent yet");
   chart(s.perMinute || [], now);
+}
+// When a file with an error goes next: a time only while it is ahead. While the destination holds
+// the job (full, or not reachable) its files wait for it, whatever time their rows keep.
+function nextTry(p, s) {
+  const j = s.jobs.find((job) => job.job === p.job) || {};
+  const failing = p.state === "failed", ahead = p.nextAttemptAt > s.now;
+  const held = j.held || j.state === "unreachable" || j.state === "full" ? "waiting for the destination"
+    : ({ paused: "waiting: the job is paused", ledger_error: "waiting for the ledger" })[j.state];
+  if (held) return (failing ? "failing; " : "") + held;
+  if (!failing) return ahead ? "retry " + time(p.nextAttemptAt) : "waiting";
+  return ahead ? "failing; next try " + time(p.nextAttemptAt) + ", or Retry now" : "failing; next try now";
 }
 function chart(points, now) {
   // One slot per minute of the last 6 hours: files as bars, throughput as a line.

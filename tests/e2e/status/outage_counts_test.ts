@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
+import { chromium, type Page } from "playwright-core";
 import { runCli, startCli } from "../../helpers/cli.ts";
 import { LEAST_CEILING_MS, randomBytes, waitFor } from "../../helpers/files.ts";
 import { freePort } from "../../helpers/net.ts";
@@ -200,12 +200,19 @@ Deno.test("an outage of the destination: files that gave up count once, as faile
       "every slow retry to be due",
     );
     await expectFailing("during the outage");
+    // The page promises no try at a time gone by: the files wait for the destination.
+    const waitingForIt = Array(FILES.length).fill("failing; waiting for the destination");
+    await page.locator(".job .state", { hasText: "destination unreachable" }).waitFor();
+    assert.deepEqual(await nextColumn(page), waitingForIt);
     assert.doesNotMatch(daemon.stderr(), /Successfully transferred/);
 
     // Back: the host answers, the folder still refuses them; still failed, once each.
     await sshd.restart();
     await holdingWhile(async () => await state() === "failing", "the host to answer again");
     await expectFailing("after the outage");
+    // The job's pause still holds them (one is tried at a time until one arrives).
+    await page.locator(".job .state", { hasText: "failing" }).waitFor();
+    assert.deepEqual(await nextColumn(page), waitingForIt);
 
     // The folder is writable: every file arrives, nothing is counted any more.
     await Deno.chmod(night, 0o755);
@@ -226,3 +233,8 @@ Deno.test("an outage of the destination: files that gave up count once, as faile
     await Deno.remove(box.root, { recursive: true });
   }
 });
+
+/** The Failures table's "Next" column, as the page shows it. */
+async function nextColumn(page: Page): Promise<string[]> {
+  return await page.locator("#problems tr.problem td:nth-child(4)").allTextContents();
+}

@@ -28,6 +28,7 @@ function snapshot(job: string, freeBytes: number | null = null): JobSnapshot {
     rateBytesPerSecond: 0,
     sent: 0,
     failed: job === "cam1" ? 4 : 0,
+    held: false,
     lastSuccessAt: null,
     cannotSend: job === "cam1" ? 2 : 0,
     hookFailures: job === "cam1" ? 4 : 0,
