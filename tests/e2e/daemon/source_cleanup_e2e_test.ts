@@ -335,16 +335,22 @@ Deno.test("after_transfer: keep, new files under a name and a source named like 
   }
 });
 
+/** With `after_transfer: keep`, `d.fits` (20,000 bytes of the evening) written and sent. */
+async function sentOnce(p: Awaited<ReturnType<typeof setUp>>) {
+  await writeConfig(p.config, { ...baseConfig(p), after_transfer: "keep" });
+  const env = { HOME: p.home };
+  const source = join(p.watch, "d.fits");
+  const first = randomBytes(20_000);
+  await Deno.writeFile(source, first);
+  await Deno.utime(source, EVENING, EVENING);
+  assert.equal((await runCli(["run", "--once", "-c", p.config], { env })).code, 0);
+  return { env, source, first };
+}
+
 Deno.test("after_transfer: keep, a file sent again on purpose and gone before it was: its copy is still known, and a new file of its name goes beside it", async () => {
   const p = await setUp("itx-cleanup-resent-gone-");
   try {
-    await writeConfig(p.config, { ...baseConfig(p), after_transfer: "keep" });
-    const env = { HOME: p.home };
-    const source = join(p.watch, "d.fits");
-    const first = randomBytes(20_000);
-    await Deno.writeFile(source, first);
-    await Deno.utime(source, EVENING, EVENING);
-    assert.equal((await runCli(["run", "--once", "-c", p.config], { env })).code, 0);
+    const { env, source, first } = await sentOnce(p);
     const resend = await runCli(["resend", "--name", "d.fits", "-c", p.config], { env });
     assert.equal(resend.code, 0, resend.stderr);
     await Deno.remove(source);
@@ -367,13 +373,7 @@ Deno.test("after_transfer: keep, a file sent again on purpose and gone before it
 Deno.test("a file changed after it was sent and gone before it was sent again is not taken as sent when it comes back: it is sent, then deleted", async () => {
   const p = await setUp("itx-cleanup-changed-gone-");
   try {
-    await writeConfig(p.config, { ...baseConfig(p), after_transfer: "keep" });
-    const env = { HOME: p.home };
-    const source = join(p.watch, "d.fits");
-    const first = randomBytes(20_000);
-    await Deno.writeFile(source, first);
-    await Deno.utime(source, EVENING, EVENING);
-    assert.equal((await runCli(["run", "--once", "-c", p.config], { env })).code, 0);
+    const { env, source, first } = await sentOnce(p);
     // Changed in place and taken up (pending, as the daemon records it), then gone before it
     // was sent again (a share unmounted, a file moved away).
     const changed = new Uint8Array([...first, ...randomBytes(7_000)]);
