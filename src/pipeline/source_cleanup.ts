@@ -6,12 +6,12 @@
  *
  * @module
  */
-import { dirname, join, resolve } from "node:path";
+import { resolve } from "node:path";
 import type { JobConfig } from "../config/types.ts";
 import type { FileRows } from "../ledger/file_rows.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
 import { absolutePath, type FileVersion, sameVersion, versionOf } from "../watch/stability.ts";
-import { besideEarlier } from "../layout/destination.ts";
+import { moveFile } from "./archive_move.ts";
 
 /** How often sources kept for `keep_days` are looked at. */
 export const CLEANUP_INTERVAL_MS = 3_600_000;
@@ -131,7 +131,16 @@ export class SourceCleaner {
         await Deno.remove(step.source);
         this.#log.info("Deleted {source}: it arrived verified", fields);
       } else {
-        const archive = await moveFile(step.source, step.moveTo, row);
+        const moved = await moveFile(step.source, step.moveTo, row);
+        if (moved.archive === null) {
+          this.#log.warn(
+            "{source} changed while it was copied into the archive ({reason}): that copy is " +
+              "removed and the source stays (sent again if its size or mtime changed)",
+            { ...fields, reason: moved.changed },
+          );
+          return;
+        }
+        const archive = moved.archive;
         const beside = archive === step.moveTo ? "" : " (a file of that name is there: beside it)";
         this.#log.info(`Moved {source} to {archive}: it arrived verified${beside}`, {
           ...fields,
@@ -145,38 +154,4 @@ export class SourceCleaner {
       });
     }
   }
-}
-
-/**
- * Move `source` to `planned` (never over an existing file: a file of that
- * name there, as from a camera whose counter started again, gets the next
- * numbered name beside it, `flat_001~2.fits`, as at the destination): a
- * rename, or across file systems a copy that must have the sent size, then
- * removal. Returns where it went.
- */
-async function moveFile(source: string, planned: string, sent: FileVersion): Promise<string> {
-  await Deno.mkdir(dirname(planned), { recursive: true });
-  let target = planned;
-  while (await Deno.lstat(target).then(() => true, () => false)) {
-    target = besideEarlier(planned, target);
-  }
-  try {
-    await Deno.rename(source, target);
-    return target;
-  } catch (error) {
-    if (!(error instanceof Error && "code" in error && error.code === "EXDEV")) throw error;
-  }
-  const partial = join(dirname(target), `.${crypto.randomUUID()}.part`);
-  try {
-    await Deno.copyFile(source, partial);
-    const copied = await Deno.stat(partial);
-    if (copied.size !== sent.size) throw new Error(`the copy in ${partial} is incomplete`);
-    await Deno.utime(partial, new Date(), new Date(sent.mtimeMs));
-    await Deno.rename(partial, target);
-  } catch (error) {
-    await Deno.remove(partial).catch(() => {});
-    throw error;
-  }
-  await Deno.remove(source);
-  return target;
 }

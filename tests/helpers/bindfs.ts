@@ -49,6 +49,22 @@ export function mountCorruptingView(
   return serveView("/usr/bin/python3", [program, folder, mountPoint, flag], mountPoint);
 }
 
+/**
+ * Mount `tests/fixtures/programs/holding_fs.py`'s view of `folder` at
+ * `mountPoint`: while the file `hold` exists, every write into a file of the
+ * view waits (the file is created, its bytes wait), so a test can act in the
+ * middle of a copy into it. Resolves once it is mounted; unmount with
+ * {@linkcode unmountBindfs}, then wait for the process.
+ */
+export function mountHoldingView(
+  folder: string,
+  mountPoint: string,
+  hold: string,
+): Promise<Deno.ChildProcess> {
+  const program = new URL("../fixtures/programs/holding_fs.py", import.meta.url).pathname;
+  return serveView("/usr/bin/python3", [program, folder, mountPoint, hold], mountPoint);
+}
+
 /** Start `program` serving a FUSE view at `mountPoint`; resolves once it is mounted. */
 async function serveView(
   program: string,

@@ -1,0 +1,121 @@
+/**
+ * `after_transfer: move` into an archive on another file system (a copy, then
+ * the source's removal), through the real CLI, with the archive a FUSE view
+ * whose writes wait while the test holds them (`holding_fs.py`): a source
+ * written in place during the copy stays and its unfinished copy goes (the
+ * change is never lost); a move cut short by a crash leaves a copy that the
+ * next move into that folder removes, and nobody else's files.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { mountHoldingView, unmountBindfs } from "../../helpers/bindfs.ts";
+import { startCli } from "../../helpers/cli.ts";
+import { existsSync, listFiles, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
+
+async function setUp(prefix: string) {
+  const root = await Deno.makeTempDir({ prefix });
+  const p = {
+    root,
+    watch: join(root, "watch"),
+    dest: join(root, "dest"),
+    home: join(root, "home"),
+    /** What the archive view stores; look here while a write is held. */
+    disk: join(root, "archive-disk"),
+    /** The archive_path: a FUSE view of `disk`, another file system than the watch folder. */
+    archive: join(root, "archive"),
+    /** While this file exists, writes into the archive wait. */
+    hold: join(root, "hold"),
+    config: join(root, "config.yaml"),
+  };
+  for (const folder of [p.watch, p.home, p.disk]) await Deno.mkdir(folder);
+  await writeConfig(p.config, {
+    watch_path: p.watch,
+    remote_base_path: p.dest,
+    transfer_method: "local",
+    stability_window_seconds: 0.3,
+    night_timezone: "UTC",
+    state_dir: join(root, "state"),
+    log_file: join(root, "logs", "image_transfer.log"),
+    after_transfer: "move",
+    archive_path: p.archive,
+  });
+  return p;
+}
+
+type Paths = Awaited<ReturnType<typeof setUp>>;
+
+/** Run `fn` with the archive view mounted (and writes into it held), then clean up. */
+async function withHeldArchive(p: Paths, fn: () => Promise<void>): Promise<void> {
+  await Deno.writeTextFile(p.hold, "");
+  const view = await mountHoldingView(p.disk, p.archive, p.hold);
+  try {
+    await fn();
+  } finally {
+    await Deno.remove(p.hold).catch(() => {});
+    await unmountBindfs(p.archive);
+    await view.status;
+    await Deno.remove(p.root, { recursive: true });
+  }
+}
+
+/** The hidden files (unfinished copies) in the archive's disk now. */
+async function hiddenInArchive(p: Paths): Promise<string[]> {
+  const names = (await Array.fromAsync(Deno.readDir(p.disk))).map((entry) => entry.name);
+  return names.filter((name) => name.startsWith("."));
+}
+
+for (const mtime of ["moved", "restored"] as const) {
+  Deno.test(`after_transfer: move across file systems, a source written in place during the copy (its mtime ${mtime}) is kept, never removed with its change`, async () => {
+    const p = await setUp(`itx-archive-changed-${mtime}-`);
+    await withHeldArchive(p, async () => {
+      const daemon = startCli(["run", "-c", p.config], { env: { HOME: p.home } });
+      try {
+        await daemon.waitForOutput("Watching");
+        const source = join(p.watch, "m1.fits");
+        const sent = randomBytes(300_000);
+        await Deno.writeFile(source, sent);
+        // The copy into the archive has begun (its file is there) and waits for the hold.
+        await waitFor(async () => (await hiddenInArchive(p)).length > 0, 60_000, "the copy")
+          .catch((e) => {
+            throw new Error(`${e}\n${daemon.stderr()}`);
+          });
+        const before = await Deno.stat(source);
+        // 19 bytes written over the source in place, as `dd conv=notrunc` does.
+        const patch = new TextEncoder().encode("written in place!!!");
+        const file = await Deno.open(source, { write: true });
+        await file.seek(1000, Deno.SeekMode.Start);
+        await file.write(patch);
+        file.close();
+        if (mtime === "restored") await Deno.utime(source, before.atime!, before.mtime!);
+        const changed = sent.slice();
+        changed.set(patch, 1000);
+        await Deno.remove(p.hold);
+
+        if (mtime === "restored") {
+          // Size and mtime as sent: the daemon does not send it again, but it must not lose it.
+          await daemon.waitForOutput(/Moved .*m1\.fits|m1\.fits changed while it was copied/);
+          assert.deepEqual(await Deno.readFile(source), changed, daemon.stderr());
+        } else {
+          // Its new version is sent, then moved, as any changed file.
+          await waitFor(() => !existsSync(source), 60_000, "the source moved");
+          await daemon.waitForOutput(/Moved .*m1\.fits/);
+          assert.deepEqual(await Deno.readFile(join(p.disk, "m1.fits")), changed, daemon.stderr());
+          // At the destination, the new version went beside the one sent (a source moved away
+          // makes any file of its name new).
+          const copies = (await listFiles(p.dest)).sort();
+          assert.deepEqual(copies.map((copy) => copy.split("/").pop()), ["m1.fits", "m1~2.fits"]);
+          assert.deepEqual(await Deno.readFile(join(p.dest, copies[0])), sent);
+          assert.deepEqual(await Deno.readFile(join(p.dest, copies[1])), changed);
+        }
+        assert.match(daemon.stderr(), /m1\.fits changed while it was copied into the archive/);
+        assert.deepEqual(await hiddenInArchive(p), [], "the unfinished copy is removed");
+        const archived = (await Array.fromAsync(Deno.readDir(p.disk))).map((e) => e.name);
+        assert.deepEqual(archived, mtime === "restored" ? [] : ["m1.fits"]);
+      } finally {
+        await Deno.remove(p.hold).catch(() => {});
+        const status = await daemon.stop();
+        assert.equal(status.code, 0, daemon.stderr());
+      }
+    });
+  });
+}
