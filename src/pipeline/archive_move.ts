@@ -12,7 +12,8 @@
  * @module
  */
 import { dirname, join } from "node:path";
-import { besideEarlier } from "../layout/destination.ts";
+import { besideEarlier, TEMP_SUFFIX } from "../layout/destination.ts";
+import { randomPart } from "../transfer/temp_name.ts";
 import type { FileVersion } from "../watch/stability.ts";
 
 /**
@@ -43,40 +44,95 @@ interface Identity {
 export type MoveResult = { archive: string } | { archive: null; changed: string };
 
 /**
- * Move `source` to `planned` (never over an existing file: a file of that
- * name there, as from a camera whose counter started again, gets the next
- * numbered name beside it, `flat_001~2.fits`, as at the destination): a
- * rename, or across file systems a copy (see the module doc) of the file sent
- * as `sent`, then its removal.
+ * What the name of every unfinished archive copy of `owner` (a
+ * `jobOwner` id) starts with: `.archiving-<owner>-`, then a random part and
+ * `.image-transfer-partial`.
  */
-export async function moveFile(
-  source: string,
-  planned: string,
-  sent: FileVersion,
-): Promise<MoveResult> {
-  await Deno.mkdir(dirname(planned), { recursive: true });
-  let target = planned;
-  while (await Deno.lstat(target).then(() => true, () => false)) {
-    target = besideEarlier(planned, target);
+export function archiveCopyPrefix(owner: string): string {
+  return `.archiving-${owner}-`;
+}
+
+/** The unfinished archive copies this process is writing now: never swept. */
+const writing = new Set<string>();
+
+/**
+ * Moves one job's sources into its archive. Unfinished copies are named for
+ * the job ({@linkcode archiveCopyPrefix}); those a crash left in a folder are
+ * removed when the first move into that folder since the start begins, and no
+ * other file there is ever touched.
+ */
+export class ArchiveMover {
+  #prefix: string;
+  #removed: (path: string) => void;
+  /** Folders looked through for leftovers since the start. */
+  #swept = new Set<string>();
+
+  /** `owner`: the job's `jobOwner` id; `removed` is told each leftover removed. */
+  constructor(owner: string, removed: (path: string) => void) {
+    this.#prefix = archiveCopyPrefix(owner);
+    this.#removed = removed;
   }
-  try {
-    await Deno.rename(source, target);
-    return { archive: target };
-  } catch (error) {
-    if (!(error instanceof Error && "code" in error && error.code === "EXDEV")) throw error;
+
+  /**
+   * Move `source` to `planned` (never over an existing file: a file of that
+   * name there, as from a camera whose counter started again, gets the next
+   * numbered name beside it, `flat_001~2.fits`, as at the destination): a
+   * rename, or across file systems a copy (see the module doc) of the file
+   * sent as `sent`, then its removal.
+   */
+  async move(source: string, planned: string, sent: FileVersion): Promise<MoveResult> {
+    const folder = dirname(planned);
+    await Deno.mkdir(folder, { recursive: true });
+    await this.#sweep(folder);
+    let target = planned;
+    while (await Deno.lstat(target).then(() => true, () => false)) {
+      target = besideEarlier(planned, target);
+    }
+    try {
+      await Deno.rename(source, target);
+      return { archive: target };
+    } catch (error) {
+      if (!(error instanceof Error && "code" in error && error.code === "EXDEV")) throw error;
+    }
+    const partial = join(folder, `${this.#prefix}${randomPart()}${TEMP_SUFFIX}`);
+    writing.add(partial);
+    try {
+      return await copyThenRemove(source, target, partial, sent);
+    } finally {
+      writing.delete(partial);
+    }
   }
-  return await copyThenRemove(source, target, sent);
+
+  /** Remove this job's unfinished copies in `folder` (once per folder since the start). */
+  async #sweep(folder: string): Promise<void> {
+    if (this.#swept.has(folder)) return;
+    this.#swept.add(folder);
+    const entries = await Array.fromAsync(Deno.readDir(folder)).catch(() => []);
+    for (const entry of entries) {
+      // Only regular files of exactly the names this job makes (a link is not one).
+      if (!entry.isFile || !this.#isOwnCopy(entry.name)) continue;
+      const path = join(folder, entry.name);
+      if (writing.has(path)) continue;
+      await Deno.remove(path).then(() => this.#removed(path), () => {});
+    }
+  }
+
+  #isOwnCopy(name: string): boolean {
+    if (!name.startsWith(this.#prefix) || !name.endsWith(TEMP_SUFFIX)) return false;
+    // The random part, as randomPart() makes it.
+    return /^[0-9a-f]{24}$/.test(name.slice(this.#prefix.length, -TEMP_SUFFIX.length));
+  }
 }
 
 async function copyThenRemove(
   source: string,
   target: string,
+  partial: string,
   sent: FileVersion,
 ): Promise<MoveResult> {
   using file = await Deno.open(source, { read: true });
   const before = await settledIdentity(file, source, sent);
   if (typeof before === "string") return { archive: null, changed: before };
-  const partial = join(dirname(target), `.${crypto.randomUUID()}.part`);
   let placed: string | null = null;
   try {
     const copied = await copyInto(file, partial, before.mode);

@@ -2,7 +2,8 @@
  * Source clean-up (`after_transfer: delete | move`, `keep_days`): a source is
  * removed from the watch folder only when the ledger holds it as arrived
  * verified and the file on disk is still a regular file with the size and
- * mtime it was sent with. Nothing else is ever touched.
+ * mtime it was sent with. Nothing else is ever touched, but for the job's own
+ * copies that an interrupted move left in the archive (`archive_move.ts`).
  *
  * @module
  */
@@ -11,7 +12,8 @@ import type { JobConfig } from "../config/types.ts";
 import type { FileRows } from "../ledger/file_rows.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
 import { absolutePath, type FileVersion, sameVersion, versionOf } from "../watch/stability.ts";
-import { moveFile } from "./archive_move.ts";
+import { jobOwner } from "../transfer/temp_name.ts";
+import { ArchiveMover } from "./archive_move.ts";
 
 /** How often sources kept for `keep_days` are looked at. */
 export const CLEANUP_INTERVAL_MS = 3_600_000;
@@ -66,6 +68,7 @@ export class SourceCleaner {
   #job: JobConfig;
   #table: FileRows;
   #log: Logger;
+  #mover: ArchiveMover;
   #timer: ReturnType<typeof setInterval> | undefined;
   /** One step at a time, in order. */
   #chain: Promise<void> = Promise.resolve();
@@ -75,6 +78,9 @@ export class SourceCleaner {
     this.#log = jobLogger("cleanup", job.name);
     this.#job = job;
     this.#table = table;
+    this.#mover = new ArchiveMover(jobOwner(job), (path) => {
+      this.#log.info("Removed {path}: a copy left unfinished by an interrupted move", { path });
+    });
   }
 
   /** Look for due sources now and (with `keep_days`) every hour. */
@@ -131,7 +137,7 @@ export class SourceCleaner {
         await Deno.remove(step.source);
         this.#log.info("Deleted {source}: it arrived verified", fields);
       } else {
-        const moved = await moveFile(step.source, step.moveTo, row);
+        const moved = await this.#mover.move(step.source, step.moveTo, row);
         if (moved.archive === null) {
           this.#log.warn(
             "{source} changed while it was copied into the archive ({reason}): that copy is " +

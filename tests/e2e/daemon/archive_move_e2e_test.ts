@@ -58,10 +58,15 @@ async function withHeldArchive(p: Paths, fn: () => Promise<void>): Promise<void>
   }
 }
 
-/** The hidden files (unfinished copies) in the archive's disk now. */
-async function hiddenInArchive(p: Paths): Promise<string[]> {
-  const names = (await Array.fromAsync(Deno.readDir(p.disk))).map((entry) => entry.name);
+/** The hidden files (unfinished copies) in `folder` now. */
+async function hiddenIn(folder: string): Promise<string[]> {
+  const names = (await Array.fromAsync(Deno.readDir(folder))).map((entry) => entry.name);
   return names.filter((name) => name.startsWith("."));
+}
+
+/** The hidden files (unfinished copies) in the archive's disk now. */
+function hiddenInArchive(p: Paths): Promise<string[]> {
+  return hiddenIn(p.disk);
 }
 
 for (const mtime of ["moved", "restored"] as const) {
@@ -119,3 +124,58 @@ for (const mtime of ["moved", "restored"] as const) {
     });
   });
 }
+
+Deno.test("after_transfer: move across file systems, a copy left by a daemon killed during a move is removed by the next move into its folder, and nobody else's files", async () => {
+  const p = await setUp("itx-archive-leftover-");
+  await withHeldArchive(p, async () => {
+    const env = { HOME: p.home };
+    const sent = randomBytes(200_000);
+    await Deno.mkdir(join(p.watch, "night 1"));
+    const source = join(p.watch, "night 1", "a.fits");
+    const first = startCli(["run", "-c", p.config], { env });
+    let leftover: string;
+    try {
+      await first.waitForOutput("Watching");
+      await Deno.writeFile(source, sent);
+      const disk = join(p.disk, "night 1");
+      await waitFor(
+        async () => existsSync(disk) && (await hiddenIn(disk)).length > 0,
+        60_000,
+        "the copy",
+      );
+      leftover = (await hiddenIn(disk))[0];
+    } finally {
+      // Killed in the middle of the copy; it ends once its held write is let go.
+      first.process.kill("SIGKILL");
+      await Deno.remove(p.hold);
+      await first.stop();
+    }
+    const folder = join(p.disk, "night 1");
+    assert.ok(existsSync(join(folder, leftover)), "the interrupted move left its copy");
+    assert.ok(existsSync(source), "the source stays");
+    // Files of others beside it, named much like it: another daemon's (another id), older ones.
+    const owner = /^\.archiving-([0-9a-f]+)-/.exec(leftover)?.[1];
+    assert.ok(owner !== undefined, `${leftover} tells whose it is`);
+    const others = [
+      `.archiving-${owner === "0123456789" ? "9876543210" : "0123456789"}-${"ab".repeat(12)}` +
+      ".image-transfer-partial",
+      `.archiving-${owner}-notrandom.image-transfer-partial`,
+      `.${crypto.randomUUID()}.part`,
+      "notes.txt",
+    ];
+    for (const name of others) await Deno.writeTextFile(join(folder, name), name);
+
+    const second = startCli(["run", "-c", p.config], { env });
+    try {
+      await second.waitForOutput(/Moved .*a\.fits/);
+      assert.match(second.stderr(), /Removed .*: a copy left unfinished by an interrupted move/);
+      assert.deepEqual(await Deno.readFile(join(folder, "a.fits")), sent);
+      assert.ok(!existsSync(source));
+      const names = (await Array.fromAsync(Deno.readDir(folder))).map((e) => e.name).sort();
+      assert.deepEqual(names, ["a.fits", ...others].sort(), second.stderr());
+    } finally {
+      const status = await second.stop();
+      assert.equal(status.code, 0, second.stderr());
+    }
+  });
+});
