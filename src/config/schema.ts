@@ -158,7 +158,7 @@ export const jobShape = {
   ),
   growing_patterns: doc(
     filePatterns.default([]),
-    "Glob patterns of files sent while they grow (a log, a spectrum written for hours). Patterns as in `file_patterns`; rsync and local send each appended part into the file's temporary copy, which is verified and renamed into place only once the file is complete (stable as any file). Other methods send such files once complete. Needs `resume_partial_hours` above 0.",
+    "Glob patterns of files sent while they grow (a log, a spectrum written for hours). Patterns as in `file_patterns`; rsync and local send each appended part into the file's temporary copy, which is verified and renamed into place only once the file is complete (stable as any file). Other methods send such files once complete. Needs `resume_partial_hours` above 0. With `after_transfer: delete` or `move`, one its writer still has open waits for the close (Linux; elsewhere, and with `watch_mode: poll`, the start warns).",
   ),
   fits_incomplete_grace_seconds: doc(
     z.number().min(0).max(604800).default(600),

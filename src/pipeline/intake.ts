@@ -83,12 +83,26 @@ export class Intake {
       file_patterns: job.close_shortcut_patterns,
       exclude_patterns: [],
     }, { skipLog: null });
+    // A growing file whose source goes once it arrived must not go while its writer still
+    // writes it (a pause longer than the window): where closes are told, it waits for its close.
+    const growing = job.after_transfer === "keep" || job.growing_patterns.length === 0
+      ? null
+      : createFileFilter({
+        ...job,
+        watch_path: undefined,
+        file_patterns: job.growing_patterns,
+        exclude_patterns: [],
+      }, { skipLog: null });
     this.#checker = new StabilityChecker({
       stableForMs,
       closedForMs: Math.min(stableForMs, context.closedForMs),
       closeShortcut: (path) => {
         const rel = relativeTo(job.watch_path, path);
         return rel !== null && shortcut.includesFile(rel);
+      },
+      waitsForClose: (path) => {
+        const rel = relativeTo(job.watch_path, path);
+        return growing !== null && rel !== null && growing.includesFile(rel);
       },
       fitsAppended: job.fits_appends_extensions,
       incompleteGraceMs: job.fits_incomplete_grace_seconds * 1000,
@@ -102,10 +116,16 @@ export class Intake {
       onReady: (file) => this.#ready(file),
       onGone: (path) => void this.#gone(path),
       onIncomplete: (path, reason, graceLeftMs) =>
-        this.#log.info(
-          "{path} has not changed for the stability window, but {reason}; job {job} waits up to {seconds} s more for the rest, then sends it as it is",
-          { path, reason, seconds: Math.ceil(graceLeftMs / 1000) },
-        ),
+        graceLeftMs === Infinity
+          ? this.#log.info(
+            "{path} has not changed for the stability window, but {reason}; job {job} sends it " +
+              "once its writer closed it, and then {how} the source (growing_patterns)",
+            { path, reason, how: job.after_transfer === "move" ? "moves" : "deletes" },
+          )
+          : this.#log.info(
+            "{path} has not changed for the stability window, but {reason}; job {job} waits up to {seconds} s more for the rest, then sends it as it is",
+            { path, reason, seconds: Math.ceil(graceLeftMs / 1000) },
+          ),
       onLeft: (path, reason) => {
         this.#log.info("Left {path} for a later run: {reason}", { path, reason });
         context.onSettled();

@@ -58,6 +58,7 @@ export async function checkBeforeStart(
         "server stopped answering?): it is checked as written, without following links",
     );
   }
+  for (const message of unseenCloses(config)) warn(message);
   const realPathSoFar = (path: string) => real.paths.get(path) ?? resolve(path);
   const problems: string[] = [];
   const check = async <T>(run: () => T | Promise<T>): Promise<T | undefined> => {
@@ -76,6 +77,29 @@ export async function checkBeforeStart(
   const listen = await check(() => listenSettings(config));
   if (problems.length > 0) throw new ConfigError(problems.join("\n"), { file: config.file });
   return listen ?? null;
+}
+
+/**
+ * Jobs that remove growing files once sent where the daemon cannot see their
+ * writers close them (no close events: not Linux, or `watch_mode: poll`): one
+ * whose writer pauses longer than the window may go while it is still written.
+ */
+function unseenCloses(config: Config): string[] {
+  return config.jobs.flatMap((job, index) => {
+    if (job.after_transfer === "keep" || job.growing_patterns.length === 0) return [];
+    const why = Deno.build.os !== "linux"
+      ? "this system does not tell when a writer closes a file"
+      : job.watch_mode === "poll"
+      ? "watch_mode: poll sees no closes"
+      : null;
+    if (why === null) return [];
+    return [
+      `${jobKeyPlace(config, index, "growing_patterns")}: with after_transfer: ` +
+      `${job.after_transfer}, ${why}, so a growing file is ${job.after_transfer}d once unchanged ` +
+      `for stability_window_seconds (${job.stability_window_seconds} s), even if its writer only ` +
+      "paused: set the window above the writer's longest pause, or after_transfer: keep",
+    ];
+  });
 }
 
 /**

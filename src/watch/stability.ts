@@ -15,16 +15,20 @@
  *   event arrived for it, for the stability window. A close-after-write
  *   (Linux) shortens the wait to a short confirmation only for files the
  *   caller allows (`closeShortcut`), and never for an empty file.
+ * - A file the caller names (`waitsForClose`) that its writer still has open (seen written,
+ *   Linux, not closed since) waits for its close however long, whatever its kind.
  * - A file that disappears is dropped (`onGone`), never reported ready.
  *
  * Idle cost is zero: one timer per file under observation, none when nothing is pending.
- * A file's version (size and mtime) and where a watch-relative path lives on disk: the two
- * facts every stage compares and rebuilds.
+ * A file's version and where a watch-relative path lives on disk are in `file_version.ts`
+ * (exported here too).
  *
  * @module
  */
 import { type FitsStructure, readFitsStructure } from "../layout/fits_structure.ts";
-import { join } from "node:path";
+import { sameVersion } from "./file_version.ts";
+
+export { absolutePath, type FileVersion, sameVersion, versionOf } from "./file_version.ts";
 
 /** What the checker knows of a file that became ready. */
 export interface StableFile {
@@ -76,6 +80,8 @@ export interface StabilityOptions {
   closedForMs?: number;
   /** Whether the file at `path` may take the `closedForMs` shortcut. @default none may */
   closeShortcut?: (path: string) => boolean;
+  /** Whether `path`, seen written and not closed since, waits for its close. @default none */
+  waitsForClose?: (path: string) => boolean;
   /**
    * Writers close FITS files and append HDUs later: a complete FITS file to
    * which HDUs may be appended is treated like any other file (the window).
@@ -105,7 +111,8 @@ export interface StabilityOptions {
   /**
    * Called once per file when a FITS file stayed unchanged for the window
    * although its structure is incomplete, and waits up to the grace
-   * (`graceLeftMs` more) for the rest.
+   * (`graceLeftMs` more) for the rest; or (`graceLeftMs` Infinity) a file
+   * that `waitsForClose` is unchanged for the window and still open.
    */
   onIncomplete?: (path: string, reason: string, graceLeftMs: number) => void;
   /**
@@ -165,6 +172,7 @@ export class StabilityChecker {
   #options: StabilityOptions & {
     closedForMs: number;
     closeShortcut: (path: string) => boolean;
+    waitsForClose: (path: string) => boolean;
     fitsAppended: boolean;
     incompleteGraceMs: number;
     waitForIncomplete: boolean;
@@ -178,6 +186,7 @@ export class StabilityChecker {
       ...options,
       closedForMs: Math.min(options.closedForMs ?? options.stableForMs, options.stableForMs),
       closeShortcut: options.closeShortcut ?? (() => false),
+      waitsForClose: options.waitsForClose ?? (() => false),
       fitsAppended: options.fitsAppended ?? false,
       incompleteGraceMs: options.incompleteGraceMs ?? 600_000,
       waitForIncomplete: options.waitForIncomplete ?? true,
@@ -346,6 +355,12 @@ export class StabilityChecker {
   #decide(path: string, entry: Observation, structure: FitsStructure): Decision {
     const { stableForMs, closedForMs } = this.#options;
     const quietForMs = performance.now() - entry.lastActivityMs;
+    if (entry.open && !entry.closed && this.#options.waitsForClose(path)) {
+      const reason = "its writer still has it open";
+      if (quietForMs < stableForMs - 1) return { ready: false, waitMs: stableForMs - quietForMs };
+      if (!this.#options.waitForIncomplete) return { ready: false, left: reason };
+      return { ready: false, waitMs: stableForMs, incomplete: { reason, graceLeftMs: Infinity } };
+    }
     if (structure.kind === "incomplete") {
       return this.#decideIncomplete(entry, structure.reason, structure.expectedBytes, quietForMs);
     }
@@ -421,29 +436,4 @@ export class StabilityChecker {
     this.#store.delete(path);
     this.#options.onGone?.(path);
   }
-}
-
-/** What identifies one written state of a file: a new size or mtime is a new version. */
-export interface FileVersion {
-  size: number;
-  /** Modification time in ms since the epoch (0 when the system gives none). */
-  mtimeMs: number;
-}
-
-/** Whether `a` and `b` are the same version (same size and mtime). */
-export function sameVersion(a: FileVersion, b: FileVersion): boolean {
-  return a.size === b.size && a.mtimeMs === b.mtimeMs;
-}
-
-/** The version of a file from its stat result. */
-export function versionOf(info: Deno.FileInfo): FileVersion {
-  return { size: info.size, mtimeMs: info.mtime?.getTime() ?? 0 };
-}
-
-/**
- * The absolute path of `relPath` (relative to `root`, `/` separators), the
- * inverse of `relativeTo` in `scan.ts`.
- */
-export function absolutePath(root: string, relPath: string): string {
-  return relPath === "" ? root : join(root, ...relPath.split("/"));
 }

@@ -411,3 +411,70 @@ Deno.test("a file changed after it was sent and gone before it was sent again is
     await Deno.remove(p.root, { recursive: true });
   }
 });
+
+Deno.test("after_transfer: delete, a growing file whose writer pauses longer than the window is deleted only after its writer closed it", async () => {
+  const p = await setUp("itx-cleanup-growing-");
+  await writeConfig(p.config, {
+    ...baseConfig(p),
+    after_transfer: "delete",
+    file_patterns: ["*.log"],
+    growing_patterns: ["*.log"],
+  });
+  const daemon = startCli(["run", "-c", p.config], { env: { HOME: p.home } });
+  try {
+    await daemon.waitForOutput("Watching");
+    const source = join(p.watch, "spectrum.log");
+    const parts = [randomBytes(100_000), randomBytes(50_000)];
+    {
+      using file = await Deno.open(source, { write: true, createNew: true });
+      await file.write(parts[0]);
+      // Its writer pauses, the file still open, longer than the window (0.3 s).
+      await daemon.waitForOutput(/spectrum\.log .*still has it open|Deleted .*spectrum\.log/);
+      assert.doesNotMatch(daemon.stderr(), /Deleted/, "deleted while its writer had it open");
+      assert.match(
+        daemon.stderr(),
+        /sends it once its writer closed it, and then deletes the source/,
+      );
+      await file.write(parts[1]);
+    }
+    await daemon.waitForOutput(/Deleted .*spectrum\.log/);
+    const night = new Date().toISOString().slice(0, 10).replaceAll("-", "");
+    assert.deepEqual(await Deno.readFile(join(p.dest, night, "spectrum.log")), concat(parts));
+    assert.ok(!existsSync(source));
+  } finally {
+    const status = await daemon.stop();
+    assert.equal(status.code, 0, daemon.stderr());
+    await Deno.remove(p.root, { recursive: true });
+  }
+});
+
+Deno.test("after_transfer: delete with growing_patterns where no close is seen (watch_mode: poll) is warned of at the start", async () => {
+  const p = await setUp("itx-cleanup-growing-poll-");
+  try {
+    const env = { HOME: p.home };
+    const config = { ...baseConfig(p), after_transfer: "delete", growing_patterns: ["*.log"] };
+    await writeConfig(p.config, config);
+    const seen = await runCli(["config", "validate", "-c", p.config], { env });
+    assert.equal(seen.code, 0, seen.stderr);
+    assert.doesNotMatch(seen.stderr, /growing_patterns/, "closes are seen: no warning");
+    await writeConfig(p.config, { ...config, watch_mode: "poll" });
+    const polled = await runCli(["config", "validate", "-c", p.config], { env });
+    assert.equal(polled.code, 0, polled.stderr);
+    assert.match(
+      polled.stderr,
+      /growing_patterns of job default: with after_transfer: delete, watch_mode: poll sees no closes, so a growing file is deleted once unchanged for stability_window_seconds \(0\.3 s\), even if its writer only paused/,
+    );
+  } finally {
+    await Deno.remove(p.root, { recursive: true });
+  }
+});
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const all = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
+  let at = 0;
+  for (const part of parts) {
+    all.set(part, at);
+    at += part.length;
+  }
+  return all;
+}

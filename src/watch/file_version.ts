@@ -1,0 +1,32 @@
+/**
+ * A file's version (size and mtime) and where a watch-relative path lives on
+ * disk: the two facts every stage compares and rebuilds.
+ *
+ * @module
+ */
+import { join } from "node:path";
+
+/** What identifies one written state of a file: a new size or mtime is a new version. */
+export interface FileVersion {
+  size: number;
+  /** Modification time in ms since the epoch (0 when the system gives none). */
+  mtimeMs: number;
+}
+
+/** Whether `a` and `b` are the same version (same size and mtime). */
+export function sameVersion(a: FileVersion, b: FileVersion): boolean {
+  return a.size === b.size && a.mtimeMs === b.mtimeMs;
+}
+
+/** The version of a file from its stat result. */
+export function versionOf(info: Deno.FileInfo): FileVersion {
+  return { size: info.size, mtimeMs: info.mtime?.getTime() ?? 0 };
+}
+
+/**
+ * The absolute path of `relPath` (relative to `root`, `/` separators), the
+ * inverse of `relativeTo` in `scan.ts`.
+ */
+export function absolutePath(root: string, relPath: string): string {
+  return relPath === "" ? root : join(root, ...relPath.split("/"));
+}
