@@ -19,7 +19,7 @@ import { dueSteps } from "../pipeline/source_cleanup.ts";
 import { createTransport, type Transport } from "../transfer/transport.ts";
 import { createFileFilter, readablePath } from "../watch/file_filter.ts";
 import { scanFolder, type SkippedEntry } from "../watch/scan.ts";
-import { sameVersion, versionOf } from "../watch/stability.ts";
+import { sameVersion, versionOf } from "../watch/file_version.ts";
 
 /**
  * Print one line per file that would be sent (`would transfer <source> -> <target>`),

@@ -16,7 +16,7 @@ import { UsageError } from "../errors.ts";
 import { FileRows } from "../ledger/file_rows.ts";
 import { Ledger } from "../ledger/ledger.ts";
 import { escapeControlChars as oneLine } from "../log/logging.ts";
-import { absolutePath } from "../watch/stability.ts";
+import { absolutePath } from "../watch/file_version.ts";
 import { daemonStatus } from "./daemon_state.ts";
 import { globalOptions } from "./options.ts";
 

@@ -14,7 +14,7 @@
 import { dirname, join } from "node:path";
 import { besideEarlier, TEMP_SUFFIX } from "../layout/destination.ts";
 import { randomPart } from "../transfer/temp_name.ts";
-import type { FileVersion } from "../watch/stability.ts";
+import type { FileVersion } from "../watch/file_version.ts";
 
 /**
  * Deno tells a ctime in whole seconds, and the kernel stamps changes from a

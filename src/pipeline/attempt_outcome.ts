@@ -7,7 +7,7 @@
  * @module
  */
 import { failureScope, isDestinationFull, type TransferError } from "../errors.ts";
-import { type FileVersion, sameVersion } from "../watch/stability.ts";
+import { type FileVersion, sameVersion } from "../watch/file_version.ts";
 import type { Logger } from "../log/logging.ts";
 import type { FailureRecord } from "../ledger/file_rows.ts";
 import { systemClock } from "./retry_timer.ts";

@@ -20,7 +20,7 @@ import type { JobConfig } from "../config/types.ts";
 import { failureScope, TransferError } from "../errors.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
 import type { TransferItem, TransferOutcome, Transport } from "../transfer/transport.ts";
-import { absolutePath, type FileVersion, versionOf } from "../watch/stability.ts";
+import { absolutePath, type FileVersion, versionOf } from "../watch/file_version.ts";
 import {
   afterAttempt,
   attemptOutcome,

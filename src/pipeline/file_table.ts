@@ -33,12 +33,8 @@ import { type Ledger, LedgerWriteError } from "../ledger/ledger.ts";
 import { logger } from "../log/logging.ts";
 import type { QueuePhase } from "../status/job_status.ts";
 import type { FileFilter } from "../watch/file_filter.ts";
-import {
-  absolutePath,
-  type FileVersion,
-  type ObservationStore,
-  sameVersion,
-} from "../watch/stability.ts";
+import type { ObservationStore } from "../watch/stability.ts";
+import { absolutePath, type FileVersion, sameVersion } from "../watch/file_version.ts";
 import { type Clock, systemClock } from "./retry_timer.ts";
 import { failingAfter } from "./file_counts.ts";
 import { type LeftByLastRun, resumeUnfinished, takeOverLedger } from "./ledger_takeover.ts";

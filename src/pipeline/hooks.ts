@@ -11,7 +11,7 @@
 import type { JobConfig } from "../config/types.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
 import type { Transport } from "../transfer/transport.ts";
-import { absolutePath } from "../watch/stability.ts";
+import { absolutePath } from "../watch/file_version.ts";
 import { runCaptured } from "../process/captured.ts";
 import { programProblem } from "./user_programs.ts";
 

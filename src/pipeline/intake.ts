@@ -17,13 +17,11 @@ import { jobLogger, type Logger } from "../log/logging.ts";
 import type { LedgerRow, PendingFile } from "../ledger/file_rows.ts";
 import {
   type Activity,
-  type FileVersion,
   type ObservationStore,
-  sameVersion,
   StabilityChecker,
   type StableFile,
-  versionOf,
 } from "../watch/stability.ts";
+import { type FileVersion, sameVersion, versionOf } from "../watch/file_version.ts";
 import { createFileFilter } from "../watch/file_filter.ts";
 import type { FoundFile } from "../watch/scan.ts";
 import { relativeTo } from "../watch/entry_check.ts";

@@ -7,7 +7,7 @@
 import { join } from "node:path";
 import type { JobConfig } from "../config/types.ts";
 import type { Transport } from "../transfer/transport.ts";
-import type { FileVersion } from "../watch/stability.ts";
+import type { FileVersion } from "../watch/file_version.ts";
 import { type FinishingHooks, hookFacts, HookRunner } from "./hooks.ts";
 import { JobSchedules, samePauseWindows } from "./schedules.ts";
 import { SourceCleaner } from "./source_cleanup.ts";

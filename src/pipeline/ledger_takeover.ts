@@ -10,7 +10,7 @@ import type { JobConfig } from "../config/types.ts";
 import { type FileRows, writeIfWritable } from "../ledger/file_rows.ts";
 import { logger } from "../log/logging.ts";
 import type { FileFilter } from "../watch/file_filter.ts";
-import { absolutePath, sameVersion, versionOf } from "../watch/stability.ts";
+import { absolutePath, sameVersion, versionOf } from "../watch/file_version.ts";
 import { systemClock } from "./retry_timer.ts";
 import type { WorkRecord } from "./work_queue.ts";
 

@@ -11,7 +11,7 @@ import { resolve } from "node:path";
 import type { JobConfig } from "../config/types.ts";
 import type { FileRows } from "../ledger/file_rows.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
-import { absolutePath, type FileVersion, sameVersion, versionOf } from "../watch/stability.ts";
+import { absolutePath, type FileVersion, sameVersion, versionOf } from "../watch/file_version.ts";
 import { jobOwner } from "../transfer/temp_name.ts";
 import { ArchiveMover } from "./archive_move.ts";
 

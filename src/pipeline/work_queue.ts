@@ -38,12 +38,8 @@
  *
  * @module
  */
-import {
-  type FileVersion,
-  type Observation,
-  type ObservationStore,
-  sameVersion,
-} from "../watch/stability.ts";
+import type { Observation, ObservationStore } from "../watch/stability.ts";
+import { type FileVersion, sameVersion } from "../watch/file_version.ts";
 import { type Clock, RetryTimer, systemClock } from "./retry_timer.ts";
 import { failingAfter, type FileCategory, FileCounts } from "./file_counts.ts";
 

@@ -17,7 +17,7 @@
  */
 import { logger } from "../log/logging.ts";
 import type { FileFilter, Skip } from "./file_filter.ts";
-import { absolutePath } from "./stability.ts";
+import { absolutePath } from "./file_version.ts";
 import { type FoundFile, scanFolderBatches } from "./scan.ts";
 
 /** Quiet time after the last event before the folders that had events are read again. */

@@ -40,7 +40,7 @@ import {
   scanFolderBatches,
   type ScanOptions,
 } from "./scan.ts";
-import { absolutePath } from "./stability.ts";
+import { absolutePath } from "./file_version.ts";
 
 /** What a scan calls for each folder it lists (see `ScanOptions.onListed`). */
 type OnListed = NonNullable<ScanOptions["onListed"]>;

@@ -20,15 +20,12 @@
  * - A file that disappears is dropped (`onGone`), never reported ready.
  *
  * Idle cost is zero: one timer per file under observation, none when nothing is pending.
- * A file's version and where a watch-relative path lives on disk are in `file_version.ts`
- * (exported here too).
+ * A file's version and where a watch-relative path lives on disk are in `file_version.ts`.
  *
  * @module
  */
 import { type FitsStructure, readFitsStructure } from "../layout/fits_structure.ts";
 import { sameVersion } from "./file_version.ts";
-
-export { absolutePath, type FileVersion, sameVersion, versionOf } from "./file_version.ts";
 
 /** What the checker knows of a file that became ready. */
 export interface StableFile {

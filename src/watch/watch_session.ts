@@ -12,7 +12,8 @@
 import { dirname } from "node:path";
 import { logger } from "../log/logging.ts";
 import type { FileFilter } from "./file_filter.ts";
-import { absolutePath, type Activity, activityOf } from "./stability.ts";
+import { type Activity, activityOf } from "./stability.ts";
+import { absolutePath } from "./file_version.ts";
 import {
   EventGatherer,
   FallbackRescans,

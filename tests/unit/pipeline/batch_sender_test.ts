@@ -10,7 +10,7 @@ import { BatchSender } from "../../../src/pipeline/batch_sender.ts";
 import { FileTable, type WorkRecord } from "../../../src/pipeline/file_table.ts";
 import type { Transport } from "../../../src/transfer/transport.ts";
 import { createFileFilter } from "../../../src/watch/file_filter.ts";
-import { versionOf } from "../../../src/watch/stability.ts";
+import { versionOf } from "../../../src/watch/file_version.ts";
 import { localTestJob } from "../../helpers/jobs.ts";
 import { captureLogs } from "../../helpers/log_capture.ts";
 import { waitFor } from "../../helpers/files.ts";
