@@ -54,7 +54,7 @@ async function crash(error: unknown): Promise<never> {
 }
 
 if (import.meta.main) {
-  // `deno task image-transfer …` runs in the project's folder and says in INIT_CWD where the
+  // `deno task image-transfer ...` runs in the project's folder and says in INIT_CWD where the
   // command was typed: relative paths (`-c config.yaml`, `--to ./out`) mean what they mean there.
   // Only then: a program started elsewhere may have inherited INIT_CWD from a task around it.
   const typedIn = Deno.env.get("INIT_CWD");

@@ -61,7 +61,7 @@ export function describeDaemon(status: DaemonStatus, stateDir: string): string {
 }
 
 /**
- * `; paused: destination full since …: reason` for a job the daemon has paused, what it says of
+ * `; paused: destination full since ...: reason` for a job the daemon has paused, what it says of
  * a job of the config it does not run, else "".
  */
 export function describePause(status: DaemonStatus, job: string): string {

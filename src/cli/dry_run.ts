@@ -23,7 +23,7 @@ import { sameVersion, versionOf } from "../watch/file_version.ts";
 
 /**
  * Print one line per file that would be sent (`would transfer <source> -> <target>`),
- * one per file a new ledger would record as sent (`would record <source> as sent: …`),
+ * one per file a new ledger would record as sent (`would record <source> as sent: ...`),
  * one per entry that is skipped (`skipped <path>: <reason>`; a folder that is
  * not entered ends in `/`) and a summary per job to `write`. Control
  * characters in names are escaped, so each file stays on one line.

@@ -1,7 +1,7 @@
 /**
  * A first run without a config file: `run --watch DIR --to DEST`. DEST is
  * `[user@]host:/path` (scp, or rsync with `--method rsync`),
- * `ftp://[user@]host[:port]/path` (plain FTP), `ftps://…` (FTP with TLS), or
+ * `ftp://[user@]host[:port]/path` (plain FTP), `ftps://...` (FTP with TLS), or
  * a local folder. Every other key keeps its default; `--save-config FILE`
  * writes the equivalent config file.
  *
@@ -96,7 +96,7 @@ export function quickStartConfig(options: QuickStartOptions): QuickStart {
     const [key, value] = [pair.slice(0, at), parseValue(pair.slice(at + 1))];
     if (fromOptions.includes(key)) {
       throw new UsageError(
-        `--set ${key}=… would overrule ${key === "watch_path" ? "--watch" : "--to"}: ` +
+        `--set ${key}=\u2026 would overrule ${key === "watch_path" ? "--watch" : "--to"}: ` +
           `give it there (${key === "watch_path" ? "--watch DIR" : "--to user@host:/path"})`,
       );
     }
@@ -262,7 +262,7 @@ export function destinationKeys(to: string, method?: string): Record<string, unk
   return { transfer_method: "local", remote_base_path: resolve(expandPath(to)) };
 }
 
-/** `to` written as `--to` takes it, where it is an SSH-like URL (`sftp://u@h:22/p`): ", i.e. …". */
+/** `to` written as `--to` takes it, where it is an SSH-like URL (`sftp://u@h:22/p`): ", i.e. ...". */
 function sshLike(to: string): string {
   try {
     const url = new URL(to);

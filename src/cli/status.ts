@@ -37,8 +37,8 @@ function when(ms: number | null): string {
 
 /**
  * The config `status` reads: the file `-c` names or the default one. Without
- * `-c` and without a default file (a daemon started with `run --watch … --to
- * …`), the default daemon settings and no jobs: the ledger names them.
+ * `-c` and without a default file (a daemon started with `run --watch ... --to
+ * ...`), the default daemon settings and no jobs: the ledger names them.
  */
 export async function statusConfig(option: string | undefined): Promise<Config> {
   const file = resolveConfigPath(option);
@@ -372,7 +372,9 @@ export function formatSkipped(summaries: SkippedSummary[], all = false): string[
       lines.push(`  ${attention.has(e.path) ? "NEEDS ATTENTION: " : ""}${e.path}: ${e.reason}`);
     }
     if (shown.length < s.entries.length) {
-      lines.push(`  … and ${s.entries.length - shown.length} more (status --all lists every one)`);
+      lines.push(
+        `  \u2026 and ${s.entries.length - shown.length} more (status --all lists every one)`,
+      );
     }
   }
   return lines;

@@ -143,7 +143,7 @@ export function restartCommand(run: (global: GlobalOptions) => Promise<void>): C
       if (status.running && status.config === COMMAND_LINE_CONFIG) {
         throw new UsageError(
           `The daemon (pid ${status.pid ?? "?"}) was started without a config file (run --watch ` +
-            "… --to …), so restart cannot start it again: stop it (image-transfer stop) and run " +
+            "\u2026 --to \u2026), so restart cannot start it again: stop it (image-transfer stop) and run " +
             "that command again",
         );
       }

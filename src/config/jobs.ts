@@ -171,7 +171,7 @@ function checkKeys(issues: Issues, object: Json, path: Path): void {
   const allowed = nested ? JOB_KEYS : TOP_LEVEL_KEYS;
   for (const key of Object.keys(object)) {
     if (allowed.includes(key) || OLD_KEY_NAMES.has(key)) continue;
-    // `x-…` at the top: a place for YAML anchors (`x-defaults: &defaults …`), not read.
+    // `x-...` at the top: a place for YAML anchors (`x-defaults: &defaults ...`), not read.
     if (!nested && key.startsWith("x-")) continue;
     const at: Path = [...path, key];
     if (nested && DAEMON_KEYS.has(key)) {

@@ -106,7 +106,7 @@ export function jobKeyPlace(config: Config, index: number, key: string): string 
   return `${keyPlace(config.file, index, [key])}: ${key} of job ${config.jobs[index].name}`;
 }
 
-/** The `file` of a config made from `run --watch … --to …`: there is no file to read again. */
+/** The `file` of a config made from `run --watch ... --to ...`: there is no file to read again. */
 export const COMMAND_LINE_CONFIG = "(command line)";
 
 /**

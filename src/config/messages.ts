@@ -10,7 +10,7 @@
  * The problems found in a config file, collected so that all of them are
  * reported at once, each as `file:line: key.path: what is wrong`, in line order.
  *
- * "Did you mean …?" for a mistyped word (a config key, a command): the closest
+ * "Did you mean ...?" for a mistyped word (a config key, a command): the closest
  * known word by edit distance (`fastest-levenshtein`), if it is close enough
  * to be a likely typo.
  *

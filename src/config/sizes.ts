@@ -20,7 +20,7 @@ export const BYTE_UNITS: Readonly<Record<string, number>> = {
   "tib": 1024 ** 4,
 };
 
-/** Bytes per second of each unit of a rate (`…/s`): the byte units, and bits. */
+/** Bytes per second of each unit of a rate (`.../s`): the byte units, and bits. */
 const RATE_UNITS: Readonly<Record<string, number>> = {
   ...BYTE_UNITS,
   "bit": 1 / 8,

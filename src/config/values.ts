@@ -22,7 +22,7 @@ export const sshOption = z.string().regex(
 export const pathText = z.string().superRefine((text, context) => {
   const unexpanded = unexpandedReference(text);
   if (unexpanded !== null) context.addIssue({ code: "custom", message: unexpanded });
-  // The first control character (a tab, a bell from `"D:\archive"`…), if any.
+  // The first control character (a tab, a bell from `"D:\archive"`...), if any.
   // deno-lint-ignore no-control-regex
   const found = /[\u0000-\u001f\u007f-\u009f]/.exec(text);
   if (found === null) return;
@@ -63,10 +63,10 @@ function unexpandedReference(text: string): string | null {
   const home = /^~([^/\\]+)/.exec(text);
   if (home) {
     const example = home[1] === "root"
-      ? "/root/…"
+      ? "/root/\u2026"
       : Deno.build.os === "darwin"
-      ? `/Users/${home[1]}/…`
-      : `/home/${home[1]}/…`;
+      ? `/Users/${home[1]}/\u2026`
+      : `/home/${home[1]}/\u2026`;
     return `~${home[1]} (another user's home) is not expanded, so the path would start with a ` +
       `folder named "~${home[1]}"; write the full path, e.g. ${example}`;
   }
@@ -89,7 +89,7 @@ export function isValidTimeZone(zone: string): boolean {
   }
 }
 
-/** Whether `expression` is a cron expression of five or six fields (or `@daily`…) that comes. */
+/** Whether `expression` is a cron expression of five or six fields (or `@daily`...) that comes. */
 export function isValidCron(expression: string): boolean {
   const fields = expression.trim().split(/\s+/).length;
   if (!expression.trim().startsWith("@") && fields !== 5 && fields !== 6) return false;

@@ -79,7 +79,7 @@ export function tomlAsYaml(text: string): string {
 export function tomlMessage(text: string, file: string): string {
   const yaml = tomlAsYaml(text).split("\n");
   const shown = yaml.slice(0, 40).map((line) => `    ${line}`).join("\n");
-  const more = yaml.length > 40 ? `\n    # … ${yaml.length - 40} more line(s)` : "";
+  const more = yaml.length > 40 ? `\n    # \u2026 ${yaml.length - 40} more line(s)` : "";
   return `${file}: this looks like TOML; the config file is YAML only (\`key: value\`, lists as ` +
     `[a, b] or "- item" lines). The same keys in YAML:\n${shown}${more}\n` +
     "Save that as a .yaml file and check it with `image-transfer config validate -c FILE`";
@@ -302,7 +302,7 @@ function mergeProblem(
     line: found?.line ?? 1,
     reason: `"<<" merges the keys of a mapping into this one, but here it is given ${
       found?.what ?? "something else"
-    }; give it an anchored mapping (x-defaults: &defaults …, then <<: *defaults) or write the keys out`,
+    }; give it an anchored mapping (x-defaults: &defaults \u2026, then <<: *defaults) or write the keys out`,
   };
 }
 

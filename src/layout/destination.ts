@@ -80,7 +80,7 @@ const DAY_MS = 24 * 3600 * 1000;
  * (`after_transfer: delete` or `move`): beside the earlier file, never over it. `planned` is
  * where its name leads, `previous` where the earlier file under that name went. The result is
  * `planned` unless the earlier file is there or at a numbered name beside it; then the next
- * number, before the extensions: `flat_001~2.fits`, `flat_001~3.fits`… A version not `arrived`
+ * number, before the extensions: `flat_001~2.fits`, `flat_001~3.fits`... A version not `arrived`
  * yet (planned before, and changed since) keeps the numbered name it was given.
  */
 export function besideEarlier(planned: string, previous: string, arrived = true): string {
@@ -294,10 +294,10 @@ const formatters = new Map<string, Intl.DateTimeFormat>();
  * to the previous calendar day.
  *
  * @param instant The moment to place (observation start, mtime or now).
- * @param rolloverHour Local hour (0–23) at which a new night folder begins; 0 means midnight.
+ * @param rolloverHour Local hour (0-23) at which a new night folder begins; 0 means midnight.
  * @param timeZone IANA time zone name, e.g. "America/Santiago"; "" means the system zone.
  * @returns Eight digits, e.g. "20240314".
- * @throws {RangeError} When the instant is invalid, the hour is not an integer 0–23, or
+ * @throws {RangeError} When the instant is invalid, the hour is not an integer 0-23, or
  * the time zone is unknown.
  */
 export function nightFolder(instant: Date, rolloverHour: number, timeZone: string): string {
@@ -326,7 +326,7 @@ export function nightFolder(instant: Date, rolloverHour: number, timeZone: strin
   return `${pad(year, 4)}${pad(month, 2)}${pad(day, 2)}`;
 }
 
-/** The cached formatter giving local year, month, day and 0–23 hour in `timeZone`. */
+/** The cached formatter giving local year, month, day and 0-23 hour in `timeZone`. */
 function formatterFor(timeZone: string): Intl.DateTimeFormat {
   let formatter = formatters.get(timeZone);
   if (formatter === undefined) {

@@ -38,7 +38,7 @@ class HeaderProblem extends Error {}
  *
  * @param path File to read.
  * @param options.maxBlocks Largest header accepted, in blocks. @default 100
- * @returns Keyword → value; the first card of a repeated keyword wins.
+ * @returns Keyword -> value; the first card of a repeated keyword wins.
  * @throws {Error} "Cannot read FITS header of <path>: <why>" when the file cannot
  * be opened, is not FITS (first card must be `SIMPLE  =`), ends before END, or
  * has a header longer than `maxBlocks`.
@@ -189,7 +189,7 @@ export function parseFitsHeader(bytes: Uint8Array): Map<string, FitsValue> {
  * The observation start from DATE-OBS (UTC). Accepts ISO `2024-03-15T03:12:45.123`,
  * `2024-03-15T03:12:45`, `2024-03-15` (with the time from a TIME-OBS, UT or UTC
  * card `03:12:45` when present), and the old `15/03/24` dd/mm/yy form (years
- * 1900–1999, as the FITS standard defines it).
+ * 1900-1999, as the FITS standard defines it).
  *
  * @returns The instant, or `null` when DATE-OBS is missing or unparseable.
  */

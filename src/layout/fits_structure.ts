@@ -3,7 +3,7 @@
  * an END card, and the file is exactly as long as its headers and padded data
  * say. Only header blocks are read; data is skipped by seeking, never read.
  *
- * Data bytes of one HDU: |BITPIX|/8 × GCOUNT × (PCOUNT + NAXIS1 × … × NAXISn),
+ * Data bytes of one HDU: |BITPIX|/8 × GCOUNT × (PCOUNT + NAXIS1 × ... × NAXISn),
  * none when NAXIS = 0, padded to whole 2880-byte blocks. For the primary HDU
  * GCOUNT = 1 and PCOUNT = 0, unless it holds random groups (GROUPS = T,
  * NAXIS1 = 0), whose product leaves out NAXIS1.

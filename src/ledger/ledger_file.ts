@@ -62,7 +62,7 @@ export function assertLedgerReadable(db: DatabaseSync, path: string): number {
  *
  * @param db the database, opened for writing
  * @param path the ledger file, for messages
- * @param steps SQL for each version: `steps[0]` creates version 1, `steps[1]` turns 1 into 2, …
+ * @param steps SQL for each version: `steps[0]` creates version 1, `steps[1]` turns 1 into 2, ...
  * @throws {Error} for a ledger from a newer image-transfer (nothing is changed)
  */
 export function migrateLedger(db: DatabaseSync, path: string, steps: readonly string[]): void {
@@ -179,7 +179,7 @@ BEGIN ${UNCOUNTED} ${COUNTED}
 END;
 `;
 
-/** The steps to {@linkcode LEDGER_SCHEMA_VERSION}: `[0]` creates version 1, `[1]` turns 1 into 2, … */
+/** The steps to {@linkcode LEDGER_SCHEMA_VERSION}: `[0]` creates version 1, `[1]` turns 1 into 2, ... */
 export const LEDGER_SCHEMA: readonly string[] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
 
 /** SQLite's primary result codes this module acts on. */

@@ -56,7 +56,7 @@ export interface LoggingOptions {
 
 /**
  * Characters that could break a text line or disguise it: C0 and C1 controls
- * (newline, carriage return, escape, …), DEL, the Unicode line and paragraph
+ * (newline, carriage return, escape, ...), DEL, the Unicode line and paragraph
  * separators and the bidirectional overrides.
  */
 // deno-lint-ignore no-control-regex

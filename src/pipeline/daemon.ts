@@ -255,7 +255,7 @@ async function reloadConfig(
   try {
     if (current.file === COMMAND_LINE_CONFIG) {
       throw new Error(
-        "the daemon was started without a config file (run --watch … --to …), so there is none " +
+        "the daemon was started without a config file (run --watch \u2026 --to \u2026), so there is none " +
           "to read again: stop it and start it with the new options",
       );
     }

@@ -10,7 +10,7 @@
  * before and changed since, or is sent again on purpose), the size proves nothing: only the
  * SHA-256 does, else the file is sent. After a rebuild a final name that holds another file is
  * never written over (the ledger no longer knows whose copy it is): the file's copy is looked for
- * at the numbered names beside it (`v~2.fits`, …), else it goes to the first one free.
+ * at the numbered names beside it (`v~2.fits`, ...), else it goes to the first one free.
  *
  * @module
  */

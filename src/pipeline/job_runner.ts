@@ -1,9 +1,9 @@
 /**
  * One job: the object that builds and owns its parts (watch session, intake,
  * file table, sender, pauses, extras) and calls them; they report back to it.
- * A file goes watch → intake (observed until complete: `intake.ts`) → file
+ * A file goes watch -> intake (observed until complete: `intake.ts`) -> file
  * table (the one owner of its state from complete to done: `file_table.ts`)
- * → sender → verified, and only then said to have arrived.
+ * -> sender -> verified, and only then said to have arrived.
  *
  * While the ledger cannot be written the job starts no transfer; when it can again, the arrivals
  * that waited are recorded and the folder is looked at again (a file found meanwhile may not be).

@@ -108,7 +108,7 @@ function notAPrivateKey(path: string): string | null {
     return `${path} is a PuTTY key, which OpenSSH cannot read; convert it: ` +
       `puttygen ${JSON.stringify(path)} -O private-openssh -o id_ed25519`;
   }
-  return `${path} is not a private key (it does not start with "-----BEGIN … PRIVATE KEY-----"); ` +
+  return `${path} is not a private key (it does not start with "-----BEGIN \u2026 PRIVATE KEY-----"); ` +
     "give the key file ssh -i would take";
 }
 

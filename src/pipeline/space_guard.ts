@@ -20,7 +20,7 @@
  * host, the connection, a share that is not mounted). While paused, files wait in
  * the queue without counting attempts; every `probeEveryMs` one file is sent
  * as a probe (the first to a destination that cannot be reached sooner, after
- * `firstProbeMs`). When it arrives the job recovers step by step: 2, 4, 8 … files
+ * `firstProbeMs`). When it arrives the job recovers step by step: 2, 4, 8 ... files
  * may be on their way at once (a destination with room for a few files only
  * must not take a whole batch), and the pause ends when the job is back to
  * full speed, never on the probe alone while other files wait. A file that
@@ -30,11 +30,11 @@
  * pause: a full destination is said once, not per file or per probe.
  *
  * ```
- *  running ──full──► probe scheduled ──time──► probe due ──taken──► probing ──arrived──► recovering
- *     ▲                    ▲    ▲                                     │                    │   │
- *     │                    │    └────────────── failed ───────────────┘                    │   │
- *     │                    └─────────────────────────── full ──────────────────────────────┘   │
- *     └─────────────────────────────────── full speed reached ─────────────────────────────────┘
+ *  running --full--> probe scheduled --time--> probe due --taken--> probing --arrived--> recovering
+ *     ^                    ^    ^                                     |                    |   |
+ *     |                    |    +-------------- failed ---------------+                    |   |
+ *     |                    +--------------------------- full ------------------------------+   |
+ *     +----------------------------------- full speed reached ---------------------------------+
  * ```
  *
  * @module

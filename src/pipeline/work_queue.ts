@@ -5,11 +5,11 @@
  *
  * ```
  *            touch              ready                planned                takeBatch
- *   (none) ─────► observing ─────► planning ─────────────► queued ─────────────► sending
- *                    │                                    ▲   │ ▲                  │
- *           gone / left: removed        retry is due      │   │ └── held (destination full)
- *                                                         │   ▼                    │
- *                                                        waiting ◄──── retry ──────┘
+ *   (none) -----> observing -----> planning -------------> queued -------------> sending
+ *                    |                                    ^   | ^                  |
+ *           gone / left: removed        retry is due      |   | +-- held (destination full)
+ *                                                         |   v                    |
+ *                                                        waiting <---- retry ------+
  *                          done / dropped / changed / given up: record removed
  * ```
  *

@@ -25,7 +25,7 @@ export type CapturedRun =
     signal: string | null;
     stdout: string;
     stderr: string;
-    /** `stdout: …; stderr: …` (the non-empty ones), for a log line. */
+    /** `stdout: ...; stderr: ...` (the non-empty ones), for a log line. */
     output: string;
   };
 
@@ -118,5 +118,5 @@ export function capOutput(text: string): string {
   if (bytes.length <= MAX_OUTPUT_BYTES) return trimmed;
   // `stream` holds back the bytes of a character the cut leaves incomplete.
   const start = new TextDecoder().decode(bytes.subarray(0, MAX_OUTPUT_BYTES), { stream: true });
-  return `${start.trimEnd()} … (output cut at ${MAX_OUTPUT_BYTES / 1024} KiB)`;
+  return `${start.trimEnd()} \u2026 (output cut at ${MAX_OUTPUT_BYTES / 1024} KiB)`;
 }

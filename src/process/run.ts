@@ -45,7 +45,7 @@ export function runProcess(argv: string[], options: RunOptions = {}): Promise<Ru
 
 /**
  * Variables that make the dynamic linker load other code into a program
- * (`LD_PRELOAD`, `LD_LIBRARY_PATH`, `DYLD_INSERT_LIBRARIES`, …): the runtime
+ * (`LD_PRELOAD`, `LD_LIBRARY_PATH`, `DYLD_INSERT_LIBRARIES`, ...): the runtime
  * refuses to start a program with any of them unless every program may be
  * started, so the programs the daemon starts get this process's environment
  * without them (`faketime`, for one, sets `LD_PRELOAD`).

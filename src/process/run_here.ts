@@ -285,7 +285,7 @@ function readAll(
 
 /** Keep the last {@linkcode OUTPUT_MAX_CHARS} characters. */
 function tail(text: string): string {
-  return text.length <= OUTPUT_MAX_CHARS ? text : `…${text.slice(-OUTPUT_MAX_CHARS)}`;
+  return text.length <= OUTPUT_MAX_CHARS ? text : `\u2026${text.slice(-OUTPUT_MAX_CHARS)}`;
 }
 
 /** One line saying how the run ended, with the last line of stderr. */

@@ -35,7 +35,7 @@ const FORMAT = "launchd plist";
  * Tell where the plist goes.
  *
  * @param target system scope: a daemon; user scope: the user's agent
- * @returns `/Library/LaunchDaemons/…plist` or `<home>/Library/LaunchAgents/…plist`
+ * @returns `/Library/LaunchDaemons/...plist` or `<home>/Library/LaunchAgents/...plist`
  */
 export function launchdPlistPath(target: ServiceTarget): string {
   const folder = target.scope === "system"

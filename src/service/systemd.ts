@@ -262,7 +262,7 @@ const SSH_FILE_OPTIONS = new Set([
 
 /**
  * The absolute files the `ssh_options` of a job name (`IdentityFile=`,
- * `CertificateFile=`, `UserKnownHostsFile=`…); a `~`, `%` token or relative
+ * `CertificateFile=`, `UserKnownHostsFile=`...); a `~`, `%` token or relative
  * name is ssh's to expand and left out.
  *
  * @param options `Key=Value` strings

@@ -25,7 +25,7 @@ export type TransferEvent =
     job: string;
     method: string;
     relPath: string;
-    /** `retry`, `retry-later`, `fatal`, …: the transport's error class. */
+    /** `retry`, `retry-later`, `fatal`, ...: the transport's error class. */
     errorClass: string;
     reason: string;
     /** No more retries until a rescan, a start-up or a retry from the page. */

@@ -77,7 +77,7 @@ export type HttpHandler = (request: Request) => Response | Promise<Response>;
  * Listen on `options.hostname:port` and serve `handler`.
  *
  * @throws {Deno.errors.AddrInUse} and the other errors of `Deno.listen`;
- *   with TLS, the listen error of `node:tls` (`code` `EADDRINUSE`, …)
+ *   with TLS, the listen error of `node:tls` (`code` `EADDRINUSE`, ...)
  */
 export async function serveHttp(
   options: HttpServerOptions,

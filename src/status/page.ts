@@ -2,7 +2,7 @@
  * The status page: one self-contained HTML document (no CDN, works offline),
  * updated by Server-Sent Events from `/api/events`. Every value from the
  * daemon is put on the page as text (`textContent`), never as HTML, so a
- * file named `<img src=x onerror=…>.fits` shows as that name.
+ * file named `<img src=x onerror=...>.fits` shows as that name.
  *
  * @module
  */
@@ -108,7 +108,7 @@ function render(s) {
       el("div", {}, el("b", {}, j.job), " ",
         el("span", { class: "state s-" + j.state }, ({ unreachable: "destination unreachable", full: "destination full", ledger_error: "ledger cannot be written" })[j.state] ?? j.state),
         " ", el("span", { class: "meta" }, "since " + ago(j.since, now))),
-      el("div", { class: "meta" }, j.method + " → " + j.target,
+      el("div", { class: "meta" }, j.method + " \u2192 " + j.target,
         j.freeSpace ? el("span", { class: "free", title: "measured " + time(j.freeSpace.at) },
           " · " + bytes(j.freeSpace.bytes) + " free") : ""),
       j.watch ? el("div", { class: "meta watch" }, "Watched with " + j.watch.summary) : "",
@@ -206,12 +206,12 @@ function connect() {
   es.addEventListener("status", (e) => { $("conn").className = ""; $("conn").textContent = "live";
     const s = JSON.parse(e.data);
     if (pressed) held = s; else render(s); });
-  es.onerror = () => { $("conn").className = "off"; $("conn").textContent = "reconnecting…"; };
+  es.onerror = () => { $("conn").className = "off"; $("conn").textContent = "reconnecting\u2026"; };
 }
 connect();
 `;
 
-/** The `'sha256-…'` source that allows exactly `text` as an inline script or style. */
+/** The `'sha256-...'` source that allows exactly `text` as an inline script or style. */
 function hashSource(text: string): string {
   return `'sha256-${createHash("sha256").update(text).digest("base64")}'`;
 }
@@ -239,10 +239,10 @@ export const STATUS_PAGE = `<!doctype html>
 <title>image-transfer status</title><link rel="icon" href="data:,"><style>${STYLE}</style></head>
 <body>
 <h1>image-transfer</h1>
-<div class="meta"><span id="conn">connecting…</span><span id="last"></span><span id="uptime"></span><span id="version"></span></div>
+<div class="meta"><span id="conn">connecting\u2026</span><span id="last"></span><span id="uptime"></span><span id="version"></span></div>
 <h2>Jobs</h2><div class="jobs" id="jobs"></div>
 <h2>Throughput and files per minute, last 6 hours <span class="meta" id="chartmax"></span></h2>
-<div class="meta"><span class="key-files">■ files per minute</span><span class="key-rate">━ throughput (bytes/s)</span></div>
+<div class="meta"><span class="key-files">\u25a0 files per minute</span><span class="key-rate">\u2501 throughput (bytes/s)</span></div>
 <svg id="chart" viewBox="0 0 600 100" preserveAspectRatio="none" role="img" aria-label="throughput and files per minute"></svg>
 <div class="axis"><span>6 h ago</span><span>3 h ago</span><span>now</span></div>
 <h2>Failures</h2>

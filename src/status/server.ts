@@ -241,7 +241,7 @@ function hasToken(request: Request, token: string): boolean {
   const cookie = (request.headers.get("cookie") ?? "").split(/;\s*/)
     .find((c) => c.startsWith(`${TOKEN_COOKIE}=`))?.slice(TOKEN_COOKIE.length + 1);
   const url = new URL(request.url);
-  // A link `/?token=…` opens the page once (it then sets the cookie).
+  // A link `/?token=...` opens the page once (it then sets the cookie).
   const link = url.pathname === "/" && request.method === "GET"
     ? url.searchParams.get("token") ?? undefined
     : undefined;

@@ -31,7 +31,7 @@ export interface TlsListener {
  * Listen on `hostname:port` with `cert` and `key` (PEM), HTTP/1.1 by ALPN.
  *
  * @param room whether another connection may be taken (`handshaking`: those not yet handed out)
- * @throws the listen error (`code` `EADDRINUSE`, `EACCES`, …)
+ * @throws the listen error (`code` `EADDRINUSE`, `EACCES`, ...)
  */
 export async function listenTls(
   options: { hostname: string; port: number; cert: string; key: string; handshakeMs: number },

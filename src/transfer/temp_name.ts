@@ -79,7 +79,7 @@ export function uploadFolderPrefix(owner: string): string {
 }
 
 /**
- * A short stable id for the daemon that sends `parts` (host name, job, …), so
+ * A short stable id for the daemon that sends `parts` (host name, job, ...), so
  * two daemons sending to the same folder never take each other's temporary
  * files for leftovers.
  */

@@ -230,9 +230,9 @@ export type SkipLevel = "none" | "debug" | "info" | "error";
 
 /** Why an entry is not sent. */
 export interface Skip {
-  /** Short kind, the once-per-path key: `hidden`, `excluded`, `link`, `special`, … */
+  /** Short kind, the once-per-path key: `hidden`, `excluded`, `link`, `special`, ... */
   code: string;
-  /** For people: "matches exclude pattern calib", "FIFO", … */
+  /** For people: "matches exclude pattern calib", "FIFO", ... */
   reason: string;
   level: SkipLevel;
   /** What a symbolic link points to, as stored in the link. */
@@ -335,7 +335,7 @@ export class SkipLog {
 /** The process-wide skip log: the watcher, the scan and the filter share it, so each path is logged once. */
 export const sharedSkipLog: SkipLog = new SkipLog();
 
-/** Escape a name for a log line or a listing: quotes, control characters and U+FFFD as `\u…`. */
+/** Escape a name for a log line or a listing: quotes, control characters and U+FFFD as `\u...`. */
 export function escapeName(name: string): string {
   return JSON.stringify(name).slice(1, -1).replaceAll("\uFFFD", "\\ufffd");
 }

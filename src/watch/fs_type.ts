@@ -208,9 +208,9 @@ export function networkMountOf(
 }
 
 /**
- * The share of a UNC path (`\\server\share\…`, `//server/share/…`,
- * `\\?\UNC\server\share\…`) as `\\server\share`, or `null` for any other path
- * (a drive letter, a device path such as `\\?\C:\…` or `\\.\pipe\…`).
+ * The share of a UNC path (`\\server\share\...`, `//server/share/...`,
+ * `\\?\UNC\server\share\...`) as `\\server\share`, or `null` for any other path
+ * (a drive letter, a device path such as `\\?\C:\...` or `\\.\pipe\...`).
  */
 export function uncShare(path: string): string | null {
   const long = /^[\\/]{2}\?[\\/]UNC[\\/]+([^\\/]+)[\\/]+([^\\/]+)/i.exec(path);

@@ -54,10 +54,9 @@ export interface WatchSessionOptions {
   /** A file that matches the filter was created, written or closed; or one, or a folder, removed. */
   onActivity(path: string, relPath: string, activity: Activity | "removed"): void;
   /**
-   * Files a scan found; returns those that are new or changed.
-   * `quick`: files already sent may be taken as unchanged without a stat (the
-   * re-reads for lost events, which look for new files, and the first scan,
-   * whose files sent before are checked right after it).
+   * Files a scan found; returns those that are new or changed. `quick`: files already sent may
+   * be taken as unchanged without a stat (the re-reads for lost events, which look for new
+   * files, and the first scan, whose files sent before are checked right after it).
    */
   onFound(files: FoundFile[], quick: boolean): FoundFile[];
   /** Before each periodic rescan (and the fallback rescans). */

@@ -3,7 +3,7 @@
  * in one direction (the order docs/design.md gives), no module imports one in
  * its own or a higher layer, there is no import cycle, `doctor` reaches the
  * transports only through their interface, only `src/process` starts
- * programs, and no file grows past ~450 lines.
+ * programs, no file grows past ~450 lines, and every module is Latin-1.
  */
 import assert from "node:assert/strict";
 import { dirname, join, relative, resolve } from "node:path";
@@ -136,4 +136,19 @@ Deno.test("no file in src/ is longer than ~450 lines", () => {
     lines: Deno.readTextFileSync(join(SRC, file)).split("\n").length - 1,
   })).filter(({ lines }) => lines > MOST_LINES);
   assert.deepEqual(long, []);
+});
+
+/**
+ * The runtime keeps each module's text (and its source map) in memory, one byte per character
+ * while every character is Latin-1 and two bytes each once one is not: write such characters as
+ * `\u2026` escapes in strings and in ASCII in comments.
+ */
+Deno.test("every module in src/ and main.ts is written in Latin-1 (kept at one byte a character)", () => {
+  const files = [...FILES.map((file) => join(SRC, file)), join(REPO_ROOT, "main.ts")];
+  const wide = files.flatMap((path) =>
+    Deno.readTextFileSync(path).split("\n").flatMap((line, i) =>
+      /[\u0100-\uffff]/.test(line) ? [`${relative(REPO_ROOT, path)}:${i + 1}: ${line.trim()}`] : []
+    )
+  );
+  assert.deepEqual(wide, []);
 });

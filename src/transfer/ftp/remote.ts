@@ -157,7 +157,7 @@ function canEnter(peer: FtpPeer, folder: string): Promise<boolean> {
   return peer.connection.client.send(`CWD ${folder}`).then(() => true, () => false);
 }
 
-/** The folders above `path`, from the top: `/a/b/c` → `/a`, `/a/b`; `a/b` → `a`. */
+/** The folders above `path`, from the top: `/a/b/c` -> `/a`, `/a/b`; `a/b` -> `a`. */
 function parentsOf(path: string): string[] {
   const parts = path.replace(/\/+$/, "").split("/");
   const parents: string[] = [];
@@ -169,7 +169,7 @@ function parentsOf(path: string): string[] {
   return parents;
 }
 
-/** The path in a `257 "…"` reply (`""` inside stands for one `"`), or `null`. */
+/** The path in a `257 "..."` reply (`""` inside stands for one `"`), or `null`. */
 function quotedPath(message: string): string | null {
   const match = /"((?:[^"]|"")*)"/.exec(message);
   return match === null ? null : match[1].replaceAll('""', '"');

@@ -175,13 +175,13 @@ export async function syncFolder(folder: string): Promise<void> {
 /**
  * The file that stands where a folder must be, for an error like
  * `Not a directory (os error 20): open '/d/20240315/x.fits'` (or Node's
- * `ENOTDIR: not a directory, open '…'`): the nearest
+ * `ENOTDIR: not a directory, open '...'`): the nearest
  * ancestor of the quoted path (or the path itself, for a `mkdir`) that exists
  * and is not a folder. `undefined` when the message names no path or nothing
  * is in the way (any more).
  */
 export function fileInTheWay(message: string): string | undefined {
-  // Deno's words (`… (os error 20): open '…'`) or Node's (`ENOTDIR: not a directory, open '…'`).
+  // Deno's words (`... (os error 20): open '...'`) or Node's (`ENOTDIR: not a directory, open '...'`).
   const match = /(?:\(os error \d+\):|^E[A-Z]+: [^,]*,) (\w+) '(.*)'$/s.exec(message);
   if (match === null) return undefined;
   const [, op, quoted] = match;

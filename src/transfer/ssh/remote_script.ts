@@ -8,7 +8,7 @@
  * (shared helpers), the script's file (functions only), then generated lines
  * that call those functions with the batch's data, every file name a
  * single-quoted word ({@linkcode shellQuote}). Results come back as lines
- * `MARKER WORD DETAIL…`; lines without the marker are ignored, so neither a
+ * `MARKER WORD DETAIL...`; lines without the marker are ignored, so neither a
  * file name nor the login shell's output can pass for a result.
  *
  * @module
