@@ -13,18 +13,16 @@ import { Command, CommanderError, Option } from "commander";
 import { versionText } from "../version.ts";
 import { LOG_LEVELS } from "../log/logging.ts";
 import { UsageError } from "../errors.ts";
-import { configCommand, initCommand, runInit } from "./config.ts";
 import { runCommand } from "./run.ts";
-import { statusCommand } from "./status.ts";
-import { resendCommand } from "./resend.ts";
-import { doctorCommand } from "./doctor.ts";
-import { installServiceCommand, uninstallServiceCommand } from "./install_service.ts";
 import { globalOptions } from "./options.ts";
-import { restartCommand, stopCommand } from "./stop.ts";
 import { closestWord } from "../config/messages.ts";
 
-/** Build the program. Commands throw on failure; `main.ts` turns errors into exit codes. */
-export function buildProgram(): Command {
+/**
+ * Build the program. Commands throw on failure; `main.ts` turns errors into exit codes.
+ * `runOnly`: only the default command `run` (a daemon does not load the other commands' modules,
+ * whose text the runtime would keep in memory for as long as it runs).
+ */
+export async function buildProgram(runOnly = false): Promise<Command> {
   const program = new Command("image-transfer")
     .description(
       "Watch an instrument's output folder and ship every completed file to a processing " +
@@ -45,6 +43,7 @@ export function buildProgram(): Command {
 
   program.hook("preAction", async (thisCommand, actionCommand) => {
     if (thisCommand.opts().createConfig && actionCommand.name() === "run") {
+      const { runInit } = await import("./config.ts");
       await runInit(globalOptions(actionCommand), { force: false });
       throw new CommanderError(0, "image-transfer.createConfig", "");
     }
@@ -53,23 +52,33 @@ export function buildProgram(): Command {
   const run = runCommand();
   program.addCommand(run, { isDefault: true });
   program.addHelpText("after", (context) => defaultCommandHelp(context.command, run));
-  program.addCommand(initCommand());
-  program.addCommand(configCommand());
-  program.addCommand(statusCommand());
-  program.addCommand(resendCommand());
-  program.addCommand(doctorCommand());
-  program.addCommand(installServiceCommand());
-  program.addCommand(uninstallServiceCommand());
-  program.addCommand(stopCommand());
-  program.addCommand(restartCommand(async (global) => {
-    const args = [
-      ...(global.config === undefined ? [] : ["-c", global.config]),
-      ...(global.verbose ? ["-v"] : []),
-      ...(global.logLevel === undefined ? [] : ["--log-level", global.logLevel]),
-      "run",
-    ];
-    await buildProgram().parseAsync(args, { from: "user" });
-  }));
+  if (!runOnly) {
+    const [config, status, resend, doctor, service, stop] = await Promise.all([
+      import("./config.ts"),
+      import("./status.ts"),
+      import("./resend.ts"),
+      import("./doctor.ts"),
+      import("./install_service.ts"),
+      import("./stop.ts"),
+    ]);
+    program.addCommand(config.initCommand());
+    program.addCommand(config.configCommand());
+    program.addCommand(status.statusCommand());
+    program.addCommand(resend.resendCommand());
+    program.addCommand(doctor.doctorCommand());
+    program.addCommand(service.installServiceCommand());
+    program.addCommand(service.uninstallServiceCommand());
+    program.addCommand(stop.stopCommand());
+    program.addCommand(stop.restartCommand(async (global) => {
+      const args = [
+        ...(global.config === undefined ? [] : ["-c", global.config]),
+        ...(global.verbose ? ["-v"] : []),
+        ...(global.logLevel === undefined ? [] : ["--log-level", global.logLevel]),
+        "run",
+      ];
+      await (await buildProgram(true)).parseAsync(args, { from: "user" });
+    }));
+  }
   applyToAll(
     program,
     (command) =>
@@ -128,7 +137,8 @@ function programPath(): string {
  */
 export async function runCli(given: string[]): Promise<number> {
   const args = argsForProgramName(programPath(), given);
-  const program = buildProgram();
+  let program = await buildProgram(true);
+  if (!runsDaemon(program, args)) program = await buildProgram();
   const run = program.commands.find((command) => command.name() === "run")!;
   checkCommandWords(program, run, args);
   try {
@@ -141,6 +151,17 @@ export async function runCli(given: string[]): Promise<number> {
     throw error;
   }
   return 0;
+}
+
+/**
+ * Whether `args` run the daemon and nothing else: no command named but `run`, and no help asked
+ * for (which lists every command).
+ */
+function runsDaemon(program: Command, args: string[]): boolean {
+  if (args.some((arg) => arg === "-h" || arg === "--help")) return false;
+  const options = program.commands.flatMap((command) => command.options);
+  const first = firstOperand([...program.options, ...options], args);
+  return first === undefined || first.word === "run";
 }
 
 /** Words people type for this tool that are no command, and what they are after. */

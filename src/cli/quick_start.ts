@@ -16,7 +16,6 @@ import { LOCAL_PATH_KEYS } from "../config/resolve.ts";
 import type { Config } from "../config/types.ts";
 import { ConfigError, UsageError } from "../errors.ts";
 import { checkBeforeStart } from "../pipeline/start_checks.ts";
-import { prepareConfigFile } from "./config.ts";
 
 /** The command-line options that describe a config-free run. */
 export interface QuickStartOptions {
@@ -156,6 +155,7 @@ function aboutTheOptions(error: ConfigError, file: string): ConfigError {
  */
 export async function saveQuickConfig(file: string, text: string, force: boolean): Promise<void> {
   const path = expandPath(file);
+  const { prepareConfigFile } = await import("./config.ts");
   await prepareConfigFile(path, "--save-config");
   try {
     await Deno.writeTextFile(path, text, { createNew: !force, mode: 0o644 });

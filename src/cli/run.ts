@@ -37,7 +37,6 @@ import { daemonShape } from "../config/schema.ts";
 import { resolveLogFile } from "../config/resolve.ts";
 import { configFileProblem } from "../config/file_mode.ts";
 import { sharedSkipLog } from "../watch/file_filter.ts";
-import { dryRun } from "./dry_run.ts";
 
 interface RunOptions extends QuickStartOptions {
   once?: boolean;
@@ -101,6 +100,7 @@ export function runCommand(): Command {
       if (options.dryRun) {
         // What run would refuse, a dry run refuses too.
         await checkBeforeStart(config);
+        const { dryRun } = await import("./dry_run.ts");
         await dryRun(config, (line) => console.log(line));
         return;
       }

@@ -41,15 +41,15 @@ function sourceFiles(dir = SRC): string[] {
 }
 
 /**
- * The `src/` modules a file imports (static and dynamic); with `runtime`,
+ * The `src/` modules a file imports (static and, unless `staticOnly`, dynamic); with `runtime`,
  * without `import type` (erased when the program runs).
  */
-function importsOf(file: string, runtime: boolean): string[] {
+function importsOf(file: string, runtime: boolean, staticOnly = false): string[] {
   const text = Deno.readTextFileSync(join(SRC, file));
   const statements = [
     ...text.matchAll(/^\s*((?:import|export)\b[^;]*?\bfrom\s+"([^"]+)")/gms),
     ...text.matchAll(/^\s*(import\s+"([^"]+)")/gm),
-    ...text.matchAll(/\b(import\(\s*"([^"]+)"\s*\))/g),
+    ...(staticOnly ? [] : text.matchAll(/\b(import\(\s*"([^"]+)"\s*\))/g)),
   ];
   return statements.filter((match) => !(runtime && /^(import|export) type\b/.test(match[1])))
     .map((match) => match[2])
@@ -104,6 +104,21 @@ Deno.test("import graph: no module imports itself through others when it runs (n
   };
   for (const file of FILES) if (!state.has(file)) visit(file, [file]);
   assert.deepEqual(cycles, []);
+});
+
+Deno.test("import graph: the daemon (`run`) loads none of the other commands' modules", () => {
+  // Their text would stay in memory for as long as the daemon runs: they are imported when named.
+  const loaded = new Set<string>();
+  const load = (file: string) => {
+    if (loaded.has(file)) return;
+    loaded.add(file);
+    for (const target of importsOf(file, true, true)) load(target);
+  };
+  load("cli/program.ts");
+  assert.ok(loaded.has("cli/run.ts") && loaded.has("pipeline/daemon.ts"));
+  const others = ["cli/status.ts", "cli/doctor.ts", "cli/install_service.ts", "cli/resend.ts"]
+    .concat(["cli/stop.ts", "cli/config.ts", "cli/dry_run.ts", "service/systemd.ts"]);
+  assert.deepEqual(others.filter((file) => loaded.has(file)), []);
 });
 
 Deno.test("import graph: doctor uses the transports only through their interface and factory", () => {
