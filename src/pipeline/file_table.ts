@@ -35,7 +35,7 @@ import type { QueuePhase } from "../status/job_status.ts";
 import type { FileFilter } from "../watch/file_filter.ts";
 import type { ObservationStore } from "../watch/stability.ts";
 import { absolutePath, type FileVersion, sameVersion } from "../watch/file_version.ts";
-import { type Clock, systemClock } from "./retry_timer.ts";
+import { type Clock, onWallClock, systemClock } from "./retry_timer.ts";
 import { failingAfter } from "./file_counts.ts";
 import { type LeftByLastRun, resumeUnfinished, takeOverLedger } from "./ledger_takeover.ts";
 import {
@@ -78,8 +78,10 @@ export class FileTable {
   #foundUnrecorded = new Set<string>();
   /** Files whose last attempt ended unrecorded: looked for at the destination first. */
   #lookFirst = new Set<string>();
+  #clock: Clock;
 
   constructor(options: FileTableOptions) {
+    this.#clock = options.clock ?? systemClock;
     this.#job = options.job;
     this.#filter = options.filter;
     this.#observe = options.observe;
@@ -87,7 +89,7 @@ export class FileTable {
     const index = this.#index = new WorkQueue((due) => {
       this.#recordDue(due);
       options.onDue(due);
-    }, options.clock ?? systemClock);
+    }, this.#clock);
     this.observations = index.observations;
   }
 
@@ -129,9 +131,18 @@ export class FileTable {
     return { planning, queued, waiting, sending, failed, observing, unrecorded };
   }
 
-  /** Since when (ms since epoch) the longest-waiting file in motion waits, or `null`. */
+  /**
+   * A time of the table's clock (ms since epoch, as a record holds it) as the wall clock reads it
+   * now: what the page, the metrics and the ledger compare with `Date.now()`.
+   */
+  wallTime(ms: number): number {
+    return onWallClock(ms, this.#clock);
+  }
+
+  /** Since when (ms since epoch, wall clock) the longest-waiting file in motion waits, or `null`. */
   get oldestFoundAt(): number | null {
-    return this.#index.oldestFoundAt;
+    const at = this.#index.oldestFoundAt;
+    return at === null ? null : this.wallTime(at);
   }
 
   /** The files being sent, oldest attempt first (what the status page shows in flight). */
@@ -139,7 +150,7 @@ export class FileTable {
     return this.#index.sending().map((record) => ({
       relPath: record.relPath,
       bytes: record.version.size,
-      startedAt: record.sendingSince ?? 0,
+      startedAt: this.wallTime(record.sendingSince ?? 0),
     }));
   }
 
@@ -275,10 +286,13 @@ export class FileTable {
     const record = this.#index.get(relPath);
     if (record?.phase !== "sending") return false;
     const final = row.kind === "failure" && (row.failure.final || failingAfter(record, next));
+    // The row says when, on the wall clock, as `status` reads it (0: no time set).
+    const due = row.kind === "failure" ? row.failure.nextAttemptAt : 0;
+    const atWall = due > 0 ? this.wallTime(due) : 0;
     writeIfWritable(() =>
       row.kind === "remove"
         ? this.rows.remove(relPath, true)
-        : this.rows.recordFailure(relPath, { ...row.failure, final })
+        : this.rows.recordFailure(relPath, { ...row.failure, final, nextAttemptAt: atWall })
     );
     return this.#index.finish(relPath, next);
   }

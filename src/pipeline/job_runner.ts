@@ -184,7 +184,8 @@ export class JobRunner {
         transport.deliveredBefore?.(); // Its base folder is not made again once gone.
         extras.arrived(relPath, { ...version }, destination, sha256);
         this.#session.arrived(relPath, version.size, version.mtimeMs);
-        status.sent(relPath, destination, version.size, record.sendingSince);
+        const since = record.sendingSince;
+        status.sent(relPath, destination, version.size, since && table.wallTime(since));
       },
       onRecognised: (rel, version) => {
         status.notFailed(rel);

@@ -142,6 +142,20 @@ export interface Clock {
   now(): number;
   /** Call `fn` in `ms`; returns what cancels it. */
   setTimer(fn: () => void, ms: number): () => void;
+  /**
+   * How far the wall clock (`Date.now()`) is ahead of `now` (it was stepped since the start);
+   * none means 0.
+   */
+  wallOffset?(): number;
+}
+
+/**
+ * A time of `clock` (ms since the epoch) as the wall clock reads it: what people are shown, and
+ * what the ledger keeps, is compared with `Date.now()`, so a wall clock stepped since the start
+ * (NTP, a GPS fix, a clock set by hand) must move it too.
+ */
+export function onWallClock(ms: number, clock: Clock = systemClock): number {
+  return ms + (clock.wallOffset?.() ?? 0);
 }
 
 /**
@@ -155,4 +169,5 @@ export const systemClock: Clock = {
     const id = setTimeout(fn, ms);
     return () => clearTimeout(id);
   },
+  wallOffset: () => Date.now() - (performance.timeOrigin + performance.now()),
 };

@@ -1,0 +1,81 @@
+/**
+ * A wall clock stepped ahead while the daemon runs (NTP or a GPS fix setting
+ * a battery-less PC's clock, a clock set by hand; libfaketime here): what the
+ * status page, the metrics and `status` show stays true. A file's transfer
+ * takes the seconds it took, not the step; a retry due in ten minutes is not
+ * reported overdue by a day.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { runCli, startCli } from "../../helpers/cli.ts";
+import { listFiles, randomBytes, waitFor } from "../../helpers/files.ts";
+import { freePort } from "../../helpers/net.ts";
+import { cliSandbox } from "../../helpers/sandbox.ts";
+
+const LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+const DAY_MS = 86_400_000;
+
+Deno.test("a wall clock stepped ahead a day: transfer times, waiting ages and retry times stay true", async () => {
+  await using box = await cliSandbox();
+  const port = freePort();
+  await box.rewrite({
+    retry_delay_seconds: 600,
+    retry_max_delay_seconds: 600,
+    night_date_source: "now",
+    status_listen: `127.0.0.1:${port}`,
+  });
+  const clock = join(box.root, "faketime");
+  await Deno.writeTextFile(clock, "+0\n");
+  const env = {
+    ...box.env,
+    LD_PRELOAD: LIBFAKETIME,
+    FAKETIME_TIMESTAMP_FILE: clock,
+    FAKETIME_NO_CACHE: "1",
+    DONT_FAKE_MONOTONIC: "1",
+  };
+  const daemon = startCli(["run", "-c", box.config], { env });
+  try {
+    await daemon.waitForOutput("Watching", 60_000);
+    await Deno.writeTextFile(clock, "+1d\n");
+    const stepped = Date.now() + DAY_MS;
+    const night = new Date(stepped).toISOString().slice(0, 10).replaceAll("-", "");
+    // A plain file where a sub folder of the night goes: its file fails and waits 10 min.
+    await Deno.mkdir(join(box.dest, night), { recursive: true });
+    await Deno.writeTextFile(join(box.dest, night, "blocked"), "in the way");
+    await Deno.mkdir(join(box.watch, "blocked"));
+    await Deno.writeFile(join(box.watch, "blocked", "b.fits"), randomBytes(2000));
+    const bytes = randomBytes(200_000);
+    await Deno.writeFile(join(box.watch, "a.fits"), bytes);
+    await waitFor(
+      async () => (await listFiles(box.dest)).includes(`${night}/a.fits`),
+      90_000,
+      "a.fits at the destination",
+    );
+    assert.deepEqual(await Deno.readFile(join(box.dest, night, "a.fits")), bytes);
+    await waitFor(
+      async () => /Attempt 1 of .*b\.fits failed/.test(await Deno.readTextFile(box.logFile)),
+      90_000,
+      "the failed attempt of b.fits",
+    );
+
+    const api = await (await fetch(`http://127.0.0.1:${port}/api/status`)).json();
+    const a = api.recent.find((row: { relPath: string }) => row.relPath === "a.fits");
+    // Before the fix the step counted as the transfer's time (a day), and the rate fell to nothing.
+    assert.ok(a.durationMs < DAY_MS / 2, `a.fits took ${a.durationMs} ms`);
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const age = Number(
+      metrics.match(/^image_transfer_oldest_waiting_file_age_seconds\{[^}]*\} (\S+)$/m)?.[1],
+    );
+    assert.ok(age < DAY_MS / 2000, `the waiting file waits ${age} s`);
+
+    const status = await runCli(["status", "--json", "-c", box.config], { env });
+    assert.equal(status.code, 0, status.stderr);
+    const report = JSON.parse(status.stdout);
+    assert.deepEqual(report.overdue, [], "a retry due in ten minutes is not overdue");
+    const b = report.problems.find((row: { relPath: string }) => row.relPath === "blocked/b.fits");
+    assert.ok(b, status.stdout);
+    assert.ok(b.nextAttemptAt > stepped, `next try at ${new Date(b.nextAttemptAt).toISOString()}`);
+  } finally {
+    await daemon.stop("SIGTERM");
+  }
+});
