@@ -282,9 +282,9 @@ export class WatchSession {
         onError: this.#onScanError,
         isClosed: () => this.#closed,
       });
-      if (!this.#closed) this.#missed.found(result, [...dirty.keys()]);
-      // On a polled folder files without events are expected (written elsewhere): the polls find them.
-      if (this.#closed || result.unwatched.length === 0 || this.#polls) return;
+      if (this.#closed || this.#polls) return; // Polled: files without events are expected.
+      this.#missed.found(result, [...dirty.keys()]);
+      if (result.unwatched.length === 0) return;
       void this.#rewatch(
         "New files in {folders} came without any event (the watch may be missing after the kernel dropped events); watching {path} again",
         { folders: result.unwatched.map((rel) => absolutePath(this.#options.root, rel)) },
