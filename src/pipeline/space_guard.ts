@@ -23,16 +23,20 @@
  * `firstProbeMs`). When it arrives the job recovers step by step: 2, 4, 8 ... files
  * may be on their way at once (a destination with room for a few files only
  * must not take a whole batch), and the pause ends when the job is back to
- * full speed, never on the probe alone while other files wait. A file that
- * becomes ready while the job waits for room, smaller than every file refused
- * for room in this pause, is the probe at once ({@linkcode DestinationPause.offer}).
+ * full speed, never on the probe alone while other files wait. A probe that
+ * fails as no other file would (a folder the login may not write, a name the
+ * server refuses) says nothing of the destination: another file is the probe
+ * at once, and with none left the pause ends: a host back up whose waiting
+ * files all fail so is not held as unreachable until a new file arrives. A
+ * file that becomes ready while the job waits for room, smaller than every file
+ * refused for room in this pause, is the probe at once ({@linkcode DestinationPause.offer}).
  * Running out of space again meanwhile goes back to probing, within the same
  * pause: a full destination is said once, not per file or per probe.
  *
  * ```
  *  running --full--> probe scheduled --time--> probe due --taken--> probing --arrived--> recovering
  *     ^                    ^    ^                                     |                    |   |
- *     |                    |    +-------------- failed ---------------+                    |   |
+ *     |                    |    +------- full or unreachable ---------+                    |   |
  *     |                    +--------------------------- full ------------------------------+   |
  *     +----------------------------------- full speed reached ---------------------------------+
  * ```
@@ -384,7 +388,11 @@ export class DestinationPause {
   ended(probe: boolean, arrived: number, caughtUp = false): boolean {
     if (probe && this.#state === "probing") {
       if (arrived === 0) {
-        this.#schedule();
+        // Failed as no other file would (a full or unreachable destination paused it again,
+        // ending the probing): it tells nothing of the destination. Another file is the probe
+        // now; with none left, the pause ends and that file waits for its own retry.
+        if (caughtUp) return this.#resume();
+        this.#state = "due";
         return false;
       }
       // The probe alone does not end the pause (unless nothing else waits): a file that fits

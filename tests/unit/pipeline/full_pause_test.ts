@@ -39,6 +39,8 @@ Deno.test("DestinationPause: running until full; then one probe per interval", (
   assert.equal(pause.started(), true, "this batch is the probe");
   assert.equal(pause.started(), false, "one probe at a time");
   assert.equal(pause.room(1), 0);
+  // Refused for room again (the sender pauses the job before the batch ends).
+  assert.equal(pause.pause("no space left", true), false, "still the same pause");
   assert.equal(pause.ended(true, 0), false, "the probe did not arrive");
   assert.equal(pause.room(0), 0);
   clock.advance(10_000);
@@ -155,6 +157,8 @@ Deno.test("DestinationPause: a destination that cannot be reached gets its first
   clock.advance(1);
   assert.equal(due, 1, "the first probe after the retry delay");
   pause.started();
+  // Still refused (the sender pauses the job again before the batch ends).
+  pause.pause("the connection to obs@freya was refused", false);
   pause.ended(true, 0);
   clock.advance(14_999);
   assert.equal(due, 1, "then one every interval");
@@ -248,4 +252,25 @@ Deno.test("DestinationPause: while full, a file smaller than every one refused f
   const unreachable = setup().pause;
   unreachable.pause("Connection refused", false);
   assert.equal(unreachable.offer(1), false);
+});
+
+Deno.test("DestinationPause: a probe that fails as no other file would tries another at once; with none left, the pause ends", () => {
+  const { clock, pause, due, reports } = setup(8, { firstProbeMs: 1_000 });
+  assert.equal(pause.pause("connection refused", false), true);
+  clock.advance(1_000);
+  assert.equal(due(), 1);
+  assert.equal(pause.started(), true);
+  // The host answers, but this file's folder may not be written: no hold, nothing arrived.
+  assert.equal(pause.ended(true, 0, false), false, "other files wait");
+  assert.equal(pause.paused, true);
+  assert.equal(pause.room(0), 1, "the next file is the probe now, not in 10 s");
+  assert.equal(pause.started(), true);
+  // That one fails the same way, and nothing else waits: the pause is over.
+  assert.equal(pause.ended(true, 0, true), true, "caught up: running again");
+  assert.equal(pause.paused, false);
+  assert.equal(pause.room(5), Infinity);
+  assert.deepEqual(reports.at(-1), null, "the pause's end is reported");
+  clock.advance(60_000);
+  assert.equal(due(), 1, "no probe timer left behind");
+  pause.close();
 });
