@@ -6,6 +6,7 @@
  */
 import { join } from "node:path";
 import { type DaemonState, type JobPause, PID_FILE, probeDaemon } from "../ledger/daemon_lock.ts";
+import { escapeControlChars } from "../log/logging.ts";
 
 /** What `status --json` reports about the daemon. */
 export interface DaemonStatus {
@@ -74,5 +75,6 @@ export function describePause(status: DaemonStatus, job: string): string {
   const pause = status.running ? status.paused?.[job] : undefined;
   if (!pause) return "";
   const since = new Date(pause.since).toLocaleString("sv-SE");
-  return `; paused: ${pause.state} since ${since} (${pause.reason})`;
+  // The reason names a file, whose name may hold a line break: one line all the same.
+  return `; paused: ${pause.state} since ${since} (${escapeControlChars(pause.reason)})`;
 }
