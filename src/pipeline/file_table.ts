@@ -159,6 +159,11 @@ export class FileTable {
     return this.#index.hasSendable;
   }
 
+  /** The size of the smallest file that can be sent now (`Infinity` with none). */
+  get smallestSendable(): number {
+    return this.#index.smallestSendable;
+  }
+
   /** Whether the table holds `relPath` in motion, or found it while it could not record it. */
   holds(relPath: string): boolean {
     return this.#index.get(relPath) !== undefined || this.#foundUnrecorded.has(relPath);

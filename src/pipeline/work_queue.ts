@@ -210,6 +210,15 @@ export class WorkQueue {
     return this.#sendable.size > 0;
   }
 
+  /** The size of the smallest sendable record (`Infinity` with none). */
+  get smallestSendable(): number {
+    let least = Infinity;
+    for (const path of this.#sendable) {
+      least = Math.min(least, this.#records.get(path)!.version.size);
+    }
+    return least;
+  }
+
   /** The record of `relPath`, if any (read only: change it through transitions). */
   get(relPath: string): Readonly<WorkRecord> | undefined {
     return this.#records.get(relPath);
@@ -282,10 +291,9 @@ export class WorkQueue {
   }
 
   /**
-   * The destination of a planning record is known (and the ledger has it
-   * pending). Returns whether the checker should observe the file now (a
-   * change was seen while planning), or `"stale"` when the record is no longer
-   * planning this version.
+   * The destination of a planning record is known (and the ledger has it pending). Returns whether
+   * the checker should observe the file now (a change was seen while planning), or `"stale"` when
+   * the record is no longer planning this version.
    */
   planned(
     relPath: string,

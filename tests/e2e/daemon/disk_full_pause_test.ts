@@ -46,14 +46,14 @@ class CountingTransport implements Transport {
   failedProbesInARow = 0;
   readonly startedAt = Date.now();
   readonly calls: string[] = [];
-  /** Called with each call's items before they are sent. */
-  onSend?: (items: TransferItem[]) => void;
+  /** Called with each call's items before they are sent; the call waits for what it returns. */
+  onSend?: (items: TransferItem[]) => void | Promise<void>;
   constructor(readonly inner: Transport) {
     this.method = inner.method;
     this.maxBatchFiles = inner.maxBatchFiles;
   }
   async send(items: TransferItem[], signal: AbortSignal): Promise<TransferOutcome[]> {
-    this.onSend?.(items);
+    await this.onSend?.(items);
     this.items += items.length;
     const call = `${Date.now() - this.startedAt} ms: ${items.length} file(s)`;
     try {
@@ -362,6 +362,46 @@ Deno.test("disk full (local): files smaller than every one refused for room go a
       }
       assert.notEqual(state("large.fits"), "done");
       assert.equal(logs.count("error", "is full"), 1, "still one pause, said once");
+    } finally {
+      await probing.close();
+    }
+  });
+});
+
+Deno.test("disk full (local): a small file queued while a large one is tried goes when that one is refused, not at the next probe", async () => {
+  await withFullLocalJob("itx-full-queued-", async ({ job, dest, root, runtime, logs }) => {
+    await Deno.writeFile(join(job.watch_path, "large.fits"), randomBytes(2 * 1024 * 1024));
+    // A probe only every ten minutes: what arrives meanwhile went because it was offered.
+    const probing = probingRunner(job, join(root, "state"), runtime, 600_000);
+    const { ledger, transport, runner } = probing;
+    const state = (name: string) => FileRows.of(ledger, job).get(name)?.state;
+    const small = {
+      "small 1.fits": randomBytes(50 * 1024),
+      "small 2.fits": randomBytes(50 * 1024),
+    };
+    let largeTries = 0;
+    // The large file's second try (after small 1 arrived) waits until small 2 is queued: small 2
+    // was ready while the job was sending and could not be offered then.
+    transport.onSend = async (items) => {
+      if (!items.some((item) => item.source.endsWith("large.fits")) || ++largeTries !== 2) return;
+      await Deno.writeFile(join(job.watch_path, "small 2.fits"), small["small 2.fits"]);
+      await waitFor(() => state("small 2.fits") === "pending", 30_000, "small 2 queued");
+    };
+    try {
+      await runner.start();
+      await waitFor(() => logs.count("error", "is full") > 0, 30_000, "the pause");
+      await Deno.writeFile(join(job.watch_path, "small 1.fits"), small["small 1.fits"]);
+      await waitFor(
+        () => Object.keys(small).every((name) => state(name) === "done"),
+        60_000,
+        "both small files, long before the next probe",
+      );
+      assert.ok(largeTries >= 2, "the large file was tried again between them");
+      for (const [name, bytes] of Object.entries(small)) {
+        const [rel] = (await finalNames(dest)).filter((rel) => rel.endsWith(`/${name}`));
+        assert.deepEqual(await Deno.readFile(join(dest, rel)), bytes, name);
+      }
+      assert.notEqual(state("large.fits"), "done");
     } finally {
       await probing.close();
     }
