@@ -7,10 +7,11 @@
  *   mtime is older than the window. Seen written (Linux tells closes; a write moves the mtime) and
  *   not closed since, one open to more HDUs (or announcing them) waits for its close, up to the
  *   grace. Structurally incomplete (whatever its closes say), or announcing HDUs that are not
- *   there without a close seen, it waits; unchanged that way for the grace (from its mtime only
- *   if a scan found it as it was left, never if it was seen changing), it is ready with
- *   `truncated` set. Longer than its structure, unreadable as FITS, or closed and open to more
- *   HDUs where writers append them after closing (`fitsAppended`), it is like any other file.
+ *   there with no close (nor, Linux, a rename into the folder) seen, it waits; unchanged that
+ *   way for the grace (from its mtime only if a scan found it as it was left, never if it was
+ *   seen changing), it is ready with `truncated` set. Longer than its structure, unreadable as
+ *   FITS, or closed and open to more HDUs where writers append them after closing
+ *   (`fitsAppended`), it is like any other file.
  * - Any other file is ready when its size and mtime have not changed, and no
  *   event arrived for it, for the stability window. A close-after-write
  *   (Linux) shortens the wait to a short confirmation only for files the
@@ -45,8 +46,10 @@ export interface StableFile {
 
 /** What kind of activity was seen for a file. */
 export type Activity =
-  /** Created, written, renamed in, or changed as a poll saw it. */
+  /** Created, written, renamed in (where closes are not told), or changed as a poll saw it. */
   | "changed"
+  /** Renamed or moved in, told by a watcher that tells closes (Linux): put there whole. */
+  | "moved"
   /** Found by a scan as it was left: its mtime may say since when. */
   | "found"
   /** Written, as told by a watcher that also tells the close (Linux): open until "closed". */
@@ -57,11 +60,12 @@ export type Activity =
 /**
  * What a watcher's event of kind `kind` tells of a file, where the watcher
  * tells closes (`closesTold`: Linux): a close-after-write, a write (its
- * writer has it open until the close), or a change no close follows (made
- * as a link, renamed or moved in).
+ * writer has it open until the close), a rename or move into the folder, or
+ * a change no close follows (made as a link).
  */
 export function activityOf(kind: Deno.FsEvent["kind"], closesTold: boolean): Activity {
   if (kind === "access") return "closed";
+  if (kind === "rename" && closesTold) return "moved";
   return kind === "modify" && closesTold ? "written" : "changed";
 }
 
@@ -141,6 +145,8 @@ export interface Observation {
   closed: boolean;
   /** Its writer has it open: written (as told by a watcher that tells closes), not closed since. */
   open?: boolean;
+  /** Renamed or moved in (Linux), not written since: its writer is done with it. */
+  movedIn?: boolean;
   timer: ReturnType<typeof setTimeout> | undefined;
   /** When `timer` fires (performance.now() ms). */
   dueMs: number;
@@ -232,6 +238,8 @@ export class StabilityChecker {
     entry.closed = activity === "closed" || (was.closed && activity === "written" && !wrote);
     // A scan or a poll cannot tell: a close the watcher lost must not hold the file.
     entry.open = wrote;
+    entry.movedIn = activity === "moved" ||
+      (was.movedIn === true && !wrote && sameVersion(was, entry));
     // A close is decided at once (a complete FITS file goes, others learn how
     // long they wait); a change needs the window. A pending check re-arms
     // itself, so a timer is only replaced by an earlier one.
@@ -373,9 +381,12 @@ export class StabilityChecker {
       }
       if (graceLeftMs > 0) return { ready: false, waitMs: stableForMs - quietForMs };
     }
-    // HDUs announced and not there, no close seen (found by a scan or a poll, maybe open): it
-    // waits for them as an incomplete file does, up to the grace (from its mtime).
-    if (structure.kind === "complete" && structure.moreExpected !== null && !entry.closed) {
+    // HDUs announced and not there, neither closed nor moved in (found by a scan or a poll, maybe
+    // open): it waits for them as an incomplete file does, up to the grace (from its mtime).
+    if (
+      structure.kind === "complete" && structure.moreExpected !== null && !entry.closed &&
+      !entry.movedIn
+    ) {
       return this.#decideIncomplete(entry, structure.moreExpected, null, quietForMs);
     }
     const settled = structure.kind === "complete" && structure.moreExpected === null &&

@@ -5,7 +5,8 @@
  * a truncated FITS file goes after its grace with a warning, and so does an
  * empty one (a FITS file not written yet); another empty file waits the full
  * window; a file deleted 0.5 s after its close is never sent; a complete
- * FITS file renamed or moved in (no close follows) does not wait for one.
+ * FITS file renamed or moved in (no close follows) waits neither for a close
+ * nor for the extensions a too large NEXTEND counts.
  * The destination is watched (events and polling) while it runs.
  */
 import assert from "node:assert/strict";
@@ -13,6 +14,7 @@ import { basename, join } from "node:path";
 import { runCli, startCli } from "../../helpers/cli.ts";
 import { listArrived, listFiles, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
 import {
+  ASTROPY_FITS_DATA,
   card,
   fitsFile,
   headerBytes,
@@ -363,32 +365,45 @@ Deno.test("daemon (local): a writer that closes a FITS file and appends an HDU l
   }
 });
 
-Deno.test("daemon (local): a complete FITS file open to more HDUs that is renamed or moved in (no close follows) goes without waiting for a close", async () => {
+Deno.test("daemon (local): a complete FITS file open to more HDUs, or counting more in NEXTEND than it holds (astropy's double_ext.fits), that is renamed or moved in (no close follows) goes without waiting", async () => {
   const { header, data } = imageParts(100, 100, [card("EXTEND", true)]);
-  const bytes = fitsFile(header, data);
+  const kinds = {
+    "open": fitsFile(header, data),
+    // NEXTEND = 36, one extension there: complete, as a tool that removed extensions left it.
+    "double_ext": await Deno.readFile(join(ASTROPY_FITS_DATA, "double_ext.fits")),
+  };
   const { root, watch, dest, config, env } = await sandbox("local", null, {
     stability_window_seconds: 1,
-    // Before, each waited this long for a close that never comes.
+    // Before, each waited this long for a close, or for the extensions, that never come.
     fits_incomplete_grace_seconds: 3600,
   });
   const daemon = startCli(["run", "-c", config], { env });
+  const expected = new Map<string, Uint8Array>();
   try {
     await daemon.waitForOutput("Watching");
-    // Written under a name the patterns skip, then renamed (as design.md advises writers).
-    await Deno.writeFile(join(watch, "renamed.fits.tmp"), bytes);
-    await Deno.rename(join(watch, "renamed.fits.tmp"), join(watch, "renamed.fits"));
-    // Written elsewhere and moved in.
-    await Deno.writeFile(join(root, "moved.fits"), bytes);
-    await Deno.rename(join(root, "moved.fits"), join(watch, "moved.fits"));
+    for (const [kind, bytes] of Object.entries(kinds)) {
+      // Written under a name the patterns skip, then renamed (as design.md advises writers).
+      await Deno.writeFile(join(watch, `renamed ${kind}.fits.tmp`), bytes);
+      await Deno.rename(
+        join(watch, `renamed ${kind}.fits.tmp`),
+        join(watch, `renamed ${kind}.fits`),
+      );
+      // Written elsewhere and moved in.
+      await Deno.writeFile(join(root, `moved ${kind}.fits`), bytes);
+      await Deno.rename(join(root, `moved ${kind}.fits`), join(watch, `moved ${kind}.fits`));
+      expected.set(`renamed ${kind}.fits`, bytes).set(`moved ${kind}.fits`, bytes);
+    }
     await waitFor(
-      async () => (await listArrived(dest)).length === 2,
+      async () => (await listArrived(dest)).length === expected.size,
       60_000,
-      "both at the destination",
+      "all four at the destination",
     );
     for (const rel of await listArrived(dest)) {
+      const bytes = expected.get(basename(rel));
+      assert.ok(bytes, `${rel} was sent`);
       assert.deepEqual(await Deno.readFile(join(dest, rel)), bytes, `${rel}\n${daemon.stderr()}`);
     }
-    assert.doesNotMatch(daemon.stderr(), /its writer still has it open/);
+    assert.doesNotMatch(daemon.stderr(), /its writer still has it open|incomplete|truncated/);
   } finally {
     const status = await daemon.stop();
     assert.equal(status.code, 0, daemon.stderr());

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { activityOf, type StabilityChecker } from "../../../src/watch/stability.ts";
 import { type Recorder, sleep, withChecker } from "../../helpers/checker.ts";
 import {
+  ASTROPY_FITS_DATA,
   card,
   fitsFile,
   headerOnlyPrimary,
@@ -350,6 +351,41 @@ Deno.test("StabilityChecker: a FITS file open to more HDUs, moved in or renamed,
     }
     // Before, each waited for a close that never comes, up to the grace.
     assert.deepEqual(rec.incomplete, []);
+  });
+});
+
+Deno.test("StabilityChecker: a complete FITS file announcing HDUs it lacks (NEXTEND too large, as in astropy's double_ext.fits), moved in or renamed, goes after the window (real watcher)", async () => {
+  // No close follows a rename; before, such files waited out the grace and went as truncated.
+  await withWatchedChecker(async (checker, rec, watched, dir) => {
+    const counted = imageParts(16, 16, [card("EXTEND", true), card("NEXTEND", 36)]);
+    const kinds = {
+      "nextend": fitsFile(counted.header, counted.data),
+      "double_ext": await Deno.readFile(join(ASTROPY_FITS_DATA, "double_ext.fits")),
+    };
+    const sizes = new Map<string, number>();
+    for (const [kind, bytes] of Object.entries(kinds)) {
+      // Written elsewhere and moved in (`mv`, rsync's rename of its temporary file).
+      await Deno.writeFile(join(dir, `${kind}.fits`), bytes);
+      await Deno.rename(join(dir, `${kind}.fits`), join(watched, `moved ${kind}.fits`));
+      sizes.set(join(watched, `moved ${kind}.fits`), bytes.length);
+      // Written under another name in the folder and renamed.
+      await Deno.writeFile(join(watched, `${kind}.part`), bytes);
+      await Deno.rename(join(watched, `${kind}.part`), join(watched, `renamed ${kind}.fits`));
+      sizes.set(join(watched, `renamed ${kind}.fits`), bytes.length);
+    }
+    for (const [path, size] of sizes) {
+      await rec.until(() => rec.readyFor(path).length > 0, `${path} ready`);
+      assert.equal(rec.readyFor(path)[0].size, size);
+      assert.equal(rec.readyFor(path)[0].truncated, undefined, `${path} is whole`);
+    }
+    assert.equal(rec.incomplete.length, 0, "none waited for the HDUs NEXTEND counts");
+    // Found by a scan instead (a daemon started while a camera waits between HDUs): it waits.
+    const scanned = join(dir, "scanned.fits");
+    await Deno.writeFile(scanned, kinds.nextend);
+    checker.touch(scanned, "found");
+    await rec.until(() => rec.incomplete.some((i) => i.path === scanned), "the scanned one waits");
+    assert.match(rec.incomplete.find((i) => i.path === scanned)!.reason, /NEXTEND = 36/);
+    assert.equal(rec.readyFor(scanned).length, 0);
   });
 });
 
