@@ -106,9 +106,9 @@ export function formatLive(live: LiveStatus): string[] {
     const reason = job.reason ? `: ${escapeControlChars(job.reason)}` : "";
     lines.push(
       `  Job ${job.job}: ${job.state} since ${when(job.since)}${reason}; ` +
-        `pending ${
-          q.observing + q.planning + q.queued + (q.unrecorded ?? 0)
-        }, sending ${q.sending}, ` +
+        `pending ${q.observing + q.planning + q.queued + (q.unrecorded ?? 0)}` +
+        (q.observing > 0 ? ` (${q.observing} not complete yet)` : "") +
+        `, sending ${q.sending}, ` +
         `waiting to retry ${q.waiting}; sent ${job.sent}, failed ${job.failed} in this run`,
     );
     if (job.watch) lines.push(`    Watched with ${job.watch.summary}`);

@@ -120,7 +120,8 @@ function render(s) {
       j.hookFailures ? el("div", { class: "err hooks" }, j.hookFailures +
         " hook run(s) failed, timed out or could not start since the daemon started: the log says why") : "",
       el("div", { class: "q" },
-        el("span", {}, el("b", {}, q.observing + q.planning + q.queued + (q.unrecorded || 0)), " pending"),
+        el("span", {}, el("b", {}, q.observing + q.planning + q.queued + (q.unrecorded || 0)), " pending",
+          q.observing ? " (" + q.observing + " not complete yet)" : ""),
         el("span", {}, el("b", {}, q.sending), " sending"),
         el("span", {}, el("b", {}, q.waiting), " waiting to retry"),
         el("span", {}, el("b", {}, q.failed), " gave up"),

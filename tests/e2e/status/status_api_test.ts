@@ -9,6 +9,7 @@ import { Ledger } from "../../../src/ledger/ledger.ts";
 import { ledgerCounts, recentDone } from "../../../src/status/ledger_reports.ts";
 import { runCli, startCli } from "../../helpers/cli.ts";
 import { randomBytes, waitFor } from "../../helpers/files.ts";
+import { headerBytes, imageCards } from "../../helpers/fits.ts";
 import { freePort } from "../../helpers/net.ts";
 import { getJson, post, startStatusDaemon } from "../../helpers/status.ts";
 
@@ -220,6 +221,16 @@ Deno.test("status command: live job state from the API while the daemon runs, th
     /Job default: watching since .*; pending 0, sending 0, waiting to retry 0; sent 1, failed 0 in this run/,
   );
   assert.match(up.stdout, /Job default: pending 0, transferring 0, done 1, failed 0/);
+  // A FITS file whose data has not come yet is pending, said to be not complete yet (the ledger
+  // has no row for it).
+  await Deno.writeFile(join(d.watch, "partial.fits"), headerBytes(imageCards(100, 100)));
+  await waitFor(
+    async () =>
+      /Job default: watching since .*; pending 1 \(1 not complete yet\), sending 0,/
+        .test((await runCli(["status", "-c", d.config], { env })).stdout),
+    30_000,
+    "the file not complete yet on the live line",
+  );
   const json = JSON.parse(
     (await runCli(["status", "--json", "-c", d.config], { env })).stdout,
   );

@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
 import { LEAST_CEILING_MS, randomBytes, waitFor } from "../../helpers/files.ts";
+import { headerBytes, imageCards } from "../../helpers/fits.ts";
 import { getJson, startStatusDaemon } from "../../helpers/status.ts";
 
 const HOSTILE = "<img src=x onerror=alert(1)>.fits";
@@ -85,6 +86,10 @@ Deno.test("status page in Chromium: live updates, failure reason, retry, pause/r
       await page.locator(".job .watch").textContent() ?? "",
       /^Watched with file events \(/,
     );
+    // A FITS file whose data has not come yet is pending, said to be not complete yet.
+    await Deno.writeFile(join(d.watch, "partial.fits"), headerBytes(imageCards(100, 100)));
+    await page.locator(".job .q span", { hasText: /^1 pending \(1 not complete yet\)$/ })
+      .waitFor({ timeout: LEAST_CEILING_MS });
     // The chart is recomputed at most every 2 s.
     await page.locator("#chart rect.bar").first().waitFor({ timeout: LEAST_CEILING_MS });
     assert.match(
