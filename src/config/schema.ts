@@ -162,7 +162,7 @@ export const jobShape = {
   ),
   fits_incomplete_grace_seconds: doc(
     z.number().min(0).max(604800).default(600),
-    "How long an incomplete FITS file waits before it is sent anyway. A FITS file whose structure says it is incomplete waits; once it has not changed for this long (or its mtime is that old) it is sent anyway, with a warning that it is truncated. Keep it longer than the longest pause of your writer.",
+    "How long an incomplete FITS file waits before it is sent anyway. A FITS file whose structure says it is incomplete waits; once it has not changed for this long (or its mtime is that old) it is sent anyway, with a warning that its structure is incomplete. Keep it longer than the longest pause of your writer.",
   ),
   fits_appends_extensions: doc(
     z.boolean().default(false),

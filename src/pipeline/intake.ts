@@ -223,7 +223,7 @@ export class Intake {
     if (file.truncated) {
       const { path, truncated: { reason } } = file;
       this.#log.warn(
-        "Sending {path} although it is truncated ({reason}); it has not changed for {seconds} s or more",
+        "Sending {path} although its FITS structure is incomplete ({reason}); it has not changed for {seconds} s or more",
         { path, reason, seconds: job.fits_incomplete_grace_seconds },
       );
     }

@@ -242,14 +242,14 @@ for (const method of ["local", "scp", "rsync"] as const) {
       // The truncated file: after its grace, with a warning line before its success line.
       const lines = log.split("\n");
       const warning = lines.findIndex((line) =>
-        /WARNING .*Sending .*truncated\.fits although it is truncated/.test(line)
+        /WARNING .*Sending .*truncated\.fits although its FITS structure is incomplete/.test(line)
       );
       assert.ok(warning >= 0, `a warning for truncated.fits\n${log}`);
       const sent = lines.indexOf(successLines(log, "truncated.fits")[0]);
       assert.ok(warning < sent, "the warning comes before the transfer");
       assert.match(
         log,
-        /truncated\.fits although it is truncated \(HDU 0 ends at byte 23040, the file has 9880\)/,
+        /truncated\.fits although its FITS structure is incomplete \(HDU 0 ends at byte 23040, the file has 9880\)/,
       );
       const truncatedAfterMs = monitor.seen.get("truncated.fits")!.firstAtMs -
         writtenAt.get("truncated.fits")!;
@@ -266,9 +266,9 @@ for (const method of ["local", "scp", "rsync"] as const) {
         after("empty.fits") >= GRACE_SECONDS * 1000 - 50,
         `empty.fits: ${after("empty.fits")}`,
       );
-      assert.match(log, /empty\.fits although it is truncated \(empty so far/);
+      assert.match(log, /empty\.fits although its FITS structure is incomplete \(empty so far/);
       // No other file was flagged truncated, and the deleted ones were dropped.
-      assert.equal(log.match(/although it is truncated/g)?.length, 2, log);
+      assert.equal(log.match(/although its FITS structure is incomplete/g)?.length, 2, log);
       assert.match(log, /Dropped .*deleted\.dat: it disappeared/);
       assert.match(log, /Dropped .*deleted header\.fits: it disappeared/);
     } finally {
@@ -300,7 +300,10 @@ Deno.test("run --once: a fresh incomplete FITS file is left for a later run; one
       log,
       /Left .*being written\.fits for a later run: its FITS structure is incomplete/,
     );
-    assert.match(log, /WARNING .*Sending .*crashed\.fits although it is truncated/);
+    assert.match(
+      log,
+      /WARNING .*Sending .*crashed\.fits although its FITS structure is incomplete/,
+    );
     assert.equal(successLines(log, "being written.fits").length, 0);
     const arrived = new Map<string, Uint8Array>();
     for (const rel of await listFiles(dest)) {
