@@ -12,7 +12,10 @@
  * @module
  */
 import type { JobConfig } from "../config/types.ts";
+import { destinationIdentity } from "./destination_identity.ts";
 import { type Ledger, LedgerWriteError } from "./ledger.ts";
+
+export { destinationIdentity };
 
 /** Where a file stands. */
 export type FileState = "pending" | "transferring" | "done" | "failed";
@@ -84,20 +87,6 @@ export interface FailureRecord {
   attempts: number;
   nextAttemptAt: number;
   final: boolean;
-}
-
-/**
- * Where a job's files go, as one string: method, user, host, port and base
- * path (`local:/data`, `scp://obs@freya:22/data`). Two jobs, or two runs,
- * with the same identity send to the same place.
- */
-export function destinationIdentity(job: JobConfig): string {
-  const base = job.remote_base_path;
-  if (job.transfer_method === "local") return `local:${base}`;
-  const port = job.transfer_method === "ftp" ? job.ftp_port : job.ssh_port;
-  const user = job.remote_user.trim();
-  return `${job.transfer_method}://${user === "" ? "" : `${user}@`}${job.remote_host.trim()}` +
-    `${port === null || port === undefined ? "" : `:${port}`}${base}`;
 }
 
 /** Rows of a job in a state (to be named), through the state index, not the whole history. */

@@ -15,6 +15,7 @@ import { dirname, join } from "node:path";
 import { logger } from "../log/logging.ts";
 import { LOCK_FILE, whyUnwritable } from "./daemon_lock.ts";
 import { assertLedgerReadable, isDamage, sqliteText } from "./ledger_file.ts";
+import { mergeSshIdentities } from "./destination_identity.ts";
 
 /** A version 1 ledger read as version 2 (a temporary view, nothing is written). */
 const VERSION_1_AS_2 = `
@@ -28,6 +29,38 @@ const COUNTS_OF_OLDER_LEDGER = `
 CREATE TEMP VIEW IF NOT EXISTS file_counts AS
   SELECT job, target, state, COUNT(*) AS n FROM files GROUP BY job, target, state;
 `;
+
+/**
+ * A version 2 or 3 ledger read as version 4: its files and job names copied into temporary tables
+ * (which its own are hidden behind) and merged there as the step to version 4 merges them, with
+ * their counts. Costs a pass over the ledger, until the daemon next starts and migrates it.
+ */
+const VERSION_3_AS_4 = `
+CREATE TEMP TABLE files AS SELECT * FROM main.files;
+CREATE UNIQUE INDEX temp.files_key ON files (job, target, rel_path);
+CREATE INDEX temp.files_by_state ON files (job, target, state);
+CREATE INDEX temp.files_by_update ON files (updated_at);
+CREATE TEMP TABLE ledger_meta AS SELECT * FROM main.ledger_meta;
+CREATE UNIQUE INDEX temp.ledger_meta_key ON ledger_meta (key);
+`;
+const COUNTS_OF_VERSION_3_AS_4 = `
+CREATE TEMP TABLE file_counts AS
+  SELECT job, target, state, COUNT(*) AS n FROM files GROUP BY job, target, state;
+`;
+
+/** An older ledger read as version 4 ({@linkcode VERSION_3_AS_4}), in temporary tables only. */
+function readAsVersion4(db: DatabaseSync): void {
+  // A copy in memory is made query-only; its temporary tables are written all the same.
+  const only = Number(Object.values(db.prepare("PRAGMA query_only").get() ?? {})[0] ?? 0);
+  if (only) db.exec("PRAGMA query_only = 0");
+  try {
+    db.exec(VERSION_3_AS_4);
+    mergeSshIdentities(db);
+    db.exec(COUNTS_OF_VERSION_3_AS_4);
+  } finally {
+    if (only) db.exec("PRAGMA query_only = 1");
+  }
+}
 
 /** When and why the ledger was started anew (kept in the new ledger). */
 export interface LedgerRebuild {
@@ -173,8 +206,8 @@ export function openForReading(path: string): DatabaseSync | null {
   try {
     db = openToRead(path);
     const version = assertLedgerReadable(db, path);
-    if (version < 2) db.exec(VERSION_1_AS_2);
-    if (version < 3) db.exec(COUNTS_OF_OLDER_LEDGER);
+    if (version < 2) db.exec(VERSION_1_AS_2 + COUNTS_OF_OLDER_LEDGER);
+    else if (version < 4) readAsVersion4(db);
     db.prepare("SELECT COUNT(*) FROM sqlite_master").get();
   } catch (error) {
     db?.close();

@@ -7,7 +7,8 @@
  * Ledgers from before versioning have `user_version` 0 and the version 1
  * tables already, so step 1 (`CREATE TABLE IF NOT EXISTS`) only stamps them.
  * Step 2 makes the destination part of a file's identity; step 3 keeps the
- * count of files per state in a table of its own.
+ * count of files per state in a table of its own; step 4 gives scp and rsync
+ * one destination identity (`destination_identity.ts`).
  *
  * Opening it for the daemon, SQLite's words for what goes wrong (a file that
  * is not a (sound) database, a full disk, a read-only connection), and the
@@ -20,9 +21,10 @@ import { DatabaseSync } from "node:sqlite";
 import { dirname } from "node:path";
 import { localDiskSpaceSync } from "../config/free_space.ts";
 import { formatBytes } from "../config/sizes.ts";
+import { mergeSshIdentities } from "./destination_identity.ts";
 
 /** The schema version this build writes and understands. */
-export const LEDGER_SCHEMA_VERSION = 3;
+export const LEDGER_SCHEMA_VERSION = 4;
 
 /**
  * Read a ledger's schema version.
@@ -62,10 +64,15 @@ export function assertLedgerReadable(db: DatabaseSync, path: string): number {
  *
  * @param db the database, opened for writing
  * @param path the ledger file, for messages
- * @param steps SQL for each version: `steps[0]` creates version 1, `steps[1]` turns 1 into 2, ...
+ * @param steps SQL (or a function run in the transaction) for each version: `steps[0]` creates
+ *   version 1, `steps[1]` turns 1 into 2, ...
  * @throws {Error} for a ledger from a newer image-transfer (nothing is changed)
  */
-export function migrateLedger(db: DatabaseSync, path: string, steps: readonly string[]): void {
+export function migrateLedger(
+  db: DatabaseSync,
+  path: string,
+  steps: readonly MigrationStep[],
+): void {
   if (steps.length !== LEDGER_SCHEMA_VERSION) {
     throw new Error(
       `Cannot migrate the ledger: ${steps.length} migration steps for schema version ` +
@@ -79,7 +86,9 @@ export function migrateLedger(db: DatabaseSync, path: string, steps: readonly st
       // Re-read inside the transaction: another process may have migrated meanwhile.
       version = assertLedgerReadable(db, path);
       if (version < LEDGER_SCHEMA_VERSION) {
-        db.exec(steps[version]);
+        const step = steps[version];
+        if (typeof step === "string") db.exec(step);
+        else step(db);
         version += 1;
         db.exec(`PRAGMA user_version = ${version}`);
       }
@@ -90,6 +99,9 @@ export function migrateLedger(db: DatabaseSync, path: string, steps: readonly st
     }
   }
 }
+
+/** One migration step: SQL, or a function run inside the step's transaction. */
+export type MigrationStep = string | ((db: DatabaseSync) => void);
 
 /** Schema version 1: files keyed by job and path. */
 const SCHEMA_V1 = `
@@ -180,7 +192,12 @@ END;
 `;
 
 /** The steps to {@linkcode LEDGER_SCHEMA_VERSION}: `[0]` creates version 1, `[1]` turns 1 into 2, ... */
-export const LEDGER_SCHEMA: readonly string[] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
+export const LEDGER_SCHEMA: readonly MigrationStep[] = [
+  SCHEMA_V1,
+  SCHEMA_V2,
+  SCHEMA_V3,
+  mergeSshIdentities, // Version 4: scp and rsync send to one destination (`ssh://`).
+];
 
 /** SQLite's primary result codes this module acts on. */
 const SQLITE_CORRUPT = 11;

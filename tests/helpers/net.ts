@@ -6,8 +6,24 @@
  */
 import { join } from "node:path";
 
-/** A free TCP port on 127.0.0.1 (closed again, so a daemon can take it). */
+/**
+ * A free TCP port on 127.0.0.1 (closed again, so a daemon can take it): one the system chooses, or
+ * one of the range `ITX_TEST_PORTS` names (`19700-19899`), for test runs kept to a range.
+ */
 export function freePort(): number {
+  const range = /^(\d+)-(\d+)$/.exec(Deno.env.get("ITX_TEST_PORTS") ?? "");
+  if (range !== null) {
+    const [low, high] = [Number(range[1]), Number(range[2])];
+    const start = low + Math.floor(Math.random() * (high - low + 1));
+    for (let i = 0; i <= high - low; i++) {
+      const port = low + (start - low + i) % (high - low + 1);
+      try {
+        Deno.listen({ hostname: "127.0.0.1", port }).close();
+        return port;
+      } catch { /* taken: the next */ }
+    }
+    throw new Error(`No free port in ITX_TEST_PORTS ${range[0]}`);
+  }
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (listener.addr as Deno.NetAddr).port;
   listener.close();
