@@ -12,6 +12,7 @@ import { WatchFolderError } from "../errors.ts";
 import { readFitsStructure } from "../layout/fits_structure.ts";
 import { freeDestination, placeBeside, planDestination } from "../layout/destination.ts";
 import { destinationIdentity, FileRows } from "../ledger/file_rows.ts";
+import { ledgerName } from "../ledger/job_names.ts";
 import { Ledger } from "../ledger/ledger.ts";
 import { judgeStateDir, whatRunDoes } from "../ledger/ledger_check.ts";
 import { quoteIfUnsafe } from "../log/logging.ts";
@@ -43,7 +44,8 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
   try {
     for (const job of config.jobs) {
       const transport = createTransport(job, Deno.cwd());
-      const table = ledger && new FileRows(ledger, job.name, destinationIdentity(job));
+      const name = ledger && ledgerName(ledger, job, config.jobs); // Renamed: the rows it takes.
+      const table = ledger && new FileRows(ledger, name ?? job.name, destinationIdentity(job));
       let count = 0;
       let recorded = 0;
       const waiting: Waiting[] = [];

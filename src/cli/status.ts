@@ -15,6 +15,7 @@ import type { Config, JobConfig } from "../config/types.ts";
 import { destinationIdentity, type FileState } from "../ledger/file_rows.ts";
 import { ledgerCounts, overdueFiles, problemFiles, recentDone } from "../status/ledger_reports.ts";
 import { Ledger } from "../ledger/ledger.ts";
+import { ledgerName } from "../ledger/job_names.ts";
 import { judgeStateDir, whatRunDoes } from "../ledger/ledger_check.ts";
 import { watchHow } from "../watch/fs_type.ts";
 import { answerWithin, SHARE_ANSWER_MS } from "../config/file_systems.ts";
@@ -175,12 +176,14 @@ async function showStatus(
   }
   try {
     const counts = ledgerCounts(ledger);
+    // A job renamed since the last start: the rows that start gives it (its former name's).
+    const rowsOf = (job: JobConfig) => ledgerName(ledger, job, config.jobs);
     const recent = recentDone(ledger, limit);
     // Files with an error where a job sends now: one that sent elsewhere before is not tried
     // again there (a config without jobs: every job the ledger knows).
     const scope = config.jobs.length === 0
       ? undefined
-      : config.jobs.map((job) => ({ job: job.name, target: destinationIdentity(job) }));
+      : config.jobs.map((job) => ({ job: rowsOf(job), target: destinationIdentity(job) }));
     const problems = problemFiles(ledger, limit, scope);
     const now = Date.now();
     const overdue = overdueFiles(ledger, now - OVERDUE_AFTER_MS, limit, scope);
@@ -215,12 +218,16 @@ async function showStatus(
     }
     // Each job's files for the destination it sends to now (a trial run's are its own).
     const jobs = config.jobs.length > 0
-      ? config.jobs.map((job) => ({ name: job.name, target: destinationIdentity(job) }))
-      : [...new Set(counts.map((c) => c.job))].map((name) => ({ name, target: null }));
-    for (const { name: job, target } of jobs) {
+      ? config.jobs.map((job) => ({
+        name: job.name,
+        rows: rowsOf(job),
+        target: destinationIdentity(job),
+      }))
+      : [...new Set(counts.map((c) => c.job))].map((name) => ({ name, rows: name, target: null }));
+    for (const { name: job, rows, target } of jobs) {
       const line = STATES.map((state) => {
         const n = counts.filter((c) =>
-          c.job === job && c.state === state &&
+          c.job === rows && c.state === state &&
           (target === null || c.target === target || c.target === "")
         ).reduce((sum, c) => sum + c.count, 0);
         // With no daemon running, a file `transferring` was cut off: the next start resumes it.

@@ -49,14 +49,13 @@ function recordedNames(ledger: Ledger, key: string): string[] {
  * @returns the jobs that took over rows
  */
 export function carryOverRenamedJobs(ledger: Ledger, jobs: readonly JobConfig[]): RenamedJob[] {
-  const sendingThere = new Set(jobs.map((job) => `${job.name}\n${destinationIdentity(job)}`));
   const renamed: RenamedJob[] = [];
   for (const job of jobs) {
     const target = destinationIdentity(job);
     const key = namesKey(target, job.watch_path);
     const names = recordedNames(ledger, key);
     if (names.includes(job.name)) continue;
-    const former = names.filter((name) => !sendingThere.has(`${name}\n${target}`));
+    const former = formerNames(names, target, jobs);
     try {
       const rows = ledger.write(() => {
         let taken = 0;
@@ -78,6 +77,26 @@ export function carryOverRenamedJobs(ledger: Ledger, jobs: readonly JobConfig[])
     }
   }
   return renamed;
+}
+
+/** The names recorded for `target` that no job of `jobs` sends there now. */
+function formerNames(names: string[], target: string, jobs: readonly JobConfig[]): string[] {
+  const sendingThere = new Set(jobs.map((job) => `${job.name}\n${destinationIdentity(job)}`));
+  return names.filter((name) => !sendingThere.has(`${name}\n${target}`));
+}
+
+/**
+ * The name whose rows `job` would take over at the next start (see
+ * {@linkcode carryOverRenamedJobs}), changing nothing: its own name where it takes none (for
+ * `status` and `run --dry-run`, which read the ledger as the run will find it).
+ */
+export function ledgerName(ledger: Ledger, job: JobConfig, jobs: readonly JobConfig[]): string {
+  const target = destinationIdentity(job);
+  const names = recordedNames(ledger, namesKey(target, job.watch_path));
+  if (names.includes(job.name)) return job.name;
+  const former = formerNames(names, target, jobs);
+  const takes = former.length === 1 && !ledger.read(() => hasRows(ledger, job.name, target));
+  return takes ? former[0] : job.name;
 }
 
 /** Whether `job` has any row for `target`. */

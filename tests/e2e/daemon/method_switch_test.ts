@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { runCli, startCli } from "../../helpers/cli.ts";
-import { listFiles, randomBytes, sha256OfFile, waitFor } from "../../helpers/files.ts";
+import { listFiles, randomBytes, sha256OfFile, waitFor, writeConfig } from "../../helpers/files.ts";
 import { sshSandbox, startSshd } from "../../helpers/sshd.ts";
 
 /** Inode and mtime of each file under `root`, by relative path. */
@@ -108,6 +108,44 @@ Deno.test("a job switched from scp to rsync sends nothing again after the restar
     }
   } finally {
     await sshd.stop();
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("a job renamed in the config: run --dry-run and status count what it sent under its old name before the start takes it over", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-renamed-" });
+  try {
+    const [watch, dest, config] = ["watch", "dest", "config.yaml"].map((p) => join(root, p));
+    await Deno.mkdir(watch);
+    await Deno.mkdir(join(root, "home"));
+    for (const name of ["a.fits", "b.fits"]) {
+      await Deno.writeFile(join(watch, name), randomBytes(2880));
+    }
+    const keys = {
+      watch_path: watch,
+      remote_base_path: dest,
+      transfer_method: "local",
+      stability_window_seconds: 0.2,
+      night_timezone: "UTC",
+      state_dir: join(root, "state"),
+      log_file: "",
+    };
+    const env = { HOME: join(root, "home") };
+    await writeConfig(config, { name: "camera", ...keys });
+    const first = await runCli(["run", "--once", "-c", config], { env });
+    assert.equal(first.code, 0, first.stderr);
+    assert.equal((await listFiles(dest)).length, 2);
+
+    await writeConfig(config, { name: "camera-north", ...keys });
+    const dry = await runCli(["run", "--dry-run", "-c", config], { env });
+    assert.match(dry.stdout + dry.stderr, /job camera-north: 0 file\(s\) would be transferred/);
+    const status = await runCli(["status", "-c", config], { env });
+    assert.match(status.stdout, /Job camera-north: pending 0, interrupted 0, done 2, failed 0/);
+    const again = await runCli(["run", "--once", "-c", config], { env });
+    assert.match(again.stderr, /Job camera-north was named camera before/);
+    assert.match(again.stderr, /Stopped: 0 file\(s\) sent/);
+    assert.equal((await listFiles(dest)).length, 2);
+  } finally {
     await Deno.remove(root, { recursive: true });
   }
 });
