@@ -15,15 +15,13 @@ import type { JobConfig } from "../config/types.ts";
 import { destinationIdentity } from "./destination_identity.ts";
 import { type Ledger, LedgerWriteError } from "./ledger.ts";
 
-export { destinationIdentity };
-
 /** Where a file stands. */
 export type FileState = "pending" | "transferring" | "done" | "failed";
 
 /** One source file as the ledger knows it, for one destination. */
 export interface LedgerRow {
   job: string;
-  /** The destination's identity (`destinationIdentity` in `file_rows.ts`). */
+  /** The destination's identity (`destinationIdentity` in `destination_identity.ts`). */
   target: string;
   /** Path relative to the job's watch folder, `/` separators. */
   relPath: string;

@@ -11,7 +11,7 @@
  * @module
  */
 import type { JobConfig } from "../config/types.ts";
-import { destinationIdentity } from "./file_rows.ts";
+import { destinationIdentity } from "./destination_identity.ts";
 import { type Ledger, LedgerWriteError } from "./ledger.ts";
 
 /** A job that took over the rows of the name it had before. */

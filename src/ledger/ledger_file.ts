@@ -21,6 +21,7 @@ import { DatabaseSync } from "node:sqlite";
 import { dirname } from "node:path";
 import { localDiskSpaceSync } from "../config/free_space.ts";
 import { formatBytes } from "../config/sizes.ts";
+import { logger } from "../log/logging.ts";
 import { mergeSshIdentities } from "./destination_identity.ts";
 
 /** The schema version this build writes and understands. */
@@ -80,6 +81,12 @@ export function migrateLedger(
     );
   }
   let version = assertLedgerReadable(db, path);
+  if (version >= 1 && version < LEDGER_SCHEMA_VERSION) {
+    logger("ledger").info(
+      "Upgrading the ledger {path} from schema version {from} to {to}, once (a long history takes a while; stopped meanwhile, it is done again at the next start)",
+      { path, from: version, to: LEDGER_SCHEMA_VERSION },
+    );
+  }
   while (version < LEDGER_SCHEMA_VERSION) {
     db.exec("BEGIN IMMEDIATE");
     try {

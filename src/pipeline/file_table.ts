@@ -23,12 +23,12 @@
  */
 import type { JobConfig } from "../config/types.ts";
 import {
-  destinationIdentity,
   type FailureRecord,
   FileRows,
   type PendingFile,
   writeIfWritable,
 } from "../ledger/file_rows.ts";
+import { destinationIdentity } from "../ledger/destination_identity.ts";
 import { type Ledger, LedgerWriteError } from "../ledger/ledger.ts";
 import { logger } from "../log/logging.ts";
 import type { QueuePhase } from "../status/job_status.ts";

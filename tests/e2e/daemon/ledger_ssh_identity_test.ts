@@ -11,7 +11,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { Ledger, LEDGER_FILE } from "../../../src/ledger/ledger.ts";
-import { destinationIdentity, FileRows } from "../../../src/ledger/file_rows.ts";
+import { FileRows } from "../../../src/ledger/file_rows.ts";
+import { destinationIdentity } from "../../../src/ledger/destination_identity.ts";
 import { identityFromVersion3 } from "../../../src/ledger/destination_identity.ts";
 import { carryOverRenamedJobs } from "../../../src/ledger/job_names.ts";
 import { ledgerCounts } from "../../../src/status/ledger_reports.ts";
@@ -21,6 +22,7 @@ import {
   ledgerSchemaVersion,
 } from "../../../src/ledger/ledger_file.ts";
 import { testJob } from "../../helpers/jobs.ts";
+import { captureLogs } from "../../helpers/log_capture.ts";
 import { exists, waitFor } from "../../helpers/files.ts";
 
 /** A job of `method` to obs@freya:/data, with `keys` added. */
@@ -196,9 +198,11 @@ Deno.test("a version 3 ledger of a job switched from scp to rsync migrates once:
     assert.equal(userVersion(path), 3);
     assert.deepEqual(await Deno.readFile(path), before, "reading changes nothing");
 
+    const logs = await captureLogs();
     const ledger = Ledger.open(stateDir);
     try {
       assert.equal(userVersion(path), LEDGER_SCHEMA_VERSION);
+      assert.equal(logs.count("info", "Upgrading the ledger"), 1, "the upgrade is said");
       assert.deepEqual(rowsOf(path), MERGED);
       assert.deepEqual(ledgerCounts(ledger).map((c) => Object.values(c)), MERGED_COUNTS);
       for (const method of ["scp", "rsync"]) {
@@ -223,7 +227,9 @@ Deno.test("a version 3 ledger of a job switched from scp to rsync migrates once:
     // Once: the next start finds version 4 and changes nothing.
     const again = Ledger.open(stateDir);
     again.close();
+    await logs.stop();
     assert.deepEqual(rowsOf(path), MERGED);
+    assert.equal(logs.count("info", "Upgrading the ledger"), 1, "said once, not at the next start");
   } finally {
     await Deno.remove(root, { recursive: true });
   }
