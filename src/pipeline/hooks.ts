@@ -62,7 +62,9 @@ export function hookFacts(
 /** Counters of one job's hooks. */
 export interface HookStats {
   succeeded: number;
+  /** Ran and failed, timed out, or could not start. */
   failed: number;
+  /** Not run: stopping, too many waiting, or the program is no longer safe to run. */
   dropped: number;
 }
 
@@ -238,7 +240,7 @@ export class HookRunner {
     // others since is not run.
     const problem = await programProblem(argv[0]);
     if (problem !== undefined) {
-      this.#stats.failed++;
+      this.#stats.dropped++;
       this.#log.error(
         "Hook on_{event} of job {job} for {source} not run: {problem}; then reload " +
           "the daemon (kill -HUP its pid) or restart it",
