@@ -168,7 +168,8 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
       delivery.resumedFrom = earlierCopies.get(delivery.index) ?? 0;
       this.#resumed.set(delivery.index, delivery.resumedFrom);
       if (delivery.resumedFrom > 0) {
-        this.#log.info("Resuming {source} at byte {from} of {size}", {
+        // A growing file's parts continue its copy every few seconds: not news at INFO.
+        this.#log[this.#part ? "debug" : "info"]("Resuming {source} at byte {from} of {size}", {
           job: method.job.name,
           source: delivery.item.source,
           from: delivery.resumedFrom,

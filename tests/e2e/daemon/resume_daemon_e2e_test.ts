@@ -250,6 +250,10 @@ for (const method of ["local", "rsync"] as const) {
       }
       const parts = [...output.matchAll(/Sent a part of/g)].length;
       assert.ok(parts >= 2, `parts sent while it grew: ${parts}`);
+      // Parts are debug lines; at INFO at most the complete file's continuation is said (a
+      // spectrum growing for hours would otherwise fill the log with a line every 2 s).
+      const resumedAtInfo = output.split("\n").filter((line) => /\bINFO\b.*Resum/.test(line));
+      assert.ok(resumedAtInfo.length <= 1, `INFO lines per part:\n${resumedAtInfo.join("\n")}`);
       assert.equal([...output.matchAll(/Successfully transferred/g)].length, 1, "arrived once");
       assert.ok(sent >= 40 * MiB && sent < 44 * MiB, `sent ${sent} for ${40 * MiB}`);
       const [rel] = (await listFiles(box.dest)).filter((r) => !r.split("/").some(isTempName));
