@@ -96,7 +96,7 @@ export function quickStartConfig(options: QuickStartOptions): QuickStart {
     if (fromOptions.includes(key)) {
       throw new UsageError(
         `--set ${key}=\u2026 would overrule ${key === "watch_path" ? "--watch" : "--to"}: ` +
-          `give it there (${key === "watch_path" ? "--watch DIR" : "--to user@host:/path"})`,
+          `give it there (${whereToGive(key, options.to)})`,
       );
     }
     // Typed relative to here: made absolute, so a saved config reads them as meant.
@@ -167,6 +167,24 @@ export async function saveQuickConfig(file: string, text: string, force: boolean
   }
   // The mode given at creation is reduced by the umask, and an existing file keeps its own.
   if (Deno.build.os !== "windows") await Deno.chmod(path, 0o644);
+}
+
+/** How the options give `key`, which `--watch` or `--to` (of the form of `to`) set. */
+function whereToGive(key: string, to: string): string {
+  const ftp = /^ftps?:\/\//i.test(to);
+  if (key === "watch_path") return "--watch DIR";
+  if (key === "ftp_tls") {
+    return "--to ftp://user@host/path is plain FTP, ftps://user@host/path FTPS";
+  }
+  if (key === "ftp_port") return "--to ftp://user@host:PORT/path";
+  if (key === "transfer_method" && !ftp) {
+    return "--method scp or --method rsync with --to user@host:/path; " +
+      "ftp(s)://user@host/path for FTP, a folder for a local copy";
+  }
+  if (ftp) return "--to ftp://user@host/path, or ftps://";
+  return key === "remote_base_path"
+    ? "--to user@host:/path, or a local folder"
+    : "--to user@host:/path";
 }
 
 /** The keys a `--to` destination stands for. */

@@ -124,6 +124,23 @@ Deno.test("--watch, --to and --set: empty values, Windows folders off Windows an
     quick("/data/camera", "obs@archive:/in", ["remote_host=other"]),
     /--set remote_host=… would overrule --to/,
   );
+  // Each names how the options give it: plain FTP is the ftp:// address, not an scp one.
+  assert.throws(
+    quick("/data/camera", "ftp://obs@archive:2121/in", ["ftp_tls=off"]),
+    /--set ftp_tls=… would overrule --to: give it there \(--to ftp:\/\/user@host\/path is plain FTP, ftps:\/\/user@host\/path FTPS\)/,
+  );
+  assert.throws(
+    quick("/data/camera", "ftps://obs@archive:990/in", ["ftp_port=2121"]),
+    /give it there \(--to ftp:\/\/user@host:PORT\/path\)/,
+  );
+  assert.throws(
+    quick("/data/camera", "ftp://obs@archive/in", ["remote_user=other"]),
+    /give it there \(--to ftp:\/\/user@host\/path, or ftps:\/\/\)/,
+  );
+  assert.throws(
+    quick("/data/camera", "obs@archive:/in", ["transfer_method=rsync"]),
+    /give it there \(--method scp or --method rsync with --to user@host:\/path;/,
+  );
   // Keys --to did not set stay free.
   const { config } = quickStartConfig({
     watch: "/data/camera",
