@@ -77,7 +77,10 @@ function unexpandedReference(text: string): string | null {
 export const listenAddress = z.string().regex(
   /^$|^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$/,
   'expected "HOST:PORT", e.g. "127.0.0.1:8765", or "" for off',
-);
+).refine((text) => {
+  const port = /:([0-9]{1,5})$/.exec(text)?.[1];
+  return port === undefined || (Number(port) >= 1 && Number(port) <= 65535);
+}, 'its port is out of range: give a port from 1 to 65535, e.g. "127.0.0.1:8765"');
 
 /** Whether `zone` is a time zone the runtime knows. */
 export function isValidTimeZone(zone: string): boolean {

@@ -216,6 +216,28 @@ Deno.test("all problems are reported at once, in line order, with line and key p
   assert.equal(error.file, "/etc/it/config.yaml");
 });
 
+Deno.test("a status_listen port out of range is reported with the file's other problems", () => {
+  const error = configError(
+    "watch_path: /in\nremote_host: h\nremote_base_path: /out\nstatus_listen: 127.0.0.1:99999\n" +
+      "retry_attempts: three\n",
+    "/etc/it/config.yaml",
+  );
+  const lines = error.message.split("\n");
+  assert.equal(lines.length, 2, error.message);
+  assert.match(
+    lines[0],
+    /:4: status_listen: its port is out of range: give a port from 1 to 65535/,
+  );
+  assert.match(lines[1], /:5: retry_attempts: expected a whole number/);
+  // A wrong form is told as that alone.
+  const form = configError(
+    "watch_path: /in\nremote_host: h\nremote_base_path: /out\nstatus_listen: localhost\n",
+    "c.yaml",
+  ).message;
+  assert.match(form, /^c\.yaml:4: status_listen: expected "HOST:PORT"/);
+  assert.doesNotMatch(form, /out of range/);
+});
+
 Deno.test("watch_mode and poll_interval_seconds: defaults, and bad values named with their line", () => {
   const job = parseConfig(MINIMAL, "/x/c.yaml").jobs[0];
   assert.equal(job.watch_mode, "auto");
