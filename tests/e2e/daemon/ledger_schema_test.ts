@@ -10,9 +10,10 @@ import { DatabaseSync } from "node:sqlite";
 import { Ledger, LEDGER_FILE } from "../../../src/ledger/ledger.ts";
 import { FileRows } from "../../../src/ledger/file_rows.ts";
 import { ledgerCounts } from "../../../src/status/ledger_reports.ts";
-import { LEDGER_SCHEMA_VERSION, ledgerSchemaVersion } from "../../../src/ledger/ledger_file.ts";
+import { LEDGER_SCHEMA_VERSION } from "../../../src/ledger/ledger_file.ts";
 import { runCli } from "../../helpers/cli.ts";
 import { listFiles, writeConfig } from "../../helpers/files.ts";
+import { rawLedger, userVersion } from "../../helpers/old_ledger.ts";
 
 /** The ledger exactly as image-transfer 0.1.0 wrote it (no schema version). */
 const UNVERSIONED_SCHEMA = `
@@ -35,15 +36,6 @@ CREATE INDEX IF NOT EXISTS files_by_state ON files (job, state);
 CREATE INDEX IF NOT EXISTS files_by_update ON files (updated_at);
 `;
 
-function userVersion(path: string): number {
-  const db = new DatabaseSync(path, { readOnly: true });
-  try {
-    return ledgerSchemaVersion(db);
-  } finally {
-    db.close();
-  }
-}
-
 function rowCount(path: string): number {
   const db = new DatabaseSync(path, { readOnly: true });
   try {
@@ -57,12 +49,7 @@ function rowCount(path: string): number {
 async function ledgerAt(
   version: number,
 ): Promise<{ root: string; stateDir: string; path: string }> {
-  const root = await Deno.makeTempDir({ prefix: "itx-ledger-schema-" });
-  const stateDir = join(root, "state");
-  await Deno.mkdir(stateDir);
-  const path = join(stateDir, LEDGER_FILE);
-  const db = new DatabaseSync(path);
-  db.exec("PRAGMA journal_mode = WAL;");
+  const { root, stateDir, path, db } = await rawLedger("itx-ledger-schema-");
   db.exec(UNVERSIONED_SCHEMA);
   const insert = db.prepare(
     `INSERT INTO files (job, rel_path, size, mtime_ms, destination, state, created_at, updated_at,

@@ -10,20 +10,17 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import { Ledger, LEDGER_FILE } from "../../../src/ledger/ledger.ts";
+import { Ledger } from "../../../src/ledger/ledger.ts";
 import { FileRows } from "../../../src/ledger/file_rows.ts";
 import { destinationIdentity } from "../../../src/ledger/destination_identity.ts";
 import { identityFromVersion3 } from "../../../src/ledger/destination_identity.ts";
 import { carryOverRenamedJobs } from "../../../src/ledger/job_names.ts";
 import { ledgerCounts } from "../../../src/status/ledger_reports.ts";
-import {
-  LEDGER_SCHEMA,
-  LEDGER_SCHEMA_VERSION,
-  ledgerSchemaVersion,
-} from "../../../src/ledger/ledger_file.ts";
+import { LEDGER_SCHEMA, LEDGER_SCHEMA_VERSION } from "../../../src/ledger/ledger_file.ts";
 import { testJob } from "../../helpers/jobs.ts";
 import { captureLogs } from "../../helpers/log_capture.ts";
 import { exists, waitFor } from "../../helpers/files.ts";
+import { rawLedger, userVersion } from "../../helpers/old_ledger.ts";
 
 /** A job of `method` to obs@freya:/data, with `keys` added. */
 function job(method: string, keys: Record<string, unknown> = {}) {
@@ -72,12 +69,7 @@ type Row = [string, string, string, number, string, number];
 
 /** A version 3 ledger in a new state folder, built with that version's steps, holding `rows`. */
 async function version3Ledger(rows: Row[], names: Record<string, string[]> = {}) {
-  const root = await Deno.makeTempDir({ prefix: "itx-ledger-ssh-" });
-  const stateDir = join(root, "state");
-  await Deno.mkdir(stateDir);
-  const path = join(stateDir, LEDGER_FILE);
-  const db = new DatabaseSync(path);
-  db.exec("PRAGMA journal_mode = WAL;");
+  const { root, stateDir, path, db } = await rawLedger("itx-ledger-ssh-");
   for (const step of LEDGER_SCHEMA.slice(0, 3)) db.exec(step as string);
   db.exec("PRAGMA user_version = 3");
   const insert = db.prepare(
@@ -101,15 +93,6 @@ async function version3Ledger(rows: Row[], names: Record<string, string[]> = {})
   for (const [key, value] of Object.entries(names)) meta.run(key, JSON.stringify(value));
   db.close();
   return { root, stateDir, path };
-}
-
-function userVersion(path: string): number {
-  const db = new DatabaseSync(path, { readOnly: true });
-  try {
-    return ledgerSchemaVersion(db);
-  } finally {
-    db.close();
-  }
 }
 
 /** Every row of the ledger at `path` as [job, target, path, size, state]. */
