@@ -28,6 +28,7 @@ import { startStatusServer, type StatusServer } from "../status/server.ts";
 import { checkBeforeStart } from "./start_checks.ts";
 import { answerWithin } from "../config/file_systems.ts";
 import { RunningJobs } from "./running_jobs.ts";
+import { reloadChanges } from "./reload_changes.ts";
 import type { FinishingHooks } from "./hooks.ts";
 
 /** Options of {@linkcode runDaemon}. */
@@ -193,6 +194,7 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
         if (!next) continue;
         // The replaced jobs' hooks run on (with the old config), and end at the stop.
         finishingHooks.push(...await jobs.stop(total, true, next));
+        const previous = current;
         current = next;
         jobs = start(next, jobs);
         lock.tell({ jobs: next.jobs.map((job) => job.name), reloadRefused: undefined });
@@ -200,6 +202,9 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
           file: next.file,
           count: next.jobs.length,
         });
+        const changes = reloadChanges(previous, next);
+        if (changes.length === 0) log.info("Reload: nothing changed in the config", {});
+        for (const change of changes) log.info("Reload: {change}", { change });
       }
       log.info("Stopping: finishing the ledger, removing temporary files", {});
     }

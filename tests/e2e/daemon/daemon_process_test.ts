@@ -146,7 +146,7 @@ Deno.test("a PID file left by a killed daemon is reported stale and replaced at 
   }
 });
 
-Deno.test("SIGHUP with a valid config: the new jobs and destinations take effect", async () => {
+Deno.test("SIGHUP with a valid config: the new jobs and destinations take effect, and the log says what changed", async () => {
   await using box = await cliSandbox({ name: "cam" });
   const daemon = startCli(["run", "-c", box.config], { env: box.env });
   try {
@@ -160,13 +160,20 @@ Deno.test("SIGHUP with a valid config: the new jobs and destinations take effect
     await Deno.mkdir(watch2);
     await box.rewrite({
       jobs: [
-        { name: "cam", remote_base_path: dest2 },
+        { name: "cam", remote_base_path: dest2, max_concurrent_transfers: 1 },
         { name: "second", watch_path: watch2, remote_base_path: dest3 },
       ],
     });
     daemon.process.kill("SIGHUP");
     await daemon.waitForOutput(/Reloaded .*: starting 2 job\(s\)/);
     await daemon.waitForOutput(`Watching ${watch2} for job second`);
+    // What changed is said, key by key, and the job added with where it sends.
+    await daemon.waitForOutput(
+      `Reload: job second added (${watch2} -> ${dest3} (local))`,
+    );
+    await daemon.waitForOutput(
+      `Reload: job cam: max_concurrent_transfers 4 -> 1, remote_base_path "${box.dest}" -> "${dest2}"`,
+    );
 
     const moved = await drop(box.watch, "moved.fits");
     const other = await drop(watch2, "other.fits");
@@ -175,6 +182,17 @@ Deno.test("SIGHUP with a valid config: the new jobs and destinations take effect
     // The new destination gets what it has not received: the file sent before the reload too.
     await arrives(dest2, "first.fits", first);
     assert.deepEqual(await listFiles(box.dest), ["20240502/first.fits"]);
+
+    // A job removed, and a reload of an unchanged file, are said too.
+    await box.rewrite({
+      jobs: [{ name: "cam", remote_base_path: dest2, max_concurrent_transfers: 1 }],
+    });
+    daemon.process.kill("SIGHUP");
+    await daemon.waitForOutput(
+      `Reload: job second removed (${watch2} -> ${dest3} (local)): its files are no longer sent`,
+    );
+    daemon.process.kill("SIGHUP");
+    await daemon.waitForOutput("Reload: nothing changed in the config");
     assert.equal(
       await Deno.readTextFile(join(box.stateDir, "daemon.pid")),
       `${daemon.process.pid}\n`,

@@ -1,0 +1,79 @@
+/**
+ * What a reload (SIGHUP) changes, in words for the log: the jobs added and
+ * removed, and each key that changed, of a job that keeps its name or of the
+ * daemon, with its value before and after.
+ *
+ * @module
+ */
+import type { Config, JobConfig } from "../config/types.ts";
+
+/**
+ * Daemon-wide keys a reload does not apply: `state_dir` refuses the reload,
+ * the status page's keys are said by their own warning (kept until a restart).
+ */
+const NOT_COMPARED = new Set([
+  "file",
+  "jobs",
+  "state_dir",
+  "status_listen",
+  "status_token_file",
+  "status_tls_cert",
+  "status_tls_key",
+]);
+
+/** A value as the log shows it: JSON, so `""`, `null` and lists read as such. */
+function shown(value: unknown): string {
+  return value === undefined ? "(not set)" : JSON.stringify(value);
+}
+
+/** The keys whose values differ between `before` and `after`, as `key: old -> new`. */
+function changedKeys(before: object, after: object, skip?: Set<string>): string[] {
+  const keys = new Set([...Object.keys(before), ...Object.keys(after)]);
+  const changes: string[] = [];
+  for (const key of [...keys].sort()) {
+    if (skip?.has(key)) continue;
+    const from = (before as Record<string, unknown>)[key];
+    const to = (after as Record<string, unknown>)[key];
+    if (JSON.stringify(from) === JSON.stringify(to)) continue;
+    changes.push(`${key} ${shown(from)} -> ${shown(to)}`);
+  }
+  return changes;
+}
+
+/** Where a job sends, in a few words. */
+function route(job: JobConfig): string {
+  const host = job.remote_host
+    ? `${job.remote_user ? `${job.remote_user}@` : ""}${job.remote_host}:`
+    : "";
+  return `${job.watch_path} -> ${host}${job.remote_base_path} (${job.transfer_method})`;
+}
+
+/**
+ * One line per change from `current` to `next`: `job cam3 added (...)`,
+ * `job cam1 removed (...)`, `job cam2: remote_base_path "/a" -> "/b"`,
+ * `log_format "text" -> "json"`; `[]` when nothing changed.
+ */
+export function reloadChanges(current: Config, next: Config): string[] {
+  const changes: string[] = [];
+  const before = new Map(current.jobs.map((job) => [job.name, job]));
+  const after = new Map(next.jobs.map((job) => [job.name, job]));
+  for (const job of next.jobs) {
+    if (!before.has(job.name)) changes.push(`job ${job.name} added (${route(job)})`);
+  }
+  for (const job of current.jobs) {
+    if (!after.has(job.name)) {
+      changes.push(
+        `job ${job.name} removed (${route(job)}): its files are no longer sent, ` +
+          "nothing in its ledger is forgotten",
+      );
+    }
+  }
+  for (const job of next.jobs) {
+    const old = before.get(job.name);
+    if (!old) continue;
+    const keys = changedKeys(old, job);
+    if (keys.length > 0) changes.push(`job ${job.name}: ${keys.join(", ")}`);
+  }
+  changes.push(...changedKeys(current, next, NOT_COMPARED));
+  return changes;
+}
