@@ -144,6 +144,25 @@ Deno.test("metric names: read from queries, not from label values, functions or 
   ]);
 });
 
+Deno.test("dashboard: a daemon's up and process series show for every scrape job docs/monitoring.md allows", async () => {
+  const dashboard = dashboardQueries(JSON.parse(await Deno.readTextFile(DASHBOARD)));
+  // One scrape job per token: "image-transfer" and others whose names begin with it.
+  const scrapeJobs = ["image-transfer", "image-transfer-cam2"];
+  const own = dashboard.filter((expr) =>
+    metricNames(expr).some((name) => name === "up" || name.startsWith("process_"))
+  );
+  assert.ok(own.length >= 4, own.join("\n"));
+  for (const expr of own) {
+    const matcher = /\bjob\s*(=~|=)\s*"((?:[^"\\]|\\.)*)"/.exec(expr);
+    assert.ok(matcher, `${expr}: selects the scrape job`);
+    const [, op, value] = matcher;
+    const pattern = op === "=~" ? new RegExp(`^(?:${value})$`) : null;
+    for (const job of scrapeJobs) {
+      assert.ok(pattern ? pattern.test(job) : value === job, `${expr} shows scrape job ${job}`);
+    }
+  }
+});
+
 Deno.test("dashboard and rules: every metric they query is in a live daemon's /metrics, scraped with its token", async () => {
   const tokenDir = await Deno.makeTempDir({ prefix: "itx-token-" });
   const token = "fedcba9876543210fedcba9876543210";
