@@ -132,10 +132,11 @@ export interface Transport {
    */
   deliveredBefore?(): void;
   /**
-   * Optional, for methods that keep interrupted copies to continue them:
-   * remove the kept copies of these files (relative destinations), which will
-   * not be continued (they arrived, or their source is gone). Best effort, in
-   * the background; never throws.
+   * Optional, for methods that keep interrupted copies to continue them, or
+   * (ftp) leave upload folders a killed daemon cut off: remove the kept copies
+   * or those leftovers of these files (relative destinations), which will not
+   * be sent again (they arrived, or their source is gone). Best effort, in the
+   * background; never throws.
    */
   dropKeptCopies?(destinations: string[]): void;
   /** The user-facing location of a destination, e.g. `obs@freya:/data/20240315/a.fits`. */

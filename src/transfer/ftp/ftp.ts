@@ -27,17 +27,21 @@ import {
   SESSION_REUSE_FIX,
 } from "./connect.ts";
 import { deliveredPermissions, openSource } from "../source.ts";
-import { deliver, type Delivery, type DeliverySteps, verifyCopy } from "../deliver.ts";
+import { deliver, type DeliverySteps, verifyCopy } from "../deliver.ts";
 import {
   badName,
   ensureFolders,
+  type FtpDelivery,
+  type FtpLink,
   type FtpPeer,
   HashingCounter,
   joinRemote,
   mfmtTime,
+  parentOf,
   remoteSha256,
   renameReplacing,
   sweepLeftovers,
+  withSource,
 } from "./remote.ts";
 import { jobOwner, uploadFolderName } from "../temp_name.ts";
 import { pacedStream, Throttle } from "../throttle.ts";
@@ -72,6 +76,12 @@ export class FtpTransport implements Transport {
    * closes.
    */
   #leftIn = new Set<string>();
+  /** Files whose folders are to be swept (see `dropKeptCopies`), the timer and the sweep under way. */
+  #dropped = new Set<string>();
+  #dropTimer: ReturnType<typeof setTimeout> | undefined;
+  #dropping: Promise<void> | null = null;
+  /** Aborted as the transport closes: a sweep still waiting for a connection gives up. */
+  #closing = new AbortController();
   /** Files arrived in the base folder before (see `Transport.deliveredBefore`): not made again. */
   #filesArrivedBefore = false;
   /** Paces all uploads together at `bandwidth_limit` (none without one). */
@@ -192,29 +202,61 @@ export class FtpTransport implements Transport {
     return answers;
   }
 
+  /**
+   * Files (relative destinations) whose interrupted copies are not sent again
+   * (arrived, or source gone): an upload folder a killed daemon left with them
+   * would wait for a batch into their folder that never comes, so their
+   * folders are swept (in a second, in the background). Never throws.
+   */
+  dropKeptCopies(destinations: string[]): void {
+    for (const destination of destinations) {
+      if (!/[\r\n\0]/.test(destination)) this.#dropped.add(destination);
+    }
+    if (this.#dropped.size === 0 || this.#dropTimer !== undefined) return;
+    this.#dropTimer = setTimeout(() => {
+      this.#dropTimer = undefined;
+      this.#dropping = this.#sweepAway([], this.#closing.signal).finally(() => {
+        this.#dropping = null;
+      });
+    }, 1000);
+  }
+
   async close(): Promise<void> {
-    // What a stop interrupted is sent again whole: its upload folders go now (briefly).
+    clearTimeout(this.#dropTimer); // What a stop interrupted is sent again whole: swept (briefly).
     const folders = [...this.#leftIn];
     this.#leftIn.clear();
-    if (folders.length > 0) {
+    if (folders.length > 0 || this.#dropped.size > 0 || this.#dropping !== null) {
       let timer: ReturnType<typeof setTimeout> | undefined;
-      const late = new AbortController();
-      const sweep = async () => {
-        const peer = await this.#pool.acquire(late.signal);
-        for (const folder of folders) {
-          peer.swept.delete(folder);
-          await sweepLeftovers(peer, folder, this.#owner, this.#inUse);
-        }
-        this.#pool.release(peer);
-      };
       await Promise.race([
-        sweep().catch(() => {}),
+        Promise.all([this.#dropping, this.#sweepAway(folders, this.#closing.signal)]),
         new Promise((resolve) => timer = setTimeout(resolve, LEFTOVER_SWEEP_MS)),
       ]);
       clearTimeout(timer);
-      late.abort();
     }
+    this.#closing.abort();
     return this.#pool.close();
+  }
+
+  /** Sweep `folders` and those of the files dropped (see `dropKeptCopies`) over one connection. */
+  async #sweepAway(folders: string[], signal: AbortSignal): Promise<void> {
+    const dropped = [...this.#dropped];
+    this.#dropped.clear();
+    if (folders.length === 0 && dropped.length === 0) return;
+    let peer: FtpPeer | null = null;
+    try {
+      peer = await this.#pool.acquire(signal);
+      const base = this.#base(peer);
+      const all = new Set([...folders, ...dropped.map((d) => parentOf(joinRemote(base, d)))]);
+      for (const folder of all) {
+        peer.swept.delete(folder);
+        await sweepLeftovers(peer, folder, this.#owner, this.#inUse);
+      }
+    } catch {
+      // Left to the next batch into the folder.
+    } finally {
+      if (peer !== null && peer.connection.client.closed) this.#pool.drop(peer);
+      else if (peer !== null) this.#pool.release(peer);
+    }
   }
 
   /** `remote_base_path` as an absolute path on the server (a relative one is under the login's home). */
@@ -405,30 +447,4 @@ export class FtpTransport implements Transport {
       { cause: error },
     );
   }
-}
-
-/** One file of an FTP batch on its way. */
-interface FtpDelivery extends Delivery {
-  /** Whether a copy may be under the temporary name (removed unless it is renamed). */
-  uploaded: boolean;
-  /** What was read from the source: byte count and, for checksum, SHA-256. */
-  read: HashingCounter | null;
-}
-
-/** The connection a batch uses; replaced when it breaks. */
-interface FtpLink {
-  peer: FtpPeer | null;
-}
-
-/** The folder part of a path on the server. */
-function parentOf(path: string): string {
-  return path.slice(0, path.lastIndexOf("/")) || "/";
-}
-
-/** `error` as said of `item`'s source (once: an error that names it already stays as it is). */
-function withSource(item: TransferItem, error: TransferError): TransferError {
-  if (error.message.startsWith(`Cannot send ${item.source}`)) return error;
-  return new TransferError(`Cannot send ${item.source}: ${error.message}`, error.kind, {
-    cause: error,
-  });
 }

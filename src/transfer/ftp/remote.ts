@@ -11,6 +11,7 @@ import { TransferError } from "../../errors.ts";
 import { baseGoneReason } from "../classify.ts";
 import type { FtpConnection } from "./connect.ts";
 import type { TransferItem } from "../transport.ts";
+import type { Delivery } from "../deliver.ts";
 import { isOwnTempName, uploadFolderPrefix } from "../temp_name.ts";
 import { TEMP_SUFFIX } from "../../layout/destination.ts";
 
@@ -267,4 +268,30 @@ export async function sweepLeftovers(
     if (client.closed) throw error;
     // A listing is a courtesy: the upload still goes ahead.
   }
+}
+
+/** One file of an FTP batch on its way. */
+export interface FtpDelivery extends Delivery {
+  /** Whether a copy may be under the temporary name (removed unless it is renamed). */
+  uploaded: boolean;
+  /** What was read from the source: byte count and, for checksum, SHA-256. */
+  read: HashingCounter | null;
+}
+
+/** The connection a batch uses; replaced when it breaks. */
+export interface FtpLink {
+  peer: FtpPeer | null;
+}
+
+/** The folder part of a path on the server. */
+export function parentOf(path: string): string {
+  return path.slice(0, path.lastIndexOf("/")) || "/";
+}
+
+/** `error` as said of `item`'s source (once: an error that names it already stays as it is). */
+export function withSource(item: TransferItem, error: TransferError): TransferError {
+  if (error.message.startsWith(`Cannot send ${item.source}`)) return error;
+  return new TransferError(`Cannot send ${item.source}: ${error.message}`, error.kind, {
+    cause: error,
+  });
 }

@@ -354,6 +354,38 @@ Deno.test("daemon: a stop mid-upload leaves no upload folder on the FTP server",
   }
 });
 
+Deno.test("daemon: killed mid-upload, its source gone before the restart: the upload folder left on the FTP server is removed", async () => {
+  // 300 kB/s: the kill comes while the 2 MB copy is written.
+  const server = await startVsftpd({ maxRateBytes: 300_000 });
+  const root = await Deno.makeTempDir({ prefix: "itx-ftpkill-" });
+  try {
+    const { dest, watch, config } = await daemonSandbox(server, root);
+    const source = join(watch, "last of the night.fits");
+    await Deno.writeFile(source, randomBytes(2 << 20));
+    const hidden = async () =>
+      (await listFolders(dest).catch(() => [])).filter((rel) =>
+        rel.split("/").some((part) => part.startsWith("."))
+      );
+    const killed = startCli(["--config", config, "run"], { env: { HOME: root } });
+    await waitFor(async () => (await listFiles(dest).catch(() => [])).length > 0, 30_000);
+    await killed.stop("SIGKILL");
+    assert.equal((await hidden()).length, 1, "the killed daemon's upload folder");
+    // No batch will come into that folder again: the file is not sent again.
+    await Deno.remove(source);
+    const daemon = startCli(["--config", config, "run"], { env: { HOME: root } });
+    try {
+      await waitFor(async () => (await hidden()).length === 0, 30_000, "the upload folder swept");
+      assert.deepEqual(await listFiles(dest), [], "no copy, no final name");
+    } finally {
+      const status = await daemon.stop("SIGTERM");
+      assert.equal(status.code, 0, daemon.stderr());
+    }
+  } finally {
+    await server.stop();
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
 Deno.test("daemon: without an ftp job the network permission is given up; a reload adding one is refused", async () => {
   const server = await startVsftpd();
   await using box = await cliSandbox();
