@@ -329,8 +329,8 @@ export class FtpTransport implements Transport {
             const made = await peer.connection.client.sendIgnoringError(`MKD ${upload.path}`);
             if (made.code >= 400) {
               throw new TransferError(
-                `cannot make the upload folder ${upload.path} (${made.message.trim()}); ` +
-                  "anything that exists under its name is left alone, and the next attempt takes another name",
+                `cannot make the upload folder ${upload.path} (${made.message.trim()}): check ` +
+                  `that the login may write in ${folder}; the next attempt takes another name`,
                 "retry",
               );
             }

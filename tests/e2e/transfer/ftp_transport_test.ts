@@ -136,6 +136,28 @@ Deno.test("ftp: a burst and real FITS files arrive with identical bytes over one
   }
 });
 
+Deno.test("ftp: a night folder the login may not write: the error says to check that, nothing is left", async () => {
+  const server = await startVsftpd();
+  const src = await Deno.makeTempDir();
+  try {
+    const dest = await server.makeRemoteDir();
+    const night = join(dest, "20240315");
+    await Deno.mkdir(night);
+    await Deno.chmod(night, 0o555);
+    const outcomes = await send(server.job({ remote_base_path: dest }), [
+      await item(src, "locked.fits", randomBytes(1000)),
+    ]);
+    assert.match(
+      outcomes[0].error?.message ?? "",
+      /cannot make the upload folder .*: check that the login may write in .*\/20240315;/,
+    );
+    assert.deepEqual([...Deno.readDirSync(night)], [], "nothing is left in it");
+  } finally {
+    await server.stop();
+    await Deno.remove(src, { recursive: true });
+  }
+});
+
 Deno.test("ftp: hostile names arrive intact; a name with a line break is refused clearly", async () => {
   const server = await startVsftpd();
   const src = await Deno.makeTempDir();
