@@ -151,10 +151,7 @@ export class FtpTransport implements Transport {
     return this.#askEach(destinations, signal, (peer, path) => peer.connection.client.size(path));
   }
 
-  /**
-   * SHA-256 of delivered files by `HASH` or `XSHA256`, or read back where the
-   * server offers neither (see `remoteSha256`).
-   */
+  /** SHA-256 of delivered files by `HASH` or `XSHA256`, or read back where neither is offered. */
   destinationSha256(
     destinations: string[],
     signal: AbortSignal,
@@ -330,7 +327,8 @@ export class FtpTransport implements Transport {
             if (made.code >= 400) {
               throw new TransferError(
                 `cannot make the upload folder ${upload.path} (${made.message.trim()}): check ` +
-                  `that the login may write in ${folder}; the next attempt takes another name`,
+                  `that the login may write in ${folder}; anything that exists under that name ` +
+                  "is left alone, and the next attempt takes another name",
                 "retry",
               );
             }
