@@ -205,7 +205,7 @@ export class JobRunner {
         this.#pause.pause(error.message, isDestinationFull(error), bytes);
         status.state(this.#pause.full);
         // A file that waited meanwhile, smaller than every one refused, may fit: tried at once.
-        if (this.#pause.offer(this.#table.smallestSendable)) this.#pumpSoon();
+        if (this.#pause.offer(() => this.#table.smallestSendable)) this.#pumpSoon();
       },
       admit: (bytes, files) => this.#space.admit(bytes, this.#pause.full, files),
       onBack: () => this.retry(undefined, false),

@@ -349,10 +349,12 @@ export class DestinationPause {
    * A file of `bytes` became sendable. While the job waits for room, one
    * smaller than every file refused for room in this pause may fit: it is
    * tried at once, not at the next probe (a file too large for the room left
-   * does not hold up smaller ones). Returns whether a probe is due now.
+   * does not hold up smaller ones); `bytes` is asked only then. Returns whether a probe is due
+   * now.
    */
-  offer(bytes: number): boolean {
-    if (this.#state !== "scheduled" || !this.#full || bytes >= this.#refusedBytes) return false;
+  offer(bytes: number | (() => number)): boolean {
+    if (this.#state !== "scheduled" || !this.#full) return false;
+    if ((typeof bytes === "number" ? bytes : bytes()) >= this.#refusedBytes) return false;
     this.#cancelTimer?.();
     this.#cancelTimer = undefined;
     this.#state = "due";
