@@ -35,3 +35,51 @@ export function processEnded(pid: number): boolean {
     return true;
   }
 }
+
+/** The processes below `pid`: its children, theirs, and so on (Linux, from `/proc`). */
+export async function descendants(pid: number): Promise<number[]> {
+  const parents = new Map<number, number>();
+  for await (const entry of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    const stat = await Deno.readTextFile(`/proc/${entry.name}/stat`).catch(() => "");
+    // Fields after the "(name)": state, ppid, ...
+    const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+    parents.set(Number(entry.name), ppid);
+  }
+  const found: number[] = [];
+  const walk = (parent: number) => {
+    for (const [child, ppid] of parents) {
+      if (ppid !== parent) continue;
+      found.push(child);
+      walk(child);
+    }
+  };
+  walk(pid);
+  return found;
+}
+
+/**
+ * Kill a server and every process it started, connections being accepted
+ * included. Each is stopped (SIGSTOP) before the tree is read again, so none
+ * can fork a child that the kill misses: a connection accepted while the tree
+ * was read would otherwise outlive the server (reparented, its socket open).
+ */
+export async function killTree(pid: number): Promise<void> {
+  const signal = (target: number, name: Deno.Signal) => {
+    try {
+      Deno.kill(target, name);
+    } catch { /* already gone */ }
+  };
+  signal(pid, "SIGSTOP");
+  const stopped = new Set<number>();
+  for (;;) {
+    const fresh = (await descendants(pid)).filter((child) => !stopped.has(child));
+    if (fresh.length === 0) break;
+    for (const child of fresh) {
+      signal(child, "SIGSTOP");
+      stopped.add(child);
+    }
+  }
+  for (const child of stopped) signal(child, "SIGKILL");
+  signal(pid, "SIGKILL");
+}

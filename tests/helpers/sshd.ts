@@ -11,6 +11,7 @@ import type { JobConfig } from "../../src/config/types.ts";
 import { exists, LEAST_CEILING_MS, writeConfig } from "./files.ts";
 import { testJob } from "./jobs.ts";
 import { freePort } from "./net.ts";
+import { descendants, killTree } from "./processes.ts";
 
 /** Unprivileged account the tests log in as. */
 export const TEST_USER = "itx-test";
@@ -116,27 +117,6 @@ async function waitForPort(
 }
 
 /** Every process below `pid` (children, their children, ...), from /proc. */
-async function descendants(pid: number): Promise<number[]> {
-  const parents = new Map<number, number>();
-  for await (const entry of Deno.readDir("/proc")) {
-    if (!/^\d+$/.test(entry.name)) continue;
-    const stat = await Deno.readTextFile(`/proc/${entry.name}/stat`).catch(() => "");
-    // Fields after the "(name)": state, ppid, ...
-    const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-    parents.set(Number(entry.name), ppid);
-  }
-  const found: number[] = [];
-  const walk = (parent: number) => {
-    for (const [child, ppid] of parents) {
-      if (ppid !== parent) continue;
-      found.push(child);
-      walk(child);
-    }
-  };
-  walk(pid);
-  return found;
-}
-
 /** Options of {@linkcode startSshd}. */
 export interface SshdOptions {
   /** Environment variables the server sets in every session (`SetEnv`), PATH included. */
@@ -237,16 +217,8 @@ export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
   /** End the listening server and the sessions it serves. */
   const end = async () => {
     // Sessions of connections whose client vanished (a cut link) outlive the listener.
-    const sessions = await descendants(sshd.pid).catch(() => []);
-    try {
-      sshd.kill("SIGTERM");
-    } catch { /* already gone */ }
+    await killTree(sshd.pid);
     await sshd.status;
-    for (const pid of sessions) {
-      try {
-        Deno.kill(pid, "SIGKILL");
-      } catch { /* already gone */ }
-    }
   };
 
   const knownHosts = join(dir, "known_hosts");

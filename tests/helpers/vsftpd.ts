@@ -10,6 +10,7 @@ import type { JobConfig } from "../../src/config/types.ts";
 import { LEAST_CEILING_MS } from "./files.ts";
 import { testJob } from "./jobs.ts";
 import { freePort, selfSignedCert } from "./net.ts";
+import { killTree } from "./processes.ts";
 
 /** Account the FTP tests log in as (a password login, unlike the SSH tests' user). */
 export const FTP_USER = "itx-ftp";
@@ -88,22 +89,6 @@ async function ensureUser(): Promise<{ uid: number; gid: number }> {
 }
 
 /** Every process below `pid` (children, their children, …). */
-async function descendants(pid: number): Promise<number[]> {
-  const table = (await run(["ps", "-eo", "pid=,ppid="])).trim().split("\n")
-    .map((line) => line.trim().split(/\s+/).map(Number));
-  const out: number[] = [];
-  const walk = (parent: number) => {
-    for (const [child, ppid] of table) {
-      if (ppid === parent) {
-        out.push(child);
-        walk(child);
-      }
-    }
-  };
-  walk(pid);
-  return out;
-}
-
 async function waitForPort(port: number, dir: string): Promise<void> {
   const deadline = Date.now() + LEAST_CEILING_MS;
   while (Date.now() < deadline) {
@@ -199,8 +184,7 @@ export async function startVsftpd(options: VsftpdOptions = {}): Promise<TestVsft
   const kill = async () => {
     if (server === null) return;
     // Each FTP session is a process of its own session: kill the whole tree.
-    const pids = await descendants(server.pid);
-    await run(["kill", "-KILL", ...[server.pid, ...pids].map(String)], true);
+    await killTree(server.pid);
     await server.status;
     server = null;
   };
