@@ -43,14 +43,23 @@ export async function makeLocalFolders(
   let folder = base;
   for (const part of destination.split("/").slice(0, -1)) {
     folder = join(folder, part);
-    try {
-      await Deno.mkdir(folder);
-      continue;
-    } catch (error) {
-      if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+    // Looked at first: the folders of a night exist for all but its first batch, and a refused
+    // mkdir costs an error object besides the call.
+    let info = await Deno.lstat(folder).catch((error) => {
+      if (error instanceof Deno.errors.NotFound) return null;
+      throw error;
+    });
+    if (info === null) {
+      try {
+        await Deno.mkdir(folder);
+        continue;
+      } catch (error) {
+        if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+      }
+      info = await Deno.lstat(folder); // made meanwhile by someone else
     }
     // Anything but a folder or a link fails at the next step with the system's own reason.
-    if ((await Deno.lstat(folder)).isSymlink) {
+    if (info.isSymlink) {
       throw new TransferError(
         `the destination folder ${folder} is a symbolic link: nothing is written through it; ` +
           "replace it by a real folder",
