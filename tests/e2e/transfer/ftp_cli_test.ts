@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { runCli, startCli } from "../../helpers/cli.ts";
 import {
+  listArrived,
   listFiles,
   listFolders,
   randomBytes,
@@ -397,8 +398,11 @@ Deno.test("daemon: without an ftp job the network permission is given up; a relo
       daemon.process.kill("SIGHUP");
       await daemon.waitForOutput(/Reload refused.*restart the daemon to add one/);
       // The running (local) job still works.
-      await Deno.writeFile(join(box.watch, "a.fits"), randomBytes(1000));
-      await waitFor(async () => (await listFiles(box.dest).catch(() => [])).length === 1);
+      const bytes = randomBytes(1000);
+      await Deno.writeFile(join(box.watch, "a.fits"), bytes);
+      await waitFor(async () => (await listArrived(box.dest).catch(() => [])).length === 1);
+      const [night] = await listArrived(box.dest);
+      assert.deepEqual(await Deno.readFile(join(box.dest, night)), bytes);
     } finally {
       const status = await daemon.stop();
       assert.equal(status.code, 0, daemon.stderr());
