@@ -11,7 +11,7 @@ import type { Config } from "./types.ts";
 import { defaultConfigPath, expandPath } from "./paths.ts";
 import { type DaemonInput, daemonSchema } from "./schema.ts";
 import { ConfigError, guardedPathReason } from "../errors.ts";
-import { describeValue, Issues, type Json, lineOf, type Path } from "./messages.ts";
+import { describeValue, Issues, type Json, lineOf, pairOf, type Path } from "./messages.ts";
 import { checkConfigFileMode, checkIdentityFileModes } from "./file_mode.ts";
 import { DAEMON_KEYS, readJobs } from "./jobs.ts";
 import { resolveDaemon, resolveJob } from "./resolve.ts";
@@ -85,10 +85,10 @@ export function jobKeyLine(file: string, jobIndex: number, keyPath: Path): numbe
   const [key] = keyPath;
   const jobs = doc.get("jobs");
   const entry = isSeq(jobs) ? jobs.items[jobIndex] : undefined;
-  if (isMap(entry) && entry.has(key)) {
-    return lineOf(doc, lineCounter, ["jobs", jobIndex, ...keyPath]);
-  }
-  return doc.has(key) ? lineOf(doc, lineCounter, keyPath) : null;
+  // A key merged in (`<<: *shared`) counts as written: its line is in the anchored mapping.
+  const has = (map: unknown) => isMap(map) && pairOf(doc, map, String(key)) !== undefined;
+  if (has(entry)) return lineOf(doc, lineCounter, ["jobs", jobIndex, ...keyPath]);
+  return has(doc.contents) ? lineOf(doc, lineCounter, keyPath) : null;
 }
 
 /**

@@ -203,20 +203,7 @@ export function lineOf(doc: Document, counter: LineCounter, path: Path): number 
     const range = (node as { range?: [number, number, number] } | null)?.range;
     return range ? counter.linePos(range[0]).line : undefined;
   };
-  // A key merged in (`<<: *shared`) is found where the anchored mapping holds it.
-  const findPair = (map: YAMLMap, key: string, depth = 0): YAMLMap["items"][number] | undefined => {
-    const own = map.items.find((p) => keyText(p.key) === key);
-    if (own || depth > 10) return own;
-    const isMerge = (key: unknown) => isScalar(key) && String(key.value).includes("<<");
-    for (const merge of map.items.filter((p) => isMerge(p.key))) {
-      for (const source of isSeq(merge.value) ? merge.value.items : [merge.value]) {
-        const target = isAlias(source) ? source.resolve(doc) : source;
-        const found = isMap(target) ? findPair(target, key, depth + 1) : undefined;
-        if (found) return found;
-      }
-    }
-    return undefined;
-  };
+  const findPair = (map: YAMLMap, key: string) => pairOf(doc, map, key);
   let node: unknown = doc.contents;
   let line = lineOfNode(node) ?? 1;
   for (const segment of path) {
@@ -233,6 +220,29 @@ export function lineOf(doc: Document, counter: LineCounter, path: Path): number 
     }
   }
   return line;
+}
+
+/**
+ * The pair of `key` in `map`, or in a mapping merged into it (`<<: *shared`),
+ * found where the anchored mapping holds it.
+ */
+export function pairOf(
+  doc: Document,
+  map: YAMLMap,
+  key: string,
+  depth = 0,
+): YAMLMap["items"][number] | undefined {
+  const own = map.items.find((p) => keyText(p.key) === key);
+  if (own || depth > 10) return own;
+  const isMerge = (key: unknown) => isScalar(key) && String(key.value).includes("<<");
+  for (const merge of map.items.filter((p) => isMerge(p.key))) {
+    for (const source of isSeq(merge.value) ? merge.value.items : [merge.value]) {
+      const target = isAlias(source) ? source.resolve(doc) : source;
+      const found = isMap(target) ? pairOf(doc, target, key, depth + 1) : undefined;
+      if (found) return found;
+    }
+  }
+  return undefined;
 }
 
 /** A mapping key as it appears in the parsed object (`~` becomes ""). */

@@ -119,6 +119,38 @@ Deno.test("two jobs sending into one folder are refused, naming both; folders of
   });
 });
 
+Deno.test("two jobs merging one destination from an anchor are refused at the anchor's line", async () => {
+  await withRoot(async (root, env) => {
+    const config = join(root, "config.yaml");
+    for (const camera of ["north", "south"]) await Deno.mkdir(join(root, camera));
+    // The README's way of sharing settings: written once, merged into each job.
+    await Deno.writeTextFile(
+      config,
+      [
+        `state_dir: ${JSON.stringify(join(root, "state"))}`,
+        'log_file: ""',
+        "x-archive: &archive",
+        "  transfer_method: local",
+        `  remote_base_path: ${JSON.stringify(join(root, "dest"))}`,
+        "jobs:",
+        "  - <<: *archive",
+        "    name: north",
+        `    watch_path: ${JSON.stringify(join(root, "north"))}`,
+        "  - <<: *archive",
+        "    name: south",
+        `    watch_path: ${JSON.stringify(join(root, "south"))}`,
+        "",
+      ].join("\n"),
+    );
+    const result = await runCli(["config", "validate", "-c", config], { env });
+    assert.equal(result.code, 2, result.stderr);
+    assert.ok(
+      result.stderr.includes(`${config}:5: remote_base_path of job south: job north sends into`),
+      result.stderr,
+    );
+  });
+});
+
 Deno.test("a local destination the watch would enter is refused; left out of the watch, it is accepted", async () => {
   await withRoot(async (root, env) => {
     const config = join(root, "config.yaml");
