@@ -49,7 +49,8 @@ export async function configFileProblem(
 }
 
 /**
- * Refuse SSH identity files that group or others can write.
+ * Refuse SSH identity files that group or others can write (folders and
+ * missing files are left to the check of the login files).
  *
  * @throws {ConfigError} naming each file, its mode and the `chmod` that fixes it
  */
@@ -60,6 +61,8 @@ export async function checkIdentityFileModes(config: Config): Promise<void> {
     const key = job.ssh_identity_file;
     if (key === null || seen.has(key)) continue;
     seen.add(key);
+    // A folder (a shared one others can write) is no key at all: the login files' check says so.
+    if (!await Deno.stat(key).then((info) => info.isFile, () => false)) continue;
     const problem = await writableByOthers(key);
     if (problem) {
       problems.push(

@@ -142,6 +142,30 @@ Deno.test("an ssh_identity_file group or others can write is refused with exit 2
   });
 });
 
+Deno.test("an ssh_identity_file that is a folder others can write is refused as a folder with its line, with no chmod", async () => {
+  await withDir(async (dir) => {
+    // A shared folder (group-writable, sticky as /tmp is) named instead of the key in it.
+    const keys = join(dir, "keys");
+    await Deno.mkdir(keys);
+    await Deno.chmod(keys, 0o1777);
+    const config = join(dir, "config.yaml");
+    await writeConfig(config, {
+      watch_path: join(dir, "watch"),
+      remote_host: "example.invalid",
+      remote_base_path: "/data",
+      ssh_identity_file: keys,
+    });
+    await Deno.chmod(config, 0o600);
+    const refused = await runCli(["-c", config, "config", "validate"], { env: env(dir) });
+    assert.equal(refused.code, 2, refused.stderr);
+    assert.match(
+      refused.stderr,
+      /config\.yaml:\d+: ssh_identity_file of job default: .*keys is a folder, not a file/,
+    );
+    assert.doesNotMatch(refused.stderr, /chmod/);
+  });
+});
+
 Deno.test("an ssh_identity_file that is no private key (a .pub file, a PuTTY key, text) is refused with its line", async () => {
   await withDir(async (dir) => {
     const key = join(dir, "id_ed25519");
