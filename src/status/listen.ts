@@ -142,7 +142,9 @@ async function assertPrivate(
   file: string,
   allows: string,
 ): Promise<void> {
-  const mode = (await Deno.stat(file).catch(() => null))?.mode ?? null;
+  const info = await Deno.stat(file).catch(() => null);
+  // A folder is no such file at all: reading it says so.
+  const mode = info?.isFile ? info.mode : null;
   if (Deno.build.os === "windows" || mode === null || (mode & 0o077) === 0) return;
   throw keyError(
     configFile,
@@ -153,8 +155,11 @@ async function assertPrivate(
   );
 }
 
-/** The text of the file a config key names, or a config error naming the key. */
+/** The text of the file a config key names, or a config error naming the key (or a folder). */
 async function readNamedFile(configFile: string, key: string, file: string): Promise<string> {
+  if (await Deno.stat(file).then((info) => info.isDirectory, () => false)) {
+    throw keyError(configFile, key, `${file} is a folder, not a file; give the file itself`);
+  }
   try {
     return await Deno.readTextFile(file);
   } catch (error) {

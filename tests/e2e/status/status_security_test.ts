@@ -65,6 +65,36 @@ Deno.test("status server: a non-loopback address without a token refuses to star
   }
 });
 
+Deno.test("status server: a status_token_file that is a folder (a shared one) is refused as a folder, with no chmod", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-status-token-" });
+  try {
+    await Deno.mkdir(join(root, "watch"));
+    // Named instead of the token file in it, and writable by all, as /tmp is.
+    const folder = join(root, "secrets");
+    await Deno.mkdir(folder);
+    await Deno.chmod(folder, 0o1777);
+    const config = join(root, "config.yaml");
+    await writeConfig(config, {
+      watch_path: join(root, "watch"),
+      remote_base_path: join(root, "dest"),
+      transfer_method: "local",
+      state_dir: join(root, "state"),
+      log_file: "",
+      status_listen: "127.0.0.1:8765",
+      status_token_file: folder,
+    });
+    const result = await runCli(["config", "validate", "-c", config], { env: { HOME: root } });
+    assert.equal(result.code, 2, result.stderr);
+    assert.match(
+      result.stderr,
+      /config\.yaml:\d+: status_token_file: .*secrets is a folder, not a file/,
+    );
+    assert.doesNotMatch(result.stderr, /chmod/);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
 Deno.test("status server: with a token every request needs it (Bearer, or the cookie from ?token=)", async () => {
   const root = await Deno.makeTempDir({ prefix: "itx-status-token-" });
   const token = "0123456789abcdef0123456789abcdef";
