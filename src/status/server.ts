@@ -77,7 +77,9 @@ export async function startStatusServer(
     return route(request, settings, source, { metrics, durations, push, openFds });
   };
   let server: HttpServer;
-  const address = `${settings.hostname}:${settings.port}`;
+  // An IPv6 address in brackets, as in a URL: http://[::1]:8765/.
+  const host = settings.hostname.includes(":") ? `[${settings.hostname}]` : settings.hostname;
+  const address = `${host}:${settings.port}`;
   try {
     server = await serveHttp({
       hostname: settings.hostname,

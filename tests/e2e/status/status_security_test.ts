@@ -325,3 +325,18 @@ Deno.test("status server: HTTPS with status_tls_cert and status_tls_key; status 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("status server: on an IPv6 loopback address the log names the page by a URL that opens it", async () => {
+  const port = freePort();
+  await using d = await startStatusDaemon({ status_listen: `[::1]:${port}` });
+  const url = `http://[::1]:${port}/`;
+  // The address in brackets, as a browser needs it (not http://::1:PORT/).
+  assert.ok(
+    (d.daemon.stderr() + d.daemon.stdout()).includes(`Status page on ${url}`),
+    d.daemon.stderr(),
+  );
+  const answer = await fetch(`${url}api/status`);
+  assert.equal(answer.status, 200);
+  const body = await answer.json() as { jobs: Array<{ state: string }> };
+  assert.equal(body.jobs[0].state, "watching");
+});
