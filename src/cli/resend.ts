@@ -137,7 +137,10 @@ function chosen(
   if (options.date === undefined) return { night: options.night };
   const match = options.date.match(/^(\d{4})-(\d{2})-(\d{2})$/);
   const from = match && new Date(Number(match[1]), Number(match[2]) - 1, Number(match[3]));
-  if (!from || Number.isNaN(from.getTime()) || from.getDate() !== Number(match![3])) {
+  // A date of the calendar only: month 13 or day 31 of a shorter month would roll over.
+  const rolled = from && (from.getMonth() !== Number(match![2]) - 1 ||
+    from.getDate() !== Number(match![3]));
+  if (!from || Number.isNaN(from.getTime()) || rolled) {
     throw new UsageError(`Cannot resend: --date ${options.date} is not a date (YYYY-MM-DD)`);
   }
   const to = new Date(from);

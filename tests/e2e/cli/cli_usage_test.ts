@@ -102,6 +102,20 @@ Deno.test("resend --night takes a date of the calendar only, exit 2 otherwise", 
   }
 });
 
+Deno.test("resend --date takes a date of the calendar only (no month 13 or 0), exit 2 otherwise", async () => {
+  await using box = await cliSandbox();
+  for (const date of ["2026-13-01", "2026-00-15", "2024-02-30", "2024-3-1", "today"]) {
+    assertUsage(
+      await runCli(["-c", box.config, "resend", "--date", date, "--dry-run"], { env: box.env }),
+      `Cannot resend: --date ${date} is not a date (YYYY-MM-DD)`,
+    );
+  }
+  const ok = await runCli(["-c", box.config, "resend", "--date", "2024-02-29", "--dry-run"], {
+    env: box.env,
+  });
+  assert.equal(ok.code, 0, ok.stderr);
+});
+
 Deno.test("resend --name refuses a pattern the config would refuse, exit 2", async () => {
   await using box = await cliSandbox();
   const cases: Array<[string, string]> = [
