@@ -186,6 +186,12 @@ const RSYNC_VALUE_OPTIONS = new Set(
 /** rsync's short options that take a value (`-f RULE`, or glued: `-B1024`). */
 const RSYNC_SHORT_VALUE = "BTMfe@";
 
+/** The first flag of a short-option word (`-avze ssh`, `-B1024`) that takes a value, if any. */
+function firstValueFlag(option: string): string | undefined {
+  const group = option.startsWith("--") ? "" : option.match(/^-([A-Za-z0-9@]+)/)?.[1] ?? "";
+  return [...group].find((flag) => RSYNC_SHORT_VALUE.includes(flag));
+}
+
 /**
  * The rsync options of `options` that are refused, by index, with why: one
  * that removes files, sends nothing, leaves some of the files it is given
@@ -224,6 +230,10 @@ function refusedRsyncOptions(options: unknown[]): Array<[number, string]> {
       : /^--(?:files-from|from0|relative)$/.test(name) || /[R0]/.test(flags)
       ? "changes which files go where, which image-transfer decides (its own list of files, into " +
         "its own upload folder)"
+      : name === "--rsh" || firstValueFlag(option) === "e"
+      ? "replaces the ssh command image-transfer runs (with ssh_port, ssh_identity_file and " +
+        "ssh_options, never prompting, only to known hosts); give the port in ssh_port and other " +
+        "SSH options in ssh_options"
       : null;
     if (why !== null) refused.push([index, `${option} ${why}; remove it`]);
   }

@@ -759,6 +759,31 @@ Deno.test("rsync_options that remove files, send nothing, leave files behind or 
   ], error.message);
 });
 
+Deno.test("rsync_options that replace the ssh command (-e, --rsh) are refused, naming ssh_port and ssh_options", () => {
+  const options = [
+    "-e",
+    "ssh -p 2222", // the value of -e
+    "-e ssh -p 2222",
+    "--rsh=ssh -o StrictHostKeyChecking=no",
+    "-avze",
+    "ssh",
+    "--bwlimit",
+    "-e", // the value of --bwlimit, not -e
+    "-B1024",
+    "--rsync-path=sudo rsync",
+  ];
+  const error = configError(
+    `${MINIMAL}transfer_method: rsync\nrsync_options:\n${
+      options.map((o) => `  - ${JSON.stringify(o)}\n`).join("")
+    }`,
+  );
+  const refused = error.message.split("\n").map((line) =>
+    /rsync_options\[(\d+)\]: .* replaces the ssh command image-transfer runs/.exec(line)?.[1]
+  );
+  assert.deepEqual(refused, ["0", "2", "3", "4"], error.message);
+  assert.match(error.message, /give the port in ssh_port and other SSH options in ssh_options/);
+});
+
 Deno.test("a merge key (<<) given something that is not a mapping is refused with its line", () => {
   const scalar = configError(`x-a: &a hello\n${MINIMAL}<<: *a\n`);
   assert.match(
