@@ -159,9 +159,9 @@ export interface WaitForFolderOptions {
   /** Stops the wait (resolves `false`). */
   signal: AbortSignal;
   /**
-   * Told why the folder cannot be looked at (it did not answer within
-   * {@linkcode FOLDER_ANSWER_MS}: a share that stopped answering), and `null`
-   * once it answered.
+   * Told why the folder cannot be looked at (it does not exist, or it did not
+   * answer within {@linkcode FOLDER_ANSWER_MS}: a share that stopped
+   * answering), and `null` once it is there and answered.
    */
   onSilent?: (reason: string | null) => void;
 }
@@ -184,7 +184,10 @@ export async function waitForFolder(path: string, options: WaitForFolderOptions)
     try {
       const info = await answered(Deno.stat(path), path, options);
       if (info === null) return false;
-      if (info.isDirectory) return true;
+      if (info.isDirectory) {
+        if (warned) options.onSilent?.(null);
+        return true;
+      }
       throw new Error(`Cannot watch ${path}: it is not a folder`);
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound)) throw error;
@@ -200,6 +203,8 @@ export async function waitForFolder(path: string, options: WaitForFolderOptions)
         { job, path, seconds: retryMs / 1000 },
       );
       warned = true;
+      // Said where the job's state is shown (status, the page, /metrics): nothing is watched.
+      options.onSilent?.("it does not exist (a disk or share not mounted yet?)");
     }
     await new Promise<void>((resolve) => {
       const timer = setTimeout(done, retryMs);

@@ -92,7 +92,7 @@ export class WatchSession {
   #dev: number | null = null;
   /** Looks for a file system mounted on a folder watched by events alone. */
   #mounts: MountWatch | undefined;
-  /** Why the folder's first look has not answered yet, or `null`. */
+  /** Why the folder cannot be looked at yet (missing, or no answer), or `null`. */
   #silent: string | null = null;
   /** A file arrived at its destination: where the folder is polled, a change in place is seen. */
   arrived = (relPath: string, size: number, mtimeMs: number): void =>
@@ -163,7 +163,7 @@ export class WatchSession {
     return this.#how;
   }
 
-  /** Why the watch folder cannot be read now (a share that went away, or hangs), or `null`. */
+  /** Why the watch folder cannot be read now (missing, gone away, or hangs), or `null`. */
   get unavailable(): string | null {
     return this.#silent ?? this.#polls?.unavailable ?? null;
   }

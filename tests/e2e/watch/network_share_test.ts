@@ -344,6 +344,40 @@ Deno.test("watch_mode poll: a watch folder removed (ENOENT) is said once at ERRO
   }
 });
 
+Deno.test("a watch folder that does not exist (a disk not mounted yet): status, the API and /metrics say the job is failing, and why; once made, watching", async () => {
+  const port = freePort();
+  await using box = await cliSandbox({ status_listen: `127.0.0.1:${port}` });
+  await Deno.remove(box.watch);
+  const daemon = startCli(["run", "-c", box.config], { env: box.env });
+  try {
+    await daemon.waitForOutput(/Watch folder .* does not exist yet/);
+    const base = `http://127.0.0.1:${port}`;
+    type Api = { jobs: Array<{ state: string; reason: string | null }> };
+    const missing = await getJson<Api>(base, "/api/status");
+    assert.equal(missing.jobs[0].state, "failing", JSON.stringify(missing.jobs[0]));
+    assert.match(
+      missing.jobs[0].reason ?? "",
+      /the watch folder cannot be read: it does not exist/,
+    );
+    const metrics = await (await fetch(`${base}/metrics`)).text();
+    assert.match(
+      metrics,
+      /image_transfer_job_state\{job="default",method="local",state="failing"\} 1/,
+    );
+    const status = await runCli(["status", "-c", box.config], { env: box.env });
+    assert.match(status.stdout, /Job default: failing since .*: the watch folder cannot be read/);
+
+    await Deno.mkdir(box.watch);
+    const bytes = randomBytes(12_000);
+    await Deno.writeFile(join(box.watch, "late.fits"), bytes);
+    await waitForArrivals(box.dest, new Map([["late.fits", bytes]]), "the file in the folder made");
+    const back = await getJson<Api>(base, "/api/status");
+    assert.equal(back.jobs[0].state, "watching", JSON.stringify(back.jobs[0]));
+  } finally {
+    await daemon.stop();
+  }
+});
+
 Deno.test("network share (bindfs) unmounted and mounted again while running: one ERROR, then the file written meanwhile arrives", async () => {
   const share = await shareFolders();
   const { under, mount } = share;
