@@ -185,7 +185,9 @@ async function showStatus(
     const scope = config.jobs.length === 0
       ? undefined
       : config.jobs.map((job) => ({ job: rowsOf(job), target: destinationIdentity(job) }));
-    const problems = problemFiles(ledger, limit, scope);
+    // One more than listed: whether there are more than `limit` to say so.
+    const problemsAndMore = problemFiles(ledger, limit + 1, scope);
+    const problems = problemsAndMore.slice(0, limit);
     const now = Date.now();
     const overdue = overdueFiles(ledger, now - OVERDUE_AFTER_MS, limit, scope);
     const rebuilt = ledger.rebuilt;
@@ -248,7 +250,12 @@ async function showStatus(
         }`,
       );
     }
-    console.log(`\nFiles whose last attempt failed (${problems.length}):`);
+    const moreProblems = problemsAndMore.length > limit;
+    console.log(
+      `\nFiles whose last attempt failed (${
+        moreProblems ? `more than ${limit}; -n N lists more` : problems.length
+      }):`,
+    );
     for (const row of problems) {
       const retry = row.state === "failed"
         ? row.nextAttemptAt > 0

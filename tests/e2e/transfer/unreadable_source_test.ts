@@ -128,6 +128,11 @@ Deno.test("local: a file that gave up and is renamed or removed, or whose folder
     }
     const failing = await runCli(["status", "-c", box.config], options);
     assert.match(failing.stdout, /Files whose last attempt failed \(3\)/, failing.stdout);
+    // Fewer listed than have failed: the heading says there are more, not how many are listed.
+    const fewer = await runCli(["status", "-n", "2", "-c", box.config], options);
+    const heading = "Files whose last attempt failed (more than 2; -n N lists more):\n";
+    const listed = fewer.stdout.split(heading)[1]?.split("\n").filter((l) => l.startsWith("  "));
+    assert.equal(listed?.length, 2, fewer.stdout);
 
     // The user fixes one by giving it another name, throws one away, and renames the folder of
     // the third.
