@@ -96,7 +96,8 @@ function watchLine(
     return null;
   }
   const job = config.jobs.find((job) => job.name === name);
-  if (!job || look === undefined || look === "none") return null;
+  if (!job || look === undefined) return null;
+  if (look === "none") return `  Watch folder ${job.watch_path} does not exist (not mounted yet?)`;
   if (look === null) return `  Watch folder ${NO_ANSWER}`;
   if (look instanceof Error) return `  Watch folder cannot be read: ${look.message}`;
   const how = watchHow(job.watch_path, job.watch_mode, job.poll_interval_seconds);

@@ -366,6 +366,7 @@ Deno.test("a watch folder that does not exist (a disk not mounted yet): status, 
     );
     const status = await runCli(["status", "-c", box.config], { env: box.env });
     assert.match(status.stdout, /Job default: failing since .*: the watch folder cannot be read/);
+    assert.match(status.stdout, /^ {2}Watch folder .* does not exist/m);
 
     await Deno.mkdir(box.watch);
     const bytes = randomBytes(12_000);
