@@ -154,10 +154,20 @@ export class SourceCleaner {
         });
       }
     } catch (error) {
-      this.#log.error("Cannot remove {source} after its transfer: {error}; it stays", {
-        ...fields,
-        error: error instanceof Error ? error.message : String(error),
-      });
+      // Tried again at the next pass: hourly with keep_days, else when the job starts again.
+      const again = job.keep_days > 0
+        ? "within the hour"
+        : "when the daemon starts or reloads (kill -HUP its pid)";
+      const what = step.moveTo === null
+        ? "Cannot delete {source} after its transfer"
+        : "Cannot move {source} into the archive ({archive}) after its transfer";
+      this.#log.error(
+        `${what}: {error}; it stays in the watch folder and is tried again ${again}`,
+        {
+          ...fields,
+          error: error instanceof Error ? error.message : String(error),
+        },
+      );
     }
   }
 }

@@ -12,6 +12,7 @@ import { DatabaseSync } from "node:sqlite";
 import { LEDGER_FILE } from "../../../src/ledger/ledger.ts";
 import { runCli, startCli } from "../../helpers/cli.ts";
 import { existsSync, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
+import { resizeTmpfs, withTmpfs } from "../../helpers/tmpfs.ts";
 
 async function setUp(prefix: string) {
   const root = await Deno.makeTempDir({ prefix });
@@ -125,6 +126,48 @@ Deno.test("after_transfer: move puts each arrived source into archive_path (daem
     assert.equal(status.code, 0, daemon.stderr());
     await Deno.remove(p.root, { recursive: true });
   }
+});
+
+Deno.test("after_transfer: move into a full archive says the move failed and when it is tried again; a reload moves it once there is room", async () => {
+  const p = await setUp("itx-cleanup-full-archive-");
+  await withTmpfs(p.archive, "64k", async () => {
+    const daemon = await writeConfig(p.config, {
+      ...baseConfig(p),
+      after_transfer: "move",
+      archive_path: p.archive,
+    }).then(() => startCli(["run", "-c", p.config], { env: { HOME: p.home } }));
+    try {
+      await daemon.waitForOutput("Watching");
+      const data = randomBytes(200_000);
+      const source = join(p.watch, "big.fits");
+      await Deno.writeFile(source, data);
+      const night = new Date().toISOString().slice(0, 10).replaceAll("-", "");
+      await waitFor(() => existsSync(join(p.dest, night, "big.fits")), 20_000, "the copy");
+      assert.deepEqual(await Deno.readFile(join(p.dest, night, "big.fits")), data);
+      // Before the fix: "Cannot remove ... : No space left on device ...; it stays".
+      await daemon.waitForOutput(
+        `Cannot move ${source} into the archive (${join(p.archive, "big.fits")})`,
+      );
+      assert.match(
+        daemon.stderr(),
+        /it stays in the watch folder and is tried again when the daemon starts or reloads/,
+      );
+      assert.deepEqual(await Deno.readFile(source), data, "the source stays whole");
+      await resizeTmpfs(p.archive, "1m");
+      daemon.process.kill("SIGHUP");
+      await waitFor(
+        () => existsSync(join(p.archive, "big.fits")),
+        20_000,
+        "the source in the archive",
+      );
+      assert.deepEqual(await Deno.readFile(join(p.archive, "big.fits")), data);
+      assert.ok(!existsSync(source));
+    } finally {
+      const status = await daemon.stop();
+      assert.equal(status.code, 0, daemon.stderr());
+    }
+  });
+  await Deno.remove(p.root, { recursive: true });
 });
 
 Deno.test("after_transfer: an archive inside the watch folder, a move without archive or no verification are refused", async () => {
