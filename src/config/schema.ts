@@ -326,7 +326,7 @@ export const jobShape = {
   ),
   schedules: doc(
     z.array(scheduleEntry).default([]),
-    'Timed actions (`rescan`, `command`, `report`, `pause` / `resume`) at `cron` times or every `every_seconds`. Each entry has `cron` ("0 8 * * *"; six fields for seconds) or `every_seconds`, an optional `timezone` (IANA; default `night_timezone`, else the system zone) and an `action`: `rescan` (send again what the last `nights` night folders miss at the destination, then scan the watch folder and retry failed files), `command` (run `command`, an argument list, killed after `timeout_seconds`, default 3600), `report` (a JSON report of the last `nights` night folders in `state_dir/reports/`, and a log line), or `pause` / `resume` (a transfer window: no new transfers from a `pause` until the next `resume`).',
+    'Timed actions (`rescan`, `command`, `report`, `pause` / `resume`) at `cron` times or every `every_seconds`. Each entry has `cron` ("0 8 * * *"; six fields for seconds) or `every_seconds`, an optional `timezone` (IANA; default `night_timezone`, else the system zone) and an `action`: `rescan` (send again what the last `nights` night folders miss at the destination, unless not one of their files is there: a destination folder gone or not mounted; then scan the watch folder and retry failed files), `command` (run `command`, an argument list, killed after `timeout_seconds`, default 3600), `report` (a JSON report of the last `nights` night folders in `state_dir/reports/`, and a log line), or `pause` / `resume` (a transfer window: no new transfers from a `pause` until the next `resume`).',
   ),
 };
 

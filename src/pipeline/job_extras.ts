@@ -135,10 +135,34 @@ async function catchUp(context: JobExtrasContext, nights: number): Promise<strin
     .filter((night) => night !== "").sort().reverse().slice(0, nights);
   const forgotten: string[] = [];
   let lost = 0;
+  const checked = [];
   for (const night of recent) {
     const rows = table.doneInNight(night);
     if (rows.length === 0) continue;
-    const sizes = await transport.destinationSizes(rows.map((row) => row.destination), signal);
+    checked.push({
+      rows,
+      sizes: await transport.destinationSizes(rows.map((r) => r.destination), signal),
+    });
+  }
+  // Not one file there: the destination folder is gone or its share not mounted, not every file lost.
+  const found = checked.some(({ rows, sizes }) =>
+    rows.some((row) => (sizes.get(row.destination) ?? null) !== null)
+  );
+  if (checked.length > 0 && !found) {
+    log.warn(
+      "Catch-up of job {job}: none of the {count} file(s) of the last {nights} night folder(s) is " +
+        "at {base}: the destination folder looks gone or not mounted, so nothing is sent again; " +
+        "if they were removed on purpose, send them with `image-transfer resend --night YYYYMMDD`",
+      {
+        job: job.name,
+        count: checked.reduce((sum, { rows }) => sum + rows.length, 0),
+        nights: checked.length,
+        base: transport.describeTarget(""),
+      },
+    );
+    return [];
+  }
+  for (const { rows, sizes } of checked) {
     for (const row of rows) {
       const size = sizes.get(row.destination);
       if (size === row.size) continue;

@@ -356,6 +356,63 @@ Deno.test("schedules (daemon): the rescan's catch-up sends again a file deleted 
   }
 });
 
+Deno.test("schedules (daemon): a destination folder gone (a share not mounted) is not taken by the catch-up for every file lost: nothing is sent again", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-catchup-gone-" });
+  const watch = join(root, "watch");
+  const dest = join(root, "dest");
+  const home = join(root, "home");
+  for (const dir of [watch, home]) await Deno.mkdir(dir);
+  const config = join(root, "config.yaml");
+  await writeConfig(config, {
+    watch_path: watch,
+    remote_base_path: dest,
+    transfer_method: "local",
+    stability_window_seconds: 0.3,
+    night_timezone: "UTC",
+    rescan_interval_seconds: 0,
+    state_dir: join(root, "state"),
+    log_file: "",
+    schedules: [{ every_seconds: 2, action: "rescan", nights: 1 }],
+  });
+  const daemon = startCli(["run", "-c", config], { env: { HOME: home } });
+  try {
+    await daemon.waitForOutput("Watching");
+    const files = { "a.fits": randomBytes(20_000), "b.fits": randomBytes(30_000) };
+    for (const [name, data] of Object.entries(files)) {
+      await Deno.writeFile(join(watch, name), data);
+      await Deno.utime(join(watch, name), 0, new Date("2024-03-15T20:00:00Z"));
+    }
+    const night = join(dest, "20240315");
+    await waitFor(
+      () => Object.keys(files).every((name) => existsSync(join(night, name))),
+      20_000,
+      "both files",
+    );
+    await daemon.waitForOutput(/Catch-up of job default: 1 night folder\(s\) checked, 0 file/);
+    // The share goes away: its mount point is gone (or empty) while its files are safe on it.
+    await Deno.rename(dest, `${dest}.away`);
+    await daemon.waitForOutput(
+      `none of the 2 file(s) of the last 1 night folder(s) is at ${dest}: the destination folder looks gone`,
+    );
+    await Deno.rename(`${dest}.away`, dest);
+    const sent = () => daemon.stderr().split("Successfully transferred").length - 1;
+    assert.equal(sent(), 2, daemon.stderr());
+    const checks = () => daemon.stderr().split("night folder(s) checked, 0 file(s)").length - 1;
+    const before = checks();
+    await waitFor(() => checks() > before, 20_000, "a catch-up with the folder back");
+    // Before the fix every file was said missing and sent again (and its hooks run again).
+    assert.doesNotMatch(daemon.stderr(), /is missing at the destination/);
+    assert.equal(sent(), 2, daemon.stderr());
+    for (const [name, data] of Object.entries(files)) {
+      assert.deepEqual(await Deno.readFile(join(night, name)), data);
+    }
+  } finally {
+    const status = await daemon.stop();
+    assert.equal(status.code, 0, daemon.stderr());
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
 Deno.test("schedules: a pause window holds from its pause to its resume, in the entries' zones", () => {
   const windowed = job({
     schedules: [
