@@ -48,7 +48,7 @@ export class JobExtras {
     this.#schedules = new JobSchedules({
       job,
       table: table.rows,
-      rescan: (nights) => catchUp(context, nights).then(() => context.rescan()),
+      rescan: (nights) => catchUpOrSay(context, nights).then(() => context.rescan()),
       pause: () => context.pause(),
       resume: () => context.resume(),
     });
@@ -118,6 +118,23 @@ export class JobExtras {
     }
     await this.#cleaner.close(this.#context.once);
     return finishing;
+  }
+}
+
+/**
+ * {@linkcode catchUp}, or where the destination cannot be asked (a server down), say so: the
+ * watch folder is scanned and failed files retried all the same.
+ */
+async function catchUpOrSay(context: JobExtrasContext, nights: number): Promise<void> {
+  try {
+    await catchUp(context, nights);
+  } catch (error) {
+    if (context.signal.aborted) throw error;
+    logger("schedule").error(
+      "Catch-up of job {job} failed: {error}; the destination is checked again at the next " +
+        "rescan, and the watch folder is scanned now all the same",
+      { job: context.job.name, error: error instanceof Error ? error.message : String(error) },
+    );
   }
 }
 

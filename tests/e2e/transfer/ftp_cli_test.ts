@@ -15,6 +15,7 @@ import {
   waitFor,
   writeConfig,
 } from "../../helpers/files.ts";
+import { withBindfs } from "../../helpers/bindfs.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
 import { FTP_PASSWORD, startVsftpd, type TestVsftpd } from "../../helpers/vsftpd.ts";
 
@@ -409,5 +410,61 @@ Deno.test("daemon: without an ftp job the network permission is given up; a relo
     }
   } finally {
     await server.stop();
+  }
+});
+
+Deno.test("daemon: a scheduled rescan while the FTP server is down still scans the watch folder (a file that raised no event is found, and arrives once the server is back)", async () => {
+  const server = await startVsftpd();
+  const root = await Deno.makeTempDir({ prefix: "itx-ftprescan-" });
+  try {
+    // The watch folder is a FUSE view: files written into `disk` raise no event there.
+    const disk = join(root, "disk");
+    await Deno.mkdir(disk);
+    const { dest, watch, config } = await daemonSandbox(server, root, {
+      watch_mode: "events",
+      rescan_interval_seconds: 0,
+      retry_delay_seconds: 0.3,
+      schedules: [{ every_seconds: 2, action: "rescan", nights: 1 }],
+    });
+    await withBindfs(disk, watch, async () => {
+      const daemon = startCli(["--config", config, "run"], { env: { HOME: root } });
+      try {
+        await daemon.waitForOutput("Watching");
+        const today = new Date().toISOString().slice(0, 10).replaceAll("-", "");
+        const first = randomBytes(10_000);
+        await Deno.writeFile(join(disk, "first.fits"), first);
+        await waitFor(
+          async () => (await listFiles(dest)).includes(`${today}/first.fits`),
+          30_000,
+          "first.fits, found by a rescan",
+        );
+        await server.kill();
+        const second = randomBytes(20_000);
+        await Deno.writeFile(join(disk, "second.fits"), second);
+        // Before the fix the rescan ended at its failed catch-up: second.fits was never found.
+        const failed = /Catch-up of job default failed: FTP server .*refused/;
+        await daemon.waitForOutput(failed);
+        const after = () => daemon.stderr().slice(daemon.stderr().search(failed));
+        await waitFor(
+          () => after().includes("Found 1 new or changed file(s)"),
+          30_000,
+          "second.fits found while the server is down",
+        );
+        await server.restart();
+        await waitFor(
+          async () => (await listFiles(dest)).includes(`${today}/second.fits`),
+          60_000,
+          "second.fits once the server is back",
+        );
+        assert.deepEqual(await Deno.readFile(join(dest, today, "second.fits")), second);
+        assert.deepEqual(await Deno.readFile(join(dest, today, "first.fits")), first);
+      } finally {
+        const status = await daemon.stop();
+        assert.equal(status.code, 0, daemon.stderr());
+      }
+    });
+  } finally {
+    await server.stop();
+    await Deno.remove(root, { recursive: true });
   }
 });
