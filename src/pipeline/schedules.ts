@@ -102,6 +102,30 @@ export function pausedAt(job: JobConfig, at: Date): boolean {
   return latest?.pause ?? false;
 }
 
+/** The longest delay a timer takes (2^31 - 1 ms, about 24.8 days): a longer one fires at once. */
+const MAX_TIMER_MS = 2_147_483_647;
+
+/**
+ * Call `fn` every `ms` milliseconds, also beyond {@linkcode MAX_TIMER_MS} (`every_seconds` may be
+ * up to a year): a longer wait is made of several timers. Returns what stops it.
+ */
+export function repeatEvery(ms: number, fn: () => void): () => void {
+  if (ms <= MAX_TIMER_MS) {
+    const interval = setInterval(fn, ms);
+    return () => clearInterval(interval);
+  }
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const wait = (left: number) => {
+    timer = setTimeout(() => {
+      if (left > MAX_TIMER_MS) return wait(left - MAX_TIMER_MS);
+      wait(ms);
+      fn();
+    }, Math.min(left, MAX_TIMER_MS));
+  };
+  wait(ms);
+  return () => clearTimeout(timer);
+}
+
 /** The environment a scheduled command receives. */
 export function scheduleEnvironment(job: JobConfig, index: number): Record<string, string> {
   return {
@@ -134,7 +158,8 @@ export class JobSchedules {
   #context: ScheduleContext;
   #log: Logger;
   #crons: Cron[] = [];
-  #timers: Array<ReturnType<typeof setInterval>> = [];
+  /** Stops the `every_seconds` timers. */
+  #timers: Array<() => void> = [];
   #busy = new Set<number>();
   /** Aborted on stop: kills the programs still running. */
   #stopping = new AbortController();
@@ -169,7 +194,7 @@ export class JobSchedules {
       if (entry.cron !== undefined) {
         this.#crons.push(new Cron(entry.cron, { timezone: scheduleTimeZone(entry, job) }, fire));
       } else if (entry.every_seconds !== undefined) {
-        this.#timers.push(setInterval(fire, entry.every_seconds * 1000));
+        this.#timers.push(repeatEvery(entry.every_seconds * 1000, fire));
       }
       const next = nextCronRun(entry, job, new Date());
       const zone = scheduleTimeZone(entry, job);
@@ -188,7 +213,7 @@ export class JobSchedules {
   /** Stop the timers, kill running commands, wait for actions under way. */
   async stop(): Promise<void> {
     for (const cron of this.#crons) cron.stop();
-    for (const timer of this.#timers) clearInterval(timer);
+    for (const stop of this.#timers) stop();
     this.#crons = [];
     this.#timers = [];
     this.#stopping.abort();

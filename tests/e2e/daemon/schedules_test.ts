@@ -413,6 +413,39 @@ Deno.test("schedules (daemon): a destination folder gone (a share not mounted) i
   }
 });
 
+Deno.test("schedules (daemon): every_seconds longer than 24.8 days (a monthly report) waits, not fires at once and again every millisecond", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-every-long-" });
+  const home = join(root, "home");
+  const watch = join(root, "watch");
+  for (const dir of [watch, home]) await Deno.mkdir(dir);
+  const config = join(root, "config.yaml");
+  await writeConfig(config, {
+    watch_path: watch,
+    remote_base_path: join(root, "dest"),
+    transfer_method: "local",
+    state_dir: join(root, "state"),
+    log_file: "",
+    status_listen: "",
+    schedules: [
+      { every_seconds: 2_592_000, action: "report" },
+      { every_seconds: 0.5, action: "rescan" },
+    ],
+  });
+  const daemon = startCli(["run", "-c", config], { env: { HOME: home } });
+  try {
+    await daemon.waitForOutput("Schedule 0 of job default: report every 2592000 s");
+    const rescans = () => daemon.stderr().split("Schedule 1 of job default: rescanning").length - 1;
+    await waitFor(() => rescans() >= 3, 30_000, "three rescans of the other schedule");
+    // Before the fix the 30-day timer overflowed: a report every millisecond from the start.
+    assert.doesNotMatch(daemon.stderr(), /Night report|TimeoutOverflowWarning/);
+    assert.ok(!existsSync(join(root, "state", "reports")), "no report written");
+  } finally {
+    const status = await daemon.stop();
+    assert.equal(status.code, 0, daemon.stderr());
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
 Deno.test("schedules: a pause window holds from its pause to its resume, in the entries' zones", () => {
   const windowed = job({
     schedules: [
