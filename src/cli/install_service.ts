@@ -18,6 +18,7 @@ import { fileURLToPath } from "node:url";
 import { Command, Option } from "commander";
 import { globalOptions } from "./options.ts";
 import { loadConfig, resolveConfigPath } from "../config/load.ts";
+import type { JobConfig } from "../config/types.ts";
 import { ConfigError } from "../errors.ts";
 import { checkBeforeStart } from "../pipeline/start_checks.ts";
 import { applyPlan, encodeFile, underRoot } from "../service/apply.ts";
@@ -130,7 +131,9 @@ export async function runInstallService(
     ? path
     : null;
   const plan = planInstall(target, launch, { update: previous !== undefined, replacesOld });
-  for (const warning of warnings) console.error(`warning: ${warning}`);
+  for (const warning of [...warnings, ...passwordEnvWarnings(config.jobs, target)]) {
+    console.error(`warning: ${warning}`);
+  }
   if (oldFile !== null) {
     console.log(
       `${options.print ? "Would replace" : "Replacing"} the old tool's service ${oldFile} ` +
@@ -156,6 +159,29 @@ export async function runInstallService(
   else console.log(`Already installed, updated: ${onDisk}`);
   console.log(`Config: ${launch.configPath}`);
   for (const note of await installNotes(target, launch, plan, options.root)) console.log(note);
+}
+
+/** Jobs whose FTP password comes from a variable of this shell, which the service does not get. */
+function passwordEnvWarnings(jobs: JobConfig[], target: ServiceTarget): string[] {
+  const how = (name: string) =>
+    target.os === "linux"
+      ? `a drop-in (\`${target.scope === "user" ? "systemctl --user" : "sudo systemctl"} edit ` +
+        "image-transfer`, then `[Service]` and `EnvironmentFile=` a file of mode 600 holding " +
+        `${name}=<password>)`
+      : target.os === "windows"
+      ? "a user or system environment variable (`setx`)"
+      : "`EnvironmentVariables` in the plist";
+  return jobs.flatMap((job) =>
+    job.transfer_method === "ftp" && job.ftp_password_env !== null
+      ? [
+        `job ${job.name} reads its FTP password from the environment variable ` +
+        `${job.ftp_password_env} (ftp_password_env), but the service starts with the ` +
+        "service manager's environment, not this shell's: its logins fail until the " +
+        `variable is given to the service through ${how(job.ftp_password_env)}; or use ` +
+        "ftp_password_file",
+      ]
+      : []
+  );
 }
 
 /**

@@ -252,6 +252,44 @@ Deno.test("install-service: a hook or scheduled command in /tmp makes the unit s
   }
 });
 
+Deno.test("install-service: a job with ftp_password_env is warned of: the service does not get this shell's variable", async () => {
+  const { home, config, env } = await makeHome();
+  try {
+    await Deno.writeTextFile(
+      config,
+      [
+        `watch_path: ${JSON.stringify(join(home, "watch"))}`,
+        "transfer_method: ftp",
+        "remote_host: archive.example.org",
+        "remote_user: obs",
+        "ftp_password_env: OBS_FTP_PASSWORD",
+        "remote_base_path: /incoming",
+        `log_file: ${JSON.stringify(join(home, "logs", "image_transfer.log"))}`,
+        "",
+      ].join("\n"),
+    );
+    const out = await runCli(["-c", config, "install-service", "--user", "--print"], {
+      env: { ...env, OBS_FTP_PASSWORD: "secret" },
+    });
+    assert.equal(out.code, 0, out.stderr);
+    assert.match(
+      out.stderr,
+      /warning: job default reads its FTP password from the environment variable OBS_FTP_PASSWORD \(ftp_password_env\), but the service starts with the service manager's environment, not this shell's: .*`systemctl --user edit image-transfer`.*OBS_FTP_PASSWORD=<password>.*; or use ftp_password_file/,
+    );
+    assert.doesNotMatch(out.stdout + out.stderr, /secret/);
+    const windows = await runCli(
+      ["-c", config, "install-service", "--os", "windows", "--print"],
+      { env },
+    );
+    assert.match(
+      windows.stderr,
+      /OBS_FTP_PASSWORD .*a user or system environment variable \(`setx`\)/,
+    );
+  } finally {
+    await Deno.remove(home, { recursive: true });
+  }
+});
+
 Deno.test("install-service --user --print uses ~/.config/systemd/user and systemctl --user", async () => {
   const { home, config, env } = await makeHome();
   try {
