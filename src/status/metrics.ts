@@ -170,7 +170,11 @@ export class Metrics {
     for (const job of jobs) {
       out.push(sample(hooks, { job: job.job, method: job.method }, job.hookFailures));
     }
-    family("image_transfer_job_paused", "gauge", "1 while the job is paused (by hand or full).");
+    family(
+      "image_transfer_job_paused",
+      "gauge",
+      "1 while the job is paused: by hand, by a schedule's transfer window, or its destination full.",
+    );
     for (const job of jobs) {
       const paused = job.state === "paused" || job.state === "full" ? 1 : 0;
       out.push(sample("image_transfer_job_paused", { job: job.job, method: job.method }, paused));

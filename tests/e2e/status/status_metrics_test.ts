@@ -131,6 +131,8 @@ Deno.test("metrics: counters, cumulative duration buckets, failures by class, qu
   assert.ok(text.includes(`image_transfer_transfer_duration_seconds_sum${l}} 400.73\n`));
   assert.ok(text.includes(`image_transfer_queue_files${l},state="sending"} 2\n`));
   assert.ok(text.includes(`image_transfer_job_paused${l}} 1\n`));
+  // A schedule's window pauses too (the state is `paused`): the help says so, not only "by hand".
+  assert.match(text, /^# HELP image_transfer_job_paused .*by a schedule's transfer window/m);
   // Failing files, as the job's snapshot counts them (not also as waiting), 0 for a job without.
   assert.ok(text.includes(`image_transfer_files_failed${l}} 4\n`));
   assert.ok(text.includes(`image_transfer_queue_files${l},state="failed"} 4\n`));
