@@ -135,7 +135,10 @@ export async function ensureFolders(
         const baseGone = !makeBase &&
           (i === 0 || await client.send(`CWD ${base}`).then(() => false, () => true));
         throw new TransferError(
-          baseGone ? baseGoneReason(base) : `cannot create folder ${path} (${made.message})`,
+          baseGone
+            ? baseGoneReason(base)
+            : `cannot create folder ${path} (${made.message}): check that no file has that ` +
+              `name and that the login may write in ${path.replace(/\/+[^/]*\/*$/, "") || "/"}`,
           "retry-later",
         );
       }

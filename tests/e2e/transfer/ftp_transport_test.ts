@@ -158,6 +158,31 @@ Deno.test("ftp: a night folder the login may not write: the error says to check 
   }
 });
 
+Deno.test("ftp: a file where a subfolder of the night goes: the error names the folder, that a file may be in the way, and where the login must write", async () => {
+  const server = await startVsftpd();
+  const src = await Deno.makeTempDir();
+  try {
+    const dest = await server.makeRemoteDir();
+    const night = join(dest, "20240315");
+    await Deno.mkdir(night);
+    await Deno.chown(night, server.uid, server.gid);
+    await Deno.writeTextFile(join(night, "flats"), "in the way");
+    await Deno.mkdir(join(src, "flats"));
+    const outcomes = await send(server.job({ remote_base_path: dest }), [
+      await item(src, "flats/f1.fits", randomBytes(1000)),
+    ]);
+    // Before the fix: "cannot create folder .../flats (550 Create directory operation failed.)".
+    assert.match(
+      outcomes[0].error?.message ?? "",
+      /cannot create folder \S*\/20240315\/flats \(550 [^)]*\): check that no file has that name and that the login may write in \S*\/20240315$/,
+    );
+    assert.equal(await Deno.readTextFile(join(night, "flats")), "in the way", "left alone");
+  } finally {
+    await server.stop();
+    await Deno.remove(src, { recursive: true });
+  }
+});
+
 Deno.test("ftp: hostile names arrive intact; a name with a line break is refused clearly", async () => {
   const server = await startVsftpd();
   const src = await Deno.makeTempDir();
