@@ -18,6 +18,7 @@ import { Ledger } from "../ledger/ledger.ts";
 import { judgeStateDir, whatRunDoes } from "../ledger/ledger_check.ts";
 import { quoteIfUnsafe } from "../log/logging.ts";
 import { dueSteps } from "../pipeline/source_cleanup.ts";
+import { badName } from "../transfer/ftp/remote.ts";
 import { createTransport, type Transport } from "../transfer/transport.ts";
 import { createFileFilter, readablePath } from "../watch/file_filter.ts";
 import { scanFolder, type SkippedEntry } from "../watch/scan.ts";
@@ -95,6 +96,14 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
           ]);
           if (placed !== beside) fallback += " (beside another file's copy of that name)";
           chosen.set(file.relPath, placed);
+          // A name the method cannot carry fails every attempt: said, not promised as sent.
+          const unsendable = job.transfer_method === "ftp"
+            ? badName({ source: file.path, destination: placed, ...version }, job.remote_base_path)
+            : null;
+          if (unsendable !== null) {
+            write(`would fail: ${unsendable.message}`);
+            continue;
+          }
           const target = transport.describeTarget(placed);
           const line = `would transfer ${quoteIfUnsafe(file.path)} -> ${
             quoteIfUnsafe(target)

@@ -468,3 +468,26 @@ Deno.test("daemon: a scheduled rescan while the FTP server is down still scans t
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("cli: run --dry-run says a name FTP cannot carry would fail, not that it would be transferred", async () => {
+  const server = await startVsftpd();
+  const root = await Deno.makeTempDir({ prefix: "itx-ftpdry-" });
+  try {
+    const { watch, config } = await daemonSandbox(server, root);
+    await Deno.writeFile(join(watch, "bad\nname.fits"), randomBytes(3000));
+    await Deno.writeFile(join(watch, "good.fits"), randomBytes(3000));
+    const out = await runCli(["--config", config, "run", "--dry-run"], { env: { HOME: root } });
+    assert.equal(out.code, 0, out.stderr);
+    // Before the fix: `would transfer "…/bad\nname.fits" -> …`, then every attempt failed.
+    assert.match(
+      out.stdout,
+      /^would fail: Cannot send ".*\/bad\\nname\.fits" by FTP: its name holds a line break, which FTP cannot carry in a file name; rename the file$/m,
+    );
+    assert.doesNotMatch(out.stdout, /would transfer .*bad/);
+    assert.match(out.stdout, /^would transfer .*\/good\.fits -> /m);
+    assert.match(out.stdout, /job default: 1 file\(s\) would be transferred \(ftp\)/);
+  } finally {
+    await server.stop();
+    await Deno.remove(root, { recursive: true });
+  }
+});
