@@ -63,15 +63,17 @@ export async function daemonConfig(
   } catch (problem) {
     if (!(problem instanceof ConfigError)) throw problem;
     const file = resolveConfigPath(option);
-    const text = await Deno.readTextFile(file).catch(() => "");
+    const text = await Deno.readTextFile(file).catch(() => null);
+    // A file named by -c that cannot be read (a typo): the default state_dir is another daemon's.
+    if (text === null && option !== undefined) throw problem;
     // Read as far as it goes (a duplicate key, a bracket left open): its state_dir, if it says one.
-    const doc = parseDocument(text, { logLevel: "silent", uniqueKeys: false });
+    const doc = parseDocument(text ?? "", { logLevel: "silent", uniqueKeys: false });
     const stateDir = isMap(doc.contents) ? doc.get("state_dir") : undefined;
     const keys = daemonSchema.safeParse(
       typeof stateDir === "string" ? { state_dir: stateDir } : {},
     );
     // A state_dir it names but that cannot be read: the default would be another daemon's.
-    if (!keys.success || (typeof stateDir !== "string" && /^state_dir\s*:/m.test(text))) {
+    if (!keys.success || (typeof stateDir !== "string" && /^state_dir\s*:/m.test(text ?? ""))) {
       throw problem;
     }
     const daemon = resolveDaemon(keys.data, dirname(file));

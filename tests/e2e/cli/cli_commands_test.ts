@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { runCli, startCli } from "../../helpers/cli.ts";
-import { existsSync, randomBytes, waitFor } from "../../helpers/files.ts";
+import { existsSync, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
 
 Deno.test("help: the main help names all four methods and stop/restart; each command's help lists -c", async () => {
@@ -109,6 +109,36 @@ Deno.test("--log-level warning hides INFO lines; debug shows DEBUG ones", async 
     const limit = await runCli(["-c", box.config, "status", "-n", count], { env: box.env });
     assert.equal(limit.code, 2, limit.stderr);
     assert.match(limit.stderr, /--limit ".*": give how many transfers and failures to list/);
+  }
+});
+
+Deno.test("stop and status with -c naming a file that does not exist (a typo) refuse, and never stop the daemon of the default state_dir", async () => {
+  await using box = await cliSandbox();
+  // A daemon whose config names no state_dir: it uses the default one, under HOME.
+  await writeConfig(box.config, {
+    watch_path: box.watch,
+    remote_base_path: box.dest,
+    transfer_method: "local",
+    log_file: "",
+  });
+  const daemon = startCli(["-c", box.config, "run"], { env: box.env });
+  try {
+    await daemon.waitForOutput("Watching");
+    const typo = join(box.root, "cofnig.yaml");
+    const stop = await runCli(["-c", typo, "stop"], { env: box.env });
+    // Before the fix: "Stopped the daemon (pid …)", exit 0: the other daemon was stopped.
+    assert.equal(stop.code, 2, stop.stdout + stop.stderr);
+    assert.match(stop.stderr, /Cannot read config file .*cofnig\.yaml: it does not exist/);
+    assert.doesNotMatch(stop.stdout, /Stopped the daemon/);
+    const status = await runCli(["-c", typo, "status"], { env: box.env });
+    assert.equal(status.code, 2);
+    assert.doesNotMatch(status.stdout, /Daemon:/);
+    // The daemon was left alone, and the right -c stops it.
+    const right = await runCli(["-c", box.config, "stop"], { env: box.env });
+    assert.equal(right.code, 0, right.stderr);
+    assert.match(right.stdout, new RegExp(`Stopped the daemon \\(pid ${daemon.process.pid}\\)`));
+  } finally {
+    await daemon.stop();
   }
 });
 
