@@ -220,9 +220,15 @@ function isIp(host: string): boolean {
 
 /**
  * Classify an error of `step` (`connect`, `tls`, `login`, `setup`, or an
- * operation such as `upload`) on `job`'s server.
+ * operation such as `upload`) on `job`'s server. `closedIsLost`: a connection the server closed
+ * without a word (a server stopped) is lost, as a reset one is.
  */
-export function classifyFtpError(error: unknown, job: JobConfig, step: string): TransferError {
+export function classifyFtpError(
+  error: unknown,
+  job: JobConfig,
+  step: string,
+  closedIsLost = false,
+): TransferError {
   if (error instanceof TransferError) return error;
   const server = ftpServerName(job);
   const reason = error instanceof Error ? error.message : String(error);
@@ -305,7 +311,7 @@ export function classifyFtpError(error: unknown, job: JobConfig, step: string): 
       { cause: error },
     );
   }
-  const why = typeof code === "string" && DROP_CODES.has(code)
+  const why = (typeof code === "string" && DROP_CODES.has(code)) || closedIsLost
     ? `connection lost or refused (${reason})`
     : reason;
   return new TransferError(`FTP server ${server}: ${step}: ${why}`, "retry", { cause: error });

@@ -431,12 +431,12 @@ export class FtpTransport implements Transport {
     if (verify === "checksum") delivery.sha256 = counter.digest();
   }
 
-  /** Classify an upload error; a data connection that never worked over TLS gets a hint. */
+  /** Classify an upload error: closed by the server, lost; on TLS data that never worked, a hint. */
   #uploadError(peer: FtpPeer, error: unknown): TransferError {
-    const failure = classifyFtpError(error, this.#job, "upload");
-    if (peer.dataWorked || this.#job.ftp_tls === "off" || !/FIN packet/.test(String(error))) {
-      return failure;
-    }
+    const fin = /FIN packet/.test(String(error));
+    const hint = fin && !peer.dataWorked && this.#job.ftp_tls !== "off";
+    const failure = classifyFtpError(error, this.#job, "upload", fin && !hint);
+    if (!hint) return failure;
     return new TransferError(
       `${
         failure.message.replace(/\.$/, "")

@@ -491,3 +491,48 @@ Deno.test("cli: run --dry-run says a name FTP cannot carry would fail, not that 
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("daemon: the FTP server stopped while a copy is read back: the job waits for it (no attempt used up, nothing failed) and the file arrives once it is back", async () => {
+  // 300 kB/s both ways: the 1 MB copy is read back (no HASH here) for about 3 s.
+  const server = await startVsftpd({ maxRateBytes: 300_000 });
+  const root = await Deno.makeTempDir({ prefix: "itx-ftpfin-" });
+  try {
+    const { dest, watch, config } = await daemonSandbox(server, root, {
+      retry_attempts: 0,
+      retry_delay_seconds: 0.3,
+    });
+    const daemon = startCli(["--config", config, "run"], { env: { HOME: root } });
+    try {
+      await daemon.waitForOutput("Watching");
+      const bytes = randomBytes(1024 * 1024);
+      const source = join(watch, "frame.fits");
+      await Deno.writeFile(source, bytes);
+      const night = new Date("2024-07-01T20:00:00Z");
+      await Deno.utime(source, night, night);
+      // Uploaded whole into its upload folder: what follows is the read-back.
+      await waitFor(async () => {
+        for (const rel of await listFiles(dest).catch(() => [])) {
+          if ((await Deno.stat(join(dest, rel))).size === bytes.length) return true;
+        }
+        return false;
+      }, 30_000);
+      await server.kill();
+      await daemon.waitForOutput(
+        /The destination .* cannot be reached: .*connection lost or refused/,
+      );
+      // Before the fix: "Failed to transfer … Server sent FIN packet unexpectedly" (a server
+      // stop counted as the file's own failure: with retry_attempts 0 it gave up at once).
+      assert.doesNotMatch(daemon.stderr(), /Failed to transfer|Attempt \d+ of/);
+      await server.restart();
+      const final = join(dest, "20240701", "frame.fits");
+      await waitFor(() => Deno.stat(final).then(() => true, () => false), 60_000, "the file");
+      assert.deepEqual(await Deno.readFile(final), bytes);
+    } finally {
+      const status = await daemon.stop();
+      assert.equal(status.code, 0, daemon.stderr());
+    }
+  } finally {
+    await server.stop();
+    await Deno.remove(root, { recursive: true });
+  }
+});
