@@ -24,6 +24,7 @@ import {
 import { type FileVersion, sameVersion, versionOf } from "../watch/file_version.ts";
 import { createFileFilter } from "../watch/file_filter.ts";
 import type { FoundFile } from "../watch/scan.ts";
+import type { ScanFound } from "../watch/watch_session.ts";
 import { relativeTo } from "../watch/entry_check.ts";
 import type { Transport } from "../transfer/transport.ts";
 import type { FileTable, PlannedDecision } from "./file_table.ts";
@@ -186,9 +187,10 @@ export class Intake {
 
   /**
    * Files found by a scan: observe those that are new or changed, and return
-   * them. `quick`: a file sent before counts as unchanged without a stat.
+   * them. `quick`: a file sent before counts as unchanged without a stat; `how`: "moved" for the
+   * files of a folder moved in (see `WatchSessionOptions.onFound`).
    */
-  found(files: FoundFile[], quick = false): FoundFile[] {
+  found(files: FoundFile[], quick = false, how: ScanFound = "found"): FoundFile[] {
     const { table } = this.#context;
     const checker = this.#checker;
     const found: FoundFile[] = [];
@@ -210,7 +212,7 @@ export class Intake {
         if (sameVersion(versionOf(info), entry)) continue;
       }
       found.push(file);
-      checker.touch(file.path, "found");
+      checker.touch(file.path, how);
       this.#growing.touched(file.path, file.relPath);
     }
     return found;

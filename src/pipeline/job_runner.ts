@@ -153,7 +153,7 @@ export class JobRunner {
       watchMode: job.watch_mode,
       pollIntervalMs: job.poll_interval_seconds * 1000,
       onActivity: (path, rel, activity) => intake.activity(path, rel, activity),
-      onFound: (files, quick) => intake.found(files, quick),
+      onFound: (files, quick, how) => intake.found(files, quick, how),
       beforeRescan: () => this.#beforeRescan(),
       onFolderReady: () => void transport.warmUp?.(), // The first file waits no SSH handshake.
       onAvailability: () => void status.state(this.#pause.full),

@@ -211,6 +211,82 @@ export class MissedFiles {
   }
 }
 
+/** Options of {@linkcode LostEvents}. */
+export interface LostEventsOptions {
+  /** Job name, for log lines. */
+  job: string;
+  /** The watch folder. */
+  root: string;
+  filter: FileFilter;
+  /** Report found files; returns those that were new or changed. */
+  onFound: (files: FoundFile[]) => FoundFile[];
+  onError: (path: string, error: unknown) => void;
+  /** Whether a read is left out now (a rewatch scans everything anyway). */
+  skip: () => boolean;
+  /** Whether the folder is polled: files without events are expected then. */
+  polled: () => boolean;
+  /** New files in `folders` (absolute) came without any event: their watch may be missing. */
+  onUnwatched: (folders: string[]) => void;
+}
+
+/**
+ * The watch session's search for lost events: the folders that had events
+ * ({@linkcode DirtyFolders}) are read again, one read after the other, and
+ * what the reads found that no event told of is said ({@linkcode MissedFiles}).
+ */
+export class LostEvents {
+  #options: LostEventsOptions;
+  #dirty = new DirtyFolders(() => this.#read());
+  #reads: Promise<void> = Promise.resolve();
+  #missed: MissedFiles;
+  #closed = false;
+
+  constructor(options: LostEventsOptions) {
+    this.#options = options;
+    this.#missed = new MissedFiles(options.job, options.root);
+  }
+
+  /** Folders (relative, `""` = the root) had events just now. */
+  mark(folderRels: Iterable<string>): void {
+    if (!this.#closed) this.#dirty.mark(folderRels);
+  }
+
+  /** An event told of the file `rel` (relative). */
+  heard(rel: string): void {
+    this.#missed.heard(rel);
+  }
+
+  /** Stop the timers; no read starts any more. */
+  close(): void {
+    this.#closed = true;
+    this.#dirty.close();
+    this.#missed.close();
+  }
+
+  #read(): void {
+    this.#reads = this.#reads.then(async () => {
+      const dirty = this.#dirty.take();
+      if (this.#closed || this.#options.skip()) return;
+      const result = await scanDirtyFolders(dirty, {
+        ...this.#options,
+        isClosed: () => this.#closed,
+      });
+      if (this.#closed || this.#options.polled()) return;
+      this.#missed.found(result, [...dirty.keys()]);
+      if (result.unwatched.length === 0) return;
+      this.#options.onUnwatched(
+        result.unwatched.map((rel) => absolutePath(this.#options.root, rel)),
+      );
+    }).catch((error) => {
+      if (this.#closed) return;
+      logger("watch").error("Reading the folders with events again failed: {error}", {
+        job: this.#options.job,
+        error: String(error),
+      });
+    });
+  }
+}
+
 /** The folder a relative path is in (`""` = the root). */
 export function parentOf(relPath: string): string {
   const slash = relPath.lastIndexOf("/");

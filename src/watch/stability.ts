@@ -48,7 +48,7 @@ export interface StableFile {
 export type Activity =
   /** Created, written, renamed in (where closes are not told), or changed as a poll saw it. */
   | "changed"
-  /** Renamed or moved in, told by a watcher that tells closes (Linux): put there whole. */
+  /** Renamed or moved in, alone or in its folder (Linux, which tells closes): put there whole. */
   | "moved"
   /** Found by a scan as it was left: its mtime may say since when. */
   | "found"

@@ -22,7 +22,7 @@ import {
   waitForFolder,
   type WatchEvent,
 } from "./folder_watcher.ts";
-import { DirtyFolders, MissedFiles, parentOf, scanDirtyFolders } from "./missed_events.ts";
+import { LostEvents, parentOf } from "./missed_events.ts";
 import { PollLoop } from "./poll_loop.ts";
 import { type FoundFile, scanFolderBatches, type ScanOptions } from "./scan.ts";
 import { relativeTo } from "./entry_check.ts";
@@ -34,6 +34,8 @@ const MOUNTED = "Watch folder {path} is on another file system now ({type}; it w
 const REMOVED = "Watch folder {path} was removed; watching it again once it exists";
 /** Whether the watcher tells closes (Linux): a written file is then open until its close. */
 const CLOSES_TOLD = Deno.build.os === "linux";
+/** What a scan tells of the files it found (see {@linkcode WatchSessionOptions.onFound}). */
+export type ScanFound = Extract<Activity, "found" | "moved">;
 /** Options of {@linkcode WatchSession}. */
 export interface WatchSessionOptions {
   /** The watch folder (`watch_path`). */
@@ -56,9 +58,11 @@ export interface WatchSessionOptions {
   /**
    * Files a scan found; returns those that are new or changed. `quick`: files already sent may
    * be taken as unchanged without a stat (the re-reads for lost events, which look for new
-   * files, and the first scan, whose files sent before are checked right after it).
+   * files, and the first scan, whose files sent before are checked right after it). `how`:
+   * "moved" for the files of a folder renamed or moved in (told by a watcher that tells closes,
+   * Linux): put there whole, as a file moved in on its own; else "found" (as they were left).
    */
-  onFound(files: FoundFile[], quick: boolean): FoundFile[];
+  onFound(files: FoundFile[], quick: boolean, how?: ScanFound): FoundFile[];
   /** Before each periodic rescan (and the fallback rescans). */
   beforeRescan(): void;
   /** The folder exists and is about to be watched (warm up what the first file needs). */
@@ -77,10 +81,7 @@ export class WatchSession {
   #checkTimer: ReturnType<typeof setTimeout> | undefined;
   #fallback: FallbackRescans; // The rescans every minute while the folder cannot be watched.
   /** Folders with events, read again when the watcher goes quiet (see `missed_events.ts`). */
-  #dirty = new DirtyFolders(() => this.#readDirtyFolders());
-  #dirtyReads: Promise<void> = Promise.resolve(); // The dirty-folder reads, one after the other.
-  /** Says what the dirty-folder reads found that no event told of. */
-  #missed: MissedFiles;
+  #lost: LostEvents;
   #closed = false;
   #closing = new AbortController(); // Aborts on close: ends waits for the folder.
   #rewatching = false;
@@ -100,7 +101,18 @@ export class WatchSession {
 
   constructor(options: WatchSessionOptions) {
     this.#options = options;
-    this.#missed = new MissedFiles(options.job, options.root);
+    this.#lost = new LostEvents({
+      ...options,
+      onFound: (files) => this.#options.onFound(files, true),
+      onError: this.#onScanError,
+      skip: () => this.#closed || this.#rewatching,
+      polled: () => this.#polls !== undefined,
+      onUnwatched: (folders) =>
+        void this.#rewatch(
+          "New files in {folders} came without any event (the watch may be missing after the kernel dropped events); watching {path} again",
+          { folders },
+        ),
+    });
     this.#fallback = new FallbackRescans({
       job: options.job,
       root: options.root,
@@ -154,8 +166,7 @@ export class WatchSession {
     this.#mounts?.close();
     this.#polls?.close();
     this.#fallback.close();
-    this.#dirty.close();
-    this.#missed.close();
+    this.#lost.close();
   }
 
   /** How the folder is watched (`undefined` until it exists, and with `once`). */
@@ -236,10 +247,15 @@ export class WatchSession {
 
   /**
    * Scan below `startRel` (`""`: everything) and report what is there
-   * (`onListed`: see {@linkcode ScanOptions.onListed}; `quick`: see
+   * (`onListed`: see {@linkcode ScanOptions.onListed}; `quick`, `how`: see
    * {@linkcode WatchSessionOptions.onFound}).
    */
-  async scan(startRel: string, onListed?: ScanOptions["onListed"], quick = false): Promise<void> {
+  async scan(
+    startRel: string,
+    onListed?: ScanOptions["onListed"],
+    quick = false,
+    how: ScanFound = "found",
+  ): Promise<void> {
     const { root, filter, job } = this.#options;
     let found = 0;
     const batches = scanFolderBatches(root, filter, {
@@ -249,7 +265,7 @@ export class WatchSession {
     });
     for await (const batch of batches) {
       if (this.#closed) return;
-      found += this.#options.onFound(batch, quick).length;
+      found += this.#options.onFound(batch, quick, how).length;
     }
     if (found > 0) {
       this.#log.info("Found {count} new or changed file(s) in {path}", {
@@ -266,37 +282,6 @@ export class WatchSession {
       path,
       error: String(error),
     });
-
-  /**
-   * Read the folders that had events again, for files whose events were lost;
-   * watch again when files turned up in a folder without any event.
-   */
-  #readDirtyFolders(): void {
-    this.#dirtyReads = this.#dirtyReads.then(async () => {
-      const dirty = this.#dirty.take();
-      // A rewatch scans everything anyway.
-      if (this.#closed || this.#rewatching) return;
-      const result = await scanDirtyFolders(dirty, {
-        ...this.#options,
-        onFound: (files) => this.#options.onFound(files, true),
-        onError: this.#onScanError,
-        isClosed: () => this.#closed,
-      });
-      if (this.#closed || this.#polls) return; // Polled: files without events are expected.
-      this.#missed.found(result, [...dirty.keys()]);
-      if (result.unwatched.length === 0) return;
-      void this.#rewatch(
-        "New files in {folders} came without any event (the watch may be missing after the kernel dropped events); watching {path} again",
-        { folders: result.unwatched.map((rel) => absolutePath(this.#options.root, rel)) },
-      );
-    }).catch((error) => {
-      if (this.#closed) return;
-      this.#log.error("Reading the folders with events again failed: {error}", {
-        job: this.#options.job,
-        error: String(error),
-      });
-    });
-  }
 
   /** A full rescan; errors are logged (it runs from timers). */
   async rescan(): Promise<void> {
@@ -365,7 +350,7 @@ export class WatchSession {
     if (this.#closed) return;
     const { root, filter } = this.#options;
     const folders = paths.map((path) => relativeTo(root, dirname(path)));
-    this.#dirty.mark(
+    this.#lost.mark(
       folders.filter((rel): rel is string => rel !== null && filter.includesDir(rel)),
     );
   }
@@ -433,18 +418,20 @@ export class WatchSession {
       }
       if (kind === "remove") continue;
       folders.add(parentOf(rel));
-      this.#missed.heard(rel);
+      this.#lost.heard(rel);
       if (included) {
         // Told in order: what follows a close is judged against the closed file.
         if (closedFirst) this.#options.onActivity(path, rel, "closed");
         this.#options.onActivity(path, rel, activityOf(kind, CLOSES_TOLD));
       } else if (appeared && filter.includesDir(rel)) {
-        // A new (or moved-in) folder: files may have landed before the watch covered it.
+        // A new (or moved-in) folder: files may have landed before the watch covered it. Renamed
+        // or moved in (not made here and written into), its files were put there whole.
+        const how = kind === "rename" && CLOSES_TOLD ? "moved" : "found";
         void Deno.stat(path).then((info) => {
-          if (info.isDirectory) return this.scan(rel);
+          if (info.isDirectory) return this.scan(rel, undefined, false, how);
         }).catch(() => {});
       }
     }
-    this.#dirty.mark([...folders].filter((folder) => filter.includesDir(folder)));
+    this.#lost.mark([...folders].filter((folder) => filter.includesDir(folder)));
   }
 }

@@ -10,7 +10,7 @@
  * The destination is watched (events and polling) while it runs.
  */
 import assert from "node:assert/strict";
-import { basename, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { runCli, startCli } from "../../helpers/cli.ts";
 import { listArrived, listFiles, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
 import {
@@ -406,6 +406,53 @@ Deno.test("daemon (local): a complete FITS file open to more HDUs, or counting m
       assert.ok(bytes, `${rel} was sent`);
       assert.deepEqual(await Deno.readFile(join(dest, rel)), bytes, `${rel}\n${daemon.stderr()}`);
     }
+    assert.doesNotMatch(daemon.stderr(), /its writer still has it open|incomplete|truncated/);
+  } finally {
+    const status = await daemon.stop();
+    assert.equal(status.code, 0, daemon.stderr());
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("daemon (local): the files of a folder moved in (mv staging/night1 watch/), astropy's double_ext.fits among them, go without waiting the grace, as a file moved in on its own does", async () => {
+  // NEXTEND = 36, one extension there: complete, as a tool that removed extensions left it.
+  const doubleExt = await Deno.readFile(join(ASTROPY_FITS_DATA, "double_ext.fits"));
+  const { header, data } = imageParts(100, 100, [card("EXTEND", true)]);
+  const open = fitsFile(header, data);
+  const { root, watch, dest, config, env } = await sandbox("local", null, {
+    stability_window_seconds: 1,
+    // Before, the files of a moved-in folder waited this long for the extensions NEXTEND counts.
+    fits_incomplete_grace_seconds: 3600,
+  });
+  const staging = join(root, "staging");
+  const expected = new Map<string, Uint8Array>([
+    ["night1/double_ext.fits", doubleExt],
+    ["night1/cam2/double_ext.fits", doubleExt],
+    ["night1/cam2/open.fits", open],
+    // A folder named as the files the patterns match.
+    ["batch.fits/double_ext.fits", doubleExt],
+  ]);
+  for (const [rel, bytes] of expected) {
+    await Deno.mkdir(dirname(join(staging, rel)), { recursive: true });
+    await Deno.writeFile(join(staging, rel), bytes);
+  }
+  const daemon = startCli(["run", "-c", config], { env });
+  try {
+    await daemon.waitForOutput("Watching");
+    for (const folder of ["night1", "batch.fits"]) {
+      await Deno.rename(join(staging, folder), join(watch, folder));
+    }
+    await waitFor(
+      async () => (await listArrived(dest)).length === expected.size,
+      60_000,
+      "the files of both folders at the destination",
+    );
+    const arrived = new Map<string, Uint8Array>();
+    for (const rel of await listArrived(dest)) {
+      // The night folder first (YYYYMMDD/), then the path in the watch folder.
+      arrived.set(rel.slice(rel.indexOf("/") + 1), await Deno.readFile(join(dest, rel)));
+    }
+    assert.deepEqual(arrived, expected, daemon.stderr());
     assert.doesNotMatch(daemon.stderr(), /its writer still has it open|incomplete|truncated/);
   } finally {
     const status = await daemon.stop();
