@@ -3,7 +3,9 @@
  * folder, by arrival date, by name pattern, or all; `--dry-run` lists them.
  * Only files still in the watch folder can be sent again. The ledger marks
  * them pending: a running daemon takes them up within a minute, else the
- * next start does.
+ * next start does; a job the running daemon holds (paused from its page or
+ * outside a transfer window, its destination unreachable or full, as the
+ * daemon's state and status page say) sends them once that ends, and says so.
  *
  * @module
  */
@@ -17,7 +19,10 @@ import { FileRows } from "../ledger/file_rows.ts";
 import { Ledger } from "../ledger/ledger.ts";
 import { escapeControlChars as oneLine } from "../log/logging.ts";
 import { absolutePath } from "../watch/file_version.ts";
-import { daemonStatus } from "./daemon_state.ts";
+import type { Config, JobConfig } from "../config/types.ts";
+import { pausedAt } from "../pipeline/schedules.ts";
+import { type DaemonStatus, daemonStatus } from "./daemon_state.ts";
+import { askDaemon, type LiveStatus } from "./live_status.ts";
 import { globalOptions } from "./options.ts";
 
 interface ResendOptions {
@@ -50,7 +55,8 @@ export function resendCommand(): Command {
       "after",
       "\nChoices combine (--night 20240315 --name 'flat*'); --name may be given more than once\n" +
         "(--name 'flat*' --name 'dark*': a file matching either). Only files still in the watch folder\n" +
-        "can be sent again. A running daemon sends them within a minute; otherwise the next start.",
+        "can be sent again. A running daemon sends them within a minute (a job it holds: once\n" +
+        "it resumes, or its destination answers again); otherwise the next start.",
     )
     .action(async (options: ResendOptions, command: Command) => {
       const choice = chosen(options);
@@ -74,6 +80,7 @@ export function resendCommand(): Command {
         ? Ledger.open(config.state_dir, { readOnly: true })
         : Ledger.open(config.state_dir);
       let total = 0;
+      const resent: JobConfig[] = [];
       try {
         for (const job of jobs) {
           const table = ledger && FileRows.of(ledger, job);
@@ -90,6 +97,7 @@ export function resendCommand(): Command {
           }
           const count = options.dryRun || !table ? present.length : table.sendAgain(present);
           total += count;
+          if (count > 0) resent.push(job);
           const gone = rows.length - present.length;
           console.log(
             `job ${job.name}: ${count} file(s) ${
@@ -102,12 +110,71 @@ export function resendCommand(): Command {
         ledger?.close();
       }
       if (options.dryRun || total === 0) return;
-      console.log(
-        daemonStatus(config.state_dir).running
-          ? "The running daemon sends them within a minute."
-          : "They are sent at the next start (image-transfer run).",
-      );
+      for (const line of await whenSent(config, resent)) console.log(line);
     });
+}
+
+/**
+ * When the files marked for the jobs `resent` go: at the next start, within a minute, or for a
+ * job the running daemon holds, once what holds it ends (asked of its state and status page).
+ */
+async function whenSent(config: Config, resent: JobConfig[]): Promise<string[]> {
+  const daemon = daemonStatus(config.state_dir);
+  if (!daemon.running) return ["They are sent at the next start (image-transfer run)."];
+  const live = config.status_listen === ""
+    ? undefined
+    : await askDaemon(config, daemon.pid, daemon.statusListen);
+  const lines: string[] = [];
+  for (const job of resent) {
+    const held = whatHolds(job, daemon, live && "jobs" in live ? live : undefined);
+    if (held) lines.push(`Job ${job.name}: ${held}.`);
+  }
+  if (lines.length === resent.length) return lines;
+  const others = lines.length === 0 ? "them" : "the other jobs' files";
+  // The page alone tells a pause from it; one that did not answer leaves it unknown.
+  const unknown = live && "unavailable" in live
+    ? ` (unless a job is paused from its status page, which did not answer: ${
+      oneLine(live.unavailable)
+    })`
+    : "";
+  return [...lines, `The running daemon sends ${others} within a minute${unknown}.`];
+}
+
+/**
+ * Why the running daemon does not send `job`'s files now, and when it will, as a clause; `null`
+ * when nothing holds it. `live`: its status page's answer, when it gave one.
+ */
+function whatHolds(job: JobConfig, daemon: DaemonStatus, live?: LiveStatus): string | null {
+  const queued = "its files are queued and go";
+  if (daemon.jobs && !daemon.jobs.includes(job.name)) {
+    return `the running daemon does not run it (not in the config it loaded): ${queued} once ` +
+      "it does (reload it with SIGHUP, or image-transfer restart)";
+  }
+  const shown = live?.jobs.find((shown) => shown.job === job.name);
+  const why = shown?.reason ? ` (${oneLine(shown.reason)})` : "";
+  const outsideWindow = `paused outside a transfer window (schedules): ${queued} once it opens`;
+  switch (shown?.state) {
+    case "paused":
+      // The page tells a window's pause by its reason.
+      return shown.reason
+        ? outsideWindow
+        : `paused from the status page: ${queued} once it is resumed there`;
+    case "unreachable":
+      return `its destination cannot be reached${why}: ${queued} once it answers again`;
+    case "full":
+      return `its destination is full${why}: ${queued} once it has room again`;
+    case "ledger_error":
+      return `it cannot record what it sends${why}: ${queued} once its ledger can be written`;
+  }
+  // Without the page: the pause the daemon records (a destination full or not reachable)...
+  const pause = daemon.paused?.[job.name];
+  if (pause) {
+    const until = pause.state === "destination full" ? "has room again" : "answers again";
+    return `paused: ${pause.state} (${oneLine(pause.reason)}): ${queued} once it ${until}`;
+  }
+  // ...and its transfer windows, as the config says them.
+  if (!live && pausedAt(job, new Date())) return outsideWindow;
+  return null;
 }
 
 /** The choice the options make. @throws {UsageError} when none or a malformed one is given */
