@@ -227,13 +227,20 @@ export class JobStatus {
    * job): this run's counts, the arrivals of the rate, the last success, a
    * pause from the page, which only a resume from the page ends, a window's
    * pause (the new schedules' window may end it), and since when the job is
-   * in its state (while it stays in it).
+   * in its state (while it stays in it): the failures it is judged by go on
+   * too, so a job whose destination could not be reached (or every file of
+   * which failed) stays so, since the outage began, until an outcome of the
+   * next runner says otherwise.
    */
   continueFrom(previous: JobStatus): void {
     this.#sentCount = previous.#sentCount;
     this.#givenUp = new Set(previous.#givenUp);
     this.#arrivals = [...previous.#arrivals];
     this.lastSuccessAt = previous.lastSuccessAt;
+    this.#unreachable = previous.#unreachable;
+    this.#failedFiles = new Set(previous.#failedFiles);
+    this.#lastFailure = previous.#lastFailure;
+    this.#destinationGone = previous.#destinationGone;
     this.#state = previous.#state;
     this.#since = previous.#since;
     if (previous.#userPaused) this.userPaused = true;

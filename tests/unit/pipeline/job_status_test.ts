@@ -127,3 +127,35 @@ Deno.test("job status: a watch folder that cannot be read makes the job failing,
   problem = null;
   assert.equal(status.state(false).state, "watching");
 });
+
+Deno.test("job status: a reload keeps a job unreachable or failing since the trouble began", async () => {
+  const refused = "the connection to freya failed (Connection refused)";
+  const before = new JobStatus("cam", "rsync");
+  before.sent("a.fits", "20240315/a.fits", 10);
+  before.failed("b.fits", "retry-later", refused, false, "connection");
+  const outage = before.state(false);
+  assert.deepEqual([outage.state, outage.reason], ["unreachable", refused]);
+  // Time passes before the reload (SIGHUP), as in a night where the server is down for hours.
+  while (Date.now() <= outage.since) await new Promise((r) => setTimeout(r, 1));
+  const after = new JobStatus("cam", "rsync");
+  after.continueFrom(before);
+  assert.deepEqual(after.state(false), outage, "the next runner says what the last one said");
+  // Its own first attempt is refused too: still unreachable since the outage began.
+  after.failed("b.fits", "retry-later", refused, false, "connection");
+  assert.deepEqual(after.state(false), outage);
+  // An arrival ends it.
+  after.sent("b.fits", "20240315/b.fits", 10);
+  assert.equal(after.state(false).state, "watching");
+
+  // Every file failing (a folder that may not be written): failing, kept over a reload.
+  const denied = "cannot create the folder: permission denied";
+  after.failed("c.fits", "retry", denied, false);
+  after.failed("d.fits", "retry", denied, false);
+  const failing = after.state(false);
+  assert.deepEqual([failing.state, failing.reason], ["failing", denied]);
+  while (Date.now() <= failing.since) await new Promise((r) => setTimeout(r, 1));
+  const next = new JobStatus("cam", "rsync");
+  next.continueFrom(after);
+  assert.deepEqual(next.state(false), failing);
+  assert.deepEqual(next.summary, { sent: 2, failed: 0 });
+});
