@@ -43,6 +43,8 @@ export class RunningJobs {
     previous?: RunningJobs,
   ) {
     onPaused(this.#paused);
+    // A pause the last generation reported: one of the same kind goes on since it began.
+    const before: Record<string, JobPause> = previous ? { ...previous.#paused } : {};
     for (const { from, to, rows } of carryOverRenamedJobs(ledger, config.jobs)) {
       logger("daemon").info(
         "Job {to} was named {from} before (same watch folder and destination): its {rows} " +
@@ -55,8 +57,14 @@ export class RunningJobs {
         ...options,
         replaces: previous?.runners.find((runner) => runner.job.name === job.name),
         onPauseChange: (pause) => {
-          if (pause) this.#paused[job.name] = pause;
-          else delete this.#paused[job.name];
+          // Only the runner's first report can go on from the last generation's pause.
+          const was = before[job.name];
+          delete before[job.name];
+          if (pause) {
+            this.#paused[job.name] = was?.state === pause.state
+              ? { ...pause, since: was.since }
+              : pause;
+          } else delete this.#paused[job.name];
           if (!this.#stopped) onPaused(this.#paused);
         },
       })

@@ -6,7 +6,14 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { runCli, startCli } from "../../helpers/cli.ts";
-import { LEAST_CEILING_MS, randomBytes, waitFor } from "../../helpers/files.ts";
+import {
+  LEAST_CEILING_MS,
+  listArrived,
+  randomBytes,
+  sha256OfFile,
+  waitFor,
+} from "../../helpers/files.ts";
+import { freePort } from "../../helpers/net.ts";
 import { sshSandbox, startSshd } from "../../helpers/sshd.ts";
 
 Deno.test("status: a job paused for a destination that cannot be reached is one line, whatever the file's name", async () => {
@@ -42,6 +49,62 @@ Deno.test("status: a job paused for a destination that cannot be reached is one 
       !stdout.split("\n").some((text) => text.startsWith("lines.fits")),
       `no line begins inside the file's name:\n${stdout}`,
     );
+  } finally {
+    await daemon.stop();
+    await sshd.stop();
+    await Deno.remove(box.root, { recursive: true });
+  }
+});
+
+Deno.test("status: a reload (SIGHUP) while the destination cannot be reached keeps since when it could not be reached", async () => {
+  const sshd = await startSshd();
+  const box = await sshSandbox(sshd, "rsync", {
+    stability_window_seconds: 0.3,
+    retry_delay_seconds: 0.2,
+    rescan_interval_seconds: 0,
+    status_listen: `127.0.0.1:${freePort()}`,
+  });
+  const daemon = startCli(["run", "-c", box.config], { env: box.env });
+  // The live line's and the ledger line's "since", as `status` prints them.
+  const sinces = async () => {
+    const out = await runCli(["status", "-c", box.config], { env: box.env });
+    assert.equal(out.code, 0, out.stderr);
+    const live = /Job default: unreachable since ([0-9: -]+):/.exec(out.stdout)?.[1];
+    const paused = /paused: destination unreachable since ([0-9: -]+) /.exec(out.stdout)?.[1];
+    return { live, paused, stdout: out.stdout };
+  };
+  const refusals = () => (daemon.stderr().match(/cannot be reached:/g) ?? []).length;
+  try {
+    await daemon.waitForOutput("Watching");
+    await sshd.halt();
+    const source = join(box.watch, "a.fits");
+    await Deno.writeFile(source, randomBytes(3000));
+    let before = await sinces();
+    await waitFor(
+      async () => (before = await sinces()).live !== undefined && before.paused !== undefined,
+      LEAST_CEILING_MS,
+      "status to say the destination cannot be reached",
+    );
+    // The clock moves on to a later second before the reload.
+    const outage = Date.now();
+    await waitFor(() => Date.now() - outage > 1100, LEAST_CEILING_MS, "a later second");
+    const refused = refusals();
+    daemon.process.kill("SIGHUP");
+    await daemon.waitForOutput("Reloaded");
+    // The next runner tried the file itself and found the destination still down.
+    await waitFor(() => refusals() > refused, LEAST_CEILING_MS, "the next runner's refusal");
+    let after = await sinces();
+    await waitFor(
+      async () => (after = await sinces()).live !== undefined && after.paused !== undefined,
+      LEAST_CEILING_MS,
+      "status after the reload",
+    );
+    assert.deepEqual([after.live, after.paused], [before.live, before.paused], after.stdout);
+
+    await sshd.restart();
+    await daemon.waitForOutput("Successfully transferred");
+    const [arrived] = await listArrived(box.remote);
+    assert.equal(await sha256OfFile(join(box.remote, arrived)), await sha256OfFile(source));
   } finally {
     await daemon.stop();
     await sshd.stop();
