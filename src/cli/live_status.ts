@@ -115,6 +115,13 @@ export function formatLive(live: LiveStatus): string[] {
     if (job.watch?.unavailable) {
       lines.push(`    Watch folder cannot be read: ${escapeControlChars(job.watch.unavailable)}`);
     }
+    // As the status page and /metrics count them.
+    if (job.hookFailures > 0) {
+      lines.push(
+        `    ${job.hookFailures} hook run(s) failed, timed out or could not start since the ` +
+          `daemon started: the log says why`,
+      );
+    }
   }
   return lines;
 }

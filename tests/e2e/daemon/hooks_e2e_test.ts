@@ -213,6 +213,13 @@ esac
       metrics,
       /^image_transfer_hook_failures_total\{job="default",method="local"\} 2$/m,
     );
+    // And `status`, which a user runs on the instrument PC.
+    const shown = await runCli(["status", "-c", p.config], { env: { HOME: p.home } });
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.match(
+      shown.stdout,
+      /^ {4}2 hook run\(s\) failed, timed out or could not start since the daemon started: the log says why$/m,
+    );
   } finally {
     const status = await running.stop();
     assert.equal(status.code, 0, running.stderr());
