@@ -135,6 +135,11 @@ export class JobStatus {
   #ledgerProblem: string | null = null;
   #state: JobState = "watching";
   #since = Date.now();
+  /**
+   * The state the runner this one replaces was in, and since when, until this one enters it (a
+   * full destination is first seen failing files: its pause is new) or a file arrives.
+   */
+  #before: { state: JobState; since: number } | null = null;
   /** Whether the full pause held the job when last asked. */
   #lastFull = false;
   /** Files that arrived during this run. */
@@ -243,6 +248,7 @@ export class JobStatus {
     this.#destinationGone = previous.#destinationGone;
     this.#state = previous.#state;
     this.#since = previous.#since;
+    this.#before = { state: previous.#state, since: previous.#since };
     if (previous.#userPaused) this.userPaused = true;
     if (previous.#windowPaused) this.windowPaused = true;
   }
@@ -270,6 +276,7 @@ export class JobStatus {
     this.#arrivals.push({ from: Math.min(startedAt, at), at, bytes });
     this.#forgetArrivals(at);
     this.lastSuccessAt = at;
+    this.#before = null;
     this.#unreachable = null;
     this.#failedFiles.clear();
     this.#lastFailure = null;
@@ -351,7 +358,8 @@ export class JobStatus {
       : "watching";
     if (state !== this.#state) {
       this.#state = state;
-      this.#since = Date.now();
+      this.#since = this.#before?.state === state ? this.#before.since : Date.now();
+      if (this.#before?.state === state) this.#before = null;
     }
     const reason = state === "ledger_error"
       ? this.#ledgerProblem

@@ -159,3 +159,25 @@ Deno.test("job status: a reload keeps a job unreachable or failing since the tro
   assert.deepEqual(next.state(false), failing);
   assert.deepEqual(next.summary, { sent: 2, failed: 0 });
 });
+
+Deno.test("job status: a reload while the destination is full keeps since when it was full", async () => {
+  const noRoom = "no space left on the destination";
+  const before = new JobStatus("cam", "scp");
+  before.failed("a.fits", "retry-later", noRoom, false);
+  before.failed("b.fits", "retry-later", noRoom, false);
+  const full = before.state(true);
+  assert.equal(full.state, "full");
+  while (Date.now() <= full.since) await new Promise((r) => setTimeout(r, 1));
+  const after = new JobStatus("cam", "scp");
+  after.continueFrom(before);
+  // The next runner's pause is new: until its first attempt finds no room, it sees files failing.
+  after.failed("a.fits", "retry-later", noRoom, false);
+  assert.equal(after.state(false).state, "failing");
+  assert.deepEqual(after.state(true), full, "full since it was full before the reload");
+  // Once it has arrived files, a later full destination is full from then on.
+  after.sent("a.fits", "20240315/a.fits", 10);
+  assert.equal(after.state(false).state, "watching", "the pause is over");
+  while (Date.now() <= full.since) await new Promise((r) => setTimeout(r, 1));
+  after.failed("b.fits", "retry-later", noRoom, false);
+  assert.ok(after.state(true).since > full.since);
+});
