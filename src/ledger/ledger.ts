@@ -37,6 +37,7 @@ import {
   isDamage,
   isFull,
   isReadOnly,
+  journalOf,
   openForWriting,
   roomToResume,
   sqliteText,
@@ -77,6 +78,8 @@ export class Ledger {
   #depth = 0;
   /** When a write last looked whether the file is still there (ms since epoch). */
   #lookedAt = 0;
+  /** The journal (WAL) file this connection writes (`dev:ino`), once there is one. */
+  #journal: string | null = null;
 
   private constructor(path: string, db: DatabaseSync, readOnly: boolean, probeEveryMs: number) {
     this.path = path;
@@ -320,6 +323,7 @@ export class Ledger {
       this.#db.close();
     } catch { /* closed */ }
     this.#db = db;
+    this.#journal = journalOf(this.path);
     return true;
   }
 
@@ -352,7 +356,17 @@ export class Ledger {
     const now = Date.now();
     if (this.readOnly || now - this.#lookedAt < 1000) return;
     this.#lookedAt = now;
-    if (!existsSync(this.path)) this.#recover("it was removed while the daemon ran", true);
+    if (!existsSync(this.path)) return this.#recover("it was removed while the daemon ran", true);
+    const journal = journalOf(this.path);
+    if (this.#journal === null || journal === this.#journal) return void (this.#journal = journal);
+    // Its journal removed: SQLite writes on into the removed file, which readers (status) miss.
+    // What it holds is copied into the ledger (through the open file), then a new one started.
+    if (!this.#reclaim() || !this.#reopen()) return;
+    logger("ledger").warn(
+      "The ledger's journal {path}-wal was removed while the daemon ran; what it held was " +
+        "copied into the ledger and a new journal started",
+      { path: this.path },
+    );
   }
 
   /** The open ledger is damaged (or `gone`): set it aside and go on with a new one. */
@@ -363,6 +377,7 @@ export class Ledger {
     } catch { /* closing a damaged database may fail too */ }
     const rebuild = gone ? lost(this.path, reason) : setAside(this.path, reason);
     this.#db = openForWriting(this.path);
+    this.#journal = journalOf(this.path);
     this.#problem = null;
     this.#recordRebuild(rebuild);
   }

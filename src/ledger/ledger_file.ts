@@ -316,3 +316,13 @@ export function freeSpaceText(path: string): string {
   const free = localDiskSpaceSync(dirname(path))?.availableBytes;
   return free === undefined ? "free space unknown" : `${formatBytes(free)} free on its disk`;
 }
+
+/** The journal (WAL) file of the ledger at `path` (`dev:ino`), or `null` when there is none. */
+export function journalOf(path: string): string | null {
+  try {
+    const { dev, ino } = Deno.statSync(`${path}-wal`);
+    return `${dev}:${ino}`;
+  } catch {
+    return null;
+  }
+}

@@ -245,6 +245,34 @@ Deno.test("a ledger removed while the daemon runs is started anew (private) at i
   }
 });
 
+Deno.test("a ledger's journal removed while the daemon runs: status reads the ledger again after the next write, and a killed daemon forgot nothing", async () => {
+  await using box = await cliSandbox();
+  const first = await writeFiles(box, "old_", 5);
+  const daemon = startCli(["run", "-c", box.config], { env: box.env });
+  try {
+    await waitFor(async () => (await delivered(box.dest)).length === 5, 60_000, "first files");
+    await Deno.remove(join(box.stateDir, `${LEDGER_FILE}-wal`));
+    // A second apart: the removal is looked for at most once a second.
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    const fresh = await writeFiles(box, "new_", 2);
+    await waitFor(async () => (await delivered(box.dest)).length === 7, 60_000, "new files");
+    const status = await runCli(["status", "-c", box.config], { env: box.env });
+    assert.equal(status.code, 0, status.stderr);
+    assert.match(status.stdout, /done 7, failed 0/);
+    assert.match(daemon.stderr(), /journal .*ledger\.sqlite-wal was removed while the daemon ran/);
+    // Killed: what the journal held since its removal is in the ledger, not in the removed file.
+    await daemon.stop("SIGKILL");
+    const after = await runCli(["status", "-c", box.config], { env: box.env });
+    assert.equal(after.code, 0, after.stderr);
+    assert.match(after.stdout, /done 7, failed 0/);
+    assert.doesNotMatch(after.stdout, /started anew|damaged/);
+    await assertDelivered(box.dest, first);
+    await assertDelivered(box.dest, fresh);
+  } finally {
+    await daemon.stop("SIGTERM").catch(() => {});
+  }
+});
+
 /** An `on_transfer` hook that writes each file's relative path as a line of `hookLog`. */
 async function countingHook(box: Sandbox): Promise<{ hook: string; hookLog: string }> {
   const hook = join(box.root, "hook.sh");
