@@ -21,6 +21,11 @@ import { loadConfig, resolveConfigPath } from "../config/load.ts";
 import type { JobConfig } from "../config/types.ts";
 import { ConfigError } from "../errors.ts";
 import { checkBeforeStart } from "../pipeline/start_checks.ts";
+import {
+  assertFoundAsService,
+  bareNamedPrograms,
+  SERVICE_PATH,
+} from "../pipeline/user_programs.ts";
 import { applyPlan, encodeFile, underRoot } from "../service/apply.ts";
 import {
   launchdPlistPath,
@@ -105,7 +110,10 @@ export async function runInstallService(
   // The daemon will run as `account`: the config must belong to root or to it.
   const config = await loadConfig(configPath, account.uid);
   // What `run` would refuse is refused now, not in the service's restart loop.
+  const bare = bareNamedPrograms(config.jobs);
   await checkBeforeStart(config, account.uid);
+  const itsPath = target.os === Deno.build.os ? SERVICE_PATH[target.os] : undefined;
+  if (itsPath) assertFoundAsService(bare, config.jobs, config.file || configPath, itsPath);
   // After the checks, which give a hook's bare program name its path on PATH.
   const folders = daemonFolders(config);
   const launch = {

@@ -207,3 +207,54 @@ function foldersAbove(path: string): string[] {
   }
   return folders;
 }
+
+/**
+ * The `PATH` a service manager gives the daemon: systemd's fixed one (with `/sbin` and `/bin` for
+ * a system whose `/usr` is not merged), the one the launchd plist sets. Windows' task runs with
+ * the account's own.
+ */
+export const SERVICE_PATH: Partial<Record<typeof Deno.build.os, string>> = {
+  linux: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+  darwin: "/opt/homebrew/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+};
+
+/** The programs of `jobs` named by a bare name (looked up on `PATH`), with that name. */
+export function bareNamedPrograms(jobs: JobConfig[]) {
+  return userPrograms(jobs)
+    .filter(({ argv }) => !/[\\/]/.test(argv[0]) && !argv[0].startsWith("~"))
+    .map((program) => ({ ...program, name: program.argv[0] }));
+}
+
+/**
+ * Refuse a bare program name (see {@linkcode bareNamedPrograms}, taken before
+ * {@linkcode checkUserPrograms} gave it its path) that the service's `PATH` (`servicePath`)
+ * does not find as the same file: the service's daemon would refuse to start, or start another.
+ *
+ * @throws {ConfigError} naming each key, where it was found and what to write instead
+ */
+export function assertFoundAsService(
+  bare: ReturnType<typeof bareNamedPrograms>,
+  jobs: JobConfig[],
+  file: string,
+  servicePath: string,
+): void {
+  const real = (path: string | undefined) => {
+    try {
+      return path === undefined ? undefined : Deno.realPathSync(path);
+    } catch {
+      return undefined;
+    }
+  };
+  const problems: string[] = [];
+  for (const { job, key, path: keyPath, argv, name } of bare) {
+    const there = findProgram(name, servicePath);
+    if (there !== undefined && real(there) === real(argv[0])) continue;
+    problems.push(
+      `${keyPlace(file, jobs.indexOf(job), keyPath)}: ${key} of job ${job.name}: ` +
+        `${JSON.stringify(name)} is ${argv[0]} on your PATH, but the service runs with PATH=` +
+        `${servicePath}, where it ${there === undefined ? "is not found" : `is ${there}`}; ` +
+        `write the program's absolute path (${argv[0]}) in the config`,
+    );
+  }
+  if (problems.length > 0) throw new ConfigError(problems.join("\n"), { file });
+}

@@ -232,7 +232,8 @@ Deno.test("install-service: a hook or scheduled command in /tmp makes the unit s
           "schedules:",
           `  - {every_seconds: 60, action: command, command: [${JSON.stringify(nightly)}]}`,
         ], [nightly]],
-        [["on_failure: [s.sh]"], [hook]],
+        // A bare name (s.sh) found in /tmp only is refused: the service's PATH lacks it.
+        [[`on_failure: [${JSON.stringify(hook)}]`], [hook]],
       ] as const
     ) {
       await Deno.writeTextFile(config, [...lines, ...keys, ""].join("\n"));
@@ -247,6 +248,61 @@ Deno.test("install-service: a hook or scheduled command in /tmp makes the unit s
       );
       for (const program of shown) assert.ok(note?.includes(program), out.stdout);
     }
+  } finally {
+    for (const dir of [home, hooks, root]) await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("install-service refuses a hook named by a bare name the service's PATH does not find (only the installing shell's PATH has it), naming the key and the path to write", async () => {
+  const home = await makeTempDirOutsideTmp("it-svc-home-");
+  const hooks = await Deno.makeTempDir({ prefix: "it-svc-hooks-" });
+  const root = await Deno.makeTempDir({ prefix: "it-svc-root-" });
+  try {
+    await Deno.mkdir(join(home, "watch"));
+    await Deno.mkdir(join(home, "dest"));
+    const hook = join(hooks, "notify-observer");
+    await Deno.writeTextFile(hook, "#!/bin/sh\nexit 0\n", { mode: 0o755 });
+    const config = join(home, "config.yaml");
+    const lines = [
+      `watch_path: ${JSON.stringify(join(home, "watch"))}`,
+      "transfer_method: local",
+      `remote_base_path: ${JSON.stringify(join(home, "dest"))}`,
+      `log_file: ${JSON.stringify(join(home, "logs", "image_transfer.log"))}`,
+    ];
+    const PATH = `${hooks}:${Deno.env.get("PATH")}`;
+    const env = {
+      HOME: home,
+      USER: "observer",
+      SUDO_USER: "",
+      XDG_CONFIG_HOME: "",
+      DENO_DIR,
+      PATH,
+    };
+    const install = () => runCli(["-c", config, "install-service", "--root", root], { env });
+    await Deno.writeTextFile(
+      config,
+      [...lines, "on_failure: [notify-observer, --now]", ""].join("\n"),
+    );
+    // `run` in this shell finds it: the service, with systemd's PATH, would not.
+    const validate = await runCli(["-c", config, "config", "validate"], { env });
+    assert.equal(validate.code, 0, validate.stderr);
+    const refused = await install();
+    assert.equal(refused.code, 2, refused.stdout);
+    assert.match(
+      refused.stderr,
+      new RegExp(
+        `config\\.yaml:5: on_failure of job default: "notify-observer" is ${hook} on your PATH, ` +
+          "but the service runs with PATH=/usr/local/sbin:/usr/local/bin:.*, where it is not " +
+          `found; write the program's absolute path \\(${hook}\\) in the config`,
+      ),
+    );
+    assert.doesNotMatch(refused.stderr, /^\s+at /m);
+    assert.equal(await Deno.stat(join(root, SYSTEM_UNIT)).catch(() => null), null);
+    // A bare name the service finds as the same program (here: sh) is installed.
+    await Deno.writeTextFile(config, [...lines, "on_failure: [sh, -c, 'exit 0']", ""].join("\n"));
+    const installed = await install();
+    assert.equal(installed.code, 0, installed.stderr);
+    assert.match(await Deno.readTextFile(join(root, SYSTEM_UNIT)), /^ExecStart=/m);
   } finally {
     for (const dir of [home, hooks, root]) await Deno.remove(dir, { recursive: true });
   }
