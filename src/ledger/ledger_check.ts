@@ -99,10 +99,15 @@ const LOST_AT_START = "it was missing, although the daemon ran with this state_d
 
 /**
  * Whether a daemon ran with `stateDir` before: every run leaves its `daemon.lock` there (look
- * before taking the lock). A ledger missing beside it was lost.
+ * before taking the lock), with a page written. A ledger missing beside it was lost. An empty one
+ * was left by a start that could not write that page (a full disk): no daemon ran.
  */
 export function daemonRanIn(stateDir: string): boolean {
-  return existsSync(join(stateDir, LOCK_FILE));
+  try {
+    return Deno.lstatSync(join(stateDir, LOCK_FILE)).size > 0;
+  } catch (error) {
+    return !(error instanceof Deno.errors.NotFound);
+  }
 }
 
 /**

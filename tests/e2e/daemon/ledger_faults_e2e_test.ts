@@ -430,6 +430,30 @@ for (const [method, restart] of FULL_STATE_CASES) {
   );
 }
 
+Deno.test("a first start on a full state disk leaves no sign of a run: status says nothing of a lost ledger, and the first run once there is room starts a new one, not a rebuilt one", async () => {
+  await using box = await cliSandbox();
+  const files = await writeFiles(box, "a", 2);
+  await withTmpfs(box.stateDir, "256k", async () => {
+    const filler = await fill(box.stateDir);
+    const refused = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /disk is full/);
+    for (const args of [["status"], ["run", "--dry-run"]]) {
+      const out = await runCli([...args, "-c", box.config], { env: box.env });
+      assert.equal(out.code, 0, out.stderr);
+      assert.doesNotMatch(out.stdout + out.stderr, /lost|daemon ran with this state_dir/, args[0]);
+    }
+    await Deno.remove(filler);
+    const sent = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+    assert.equal(sent.code, 0, sent.stderr);
+    assert.doesNotMatch(sent.stderr, /is lost|rebuilt/);
+    await assertDelivered(box.dest, files);
+    const status = await runCli(["status", "-c", box.config], { env: box.env });
+    assert.doesNotMatch(status.stdout, /started anew|lost/);
+    assert.match(status.stdout, /done 2, failed 0/);
+  });
+});
+
 Deno.test("a state folder on a tiny disk that another writer leaves nearly full: one ERROR, no flapping; sending goes on by itself once there is room", async () => {
   await using box = await cliSandbox();
   await box.rewrite({ stability_window_seconds: 1, retry_delay_seconds: 2 });
