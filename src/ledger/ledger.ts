@@ -41,6 +41,7 @@ import {
   openForWriting,
   roomToResume,
   sqliteText,
+  whyNotOpened,
 } from "./ledger_file.ts";
 
 export { LEDGER_FILE, type LedgerRebuild } from "./ledger_check.ts";
@@ -139,7 +140,7 @@ export class Ledger {
       // SQLite's own words (`disk I/O error` on a full disk) name no file.
       if ((error as { code?: string }).code !== "ERR_SQLITE_ERROR") throw error;
       throw new Error(
-        `Cannot open the ledger ${path}: ${sqliteText(error)} (${freeSpaceText(path)})`,
+        `Cannot open the ledger ${path}: ${sqliteText(error)} (${whyNotOpened(path)})`,
         { cause: error },
       );
     }

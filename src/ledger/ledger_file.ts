@@ -18,10 +18,11 @@
  * @module
  */
 import { DatabaseSync } from "node:sqlite";
-import { dirname } from "node:path";
+import { dirname, join } from "node:path";
 import { localDiskSpaceSync } from "../config/free_space.ts";
 import { formatBytes } from "../config/sizes.ts";
 import { logger } from "../log/logging.ts";
+import { whyUnwritable } from "./daemon_lock.ts";
 import { mergeSshIdentities } from "./destination_identity.ts";
 
 /** The schema version this build writes and understands. */
@@ -325,4 +326,24 @@ export function journalOf(path: string): string | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * Why the ledger at `path` could not be opened, in words: its folder cannot be written (a
+ * read-only mount, no permission), else the free space on its disk (SQLite says only "unable to
+ * open database file" or "disk I/O error").
+ */
+export function whyNotOpened(path: string): string {
+  const probe = join(dirname(path), `.image-transfer-write-test-${Deno.pid}`);
+  try {
+    Deno.openSync(probe, { write: true, createNew: true }).close();
+    Deno.removeSync(probe);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.AlreadyExists)) {
+      return `its folder cannot be written: ${whyUnwritable(error)}; make ${
+        dirname(path)
+      } writable for this user`;
+    }
+  }
+  return freeSpaceText(path);
 }

@@ -508,6 +508,14 @@ Deno.test("a ledger whose state_dir was remounted read-only: status, status --js
         assert.equal(listed.code, 0, listed.stderr);
         assert.match(listed.stdout, /a\.fits/);
         assert.match(listed.stdout, /b\.fits/);
+        // resend itself writes: said why it cannot (not the free space, which is plenty).
+        const resend = await runCli(["resend", "--all", "-c", box.config], { env: box.env });
+        assert.equal(resend.code, 1, resend.stderr);
+        assert.match(
+          resend.stderr,
+          // Opened (with a journal's index left), its first write is refused by SQLite.
+          /Cannot open the ledger .*ledger\.sqlite: .*\(its folder cannot be written: it is on a read-only file system; make .*state-ro writable|Cannot write the ledger .*ledger\.sqlite: attempt to write a readonly database/,
+        );
       } finally {
         await remountTmpfs(stateDir, false);
       }
