@@ -59,11 +59,16 @@ export async function checkUserPrograms(
     const where = () => `${keyPlace(file, jobs.indexOf(job), keyPath)}: ${key} of job ${job.name}`;
     const path = findProgram(argv[0], Deno.env.get("PATH"));
     if (path === undefined) {
+      const relative = /[\\/]/.test(argv[0]) && !isAbsolute(argv[0]) && !/^~[\\/]/.test(argv[0]);
       problems.push(
-        `${where()}: cannot find the program ${JSON.stringify(argv[0])}` +
-          (argv[0].includes("/") || argv[0].includes("\\")
-            ? ": give its absolute path"
-            : " on PATH: give its absolute path"),
+        `${where()}: ` +
+          (relative
+            ? `${JSON.stringify(argv[0])} is a relative path, which the daemon would take from ` +
+              "whatever folder it runs in (not the config file's): give its absolute path"
+            : `cannot find the program ${JSON.stringify(argv[0])}` +
+              (/[\\/]/.test(argv[0])
+                ? ": give its absolute path"
+                : " on PATH: give its absolute path")),
       );
       continue;
     }

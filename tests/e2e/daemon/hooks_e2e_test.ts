@@ -9,7 +9,7 @@
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { REPO_ROOT, runCli, runTask, startCli } from "../../helpers/cli.ts";
 import { randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
 import { startSshd } from "../../helpers/sshd.ts";
@@ -472,6 +472,15 @@ Deno.test("hooks: a hook program others can change is refused by run, validate, 
     const relative = await runCli(["config", "validate", "-c", p.config], { env });
     assert.equal(relative.code, 2);
     assert.match(relative.stderr, /on_failure of job default: .*give its absolute path/);
+    // Said as relative, also where a file of that name lies beside the config (not "cannot find").
+    await Deno.copyFile(p.hook, join(dirname(p.config), "reduce.sh"));
+    await writeConfig(p.config, { ...baseConfig(p), on_failure: ["./reduce.sh"] });
+    const beside = await runCli(["config", "validate", "-c", p.config], { env });
+    assert.equal(beside.code, 2);
+    assert.match(
+      beside.stderr,
+      /on_failure of job default: "\.\/reduce\.sh" is a relative path, .*: give its absolute path/,
+    );
     // In the home folder, as the config's paths: ~/ is taken as it.
     await Deno.mkdir(join(p.home, "bin"));
     await Deno.copyFile(p.hook, join(p.home, "bin", "reduce"));
