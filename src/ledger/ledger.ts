@@ -360,12 +360,12 @@ export class Ledger {
     if (!existsSync(this.path)) return this.#recover("it was removed while the daemon ran", true);
     const journal = journalOf(this.path);
     if (this.#journal === null || journal === this.#journal) return void (this.#journal = journal);
-    // Its journal removed: SQLite writes on into the removed file, which readers (status) miss.
+    // Its journal (or index) removed: SQLite writes on into the removed file, which readers miss.
     // What it holds is copied into the ledger (through the open file), then a new one started.
     if (!this.#reclaim() || !this.#reopen()) return;
     logger("ledger").warn(
-      "The ledger's journal {path}-wal was removed while the daemon ran; what it held was " +
-        "copied into the ledger and a new journal started",
+      "The ledger's journal {path}-wal (or its index -shm) was removed while the daemon ran; " +
+        "what it held was copied into the ledger and a new journal started",
       { path: this.path },
     );
   }

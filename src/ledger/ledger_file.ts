@@ -318,11 +318,16 @@ export function freeSpaceText(path: string): string {
   return free === undefined ? "free space unknown" : `${formatBytes(free)} free on its disk`;
 }
 
-/** The journal (WAL) file of the ledger at `path` (`dev:ino`), or `null` when there is none. */
+/**
+ * The journal (WAL) of the ledger at `path` and its index (`-shm`), as files (`dev:ino` each), or
+ * `null` when there is none: one removed and made again is another file.
+ */
 export function journalOf(path: string): string | null {
   try {
-    const { dev, ino } = Deno.statSync(`${path}-wal`);
-    return `${dev}:${ino}`;
+    return ["-wal", "-shm"].map((suffix) => {
+      const { dev, ino } = Deno.statSync(path + suffix);
+      return `${dev}:${ino}`;
+    }).join(" ");
   } catch {
     return null;
   }

@@ -245,7 +245,7 @@ Deno.test("a ledger removed while the daemon runs is started anew (private) at i
   }
 });
 
-Deno.test("a ledger's journal removed while the daemon runs: status reads the ledger again after the next write, and a killed daemon forgot nothing", async () => {
+Deno.test("a ledger's journal or its index removed while the daemon runs: status reads the ledger again after the next write, and a killed daemon forgot nothing", async () => {
   await using box = await cliSandbox();
   const first = await writeFiles(box, "old_", 5);
   const daemon = startCli(["run", "-c", box.config], { env: box.env });
@@ -259,12 +259,26 @@ Deno.test("a ledger's journal removed while the daemon runs: status reads the le
     const status = await runCli(["status", "-c", box.config], { env: box.env });
     assert.equal(status.code, 0, status.stderr);
     assert.match(status.stdout, /done 7, failed 0/);
-    assert.match(daemon.stderr(), /journal .*ledger\.sqlite-wal was removed while the daemon ran/);
+    assert.match(
+      daemon.stderr(),
+      /journal .*ledger\.sqlite-wal .*was removed while the daemon ran/,
+    );
+    // Its index removed: the daemon and the readers would each keep one of their own.
+    await Deno.remove(join(box.stateDir, `${LEDGER_FILE}-shm`));
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    const last = await writeFiles(box, "last_", 1);
+    await waitFor(async () => (await delivered(box.dest)).length === 8, 60_000, "last file");
+    await waitFor(
+      () => daemon.stderr().split("was removed while the daemon ran").length === 3,
+      60_000,
+      "the index's removal said",
+    );
     // Killed: what the journal held since its removal is in the ledger, not in the removed file.
     await daemon.stop("SIGKILL");
     const after = await runCli(["status", "-c", box.config], { env: box.env });
     assert.equal(after.code, 0, after.stderr);
-    assert.match(after.stdout, /done 7, failed 0/);
+    assert.match(after.stdout, /done 8, failed 0/);
+    await assertDelivered(box.dest, last);
     assert.doesNotMatch(after.stdout, /started anew|damaged/);
     await assertDelivered(box.dest, first);
     await assertDelivered(box.dest, fresh);
