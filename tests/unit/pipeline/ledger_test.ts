@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { Ledger, LEDGER_FILE, LedgerWriteError } from "../../../src/ledger/ledger.ts";
 import { carryOverRenamedJobs } from "../../../src/ledger/job_names.ts";
+import { acquireDaemonLock } from "../../../src/ledger/daemon_lock.ts";
 import { testJob } from "../../helpers/jobs.ts";
 import { waitFor } from "../../helpers/files.ts";
 import { whileImmutable } from "../../helpers/immutable.ts";
@@ -510,7 +511,8 @@ Deno.test("Ledger.open: a ledger missing beside the daemon.lock of an earlier ru
     const first = Ledger.open(stateDir);
     assert.equal(first.rebuilt, null, "a first start");
     first.close();
-    await Deno.writeTextFile(join(stateDir, "daemon.lock"), "");
+    // An earlier run's lock, as it leaves it (an empty one is a start that could not write it).
+    acquireDaemonLock(stateDir).release();
     await Deno.remove(join(stateDir, LEDGER_FILE));
     // Before, only the daemon said so: a new ledger made by `resend` hid the loss from it.
     const again = Ledger.open(stateDir);
