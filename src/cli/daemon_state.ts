@@ -17,6 +17,8 @@ export interface DaemonStatus {
   config?: string;
   /** PID file left by a daemon that did not stop cleanly. */
   stalePid?: number;
+  /** The state_dir it runs with, when not the config's (a reload refused to move it). */
+  stateDir?: string;
   /** Jobs the running daemon has paused (a full destination), by name. */
   paused?: Record<string, JobPause>;
   /** The service manager that started it (see `DaemonInfo.service`), if one did. */
@@ -37,7 +39,7 @@ export function daemonStatus(stateDir: string): DaemonStatus {
       ? { running: false }
       : { running: false, stalePid: state.stalePid };
   }
-  return { running: true, ...state.info };
+  return { running: true, ...state.info, ...(state.stateDir ? { stateDir: state.stateDir } : {}) };
 }
 
 /** The daemon's line of the text output of `status` (and one more if its last reload was refused). */
@@ -51,6 +53,10 @@ export function describeDaemon(status: DaemonStatus, stateDir: string): string {
       (refused
         ? `\n  Its last reload (${new Date(refused.at).toLocaleString("sv-SE")}) was refused, so ` +
           `it runs the config it had before: ${refused.reason}`
+        : "") +
+      (status.stateDir
+        ? `\n  It runs with state_dir ${status.stateDir}, not ${stateDir}: what follows is this ` +
+          "config's new state_dir; restart it (image-transfer restart) to use it"
         : "");
   }
   const stale = status.stalePid === undefined

@@ -21,6 +21,8 @@ export const LOCK_FILE = "daemon.lock";
 export const PID_FILE = "daemon.pid";
 /** Name of the file describing the running daemon inside `state_dir`. */
 export const INFO_FILE = "daemon.json";
+/** Name of the file a daemon leaves in a state_dir its reload refused to move to: its own. */
+export const MOVED_FILE = "daemon.moved";
 
 /**
  * How long a start waits for the lock before it reports another daemon. It
@@ -76,6 +78,11 @@ export interface DaemonLock {
   tell(facts: Pick<DaemonInfo, "runtimeDir" | "statusListen" | "jobs" | "reloadRefused">): void;
   /** Say in `daemon.json` which jobs are paused now (no-op without a PID file). */
   setPaused(paused: Record<string, JobPause>): void;
+  /**
+   * Leave in `stateDir` (a reload's new state_dir, which it refused) where this daemon runs, so
+   * `status`, `stop` and `run` with the new config find it (removed at release).
+   */
+  pointFrom(stateDir: string): void;
   /** Remove the PID file and release the lock. */
   release(): void;
 }
@@ -96,6 +103,15 @@ export function acquireDaemonLock(
   info?: Omit<DaemonInfo, "pid" | "startedAt">,
 ): DaemonLock {
   makeStateDir(stateDir);
+  // Before the lock file is made: a start refused here leaves no sign of a run.
+  const moved = readMoved(stateDir);
+  if (moved !== undefined && moved !== stateDir && probeMoved(moved)) {
+    throw new DaemonRunningError(
+      `Cannot start: the daemon of this config is already running with its earlier state_dir ` +
+        `${moved} (pid ${readPid(moved) ?? "?"}; its reload to ${stateDir} was refused): stop it ` +
+        "first (image-transfer stop), then start it again",
+    );
+  }
   const lockPath = join(stateDir, LOCK_FILE);
   const db = openLockFile(stateDir, lockPath);
   try {
@@ -142,10 +158,18 @@ export function acquireDaemonLock(
       }
     }
   }
+  const pointers = new Set<string>();
   return {
     stalePid,
     pidFileError,
     stale,
+    pointFrom(other) {
+      try {
+        makeStateDir(other);
+        writeAtomically(join(other, MOVED_FILE), `${stateDir}\n`);
+        pointers.add(other);
+      } catch { /* status with the new config then finds no daemon, as before */ }
+    },
     tell(facts) {
       if (!record) return;
       Object.assign(record, facts);
@@ -162,6 +186,11 @@ export function acquireDaemonLock(
       } catch { /* status shows less; the daemon goes on */ }
     },
     release() {
+      for (const other of pointers) {
+        try {
+          if (readMoved(other) === stateDir) Deno.removeSync(join(other, MOVED_FILE));
+        } catch { /* gone */ }
+      }
       if (info) {
         for (const name of [PID_FILE, INFO_FILE]) {
           try {
@@ -179,7 +208,8 @@ export function acquireDaemonLock(
 
 /** Whether a daemon runs on a state folder, and what it says about itself. */
 export type DaemonState =
-  | { running: true; info: DaemonInfo | undefined }
+  /** `stateDir`: the daemon runs with another state_dir, whose change its reload refused. */
+  | { running: true; info: DaemonInfo | undefined; stateDir?: string }
   | { running: false; stalePid: number | undefined };
 
 /**
@@ -189,6 +219,32 @@ export type DaemonState =
  * @throws {Error} when the lock file exists but cannot be checked (e.g. no permission)
  */
 export function probeDaemon(stateDir: string): DaemonState {
+  const here = probeLock(stateDir);
+  const moved = here.running ? undefined : readMoved(stateDir);
+  if (moved === undefined || moved === stateDir) return here;
+  return probeMoved(moved) ? { ...probeLock(moved), stateDir: moved } as DaemonState : here;
+}
+
+/** Whether a daemon runs with `stateDir` (a {@linkcode MOVED_FILE}'s; a killed one's is stale). */
+function probeMoved(stateDir: string): boolean {
+  try {
+    return probeLock(stateDir).running;
+  } catch {
+    return false;
+  }
+}
+
+/** The state_dir a {@linkcode MOVED_FILE} in `stateDir` names, if there is one. */
+function readMoved(stateDir: string): string | undefined {
+  try {
+    return Deno.readTextFileSync(join(stateDir, MOVED_FILE)).trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** {@linkcode probeDaemon} of the lock in `stateDir` itself. */
+function probeLock(stateDir: string): DaemonState {
   const path = join(stateDir, LOCK_FILE);
   try {
     Deno.statSync(path);

@@ -190,6 +190,7 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
           config,
           options.onReload,
           (reason) => lock.tell({ reloadRefused: { at: new Date().toISOString(), reason } }),
+          (stateDir) => lock.pointFrom(stateDir),
         );
         if (!next) continue;
         // The replaced jobs' hooks run on (with the old config), and end at the stop.
@@ -254,6 +255,7 @@ async function reloadConfig(
   started: Config,
   onReload: DaemonOptions["onReload"],
   refused: (reason: string) => void,
+  movedTo: (stateDir: string) => void,
 ): Promise<Config | undefined> {
   const log = logger("daemon");
   log.info("Reloading {file} (SIGHUP)", { file: current.file });
@@ -266,6 +268,7 @@ async function reloadConfig(
     }
     const next = await loadConfig(current.file);
     if (next.state_dir !== current.state_dir) {
+      movedTo(next.state_dir); // So that status, stop and run with the new config find it.
       throw new Error(
         `state_dir changed from ${current.state_dir} to ${next.state_dir}; a reload cannot move ` +
           "the ledger: restart the daemon to use the new state_dir",

@@ -303,6 +303,40 @@ Deno.test("SIGHUP with an invalid config is refused with a log line; the running
   );
 });
 
+Deno.test("a reload refused for a new state_dir: status, stop and run with the edited config find the daemon still running with the old one; nothing is sent twice", async () => {
+  await using box = await cliSandbox();
+  const daemon = startCli(["run", "-c", box.config], { env: box.env });
+  try {
+    await daemon.waitForOutput("Watching", 30_000);
+    const bytes = await drop(box.watch, "a.fits");
+    await arrives(box.dest, "a.fits", bytes);
+    const { ino } = await Deno.stat(join(box.dest, "20240502", "a.fits"));
+    const moved = join(box.root, "state-new");
+    await box.rewrite({ state_dir: moved });
+    daemon.process.kill("SIGHUP");
+    await daemon.waitForOutput(/Reload refused.*state_dir changed/, 30_000);
+    // Before: "Daemon: not running", and `run` started a second daemon that sent a.fits again.
+    const shown = await status(box);
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.match(shown.stdout, /^Daemon: running, pid \d+/);
+    assert.ok(shown.stdout.includes(`It runs with state_dir ${box.stateDir}, not ${moved}`));
+    const second = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+    assert.equal(second.code, 3, second.stderr);
+    assert.match(second.stderr, /already running with its earlier state_dir/);
+    assert.equal((await Deno.stat(join(box.dest, "20240502", "a.fits"))).ino, ino, "sent again");
+    const stopped = await runCli(["stop", "-c", box.config], { env: box.env });
+    assert.equal(stopped.code, 0, stopped.stderr);
+    assert.match(stopped.stdout, /Stopped the daemon/);
+    assert.equal((await daemon.process.status).code, 0);
+    // The refused start left no sign of a run there: no lock, no word of a lost ledger.
+    const after = await status(box);
+    assert.match(after.stdout, /^Daemon: not running/);
+    assert.doesNotMatch(after.stdout + after.stderr, /lost/);
+  } finally {
+    await daemon.stop("SIGTERM").catch(() => {});
+  }
+});
+
 Deno.test("status after a refused reload says so, and names a job the daemon does not run", async () => {
   await using box = await cliSandbox();
   const daemon = startCli(["run", "-c", box.config], { env: box.env });
