@@ -16,6 +16,7 @@ import { loadConfig, resolveConfigPath } from "../config/load.ts";
 import { globPattern } from "../config/values.ts";
 import { UsageError } from "../errors.ts";
 import { FileRows } from "../ledger/file_rows.ts";
+import { ledgerName } from "../ledger/job_names.ts";
 import { Ledger } from "../ledger/ledger.ts";
 import { escapeControlChars as oneLine } from "../log/logging.ts";
 import { absolutePath } from "../watch/file_version.ts";
@@ -83,7 +84,9 @@ export function resendCommand(): Command {
       const resent: JobConfig[] = [];
       try {
         for (const job of jobs) {
-          const table = ledger && FileRows.of(ledger, job);
+          // A job renamed in the config: the rows of its former name, which the next start takes.
+          const name = ledger && ledgerName(ledger, job, config.jobs);
+          const table = ledger && FileRows.of(ledger, { ...job, name: name ?? job.name });
           const rows = table?.doneChosen(choice, matches) ?? [];
           const present: string[] = [];
           for (const row of rows) {

@@ -873,3 +873,26 @@ Deno.test("resend: chosen files are sent again on purpose; --dry-run changes not
     new Map([...files].filter(([name]) => name !== "frame_002.fits")),
   );
 });
+
+Deno.test("resend with a job renamed in the config (before the daemon took its former name's rows): the files are sent again, as status counts them", async () => {
+  await using box = await cliSandbox();
+  const files = await writeFiles(box, "frame_", 2);
+  const first = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+  assert.equal(first.code, 0, first.stderr);
+  const before = await inodes(box.dest);
+  await box.rewrite({ name: "cam_renamed" });
+  const status = await runCli(["status", "-c", box.config], { env: box.env });
+  assert.match(status.stdout, /Job cam_renamed: .*done 2/);
+  // Before: "0 file(s) would be sent again": the rows were still under the former name.
+  const dry = await runCli(["resend", "--all", "--dry-run", "-c", box.config], { env: box.env });
+  assert.equal(dry.code, 0, dry.stderr);
+  assert.match(dry.stdout, /job cam_renamed: 2 file\(s\) would be sent again/);
+  const resend = await runCli(["resend", "--all", "-c", box.config], { env: box.env });
+  assert.equal(resend.code, 0, resend.stderr);
+  assert.match(resend.stdout, /job cam_renamed: 2 file\(s\) will be sent again/);
+  const again = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+  assert.equal(again.code, 0, again.stderr);
+  await assertDelivered(box.dest, files);
+  const after = await inodes(box.dest);
+  for (const [rel, ino] of before) assert.notEqual(after.get(rel), ino, `${rel} not sent again`);
+});
