@@ -56,7 +56,7 @@ export function describeDaemon(status: DaemonStatus, stateDir: string): string {
         : "") +
       (status.stateDir
         ? `\n  It runs with state_dir ${status.stateDir}, not ${stateDir}: what follows is this ` +
-          "config's new state_dir; restart it (image-transfer restart) to use it"
+          "config's new state_dir; see its refused reload for how to move the ledger"
         : "");
   }
   const stale = status.stalePid === undefined

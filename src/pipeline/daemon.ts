@@ -14,7 +14,7 @@ import type { Config, JobConfig } from "../config/types.ts";
 import { COMMAND_LINE_CONFIG, loadConfig } from "../config/load.ts";
 import { makeRuntimeDir } from "../config/paths.ts";
 import { guardedPathReason, WatchFolderError } from "../errors.ts";
-import { Ledger } from "../ledger/ledger.ts";
+import { Ledger, LEDGER_FILE } from "../ledger/ledger.ts";
 import { acquireDaemonLock, PID_FILE } from "../ledger/daemon_lock.ts";
 import { daemonRanIn } from "../ledger/ledger_check.ts";
 import { logger } from "../log/logging.ts";
@@ -271,7 +271,9 @@ async function reloadConfig(
       movedTo(next.state_dir); // So that status, stop and run with the new config find it.
       throw new Error(
         `state_dir changed from ${current.state_dir} to ${next.state_dir}; a reload cannot move ` +
-          "the ledger: restart the daemon to use the new state_dir",
+          `the ledger: stop the daemon, move ${join(current.state_dir, LEDGER_FILE)} into ` +
+          `${next.state_dir} (without it every file in the watch folders is sent again), then ` +
+          "start it",
       );
     }
     await checkBeforeStart(next);

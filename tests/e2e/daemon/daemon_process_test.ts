@@ -315,6 +315,11 @@ Deno.test("a reload refused for a new state_dir: status, stop and run with the e
     await box.rewrite({ state_dir: moved });
     daemon.process.kill("SIGHUP");
     await daemon.waitForOutput(/Reload refused.*state_dir changed/, 30_000);
+    // Says how to keep what was sent: the new folder has no ledger.
+    assert.match(
+      daemon.stderr(),
+      /stop the daemon, move .*ledger\.sqlite into .*state-new \(without it every file in the watch folders is sent again\), then start it/,
+    );
     // Before: "Daemon: not running", and `run` started a second daemon that sent a.fits again.
     const shown = await status(box);
     assert.equal(shown.code, 0, shown.stderr);
