@@ -83,6 +83,11 @@ export interface DaemonLock {
    * `status`, `stop` and `run` with the new config find it (removed at release).
    */
   pointFrom(stateDir: string): void;
+  /**
+   * Take the lock again in a new file where its file was removed (the whole state_dir removed
+   * while the daemon ran), with the PID file, so `status`, `stop` and `run` find this daemon.
+   */
+  renew(): void;
   /** Remove the PID file and release the lock. */
   release(): void;
 }
@@ -113,7 +118,7 @@ export function acquireDaemonLock(
     );
   }
   const lockPath = join(stateDir, LOCK_FILE);
-  const db = openLockFile(stateDir, lockPath);
+  let db = openLockFile(stateDir, lockPath);
   try {
     db.exec(`PRAGMA busy_timeout = ${LOCK_WAIT_MS};`);
     // An empty database needs room to be locked; one page makes later locks need none.
@@ -184,6 +189,30 @@ export function acquireDaemonLock(
       try {
         writeInfo(record);
       } catch { /* status shows less; the daemon goes on */ }
+    },
+    renew() {
+      try {
+        Deno.lstatSync(lockPath);
+        return;
+      } catch (error) {
+        if (!(error instanceof Deno.errors.NotFound)) return;
+      }
+      let fresh: DatabaseSync | undefined;
+      try {
+        makeStateDir(stateDir);
+        fresh = new DatabaseSync(lockPath);
+        fresh.exec("PRAGMA user_version = 1; PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE;");
+      } catch {
+        fresh?.close();
+        return; // Tried again at the ledger's next change.
+      }
+      db.close();
+      db = fresh;
+      if (!record) return;
+      try {
+        writeInfo(record);
+        writeAtomically(join(stateDir, PID_FILE), `${Deno.pid}\n`);
+      } catch { /* status then shows less */ }
     },
     release() {
       for (const other of pointers) {

@@ -19,7 +19,7 @@
  * @module
  */
 import type { DatabaseSync, StatementSync } from "node:sqlite";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { logger } from "../log/logging.ts";
 import {
   daemonRanIn,
@@ -377,6 +377,8 @@ export class Ledger {
       this.#db.close();
     } catch { /* closing a damaged database may fail too */ }
     const rebuild = gone ? lost(this.path, reason) : setAside(this.path, reason);
+    // Its whole folder removed: made again (as at the start), else nothing could be recorded.
+    if (gone) Deno.mkdirSync(dirname(this.path), { recursive: true, mode: 0o700 });
     this.#db = openForWriting(this.path);
     this.#journal = journalOf(this.path);
     this.#problem = null;

@@ -123,6 +123,7 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
     // next one does not take it for lost.
     const openLedger = Ledger.open(config.state_dir, { expected: ranBefore });
     ledger = openLedger;
+    openLedger.subscribe(() => lock.renew()); // A state_dir removed: its ledger starts anew.
     await checkWatchFolders(config.jobs, options.once);
     await keepPrivate(config.state_dir);
     const dir = await makeRuntimeDir();

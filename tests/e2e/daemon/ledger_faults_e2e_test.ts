@@ -896,3 +896,42 @@ Deno.test("resend with a job renamed in the config (before the daemon took its f
   const after = await inodes(box.dest);
   for (const [rel, ino] of before) assert.notEqual(after.get(rel), ino, `${rel} not sent again`);
 });
+
+Deno.test("a state_dir removed whole while the daemon runs: it is made again at the next write, the ledger goes on, and status, stop and run find the daemon", async () => {
+  await using box = await cliSandbox();
+  const first = await writeFiles(box, "old_", 5);
+  const daemon = startCli(["run", "-c", box.config], { env: box.env });
+  try {
+    await waitFor(async () => (await delivered(box.dest)).length === 5, 60_000, "first files");
+    const before = await inodes(box.dest);
+    await Deno.remove(box.stateDir, { recursive: true });
+    // A second apart: the removal is looked for at most once a second.
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    const fresh = await writeFiles(box, "new_", 2);
+    await waitFor(async () => (await delivered(box.dest)).length === 7, 60_000, "new files");
+    await waitFor(
+      async () => {
+        const out = await runCli(["status", "-c", box.config], { env: box.env });
+        return /^Daemon: running/.test(out.stdout) && /done 7, failed 0/.test(out.stdout);
+      },
+      60_000,
+      "status of the running daemon",
+    );
+    // Before: "database is not open" for every file, and no lock: a second daemon could start.
+    assert.doesNotMatch(daemon.stderr(), /database is not open|unable to open database/);
+    const second = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+    assert.equal(second.code, 3, second.stderr);
+    const stopped = await runCli(["stop", "-c", box.config], { env: box.env });
+    assert.equal(stopped.code, 0, stopped.stderr);
+    assert.match(stopped.stdout, /Stopped the daemon/);
+    assert.equal((await daemon.process.status).code, 0);
+    const again = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+    assert.equal(again.code, 0, again.stderr);
+    await assertDelivered(box.dest, first);
+    await assertDelivered(box.dest, fresh);
+    const after = await inodes(box.dest);
+    for (const [rel, ino] of before) assert.equal(after.get(rel), ino, `${rel} was sent again`);
+  } finally {
+    await daemon.stop("SIGTERM").catch(() => {});
+  }
+});
