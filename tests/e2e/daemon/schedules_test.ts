@@ -287,8 +287,12 @@ Deno.test("schedules (daemon): a command at a cron time in a chosen zone, night 
   }
 });
 
-Deno.test("schedules (daemon): the rescan's catch-up sends again a file deleted or cut short at the destination", async () => {
-  const root = await Deno.makeTempDir({ prefix: "itx-catchup-" });
+/**
+ * A local daemon with a rescan every 2 s whose catch-up checks the last night, once `files` (dated
+ * 2024-03-15) are at the destination and the first catch-up found nothing to send again.
+ */
+async function catchUpDaemon(prefix: string, files: Record<string, Uint8Array>) {
+  const root = await Deno.makeTempDir({ prefix });
   const watch = join(root, "watch");
   const dest = join(root, "dest");
   const home = join(root, "home");
@@ -308,7 +312,6 @@ Deno.test("schedules (daemon): the rescan's catch-up sends again a file deleted 
   const daemon = startCli(["run", "-c", config], { env: { HOME: home } });
   try {
     await daemon.waitForOutput("Watching");
-    const files = { "gone 'a'.fits": randomBytes(20_000), "short.fits": randomBytes(30_000) };
     for (const [name, data] of Object.entries(files)) {
       await Deno.writeFile(join(watch, name), data);
       await Deno.utime(join(watch, name), 0, new Date("2024-03-15T20:00:00Z"));
@@ -320,6 +323,19 @@ Deno.test("schedules (daemon): the rescan's catch-up sends again a file deleted 
       "both files",
     );
     await daemon.waitForOutput(/Catch-up of job default: 1 night folder\(s\) checked, 0 file/);
+  } catch (error) {
+    await daemon.stop();
+    await Deno.remove(root, { recursive: true });
+    throw error;
+  }
+  return { root, watch, dest, daemon };
+}
+
+Deno.test("schedules (daemon): the rescan's catch-up sends again a file deleted or cut short at the destination", async () => {
+  const files = { "gone 'a'.fits": randomBytes(20_000), "short.fits": randomBytes(30_000) };
+  const { root, watch, dest, daemon } = await catchUpDaemon("itx-catchup-", files);
+  try {
+    const night = join(dest, "20240315");
     await Deno.remove(join(night, "gone 'a'.fits"));
     await Deno.truncate(join(night, "short.fits"), 100);
     await waitFor(
@@ -357,38 +373,10 @@ Deno.test("schedules (daemon): the rescan's catch-up sends again a file deleted 
 });
 
 Deno.test("schedules (daemon): a destination folder gone (a share not mounted) is not taken by the catch-up for every file lost: nothing is sent again", async () => {
-  const root = await Deno.makeTempDir({ prefix: "itx-catchup-gone-" });
-  const watch = join(root, "watch");
-  const dest = join(root, "dest");
-  const home = join(root, "home");
-  for (const dir of [watch, home]) await Deno.mkdir(dir);
-  const config = join(root, "config.yaml");
-  await writeConfig(config, {
-    watch_path: watch,
-    remote_base_path: dest,
-    transfer_method: "local",
-    stability_window_seconds: 0.3,
-    night_timezone: "UTC",
-    rescan_interval_seconds: 0,
-    state_dir: join(root, "state"),
-    log_file: "",
-    schedules: [{ every_seconds: 2, action: "rescan", nights: 1 }],
-  });
-  const daemon = startCli(["run", "-c", config], { env: { HOME: home } });
+  const files = { "a.fits": randomBytes(20_000), "b.fits": randomBytes(30_000) };
+  const { root, dest, daemon } = await catchUpDaemon("itx-catchup-gone-", files);
   try {
-    await daemon.waitForOutput("Watching");
-    const files = { "a.fits": randomBytes(20_000), "b.fits": randomBytes(30_000) };
-    for (const [name, data] of Object.entries(files)) {
-      await Deno.writeFile(join(watch, name), data);
-      await Deno.utime(join(watch, name), 0, new Date("2024-03-15T20:00:00Z"));
-    }
     const night = join(dest, "20240315");
-    await waitFor(
-      () => Object.keys(files).every((name) => existsSync(join(night, name))),
-      20_000,
-      "both files",
-    );
-    await daemon.waitForOutput(/Catch-up of job default: 1 night folder\(s\) checked, 0 file/);
     // The share goes away: its mount point is gone (or empty) while its files are safe on it.
     await Deno.rename(dest, `${dest}.away`);
     await daemon.waitForOutput(
