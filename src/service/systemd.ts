@@ -26,8 +26,17 @@ import type { Config } from "../config/types.ts";
 /** The unit name, also used by `journalctl -u`. */
 export const SYSTEMD_UNIT_NAME = "image-transfer.service";
 
-/** A user name systemd accepts in `User=` (its "relaxed" rule, without `%`). */
-const USER_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.@-]*\$?$/;
+/**
+ * Tell whether systemd takes `name` in `User=` as written: its "relaxed" rule
+ * (any valid UTF-8: non-ASCII names, and directory-service names such as
+ * `zoe@lab.example.org` or `LAB\zoe`), less what it refuses or reads
+ * otherwise: `:` and `/`, a leading `-`, only digits (a user id), `.` and
+ * `..`, white space, control characters, `%` (a specifier) and a final `\`
+ * (which would join the next line).
+ */
+function systemdAcceptsUser(name: string): boolean {
+  return name.isWellFormed() && !/^$|^-|^[0-9]+$|^\.\.?$|\\$|[:/%\s\p{Cc}]/u.test(name);
+}
 
 /** Exists only while systemd runs as the init system (what `sd_booted()` tests). */
 export const SYSTEMD_BOOTED_PATH = "/run/systemd/system";
@@ -62,7 +71,7 @@ export function systemdUnitPath(target: ServiceTarget): string {
  */
 export function renderSystemdUnit(target: ServiceTarget, launch: DaemonLaunch): string {
   const system = target.scope === "system";
-  if (system && !USER_NAME.test(target.user)) {
+  if (system && !systemdAcceptsUser(target.user)) {
     throw new Error(
       `Cannot write the systemd unit: the user name ${
         JSON.stringify(target.user)

@@ -404,6 +404,34 @@ Deno.test("systemd unit paths: /etc/systemd/system, or ~/.config/systemd/user", 
   );
 });
 
+Deno.test("systemd system unit runs as a non-ASCII or directory-service login name, which systemd-analyze verify accepts", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "it-unit-user-" });
+  try {
+    const exe = join(dir, "image-transfer");
+    await makeExecutable(exe);
+    for (const user of ["zo\u00eb", "zo\u00eb.m\u00fcller@lab.example.org", "LAB\\zoe"]) {
+      const unit = renderSystemdUnit({ ...linuxSystem, user }, launch([exe, "run"]));
+      assert.ok(unit.split("\n").includes(`User=${user}`), unit);
+      const verified = await verifyUnit(dir, unit, false);
+      assert.equal(verified.code, 0, verified.stderr);
+      assert.doesNotMatch(
+        verified.stderr,
+        /Invalid user|fatal error|bad unit file/,
+        verified.stderr,
+      );
+    }
+    for (const user of ["x:y", "a/b", "-x", "1000", "50%", "a b", "LAB\\", ".."]) {
+      assert.throws(
+        () => renderSystemdUnit({ ...linuxSystem, user }, launch([exe, "run"])),
+        /not one systemd accepts in User=/,
+        user,
+      );
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("systemd quoting escapes %, $, quotes and backslashes, and refuses what systemd cannot carry", () => {
   assert.equal(systemdQuote("run"), "run");
   assert.equal(systemdQuote("/a b/c"), '"/a b/c"');
