@@ -50,7 +50,12 @@ import {
 import { posix, win32 } from "node:path";
 import { isDenoRuntime, RUNTIME_FLAGS } from "../version.ts";
 import { displayArgv } from "../service/escape.ts";
-import { planTaskInstall, planTaskUninstall, taskXmlPath } from "../service/task_scheduler.ts";
+import {
+  planTaskInstall,
+  planTaskUninstall,
+  s4uShareWarnings,
+  taskXmlPath,
+} from "../service/task_scheduler.ts";
 
 /** The source checkout, used when running from source (`deno run`). */
 const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -139,7 +144,8 @@ export async function runInstallService(
     ? path
     : null;
   const plan = planInstall(target, launch, { update: previous !== undefined, replacesOld });
-  for (const warning of [...warnings, ...passwordEnvWarnings(config.jobs, target)]) {
+  const shares = s4uShareWarnings(config, target);
+  for (const warning of [...warnings, ...passwordEnvWarnings(config.jobs, target), ...shares]) {
     console.error(`warning: ${warning}`);
   }
   if (oldFile !== null) {

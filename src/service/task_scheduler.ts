@@ -12,6 +12,8 @@ import { win32 } from "node:path";
 import { fillTemplate, TASK_XML_TEMPLATE } from "./template.ts";
 import { windowsQuoteArg, xmlEscape } from "./escape.ts";
 import type { DaemonLaunch, RollbackStep, ServicePlan, ServiceTarget } from "./plan.ts";
+import type { Config } from "../config/types.ts";
+import { uncShare } from "../watch/fs_type.ts";
 
 /** The task's name in Task Scheduler. */
 export const TASK_NAME = "ImageTransferDaemon";
@@ -190,4 +192,43 @@ function endTask() {
     kind: "run" as const,
     command: { argv: ["schtasks", "/End", "/TN", TASK_NAME], mayFail: true },
   };
+}
+
+/**
+ * Warn of the Windows shares (`\\server\share\...`) a boot task cannot open:
+ * logged on with S4U it has no network credentials, so a watch folder,
+ * `local` destination, archive folder, state folder, log file or key file on a
+ * share would fail in the service while it works from the prompt. The task at
+ * logon (`--user`) runs with the user's credentials.
+ *
+ * @param config the loaded config
+ * @param target the scope (only `system` on Windows warns)
+ * @returns one warning per path on a share
+ */
+export function s4uShareWarnings(config: Config, target: ServiceTarget): string[] {
+  if (target.os !== "windows" || target.scope !== "system") return [];
+  const paths: [string, string][] = [["state_dir", config.state_dir], [
+    "log_file",
+    config.log_file,
+  ]];
+  for (const job of config.jobs) {
+    const of = ` of job ${job.name}`;
+    paths.push([`watch_path${of}`, job.watch_path]);
+    if (job.transfer_method === "local") {
+      paths.push([`remote_base_path${of}`, job.remote_base_path]);
+    }
+    if (job.after_transfer === "move") paths.push([`archive_path${of}`, job.archive_path]);
+    for (const key of ["ssh_identity_file", "ftp_password_file", "ftp_ca_file"] as const) {
+      const file = job[key];
+      if (file) paths.push([`${key}${of}`, file]);
+    }
+  }
+  return paths.flatMap(([what, path]) => {
+    const share = path ? uncShare(path) : null;
+    return share === null ? [] : [
+      `${what} ${path} is on the Windows share ${share}, which the boot task cannot open: ` +
+      "logged on with S4U (no password stored) it has no network credentials; install with " +
+      "--user (a task at logon, with your credentials), or use a local folder or scp/rsync",
+    ];
+  });
 }

@@ -346,6 +346,39 @@ Deno.test("install-service: a job with ftp_password_env is warned of: the servic
   }
 });
 
+Deno.test("install-service --os windows: a watch folder on a //server/share path is warned of for the boot task (S4U), not for --user", async () => {
+  const { home, config, env } = await makeHome();
+  try {
+    await Deno.writeTextFile(
+      config,
+      [
+        'watch_path: "//nas/instrument/Camera Data"',
+        "transfer_method: local",
+        `remote_base_path: ${JSON.stringify(join(home, "dest"))}`,
+        `log_file: ${JSON.stringify(join(home, "logs", "image_transfer.log"))}`,
+        "",
+      ].join("\n"),
+    );
+    const boot = await runCli(["-c", config, "install-service", "--os", "windows", "--print"], {
+      env,
+    });
+    assert.equal(boot.code, 0, boot.stderr);
+    assert.match(
+      boot.stderr,
+      /^warning: watch_path of job default \/\/nas\/instrument\/Camera Data is on the Windows share \\\\nas\\instrument, which the boot task cannot open: .*--user/m,
+    );
+    assert.equal(boot.stderr.match(/Windows share/g)?.length, 1, boot.stderr);
+    const logon = await runCli(
+      ["-c", config, "install-service", "--os", "windows", "--user", "--print"],
+      { env },
+    );
+    assert.equal(logon.code, 0, logon.stderr);
+    assert.doesNotMatch(logon.stderr, /Windows share/);
+  } finally {
+    await Deno.remove(home, { recursive: true });
+  }
+});
+
 Deno.test("install-service --user --print uses ~/.config/systemd/user and systemctl --user", async () => {
   const { home, config, env } = await makeHome();
   try {

@@ -12,11 +12,14 @@ import { launchdPlistPath, renderLaunchdPlist } from "../../../src/service/launc
 import {
   encodeUtf16LeBom,
   renderTaskXml,
+  s4uShareWarnings,
   taskXmlPath,
 } from "../../../src/service/task_scheduler.ts";
 import { daemonArgv } from "../../../src/cli/install_service.ts";
 import { windowsQuoteArg } from "../../../src/service/escape.ts";
 import type { ServiceTarget } from "../../../src/service/plan.ts";
+import type { Config } from "../../../src/config/types.ts";
+import { testJob } from "../../helpers/jobs.ts";
 import { launch, run, xpath } from "../../helpers/service_render.ts";
 
 const DTD = fileURLToPath(new URL("../../fixtures/service/PropertyList-1.0.dtd", import.meta.url));
@@ -306,6 +309,53 @@ Deno.test("task XML refuses % (Task Scheduler expands it) and newlines", () => {
     () => renderTaskXml(target, launch(["C:\\x.exe", "run", "-c", "C:\\a\nb"])),
     /newline/,
   );
+});
+
+Deno.test("a boot task (S4U) warns of each path on a Windows share it cannot open; --user and local disks do not", () => {
+  const onShare = testJob("cam", {
+    watch_path: "\\\\nas\\instrument\\Camera Data",
+    transfer_method: "local",
+    remote_base_path: "//archive/nights",
+    after_transfer: "move",
+    archive_path: "D:\\done",
+  });
+  const local = testJob("spec", {
+    watch_path: "C:\\Users\\Zo\u00eb\\spectra",
+    transfer_method: "scp",
+    remote_host: "server",
+    remote_base_path: "\\\\not\\a local path on scp",
+  });
+  const config: Config = {
+    file: "C:\\Users\\Zo\u00eb\\.config\\image-transfer\\config.yaml",
+    state_dir: "C:\\Users\\Zo\u00eb\\AppData\\Local\\image-transfer",
+    log_file: "\\\\nas\\logs\\image_transfer.log",
+    log_format: "text",
+    status_listen: "",
+    status_token_file: null,
+    status_tls_cert: null,
+    status_tls_key: null,
+    jobs: [onShare, local],
+  };
+  const boot: ServiceTarget = {
+    os: "windows",
+    scope: "system",
+    user: "LAB\\Zo\u00eb",
+    uid: null,
+    home: "C:\\Users\\Zo\u00eb",
+  };
+  const warnings = s4uShareWarnings(config, boot);
+  assert.equal(warnings.length, 3, warnings.join("\n"));
+  assert.match(
+    warnings[0],
+    /^log_file \\\\nas\\logs\\image_transfer\.log is on the Windows share \\\\nas\\logs,/,
+  );
+  assert.match(warnings[1], /^watch_path of job cam .* share \\\\nas\\instrument, .*S4U.*--user/);
+  assert.match(
+    warnings[2],
+    /^remote_base_path of job cam \/\/archive\/nights .* \\\\archive\\nights,/,
+  );
+  assert.deepEqual(s4uShareWarnings(config, { ...boot, scope: "user" }), []);
+  assert.deepEqual(s4uShareWarnings({ ...config, jobs: [local], log_file: "" }, boot), []);
 });
 
 Deno.test("Windows argument quoting survives spaces, quotes and trailing backslashes", () => {
