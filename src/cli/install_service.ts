@@ -32,6 +32,7 @@ import {
   oldLaunchdPlistPath,
   planLaunchdInstall,
   planLaunchdUninstall,
+  privacyWarnings,
 } from "../service/launchd.ts";
 import { resolveServiceTarget, type ServiceOptions } from "../service/target.ts";
 import {
@@ -144,7 +145,10 @@ export async function runInstallService(
     ? path
     : null;
   const plan = planInstall(target, launch, { update: previous !== undefined, replacesOld });
-  const shares = s4uShareWarnings(config, target);
+  const shares = [
+    ...s4uShareWarnings(config, target),
+    ...privacyWarnings(config, target, launch.argv[0]),
+  ];
   for (const warning of [...warnings, ...passwordEnvWarnings(config.jobs, target), ...shares]) {
     console.error(`warning: ${warning}`);
   }

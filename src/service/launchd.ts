@@ -9,13 +9,15 @@
 import { posix } from "node:path";
 import { fillTemplate, LAUNCHD_PLIST_TEMPLATE } from "./template.ts";
 import { xmlEscape } from "./escape.ts";
-import type {
-  DaemonLaunch,
-  PlannedCommand,
-  PlanStep,
-  ServiceCheck,
-  ServicePlan,
-  ServiceTarget,
+import type { Config } from "../config/types.ts";
+import {
+  configLocalPaths,
+  type DaemonLaunch,
+  type PlannedCommand,
+  type PlanStep,
+  type ServiceCheck,
+  type ServicePlan,
+  type ServiceTarget,
 } from "./plan.ts";
 
 /** The job's label, also its plist file name. */
@@ -197,4 +199,36 @@ function bootout(domain: string, path: string, label = LAUNCHD_LABEL): PlannedCo
     fallback: ["launchctl", "unload", "-w", path],
     mayFail: true,
   };
+}
+
+/**
+ * Warn of the folders macOS privacy protection (TCC) keeps a launchd job out
+ * of: `~/Desktop`, `~/Documents`, `~/Downloads` and other volumes
+ * (`/Volumes/...`, removable and network). A program started from Terminal
+ * gets in with Terminal's permission; one started by launchd gets "Operation
+ * not permitted" unless it has Full Disk Access, and nobody is asked.
+ *
+ * @param config the loaded config
+ * @param target the macOS account
+ * @param program the program the job starts
+ * @returns one warning per path in such a folder
+ */
+export function privacyWarnings(
+  config: Config,
+  target: ServiceTarget,
+  program: string,
+): string[] {
+  if (target.os !== "darwin") return [];
+  const home = target.home.replace(/\/+$/, "");
+  const guarded = ["Desktop", "Documents", "Downloads"].map((name) => `${home}/${name}`);
+  return configLocalPaths(config).flatMap(([what, path]) => {
+    const folder = guarded.find((g) => path === g || path.startsWith(`${g}/`)) ??
+      /^\/Volumes\/[^/]+/.exec(path)?.[0];
+    return folder === undefined ? [] : [
+      `${what} ${path} is in ${folder}, which macOS privacy protection keeps a launchd ` +
+      "service out of (Operation not permitted) while it works from Terminal: give " +
+      `${program} Full Disk Access (System Settings > Privacy & Security > Full Disk ` +
+      "Access), or use a folder outside Desktop, Documents, Downloads and /Volumes",
+    ];
+  });
 }

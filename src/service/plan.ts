@@ -6,6 +6,7 @@
  *
  * @module
  */
+import type { Config } from "../config/types.ts";
 
 /** The operating systems a service can be installed on. */
 export type ServiceOs = "linux" | "darwin" | "windows";
@@ -125,4 +126,30 @@ export interface ServicePlan {
   failureHint?: string;
   /** Lines printed after success: how to see status and logs. */
   notes: string[];
+}
+
+/**
+ * The local paths of `config` the daemon opens, each with what it is: the
+ * state folder, the log file, and per job the watch folder, a `local`
+ * destination, the archive folder of `move` and the key and password files.
+ *
+ * @param config the loaded config
+ * @returns `[what, path]` pairs, e.g. `["watch_path of job cam", "/data/cam"]`
+ */
+export function configLocalPaths(config: Config): [string, string][] {
+  const paths: [string, string][] = [["state_dir", config.state_dir]];
+  if (config.log_file) paths.push(["log_file", config.log_file]);
+  for (const job of config.jobs) {
+    const of = ` of job ${job.name}`;
+    paths.push([`watch_path${of}`, job.watch_path]);
+    if (job.transfer_method === "local") {
+      paths.push([`remote_base_path${of}`, job.remote_base_path]);
+    }
+    if (job.after_transfer === "move") paths.push([`archive_path${of}`, job.archive_path]);
+    for (const key of ["ssh_identity_file", "ftp_password_file", "ftp_ca_file"] as const) {
+      const file = job[key];
+      if (file) paths.push([`${key}${of}`, file]);
+    }
+  }
+  return paths;
 }

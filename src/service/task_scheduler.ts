@@ -11,7 +11,13 @@
 import { win32 } from "node:path";
 import { fillTemplate, TASK_XML_TEMPLATE } from "./template.ts";
 import { windowsQuoteArg, xmlEscape } from "./escape.ts";
-import type { DaemonLaunch, RollbackStep, ServicePlan, ServiceTarget } from "./plan.ts";
+import {
+  configLocalPaths,
+  type DaemonLaunch,
+  type RollbackStep,
+  type ServicePlan,
+  type ServiceTarget,
+} from "./plan.ts";
 import type { Config } from "../config/types.ts";
 import { uncShare } from "../watch/fs_type.ts";
 
@@ -207,24 +213,8 @@ function endTask() {
  */
 export function s4uShareWarnings(config: Config, target: ServiceTarget): string[] {
   if (target.os !== "windows" || target.scope !== "system") return [];
-  const paths: [string, string][] = [["state_dir", config.state_dir], [
-    "log_file",
-    config.log_file,
-  ]];
-  for (const job of config.jobs) {
-    const of = ` of job ${job.name}`;
-    paths.push([`watch_path${of}`, job.watch_path]);
-    if (job.transfer_method === "local") {
-      paths.push([`remote_base_path${of}`, job.remote_base_path]);
-    }
-    if (job.after_transfer === "move") paths.push([`archive_path${of}`, job.archive_path]);
-    for (const key of ["ssh_identity_file", "ftp_password_file", "ftp_ca_file"] as const) {
-      const file = job[key];
-      if (file) paths.push([`${key}${of}`, file]);
-    }
-  }
-  return paths.flatMap(([what, path]) => {
-    const share = path ? uncShare(path) : null;
+  return configLocalPaths(config).flatMap(([what, path]) => {
+    const share = uncShare(path);
     return share === null ? [] : [
       `${what} ${path} is on the Windows share ${share}, which the boot task cannot open: ` +
       "logged on with S4U (no password stored) it has no network credentials; install with " +

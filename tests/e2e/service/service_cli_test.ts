@@ -379,6 +379,42 @@ Deno.test("install-service --os windows: a watch folder on a //server/share path
   }
 });
 
+Deno.test("install-service --os darwin: a watch folder in ~/Documents is warned of (macOS privacy protection keeps launchd jobs out), a folder elsewhere is not", async () => {
+  const { home, config, env } = await makeHome();
+  try {
+    const write = (watch: string) =>
+      Deno.writeTextFile(
+        config,
+        [
+          `watch_path: ${JSON.stringify(watch)}`,
+          "transfer_method: local",
+          `remote_base_path: ${JSON.stringify(join(home, "dest"))}`,
+          `log_file: ${JSON.stringify(join(home, "logs", "image_transfer.log"))}`,
+          "",
+        ].join("\n"),
+      );
+    await write(join(home, "Documents", "Camera Data"));
+    const args = ["-c", config, "install-service", "--os", "darwin", "--user", "--print"];
+    const guarded = await runCli(args, { env });
+    assert.equal(guarded.code, 0, guarded.stderr);
+    const documents = join(home, "Documents");
+    assert.ok(
+      guarded.stderr.includes(
+        `warning: watch_path of job default ${documents}/Camera Data is in ${documents}, which ` +
+          "macOS privacy protection keeps a launchd service out of",
+      ),
+      guarded.stderr,
+    );
+    assert.match(guarded.stderr, /Full Disk Access/);
+    await write(join(home, "watch"));
+    const plain = await runCli(args, { env });
+    assert.equal(plain.code, 0, plain.stderr);
+    assert.doesNotMatch(plain.stderr, /Full Disk Access/);
+  } finally {
+    await Deno.remove(home, { recursive: true });
+  }
+});
+
 Deno.test("install-service --user --print uses ~/.config/systemd/user and systemctl --user", async () => {
   const { home, config, env } = await makeHome();
   try {

@@ -8,7 +8,11 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { launchdPlistPath, renderLaunchdPlist } from "../../../src/service/launchd.ts";
+import {
+  launchdPlistPath,
+  privacyWarnings,
+  renderLaunchdPlist,
+} from "../../../src/service/launchd.ts";
 import {
   encodeUtf16LeBom,
   renderTaskXml,
@@ -130,6 +134,44 @@ Deno.test("launchd daemon plist (sudo): /Library/LaunchDaemons, UserName, valid 
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("a launchd job warns of each path in ~/Desktop, ~/Documents, ~/Downloads or /Volumes (macOS privacy protection), not of others", () => {
+  const home = "/Users/Zo\u00eb Lab";
+  const config: Config = {
+    file: `${home}/.config/image-transfer/config.yaml`,
+    state_dir: `${home}/.local/state/image-transfer`,
+    log_file: `${home}/Documents/logs/image_transfer.log`,
+    log_format: "text",
+    status_listen: "",
+    status_token_file: null,
+    status_tls_cert: null,
+    status_tls_key: null,
+    jobs: [
+      testJob("cam", {
+        watch_path: `${home}/Desktop/Camera Data`,
+        transfer_method: "local",
+        remote_base_path: "/Volumes/Archive Disk/nights",
+      }),
+      testJob("spec", {
+        watch_path: `${home}/DocumentsOld/spectra`,
+        transfer_method: "scp",
+        remote_host: "server",
+        remote_base_path: "/Volumes/remote/path",
+        ssh_identity_file: `${home}/Downloads`,
+      }),
+    ],
+  };
+  const target: ServiceTarget = { os: "darwin", scope: "system", user: "zoe", uid: 501, home };
+  const warnings = privacyWarnings(config, target, "/usr/local/bin/image-transfer");
+  assert.deepEqual(warnings.map((w) => w.slice(0, w.indexOf(", which"))), [
+    `log_file ${home}/Documents/logs/image_transfer.log is in ${home}/Documents`,
+    `watch_path of job cam ${home}/Desktop/Camera Data is in ${home}/Desktop`,
+    "remote_base_path of job cam /Volumes/Archive Disk/nights is in /Volumes/Archive Disk",
+    `ssh_identity_file of job spec ${home}/Downloads is in ${home}/Downloads`,
+  ]);
+  assert.match(warnings[0], /give \/usr\/local\/bin\/image-transfer Full Disk Access/);
+  assert.deepEqual(privacyWarnings(config, { ...target, os: "linux" }, "/x"), []);
 });
 
 Deno.test("launchd plist refuses a newline in a path", () => {
