@@ -180,6 +180,8 @@ export function syntaxReason(
     BLOCK_AS_IMPLICIT_KEY: "check the indentation: keys of the same level start in the same column",
     MULTILINE_IMPLICIT_KEY: "check the indentation and that every key ends with a colon",
     BAD_SCALAR_START: "put the value in quotes, e.g. '%USERPROFILE%\\data' or \"@night\"",
+    BAD_DQ_ESCAPE: "in double quotes a backslash starts an escape: write a Windows path in " +
+      "single quotes ('C:\\Users\\obs\\data') or with forward slashes (C:/Users/obs/data)",
   };
   const reason = `YAML syntax error: ${error.message}`;
   const closing = error.message.match(/end with a ([\]}])/)?.[1];

@@ -905,6 +905,14 @@ Deno.test("a value starting with % or @ unquoted: the YAML error says to quote i
   );
 });
 
+Deno.test("a Windows path in double quotes with an invalid escape (\\U of C:\\Users): the YAML error says to use single quotes", () => {
+  const error = configError(`${MINIMAL}state_dir: "C:\\Users\\Zo\u00eb\\state"\n`);
+  assert.match(
+    error.message,
+    /:4: YAML syntax error: Invalid escape sequence .*write a Windows path in single quotes \('C:\\Users\\obs\\data'\) or with forward slashes \(C:\/Users\/obs\/data\)/s,
+  );
+});
+
 Deno.test("a remote_host that is a URL or holds a port, a user or a path is refused with the keys to write instead", () => {
   const config = (method: string, host: string) =>
     [
