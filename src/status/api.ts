@@ -78,6 +78,8 @@ export function statusReport(
   );
   const recent = source.reports.transfers({ state: "done", limit })
     .map((row) => withDuration(row, durations));
+  // One more than shown tells whether the list goes on (the page says so).
+  const problems = source.reports.problems(limit + 1);
   return {
     ...source.build,
     pid: Deno.pid,
@@ -89,7 +91,8 @@ export function statusReport(
     jobs,
     counts: source.reports.counts(),
     recent,
-    problems: source.reports.problems(limit),
+    problems: problems.slice(0, limit),
+    problemsMore: problems.length > limit,
     nights: source.reports.nights(7, now - NIGHTS_SPAN_MS),
     perMinute: source.reports.perMinute(now - CHART_SPAN_MS),
   };

@@ -146,6 +146,8 @@ function render(s) {
     el("td", { class: "next" }, nextTry(p, s)),
     el("td", {}, p.state === "failed" ? el("button", { class: "retry",
       onclick: () => act(p.job, "retry", { file: p.relPath }) }, "Retry") : "")), "No failures");
+  $("problemsmore").textContent = s.problemsMore ? "More files have an error than the latest " +
+    s.problems.length + " listed here; image-transfer status -n N lists the latest N" : "";
   rows($("recent"), s.recent, (r) => el("tr", { class: "sent" },
     el("td", { class: "name" }, shown(r.relPath)), el("td", {}, r.job),
     el("td", { class: "n" }, bytes(r.size)),
@@ -248,6 +250,7 @@ export const STATUS_PAGE = `<!doctype html>
 <div class="axis"><span>6 h ago</span><span>3 h ago</span><span>now</span></div>
 <h2>Failures</h2>
 <div class="scroll"><table><thead class="problems-head"><tr><th>File</th><th>Job</th><th>Reason</th><th>Next</th><th></th></tr></thead><tbody id="problems"></tbody></table></div>
+<div class="meta" id="problemsmore"></div>
 <h2>Recent transfers</h2>
 <div class="scroll"><table><thead><tr><th>File</th><th>Job</th><th class="n">Size</th><th class="n">Took</th><th>Destination</th><th>When</th></tr></thead><tbody id="recent"></tbody></table></div>
 <h2>Nights</h2>
