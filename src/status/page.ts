@@ -72,7 +72,8 @@ function ago(ms, now) {
   if (!ms) return "never";
   const s = Math.max(0, Math.round((now - ms) / 1000));
   if (s < 60) return s + " s ago";
-  if (s < 3600) return Math.round(s / 60) + " min ago";
+  // Whole minutes gone, as the uptime counts them: never longer ago than the daemon is up.
+  if (s < 3600) return Math.floor(s / 60) + " min ago";
   if (s < 86400) return (s / 3600).toFixed(1) + " h ago";
   return (s / 86400).toFixed(1) + " d ago";
 }
