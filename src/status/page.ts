@@ -14,6 +14,7 @@ const STYLE = `
 body{font:15px/1.4 system-ui,sans-serif;margin:0 auto;max-width:1100px;padding:12px}
 h1{font-size:1.3em;margin:0 0 4px}h2{font-size:1.05em;margin:18px 0 6px}
 .meta{color:var(--mute);font-size:.9em}.meta span{margin-right:14px;white-space:nowrap}
+.head{display:flex;flex-wrap:wrap}
 .jobs{display:grid;gap:10px;grid-template-columns:repeat(auto-fit,minmax(300px,1fr))}
 .job{border:1px solid #8884;border-radius:8px;padding:10px}
 .state{font-weight:600;padding:1px 8px;border-radius:10px;color:#fff}
@@ -243,7 +244,7 @@ export const STATUS_PAGE = `<!doctype html>
 <title>image-transfer status</title><link rel="icon" href="data:,"><style>${STYLE}</style></head>
 <body>
 <h1>image-transfer</h1>
-<div class="meta"><span id="conn">connecting\u2026</span><span id="last"></span><span id="uptime"></span><span id="version"></span></div>
+<div class="meta head"><span id="conn">connecting\u2026</span><span id="last"></span><span id="uptime"></span><span id="version"></span></div>
 <h2>Jobs</h2><div class="jobs" id="jobs"></div>
 <h2>Throughput and files per minute, last 6 hours <span class="meta" id="chartmax"></span></h2>
 <div class="meta"><span class="key-files">\u25a0 files per minute</span><span class="key-rate">\u2501 throughput (bytes/s)</span></div>
