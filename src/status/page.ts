@@ -88,10 +88,17 @@ function took(ms) {
   const s = ms / 1000;
   return s < 1 ? Math.round(ms) + " ms" : s < 60 ? s.toFixed(s < 10 ? 1 : 0) + " s" : dur(s);
 }
+// A press the daemon did not take says so: a daemon that stopped answers nothing.
 async function act(job, action, body) {
-  const r = await fetch("/api/jobs/" + encodeURIComponent(job) + "/" + action, {
-    method: "POST", headers: { "content-type": "application/json" },
-    body: body ? JSON.stringify(body) : undefined });
+  let r;
+  try {
+    r = await fetch("/api/jobs/" + encodeURIComponent(job) + "/" + action, {
+      method: "POST", headers: { "content-type": "application/json" },
+      body: body ? JSON.stringify(body) : undefined });
+  } catch (e) {
+    alert(action + " failed: the daemon did not answer (" + e.message + ")");
+    return;
+  }
   if (!r.ok) alert(action + " failed: " + (await r.text()));
 }
 function rows(tbody, list, make, empty) {
