@@ -29,7 +29,7 @@ Deno.test("status page: Pause pressed while the daemon is down says it was not t
     await d.daemon.stop();
     await page.locator("#conn", { hasText: "reconnecting" }).waitFor();
     await page.locator(".job button.pause").click();
-    await waitFor(async () => dialogs.length > 0, LEAST_CEILING_MS, "a message after the press");
+    await waitFor(() => dialogs.length > 0, LEAST_CEILING_MS, "a message after the press");
     assert.equal(dialogs.length, 1);
     assert.match(dialogs[0], /^pause failed: the daemon did not answer \(.+\)$/);
   } finally {
