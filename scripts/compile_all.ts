@@ -54,11 +54,14 @@ export function compileArgs(target: string): string[] {
     target,
     // The program launcher's worker gets its own permissions (deno.json → unstable, too).
     "--unstable-worker-options",
-    // The watcher and the program launcher run in workers; worker modules must be included by hand.
+    // The watcher, the program launcher and the local copier run in workers; worker modules must
+    // be included by hand.
     "--include",
     join(REPO_ROOT, "src", "watch", "watch_worker.ts"),
     "--include",
     join(REPO_ROOT, "src", "process", "launcher_worker.ts"),
+    "--include",
+    join(REPO_ROOT, "src", "transfer", "local", "copier_worker.ts"),
     "--output",
     join(REPO_ROOT, outputName(target)),
     join(REPO_ROOT, "main.ts"),

@@ -137,6 +137,21 @@ export function guardedPathReason(error: unknown): string | null {
     "files there; choose a folder elsewhere";
 }
 
+/**
+ * The system's error described by `cause` (from another thread): one of the
+ * runtime's error classes when its name is one (`NotFound`, ...), with the
+ * system's `code` when known.
+ */
+export function systemError(cause: { name: string; message: string; code?: string }): Error {
+  const known = (Deno.errors as unknown as Record<string, ErrorConstructor | undefined>)[
+    cause.name
+  ];
+  const error = known ? new known(cause.message) : new Error(cause.message);
+  error.name = cause.name;
+  if (cause.code !== undefined) Object.assign(error, { code: cause.code });
+  return error;
+}
+
 /** Render an error and its `cause` chain, one line each, for `--verbose` output. */
 export function describeErrorChain(error: unknown): string {
   const lines: string[] = [];

@@ -14,7 +14,7 @@
  *
  * @module
  */
-import { CommandError, type CommandRun } from "../errors.ts";
+import { CommandError, type CommandRun, systemError } from "../errors.ts";
 import type { ProgramStarter, RunOptions, RunResult } from "./run.ts";
 
 /** What the daemon asks of the launcher. */
@@ -213,14 +213,4 @@ export class ProgramLauncher implements ProgramStarter {
 function launcherGone(argv: string[], why: string): CommandError {
   const run = { argv, code: null, signal: null, timedOut: false, stderr: "", durationMs: 0 };
   return new CommandError(`Cannot run ${argv[0]}: the program launcher ended (${why})`, run);
-}
-
-/** The system's error again, as the class the runtime gives it where it has one. */
-function systemError(cause: { name: string; message: string }): Error {
-  const known = (Deno.errors as unknown as Record<string, ErrorConstructor | undefined>)[
-    cause.name
-  ];
-  const error = known ? new known(cause.message) : new Error(cause.message);
-  error.name = cause.name;
-  return error;
 }

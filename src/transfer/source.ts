@@ -41,6 +41,9 @@ export interface SourceInfo {
   permissions: number;
 }
 
+/** What opening and checking a source needs of its item. */
+export type SourceRef = Pick<TransferItem, "source" | "followLink" | "size" | "mtimeMs">;
+
 /** An open source file; close it with {@linkcode closeSource}. */
 export interface OpenSource {
   fd: number;
@@ -57,7 +60,7 @@ const NON_BLOCK = constants.O_NONBLOCK ?? 0;
  *   or a source that is not a regular file or cannot be read; `retry` for a
  *   source that vanished or was replaced while being opened
  */
-export function openSource(item: TransferItem): OpenSource {
+export function openSource(item: SourceRef): OpenSource {
   let path: Stats;
   try {
     path = item.followLink ? statSync(item.source) : lstatSync(item.source);
@@ -112,7 +115,7 @@ export function inspectSource(item: TransferItem): SourceInfo {
  *
  * @throws {TransferError} `retry` when the source changed since it was judged complete
  */
-export function inspectOpenSource(item: TransferItem, source: OpenSource): SourceInfo {
+export function inspectOpenSource(item: SourceRef, source: OpenSource): SourceInfo {
   return unchanged(item, infoOf(fstatSync(source.fd)));
 }
 
@@ -121,7 +124,7 @@ export function inspectOpenSource(item: TransferItem, source: OpenSource): Sourc
  *
  * @throws {TransferError} `retry` when the source changed since it was judged complete
  */
-export function unchanged(item: TransferItem, info: SourceInfo): SourceInfo {
+export function unchanged(item: SourceRef, info: SourceInfo): SourceInfo {
   if (info.size !== item.size || Math.trunc(info.mtimeMs) !== Math.trunc(item.mtimeMs)) {
     throw new TransferError(
       `Cannot send ${item.source}: source changed during transfer (size ${item.size} -> ${info.size})`,
@@ -149,18 +152,18 @@ export function deliveredPermissions(info: SourceInfo): number {
   return info.permissions & 0o755;
 }
 
-function isLink(item: TransferItem): TransferError {
+function isLink(item: SourceRef): TransferError {
   return new TransferError(
     `Cannot send ${item.source}: it is a symbolic link, which is not followed`,
     "fatal",
   );
 }
 
-function notRegular(item: TransferItem): TransferError {
+function notRegular(item: SourceRef): TransferError {
   return new TransferError(`Cannot send ${item.source}: not a regular file`, "fatal");
 }
 
-function replaced(item: TransferItem): TransferError {
+function replaced(item: SourceRef): TransferError {
   return new TransferError(
     `Cannot send ${item.source}: source changed during transfer (replaced while being opened)`,
     "retry",

@@ -31,7 +31,15 @@ import {
 import { promisify } from "node:util";
 import { basename, dirname } from "node:path";
 import { guardedPathReason, TransferError } from "../../errors.ts";
-import { giveChunk, type OpenSource, type ReadAt, readOff, takeChunk } from "../source.ts";
+import {
+  giveChunk,
+  type OpenSource,
+  type ReadAt,
+  readOff,
+  sha256OfDescriptor,
+  takeChunk,
+} from "../source.ts";
+import { verifyCopy } from "../deliver.ts";
 import { fileSystemKind } from "../../config/file_systems.ts";
 import type { TransferItem } from "../transport.ts";
 
@@ -105,6 +113,40 @@ export async function copyData(
   }
   // An empty file reads no chunk at all; a file that grew meanwhile is hashed as copied.
   return { bytes, appended: bytes - from, sha256: hash?.digest("hex") ?? null };
+}
+
+/**
+ * Verify a copy through its open file as `verify` asks (see `verifyCopy`):
+ * its size, and its SHA-256 read back against the source's.
+ *
+ * @throws {TransferError} when the copy is not its source
+ */
+export async function verifyOpenCopy(
+  item: TransferItem,
+  verify: "none" | "size" | "checksum",
+  target: number,
+  written: Written,
+  calls: DestinationCalls,
+): Promise<void> {
+  const error = verifyCopy(item, verify, {
+    bytesRead: written.bytes,
+    size: verify === "none" ? undefined : (await calls.fstat(target)).size,
+    sourceSha256: written.sha256,
+    copySha256: written.sha256 === null ? null : await sha256OfDescriptor(target, calls.read),
+  });
+  if (error) throw error;
+}
+
+/** The deliveries of a batch by the folder of their final paths. */
+export function byFolder<D extends { finalPath: string }>(deliveries: D[]): Map<string, D[]> {
+  const folders = new Map<string, D[]>();
+  for (const delivery of deliveries) {
+    const folder = dirname(delivery.finalPath);
+    const inFolder = folders.get(folder);
+    if (inFolder === undefined) folders.set(folder, [delivery]);
+    else inFolder.push(delivery);
+  }
+  return folders;
 }
 
 /**

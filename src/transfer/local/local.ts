@@ -18,17 +18,20 @@ import { bandwidthLimit } from "../../config/sizes.ts";
 import type { JobConfig } from "../../config/types.ts";
 import { answerWithin } from "../../config/file_systems.ts";
 import { isDestinationFull, TransferError } from "../../errors.ts";
-import { deliver, type DeliverySteps, verifyCopy } from "../deliver.ts";
+import { deliver, type DeliverySteps } from "../deliver.ts";
+import { LocalCopier } from "./copier.ts";
 import {
   AnswerWatch,
   assertSameFile,
+  byFolder,
+  CALLS_HERE,
   copyData,
   type DestinationCalls,
   destinationCalls,
   syncFolder,
   toTransferError,
+  verifyOpenCopy,
   whereSupported,
-  type Written,
 } from "./copy.ts";
 import { localDestinationSha256, localDestinationSizes } from "../destination_sizes.ts";
 import { type DiskSpace, localDiskSpace } from "../../config/free_space.ts";
@@ -40,10 +43,8 @@ import {
   deliveredPermissions,
   inspectOpenSource,
   openSource,
-  sha256OfDescriptor,
   unchanged,
 } from "../source.ts";
-import { logger } from "../../log/logging.ts";
 import { jobOwner, tempNameFor } from "../temp_name.ts";
 import { Throttle } from "../throttle.ts";
 import type {
@@ -69,13 +70,14 @@ export class LocalTransport implements Transport {
   #parts = new Map<string, Promise<unknown>>();
   /** Final paths whose temporary copy vanished before its rename (a share unmounted meanwhile). */
   #vanished = new Set<string>();
-  #log = logger("transfer");
   /** Files arrived in the base folder before (see `Transport.deliveredBefore`): not made again. */
   #deliveredBefore = false;
   /** The file system they arrived on: an empty folder on another one is an unmounted share. */
   #arrivedOn: BaseFileSystem;
   /** A call the destination did not answer, until it returns: no other is started meanwhile. */
   #unanswered: Promise<unknown> | null = null;
+  /** Copies small files on a local disk on a thread of its own. */
+  #copier = new LocalCopier();
   /** Paces all copies together at `bandwidth_limit` (none without one). */
   readonly throttle: Throttle | null;
 
@@ -205,6 +207,7 @@ export class LocalTransport implements Transport {
   }
 
   close(): Promise<void> {
+    this.#copier.close();
     return Promise.resolve();
   }
 
@@ -242,10 +245,23 @@ export class LocalTransport implements Transport {
           }
         }
       },
-      // Each copy's mode, times, verification and flush go on while the next one is written.
+      // Small files on a local disk go to the copier; each other copy's mode, times,
+      // verification and flush go on while the next one is written.
       put: async (deliveries, signal) => {
         const settling: Array<Promise<void>> = [];
+        const toCopier = calls === CALLS_HERE && this.throttle === null
+          ? deliveries.filter((d) =>
+            this.#copier.takes(d) && !this.#parts.has(d.finalPath) && this.#copies.claimNew(d)
+          )
+          : [];
+        if (toCopier.length > 0) {
+          settling.push(on(this.#copier.put(toCopier, {
+            verify: this.#job.verify_transfer,
+            setMode: Deno.build.os !== "windows",
+          }, (delivery, error) => fail(delivery, error, signal))));
+        }
         for (const delivery of deliveries) {
+          if (toCopier.includes(delivery)) continue;
           try {
             const settle = await this.#put(delivery, signal, on, calls);
             settling.push(settle().catch((error) => fail(delivery, error, signal)));
@@ -258,7 +274,21 @@ export class LocalTransport implements Transport {
       // The renames of a batch are flushed once per folder, after the last of them.
       finish: async (deliveries, signal) => {
         const renamed: LocalDelivery[] = [];
+        const copied = await on(this.#copier.finish(deliveries));
+        for (const [delivery, error] of copied.renamed) {
+          if (error !== null) fail(delivery, error, signal);
+          else renamed.push(delivery);
+          // A copy that vanished from under an earlier attempt may be back (the share mounted again).
+          if (error === null && this.#vanished.delete(delivery.finalPath)) {
+            await this.#copies.drop(delivery.finalPath).catch(() => {});
+          }
+        }
+        for (const delivery of copied.lost) this.#vanished.add(delivery.finalPath);
         for (const delivery of deliveries) {
+          if (copied.renamed.has(delivery)) {
+            await this.#copies.release(delivery, calls);
+            continue;
+          }
           try {
             if (delivery.error === null && await on(this.#finish(delivery, calls))) {
               renamed.push(delivery);
@@ -270,7 +300,12 @@ export class LocalTransport implements Transport {
         }
         for (const [folder, inFolder] of byFolder(renamed)) {
           try {
-            await on(syncFolder(folder));
+            // Flushed by the copier after its renames; again for those renamed here since.
+            const flushed = copied.folders.get(folder);
+            if (flushed) throw flushed;
+            if (inFolder.some((delivery) => !copied.renamed.has(delivery))) {
+              await on(syncFolder(folder));
+            }
             for (const delivery of inFolder) delivery.sha256 = delivery.written!.sha256;
             await on(this.#arrivedOn.arrived(inFolder[0].item.destination));
           } catch (error) {
@@ -279,6 +314,7 @@ export class LocalTransport implements Transport {
         }
       },
       end: async (deliveries) => {
+        await on(this.#copier.drop(deliveries));
         for (const delivery of deliveries) await on(this.#copies.release(delivery, calls));
       },
     };
@@ -323,7 +359,7 @@ export class LocalTransport implements Transport {
       }
       delivery.source = inspectOpenSource(delivery.item, source);
       delivery.checkedAfterRead = true;
-      this.#logResumed(delivery, start.from);
+      this.#copies.logResumed(delivery, start.from);
       const { atimeMs } = source.info;
       const permissions = deliveredPermissions(source.info);
       const written = delivery.written;
@@ -338,7 +374,7 @@ export class LocalTransport implements Transport {
           ),
         ]);
         // Verified through the open file.
-        await on(this.#verify(delivery.item, target, written, calls));
+        await on(verifyOpenCopy(delivery.item, this.#job.verify_transfer, target, written, calls));
         await on(fsyncOff(target));
         closeWriter(delivery);
       };
@@ -387,16 +423,6 @@ export class LocalTransport implements Transport {
     }
   }
 
-  #logResumed(delivery: LocalDelivery, from: number): void {
-    if (from === 0) return;
-    this.#log.info("Resumed {source} at byte {from}: {appended} bytes appended", {
-      job: this.#job.name,
-      source: delivery.item.source,
-      from,
-      appended: delivery.written?.appended ?? 0,
-    });
-  }
-
   /**
    * Rename the verified copy into place (its folder is flushed by the
    * caller). Returns whether it was renamed.
@@ -415,34 +441,6 @@ export class LocalTransport implements Transport {
     if (this.#vanished.delete(finalPath)) await this.#copies.drop(finalPath).catch(() => {});
     return true;
   }
-
-  async #verify(
-    item: TransferItem,
-    target: number,
-    written: Written,
-    calls: DestinationCalls,
-  ): Promise<void> {
-    const verify = this.#job.verify_transfer;
-    const error = verifyCopy(item, verify, {
-      bytesRead: written.bytes,
-      size: verify === "none" ? undefined : (await calls.fstat(target)).size,
-      sourceSha256: written.sha256,
-      copySha256: written.sha256 === null ? null : await sha256OfDescriptor(target, calls.read),
-    });
-    if (error) throw error;
-  }
-}
-
-/** The deliveries of a batch by the folder of their final paths. */
-function byFolder(deliveries: LocalDelivery[]): Map<string, LocalDelivery[]> {
-  const folders = new Map<string, LocalDelivery[]>();
-  for (const delivery of deliveries) {
-    const folder = dirname(delivery.finalPath);
-    const inFolder = folders.get(folder);
-    if (inFolder === undefined) folders.set(folder, [delivery]);
-    else inFolder.push(delivery);
-  }
-  return folders;
 }
 
 /** Flush an open file to disk without holding up the event loop. */

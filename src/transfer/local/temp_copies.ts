@@ -55,6 +55,8 @@ export interface LocalDelivery extends Delivery {
   written: Written | null;
   /** Keep the temporary file when it is not renamed (an interrupted copy, to be resumed). */
   keep: boolean;
+  /** The copier's key of the copy while the copier holds it (see `copier.ts`). */
+  copierKey?: number | null;
 }
 
 /** The temporary copies of one local job; see the module doc. */
@@ -134,6 +136,22 @@ export class LocalTempCopies {
   }
 
   /**
+   * Claim `delivery`'s temporary name for a new copy made elsewhere (the
+   * copier): `false`, claiming nothing, when an earlier copy of this file may
+   * be continued (it then goes through {@linkcode open}).
+   */
+  claimNew(delivery: LocalDelivery): boolean {
+    const name = basename(delivery.finalPath);
+    for (
+      const copy of this.keepMs > 0 ? this.#resumable.get(dirname(delivery.finalPath)) ?? [] : []
+    ) {
+      if (isOwnTempNameFor(copy, name, this.#owner)) return false;
+    }
+    this.#inUse.add(delivery.tempPath);
+    return true;
+  }
+
+  /**
    * Close the temporary file, removing it if it is still there and still ours
    * (unless it is kept to be resumed).
    */
@@ -147,6 +165,17 @@ export class LocalTempCopies {
       await calls.close(target);
     }
     this.#inUse.delete(delivery.tempPath);
+  }
+
+  /** Say that `delivery`'s copy continued an earlier one from byte `from` (when it did). */
+  logResumed(delivery: LocalDelivery, from: number): void {
+    if (from === 0) return;
+    this.#log.info("Resumed {source} at byte {from}: {appended} bytes appended", {
+      job: this.#job.name,
+      source: delivery.item.source,
+      from,
+      appended: delivery.written?.appended ?? 0,
+    });
   }
 
   /** How long an interrupted copy is kept to be resumed (0: not). */
