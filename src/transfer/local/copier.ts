@@ -137,9 +137,18 @@ export class LocalCopier {
       }));
   }
 
+  /**
+   * Whether the copier takes copies from a batch of `files`: a lone file
+   * while no thread runs is copied the usual way (starting a thread takes
+   * longer than its copy).
+   */
+  welcomes(files: number): boolean {
+    return this.#broken === null && (files > 1 || this.#threads.some((thread) => thread.running));
+  }
+
   /** Whether the copier can take `delivery` (see the module doc for the rest of the rule). */
   takes(delivery: LocalDelivery): boolean {
-    return this.#broken === null && delivery.item.size <= COPIER_MAX_BYTES;
+    return delivery.item.size <= COPIER_MAX_BYTES;
   }
 
   /**
@@ -293,6 +302,11 @@ class CopierThread {
 
   constructor(cannotStart: (reason: string) => void) {
     this.#cannotStart = cannotStart;
+  }
+
+  /** Whether the thread is started (or starting). */
+  get running(): boolean {
+    return this.#worker !== null;
   }
 
   /** Send `request`; resolves to its answer (`failed` when the thread stops meanwhile). */

@@ -249,11 +249,12 @@ export class LocalTransport implements Transport {
       // verification and flush go on while the next one is written.
       put: async (deliveries, signal) => {
         const settling: Array<Promise<void>> = [];
-        const toCopier = calls === CALLS_HERE && this.throttle === null
-          ? deliveries.filter((d) =>
-            this.#copier.takes(d) && !this.#parts.has(d.finalPath) && this.#copies.claimNew(d)
-          )
-          : [];
+        const toCopier =
+          calls === CALLS_HERE && this.throttle === null && this.#copier.welcomes(deliveries.length)
+            ? deliveries.filter((d) =>
+              this.#copier.takes(d) && !this.#parts.has(d.finalPath) && this.#copies.claimNew(d)
+            )
+            : [];
         if (toCopier.length > 0) {
           settling.push(on(this.#copier.put(toCopier, {
             verify: this.#job.verify_transfer,

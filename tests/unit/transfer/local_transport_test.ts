@@ -338,6 +338,48 @@ Deno.test("LocalTransport: hostile and very long names arrive byte for byte", as
   });
 });
 
+/** Worker threads of this process (the runtime names them `worker-N`). */
+function workerThreads(): number {
+  return [...Deno.readDirSync("/proc/self/task")].filter((task) => {
+    try {
+      return Deno.readTextFileSync(`/proc/self/task/${task.name}/comm`).startsWith("worker-");
+    } catch {
+      return false; // Ended meanwhile.
+    }
+  }).length;
+}
+
+Deno.test("LocalTransport: a lone file is copied on the daemon's thread; batches of several go to the copier's two threads in turn, which stop with the transport", async () => {
+  await withDirs(async (src, dest) => {
+    const transport = new LocalTransport(localJob(dest, { verify_transfer: "checksum" }));
+    const before = workerThreads();
+    const batch = async (names: string[]) => {
+      const items = await Promise.all(names.map((name) => source(src, name, randomBytes(5000))));
+      const outcomes = await transport.send(items, new AbortController().signal);
+      assert.deepEqual(outcomes.map((outcome) => outcome.error), items.map(() => null));
+      for (const item of items) {
+        const copy = await Deno.readFile(join(dest, ...item.destination.split("/")));
+        assert.deepEqual(copy, await Deno.readFile(item.source));
+      }
+    };
+    try {
+      await batch(["lone.fits"]);
+      assert.equal(workerThreads(), before, "no thread started for one file");
+      await batch(["a.fits", "b.fits", "c.fits"]);
+      assert.equal(workerThreads(), before + 1);
+      await batch(["d.fits", "e.fits"]);
+      assert.equal(workerThreads(), before + 2);
+      // Once a thread runs, a lone file goes to it too.
+      await batch(["f.fits"]);
+      assert.equal(workerThreads(), before + 2);
+    } finally {
+      await transport.close();
+    }
+    await waitFor(() => workerThreads() === before);
+    assert.deepEqual((await listFiles(dest)).length, 7, "no temporary file left");
+  });
+});
+
 Deno.test("LocalTransport: describeTarget joins the base path and the destination", () => {
   const transport = new LocalTransport(localJob("/data/archive"));
   assert.equal(
