@@ -195,7 +195,13 @@ export class Intake {
     const checker = this.#checker;
     const found: FoundFile[] = [];
     // Held: in motion (under observation too) or found while it could not be recorded.
-    const free = files.filter((file) => !table.holds(file.relPath));
+    const free = files.filter((file) => {
+      if (!table.holds(file.relPath)) return true;
+      // A file of a folder moved in that another scan found first (the re-read of the folder it
+      // came into, say): under observation still, it is told how it came.
+      if (how === "moved" && checker.has(file.path)) checker.touch(file.path, "moved");
+      return false;
+    });
     const done = table.rows.doneVersions(free.map((file) => file.relPath));
     for (let index = 0; index < free.length; index++) {
       const file = free[index];
