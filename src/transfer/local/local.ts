@@ -59,7 +59,7 @@ import type {
 export class LocalTransport implements Transport {
   readonly method = "local" as const;
   /** A batch's files are copied in turn; it shares its ledger writes, and ends well in time. */
-  readonly maxBatchFiles = 16;
+  readonly maxBatchFiles = 64;
   readonly maxBatchBytes = 64 * 1024 * 1024;
   #job: JobConfig;
   /** Tells this daemon's temporary files apart (see `uploadOwner`). */
