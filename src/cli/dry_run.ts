@@ -214,8 +214,8 @@ async function atDestination(
 
 /**
  * Why `run --once` would leave the file at `path` for a later run (a FITS
- * file whose structure is incomplete, unchanged for less than
- * `fits_incomplete_grace_seconds`), or `null`.
+ * file whose structure is incomplete, or whose HDUs announced are not all
+ * there, unchanged for less than `fits_incomplete_grace_seconds`), or `null`.
  */
 function incompleteFits(job: JobConfig, path: string, mtimeMs: number): string | null {
   let structure;
@@ -224,7 +224,13 @@ function incompleteFits(job: JobConfig, path: string, mtimeMs: number): string |
   } catch {
     return null;
   }
-  if (structure.kind !== "incomplete") return null;
+  // As the scan of `run --once` sees it: no close, so HDUs announced and not there are awaited.
+  const reason = structure.kind === "incomplete"
+    ? structure.reason
+    : structure.kind === "complete"
+    ? structure.moreExpected
+    : null;
+  if (reason === null) return null;
   if (Date.now() - mtimeMs >= job.fits_incomplete_grace_seconds * 1000) return null;
-  return `its FITS structure is incomplete (${structure.reason})`;
+  return `its FITS structure is incomplete (${reason})`;
 }

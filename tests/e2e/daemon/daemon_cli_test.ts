@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { runCli, startCli } from "../../helpers/cli.ts";
 import { listFiles, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
-import { card, fitsFile, imageParts } from "../../helpers/fits.ts";
+import { card, fitsFile, headerOnlyPrimary, imageParts } from "../../helpers/fits.ts";
 
 interface Sandbox {
   root: string;
@@ -177,6 +177,18 @@ Deno.test("run --dry-run lists source -> destination and changes nothing", async
       /job default: 1 file\(s\) would be transferred/,
     );
     await Deno.remove(open);
+    // A primary HDU that announces extensions not there yet: `run --once` waits for them, and
+    // the dry run says so (it said "would transfer").
+    const first = join(box.watch, "mef.fits");
+    await Deno.writeFile(first, headerOnlyPrimary());
+    const announced = await runCli(["run", "--dry-run", "-c", box.config], { env: box.env });
+    assert.ok(
+      announced.stdout.includes(
+        `would leave ${first} for a later run: its FITS structure is incomplete (its primary HDU`,
+      ),
+      announced.stdout,
+    );
+    await Deno.remove(first);
     // Nothing written: no destination, no ledger, no log.
     await assert.rejects(Deno.stat(box.dest), Deno.errors.NotFound);
     await assert.rejects(
@@ -187,6 +199,10 @@ Deno.test("run --dry-run lists source -> destination and changes nothing", async
     const old = await runCli(["--dry-run", "-c", box.config], { env: box.env });
     assert.equal(old.code, 0, old.stderr);
     assert.match(old.stdout, /1 file\(s\) would be transferred/);
+    // And `run --once` leaves it, as the dry run said.
+    await Deno.writeFile(first, headerOnlyPrimary());
+    const once = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+    assert.match(once.stderr, /Left .*mef\.fits for a later run: its FITS structure is incomplete/);
   } finally {
     await Deno.remove(box.root, { recursive: true });
   }
