@@ -23,8 +23,8 @@ h1{font-size:1.3em;margin:0 0 4px}h2{font-size:1.05em;margin:18px 0 6px}
 .q{display:flex;gap:12px;flex-wrap:wrap;margin:6px 0}.q b{font-size:1.2em}
 table{border-collapse:collapse;width:100%;font-size:.92em}
 td,th{text-align:left;padding:3px 6px;border-bottom:1px solid #8883;vertical-align:top}
-td.n,th.n{text-align:right;white-space:nowrap}.name{word-break:break-all;min-width:9em}
-.err{color:var(--bad);overflow-wrap:anywhere}.scroll{overflow-x:auto}button{font:inherit;padding:2px 10px;margin-right:6px;cursor:pointer}
+td.n,th.n{text-align:right;white-space:nowrap}.name{word-break:break-all;min-width:9em;white-space:pre-wrap}
+.err{color:var(--bad);overflow-wrap:anywhere;white-space:pre-wrap}.scroll{overflow-x:auto}button{font:inherit;padding:2px 10px;margin-right:6px;cursor:pointer}
 #conn.off{color:var(--bad)}.empty{color:var(--mute)}
 svg{width:100%;height:100px;border-bottom:1px solid #8886;background:#8881}
 .bar{fill:var(--ok);opacity:.75}.rate{stroke:#0969da;stroke-width:2}
