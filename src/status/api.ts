@@ -40,6 +40,8 @@ export interface StatusSource {
 const CHART_SPAN_MS = 6 * 3600_000;
 /** The page's night totals count the files changed in this time. */
 const NIGHTS_SPAN_MS = 10 * 86_400_000;
+/** Rows (a night folder of a job) of the page's night totals, the latest first. */
+const NIGHT_ROWS = 7;
 
 const STATES: FileState[] = ["pending", "transferring", "done", "failed"];
 
@@ -80,6 +82,7 @@ export function statusReport(
     .map((row) => withDuration(row, durations));
   // One more than shown tells whether the list goes on (the page says so).
   const problems = source.reports.problems(limit + 1);
+  const nights = source.reports.nights(NIGHT_ROWS + 1, now - NIGHTS_SPAN_MS);
   return {
     ...source.build,
     pid: Deno.pid,
@@ -93,7 +96,8 @@ export function statusReport(
     recent,
     problems: problems.slice(0, limit),
     problemsMore: problems.length > limit,
-    nights: source.reports.nights(7, now - NIGHTS_SPAN_MS),
+    nights: nights.slice(0, NIGHT_ROWS),
+    nightsMore: nights.length > NIGHT_ROWS,
     perMinute: source.reports.perMinute(now - CHART_SPAN_MS),
   };
 }

@@ -149,6 +149,8 @@ function render(s) {
   rows($("nights"), s.nights, (n) => el("tr", {}, el("td", {}, n.night), el("td", {}, n.job),
     el("td", { class: "n" }, n.done + " / " + n.files), el("td", { class: "n" }, bytes(n.bytes)),
     el("td", { class: "n" + (n.failures ? " err" : "") }, n.failures)), "No night folders yet");
+  $("nightsmore").textContent = s.nightsMore ? "Only the latest " + s.nights.length +
+    " rows (night folder and job) of the last 10 days are listed; /api/nights?limit=N lists the latest N" : "";
   rows($("problems"), s.problems, (p) => el("tr", { class: "problem" },
     el("td", { class: "name" }, shown(p.relPath)), el("td", {}, p.job),
     el("td", { class: "err" }, escaped(p.lastError || "")),
@@ -264,6 +266,7 @@ export const STATUS_PAGE = `<!doctype html>
 <div class="scroll"><table><thead><tr><th>File</th><th>Job</th><th class="n">Size</th><th class="n">Took</th><th>Destination</th><th>When</th></tr></thead><tbody id="recent"></tbody></table></div>
 <h2>Nights</h2>
 <div class="scroll"><table><thead><tr><th>Night</th><th>Job</th><th class="n">Files</th><th class="n">Bytes</th><th class="n">Last try failed</th></tr></thead><tbody id="nights"></tbody></table></div>
+<div class="meta" id="nightsmore"></div>
 <script>${SCRIPT}</script>
 </body></html>
 `;
