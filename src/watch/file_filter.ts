@@ -12,7 +12,7 @@
  * @module
  */
 import type { Logger } from "@logtape/logtape";
-import { basename, dirname, join } from "node:path";
+import { basename, dirname, join, sep as SEP } from "node:path";
 import { logger } from "../log/logging.ts";
 
 // @ts-types="@types/picomatch"
@@ -335,18 +335,28 @@ export class SkipLog {
 /** The process-wide skip log: the watcher, the scan and the filter share it, so each path is logged once. */
 export const sharedSkipLog: SkipLog = new SkipLog();
 
-/** Escape a name for a log line or a listing: quotes, control characters and U+FFFD as `\u...`. */
+/**
+ * Characters a listing writes as escapes: control characters (C0, DEL, C1: a
+ * terminal would act on them), line and paragraph separators, bidirectional
+ * overrides (the rest of the line would show reversed) and U+FFFD.
+ */
+// deno-lint-ignore no-control-regex
+const UNREADABLE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069\uFFFD]/;
+
+/** Escape a name for a log line or a listing: quotes and the characters above as `\u...`. */
 export function escapeName(name: string): string {
-  return JSON.stringify(name).slice(1, -1).replaceAll("\uFFFD", "\\ufffd");
+  return JSON.stringify(name).slice(1, -1).replace(
+    /[\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069\uFFFD]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
 }
 
 /**
- * `path` for a listing: its last part escaped (see {@linkcode escapeName}) when
- * it holds control characters or bytes that were not UTF-8, otherwise as is.
+ * `path` for a listing: each of its parts (folders too) escaped (see
+ * {@linkcode escapeName}) when it holds control characters, separators,
+ * bidirectional overrides or bytes that were not UTF-8, otherwise as is.
  */
 export function readablePath(path: string): string {
-  const name = basename(path);
-  // deno-lint-ignore no-control-regex
-  if (!/[\u0000-\u001f\u007f\uFFFD]/.test(name)) return path;
-  return path.slice(0, path.length - name.length) + escapeName(name);
+  if (!UNREADABLE.test(path)) return path;
+  return path.split(SEP).map((part) => UNREADABLE.test(part) ? escapeName(part) : part).join(SEP);
 }

@@ -172,12 +172,24 @@ Deno.test("skip log: one line per path and kind, at the skip's level; memory sta
   assert.match(lines[0].message, /^Following symbolic link/);
 });
 
-Deno.test("readablePath: escapes control characters and undecodable bytes of the name only", () => {
+Deno.test("readablePath: escapes control characters, overrides and undecodable bytes of each part", () => {
   assert.equal(readablePath("/w/a b.fits"), "/w/a b.fits");
   assert.equal(readablePath('/w/a"b.fits'), '/w/a"b.fits');
   assert.equal(readablePath("/w/x/caf\uFFFD.fits"), "/w/x/caf\\ufffd.fits");
   assert.equal(readablePath("/w/a\nb.fits"), "/w/a\\nb.fits");
   assert.equal(escapeName("a\tb\uFFFD"), "a\\tb\\ufffd");
+  // A folder's name reaches the terminal too (status, run --dry-run): an escape sequence in it
+  // would act there (clear the screen, recolour what follows).
+  assert.equal(
+    readablePath('/w/dir\u001b[2J "q"/note.txt'),
+    '/w/dir\\u001b[2J \\"q\\"/note.txt',
+  );
+  // DEL, a C1 control (CSI), a line separator and a right-to-left override, which shows the
+  // rest of the line reversed ("photo\u202egnp.exe" reads as photoexe.png).
+  assert.equal(
+    readablePath("/w/d\u007fe\u009bl/photo\u202egnp.exe\u2028"),
+    "/w/d\\u007fe\\u009bl/photo\\u202egnp.exe\\u2028",
+  );
 });
 
 Deno.test("FITS checks never wait on a FIFO that took a file's name: they fail at once, opening nothing blocking", async () => {
