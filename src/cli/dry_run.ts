@@ -20,7 +20,7 @@ import { quoteIfUnsafe } from "../log/logging.ts";
 import { dueSteps } from "../pipeline/source_cleanup.ts";
 import { badName } from "../transfer/ftp/remote.ts";
 import { createTransport, type Transport } from "../transfer/transport.ts";
-import { createFileFilter, readablePath } from "../watch/file_filter.ts";
+import { createFileFilter, readablePath, readableText } from "../watch/file_filter.ts";
 import { scanFolder, type SkippedEntry } from "../watch/scan.ts";
 import { sameVersion, versionOf } from "../watch/file_version.ts";
 
@@ -135,7 +135,7 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
       skipped.sort((a, b) => a.relPath < b.relPath ? -1 : a.relPath > b.relPath ? 1 : 0);
       for (const entry of skipped) {
         const shown = readablePath(entry.path) + (entry.folder ? "/" : "");
-        write(`skipped ${shown}: ${entry.skip.reason}`);
+        write(`skipped ${shown}: ${readableText(entry.skip.reason)}`);
       }
       const removals = table ? await dueSteps(job, table, Date.now()) : [];
       for (const step of removals) {

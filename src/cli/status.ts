@@ -24,7 +24,7 @@ import { globalOptions } from "./options.ts";
 import { daemonStatus, describeDaemon, describePause } from "./daemon_state.ts";
 import { escapeControlChars as oneLine, quoteIfUnsafe } from "../log/logging.ts";
 import { askDaemon, formatLive } from "./live_status.ts";
-import { createFileFilter, readablePath } from "../watch/file_filter.ts";
+import { createFileFilter, readablePath, readableText } from "../watch/file_filter.ts";
 import { scanFolder, type SkippedEntry } from "../watch/scan.ts";
 
 const STATES: FileState[] = ["pending", "transferring", "done", "failed"];
@@ -360,11 +360,11 @@ export async function summarizeSkipped(
       skipped: skipped.length,
       attention: skipped.filter((e) => e.skip.level === "error").map((e) => ({
         path: readablePath(e.path) + (e.folder ? "/" : ""),
-        reason: e.skip.reason,
+        reason: readableText(e.skip.reason),
       })),
       entries: skipped.map((e) => ({
         path: readablePath(e.path) + (e.folder ? "/" : ""),
-        reason: e.skip.reason,
+        reason: readableText(e.skip.reason),
       })),
     });
   }

@@ -360,3 +360,12 @@ export function readablePath(path: string): string {
   if (!UNREADABLE.test(path)) return path;
   return path.split(SEP).map((part) => UNREADABLE.test(part) ? escapeName(part) : part).join(SEP);
 }
+
+/**
+ * A reason for a listing (it may name a link's target): the characters of
+ * {@linkcode escapeName} written as escapes, the rest (quotes too) as it is.
+ */
+export function readableText(text: string): string {
+  if (!UNREADABLE.test(text)) return text;
+  return text.replace(new RegExp(UNREADABLE.source, "g"), (c) => escapeName(c));
+}
