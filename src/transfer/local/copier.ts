@@ -181,12 +181,15 @@ export class LocalCopier {
       reply = await thread.ask({ kind: "put", id: 0, copies });
       if (reply.kind !== "put") throw faultError(reply.kind === "failed" ? reply.fault : null);
     } catch (error) {
-      // Whatever it holds of these is dropped (a thread that stopped holds nothing).
-      await thread.ask({
-        kind: "finish",
-        id: 0,
-        order: { renames: [], drops: [...byKey.keys()], folders: [] },
-      }).catch(() => {});
+      // Whatever it holds of these is dropped (a thread that stopped, or never started, holds
+      // nothing).
+      if (this.#broken === null && thread.running) {
+        await thread.ask({
+          kind: "finish",
+          id: 0,
+          order: { renames: [], drops: [...byKey.keys()], folders: [] },
+        }).catch(() => {});
+      }
       for (const delivery of deliveries) fail(delivery, error);
       return;
     }
