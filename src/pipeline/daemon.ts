@@ -145,7 +145,7 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
         c,
         (job) => createTransport(job, dir, openLedger),
         openLedger,
-        { once: options.once, events: statusEvents },
+        { once: options.once, events: statusEvents, runtimeDir: dir },
         (paused) => lock.setPaused(paused),
         previous,
       );

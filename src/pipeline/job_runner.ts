@@ -50,6 +50,7 @@ export interface JobRunnerOptions {
   events?: StatusEvents;
   /** The runner of the same job this one replaces (a reload): its picture goes on here. */
   replaces?: JobRunner;
+  runtimeDir?: string; // The daemon's runtime folder (see `FolderWatcherOptions.runtimeDir`).
 }
 
 /** How long files that became ready are gathered before a batch starts. */
@@ -151,6 +152,7 @@ export class JobRunner {
       missingFolderRetryMs: options.missingFolderRetryMs ?? 10_000,
       rescanIntervalMs: job.rescan_interval_seconds * 1000,
       watchMode: job.watch_mode,
+      runtimeDir: options.runtimeDir,
       pollIntervalMs: job.poll_interval_seconds * 1000,
       onActivity: (path, rel, activity) => intake.activity(path, rel, activity),
       onFound: (files, quick, how) => intake.found(files, quick, how),
@@ -277,8 +279,7 @@ export class JobRunner {
     const job = this.job;
     this.#extras.beforeStart();
     this.#startFromLedger();
-    // Copies kept for files whose sources are gone are dropped (not as the call's argument: an
-    // optional call that is not made would not resume the rows either).
+    // Copies kept for sources gone are dropped (an optional call not made would not resume rows).
     const gone = await this.#table.resumeUnfinished();
     this.#transport.dropKeptCopies?.(gone);
     if (this.#stopping || !(await this.#session.start()) || this.#stopping) return;

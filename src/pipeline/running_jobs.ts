@@ -38,7 +38,7 @@ export class RunningJobs {
     config: Config,
     transport: (job: JobConfig) => ReturnType<typeof createTransport>,
     ledger: Ledger,
-    options: { once: boolean; events: StatusEvents },
+    options: { once: boolean; events: StatusEvents; runtimeDir?: string },
     onPaused: (paused: Record<string, JobPause>) => void,
     previous?: RunningJobs,
   ) {

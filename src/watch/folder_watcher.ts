@@ -39,6 +39,11 @@ export interface FolderWatcherOptions {
    * reported once. Without it they arrive as one event with `flag: "rescan"`.
    */
   onUndecodable?: (paths: string[]) => void;
+  /**
+   * The daemon's runtime folder: the guard's heartbeat folder goes there, so
+   * that one a killed daemon left is removed with it at the next start.
+   */
+  runtimeDir?: string;
 }
 
 /** A message from the worker. */
@@ -81,7 +86,7 @@ export class FolderWatcher {
     const fields = options.job === undefined ? {} : { job: options.job };
     const request: WatchRequest = { path };
     if (options.fifoGuard ?? Deno.build.os !== "windows") {
-      request.heartbeat = this.#makeHeartbeat();
+      request.heartbeat = this.#makeHeartbeat(options.runtimeDir);
     }
     this.#worker = new Worker(new URL("./watch_worker.ts", import.meta.url), { type: "module" });
     this.#worker.onmessage = ({ data }: MessageEvent<WorkerMessage>) => {
@@ -126,11 +131,17 @@ export class FolderWatcher {
 
   /**
    * A file in a private folder whose closes the guard watches for: in the
-   * runtime folder the service manager cleans (`$RUNTIME_DIRECTORY`,
-   * `$XDG_RUNTIME_DIR`) if there is one, else in the temp folder.
+   * daemon's runtime folder when given, else in the runtime folder the service
+   * manager cleans (`$RUNTIME_DIRECTORY`, `$XDG_RUNTIME_DIR`) if there is
+   * one, else in the temp folder.
    */
-  #makeHeartbeat(): string | undefined {
-    const parents = [Deno.env.get("RUNTIME_DIRECTORY"), Deno.env.get("XDG_RUNTIME_DIR"), undefined];
+  #makeHeartbeat(runtimeDir: string | undefined): string | undefined {
+    const parents = [
+      runtimeDir,
+      Deno.env.get("RUNTIME_DIRECTORY"),
+      Deno.env.get("XDG_RUNTIME_DIR"),
+      undefined,
+    ];
     for (const parent of parents) {
       if (parent !== undefined && !isAbsolute(parent)) continue;
       try {

@@ -51,6 +51,8 @@ export interface WatchSessionOptions {
   rescanIntervalMs: number;
   /** `watch_mode`. @default "auto" */
   watchMode?: WatchModeSetting;
+  /** The daemon's runtime folder (see `FolderWatcherOptions.runtimeDir`). */
+  runtimeDir?: string;
   /** Time between two polls, where the folder is polled. @default 2000 */
   pollIntervalMs?: number;
   /** A file that matches the filter was created, written or closed; or one, or a folder, removed. */
@@ -337,6 +339,7 @@ export class WatchSession {
       },
       {
         job: this.#options.job,
+        runtimeDir: this.#options.runtimeDir,
         // Reading their folders again reports them (once each); no event was lost but theirs.
         onUndecodable: (paths) => this.#markFoldersOf(paths),
       },

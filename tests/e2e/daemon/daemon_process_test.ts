@@ -146,6 +146,32 @@ Deno.test("a PID file left by a killed daemon is reported stale and replaced at 
   }
 });
 
+Deno.test("what a killed daemon left in the runtime folder (its watcher's heartbeat folder included) is removed by the next start; a clean stop leaves nothing there", async () => {
+  await using box = await cliSandbox();
+  const runtime = join(box.root, "run");
+  await Deno.mkdir(runtime);
+  const env = { ...box.env, RUNTIME_DIRECTORY: runtime };
+  const killed = startCli(["run", "-c", box.config], { env });
+  await killed.waitForOutput("Watching");
+  assert.equal((await killed.stop("SIGKILL")).signal, "SIGKILL");
+  const left = await listFiles(runtime);
+  assert.ok(
+    left.some((rel) => /^itx-[^/]+\/image-transfer-watch-[^/]+\/heartbeat$/.test(rel)),
+    left.join(),
+  );
+  assert.deepEqual([...Deno.readDirSync(runtime)].length, 1, "one folder: the daemon's");
+
+  const daemon = startCli(["run", "-c", box.config], { env });
+  try {
+    await daemon.waitForOutput("Watching");
+    assert.match(daemon.stderr(), /Removed the runtime folder .*itx-/);
+    assert.deepEqual([...Deno.readDirSync(runtime)].length, 1, "only the running daemon's");
+  } finally {
+    assert.equal((await daemon.stop()).code, 0, daemon.stderr());
+  }
+  assert.deepEqual([...Deno.readDirSync(runtime)], []);
+});
+
 Deno.test("SIGHUP with a valid config: the new jobs and destinations take effect, and the log says what changed", async () => {
   await using box = await cliSandbox({ name: "cam" });
   const daemon = startCli(["run", "-c", box.config], { env: box.env });
