@@ -238,7 +238,7 @@ export class LocalCopier {
       this.#release(held);
       const reply = await thread.ask({ kind: "finish", id: 0, order }).catch((error) => error);
       if (reply.kind !== "finish") {
-        // Not renamed (a thread that stopped closed its copies; the next sweep removes them).
+        // Not renamed (a thread that stopped closed its copies: leftovers the next start sweeps).
         const error = reply instanceof Error ? reply : faultError(reply.fault ?? null);
         for (const delivery of renaming) finished.renamed.set(delivery, error);
         return;
@@ -265,7 +265,9 @@ export class LocalCopier {
     await Promise.all([...this.#byHolder(deliveries)].map(([thread, held]) => {
       const drops = held.map((delivery) => delivery.copierKey!);
       this.#release(held);
-      return thread.ask({ kind: "finish", id: 0, order: { renames: [], drops, folders: [] } });
+      // A thread that stopped holds nothing any more.
+      const order = { renames: [], drops, folders: [] };
+      return thread.ask({ kind: "finish", id: 0, order }).catch(() => {});
     }));
   }
 
