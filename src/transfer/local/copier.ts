@@ -128,13 +128,17 @@ export class LocalCopier {
   /** Why the copier cannot be used (it did not start): copies then go the usual way. */
   #broken: string | null = null;
 
-  constructor(threads = COPIER_THREADS) {
-    this.#threads = Array.from({ length: threads }, () =>
-      new CopierThread((reason) => {
-        if (this.#broken !== null) return;
-        this.#broken = reason;
-        logger("transfer").warn("Local copies go without their own thread: {reason}", { reason });
-      }));
+  /** `module`: the copier thread's module (another only in tests). */
+  constructor(module = new URL("./copier_worker.ts", import.meta.url)) {
+    this.#threads = Array.from(
+      { length: COPIER_THREADS },
+      () =>
+        new CopierThread(module, (reason) => {
+          if (this.#broken !== null) return;
+          this.#broken = reason;
+          logger("transfer").warn("Local copies go without their own thread: {reason}", { reason });
+        }),
+    );
   }
 
   /**
@@ -154,13 +158,15 @@ export class LocalCopier {
   /**
    * Copy `deliveries` (each already claimed: see `LocalTempCopies.claimNew`)
    * under their temporary names; `fail` each that could not be, or whose
-   * copy is not its source.
+   * copy is not its source. Returns those it did not take: all of them when
+   * its thread could not start (to be copied the usual way).
    */
   async put(
     deliveries: LocalDelivery[],
     settings: CopySettings,
     fail: (delivery: LocalDelivery, error: unknown) => void,
-  ): Promise<void> {
+  ): Promise<LocalDelivery[]> {
+    if (deliveries.length === 0) return [];
     const thread = this.#threads[this.#turn++ % this.#threads.length];
     const byKey = new Map<number, LocalDelivery>();
     const copies: PutOrder[] = deliveries.map((delivery) => {
@@ -181,6 +187,7 @@ export class LocalCopier {
       reply = await thread.ask({ kind: "put", id: 0, copies });
       if (reply.kind !== "put") throw faultError(reply.kind === "failed" ? reply.fault : null);
     } catch (error) {
+      if (this.#broken !== null) return deliveries;
       // Whatever it holds of these is dropped (a thread that stopped, or never started, holds
       // nothing).
       if (this.#broken === null && thread.running) {
@@ -191,7 +198,7 @@ export class LocalCopier {
         }).catch(() => {});
       }
       for (const delivery of deliveries) fail(delivery, error);
-      return;
+      return [];
     }
     // Every copy made is known held before any is judged (a judgement may end the batch).
     for (const result of reply.results) {
@@ -216,6 +223,7 @@ export class LocalCopier {
       });
       if (error) fail(delivery, error);
     }
+    return [];
   }
 
   /**
@@ -302,10 +310,12 @@ class CopierThread {
   #pending = new Map<number, (reply: CopierReply) => void>();
   #nextId = 1;
   #idle: ReturnType<typeof setTimeout> | undefined;
+  #module: URL;
   /** Told why, when the thread could not start. */
   #cannotStart: (reason: string) => void;
 
-  constructor(cannotStart: (reason: string) => void) {
+  constructor(module: URL, cannotStart: (reason: string) => void) {
+    this.#module = module;
     this.#cannotStart = cannotStart;
   }
 
@@ -343,7 +353,7 @@ class CopierThread {
   }
 
   #start(): Promise<Worker> {
-    const worker = new Worker(new URL("./copier_worker.ts", import.meta.url), {
+    const worker = new Worker(this.#module, {
       type: "module",
       deno: {
         permissions: {

@@ -245,31 +245,33 @@ export class LocalTransport implements Transport {
           }
         }
       },
-      // Small files on a local disk go to the copier; each other copy's mode, times,
-      // verification and flush go on while the next one is written.
+      // Small files go to the copier; others' mode, times, checks, flush go on during the next.
       put: async (deliveries, signal) => {
         const settling: Array<Promise<void>> = [];
-        const toCopier =
-          calls === CALLS_HERE && this.throttle === null && this.#copier.welcomes(deliveries.length)
-            ? deliveries.filter((d) =>
-              this.#copier.takes(d) && !this.#parts.has(d.finalPath) && this.#copies.claimNew(d)
-            )
-            : [];
-        if (toCopier.length > 0) {
-          settling.push(on(this.#copier.put(toCopier, {
-            verify: this.#job.verify_transfer,
-            setMode: Deno.build.os !== "windows",
-          }, (delivery, error) => fail(delivery, error, signal))));
-        }
-        for (const delivery of deliveries) {
-          if (toCopier.includes(delivery)) continue;
+        const putHere = async (delivery: LocalDelivery) => {
           try {
             const settle = await this.#put(delivery, signal, on, calls);
             settling.push(settle().catch((error) => fail(delivery, error, signal)));
           } catch (error) {
             fail(delivery, error, signal);
           }
+        };
+        const toCopier =
+          calls === CALLS_HERE && this.throttle === null && this.#copier.welcomes(deliveries.length)
+            ? deliveries.filter((d) =>
+              this.#copier.takes(d) && !this.#parts.has(d.finalPath) && this.#copies.claimNew(d)
+            )
+            : [];
+        const copied = on(this.#copier.put(toCopier, {
+          verify: this.#job.verify_transfer,
+          setMode: Deno.build.os !== "windows",
+        }, (delivery, error) => fail(delivery, error, signal)));
+        copied.catch(() => {}); // Awaited below: not unhandled meanwhile.
+        for (const delivery of deliveries) {
+          if (!toCopier.includes(delivery)) await putHere(delivery);
         }
+        // Those the copier could not take (it did not start) are copied here.
+        for (const delivery of await copied) await putHere(delivery);
         await Promise.all(settling);
       },
       // The renames of a batch are flushed once per folder, after the last of them.

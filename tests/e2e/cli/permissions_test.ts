@@ -54,7 +54,7 @@ Deno.test("the permission set may start programs (hooks are the user's own; the 
   assert.ok(Array.isArray(set.sys), "sys is a list");
 });
 
-/** The worker modules the sources start (`new Worker(new URL("./x.ts", ...))`), sorted. */
+/** The worker modules the sources name (`new URL("./x_worker.ts", import.meta.url)`), sorted. */
 async function workerModules(): Promise<string[]> {
   const found: string[] = [];
   const walk = async (folder: string): Promise<void> => {
@@ -63,7 +63,7 @@ async function workerModules(): Promise<string[]> {
       if (entry.isDirectory) await walk(path);
       else if (entry.name.endsWith(".ts")) {
         const text = await Deno.readTextFile(join(REPO_ROOT, path));
-        for (const match of text.matchAll(/new Worker\(new URL\("\.\/([^"]+)"/g)) {
+        for (const match of text.matchAll(/new URL\("\.\/([^"]+_worker\.ts)"/g)) {
           found.push(`${folder}/${match[1]}`);
         }
       }

@@ -12,6 +12,7 @@ import type { LocalDelivery } from "../../../src/transfer/local/temp_copies.ts";
 import { toTransferError } from "../../../src/transfer/local/copy.ts";
 import type { TransferItem } from "../../../src/transfer/transport.ts";
 import { exists, listFiles, randomBytes } from "../../helpers/files.ts";
+import { captureLogs } from "../../helpers/log_capture.ts";
 
 /** A source of `bytes` at `src/name`, to be copied to `dest/night/name` under a temporary name. */
 async function delivery(
@@ -211,6 +212,31 @@ Deno.test("LocalCopier: dropped copies leave no temporary file; a folder that is
       );
     } finally {
       copier.close();
+    }
+  });
+});
+
+Deno.test("LocalCopier: a copier whose thread cannot start gives every copy back untouched, says why once, and takes no more", async () => {
+  await withDirs(async (src, dest) => {
+    const logs = await captureLogs();
+    const copier = new LocalCopier(
+      new URL(
+        "data:application/javascript,throw new Error('a copier thread that fails to load, on purpose')",
+      ),
+    );
+    try {
+      const a = await delivery(src, dest, "a.fits", randomBytes(300), 0);
+      const b = await delivery(src, dest, "b.fits", randomBytes(300), 1);
+      assert.equal(copier.welcomes(2), true);
+      const { errors, fail } = failures();
+      assert.deepEqual(await copier.put([a, b], CHECKSUM, fail), [a, b]);
+      assert.equal(errors.size, 0, "nothing failed: to be copied the usual way");
+      assert.deepEqual(await listFiles(dest), [], "nothing written");
+      assert.equal(copier.welcomes(2), false);
+      assert.equal(logs.count("warning", "without their own thread"), 1);
+    } finally {
+      copier.close();
+      await logs.stop();
     }
   });
 });
