@@ -329,6 +329,9 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
     const script = oneCallScript(method.base, specs, sent, plan, {
       archive,
       makeBase: !method.filesArrivedBefore,
+      dropKept: this.#keepSeconds > 0
+        ? { prefix: uploadFolderPrefix(method.owner), active: claim.othersActive(folder) }
+        : undefined,
     });
     let results: ResultLine[];
     try {

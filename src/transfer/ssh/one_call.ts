@@ -11,6 +11,7 @@ import { readSync } from "node:fs";
 import { posix } from "node:path";
 import { TransferError } from "../../errors.ts";
 import { copyMismatch } from "../deliver.ts";
+import { TEMP_SUFFIX } from "../../layout/destination.ts";
 import { closeSource, deliveredPermissions, inspectOpenSource, openSource } from "../source.ts";
 import type { SshDelivery } from "./method.ts";
 import { finishLines, type FinishPlan } from "./finish.ts";
@@ -202,7 +203,16 @@ export function oneCallScript(
   specs: FolderSpec[],
   deliveries: SshDelivery[],
   plan: FinishPlan,
-  { archive, makeBase }: { archive: boolean; makeBase: boolean },
+  { archive, makeBase, dropKept }: {
+    archive: boolean;
+    makeBase: boolean;
+    /**
+     * Where interrupted copies are kept to be continued: this daemon's upload folder prefix and
+     * the upload folders its other batches use in the folder. The copies its earlier attempts
+     * kept of these files go once they arrived (sent whole, they are never continued).
+     */
+    dropKept?: { prefix: string; active: string[] };
+  },
 ): RemoteScript {
   const uploadFolder = posix.dirname(deliveries[0].tempPath);
   const [one] = deliveries;
@@ -218,6 +228,17 @@ export function oneCallScript(
     `if [ -n "$made" ] && ${receive}`,
     "then",
     ...finishLines(plan),
+    ...(dropKept === undefined ? [] : deliveries.map((delivery) =>
+      call(
+        "drop_kept_copies",
+        posix.dirname(delivery.finalPath),
+        posix.basename(delivery.finalPath),
+        dropKept.prefix,
+        TEMP_SUFFIX,
+        posix.basename(uploadFolder),
+        ...dropKept.active,
+      )
+    )),
     'elif [ -n "$made" ]; then',
     // Nothing is renamed: the room left tells a full disk, and the upload folder goes.
     call("report_space_left", 0, posix.dirname(uploadFolder)),

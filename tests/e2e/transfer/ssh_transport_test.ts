@@ -559,6 +559,44 @@ for (const method of ["scp", "rsync"] as const) {
 
       if (method === "rsync") {
         await t.step(
+          "a kept copy of a small file (an upload cut off by a server crash) is removed once the file arrives in one call",
+          async () => {
+            // The default resume_partial_hours: interrupted copies are kept to be continued.
+            await withTransport(sshd, method, {}, async ({ src, dst, transport }) => {
+              const item = await makeItem(src, "20240324/-x $(id) 'q.fits", randomBytes(4096));
+              const owner = uploadOwner([Deno.hostname(), "/nonexistent-watch", dst]);
+              const night = join(dst, "20240324");
+              // What calls cut off mid-way leave: their upload folders (private), one with the
+              // first bytes of the copy and rsync's own temporary file, one with only the work
+              // files of a finishing step.
+              const upload = join(night, uploadFolderName(owner));
+              const finishing = join(night, uploadFolderName(owner));
+              const data = await Deno.readFile(item.source);
+              const leftovers = {
+                [join(upload, basename(item.destination))]: data.subarray(0, 1000),
+                [join(upload, ".-x $(id) 'q.fits.Ab12Cd")]: data.subarray(0, 10),
+                [join(finishing, ".ITX0123456789abcdef.hashes")]: new Uint8Array(),
+                [join(finishing, ".ITX0123456789abcdef.renames.0")]: new Uint8Array(),
+              };
+              for (const folder of [upload, finishing]) {
+                await Deno.mkdir(folder, { recursive: true });
+                await Deno.chmod(folder, 0o700);
+              }
+              for (const [path, bytes] of Object.entries(leftovers)) {
+                await Deno.writeFile(path, bytes);
+              }
+              for (const path of [night, upload, finishing, ...Object.keys(leftovers)]) {
+                await Deno.chown(path, sshd.uid, sshd.gid);
+              }
+              assertAllOk(await transport.send([item], never), [item]);
+              // Its copy will never be continued: nothing is left beside the arrived file.
+              assert.deepEqual(await listFolders(dst), ["20240324"]);
+              await assertDelivered(dst, [item]);
+            });
+          },
+        );
+
+        await t.step(
           "old rsync_options (--archive --partial --inplace) write only temp names",
           async () => {
             await withTransport(sshd, method, {

@@ -93,7 +93,8 @@ now_seconds() {
 }
 
 # remove_expired FOLDER KEEP_SECONDS: remove what in FOLDER was written more
-# than KEEP_SECONDS ago (or is not a regular file), then FOLDER if it is empty.
+# than KEEP_SECONDS ago (or is not a regular file, or is hidden), then FOLDER if
+# it is empty.
 # The times of all its entries come from one stat: an interrupted run may have
 # left thousands of copies, and a program per copy would take minutes.
 remove_expired() {
@@ -126,6 +127,9 @@ remove_expired() {
         written=$(stat -c %Y -- "$entry" 2>/dev/null || stat -f %m -- "$entry" 2>/dev/null)
       fi
       case $written in *[!0-9]*) written='' ;; esac
+      # A hidden name is never a copy to continue (copies have their files' names, never
+      # hidden): the work files of a finishing step cut off, rsync's own temporary files.
+      case ${entry##*/} in .*) written='' ;; esac
       if [ -f "$entry" ] && ! [ -L "$entry" ] && [ -n "$written" ] &&
         [ $((now - written)) -le "$keep" ]; then
         continue
