@@ -592,6 +592,22 @@ for (const method of ["scp", "rsync"] as const) {
               // Its copy will never be continued: nothing is left beside the arrived file.
               assert.deepEqual(await listFolders(dst), ["20240324"]);
               await assertDelivered(dst, [item]);
+              // The folder is swept now. Another file's kept copy goes as it arrives; an upload
+              // folder still empty (another batch's, just made) is left alone.
+              const second = await makeItem(src, "20240324/b.fits", randomBytes(2048));
+              const kept = join(night, uploadFolderName(owner));
+              const fresh = join(night, uploadFolderName(owner));
+              for (const folder of [kept, fresh]) {
+                await Deno.mkdir(folder);
+                await Deno.chmod(folder, 0o700);
+                await Deno.chown(folder, sshd.uid, sshd.gid);
+              }
+              await Deno.writeFile(join(kept, "b.fits"), new Uint8Array(100));
+              await Deno.chown(join(kept, "b.fits"), sshd.uid, sshd.gid);
+              assertAllOk(await transport.send([second], never), [second]);
+              assert.deepEqual(await listFolders(dst), ["20240324", `20240324/${basename(fresh)}`]);
+              await Deno.remove(fresh);
+              await assertDelivered(dst, [item, second]);
             });
           },
         );

@@ -208,7 +208,9 @@ take_earlier_copy() {
 
 # drop_kept_copies FOLDER NAME PREFIX SUFFIX [ACTIVE...]: remove the copies of NAME
 # this daemon kept in its upload folders of FOLDER (names with that prefix and
-# suffix, none of the ACTIVE ones), and each such folder left empty.
+# suffix, none of the ACTIVE ones), and each folder a copy was removed from if
+# that left it empty (never another: a batch that began meanwhile may have made
+# its upload folder there, still empty).
 drop_kept_copies() {
   folder=$1 name=$2 prefix=$3 suffix=$4
   shift 4
@@ -219,8 +221,8 @@ drop_kept_copies() {
     is_own_folder "$holder" || continue
     if [ -f "$holder/$name" ] && ! [ -L "$holder/$name" ]; then
       rm -f -- "$holder/$name"
+      rmdir -- "$holder" 2>/dev/null
     fi
-    rmdir -- "$holder" 2>/dev/null
   done
   set -f
   return 0
