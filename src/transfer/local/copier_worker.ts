@@ -46,10 +46,14 @@ import type {
   PutOrder,
   PutResult,
 } from "./copier.ts";
+import { renamedForeignSync } from "./renamed.ts";
 
 /** Flags of a new temporary file: created here or not at all, never through a link. */
 const CREATE_NEW = constants.O_RDWR | constants.O_CREAT | constants.O_EXCL |
   (constants.O_NOFOLLOW ?? 0);
+
+/** The fault of a temporary file replaced by someone else before its rename. */
+const REPLACED: CopyFault = { name: "Error", message: "replaced", stage: "replaced" };
 
 /** The open temporary files, by key. */
 const open = new Map<number, { fd: number; tempPath: string }>();
@@ -166,6 +170,7 @@ function finish(order: FinishOrder): Pick<CopierReply & { kind: "finish" }, "ren
     }
     open.delete(key);
     const fault = sameFile(entry.fd, entry.tempPath);
+    const copy = fault === null ? fstatSync(entry.fd) : null;
     closeQuietly(entry.fd);
     if (fault !== null) {
       renamed.push({ key, fault });
@@ -173,7 +178,9 @@ function finish(order: FinishOrder): Pick<CopierReply & { kind: "finish" }, "ren
     }
     try {
       renameSync(entry.tempPath, finalPath);
-      renamed.push({ key, fault: null });
+      // Replaced between the check and the rename: their file goes back (see `renamed.ts`).
+      const foreign = renamedForeignSync(entry.tempPath, finalPath, copy!);
+      renamed.push({ key, fault: foreign ? { ...REPLACED } : null });
     } catch (error) {
       renamed.push({ key, fault: faultOf(error) });
     }
@@ -201,7 +208,7 @@ function sameFile(fd: number, tempPath: string): CopyFault | null {
     const opened = fstatSync(fd);
     const named = lstatSync(tempPath);
     if (named.isSymbolicLink() || named.ino !== opened.ino || named.dev !== opened.dev) {
-      return { name: "Error", message: "replaced", stage: "replaced" };
+      return { ...REPLACED };
     }
     return null;
   } catch (error) {

@@ -40,6 +40,7 @@ import {
   takeChunk,
 } from "../source.ts";
 import { verifyCopy } from "../deliver.ts";
+import { replacedError } from "./renamed.ts";
 import { fileSystemKind } from "../../config/file_systems.ts";
 import type { TransferItem } from "../transport.ts";
 
@@ -152,13 +153,13 @@ export function byFolder<D extends { finalPath: string }>(deliveries: D[]): Map<
 /**
  * Throw unless `path` still names the file open as `fd`: someone who may
  * write the destination folder could have replaced it (by a link, say), and
- * the rename would then deliver their file.
+ * the rename would then deliver their file. Returns the open file's stats.
  */
 export async function assertSameFile(
   path: string,
   fd: number,
   calls: DestinationCalls,
-): Promise<void> {
+): Promise<Stats> {
   let opened, named;
   try {
     [opened, named] = await Promise.all([calls.fstat(fd), calls.lstat(path)]);
@@ -168,11 +169,9 @@ export async function assertSameFile(
     });
   }
   if (named.isSymbolicLink() || named.ino !== opened.ino || named.dev !== opened.dev) {
-    throw new TransferError(
-      `the temporary file ${path} was replaced by someone else before the rename; not delivered`,
-      "retry",
-    );
+    throw replacedError(path);
   }
+  return opened;
 }
 
 /**

@@ -20,6 +20,7 @@ import { answerWithin } from "../../config/file_systems.ts";
 import { isDestinationFull, TransferError } from "../../errors.ts";
 import { deliver, type DeliverySteps } from "../deliver.ts";
 import { LocalCopier } from "./copier.ts";
+import { renamedForeign, replacedError } from "./renamed.ts";
 import {
   AnswerWatch,
   assertSameFile,
@@ -426,20 +427,19 @@ export class LocalTransport implements Transport {
     }
   }
 
-  /**
-   * Rename the verified copy into place (its folder is flushed by the
-   * caller). Returns whether it was renamed.
-   */
+  /** Rename the verified copy into place (its folder flushed by the caller); true once renamed. */
   async #finish(delivery: LocalDelivery, calls: DestinationCalls): Promise<boolean> {
     const { tempPath, finalPath } = delivery;
-    await assertSameFile(tempPath, delivery.target!, calls).catch((error) => {
+    const lost = (error: unknown) => {
       this.#vanished.add(finalPath);
       throw error;
-    });
+    };
+    const copy = await assertSameFile(tempPath, delivery.target!, calls).catch(lost);
     // Closed first: the final name is only ever made by the rename of a finished file.
     await calls.close(delivery.target!);
     delivery.target = null;
     await Deno.rename(tempPath, finalPath);
+    if (await renamedForeign(tempPath, finalPath, copy, calls.lstat)) lost(replacedError(tempPath));
     // The copy that vanished from under an earlier attempt may be back (the share mounted again).
     if (this.#vanished.delete(finalPath)) await this.#copies.drop(finalPath).catch(() => {});
     return true;
