@@ -128,17 +128,24 @@ export class LocalCopier {
   /** Why the copier cannot be used (it did not start): copies then go the usual way. */
   #broken: string | null = null;
 
-  /** `module`: the copier thread's module (another only in tests). */
-  constructor(module = new URL("./copier_worker.ts", import.meta.url)) {
-    this.#threads = Array.from(
-      { length: COPIER_THREADS },
-      () =>
-        new CopierThread(module, (reason) => {
+  /**
+   * `module`: the copier thread's module (another only in tests); `idleMs`:
+   * how long a thread is kept once idle and holding no copy.
+   */
+  constructor(module = new URL("./copier_worker.ts", import.meta.url), idleMs = IDLE_MS) {
+    this.#threads = Array.from({ length: COPIER_THREADS }, () => {
+      const thread: CopierThread = new CopierThread(
+        module,
+        (reason) => {
           if (this.#broken !== null) return;
           this.#broken = reason;
           logger("transfer").warn("Local copies go without their own thread: {reason}", { reason });
-        }),
-    );
+        },
+        idleMs,
+        () => [...this.#holder.values()].includes(thread),
+      );
+      return thread;
+    });
   }
 
   /**
@@ -206,6 +213,8 @@ export class LocalCopier {
       byKey.get(result.key)!.copierKey = result.key;
       this.#holder.set(result.key, thread);
     }
+    // Kept while it holds them, however long the rest of the batch takes.
+    if (reply.results.some((result) => result.fault === null)) thread.keep();
     for (const result of reply.results) {
       const delivery = byKey.get(result.key)!;
       if (result.fault !== null) {
@@ -313,10 +322,20 @@ class CopierThread {
   #module: URL;
   /** Told why, when the thread could not start. */
   #cannotStart: (reason: string) => void;
+  #idleMs: number;
+  /** Whether the thread holds copies not yet renamed or dropped: then it is not idle. */
+  #holds: () => boolean;
 
-  constructor(module: URL, cannotStart: (reason: string) => void) {
+  constructor(
+    module: URL,
+    cannotStart: (reason: string) => void,
+    idleMs: number,
+    holds: () => boolean,
+  ) {
     this.#module = module;
     this.#cannotStart = cannotStart;
+    this.#idleMs = idleMs;
+    this.#holds = holds;
   }
 
   /** Whether the thread is started (or starting). */
@@ -334,11 +353,16 @@ class CopierThread {
     try {
       return await answered;
     } finally {
-      if (this.#pending.size === 0 && this.#worker !== null) {
-        this.#idle = setTimeout(() => this.close(), IDLE_MS);
+      if (this.#pending.size === 0 && this.#worker !== null && !this.#holds()) {
+        this.#idle = setTimeout(() => this.close(), this.#idleMs);
         Deno.unrefTimer(this.#idle);
       }
     }
+  }
+
+  /** Not stopped for being idle until asked again (it holds copies). */
+  keep(): void {
+    clearTimeout(this.#idle);
   }
 
   /** Stop the thread: what it holds is closed with it. */

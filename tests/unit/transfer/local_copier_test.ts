@@ -11,7 +11,7 @@ import { LocalCopier } from "../../../src/transfer/local/copier.ts";
 import type { LocalDelivery } from "../../../src/transfer/local/temp_copies.ts";
 import { toTransferError } from "../../../src/transfer/local/copy.ts";
 import type { TransferItem } from "../../../src/transfer/transport.ts";
-import { exists, listFiles, randomBytes } from "../../helpers/files.ts";
+import { exists, listFiles, randomBytes, waitFor } from "../../helpers/files.ts";
 import { captureLogs } from "../../helpers/log_capture.ts";
 
 /** A source of `bytes` at `src/name`, to be copied to `dest/night/name` under a temporary name. */
@@ -237,6 +237,34 @@ Deno.test("LocalCopier: a copier whose thread cannot start gives every copy back
     } finally {
       copier.close();
       await logs.stop();
+    }
+  });
+});
+
+Deno.test("LocalCopier: a thread holding copies is not stopped as idle, however long the rest of the batch takes; once they are renamed it stops when idle", async () => {
+  await withDirs(async (src, dest) => {
+    // A thread kept 50 ms once idle (a minute in the daemon).
+    const copier = new LocalCopier(undefined, 50);
+    try {
+      const a = await delivery(src, dest, "a $(id).fits", randomBytes(3000), 0);
+      const b = await delivery(src, dest, "-b\n'.fits", randomBytes(3000), 1);
+      const { errors, fail } = failures();
+      await copier.put([a, b], CHECKSUM, fail);
+      assert.equal(errors.size, 0);
+      // The larger files of the batch are copied on the daemon's thread meanwhile (a slow disk).
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const finished = await copier.finish([a, b]);
+      assert.equal(finished.renamed.get(a), null);
+      assert.equal(finished.renamed.get(b), null);
+      assert.deepEqual(await Deno.readFile(a.finalPath), await Deno.readFile(a.item.source));
+      assert.deepEqual(await Deno.readFile(b.finalPath), await Deno.readFile(b.item.source));
+      assert.deepEqual(
+        (await listFiles(dest)).sort(),
+        ["20240315/-b\n'.fits", "20240315/a $(id).fits"].sort(),
+      );
+      await waitFor(() => !copier.welcomes(1), 30_000, "the idle thread stopped");
+    } finally {
+      copier.close();
     }
   });
 });
