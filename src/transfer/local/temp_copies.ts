@@ -165,6 +165,8 @@ export class LocalTempCopies {
       await calls.close(target);
     }
     this.#inUse.delete(delivery.tempPath);
+    // A failed copy may be left (its folder was read-only, say): the next batch there sweeps it.
+    if (delivery.error !== null) this.#swept.delete(dirname(delivery.finalPath));
   }
 
   /** Say that `delivery`'s copy continued an earlier one from byte `from` (when it did). */
@@ -189,7 +191,8 @@ export class LocalTempCopies {
 
   /**
    * Remove this daemon's leftover temporary files from `folder`, once per
-   * folder, and note those kept to be continued.
+   * folder (again after a copy there failed), and note those kept to be
+   * continued.
    */
   sweep(folder: string): Promise<void> {
     let sweep = this.#swept.get(folder);

@@ -24,6 +24,7 @@ import { jobOwner, tempNameFor } from "../../../src/transfer/temp_name.ts";
 import { isTempName } from "../../../src/layout/destination.ts";
 import type { TransferItem } from "../../../src/transfer/transport.ts";
 import { exists, listFiles, randomBytes, waitFor } from "../../helpers/files.ts";
+import { whileImmutable } from "../../helpers/immutable.ts";
 
 /** A local job with the schema defaults, pointed at `dest`. */
 function localJob(dest: string, overrides: Partial<JobConfig> = {}): JobConfig {
@@ -115,6 +116,38 @@ Deno.test("LocalTransport: this daemon's leftover temporary files are swept, oth
       `20240315/night/${othersTemp}`,
       "20240315/night/a.fits",
     ]);
+  });
+});
+
+Deno.test("LocalTransport: copies left in a night folder while it was read-only are swept by the next batch into it, not left for good", async () => {
+  await withDirs(async (src, dest) => {
+    const job = localJob(dest, { verify_transfer: "checksum" });
+    const transport = new LocalTransport(job);
+    const signal = new AbortController().signal;
+    try {
+      const first = await source(src, "-first $(id).fits", randomBytes(3000));
+      assert.equal((await transport.send([first], signal))[0].error, null);
+      const folder = join(dest, "20240315");
+      // A copy made just before the folder turned read-only: neither renamed nor removed.
+      const left = tempNameFor("b 'x'\n.fits", jobOwner(job));
+      await Deno.writeFile(join(folder, left), randomBytes(4000));
+      const items = [
+        await source(src, "b 'x'\n.fits", randomBytes(2000)),
+        await source(src, "c.fits", randomBytes(2500)),
+      ];
+      const refused = await whileImmutable(folder, () => transport.send(items, signal));
+      for (const outcome of refused) assert.ok(outcome.error instanceof TransferError);
+      // Writable again: the files are sent again, into the same folder.
+      const outcomes = await transport.send(items, signal);
+      for (const outcome of outcomes) assert.equal(outcome.error, null);
+      assert.deepEqual((await listFiles(dest)).sort(), [
+        "20240315/-first $(id).fits",
+        "20240315/b 'x'\n.fits",
+        "20240315/c.fits",
+      ]);
+    } finally {
+      await transport.close();
+    }
   });
 });
 
