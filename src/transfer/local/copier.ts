@@ -125,6 +125,8 @@ export class LocalCopier {
   #nextKey = 1;
   /** The thread holding each copy, by its key. */
   #holder = new Map<number, CopierThread>();
+  /** The copies being made, by delivery: a batch ending meanwhile drops them once made. */
+  #putting = new WeakMap<LocalDelivery, Promise<void>>();
   /** Why the copier cannot be used (it did not start): copies then go the usual way. */
   #broken: string | null = null;
 
@@ -173,66 +175,72 @@ export class LocalCopier {
     settings: CopySettings,
     fail: (delivery: LocalDelivery, error: unknown) => void,
   ): Promise<LocalDelivery[]> {
-    if (deliveries.length === 0) return [];
-    const thread = this.#threads[this.#turn++ % this.#threads.length];
-    const byKey = new Map<number, LocalDelivery>();
-    const copies: PutOrder[] = deliveries.map((delivery) => {
-      const key = this.#nextKey++;
-      byKey.set(key, delivery);
-      const { source, followLink, size, mtimeMs } = delivery.item;
-      return {
-        key,
-        item: { source, followLink, size, mtimeMs },
-        tempPath: delivery.tempPath,
-        hashIt: settings.verify === "checksum",
-        verifySize: settings.verify !== "none",
-        setMode: settings.setMode,
-      };
-    });
-    let reply: CopierReply;
+    const { promise: making, resolve: made } = Promise.withResolvers<void>();
+    for (const delivery of deliveries) this.#putting.set(delivery, making);
     try {
-      reply = await thread.ask({ kind: "put", id: 0, copies });
-      if (reply.kind !== "put") throw faultError(reply.kind === "failed" ? reply.fault : null);
-    } catch (error) {
-      if (this.#broken !== null) return deliveries;
-      // Whatever it holds of these is dropped (a thread that stopped, or never started, holds
-      // nothing).
-      if (this.#broken === null && thread.running) {
-        await thread.ask({
-          kind: "finish",
-          id: 0,
-          order: { renames: [], drops: [...byKey.keys()], folders: [] },
-        }).catch(() => {});
-      }
-      for (const delivery of deliveries) fail(delivery, error);
-      return [];
-    }
-    // Every copy made is known held before any is judged (a judgement may end the batch).
-    for (const result of reply.results) {
-      if (result.fault !== null) continue;
-      byKey.get(result.key)!.copierKey = result.key;
-      this.#holder.set(result.key, thread);
-    }
-    // Kept while it holds them, however long the rest of the batch takes.
-    if (reply.results.some((result) => result.fault === null)) thread.keep();
-    for (const result of reply.results) {
-      const delivery = byKey.get(result.key)!;
-      if (result.fault !== null) {
-        fail(delivery, faultError(result.fault));
-        continue;
-      }
-      delivery.source = result.info;
-      delivery.checkedAfterRead = true;
-      delivery.written = { bytes: result.bytes, appended: result.bytes, sha256: result.sha256 };
-      const error = verifyCopy(delivery.item, settings.verify, {
-        bytesRead: result.bytes,
-        size: result.size ?? undefined,
-        sourceSha256: result.sha256,
-        copySha256: result.copySha256,
+      if (deliveries.length === 0) return [];
+      const thread = this.#threads[this.#turn++ % this.#threads.length];
+      const byKey = new Map<number, LocalDelivery>();
+      const copies: PutOrder[] = deliveries.map((delivery) => {
+        const key = this.#nextKey++;
+        byKey.set(key, delivery);
+        const { source, followLink, size, mtimeMs } = delivery.item;
+        return {
+          key,
+          item: { source, followLink, size, mtimeMs },
+          tempPath: delivery.tempPath,
+          hashIt: settings.verify === "checksum",
+          verifySize: settings.verify !== "none",
+          setMode: settings.setMode,
+        };
       });
-      if (error) fail(delivery, error);
+      let reply: CopierReply;
+      try {
+        reply = await thread.ask({ kind: "put", id: 0, copies });
+        if (reply.kind !== "put") throw faultError(reply.kind === "failed" ? reply.fault : null);
+      } catch (error) {
+        if (this.#broken !== null) return deliveries;
+        // Whatever it holds of these is dropped (a thread that stopped, or never started, holds
+        // nothing).
+        if (this.#broken === null && thread.running) {
+          await thread.ask({
+            kind: "finish",
+            id: 0,
+            order: { renames: [], drops: [...byKey.keys()], folders: [] },
+          }).catch(() => {});
+        }
+        for (const delivery of deliveries) fail(delivery, error);
+        return [];
+      }
+      // Every copy made is known held before any is judged (a judgement may end the batch).
+      for (const result of reply.results) {
+        if (result.fault !== null) continue;
+        byKey.get(result.key)!.copierKey = result.key;
+        this.#holder.set(result.key, thread);
+      }
+      // Kept while it holds them, however long the rest of the batch takes.
+      if (reply.results.some((result) => result.fault === null)) thread.keep();
+      for (const result of reply.results) {
+        const delivery = byKey.get(result.key)!;
+        if (result.fault !== null) {
+          fail(delivery, faultError(result.fault));
+          continue;
+        }
+        delivery.source = result.info;
+        delivery.checkedAfterRead = true;
+        delivery.written = { bytes: result.bytes, appended: result.bytes, sha256: result.sha256 };
+        const error = verifyCopy(delivery.item, settings.verify, {
+          bytesRead: result.bytes,
+          size: result.size ?? undefined,
+          sourceSha256: result.sha256,
+          copySha256: result.copySha256,
+        });
+        if (error) fail(delivery, error);
+      }
+      return [];
+    } finally {
+      made();
     }
-    return [];
   }
 
   /**
@@ -277,8 +285,9 @@ export class LocalCopier {
     return finished;
   }
 
-  /** Drop the copies the copier still holds for `deliveries` (a batch that ends early). */
+  /** Drop the copies held for `deliveries` (a batch ending early), once made if being made. */
   async drop(deliveries: LocalDelivery[]): Promise<void> {
+    await Promise.all(deliveries.map((delivery) => this.#putting.get(delivery)));
     await Promise.all([...this.#byHolder(deliveries)].map(([thread, held]) => {
       const drops = held.map((delivery) => delivery.copierKey!);
       this.#release(held);

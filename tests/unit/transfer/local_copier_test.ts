@@ -268,3 +268,24 @@ Deno.test("LocalCopier: a thread holding copies is not stopped as idle, however 
     }
   });
 });
+
+Deno.test("LocalCopier: a batch that ends while its copies are still being made (the daemon stopping) has them dropped once made: no temporary file is left", async () => {
+  await withDirs(async (src, dest) => {
+    const copier = new LocalCopier();
+    try {
+      const deliveries = [];
+      for (let i = 0; i < 20; i++) {
+        deliveries.push(await delivery(src, dest, `-f ${i} $(id)\n.fits`, randomBytes(50_000), i));
+      }
+      const { fail } = failures();
+      // The batch's other copy was aborted: its end drops the copier's copies at once.
+      const putting = copier.put(deliveries, CHECKSUM, fail);
+      await copier.drop(deliveries);
+      await putting;
+      assert.deepEqual(await listFiles(dest), []);
+      for (const each of deliveries) assert.equal(each.copierKey ?? null, null);
+    } finally {
+      copier.close();
+    }
+  });
+});
