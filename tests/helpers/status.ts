@@ -5,7 +5,8 @@
  */
 import { join } from "node:path";
 import { type RunningCli, startCli } from "./cli.ts";
-import { writeConfig } from "./files.ts";
+import { LEAST_CEILING_MS, writeConfig } from "./files.ts";
+import { type BrowserContextOptions, chromium, type Page } from "playwright-core";
 import { freePort } from "./net.ts";
 
 /** A running daemon with a status page. */
@@ -74,4 +75,35 @@ export async function post(base: string, path: string, body?: unknown): Promise<
     headers: { origin: base, "content-type": "application/json" },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
+}
+
+/** A page in headless Chromium (the system's), closed with its browser when disposed. */
+export interface ChromiumPage extends AsyncDisposable {
+  page: Page;
+  /** Another page in the same browser. */
+  newPage(options?: BrowserContextOptions): Promise<Page>;
+}
+
+/**
+ * Open one page in headless Chromium (the system's); every wait on it gets
+ * the suite's generous ceiling (a busy machine). Dispose it (`await using`)
+ * to close the browser.
+ */
+export async function chromiumPage(options: BrowserContextOptions = {}): Promise<ChromiumPage> {
+  const browser = await chromium.launch({
+    executablePath: "/usr/bin/chromium",
+    args: ["--no-sandbox"],
+  });
+  try {
+    const page = await browser.newPage(options);
+    page.setDefaultTimeout(LEAST_CEILING_MS);
+    return {
+      page,
+      newPage: (options) => browser.newPage(options),
+      [Symbol.asyncDispose]: () => browser.close(),
+    };
+  } catch (error) {
+    await browser.close();
+    throw error;
+  }
 }

@@ -5,34 +5,25 @@
  * daemon, stopped under an open page in Chromium.
  */
 import assert from "node:assert/strict";
-import { chromium } from "playwright-core";
 import { LEAST_CEILING_MS, waitFor } from "../../helpers/files.ts";
-import { startStatusDaemon } from "../../helpers/status.ts";
+import { chromiumPage, startStatusDaemon } from "../../helpers/status.ts";
 
 Deno.test("status page: Pause pressed while the daemon is down says it was not taken", async () => {
   await using d = await startStatusDaemon({ rescan_interval_seconds: 0 });
-  const browser = await chromium.launch({
-    executablePath: "/usr/bin/chromium",
-    args: ["--no-sandbox"],
+  await using browser = await chromiumPage({ viewport: { width: 1000, height: 900 } });
+  const page = browser.page;
+  const dialogs: string[] = [];
+  page.on("dialog", (dialog) => {
+    dialogs.push(dialog.message());
+    void dialog.dismiss();
   });
-  try {
-    const page = await browser.newPage({ viewport: { width: 1000, height: 900 } });
-    page.setDefaultTimeout(LEAST_CEILING_MS);
-    const dialogs: string[] = [];
-    page.on("dialog", (dialog) => {
-      dialogs.push(dialog.message());
-      void dialog.dismiss();
-    });
-    await page.goto(d.base + "/");
-    await page.locator("#conn", { hasText: "live" }).waitFor();
-    await page.locator(".job button.pause").waitFor();
-    await d.daemon.stop();
-    await page.locator("#conn", { hasText: "reconnecting" }).waitFor();
-    await page.locator(".job button.pause").click();
-    await waitFor(() => dialogs.length > 0, LEAST_CEILING_MS, "a message after the press");
-    assert.equal(dialogs.length, 1);
-    assert.match(dialogs[0], /^pause failed: the daemon did not answer \(.+\)$/);
-  } finally {
-    await browser.close();
-  }
+  await page.goto(d.base + "/");
+  await page.locator("#conn", { hasText: "live" }).waitFor();
+  await page.locator(".job button.pause").waitFor();
+  await d.daemon.stop();
+  await page.locator("#conn", { hasText: "reconnecting" }).waitFor();
+  await page.locator(".job button.pause").click();
+  await waitFor(() => dialogs.length > 0, LEAST_CEILING_MS, "a message after the press");
+  assert.equal(dialogs.length, 1);
+  assert.match(dialogs[0], /^pause failed: the daemon did not answer \(.+\)$/);
 });

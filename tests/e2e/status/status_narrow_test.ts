@@ -6,35 +6,26 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
-import { LEAST_CEILING_MS, randomBytes } from "../../helpers/files.ts";
-import { startStatusDaemon } from "../../helpers/status.ts";
+import { randomBytes } from "../../helpers/files.ts";
+import { chromiumPage, startStatusDaemon } from "../../helpers/status.ts";
 
 Deno.test("status page at 320 px: the header line wraps, nothing runs off the screen", async () => {
   await using d = await startStatusDaemon({ rescan_interval_seconds: 0 });
   await Deno.writeFile(join(d.watch, "m31.fits"), randomBytes(10_000));
-  const browser = await chromium.launch({
-    executablePath: "/usr/bin/chromium",
-    args: ["--no-sandbox"],
+  await using browser = await chromiumPage({
+    viewport: { width: 320, height: 700 },
+    isMobile: true,
   });
-  try {
-    const page = await browser.newPage({
-      viewport: { width: 320, height: 700 },
-      isMobile: true,
-    });
-    page.setDefaultTimeout(LEAST_CEILING_MS);
-    await page.goto(d.base + "/");
-    await page.locator("#conn", { hasText: "live" }).waitFor();
-    await page.locator("#last", { hasText: /^last success \d+ s ago$/ }).waitFor();
-    await page.locator("#version", { hasText: /^version / }).waitFor();
-    // Evaluated in the page (a string: the test has no DOM types).
-    assert.equal(await page.evaluate("document.documentElement.scrollWidth"), 320);
-    const right = await page.evaluate(
-      `Math.max(...["conn", "last", "uptime", "version"].map((id) =>
+  const page = browser.page;
+  await page.goto(d.base + "/");
+  await page.locator("#conn", { hasText: "live" }).waitFor();
+  await page.locator("#last", { hasText: /^last success \d+ s ago$/ }).waitFor();
+  await page.locator("#version", { hasText: /^version / }).waitFor();
+  // Evaluated in the page (a string: the test has no DOM types).
+  assert.equal(await page.evaluate("document.documentElement.scrollWidth"), 320);
+  const right = await page.evaluate(
+    `Math.max(...["conn", "last", "uptime", "version"].map((id) =>
         document.getElementById(id).getBoundingClientRect().right))`,
-    );
-    assert.ok(Number(right) <= 320, `the header ends at ${right} px`);
-  } finally {
-    await browser.close();
-  }
+  );
+  assert.ok(Number(right) <= 320, `the header ends at ${right} px`);
 });
