@@ -66,6 +66,37 @@ export interface JobPause {
   reason: string;
 }
 
+/**
+ * The lock file's `user_version` (bytes 60-63 of its header, read without
+ * SQLite by {@linkcode lockSaysLedgerMade}): {@linkcode LOCK_NO_LEDGER} from
+ * the lock's first page until this state_dir's ledger is made, then
+ * {@linkcode LOCK_LEDGER_MADE}. Locks of earlier versions say 1 (a ledger
+ * was made beside every one of them).
+ */
+export const LOCK_NO_LEDGER = 3;
+/** See {@linkcode LOCK_NO_LEDGER}. */
+export const LOCK_LEDGER_MADE = 2;
+
+/**
+ * Whether the lock file at `lockPath` says a ledger was made beside it (see
+ * {@linkcode LOCK_NO_LEDGER}); `false` for an empty file (a start that could
+ * not write its first page: no daemon ran).
+ *
+ * @throws {Deno.errors.NotFound} when there is no lock file
+ */
+export function lockSaysLedgerMade(lockPath: string): boolean {
+  using file = Deno.openSync(lockPath, { read: true });
+  const header = new Uint8Array(64);
+  let read = 0;
+  while (read < header.length) {
+    const n = file.readSync(header.subarray(read));
+    if (n === null || n === 0) break;
+    read += n;
+  }
+  if (read === 0) return false;
+  return read < 64 || new DataView(header.buffer).getUint32(60) !== LOCK_NO_LEDGER;
+}
+
 /** A held lock; release it with {@linkcode DaemonLock.release}. */
 export interface DaemonLock {
   /** Process id found in a PID file left by a daemon that did not stop cleanly, if any. */
@@ -88,6 +119,8 @@ export interface DaemonLock {
    * while the daemon ran), with the PID file, so `status`, `stop` and `run` find this daemon.
    */
   renew(): void;
+  /** Say in the lock file that this state_dir's ledger is made (see {@linkcode LOCK_NO_LEDGER}). */
+  ledgerMade(): void;
   /** Remove the PID file and release the lock. */
   release(): void;
 }
@@ -122,7 +155,7 @@ export function acquireDaemonLock(
   try {
     db.exec(`PRAGMA busy_timeout = ${LOCK_WAIT_MS};`);
     // An empty database needs room to be locked; one page makes later locks need none.
-    if (Deno.statSync(lockPath).size === 0) db.exec("PRAGMA user_version = 1;");
+    if (Deno.statSync(lockPath).size === 0) db.exec(`PRAGMA user_version = ${LOCK_NO_LEDGER};`);
     db.exec("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE;");
   } catch (error) {
     db.close();
@@ -201,7 +234,11 @@ export function acquireDaemonLock(
       try {
         makeStateDir(stateDir);
         fresh = new DatabaseSync(lockPath);
-        fresh.exec("PRAGMA user_version = 1; PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE;");
+        // Renewed as the ledger made anew tells its change: a ledger is made beside it.
+        fresh.exec(
+          `PRAGMA user_version = ${LOCK_LEDGER_MADE}; PRAGMA locking_mode = EXCLUSIVE; ` +
+            "BEGIN EXCLUSIVE;",
+        );
       } catch {
         fresh?.close();
         return; // Tried again at the ledger's next change.
@@ -213,6 +250,14 @@ export function acquireDaemonLock(
         writeInfo(record);
         writeAtomically(join(stateDir, PID_FILE), `${Deno.pid}\n`);
       } catch { /* status then shows less */ }
+    },
+    ledgerMade() {
+      try {
+        const version = db.prepare("PRAGMA user_version").get() as { user_version: number };
+        if (Number(version.user_version) === LOCK_LEDGER_MADE) return;
+        // Committed for others to read; the exclusive locking mode keeps the lock meanwhile.
+        db.exec(`PRAGMA user_version = ${LOCK_LEDGER_MADE}; COMMIT; BEGIN EXCLUSIVE;`);
+      } catch { /* a full disk: the next start takes a missing ledger for none made */ }
     },
     release() {
       for (const other of pointers) {

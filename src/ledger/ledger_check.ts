@@ -13,7 +13,7 @@
 import { DatabaseSync } from "node:sqlite";
 import { dirname, join } from "node:path";
 import { logger } from "../log/logging.ts";
-import { LOCK_FILE, whyUnwritable } from "./daemon_lock.ts";
+import { LOCK_FILE, lockSaysLedgerMade, whyUnwritable } from "./daemon_lock.ts";
 import { assertLedgerReadable, isDamage, sqliteText } from "./ledger_file.ts";
 import { mergeSshIdentities } from "./destination_identity.ts";
 
@@ -98,13 +98,15 @@ export function judgeStateDir(stateDir: string): { path: string; found: LedgerFo
 const LOST_AT_START = "it was missing, although the daemon ran with this state_dir before";
 
 /**
- * Whether a daemon ran with `stateDir` before: every run leaves its `daemon.lock` there (look
- * before taking the lock), with a page written. A ledger missing beside it was lost. An empty one
- * was left by a start that could not write that page (a full disk): no daemon ran.
+ * Whether a daemon ran with `stateDir` before and made its ledger there: every run leaves its
+ * `daemon.lock` (look before taking the lock), which says once the ledger is made
+ * (`lockSaysLedgerMade`). A ledger missing beside it was lost. A lock that is empty (a start that
+ * could not write its first page: a full disk), or says no ledger was made (a first start killed
+ * before), tells of no run.
  */
 export function daemonRanIn(stateDir: string): boolean {
   try {
-    return Deno.lstatSync(join(stateDir, LOCK_FILE)).size > 0;
+    return lockSaysLedgerMade(join(stateDir, LOCK_FILE));
   } catch (error) {
     return !(error instanceof Deno.errors.NotFound);
   }
@@ -125,6 +127,8 @@ export function judgeLedger(path: string, ranBefore: boolean, thorough = false):
   if (!existsSync(path)) {
     return ranBefore ? { kind: "lost", reason: LOST_AT_START } : { kind: "none" };
   }
+  // A first start killed while it made the ledger (SQLite's first page not written yet).
+  if (!ranBefore && Deno.statSync(path).size === 0) return { kind: "none" };
   const reason = damageAtStart(path, thorough);
   return reason === null ? { kind: "sound" } : { kind: "damaged", reason };
 }

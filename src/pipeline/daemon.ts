@@ -122,6 +122,7 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
     // Before the watch folders are checked: a run that ends there has made its ledger, so the
     // next one does not take it for lost.
     const openLedger = Ledger.open(config.state_dir, { expected: ranBefore });
+    lock.ledgerMade();
     ledger = openLedger;
     openLedger.subscribe(() => lock.renew()); // A state_dir removed: its ledger starts anew.
     await checkWatchFolders(config.jobs, options.once);

@@ -512,7 +512,9 @@ Deno.test("Ledger.open: a ledger missing beside the daemon.lock of an earlier ru
     assert.equal(first.rebuilt, null, "a first start");
     first.close();
     // An earlier run's lock, as it leaves it (an empty one is a start that could not write it).
-    acquireDaemonLock(stateDir).release();
+    const lock = acquireDaemonLock(stateDir);
+    lock.ledgerMade();
+    lock.release();
     await Deno.remove(join(stateDir, LEDGER_FILE));
     // Before, only the daemon said so: a new ledger made by `resend` hid the loss from it.
     const again = Ledger.open(stateDir);
@@ -520,6 +522,42 @@ Deno.test("Ledger.open: a ledger missing beside the daemon.lock of an earlier ru
       assert.match(again.rebuilt?.reason ?? "", /missing, although the daemon ran with this/);
     } finally {
       again.close();
+    }
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("Ledger.open: a first start killed while it made the ledger (its lock says none was made; the ledger 0 bytes, with SQLite's journal) starts a first ledger, not a rebuilt one; an earlier version's lock still tells of a lost one", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-ledger-" });
+  try {
+    const stateDir = join(root, "state");
+    // The lock taken, then killed as SQLite began the ledger's first page.
+    acquireDaemonLock(stateDir).release();
+    await Deno.writeFile(join(stateDir, LEDGER_FILE), new Uint8Array());
+    await Deno.writeFile(join(stateDir, `${LEDGER_FILE}-journal`), new Uint8Array());
+    const first = Ledger.open(stateDir);
+    try {
+      assert.equal(first.rebuilt, null, "a first ledger");
+      assert.deepEqual(
+        (await Array.fromAsync(Deno.readDir(stateDir))).filter((e) => /damaged/.test(e.name)),
+        [],
+        "nothing set aside as damaged",
+      );
+    } finally {
+      first.close();
+    }
+    // A lock of an earlier version (user_version 1, a ledger made beside each): one missing was lost.
+    const old = join(root, "old");
+    await Deno.mkdir(old);
+    const lockFile = new DatabaseSync(join(old, "daemon.lock"));
+    lockFile.exec("PRAGMA user_version = 1;");
+    lockFile.close();
+    const lost = Ledger.open(old);
+    try {
+      assert.match(lost.rebuilt?.reason ?? "", /missing, although the daemon ran with this/);
+    } finally {
+      lost.close();
     }
   } finally {
     await Deno.remove(root, { recursive: true });
