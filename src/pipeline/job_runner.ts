@@ -338,9 +338,9 @@ export class JobRunner {
 
   /**
    * At start: rows from before destinations were told apart become this destination's, and the
-   * rows left by the last run go back into motion (saying whether interrupted copies are
-   * continued or sent again whole). A destination folder delivered to is not made again if it is
-   * gone (an unmounted share); the last arrival is the ledger's until a file arrives.
+   * rows left by the last run go back into motion (saying what becomes of interrupted copies). A
+   * destination folder delivered to is not made again if it is gone (an unmounted share); the last
+   * arrival is the ledger's until a file arrives.
    */
   #startFromLedger(): void {
     const lastArrival = this.#table.rows.lastArrival();
@@ -355,12 +355,14 @@ export class JobRunner {
       );
     }
     if (interrupted > 0) {
+      // Which copy arrived, and which partial copy is kept, is known per file once looked at.
       const { method } = this.#transport;
       const resumes = ["local", "rsync"].includes(method) && this.job.resume_partial_hours > 0;
       this.#log.info(
-        resumes
-          ? "Resuming {count} interrupted file(s) of job {job}: their copies at {target} are continued"
-          : "Sending {count} interrupted file(s) of job {job} again, whole",
+        "Taking up {count} interrupted file(s) of job {job}: one that arrived at {target} is recorded, not sent again; " +
+          (resumes
+            ? "a partial copy kept there is continued; the others are sent whole"
+            : "the others are sent again, whole"),
         { ...fields, count: interrupted },
       );
     }

@@ -441,7 +441,7 @@ Deno.test("SIGHUP in the middle of a copy: the copy is aborted and resumed, whol
     // The new runner took over the copy the old one had started.
     assert.match(
       daemon.stderr(),
-      /Resuming 1 interrupted file\(s\) of job default: their copies at .* are continued/,
+      /Taking up 1 interrupted file\(s\) of job default: .* a partial copy kept there is continued/,
     );
     assert.equal(daemon.stderr().split("Successfully transferred").length, 2, daemon.stderr());
   } finally {

@@ -15,6 +15,7 @@ import { LocalTransport } from "../../../src/transfer/local/local.ts";
 import type { TransferItem, TransferOutcome, Transport } from "../../../src/transfer/transport.ts";
 import { listFiles, randomBytes, waitFor } from "../../helpers/files.ts";
 import { localTestJob } from "../../helpers/jobs.ts";
+import { captureLogs } from "../../helpers/log_capture.ts";
 
 /** The real local transport, counting the items it is given. */
 class CountingTransport implements Transport {
@@ -257,8 +258,30 @@ Deno.test("JobRunner once: a source that changes while it is sent is sent again 
 });
 
 Deno.test("JobRunner start-up: resumes interrupted files and drops vanished ones", async () => {
+  for (const resume_partial_hours of [24, 0]) {
+    const logs = await captureLogs();
+    try {
+      await resumesInterrupted(resume_partial_hours);
+    } finally {
+      await logs.stop();
+    }
+    // What becomes of them is said once, as it will be: none had arrived, none is kept.
+    const said = logs.records.filter((r) => String(r.rawMessage).startsWith("Taking up"));
+    assert.equal(said.length, 1, `resume_partial_hours ${resume_partial_hours}`);
+    assert.equal(said[0].properties.count, 2);
+    assert.match(
+      String(said[0].rawMessage),
+      resume_partial_hours > 0
+        ? /is recorded, not sent again; a partial copy kept there is continued; the others are sent whole$/
+        : /is recorded, not sent again; the others are sent again, whole$/,
+    );
+  }
+});
+
+/** An interrupted file is sent at start, a vanished one dropped. */
+async function resumesInterrupted(resume_partial_hours: number): Promise<void> {
   await withRoot(async (root, stateDir) => {
-    const job = localTestJob(root);
+    const job = localTestJob(root, { resume_partial_hours });
     const bytes = randomBytes(777);
     await place(job.watch_path, "interrupted.fits", bytes);
     const info = await Deno.stat(join(job.watch_path, "interrupted.fits"));
@@ -283,7 +306,7 @@ Deno.test("JobRunner start-up: resumes interrupted files and drops vanished ones
       assert.equal(files.get("vanished.fits"), undefined);
     });
   });
-});
+}
 
 Deno.test("JobRunner once: a watch_path spelled with // or /./ still sends its files", async () => {
   await withRoot(async (root, stateDir) => {
