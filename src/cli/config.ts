@@ -61,8 +61,10 @@ export async function runConfigValidate(configOption?: string): Promise<void> {
 }
 
 /**
- * Print the effective config (defaults applied, paths expanded) as YAML, or as
- * JSON with `json`. The YAML output is itself a valid config file.
+ * Print the effective config (defaults applied, paths on this machine made
+ * absolute) as YAML, or as JSON with `json`. The YAML output is itself a valid
+ * config file. Remote paths and the programs of hooks and scheduled commands
+ * stay as written (a program named bare is looked up on `PATH` at start).
  *
  * @throws {ConfigError} listing every problem in the file
  */
@@ -76,7 +78,10 @@ export async function runConfigShow(
     return;
   }
   const { file, ...effective } = config satisfies Config;
-  console.log(`# Effective configuration of ${file} (defaults applied, paths expanded)`);
+  console.log(
+    `# Effective configuration of ${file} (defaults applied, paths on this machine made ` +
+      "absolute; remote paths and the programs of hooks and commands as written)",
+  );
   console.log(stringify(effective, { lineWidth: 0 }).trimEnd());
 }
 
@@ -94,7 +99,7 @@ export function configCommand(): Command {
       await runConfigValidate(globalOptions(command).config);
     });
   config.command("show")
-    .description("print the effective config (defaults applied, paths expanded)")
+    .description("print the effective config (defaults applied, local paths made absolute)")
     .option("--json", "print JSON instead of YAML")
     .action(async (options: { json?: boolean }, command: Command) => {
       await runConfigShow(globalOptions(command).config, options.json ?? false);

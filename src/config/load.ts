@@ -39,7 +39,7 @@ export function resolveConfigPath(option?: string): string {
  *
  * @param file path of the YAML file
  * @param runsAs user id the daemon runs as, when it is not the current user (install-service)
- * @returns the configuration with defaults applied and paths expanded
+ * @returns the configuration with defaults applied and local paths made absolute
  * @throws {ConfigError} listing every problem with file, line, key and what was expected
  */
 export async function loadConfig(file: string, runsAs?: number | null): Promise<Config> {

@@ -359,6 +359,11 @@ Deno.test("config show prints the effective config as YAML that is itself a vali
     assert.deepEqual(shown.jobs.map((j: { name: string }) => j.name), ["north", "job2", "job3"]);
     assert.equal(shown.jobs[0].watch_path, join(home, "data", "north"));
     assert.equal(shown.jobs[0].remote_base_path, "~/incoming/north");
+    // The header says which paths are made absolute: not this remote one.
+    assert.match(
+      result.stdout.split("\n")[0],
+      /paths on this machine made absolute; remote paths and the programs .* as written\)$/,
+    );
     assert.equal(shown.jobs[0].retry_attempts, 5);
     assert.equal(shown.jobs[2].verify_transfer, "none");
 
