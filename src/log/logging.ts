@@ -55,12 +55,19 @@ export interface LoggingOptions {
 }
 
 /**
- * Characters that could break a text line or disguise it: C0 and C1 controls
- * (newline, carriage return, escape, ...), DEL, the Unicode line and paragraph
- * separators and the bidirectional overrides.
+ * Characters that could break a text line or disguise it, as the body of a
+ * character class: C0 and C1 controls (newline, carriage return, escape, ...),
+ * DEL, the Unicode line and paragraph separators, the bidirectional overrides,
+ * isolates and marks, and the characters that show nothing (zero-width space,
+ * word joiner, byte order mark...: a name holding one looks like another).
+ * Zero-width joiners, part of how some scripts and emoji are written, are not.
  */
-// deno-lint-ignore no-control-regex
-export const UNSAFE_IN_LINE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+export const UNSAFE_CHARACTERS =
+  "\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u180e\\u200b\\u200e\\u200f" +
+  "\\u2028\\u2029\\u202a-\\u202e\\u2060-\\u2064\\u2066-\\u2069\\ufeff";
+
+/** Every one of the {@linkcode UNSAFE_CHARACTERS} in a text. */
+export const UNSAFE_IN_LINE = new RegExp(`[${UNSAFE_CHARACTERS}]`, "g");
 
 const SHORT_ESCAPES: Record<string, string> = { "\n": "\\n", "\r": "\\r", "\t": "\\t" };
 
@@ -73,7 +80,9 @@ export function escapeControlChars(text: string): string {
     const short = SHORT_ESCAPES[c];
     if (short) return short;
     const code = c.charCodeAt(0);
-    return code <= 0xff ? `\\x${code.toString(16).padStart(2, "0")}` : `\\u${code.toString(16)}`;
+    return code <= 0xff
+      ? `\\x${code.toString(16).padStart(2, "0")}`
+      : `\\u${code.toString(16).padStart(4, "0")}`;
   });
 }
 

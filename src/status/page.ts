@@ -61,7 +61,7 @@ function escaped(text) {
   return text.replace(UNSAFE, (c) => {
     const code = c.charCodeAt(0);
     return short[c] || (code <= 0xff ? "\\\\x" + code.toString(16).padStart(2, "0")
-      : "\\\\u" + code.toString(16));
+      : "\\\\u" + code.toString(16).padStart(4, "0"));
   });
 }
 function bytes(n) {

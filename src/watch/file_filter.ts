@@ -13,7 +13,7 @@
  */
 import type { Logger } from "@logtape/logtape";
 import { basename, dirname, join, sep as SEP } from "node:path";
-import { logger } from "../log/logging.ts";
+import { logger, UNSAFE_CHARACTERS } from "../log/logging.ts";
 
 // @ts-types="@types/picomatch"
 import picomatch from "picomatch";
@@ -336,17 +336,17 @@ export class SkipLog {
 export const sharedSkipLog: SkipLog = new SkipLog();
 
 /**
- * Characters a listing writes as escapes: control characters (C0, DEL, C1: a
- * terminal would act on them), line and paragraph separators, bidirectional
- * overrides (the rest of the line would show reversed) and U+FFFD.
+ * Characters a listing writes as escapes: those that could break or disguise a line
+ * (`UNSAFE_CHARACTERS`: controls a terminal would act on, separators, bidirectional overrides
+ * that would show the rest of the line reversed, characters that show nothing) and U+FFFD.
  */
-// deno-lint-ignore no-control-regex
-const UNREADABLE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069\uFFFD]/;
+const UNREADABLE = new RegExp(`[${UNSAFE_CHARACTERS}\\uFFFD]`);
+const EVERY_UNREADABLE = new RegExp(UNREADABLE.source, "g");
 
 /** Escape a name for a log line or a listing: quotes and the characters above as `\u...`. */
 export function escapeName(name: string): string {
   return JSON.stringify(name).slice(1, -1).replace(
-    /[\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069\uFFFD]/g,
+    EVERY_UNREADABLE,
     (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
   );
 }
@@ -367,5 +367,5 @@ export function readablePath(path: string): string {
  */
 export function readableText(text: string): string {
   if (!UNREADABLE.test(text)) return text;
-  return text.replace(new RegExp(UNREADABLE.source, "g"), (c) => escapeName(c));
+  return text.replace(EVERY_UNREADABLE, (c) => escapeName(c));
 }

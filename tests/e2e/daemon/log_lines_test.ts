@@ -66,6 +66,10 @@ Deno.test("quoteIfUnsafe: a name with a real line break is quoted, one with a ba
   assert.equal(quoteIfUnsafe("a\nb"), '"a\\nb"');
   assert.equal(quoteIfUnsafe('say "\\n"\n'), '"say \\"\\\\n\\"\\n"');
   assert.equal(quoteIfUnsafe("bidi\u202e"), '"bidi\\u202e"');
+  // Characters that show nothing: a name holding one would look like another.
+  assert.equal(quoteIfUnsafe("m42\u200b.fits"), '"m42\\u200b.fits"');
+  assert.equal(quoteIfUnsafe("m42\ufeff.fits"), '"m42\\ufeff.fits"');
+  assert.equal(quoteIfUnsafe("m42\u061c.fits"), '"m42\\u061c.fits"');
 });
 
 Deno.test("escapeControlChars: C0, DEL, C1, line separators and bidi overrides", () => {

@@ -190,6 +190,8 @@ Deno.test("readablePath: escapes control characters, overrides and undecodable b
     readablePath("/w/d\u007fe\u009bl/photo\u202egnp.exe\u2028"),
     "/w/d\\u007fe\\u009bl/photo\\u202egnp.exe\\u2028",
   );
+  // A character that shows nothing makes a name look like another one.
+  assert.equal(readablePath("/w/n1\u200b/m42\u2060.fits"), "/w/n1\\u200b/m42\\u2060.fits");
 });
 
 Deno.test("FITS checks never wait on a FIFO that took a file's name: they fail at once, opening nothing blocking", async () => {

@@ -28,10 +28,18 @@ Deno.test("the status page quotes names and escapes messages as the log does, bi
     "esc \u001b[31m red",
     "isolate \u2066x\u2069.fits",
     "Cannot send /data/bi\u202edi.fits: Permission denied",
+    "zero\u200bwidth.fits",
+    "arabic mark \u061c.fits",
+    "bom \ufeff.fits",
+    "joined \u{1F469}\u200d\u{1F52C}.fits",
   ];
   for (const text of texts) {
     assert.equal(shown(text), quoteIfUnsafe(text), JSON.stringify(text));
     assert.equal(escaped(text), escapeControlChars(text), JSON.stringify(text));
   }
   assert.equal(shown("bidi \u202estif.exe.fits"), '"bidi \\u202estif.exe.fits"');
+  // Two names that look the same are told apart; a joiner, part of how emoji are written, is not.
+  assert.equal(shown("a\u200b.fits"), '"a\\u200b.fits"');
+  assert.equal(shown("arabic mark \u061c.fits"), '"arabic mark \\u061c.fits"');
+  assert.equal(shown("\u{1F469}\u200d\u{1F52C}.fits"), "\u{1F469}\u200d\u{1F52C}.fits");
 });
