@@ -15,14 +15,17 @@
  *
  * @module
  */
-import { dirname, isAbsolute, posix, relative, sep } from "node:path";
+import { dirname, isAbsolute, join, posix, relative, sep } from "node:path";
 import type { CommandError } from "../../errors.ts";
+import { shellQuote } from "../../config/file_mode.ts";
+import { classifyFailure } from "../classify.ts";
+import { tempNameFor } from "../temp_name.ts";
 import { rsyncBwlimit } from "../../config/sizes.ts";
 import type { JobConfig } from "../../config/types.ts";
 import { logger } from "../../log/logging.ts";
 import { byUploadFolder, renamedOnUpload, type SshDelivery } from "./method.ts";
 import { SshTransport } from "./transport.ts";
-import type { PartSent, TransferItem } from "../transport.ts";
+import type { PartSent, ProbeCheck, TransferItem } from "../transport.ts";
 
 /** rsync exit codes for "some files were not transferred" (the others were). */
 const RSYNC_PARTIAL_CODES = new Set([23, 24]);
@@ -44,6 +47,53 @@ export class RsyncTransport extends SshTransport {
     this.resumesCopies = job.resume_partial_hours > 0;
     // The user's rsync_options hold for every file: none goes in one call without rsync.
     if (job.rsync_options.length > 0) this.oneCallFiles = 0;
+  }
+
+  /**
+   * See `Transport.probe`. With `rsync_options`, a test file is also sent with them into the
+   * destination folder (under a temporary name, removed after), so that an option the local or
+   * remote rsync refuses shows here rather than at the first transfer.
+   */
+  override async probe(): Promise<ProbeCheck[]> {
+    const checks = await super.probe();
+    if (this.job.rsync_options.length === 0 || checks.some((c) => c.verdict === "fail")) {
+      return checks;
+    }
+    // No folder is made for the test: a share not mounted would get it on the disk below.
+    const folder = checks.find((check) => check.check === "destination folder");
+    if (folder?.verdict !== "ok") {
+      const detail = "not tried: the destination folder does not exist yet";
+      return [...checks, { check: "rsync options", verdict: "warn", detail }];
+    }
+    return [...checks, await this.#probeOptions()];
+  }
+
+  async #probeOptions(): Promise<ProbeCheck> {
+    const options = this.job.rsync_options.map(shellQuote).join(" ");
+    const dir = await Deno.makeTempDir({ prefix: "image-transfer-probe-" });
+    const source = join(dir, "rsync-options-probe");
+    const target = posix.join(this.base, tempNameFor("rsync-options-probe", this.owner));
+    try {
+      await Deno.writeTextFile(source, "image-transfer doctor: a test of rsync_options\n");
+      const argv = ["rsync", "--protect-args", "--times", "--perms", "--chmod=go-w", "-e"];
+      argv.push(await this.session.rsyncRsh(), ...this.job.rsync_options, "--", source);
+      await this.session.run([...argv, this.session.remoteSpec(target)], {
+        timeoutMs: this.timeoutMs,
+      });
+      return { check: "rsync options", verdict: "ok", detail: `sent a test file with ${options}` };
+    } catch (error) {
+      const failure = classifyFailure(error, `send a test file with ${options}`, this.context);
+      const refused = firstRsyncLine(error);
+      const detail = refused && !failure.message.includes(refused)
+        ? `${failure.message}; rsync said: ${refused}`
+        : failure.message;
+      return { check: "rsync options", verdict: "fail", detail };
+    } finally {
+      await this.session.runScript(`rm -f -- ${shellQuote(target)}\n`, {
+        timeoutMs: this.timeoutMs,
+      }).catch(() => {});
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
   }
 
   /** See `Transport.sendPart`: rsync `--append-verify` into the kept copy. */
@@ -165,4 +215,11 @@ function commonFolder(paths: string[]): string {
 function isInside(root: string, path: string): boolean {
   const rel = relative(root, path);
   return rel !== "" && rel !== ".." && !rel.startsWith(`..${sep}`) && !isAbsolute(rel);
+}
+
+/** rsync's first complaint (`--bogus: unknown option` of `rsync: --bogus: unknown option`). */
+function firstRsyncLine(error: unknown): string | null {
+  const stderr = (error as { run?: { stderr?: string } }).run?.stderr ?? "";
+  const line = stderr.split(/\r?\n/).find((line) => /^rsync: /.test(line));
+  return line === undefined ? null : line.slice("rsync: ".length).trim();
 }

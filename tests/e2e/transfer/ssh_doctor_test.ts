@@ -149,6 +149,66 @@ Deno.test("doctor checks programs, login, destination and free space per job", a
   }
 });
 
+Deno.test("doctor sends a test file with the job's rsync_options: one rsync refuses fails, and nothing is left", async () => {
+  const sshd = await startSshd();
+  const dir = await Deno.makeTempDir({ prefix: "itx-doctor-options-" });
+  try {
+    const dst = await sshd.makeRemoteDir();
+    const job = (name: string, rsync_options: string[]) => ({
+      name,
+      watch_path: dir,
+      transfer_method: "rsync",
+      remote_host: "127.0.0.1",
+      remote_user: sshd.user,
+      ssh_port: sshd.port,
+      ssh_identity_file: sshd.identityFile,
+      ssh_options: sshd.sshOptions,
+      remote_base_path: `${dst}/${name}`,
+      rsync_options,
+    });
+    const config = join(dir, "config.yaml");
+    await Deno.writeTextFile(
+      config,
+      stringify({
+        jobs: [
+          job("kind", ["--no-whole-file", "--timeout=30"]),
+          job("typo", ["--no-wholefile"]),
+          job("not-yet", ["--no-whole-file"]),
+        ],
+      }),
+    );
+    for (const name of ["kind", "typo"]) {
+      await Deno.mkdir(`${dst}/${name}`);
+      await Deno.chown(`${dst}/${name}`, sshd.uid, sshd.gid);
+    }
+
+    const kind = await runCli(["doctor", "-c", config, "--job", "kind"]);
+    assert.equal(kind.code, 0, kind.stderr + kind.stdout);
+    assert.match(
+      kind.stdout,
+      /ok {4}rsync options: sent a test file with --no-whole-file --timeout=30$/m,
+    );
+
+    const typo = await runCli(["doctor", "-c", config, "--job", "typo"]);
+    assert.equal(typo.code, 1, typo.stderr + typo.stdout);
+    assert.match(
+      typo.stdout,
+      /FAIL {2}rsync options: Cannot send a test file with --no-wholefile: an option is not understood: .*; rsync said: --no-wholefile: unknown option$/m,
+    );
+
+    // Not tried where the folder is missing: the test would make it.
+    const notYet = await runCli(["doctor", "-c", config, "--job", "not-yet"]);
+    assert.equal(notYet.code, 0, notYet.stderr + notYet.stdout);
+    assert.match(notYet.stdout, /WARN {2}rsync options: not tried: the destination folder/);
+
+    assert.deepEqual(await listFiles(dst), [], "the test files are removed, no folder is made");
+    assert.deepEqual([...Deno.readDirSync(dst)].map((e) => e.name).sort(), ["kind", "typo"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+    await sshd.stop();
+  }
+});
+
 /** What a login session on the openssl-only server may run (no sha256sum, no shasum). */
 const SERVER_TOOLS = [
   "sh",
