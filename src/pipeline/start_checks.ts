@@ -58,7 +58,7 @@ export async function checkBeforeStart(
         "server stopped answering?): it is checked as written, without following links",
     );
   }
-  for (const message of unseenCloses(config)) warn(message);
+  for (const message of [...unseenCloses(config), ...uncheckedServers(config)]) warn(message);
   const realPathSoFar = (path: string) => real.paths.get(path) ?? resolve(path);
   const problems: string[] = [];
   const check = async <T>(run: () => T | Promise<T>): Promise<T | undefined> => {
@@ -98,6 +98,25 @@ function unseenCloses(config: Config): string[] {
       `${job.after_transfer}, ${why}, so a growing file is ${job.after_transfer}d once unchanged ` +
       `for stability_window_seconds (${job.stability_window_seconds} s), even if its writer only ` +
       "paused: set the window above the writer's longest pause, or after_transfer: keep",
+    ];
+  });
+}
+
+/**
+ * SSH jobs whose `ssh_options` let the server's key go unchecked (`StrictHostKeyChecking=no`, the
+ * first value given being the one ssh takes): a machine that took the server's address, or a key
+ * that changed, would receive the files.
+ */
+function uncheckedServers(config: Config): string[] {
+  return config.jobs.flatMap((job, index) => {
+    if (job.transfer_method !== "scp" && job.transfer_method !== "rsync") return [];
+    const option = job.ssh_options.find((o) => /^StrictHostKeyChecking=/i.test(o));
+    if (option === undefined || !/=(no|off)$/i.test(option)) return [];
+    return [
+      `${jobKeyPlace(config, index, "ssh_options")}: ${option} sends the files to whatever ` +
+      `answers as ${job.remote_host}, its key unchecked (another machine that took its address, ` +
+      "or a key that changed): use StrictHostKeyChecking=accept-new (a new server's key is " +
+      "remembered at the first login, a changed one refused)",
     ];
   });
 }

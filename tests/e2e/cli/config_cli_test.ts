@@ -583,3 +583,39 @@ Deno.test("a config that is a device or under /dev or /proc is refused in plain 
     }
   });
 });
+
+Deno.test("config validate warns of ssh_options that leave the server's key unchecked, with the line", async () => {
+  await withHome(async (home) => {
+    await Deno.mkdir(join(home, "data"));
+    const file = join(home, "config.yaml");
+    const write = (options: string[]) =>
+      Deno.writeTextFile(
+        file,
+        [
+          "watch_path: ~/data",
+          "transfer_method: rsync",
+          "remote_host: archive.example.org",
+          "remote_base_path: /srv/incoming",
+          `state_dir: ${join(home, "state")}`,
+          "ssh_options:",
+          ...options.map((option) => `  - ${option}`),
+          "",
+        ].join("\n"),
+      );
+    await write(["Ciphers=aes128-gcm@openssh.com", "StrictHostKeyChecking=no"]);
+    const unchecked = await cli(home, ["-c", file, "config", "validate"]);
+    assert.equal(unchecked.code, 0, unchecked.stderr);
+    assert.match(
+      unchecked.stderr,
+      /^warning: .*config\.yaml:6: ssh_options of job default: StrictHostKeyChecking=no sends the files to whatever answers as archive\.example\.org, its key unchecked .*use StrictHostKeyChecking=accept-new/m,
+    );
+    // ssh takes the first value given: a later `no` changes nothing.
+    const later = ["StrictHostKeyChecking=accept-new", "StrictHostKeyChecking=no"];
+    for (const options of [later, ["Ciphers=aes128-gcm@openssh.com"]]) {
+      await write(options);
+      const checked = await cli(home, ["-c", file, "config", "validate"]);
+      assert.equal(checked.code, 0, checked.stderr);
+      assert.doesNotMatch(checked.stderr, /StrictHostKeyChecking/, options.join(", "));
+    }
+  });
+});
