@@ -229,9 +229,8 @@ export class JobRunner {
 
   /** What the status page shows of this job (read only). */
   snapshot(): JobSnapshot {
-    const q = this.#table;
     // Every report (page, API, metrics, `status`) counts the files from the table's one count.
-    const queue = q.counts();
+    const queue = this.#table.counts();
     return {
       job: this.job.name,
       method: this.job.transfer_method,
@@ -239,7 +238,7 @@ export class JobRunner {
       ...this.#status.state(this.#pause.full),
       held: this.#pause.paused,
       queue,
-      oldestWaitingSince: q.oldestFoundAt,
+      oldestWaitingSince: this.#table.oldestFoundAt,
       inFlight: this.#table.inFlight(),
       rateBytesPerSecond: this.#status.rate(),
       sent: this.summary.sent,
@@ -337,10 +336,9 @@ export class JobRunner {
   }
 
   /**
-   * At start: rows from before destinations were told apart become this destination's, and the
-   * rows left by the last run go back into motion (saying what becomes of interrupted copies). A
-   * destination folder delivered to is not made again if it is gone (an unmounted share); the last
-   * arrival is the ledger's until a file arrives.
+   * At start: rows from before destinations were told apart become this destination's, rows left
+   * by the last run go back into motion (said how); a destination folder delivered to is not made
+   * again once gone (an unmounted share); the last arrival is the ledger's until a file arrives.
    */
   #startFromLedger(): void {
     const lastArrival = this.#table.rows.lastArrival();
@@ -356,13 +354,13 @@ export class JobRunner {
     }
     if (interrupted > 0) {
       // Which copy arrived, and which partial copy is kept, is known per file once looked at.
-      const { method } = this.#transport;
-      const resumes = ["local", "rsync"].includes(method) && this.job.resume_partial_hours > 0;
+      const resumes = ["local", "rsync"].includes(this.#transport.method) &&
+        this.job.resume_partial_hours > 0;
+      const others = resumes
+        ? "a partial copy kept there is continued; the others are sent whole"
+        : "the others are sent again, whole";
       this.#log.info(
-        "Taking up {count} interrupted file(s) of job {job}: one that arrived at {target} is recorded, not sent again; " +
-          (resumes
-            ? "a partial copy kept there is continued; the others are sent whole"
-            : "the others are sent again, whole"),
+        `Taking up {count} interrupted file(s) of job {job}: one that arrived at {target} is recorded, not sent again; ${others}`,
         { ...fields, count: interrupted },
       );
     }
