@@ -2,10 +2,14 @@
  * File system kinds by their Linux `statfs` magic number: the name said in
  * messages, and whether events on it may miss changes made elsewhere (a
  * network or FUSE file system). The watch (`watch/fs_type.ts`) and the
- * `local` transport's check for an unmounted share both read it.
+ * `local` transport's check for an unmounted share both read it; and the file
+ * system a folder's files were on, remembered to tell a share not mounted
+ * ({@linkcode FolderFileSystem}).
  *
  * @module
  */
+import { statfs } from "node:fs/promises";
+import { join } from "node:path";
 
 /** Linux statfs magic numbers of file systems whose events miss changes made elsewhere. */
 const REMOTE_MAGIC = new Map<number, string>([
@@ -71,4 +75,126 @@ export async function answerWithin<T>(call: Promise<T>, ms = SHARE_ANSWER_MS): P
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** Where a {@linkcode FolderFileSystem} keeps what it remembers (the ledger's facts about itself). */
+export interface FactStore {
+  meta(key: string): string | null;
+  setMeta(key: string, value: string): void;
+}
+
+/**
+ * The file system a folder's files were on (Linux: its `statfs` type), kept in
+ * the ledger so that it holds after a restart too: the mount point of a share
+ * that did not mount is an empty folder on the disk below, where copies would
+ * never reach the share (a destination) and files written to the share are
+ * never seen (a watch folder). Elsewhere than on Linux it knows nothing.
+ */
+export class FolderFileSystem {
+  readonly #folder: string;
+  readonly #facts: FactStore | null;
+  readonly #key: string;
+  readonly #sampleKey: string;
+  readonly #role: "arrived" | "watched";
+  #was: number | null;
+  /** Whether this run's files were looked at (once a run, and again after a move). */
+  #known = false;
+  /** A file that was there (relative to the folder), the last run's first. */
+  #sample: string | null;
+
+  /**
+   * @param role whose folder: files `arrived` in it (a local destination), or it is `watched`
+   */
+  constructor(folder: string, facts: FactStore | null, role: "arrived" | "watched") {
+    this.#folder = folder;
+    this.#facts = facts;
+    this.#role = role;
+    [this.#key, this.#sampleKey] = role === "arrived"
+      ? [`arrived_on_file_system ${folder}`, `arrived_file ${folder}`]
+      : [`watched_on_file_system ${folder}`, `watched_file ${folder}`];
+    const kept = Number.parseInt(facts?.meta(this.#key) ?? "", 16);
+    this.#was = Number.isSafeInteger(kept) ? kept : null;
+    this.#sample = facts?.meta(this.#sampleKey) ?? null;
+  }
+
+  /**
+   * Files are there (`file`, relative to the folder, one of them): remember
+   * the folder's file system, and that file, once a run (not when the folder
+   * does not answer).
+   */
+  async remember(file: string): Promise<void> {
+    if (this.#known) return;
+    const now = await statfsType(this.#folder);
+    if (now === null) return;
+    this.#known = true;
+    this.#was = now;
+    this.#sample = file;
+    try {
+      this.#facts?.setMeta(this.#key, now.toString(16));
+      this.#facts?.setMeta(this.#sampleKey, file);
+    } catch {
+      // The ledger says why it cannot be written; this run remembers it meanwhile.
+    }
+  }
+
+  /**
+   * Why the folder is the mount point of a share that is not mounted (its
+   * files were on a network or FUSE file system, and it is a folder on a local
+   * one now, empty or without the file remembered there: a marker file left in
+   * a mount point does not make it the folder), or `null`. A local folder that
+   * holds that file (the files moved there), or any other change of file
+   * system (a new share mounted there), is a folder moved for good, remembered
+   * at the next {@linkcode remember}. A folder that does not answer is no
+   * share missing.
+   */
+  async unmountedShare(): Promise<string | null> {
+    const before = this.#was;
+    const now = before === null ? null : await statfsType(this.#folder);
+    if (before === null || now === null || now === before) return null;
+    const [was, is] = [fileSystemKind(before), fileSystemKind(now)];
+    if (!was.remote || is.remote) {
+      this.#known = false;
+      return null;
+    }
+    // A local disk, which answers.
+    const empty = await isEmpty(this.#folder);
+    const [were, folder] = this.#role === "arrived"
+      ? ["arrived", "destination"]
+      : ["were", "watch folder"];
+    if (empty) return `an empty folder on ${is.type} stands where files ${were} on ${was.type}`;
+    const sample = this.#sample;
+    // A ledger from before files were remembered: a folder that holds anything has moved.
+    if (sample === null || await exists(join(this.#folder, sample))) {
+      this.#known = false;
+      return null;
+    }
+    return `a folder on ${is.type} without the files that ${were} on ${was.type} stands where ` +
+      `they ${were} (${sample} is not there); if the ${folder} moved to this disk for good, ` +
+      "move those files here too";
+  }
+}
+
+/**
+ * The `statfs` type of `path` (Linux), or `null`, also when it has not answered within
+ * {@linkcode SHARE_ANSWER_MS}; asked on the runtime's thread pool.
+ */
+async function statfsType(path: string): Promise<number | null> {
+  if (Deno.build.os !== "linux") return null;
+  try {
+    const info = await answerWithin(statfs(path));
+    return info === null ? null : Number(info.type);
+  } catch {
+    return null;
+  }
+}
+
+/** Whether the folder at `path` holds nothing. */
+async function isEmpty(path: string): Promise<boolean> {
+  for await (const _ of Deno.readDir(path)) return false;
+  return true;
+}
+
+/** Whether anything is at `path` now (following links). */
+function exists(path: string): Promise<boolean> {
+  return Deno.stat(path).then(() => true, () => false);
 }

@@ -11,6 +11,7 @@
  * @module
  */
 import type { JobConfig } from "../config/types.ts";
+import { FolderFileSystem } from "../config/file_systems.ts";
 import { failureScope, isDestinationFull } from "../errors.ts";
 import type { JobPause } from "../ledger/daemon_lock.ts";
 import type { Ledger } from "../ledger/ledger.ts";
@@ -154,6 +155,7 @@ export class JobRunner {
       watchMode: job.watch_mode,
       runtimeDir: options.runtimeDir,
       pollIntervalMs: job.poll_interval_seconds * 1000,
+      watchedOn: new FolderFileSystem(job.watch_path, ledger, "watched"),
       onActivity: (path, rel, activity) => intake.activity(path, rel, activity),
       onFound: (files, quick, how) => intake.found(files, quick, how),
       beforeRescan: () => this.#beforeRescan(),
@@ -395,11 +397,8 @@ export class JobRunner {
     if (!this.#stopping && this.#table.sweep().length > 0) this.#pump();
   }
 
-  /**
-   * Start batches in a moment ({@linkcode BATCH_GATHER_MS}), so files that
-   * become ready together (a scan, a burst) go out in one batch instead of
-   * the first one alone.
-   */
+  /** Start batches in a moment ({@linkcode BATCH_GATHER_MS}): files that become ready together
+   * (a scan, a burst) go out in one batch instead of the first one alone. */
   #pumpSoon(): void {
     this.#pumpTimer ??= setTimeout(() => {
       this.#pumpTimer = undefined;

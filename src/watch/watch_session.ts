@@ -27,6 +27,7 @@ import { PollLoop } from "./poll_loop.ts";
 import { type FoundFile, scanFolderBatches, type ScanOptions } from "./scan.ts";
 import { relativeTo } from "./entry_check.ts";
 import { MountWatch, type WatchHow, watchHow, type WatchModeSetting } from "./fs_type.ts";
+import type { FolderFileSystem } from "../config/file_systems.ts";
 
 /** The lines when the watch folder's file system changed (a mount), and when it disappeared. */
 const MOUNTED = "Watch folder {path} is on another file system now ({type}; it was on {was}): " +
@@ -55,6 +56,8 @@ export interface WatchSessionOptions {
   runtimeDir?: string;
   /** Time between two polls, where the folder is polled. @default 2000 */
   pollIntervalMs?: number;
+  /** The file system the folder's files were on (in the ledger), to tell a share not mounted. */
+  watchedOn?: FolderFileSystem;
   /** A file that matches the filter was created, written or closed; or one, or a folder, removed. */
   onActivity(path: string, relPath: string, activity: Activity | "removed"): void;
   /**
@@ -132,15 +135,21 @@ export class WatchSession {
   async start(): Promise<boolean> {
     const { once, rescanIntervalMs } = this.#options;
     if (!(await this.#waitForFolder())) return false;
+    const unmounted = await this.#options.watchedOn?.unmountedShare().catch(() => null);
+    if (unmounted) {
+      this.#log.warn(
+        "The watch folder {path} looks like the mount point of a share that is not mounted ({why}): files written to the share are not seen until it is mounted here",
+        { job: this.#options.job, path: this.#options.root, why: unmounted },
+      );
+    }
     let watching: Promise<boolean> | null = null;
     if (!once) {
       this.#options.onFolderReady?.();
       this.#decide();
       watching = this.#watch();
     }
-    // The first scan runs while the watch is set up (a recursive watch of a large tree takes a
-    // while); the polls learn the tree from it. New files first: it takes files sent before as
-    // unchanged until the check below.
+    // The first scan runs while the watch is set up (a large tree's takes a while); the polls learn
+    // the tree from it. New files first: it takes files sent before as unchanged until the check.
     await this.scan("", this.#polls?.learnFromScan(), !once);
     await watching;
     if (this.#closed) return false;
@@ -149,9 +158,8 @@ export class WatchSession {
     if (!once && rescanIntervalMs > 0) {
       this.#rescanTimer = setInterval(() => void this.rescan(), rescanIntervalMs);
     }
-    // Once the job watches and sends, a second scan `stat`s the files sent before (changed while
-    // no one watched?) and finds those written where the first listed before the watch was in
-    // place (they raised no event). A stat each: about a second for 100,000 files.
+    // Then a second scan `stat`s the files sent before (changed while no one watched?) and finds
+    // those the first missed before the watch was in place. About a second for 100,000 files.
     if (!once) this.#checkTimer = setTimeout(() => void this.#checkSentBefore(), 0);
     return true;
   }
@@ -268,6 +276,7 @@ export class WatchSession {
     for await (const batch of batches) {
       if (this.#closed) return;
       found += this.#options.onFound(batch, quick, how).length;
+      if (batch.length > 0) await this.#options.watchedOn?.remember(batch[0].relPath);
     }
     if (found > 0) {
       this.#log.info("Found {count} new or changed file(s) in {path}", {

@@ -7,12 +7,10 @@
  */
 import { dirname, join } from "node:path";
 import { TransferError } from "../../errors.ts";
-import { fileSystemKind } from "../../config/file_systems.ts";
-import type { Ledger } from "../../ledger/ledger.ts";
+import type { FolderFileSystem } from "../../config/file_systems.ts";
 import { baseGoneReason } from "../classify.ts";
 import { freeSpaceCheck, localDiskSpace } from "../../config/free_space.ts";
 import { isOwnTempName, isOwnTempNameFor, randomPart } from "../temp_name.ts";
-import { statfsOff } from "./copy.ts";
 import type { ProbeCheck } from "../transport.ts";
 
 /**
@@ -31,7 +29,7 @@ export async function makeLocalFolders(
   base: string,
   destination: string,
   makeBase = true,
-  arrivedOn?: BaseFileSystem,
+  arrivedOn?: FolderFileSystem,
 ): Promise<void> {
   if (makeBase) await Deno.mkdir(base, { recursive: true });
   else if (await kindAt(base) !== "folder") {
@@ -69,104 +67,8 @@ export async function makeLocalFolders(
   }
 }
 
-/**
- * The file system files arrived on in a base folder (Linux: its `statfs`
- * type), kept in the ledger so that it holds after a restart too: the mount
- * point of a share that did not mount is an empty folder on the disk below,
- * and copies written there would never reach the share.
- */
-export class BaseFileSystem {
-  readonly #base: string;
-  readonly #ledger: Ledger | null;
-  #arrivedOn: number | null;
-  /** Whether this run's arrivals were looked at (once a run, and again after a move). */
-  #known = false;
-  /** A file that arrived there (relative to the base folder), the last run's first. */
-  #sample: string | null;
-
-  constructor(base: string, ledger: Ledger | null) {
-    this.#base = base;
-    this.#ledger = ledger;
-    const kept = Number.parseInt(ledger?.meta(this.#key) ?? "", 16);
-    this.#arrivedOn = Number.isSafeInteger(kept) ? kept : null;
-    this.#sample = ledger?.meta(this.#sampleKey) ?? null;
-  }
-
-  get #key(): string {
-    return `arrived_on_file_system ${this.#base}`;
-  }
-
-  get #sampleKey(): string {
-    return `arrived_file ${this.#base}`;
-  }
-
-  /**
-   * Files arrived in the base folder (`destination`, relative to it, one of
-   * them): remember its file system, and that file, once a run.
-   */
-  async arrived(destination: string): Promise<void> {
-    if (this.#known) return;
-    const now = await statfsType(this.#base);
-    if (now === null) return;
-    this.#known = true;
-    this.#arrivedOn = now;
-    this.#sample = destination;
-    try {
-      this.#ledger?.setMeta(this.#key, now.toString(16));
-      this.#ledger?.setMeta(this.#sampleKey, destination);
-    } catch {
-      // The ledger says why it cannot be written; this run remembers it meanwhile.
-    }
-  }
-
-  /**
-   * Why the base folder is the mount point of a share that is not mounted
-   * (files arrived on a network or FUSE file system, and it is a folder on a
-   * local one now, empty or without the file that arrived there last run:
-   * a marker file left in a mount point does not make it the destination),
-   * or `null`. A local folder that holds that file (the destination's files
-   * moved there), or any other change of file system (a new share mounted
-   * there), is a destination moved for good, remembered at the next arrival.
-   */
-  async unmountedShare(): Promise<string | null> {
-    const before = this.#arrivedOn;
-    const now = before === null ? null : await statfsType(this.#base);
-    if (before === null || now === null || now === before) return null;
-    const [was, is] = [fileSystemKind(before), fileSystemKind(now)];
-    if (!was.remote || is.remote) {
-      this.#known = false;
-      return null;
-    }
-    let empty = true;
-    for await (const _ of Deno.readDir(this.#base)) {
-      empty = false;
-      break;
-    }
-    if (empty) return `an empty folder on ${is.type} stands where files arrived on ${was.type}`;
-    const sample = this.#sample;
-    // A ledger from before files were remembered: a folder that holds anything has moved.
-    if (sample === null || await kindAt(join(this.#base, sample)) !== null) {
-      this.#known = false;
-      return null;
-    }
-    return `a folder on ${is.type} without the files that arrived on ${was.type} stands where ` +
-      `they arrived (${sample} is not there); if the destination moved to this disk for good, ` +
-      "move those files here too";
-  }
-}
-
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
-}
-
-/** The `statfs` type of `path` (Linux), or `null`; asked on the runtime's thread pool. */
-async function statfsType(path: string): Promise<number | null> {
-  if (Deno.build.os !== "linux") return null;
-  try {
-    return Number((await statfsOff(path)).type);
-  } catch {
-    return null;
-  }
 }
 
 /** What is at `path` now (following links): a folder, something else, or nothing. */
@@ -230,7 +132,7 @@ export async function sweepLocalLeftovers(
 export async function probeLocalDestination(
   base: string,
   minFreeSpace: string | number = 0,
-  arrivedOn?: BaseFileSystem,
+  arrivedOn?: FolderFileSystem,
 ): Promise<ProbeCheck[]> {
   const unreadable = await Deno.stat(base).then(() => null, (error) => error);
   if (unreadable !== null && !(unreadable instanceof Deno.errors.NotFound)) {

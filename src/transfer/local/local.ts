@@ -16,7 +16,7 @@ import { promisify } from "node:util";
 import { basename, dirname, join } from "node:path";
 import { bandwidthLimit } from "../../config/sizes.ts";
 import type { JobConfig } from "../../config/types.ts";
-import { answerWithin } from "../../config/file_systems.ts";
+import { answerWithin, FolderFileSystem } from "../../config/file_systems.ts";
 import { isDestinationFull, TransferError } from "../../errors.ts";
 import { deliver, type DeliverySteps } from "../deliver.ts";
 import { LocalCopier } from "./copier.ts";
@@ -36,7 +36,7 @@ import {
 } from "./copy.ts";
 import { localDestinationSha256, localDestinationSizes } from "../destination_sizes.ts";
 import { type DiskSpace, localDiskSpace } from "../../config/free_space.ts";
-import { BaseFileSystem, makeLocalFolders, probeLocalDestination } from "./folders.ts";
+import { makeLocalFolders, probeLocalDestination } from "./folders.ts";
 import type { Ledger } from "../../ledger/ledger.ts";
 import { closeWriter, type LocalDelivery, LocalTempCopies } from "./temp_copies.ts";
 import {
@@ -74,7 +74,7 @@ export class LocalTransport implements Transport {
   /** Files arrived in the base folder before (see `Transport.deliveredBefore`): not made again. */
   #deliveredBefore = false;
   /** The file system they arrived on: an empty folder on another one is an unmounted share. */
-  #arrivedOn: BaseFileSystem;
+  #arrivedOn: FolderFileSystem;
   /** A call the destination did not answer, until it returns: no other is started meanwhile. */
   #unanswered: Promise<unknown> | null = null;
   /** Copies small files on a local disk on a thread of its own. */
@@ -82,10 +82,10 @@ export class LocalTransport implements Transport {
   /** Paces all copies together at `bandwidth_limit` (none without one). */
   readonly throttle: Throttle | null;
 
-  /** `ledger`: where the file system files arrived on is kept (see `BaseFileSystem`). */
+  /** `ledger`: where the file system files arrived on is kept (see `FolderFileSystem`). */
   constructor(job: JobConfig, ledger: Ledger | null = null) {
     this.#job = job;
-    this.#arrivedOn = new BaseFileSystem(job.remote_base_path, ledger);
+    this.#arrivedOn = new FolderFileSystem(job.remote_base_path, ledger, "arrived");
     const limit = bandwidthLimit(job);
     this.throttle = limit === null ? null : new Throttle(limit);
     this.#owner = jobOwner(job);
@@ -311,7 +311,7 @@ export class LocalTransport implements Transport {
               await on(syncFolder(folder));
             }
             for (const delivery of inFolder) delivery.sha256 = delivery.written!.sha256;
-            await on(this.#arrivedOn.arrived(inFolder[0].item.destination));
+            await on(this.#arrivedOn.remember(inFolder[0].item.destination));
           } catch (error) {
             for (const delivery of inFolder) fail(delivery, error, signal);
           }

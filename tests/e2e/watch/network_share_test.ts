@@ -533,3 +533,47 @@ Deno.test("status with a watch folder on a share that stopped answering (bindfs 
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("a watch folder on a share that is not mounted at the start (an empty mount point): said, until the share is there again", async () => {
+  const share = await shareFolders();
+  await using box = await cliSandbox({ watch_path: share.mount });
+  const bytes = randomBytes(2880);
+  await Deno.writeFile(join(share.under, "a.fits"), bytes);
+  const warning = (why: string) =>
+    new RegExp(
+      `WARNING +\\[watch\\] The watch folder .*mount looks like the mount point of a share that is not mounted \\(${why}\\): files written to the share are not seen until it is mounted here`,
+    );
+  try {
+    await mountBindfs(share.under, share.mount);
+    const first = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+    assert.equal(first.code, 0, first.stderr);
+    assert.doesNotMatch(first.stderr, /looks like the mount point/);
+    assert.deepEqual([...(await arrived(box.dest)).values()], [bytes]);
+    await unmountBindfs(share.mount);
+
+    // The next start finds an empty folder on the local disk where the share was.
+    const empty = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+    assert.equal(empty.code, 0, empty.stderr);
+    assert.match(empty.stderr, warning("an empty folder on \\S+ stands where files were on fuse"));
+    // A marker left in the mount point does not make it the watch folder.
+    await Deno.writeTextFile(join(share.mount, "NOT_MOUNTED"), "");
+    const marked = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+    assert.match(
+      marked.stderr,
+      warning(
+        "a folder on \\S+ without the files that were on fuse stands where they were \\(a\\.fits is not there\\); .*",
+      ),
+    );
+    await Deno.remove(join(share.mount, "NOT_MOUNTED"));
+
+    // Mounted again: not said, and nothing sent twice.
+    await mountBindfs(share.under, share.mount);
+    const back = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+    assert.equal(back.code, 0, back.stderr);
+    assert.doesNotMatch(back.stderr, /looks like the mount point/);
+    assert.deepEqual([...(await arrived(box.dest)).values()], [bytes]);
+  } finally {
+    if (await isMounted(share.mount)) await unmountBindfs(share.mount);
+    await Deno.remove(share.root, { recursive: true });
+  }
+});
