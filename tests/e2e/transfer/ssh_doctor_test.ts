@@ -154,6 +154,8 @@ Deno.test("doctor sends a test file with the job's rsync_options: one rsync refu
   const dir = await Deno.makeTempDir({ prefix: "itx-doctor-options-" });
   try {
     const dst = await sshd.makeRemoteDir();
+    // A hostile folder name: the test file goes there by rsync and is removed by a script.
+    const folderOf = (name: string) => `${name} 'q' $(touch x) -r`;
     const job = (name: string, rsync_options: string[]) => ({
       name,
       watch_path: dir,
@@ -163,7 +165,7 @@ Deno.test("doctor sends a test file with the job's rsync_options: one rsync refu
       ssh_port: sshd.port,
       ssh_identity_file: sshd.identityFile,
       ssh_options: sshd.sshOptions,
-      remote_base_path: `${dst}/${name}`,
+      remote_base_path: `${dst}/${folderOf(name)}`,
       rsync_options,
     });
     const config = join(dir, "config.yaml");
@@ -178,8 +180,8 @@ Deno.test("doctor sends a test file with the job's rsync_options: one rsync refu
       }),
     );
     for (const name of ["kind", "typo"]) {
-      await Deno.mkdir(`${dst}/${name}`);
-      await Deno.chown(`${dst}/${name}`, sshd.uid, sshd.gid);
+      await Deno.mkdir(`${dst}/${folderOf(name)}`);
+      await Deno.chown(`${dst}/${folderOf(name)}`, sshd.uid, sshd.gid);
     }
 
     const kind = await runCli(["doctor", "-c", config, "--job", "kind"]);
@@ -202,7 +204,10 @@ Deno.test("doctor sends a test file with the job's rsync_options: one rsync refu
     assert.match(notYet.stdout, /WARN {2}rsync options: not tried: the destination folder/);
 
     assert.deepEqual(await listFiles(dst), [], "the test files are removed, no folder is made");
-    assert.deepEqual([...Deno.readDirSync(dst)].map((e) => e.name).sort(), ["kind", "typo"]);
+    assert.deepEqual(
+      [...Deno.readDirSync(dst)].map((e) => e.name).sort(),
+      ["kind", "typo"].map(folderOf),
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
     await sshd.stop();
