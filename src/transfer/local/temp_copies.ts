@@ -242,7 +242,13 @@ async function openWriter(
   calls: DestinationCalls,
 ): Promise<Deno.FsFile | null> {
   if (calls !== CALLS_ON_POOL || Deno.build.os !== "linux") return null;
-  const writer = await Deno.open(path, { write: true });
+  const writer = await Deno.open(path, { write: true }).catch((error) => {
+    // Gone since it was made (a share unmounted meanwhile): said as when gone before the rename.
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+    throw new TransferError(`the temporary file ${path} disappeared before the rename`, "retry", {
+      cause: error,
+    });
+  });
   const [ours, opened] = await Promise.all([calls.fstat(fd), writer.stat()]);
   if (ours.ino !== opened.ino || ours.dev !== opened.dev) {
     writer.close();
