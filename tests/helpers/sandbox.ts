@@ -23,14 +23,21 @@ export interface Sandbox {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-/** Make a sandbox; `extra` config fields override or add to the base ones. */
-export async function cliSandbox(extra: Record<string, unknown> = {}): Promise<Sandbox> {
+/**
+ * Make a sandbox; `extra` config fields override or add to the base ones. `configName` names
+ * the config file in the sandbox (`config.yaml` unless given: a test of how messages quote a
+ * path gives one with a space).
+ */
+export async function cliSandbox(
+  extra: Record<string, unknown> = {},
+  { configName = "config.yaml" }: { configName?: string } = {},
+): Promise<Sandbox> {
   const root = await Deno.makeTempDir({ prefix: "itx-cli-" });
   const watch = join(root, "watch");
   const dest = join(root, "dest");
   const stateDir = join(root, "state");
   const logFile = join(root, "logs", "it.log");
-  const config = join(root, "config.yaml");
+  const config = join(root, configName);
   await Deno.mkdir(watch);
   await Deno.mkdir(join(root, "home"));
   const base = {

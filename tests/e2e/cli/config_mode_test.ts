@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { cliArgv, runCli } from "../../helpers/cli.ts";
 import { writeConfig } from "../../helpers/files.ts";
+import { cliSandbox } from "../../helpers/sandbox.ts";
 
 async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "itx-mode-" });
@@ -23,94 +24,80 @@ const env = (dir: string) => ({ HOME: dir, XDG_STATE_HOME: "" });
 /** What a private key file starts with (its body is never read by `config validate`). */
 const KEY_SHAPED = "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n";
 Deno.test("a config file group or others can write is refused with exit 2 and the chmod", async () => {
-  await withDir(async (dir) => {
-    const config = join(dir, "my config.yaml");
-    await writeConfig(config, {
-      watch_path: join(dir, "watch"),
-      remote_base_path: join(dir, "dest"),
-      transfer_method: "local",
-      state_dir: join(dir, "state"),
-      log_file: "",
-    });
-    for (const [mode, who] of [[0o664, "group"], [0o646, "others"], [0o666, "group and others"]]) {
-      await Deno.chmod(config, mode as number);
-      for (const args of [["config", "validate"], ["run", "--once"]]) {
-        const result = await runCli(["-c", config, ...args], { env: env(dir) });
-        assert.equal(result.code, 2, result.stderr);
-        assert.ok(
-          result.stderr.includes(
-            `error: ${config}: refusing this config file: it is writable by ${who} (mode 0${
-              (mode as number).toString(8)
-            })`,
-          ),
-          result.stderr,
-        );
-        assert.ok(result.stderr.includes(`chmod go-w '${config}'`), result.stderr);
-        assert.match(result.stderr, /ProxyCommand/);
-      }
-    }
-    // Nothing ran: no ledger was created.
-    await assert.rejects(Deno.stat(join(dir, "state")), Deno.errors.NotFound);
-    await Deno.chmod(config, 0o644);
-    const ok = await runCli(["-c", config, "config", "validate"], { env: env(dir) });
-    assert.equal(ok.code, 0, ok.stderr);
-  });
-});
-
-Deno.test("a config file owned by another user is refused with exit 2 and the chown; its log_file is not used", async () => {
-  await withDir(async (dir) => {
-    const config = join(dir, "their config.yaml");
-    const theirLog = join(dir, "their.log");
-    await writeConfig(config, {
-      watch_path: join(dir, "watch"),
-      remote_base_path: join(dir, "dest"),
-      transfer_method: "local",
-      state_dir: join(dir, "state"),
-      log_file: theirLog,
-    });
-    await Deno.chmod(config, 0o644);
-    const other = 65534;
-    await Deno.chown(config, other, other);
-    const uid = Deno.uid()!;
+  await using box = await cliSandbox({ log_file: "" }, { configName: "my config.yaml" });
+  const config = box.config;
+  for (const [mode, who] of [[0o664, "group"], [0o646, "others"], [0o666, "group and others"]]) {
+    await Deno.chmod(config, mode as number);
     for (const args of [["config", "validate"], ["run", "--once"]]) {
-      const result = await runCli(["-c", config, ...args], { env: env(dir) });
+      const result = await runCli(["-c", config, ...args], { env: box.env });
       assert.equal(result.code, 2, result.stderr);
       assert.ok(
         result.stderr.includes(
-          `error: ${config}: refusing this config file: it belongs to user id ${other}, not to ` +
-            `root or to the account the daemon runs as (user id ${uid})`,
+          `error: ${config}: refusing this config file: it is writable by ${who} (mode 0${
+            (mode as number).toString(8)
+          })`,
         ),
         result.stderr,
       );
-      assert.ok(result.stderr.includes(`sudo chown ${uid} '${config}'`), result.stderr);
+      assert.ok(result.stderr.includes(`chmod go-w '${config}'`), result.stderr);
+      assert.match(result.stderr, /ProxyCommand/);
     }
-    // Nothing ran, and the refused file did not choose where the daemon logs.
-    await assert.rejects(Deno.stat(join(dir, "state")), Deno.errors.NotFound);
-    await assert.rejects(Deno.stat(theirLog), Deno.errors.NotFound);
+  }
+  // Nothing ran: no ledger was created.
+  await assert.rejects(Deno.stat(box.stateDir), Deno.errors.NotFound);
+  await Deno.chmod(config, 0o644);
+  const ok = await runCli(["-c", config, "config", "validate"], { env: box.env });
+  assert.equal(ok.code, 0, ok.stderr);
+});
 
-    // install-service through sudo: the service runs as the sudo user, who may own the file.
-    const sudo = (sudoUid: number) => ({
-      ...env(dir),
-      USER: "root",
-      SUDO_USER: "itx-observer",
-      SUDO_UID: String(sudoUid),
-      SUDO_GID: String(sudoUid),
-    });
-    const install = ["-c", config, "install-service", "--os", "linux", "--print"];
-    const theirs = await runCli(install, { env: sudo(other) });
-    assert.equal(theirs.code, 0, theirs.stderr);
-    assert.match(theirs.stdout, /^User=itx-observer$/m);
-    const someoneElse = await runCli(install, { env: sudo(other - 1) });
-    assert.equal(someoneElse.code, 2, someoneElse.stderr);
+Deno.test("a config file owned by another user is refused with exit 2 and the chown; its log_file is not used", async () => {
+  await using box = await cliSandbox({}, { configName: "their config.yaml" });
+  const config = box.config;
+  // In a folder that exists, where the daemon could have written it.
+  const theirLog = join(box.root, "their.log");
+  await box.rewrite({ log_file: theirLog });
+  await Deno.chmod(config, 0o644);
+  const other = 65534;
+  await Deno.chown(config, other, other);
+  const uid = Deno.uid()!;
+  for (const args of [["config", "validate"], ["run", "--once"]]) {
+    const result = await runCli(["-c", config, ...args], { env: box.env });
+    assert.equal(result.code, 2, result.stderr);
     assert.ok(
-      someoneElse.stderr.includes(`(user id ${other - 1}), and its owner can`),
-      someoneElse.stderr,
+      result.stderr.includes(
+        `error: ${config}: refusing this config file: it belongs to user id ${other}, not to ` +
+          `root or to the account the daemon runs as (user id ${uid})`,
+      ),
+      result.stderr,
     );
+    assert.ok(result.stderr.includes(`sudo chown ${uid} '${config}'`), result.stderr);
+  }
+  // Nothing ran, and the refused file did not choose where the daemon logs.
+  await assert.rejects(Deno.stat(box.stateDir), Deno.errors.NotFound);
+  await assert.rejects(Deno.stat(theirLog), Deno.errors.NotFound);
 
-    await Deno.chown(config, 0, 0);
-    const ok = await runCli(["-c", config, "config", "validate"], { env: env(dir) });
-    assert.equal(ok.code, 0, ok.stderr);
+  // install-service through sudo: the service runs as the sudo user, who may own the file.
+  const sudo = (sudoUid: number) => ({
+    ...box.env,
+    USER: "root",
+    SUDO_USER: "itx-observer",
+    SUDO_UID: String(sudoUid),
+    SUDO_GID: String(sudoUid),
   });
+  const install = ["-c", config, "install-service", "--os", "linux", "--print"];
+  const theirs = await runCli(install, { env: sudo(other) });
+  assert.equal(theirs.code, 0, theirs.stderr);
+  assert.match(theirs.stdout, /^User=itx-observer$/m);
+  const someoneElse = await runCli(install, { env: sudo(other - 1) });
+  assert.equal(someoneElse.code, 2, someoneElse.stderr);
+  assert.ok(
+    someoneElse.stderr.includes(`(user id ${other - 1}), and its owner can`),
+    someoneElse.stderr,
+  );
+
+  await Deno.chown(config, 0, 0);
+  const ok = await runCli(["-c", config, "config", "validate"], { env: box.env });
+  assert.equal(ok.code, 0, ok.stderr);
 });
 
 Deno.test("an ssh_identity_file group or others can write is refused with exit 2 and the chmod", async () => {

@@ -17,8 +17,9 @@ import { JobRunner } from "../../../src/pipeline/job_runner.ts";
 import { LocalTransport } from "../../../src/transfer/local/local.ts";
 import type { TransferItem, TransferOutcome, Transport } from "../../../src/transfer/transport.ts";
 import { runCli } from "../../helpers/cli.ts";
-import { randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
+import { randomBytes, waitFor } from "../../helpers/files.ts";
 import { localTestJob } from "../../helpers/jobs.ts";
+import { cliSandbox } from "../../helpers/sandbox.ts";
 
 /** How the transport fails during the outage, in turn. */
 const FAILURES = ["reports", "throws", "hangs", "reports-later"] as const;
@@ -143,98 +144,75 @@ Deno.test("retries: through a 3 s outage of every kind, no retry is ever overdue
 });
 
 Deno.test("status lists retries overdue by more than a minute as a problem", async () => {
-  const root = await Deno.makeTempDir({ prefix: "itx-overdue-" });
-  try {
-    const config = join(root, "config.yaml");
-    await writeConfig(config, {
-      watch_path: join(root, "watch"),
-      remote_base_path: join(root, "dest"),
-      transfer_method: "local",
-      state_dir: join(root, "state"),
-      log_file: "",
+  await using box = await cliSandbox({ log_file: "" });
+  const ledger = Ledger.open(box.stateDir);
+  const now = Date.now();
+  const file = { size: 10, mtimeMs: 1, destination: "20240101/x.fits" };
+  for (
+    const [rel, dueAgoMs] of [["stuck.fits", 99_000], ["soon.fits", -5000], [
+      "fresh.fits",
+      30_000,
+    ]] as const
+  ) {
+    const table = new FileRows(ledger, "default", `local:${box.dest}`);
+    table.enqueue(rel, file);
+    table.recordFailure(rel, {
+      error: "Cannot send: connection lost",
+      attempts: 2,
+      nextAttemptAt: now - dueAgoMs,
+      final: false,
     });
-    const ledger = Ledger.open(join(root, "state"));
-    const now = Date.now();
-    const file = { size: 10, mtimeMs: 1, destination: "20240101/x.fits" };
-    for (
-      const [rel, dueAgoMs] of [["stuck.fits", 99_000], ["soon.fits", -5000], [
-        "fresh.fits",
-        30_000,
-      ]] as const
-    ) {
-      const table = new FileRows(ledger, "default", `local:${join(root, "dest")}`);
-      table.enqueue(rel, file);
-      table.recordFailure(rel, {
-        error: "Cannot send: connection lost",
-        attempts: 2,
-        nextAttemptAt: now - dueAgoMs,
-        final: false,
-      });
-    }
-    ledger.close();
-    const status = await runCli(["status", "-c", config], { env: { HOME: root } });
-    const elapsedS = Math.ceil((Date.now() - now) / 1000);
-    assert.equal(status.code, 0, status.stderr);
-    const overdue = status.stdout.match(
-      /Overdue \(1\): retries due more than a minute ago that have not started; is the daemon running\?\n {2}\[default\] stuck\.fits: next attempt was due (\d+) s ago \(2 failed attempt\(s\); last error: Cannot send: connection lost\)\n/,
-    );
-    assert.ok(overdue, status.stdout);
-    // 99 s before the ledger was written, plus however long `status` took to start.
-    const dueAgoS = Number(overdue[1]);
-    assert.ok(dueAgoS >= 99 && dueAgoS <= 99 + elapsedS, `due ${dueAgoS} s ago`);
-    assert.doesNotMatch(status.stdout, /(soon|fresh)\.fits: next attempt was due/);
-    const json = JSON.parse(
-      (await runCli(["status", "--json", "-c", config], { env: { HOME: root } })).stdout,
-    );
-    assert.deepEqual(json.overdue.map((row: { relPath: string }) => row.relPath), ["stuck.fits"]);
-  } finally {
-    await Deno.remove(root, { recursive: true });
   }
+  ledger.close();
+  const status = await runCli(["status", "-c", box.config], { env: box.env });
+  const elapsedS = Math.ceil((Date.now() - now) / 1000);
+  assert.equal(status.code, 0, status.stderr);
+  const overdue = status.stdout.match(
+    /Overdue \(1\): retries due more than a minute ago that have not started; is the daemon running\?\n {2}\[default\] stuck\.fits: next attempt was due (\d+) s ago \(2 failed attempt\(s\); last error: Cannot send: connection lost\)\n/,
+  );
+  assert.ok(overdue, status.stdout);
+  // 99 s before the ledger was written, plus however long `status` took to start.
+  const dueAgoS = Number(overdue[1]);
+  assert.ok(dueAgoS >= 99 && dueAgoS <= 99 + elapsedS, `due ${dueAgoS} s ago`);
+  assert.doesNotMatch(status.stdout, /(soon|fresh)\.fits: next attempt was due/);
+  const json = JSON.parse(
+    (await runCli(["status", "--json", "-c", box.config], { env: box.env })).stdout,
+  );
+  assert.deepEqual(json.overdue.map((row: { relPath: string }) => row.relPath), ["stuck.fits"]);
 });
 
 Deno.test("status leaves out failures and overdue retries of a destination the job no longer sends to", async () => {
-  const root = await Deno.makeTempDir({ prefix: "itx-old-target-" });
-  try {
-    const config = join(root, "config.yaml");
-    const fields = {
-      watch_path: join(root, "watch"),
-      transfer_method: "local",
-      state_dir: join(root, "state"),
-      log_file: "",
-    };
-    const ledger = Ledger.open(join(root, "state"));
-    const file = { size: 10, mtimeMs: 1, destination: "20240101/x.fits" };
-    for (const [rel, base] of [["old.fits", "old-dest"], ["now.fits", "dest"]]) {
-      const table = new FileRows(ledger, "default", `local:${join(root, base)}`);
-      table.enqueue(rel, file);
-      table.recordFailure(rel, {
-        error: `Cannot send to ${base}: permission denied`,
-        attempts: 2,
-        nextAttemptAt: Date.now() - 99_000,
-        final: true,
-      });
-    }
-    ledger.close();
-    const status = async (base: string) => {
-      await writeConfig(config, { ...fields, remote_base_path: join(root, base) });
-      const run = await runCli(["status", "-c", config], { env: { HOME: root } });
-      assert.equal(run.code, 0, run.stderr);
-      return run.stdout;
-    };
-    // Before, the old destination's failure was listed, its next try long past.
-    const now = await status("dest");
-    assert.match(
-      now,
-      /Files whose last attempt failed \(1\):\n {2}\S+ \S+ {2}\[default\] now\.fits: Cannot send to dest/,
-    );
-    assert.doesNotMatch(now, /old\.fits/);
-    const before = await status("old-dest");
-    assert.match(
-      before,
-      /Files whose last attempt failed \(1\):\n {2}\S+ \S+ {2}\[default\] old\.fits: Cannot send to old-dest/,
-    );
-    assert.doesNotMatch(before, /now\.fits/);
-  } finally {
-    await Deno.remove(root, { recursive: true });
+  await using box = await cliSandbox({ log_file: "" });
+  const ledger = Ledger.open(box.stateDir);
+  const file = { size: 10, mtimeMs: 1, destination: "20240101/x.fits" };
+  for (const [rel, base] of [["old.fits", "old-dest"], ["now.fits", "dest"]]) {
+    const table = new FileRows(ledger, "default", `local:${join(box.root, base)}`);
+    table.enqueue(rel, file);
+    table.recordFailure(rel, {
+      error: `Cannot send to ${base}: permission denied`,
+      attempts: 2,
+      nextAttemptAt: Date.now() - 99_000,
+      final: true,
+    });
   }
+  ledger.close();
+  const status = async (base: string) => {
+    await box.rewrite({ log_file: "", remote_base_path: join(box.root, base) });
+    const run = await runCli(["status", "-c", box.config], { env: box.env });
+    assert.equal(run.code, 0, run.stderr);
+    return run.stdout;
+  };
+  // Before, the old destination's failure was listed, its next try long past.
+  const now = await status("dest");
+  assert.match(
+    now,
+    /Files whose last attempt failed \(1\):\n {2}\S+ \S+ {2}\[default\] now\.fits: Cannot send to dest/,
+  );
+  assert.doesNotMatch(now, /old\.fits/);
+  const before = await status("old-dest");
+  assert.match(
+    before,
+    /Files whose last attempt failed \(1\):\n {2}\S+ \S+ {2}\[default\] old\.fits: Cannot send to old-dest/,
+  );
+  assert.doesNotMatch(before, /now\.fits/);
 });

@@ -12,15 +12,9 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { runCli } from "../../helpers/cli.ts";
-import {
-  exists,
-  listFiles,
-  randomBytes,
-  waitFor,
-  within,
-  writeConfig,
-} from "../../helpers/files.ts";
+import { exists, listFiles, randomBytes, waitFor, within } from "../../helpers/files.ts";
 import { freePort, RawClient } from "../../helpers/net.ts";
+import { cliSandbox } from "../../helpers/sandbox.ts";
 import { getJson, post, startStatusDaemon } from "../../helpers/status.ts";
 
 Deno.test("status server: a 1 MiB POST is refused with 413, declared or streamed; a small one works", async () => {
@@ -133,50 +127,30 @@ Deno.test("status server: a fresh ?token= link wins over a stale cookie; the pag
 });
 
 Deno.test("config validate, doctor and install-service refuse a non-loopback status_listen without a token, as run does", async () => {
-  const root = await Deno.makeTempDir({ prefix: "itx-status-validate-" });
-  try {
-    await Deno.mkdir(join(root, "watch"));
-    const config = join(root, "config.yaml");
-    await writeConfig(config, {
-      watch_path: join(root, "watch"),
-      remote_base_path: join(root, "dest"),
-      transfer_method: "local",
-      state_dir: join(root, "state"),
-      log_file: "",
-      status_listen: "0.0.0.0:8765",
+  await using box = await cliSandbox({ log_file: "", status_listen: "0.0.0.0:8765" });
+  const config = box.config;
+  const serviceRoot = join(box.root, "service-root");
+  for (
+    const args of [
+      ["-c", config, "config", "validate"],
+      ["-c", config, "doctor"],
+      ["-c", config, "install-service", "--print", "--root", serviceRoot],
+      ["-c", config, "run"],
+    ]
+  ) {
+    const result = await runCli(args, {
+      env: { ...box.env, USER: "observer", SUDO_USER: "" },
     });
-    const serviceRoot = join(root, "service-root");
-    for (
-      const args of [
-        ["-c", config, "config", "validate"],
-        ["-c", config, "doctor"],
-        ["-c", config, "install-service", "--print", "--root", serviceRoot],
-        ["-c", config, "run"],
-      ]
-    ) {
-      const result = await runCli(args, {
-        env: { HOME: root, USER: "observer", SUDO_USER: "" },
-      });
-      assert.equal(result.code, 2, `${args.join(" ")}: ${result.stdout}${result.stderr}`);
-      assert.match(
-        result.stderr,
-        /status_listen: 0\.0\.0\.0:8765 can be reached from other machines/,
-      );
-      assert.doesNotMatch(result.stderr, /\n\s+at /);
-    }
-    await writeConfig(config, {
-      watch_path: join(root, "watch"),
-      remote_base_path: join(root, "dest"),
-      transfer_method: "local",
-      state_dir: join(root, "state"),
-      log_file: "",
-      status_listen: "127.0.0.1:8765",
-    });
-    const ok = await runCli(["config", "validate", "-c", config], { env: { HOME: root } });
-    assert.equal(ok.code, 0, ok.stderr);
-  } finally {
-    await Deno.remove(root, { recursive: true });
+    assert.equal(result.code, 2, `${args.join(" ")}: ${result.stdout}${result.stderr}`);
+    assert.match(
+      result.stderr,
+      /status_listen: 0\.0\.0\.0:8765 can be reached from other machines/,
+    );
+    assert.doesNotMatch(result.stderr, /\n\s+at /);
   }
+  await box.rewrite({ log_file: "", status_listen: "127.0.0.1:8765" });
+  const ok = await runCli(["config", "validate", "-c", config], { env: box.env });
+  assert.equal(ok.code, 0, ok.stderr);
 });
 
 Deno.test("a reload (SIGHUP) that changes status_listen says a restart is needed; the page stays where it was", async () => {

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { runCli, startCli } from "../../helpers/cli.ts";
 import { randomBytes, writeConfig } from "../../helpers/files.ts";
 import { freePort, RawClient, selfSignedCert } from "../../helpers/net.ts";
+import { cliSandbox } from "../../helpers/sandbox.ts";
 import { getJson, startStatusDaemon } from "../../helpers/status.ts";
 
 Deno.test("status server: cross-origin POST, GET action and foreign Host are refused", async () => {
@@ -40,59 +41,31 @@ Deno.test("status server: cross-origin POST, GET action and foreign Host are ref
 });
 
 Deno.test("status server: a non-loopback address without a token refuses to start", async () => {
-  const root = await Deno.makeTempDir({ prefix: "itx-status-token-" });
-  try {
-    await Deno.mkdir(join(root, "watch"));
-    const config = join(root, "config.yaml");
-    await writeConfig(config, {
-      watch_path: join(root, "watch"),
-      remote_base_path: join(root, "dest"),
-      transfer_method: "local",
-      state_dir: join(root, "state"),
-      log_file: "",
-      status_listen: "0.0.0.0:8765",
-    });
-    const result = await runCli(["run", "-c", config], { env: { HOME: root } });
-    assert.equal(result.code, 2, result.stderr);
-    assert.match(
-      result.stderr,
-      /status_listen: 0\.0\.0\.0:8765 can be reached from other machines/,
-    );
-    assert.match(result.stderr, /status_token_file/);
-    assert.doesNotMatch(result.stderr, /\n\s+at /, "no stack trace");
-  } finally {
-    await Deno.remove(root, { recursive: true });
-  }
+  await using box = await cliSandbox({ log_file: "", status_listen: "0.0.0.0:8765" });
+  const result = await runCli(["run", "-c", box.config], { env: box.env });
+  assert.equal(result.code, 2, result.stderr);
+  assert.match(
+    result.stderr,
+    /status_listen: 0\.0\.0\.0:8765 can be reached from other machines/,
+  );
+  assert.match(result.stderr, /status_token_file/);
+  assert.doesNotMatch(result.stderr, /\n\s+at /, "no stack trace");
 });
 
 Deno.test("status server: a status_token_file that is a folder (a shared one) is refused as a folder, with no chmod", async () => {
-  const root = await Deno.makeTempDir({ prefix: "itx-status-token-" });
-  try {
-    await Deno.mkdir(join(root, "watch"));
-    // Named instead of the token file in it, and writable by all, as /tmp is.
-    const folder = join(root, "secrets");
-    await Deno.mkdir(folder);
-    await Deno.chmod(folder, 0o1777);
-    const config = join(root, "config.yaml");
-    await writeConfig(config, {
-      watch_path: join(root, "watch"),
-      remote_base_path: join(root, "dest"),
-      transfer_method: "local",
-      state_dir: join(root, "state"),
-      log_file: "",
-      status_listen: "127.0.0.1:8765",
-      status_token_file: folder,
-    });
-    const result = await runCli(["config", "validate", "-c", config], { env: { HOME: root } });
-    assert.equal(result.code, 2, result.stderr);
-    assert.match(
-      result.stderr,
-      /config\.yaml:\d+: status_token_file: .*secrets is a folder, not a file/,
-    );
-    assert.doesNotMatch(result.stderr, /chmod/);
-  } finally {
-    await Deno.remove(root, { recursive: true });
-  }
+  await using box = await cliSandbox();
+  // Named instead of the token file in it, and writable by all, as /tmp is.
+  const folder = join(box.root, "secrets");
+  await Deno.mkdir(folder);
+  await Deno.chmod(folder, 0o1777);
+  await box.rewrite({ log_file: "", status_listen: "127.0.0.1:8765", status_token_file: folder });
+  const result = await runCli(["config", "validate", "-c", box.config], { env: box.env });
+  assert.equal(result.code, 2, result.stderr);
+  assert.match(
+    result.stderr,
+    /config\.yaml:\d+: status_token_file: .*secrets is a folder, not a file/,
+  );
+  assert.doesNotMatch(result.stderr, /chmod/);
 });
 
 Deno.test("status server: with a token every request needs it (Bearer, or the cookie from ?token=)", async () => {
@@ -136,7 +109,7 @@ Deno.test("status server: with a token every request needs it (Bearer, or the co
 });
 
 Deno.test("status server: a busy address is logged, files are still sent, and status sends the token to no one else", async () => {
-  const root = await Deno.makeTempDir({ prefix: "itx-status-busy-" });
+  await using box = await cliSandbox();
   const port = freePort();
   // Another program holding the address, answering every request and keeping what it was sent.
   const squatter = Deno.listen({ hostname: "127.0.0.1", port });
@@ -157,21 +130,14 @@ Deno.test("status server: a busy address is logged, files are still sent, and st
     }
   })().catch(() => {});
   const token = "0123456789abcdef0123456789abcdef";
-  await Deno.writeTextFile(join(root, "token"), token + "\n", { mode: 0o600 });
+  await Deno.writeTextFile(join(box.root, "token"), token + "\n", { mode: 0o600 });
   try {
-    await Deno.mkdir(join(root, "watch"));
-    const config = join(root, "config.yaml");
-    await writeConfig(config, {
-      watch_path: join(root, "watch"),
-      remote_base_path: join(root, "dest"),
-      transfer_method: "local",
-      stability_window_seconds: 0.3,
-      state_dir: join(root, "state"),
+    await box.rewrite({
       log_file: "",
       status_listen: `127.0.0.1:${port}`,
-      status_token_file: join(root, "token"),
+      status_token_file: join(box.root, "token"),
     });
-    const daemon = startCli(["run", "-c", config], { env: { HOME: root } });
+    const daemon = startCli(["run", "-c", box.config], { env: box.env });
     try {
       await daemon.waitForOutput("Watching");
       assert.match(
@@ -179,11 +145,11 @@ Deno.test("status server: a busy address is logged, files are still sent, and st
         /Status page not started on 127\.0\.0\.1:\d+: the address is in use/,
       );
       const bytes = randomBytes(2048);
-      await Deno.writeFile(join(root, "watch", "a.fits"), bytes);
+      await Deno.writeFile(join(box.watch, "a.fits"), bytes);
       await daemon.waitForOutput("Successfully transferred");
-      const [night] = await Array.fromAsync(Deno.readDir(join(root, "dest")));
-      assert.deepEqual(await Deno.readFile(join(root, "dest", night.name, "a.fits")), bytes);
-      const status = await runCli(["status", "-c", config], { env: { HOME: root } });
+      const [night] = await Array.fromAsync(Deno.readDir(box.dest));
+      assert.deepEqual(await Deno.readFile(join(box.dest, night.name, "a.fits")), bytes);
+      const status = await runCli(["status", "-c", box.config], { env: box.env });
       assert.equal(status.code, 0, status.stderr);
       assert.match(
         status.stdout,
@@ -197,47 +163,31 @@ Deno.test("status server: a busy address is logged, files are still sent, and st
   } finally {
     squatter.close();
     await serving;
-    await Deno.remove(root, { recursive: true });
   }
 });
 
 Deno.test("status server: an address the network permission denies is logged, files are still sent", async () => {
-  const root = await Deno.makeTempDir({ prefix: "itx-status-perm-" });
+  const port = freePort();
+  await using box = await cliSandbox({ log_file: "", status_listen: `127.0.0.1:${port}` });
+  const daemon = startCli(["run", "-c", box.config], {
+    env: box.env,
+    extraFlags: [`--deny-net=127.0.0.1:${port}`],
+  });
   try {
-    await Deno.mkdir(join(root, "watch"));
-    const config = join(root, "config.yaml");
-    const port = freePort();
-    await writeConfig(config, {
-      watch_path: join(root, "watch"),
-      remote_base_path: join(root, "dest"),
-      transfer_method: "local",
-      stability_window_seconds: 0.3,
-      state_dir: join(root, "state"),
-      log_file: "",
-      status_listen: `127.0.0.1:${port}`,
-    });
-    const daemon = startCli(["run", "-c", config], {
-      env: { HOME: root },
-      extraFlags: [`--deny-net=127.0.0.1:${port}`],
-    });
-    try {
-      await daemon.waitForOutput("Watching");
-      assert.match(
-        daemon.stderr(),
-        new RegExp(
-          `network permission does not allow listening there.*allow 127\\.0\\.0\\.1:${port}`,
-        ),
-      );
-      const bytes = randomBytes(1024);
-      await Deno.writeFile(join(root, "watch", "a.fits"), bytes);
-      await daemon.waitForOutput("Successfully transferred");
-      const [night] = await Array.fromAsync(Deno.readDir(join(root, "dest")));
-      assert.deepEqual(await Deno.readFile(join(root, "dest", night.name, "a.fits")), bytes);
-    } finally {
-      await daemon.stop();
-    }
+    await daemon.waitForOutput("Watching");
+    assert.match(
+      daemon.stderr(),
+      new RegExp(
+        `network permission does not allow listening there.*allow 127\\.0\\.0\\.1:${port}`,
+      ),
+    );
+    const bytes = randomBytes(1024);
+    await Deno.writeFile(join(box.watch, "a.fits"), bytes);
+    await daemon.waitForOutput("Successfully transferred");
+    const [night] = await Array.fromAsync(Deno.readDir(box.dest));
+    assert.deepEqual(await Deno.readFile(join(box.dest, night.name, "a.fits")), bytes);
   } finally {
-    await Deno.remove(root, { recursive: true });
+    await daemon.stop();
   }
 });
 

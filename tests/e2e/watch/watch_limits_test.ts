@@ -8,7 +8,8 @@ import {
   parseInotifyLimits,
 } from "../../../src/cli/doctor.ts";
 import { runCli, startCli } from "../../helpers/cli.ts";
-import { randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
+import { randomBytes, waitFor } from "../../helpers/files.ts";
+import { cliSandbox } from "../../helpers/sandbox.ts";
 
 /** The limits of this machine, read independently of the product. */
 function machineLimits() {
@@ -65,105 +66,77 @@ Deno.test("watch limits: parsed from sysctl, folders counted (hidden ones too), 
 });
 
 Deno.test("doctor prints the watch limits of a local job", async () => {
-  const root = await Deno.makeTempDir({ prefix: "itx-limits-doctor-" });
-  try {
-    await Deno.mkdir(join(root, "watch", "night"), { recursive: true });
-    const config = join(root, "config.yaml");
-    await writeConfig(config, {
-      watch_path: join(root, "watch"),
-      remote_base_path: join(root, "dest"),
-      transfer_method: "local",
-      state_dir: join(root, "state"),
-      log_file: "",
-    });
-    const result = await runCli(["doctor", "-c", config], { env: { HOME: root } });
-    const limits = machineLimits();
-    const verdict = checkWatchLimits(join(root, "watch"), limits).ok ? "ok  " : "WARN";
-    assert.match(
-      result.stdout,
-      new RegExp(
-        `  ${verdict}  watch limits: .*max_user_watches ${limits.maxUserWatches}|` +
-          `  ${verdict}  watch limits: .*max_user_watches is ${limits.maxUserWatches}`,
-      ),
-      result.stdout,
-    );
-    assert.equal(result.code, 0, result.stdout + result.stderr);
-  } finally {
-    await Deno.remove(root, { recursive: true });
-  }
+  await using box = await cliSandbox({ log_file: "" });
+  await Deno.mkdir(join(box.watch, "night"));
+  const result = await runCli(["doctor", "-c", box.config], { env: box.env });
+  const limits = machineLimits();
+  const verdict = checkWatchLimits(box.watch, limits).ok ? "ok  " : "WARN";
+  assert.match(
+    result.stdout,
+    new RegExp(
+      `  ${verdict}  watch limits: .*max_user_watches ${limits.maxUserWatches}|` +
+        `  ${verdict}  watch limits: .*max_user_watches is ${limits.maxUserWatches}`,
+    ),
+    result.stdout,
+  );
+  assert.equal(result.code, 0, result.stdout + result.stderr);
 });
 
 /** The sources' mtime: night folder 20240315 (UTC). */
 const NIGHT_MTIME = new Date("2024-03-15T12:00:00Z");
 
 Deno.test("too few inotify watches for the tree: doctor warns, run says so at ERROR, delivers by rescans and watches again once the tree fits", async () => {
-  const root = await Deno.makeTempDir({ prefix: "itx-limits-low-" });
-  const watch = join(root, "watch");
-  const dest = join(root, "dest");
+  await using box = await cliSandbox({ stability_window_seconds: 1, log_file: "" });
+  const { watch, dest, config } = box;
+  for (let i = 0; i < 20; i++) await Deno.mkdir(join(watch, `${i}`), { recursive: true });
+  const early = randomBytes(3000);
+  await Deno.writeFile(join(watch, "0", "early.fits"), early);
+  await Deno.utime(join(watch, "0", "early.fits"), NIGHT_MTIME, NIGHT_MTIME);
+  // 21 folders, and a user namespace that allows 12 watches (the machine's limit stays).
+  const options = { env: { ...box.env, TZ: "UTC" }, inotifyWatches: 12 };
+
+  const doctor = await runCli(["doctor", "-c", config], options);
+  assert.match(
+    doctor.stdout,
+    / {2}WARN {2}watch limits: user\.max_inotify_watches is 12 for 21 folder\(s\) .*raise it/,
+    doctor.stdout + doctor.stderr,
+  );
+
+  const daemon = startCli(["run", "-c", config], options);
   try {
-    for (let i = 0; i < 20; i++) await Deno.mkdir(join(watch, `${i}`), { recursive: true });
-    const early = randomBytes(3000);
-    await Deno.writeFile(join(watch, "0", "early.fits"), early);
-    await Deno.utime(join(watch, "0", "early.fits"), NIGHT_MTIME, NIGHT_MTIME);
-    const config = join(root, "config.yaml");
-    await writeConfig(config, {
-      watch_path: watch,
-      remote_base_path: dest,
-      transfer_method: "local",
-      stability_window_seconds: 1,
-      night_timezone: "UTC",
-      state_dir: join(root, "state"),
-      log_file: "",
-      status_listen: "",
-    });
-    // 21 folders, and a user namespace that allows 12 watches (the machine's limit stays).
-    const options = { env: { HOME: root, TZ: "UTC" }, inotifyWatches: 12 };
-
-    const doctor = await runCli(["doctor", "-c", config], options);
-    assert.match(
-      doctor.stdout,
-      / {2}WARN {2}watch limits: user\.max_inotify_watches is 12 for 21 folder\(s\) .*raise it/,
-      doctor.stdout + doctor.stderr,
+    await daemon.waitForOutput(
+      /ERROR +\[watch\] Watching .* failed: .*; rescanning every minute instead/,
+      30_000,
     );
-
-    const daemon = startCli(["run", "-c", config], options);
-    try {
-      await daemon.waitForOutput(
-        /ERROR +\[watch\] Watching .* failed: .*; rescanning every minute instead/,
-        30_000,
-      );
-      const arrived = (name: string) => {
-        try {
-          return Deno.readFileSync(join(dest, "20240315", ...name.split("/")));
-        } catch {
-          return null;
-        }
-      };
-      // The start-up scan sends what is there.
-      await waitFor(() => arrived("0/early.fits") !== null, 30_000, "early.fits to arrive");
-      assert.deepEqual(arrived("0/early.fits"), early);
-      // No watch: a later file is found by the next rescan, within a minute.
-      const late = randomBytes(4000);
-      await Deno.writeFile(join(watch, "19", "late.fits"), late);
-      await Deno.utime(join(watch, "19", "late.fits"), NIGHT_MTIME, NIGHT_MTIME);
-      await waitFor(() => arrived("19/late.fits") !== null, 90_000, "late.fits to arrive");
-      assert.deepEqual(arrived("19/late.fits"), late);
-      // Folders removed until the tree fits: the next fallback rescan watches it again.
-      for (let i = 1; i < 19; i++) await Deno.remove(join(watch, `${i}`), { recursive: true });
-      await daemon.waitForOutput(/Watching .* again; the rescans every minute stop/, 90_000);
-      // Only the watcher can find this one now (the periodic rescan is an hour away).
-      const after = randomBytes(5000);
-      await Deno.writeFile(join(watch, "19", "after.fits"), after);
-      await Deno.utime(join(watch, "19", "after.fits"), NIGHT_MTIME, NIGHT_MTIME);
-      await waitFor(() => arrived("19/after.fits") !== null, 30_000, "after.fits to arrive");
-      assert.deepEqual(arrived("19/after.fits"), after);
-      const log = daemon.stderr();
-      assert.equal(log.match(/Watching .* failed/g)?.length, 1, `said once: ${log}`);
-    } finally {
-      const status = await daemon.stop("SIGTERM");
-      assert.equal(status.code, 0, daemon.stderr());
-    }
+    const arrived = (name: string) => {
+      try {
+        return Deno.readFileSync(join(dest, "20240315", ...name.split("/")));
+      } catch {
+        return null;
+      }
+    };
+    // The start-up scan sends what is there.
+    await waitFor(() => arrived("0/early.fits") !== null, 30_000, "early.fits to arrive");
+    assert.deepEqual(arrived("0/early.fits"), early);
+    // No watch: a later file is found by the next rescan, within a minute.
+    const late = randomBytes(4000);
+    await Deno.writeFile(join(watch, "19", "late.fits"), late);
+    await Deno.utime(join(watch, "19", "late.fits"), NIGHT_MTIME, NIGHT_MTIME);
+    await waitFor(() => arrived("19/late.fits") !== null, 90_000, "late.fits to arrive");
+    assert.deepEqual(arrived("19/late.fits"), late);
+    // Folders removed until the tree fits: the next fallback rescan watches it again.
+    for (let i = 1; i < 19; i++) await Deno.remove(join(watch, `${i}`), { recursive: true });
+    await daemon.waitForOutput(/Watching .* again; the rescans every minute stop/, 90_000);
+    // Only the watcher can find this one now (the periodic rescan is an hour away).
+    const after = randomBytes(5000);
+    await Deno.writeFile(join(watch, "19", "after.fits"), after);
+    await Deno.utime(join(watch, "19", "after.fits"), NIGHT_MTIME, NIGHT_MTIME);
+    await waitFor(() => arrived("19/after.fits") !== null, 30_000, "after.fits to arrive");
+    assert.deepEqual(arrived("19/after.fits"), after);
+    const log = daemon.stderr();
+    assert.equal(log.match(/Watching .* failed/g)?.length, 1, `said once: ${log}`);
   } finally {
-    await Deno.remove(root, { recursive: true });
+    const status = await daemon.stop("SIGTERM");
+    assert.equal(status.code, 0, daemon.stderr());
   }
 });
