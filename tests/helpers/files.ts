@@ -3,8 +3,9 @@
  *
  * @module
  */
+import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 
 /** `size` random bytes (any size; crypto.getRandomValues caps at 64 KiB per call). */
 export function randomBytes(size: number): Uint8Array {
@@ -61,6 +62,44 @@ export async function listFiles(root: string, prefix = ""): Promise<string[]> {
  */
 export async function listArrived(root: string): Promise<string[]> {
   return (await listFiles(root)).filter((rel) => !rel.split("/").some((s) => s.startsWith(".")));
+}
+
+/**
+ * Write a file of `size` random bytes at each of `rels` below `root` (folders made as needed);
+ * their bytes by relative path.
+ */
+export async function writeRandomFiles(
+  root: string,
+  rels: string[],
+  size: number,
+): Promise<Map<string, Uint8Array>> {
+  const files = new Map<string, Uint8Array>();
+  for (const rel of rels) {
+    files.set(rel, randomBytes(size));
+    await Deno.mkdir(dirname(join(root, rel)), { recursive: true });
+    await Deno.writeFile(join(root, rel), files.get(rel)!);
+  }
+  return files;
+}
+
+/**
+ * Assert that each file below `dest` under a final name ({@linkcode listArrived}) is one of
+ * `files` (keyed by their path below the night folder) byte for byte. With `complete`, every file
+ * below `dest` is checked, hidden ones too, and there must be as many as `files`: all arrived and
+ * nothing else is left (no temporary copy, no upload folder).
+ */
+export async function assertCopiesIntact(
+  dest: string,
+  files: Map<string, Uint8Array>,
+  complete = false,
+): Promise<void> {
+  const listed = complete ? await listFiles(dest) : await listArrived(dest);
+  for (const rel of listed) {
+    const source = rel.slice(rel.indexOf("/") + 1);
+    assert.ok(files.has(source), `unexpected file ${rel}`);
+    assert.deepEqual(await Deno.readFile(join(dest, rel)), files.get(source), `bytes of ${rel}`);
+  }
+  if (complete) assert.equal(listed.length, files.size, `not one file each:\n${listed.join("\n")}`);
 }
 
 /** Every folder under `root` (relative, "/" separators), sorted; empty ones too. */

@@ -17,10 +17,17 @@ import {
   type TransferOutcome,
   type Transport,
 } from "../../../src/transfer/transport.ts";
-import { isTempName } from "../../../src/layout/destination.ts";
 import { startCli } from "../../helpers/cli.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
-import { existsSync, listFiles, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
+import {
+  assertCopiesIntact,
+  existsSync,
+  listArrived,
+  listFiles,
+  randomBytes,
+  waitFor,
+  writeRandomFiles,
+} from "../../helpers/files.ts";
 import { localTestJob } from "../../helpers/jobs.ts";
 import { captureLogs } from "../../helpers/log_capture.ts";
 import { startSshd } from "../../helpers/sshd.ts";
@@ -78,13 +85,6 @@ class CountingTransport implements Transport {
   }
 }
 
-/** Final names below `dest` (hidden and temporary names left out). */
-async function finalNames(dest: string): Promise<string[]> {
-  return (await listFiles(dest)).filter((rel) =>
-    !rel.split("/").some((part) => part.startsWith(".") || isTempName(part))
-  );
-}
-
 /**
  * A runner of `job` (its ledger in `stateDir`), sending through a
  * {@linkcode CountingTransport}, probing a full destination every
@@ -119,26 +119,13 @@ async function fillUpAndGrow(job: JobConfig, owner: { uid?: number; gid?: number
   const logs = await captureLogs();
   try {
     await withTmpfs(dest, "1m", async () => {
-      const files = new Map<string, Uint8Array>();
-      for (let i = 0; i < FILES; i++) {
-        const rel = `night/full ${String(i).padStart(2, "0")}.fits`;
-        files.set(rel, randomBytes(FILE_BYTES));
-        await Deno.mkdir(join(job.watch_path, "night"), { recursive: true });
-        await Deno.writeFile(join(job.watch_path, rel), files.get(rel)!);
-      }
+      const files = await writeRandomFiles(
+        job.watch_path,
+        Array.from({ length: FILES }, (_, i) => `night/full ${String(i).padStart(2, "0")}.fits`),
+        FILE_BYTES,
+      );
       const probing = probingRunner(job, join(job.watch_path, "..", "state"), runtime);
       const { ledger, transport, runner } = probing;
-      const checkFinalNames = async () => {
-        for (const rel of await finalNames(dest)) {
-          const source = rel.slice(rel.indexOf("/") + 1);
-          assert.ok(files.has(source), `unexpected final name ${rel}`);
-          assert.deepEqual(
-            await Deno.readFile(join(dest, rel)),
-            files.get(source),
-            `bytes of ${rel}`,
-          );
-        }
-      };
       try {
         await runner.start();
         await waitFor(() => logs.count("error", "is full") > 0, 30_000, "the pause");
@@ -153,7 +140,7 @@ async function fillUpAndGrow(job: JobConfig, owner: { uid?: number; gid?: number
           60_000,
           "arrivals to stop while probes go on",
         );
-        const arrived = (await finalNames(dest)).length;
+        const arrived = (await listArrived(dest)).length;
         // Paused: probes go on, one per PROBE_MS at most (and what was on its way); a busy
         // machine may take longer over each.
         const triedBefore = transport.items;
@@ -168,7 +155,7 @@ async function fillUpAndGrow(job: JobConfig, owner: { uid?: number; gid?: number
             since - transport.startedAt
           } ms; calls:\n${transport.calls.join("\n")}`,
         );
-        assert.equal((await finalNames(dest)).length, arrived, "nothing arrives while full");
+        assert.equal((await listArrived(dest)).length, arrived, "nothing arrives while full");
         assert.equal(logs.count("error", "is full"), 1, "said once");
         // Copies cut short by the full disk are removed, not kept to be continued: their room
         // goes to whole files.
@@ -177,7 +164,7 @@ async function fillUpAndGrow(job: JobConfig, owner: { uid?: number; gid?: number
         assert.ok(!states.includes("failed"), `no file gives up: ${states}`);
         assert.ok(states.includes("pending"), "files wait");
         assert.equal(logs.count("error", "Failed to transfer"), 0);
-        await checkFinalNames();
+        await assertCopiesIntact(dest, files);
 
         await resizeTmpfs(dest, "16m");
         await waitFor(
@@ -187,15 +174,15 @@ async function fillUpAndGrow(job: JobConfig, owner: { uid?: number; gid?: number
           "every file done after the file system grew",
         );
         assert.equal(logs.count("info", "takes files again"), 1);
-        assert.equal((await finalNames(dest)).length, FILES);
-        await checkFinalNames();
+        assert.equal((await listArrived(dest)).length, FILES);
+        await assertCopiesIntact(dest, files);
         assert.equal(runner.summary.sent, FILES);
         assert.equal(runner.summary.failed, 0);
       } finally {
         await probing.close();
       }
       // Nothing left behind: no temporary copies, no upload folders.
-      assert.deepEqual((await listFiles(dest)).length, FILES, (await listFiles(dest)).join("\n"));
+      await assertCopiesIntact(dest, files, true);
     }, owner);
   } finally {
     await logs.stop();
@@ -313,11 +300,11 @@ Deno.test("disk full (local): while the job waits for room, the smallest files g
       await waitFor(() => small.every((name) => state(name) === "done"), 60_000, "the small");
       assert.deepEqual(passedOver, [], "a large file went while a small one waited");
       for (const name of small) {
-        const [rel] = (await finalNames(dest)).filter((rel) => rel.endsWith(`/${name}`));
+        const [rel] = (await listArrived(dest)).filter((rel) => rel.endsWith(`/${name}`));
         assert.deepEqual(await Deno.readFile(join(dest, rel)), files.get(name), name);
       }
       // The large ones wait (a probe may be trying one of them right now).
-      const arrived = await finalNames(dest);
+      const arrived = await listArrived(dest);
       for (const name of ["large 1.fits", "large 2.fits", "large 3.fits"]) {
         assert.notEqual(state(name), "done", `${name} waits`);
         assert.ok(!arrived.some((rel) => rel.endsWith(`/${name}`)), `${name} not there`);
@@ -328,7 +315,7 @@ Deno.test("disk full (local): while the job waits for room, the smallest files g
         30_000,
         "every file done after the file system grew",
       );
-      assert.equal((await finalNames(dest)).length, files.size);
+      assert.equal((await listArrived(dest)).length, files.size);
     } finally {
       await probing.close();
     }
@@ -357,7 +344,7 @@ Deno.test("disk full (local): files smaller than every one refused for room go a
         "the small files, long before the next probe",
       );
       for (const [name, bytes] of small) {
-        const [rel] = (await finalNames(dest)).filter((rel) => rel.endsWith(`/${name}`));
+        const [rel] = (await listArrived(dest)).filter((rel) => rel.endsWith(`/${name}`));
         assert.deepEqual(await Deno.readFile(join(dest, rel)), bytes, name);
       }
       assert.notEqual(state("large.fits"), "done");
@@ -398,7 +385,7 @@ Deno.test("disk full (local): a small file queued while a large one is tried goe
       );
       assert.ok(largeTries >= 2, "the large file was tried again between them");
       for (const [name, bytes] of Object.entries(small)) {
-        const [rel] = (await finalNames(dest)).filter((rel) => rel.endsWith(`/${name}`));
+        const [rel] = (await listArrived(dest)).filter((rel) => rel.endsWith(`/${name}`));
         assert.deepEqual(await Deno.readFile(join(dest, rel)), bytes, name);
       }
       assert.notEqual(state("large.fits"), "done");
@@ -409,63 +396,45 @@ Deno.test("disk full (local): a small file queued while a large one is tried goe
 });
 
 Deno.test("disk full (daemon, local): one ERROR, a probe every 15 s, all arrive after the file system grows", async () => {
-  const root = await Deno.makeTempDir({ prefix: "itx-full-daemon-" });
-  const dest = join(root, "dest");
-  try {
-    await withTmpfs(dest, "1m", async () => {
-      const watch = join(root, "watch");
-      await Deno.mkdir(join(watch, "night"), { recursive: true });
-      const files = new Map<string, Uint8Array>();
-      for (let i = 0; i < 16; i++) {
-        const rel = `night/f${i}.fits`;
-        files.set(rel, randomBytes(FILE_BYTES));
-        await Deno.writeFile(join(watch, rel), files.get(rel)!);
-      }
-      const config = join(root, "config.yaml");
-      await writeConfig(config, {
-        watch_path: watch,
-        remote_base_path: dest,
-        transfer_method: "local",
-        verify_transfer: "size",
-        night_timezone: "UTC",
-        retry_attempts: 1,
-        retry_delay_seconds: 0.1,
-        state_dir: join(root, "state"),
-        log_file: "",
-      });
-      // Verbose: every batch is logged ("Sending N file(s) in one batch").
-      const daemon = startCli(["run", "-v", "-c", config], { env: { HOME: root } });
-      try {
-        await daemon.waitForOutput(/The destination .* is full: /, 30_000);
-        const batchesBefore = daemon.stderr().match(/Sending \d+ file/g)?.length ?? 0;
-        // Over 16 s (one probe interval and then some): nothing given up, nothing said again.
-        await new Promise((r) => setTimeout(r, 16_000));
-        const batches = () =>
-          (daemon.stderr().match(/Sending \d+ file/g)?.length ?? 0) - batchesBefore;
-        // What was on its way when the pause began (2 transfers), then one probe; a busy
-        // machine may have sent fewer by now, and the probe is waited for.
-        assert.ok(batches() <= 3, `${batches()} batches while paused`);
-        await waitFor(() => batches() >= 1, 60_000, "a probe while paused");
-        const log = daemon.stderr();
-        assert.equal(log.match(/ is full: /g)?.length, 1, log);
-        assert.doesNotMatch(log, /Failed to transfer/);
-        assert.ok((await finalNames(dest)).length < files.size, "the destination is full");
-        await resizeTmpfs(dest, "16m");
-        await daemon.waitForOutput(/takes files again/, 30_000);
-        await waitFor(async () => (await finalNames(dest)).length === files.size, 30_000);
-      } finally {
-        const status = await daemon.stop("SIGTERM");
-        assert.equal(status.code, 0, daemon.stderr());
-      }
-      for (const rel of await listFiles(dest)) {
-        const source = rel.slice(rel.indexOf("/") + 1);
-        assert.deepEqual(await Deno.readFile(join(dest, rel)), files.get(source), rel);
-      }
-      assert.equal((await listFiles(dest)).length, files.size, "no temporary copies left");
-    });
-  } finally {
-    await Deno.remove(root, { recursive: true });
-  }
+  await using box = await cliSandbox({
+    verify_transfer: "size",
+    retry_attempts: 1,
+    retry_delay_seconds: 0.1,
+    log_file: "",
+  });
+  const dest = box.dest;
+  await withTmpfs(dest, "1m", async () => {
+    const files = await writeRandomFiles(
+      box.watch,
+      Array.from({ length: 16 }, (_, i) => `night/f${i}.fits`),
+      FILE_BYTES,
+    );
+    // Verbose: every batch is logged ("Sending N file(s) in one batch").
+    const daemon = startCli(["run", "-v", "-c", box.config], { env: box.env });
+    try {
+      await daemon.waitForOutput(/The destination .* is full: /, 30_000);
+      const batchesBefore = daemon.stderr().match(/Sending \d+ file/g)?.length ?? 0;
+      // Over 16 s (one probe interval and then some): nothing given up, nothing said again.
+      await new Promise((r) => setTimeout(r, 16_000));
+      const batches = () =>
+        (daemon.stderr().match(/Sending \d+ file/g)?.length ?? 0) - batchesBefore;
+      // What was on its way when the pause began (2 transfers), then one probe; a busy
+      // machine may have sent fewer by now, and the probe is waited for.
+      assert.ok(batches() <= 3, `${batches()} batches while paused`);
+      await waitFor(() => batches() >= 1, 60_000, "a probe while paused");
+      const log = daemon.stderr();
+      assert.equal(log.match(/ is full: /g)?.length, 1, log);
+      assert.doesNotMatch(log, /Failed to transfer/);
+      assert.ok((await listArrived(dest)).length < files.size, "the destination is full");
+      await resizeTmpfs(dest, "16m");
+      await daemon.waitForOutput(/takes files again/, 30_000);
+      await waitFor(async () => (await listArrived(dest)).length === files.size, 30_000);
+    } finally {
+      const status = await daemon.stop("SIGTERM");
+      assert.equal(status.code, 0, daemon.stderr());
+    }
+    await assertCopiesIntact(dest, files, true);
+  });
 });
 
 Deno.test("destination gone (daemon, local): the job pauses without using up retries or running on_failure, and resumes once it is back", async () => {
@@ -483,7 +452,7 @@ Deno.test("destination gone (daemon, local): the job pauses without using up ret
     await daemon.waitForOutput(/Watching/, 30_000);
     const first = randomBytes(20_000);
     await Deno.writeFile(join(watch, "first.fits"), first);
-    await waitFor(async () => (await finalNames(dest)).length === 1, 60_000, "first arrives");
+    await waitFor(async () => (await listArrived(dest)).length === 1, 60_000, "first arrives");
     // The share goes away: its mount point is gone with everything below it.
     await Deno.remove(dest, { recursive: true });
     const second = randomBytes(30_000);
@@ -497,8 +466,8 @@ Deno.test("destination gone (daemon, local): the job pauses without using up ret
     assert.ok(!existsSync(hookLog), "on_failure ran for an outage");
     await Deno.mkdir(dest);
     await daemon.waitForOutput(/takes files again/, 60_000);
-    await waitFor(async () => (await finalNames(dest)).length === 1, 60_000, "second arrives");
-    assert.deepEqual(await Deno.readFile(join(dest, (await finalNames(dest))[0])), second);
+    await waitFor(async () => (await listArrived(dest)).length === 1, 60_000, "second arrives");
+    assert.deepEqual(await Deno.readFile(join(dest, (await listArrived(dest))[0])), second);
     assert.ok(!existsSync(hookLog), "on_failure ran for an outage");
   } finally {
     const status = await daemon.stop("SIGTERM");

@@ -16,11 +16,17 @@ import { FileRows } from "../../../src/ledger/file_rows.ts";
 import { JobRunner } from "../../../src/pipeline/job_runner.ts";
 import { SpaceGuard } from "../../../src/pipeline/space_guard.ts";
 import { createTransport } from "../../../src/transfer/transport.ts";
-import { isTempName } from "../../../src/layout/destination.ts";
 import { runCli, startCli } from "../../helpers/cli.ts";
-import { listFiles, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
+import {
+  assertCopiesIntact,
+  listArrived,
+  randomBytes,
+  waitFor,
+  writeRandomFiles,
+} from "../../helpers/files.ts";
 import { localTestJob } from "../../helpers/jobs.ts";
 import { captureLogs } from "../../helpers/log_capture.ts";
+import { cliSandbox } from "../../helpers/sandbox.ts";
 import { startSshd } from "../../helpers/sshd.ts";
 import { withTmpfs } from "../../helpers/tmpfs.ts";
 
@@ -70,13 +76,6 @@ async function freeBytes(path: string): Promise<number> {
   return info.bavail * info.bsize;
 }
 
-/** Final names below `dest` (hidden and temporary names left out). */
-async function finalNames(dest: string): Promise<string[]> {
-  return (await listFiles(dest)).filter((rel) =>
-    !rel.split("/").some((part) => part.startsWith(".") || isTempName(part))
-  );
-}
-
 /**
  * `job` sends {@linkcode FILES} files into a 4 MiB tmpfs (mounted at
  * `mount`, its `remote_base_path` a folder inside that does not exist yet)
@@ -93,21 +92,12 @@ async function pauseAndResume(
   try {
     await withTmpfs(mount, "4m", async () => {
       await Deno.writeFile(join(mount, "ballast.bin"), randomBytes(2.5 * MIB));
-      const files = new Map<string, Uint8Array>();
-      await Deno.mkdir(join(job.watch_path, "night"), { recursive: true });
-      for (let i = 0; i < FILES; i++) {
-        const rel = `night/space ${String(i).padStart(2, "0")}.fits`;
-        files.set(rel, randomBytes(FILE_BYTES));
-        await Deno.writeFile(join(job.watch_path, rel), files.get(rel)!);
-      }
+      const files = await writeRandomFiles(
+        job.watch_path,
+        Array.from({ length: FILES }, (_, i) => `night/space ${String(i).padStart(2, "0")}.fits`),
+        FILE_BYTES,
+      );
       const dest = job.remote_base_path;
-      const checkFinalNames = async () => {
-        for (const rel of await finalNames(dest)) {
-          const source = rel.slice(rel.indexOf("/") + 1);
-          assert.ok(files.has(source), `unexpected final name ${rel}`);
-          assert.deepEqual(await Deno.readFile(join(dest, rel)), files.get(source), rel);
-        }
-      };
       const ledger = Ledger.open(join(job.watch_path, "..", "state"));
       const runner = new JobRunner(job, ledger, createTransport(job, runtime), {
         once: false,
@@ -123,14 +113,14 @@ async function pauseAndResume(
         for (let now = 0; now !== arrived;) {
           arrived = now;
           await new Promise((r) => setTimeout(r, 5000));
-          now = (await finalNames(dest)).length;
+          now = (await listArrived(dest)).length;
         }
         assert.ok(
           arrived >= 1 && arrived < FILES,
           `${arrived} of ${FILES} arrived before the pause`,
         );
         await new Promise((r) => setTimeout(r, 2000));
-        assert.equal((await finalNames(dest)).length, arrived, "nothing arrives while paused");
+        assert.equal((await listArrived(dest)).length, arrived, "nothing arrives while paused");
         // Paused before the disk filled up: the room kept is still there.
         assert.ok((await freeBytes(mount)) >= MIB, `${await freeBytes(mount)} bytes free`);
         const pause = logs.records.filter((r) => r.level === "error");
@@ -139,7 +129,7 @@ async function pauseAndResume(
         assert.equal(logs.count("error", "Failed to transfer"), 0);
         const states = [...files.keys()].map((rel) => FileRows.of(ledger, job).get(rel)?.state);
         assert.ok(!states.includes("failed"), `no file gives up: ${states}`);
-        await checkFinalNames();
+        await assertCopiesIntact(dest, files);
 
         await Deno.remove(join(mount, "ballast.bin"));
         await waitFor(
@@ -156,10 +146,10 @@ async function pauseAndResume(
         await runner.stop();
         ledger.close();
       }
-      assert.equal((await finalNames(dest)).length, FILES);
-      await checkFinalNames();
+      assert.equal((await listArrived(dest)).length, FILES);
+      await assertCopiesIntact(dest, files);
       // Nothing left behind: no temporary copies, no upload folders.
-      assert.equal((await listFiles(dest)).length, FILES, (await listFiles(dest)).join("\n"));
+      await assertCopiesIntact(dest, files, true);
     }, owner);
   } finally {
     await logs.stop();
@@ -221,69 +211,51 @@ for (const method of ["scp", "rsync"] as const) {
 }
 
 Deno.test("min_free_space (daemon): one ERROR, status shows the job paused as destination full, all arrive once space is freed", async () => {
-  const root = await Deno.makeTempDir({ prefix: "itx-space-daemon-" });
-  const dest = join(root, "dest");
-  try {
-    await withTmpfs(dest, "4m", async () => {
-      await Deno.writeFile(join(dest, "ballast.bin"), randomBytes(3 * MIB));
-      const watch = join(root, "watch");
-      await Deno.mkdir(join(watch, "night"), { recursive: true });
-      const files = new Map<string, Uint8Array>();
-      for (let i = 0; i < 8; i++) {
-        const rel = `night/f${i}.fits`;
-        files.set(rel, randomBytes(FILE_BYTES));
-        await Deno.writeFile(join(watch, rel), files.get(rel)!);
-      }
-      const config = join(root, "config.yaml");
-      await writeConfig(config, {
-        watch_path: watch,
-        remote_base_path: dest,
-        transfer_method: "local",
-        verify_transfer: "size",
-        night_timezone: "UTC",
-        min_free_space: "25%",
-        state_dir: join(root, "state"),
-        log_file: "",
-      });
-      const daemon = startCli(["run", "-c", config], { env: { HOME: root } });
-      try {
-        await daemon.waitForOutput(
-          /The destination .* is full: .*min_free_space keeps 1\.0 MiB \(25% of the file system\) free/,
-        );
-        const status = await runCli(["status", "-c", config], { env: { HOME: root } });
-        assert.equal(status.code, 0, status.stderr);
-        assert.match(
-          status.stdout,
-          /Job default: .*; paused: destination full since .*min_free_space/,
-        );
-        const json = JSON.parse(
-          (await runCli(["status", "--json", "-c", config], { env: { HOME: root } })).stdout,
-        );
-        assert.equal(json.daemon.paused.default.state, "destination full");
-        assert.ok((await finalNames(dest)).length < files.size, "paused before all arrived");
-        assert.ok((await freeBytes(dest)) >= MIB, "the room kept is there");
+  await using box = await cliSandbox({
+    verify_transfer: "size",
+    min_free_space: "25%",
+    log_file: "",
+  });
+  const { dest, config, env } = box;
+  await withTmpfs(dest, "4m", async () => {
+    await Deno.writeFile(join(dest, "ballast.bin"), randomBytes(3 * MIB));
+    const files = await writeRandomFiles(
+      box.watch,
+      Array.from({ length: 8 }, (_, i) => `night/f${i}.fits`),
+      FILE_BYTES,
+    );
+    const daemon = startCli(["run", "-c", config], { env });
+    try {
+      await daemon.waitForOutput(
+        /The destination .* is full: .*min_free_space keeps 1\.0 MiB \(25% of the file system\) free/,
+      );
+      const status = await runCli(["status", "-c", config], { env });
+      assert.equal(status.code, 0, status.stderr);
+      assert.match(
+        status.stdout,
+        /Job default: .*; paused: destination full since .*min_free_space/,
+      );
+      const json = JSON.parse(
+        (await runCli(["status", "--json", "-c", config], { env })).stdout,
+      );
+      assert.equal(json.daemon.paused.default.state, "destination full");
+      assert.ok((await listArrived(dest)).length < files.size, "paused before all arrived");
+      assert.ok((await freeBytes(dest)) >= MIB, "the room kept is there");
 
-        await Deno.remove(join(dest, "ballast.bin"));
-        // The next probe (every 15 s) finds the room.
-        await daemon.waitForOutput(/takes files again/, 40_000);
-        await waitFor(async () => (await finalNames(dest)).length === files.size, 30_000);
-        const after = await runCli(["status", "-c", config], { env: { HOME: root } });
-        assert.doesNotMatch(after.stdout, /paused/);
-        assert.equal(daemon.stderr().match(/ERROR/g)?.length, 1, daemon.stderr());
-        assert.doesNotMatch(daemon.stderr(), /Failed to transfer/);
-      } finally {
-        const status = await daemon.stop("SIGTERM");
-        assert.equal(status.code, 0, daemon.stderr());
-      }
-      for (const rel of await listFiles(dest)) {
-        const source = rel.slice(rel.indexOf("/") + 1);
-        assert.deepEqual(await Deno.readFile(join(dest, rel)), files.get(source), rel);
-      }
-      assert.equal((await listFiles(dest)).length, files.size, "no temporary copies left");
-    });
-  } finally {
-    await Deno.remove(root, { recursive: true });
-  }
+      await Deno.remove(join(dest, "ballast.bin"));
+      // The next probe (every 15 s) finds the room.
+      await daemon.waitForOutput(/takes files again/, 40_000);
+      await waitFor(async () => (await listArrived(dest)).length === files.size, 30_000);
+      const after = await runCli(["status", "-c", config], { env });
+      assert.doesNotMatch(after.stdout, /paused/);
+      assert.equal(daemon.stderr().match(/ERROR/g)?.length, 1, daemon.stderr());
+      assert.doesNotMatch(daemon.stderr(), /Failed to transfer/);
+    } finally {
+      const status = await daemon.stop("SIGTERM");
+      assert.equal(status.code, 0, daemon.stderr());
+    }
+    await assertCopiesIntact(dest, files, true);
+  });
 });
 
 Deno.test("min_free_space: a watch folder whose disk runs low is warned about once, and its recovery said once", async () => {
