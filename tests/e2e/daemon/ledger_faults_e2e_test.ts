@@ -12,7 +12,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { LEDGER_FILE } from "../../../src/ledger/ledger.ts";
-import { runCli, startCli } from "../../helpers/cli.ts";
+import { type CliResult, runCli, startCli } from "../../helpers/cli.ts";
 import { listFiles, randomBytes, waitFor } from "../../helpers/files.ts";
 import { whileImmutable } from "../../helpers/immutable.ts";
 import { freePort } from "../../helpers/net.ts";
@@ -68,6 +68,40 @@ async function assertDelivered(dest: string, files: Map<string, Uint8Array>): Pr
   for (const [name, bytes] of files) {
     assert.deepEqual(await Deno.readFile(join(dest, "20240315", name)), bytes, name);
   }
+}
+
+/** Remove the ledger (and its journal): the next run finds it lost and starts it anew, rebuilt. */
+async function loseLedger(box: Sandbox): Promise<void> {
+  for (const suffix of ["", "-wal", "-shm"]) {
+    await Deno.remove(join(box.stateDir, LEDGER_FILE + suffix)).catch(() => {});
+  }
+}
+
+/** `run --once` (with `flags` before it) in `box`, which must exit 0. */
+async function runOnce(box: Sandbox, ...flags: string[]): Promise<CliResult> {
+  const result = await runCli([...flags, "run", "--once", "-c", box.config], { env: box.env });
+  assert.equal(result.code, 0, result.stderr);
+  return result;
+}
+
+/** Wait until `count` files are at the destination under final names. */
+function waitDelivered(box: Sandbox, count: number, what: string, timeoutMs = 60_000) {
+  return waitFor(async () => (await delivered(box.dest)).length === count, timeoutMs, what);
+}
+
+/**
+ * Assert that each of `sets` is delivered, and that every file of `before` (inodes by path) is
+ * still the same file: none was sent again. The inodes now.
+ */
+async function assertNotSentAgain(
+  dest: string,
+  before: Map<string, number | null>,
+  ...sets: Map<string, Uint8Array>[]
+): Promise<Map<string, number | null>> {
+  for (const files of sets) await assertDelivered(dest, files);
+  const after = await inodes(dest);
+  for (const [rel, ino] of before) assert.equal(after.get(rel), ino, `${rel} was sent again`);
+  return after;
 }
 
 /** Overwrite the cells of one page of the ledger's `files` (one in the middle): only a look at every page finds it. */
@@ -145,8 +179,7 @@ for (const [kind, damage] of Object.entries(DAMAGE)) {
   Deno.test(`a damaged ledger (${kind}) is set aside and rebuilt; nothing is sent again`, async () => {
     await using box = await cliSandbox();
     const first = await writeFiles(box, "old_", 40);
-    const sent = await runCli(["run", "--once", "-c", box.config], { env: box.env });
-    assert.equal(sent.code, 0, sent.stderr);
+    await runOnce(box);
     await assertDelivered(box.dest, first);
     const before = await inodes(box.dest);
 
@@ -154,8 +187,7 @@ for (const [kind, damage] of Object.entries(DAMAGE)) {
     await damage(ledgerPath);
     const fresh = await writeFiles(box, "new_", 2);
     await assertForetold(box, "damaged", 2, 40);
-    const again = await runCli(["-v", "run", "--once", "-c", box.config], { env: box.env });
-    assert.equal(again.code, 0, again.stderr);
+    const again = await runOnce(box, "-v");
     const log = await Deno.readTextFile(box.logFile);
     // Said at INFO once, not once per batch.
     assert.equal(log.match(/INFO .*are at .* already with their size/g)?.length, 1, log);
@@ -166,15 +198,11 @@ for (const [kind, damage] of Object.entries(DAMAGE)) {
     assert.ok(log.includes(join(box.stateDir, copies[0])), "the damaged copy is named");
 
     // The files already there are recognised, not sent again (same inode); new ones arrive.
-    await assertDelivered(box.dest, first);
-    await assertDelivered(box.dest, fresh);
-    const after = await inodes(box.dest);
-    for (const [rel, ino] of before) assert.equal(after.get(rel), ino, `${rel} was sent again`);
+    const after = await assertNotSentAgain(box.dest, before, first, fresh);
     assert.equal(recognisedCount(again.stderr), 40);
 
     // A third run has nothing to do, and status says when and why the ledger was rebuilt.
-    const third = await runCli(["run", "--once", "-c", box.config], { env: box.env });
-    assert.equal(third.code, 0, third.stderr);
+    await runOnce(box);
     assert.deepEqual(await inodes(box.dest), after);
     const status = await runCli(["status", "-c", box.config], { env: box.env });
     assert.equal(status.code, 0, status.stderr);
@@ -186,24 +214,17 @@ for (const [kind, damage] of Object.entries(DAMAGE)) {
 Deno.test("a ledger removed between runs is started anew as rebuilt; nothing is sent again", async () => {
   await using box = await cliSandbox();
   const first = await writeFiles(box, "old_", 30);
-  const sent = await runCli(["run", "--once", "-c", box.config], { env: box.env });
-  assert.equal(sent.code, 0, sent.stderr);
+  await runOnce(box);
   const before = await inodes(box.dest);
-  for (const suffix of ["", "-wal", "-shm"]) {
-    await Deno.remove(join(box.stateDir, LEDGER_FILE + suffix)).catch(() => {});
-  }
+  await loseLedger(box);
   const fresh = await writeFiles(box, "new_", 2);
   await assertForetold(box, "lost", 2, 30);
-  const again = await runCli(["run", "--once", "-c", box.config], { env: box.env });
-  assert.equal(again.code, 0, again.stderr);
+  const again = await runOnce(box);
   assert.match(
     again.stderr,
     /The ledger .*ledger\.sqlite is lost \(it was missing, although the daemon ran with this state_dir before\)/,
   );
-  await assertDelivered(box.dest, first);
-  await assertDelivered(box.dest, fresh);
-  const after = await inodes(box.dest);
-  for (const [rel, ino] of before) assert.equal(after.get(rel), ino, `${rel} was sent again`);
+  await assertNotSentAgain(box.dest, before, first, fresh);
   const status = await runCli(["status", "-c", box.config], { env: box.env });
   assert.match(status.stdout, /started anew .*the old one was lost \(it was missing/);
 });
@@ -213,11 +234,9 @@ Deno.test("a ledger removed while the daemon runs is started anew (private) at i
   const first = await writeFiles(box, "old_", 20);
   const daemon = startCli(["run", "-c", box.config], { env: box.env });
   try {
-    await waitFor(async () => (await delivered(box.dest)).length === 20, 60_000, "first files");
+    await waitDelivered(box, 20, "first files");
     const before = await inodes(box.dest);
-    for (const suffix of ["", "-wal", "-shm"]) {
-      await Deno.remove(join(box.stateDir, LEDGER_FILE + suffix)).catch(() => {});
-    }
+    await loseLedger(box);
     // A second apart: the removal is looked for at most once a second.
     await new Promise((resolve) => setTimeout(resolve, 1100));
     const fresh = await writeFiles(box, "new_", 2);
@@ -225,7 +244,7 @@ Deno.test("a ledger removed while the daemon runs is started anew (private) at i
       /The ledger .*ledger\.sqlite is lost \(it was removed while the daemon ran\)/,
       60_000,
     );
-    await waitFor(async () => (await delivered(box.dest)).length === 22, 60_000, "new files");
+    await waitDelivered(box, 22, "new files");
     if (Deno.build.os !== "windows") {
       // Made private like the first (it names every file), not after the next start only.
       for (const suffix of ["", "-wal", "-shm"]) {
@@ -234,12 +253,8 @@ Deno.test("a ledger removed while the daemon runs is started anew (private) at i
       }
     }
     assert.equal((await daemon.stop("SIGTERM")).code, 0, daemon.stderr());
-    const again = await runCli(["run", "--once", "-c", box.config], { env: box.env });
-    assert.equal(again.code, 0, again.stderr);
-    await assertDelivered(box.dest, first);
-    await assertDelivered(box.dest, fresh);
-    const after = await inodes(box.dest);
-    for (const [rel, ino] of before) assert.equal(after.get(rel), ino, `${rel} was sent again`);
+    await runOnce(box);
+    await assertNotSentAgain(box.dest, before, first, fresh);
   } finally {
     await daemon.stop("SIGTERM").catch(() => {});
   }
@@ -250,12 +265,12 @@ Deno.test("a ledger's journal or its index removed while the daemon runs: status
   const first = await writeFiles(box, "old_", 5);
   const daemon = startCli(["run", "-c", box.config], { env: box.env });
   try {
-    await waitFor(async () => (await delivered(box.dest)).length === 5, 60_000, "first files");
+    await waitDelivered(box, 5, "first files");
     await Deno.remove(join(box.stateDir, `${LEDGER_FILE}-wal`));
     // A second apart: the removal is looked for at most once a second.
     await new Promise((resolve) => setTimeout(resolve, 1100));
     const fresh = await writeFiles(box, "new_", 2);
-    await waitFor(async () => (await delivered(box.dest)).length === 7, 60_000, "new files");
+    await waitDelivered(box, 7, "new files");
     const status = await runCli(["status", "-c", box.config], { env: box.env });
     assert.equal(status.code, 0, status.stderr);
     assert.match(status.stdout, /done 7, failed 0/);
@@ -267,7 +282,7 @@ Deno.test("a ledger's journal or its index removed while the daemon runs: status
     await Deno.remove(join(box.stateDir, `${LEDGER_FILE}-shm`));
     await new Promise((resolve) => setTimeout(resolve, 1100));
     const last = await writeFiles(box, "last_", 1);
-    await waitFor(async () => (await delivered(box.dest)).length === 8, 60_000, "last file");
+    await waitDelivered(box, 8, "last file");
     await waitFor(
       () => daemon.stderr().split("was removed while the daemon ran").length === 3,
       60_000,
@@ -458,8 +473,7 @@ Deno.test("a first start on a full state disk leaves no sign of a run: status sa
       assert.doesNotMatch(out.stdout + out.stderr, /lost|daemon ran with this state_dir/, args[0]);
     }
     await Deno.remove(filler);
-    const sent = await runCli(["run", "--once", "-c", box.config], { env: box.env });
-    assert.equal(sent.code, 0, sent.stderr);
+    const sent = await runOnce(box);
     assert.doesNotMatch(sent.stderr, /is lost|rebuilt/);
     await assertDelivered(box.dest, files);
     const status = await runCli(["status", "-c", box.config], { env: box.env });
@@ -492,11 +506,7 @@ Deno.test("a state folder on a tiny disk that another writer leaves nearly full:
       for (const [name, bytes] of await writeFiles(box, "b", 100, 5000)) files.set(name, bytes);
       await new Promise((resolve) => setTimeout(resolve, 5000));
       await resizeTmpfs(box.stateDir, "16m");
-      await waitFor(
-        async () => (await delivered(box.dest)).length === files.size,
-        120_000,
-        "every file at the destination",
-      );
+      await waitDelivered(box, files.size, "every file at the destination", 120_000);
       await assertDelivered(box.dest, files);
       const log = await Deno.readTextFile(box.logFile);
       assert.doesNotMatch(log, /Maximum call stack/);
@@ -518,7 +528,7 @@ Deno.test("a state disk filled by another writer and then freed: sending goes on
     const daemon = startCli(["run", "-c", box.config], { env: box.env });
     try {
       await daemon.waitForOutput("Watching", 60_000);
-      await waitFor(async () => (await delivered(box.dest)).length === 50, 60_000, "the first");
+      await waitDelivered(box, 50, "the first");
       const filler = await fill(box.stateDir);
       for (const [name, bytes] of await writeFiles(box, `b_${"x".repeat(120)}_`, 300, 5000)) {
         files.set(name, bytes);
@@ -531,11 +541,7 @@ Deno.test("a state disk filled by another writer and then freed: sending goes on
       // About 1.8 MB freed: far more than the ledger needs. Before, its journal grew into all of
       // it within seconds and could not be copied into the database again: stuck for good.
       await Deno.remove(filler);
-      await waitFor(
-        async () => (await delivered(box.dest)).length === files.size,
-        120_000,
-        "every file at the destination",
-      );
+      await waitDelivered(box, files.size, "every file at the destination", 120_000);
       await assertDelivered(box.dest, files);
     } finally {
       await daemon.stop("SIGTERM").catch(() => {});
@@ -550,15 +556,13 @@ for (const method of ["local", "scp"] as const) {
     try {
       await box.rewrite({ ...target.keys, verify_transfer: "checksum" });
       const files = await writeFiles(box, "sum_", 4);
-      const sent = await runCli(["run", "--once", "-c", box.config], { env: box.env });
-      assert.equal(sent.code, 0, sent.stderr);
+      await runOnce(box);
       await assertDelivered(target.dest, files);
       // The same size, other bytes: only its checksum tells.
       const other = randomBytes(3000);
       await Deno.writeFile(join(target.dest, "20240315", "sum_000.fits"), other);
       await Deno.truncate(join(box.stateDir, LEDGER_FILE), 0);
-      const again = await runCli(["-v", "run", "--once", "-c", box.config], { env: box.env });
-      assert.equal(again.code, 0, again.stderr);
+      const again = await runOnce(box, "-v");
       await assertDelivered(
         target.dest,
         new Map([...files].filter(([name]) => name !== "sum_000.fits")),
@@ -579,13 +583,6 @@ for (const method of ["local", "scp"] as const) {
   });
 }
 
-/** Remove the ledger (and its journal): the next run finds it lost and starts it anew, rebuilt. */
-async function loseLedger(box: Sandbox): Promise<void> {
-  for (const suffix of ["", "-wal", "-shm"]) {
-    await Deno.remove(join(box.stateDir, LEDGER_FILE + suffix)).catch(() => {});
-  }
-}
-
 for (const method of ["local", "scp"] as const) {
   Deno.test(`a rebuilt ledger writes no file over another at its name: it finds the copy beside it, or puts it there (${method})`, async () => {
     await using box = await cliSandbox();
@@ -594,8 +591,7 @@ for (const method of ["local", "scp"] as const) {
       await box.rewrite({ ...target.keys });
       // The night folder, made by the daemon (and owned by the login user over scp).
       await writeFiles(box, "seed_", 1);
-      const seeded = await runCli(["run", "--once", "-c", box.config], { env: box.env });
-      assert.equal(seeded.code, 0, seeded.stderr);
+      await runOnce(box);
       // v.fits was sent, then replaced by a new file that went beside it (v~2.fits); the
       // destination also holds a w.fits that is not the w.fits in the watch folder now.
       const night = join(target.dest, "20240315");
@@ -608,8 +604,7 @@ for (const method of ["local", "scp"] as const) {
       await Deno.writeFile(join(night, "w000.fits"), other, { mode: 0o644 });
       const before = await inodes(target.dest);
       await loseLedger(box);
-      const again = await runCli(["-v", "run", "--once", "-c", box.config], { env: box.env });
-      assert.equal(again.code, 0, again.stderr);
+      const again = await runOnce(box, "-v");
       assert.deepEqual(await Deno.readFile(join(night, "v000.fits")), earlier, "v000.fits kept");
       assert.deepEqual(await Deno.readFile(join(night, "w000.fits")), other, "w000.fits kept");
       assert.deepEqual(await Deno.readFile(join(night, "v000~2.fits")), sources.get("v000.fits"));
@@ -622,8 +617,7 @@ for (const method of ["local", "scp"] as const) {
         env: box.env,
       });
       assert.equal(resend.code, 0, resend.stderr);
-      const third = await runCli(["run", "--once", "-c", box.config], { env: box.env });
-      assert.equal(third.code, 0, third.stderr);
+      const third = await runOnce(box);
       assert.match(third.stderr, /Successfully transferred \S*v000\.fits -> \S*v000~2\.fits/);
       assert.deepEqual(await Deno.readFile(join(night, "v000.fits")), earlier, "v000.fits kept");
       assert.notEqual(
@@ -642,8 +636,7 @@ for (const verify of ["checksum", "size"] as const) {
     await using box = await cliSandbox();
     await box.rewrite({ verify_transfer: verify });
     const files = await writeFiles(box, "frame_", 2);
-    const first = await runCli(["run", "--once", "-c", box.config], { env: box.env });
-    assert.equal(first.code, 0, first.stderr);
+    await runOnce(box);
     // Rewritten in place with as many bytes; the daemon took it and stopped (killed) while
     // sending it: its row is the new version, `transferring`, its earlier copy still there.
     const changed = randomBytes(3000);
@@ -660,8 +653,7 @@ for (const verify of ["checksum", "size"] as const) {
     } finally {
       db.close();
     }
-    const again = await runCli(["run", "--once", "-c", box.config], { env: box.env });
-    assert.equal(again.code, 0, again.stderr);
+    await runOnce(box);
     await assertDelivered(box.dest, new Map([...files, ["frame_000.fits", changed]]));
   });
 }
@@ -669,8 +661,7 @@ Deno.test("a ledger that cannot be written when the daemon starts (chattr +i): s
   await using box = await cliSandbox();
   await box.rewrite({ stability_window_seconds: 1 });
   const early = await writeFiles(box, "early_", 3);
-  const first = await runCli(["run", "--once", "-c", box.config], { env: box.env });
-  assert.equal(first.code, 0, first.stderr);
+  await runOnce(box);
   const ledgerPath = join(box.stateDir, LEDGER_FILE);
   let late = new Map<string, Uint8Array>();
   const daemon = startCli(["run", "-c", box.config], { env: box.env });
@@ -690,11 +681,7 @@ Deno.test("a ledger that cannot be written when the daemon starts (chattr +i): s
     // Before, the daemon kept SQLite's read-only connection: stuck until a restart.
     await daemon.waitForOutput(/can be written again; transfers go on/, 60_000);
     const all = new Map([...early, ...late]);
-    await waitFor(
-      async () => (await delivered(box.dest)).length === all.size,
-      60_000,
-      "every file at the destination",
-    );
+    await waitDelivered(box, all.size, "every file at the destination");
     await assertDelivered(box.dest, all);
   } finally {
     await daemon.stop("SIGTERM").catch(() => {});
@@ -709,8 +696,7 @@ Deno.test("run --once gives up with an error when the ledger cannot be written",
   await box.rewrite({ on_transfer: [hook] });
   await withTmpfs(box.stateDir, "16m", async () => {
     const early = await writeFiles(box, "early_", 3);
-    const first = await runCli(["run", "--once", "-c", box.config], { env: box.env });
-    assert.equal(first.code, 0, first.stderr);
+    await runOnce(box);
     const filler = await fill(box.stateDir);
     const full = await runCli(["run", "--once", "-c", box.config], { env: box.env });
     assert.equal(full.code, 1, full.stderr);
@@ -726,8 +712,7 @@ Deno.test("run --once gives up with an error when the ledger cannot be written",
     );
     assert.doesNotMatch(stuck.stderr, /^\s+at /m, "no stack trace");
     await Deno.remove(filler);
-    const again = await runCli(["run", "--once", "-c", box.config], { env: box.env });
-    assert.equal(again.code, 0, again.stderr);
+    await runOnce(box);
     const all = new Map([...early, ...late]);
     await assertDelivered(box.dest, all);
     assert.equal((await delivered(box.dest)).length, all.size);
@@ -750,8 +735,7 @@ Deno.test("a trial run does not hide files from a configured destination", async
   const dry = await runCli(["run", "--dry-run", "-c", box.config], { env: box.env });
   assert.equal(dry.code, 0, dry.stderr);
   assert.match(dry.stdout, /2 file\(s\) would be transferred/);
-  const real = await runCli(["run", "--once", "-c", box.config], { env: box.env });
-  assert.equal(real.code, 0, real.stderr);
+  await runOnce(box);
   await assertDelivered(box.dest, files);
   const status = await runCli(["status", "-c", box.config], { env: box.env });
   assert.match(status.stdout, /Job default: .*done 2\b/);
@@ -810,8 +794,7 @@ Deno.test("a wall clock stepped back an hour does not hold a waiting retry, nor 
 Deno.test("resend: chosen files are sent again on purpose; --dry-run changes nothing", async () => {
   await using box = await cliSandbox();
   const files = await writeFiles(box, "frame_", 3);
-  const first = await runCli(["run", "--once", "-c", box.config], { env: box.env });
-  assert.equal(first.code, 0, first.stderr);
+  await runOnce(box);
   const before = await inodes(box.dest);
 
   const none = await runCli(["resend", "-c", box.config], { env: box.env });
@@ -823,8 +806,7 @@ Deno.test("resend: chosen files are sent again on purpose; --dry-run changes not
   assert.equal(dry.code, 0, dry.stderr);
   assert.equal((dry.stdout.match(/^would send again /gm) ?? []).length, 3);
   assert.match(dry.stdout, /job default: 3 file\(s\) would be sent again/);
-  const nothing = await runCli(["run", "--once", "-c", box.config], { env: box.env });
-  assert.equal(nothing.code, 0, nothing.stderr);
+  await runOnce(box);
   assert.deepEqual(await inodes(box.dest), before, "a dry run changes nothing");
   // --name given twice: a file matching either (before, only the last one counted).
   const both = await runCli(
@@ -863,8 +845,7 @@ Deno.test("resend: chosen files are sent again on purpose; --dry-run changes not
     /job default: 1 file\(s\) will be sent again; 1 chosen file\(s\) are no longer in the watch folder/,
   );
   assert.match(chosen.stdout, /sent at the next start/);
-  const again = await runCli(["run", "--once", "-c", box.config], { env: box.env });
-  assert.equal(again.code, 0, again.stderr);
+  await runOnce(box);
   const after = await inodes(box.dest);
   assert.notEqual(after.get("20240315/frame_001.fits"), before.get("20240315/frame_001.fits"));
   assert.equal(after.get("20240315/frame_000.fits"), before.get("20240315/frame_000.fits"));
@@ -877,8 +858,7 @@ Deno.test("resend: chosen files are sent again on purpose; --dry-run changes not
 Deno.test("resend with a job renamed in the config (before the daemon took its former name's rows): the files are sent again, as status counts them", async () => {
   await using box = await cliSandbox();
   const files = await writeFiles(box, "frame_", 2);
-  const first = await runCli(["run", "--once", "-c", box.config], { env: box.env });
-  assert.equal(first.code, 0, first.stderr);
+  await runOnce(box);
   const before = await inodes(box.dest);
   await box.rewrite({ name: "cam_renamed" });
   const status = await runCli(["status", "-c", box.config], { env: box.env });
@@ -890,8 +870,7 @@ Deno.test("resend with a job renamed in the config (before the daemon took its f
   const resend = await runCli(["resend", "--all", "-c", box.config], { env: box.env });
   assert.equal(resend.code, 0, resend.stderr);
   assert.match(resend.stdout, /job cam_renamed: 2 file\(s\) will be sent again/);
-  const again = await runCli(["run", "--once", "-c", box.config], { env: box.env });
-  assert.equal(again.code, 0, again.stderr);
+  await runOnce(box);
   await assertDelivered(box.dest, files);
   const after = await inodes(box.dest);
   for (const [rel, ino] of before) assert.notEqual(after.get(rel), ino, `${rel} not sent again`);
@@ -902,13 +881,13 @@ Deno.test("a state_dir removed whole while the daemon runs: it is made again at 
   const first = await writeFiles(box, "old_", 5);
   const daemon = startCli(["run", "-c", box.config], { env: box.env });
   try {
-    await waitFor(async () => (await delivered(box.dest)).length === 5, 60_000, "first files");
+    await waitDelivered(box, 5, "first files");
     const before = await inodes(box.dest);
     await Deno.remove(box.stateDir, { recursive: true });
     // A second apart: the removal is looked for at most once a second.
     await new Promise((resolve) => setTimeout(resolve, 1100));
     const fresh = await writeFiles(box, "new_", 2);
-    await waitFor(async () => (await delivered(box.dest)).length === 7, 60_000, "new files");
+    await waitDelivered(box, 7, "new files");
     await waitFor(
       async () => {
         const out = await runCli(["status", "-c", box.config], { env: box.env });
@@ -925,12 +904,8 @@ Deno.test("a state_dir removed whole while the daemon runs: it is made again at 
     assert.equal(stopped.code, 0, stopped.stderr);
     assert.match(stopped.stdout, /Stopped the daemon/);
     assert.equal((await daemon.process.status).code, 0);
-    const again = await runCli(["run", "--once", "-c", box.config], { env: box.env });
-    assert.equal(again.code, 0, again.stderr);
-    await assertDelivered(box.dest, first);
-    await assertDelivered(box.dest, fresh);
-    const after = await inodes(box.dest);
-    for (const [rel, ino] of before) assert.equal(after.get(rel), ino, `${rel} was sent again`);
+    await runOnce(box);
+    await assertNotSentAgain(box.dest, before, first, fresh);
   } finally {
     await daemon.stop("SIGTERM").catch(() => {});
   }
