@@ -10,35 +10,22 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { mountHoldingView, unmountBindfs } from "../../helpers/bindfs.ts";
 import { startCli } from "../../helpers/cli.ts";
-import { existsSync, listFiles, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
+import { existsSync, listFiles, randomBytes, waitFor } from "../../helpers/files.ts";
+import { cliSandbox } from "../../helpers/sandbox.ts";
 
-async function setUp(prefix: string) {
-  const root = await Deno.makeTempDir({ prefix });
-  const p = {
-    root,
-    watch: join(root, "watch"),
-    dest: join(root, "dest"),
-    home: join(root, "home"),
+/** A sandbox whose sources `move` into an archive view (not mounted yet). */
+async function setUp() {
+  const box = await cliSandbox();
+  const p = Object.assign(box, {
     /** What the archive view stores; look here while a write is held. */
-    disk: join(root, "archive-disk"),
+    disk: join(box.root, "archive-disk"),
     /** The archive_path: a FUSE view of `disk`, another file system than the watch folder. */
-    archive: join(root, "archive"),
+    archive: join(box.root, "archive"),
     /** While this file exists, writes into the archive wait. */
-    hold: join(root, "hold"),
-    config: join(root, "config.yaml"),
-  };
-  for (const folder of [p.watch, p.home, p.disk]) await Deno.mkdir(folder);
-  await writeConfig(p.config, {
-    watch_path: p.watch,
-    remote_base_path: p.dest,
-    transfer_method: "local",
-    stability_window_seconds: 0.3,
-    night_timezone: "UTC",
-    state_dir: join(root, "state"),
-    log_file: join(root, "logs", "image_transfer.log"),
-    after_transfer: "move",
-    archive_path: p.archive,
+    hold: join(box.root, "hold"),
   });
+  await Deno.mkdir(p.disk);
+  await p.rewrite({ after_transfer: "move", archive_path: p.archive });
   return p;
 }
 
@@ -54,7 +41,6 @@ async function withHeldArchive(p: Paths, fn: () => Promise<void>): Promise<void>
     await Deno.remove(p.hold).catch(() => {});
     await unmountBindfs(p.archive);
     await view.status;
-    await Deno.remove(p.root, { recursive: true });
   }
 }
 
@@ -71,9 +57,9 @@ function hiddenInArchive(p: Paths): Promise<string[]> {
 
 for (const mtime of ["moved", "restored"] as const) {
   Deno.test(`after_transfer: move across file systems, a source written in place during the copy (its mtime ${mtime}) is kept, never removed with its change`, async () => {
-    const p = await setUp(`itx-archive-changed-${mtime}-`);
+    await using p = await setUp();
     await withHeldArchive(p, async () => {
-      const daemon = startCli(["run", "-c", p.config], { env: { HOME: p.home } });
+      const daemon = startCli(["run", "-c", p.config], { env: p.env });
       try {
         await daemon.waitForOutput("Watching");
         const source = join(p.watch, "m1.fits");
@@ -126,9 +112,9 @@ for (const mtime of ["moved", "restored"] as const) {
 }
 
 Deno.test("after_transfer: move across file systems, a copy left by a daemon killed during a move is removed by the next move into its folder, and nobody else's files", async () => {
-  const p = await setUp("itx-archive-leftover-");
+  await using p = await setUp();
   await withHeldArchive(p, async () => {
-    const env = { HOME: p.home };
+    const env = p.env;
     const sent = randomBytes(200_000);
     await Deno.mkdir(join(p.watch, "night 1"));
     const source = join(p.watch, "night 1", "a.fits");

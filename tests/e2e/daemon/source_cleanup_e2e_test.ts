@@ -11,105 +11,80 @@ import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { LEDGER_FILE } from "../../../src/ledger/ledger.ts";
 import { runCli, startCli } from "../../helpers/cli.ts";
-import { existsSync, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
+import { existsSync, randomBytes, waitFor } from "../../helpers/files.ts";
+import { cliSandbox } from "../../helpers/sandbox.ts";
 import { resizeTmpfs, withTmpfs } from "../../helpers/tmpfs.ts";
 
-async function setUp(prefix: string) {
-  const root = await Deno.makeTempDir({ prefix });
-  const p = {
-    root,
-    watch: join(root, "watch"),
-    dest: join(root, "dest"),
-    home: join(root, "home"),
-    archive: join(root, "archive"),
-    config: join(root, "config.yaml"),
-  };
-  await Deno.mkdir(join(p.watch, "sub dir"), { recursive: true });
-  await Deno.mkdir(p.home);
-  return p;
-}
-
-function baseConfig(p: Awaited<ReturnType<typeof setUp>>) {
-  return {
-    watch_path: p.watch,
-    remote_base_path: p.dest,
-    transfer_method: "local",
-    stability_window_seconds: 0.3,
-    night_timezone: "UTC",
-    state_dir: join(p.root, "state"),
-    log_file: join(p.root, "logs", "image_transfer.log"),
-  };
+/** A sandbox whose watch folder has a `sub dir`; `archive` is for `archive_path`. */
+async function setUp() {
+  const box = await cliSandbox();
+  await Deno.mkdir(join(box.watch, "sub dir"));
+  return Object.assign(box, { archive: join(box.root, "archive") });
 }
 
 const EVENING = new Date("2024-03-15T20:00:00Z");
 
 Deno.test("after_transfer: delete removes only verified sources, never one changed after it was sent", async () => {
-  const p = await setUp("itx-cleanup-delete-");
-  try {
-    // keep_days of about 8.6 s: sources stay right after their arrival (a run on a busy machine
-    // may take seconds from an arrival to its end).
-    await writeConfig(p.config, { ...baseConfig(p), after_transfer: "delete", keep_days: 0.0001 });
-    const env = { HOME: p.home };
-    const files: Record<string, Uint8Array> = {
-      "a.fits": randomBytes(30_000),
-      "sub dir/-b $(x).fits": randomBytes(40_000),
-      "c.fits": randomBytes(50_000),
-    };
-    for (const [rel, data] of Object.entries(files)) {
-      await Deno.writeFile(join(p.watch, rel), data);
-      await Deno.utime(join(p.watch, rel), EVENING, EVENING);
-    }
-    await Deno.writeTextFile(join(p.watch, "notes.txt"), "not an image");
-    const first = await runCli(["run", "--once", "-c", p.config], { env });
-    assert.equal(first.code, 0, first.stderr);
-    for (const [rel, data] of Object.entries(files)) {
-      assert.deepEqual(await Deno.readFile(join(p.dest, "20240315", rel)), data);
-      assert.ok(existsSync(join(p.watch, rel)), `${rel} removed before keep_days passed`);
-    }
-
-    // c.fits is written again after it was sent (same size, new bytes and mtime).
-    const changed = randomBytes(50_000);
-    await Deno.writeFile(join(p.watch, "c.fits"), changed);
-    // keep_days passes.
-    await new Promise((r) => setTimeout(r, 9_000));
-
-    // The dry run lists the two due sources and removes nothing.
-    const dry = await runCli(["run", "--dry-run", "-c", p.config], { env });
-    assert.equal(dry.code, 0, dry.stderr);
-    assert.ok(dry.stdout.includes(`would delete ${join(p.watch, "a.fits")} (arrived`), dry.stdout);
-    assert.ok(dry.stdout.includes(`would delete ${join(p.watch, "sub dir/-b $(x).fits")}`));
-    assert.ok(!dry.stdout.includes("would delete " + join(p.watch, "c.fits")), dry.stdout);
-    assert.match(dry.stdout, /2 source\(s\) would be deleted now/);
-    for (const rel of Object.keys(files)) assert.ok(existsSync(join(p.watch, rel)));
-
-    const second = await runCli(["run", "--once", "-c", p.config], { env });
-    assert.equal(second.code, 0, second.stderr);
-    assert.ok(!existsSync(join(p.watch, "a.fits")), second.stderr);
-    assert.ok(!existsSync(join(p.watch, "sub dir/-b $(x).fits")), second.stderr);
-    // Changed after it was sent: kept (and sent again, as the new version).
-    assert.deepEqual(await Deno.readFile(join(p.watch, "c.fits")), changed);
-    assert.ok(existsSync(join(p.watch, "notes.txt")));
-    assert.ok(existsSync(join(p.watch, "sub dir")));
-    // What was deleted is safe at the destination.
-    assert.deepEqual(await Deno.readFile(join(p.dest, "20240315", "a.fits")), files["a.fits"]);
-    assert.deepEqual(
-      await Deno.readFile(join(p.dest, "20240315", "sub dir/-b $(x).fits")),
-      files["sub dir/-b $(x).fits"],
-    );
-    const night = new Date().toISOString().slice(0, 10).replaceAll("-", "");
-    assert.deepEqual(await Deno.readFile(join(p.dest, night, "c.fits")), changed);
-  } finally {
-    await Deno.remove(p.root, { recursive: true });
+  await using p = await setUp();
+  // keep_days of about 8.6 s: sources stay right after their arrival (a run on a busy machine
+  // may take seconds from an arrival to its end).
+  await p.rewrite({ after_transfer: "delete", keep_days: 0.0001 });
+  const env = p.env;
+  const files: Record<string, Uint8Array> = {
+    "a.fits": randomBytes(30_000),
+    "sub dir/-b $(x).fits": randomBytes(40_000),
+    "c.fits": randomBytes(50_000),
+  };
+  for (const [rel, data] of Object.entries(files)) {
+    await Deno.writeFile(join(p.watch, rel), data);
+    await Deno.utime(join(p.watch, rel), EVENING, EVENING);
   }
+  await Deno.writeTextFile(join(p.watch, "notes.txt"), "not an image");
+  const first = await runCli(["run", "--once", "-c", p.config], { env });
+  assert.equal(first.code, 0, first.stderr);
+  for (const [rel, data] of Object.entries(files)) {
+    assert.deepEqual(await Deno.readFile(join(p.dest, "20240315", rel)), data);
+    assert.ok(existsSync(join(p.watch, rel)), `${rel} removed before keep_days passed`);
+  }
+
+  // c.fits is written again after it was sent (same size, new bytes and mtime).
+  const changed = randomBytes(50_000);
+  await Deno.writeFile(join(p.watch, "c.fits"), changed);
+  // keep_days passes.
+  await new Promise((r) => setTimeout(r, 9_000));
+
+  // The dry run lists the two due sources and removes nothing.
+  const dry = await runCli(["run", "--dry-run", "-c", p.config], { env });
+  assert.equal(dry.code, 0, dry.stderr);
+  assert.ok(dry.stdout.includes(`would delete ${join(p.watch, "a.fits")} (arrived`), dry.stdout);
+  assert.ok(dry.stdout.includes(`would delete ${join(p.watch, "sub dir/-b $(x).fits")}`));
+  assert.ok(!dry.stdout.includes("would delete " + join(p.watch, "c.fits")), dry.stdout);
+  assert.match(dry.stdout, /2 source\(s\) would be deleted now/);
+  for (const rel of Object.keys(files)) assert.ok(existsSync(join(p.watch, rel)));
+
+  const second = await runCli(["run", "--once", "-c", p.config], { env });
+  assert.equal(second.code, 0, second.stderr);
+  assert.ok(!existsSync(join(p.watch, "a.fits")), second.stderr);
+  assert.ok(!existsSync(join(p.watch, "sub dir/-b $(x).fits")), second.stderr);
+  // Changed after it was sent: kept (and sent again, as the new version).
+  assert.deepEqual(await Deno.readFile(join(p.watch, "c.fits")), changed);
+  assert.ok(existsSync(join(p.watch, "notes.txt")));
+  assert.ok(existsSync(join(p.watch, "sub dir")));
+  // What was deleted is safe at the destination.
+  assert.deepEqual(await Deno.readFile(join(p.dest, "20240315", "a.fits")), files["a.fits"]);
+  assert.deepEqual(
+    await Deno.readFile(join(p.dest, "20240315", "sub dir/-b $(x).fits")),
+    files["sub dir/-b $(x).fits"],
+  );
+  const night = new Date().toISOString().slice(0, 10).replaceAll("-", "");
+  assert.deepEqual(await Deno.readFile(join(p.dest, night, "c.fits")), changed);
 });
 
 Deno.test("after_transfer: move puts each arrived source into archive_path (daemon, right after its arrival)", async () => {
-  const p = await setUp("itx-cleanup-move-");
-  const daemon = await writeConfig(p.config, {
-    ...baseConfig(p),
-    after_transfer: "move",
-    archive_path: p.archive,
-  }).then(() => startCli(["run", "-c", p.config], { env: { HOME: p.home } }));
+  await using p = await setUp();
+  const daemon = await p.rewrite({ after_transfer: "move", archive_path: p.archive }).then(() =>
+    startCli(["run", "-c", p.config], { env: p.env })
+  );
   try {
     await daemon.waitForOutput("Watching");
     const data = randomBytes(200_000);
@@ -124,18 +99,15 @@ Deno.test("after_transfer: move puts each arrived source into archive_path (daem
   } finally {
     const status = await daemon.stop();
     assert.equal(status.code, 0, daemon.stderr());
-    await Deno.remove(p.root, { recursive: true });
   }
 });
 
 Deno.test("after_transfer: move into a full archive says the move failed and when it is tried again; a reload moves it once there is room", async () => {
-  const p = await setUp("itx-cleanup-full-archive-");
+  await using p = await setUp();
   await withTmpfs(p.archive, "64k", async () => {
-    const daemon = await writeConfig(p.config, {
-      ...baseConfig(p),
-      after_transfer: "move",
-      archive_path: p.archive,
-    }).then(() => startCli(["run", "-c", p.config], { env: { HOME: p.home } }));
+    const daemon = await p.rewrite({ after_transfer: "move", archive_path: p.archive }).then(() =>
+      startCli(["run", "-c", p.config], { env: p.env })
+    );
     try {
       await daemon.waitForOutput("Watching");
       const data = randomBytes(200_000);
@@ -167,221 +139,196 @@ Deno.test("after_transfer: move into a full archive says the move failed and whe
       assert.equal(status.code, 0, daemon.stderr());
     }
   });
-  await Deno.remove(p.root, { recursive: true });
 });
 
 Deno.test("after_transfer: an archive inside the watch folder, a move without archive or no verification are refused", async () => {
-  const p = await setUp("itx-cleanup-bad-");
-  try {
-    const env = { HOME: p.home };
-    await writeConfig(p.config, {
-      ...baseConfig(p),
-      after_transfer: "move",
-      archive_path: join(p.watch, "archive"),
-    });
-    await Deno.writeFile(join(p.watch, "a.fits"), randomBytes(100));
-    const inside = await runCli(["run", "--once", "-c", p.config], { env });
-    assert.equal(inside.code, 2, inside.stderr);
-    assert.match(inside.stderr, /archive_path of job default: .* must not contain each other/);
-    assert.ok(!existsSync(p.dest), "nothing sent");
-    assert.ok(existsSync(join(p.watch, "a.fits")));
+  await using p = await setUp();
+  const env = p.env;
+  await p.rewrite({ after_transfer: "move", archive_path: join(p.watch, "archive") });
+  await Deno.writeFile(join(p.watch, "a.fits"), randomBytes(100));
+  const inside = await runCli(["run", "--once", "-c", p.config], { env });
+  assert.equal(inside.code, 2, inside.stderr);
+  assert.match(inside.stderr, /archive_path of job default: .* must not contain each other/);
+  assert.ok(!existsSync(p.dest), "nothing sent");
+  assert.ok(existsSync(join(p.watch, "a.fits")));
 
-    await writeConfig(p.config, { ...baseConfig(p), after_transfer: "move" });
-    const noArchive = await runCli(["config", "validate", "-c", p.config], { env });
-    assert.equal(noArchive.code, 2);
-    const line = /:(\d+): after_transfer: "move" needs archive_path: add the folder/.exec(
-      noArchive.stderr,
-    )?.[1];
-    assert.ok(line !== undefined, noArchive.stderr);
-    const written = (await Deno.readTextFile(p.config)).split("\n");
-    assert.match(written[Number(line) - 1], /^after_transfer:/, "said at the after_transfer line");
+  await p.rewrite({ after_transfer: "move" });
+  const noArchive = await runCli(["config", "validate", "-c", p.config], { env });
+  assert.equal(noArchive.code, 2);
+  const line = /:(\d+): after_transfer: "move" needs archive_path: add the folder/.exec(
+    noArchive.stderr,
+  )?.[1];
+  assert.ok(line !== undefined, noArchive.stderr);
+  const written = (await Deno.readTextFile(p.config)).split("\n");
+  assert.match(written[Number(line) - 1], /^after_transfer:/, "said at the after_transfer line");
 
-    await writeConfig(p.config, {
-      ...baseConfig(p),
-      after_transfer: "delete",
-      verify_transfer: "none",
-    });
-    const unverified = await runCli(["config", "validate", "-c", p.config], { env });
-    assert.equal(unverified.code, 2);
-    assert.match(
-      unverified.stderr,
-      /after_transfer: "delete" removes sources only once they arrived verified/,
-    );
-    assert.doesNotMatch(unverified.stderr + noArchive.stderr + inside.stderr, /\n\s+at /);
-  } finally {
-    await Deno.remove(p.root, { recursive: true });
-  }
+  await p.rewrite({ after_transfer: "delete", verify_transfer: "none" });
+  const unverified = await runCli(["config", "validate", "-c", p.config], { env });
+  assert.equal(unverified.code, 2);
+  assert.match(
+    unverified.stderr,
+    /after_transfer: "delete" removes sources only once they arrived verified/,
+  );
+  assert.doesNotMatch(unverified.stderr + noArchive.stderr + inside.stderr, /\n\s+at /);
 });
 
 for (const how of ["delete", "move"] as const) {
   Deno.test(`after_transfer: ${how}, a new file under a name sent before goes beside the earlier one, never over it (in the archive too)`, async () => {
-    const p = await setUp(`itx-cleanup-reused-${how}-`);
-    try {
-      const archive = how === "move" ? { archive_path: p.archive } : {};
-      await writeConfig(p.config, { ...baseConfig(p), after_transfer: how, ...archive });
-      const env = { HOME: p.home };
-      // A camera's counter starts again: the same name, new images, the same night.
-      const images = [randomBytes(30_000), randomBytes(31_000), randomBytes(29_000)];
-      const names = ["flat 001.fits", "flat 001~2.fits", "flat 001~3.fits"];
-      for (const [i, image] of images.entries()) {
-        await Deno.writeFile(join(p.watch, "flat 001.fits"), image);
-        await Deno.utime(join(p.watch, "flat 001.fits"), EVENING, EVENING);
-        // The trial run names the place the run takes (before, the earlier file's name).
-        const dry = await runCli(["run", "--dry-run", "-c", p.config], { env });
-        assert.equal(dry.code, 0, dry.stderr);
-        assert.match(
-          dry.stdout,
-          new RegExp(`would transfer .* -> .*/20240315/${names[i]}${i > 0 ? " \\(beside" : "\n"}`),
-        );
-        const run = await runCli(["run", "--once", "-c", p.config], { env });
-        assert.equal(run.code, 0, run.stderr);
-        // Before, a moved one stayed in the watch folder for good ("exists already").
-        assert.ok(!existsSync(join(p.watch, "flat 001.fits")), "the source was removed");
-        if (i > 0) assert.match(run.stderr, /is a new file under a name sent before/);
-        if (i > 0 && how === "move") {
-          assert.match(run.stderr, /a file of that name is there: beside it/);
-        }
-        // Every image is at the destination (and in the archive), each under its own name.
-        for (const [j, earlier] of images.slice(0, i + 1).entries()) {
-          assert.deepEqual(await Deno.readFile(join(p.dest, "20240315", names[j])), earlier);
-          if (how === "move") {
-            assert.deepEqual(await Deno.readFile(join(p.archive, names[j])), earlier, names[j]);
-          }
-        }
-      }
-      // A source named like one of those copies goes beside them all, never over one.
-      const named = randomBytes(28_000);
-      await Deno.writeFile(join(p.watch, "flat 001~2.fits"), named);
-      await Deno.utime(join(p.watch, "flat 001~2.fits"), EVENING, EVENING);
+    await using p = await setUp();
+    const archive = how === "move" ? { archive_path: p.archive } : {};
+    await p.rewrite({ after_transfer: how, ...archive });
+    const env = p.env;
+    // A camera's counter starts again: the same name, new images, the same night.
+    const images = [randomBytes(30_000), randomBytes(31_000), randomBytes(29_000)];
+    const names = ["flat 001.fits", "flat 001~2.fits", "flat 001~3.fits"];
+    for (const [i, image] of images.entries()) {
+      await Deno.writeFile(join(p.watch, "flat 001.fits"), image);
+      await Deno.utime(join(p.watch, "flat 001.fits"), EVENING, EVENING);
+      // The trial run names the place the run takes (before, the earlier file's name).
+      const dry = await runCli(["run", "--dry-run", "-c", p.config], { env });
+      assert.equal(dry.code, 0, dry.stderr);
+      assert.match(
+        dry.stdout,
+        new RegExp(`would transfer .* -> .*/20240315/${names[i]}${i > 0 ? " \\(beside" : "\n"}`),
+      );
       const run = await runCli(["run", "--once", "-c", p.config], { env });
       assert.equal(run.code, 0, run.stderr);
-      assert.match(run.stderr, /where another file's copy is .* it goes to .*flat 001~2~2\.fits/);
-      assert.deepEqual(await Deno.readFile(join(p.dest, "20240315", "flat 001~2~2.fits")), named);
-      for (const [j, earlier] of images.entries()) {
-        assert.deepEqual(
-          await Deno.readFile(join(p.dest, "20240315", names[j])),
-          earlier,
-          names[j],
-        );
+      // Before, a moved one stayed in the watch folder for good ("exists already").
+      assert.ok(!existsSync(join(p.watch, "flat 001.fits")), "the source was removed");
+      if (i > 0) assert.match(run.stderr, /is a new file under a name sent before/);
+      if (i > 0 && how === "move") {
+        assert.match(run.stderr, /a file of that name is there: beside it/);
       }
-    } finally {
-      await Deno.remove(p.root, { recursive: true });
+      // Every image is at the destination (and in the archive), each under its own name.
+      for (const [j, earlier] of images.slice(0, i + 1).entries()) {
+        assert.deepEqual(await Deno.readFile(join(p.dest, "20240315", names[j])), earlier);
+        if (how === "move") {
+          assert.deepEqual(await Deno.readFile(join(p.archive, names[j])), earlier, names[j]);
+        }
+      }
+    }
+    // A source named like one of those copies goes beside them all, never over one.
+    const named = randomBytes(28_000);
+    await Deno.writeFile(join(p.watch, "flat 001~2.fits"), named);
+    await Deno.utime(join(p.watch, "flat 001~2.fits"), EVENING, EVENING);
+    const run = await runCli(["run", "--once", "-c", p.config], { env });
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stderr, /where another file's copy is .* it goes to .*flat 001~2~2\.fits/);
+    assert.deepEqual(await Deno.readFile(join(p.dest, "20240315", "flat 001~2~2.fits")), named);
+    for (const [j, earlier] of images.entries()) {
+      assert.deepEqual(
+        await Deno.readFile(join(p.dest, "20240315", names[j])),
+        earlier,
+        names[j],
+      );
     }
   });
 }
 
 Deno.test("after_transfer: keep, a file changed replaces its copy; a new file under a name sent before goes beside it", async () => {
-  const p = await setUp("itx-cleanup-reused-keep-");
-  try {
-    await writeConfig(p.config, { ...baseConfig(p), after_transfer: "keep" });
-    const env = { HOME: p.home };
-    const source = join(p.watch, "flat 001.fits");
-    const sent = (name: string) => join(p.dest, "20240315", name);
-    const send = async (bytes: Uint8Array) => {
-      await Deno.writeFile(source, bytes);
-      await Deno.utime(
-        source,
-        EVENING,
-        new Date(EVENING.getTime() + 1000 * (1 + bytes.length % 7)),
-      );
-      const run = await runCli(["run", "--once", "-c", p.config], { env });
-      assert.equal(run.code, 0, run.stderr);
-      return run.stderr;
-    };
-    const first = randomBytes(30_000);
-    await send(first);
-    // The same file written again (the same file on disk, changed): its copy is replaced.
-    const changed = randomBytes(30_001);
-    assert.doesNotMatch(await send(changed), /name sent before/);
-    assert.deepEqual(await Deno.readFile(sent("flat 001.fits")), changed);
-    // The sources cleared, the camera's counter starts again: a new file, beside the one sent.
-    await Deno.remove(source);
-    const fresh = randomBytes(29_000);
-    await Deno.writeFile(source, fresh);
-    await Deno.utime(source, EVENING, new Date(EVENING.getTime() + 9000));
-    const dry = await runCli(["run", "--dry-run", "-c", p.config], { env });
-    assert.match(dry.stdout, /would transfer .* -> .*\/20240315\/flat 001~2\.fits \(beside/);
+  await using p = await setUp();
+  await p.rewrite({ after_transfer: "keep" });
+  const env = p.env;
+  const source = join(p.watch, "flat 001.fits");
+  const sent = (name: string) => join(p.dest, "20240315", name);
+  const send = async (bytes: Uint8Array) => {
+    await Deno.writeFile(source, bytes);
+    await Deno.utime(
+      source,
+      EVENING,
+      new Date(EVENING.getTime() + 1000 * (1 + bytes.length % 7)),
+    );
     const run = await runCli(["run", "--once", "-c", p.config], { env });
     assert.equal(run.code, 0, run.stderr);
-    assert.match(run.stderr, /is a new file under a name sent before/);
-    assert.deepEqual(await Deno.readFile(sent("flat 001.fits")), changed, "never replaced");
-    assert.deepEqual(await Deno.readFile(sent("flat 001~2.fits")), fresh);
-    assert.ok(existsSync(source), "kept");
-    // That file changed in place replaces its own copy, the one beside.
-    const freshChanged = randomBytes(29_001);
-    await send(freshChanged);
-    assert.deepEqual(await Deno.readFile(sent("flat 001~2.fits")), freshChanged);
-    assert.deepEqual(await Deno.readFile(sent("flat 001.fits")), changed, "never replaced");
-    // Sent again on purpose after a new file took the name: beside too, never over a copy.
-    await Deno.remove(source);
-    const third = randomBytes(28_000);
-    await Deno.writeFile(source, third);
-    await Deno.utime(source, EVENING, new Date(EVENING.getTime() + 12_000));
-    const resend = await runCli(["resend", "--name", "flat 001.fits", "-c", p.config], { env });
-    assert.equal(resend.code, 0, resend.stderr);
-    const again = await runCli(["run", "--once", "-c", p.config], { env });
-    assert.equal(again.code, 0, again.stderr);
-    assert.match(
-      again.stderr,
-      /is a new file under a name sent before .* it goes to .*001~3\.fits/,
-    );
-    assert.deepEqual(await Deno.readFile(sent("flat 001~3.fits")), third);
-    assert.deepEqual(await Deno.readFile(sent("flat 001~2.fits")), freshChanged);
-    assert.deepEqual(await Deno.readFile(sent("flat 001.fits")), changed);
-  } finally {
-    await Deno.remove(p.root, { recursive: true });
-  }
+    return run.stderr;
+  };
+  const first = randomBytes(30_000);
+  await send(first);
+  // The same file written again (the same file on disk, changed): its copy is replaced.
+  const changed = randomBytes(30_001);
+  assert.doesNotMatch(await send(changed), /name sent before/);
+  assert.deepEqual(await Deno.readFile(sent("flat 001.fits")), changed);
+  // The sources cleared, the camera's counter starts again: a new file, beside the one sent.
+  await Deno.remove(source);
+  const fresh = randomBytes(29_000);
+  await Deno.writeFile(source, fresh);
+  await Deno.utime(source, EVENING, new Date(EVENING.getTime() + 9000));
+  const dry = await runCli(["run", "--dry-run", "-c", p.config], { env });
+  assert.match(dry.stdout, /would transfer .* -> .*\/20240315\/flat 001~2\.fits \(beside/);
+  const run = await runCli(["run", "--once", "-c", p.config], { env });
+  assert.equal(run.code, 0, run.stderr);
+  assert.match(run.stderr, /is a new file under a name sent before/);
+  assert.deepEqual(await Deno.readFile(sent("flat 001.fits")), changed, "never replaced");
+  assert.deepEqual(await Deno.readFile(sent("flat 001~2.fits")), fresh);
+  assert.ok(existsSync(source), "kept");
+  // That file changed in place replaces its own copy, the one beside.
+  const freshChanged = randomBytes(29_001);
+  await send(freshChanged);
+  assert.deepEqual(await Deno.readFile(sent("flat 001~2.fits")), freshChanged);
+  assert.deepEqual(await Deno.readFile(sent("flat 001.fits")), changed, "never replaced");
+  // Sent again on purpose after a new file took the name: beside too, never over a copy.
+  await Deno.remove(source);
+  const third = randomBytes(28_000);
+  await Deno.writeFile(source, third);
+  await Deno.utime(source, EVENING, new Date(EVENING.getTime() + 12_000));
+  const resend = await runCli(["resend", "--name", "flat 001.fits", "-c", p.config], { env });
+  assert.equal(resend.code, 0, resend.stderr);
+  const again = await runCli(["run", "--once", "-c", p.config], { env });
+  assert.equal(again.code, 0, again.stderr);
+  assert.match(
+    again.stderr,
+    /is a new file under a name sent before .* it goes to .*001~3\.fits/,
+  );
+  assert.deepEqual(await Deno.readFile(sent("flat 001~3.fits")), third);
+  assert.deepEqual(await Deno.readFile(sent("flat 001~2.fits")), freshChanged);
+  assert.deepEqual(await Deno.readFile(sent("flat 001.fits")), changed);
 });
 
 Deno.test("after_transfer: keep, new files under a name and a source named like their copies: every copy stays, each where run --dry-run said", async () => {
-  const p = await setUp("itx-cleanup-numbered-");
-  try {
-    await writeConfig(p.config, { ...baseConfig(p), after_transfer: "keep" });
-    const env = { HOME: p.home };
-    const night = join(p.dest, "20240315");
-    const kept = new Map<string, Uint8Array>();
-    let second = 1;
-    /** Write `name` anew (a new file), send it, and check it went where the dry run said. */
-    const send = async (name: string, expected: string) => {
-      const path = join(p.watch, name);
-      await Deno.remove(path).catch(() => {});
-      const bytes = randomBytes(20_000 + second);
-      await Deno.writeFile(path, bytes);
-      await Deno.utime(path, EVENING, new Date(EVENING.getTime() + 1000 * second++));
-      const dry = await runCli(["run", "--dry-run", "-c", p.config], { env });
-      assert.match(
-        dry.stdout,
-        new RegExp(`would transfer .*/${name} -> .*/20240315/${expected}( |\n)`),
-      );
-      const run = await runCli(["run", "--once", "-c", p.config], { env });
-      assert.equal(run.code, 0, run.stderr);
-      kept.set(expected, bytes);
-      for (const [copy, content] of kept) {
-        assert.deepEqual(await Deno.readFile(join(night, copy)), content, copy);
-      }
-    };
-    await send("d.fits", "d.fits");
-    await send("d.fits", "d~2.fits");
-    await send("d~2.fits", "d~2~2.fits");
-    await send("d.fits", "d~3.fits");
-    await send("d~2.fits", "d~2~3.fits");
-    await send("d~2~2.fits", "d~2~2~2.fits");
-    await send("d~2~2.fits", "d~2~2~3.fits");
-    await send("d~2.fits", "d~2~4.fits");
-    await send("d.fits", "d~4.fits");
-    await send("e~2.fits", "e~2.fits");
-    await send("e.fits", "e.fits");
-    await send("e.fits", "e~3.fits");
-    assert.equal((await Array.fromAsync(Deno.readDir(night))).length, kept.size);
-  } finally {
-    await Deno.remove(p.root, { recursive: true });
-  }
+  await using p = await setUp();
+  await p.rewrite({ after_transfer: "keep" });
+  const env = p.env;
+  const night = join(p.dest, "20240315");
+  const kept = new Map<string, Uint8Array>();
+  let second = 1;
+  /** Write `name` anew (a new file), send it, and check it went where the dry run said. */
+  const send = async (name: string, expected: string) => {
+    const path = join(p.watch, name);
+    await Deno.remove(path).catch(() => {});
+    const bytes = randomBytes(20_000 + second);
+    await Deno.writeFile(path, bytes);
+    await Deno.utime(path, EVENING, new Date(EVENING.getTime() + 1000 * second++));
+    const dry = await runCli(["run", "--dry-run", "-c", p.config], { env });
+    assert.match(
+      dry.stdout,
+      new RegExp(`would transfer .*/${name} -> .*/20240315/${expected}( |\n)`),
+    );
+    const run = await runCli(["run", "--once", "-c", p.config], { env });
+    assert.equal(run.code, 0, run.stderr);
+    kept.set(expected, bytes);
+    for (const [copy, content] of kept) {
+      assert.deepEqual(await Deno.readFile(join(night, copy)), content, copy);
+    }
+  };
+  await send("d.fits", "d.fits");
+  await send("d.fits", "d~2.fits");
+  await send("d~2.fits", "d~2~2.fits");
+  await send("d.fits", "d~3.fits");
+  await send("d~2.fits", "d~2~3.fits");
+  await send("d~2~2.fits", "d~2~2~2.fits");
+  await send("d~2~2.fits", "d~2~2~3.fits");
+  await send("d~2.fits", "d~2~4.fits");
+  await send("d.fits", "d~4.fits");
+  await send("e~2.fits", "e~2.fits");
+  await send("e.fits", "e.fits");
+  await send("e.fits", "e~3.fits");
+  assert.equal((await Array.fromAsync(Deno.readDir(night))).length, kept.size);
 });
 
 /** With `after_transfer: keep`, `d.fits` (20,000 bytes of the evening) written and sent. */
 async function sentOnce(p: Awaited<ReturnType<typeof setUp>>) {
-  await writeConfig(p.config, { ...baseConfig(p), after_transfer: "keep" });
-  const env = { HOME: p.home };
+  await p.rewrite({ after_transfer: "keep" });
+  const env = p.env;
   const source = join(p.watch, "d.fits");
   const first = randomBytes(20_000);
   await Deno.writeFile(source, first);
@@ -391,79 +338,70 @@ async function sentOnce(p: Awaited<ReturnType<typeof setUp>>) {
 }
 
 Deno.test("after_transfer: keep, a file sent again on purpose and gone before it was: its copy is still known, and a new file of its name goes beside it", async () => {
-  const p = await setUp("itx-cleanup-resent-gone-");
-  try {
-    const { env, source, first } = await sentOnce(p);
-    const resend = await runCli(["resend", "--name", "d.fits", "-c", p.config], { env });
-    assert.equal(resend.code, 0, resend.stderr);
-    await Deno.remove(source);
-    const gone = await runCli(["run", "--once", "-c", p.config], { env });
-    assert.equal(gone.code, 0, gone.stderr);
-    const status = await runCli(["status", "-c", p.config], { env });
-    assert.match(status.stdout, /done 1, failed 0/, status.stdout);
-    const second = randomBytes(21_000);
-    await Deno.writeFile(source, second);
-    await Deno.utime(source, EVENING, new Date(EVENING.getTime() + 5000));
-    const run = await runCli(["run", "--once", "-c", p.config], { env });
-    assert.equal(run.code, 0, run.stderr);
-    assert.deepEqual(await Deno.readFile(join(p.dest, "20240315", "d.fits")), first);
-    assert.deepEqual(await Deno.readFile(join(p.dest, "20240315", "d~2.fits")), second);
-  } finally {
-    await Deno.remove(p.root, { recursive: true });
-  }
+  await using p = await setUp();
+  const { env, source, first } = await sentOnce(p);
+  const resend = await runCli(["resend", "--name", "d.fits", "-c", p.config], { env });
+  assert.equal(resend.code, 0, resend.stderr);
+  await Deno.remove(source);
+  const gone = await runCli(["run", "--once", "-c", p.config], { env });
+  assert.equal(gone.code, 0, gone.stderr);
+  const status = await runCli(["status", "-c", p.config], { env });
+  assert.match(status.stdout, /done 1, failed 0/, status.stdout);
+  const second = randomBytes(21_000);
+  await Deno.writeFile(source, second);
+  await Deno.utime(source, EVENING, new Date(EVENING.getTime() + 5000));
+  const run = await runCli(["run", "--once", "-c", p.config], { env });
+  assert.equal(run.code, 0, run.stderr);
+  assert.deepEqual(await Deno.readFile(join(p.dest, "20240315", "d.fits")), first);
+  assert.deepEqual(await Deno.readFile(join(p.dest, "20240315", "d~2.fits")), second);
 });
 
 Deno.test("a file changed after it was sent and gone before it was sent again is not taken as sent when it comes back: it is sent, then deleted", async () => {
-  const p = await setUp("itx-cleanup-changed-gone-");
+  await using p = await setUp();
+  const { env, source, first } = await sentOnce(p);
+  // Changed in place and taken up (pending, as the daemon records it), then gone before it
+  // was sent again (a share unmounted, a file moved away).
+  const changed = new Uint8Array([...first, ...randomBytes(7_000)]);
+  const later = new Date(EVENING.getTime() + 60_000);
+  const db = new DatabaseSync(join(p.stateDir, LEDGER_FILE));
   try {
-    const { env, source, first } = await sentOnce(p);
-    // Changed in place and taken up (pending, as the daemon records it), then gone before it
-    // was sent again (a share unmounted, a file moved away).
-    const changed = new Uint8Array([...first, ...randomBytes(7_000)]);
-    const later = new Date(EVENING.getTime() + 60_000);
-    const db = new DatabaseSync(join(p.root, "state", LEDGER_FILE));
-    try {
-      const updated = db.prepare(
-        "UPDATE files SET state = 'pending', size = ?, mtime_ms = ? WHERE rel_path = 'd.fits'",
-      ).run(changed.length, later.getTime());
-      assert.equal(Number(updated.changes), 1);
-    } finally {
-      db.close();
-    }
-    await Deno.remove(source);
-    const gone = await runCli(["run", "--once", "-c", p.config], { env });
-    assert.equal(gone.code, 0, gone.stderr);
-    // Back, as it was changed; clean-up now deletes what arrived verified.
-    await Deno.writeFile(source, changed);
-    await Deno.utime(source, later, later);
-    await writeConfig(p.config, { ...baseConfig(p), after_transfer: "delete" });
-    const back = await runCli(["run", "--once", "-c", p.config], { env });
-    assert.equal(back.code, 0, back.stderr);
-    assert.match(back.stderr, /Successfully transferred \S*d\.fits/);
-    const night = join(p.dest, "20240315");
-    const copies = await Array.fromAsync(Deno.readDir(night), (entry) => entry.name);
-    const contents = await Promise.all(copies.map((name) => Deno.readFile(join(night, name))));
-    assert.ok(
-      contents.some((bytes) =>
-        bytes.length === changed.length && bytes.every((b, i) => b === changed[i])
-      ),
-      `the changed version is at the destination (${copies.join(", ")})`,
-    );
-    assert.equal(existsSync(source), false, "deleted once it arrived");
+    const updated = db.prepare(
+      "UPDATE files SET state = 'pending', size = ?, mtime_ms = ? WHERE rel_path = 'd.fits'",
+    ).run(changed.length, later.getTime());
+    assert.equal(Number(updated.changes), 1);
   } finally {
-    await Deno.remove(p.root, { recursive: true });
+    db.close();
   }
+  await Deno.remove(source);
+  const gone = await runCli(["run", "--once", "-c", p.config], { env });
+  assert.equal(gone.code, 0, gone.stderr);
+  // Back, as it was changed; clean-up now deletes what arrived verified.
+  await Deno.writeFile(source, changed);
+  await Deno.utime(source, later, later);
+  await p.rewrite({ after_transfer: "delete" });
+  const back = await runCli(["run", "--once", "-c", p.config], { env });
+  assert.equal(back.code, 0, back.stderr);
+  assert.match(back.stderr, /Successfully transferred \S*d\.fits/);
+  const night = join(p.dest, "20240315");
+  const copies = await Array.fromAsync(Deno.readDir(night), (entry) => entry.name);
+  const contents = await Promise.all(copies.map((name) => Deno.readFile(join(night, name))));
+  assert.ok(
+    contents.some((bytes) =>
+      bytes.length === changed.length && bytes.every((b, i) => b === changed[i])
+    ),
+    `the changed version is at the destination (${copies.join(", ")})`,
+  );
+  assert.equal(existsSync(source), false, "deleted once it arrived");
 });
 
 Deno.test("after_transfer: delete, a growing file whose writer pauses longer than the window is deleted only after its writer closed it", async () => {
-  const p = await setUp("itx-cleanup-growing-");
-  await writeConfig(p.config, {
-    ...baseConfig(p),
+  await using p = await setUp();
+  await p.rewrite({
     after_transfer: "delete",
     file_patterns: ["*.log"],
     growing_patterns: ["*.log"],
   });
-  const daemon = startCli(["run", "-c", p.config], { env: { HOME: p.home } });
+  const daemon = startCli(["run", "-c", p.config], { env: p.env });
   try {
     await daemon.waitForOutput("Watching");
     const source = join(p.watch, "spectrum.log");
@@ -487,29 +425,24 @@ Deno.test("after_transfer: delete, a growing file whose writer pauses longer tha
   } finally {
     const status = await daemon.stop();
     assert.equal(status.code, 0, daemon.stderr());
-    await Deno.remove(p.root, { recursive: true });
   }
 });
 
 Deno.test("after_transfer: delete with growing_patterns where no close is seen (watch_mode: poll) is warned of at the start", async () => {
-  const p = await setUp("itx-cleanup-growing-poll-");
-  try {
-    const env = { HOME: p.home };
-    const config = { ...baseConfig(p), after_transfer: "delete", growing_patterns: ["*.log"] };
-    await writeConfig(p.config, config);
-    const seen = await runCli(["config", "validate", "-c", p.config], { env });
-    assert.equal(seen.code, 0, seen.stderr);
-    assert.doesNotMatch(seen.stderr, /growing_patterns/, "closes are seen: no warning");
-    await writeConfig(p.config, { ...config, watch_mode: "poll" });
-    const polled = await runCli(["config", "validate", "-c", p.config], { env });
-    assert.equal(polled.code, 0, polled.stderr);
-    assert.match(
-      polled.stderr,
-      /growing_patterns of job default: with after_transfer: delete, watch_mode: poll sees no closes, so a growing file is deleted once unchanged for stability_window_seconds \(0\.3 s\), even if its writer only paused/,
-    );
-  } finally {
-    await Deno.remove(p.root, { recursive: true });
-  }
+  await using p = await setUp();
+  const env = p.env;
+  const config = { after_transfer: "delete", growing_patterns: ["*.log"] };
+  await p.rewrite(config);
+  const seen = await runCli(["config", "validate", "-c", p.config], { env });
+  assert.equal(seen.code, 0, seen.stderr);
+  assert.doesNotMatch(seen.stderr, /growing_patterns/, "closes are seen: no warning");
+  await p.rewrite({ ...config, watch_mode: "poll" });
+  const polled = await runCli(["config", "validate", "-c", p.config], { env });
+  assert.equal(polled.code, 0, polled.stderr);
+  assert.match(
+    polled.stderr,
+    /growing_patterns of job default: with after_transfer: delete, watch_mode: poll sees no closes, so a growing file is deleted once unchanged for stability_window_seconds \(0\.3 s\), even if its writer only paused/,
+  );
 });
 
 function concat(parts: Uint8Array[]): Uint8Array {
