@@ -8,7 +8,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startCli } from "../../helpers/cli.ts";
-import { waitFor, writeConfig } from "../../helpers/files.ts";
+import { waitFor } from "../../helpers/files.ts";
+import { cliSandbox } from "../../helpers/sandbox.ts";
 import { withTmpfs } from "../../helpers/tmpfs.ts";
 import { sshSandbox, startSshd } from "../../helpers/sshd.ts";
 
@@ -115,55 +116,44 @@ const DAEMON_KEYS = {
   rescan_interval_seconds: 3600,
 };
 
-Deno.test("burst (local): 20,000 files written at once all arrive, byte for byte", async () => {
-  const root = await Deno.makeTempDir({ prefix: "itx-burst-local-" });
+/**
+ * Start the daemon on `config`, write the burst into `watch` once it watches, and expect every
+ * file at `dest` and in the log, each sent once; the daemon stops cleanly.
+ */
+async function burstThroughDaemon(
+  config: string,
+  env: Record<string, string>,
+  watch: string,
+  dest: string,
+): Promise<void> {
+  const daemon = startCli(["run", "-c", config], { env });
   try {
-    // The destination on tmpfs: the copies' fsyncs are not what this test measures.
-    await withTmpfs(join(root, "dest"), "512m", async (dest) => {
-      const watch = join(root, "watch");
-      await Deno.mkdir(watch);
-      const config = join(root, "config.yaml");
-      await writeConfig(config, {
-        watch_path: watch,
-        remote_base_path: dest,
-        transfer_method: "local",
-        night_timezone: "UTC",
-        state_dir: join(root, "state"),
-        log_file: "",
-        ...DAEMON_KEYS,
-      });
-      const daemon = startCli(["run", "-c", config], { env: { HOME: root } });
-      try {
-        await daemon.waitForOutput("Watching");
-        writeBurst(watch);
-        await expectAllArrive(dest, () => daemon.stderr());
-        await expectAllLogged(daemon.stderr);
-      } finally {
-        const status = await daemon.stop("SIGTERM");
-        assert.equal(status.code, 0, daemon.stderr().slice(-3000));
-      }
-      assert.equal(successes(daemon.stderr()), FILES, "each file sent exactly once");
-    });
+    await daemon.waitForOutput("Watching");
+    writeBurst(watch);
+    await expectAllArrive(dest, () => daemon.stderr());
+    await expectAllLogged(daemon.stderr);
   } finally {
-    await Deno.remove(root, { recursive: true });
+    const status = await daemon.stop("SIGTERM");
+    assert.equal(status.code, 0, daemon.stderr().slice(-3000));
   }
+  assert.equal(successes(daemon.stderr()), FILES, "each file sent exactly once");
+}
+
+Deno.test("burst (local): 20,000 files written at once all arrive, byte for byte", async () => {
+  await using box = await cliSandbox({ log_file: "", ...DAEMON_KEYS });
+  // The destination on tmpfs: the copies' fsyncs are not what this test measures.
+  await withTmpfs(
+    box.dest,
+    "512m",
+    (dest) => burstThroughDaemon(box.config, box.env, box.watch, dest),
+  );
 });
 
 Deno.test("burst (rsync): 20,000 files written at once all arrive, byte for byte", async () => {
   const sshd = await startSshd();
   const { root, watch, remote, config, env } = await sshSandbox(sshd, "rsync", DAEMON_KEYS);
   try {
-    const daemon = startCli(["run", "-c", config], { env });
-    try {
-      await daemon.waitForOutput("Watching");
-      writeBurst(watch);
-      await expectAllArrive(remote, () => daemon.stderr());
-      await expectAllLogged(daemon.stderr);
-    } finally {
-      const status = await daemon.stop("SIGTERM");
-      assert.equal(status.code, 0, daemon.stderr().slice(-3000));
-    }
-    assert.equal(successes(daemon.stderr()), FILES, "each file sent exactly once");
+    await burstThroughDaemon(config, env, watch, remote);
   } finally {
     await Deno.remove(root, { recursive: true });
     await sshd.stop();

@@ -12,7 +12,7 @@
 import assert from "node:assert/strict";
 import { basename, dirname, join } from "node:path";
 import { runCli, startCli } from "../../helpers/cli.ts";
-import { listArrived, listFiles, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
+import { listArrived, listFiles, randomBytes, waitFor } from "../../helpers/files.ts";
 import {
   ASTROPY_FITS_DATA,
   card,
@@ -22,6 +22,7 @@ import {
   imageExtension,
   imageParts,
 } from "../../helpers/fits.ts";
+import { cliSandbox } from "../../helpers/sandbox.ts";
 import { sshSandbox, startSshd, type TestSshd } from "../../helpers/sshd.ts";
 
 /**
@@ -121,23 +122,10 @@ async function sandbox(
     const box = await sshSandbox(sshd, method, values);
     return { ...box, dest: box.remote };
   }
-  const root = await Deno.makeTempDir({ prefix: "itx-complete-local-" });
-  const watch = join(root, "watch");
-  const dest = join(root, "dest");
-  await Deno.mkdir(watch);
-  await Deno.mkdir(dest);
-  await Deno.mkdir(join(root, "home"));
-  const config = join(root, "config.yaml");
-  await writeConfig(config, {
-    watch_path: watch,
-    remote_base_path: dest,
-    transfer_method: "local",
-    night_timezone: "UTC",
-    state_dir: join(root, "state"),
-    log_file: "",
-    ...values,
-  });
-  return { root, watch, dest, config, env: { HOME: join(root, "home") } };
+  // Its folder is removed by the test, as the sshd sandbox's is.
+  const box = await cliSandbox({ log_file: "", ...values });
+  await Deno.mkdir(box.dest);
+  return box;
 }
 
 for (const method of ["local", "scp", "rsync"] as const) {
