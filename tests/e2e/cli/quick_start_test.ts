@@ -211,6 +211,35 @@ async function watchFolder(root: string): Promise<Map<string, string>> {
   return files;
 }
 
+/**
+ * A folder for one config-free run, removed when disposed: `watch` as {@linkcode watchFolder}
+ * makes it (`files`), and `env` with HOME in the folder and the clock in UTC.
+ */
+async function quickSandbox() {
+  const root = await Deno.makeTempDir({ prefix: "itx-quick-" });
+  const dispose = () => Deno.remove(root, { recursive: true });
+  try {
+    const files = await watchFolder(root);
+    const env = { HOME: root, TZ: "UTC" };
+    return { root, watch: join(root, "watch"), files, env, [Symbol.asyncDispose]: dispose };
+  } catch (error) {
+    await dispose();
+    throw error;
+  }
+}
+
+/** `run --once --watch <watch> --to <to> …more` in `q`, with `env` over its own. */
+function runOnceTo(
+  q: { watch: string; env: Record<string, string> },
+  to: string,
+  more: string[],
+  env: Record<string, string> = {},
+) {
+  return runCli(["run", "--once", "--watch", q.watch, "--to", to, ...more], {
+    env: { ...q.env, ...env },
+  });
+}
+
 async function assertDelivered(dest: string, files: Map<string, string>): Promise<void> {
   assert.deepEqual(await listFiles(dest), [...files.keys()].sort());
   for (const [rel, path] of files) {
@@ -219,196 +248,161 @@ async function assertDelivered(dest: string, files: Map<string, string>): Promis
 }
 
 Deno.test("cli: a config-free run to a local folder delivers, status shows it, and --save-config writes its config", async () => {
-  const root = await Deno.makeTempDir({ prefix: "itx-quick-" });
-  try {
-    const files = await watchFolder(root);
-    const dest = join(root, "dest");
-    const saved = join(root, "saved.yaml");
-    const env = { HOME: root, TZ: "UTC" };
-    const args = ["run", "--once", "--watch", join(root, "watch"), "--to", dest];
-    const out = await runCli([...args, "--save-config", saved], { env });
-    assert.equal(out.code, 0, out.stderr);
-    await assertDelivered(dest, files);
-    // `status` without a config file reads the default state folder the run used.
-    const status = await runCli(["status"], { env });
-    assert.equal(status.code, 0, status.stderr);
-    assert.match(
-      status.stdout,
-      new RegExp(`Job default: pending 0, interrupted 0, done ${files.size},`),
-    );
-    assert.equal((await Deno.stat(saved)).mode! & 0o777, 0o644);
-    const text = await Deno.readTextFile(saved);
-    assert.match(text, /^transfer_method: local$/m);
-    const valid = await runCli(["config", "validate", "-c", saved], { env });
-    assert.equal(valid.code, 0, valid.stderr);
-    assert.match(valid.stdout, new RegExp(`-> ${dest} \\(local\\)`));
+  await using q = await quickSandbox();
+  const { root, files, env } = q;
+  const dest = join(root, "dest");
+  const saved = join(root, "saved.yaml");
+  const args = ["run", "--once", "--watch", join(root, "watch"), "--to", dest];
+  const out = await runCli([...args, "--save-config", saved], { env });
+  assert.equal(out.code, 0, out.stderr);
+  await assertDelivered(dest, files);
+  // `status` without a config file reads the default state folder the run used.
+  const status = await runCli(["status"], { env });
+  assert.equal(status.code, 0, status.stderr);
+  assert.match(
+    status.stdout,
+    new RegExp(`Job default: pending 0, interrupted 0, done ${files.size},`),
+  );
+  assert.equal((await Deno.stat(saved)).mode! & 0o777, 0o644);
+  const text = await Deno.readTextFile(saved);
+  assert.match(text, /^transfer_method: local$/m);
+  const valid = await runCli(["config", "validate", "-c", saved], { env });
+  assert.equal(valid.code, 0, valid.stderr);
+  assert.match(valid.stdout, new RegExp(`-> ${dest} \\(local\\)`));
 
-    const again = await runCli([...args, "--save-config", saved], { env });
-    assert.equal(again.code, 2);
-    assert.match(again.stderr, /exists; add --force to replace it/);
-    assert.equal(await Deno.readTextFile(saved), text);
-    const forced = await runCli([...args, "--save-config", saved, "--force"], { env });
-    assert.equal(forced.code, 0, forced.stderr);
+  const again = await runCli([...args, "--save-config", saved], { env });
+  assert.equal(again.code, 2);
+  assert.match(again.stderr, /exists; add --force to replace it/);
+  assert.equal(await Deno.readTextFile(saved), text);
+  const forced = await runCli([...args, "--save-config", saved, "--force"], { env });
+  assert.equal(forced.code, 0, forced.stderr);
 
-    const half = await runCli(["run", "--watch", join(root, "watch")], { env });
-    assert.equal(half.code, 2);
-    assert.match(half.stderr, /needs both --watch DIR and --to DEST/);
-  } finally {
-    await Deno.remove(root, { recursive: true });
-  }
+  const half = await runCli(["run", "--watch", join(root, "watch")], { env });
+  assert.equal(half.code, 2);
+  assert.match(half.stderr, /needs both --watch DIR and --to DEST/);
 });
 
 Deno.test("cli: a config-free daemon is shown as started from the command line; restart and a reload refuse it and leave it running", async () => {
-  const root = await Deno.makeTempDir({ prefix: "itx-quickrestart-" });
+  await using q = await quickSandbox();
+  const { root, env } = q;
+  const args = ["run", "--watch", join(root, "watch"), "--to", join(root, "dest")];
+  const daemon = startCli([...args, "--set", "status_listen="], { env, cwd: root });
   try {
-    await watchFolder(root);
-    const env = { HOME: root, TZ: "UTC" };
-    const args = ["run", "--watch", join(root, "watch"), "--to", join(root, "dest")];
-    const daemon = startCli([...args, "--set", "status_listen="], { env, cwd: root });
-    try {
-      await daemon.waitForOutput("Watching");
-      const status = await runCli(["status"], { env, cwd: root });
-      assert.equal(status.code, 0, status.stderr);
-      assert.match(status.stdout, /^Daemon: running, pid \d+, .*config \(command line\)/m);
-      const restart = await runCli(["restart"], { env, cwd: root });
-      assert.equal(restart.code, 2, restart.stderr);
-      assert.match(
-        restart.stderr,
-        /was started without a config file \(run --watch … --to …\), so restart cannot start it again/,
-      );
-      daemon.process.kill("SIGHUP");
-      await daemon.waitForOutput(/there is none to read again: stop it and start it with the new/);
-      const after = await runCli(["status"], { env, cwd: root });
-      assert.match(after.stdout, new RegExp(`^Daemon: running, pid ${daemon.process.pid},`, "m"));
-    } finally {
-      assert.equal((await daemon.stop()).code, 0, daemon.stderr());
-    }
+    await daemon.waitForOutput("Watching");
+    const status = await runCli(["status"], { env, cwd: root });
+    assert.equal(status.code, 0, status.stderr);
+    assert.match(status.stdout, /^Daemon: running, pid \d+, .*config \(command line\)/m);
+    const restart = await runCli(["restart"], { env, cwd: root });
+    assert.equal(restart.code, 2, restart.stderr);
+    assert.match(
+      restart.stderr,
+      /was started without a config file \(run --watch … --to …\), so restart cannot start it again/,
+    );
+    daemon.process.kill("SIGHUP");
+    await daemon.waitForOutput(/there is none to read again: stop it and start it with the new/);
+    const after = await runCli(["status"], { env, cwd: root });
+    assert.match(after.stdout, new RegExp(`^Daemon: running, pid ${daemon.process.pid},`, "m"));
   } finally {
-    await Deno.remove(root, { recursive: true });
+    assert.equal((await daemon.stop()).code, 0, daemon.stderr());
   }
 });
 
 Deno.test("cli: --save-config keeps what relative --set paths meant, and writes nothing for options run refuses", async () => {
-  const root = await Deno.makeTempDir({ prefix: "itx-quicksave-" });
-  try {
-    await watchFolder(root);
-    await Deno.mkdir(join(root, "conf"));
-    const env = { HOME: root, TZ: "UTC" };
-    const args = ["run", "--once", "--watch", "watch", "--to", "dest"];
-    const sets = ["--set", "state_dir=st", "--set", "log_file=logs/run.log"];
-    const out = await runCli([...args, ...sets, "--save-config", "conf/saved.yaml"], {
-      env,
-      cwd: root,
-    });
-    assert.equal(out.code, 0, out.stderr);
-    const shown = await runCli(["config", "show", "--json", "-c", join(root, "conf/saved.yaml")], {
-      env,
-    });
-    assert.equal(shown.code, 0, shown.stderr);
-    const config = JSON.parse(shown.stdout);
-    assert.equal(config.state_dir, join(root, "st"), "as typed, relative to where it was typed");
-    assert.equal(config.log_file, join(root, "logs/run.log"));
-    // A hook others may change is refused by run: no config is left behind.
-    const hook = join(root, "hook.sh");
-    await Deno.writeTextFile(hook, "#!/bin/sh\n");
-    await Deno.chmod(hook, 0o777);
-    const refused = await runCli(
-      [...args, "--set", `on_transfer=["${hook}"]`, "--save-config", "conf/refused.yaml"],
-      { env, cwd: root },
-    );
-    assert.equal(refused.code, 2, refused.stderr);
-    assert.ok(!existsSync(join(root, "conf/refused.yaml")), refused.stderr);
-    // Where it is written, as init writes: its folders made; a folder or a .toml name refused.
-    const nested = await runCli([...args, "--save-config", "new/deeper/s.yaml"], {
-      env,
-      cwd: root,
-    });
-    assert.equal(nested.code, 0, nested.stderr);
-    assert.match(await Deno.readTextFile(join(root, "new/deeper/s.yaml")), /^watch_path: /m);
-    for (
-      const [target, words] of [
-        ["conf", /it is a folder; give a file name in it \(--save-config ".*conf\/config\.yaml"\)/],
-        [
-          "s.toml",
-          /a \.toml name is read as TOML; give a \.yaml name \(--save-config ".*s\.yaml"\)/,
-        ],
-      ] as const
-    ) {
-      const bad = await runCli([...args, "--save-config", target, "--force"], { env, cwd: root });
-      assert.equal(bad.code, 2, bad.stderr);
-      assert.match(bad.stderr, words);
-    }
-    // A dry run writes nothing; --force replaces only the file --save-config names.
-    const dry = await runCli([...args, "--dry-run", "--save-config", "d.yaml"], { env, cwd: root });
-    assert.equal(dry.code, 2, dry.stderr);
-    assert.match(dry.stderr, /a dry run writes nothing/);
-    assert.ok(!existsSync(join(root, "d.yaml")));
-    const force = await runCli([...args, "--force"], { env, cwd: root });
-    assert.equal(force.code, 2, force.stderr);
-    assert.match(force.stderr, /--force goes with --save-config FILE/);
-  } finally {
-    await Deno.remove(root, { recursive: true });
+  await using q = await quickSandbox();
+  const { root, env } = q;
+  await Deno.mkdir(join(root, "conf"));
+  const args = ["run", "--once", "--watch", "watch", "--to", "dest"];
+  const sets = ["--set", "state_dir=st", "--set", "log_file=logs/run.log"];
+  const out = await runCli([...args, ...sets, "--save-config", "conf/saved.yaml"], {
+    env,
+    cwd: root,
+  });
+  assert.equal(out.code, 0, out.stderr);
+  const shown = await runCli(["config", "show", "--json", "-c", join(root, "conf/saved.yaml")], {
+    env,
+  });
+  assert.equal(shown.code, 0, shown.stderr);
+  const config = JSON.parse(shown.stdout);
+  assert.equal(config.state_dir, join(root, "st"), "as typed, relative to where it was typed");
+  assert.equal(config.log_file, join(root, "logs/run.log"));
+  // A hook others may change is refused by run: no config is left behind.
+  const hook = join(root, "hook.sh");
+  await Deno.writeTextFile(hook, "#!/bin/sh\n");
+  await Deno.chmod(hook, 0o777);
+  const refused = await runCli(
+    [...args, "--set", `on_transfer=["${hook}"]`, "--save-config", "conf/refused.yaml"],
+    { env, cwd: root },
+  );
+  assert.equal(refused.code, 2, refused.stderr);
+  assert.ok(!existsSync(join(root, "conf/refused.yaml")), refused.stderr);
+  // Where it is written, as init writes: its folders made; a folder or a .toml name refused.
+  const nested = await runCli([...args, "--save-config", "new/deeper/s.yaml"], {
+    env,
+    cwd: root,
+  });
+  assert.equal(nested.code, 0, nested.stderr);
+  assert.match(await Deno.readTextFile(join(root, "new/deeper/s.yaml")), /^watch_path: /m);
+  for (
+    const [target, words] of [
+      ["conf", /it is a folder; give a file name in it \(--save-config ".*conf\/config\.yaml"\)/],
+      [
+        "s.toml",
+        /a \.toml name is read as TOML; give a \.yaml name \(--save-config ".*s\.yaml"\)/,
+      ],
+    ] as const
+  ) {
+    const bad = await runCli([...args, "--save-config", target, "--force"], { env, cwd: root });
+    assert.equal(bad.code, 2, bad.stderr);
+    assert.match(bad.stderr, words);
   }
+  // A dry run writes nothing; --force replaces only the file --save-config names.
+  const dry = await runCli([...args, "--dry-run", "--save-config", "d.yaml"], { env, cwd: root });
+  assert.equal(dry.code, 2, dry.stderr);
+  assert.match(dry.stderr, /a dry run writes nothing/);
+  assert.ok(!existsSync(join(root, "d.yaml")));
+  const force = await runCli([...args, "--force"], { env, cwd: root });
+  assert.equal(force.code, 2, force.stderr);
+  assert.match(force.stderr, /--force goes with --save-config FILE/);
 });
 
 Deno.test("cli: config-free runs to ftp:// and ftps:// addresses deliver the bytes", async () => {
   const plain = await startVsftpd({ tls: false });
   const secure = await startVsftpd();
-  const root = await Deno.makeTempDir({ prefix: "itx-quickftp-" });
+  await using q = await quickSandbox();
+  const { root, files } = q;
   try {
-    const files = await watchFolder(root);
-    const env = { HOME: root, TZ: "UTC" };
     const plainDest = await plain.makeRemoteDir();
-    const out = await runCli([
-      "run",
-      "--once",
-      "--watch",
-      join(root, "watch"),
-      "--to",
-      `ftp://itx-ftp@127.0.0.1:${plain.port}${plainDest}`,
+    const out = await runOnceTo(q, `ftp://itx-ftp@127.0.0.1:${plain.port}${plainDest}`, [
       "--ftp-password-file",
       plain.passwordFile,
-    ], { env });
+    ]);
     assert.equal(out.code, 0, out.stderr);
     await assertDelivered(plainDest, files);
 
     const secureDest = await secure.makeRemoteDir();
-    const tls = await runCli([
-      "run",
-      "--once",
-      "--watch",
-      join(root, "watch"),
-      "--to",
-      `ftps://itx-ftp@127.0.0.1:${secure.port}${secureDest}`,
+    const tls = await runOnceTo(q, `ftps://itx-ftp@127.0.0.1:${secure.port}${secureDest}`, [
       "--ftp-password-env",
       "ITX_PW",
       "--set",
       `ftp_ca_file=${secure.certFile}`,
       "--set",
       `state_dir=${join(root, "state2")}`,
-    ], { env: { ...env, ITX_PW: (await Deno.readTextFile(secure.passwordFile)).trimEnd() } });
+    ], { ITX_PW: (await Deno.readTextFile(secure.passwordFile)).trimEnd() });
     assert.equal(tls.code, 0, tls.stderr);
     await assertDelivered(secureDest, files);
   } finally {
     await plain.stop();
     await secure.stop();
-    await Deno.remove(root, { recursive: true });
   }
 });
 
 Deno.test("cli: a config-free run to user@host:/path with --method rsync delivers the bytes", async () => {
   const sshd = await startSshd();
-  const root = await Deno.makeTempDir({ prefix: "itx-quickssh-" });
+  await using q = await quickSandbox();
+  const { files } = q;
   try {
-    const files = await watchFolder(root);
     const dest = await sshd.makeRemoteDir();
-    const out = await runCli([
-      "run",
-      "--once",
-      "--watch",
-      join(root, "watch"),
-      "--to",
-      `${sshd.user}@127.0.0.1:${dest}`,
+    const out = await runOnceTo(q, `${sshd.user}@127.0.0.1:${dest}`, [
       "--method",
       "rsync",
       "--set",
@@ -417,12 +411,11 @@ Deno.test("cli: a config-free run to user@host:/path with --method rsync deliver
       `ssh_identity_file=${sshd.identityFile}`,
       "--set",
       `ssh_options=${JSON.stringify(sshd.sshOptions)}`,
-    ], { env: { HOME: root, TZ: "UTC" } });
+    ]);
     assert.equal(out.code, 0, out.stderr);
     await assertDelivered(dest, files);
   } finally {
     await sshd.stop();
-    await Deno.remove(root, { recursive: true });
   }
 });
 
