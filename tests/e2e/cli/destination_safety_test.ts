@@ -8,7 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { runCli, startCli } from "../../helpers/cli.ts";
+import { type CliResult, runCli, startCli } from "../../helpers/cli.ts";
 import { existsSync, listFiles, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
 import { isMounted, mountBindfs, mountBindfsProcess, unmountBindfs } from "../../helpers/bindfs.ts";
 
@@ -47,6 +47,28 @@ async function localJob(
     ...values,
   });
   return { config, watch };
+}
+
+/**
+ * A {@linkcode localJob} to `root/share`, the mount point of a share served from `root/server`
+ * (made; nothing is mounted).
+ */
+async function shareJob(root: string, values: Record<string, unknown> = {}) {
+  const server = join(root, "server");
+  const base = join(root, "share");
+  await Deno.mkdir(server);
+  return { server, base, ...await localJob(root, base, values) };
+}
+
+/** `run --once -c config`, which must exit with `code`. */
+async function runOnce(
+  config: string,
+  env: Record<string, string>,
+  code: number,
+): Promise<CliResult> {
+  const result = await runCli(["run", "--once", "-c", config], { env });
+  assert.equal(result.code, code, result.stderr);
+  return result;
 }
 
 Deno.test("two jobs sending into one folder are refused, naming both; folders of their own are accepted", async () => {
@@ -113,8 +135,7 @@ Deno.test("two jobs sending into one folder are refused, naming both; folders of
         { name: "south", watch_path: join(root, "south"), remote_base_path: join(dest, "south") },
       ],
     });
-    const apart = await runCli(["run", "--once", "-c", config], { env });
-    assert.equal(apart.code, 0, apart.stderr);
+    await runOnce(config, env, 0);
     assert.equal((await listFiles(dest)).length, 2, "each camera's image kept");
   });
 });
@@ -162,8 +183,7 @@ Deno.test("a local destination the watch would enter is refused; left out of the
 
     for (const base of [join(watch, "out"), watch]) {
       await writeConfig(config, { ...local, remote_base_path: base });
-      const result = await runCli(["run", "--once", "-c", config], { env });
-      assert.equal(result.code, 2, result.stderr);
+      const result = await runOnce(config, env, 2);
       assert.match(result.stderr, /is inside its watch_path .*sent again, without end/);
       assert.deepEqual(await listFiles(watch), ["a.fits"], "nothing sent");
     }
@@ -184,8 +204,7 @@ Deno.test("a local destination the watch would enter is refused; left out of the
       remote_base_path: join(watch, "out"),
       exclude_patterns: ["out/**"],
     });
-    const excluded = await runCli(["run", "--once", "-c", config], { env });
-    assert.equal(excluded.code, 0, excluded.stderr);
+    await runOnce(config, env, 0);
     const sent = (await listFiles(join(watch, "out"))).filter((path) => path.endsWith("a.fits"));
     assert.equal(sent.length, 1, sent.join(", "));
     assert.deepEqual(await Deno.readFile(join(watch, "out", sent[0])), bytes);
@@ -202,16 +221,14 @@ Deno.test("a local destination files arrived in before is not made again after a
     const { config, watch } = await localJob(root, base, { retry_attempts: 0 });
     await Deno.writeFile(join(watch, "a.fits"), randomBytes(1000));
     // The first run makes the destination folder.
-    const first = await runCli(["run", "--once", "-c", config], { env });
-    assert.equal(first.code, 0, first.stderr);
+    await runOnce(config, env, 0);
     assert.deepEqual((await listFiles(base)).map((path) => path.split("/").pop()), ["a.fits"]);
 
     // The share is not mounted at the next start: its mount point is empty.
     await Deno.remove(base, { recursive: true });
     const bytes = randomBytes(1000);
     await Deno.writeFile(join(watch, "b.fits"), bytes);
-    const unmounted = await runCli(["run", "--once", "-c", config], { env });
-    assert.equal(unmounted.code, 1, unmounted.stderr);
+    const unmounted = await runOnce(config, env, 1);
     assert.match(
       unmounted.stderr,
       /destination folder .*images is gone \(a share that is not mounted\?\)/,
@@ -219,8 +236,7 @@ Deno.test("a local destination files arrived in before is not made again after a
     assert.equal(existsSync(base), false, "nothing written below the mount point");
 
     await Deno.mkdir(base);
-    const mounted = await runCli(["run", "--once", "-c", config], { env });
-    assert.equal(mounted.code, 0, mounted.stderr);
+    await runOnce(config, env, 0);
     const sent = (await listFiles(base)).find((path) => path.endsWith("b.fits"))!;
     assert.deepEqual(await Deno.readFile(join(base, sent)), bytes);
   });
@@ -264,23 +280,19 @@ Deno.test("a running daemon does not make its destination folder again once file
 
 Deno.test("a local destination that is a share's mount point: unmounted at a restart, its empty folder gets nothing, and doctor fails", async () => {
   await withRoot(async (root, env) => {
-    const server = join(root, "server");
-    const base = join(root, "share"); // The mount point itself is the destination.
-    await Deno.mkdir(server);
-    const { config, watch } = await localJob(root, base, { retry_attempts: 0 });
+    // The mount point itself is the destination.
+    const { server, base, config, watch } = await shareJob(root, { retry_attempts: 0 });
     await mountBindfs(server, base);
     try {
       await Deno.writeFile(join(watch, "a.fits"), randomBytes(1000));
-      const first = await runCli(["run", "--once", "-c", config], { env });
-      assert.equal(first.code, 0, first.stderr);
+      await runOnce(config, env, 0);
       assert.equal((await listFiles(server)).length, 1, "arrived on the share");
       await unmountBindfs(base);
 
       // The next start finds an empty folder on the local disk where the share was.
       const bytes = randomBytes(1000);
       await Deno.writeFile(join(watch, "b.fits"), bytes);
-      const unmounted = await runCli(["run", "--once", "-c", config], { env });
-      assert.equal(unmounted.code, 1, unmounted.stderr);
+      const unmounted = await runOnce(config, env, 1);
       assert.match(
         unmounted.stderr,
         /destination folder .*share is gone \(a share that is not mounted\?\): an empty folder on \S+ stands where files arrived on fuse/,
@@ -292,8 +304,7 @@ Deno.test("a local destination that is a share's mount point: unmounted at a res
 
       // A marker file left in the mount point does not make it the destination.
       await Deno.writeTextFile(join(base, "NOT_MOUNTED"), "");
-      const marked = await runCli(["run", "--once", "-c", config], { env });
-      assert.equal(marked.code, 1, marked.stderr);
+      const marked = await runOnce(config, env, 1);
       assert.match(
         marked.stderr,
         /share is gone \(a share that is not mounted\?\): a folder on \S+ without the files that arrived on fuse stands where they arrived \(\d{8}\/a\.fits is not there\)/,
@@ -306,8 +317,7 @@ Deno.test("a local destination that is a share's mount point: unmounted at a res
       await Deno.remove(join(base, "NOT_MOUNTED"));
 
       await mountBindfs(server, base);
-      const mounted = await runCli(["run", "--once", "-c", config], { env });
-      assert.equal(mounted.code, 0, mounted.stderr);
+      await runOnce(config, env, 0);
       const sent = (await listFiles(server)).find((path) => path.endsWith("b.fits"))!;
       assert.deepEqual(await Deno.readFile(join(server, sent)), bytes);
     } finally {
@@ -318,12 +328,9 @@ Deno.test("a local destination that is a share's mount point: unmounted at a res
 
 Deno.test("a local destination share unmounted in the middle of a copy and mounted again: the file arrives whole, and no temporary copy is left beside it", async () => {
   await withRoot(async (root, env) => {
-    const server = join(root, "server");
-    const base = join(root, "share");
-    await Deno.mkdir(server);
-    await Deno.mkdir(base);
     // Slow enough to unmount the share in the middle of the copy.
-    const { config, watch } = await localJob(root, base, { bandwidth_limit: "4MB/s" });
+    const { server, base, config, watch } = await shareJob(root, { bandwidth_limit: "4MB/s" });
+    await Deno.mkdir(base);
     await mountBindfs(server, base);
     const daemon = startCli(["run", "-c", config], { env });
     try {
@@ -355,10 +362,7 @@ Deno.test("a local destination share unmounted in the middle of a copy and mount
 
 Deno.test("doctor fails on a local destination whose share's client died (ENOTCONN), never checking the disk below", async () => {
   await withRoot(async (root, env) => {
-    const server = join(root, "server");
-    const base = join(root, "share");
-    await Deno.mkdir(server);
-    const { config } = await localJob(root, base);
+    const { server, base, config } = await shareJob(root);
     const client = await mountBindfsProcess(server, base);
     try {
       client.kill("SIGKILL");
@@ -490,8 +494,7 @@ Deno.test("local jobs that send into each other's watch folders, round to the fi
         ),
       );
       assert.equal(validate.stderr.match(/copied round/g)?.length, 1, "said once per round");
-      const run = await runCli(["run", "--once", "-c", config], { env });
-      assert.equal(run.code, 2, run.stderr);
+      await runOnce(config, env, 2);
       assert.deepEqual(await listFiles(join(root, "wb")), [], "nothing sent");
     }
 
@@ -511,8 +514,7 @@ Deno.test("local jobs that send into each other's watch folders, round to the fi
       ...local,
       jobs: [job("a", "wa", "wb/out"), job("b", "wb", "dest")],
     });
-    const chain = await runCli(["run", "--once", "-c", config], { env });
-    assert.equal(chain.code, 0, chain.stderr);
+    await runOnce(config, env, 0);
     assert.equal((await listFiles(join(root, "wb"))).length, 1);
   });
 });
