@@ -5,6 +5,8 @@
  *
  * @module
  */
+import assert from "node:assert/strict";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ceilingMs, LEAST_CEILING_MS } from "./files.ts";
 import { RUNTIME_FLAGS } from "../../src/version.ts";
@@ -29,6 +31,29 @@ export function cliArgv(args: string[], extraFlags: string[] = []): string[] {
     `${REPO_ROOT}main.ts`,
     ...args,
   ];
+}
+
+/**
+ * Run `code` (a module body) as a script under the project's permission set alone (no runtime
+ * flags, no CLI), which must exit 0; its standard output.
+ */
+export async function runUnderPermissionSet(code: string): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "itx-confined-" });
+  try {
+    const script = join(dir, "probe.ts");
+    await Deno.writeTextFile(script, code);
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-q", "-P=image-transfer", "--config", join(REPO_ROOT, "deno.json"), script],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder();
+    assert.equal(out.code, 0, text.decode(out.stderr));
+    return text.decode(out.stdout);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 }
 
 /** Result of a finished CLI run. */

@@ -5,29 +5,9 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { cliArgv, REPO_ROOT } from "../../helpers/cli.ts";
+import { cliArgv, REPO_ROOT, runUnderPermissionSet } from "../../helpers/cli.ts";
 import { compileArgs, TARGETS } from "../../../scripts/compile_all.ts";
 import { RUNTIME_FLAGS } from "../../../src/version.ts";
-
-/** Run `code` as a script under the project's permission set. */
-async function runUnderPermissionSet(code: string): Promise<{ stdout: string; stderr: string }> {
-  const dir = await Deno.makeTempDir({ prefix: "it-perm-" });
-  try {
-    const script = join(dir, "probe.ts");
-    await Deno.writeTextFile(script, code);
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-q", "-P=image-transfer", "--config", join(REPO_ROOT, "deno.json"), script],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const text = new TextDecoder();
-    assert.equal(out.code, 0, text.decode(out.stderr));
-    return { stdout: text.decode(out.stdout), stderr: text.decode(out.stderr) };
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
 
 const PROBE = (program: string, args: string[]) => `
 try {
@@ -42,9 +22,9 @@ try {
 
 Deno.test("the permission set may start programs (hooks are the user's own; the config check guards them)", async () => {
   const out = await runUnderPermissionSet(PROBE("ssh", ["-V"]));
-  assert.match(out.stdout, /^started 0 OpenSSH/);
+  assert.match(out, /^started 0 OpenSSH/);
   const shell = await runUnderPermissionSet(PROBE("sh", ["-c", "true"]));
-  assert.equal(shell.stdout.trim(), "started 0");
+  assert.equal(shell.trim(), "started 0");
   const denoJson = JSON.parse(await Deno.readTextFile(join(REPO_ROOT, "deno.json")));
   const set = denoJson.permissions["image-transfer"];
   assert.equal(set.run, true);

@@ -7,8 +7,7 @@
  * the runtime refuses every program not named when the launcher started.
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
-import { REPO_ROOT } from "../../helpers/cli.ts";
+import { runUnderPermissionSet } from "../../helpers/cli.ts";
 import { runProcess } from "../../../src/process/run.ts";
 import { CommandError } from "../../../src/errors.ts";
 
@@ -36,32 +35,12 @@ function hangingSsh(helper: string): string[] {
   return ["ssh", "-o", "BatchMode=yes", "-o", `ProxyCommand=${helper}`, "itx-nowhere", "true"];
 }
 
-/** Run `code` (a module body) under the program's permission set; returns its stdout. */
-async function runConfined(code: string): Promise<string> {
-  const dir = await Deno.makeTempDir({ prefix: "itx-confined-" });
-  try {
-    const script = join(dir, "probe.ts");
-    await Deno.writeTextFile(script, code);
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-q", "-P=image-transfer", "--config", join(REPO_ROOT, "deno.json"), script],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const text = new TextDecoder();
-    assert.equal(out.code, 0, text.decode(out.stderr));
-    return text.decode(out.stdout);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
 const RUN_PROCESS_URL = new URL("../../../src/process/run.ts", import.meta.url).href;
 const LAUNCHER_URL = new URL("../../../src/process/launcher.ts", import.meta.url).href;
 
 Deno.test("under the permission set, a timeout ends the call on time and kills its helpers", async () => {
   const seconds = uniqueSleep();
-  const out = await runConfined(`
+  const out = await runUnderPermissionSet(`
     import { runProcess } from ${JSON.stringify(RUN_PROCESS_URL)};
     const argv = ${JSON.stringify(hangingSsh(`sleep ${seconds}`))};
     const report = async (options) => {
@@ -107,7 +86,7 @@ Deno.test("a helper that left the process group cannot hold a timed-out call ope
 
 Deno.test("through the program launcher only the programs named at its start run: the same calls, no others", async () => {
   const seconds = uniqueSleep();
-  const out = await runConfined(`
+  const out = await runUnderPermissionSet(`
     import { killProcess, runProcess, startProgramsThrough } from ${
     JSON.stringify(RUN_PROCESS_URL)
   };
