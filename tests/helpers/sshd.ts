@@ -336,3 +336,29 @@ export async function sshSandbox(
   });
   return { root, watch, remote, config, env: { HOME: join(root, "home") } };
 }
+
+/**
+ * An in-process pipeline job through `sshd` with `method` from `root/watch` (made by the test):
+ * `*.fits`, night folders in UTC, short stability window and retries, two transfers at a time,
+ * checksums verified; `overrides` win.
+ */
+export function sshPipelineJob(
+  sshd: TestSshd,
+  method: "scp" | "rsync",
+  root: string,
+  overrides: Partial<JobConfig>,
+): JobConfig {
+  return sshd.job({
+    transfer_method: method,
+    watch_path: join(root, "watch"),
+    file_patterns: ["*.fits"],
+    stability_window_seconds: 0.2,
+    night_timezone: "UTC",
+    retry_attempts: 2,
+    retry_delay_seconds: 0.1,
+    retry_max_delay_seconds: 0.2,
+    max_concurrent_transfers: 2,
+    verify_transfer: "checksum",
+    ...overrides,
+  });
+}

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { captureLogs, type LogCapture } from "./log_capture.ts";
 
 async function mountCommand(args: string[]): Promise<void> {
   const out = await new Deno.Command(args[0], { args: args.slice(1), stderr: "piped" }).output();
@@ -47,6 +48,35 @@ export async function withTmpfs<T>(
   } finally {
     // Lazy: a process that still has a file open there must not keep the mount.
     await mountCommand(["umount", "-l", path]);
+  }
+}
+
+/** What {@linkcode withTmpfsRun} gives its function besides the file system. */
+export interface TmpfsRun {
+  /** A fresh runtime folder for the transports. */
+  runtime: string;
+  /** The product's log records meanwhile. */
+  logs: LogCapture;
+}
+
+/**
+ * {@linkcode withTmpfs}, with a fresh runtime folder and the product's log records captured
+ * meanwhile (an in-process run of a job into a destination that fills up); afterwards the capture
+ * is stopped and the folder removed, whatever happens.
+ */
+export async function withTmpfsRun<T>(
+  path: string,
+  size: string,
+  fn: (run: TmpfsRun) => Promise<T>,
+  options: TmpfsOptions = {},
+): Promise<T> {
+  const runtime = await Deno.makeTempDir({ prefix: "itx-tmpfs-rt-" });
+  const logs = await captureLogs();
+  try {
+    return await withTmpfs(path, size, () => fn({ runtime, logs }), options);
+  } finally {
+    await logs.stop();
+    await Deno.remove(runtime, { recursive: true });
   }
 }
 

@@ -29,11 +29,11 @@ import {
   writeRandomFiles,
 } from "../../helpers/files.ts";
 import { localTestJob } from "../../helpers/jobs.ts";
-import { captureLogs } from "../../helpers/log_capture.ts";
-import { startSshd } from "../../helpers/sshd.ts";
+import type { LogCapture } from "../../helpers/log_capture.ts";
+import { sshPipelineJob, startSshd } from "../../helpers/sshd.ts";
 import { freePort } from "../../helpers/net.ts";
 import { getJson } from "../../helpers/status.ts";
-import { resizeTmpfs, withTmpfs } from "../../helpers/tmpfs.ts";
+import { resizeTmpfs, withTmpfs, withTmpfsRun } from "../../helpers/tmpfs.ts";
 
 const FILES = 24;
 /**
@@ -115,79 +115,71 @@ function probingRunner(job: JobConfig, stateDir: string, runtime: string, probeM
  */
 async function fillUpAndGrow(job: JobConfig, owner: { uid?: number; gid?: number } = {}) {
   const dest = job.remote_base_path;
-  const runtime = await Deno.makeTempDir({ prefix: "itx-full-rt-" });
-  const logs = await captureLogs();
-  try {
-    await withTmpfs(dest, "1m", async () => {
-      const files = await writeRandomFiles(
-        job.watch_path,
-        Array.from({ length: FILES }, (_, i) => `night/full ${String(i).padStart(2, "0")}.fits`),
-        FILE_BYTES,
+  await withTmpfsRun(dest, "1m", async ({ runtime, logs }) => {
+    const files = await writeRandomFiles(
+      job.watch_path,
+      Array.from({ length: FILES }, (_, i) => `night/full ${String(i).padStart(2, "0")}.fits`),
+      FILE_BYTES,
+    );
+    const probing = probingRunner(job, join(job.watch_path, "..", "state"), runtime);
+    const { ledger, transport, runner } = probing;
+    try {
+      await runner.start();
+      await waitFor(() => logs.count("error", "is full") > 0, 30_000, "the pause");
+      // The files that still fit arrive (a probe, then 2, 4 … more files as the job recovers);
+      // then nothing does, however many tries follow. A copy cut short by the full disk is
+      // removed once its call ends, and a probe may fit in the room it leaves: the pause is
+      // steady once two probes ended in a row (no other call ending between) with nothing
+      // through. Arrivals seen in the listing cannot tell: they lag behind the calls, which are
+      // counted when they start.
+      await waitFor(
+        () => transport.failedProbesInARow >= 2,
+        60_000,
+        "arrivals to stop while probes go on",
       );
-      const probing = probingRunner(job, join(job.watch_path, "..", "state"), runtime);
-      const { ledger, transport, runner } = probing;
-      try {
-        await runner.start();
-        await waitFor(() => logs.count("error", "is full") > 0, 30_000, "the pause");
-        // The files that still fit arrive (a probe, then 2, 4 … more files as the job recovers);
-        // then nothing does, however many tries follow. A copy cut short by the full disk is
-        // removed once its call ends, and a probe may fit in the room it leaves: the pause is
-        // steady once two probes ended in a row (no other call ending between) with nothing
-        // through. Arrivals seen in the listing cannot tell: they lag behind the calls, which are
-        // counted when they start.
-        await waitFor(
-          () => transport.failedProbesInARow >= 2,
-          60_000,
-          "arrivals to stop while probes go on",
-        );
-        const arrived = (await listArrived(dest)).length;
-        // Paused: probes go on, one per PROBE_MS at most (and what was on its way); a busy
-        // machine may take longer over each.
-        const triedBefore = transport.items;
-        const since = Date.now();
-        await waitFor(() => transport.items - triedBefore >= 2, 20_000, "probes while paused");
-        await new Promise((r) => setTimeout(r, 2000));
-        const tried = transport.items - triedBefore;
-        const most = (Date.now() - since) / PROBE_MS + 2 * job.max_concurrent_transfers;
-        assert.ok(
-          tried <= most,
-          `${tried} tries, at most ${most}; measured from ${
-            since - transport.startedAt
-          } ms; calls:\n${transport.calls.join("\n")}`,
-        );
-        assert.equal((await listArrived(dest)).length, arrived, "nothing arrives while full");
-        assert.equal(logs.count("error", "is full"), 1, "said once");
-        // Copies cut short by the full disk are removed, not kept to be continued: their room
-        // goes to whole files.
-        assert.equal(logs.count("info", "Kept the interrupted copy"), 0);
-        const states = [...files.keys()].map((rel) => FileRows.of(ledger, job).get(rel)?.state);
-        assert.ok(!states.includes("failed"), `no file gives up: ${states}`);
-        assert.ok(states.includes("pending"), "files wait");
-        assert.equal(logs.count("error", "Failed to transfer"), 0);
-        await assertCopiesIntact(dest, files);
+      const arrived = (await listArrived(dest)).length;
+      // Paused: probes go on, one per PROBE_MS at most (and what was on its way); a busy
+      // machine may take longer over each.
+      const triedBefore = transport.items;
+      const since = Date.now();
+      await waitFor(() => transport.items - triedBefore >= 2, 20_000, "probes while paused");
+      await new Promise((r) => setTimeout(r, 2000));
+      const tried = transport.items - triedBefore;
+      const most = (Date.now() - since) / PROBE_MS + 2 * job.max_concurrent_transfers;
+      assert.ok(
+        tried <= most,
+        `${tried} tries, at most ${most}; measured from ${
+          since - transport.startedAt
+        } ms; calls:\n${transport.calls.join("\n")}`,
+      );
+      assert.equal((await listArrived(dest)).length, arrived, "nothing arrives while full");
+      assert.equal(logs.count("error", "is full"), 1, "said once");
+      // Copies cut short by the full disk are removed, not kept to be continued: their room
+      // goes to whole files.
+      assert.equal(logs.count("info", "Kept the interrupted copy"), 0);
+      const states = [...files.keys()].map((rel) => FileRows.of(ledger, job).get(rel)?.state);
+      assert.ok(!states.includes("failed"), `no file gives up: ${states}`);
+      assert.ok(states.includes("pending"), "files wait");
+      assert.equal(logs.count("error", "Failed to transfer"), 0);
+      await assertCopiesIntact(dest, files);
 
-        await resizeTmpfs(dest, "16m");
-        await waitFor(
-          () =>
-            [...files.keys()].every((rel) => FileRows.of(ledger, job).get(rel)?.state === "done"),
-          30_000,
-          "every file done after the file system grew",
-        );
-        assert.equal(logs.count("info", "takes files again"), 1);
-        assert.equal((await listArrived(dest)).length, FILES);
-        await assertCopiesIntact(dest, files);
-        assert.equal(runner.summary.sent, FILES);
-        assert.equal(runner.summary.failed, 0);
-      } finally {
-        await probing.close();
-      }
-      // Nothing left behind: no temporary copies, no upload folders.
-      await assertCopiesIntact(dest, files, true);
-    }, owner);
-  } finally {
-    await logs.stop();
-    await Deno.remove(runtime, { recursive: true });
-  }
+      await resizeTmpfs(dest, "16m");
+      await waitFor(
+        () => [...files.keys()].every((rel) => FileRows.of(ledger, job).get(rel)?.state === "done"),
+        30_000,
+        "every file done after the file system grew",
+      );
+      assert.equal(logs.count("info", "takes files again"), 1);
+      assert.equal((await listArrived(dest)).length, FILES);
+      await assertCopiesIntact(dest, files);
+      assert.equal(runner.summary.sent, FILES);
+      assert.equal(runner.summary.failed, 0);
+    } finally {
+      await probing.close();
+    }
+    // Nothing left behind: no temporary copies, no upload folders.
+    await assertCopiesIntact(dest, files, true);
+  }, owner);
 }
 
 Deno.test("disk full (local): the job pauses, probes, and resumes when there is space", async () => {
@@ -216,20 +208,7 @@ for (const method of ["scp", "rsync"] as const) {
     await Deno.chmod(root, 0o755);
     try {
       await fillUpAndGrow(
-        sshd.job({
-          name: "full",
-          transfer_method: method,
-          watch_path: join(root, "watch"),
-          remote_base_path: join(root, "dest"),
-          file_patterns: ["*.fits"],
-          stability_window_seconds: 0.2,
-          night_timezone: "UTC",
-          retry_attempts: 2,
-          retry_delay_seconds: 0.1,
-          retry_max_delay_seconds: 0.2,
-          max_concurrent_transfers: 2,
-          verify_transfer: "checksum",
-        }),
+        sshPipelineJob(sshd, method, root, { name: "full", remote_base_path: join(root, "dest") }),
         { uid: sshd.uid, gid: sshd.gid },
       );
     } finally {
@@ -250,22 +229,18 @@ async function withFullLocalJob(
     dest: string;
     root: string;
     runtime: string;
-    logs: Awaited<ReturnType<typeof captureLogs>>;
+    logs: LogCapture;
   }) => Promise<void>,
 ): Promise<void> {
   const root = await Deno.makeTempDir({ prefix });
-  const runtime = await Deno.makeTempDir({ prefix: "itx-full-rt-" });
   const job = localTestJob(root, { max_concurrent_transfers: 1, verify_transfer: "size" });
   const dest = job.remote_base_path;
-  const logs = await captureLogs();
   try {
-    await withTmpfs(dest, "1m", async () => {
+    await withTmpfsRun(dest, "1m", async ({ runtime, logs }) => {
       await Deno.mkdir(job.watch_path, { recursive: true });
       await fn({ job, dest, root, runtime, logs });
     });
   } finally {
-    await logs.stop();
-    await Deno.remove(runtime, { recursive: true });
     await Deno.remove(root, { recursive: true });
   }
 }

@@ -27,8 +27,8 @@ import {
 import { localTestJob } from "../../helpers/jobs.ts";
 import { captureLogs } from "../../helpers/log_capture.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
-import { startSshd } from "../../helpers/sshd.ts";
-import { withTmpfs } from "../../helpers/tmpfs.ts";
+import { sshPipelineJob, startSshd } from "../../helpers/sshd.ts";
+import { withTmpfs, withTmpfsRun } from "../../helpers/tmpfs.ts";
 
 const MIB = 1024 * 1024;
 const FILES = 16;
@@ -87,74 +87,66 @@ async function pauseAndResume(
   mount: string,
   owner: { uid?: number; gid?: number },
 ) {
-  const runtime = await Deno.makeTempDir({ prefix: "itx-space-rt-" });
-  const logs = await captureLogs();
-  try {
-    await withTmpfs(mount, "4m", async () => {
-      await Deno.writeFile(join(mount, "ballast.bin"), randomBytes(2.5 * MIB));
-      const files = await writeRandomFiles(
-        job.watch_path,
-        Array.from({ length: FILES }, (_, i) => `night/space ${String(i).padStart(2, "0")}.fits`),
-        FILE_BYTES,
-      );
-      const dest = job.remote_base_path;
-      const ledger = Ledger.open(join(job.watch_path, "..", "state"));
-      const runner = new JobRunner(job, ledger, createTransport(job, runtime), {
-        once: false,
-        closedForMs: 50,
-        fullProbeMs: PROBE_MS,
-      });
-      try {
-        await runner.start();
-        await waitFor(() => logs.count("error", "is full") > 0, 30_000, "the pause");
-        // What fits arrives; then nothing does (the copies on their way when the pause began
-        // end first: nothing new for 5 s, room for a busy machine).
-        let arrived = -1;
-        for (let now = 0; now !== arrived;) {
-          arrived = now;
-          await new Promise((r) => setTimeout(r, 5000));
-          now = (await listArrived(dest)).length;
-        }
-        assert.ok(
-          arrived >= 1 && arrived < FILES,
-          `${arrived} of ${FILES} arrived before the pause`,
-        );
-        await new Promise((r) => setTimeout(r, 2000));
-        assert.equal((await listArrived(dest)).length, arrived, "nothing arrives while paused");
-        // Paused before the disk filled up: the room kept is still there.
-        assert.ok((await freeBytes(mount)) >= MIB, `${await freeBytes(mount)} bytes free`);
-        const pause = logs.records.filter((r) => r.level === "error");
-        assert.equal(pause.length, 1, pause.map((r) => String(r.rawMessage)).join("\n"));
-        assert.match(String(pause[0].properties.reason), /min_free_space keeps 1\.0 MiB free/);
-        assert.equal(logs.count("error", "Failed to transfer"), 0);
-        const states = [...files.keys()].map((rel) => FileRows.of(ledger, job).get(rel)?.state);
-        assert.ok(!states.includes("failed"), `no file gives up: ${states}`);
-        await assertCopiesIntact(dest, files);
-
-        await Deno.remove(join(mount, "ballast.bin"));
-        await waitFor(
-          () =>
-            [...files.keys()].every((rel) => FileRows.of(ledger, job).get(rel)?.state === "done"),
-          30_000,
-          "every file done once space was freed",
-        );
-        assert.equal(logs.count("info", "takes files again"), 1);
-        assert.equal(logs.count("error", "is full"), 1, "said once");
-        assert.equal(runner.summary.sent, FILES);
-        assert.equal(runner.summary.failed, 0);
-      } finally {
-        await runner.stop();
-        ledger.close();
+  await withTmpfsRun(mount, "4m", async ({ runtime, logs }) => {
+    await Deno.writeFile(join(mount, "ballast.bin"), randomBytes(2.5 * MIB));
+    const files = await writeRandomFiles(
+      job.watch_path,
+      Array.from({ length: FILES }, (_, i) => `night/space ${String(i).padStart(2, "0")}.fits`),
+      FILE_BYTES,
+    );
+    const dest = job.remote_base_path;
+    const ledger = Ledger.open(join(job.watch_path, "..", "state"));
+    const runner = new JobRunner(job, ledger, createTransport(job, runtime), {
+      once: false,
+      closedForMs: 50,
+      fullProbeMs: PROBE_MS,
+    });
+    try {
+      await runner.start();
+      await waitFor(() => logs.count("error", "is full") > 0, 30_000, "the pause");
+      // What fits arrives; then nothing does (the copies on their way when the pause began
+      // end first: nothing new for 5 s, room for a busy machine).
+      let arrived = -1;
+      for (let now = 0; now !== arrived;) {
+        arrived = now;
+        await new Promise((r) => setTimeout(r, 5000));
+        now = (await listArrived(dest)).length;
       }
-      assert.equal((await listArrived(dest)).length, FILES);
+      assert.ok(
+        arrived >= 1 && arrived < FILES,
+        `${arrived} of ${FILES} arrived before the pause`,
+      );
+      await new Promise((r) => setTimeout(r, 2000));
+      assert.equal((await listArrived(dest)).length, arrived, "nothing arrives while paused");
+      // Paused before the disk filled up: the room kept is still there.
+      assert.ok((await freeBytes(mount)) >= MIB, `${await freeBytes(mount)} bytes free`);
+      const pause = logs.records.filter((r) => r.level === "error");
+      assert.equal(pause.length, 1, pause.map((r) => String(r.rawMessage)).join("\n"));
+      assert.match(String(pause[0].properties.reason), /min_free_space keeps 1\.0 MiB free/);
+      assert.equal(logs.count("error", "Failed to transfer"), 0);
+      const states = [...files.keys()].map((rel) => FileRows.of(ledger, job).get(rel)?.state);
+      assert.ok(!states.includes("failed"), `no file gives up: ${states}`);
       await assertCopiesIntact(dest, files);
-      // Nothing left behind: no temporary copies, no upload folders.
-      await assertCopiesIntact(dest, files, true);
-    }, owner);
-  } finally {
-    await logs.stop();
-    await Deno.remove(runtime, { recursive: true });
-  }
+
+      await Deno.remove(join(mount, "ballast.bin"));
+      await waitFor(
+        () => [...files.keys()].every((rel) => FileRows.of(ledger, job).get(rel)?.state === "done"),
+        30_000,
+        "every file done once space was freed",
+      );
+      assert.equal(logs.count("info", "takes files again"), 1);
+      assert.equal(logs.count("error", "is full"), 1, "said once");
+      assert.equal(runner.summary.sent, FILES);
+      assert.equal(runner.summary.failed, 0);
+    } finally {
+      await runner.stop();
+      ledger.close();
+    }
+    assert.equal((await listArrived(dest)).length, FILES);
+    await assertCopiesIntact(dest, files);
+    // Nothing left behind: no temporary copies, no upload folders.
+    await assertCopiesIntact(dest, files, true);
+  }, owner);
 }
 
 Deno.test("min_free_space (local): the job pauses before the destination fills, and resumes when space is freed", async () => {
@@ -185,19 +177,9 @@ for (const method of ["scp", "rsync"] as const) {
     try {
       const mount = join(root, "dest");
       await pauseAndResume(
-        sshd.job({
+        sshPipelineJob(sshd, method, root, {
           name: "space",
-          transfer_method: method,
-          watch_path: join(root, "watch"),
           remote_base_path: join(mount, "-in 'coming' $(x)"),
-          file_patterns: ["*.fits"],
-          stability_window_seconds: 0.2,
-          night_timezone: "UTC",
-          retry_attempts: 2,
-          retry_delay_seconds: 0.1,
-          retry_max_delay_seconds: 0.2,
-          max_concurrent_transfers: 2,
-          verify_transfer: "checksum",
           min_free_space: "1MiB",
         }),
         mount,
