@@ -84,16 +84,19 @@ export function zonedTime(at: Date, timeZone: string | undefined): string {
 
 /**
  * Whether `at` falls in a pause window: the latest `pause` or `resume` cron
- * time before it was a `pause`.
+ * time at or before it was a `pause`.
  */
 export function pausedAt(job: JobConfig, at: Date): boolean {
   let latest: { at: number; pause: boolean } | null = null;
+  // Cron times are whole seconds, and croner finds those at least 1 s before the time it is
+  // given: from the next whole second, a time at `at` itself counts (a timer firing now).
+  const after = new Date(Math.floor(at.getTime() / 1000) * 1000 + 1000);
   for (const entry of job.schedules) {
     if (entry.cron === undefined || (entry.action !== "pause" && entry.action !== "resume")) {
       continue;
     }
     const cron = new Cron(entry.cron, { timezone: scheduleTimeZone(entry, job), paused: true });
-    const previous = cron.previousRuns(1, at)[0];
+    const previous = cron.previousRuns(1, after)[0];
     cron.stop();
     if (previous && (latest === null || previous.getTime() > latest.at)) {
       latest = { at: previous.getTime(), pause: entry.action === "pause" };
@@ -254,10 +257,22 @@ export class JobSchedules {
         await writeNightReport(job, table, entry.nights ?? 1);
         return;
       case "pause":
-        this.#log.info("Transfers of job {job} paused (schedule {index})", fields);
-        this.#context.pause();
-        return;
       case "resume":
+        // A wall clock stepped ahead over several window edges fires each late, in no useful
+        // order: only the latest edge before now holds.
+        // (An `every_seconds` entry has no edge the clock could pass: it always acts.)
+        if (entry.cron !== undefined && pausedAt(job, new Date()) !== (entry.action === "pause")) {
+          this.#log.info(
+            "Schedule {index} of job {job} ({action}) skipped: the clock passed a later pause or resume time",
+            fields,
+          );
+          return;
+        }
+        if (entry.action === "pause") {
+          this.#log.info("Transfers of job {job} paused (schedule {index})", fields);
+          this.#context.pause();
+          return;
+        }
         // A pause from the status page holds until the page resumes the job.
         if (this.#context.resume()) {
           this.#log.info("Transfers of job {job} resumed (schedule {index})", fields);

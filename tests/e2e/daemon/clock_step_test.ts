@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { runCli, startCli } from "../../helpers/cli.ts";
-import { listFiles, randomBytes, waitFor } from "../../helpers/files.ts";
+import { existsSync, listFiles, randomBytes, waitFor } from "../../helpers/files.ts";
 import { freePort } from "../../helpers/net.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
 
@@ -75,6 +75,48 @@ Deno.test("a wall clock stepped ahead a day: transfer times, waiting ages and re
     const b = report.problems.find((row: { relPath: string }) => row.relPath === "blocked/b.fits");
     assert.ok(b, status.stdout);
     assert.ok(b.nextAttemptAt > stepped, `next try at ${new Date(b.nextAttemptAt).toISOString()}`);
+  } finally {
+    await daemon.stop("SIGTERM");
+  }
+});
+
+Deno.test("a wall clock stepped ahead over a pause and the later resume: the job sends (the resume listed first)", async () => {
+  // Edges two and three hours ahead (UTC, whole hours): the daemon starts outside the window,
+  // then the clock jumps four hours, past both. Croner fires each late, in the order the
+  // entries are listed; before the fix the stale pause came last and held the job for a day.
+  const hour = new Date().getUTCHours();
+  await using box = await cliSandbox({
+    schedules: [
+      { cron: `0 ${(hour + 3) % 24} * * *`, timezone: "UTC", action: "resume" },
+      { cron: `0 ${(hour + 2) % 24} * * *`, timezone: "UTC", action: "pause" },
+    ],
+  });
+  const clock = join(box.root, "faketime");
+  await Deno.writeTextFile(clock, "+0\n");
+  const env = {
+    ...box.env,
+    LD_PRELOAD: LIBFAKETIME,
+    FAKETIME_TIMESTAMP_FILE: clock,
+    FAKETIME_NO_CACHE: "1",
+    DONT_FAKE_MONOTONIC: "1",
+  };
+  const daemon = startCli(["run", "-c", box.config], { env });
+  try {
+    await daemon.waitForOutput("Schedule 1 of job default: pause", 60_000);
+    assert.doesNotMatch(daemon.stderr(), /inside a pause window/);
+    await Deno.writeTextFile(clock, "+4h\n");
+    // Croner looks at the clock at least every 30 s.
+    await daemon.waitForOutput("Transfers of job default resumed (schedule 0)", 120_000);
+    await Deno.writeFile(join(box.watch, "after the step.fits"), randomBytes(5000));
+    await waitFor(
+      async () =>
+        existsSync(box.dest) &&
+        (await listFiles(box.dest)).some((f) => f.endsWith("/after the step.fits")),
+      90_000,
+      "the file written after the step at the destination",
+    );
+    assert.match(daemon.stderr(), /Schedule 1 of job default \(pause\) skipped: the clock passed/);
+    assert.doesNotMatch(daemon.stderr(), /Transfers of job default paused/);
   } finally {
     await daemon.stop("SIGTERM");
   }

@@ -449,6 +449,32 @@ Deno.test("schedules: a pause window holds from its pause to its resume, in the 
   assert.equal(pausedAt(job({}), new Date()), false);
 });
 
+Deno.test("schedules: a pause every_seconds acts beside a cron resume (no clock edge to be stale against)", async () => {
+  const logs = await captureLogs();
+  let pauses = 0;
+  const schedules = new JobSchedules({
+    job: job({
+      schedules: [
+        { every_seconds: 1, action: "pause" },
+        { cron: "0 8 * * *", action: "resume" },
+      ],
+    }),
+    table: null as unknown as FileRows, // not used by pause and resume
+    rescan: () => Promise.resolve(),
+    pause: () => void pauses++,
+    resume: () => true,
+  });
+  try {
+    schedules.start();
+    await waitFor(() => pauses >= 2, 30_000, "two pauses");
+    const lines = logs.records.map((r) => r.message.join(""));
+    assert.ok(!lines.some((line) => line.includes("skipped")), lines.join("\n"));
+  } finally {
+    await schedules.stop();
+    await logs.stop();
+  }
+});
+
 Deno.test("schedules: a pause without any resume is warned about at start", async () => {
   const logs = await captureLogs();
   try {
