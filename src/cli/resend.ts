@@ -18,7 +18,7 @@ import { UsageError } from "../errors.ts";
 import { FileRows } from "../ledger/file_rows.ts";
 import { ledgerName } from "../ledger/job_names.ts";
 import { Ledger } from "../ledger/ledger.ts";
-import { escapeControlChars as oneLine } from "../log/logging.ts";
+import { escapeControlChars as oneLine, quoteIfUnsafe } from "../log/logging.ts";
 import { absolutePath } from "../watch/file_version.ts";
 import type { Config, JobConfig } from "../config/types.ts";
 import { pausedAt } from "../pipeline/schedules.ts";
@@ -95,7 +95,9 @@ export function resendCommand(): Command {
             if (!info?.isFile && !info?.isSymlink) continue;
             present.push(row.relPath);
             if (options.dryRun) {
-              console.log(`would send again ${oneLine(source)} -> ${oneLine(row.destination)}`);
+              // Quoted as `run --dry-run` lists names: a line break told from `\` and `n`.
+              const [from, to] = [quoteIfUnsafe(source), quoteIfUnsafe(row.destination)];
+              console.log(`would send again ${from} -> ${to}`);
             }
           }
           const count = options.dryRun || !table ? present.length : table.sendAgain(present);

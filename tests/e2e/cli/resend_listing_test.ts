@@ -1,0 +1,32 @@
+/**
+ * `resend --dry-run` lists names as `run --dry-run` and `status` do: a name with a line break
+ * in double quotes with escapes, told from a name holding a backslash and an `n`. A real
+ * one-shot run sends both first (`local`), then the listing is read.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { runCli } from "../../helpers/cli.ts";
+import { randomBytes } from "../../helpers/files.ts";
+import { cliSandbox } from "../../helpers/sandbox.ts";
+
+Deno.test("resend --dry-run: a name with a line break is quoted, told from one with a backslash and an n", async () => {
+  await using box = await cliSandbox({ status_listen: "" });
+  const evening = new Date("2024-03-15T20:00:00Z");
+  for (const name of ["a\nb.fits", "a\\nb.fits"]) {
+    await Deno.writeFile(join(box.watch, name), randomBytes(3000));
+    await Deno.utime(join(box.watch, name), evening, evening);
+  }
+  const sent = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+  assert.equal(sent.code, 0, sent.stderr);
+  const dry = await runCli(["resend", "--all", "--dry-run", "-c", box.config], { env: box.env });
+  assert.equal(dry.code, 0, dry.stderr);
+  const lines = dry.stdout.split("\n").filter((line) => line.startsWith("would send again "));
+  assert.deepEqual(
+    lines.sort(),
+    [
+      `would send again ${join(box.watch, "a\\nb.fits")} -> 20240315/a\\nb.fits`,
+      `would send again "${join(box.watch, "a\\nb.fits")}" -> "20240315/a\\nb.fits"`,
+    ].sort(),
+    dry.stdout,
+  );
+});
