@@ -365,9 +365,13 @@ export function nightReport(
   return { job: job.name, generated_at: now.toISOString(), nights: entries.slice(0, nights) };
 }
 
+/** The last report being given its name (see {@linkcode writeNightReport}). */
+let reportNaming: Promise<unknown> = Promise.resolve();
+
 /**
  * Write the report as `<state_dir>/reports/<job>-<time>.json` (complete or
- * not at all) and log one line per night folder.
+ * not at all; `<job>-<time>-2.json`... beside another report of the job
+ * written in the same second, never over it) and log one line per night folder.
  *
  * @returns the report file
  */
@@ -381,10 +385,23 @@ export async function writeNightReport(
   const folder = join(dirname(table.ledger.path), "reports");
   await Deno.mkdir(folder, { recursive: true });
   const stamp = now.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
-  const file = join(folder, `${job.name}-${stamp}.json`);
-  const partial = `${file}.${crypto.randomUUID()}.tmp`;
+  const partial = join(folder, `${job.name}-${stamp}.json.${crypto.randomUUID()}.tmp`);
   await Deno.writeTextFile(partial, JSON.stringify(report, null, 2) + "\n");
-  await Deno.rename(partial, file);
+  // One name at a time in this process: two reports of one second (a daily and a weekly one
+  // firing together) both stay.
+  const named = reportNaming.then(async () => {
+    for (let n = 1;; n++) {
+      const file = join(folder, `${job.name}-${stamp}${n === 1 ? "" : `-${n}`}.json`);
+      if (await Deno.lstat(file).then(() => true, () => false)) continue;
+      await Deno.rename(partial, file);
+      return file;
+    }
+  });
+  reportNaming = named.catch(() => {});
+  const file = await named.catch(async (error) => {
+    await Deno.remove(partial).catch(() => {});
+    throw error;
+  });
   const log = logger("report");
   if (report.nights.length === 0) {
     log.info("Night report of job {job}: nothing yet", { job: job.name, file });

@@ -8,8 +8,15 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { testJob } from "../../helpers/jobs.ts";
 import type { JobConfig } from "../../../src/config/types.ts";
-import { JobSchedules, nextCronRun, pausedAt, zonedTime } from "../../../src/pipeline/schedules.ts";
-import type { FileRows } from "../../../src/ledger/file_rows.ts";
+import {
+  JobSchedules,
+  nextCronRun,
+  pausedAt,
+  writeNightReport,
+  zonedTime,
+} from "../../../src/pipeline/schedules.ts";
+import { FileRows } from "../../../src/ledger/file_rows.ts";
+import { Ledger } from "../../../src/ledger/ledger.ts";
 import { captureLogs } from "../../helpers/log_capture.ts";
 import { type RunningCli, startCli } from "../../helpers/cli.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
@@ -682,3 +689,27 @@ async function reload(daemon: RunningCli, nth: number): Promise<void> {
     `reload ${nth}`,
   );
 }
+
+Deno.test("schedules: two reports of one job in the same second (a daily and a weekly one) are both kept", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-reports-" });
+  const ledger = Ledger.open(join(root, "state"));
+  try {
+    const rows = new FileRows(ledger, "j", "local:/d");
+    const now = new Date("2024-03-18T08:00:00.250Z");
+    const nights = [1, 7, 30];
+    const files = await Promise.all(nights.map((n) => writeNightReport(job({}), rows, n, now)));
+    assert.equal(new Set(files).size, 3, files.join(", "));
+    const kept = [...Deno.readDirSync(join(root, "state", "reports"))].map((e) => e.name).sort();
+    assert.deepEqual(kept, [
+      "j-20240318T080000Z-2.json",
+      "j-20240318T080000Z-3.json",
+      "j-20240318T080000Z.json",
+    ]);
+    for (const file of files) {
+      assert.equal(JSON.parse(await Deno.readTextFile(file)).generated_at, now.toISOString());
+    }
+  } finally {
+    ledger.close();
+    await Deno.remove(root, { recursive: true });
+  }
+});
