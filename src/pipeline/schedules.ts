@@ -9,11 +9,10 @@
 import { Cron } from "croner";
 import type { JobConfig } from "../config/types.ts";
 import type { FileRows } from "../ledger/file_rows.ts";
-import { jobLogger, type Logger } from "../log/logging.ts";
+import { jobLogger, type Logger, logger } from "../log/logging.ts";
 import { runCaptured } from "../process/captured.ts";
 import { programProblem } from "./user_programs.ts";
 import { dirname, join } from "node:path";
-import { logger } from "../log/logging.ts";
 
 /** One `schedules` entry as the schema returns it. */
 export type ScheduleEntry = JobConfig["schedules"][number];
@@ -82,24 +81,29 @@ export function zonedTime(at: Date, timeZone: string | undefined): string {
     `${sign}${pad(Math.floor(Math.abs(offset) / 60))}:${pad(Math.abs(offset) % 60)}`;
 }
 
+/** The latest cron time of `entry` at or before `at` (ms since epoch), or `null`. */
+export function lastCronTime(entry: ScheduleEntry, job: JobConfig, at: Date): number | null {
+  if (entry.cron === undefined) return null;
+  // Cron times are whole seconds, and croner finds those at least 1 s before the time it is
+  // given: from the next whole second, a time at `at` itself counts (a timer firing now).
+  const after = new Date(Math.floor(at.getTime() / 1000) * 1000 + 1000);
+  const cron = new Cron(entry.cron, { timezone: scheduleTimeZone(entry, job), paused: true });
+  const previous = cron.previousRuns(1, after)[0];
+  cron.stop();
+  return previous?.getTime() ?? null;
+}
+
 /**
  * Whether `at` falls in a pause window: the latest `pause` or `resume` cron
  * time at or before it was a `pause`.
  */
 export function pausedAt(job: JobConfig, at: Date): boolean {
   let latest: { at: number; pause: boolean } | null = null;
-  // Cron times are whole seconds, and croner finds those at least 1 s before the time it is
-  // given: from the next whole second, a time at `at` itself counts (a timer firing now).
-  const after = new Date(Math.floor(at.getTime() / 1000) * 1000 + 1000);
   for (const entry of job.schedules) {
-    if (entry.cron === undefined || (entry.action !== "pause" && entry.action !== "resume")) {
-      continue;
-    }
-    const cron = new Cron(entry.cron, { timezone: scheduleTimeZone(entry, job), paused: true });
-    const previous = cron.previousRuns(1, after)[0];
-    cron.stop();
-    if (previous && (latest === null || previous.getTime() > latest.at)) {
-      latest = { at: previous.getTime(), pause: entry.action === "pause" };
+    if (entry.action !== "pause" && entry.action !== "resume") continue;
+    const previous = lastCronTime(entry, job, at);
+    if (previous !== null && (latest === null || previous > latest.at)) {
+      latest = { at: previous, pause: entry.action === "pause" };
     }
   }
   return latest?.pause ?? false;
@@ -164,6 +168,8 @@ export class JobSchedules {
   /** Stops the `every_seconds` timers. */
   #timers: Array<() => void> = [];
   #busy = new Set<number>();
+  /** The cron time each cron entry last fired for (see {@linkcode JobSchedules.#firstAt}). */
+  #actedAt = new Map<number, number>();
   /** Aborted on stop: kills the programs still running. */
   #stopping = new AbortController();
   #running = new Set<Promise<void>>();
@@ -195,7 +201,8 @@ export class JobSchedules {
     for (const [index, entry] of job.schedules.entries()) {
       const fire = () => this.#fire(index, entry);
       if (entry.cron !== undefined) {
-        this.#crons.push(new Cron(entry.cron, { timezone: scheduleTimeZone(entry, job) }, fire));
+        const once = () => void (this.#firstAt(index, entry) && fire());
+        this.#crons.push(new Cron(entry.cron, { timezone: scheduleTimeZone(entry, job) }, once));
       } else if (entry.every_seconds !== undefined) {
         this.#timers.push(repeatEvery(entry.every_seconds * 1000, fire));
       }
@@ -223,14 +230,25 @@ export class JobSchedules {
     await Promise.allSettled([...this.#running]);
   }
 
-  #fire(index: number, entry: ScheduleEntry): void {
-    if (this.#busy.has(index)) {
-      this.#log.warn("Schedule {index} of job {job} ({action}) skipped: still running", {
-        index,
-        action: entry.action,
-      });
-      return;
+  /** Whether a cron entry has not acted at its time now (a clock set back brings it round again). */
+  #firstAt(index: number, entry: ScheduleEntry): boolean {
+    const at = lastCronTime(entry, this.#context.job, new Date());
+    if (at !== null && at <= (this.#actedAt.get(index) ?? -Infinity)) {
+      return this.#skipped(index, entry, "done at this time already (the clock was set back)");
     }
+    if (at !== null) this.#actedAt.set(index, at);
+    return true;
+  }
+
+  /** Log that entry `index` does not act now, and why. */
+  #skipped(index: number, entry: ScheduleEntry, why: string): false {
+    const fields = { index, action: entry.action };
+    this.#log.warn(`Schedule {index} of job {job} ({action}) skipped: ${why}`, fields);
+    return false;
+  }
+
+  #fire(index: number, entry: ScheduleEntry): void {
+    if (this.#busy.has(index)) return void this.#skipped(index, entry, "still running");
     this.#busy.add(index);
     const run: Promise<void> = this.#act(index, entry).catch((error) => {
       this.#log.error("Schedule {index} of job {job} ({action}) failed: {error}", {
@@ -258,15 +276,10 @@ export class JobSchedules {
         return;
       case "pause":
       case "resume":
-        // A wall clock stepped ahead over several window edges fires each late, in no useful
-        // order: only the latest edge before now holds.
-        // (An `every_seconds` entry has no edge the clock could pass: it always acts.)
+        // A clock stepped ahead over several window edges fires each late, in no useful order:
+        // the latest edge before now holds (an `every_seconds` entry has none: it always acts).
         if (entry.cron !== undefined && pausedAt(job, new Date()) !== (entry.action === "pause")) {
-          this.#log.info(
-            "Schedule {index} of job {job} ({action}) skipped: the clock passed a later pause or resume time",
-            fields,
-          );
-          return;
+          return void this.#skipped(index, entry, "the clock passed a later pause or resume time");
         }
         if (entry.action === "pause") {
           this.#log.info("Transfers of job {job} paused (schedule {index})", fields);

@@ -121,3 +121,38 @@ Deno.test("a wall clock stepped ahead over a pause and the later resume: the job
     await daemon.stop("SIGTERM");
   }
 });
+
+Deno.test("a wall clock set back past a cron time that has fired: the entry does not act a second time", async () => {
+  // 15 s from now, to the second (six fields, UTC): a daily report.
+  const at = new Date(Math.ceil(Date.now() / 1000) * 1000 + 15_000);
+  const cron = `${at.getUTCSeconds()} ${at.getUTCMinutes()} ${at.getUTCHours()} * * *`;
+  await using box = await cliSandbox({
+    status_listen: "",
+    schedules: [{ cron, timezone: "UTC", action: "report" }],
+  });
+  const clock = join(box.root, "faketime");
+  await Deno.writeTextFile(clock, "+0\n");
+  const env = {
+    ...box.env,
+    LD_PRELOAD: LIBFAKETIME,
+    FAKETIME_TIMESTAMP_FILE: clock,
+    FAKETIME_NO_CACHE: "1",
+    DONT_FAKE_MONOTONIC: "1",
+  };
+  const daemon = startCli(["run", "-c", box.config], { env });
+  try {
+    await daemon.waitForOutput("Night report of job default", 120_000);
+    // NTP corrects a clock 50 s fast: the report's time comes round again (croner looks at the
+    // clock at least every 30 s, and finds it before that time).
+    await Deno.writeTextFile(clock, "-50s\n");
+    await daemon.waitForOutput(
+      "Schedule 0 of job default (report) skipped: done at this time already",
+      120_000,
+    );
+    const reports = daemon.stderr().split("\n").filter((l) => l.includes("Night report of job"));
+    assert.equal(reports.length, 1, daemon.stderr());
+    assert.equal([...Deno.readDirSync(join(box.stateDir, "reports"))].length, 1);
+  } finally {
+    await daemon.stop("SIGTERM");
+  }
+});
