@@ -347,6 +347,9 @@ Deno.test("systemd user unit: no User=, no namespace sandbox, the filters a user
     assert.ok(!unit.includes("{{"), unit);
     assert.doesNotMatch(unit, /^User=/m);
     assert.doesNotMatch(unit, /network-online/);
+    // Nor a comment saying it waits for them.
+    assert.doesNotMatch(unit, /^# After the network/m);
+    assert.match(unit, /^# A user's service cannot wait for the network/m);
     assert.match(unit, /^WantedBy=default\.target$/m);
     assert.match(unit, /^Restart=on-failure$/m);
     assert.match(unit, /^Environment=IMAGE_TRANSFER_SERVICE=systemd-user$/m);
