@@ -256,7 +256,11 @@ async function showStatus(
     const moreProblems = problemsAndMore.length > limit;
     console.log(
       `\nFiles whose last attempt failed (${
-        moreProblems ? `more than ${limit}; -n N lists more` : problems.length
+        !moreProblems
+          ? problems.length
+          : limit === 0
+          ? "some; -n N lists them"
+          : `more than ${limit}; -n N lists more`
       }):`,
     );
     for (const row of problems) {
