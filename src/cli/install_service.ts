@@ -117,7 +117,9 @@ export async function runInstallService(
   const config = await loadConfig(configPath, account.uid);
   // What `run` would refuse is refused now, not in the service's restart loop.
   const bare = bareNamedPrograms(config.jobs);
-  await checkBeforeStart(config, account.uid);
+  // For another OS (--print, --root) its paths are that machine's: warned of, not refused.
+  const warn = (message: string) => console.error(`warning: ${message}`);
+  await checkBeforeStart(config, account.uid, warn, target.os !== Deno.build.os);
   const itsPath = target.os === Deno.build.os ? SERVICE_PATH[target.os] : undefined;
   if (itsPath) assertFoundAsService(bare, config.jobs, config.file || configPath, itsPath);
   // After the checks, which give a hook's bare program name its path on PATH.

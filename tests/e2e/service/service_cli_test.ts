@@ -379,6 +379,43 @@ Deno.test("install-service --os windows: a watch folder on a //server/share path
   }
 });
 
+Deno.test("install-service --os windows --print here: a config written for Windows (drive paths) is planned, its paths warned of; for this OS refused", async () => {
+  const { home, config, env } = await makeHome();
+  try {
+    await Deno.writeTextFile(
+      config,
+      [
+        "watch_path: 'C:/Camera/images'",
+        "state_dir: 'D:\\image-transfer state'",
+        "transfer_method: scp",
+        "remote_host: archive.example.org",
+        "remote_base_path: /srv/incoming",
+        "",
+      ].join("\n"),
+    );
+    const planned = await runCli(["-c", config, "install-service", "--os", "windows", "--print"], {
+      env,
+    });
+    assert.equal(planned.code, 0, planned.stderr);
+    assert.match(planned.stdout, /<Task version=/);
+    for (const [line, key] of [[1, "watch_path of job default"], [2, "state_dir"]] as const) {
+      assert.match(
+        planned.stderr,
+        new RegExp(
+          `^warning: .*config\\.yaml:${line}: ${key}: .* is a Windows path .*\`run\` refuses it on this machine$`,
+          "m",
+        ),
+      );
+    }
+    const here = await runCli(["-c", config, "install-service", "--print"], { env });
+    assert.equal(here.code, 2, here.stdout);
+    assert.match(here.stderr, /^error: .*config\.yaml:2: state_dir: .* is a Windows path/);
+    assert.match(here.stderr, /config\.yaml:1: watch_path of job default: .* is a Windows path/);
+  } finally {
+    await Deno.remove(home, { recursive: true });
+  }
+});
+
 Deno.test("install-service --os darwin: a watch folder in ~/Documents is warned of (macOS privacy protection keeps launchd jobs out), a folder elsewhere is not", async () => {
   const { home, config, env } = await makeHome();
   try {
