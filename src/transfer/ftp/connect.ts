@@ -101,7 +101,7 @@ export function ftpPassword(job: JobConfig): string {
           "fatal",
         );
       }
-      return readFileSync(file, "utf8").split(/\r?\n/)[0];
+      return readWithoutBom(file).split(/\r?\n/)[0];
     } catch (error) {
       if (error instanceof TransferError) throw error;
       const reason = error instanceof Error ? error.message : String(error);
@@ -188,6 +188,14 @@ export async function connectFtp(
   }
 }
 
+/**
+ * The text of `file` without the byte order mark Windows Notepad puts first: it would be taken as
+ * the password's first character, and a CA file starting with it holds no certificate for TLS.
+ */
+function readWithoutBom(file: string): string {
+  return readFileSync(file, "utf8").replace(/^\uFEFF/, "");
+}
+
 /** The PEM certificates of `ftp_ca_file` `file`. @throws {TransferError} `fatal` when it holds none */
 function readCa(file: string): string {
   let text: string;
@@ -198,7 +206,7 @@ function readCa(file: string): string {
         "fatal",
       );
     }
-    text = readFileSync(file, "utf8");
+    text = readWithoutBom(file);
   } catch (error) {
     if (error instanceof TransferError) throw error;
     const reason = error instanceof Error ? error.message : String(error);

@@ -282,6 +282,34 @@ Deno.test("ftp: the password from an environment variable logs in", async () => 
   }
 });
 
+Deno.test("ftp: a password file and a CA file saved with a byte order mark (Windows Notepad) log in", async () => {
+  const server = await startVsftpd();
+  const src = await Deno.makeTempDir();
+  try {
+    const dest = await server.makeRemoteDir();
+    const bom = new Uint8Array([0xef, 0xbb, 0xbf]);
+    const withBom = async (name: string, from: string) => {
+      const path = join(src, name);
+      await Deno.writeFile(path, new Uint8Array([...bom, ...await Deno.readFile(from)]), {
+        mode: 0o600,
+      });
+      return path;
+    };
+    const passwordFile = await withBom("password.txt", server.passwordFile);
+    const caFile = await withBom("ca.pem", server.certFile);
+    const items = [await item(src, "a.fits", randomBytes(2345))];
+    const outcomes = await send(
+      server.job({ remote_base_path: dest, ftp_password_file: passwordFile, ftp_ca_file: caFile }),
+      items,
+    );
+    assert.equal(outcomes[0].error, null, outcomes[0].error?.message);
+    await assertArrived(dest, items);
+  } finally {
+    await server.stop();
+    await Deno.remove(src, { recursive: true });
+  }
+});
+
 Deno.test("ftp: an untrusted certificate is fatal and names ftp_ca_file", async () => {
   const server = await startVsftpd();
   const src = await Deno.makeTempDir();
