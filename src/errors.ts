@@ -191,7 +191,7 @@ export function isDestinationFull(error: TransferError): boolean {
  * `transfer/classify.ts` and `transfer/ftp/connect.ts` word it.
  */
 export function isConnectionFailure(error: TransferError): boolean {
-  return /the connection to \S+ failed|authentication was refused|the host key of|cannot resolve the host name|refused the login|refused TLS|TLS certificate is not trusted|connection lost or refused|FTP server \S+: connect: /i
+  return /the connection to \S+ failed|authentication was refused|the host key of|cannot resolve the host name|refused the login|refused TLS|TLS certificate is not (?:trusted|made for)|connection lost or refused|FTP server \S+: connect: /i
     .test(error.message);
 }
 

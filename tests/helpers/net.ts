@@ -91,16 +91,19 @@ export class RawClient {
 }
 
 /**
- * A self-signed certificate for 127.0.0.1 and localhost made by `openssl` in
- * `dir`: `cert.pem` and `key.pem` (0600).
+ * A self-signed certificate for 127.0.0.1 and localhost (or the `names` given, as openssl's
+ * subjectAltName list) made by `openssl` in `dir`: `cert.pem` and `key.pem` (0600).
  */
-export async function selfSignedCert(dir: string): Promise<{ cert: string; key: string }> {
+export async function selfSignedCert(
+  dir: string,
+  names = "IP:127.0.0.1,DNS:localhost",
+): Promise<{ cert: string; key: string }> {
   const cert = join(dir, "cert.pem");
   const key = join(dir, "key.pem");
   const made = await new Deno.Command("openssl", {
     args: ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert]
       .concat(["-days", "2", "-subj", "/CN=localhost"])
-      .concat(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+      .concat(["-addext", `subjectAltName=${names}`])
       .concat(["-addext", "basicConstraints=critical,CA:FALSE"]),
     stdout: "null",
     stderr: "piped",

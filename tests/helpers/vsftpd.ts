@@ -29,6 +29,8 @@ export interface VsftpdOptions {
   idleSeconds?: number;
   /** Connections it takes from one address at once (`max_per_ip`; 0, the default: any number). */
   maxPerIp?: number;
+  /** The names its certificate is made for (openssl's subjectAltName; default 127.0.0.1, localhost). */
+  certNames?: string;
 }
 
 /** A running test server. */
@@ -120,7 +122,7 @@ export async function startVsftpd(options: VsftpdOptions = {}): Promise<TestVsft
   const dir = await Deno.makeTempDir({ prefix: "itx-vsftpd-" });
   const empty = join(dir, "empty");
   await Deno.mkdir(empty, { mode: 0o755 });
-  const { cert: certFile, key: keyFile } = await selfSignedCert(dir);
+  const { cert: certFile, key: keyFile } = await selfSignedCert(dir, options.certNames);
   const passwordFile = join(dir, "password");
   await Deno.writeTextFile(passwordFile, `${FTP_PASSWORD}\n`, { mode: 0o600 });
   const port = freePort();

@@ -242,11 +242,7 @@ export function classifyFtpError(
   const reason = error instanceof Error ? error.message : String(error);
   const code = (error as { code?: unknown }).code;
   if (typeof code === "string" && (CERT_CODES.has(code) || /certificate/i.test(reason))) {
-    return new TransferError(
-      `FTP server ${server}: its TLS certificate is not trusted (${reason}); give the certificate of its authority (or its own) in ftp_ca_file`,
-      "fatal",
-      { cause: error },
-    );
+    return certificateError(job, error, code === "ERR_TLS_CERT_ALTNAME_INVALID");
   }
   if (/session reuse/i.test(reason)) {
     return new TransferError(
@@ -313,16 +309,29 @@ export function classifyFtpError(
     });
   }
   if (/certificate|self[- ]signed|UnknownIssuer|NotValidForName/i.test(reason)) {
-    return new TransferError(
-      `FTP server ${server}: its TLS certificate is not trusted (${reason}); give the certificate of its authority (or its own) in ftp_ca_file`,
-      "fatal",
-      { cause: error },
-    );
+    return certificateError(job, error, false);
   }
   const why = (typeof code === "string" && DROP_CODES.has(code)) || closedIsLost
     ? `connection lost or refused (${reason})`
     : reason;
   return new TransferError(`FTP server ${server}: ${step}: ${why}`, "retry", { cause: error });
+}
+
+/**
+ * A server certificate TLS refused, as a fatal error: one made for other names than `remote_host`
+ * (`wrongName`, or the runtime's words for it) says so, as `ftp_ca_file` cannot help there.
+ */
+function certificateError(job: JobConfig, error: unknown, wrongName: boolean): TransferError {
+  const reason = error instanceof Error ? error.message : String(error);
+  const host = job.remote_host;
+  const message = wrongName || /altnames|NotValidForName/i.test(reason)
+    ? `its TLS certificate is not made for ${host} (${reason}); set remote_host to a name the ` +
+      `certificate holds, or give the server a certificate for ${host}`
+    : `its TLS certificate is not trusted (${reason}); give the certificate of its authority ` +
+      "(or its own) in ftp_ca_file";
+  return new TransferError(`FTP server ${ftpServerName(job)}: ${message}`, "fatal", {
+    cause: error,
+  });
 }
 
 const PROBE = new TextEncoder().encode("image-transfer doctor\n");

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { JobConfig } from "../../../src/config/types.ts";
+import { failureScope } from "../../../src/errors.ts";
 import { FtpTransport } from "../../../src/transfer/ftp/ftp.ts";
 import { isTempName } from "../../../src/layout/destination.ts";
 import type { TransferItem } from "../../../src/transfer/transport.ts";
@@ -321,6 +322,32 @@ Deno.test("ftp: an untrusted certificate is fatal and names ftp_ca_file", async 
     assert.equal(outcomes[0].error?.kind, "fatal");
     assert.match(outcomes[0].error!.message, /certificate is not trusted.*ftp_ca_file/);
     assert.equal(await server.logins(), 0, "no password went to an untrusted server");
+  } finally {
+    await server.stop();
+    await Deno.remove(src, { recursive: true });
+  }
+});
+
+Deno.test("ftp: a trusted certificate made for another name is fatal and says to fix the name, not ftp_ca_file", async () => {
+  const server = await startVsftpd({ certNames: "DNS:archive.example.org" });
+  const src = await Deno.makeTempDir();
+  try {
+    const dest = await server.makeRemoteDir();
+    const outcomes = await send(server.job({ remote_base_path: dest }), [
+      await item(src, "a.fits", randomBytes(100)),
+    ]);
+    assert.equal(outcomes[0].error?.kind, "fatal");
+    assert.match(
+      outcomes[0].error!.message,
+      /its TLS certificate is not made for 127\.0\.0\.1 \(.*\); set remote_host to a name the certificate holds, or give the server a certificate for 127\.0\.0\.1$/,
+    );
+    assert.doesNotMatch(outcomes[0].error!.message, /not trusted|ftp_ca_file/);
+    assert.equal(
+      failureScope(outcomes[0].error!),
+      "connection",
+      "the whole destination, not one file",
+    );
+    assert.equal(await server.logins(), 0, "no password went to a server of another name");
   } finally {
     await server.stop();
     await Deno.remove(src, { recursive: true });
