@@ -96,9 +96,10 @@ export class FtpTransport implements Transport {
   }
 
   describeTarget(destination: string): string {
-    return `ftp${this.#job.ftp_tls === "off" ? "" : "s"}://${ftpServerName(this.#job)}${
-      joinRemote(this.#job.remote_base_path, destination)
-    }`;
+    const base = this.#job.remote_base_path;
+    // A relative base is in the login's folder: `/~/` says so, as lftp reads it.
+    const path = joinRemote(base.startsWith("/") ? base : `/~/${base}`, destination);
+    return `ftp${this.#job.ftp_tls === "off" ? "" : "s"}://${ftpServerName(this.#job)}${path}`;
   }
 
   probe(): Promise<ProbeCheck[]> {

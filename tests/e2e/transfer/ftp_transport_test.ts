@@ -311,6 +311,33 @@ Deno.test("ftp: a password file and a CA file saved with a byte order mark (Wind
   }
 });
 
+Deno.test("ftp: a relative remote_base_path goes into the login's folder and is described as /~/ there", async () => {
+  const server = await startVsftpd();
+  const src = await Deno.makeTempDir();
+  const base = `itx-relative-${crypto.randomUUID()}/cam 1`;
+  const home = await new Deno.Command("getent", { args: ["passwd", "itx-ftp"] }).output();
+  const homeDir = new TextDecoder().decode(home.stdout).split(":")[5];
+  try {
+    const items = [await item(src, "a b.fits", randomBytes(1234))];
+    const transport = new FtpTransport(server.job({ remote_base_path: base }));
+    try {
+      const outcomes = await transport.send(items, new AbortController().signal);
+      assert.equal(outcomes[0].error, null, outcomes[0].error?.message);
+      assert.equal(
+        transport.describeTarget(items[0].destination),
+        `ftps://itx-ftp@127.0.0.1:${server.port}/~/${base}/20240315/a b.fits`,
+      );
+    } finally {
+      await transport.close();
+    }
+    await assertArrived(join(homeDir, base), items);
+  } finally {
+    await Deno.remove(join(homeDir, base.split("/")[0]), { recursive: true }).catch(() => {});
+    await server.stop();
+    await Deno.remove(src, { recursive: true });
+  }
+});
+
 Deno.test("ftp: an untrusted certificate is fatal and names ftp_ca_file", async () => {
   const server = await startVsftpd();
   const src = await Deno.makeTempDir();
