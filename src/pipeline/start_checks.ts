@@ -58,7 +58,8 @@ export async function checkBeforeStart(
         "server stopped answering?): it is checked as written, without following links",
     );
   }
-  for (const message of [...unseenCloses(config), ...uncheckedServers(config)]) warn(message);
+  const notes = [...unseenCloses(config), ...uncheckedServers(config), ...ftpTildeBases(config)];
+  for (const message of notes) warn(message);
   const realPathSoFar = (path: string) => real.paths.get(path) ?? resolve(path);
   const problems: string[] = [];
   const check = async <T>(run: () => T | Promise<T>): Promise<T | undefined> => {
@@ -117,6 +118,23 @@ function uncheckedServers(config: Config): string[] {
       `answers as ${job.remote_host}, its key unchecked (another machine that took its address, ` +
       "or a key that changed): use StrictHostKeyChecking=accept-new (a new server's key is " +
       "remembered at the first login, a changed one refused)",
+    ];
+  });
+}
+
+/**
+ * FTP jobs whose `remote_base_path` starts with `~`: the server reads the path, and vsftpd (as
+ * many others) takes `~` as a folder name, where scp's shell would mean the home folder.
+ */
+function ftpTildeBases(config: Config): string[] {
+  return config.jobs.flatMap((job, index) => {
+    const base = job.remote_base_path;
+    if (job.transfer_method !== "ftp" || !/^~(\/|$)/.test(base)) return [];
+    const relative = base.replace(/^~\/*/, "");
+    return [
+      `${jobKeyPlace(config, index, "remote_base_path")}: ${base} goes to an FTP server, which ` +
+      "does not expand ~ (vsftpd makes a folder named ~): write " +
+      `${relative === "" ? "." : relative} (in the login's folder) or the full path`,
     ];
   });
 }

@@ -118,6 +118,38 @@ Deno.test("config validate warns of schedules that pause and never resume, namin
   });
 });
 
+Deno.test("config validate warns that an FTP remote_base_path starting with ~ is a folder named ~ there, naming the line; not for scp", async () => {
+  await withHome(async (home) => {
+    await Deno.mkdir(join(home, "in"));
+    const password = join(home, "ftp-password");
+    await Deno.writeTextFile(password, "secret\n", { mode: 0o600 });
+    const file = join(home, "config.yaml");
+    const write = (method: string) =>
+      Deno.writeTextFile(
+        file,
+        [
+          `watch_path: ${JSON.stringify(join(home, "in"))}`,
+          "remote_host: archive.example.org",
+          "remote_base_path: ~/incoming",
+          `transfer_method: ${method}`,
+          ...(method === "ftp" ? [`ftp_password_file: ${JSON.stringify(password)}`] : []),
+          "",
+        ].join("\n"),
+      );
+    await write("ftp");
+    const result = await cli(home, ["-c", file, "config", "validate"]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(
+      result.stderr,
+      /^warning: .*config\.yaml:3: remote_base_path of job default: ~\/incoming goes to an FTP server, which does not expand ~ \(vsftpd makes a folder named ~\): write incoming \(in the login's folder\) or the full path$/m,
+    );
+    await write("scp");
+    const scp = await cli(home, ["-c", file, "config", "validate"]);
+    assert.equal(scp.code, 0, scp.stderr);
+    assert.doesNotMatch(scp.stderr, /expand ~/);
+  });
+});
+
 /** Broken fixtures and what the message must contain (file:line: and the key or reason). */
 const BROKEN: [string, RegExp][] = [
   ["unclosed_quote.yaml", /unclosed_quote\.yaml:2: YAML syntax error: Missing closing "quote/],
