@@ -29,6 +29,8 @@ export interface VsftpdOptions {
   idleSeconds?: number;
   /** Connections it takes from one address at once (`max_per_ip`; 0, the default: any number). */
   maxPerIp?: number;
+  /** Speak TLS from the first byte (implicit FTPS, as on port 990) instead of after `AUTH TLS`. */
+  implicitTls?: boolean;
   /** The names its certificate is made for (openssl's subjectAltName; default 127.0.0.1, localhost). */
   certNames?: string;
 }
@@ -168,6 +170,7 @@ export async function startVsftpd(options: VsftpdOptions = {}): Promise<TestVsft
           "force_local_data_ssl=YES",
           // Deno cannot resume the control connection's TLS session on data connections.
           `require_ssl_reuse=${options.sslReuse ? "YES" : "NO"}`,
+          `implicit_ssl=${options.implicitTls ? "YES" : "NO"}`,
         ]
         : ["ssl_enable=NO"]),
       "",

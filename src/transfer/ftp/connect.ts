@@ -21,6 +21,7 @@ import { Readable } from "node:stream";
 import type { ProbeCheck } from "../transport.ts";
 import { tempNameFor } from "../temp_name.ts";
 import { freeSpaceCheck } from "../../config/free_space.ts";
+import { refuseNonFtpGreeting } from "./greeting.ts";
 
 /** The control port when `ftp_port` is empty. */
 export const FTP_DEFAULT_PORT = 21;
@@ -159,7 +160,10 @@ export async function connectFtp(
   let step: FtpStep = "connect";
   try {
     const host = job.remote_host;
-    const welcome = await client.connect(host, job.ftp_port ?? FTP_DEFAULT_PORT);
+    const connecting = client.connect(host, job.ftp_port ?? FTP_DEFAULT_PORT);
+    const port = job.ftp_port ?? FTP_DEFAULT_PORT;
+    refuseNonFtpGreeting(client, ftpServerName(job), port, job.transfer_timeout_seconds * 1000);
+    const welcome = await connecting;
     onStep(step, `${host}:${job.ftp_port ?? FTP_DEFAULT_PORT} (${welcome.message.trim()})`);
     if (job.ftp_tls === "required") {
       step = "tls";

@@ -13,6 +13,7 @@ import { isTempName } from "../../../src/layout/destination.ts";
 import type { TransferItem } from "../../../src/transfer/transport.ts";
 import { listFiles, listFolders, randomBytes, sha256OfFile, waitFor } from "../../helpers/files.ts";
 import { captureLogs } from "../../helpers/log_capture.ts";
+import { startSshd } from "../../helpers/sshd.ts";
 import { startVsftpd } from "../../helpers/vsftpd.ts";
 
 const FITS_DIR = new URL("../../fixtures/fits/", import.meta.url).pathname;
@@ -333,6 +334,62 @@ Deno.test("ftp: a relative remote_base_path goes into the login's folder and is 
     await assertArrived(join(homeDir, base), items);
   } finally {
     await Deno.remove(join(homeDir, base.split("/")[0]), { recursive: true }).catch(() => {});
+    await server.stop();
+    await Deno.remove(src, { recursive: true });
+  }
+});
+
+Deno.test("ftp: an SSH server at ftp_port (SFTP taken for FTP) is fatal at once and points to scp or rsync", async () => {
+  const sshd = await startSshd();
+  const vsftpd = await startVsftpd();
+  const src = await Deno.makeTempDir();
+  try {
+    const job = vsftpd.job({ remote_base_path: "/tmp", ftp_port: sshd.port });
+    const outcomes = await send(job, [await item(src, "a.fits", randomBytes(100))]);
+    assert.equal(outcomes[0].error?.kind, "fatal");
+    assert.match(
+      outcomes[0].error!.message,
+      new RegExp(
+        `FTP server itx-ftp@127\\.0\\.0\\.1:${sshd.port}: connect: port ${sshd.port} answers as an SSH ` +
+          `server \\("SSH-2\\.0-OpenSSH[^"]*"\\), not FTP: for SFTP or SSH use transfer_method scp ` +
+          "or rsync; else check ftp_port",
+      ),
+    );
+    assert.equal(
+      failureScope(outcomes[0].error!),
+      "connection",
+      "the whole destination, not one file",
+    );
+  } finally {
+    await vsftpd.stop();
+    await sshd.stop();
+    await Deno.remove(src, { recursive: true });
+  }
+});
+
+Deno.test("ftp: a server that sends no greeting (implicit FTPS) is given up before the transfer timeout, saying why", async () => {
+  const server = await startVsftpd({ implicitTls: true });
+  const src = await Deno.makeTempDir();
+  try {
+    const dest = await server.makeRemoteDir();
+    // Half the transfer timeout where that is less than a minute.
+    const job = server.job({ remote_base_path: dest, transfer_timeout_seconds: 30 });
+    const outcomes = await send(job, [await item(src, "a.fits", randomBytes(100))]);
+    assert.equal(outcomes[0].error?.kind, "retry");
+    assert.match(
+      outcomes[0].error!.message,
+      new RegExp(
+        `connect: port ${server.port} took the connection but sent no FTP greeting within 15 s: a server ` +
+          "that expects TLS at once \\(implicit FTPS, usually on port 990\\) is not supported: " +
+          "give its explicit FTPS port \\(usually 21\\) in ftp_port",
+      ),
+    );
+    assert.equal(
+      failureScope(outcomes[0].error!),
+      "connection",
+      "the whole destination, not one file",
+    );
+  } finally {
     await server.stop();
     await Deno.remove(src, { recursive: true });
   }
