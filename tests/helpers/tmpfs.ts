@@ -89,3 +89,32 @@ export async function resizeTmpfs(path: string, size: string): Promise<void> {
 export async function remountTmpfs(path: string, readOnly: boolean): Promise<void> {
   await mountCommand(["mount", "-o", `remount,${readOnly ? "ro" : "rw"}`, path]);
 }
+
+/**
+ * Make a small ext4 file system of `mib` MiB in an image file, mount it (loop) at `path`, owned by
+ * `options.uid`, run `fn`, and unmount and remove it afterwards. Unlike tmpfs, a full ext4 refuses
+ * a new folder (`mkdir` needs a block) while an empty file can still be created.
+ */
+export async function withExt4<T>(
+  path: string,
+  mib: number,
+  fn: (path: string) => Promise<T>,
+  options: TmpfsOptions = {},
+): Promise<T> {
+  const image = `${path}.img`;
+  await Deno.mkdir(path, { recursive: true });
+  await Deno.writeFile(image, new Uint8Array());
+  await Deno.truncate(image, mib * 1024 * 1024);
+  try {
+    await mountCommand(["mkfs.ext4", "-q", "-F", image]);
+    await mountCommand(["mount", "-o", "loop", image, path]);
+    try {
+      if (options.uid !== undefined) await Deno.chown(path, options.uid, options.gid ?? null);
+      return await fn(path);
+    } finally {
+      await mountCommand(["umount", "-l", path]);
+    }
+  } finally {
+    await Deno.remove(image);
+  }
+}

@@ -46,6 +46,7 @@ import {
 import { jobOwner, uploadFolderName } from "../temp_name.ts";
 import { pacedStream, Throttle } from "../throttle.ts";
 import { FINAL_REPLY_WAIT_MS, uploadAwaitingReply } from "./upload.ts";
+import { folderRefused } from "./space_probe.ts";
 import { FtpPool } from "./pool.ts";
 import type { ProbeCheck, TransferItem, TransferOutcome, Transport } from "../transport.ts";
 
@@ -326,12 +327,10 @@ export class FtpTransport implements Transport {
             // MKD fails on any name that exists: nothing planted there is written through.
             const made = await peer.connection.client.sendIgnoringError(`MKD ${upload.path}`);
             if (made.code >= 400) {
-              throw new TransferError(
-                `cannot make the upload folder ${upload.path} (${made.message.trim()}): check ` +
-                  `that the login may write in ${folder}; anything that exists under that name ` +
-                  "is left alone, and the next attempt takes another name",
-                "retry",
-              );
+              const what = `cannot make the upload folder ${upload.path} (${made.message.trim()})`;
+              const advice = `check that the login may write in ${folder}; anything that exists ` +
+                "under that name is left alone, and the next attempt takes another name";
+              throw await folderRefused(peer.connection.client, folder, what, advice, "retry");
             }
             upload.made = true;
           });

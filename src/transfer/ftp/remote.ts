@@ -14,6 +14,7 @@ import type { TransferItem } from "../transport.ts";
 import type { Delivery } from "../deliver.ts";
 import { isOwnTempName, uploadFolderPrefix } from "../temp_name.ts";
 import { TEMP_SUFFIX } from "../../layout/destination.ts";
+import { folderRefused } from "./space_probe.ts";
 
 /** One logged-in connection and what it already did. */
 export interface FtpPeer {
@@ -134,11 +135,13 @@ export async function ensureFolders(
         // The base itself may be gone since this connection entered it.
         const baseGone = !makeBase &&
           (i === 0 || await client.send(`CWD ${base}`).then(() => false, () => true));
-        throw new TransferError(
-          baseGone
-            ? baseGoneReason(base)
-            : `cannot create folder ${path} (${made.message}): check that no file has that ` +
-              `name and that the login may write in ${path.replace(/\/+[^/]*\/*$/, "") || "/"}`,
+        if (baseGone) throw new TransferError(baseGoneReason(base), "retry-later");
+        const parent = path.replace(/\/+[^/]*\/*$/, "") || "/";
+        throw await folderRefused(
+          client,
+          parent,
+          `cannot create folder ${path} (${made.message})`,
+          `check that no file has that name and that the login may write in ${parent}`,
           "retry-later",
         );
       }

@@ -17,7 +17,7 @@ import { FtpTransport } from "../../../src/transfer/ftp/ftp.ts";
 import type { TransferItem } from "../../../src/transfer/transport.ts";
 import { listFiles, randomBytes, waitFor } from "../../helpers/files.ts";
 import { captureLogs } from "../../helpers/log_capture.ts";
-import { resizeTmpfs, withTmpfs } from "../../helpers/tmpfs.ts";
+import { resizeTmpfs, withExt4, withTmpfs } from "../../helpers/tmpfs.ts";
 import { startVsftpd, type TestVsftpd } from "../../helpers/vsftpd.ts";
 
 const MIB = 1024 * 1024;
@@ -153,4 +153,53 @@ Deno.test("plain FTP, a job: a full destination pauses it as full once, no attem
     }
     assert.equal((await listFiles(dest)).length, files.size, "no temporary copy left");
   });
+});
+
+Deno.test("FTPS: a full ext4 destination, where a new folder cannot be made (night or upload folder), is told as full", async () => {
+  const server = await startVsftpd();
+  const root = await Deno.makeTempDir({ prefix: "itx-ftp-full-ext4-" });
+  await Deno.chmod(root, 0o755);
+  try {
+    await withExt4(join(root, "dest"), 8, async (dest) => {
+      await Deno.mkdir(join(dest, "old"));
+      await Deno.chown(join(dest, "old"), server.uid, server.gid);
+      // Filled by the login user: what ext4 keeps for root stays free, and the login gets none.
+      const filled = await new Deno.Command("setpriv", {
+        args: [`--reuid=${server.uid}`, `--regid=${server.gid}`, "--clear-groups", "dd"]
+          .concat(["if=/dev/zero", `of=${join(dest, "old", "filler")}`, "bs=1k"]),
+        stderr: "null",
+      }).output();
+      assert.equal(filled.success, false, "dd ran until the disk was full");
+      const items: TransferItem[] = [];
+      for (const destination of ["new night/a.fits", "old/b.fits"]) {
+        const source = join(root, destination.replace(/\//g, "_"));
+        await Deno.writeFile(source, randomBytes(64 * 1024));
+        const info = await Deno.stat(source);
+        items.push({ source, destination, size: info.size, mtimeMs: info.mtime!.getTime() });
+      }
+      const transport = new FtpTransport(server.job({ remote_base_path: dest }));
+      try {
+        const outcomes = await transport.send(items, new AbortController().signal);
+        const steps = ["create folder .*new night", "make the upload folder .*old/"];
+        for (const [i, outcome] of outcomes.entries()) {
+          const error = outcome.error;
+          assert.ok(error !== null && isDestinationFull(error), `not full: ${error?.message}`);
+          assert.match(
+            error.message,
+            new RegExp(
+              `the destination is full: cannot ${steps[i]}.*\\(550 .*\\), and a test write in ` +
+                ".* was refused \\(451 ",
+            ),
+          );
+        }
+      } finally {
+        await transport.close();
+      }
+      const left = (await listFiles(dest)).filter((path) => path !== "old/filler");
+      assert.deepEqual(left, [], "no test write or copy is left");
+    }, { uid: server.uid, gid: server.gid });
+  } finally {
+    await server.stop();
+    await Deno.remove(root, { recursive: true });
+  }
 });
