@@ -29,6 +29,8 @@ export interface VsftpdOptions {
   idleSeconds?: number;
   /** Connections it takes from one address at once (`max_per_ip`; 0, the default: any number). */
   maxPerIp?: number;
+  /** Let the login download (default true); `false` makes an upload-only account. */
+  downloads?: boolean;
   /** Speak TLS from the first byte (implicit FTPS, as on port 990) instead of after `AUTH TLS`. */
   implicitTls?: boolean;
   /** The names its certificate is made for (openssl's subjectAltName; default 127.0.0.1, localhost). */
@@ -161,6 +163,7 @@ export async function startVsftpd(options: VsftpdOptions = {}): Promise<TestVsft
       `local_max_rate=${options.maxRateBytes ?? 0}`,
       `idle_session_timeout=${options.idleSeconds ?? 300}`,
       `max_per_ip=${options.maxPerIp ?? 0}`,
+      `download_enable=${options.downloads === false ? "NO" : "YES"}`,
       ...(tls
         ? [
           "ssl_enable=YES",

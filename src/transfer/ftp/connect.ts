@@ -22,6 +22,7 @@ import type { ProbeCheck } from "../transport.ts";
 import { tempNameFor } from "../temp_name.ts";
 import { freeSpaceCheck } from "../../config/free_space.ts";
 import { refuseNonFtpGreeting } from "./greeting.ts";
+import { checksumCheck } from "./read_back.ts";
 
 /** The control port when `ftp_port` is empty. */
 export const FTP_DEFAULT_PORT = 21;
@@ -402,6 +403,7 @@ async function checkFtpDestination(
       );
     }
     let step = "write";
+    let checksum: Awaited<ReturnType<typeof checksumCheck>> | null = null;
     const probe = `${folder.replace(/\/$/, "")}/${tempNameFor("doctor-probe")}`;
     const renamed = `${folder.replace(/\/$/, "")}/${tempNameFor("doctor-probe-renamed")}`;
     try {
@@ -412,6 +414,7 @@ async function checkFtpDestination(
       step = "rename";
       await client.rename(probe, renamed);
       report.line("ok", "rename", "RNFR/RNTO within the destination folder");
+      checksum = await checksumCheck(client, features, job.verify_transfer, renamed);
     } catch (error) {
       const reason = classifyFtpError(error, job, step).message.replace(/\.$/, "");
       const fix = /session reuse/.test(reason)
@@ -425,15 +428,7 @@ async function checkFtpDestination(
       await client.sendIgnoringError(`DELE ${probe}`).catch(() => {});
       await client.sendIgnoringError(`DELE ${renamed}`).catch(() => {});
     }
-    if (features.hash || features.xsha256) {
-      report.line("ok", "checksum", `${features.hash ? "HASH" : "XSHA256"} (SHA-256) offered`);
-    } else {
-      report.line(
-        job.verify_transfer === "checksum" ? "ok" : "skip",
-        "checksum",
-        "the server offers no HASH or XSHA256: each arrival is read back to compare its SHA-256 (a second transfer of every file; verify_transfer: size avoids it)",
-      );
-    }
+    if (checksum !== null) report.line(checksum.verdict, "checksum", checksum.detail);
     const avbl = await client.sendIgnoringError(`AVBL ${base}`).catch(() => null);
     const free = avbl !== null && avbl.code === 213 ? Number(avbl.message.slice(4).trim()) : NaN;
     const { verdict, detail } = freeSpaceCheck(

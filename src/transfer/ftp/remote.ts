@@ -9,7 +9,8 @@ import { createHash } from "node:crypto";
 import { Transform, Writable } from "node:stream";
 import { TransferError } from "../../errors.ts";
 import { baseGoneReason } from "../classify.ts";
-import type { FtpConnection } from "./connect.ts";
+import { type FtpConnection, isFtpError } from "./connect.ts";
+import { readBackRefusal } from "./read_back.ts";
 import type { TransferItem } from "../transport.ts";
 import type { Delivery } from "../deliver.ts";
 import { isOwnTempName, uploadFolderPrefix } from "../temp_name.ts";
@@ -85,7 +86,10 @@ export async function remoteSha256(
       done();
     },
   });
-  await client.downloadTo(sink, path);
+  await client.downloadTo(sink, path).catch((error) => {
+    if (!isFtpError(error) || error.code < 500) throw error;
+    throw new TransferError(readBackRefusal(error.message), "fatal");
+  });
   return hash.digest("hex");
 }
 

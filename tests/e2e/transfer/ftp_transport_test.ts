@@ -9,6 +9,7 @@ import { join } from "node:path";
 import type { JobConfig } from "../../../src/config/types.ts";
 import { failureScope } from "../../../src/errors.ts";
 import { FtpTransport } from "../../../src/transfer/ftp/ftp.ts";
+import { probeFtpDestination } from "../../../src/transfer/ftp/connect.ts";
 import { isTempName } from "../../../src/layout/destination.ts";
 import type { TransferItem } from "../../../src/transfer/transport.ts";
 import { listFiles, listFolders, randomBytes, sha256OfFile, waitFor } from "../../helpers/files.ts";
@@ -389,6 +390,34 @@ Deno.test("ftp: a server that sends no greeting (implicit FTPS) is given up befo
       "connection",
       "the whole destination, not one file",
     );
+  } finally {
+    await server.stop();
+    await Deno.remove(src, { recursive: true });
+  }
+});
+
+Deno.test("ftp: an upload-only login (no downloads): checksum without HASH says the copy cannot be read back, doctor fails it; size works", async () => {
+  const server = await startVsftpd({ downloads: false });
+  const src = await Deno.makeTempDir();
+  try {
+    const dest = await server.makeRemoteDir();
+    const items = [await item(src, "a b.fits", randomBytes(3000))];
+    const refused =
+      /the server refuses to send the copy back \(RETR: 550 .*\), which verify_transfer: checksum needs where it offers no HASH or XSHA256: allow the login to download, or set verify_transfer: size/;
+    const outcomes = await send(server.job({ remote_base_path: dest }), items);
+    assert.equal(outcomes[0].error?.kind, "fatal");
+    assert.match(outcomes[0].error!.message, refused);
+    assert.deepEqual(await listFiles(dest), [], "the copy that could not be checked is removed");
+    const checks = await probeFtpDestination(server.job({ remote_base_path: dest }));
+    const checksum = checks.find((check) => check.check === "checksum");
+    assert.equal(checksum?.verdict, "fail", JSON.stringify(checks));
+    assert.match(checksum!.detail, refused);
+    const sized = await send(
+      server.job({ remote_base_path: dest, verify_transfer: "size" }),
+      items,
+    );
+    assert.equal(sized[0].error, null, sized[0].error?.message);
+    await assertArrived(dest, items);
   } finally {
     await server.stop();
     await Deno.remove(src, { recursive: true });
