@@ -268,14 +268,14 @@ export function classifyFtpError(
     }
     if (step === "tls") {
       return new TransferError(
-        `FTP server ${server} refused TLS (AUTH TLS: ${reason}); it may offer plain FTP only, where password and data travel readable: set ftp_tls: off only on a trusted network`,
+        `FTP server ${server} refused TLS (AUTH TLS: ${reason}); it may offer plain FTP only, where password and data travel readable: set ftp_tls: off (with --to: an ftp:// address) only on a trusted network`,
         "fatal",
         { cause: error },
       );
     }
     if ((step === "login" || ftpCode === 530) && /encrypt|TLS|SSL|secure/i.test(reason)) {
       return new TransferError(
-        `FTP server ${server} refused the login without encryption (${reason}); the server wants FTPS: set ftp_tls: required`,
+        `FTP server ${server} refused the login without encryption (${reason}); the server wants FTPS: set ftp_tls: required (with --to: an ftps:// address)`,
         "fatal",
         { cause: error },
       );

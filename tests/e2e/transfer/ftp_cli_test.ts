@@ -229,7 +229,7 @@ Deno.test("cli: doctor checks an FTP destination step by step", async (t) => {
         assert.equal(out.code, 1);
         assert.match(
           out.stdout,
-          /^ {2}FAIL\s+login: .*refused the login without encryption .*set ftp_tls: required/m,
+          /^ {2}FAIL\s+login: .*refused the login without encryption .*set ftp_tls: required \(with --to: an ftps:\/\/ address\)$/m,
         );
       },
     );
@@ -237,7 +237,10 @@ Deno.test("cli: doctor checks an FTP destination step by step", async (t) => {
       await writeConfig(config, { ...base, ...plain.configKeys(), ftp_tls: "required" });
       const out = await runCli(["doctor", "-c", config]);
       assert.equal(out.code, 1);
-      assert.match(out.stdout, /^ {2}FAIL\s+TLS: .*refused TLS/m);
+      assert.match(
+        out.stdout,
+        /^ {2}FAIL\s+TLS: .*refused TLS .*set ftp_tls: off \(with --to: an ftp:\/\/ address\) only/m,
+      );
     });
     await t.step(
       "vsftpd demanding TLS session reuse fails the write check with the fix",
