@@ -98,8 +98,12 @@ export function runCommand(): Command {
         }
       }
       if (options.dryRun) {
-        // What run would refuse, a dry run refuses too.
-        await checkBeforeStart(config);
+        // What run would refuse, a dry run refuses too; what it would warn of is said (no log yet).
+        await checkBeforeStart(
+          config,
+          undefined,
+          (message) => console.error(`warning: ${message}`),
+        );
         const { dryRun } = await import("./dry_run.ts");
         await dryRun(config, (line) => console.log(line));
         return;

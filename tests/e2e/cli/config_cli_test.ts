@@ -641,6 +641,10 @@ Deno.test("config validate warns of ssh_options that leave the server's key unch
       unchecked.stderr,
       /^warning: .*config\.yaml:6: ssh_options of job default: StrictHostKeyChecking=no sends the files to whatever answers as archive\.example\.org, its key unchecked .*use StrictHostKeyChecking=accept-new/m,
     );
+    // A dry run says it too (it logs nothing: the warning goes to stderr).
+    const dry = await cli(home, ["-c", file, "run", "--dry-run"]);
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.match(dry.stderr, /^warning: .*config\.yaml:6: ssh_options of job default: Strict/m);
     // ssh takes the first value given: a later `no` changes nothing.
     const later = ["StrictHostKeyChecking=accept-new", "StrictHostKeyChecking=no"];
     for (const options of [later, ["Ciphers=aes128-gcm@openssh.com"]]) {
