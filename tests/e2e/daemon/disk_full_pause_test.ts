@@ -427,7 +427,9 @@ Deno.test("destination gone (daemon, local): the job pauses without using up ret
     await daemon.waitForOutput(/Watching/, 30_000);
     const first = randomBytes(20_000);
     await Deno.writeFile(join(watch, "first.fits"), first);
-    await waitFor(async () => (await listArrived(dest)).length === 1, 60_000, "first arrives");
+    // Recorded, not only renamed: until then its folder is flushed, and a base folder no file
+    // arrived in yet is made again.
+    await daemon.waitForOutput(/Successfully transferred .*first\.fits/, 60_000);
     // The share goes away: its mount point is gone with everything below it.
     await Deno.remove(dest, { recursive: true });
     const second = randomBytes(30_000);
