@@ -15,7 +15,7 @@ import type { TransferItem } from "../../../src/transfer/transport.ts";
 import { listFiles, listFolders, randomBytes, sha256OfFile, waitFor } from "../../helpers/files.ts";
 import { captureLogs } from "../../helpers/log_capture.ts";
 import { startSshd } from "../../helpers/sshd.ts";
-import { startVsftpd } from "../../helpers/vsftpd.ts";
+import { startVsftpd, type TestVsftpd, type VsftpdOptions } from "../../helpers/vsftpd.ts";
 
 const FITS_DIR = new URL("../../fixtures/fits/", import.meta.url).pathname;
 
@@ -40,6 +40,27 @@ async function assertArrived(dest: string, items: TransferItem[]): Promise<void>
   const entries = [...await listFiles(dest), ...await listFolders(dest)];
   const leftovers = entries.filter((p) => p.split("/").some(isTempName));
   assert.deepEqual(leftovers, [], "no temporary file or upload folder is left");
+}
+
+type VsftpdSetup = { server: TestVsftpd; src: string; dest: string };
+
+/**
+ * Run `body` with a fresh vsftpd, a source folder and a remote folder the
+ * login owns; the server is stopped and the source folder removed after.
+ */
+async function withVsftpd(
+  options: VsftpdOptions,
+  body: (setup: VsftpdSetup) => Promise<void>,
+): Promise<void> {
+  const server = await startVsftpd(options);
+  const src = await Deno.makeTempDir();
+  try {
+    const dest = await server.makeRemoteDir();
+    await body({ server, src, dest });
+  } finally {
+    await server.stop();
+    await Deno.remove(src, { recursive: true });
+  }
 }
 
 async function send(job: JobConfig, items: TransferItem[]) {
@@ -78,72 +99,69 @@ function openTo(folder: string, port: number): number {
   return count;
 }
 
-Deno.test("ftp: a burst and real FITS files arrive with identical bytes over one FTPS connection", async () => {
-  const server = await startVsftpd();
-  const logs = await captureLogs();
-  const src = await Deno.makeTempDir();
-  try {
-    const dest = await server.makeRemoteDir();
-    const items: TransferItem[] = [];
-    for (let i = 0; i < 40; i++) {
-      items.push(
-        await item(
-          src,
-          `burst_${i}.fits`,
-          randomBytes(1000 + i * 997),
-          `2024031${i % 2}/burst_${i}.fits`,
-        ),
-      );
-    }
-    for (const entry of Deno.readDirSync(FITS_DIR)) {
-      if (!entry.name.endsWith(".fits")) continue;
-      const bytes = await Deno.readFile(join(FITS_DIR, entry.name));
-      items.push(await item(src, entry.name, bytes, `20240316/fits/${entry.name}`));
-    }
-    items.push(await item(src, "empty.fits", new Uint8Array(0)));
-    items.push(await item(src, "big.fits", randomBytes(5 * 1024 * 1024 + 17)));
-    const transport = new FtpTransport(server.job({ remote_base_path: dest }));
+Deno.test("ftp: a burst and real FITS files arrive with identical bytes over one FTPS connection", () =>
+  withVsftpd({}, async ({ server, src, dest }) => {
+    const logs = await captureLogs();
     try {
-      // Batches as the daemon hands them out, one after the other.
-      for (let i = 0; i < items.length; i += transport.maxBatchFiles) {
-        const outcomes = await transport.send(
-          items.slice(i, i + transport.maxBatchFiles),
-          new AbortController().signal,
+      const items: TransferItem[] = [];
+      for (let i = 0; i < 40; i++) {
+        items.push(
+          await item(
+            src,
+            `burst_${i}.fits`,
+            randomBytes(1000 + i * 997),
+            `2024031${i % 2}/burst_${i}.fits`,
+          ),
         );
-        assert.deepEqual(outcomes.map((o) => o.error?.message ?? null), outcomes.map(() => null));
       }
+      for (const entry of Deno.readDirSync(FITS_DIR)) {
+        if (!entry.name.endsWith(".fits")) continue;
+        const bytes = await Deno.readFile(join(FITS_DIR, entry.name));
+        items.push(await item(src, entry.name, bytes, `20240316/fits/${entry.name}`));
+      }
+      items.push(await item(src, "empty.fits", new Uint8Array(0)));
+      items.push(await item(src, "big.fits", randomBytes(5 * 1024 * 1024 + 17)));
+      const transport = new FtpTransport(server.job({ remote_base_path: dest }));
+      try {
+        // Batches as the daemon hands them out, one after the other.
+        for (let i = 0; i < items.length; i += transport.maxBatchFiles) {
+          const outcomes = await transport.send(
+            items.slice(i, i + transport.maxBatchFiles),
+            new AbortController().signal,
+          );
+          assert.deepEqual(outcomes.map((o) => o.error?.message ?? null), outcomes.map(() => null));
+        }
+      } finally {
+        await transport.close();
+      }
+      await assertArrived(dest, items);
+      // vsftpd offers neither HASH nor XSHA256: each copy is read back; said once, not per file.
+      assert.equal(logs.count("info", "each arrival is read back"), 1);
+      // Permission bits as the source's, without write for group and others.
+      await Deno.chmod(items[0].source, 0o666);
+      await Deno.chmod(items[1].source, 0o600);
+      const modes = await send(server.job({ remote_base_path: dest }), items.slice(0, 2));
+      assert.deepEqual(modes.map((o) => o.error), [null, null]);
+      for (const [i, mode] of [0o644, 0o600].entries()) {
+        assert.equal((await Deno.stat(join(dest, items[i].destination))).mode! & 0o777, mode);
+      }
+      await waitFor(
+        () => openTo(src, server.port) === 0,
+        5_000,
+        "the sources and sockets to close",
+      );
+      assert.equal(
+        await server.logins(),
+        2,
+        "one login for the whole burst (and one for the re-send)",
+      );
     } finally {
-      await transport.close();
+      await logs.stop();
     }
-    await assertArrived(dest, items);
-    // vsftpd offers neither HASH nor XSHA256: each copy is read back; said once, not per file.
-    assert.equal(logs.count("info", "each arrival is read back"), 1);
-    // Permission bits as the source's, without write for group and others.
-    await Deno.chmod(items[0].source, 0o666);
-    await Deno.chmod(items[1].source, 0o600);
-    const modes = await send(server.job({ remote_base_path: dest }), items.slice(0, 2));
-    assert.deepEqual(modes.map((o) => o.error), [null, null]);
-    for (const [i, mode] of [0o644, 0o600].entries()) {
-      assert.equal((await Deno.stat(join(dest, items[i].destination))).mode! & 0o777, mode);
-    }
-    await waitFor(() => openTo(src, server.port) === 0, 5_000, "the sources and sockets to close");
-    assert.equal(
-      await server.logins(),
-      2,
-      "one login for the whole burst (and one for the re-send)",
-    );
-  } finally {
-    await logs.stop();
-    await server.stop();
-    await Deno.remove(src, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("ftp: a night folder the login may not write: the error says to check that, nothing is left", async () => {
-  const server = await startVsftpd();
-  const src = await Deno.makeTempDir();
-  try {
-    const dest = await server.makeRemoteDir();
+Deno.test("ftp: a night folder the login may not write: the error says to check that, nothing is left", () =>
+  withVsftpd({}, async ({ server, src, dest }) => {
     const night = join(dest, "20240315");
     await Deno.mkdir(night);
     await Deno.chmod(night, 0o555);
@@ -155,17 +173,10 @@ Deno.test("ftp: a night folder the login may not write: the error says to check 
       /cannot make the upload folder .*: check that the login may write in .*\/20240315;/,
     );
     assert.deepEqual([...Deno.readDirSync(night)], [], "nothing is left in it");
-  } finally {
-    await server.stop();
-    await Deno.remove(src, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("ftp: a file where a subfolder of the night goes: the error names the folder, that a file may be in the way, and where the login must write", async () => {
-  const server = await startVsftpd();
-  const src = await Deno.makeTempDir();
-  try {
-    const dest = await server.makeRemoteDir();
+Deno.test("ftp: a file where a subfolder of the night goes: the error names the folder, that a file may be in the way, and where the login must write", () =>
+  withVsftpd({}, async ({ server, src, dest }) => {
     const night = join(dest, "20240315");
     await Deno.mkdir(night);
     await Deno.chown(night, server.uid, server.gid);
@@ -180,18 +191,12 @@ Deno.test("ftp: a file where a subfolder of the night goes: the error names the 
       /cannot create folder \S*\/20240315\/flats \(550 [^)]*\): check that no file has that name and that the login may write in \S*\/20240315$/,
     );
     assert.equal(await Deno.readTextFile(join(night, "flats")), "in the way", "left alone");
-  } finally {
-    await server.stop();
-    await Deno.remove(src, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("ftp: hostile names arrive intact; a name with a line break is refused clearly", async () => {
-  const server = await startVsftpd();
-  const src = await Deno.makeTempDir();
-  try {
+Deno.test("ftp: hostile names arrive intact; a name with a line break is refused clearly", () =>
+  withVsftpd({}, async ({ server, src, dest: remoteDir }) => {
     // The base folder's own name is hostile too, and does not exist yet.
-    const dest = join(await server.makeRemoteDir(), "-up load's $(x)");
+    const dest = join(remoteDir, "-up load's $(x)");
     const names = [
       "with space.fits",
       'it\'s "quoted".fits',
@@ -223,17 +228,10 @@ Deno.test("ftp: hostile names arrive intact; a name with a line break is refused
       names.map((name) => `20240315/${name}`).sort(),
     );
     await assert.rejects(Deno.stat("pwned"));
-  } finally {
-    await server.stop();
-    await Deno.remove(src, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("ftp: a wrong password fails every item of the batch once, fatal, with the reason", async () => {
-  const server = await startVsftpd();
-  const src = await Deno.makeTempDir();
-  try {
-    const dest = await server.makeRemoteDir();
+Deno.test("ftp: a wrong password fails every item of the batch once, fatal, with the reason", () =>
+  withVsftpd({}, async ({ server, src, dest }) => {
     const items = [
       await item(src, "a.fits", randomBytes(100)),
       await item(src, "b.fits", randomBytes(100)),
@@ -259,17 +257,10 @@ Deno.test("ftp: a wrong password fails every item of the batch once, fatal, with
     const log = await Deno.readTextFile(join(server.dir, "vsftpd.log"));
     assert.equal(log.split("\n").filter((line) => line.includes("FAIL LOGIN")).length, 1);
     assert.deepEqual(await listFiles(dest), []);
-  } finally {
-    await server.stop();
-    await Deno.remove(src, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("ftp: the password from an environment variable logs in", async () => {
-  const server = await startVsftpd();
-  const src = await Deno.makeTempDir();
-  try {
-    const dest = await server.makeRemoteDir();
+Deno.test("ftp: the password from an environment variable logs in", () =>
+  withVsftpd({}, async ({ server, src, dest }) => {
     const variable = "ITX_TEST_FTP_PASSWORD";
     Deno.env.set(variable, (await Deno.readTextFile(server.passwordFile)).trimEnd());
     const items = [await item(src, "a.fits", randomBytes(4321))];
@@ -279,17 +270,10 @@ Deno.test("ftp: the password from an environment variable logs in", async () => 
     );
     assert.equal(outcomes[0].error, null, outcomes[0].error?.message);
     await assertArrived(dest, items);
-  } finally {
-    await server.stop();
-    await Deno.remove(src, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("ftp: a password file and a CA file saved with a byte order mark (Windows Notepad) log in", async () => {
-  const server = await startVsftpd();
-  const src = await Deno.makeTempDir();
-  try {
-    const dest = await server.makeRemoteDir();
+Deno.test("ftp: a password file and a CA file saved with a byte order mark (Windows Notepad) log in", () =>
+  withVsftpd({}, async ({ server, src, dest }) => {
     const bom = new Uint8Array([0xef, 0xbb, 0xbf]);
     const withBom = async (name: string, from: string) => {
       const path = join(src, name);
@@ -307,11 +291,7 @@ Deno.test("ftp: a password file and a CA file saved with a byte order mark (Wind
     );
     assert.equal(outcomes[0].error, null, outcomes[0].error?.message);
     await assertArrived(dest, items);
-  } finally {
-    await server.stop();
-    await Deno.remove(src, { recursive: true });
-  }
-});
+  }));
 
 Deno.test("ftp: a relative remote_base_path goes into the login's folder and is described as /~/ there", async () => {
   const server = await startVsftpd();
@@ -368,11 +348,8 @@ Deno.test("ftp: an SSH server at ftp_port (SFTP taken for FTP) is fatal at once 
   }
 });
 
-Deno.test("ftp: a server that sends no greeting (implicit FTPS) is given up before the transfer timeout, saying why", async () => {
-  const server = await startVsftpd({ implicitTls: true });
-  const src = await Deno.makeTempDir();
-  try {
-    const dest = await server.makeRemoteDir();
+Deno.test("ftp: a server that sends no greeting (implicit FTPS) is given up before the transfer timeout, saying why", () =>
+  withVsftpd({ implicitTls: true }, async ({ server, src, dest }) => {
     // Half the transfer timeout where that is less than a minute.
     const job = server.job({ remote_base_path: dest, transfer_timeout_seconds: 30 });
     const outcomes = await send(job, [await item(src, "a.fits", randomBytes(100))]);
@@ -390,17 +367,10 @@ Deno.test("ftp: a server that sends no greeting (implicit FTPS) is given up befo
       "connection",
       "the whole destination, not one file",
     );
-  } finally {
-    await server.stop();
-    await Deno.remove(src, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("ftp: an upload-only login (no downloads): checksum without HASH says the copy cannot be read back, doctor fails it; size works", async () => {
-  const server = await startVsftpd({ downloads: false });
-  const src = await Deno.makeTempDir();
-  try {
-    const dest = await server.makeRemoteDir();
+Deno.test("ftp: an upload-only login (no downloads): checksum without HASH says the copy cannot be read back, doctor fails it; size works", () =>
+  withVsftpd({ downloads: false }, async ({ server, src, dest }) => {
     const items = [await item(src, "a b.fits", randomBytes(3000))];
     const refused =
       /the server refuses to send the copy back \(RETR: 550 .*\), which verify_transfer: checksum needs where it offers no HASH or XSHA256: allow the login to download, or set verify_transfer: size/;
@@ -418,34 +388,20 @@ Deno.test("ftp: an upload-only login (no downloads): checksum without HASH says 
     );
     assert.equal(sized[0].error, null, sized[0].error?.message);
     await assertArrived(dest, items);
-  } finally {
-    await server.stop();
-    await Deno.remove(src, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("ftp: an untrusted certificate is fatal and names ftp_ca_file", async () => {
-  const server = await startVsftpd();
-  const src = await Deno.makeTempDir();
-  try {
-    const dest = await server.makeRemoteDir();
+Deno.test("ftp: an untrusted certificate is fatal and names ftp_ca_file", () =>
+  withVsftpd({}, async ({ server, src, dest }) => {
     const outcomes = await send(server.job({ remote_base_path: dest, ftp_ca_file: null }), [
       await item(src, "a.fits", randomBytes(100)),
     ]);
     assert.equal(outcomes[0].error?.kind, "fatal");
     assert.match(outcomes[0].error!.message, /certificate is not trusted.*ftp_ca_file/);
     assert.equal(await server.logins(), 0, "no password went to an untrusted server");
-  } finally {
-    await server.stop();
-    await Deno.remove(src, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("ftp: a trusted certificate made for another name is fatal and says to fix the name, not ftp_ca_file", async () => {
-  const server = await startVsftpd({ certNames: "DNS:archive.example.org" });
-  const src = await Deno.makeTempDir();
-  try {
-    const dest = await server.makeRemoteDir();
+Deno.test("ftp: a trusted certificate made for another name is fatal and says to fix the name, not ftp_ca_file", () =>
+  withVsftpd({ certNames: "DNS:archive.example.org" }, async ({ server, src, dest }) => {
     const outcomes = await send(server.job({ remote_base_path: dest }), [
       await item(src, "a.fits", randomBytes(100)),
     ]);
@@ -461,17 +417,10 @@ Deno.test("ftp: a trusted certificate made for another name is fatal and says to
       "the whole destination, not one file",
     );
     assert.equal(await server.logins(), 0, "no password went to a server of another name");
-  } finally {
-    await server.stop();
-    await Deno.remove(src, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("ftp: an ftp_ca_file that changed into no certificate (a DER file, a folder) is fatal and says so", async () => {
-  const server = await startVsftpd();
-  const src = await Deno.makeTempDir();
-  try {
-    const dest = await server.makeRemoteDir();
+Deno.test("ftp: an ftp_ca_file that changed into no certificate (a DER file, a folder) is fatal and says so", () =>
+  withVsftpd({}, async ({ server, src, dest }) => {
     const der = join(src, "ca.der");
     await Deno.writeFile(der, new Uint8Array([0x30, 0x82, 0x03, 0x1a]));
     const cases: Array<[string, RegExp]> = [
@@ -489,17 +438,10 @@ Deno.test("ftp: an ftp_ca_file that changed into no certificate (a DER file, a f
       assert.match(outcomes[0].error!.message, expected);
     }
     assert.equal(await server.logins(), 0, "no password went to an untrusted server");
-  } finally {
-    await server.stop();
-    await Deno.remove(src, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("ftp: a ftp_password_file that became a folder is fatal and says so, not chmod", async () => {
-  const server = await startVsftpd();
-  const src = await Deno.makeTempDir();
-  try {
-    const dest = await server.makeRemoteDir();
+Deno.test("ftp: a ftp_password_file that became a folder is fatal and says so, not chmod", () =>
+  withVsftpd({}, async ({ server, src, dest }) => {
     const folder = join(src, "password");
     await Deno.mkdir(folder, { mode: 0o700 });
     const outcomes = await send(
@@ -512,17 +454,10 @@ Deno.test("ftp: a ftp_password_file that became a folder is fatal and says so, n
       /ftp_password_file .*password is a folder, not a file; give the file holding the password/,
     );
     assert.doesNotMatch(outcomes[0].error!.message, /chmod|EISDIR/);
-  } finally {
-    await server.stop();
-    await Deno.remove(src, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("ftp: TLS required against a server without TLS is a clear fatal error; ftp_tls off works", async () => {
-  const server = await startVsftpd({ tls: false });
-  const src = await Deno.makeTempDir();
-  try {
-    const dest = await server.makeRemoteDir();
+Deno.test("ftp: TLS required against a server without TLS is a clear fatal error; ftp_tls off works", () =>
+  withVsftpd({ tls: false }, async ({ server, src, dest }) => {
     const items = [await item(src, "a.fits", randomBytes(3000))];
     const refused = await send(server.job({ remote_base_path: dest, ftp_tls: "required" }), items);
     assert.equal(refused[0].error?.kind, "fatal");
@@ -533,18 +468,11 @@ Deno.test("ftp: TLS required against a server without TLS is a clear fatal error
     const plain = await send(server.job({ remote_base_path: dest, ftp_tls: "off" }), items);
     assert.equal(plain[0].error, null, plain[0].error?.message);
     await assertArrived(dest, items);
-  } finally {
-    await server.stop();
-    await Deno.remove(src, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("ftp: a server killed mid-upload leaves no final name; the file arrives once it is back", async () => {
+Deno.test("ftp: a server killed mid-upload leaves no final name; the file arrives once it is back", () =>
   // 400 kB/s: the 3 MB upload takes long enough to be cut in the middle.
-  const server = await startVsftpd({ maxRateBytes: 400_000 });
-  const src = await Deno.makeTempDir();
-  try {
-    const dest = await server.makeRemoteDir();
+  withVsftpd({ maxRateBytes: 400_000 }, async ({ server, src, dest }) => {
     const items = [await item(src, "big.fits", randomBytes(1536 * 1024))];
     const job = server.job({ remote_base_path: dest });
     const transport = new FtpTransport(job);
@@ -574,34 +502,20 @@ Deno.test("ftp: a server killed mid-upload leaves no final name; the file arrive
     }
     // The partial file of the cut attempt was swept as well.
     await assertArrived(dest, items);
-  } finally {
-    await server.stop();
-    await Deno.remove(src, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("ftp: vsftpd demanding TLS session reuse fails the upload with the setting to change", async () => {
-  const server = await startVsftpd({ sslReuse: true });
-  const src = await Deno.makeTempDir();
-  try {
-    const dest = await server.makeRemoteDir();
+Deno.test("ftp: vsftpd demanding TLS session reuse fails the upload with the setting to change", () =>
+  withVsftpd({ sslReuse: true }, async ({ server, src, dest }) => {
     const [outcome] = await send(server.job({ remote_base_path: dest }), [
       await item(src, "a.fits", randomBytes(1000)),
     ]);
     assert.equal(outcome.error?.kind, "retry");
     assert.match(outcome.error!.message, /require_ssl_reuse=NO/, outcome.error!.message);
     assert.ok(!(await listFiles(dest)).includes("20240315/a.fits"));
-  } finally {
-    await server.stop();
-    await Deno.remove(src, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("ftp: a password file others can read is refused before any login", async () => {
-  const server = await startVsftpd();
-  const src = await Deno.makeTempDir();
-  try {
-    const dest = await server.makeRemoteDir();
+Deno.test("ftp: a password file others can read is refused before any login", () =>
+  withVsftpd({}, async ({ server, src, dest }) => {
     await Deno.chmod(server.passwordFile, 0o644);
     const [outcome] = await send(server.job({ remote_base_path: dest }), [
       await item(src, "a.fits", randomBytes(100)),
@@ -612,17 +526,10 @@ Deno.test("ftp: a password file others can read is refused before any login", as
       /can be read or written by others \(mode 0644\); run: chmod 600/,
     );
     assert.equal(await server.logins(), 0);
-  } finally {
-    await server.stop();
-    await Deno.remove(src, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("ftp: an aborted send stops the upload and leaves nothing under the final name", async () => {
-  const server = await startVsftpd({ maxRateBytes: 300_000 });
-  const src = await Deno.makeTempDir();
-  try {
-    const dest = await server.makeRemoteDir();
+Deno.test("ftp: an aborted send stops the upload and leaves nothing under the final name", () =>
+  withVsftpd({ maxRateBytes: 300_000 }, async ({ server, src, dest }) => {
     const items = [await item(src, "big.fits", randomBytes(1024 * 1024))];
     const transport = new FtpTransport(server.job({ remote_base_path: dest }));
     const controller = new AbortController();
@@ -639,17 +546,10 @@ Deno.test("ftp: an aborted send stops the upload and leaves nothing under the fi
       await transport.close();
     }
     await assertArrived(dest, items);
-  } finally {
-    await server.stop();
-    await Deno.remove(src, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("ftp: concurrent batches use a connection each; later batches reuse them, or reconnect after the server dropped an idle one", async () => {
-  const server = await startVsftpd({ idleSeconds: 2 });
-  const src = await Deno.makeTempDir();
-  try {
-    const dest = await server.makeRemoteDir();
+Deno.test("ftp: concurrent batches use a connection each; later batches reuse them, or reconnect after the server dropped an idle one", () =>
+  withVsftpd({ idleSeconds: 2 }, async ({ server, src, dest }) => {
     const items: TransferItem[] = [];
     for (let i = 0; i < 12; i++) {
       items.push(await item(src, `c${i}.fits`, randomBytes(20_000 + i)));
@@ -675,8 +575,4 @@ Deno.test("ftp: concurrent batches use a connection each; later batches reuse th
       await transport.close();
     }
     await assertArrived(dest, items);
-  } finally {
-    await server.stop();
-    await Deno.remove(src, { recursive: true });
-  }
-});
+  }));
