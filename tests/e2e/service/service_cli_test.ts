@@ -40,6 +40,76 @@ async function makeHome(): Promise<{ home: string; config: string; env: Record<s
   };
 }
 
+type Home = Awaited<ReturnType<typeof makeHome>>;
+
+/** Run `body` with a home from {@linkcode makeHome}, removed after. */
+async function withHome(body: (home: Home) => Promise<void>): Promise<void> {
+  const made = await makeHome();
+  try {
+    await body(made);
+  } finally {
+    await Deno.remove(made.home, { recursive: true });
+  }
+}
+
+/** {@linkcode withHome} with an empty `--root` folder too, removed after. */
+function withHomeAndRoot(body: (home: Home & { root: string }) => Promise<void>): Promise<void> {
+  return withHome(async (made) => {
+    const root = await Deno.makeTempDir({ prefix: "it-svc-root-" });
+    try {
+      await body({ ...made, root });
+    } finally {
+      await Deno.remove(root, { recursive: true });
+    }
+  });
+}
+
+/**
+ * Run `body` with a home outside /tmp holding watch and dest folders, a folder for hooks in
+ * /tmp that comes first on PATH, an empty `--root` folder, the config's base lines and
+ * `install` (install-service into the root); all three folders are removed after.
+ */
+async function withHooksHome(
+  body: (setup: {
+    home: string;
+    hooks: string;
+    root: string;
+    config: string;
+    lines: string[];
+    env: Record<string, string>;
+    install: () => ReturnType<typeof runCli>;
+  }) => Promise<void>,
+): Promise<void> {
+  const home = await makeTempDirOutsideTmp("it-svc-home-");
+  const hooks = await Deno.makeTempDir({ prefix: "it-svc-hooks-" });
+  const root = await Deno.makeTempDir({ prefix: "it-svc-root-" });
+  try {
+    await Deno.mkdir(join(home, "watch"));
+    await Deno.mkdir(join(home, "dest"));
+    const config = join(home, "config.yaml");
+    const lines = [
+      `watch_path: ${JSON.stringify(join(home, "watch"))}`,
+      "transfer_method: local",
+      `remote_base_path: ${JSON.stringify(join(home, "dest"))}`,
+      `log_file: ${JSON.stringify(join(home, "logs", "image_transfer.log"))}`,
+    ];
+    // A bare program name counts at the path PATH gives it.
+    const PATH = `${hooks}:${Deno.env.get("PATH")}`;
+    const env = {
+      HOME: home,
+      USER: "observer",
+      SUDO_USER: "",
+      XDG_CONFIG_HOME: "",
+      DENO_DIR,
+      PATH,
+    };
+    const install = () => runCli(["-c", config, "install-service", "--root", root], { env });
+    await body({ home, hooks, root, config, lines, env, install });
+  } finally {
+    for (const dir of [home, hooks, root]) await Deno.remove(dir, { recursive: true });
+  }
+}
+
 /** Every folder below `dir`, relative, sorted. */
 async function listFolders(dir: string, base = dir): Promise<string[]> {
   const out: string[] = [];
@@ -62,10 +132,8 @@ async function listFiles(dir: string, base = dir): Promise<string[]> {
   return out.sort();
 }
 
-Deno.test("install-service --print shows the checks, the unit, the folders and the systemctl commands, and writes nothing", async () => {
-  const { home, config, env } = await makeHome();
-  const root = await Deno.makeTempDir({ prefix: "it-svc-root-" });
-  try {
+Deno.test("install-service --print shows the checks, the unit, the folders and the systemctl commands, and writes nothing", () =>
+  withHomeAndRoot(async ({ home, config, env, root }) => {
     const out = await runCli(["-c", config, "install-service", "--print", "--root", root], { env });
     assert.equal(out.code, 0, out.stderr);
     const lines = out.stdout.split("\n");
@@ -123,16 +191,10 @@ Deno.test("install-service --print shows the checks, the unit, the folders and t
     );
     assert.deepEqual(await listFiles(root), []);
     assert.deepEqual(await listFiles(home), ["my configs/config.yaml"]);
-  } finally {
-    await Deno.remove(home, { recursive: true });
-    await Deno.remove(root, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("install-service: source clean-up makes the watch and archive folders writable; paths in /tmp are named", async () => {
-  const { home, config, env } = await makeHome();
-  const root = await Deno.makeTempDir({ prefix: "it-svc-root-" });
-  try {
+Deno.test("install-service: source clean-up makes the watch and archive folders writable; paths in /tmp are named", () =>
+  withHomeAndRoot(async ({ home, config, env, root }) => {
     await Deno.writeTextFile(
       config,
       [
@@ -183,42 +245,15 @@ Deno.test("install-service: source clean-up makes the watch and archive folders 
       out.stdout,
       /^Note: .*\/config\.yaml.* lie in \/tmp or \/var\/tmp, which a private \/tmp would hide: the service shares the system's \/tmp;/m,
     );
-  } finally {
-    await Deno.remove(home, { recursive: true });
-    await Deno.remove(root, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("install-service: a hook or scheduled command in /tmp makes the unit share /tmp, and says so", async () => {
-  const home = await makeTempDirOutsideTmp("it-svc-home-");
-  const hooks = await Deno.makeTempDir({ prefix: "it-svc-hooks-" });
-  const root = await Deno.makeTempDir({ prefix: "it-svc-root-" });
-  try {
-    await Deno.mkdir(join(home, "watch"));
-    await Deno.mkdir(join(home, "dest"));
+Deno.test("install-service: a hook or scheduled command in /tmp makes the unit share /tmp, and says so", () =>
+  withHooksHome(async ({ hooks, root, config, lines, install }) => {
     const hook = join(hooks, "s.sh");
     const nightly = join(hooks, "nightly");
     for (const program of [hook, nightly]) {
       await Deno.writeTextFile(program, "#!/bin/sh\nexit 0\n", { mode: 0o755 });
     }
-    const config = join(home, "config.yaml");
-    const lines = [
-      `watch_path: ${JSON.stringify(join(home, "watch"))}`,
-      "transfer_method: local",
-      `remote_base_path: ${JSON.stringify(join(home, "dest"))}`,
-      `log_file: ${JSON.stringify(join(home, "logs", "image_transfer.log"))}`,
-    ];
-    // A bare program name counts at the path PATH gives it.
-    const PATH = `${hooks}:${Deno.env.get("PATH")}`;
-    const env = {
-      HOME: home,
-      USER: "observer",
-      SUDO_USER: "",
-      XDG_CONFIG_HOME: "",
-      DENO_DIR,
-      PATH,
-    };
-    const install = () => runCli(["-c", config, "install-service", "--root", root], { env });
     // Without hooks nothing of theirs is named (the program itself may lie in /tmp when the
     // checkout does, so the unit may share /tmp already).
     await Deno.writeTextFile(config, [...lines, ""].join("\n"));
@@ -248,37 +283,12 @@ Deno.test("install-service: a hook or scheduled command in /tmp makes the unit s
       );
       for (const program of shown) assert.ok(note?.includes(program), out.stdout);
     }
-  } finally {
-    for (const dir of [home, hooks, root]) await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("install-service refuses a hook named by a bare name the service's PATH does not find (only the installing shell's PATH has it), naming the key and the path to write", async () => {
-  const home = await makeTempDirOutsideTmp("it-svc-home-");
-  const hooks = await Deno.makeTempDir({ prefix: "it-svc-hooks-" });
-  const root = await Deno.makeTempDir({ prefix: "it-svc-root-" });
-  try {
-    await Deno.mkdir(join(home, "watch"));
-    await Deno.mkdir(join(home, "dest"));
+Deno.test("install-service refuses a hook named by a bare name the service's PATH does not find (only the installing shell's PATH has it), naming the key and the path to write", () =>
+  withHooksHome(async ({ hooks, root, config, lines, env, install }) => {
     const hook = join(hooks, "notify-observer");
     await Deno.writeTextFile(hook, "#!/bin/sh\nexit 0\n", { mode: 0o755 });
-    const config = join(home, "config.yaml");
-    const lines = [
-      `watch_path: ${JSON.stringify(join(home, "watch"))}`,
-      "transfer_method: local",
-      `remote_base_path: ${JSON.stringify(join(home, "dest"))}`,
-      `log_file: ${JSON.stringify(join(home, "logs", "image_transfer.log"))}`,
-    ];
-    const PATH = `${hooks}:${Deno.env.get("PATH")}`;
-    const env = {
-      HOME: home,
-      USER: "observer",
-      SUDO_USER: "",
-      XDG_CONFIG_HOME: "",
-      DENO_DIR,
-      PATH,
-    };
-    const install = () => runCli(["-c", config, "install-service", "--root", root], { env });
     await Deno.writeTextFile(
       config,
       [...lines, "on_failure: [notify-observer, --now]", ""].join("\n"),
@@ -303,14 +313,10 @@ Deno.test("install-service refuses a hook named by a bare name the service's PAT
     const installed = await install();
     assert.equal(installed.code, 0, installed.stderr);
     assert.match(await Deno.readTextFile(join(root, SYSTEM_UNIT)), /^ExecStart=/m);
-  } finally {
-    for (const dir of [home, hooks, root]) await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("install-service: a job with ftp_password_env is warned of: the service does not get this shell's variable", async () => {
-  const { home, config, env } = await makeHome();
-  try {
+Deno.test("install-service: a job with ftp_password_env is warned of: the service does not get this shell's variable", () =>
+  withHome(async ({ home, config, env }) => {
     await Deno.writeTextFile(
       config,
       [
@@ -341,14 +347,10 @@ Deno.test("install-service: a job with ftp_password_env is warned of: the servic
       windows.stderr,
       /OBS_FTP_PASSWORD .*a user or system environment variable \(`setx`\)/,
     );
-  } finally {
-    await Deno.remove(home, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("install-service --os windows: a watch folder on a //server/share path is warned of for the boot task (S4U), not for --user", async () => {
-  const { home, config, env } = await makeHome();
-  try {
+Deno.test("install-service --os windows: a watch folder on a //server/share path is warned of for the boot task (S4U), not for --user", () =>
+  withHome(async ({ home, config, env }) => {
     await Deno.writeTextFile(
       config,
       [
@@ -374,14 +376,10 @@ Deno.test("install-service --os windows: a watch folder on a //server/share path
     );
     assert.equal(logon.code, 0, logon.stderr);
     assert.doesNotMatch(logon.stderr, /Windows share/);
-  } finally {
-    await Deno.remove(home, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("install-service --os windows --print here: a config written for Windows (drive paths) is planned, its paths warned of; for this OS refused", async () => {
-  const { home, config, env } = await makeHome();
-  try {
+Deno.test("install-service --os windows --print here: a config written for Windows (drive paths) is planned, its paths warned of; for this OS refused", () =>
+  withHome(async ({ config, env }) => {
     await Deno.writeTextFile(
       config,
       [
@@ -411,14 +409,10 @@ Deno.test("install-service --os windows --print here: a config written for Windo
     assert.equal(here.code, 2, here.stdout);
     assert.match(here.stderr, /^error: .*config\.yaml:2: state_dir: .* is a Windows path/);
     assert.match(here.stderr, /config\.yaml:1: watch_path of job default: .* is a Windows path/);
-  } finally {
-    await Deno.remove(home, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("install-service --os darwin: a watch folder in ~/Documents is warned of (macOS privacy protection keeps launchd jobs out), a folder elsewhere is not", async () => {
-  const { home, config, env } = await makeHome();
-  try {
+Deno.test("install-service --os darwin: a watch folder in ~/Documents is warned of (macOS privacy protection keeps launchd jobs out), a folder elsewhere is not", () =>
+  withHome(async ({ home, config, env }) => {
     const write = (watch: string) =>
       Deno.writeTextFile(
         config,
@@ -447,14 +441,10 @@ Deno.test("install-service --os darwin: a watch folder in ~/Documents is warned 
     const plain = await runCli(args, { env });
     assert.equal(plain.code, 0, plain.stderr);
     assert.doesNotMatch(plain.stderr, /Full Disk Access/);
-  } finally {
-    await Deno.remove(home, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("install-service --user --print uses ~/.config/systemd/user and systemctl --user", async () => {
-  const { home, config, env } = await makeHome();
-  try {
+Deno.test("install-service --user --print uses ~/.config/systemd/user and systemctl --user", () =>
+  withHome(async ({ home, config, env }) => {
     const out = await runCli(["-c", config, "install-service", "--user", "--print"], { env });
     assert.equal(out.code, 0, out.stderr);
     assert.ok(
@@ -471,15 +461,10 @@ Deno.test("install-service --user --print uses ~/.config/systemd/user and system
     assert.match(out.stdout, /^WantedBy=default\.target$/m);
     assert.match(out.stdout, /^would run: systemctl --user enable --now image-transfer\.service$/m);
     assert.deepEqual(await listFiles(home), ["my configs/config.yaml"]);
-  } finally {
-    await Deno.remove(home, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("install-service --root writes exactly the unit; re-running is idempotent; uninstall removes only it", async () => {
-  const { home, config, env } = await makeHome();
-  const root = await Deno.makeTempDir({ prefix: "it-svc-root-" });
-  try {
+Deno.test("install-service --root writes exactly the unit; re-running is idempotent; uninstall removes only it", () =>
+  withHomeAndRoot(async ({ home, config, env, root }) => {
     const other = join(root, "etc/systemd/system/other.service");
     await Deno.mkdir(join(other, ".."), { recursive: true });
     await Deno.writeTextFile(other, "[Unit]\n");
@@ -534,16 +519,10 @@ Deno.test("install-service --root writes exactly the unit; re-running is idempot
     const nothing = await runCli(["uninstall-service", "--root", root], { env });
     assert.equal(nothing.code, 0, nothing.stderr);
     assert.match(nothing.stdout, /^Nothing to uninstall: .* does not exist$/m);
-  } finally {
-    await Deno.remove(home, { recursive: true });
-    await Deno.remove(root, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("install-service --user --root and uninstall-service --user --root", async () => {
-  const { home, config, env } = await makeHome();
-  const root = await Deno.makeTempDir({ prefix: "it-svc-root-" });
-  try {
+Deno.test("install-service --user --root and uninstall-service --user --root", () =>
+  withHomeAndRoot(async ({ home, config, env, root }) => {
     const out = await runCli(["-c", config, "install-service", "--user", "--root", root], { env });
     assert.equal(out.code, 0, out.stderr);
     const unit = relative(root, join(root, home, ".config/systemd/user/image-transfer.service"));
@@ -553,16 +532,10 @@ Deno.test("install-service --user --root and uninstall-service --user --root", a
     const removed = await runCli(["uninstall-service", "--user", "--root", root], { env });
     assert.equal(removed.code, 0, removed.stderr);
     assert.deepEqual(await listFiles(root), []);
-  } finally {
-    await Deno.remove(home, { recursive: true });
-    await Deno.remove(root, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("install-service --os windows --root writes a boot task (S4U) as UTF-16LE with a BOM; --user a logon task", async () => {
-  const { home, config, env } = await makeHome();
-  const root = await Deno.makeTempDir({ prefix: "it-svc-root-" });
-  try {
+Deno.test("install-service --os windows --root writes a boot task (S4U) as UTF-16LE with a BOM; --user a logon task", () =>
+  withHomeAndRoot(async ({ config, env, root }) => {
     const winEnv = { ...env, USERNAME: "Observer", USERDOMAIN: "OBS" };
     const out = await runCli(["-c", config, "install-service", "--os", "windows", "--root", root], {
       env: winEnv,
@@ -596,16 +569,10 @@ Deno.test("install-service --os windows --root writes a boot task (S4U) as UTF-1
     assert.match(logon, /<LogonType>InteractiveToken<\/LogonType>/);
     assert.match(logon, /<LogonTrigger>/);
     assert.doesNotMatch(logon, /<BootTrigger>/);
-  } finally {
-    await Deno.remove(home, { recursive: true });
-    await Deno.remove(root, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("install-service refuses a missing or invalid config (exit 2) and writes nothing", async () => {
-  const { home, config, env } = await makeHome();
-  const root = await Deno.makeTempDir({ prefix: "it-svc-root-" });
-  try {
+Deno.test("install-service refuses a missing or invalid config (exit 2) and writes nothing", () =>
+  withHomeAndRoot(async ({ home, config, env, root }) => {
     const missing = await runCli(
       ["-c", join(home, "nope.yaml"), "install-service", "--root", root],
       { env },
@@ -617,15 +584,10 @@ Deno.test("install-service refuses a missing or invalid config (exit 2) and writ
     assert.equal(invalid.code, 2, invalid.stderr);
     assert.match(invalid.stderr, /config\.yaml/);
     assert.deepEqual(await listFiles(root), []);
-  } finally {
-    await Deno.remove(home, { recursive: true });
-    await Deno.remove(root, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("install-service --os for another OS only previews", async () => {
-  const { home, config, env } = await makeHome();
-  try {
+Deno.test("install-service --os for another OS only previews", () =>
+  withHome(async ({ config, env }) => {
     const other = Deno.build.os === "darwin" ? "windows" : "darwin";
     const out = await runCli(["-c", config, "install-service", "--os", other], { env });
     assert.equal(out.code, 2);
@@ -634,14 +596,10 @@ Deno.test("install-service --os for another OS only previews", async () => {
       env,
     });
     assert.equal(bad.code, 2);
-  } finally {
-    await Deno.remove(home, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("install-service --os darwin --print as root shows a LaunchDaemon; --user a LaunchAgent", async () => {
-  const { home, config, env } = await makeHome();
-  try {
+Deno.test("install-service --os darwin --print as root shows a LaunchDaemon; --user a LaunchAgent", () =>
+  withHome(async ({ home, config, env }) => {
     const out = await runCli(["-c", config, "install-service", "--os", "darwin", "--print"], {
       env,
     });
@@ -670,14 +628,10 @@ Deno.test("install-service --os darwin --print as root shows a LaunchDaemon; --u
       agent.stdout,
       /^would run: launchctl bootstrap gui\/\d+ .*\(if it fails: launchctl load -w /m,
     );
-  } finally {
-    await Deno.remove(home, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("install-service --os darwin through sudo: a LaunchDaemon for the sudo user; --user is refused", async () => {
-  const { home, config, env } = await makeHome();
-  try {
+Deno.test("install-service --os darwin through sudo: a LaunchDaemon for the sudo user; --user is refused", () =>
+  withHome(async ({ home, config, env }) => {
     const sudo = { ...env, SUDO_USER: "astro", SUDO_UID: "501", SUDO_GID: "20", USER: "root" };
     const out = await runCli(["-c", config, "install-service", "--os", "darwin", "--print"], {
       env: sudo,
@@ -691,15 +645,10 @@ Deno.test("install-service --os darwin through sudo: a LaunchDaemon for the sudo
     );
     assert.equal(agent.code, 2);
     assert.match(agent.stderr, /Cannot install a LaunchAgent .* through sudo/);
-  } finally {
-    await Deno.remove(home, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("install-service refuses to run the daemon as root without --allow-root (--print shows it, saying so), and warns with it", async () => {
-  const { home, config, env } = await makeHome();
-  const root = await Deno.makeTempDir({ prefix: "it-svc-root-" });
-  try {
+Deno.test("install-service refuses to run the daemon as root without --allow-root (--print shows it, saying so), and warns with it", () =>
+  withHomeAndRoot(async ({ config, env, root }) => {
     const asRoot = { ...env, USER: "root" };
     for (const os of ["linux", "darwin"]) {
       const refused = await runCli(
@@ -736,51 +685,44 @@ Deno.test("install-service refuses to run the daemon as root without --allow-roo
     const removed = await runCli(["uninstall-service", "--root", root], { env: asRoot });
     assert.equal(removed.code, 0, removed.stderr);
     assert.deepEqual(await listFiles(root), []);
-  } finally {
-    await Deno.remove(home, { recursive: true });
-    await Deno.remove(root, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("install-service on a host without a running systemd fails before writing anything", async () => {
-  const { home, config, env } = await makeHome();
-  const tools = await Deno.makeTempDir({ prefix: "it-svc-tools-" });
-  try {
-    const noSystemd = { ...env, PATH: await noSystemdPath(tools) };
-    const before = await listFolders(home);
-    const system = await runCli(["-c", config, "install-service"], { env: noSystemd });
-    assert.equal(system.code, 1, system.stderr);
-    assert.match(
-      system.stderr,
-      /^error: Cannot install the service: systemctl cannot reach systemd; systemd is not running as this machine's init system \(process 1\)/m,
-    );
-    assert.match(
-      system.stderr,
-      /\(Cannot complete systemctl show --property=Version: exit code 1: System has not been booted with systemd as init system \(PID 1\)\. Can't operate\.\nFailed to connect to bus: Host is down\)\. Nothing was changed\.$/m,
-    );
-    assert.doesNotMatch(system.stderr, /^\s+at /m);
-    assert.equal(
-      await Deno.stat("/etc/systemd/system/image-transfer.service").then(() => true, () => false),
-      false,
-    );
-    const user = await runCli(["-c", config, "install-service", "--user"], { env: noSystemd });
-    assert.equal(user.code, 1, user.stderr);
-    assert.match(
-      user.stderr,
-      /^error: Cannot install the service: systemctl --user cannot reach your systemd user manager\./m,
-    );
-    assert.deepEqual(await listFolders(home), before, "no state, log or unit folder was created");
-    assert.deepEqual(await listFiles(home), ["my configs/config.yaml"]);
-  } finally {
-    await Deno.remove(home, { recursive: true });
-    await Deno.remove(tools, { recursive: true });
-  }
-});
+Deno.test("install-service on a host without a running systemd fails before writing anything", () =>
+  withHome(async ({ home, config, env }) => {
+    const tools = await Deno.makeTempDir({ prefix: "it-svc-tools-" });
+    try {
+      const noSystemd = { ...env, PATH: await noSystemdPath(tools) };
+      const before = await listFolders(home);
+      const system = await runCli(["-c", config, "install-service"], { env: noSystemd });
+      assert.equal(system.code, 1, system.stderr);
+      assert.match(
+        system.stderr,
+        /^error: Cannot install the service: systemctl cannot reach systemd; systemd is not running as this machine's init system \(process 1\)/m,
+      );
+      assert.match(
+        system.stderr,
+        /\(Cannot complete systemctl show --property=Version: exit code 1: System has not been booted with systemd as init system \(PID 1\)\. Can't operate\.\nFailed to connect to bus: Host is down\)\. Nothing was changed\.$/m,
+      );
+      assert.doesNotMatch(system.stderr, /^\s+at /m);
+      assert.equal(
+        await Deno.stat("/etc/systemd/system/image-transfer.service").then(() => true, () => false),
+        false,
+      );
+      const user = await runCli(["-c", config, "install-service", "--user"], { env: noSystemd });
+      assert.equal(user.code, 1, user.stderr);
+      assert.match(
+        user.stderr,
+        /^error: Cannot install the service: systemctl --user cannot reach your systemd user manager\./m,
+      );
+      assert.deepEqual(await listFolders(home), before, "no state, log or unit folder was created");
+      assert.deepEqual(await listFiles(home), ["my configs/config.yaml"]);
+    } finally {
+      await Deno.remove(tools, { recursive: true });
+    }
+  }));
 
-Deno.test("install-service replaces the old tool's service: its launchd label (macOS), a unit of the same name it wrote (Linux)", async () => {
-  const { home, config, env } = await makeHome();
-  const root = await Deno.makeTempDir({ prefix: "it-svc-root-" });
-  try {
+Deno.test("install-service replaces the old tool's service: its launchd label (macOS), a unit of the same name it wrote (Linux)", () =>
+  withHomeAndRoot(async ({ home, config, env, root }) => {
     // macOS: the old agent under its own label is unloaded and removed before ours is loaded.
     const agents = join(home, "Library", "LaunchAgents");
     await Deno.mkdir(agents, { recursive: true });
@@ -821,8 +763,4 @@ Deno.test("install-service replaces the old tool's service: its launchd label (m
     const again = await runCli(["-c", config, "install-service", "--root", root], { env });
     assert.equal(again.code, 0, again.stderr);
     assert.doesNotMatch(again.stdout, /old tool/);
-  } finally {
-    await Deno.remove(home, { recursive: true });
-    await Deno.remove(root, { recursive: true });
-  }
-});
+  }));
