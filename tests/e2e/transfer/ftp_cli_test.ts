@@ -17,17 +17,40 @@ import {
 } from "../../helpers/files.ts";
 import { withBindfs } from "../../helpers/bindfs.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
-import { FTP_PASSWORD, startVsftpd, type TestVsftpd } from "../../helpers/vsftpd.ts";
+import {
+  FTP_PASSWORD,
+  startVsftpd,
+  type TestVsftpd,
+  type VsftpdOptions,
+} from "../../helpers/vsftpd.ts";
 
 const FITS_DIR = new URL("../../fixtures/fits/", import.meta.url).pathname;
 
-Deno.test("cli: run --once delivers files by FTPS with the permission set", async () => {
-  const server = await startVsftpd();
-  const root = await Deno.makeTempDir({ prefix: "itx-ftpcli-" });
+/**
+ * Run `body` with a fresh vsftpd and a temporary folder named after `prefix`; the server is
+ * stopped and the folder removed after.
+ */
+async function withVsftpdAndRoot(
+  options: VsftpdOptions,
+  prefix: string,
+  body: (setup: { server: TestVsftpd; root: string }) => Promise<void>,
+): Promise<void> {
+  const server = await startVsftpd(options);
+  const root = await Deno.makeTempDir({ prefix });
   try {
-    const dest = await server.makeRemoteDir();
-    const watch = join(root, "watch");
-    await Deno.mkdir(join(watch, "sub dir"), { recursive: true });
+    await body({ server, root });
+  } finally {
+    await server.stop();
+    await Deno.remove(root, { recursive: true });
+  }
+}
+
+Deno.test("cli: run --once delivers files by FTPS with the permission set", () =>
+  withVsftpdAndRoot({}, "itx-ftpcli-", async ({ server, root }) => {
+    const { dest, watch, config } = await daemonSandbox(server, root, {
+      log_file: join(root, "it.log"),
+    });
+    await Deno.mkdir(join(watch, "sub dir"));
     const night = new Date("2024-07-01T20:00:00Z");
     const sources = new Map<string, string>();
     for (const name of ["cmos_iso_2024.fits", "old_ccd_1998.fits"]) {
@@ -39,16 +62,6 @@ Deno.test("cli: run --once delivers files by FTPS with the permission set", asyn
     await Deno.writeFile(odd, randomBytes(70_000));
     sources.set("20240701/it's $(x) -a.fits", odd);
     for (const path of sources.values()) await Deno.utime(path, night, night);
-    const config = join(root, "config.yaml");
-    await writeConfig(config, {
-      watch_path: watch,
-      remote_base_path: dest,
-      ...server.configKeys(),
-      stability_window_seconds: 0.2,
-      night_timezone: "UTC",
-      state_dir: join(root, "state"),
-      log_file: join(root, "it.log"),
-    });
     // Verbose: debug lines must not carry the password either.
     const out = await runCli(["--config", config, "run", "--once", "-v"], {
       env: { HOME: root },
@@ -66,16 +79,10 @@ Deno.test("cli: run --once delivers files by FTPS with the permission set", asyn
       shown.stdout + out.stderr + await Deno.readTextFile(join(root, "it.log")),
       new RegExp(FTP_PASSWORD.replace(/[$()'"]/g, ".")),
     );
-  } finally {
-    await server.stop();
-    await Deno.remove(root, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("cli: a base folder whose parents are missing: doctor probes where they start, run --once makes them all", async () => {
-  const server = await startVsftpd();
-  const root = await Deno.makeTempDir({ prefix: "itx-ftpdeep-" });
-  try {
+Deno.test("cli: a base folder whose parents are missing: doctor probes where they start, run --once makes them all", () =>
+  withVsftpdAndRoot({}, "itx-ftpdeep-", async ({ server, root }) => {
     const dest = await server.makeRemoteDir();
     const base = `${dest}/missing parent/new base`;
     const watch = join(root, "watch");
@@ -105,16 +112,10 @@ Deno.test("cli: a base folder whose parents are missing: doctor probes where the
     const run = await runCli(["run", "--once", "-c", config], { env: { HOME: root } });
     assert.equal(run.code, 0, run.stderr);
     assert.deepEqual(await Deno.readFile(join(base, "20240701", "m42.fits")), data);
-  } finally {
-    await server.stop();
-    await Deno.remove(root, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("cli: a refused FTP login fails run --once with the reason, no stack, no password", async () => {
-  const server = await startVsftpd();
-  const root = await Deno.makeTempDir({ prefix: "itx-ftpcli-" });
-  try {
+Deno.test("cli: a refused FTP login fails run --once with the reason, no stack, no password", () =>
+  withVsftpdAndRoot({}, "itx-ftpcli-", async ({ server, root }) => {
     const dest = await server.makeRemoteDir();
     const watch = join(root, "watch");
     await Deno.mkdir(watch);
@@ -152,11 +153,7 @@ Deno.test("cli: a refused FTP login fails run --once with the reason, no stack, 
     // One login tried for the four files: a refused login is not tried again at once.
     assert.equal(log.split("\n").filter((line) => line.includes("FAIL LOGIN")).length, 1, log);
     assert.deepEqual(await listFiles(dest), []);
-  } finally {
-    await server.stop();
-    await Deno.remove(root, { recursive: true });
-  }
-});
+  }));
 
 Deno.test("cli: doctor checks an FTP destination step by step", async (t) => {
   const server = await startVsftpd();
@@ -264,7 +261,7 @@ Deno.test("cli: doctor checks an FTP destination step by step", async (t) => {
   }
 });
 
-/** A daemon's config in `root` sending a watch folder there to a new folder on `server`. */
+/** A config in `root` sending a watch folder there to a new folder on `server`. */
 async function daemonSandbox(
   server: TestVsftpd,
   root: string,
@@ -287,11 +284,9 @@ async function daemonSandbox(
   return { dest, watch, config };
 }
 
-Deno.test("daemon: the FTP server stopped mid-upload; the file arrives once it is back, never partial", async () => {
+Deno.test("daemon: the FTP server stopped mid-upload; the file arrives once it is back, never partial", () =>
   // 300 kB/s: the 1 MB upload is cut in the middle.
-  const server = await startVsftpd({ maxRateBytes: 300_000 });
-  const root = await Deno.makeTempDir({ prefix: "itx-ftpd-" });
-  try {
+  withVsftpdAndRoot({ maxRateBytes: 300_000 }, "itx-ftpd-", async ({ server, root }) => {
     const { dest, watch, config } = await daemonSandbox(server, root, {
       retry_attempts: 20,
       retry_delay_seconds: 0.3,
@@ -327,17 +322,11 @@ Deno.test("daemon: the FTP server stopped mid-upload; the file arrives once it i
       const status = await daemon.stop();
       assert.equal(status.code, 0, daemon.stderr());
     }
-  } finally {
-    await server.stop();
-    await Deno.remove(root, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("daemon: a stop mid-upload leaves no upload folder on the FTP server", async () => {
+Deno.test("daemon: a stop mid-upload leaves no upload folder on the FTP server", () =>
   // 300 kB/s: the stop comes while the 4 MB copy is written.
-  const server = await startVsftpd({ maxRateBytes: 300_000 });
-  const root = await Deno.makeTempDir({ prefix: "itx-ftpstop-" });
-  try {
+  withVsftpdAndRoot({ maxRateBytes: 300_000 }, "itx-ftpstop-", async ({ server, root }) => {
     const { dest, watch, config } = await daemonSandbox(server, root);
     await Deno.writeFile(join(watch, "last of the night.fits"), randomBytes(4 << 20));
     const daemon = startCli(["--config", config, "run"], { env: { HOME: root } });
@@ -353,17 +342,11 @@ Deno.test("daemon: a stop mid-upload leaves no upload folder on the FTP server",
       rel.split("/").some((part) => part.startsWith("."))
     );
     assert.deepEqual(hidden, [], "no upload folder");
-  } finally {
-    await server.stop();
-    await Deno.remove(root, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("daemon: killed mid-upload, its source gone before the restart: the upload folder left on the FTP server is removed", async () => {
+Deno.test("daemon: killed mid-upload, its source gone before the restart: the upload folder left on the FTP server is removed", () =>
   // 300 kB/s: the kill comes while the 2 MB copy is written.
-  const server = await startVsftpd({ maxRateBytes: 300_000 });
-  const root = await Deno.makeTempDir({ prefix: "itx-ftpkill-" });
-  try {
+  withVsftpdAndRoot({ maxRateBytes: 300_000 }, "itx-ftpkill-", async ({ server, root }) => {
     const { dest, watch, config } = await daemonSandbox(server, root);
     const source = join(watch, "last of the night.fits");
     await Deno.writeFile(source, randomBytes(2 << 20));
@@ -385,11 +368,7 @@ Deno.test("daemon: killed mid-upload, its source gone before the restart: the up
       const status = await daemon.stop("SIGTERM");
       assert.equal(status.code, 0, daemon.stderr());
     }
-  } finally {
-    await server.stop();
-    await Deno.remove(root, { recursive: true });
-  }
-});
+  }));
 
 Deno.test("daemon: without an ftp job the network permission is given up; a reload adding one is refused", async () => {
   const server = await startVsftpd();
@@ -416,10 +395,8 @@ Deno.test("daemon: without an ftp job the network permission is given up; a relo
   }
 });
 
-Deno.test("daemon: a scheduled rescan while the FTP server is down still scans the watch folder (a file that raised no event is found, and arrives once the server is back)", async () => {
-  const server = await startVsftpd();
-  const root = await Deno.makeTempDir({ prefix: "itx-ftprescan-" });
-  try {
+Deno.test("daemon: a scheduled rescan while the FTP server is down still scans the watch folder (a file that raised no event is found, and arrives once the server is back)", () =>
+  withVsftpdAndRoot({}, "itx-ftprescan-", async ({ server, root }) => {
     // The watch folder is a FUSE view: files written into `disk` raise no event there.
     const disk = join(root, "disk");
     await Deno.mkdir(disk);
@@ -466,16 +443,10 @@ Deno.test("daemon: a scheduled rescan while the FTP server is down still scans t
         assert.equal(status.code, 0, daemon.stderr());
       }
     });
-  } finally {
-    await server.stop();
-    await Deno.remove(root, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("cli: run --dry-run says a name FTP cannot carry would fail, not that it would be transferred", async () => {
-  const server = await startVsftpd();
-  const root = await Deno.makeTempDir({ prefix: "itx-ftpdry-" });
-  try {
+Deno.test("cli: run --dry-run says a name FTP cannot carry would fail, not that it would be transferred", () =>
+  withVsftpdAndRoot({}, "itx-ftpdry-", async ({ server, root }) => {
     const { watch, config } = await daemonSandbox(server, root);
     await Deno.writeFile(join(watch, "bad\nname.fits"), randomBytes(3000));
     await Deno.writeFile(join(watch, "good.fits"), randomBytes(3000));
@@ -489,17 +460,11 @@ Deno.test("cli: run --dry-run says a name FTP cannot carry would fail, not that 
     assert.doesNotMatch(out.stdout, /would transfer .*bad/);
     assert.match(out.stdout, /^would transfer .*\/good\.fits -> /m);
     assert.match(out.stdout, /job default: 1 file\(s\) would be transferred \(ftp\)/);
-  } finally {
-    await server.stop();
-    await Deno.remove(root, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("daemon: the FTP server stopped while a copy is read back: the job waits for it (no attempt used up, nothing failed) and the file arrives once it is back", async () => {
+Deno.test("daemon: the FTP server stopped while a copy is read back: the job waits for it (no attempt used up, nothing failed) and the file arrives once it is back", () =>
   // 300 kB/s both ways: the 1 MB copy is read back (no HASH here) for about 3 s.
-  const server = await startVsftpd({ maxRateBytes: 300_000 });
-  const root = await Deno.makeTempDir({ prefix: "itx-ftpfin-" });
-  try {
+  withVsftpdAndRoot({ maxRateBytes: 300_000 }, "itx-ftpfin-", async ({ server, root }) => {
     const { dest, watch, config } = await daemonSandbox(server, root, {
       retry_attempts: 0,
       retry_delay_seconds: 0.3,
@@ -534,8 +499,4 @@ Deno.test("daemon: the FTP server stopped while a copy is read back: the job wai
       const status = await daemon.stop();
       assert.equal(status.code, 0, daemon.stderr());
     }
-  } finally {
-    await server.stop();
-    await Deno.remove(root, { recursive: true });
-  }
-});
+  }));
