@@ -1,9 +1,11 @@
 /**
- * A clock for unit tests of timed logic: time only moves when the test moves
- * it, and timers fire in order as it passes them.
+ * Clocks for tests: one for unit tests of timed logic (time only moves when
+ * the test moves it, and timers fire in order as it passes them), and the
+ * wall clock of a real daemon, stepped by the test.
  *
  * @module
  */
+import { join } from "node:path";
 import type { Clock } from "../../src/pipeline/retry_timer.ts";
 
 /** A manual clock; see the module doc. */
@@ -58,4 +60,39 @@ export class FakeClock implements Clock {
     }
     this.#now = until;
   }
+}
+
+/** libfaketime of Debian's `faketime` package. */
+const LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+/** The wall clock of a real process, stepped by the test (see {@linkcode steppedWallClock}). */
+export interface SteppedWallClock {
+  /** `base` with what makes the process read the clock (give it to the process). */
+  env: Record<string, string>;
+  /** Set the clock `offset` from the true time, e.g. `+1d`, `-50s` (libfaketime's words). */
+  step(offset: string): Promise<void>;
+}
+
+/**
+ * A wall clock a test steps under a real daemon (libfaketime through
+ * `LD_PRELOAD`, its offset in a file in `folder`, read at each call); the
+ * monotonic clock stays true, as on a machine whose clock NTP steps.
+ */
+export async function steppedWallClock(
+  folder: string,
+  base: Record<string, string>,
+): Promise<SteppedWallClock> {
+  const file = join(folder, "faketime");
+  const step = (offset: string) => Deno.writeTextFile(file, `${offset}\n`);
+  await step("+0");
+  return {
+    env: {
+      ...base,
+      LD_PRELOAD: LIBFAKETIME,
+      FAKETIME_TIMESTAMP_FILE: file,
+      FAKETIME_NO_CACHE: "1",
+      DONT_FAKE_MONOTONIC: "1",
+    },
+    step,
+  };
 }

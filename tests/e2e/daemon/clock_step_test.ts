@@ -11,8 +11,8 @@ import { runCli, startCli } from "../../helpers/cli.ts";
 import { existsSync, listFiles, randomBytes, waitFor } from "../../helpers/files.ts";
 import { freePort } from "../../helpers/net.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
+import { steppedWallClock } from "../../helpers/fake_clock.ts";
 
-const LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 const DAY_MS = 86_400_000;
 
 Deno.test("a wall clock stepped ahead a day: transfer times, waiting ages and retry times stay true", async () => {
@@ -24,19 +24,11 @@ Deno.test("a wall clock stepped ahead a day: transfer times, waiting ages and re
     night_date_source: "now",
     status_listen: `127.0.0.1:${port}`,
   });
-  const clock = join(box.root, "faketime");
-  await Deno.writeTextFile(clock, "+0\n");
-  const env = {
-    ...box.env,
-    LD_PRELOAD: LIBFAKETIME,
-    FAKETIME_TIMESTAMP_FILE: clock,
-    FAKETIME_NO_CACHE: "1",
-    DONT_FAKE_MONOTONIC: "1",
-  };
-  const daemon = startCli(["run", "-c", box.config], { env });
+  const clock = await steppedWallClock(box.root, box.env);
+  const daemon = startCli(["run", "-c", box.config], { env: clock.env });
   try {
     await daemon.waitForOutput("Watching", 60_000);
-    await Deno.writeTextFile(clock, "+1d\n");
+    await clock.step("+1d");
     const stepped = Date.now() + DAY_MS;
     const night = new Date(stepped).toISOString().slice(0, 10).replaceAll("-", "");
     // A plain file where a sub folder of the night goes: its file fails and waits 10 min.
@@ -68,7 +60,7 @@ Deno.test("a wall clock stepped ahead a day: transfer times, waiting ages and re
     );
     assert.ok(age < DAY_MS / 2000, `the waiting file waits ${age} s`);
 
-    const status = await runCli(["status", "--json", "-c", box.config], { env });
+    const status = await runCli(["status", "--json", "-c", box.config], { env: clock.env });
     assert.equal(status.code, 0, status.stderr);
     const report = JSON.parse(status.stdout);
     assert.deepEqual(report.overdue, [], "a retry due in ten minutes is not overdue");
@@ -91,20 +83,12 @@ Deno.test("a wall clock stepped ahead over a pause and the later resume: the job
       { cron: `0 ${(hour + 2) % 24} * * *`, timezone: "UTC", action: "pause" },
     ],
   });
-  const clock = join(box.root, "faketime");
-  await Deno.writeTextFile(clock, "+0\n");
-  const env = {
-    ...box.env,
-    LD_PRELOAD: LIBFAKETIME,
-    FAKETIME_TIMESTAMP_FILE: clock,
-    FAKETIME_NO_CACHE: "1",
-    DONT_FAKE_MONOTONIC: "1",
-  };
-  const daemon = startCli(["run", "-c", box.config], { env });
+  const clock = await steppedWallClock(box.root, box.env);
+  const daemon = startCli(["run", "-c", box.config], { env: clock.env });
   try {
     await daemon.waitForOutput("Schedule 1 of job default: pause", 60_000);
     assert.doesNotMatch(daemon.stderr(), /inside a pause window/);
-    await Deno.writeTextFile(clock, "+4h\n");
+    await clock.step("+4h");
     // Croner looks at the clock at least every 30 s.
     await daemon.waitForOutput("Transfers of job default resumed (schedule 0)", 120_000);
     await Deno.writeFile(join(box.watch, "after the step.fits"), randomBytes(5000));
@@ -130,21 +114,13 @@ Deno.test("a wall clock set back past a cron time that has fired: the entry does
     status_listen: "",
     schedules: [{ cron, timezone: "UTC", action: "report" }],
   });
-  const clock = join(box.root, "faketime");
-  await Deno.writeTextFile(clock, "+0\n");
-  const env = {
-    ...box.env,
-    LD_PRELOAD: LIBFAKETIME,
-    FAKETIME_TIMESTAMP_FILE: clock,
-    FAKETIME_NO_CACHE: "1",
-    DONT_FAKE_MONOTONIC: "1",
-  };
-  const daemon = startCli(["run", "-c", box.config], { env });
+  const clock = await steppedWallClock(box.root, box.env);
+  const daemon = startCli(["run", "-c", box.config], { env: clock.env });
   try {
     await daemon.waitForOutput("Night report of job default", 120_000);
     // NTP corrects a clock 50 s fast: the report's time comes round again (croner looks at the
     // clock at least every 30 s, and finds it before that time).
-    await Deno.writeTextFile(clock, "-50s\n");
+    await clock.step("-50s");
     await daemon.waitForOutput(
       "Schedule 0 of job default (report) skipped: done at this time already",
       120_000,

@@ -17,6 +17,7 @@ import { listFiles, randomBytes, waitFor } from "../../helpers/files.ts";
 import { whileImmutable } from "../../helpers/immutable.ts";
 import { freePort } from "../../helpers/net.ts";
 import { cliSandbox, type Sandbox } from "../../helpers/sandbox.ts";
+import { steppedWallClock } from "../../helpers/fake_clock.ts";
 import { startSshd } from "../../helpers/sshd.ts";
 import { resizeTmpfs, withTmpfs } from "../../helpers/tmpfs.ts";
 import { startVsftpd } from "../../helpers/vsftpd.ts";
@@ -741,8 +742,6 @@ Deno.test("a trial run does not hide files from a configured destination", async
   assert.match(status.stdout, /Job default: .*done 2\b/);
 });
 
-const LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
-
 Deno.test("a wall clock stepped back an hour does not hold a waiting retry, nor make the uptime negative", async () => {
   await using box = await cliSandbox();
   const port = freePort();
@@ -752,20 +751,11 @@ Deno.test("a wall clock stepped back an hour does not hold a waiting retry, nor 
     retry_attempts: 50,
     status_listen: `127.0.0.1:${port}`,
   });
-  const clock = join(box.root, "faketime");
-  await Deno.writeTextFile(clock, "+0\n");
+  const clock = await steppedWallClock(box.root, box.env);
   // A plain file where the night folder goes: every attempt fails until it is gone.
   await Deno.mkdir(box.dest);
   await Deno.writeTextFile(join(box.dest, "20240315"), "in the way");
-  const daemon = startCli(["run", "-c", box.config], {
-    env: {
-      ...box.env,
-      LD_PRELOAD: LIBFAKETIME,
-      FAKETIME_TIMESTAMP_FILE: clock,
-      FAKETIME_NO_CACHE: "1",
-      DONT_FAKE_MONOTONIC: "1",
-    },
-  });
+  const daemon = startCli(["run", "-c", box.config], { env: clock.env });
   try {
     await daemon.waitForOutput("Watching", 60_000);
     const files = await writeFiles(box, "retry_", 1);
@@ -775,7 +765,7 @@ Deno.test("a wall clock stepped back an hour does not hold a waiting retry, nor 
       60_000,
       "the second failed attempt",
     );
-    await Deno.writeTextFile(clock, "-1h\n");
+    await clock.step("-1h");
     await Deno.remove(join(box.dest, "20240315"));
     // Before the fix the retry waited for the wall clock to catch up: an hour.
     await waitFor(
