@@ -17,6 +17,9 @@ import { isOwnTempName, uploadFolderPrefix } from "../temp_name.ts";
 import { TEMP_SUFFIX } from "../../layout/destination.ts";
 import { folderRefused } from "./space_probe.ts";
 
+/** A server's words for a download the login may not make. */
+const REFUSED = /permission|denied|not allowed|forbidden|refused/i;
+
 /** One logged-in connection and what it already did. */
 export interface FtpPeer {
   connection: FtpConnection;
@@ -87,7 +90,8 @@ export async function remoteSha256(
     },
   });
   await client.downloadTo(sink, path).catch((error) => {
-    if (!isFtpError(error) || error.code < 500) throw error;
+    // Refused (an upload-only login), not a copy gone meanwhile (`550 Failed to open file`).
+    if (!isFtpError(error) || error.code < 500 || !REFUSED.test(error.message)) throw error;
     throw new TransferError(readBackRefusal(error.message), "fatal");
   });
   return hash.digest("hex");
