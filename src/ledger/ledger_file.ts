@@ -8,7 +8,8 @@
  * tables already, so step 1 (`CREATE TABLE IF NOT EXISTS`) only stamps them.
  * Step 2 makes the destination part of a file's identity; step 3 keeps the
  * count of files per state in a table of its own; step 4 gives scp and rsync
- * one destination identity (`destination_identity.ts`).
+ * one destination identity (`destination_identity.ts`); step 5 keeps the
+ * `on_transfer` hooks still owed (`due_hooks.ts`).
  *
  * Opening it for the daemon, SQLite's words for what goes wrong (a file that
  * is not a (sound) database, a full disk, a read-only connection), and the
@@ -26,7 +27,7 @@ import { whyUnwritable } from "./daemon_lock.ts";
 import { mergeSshIdentities } from "./destination_identity.ts";
 
 /** The schema version this build writes and understands. */
-export const LEDGER_SCHEMA_VERSION = 4;
+export const LEDGER_SCHEMA_VERSION = 5;
 
 /**
  * Read a ledger's schema version.
@@ -199,12 +200,30 @@ BEGIN ${UNCOUNTED} ${COUNTED}
 END;
 `;
 
+/**
+ * Version 5: `hooks_due` holds each `on_transfer` hook a file's arrival owes until it has run,
+ * written in the transaction that records the arrival (`due_hooks.ts`).
+ */
+const SCHEMA_V5 = `
+CREATE TABLE hooks_due (
+  job TEXT NOT NULL,
+  target TEXT NOT NULL,
+  rel_path TEXT NOT NULL,
+  destination TEXT NOT NULL,
+  size INTEGER NOT NULL,
+  mtime_ms INTEGER NOT NULL,
+  sha256 TEXT,
+  PRIMARY KEY (job, target, rel_path)
+) WITHOUT ROWID;
+`;
+
 /** The steps to {@linkcode LEDGER_SCHEMA_VERSION}: `[0]` creates version 1, `[1]` turns 1 into 2, ... */
 export const LEDGER_SCHEMA: readonly MigrationStep[] = [
   SCHEMA_V1,
   SCHEMA_V2,
   SCHEMA_V3,
   mergeSshIdentities, // Version 4: scp and rsync send to one destination (`ssh://`).
+  SCHEMA_V5,
 ];
 
 /** SQLite's primary result codes this module acts on. */

@@ -257,7 +257,17 @@ export class BatchSender {
    */
   #record(arrivals: Arrival[]): boolean {
     if (arrivals.length === 0) return true;
-    const again = this.#context.table.arrived(arrivals.map(({ record }) => record));
+    // Their hooks are owed from the moment they are recorded: a stop before one runs defers it.
+    const hooks = this.#context.job.on_transfer.length === 0 ? [] : arrivals
+      .filter(({ found }) => found !== "rebuilt")
+      .map(({ record: { relPath, version, destination }, sha256 }) => ({
+        relPath,
+        destination,
+        size: version.size,
+        mtimeMs: version.mtimeMs,
+        sha256,
+      }));
+    const again = this.#context.table.arrived(arrivals.map(({ record }) => record), hooks);
     if (again === null) {
       this.#unrecorded.push(...arrivals);
       return false;

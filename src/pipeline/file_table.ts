@@ -29,6 +29,7 @@ import {
   writeIfWritable,
 } from "../ledger/file_rows.ts";
 import { destinationIdentity } from "../ledger/destination_identity.ts";
+import { type DueHook, DueHooks } from "../ledger/due_hooks.ts";
 import { type Ledger, LedgerWriteError } from "../ledger/ledger.ts";
 import { logger } from "../log/logging.ts";
 import type { QueuePhase } from "../status/job_status.ts";
@@ -253,17 +254,21 @@ export class FileTable {
   /**
    * Files of a batch arrived verified: recorded `done`, all or none, and out of motion. When the
    * ledger cannot record them they stay `sending` and this returns `null` (call again when it can).
+   * `hooks`: the `on_transfer` hooks they owe, recorded with them (`due_hooks.ts`).
    * @returns the sources to observe again (a change was seen while they were sent)
    */
-  arrived(records: Array<Readonly<WorkRecord>>): string[] | null {
+  arrived(records: Array<Readonly<WorkRecord>>, hooks: readonly DueHook[] = []): string[] | null {
     if (records.length === 0) return [];
     try {
-      this.rows.markDone(records.map((record) => ({
-        relPath: record.relPath,
-        size: record.version.size,
-        mtimeMs: record.version.mtimeMs,
-        destination: record.destination,
-      })));
+      this.rows.ledger.write(() => {
+        this.rows.markDone(records.map((record) => ({
+          relPath: record.relPath,
+          size: record.version.size,
+          mtimeMs: record.version.mtimeMs,
+          destination: record.destination,
+        })));
+        DueHooks.of(this.rows).add(hooks);
+      });
     } catch (error) {
       if (!(error instanceof LedgerWriteError)) throw error;
       return null;

@@ -4,7 +4,10 @@
  * variables. Hooks run beside the transfers and never hold them up: at most
  * `max_concurrent_hooks` at a time, each killed after `hook_timeout_seconds`;
  * their output goes to the log; a failing hook is logged and counted. The
- * programs are checked before the daemon starts (`user_programs.ts`).
+ * programs are checked before the daemon starts (`user_programs.ts`). An
+ * `on_transfer` hook is owed from the moment its file is recorded as arrived
+ * until it starts (`ledger/due_hooks.ts`): one a stop or a crash kept from
+ * starting runs at the next start.
  *
  * @module
  */
@@ -102,6 +105,23 @@ export interface FinishingHooks {
   abort(): void;
 }
 
+/** A hook waiting for a slot; `started` tells that an owed one starts. */
+interface QueuedHook {
+  event: HookEvent;
+  argv: string[];
+  facts: HookFacts;
+  /** `false`: it cannot be told now (the ledger cannot be written): the hook waits. */
+  started?: () => boolean;
+}
+
+/** How long a hook waits before the ledger is asked again to take its start (ms). */
+const START_AGAIN_MS = 2000;
+
+/** What the log says of a hook a stop (or a full queue) keeps from starting, by its event. */
+function later(event: HookEvent): string {
+  return event === "transfer" ? "; it runs at the next start" : "";
+}
+
 /**
  * Runs one job's hooks; see the module doc. A reload that keeps the job hands
  * its hooks on: the waiting ones move to the next runner, the running ones
@@ -111,7 +131,11 @@ export interface FinishingHooks {
 export class HookRunner {
   #job: JobConfig;
   #log: Logger;
-  #queue: Array<{ event: HookEvent; argv: string[]; facts: HookFacts }> = [];
+  #queue: QueuedHook[] = [];
+  /** The hook of an arrival starts: no longer owed (`due_hooks.ts`); `false`: not now. */
+  #started: ((facts: HookFacts) => boolean) | undefined;
+  /** Set while the first hook waits for the ledger to take its start. */
+  #startAgain: ReturnType<typeof setTimeout> | undefined;
   #running = new Set<Promise<void>>();
   /** Aborted on stop: kills the programs still running. */
   #stopping = new AbortController();
@@ -124,10 +148,15 @@ export class HookRunner {
   /** Resolved by {@linkcode HookRunner.abort} (the daemon stops). */
   #aborted = Promise.withResolvers<void>();
 
-  /** @param replaces the same job's runner of the config a reload replaced */
-  constructor(job: JobConfig, replaces?: HookRunner) {
+  /**
+   * @param replaces the same job's runner of the config a reload replaced
+   * @param started told when an `on_transfer` hook starts, which waits while this says `false`;
+   *   one a stop keeps from starting stays owed, to run at the next start
+   */
+  constructor(job: JobConfig, replaces?: HookRunner, started?: (facts: HookFacts) => boolean) {
     this.#log = jobLogger("hooks", job.name);
     this.#job = job;
+    this.#started = started;
     if (replaces) {
       this.#stats = replaces.#stats;
       this.#queue = replaces.#queue.splice(0);
@@ -166,6 +195,8 @@ export class HookRunner {
     // The waiting ones start as running ones end: none waits once none runs. Those still running
     // in the runners this one replaced count too (their outcomes go into the same tally).
     while (this.#busy() > 0) await Promise.allSettled(this.#allRunning());
+    // Ones still waiting for the ledger stay owed, for the next start.
+    if (this.#queue.length > 0) this.abort();
     // Replaced by a reload: the tally is said at the stop, by the job's next runner if it has one.
     if (reloading) await this.#aborted.promise;
     const { succeeded, failed, dropped } = this.#stats;
@@ -177,14 +208,21 @@ export class HookRunner {
     else this.#log.info(message, fields);
   }
 
-  /** Drop the hooks still waiting, each named (their files are not told about), and kill running ones. */
+  /**
+   * Drop the hooks still waiting, each named, and kill running ones: an `on_transfer` hook runs
+   * at the next start instead (owed), an `on_failure` one when its file gives up again.
+   */
   abort(): void {
+    clearTimeout(this.#startAgain);
     for (const { event, facts } of this.#queue.splice(0)) {
       this.#stats.dropped++;
-      this.#log.error("Hook on_{event} of job {job} for {source} not run: stopping", {
-        event,
-        source: facts.source,
-      });
+      this.#log.error(
+        `Hook on_{event} of job {job} for {source} not run: stopping${later(event)}`,
+        {
+          event,
+          source: facts.source,
+        },
+      );
     }
     this.#stopping.abort();
     this.#aborted.resolve();
@@ -194,19 +232,30 @@ export class HookRunner {
     if (argv.length === 0) return;
     if (this.#closed || this.#queue.length >= MAX_QUEUED_HOOKS) {
       this.#stats.dropped++;
-      this.#log.error("Hook on_{event} of job {job} for {source} not run: {reason}", {
-        event,
-        source: facts.source,
-        reason: this.#closed ? "stopping" : `${MAX_QUEUED_HOOKS} hooks are already waiting`,
-      });
+      this.#log.error(
+        `Hook on_{event} of job {job} for {source} not run: {reason}${later(event)}`,
+        {
+          event,
+          source: facts.source,
+          reason: this.#closed ? "stopping" : `${MAX_QUEUED_HOOKS} hooks are already waiting`,
+        },
+      );
       return;
     }
-    this.#queue.push({ event, argv, facts });
+    const started = event === "transfer" ? this.#started : undefined;
+    this.#queue.push({ event, argv, facts, started: started && (() => started(facts)) });
     this.#next();
   }
 
   #next(): void {
     while (this.#busy() < this.#job.max_concurrent_hooks && this.#queue.length > 0) {
+      if (this.#queue[0].started?.() === false) {
+        this.#startAgain ??= setTimeout(() => {
+          this.#startAgain = undefined;
+          this.#newest().#next();
+        }, START_AGAIN_MS);
+        return;
+      }
       const { event, argv, facts } = this.#queue.shift()!;
       const running: Promise<void> = this.#run(event, argv, facts).finally(() => {
         this.#running.delete(running);

@@ -13,6 +13,7 @@ import { JobSchedules, samePauseWindows } from "./schedules.ts";
 import { SourceCleaner } from "./source_cleanup.ts";
 import type { FileTable, WorkRecord } from "./file_table.ts";
 import { logger } from "../log/logging.ts";
+import { DueHooks } from "../ledger/due_hooks.ts";
 
 /** What {@linkcode JobExtras} works with. */
 export interface JobExtrasContext {
@@ -43,7 +44,12 @@ export class JobExtras {
   constructor(context: JobExtrasContext) {
     this.#context = context;
     const { job, table } = context;
-    this.#hooks = new HookRunner(job, context.replaces && context.replaces.#hooks);
+    const due = DueHooks.of(table.rows);
+    this.#hooks = new HookRunner(
+      job,
+      context.replaces && context.replaces.#hooks,
+      (facts) => due.started(facts),
+    );
     this.#cleaner = new SourceCleaner(job, table.rows);
     this.#schedules = new JobSchedules({
       job,
@@ -71,10 +77,53 @@ export class JobExtras {
     this.#schedules.applyWindow(before !== undefined);
   }
 
-  /** Start the clean-up and (unless `once`) the schedules. */
+  /**
+   * Start the clean-up and (unless `once`) the schedules; at the daemon's start (not a reload),
+   * run the `on_transfer` hooks the last run owed.
+   */
   start(): void {
+    if (!this.#context.replaces) this.#runOwedHooks();
     this.#cleaner.start();
     if (!this.#context.once) this.#schedules.start();
+  }
+
+  #runOwedHooks(): void {
+    const { job, table, transport } = this.#context;
+    const log = logger("hooks");
+    const due = DueHooks.of(table.rows);
+    try {
+      if (job.on_transfer.length === 0) {
+        const dropped = due.clear();
+        if (dropped > 0) {
+          log.warn(
+            "Job {job} has no on_transfer hook now: {count} left from the last run not run",
+            {
+              job: job.name,
+              count: dropped,
+            },
+          );
+        }
+        return;
+      }
+      const owed = due.list();
+      if (owed.length === 0) return;
+      log.info("Running {count} on_transfer hook(s) of job {job} the last stop kept from running", {
+        job: job.name,
+        count: owed.length,
+      });
+      for (const { relPath, destination, sha256, ...version } of owed) {
+        this.#hooks.arrived({
+          ...hookFacts(job, transport, relPath, version, destination),
+          sha256,
+        });
+      }
+    } catch (error) {
+      // A ledger that cannot be read or written now: the hooks stay owed until the next start.
+      log.warn("Cannot run the on_transfer hooks of job {job} left from the last run: {error}", {
+        job: job.name,
+        error: error instanceof Error ? error.message : String(error),
+      });
+    }
   }
 
   /** A file arrived verified at `destination`. */

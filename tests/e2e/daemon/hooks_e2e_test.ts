@@ -300,6 +300,75 @@ esac
   assert.deepEqual(tallies, ["Hooks of job default: 4 done, 1 failed, 1 not run"]);
 });
 
+for (const [stop, how] of [["SIGKILL", "a killed"], ["SIGTERM", "a stopped"]] as const) {
+  Deno.test(`on_transfer: hooks ${how} daemon owed (one waiting) run at the next start; one cut off does not run again`, async () => {
+    // Until "released" exists, a hook holds (its pid in started-NAME); then it records its file.
+    const script = `#!/bin/sh
+name="$IMAGE_TRANSFER_RELATIVE_PATH"
+if [ ! -e "$HOOK_OUT/released" ]; then
+  echo $$ > "$HOOK_OUT/started.tmp" && mv "$HOOK_OUT/started.tmp" "$HOOK_OUT/started-$name"
+  exec sleep 120
+fi
+printf '%s\\n' "$name" >> "$HOOK_OUT/ran"
+`;
+    const p = await setUp("itx-hooks-owed-", script);
+    await writeConfig(p.config, {
+      ...baseConfig(p),
+      on_transfer: [p.hook],
+      max_concurrent_hooks: 1,
+    });
+    const ran = async () =>
+      (await Deno.readTextFile(join(p.out, "ran")).catch(() => "")).split("\n");
+    const names = ["a.fits", "b.fits"];
+    const killed = startCli(["run", "-c", p.config], { env: { HOME: p.home } });
+    try {
+      await killed.waitForOutput("Watching");
+      for (const name of names) await Deno.writeFile(join(p.watch, name), randomBytes(1000));
+      for (const name of names) {
+        await killed.waitForOutput(`Successfully transferred ${join(p.watch, name)}`);
+      }
+      // One hook holds, the other waits for its slot: the daemon dies now.
+      const started = () => names.find((name) => existsSync(join(p.out, `started-${name}`)));
+      await waitFor(() => started() !== undefined, 60_000, "a hook holding");
+      assert.equal((await killed.stop(stop)).code, stop === "SIGKILL" ? 137 : 0, killed.stderr());
+      try {
+        Deno.kill(Number(await Deno.readTextFile(join(p.out, `started-${started()}`))), "SIGKILL");
+      } catch {
+        // A stopping daemon kills its hooks itself.
+      }
+      await Deno.writeTextFile(join(p.out, "released"), "");
+      assert.deepEqual(await ran(), [""], "no hook ran to its end before the kill");
+      const waiting = names.find((name) => name !== started())!;
+
+      const next = startCli(["run", "-c", p.config], { env: { HOME: p.home } });
+      try {
+        await next.waitForOutput("Running 1 on_transfer hook(s) of job default");
+        await waitFor(async () => (await ran()).length === 2, 60_000, "the owed hook");
+      } finally {
+        assert.equal((await next.stop()).code, 0, next.stderr());
+      }
+      assert.deepEqual(
+        await ran(),
+        [waiting, ""],
+        "the waiting hook ran once, the cut off one not again",
+      );
+      // Run, they are owed no more: a third start runs none.
+      const third = startCli(["run", "-c", p.config], { env: { HOME: p.home } });
+      try {
+        // Owed hooks start right after this line, in the same step: the whole log is read at the stop.
+        await third.waitForOutput("Watching");
+      } finally {
+        assert.equal((await third.stop()).code, 0, third.stderr());
+      }
+      assert.doesNotMatch(third.stderr(), /on_transfer hook\(s\)/);
+      assert.deepEqual(await ran(), [waiting, ""]);
+    } finally {
+      await killed.stop();
+      await Deno.remove(p.root, { recursive: true });
+    }
+  });
+}
+
 Deno.test("hooks: a hook or scheduled program made writable by others or removed after the start is not run", async () => {
   const p = await setUp("itx-hooks-changed-", RECORDING_HOOK);
   const scheduled = join(p.root, "hook dir", "every second.sh");

@@ -1,0 +1,98 @@
+/**
+ * The `on_transfer` hooks a job still owes, in the ledger's `hooks_due`
+ * table: a file's row goes in with the transaction that records the file as
+ * arrived, and out as its hook starts. A daemon stopped or killed before then
+ * runs the hook at its next start, so no hook is lost; one cut off while it
+ * ran is not run again (its end is in the log), so none runs twice.
+ *
+ * @module
+ */
+import type { FileRows } from "./file_rows.ts";
+import type { Ledger } from "./ledger.ts";
+
+/** The facts of an arrival whose hook is owed. */
+export interface DueHook {
+  relPath: string;
+  /** Destination relative to the job's base path. */
+  destination: string;
+  size: number;
+  mtimeMs: number;
+  /** SHA-256 of what arrived, when the transport hashed it. */
+  sha256?: string;
+}
+
+/** The hooks owed by one job and destination; see the module doc. */
+export class DueHooks {
+  constructor(readonly ledger: Ledger, readonly job: string, readonly target: string) {}
+
+  /** The hooks owed to the files of `rows`' job and destination. */
+  static of(rows: Pick<FileRows, "ledger" | "job" | "target">): DueHooks {
+    return new DueHooks(rows.ledger, rows.job, rows.target);
+  }
+
+  /** Record `hooks` as owed (in the caller's transaction when there is one). */
+  add(hooks: readonly DueHook[]): void {
+    if (hooks.length === 0) return;
+    this.ledger.write(() => {
+      const stmt = this.ledger.statement(
+        "INSERT OR REPLACE INTO hooks_due (job, target, rel_path, destination, size, mtime_ms, " +
+          "sha256) VALUES (?, ?, ?, ?, ?, ?, ?)",
+      );
+      for (const h of hooks) {
+        stmt.run(
+          this.job,
+          this.target,
+          h.relPath,
+          h.destination,
+          h.size,
+          h.mtimeMs,
+          h.sha256 ?? null,
+        );
+      }
+    });
+  }
+
+  /** The hooks owed, oldest name first. */
+  list(): DueHook[] {
+    return this.ledger.read(() =>
+      this.ledger.statement(
+        "SELECT rel_path, destination, size, mtime_ms, sha256 FROM hooks_due " +
+          "WHERE job = ? AND target = ? ORDER BY rel_path",
+      ).all(this.job, this.target)
+    ).map((r) => ({
+      relPath: r.rel_path as string,
+      destination: r.destination as string,
+      size: Number(r.size),
+      mtimeMs: Number(r.mtime_ms),
+      ...(r.sha256 === null ? {} : { sha256: r.sha256 as string }),
+    }));
+  }
+
+  /**
+   * The hook of this version of the file starts: no longer owed (a later arrival of the file,
+   * another version, stays owed). @returns `false` when the ledger cannot be written now: the
+   * hook is still owed, and should wait (run now, it would run again at the next start)
+   */
+  started(hook: Pick<DueHook, "relPath" | "size" | "mtimeMs">): boolean {
+    try {
+      this.ledger.write(() =>
+        this.ledger.statement(
+          "DELETE FROM hooks_due WHERE job = ? AND target = ? AND rel_path = ? AND size = ? " +
+            "AND mtime_ms = ?",
+        ).run(this.job, this.target, hook.relPath, hook.size, hook.mtimeMs)
+      );
+      return true;
+    } catch {
+      return false; // Said by the ledger.
+    }
+  }
+
+  /** Forget every hook owed (the job has no `on_transfer` any more). @returns how many */
+  clear(): number {
+    const result = this.ledger.write(() =>
+      this.ledger.statement("DELETE FROM hooks_due WHERE job = ? AND target = ?")
+        .run(this.job, this.target)
+    );
+    return Number(result.changes);
+  }
+}
