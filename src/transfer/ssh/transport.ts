@@ -206,13 +206,13 @@ export abstract class SshTransport implements Transport, SshMethod {
   }
 
   /**
-   * Remove the copies kept to be continued (rsync, `resume_partial_hours`) of
-   * these files (relative destinations): they will not be continued, having
-   * arrived or lost their source, and no later batch may come into their
-   * folder to sweep them. Gathered for a second, then one call; never throws.
+   * Remove the copies of these files (relative destinations) kept to be continued (rsync,
+   * `resume_partial_hours`) or left by an upload cut off (a killed daemon, a lost connection; scp
+   * too): they will not be continued, having arrived or lost their source, and no later batch may
+   * come into their folder to sweep them. Gathered for a second, then one call; never throws.
    */
   dropKeptCopies(destinations: string[]): void {
-    if (!this.resumesCopies || destinations.length === 0) return;
+    if (destinations.length === 0) return;
     for (const destination of destinations) this.#toDrop.add(destination);
     this.#dropTimer ??= setTimeout(() => void this.#dropNow(), 1000);
   }

@@ -5,7 +5,9 @@
  * file, and the restart sends about the other half (measured: for local the
  * bytes the restarted daemon wrote, from /proc; for rsync its own `--stats`),
  * byte-exact; a file growing for 10 s is sent while it grows and arrives
- * complete, once, with about its own size sent in all.
+ * complete, once, with about its own size sent in all. A copy cut off whose
+ * source is gone by the restart is removed (local, rsync, and scp, which keeps
+ * no copy to continue but leaves one when killed).
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -35,7 +37,7 @@ interface Sandbox {
 
 /** Folders and a config for `method`; `values` win. */
 async function sandbox(
-  method: "local" | "rsync",
+  method: "local" | "rsync" | "scp",
   sshd: TestSshd | null,
   values: Record<string, unknown>,
 ): Promise<Sandbox> {
@@ -48,7 +50,7 @@ async function sandbox(
   await writeConfig(config, {
     watch_path: watch,
     transfer_method: method,
-    ...(method === "rsync" ? sshd!.configKeys() : {}),
+    ...(method === "local" ? {} : sshd!.configKeys()),
     remote_base_path: dest,
     night_timezone: "UTC",
     state_dir: join(root, "state"),
@@ -180,37 +182,6 @@ for (const method of ["local", "rsync"] as const) {
     }
   });
 
-  Deno.test(`daemon (${method}): a kept copy whose source is gone by the restart is removed`, async () => {
-    const sshd = await startSshd();
-    const box = await sandbox(method, sshd, {
-      bandwidth_limit: "4MiB/s",
-      stability_window_seconds: 0.5,
-    });
-    try {
-      const source = await crashMidCopy(box, 40 * MiB, MiB);
-      assert.equal((await temporaries(box.dest)).size, 1, "the interrupted copy is kept");
-      // The file is deleted while the daemon is down: its copy will never be continued.
-      await Deno.remove(source);
-      const second = startCli(["run", "-c", box.config], { env: box.env });
-      try {
-        await second.waitForOutput(/Dropped .*: it is gone from the watch folder/);
-        await waitFor(
-          async () =>
-            (await listFiles(box.dest)).length === 0 &&
-            (await listFolders(box.dest)).every((rel) => !rel.includes("/.")),
-          30_000,
-          "the kept copy (and its upload folder) removed",
-        );
-      } finally {
-        assert.equal((await second.stop("SIGTERM")).code, 0, second.stderr());
-      }
-      assert.deepEqual(await listFiles(box.dest), []);
-    } finally {
-      await Deno.remove(box.root, { recursive: true });
-      await sshd.stop();
-    }
-  });
-
   Deno.test(`daemon (${method}): a file growing for 10 s arrives complete once, sent as it grew`, async () => {
     const sshd = await startSshd();
     const box = await sandbox(method, sshd, {
@@ -259,6 +230,40 @@ for (const method of ["local", "rsync"] as const) {
       const [rel] = (await listFiles(box.dest)).filter((r) => !r.split("/").some(isTempName));
       assert.equal(await sha256OfFile(join(box.dest, rel)), await sha256OfFile(source));
       assert.deepEqual(await temporaries(box.dest), new Map(), "no temporary copy left");
+    } finally {
+      await Deno.remove(box.root, { recursive: true });
+      await sshd.stop();
+    }
+  });
+}
+
+// scp keeps no copy to continue, but a killed daemon's upload leaves one all the same.
+for (const method of ["local", "rsync", "scp"] as const) {
+  Deno.test(`daemon (${method}): a copy cut off whose source is gone by the restart is removed`, async () => {
+    const sshd = await startSshd();
+    const box = await sandbox(method, sshd, {
+      bandwidth_limit: "4MiB/s",
+      stability_window_seconds: 0.5,
+    });
+    try {
+      const source = await crashMidCopy(box, 40 * MiB, MiB);
+      assert.equal((await temporaries(box.dest)).size, 1, "the interrupted copy is kept");
+      // The file is deleted while the daemon is down: its copy will never be continued.
+      await Deno.remove(source);
+      const second = startCli(["run", "-c", box.config], { env: box.env });
+      try {
+        await second.waitForOutput(/Dropped .*: it is gone from the watch folder/);
+        await waitFor(
+          async () =>
+            (await listFiles(box.dest)).length === 0 &&
+            (await listFolders(box.dest)).every((rel) => !rel.includes("/.")),
+          30_000,
+          "the kept copy (and its upload folder) removed",
+        );
+      } finally {
+        assert.equal((await second.stop("SIGTERM")).code, 0, second.stderr());
+      }
+      assert.deepEqual(await listFiles(box.dest), []);
     } finally {
       await Deno.remove(box.root, { recursive: true });
       await sshd.stop();
