@@ -154,9 +154,10 @@ export class RsyncTransport extends SshTransport {
       await this.session.rsyncRsh(),
       ...this.job.rsync_options,
       "--",
-      ...(renamed
-        ? [group[0].item.source, this.session.remoteSpec(group[0].tempPath)]
-        : [root.endsWith(sep) ? root : `${root}${sep}`, this.session.remoteSpec(`${folder}/`)]),
+      ...(renamed ? [group[0].item.source, this.session.remoteSpec(group[0].tempPath)] : [
+        root.endsWith(sep) ? root : `${root}${sep}`,
+        this.session.remoteSpec(`${literalForRemoteGlob(folder)}/`),
+      ]),
     ];
     const run = await this.session.run(argv, {
       stdin: renamed ? "" : list.join(""),
@@ -196,6 +197,17 @@ export class RsyncTransport extends SshTransport {
     }
     return named.size > 0 ? named : null;
   }
+}
+
+/**
+ * An upload folder (it exists) as rsync's receiver reads it: with `--protect-args` it expands
+ * `*`, `?` and `[` itself, so a folder named `*` would stand for every folder beside it that
+ * holds an upload folder of the same name (those of one batch), and the copies land in another
+ * one. With such a character the path is escaped, matching only itself; without, it is taken as
+ * written (backslashes too), so it is left alone.
+ */
+export function literalForRemoteGlob(path: string): string {
+  return /[*?[]/.test(path) ? path.replace(/[\\*?[\]]/g, "\\$&") : path;
 }
 
 /** The deepest folder that holds every one of `paths` (absolute local paths). */

@@ -5,7 +5,7 @@
  * final name ever holds a partial file; a stop mid-upload leaves no copy
  * behind. A shared connection whose master
  * hangs is replaced, and the hung master killed, under the daemon's own
- * permissions.
+ * permissions. Folders named with glob characters each get their own files.
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
@@ -306,3 +306,36 @@ Deno.test("daemon (scp): a shared connection whose master hangs is replaced, the
     await sshd.stop();
   }
 });
+
+for (const method of ["scp", "rsync"] as const) {
+  Deno.test(`run (${method}): folders named with * ? [ ] each get their own files, in one batch`, async () => {
+    const sshd = await startSshd();
+    // A bandwidth limit sends every batch through the tool's calls (never one ssh call).
+    const { root, watch, remote, config, env } = await sshSandbox(sshd, method, {
+      bandwidth_limit: "200MB/s",
+    });
+    try {
+      const night = new Date("2024-07-01T20:00:00Z"); // -> 20240701
+      // `*`, `?` and `[ab]` match the other folders as globs; `a\\b*` has a backslash too.
+      const folders = ["*", "?", "[ab]", "a", "b", "a\\b*"];
+      const bytes = new Map<string, Uint8Array>();
+      for (const folder of folders) {
+        await Deno.mkdir(join(watch, folder));
+        const data = randomBytes(40_000);
+        bytes.set(folder, data);
+        await Deno.writeFile(join(watch, folder, "f.fits"), data);
+        await Deno.utime(join(watch, folder, "f.fits"), night, night);
+      }
+      const run = await runCli(["run", "--once", "-c", config], { env });
+      assert.equal(run.code, 0, run.stderr);
+      assert.doesNotMatch(run.stderr, /Attempt \d+ of .* failed/, run.stderr);
+      for (const [folder, data] of bytes) {
+        assert.equal(await sha256OfFile(join(remote, "20240701", folder, "f.fits")), sha256(data));
+      }
+      assert.equal((await listFiles(remote)).length, folders.length, "nothing anywhere else");
+    } finally {
+      await Deno.remove(root, { recursive: true });
+      await sshd.stop();
+    }
+  });
+}
