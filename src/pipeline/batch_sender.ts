@@ -31,6 +31,7 @@ import {
 import { systemClock } from "./retry_timer.ts";
 import type { FileTable, WorkRecord } from "./file_table.ts";
 import { lookAtDestination } from "./destination_look.ts";
+import { classifyEntry } from "../watch/entry_check.ts";
 
 /** What a {@linkcode BatchSender} works with. */
 export interface BatchSenderContext {
@@ -152,7 +153,7 @@ export class BatchSender {
         destination: record.destination,
         size: record.version.size,
         mtimeMs: record.version.mtimeMs,
-      }, job.symlinks)
+      }, job)
     );
     const deadlineMs = this.#context.deadlineMs ?? 3 * job.transfer_timeout_seconds * 1000 + 60_000;
     let sent = 0;
@@ -334,15 +335,7 @@ export class BatchSender {
   async #failed(record: WorkRecord, error: TransferError): Promise<void> {
     const { job, table, signal } = this.#context;
     const source = absolutePath(job.watch_path, record.relPath);
-    // Gone only when it is not found: a share that fails to answer (a FUSE mount whose server
-    // died) says nothing of the file, which is tried again as it was.
-    const current = await Deno.stat(source).then(
-      versionOf,
-      (error) =>
-        error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory
-          ? null
-          : record.version,
-    );
+    const current = await sourceNow(source, job, record.version);
     if (signal.aborted) return;
     const outcome = attemptOutcome({
       error,
@@ -406,15 +399,44 @@ const FOUND_WORDS = {
 };
 
 /**
- * The item as the transport must treat it: a symbolic link that the job's
- * `symlinks` policy let through (`inside`, `follow`) is read through; under
- * `skip`, or for a regular file, no transport follows a link.
+ * The item as the transport must treat it: a symbolic link in the file's place is read through
+ * only where the job's `symlinks` policy lets that link through (`inside`: a link to a file inside
+ * the watch folder; `follow`), as a link found there by a scan is; otherwise (`skip`, a link out of
+ * the watch folder under `inside`: one that took a queued file's name) no transport follows it.
  */
-function withLinkPolicy(item: TransferItem, policy: JobConfig["symlinks"]): TransferItem {
-  if (policy === "skip") return item;
+function withLinkPolicy(item: TransferItem, job: JobConfig): TransferItem {
+  if (job.symlinks === "skip") return item;
   try {
-    return Deno.lstatSync(item.source).isSymlink ? { ...item, followLink: true } : item;
+    if (!Deno.lstatSync(item.source).isSymlink) return item;
   } catch {
     return item;
   }
+  return classifyEntry(item.source, job).ok ? { ...item, followLink: true } : item;
+}
+
+/**
+ * The version of what has the name of a source whose attempt failed: `null` when it is gone, or
+ * is what the job never sends (a FIFO, a link its `symlinks` policy refuses: dropped, as a scan
+ * would skip it); `sent` when it cannot be examined (a share that fails to answer, a FUSE mount
+ * whose server died, says nothing of the file, which is tried again as it was).
+ */
+async function sourceNow(
+  source: string,
+  job: JobConfig,
+  sent: FileVersion,
+): Promise<FileVersion | null> {
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.lstat(source);
+  } catch (error) {
+    const gone = error instanceof Deno.errors.NotFound ||
+      error instanceof Deno.errors.NotADirectory;
+    return gone ? null : sent;
+  }
+  // A folder that took its name is observed: the checker drops the file and has it scanned.
+  if (info.isFile || info.isDirectory) return versionOf(info);
+  if (!info.isSymlink) return null;
+  const verdict = classifyEntry(source, job);
+  if (!verdict.ok) return verdict.code === "unreadable" ? sent : null;
+  return await Deno.stat(verdict.source).then(versionOf, () => sent);
 }

@@ -25,7 +25,7 @@ import { type FileVersion, sameVersion, versionOf } from "../watch/file_version.
 import { createFileFilter } from "../watch/file_filter.ts";
 import type { FoundFile } from "../watch/scan.ts";
 import type { ScanFound } from "../watch/watch_session.ts";
-import { relativeTo } from "../watch/entry_check.ts";
+import { classifyEntry, relativeTo } from "../watch/entry_check.ts";
 import type { Transport } from "../transfer/transport.ts";
 import type { FileTable, PlannedDecision } from "./file_table.ts";
 import { GrowingSender } from "./growing_files.ts";
@@ -237,6 +237,9 @@ export class Intake {
     }
     const rel = relativeTo(job.watch_path, file.path);
     if (rel === null) return;
+    // A link took its name while it was observed (or queued, then changed): what a scan skips.
+    const refused = linkRefused(file.path, job);
+    if (refused !== null) return void this.#gone(file.path, refused);
     if (file.hduStarts && !job.fits_appends_extensions && !this.#saidAppended) {
       this.#sayIfAppended(rel, file, file.hduStarts);
     }
@@ -263,10 +266,10 @@ export class Intake {
   }
 
   /**
-   * A file under observation disappeared, or a folder took its name (scanned as new): its pending
-   * row goes, and the copy kept to continue it.
+   * A file under observation disappeared, a folder took its name (scanned as new), or a link the
+   * job does not send (`refused`: why): its pending row goes, and the copy kept to continue it.
    */
-  async #gone(path: string): Promise<void> {
+  async #gone(path: string, refused?: string): Promise<void> {
     const { job, table, transport } = this.#context;
     if (this.#context.stopping()) return;
     const folder = await this.#context.scanIfFolder(path);
@@ -279,6 +282,8 @@ export class Intake {
     if (failed) this.#context.onFailedGone(rel);
     const why = folder
       ? "a folder took its name"
+      : refused !== undefined
+      ? `what has its name now is not sent (${refused})`
       : failed
       ? "it is gone from the watch folder (its attempts had failed)"
       : complete
@@ -409,4 +414,18 @@ function observationsByPath(root: string, byRel: ObservationStore): ObservationS
     values: () => byRel.values(),
     clear: () => byRel.clear(),
   };
+}
+
+/**
+ * Why the job does not send what has the name `path` now, where a symbolic link its `symlinks`
+ * policy refuses took a file's name (the checker's stat reads through links); `null` for a file.
+ */
+function linkRefused(path: string, job: JobConfig): string | null {
+  try {
+    if (!Deno.lstatSync(path).isSymlink) return null;
+  } catch {
+    return null;
+  }
+  const verdict = classifyEntry(path, job);
+  return verdict.ok ? null : verdict.reason;
 }
