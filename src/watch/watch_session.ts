@@ -68,7 +68,7 @@ export interface WatchSessionOptions {
    * Linux): put there whole, as a file moved in on its own; else "found" (as they were left).
    */
   onFound(files: FoundFile[], quick: boolean, how?: ScanFound): FoundFile[];
-  /** Before each periodic rescan (and the fallback rescans). */
+  /** Before each periodic rescan, the fallback rescans and the scan of a folder back. */
   beforeRescan(): void;
   /** The folder exists and is about to be watched (warm up what the first file needs). */
   onFolderReady?(): void;
@@ -210,6 +210,7 @@ export class WatchSession {
       },
       onBack: async (onListed) => {
         if (this.#how?.mode !== "poll") await this.#watchAgain();
+        this.#options.beforeRescan(); // Files that failed while it could not be read go again.
         await this.scan("", onListed);
       },
       onError: this.#onScanError,

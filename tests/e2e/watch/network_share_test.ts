@@ -478,6 +478,52 @@ Deno.test("network share (bindfs) whose client dies (ENOTCONN): one ERROR, then 
   }
 });
 
+Deno.test("network share (bindfs) whose client dies while a file is queued: the file that gave up meanwhile is sent as soon as the share is back, not at its slow retry", async () => {
+  const share = await shareFolders();
+  const client = await mountBindfsProcess(share.under, share.mount);
+  const port = freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const fields = {
+    status_listen: `127.0.0.1:${port}`,
+    retry_attempts: 0,
+    retry_delay_seconds: 1,
+    retry_max_delay_seconds: 3600,
+  };
+  try {
+    await withShareDaemon(share, fields, async (daemon, { dest, config, env }) => {
+      await daemon.waitForOutput(/Watching .* with file events and a poll/);
+      const post = (action: string) =>
+        fetch(`${base}/api/jobs/default/${action}`, { method: "POST", headers: { origin: base } });
+      assert.equal((await post("pause")).status, 200);
+      const bytes = randomBytes(25_000);
+      await Deno.writeFile(join(share.under, "queued $(x).fits"), bytes);
+      type Status = { jobs: Array<{ queue: { queued: number } }> };
+      await waitFor(
+        async () => (await getJson<Status>(base, "/api/status")).jobs[0].queue.queued === 1,
+        60_000,
+        "the file queued",
+      );
+      client.kill("SIGKILL");
+      await client.status;
+      assert.equal((await post("resume")).status, 200);
+      await daemon.waitForOutput(/Failed to transfer .*queued \$\(x\)\.fits: .*does not answer/);
+      await daemon.waitForOutput(/ERROR +\[watch\] Cannot read watch folder/);
+      await unmountBindfs(share.mount);
+      await mountBindfs(share.under, share.mount);
+      await daemon.waitForOutput(/Watch folder .* can be read again/);
+      await waitForArrivals(dest, new Map([["queued $(x).fits", bytes]]), "the file");
+      await arrivalsLogged(daemon, dest);
+      const status = await runCli(["status", "-c", config], { env });
+      assert.match(status.stdout, /done 1, failed 0/, status.stdout);
+    });
+  } finally {
+    try {
+      client.kill("SIGKILL");
+    } catch { /* killed already */ }
+    await client.status;
+  }
+});
+
 Deno.test("network share (bindfs) mounted on the watch folder after the start: said once, watched again as a share; its files arrive once", async () => {
   const share = await shareFolders();
   const { under, mount } = share;
