@@ -79,6 +79,10 @@ export interface BatchSenderContext {
   deadlineMs?: number;
   /** A file arrived after a failure of the whole destination was said: the failed get a try. */
   onBack?(): void;
+  /** A failed file was dropped (gone, or its watch folder unreadable): it is not failing. */
+  onDropped?(relPath: string): void;
+  /** Whether the watch folder cannot be read now (a share gone, or whose client died). */
+  watchUnreadable?(): boolean;
 }
 
 /** An arrival the ledger does not hold yet. */
@@ -335,7 +339,10 @@ export class BatchSender {
   async #failed(record: WorkRecord, error: TransferError): Promise<void> {
     const { job, table, signal } = this.#context;
     const source = absolutePath(job.watch_path, record.relPath);
-    const current = await sourceNow(source, job, record.version);
+    // A file of a watch folder that cannot be read now (a share whose client died) fails for it:
+    // it goes as one gone does, found again by the scan once the folder is back; no failure.
+    const unreadable = failureScope(error) === "file" && this.#context.watchUnreadable?.();
+    const current = unreadable ? null : await sourceNow(source, job, record.version);
     if (signal.aborted) return;
     const outcome = attemptOutcome({
       error,
@@ -374,6 +381,7 @@ export class BatchSender {
     // Its source is gone: a copy kept to continue it never will be.
     if (outcome.next.kind === "drop") {
       this.#context.transport.dropKeptCopies?.([record.destination]);
+      this.#context.onDropped?.(record.relPath);
     }
     const recheck = table.attemptFailed(record.relPath, outcome.ledger, afterAttempt(outcome.next));
     if (outcome.next.kind === "observe" || (recheck && outcome.next.kind !== "drop")) {

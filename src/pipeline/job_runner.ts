@@ -213,6 +213,8 @@ export class JobRunner {
       },
       admit: (bytes, files) => this.#space.admit(bytes, this.#pause.full, files),
       onBack: () => this.retry(undefined, false),
+      watchUnreadable: () => this.#session.unavailable !== null,
+      onDropped: (rel) => status.notFailed(rel),
       deadlineMs: options.batchDeadlineMs,
     });
     this.#stopListening = ledger.subscribe(() => this.#ledgerChanged());
@@ -406,10 +408,8 @@ export class JobRunner {
     }, BATCH_GATHER_MS);
   }
 
-  /**
-   * Start batches while there is work and room; while the destination is
-   * full, only what the pause allows (a probe, then a growing number of files).
-   */
+  /** Start batches while there is work and room; while the destination is full, only what the
+   * pause allows (a probe, then a growing number of files). */
   #pump(): void {
     const { maxBatchFiles, maxBatchBytes, maxBatchesAtOnce = Infinity } = this.#transport;
     while (
