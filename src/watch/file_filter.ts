@@ -213,16 +213,27 @@ function isFileThere(path: string): boolean {
  * name, the others against the whole path. picomatch's `basename` option
  * would apply to every pattern, so the two kinds are compiled apart. The `s`
  * flag lets `*` and `**` match names that start with or contain a newline; `i`
- * makes upper and lower case match alike.
+ * makes upper and lower case match alike. Patterns and names are compared in
+ * one Unicode form (NFC): a name written with a combining accent, as macOS
+ * writes names, matches the accented letter typed in the config.
  */
 function matcher(patterns: string[], nocase: boolean): (relPath: string) => boolean {
   // `flags` replaces the flags picomatch derives from `nocase`, so both go here.
   const options = { dot: true, flags: nocase ? "si" : "s", nocase };
-  const base = patterns.filter((p) => !p.includes("/"));
-  const full = patterns.filter((p) => p.includes("/"));
+  const composed = patterns.map(nfc);
+  const base = composed.filter((p) => !p.includes("/"));
+  const full = composed.filter((p) => p.includes("/"));
   const matchBase = base.length > 0 ? picomatch(base, { ...options, basename: true }) : null;
   const matchFull = full.length > 0 ? picomatch(full, options) : null;
-  return (relPath) => (matchBase?.(relPath) ?? false) || (matchFull?.(relPath) ?? false);
+  return (relPath) => {
+    const path = nfc(relPath);
+    return (matchBase?.(path) ?? false) || (matchFull?.(path) ?? false);
+  };
+}
+
+/** `text` in Unicode's composed form (NFC); ASCII, most names, as it is. */
+function nfc(text: string): string {
+  return /[^\x00-\x7f]/.test(text) ? text.normalize("NFC") : text;
 }
 
 /** How loudly a skip is logged: `none` is never logged (a folder, a vanished file). */

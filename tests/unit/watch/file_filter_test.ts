@@ -77,6 +77,28 @@ Deno.test("file_filter: case_sensitive_patterns: true matches case exactly", () 
   assertIncluded(defaults, ["a.Fits", "a.FITS.FZ"], false);
 });
 
+Deno.test("file_filter: a name written with a combining accent (as macOS writes names) matches a pattern typed with the accented letter, and the other way round", () => {
+  const composed = "caf\u00e9"; // \u00e9: one character, as typed on most keyboards
+  const decomposed = "cafe\u0301"; // e + combining acute accent (macOS, files copied from a Mac)
+  for (const sensitive of [false, true]) {
+    for (const [typed, written] of [[composed, decomposed], [decomposed, composed]]) {
+      const f = createFileFilter({
+        file_patterns: ["*.fits"],
+        exclude_patterns: [`${typed}*`, `calibraci${typed.slice(3)}n/`],
+        case_sensitive_patterns: sensitive,
+      });
+      assertIncluded(f, [`${written}_1.fits`, `calibraci${written.slice(3)}n/flat.fits`], false);
+      assertIncluded(f, ["cafe_1.fits", "calibracion/flat.fits"], true);
+      const g = createFileFilter({
+        file_patterns: [`${typed}*.fits`],
+        exclude_patterns: [],
+        case_sensitive_patterns: sensitive,
+      });
+      assertIncluded(g, [`night/${written}_1.fits`], true);
+    }
+  }
+});
+
 Deno.test("file_filter: explain says why a name is skipped", () => {
   const f = filter(["*.fits", "raw/*.fit"], ["calib", "*_test.fits"]);
   assert.equal(f.explain("a.fits"), null);
