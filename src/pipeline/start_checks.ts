@@ -21,6 +21,7 @@ import { relativeTo } from "../watch/entry_check.ts";
 import { checkUserPrograms } from "./user_programs.ts";
 import { checkLoginFiles } from "./login_files.ts";
 import { apartByExtension, assertDestinationsApart } from "./destinations_apart.ts";
+import { ownFilesWatched } from "./own_files_apart.ts";
 import { answerWithin, SHARE_ANSWER_MS } from "../config/file_systems.ts";
 import { logger } from "../log/logging.ts";
 import { otherOsPathProblem, unsetVariableProblem } from "../config/paths.ts";
@@ -75,6 +76,7 @@ export async function checkBeforeStart(
   await check(() => checkFolders(config, realPathSoFar, (path) => real.files.get(path)));
   await check(() => assertCleanupSafe(config, realPathSoFar));
   await check(() => assertDestinationsApart(config, realPathSoFar));
+  problems.push(...ownFilesWatched(config, realPathSoFar));
   const listen = await check(() => listenSettings(config));
   if (problems.length > 0) throw new ConfigError(problems.join("\n"), { file: config.file });
   return listen ?? null;

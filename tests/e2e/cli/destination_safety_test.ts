@@ -215,6 +215,49 @@ Deno.test("a local destination the watch would enter is refused; left out of the
   });
 });
 
+Deno.test("a state_dir or log_file inside a watch folder whose patterns match their files is refused; left out, only the images go", async () => {
+  await withRoot(async (root, env) => {
+    const { config, watch } = await localJob(root, join(root, "dest"));
+    await Deno.writeFile(join(watch, "a.txt"), randomBytes(1000));
+    const inside = {
+      ...daemonKeys(root),
+      transfer_method: "local",
+      watch_path: watch,
+      remote_base_path: join(root, "dest"),
+      state_dir: join(watch, "state"),
+      log_file: join(watch, "image_transfer.log"),
+      file_patterns: ["*"],
+      stability_window_seconds: 0.5,
+    };
+    await writeConfig(config, inside);
+    for (const args of [["config", "validate"], ["run", "--dry-run"], ["run", "--once"]]) {
+      const result = await runCli([...args, "-c", config], { env });
+      assert.equal(result.code, 2, `${args.join(" ")}: ${result.stderr}`);
+      assert.match(
+        result.stderr,
+        /config\.yaml:\d+: state_dir: .*state is inside the watch folder/,
+      );
+      assert.match(result.stderr, /ledger\.sqlite.*exclude_patterns: \["state\/"\]/);
+      assert.match(result.stderr, /config\.yaml:\d+: log_file: .*image_transfer\.log is inside/);
+      assert.doesNotMatch(result.stderr, /\n\s+at /, "no stack trace");
+    }
+    assert.equal(existsSync(join(root, "dest")), false, "nothing sent");
+
+    // Left out of the watch as the message says: the daemon's own files stay home.
+    await writeConfig(config, { ...inside, exclude_patterns: ["state/", "image_transfer.log*"] });
+    await runOnce(config, env, 0);
+    const sent = await listFiles(join(root, "dest"));
+    assert.equal(sent.length, 1, sent.join(", "));
+    assert.match(sent[0], /^\d{8}\/a\.txt$/);
+
+    // Patterns that match none of them (the default *.fits): accepted as they are.
+    const { file_patterns: _all, ...fitsOnly } = inside;
+    await writeConfig(config, fitsOnly);
+    const fits = await runCli(["config", "validate", "-c", config], { env });
+    assert.equal(fits.code, 0, fits.stderr);
+  });
+});
+
 Deno.test("a local destination files arrived in before is not made again after a restart (a share that did not mount)", async () => {
   await withRoot(async (root, env) => {
     const base = join(root, "share", "images");
