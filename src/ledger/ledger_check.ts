@@ -127,8 +127,10 @@ export function judgeLedger(path: string, ranBefore: boolean, thorough = false):
   if (!existsSync(path)) {
     return ranBefore ? { kind: "lost", reason: LOST_AT_START } : { kind: "none" };
   }
+  const info = Deno.statSync(path);
+  assertLedgerIsFile(path, info);
   // A first start killed while it made the ledger (SQLite's first page not written yet).
-  if (!ranBefore && Deno.statSync(path).size === 0) return { kind: "none" };
+  if (!ranBefore && info.size === 0) return { kind: "none" };
   const reason = damageAtStart(path, thorough);
   return reason === null ? { kind: "sound" } : { kind: "damaged", reason };
 }
@@ -192,6 +194,19 @@ export function setAside(path: string, reason: string): LedgerRebuild {
 }
 
 /** The error that says the ledger at `path` is damaged and what `run` does about it. */
+/**
+ * @throws when what stands at the ledger's `path` is not a file (a folder made there by hand, which
+ * SQLite would only call a "disk I/O error"), saying what to do
+ */
+function assertLedgerIsFile(path: string, info: Deno.FileInfo): void {
+  if (info.isFile) return;
+  throw new Error(
+    `Cannot open the ledger ${path}: it is ${info.isDirectory ? "a folder" : "not a file"}, ` +
+      `not the ledger; move it out of ${dirname(path)} (image-transfer run then starts a new ` +
+      "ledger there), or give another state_dir",
+  );
+}
+
 function damagedForReading(path: string, reason: string): Error {
   return new Error(whatRunDoes(path, { kind: "damaged", reason })!);
 }
@@ -204,13 +219,14 @@ function damagedForReading(path: string, reason: string): Error {
  * @throws when it is damaged, or was written by a newer image-transfer
  */
 export function openForReading(path: string): DatabaseSync | null {
-  let size: number;
+  let info: Deno.FileInfo;
   try {
-    size = Deno.statSync(path).size;
+    info = Deno.statSync(path);
   } catch {
     return null;
   }
-  if (size === 0) throw damagedForReading(path, "it is 0 bytes long");
+  assertLedgerIsFile(path, info);
+  if (info.size === 0) throw damagedForReading(path, "it is 0 bytes long");
   let db: DatabaseSync | undefined;
   try {
     db = openToRead(path);

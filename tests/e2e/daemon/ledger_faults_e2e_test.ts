@@ -230,6 +230,34 @@ Deno.test("a ledger removed between runs is started anew as rebuilt; nothing is 
   assert.match(status.stdout, /started anew .*the old one was lost \(it was missing/);
 });
 
+Deno.test("a folder in the ledger's place is named as such, with what to do, by every command; moved away, nothing is sent again", async () => {
+  await using box = await cliSandbox();
+  const first = await writeFiles(box, "old_", 5);
+  await runOnce(box);
+  const before = await inodes(box.dest);
+  await loseLedger(box);
+  await Deno.mkdir(join(box.stateDir, LEDGER_FILE));
+  const fresh = await writeFiles(box, "new_", 2);
+  const commands = [["status"], ["run", "--dry-run"], ["run", "--once"], ["resend", "--all"], [
+    "doctor",
+  ]];
+  for (const args of commands) {
+    const result = await runCli([...args, "-c", box.config], { env: box.env });
+    assert.notEqual(result.code, 0, args.join(" "));
+    assert.match(
+      result.stderr,
+      /ledger\.sqlite: it is a folder, not the ledger; move it out of .*state/,
+      `${args.join(" ")}: ${result.stderr}`,
+    );
+    assert.doesNotMatch(result.stderr, /disk I\/O error|\n\s+at /);
+  }
+  assert.deepEqual(await inodes(box.dest), before, "nothing sent meanwhile");
+
+  await Deno.rename(join(box.stateDir, LEDGER_FILE), join(box.root, "moved-away"));
+  await runOnce(box);
+  await assertNotSentAgain(box.dest, before, first, fresh);
+});
+
 Deno.test("a ledger removed while the daemon runs is started anew (private) at its next write; after a restart nothing is sent again", async () => {
   await using box = await cliSandbox();
   const first = await writeFiles(box, "old_", 20);
