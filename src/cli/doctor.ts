@@ -24,7 +24,9 @@ import {
 import { UsageError } from "../errors.ts";
 import { checkBeforeStart } from "../pipeline/start_checks.ts";
 import { createTransport, type ProbeCheck, type Transport } from "../transfer/transport.ts";
-import { Ledger } from "../ledger/ledger.ts";
+import { Ledger, LEDGER_FILE } from "../ledger/ledger.ts";
+import { freeSpaceText, roomToResume } from "../ledger/ledger_file.ts";
+import { join } from "node:path";
 import { readNetworkMounts, watchHow } from "../watch/fs_type.ts";
 import { runProcess } from "../process/run.ts";
 import { walkEntries } from "../watch/scan.ts";
@@ -157,15 +159,38 @@ export function doctorCommand(): Command {
             `(jobs: ${config.jobs.map((job) => job.name).join(", ")})`,
         );
       }
+      const stateDisk = checkStateDisk(config.state_dir);
+      if (stateDisk !== null) {
+        console.log(`state_dir ${config.state_dir}`);
+        console.log(
+          `  ${VERDICTS[stateDisk.verdict].padEnd(4)}  ${stateDisk.check}: ${stateDisk.detail}`,
+        );
+      }
       const ledger = Ledger.open(config.state_dir, { readOnly: true });
       let ok: boolean;
       try {
-        ok = await runDoctor(jobs, (line) => console.log(line), ledger);
+        ok = await runDoctor(jobs, (line) => console.log(line), ledger) && stateDisk === null;
       } finally {
         ledger?.close();
       }
       if (!ok) throw new Error("Cannot confirm every job will work: fix the FAIL lines above");
     });
+}
+
+/**
+ * A `state_dir` whose disk has no room for the ledger (the daemon pauses at this much): `run`
+ * could not start there, and a running daemon would pause every job; `null` when there is room.
+ */
+function checkStateDisk(stateDir: string): ProbeCheck | null {
+  const ledgerPath = join(stateDir, LEDGER_FILE);
+  if (roomToResume(ledgerPath)) return null;
+  return {
+    check: "ledger disk",
+    verdict: "fail",
+    detail: `${freeSpaceText(ledgerPath)}: the daemon could not record what it sends (run ` +
+      "stops at its start, a running daemon pauses every job); free space there, or give " +
+      "another state_dir",
+  };
 }
 
 /**

@@ -14,6 +14,8 @@
 import { DatabaseSync } from "node:sqlite";
 import { join } from "node:path";
 import { DaemonRunningError } from "../errors.ts";
+import { localDiskSpaceSync } from "../config/free_space.ts";
+import { formatBytes } from "../config/sizes.ts";
 
 /** Name of the lock file inside `state_dir`. */
 export const LOCK_FILE = "daemon.lock";
@@ -160,10 +162,14 @@ export function acquireDaemonLock(
   } catch (error) {
     db.close();
     if (!/locked|busy/i.test(String(error))) {
+      const free = localDiskSpaceSync(stateDir)?.availableBytes;
+      const full = /full/i.test(String(error)) && free !== undefined
+        ? ` (${formatBytes(free)} free on its disk): free space there, or give another state_dir`
+        : "";
       throw new Error(
         `Cannot start: the lock file ${lockPath} cannot be used: ${
           error instanceof Error ? error.message : error
-        }`,
+        }${full}`,
         { cause: error },
       );
     }

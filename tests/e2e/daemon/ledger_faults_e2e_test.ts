@@ -488,20 +488,29 @@ for (const [method, restart] of FULL_STATE_CASES) {
   );
 }
 
-Deno.test("a first start on a full state disk leaves no sign of a run: status says nothing of a lost ledger, and the first run once there is room starts a new one, not a rebuilt one", async () => {
+Deno.test("a first start on a full state disk leaves no sign of a run, and doctor fails it: status says nothing of a lost ledger, and the first run once there is room starts a new one, not a rebuilt one", async () => {
   await using box = await cliSandbox();
   const files = await writeFiles(box, "a", 2);
   await withTmpfs(box.stateDir, "256k", async () => {
     const filler = await fill(box.stateDir);
     const refused = await runCli(["run", "--once", "-c", box.config], { env: box.env });
     assert.notEqual(refused.code, 0);
-    assert.match(refused.stderr, /disk is full/);
+    assert.match(refused.stderr, /disk is full \(0 B free on its disk\): free space there/);
+    // doctor fails it too, instead of saying every job will work.
+    const doctor = await runCli(["doctor", "-c", box.config], { env: box.env });
+    assert.equal(doctor.code, 1, doctor.stdout + doctor.stderr);
+    assert.match(
+      doctor.stdout,
+      /FAIL {2}ledger disk: 0 B free on its disk: .*give another state_dir/,
+    );
     for (const args of [["status"], ["run", "--dry-run"]]) {
       const out = await runCli([...args, "-c", box.config], { env: box.env });
       assert.equal(out.code, 0, out.stderr);
       assert.doesNotMatch(out.stdout + out.stderr, /lost|daemon ran with this state_dir/, args[0]);
     }
     await Deno.remove(filler);
+    const healthy = await runCli(["doctor", "-c", box.config], { env: box.env });
+    assert.doesNotMatch(healthy.stdout, /ledger disk/);
     const sent = await runOnce(box);
     assert.doesNotMatch(sent.stderr, /is lost|rebuilt/);
     await assertDelivered(box.dest, files);
