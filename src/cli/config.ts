@@ -19,6 +19,7 @@ import { otherOsPathProblem } from "../config/paths.ts";
 import { PAUSES_FOR_GOOD, pausesForGood } from "../pipeline/schedules.ts";
 import { ConfigError, guardedPathReason, UsageError } from "../errors.ts";
 import { dirname, join } from "node:path";
+import { whyUnwritable } from "../ledger/daemon_lock.ts";
 import { describeKeys, type KeyDoc } from "../config/reference.ts";
 
 /**
@@ -140,7 +141,7 @@ export async function runInit(global: GlobalOptions, options: { force: boolean }
         { file, cause: error },
       );
     }
-    throw new Error(`Cannot write config ${file}: ${(error as Error).message}`, { cause: error });
+    throw unwritableConfig(file, error, "-c");
   }
   console.log(`wrote ${file}`);
   console.log(
@@ -175,8 +176,35 @@ export async function prepareConfigFile(file: string, option: string): Promise<v
   }
   await Deno.mkdir(dirname(file), { recursive: true }).catch((error) => {
     const guarded = guardedPathReason(error);
-    throw guarded === null ? error : new ConfigError(`Cannot write config ${file}: ${guarded}`);
+    throw guarded === null
+      ? unwritableConfig(file, error, option)
+      : new ConfigError(`Cannot write config ${file}: ${guarded}`);
   });
+}
+
+/**
+ * Why the config `file` (or its folder) could not be written (no permission, a read-only file
+ * system), and to give a file elsewhere (after `option`); an error of another kind as it is.
+ */
+export function unwritableConfig(file: string, error: unknown, option: string): Error {
+  const read = error instanceof Deno.errors.PermissionDenied ||
+    (error as { code?: string }).code === "EROFS";
+  if (!read) return error instanceof Error ? error : new Error(String(error));
+  let folder = dirname(file);
+  while (!existsFolder(folder) && dirname(folder) !== folder) folder = dirname(folder);
+  return new ConfigError(
+    `Cannot write config ${file}: ${whyUnwritable(error)}; give a file in a folder this user ` +
+      `can write (${option} FILE), or make ${folder} writable`,
+    { file, cause: error },
+  );
+}
+
+function existsFolder(path: string): boolean {
+  try {
+    return Deno.statSync(path).isDirectory;
+  } catch {
+    return false;
+  }
 }
 
 /** The `init` command. */

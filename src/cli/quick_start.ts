@@ -155,7 +155,7 @@ function aboutTheOptions(error: ConfigError, file: string): ConfigError {
  */
 export async function saveQuickConfig(file: string, text: string, force: boolean): Promise<void> {
   const path = expandPath(file);
-  const { prepareConfigFile } = await import("./config.ts");
+  const { prepareConfigFile, unwritableConfig } = await import("./config.ts");
   await prepareConfigFile(path, "--save-config");
   try {
     await Deno.writeTextFile(path, text, { createNew: !force, mode: 0o644 });
@@ -163,7 +163,7 @@ export async function saveQuickConfig(file: string, text: string, force: boolean
     if (error instanceof Deno.errors.AlreadyExists) {
       throw new UsageError(`${path} exists; add --force to replace it`);
     }
-    throw error;
+    throw unwritableConfig(path, error, "--save-config");
   }
   // The mode given at creation is reduced by the umask, and an existing file keeps its own.
   if (Deno.build.os !== "windows") await Deno.chmod(path, 0o644);

@@ -363,6 +363,39 @@ Deno.test("init -c writes to the given path, creating its folders", async () => 
   });
 });
 
+Deno.test("init and run --save-config into a folder this user cannot write say so, with what to do, exit 2", async () => {
+  if (Deno.build.os === "windows") return; // No file modes there.
+  await withHome(async (home) => {
+    const locked = join(home, "locked");
+    await Deno.mkdir(locked, { mode: 0o555 });
+    await Deno.chmod(locked, 0o555);
+    const env = { HOME: home, USERPROFILE: home, XDG_STATE_HOME: "" };
+    const asUser = (args: string[]) => runCli(args, { env, cwd: home, honourFileModes: true });
+    for (const file of [join(locked, "site.yaml"), join(locked, "sub", "site.yaml")]) {
+      const init = await asUser(["-c", file, "init"]);
+      assertConfigFailure(
+        init,
+        new RegExp(
+          `Cannot write config ${file}: permission denied; give a file in a folder this user can ` +
+            `write \\(-c FILE\\), or make ${locked} writable`,
+        ),
+      );
+      await Deno.mkdir(join(home, "w"), { recursive: true });
+      const save = await asUser([
+        "run",
+        "--watch",
+        join(home, "w"),
+        "--to",
+        join(home, "d"),
+        "--save-config",
+        file,
+      ]);
+      assertConfigFailure(save, /Cannot write config .*permission denied.*\(--save-config FILE\)/);
+      assert.doesNotMatch(save.stderr, /os error/);
+    }
+  });
+});
+
 Deno.test("--create-config (the old flag) writes the default config like init", async () => {
   await withHome(async (home) => {
     const file = join(home, "legacy.yaml");
