@@ -18,6 +18,7 @@ import { Ledger } from "../ledger/ledger.ts";
 import { judgeStateDir, whatRunDoes } from "../ledger/ledger_check.ts";
 import { quoteIfUnsafe } from "../log/logging.ts";
 import { dueSteps } from "../pipeline/source_cleanup.ts";
+import { nextCronRun, pausedAt, scheduleTimeZone, zonedTime } from "../pipeline/schedules.ts";
 import { badName } from "../transfer/ftp/remote.ts";
 import { createTransport, type Transport } from "../transfer/transport.ts";
 import { createFileFilter, readablePath, readableText } from "../watch/file_filter.ts";
@@ -155,6 +156,8 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
           `${skipped.length} skipped${removed}` +
           (anew === null ? "" : `, ${recorded} recorded as sent (at the destination already)`),
       );
+      const window = pauseWindowNow(job);
+      if (window !== null) write(window);
       total += count;
     }
   } finally {
@@ -168,6 +171,24 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
     );
   }
   return total;
+}
+
+/**
+ * What a dry run says of a job inside a pause window of its schedules now (`run` starts it
+ * paused, and sends nothing until the next `resume`), or `null`.
+ */
+function pauseWindowNow(job: JobConfig): string | null {
+  const now = new Date();
+  if (!pausedAt(job, now)) return null;
+  const resumes = job.schedules.filter((entry) => entry.action === "resume").flatMap((entry) => {
+    const at = nextCronRun(entry, job, now);
+    return at === null ? [] : [{ at, zone: scheduleTimeZone(entry, job) }];
+  }).sort((a, b) => a.at.getTime() - b.at.getTime());
+  const until = resumes.length === 0
+    ? "until Resume on the status page"
+    : `until its resume at ${zonedTime(resumes[0].at, resumes[0].zone)}`;
+  return `job ${job.name}: inside a pause window of its schedules now: \`run\` starts it paused ` +
+    `and sends nothing ${until} (\`run --once\`, which runs no schedules, sends now)`;
 }
 
 /** A file a dry run lists once it knows whether it is at its destination already. */

@@ -18,7 +18,7 @@ import {
 import { FileRows } from "../../../src/ledger/file_rows.ts";
 import { Ledger } from "../../../src/ledger/ledger.ts";
 import { captureLogs } from "../../helpers/log_capture.ts";
-import { type RunningCli, startCli } from "../../helpers/cli.ts";
+import { runCli, type RunningCli, startCli } from "../../helpers/cli.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
 import { existsSync, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
 import { freePort } from "../../helpers/net.ts";
@@ -509,6 +509,34 @@ Deno.test("schedules: a pause without any resume is warned about at start", asyn
   } finally {
     await logs.stop();
   }
+});
+
+Deno.test("schedules: run --dry-run inside a pause window says run would start the job paused, until its resume; outside one it says nothing of it", async () => {
+  const hour = 3_600_000;
+  const now = Math.floor(Date.now() / 1000) * 1000;
+  const window = (pause: number, resume: number) => [
+    { cron: `${wallClock(new Date(pause), "UTC")} * * *`, timezone: "UTC", action: "pause" },
+    { cron: `${wallClock(new Date(resume), "UTC")} * * *`, timezone: "UTC", action: "resume" },
+  ];
+  await using box = await cliSandbox({ schedules: window(now - hour, now + hour) });
+  await Deno.writeFile(join(box.watch, "a.fits"), randomBytes(2880));
+  const inside = await runCli(["run", "--dry-run", "-c", box.config], { env: box.env });
+  assert.equal(inside.code, 0, inside.stderr);
+  assert.match(inside.stdout, /would transfer .*a\.fits/);
+  const until = zonedTime(new Date(now + hour), "UTC");
+  assert.ok(
+    inside.stdout.includes(
+      "job default: inside a pause window of its schedules now: `run` starts it paused and " +
+        `sends nothing until its resume at ${until}`,
+    ),
+    inside.stdout,
+  );
+
+  await box.rewrite({ schedules: window(now + hour, now - hour) });
+  const outside = await runCli(["run", "--dry-run", "-c", box.config], { env: box.env });
+  assert.equal(outside.code, 0, outside.stderr);
+  assert.match(outside.stdout, /would transfer .*a\.fits/);
+  assert.doesNotMatch(outside.stdout, /pause window/);
 });
 
 Deno.test("schedules (daemon): inside a pause window nothing is sent, not even what the first scan finds; at the resume time it is", async () => {
