@@ -246,6 +246,8 @@ function checkFolders(
       "log_file",
       `a folder on the path of ${config.log_file} is a file; give a file in a folder`,
     );
+  } else if (config.log_file !== "" && kind(config.log_file) !== "folder") {
+    top("log_file", unwritableLog(config.log_file));
   }
   for (const [index, job] of config.jobs.entries()) {
     const paths = {
@@ -307,6 +309,28 @@ function assertCleanupSafe(config: Config, realPathSoFar: RealPath): void {
     );
   }
   if (problems.length > 0) throw new ConfigError(problems.join("\n"), { file: config.file });
+}
+
+/**
+ * Why the log file `path` cannot be written (read-only, permission denied): the file itself
+ * opened to append to (nothing written), or the folder it is to be made in; `null` when it can.
+ */
+function unwritableLog(path: string): string | null {
+  try {
+    Deno.openSync(path, { append: true }).close();
+    return null;
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) {
+      const why = whyUnwritable(error);
+      if (!/read-only|permission denied/.test(why)) return null;
+      return `${path} cannot be written (${why}); give a file this user can write, or "" to ` +
+        "log to stderr only";
+    }
+  }
+  const folder = unwritableFolder(dirname(path), true);
+  return folder === null ? null : `${folder.replace(/; give a folder .*$/, "")}, so the log ` +
+    `file ${path} cannot be made there; give a file this user can write, or "" to log to ` +
+    "stderr only";
 }
 
 /**

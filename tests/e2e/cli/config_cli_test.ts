@@ -396,6 +396,45 @@ Deno.test("init and run --save-config into a folder this user cannot write say s
   });
 });
 
+Deno.test("a log_file this user cannot write is refused by config validate and doctor as run refuses it, with its line", async () => {
+  if (Deno.build.os === "windows") return; // No file modes there.
+  await withHome(async (home) => {
+    const locked = join(home, "locked");
+    await Deno.mkdir(locked);
+    await Deno.writeTextFile(join(locked, "old.log"), "");
+    await Deno.chmod(join(locked, "old.log"), 0o444);
+    await Deno.chmod(locked, 0o555);
+    await Deno.mkdir(join(home, "w"));
+    const env = { HOME: home, USERPROFILE: home, XDG_STATE_HOME: "" };
+    const file = join(home, "config.yaml");
+    const cases: Array<[string, RegExp]> = [
+      [join(locked, "it.log"), /locked cannot be written \(permission denied\), so the log file/],
+      [join(locked, "logs", "it.log"), /locked\/logs cannot be made in .*locked \(permission/],
+      [join(locked, "old.log"), /old\.log cannot be written \(permission denied\); give a file/],
+    ];
+    for (const [log, pattern] of cases) {
+      await Deno.writeTextFile(
+        file,
+        [
+          `watch_path: ${join(home, "w")}`,
+          "transfer_method: local",
+          `remote_base_path: ${join(home, "d")}`,
+          `state_dir: ${join(home, "state")}`,
+          `log_file: ${log}`,
+          "",
+        ].join("\n"),
+      );
+      for (const args of [["config", "validate"], ["doctor"], ["run", "--once"]]) {
+        const result = await runCli(["-c", file, ...args], { env, honourFileModes: true });
+        assertConfigFailure(result, /config\.yaml:5: log_file: /);
+        assert.match(result.stderr, pattern, `${args.join(" ")}: ${result.stderr}`);
+        assert.match(result.stderr, /or "" to log to stderr only/);
+      }
+    }
+    assert.equal(await Deno.stat(join(home, "d")).then(() => true, () => false), false, "sent");
+  });
+});
+
 Deno.test("--create-config (the old flag) writes the default config like init", async () => {
   await withHome(async (home) => {
     const file = join(home, "legacy.yaml");
