@@ -18,6 +18,7 @@ import { Ledger } from "../ledger/ledger.ts";
 import { judgeStateDir, whatRunDoes } from "../ledger/ledger_check.ts";
 import { quoteIfUnsafe } from "../log/logging.ts";
 import { dueSteps } from "../pipeline/source_cleanup.ts";
+import { unlistable } from "../config/file_systems.ts";
 import { nextCronRun, pausedAt, scheduleTimeZone, zonedTime } from "../pipeline/schedules.ts";
 import { badName } from "../transfer/ftp/remote.ts";
 import { createTransport, type Transport } from "../transfer/transport.ts";
@@ -58,7 +59,13 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
         const info = await Deno.stat(job.watch_path).catch(() => null);
         if (!info?.isDirectory) {
           write(`job ${job.name}: watch folder ${job.watch_path} does not exist`);
-          missing.push(`${job.watch_path} (job ${job.name})`);
+          missing.push(`${job.watch_path} (job ${job.name}): the folder does not exist`);
+          continue;
+        }
+        const unread = await unlistable(job.watch_path);
+        if (unread !== null) {
+          write(`job ${job.name}: watch folder ${job.watch_path}: ${unread}`);
+          missing.push(`${job.watch_path} (job ${job.name}): ${unread.replace(/;.*$/, "")}`);
           continue;
         }
         const filter = createFileFilter(job, { skipLog: null });
@@ -166,8 +173,8 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
   if (missing.length > 0) {
     // The daemon would wait for it; a dry run cannot say what it would send from it.
     throw new WatchFolderError(
-      `Cannot list what would be sent from ${missing.join(", ")}: the folder does not exist; ` +
-        "create it (or mount it) or fix watch_path",
+      `Cannot list what would be sent from ${missing.join(", ")}; create it (or mount it), ` +
+        "give this account read access to it, or fix watch_path",
     );
   }
   return total;

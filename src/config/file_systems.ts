@@ -198,3 +198,21 @@ async function isEmpty(path: string): Promise<boolean> {
 function exists(path: string): Promise<boolean> {
   return Deno.stat(path).then(() => true, () => false);
 }
+
+/**
+ * Why the folder at `path` cannot be listed (no read permission: not one file in it could be
+ * seen), with what to do; `null` when it can, or does not answer (said elsewhere).
+ */
+export async function unlistable(path: string): Promise<string | null> {
+  const first = async () => {
+    for await (const _ of Deno.readDir(path)) break;
+  };
+  try {
+    await answerWithin(first());
+    return null;
+  } catch (error) {
+    if (!(error instanceof Deno.errors.PermissionDenied)) return null;
+    return "the folder cannot be read (permission denied), so not one file in it can be seen; " +
+      "give the account the daemon runs as read and search access to it";
+  }
+}

@@ -26,7 +26,7 @@ import { StatusEvents } from "../status/events.ts";
 import { LedgerReports } from "../status/ledger_reports.ts";
 import { startStatusServer, type StatusServer } from "../status/server.ts";
 import { checkBeforeStart } from "./start_checks.ts";
-import { answerWithin } from "../config/file_systems.ts";
+import { answerWithin, unlistable } from "../config/file_systems.ts";
 import { RunningJobs } from "./running_jobs.ts";
 import { reloadChanges } from "./reload_changes.ts";
 import type { FinishingHooks } from "./hooks.ts";
@@ -353,6 +353,8 @@ async function checkWatchFolders(jobs: JobConfig[], once: boolean): Promise<void
         `Cannot watch ${path}: it is not a folder (job ${job.name}); fix watch_path`,
       );
     }
+    const why = await unlistable(path);
+    if (why !== null) throw new WatchFolderError(`Cannot watch ${path} (job ${job.name}): ${why}`);
   }
 }
 

@@ -110,6 +110,33 @@ Deno.test("status with no daemon to ask: a watch folder the daemon's user may no
   }
 });
 
+Deno.test("a watch folder the daemon may not read stops run, run --once and a dry run with exit 4, saying so (not a quiet success with nothing sent); readable again, its file arrives", async () => {
+  await using box = await cliSandbox();
+  const night = new Date("2024-08-01T22:00:00Z");
+  const data = randomBytes(20_000);
+  await Deno.writeFile(join(box.watch, "a.fits"), data);
+  await Deno.utime(join(box.watch, "a.fits"), night, night);
+  const options = { env: box.env, honourFileModes: true };
+  await Deno.chmod(box.watch, 0o000);
+  try {
+    for (const args of [["run", "--once"], ["run", "--dry-run"], ["run"]]) {
+      const result = await runCli([...args, "-c", box.config], options);
+      const what = `${args.join(" ")}: ${result.stdout}${result.stderr}`;
+      assert.equal(result.code, 4, what);
+      assert.match(
+        result.stderr,
+        /error: .*watch.*: the folder cannot be read \(permission denied\), so not one file in it can be seen; .*read/,
+        what,
+      );
+      assert.doesNotMatch(result.stdout, /0 file\(s\) would be transferred/, what);
+    }
+  } finally {
+    await Deno.chmod(box.watch, 0o755);
+  }
+  assert.equal((await runCli(["run", "--once", "-c", box.config], options)).code, 0);
+  assert.deepEqual(await Deno.readFile(join(box.dest, "20240801", "a.fits")), data);
+});
+
 Deno.test("local: a file that gave up and is renamed or removed, or whose folder is renamed, is dropped from the failures at once; the renamed ones arrive", async () => {
   await using box = await cliSandbox({ retry_attempts: 0, retry_max_delay_seconds: 3600 });
   const options = { env: box.env, honourFileModes: true };
