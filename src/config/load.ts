@@ -180,6 +180,13 @@ export function parseConfig(text: string, file: string): Config {
  * not (a file saved in Latin-1 or Windows-1252, or not text at all).
  */
 function configText(file: string, bytes: Uint8Array): string {
+  if (isUtf16(bytes)) {
+    throw new ConfigError(
+      `${file}: the file is UTF-16 text (Notepad's "Unicode"), not UTF-8; save it as UTF-8 (in ` +
+        "Notepad: Save as, Encoding: UTF-8)",
+      { file },
+    );
+  }
   try {
     return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
   } catch {
@@ -195,6 +202,20 @@ function configText(file: string, bytes: Uint8Array): string {
       { file },
     );
   }
+}
+
+/**
+ * Whether `bytes` are UTF-16 text: its byte order mark, or (without one) a NUL beside nearly every
+ * character, as text in Latin letters has.
+ */
+function isUtf16(bytes: Uint8Array): boolean {
+  if ((bytes[0] === 0xff && bytes[1] === 0xfe) || (bytes[0] === 0xfe && bytes[1] === 0xff)) {
+    return true;
+  }
+  const head = bytes.subarray(0, 512);
+  if (head.length < 8) return false;
+  const nuls = [0, 1].map((odd) => head.filter((byte, i) => i % 2 === odd && byte === 0).length);
+  return Math.max(...nuls) >= 0.9 * Math.floor(head.length / 2);
 }
 
 /** The `init` command line that writes `file`. */

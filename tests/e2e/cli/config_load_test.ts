@@ -828,6 +828,32 @@ Deno.test("a config file that is not UTF-8 (Latin-1), or not text at all, is ref
   });
 });
 
+Deno.test('a config saved as UTF-16 (Notepad\'s "Unicode"), with or without its byte order mark, is refused saying so, not as a file that is not text', async () => {
+  await withTempDir(async (dir) => {
+    const utf16 = (text: string, bigEndian: boolean) =>
+      new Uint8Array([...text].flatMap((c) => {
+        const code = c.charCodeAt(0);
+        return bigEndian ? [code >> 8, code & 0xff] : [code & 0xff, code >> 8];
+      }));
+    const cases: Array<[string, Uint8Array]> = [
+      ["le-bom.yaml", new Uint8Array([0xff, 0xfe, ...utf16(MINIMAL, false)])],
+      ["be-bom.yaml", new Uint8Array([0xfe, 0xff, ...utf16(MINIMAL, true)])],
+      ["le.yaml", utf16(MINIMAL, false)],
+    ];
+    for (const [name, bytes] of cases) {
+      const file = join(dir, name);
+      await Deno.writeFile(file, bytes, { mode: 0o600 });
+      await assert.rejects(
+        loadConfig(file),
+        (error: Error) =>
+          error instanceof ConfigError &&
+          new RegExp(`${name}: the file is UTF-16 text .*save it as UTF-8`).test(error.message),
+        name,
+      );
+    }
+  });
+});
+
 Deno.test("a glob pattern written as an absolute path is refused, naming its line", () => {
   const error = configError(
     `${MINIMAL}file_patterns: ["/data/in/*.fits", "raw/*.fits"]\nexclude_patterns: ['C:\\data\\x*']\n`,
