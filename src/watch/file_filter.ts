@@ -233,7 +233,7 @@ function matcher(patterns: string[], nocase: boolean): (relPath: string) => bool
 
 /** `text` in Unicode's composed form (NFC); ASCII, most names, as it is. */
 function nfc(text: string): string {
-  return /[^\x00-\x7f]/.test(text) ? text.normalize("NFC") : text;
+  return /[\u0080-\uffff]/.test(text) ? text.normalize("NFC") : text;
 }
 
 /** How loudly a skip is logged: `none` is never logged (a folder, a vanished file). */
