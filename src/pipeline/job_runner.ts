@@ -364,7 +364,7 @@ export class JobRunner {
         ? "a partial copy kept there is continued; the others are sent whole"
         : "the others are sent again, whole";
       this.#log.info(
-        `Taking up {count} interrupted file(s) of job {job}: one that arrived at {target} is recorded, not sent again; ${others}`,
+        `Taking up {count} interrupted file(s) of job {job}: each is looked for at {target} first, and one found there is recorded, not sent again; ${others}`,
         { ...fields, count: interrupted },
       );
     }

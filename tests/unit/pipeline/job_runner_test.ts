@@ -272,8 +272,8 @@ Deno.test("JobRunner start-up: resumes interrupted files and drops vanished ones
     assert.match(
       String(said[0].rawMessage),
       resume_partial_hours > 0
-        ? /is recorded, not sent again; a partial copy kept there is continued; the others are sent whole$/
-        : /is recorded, not sent again; the others are sent again, whole$/,
+        ? /: each is looked for at \{target\} first, and one found there is recorded, not sent again; a partial copy kept there is continued; the others are sent whole$/
+        : /: each is looked for at \{target\} first, and one found there is recorded, not sent again; the others are sent again, whole$/,
     );
   }
 });
