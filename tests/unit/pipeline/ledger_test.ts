@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { Ledger, LEDGER_FILE, LedgerWriteError } from "../../../src/ledger/ledger.ts";
 import { carryOverRenamedJobs } from "../../../src/ledger/job_names.ts";
+import { DueHooks } from "../../../src/ledger/due_hooks.ts";
 import { acquireDaemonLock } from "../../../src/ledger/daemon_lock.ts";
 import { testJob } from "../../helpers/jobs.ts";
 import { waitFor } from "../../helpers/files.ts";
@@ -858,13 +859,16 @@ Deno.test("a renamed job takes over its destination's rows of the name it had th
       [...rows(name, folder).doneArrivedBy(Number.MAX_SAFE_INTEGER)].map((r) => r.relPath);
     assert.deepEqual(carryOverRenamedJobs(ledger, [job("cam", "a"), job("guide", "b")]), []);
     rows("cam", "a").markDone([{ relPath: "a.fits", ...FILE }]);
+    DueHooks.of(rows("cam", "a")).add([{ relPath: "a.fits", ...FILE }]);
     rows("guide", "b").markDone([{ relPath: "g.fits", ...FILE }]);
 
-    // Renamed: its rows go with it; the other job keeps its own.
+    // Renamed: its rows, and the hooks it owes, go with it; the other job keeps its own.
     assert.deepEqual(carryOverRenamedJobs(ledger, [job("north", "a"), job("guide", "b")]), [
       { from: "cam", to: "north", rows: 1 },
     ]);
     assert.deepEqual(done("north", "a"), ["a.fits"]);
+    assert.deepEqual(DueHooks.of(rows("north", "a")).list().map((h) => h.relPath), ["a.fits"]);
+    assert.deepEqual(DueHooks.of(rows("cam", "a")).list(), []);
     assert.deepEqual(done("cam", "a"), []);
     assert.deepEqual(done("guide", "b"), ["g.fits"]);
 
