@@ -122,6 +122,12 @@ export function formatLive(live: LiveStatus): string[] {
           `daemon started: the log says why`,
       );
     }
+    if (job.cleanupFailures > 0) {
+      lines.push(
+        `    ${job.cleanupFailures} source(s) after_transfer could not delete or move into the ` +
+          `archive since the daemon started: they stay in the watch folder; the log says why`,
+      );
+    }
   }
   return lines;
 }

@@ -50,7 +50,11 @@ export class JobExtras {
       context.replaces && context.replaces.#hooks,
       (facts) => due.started(facts),
     );
-    this.#cleaner = new SourceCleaner(job, table.rows);
+    this.#cleaner = new SourceCleaner(
+      job,
+      table.rows,
+      context.replaces && context.replaces.#cleaner.failures,
+    );
     this.#schedules = new JobSchedules({
       job,
       table: table.rows,
@@ -58,6 +62,11 @@ export class JobExtras {
       pause: () => context.pause(),
       resume: () => context.resume(),
     });
+  }
+
+  /** Deletes and moves of sources that failed since the daemon started (reloads included). */
+  get cleanupFailures(): number {
+    return this.#cleaner.failures;
   }
 
   /** Hooks of the job that failed or were not run since the daemon started (reloads included). */

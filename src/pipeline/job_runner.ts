@@ -250,6 +250,7 @@ export class JobRunner {
       lastSuccessAt: this.#status.lastSuccessAt,
       cannotSend: sharedSkipLog.errorsOf(this.job.name),
       hookFailures: this.#extras.hookFailures,
+      cleanupFailures: this.#extras.cleanupFailures,
       freeSpace: this.#status.freeSpace?.read() ?? null,
       watch: this.#session.how
         ? { ...this.#session.how, unavailable: this.#session.unavailable }

@@ -73,14 +73,23 @@ export class SourceCleaner {
   /** One step at a time, in order. */
   #chain: Promise<void> = Promise.resolve();
   #closed = false;
+  /** Deletes and moves into the archive that failed (each logged), reloads included. */
+  #failures: number;
 
-  constructor(job: JobConfig, table: FileRows) {
+  /** @param failedBefore the failures counted by the job's cleaner a reload replaced */
+  constructor(job: JobConfig, table: FileRows, failedBefore = 0) {
+    this.#failures = failedBefore;
     this.#log = jobLogger("cleanup", job.name);
     this.#job = job;
     this.#table = table;
     this.#mover = new ArchiveMover(jobOwner(job), (path) => {
       this.#log.info("Removed {path}: a copy left unfinished by an interrupted move", { path });
     });
+  }
+
+  /** Deletes and moves into the archive that failed since the daemon started (each logged). */
+  get failures(): number {
+    return this.#failures;
   }
 
   /** Look for due sources now and (with `keep_days`) every hour. */
@@ -154,6 +163,7 @@ export class SourceCleaner {
         });
       }
     } catch (error) {
+      this.#failures++;
       // Tried again at the next pass: hourly with keep_days, else when the job starts again.
       const again = job.keep_days > 0
         ? "within the hour"

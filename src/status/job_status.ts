@@ -74,6 +74,11 @@ export interface JobSnapshot {
   cannotSend: number;
   /** Hooks that failed, timed out or could not run, since the daemon started. */
   hookFailures: number;
+  /**
+   * Sources `after_transfer` could not delete or move into the archive, since the daemon started
+   * (each logged; the file stays in the watch folder and is tried again).
+   */
+  cleanupFailures: number;
   /** Free space at the destination where known (local, scp, rsync), else `null`. */
   freeSpace: FreeSpace | null;
   /** How the watch folder is watched; `null` until it exists. */

@@ -170,6 +170,15 @@ export class Metrics {
     for (const job of jobs) {
       out.push(sample(hooks, { job: job.job, method: job.method }, job.hookFailures));
     }
+    const cleanup = "image_transfer_cleanup_failures_total";
+    family(
+      cleanup,
+      "counter",
+      "Sources after_transfer could not delete or move into the archive (each is logged).",
+    );
+    for (const job of jobs) {
+      out.push(sample(cleanup, { job: job.job, method: job.method }, job.cleanupFailures));
+    }
     family(
       "image_transfer_job_paused",
       "gauge",

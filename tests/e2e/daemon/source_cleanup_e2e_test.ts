@@ -14,6 +14,8 @@ import { runCli, startCli } from "../../helpers/cli.ts";
 import { existsSync, randomBytes, waitFor } from "../../helpers/files.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
 import { resizeTmpfs, withTmpfs } from "../../helpers/tmpfs.ts";
+import { freePort } from "../../helpers/net.ts";
+import { getJson } from "../../helpers/status.ts";
 
 /** A sandbox whose watch folder has a `sub dir`; `archive` is for `archive_path`. */
 async function setUp() {
@@ -102,12 +104,15 @@ Deno.test("after_transfer: move puts each arrived source into archive_path (daem
   }
 });
 
-Deno.test("after_transfer: move into a full archive says the move failed and when it is tried again; a reload moves it once there is room", async () => {
+Deno.test("after_transfer: move into a full archive says the move failed and when it is tried again, in every view; a reload moves it once there is room", async () => {
   await using p = await setUp();
+  const base = `127.0.0.1:${freePort()}`;
   await withTmpfs(p.archive, "64k", async () => {
-    const daemon = await p.rewrite({ after_transfer: "move", archive_path: p.archive }).then(() =>
-      startCli(["run", "-c", p.config], { env: p.env })
-    );
+    const daemon = await p.rewrite({
+      after_transfer: "move",
+      archive_path: p.archive,
+      status_listen: base,
+    }).then(() => startCli(["run", "-c", p.config], { env: p.env }));
     try {
       await daemon.waitForOutput("Watching");
       const data = randomBytes(200_000);
@@ -125,6 +130,23 @@ Deno.test("after_transfer: move into a full archive says the move failed and whe
         /it stays in the watch folder and is tried again when the daemon starts or reloads/,
       );
       assert.deepEqual(await Deno.readFile(source), data, "the source stays whole");
+      // Not in the log alone: the API, the metrics an alert can watch, and `status` count it.
+      const api = await getJson<{ jobs: Array<{ cleanupFailures: number }> }>(
+        `http://${base}`,
+        "/api/status",
+      );
+      assert.equal(api.jobs[0].cleanupFailures, 1);
+      const metrics = await (await fetch(`http://${base}/metrics`)).text();
+      assert.match(
+        metrics,
+        /^image_transfer_cleanup_failures_total\{job="default",method="local"\} 1$/m,
+      );
+      const shown = await runCli(["status", "-c", p.config], { env: p.env });
+      assert.equal(shown.code, 0, shown.stderr);
+      assert.match(
+        shown.stdout,
+        /^ {4}1 source\(s\) after_transfer could not delete or move into the archive since the daemon started: they stay in the watch folder; the log says why$/m,
+      );
       await resizeTmpfs(p.archive, "1m");
       daemon.process.kill("SIGHUP");
       await waitFor(

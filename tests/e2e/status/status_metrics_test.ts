@@ -32,6 +32,7 @@ function snapshot(job: string, freeBytes: number | null = null): JobSnapshot {
     lastSuccessAt: null,
     cannotSend: job === "cam1" ? 2 : 0,
     hookFailures: job === "cam1" ? 4 : 0,
+    cleanupFailures: job === "cam1" ? 3 : 0,
     freeSpace: freeBytes === null ? null : { bytes: freeBytes, at: 0 },
     watch: null,
   };
@@ -118,6 +119,8 @@ Deno.test("metrics: counters, cumulative duration buckets, failures by class, qu
   assert.ok(text.includes("# TYPE image_transfer_hook_failures_total counter\n"));
   assert.ok(text.includes(`image_transfer_hook_failures_total${l}} 4\n`));
   assert.ok(text.includes('image_transfer_hook_failures_total{job="cam2",method="rsync"} 0\n'));
+  assert.ok(text.includes("# TYPE image_transfer_cleanup_failures_total counter\n"));
+  assert.ok(text.includes(`image_transfer_cleanup_failures_total${l}} 3\n`));
   assert.ok(text.includes(`image_transfer_oldest_waiting_file_age_seconds${l}} 90.5\n`));
   assert.ok(
     text.includes(`image_transfer_oldest_waiting_file_age_seconds{job="cam2",method="rsync"} 0\n`),
