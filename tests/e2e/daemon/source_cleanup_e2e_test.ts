@@ -156,6 +156,12 @@ Deno.test("after_transfer: move into a full archive says the move failed and whe
       );
       assert.deepEqual(await Deno.readFile(join(p.archive, "big.fits")), data);
       assert.ok(!existsSync(source));
+      // The count is of the daemon's run: the reload's job goes on with it.
+      const after = await getJson<{ jobs: Array<{ cleanupFailures: number }> }>(
+        `http://${base}`,
+        "/api/status",
+      );
+      assert.equal(after.jobs[0].cleanupFailures, 1);
     } finally {
       const status = await daemon.stop();
       assert.equal(status.code, 0, daemon.stderr());
