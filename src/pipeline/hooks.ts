@@ -195,8 +195,9 @@ export class HookRunner {
     // The waiting ones start as running ones end: none waits once none runs. Those still running
     // in the runners this one replaced count too (their outcomes go into the same tally).
     while (this.#busy() > 0) await Promise.allSettled(this.#allRunning());
-    // Ones still waiting for the ledger stay owed, for the next start.
-    if (this.#queue.length > 0) this.abort();
+    // Ones still waiting for the ledger stay owed, for the next start; at a reload they wait on in
+    // the job's next runner (or, the job removed, here until the stop), to run once it can be told.
+    if (!reloading && this.#queue.length > 0) this.abort();
     // Replaced by a reload: the tally is said at the stop, by the job's next runner if it has one.
     if (reloading) await this.#aborted.promise;
     const { succeeded, failed, dropped } = this.#stats;
