@@ -40,12 +40,48 @@ async function checkedPlist(dir: string, plist: string) {
   assert.equal(valid.code, 0, valid.stderr);
   const value = (expr: string) => xpath(file, `string(${expr})`);
   const key = (name: string) => `/plist/dict/key[.='${name}']/following-sibling::*[1]`;
-  return { file, value, key };
+  const env = (name: string) =>
+    value(`${key("EnvironmentVariables")}/key[.='${name}']/following-sibling::string[1]`);
+  return { file, value, key, env };
+}
+
+/** Run `body` with a new temporary folder, removed afterwards. */
+async function withTempDir(prefix: string, body: (dir: string) => Promise<void>) {
+  const dir = await Deno.makeTempDir({ prefix });
+  try {
+    await body(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** A Windows service target (no uid) for `user` with home folder `home`. */
+function windowsTarget(
+  scope: ServiceTarget["scope"],
+  user = "o",
+  home = "C:\\o",
+): ServiceTarget {
+  return { os: "windows", scope, user, uid: null, home };
+}
+
+/** A service configuration with no status page, with these paths and jobs. */
+function serviceConfig(
+  paths: Pick<Config, "file" | "state_dir" | "log_file">,
+  jobs: Config["jobs"],
+): Config {
+  return {
+    ...paths,
+    log_format: "text",
+    status_listen: "",
+    status_token_file: null,
+    status_tls_cert: null,
+    status_tls_key: null,
+    jobs,
+  };
 }
 
 Deno.test("launchd agent plist is valid against the plist DTD, and paths round-trip", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "it-plist-" });
-  try {
+  await withTempDir("it-plist-", async (dir) => {
     const target: ServiceTarget = {
       os: "darwin",
       scope: "user",
@@ -57,7 +93,7 @@ Deno.test("launchd agent plist is valid against the plist DTD, and paths round-t
     const config = "/Users/O'Brien & <Co>/.config/image-transfer/config.yaml";
     const argv = [exe, "run", "-c", config];
     const plist = renderLaunchdPlist(target, launch(argv));
-    const { file, value, key } = await checkedPlist(dir, plist);
+    const { file, value, key, env } = await checkedPlist(dir, plist);
     const broken = join(dir, "broken.plist");
     await Deno.writeTextFile(broken, plist.replace("<key>RunAtLoad</key>", "<bool>x</bool>"));
     const invalid = await run("xmllint", ["--noout", "--nonet", "--dtdvalid", DTD, broken]);
@@ -74,18 +110,8 @@ Deno.test("launchd agent plist is valid against the plist DTD, and paths round-t
       "false",
     );
     assert.equal(await value(`count(/plist/dict/key[.='UserName'])`), "0");
-    assert.equal(
-      await value(`${key("EnvironmentVariables")}/key[.='HOME']/following-sibling::string[1]`),
-      "/Users/O'Brien & <Co>",
-    );
-    assert.equal(
-      await value(
-        `${
-          key("EnvironmentVariables")
-        }/key[.='IMAGE_TRANSFER_SERVICE']/following-sibling::string[1]`,
-      ),
-      "launchd-user",
-    );
+    assert.equal(await env("HOME"), "/Users/O'Brien & <Co>");
+    assert.equal(await env("IMAGE_TRANSFER_SERVICE"), "launchd-user");
     assert.equal(
       await value(key("StandardErrorPath")),
       "/Users/O'Brien & <Co>/Library/Logs/image-transfer.err.log",
@@ -94,14 +120,11 @@ Deno.test("launchd agent plist is valid against the plist DTD, and paths round-t
       launchdPlistPath(target),
       "/Users/O'Brien & <Co>/Library/LaunchAgents/com.image-transfer.daemon.plist",
     );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("launchd daemon plist (sudo): /Library/LaunchDaemons, UserName, valid against the plist DTD", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "it-plist-" });
-  try {
+  await withTempDir("it-plist-", async (dir) => {
     const target: ServiceTarget = {
       os: "darwin",
       scope: "system",
@@ -111,57 +134,39 @@ Deno.test("launchd daemon plist (sudo): /Library/LaunchDaemons, UserName, valid 
       home: "/Users/o'bs & co",
     };
     const argv = ["/usr/local/bin/image-transfer", "run", "-c", "/Users/o'bs & co/c.yaml"];
-    const { value, key } = await checkedPlist(dir, renderLaunchdPlist(target, launch(argv)));
+    const { value, key, env } = await checkedPlist(dir, renderLaunchdPlist(target, launch(argv)));
     assert.equal(await value(key("UserName")), "o'bs & co");
     assert.equal(await value(`${key("ProgramArguments")}/string[4]`), argv[3]);
     assert.equal(await value(key("StandardOutPath")), "/Library/Logs/image-transfer.out.log");
-    assert.equal(
-      await value(`${key("EnvironmentVariables")}/key[.='HOME']/following-sibling::string[1]`),
-      "/Users/o'bs & co",
-    );
-    assert.equal(
-      await value(
-        `${
-          key("EnvironmentVariables")
-        }/key[.='IMAGE_TRANSFER_SERVICE']/following-sibling::string[1]`,
-      ),
-      "launchd-system",
-    );
+    assert.equal(await env("HOME"), "/Users/o'bs & co");
+    assert.equal(await env("IMAGE_TRANSFER_SERVICE"), "launchd-system");
     assert.equal(
       launchdPlistPath(target),
       "/Library/LaunchDaemons/com.image-transfer.daemon.plist",
     );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("a launchd job warns of each path in ~/Desktop, ~/Documents, ~/Downloads or /Volumes (macOS privacy protection), not of others", () => {
   const home = "/Users/Zo\u00eb Lab";
-  const config: Config = {
+  const config = serviceConfig({
     file: `${home}/.config/image-transfer/config.yaml`,
     state_dir: `${home}/.local/state/image-transfer`,
     log_file: `${home}/Documents/logs/image_transfer.log`,
-    log_format: "text",
-    status_listen: "",
-    status_token_file: null,
-    status_tls_cert: null,
-    status_tls_key: null,
-    jobs: [
-      testJob("cam", {
-        watch_path: `${home}/Desktop/Camera Data`,
-        transfer_method: "local",
-        remote_base_path: "/Volumes/Archive Disk/nights",
-      }),
-      testJob("spec", {
-        watch_path: `${home}/DocumentsOld/spectra`,
-        transfer_method: "scp",
-        remote_host: "server",
-        remote_base_path: "/Volumes/remote/path",
-        ssh_identity_file: `${home}/Downloads`,
-      }),
-    ],
-  };
+  }, [
+    testJob("cam", {
+      watch_path: `${home}/Desktop/Camera Data`,
+      transfer_method: "local",
+      remote_base_path: "/Volumes/Archive Disk/nights",
+    }),
+    testJob("spec", {
+      watch_path: `${home}/DocumentsOld/spectra`,
+      transfer_method: "scp",
+      remote_host: "server",
+      remote_base_path: "/Volumes/remote/path",
+      ssh_identity_file: `${home}/Downloads`,
+    }),
+  ]);
   const target: ServiceTarget = { os: "darwin", scope: "system", user: "zoe", uid: 501, home };
   const warnings = privacyWarnings(config, target, "/usr/local/bin/image-transfer");
   assert.deepEqual(warnings.map((w) => w.slice(0, w.indexOf(", which"))), [
@@ -212,15 +217,8 @@ async function validateTask(file: string): Promise<{ code: number; stderr: strin
 }
 
 Deno.test("task XML is UTF-16LE with BOM, valid against the Task Scheduler schema, and drive-letter paths round-trip", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "it-task-" });
-  try {
-    const system: ServiceTarget = {
-      os: "windows",
-      scope: "system",
-      user: "OBSERVATORY\\Observer",
-      uid: null,
-      home: "C:\\Users\\Observer",
-    };
+  await withTempDir("it-task-", async (dir) => {
+    const system = windowsTarget("system", "OBSERVATORY\\Observer", "C:\\Users\\Observer");
     const argv = daemonArgv(
       "windows",
       "C:/Program Files/image-transfer/image-transfer.exe",
@@ -288,22 +286,12 @@ Deno.test("task XML is UTF-16LE with BOM, valid against the Task Scheduler schem
       taskXmlPath(system),
       "C:\\Users\\Observer\\.config\\image-transfer\\ImageTransferDaemon.xml",
     );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("the Task Scheduler schema check is real: out-of-range values and a stored password fail", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "it-task-" });
-  try {
-    const target: ServiceTarget = {
-      os: "windows",
-      scope: "system",
-      user: "o",
-      uid: null,
-      home: "C:\\o",
-    };
-    const xml = renderTaskXml(target, launch(["C:\\x.exe", "run"]));
+  await withTempDir("it-task-", async (dir) => {
+    const xml = renderTaskXml(windowsTarget("system"), launch(["C:\\x.exe", "run"]));
     for (
       const [from, to] of [
         ["<Count>255</Count>", "<Count>999</Count>"],
@@ -318,31 +306,17 @@ Deno.test("the Task Scheduler schema check is real: out-of-range values and a st
       const out = await validateTask(file);
       assert.notEqual(out.code, 0, `${to} must fail`);
     }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("task XML refuses a program path longer than Task Scheduler takes (260)", () => {
-  const target: ServiceTarget = {
-    os: "windows",
-    scope: "system",
-    user: "o",
-    uid: null,
-    home: "C:\\o",
-  };
+  const target = windowsTarget("system");
   const long = `C:\\${"d".repeat(255)}\\it.exe`;
   assert.throws(() => renderTaskXml(target, launch([long, "run"])), /longer than 260 characters/);
 });
 
 Deno.test("task XML refuses % (Task Scheduler expands it) and newlines", () => {
-  const target: ServiceTarget = {
-    os: "windows",
-    scope: "user",
-    user: "o",
-    uid: null,
-    home: "C:\\o",
-  };
+  const target = windowsTarget("user");
   assert.throws(
     () => renderTaskXml(target, launch(["C:\\x.exe", "run", "-c", "C:\\100%\\c"])),
     /%/,
@@ -367,24 +341,12 @@ Deno.test("a boot task (S4U) warns of each path on a Windows share it cannot ope
     remote_host: "server",
     remote_base_path: "\\\\not\\a local path on scp",
   });
-  const config: Config = {
+  const config = serviceConfig({
     file: "C:\\Users\\Zo\u00eb\\.config\\image-transfer\\config.yaml",
     state_dir: "C:\\Users\\Zo\u00eb\\AppData\\Local\\image-transfer",
     log_file: "\\\\nas\\logs\\image_transfer.log",
-    log_format: "text",
-    status_listen: "",
-    status_token_file: null,
-    status_tls_cert: null,
-    status_tls_key: null,
-    jobs: [onShare, local],
-  };
-  const boot: ServiceTarget = {
-    os: "windows",
-    scope: "system",
-    user: "LAB\\Zo\u00eb",
-    uid: null,
-    home: "C:\\Users\\Zo\u00eb",
-  };
+  }, [onShare, local]);
+  const boot = windowsTarget("system", "LAB\\Zo\u00eb", "C:\\Users\\Zo\u00eb");
   const warnings = s4uShareWarnings(config, boot);
   assert.equal(warnings.length, 3, warnings.join("\n"));
   assert.match(
