@@ -7,40 +7,13 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { runCli, startCli } from "../../helpers/cli.ts";
 import { listFiles, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
+import { cliSandbox } from "../../helpers/sandbox.ts";
 import { card, fitsFile, headerOnlyPrimary, imageParts } from "../../helpers/fits.ts";
-
-interface Sandbox {
-  root: string;
-  watch: string;
-  dest: string;
-  config: string;
-  env: Record<string, string>;
-}
-
-async function sandbox(extra: Record<string, unknown> = {}): Promise<Sandbox> {
-  const root = await Deno.makeTempDir({ prefix: "itx-cli-" });
-  const watch = join(root, "watch");
-  const dest = join(root, "dest");
-  await Deno.mkdir(watch);
-  await Deno.mkdir(join(root, "home"));
-  const config = join(root, "config.yaml");
-  await writeConfig(config, {
-    watch_path: watch,
-    remote_base_path: dest,
-    transfer_method: "local",
-    stability_window_seconds: 0.3,
-    night_timezone: "UTC",
-    state_dir: join(root, "state"),
-    log_file: join(root, "logs", "it.log"),
-    ...extra,
-  });
-  return { root, watch, dest, config, env: { HOME: join(root, "home") } };
-}
 
 const noon = new Date("2024-05-02T12:00:00Z");
 
 Deno.test("run --once sends what is complete, exits 0, and status reports it", async () => {
-  const box = await sandbox();
+  const box = await cliSandbox();
   try {
     const bytes = randomBytes(12345);
     await Deno.writeFile(join(box.watch, "a.fits"), bytes);
@@ -77,7 +50,7 @@ Deno.test("run --once sends what is complete, exits 0, and status reports it", a
 });
 
 Deno.test("run --once exits 1 when a file cannot be delivered, and status shows why", async () => {
-  const box = await sandbox({ retry_attempts: 1, retry_delay_seconds: 0.05 });
+  const box = await cliSandbox({ retry_attempts: 1, retry_delay_seconds: 0.05 });
   try {
     // A regular file where the night folder goes: the folder cannot be made. (A destination
     // that is a file itself is refused before the start.)
@@ -111,7 +84,7 @@ Deno.test("run --once exits 1 when a file cannot be delivered, and status shows 
 });
 
 Deno.test("run --dry-run lists source -> destination and changes nothing", async () => {
-  const box = await sandbox();
+  const box = await cliSandbox();
   try {
     await Deno.mkdir(join(box.watch, "sub dir"));
     await Deno.writeFile(
@@ -209,7 +182,7 @@ Deno.test("run --dry-run lists source -> destination and changes nothing", async
 });
 
 Deno.test("SIGTERM in the middle of a large copy leaves no partial file under a final name; the next start finishes it", async () => {
-  const box = await sandbox({ verify_transfer: "checksum" });
+  const box = await cliSandbox({ verify_transfer: "checksum" });
   try {
     const big = join(box.watch, "big.fits");
     const chunk = randomBytes(1024 * 1024);
@@ -254,7 +227,7 @@ Deno.test("SIGTERM in the middle of a large copy leaves no partial file under a 
 });
 
 Deno.test("a second daemon on the same state_dir refuses to start", async () => {
-  const box = await sandbox();
+  const box = await cliSandbox();
   try {
     const first = startCli(["run", "-c", box.config], { env: box.env });
     try {
@@ -277,7 +250,7 @@ Deno.test("a second daemon on the same state_dir refuses to start", async () => 
 });
 
 Deno.test("log_format: json writes one JSON object per line", async () => {
-  const box = await sandbox({ log_format: "json" });
+  const box = await cliSandbox({ log_format: "json" });
   try {
     await Deno.writeFile(join(box.watch, "j.fits"), randomBytes(10));
     const run = await runCli(["run", "--once", "-c", box.config], {
@@ -298,7 +271,7 @@ Deno.test("log_format: json writes one JSON object per line", async () => {
 });
 
 Deno.test("run, run --dry-run and run with a log_file that is a folder refuse what validate refuses, every problem at once", async () => {
-  const box = await sandbox();
+  const box = await cliSandbox();
   try {
     // Two problems: a log_file that is a folder, and an archive inside the watch folder.
     await writeConfig(box.config, {

@@ -22,7 +22,7 @@ import { runCli, type RunningCli, startCli } from "../../helpers/cli.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
 import { existsSync, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
 import { freePort } from "../../helpers/net.ts";
-import { getJson, post } from "../../helpers/status.ts";
+import { getJson, post, startStatusDaemon } from "../../helpers/status.ts";
 
 function job(keys: Record<string, unknown>): JobConfig {
   return testJob("j", {
@@ -61,24 +61,15 @@ Deno.test("schedules: cron times are read in the entry's time zone, else night_t
 });
 
 Deno.test("schedules: a time is told as the wall clock of the entry's zone with its UTC offset", () => {
-  // The night summer time starts in Berlin: 01:00 UTC is 03:00 there.
-  assert.equal(
-    zonedTime(new Date("2024-03-31T01:00:00Z"), "Europe/Berlin"),
-    "2024-03-31 03:00 +02:00",
-  );
-  assert.equal(
-    zonedTime(new Date("2024-03-31T00:59:00Z"), "Europe/Berlin"),
-    "2024-03-31 01:59 +01:00",
-  );
-  assert.equal(
-    zonedTime(new Date("2024-03-15T11:00:00Z"), "America/Santiago"),
-    "2024-03-15 08:00 -03:00",
-  );
-  assert.equal(
-    zonedTime(new Date("2024-01-01T18:30:05Z"), "Asia/Kolkata"),
-    "2024-01-02 00:00:05 +05:30",
-  );
-  assert.equal(zonedTime(new Date("2024-01-01T00:00:00Z"), "UTC"), "2024-01-01 00:00 +00:00");
+  const cases: Array<[at: string, zone: string, told: string]> = [
+    // The night summer time starts in Berlin: 01:00 UTC is 03:00 there.
+    ["2024-03-31T01:00:00Z", "Europe/Berlin", "2024-03-31 03:00 +02:00"],
+    ["2024-03-31T00:59:00Z", "Europe/Berlin", "2024-03-31 01:59 +01:00"],
+    ["2024-03-15T11:00:00Z", "America/Santiago", "2024-03-15 08:00 -03:00"],
+    ["2024-01-01T18:30:05Z", "Asia/Kolkata", "2024-01-02 00:00:05 +05:30"],
+    ["2024-01-01T00:00:00Z", "UTC", "2024-01-01 00:00 +00:00"],
+  ];
+  for (const [at, zone, told] of cases) assert.equal(zonedTime(new Date(at), zone), told);
 });
 
 Deno.test("schedules: the start-up line gives the next run as local time with its offset, not UTC", async () => {
@@ -179,13 +170,10 @@ function wallClock(at: Date, timeZone: string): string {
 }
 
 Deno.test("schedules (daemon): a command at a cron time in a chosen zone, night reports, a rescan retries a failed file", async () => {
-  const root = await Deno.makeTempDir({ prefix: "itx-schedules-" });
-  const watch = join(root, "watch");
-  const dest = join(root, "dest");
-  const home = join(root, "home");
+  const box = await cliSandbox();
+  const { root, watch, dest, stateDir: state } = box;
   const out = join(root, "out");
-  const state = join(root, "state");
-  for (const dir of [watch, home, out]) await Deno.mkdir(dir);
+  await Deno.mkdir(out);
   const script = join(root, "process night.sh");
   await Deno.writeTextFile(
     script,
@@ -201,17 +189,9 @@ Deno.test("schedules (daemon): a command at a cron time in a chosen zone, night 
   // wall clock of a zone 13:45 ahead of UTC.
   const zone = "Pacific/Chatham";
   const target = new Date(Math.ceil(Date.now() / 1000) * 1000 + 30_000);
-  const config = join(root, "config.yaml");
-  await writeConfig(config, {
-    watch_path: watch,
-    remote_base_path: dest,
-    transfer_method: "local",
-    stability_window_seconds: 0.3,
-    night_timezone: "UTC",
+  await box.rewrite({
     retry_attempts: 0,
     rescan_interval_seconds: 0,
-    state_dir: state,
-    log_file: join(root, "logs", "image_transfer.log"),
     schedules: [
       {
         cron: `${wallClock(target, zone)} * * *`,
@@ -223,9 +203,7 @@ Deno.test("schedules (daemon): a command at a cron time in a chosen zone, night 
       { every_seconds: 2, action: "rescan" },
     ],
   });
-  const daemon = startCli(["run", "-c", config], {
-    env: { HOME: home },
-  });
+  const daemon = startCli(["run", "-c", box.config], { env: box.env });
   try {
     await daemon.waitForOutput("Watching");
     const data = randomBytes(12_345);
@@ -290,35 +268,22 @@ Deno.test("schedules (daemon): a command at a cron time in a chosen zone, night 
   } finally {
     const status = await daemon.stop();
     assert.equal(status.code, 0, daemon.stderr());
-    await Deno.remove(root, { recursive: true });
+    await box[Symbol.asyncDispose]();
   }
 });
 
 /**
- * A local daemon with a rescan every 2 s whose catch-up checks the last night, once `files` (dated
- * 2024-03-15) are at the destination and the first catch-up found nothing to send again.
+ * A local daemon (see `startStatusDaemon`) with a rescan every 2 s whose catch-up checks the last
+ * night, once `files` (dated 2024-03-15) are at the destination and the first catch-up found
+ * nothing to send again.
  */
-async function catchUpDaemon(prefix: string, files: Record<string, Uint8Array>) {
-  const root = await Deno.makeTempDir({ prefix });
-  const watch = join(root, "watch");
-  const dest = join(root, "dest");
-  const home = join(root, "home");
-  for (const dir of [watch, home]) await Deno.mkdir(dir);
-  const config = join(root, "config.yaml");
-  await writeConfig(config, {
-    watch_path: watch,
-    remote_base_path: dest,
-    transfer_method: "local",
-    stability_window_seconds: 0.3,
-    night_timezone: "UTC",
+async function catchUpDaemon(files: Record<string, Uint8Array>) {
+  const running = await startStatusDaemon({
     rescan_interval_seconds: 0,
-    state_dir: join(root, "state"),
-    log_file: "",
     schedules: [{ every_seconds: 2, action: "rescan", nights: 1 }],
   });
-  const daemon = startCli(["run", "-c", config], { env: { HOME: home } });
+  const { root, watch, dest, daemon } = running;
   try {
-    await daemon.waitForOutput("Watching");
     for (const [name, data] of Object.entries(files)) {
       await Deno.writeFile(join(watch, name), data);
       await Deno.utime(join(watch, name), 0, new Date("2024-03-15T20:00:00Z"));
@@ -331,8 +296,7 @@ async function catchUpDaemon(prefix: string, files: Record<string, Uint8Array>) 
     );
     await daemon.waitForOutput(/Catch-up of job default: 1 night folder\(s\) checked, 0 file/);
   } catch (error) {
-    await daemon.stop();
-    await Deno.remove(root, { recursive: true });
+    await running[Symbol.asyncDispose]();
     throw error;
   }
   return { root, watch, dest, daemon };
@@ -340,7 +304,7 @@ async function catchUpDaemon(prefix: string, files: Record<string, Uint8Array>) 
 
 Deno.test("schedules (daemon): the rescan's catch-up sends again a file deleted or cut short at the destination", async () => {
   const files = { "gone 'a'.fits": randomBytes(20_000), "short.fits": randomBytes(30_000) };
-  const { root, watch, dest, daemon } = await catchUpDaemon("itx-catchup-", files);
+  const { root, watch, dest, daemon } = await catchUpDaemon(files);
   try {
     const night = join(dest, "20240315");
     await Deno.remove(join(night, "gone 'a'.fits"));
@@ -381,7 +345,7 @@ Deno.test("schedules (daemon): the rescan's catch-up sends again a file deleted 
 
 Deno.test("schedules (daemon): a destination folder gone (a share not mounted) is not taken by the catch-up for every file lost: nothing is sent again", async () => {
   const files = { "a.fits": randomBytes(20_000), "b.fits": randomBytes(30_000) };
-  const { root, dest, daemon } = await catchUpDaemon("itx-catchup-gone-", files);
+  const { root, dest, daemon } = await catchUpDaemon(files);
   try {
     const night = join(dest, "20240315");
     // The share goes away: its mount point is gone (or empty) while its files are safe on it.
@@ -540,24 +504,13 @@ Deno.test("schedules: run --dry-run inside a pause window says run would start t
 });
 
 Deno.test("schedules (daemon): inside a pause window nothing is sent, not even what the first scan finds; at the resume time it is", async () => {
-  const root = await Deno.makeTempDir({ prefix: "itx-window-" });
-  const watch = join(root, "watch");
-  const dest = join(root, "dest");
-  const home = join(root, "home");
-  for (const dir of [watch, home]) await Deno.mkdir(dir);
   const zone = "Asia/Kathmandu"; // UTC+5:45
   const paused = new Date(Date.now() - 3_600_000);
   // 30 s from now: the daemon has started inside the window by then, even on a busy machine.
   const resume = new Date(Math.ceil(Date.now() / 1000) * 1000 + 30_000);
-  const config = join(root, "config.yaml");
-  await writeConfig(config, {
-    watch_path: watch,
-    remote_base_path: dest,
-    transfer_method: "local",
+  const box = await cliSandbox({
     // Files found by the first scan are ready at once: the pause must hold before it.
     stability_window_seconds: 0,
-    night_timezone: "UTC",
-    state_dir: join(root, "state"),
     log_file: "",
     schedules: [
       { cron: `${wallClock(paused, zone)} * * *`, timezone: zone, action: "pause" },
@@ -566,11 +519,12 @@ Deno.test("schedules (daemon): inside a pause window nothing is sent, not even w
   });
   const evening = new Date("2024-03-15T20:00:00Z");
   const early = Array.from({ length: 20 }, (_, i) => `early_${i}.fits`);
+  const { watch, dest } = box;
   for (const name of early) {
     await Deno.writeFile(join(watch, name), randomBytes(2000));
     await Deno.utime(join(watch, name), evening, evening);
   }
-  const daemon = startCli(["run", "-c", config], { env: { HOME: home } });
+  const daemon = startCli(["run", "-c", box.config], { env: box.env });
   try {
     await daemon.waitForOutput("inside a pause window");
     await daemon.waitForOutput("Watching");
@@ -593,7 +547,7 @@ Deno.test("schedules (daemon): inside a pause window nothing is sent, not even w
   } finally {
     const status = await daemon.stop();
     assert.equal(status.code, 0, daemon.stderr());
-    await Deno.remove(root, { recursive: true });
+    await box[Symbol.asyncDispose]();
   }
 });
 
