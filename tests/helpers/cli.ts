@@ -130,8 +130,20 @@ export async function runTask(
 /** Run the CLI to completion and capture its output. */
 export async function runCli(args: string[], options: CliOptions = {}): Promise<CliResult> {
   const [program, argv] = command(args, options);
+  return await runProgram(program, argv, options);
+}
+
+/**
+ * Run `program` with `args` to completion, feeding it `options.stdin` (else no input), and
+ * capture its output.
+ */
+export async function runProgram(
+  program: string,
+  args: string[],
+  options: { env?: Record<string, string>; cwd?: string; stdin?: string } = {},
+): Promise<CliResult> {
   const child = new Deno.Command(program, {
-    args: argv,
+    args,
     env: options.env,
     cwd: options.cwd,
     stdin: options.stdin === undefined ? "null" : "piped",

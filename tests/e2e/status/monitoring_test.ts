@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { parse } from "yaml";
-import { REPO_ROOT } from "../../helpers/cli.ts";
+import { REPO_ROOT, runProgram } from "../../helpers/cli.ts";
 import { randomBytes, waitFor } from "../../helpers/files.ts";
 import { startStatusDaemon } from "../../helpers/status.ts";
 import { JOB_STATES } from "../../../src/status/job_status.ts";
@@ -17,25 +17,13 @@ const RULES = join(RULES_DIR, "image-transfer.rules.yml");
 const RULES_TEST = join(RULES_DIR, "image-transfer.rules.test.yml");
 const DASHBOARD = join(REPO_ROOT, "service", "grafana", "image-transfer.json");
 
+/** Run `promtool` to completion; its stdout and stderr together. */
 async function promtool(
   args: string[],
   options: { cwd?: string; stdin?: string } = {},
 ): Promise<{ code: number; output: string }> {
-  const child = new Deno.Command("promtool", {
-    args,
-    cwd: options.cwd,
-    stdin: options.stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  if (options.stdin !== undefined) {
-    const writer = child.stdin.getWriter();
-    await writer.write(new TextEncoder().encode(options.stdin));
-    await writer.close();
-  }
-  const out = await child.output();
-  const d = new TextDecoder();
-  return { code: out.code, output: d.decode(out.stdout) + d.decode(out.stderr) };
+  const out = await runProgram("promtool", args, options);
+  return { code: out.code, output: out.stdout + out.stderr };
 }
 
 /** PromQL words that look like names but are not metrics. */
