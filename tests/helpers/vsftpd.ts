@@ -7,7 +7,7 @@
  */
 import { join } from "node:path";
 import type { JobConfig } from "../../src/config/types.ts";
-import { LEAST_CEILING_MS } from "./files.ts";
+import { LEAST_CEILING_MS, writeConfig } from "./files.ts";
 import { testJob } from "./jobs.ts";
 import { freePort, selfSignedCert } from "./net.ts";
 import { killTree } from "./processes.ts";
@@ -259,4 +259,52 @@ export async function startVsftpd(options: VsftpdOptions = {}): Promise<TestVsft
       }
     },
   };
+}
+
+/**
+ * Run `body` with a fresh vsftpd and a temporary folder named after `prefix`; the server is
+ * stopped and the folder removed after.
+ */
+export async function withVsftpdAndRoot(
+  options: VsftpdOptions,
+  prefix: string,
+  body: (setup: { server: TestVsftpd; root: string }) => Promise<void>,
+): Promise<void> {
+  const server = await startVsftpd(options);
+  const root = await Deno.makeTempDir({ prefix });
+  try {
+    await body({ server, root });
+  } finally {
+    await server.stop();
+    await Deno.remove(root, { recursive: true });
+  }
+}
+
+/**
+ * A config in `root` sending a watch folder there (made) to a new folder `dest` on `server`, or
+ * to `dest/below` when `below` is given (not made: `base`); short stability window, UTC night
+ * folders, ledger in `root`, no log file. `values` are added to the config and win.
+ */
+export async function ftpDaemonSandbox(
+  server: TestVsftpd,
+  root: string,
+  values: Record<string, unknown> = {},
+  below?: string,
+): Promise<{ dest: string; base: string; watch: string; config: string }> {
+  const dest = await server.makeRemoteDir();
+  const base = below === undefined ? dest : `${dest}/${below}`;
+  const watch = join(root, "watch");
+  await Deno.mkdir(watch);
+  const config = join(root, "config.yaml");
+  await writeConfig(config, {
+    watch_path: watch,
+    remote_base_path: base,
+    ...server.configKeys(),
+    stability_window_seconds: 0.2,
+    night_timezone: "UTC",
+    state_dir: join(root, "state"),
+    log_file: "",
+    ...values,
+  });
+  return { dest, base, watch, config };
 }

@@ -19,35 +19,16 @@ import { withBindfs } from "../../helpers/bindfs.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
 import {
   FTP_PASSWORD,
+  ftpDaemonSandbox,
   startVsftpd,
-  type TestVsftpd,
-  type VsftpdOptions,
+  withVsftpdAndRoot,
 } from "../../helpers/vsftpd.ts";
 
 const FITS_DIR = new URL("../../fixtures/fits/", import.meta.url).pathname;
 
-/**
- * Run `body` with a fresh vsftpd and a temporary folder named after `prefix`; the server is
- * stopped and the folder removed after.
- */
-async function withVsftpdAndRoot(
-  options: VsftpdOptions,
-  prefix: string,
-  body: (setup: { server: TestVsftpd; root: string }) => Promise<void>,
-): Promise<void> {
-  const server = await startVsftpd(options);
-  const root = await Deno.makeTempDir({ prefix });
-  try {
-    await body({ server, root });
-  } finally {
-    await server.stop();
-    await Deno.remove(root, { recursive: true });
-  }
-}
-
 Deno.test("cli: run --once delivers files by FTPS with the permission set", () =>
   withVsftpdAndRoot({}, "itx-ftpcli-", async ({ server, root }) => {
-    const { dest, watch, config } = await daemonSandbox(server, root, {
+    const { dest, watch, config } = await ftpDaemonSandbox(server, root, {
       log_file: join(root, "it.log"),
     });
     await Deno.mkdir(join(watch, "sub dir"));
@@ -83,25 +64,16 @@ Deno.test("cli: run --once delivers files by FTPS with the permission set", () =
 
 Deno.test("cli: a base folder whose parents are missing: doctor probes where they start, run --once makes them all", () =>
   withVsftpdAndRoot({}, "itx-ftpdeep-", async ({ server, root }) => {
-    const dest = await server.makeRemoteDir();
-    const base = `${dest}/missing parent/new base`;
-    const watch = join(root, "watch");
-    await Deno.mkdir(watch);
+    const { dest, base, watch, config } = await ftpDaemonSandbox(
+      server,
+      root,
+      { retry_attempts: 0 },
+      "missing parent/new base",
+    );
     const data = randomBytes(30_000);
     const night = new Date("2024-07-01T20:00:00Z");
     await Deno.writeFile(join(watch, "m42.fits"), data);
     await Deno.utime(join(watch, "m42.fits"), night, night);
-    const config = join(root, "config.yaml");
-    await writeConfig(config, {
-      watch_path: watch,
-      remote_base_path: base,
-      ...server.configKeys(),
-      stability_window_seconds: 0.2,
-      night_timezone: "UTC",
-      state_dir: join(root, "state"),
-      log_file: "",
-      retry_attempts: 0,
-    });
     const doctor = await runCli(["doctor", "-c", config], { env: { HOME: root } });
     assert.equal(doctor.code, 0, doctor.stdout + doctor.stderr);
     assert.ok(
@@ -261,33 +233,10 @@ Deno.test("cli: doctor checks an FTP destination step by step", async (t) => {
   }
 });
 
-/** A config in `root` sending a watch folder there to a new folder on `server`. */
-async function daemonSandbox(
-  server: TestVsftpd,
-  root: string,
-  values: Record<string, unknown> = {},
-): Promise<{ dest: string; watch: string; config: string }> {
-  const dest = await server.makeRemoteDir();
-  const watch = join(root, "watch");
-  await Deno.mkdir(watch);
-  const config = join(root, "config.yaml");
-  await writeConfig(config, {
-    watch_path: watch,
-    remote_base_path: dest,
-    ...server.configKeys(),
-    stability_window_seconds: 0.2,
-    night_timezone: "UTC",
-    state_dir: join(root, "state"),
-    log_file: "",
-    ...values,
-  });
-  return { dest, watch, config };
-}
-
 Deno.test("daemon: the FTP server stopped mid-upload; the file arrives once it is back, never partial", () =>
   // 300 kB/s: the 1 MB upload is cut in the middle.
   withVsftpdAndRoot({ maxRateBytes: 300_000 }, "itx-ftpd-", async ({ server, root }) => {
-    const { dest, watch, config } = await daemonSandbox(server, root, {
+    const { dest, watch, config } = await ftpDaemonSandbox(server, root, {
       retry_attempts: 20,
       retry_delay_seconds: 0.3,
       retry_max_delay_seconds: 1,
@@ -327,7 +276,7 @@ Deno.test("daemon: the FTP server stopped mid-upload; the file arrives once it i
 Deno.test("daemon: a stop mid-upload leaves no upload folder on the FTP server", () =>
   // 300 kB/s: the stop comes while the 4 MB copy is written.
   withVsftpdAndRoot({ maxRateBytes: 300_000 }, "itx-ftpstop-", async ({ server, root }) => {
-    const { dest, watch, config } = await daemonSandbox(server, root);
+    const { dest, watch, config } = await ftpDaemonSandbox(server, root);
     await Deno.writeFile(join(watch, "last of the night.fits"), randomBytes(4 << 20));
     const daemon = startCli(["--config", config, "run"], { env: { HOME: root } });
     try {
@@ -347,7 +296,7 @@ Deno.test("daemon: a stop mid-upload leaves no upload folder on the FTP server",
 Deno.test("daemon: killed mid-upload, its source gone before the restart: the upload folder left on the FTP server is removed", () =>
   // 300 kB/s: the kill comes while the 2 MB copy is written.
   withVsftpdAndRoot({ maxRateBytes: 300_000 }, "itx-ftpkill-", async ({ server, root }) => {
-    const { dest, watch, config } = await daemonSandbox(server, root);
+    const { dest, watch, config } = await ftpDaemonSandbox(server, root);
     const source = join(watch, "last of the night.fits");
     await Deno.writeFile(source, randomBytes(2 << 20));
     const hidden = async () =>
@@ -400,7 +349,7 @@ Deno.test("daemon: a scheduled rescan while the FTP server is down still scans t
     // The watch folder is a FUSE view: files written into `disk` raise no event there.
     const disk = join(root, "disk");
     await Deno.mkdir(disk);
-    const { dest, watch, config } = await daemonSandbox(server, root, {
+    const { dest, watch, config } = await ftpDaemonSandbox(server, root, {
       watch_mode: "events",
       rescan_interval_seconds: 0,
       retry_delay_seconds: 0.3,
@@ -447,7 +396,7 @@ Deno.test("daemon: a scheduled rescan while the FTP server is down still scans t
 
 Deno.test("cli: run --dry-run says a name FTP cannot carry would fail, not that it would be transferred", () =>
   withVsftpdAndRoot({}, "itx-ftpdry-", async ({ server, root }) => {
-    const { watch, config } = await daemonSandbox(server, root);
+    const { watch, config } = await ftpDaemonSandbox(server, root);
     await Deno.writeFile(join(watch, "bad\nname.fits"), randomBytes(3000));
     await Deno.writeFile(join(watch, "good.fits"), randomBytes(3000));
     const out = await runCli(["--config", config, "run", "--dry-run"], { env: { HOME: root } });
@@ -465,7 +414,7 @@ Deno.test("cli: run --dry-run says a name FTP cannot carry would fail, not that 
 Deno.test("daemon: the FTP server stopped while a copy is read back: the job waits for it (no attempt used up, nothing failed) and the file arrives once it is back", () =>
   // 300 kB/s both ways: the 1 MB copy is read back (no HASH here) for about 3 s.
   withVsftpdAndRoot({ maxRateBytes: 300_000 }, "itx-ftpfin-", async ({ server, root }) => {
-    const { dest, watch, config } = await daemonSandbox(server, root, {
+    const { dest, watch, config } = await ftpDaemonSandbox(server, root, {
       retry_attempts: 0,
       retry_delay_seconds: 0.3,
     });

@@ -13,9 +13,9 @@ import { holdsTheJob } from "../../../src/pipeline/attempt_outcome.ts";
 import { FtpTransport } from "../../../src/transfer/ftp/ftp.ts";
 import type { TransferItem } from "../../../src/transfer/transport.ts";
 import { runCli } from "../../helpers/cli.ts";
-import { listFiles, randomBytes, sha256OfFile, waitFor, writeConfig } from "../../helpers/files.ts";
+import { listFiles, randomBytes, sha256OfFile, waitFor } from "../../helpers/files.ts";
 import { captureLogs } from "../../helpers/log_capture.ts";
-import { startVsftpd, type TestVsftpd } from "../../helpers/vsftpd.ts";
+import { ftpDaemonSandbox, type TestVsftpd, withVsftpdAndRoot } from "../../helpers/vsftpd.ts";
 
 /** Write `count` files of `bytes` each into `folder` and describe them as items. */
 async function items(folder: string, count: number, bytes: number): Promise<TransferItem[]> {
@@ -62,35 +62,22 @@ async function holdTheLogin(server: TestVsftpd): Promise<Deno.TcpConn> {
 async function withOneLoginServer(
   fn: (server: TestVsftpd, root: string) => Promise<void>,
 ): Promise<void> {
-  const server = await startVsftpd({ tls: false, maxPerIp: 1 });
-  const root = await Deno.makeTempDir({ prefix: "itx-ftp-logins-" });
-  try {
-    await fn(server, root);
-  } finally {
-    await server.stop();
-    await Deno.remove(root, { recursive: true });
-  }
+  await withVsftpdAndRoot(
+    { tls: false, maxPerIp: 1 },
+    "itx-ftp-logins-",
+    ({ server, root }) => fn(server, root),
+  );
 }
 
 Deno.test("cli: run --once to a server allowing one login per client sends every file, none fails", async () => {
   await withOneLoginServer(async (server, root) => {
-    const dest = await server.makeRemoteDir();
-    const watch = join(root, "watch");
-    const sent = await items(watch, 25, 1024 * 1024);
-    const config = join(root, "config.yaml");
     // Two transfers at once (the ftp default), more files than one batch takes.
-    await writeConfig(config, {
-      watch_path: watch,
-      remote_base_path: dest,
-      ...server.configKeys(),
-      stability_window_seconds: 0.2,
-      night_timezone: "UTC",
+    const { dest, watch, config } = await ftpDaemonSandbox(server, root, {
       verify_transfer: "size",
       retry_delay_seconds: 0.2,
       retry_max_delay_seconds: 1,
-      state_dir: join(root, "state"),
-      log_file: "",
     });
+    const sent = await items(watch, 25, 1024 * 1024);
     const out = await runCli(["--config", config, "run", "--once"], { env: { HOME: root } });
     assert.equal(out.code, 0, out.stderr);
     assert.doesNotMatch(out.stderr, /Attempt \d|Failed to transfer|421 .*; retry/);
