@@ -10,6 +10,7 @@ import { join } from "node:path";
 import type { JobConfig } from "../../src/config/types.ts";
 import { exists, LEAST_CEILING_MS, writeConfig } from "./files.ts";
 import { testJob } from "./jobs.ts";
+import { type RunningCli, startCli } from "./cli.ts";
 import { freePort } from "./net.ts";
 import { descendants, killTree } from "./processes.ts";
 
@@ -335,6 +336,42 @@ export async function sshSandbox(
     ...values,
   });
   return { root, watch, remote, config, env: { HOME: join(root, "home") } };
+}
+
+/** A daemon (`run`) that sends to its own private sshd, with that sshd and its sandbox. */
+export interface SshDaemon extends AsyncDisposable {
+  sshd: TestSshd;
+  box: SshSandbox;
+  daemon: RunningCli;
+}
+
+/**
+ * Start a private sshd and a daemon (`run`, not yet watching) that sends to it with `method`,
+ * short stability window and retry delay, no periodic rescan, status page on `status_listen`
+ * (`""`: none). Disposing it stops the daemon and the sshd and removes the sandbox.
+ */
+export async function startSshDaemon(
+  method: "scp" | "rsync",
+  status_listen: string,
+): Promise<SshDaemon> {
+  const sshd = await startSshd();
+  const box = await sshSandbox(sshd, method, {
+    stability_window_seconds: 0.3,
+    retry_delay_seconds: 0.2,
+    rescan_interval_seconds: 0,
+    status_listen,
+  });
+  const daemon = startCli(["run", "-c", box.config], { env: box.env });
+  return {
+    sshd,
+    box,
+    daemon,
+    async [Symbol.asyncDispose]() {
+      await daemon.stop();
+      await sshd.stop();
+      await Deno.remove(box.root, { recursive: true });
+    },
+  };
 }
 
 /**

@@ -12,7 +12,7 @@ import { listArrived, randomBytes, waitFor } from "../../helpers/files.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
 import { getJson, post, startStatusDaemon } from "../../helpers/status.ts";
 import { freePort } from "../../helpers/net.ts";
-import { sshSandbox, startSshd } from "../../helpers/sshd.ts";
+import { startSshDaemon } from "../../helpers/sshd.ts";
 
 interface Status {
   jobs: Array<{ job: string; state: string; sent: number; queue: { queued: number } }>;
@@ -92,49 +92,37 @@ Deno.test("resend: while the running daemon's job is paused outside a transfer w
 });
 
 Deno.test("resend: while the running daemon's destination cannot be reached (scp, sshd stopped), it says the files are queued and go once it answers again; they go then", async () => {
-  const sshd = await startSshd();
-  const box = await sshSandbox(sshd, "scp", {
-    stability_window_seconds: 0.3,
-    retry_delay_seconds: 0.2,
-    rescan_interval_seconds: 0,
-    // The daemon's state alone (daemon.json) tells the pause.
-    status_listen: "",
-  });
-  const daemon = startCli(["run", "-c", box.config], { env: box.env });
+  // The daemon's state alone (daemon.json) tells the pause: no status page.
+  await using running = await startSshDaemon("scp", "");
+  const { sshd, box, daemon } = running;
   const sent = (name: string) =>
     daemon.stderr().split("\n").filter((line) =>
       line.includes("Successfully transferred") && line.includes(`/${name} ->`)
     ).length;
-  try {
-    await daemon.waitForOutput("Watching");
-    const bytes = randomBytes(3000);
-    await Deno.writeFile(join(box.watch, "first.fits"), bytes);
-    await waitFor(() => sent("first.fits") === 1, 60_000, "the file sent");
-    await sshd.halt();
-    await Deno.writeFile(join(box.watch, "second.fits"), bytes);
-    await waitFor(
-      async () =>
-        (await runCli(["status", "-c", box.config], { env: box.env })).stdout
-          .includes("paused: destination unreachable"),
-      60_000,
-      "the job paused",
-    );
-    const out = await runCli(["resend", "--name", "first.fits", "-c", box.config], {
-      env: box.env,
-    });
-    assert.equal(out.code, 0, out.stderr);
-    assert.match(
-      out.stdout,
-      /^Job default: paused: destination unreachable \(.+\): its files are queued and go once it answers again\.$/m,
-    );
-    assert.doesNotMatch(out.stdout, /within a minute/);
-    await sshd.restart();
-    await waitFor(() => sent("first.fits") === 2, 120_000, "the file sent again");
-    await waitFor(() => sent("second.fits") === 1, 60_000, "the other file sent");
-    assert.ok(await copiesOf(box.remote, bytes) >= 2, daemon.stderr());
-  } finally {
-    await daemon.stop();
-    await sshd.stop();
-    await Deno.remove(box.root, { recursive: true });
-  }
+  await daemon.waitForOutput("Watching");
+  const bytes = randomBytes(3000);
+  await Deno.writeFile(join(box.watch, "first.fits"), bytes);
+  await waitFor(() => sent("first.fits") === 1, 60_000, "the file sent");
+  await sshd.halt();
+  await Deno.writeFile(join(box.watch, "second.fits"), bytes);
+  await waitFor(
+    async () =>
+      (await runCli(["status", "-c", box.config], { env: box.env })).stdout
+        .includes("paused: destination unreachable"),
+    60_000,
+    "the job paused",
+  );
+  const out = await runCli(["resend", "--name", "first.fits", "-c", box.config], {
+    env: box.env,
+  });
+  assert.equal(out.code, 0, out.stderr);
+  assert.match(
+    out.stdout,
+    /^Job default: paused: destination unreachable \(.+\): its files are queued and go once it answers again\.$/m,
+  );
+  assert.doesNotMatch(out.stdout, /within a minute/);
+  await sshd.restart();
+  await waitFor(() => sent("first.fits") === 2, 120_000, "the file sent again");
+  await waitFor(() => sent("second.fits") === 1, 60_000, "the other file sent");
+  assert.ok(await copiesOf(box.remote, bytes) >= 2, daemon.stderr());
 });

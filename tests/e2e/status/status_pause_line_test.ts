@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { runCli, startCli } from "../../helpers/cli.ts";
+import { runCli } from "../../helpers/cli.ts";
 import {
   LEAST_CEILING_MS,
   listArrived,
@@ -14,57 +14,39 @@ import {
   waitFor,
 } from "../../helpers/files.ts";
 import { freePort } from "../../helpers/net.ts";
-import { sshSandbox, startSshd } from "../../helpers/sshd.ts";
+import { startSshDaemon } from "../../helpers/sshd.ts";
 
 Deno.test("status: a job paused for a destination that cannot be reached is one line, whatever the file's name", async () => {
-  const sshd = await startSshd();
-  const box = await sshSandbox(sshd, "scp", {
-    stability_window_seconds: 0.3,
-    retry_delay_seconds: 0.2,
-    rescan_interval_seconds: 0,
-    status_listen: "",
-  });
-  const daemon = startCli(["run", "-c", box.config], { env: box.env });
-  try {
-    await daemon.waitForOutput("Watching");
-    await sshd.halt();
-    await Deno.writeFile(join(box.watch, "two\nlines.fits"), randomBytes(3000));
-    let stdout = "";
-    await waitFor(
-      async () => {
-        const out = await runCli(["status", "-c", box.config], { env: box.env });
-        assert.equal(out.code, 0, out.stderr);
-        stdout = out.stdout;
-        return /paused: destination unreachable/.test(stdout);
-      },
-      LEAST_CEILING_MS,
-      "status to say the job is paused",
-    );
-    const line = stdout.split("\n").find((text) => text.includes("paused: destination"))!;
-    assert.match(
-      line,
-      /^Job default: .*; paused: destination unreachable since .*two\\nlines\.fits/,
-    );
-    assert.ok(
-      !stdout.split("\n").some((text) => text.startsWith("lines.fits")),
-      `no line begins inside the file's name:\n${stdout}`,
-    );
-  } finally {
-    await daemon.stop();
-    await sshd.stop();
-    await Deno.remove(box.root, { recursive: true });
-  }
+  await using running = await startSshDaemon("scp", "");
+  const { sshd, box, daemon } = running;
+  await daemon.waitForOutput("Watching");
+  await sshd.halt();
+  await Deno.writeFile(join(box.watch, "two\nlines.fits"), randomBytes(3000));
+  let stdout = "";
+  await waitFor(
+    async () => {
+      const out = await runCli(["status", "-c", box.config], { env: box.env });
+      assert.equal(out.code, 0, out.stderr);
+      stdout = out.stdout;
+      return /paused: destination unreachable/.test(stdout);
+    },
+    LEAST_CEILING_MS,
+    "status to say the job is paused",
+  );
+  const line = stdout.split("\n").find((text) => text.includes("paused: destination"))!;
+  assert.match(
+    line,
+    /^Job default: .*; paused: destination unreachable since .*two\\nlines\.fits/,
+  );
+  assert.ok(
+    !stdout.split("\n").some((text) => text.startsWith("lines.fits")),
+    `no line begins inside the file's name:\n${stdout}`,
+  );
 });
 
 Deno.test("status: a reload (SIGHUP) while the destination cannot be reached keeps since when it could not be reached", async () => {
-  const sshd = await startSshd();
-  const box = await sshSandbox(sshd, "rsync", {
-    stability_window_seconds: 0.3,
-    retry_delay_seconds: 0.2,
-    rescan_interval_seconds: 0,
-    status_listen: `127.0.0.1:${freePort()}`,
-  });
-  const daemon = startCli(["run", "-c", box.config], { env: box.env });
+  await using running = await startSshDaemon("rsync", `127.0.0.1:${freePort()}`);
+  const { sshd, box, daemon } = running;
   // The live line's and the ledger line's "since", as `status` prints them.
   const sinces = async () => {
     const out = await runCli(["status", "-c", box.config], { env: box.env });
@@ -74,40 +56,34 @@ Deno.test("status: a reload (SIGHUP) while the destination cannot be reached kee
     return { live, paused, stdout: out.stdout };
   };
   const refusals = () => (daemon.stderr().match(/cannot be reached:/g) ?? []).length;
-  try {
-    await daemon.waitForOutput("Watching");
-    await sshd.halt();
-    const source = join(box.watch, "a.fits");
-    await Deno.writeFile(source, randomBytes(3000));
-    let before = await sinces();
-    await waitFor(
-      async () => (before = await sinces()).live !== undefined && before.paused !== undefined,
-      LEAST_CEILING_MS,
-      "status to say the destination cannot be reached",
-    );
-    // The clock moves on to a later second before the reload.
-    const outage = Date.now();
-    await waitFor(() => Date.now() - outage > 1100, LEAST_CEILING_MS, "a later second");
-    const refused = refusals();
-    daemon.process.kill("SIGHUP");
-    await daemon.waitForOutput("Reloaded");
-    // The next runner tried the file itself and found the destination still down.
-    await waitFor(() => refusals() > refused, LEAST_CEILING_MS, "the next runner's refusal");
-    let after = await sinces();
-    await waitFor(
-      async () => (after = await sinces()).live !== undefined && after.paused !== undefined,
-      LEAST_CEILING_MS,
-      "status after the reload",
-    );
-    assert.deepEqual([after.live, after.paused], [before.live, before.paused], after.stdout);
+  await daemon.waitForOutput("Watching");
+  await sshd.halt();
+  const source = join(box.watch, "a.fits");
+  await Deno.writeFile(source, randomBytes(3000));
+  let before = await sinces();
+  await waitFor(
+    async () => (before = await sinces()).live !== undefined && before.paused !== undefined,
+    LEAST_CEILING_MS,
+    "status to say the destination cannot be reached",
+  );
+  // The clock moves on to a later second before the reload.
+  const outage = Date.now();
+  await waitFor(() => Date.now() - outage > 1100, LEAST_CEILING_MS, "a later second");
+  const refused = refusals();
+  daemon.process.kill("SIGHUP");
+  await daemon.waitForOutput("Reloaded");
+  // The next runner tried the file itself and found the destination still down.
+  await waitFor(() => refusals() > refused, LEAST_CEILING_MS, "the next runner's refusal");
+  let after = await sinces();
+  await waitFor(
+    async () => (after = await sinces()).live !== undefined && after.paused !== undefined,
+    LEAST_CEILING_MS,
+    "status after the reload",
+  );
+  assert.deepEqual([after.live, after.paused], [before.live, before.paused], after.stdout);
 
-    await sshd.restart();
-    await daemon.waitForOutput("Successfully transferred");
-    const [arrived] = await listArrived(box.remote);
-    assert.equal(await sha256OfFile(join(box.remote, arrived)), await sha256OfFile(source));
-  } finally {
-    await daemon.stop();
-    await sshd.stop();
-    await Deno.remove(box.root, { recursive: true });
-  }
+  await sshd.restart();
+  await daemon.waitForOutput("Successfully transferred");
+  const [arrived] = await listArrived(box.remote);
+  assert.equal(await sha256OfFile(join(box.remote, arrived)), await sha256OfFile(source));
 });
