@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { JOB_STATES, type JobSnapshot } from "../../../src/status/job_status.ts";
 import { Metrics } from "../../../src/status/metrics.ts";
+import { runProgram } from "../../helpers/cli.ts";
 
 function snapshot(job: string, freeBytes: number | null = null): JobSnapshot {
   return {
@@ -38,19 +39,10 @@ function snapshot(job: string, freeBytes: number | null = null): JobSnapshot {
   };
 }
 
+/** `promtool check metrics` of `text`; its stdout and stderr together. */
 async function promtool(text: string): Promise<{ code: number; output: string }> {
-  const child = new Deno.Command("promtool", {
-    args: ["check", "metrics"],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(text));
-  await writer.close();
-  const out = await child.output();
-  const d = new TextDecoder();
-  return { code: out.code, output: d.decode(out.stdout) + d.decode(out.stderr) };
+  const out = await runProgram("promtool", ["check", "metrics"], { stdin: text });
+  return { code: out.code, output: out.stdout + out.stderr };
 }
 
 Deno.test("metrics: counters, cumulative duration buckets, failures by class, queue by state", async () => {

@@ -23,6 +23,7 @@ import {
 import { shellQuote } from "../../../src/transfer/ssh/endpoint.ts";
 import { STREAMED_SCRIPT_COMMAND } from "../../../src/transfer/ssh/connection.ts";
 import { exists, listFiles } from "../../helpers/files.ts";
+import { runProgram } from "../../helpers/cli.ts";
 
 const sha = (text: string) => createHash("sha256").update(text).digest("hex");
 
@@ -91,19 +92,9 @@ async function inEachShell(
 
 /** Run `script` under `shell` in `cwd` to a successful end; returns its stdout. */
 async function runShell(shell: string[], script: string, cwd: string): Promise<string> {
-  const child = new Deno.Command(shell[0], {
-    args: shell.slice(1),
-    cwd,
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(script));
-  await writer.close();
-  const out = await child.output();
-  assert.ok(out.success, new TextDecoder().decode(out.stderr));
-  return new TextDecoder().decode(out.stdout);
+  const out = await runProgram(shell[0], shell.slice(1), { cwd, stdin: script });
+  assert.ok(out.code === 0, out.stderr);
+  return out.stdout;
 }
 
 /** Run `script` and return its results by index (word and detail). */
