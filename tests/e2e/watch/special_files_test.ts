@@ -59,6 +59,19 @@ function recordingLogger(lines: LogLine[]): Logger {
   return { debug: at("debug"), info: at("info"), error: at("error") } as unknown as Logger;
 }
 
+/** Scan `watch` through a `*.fits` filter: the filter, what it found and what it skipped. */
+async function scanFits(watch: string) {
+  const filter = createFileFilter(
+    { file_patterns: ["*.fits"], exclude_patterns: [], watch_path: watch },
+    { skipLog: null },
+  );
+  const skipped: SkippedEntry[] = [];
+  const found = await Array.fromAsync(
+    scanFolder(watch, filter, { onSkipped: (e) => skipped.push(e) }),
+  );
+  return { filter, found, skipped };
+}
+
 Deno.test("special files: FIFO, socket and device are skipped by scan and filter, never opened", async () => {
   const watch = await Deno.makeTempDir({ prefix: "itx-special-" });
   const listener = Deno.listen({ transport: "unix", path: join(watch, "sock.fits") });
@@ -67,14 +80,7 @@ Deno.test("special files: FIFO, socket and device are skipped by scan and filter
     await run("mkfifo", [join(watch, "pipe.fits")]);
     await run("mknod", [join(watch, "null.fits"), "c", "1", "3"]);
     await run("mknod", [join(watch, "loop.fits"), "b", "7", "0"]);
-    const filter = createFileFilter(
-      { file_patterns: ["*.fits"], exclude_patterns: [], watch_path: watch },
-      { skipLog: null },
-    );
-    const skipped: SkippedEntry[] = [];
-    const found = await Array.fromAsync(
-      scanFolder(watch, filter, { onSkipped: (e) => skipped.push(e) }),
-    );
+    const { filter, found, skipped } = await scanFits(watch);
     assert.deepEqual(found.map((f) => f.relPath), ["plain.fits"]);
     const reasons = Object.fromEntries(skipped.map((e) => [e.relPath, e.skip.reason]));
     assert.deepEqual(reasons, {
@@ -106,14 +112,7 @@ Deno.test("special files: a name that is not UTF-8 is an error-level skip, not a
     await writeUndecodable(join(watch, "night"), "b", ".fits");
     // A name with a real U+FFFD is valid UTF-8 and is sent.
     await Deno.writeTextFile(join(watch, "real\uFFFD.fits"), "x");
-    const filter = createFileFilter(
-      { file_patterns: ["*.fits"], exclude_patterns: [], watch_path: watch },
-      { skipLog: null },
-    );
-    const skipped: SkippedEntry[] = [];
-    const found = await Array.fromAsync(
-      scanFolder(watch, filter, { onSkipped: (e) => skipped.push(e) }),
-    );
+    const { found, skipped } = await scanFits(watch);
     assert.deepEqual(found.map((f) => f.relPath), ["real\uFFFD.fits"]);
     assert.deepEqual(skipped.map((e) => [e.relPath, e.skip.code, e.skip.level]).sort(), [
       ["caf\uFFFD.fits", "name", "error"],
