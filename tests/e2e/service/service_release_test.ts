@@ -249,6 +249,15 @@ Deno.test("release packaging, run for real: one zip per target with the binary, 
   const script = workflow.jobs.publish.steps.find((step) => step.name === "Package")?.run;
   assert.ok(script);
   const work = await Deno.makeTempDir({ prefix: "itx-package-" });
+  // The workflow's Package step, run in `work` as the runner runs it.
+  const packageStep = () =>
+    new Deno.Command("bash", {
+      args: ["-e", "-c", script],
+      cwd: work,
+      env: { GITHUB_WORKSPACE: work, VERSION: "9.8.7" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
   try {
     await Deno.mkdir(join(work, "tested"));
     for (const target of TARGETS) {
@@ -270,13 +279,7 @@ Deno.test("release packaging, run for real: one zip per target with the binary, 
       join(REPO_ROOT, "docs", "monitoring.md"),
       join(work, "docs", "monitoring.md"),
     );
-    const out = await new Deno.Command("bash", {
-      args: ["-e", "-c", script],
-      cwd: work,
-      env: { GITHUB_WORKSPACE: work, VERSION: "9.8.7" },
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
+    const out = await packageStep();
     const text = new TextDecoder();
     assert.equal(out.code, 0, text.decode(out.stderr) + text.decode(out.stdout));
     const release = join(work, "release");
@@ -321,13 +324,7 @@ Deno.test("release packaging, run for real: one zip per target with the binary, 
     // Without LICENSE the step refuses to publish.
     await Deno.remove(join(work, "LICENSE"));
     await Deno.remove(release, { recursive: true });
-    const refused = await new Deno.Command("bash", {
-      args: ["-e", "-c", script],
-      cwd: work,
-      env: { GITHUB_WORKSPACE: work, VERSION: "9.8.7" },
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
+    const refused = await packageStep();
     assert.notEqual(refused.code, 0);
   } finally {
     await Deno.remove(work, { recursive: true });
