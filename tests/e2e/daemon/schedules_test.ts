@@ -34,6 +34,20 @@ function job(keys: Record<string, unknown>): JobConfig {
   });
 }
 
+/**
+ * The schedules of `scheduled` with no ledger table (start, stop, commands, pause and resume use
+ * none), rescans that do nothing, `pause` called at each pause, and every resume taken.
+ */
+function schedulesWithoutLedger(scheduled: JobConfig, pause: () => void = () => {}): JobSchedules {
+  return new JobSchedules({
+    job: scheduled,
+    table: null as unknown as FileRows,
+    rescan: () => Promise.resolve(),
+    pause,
+    resume: () => true,
+  });
+}
+
 Deno.test("schedules: cron times are read in the entry's time zone, else night_timezone", () => {
   const santiago = job({
     schedules: [{ cron: "0 8 * * *", timezone: "America/Santiago", action: "report" }],
@@ -80,13 +94,7 @@ Deno.test("schedules: the start-up line gives the next run as local time with it
       { cron: "0 8 * * *", action: "report" },
     ];
     const scheduled = job({ schedules: entries });
-    const schedules = new JobSchedules({
-      job: scheduled,
-      table: null as unknown as FileRows, // not used by start and stop
-      rescan: () => Promise.resolve(),
-      pause: () => {},
-      resume: () => true,
-    });
+    const schedules = schedulesWithoutLedger(scheduled);
     schedules.start();
     await schedules.stop();
     const lines = logs.records.map((r) => r.message.join(""))
@@ -118,19 +126,13 @@ Deno.test("schedules: a scheduled command's result line names its schedule, as t
     });
     const quick = join(dir, "quick.sh");
     await Deno.writeTextFile(quick, "#!/bin/sh\necho fine\n", { mode: 0o755 });
-    const schedules = new JobSchedules({
-      job: job({
-        schedules: [
-          { every_seconds: 3600, action: "rescan" },
-          { every_seconds: 0.2, action: "command", command: [slow] },
-          { every_seconds: 0.2, action: "command", command: [quick] },
-        ],
-      }),
-      table: null as unknown as FileRows, // not used by a command
-      rescan: () => Promise.resolve(),
-      pause: () => {},
-      resume: () => true,
-    });
+    const schedules = schedulesWithoutLedger(job({
+      schedules: [
+        { every_seconds: 3600, action: "rescan" },
+        { every_seconds: 0.2, action: "command", command: [slow] },
+        { every_seconds: 0.2, action: "command", command: [quick] },
+      ],
+    }));
     const said = (pattern: RegExp) =>
       logs.records.map((r) => r.message.join("")).find((line) => pattern.test(line));
     schedules.start();
@@ -423,18 +425,15 @@ Deno.test("schedules: a pause window holds from its pause to its resume, in the 
 Deno.test("schedules: a pause every_seconds acts beside a cron resume (no clock edge to be stale against)", async () => {
   const logs = await captureLogs();
   let pauses = 0;
-  const schedules = new JobSchedules({
-    job: job({
+  const schedules = schedulesWithoutLedger(
+    job({
       schedules: [
         { every_seconds: 1, action: "pause" },
         { cron: "0 8 * * *", action: "resume" },
       ],
     }),
-    table: null as unknown as FileRows, // not used by pause and resume
-    rescan: () => Promise.resolve(),
-    pause: () => void pauses++,
-    resume: () => true,
-  });
+    () => void pauses++,
+  );
   try {
     schedules.start();
     await waitFor(() => pauses >= 2, 30_000, "two pauses");
@@ -456,13 +455,7 @@ Deno.test("schedules: a pause without any resume is warned about at start", asyn
     for (const [actions, warned] of cases) {
       const mark = logs.records.length;
       const entries = actions.map((action) => ({ cron: "0 6 * * *", action }));
-      const schedules = new JobSchedules({
-        job: job({ schedules: entries }),
-        table: null as unknown as FileRows, // not used by start and stop
-        rescan: () => Promise.resolve(),
-        pause: () => {},
-        resume: () => true,
-      });
+      const schedules = schedulesWithoutLedger(job({ schedules: entries }));
       schedules.start();
       await schedules.stop();
       const said = logs.records.slice(mark).filter((r) =>
