@@ -70,6 +70,18 @@ export class Metrics {
     const out: string[] = [];
     const family = (name: string, type: string, help: string) =>
       out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+    /** A family with one sample per job (labels job and method). */
+    const perJob = (
+      name: string,
+      type: string,
+      help: string,
+      value: (job: JobSnapshot) => number,
+    ) => {
+      family(name, type, help);
+      for (const job of jobs) {
+        out.push(sample(name, { job: job.job, method: job.method }, value(job)));
+      }
+    };
     const entries = [...this.#jobs.entries()].map(([key, c]) => {
       const [job, method] = key.split("\0");
       return { labels: { job, method }, c };
@@ -121,29 +133,18 @@ export class Metrics {
     }
     // Each file not arrived yet counts once, as the job's snapshot counts it: a failing file
     // (fast retries used up) in `image_transfer_files_failed` only, whatever it does meanwhile.
-    const waiting = "image_transfer_files_waiting";
-    family(
-      waiting,
+    perJob(
+      "image_transfer_files_waiting",
       "gauge",
       "Files found complete that have not arrived yet (failing ones apart).",
+      ({ queue: q }) => q.planning + q.queued + q.waiting + q.sending + q.unrecorded,
     );
-    for (const job of jobs) {
-      const { planning, queued, waiting: retrying, sending, unrecorded } = job.queue;
-      out.push(
-        sample(
-          waiting,
-          { job: job.job, method: job.method },
-          planning + queued + retrying + sending + unrecorded,
-        ),
-      );
-    }
-    const age = "image_transfer_oldest_waiting_file_age_seconds";
-    family(age, "gauge", "How long the longest-waiting file has waited (0 when none waits).");
-    for (const job of jobs) {
-      const since = job.oldestWaitingSince;
-      const seconds = since === null ? 0 : Math.max(0, (now - since) / 1000);
-      out.push(sample(age, { job: job.job, method: job.method }, seconds));
-    }
+    perJob(
+      "image_transfer_oldest_waiting_file_age_seconds",
+      "gauge",
+      "How long the longest-waiting file has waited (0 when none waits).",
+      ({ oldestWaitingSince: since }) => since === null ? 0 : Math.max(0, (now - since) / 1000),
+    );
     family("image_transfer_queue_files", "gauge", "Files in motion by state.");
     for (const job of jobs) {
       const labels = { job: job.job, method: job.method };
@@ -151,34 +152,30 @@ export class Metrics {
         out.push(sample("image_transfer_queue_files", { ...labels, state }, n));
       }
     }
-    const failed = "image_transfer_files_failed";
-    family(failed, "gauge", "Files that used up their fast retries and have not arrived yet.");
-    for (const job of jobs) {
-      out.push(sample(failed, { job: job.job, method: job.method }, job.queue.failed));
-    }
-    const cannot = "image_transfer_cannot_send_total";
-    family(
-      cannot,
+    perJob(
+      "image_transfer_files_failed",
+      "gauge",
+      "Files that used up their fast retries and have not arrived yet.",
+      (job) => job.queue.failed,
+    );
+    perJob(
+      "image_transfer_cannot_send_total",
       "counter",
       "Files and folders found that cannot be sent: a name that is not UTF-8, a folder that cannot be read (each said once; `status` lists them).",
+      (job) => job.cannotSend,
     );
-    for (const job of jobs) {
-      out.push(sample(cannot, { job: job.job, method: job.method }, job.cannotSend));
-    }
-    const hooks = "image_transfer_hook_failures_total";
-    family(hooks, "counter", "Hooks that failed, timed out or could not run (each is logged).");
-    for (const job of jobs) {
-      out.push(sample(hooks, { job: job.job, method: job.method }, job.hookFailures));
-    }
-    const cleanup = "image_transfer_cleanup_failures_total";
-    family(
-      cleanup,
+    perJob(
+      "image_transfer_hook_failures_total",
+      "counter",
+      "Hooks that failed, timed out or could not run (each is logged).",
+      (job) => job.hookFailures,
+    );
+    perJob(
+      "image_transfer_cleanup_failures_total",
       "counter",
       "Sources after_transfer could not delete or move into the archive (each is logged).",
+      (job) => job.cleanupFailures,
     );
-    for (const job of jobs) {
-      out.push(sample(cleanup, { job: job.job, method: job.method }, job.cleanupFailures));
-    }
     family(
       "image_transfer_job_paused",
       "gauge",
