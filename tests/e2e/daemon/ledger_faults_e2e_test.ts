@@ -300,6 +300,14 @@ Deno.test("a ledger's journal or its index removed while the daemon runs: status
     await new Promise((resolve) => setTimeout(resolve, 1100));
     const fresh = await writeFiles(box, "new_", 2);
     await waitDelivered(box, 7, "new files");
+    // At the destination first, then recorded: the line comes once the ledger has them.
+    const recorded = (n: number) =>
+      waitFor(
+        () => (daemon.stderr().match(/Successfully transferred/g) ?? []).length >= n,
+        60_000,
+        `${n} arrivals recorded`,
+      );
+    await recorded(7);
     const status = await runCli(["status", "-c", box.config], { env: box.env });
     assert.equal(status.code, 0, status.stderr);
     assert.match(status.stdout, /done 7, failed 0/);
@@ -312,6 +320,7 @@ Deno.test("a ledger's journal or its index removed while the daemon runs: status
     await new Promise((resolve) => setTimeout(resolve, 1100));
     const last = await writeFiles(box, "last_", 1);
     await waitDelivered(box, 8, "last file");
+    await recorded(8);
     await waitFor(
       () => daemon.stderr().split("was removed while the daemon ran").length === 3,
       60_000,
