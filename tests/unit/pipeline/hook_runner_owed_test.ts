@@ -54,7 +54,8 @@ Deno.test("hooks waiting for the ledger when a reload replaces the job run once 
     writable = true;
     const lines = async () =>
       (await Deno.readTextFile(ran).catch(() => "")).split("\n").filter((l) => l !== "");
-    await waitFor(async () => (await lines()).length === 2, 30_000, "the waiting hooks");
+    // Counted once each hook has ended (after it wrote its line).
+    await waitFor(() => after!.stats.succeeded === 2, 30_000, "the waiting hooks");
     assert.deepEqual((await lines()).sort(), ["a.fits", "b.fits"]);
     assert.deepEqual(after.stats, { succeeded: 2, failed: 0, dropped: 0 });
     await after.close(true);
