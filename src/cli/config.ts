@@ -11,7 +11,9 @@
 import { Command } from "commander";
 import { stringify } from "yaml";
 import { type GlobalOptions, globalOptions } from "./options.ts";
-import { keyPlace, loadConfig, resolveConfigPath } from "../config/load.ts";
+import { loadConfig } from "../config/load.ts";
+import { keyPlace } from "../config/key_lines.ts";
+import { resolveConfigPath } from "../config/paths.ts";
 import type { Config } from "../config/types.ts";
 import { checkBeforeStart } from "../pipeline/start_checks.ts";
 import { answerWithin } from "../config/file_systems.ts";

@@ -11,7 +11,8 @@
  */
 import { Command } from "commander";
 import { globalOptions } from "./options.ts";
-import { loadConfig, resolveConfigPath } from "../config/load.ts";
+import { loadConfig } from "../config/load.ts";
+import { resolveConfigPath } from "../config/paths.ts";
 import type { Config, JobConfig } from "../config/types.ts";
 import { answerWithin, SHARE_ANSWER_MS } from "../config/file_systems.ts";
 import {
@@ -140,7 +141,7 @@ export function doctorCommand(): Command {
         if (global.config !== undefined) {
           throw new UsageError("give either --config or --watch/--to, not both");
         }
-        config = quickStartConfig(options).config;
+        config = (await quickStartConfig(options)).config;
         await checkQuickStart(config);
       } else {
         if (options.method !== undefined || options.set !== undefined) {

@@ -17,7 +17,8 @@
 import { fileURLToPath } from "node:url";
 import { Command, Option } from "commander";
 import { globalOptions } from "./options.ts";
-import { loadConfig, resolveConfigPath } from "../config/load.ts";
+import { loadConfig } from "../config/load.ts";
+import { resolveConfigPath } from "../config/paths.ts";
 import type { JobConfig } from "../config/types.ts";
 import { ConfigError } from "../errors.ts";
 import { checkBeforeStart } from "../pipeline/start_checks.ts";

@@ -15,7 +15,7 @@ import { LOG_LEVELS } from "../log/logging.ts";
 import { UsageError } from "../errors.ts";
 import { runCommand } from "./run.ts";
 import { globalOptions } from "./options.ts";
-import { closestWord } from "../config/messages.ts";
+import { closestWord } from "../config/key_lines.ts";
 
 /**
  * Build the program. Commands throw on failure; `main.ts` turns errors into exit codes.

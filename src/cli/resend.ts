@@ -12,7 +12,8 @@
 import { Command } from "commander";
 // @ts-types="@types/picomatch"
 import picomatch from "picomatch";
-import { loadConfig, resolveConfigPath } from "../config/load.ts";
+import { loadConfig } from "../config/load.ts";
+import { resolveConfigPath } from "../config/paths.ts";
 import { globPattern } from "../config/values.ts";
 import { UsageError } from "../errors.ts";
 import { FileRows } from "../ledger/file_rows.ts";

@@ -9,15 +9,8 @@
 import type { z } from "zod";
 import { daemonShape, JOB_KEYS, type JobInput, jobSchema, TOP_LEVEL_KEYS } from "./schema.ts";
 import { OLD_KEY_NAMES, SINGLE_STRING_LISTS } from "./key_meta.ts";
-import {
-  closestWord,
-  describeValue,
-  formatPath,
-  isPlainObject,
-  type Issues,
-  type Json,
-  type Path,
-} from "./messages.ts";
+import { describeValue, formatPath, isPlainObject, type Issues, type Json } from "./messages.ts";
+import { closestWord, type Path } from "./key_lines.ts";
 
 /** Keys allowed only at the top level. */
 export const DAEMON_KEYS: ReadonlySet<string> = new Set(Object.keys(daemonShape));

@@ -6,12 +6,12 @@
  * @module
  */
 import { dirname, resolve } from "node:path";
-import { isMap, isSeq, LineCounter, parseDocument } from "yaml";
-import type { Config } from "./types.ts";
-import { defaultConfigPath, expandPath } from "./paths.ts";
+import { isMap, LineCounter, parseDocument } from "yaml";
+import { COMMAND_LINE_CONFIG, type Config } from "./types.ts";
+import { defaultConfigPath } from "./paths.ts";
 import { type DaemonInput, daemonSchema } from "./schema.ts";
 import { ConfigError, guardedPathReason } from "../errors.ts";
-import { describeValue, Issues, type Json, lineOf, pairOf, type Path } from "./messages.ts";
+import { describeValue, Issues, type Json } from "./messages.ts";
 import { checkConfigFileMode, checkIdentityFileModes } from "./file_mode.ts";
 import { DAEMON_KEYS, readJobs } from "./jobs.ts";
 import { resolveDaemon, resolveJob } from "./resolve.ts";
@@ -23,14 +23,6 @@ import {
   syntaxReason,
   tomlMessage,
 } from "./yaml_problems.ts";
-
-/**
- * The config file to use: `-c` if given (with `~` expanded, made absolute),
- * else the default location.
- */
-export function resolveConfigPath(option?: string): string {
-  return option ? expandPath(option) : defaultConfigPath();
-}
 
 /**
  * Load, validate and resolve a config file. The file and the jobs' SSH
@@ -65,49 +57,6 @@ export async function loadConfig(file: string, runsAs?: number | null): Promise<
   await checkIdentityFileModes(config);
   return config;
 }
-
-/**
- * The line of `keyPath` (such as `["on_transfer"]`) of the job at `jobIndex`
- * of the config `file` (for a message about a value that was valid YAML, such
- * as a hook's program): in the job's entry of `jobs:` where it is written
- * there, else at the top level; `null` when the file cannot be read or the key
- * is not written.
- */
-export function jobKeyLine(file: string, jobIndex: number, keyPath: Path): number | null {
-  let text: string;
-  try {
-    text = Deno.readTextFileSync(file);
-  } catch {
-    return null;
-  }
-  const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, logLevel: "silent", merge: true });
-  const [key] = keyPath;
-  const jobs = doc.get("jobs");
-  const entry = isSeq(jobs) ? jobs.items[jobIndex] : undefined;
-  // A key merged in (`<<: *shared`) counts as written: its line is in the anchored mapping.
-  const has = (map: unknown) => isMap(map) && pairOf(doc, map, String(key)) !== undefined;
-  if (has(entry)) return lineOf(doc, lineCounter, ["jobs", jobIndex, ...keyPath]);
-  return has(doc.contents) ? lineOf(doc, lineCounter, keyPath) : null;
-}
-
-/**
- * Where a message about a key points: `FILE:LINE` of `keyPath` in the job at
- * `jobIndex` (see {@linkcode jobKeyLine}; -1: a top-level key), or `FILE`
- * when the line is not known.
- */
-export function keyPlace(file: string, jobIndex: number, keyPath: Path): string {
-  const line = jobKeyLine(file, jobIndex, keyPath);
-  return line === null ? file : `${file}:${line}`;
-}
-
-/** `FILE:LINE: KEY of job NAME`, for the job at `index` of `config`. */
-export function jobKeyPlace(config: Config, index: number, key: string): string {
-  return `${keyPlace(config.file, index, [key])}: ${key} of job ${config.jobs[index].name}`;
-}
-
-/** The `file` of a config made from `run --watch ... --to ...`: there is no file to read again. */
-export const COMMAND_LINE_CONFIG = "(command line)";
 
 /**
  * Validate and resolve config `text` as if read from `file` (used for messages

@@ -5,31 +5,17 @@
  * from the key's schema (its checks): zod stops at the type when a value is
  * not a number, and then its issue names no range.
  *
- * Where a key is written in a YAML document: the line a message points to.
- *
  * The problems found in a config file, collected so that all of them are
  * reported at once, each as `file:line: key.path: what is wrong`, in line order.
- *
- * "Did you mean ...?" for a mistyped word (a config key, a command): the closest
- * known word by edit distance (`fastest-levenshtein`), if it is close enough
- * to be a likely typo.
  *
  * @module
  */
 import { z } from "zod";
 import { keyMeta, OLD_KEY_NAMES, SINGLE_STRING_LISTS } from "./key_meta.ts";
 import { daemonShape, jobShape, scheduleEntry } from "./schema.ts";
-import {
-  type Document,
-  isAlias,
-  isMap,
-  isScalar,
-  isSeq,
-  type LineCounter,
-  type YAMLMap,
-} from "yaml";
+import type { Document, LineCounter } from "yaml";
 import { ConfigError } from "../errors.ts";
-import { distance } from "fastest-levenshtein";
+import { closestWord, lineOf, type Path } from "./key_lines.ts";
 
 const SHAPES: Readonly<Record<string, z.ZodType>> = { ...jobShape, ...daemonShape };
 
@@ -191,65 +177,6 @@ export function formatPath(path: Path): string {
     "(top level)";
 }
 
-/** A key path such as `["jobs", 1, "retry_attempts"]`. */
-export type Path = (string | number)[];
-
-/**
- * 1-based line of the key at `path` (of the item, for a list index), or of
- * its nearest parent that is written in the document.
- */
-export function lineOf(doc: Document, counter: LineCounter, path: Path): number {
-  const lineOfNode = (node: unknown): number | undefined => {
-    const range = (node as { range?: [number, number, number] } | null)?.range;
-    return range ? counter.linePos(range[0]).line : undefined;
-  };
-  const findPair = (map: YAMLMap, key: string) => pairOf(doc, map, key);
-  let node: unknown = doc.contents;
-  let line = lineOfNode(node) ?? 1;
-  for (const segment of path) {
-    if (isMap(node)) {
-      const pair = findPair(node, String(segment));
-      if (!pair) return line;
-      line = lineOfNode(pair.key) ?? line;
-      node = pair.value;
-    } else if (isSeq(node) && typeof segment === "number" && node.items[segment]) {
-      node = node.items[segment];
-      line = lineOfNode(node) ?? line;
-    } else {
-      return line;
-    }
-  }
-  return line;
-}
-
-/**
- * The pair of `key` in `map`, or in a mapping merged into it (`<<: *shared`),
- * found where the anchored mapping holds it.
- */
-export function pairOf(
-  doc: Document,
-  map: YAMLMap,
-  key: string,
-  depth = 0,
-): YAMLMap["items"][number] | undefined {
-  const own = map.items.find((p) => keyText(p.key) === key);
-  if (own || depth > 10) return own;
-  const isMerge = (key: unknown) => isScalar(key) && String(key.value).includes("<<");
-  for (const merge of map.items.filter((p) => isMerge(p.key))) {
-    for (const source of isSeq(merge.value) ? merge.value.items : [merge.value]) {
-      const target = isAlias(source) ? source.resolve(doc) : source;
-      const found = isMap(target) ? pairOf(doc, target, key, depth + 1) : undefined;
-      if (found) return found;
-    }
-  }
-  return undefined;
-}
-
-/** A mapping key as it appears in the parsed object (`~` becomes ""). */
-function keyText(key: unknown): string {
-  return isScalar(key) ? (key.value === null ? "" : String(key.value)) : String(key);
-}
-
 /** A parsed YAML mapping. */
 export type Json = Record<string, unknown>;
 
@@ -335,25 +262,4 @@ function valueAt(root: unknown, path: Path): unknown {
 /** Whether `value` is a mapping (not a list, not empty). */
 export function isPlainObject(value: unknown): value is Json {
   return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
-/** Case, `-` and `_` do not count as differences: `Watch-Path` is `watch_path`. */
-function normal(word: string): string {
-  return word.toLowerCase().replaceAll("-", "_");
-}
-
-/**
- * The word in `known` closest to `word`, if at most a quarter of `word`'s
- * letters (at least 2) are changed and `word` is not changed altogether;
- * the first of equally close words wins.
- */
-export function closestWord(word: string, known: readonly string[]): string | undefined {
-  let best: string | undefined;
-  let bestDistance = Infinity;
-  for (const candidate of known) {
-    const edits = distance(normal(word), normal(candidate));
-    if (edits < bestDistance) [best, bestDistance] = [candidate, edits];
-  }
-  const limit = Math.max(2, Math.floor(word.length / 4));
-  return bestDistance <= limit && bestDistance < word.length ? best : undefined;
 }

@@ -123,3 +123,11 @@ export async function makeRuntimeDir(): Promise<string> {
   }
   return await Deno.makeTempDir({ prefix: "itx-" });
 }
+
+/**
+ * The config file to use: `-c` if given (with `~` expanded, made absolute),
+ * else the default location.
+ */
+export function resolveConfigPath(option?: string): string {
+  return option ? expandPath(option) : defaultConfigPath();
+}

@@ -38,3 +38,6 @@ export interface Config {
   status_tls_key: string | null;
   jobs: JobConfig[];
 }
+
+/** The `file` of a config made from `run --watch ... --to ...`: there is no file to read again. */
+export const COMMAND_LINE_CONFIG = "(command line)";

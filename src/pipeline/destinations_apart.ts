@@ -8,7 +8,7 @@
  * @module
  */
 import { posix } from "node:path";
-import { jobKeyPlace } from "../config/load.ts";
+import { jobKeyPlace } from "../config/key_lines.ts";
 import type { Config, JobConfig } from "../config/types.ts";
 import { ConfigError } from "../errors.ts";
 import { relativeTo } from "../watch/entry_check.ts";

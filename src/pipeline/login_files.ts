@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { jobKeyPlace } from "../config/load.ts";
+import { jobKeyPlace } from "../config/key_lines.ts";
 import type { Config } from "../config/types.ts";
 import { ConfigError } from "../errors.ts";
 

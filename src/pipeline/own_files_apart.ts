@@ -9,7 +9,7 @@
  * @module
  */
 import { join } from "node:path";
-import { keyPlace } from "../config/load.ts";
+import { keyPlace } from "../config/key_lines.ts";
 import type { Config } from "../config/types.ts";
 import { INFO_FILE, LOCK_FILE, PID_FILE } from "../ledger/daemon_lock.ts";
 import { LEDGER_FILE } from "../ledger/ledger_check.ts";

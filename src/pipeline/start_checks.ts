@@ -12,7 +12,7 @@
  * @module
  */
 import { basename, dirname, join, resolve } from "node:path";
-import { jobKeyPlace, keyPlace } from "../config/load.ts";
+import { jobKeyPlace, keyPlace } from "../config/key_lines.ts";
 import type { Config } from "../config/types.ts";
 import { ConfigError } from "../errors.ts";
 import { whyUnwritable } from "../ledger/daemon_lock.ts";

@@ -16,9 +16,9 @@ import type { JobConfig } from "../config/types.ts";
 import { ConfigError } from "../errors.ts";
 import { delimiter, dirname, isAbsolute, join } from "node:path";
 import { shellQuote, writableByOthers } from "../config/file_mode.ts";
-import { keyPlace } from "../config/load.ts";
+import { keyPlace } from "../config/key_lines.ts";
 import { homeDir } from "../config/paths.ts";
-import type { Path } from "../config/messages.ts";
+import type { Path } from "../config/key_lines.ts";
 
 /**
  * Each program `jobs` start of their own (hooks, scheduled commands), with the

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { jobKeyLine } from "../config/load.ts";
+import { jobKeyLine } from "../config/key_lines.ts";
 import { ConfigError } from "../errors.ts";
 
 /** A resolved `status_listen`. */

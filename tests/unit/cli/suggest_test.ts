@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { distance } from "fastest-levenshtein";
-import { closestWord } from "../../../src/config/messages.ts";
+import { closestWord } from "../../../src/config/key_lines.ts";
 import { JOB_KEYS, TOP_LEVEL_KEYS } from "../../../src/config/schema.ts";
 
 const COMMANDS = [

@@ -1,0 +1,145 @@
+/**
+ * Where a key is written in a config file: the line a message about it points
+ * to (the YAML document's own positions; a key merged in with `<<: *shared`
+ * is found where the anchored mapping holds it). And "did you mean ...?" for
+ * a mistyped word (a config key, a command): the closest known word by edit
+ * distance (`fastest-levenshtein`), if it is close enough to be a likely typo.
+ *
+ * Free of the config's validator, so the daemon can point at lines without
+ * holding the schema (the config is loaded in a worker:
+ * `config/load_in_worker.ts`).
+ *
+ * @module
+ */
+import {
+  type Document,
+  isAlias,
+  isMap,
+  isScalar,
+  isSeq,
+  LineCounter,
+  parseDocument,
+  type YAMLMap,
+} from "yaml";
+import { distance } from "fastest-levenshtein";
+import type { Config } from "./types.ts";
+
+/** A key path such as `["jobs", 1, "retry_attempts"]`. */
+export type Path = (string | number)[];
+
+/**
+ * 1-based line of the key at `path` (of the item, for a list index), or of
+ * its nearest parent that is written in the document.
+ */
+export function lineOf(doc: Document, counter: LineCounter, path: Path): number {
+  const lineOfNode = (node: unknown): number | undefined => {
+    const range = (node as { range?: [number, number, number] } | null)?.range;
+    return range ? counter.linePos(range[0]).line : undefined;
+  };
+  const findPair = (map: YAMLMap, key: string) => pairOf(doc, map, key);
+  let node: unknown = doc.contents;
+  let line = lineOfNode(node) ?? 1;
+  for (const segment of path) {
+    if (isMap(node)) {
+      const pair = findPair(node, String(segment));
+      if (!pair) return line;
+      line = lineOfNode(pair.key) ?? line;
+      node = pair.value;
+    } else if (isSeq(node) && typeof segment === "number" && node.items[segment]) {
+      node = node.items[segment];
+      line = lineOfNode(node) ?? line;
+    } else {
+      return line;
+    }
+  }
+  return line;
+}
+
+/**
+ * The pair of `key` in `map`, or in a mapping merged into it (`<<: *shared`),
+ * found where the anchored mapping holds it.
+ */
+export function pairOf(
+  doc: Document,
+  map: YAMLMap,
+  key: string,
+  depth = 0,
+): YAMLMap["items"][number] | undefined {
+  const own = map.items.find((p) => keyText(p.key) === key);
+  if (own || depth > 10) return own;
+  const isMerge = (key: unknown) => isScalar(key) && String(key.value).includes("<<");
+  for (const merge of map.items.filter((p) => isMerge(p.key))) {
+    for (const source of isSeq(merge.value) ? merge.value.items : [merge.value]) {
+      const target = isAlias(source) ? source.resolve(doc) : source;
+      const found = isMap(target) ? pairOf(doc, target, key, depth + 1) : undefined;
+      if (found) return found;
+    }
+  }
+  return undefined;
+}
+
+/** A mapping key as it appears in the parsed object (`~` becomes ""). */
+function keyText(key: unknown): string {
+  return isScalar(key) ? (key.value === null ? "" : String(key.value)) : String(key);
+}
+
+/**
+ * The line of `keyPath` (such as `["on_transfer"]`) of the job at `jobIndex`
+ * of the config `file` (for a message about a value that was valid YAML, such
+ * as a hook's program): in the job's entry of `jobs:` where it is written
+ * there, else at the top level; `null` when the file cannot be read or the key
+ * is not written.
+ */
+export function jobKeyLine(file: string, jobIndex: number, keyPath: Path): number | null {
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(file);
+  } catch {
+    return null;
+  }
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, logLevel: "silent", merge: true });
+  const [key] = keyPath;
+  const jobs = doc.get("jobs");
+  const entry = isSeq(jobs) ? jobs.items[jobIndex] : undefined;
+  // A key merged in (`<<: *shared`) counts as written: its line is in the anchored mapping.
+  const has = (map: unknown) => isMap(map) && pairOf(doc, map, String(key)) !== undefined;
+  if (has(entry)) return lineOf(doc, lineCounter, ["jobs", jobIndex, ...keyPath]);
+  return has(doc.contents) ? lineOf(doc, lineCounter, keyPath) : null;
+}
+
+/**
+ * Where a message about a key points: `FILE:LINE` of `keyPath` in the job at
+ * `jobIndex` (see {@linkcode jobKeyLine}; -1: a top-level key), or `FILE`
+ * when the line is not known.
+ */
+export function keyPlace(file: string, jobIndex: number, keyPath: Path): string {
+  const line = jobKeyLine(file, jobIndex, keyPath);
+  return line === null ? file : `${file}:${line}`;
+}
+
+/** `FILE:LINE: KEY of job NAME`, for the job at `index` of `config`. */
+export function jobKeyPlace(config: Config, index: number, key: string): string {
+  return `${keyPlace(config.file, index, [key])}: ${key} of job ${config.jobs[index].name}`;
+}
+
+/** Case, `-` and `_` do not count as differences: `Watch-Path` is `watch_path`. */
+function normal(word: string): string {
+  return word.toLowerCase().replaceAll("-", "_");
+}
+
+/**
+ * The word in `known` closest to `word`, if at most a quarter of `word`'s
+ * letters (at least 2) are changed and `word` is not changed altogether;
+ * the first of equally close words wins.
+ */
+export function closestWord(word: string, known: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const candidate of known) {
+    const edits = distance(normal(word), normal(candidate));
+    if (edits < bestDistance) [best, bestDistance] = [candidate, edits];
+  }
+  const limit = Math.max(2, Math.floor(word.length / 4));
+  return bestDistance <= limit && bestDistance < word.length ? best : undefined;
+}
