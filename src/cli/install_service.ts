@@ -9,8 +9,7 @@
  * would happen, then the notes an install prints.
  *
  * `uninstall-service`: stop the service and remove what `install-service` wrote.
- *
- * Pick the per-OS planner: systemd on Linux, launchd on macOS, Task Scheduler on Windows.
+ * Both pick the per-OS planner: systemd on Linux, launchd on macOS, Task Scheduler on Windows.
  *
  * @module
  */
