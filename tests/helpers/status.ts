@@ -31,34 +31,43 @@ export async function startStatusDaemon(
   const state = join(root, "state");
   await Deno.mkdir(watch);
   await Deno.mkdir(join(root, "home"));
-  const port = freePort();
   const config = join(root, "config.yaml");
-  await writeConfig(config, {
-    watch_path: watch,
-    remote_base_path: dest,
-    transfer_method: "local",
-    stability_window_seconds: 0.3,
-    night_timezone: "UTC",
-    state_dir: state,
-    log_file: "",
-    status_listen: `127.0.0.1:${port}`,
-    ...fields,
-  });
-  const daemon = startCli(["run", "-c", config], { env: { HOME: join(root, "home") } });
-  await daemon.waitForOutput("Watching");
-  return {
-    root,
-    config,
-    watch,
-    dest,
-    state,
-    base: `http://127.0.0.1:${port}`,
-    daemon,
-    async [Symbol.asyncDispose]() {
+  // A port found free can be taken by another test's daemon before this one listens: then this
+  // daemon runs without its page (and another answers there), so it is started again on another.
+  for (let attempt = 1;; attempt++) {
+    const port = freePort();
+    await writeConfig(config, {
+      watch_path: watch,
+      remote_base_path: dest,
+      transfer_method: "local",
+      stability_window_seconds: 0.3,
+      night_timezone: "UTC",
+      state_dir: state,
+      log_file: "",
+      status_listen: `127.0.0.1:${port}`,
+      ...fields,
+    });
+    const daemon = startCli(["run", "-c", config], { env: { HOME: join(root, "home") } });
+    await daemon.waitForOutput(/Status page (on|not started)/);
+    if (daemon.stderr().includes("Status page not started") && attempt < 5) {
       await daemon.stop();
-      await Deno.remove(root, { recursive: true });
-    },
-  };
+      continue;
+    }
+    await daemon.waitForOutput("Watching");
+    return {
+      root,
+      config,
+      watch,
+      dest,
+      state,
+      base: `http://127.0.0.1:${port}`,
+      daemon,
+      async [Symbol.asyncDispose]() {
+        await daemon.stop();
+        await Deno.remove(root, { recursive: true });
+      },
+    };
+  }
 }
 
 /** GET `path` as JSON. */
