@@ -309,11 +309,8 @@ export function nightFolder(instant: Date, rolloverHour: number, timeZone: strin
       `Cannot compute night folder: rollover hour must be an integer 0-23, got ${rolloverHour}`,
     );
   }
-  const parts = formatterFor(timeZone).formatToParts(instant);
-  const field = (type: Intl.DateTimeFormatPartTypes) =>
-    Number(parts.find((part) => part.type === type)?.value);
-  let [year, month, day] = [field("year"), field("month"), field("day")];
-  if (field("hour") < rolloverHour) {
+  let [year, month, day, hour] = localHour(instant, timeZone);
+  if (hour < rolloverHour) {
     // Calendar arithmetic on the local date: days around a DST change last 23 or 25 h.
     const previous = new Date(0);
     previous.setUTCFullYear(year, month - 1, day - 1);
@@ -324,6 +321,28 @@ export function nightFolder(instant: Date, rolloverHour: number, timeZone: strin
     ];
   }
   return `${pad(year, 4)}${pad(month, 2)}${pad(day, 2)}`;
+}
+
+/**
+ * The local year, month, day and hour of each second lately asked for, by zone and second: the
+ * files of a burst share a few seconds, and the time zone data is slow to consult. Every zone's
+ * offset changes on a whole second, so an instant's second fixes its local hour.
+ */
+const localHours = new Map<string, [number, number, number, number]>();
+
+/** Local year, month (1-12), day and hour (0-23) of `instant` in `timeZone`. */
+function localHour(instant: Date, timeZone: string): [number, number, number, number] {
+  const key = `${Math.floor(instant.getTime() / 1000)} ${timeZone}`;
+  let local = localHours.get(key);
+  if (local === undefined) {
+    const parts = formatterFor(timeZone).formatToParts(instant);
+    const field = (type: Intl.DateTimeFormatPartTypes) =>
+      Number(parts.find((part) => part.type === type)?.value);
+    local = [field("year"), field("month"), field("day"), field("hour")];
+    if (localHours.size >= 256) localHours.clear();
+    localHours.set(key, local);
+  }
+  return [...local];
 }
 
 /** The cached formatter giving local year, month, day and 0-23 hour in `timeZone`. */

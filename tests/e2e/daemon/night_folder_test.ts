@@ -138,3 +138,43 @@ Deno.test("nightFolder rejects bad input with a RangeError", () => {
     /^RangeError: Cannot compute night folder: unknown time zone "Mars\/Olympus_Mons"/,
   );
 });
+
+Deno.test("the local hours remembered per second give what the time zone data gives, across offset changes and within a second", () => {
+  // Each zone's night as the time zone data says, asked afresh for every instant.
+  const fresh = (instant: Date, rolloverHour: number, timeZone: string) => {
+    const parts = new Intl.DateTimeFormat("en-US", {
+      timeZone,
+      hourCycle: "h23",
+      year: "numeric",
+      month: "numeric",
+      day: "numeric",
+      hour: "numeric",
+    }).formatToParts(instant);
+    const field = (type: string) => Number(parts.find((part) => part.type === type)!.value);
+    const day = new Date(Date.UTC(field("year"), field("month") - 1, field("day")));
+    if (field("hour") < rolloverHour) day.setUTCDate(day.getUTCDate() - 1);
+    return day.toISOString().slice(0, 10).replaceAll("-", "");
+  };
+  // Lord Howe moves by 30 minutes, Kathmandu sits at +5:45; Berlin's hour goes back.
+  const changes: Array<[string, string]> = [
+    ["Australia/Lord_Howe", "2024-04-06T14:59:58.500Z"],
+    ["Asia/Kathmandu", "2024-03-15T06:14:58.250Z"],
+    ["Europe/Berlin", "2024-10-27T00:59:58.999Z"],
+  ];
+  let asked = 0;
+  for (const [timeZone, start] of changes) {
+    for (let step = 0; step < 12; step++) {
+      // Half-second steps: two instants of each second, either side of the change.
+      const instant = new Date(new Date(start).getTime() + step * 500);
+      for (const rollover of [0, 1, 12]) {
+        assert.equal(
+          nightFolder(instant, rollover, timeZone),
+          fresh(instant, rollover, timeZone),
+          `${instant.toISOString()} ${timeZone} rollover ${rollover}`,
+        );
+        asked++;
+      }
+    }
+  }
+  assert.equal(asked, 108);
+});
