@@ -15,6 +15,7 @@ import { expandPath, otherOsPathProblem } from "../config/paths.ts";
 import { LOCAL_PATH_KEYS } from "../config/resolve.ts";
 import type { Config } from "../config/types.ts";
 import { ConfigError, UsageError } from "../errors.ts";
+import { checkBeforeStart } from "../pipeline/start_checks.ts";
 
 /** The command-line options that describe a config-free run. */
 export interface QuickStartOptions {
@@ -127,7 +128,6 @@ export async function quickStartConfig(options: QuickStartOptions): Promise<Quic
  */
 export async function checkQuickStart(config: Config): Promise<void> {
   try {
-    const { checkBeforeStart } = await import("../pipeline/start_checks.ts");
     await checkBeforeStart(config);
   } catch (error) {
     throw error instanceof ConfigError ? aboutTheOptions(error, config.file) : error;

@@ -17,6 +17,9 @@ import { resolveConfigPath } from "../config/paths.ts";
 import type { Config } from "../config/types.ts";
 import { ConfigError, exitCodeFor, UsageError } from "../errors.ts";
 import { logExit, logger, setupLogging, shutdownLogging } from "../log/logging.ts";
+import { runDaemon } from "../pipeline/daemon.ts";
+import { assertThisMachinePaths, checkBeforeStart } from "../pipeline/start_checks.ts";
+import { readNetworkMounts } from "../watch/fs_type.ts";
 import { ProgramLauncher } from "../process/launcher.ts";
 import { startProgramsThrough } from "../process/run.ts";
 import { userPrograms } from "../pipeline/user_programs.ts";
@@ -32,6 +35,7 @@ import {
 import { dirname, resolve } from "node:path";
 import { resolveLogFile } from "../config/resolve.ts";
 import { configFileProblem } from "../config/file_mode.ts";
+import { sharedSkipLog } from "../watch/file_filter.ts";
 
 interface RunOptions extends QuickStartOptions {
   once?: boolean;
@@ -57,9 +61,6 @@ export function runCommand(): Command {
     )
     .action(async (options: RunOptions, command: Command) => {
       const global = globalOptions(command);
-      // They load on this thread while the config loads on another (`load_in_worker.ts`).
-      const loading = daemonModules();
-      loading.catch(() => {}); // Said where it is awaited; the config may fail first.
       let config: Config;
       if (options.force && options.saveConfig === undefined) {
         throw new UsageError("--force goes with --save-config FILE (to replace that file)");
@@ -95,13 +96,6 @@ export function runCommand(): Command {
           throw error;
         }
       }
-      const {
-        assertThisMachinePaths,
-        checkBeforeStart,
-        readNetworkMounts,
-        runDaemon,
-        sharedSkipLog,
-      } = await loading;
       if (options.dryRun) {
         // What run would refuse, a dry run refuses too; what it would warn of is said (no log yet).
         await checkBeforeStart(
@@ -171,23 +165,6 @@ export function runCommand(): Command {
         await shutdownLogging();
       }
     });
-}
-
-/** The modules the daemon runs on, imported when `run` starts rather than with every command. */
-async function daemonModules() {
-  const [daemon, checks, fsType, filter] = await Promise.all([
-    import("../pipeline/daemon.ts"),
-    import("../pipeline/start_checks.ts"),
-    import("../watch/fs_type.ts"),
-    import("../watch/file_filter.ts"),
-  ]);
-  return {
-    runDaemon: daemon.runDaemon,
-    assertThisMachinePaths: checks.assertThisMachinePaths,
-    checkBeforeStart: checks.checkBeforeStart,
-    readNetworkMounts: fsType.readNetworkMounts,
-    sharedSkipLog: filter.sharedSkipLog,
-  };
 }
 
 /**

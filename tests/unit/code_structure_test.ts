@@ -115,12 +115,6 @@ Deno.test("import graph: the daemon (`run`) loads none of the other commands' mo
     for (const target of importsOf(file, true, true)) load(target);
   };
   load("cli/program.ts");
-  // What `run` imports when it starts (while the config loads in a worker) is loaded too.
-  const atStart = ["pipeline/daemon.ts", "pipeline/start_checks.ts", "watch/fs_type.ts"]
-    .concat(["watch/file_filter.ts"]);
-  const runImports = importsOf("cli/run.ts", true);
-  for (const file of atStart) assert.ok(runImports.includes(file), file);
-  for (const file of atStart) load(file);
   assert.ok(loaded.has("cli/run.ts") && loaded.has("pipeline/daemon.ts"));
   const others = ["cli/status.ts", "cli/doctor.ts", "cli/install_service.ts", "cli/resend.ts"]
     .concat(["cli/stop.ts", "cli/config.ts", "cli/dry_run.ts", "service/systemd.ts"]);
