@@ -11,13 +11,7 @@
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { runCli } from "./src/cli/program.ts";
-import {
-  describeErrorChain,
-  ExitCode,
-  exitCodeFor,
-  guardedPathReason,
-  UsageError,
-} from "./src/errors.ts";
+import { errorChain, ExitCode, exitCodeFor, guardedPathReason, UsageError } from "./src/errors.ts";
 import { logExit, shutdownLogging } from "./src/log/logging.ts";
 
 /** Print an error the way every command does and return its exit code. */
@@ -31,8 +25,10 @@ function reportError(error: unknown, verbose: boolean): number {
   );
   console.error(`error: ${message}`);
   if (verbose) {
-    const chain = describeErrorChain(error).split("\n").slice(1);
-    for (const line of chain) console.error(`  ${line}`);
+    // The causes only: the message itself (every line of it) was said above.
+    for (const cause of errorChain(error).slice(1)) {
+      console.error(`  ${cause.replaceAll("\n", "\n  ")}`);
+    }
     if (code === ExitCode.failure && error instanceof Error && error.stack) {
       console.error(error.stack);
     }

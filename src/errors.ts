@@ -152,22 +152,30 @@ export function systemError(cause: { name: string; message: string; code?: strin
   return error;
 }
 
-/** Render an error and its `cause` chain, one line each, for `--verbose` output. */
-export function describeErrorChain(error: unknown): string {
-  const lines: string[] = [];
+/**
+ * An error and its `cause` chain, one entry each (a message of several lines stays one entry):
+ * the first as it is, the causes as `caused by: ...`.
+ */
+export function errorChain(error: unknown): string[] {
+  const entries: string[] = [];
   let current: unknown = error;
   let depth = 0;
   while (current !== undefined && current !== null && depth < 10) {
     if (current instanceof Error) {
-      lines.push(`${depth === 0 ? "" : "caused by: "}${current.message}`);
+      entries.push(`${depth === 0 ? "" : "caused by: "}${current.message}`);
       current = current.cause;
     } else {
-      lines.push(`${depth === 0 ? "" : "caused by: "}${String(current)}`);
+      entries.push(`${depth === 0 ? "" : "caused by: "}${String(current)}`);
       current = undefined;
     }
     depth++;
   }
-  return lines.join("\n");
+  return entries;
+}
+
+/** Render an error and its `cause` chain, one line each, for `--verbose` output. */
+export function describeErrorChain(error: unknown): string {
+  return errorChain(error).join("\n");
 }
 
 /**

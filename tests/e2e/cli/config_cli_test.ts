@@ -727,3 +727,31 @@ Deno.test("config validate warns of ssh_options that leave the server's key unch
     }
   });
 });
+
+Deno.test("-v says each problem of a config once, and the cause of a read error", async () => {
+  await withHome(async (home) => {
+    const config = join(home, "three problems.yaml");
+    const problems = [
+      `${config}:4: retry_attempts: expected a whole number from 0 to 1000, got -1`,
+      `${config}:5: retry_delay_seconds: expected a number from 0 to 86400, got "x"`,
+      `${config}:6: unknown key "bogus"; see the key list in the README`,
+    ];
+    await Deno.writeTextFile(
+      config,
+      `watch_path: ${home}\ntransfer_method: local\nremote_base_path: ${home}/out\n` +
+        `retry_attempts: -1\nretry_delay_seconds: x\nbogus: 1\n`,
+      { mode: 0o600 },
+    );
+    for (const command of [["config", "validate"], ["run", "--once"]]) {
+      const result = await cli(home, ["-v", "-c", config, ...command]);
+      assertConfigFailure(result, /retry_attempts/);
+      assert.equal(result.stderr.trimEnd(), `error: ${problems.join("\n")}`, command.join(" "));
+    }
+    const folder = join(home, "a folder.yaml");
+    await Deno.mkdir(folder);
+    const read = await cli(home, ["-v", "-c", folder, "config", "validate"]);
+    assertConfigFailure(read, /it is a folder/);
+    assert.match(read.stderr, /\n {2}caused by: Is a directory .*\n$/);
+    assert.equal(read.stderr.split("\n").length, 3, read.stderr);
+  });
+});
