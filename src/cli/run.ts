@@ -13,7 +13,7 @@
  */
 import { Command } from "commander";
 import { loadConfigInWorker } from "../config/load_in_worker.ts";
-import { resolveConfigPath } from "../config/paths.ts";
+import { regularFileText, resolveConfigPath } from "../config/paths.ts";
 import type { Config } from "../config/types.ts";
 import { ConfigError, exitCodeFor, UsageError } from "../errors.ts";
 import { logExit, logger, setupLogging, shutdownLogging } from "../log/logging.ts";
@@ -307,12 +307,9 @@ export async function earlyLogSettings(file: string): Promise<EarlyLogSettings> 
 async function writtenLogSettings(
   file: string,
 ): Promise<{ log_file?: unknown; log_format?: unknown }> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(file);
-  } catch {
-    return {};
-  }
+  // Not a pipe or a device (a refused config may be one), whose reading would never end.
+  const text = await regularFileText(file);
+  if (text === null) return {};
   if (await configFileProblem(file) !== undefined) return {};
   const { isMap, parseDocument } = await import("yaml");
   const doc = parseDocument(text);

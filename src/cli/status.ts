@@ -9,7 +9,7 @@ import { dirname } from "node:path";
 import { isMap, parseDocument } from "yaml";
 import { ConfigError, UsageError } from "../errors.ts";
 import { loadConfig } from "../config/load.ts";
-import { resolveConfigPath } from "../config/paths.ts";
+import { regularFileText, resolveConfigPath } from "../config/paths.ts";
 import { resolveDaemon } from "../config/resolve.ts";
 import { daemonSchema } from "../config/schema.ts";
 import type { Config, JobConfig } from "../config/types.ts";
@@ -64,7 +64,8 @@ export async function daemonConfig(
   } catch (problem) {
     if (!(problem instanceof ConfigError)) throw problem;
     const file = resolveConfigPath(option);
-    const text = await Deno.readTextFile(file).catch(() => null);
+    // Not a named pipe or a device (which the loader refused): reading one may never end.
+    const text = await regularFileText(file);
     // A file named by -c that cannot be read (a typo): the default state_dir is another daemon's.
     if (text === null && option !== undefined) throw problem;
     // Read as far as it goes (a duplicate key, a bracket left open): its state_dir, if it says one.

@@ -131,3 +131,16 @@ export async function makeRuntimeDir(): Promise<string> {
 export function resolveConfigPath(option?: string): string {
   return option ? expandPath(option) : defaultConfigPath();
 }
+
+/**
+ * The text of `file` where it is a regular file that can be read (through links), else `null`:
+ * a named pipe or a device given as the config is never read, as reading one could wait forever.
+ */
+export async function regularFileText(file: string): Promise<string | null> {
+  try {
+    if (!(await Deno.stat(file)).isFile) return null;
+    return await Deno.readTextFile(file);
+  } catch {
+    return null;
+  }
+}

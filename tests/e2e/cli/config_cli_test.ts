@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parse } from "yaml";
-import { type CliResult, REPO_ROOT, runCli } from "../../helpers/cli.ts";
+import { type CliResult, REPO_ROOT, runCli, startCli } from "../../helpers/cli.ts";
+import { within } from "../../helpers/files.ts";
 import { renderDefaultConfig } from "../../../src/cli/config.ts";
 import { renderConfigReference, renderConfigSummary } from "../../../src/config/reference.ts";
 import { END_MARKER, readRegion, START_MARKER } from "../../../scripts/gen_config_reference.ts";
@@ -753,5 +754,29 @@ Deno.test("-v says each problem of a config once, and the cause of a read error"
     assertConfigFailure(read, /it is a folder/);
     assert.match(read.stderr, /\n {2}caused by: Is a directory .*\n$/);
     assert.equal(read.stderr.split("\n").length, 3, read.stderr);
+  });
+});
+
+Deno.test("a named pipe given as the config is refused by run, status and stop, never read", async () => {
+  await withHome(async (home) => {
+    const pipe = join(home, "-config pipe.yaml");
+    const made = await new Deno.Command("mkfifo", { args: ["--", pipe] }).output();
+    assert.equal(made.code, 0);
+    for (const command of ["run", "status", "stop"]) {
+      // Nothing ever writes into the pipe: a command that opens it to read waits forever.
+      const cli = startCli(["-c", pipe, command], {
+        env: { HOME: home, XDG_STATE_HOME: "" },
+        cwd: home,
+      });
+      let exited = false;
+      try {
+        await cli.waitForOutput("it is not a regular file (a device, a pipe?)");
+        const status = await within(cli.process.status, 60_000, `${command} to exit`);
+        exited = true;
+        assert.equal(status.code, 2, `${command}: ${cli.stderr()}`);
+      } finally {
+        if (!exited) await cli.stop("SIGKILL");
+      }
+    }
   });
 });
