@@ -6,6 +6,7 @@
  * @module
  */
 import type { Config, JobConfig } from "../config/types.ts";
+import { destinationIdentity } from "../ledger/destination_identity.ts";
 
 /**
  * Daemon-wide keys a reload does not apply: `state_dir` refuses the reload,
@@ -48,25 +49,45 @@ function route(job: JobConfig): string {
   return `${job.watch_path} -> ${host}${job.remote_base_path} (${job.transfer_method})`;
 }
 
+/** Whether `a` and `b` send from one watch folder to one destination (a job renamed). */
+function samePlaces(a: JobConfig, b: JobConfig): boolean {
+  return a.watch_path === b.watch_path && destinationIdentity(a) === destinationIdentity(b);
+}
+
 /**
  * One line per change from `current` to `next`: `job cam3 added (...)`,
- * `job cam1 removed (...)`, `job cam2: remote_base_path "/a" -> "/b"`,
+ * `job cam1 removed (...)`, `job cam1 renamed to north (...)` (the same watch
+ * folder and destination under a new name), `job cam2: remote_base_path "/a" -> "/b"`,
  * `log_format "text" -> "json"`; `[]` when nothing changed.
  */
 export function reloadChanges(current: Config, next: Config): string[] {
   const changes: string[] = [];
   const before = new Map(current.jobs.map((job) => [job.name, job]));
   const after = new Map(next.jobs.map((job) => [job.name, job]));
-  for (const job of next.jobs) {
-    if (!before.has(job.name)) changes.push(`job ${job.name} added (${route(job)})`);
+  const added = next.jobs.filter((job) => !before.has(job.name));
+  const removed = current.jobs.filter((job) => !after.has(job.name));
+  const renamed = new Map<JobConfig, JobConfig>();
+  for (const job of added) {
+    const old = removed.find((o) => samePlaces(o, job) && ![...renamed.values()].includes(o));
+    if (old) renamed.set(job, old);
   }
-  for (const job of current.jobs) {
-    if (!after.has(job.name)) {
+  for (const job of added) {
+    const old = renamed.get(job);
+    if (!old) changes.push(`job ${job.name} added (${route(job)})`);
+    else {
+      const keys = changedKeys(old, job, new Set(["name"]));
       changes.push(
-        `job ${job.name} removed (${route(job)}): its files are no longer sent, ` +
-          "nothing in its ledger is forgotten",
+        `job ${old.name} renamed to ${job.name} (${route(job)}): what it sent stays its own` +
+          (keys.length > 0 ? `; ${keys.join(", ")}` : ""),
       );
     }
+  }
+  for (const job of removed) {
+    if ([...renamed.values()].includes(job)) continue;
+    changes.push(
+      `job ${job.name} removed (${route(job)}): its files are no longer sent, ` +
+        "nothing in its ledger is forgotten",
+    );
   }
   for (const job of next.jobs) {
     const old = before.get(job.name);

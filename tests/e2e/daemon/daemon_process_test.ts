@@ -267,6 +267,11 @@ Deno.test("a job renamed in the config keeps what it sent, at a restart and at a
     /Job north was named cam before \(same watch folder and destination\): its 1 file\(s\) in the ledger are its own, nothing is sent again/,
   );
   assert.match(log, /Job south was named north before .*: its 2 file\(s\) in the ledger/);
+  // The reload says the rename as one, not as a job removed whose files are no longer sent.
+  const renamed = `Reload: job north renamed to south (${box.watch} -> ${box.dest} (local)): ` +
+    "what it sent stays its own\n";
+  assert.ok(log.includes(renamed), log);
+  assert.doesNotMatch(log, /Reload: job (north|south) (removed|added)/);
   assert.equal(log.match(/Successfully transferred .*first\.fits/g)?.length, 1, log);
 });
 
