@@ -27,7 +27,12 @@ function reportError(error: unknown, verbose: boolean): number {
   if (verbose) {
     // The causes only: the message itself (every line of it) was said above.
     for (const cause of errorChain(error).slice(1)) {
-      console.error(`  ${cause.replaceAll("\n", "\n  ")}`);
+      // The runtime's own words, without its advice to run with --allow-all (see above).
+      const said = cause.replace(
+        /(Requires all access to "[^"]*"), run again with the --allow-all flag/,
+        "$1",
+      );
+      console.error(`  ${said.replaceAll("\n", "\n  ")}`);
     }
     if (code === ExitCode.failure && error instanceof Error && error.stack) {
       console.error(error.stack);
