@@ -186,6 +186,29 @@ Deno.test("stop ends the running daemon through its PID file; restart stops it a
   }
 });
 
+Deno.test("restart with a config run would refuse (a hook program that is not there) leaves the daemon running", async () => {
+  await using box = await cliSandbox({ status_listen: "" });
+  const daemon = startCli(["-c", box.config, "run"], { env: box.env });
+  try {
+    await daemon.waitForOutput("Watching");
+    const missing = join(box.root, "no such dir", "-hook");
+    await box.rewrite({ on_transfer: [missing, "{path}"] });
+    const restart = await runCli(["-c", box.config, "restart"], { env: box.env });
+    assert.equal(restart.code, 2, restart.stderr);
+    assert.match(restart.stderr, /^error: .*: on_transfer of job default: refusing to run /);
+    assert.doesNotMatch(restart.stdout, /Stopped the daemon/);
+    // Still the same daemon, still sending.
+    assert.equal(
+      Number((await Deno.readTextFile(join(box.stateDir, "daemon.pid"))).trim()),
+      daemon.process.pid,
+    );
+    await Deno.writeFile(join(box.watch, "still.fits"), randomBytes(2000));
+    await daemon.waitForOutput(/Successfully transferred .*still\.fits/);
+  } finally {
+    assert.equal((await daemon.stop()).code, 0, daemon.stderr());
+  }
+});
+
 Deno.test("restart of a daemon its service started goes through the service manager", async () => {
   await using box = await cliSandbox({ status_listen: "" });
   // systemd is not process 1 here: a systemctl on PATH stands in for it and notes its arguments.
