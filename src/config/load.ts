@@ -118,18 +118,47 @@ function readConfig(text: string, file: string): { config: Config; lines: KeyLin
   const top = value as Json;
   const baseDir = dirname(resolve(file));
   const daemonKeys = Object.fromEntries(Object.entries(top).filter(([k]) => DAEMON_KEYS.has(k)));
-  const daemon = daemonSchema.safeParse(daemonKeys);
+  const daemon = parseDaemonKeys(daemonKeys, file);
   if (!daemon.success) { for (const issue of daemon.error.issues) issues.addZod(issue, [], top); }
   const jobs = readJobs(top, issues);
   issues.throwIfAny();
   // No problem was found, so the daemon keys are valid.
   const settings = daemon.data as DaemonInput;
-  const config = {
-    file: file === COMMAND_LINE_CONFIG ? file : resolve(file),
-    ...resolveDaemon(settings, baseDir),
-    jobs: jobs.map(({ data, name }) => resolveJob(data, name, baseDir)),
-  };
+  let config: Config;
+  try {
+    config = {
+      file: file === COMMAND_LINE_CONFIG ? file : resolve(file),
+      ...resolveDaemon(settings, baseDir),
+      jobs: jobs.map(({ data, name }) => resolveJob(data, name, baseDir)),
+    };
+  } catch (error) {
+    // A path that cannot be made absolute (no home folder): said of its key, in this file.
+    if (!(error instanceof ConfigError)) throw error;
+    throw new ConfigError(`${file}: ${error.message}`, { file, cause: error.cause });
+  }
   return { config, lines: writtenKeyLines(doc, lineCounter) };
+}
+
+/**
+ * The daemon-wide keys checked against the schema, which fills in the defaults.
+ *
+ * @throws {ConfigError} when a default is in a home folder that cannot be found
+ */
+function parseDaemonKeys(keys: Json, file: string): ReturnType<typeof daemonSchema.safeParse> {
+  try {
+    return daemonSchema.safeParse(keys);
+  } catch (error) {
+    const missing = ["state_dir", "log_file"].filter((key) => !(key in keys));
+    // Only the defaults in the home folder can throw: a service started without HOME.
+    if (missing.length === 0) throw error;
+    throw new ConfigError(
+      `${file}: ${missing.join(" and ")} ${missing.length > 1 ? "default" : "defaults"} to the ` +
+        "home folder, which cannot be found (neither HOME nor USERPROFILE is set): write " +
+        `${missing.join(" and ")} as absolute paths` +
+        (missing.includes("log_file") ? ' (or log_file: "" for no log file)' : ""),
+      { file, cause: error },
+    );
+  }
 }
 
 /**

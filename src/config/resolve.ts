@@ -8,6 +8,7 @@
 import type { DaemonInput, JobInput } from "./schema.ts";
 import type { Config, JobConfig, VerifyMode } from "./types.ts";
 import { expandPath } from "./paths.ts";
+import { ConfigError } from "../errors.ts";
 
 /**
  * Keys, daemon-wide and per job, naming a file or folder on this machine: a
@@ -28,14 +29,36 @@ export const LOCAL_PATH_KEYS = [
   "ftp_ca_file",
 ] as const;
 
-/** `values` with the {@linkcode LOCAL_PATH_KEYS} it has made absolute (`null` and `""`: none, kept). */
-function withLocalPaths<T extends object>(values: T, baseDir: string): T {
+/**
+ * `values` with the {@linkcode LOCAL_PATH_KEYS} it has made absolute (`null` and `""`: none,
+ * kept); those of job `job`, when given.
+ *
+ * @throws {ConfigError} naming the key of a path in a home folder that cannot be found
+ */
+function withLocalPaths<T extends object>(values: T, baseDir: string, job?: string): T {
   const resolved = { ...values } as Record<string, unknown>;
   for (const key of LOCAL_PATH_KEYS) {
     const value = resolved[key];
-    if (typeof value === "string" && value !== "") resolved[key] = expandPath(value, baseDir);
+    if (typeof value === "string" && value !== "") {
+      resolved[key] = expandKey(key, value, baseDir, job);
+    }
   }
   return resolved as T;
+}
+
+/** `expandPath` of the value of `key` (of job `job`), or a ConfigError naming the key. */
+function expandKey(key: string, value: string, baseDir: string, job?: string): string {
+  try {
+    return expandPath(value, baseDir);
+  } catch (error) {
+    // No HOME (a service started without one): what is wrong is a key, and the fix is in it.
+    throw new ConfigError(
+      `${key}${job === undefined ? "" : ` of job ${job}`}: ${JSON.stringify(value)} is in the ` +
+        "home folder, which cannot be found (neither HOME nor USERPROFILE is set): write " +
+        `${key} as an absolute path`,
+      { cause: error },
+    );
+  }
 }
 
 /** The daemon-wide settings with their paths resolved against `baseDir`. */
@@ -69,15 +92,19 @@ export function resolveJob(data: JobInput, name: string, baseDir: string): JobCo
     ? "none"
     : data.verify_transfer;
   const { name: _name, ...rest } = data;
-  return withLocalPaths({
+  return withLocalPaths(
+    {
+      name,
+      ...rest,
+      verify_transfer: verify,
+      max_concurrent_transfers: data.max_concurrent_transfers ??
+        (data.transfer_method === "ftp" ? 2 : 4),
+      // For scp/rsync this is a path on the remote host: left as written (a leading ~/ included).
+      remote_base_path: data.transfer_method === "local"
+        ? expandKey("remote_base_path", data.remote_base_path, baseDir, name)
+        : data.remote_base_path,
+    },
+    baseDir,
     name,
-    ...rest,
-    verify_transfer: verify,
-    max_concurrent_transfers: data.max_concurrent_transfers ??
-      (data.transfer_method === "ftp" ? 2 : 4),
-    // For scp/rsync this is a path on the remote host: left as written (a leading ~/ included).
-    remote_base_path: data.transfer_method === "local"
-      ? expandPath(data.remote_base_path, baseDir)
-      : data.remote_base_path,
-  }, baseDir);
+  );
 }

@@ -1078,3 +1078,39 @@ Deno.test("the daemon's config worker gives what loadConfig gives: the config, o
     await outcome(() => Promise.resolve().then(() => parseConfig(text, "/opts.yaml"))),
   );
 });
+
+Deno.test("without a home folder, a path in it is a config problem naming its key (exit 2), not a crash", async () => {
+  await withTempDir(async (dir) => {
+    const home = { HOME: Deno.env.get("HOME"), USERPROFILE: Deno.env.get("USERPROFILE") };
+    const file = join(dir, "config.yaml");
+    const write = (lines: string[]) => Deno.writeTextFile(file, lines.join("\n") + "\n");
+    const destination = ["remote_host: archive", "remote_base_path: /in"];
+    try {
+      for (const name of ["HOME", "USERPROFILE"]) Deno.env.delete(name);
+      await write(["watch_path: /data", ...destination]);
+      await assert.rejects(
+        loadConfig(file),
+        (error: unknown) =>
+          error instanceof ConfigError &&
+          error.message === `${file}: state_dir and log_file default to the home folder, which ` +
+              "cannot be found (neither HOME nor USERPROFILE is set): write state_dir and " +
+              'log_file as absolute paths (or log_file: "" for no log file)',
+      );
+      await write(["state_dir: /var/lib/x", 'log_file: ""', "watch_path: ~/data", ...destination]);
+      await assert.rejects(
+        loadConfig(file),
+        (error: unknown) =>
+          error instanceof ConfigError &&
+          error.message === `${file}: watch_path of job default: "~/data" is in the home ` +
+              "folder, which cannot be found (neither HOME nor USERPROFILE is set): write " +
+              "watch_path as an absolute path",
+      );
+      await write(["state_dir: /var/lib/x", 'log_file: ""', "watch_path: /data", ...destination]);
+      assert.equal((await loadConfig(file)).jobs[0].watch_path, "/data");
+    } finally {
+      for (const [name, value] of Object.entries(home)) {
+        if (value !== undefined) Deno.env.set(name, value);
+      }
+    }
+  });
+});
