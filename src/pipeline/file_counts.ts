@@ -6,7 +6,9 @@
  * Each file in motion counts once, in one category: its phase, or `failed` once its fast retries
  * are used up, whatever it does meanwhile (waits for its slow retry, is queued or sent again, or
  * is held while the destination is full or cannot be reached), until it arrives, changes, is
- * gone, or gets fresh retries from Retry.
+ * gone, or gets fresh retries from Retry. A queued or waiting file that changed is `observing`
+ * until the stability checker reports it complete again: it is not sent meanwhile, and it may
+ * stay incomplete for as long as a FITS file's grace.
  *
  * @module
  */
@@ -21,6 +23,17 @@ const PHASES: readonly Phase[] = ["observing", "planning", "queued", "waiting", 
 interface Counted {
   phase: Phase;
   failing?: boolean;
+  recheck?: boolean;
+}
+
+/** Whether a queued or waiting record is held for the stability checker (a change was seen). */
+function held(record: Readonly<Counted>): boolean {
+  return record.recheck === true && (record.phase === "queued" || record.phase === "waiting");
+}
+
+/** Whether `record` is a file found complete that waits for the daemon (not failing, not held). */
+export function waitsForDaemon(record: Readonly<Counted>): boolean {
+  return record.phase !== "observing" && !record.failing && !held(record);
 }
 
 /**
@@ -36,10 +49,13 @@ export function failingAfter(record: Readonly<Counted>, next: AfterAttempt): boo
 export class FileCounts {
   #plain = zeros();
   #failing = zeros();
+  /** Held for the stability checker (see {@linkcode held}), not failing. */
+  #held = zeros();
 
   /** Count `record` as it is now (`by` -1: no longer as it was). */
   add(record: Counted, by = 1): void {
-    (record.failing ? this.#failing : this.#plain)[record.phase] += by;
+    const table = record.failing ? this.#failing : held(record) ? this.#held : this.#plain;
+    table[record.phase] += by;
   }
 
   /** Stop counting `record` as it is now (before a change, or as it leaves). */
@@ -49,13 +65,17 @@ export class FileCounts {
 
   /** Records in `phase`, failing ones included. */
   phase(phase: Phase): number {
-    return this.#plain[phase] + this.#failing[phase];
+    return this.#plain[phase] + this.#failing[phase] + this.#held[phase];
   }
 
-  /** Every record once: by phase, failing ones only under `failed`. */
+  /** Every record once: by phase, held ones under `observing`, failing ones only under `failed`. */
   byCategory(): Record<FileCategory, number> {
-    const failed = PHASES.reduce((sum, phase) => sum + this.#failing[phase], 0);
-    return { ...this.#plain, failed };
+    const sum = (table: Record<Phase, number>) => PHASES.reduce((n, phase) => n + table[phase], 0);
+    return {
+      ...this.#plain,
+      observing: this.#plain.observing + sum(this.#held),
+      failed: sum(this.#failing),
+    };
   }
 }
 

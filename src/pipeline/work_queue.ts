@@ -41,7 +41,7 @@
 import type { Observation, ObservationStore } from "../watch/stability.ts";
 import { type FileVersion, sameVersion } from "../watch/file_version.ts";
 import { type Clock, RetryTimer, systemClock } from "./retry_timer.ts";
-import { failingAfter, type FileCategory, FileCounts } from "./file_counts.ts";
+import { failingAfter, type FileCategory, FileCounts, waitsForDaemon } from "./file_counts.ts";
 
 /** Where a file with a record stands. */
 export type Phase = "observing" | "planning" | "queued" | "waiting" | "sending";
@@ -143,12 +143,12 @@ export class WorkQueue {
 
   /**
    * Since when the longest-waiting file found complete waits (ms since epoch), or `null`: records
-   * are kept in that order. Files not complete yet, and failing ones (counted as failed), are not
-   * waiting for the daemon.
+   * are kept in that order. Files not complete yet (changed ones too), and failing ones (counted as
+   * failed), are not waiting for the daemon.
    */
   get oldestFoundAt(): number | null {
     for (const record of this.#records.values()) {
-      if (record.phase !== "observing" && !record.failing) return record.foundAt;
+      if (waitsForDaemon(record)) return record.foundAt;
     }
     return null;
   }

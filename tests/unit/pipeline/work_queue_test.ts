@@ -126,6 +126,39 @@ Deno.test("WorkQueue: an event on a queued file holds it; a new version is plann
   assert.deepEqual(queue.takeBatch(10).map((r) => r.version), [V2]);
 });
 
+Deno.test("WorkQueue: a queued or waiting file that changed counts as not complete, not as waiting, until it is complete again", () => {
+  const { clock, queue } = setup();
+  queueFile(queue, "a.fits");
+  clock.advance(1_000);
+  queueFile(queue, "b.fits");
+  const bFound = clock.now();
+  queueFile(queue, "c.fits");
+  queue.takeBatch(1);
+  queue.finish("a.fits", { to: "waiting", attempts: 1, nextAttemptAt: clock.now() + 60_000 });
+  assert.deepEqual(queue.counts(), { ...NONE, queued: 2, waiting: 1 });
+  // The writer opened a.fits (waiting for its retry) and b.fits (queued) again: the checker
+  // observes them, nothing sends them, and they may stay incomplete (a FITS file's grace).
+  assert.equal(queue.activity("a.fits"), true);
+  assert.equal(queue.activity("b.fits"), true);
+  assert.deepEqual(queue.counts(), { ...NONE, observing: 2, queued: 1 });
+  assert.equal(queue.oldestFoundAt, clock.now(), "c.fits alone waits for the daemon");
+  assert.deepEqual([queue.count("queued"), queue.count("waiting")], [2, 1], "their phases stay");
+  // Complete again as they were: waiting and queued again, since they were first found.
+  assert.equal(queue.ready("b.fits", V1, false), "keep");
+  assert.equal(queue.ready("a.fits", V1, false), "keep");
+  assert.deepEqual(queue.counts(), { ...NONE, queued: 2, waiting: 1 });
+  assert.equal(queue.oldestFoundAt, bFound - 1_000);
+  // Changed while sent: held for the checker after the attempt, and counted so.
+  assert.deepEqual(queue.takeBatch(2).map((r) => r.relPath).sort(), ["b.fits", "c.fits"]);
+  assert.equal(queue.activity("b.fits"), false);
+  assert.equal(queue.finish("b.fits", { to: "queued" }), true);
+  assert.equal(queue.finish("c.fits", { to: "removed" }), false);
+  assert.deepEqual(queue.counts(), { ...NONE, observing: 1, waiting: 1 });
+  queue.remove("b.fits");
+  queue.remove("a.fits");
+  assert.deepEqual(queue.counts(), NONE);
+});
+
 Deno.test("WorkQueue: a change while planning queues the file held, for the checker to confirm", () => {
   const { queue } = setup();
   assert.equal(queue.ready("a.fits", V1, false), "plan");
