@@ -276,7 +276,10 @@ export class Intake {
     const rel = relativeTo(job.watch_path, path);
     // Its observation is over: a record left is of a file found complete before.
     const complete = rel !== null && table.record(rel) !== undefined;
-    const failed = rel !== null && table.rows.get(rel)?.state === "failed";
+    const row = rel === null ? undefined : table.rows.get(rel);
+    const failed = rel !== null && row?.state === "failed";
+    // Gone after it arrived (a local copy reads on from the file it opened): not before it was.
+    const arrived = !complete && row?.state === "done";
     const dropped = rel === null ? null : table.gone(rel);
     if (dropped !== null) transport.dropKeptCopies?.([dropped]);
     if (failed) this.#context.onFailedGone(rel);
@@ -288,6 +291,8 @@ export class Intake {
       ? "it is gone from the watch folder (its attempts had failed)"
       : complete
       ? "it is gone from the watch folder"
+      : arrived
+      ? "it is gone from the watch folder (it had arrived)"
       : "it disappeared before it was complete";
     if (!folder || dropped !== null) this.#log.info(`Dropped {path}: ${why}`, { path });
     this.#context.onSettled();

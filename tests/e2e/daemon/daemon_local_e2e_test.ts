@@ -193,3 +193,35 @@ Deno.test("daemon (local): a file waiting for a retry replaced by a folder of it
     await daemon.stop();
   }
 });
+
+Deno.test("daemon (local): a source deleted while it is copied arrives whole from the open file, and the log does not say it disappeared before it was complete", async () => {
+  // Slow enough that the source is deleted while its copy is written.
+  await using box = await cliSandbox({ bandwidth_limit: "2MiB/s" });
+  const name = "gone $(id) 'while\" sent.fits";
+  const data = randomBytes(6 * 1024 * 1024);
+  const daemon = startCli(["run", "-c", box.config], { env: box.env });
+  try {
+    await daemon.waitForOutput("Watching");
+    await Deno.writeFile(join(box.watch, name), data);
+    await waitFor(
+      async () =>
+        (await listFiles(box.dest).catch(() => [])).some((path) =>
+          path.endsWith("image-transfer-partial")
+        ),
+      60_000,
+      "the copy under way",
+    );
+    await Deno.remove(join(box.watch, name));
+    await daemon.waitForOutput(/Successfully transferred .*while" sent\.fits/);
+    await daemon.waitForOutput(/Dropped .*while" sent\.fits: it is gone from the watch folder/);
+    assert.doesNotMatch(daemon.stderr(), /disappeared before it was complete/);
+    const arrived = await listFiles(box.dest);
+    assert.equal(arrived.length, 1, arrived.join("\n"));
+    assert.ok(arrived[0].endsWith(`/${name}`), arrived[0]);
+    assert.deepEqual(await Deno.readFile(join(box.dest, arrived[0])), data);
+    const status = await runCli(["status", "-c", box.config], { env: box.env });
+    assert.match(status.stdout, /done 1, failed 0/);
+  } finally {
+    await daemon.stop();
+  }
+});
