@@ -34,7 +34,7 @@ import { type Ledger, LedgerWriteError } from "../ledger/ledger.ts";
 import { logger } from "../log/logging.ts";
 import type { QueuePhase } from "../status/job_status.ts";
 import type { FileFilter } from "../watch/file_filter.ts";
-import type { ObservationStore } from "../watch/stability.ts";
+import type { Activity, ObservationStore } from "../watch/stability.ts";
 import { absolutePath, type FileVersion, sameVersion } from "../watch/file_version.ts";
 import { type Clock, onWallClock, systemClock } from "./retry_timer.ts";
 import { failingAfter } from "./file_counts.ts";
@@ -55,8 +55,8 @@ export interface FileTableOptions {
   ledger: Ledger;
   /** The job's filter: an unfinished row that no longer matches is dropped at start. */
   filter: FileFilter;
-  /** Have the stability checker observe the file at `path` (again). */
-  observe(path: string): void;
+  /** Have the stability checker observe the file at `path` (again); `found`: as it was left. */
+  observe(path: string, activity?: Activity): void;
   /** Retries whose time has come (recorded due already). */
   onDue(relPaths: string[]): void;
   clock?: Clock;
@@ -73,7 +73,7 @@ export class FileTable {
   readonly rows: FileRows;
   #job: JobConfig;
   #filter: FileFilter;
-  #observe: (path: string) => void;
+  #observe: (path: string, activity?: Activity) => void;
   #index: WorkQueue;
   /** Files found complete while the ledger could not record them: known, looked at again later. */
   #foundUnrecorded = new Set<string>();
@@ -339,7 +339,8 @@ export class FileTable {
       job: this.#job,
       rows: this.rows,
       filter: this.#filter,
-      observe: this.#observe,
+      // Found at the start as the last run left it: its mtime may say how long it is unchanged.
+      observe: (path) => this.#observe(path, "found"),
       resume: (record, since) => this.#index.resume(record, since),
     });
   }

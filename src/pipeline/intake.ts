@@ -139,9 +139,12 @@ export class Intake {
     });
   }
 
-  /** Observe the file at `path` (again): it changed, or its attempt found it changed. */
-  observe(path: string): void {
-    this.#checker.touch(path);
+  /**
+   * Observe the file at `path` (again): it changed, or its attempt found it changed (`found`: the
+   * start found it as the last run left it).
+   */
+  observe(path: string, activity: Activity = "changed"): void {
+    this.#checker.touch(path, activity);
   }
 
   /**

@@ -112,7 +112,7 @@ export class JobRunner {
       job,
       ledger,
       filter,
-      observe: (path) => intake.observe(path),
+      observe: (path, activity) => intake.observe(path, activity),
       onDue: () => this.#pump(),
     });
     const intake: Intake = this.#intake = new Intake({

@@ -305,6 +305,43 @@ Deno.test("run --once: a fresh incomplete FITS file is left for a later run; one
   }
 });
 
+Deno.test("run --once: a file marked for resending whose source was cut short long ago goes with a warning, as one a scan finds, not left for a later run", async () => {
+  const { root, watch, dest, config, env } = await sandbox("local", null, {
+    stability_window_seconds: 0.2,
+    fits_incomplete_grace_seconds: 600,
+  });
+  try {
+    const { header, data } = imageParts(100, 100);
+    const name = "cut $(id) 'short\".fits";
+    const dayAgo = new Date(Date.now() - 86_400_000);
+    await Deno.writeFile(join(watch, name), new Uint8Array([...header, ...data]));
+    await Deno.utime(join(watch, name), dayAgo, dayAgo);
+    const first = await runCli(["run", "--once", "-c", config], { env });
+    assert.equal(first.code, 0, first.stderr);
+    const resend = await runCli(["resend", "--all", "-c", config], { env });
+    assert.equal(resend.code, 0, resend.stderr);
+    // Its row is pending again; then the disk lost the end of the file, a day ago (the pending
+    // row's size and mtime no longer match it).
+    const cut = new Uint8Array([...header, ...data.subarray(0, 1000)]);
+    await Deno.writeFile(join(watch, name), cut);
+    const longAgo = new Date(dayAgo.getTime() + 60_000);
+    await Deno.utime(join(watch, name), longAgo, longAgo);
+
+    const result = await runCli(["run", "--once", "-c", config], { env });
+    assert.equal(result.code, 0, result.stderr);
+    assert.doesNotMatch(result.stderr, /Left .* for a later run/);
+    assert.match(
+      result.stderr,
+      /WARNING .*Sending .*short".fits although its FITS structure is incomplete/,
+    );
+    const arrived = await listFiles(dest);
+    assert.equal(arrived.length, 1, arrived.join("\n"));
+    assert.deepEqual(await Deno.readFile(join(dest, arrived[0])), cut);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
 Deno.test("daemon (local): a writer that closes a FITS file and appends an HDU later: by default each version goes and a WARNING names the setting; with fits_appends_extensions it goes once, complete", async () => {
   const { header, data } = imageParts(100, 100, [card("EXTEND", true)]);
   const extension = headerBytes([
