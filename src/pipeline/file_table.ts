@@ -35,7 +35,7 @@ import { logger } from "../log/logging.ts";
 import type { QueuePhase } from "../status/job_status.ts";
 import type { FileFilter } from "../watch/file_filter.ts";
 import type { Activity, ObservationStore } from "../watch/stability.ts";
-import { absolutePath, type FileVersion, sameVersion } from "../watch/file_version.ts";
+import { absolutePath, type FileVersion, sameVersion, statVersion } from "../watch/file_version.ts";
 import { type Clock, onWallClock, systemClock } from "./retry_timer.ts";
 import { failingAfter } from "./file_counts.ts";
 import { type LeftByLastRun, resumeUnfinished, takeOverLedger } from "./ledger_takeover.ts";
@@ -76,7 +76,7 @@ export class FileTable {
   #observe: (path: string, activity?: Activity) => void;
   #index: WorkQueue;
   /** Files found complete while the ledger could not record them: known, looked at again later. */
-  #foundUnrecorded = new Set<string>();
+  #foundUnrecorded = new Map<string, PendingFile>();
   /** Files whose last attempt ended unrecorded: looked for at the destination first. */
   #lookFirst = new Set<string>();
   #clock: Clock;
@@ -199,9 +199,9 @@ export class FileTable {
       if (current.length > 0) attempts = this.rows.enqueueAll(current);
     } catch (error) {
       if (!(error instanceof LedgerWriteError)) throw error;
-      for (const { relPath } of current) {
-        this.#index.remove(relPath);
-        this.#foundUnrecorded.add(relPath);
+      for (const plan of current) {
+        this.#index.remove(plan.relPath);
+        this.#foundUnrecorded.set(plan.relPath, plan);
       }
       return plans.map((plan) => recording.has(plan) ? "unrecorded" : "stale");
     }
@@ -355,9 +355,17 @@ export class FileTable {
     return queued;
   }
 
-  /** The ledger can be written again: files found meanwhile are found again by the next look. */
-  ledgerWritable(): void {
+  /**
+   * The ledger can be written again: returns the files found complete meanwhile (as planned) and
+   * unchanged since; the others (changed, gone) are found again by the next look.
+   */
+  ledgerWritable(): PendingFile[] {
+    const plans = [...this.#foundUnrecorded.values()].filter((plan) => {
+      const path = absolutePath(this.#job.watch_path, plan.relPath);
+      return sameVersion(statVersion(path) ?? { size: -1, mtimeMs: -1 }, plan);
+    });
     this.#foundUnrecorded.clear();
+    return plans;
   }
 
   /**

@@ -364,6 +364,16 @@ export class Intake {
     return destination;
   }
 
+  /** The ledger can be written again: files found complete meanwhile, unchanged, go on as found. */
+  replan(plans: PendingFile[]): void {
+    for (const plan of plans) {
+      const version = { size: plan.size, mtimeMs: plan.mtimeMs };
+      if (this.#context.table.ready(plan.relPath, version) !== "plan") continue;
+      this.#planned.push({ ...plan, path: join(this.#context.job.watch_path, plan.relPath) });
+      this.#recordTimer ??= setTimeout(() => this.#recordPlanned(), 0);
+    }
+  }
+
   /** Record the files planned since the last turn pending, and queue them. */
   #recordPlanned(): void {
     this.#recordTimer = undefined;

@@ -381,7 +381,7 @@ export class JobRunner {
     this.#status.ledgerProblem = problem?.error ?? null;
     if (problem) return;
     this.#sender.recordWaiting();
-    this.#table.ledgerWritable(); // Files found complete meanwhile were not recorded: look again.
+    this.#intake.replan(this.#table.ledgerWritable()); // Found complete meanwhile: unrecorded.
     const lookingAgain = this.#session.rescan().finally(() => {
       if (this.#lookingAgain === lookingAgain) this.#lookingAgain = null;
       this.#checkIdle();

@@ -30,3 +30,12 @@ export function versionOf(info: Deno.FileInfo): FileVersion {
 export function absolutePath(root: string, relPath: string): string {
   return relPath === "" ? root : join(root, ...relPath.split("/"));
 }
+
+/** The version of the file at `path` now (synchronous stat), or null when it cannot be had. */
+export function statVersion(path: string): FileVersion | null {
+  try {
+    return versionOf(Deno.statSync(path));
+  } catch {
+    return null;
+  }
+}

@@ -21,6 +21,8 @@ import { steppedWallClock } from "../../helpers/fake_clock.ts";
 import { startSshd } from "../../helpers/sshd.ts";
 import { resizeTmpfs, withTmpfs } from "../../helpers/tmpfs.ts";
 import { startVsftpd } from "../../helpers/vsftpd.ts";
+import { getJson } from "../../helpers/status.ts";
+import { ASTROPY_FITS_DATA } from "../../helpers/fits.ts";
 
 const NIGHT_MTIME = new Date("2024-03-15T22:00:00Z");
 
@@ -496,6 +498,49 @@ for (const [method, restart] of FULL_STATE_CASES) {
     },
   );
 }
+
+Deno.test("a FITS file found complete (its close seen) while the ledger could not be written goes once it can, without the grace a file found by a scan waits (astropy's double_ext.fits: NEXTEND 36, 1 extension)", async () => {
+  const base = `http://127.0.0.1:${freePort()}`;
+  await using box = await cliSandbox({ status_listen: base.slice("http://".length) });
+  type Queue = { observing: number; planning: number; unrecorded: number };
+  const queue = async () =>
+    (await getJson<{ jobs: Array<{ queue: Queue }> }>(base, "/api/status")).jobs[0].queue;
+  await withTmpfs(box.stateDir, "16m", async () => {
+    const daemon = startCli(["run", "-c", box.config], { env: box.env });
+    try {
+      await daemon.waitForOutput("Watching", 60_000);
+      await writeFiles(box, "early_", 3);
+      await waitFor(async () => (await delivered(box.dest)).length === 3, 60_000, "early");
+      const filler = await fill(box.stateDir);
+      await writeFiles(box, `late_${"x".repeat(180)}_`, 40, 1000);
+      await waitFor(
+        async () => (await Deno.readTextFile(box.logFile)).includes("Cannot write the ledger"),
+        60_000,
+        "the ledger error",
+      );
+      const settled = async () => {
+        const q = await queue();
+        return q.observing === 0 && q.planning === 0 ? q.unrecorded : -1;
+      };
+      await waitFor(async () => await settled() > 0, 60_000, "the late files unrecorded");
+      const before = await settled();
+      const name = "double $(id) 'ext\".fits";
+      await Deno.copyFile(join(ASTROPY_FITS_DATA, "double_ext.fits"), join(box.watch, name));
+      await waitFor(async () => await settled() === before + 1, 60_000, "it found complete");
+      await Deno.remove(filler);
+      await waitFor(
+        async () => (await delivered(box.dest)).some((rel) => rel.endsWith(`/${name}`)),
+        120_000,
+        "its arrival",
+      );
+      const log = await Deno.readTextFile(box.logFile);
+      assert.doesNotMatch(log, /ext".fits has not changed .* but its FITS structure is incomplete/);
+      assert.doesNotMatch(log, /Sending .*ext".fits although its FITS structure is incomplete/);
+    } finally {
+      await daemon.stop("SIGTERM").catch(() => {});
+    }
+  });
+});
 
 Deno.test("a first start on a full state disk leaves no sign of a run, and doctor fails it: status says nothing of a lost ledger, and the first run once there is room starts a new one, not a rebuilt one", async () => {
   await using box = await cliSandbox();
