@@ -9,6 +9,7 @@
  */
 import type { Command } from "commander";
 import { resolve } from "node:path";
+import { stringify } from "yaml";
 import { loadConfigInWorker } from "../config/load_in_worker.ts";
 import { COMMAND_LINE_CONFIG } from "../config/types.ts";
 import { expandPath, otherOsPathProblem } from "../config/paths.ts";
@@ -104,8 +105,6 @@ export async function quickStartConfig(options: QuickStartOptions): Promise<Quic
       typeof value === "string" && value !== "";
     keys[key] = local ? expandPath(value) : value;
   }
-  // The YAML writer is loaded for a run without a config file only (see `load_in_worker.ts`).
-  const { stringify } = await import("yaml");
   const text =
     `# Written by image-transfer run --save-config; every key not here has its default.\n${
       stringify(keys, { lineWidth: 0 })

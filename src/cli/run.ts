@@ -33,6 +33,7 @@ import {
   wantsQuickStart,
 } from "./quick_start.ts";
 import { dirname, resolve } from "node:path";
+import { isMap, parseDocument } from "yaml";
 import { resolveLogFile } from "../config/resolve.ts";
 import { configFileProblem } from "../config/file_mode.ts";
 import { sharedSkipLog } from "../watch/file_filter.ts";
@@ -286,8 +287,7 @@ export interface EarlyLogSettings {
  */
 export async function earlyLogSettings(file: string): Promise<EarlyLogSettings> {
   const written = await writtenLogSettings(file);
-  // The schema (and the YAML reader) are loaded here on the way out only: the daemon loads its
-  // config in a worker.
+  // The schema is loaded only here, on the way out (the daemon loads its config in a worker).
   const { daemonShape } = await import("../config/schema.ts");
   const format = daemonShape.log_format.safeParse(written.log_format);
   let logFile: string;
@@ -311,7 +311,6 @@ async function writtenLogSettings(
   const text = await regularFileText(file);
   if (text === null) return {};
   if (await configFileProblem(file) !== undefined) return {};
-  const { isMap, parseDocument } = await import("yaml");
   const doc = parseDocument(text);
   if (!isMap(doc.contents)) return {};
   // Without keepScalar, get() gives a scalar's value, or the node of anything else.

@@ -1,13 +1,26 @@
 /**
- * Where a key is written in a loaded config file: the line a message about it
- * points to, remembered from the load (the daemon loads its config in a worker,
- * `config/load_in_worker.ts`, and holds neither the YAML reader nor the schema).
- * And "did you mean ...?" for a mistyped word (a config key, a command): the
- * closest known word by edit distance (`fastest-levenshtein`), if it is close
- * enough to be a likely typo.
+ * Where a key is written in a config file: the line a message about it points
+ * to (the YAML document's own positions; a key merged in with `<<: *shared`
+ * is found where the anchored mapping holds it). And "did you mean ...?" for
+ * a mistyped word (a config key, a command): the closest known word by edit
+ * distance (`fastest-levenshtein`), if it is close enough to be a likely typo.
+ *
+ * Free of the config's validator, so the daemon can point at lines without
+ * holding the schema (the config is loaded in a worker:
+ * `config/load_in_worker.ts`).
  *
  * @module
  */
+import {
+  type Document,
+  isAlias,
+  isMap,
+  isScalar,
+  isSeq,
+  LineCounter,
+  parseDocument,
+  type YAMLMap,
+} from "yaml";
 import { distance } from "fastest-levenshtein";
 import type { Config } from "./types.ts";
 
@@ -15,48 +28,84 @@ import type { Config } from "./types.ts";
 export type Path = (string | number)[];
 
 /**
- * Where the keys of a loaded config file are written, by path (`JSON.stringify`
- * of `["jobs", 0, "schedules", 1, "command"]`): what `loadConfig` found, so a
- * later message can point at a line without reading the file again.
+ * 1-based line of the key at `path` (of the item, for a list index), or of
+ * its nearest parent that is written in the document.
  */
-export type KeyLines = Readonly<Record<string, number>>;
-
-/** The key lines of each config file loaded, by its absolute path: the last load wins. */
-const loadedKeyLines = new Map<string, KeyLines>();
-
-/** Remember where the keys of config `file` are, as it was loaded (see {@linkcode KeyLines}). */
-export function rememberKeyLines(file: string, lines: KeyLines): void {
-  loadedKeyLines.set(file, lines);
+export function lineOf(doc: Document, counter: LineCounter, path: Path): number {
+  const lineOfNode = (node: unknown): number | undefined => {
+    const range = (node as { range?: [number, number, number] } | null)?.range;
+    return range ? counter.linePos(range[0]).line : undefined;
+  };
+  const findPair = (map: YAMLMap, key: string) => pairOf(doc, map, key);
+  let node: unknown = doc.contents;
+  let line = lineOfNode(node) ?? 1;
+  for (const segment of path) {
+    if (isMap(node)) {
+      const pair = findPair(node, String(segment));
+      if (!pair) return line;
+      line = lineOfNode(pair.key) ?? line;
+      node = pair.value;
+    } else if (isSeq(node) && typeof segment === "number" && node.items[segment]) {
+      node = node.items[segment];
+      line = lineOfNode(node) ?? line;
+    } else {
+      return line;
+    }
+  }
+  return line;
 }
 
-/** The key lines remembered of config `file`, if it was loaded. */
-export function keyLinesOf(file: string): KeyLines | undefined {
-  return loadedKeyLines.get(file);
+/**
+ * The pair of `key` in `map`, or in a mapping merged into it (`<<: *shared`),
+ * found where the anchored mapping holds it.
+ */
+export function pairOf(
+  doc: Document,
+  map: YAMLMap,
+  key: string,
+  depth = 0,
+): YAMLMap["items"][number] | undefined {
+  const own = map.items.find((p) => keyText(p.key) === key);
+  if (own || depth > 10) return own;
+  const isMerge = (key: unknown) => isScalar(key) && String(key.value).includes("<<");
+  for (const merge of map.items.filter((p) => isMerge(p.key))) {
+    for (const source of isSeq(merge.value) ? merge.value.items : [merge.value]) {
+      const target = isAlias(source) ? source.resolve(doc) : source;
+      const found = isMap(target) ? pairOf(doc, target, key, depth + 1) : undefined;
+      if (found) return found;
+    }
+  }
+  return undefined;
+}
+
+/** A mapping key as it appears in the parsed object (`~` becomes ""). */
+function keyText(key: unknown): string {
+  return isScalar(key) ? (key.value === null ? "" : String(key.value)) : String(key);
 }
 
 /**
  * The line of `keyPath` (such as `["on_transfer"]`) of the job at `jobIndex`
- * of the config `file` as it was loaded (for a message about a value that was
- * valid YAML, such as a hook's program): in the job's entry of `jobs:` where it
- * is written there (a key merged in with `<<: *shared` counts, at its line in
- * the anchored mapping), else at the top level; the nearest written parent for
- * a path written only in part; `null` when the file was not loaded or the key
+ * of the config `file` (for a message about a value that was valid YAML, such
+ * as a hook's program): in the job's entry of `jobs:` where it is written
+ * there, else at the top level; `null` when the file cannot be read or the key
  * is not written.
  */
 export function jobKeyLine(file: string, jobIndex: number, keyPath: Path): number | null {
-  const lines = loadedKeyLines.get(file);
-  if (lines === undefined) return null;
-  const at = (path: Path): number | undefined => lines[JSON.stringify(path)];
-  const nearest = (path: Path): number | null => {
-    for (let n = path.length; n > 0; n--) {
-      const line = at(path.slice(0, n));
-      if (line !== undefined) return line;
-    }
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(file);
+  } catch {
     return null;
-  };
+  }
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, logLevel: "silent", merge: true });
   const [key] = keyPath;
-  if (at(["jobs", jobIndex, key]) !== undefined) return nearest(["jobs", jobIndex, ...keyPath]);
-  return at([key]) !== undefined ? nearest(keyPath) : null;
+  const jobs = doc.get("jobs");
+  const entry = isSeq(jobs) ? jobs.items[jobIndex] : undefined;
+  // A key merged in (`<<: *shared`) counts as written: its line is in the anchored mapping.
+  const has = (map: unknown) => isMap(map) && pairOf(doc, map, String(key)) !== undefined;
+  if (has(entry)) return lineOf(doc, lineCounter, ["jobs", jobIndex, ...keyPath]);
+  return has(doc.contents) ? lineOf(doc, lineCounter, keyPath) : null;
 }
 
 /**

@@ -11,8 +11,7 @@ import { COMMAND_LINE_CONFIG, type Config } from "./types.ts";
 import { defaultConfigPath } from "./paths.ts";
 import { type DaemonInput, daemonSchema } from "./schema.ts";
 import { ConfigError, guardedPathReason } from "../errors.ts";
-import { describeValue, Issues, type Json, writtenKeyLines } from "./messages.ts";
-import { type KeyLines, rememberKeyLines } from "./key_lines.ts";
+import { describeValue, Issues, type Json } from "./messages.ts";
 import { checkConfigFileMode, checkIdentityFileModes } from "./file_mode.ts";
 import { DAEMON_KEYS, readJobs } from "./jobs.ts";
 import { resolveDaemon, resolveJob } from "./resolve.ts";
@@ -54,9 +53,8 @@ export async function loadConfig(file: string, runsAs?: number | null): Promise<
   const text = configText(file, bytes);
   await checkConfigFileMode(file, runsAs);
   if (looksLikeToml(text, file)) throw new ConfigError(tomlMessage(text, file), { file });
-  const { config, lines } = readConfig(text, file);
+  const config = parseConfig(text, file);
   await checkIdentityFileModes(config);
-  rememberKeyLines(config.file, lines);
   return config;
 }
 
@@ -67,11 +65,6 @@ export async function loadConfig(file: string, runsAs?: number | null): Promise<
  * @throws {ConfigError} listing every problem with file, line, key and what was expected
  */
 export function parseConfig(text: string, file: string): Config {
-  return readConfig(text, file).config;
-}
-
-/** {@linkcode parseConfig}, and where its keys are written. */
-function readConfig(text: string, file: string): { config: Config; lines: KeyLines } {
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, {
     lineCounter,
@@ -124,9 +117,8 @@ function readConfig(text: string, file: string): { config: Config; lines: KeyLin
   issues.throwIfAny();
   // No problem was found, so the daemon keys are valid.
   const settings = daemon.data as DaemonInput;
-  let config: Config;
   try {
-    config = {
+    return {
       file: file === COMMAND_LINE_CONFIG ? file : resolve(file),
       ...resolveDaemon(settings, baseDir),
       jobs: jobs.map(({ data, name }) => resolveJob(data, name, baseDir)),
@@ -136,7 +128,6 @@ function readConfig(text: string, file: string): { config: Config; lines: KeyLin
     if (!(error instanceof ConfigError)) throw error;
     throw new ConfigError(`${file}: ${error.message}`, { file, cause: error.cause });
   }
-  return { config, lines: writtenKeyLines(doc, lineCounter) };
 }
 
 /**

@@ -8,7 +8,6 @@
  * @module
  */
 import type { Config } from "./types.ts";
-import { type KeyLines, rememberKeyLines } from "./key_lines.ts";
 import { ConfigError, systemError } from "../errors.ts";
 
 /** An error thrown in the worker, as plain data. */
@@ -24,7 +23,7 @@ export interface ThrownError {
 }
 
 /** The worker's one answer. */
-export type ConfigLoadAnswer = { config: Config; keyLines?: KeyLines } | { failure: ThrownError };
+export type ConfigLoadAnswer = { config: Config } | { failure: ThrownError };
 
 /** The error `thrown` describes, of the class it was thrown as where that matters. */
 function rebuilt(thrown: ThrownError): Error {
@@ -38,10 +37,9 @@ function rebuilt(thrown: ThrownError): Error {
 }
 
 /**
- * `loadConfig(file)` run in a worker that ends with it: the same config (and
- * where its keys are written, remembered here as `loadConfig` remembers
- * them), or the same error (a {@linkcode ConfigError} with every problem).
- * Given `text`, that text is read as if from `file` (`parseConfig`).
+ * `loadConfig(file)` run in a worker that ends with it: the same config, or
+ * the same error (a {@linkcode ConfigError} with every problem). Given
+ * `text`, that text is read as if from `file` (`parseConfig`).
  */
 export async function loadConfigInWorker(file: string, text?: string): Promise<Config> {
   const worker = new Worker(new URL("./load_worker.ts", import.meta.url), {
@@ -70,7 +68,6 @@ export async function loadConfigInWorker(file: string, text?: string): Promise<C
       worker.postMessage({ file, text });
     });
     if ("failure" in answer) throw rebuilt(answer.failure);
-    if (answer.keyLines !== undefined) rememberKeyLines(answer.config.file, answer.keyLines);
     return answer.config;
   } finally {
     worker.terminate();

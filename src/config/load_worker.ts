@@ -1,7 +1,7 @@
 /**
  * The worker that loads the config file for the daemon (see
  * `load_in_worker.ts`): the YAML reader, the schema and its validator live and
- * end with it. Answers one `{ file, text? }` with `{ config, keyLines }`, or with
+ * end with it. Answers one `{ file, text? }` with `{ config }`, or with
  * `{ failure }` describing what `loadConfig` (or, given `text`, `parseConfig`)
  * threw.
  *
@@ -9,7 +9,6 @@
  */
 /// <reference lib="deno.worker" />
 import { loadConfig, parseConfig } from "./load.ts";
-import { keyLinesOf } from "./key_lines.ts";
 import type { ConfigLoadAnswer, ThrownError } from "./load_in_worker.ts";
 
 /** `error` and its causes as plain data (what a message between threads can carry). */
@@ -30,12 +29,7 @@ self.onmessage = async ({ data }: MessageEvent<{ file: string; text?: string }>)
   let answer: ConfigLoadAnswer;
   try {
     const { file, text } = data;
-    if (text === undefined) {
-      const config = await loadConfig(file);
-      answer = { config, keyLines: keyLinesOf(config.file) };
-    } else {
-      answer = { config: parseConfig(text, file) };
-    }
+    answer = { config: text === undefined ? await loadConfig(file) : parseConfig(text, file) };
   } catch (error) {
     answer = { failure: describe(error) };
   }

@@ -5,8 +5,6 @@
  * from the key's schema (its checks): zod stops at the type when a value is
  * not a number, and then its issue names no range.
  *
- * Where a key is written in a YAML document: the line a message points to.
- *
  * The problems found in a config file, collected so that all of them are
  * reported at once, each as `file:line: key.path: what is wrong`, in line order.
  *
@@ -15,17 +13,9 @@
 import { z } from "zod";
 import { keyMeta, OLD_KEY_NAMES, SINGLE_STRING_LISTS } from "./key_meta.ts";
 import { daemonShape, jobShape, scheduleEntry } from "./schema.ts";
-import {
-  type Document,
-  isAlias,
-  isMap,
-  isScalar,
-  isSeq,
-  type LineCounter,
-  type YAMLMap,
-} from "yaml";
+import type { Document, LineCounter } from "yaml";
 import { ConfigError } from "../errors.ts";
-import { closestWord, type KeyLines, type Path } from "./key_lines.ts";
+import { closestWord, lineOf, type Path } from "./key_lines.ts";
 
 const SHAPES: Readonly<Record<string, z.ZodType>> = { ...jobShape, ...daemonShape };
 
@@ -185,112 +175,6 @@ export function describeValue(value: unknown): string {
 export function formatPath(path: Path): string {
   return path.map((p, i) => typeof p === "number" ? `[${p}]` : i === 0 ? p : `.${p}`).join("") ||
     "(top level)";
-}
-
-/**
- * 1-based line of the key at `path` (of the item, for a list index), or of
- * its nearest parent that is written in the document.
- */
-export function lineOf(doc: Document, counter: LineCounter, path: Path): number {
-  const lineOfNode = (node: unknown): number | undefined => {
-    const range = (node as { range?: [number, number, number] } | null)?.range;
-    return range ? counter.linePos(range[0]).line : undefined;
-  };
-  const findPair = (map: YAMLMap, key: string) => pairOf(doc, map, key);
-  let node: unknown = doc.contents;
-  let line = lineOfNode(node) ?? 1;
-  for (const segment of path) {
-    if (isMap(node)) {
-      const pair = findPair(node, String(segment));
-      if (!pair) return line;
-      line = lineOfNode(pair.key) ?? line;
-      node = pair.value;
-    } else if (isSeq(node) && typeof segment === "number" && node.items[segment]) {
-      node = node.items[segment];
-      line = lineOfNode(node) ?? line;
-    } else {
-      return line;
-    }
-  }
-  return line;
-}
-
-/**
- * The pair of `key` in `map`, or in a mapping merged into it (`<<: *shared`),
- * found where the anchored mapping holds it.
- */
-export function pairOf(
-  doc: Document,
-  map: YAMLMap,
-  key: string,
-  depth = 0,
-): YAMLMap["items"][number] | undefined {
-  const own = map.items.find((p) => keyText(p.key) === key);
-  if (own || depth > 10) return own;
-  for (const merge of map.items.filter((p) => isMergeKey(p.key))) {
-    for (const source of isSeq(merge.value) ? merge.value.items : [merge.value]) {
-      const target = isAlias(source) ? source.resolve(doc) : source;
-      const found = isMap(target) ? pairOf(doc, target, key, depth + 1) : undefined;
-      if (found) return found;
-    }
-  }
-  return undefined;
-}
-
-/** Whether a mapping key is YAML's merge key (`<<`). */
-function isMergeKey(key: unknown): boolean {
-  return isScalar(key) && String(key.value).includes("<<");
-}
-
-/** A mapping key as it appears in the parsed object (`~` becomes ""). */
-function keyText(key: unknown): string {
-  return isScalar(key) ? (key.value === null ? "" : String(key.value)) : String(key);
-}
-
-/**
- * The line of every key and list item written in `doc`, by path (see
- * `KeyLines` in `key_lines.ts`), as {@linkcode lineOf} finds them: a key
- * merged in with `<<: *shared` at its line in the anchored mapping (a key of
- * the mapping's own wins); aliases are not followed otherwise. At most a few
- * thousand, nine levels deep: a config is small, a hostile one stays cheap.
- */
-export function writtenKeyLines(doc: Document, counter: LineCounter): KeyLines {
-  const lines: Record<string, number> = {};
-  let budget = 20_000;
-  const lineOfNode = (node: unknown): number | undefined => {
-    const range = (node as { range?: [number, number, number] } | null)?.range;
-    return range ? counter.linePos(range[0]).line : undefined;
-  };
-  const note = (path: Path, node: unknown) => {
-    const line = lineOfNode(node);
-    if (line !== undefined) lines[JSON.stringify(path)] = line;
-  };
-  const visit = (node: unknown, path: Path, seen: Set<string>, mergeDepth = 0) => {
-    if (path.length > 8 || --budget < 0) return;
-    if (isSeq(node)) {
-      node.items.forEach((item, index) => {
-        note([...path, index], item);
-        visit(item, [...path, index], new Set());
-      });
-    } else if (isMap(node)) {
-      for (const pair of node.items) {
-        const key = keyText(pair.key);
-        if (isMergeKey(pair.key) || seen.has(key)) continue;
-        seen.add(key);
-        note([...path, key], pair.key);
-        visit(pair.value, [...path, key], new Set());
-      }
-      if (mergeDepth > 10) return;
-      for (const merge of node.items.filter((pair) => isMergeKey(pair.key))) {
-        for (const source of isSeq(merge.value) ? merge.value.items : [merge.value]) {
-          const target = isAlias(source) ? source.resolve(doc) : source;
-          if (isMap(target)) visit(target, path, seen, mergeDepth + 1);
-        }
-      }
-    }
-  };
-  visit(doc.contents, [], new Set());
-  return lines;
 }
 
 /** A parsed YAML mapping. */

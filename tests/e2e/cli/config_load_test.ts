@@ -665,49 +665,17 @@ Deno.test("jobKeyLine: the line of a job's key, in its jobs: entry or inherited 
         "    on_transfer: [/bin/true]", // 4
         "  - name: b", // 5
         "    schedules:", // 6
-        "      - cron: '0 8 * * *'", // 7
+        "      - at: '08:00'", // 7
         "        action: command", // 8
         "        command: [/bin/true]", // 9
-        "watch_path: /data",
-        "remote_host: archive",
-        "remote_base_path: /in",
         "",
       ].join("\n"),
     );
-    // Known from the load (by the file's absolute path), not read again.
-    assert.equal(jobKeyLine(file, 0, ["on_transfer"]), null, "not loaded yet");
-    await loadConfig(file);
-    await Deno.writeTextFile(file, "");
     assert.equal(jobKeyLine(file, 0, ["on_transfer"]), 4);
     assert.equal(jobKeyLine(file, 1, ["on_failure"]), 1, "inherited: the top-level line");
     assert.equal(jobKeyLine(file, 1, ["schedules", 0, "command"]), 9);
     assert.equal(jobKeyLine(file, 1, ["on_transfer"]), null, "not written");
     assert.equal(jobKeyLine(join(dir, "missing.yaml"), 0, ["on_transfer"]), null);
-    // A key merged in with <<: *shared is at its line in the anchored mapping; a job's own wins.
-    const merged = join(dir, "merged.yaml");
-    await Deno.writeTextFile(
-      merged,
-      [
-        "x-shared: &shared", // 1
-        "  on_transfer: [/bin/true]", // 2
-        "  remote_host: archive", // 3
-        "remote_base_path: /in", // 4
-        "jobs:", // 5
-        "  - name: a", // 6
-        "    <<: *shared", // 7
-        "    watch_path: /data/a", // 8
-        "  - name: b", // 9
-        "    on_transfer: [/bin/echo]", // 10
-        "    <<: *shared", // 11
-        "    watch_path: /data/b", // 12
-        "",
-      ].join("\n"),
-    );
-    await loadConfig(merged);
-    assert.equal(jobKeyLine(merged, 0, ["on_transfer"]), 2);
-    assert.equal(jobKeyLine(merged, 1, ["on_transfer"]), 10);
-    assert.equal(jobKeyLine(merged, 1, ["on_transfer", 0]), 10, "the nearest written parent");
-    assert.equal(jobKeyLine(merged, 1, ["remote_base_path"]), 4);
   });
 });
 
