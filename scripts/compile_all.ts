@@ -54,10 +54,8 @@ export function compileArgs(target: string): string[] {
     target,
     // The program launcher's worker gets its own permissions (deno.json → unstable, too).
     "--unstable-worker-options",
-    // The config loader, the watcher, the program launcher and the local copier run in workers;
-    // worker modules must be included by hand.
-    "--include",
-    join(REPO_ROOT, "src", "config", "load_worker.ts"),
+    // The watcher, the program launcher and the local copier run in workers; worker modules must
+    // be included by hand.
     "--include",
     join(REPO_ROOT, "src", "watch", "watch_worker.ts"),
     "--include",

@@ -141,7 +141,7 @@ export function doctorCommand(): Command {
         if (global.config !== undefined) {
           throw new UsageError("give either --config or --watch/--to, not both");
         }
-        config = (await quickStartConfig(options)).config;
+        config = quickStartConfig(options).config;
         await checkQuickStart(config);
       } else {
         if (options.method !== undefined || options.set !== undefined) {

@@ -10,7 +10,7 @@
 import type { Command } from "commander";
 import { resolve } from "node:path";
 import { stringify } from "yaml";
-import { loadConfigInWorker } from "../config/load_in_worker.ts";
+import { parseConfig } from "../config/load.ts";
 import { COMMAND_LINE_CONFIG } from "../config/types.ts";
 import { expandPath, otherOsPathProblem } from "../config/paths.ts";
 import { LOCAL_PATH_KEYS } from "../config/resolve.ts";
@@ -69,7 +69,7 @@ export function wantsQuickStart(options: QuickStartOptions): boolean {
  * @throws {UsageError} when `--watch`, `--to` or `--method` are missing or do not fit
  * @throws {ConfigError} when the resulting config is wrong (e.g. a bad `--set`)
  */
-export async function quickStartConfig(options: QuickStartOptions): Promise<QuickStart> {
+export function quickStartConfig(options: QuickStartOptions): QuickStart {
   if (options.watch === undefined || options.to === undefined) {
     throw new UsageError(
       "a run without a config file needs both --watch DIR and --to DEST " +
@@ -113,7 +113,7 @@ export async function quickStartConfig(options: QuickStartOptions): Promise<Quic
     ? COMMAND_LINE_CONFIG
     : resolve(expandPath(options.saveConfig));
   try {
-    return { config: await loadConfigInWorker(file, text), text };
+    return { config: parseConfig(text, file), text };
   } catch (error) {
     throw error instanceof ConfigError ? aboutTheOptions(error, file) : error;
   }

@@ -12,7 +12,7 @@
  * @module
  */
 import { Command } from "commander";
-import { loadConfigInWorker } from "../config/load_in_worker.ts";
+import { loadConfig } from "../config/load.ts";
 import { regularFileText, resolveConfigPath } from "../config/paths.ts";
 import type { Config } from "../config/types.ts";
 import { ConfigError, exitCodeFor, UsageError } from "../errors.ts";
@@ -34,6 +34,7 @@ import {
 } from "./quick_start.ts";
 import { dirname, resolve } from "node:path";
 import { isMap, parseDocument } from "yaml";
+import { daemonShape } from "../config/schema.ts";
 import { resolveLogFile } from "../config/resolve.ts";
 import { configFileProblem } from "../config/file_mode.ts";
 import { sharedSkipLog } from "../watch/file_filter.ts";
@@ -73,7 +74,7 @@ export function runCommand(): Command {
         if (global.config !== undefined) {
           throw new UsageError("give either --config or --watch/--to, not both");
         }
-        const quick = await quickStartConfig(options);
+        const quick = quickStartConfig(options);
         config = quick.config;
         await checkQuickStart(config);
         // Written once it passed what run checks: a saved config is one that runs.
@@ -91,7 +92,7 @@ export function runCommand(): Command {
         }
         const file = resolveConfigPath(global.config);
         try {
-          config = await loadConfigInWorker(file);
+          config = await loadConfig(file);
         } catch (error) {
           if (!options.dryRun) await logEarlyExit(file, error, global.verbose ?? false);
           throw error;
@@ -287,8 +288,6 @@ export interface EarlyLogSettings {
  */
 export async function earlyLogSettings(file: string): Promise<EarlyLogSettings> {
   const written = await writtenLogSettings(file);
-  // The schema is loaded only here, on the way out (the daemon loads its config in a worker).
-  const { daemonShape } = await import("../config/schema.ts");
   const format = daemonShape.log_format.safeParse(written.log_format);
   let logFile: string;
   try {

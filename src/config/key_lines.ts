@@ -5,10 +5,6 @@
  * a mistyped word (a config key, a command): the closest known word by edit
  * distance (`fastest-levenshtein`), if it is close enough to be a likely typo.
  *
- * Free of the config's validator, so the daemon can point at lines without
- * holding the schema (the config is loaded in a worker:
- * `config/load_in_worker.ts`).
- *
  * @module
  */
 import {

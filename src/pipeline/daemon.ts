@@ -11,7 +11,7 @@
  */
 import { join } from "node:path";
 import { COMMAND_LINE_CONFIG, type Config, type JobConfig } from "../config/types.ts";
-import { loadConfigInWorker } from "../config/load_in_worker.ts";
+import { loadConfig } from "../config/load.ts";
 import { makeRuntimeDir } from "../config/paths.ts";
 import { guardedPathReason, WatchFolderError } from "../errors.ts";
 import { Ledger, LEDGER_FILE } from "../ledger/ledger.ts";
@@ -268,7 +268,7 @@ async function reloadConfig(
           "to read again: stop it and start it with the new options",
       );
     }
-    const next = await loadConfigInWorker(current.file);
+    const next = await loadConfig(current.file);
     if (next.state_dir !== current.state_dir) {
       movedTo(next.state_dir); // So that status, stop and run with the new config find it.
       throw new Error(

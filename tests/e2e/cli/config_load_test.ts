@@ -3,7 +3,6 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadConfig, parseConfig } from "../../../src/config/load.ts";
 import { jobKeyLine } from "../../../src/config/key_lines.ts";
-import { loadConfigInWorker } from "../../../src/config/load_in_worker.ts";
 import { defaultLogFile, defaultStateDir, homeDir } from "../../../src/config/paths.ts";
 import { renderDefaultConfig } from "../../../src/cli/config.ts";
 import {
@@ -1000,51 +999,6 @@ Deno.test("a remote_host that is a URL or holds a port, a user or a path is refu
       assert.equal(parseConfig(config(method, host), "/c.yaml").jobs[0].remote_host, host);
     }
   }
-});
-
-Deno.test("the daemon's config worker gives what loadConfig gives: the config, or every problem with its line and cause", async () => {
-  interface Outcome {
-    config?: unknown;
-    kind?: string;
-    message?: string;
-    file?: string;
-    line?: number;
-    cause?: unknown;
-  }
-  const outcome = async (load: () => Promise<unknown>): Promise<Outcome> => {
-    try {
-      return { config: await load() };
-    } catch (error) {
-      assert.ok(error instanceof Error);
-      const { file, line } = error as ConfigError;
-      const cause = error.cause instanceof Error
-        ? { kind: error.cause.constructor.name, message: error.cause.message }
-        : error.cause;
-      return { kind: error.constructor.name, message: error.message, file, line, cause };
-    }
-  };
-  const broken = [...Deno.readDirSync(join(FIXTURES, "broken"))].map((e) => join("broken", e.name));
-  const good = [...Deno.readDirSync(FIXTURES)].filter((e) => e.isFile).map((e) => e.name);
-  assert.ok(broken.length > 20 && good.length > 5);
-  let refused = 0;
-  for (const name of [...broken, ...good, "missing.yaml"]) {
-    const file = join(FIXTURES, name);
-    const direct = await outcome(() => loadConfig(file));
-    assert.deepEqual(await outcome(() => loadConfigInWorker(file)), direct, name);
-    if (direct.kind === "ConfigError") refused++;
-    if (good.includes(name)) assert.ok(direct.config, name);
-  }
-  // Most broken files are refused by loading (a few only by run's checks before it starts).
-  assert.ok(refused > 20, `${refused} refused`);
-  // A file that cannot be read keeps the system's error as its cause.
-  const missing = await outcome(() => loadConfigInWorker(join(FIXTURES, "missing.yaml")));
-  assert.equal((missing.cause as { kind?: string } | undefined)?.kind, "NotFound");
-  // The options of a run without a config file are read there too.
-  const text = "watch_path: /data\nremote_base_path: /in\nretry_atempts: 3\n";
-  assert.deepEqual(
-    await outcome(() => loadConfigInWorker("/opts.yaml", text)),
-    await outcome(() => Promise.resolve().then(() => parseConfig(text, "/opts.yaml"))),
-  );
 });
 
 Deno.test("without a home folder, a path in it is a config problem naming its key (exit 2), not a crash", async () => {
