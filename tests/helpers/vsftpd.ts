@@ -59,6 +59,12 @@ export interface TestVsftpd {
   configKeys(): Record<string, unknown>;
   /** Kill the server and every session at once (as a crash or power cut would). */
   kill(): Promise<void>;
+  /**
+   * Kill (SIGKILL) each session's first process, the listener left running: the half of a TLS
+   * session that is left writes its last words (`500 OOPS: …`) in plain text on the encrypted
+   * control connection, as when a crash or a stop ends a session's processes one by one.
+   */
+  killSessions(): Promise<void>;
   /** Start it again on the same port after {@linkcode TestVsftpd.kill}. */
   restart(): Promise<void>;
   stop(): Promise<void>;
@@ -196,6 +202,16 @@ export async function startVsftpd(options: VsftpdOptions = {}): Promise<TestVsft
     await server.status;
     server = null;
   };
+  const killSessions = async () => {
+    if (server === null) return;
+    const pid = (server as Deno.ChildProcess).pid;
+    const children = await Deno.readTextFile(`/proc/${pid}/task/${pid}/children`);
+    for (const child of children.trim().split(/\s+/).filter(Boolean)) {
+      try {
+        Deno.kill(Number(child), "SIGKILL");
+      } catch { /* already gone */ }
+    }
+  };
   await start();
   const remoteDirs: string[] = [];
   return {
@@ -251,6 +267,7 @@ export async function startVsftpd(options: VsftpdOptions = {}): Promise<TestVsft
       }, overrides);
     },
     kill,
+    killSessions,
     restart: start,
     async stop() {
       await kill();

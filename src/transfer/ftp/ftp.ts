@@ -431,9 +431,10 @@ export class FtpTransport implements Transport {
     if (verify === "checksum") delivery.sha256 = counter.digest();
   }
 
-  /** Classify an upload error: closed by the server, lost; on TLS data that never worked, a hint. */
+  /** Classify an upload error: closed by the server (or a killed session's plain-text last words
+   * on TLS, vsftpd's `500 OOPS`), lost; on TLS data that never worked, a hint. */
   #uploadError(peer: FtpPeer, error: unknown): TransferError {
-    const fin = /FIN packet/.test(String(error));
+    const fin = /FIN packet|wrong version number|InvalidContentType/.test(String(error));
     const hint = fin && !peer.dataWorked && this.#job.ftp_tls !== "off";
     const failure = classifyFtpError(error, this.#job, "upload", fin && !hint);
     if (!hint) return failure;

@@ -449,3 +449,43 @@ Deno.test("daemon: the FTP server stopped while a copy is read back: the job wai
       assert.equal(status.code, 0, daemon.stderr());
     }
   }));
+
+Deno.test("daemon: an FTPS session killed mid-upload (its last words in plain text on the TLS control connection): the job waits for the server, no attempt used up, and the file arrives whole", () =>
+  // 300 kB/s: the 1 MB upload takes about 3 s.
+  withVsftpdAndRoot({ maxRateBytes: 300_000 }, "itx-ftpoops-", async ({ server, root }) => {
+    const { dest, watch, config } = await ftpDaemonSandbox(server, root, {
+      retry_attempts: 0,
+      retry_delay_seconds: 0.3,
+    });
+    const daemon = startCli(["--config", config, "run"], { env: { HOME: root } });
+    try {
+      await daemon.waitForOutput("Watching");
+      const bytes = randomBytes(1024 * 1024);
+      const source = join(watch, "-frame $(id) 'q'.fits");
+      await Deno.writeFile(source, bytes);
+      const night = new Date("2024-07-01T20:00:00Z");
+      await Deno.utime(source, night, night);
+      // Part of it is in its upload folder: the upload is under way.
+      await waitFor(async () => {
+        for (const rel of await listFiles(dest).catch(() => [])) {
+          const size = (await Deno.stat(join(dest, rel))).size;
+          if (size > 0 && size < bytes.length) return true;
+        }
+        return false;
+      }, 30_000);
+      await server.killSessions();
+      await daemon.waitForOutput(
+        /The destination .* cannot be reached: .*connection lost or refused/,
+      );
+      // Before the fix: "Failed to transfer … upload: received corrupt message of type
+      // InvalidContentType (… wrong version number)": with retry_attempts 0 it gave up at once.
+      assert.doesNotMatch(daemon.stderr(), /Failed to transfer|Attempt \d+ of/);
+      const final = join(dest, "20240701", "-frame $(id) 'q'.fits");
+      await waitFor(() => Deno.stat(final).then(() => true, () => false), 60_000, "the file");
+      assert.deepEqual(await Deno.readFile(final), bytes);
+      assert.deepEqual(await listFiles(dest), ["20240701/-frame $(id) 'q'.fits"]);
+    } finally {
+      const status = await daemon.stop();
+      assert.equal(status.code, 0, daemon.stderr());
+    }
+  }));
