@@ -19,13 +19,7 @@ import { createReadStream } from "node:fs";
 import { bandwidthLimit } from "../../config/sizes.ts";
 import type { JobConfig } from "../../config/types.ts";
 import { TransferError } from "../../errors.ts";
-import {
-  classifyFtpError,
-  ftpServerName,
-  isFtpError,
-  probeFtpDestination,
-  SESSION_REUSE_FIX,
-} from "./connect.ts";
+import { classifyFtpError, ftpServerName, isFtpError, probeFtpDestination } from "./connect.ts";
 import { deliveredPermissions, openSource } from "../source.ts";
 import { deliver, type DeliverySteps, verifyCopy } from "../deliver.ts";
 import {
@@ -41,6 +35,7 @@ import {
   remoteSha256,
   renameReplacing,
   sweepLeftovers,
+  uploadError,
   withSource,
 } from "./remote.ts";
 import { jobOwner, uploadFolderName } from "../temp_name.ts";
@@ -73,8 +68,8 @@ export class FtpTransport implements Transport {
   /**
    * Destination folders that hold an upload folder a stopped batch could not
    * remove (its connection was cut): no later batch may come into them to
-   * sweep it (the last file of a night), so they are swept as the transport
-   * closes.
+   * sweep it (the last file of a night), so they are swept by the next batch
+   * (over whichever connection) and as the transport closes.
    */
   #leftIn = new Set<string>();
   /** Files whose folders are to be swept (see `dropKeptCopies`), the timer and the sweep under way. */
@@ -134,6 +129,7 @@ export class FtpTransport implements Transport {
       }
       // An abort while connecting: the connection is dropped below.
       signal.throwIfAborted();
+      await this.#sweepLeft(link.peer);
       return await deliver(items, this.#steps(link, this.#base(link.peer)), signal);
     } finally {
       signal.removeEventListener("abort", onAbort);
@@ -258,6 +254,19 @@ export class FtpTransport implements Transport {
     }
   }
 
+  /**
+   * Sweep over `peer` the folders stopped batches left upload folders in (`#leftIn`): this
+   * connection may have swept them before, and no new one may come. Never throws.
+   */
+  async #sweepLeft(peer: FtpPeer): Promise<void> {
+    for (const folder of [...this.#leftIn]) {
+      peer.swept.delete(folder);
+      // Kept for later where the connection broke meanwhile.
+      await sweepLeftovers(peer, folder, this.#owner, this.#inUse)
+        .then(() => this.#leftIn.delete(folder), () => {});
+    }
+  }
+
   /** `remote_base_path` as an absolute path on the server (a relative one is under the login's home). */
   #base(peer: FtpPeer): string {
     return this.#job.remote_base_path.startsWith("/")
@@ -286,7 +295,7 @@ export class FtpTransport implements Transport {
         if (signal.aborted) throw signal.reason;
         const failure = peer === null
           ? classifyFtpError(error, this.#job, "connect")
-          : this.#uploadError(peer, error);
+          : uploadError(this.#job, peer, error);
         delivery.error = withSource(delivery.item, failure);
         if (peer !== null && delivery.uploaded && !peer.connection.client.closed) {
           await peer.connection.client.sendIgnoringError(`DELE ${delivery.tempPath}`);
@@ -358,9 +367,13 @@ export class FtpTransport implements Transport {
         // Every copy was renamed out or removed: the upload folders go (a leftover is swept).
         const peer = link.peer;
         for (const upload of uploadFolders.values()) {
-          if (upload.made && peer !== null && !peer.connection.client.closed) {
-            await peer.connection.client.sendIgnoringError(`RMD ${upload.path}`).catch(() => {});
-          } else if (upload.made && this.#leftIn.size < MAX_FOLDERS_LEFT) {
+          // Not removed (a copy the cut connection could not delete is in it): swept later.
+          const removed = upload.made && peer !== null && !peer.connection.client.closed
+            ? await peer.connection.client.sendIgnoringError(`RMD ${upload.path}`).catch(() => null)
+            : null;
+          if (
+            upload.made && (removed?.code ?? 550) >= 400 && this.#leftIn.size < MAX_FOLDERS_LEFT
+          ) {
             this.#leftIn.add(parentOf(upload.path));
           }
           this.#inUse.delete(upload.path);
@@ -429,21 +442,5 @@ export class FtpTransport implements Transport {
     await renameReplacing(peer.connection, tempPath, finalPath);
     delivery.uploaded = false;
     if (verify === "checksum") delivery.sha256 = counter.digest();
-  }
-
-  /** Classify an upload error: closed by the server (or a killed session's plain-text last words
-   * on TLS, vsftpd's `500 OOPS`), lost; on TLS data that never worked, a hint. */
-  #uploadError(peer: FtpPeer, error: unknown): TransferError {
-    const fin = /FIN packet|wrong version number|InvalidContentType/.test(String(error));
-    const hint = fin && !peer.dataWorked && this.#job.ftp_tls !== "off";
-    const failure = classifyFtpError(error, this.#job, "upload", fin && !hint);
-    if (!hint) return failure;
-    return new TransferError(
-      `${
-        failure.message.replace(/\.$/, "")
-      }; if every data connection fails like this: ${SESSION_REUSE_FIX}`,
-      failure.kind,
-      { cause: error },
-    );
   }
 }

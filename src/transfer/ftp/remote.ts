@@ -9,7 +9,8 @@ import { createHash } from "node:crypto";
 import { Transform, Writable } from "node:stream";
 import { TransferError } from "../../errors.ts";
 import { baseGoneReason } from "../classify.ts";
-import { type FtpConnection, isFtpError } from "./connect.ts";
+import type { JobConfig } from "../../config/types.ts";
+import { classifyFtpError, type FtpConnection, isFtpError, SESSION_REUSE_FIX } from "./connect.ts";
 import { readBackRefusal } from "./read_back.ts";
 import type { TransferItem } from "../transport.ts";
 import type { Delivery } from "../deliver.ts";
@@ -308,4 +309,22 @@ export function withSource(item: TransferItem, error: TransferError): TransferEr
   return new TransferError(`Cannot send ${item.source}: ${error.message}`, error.kind, {
     cause: error,
   });
+}
+
+/**
+ * Classify an upload error: closed by the server (or a killed session's plain-text last words on
+ * TLS, vsftpd's `500 OOPS`), lost; on TLS data that never worked, a hint.
+ */
+export function uploadError(job: JobConfig, peer: FtpPeer, error: unknown): TransferError {
+  const fin = /FIN packet|wrong version number|InvalidContentType/.test(String(error));
+  const hint = fin && !peer.dataWorked && job.ftp_tls !== "off";
+  const failure = classifyFtpError(error, job, "upload", fin && !hint);
+  if (!hint) return failure;
+  return new TransferError(
+    `${
+      failure.message.replace(/\.$/, "")
+    }; if every data connection fails like this: ${SESSION_REUSE_FIX}`,
+    failure.kind,
+    { cause: error },
+  );
 }

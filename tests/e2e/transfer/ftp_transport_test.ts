@@ -576,3 +576,54 @@ Deno.test("ftp: concurrent batches use a connection each; later batches reuse th
     }
     await assertArrived(dest, items);
   }));
+
+Deno.test("ftp: the upload folder of a batch cut off is removed by the next batch into its folder, also over a connection that swept that folder before the cut", () =>
+  // 300 kB/s: each upload takes long enough for two batches to overlap, and to be cut.
+  withVsftpd({ maxRateBytes: 300_000 }, async ({ server, src, dest }) => {
+    const transport = new FtpTransport(
+      server.job({ remote_base_path: dest, max_concurrent_transfers: 2 }),
+    );
+    const signal = new AbortController().signal;
+    const leftovers = async () =>
+      [...await listFiles(dest), ...await listFolders(dest)].filter((p) =>
+        p.split("/").some(isTempName)
+      );
+    try {
+      // Two batches at once into the night folder: two connections, each sweeps it once.
+      const a1 = await item(src, "a1.fits", randomBytes(300_000));
+      const a2 = await item(src, "a2.fits", randomBytes(300_000));
+      const first = await Promise.all([transport.send([a1], signal), transport.send([a2], signal)]);
+      for (const [outcome] of first) assert.equal(outcome.error, null, outcome.error?.message);
+      assert.equal(await server.logins(), 2);
+      // A batch cut off mid-upload (a timeout, a stop): its connection is dropped, and its
+      // upload folder with the partial copy stays on the server.
+      const cut = new AbortController();
+      const sending = transport.send(
+        [await item(src, "cut.fits", randomBytes(1024 * 1024))],
+        cut.signal,
+      );
+      await waitFor(
+        async () => {
+          for (const path of await listFiles(dest).catch(() => [])) {
+            if (
+              path.includes("cut.fits") && (await Deno.stat(join(dest, path))).size > 0
+            ) return true;
+          }
+          return false;
+        },
+        20_000,
+        "a partial upload",
+      );
+      cut.abort(new Error("stopping"));
+      await assert.rejects(sending, /stopping/);
+      assert.equal((await leftovers()).length > 0, true, "the cut batch left its upload folder");
+      // The next batch into that folder goes over the other connection (no new login).
+      const [next] = await transport.send([await item(src, "b.fits", randomBytes(1000))], signal);
+      assert.equal(next.error, null, next.error?.message);
+      assert.equal(await server.logins(), 2);
+      // Before the fix the partial copy stayed until the transport closed (the daemon stopped).
+      assert.deepEqual(await leftovers(), []);
+    } finally {
+      await transport.close();
+    }
+  }));
