@@ -2,7 +2,8 @@
  * Moving a source into `archive_path` (`after_transfer: move`) without ever
  * losing what it holds: a rename where the archive is on the watch folder's
  * file system; across file systems a copy read through one open file, then
- * the source's removal only if it is still the file that was sent and copied.
+ * the source's removal only if it is still the file that was sent and copied
+ * (a removal that fails, as on a read-only share, takes the copy back).
  *
  * A source written while it is copied (in place, as `dd conv=notrunc` does,
  * even with its mtime set back) keeps its device and inode but moves its
@@ -153,7 +154,14 @@ async function copyThenRemove(
     await Deno.remove(placed ?? partial).catch(() => {});
     throw error;
   }
-  await Deno.remove(source);
+  try {
+    await Deno.remove(source);
+  } catch (error) {
+    // The source stays (a read-only share): so must nothing else, or the next try would
+    // archive it a second time beside this copy.
+    if (await differsNow(file, source, before) === null) await Deno.remove(target).catch(() => {});
+    throw error;
+  }
   return { archive: target };
 }
 

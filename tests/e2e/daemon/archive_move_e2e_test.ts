@@ -4,13 +4,16 @@
  * whose writes wait while the test holds them (`holding_fs.py`): a source
  * written in place during the copy stays and its unfinished copy goes (the
  * change is never lost); a move cut short by a crash leaves a copy that the
- * next move into that folder removes, and nobody else's files.
+ * next move into that folder removes, and nobody else's files; a source that
+ * cannot be removed (a read-only share) leaves no copy in the archive, so the
+ * next try archives it once.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { mountHoldingView, unmountBindfs } from "../../helpers/bindfs.ts";
 import { startCli } from "../../helpers/cli.ts";
 import { existsSync, listFiles, randomBytes, waitFor } from "../../helpers/files.ts";
+import { setImmutable } from "../../helpers/immutable.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
 
 /** A sandbox whose sources `move` into an archive view (not mounted yet). */
@@ -159,6 +162,50 @@ Deno.test("after_transfer: move across file systems, a copy left by a daemon kil
       assert.ok(!existsSync(source));
       const names = (await Array.fromAsync(Deno.readDir(folder))).map((e) => e.name).sort();
       assert.deepEqual(names, ["a.fits", ...others].sort(), second.stderr());
+    } finally {
+      const status = await second.stop();
+      assert.equal(status.code, 0, second.stderr());
+    }
+  });
+});
+
+Deno.test("after_transfer: move across file systems, a source that cannot be removed leaves no copy in the archive, and is archived once when it can", async () => {
+  await using p = await setUp();
+  const night = join(p.watch, "night 1");
+  const source = join(night, "a.fits");
+  const sent = randomBytes(200_000);
+  await Deno.mkdir(night);
+  await withHeldArchive(p, async () => {
+    const first = startCli(["run", "-c", p.config], { env: p.env });
+    try {
+      await first.waitForOutput("Watching");
+      await Deno.writeFile(source, sent);
+      const disk = join(p.disk, "night 1");
+      await waitFor(
+        async () => existsSync(disk) && (await hiddenIn(disk)).length > 0,
+        60_000,
+        "the copy",
+      );
+      // Its folder cannot be changed now, as on a share mounted read-only meanwhile.
+      await setImmutable(night, true);
+      await Deno.remove(p.hold);
+      await first.waitForOutput(/Cannot move .*a\.fits into the archive/);
+      assert.deepEqual(await Deno.readFile(source), sent, "the source stays");
+      assert.deepEqual(await Array.fromAsync(Deno.readDir(disk)), [], first.stderr());
+    } finally {
+      await setImmutable(night, false).catch(() => {});
+      await Deno.remove(p.hold).catch(() => {});
+      const status = await first.stop();
+      assert.equal(status.code, 0, first.stderr());
+    }
+    const second = startCli(["run", "-c", p.config], { env: p.env });
+    try {
+      await second.waitForOutput(/Moved .*a\.fits/);
+      assert.ok(!existsSync(source));
+      const folder = join(p.disk, "night 1");
+      const names = (await Array.fromAsync(Deno.readDir(folder))).map((e) => e.name);
+      assert.deepEqual(names, ["a.fits"], second.stderr());
+      assert.deepEqual(await Deno.readFile(join(folder, "a.fits")), sent);
     } finally {
       const status = await second.stop();
       assert.equal(status.code, 0, second.stderr());
