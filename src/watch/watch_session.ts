@@ -33,6 +33,8 @@ import type { FolderFileSystem } from "../config/file_systems.ts";
 const MOUNTED = "Watch folder {path} is on another file system now ({type}; it was on {was}): " +
   "something was mounted there, or unmounted; watching it again";
 const REMOVED = "Watch folder {path} was removed; watching it again once it exists";
+const UNREADABLE = "Cannot read folder {path}: {error}";
+const NOT_NOW = "Rescan of {path} skipped: it cannot be read ({reason}); it is scanned once it can";
 /** Whether the watcher tells closes (Linux): a written file is then open until its close. */
 const CLOSES_TOLD = Deno.build.os === "linux";
 /** What a scan tells of the files it found (see {@linkcode WatchSessionOptions.onFound}). */
@@ -127,10 +129,9 @@ export class WatchSession {
   }
 
   /**
-   * Wait for the folder, watch it (unless `once`), scan it, and start the
-   * periodic rescans. Resolves `false` when closed meanwhile.
-   *
-   * @throws with `once` when the folder does not exist; when it is no folder
+   * Wait for the folder, watch it (unless `once`), scan it, and start the periodic rescans.
+   * Resolves `false` when closed meanwhile. Throws with `once` when the folder does not exist,
+   * and when it is no folder.
    */
   async start(): Promise<boolean> {
     const { once, rescanIntervalMs } = this.#options;
@@ -289,15 +290,14 @@ export class WatchSession {
   }
 
   #onScanError = (path: string, error: unknown) =>
-    this.#log.warn("Cannot read folder {path}: {error}", {
-      job: this.#options.job,
-      path,
-      error: String(error),
-    });
+    this.#log.warn(UNREADABLE, { job: this.#options.job, path, error: String(error) });
 
-  /** A full rescan; errors are logged (it runs from timers). */
+  /** A full rescan, errors logged; not while the folder cannot be read (a scan of a share that
+   * hangs would hold the daemon): the scan once it is back stands for it. */
   async rescan(): Promise<void> {
-    if (this.#closed) return;
+    const { job, root: path } = this.#options, reason = this.unavailable;
+    if (reason !== null && !this.#closed) this.#log.info(NOT_NOW, { job, path, reason });
+    if (this.#closed || reason !== null) return;
     await this.#scanLogged(() => this.#options.beforeRescan());
   }
 

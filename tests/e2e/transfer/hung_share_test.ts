@@ -8,7 +8,8 @@
  * in the middle of a copy. A daemon stopped while a copy waits on such a share
  * ends all the same. Started while the share does not answer, `config
  * validate`, `doctor` and `run` say so and end, or go on; also where the
- * share holds the watch folder. The transport alone: while one call waits there, further
+ * share holds the watch folder, or stops answering under a running daemon whose rescans
+ * then wait for it. The transport alone: while one call waits there, further
  * batches fail at once instead of adding calls that wait beside it.
  */
 import assert from "node:assert/strict";
@@ -16,6 +17,7 @@ import { join } from "node:path";
 import { isMounted, mountBindfsProcess, unmountBindfs } from "../../helpers/bindfs.ts";
 import { listFiles, randomBytes, waitFor, within, writeConfig } from "../../helpers/files.ts";
 import { runCli, startCli } from "../../helpers/cli.ts";
+import { freePort } from "../../helpers/net.ts";
 import { getJson, startStatusDaemon } from "../../helpers/status.ts";
 import { localTestJob } from "../../helpers/jobs.ts";
 import { LocalTransport } from "../../../src/transfer/local/local.ts";
@@ -216,6 +218,61 @@ Deno.test("started while its watch folder's share does not answer: the daemon st
         /Cannot read watch folder \S+\/watch: no answer within 10 s \(a share whose server stopped answering\?\); the job waits for it/,
       );
       assert.match(daemon.stderr(), /watch_path of job default: \S+\/watch did not answer in 5 s/);
+      view.kill("SIGCONT");
+      await daemon.waitForOutput("Watching");
+      const bytes = randomBytes(50_000);
+      await Deno.writeFile(join(server, "watch", "late.fits"), bytes);
+      await waitFor(async () =>
+        (await listFiles(join(root, "dest"))).some((rel) => rel.endsWith("/late.fits"))
+      );
+      const rel = (await listFiles(join(root, "dest"))).find((rel) => rel.endsWith("/late.fits"))!;
+      assert.deepEqual(await Deno.readFile(join(root, "dest", rel)), bytes);
+      assert.equal((await daemon.stop()).code, 0);
+    } finally {
+      view.kill("SIGCONT");
+      await daemon.stop();
+      await Deno.remove(root, { recursive: true });
+    }
+  });
+});
+
+Deno.test("a watch folder on a share that stops answering while the daemon runs: its rescans wait for it, the daemon goes on and stops, and what was written meanwhile is sent once it answers", async () => {
+  await withShare(async (server, share, view) => {
+    const root = await Deno.makeTempDir({ prefix: "itx-hung-watch-" });
+    const config = join(root, "config.yaml");
+    await Deno.mkdir(join(share, "watch"));
+    await Deno.mkdir(join(root, "dest"));
+    const port = freePort();
+    await writeConfig(config, {
+      watch_path: join(share, "watch"),
+      remote_base_path: join(root, "dest"),
+      transfer_method: "local",
+      stability_window_seconds: 0.3,
+      night_timezone: "UTC",
+      state_dir: join(root, "state"),
+      log_file: "",
+      status_listen: `127.0.0.1:${port}`,
+      // The first one long after the share is found not answering.
+      schedules: [{ every_seconds: 45, action: "rescan" }],
+    });
+    let daemon = startCli(["run", "-c", config, "-v"], { env: { HOME: root } });
+    try {
+      // Once the scans after the start are over (a scan under way waits on it, as any look at a
+      // file there).
+      await daemon.waitForOutput("Checked the files in");
+      view.kill("SIGSTOP");
+      await daemon.waitForOutput(/Cannot read watch folder \S+\/watch: no answer within 10 s/);
+      // Rescans come while it does not answer; each would have held the daemon for good.
+      await daemon.waitForOutput(
+        /Rescan of \S+\/watch skipped: it cannot be read \(no answer/,
+        120_000,
+      );
+      const base = `http://127.0.0.1:${port}`;
+      const jobs = (await getJson<{ jobs: JobView[] }>(base, "/api/status")).jobs;
+      assert.match(jobs[0].reason ?? "", /no answer within 10 s/);
+      assert.equal((await within(daemon.stop(), 60_000, "the stop")).code, 0, daemon.stderr());
+
+      daemon = startCli(["run", "-c", config], { env: { HOME: root } });
       view.kill("SIGCONT");
       await daemon.waitForOutput("Watching");
       const bytes = randomBytes(50_000);
