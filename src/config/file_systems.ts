@@ -83,19 +83,29 @@ export interface FactStore {
   setMeta(key: string, value: string): void;
 }
 
+/** Whose folder a {@linkcode FolderFileSystem} tells of (see its constructor). */
+export type FolderRole = "arrived" | "watched" | "archived";
+
+/** How the files of each role's folder were there, and what the folder is, in messages. */
+const WORDS: Record<FolderRole, [string, string]> = {
+  arrived: ["arrived", "destination"],
+  watched: ["were", "watch folder"],
+  archived: ["were archived", "archive"],
+};
+
 /**
  * The file system a folder's files were on (Linux: its `statfs` type), kept in
  * the ledger so that it holds after a restart too: the mount point of a share
  * that did not mount is an empty folder on the disk below, where copies would
- * never reach the share (a destination) and files written to the share are
- * never seen (a watch folder). Elsewhere than on Linux it knows nothing.
+ * never reach the share (a destination or an archive) and files written to the
+ * share are never seen (a watch folder). Elsewhere than on Linux it knows nothing.
  */
 export class FolderFileSystem {
   readonly #folder: string;
   readonly #facts: FactStore | null;
   readonly #key: string;
   readonly #sampleKey: string;
-  readonly #role: "arrived" | "watched";
+  readonly #role: FolderRole;
   #was: number | null;
   /** Whether this run's files were looked at (once a run, and again after a move). */
   #known = false;
@@ -103,15 +113,14 @@ export class FolderFileSystem {
   #sample: string | null;
 
   /**
-   * @param role whose folder: files `arrived` in it (a local destination), or it is `watched`
+   * @param role whose folder: files `arrived` in it (a local destination), it is `watched`, or
+   * sources are `archived` in it (`archive_path`)
    */
-  constructor(folder: string, facts: FactStore | null, role: "arrived" | "watched") {
+  constructor(folder: string, facts: FactStore | null, role: FolderRole) {
     this.#folder = folder;
     this.#facts = facts;
     this.#role = role;
-    [this.#key, this.#sampleKey] = role === "arrived"
-      ? [`arrived_on_file_system ${folder}`, `arrived_file ${folder}`]
-      : [`watched_on_file_system ${folder}`, `watched_file ${folder}`];
+    [this.#key, this.#sampleKey] = [`${role}_on_file_system ${folder}`, `${role}_file ${folder}`];
     const kept = Number.parseInt(facts?.meta(this.#key) ?? "", 16);
     this.#was = Number.isSafeInteger(kept) ? kept : null;
     this.#sample = facts?.meta(this.#sampleKey) ?? null;
@@ -158,9 +167,7 @@ export class FolderFileSystem {
     }
     // A local disk, which answers.
     const empty = await isEmpty(this.#folder);
-    const [were, folder] = this.#role === "arrived"
-      ? ["arrived", "destination"]
-      : ["were", "watch folder"];
+    const [were, folder] = WORDS[this.#role];
     if (empty) return `an empty folder on ${is.type} stands where files ${were} on ${was.type}`;
     const sample = this.#sample;
     // A ledger from before files were remembered: a folder that holds anything has moved.

@@ -54,6 +54,7 @@ export class JobExtras {
       job,
       table.rows,
       context.replaces && context.replaces.#cleaner.failures,
+      table.ledger,
     );
     this.#schedules = new JobSchedules({
       job,

@@ -7,7 +7,8 @@
  *
  * @module
  */
-import { resolve } from "node:path";
+import { relative, resolve } from "node:path";
+import { type FactStore, FolderFileSystem } from "../config/file_systems.ts";
 import type { JobConfig } from "../config/types.ts";
 import type { FileRows } from "../ledger/file_rows.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
@@ -69,6 +70,8 @@ export class SourceCleaner {
   #table: FileRows;
   #log: Logger;
   #mover: ArchiveMover;
+  /** The archive's file system, to tell a share not mounted there (`null`: no archive). */
+  #archivedOn: FolderFileSystem | null;
   #timer: ReturnType<typeof setInterval> | undefined;
   /** One step at a time, in order. */
   #chain: Promise<void> = Promise.resolve();
@@ -76,9 +79,15 @@ export class SourceCleaner {
   /** Deletes and moves into the archive that failed (each logged), reloads included. */
   #failures: number;
 
-  /** @param failedBefore the failures counted by the job's cleaner a reload replaced */
-  constructor(job: JobConfig, table: FileRows, failedBefore = 0) {
+  /**
+   * @param failedBefore the failures counted by the job's cleaner a reload replaced
+   * @param facts where the archive's file system is kept (the ledger)
+   */
+  constructor(job: JobConfig, table: FileRows, failedBefore = 0, facts: FactStore | null = null) {
     this.#failures = failedBefore;
+    this.#archivedOn = job.after_transfer === "move"
+      ? new FolderFileSystem(resolve(job.archive_path), facts, "archived")
+      : null;
     this.#log = jobLogger("cleanup", job.name);
     this.#job = job;
     this.#table = table;
@@ -146,6 +155,9 @@ export class SourceCleaner {
         await Deno.remove(step.source);
         this.#log.info("Deleted {source}: it arrived verified", fields);
       } else {
+        // Not into the mount point of an archive share that is not mounted: onto the disk below.
+        const unmounted = await this.#archivedOn?.unmountedShare();
+        if (unmounted) throw new Error(`${unmounted} (a share that is not mounted): mount it`);
         const moved = await this.#mover.move(step.source, step.moveTo, row);
         if (moved.archive === null) {
           this.#log.warn(
@@ -156,6 +168,7 @@ export class SourceCleaner {
           return;
         }
         const archive = moved.archive;
+        await this.#archivedOn?.remember(relative(resolve(job.archive_path), archive));
         const beside = archive === step.moveTo ? "" : " (a file of that name is there: beside it)";
         this.#log.info(`Moved {source} to {archive}: it arrived verified${beside}`, {
           ...fields,

@@ -6,11 +6,12 @@
  * change is never lost); a move cut short by a crash leaves a copy that the
  * next move into that folder removes, and nobody else's files; a source that
  * cannot be removed (a read-only share) leaves no copy in the archive, so the
- * next try archives it once.
+ * next try archives it once; an archive share that is not mounted (any more)
+ * gets nothing in its mount point, on the disk below.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { mountHoldingView, unmountBindfs } from "../../helpers/bindfs.ts";
+import { isMounted, mountBindfs, mountHoldingView, unmountBindfs } from "../../helpers/bindfs.ts";
 import { startCli } from "../../helpers/cli.ts";
 import { existsSync, listFiles, randomBytes, waitFor } from "../../helpers/files.ts";
 import { setImmutable } from "../../helpers/immutable.ts";
@@ -211,4 +212,54 @@ Deno.test("after_transfer: move across file systems, a source that cannot be rem
       assert.equal(status.code, 0, second.stderr());
     }
   });
+});
+
+Deno.test("after_transfer: move into an archive share that is no longer mounted puts nothing into its mount point: the source stays, said at ERROR, and is archived once the share is back", async () => {
+  await using p = await setUp();
+  // Another view than the held one: a plain share of the archive's disk.
+  await mountBindfs(p.disk, p.archive);
+  try {
+    const first = startCli(["run", "-c", p.config], { env: p.env });
+    const kept = randomBytes(40_000);
+    const source = join(p.watch, "b.fits");
+    try {
+      await first.waitForOutput("Watching");
+      const archived = randomBytes(50_000);
+      await Deno.writeFile(join(p.watch, "a.fits"), archived);
+      await first.waitForOutput(/Moved .*a\.fits/);
+      assert.deepEqual(await Deno.readFile(join(p.disk, "a.fits")), archived);
+
+      await unmountBindfs(p.archive);
+      await Deno.writeFile(source, kept);
+      await first.waitForOutput(
+        /Cannot move \S+b\.fits into the archive .*an empty folder on \S+ stands where files were archived on fuse \(a share that is not mounted\): mount it/,
+      );
+      assert.deepEqual(await Deno.readFile(source), kept, "the source stays");
+      assert.deepEqual(await Array.fromAsync(Deno.readDir(p.archive)), [], first.stderr());
+    } finally {
+      const status = await first.stop();
+      assert.equal(status.code, 0, first.stderr());
+    }
+    // Known after a restart too (the ledger keeps it); once the share is back, b.fits goes there.
+    const second = startCli(["run", "-c", p.config], { env: p.env });
+    try {
+      await second.waitForOutput(/Cannot move \S+b\.fits into the archive .*not mounted/);
+      assert.deepEqual(await Array.fromAsync(Deno.readDir(p.archive)), [], second.stderr());
+    } finally {
+      assert.equal((await second.stop()).code, 0, second.stderr());
+    }
+    await mountBindfs(p.disk, p.archive);
+    const third = startCli(["run", "-c", p.config], { env: p.env });
+    try {
+      await third.waitForOutput(/Moved .*b\.fits/);
+      assert.ok(!existsSync(source));
+      const names = (await Array.fromAsync(Deno.readDir(p.disk))).map((e) => e.name).sort();
+      assert.deepEqual(names, ["a.fits", "b.fits"], third.stderr());
+      assert.deepEqual(await Deno.readFile(join(p.disk, "b.fits")), kept);
+    } finally {
+      assert.equal((await third.stop()).code, 0, third.stderr());
+    }
+  } finally {
+    if (await isMounted(p.archive)) await unmountBindfs(p.archive);
+  }
 });
