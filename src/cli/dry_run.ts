@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { resolve } from "node:path";
 import type { Config, JobConfig } from "../config/types.ts";
 import { WatchFolderError } from "../errors.ts";
 import { readFitsStructure } from "../layout/fits_structure.ts";
@@ -18,7 +19,7 @@ import { Ledger } from "../ledger/ledger.ts";
 import { judgeStateDir, whatRunDoes } from "../ledger/ledger_check.ts";
 import { quoteIfUnsafe } from "../log/logging.ts";
 import { dueSteps } from "../pipeline/source_cleanup.ts";
-import { unlistable } from "../config/file_systems.ts";
+import { FolderFileSystem, unlistable } from "../config/file_systems.ts";
 import { nextCronRun, pausedAt, scheduleTimeZone, zonedTime } from "../pipeline/schedules.ts";
 import { badName } from "../transfer/ftp/remote.ts";
 import { createTransport, type Transport } from "../transfer/transport.ts";
@@ -145,7 +146,18 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
         const shown = readablePath(entry.path) + (entry.folder ? "/" : "");
         write(`skipped ${shown}: ${readableText(entry.skip.reason)}`);
       }
-      const removals = table ? await dueSteps(job, table, Date.now()) : [];
+      // As `run` does: nothing into the mount point of an archive share that is not mounted.
+      const archive = resolve(job.archive_path);
+      const unmounted = job.after_transfer === "move" && ledger
+        ? await new FolderFileSystem(archive, ledger, "archived").unmountedShare()
+        : null;
+      if (unmounted) {
+        write(
+          `would move nothing into ${quoteIfUnsafe(archive)}: ${unmounted} ` +
+            "(a share that is not mounted): mount it",
+        );
+      }
+      const removals = table && !unmounted ? await dueSteps(job, table, Date.now()) : [];
       for (const step of removals) {
         write(
           step.moveTo === null

@@ -12,7 +12,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { isMounted, mountBindfs, mountHoldingView, unmountBindfs } from "../../helpers/bindfs.ts";
-import { startCli } from "../../helpers/cli.ts";
+import { runCli, startCli } from "../../helpers/cli.ts";
 import { existsSync, listFiles, randomBytes, waitFor } from "../../helpers/files.ts";
 import { setImmutable } from "../../helpers/immutable.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
@@ -240,7 +240,11 @@ Deno.test("after_transfer: move into an archive share that is no longer mounted 
       const status = await first.stop();
       assert.equal(status.code, 0, first.stderr());
     }
-    // Known after a restart too (the ledger keeps it); once the share is back, b.fits goes there.
+    // Known after a restart too (the ledger keeps it), and to --dry-run; once the share is back,
+    // b.fits goes there.
+    const dry = await runCli(["run", "--dry-run", "-c", p.config], { env: p.env });
+    assert.match(dry.stdout, /would move nothing into \S+archive: .*a share that is not mounted/);
+    assert.doesNotMatch(dry.stdout, /would move \S+b\.fits/);
     const second = startCli(["run", "-c", p.config], { env: p.env });
     try {
       await second.waitForOutput(/Cannot move \S+b\.fits into the archive .*not mounted/);
