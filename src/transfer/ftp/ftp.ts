@@ -18,7 +18,6 @@
 import { createReadStream } from "node:fs";
 import { bandwidthLimit } from "../../config/sizes.ts";
 import type { JobConfig } from "../../config/types.ts";
-import { TransferError } from "../../errors.ts";
 import { classifyFtpError, ftpServerName, isFtpError, probeFtpDestination } from "./connect.ts";
 import { deliveredPermissions, openSource } from "../source.ts";
 import { deliver, type DeliverySteps, verifyCopy } from "../deliver.ts";
