@@ -220,13 +220,7 @@ Deno.test("started while its watch folder's share does not answer: the daemon st
       assert.match(daemon.stderr(), /watch_path of job default: \S+\/watch did not answer in 5 s/);
       view.kill("SIGCONT");
       await daemon.waitForOutput("Watching");
-      const bytes = randomBytes(50_000);
-      await Deno.writeFile(join(server, "watch", "late.fits"), bytes);
-      await waitFor(async () =>
-        (await listFiles(join(root, "dest"))).some((rel) => rel.endsWith("/late.fits"))
-      );
-      const rel = (await listFiles(join(root, "dest"))).find((rel) => rel.endsWith("/late.fits"))!;
-      assert.deepEqual(await Deno.readFile(join(root, "dest", rel)), bytes);
+      await lateFileArrives(join(server, "watch"), join(root, "dest"));
       assert.equal((await daemon.stop()).code, 0);
     } finally {
       view.kill("SIGCONT");
@@ -275,13 +269,7 @@ Deno.test("a watch folder on a share that stops answering while the daemon runs:
       daemon = startCli(["run", "-c", config], { env: { HOME: root } });
       view.kill("SIGCONT");
       await daemon.waitForOutput("Watching");
-      const bytes = randomBytes(50_000);
-      await Deno.writeFile(join(server, "watch", "late.fits"), bytes);
-      await waitFor(async () =>
-        (await listFiles(join(root, "dest"))).some((rel) => rel.endsWith("/late.fits"))
-      );
-      const rel = (await listFiles(join(root, "dest"))).find((rel) => rel.endsWith("/late.fits"))!;
-      assert.deepEqual(await Deno.readFile(join(root, "dest", rel)), bytes);
+      await lateFileArrives(join(server, "watch"), join(root, "dest"));
       assert.equal((await daemon.stop()).code, 0);
     } finally {
       view.kill("SIGCONT");
@@ -290,6 +278,15 @@ Deno.test("a watch folder on a share that stops answering while the daemon runs:
     }
   });
 });
+
+/** A file written into `watch` once the share answers arrives in `dest` with its bytes. */
+async function lateFileArrives(watch: string, dest: string): Promise<void> {
+  const bytes = randomBytes(50_000);
+  await Deno.writeFile(join(watch, "late.fits"), bytes);
+  await waitFor(async () => (await listFiles(dest)).some((rel) => rel.endsWith("/late.fits")));
+  const rel = (await listFiles(dest)).find((rel) => rel.endsWith("/late.fits"))!;
+  assert.deepEqual(await Deno.readFile(join(dest, rel)), bytes);
+}
 
 /** Threads of this process waiting for an answer of a FUSE file system. */
 function threadsWaitingOnFuse(): number {
