@@ -11,10 +11,9 @@ import type { Command } from "commander";
 import { resolve } from "node:path";
 import { stringify } from "yaml";
 import { parseConfig } from "../config/load.ts";
-import { COMMAND_LINE_CONFIG } from "../config/types.ts";
 import { expandPath, otherOsPathProblem } from "../config/paths.ts";
 import { LOCAL_PATH_KEYS } from "../config/resolve.ts";
-import type { Config } from "../config/types.ts";
+import { COMMAND_LINE_CONFIG, type Config } from "../config/types.ts";
 import { ConfigError, UsageError } from "../errors.ts";
 import { checkBeforeStart } from "../pipeline/start_checks.ts";
 

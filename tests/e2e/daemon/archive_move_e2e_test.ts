@@ -48,6 +48,17 @@ async function withHeldArchive(p: Paths, fn: () => Promise<void>): Promise<void>
   }
 }
 
+/** `night 1` in the archive's disk once the held copy is there (hidden while it is copied). */
+async function heldCopyFolder(disk: string): Promise<string> {
+  const folder = join(disk, "night 1");
+  await waitFor(
+    async () => existsSync(folder) && (await hiddenIn(folder)).length > 0,
+    60_000,
+    "the copy",
+  );
+  return folder;
+}
+
 /** The hidden files (unfinished copies) in `folder` now. */
 async function hiddenIn(folder: string): Promise<string[]> {
   const names = (await Array.fromAsync(Deno.readDir(folder))).map((entry) => entry.name);
@@ -127,12 +138,7 @@ Deno.test("after_transfer: move across file systems, a copy left by a daemon kil
     try {
       await first.waitForOutput("Watching");
       await Deno.writeFile(source, sent);
-      const disk = join(p.disk, "night 1");
-      await waitFor(
-        async () => existsSync(disk) && (await hiddenIn(disk)).length > 0,
-        60_000,
-        "the copy",
-      );
+      const disk = await heldCopyFolder(p.disk);
       leftover = (await hiddenIn(disk))[0];
     } finally {
       // Killed in the middle of the copy; it ends once its held write is let go.
@@ -181,12 +187,7 @@ Deno.test("after_transfer: move across file systems, a source that cannot be rem
     try {
       await first.waitForOutput("Watching");
       await Deno.writeFile(source, sent);
-      const disk = join(p.disk, "night 1");
-      await waitFor(
-        async () => existsSync(disk) && (await hiddenIn(disk)).length > 0,
-        60_000,
-        "the copy",
-      );
+      const disk = await heldCopyFolder(p.disk);
       // Its folder cannot be changed now, as on a share mounted read-only meanwhile.
       await setImmutable(night, true);
       await Deno.remove(p.hold);
