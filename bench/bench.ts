@@ -1,7 +1,8 @@
 /**
  * `deno task bench`: the daemon against the raw tools, in the same run, on a
  * private sshd on loopback. Writes bench/RESULTS.md (after a full run) and
- * prints the table to stdout; progress goes to stderr.
+ * prints the table to stdout; progress goes to stderr. The file's session log
+ * (from `## Session log` on, written by hand) is kept below the new report.
  *
  * Usage: `deno task bench [--quick] [scale] [poll] [latency] [burst] [big] [flood] [bandwidth]
  * [wan] [history]`
@@ -42,6 +43,8 @@ const PHASES = [
 type Phase = typeof PHASES[number];
 
 const RESULTS_FILE = fileURLToPath(new URL("./RESULTS.md", import.meta.url));
+/** The heading of RESULTS.md's part written by hand, which a full run keeps below its report. */
+const SESSION_LOG = "## Session log";
 const REPO_ROOT = fileURLToPath(new URL("../", import.meta.url));
 
 function parsePhases(args: string[]): Phase[] {
@@ -53,6 +56,13 @@ function parsePhases(args: string[]): Phase[] {
     }
   }
   return PHASES.filter((phase) => args.includes(phase));
+}
+
+/** The session log of the RESULTS.md there is (from its heading on), or "" without one. */
+async function sessionLog(): Promise<string> {
+  const text = await Deno.readTextFile(RESULTS_FILE).catch(() => "");
+  const at = text.indexOf(`\n${SESSION_LOG}\n`);
+  return at < 0 ? "" : text.slice(at);
 }
 
 async function main(): Promise<void> {
@@ -137,7 +147,7 @@ async function main(): Promise<void> {
       notes,
     });
     if (phases.length === PHASES.length && !quick) {
-      await Deno.writeTextFile(RESULTS_FILE, report);
+      await Deno.writeTextFile(RESULTS_FILE, report + await sessionLog());
       progress(`wrote ${RESULTS_FILE}`);
       console.log(renderTable(sections));
     } else {
