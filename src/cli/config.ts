@@ -153,14 +153,21 @@ export async function runInit(global: GlobalOptions, options: { force: boolean }
 
 /**
  * Make ready to write a config to `file` (as `expandPath` gives it): refuse another system's path,
- * a `.toml` name (every command reads one as TOML) and a folder, each with the name to give
- * instead (after `option`), and make the folders it goes in.
+ * a path that is not UTF-8, a `.toml` name (every command reads one as TOML) and a folder, each
+ * with the name to give instead (after `option`), and make the folders it goes in.
  *
  * @throws {ConfigError} naming the file and what to give instead
  */
 export async function prepareConfigFile(file: string, option: string): Promise<void> {
   const elsewhere = otherOsPathProblem(file);
   if (elsewhere !== null) throw new ConfigError(`Cannot write config ${file}: ${elsewhere}`);
+  if (file.includes("\uFFFD")) {
+    // The runtime put U+FFFD for bytes of the name that are not UTF-8: the file would get another.
+    throw new ConfigError(
+      `Cannot write config ${file}: its path is not valid UTF-8 (\uFFFD stands for the bytes ` +
+        "that are not), and the file would be written under another name; give a UTF-8 name",
+    );
+  }
   if (/\.toml$/i.test(file)) {
     throw new ConfigError(
       `Cannot write config ${file}: the config is YAML, and a .toml name is read as TOML; ` +

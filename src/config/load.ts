@@ -203,6 +203,12 @@ function initCommandFor(file: string): string {
 
 /** A readable reason why `file` could not be read. */
 function readFailure(file: string, error: unknown): string {
+  if (error instanceof Deno.errors.NotFound && file.includes("\uFFFD")) {
+    // The runtime put U+FFFD for the bytes of the name that are not UTF-8: no file has this name.
+    return `Cannot read config file ${file}: its path is not valid UTF-8 (\uFFFD stands for ` +
+      "the bytes that are not), so the file cannot be opened by it; rename the file or folder " +
+      "to a UTF-8 name (`ls -b` shows the exact name)";
+  }
   if (error instanceof Deno.errors.NotFound) {
     const hint = file === defaultConfigPath()
       ? "create it with `image-transfer init`, or pass another file with -c <file>"

@@ -215,7 +215,7 @@ export const jobShape = {
   ),
   transfer_timeout_seconds: doc(
     z.number().positive().max(86400).default(300),
-    "How long a transfer may take before it counts as a retryable failure: an scp, rsync or ssh call running longer is killed; FTP drops a connection silent this long; a `local` destination (a share) that does not answer a call this long fails the batch. A batch still running after three times this plus a minute is stopped and tried again.",
+    "Seconds a transfer may take before it fails and is tried again. An scp, rsync or ssh call running longer is killed; FTP drops a connection silent this long; a `local` destination (a share) that does not answer a call this long fails the batch. A batch still running after three times this plus a minute is stopped and tried again.",
   ),
   max_concurrent_transfers: doc(
     z.int().min(1).max(64).optional(),

@@ -4,7 +4,7 @@ import { fileURLToPath } from "node:url";
 import { loadConfig, parseConfig } from "../../../src/config/load.ts";
 import { jobKeyLine } from "../../../src/config/key_lines.ts";
 import { defaultLogFile, defaultStateDir, homeDir } from "../../../src/config/paths.ts";
-import { renderDefaultConfig } from "../../../src/cli/config.ts";
+import { prepareConfigFile, renderDefaultConfig } from "../../../src/cli/config.ts";
 import {
   describeKeys,
   firstSentence,
@@ -1035,4 +1035,27 @@ Deno.test("without a home folder, a path in it is a config problem naming its ke
       }
     }
   });
+});
+
+Deno.test("a config path that is not UTF-8 is said to be so, not missing, and init writes no file under another name", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "itx-config-utf8-" });
+  try {
+    // What the runtime makes of `-c $'c\xe9.yaml'`: U+FFFD for the byte that is not UTF-8.
+    const undecodable = join(dir, "c\uFFFD.yaml");
+    await assert.rejects(loadConfig(undecodable), (error: unknown) => {
+      assert.ok(error instanceof ConfigError);
+      // Before: "it does not exist; create it with `image-transfer -c … init`", a file of another name.
+      assert.match(error.message, /its path is not valid UTF-8 .*rename the file or folder/);
+      assert.doesNotMatch(error.message, /create it/);
+      return true;
+    });
+    await assert.rejects(loadConfig(join(dir, "c.yaml")), /it does not exist; create it with/);
+    await assert.rejects(
+      prepareConfigFile(join(dir, "new \uFFFD", "config.yaml"), "-c"),
+      /Cannot write config .*: its path is not valid UTF-8 .*give a UTF-8 name/,
+    );
+    assert.deepEqual([...Deno.readDirSync(dir)], []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
