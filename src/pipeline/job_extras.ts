@@ -53,7 +53,7 @@ export class JobExtras {
     this.#cleaner = new SourceCleaner(
       job,
       table.rows,
-      context.replaces && context.replaces.#cleaner.failures,
+      context.replaces ? context.replaces.#cleaner : null,
       table.ledger,
     );
     this.#schedules = new JobSchedules({

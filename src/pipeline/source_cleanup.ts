@@ -76,15 +76,29 @@ export class SourceCleaner {
   /** One step at a time, in order. */
   #chain: Promise<void> = Promise.resolve();
   #closed = false;
-  /** Deletes and moves into the archive that failed (each logged), reloads included. */
+  /** Sources whose delete or move into the archive failed (each logged), reloads included. */
   #failures: number;
+  /** Without `keep_days`: the steps that failed, tried again on the job's retry delays. */
+  #retrying = new Map<string, CleanupStep>();
+  /** The sources whose last delete or move failed: each counted in `#failures` once. */
+  #failing: Set<string>;
+  #retryTimer: ReturnType<typeof setTimeout> | undefined;
+  /** The delay of the round of retries pending (doubled each round that fails again), and its time. */
+  #retryDelayMs = 0;
+  #retryAtMs = 0;
 
   /**
-   * @param failedBefore the failures counted by the job's cleaner a reload replaced
+   * @param replaces the job's cleaner a reload replaced: its failures go on counting here
    * @param facts where the archive's file system is kept (the ledger)
    */
-  constructor(job: JobConfig, table: FileRows, failedBefore = 0, facts: FactStore | null = null) {
-    this.#failures = failedBefore;
+  constructor(
+    job: JobConfig,
+    table: FileRows,
+    replaces: SourceCleaner | null = null,
+    facts: FactStore | null = null,
+  ) {
+    this.#failures = replaces === null ? 0 : replaces.#failures;
+    this.#failing = new Set(replaces === null ? [] : replaces.#failing);
     this.#archivedOn = job.after_transfer === "move"
       ? new FolderFileSystem(resolve(job.archive_path), facts, "archived")
       : null;
@@ -96,7 +110,7 @@ export class SourceCleaner {
     });
   }
 
-  /** Deletes and moves into the archive that failed since the daemon started (each logged). */
+  /** Sources whose delete or move into the archive failed since the daemon started (each logged). */
   get failures(): number {
     return this.#failures;
   }
@@ -120,6 +134,7 @@ export class SourceCleaner {
   /** Stop; with `drain` (`run --once`) the steps already called for run first. */
   async close(drain: boolean): Promise<void> {
     clearInterval(this.#timer);
+    clearTimeout(this.#retryTimer);
     if (!drain) this.#closed = true;
     await this.#chain;
     this.#closed = true;
@@ -132,6 +147,33 @@ export class SourceCleaner {
         await this.#apply(step);
       }
     });
+  }
+
+  /**
+   * Try `step` again after the job's retry delay (`retry_delay_seconds`, doubled each round that
+   * fails again, up to `retry_max_delay_seconds`); @returns when, for the log
+   */
+  #retryLater(step: CleanupStep): string {
+    this.#retrying.set(step.relPath, step);
+    if (this.#retryTimer === undefined) {
+      const [first, most] = [this.#job.retry_delay_seconds, this.#job.retry_max_delay_seconds];
+      const delayMs = Math.min(Math.max(this.#retryDelayMs * 2, first * 1000), most * 1000);
+      this.#retryDelayMs = Math.max(delayMs, 1000);
+      this.#retryAtMs = Date.now() + this.#retryDelayMs;
+      this.#retryTimer = setTimeout(() => {
+        this.#retryTimer = undefined;
+        const steps = [...this.#retrying.values()];
+        this.#retrying.clear();
+        this.#then(async () => {
+          for (const again of steps) {
+            if (this.#closed) return;
+            await this.#apply(again);
+          }
+          if (this.#retrying.size === 0) this.#retryDelayMs = 0;
+        });
+      }, this.#retryDelayMs);
+    }
+    return `in ${Math.max(1, Math.round((this.#retryAtMs - Date.now()) / 1000))} s`;
   }
 
   #then(task: () => Promise<void>): void {
@@ -150,6 +192,7 @@ export class SourceCleaner {
     // The ledger's version, checked again right before the source goes.
     if (!(await cleanupStep(job, step.relPath, row))) return;
     const fields = { source: step.source, archive: step.moveTo };
+    const failedBefore = this.#failing.delete(step.relPath); // Back below if it fails again.
     try {
       if (step.moveTo === null) {
         await Deno.remove(step.source);
@@ -176,11 +219,10 @@ export class SourceCleaner {
         });
       }
     } catch (error) {
-      this.#failures++;
-      // Tried again at the next pass: hourly with keep_days, else when the job starts again.
-      const again = job.keep_days > 0
-        ? "within the hour"
-        : "when the daemon starts or reloads (kill -HUP its pid)";
+      if (!failedBefore) this.#failures++;
+      this.#failing.add(step.relPath);
+      // Tried again at the next pass with keep_days (hourly), else on the job's retry delays.
+      const again = job.keep_days > 0 ? "within the hour" : this.#retryLater(step);
       const what = step.moveTo === null
         ? "Cannot delete {source} after its transfer"
         : "Cannot move {source} into the archive ({archive}) after its transfer";

@@ -104,7 +104,7 @@ Deno.test("after_transfer: move puts each arrived source into archive_path (daem
   }
 });
 
-Deno.test("after_transfer: move into a full archive says the move failed and when it is tried again, in every view; a reload moves it once there is room", async () => {
+Deno.test("after_transfer: move into a full archive says the move failed and when it is tried again, in every view, counted once however often tried; a reload keeps the count; it is moved once there is room, without a reload", async () => {
   await using p = await setUp();
   const base = `127.0.0.1:${freePort()}`;
   await withTmpfs(p.archive, "64k", async () => {
@@ -112,6 +112,8 @@ Deno.test("after_transfer: move into a full archive says the move failed and whe
       after_transfer: "move",
       archive_path: p.archive,
       status_listen: base,
+      retry_delay_seconds: 1,
+      retry_max_delay_seconds: 2,
     }).then(() => startCli(["run", "-c", p.config], { env: p.env }));
     try {
       await daemon.waitForOutput("Watching");
@@ -125,10 +127,9 @@ Deno.test("after_transfer: move into a full archive says the move failed and whe
       await daemon.waitForOutput(
         `Cannot move ${source} into the archive (${join(p.archive, "big.fits")})`,
       );
-      assert.match(
-        daemon.stderr(),
-        /it stays in the watch folder and is tried again when the daemon starts or reloads/,
-      );
+      assert.match(daemon.stderr(), /it stays in the watch folder and is tried again in 1 s/);
+      // Before, it waited for a restart or a reload. Tried again, and counted once still.
+      await daemon.waitForOutput(/tried again in 2 s/);
       assert.deepEqual(await Deno.readFile(source), data, "the source stays whole");
       // Not in the log alone: the API, the metrics an alert can watch, and `status` count it.
       const api = await getJson<{ jobs: Array<{ cleanupFailures: number }> }>(
@@ -147,8 +148,25 @@ Deno.test("after_transfer: move into a full archive says the move failed and whe
         shown.stdout,
         /^ {4}1 source\(s\) after_transfer could not delete or move into the archive since the daemon started: they stay in the watch folder; the log says why$/m,
       );
-      await resizeTmpfs(p.archive, "1m");
+      // A reload that restarts the job while the source still cannot move: counted once still.
+      const failed = () => daemon.stderr().split(`Cannot move ${source}`).length - 1;
+      const before = failed();
+      await p.rewrite({
+        after_transfer: "move",
+        archive_path: p.archive,
+        status_listen: base,
+        retry_delay_seconds: 1,
+        retry_max_delay_seconds: 3,
+      });
       daemon.process.kill("SIGHUP");
+      await daemon.waitForOutput(/Reloaded .*: starting 1 job\(s\)/);
+      await waitFor(() => failed() > before, 20_000, "a failure after the reload");
+      const reloaded = await getJson<{ jobs: Array<{ cleanupFailures: number }> }>(
+        `http://${base}`,
+        "/api/status",
+      );
+      assert.equal(reloaded.jobs[0].cleanupFailures, 1);
+      await resizeTmpfs(p.archive, "1m");
       await waitFor(
         () => existsSync(join(p.archive, "big.fits")),
         20_000,
@@ -156,7 +174,6 @@ Deno.test("after_transfer: move into a full archive says the move failed and whe
       );
       assert.deepEqual(await Deno.readFile(join(p.archive, "big.fits")), data);
       assert.ok(!existsSync(source));
-      // The count is of the daemon's run: the reload's job goes on with it.
       const after = await getJson<{ jobs: Array<{ cleanupFailures: number }> }>(
         `http://${base}`,
         "/api/status",
