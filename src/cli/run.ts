@@ -131,14 +131,17 @@ export function runCommand(): Command {
       const onListening = async () => {
         dropped = await dropUnneededPermissions(config);
       };
+      let running = config;
       const reload = async (next: Config) => {
         assertPermissionsAvailable(next, dropped);
         await logging(next);
+        running = next;
       };
       try {
         const summary = await runDaemon(config, {
           once: options.once ?? false,
           onReload: reload,
+          onReloadRefused: () => logging(running),
           onListening,
         });
         // A matching file that cannot even be opened by its name was not transferred either.

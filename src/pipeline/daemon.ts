@@ -43,6 +43,8 @@ export interface DaemonOptions {
    * one after rotation). Throwing refuses the reload.
    */
   onReload?: (config: Config) => Promise<void>;
+  /** Called when a reload was refused (the CLI reopens the running config's log file). */
+  onReloadRefused?: () => Promise<void>;
   /**
    * Called once the status server listens (or is off, or could not start),
    * before any job starts: the CLI gives up the network permission there
@@ -103,6 +105,13 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
   const finishingHooks: FinishingHooks[] = [];
   const statusEvents = new StatusEvents();
   let reports: LedgerReports | undefined;
+  /** The last reload, when refused: told to `status` (the lock) and to the status page. */
+  let reloadRefused: { at: string; reason: string } | null = null;
+  const toldReload = (refused: typeof reloadRefused) => {
+    reloadRefused = refused;
+    lock.tell({ reloadRefused: refused ?? undefined });
+    statusEvents.emit({ type: "daemon", at: Date.now() });
+  };
   let statusServer: StatusServer | null = null;
   let stopListening = () => {};
   try {
@@ -169,6 +178,7 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
         reports,
         build: { version, commit, deno },
         startedAt: Date.now(),
+        reloadRefused: () => reloadRefused,
       }, statusEvents);
       if (statusServer) lock.tell({ statusListen: `${listen.hostname}:${statusServer.addr.port}` });
     }
@@ -191,7 +201,11 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
           current,
           config,
           options.onReload,
-          (reason) => lock.tell({ reloadRefused: { at: new Date().toISOString(), reason } }),
+          async (reason) => {
+            toldReload({ at: new Date().toISOString(), reason });
+            // A log file moved away (rotated) is opened again all the same.
+            await options.onReloadRefused?.().catch(() => {});
+          },
           (stateDir) => lock.pointFrom(stateDir),
         );
         if (!next) continue;
@@ -200,7 +214,8 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
         const previous = current;
         current = next;
         jobs = start(next, jobs);
-        lock.tell({ jobs: next.jobs.map((job) => job.name), reloadRefused: undefined });
+        lock.tell({ jobs: next.jobs.map((job) => job.name) });
+        if (reloadRefused !== null) toldReload(null);
         log.info("Reloaded {file}: starting {count} job(s)", {
           file: next.file,
           count: next.jobs.length,
@@ -248,7 +263,7 @@ async function clearLeftovers(runtimeDir: string | undefined): Promise<void> {
 /**
  * Read and check the config file again after SIGHUP. `started`: the config
  * the daemon started with, whose status page settings hold until a restart;
- * `refused` is told why a config is not taken.
+ * `refused` is told why a config is not taken (before the refusal is logged).
  *
  * @returns the new config, or `undefined` (logged) when the running one is kept
  */
@@ -256,7 +271,7 @@ async function reloadConfig(
   current: Config,
   started: Config,
   onReload: DaemonOptions["onReload"],
-  refused: (reason: string) => void,
+  refused: (reason: string) => Promise<void>,
   movedTo: (stateDir: string) => void,
 ): Promise<Config | undefined> {
   const log = logger("daemon");
@@ -293,11 +308,11 @@ async function reloadConfig(
     return next;
   } catch (error) {
     const reason = (error instanceof Error ? error.message : String(error)).replaceAll("\n", "; ");
+    await refused(reason);
     log.error("Reload refused, the running config is kept: {reason}", {
       file: current.file,
       reason,
     });
-    refused(reason);
     return undefined;
   }
 }

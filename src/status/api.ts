@@ -34,6 +34,8 @@ export interface StatusSource {
   reports: LedgerReports;
   build: { version: string; commit: string; deno: string };
   startedAt: number;
+  /** The last reload, when it was refused (the daemon runs with the config it had), else `null`. */
+  reloadRefused(): { at: string; reason: string } | null;
 }
 
 /** How far back the page's chart reaches. */
@@ -88,6 +90,7 @@ export function statusReport(
     pid: Deno.pid,
     now,
     startedAt: source.startedAt,
+    reloadRefused: source.reloadRefused(),
     // On the monotonic clock: a wall clock stepped back does not make it negative.
     uptimeSeconds: Math.round(performance.now() / 1000),
     lastSuccessAt: lastSuccessAt ?? recent[0]?.transferredAt ?? null,

@@ -32,7 +32,9 @@ export type TransferEvent =
     final: boolean;
     at: number;
   }
-  | { type: "job"; job: string; at: number };
+  | { type: "job"; job: string; at: number }
+  /** The daemon's own state changed: a reload was refused, or one was taken after that. */
+  | { type: "daemon"; at: number };
 
 /** A small synchronous event bus the daemon shares with its job runners. */
 export class StatusEvents {

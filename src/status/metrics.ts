@@ -58,6 +58,7 @@ export class Metrics {
    * @param startedAt when the daemon started (ms since epoch)
    * @param now the time the waiting files' age is measured at (ms since epoch)
    * @param openFds open file descriptors (see `process/open_fds.ts`); not shown when `null`
+   * @param reloadRefused whether the last reload was refused
    */
   render(
     jobs: JobSnapshot[],
@@ -65,6 +66,7 @@ export class Metrics {
     startedAt: number,
     now: number = Date.now(),
     openFds: number | null = null,
+    reloadRefused = false,
   ): string {
     for (const job of jobs) this.#counters(job.job, job.method);
     const out: string[] = [];
@@ -104,6 +106,13 @@ export class Metrics {
     out.push(sample("image_transfer_build_info", build, 1));
     family("image_transfer_start_time_seconds", "gauge", "When the daemon started (Unix time).");
     out.push(sample("image_transfer_start_time_seconds", {}, startedAt / 1000));
+    const reload = "image_transfer_config_last_reload_successful";
+    family(
+      reload,
+      "gauge",
+      "0 when the last reload was refused (the daemon runs with the config it had), else 1.",
+    );
+    out.push(sample(reload, {}, reloadRefused ? 0 : 1));
 
     family("image_transfer_files_transferred_total", "counter", "Files that arrived verified.");
     for (const { labels, c } of entries) {

@@ -110,6 +110,10 @@ function render(s) {
   $("version").textContent = "version " + s.version;
   $("uptime").textContent = "up " + dur(s.uptimeSeconds);
   $("last").textContent = "last success " + ago(s.lastSuccessAt, now);
+  const refused = s.reloadRefused;
+  $("reload").hidden = !refused;
+  $("reload").textContent = refused ? "The last reload (" + time(Date.parse(refused.at)) +
+    ") was refused; the daemon runs with the config it had: " + escaped(refused.reason) : "";
   $("jobs").replaceChildren(...s.jobs.map((j) => {
     const q = j.queue;
     const paused = j.state === "paused";
@@ -256,6 +260,7 @@ export const STATUS_PAGE = `<!doctype html>
 <body>
 <h1>image-transfer</h1>
 <div class="meta head"><span id="conn">connecting\u2026</span><span id="last"></span><span id="uptime"></span><span id="version"></span></div>
+<div class="err" id="reload" hidden></div>
 <h2>Jobs</h2><div class="jobs" id="jobs"></div>
 <h2>Throughput and files per minute, last 6 hours <span class="meta" id="chartmax"></span></h2>
 <div class="meta"><span class="key-files">\u25a0 files per minute</span><span class="key-rate">\u2501 throughput (bytes/s)</span></div>

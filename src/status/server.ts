@@ -198,6 +198,7 @@ async function route(
             source.startedAt,
             Date.now(),
             await openFds?.count() ?? null,
+            source.reloadRefused() !== null,
           ),
           { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
         );
