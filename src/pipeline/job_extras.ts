@@ -50,12 +50,11 @@ export class JobExtras {
       context.replaces && context.replaces.#hooks,
       (facts) => due.started(facts),
     );
-    this.#cleaner = new SourceCleaner(
-      job,
-      table.rows,
-      context.replaces ? context.replaces.#cleaner : null,
-      table.ledger,
-    );
+    this.#cleaner = new SourceCleaner(job, table.rows, {
+      replaces: context.replaces ? context.replaces.#cleaner : null,
+      facts: table.ledger,
+      once: context.once,
+    });
     this.#schedules = new JobSchedules({
       job,
       table: table.rows,

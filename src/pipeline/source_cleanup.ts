@@ -87,16 +87,20 @@ export class SourceCleaner {
   #retryDelayMs = 0;
   #retryAtMs = 0;
 
+  /** `run --once`: what fails is tried again at the next run, not later in this one. */
+  #once: boolean;
+
   /**
-   * @param replaces the job's cleaner a reload replaced: its failures go on counting here
-   * @param facts where the archive's file system is kept (the ledger)
+   * @param options.replaces the job's cleaner a reload replaced: its failures go on counting here
+   * @param options.facts where the archive's file system is kept (the ledger)
    */
   constructor(
     job: JobConfig,
     table: FileRows,
-    replaces: SourceCleaner | null = null,
-    facts: FactStore | null = null,
+    options: { replaces?: SourceCleaner | null; facts?: FactStore | null; once?: boolean } = {},
   ) {
+    const { replaces = null, facts = null } = options;
+    this.#once = options.once ?? false;
     this.#failures = replaces === null ? 0 : replaces.#failures;
     this.#failing = new Set(replaces === null ? [] : replaces.#failing);
     this.#archivedOn = job.after_transfer === "move"
@@ -222,7 +226,11 @@ export class SourceCleaner {
       if (!failedBefore) this.#failures++;
       this.#failing.add(step.relPath);
       // Tried again at the next pass with keep_days (hourly), else on the job's retry delays.
-      const again = job.keep_days > 0 ? "within the hour" : this.#retryLater(step);
+      const again = this.#once
+        ? "at the next run"
+        : job.keep_days > 0
+        ? "within the hour"
+        : this.#retryLater(step);
       const what = step.moveTo === null
         ? "Cannot delete {source} after its transfer"
         : "Cannot move {source} into the archive ({archive}) after its transfer";

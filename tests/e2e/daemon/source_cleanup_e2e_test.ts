@@ -186,6 +186,28 @@ Deno.test("after_transfer: move into a full archive says the move failed and whe
   });
 });
 
+Deno.test("after_transfer: run --once whose move into a full archive fails says it is tried at the next run, and the next run moves it", async () => {
+  await using p = await setUp();
+  await withTmpfs(p.archive, "64k", async () => {
+    await p.rewrite({ after_transfer: "move", archive_path: p.archive });
+    const data = randomBytes(200_000);
+    const source = join(p.watch, "big.fits");
+    await Deno.writeFile(source, data);
+    const first = await runCli(["run", "--once", "-c", p.config], { env: p.env });
+    // Not "tried again in 5 s": the run ends with the batch.
+    assert.match(
+      first.stderr,
+      /Cannot move .*big\.fits into the archive .*; it stays in the watch folder and is tried again at the next run/,
+    );
+    assert.deepEqual(await Deno.readFile(source), data, "the source stays whole");
+    await resizeTmpfs(p.archive, "1m");
+    const second = await runCli(["run", "--once", "-c", p.config], { env: p.env });
+    assert.equal(second.code, 0, second.stderr);
+    assert.deepEqual(await Deno.readFile(join(p.archive, "big.fits")), data);
+    assert.ok(!existsSync(source));
+  });
+});
+
 Deno.test("after_transfer: an archive inside the watch folder, a move without archive or no verification are refused", async () => {
   await using p = await setUp();
   const env = p.env;
