@@ -17,12 +17,11 @@ import { DAEMON_KEYS, readJobs } from "./jobs.ts";
 import { resolveDaemon, resolveJob } from "./resolve.ts";
 import {
   keepLastOfDuplicateKeys,
-  looksLikeToml,
   plainValue,
   syntaxErrorLine,
   syntaxReason,
-  tomlMessage,
 } from "./yaml_problems.ts";
+import { looksLikeToml, tomlMessage } from "./toml_hint.ts";
 
 /**
  * Load, validate and resolve a config file. The file and the jobs' SSH

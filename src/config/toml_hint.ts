@@ -1,0 +1,177 @@
+/**
+ * A TOML file given as the config (the sync tool's format): recognized, and
+ * answered with the same keys written as YAML, nested tables (`[[jobs]]`,
+ * `[[jobs.schedules]]`, `[a.b]`), dotted keys, lists over several lines and
+ * inline tables included. `config/load.ts` refuses such a file with this text.
+ *
+ * @module
+ */
+
+/** `key = value`, TOML's assignment (a dotted key names nested tables). */
+const ASSIGNMENT = /^\s*([A-Za-z0-9_-]+(?:\s*\.\s*[A-Za-z0-9_-]+)*)\s*=\s*(.*?)\s*$/;
+/** `[table]` or `[[array of tables]]`. */
+const TABLE = /^\s*(\[\[?)\s*([A-Za-z_][\w-]*(?:\s*\.\s*[A-Za-z_][\w-]*)*)\s*\]\]?\s*$/;
+/** YAML's `key:`. */
+const YAML_KEY = /^\s*-?\s*[A-Za-z_][\w-]*\s*:(\s|$)/;
+
+/** Whether `text` (from `file`) is TOML rather than YAML. */
+export function looksLikeToml(text: string, file: string): boolean {
+  if (/\.toml$/i.test(file)) return true;
+  const lines = text.split("\n").filter((line) => !/^\s*(#.*)?$/.test(line));
+  if (lines.length === 0 || lines.some((line) => YAML_KEY.test(line))) return false;
+  return lines.some((line) => ASSIGNMENT.test(line) || TABLE.test(line));
+}
+
+/** A table: its keys in order, each a value (YAML text), a table or an array of tables. */
+interface Table {
+  keys: string[];
+  values: Map<string, string | Table | Table[]>;
+  /** Comment (and unread) lines written before each key. */
+  notes: Map<string, string[]>;
+}
+
+function table(): Table {
+  return { keys: [], values: new Map(), notes: new Map() };
+}
+
+/** The table `name` of `parent` (the last one of an array of tables), made if missing. */
+function child(parent: Table, name: string, notes: string[]): Table {
+  const found = parent.values.get(name);
+  if (Array.isArray(found)) return found.at(-1) ?? table();
+  if (found !== undefined && typeof found !== "string") return found;
+  const made = table();
+  set(parent, name, made, notes);
+  return made;
+}
+
+function set(parent: Table, name: string, value: string | Table | Table[], notes: string[]): void {
+  if (!parent.values.has(name)) parent.keys.push(name);
+  parent.values.set(name, value);
+  if (notes.length > 0) parent.notes.set(name, [...(parent.notes.get(name) ?? []), ...notes]);
+  notes.length = 0;
+}
+
+/** `text` up to a `#` outside quotes, and how many `[`/`{` it leaves open. */
+function scan(text: string): { code: string; open: number } {
+  let quote = "";
+  let open = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (quote) {
+      if (c === "\\" && quote === '"') i++;
+      else if (c === quote) quote = "";
+    } else if (c === '"' || c === "'") quote = c;
+    else if (c === "#") return { code: text.slice(0, i).trimEnd(), open };
+    else if (c === "[" || c === "{") open++;
+    else if (c === "]" || c === "}") open--;
+  }
+  return { code: text.trimEnd(), open };
+}
+
+/** A TOML value as YAML flow text: `key = v` in inline tables as `key: v`, no trailing commas. */
+function flowValue(text: string): string {
+  let out = "";
+  let quote = "";
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (quote) {
+      if (c === "\\" && quote === '"') out += c + (text[++i] ?? "");
+      else out += c;
+      if (c === quote) quote = "";
+      continue;
+    }
+    if (c === '"' || c === "'") quote = c;
+    if (c === "," && /^\s*[\]}]/.test(text.slice(i + 1))) {
+      while (text[i + 1] === " ") i++;
+    } else if (c === "=") out = `${out.trimEnd()}:${text[i + 1] === " " ? "" : " "}`;
+    else out += c;
+  }
+  return out;
+}
+
+function parse(text: string): { root: Table; trailing: string[] } {
+  const root = table();
+  let current = root;
+  const notes: string[] = [];
+  const lines = text.split("\n");
+  for (let n = 0; n < lines.length; n++) {
+    const line = lines[n].trim();
+    if (line === "") continue;
+    if (line.startsWith("#")) {
+      notes.push(line);
+      continue;
+    }
+    const header = TABLE.exec(line);
+    if (header) {
+      const path = header[2].split(".").map((part) => part.trim());
+      const last = path.pop() as string;
+      let parent = root;
+      for (const part of path) parent = child(parent, part, []);
+      if (header[1] === "[[") {
+        const found = parent.values.get(last);
+        const items = Array.isArray(found) ? found : [];
+        if (!Array.isArray(found)) set(parent, last, items, notes);
+        current = table();
+        items.push(current);
+      } else current = child(parent, last, notes);
+      continue;
+    }
+    const assignment = ASSIGNMENT.exec(line);
+    if (!assignment) {
+      notes.push(line);
+      continue;
+    }
+    let { code, open } = scan(assignment[2]);
+    while (open > 0 && n + 1 < lines.length) {
+      const more = scan(lines[++n].trim());
+      code += (code.endsWith("[") || code.endsWith("{") ? "" : " ") + more.code;
+      open += more.open;
+    }
+    const path = assignment[1].split(".").map((part) => part.trim());
+    const key = path.pop() as string;
+    let target = current;
+    for (const part of path) target = child(target, part, []);
+    set(target, key, flowValue(code), notes);
+  }
+  return { root, trailing: notes };
+}
+
+function emit(from: Table, indent: string, out: string[]): void {
+  for (const key of from.keys) {
+    for (const note of from.notes.get(key) ?? []) out.push(indent + note);
+    const value = from.values.get(key);
+    if (typeof value === "string") out.push(`${indent}${key}: ${value}`);
+    else if (Array.isArray(value)) {
+      out.push(`${indent}${key}:`);
+      for (const item of value) {
+        const lines: string[] = [];
+        emit(item, `${indent}    `, lines);
+        const first = lines.findIndex((line) => !line.trimStart().startsWith("#"));
+        if (first < 0) lines.push(`${indent}  - {}`);
+        else lines[first] = `${indent}  - ${lines[first].slice(indent.length + 4)}`;
+        out.push(...lines);
+      }
+    } else if (value !== undefined) {
+      out.push(`${indent}${key}:`);
+      emit(value, `${indent}  `, out);
+    }
+  }
+}
+
+/** The YAML that says what the TOML `text` says (keys, tables, arrays of tables, their nesting). */
+export function tomlAsYaml(text: string): string {
+  const { root, trailing } = parse(text);
+  const out: string[] = [];
+  emit(root, "", out);
+  return [...out, ...trailing].join("\n");
+}
+
+/** The message for a TOML config file: YAML only, and the same keys as YAML. */
+export function tomlMessage(text: string, file: string): string {
+  const yaml = tomlAsYaml(text).split("\n");
+  const shown = yaml.slice(0, 40).map((line) => `    ${line}`).join("\n");
+  const more = yaml.length > 40 ? `\n    # \u2026 ${yaml.length - 40} more line(s)` : "";
+  return `${file}: this looks like TOML; the config file is YAML only (\`key: value\`, lists as ` +
+    `[a, b] or "- item" lines). The same keys in YAML:\n${shown}${more}\n` +
+    "Save that as a .yaml file and check it with `image-transfer config validate -c FILE`";
+}

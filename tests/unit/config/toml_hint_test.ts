@@ -1,0 +1,67 @@
+/** A TOML config is answered with the same keys as YAML: that YAML must load as the TOML meant. */
+import assert from "node:assert/strict";
+import { looksLikeToml, tomlAsYaml } from "../../../src/config/toml_hint.ts";
+import { parseConfig } from "../../../src/config/load.ts";
+
+/** The sync tool's layout with this program's keys: jobs, each job's schedules, lists over lines. */
+const SYNC_STYLE = `# two jobs
+state_dir = "/var/lib/it"
+transfer_method = "local"
+
+[[jobs]]
+name = "documents"
+watch_path = "/data/docs"
+remote_base_path = "/backup/docs"
+exclude_patterns = [
+  "*.tmp",   # scratch
+  "*.log",
+]
+
+[[jobs.schedules]]
+cron = "0 */15 * * * *"
+action = "rescan"
+
+[[jobs.schedules]]
+every_seconds = 300
+action = "rescan"
+
+[[jobs]]
+name = "cam2"
+watch_path = "/data/cam2"
+remote_base_path = "/backup/cam2"
+schedules = [ { cron = "0 8 * * *", action = "report", nights = 2 } ]
+`;
+
+Deno.test("tomlAsYaml: each [[jobs.schedules]] goes to its own job, lists and inline tables as YAML", () => {
+  assert.ok(looksLikeToml(SYNC_STYLE, "/etc/it/config.toml"));
+  const yaml = tomlAsYaml(SYNC_STYLE);
+  assert.doesNotMatch(yaml, /jobs\.schedules/);
+  const config = parseConfig(yaml, "/etc/it/config.yaml");
+  assert.deepEqual(config.jobs.map((job) => job.name), ["documents", "cam2"]);
+  const [docs, cam2] = config.jobs;
+  assert.deepEqual(docs.exclude_patterns, ["*.tmp", "*.log"]);
+  assert.deepEqual(
+    docs.schedules.map((entry) => [entry.cron ?? entry.every_seconds, entry.action]),
+    [["0 */15 * * * *", "rescan"], [300, "rescan"]],
+  );
+  assert.deepEqual(
+    cam2.schedules.map((entry) => [entry.cron, entry.action, entry.nights]),
+    [["0 8 * * *", "report", 2]],
+  );
+  assert.equal(config.state_dir, "/var/lib/it");
+  assert.match(yaml, /^# two jobs\n/);
+});
+
+Deno.test("tomlAsYaml: [a.b] tables and dotted keys nest; a table after [[jobs]] belongs to that job", () => {
+  const yaml = tomlAsYaml(
+    'transfer_method = "local"\n[[jobs]]\nname = "a"\nwatch_path = "/w/a"\n' +
+      'remote_base_path = "/d/a"\n[[jobs]]\nname = "b"\nwatch_path = "/w/b"\n' +
+      'remote_base_path = "/d/b"\n[jobs.x-extra]\nk = 1\nsub.key = "v"\n',
+  );
+  assert.equal(
+    yaml,
+    'transfer_method: "local"\njobs:\n  - name: "a"\n    watch_path: "/w/a"\n' +
+      '    remote_base_path: "/d/a"\n  - name: "b"\n    watch_path: "/w/b"\n' +
+      '    remote_base_path: "/d/b"\n    x-extra:\n      k: 1\n      sub:\n        key: "v"',
+  );
+});
