@@ -179,11 +179,21 @@ const MEANT: Record<string, { command: string; why?: string }> = {
   show: { command: "config show" },
 };
 
-/** The old tool's service flags and what replaced them. */
+/** The service names install-service writes, one per OS. */
+const SERVICE_NAMES = "image-transfer (systemd), com.image-transfer.daemon (launchd), " +
+  "ImageTransferDaemon (Windows)";
+
+/** The older tools' flags (the old tool's service flags, the sync tool's) and what replaced them. */
 const OLD_FLAGS: Record<string, string> = {
   "--install": "the service is installed with `image-transfer install-service` " +
     "(Linux: run it with sudo for a system-wide service, or add --user)",
   "--uninstall": "the service is removed with `image-transfer uninstall-service`",
+  "--foreground": "`run` always runs in the foreground (install-service makes it a service); " +
+    "leave --foreground out",
+  "--service-name": `the service's name is fixed: ${SERVICE_NAMES}; leave --service-name out`,
+  "--description": `the service's name is fixed: ${SERVICE_NAMES}; leave --description out`,
+  "--output": "`init` (or `config generate`) writes the file that -c names: " +
+    "`image-transfer config generate -c FILE.yaml`",
 };
 
 /** The old tool's service program name, which the binary answers to when named so. */

@@ -80,6 +80,29 @@ Deno.test("the old tool's --install and --uninstall point to install-service and
   await assert.rejects(Deno.stat(join(box.root, "home", ".config")), Deno.errors.NotFound);
 });
 
+Deno.test("the sync tool's --foreground, --service-name, --description and --output say what to do instead", async () => {
+  await using box = await cliSandbox();
+  const cases: [string[], string][] = [
+    [["run", "--foreground"], "unknown option '--foreground': `run` always runs in the foreground"],
+    [
+      ["install-service", "--service-name", "my-sync", "--print"],
+      "unknown option '--service-name': the service's name is fixed: image-transfer (systemd)",
+    ],
+    [["install-service", "--description", "x", "--print"], "unknown option '--description'"],
+    [
+      ["config", "generate", "--output", "sync.yaml"],
+      "unknown option '--output': `init` (or `config generate`) writes the file that -c names: " +
+      "`image-transfer config generate -c FILE.yaml`",
+    ],
+  ];
+  for (const [args, message] of cases) {
+    const result = await runCli(["-c", box.config, ...args], { env: box.env });
+    assert.equal(result.code, 2, result.stderr);
+    assert.ok(result.stderr.startsWith(`error: ${message}`), result.stderr);
+  }
+  await assert.rejects(Deno.stat(join(box.root, "sync.yaml")), Deno.errors.NotFound);
+});
+
 Deno.test("the top-level help lists the run options --once and --dry-run", async () => {
   const help = await runCli(["--help"]);
   assert.equal(help.code, 0, help.stderr);
