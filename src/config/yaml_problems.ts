@@ -119,6 +119,11 @@ export function syntaxReason(
     BAD_DQ_ESCAPE: "in double quotes a backslash starts an escape: write a Windows path in " +
       "single quotes ('C:\\Users\\obs\\data') or with forward slashes (C:/Users/obs/data)",
   };
+  if (error.code === "UNEXPECTED_TOKEN" && /at node end/.test(error.message)) {
+    hints.UNEXPECTED_TOKEN =
+      "a value ends with its closing quote or bracket, and only a # comment " +
+      'may follow it on its line; several values are a list: file_patterns: ["*.fits", "*.fit"]';
+  }
   const reason = `YAML syntax error: ${error.message}`;
   const closing = error.message.match(/end with a ([\]}])/)?.[1];
   if (error.code === "BAD_INDENT" && closing !== undefined) {

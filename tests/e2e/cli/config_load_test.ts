@@ -924,6 +924,16 @@ Deno.test("a path with a variable or another user's home that would be taken lit
   );
 });
 
+Deno.test('several quoted values on one key\'s line ("*.fits", "*.FIT"): the YAML error says to write a list', () => {
+  for (const value of ['"*.fits", "*.FIT"', "'*.fits' '*.FIT'", '["*.fits"] "*.FIT"']) {
+    const error = configError(`${MINIMAL}file_patterns: ${value}\n`);
+    assert.match(
+      error.message,
+      /:4: YAML syntax error: Unexpected .*scalar at node end \(a value ends with its closing quote or bracket, and only a # comment may follow it on its line; several values are a list: file_patterns: \["\*\.fits", "\*\.fit"\]\)$/,
+    );
+  }
+});
+
 Deno.test("a value starting with % or @ unquoted: the YAML error says to quote it", () => {
   const error = configError(`${MINIMAL}state_dir: %USERPROFILE%/state\n`);
   assert.match(
