@@ -8,7 +8,7 @@
  */
 import type { z } from "zod";
 import { daemonShape, JOB_KEYS, type JobInput, jobSchema, TOP_LEVEL_KEYS } from "./schema.ts";
-import { OLD_KEY_NAMES, SINGLE_STRING_LISTS } from "./key_meta.ts";
+import { OLD_KEY_NAMES, OTHER_TOOLS_KEYS, SINGLE_STRING_LISTS } from "./key_meta.ts";
 import { describeValue, formatPath, isPlainObject, type Issues, type Json } from "./messages.ts";
 import { closestWord, type Path } from "./key_lines.ts";
 
@@ -177,7 +177,8 @@ function checkKeys(issues: Issues, object: Json, path: Path): void {
     } else if (nested && key === "jobs") {
       issues.addKey(at, "a jobs entry cannot contain another jobs list");
     } else {
-      // An old name is suggested as the current one.
+      // Another tool's key says what to write here; an old name is suggested as the current one.
+      const instead = OTHER_TOOLS_KEYS.get(key);
       const guess = closestWord(key, [...allowed, ...OLD_KEY_NAMES.keys()]);
       const meant = guess === undefined ? undefined : OLD_KEY_NAMES.get(guess) ?? guess;
       const value = object[key];
@@ -186,7 +187,9 @@ function checkKeys(issues: Issues, object: Json, path: Path): void {
       issues.addKey(
         at,
         `unknown key "${key}"${nested ? ` in ${formatPath(path)}` : ""}` +
-          (meant
+          (instead
+            ? `; ${instead}`
+            : meant
             ? `; did you mean "${meant}"?`
             : shared
             ? `; settings shared with a YAML anchor go under a key starting with x- ` +

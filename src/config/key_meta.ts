@@ -50,3 +50,22 @@ export const SINGLE_STRING_LISTS: ReadonlySet<string> = new Set([
 export const OLD_KEY_NAMES: ReadonlyMap<string, string> = new Map([
   ["retry_delay", "retry_delay_seconds"],
 ]);
+
+/**
+ * Keys of the tools this one replaces that it does not read (the sync tool's job keys, its
+ * daemon settings), each with what to write instead: unknown, they are answered with that
+ * rather than with the nearest key by spelling (`max_concurrent_syncs` is not
+ * `max_concurrent_hooks`).
+ */
+export const OTHER_TOOLS_KEYS: ReadonlyMap<string, string> = new Map([
+  ["source_path", 'did you mean "watch_path"?'],
+  ["destination_path", 'did you mean "remote_base_path"?'],
+  ["filters", 'did you mean "exclude_patterns"? (the files never sent)'],
+  ["max_concurrent_syncs", 'did you mean "max_concurrent_transfers"?'],
+  ["id", 'did you mean "name"?'],
+  ["debounce_ms", 'did you mean "stability_window_seconds"? (in seconds)'],
+  ["recursive", "watch_path is always watched with all its subfolders; leave it out"],
+  ["enabled", "a job runs while its entry is in the file; comment the entry out to stop it"],
+  ["log_level", "the log level is a command-line option (--log-level, -v); leave it out"],
+  ["pid_file", "the PID file is daemon.pid in state_dir; leave it out"],
+]);

@@ -277,6 +277,40 @@ Deno.test("an inherited bad value is reported once, at its top-level line", () =
   ]);
 });
 
+Deno.test("the sync tool's keys (max_concurrent_syncs, filters, log_level...) say what to write instead, not the nearest spelling", () => {
+  const jobs = "transfer_method: local\njobs:\n  - watch_path: /a\n    remote_base_path: /b\n";
+  const cases: [string, RegExp][] = [
+    [
+      "max_concurrent_syncs: 4",
+      /:5: unknown key "max_concurrent_syncs" in jobs\[0\]; did you mean "max_concurrent_transfers"\?$/,
+    ],
+    [
+      "filters: ['*.tmp']",
+      /:5: unknown key "filters" in jobs\[0\]; did you mean "exclude_patterns"\? \(the files never sent\)$/,
+    ],
+    ["source_path: /a", /:5: unknown key "source_path" in jobs\[0\]; did you mean "watch_path"\?$/],
+    [
+      "destination_path: /b",
+      /:5: unknown key "destination_path" in jobs\[0\]; did you mean "remote_base_path"\?$/,
+    ],
+    [
+      "log_level: debug",
+      /:5: unknown key "log_level" in jobs\[0\]; the log level is a command-line option \(--log-level, -v\); leave it out$/,
+    ],
+    [
+      "enabled: false",
+      /:5: unknown key "enabled" in jobs\[0\]; a job runs while its entry is in the file; comment the entry out to stop it$/,
+    ],
+  ];
+  for (const [line, expected] of cases) {
+    assert.match(configError(`${jobs}    ${line}\n`).message, expected);
+  }
+  assert.match(
+    configError(`pid_file: /var/run/sync.pid\n${MINIMAL}`).message,
+    /:1: unknown key "pid_file"; the PID file is daemon\.pid in state_dir; leave it out$/,
+  );
+});
+
 Deno.test("unknown keys get a suggestion only when one is close", () => {
   assert.match(
     configError(`${MINIMAL}retry_attempt: 3\n`).message,
