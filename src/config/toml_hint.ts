@@ -2,7 +2,8 @@
  * A TOML file given as the config (the sync tool's format): recognized, and
  * answered with the same keys written as YAML, nested tables (`[[jobs]]`,
  * `[[jobs.schedules]]`, `[a.b]`), dotted keys, lists over several lines and
- * inline tables included. `config/load.ts` refuses such a file with this text.
+ * inline tables included (a password or token in it is not shown: the text goes to
+ * the log file too). `config/load.ts` refuses such a file with this text.
  *
  * @module
  */
@@ -136,11 +137,34 @@ function parse(text: string): { root: Table; trailing: string[] } {
   return { root, trailing: notes };
 }
 
+/** A key whose value may be a secret (a password, a token), not a file or variable naming one. */
+const SECRET = /password|passphrase|passwd|secret|token|credential|api_?key/i;
+/** Shown instead of a secret: the message goes to the terminal and the log file. */
+const HIDDEN = '"(not shown)"';
+
+/** `value` of `key` as shown: a secret hidden, also as a key of an inline table. */
+function shown(key: string, value: string): string {
+  if (SECRET.test(key) && !/_(file|env)$/i.test(key)) return HIDDEN;
+  const inline = /([\w-]+)(\s*:\s*)("(?:[^"\\]|\\.)*"|'[^']*'|[^,}\]]+)/g;
+  return value.replace(
+    inline,
+    (whole, name: string, colon: string) =>
+      SECRET.test(name) && !/_(file|env)$/i.test(name) ? `${name}${colon}${HIDDEN}` : whole,
+  );
+}
+
+/** A line not read as TOML, or a comment, as shown: one that may hold a secret is left out. */
+function note(line: string): string {
+  return !line.startsWith("#") && SECRET.test(line)
+    ? "# (a line that may hold a secret is not shown)"
+    : line;
+}
+
 function emit(from: Table, indent: string, out: string[]): void {
   for (const key of from.keys) {
-    for (const note of from.notes.get(key) ?? []) out.push(indent + note);
+    for (const line of from.notes.get(key) ?? []) out.push(indent + note(line));
     const value = from.values.get(key);
-    if (typeof value === "string") out.push(`${indent}${key}: ${value}`);
+    if (typeof value === "string") out.push(`${indent}${key}: ${shown(key, value)}`);
     else if (Array.isArray(value)) {
       out.push(`${indent}${key}:`);
       for (const item of value) {
@@ -163,7 +187,7 @@ export function tomlAsYaml(text: string): string {
   const { root, trailing } = parse(text);
   const out: string[] = [];
   emit(root, "", out);
-  return [...out, ...trailing].join("\n");
+  return [...out, ...trailing.map(note)].join("\n");
 }
 
 /** The message for a TOML config file: YAML only, and the same keys as YAML. */

@@ -1,6 +1,6 @@
 /** A TOML config is answered with the same keys as YAML: that YAML must load as the TOML meant. */
 import assert from "node:assert/strict";
-import { looksLikeToml, tomlAsYaml } from "../../../src/config/toml_hint.ts";
+import { looksLikeToml, tomlAsYaml, tomlMessage } from "../../../src/config/toml_hint.ts";
 import { parseConfig } from "../../../src/config/load.ts";
 
 /** The sync tool's layout with this program's keys: jobs, each job's schedules, lists over lines. */
@@ -63,5 +63,20 @@ Deno.test("tomlAsYaml: [a.b] tables and dotted keys nest; a table after [[jobs]]
     'transfer_method: "local"\njobs:\n  - name: "a"\n    watch_path: "/w/a"\n' +
       '    remote_base_path: "/d/a"\n  - name: "b"\n    watch_path: "/w/b"\n' +
       '    remote_base_path: "/d/b"\n    x-extra:\n      k: 1\n      sub:\n        key: "v"',
+  );
+});
+
+Deno.test("tomlMessage: the sync tool's admin_password (and tokens, keys) are not shown; files naming them are", () => {
+  const text = '[pocketbase]\nurl = "http://localhost:8090"\nadmin_password = "admin123456"\n' +
+    'inline = { user = "u", api_key = "K-42", n = 1 }\nftp_password_file = "/etc/it/pw"\n' +
+    '"quoted password" = "hunter2"\npassive = true\n';
+  const message = tomlMessage(text, "/etc/it/sync.toml");
+  for (const secret of ["admin123456", "K-42", "hunter2"]) assert.ok(!message.includes(secret));
+  assert.match(message, /\n {6}admin_password: "\(not shown\)"\n/);
+  assert.match(message, /\n {6}inline: \{ user: "u", api_key: "\(not shown\)", n: 1 \}\n/);
+  assert.match(message, /\n {6}ftp_password_file: "\/etc\/it\/pw"\n/);
+  assert.match(
+    message,
+    /\n {6}# \(a line that may hold a secret is not shown\)\n {6}passive: true\n/,
   );
 });
