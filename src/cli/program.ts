@@ -16,6 +16,7 @@ import { UsageError } from "../errors.ts";
 import { runCommand } from "./run.ts";
 import { globalOptions } from "./options.ts";
 import { closestWord } from "../config/key_lines.ts";
+import { shellQuote } from "../config/file_mode.ts";
 
 /**
  * Build the program. Commands throw on failure; `main.ts` turns errors into exit codes.
@@ -249,6 +250,7 @@ export function checkCommandWords(program: Command, defaultCommand: Command, arg
     return;
   }
   const command = findCommand(program, first.word);
+  if (!command && /[\\/]/.test(first.word)) throw folderAsCommand(first.word, first.rest);
   if (!command) throw unknownCommand(program, first.word);
   if (command.commands.length === 0) return;
   const sub = firstOperand([...command.options, ...program.options], first.rest);
@@ -275,6 +277,25 @@ function firstOperand(
 
 function findCommand(parent: Command, word: string): Command | undefined {
   return parent.commands.find((c) => c.name() === word || c.aliases().includes(word));
+}
+
+/**
+ * A folder where a command belongs: the FTP monitor's `WATCH HOST PORT REMOTE_DIR` (or a folder and
+ * a destination) is `run --watch WATCH --to ftp://HOST:PORT/REMOTE_DIR` here.
+ */
+function folderAsCommand(folder: string, rest: string[]): UsageError {
+  const [host, port, remote] = rest;
+  const to = rest.length === 3 && /^\d+$/.test(port) && !/[/@:]/.test(host)
+    ? `ftp://${host}:${port}/${remote.replace(/^\/+/, "")}`
+    : rest.length === 1
+    ? rest[0]
+    : "DEST";
+  return new UsageError(
+    `unknown command '${folder}': a folder to watch is given with --watch, and where its files ` +
+      `go with --to: \`image-transfer run --watch ${shellQuote(folder)} --to ${shellQuote(to)}\`` +
+      " (DEST: user@host:/path, ftp:// or ftps://user@host:port/path, or a folder; " +
+      "a config file is given with -c)",
+  );
 }
 
 function unknownCommand(parent: Command, word: string): UsageError {

@@ -103,6 +103,27 @@ Deno.test("the sync tool's --foreground, --service-name, --description and --out
   await assert.rejects(Deno.stat(join(box.root, "sync.yaml")), Deno.errors.NotFound);
 });
 
+Deno.test("the FTP monitor's command line (WATCH HOST PORT REMOTE_DIR) is answered with run --watch ... --to ftp://...", async () => {
+  await using box = await cliSandbox();
+  const watch = join(box.root, "watch dir;q");
+  const ftp = await runCli([watch, "ftp.example.org", "2121", "/remote/dir"], { env: box.env });
+  assert.equal(ftp.code, 2, ftp.stderr);
+  assert.ok(
+    ftp.stderr.startsWith(
+      `error: unknown command '${watch}': a folder to watch is given with --watch, and where its files go ` +
+        `with --to: \`image-transfer run --watch '${watch}' --to ftp://ftp.example.org:2121/remote/dir\``,
+    ),
+    ftp.stderr,
+  );
+  const two = await runCli(["-c", box.config, "./data", "obs@freya:/data"], { env: box.env });
+  assert.equal(two.code, 2, two.stderr);
+  assert.ok(
+    two.stderr.startsWith("error: unknown command './data': a folder to watch"),
+    two.stderr,
+  );
+  assert.match(two.stderr, /`image-transfer run --watch \.\/data --to obs@freya:\/data`/);
+});
+
 Deno.test("the top-level help lists the run options --once and --dry-run", async () => {
   const help = await runCli(["--help"]);
   assert.equal(help.code, 0, help.stderr);
