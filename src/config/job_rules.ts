@@ -173,6 +173,7 @@ const RSYNC_VALUE_OPTIONS = new Set(
     "compress-choice",
     "compress-level",
     "checksum-choice",
+    "cc",
     "info",
     "debug",
     "iconv",
@@ -192,11 +193,19 @@ function firstValueFlag(option: string): string | undefined {
   return [...group].find((flag) => RSYNC_SHORT_VALUE.includes(flag));
 }
 
+/** Whether `option` (`--checksum-choice=none` or `--cc none`) turns rsync's file checksum off. */
+function uncheckedChoice(name: string, option: string, next: unknown): boolean {
+  if (name !== "--checksum-choice" && name !== "--cc") return false;
+  const value = option.includes("=") ? option.slice(option.indexOf("=") + 1) : next;
+  return typeof value === "string" && value.split(",")[0].trim().toLowerCase() === "none";
+}
+
 /**
  * The rsync options of `options` that are refused, by index, with why: one
  * that removes files, sends nothing, leaves some of the files it is given
  * behind (filters and size limits: such a file would never arrive, and be
- * tried again and again), or changes which files go where. The daemon sends
+ * tried again and again), skips the whole-file checksum that verifies an
+ * arrival (`--append`, `--checksum-choice=none`), or changes which files go where. The daemon sends
  * its own list of files into its own upload folder, and a source leaves only
  * by `after_transfer`, once it arrived verified. A word that is the value of
  * the option before it (`--bwlimit -n`) is not an option.
@@ -230,6 +239,10 @@ function refusedRsyncOptions(options: unknown[]): Array<[number, string]> {
       : /^--(?:files-from|from0|relative)$/.test(name) || /[R0]/.test(flags)
       ? "changes which files go where, which image-transfer decides (its own list of files, into " +
         "its own upload folder)"
+      : name === "--append" || uncheckedChoice(name, option, options[index + 1])
+      ? "skips rsync's whole-file checksum, which verifies each rsync arrival (a kept partial " +
+        "copy whose source changed since would arrive with wrong bytes, counted as verified); " +
+        "image-transfer continues copies itself, with --append-verify"
       : name === "--rsh" || firstValueFlag(option) === "e"
       ? "replaces the ssh command image-transfer runs (with ssh_port, ssh_identity_file and " +
         "ssh_options, never prompting, only to known hosts); give the port in ssh_port and other " +

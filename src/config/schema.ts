@@ -236,7 +236,7 @@ export const jobShape = {
   ),
   rsync_options: doc(
     z.array(z.string().min(1)).default([]),
-    "Extra arguments appended to every rsync call, e.g. `--bwlimit=50000`. With any, every file goes by rsync (small batches no longer go in one call without it). Options that remove files (`--remove-source-files`, `--delete\u2026`), send nothing (`--dry-run`, `--existing`), leave some files behind (`--exclude`, `--filter`, `--max-size`: choose files with `file_patterns` and `exclude_patterns`) or change which files go where (`--files-from`, `--relative`) are refused: sources leave only by `after_transfer`. So are `-e` and `--rsh`, which would replace the ssh command the daemon runs: the port goes in `ssh_port`, other SSH options in `ssh_options`.",
+    "Extra arguments appended to every rsync call, e.g. `--bwlimit=50000`. With any, every file goes by rsync (small batches no longer go in one call without it). Options that remove files (`--remove-source-files`, `--delete\u2026`), send nothing (`--dry-run`, `--existing`), leave some files behind (`--exclude`, `--filter`, `--max-size`: choose files with `file_patterns` and `exclude_patterns`) or change which files go where (`--files-from`, `--relative`) are refused: sources leave only by `after_transfer`. So are `-e` and `--rsh`, which would replace the ssh command the daemon runs: the port goes in `ssh_port`, other SSH options in `ssh_options`. And so are `--append` and `--checksum-choice=none`, which skip rsync's whole-file checksum that verifies each arrival.",
   ),
   ssh_port: doc(
     z.int().min(1).max(65535).nullable().default(null),

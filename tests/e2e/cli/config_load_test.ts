@@ -794,6 +794,33 @@ Deno.test("rsync_options that remove files, send nothing, leave files behind or 
   ], error.message);
 });
 
+Deno.test("rsync_options that skip rsync's whole-file checksum (--append, --checksum-choice=none) are refused", () => {
+  const options = [
+    "--append-verify",
+    "--append",
+    "--checksum-choice=xxh64",
+    "--checksum-choice=none",
+    "--cc",
+    "None,md5",
+    "--cc",
+    "-n", // the value of --cc, not --dry-run
+  ];
+  const error = configError(
+    `${MINIMAL}transfer_method: rsync\nrsync_options:\n${
+      options.map((o) => `  - ${JSON.stringify(o)}\n`).join("")
+    }`,
+  );
+  const refused = error.message.split("\n").map((line) =>
+    /rsync_options\[(\d+)\]: \S+ skips rsync's whole-file checksum, which verifies each rsync arrival/
+      .exec(line)?.[1]
+  );
+  assert.deepEqual(refused, ["1", "3", "4"], error.message);
+  assert.match(
+    error.message,
+    /image-transfer continues copies itself, with --append-verify; remove it/,
+  );
+});
+
 Deno.test("rsync_options that replace the ssh command (-e, --rsh) are refused, naming ssh_port and ssh_options", () => {
   const options = [
     "-e",
