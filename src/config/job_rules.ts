@@ -95,6 +95,31 @@ export function checkJobRules(job: JobValues, ctx: z.RefinementCtx): void {
       ctx.addIssue({ code: "custom", path: ["rsync_options", index], message: why });
     }
   }
+  if (Array.isArray(job.ssh_options)) {
+    for (const [index, option] of job.ssh_options.entries()) {
+      const why = typeof option === "string" ? sessionChangingOption(option) : null;
+      if (why !== null) {
+        ctx.addIssue({ code: "custom", path: ["ssh_options", index], message: why });
+      }
+    }
+  }
+}
+
+/**
+ * Why an `ssh_options` entry is refused: it changes what an SSH session runs or how its bytes
+ * flow (another command, a terminal), so every transfer would fail, said as a lost connection
+ * (`RemoteCommand`) or a tool's odd complaint (tar refusing a terminal); `null` for any other.
+ */
+function sessionChangingOption(option: string): string | null {
+  const [key, ...rest] = option.split("=");
+  const value = rest.join("=").trim().toLowerCase();
+  const why = ({
+    remotecommand: value === "none" ? null : "runs a command of its own on the server instead of " +
+      "image-transfer's",
+    requesttty: value !== "force" ? null : "gives each session a terminal, which " +
+      "changes the bytes image-transfer sends and reads",
+  } as Record<string, string | null>)[key.toLowerCase()] ?? null;
+  return why === null ? null : `${option} ${why} (every transfer would fail); remove it`;
 }
 
 /**

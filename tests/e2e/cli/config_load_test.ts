@@ -821,6 +821,29 @@ Deno.test("rsync_options that skip rsync's whole-file checksum (--append, --chec
   );
 });
 
+Deno.test("ssh_options RemoteCommand and RequestTTY=force, which break every session, are refused", () => {
+  const options = [
+    "Compression=yes",
+    "RemoteCommand=ls",
+    "RemoteCommand=none",
+    "RequestTTY=force",
+    "requesttty=no",
+    "RequestTTY=yes", // a terminal only when ssh's input is one, which the daemon's never is
+  ];
+  const error = configError(
+    `${MINIMAL}ssh_options:\n${options.map((o) => `  - ${JSON.stringify(o)}\n`).join("")}`,
+  );
+  const refused = error.message.split("\n").map((line) =>
+    /ssh_options\[(\d+)\]: \S+ (runs a command of its own|gives each session a terminal)/.exec(line)
+      ?.[1]
+  );
+  assert.deepEqual(refused, ["1", "3"], error.message);
+  assert.match(
+    error.message,
+    /:6: ssh_options\[1\]: RemoteCommand=ls runs a command of its own on the server instead of image-transfer's \(every transfer would fail\); remove it/,
+  );
+});
+
 Deno.test("rsync_options that replace the ssh command (-e, --rsh) are refused, naming ssh_port and ssh_options", () => {
   const options = [
     "-e",
