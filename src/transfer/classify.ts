@@ -111,6 +111,14 @@ const RULES: Rule[] = [
       `${sshFlags(c)}${c.destination} true"`,
   },
   {
+    test: /Cannot execute command-line and remote command/,
+    kind: "fatal",
+    reason: (c) =>
+      `a RemoteCommand is set for ${c.host} (in its Host entry of ~/.ssh/config, or in ` +
+      "/etc/ssh/ssh_config), so ssh refuses to run image-transfer's commands there: remove it " +
+      "from that entry, or give remote_host a Host alias (same HostName) without it",
+  },
+  {
     test:
       /Bad configuration option|command-line(?: line)?: line \d+|Unsupported option|keyword \S+ extra arguments|Bad port|missing argument|unknown option|syntax or usage error/i,
     kind: "fatal",

@@ -250,3 +250,20 @@ Deno.test("a path the runtime guards fails for good, without the runtime's --all
   assert.equal(other.kind, "retry");
   assert.match(other.message, /Connection reset/);
 });
+
+Deno.test("a RemoteCommand of the host's ~/.ssh/config entry is named, not taken for a lost connection", () => {
+  // What OpenSSH 9.2 says (exit 255) when a RemoteCommand meets the command ssh is given.
+  const result = classifyText(
+    "Cannot execute command-line and remote command.\n",
+    context,
+    255,
+    "ssh",
+  );
+  assert.equal(result.kind, "fatal");
+  assert.match(
+    result.reason,
+    /^a RemoteCommand is set for freya \(in its Host entry of ~\/\.ssh\/config/,
+  );
+  assert.match(result.reason, /give remote_host a Host alias \(same HostName\) without it$/);
+  assert.doesNotMatch(result.reason, /check that the host is up/);
+});
