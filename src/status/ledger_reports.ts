@@ -251,9 +251,10 @@ export class LedgerReports {
 
   #cached<T>(key: string, minAgeMs: number, compute: () => T): T {
     const hit = this.#cache.get(key);
-    if (hit && (!hit.dirty || Date.now() - hit.at < minAgeMs)) return hit.value as T;
+    // The monotonic clock: a wall clock set back (NTP) must not keep an answer for as long.
+    if (hit && (!hit.dirty || performance.now() - hit.at < minAgeMs)) return hit.value as T;
     const value = compute();
-    this.#cache.set(key, { at: Date.now(), value, dirty: false });
+    this.#cache.set(key, { at: performance.now(), value, dirty: false });
     return value;
   }
 

@@ -132,3 +132,30 @@ Deno.test("a wall clock set back past a cron time that has fired: the entry does
     await daemon.stop("SIGTERM");
   }
 });
+
+Deno.test("a wall clock set back an hour: /api/status counts the files that arrive after it", async () => {
+  await using box = await cliSandbox();
+  const port = freePort();
+  await box.rewrite({ night_date_source: "now", status_listen: `127.0.0.1:${port}` });
+  const clock = await steppedWallClock(box.root, box.env);
+  const daemon = startCli(["run", "-c", box.config], { env: clock.env });
+  const done = async () => {
+    const api = await (await fetch(`http://127.0.0.1:${port}/api/status`)).json();
+    const row = api.counts.find((c: { state: string }) => c.state === "done");
+    return row?.count ?? 0;
+  };
+  try {
+    await daemon.waitForOutput("Watching", 60_000);
+    await Deno.writeFile(join(box.watch, "before.fits"), randomBytes(3000));
+    await waitFor(async () => await done() === 1, 90_000, "before.fits counted as done");
+    // NTP corrects a clock an hour fast.
+    await clock.step("-1h");
+    await Deno.writeFile(join(box.watch, "after.fits"), randomBytes(3000));
+    await daemon.waitForOutput(/Successfully transferred .*after\.fits/, 90_000);
+    // Before the fix the counts read before the step were kept until the clock came back to
+    // that time (an hour).
+    await waitFor(async () => await done() === 2, 60_000, "after.fits counted as done");
+  } finally {
+    await daemon.stop("SIGTERM");
+  }
+});
