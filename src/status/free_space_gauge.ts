@@ -24,6 +24,7 @@ export class FreeSpaceGauge {
   #onChange: () => void;
   #everyMs: number;
   #value: FreeSpace | null = null;
+  /** When to ask next, on the monotonic clock (`performance.now()`). */
   #nextAskAt = 0;
   #asking = false;
   #closed = false;
@@ -44,7 +45,8 @@ export class FreeSpaceGauge {
 
   /** The last measurement (or `null`); asks again in the background when it is due. */
   read(): FreeSpace | null {
-    const now = Date.now();
+    // The monotonic clock: a wall clock set back (NTP) must not hold the next ask for as long.
+    const now = performance.now();
     if (!this.#asking && !this.#closed && now >= this.#nextAskAt) {
       this.#asking = true;
       this.#nextAskAt = now + this.#everyMs;
@@ -52,7 +54,7 @@ export class FreeSpaceGauge {
         this.#asking = false;
         if (this.#closed) return;
         if (bytes === null) {
-          this.#nextAskAt = Math.min(this.#nextAskAt, Date.now() + RETRY_AFTER_MS);
+          this.#nextAskAt = Math.min(this.#nextAskAt, performance.now() + RETRY_AFTER_MS);
           return;
         }
         this.#value = { bytes, at: Date.now() };
