@@ -85,6 +85,7 @@ export interface SpaceGuardOptions {
 export class SpaceGuard {
   #options: SpaceGuardOptions;
   #rule: FreeSpaceRule | null;
+  /** The last measurement, and when (`performance.now()`). */
   #measured: { atMs: number; space: DiskSpace } | null = null;
   /** Bytes let through since the measurement. */
   #spent = 0;
@@ -133,7 +134,8 @@ export class SpaceGuard {
     let space = await this.#current(false);
     if (space === null) return null;
     if (
-      !this.#fits(rule, space, bytes) && Date.now() - this.#measured!.atMs >= REMEASURE_AFTER_MS
+      !this.#fits(rule, space, bytes) &&
+      performance.now() - this.#measured!.atMs >= REMEASURE_AFTER_MS
     ) {
       // The estimate may be short (a batch that failed, files removed there since).
       space = await this.#current(true);
@@ -166,7 +168,9 @@ export class SpaceGuard {
   /** The last measurement while it is fresh (unless `fresh`), else a new one. */
   async #current(fresh: boolean): Promise<DiskSpace | null> {
     const measured = this.#measured;
-    if (!fresh && measured && Date.now() - measured.atMs < SPACE_CACHE_MS) return measured.space;
+    // The monotonic clock: a wall clock set back (NTP) must not keep a measurement for as long.
+    const age = measured ? performance.now() - measured.atMs : Infinity;
+    if (!fresh && measured && age < SPACE_CACHE_MS) return measured.space;
     this.#measuring ??= this.#measure().finally(() => this.#measuring = null);
     return await this.#measuring;
   }
@@ -176,7 +180,7 @@ export class SpaceGuard {
     try {
       const space = await this.#options.measure!(signal);
       if (space !== null) {
-        this.#measured = { atMs: Date.now(), space };
+        this.#measured = { atMs: performance.now(), space };
         this.#spent = 0;
       } else if (!this.#saidUnknown && this.#rule !== null) {
         this.#saidUnknown = true;

@@ -330,3 +330,35 @@ Deno.test("a full destination's probe that cannot fit is refused unsent (no min_
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("a full destination made room while the wall clock was set back an hour: its probe is measured again and goes", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-space-step-" });
+  const realNow = Date.now;
+  try {
+    let available = 4 * MIB;
+    const guard = new SpaceGuard({
+      job: localTestJob(root),
+      target: "/dest",
+      measure: () => Promise.resolve({ availableBytes: available, totalBytes: 100 * MIB }),
+      signal: new AbortController().signal,
+      repeatWatchCheck: false,
+    });
+    guard.start();
+    assert.match((await guard.admit(10 * MIB, true)) ?? "", /^no space left: 4.0 MiB free/);
+    // NTP sets the wall clock back an hour (this test's fake wall clock); room is made there.
+    const back = realNow() - 3_600_000;
+    const startedAt = performance.now();
+    Date.now = () => back + (performance.now() - startedAt);
+    available = 50 * MIB;
+    // Before the fix the measurement before the step was used until the clock came back to it.
+    await waitFor(
+      async () => await guard.admit(10 * MIB, true) === null,
+      30_000,
+      "the probe admitted",
+    );
+    guard.close();
+  } finally {
+    Date.now = realNow;
+    await Deno.remove(root, { recursive: true });
+  }
+});
