@@ -309,7 +309,7 @@ const STOP_GRACE_MS = 5000;
 export class AnswerWatch {
   readonly #limitMs: number;
   readonly #stopping: AbortSignal;
-  /** When each call still waited on started. */
+  /** When each call still waited on started (`performance.now()`). */
   #waiting = new Set<{ since: number }>();
   #abort = new AbortController();
   #timer: ReturnType<typeof setInterval> | undefined;
@@ -329,7 +329,8 @@ export class AnswerWatch {
 
   /** Await `call`, a call on the destination, timed. */
   async on<T>(call: Promise<T>): Promise<T> {
-    const entry = { since: Date.now() };
+    // The monotonic clock: a wall clock stepped ahead (NTP) is no call gone unanswered.
+    const entry = { since: performance.now() };
     this.#waiting.add(entry);
     this.#timer ??= setInterval(
       () => this.#check(),
@@ -343,7 +344,7 @@ export class AnswerWatch {
   }
 
   #check(): void {
-    const now = Date.now();
+    const now = performance.now();
     const limitMs = this.#stopping.aborted ? Math.min(this.#limitMs, STOP_GRACE_MS) : this.#limitMs;
     for (const entry of this.#waiting) {
       if (now - entry.since < limitMs) continue;
