@@ -285,7 +285,8 @@ export class Pusher {
   #stale: () => boolean;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #heartbeat: ReturnType<typeof setInterval> | undefined;
-  #lastAt = 0;
+  /** When the last update went (`performance.now()`: a wall clock set back holds none back). */
+  #lastAt = -Infinity;
   #encoder = new TextEncoder();
   #closed = false;
 
@@ -298,7 +299,7 @@ export class Pusher {
   /** Something changed: push soon (throttled). */
   changed(): void {
     if (this.#clients.size === 0 || this.#timer !== undefined) return;
-    const wait = Math.max(0, this.#lastAt + PUSH_EVERY_MS - Date.now());
+    const wait = Math.max(0, this.#lastAt + PUSH_EVERY_MS - performance.now());
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       this.#send();
@@ -356,7 +357,7 @@ export class Pusher {
 
   #send(): void {
     if (this.#clients.size === 0) return;
-    this.#lastAt = Date.now();
+    this.#lastAt = performance.now();
     const chunk = this.#encoder.encode(`event: status\ndata: ${this.#build()}\n\n`);
     for (const c of [...this.#clients]) {
       try {
