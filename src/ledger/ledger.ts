@@ -77,8 +77,8 @@ export class Ledger {
   #closed = false;
   /** Transactions open (a write inside a write joins the outer one). */
   #depth = 0;
-  /** When a write last looked whether the file is still there (ms since epoch). */
-  #lookedAt = 0;
+  /** When a write last looked whether the file is still there (`performance.now()`). */
+  #lookedAt = -Infinity;
   /** The journal (WAL) file this connection writes (`dev:ino`), once there is one. */
   #journal: string | null = null;
 
@@ -354,7 +354,7 @@ export class Ledger {
 
   /** Before a write (once a second at most): a ledger removed meanwhile starts anew, rebuilt. */
   #lookForRemoval(): void {
-    const now = Date.now();
+    const now = performance.now(); // Monotonic: a wall clock set back must not skip the looks.
     if (this.readOnly || now - this.#lookedAt < 1000) return;
     this.#lookedAt = now;
     if (!existsSync(this.path)) return this.#recover("it was removed while the daemon ran", true);

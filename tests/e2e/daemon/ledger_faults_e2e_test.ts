@@ -291,6 +291,29 @@ Deno.test("a ledger removed while the daemon runs is started anew (private) at i
   }
 });
 
+Deno.test("a ledger removed after the wall clock was set back an hour is found lost at the next write", async () => {
+  await using box = await cliSandbox();
+  await writeFiles(box, "old_", 3);
+  const clock = await steppedWallClock(box.root, box.env);
+  const daemon = startCli(["run", "-c", box.config], { env: clock.env });
+  try {
+    await waitDelivered(box, 3, "first files");
+    // NTP corrects a clock an hour fast; then the ledger goes.
+    await clock.step("-1h");
+    await loseLedger(box);
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    await writeFiles(box, "new_", 2);
+    // Before the fix the removal was looked for again only an hour later: the rows of that
+    // hour went into the removed file.
+    await daemon.waitForOutput(
+      /The ledger .*ledger\.sqlite is lost \(it was removed while the daemon ran\)/,
+      60_000,
+    );
+  } finally {
+    await daemon.stop("SIGTERM").catch(() => {});
+  }
+});
+
 Deno.test("a ledger's journal or its index removed while the daemon runs: status reads the ledger again after the next write, and a killed daemon forgot nothing", async () => {
   await using box = await cliSandbox();
   const first = await writeFiles(box, "old_", 5);
