@@ -96,3 +96,14 @@ export async function steppedWallClock(
     step,
   };
 }
+
+/**
+ * Step this process's wall clock (`Date.now()`) by `offsetMs` until disposed, as NTP steps a
+ * machine's clock; `performance.now()` (the monotonic clock) stays true.
+ * `using _step = stepDateNow(-3_600_000);`
+ */
+export function stepDateNow(offsetMs: number): Disposable {
+  const realNow = Date.now;
+  Date.now = () => realNow() + offsetMs;
+  return { [Symbol.dispose]: () => void (Date.now = realNow) };
+}

@@ -27,6 +27,7 @@ import {
 import { localTestJob } from "../../helpers/jobs.ts";
 import { captureLogs } from "../../helpers/log_capture.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
+import { stepDateNow } from "../../helpers/fake_clock.ts";
 import { sshPipelineJob, startSshd } from "../../helpers/sshd.ts";
 import { withTmpfs, withTmpfsRun } from "../../helpers/tmpfs.ts";
 
@@ -333,7 +334,6 @@ Deno.test("a full destination's probe that cannot fit is refused unsent (no min_
 
 Deno.test("a full destination made room while the wall clock was set back an hour: its probe is measured again and goes", async () => {
   const root = await Deno.makeTempDir({ prefix: "itx-space-step-" });
-  const realNow = Date.now;
   try {
     let available = 4 * MIB;
     const guard = new SpaceGuard({
@@ -345,10 +345,8 @@ Deno.test("a full destination made room while the wall clock was set back an hou
     });
     guard.start();
     assert.match((await guard.admit(10 * MIB, true)) ?? "", /^no space left: 4.0 MiB free/);
-    // NTP sets the wall clock back an hour (this test's fake wall clock); room is made there.
-    const back = realNow() - 3_600_000;
-    const startedAt = performance.now();
-    Date.now = () => back + (performance.now() - startedAt);
+    // NTP sets the wall clock back an hour; room is made there.
+    using _step = stepDateNow(-3_600_000);
     available = 50 * MIB;
     // Before the fix the measurement before the step was used until the clock came back to it.
     await waitFor(
@@ -358,7 +356,6 @@ Deno.test("a full destination made room while the wall clock was set back an hou
     );
     guard.close();
   } finally {
-    Date.now = realNow;
     await Deno.remove(root, { recursive: true });
   }
 });

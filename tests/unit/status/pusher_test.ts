@@ -4,19 +4,19 @@
  */
 import assert from "node:assert/strict";
 import { Pusher } from "../../../src/status/server.ts";
+import { stepDateNow } from "../../helpers/fake_clock.ts";
 
 Deno.test("Pusher: a wall clock set back an hour does not hold the next update back", async () => {
   let built = 0;
   const pusher = new Pusher(() => JSON.stringify({ built: ++built }), () => false);
   const reader = pusher.stream().body!.getReader();
   const decoder = new TextDecoder();
-  const realNow = Date.now;
   try {
     assert.match(decoder.decode((await reader.read()).value), /"built":1/);
     pusher.changed();
     assert.match(decoder.decode((await reader.read()).value), /"built":2/);
-    // This test's fake wall clock steps back an hour; then something changes.
-    Date.now = () => realNow() - 3_600_000;
+    // The wall clock steps back an hour; then something changes.
+    using _step = stepDateNow(-3_600_000);
     pusher.changed();
     let next: string | undefined;
     reader.read().then((chunk) => next = decoder.decode(chunk.value));
@@ -26,7 +26,6 @@ Deno.test("Pusher: a wall clock set back an hour does not hold the next update b
     // Before the fix the update waited until the clock came back to the last one (an hour).
     assert.match(next ?? "(none)", /"built":3/);
   } finally {
-    Date.now = realNow;
     pusher.close();
     await reader.cancel().catch(() => {});
   }

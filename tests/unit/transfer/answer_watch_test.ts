@@ -5,15 +5,15 @@
  */
 import assert from "node:assert/strict";
 import { AnswerWatch } from "../../../src/transfer/local/copy.ts";
+import { stepDateNow } from "../../helpers/fake_clock.ts";
 
 Deno.test("AnswerWatch: a wall clock stepped ahead a day during a call does not end the wait", async () => {
   const watch = new AnswerWatch(60_000);
   let answer!: (value: string) => void;
   const call = watch.on(new Promise<string>((resolve) => answer = resolve));
-  const realNow = Date.now;
   try {
-    // This test's fake wall clock jumps a day ahead.
-    Date.now = () => realNow() + 86_400_000;
+    // The wall clock jumps a day ahead.
+    using _step = stepDateNow(86_400_000);
     // The watch looks every 1.25 s; timers fire in the order they are due, so two looks come
     // before this one.
     await new Promise((resolve) => setTimeout(resolve, 3_000));
@@ -22,7 +22,6 @@ Deno.test("AnswerWatch: a wall clock stepped ahead a day during a call does not 
     answer("written");
     assert.equal(await call, "written");
   } finally {
-    Date.now = realNow;
     watch.stop();
   }
 });
