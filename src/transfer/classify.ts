@@ -81,6 +81,19 @@ const connectionLost = (c: FailureContext) =>
 const knownHostsName = (c: FailureContext) =>
   portOf(c) === null ? c.host : `[${c.host}]:${portOf(c)}`;
 
+/**
+ * Why `tools` fail through a login shell of the destination that prints text
+ * for commands (rsync's protocol and SFTP's are read from its output), and
+ * what to do.
+ */
+export function noisyShellReason(c: FailureContext, tools = "scp and rsync"): string {
+  return `the login shell of ${c.destination} prints text for non-interactive sessions (an ` +
+    `echo or a program in ~/.bashrc, ~/.profile or /etc/bash.bashrc there), which ${tools} ` +
+    `cannot get through: make them print nothing unless the shell is interactive (e.g. begin ` +
+    `~/.bashrc with: [[ $- == *i* ]] || return), then check that "ssh ${sshFlags(c)}` +
+    `${c.destination} true" prints nothing`;
+}
+
 /** Checked in order; the first match wins. */
 const RULES: Rule[] = [
   {
@@ -117,6 +130,13 @@ const RULES: Rule[] = [
       `a RemoteCommand is set for ${c.host} (in its Host entry of ~/.ssh/config, or in ` +
       "/etc/ssh/ssh_config), so ssh refuses to run image-transfer's commands there: remove it " +
       "from that entry, or give remote_host a Host alias (same HostName) without it",
+  },
+  {
+    // rsync and scp (its SFTP server started through the login shell) read the shell's output.
+    test:
+      /is your shell clean|Ensure the remote shell produces no output|Received message too long/,
+    kind: "fatal",
+    reason: (c) => noisyShellReason(c),
   },
   {
     test:

@@ -14,7 +14,7 @@ import { posix } from "node:path";
 import { bandwidthLimit } from "../../config/sizes.ts";
 import type { JobConfig } from "../../config/types.ts";
 import { CommandError } from "../../errors.ts";
-import { classifyFailure, type FailureContext, lastLine } from "../classify.ts";
+import { classifyFailure, type FailureContext, lastLine, noisyShellReason } from "../classify.ts";
 import { deliver } from "../deliver.ts";
 import {
   parseRemoteSha256,
@@ -278,9 +278,11 @@ export async function probeSshDestination(
   const timeoutMs = job.transfer_timeout_seconds * 1000;
   const started = performance.now();
   try {
-    await session.run(await session.sshArgv(["true"]), { timeoutMs });
+    const run = await session.run(await session.sshArgv(["true"]), { timeoutMs });
     const ms = Math.round(performance.now() - started);
     checks.push(ok("login", `${session.destination} without a password prompt (${ms} ms)`));
+    const said = lastLine(new TextDecoder().decode(run.stdout));
+    if (said !== "") checks.push(noisyShellCheck(job, said, context));
   } catch (error) {
     const failure = classifyFailure(error, `log in to ${session.destination}`, context);
     checks.push(fail("login", failure.message));
@@ -350,6 +352,24 @@ export async function probeSshDestination(
     );
   }
   return checks;
+}
+
+/**
+ * The check of a login shell that printed `said` on a command's output: rsync
+ * cannot get through it; scp only where the server starts its SFTP server
+ * through the shell (an `sftp-server` program rather than `internal-sftp`).
+ */
+function noisyShellCheck(job: JobConfig, said: string, context: FailureContext): ProbeCheck {
+  const printed = `(it printed: ${JSON.stringify(said.slice(0, 80))})`;
+  return job.transfer_method === "rsync"
+    ? fail("login shell", `${noisyShellReason(context, "rsync")} ${printed}`)
+    : {
+      check: "login shell",
+      verdict: "warn",
+      detail: `${
+        noisyShellReason(context, "scp (where the server starts its SFTP server through it)")
+      } ${printed}`,
+    };
 }
 
 function ok(check: string, detail: string): ProbeCheck {

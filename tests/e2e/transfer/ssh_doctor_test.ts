@@ -319,3 +319,84 @@ Deno.test("a server whose only SHA-256 tool is openssl passes doctor and receive
     await Deno.remove(bin, { recursive: true });
   }
 });
+
+Deno.test("a login shell that prints text: doctor says so, scp and rsync fail for good saying what to change, and files go once it is quiet", async () => {
+  // The login's home for this server only (SetEnv HOME): bash reads its ~/.bashrc for commands.
+  const home = await Deno.makeTempDir({ prefix: "itx-noisy-home-" });
+  const bashrc = join(home, ".bashrc");
+  await Deno.writeTextFile(bashrc, 'echo "Welcome to the archive server!"\n');
+  // An sftp-server program (Debian's default), which sshd starts through the login shell.
+  const sshd = await startSshd({
+    sessionEnv: { HOME: home },
+    sftpServer: "/usr/lib/openssh/sftp-server",
+  });
+  await Deno.chown(home, sshd.uid, sshd.gid);
+  const dir = await Deno.makeTempDir({ prefix: "itx-doctor-noisy-" });
+  try {
+    const dst = await sshd.makeRemoteDir();
+    const config = join(dir, "config.yaml");
+    const job = (method: "scp" | "rsync") => ({
+      ...sshd.configKeys(),
+      name: method,
+      watch_path: dir,
+      transfer_method: method,
+      remote_base_path: `${dst}/${method}`,
+    });
+    await Deno.writeTextFile(config, stringify({ jobs: [job("rsync"), job("scp")] }));
+    const shellLine = (verdict: string) =>
+      new RegExp(
+        `${verdict} {2}login shell: the login shell of itx-test@127\\.0\\.0\\.1 prints text for non-interactive sessions .* true" prints nothing \\(it printed: "Welcome to the archive server!"\\)$`,
+        "m",
+      );
+    const rsync = await runCli(["doctor", "-c", config, "--job", "rsync"]);
+    assert.equal(rsync.code, 1, rsync.stderr + rsync.stdout);
+    assert.match(rsync.stdout, shellLine("FAIL"));
+    const scp = await runCli(["doctor", "-c", config, "--job", "scp"]);
+    assert.equal(scp.code, 0, scp.stderr + scp.stdout);
+    assert.match(scp.stdout, shellLine("WARN"));
+
+    const send = async (method: "scp" | "rsync", name: string) => {
+      const runtime = await Deno.makeTempDir({ prefix: "itx-rt-" });
+      const transport = createTransport(
+        sshd.job({ transfer_method: method, remote_base_path: `${dst}/${method}` }),
+        runtime,
+      );
+      try {
+        // Over the size a batch sent in one call may have (its scripts skip such text).
+        const item = await makeItem(join(dir, "src"), `20240501/${name}`, randomBytes(9 << 20));
+        return (await transport.send([item], new AbortController().signal))[0].error ?? null;
+      } finally {
+        await transport.close();
+        await Deno.remove(runtime, { recursive: true });
+      }
+    };
+    for (const method of ["rsync", "scp"] as const) {
+      const error = await send(method, "noisy 'a'.fits");
+      assert.ok(error !== null, method);
+      assert.equal(error.kind, "fatal", method);
+      assert.match(
+        error.message,
+        /the login shell of itx-test@127\.0\.0\.1 prints text .*\[\[ \$- == \*i\* \]\] \|\| return/,
+        method,
+      );
+      assert.doesNotMatch(error.message, /check that the host is up/, method);
+      assert.deepEqual(await listFiles(`${dst}/${method}`).catch(() => []), [], method);
+    }
+
+    await Deno.writeTextFile(
+      bashrc,
+      '[[ $- == *i* ]] || return\necho "Welcome to the archive server!"\n',
+    );
+    const quiet = await runCli(["doctor", "-c", config]);
+    assert.equal(quiet.code, 0, quiet.stderr + quiet.stdout);
+    assert.doesNotMatch(quiet.stdout, /login shell/);
+    for (const method of ["rsync", "scp"] as const) {
+      assert.equal(await send(method, "quiet.fits"), null, method);
+      assert.deepEqual(await listFiles(`${dst}/${method}`), ["20240501/quiet.fits"], method);
+    }
+  } finally {
+    await sshd.stop();
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(home, { recursive: true });
+  }
+});

@@ -192,6 +192,35 @@ Deno.test("bad options and a missing remote rsync are fatal", () => {
   assert.match(missing.reason, /rsync is not installed on freya/);
 });
 
+Deno.test("a login shell that prints text is fatal for the whole destination and says what to change there", () => {
+  // rsync 3.x, and OpenSSH 9.2's scp through an sftp-server the server starts with the shell.
+  const cases: [string, number, string][] = [
+    [
+      "rsync",
+      2,
+      "protocol version mismatch -- is your shell clean?\n" +
+      "(see the rsync manpage for an explanation)\n" +
+      "rsync error: protocol incompatibility (code 2) at compat.c(625) [sender=3.5.0]",
+    ],
+    [
+      "scp",
+      255,
+      "scp: Received message too long 1466264675\n" +
+      "scp: Ensure the remote shell produces no output for non-interactive sessions.",
+    ],
+  ];
+  for (const [tool, code, stderr] of cases) {
+    const error = classifyFailure(failure(tool, code, stderr), "send a.fits", context);
+    assert.equal(error.kind, "fatal", tool);
+    assert.match(
+      error.message,
+      /^Cannot send a\.fits: the login shell of obs@freya prints text for non-interactive sessions .*~\/\.bashrc.*\[\[ \$- == \*i\* \]\] \|\| return.*"ssh -p 2222 obs@freya true" prints nothing/,
+    );
+    assert.doesNotMatch(error.message, /check that the host is up/);
+    assert.equal(failureScope(error), "connection", "said once, not per file");
+  }
+});
+
 Deno.test("classifyFailure turns a CommandError into a TransferError with cause and detail", () => {
   const error = failure("/usr/bin/scp", 1, '/usr/bin/scp: dest open "/d/x": Permission denied');
   const result = classifyFailure(error, "send a.fits to obs@freya:/d/a.fits", context);
