@@ -29,6 +29,7 @@ import {
   type FtpPeer,
   HashingCounter,
   joinRemote,
+  makeUploadFolder,
   mfmtTime,
   parentOf,
   remoteSha256,
@@ -329,11 +330,11 @@ export class FtpTransport implements Transport {
           const folder = parentOf(delivery.finalPath);
           const upload = uploadFolders.get(folder)!;
           await attempt(delivery, signal, async (peer) => {
-            await ensureFolders(peer, base, folder, !this.#filesArrivedBefore);
+            const makeBase = !this.#filesArrivedBefore;
+            await ensureFolders(peer, base, folder, makeBase);
             await sweepLeftovers(peer, folder, this.#owner, this.#inUse);
             if (upload.made) return;
-            // MKD fails on any name that exists: nothing planted there is written through.
-            const made = await peer.connection.client.sendIgnoringError(`MKD ${upload.path}`);
+            const made = await makeUploadFolder(peer, base, folder, upload.path, makeBase);
             if (made.code >= 400) {
               const what = `cannot make the upload folder ${upload.path} (${made.message.trim()})`;
               const advice = `check that the login may write in ${folder}; anything that exists ` +

@@ -168,6 +168,32 @@ export async function ensureFolders(
   }
 }
 
+/**
+ * Make the upload folder `path` in `folder` (MKD: a name that exists fails, so nothing planted
+ * there is written through); the reply. Where that is refused in a folder this connection knew,
+ * the folder may have gone since it made or entered it (moved away, replaced by a file, its base
+ * unmounted): what it knew of `folder` and the folders above it is forgotten, they are made or
+ * entered again (see {@linkcode ensureFolders}), and the upload folder is tried once more.
+ */
+export async function makeUploadFolder(
+  peer: FtpPeer,
+  base: string,
+  folder: string,
+  path: string,
+  makeBase: boolean,
+): Promise<{ code: number; message: string }> {
+  const { client } = peer.connection;
+  const made = await client.sendIgnoringError(`MKD ${path}`);
+  if (made.code < 400 || !peer.folders.has(folder)) return made;
+  for (const known of [...peer.folders.keys()]) {
+    if (known === base || folder === known || folder.startsWith(`${known}/`)) {
+      peer.folders.delete(known);
+    }
+  }
+  await ensureFolders(peer, base, folder, makeBase);
+  return await client.sendIgnoringError(`MKD ${path}`);
+}
+
 /** Whether the connection can enter `folder` (and does). */
 function canEnter(peer: FtpPeer, folder: string): Promise<boolean> {
   return peer.connection.client.send(`CWD ${folder}`).then(() => true, () => false);

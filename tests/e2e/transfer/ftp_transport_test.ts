@@ -627,3 +627,52 @@ Deno.test("ftp: the upload folder of a batch cut off is removed by the next batc
       await transport.close();
     }
   }));
+
+Deno.test("ftp: a night folder moved away, replaced by a file, or its base gone while the connection stays: made again, or the error says what is in the way", () =>
+  withVsftpd({}, async ({ server, src, dest }) => {
+    const transport = new FtpTransport(server.job({ remote_base_path: dest }));
+    const signal = new AbortController().signal;
+    const night = join(dest, "20240315");
+    try {
+      // Makes the night folder; the connection stays in the pool, knowing it.
+      const [first] = await transport.send([await item(src, "a.fits", randomBytes(1000))], signal);
+      assert.equal(first.error, null, first.error?.message);
+      assert.equal(await server.logins(), 1);
+
+      // The archive's processing moved the night's folder away: it is made again.
+      await Deno.rename(night, join(dest, "processed"));
+      const moved = await item(src, "b 'moved' $(x).fits", randomBytes(2000));
+      const [second] = await transport.send([moved], signal);
+      // Before the fix: "cannot make the upload folder ...: check that the login may write in".
+      assert.equal(second.error, null, second.error?.message);
+      await assertArrived(dest, [moved]);
+
+      // A file in the night folder's place: the error says a file may be in the way.
+      await Deno.rename(night, join(dest, "processed 2"));
+      await Deno.writeTextFile(night, "in the way");
+      const [third] = await transport.send([await item(src, "c.fits", randomBytes(1000))], signal);
+      assert.match(
+        third.error?.message ?? "",
+        /cannot create folder \S*\/20240315 \(550 [^)]*\): check that no file has that name/,
+      );
+      assert.equal(third.error?.kind, "retry-later");
+      assert.equal(await Deno.readTextFile(night), "in the way", "left alone");
+
+      // The base folder gone after files arrived there (a share not mounted): not made again.
+      transport.deliveredBefore();
+      await Deno.rename(dest, `${dest}-unmounted`);
+      try {
+        const [fourth] = await transport.send(
+          [await item(src, "d.fits", randomBytes(1000))],
+          signal,
+        );
+        assert.match(fourth.error?.message ?? "", /the destination folder \S+ is gone/);
+        assert.equal(failureScope(fourth.error!), "destination");
+      } finally {
+        await Deno.rename(`${dest}-unmounted`, dest);
+      }
+      assert.equal(await server.logins(), 1, "all over the one pooled connection");
+    } finally {
+      await transport.close();
+    }
+  }));
