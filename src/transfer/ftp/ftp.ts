@@ -29,9 +29,9 @@ import {
   type FtpPeer,
   HashingCounter,
   joinRemote,
-  makeUploadFolder,
   mfmtTime,
   parentOf,
+  recheckFolder,
   remoteSha256,
   renameReplacing,
   sweepLeftovers,
@@ -330,11 +330,13 @@ export class FtpTransport implements Transport {
           const folder = parentOf(delivery.finalPath);
           const upload = uploadFolders.get(folder)!;
           await attempt(delivery, signal, async (peer) => {
-            const makeBase = !this.#filesArrivedBefore;
-            await ensureFolders(peer, base, folder, makeBase);
+            // Once a batch: the folder may have changed since this connection knew it.
+            if (!upload.made) await recheckFolder(peer, base, folder);
+            await ensureFolders(peer, base, folder, !this.#filesArrivedBefore);
             await sweepLeftovers(peer, folder, this.#owner, this.#inUse);
             if (upload.made) return;
-            const made = await makeUploadFolder(peer, base, folder, upload.path, makeBase);
+            // MKD fails on any name that exists: nothing planted there is written through.
+            const made = await peer.connection.client.sendIgnoringError(`MKD ${upload.path}`);
             if (made.code >= 400) {
               const what = `cannot make the upload folder ${upload.path} (${made.message.trim()})`;
               const advice = `check that the login may write in ${folder}; anything that exists ` +

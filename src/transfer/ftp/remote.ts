@@ -169,29 +169,26 @@ export async function ensureFolders(
 }
 
 /**
- * Make the upload folder `path` in `folder` (MKD: a name that exists fails, so nothing planted
- * there is written through); the reply. Where that is refused in a folder this connection knew,
- * the folder may have gone since it made or entered it (moved away, replaced by a file, its base
- * unmounted): what it knew of `folder` and the folders above it is forgotten, they are made or
- * entered again (see {@linkcode ensureFolders}), and the upload folder is tried once more.
+ * Check again that `folder`, which this connection made or entered before, is still there as it
+ * was: since then it may have been moved away, replaced by a file or by a symbolic link (or its
+ * base unmounted). Where it cannot be entered, or the server shows it elsewhere now, what the
+ * connection knew of it and of the folders above it is forgotten, and {@linkcode ensureFolders}
+ * makes or checks them again (nothing is written through a link).
  */
-export async function makeUploadFolder(
-  peer: FtpPeer,
-  base: string,
-  folder: string,
-  path: string,
-  makeBase: boolean,
-): Promise<{ code: number; message: string }> {
+export async function recheckFolder(peer: FtpPeer, base: string, folder: string): Promise<void> {
+  if (!peer.folders.has(folder)) return;
+  const known = peer.folders.get(folder) ?? null;
   const { client } = peer.connection;
-  const made = await client.sendIgnoringError(`MKD ${path}`);
-  if (made.code < 400 || !peer.folders.has(folder)) return made;
-  for (const known of [...peer.folders.keys()]) {
-    if (known === base || folder === known || folder.startsWith(`${known}/`)) {
-      peer.folders.delete(known);
+  const entered = await client.sendIgnoringError(`CWD ${folder}`);
+  if (entered.code < 400) {
+    const shown = quotedPath((await client.send("PWD")).message);
+    if (known === null || shown === null || samePath(shown, known)) return;
+  }
+  for (const path of [...peer.folders.keys()]) {
+    if (path === base || folder === path || folder.startsWith(`${path}/`)) {
+      peer.folders.delete(path);
     }
   }
-  await ensureFolders(peer, base, folder, makeBase);
-  return await client.sendIgnoringError(`MKD ${path}`);
 }
 
 /** Whether the connection can enter `folder` (and does). */

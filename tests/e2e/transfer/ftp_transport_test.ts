@@ -628,7 +628,7 @@ Deno.test("ftp: the upload folder of a batch cut off is removed by the next batc
     }
   }));
 
-Deno.test("ftp: a night folder moved away, replaced by a file, or its base gone while the connection stays: made again, or the error says what is in the way", () =>
+Deno.test("ftp: a night folder moved away, replaced by a link or a file, or its base gone while the connection stays: made again, or refused saying what is in the way", () =>
   withVsftpd({}, async ({ server, src, dest }) => {
     const transport = new FtpTransport(server.job({ remote_base_path: dest }));
     const signal = new AbortController().signal;
@@ -647,8 +647,22 @@ Deno.test("ftp: a night folder moved away, replaced by a file, or its base gone 
       assert.equal(second.error, null, second.error?.message);
       await assertArrived(dest, [moved]);
 
-      // A file in the night folder's place: the error says a file may be in the way.
+      // A link in its place, to a folder elsewhere: nothing is written through it.
       await Deno.rename(night, join(dest, "processed 2"));
+      const elsewhere = await server.makeRemoteDir();
+      await Deno.symlink(elsewhere, night);
+      const linked = await item(src, "linked.fits", randomBytes(1000));
+      const [link] = await transport.send([linked], signal);
+      // Before the fix it arrived in the link's target (a new connection refused it).
+      assert.match(
+        link.error?.message ?? "",
+        /20240315 is a symbolic link .*nothing is written through it/,
+      );
+      assert.equal(link.error?.kind, "fatal");
+      assert.deepEqual([...Deno.readDirSync(elsewhere)], [], "nothing written through the link");
+      await Deno.remove(night);
+
+      // A file in the night folder's place: the error says a file may be in the way.
       await Deno.writeTextFile(night, "in the way");
       const [third] = await transport.send([await item(src, "c.fits", randomBytes(1000))], signal);
       assert.match(
