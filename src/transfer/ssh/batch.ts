@@ -25,7 +25,7 @@ import { createHash } from "node:crypto";
 import { posix } from "node:path";
 import { bandwidthLimit } from "../../config/sizes.ts";
 import { CommandError, TransferError } from "../../errors.ts";
-import { baseGoneReason, classifyFailure, classifyText } from "../classify.ts";
+import { baseGoneReason, classifyFailure } from "../classify.ts";
 import {
   checkPartSource,
   checkSource,
@@ -35,6 +35,7 @@ import {
 } from "../deliver.ts";
 import {
   type EarlierCopySpec,
+  folderFailedReason,
   type FolderFailure,
   type FolderSpec,
   makeFolders,
@@ -438,7 +439,7 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
         "retry-later",
       );
     }
-    const { kind, reason } = classifyText(failure.message, this.#method.context);
+    const { kind, reason } = folderFailedReason(failure.message, this.#method.context);
     return new TransferError(
       `Cannot send ${delivery.item.source} to ${target}: cannot create the folder: ` +
         `${reason} (${failure.message})`,

@@ -18,6 +18,7 @@ import {
   resultsByIndex,
 } from "./remote_script.ts";
 import type { SshSession } from "./connection.ts";
+import { type Classification, classifyText, type FailureContext } from "../classify.ts";
 import { TEMP_SUFFIX } from "../../layout/destination.ts";
 
 /** One destination folder of a batch. */
@@ -60,6 +61,20 @@ export type FolderFailure =
   | { kind: "link" }
   | { kind: "base-gone" }
   | { kind: "failed"; message: string };
+
+/**
+ * How to treat a folder `make_folders` could not make, and why, in the user's words where
+ * something else than a folder has its name (`make_folders` says `FOLDER: Not a directory`).
+ */
+export function folderFailedReason(message: string, context: FailureContext): Classification {
+  const blocker = /^(.+): Not a directory$/.exec(message)?.[1];
+  if (blocker === undefined) return classifyText(message, context);
+  return {
+    kind: "retry",
+    reason: `a file named ${posix.basename(blocker)} is in the way at ${blocker}, where a ` +
+      "folder must be: rename or remove it there",
+  };
+}
 
 /**
  * The script lines that prepare `specs` below `base` (which is made too when

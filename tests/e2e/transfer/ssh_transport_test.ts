@@ -813,3 +813,43 @@ Deno.test("a batch sent in one call lets the next batch into its folder go once 
     await Deno.remove(bin, { recursive: true });
   }
 });
+
+Deno.test("scp and rsync: a file where a night folder or a subfolder goes is named as the file in the way, in one call and by the upload program; it arrives once it is moved", async () => {
+  const sshd = await startSshd();
+  try {
+    for (const method of ["scp", "rsync"] as const) {
+      // A bandwidth limit: the upload program (scp, rsync) carries even small files.
+      for (const overrides of [{}, { bandwidth_limit: "100MB/s" }]) {
+        await withTransport(sshd, method, overrides, async ({ src, dst, transport }) => {
+          const what = `${method} ${JSON.stringify(overrides)}`;
+          await Deno.writeTextFile(join(dst, "20240501"), "in the way");
+          await Deno.mkdir(join(dst, "20240502"));
+          await Deno.writeTextFile(join(dst, "20240502", "flats 'x'"), "in the way too");
+          await Deno.chown(join(dst, "20240502"), sshd.uid, sshd.gid);
+          const night = await makeItem(src, "20240501/a.fits", randomBytes(3000));
+          const sub = await makeItem(src, "20240502/flats 'x'/b.fits", randomBytes(3000));
+          const [first, second] = await transport.send([night, sub], never);
+          // Before: "cannot create the folder: the command failed (…/20240501: Not a directory)".
+          assert.match(
+            first.error?.message ?? "",
+            /cannot create the folder: a file named 20240501 is in the way at \S+\/20240501, where a folder must be: rename or remove it there/,
+            what,
+          );
+          assert.match(
+            second.error?.message ?? "",
+            /a file named flats 'x' is in the way at \S+\/20240502\/flats 'x', where a folder must be/,
+            what,
+          );
+          assert.equal(first.error?.retryable, true, what);
+          assert.equal(await Deno.readTextFile(join(dst, "20240501")), "in the way", what);
+          await Deno.remove(join(dst, "20240501"));
+          await Deno.remove(join(dst, "20240502"), { recursive: true });
+          assertAllOk(await transport.send([night, sub], never), [night, sub]);
+          await assertDelivered(dst, [night, sub]);
+        });
+      }
+    }
+  } finally {
+    await sshd.stop();
+  }
+});
