@@ -148,7 +148,9 @@ const RULES: Rule[] = [
     test: /rsync: (?:command )?not found|\/rsync: No such file or directory|rsync: not found/,
     kind: "fatal",
     reason: (c) =>
-      `rsync is not installed on ${c.host}: install it there, or use transfer_method: scp`,
+      `rsync is not installed on ${c.host} (or not on the PATH of its logins for commands): ` +
+      `install it there, give its path with rsync_options: ["--rsync-path=/path/to/rsync"], or ` +
+      `use transfer_method: scp`,
   },
   {
     test: /Could not resolve hostname|Name or service not known|nodename nor servname/,

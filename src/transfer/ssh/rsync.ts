@@ -55,7 +55,15 @@ export class RsyncTransport extends SshTransport {
    * remote rsync refuses shows here rather than at the first transfer.
    */
   override async probe(): Promise<ProbeCheck[]> {
-    const checks = await super.probe();
+    let checks = await super.probe();
+    // An rsync off the PATH, named by --rsync-path: the test file below tries it.
+    if (this.job.rsync_options.some((option) => /^--rsync-path(?:=|$)/.test(option))) {
+      checks = checks.map((check) =>
+        check.check === "remote rsync" && check.verdict === "fail"
+          ? { ...check, verdict: "skip", detail: "not on the PATH; rsync_options names it" }
+          : check
+      );
+    }
     if (this.job.rsync_options.length === 0 || checks.some((c) => c.verdict === "fail")) {
       return checks;
     }

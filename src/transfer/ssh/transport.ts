@@ -346,9 +346,11 @@ export async function probeSshDestination(
   if (job.transfer_method === "rsync") {
     const version = results.get("rsync") ?? "";
     checks.push(
-      version !== ""
-        ? ok("remote rsync", version)
-        : fail("remote rsync", "rsync not found on the remote host: install it there"),
+      version !== "" ? ok("remote rsync", version) : fail(
+        "remote rsync",
+        "rsync not found on the PATH of the remote host's logins for commands: install it " +
+          'there, or give its path with rsync_options: ["--rsync-path=/path/to/rsync"]',
+      ),
     );
   }
   return checks;

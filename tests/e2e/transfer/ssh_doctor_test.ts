@@ -400,3 +400,82 @@ Deno.test("a login shell that prints text: doctor says so, scp and rsync fail fo
     await Deno.remove(home, { recursive: true });
   }
 });
+
+Deno.test("rsync off the PATH of the server's logins: doctor and the transfers say to give --rsync-path, and with it doctor passes and files arrive", async () => {
+  // The server's programs, but rsync, on its PATH; rsync itself stays in /usr/bin.
+  const bin = await Deno.makeTempDir({ prefix: "itx-no-rsync-" });
+  await Deno.chmod(bin, 0o755);
+  for (const entry of Deno.readDirSync("/usr/bin")) {
+    if (entry.name !== "rsync") await Deno.symlink(`/usr/bin/${entry.name}`, join(bin, entry.name));
+  }
+  const sshd = await startSshd({ sessionEnv: { PATH: bin } });
+  const dir = await Deno.makeTempDir({ prefix: "itx-doctor-rsync-path-" });
+  try {
+    const dst = await sshd.makeRemoteDir();
+    const config = join(dir, "config.yaml");
+    const job = (name: string, rsync_options: string[]) => ({
+      ...sshd.configKeys(),
+      name,
+      watch_path: dir,
+      transfer_method: "rsync",
+      remote_base_path: `${dst}/${name}`,
+      rsync_options,
+    });
+    await Deno.writeTextFile(
+      config,
+      stringify({
+        jobs: [job("plain", []), job("named", ["--rsync-path=/usr/bin/rsync"])],
+      }),
+    );
+    for (const name of ["plain", "named"]) {
+      await Deno.mkdir(`${dst}/${name}`);
+      await Deno.chown(`${dst}/${name}`, sshd.uid, sshd.gid);
+    }
+    const plain = await runCli(["doctor", "-c", config, "--job", "plain"]);
+    assert.equal(plain.code, 1, plain.stderr + plain.stdout);
+    assert.match(
+      plain.stdout,
+      /FAIL {2}remote rsync: rsync not found on the PATH .*rsync_options: \["--rsync-path=\/path\/to\/rsync"\]/,
+    );
+    // Before the fix: FAIL remote rsync, though the test file went with the named rsync.
+    const named = await runCli(["doctor", "-c", config, "--job", "named"]);
+    assert.equal(named.code, 0, named.stderr + named.stdout);
+    assert.match(named.stdout, /skip {2}remote rsync: not on the PATH; rsync_options names it/);
+    assert.match(named.stdout, /ok {4}rsync options: sent a test file with --rsync-path=/);
+
+    for (const [name, options] of [["plain", []], ["named", ["--rsync-path=/usr/bin/rsync"]]]) {
+      const runtime = await Deno.makeTempDir({ prefix: "itx-rt-" });
+      const transport = createTransport(
+        sshd.job({
+          transfer_method: "rsync",
+          remote_base_path: `${dst}/${name}`,
+          rsync_options: options as string[],
+          // Not in one call (its script needs no rsync): rsync carries the file.
+          bandwidth_limit: "100MB/s",
+        }),
+        runtime,
+      );
+      try {
+        const item = await makeItem(join(dir, "src"), "20240501/a.fits", randomBytes(5000));
+        const [outcome] = await transport.send([item], new AbortController().signal);
+        if (name === "plain") {
+          assert.equal(outcome.error?.kind, "fatal");
+          assert.match(
+            outcome.error?.message ?? "",
+            /rsync is not installed on 127\.0\.0\.1 \(or not on the PATH of its logins for commands\): install it there, give its path with rsync_options: \["--rsync-path=\/path\/to\/rsync"\], or use transfer_method: scp/,
+          );
+        } else {
+          assert.equal(outcome.error, null, outcome.error?.message);
+          assert.deepEqual(await listFiles(`${dst}/${name}`), ["20240501/a.fits"]);
+        }
+      } finally {
+        await transport.close();
+        await Deno.remove(runtime, { recursive: true });
+      }
+    }
+  } finally {
+    await sshd.stop();
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(bin, { recursive: true });
+  }
+});

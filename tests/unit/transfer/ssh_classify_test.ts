@@ -189,7 +189,7 @@ Deno.test("bad options and a missing remote rsync are fatal", () => {
     "rsync",
   );
   assert.equal(missing.kind, "fatal");
-  assert.match(missing.reason, /rsync is not installed on freya/);
+  assert.match(missing.reason, /rsync is not installed on freya .*--rsync-path=/);
 });
 
 Deno.test("a login shell that prints text is fatal for the whole destination and says what to change there", () => {
