@@ -306,25 +306,32 @@ export async function probeSshDestination(
   const folder = results.get("folder") ?? "";
   const nearest = folder.match(/^missing (.*)$/)?.[1];
   const probed = nearest === undefined ? where : session.remoteSpec(nearest);
-  checks.push(
-    folder === "exists" ? ok("destination folder", `${where} exists`) : nearest !== undefined
-      ? {
-        check: "destination folder",
-        verdict: "warn",
-        detail: `${where} does not exist: the first transfer makes it, in ${probed} (if files ` +
-          "arrived there before, it is a share that is not mounted: transfers wait for it)",
-      }
-      : fail("destination folder", `${where}: no answer from the remote checks`),
-  );
-  checks.push(
-    results.has("writable")
-      ? ok("destination writable", `created and removed a test folder in ${probed}`)
-      : fail(
-        "destination writable",
-        `${probed}: ${results.get("not-writable") ?? "no answer"}; make the folder writable ` +
-          `for ${session.destination}`,
-      ),
-  );
+  if (folder === "not-a-folder") {
+    checks.push(fail(
+      "destination folder",
+      `${where} is a file, not a folder: rename or remove it there, or change remote_base_path`,
+    ));
+  } else {
+    checks.push(
+      folder === "exists" ? ok("destination folder", `${where} exists`) : nearest !== undefined
+        ? {
+          check: "destination folder",
+          verdict: "warn",
+          detail: `${where} does not exist: the first transfer makes it, in ${probed} (if files ` +
+            "arrived there before, it is a share that is not mounted: transfers wait for it)",
+        }
+        : fail("destination folder", `${where}: no answer from the remote checks`),
+    );
+    checks.push(
+      results.has("writable")
+        ? ok("destination writable", `created and removed a test folder in ${probed}`)
+        : fail(
+          "destination writable",
+          `${probed}: ${results.get("not-writable") ?? "no answer"}; make the folder writable ` +
+            `for ${session.destination}`,
+        ),
+    );
+  }
   checks.push(
     freeSpaceCheck(
       where,

@@ -479,3 +479,61 @@ Deno.test("rsync off the PATH of the server's logins: doctor and the transfers s
     await Deno.remove(bin, { recursive: true });
   }
 });
+
+Deno.test("a remote_base_path that is a file: doctor fails its folder check saying so, and the transfers name the file in the way", async () => {
+  const sshd = await startSshd();
+  const dir = await Deno.makeTempDir({ prefix: "itx-doctor-base-file-" });
+  try {
+    const dst = await sshd.makeRemoteDir();
+    const base = `${dst}/-base 'x'`;
+    await Deno.writeTextFile(base, "a file");
+    const config = join(dir, "config.yaml");
+    await Deno.writeTextFile(
+      config,
+      stringify({
+        ...sshd.configKeys(),
+        watch_path: dir,
+        transfer_method: "rsync",
+        remote_base_path: base,
+      }),
+    );
+    const result = await runCli(["doctor", "-c", config]);
+    assert.equal(result.code, 1, result.stderr + result.stdout);
+    // Before the fix: WARN 'does not exist: the first transfer makes it', then 'make the folder
+    // writable'.
+    assert.match(
+      result.stdout,
+      /FAIL {2}destination folder: \S+ 'x' is a file, not a folder: rename or remove it there, or change remote_base_path$/m,
+    );
+    assert.doesNotMatch(result.stdout, /does not exist|destination writable/);
+    assert.match(result.stdout, /ok {4}remote rsync: rsync\s+version/);
+
+    for (const method of ["scp", "rsync"] as const) {
+      // In one call, and by the upload program (a bandwidth limit).
+      for (const bandwidth_limit of ["", "100MB/s"]) {
+        const runtime = await Deno.makeTempDir({ prefix: "itx-rt-" });
+        const transport = createTransport(
+          sshd.job({ transfer_method: method, remote_base_path: base, bandwidth_limit }),
+          runtime,
+        );
+        try {
+          const item = await makeItem(join(dir, "src"), "20240501/a.fits", randomBytes(5000));
+          const [outcome] = await transport.send([item], new AbortController().signal);
+          // Before the fix: 'the command failed (mkdir: cannot create directory ...: File exists)'.
+          assert.match(
+            outcome.error?.message ?? "",
+            /cannot create the folder: a file named -base 'x' is in the way at \S+ 'x', where a folder must be: rename or remove it there/,
+            `${method} ${bandwidth_limit}`,
+          );
+        } finally {
+          await transport.close();
+          await Deno.remove(runtime, { recursive: true });
+        }
+      }
+    }
+    assert.equal(await Deno.readTextFile(base), "a file", "left alone");
+  } finally {
+    await sshd.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

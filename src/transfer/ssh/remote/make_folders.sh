@@ -28,6 +28,10 @@ make_folders() {
     report base-gone "$index"
     return 1
   fi
+  if [ -e "$base" ] && ! [ -d "$base" ]; then
+    report folder-failed "$index" "$base: Not a directory"
+    return 1
+  fi
   if ! [ -d "$base" ] && ! error=$(mkdir -p -- "$base" 2>&1); then
     report folder-failed "$index" "$(one_line "$error")"
     return 1

@@ -5,7 +5,8 @@
 #
 #   probe_destination BASE TEST_NAME
 #
-# Results: `folder exists` or `folder missing NEAREST` (not made: a share that
+# Results: `folder exists`, `folder not-a-folder` (a file: its writing is not
+# tried) or `folder missing NEAREST` (not made: a share that
 # is not mounted would get it on the disk below; NEAREST is the folder it
 # would be made in, which the next checks probe instead); `writable` or
 # `not-writable MESSAGE`; `hash-tool COMMAND` (empty: none); `rsync VERSION`
@@ -15,6 +16,8 @@ probe_destination() {
   probed=$1
   if [ -d "$1" ]; then
     report folder exists
+  elif [ -e "$1" ]; then
+    report folder not-a-folder
   else
     while ! [ -e "$probed" ] && ! [ -L "$probed" ]; do
       parent=$(dirname -- "$probed")
@@ -24,7 +27,9 @@ probe_destination() {
     report folder missing "$(one_line "$probed")"
   fi
   # A folder of a new random name, created exclusively: nothing is written through a link.
-  if error=$(mkdir -m 700 -- "$probed/$2" 2>&1); then
+  if ! [ -d "$probed" ]; then
+    : # A file: its folder check says so.
+  elif error=$(mkdir -m 700 -- "$probed/$2" 2>&1); then
     rmdir -- "$probed/$2"
     report writable
   else
