@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { isAbsolute } from "node:path";
 import { z } from "zod";
 import { Cron } from "croner";
 
@@ -21,7 +22,9 @@ export const sshOption = z.string().regex(
  */
 export const pathText = z.string().superRefine((text, context) => {
   const unexpanded = unexpandedReference(text);
-  if (unexpanded !== null) context.addIssue({ code: "custom", message: unexpanded });
+  if (unexpanded !== null && !existsAsWritten(text)) {
+    context.addIssue({ code: "custom", message: unexpanded });
+  }
   // The first control character (a tab, a bell from `"D:\archive"`...), if any.
   // deno-lint-ignore no-control-regex
   const found = /[\u0000-\u001f\u007f-\u009f]/.exec(text);
@@ -37,6 +40,17 @@ export const pathText = z.string().superRefine((text, context) => {
   });
 });
 
+/** Whether `text` is an absolute path that exists as written here (a folder named `a $x`). */
+function existsAsWritten(text: string): boolean {
+  if (!isAbsolute(text)) return false;
+  try {
+    Deno.statSync(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Why `text` would be taken literally where a user meant a variable or another user's home:
  * `$NAME` or `${NAME}` (only a leading `$HOME` is expanded) or a leading `~name`; `null` if not.
@@ -50,7 +64,8 @@ function unexpandedReference(text: string): string | null {
   if (variable) {
     const name = variable[1].replace(/[{}]/g, "");
     return `${variable[0]} is not expanded here (only ~ and a leading $HOME are, and %NAME% in ` +
-      "local paths), so the path would hold it as written; write the folder itself" +
+      "local paths), so the path would hold it as written; write the folder itself (a folder " +
+      "whose name holds it is taken as written once it exists)" +
       (name === "HOME" ? "" : `, or %${name}% to take it from the environment (local paths)`);
   }
   const shellFolder = /^~[+-](?=$|[\\/])/.exec(text)?.[0];

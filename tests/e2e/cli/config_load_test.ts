@@ -987,7 +987,7 @@ Deno.test("a path with a variable or another user's home that would be taken lit
   );
   assert.match(
     lines[1],
-    /:3: remote_base_path: \$ARCHIVE_ROOT is not expanded here .* write the folder itself, or %ARCHIVE_ROOT% to take it from the environment/,
+    /:3: remote_base_path: \$ARCHIVE_ROOT is not expanded here .* write the folder itself \(a folder whose name holds it is taken as written once it exists\), or %ARCHIVE_ROOT% to take it from the environment/,
   );
   assert.match(lines[2], /:4: state_dir: \$\{STATE\} is not expanded here/);
   // Past a leading $HOME too, and $HOME where no separator follows it.
@@ -1149,6 +1149,28 @@ Deno.test("a config path that is not UTF-8 is said to be so, not missing, and in
       /Cannot write config .*: its path is not valid UTF-8 .*give a UTF-8 name/,
     );
     assert.deepEqual([...Deno.readDirSync(dir)], []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a folder whose real name holds $NAME is taken as written where it exists, and refused where it does not", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "itx-dollar-" });
+  try {
+    const named = join(dir, "watch $x");
+    await Deno.mkdir(named);
+    // Before, refused with no way to name it: "$x is not expanded here".
+    const config = parseConfig(
+      `watch_path: '${named}'\ntransfer_method: local\nremote_base_path: '${dir}/to'\n`,
+      join(dir, "c.yaml"),
+    );
+    assert.equal(config.jobs[0].watch_path, named);
+    // One not made yet is still taken for a variable meant to be expanded.
+    assert.match(
+      configError(`watch_path: '${dir}/gone $x'\ntransfer_method: local\nremote_base_path: /d\n`)
+        .message,
+      /:1: watch_path: \$x is not expanded here/,
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
