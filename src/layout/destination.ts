@@ -214,14 +214,17 @@ function numberedPath(folder: string, stem: string, number: number, extension: s
  * Where the file at `source`, whose name leads to `planned`, goes, given the ledger's row of that
  * name (`undefined`: none). A new file under a name sent before never replaces the file sent (see
  * {@linkcode besideEarlier}): with `after_transfer: delete` or `move` any file there now is new;
- * with `keep`, one made after the earlier one arrived (its birth time; a camera whose counter
- * started again after the sources were cleared, `resend` of such a name included), while the
- * file sent, changed in place, replaces its copy wherever that is (`flat~2.fits` too).
+ * with `keep`, one made after the earlier one was found complete or arrived (its birth time; a
+ * camera whose counter started again after the sources were cleared, `resend` of such a name
+ * included; a file renamed over it while its copy was on the way), while the file sent, changed
+ * in place, replaces its copy wherever that is (`flat~2.fits` too).
  */
 export function placeBeside(
   job: Pick<JobConfig, "after_transfer">,
   planned: string,
-  row: { state: string; destination: string; transferredAt: number | null } | undefined,
+  row:
+    | { state: string; destination: string; transferredAt: number | null; createdAt: number }
+    | undefined,
   source: string,
 ): string {
   if (row === undefined) return planned;
@@ -229,7 +232,9 @@ export function placeBeside(
     return besideEarlier(planned, row.destination, row.state === "done");
   }
   // A version of the name arrived (it may be pending again since): is this file made after it?
-  const sentAt = row.transferredAt;
+  // Made after that version was found complete is made after it too: a file renamed over it
+  // while its copy was on the way (a local copy reads on from the file it opened) is new.
+  const sentAt = row.transferredAt === null ? null : Math.min(row.transferredAt, row.createdAt);
   return besideEarlier(planned, row.destination, sentAt !== null && madeAfter(source, sentAt));
 }
 

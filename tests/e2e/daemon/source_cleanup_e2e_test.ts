@@ -404,6 +404,32 @@ async function sentOnce(p: Awaited<ReturnType<typeof setUp>>) {
   return { env, source, first };
 }
 
+Deno.test("after_transfer: keep, a new file renamed over the name while the earlier one's copy was on the way goes beside that copy, never over it", async () => {
+  await using p = await setUp();
+  const { env, source, first } = await sentOnce(p);
+  // The copy of d.fits took long (a slow link): it arrived a minute after now, while the camera
+  // wrote its next exposure under the same name and renamed it into place (a new file, made
+  // after d.fits was found complete and before its copy arrived).
+  const db = new DatabaseSync(join(p.stateDir, LEDGER_FILE));
+  try {
+    const updated = db.prepare(
+      "UPDATE files SET created_at = ?, transferred_at = ? WHERE rel_path = 'd.fits'",
+    ).run(Date.now() - 60_000, Date.now() + 60_000);
+    assert.equal(Number(updated.changes), 1);
+  } finally {
+    db.close();
+  }
+  const second = randomBytes(21_000);
+  await Deno.writeFile(join(p.watch, "d.fits.tmp"), second);
+  await Deno.utime(join(p.watch, "d.fits.tmp"), EVENING, new Date(EVENING.getTime() + 5000));
+  await Deno.rename(join(p.watch, "d.fits.tmp"), source);
+  const run = await runCli(["run", "--once", "-c", p.config], { env });
+  assert.equal(run.code, 0, run.stderr);
+  assert.match(run.stderr, /is a new file under a name sent before/);
+  assert.deepEqual(await Deno.readFile(join(p.dest, "20240315", "d.fits")), first, "replaced");
+  assert.deepEqual(await Deno.readFile(join(p.dest, "20240315", "d~2.fits")), second);
+});
+
 Deno.test("after_transfer: keep, a file sent again on purpose and gone before it was: its copy is still known, and a new file of its name goes beside it", async () => {
   await using p = await setUp();
   const { env, source, first } = await sentOnce(p);
