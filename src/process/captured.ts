@@ -90,6 +90,8 @@ export async function runCaptured(
       timeoutMs: options.timeoutMs,
       signal: options.signal,
       pipesAfterExitMs: PIPES_AFTER_EXIT_MS,
+      // Enough of both ends for the log line (start or end), not a whole flood in memory.
+      keepBytes: 4 * MAX_OUTPUT_BYTES,
     });
     return ended("ok", "exit code 0", null, decoder.decode(result.stdout), result.stderr);
   } catch (error) {

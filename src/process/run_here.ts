@@ -62,6 +62,12 @@ export interface RunOptions {
   /** Called with each piece of standard output as it comes (it is returned whole as well). */
   onStdout?: (chunk: Uint8Array) => void;
   /**
+   * Keep at most about this many bytes of the start and as many of the end of
+   * stdout and of stderr each, dropping the middle, so a program that prints
+   * without end cannot fill the memory. @default keep all
+   */
+  keepBytes?: number;
+  /**
    * Start the program in a session and process group of its own, so that a
    * timeout or abort kills everything it started, and a Ctrl-C in the
    * daemon's terminal does not reach it. The runtime can only do that by
@@ -129,8 +135,8 @@ export async function runHere(argv: string[], options: RunOptions = {}): Promise
     : options.stdin === undefined
     ? Promise.resolve()
     : feed(child, options.stdin, input.signal);
-  const stdout = readAll(child.stdout, options.onStdout);
-  const stderrBytes = readAll(child.stderr);
+  const stdout = readAll(child.stdout, options.keepBytes, options.onStdout);
+  const stderrBytes = readAll(child.stderr, options.keepBytes);
 
   let timedOut = false;
   let aborted = false;
@@ -258,21 +264,35 @@ async function feed(
 /** Everything read from `stream` until it ends or `stop` is called; each piece shown to `onChunk`. */
 function readAll(
   stream: ReadableStream<Uint8Array>,
+  keepBytes = Infinity,
   onChunk?: (chunk: Uint8Array) => void,
 ): { bytes: Promise<Uint8Array>; stop(): void } {
   const reader = stream.getReader();
-  const chunks: Uint8Array[] = [];
+  // The start (up to `keepBytes`), then the latest chunks (the end), of which
+  // the oldest go while the others still hold `keepBytes`.
+  const head: Uint8Array[] = [];
+  const end: Uint8Array[] = [];
+  let headBytes = 0;
+  let endBytes = 0;
   let stopped = false;
   const bytes = (async () => {
     try {
       for (let r = await reader.read(); !r.done && !stopped; r = await reader.read()) {
-        chunks.push(r.value);
         onChunk?.(r.value);
+        if (headBytes < keepBytes) {
+          head.push(r.value);
+          headBytes += r.value.length;
+          continue;
+        }
+        end.push(r.value);
+        endBytes += r.value.length;
+        while (endBytes - end[0].length >= keepBytes) endBytes -= end.shift()!.length;
       }
     } catch {
       // Cancelled, or the pipe broke: keep what came.
     }
-    return new Uint8Array(await new Blob(chunks as Uint8Array<ArrayBuffer>[]).arrayBuffer());
+    const chunks = [...head, ...end] as Uint8Array<ArrayBuffer>[];
+    return new Uint8Array(await new Blob(chunks).arrayBuffer());
   })();
   return {
     bytes,

@@ -189,3 +189,12 @@ Deno.test("runCaptured: output over 16 KiB is cut at a character's end, and the 
   const short = await runCaptured(["seq", "1", "3"], {}, { timeoutMs: 30_000 });
   assert.equal(short.kind === "ok" && short.stdout, "1\n2\n3");
 });
+
+Deno.test("runCaptured: a program that prints 600 MB ends as it did, its start kept and the cut said", async () => {
+  // More than a string can hold: kept whole, it failed as 'stopped' (or, through the launcher,
+  // 'could not start: buffer exceeds maximum length') after gigabytes of memory.
+  const result = await runCaptured(["seq", "1", "70000000"], {}, { timeoutMs: 600_000 });
+  if (result.kind !== "ok") throw new Error(`seq did not end well: ${JSON.stringify(result)}`);
+  assert.ok(result.stdout.startsWith("1\n2\n3\n"), result.stdout.slice(0, 20));
+  assert.ok(result.stdout.endsWith(" … (output cut at 16 KiB)"), result.stdout.slice(-60));
+});
