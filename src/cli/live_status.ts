@@ -122,6 +122,12 @@ export function formatLive(live: LiveStatus): string[] {
           `daemon started: the log says why`,
       );
     }
+    if (job.scheduleFailures > 0) {
+      lines.push(
+        `    ${job.scheduleFailures} scheduled action(s) (command, report, rescan) failed or ` +
+          `could not run since the daemon started: the log says why`,
+      );
+    }
     if (job.cleanupFailures > 0) {
       lines.push(
         `    ${job.cleanupFailures} source(s) after_transfer could not delete or move into the ` +

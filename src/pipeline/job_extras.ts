@@ -8,6 +8,7 @@ import { join } from "node:path";
 import type { JobConfig } from "../config/types.ts";
 import type { Transport } from "../transfer/transport.ts";
 import type { FileVersion } from "../watch/file_version.ts";
+import type { JobSnapshot } from "../status/job_status.ts";
 import { type FinishingHooks, hookFacts, HookRunner } from "./hooks.ts";
 import { JobSchedules, samePauseWindows } from "./schedules.ts";
 import { SourceCleaner } from "./source_cleanup.ts";
@@ -61,7 +62,7 @@ export class JobExtras {
       rescan: (nights) => catchUpOrSay(context, nights).then(() => context.rescan()),
       pause: () => context.pause(),
       resume: () => context.resume(),
-    });
+    }, context.replaces && context.replaces.#schedules);
   }
 
   /** Deletes and moves of sources that failed since the daemon started (reloads included). */
@@ -73,6 +74,15 @@ export class JobExtras {
   get hookFailures(): number {
     const { failed, dropped } = this.#hooks.stats;
     return failed + dropped;
+  }
+
+  /** The job's failures since the daemon started (reloads included), as its status counts them. */
+  get failures(): Pick<JobSnapshot, "hookFailures" | "scheduleFailures" | "cleanupFailures"> {
+    return {
+      hookFailures: this.hookFailures,
+      scheduleFailures: this.#schedules.failures,
+      cleanupFailures: this.cleanupFailures,
+    };
   }
 
   /**

@@ -249,8 +249,7 @@ export class JobRunner {
       failed: queue.failed,
       lastSuccessAt: this.#status.lastSuccessAt,
       cannotSend: sharedSkipLog.errorsOf(this.job.name),
-      hookFailures: this.#extras.hookFailures,
-      cleanupFailures: this.#extras.cleanupFailures,
+      ...this.#extras.failures,
       freeSpace: this.#status.freeSpace?.read() ?? null,
       watch: this.#session.how
         ? { ...this.#session.how, unavailable: this.#session.unavailable }

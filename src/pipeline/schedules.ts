@@ -173,10 +173,14 @@ export class JobSchedules {
   /** Aborted on stop: kills the programs still running. */
   #stopping = new AbortController();
   #running = new Set<Promise<void>>();
+  /** Actions that failed or could not run, since the daemon started (reloads included). */
+  failures = 0;
 
-  constructor(context: ScheduleContext) {
+  /** @param replaces the same job's schedules of the config a reload replaced (their count goes on) */
+  constructor(context: ScheduleContext, replaces?: JobSchedules) {
     this.#log = jobLogger("schedule", context.job.name);
     this.#context = context;
+    this.failures = replaces?.failures ?? 0;
   }
 
   /**
@@ -251,6 +255,7 @@ export class JobSchedules {
     if (this.#busy.has(index)) return void this.#skipped(index, entry, "still running");
     this.#busy.add(index);
     const run: Promise<void> = this.#act(index, entry).catch((error) => {
+      if (!this.#stopping.signal.aborted) this.failures++;
       this.#log.error("Schedule {index} of job {job} ({action}) failed: {error}", {
         index,
         action: entry.action,
@@ -320,6 +325,7 @@ export class JobSchedules {
         const reason = result.kind === "timed-out"
           ? `killed after ${entry.timeout_seconds ?? 3600} s (timeout_seconds)`
           : result.reason;
+        if (!this.#stopping.signal.aborted) this.failures++;
         this.#log.error(
           `Schedule {index} of job {job}: command {command} failed: {reason}${suffix}`,
           { ...logged, reason },

@@ -74,6 +74,8 @@ export interface JobSnapshot {
   cannotSend: number;
   /** Hooks that failed, timed out or could not run, since the daemon started. */
   hookFailures: number;
+  /** Schedule actions (a command, a report, a rescan) that failed or could not run, since then. */
+  scheduleFailures: number;
   /**
    * Sources `after_transfer` could not delete or move into the archive, since the daemon started
    * (each logged; the file stays in the watch folder and is tried again).

@@ -180,6 +180,12 @@ export class Metrics {
       (job) => job.hookFailures,
     );
     perJob(
+      "image_transfer_schedule_failures_total",
+      "counter",
+      "Schedule actions (command, report, rescan) that failed or could not run (each is logged).",
+      (job) => job.scheduleFailures,
+    );
+    perJob(
       "image_transfer_cleanup_failures_total",
       "counter",
       "Sources after_transfer could not delete or move into the archive (each is logged).",

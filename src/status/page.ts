@@ -132,6 +132,8 @@ function render(s) {
         " file(s) or folder(s) found since the daemon started could not be sent (a name that is not UTF-8, a folder that cannot be read): image-transfer status lists those still there") : "",
       j.hookFailures ? el("div", { class: "err hooks" }, j.hookFailures +
         " hook run(s) failed, timed out or could not start since the daemon started: the log says why") : "",
+      j.scheduleFailures ? el("div", { class: "err schedules" }, j.scheduleFailures +
+        " scheduled action(s) (command, report, rescan) failed or could not run since the daemon started: the log says why") : "",
       j.cleanupFailures ? el("div", { class: "err cleanup" }, j.cleanupFailures +
         " source(s) after_transfer could not delete or move into the archive since the daemon started: they stay in the watch folder; the log says why") : "",
       el("div", { class: "q" },

@@ -158,6 +158,62 @@ Deno.test("schedules: a scheduled command's result line names its schedule, as t
   }
 });
 
+Deno.test("schedules: a command that fails or cannot run is counted, one a stop (or reload) ends is not, and the count goes on over a reload", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "itx-schedule-failures-" });
+  const logs = await captureLogs();
+  try {
+    const failing = join(dir, "reduce.sh");
+    await Deno.writeTextFile(failing, "#!/bin/sh\nexit 7\n", { mode: 0o755 });
+    const gone = join(dir, "notify.sh");
+    await Deno.writeTextFile(gone, "#!/bin/sh\nexit 0\n", { mode: 0o755 });
+    const long = join(dir, "stack.sh");
+    const started = join(dir, "stacking");
+    await Deno.writeTextFile(long, `#!/bin/sh\ntouch '${started}'\nsleep 600\n`, { mode: 0o755 });
+    const scheduled = job({
+      schedules: [
+        { every_seconds: 0.2, action: "command", command: [failing] },
+        { every_seconds: 0.2, action: "command", command: [gone] },
+        { every_seconds: 0.2, action: "command", command: [long] },
+      ],
+    });
+    await Deno.remove(gone);
+    const said = (pattern: RegExp) =>
+      logs.records.map((r) => r.message.join("")).some((line) => pattern.test(line));
+    const before = schedulesWithoutLedger(scheduled);
+    assert.equal(before.failures, 0);
+    before.start();
+    try {
+      await waitFor(
+        () =>
+          said(/reduce\.sh failed/) && said(/\(command\) failed: not run: .*notify\.sh/) &&
+          existsSync(started),
+        20_000,
+        "both",
+      );
+    } finally {
+      await before.stop();
+    }
+    const lines = logs.records.map((r) => r.message.join(""));
+    // The stop killed stack.sh (said as "failed: stopped"): not a failure of the command.
+    assert.ok(lines.some((line) => line.endsWith("stack.sh failed: stopped")), lines.join("\n"));
+    const failed = lines.filter((line) => / failed/.test(line) && !/stopped$/.test(line)).length;
+    assert.ok(failed >= 2, lines.join("\n"));
+    assert.equal(before.failures, failed);
+    // A reload's schedules of the same job go on with the count.
+    const after = new JobSchedules({
+      job: scheduled,
+      table: null as unknown as FileRows,
+      rescan: () => Promise.resolve(),
+      pause: () => {},
+      resume: () => true,
+    }, before);
+    assert.equal(after.failures, failed);
+  } finally {
+    await logs.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 /** "S M H" of `at` as a wall clock in `timeZone`. */
 function wallClock(at: Date, timeZone: string): string {
   const parts = new Intl.DateTimeFormat("en-GB", {

@@ -33,6 +33,7 @@ function snapshot(job: string, freeBytes: number | null = null): JobSnapshot {
     lastSuccessAt: null,
     cannotSend: job === "cam1" ? 2 : 0,
     hookFailures: job === "cam1" ? 4 : 0,
+    scheduleFailures: job === "cam1" ? 5 : 0,
     cleanupFailures: job === "cam1" ? 3 : 0,
     freeSpace: freeBytes === null ? null : { bytes: freeBytes, at: 0 },
     watch: null,
@@ -110,6 +111,8 @@ Deno.test("metrics: counters, cumulative duration buckets, failures by class, qu
   // Hooks that failed or could not run: a counter an alert can watch.
   assert.ok(text.includes("# TYPE image_transfer_hook_failures_total counter\n"));
   assert.ok(text.includes(`image_transfer_hook_failures_total${l}} 4\n`));
+  assert.ok(text.includes("# TYPE image_transfer_schedule_failures_total counter\n"));
+  assert.ok(text.includes(`image_transfer_schedule_failures_total${l}} 5\n`));
   assert.ok(text.includes('image_transfer_hook_failures_total{job="cam2",method="rsync"} 0\n'));
   assert.ok(text.includes("# TYPE image_transfer_cleanup_failures_total counter\n"));
   assert.ok(text.includes(`image_transfer_cleanup_failures_total${l}} 3\n`));
