@@ -139,6 +139,8 @@ export async function programProblem(
   if (info.mode !== null && (info.mode & 0o111) === 0) {
     return `${program} is not executable; fix it with: chmod +x ${quoted}`;
   }
+  const script = await missingInterpreter(program, quoted);
+  if (script !== undefined) return script;
   const writable = await writableByOthers(program);
   if (writable) {
     return `${program} is ${writable}, and whoever can change it runs commands as the daemon's ` +
@@ -211,6 +213,34 @@ function foldersAbove(path: string): string[] {
     folders.push(folder);
   }
   return folders;
+}
+
+/**
+ * What is wrong with a script whose first line (`#!`) names a program that does not exist (the
+ * system then says only "No such file or directory"), such as `/bin/sh` followed by the carriage
+ * return of a file saved with Windows line ends; `undefined` when it exists or is not a script.
+ */
+async function missingInterpreter(program: string, quoted: string): Promise<string | undefined> {
+  let head: Uint8Array;
+  try {
+    using file = await Deno.open(program);
+    const buffer = new Uint8Array(256);
+    head = buffer.subarray(0, (await file.read(buffer)) ?? 0);
+  } catch {
+    return undefined; // Not readable by the daemon: the system judges the script when it runs.
+  }
+  if (head[0] !== 0x23 || head[1] !== 0x21) return undefined;
+  const line = new TextDecoder().decode(head.subarray(2)).split("\n")[0];
+  // The system takes the first word (up to a blank or the line's end) as the program.
+  const interpreter = line.replace(/^[ \t]+/, "").split(/[ \t]/)[0];
+  if (!interpreter || await Deno.stat(interpreter).then(() => true, () => false)) return undefined;
+  if (interpreter.endsWith("\r")) {
+    return `${program} starts with #!${interpreter.trimEnd()} followed by a carriage return (the ` +
+      "file has Windows line ends), so the system looks for a program whose name ends in it; " +
+      `fix it with: sed -i 's/\\r$//' ${quoted}`;
+  }
+  return `${program} starts with #!${interpreter}, which does not exist; install it there or ` +
+    "correct that first line";
 }
 
 /**

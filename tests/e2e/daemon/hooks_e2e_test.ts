@@ -567,6 +567,25 @@ Deno.test("hooks: a hook program others can change is refused by run, validate, 
       absent.stderr,
     );
 
+    // A script saved with Windows line ends: the system would say only "No such file or
+    // directory" of a file that is there; the #! line is named, with the fix.
+    const crlf = join(p.root, "hook dir", "notify's.sh");
+    await Deno.writeTextFile(crlf, "#!/bin/sh\r\necho hi\r\n", { mode: 0o755 });
+    await writeConfig(p.config, { ...baseConfig(p), on_transfer: [crlf] });
+    const windows = await runCli(["config", "validate", "-c", p.config], { env });
+    assert.equal(windows.code, 2);
+    assert.ok(
+      windows.stderr.includes(
+        `refusing to run ${crlf}: ${crlf} starts with #!/bin/sh followed by a carriage return`,
+      ),
+      windows.stderr,
+    );
+    assert.ok(windows.stderr.includes(`sed -i 's/\\r$//' '`), windows.stderr);
+    await Deno.writeTextFile(crlf, "#!/usr/bin/no-such-python\nprint(1)\n");
+    const interpreter = await runCli(["config", "validate", "-c", p.config], { env });
+    assert.equal(interpreter.code, 2);
+    assert.match(interpreter.stderr, /#!\/usr\/bin\/no-such-python, which does not exist/);
+
     // Fixed, the same config is accepted and the hook runs.
     await writeConfig(p.config, { ...baseConfig(p), on_transfer: [p.hook] });
     const ok = await runCli(["config", "validate", "-c", p.config], { env });
