@@ -196,19 +196,7 @@ Deno.test("started while the destination share does not answer: validate, doctor
 
 Deno.test("started while its watch folder's share does not answer: the daemon starts, the job says why it waits, and sends once the share answers", async () => {
   await withShare(async (server, share, view) => {
-    const root = await Deno.makeTempDir({ prefix: "itx-hung-watch-" });
-    const config = join(root, "config.yaml");
-    await Deno.mkdir(join(share, "watch"));
-    await Deno.mkdir(join(root, "dest"));
-    await writeConfig(config, {
-      watch_path: join(share, "watch"),
-      remote_base_path: join(root, "dest"),
-      transfer_method: "local",
-      stability_window_seconds: 0.3,
-      night_timezone: "UTC",
-      state_dir: join(root, "state"),
-      log_file: "",
-    });
+    const { root, config } = await watchOnShare(share);
     view.kill("SIGSTOP");
     await new Promise((done) => setTimeout(done, 2500));
     const daemon = startCli(["run", "-c", config], { env: { HOME: root } });
@@ -232,19 +220,8 @@ Deno.test("started while its watch folder's share does not answer: the daemon st
 
 Deno.test("a watch folder on a share that stops answering while the daemon runs: its rescans wait for it, the daemon goes on and stops, and what was written meanwhile is sent once it answers", async () => {
   await withShare(async (server, share, view) => {
-    const root = await Deno.makeTempDir({ prefix: "itx-hung-watch-" });
-    const config = join(root, "config.yaml");
-    await Deno.mkdir(join(share, "watch"));
-    await Deno.mkdir(join(root, "dest"));
     const port = freePort();
-    await writeConfig(config, {
-      watch_path: join(share, "watch"),
-      remote_base_path: join(root, "dest"),
-      transfer_method: "local",
-      stability_window_seconds: 0.3,
-      night_timezone: "UTC",
-      state_dir: join(root, "state"),
-      log_file: "",
+    const { root, config } = await watchOnShare(share, {
       status_listen: `127.0.0.1:${port}`,
       // The first one long after the share is found not answering.
       schedules: [{ every_seconds: 45, action: "rescan" }],
@@ -278,6 +255,31 @@ Deno.test("a watch folder on a share that stops answering while the daemon runs:
     }
   });
 });
+
+/**
+ * A `local` job watching `<share>/watch` and sending into `<root>/dest`, its config in a new
+ * temporary `root` (with `fields` added).
+ */
+async function watchOnShare(
+  share: string,
+  fields: Record<string, unknown> = {},
+): Promise<{ root: string; config: string }> {
+  const root = await Deno.makeTempDir({ prefix: "itx-hung-watch-" });
+  const config = join(root, "config.yaml");
+  await Deno.mkdir(join(share, "watch"));
+  await Deno.mkdir(join(root, "dest"));
+  await writeConfig(config, {
+    watch_path: join(share, "watch"),
+    remote_base_path: join(root, "dest"),
+    transfer_method: "local",
+    stability_window_seconds: 0.3,
+    night_timezone: "UTC",
+    state_dir: join(root, "state"),
+    log_file: "",
+    ...fields,
+  });
+  return { root, config };
+}
 
 /** A file written into `watch` once the share answers arrives in `dest` with its bytes. */
 async function lateFileArrives(watch: string, dest: string): Promise<void> {
