@@ -15,6 +15,7 @@ import {
   toRow,
 } from "../ledger/file_rows.ts";
 import type { Ledger } from "../ledger/ledger.ts";
+import { LEDGER_CACHE } from "../ledger/ledger_file.ts";
 
 /** One file as the API shows it. */
 export interface TransferRow {
@@ -101,13 +102,13 @@ export class LedgerReports {
   constructor(path: string, scope: () => JobScope[]) {
     this.path = path;
     this.#scope = scope;
-    this.#db = new DatabaseSync(path, { readOnly: true });
+    this.#db = openForReports(path);
   }
 
   /** The ledger file was replaced (a damaged one set aside): read the new one. */
   reopen(): void {
     this.#db.close();
-    this.#db = new DatabaseSync(this.path, { readOnly: true });
+    this.#db = openForReports(this.path);
     this.changed();
   }
 
@@ -361,4 +362,17 @@ export function overdueFiles(
     limit,
     scope,
   );
+}
+
+/**
+ * The read-only connection {@linkcode LedgerReports} reads the ledger at `path` through, with the
+ * daemon's small page cache. A ledger that cannot be read yet is reported by the first query, as
+ * without the setting.
+ */
+export function openForReports(path: string): DatabaseSync {
+  const db = new DatabaseSync(path, { readOnly: true });
+  try {
+    db.exec(LEDGER_CACHE);
+  } catch { /* see above */ }
+  return db;
 }

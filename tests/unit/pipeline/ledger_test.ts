@@ -15,6 +15,7 @@ import { whileImmutable } from "../../helpers/immutable.ts";
 import { type DoneEntry, FileRows } from "../../../src/ledger/file_rows.ts";
 import {
   ledgerCounts,
+  openForReports,
   overdueFiles,
   problemFiles,
   recentDone,
@@ -68,6 +69,20 @@ Deno.test("Ledger.open creates the state folder and a WAL database", async () =>
       assert.equal(row.journal_mode, "wal");
     } finally {
       db.close();
+    }
+  });
+});
+
+Deno.test("The daemon's ledger and the status page's reader keep a small page cache: a year of history read once does not stay in memory", async () => {
+  await withLedger((ledger) => {
+    const row = ledger.statement("PRAGMA cache_size").get() as { cache_size: number };
+    assert.equal(row.cache_size, -256);
+    const reports = openForReports(ledger.path);
+    try {
+      const shown = reports.prepare("PRAGMA cache_size").get() as { cache_size: number };
+      assert.equal(shown.cache_size, -256);
+    } finally {
+      reports.close();
     }
   });
 });
