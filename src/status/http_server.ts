@@ -86,13 +86,14 @@ export async function serveHttp(
   const limits = { ...STATUS_LIMITS, ...options.limits };
   const open = new Set<Connection>();
   let stopping = false;
-  let reportAt = 0;
+  /** When the next "full" may be said, on the monotonic clock (a stepped wall clock moves it not). */
+  let reportAt = -Infinity;
   /** Resolved when a connection ends: an accept waiting for a free place goes on. */
   let placeFreed: (() => void) | null = null;
   const full = () => {
-    if (Date.now() >= reportAt) {
+    if (performance.now() >= reportAt) {
       options.onFull?.();
-      reportAt = Date.now() + 60_000;
+      reportAt = performance.now() + 60_000;
     }
   };
   let base = "";
@@ -159,8 +160,8 @@ export async function serveHttp(
       }
       await accepting;
       for (const c of open) if (!c.responding) c.close();
-      const deadline = Date.now() + waitMs;
-      while (open.size > 0 && Date.now() < deadline) {
+      const deadline = performance.now() + waitMs;
+      while (open.size > 0 && performance.now() < deadline) {
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
       const cut = open.size > 0;
@@ -204,7 +205,10 @@ class Connection {
   #server: { onError(error: unknown): void; stopping(): boolean };
   #reader: RequestReader;
   #timer: ReturnType<typeof setTimeout> | undefined;
-  /** When the request being read must be whole (a write meanwhile keeps it). */
+  /**
+   * When the request being read must be whole, on the monotonic clock
+   * (`performance.now()`; a write meanwhile keeps it).
+   */
   #deadline: number | null = null;
   #closed = false;
   /** Whether a request is being answered (a stop waits for it). */
@@ -314,7 +318,7 @@ class Connection {
       this.#arm(idleMs);
       if (!(await this.#reader.nextRequestStarted())) return null;
     }
-    this.#deadline = Date.now() + requestMs;
+    this.#deadline = performance.now() + requestMs;
     this.#arm(requestMs);
     const request = await this.#reader.read(() =>
       this.#write(encoder.encode("HTTP/1.1 100 Continue\r\n\r\n"))
@@ -388,7 +392,7 @@ class Connection {
       at += await this.#conn.write(bytes.subarray(at));
     }
     if (this.#deadline === null) this.#disarm();
-    else this.#arm(this.#deadline - Date.now());
+    else this.#arm(this.#deadline - performance.now());
   }
 }
 

@@ -5,10 +5,11 @@
  * refused, bodies in chunks and `Expect: 100-continue` work, a connection
  * beyond the limit waits until one ends, an event stream is sent as it comes
  * and cancelled when its client goes, and a stop waits only for answers
- * under way.
+ * under way. None of it moves when the wall clock is stepped (NTP).
  */
 import assert from "node:assert/strict";
 import { type HttpLimits, type HttpServer, serveHttp } from "../../../src/status/http_server.ts";
+import { stepDateNow } from "../../helpers/fake_clock.ts";
 import { within } from "../../helpers/files.ts";
 import { RawClient, selfSignedCert } from "../../helpers/net.ts";
 
@@ -316,4 +317,102 @@ Deno.test("https: beyond the most connections, new ones are closed as they come"
     third.close();
     for (const c of held) c.close();
   });
+});
+
+Deno.test("http server: the wall clock stepped an hour ahead does not repeat the 'full' report at once", async () => {
+  let full = 0;
+  const server = await serveHttp({
+    hostname: "127.0.0.1",
+    port: 0,
+    tls: null,
+    limits: { maxConnections: 1, requestMs: 60_000 },
+    onError: () => {},
+    onFull: () => full++,
+  }, () => new Response("ok"));
+  const first = await RawClient.open(server.addr.port);
+  let second: RawClient | undefined;
+  try {
+    await first.send("GET / HTTP/1.1\r\n");
+    while (server.connections < 1) await sleep(10);
+    assert.equal(full, 1);
+    using _step = stepDateNow(3_600_000);
+    // The first ends, the second is taken and fills the server again: said once a minute only.
+    second = await RawClient.open(server.addr.port);
+    await second.send("GET /second HTTP/1.1\r\nhost: h\r\nconnection: close\r\n\r\n");
+    first.close();
+    assert.match(await second.readToEnd(), /^HTTP\/1\.1 200 [^]*ok$/);
+    // Before the fix the hour ahead made it due at once.
+    assert.equal(full, 1);
+  } finally {
+    first.close();
+    second?.close();
+    await server.shutdown(0);
+  }
+});
+
+Deno.test("http server: a slow request under way is answered after the wall clock steps an hour ahead", async () => {
+  await using server = await echoServer({ ...SHORT, requestMs: 60_000 });
+  const client = await RawClient.open(server.addr.port);
+  while (server.connections < 1) await sleep(10);
+  using _step = stepDateNow(3_600_000);
+  await client.send(
+    "POST /e HTTP/1.1\r\nhost: h\r\ncontent-length: 3\r\nexpect: 100-continue\r\n\r\n",
+  );
+  await client.readUntil(/100 Continue\r\n\r\n/);
+  // The client takes its time (well within the request time) to send its body.
+  await sleep(300);
+  await client.send("abc");
+  // Before the fix the request's deadline had passed an hour ago: the connection was closed.
+  assert.match(await client.readUntil(/POST \/e abc$/), /HTTP\/1\.1 200 OK/);
+  client.close();
+});
+
+/** A server whose answers wait until `release` is called; `entered` resolves as one starts. */
+async function heldServer() {
+  let release: () => void = () => {};
+  const released = new Promise<void>((resolve) => release = resolve);
+  let entered: () => void = () => {};
+  const started = new Promise<void>((resolve) => entered = resolve);
+  const server = await serveHttp(
+    { hostname: "127.0.0.1", port: 0, tls: null, limits: SHORT, onError: () => {} },
+    async () => {
+      entered();
+      await released;
+      return new Response("late");
+    },
+  );
+  return { server, release, started };
+}
+
+Deno.test("http server: a stop waits its time for an answer under way, whichever way the wall clock steps", async () => {
+  for (const stepMs of [3_600_000, -3_600_000]) {
+    const { server, release, started } = await heldServer();
+    const answering = await RawClient.open(server.addr.port);
+    const idle = await RawClient.open(server.addr.port);
+    try {
+      await answering.send("GET / HTTP/1.1\r\nhost: h\r\n\r\n");
+      await started;
+      // Ahead: the stop has a minute for the answer; back: half a second.
+      const stopped = server.shutdown(stepMs > 0 ? 60_000 : 500);
+      // The idle connection is closed as the stop starts counting its time.
+      assert.equal(await idle.readToEnd(), "");
+      using _step = stepDateNow(stepMs);
+      if (stepMs > 0) {
+        await sleep(500);
+        release();
+        // Before the fix the answer was cut at the step.
+        assert.match(await answering.readToEnd(), /^HTTP\/1\.1 200 [^]*late$/);
+        assert.equal(await stopped, false);
+      } else {
+        // Before the fix the stop waited for the hour to come back.
+        assert.equal(await within(stopped, 30_000, "the stop"), true);
+        assert.equal(await answering.readToEnd(), "");
+      }
+    } finally {
+      release();
+      answering.close();
+      idle.close();
+      await server.shutdown(0);
+    }
+  }
 });
