@@ -243,9 +243,10 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
     if (attempted.length === 0) return;
     const method = this.#method;
     const kept = await finishBatch(this.#finishContext(), attempted, this.#created ?? [], signal);
-    this.#cleanedUp = kept !== null && kept.length === 0 && this.#created !== null;
+    this.#cleanedUp = kept !== null && kept.folders.length === 0 && this.#created !== null;
     for (const delivery of attempted) {
-      if (delivery.uploadFailed && kept !== null && kept.length > 0) {
+      // Only a copy something was written to: an upload that failed at its start left none.
+      if (kept?.copies.has(delivery.index)) {
         this.#log.info("Kept the interrupted copy of {source} to continue it at the next attempt", {
           job: method.job.name,
           source: delivery.item.source,
@@ -323,7 +324,7 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
     }
     const ctx = this.#finishContext();
     const folder = posix.dirname(sent[0].finalPath);
-    const { plan } = await planFinish(ctx, sent, [posix.join(folder, this.#uploadName)]);
+    const plan = await planFinish(ctx, sent, [posix.join(folder, this.#uploadName)]);
     // A copy cut short (the call ended early) is never renamed, whatever verify_transfer says.
     const sizes = new Map(sent.map((delivery) => [delivery.index, delivery.item.size]));
     for (const entry of plan.entries) entry.expectedSize = sizes.get(entry.index)!;

@@ -58,6 +58,10 @@ export interface FinishPlan {
   remove: string[];
   /** Upload folders to remove at the end, with whatever is left in them. */
   uploadFolders: string[];
+  /** Copies of uploads that failed, kept to be continued if anything of them was written. */
+  keptCopies: { index: number; tempPath: string }[];
+  /** The upload folders of the kept copies: each removed if nothing is in it at the end. */
+  keptFolders: string[];
   /** Folders whose room left to report first (by index in this list). */
   spaceFolders: string[];
   /** Flush the destination file systems before and after the renames. */
@@ -140,19 +144,32 @@ export function finishLines(plan: FinishPlan): string[] {
   }
   // Then the renames themselves, before the results count.
   if (sync) lines.push(call("flush_folders", ...finalFolders));
+  for (const copy of plan.keptCopies) lines.push(call("report_kept", copy.index, copy.tempPath));
+  if (plan.keptFolders.length > 0) lines.push(call("remove_if_empty", ...plan.keptFolders));
   if (plan.uploadFolders.length > 0) {
     lines.push(call("remove_upload_folders", ...plan.uploadFolders));
   }
   return lines;
 }
 
+/** What a batch's finishing step kept (see {@linkcode FinishContext.keepInterrupted}). */
+export interface KeptCopies {
+  /** The upload folders left in place because they hold interrupted copies. */
+  folders: string[];
+  /** The deliveries (by index) whose interrupted copy is kept: something of it was written. */
+  copies: Set<number>;
+}
+
+/** Result words that say nothing of one copy's outcome. */
+const NOT_OUTCOMES = new Set(["space-left", "kept", "folder-left"]);
+
 /**
  * Verify and rename the good copies of `deliveries` (those that took part in
  * the upload), remove the others' copies and the `uploadFolders`; record each
  * outcome on its delivery.
  *
- * @returns the upload folders left in place because they hold interrupted
- *   copies (see {@linkcode FinishContext.keepInterrupted}), or `null` when the
+ * @returns what was kept of uploads that failed (an upload folder left empty
+ *   by one, nothing written at its handshake, is removed), or `null` when the
  *   remote call did not run (the upload folders may be left)
  * @throws `signal.reason` when aborted
  */
@@ -161,9 +178,9 @@ export async function finishBatch(
   deliveries: SshDelivery[],
   uploadFolders: string[],
   signal: AbortSignal,
-): Promise<string[] | null> {
-  if (deliveries.length === 0) return [];
-  const { plan, kept } = await planFinish(ctx, deliveries, uploadFolders);
+): Promise<KeptCopies | null> {
+  if (deliveries.length === 0) return { folders: [], copies: new Set() };
+  const plan = await planFinish(ctx, deliveries, uploadFolders);
   const script = buildScript("finish", finishLines(plan));
   let results: ResultLine[];
   try {
@@ -177,29 +194,39 @@ export async function finishBatch(
     return null;
   }
   settleFinish(ctx, deliveries, results, plan.spaceFolders);
-  return kept;
+  const said = (word: string) => resultsByIndex(results.filter((result) => result.word === word));
+  const left = said("folder-left");
+  const removed = new Set(plan.keptFolders.filter((_, index) => !left.has(index)));
+  const keptIn = plan.keptCopies.map((copy) => posix.dirname(copy.tempPath));
+  return {
+    folders: [...new Set(keptIn)].filter((folder) => !removed.has(folder)),
+    copies: new Set(said("kept").keys()),
+  };
 }
 
 /**
  * What the finish script is to do for `deliveries` (see
- * {@linkcode finishBatch}), and the upload folders left in place because they
- * hold interrupted copies.
+ * {@linkcode finishBatch}).
  */
 export async function planFinish(
   ctx: FinishContext,
   deliveries: SshDelivery[],
   uploadFolders: string[],
-): Promise<{ plan: FinishPlan; kept: string[] }> {
+): Promise<FinishPlan> {
   const entries: FinishEntry[] = [];
   const remove: string[] = [];
+  const keptCopies: FinishPlan["keptCopies"] = [];
   const kept = new Set<string>();
   for (const delivery of deliveries) {
     const entry = await entryFor(ctx, delivery);
     if (entry !== null) entries.push(entry);
     else if (ctx.keepInterrupted && delivery.uploadFailed && !filledUp(delivery)) {
+      keptCopies.push({ index: delivery.index, tempPath: delivery.tempPath });
       kept.add(posix.dirname(delivery.tempPath));
     } else remove.push(delivery.tempPath);
   }
+  // Only this batch's own upload folders: no other batch writes into them.
+  const keptFolders = uploadFolders.filter((folder) => kept.has(folder));
   // Where an upload failed for a reason the server did not name, ask how much room is left.
   const spaceFolders = [
     ...new Set(
@@ -210,14 +237,13 @@ export async function planFinish(
     ),
   ];
   return {
-    plan: {
-      entries,
-      remove,
-      uploadFolders: uploadFolders.filter((folder) => !kept.has(folder)),
-      spaceFolders,
-      sync: ctx.job.remote_sync,
-    },
-    kept: [...kept],
+    entries,
+    remove,
+    uploadFolders: uploadFolders.filter((folder) => !kept.has(folder)),
+    keptCopies,
+    keptFolders,
+    spaceFolders,
+    sync: ctx.job.remote_sync,
   };
 }
 
@@ -229,7 +255,7 @@ export function settleFinish(
   spaceFolders: string[],
 ): void {
   const space = resultsByIndex(results.filter((result) => result.word === "space-left"));
-  const byIndex = resultsByIndex(results.filter((result) => result.word !== "space-left"));
+  const byIndex = resultsByIndex(results.filter((result) => !NOT_OUTCOMES.has(result.word)));
   for (const delivery of deliveries) {
     delivery.error ??= resultError(ctx, delivery, byIndex.get(delivery.index));
     const fromUpload = delivery.uploadFailed ||

@@ -210,6 +210,59 @@ Deno.test("resumed copies and parts of growing files, local and rsync", async (t
     }
 
     await t.step(
+      "rsync: an upload that fails at its start says nothing kept and leaves no upload folder; a copy kept before stays kept",
+      async () => {
+        // The server's rsync: one that ends at once while the gate is closed (as rsync missing
+        // there, or the server closing the connection, would).
+        const gateDir = await sshd.makeRemoteDir("itx-gate-");
+        const closed = join(gateDir, "closed");
+        const gate = join(gateDir, "rsync-gate");
+        await Deno.writeTextFile(
+          gate,
+          `#!/bin/sh\n[ -e '${closed}' ] && exit 1\nexec rsync "$@"\n`,
+        );
+        await Deno.chmod(gate, 0o755);
+        const kept = (messages: string[]) =>
+          messages.filter((text) => text.startsWith("Kept the interrupted copy")).length;
+        const uploadFolders = async (ctx: TransportCase) =>
+          (await listFolders(ctx.dst)).filter((rel) => rel.includes(".incoming"));
+        const options = {
+          bandwidth_limit: "32MiB/s",
+          verify_transfer: "checksum" as const,
+          rsync_options: [`--rsync-path=${gate}`],
+        };
+        try {
+          await withTransport("rsync", sshd, options, async (ctx) => {
+            const item = await randomSource(ctx, HOSTILE, 64 * MiB);
+            await Deno.writeTextFile(closed, "");
+            const failed = await sendCounted(ctx, logs, item);
+            assert.notEqual(failed.error, null);
+            // Before the fix: "Kept the interrupted copy" of nothing, and its empty upload folder.
+            assert.equal(kept(failed.messages), 0, failed.messages.join("\n"));
+            assert.deepEqual(await uploadFolders(ctx), []);
+
+            // A copy cut halfway, then an attempt that fails at its start: the copy stays.
+            await Deno.remove(closed);
+            const [, size] = await interruptAt(ctx, item, 24 * MiB);
+            await Deno.writeTextFile(closed, "");
+            const again = await sendCounted(ctx, logs, item);
+            assert.notEqual(again.error, null);
+            assert.equal(kept(again.messages), 1, again.messages.join("\n"));
+            assert.deepEqual([...(await temporaries(ctx)).values()], [size]);
+            // And it is continued.
+            await Deno.remove(closed);
+            const { error, sent } = await sendCounted(ctx, logs, item);
+            assert.equal(error, null);
+            assert.ok(sent < item.size, `sent ${sent} of ${item.size}: the rest only`);
+            await assertArrivedOnce(ctx, item);
+          });
+        } finally {
+          await Deno.remove(gateDir, { recursive: true });
+        }
+      },
+    );
+
+    await t.step(
       "local: a link planted under this daemon's temporary name is not written through",
       () =>
         withTransport("local", sshd, {}, async (ctx) => {

@@ -109,7 +109,16 @@ async function run(shell: string[], script: RemoteScript, cwd: string) {
 
 /** A finish plan with defaults. */
 function finishPlan(entries: FinishEntry[], options: Partial<FinishPlan> = {}): FinishPlan {
-  return { entries, remove: [], uploadFolders: [], spaceFolders: [], sync: false, ...options };
+  return {
+    entries,
+    remove: [],
+    uploadFolders: [],
+    keptCopies: [],
+    keptFolders: [],
+    spaceFolders: [],
+    sync: false,
+    ...options,
+  };
 }
 
 /**
@@ -232,6 +241,8 @@ Deno.test("every remote script file passes shellcheck, alone and as sent with ho
       finishLines(finishPlan(entries, {
         remove: [`${night}/${upload}/x`],
         uploadFolders: [`${night}/${upload}`],
+        keptCopies: [{ index: 99, tempPath: `${night}/${upload}-kept/x` }],
+        keptFolders: [`${night}/${upload}-kept`],
         spaceFolders: [night],
         sync: true,
       })),
@@ -414,6 +425,44 @@ Deno.test("finish verifies size and SHA-256, renames the good copies, removes ba
       [...Deno.readDirSync(dir)].map((e) => e.name).sort(),
       ["-n", "back\\slash", "is-folder", "new\nline -n", "ok $(touch CANARY)"],
       `${where}: the upload folder is gone with what was left in it`,
+    );
+  });
+});
+
+Deno.test("finish keeps a failed upload's copy only where something was written, and removes the upload folders left empty", async () => {
+  await inEachShell("itx-kept-", async (shell, dir, where) => {
+    // A good copy beside them, renamed as always.
+    await Deno.mkdir(join(dir, ".good"));
+    await Deno.writeTextFile(join(dir, ".good", "good"), "data good");
+    // Written to before the upload failed; nothing written (its handshake failed); an empty
+    // copy; nothing but rsync's own temporary file.
+    const folders = [".part $(touch CANARY)", ".none", ".empty", ".temp"].map((name) => {
+      Deno.mkdirSync(join(dir, name));
+      return join(dir, name);
+    });
+    await Deno.writeTextFile(join(folders[0], "a\nb"), "half");
+    await Deno.writeTextFile(join(folders[2], "c"), "");
+    await Deno.writeTextFile(join(folders[3], ".d.Xy12Ab"), "rsync's");
+    const plan = finishPlan([entry(9, dir, ".good", "good", "data good")], {
+      uploadFolders: [join(dir, ".good")],
+      keptCopies: ["a\nb", "b", "c", "d"].map((name, i) => ({
+        index: i,
+        tempPath: join(folders[i], name),
+      })),
+      keptFolders: folders,
+    });
+    const { results, byIndex } = await run(shell, buildScript("finish", finishLines(plan)), dir);
+    assert.deepEqual(
+      results.map((r) => `${r.word} ${r.detail}`).sort(),
+      ["folder-left 0", "folder-left 3", "kept 0", "renamed 9"],
+      where,
+    );
+    assert.equal(byIndex.get(9), "renamed");
+    assert.equal(await Deno.readTextFile(join(folders[0], "a\nb")), "half", where);
+    assert.deepEqual(
+      [...Deno.readDirSync(dir)].map((e) => e.name).sort(),
+      [".part $(touch CANARY)", ".temp", "good"],
+      `${where}: the empty upload folders are gone`,
     );
   });
 });

@@ -19,6 +19,8 @@
 #   rename_checked_copies GROUP FOLDER    per upload folder
 #   report_renamed INDEX COPY FINAL       per checked copy
 #   flush_folders FOLDER...               with remote_sync: then the renames
+#   report_kept INDEX COPY                per copy of a failed upload kept to be continued
+#   remove_if_empty UPLOAD_FOLDER...      the upload folders of those copies
 #   remove_upload_folders FOLDER...
 #
 # Each copy lies in an upload folder inside its destination folder, under its
@@ -30,8 +32,9 @@
 # Results, per copy: `renamed INDEX`, `missing INDEX` (not there, or not a
 # regular file), `size-unknown INDEX`, `size-differs INDEX SIZE`,
 # `checksum-differs INDEX SHA256`, `no-hash-tool INDEX`, `final-is-folder
-# INDEX`, `rename-failed INDEX MESSAGE`; per folder asked about: `space-left
-# INDEX KIB`.
+# INDEX`, `rename-failed INDEX MESSAGE`, `kept INDEX` (the copy of a failed
+# upload holds something to continue); per folder asked about: `space-left
+# INDEX KIB`, `folder-left INDEX` (an upload folder of kept copies not empty).
 
 # start_finish hash|hash-small|no-hash [UPLOAD_FOLDER]: pick the tools and the place of
 # the work files: in UPLOAD_FOLDER (one this script removes at the end), named
@@ -275,6 +278,30 @@ report_renamed() {
     fi
   fi
   report renamed "$1"
+}
+
+# report_kept INDEX COPY: the copy of an upload that failed, kept to be
+# continued if something of it was written (an upload that failed at its
+# start wrote nothing; an empty copy is never continued, so it goes).
+report_kept() {
+  if [ -f "$2" ] && ! [ -L "$2" ] && [ -s "$2" ]; then
+    report kept "$1"
+  else
+    rm -f -- "$2" 2>/dev/null
+  fi
+}
+
+# remove_if_empty UPLOAD_FOLDER...: this batch's own upload folders (no other
+# batch writes into them), each removed if nothing is in it, else reported
+# (by its position) as left.
+remove_if_empty() {
+  index=0
+  for folder do
+    if ! rmdir -- "$folder" 2>/dev/null && [ -d "$folder" ]; then
+      report folder-left "$index"
+    fi
+    index=$((index + 1))
+  done
 }
 
 # remove_upload_folders FOLDER...: with whatever is left in them, and the work
