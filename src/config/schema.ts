@@ -215,7 +215,7 @@ export const jobShape = {
   ),
   transfer_timeout_seconds: doc(
     z.number().positive().max(86400).default(300),
-    "Seconds a transfer may take before it fails and is tried again. An scp, rsync or ssh call running longer is killed; FTP drops a connection silent this long; a `local` destination (a share) that does not answer a call this long fails the batch. A batch still running after three times this plus a minute is stopped and tried again.",
+    "Seconds a transfer may take before it fails and is tried again. An scp, rsync or ssh call running longer is killed; FTP gives up an upload or download whose data makes no progress this long (a command the server does not answer within a minute, or this where shorter, is given up then); a `local` destination (a share) that does not answer a call this long fails the batch. A batch still running after three times this plus a minute is stopped and tried again.",
   ),
   max_concurrent_transfers: doc(
     z.int().min(1).max(64).optional(),

@@ -23,6 +23,7 @@ import { tempNameFor } from "../temp_name.ts";
 import { freeSpaceCheck } from "../../config/free_space.ts";
 import { refuseNonFtpGreeting } from "./greeting.ts";
 import { checksumCheck } from "./read_back.ts";
+import { boundHandshake, boundWaits, type FtpWaits, ftpWaits, silenceOf } from "./no_answer.ts";
 
 /** The control port when `ftp_port` is empty. */
 export const FTP_DEFAULT_PORT = 21;
@@ -146,7 +147,8 @@ export interface FtpConnection {
 }
 
 /**
- * Connect, secure (unless `ftp_tls: off`), log in and read the server's features.
+ * Connect, secure (unless `ftp_tls: off`), log in and read the server's features; the connection
+ * is held to `waits` (see `no_answer.ts`).
  *
  * @throws {TransferError} classified: a refused login, TLS refused or an
  *   untrusted certificate are `fatal`; connection problems `retry`
@@ -154,22 +156,25 @@ export interface FtpConnection {
 export async function connectFtp(
   job: JobConfig,
   onStep: (step: FtpStep, detail: string) => void = () => {},
+  waits: FtpWaits = ftpWaits(job),
 ): Promise<FtpConnection> {
   // Loaded by the first FTP connection: a daemon without ftp jobs never holds the library.
   const { Client } = await import("basic-ftp");
-  const client = new Client(job.transfer_timeout_seconds * 1000);
+  const client = new Client(waits.transferMs);
+  boundWaits(client, ftpServerName(job), waits);
   let step: FtpStep = "connect";
   try {
     const host = job.remote_host;
     const connecting = client.connect(host, job.ftp_port ?? FTP_DEFAULT_PORT);
     const port = job.ftp_port ?? FTP_DEFAULT_PORT;
-    refuseNonFtpGreeting(client, ftpServerName(job), port, job.transfer_timeout_seconds * 1000);
+    refuseNonFtpGreeting(client, ftpServerName(job), port, waits.replyMs);
     const welcome = await connecting;
     onStep(step, `${host}:${job.ftp_port ?? FTP_DEFAULT_PORT} (${welcome.message.trim()})`);
     if (job.ftp_tls === "required") {
       step = "tls";
       const ca = job.ftp_ca_file === null ? undefined : readCa(job.ftp_ca_file);
-      await client.useTLS({ host, servername: isIp(host) ? undefined : host, ca });
+      const tls = { host, servername: isIp(host) ? undefined : host, ca };
+      await boundHandshake(client, client.useTLS(tls));
       onStep(step, "AUTH TLS accepted, certificate trusted");
     }
     step = "login";
@@ -189,7 +194,7 @@ export async function connectFtp(
     return { client, features, home: await client.pwd() };
   } catch (error) {
     client.close();
-    throw classifyFtpError(error, job, step);
+    throw silenceOf(client) ?? classifyFtpError(error, job, step);
   }
 }
 

@@ -15,11 +15,10 @@
  *
  * @module
  */
-import { createReadStream } from "node:fs";
 import { bandwidthLimit } from "../../config/sizes.ts";
 import type { JobConfig } from "../../config/types.ts";
 import { classifyFtpError, ftpServerName, isFtpError, probeFtpDestination } from "./connect.ts";
-import { deliveredPermissions, openSource } from "../source.ts";
+import { deliveredPermissions } from "../source.ts";
 import { deliver, type DeliverySteps, verifyCopy } from "../deliver.ts";
 import {
   badName,
@@ -27,7 +26,6 @@ import {
   type FtpDelivery,
   type FtpLink,
   type FtpPeer,
-  HashingCounter,
   joinRemote,
   mfmtTime,
   parentOf,
@@ -39,10 +37,11 @@ import {
   withSource,
 } from "./remote.ts";
 import { jobOwner, uploadFolderName } from "../temp_name.ts";
-import { pacedStream, Throttle } from "../throttle.ts";
-import { FINAL_REPLY_WAIT_MS, uploadAwaitingReply } from "./upload.ts";
+import { Throttle } from "../throttle.ts";
+import { HashingCounter, uploadDelivery } from "./upload.ts";
 import { folderRefused } from "./space_probe.ts";
 import { FtpPool } from "./pool.ts";
+import { NoAnswer, silenceOf } from "./no_answer.ts";
 import type { ProbeCheck, TransferItem, TransferOutcome, Transport } from "../transport.ts";
 
 /** How long closing may spend removing the upload folders stopped batches left. */
@@ -83,12 +82,13 @@ export class FtpTransport implements Transport {
   /** Paces all uploads together at `bandwidth_limit` (none without one). */
   readonly throttle: Throttle | null;
 
-  constructor(job: JobConfig) {
+  /** `options.replyWaitMs`: how long a command waits for its reply (see `no_answer.ts`). */
+  constructor(job: JobConfig, options: { replyWaitMs?: number } = {}) {
     this.#job = job;
     const limit = bandwidthLimit(job);
     this.throttle = limit === null ? null : new Throttle(limit);
     this.#owner = jobOwner(job);
-    this.#pool = new FtpPool(job);
+    this.#pool = new FtpPool(job, options.replyWaitMs);
   }
 
   describeTarget(destination: string): string {
@@ -115,7 +115,7 @@ export class FtpTransport implements Transport {
   }
 
   async send(items: TransferItem[], signal: AbortSignal): Promise<TransferOutcome[]> {
-    const link: FtpLink = { peer: null };
+    const link: FtpLink = { peer: null, silence: null };
     const onAbort = () => link.peer?.connection.client.close();
     signal.addEventListener("abort", onAbort);
     try {
@@ -157,7 +157,7 @@ export class FtpTransport implements Transport {
     return this.#askEach(
       destinations,
       signal,
-      (peer, path) => remoteSha256(peer.connection, path, new HashingCounter(true)),
+      (peer, path) => remoteSha256(peer.connection, path, new HashingCounter(true), null),
     );
   }
 
@@ -276,7 +276,8 @@ export class FtpTransport implements Transport {
 
   /**
    * The delivery steps over one connection (`link`; a connection that
-   * breaks is replaced for the files after it), a file at a time.
+   * breaks is replaced for the files after it, one whose server stopped
+   * answering fails them all), a file at a time.
    */
   #steps(link: FtpLink, base: string): DeliverySteps<FtpDelivery> {
     const connected = async (signal: AbortSignal): Promise<FtpPeer> =>
@@ -287,15 +288,22 @@ export class FtpTransport implements Transport {
       signal: AbortSignal,
       step: (peer: FtpPeer) => Promise<void>,
     ): Promise<void> => {
+      if (link.silence !== null) {
+        // Waited for once: the batch ends, no file waits for that server again.
+        delivery.error = withSource(delivery.item, link.silence);
+        return;
+      }
       let peer: FtpPeer | null = null;
       try {
         peer = await connected(signal);
         await step(peer);
       } catch (error) {
         if (signal.aborted) throw signal.reason;
-        const failure = peer === null
-          ? classifyFtpError(error, this.#job, "connect")
-          : uploadError(this.#job, peer, error);
+        const failure = silenceOf(peer?.connection.client) ??
+          (peer === null
+            ? classifyFtpError(error, this.#job, "connect")
+            : uploadError(this.#job, peer, error));
+        if (failure instanceof NoAnswer) link.silence = failure;
         delivery.error = withSource(delivery.item, failure);
         if (peer !== null && delivery.uploaded && !peer.connection.client.closed) {
           await peer.connection.client.sendIgnoringError(`DELE ${delivery.tempPath}`);
@@ -349,7 +357,16 @@ export class FtpTransport implements Transport {
       },
       put: async (deliveries, signal) => {
         for (const delivery of deliveries) {
-          await attempt(delivery, signal, (peer) => this.#upload(peer, delivery, signal));
+          await attempt(delivery, signal, async (peer) => {
+            await uploadDelivery(
+              peer.connection.client,
+              delivery,
+              this.#job,
+              this.throttle,
+              signal,
+            );
+            peer.dataWorked = true;
+          });
         }
       },
       finish: async (deliveries, signal) => {
@@ -382,39 +399,6 @@ export class FtpTransport implements Transport {
         }
       },
     };
-  }
-
-  /** Upload the source under the temporary name, counting (and, for checksum, hashing) what is read. */
-  async #upload(peer: FtpPeer, delivery: FtpDelivery, signal: AbortSignal): Promise<void> {
-    const { item, tempPath } = delivery;
-    const source = openSource(item);
-    const counter = new HashingCounter(this.#job.verify_transfer === "checksum");
-    delivery.read = counter;
-    // The stream owns the descriptor from here on and closes it exactly once.
-    const stream = createReadStream("", { fd: source.fd, autoClose: true, start: 0 });
-    stream.on("error", (error) => counter.destroy(error));
-    // With a bandwidth limit, the job's throttle paces what is read (FTP has no limit of its own).
-    const paced = this.throttle === null ? null : pacedStream(this.throttle, signal);
-    paced?.on("error", (error) => counter.destroy(error));
-    try {
-      delivery.uploaded = true;
-      // A failed data connection waits for the server's reply: a full disk is told as one.
-      await uploadAwaitingReply(
-        peer.connection.client,
-        paced === null ? stream.pipe(counter) : stream.pipe(paced).pipe(counter),
-        tempPath,
-        Math.min(FINAL_REPLY_WAIT_MS, this.#job.transfer_timeout_seconds * 1000),
-      );
-      peer.dataWorked = true;
-    } finally {
-      // Closes the descriptor once no read of the stream can still use it.
-      if (!stream.closed) {
-        const closed = new Promise<void>((resolve) => stream.once("close", () => resolve()));
-        stream.destroy();
-        await closed;
-      }
-      paced?.destroy();
-    }
   }
 
   /** Verify the uploaded copy, give it the source's mode and mtime, and rename it into place. */

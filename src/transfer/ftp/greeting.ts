@@ -14,14 +14,15 @@ function shown(text: string): string {
   return JSON.stringify(text.split(/\r?\n/)[0].slice(0, 80));
 }
 
-/** How long a server that took the connection may take to greet (at most half the timeout). */
+/** How long a server that took the connection may take to greet (at most half the reply wait). */
 export const GREETING_WAIT_MS = 60_000;
 
 /**
  * Watch the greeting of the connection `client` has just begun to `port` of
  * `server`: when it is no FTP reply, end the connection at once with a fatal
  * {@linkcode TransferError} saying what answered (the connect then rejects with it).
- * One that sends nothing for {@linkcode GREETING_WAIT_MS} (at most half of `timeoutMs`)
+ * One that sends nothing for {@linkcode GREETING_WAIT_MS} (at most half of `timeoutMs`, the wait
+ * for a reply)
  * once connected (a server that waits for TLS first: implicit FTPS) ends with a
  * retryable one saying so.
  */

@@ -17,6 +17,7 @@ import type { JobConfig } from "../../config/types.ts";
 import { logger } from "../../log/logging.ts";
 import { connectFtp, FTP_DEFAULT_PORT, ftpServerName, isFtpError } from "./connect.ts";
 import type { FtpPeer } from "./remote.ts";
+import { type FtpWaits, ftpWaits, IDLE_CHECK_MS, withReplyWait } from "./no_answer.ts";
 
 const log = logger("transfer");
 
@@ -80,6 +81,7 @@ export function isTooManyLogins(error: unknown): boolean {
 /** Open FTP connections of one job; see the module doc. */
 export class FtpPool {
   #job: JobConfig;
+  #waits: FtpWaits;
   #logins: ServerLogins;
   /** Logged-in connections not in use by a batch. */
   #idle: FtpPeer[] = [];
@@ -88,8 +90,10 @@ export class FtpPool {
   #saidReadBack = false;
   #closed = false;
 
-  constructor(job: JobConfig) {
+  /** `replyWaitMs`: how long a command waits for its reply (see `no_answer.ts`). */
+  constructor(job: JobConfig, replyWaitMs?: number) {
     this.#job = job;
+    this.#waits = ftpWaits(job, replyWaitMs);
     const key = `${job.remote_host}:${job.ftp_port ?? FTP_DEFAULT_PORT}`;
     let logins = servers.get(key);
     if (logins === undefined) servers.set(key, logins = new ServerLogins());
@@ -130,8 +134,10 @@ export class FtpPool {
       signal?.throwIfAborted();
       while (this.#idle.length > 0) {
         const peer = this.#idle.pop()!;
+        const { client } = peer.connection;
         try {
-          await peer.connection.client.send("NOOP");
+          // One a firewall forgot answers nothing: a new login is made instead, soon.
+          await withReplyWait(client, IDLE_CHECK_MS, () => client.send("NOOP"));
           return peer;
         } catch {
           this.drop(peer);
@@ -199,7 +205,7 @@ export class FtpPool {
     logins.open++;
     let connection;
     try {
-      connection = await connectFtp(this.#job);
+      connection = await connectFtp(this.#job, undefined, this.#waits);
     } catch (error) {
       logins.open--;
       const lingering = LOGIN_LINGER_MS - (performance.now() - logins.closedAt);

@@ -1,12 +1,11 @@
 /**
  * The pieces of the `ftp` transport that work on one connection: folders,
- * renames, leftovers swept, the server's checksum, names FTP cannot carry,
- * and the counter that hashes what is uploaded.
+ * renames, leftovers swept, the server's checksum, names FTP cannot carry.
  *
  * @module
  */
 import { createHash } from "node:crypto";
-import { Transform, Writable } from "node:stream";
+import { Writable } from "node:stream";
 import { TransferError } from "../../errors.ts";
 import { baseGoneReason } from "../classify.ts";
 import type { JobConfig } from "../../config/types.ts";
@@ -17,6 +16,8 @@ import type { Delivery } from "../deliver.ts";
 import { isOwnTempName, uploadFolderPrefix } from "../temp_name.ts";
 import { TEMP_SUFFIX } from "../../layout/destination.ts";
 import { folderRefused } from "./space_probe.ts";
+import { withReplyWait } from "./no_answer.ts";
+import type { HashingCounter } from "./upload.ts";
 
 /** A server's words for a download the login may not make. */
 const REFUSED = /permission|denied|not allowed|forbidden|refused/i;
@@ -32,55 +33,26 @@ export interface FtpPeer {
   dataWorked: boolean;
 }
 
-/** Counts the bytes that pass and, when asked, hashes them. */
-export class HashingCounter extends Transform {
-  bytes = 0;
-  #hash: ReturnType<typeof createHash> | null;
-  #digest: string | null = null;
-
-  constructor(hashIt: boolean) {
-    super();
-    this.#hash = hashIt ? createHash("sha256") : null;
-  }
-
-  override _transform(chunk: Uint8Array, _encoding: string, done: (e?: Error) => void): void {
-    this.bytes += chunk.length;
-    this.#hash?.update(chunk);
-    this.push(chunk);
-    done();
-  }
-
-  get hashing(): boolean {
-    return this.#hash !== null;
-  }
-
-  /** Hex SHA-256 of everything that passed. */
-  digest(): string {
-    this.#digest ??= this.#hash?.digest("hex") ?? "";
-    return this.#digest;
-  }
-}
-
 /**
  * SHA-256 of `path` on the server: by `HASH` or `XSHA256` where it offers
  * one, else by reading the file back over a data connection and hashing what
  * arrives (a second transfer of the file, but a real comparison of the bytes
- * stored). `null` when `counter` does not hash.
+ * stored). `null` when `counter` does not hash. `size`: the file's, for the time the server may
+ * take to hash it (`null`: not known).
  */
 export async function remoteSha256(
   connection: FtpConnection,
   path: string,
   counter: HashingCounter,
+  size: number | null = counter.bytes,
 ): Promise<string | null> {
   if (!counter.hashing) return null;
   const { client, features } = connection;
-  if (features.hash) {
-    await client.send("OPTS HASH SHA-256");
-    const reply = await client.send(`HASH ${path}`);
-    return /\b([0-9a-fA-F]{64})\b/.exec(reply.message)?.[1].toLowerCase() ?? null;
-  }
-  if (features.xsha256) {
-    const reply = await client.send(`XSHA256 ${path}`);
+  if (features.hash || features.xsha256) {
+    if (features.hash) await client.send("OPTS HASH SHA-256");
+    // The server reads the whole file first: its reply may take longer than another's.
+    const command = features.hash ? `HASH ${path}` : `XSHA256 ${path}`;
+    const reply = await withReplyWait(client, { hashing: size }, () => client.send(command));
     return /\b([0-9a-fA-F]{64})\b/.exec(reply.message)?.[1].toLowerCase() ?? null;
   }
   const hash = createHash("sha256");
@@ -319,6 +291,8 @@ export interface FtpDelivery extends Delivery {
 /** The connection a batch uses; replaced when it breaks. */
 export interface FtpLink {
   peer: FtpPeer | null;
+  /** Set once the server did not answer: the batch's other files fail with it, unsent. */
+  silence: TransferError | null;
 }
 
 /** The folder part of a path on the server. */

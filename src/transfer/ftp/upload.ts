@@ -10,20 +10,34 @@
  * reply that tells a full disk from a lost connection. Here an error of the
  * data connection fails only the data connection; the control connection's
  * final reply is then waited for (briefly), and the upload fails with that
- * reply where one comes.
+ * reply where one comes (not after a data connection that made no progress:
+ * the server is not answering, see `no_answer.ts`).
+ *
+ * Also the upload of one file of a batch, and the counter that hashes what is
+ * uploaded.
  *
  * @module
  */
+import { createReadStream } from "node:fs";
 import type { Socket } from "node:net";
-import type { Readable } from "node:stream";
+import { type Readable, Transform } from "node:stream";
+import { createHash } from "node:crypto";
 import type { Client, FTPContext, FTPResponse } from "basic-ftp";
+import type { JobConfig } from "../../config/types.ts";
+import { openSource } from "../source.ts";
+import { pacedStream, type Throttle } from "../throttle.ts";
 import { isFtpError } from "./connect.ts";
+import type { FtpDelivery } from "./remote.ts";
+import { sayStalledUpload } from "./no_answer.ts";
 
 /** Longest wait for the server's reply after the data connection of an upload failed. */
 export const FINAL_REPLY_WAIT_MS = 10_000;
 
 /** How `basic-ftp` marks an error of the data connection (the control connection is fine). */
 const DATA_SOCKET_ERROR = /\(data socket\)$/;
+
+/** What `basic-ftp` says of a data connection that made no progress for its timeout. */
+const DATA_TIMEOUT = /^Timeout \(data socket\)/;
 
 /**
  * Upload `source` to `path` (`STOR`), as `client.uploadFrom` does, except
@@ -40,19 +54,25 @@ export async function uploadAwaitingReply(
   waitMs: number,
 ): Promise<void> {
   const ftp = client.ftp;
+  // How the connection is closed otherwise (`no_answer.ts` words a server that stopped answering).
+  const closeAsBefore = ftp.closeWithError;
+  const closeContext = (error: Error) => closeAsBefore.call(ftp, error);
   // Past `waitMs` after the data connection failed, the connection is closed (state unknown).
   let deadline: ReturnType<typeof setTimeout> | undefined;
   const giveUpIn = (error: unknown) =>
     deadline ??= setTimeout(
-      () => closeContext(ftp, error instanceof Error ? error : new Error(String(error))),
+      () => closeContext(error instanceof Error ? error : new Error(String(error))),
       waitMs,
     );
   // The library closes the control connection at any error of the data connection: here it
-  // ends the data connection only (the upload fails with it), and the server can still answer.
+  // ends the data connection only (the upload fails with it), and the server can still answer
+  // (not one whose data connection made no progress: it is not answering).
   let dataFailed = false;
   ftp.closeWithError = (error: Error) => {
     const socket = ftp.dataSocket;
-    if (!dataConnectionFailed(error, socket)) return closeContext(ftp, error);
+    if (!dataConnectionFailed(error, socket) || DATA_TIMEOUT.test(error.message)) {
+      return closeContext(error);
+    }
     dataFailed = true;
     giveUpIn(error);
     if (socket !== undefined && !socket.destroyed) socket.destroy(error);
@@ -71,7 +91,7 @@ export async function uploadAwaitingReply(
     throw error;
   } finally {
     clearTimeout(deadline);
-    delete (ftp as { closeWithError?: unknown }).closeWithError;
+    ftp.closeWithError = closeAsBefore;
     // A data connection left over (the library clears it once an upload has ended) is closed.
     if (ftp.dataSocket !== undefined) ftp.dataSocket = undefined;
   }
@@ -88,11 +108,6 @@ function dataConnectionFailed(error: Error, socket: Socket | undefined): boolean
     (socket === undefined || socket.destroyed);
 }
 
-/** Close `ftp` as the library does (its own method, not the upload's stand-in). */
-function closeContext(ftp: FTPContext, error: Error): void {
-  Object.getPrototypeOf(ftp).closeWithError.call(ftp, error);
-}
-
 /** The next final reply on `ftp`'s control connection, or the error it brings (a refusal, or the close). */
 function finalReply(ftp: FTPContext): Promise<FTPResponse | Error> {
   const reply = ftp.handle(undefined, (response, task) => {
@@ -100,4 +115,75 @@ function finalReply(ftp: FTPContext): Promise<FTPResponse | Error> {
     else if (response.code >= 200) task.resolve(response);
   }) as Promise<FTPResponse>;
   return reply.catch((error: Error) => error);
+}
+
+/**
+ * Upload `delivery`'s source under its temporary name, counting (and, for `verify_transfer:
+ * checksum`, hashing) what is read into `delivery.read`, paced by `throttle` where the job has a
+ * `bandwidth_limit` (FTP has no limit of its own).
+ */
+export async function uploadDelivery(
+  client: Client,
+  delivery: FtpDelivery,
+  job: JobConfig,
+  throttle: Throttle | null,
+  signal: AbortSignal,
+): Promise<void> {
+  const source = openSource(delivery.item);
+  const counter = new HashingCounter(job.verify_transfer === "checksum");
+  delivery.read = counter;
+  // The stream owns the descriptor from here on and closes it exactly once.
+  const stream = createReadStream("", { fd: source.fd, autoClose: true, start: 0 });
+  stream.on("error", (error) => counter.destroy(error));
+  const paced = throttle === null ? null : pacedStream(throttle, signal);
+  paced?.on("error", (error) => counter.destroy(error));
+  const stopWatching = sayStalledUpload(client, delivery.tempPath);
+  try {
+    delivery.uploaded = true;
+    // A failed data connection waits for the server's reply: a full disk is told as one.
+    await uploadAwaitingReply(
+      client,
+      paced === null ? stream.pipe(counter) : stream.pipe(paced).pipe(counter),
+      delivery.tempPath,
+      Math.min(FINAL_REPLY_WAIT_MS, job.transfer_timeout_seconds * 1000),
+    );
+  } finally {
+    stopWatching();
+    // Closes the descriptor once no read of the stream can still use it.
+    if (!stream.closed) {
+      const closed = new Promise<void>((resolve) => stream.once("close", () => resolve()));
+      stream.destroy();
+      await closed;
+    }
+    paced?.destroy();
+  }
+}
+
+/** Counts the bytes that pass and, when asked, hashes them. */
+export class HashingCounter extends Transform {
+  bytes = 0;
+  #hash: ReturnType<typeof createHash> | null;
+  #digest: string | null = null;
+
+  constructor(hashIt: boolean) {
+    super();
+    this.#hash = hashIt ? createHash("sha256") : null;
+  }
+
+  override _transform(chunk: Uint8Array, _encoding: string, done: (e?: Error) => void): void {
+    this.bytes += chunk.length;
+    this.#hash?.update(chunk);
+    this.push(chunk);
+    done();
+  }
+
+  get hashing(): boolean {
+    return this.#hash !== null;
+  }
+
+  /** Hex SHA-256 of everything that passed. */
+  digest(): string {
+    this.#digest ??= this.#hash?.digest("hex") ?? "";
+    return this.#digest;
+  }
 }

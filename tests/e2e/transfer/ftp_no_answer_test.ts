@@ -1,0 +1,206 @@
+/**
+ * An FTP server that stops answering (a command gets no reply, or an upload's
+ * data is no longer read) holds a batch once: the command's reply is waited
+ * for a short bound of its own (the data, `transfer_timeout_seconds`), then
+ * the connection is dropped and every file of the batch fails with one
+ * retryable error that names the server and what it did not answer, unsent
+ * after that; the job is shown as unreachable, and the files arrive once the
+ * server answers again. A small server of the test's own (`silent_ftp.ts`)
+ * goes silent where asked; the reply bound is given short here.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { failureScope } from "../../../src/errors.ts";
+import { FileRows } from "../../../src/ledger/file_rows.ts";
+import { Ledger } from "../../../src/ledger/ledger.ts";
+import { JobRunner } from "../../../src/pipeline/job_runner.ts";
+import { FtpTransport } from "../../../src/transfer/ftp/ftp.ts";
+import type { TransferItem } from "../../../src/transfer/transport.ts";
+import { randomBytes, waitFor } from "../../helpers/files.ts";
+import { captureLogs } from "../../helpers/log_capture.ts";
+import { type SilentFtpOptions, startSilentFtp } from "../../helpers/silent_ftp.ts";
+
+/** The reply bound the tests give their transports (the product's is a minute). */
+const REPLY_WAIT_MS = 1500;
+
+/** `count` files of `bytes` in a new folder, as items into the night folder `20240315`. */
+async function items(root: string, count: number, bytes: number): Promise<TransferItem[]> {
+  const made: TransferItem[] = [];
+  for (let i = 0; i < count; i++) {
+    const source = join(root, `f${i}.fits`);
+    await Deno.writeFile(source, randomBytes(bytes));
+    const info = await Deno.stat(source);
+    made.push({
+      source,
+      destination: `20240315/f${i}.fits`,
+      size: info.size,
+      mtimeMs: info.mtime!.getTime(),
+    });
+  }
+  return made;
+}
+
+/** Send `count` files of `bytes` in one batch to a server started with `options`. */
+async function sendTo(
+  options: SilentFtpOptions,
+  count: number,
+  bytes: number,
+  transferTimeoutSeconds: number,
+) {
+  const server = startSilentFtp(options);
+  const root = await Deno.makeTempDir({ prefix: "itx-ftp-silent-" });
+  const job = server.job({ transfer_timeout_seconds: transferTimeoutSeconds });
+  const transport = new FtpTransport(job, { replyWaitMs: REPLY_WAIT_MS });
+  try {
+    const outcomes = await transport.send(
+      await items(root, count, bytes),
+      new AbortController().signal,
+    );
+    // Closing sweeps the upload folder a cut batch left, over a login of its own.
+    return { server, outcomes, logins: server.connections };
+  } finally {
+    await transport.close();
+    await server.stop();
+    await Deno.remove(root, { recursive: true });
+  }
+}
+
+Deno.test("ftp, a server that answers: the test server takes a batch (the tests below rely on it)", async () => {
+  const { server, outcomes, logins } = await sendTo({}, 2, 1000, 6);
+  assert.deepEqual(outcomes.map((o) => o.error?.message ?? null), [null, null]);
+  assert.deepEqual([...server.files.keys()].sort(), [
+    "/dest/20240315/f0.fits",
+    "/dest/20240315/f1.fits",
+  ]);
+  assert.equal(logins, 1);
+});
+
+for (
+  const [step, silentFrom] of [
+    ["the login", /^USER /],
+    ["making the night folder", /^MKD \/dest\/20240315$/],
+    ["an upload's start (the server opening the file)", /^STOR /],
+    ["checking the copy's size", /^SIZE /],
+    ["the rename into place", /^RNFR /],
+  ] as const
+) {
+  Deno.test(`ftp: a server that stops answering at ${step} fails the whole batch once, retryable, as unreachable, naming server and command`, async () => {
+    // A transfer timeout longer than the reply bound: the reply bound decides.
+    const { server, outcomes, logins } = await sendTo({ silentFrom }, 3, 1000, 6);
+    const command = silentFrom.source.slice(1).replace(/\\/g, "").replace(/\$$/, "").trim();
+    assert.equal(server.unanswered.length, 1, `one command waited for: ${server.unanswered}`);
+    assert.ok(server.unanswered[0].startsWith(command), server.unanswered[0]);
+    assert.equal(logins, 1, "no login again within the batch");
+    for (const { error } of outcomes) {
+      assert.ok(error !== null, "failed");
+      assert.equal(error.kind, "retry", error.message);
+      assert.match(
+        error.message,
+        new RegExp(
+          `FTP server anonymous@127\\.0\\.0\\.1:${server.port} does not answer: no reply to ` +
+            `${command.replace(/[/.]/g, "\\$&")}.* within 1\\.5 s; the connection was dropped, ` +
+            "the batch is tried again",
+        ),
+      );
+      assert.equal(failureScope(error), "connection", "the whole destination, not one file");
+    }
+    const final = [...server.files.keys()].filter((path) =>
+      /^\/dest\/20240315\/f\d\.fits$/.test(path)
+    );
+    assert.deepEqual(final, [], "nothing under a final name");
+  });
+}
+
+Deno.test("ftp: a server that stops reading an upload's data: said after the reply wait, the batch fails after transfer_timeout_seconds without progress, once, naming the upload", async () => {
+  const logs = await captureLogs();
+  // 24 MiB: more than the loopback connection's buffers hold, so the upload stalls.
+  const { server, outcomes, logins } = await sendTo({ stallData: true }, 2, 24 * 1024 * 1024, 6)
+    .finally(() => logs.stop());
+  const upload = `/dest/20240315/\\S+/f0\\.fits`;
+  const warned = new RegExp(
+    `FTP server anonymous@127\\.0\\.0\\.1:${server.port} has taken no data of ${upload} for ` +
+      "1\\.5 s: the upload waits for it up to 6 s \\(transfer_timeout_seconds\\)",
+  );
+  assert.ok(
+    logs.records.some((r) => r.level === "warning" && warned.test(r.message.map(String).join(""))),
+    "said while it waits",
+  );
+  assert.equal(server.received.filter((c) => c.startsWith("STOR ")).length, 1, "one upload");
+  assert.equal(logins, 1, "no login again within the batch");
+  for (const { error } of outcomes) {
+    assert.ok(error !== null, "failed");
+    assert.equal(error.kind, "retry", error.message);
+    assert.match(
+      error.message,
+      new RegExp(
+        `FTP server anonymous@127\\.0\\.0\\.1:${server.port} does not answer: STOR ${upload} ` +
+          "made no progress for 6 s \\(transfer_timeout_seconds\\)",
+      ),
+    );
+    assert.equal(failureScope(error), "connection");
+  }
+});
+
+Deno.test("ftp, a job: a server that stops answering shows the job unreachable, saying which server and command, in the log too; the files arrive once it answers again", async () => {
+  // The night folder (the files' mtime: today) is made first.
+  const server = startSilentFtp({ silentFrom: /^MKD \/dest\/\d{8}$/ });
+  const root = await Deno.makeTempDir({ prefix: "itx-ftp-silent-job-" });
+  const watch = join(root, "watch");
+  await Deno.mkdir(watch, { recursive: true });
+  for (const name of ["a.fits", "b.fits"]) {
+    await Deno.writeFile(join(watch, name), randomBytes(1000));
+  }
+  const job = server.job({
+    name: "silent",
+    watch_path: watch,
+    file_patterns: ["*.fits"],
+    stability_window_seconds: 0.2,
+    night_timezone: "UTC",
+    retry_attempts: 3,
+    retry_delay_seconds: 0.1,
+    retry_max_delay_seconds: 0.2,
+    transfer_timeout_seconds: 6,
+  });
+  const logs = await captureLogs();
+  const ledger = Ledger.open(join(root, "state"));
+  const runner = new JobRunner(job, ledger, new FtpTransport(job, { replyWaitMs: REPLY_WAIT_MS }), {
+    once: false,
+    closedForMs: 50,
+    fullProbeMs: 300,
+  });
+  const said = new RegExp(
+    `FTP server anonymous@127\\.0\\.0\\.1:${server.port} does not answer: no reply to MKD ` +
+      "/dest/\\d{8} within 1\\.5 s",
+  );
+  try {
+    await runner.start();
+    await waitFor(
+      () => runner.snapshot().state !== "watching",
+      60_000,
+      "the job's state to change",
+    );
+    const snapshot = runner.snapshot();
+    assert.equal(snapshot.state, "unreachable", snapshot.reason ?? "");
+    assert.match(snapshot.reason ?? "", said);
+    const lines = logs.records.map((record) => record.message.map(String).join(""));
+    assert.ok(lines.some((line) => said.test(line)), "the log says it");
+
+    server.answerAgain();
+    const row = (rel: string) => FileRows.of(ledger, job).get(rel);
+    await waitFor(
+      () => ["a.fits", "b.fits"].every((rel) => row(rel)?.state === "done"),
+      60_000,
+      "both files to arrive",
+    );
+    assert.equal(runner.snapshot().state, "watching");
+    const arrived = [...server.files.keys()].sort();
+    assert.equal(arrived.length, 2, arrived.join(", "));
+    assert.match(arrived.join(" "), /^\/dest\/\d{8}\/a\.fits \/dest\/\d{8}\/b\.fits$/);
+  } finally {
+    await runner.stop();
+    ledger.close();
+    await logs.stop();
+    await server.stop();
+    await Deno.remove(root, { recursive: true });
+  }
+});

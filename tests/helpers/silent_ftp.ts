@@ -1,0 +1,220 @@
+/**
+ * A small plain-FTP server on 127.0.0.1 that works until it stops answering:
+ * from the first command a pattern matches on, it reads on but replies
+ * nothing more on that connection (a server hung on a dead disk or a lost
+ * session), or, with `stallData`, it accepts an upload (`150`) and never reads
+ * its data. It keeps files in memory, answers what the `ftp` transport sends
+ * (passive mode, no TLS, no checksum command) and counts logins and the
+ * commands it left unanswered.
+ *
+ * @module
+ */
+import type { JobConfig } from "../../src/config/types.ts";
+import { testJob } from "./jobs.ts";
+import { freePort } from "./net.ts";
+
+/** Options of {@linkcode startSilentFtp}. */
+export interface SilentFtpOptions {
+  /** The first command (matched from its start, e.g. `/^MKD /`) given no reply, nor any after. */
+  silentFrom?: RegExp;
+  /** Whether `STOR` is answered `150` and its data never read. */
+  stallData?: boolean;
+}
+
+/** A running {@linkcode startSilentFtp} server. */
+export interface SilentFtp {
+  port: number;
+  /** Control connections taken. */
+  readonly connections: number;
+  /** Every command received (`PASS` without the password). */
+  readonly received: string[];
+  /** Commands received and left without a reply. */
+  readonly unanswered: string[];
+  /** Files stored, by path. */
+  readonly files: Map<string, Uint8Array>;
+  /** An anonymous plain-FTP job sending to `/dest` there, with `overrides`. */
+  job(overrides: Partial<JobConfig>): JobConfig;
+  /** Answer on new connections again (those gone silent stay so). */
+  answerAgain(): void;
+  stop(): Promise<void>;
+}
+
+/** Start a server (see the module doc). */
+export function startSilentFtp(options: SilentFtpOptions = {}): SilentFtp {
+  const port = freePort();
+  const listener = Deno.listen({ hostname: "127.0.0.1", port });
+  const open = new Set<Deno.Conn | Deno.Listener>([listener]);
+  const files = new Map<string, Uint8Array>();
+  const received: string[] = [];
+  const unanswered: string[] = [];
+  let silentFrom = options.silentFrom;
+  const sessions: Promise<void>[] = [];
+  let connections = 0;
+
+  const session = async (conn: Deno.Conn) => {
+    const encoder = new TextEncoder();
+    const reply = (text: string) => conn.write(encoder.encode(`${text}\r\n`)).then(() => {});
+    let silent = false;
+    await reply("220 silent-ftp ready");
+    let cwd = "/";
+    let data: Deno.Listener | null = null;
+    let renameFrom = "";
+    const absolute = (path: string) =>
+      path.startsWith("/") ? path : `${cwd.replace(/\/$/, "")}/${path}`;
+    const dataConn = async () => {
+      const conn = await data!.accept();
+      open.add(conn);
+      data!.close();
+      open.delete(data!);
+      data = null;
+      return conn;
+    };
+    const buffer = new Uint8Array(64 * 1024);
+    let pending = "";
+    for (;;) {
+      const n = await conn.read(buffer).catch(() => null);
+      if (n === null) break;
+      pending += new TextDecoder().decode(buffer.subarray(0, n));
+      let end: number;
+      while ((end = pending.indexOf("\r\n")) >= 0) {
+        const line = pending.slice(0, end);
+        pending = pending.slice(end + 2);
+        const said = line.startsWith("PASS ") ? "PASS" : line;
+        received.push(said);
+        silent ||= silentFrom?.test(line) === true;
+        if (silent) {
+          unanswered.push(said);
+          continue;
+        }
+        const [verb] = line.split(" ", 1);
+        const arg = line.slice(verb.length + 1);
+        switch (verb.toUpperCase()) {
+          case "USER":
+            await reply("331 password please");
+            break;
+          case "PASS":
+            await reply("230 logged in");
+            break;
+          case "FEAT":
+            await reply("211-Features:\r\n UTF8\r\n SIZE\r\n211 End");
+            break;
+          case "PWD":
+            await reply(`257 "${cwd}"`);
+            break;
+          case "CWD":
+            cwd = absolute(arg);
+            await reply("250 ok");
+            break;
+          case "PASV": {
+            const dataPort = freePort();
+            data = Deno.listen({ hostname: "127.0.0.1", port: dataPort });
+            open.add(data);
+            await reply(`227 Entering Passive Mode (127,0,0,1,${dataPort >> 8},${dataPort & 255})`);
+            break;
+          }
+          case "LIST":
+          case "MLSD": {
+            await reply("150 listing");
+            (await dataConn()).close();
+            await reply("226 done");
+            break;
+          }
+          case "STOR": {
+            await reply("150 send it");
+            const from = await dataConn();
+            if (options.stallData) break; // Never read, never answered.
+            const chunks: Uint8Array<ArrayBuffer>[] = [];
+            for await (const chunk of from.readable) chunks.push(chunk.slice());
+            open.delete(from);
+            try {
+              from.close();
+            } catch { /* closed with its stream */ }
+            files.set(absolute(arg), new Uint8Array(await new Blob(chunks).arrayBuffer()));
+            await reply("226 stored");
+            break;
+          }
+          case "SIZE": {
+            const file = files.get(absolute(arg));
+            await reply(file === undefined ? "550 no such file" : `213 ${file.length}`);
+            break;
+          }
+          case "RNFR":
+            renameFrom = absolute(arg);
+            await reply(files.has(renameFrom) ? "350 ready" : "550 no such file");
+            break;
+          case "RNTO":
+            files.set(absolute(arg), files.get(renameFrom)!);
+            files.delete(renameFrom);
+            await reply("250 renamed");
+            break;
+          case "DELE":
+            files.delete(absolute(arg));
+            await reply("250 deleted");
+            break;
+          case "MKD":
+            await reply(`257 "${absolute(arg)}" made`);
+            break;
+          case "TYPE":
+          case "STRU":
+          case "NOOP":
+          case "RMD":
+          case "SITE":
+            await reply("200 ok");
+            break;
+          case "QUIT":
+            await reply("221 bye");
+            break;
+          default:
+            await reply("502 not offered");
+        }
+      }
+    }
+  };
+
+  const accepting = (async () => {
+    for await (const conn of listener) {
+      connections++;
+      open.add(conn);
+      sessions.push(session(conn).catch(() => {}).finally(() => open.delete(conn)));
+    }
+  })().catch(() => {});
+
+  return {
+    port,
+    get connections() {
+      return connections;
+    },
+    received,
+    unanswered,
+    files,
+    answerAgain: () => silentFrom = undefined,
+    job: (overrides) =>
+      testJob("silent-ftp", {
+        watch_path: "/nonexistent-watch",
+        transfer_method: "ftp",
+        remote_host: "127.0.0.1",
+        remote_user: "",
+        remote_base_path: "/dest",
+        file_patterns: ["*"],
+        stability_window_seconds: 0,
+        night_date_source: "mtime",
+        verify_transfer: "size",
+        retry_attempts: 0,
+        retry_delay_seconds: 0,
+        retry_max_delay_seconds: 0,
+        max_concurrent_transfers: 1,
+        rescan_interval_seconds: 0,
+        ftp_tls: "off",
+        ftp_port: port,
+      }, overrides),
+    async stop() {
+      for (const closer of open) {
+        try {
+          closer.close();
+        } catch { /* closed already */ }
+      }
+      await accepting;
+      await Promise.all(sessions);
+    },
+  };
+}
