@@ -1,9 +1,10 @@
 /**
  * A TOML file given as the config (the sync tool's format): recognized, and
  * answered with the same keys written as YAML, nested tables (`[[jobs]]`,
- * `[[jobs.schedules]]`, `[a.b]`), dotted keys, lists over several lines and
- * inline tables included (a password or token in it is not shown: the text goes to
- * the log file too). `config/load.ts` refuses such a file with this text.
+ * `[[jobs.schedules]]`, `[a.b]`), dotted keys, lists over several lines (their
+ * comments on their lines) and inline tables included (a password or token in it
+ * is not shown: the text goes to the log file too). `config/load.ts` refuses such
+ * a file with this text.
  *
  * @module
  */
@@ -52,8 +53,8 @@ function set(parent: Table, name: string, value: string | Table | Table[], notes
   notes.length = 0;
 }
 
-/** `text` up to a `#` outside quotes, and how many `[`/`{` it leaves open. */
-function scan(text: string): { code: string; open: number } {
+/** `text` up to a `#` outside quotes, the comment from there, and how many `[`/`{` it leaves open. */
+function scan(text: string): { code: string; comment: string; open: number } {
   let quote = "";
   let open = 0;
   for (let i = 0; i < text.length; i++) {
@@ -62,11 +63,11 @@ function scan(text: string): { code: string; open: number } {
       if (c === "\\" && quote === '"') i++;
       else if (c === quote) quote = "";
     } else if (c === '"' || c === "'") quote = c;
-    else if (c === "#") return { code: text.slice(0, i).trimEnd(), open };
+    else if (c === "#") return { code: text.slice(0, i).trimEnd(), comment: text.slice(i), open };
     else if (c === "[" || c === "{") open++;
     else if (c === "]" || c === "}") open--;
   }
-  return { code: text.trimEnd(), open };
+  return { code: text.trimEnd(), comment: "", open };
 }
 
 /** A TOML value as YAML flow text: `key = v` in inline tables as `key: v`, no trailing commas. */
@@ -88,6 +89,23 @@ function flowValue(text: string): string {
     else out += c;
   }
   return out;
+}
+
+/**
+ * A value written over `parts` (lines) as YAML flow text: on one line, or, where a
+ * line holds a comment, over the same lines with each comment where it was.
+ */
+function valueText(parts: { code: string; comment: string }[]): string {
+  if (parts.length === 1 || parts.every((part) => part.comment === "")) {
+    let code = parts[0].code;
+    for (const more of parts.slice(1)) {
+      code += (code.endsWith("[") || code.endsWith("{") ? "" : " ") + more.code;
+    }
+    return flowValue(code);
+  }
+  return parts.filter(({ code, comment }) => code !== "" || comment !== "").map((
+    { code, comment },
+  ) => [flowValue(code), comment].filter((piece) => piece !== "").join("  ")).join("\n");
 }
 
 function parse(text: string): { root: Table; trailing: string[] } {
@@ -122,17 +140,19 @@ function parse(text: string): { root: Table; trailing: string[] } {
       notes.push(line);
       continue;
     }
-    let { code, open } = scan(assignment[2]);
+    const first = scan(assignment[2]);
+    const parts = [first];
+    let open = first.open;
     while (open > 0 && n + 1 < lines.length) {
       const more = scan(lines[++n].trim());
-      code += (code.endsWith("[") || code.endsWith("{") ? "" : " ") + more.code;
+      parts.push(more);
       open += more.open;
     }
     const path = assignment[1].split(".").map((part) => part.trim());
     const key = path.pop() as string;
     let target = current;
     for (const part of path) target = child(target, part, []);
-    set(target, key, flowValue(code), notes);
+    set(target, key, valueText(parts), notes);
   }
   return { root, trailing: notes };
 }
@@ -164,8 +184,9 @@ function emit(from: Table, indent: string, out: string[]): void {
   for (const key of from.keys) {
     for (const line of from.notes.get(key) ?? []) out.push(indent + note(line));
     const value = from.values.get(key);
-    if (typeof value === "string") out.push(`${indent}${key}: ${shown(key, value)}`);
-    else if (Array.isArray(value)) {
+    if (typeof value === "string") {
+      out.push(`${indent}${key}: ${shown(key, value).replaceAll("\n", `\n${indent}  `)}`);
+    } else if (Array.isArray(value)) {
       out.push(`${indent}${key}:`);
       for (const item of value) {
         const lines: string[] = [];

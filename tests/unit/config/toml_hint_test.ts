@@ -80,3 +80,18 @@ Deno.test("tomlMessage: the sync tool's admin_password (and tokens, keys) are no
     /\n {6}# \(a line that may hold a secret is not shown\)\n {6}passive: true\n/,
   );
 });
+
+Deno.test("tomlAsYaml: a comment inside a list over several lines stays on its line, and the YAML loads", () => {
+  const yaml = tomlAsYaml(
+    'transfer_method = "local"\n[[jobs]]\nname = "a"\nwatch_path = "/w/a"\n' +
+      'remote_base_path = "/d/a"\nexclude_patterns = [  # what the camera leaves\n' +
+      '  "*.tmp",   # scratch\n\n  # the guider\'s log\n  "*.log",\n]\npoll_interval_seconds = 5\n',
+  );
+  assert.match(
+    yaml,
+    /\n {4}exclude_patterns: \[ {2}# what the camera leaves\n {6}"\*\.tmp", {2}# scratch\n {6}# the guider's log\n {6}"\*\.log",\n {6}\]\n {4}poll_interval_seconds: 5$/,
+  );
+  const config = parseConfig(yaml, "/etc/it/config.yaml");
+  assert.deepEqual(config.jobs[0].exclude_patterns, ["*.tmp", "*.log"]);
+  assert.equal(config.jobs[0].poll_interval_seconds, 5);
+});
