@@ -20,6 +20,7 @@ import { FileRows } from "../ledger/file_rows.ts";
 import { ledgerName } from "../ledger/job_names.ts";
 import { Ledger } from "../ledger/ledger.ts";
 import { escapeControlChars as oneLine, quoteIfUnsafe } from "../log/logging.ts";
+import { relativeTo } from "../watch/entry_check.ts";
 import { absolutePath } from "../watch/file_version.ts";
 import type { Config, JobConfig } from "../config/types.ts";
 import { pausedAt } from "../pipeline/schedules.ts";
@@ -47,7 +48,8 @@ export function resendCommand(): Command {
     .option("--date <YYYY-MM-DD>", "the files that arrived on this day (local time)")
     .option(
       "--name <pattern>",
-      "the files whose path below the watch folder matches this glob (may be repeated: any of them)",
+      "the files whose path below the watch folder matches this glob, or this file's absolute path " +
+        "(may be repeated: any of them)",
       (pattern: string, earlier: string[] | undefined) => [...earlier ?? [], pattern],
     )
     .option("--all", "every file that arrived")
@@ -56,9 +58,11 @@ export function resendCommand(): Command {
     .addHelpText(
       "after",
       "\nChoices combine (--night 20240315 --name 'flat*'); --name may be given more than once\n" +
-        "(--name 'flat*' --name 'dark*': a file matching either). Only files still in the watch folder\n" +
-        "can be sent again. A running daemon sends them within a minute (a job it holds: once\n" +
-        "it resumes, or its destination answers again); otherwise the next start.",
+        "(--name 'flat*' --name 'dark*': a file matching either); a --name that is an absolute path\n" +
+        "in a watch folder, as the log shows it, names that file (or the files below that folder).\n" +
+        "Only files still in the watch folder can be sent again. A running daemon sends them\n" +
+        "within a minute (a job it holds: once it resumes, or its destination answers again);\n" +
+        "otherwise the next start.",
     )
     .action(async (options: ResendOptions, command: Command) => {
       const choice = chosen(options);
@@ -72,12 +76,7 @@ export function resendCommand(): Command {
             `(jobs: ${config.jobs.map((job) => job.name).join(", ")})`,
         );
       }
-      const patterns = (options.name ?? []).map((name) =>
-        picomatch(name, { dot: true, basename: !name.includes("/") })
-      );
-      const matches = patterns.length === 0
-        ? () => true
-        : (path: string) => patterns.some((pattern) => pattern(path));
+      const matches = nameMatchers(options.name ?? [], jobs);
       const ledger = options.dryRun
         ? Ledger.open(config.state_dir, { readOnly: true })
         : Ledger.open(config.state_dir);
@@ -88,7 +87,7 @@ export function resendCommand(): Command {
           // A job renamed in the config: the rows of its former name, which the next start takes.
           const name = ledger && ledgerName(ledger, job, config.jobs);
           const table = ledger && FileRows.of(ledger, { ...job, name: name ?? job.name });
-          const rows = table?.doneChosen(choice, matches) ?? [];
+          const rows = table?.doneChosen(choice, matches(job)) ?? [];
           const present: string[] = [];
           for (const row of rows) {
             const source = absolutePath(job.watch_path, row.relPath);
@@ -183,6 +182,44 @@ function whatHolds(job: JobConfig, daemon: DaemonStatus, live?: LiveStatus): str
   return null;
 }
 
+/** A `--name` that is an absolute path (as the log shows a file), not a pattern. */
+const ABSOLUTE = /^(\/|[A-Za-z]:[\\/])/;
+
+/**
+ * For each of `jobs`, whether a path below its watch folder is chosen by `names`: a glob, or an
+ * absolute path inside the watch folder (that file, or the files below that folder, taken by
+ * name: its characters are not a pattern's).
+ * @throws {UsageError} for an absolute path in none of the jobs' watch folders
+ */
+function nameMatchers(
+  names: string[],
+  jobs: JobConfig[],
+): (job: JobConfig) => (path: string) => boolean {
+  if (names.length === 0) return () => () => true;
+  const patterns = names.filter((name) => !ABSOLUTE.test(name)).map((name) =>
+    picomatch(name, { dot: true, basename: !name.includes("/") })
+  );
+  const paths = names.filter((name) => ABSOLUTE.test(name));
+  for (const path of paths) {
+    if (jobs.some((job) => relativeTo(job.watch_path, path) !== null)) continue;
+    const folders = jobs.map((job) => `${quoteIfUnsafe(job.watch_path)} (job ${job.name})`);
+    throw new UsageError(
+      `Cannot resend: --name ${quoteIfUnsafe(path)} is not in any watch folder ` +
+        `(${folders.join(", ")}); give the path of a file in one of them, or a pattern ` +
+        `matched below them such as 'flat*'`,
+    );
+  }
+  return (job) => {
+    const below = paths.map((path) => relativeTo(job.watch_path, path))
+      .filter((relPath) => relPath !== null);
+    return (relPath) =>
+      patterns.some((pattern) => pattern(relPath)) ||
+      below.some((chosen) =>
+        chosen === "" || relPath === chosen || relPath.startsWith(`${chosen}/`)
+      );
+  };
+}
+
 /** The choice the options make. @throws {UsageError} when none or a malformed one is given */
 function chosen(
   options: ResendOptions,
@@ -193,6 +230,7 @@ function chosen(
     );
   }
   for (const name of options.name ?? []) {
+    if (ABSOLUTE.test(name)) continue;
     const pattern = name ? globPattern.safeParse(name) : null;
     if (name === "" || pattern?.error) {
       throw new UsageError(

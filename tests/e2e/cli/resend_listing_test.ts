@@ -30,3 +30,40 @@ Deno.test("resend --dry-run: a name with a line break is quoted, told from one w
     dry.stdout,
   );
 });
+
+Deno.test("resend --name takes the absolute path of a file in the watch folder, its name as it is", async () => {
+  await using box = await cliSandbox({ status_listen: "" });
+  const evening = new Date("2024-03-15T20:00:00Z");
+  const hostile = [
+    `a b 'q" .fits`,
+    "-lead.fits",
+    "line\nbreak.fits",
+    "\u00e9toile \u2605.fits",
+    "flat[1].fits",
+  ];
+  await Deno.mkdir(join(box.watch, "raw"));
+  const all = [...hostile, "flat1.fits", "raw/one.fits", "raw/two.fits", "other.fits"];
+  for (const name of all) {
+    await Deno.writeFile(join(box.watch, name), randomBytes(3000));
+    await Deno.utime(join(box.watch, name), evening, evening);
+  }
+  const sent = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+  assert.equal(sent.code, 0, sent.stderr);
+  const chosen = async (...paths: string[]) => {
+    const names = paths.flatMap((path) => ["--name", join(box.watch, path)]);
+    const dry = await runCli(["resend", ...names, "--dry-run", "-c", box.config], {
+      env: box.env,
+    });
+    assert.equal(dry.code, 0, dry.stderr);
+    return dry.stdout.split("\n").filter((line) => line.startsWith("would send again ")).length;
+  };
+  // Each hostile name chooses that one file: no glob ('[1]' is not flat1.fits), no option.
+  for (const name of hostile) assert.equal(await chosen(name), 1, name);
+  // A folder below the watch folder: the files below it.
+  assert.equal(await chosen("raw"), 2);
+  const real = await runCli(["resend", "--name", join(box.watch, "-lead.fits"), "-c", box.config], {
+    env: box.env,
+  });
+  assert.equal(real.code, 0, real.stderr);
+  assert.match(real.stdout, /job default: 1 file\(s\) will be sent again/);
+});
