@@ -66,6 +66,7 @@ export class Intake {
   #planned: Array<PendingFile & { path: string }> = [];
   /** Night folders said to be named by a date ahead of the clock (once each a run). */
   #saidAhead = new Set<string>();
+  #renamedTo = new Map<string, string>(); // Files in motion the watcher told renamed: new names.
   /** Whether a FITS file grown by appended HDUs was said (once a run). */
   #saidAppended = false;
   #recordTimer: ReturnType<typeof setTimeout> | undefined;
@@ -76,22 +77,16 @@ export class Intake {
     this.#context = context;
     const stableForMs = job.stability_window_seconds * 1000;
     // Only asks whether a name matches: what it does not match is not skipped, so it says nothing.
-    const shortcut = createFileFilter({
-      ...job,
-      watch_path: undefined,
-      file_patterns: job.close_shortcut_patterns,
-      exclude_patterns: [],
-    }, { skipLog: null });
+    const matching = (file_patterns: string[]) =>
+      createFileFilter({ ...job, watch_path: undefined, file_patterns, exclude_patterns: [] }, {
+        skipLog: null,
+      });
+    const shortcut = matching(job.close_shortcut_patterns);
     // A growing file whose source goes once it arrived must not go while its writer still
     // writes it (a pause longer than the window): where closes are told, it waits for its close.
     const growing = job.after_transfer === "keep" || job.growing_patterns.length === 0
       ? null
-      : createFileFilter({
-        ...job,
-        watch_path: undefined,
-        file_patterns: job.growing_patterns,
-        exclude_patterns: [],
-      }, { skipLog: null });
+      : matching(job.growing_patterns);
     this.#checker = new StabilityChecker({
       stableForMs,
       closedForMs: Math.min(stableForMs, context.closedForMs),
@@ -157,11 +152,13 @@ export class Intake {
   }
 
   /**
-   * A watched file was created, written, closed or removed. Removed, one in motion is looked at
-   * (the checker tells if it is gone), and one that failed is dropped once gone.
+   * A watched file was created, written, closed, renamed (to `renamedTo`) or removed. Removed,
+   * one in motion is looked at (the checker tells if it is gone), one that failed dropped if so.
    */
-  activity(path: string, rel: string, activity: Activity | "removed"): void {
+  activity(path: string, rel: string, activity: Activity | "removed", renamedTo?: string): void {
     const { table } = this.#context;
+    if (renamedTo !== undefined && table.holds(rel)) this.#renamedTo.set(path, renamedTo);
+    else this.#renamedTo.delete(path);
     if (activity !== "removed") this.#growing.touched(path, rel);
     else if (!table.holds(rel)) return void this.#failedGone(rel);
     if (table.activity(rel)) {
@@ -283,6 +280,8 @@ export class Intake {
     const failed = rel !== null && row?.state === "failed";
     // Gone after it arrived (a local copy reads on from the file it opened): not before it was.
     const arrived = !complete && row?.state === "done";
+    const renamedTo = this.#renamedTo.get(path);
+    this.#renamedTo.delete(path);
     const dropped = rel === null ? null : table.gone(rel);
     if (dropped !== null) transport.dropKeptCopies?.([dropped]);
     if (failed) this.#context.onFailedGone(rel);
@@ -296,8 +295,10 @@ export class Intake {
       ? "it is gone from the watch folder"
       : arrived
       ? "it is gone from the watch folder (it had arrived)"
-      : "it disappeared before it was complete";
-    if (!folder || dropped !== null) this.#log.info(`Dropped {path}: ${why}`, { path });
+      : renamedTo === undefined
+      ? "it was deleted or moved away before it was complete"
+      : "it was renamed to {renamedTo} before it was complete";
+    if (!folder || dropped !== null) this.#log.info(`Dropped {path}: ${why}`, { path, renamedTo });
     this.#context.onSettled();
   }
 

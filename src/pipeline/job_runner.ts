@@ -156,7 +156,7 @@ export class JobRunner {
       runtimeDir: options.runtimeDir,
       pollIntervalMs: job.poll_interval_seconds * 1000,
       watchedOn: new FolderFileSystem(job.watch_path, ledger, "watched"),
-      onActivity: (path, rel, activity) => intake.activity(path, rel, activity),
+      onActivity: (path, rel, activity, to) => intake.activity(path, rel, activity, to),
       onFound: (files, quick, how) => intake.found(files, quick, how),
       beforeRescan: () => this.#beforeRescan(),
       onFolderReady: () => void transport.warmUp?.(), // The first file waits no SSH handshake.

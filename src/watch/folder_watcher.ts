@@ -330,6 +330,8 @@ export interface GatheredEvent {
   appeared: boolean;
   /** Whether it was closed before the latest event (a chmod right after the close). */
   closedFirst: boolean;
+  /** Its new name, where the latest event renamed it within the watch (Linux tells both names). */
+  renamedTo?: string;
 }
 
 /** How long events are gathered before they are handed over. */
@@ -356,6 +358,9 @@ export class EventGatherer {
         kind,
         appeared: appeared || (seen?.appeared ?? false),
         closedFirst: kind !== "access" && (seen?.kind === "access" || (seen?.closedFirst ?? false)),
+        renamedTo: kind === "rename" && paths.length === 2 && path === paths[0]
+          ? paths[1]
+          : undefined,
       });
     }
     this.#timer ??= setTimeout(() => {

@@ -60,8 +60,8 @@ export interface WatchSessionOptions {
   pollIntervalMs?: number;
   /** The file system the folder's files were on (in the ledger), to tell a share not mounted. */
   watchedOn?: FolderFileSystem;
-  /** A file that matches the filter was created, written or closed; or one, or a folder, removed. */
-  onActivity(path: string, relPath: string, activity: Activity | "removed"): void;
+  /** A file of the filter created, written, closed, renamed (to `to`); one, or a folder, removed. */
+  onActivity(path: string, relPath: string, activity: Activity | "removed", to?: string): void;
   /**
    * Files a scan found; returns those that are new or changed. `quick`: files already sent may
    * be taken as unchanged without a stat (the re-reads for lost events, which look for new
@@ -419,7 +419,7 @@ export class WatchSession {
     if (this.#closed) return;
     const { root, filter } = this.#options;
     const folders = new Set<string>();
-    for (const [path, { kind, appeared, closedFirst }] of events) {
+    for (const [path, { kind, appeared, closedFirst, renamedTo }] of events) {
       const rel = relativeTo(root, path);
       if (rel === "" && kind === "remove") void this.#rewatch(REMOVED);
       if (rel === "" && kind !== "remove") folders.add("");
@@ -427,7 +427,7 @@ export class WatchSession {
       const included = kind !== "remove" && filter.includesFile(rel);
       // Removed, or moved away (no longer there to include): a file or a folder, by its name.
       if (!included && (kind === "remove" || kind === "rename") && filter.includesDir(rel)) {
-        this.#options.onActivity(path, rel, "removed");
+        this.#options.onActivity(path, rel, "removed", renamedTo);
       }
       if (kind === "remove") continue;
       folders.add(parentOf(rel));
@@ -435,7 +435,7 @@ export class WatchSession {
       if (included) {
         // Told in order: what follows a close is judged against the closed file.
         if (closedFirst) this.#options.onActivity(path, rel, "closed");
-        this.#options.onActivity(path, rel, activityOf(kind, CLOSES_TOLD));
+        this.#options.onActivity(path, rel, activityOf(kind, CLOSES_TOLD), renamedTo);
       } else if (appeared && filter.includesDir(rel)) {
         // A new (or moved-in) folder: files may have landed before the watch covered it. Renamed
         // or moved in (not made here and written into), its files were put there whole.

@@ -423,3 +423,46 @@ Deno.test("JobRunner watching: a file sent before that changed while no job ran 
     }
   });
 });
+
+Deno.test("JobRunner watching: a file renamed or moved before it was complete is said so, with its new name; one deleted is said deleted or moved away", async () => {
+  await withRoot(async (root, stateDir) => {
+    // Never complete while the test runs: each file stays under observation until it is gone.
+    const job = localTestJob(root, { stability_window_seconds: 3600, file_patterns: ["*.raw"] });
+    await Deno.mkdir(join(job.watch_path, "other night"));
+    const ledger = Ledger.open(stateDir);
+    const runner = new JobRunner(job, ledger, new CountingTransport(job), {
+      once: false,
+      closedForMs: 100,
+    });
+    const logs = await captureLogs();
+    const at = (...rel: string[]) => join(job.watch_path, ...rel);
+    try {
+      await runner.start();
+      for (const name of ["frame 'a'.raw", "-b.raw", "c.raw"]) {
+        await Deno.writeFile(at(name), randomBytes(500));
+      }
+      await waitFor(() => runner.snapshot().queue.observing === 3, 20_000, "three observed");
+      // The instrument's rename to a name the job does not take; a move; a delete.
+      await Deno.rename(at("frame 'a'.raw"), at("frame 'a'.raw.part"));
+      await Deno.rename(at("-b.raw"), at("other night", "-b.raw"));
+      await Deno.remove(at("c.raw"));
+      const dropped = () => logs.records.filter((r) => String(r.rawMessage).startsWith("Dropped"));
+      await waitFor(() => dropped().length === 3, 20_000, "three dropped");
+      const said = new Map(dropped().map((r) => [r.properties.path, r]));
+      const renamed = "Dropped {path}: it was renamed to {renamedTo} before it was complete";
+      assert.equal(said.get(at("frame 'a'.raw"))?.rawMessage, renamed);
+      assert.equal(said.get(at("frame 'a'.raw"))?.properties.renamedTo, at("frame 'a'.raw.part"));
+      assert.equal(said.get(at("-b.raw"))?.rawMessage, renamed);
+      assert.equal(said.get(at("-b.raw"))?.properties.renamedTo, at("other night", "-b.raw"));
+      assert.equal(
+        said.get(at("c.raw"))?.rawMessage,
+        "Dropped {path}: it was deleted or moved away before it was complete",
+      );
+      assert.ok(!dropped().some((r) => String(r.rawMessage).includes("disappeared")));
+    } finally {
+      await runner.stop();
+      await logs.stop();
+      ledger.close();
+    }
+  });
+});
