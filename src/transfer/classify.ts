@@ -94,17 +94,6 @@ export function noisyShellReason(c: FailureContext, tools = "scp and rsync"): st
     `${c.destination} true" prints nothing`;
 }
 
-/**
- * Why every session to `c` fails when it is given a terminal: a `RequestTTY force` for the host
- * in the user's ssh config (the config's `ssh_options` refuse it already).
- */
-export function terminalReason(c: FailureContext): string {
-  return `every ssh session to ${c.host} is given a terminal (RequestTTY force in its Host entry ` +
-    "of ~/.ssh/config, or in /etc/ssh/ssh_config), which changes the bytes image-transfer sends " +
-    "and reads: remove it from that entry (or set it only where you log in by hand), or give " +
-    "remote_host a Host alias (same HostName) without it";
-}
-
 /** Checked in order; the first match wins. */
 const RULES: Rule[] = [
   {
@@ -141,12 +130,6 @@ const RULES: Rule[] = [
       `a RemoteCommand is set for ${c.host} (in its Host entry of ~/.ssh/config, or in ` +
       "/etc/ssh/ssh_config), so ssh refuses to run image-transfer's commands there: remove it " +
       "from that entry, or give remote_host a Host alias (same HostName) without it",
-  },
-  {
-    // tar on the remote host, reading the copies of a batch from a terminal instead of a pipe.
-    test: /Refusing to (?:read|write) archive contents (?:from|to) terminal/,
-    kind: "fatal",
-    reason: (c) => terminalReason(c),
   },
   {
     // rsync and scp (its SFTP server started through the login shell) read the shell's output.
@@ -268,21 +251,6 @@ export function classifyFailure(
   if (guarded !== null) return new TransferError(`Cannot ${action}: ${guarded}`, "fatal");
   const message = error instanceof Error ? error.message : String(error);
   return new TransferError(`Cannot ${action}: ${message}`, "retry", { cause: error });
-}
-
-/**
- * A failure the remote side told in `said` while doing `action`: for good, saying what to
- * change, where its words tell what no retry mends (tar given a terminal); else tried again.
- */
-export function remoteFailure(
-  said: string,
-  action: string,
-  context: FailureContext,
-): TransferError {
-  const { kind, reason } = classifyText(said, context);
-  return kind === "fatal"
-    ? new TransferError(`Cannot ${action}: ${reason} (${said})`, "fatal")
-    : new TransferError(`Cannot ${action}: ${said}`, "retry");
 }
 
 /**

@@ -25,7 +25,7 @@ import { createHash } from "node:crypto";
 import { posix } from "node:path";
 import { bandwidthLimit } from "../../config/sizes.ts";
 import { CommandError, TransferError } from "../../errors.ts";
-import { baseGoneReason, classifyFailure, remoteFailure } from "../classify.ts";
+import { baseGoneReason, classifyFailure } from "../classify.ts";
 import {
   checkPartSource,
   checkSource,
@@ -378,7 +378,7 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
       else if (failed.receive !== null) {
         // Said by the remote side; the room left there may tell a full disk (see settleFinish).
         delivery.uploadFailed = true;
-        delivery.error = this.#failure(failed.receive, delivery);
+        delivery.error = this.#failure(new Error(failed.receive), delivery);
       }
     }
     // Where receiving failed, the script said the room left in the folder (as index 0): a copy
@@ -416,13 +416,13 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
     }
   }
 
-  /** `delivery`'s error: of a failed call, or (a string) the words the remote side said. */
   #failure(error: unknown, delivery: SshDelivery): TransferError {
     const target = this.#method.describeTarget(delivery.item.destination);
-    const action = `send ${delivery.item.source} to ${target}`;
-    return typeof error === "string"
-      ? remoteFailure(error, action, this.#method.context)
-      : classifyFailure(error, action, this.#method.context);
+    return classifyFailure(
+      error,
+      `send ${delivery.item.source} to ${target}`,
+      this.#method.context,
+    );
   }
 
   #folderError(delivery: SshDelivery, failure: FolderFailure): TransferError {

@@ -14,13 +14,7 @@ import { posix } from "node:path";
 import { bandwidthLimit } from "../../config/sizes.ts";
 import type { JobConfig } from "../../config/types.ts";
 import { CommandError } from "../../errors.ts";
-import {
-  classifyFailure,
-  type FailureContext,
-  lastLine,
-  noisyShellReason,
-  terminalReason,
-} from "../classify.ts";
+import { classifyFailure, type FailureContext, lastLine, noisyShellReason } from "../classify.ts";
 import { deliver } from "../deliver.ts";
 import {
   parseRemoteSha256,
@@ -284,15 +278,10 @@ export async function probeSshDestination(
   const timeoutMs = job.transfer_timeout_seconds * 1000;
   const started = performance.now();
   try {
-    // Said by a session given a terminal (RequestTTY force), which no transfer gets through.
-    const terminal = "image-transfer-session-has-a-terminal";
-    const argv = await session.sshArgv(["tty", "-s", "&&", "echo", terminal, ";", "true"]);
-    const run = await session.run(argv, { timeoutMs });
+    const run = await session.run(await session.sshArgv(["true"]), { timeoutMs });
     const ms = Math.round(performance.now() - started);
-    const output = new TextDecoder().decode(run.stdout);
-    if (output.includes(terminal)) return [...checks, fail("login", terminalReason(context))];
     checks.push(ok("login", `${session.destination} without a password prompt (${ms} ms)`));
-    const said = lastLine(output);
+    const said = lastLine(new TextDecoder().decode(run.stdout));
     if (said !== "") checks.push(noisyShellCheck(job, said, context));
   } catch (error) {
     const failure = classifyFailure(error, `log in to ${session.destination}`, context);

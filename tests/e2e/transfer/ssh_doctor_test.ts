@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { stringify } from "yaml";
 import { createTransport } from "../../../src/transfer/transport.ts";
-import { runCli, startCli } from "../../helpers/cli.ts";
+import { runCli } from "../../helpers/cli.ts";
 import { listFiles, randomBytes, sha256OfFile } from "../../helpers/files.ts";
 import { startSshd } from "../../helpers/sshd.ts";
 import { makeItem } from "../../helpers/transports.ts";
@@ -532,72 +532,6 @@ Deno.test("a remote_base_path that is a file: doctor fails its folder check sayi
       }
     }
     assert.equal(await Deno.readTextFile(base), "a file", "left alone");
-  } finally {
-    await sshd.stop();
-    await Deno.remove(dir, { recursive: true });
-  }
-});
-
-Deno.test("RequestTTY force in the user's ssh config: doctor and the transfers name it, not tar's words alone", async () => {
-  const sshd = await startSshd();
-  const dir = await Deno.makeTempDir({ prefix: "itx-doctor-tty-" });
-  try {
-    // The user's ssh config, as ssh reads it (-F: this test's own, not the machine's ~/.ssh/config).
-    const userConfig = join(dir, "ssh_config");
-    await Deno.writeTextFile(userConfig, "Host *\n    RequestTTY force\n");
-    const bin = join(dir, "bin");
-    await Deno.mkdir(bin);
-    await Deno.writeTextFile(
-      join(bin, "ssh"),
-      `#!/bin/sh\nexec /usr/bin/ssh -F '${userConfig}' "$@"\n`,
-    );
-    await Deno.chmod(join(bin, "ssh"), 0o755);
-    const env = { HOME: dir, PATH: `${bin}:${Deno.env.get("PATH")}` };
-    const dst = await sshd.makeRemoteDir();
-    const job = (method: "scp" | "rsync") => ({
-      ...sshd.configKeys(),
-      name: method,
-      watch_path: join(dir, method),
-      transfer_method: method,
-      remote_base_path: `${dst}/${method}`,
-      stability_window_seconds: 0.2,
-      retry_attempts: 1,
-      retry_delay_seconds: 0.1,
-      // A call left waiting at the stop (its session's terminal never ends its input) is ended then.
-      transfer_timeout_seconds: 5,
-    });
-    const config = join(dir, "config.yaml");
-    await Deno.writeTextFile(
-      config,
-      stringify({
-        state_dir: join(dir, "state"),
-        status_listen: "",
-        jobs: [job("scp"), job("rsync")],
-      }),
-    );
-    const said = "every ssh session to 127.0.0.1 is given a terminal (RequestTTY force in its " +
-      "Host entry of ~/.ssh/config";
-    for (const method of ["scp", "rsync"] as const) {
-      const doctor = await runCli(["doctor", "-c", config, "--job", method], { env });
-      assert.equal(doctor.code, 1, doctor.stderr + doctor.stdout);
-      assert.ok(doctor.stdout.includes(`FAIL  login: ${said}`), doctor.stdout);
-      await Deno.mkdir(join(dir, method));
-      await Deno.writeFile(join(dir, method, "a.fits"), randomBytes(3000));
-    }
-    const daemon = startCli(["run", "-c", config], { env });
-    try {
-      for (const method of ["scp", "rsync"] as const) {
-        const failed = new RegExp(`Failed to transfer ${join(dir, method, "a.fits")}: (.*)`);
-        await daemon.waitForOutput(failed);
-        const message = daemon.stderr().match(failed)![1];
-        assert.ok(message.includes(said), message);
-        assert.match(message, /\(tar: Refusing to read archive contents from terminal/);
-        assert.doesNotMatch(message, /gave up after 2 attempt/);
-      }
-    } finally {
-      await daemon.stop();
-    }
-    assert.deepEqual(await listFiles(dst), []);
   } finally {
     await sshd.stop();
     await Deno.remove(dir, { recursive: true });
