@@ -109,8 +109,11 @@ export function remoteJoin(base: string, destination: string): string {
  */
 export function sshOptionArgs(e: SshEndpoint, controlPath: string | null): string[] {
   // For ssh the first value given for an option wins: BatchMode cannot be
-  // overridden; the job's ssh_options can override everything after them.
-  const args = ["-o", "BatchMode=yes"];
+  // overridden, nor can a terminal be asked for (a `RequestTTY force` in the
+  // user's ~/.ssh/config would give every session one, whose line discipline
+  // changes the bytes: tar refuses to read an archive from it, rsync's stream
+  // breaks); the job's ssh_options can override everything after them.
+  const args = ["-o", "BatchMode=yes", "-o", "RequestTTY=no"];
   for (const option of e.options) args.push("-o", option);
   args.push(
     "-o",

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { stringify } from "yaml";
 import { createTransport } from "../../../src/transfer/transport.ts";
-import { runCli } from "../../helpers/cli.ts";
+import { runCli, startCli } from "../../helpers/cli.ts";
 import { listFiles, randomBytes, sha256OfFile } from "../../helpers/files.ts";
 import { startSshd } from "../../helpers/sshd.ts";
 import { makeItem } from "../../helpers/transports.ts";
@@ -532,6 +532,79 @@ Deno.test("a remote_base_path that is a file: doctor fails its folder check sayi
       }
     }
     assert.equal(await Deno.readTextFile(base), "a file", "left alone");
+  } finally {
+    await sshd.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("RequestTTY force in the user's ssh config: the daemon's sessions get no terminal, so doctor passes and scp and rsync deliver", async () => {
+  const sshd = await startSshd();
+  const dir = await Deno.makeTempDir({ prefix: "itx-doctor-tty-" });
+  try {
+    // The user's ssh config, as ssh reads it (-F: this test's own, not the machine's ~/.ssh/config).
+    const userConfig = join(dir, "ssh_config");
+    await Deno.writeTextFile(userConfig, "Host *\n    RequestTTY force\n");
+    const bin = join(dir, "bin");
+    await Deno.mkdir(bin);
+    await Deno.writeTextFile(
+      join(bin, "ssh"),
+      `#!/bin/sh\nexec /usr/bin/ssh -F '${userConfig}' "$@"\n`,
+    );
+    await Deno.chmod(join(bin, "ssh"), 0o755);
+    const env = { HOME: dir, PATH: `${bin}:${Deno.env.get("PATH")}` };
+    const dst = await sshd.makeRemoteDir();
+    const job = (method: "scp" | "rsync") => ({
+      ...sshd.configKeys(),
+      name: method,
+      watch_path: join(dir, method),
+      transfer_method: method,
+      remote_base_path: `${dst}/${method}`,
+      stability_window_seconds: 0.2,
+      night_timezone: "UTC",
+    });
+    const config = join(dir, "config.yaml");
+    await Deno.writeTextFile(
+      config,
+      stringify({
+        state_dir: join(dir, "state"),
+        status_listen: "",
+        jobs: [job("scp"), job("rsync")],
+      }),
+    );
+    // A small file goes in one call with tar; one over 8 MiB with scp or rsync itself.
+    const files = { "small.fits": randomBytes(3000), "big.fits": randomBytes(9 << 20) };
+    for (const method of ["scp", "rsync"] as const) {
+      await Deno.mkdir(join(dir, method));
+      const doctor = await runCli(["doctor", "-c", config, "--job", method], { env });
+      assert.equal(doctor.code, 0, doctor.stderr + doctor.stdout);
+      assert.match(doctor.stdout, /ok {4}login: /);
+    }
+    const daemon = startCli(["run", "-c", config], { env });
+    try {
+      await daemon.waitForOutput("Watching");
+      for (const method of ["scp", "rsync"] as const) {
+        for (const [name, bytes] of Object.entries(files)) {
+          await Deno.writeFile(join(dir, method, name), bytes);
+        }
+      }
+      for (const method of ["scp", "rsync"] as const) {
+        for (const name of Object.keys(files)) {
+          await daemon.waitForOutput(`Successfully transferred ${join(dir, method, name)} ->`);
+        }
+      }
+    } finally {
+      await daemon.stop();
+    }
+    for (const method of ["scp", "rsync"] as const) {
+      const night = (await listFiles(join(dst, method)))[0].split("/")[0];
+      for (const name of Object.keys(files)) {
+        assert.equal(
+          await sha256OfFile(join(dst, method, night, name)),
+          await sha256OfFile(join(dir, method, name)),
+        );
+      }
+    }
   } finally {
     await sshd.stop();
     await Deno.remove(dir, { recursive: true });
