@@ -10,7 +10,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { failureScope } from "../../../src/errors.ts";
+import { failureScope, type TransferError } from "../../../src/errors.ts";
 import { FileRows } from "../../../src/ledger/file_rows.ts";
 import { Ledger } from "../../../src/ledger/ledger.ts";
 import { JobRunner } from "../../../src/pipeline/job_runner.ts";
@@ -38,6 +38,19 @@ async function items(root: string, count: number, bytes: number): Promise<Transf
     });
   }
   return made;
+}
+
+/**
+ * Every file of the batch failed with the one error of a server given up: retryable, the whole
+ * destination (not one file), its message matching `message`.
+ */
+function assertGivenUp(outcomes: { error: TransferError | null }[], message: RegExp): void {
+  for (const { error } of outcomes) {
+    assert.ok(error !== null, "failed");
+    assert.equal(error.kind, "retry", error.message);
+    assert.match(error.message, message);
+    assert.equal(failureScope(error), "connection", "the whole destination, not one file");
+  }
 }
 
 /** Send `count` files of `bytes` in one batch to a server started with `options`. */
@@ -91,19 +104,14 @@ for (
     assert.equal(server.unanswered.length, 1, `one command waited for: ${server.unanswered}`);
     assert.ok(server.unanswered[0].startsWith(command), server.unanswered[0]);
     assert.equal(logins, 1, "no login again within the batch");
-    for (const { error } of outcomes) {
-      assert.ok(error !== null, "failed");
-      assert.equal(error.kind, "retry", error.message);
-      assert.match(
-        error.message,
-        new RegExp(
-          `FTP server anonymous@127\\.0\\.0\\.1:${server.port} does not answer: no reply to ` +
-            `${command.replace(/[/.]/g, "\\$&")}.* within 1\\.5 s; the connection was dropped, ` +
-            "the batch is tried again",
-        ),
-      );
-      assert.equal(failureScope(error), "connection", "the whole destination, not one file");
-    }
+    assertGivenUp(
+      outcomes,
+      new RegExp(
+        `FTP server anonymous@127\\.0\\.0\\.1:${server.port} does not answer: no reply to ` +
+          `${command.replace(/[/.]/g, "\\$&")}.* within 1\\.5 s; the connection was dropped, ` +
+          "the batch is tried again",
+      ),
+    );
     const final = [...server.files.keys()].filter((path) =>
       /^\/dest\/20240315\/f\d\.fits$/.test(path)
     );
@@ -127,18 +135,13 @@ Deno.test("ftp: a server that stops reading an upload's data: said after the rep
   );
   assert.equal(server.received.filter((c) => c.startsWith("STOR ")).length, 1, "one upload");
   assert.equal(logins, 1, "no login again within the batch");
-  for (const { error } of outcomes) {
-    assert.ok(error !== null, "failed");
-    assert.equal(error.kind, "retry", error.message);
-    assert.match(
-      error.message,
-      new RegExp(
-        `FTP server anonymous@127\\.0\\.0\\.1:${server.port} does not answer: STOR ${upload} ` +
-          "made no progress for 6 s \\(transfer_timeout_seconds\\)",
-      ),
-    );
-    assert.equal(failureScope(error), "connection");
-  }
+  assertGivenUp(
+    outcomes,
+    new RegExp(
+      `FTP server anonymous@127\\.0\\.0\\.1:${server.port} does not answer: STOR ${upload} ` +
+        "made no progress for 6 s \\(transfer_timeout_seconds\\)",
+    ),
+  );
 });
 
 Deno.test("ftp, a job: a server that stops answering shows the job unreachable, saying which server and command, in the log too; the files arrive once it answers again", async () => {
