@@ -935,7 +935,7 @@ Deno.test("resend: chosen files are sent again on purpose; --dry-run changes not
   const help = await runCli(["resend", "--help"], { env: box.env });
   assert.match(
     help.stdout,
-    /--name <pattern> +the files whose path .*\n.*\(may be repeated: any of them\)/,
+    /--name <pattern> +the files whose path .*\n.*absolute path \(may be repeated: any\n *of them\)/,
   );
   assert.match(help.stdout, /--name may be given more than once/);
 
