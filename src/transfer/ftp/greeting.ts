@@ -22,8 +22,7 @@ export const GREETING_WAIT_MS = 60_000;
  * `server`: when it is no FTP reply, end the connection at once with a fatal
  * {@linkcode TransferError} saying what answered (the connect then rejects with it).
  * One that sends nothing for {@linkcode GREETING_WAIT_MS} (at most half of `timeoutMs`, the wait
- * for a reply)
- * once connected (a server that waits for TLS first: implicit FTPS) ends with a
+ * for a reply) once connected (a server that waits for TLS first: implicit FTPS) ends with a
  * retryable one saying so.
  */
 export function refuseNonFtpGreeting(
