@@ -150,9 +150,8 @@ Deno.test("ftp, a job: a server that stops answering shows the job unreachable, 
   const root = await Deno.makeTempDir({ prefix: "itx-ftp-silent-job-" });
   const watch = join(root, "watch");
   await Deno.mkdir(watch, { recursive: true });
-  for (const name of ["a.fits", "b.fits"]) {
-    await Deno.writeFile(join(watch, name), randomBytes(1000));
-  }
+  const sent = new Map(["a.fits", "b.fits"].map((name) => [name, randomBytes(1000)]));
+  for (const [name, bytes] of sent) await Deno.writeFile(join(watch, name), bytes);
   const job = server.job({
     name: "silent",
     watch_path: watch,
@@ -199,6 +198,9 @@ Deno.test("ftp, a job: a server that stops answering shows the job unreachable, 
     const arrived = [...server.files.keys()].sort();
     assert.equal(arrived.length, 2, arrived.join(", "));
     assert.match(arrived.join(" "), /^\/dest\/\d{8}\/a\.fits \/dest\/\d{8}\/b\.fits$/);
+    for (const path of arrived) {
+      assert.deepEqual(server.files.get(path), sent.get(path.split("/").pop()!), path);
+    }
   } finally {
     await runner.stop();
     ledger.close();
