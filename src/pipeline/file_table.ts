@@ -175,6 +175,11 @@ export class FileTable {
     return this.#index.activity(relPath);
   }
 
+  /** Note on the record of `relPath` the new name the watcher told (`to`; none: forget it). */
+  renamed(relPath: string, to?: string): void {
+    this.#index.renamed(relPath, to);
+  }
+
   /** The checker reports `relPath` complete at `version`. */
   ready(relPath: string, version: FileVersion): ReadyDecision {
     const [done] = this.rows.doneVersions([relPath]);

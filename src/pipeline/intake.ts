@@ -66,7 +66,6 @@ export class Intake {
   #planned: Array<PendingFile & { path: string }> = [];
   /** Night folders said to be named by a date ahead of the clock (once each a run). */
   #saidAhead = new Set<string>();
-  #renamedTo = new Map<string, string>(); // Files in motion the watcher told renamed: new names.
   /** Whether a FITS file grown by appended HDUs was said (once a run). */
   #saidAppended = false;
   #recordTimer: ReturnType<typeof setTimeout> | undefined;
@@ -157,13 +156,13 @@ export class Intake {
    */
   activity(path: string, rel: string, activity: Activity | "removed", renamedTo?: string): void {
     const { table } = this.#context;
-    if (renamedTo !== undefined && table.holds(rel)) this.#renamedTo.set(path, renamedTo);
-    else this.#renamedTo.delete(path);
     if (activity !== "removed") this.#growing.touched(path, rel);
     else if (!table.holds(rel)) return void this.#failedGone(rel);
-    if (table.activity(rel)) {
-      this.#checker.touch(path, activity === "removed" ? "changed" : activity);
-    }
+    if (!table.activity(rel)) return;
+    // The new name is on its record while the checker looks (its drop says it); then forgotten.
+    table.renamed(rel, renamedTo);
+    this.#checker.touch(path, activity === "removed" ? "changed" : activity);
+    table.renamed(rel);
   }
 
   /**
@@ -271,17 +270,17 @@ export class Intake {
    */
   async #gone(path: string, refused?: string): Promise<void> {
     const { job, table, transport } = this.#context;
+    const rel = relativeTo(job.watch_path, path);
+    // Read at once: the checker tells a file gone before its observation (and record) goes.
+    const renamedTo = rel === null ? undefined : table.record(rel)?.renamedTo;
     if (this.#context.stopping()) return;
     const folder = await this.#context.scanIfFolder(path);
-    const rel = relativeTo(job.watch_path, path);
     // Its observation is over: a record left is of a file found complete before.
     const complete = rel !== null && table.record(rel) !== undefined;
     const row = rel === null ? undefined : table.rows.get(rel);
     const failed = rel !== null && row?.state === "failed";
     // Gone after it arrived (a local copy reads on from the file it opened): not before it was.
     const arrived = !complete && row?.state === "done";
-    const renamedTo = this.#renamedTo.get(path);
-    this.#renamedTo.delete(path);
     const dropped = rel === null ? null : table.gone(rel);
     if (dropped !== null) transport.dropKeptCopies?.([dropped]);
     if (failed) this.#context.onFailedGone(rel);

@@ -71,6 +71,8 @@ export interface WorkRecord {
   take?: number;
   /** The stability checker's observation, while the file is under observation. */
   observation?: Observation;
+  /** Its new name, while the checker looks whether the rename the watcher told took it away. */
+  renamedTo?: string;
 }
 
 /** What to do after {@linkcode WorkQueue.ready}. */
@@ -163,17 +165,7 @@ export class WorkQueue {
     set: (relPath: string, observation: Observation): void => {
       const record = this.#records.get(relPath);
       if (record === undefined) {
-        this.#insert({
-          relPath,
-          phase: "observing",
-          version: { size: -1, mtimeMs: -1 },
-          destination: "",
-          attempts: 0,
-          nextAttemptAt: 0,
-          recheck: false,
-          foundAt: this.#clock.now(),
-          observation,
-        });
+        this.#insertNew(relPath, "observing", { size: -1, mtimeMs: -1 }, observation);
         this.#observed++;
         return;
       }
@@ -250,16 +242,7 @@ export class WorkQueue {
     }
     if (!record) {
       if (done) return "skip";
-      this.#insert({
-        relPath,
-        phase: "planning",
-        version,
-        destination: "",
-        attempts: 0,
-        nextAttemptAt: 0,
-        recheck: false,
-        foundAt: this.#clock.now(),
-      });
+      this.#insertNew(relPath, "planning", version);
       return "plan";
     }
     if (record.phase === "planning" || record.phase === "sending") {
@@ -395,6 +378,12 @@ export class WorkQueue {
     return moved;
   }
 
+  /** Note the new name the watcher told `relPath` renamed to on its record (none: forget it). */
+  renamed(relPath: string, to?: string): void {
+    const record = this.#records.get(relPath);
+    if (record) record.renamedTo = to;
+  }
+
   /** Forget `relPath` (gone, failed to plan). Returns whether it had a record. */
   remove(relPath: string): boolean {
     const record = this.#records.get(relPath);
@@ -416,6 +405,14 @@ export class WorkQueue {
   /** Stop the timer; nothing is reported afterwards. */
   close(): void {
     this.#timer.close();
+  }
+
+  /** Insert a record of `relPath` seen for the first time now (no destination, no attempt yet). */
+  #insertNew(relPath: string, phase: Phase, version: FileVersion, observation?: Observation): void {
+    const unsent = { destination: "", attempts: 0, nextAttemptAt: 0, recheck: false };
+    const record: WorkRecord = { relPath, phase, version, ...unsent, foundAt: this.#clock.now() };
+    if (observation) record.observation = observation;
+    this.#insert(record);
   }
 
   #insert(record: WorkRecord): void {

@@ -105,7 +105,7 @@ export interface StabilityOptions {
   sentAs?: (path: string) => { size: number; mtimeMs: number } | undefined;
   /** Called once per file when it is ready. */
   onReady: (file: StableFile) => void;
-  /** Called when a file under observation disappears. */
+  /** Called when a file under observation disappears, before its observation is dropped. */
   onGone?: (path: string) => void;
   /** Called when a file is given up without being ready (see `waitForIncomplete`). */
   onLeft?: (path: string, reason: string) => void;
@@ -437,11 +437,11 @@ export class StabilityChecker {
     };
   }
 
-  /** Drop `entry` (only if it is still the observation of `path`) and report it gone. */
+  /** Report `entry` gone (if it is still the observation of `path`), then drop it. */
   #drop(path: string, entry: Observation): void {
     if (this.#store.get(path) !== entry) return;
     if (entry.timer !== undefined) clearTimeout(entry.timer);
-    this.#store.delete(path);
     this.#options.onGone?.(path);
+    if (this.#store.get(path) === entry) this.#store.delete(path);
   }
 }

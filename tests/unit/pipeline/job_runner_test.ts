@@ -14,6 +14,7 @@ import type { JobSummary } from "../../../src/status/job_status.ts";
 import { LocalTransport } from "../../../src/transfer/local/local.ts";
 import type { TransferItem, TransferOutcome, Transport } from "../../../src/transfer/transport.ts";
 import { listFiles, randomBytes, waitFor } from "../../helpers/files.ts";
+import { imageParts } from "../../helpers/fits.ts";
 import { localTestJob } from "../../helpers/jobs.ts";
 import { captureLogs } from "../../helpers/log_capture.ts";
 
@@ -460,6 +461,67 @@ Deno.test("JobRunner watching: a file renamed or moved before it was complete is
       );
       assert.ok(!dropped().some((r) => String(r.rawMessage).includes("disappeared")));
     } finally {
+      await runner.stop();
+      await logs.stop();
+      ledger.close();
+    }
+  });
+});
+
+Deno.test("JobRunner watching: a file renamed away while it was sent says nothing of its new name when a later file under its name goes before it was complete", async () => {
+  await withRoot(async (root, stateDir) => {
+    // A complete FITS file goes once closed; one with its header alone waits (its grace: an hour).
+    const job = localTestJob(root, {
+      file_patterns: ["*.fits"],
+      fits_incomplete_grace_seconds: 3600,
+    });
+    const night = join(job.watch_path, "night");
+    const frame = join(night, "frame.fits");
+    await Deno.mkdir(night);
+    const ledger = Ledger.open(stateDir);
+    const transport = new CountingTransport(job);
+    const { promise: sending, resolve: started } = Promise.withResolvers<void>();
+    const { promise: released, resolve: release } = Promise.withResolvers<void>();
+    transport.beforeSend = () => {
+      started();
+      return released;
+    };
+    const runner = new JobRunner(job, ledger, transport, { once: false, closedForMs: 100 });
+    const logs = await captureLogs();
+    const dropped = () =>
+      logs.records.filter((r) =>
+        String(r.rawMessage).startsWith("Dropped") && r.properties.path === frame
+      );
+    const observing = (count: number) =>
+      waitFor(() => runner.snapshot().queue.observing === count, 20_000, `${count} observed`);
+    try {
+      await runner.start();
+      const { header, data } = imageParts(100, 100);
+      await Deno.writeFile(frame, new Uint8Array([...header, ...data]));
+      await sending;
+      // Renamed while it is sent (the watcher tells the new name); a file written after it is
+      // observed once the rename was told.
+      await Deno.rename(frame, `${frame}.part`);
+      await Deno.writeFile(join(job.watch_path, "later.fits"), header);
+      await observing(1);
+      release();
+      await waitFor(() => dropped().length === 1, 20_000, "frame.fits dropped as gone");
+      // A new frame.fits, its header alone, comes with its folder (no event names the file) and
+      // leaves with it: what the checker finds gone was never renamed.
+      await Deno.rename(night, join(root, "renamed night"));
+      await Deno.mkdir(join(root, "next night"));
+      await Deno.writeFile(join(root, "next night", "frame.fits"), header);
+      await Deno.rename(join(root, "next night"), night);
+      await observing(2);
+      await Deno.rename(night, join(root, "gone night"));
+      await waitFor(() => dropped().length === 2, 20_000, "the new frame.fits dropped");
+      assert.equal(
+        dropped()[1].rawMessage,
+        "Dropped {path}: it was deleted or moved away before it was complete",
+      );
+      assert.equal(dropped()[1].properties.renamedTo, undefined);
+    } finally {
+      release();
       await runner.stop();
       await logs.stop();
       ledger.close();
