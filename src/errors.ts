@@ -122,6 +122,14 @@ export class TransferError extends Error {
 }
 
 /**
+ * A file refused before it was sent: the destination has no room for it (`min_free_space`, or a
+ * full destination's room measured). Nothing was tried, so it is no failed attempt.
+ */
+export class RefusedUnsent extends TransferError {
+  override name = "RefusedUnsent";
+}
+
+/**
  * Why a path the runtime guards (under `/dev`, `/proc` or `/sys`, where it
  * opens nothing without every permission) cannot be used, said without the
  * runtime's advice to run with `--allow-all`, which this program never

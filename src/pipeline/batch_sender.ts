@@ -17,7 +17,7 @@
  * @module
  */
 import type { JobConfig } from "../config/types.ts";
-import { failureScope, TransferError } from "../errors.ts";
+import { failureScope, RefusedUnsent, TransferError } from "../errors.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
 import type { TransferItem, TransferOutcome, Transport } from "../transfer/transport.ts";
 import { absolutePath, type FileVersion, versionOf } from "../watch/file_version.ts";
@@ -394,7 +394,7 @@ export class BatchSender {
 function refuseAll(items: TransferItem[], reason: string): TransferOutcome[] {
   return items.map((item) => ({
     item,
-    error: new TransferError(`Cannot send ${item.source}: ${reason}`, "retry-later"),
+    error: new RefusedUnsent(`Cannot send ${item.source}: ${reason}`, "retry-later"),
   }));
 }
 

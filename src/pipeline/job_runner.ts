@@ -12,7 +12,7 @@
  */
 import type { JobConfig } from "../config/types.ts";
 import { FolderFileSystem } from "../config/file_systems.ts";
-import { failureScope, isDestinationFull } from "../errors.ts";
+import { failureScope, isDestinationFull, RefusedUnsent } from "../errors.ts";
 import type { JobPause } from "../ledger/daemon_lock.ts";
 import type { Ledger } from "../ledger/ledger.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
@@ -200,7 +200,8 @@ export class JobRunner {
         extras.gaveUp(record, error, attempts);
       },
       onFailed: (rel, error, final) => {
-        status.failed(rel, error.kind, error.message, final, failureScope(error));
+        const tried = !(error instanceof RefusedUnsent); // Refused for room: not an attempt.
+        status.failed(rel, error.kind, error.message, final, failureScope(error), tried);
         if (failureScope(error) !== "file") this.#pause.stillDown(error.message); // If paused: why now
       },
       pauseWhenUnavailable: !options.once,
@@ -424,7 +425,7 @@ export class JobRunner {
       if (batch.length === 0) break;
       const probe = this.#pause.started();
       this.#filesInFlight += batch.length;
-      this.#status.started(batch.map((r) => ({ relPath: r.relPath, bytes: r.version.size })));
+      this.#status.started(batch.map((record) => record.relPath), probe);
       const sending: Promise<void> = this.#sender.send(batch).catch(() => 0).then((arrived) => {
         this.#filesInFlight -= batch.length;
         const caughtUp = !this.#table.hasSendable && this.#filesInFlight === 0;

@@ -9,7 +9,15 @@
 
 /** One thing that happened in a job. */
 export type TransferEvent =
-  | { type: "started"; job: string; method: string; relPaths: string[]; at: number }
+  | {
+    type: "started";
+    job: string;
+    method: string;
+    relPaths: string[];
+    /** The batch is a paused job's probe: one file tried to see whether the destination takes files again. */
+    probe: boolean;
+    at: number;
+  }
   | {
     type: "sent";
     job: string;
@@ -30,6 +38,8 @@ export type TransferEvent =
     reason: string;
     /** No more retries until a rescan, a start-up or a retry from the page. */
     final: boolean;
+    /** The file was tried; `false`: refused before it was sent (no room at the destination). */
+    attempted: boolean;
     at: number;
   }
   | { type: "job"; job: string; at: number }

@@ -217,14 +217,18 @@ export class JobStatus {
     this.#events?.emit({ type: "job", job: this.job, at: Date.now() });
   }
 
-  /** A batch starts with these files (the file table holds them as being sent). */
-  started(files: Array<{ relPath: string; bytes: number }>): void {
+  /**
+   * A batch starts with the files at `relPaths` (the file table holds them as being sent);
+   * `probe`: it is the destination pause's probe.
+   */
+  started(relPaths: string[], probe = false): void {
     const at = Date.now();
     this.#events?.emit({
       type: "started",
       job: this.job,
       method: this.method,
-      relPaths: files.map((f) => f.relPath),
+      relPaths,
+      probe,
       at,
     });
   }
@@ -307,7 +311,8 @@ export class JobStatus {
    * `destination` (its folder is gone) are the job's problem from the first
    * file on; `file`, this file's, until a second file fails too before
    * another arrives (or, before any file arrived in this run, it used up its
-   * fast retries).
+   * fast retries). `attempted`: `false` for a file refused unsent (no room at the destination),
+   * which is no failed attempt.
    */
   failed(
     relPath: string,
@@ -315,6 +320,7 @@ export class JobStatus {
     reason: string,
     final: boolean,
     scope: "file" | "connection" | "destination" = "file",
+    attempted = true,
   ): void {
     if (scope === "connection") this.#unreachable = reason;
     else {
@@ -333,6 +339,7 @@ export class JobStatus {
       errorClass,
       reason,
       final,
+      attempted,
       at: Date.now(),
     });
   }

@@ -5,7 +5,9 @@
  * labelled by job and transfer method. Counters count from the daemon's
  * start, as Prometheus expects (it handles restarts); failures are shown for
  * every error class from 0, so a rate over them exists before the first
- * failure.
+ * failure. A failed attempt is a file the transport tried that did not arrive
+ * (a paused job's probe too: it tries one file); a file refused unsent for want
+ * of room at the destination is none. Probes are counted on their own as well.
  *
  * @module
  */
@@ -21,6 +23,8 @@ interface JobCounters {
   files: number;
   bytes: number;
   failures: Map<string, number>;
+  /** Batches a paused job sent to see whether its destination takes files again. */
+  probes: number;
   /** Cumulative counts per bucket, then +Inf. */
   buckets: number[];
   durationSum: number;
@@ -33,9 +37,14 @@ export class Metrics {
 
   /** Count one pipeline event. */
   record(event: TransferEvent): void {
-    if (event.type !== "sent" && event.type !== "failed") return;
+    if (event.type !== "sent" && event.type !== "failed" && event.type !== "started") return;
     const c = this.#counters(event.job, event.method);
+    if (event.type === "started") {
+      if (event.probe) c.probes++;
+      return;
+    }
     if (event.type === "failed") {
+      if (!event.attempted) return; // Refused unsent (no room): nothing was tried.
       c.failures.set(event.errorClass, (c.failures.get(event.errorClass) ?? 0) + 1);
       return;
     }
@@ -131,6 +140,13 @@ export class Metrics {
         );
       }
     }
+    const probes = "image_transfer_probes_total";
+    family(
+      probes,
+      "counter",
+      "Probes of a paused job (its destination full or not reachable): one file sent, or refused unsent where the room measured is too small, to see whether the destination takes files again.",
+    );
+    for (const { labels, c } of entries) out.push(sample(probes, labels, c.probes));
     const state = "image_transfer_job_state";
     family(state, "gauge", "1 for the state the job is in, 0 for the others.");
     for (const job of jobs) {
@@ -244,6 +260,7 @@ export class Metrics {
         files: 0,
         bytes: 0,
         failures: new Map(),
+        probes: 0,
         buckets: new Array(DURATION_BUCKETS_SECONDS.length + 1).fill(0),
         durationSum: 0,
         durationCount: 0,

@@ -71,9 +71,34 @@ Deno.test("metrics: counters, cumulative duration buckets, failures by class, qu
       errorClass,
       reason: "no route",
       final: false,
+      attempted: true,
       at: 0,
     });
   }
+  // A paused job's two probes: one refused unsent for room (no attempt), one tried.
+  for (const attempted of [false, true]) {
+    const started = { job: "cam1", method: "rsync", relPaths: ["c.fits"], probe: true, at: 0 };
+    metrics.record({ type: "started", ...started });
+    metrics.record({
+      type: "failed",
+      job: "cam1",
+      method: "rsync",
+      relPath: "c.fits",
+      errorClass: "retry-later",
+      reason: "no space left",
+      final: false,
+      attempted,
+      at: 0,
+    });
+  }
+  metrics.record({
+    type: "started",
+    job: "cam1",
+    method: "rsync",
+    relPaths: [],
+    probe: false,
+    at: 0,
+  });
   const text = metrics.render(
     [snapshot("cam1", 5_000_000_000), snapshot("cam2")],
     {
@@ -89,8 +114,15 @@ Deno.test("metrics: counters, cumulative duration buckets, failures by class, qu
   assert.ok(text.includes(`image_transfer_bytes_transferred_total${l}} 600\n`));
   assert.ok(text.includes(`image_transfer_failures_total${l},error_class="retry"} 2\n`));
   assert.ok(text.includes(`image_transfer_failures_total${l},error_class="fatal"} 1\n`));
+  assert.ok(text.includes(`image_transfer_failures_total${l},error_class="retry-later"} 1\n`));
+  assert.ok(text.includes(`image_transfer_probes_total${l}} 2\n`));
+  assert.ok(text.includes(`image_transfer_probes_total{job="cam2",method="rsync"} 0\n`));
   // Every error class from 0, for a job that never failed too.
-  assert.ok(text.includes(`image_transfer_failures_total${l},error_class="retry-later"} 0\n`));
+  assert.ok(
+    text.includes(
+      `image_transfer_failures_total{job="cam2",method="rsync",error_class="retry-later"} 0\n`,
+    ),
+  );
   assert.ok(
     text.includes(
       `image_transfer_failures_total{job="cam2",method="rsync",error_class="retry"} 0\n`,
