@@ -107,6 +107,7 @@ export class JobRunner {
       () => this.#session?.unavailable ?? null,
     );
     if (options.replaces) status.continueFrom(options.replaces.#status);
+    transport.watchStalls?.((why) => void (status.stalledUpload = why)); // Unreachable meanwhile.
     const filter = createFileFilter(job);
     const table = this.#table = new FileTable({
       job,
@@ -369,9 +370,7 @@ export class JobRunner {
         { ...fields, count: interrupted },
       );
     }
-    if (failed > 0) {
-      this.#log.info("Trying {count} failed file(s) of job {job} again", { count: failed });
-    }
+    if (failed > 0) this.#log.info("Trying {failed} failed file(s) of job {job} again", { failed });
   }
 
   /** The ledger can be written again, or no longer: pause or go on. */

@@ -12,7 +12,7 @@ import { type FreeSpace, FreeSpaceGauge } from "./free_space_gauge.ts";
 
 /**
  * Where a job stands, as a person would say it: `unreachable` when the host or the connection
- * fails, `failing` when every attempt fails for another reason, `full` when the destination has
+ * fails, or while an upload waits on a server that takes none of its data, `failing` when every attempt fails for another reason, `full` when the destination has
  * no room, `ledger_error` when the daemon cannot record what it sent (nothing new is sent then).
  */
 export const JOB_STATES = [
@@ -140,6 +140,8 @@ export class JobStatus {
   #lastFailure: string | null = null;
   /** Why the ledger cannot be written, or `null`. */
   #ledgerProblem: string | null = null;
+  /** Why an upload waits on the destination now (it takes none of its data), or `null`. */
+  #stalledUpload: string | null = null;
   #state: JobState = "watching";
   #since = Date.now();
   /**
@@ -203,6 +205,19 @@ export class JobStatus {
   /** The ledger cannot be written (`reason`), or can again (`null`). */
   set ledgerProblem(reason: string | null) {
     this.#ledgerProblem = reason;
+    this.state(this.#lastFull);
+    this.changed();
+  }
+
+  /**
+   * An upload waits on the destination, which takes none of its data (`why`: the transport's
+   * words), not given up yet; or none does any more (`null`). The job is `unreachable` meanwhile.
+   */
+  set stalledUpload(why: string | null) {
+    this.#stalledUpload = why;
+    // Its end is seen at the next look: an upload given up has failed by then, and the job is
+    // unreachable since the stall began, not since it was given up.
+    if (why === null) return;
     this.state(this.#lastFull);
     this.changed();
   }
@@ -359,13 +374,15 @@ export class JobStatus {
         [...this.#failedFiles].some((relPath) => this.#givenUp.has(relPath)));
     const failing = (jobFails ? this.#lastFailure : null) ??
       (watch === null ? null : `the watch folder cannot be read: ${watch}`);
+    // An upload the server takes no data of says more of now than the last failure.
+    const unreachable = this.#stalledUpload ?? this.#unreachable;
     const state: JobState = this.paused
       ? "paused"
       : this.#ledgerProblem !== null
       ? "ledger_error"
       : full
       ? "full"
-      : this.#unreachable !== null
+      : unreachable !== null
       ? "unreachable"
       : failing !== null
       ? "failing"
@@ -380,7 +397,7 @@ export class JobStatus {
       : state === "full"
       ? this.#lastFailure
       : state === "unreachable"
-      ? this.#unreachable
+      ? unreachable
       : state === "failing"
       ? failing
       : state === "paused" && !this.#userPaused

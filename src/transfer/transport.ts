@@ -139,6 +139,11 @@ export interface Transport {
    * background; never throws.
    */
   dropKeptCopies?(destinations: string[]): void;
+  /**
+   * Optional: tell `onChange` why an upload under way waits on the destination (its server takes
+   * none of its data, not given up yet), and `null` once none does.
+   */
+  watchStalls?(onChange: (why: string | null) => void): void;
   /** The user-facing location of a destination, e.g. `obs@freya:/data/20240315/a.fits`. */
   describeTarget(destination: string): string;
   /**

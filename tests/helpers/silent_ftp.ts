@@ -2,8 +2,8 @@
  * A small plain-FTP server on 127.0.0.1 that works until it stops answering:
  * from the first command a pattern matches on, it reads on but replies
  * nothing more on that connection (a server hung on a dead disk or a lost
- * session), or, with `stallData`, it accepts an upload (`150`) and never reads
- * its data. It keeps files in memory, answers what the `ftp` transport sends
+ * session), or, with `stallData`, it accepts an upload (`150`) and reads none
+ * of its data until told to read again. It keeps files in memory, answers what the `ftp` transport sends
  * (passive mode, no TLS, no checksum command) and counts logins and the
  * commands it left unanswered.
  *
@@ -17,7 +17,7 @@ import { freePort } from "./net.ts";
 export interface SilentFtpOptions {
   /** The first command (matched from its start, e.g. `/^MKD /`) given no reply, nor any after. */
   silentFrom?: RegExp;
-  /** Whether `STOR` is answered `150` and its data never read. */
+  /** Whether `STOR` is answered `150` and its data not read (nor answered) until `readAgain`. */
   stallData?: boolean;
 }
 
@@ -36,6 +36,8 @@ export interface SilentFtp {
   job(overrides: Partial<JobConfig>): JobConfig;
   /** Answer on new connections again (those gone silent stay so). */
   answerAgain(): void;
+  /** Read the uploads held with `stallData` (and every later one) to their end, and answer them. */
+  readAgain(): void;
   stop(): Promise<void>;
 }
 
@@ -48,6 +50,8 @@ export function startSilentFtp(options: SilentFtpOptions = {}): SilentFtp {
   const received: string[] = [];
   const unanswered: string[] = [];
   let silentFrom = options.silentFrom;
+  // Resolved `true` by `readAgain`, `false` as the server stops (a held upload is never read).
+  const stalled = options.stallData ? Promise.withResolvers<boolean>() : null;
   const sessions: Promise<void>[] = [];
   let connections = 0;
 
@@ -122,7 +126,7 @@ export function startSilentFtp(options: SilentFtpOptions = {}): SilentFtp {
           case "STOR": {
             await reply("150 send it");
             const from = await dataConn();
-            if (options.stallData) break; // Never read, never answered.
+            if (stalled !== null && !await stalled.promise) break; // Never read nor answered.
             const chunks: Uint8Array<ArrayBuffer>[] = [];
             for await (const chunk of from.readable) chunks.push(chunk.slice());
             open.delete(from);
@@ -188,6 +192,7 @@ export function startSilentFtp(options: SilentFtpOptions = {}): SilentFtp {
     unanswered,
     files,
     answerAgain: () => silentFrom = undefined,
+    readAgain: () => stalled?.resolve(true),
     job: (overrides) =>
       testJob("silent-ftp", {
         watch_path: "/nonexistent-watch",
@@ -208,6 +213,7 @@ export function startSilentFtp(options: SilentFtpOptions = {}): SilentFtp {
         ftp_port: port,
       }, overrides),
     async stop() {
+      stalled?.resolve(false);
       for (const closer of open) {
         try {
           closer.close();

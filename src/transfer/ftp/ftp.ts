@@ -81,6 +81,9 @@ export class FtpTransport implements Transport {
   #filesArrivedBefore = false;
   /** Paces all uploads together at `bandwidth_limit` (none without one). */
   readonly throttle: Throttle | null;
+  /** The uploads the server takes no data of now, with the words of each (see `watchStalls`). */
+  #stalls = new Map<FtpDelivery, string>();
+  #onStall: (why: string | null) => void = () => {};
 
   /** `options.replyWaitMs`: how long a command waits for its reply (see `no_answer.ts`). */
   constructor(job: JobConfig, options: { replyWaitMs?: number } = {}) {
@@ -89,6 +92,17 @@ export class FtpTransport implements Transport {
     this.throttle = limit === null ? null : new Throttle(limit);
     this.#owner = jobOwner(job);
     this.#pool = new FtpPool(job, options.replyWaitMs);
+  }
+
+  watchStalls(onChange: (why: string | null) => void): void {
+    this.#onStall = onChange;
+  }
+
+  /** `delivery`'s upload stalled (`words`), or no longer (`null`): told to the watcher. */
+  #stalled(delivery: FtpDelivery, words: string | null): void {
+    if (words === null) this.#stalls.delete(delivery);
+    else this.#stalls.set(delivery, words);
+    this.#onStall(this.#stalls.values().next().value ?? null);
   }
 
   describeTarget(destination: string): string {
@@ -364,6 +378,7 @@ export class FtpTransport implements Transport {
               this.#job,
               this.throttle,
               signal,
+              (words) => this.#stalled(delivery, words),
             );
             peer.dataWorked = true;
           });

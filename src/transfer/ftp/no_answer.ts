@@ -201,9 +201,14 @@ function seconds(ms: number): string {
 /**
  * While `client` uploads `path`, say once (WARNING) when the server has taken none of its data for
  * the reply wait, and how long it is still waited for; time the source keeps it waiting does not
- * count. Returns the function that stops watching.
+ * count. `onStall` is told the words of the stall as it begins and `null` as it ends (the server
+ * takes data again, or the upload ended). Returns the function that stops watching.
  */
-export function sayStalledUpload(client: Client, path: string): () => void {
+export function sayStalledUpload(
+  client: Client,
+  path: string,
+  onStall: (words: string | null) => void = () => {},
+): () => void {
   const watch = watches.get(client.ftp);
   if (watch === undefined) return () => {};
   const { replyMs, transferMs } = watch.waits;
@@ -211,6 +216,8 @@ export function sayStalledUpload(client: Client, path: string): () => void {
   const tickMs = Math.max(1, Math.min(Math.floor(replyMs / 4), 500));
   let written = -1;
   let idleMs = 0;
+  let stalled = false;
+  let said = false;
   const timer = setInterval(() => {
     const socket = client.ftp.dataSocket;
     const now = socket?.bytesWritten ?? -1;
@@ -219,18 +226,31 @@ export function sayStalledUpload(client: Client, path: string): () => void {
       ? idleMs + tickMs
       : 0;
     written = now;
-    if (idleMs < replyMs) return;
-    clearInterval(timer);
+    if (idleMs === 0 && stalled) onStall(null);
+    stalled &&= idleMs > 0;
+    if (idleMs < replyMs || stalled) return;
+    stalled = true;
+    const fields = {
+      server: watch.server,
+      path,
+      seconds: replyMs / 1000,
+      timeout: transferMs / 1000,
+    };
+    onStall(
+      `FTP server ${fields.server} takes no data of ${path} (none for ${fields.seconds} s): the ` +
+        `upload waits for it up to ${fields.timeout} s (transfer_timeout_seconds), then the batch ` +
+        "is tried again",
+    );
+    if (said) return;
+    said = true;
     log.warn(
       "FTP server {server} has taken no data of {path} for {seconds} s: the upload waits for it " +
         "up to {timeout} s (transfer_timeout_seconds), then the batch is tried again",
-      {
-        server: watch.server,
-        path,
-        seconds: replyMs / 1000,
-        timeout: transferMs / 1000,
-      },
+      fields,
     );
   }, tickMs);
-  return () => clearInterval(timer);
+  return () => {
+    clearInterval(timer);
+    if (stalled) onStall(null);
+  };
 }

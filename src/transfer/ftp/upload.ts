@@ -120,7 +120,7 @@ function finalReply(ftp: FTPContext): Promise<FTPResponse | Error> {
 /**
  * Upload `delivery`'s source under its temporary name, counting (and, for `verify_transfer:
  * checksum`, hashing) what is read into `delivery.read`, paced by `throttle` where the job has a
- * `bandwidth_limit` (FTP has no limit of its own).
+ * `bandwidth_limit` (FTP has no limit of its own). `onStall`: see `sayStalledUpload`.
  */
 export async function uploadDelivery(
   client: Client,
@@ -128,6 +128,7 @@ export async function uploadDelivery(
   job: JobConfig,
   throttle: Throttle | null,
   signal: AbortSignal,
+  onStall?: (words: string | null) => void,
 ): Promise<void> {
   const source = openSource(delivery.item);
   const counter = new HashingCounter(job.verify_transfer === "checksum");
@@ -137,7 +138,7 @@ export async function uploadDelivery(
   stream.on("error", (error) => counter.destroy(error));
   const paced = throttle === null ? null : pacedStream(throttle, signal);
   paced?.on("error", (error) => counter.destroy(error));
-  const stopWatching = sayStalledUpload(client, delivery.tempPath);
+  const stopWatching = sayStalledUpload(client, delivery.tempPath, onStall);
   try {
     delivery.uploaded = true;
     // A failed data connection waits for the server's reply: a full disk is told as one.

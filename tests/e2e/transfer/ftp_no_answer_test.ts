@@ -209,3 +209,70 @@ Deno.test("ftp, a job: a server that stops answering shows the job unreachable, 
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("ftp, a job: while the server takes no data of an upload (not given up yet), the job is unreachable, saying which upload; once it reads again, the file arrives and the job is watching", async () => {
+  const server = startSilentFtp({ stallData: true });
+  const root = await Deno.makeTempDir({ prefix: "itx-ftp-stalled-job-" });
+  const watch = join(root, "watch");
+  await Deno.mkdir(watch, { recursive: true });
+  // 24 MiB: more than the loopback connection's buffers hold, so the upload stalls.
+  const bytes = randomBytes(24 * 1024 * 1024);
+  await Deno.writeFile(join(watch, "a.fits"), bytes);
+  const job = server.job({
+    name: "stalled",
+    watch_path: watch,
+    file_patterns: ["*.fits"],
+    stability_window_seconds: 0.2,
+    night_timezone: "UTC",
+    retry_attempts: 3,
+    retry_delay_seconds: 0.1,
+    retry_max_delay_seconds: 0.2,
+    // Far beyond the test: the upload is never given up here.
+    transfer_timeout_seconds: 3600,
+  });
+  const logs = await captureLogs();
+  const ledger = Ledger.open(join(root, "state"));
+  const runner = new JobRunner(job, ledger, new FtpTransport(job, { replyWaitMs: REPLY_WAIT_MS }), {
+    once: false,
+    closedForMs: 50,
+  });
+  const row = () => FileRows.of(ledger, job).get("a.fits");
+  try {
+    await runner.start();
+    await waitFor(
+      () => runner.snapshot().state !== "watching",
+      60_000,
+      "the job's state to change",
+    );
+    const snapshot = runner.snapshot();
+    assert.equal(snapshot.state, "unreachable", snapshot.reason ?? "");
+    assert.match(
+      snapshot.reason ?? "",
+      new RegExp(
+        `^FTP server anonymous@127\\.0\\.0\\.1:${server.port} takes no data of ` +
+          "/dest/\\d{8}/\\S+/a\\.fits \\(none for 1\\.5 s\\): the upload waits for it up to " +
+          "3600 s \\(transfer_timeout_seconds\\)",
+      ),
+    );
+    // Still the one upload, not given up: nothing failed.
+    assert.deepEqual(snapshot.inFlight.map((file) => file.relPath), ["a.fits"]);
+    assert.equal(row()?.state, "transferring");
+    assert.equal(server.received.filter((c) => c.startsWith("STOR ")).length, 1, "one upload");
+    const lines = logs.records.map((record) => record.message.map(String).join(""));
+    assert.ok(!lines.some((line) => /does not answer|Failed to transfer/.test(line)), "no failure");
+
+    server.readAgain();
+    await waitFor(() => row()?.state === "done", 60_000, "the file to arrive");
+    assert.equal(runner.snapshot().state, "watching", runner.snapshot().reason ?? "");
+    const arrived = [...server.files.keys()];
+    assert.equal(arrived.length, 1, arrived.join(", "));
+    assert.match(arrived[0], /^\/dest\/\d{8}\/a\.fits$/);
+    assert.deepEqual(server.files.get(arrived[0]), bytes);
+  } finally {
+    await runner.stop();
+    ledger.close();
+    await logs.stop();
+    await server.stop();
+    await Deno.remove(root, { recursive: true });
+  }
+});

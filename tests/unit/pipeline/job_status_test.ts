@@ -181,3 +181,31 @@ Deno.test("job status: a reload while the destination is full keeps since when i
   after.failed("b.fits", "retry-later", noRoom, false);
   assert.ok(after.state(true).since > full.since);
 });
+
+Deno.test("job status: an upload the server takes no data of makes the job unreachable while it lasts; given up, since the stall began", async () => {
+  const stall =
+    "FTP server obs@archive:21 takes no data of /data/20240315/x/a.fits (none for 60 s)";
+  const status = new JobStatus("cam", "ftp");
+  status.sent("z.fits", "20240315/z.fits", 10);
+  status.stalledUpload = stall;
+  const stalled = status.state(false);
+  assert.deepEqual([stalled.state, stalled.reason], ["unreachable", stall]);
+  // The server reads again: the job is watching.
+  status.stalledUpload = null;
+  assert.equal(status.state(false).state, "watching");
+
+  // Stalled again, then given up: unreachable since the stall, with the failure's words.
+  while (Date.now() <= stalled.since) await new Promise((r) => setTimeout(r, 1));
+  status.stalledUpload = stall;
+  const again = status.state(false);
+  assert.ok(again.since > stalled.since);
+  while (Date.now() <= again.since) await new Promise((r) => setTimeout(r, 1));
+  status.stalledUpload = null;
+  const gaveUp = "FTP server obs@archive:21 does not answer: STOR … made no progress for 300 s";
+  status.failed("a.fits", "retry", gaveUp, false, "connection");
+  assert.deepEqual(status.state(false), {
+    state: "unreachable",
+    since: again.since,
+    reason: gaveUp,
+  });
+});
