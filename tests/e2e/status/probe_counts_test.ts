@@ -1,9 +1,10 @@
 /**
- * What `/metrics` counts while a job's destination has no room: a file refused unsent (the room
- * measured is too small) is no failed attempt, so `image_transfer_failures_total` stays at 0
- * however long the pause lasts, while `image_transfer_probes_total` counts the pause's probes. A
- * real daemon sends to a local folder whose disk never has the room `min_free_space` keeps; its
- * exposition passes `promtool check metrics`.
+ * What `/metrics` counts while a job's destination holds it. With no room, a file refused unsent
+ * (the room measured is too small) is no failed attempt, so `image_transfer_failures_total` stays
+ * at 0 however long the pause lasts, while `image_transfer_probes_total` counts the pause's
+ * probes: a real daemon sends to a local folder whose disk never has the room `min_free_space`
+ * keeps; its exposition passes `promtool check metrics`. With the host down (a real sshd
+ * stopped), each probe tries one file, which is one failed attempt: no more.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -11,13 +12,17 @@ import { runProgram, startCli } from "../../helpers/cli.ts";
 import { existsSync, randomBytes, waitFor } from "../../helpers/files.ts";
 import { freePort } from "../../helpers/net.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
+import { startSshDaemon } from "../../helpers/sshd.ts";
 import { getJson } from "../../helpers/status.ts";
 
 /** The job's `image_transfer_*` samples (`name{labels after method}` → value). */
-function series(text: string): Map<string, number> {
+function series(text: string, method = "local"): Map<string, number> {
   const values = new Map<string, number>();
+  const sample = new RegExp(
+    `^(image_transfer_\\w+)\\{job="default",method="${method}"(.*)\\} (\\S+)$`,
+  );
   for (const line of text.split("\n")) {
-    const match = /^(image_transfer_\w+)\{job="default",method="local"(.*)\} (\S+)$/.exec(line);
+    const match = sample.exec(line);
     if (match) values.set(match[1] + match[2], Number(match[3]));
   }
   return values;
@@ -69,4 +74,28 @@ Deno.test("metrics: files refused unsent for want of room are no failed attempts
   } finally {
     await daemon.stop();
   }
+});
+
+Deno.test("metrics: while the host cannot be reached, each probe tries one file: one failed attempt each, no more", async () => {
+  const port = freePort();
+  const base = `http://127.0.0.1:${port}`;
+  await using running = await startSshDaemon("scp", `127.0.0.1:${port}`);
+  const { sshd, box, daemon } = running;
+  await daemon.waitForOutput("Watching");
+  await sshd.halt();
+  await Deno.writeFile(join(box.watch, "a.fits"), randomBytes(4000));
+  const metrics = async () => series(await (await fetch(`${base}/metrics`)).text(), "scp");
+  // The first probe comes after retry_delay_seconds, the second 15 s later.
+  await waitFor(
+    async () => ((await metrics()).get("image_transfer_probes_total") ?? 0) >= 2,
+    120_000,
+    "two probes",
+  );
+  const values = await metrics();
+  const probes = values.get("image_transfer_probes_total")!;
+  // The attempt that found the host down, then one per probe (the last may not have ended yet).
+  const failed = failures(values);
+  assert.ok(failed === probes || failed === probes + 1, `${failed} failures, ${probes} probes`);
+  const [job] = (await getJson<{ jobs: Array<{ state: string }> }>(base, "/api/status")).jobs;
+  assert.equal(job.state, "unreachable");
 });
