@@ -3,9 +3,10 @@
  * cleanly by SIGINT/SIGTERM, its config reloaded by SIGHUP (not on Windows).
  *
  * A reload validates the file first and keeps the running config if it is
- * wrong. A valid one replaces the jobs: the old runners stop (transfers in
- * flight are aborted and resumed by the new runners from the ledger), then the
- * new ones start. One generation of runners is a {@linkcode RunningJobs}.
+ * wrong. A valid one replaces the jobs it changes: their runners stop
+ * (transfers in flight are aborted and resumed by the new runners from the
+ * ledger), then the new ones start; a job whose settings are the same goes on
+ * untouched. One generation of runners is a {@linkcode RunningJobs}.
  *
  * @module
  */
@@ -210,7 +211,8 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
         );
         if (!next) continue;
         // The replaced jobs' hooks run on (with the old config), and end at the stop.
-        finishingHooks.push(...await jobs.stop(total, true, next));
+        const { finishing, untouched } = await jobs.stop(total, true, next);
+        finishingHooks.push(...finishing);
         const previous = current;
         current = next;
         jobs = start(next, jobs);
@@ -223,6 +225,11 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
         const changes = reloadChanges(previous, next);
         if (changes.length === 0) log.info("Reload: nothing changed in the config", {});
         for (const change of changes) log.info("Reload: {change}", { change });
+        if (untouched.length > 0) {
+          log.info("Reload: job(s) {jobs} go on untouched (their settings are the same)", {
+            jobs: untouched.join(", "),
+          });
+        }
       }
       log.info("Stopping: finishing the ledger, removing temporary files", {});
     }

@@ -41,6 +41,11 @@ function changedKeys(before: object, after: object, skip?: Set<string>): string[
   return changes;
 }
 
+/** Whether a job's settings are all the same in `before` and `after` (it goes on untouched). */
+export function sameJobSettings(before: JobConfig, after: JobConfig): boolean {
+  return changedKeys(before, after).length === 0;
+}
+
 /** Where a job sends, in a few words. */
 function route(job: JobConfig): string {
   const host = job.remote_host

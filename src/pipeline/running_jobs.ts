@@ -1,10 +1,12 @@
 /**
- * One generation of job runners: the jobs of one config, started together
- * and stopped together. A reload (SIGHUP) stops one generation and starts
- * the next; a job that keeps its name goes on in the next one with what its
- * picture showed (this run's counts, the rate, a pause from the page: see
- * `JobStatus.continueFrom`), counted once in the daemon's totals; a job renamed
- * in the config takes over its former name's rows first (`job_names.ts`).
+ * One generation of job runners: the jobs of one config. A reload (SIGHUP)
+ * stops the jobs it changed or removed and starts the next generation: a job
+ * whose settings are all the same goes on in it untouched (its transfers in
+ * flight, its hooks and scheduled commands run on); a changed job that keeps
+ * its name starts again with what its picture showed (this run's counts, the
+ * rate, a pause from the page: see `JobStatus.continueFrom`), counted once in
+ * the daemon's totals; a job renamed in the config takes over its former
+ * name's rows first (`job_names.ts`).
  *
  * @module
  */
@@ -18,6 +20,18 @@ import type { JobSummary } from "../status/job_status.ts";
 import type { createTransport } from "../transfer/transport.ts";
 import type { FinishingHooks } from "./hooks.ts";
 import { JobRunner } from "./job_runner.ts";
+import { sameJobSettings } from "./reload_changes.ts";
+
+/** A runner and its start, handed from one generation to the next. */
+interface Started {
+  runner: JobRunner;
+  started: Promise<void>;
+}
+
+/** The generation whose runners report their pauses (the latest: they go on across reloads). */
+interface PauseRoute {
+  current: RunningJobs;
+}
 
 /** One generation of job runners: the jobs of one config. */
 export class RunningJobs {
@@ -25,14 +39,21 @@ export class RunningJobs {
   /** Resolves when every runner has started; rejects when one could not. */
   readonly started: Promise<void>;
   #stopped = false;
+  #onPaused: (paused: Record<string, JobPause>) => void;
+  #route: PauseRoute;
+  /** The runners that go on into the next generation untouched, by job name (see `stop`). */
+  #goingOn = new Map<string, Started>();
+  #starts: Started[];
 
   /** Jobs paused because their destination is full. */
   #paused: Record<string, JobPause> = {};
+  /** The pauses of the jobs started again, each until its runner's first report. */
+  #before: Record<string, JobPause> = {};
 
   /**
-   * Create a runner per job of `config` and start them.
+   * Create a runner per job of `config` and start them (a runner `previous` hands over as it is).
    * @param onPaused told the jobs paused because their destination is full, at every change
-   * @param previous the generation these runners replace (stopped with `config`'s job names)
+   * @param previous the generation these runners replace (stopped with `config`)
    */
   constructor(
     config: Config,
@@ -42,9 +63,15 @@ export class RunningJobs {
     onPaused: (paused: Record<string, JobPause>) => void,
     previous?: RunningJobs,
   ) {
+    this.#onPaused = onPaused;
+    this.#route = previous ? previous.#route : { current: this };
+    this.#route.current = this;
+    const kept = previous ? previous.#goingOn : new Map<string, Started>();
+    for (const [name, pause] of Object.entries(previous ? previous.#paused : {})) {
+      if (kept.has(name)) this.#paused[name] = pause;
+      else this.#before[name] = pause;
+    }
     onPaused(this.#paused);
-    // A pause the last generation reported: one of the same kind goes on since it began.
-    const before: Record<string, JobPause> = previous ? { ...previous.#paused } : {};
     for (const { from, to, rows } of carryOverRenamedJobs(ledger, config.jobs)) {
       logger("daemon").info(
         "Job {to} was named {from} before (same watch folder and destination): its {rows} " +
@@ -52,28 +79,39 @@ export class RunningJobs {
         { from, to, rows },
       );
     }
-    this.runners = config.jobs.map((job) =>
-      new JobRunner(job, ledger, transport(job), {
+    const route = this.#route;
+    const runners = config.jobs.map((job) =>
+      kept.get(job.name)?.runner ?? new JobRunner(job, ledger, transport(job), {
         ...options,
-        replaces: previous?.runners.find((runner) => runner.job.name === job.name),
-        onPauseChange: (pause) => {
-          // Only the runner's first report can go on from the last generation's pause.
-          const was = before[job.name];
-          delete before[job.name];
-          if (pause) {
-            this.#paused[job.name] = was?.state === pause.state
-              ? { ...pause, since: was.since }
-              : pause;
-          } else delete this.#paused[job.name];
-          if (!this.#stopped) onPaused(this.#paused);
-        },
+        replaces: previous?.runners.find((r) => r.job.name === job.name),
+        // Told the generation the runner is in now (it may go on through reloads).
+        onPauseChange: (pause) => route.current.#pauseChanged(job.name, runner, pause),
       })
     );
-    this.started = Promise.all(this.runners.map((r) => r.start())).then(() => {}, (error) => {
-      // A runner stopped by a reload may fail on its way out: not a reason to exit.
-      if (this.#stopped) return new Promise<never>(() => {});
-      throw error;
-    });
+    // Each runner's own callback above finds it here by its job's name.
+    const runner = (name: string) => runners.find((r) => r.job.name === name)!;
+    this.runners = runners;
+    this.#starts = runners.map((r) => kept.get(r.job.name) ?? { runner: r, started: r.start() });
+    this.started = Promise.all(this.#starts.map(({ started }) => started)).then(
+      () => {},
+      (error) => {
+        // A runner stopped by a reload may fail on its way out: not a reason to exit.
+        if (this.#stopped) return new Promise<never>(() => {});
+        throw error;
+      },
+    );
+  }
+
+  /** `runner` reports its job paused (or not) because its destination is full. */
+  #pauseChanged(name: string, runner: (name: string) => JobRunner, pause: JobPause | null): void {
+    if (this.#stopped || !this.runners.includes(runner(name))) return; // Stopped by a reload.
+    // Only a started again runner's first report can go on from the last generation's pause.
+    const was = this.#before[name];
+    delete this.#before[name];
+    if (pause) {
+      this.#paused[name] = was?.state === pause.state ? { ...pause, since: was.since } : pause;
+    } else delete this.#paused[name];
+    this.#onPaused(this.#paused);
   }
 
   /** Never resolves; rejects when a runner could not start. */
@@ -87,21 +125,36 @@ export class RunningJobs {
   }
 
   /**
-   * Stop every runner, add what they did to `total` (once); `reloading`: see
-   * `JobRunner.stop`, and `next` is the config that replaces them: its jobs go
-   * on from these runners' counts, so they are added to `total` by the next
-   * generation.
+   * Stop the runners, add what they did to `total` (once). With `next` (a reload: see
+   * `JobRunner.stop` for `reloading`), the config that replaces them: a job whose settings are
+   * all the same there is not stopped but handed to the next generation as it is; the others
+   * that keep their name go on from these runners' counts, so they are added to `total` by the
+   * next generation. Returns the hooks that run on, and the names of the jobs that go on.
    */
-  async stop(total: JobSummary, reloading = false, next?: Config): Promise<FinishingHooks[]> {
-    if (this.#stopped) return [];
+  async stop(
+    total: JobSummary,
+    reloading = false,
+    next?: Config,
+  ): Promise<{ finishing: FinishingHooks[]; untouched: string[] }> {
+    if (this.#stopped) return { finishing: [], untouched: [] };
     this.#stopped = true;
-    const finishing = await Promise.all(this.runners.map((r) => r.stop(reloading)));
-    const goOn = new Set(next?.jobs.map((job) => job.name));
-    for (const r of this.runners) {
-      if (goOn.has(r.job.name)) continue;
+    const after = new Map(next?.jobs.map((job) => [job.name, job]));
+    const stopping: JobRunner[] = [];
+    for (const started of this.#starts) {
+      const job = after.get(started.runner.job.name);
+      if (reloading && job && sameJobSettings(started.runner.job, job)) {
+        this.#goingOn.set(job.name, started);
+      } else stopping.push(started.runner);
+    }
+    const finishing = await Promise.all(stopping.map((r) => r.stop(reloading)));
+    for (const r of stopping) {
+      if (after.has(r.job.name)) continue;
       total.sent += r.summary.sent;
       total.failed += r.summary.failed;
     }
-    return finishing.filter((hooks) => hooks !== null);
+    return {
+      finishing: finishing.filter((hooks) => hooks !== null),
+      untouched: [...this.#goingOn.keys()],
+    };
   }
 }

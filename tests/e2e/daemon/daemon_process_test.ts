@@ -428,20 +428,27 @@ Deno.test("status after a refused reload says so, and names a job the daemon doe
   }
 });
 
-Deno.test("SIGHUP in the middle of a copy: the copy is aborted and resumed, whole", async () => {
-  await using box = await cliSandbox({ verify_transfer: "checksum" });
-  const big = join(box.watch, "big.fits");
+/** A 200 MiB FITS-named file of random bytes in `watch`, dated like the sandbox's files. */
+async function bigFile(watch: string, name: string): Promise<string> {
+  const big = join(watch, name);
   {
     using file = await Deno.open(big, { write: true, create: true });
     const chunk = randomBytes(1024 * 1024);
     for (let i = 0; i < 200; i++) await file.write(chunk);
   }
   await Deno.utime(big, noon, noon);
+  return big;
+}
+
+Deno.test("SIGHUP that changes the job in the middle of a copy: the copy is aborted and resumed, whole", async () => {
+  await using box = await cliSandbox({ verify_transfer: "checksum" });
+  const big = await bigFile(box.watch, "big.fits");
   const daemon = startCli(["run", "-c", box.config], { env: box.env });
   try {
     await waitFor(async () => (await listFiles(box.dest).catch(() => [])).length > 0, 30_000);
+    await box.rewrite({ verify_transfer: "checksum", retry_attempts: 7 });
     daemon.process.kill("SIGHUP");
-    await daemon.waitForOutput("Reloaded");
+    await daemon.waitForOutput("Reload: job default: retry_attempts 3 -> 7");
     await daemon.waitForOutput("Successfully transferred", 120_000);
     // The new runner took over the copy the old one had started.
     assert.match(
@@ -454,6 +461,45 @@ Deno.test("SIGHUP in the middle of a copy: the copy is aborted and resumed, whol
   }
   assert.deepEqual(await listFiles(box.dest), ["20240502/big.fits"]);
   assert.equal(await sha256OfFile(join(box.dest, "20240502/big.fits")), await sha256OfFile(big));
+});
+
+Deno.test("SIGHUP that leaves a job's settings as they are (a log rotation's, another job edited): its copy in flight goes on, not aborted", async () => {
+  await using box = await cliSandbox({ name: "cam", verify_transfer: "checksum" });
+  const watch2 = join(box.root, "watch2");
+  const dest2 = join(box.root, "dest2");
+  await Deno.mkdir(watch2);
+  const cam = { name: "cam", verify_transfer: "checksum", bandwidth_limit: "40MiB/s" };
+  await box.rewrite({ jobs: [cam] });
+  const big = await bigFile(box.watch, "big.fits");
+  const daemon = startCli(["run", "-c", box.config], { env: box.env });
+  try {
+    await waitFor(async () => (await listFiles(box.dest).catch(() => [])).length > 0, 30_000);
+    // Nothing changed: the job goes on.
+    daemon.process.kill("SIGHUP");
+    await daemon.waitForOutput("Reload: job(s) cam go on untouched");
+    // Another job added: the first goes on all the same, and the new one starts.
+    await box.rewrite({
+      jobs: [cam, { name: "second", watch_path: watch2, remote_base_path: dest2 }],
+    });
+    daemon.process.kill("SIGHUP");
+    await daemon.waitForOutput(`Reload: job second added (${watch2} -> ${dest2} (local))`);
+    await daemon.waitForOutput(`Watching ${watch2} for job second`);
+    assert.equal(daemon.stderr().split("go on untouched").length, 3, daemon.stderr());
+    const other = await drop(watch2, "other.fits");
+    await arrives(dest2, "other.fits", other);
+    await daemon.waitForOutput(`Successfully transferred ${big}`, 120_000);
+    // The copy was never interrupted: not taken up again, not resumed, sent once.
+    assert.doesNotMatch(daemon.stderr(), /Taking up|interrupted|Resuming/);
+    assert.equal(daemon.stderr().split("Successfully transferred").length, 3, daemon.stderr());
+  } finally {
+    assert.equal((await daemon.stop()).code, 0, daemon.stderr());
+  }
+  assert.deepEqual(await listFiles(box.dest), ["20240502/big.fits"]);
+  assert.equal(await sha256OfFile(join(box.dest, "20240502/big.fits")), await sha256OfFile(big));
+  assert.match(
+    await Deno.readTextFile(box.logFile),
+    /Stopped: 2 file\(s\) sent, 0 failed in this run/,
+  );
 });
 
 Deno.test("run --once (and --dry-run) with a missing watch folder: exit 4, and the reason is in the log file", async () => {

@@ -44,7 +44,7 @@ Deno.test("status: a job paused for a destination that cannot be reached is one 
   );
 });
 
-Deno.test("status: a reload (SIGHUP) while the destination cannot be reached keeps since when it could not be reached", async () => {
+Deno.test("status: a reload (SIGHUP) that changes the job while the destination cannot be reached keeps since when it could not be reached", async () => {
   await using running = await startSshDaemon("rsync", `127.0.0.1:${freePort()}`);
   const { sshd, box, daemon } = running;
   // The live line's and the ledger line's "since", as `status` prints them.
@@ -70,8 +70,10 @@ Deno.test("status: a reload (SIGHUP) while the destination cannot be reached kee
   const outage = Date.now();
   await waitFor(() => Date.now() - outage > 1100, LEAST_CEILING_MS, "a later second");
   const refused = refusals();
+  // A changed setting: the job starts again (one that did not change goes on as it is).
+  await Deno.writeTextFile(box.config, "retry_attempts: 4\n", { append: true });
   daemon.process.kill("SIGHUP");
-  await daemon.waitForOutput("Reloaded");
+  await daemon.waitForOutput("Reload: job default: retry_attempts 3 -> 4");
   // The next runner tried the file itself and found the destination still down.
   await waitFor(() => refusals() > refused, LEAST_CEILING_MS, "the next runner's refusal");
   let after = await sinces();
@@ -81,6 +83,20 @@ Deno.test("status: a reload (SIGHUP) while the destination cannot be reached kee
     "status after the reload",
   );
   assert.deepEqual([after.live, after.paused], [before.live, before.paused], after.stdout);
+  // A reload that changes nothing: the job goes on as it is, and so does what status says of it.
+  daemon.process.kill("SIGHUP");
+  await daemon.waitForOutput("Reload: job(s) default go on untouched");
+  let untouched = await sinces();
+  await waitFor(
+    async () => (untouched = await sinces()).live !== undefined && untouched.paused !== undefined,
+    LEAST_CEILING_MS,
+    "status after the reload that changed nothing",
+  );
+  assert.deepEqual(
+    [untouched.live, untouched.paused],
+    [before.live, before.paused],
+    untouched.stdout,
+  );
 
   await sshd.restart();
   await daemon.waitForOutput("Successfully transferred");
