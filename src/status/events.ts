@@ -14,7 +14,8 @@ export type TransferEvent =
     job: string;
     method: string;
     relPaths: string[];
-    /** The batch is a paused job's probe: one file tried to see whether the destination takes files again. */
+    /** The batch is a paused job's probe: one file tried, to see whether its destination takes
+     * files again. */
     probe: boolean;
     at: number;
   }

@@ -12,8 +12,9 @@ import { type FreeSpace, FreeSpaceGauge } from "./free_space_gauge.ts";
 
 /**
  * Where a job stands, as a person would say it: `unreachable` when the host or the connection
- * fails, or while an upload waits on a server that takes none of its data, `failing` when every attempt fails for another reason, `full` when the destination has
- * no room, `ledger_error` when the daemon cannot record what it sent (nothing new is sent then).
+ * fails, or while an upload waits on a server that takes none of its data, `failing` when every
+ * attempt fails for another reason, `full` when the destination has no room, `ledger_error` when
+ * the daemon cannot record what it sent (nothing new is sent then).
  */
 export const JOB_STATES = [
   "watching",
