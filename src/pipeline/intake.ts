@@ -21,7 +21,7 @@ import {
   StabilityChecker,
   type StableFile,
 } from "../watch/stability.ts";
-import { type FileVersion, sameVersion, versionOf } from "../watch/file_version.ts";
+import { type FileVersion, isFileAt, sameVersion, versionOf } from "../watch/file_version.ts";
 import { createFileFilter } from "../watch/file_filter.ts";
 import type { FoundFile } from "../watch/scan.ts";
 import type { ScanFound } from "../watch/watch_session.ts";
@@ -266,17 +266,22 @@ export class Intake {
 
   /**
    * A file under observation disappeared, a folder took its name (scanned as new), or a link the
-   * job does not send (`refused`: why): its pending row goes, and the copy kept to continue it.
+   * job does not send (`refused`: why): its pending row goes, and the copy kept to continue it; a
+   * file under its name again by then (not a refused link) is observed instead.
    */
   async #gone(path: string, refused?: string): Promise<void> {
     const { job, table, transport } = this.#context;
     const rel = relativeTo(job.watch_path, path);
-    // Read at once: the checker tells a file gone before its observation (and record) goes.
-    const renamedTo = rel === null ? undefined : table.record(rel)?.renamedTo;
+    // Read at once (the checker tells a file gone before its record goes): this file's record.
+    const seen = rel === null ? undefined : table.record(rel);
+    const { renamedTo } = seen ?? {}, complete = seen !== undefined && seen.phase !== "observing";
     if (this.#context.stopping()) return;
     const folder = await this.#context.scanIfFolder(path);
-    // Its observation is over: a record left is of a file found complete before.
-    const complete = rel !== null && table.record(rel) !== undefined;
+    // A file under its name again (written anew, or moved in, meanwhile) is not dropped: observed.
+    if (refused === undefined && rel !== null && isFileAt(path)) {
+      if (!this.#checker.has(path)) this.activity(path, rel, "changed");
+      return this.#context.onSettled();
+    }
     const row = rel === null ? undefined : table.rows.get(rel);
     const failed = rel !== null && row?.state === "failed";
     // Gone after it arrived (a local copy reads on from the file it opened): not before it was.
@@ -308,11 +313,7 @@ export class Intake {
       job,
       { path, relPath: rel, mtimeMs: version.mtimeMs },
       new Date(),
-      (reason) =>
-        this.#log.warn("{reason}", {
-          path,
-          reason,
-        }),
+      (reason) => this.#log.warn("{reason}", { path, reason }),
       (folder, message) => {
         if (this.#saidAhead.has(folder)) return;
         this.#saidAhead.add(folder);

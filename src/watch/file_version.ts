@@ -39,3 +39,12 @@ export function statVersion(path: string): FileVersion | null {
     return null;
   }
 }
+
+/** Whether a file is at `path` now (synchronous stat, through a link, as the checker reads files). */
+export function isFileAt(path: string): boolean {
+  try {
+    return Deno.statSync(path).isFile;
+  } catch {
+    return false;
+  }
+}

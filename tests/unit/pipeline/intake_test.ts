@@ -1,21 +1,65 @@
 /**
  * The intake over a real ledger and a real watch folder: how files found by
- * scans are taken into observation.
+ * scans are taken into observation, and how a file gone is looked at.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import type { JobConfig } from "../../../src/config/types.ts";
 import { Ledger } from "../../../src/ledger/ledger.ts";
+import { BatchSender } from "../../../src/pipeline/batch_sender.ts";
 import { FileTable } from "../../../src/pipeline/file_table.ts";
-import { Intake } from "../../../src/pipeline/intake.ts";
+import { Intake, type IntakeContext } from "../../../src/pipeline/intake.ts";
 import { LocalTransport } from "../../../src/transfer/local/local.ts";
 import { createFileFilter } from "../../../src/watch/file_filter.ts";
-import { ASTROPY_FITS_DATA } from "../../helpers/fits.ts";
+import { ASTROPY_FITS_DATA, card, imageParts } from "../../helpers/fits.ts";
 import { waitFor } from "../../helpers/files.ts";
 import { localTestJob } from "../../helpers/jobs.ts";
+import { captureLogs } from "../../helpers/log_capture.ts";
+
+/**
+ * The intake of `job` over a real ledger (in `root`) and file table, with the real local
+ * transport; `scanIfFolder` stands for the watch's look whether a folder took a gone file's name.
+ * `queued`: the sizes of the files queued; `settled`: how often the intake said something settled.
+ */
+function openIntake(
+  root: string,
+  job: JobConfig,
+  scanIfFolder: IntakeContext["scanIfFolder"] = () => Promise.resolve(false),
+) {
+  const ledger = Ledger.open(join(root, "state"));
+  const transport = new LocalTransport(job);
+  const state = { queued: [] as number[], settled: 0 };
+  const table = new FileTable({
+    job,
+    ledger,
+    filter: createFileFilter(job),
+    observe: (path, activity) => intake.observe(path, activity),
+    onDue: () => {},
+  });
+  const intake: Intake = new Intake({
+    job,
+    table,
+    once: false,
+    closedForMs: 50,
+    transport,
+    signal: new AbortController().signal,
+    scanIfFolder,
+    stopping: () => false,
+    onQueued: (bytes) => state.queued.push(bytes),
+    onSettled: () => state.settled++,
+    onFailedGone: () => {},
+  });
+  const close = async () => {
+    await intake.close();
+    table.close();
+    await transport.close();
+    ledger.close();
+  };
+  return { ledger, transport, table, intake, state, close };
+}
 
 Deno.test("Intake: a file of a folder moved in that another scan found first is told how it came (astropy's double_ext.fits, NEXTEND larger than its extensions, goes without waiting the grace)", async () => {
   const root = await Deno.makeTempDir({ prefix: "itx-intake-" });
-  const ledger = Ledger.open(join(root, "state"));
   const job = localTestJob(root, {
     stability_window_seconds: 0.2,
     fits_incomplete_grace_seconds: 3600,
@@ -24,27 +68,7 @@ Deno.test("Intake: a file of a folder moved in that another scan found first is 
   const file = { path: join(job.watch_path, "night1", "double_ext.fits"), relPath: "" };
   file.relPath = "night1/double_ext.fits";
   await Deno.copyFile(join(ASTROPY_FITS_DATA, "double_ext.fits"), file.path);
-  const queued: number[] = [];
-  const table = new FileTable({
-    job,
-    ledger,
-    filter: createFileFilter(job),
-    observe: (path) => intake.observe(path),
-    onDue: () => {},
-  });
-  const intake: Intake = new Intake({
-    job,
-    table,
-    once: false,
-    closedForMs: 50,
-    transport: new LocalTransport(job),
-    signal: new AbortController().signal,
-    scanIfFolder: () => Promise.resolve(false),
-    stopping: () => false,
-    onQueued: (bytes) => queued.push(bytes),
-    onSettled: () => {},
-    onFailedGone: () => {},
-  });
+  const { table, intake, state: { queued }, close } = openIntake(root, job);
   try {
     // Found first as any new file is (the re-read of the folder it came into, say) ...
     assert.deepEqual(intake.found([file]), [file]);
@@ -53,9 +77,104 @@ Deno.test("Intake: a file of a folder moved in that another scan found first is 
     await waitFor(() => queued.length > 0, 20_000, "the file queued (not held for the grace)");
     assert.equal(table.rows.get(file.relPath)?.state, "pending");
   } finally {
-    await intake.close();
-    table.close();
-    ledger.close();
+    await close();
     await Deno.remove(root, { recursive: true });
   }
+});
+
+/**
+ * `frame.fits` goes while the intake observes it (`observe`: made and observed, not complete;
+ * then deleted, and its removal told) and is back under its name (`comeBack`: the new bytes put
+ * there, and told as the watch tells them) while the intake looks whether a folder took it: the
+ * file back keeps its record (nothing is said dropped), is found complete, and arrives whole.
+ */
+async function backWhileLooked(
+  observe: (at: string, opened: ReturnType<typeof openIntake>) => Promise<void>,
+  comeBack: (at: string, bytes: Uint8Array, intake: Intake) => Promise<void>,
+): Promise<void> {
+  const root = await Deno.makeTempDir({ prefix: "itx-intake-" });
+  // A complete FITS file goes once closed; its header alone waits for the rest (an hour).
+  const job = localTestJob(root, {
+    file_patterns: ["*.fits"],
+    fits_incomplete_grace_seconds: 3600,
+  });
+  await Deno.mkdir(job.watch_path, { recursive: true });
+  const at = join(job.watch_path, "frame.fits");
+  const { header, data } = imageParts(120, 80, [card("OBJECT", "back")]);
+  const back = new Uint8Array([...header, ...data]);
+  let looked = -1; // How often the intake had said something settled when the file was back.
+  const opened = openIntake(root, job, async (path) => {
+    if (path !== at || looked >= 0) return false;
+    await comeBack(at, back, opened.intake);
+    looked = opened.state.settled;
+    return false;
+  });
+  const { table, intake, state } = opened;
+  const logs = await captureLogs();
+  try {
+    await observe(at, opened);
+    const queued = state.queued.length;
+    await Deno.remove(at);
+    intake.activity(at, "frame.fits", "removed");
+    await waitFor(() => looked >= 0 && state.settled > looked, 20_000, "the look settled");
+    assert.deepEqual(logs.records.filter((r) => String(r.rawMessage).startsWith("Dropped")), []);
+    assert.ok(table.record("frame.fits"), "the file back keeps its record");
+    await waitFor(() => state.queued.length > queued, 20_000, "the file back queued");
+    assert.equal(state.queued.at(-1), back.length);
+    const sender = new BatchSender({
+      job,
+      table,
+      transport: opened.transport,
+      signal: new AbortController().signal,
+      observe: () => {},
+      onSent: () => {},
+      onRecognised: () => {},
+      onGaveUp: () => {},
+      pauseWhenUnavailable: false,
+      onHold: () => {},
+    });
+    assert.equal(await sender.send(table.takeBatch(16)), 1);
+    const row = table.rows.get("frame.fits");
+    assert.equal(row?.state, "done");
+    assert.deepEqual(await Deno.readFile(join(job.remote_base_path, row.destination)), back);
+  } finally {
+    await logs.stop();
+    await opened.close();
+    await Deno.remove(root, { recursive: true });
+  }
+}
+
+Deno.test("Intake: a file written anew under the name of one deleted before it was complete, while the intake looked whether a folder took that name, is kept and sent", async () => {
+  await backWhileLooked(
+    async (at, { intake }) => {
+      await Deno.writeFile(at, imageParts(100, 100).header);
+      intake.activity(at, "frame.fits", "written");
+    },
+    async (at, bytes, intake) => {
+      await Deno.writeFile(at, bytes);
+      intake.activity(at, "frame.fits", "closed");
+    },
+  );
+});
+
+Deno.test("Intake: a file moved in under the name of one found complete before and gone, while the intake looked whether a folder took that name, is kept and sent", async () => {
+  await backWhileLooked(
+    async (at, { intake, table, state }) => {
+      // Found complete and queued (nothing sends here), then written again: observed again.
+      const { header, data } = imageParts(100, 100);
+      await Deno.writeFile(at, new Uint8Array([...header, ...data]));
+      intake.activity(at, "frame.fits", "closed");
+      await waitFor(() => state.queued.length === 1, 20_000, "the first file queued");
+      await Deno.writeFile(at, header);
+      intake.activity(at, "frame.fits", "written");
+      assert.equal(table.record("frame.fits")?.phase, "queued");
+      assert.equal(table.rows.get("frame.fits")?.state, "pending");
+    },
+    async (at, bytes, intake) => {
+      const beside = join(at, "..", "..", "frame.fits");
+      await Deno.writeFile(beside, bytes);
+      await Deno.rename(beside, at);
+      intake.activity(at, "frame.fits", "moved");
+    },
+  );
 });
