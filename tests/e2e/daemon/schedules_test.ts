@@ -8,13 +8,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { testJob } from "../../helpers/jobs.ts";
 import type { JobConfig } from "../../../src/config/types.ts";
-import {
-  JobSchedules,
-  nextCronRun,
-  pausedAt,
-  writeNightReport,
-  zonedTime,
-} from "../../../src/pipeline/schedules.ts";
+import { JobSchedules, nextCronRun, pausedAt, zonedTime } from "../../../src/pipeline/schedules.ts";
+import { writeNightReport } from "../../../src/pipeline/night_report.ts";
 import { FileRows } from "../../../src/ledger/file_rows.ts";
 import { Ledger } from "../../../src/ledger/ledger.ts";
 import { captureLogs } from "../../helpers/log_capture.ts";
