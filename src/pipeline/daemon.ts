@@ -210,7 +210,8 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
           (stateDir) => lock.pointFrom(stateDir),
         );
         if (!next) continue;
-        // The replaced jobs' hooks run on (with the old config), and end at the stop.
+        // The replaced jobs' hooks and scheduled commands run on (with the old config), and end
+        // at the stop.
         const { finishing, untouched } = await jobs.stop(total, true, next);
         finishingHooks.push(...finishing);
         const previous = current;

@@ -97,8 +97,9 @@ export function hookEnvironment(
 
 /**
  * The hooks of a job a reload replaced, finishing in the background (waiting
- * ones run, each within its timeout); `abort` ends them as a stop does, and
- * `finished` settles after it (the tally is said then).
+ * ones run, each within its timeout), with its scheduled commands still
+ * running; `abort` ends them as a stop does, and `finished` settles after it
+ * (the tally is said then).
  */
 export interface FinishingHooks {
   finished: Promise<void>;

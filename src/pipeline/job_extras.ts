@@ -169,18 +169,24 @@ export class JobExtras {
   }
 
   /**
-   * Stop the schedules (killing a scheduled command), then the hooks and the
-   * clean-up: with `once` what they were called for runs first; a stopping
-   * daemon kills running hooks and drops waiting ones. With `reloading` (the
-   * job is replaced by a reload) the hooks finish in the background instead:
-   * returned, for the daemon to end at its stop.
+   * Stop the schedules, then the hooks and the clean-up: with `once` what they
+   * were called for runs first; a stopping daemon kills running hooks and
+   * scheduled commands and drops waiting hooks. With `reloading` (the job is
+   * replaced by a reload) the hooks and the scheduled commands still running
+   * finish in the background instead: returned, for the daemon to end at its stop.
    */
   async close(reloading = false): Promise<FinishingHooks | null> {
-    await this.#schedules.stop();
+    const commands = await this.#schedules.stop(reloading);
     let finishing: FinishingHooks | null = null;
     if (reloading) {
       const hooks = this.#hooks;
-      finishing = { finished: hooks.close(true, true), abort: () => hooks.abort() };
+      finishing = {
+        finished: Promise.all([hooks.close(true, true), commands?.finished]).then(() => {}),
+        abort: () => {
+          hooks.abort();
+          commands?.abort();
+        },
+      };
     } else {
       await this.#hooks.close(this.#context.once);
     }

@@ -315,10 +315,9 @@ export class JobRunner {
   }
 
   /**
-   * Stop: no new transfers; transfers in flight are aborted (final names
-   * untouched, temporary copies removed or kept to be continued) and resumed
-   * at the next start. `reloading` (a reload replaces the job): its hooks
-   * finish in the background, returned (see `JobExtras.close`).
+   * Stop: no new transfers; transfers in flight are aborted (final names untouched, temporary
+   * copies removed or kept to be continued) and resumed at the next start. `reloading` (a reload
+   * replaces the job): its hooks and scheduled commands finish in the background, returned.
    */
   async stop(reloading = false): Promise<FinishingHooks | null> {
     this.#stopping = true;

@@ -2,7 +2,8 @@
  * A job's `schedules`: at cron times (croner, in a chosen time zone) or
  * intervals, rescan the watch folder, run the user's command, or write a
  * night report. An action still running when its time comes again is skipped
- * (logged), never stacked.
+ * (logged), never stacked. A reload's schedules go on from an entry it leaves
+ * unchanged (see {@linkcode JobSchedules}).
  *
  * @module
  */
@@ -113,24 +114,59 @@ export function pausedAt(job: JobConfig, at: Date): boolean {
 const MAX_TIMER_MS = 2_147_483_647;
 
 /**
- * Call `fn` every `ms` milliseconds, also beyond {@linkcode MAX_TIMER_MS} (`every_seconds` may be
+ * Call `fn` when `due.dueAt` comes (`performance.now()` time), then every `ms` milliseconds,
+ * moving `due.dueAt` on at each call; also beyond {@linkcode MAX_TIMER_MS} (`every_seconds` may be
  * up to a year): a longer wait is made of several timers. Returns what stops it.
  */
-export function repeatEvery(ms: number, fn: () => void): () => void {
-  if (ms <= MAX_TIMER_MS) {
-    const interval = setInterval(fn, ms);
-    return () => clearInterval(interval);
-  }
+export function repeatEvery(ms: number, fn: () => void, due: { dueAt: number }): () => void {
   let timer: ReturnType<typeof setTimeout> | undefined;
-  const wait = (left: number) => {
+  const wait = () => {
+    const left = Math.max(0, due.dueAt - performance.now());
     timer = setTimeout(() => {
-      if (left > MAX_TIMER_MS) return wait(left - MAX_TIMER_MS);
-      wait(ms);
+      if (left > MAX_TIMER_MS) return wait();
+      // Late by more than a period (a stalled event loop): once now, then a period from now.
+      const now = performance.now();
+      due.dueAt = due.dueAt + ms > now ? due.dueAt + ms : now + ms;
+      wait();
       fn();
     }, Math.min(left, MAX_TIMER_MS));
   };
-  wait(ms);
+  wait();
   return () => clearTimeout(timer);
+}
+
+/**
+ * What one entry keeps while the config keeps it: the next schedules of a reload that leaves the
+ * entry as it was (the same keys and values, read in the same time zone) go on from it.
+ */
+interface EntryRecord {
+  /** The entry as written, with its time zone: what tells it unchanged over a reload. */
+  key: string;
+  /** The wall time (ms) since which its cron times are watched (`NaN` until it starts). */
+  since: number;
+  /** The cron time it last acted for (a clock set back does not bring it round again). */
+  actedAt: number;
+  /** `every_seconds`: when it is due next, on the `performance.now()` clock (`NaN` until it starts). */
+  dueAt: number;
+  /** Its action under way (a command may be one started before a reload), or `null`. */
+  running: Promise<void> | null;
+}
+
+/** {@linkcode EntryRecord.key} of `entry` in `job`. */
+function entryKey(entry: ScheduleEntry, job: JobConfig): string {
+  const keys = Object.entries(entry).filter(([, value]) => value !== undefined)
+    .sort(([a], [b]) => a < b ? -1 : 1);
+  // The zone only where it is read: an `every_seconds` entry has none.
+  const zone = entry.cron === undefined ? null : scheduleTimeZone(entry, job) ?? null;
+  return JSON.stringify([keys, zone]);
+}
+
+/** The scheduled commands of schedules a reload replaced, running to their end. */
+export interface FinishingCommands {
+  /** Settles when every one has ended. */
+  finished: Promise<void>;
+  /** Kill them (the daemon stops). */
+  abort(): void;
 }
 
 /** The environment a scheduled command receives. */
@@ -160,27 +196,47 @@ export interface ScheduleContext {
   resume(): boolean;
 }
 
-/** Runs one job's schedules; see the module doc. */
+/**
+ * Runs one job's schedules; see the module doc. A reload's schedules of the same job go on from
+ * these: an entry left unchanged keeps when it acted and is due next (a cron time that passed
+ * during the reload acts as it ends, an `every_seconds` entry keeps its pace), and its command
+ * still running runs to its end, its result logged and counted as usual.
+ */
 export class JobSchedules {
   #context: ScheduleContext;
   #log: Logger;
   #crons: Cron[] = [];
   /** Stops the `every_seconds` timers. */
   #timers: Array<() => void> = [];
-  #busy = new Set<number>();
-  /** The cron time each cron entry last fired for (see {@linkcode JobSchedules.#firstAt}). */
-  #actedAt = new Map<number, number>();
-  /** Aborted on stop: kills the programs still running. */
+  /** One per entry, in the order of the config's entries. */
+  #records: EntryRecord[];
+  /** Aborted when the daemon stops: kills the programs still running. */
   #stopping = new AbortController();
-  #running = new Set<Promise<void>>();
-  /** Actions that failed or could not run, since the daemon started (reloads included). */
-  failures = 0;
+  /** The actions under way, with the entry each is for. */
+  #running = new Map<Promise<void>, { index: number; entry: ScheduleEntry }>();
+  /** Actions that failed or could not run, since the daemon started (shared over reloads). */
+  #tally: { failures: number };
 
-  /** @param replaces the same job's schedules of the config a reload replaced (their count goes on) */
+  /**
+   * @param replaces the same job's schedules of the config a reload replaced (their count and
+   *   the records of the entries left unchanged go on)
+   */
   constructor(context: ScheduleContext, replaces?: JobSchedules) {
     this.#log = jobLogger("schedule", context.job.name);
     this.#context = context;
-    this.failures = replaces?.failures ?? 0;
+    this.#tally = replaces ? replaces.#tally : { failures: 0 };
+    const left = replaces ? [...replaces.#records] : [];
+    this.#records = context.job.schedules.map((entry) => {
+      const key = entryKey(entry, context.job);
+      const kept = left.findIndex((record) => record.key === key);
+      if (kept >= 0) return left.splice(kept, 1)[0];
+      return { key, since: NaN, actedAt: -Infinity, dueAt: NaN, running: null };
+    });
+  }
+
+  /** Actions that failed or could not run, since the daemon started (reloads included). */
+  get failures(): number {
+    return this.#tally.failures;
   }
 
   /**
@@ -203,12 +259,28 @@ export class JobSchedules {
     const { job } = this.#context;
     if (pausesForGood(job)) this.#log.warn(`Schedules of job {job} ${PAUSES_FOR_GOOD}`, {});
     for (const [index, entry] of job.schedules.entries()) {
+      const record = this.#records[index];
+      const kept = !Number.isNaN(record.since);
+      if (!kept) record.since = Date.now();
       const fire = () => this.#fire(index, entry);
       if (entry.cron !== undefined) {
         const once = () => void (this.#firstAt(index, entry) && fire());
         this.#crons.push(new Cron(entry.cron, { timezone: scheduleTimeZone(entry, job) }, once));
+        // Its time came while no timer watched it (the reload stopped one, started the other).
+        const missed = lastCronTime(entry, job, new Date());
+        if (kept && missed !== null && missed >= record.since && missed > record.actedAt) {
+          const at = zonedTime(new Date(missed), scheduleTimeZone(entry, job));
+          const fields = { index, action: entry.action, at };
+          this.#log.info(
+            "Schedule {index} of job {job} ({action}): its time {at} passed during the reload: " +
+              "acting now",
+            fields,
+          );
+          once();
+        }
       } else if (entry.every_seconds !== undefined) {
-        this.#timers.push(repeatEvery(entry.every_seconds * 1000, fire));
+        if (!kept) record.dueAt = performance.now() + entry.every_seconds * 1000;
+        this.#timers.push(repeatEvery(entry.every_seconds * 1000, fire, record));
       }
       const next = nextCronRun(entry, job, new Date());
       const zone = scheduleTimeZone(entry, job);
@@ -216,7 +288,10 @@ export class JobSchedules {
         index,
         action: entry.action,
         when: entry.cron === undefined
-          ? `every ${entry.every_seconds} s`
+          ? `every ${entry.every_seconds} s` +
+            (kept
+              ? `, next in ${Math.max(0, Math.round((record.dueAt - performance.now()) / 1000))} s`
+              : "")
           : `at "${entry.cron}" (${zone ?? "system time zone"}), next ${
             next === null ? "never" : zonedTime(next, zone)
           }`,
@@ -224,23 +299,41 @@ export class JobSchedules {
     }
   }
 
-  /** Stop the timers, kill running commands, wait for actions under way. */
-  async stop(): Promise<void> {
+  /**
+   * Stop the timers and wait for the actions under way. A stopping daemon kills the commands
+   * still running; a reload (`reloading`) lets them run to their end: returned, for the daemon
+   * to end at its stop.
+   */
+  async stop(reloading = false): Promise<FinishingCommands | null> {
     for (const cron of this.#crons) cron.stop();
     for (const stop of this.#timers) stop();
     this.#crons = [];
     this.#timers = [];
-    this.#stopping.abort();
-    await Promise.allSettled([...this.#running]);
+    if (!reloading) this.#stopping.abort();
+    const commands: Promise<void>[] = [];
+    for (const [run, { index, entry }] of this.#running) {
+      if (!reloading || entry.action !== "command") continue;
+      commands.push(run);
+      this.#log.info(
+        "Schedule {index} of job {job}: command {command} still running: the reload lets it end",
+        { index, command: entry.command[0] },
+      );
+    }
+    await Promise.allSettled([...this.#running.keys()].filter((run) => !commands.includes(run)));
+    if (!reloading) return null;
+    // Only what ends them is kept: not these schedules, nor the runner they belonged to.
+    const stopping = this.#stopping;
+    return { finished: Promise.allSettled(commands).then(() => {}), abort: () => stopping.abort() };
   }
 
   /** Whether a cron entry has not acted at its time now (a clock set back brings it round again). */
   #firstAt(index: number, entry: ScheduleEntry): boolean {
+    const record = this.#records[index];
     const at = lastCronTime(entry, this.#context.job, new Date());
-    if (at !== null && at <= (this.#actedAt.get(index) ?? -Infinity)) {
+    if (at !== null && at <= record.actedAt) {
       return this.#skipped(index, entry, "done at this time already (the clock was set back)");
     }
-    if (at !== null) this.#actedAt.set(index, at);
+    if (at !== null) record.actedAt = at;
     return true;
   }
 
@@ -252,20 +345,21 @@ export class JobSchedules {
   }
 
   #fire(index: number, entry: ScheduleEntry): void {
-    if (this.#busy.has(index)) return void this.#skipped(index, entry, "still running");
-    this.#busy.add(index);
+    const record = this.#records[index];
+    if (record.running !== null) return void this.#skipped(index, entry, "still running");
     const run: Promise<void> = this.#act(index, entry).catch((error) => {
-      if (!this.#stopping.signal.aborted) this.failures++;
+      if (!this.#stopping.signal.aborted) this.#tally.failures++;
       this.#log.error("Schedule {index} of job {job} ({action}) failed: {error}", {
         index,
         action: entry.action,
         error: error instanceof Error ? error.message : String(error),
       });
     }).finally(() => {
-      this.#busy.delete(index);
+      if (record.running === run) record.running = null;
       this.#running.delete(run);
     });
-    this.#running.add(run);
+    record.running = run;
+    this.#running.set(run, { index, entry });
   }
 
   async #act(index: number, entry: ScheduleEntry): Promise<void> {
@@ -325,7 +419,7 @@ export class JobSchedules {
         const reason = result.kind === "timed-out"
           ? `killed after ${entry.timeout_seconds ?? 3600} s (timeout_seconds)`
           : result.reason;
-        if (!this.#stopping.signal.aborted) this.failures++;
+        if (!this.#stopping.signal.aborted) this.#tally.failures++;
         this.#log.error(
           `Schedule {index} of job {job}: command {command} failed: {reason}${suffix}`,
           { ...logged, reason },

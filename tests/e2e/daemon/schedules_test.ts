@@ -153,7 +153,7 @@ Deno.test("schedules: a scheduled command's result line names its schedule, as t
   }
 });
 
-Deno.test("schedules: a command that fails or cannot run is counted, one a stop (or reload) ends is not, and the count goes on over a reload", async () => {
+Deno.test("schedules: a command that fails or cannot run is counted, one a stop ends is not, and the count goes on over a reload", async () => {
   const dir = await Deno.makeTempDir({ prefix: "itx-schedule-failures-" });
   const logs = await captureLogs();
   try {
