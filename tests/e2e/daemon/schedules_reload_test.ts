@@ -4,7 +4,8 @@
  * and counted), and an entry the reload leaves unchanged keeps its record: an
  * `every_seconds` entry its pace, a cron entry the time it acted for (a clock
  * set back after the reload does not run it again) and a time that passed
- * while the reload had no timer for it (run as the reload ends).
+ * while the reload had no timer for it (run as the reload ends: a command, a
+ * window's pause).
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -216,6 +217,42 @@ Deno.test("schedules (daemon): a cron time that passes while a reload's job wait
       /Schedule 0 of job default \(command\): its time .* passed during the reload: acting now/,
     );
     assert.equal(await Deno.readTextFile(ran), "ran\n");
+  } finally {
+    const status = await daemon.stop();
+    assert.equal(status.code, 0, daemon.stderr());
+  }
+});
+
+Deno.test("schedules (daemon): a pause time that passes while a reload's job waits to start pauses the job as it starts", async () => {
+  // A transfer window from an hour from now to three hours from now, to the second.
+  const now = Math.ceil(Date.now() / 1000) * 1000;
+  const port = freePort();
+  await using box = await cliSandbox({
+    log_file: "",
+    status_listen: `127.0.0.1:${port}`,
+    schedules: [
+      { cron: cronAt(new Date(now + 3_600_000)), timezone: "UTC", action: "pause" },
+      { cron: cronAt(new Date(now + 3 * 3_600_000)), timezone: "UTC", action: "resume" },
+    ],
+  });
+  const clock = await steppedWallClock(box.root, box.env);
+  const daemon = startCli(["run", "-c", box.config], { env: clock.env });
+  const state = async () =>
+    (await getJson<{ jobs: Array<{ state: string }> }>(`http://127.0.0.1:${port}`, "/api/status"))
+      .jobs[0].state;
+  try {
+    await daemon.waitForOutput("Watching", 60_000);
+    assert.equal(await state(), "watching");
+    // The reload's job waits for its watch folder while the pause time passes: before the fix
+    // the job then sent all through the window (the windows had not changed, so the reload did
+    // not look at them, and the pause's timer started after its time).
+    await Deno.remove(box.watch);
+    daemon.process.kill("SIGHUP");
+    await daemon.waitForOutput("Reloaded ");
+    await clock.step("+3660s");
+    await Deno.mkdir(box.watch);
+    await daemon.waitForOutput("Transfers of job default paused (schedule 0)");
+    assert.equal(await state(), "paused");
   } finally {
     const status = await daemon.stop();
     assert.equal(status.code, 0, daemon.stderr());
