@@ -226,3 +226,19 @@ export function startCli(args: string[], options: CliOptions = {}): RunningCli {
     },
   };
 }
+
+/**
+ * Send SIGHUP to a daemon of one job and wait until its `nth` reload is in force: its job
+ * watching again after each reload that changed it, or gone on untouched.
+ */
+export async function reloadDaemon(daemon: RunningCli, nth: number): Promise<void> {
+  daemon.process.kill("SIGHUP");
+  const count = (text: string) => daemon.stderr().split(text).length - 1;
+  const deadline = Date.now() + ceilingMs(30_000);
+  while (count("Watching ") - 1 + count("go on untouched") < nth) {
+    if (Date.now() > deadline) {
+      throw new Error(`Timed out waiting for reload ${nth}:\n${daemon.stderr()}`);
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}

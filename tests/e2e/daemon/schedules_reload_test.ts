@@ -9,22 +9,12 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { type RunningCli, startCli } from "../../helpers/cli.ts";
+import { reloadDaemon, startCli } from "../../helpers/cli.ts";
 import { existsSync, waitFor } from "../../helpers/files.ts";
 import { freePort } from "../../helpers/net.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
 import { getJson } from "../../helpers/status.ts";
 import { steppedWallClock } from "../../helpers/fake_clock.ts";
-
-/** Send SIGHUP and wait until the `nth` reload's job watches again. */
-async function reload(daemon: RunningCli, nth: number): Promise<void> {
-  daemon.process.kill("SIGHUP");
-  await waitFor(
-    () => daemon.stderr().split("Watching ").length - 1 > nth,
-    30_000,
-    `reload ${nth}`,
-  );
-}
 
 /** Write an executable shell script (a command gets no variable of the test's: paths are in it). */
 async function script(path: string, body: string): Promise<string> {
@@ -67,7 +57,7 @@ Deno.test("schedules (daemon): a command running at a reload runs to its end, it
     );
     // Someone edits an unrelated key and takes out the tidy-up.
     await box.rewrite({ ...keys, retry_attempts: 7, schedules: [kept] });
-    await reload(daemon, 1);
+    await reloadDaemon(daemon, 1);
     const mark = daemon.stderr().length;
     // Before the fix the reload killed both ("failed: stopped").
     assert.doesNotMatch(daemon.stderr(), /failed: stopped/);
@@ -107,15 +97,18 @@ Deno.test("schedules (daemon): a command still running when the daemon stops is 
   const out = join(box.root, "out");
   await Deno.mkdir(out);
   const reduce = await script(join(box.root, "reduce.sh"), untilReleased(out, "reduce", ""));
-  await box.rewrite({
+  const keys = {
     log_file: "",
     schedules: [{ every_seconds: 1, action: "command", command: [reduce] }],
-  });
+  };
+  await box.rewrite(keys);
   const daemon = startCli(["run", "-c", box.config], { env: box.env });
   try {
     await daemon.waitForOutput("Watching");
     await waitFor(() => existsSync(join(out, "reduce.starts")), 30_000, "the command running");
-    await reload(daemon, 1);
+    // The job changed (its schedules not): it starts again, the command runs on.
+    await box.rewrite({ ...keys, retry_attempts: 7 });
+    await reloadDaemon(daemon, 1);
   } finally {
     const status = await daemon.stop();
     assert.equal(status.code, 0, daemon.stderr());
@@ -127,20 +120,23 @@ Deno.test("schedules (daemon): reloads more often than an every_seconds entry's 
   await using box = await cliSandbox();
   const ticks = join(box.root, "ticks");
   const tick = await script(join(box.root, "tick.sh"), `echo tick >> '${ticks}'\n`);
-  await box.rewrite({
+  const keys = {
     log_file: "",
     schedules: [{ every_seconds: 20, action: "command", command: [tick] }],
-  });
+  };
+  await box.rewrite(keys);
   const daemon = startCli(["run", "-c", box.config], { env: box.env });
   try {
     await daemon.waitForOutput("Watching");
-    // Reloads one after another (a log rotation, edits): before the fix each one started the
-    // entry's 20 s again, and it never ran.
+    // Reloads one after another, each an edit of the job (not of its schedules), so the job
+    // starts again each time: before the fix each one started the entry's 20 s again, and it
+    // never ran.
     let reloads = 0;
     await waitFor(
       async () => {
         if (existsSync(ticks)) return true;
-        await reload(daemon, ++reloads);
+        await box.rewrite({ ...keys, retry_attempts: 4 + (reloads % 2) });
+        await reloadDaemon(daemon, ++reloads);
         return false;
       },
       120_000,
@@ -173,7 +169,13 @@ Deno.test("schedules (daemon): a clock set back past a cron time that fired befo
     daemon.stderr().split("\n").filter((line) => line.includes("Night report of job")).length;
   try {
     await daemon.waitForOutput("Night report of job default", 120_000);
-    await reload(daemon, 1);
+    // The job changed (its schedules not): it starts again.
+    await box.rewrite({
+      log_file: "",
+      schedules: [{ cron: cronAt(at), timezone: "UTC", action: "report" }],
+      retry_attempts: 7,
+    });
+    await reloadDaemon(daemon, 1);
     // NTP corrects a clock 50 s fast: the report's time comes round again (croner looks at the
     // clock at least every 30 s). Before the fix the reload's schedules wrote it a second time.
     await clock.step("-50s");
@@ -195,17 +197,20 @@ Deno.test("schedules (daemon): a cron time that passes while a reload's job wait
   await using box = await cliSandbox();
   const ran = join(box.root, "ran");
   const nightly = await script(join(box.root, "nightly.sh"), `echo ran >> '${ran}'\n`);
-  await box.rewrite({
+  const keys = {
     log_file: "",
     schedules: [{ cron: cronAt(at), timezone: "UTC", action: "command", command: [nightly] }],
-  });
+  };
+  await box.rewrite(keys);
   const clock = await steppedWallClock(box.root, box.env);
   const daemon = startCli(["run", "-c", box.config], { env: clock.env });
   try {
     await daemon.waitForOutput("Watching", 60_000);
-    // The watch folder gone (a share not mounted): the reload's job waits for it to start, and
-    // its schedules with it, while the command's time passes.
+    // The watch folder gone (a share not mounted) and the job changed (its schedules not): the
+    // reload's job waits for the folder to start, and its schedules with it, while the
+    // command's time passes.
     await Deno.remove(box.watch);
+    await box.rewrite({ ...keys, retry_attempts: 7 });
     daemon.process.kill("SIGHUP");
     await daemon.waitForOutput("Reloaded ");
     await clock.step("+3660s");
@@ -227,14 +232,15 @@ Deno.test("schedules (daemon): a pause time that passes while a reload's job wai
   // A transfer window from an hour from now to three hours from now, to the second.
   const now = Math.ceil(Date.now() / 1000) * 1000;
   const port = freePort();
-  await using box = await cliSandbox({
+  const keys = {
     log_file: "",
     status_listen: `127.0.0.1:${port}`,
     schedules: [
       { cron: cronAt(new Date(now + 3_600_000)), timezone: "UTC", action: "pause" },
       { cron: cronAt(new Date(now + 3 * 3_600_000)), timezone: "UTC", action: "resume" },
     ],
-  });
+  };
+  await using box = await cliSandbox(keys);
   const clock = await steppedWallClock(box.root, box.env);
   const daemon = startCli(["run", "-c", box.config], { env: clock.env });
   const state = async () =>
@@ -245,8 +251,10 @@ Deno.test("schedules (daemon): a pause time that passes while a reload's job wai
     assert.equal(await state(), "watching");
     // The reload's job waits for its watch folder while the pause time passes: before the fix
     // the job then sent all through the window (the windows had not changed, so the reload did
-    // not look at them, and the pause's timer started after its time).
+    // not look at them, and the pause's timer started after its time). The job changed (its
+    // schedules not): it starts again.
     await Deno.remove(box.watch);
+    await box.rewrite({ ...keys, retry_attempts: 7 });
     daemon.process.kill("SIGHUP");
     await daemon.waitForOutput("Reloaded ");
     await clock.step("+3660s");

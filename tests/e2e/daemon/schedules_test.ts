@@ -13,7 +13,7 @@ import { writeNightReport } from "../../../src/pipeline/night_report.ts";
 import { FileRows } from "../../../src/ledger/file_rows.ts";
 import { Ledger } from "../../../src/ledger/ledger.ts";
 import { captureLogs } from "../../helpers/log_capture.ts";
-import { runCli, type RunningCli, startCli } from "../../helpers/cli.ts";
+import { reloadDaemon, runCli, startCli } from "../../helpers/cli.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
 import { existsSync, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
 import { freePort } from "../../helpers/net.ts";
@@ -627,7 +627,7 @@ Deno.test("schedules (daemon): Resume on the status page sends inside a pause wi
     assert.deepEqual(await Deno.readFile(target), held);
 
     // A reload that keeps the schedules keeps the Resume: the window does not close again.
-    await reload(daemon, 1);
+    await reloadDaemon(daemon, 1);
     assert.equal((await state()).state, "watching");
     const afterReload = randomBytes(700);
     await Deno.writeFile(join(watch, "after-reload.fits"), afterReload);
@@ -637,7 +637,7 @@ Deno.test("schedules (daemon): Resume on the status page sends inside a pause wi
     assert.deepEqual(await Deno.readFile(sentAfterReload), afterReload);
     // So does one that adds a schedule other than a window (the windows are the same).
     await writeSchedules([...window, { every_seconds: 3600, action: "rescan" }]);
-    await reload(daemon, 2);
+    await reloadDaemon(daemon, 2);
     assert.equal((await state()).state, "watching");
 
     // Pause holds again.
@@ -686,7 +686,7 @@ Deno.test("schedules (daemon): a reload that changes the schedules applies the n
     assert.equal(await state(), "watching");
     // A window added by a reload, open now: paused at once.
     await writeSchedules(window);
-    await reload(daemon, 1);
+    await reloadDaemon(daemon, 1);
     assert.equal(await state(), "paused");
     const file = join(watch, "held.fits");
     await Deno.writeFile(file, randomBytes(600));
@@ -696,7 +696,7 @@ Deno.test("schedules (daemon): a reload that changes the schedules applies the n
     assert.equal(existsSync(target), false, "held by the new window");
     // The window taken out again by the next reload: the pause it made ends.
     await writeSchedules([]);
-    await reload(daemon, 2);
+    await reloadDaemon(daemon, 2);
     assert.equal(await state(), "watching");
     await waitFor(() => existsSync(target), 20_000, "the file once the window is gone");
   } finally {
@@ -707,20 +707,6 @@ Deno.test("schedules (daemon): a reload that changes the schedules applies the n
 });
 
 /** Send SIGHUP and wait until the `nth` reload's job watches again. */
-/**
- * Send SIGHUP and wait until the daemon's `nth` reload is in force: the job (the config's only
- * one) is watching again after each reload that changed it, or went on untouched.
- */
-async function reload(daemon: RunningCli, nth: number): Promise<void> {
-  daemon.process.kill("SIGHUP");
-  const count = (text: string) => daemon.stderr().split(text).length - 1;
-  await waitFor(
-    () => count("Watching ") - 1 + count("go on untouched") >= nth,
-    30_000,
-    `reload ${nth}`,
-  );
-}
-
 Deno.test("schedules: two reports of one job in the same second (a daily and a weekly one) are both kept", async () => {
   const root = await Deno.makeTempDir({ prefix: "itx-reports-" });
   const ledger = Ledger.open(join(root, "state"));
