@@ -30,7 +30,6 @@ import { checkBeforeStart } from "./start_checks.ts";
 import { answerWithin, unlistable } from "../config/file_systems.ts";
 import { RunningJobs } from "./running_jobs.ts";
 import { reloadChanges } from "./reload_changes.ts";
-import type { FinishingHooks } from "./hooks.ts";
 
 /** Options of {@linkcode runDaemon}. */
 export interface DaemonOptions {
@@ -103,7 +102,6 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
   options.signal?.addEventListener("abort", onStop);
   const total: JobSummary = { sent: 0, failed: 0 };
   let jobs: RunningJobs | undefined;
-  const finishingHooks: FinishingHooks[] = [];
   const statusEvents = new StatusEvents();
   let reports: LedgerReports | undefined;
   /** The last reload, when refused: told to `status` (the lock) and to the status page. */
@@ -210,16 +208,13 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
           (stateDir) => lock.pointFrom(stateDir),
         );
         if (!next) continue;
-        // The replaced jobs' hooks and scheduled commands run on (with the old config), and end
-        // at the stop.
-        const { finishing, untouched } = await jobs.stop(total, true, next);
-        finishingHooks.push(...finishing);
+        const untouched = await jobs.stop(total, true, next);
         const previous = current;
         current = next;
         jobs = start(next, jobs);
         lock.tell({ jobs: next.jobs.map((job) => job.name) });
         if (reloadRefused !== null) toldReload(null);
-        log.info("Reloaded {file}: starting {count} job(s)", {
+        log.info("Reloaded {file}: {count} job(s)", {
           file: next.file,
           count: next.jobs.length,
         });
@@ -239,10 +234,7 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
     if (RELOAD_SIGNAL) Deno.removeSignalListener(RELOAD_SIGNAL, onReload);
     options.signal?.removeEventListener("abort", onStop);
     await statusServer?.close();
-    // The replaced jobs' hooks end first: a job that went on counts them in its tally.
-    for (const hooks of finishingHooks) hooks.abort();
     await jobs?.stop(total);
-    await Promise.all(finishingHooks.map((hooks) => hooks.finished));
     stopListening();
     reports?.close();
     ledger?.close();

@@ -43,6 +43,8 @@ export class RunningJobs {
   #route: PauseRoute;
   /** The runners that go on into the next generation untouched, by job name (see `stop`). */
   #goingOn = new Map<string, Started>();
+  /** The hooks and scheduled commands of the jobs reloads replaced, until done or the stop. */
+  #finishing: FinishingHooks[];
   #starts: Started[];
 
   /** Jobs paused because their destination is full. */
@@ -66,6 +68,7 @@ export class RunningJobs {
     this.#onPaused = onPaused;
     this.#route = previous ? previous.#route : { current: this };
     this.#route.current = this;
+    this.#finishing = previous ? previous.#finishing : [];
     const kept = previous ? previous.#goingOn : new Map<string, Started>();
     for (const [name, pause] of Object.entries(previous ? previous.#paused : {})) {
       if (kept.has(name)) this.#paused[name] = pause;
@@ -127,16 +130,13 @@ export class RunningJobs {
   /**
    * Stop the runners, add what they did to `total` (once). With `next` (a reload: see
    * `JobRunner.stop` for `reloading`), the config that replaces them: a job whose settings are
-   * all the same there is not stopped but handed to the next generation as it is; the others
-   * that keep their name go on from these runners' counts, so they are added to `total` by the
-   * next generation. Returns the hooks that run on, and the names of the jobs that go on.
+   * all the same there is not stopped but handed to the next generation as it is (the names of
+   * those are returned); the others that keep their name go on from these runners' counts, so
+   * they are added to `total` by the next generation, and their hooks and scheduled commands run
+   * on until done, or until the stop of the last generation ends them first.
    */
-  async stop(
-    total: JobSummary,
-    reloading = false,
-    next?: Config,
-  ): Promise<{ finishing: FinishingHooks[]; untouched: string[] }> {
-    if (this.#stopped) return { finishing: [], untouched: [] };
+  async stop(total: JobSummary, reloading = false, next?: Config): Promise<string[]> {
+    if (this.#stopped) return [];
     this.#stopped = true;
     const after = new Map(next?.jobs.map((job) => [job.name, job]));
     const stopping: JobRunner[] = [];
@@ -146,15 +146,24 @@ export class RunningJobs {
         this.#goingOn.set(job.name, started);
       } else stopping.push(started.runner);
     }
-    const finishing = await Promise.all(stopping.map((r) => r.stop(reloading)));
+    // At the stop, the replaced jobs' hooks end first: a job that went on counts them in its tally.
+    const replaced = this.#finishing;
+    if (!reloading) { for (const hooks of replaced) hooks.abort(); }
+    for (const hooks of await Promise.all(stopping.map((r) => r.stop(reloading)))) {
+      if (hooks === null) continue;
+      replaced.push(hooks);
+      // Forgotten once done: a daemon reloaded every day for months keeps none of them.
+      const forget = () => {
+        if (replaced.includes(hooks)) replaced.splice(replaced.indexOf(hooks), 1);
+      };
+      hooks.finished.then(forget, forget);
+    }
+    if (!reloading) await Promise.all(replaced.map((hooks) => hooks.finished));
     for (const r of stopping) {
       if (after.has(r.job.name)) continue;
       total.sent += r.summary.sent;
       total.failed += r.summary.failed;
     }
-    return {
-      finishing: finishing.filter((hooks) => hooks !== null),
-      untouched: [...this.#goingOn.keys()],
-    };
+    return [...this.#goingOn.keys()];
   }
 }

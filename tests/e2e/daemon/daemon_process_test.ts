@@ -191,7 +191,7 @@ Deno.test("SIGHUP with a valid config: the new jobs and destinations take effect
       ],
     });
     daemon.process.kill("SIGHUP");
-    await daemon.waitForOutput(/Reloaded .*: starting 2 job\(s\)/);
+    await daemon.waitForOutput(/Reloaded .*: 2 job\(s\)/);
     await daemon.waitForOutput(`Watching ${watch2} for job second`);
     // What changed is said, key by key, and the job added with where it sends.
     await daemon.waitForOutput(
@@ -253,7 +253,7 @@ Deno.test("a job renamed in the config keeps what it sent, at a restart and at a
 
     await box.rewrite({ jobs: [{ name: "south" }] });
     daemon.process.kill("SIGHUP");
-    await daemon.waitForOutput(/Reloaded .*: starting 1 job\(s\)/);
+    await daemon.waitForOutput(/Reloaded .*: 1 job\(s\)/);
     await daemon.waitForOutput("Watching " + box.watch + " for job south");
     const third = await drop(box.watch, "third.fits");
     await arrives(box.dest, "third.fits", third);

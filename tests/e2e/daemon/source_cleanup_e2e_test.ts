@@ -159,7 +159,7 @@ Deno.test("after_transfer: move into a full archive says the move failed and whe
         retry_max_delay_seconds: 3,
       });
       daemon.process.kill("SIGHUP");
-      await daemon.waitForOutput(/Reloaded .*: starting 1 job\(s\)/);
+      await daemon.waitForOutput(/Reloaded .*: 1 job\(s\)/);
       await waitFor(() => failed() > before, 20_000, "a failure after the reload");
       const reloaded = await getJson<{ jobs: Array<{ cleanupFailures: number }> }>(
         `http://${base}`,

@@ -59,7 +59,7 @@ Deno.test("a refused reload is said on the page, in /api/status and /metrics, an
 
     await Deno.writeTextFile(d.config, good);
     d.daemon.process.kill("SIGHUP");
-    await d.daemon.waitForOutput(/Reloaded .*: starting 1 job\(s\)/);
+    await d.daemon.waitForOutput(/Reloaded .*: 1 job\(s\)/);
     assert.equal((await getJson<Refusal>(d.base, "/api/status")).reloadRefused, null);
     assert.equal(await metric(), 1);
     await banner.waitFor({ state: "hidden" });
