@@ -83,18 +83,20 @@ export class RunningJobs {
       );
     }
     const route = this.#route;
-    const runners = config.jobs.map((job) =>
-      kept.get(job.name)?.runner ?? new JobRunner(job, ledger, transport(job), {
+    this.runners = config.jobs.map((job) => {
+      const goesOn = kept.get(job.name);
+      if (goesOn) return goesOn.runner;
+      const made: JobRunner = new JobRunner(job, ledger, transport(job), {
         ...options,
         replaces: previous?.runners.find((r) => r.job.name === job.name),
         // Told the generation the runner is in now (it may go on through reloads).
-        onPauseChange: (pause) => route.current.#pauseChanged(job.name, runner, pause),
-      })
+        onPauseChange: (pause) => route.current.#pauseChanged(made, pause),
+      });
+      return made;
+    });
+    this.#starts = this.runners.map((r) =>
+      kept.get(r.job.name) ?? { runner: r, started: r.start() }
     );
-    // Each runner's own callback above finds it here by its job's name.
-    const runner = (name: string) => runners.find((r) => r.job.name === name)!;
-    this.runners = runners;
-    this.#starts = runners.map((r) => kept.get(r.job.name) ?? { runner: r, started: r.start() });
     this.started = Promise.all(this.#starts.map(({ started }) => started)).then(
       () => {},
       (error) => {
@@ -106,8 +108,9 @@ export class RunningJobs {
   }
 
   /** `runner` reports its job paused (or not) because its destination is full. */
-  #pauseChanged(name: string, runner: (name: string) => JobRunner, pause: JobPause | null): void {
-    if (this.#stopped || !this.runners.includes(runner(name))) return; // Stopped by a reload.
+  #pauseChanged(runner: JobRunner, pause: JobPause | null): void {
+    if (this.#stopped || !this.runners.includes(runner)) return; // Stopped by a reload.
+    const name = runner.job.name;
     // Only a started again runner's first report can go on from the last generation's pause.
     const was = this.#before[name];
     delete this.#before[name];
