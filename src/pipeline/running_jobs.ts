@@ -85,7 +85,10 @@ export class RunningJobs {
     const route = this.#route;
     this.runners = config.jobs.map((job) => {
       const goesOn = kept.get(job.name);
-      if (goesOn) return goesOn.runner;
+      if (goesOn) {
+        goesOn.runner.retry(); // As for a job started again: fresh quick retries for failed files.
+        return goesOn.runner;
+      }
       const made: JobRunner = new JobRunner(job, ledger, transport(job), {
         ...options,
         replaces: previous?.runners.find((r) => r.job.name === job.name),

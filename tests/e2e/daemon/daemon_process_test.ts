@@ -502,6 +502,28 @@ Deno.test("SIGHUP that leaves a job's settings as they are (a log rotation's, an
   );
 });
 
+Deno.test("SIGHUP that changes nothing gives the files that gave up fresh quick retries, as a restart or Retry does", async () => {
+  await using box = await cliSandbox({ retry_attempts: 0, retry_max_delay_seconds: 3600 });
+  // A file where the folder `blocked` goes in the night folder: what goes there fails, alone.
+  await Deno.mkdir(join(box.dest, "20240502"), { recursive: true });
+  await Deno.writeTextFile(join(box.dest, "20240502", "blocked"), "in the way");
+  await Deno.mkdir(join(box.watch, "blocked"));
+  const daemon = startCli(["run", "-c", box.config], { env: box.env });
+  try {
+    await daemon.waitForOutput("Watching");
+    const bytes = await drop(join(box.watch, "blocked"), "x.fits");
+    await daemon.waitForOutput("Failed to transfer");
+    // Fixed; its next slow retry is an hour away: the reload tries it now.
+    await Deno.remove(join(box.dest, "20240502", "blocked"));
+    daemon.process.kill("SIGHUP");
+    await daemon.waitForOutput("Reload: job(s) default go on untouched");
+    await arrives(box.dest, "blocked/x.fits", bytes);
+  } finally {
+    assert.equal((await daemon.stop()).code, 0, daemon.stderr());
+  }
+  assert.deepEqual(await listFiles(box.dest), ["20240502/blocked/x.fits"]);
+});
+
 Deno.test("run --once (and --dry-run) with a missing watch folder: exit 4, and the reason is in the log file", async () => {
   await using box = await cliSandbox();
   await Deno.remove(box.watch);
