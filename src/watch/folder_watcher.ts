@@ -1,6 +1,9 @@
 /**
  * Watch a folder recursively from a worker thread (see `watch_worker.ts`),
- * with the FIFO guard (see `watch_worker.ts`) where FIFOs exist.
+ * with the FIFO guard (see `watch_worker.ts`) where FIFOs exist. One worker
+ * per folder: every `Deno.watchFs` of a thread shares one watcher thread of
+ * the runtime, so a FIFO or device that stalls it in one folder would hold
+ * up every folder watched from that thread.
  *
  * Waiting for a watch folder that does not exist yet (a disk not mounted, a
  * folder the instrument creates later).
