@@ -18,7 +18,7 @@ import { FtpTransport } from "../../../src/transfer/ftp/ftp.ts";
 import type { TransferItem } from "../../../src/transfer/transport.ts";
 import { randomBytes, waitFor } from "../../helpers/files.ts";
 import { captureLogs } from "../../helpers/log_capture.ts";
-import { type SilentFtpOptions, startSilentFtp } from "../../helpers/silent_ftp.ts";
+import { type SilentFtp, type SilentFtpOptions, startSilentFtp } from "../../helpers/silent_ftp.ts";
 
 /** The reply bound the tests give their transports (the product's is a minute). */
 const REPLY_WAIT_MS = 1500;
@@ -147,79 +147,104 @@ Deno.test("ftp: a server that stops reading an upload's data: said after the rep
 Deno.test("ftp, a job: a server that stops answering shows the job unreachable, saying which server and command, in the log too; the files arrive once it answers again", async () => {
   // The night folder (the files' mtime: today) is made first.
   const server = startSilentFtp({ silentFrom: /^MKD \/dest\/\d{8}$/ });
-  const root = await Deno.makeTempDir({ prefix: "itx-ftp-silent-job-" });
-  const watch = join(root, "watch");
-  await Deno.mkdir(watch, { recursive: true });
   const sent = new Map(["a.fits", "b.fits"].map((name) => [name, randomBytes(1000)]));
-  for (const [name, bytes] of sent) await Deno.writeFile(join(watch, name), bytes);
-  const job = server.job({
-    name: "silent",
-    watch_path: watch,
-    file_patterns: ["*.fits"],
-    stability_window_seconds: 0.2,
-    night_timezone: "UTC",
-    retry_attempts: 3,
-    retry_delay_seconds: 0.1,
-    retry_max_delay_seconds: 0.2,
-    transfer_timeout_seconds: 6,
-  });
-  const logs = await captureLogs();
-  const ledger = Ledger.open(join(root, "state"));
-  const runner = new JobRunner(job, ledger, new FtpTransport(job, { replyWaitMs: REPLY_WAIT_MS }), {
-    once: false,
-    closedForMs: 50,
-    fullProbeMs: 300,
-  });
+  await using sandbox = await jobOfSilentServer(server, "silent", sent, 6, { fullProbeMs: 300 });
+  const { job, ledger, logs, runner } = sandbox;
   const said = new RegExp(
     `FTP server anonymous@127\\.0\\.0\\.1:${server.port} does not answer: no reply to MKD ` +
       "/dest/\\d{8} within 1\\.5 s",
   );
-  try {
-    await runner.start();
-    await waitFor(
-      () => runner.snapshot().state !== "watching",
-      60_000,
-      "the job's state to change",
-    );
-    const snapshot = runner.snapshot();
-    assert.equal(snapshot.state, "unreachable", snapshot.reason ?? "");
-    assert.match(snapshot.reason ?? "", said);
-    const lines = logs.records.map((record) => record.message.map(String).join(""));
-    assert.ok(lines.some((line) => said.test(line)), "the log says it");
+  await runner.start();
+  await waitFor(
+    () => runner.snapshot().state !== "watching",
+    60_000,
+    "the job's state to change",
+  );
+  const snapshot = runner.snapshot();
+  assert.equal(snapshot.state, "unreachable", snapshot.reason ?? "");
+  assert.match(snapshot.reason ?? "", said);
+  const lines = logs.records.map((record) => record.message.map(String).join(""));
+  assert.ok(lines.some((line) => said.test(line)), "the log says it");
 
-    server.answerAgain();
-    const row = (rel: string) => FileRows.of(ledger, job).get(rel);
-    await waitFor(
-      () => ["a.fits", "b.fits"].every((rel) => row(rel)?.state === "done"),
-      60_000,
-      "both files to arrive",
-    );
-    assert.equal(runner.snapshot().state, "watching");
-    const arrived = [...server.files.keys()].sort();
-    assert.equal(arrived.length, 2, arrived.join(", "));
-    assert.match(arrived.join(" "), /^\/dest\/\d{8}\/a\.fits \/dest\/\d{8}\/b\.fits$/);
-    for (const path of arrived) {
-      assert.deepEqual(server.files.get(path), sent.get(path.split("/").pop()!), path);
-    }
-  } finally {
-    await runner.stop();
-    ledger.close();
-    await logs.stop();
-    await server.stop();
-    await Deno.remove(root, { recursive: true });
+  server.answerAgain();
+  const row = (rel: string) => FileRows.of(ledger, job).get(rel);
+  await waitFor(
+    () => ["a.fits", "b.fits"].every((rel) => row(rel)?.state === "done"),
+    60_000,
+    "both files to arrive",
+  );
+  assert.equal(runner.snapshot().state, "watching");
+  const arrived = [...server.files.keys()].sort();
+  assert.equal(arrived.length, 2, arrived.join(", "));
+  assert.match(arrived.join(" "), /^\/dest\/\d{8}\/a\.fits \/dest\/\d{8}\/b\.fits$/);
+  for (const path of arrived) {
+    assert.deepEqual(server.files.get(path), sent.get(path.split("/").pop()!), path);
   }
 });
 
 Deno.test("ftp, a job: while the server takes no data of an upload (not given up yet), the job is unreachable, saying which upload; once it reads again, the file arrives and the job is watching", async () => {
   const server = startSilentFtp({ stallData: true });
-  const root = await Deno.makeTempDir({ prefix: "itx-ftp-stalled-job-" });
-  const watch = join(root, "watch");
-  await Deno.mkdir(watch, { recursive: true });
   // 24 MiB: more than the loopback connection's buffers hold, so the upload stalls.
   const bytes = randomBytes(24 * 1024 * 1024);
-  await Deno.writeFile(join(watch, "a.fits"), bytes);
+  // The transfer timeout far beyond the test: the upload is never given up here.
+  await using sandbox = await jobOfSilentServer(
+    server,
+    "stalled",
+    new Map([["a.fits", bytes]]),
+    3600,
+  );
+  const { job, ledger, logs, runner } = sandbox;
+  const row = () => FileRows.of(ledger, job).get("a.fits");
+  await runner.start();
+  await waitFor(
+    () => runner.snapshot().state !== "watching",
+    60_000,
+    "the job's state to change",
+  );
+  const snapshot = runner.snapshot();
+  assert.equal(snapshot.state, "unreachable", snapshot.reason ?? "");
+  assert.match(
+    snapshot.reason ?? "",
+    new RegExp(
+      `^FTP server anonymous@127\\.0\\.0\\.1:${server.port} takes no data of ` +
+        "/dest/\\d{8}/\\S+/a\\.fits \\(none for 1\\.5 s\\): the upload waits for it up to " +
+        "3600 s \\(transfer_timeout_seconds\\)",
+    ),
+  );
+  // Still the one upload, not given up: nothing failed.
+  assert.deepEqual(snapshot.inFlight.map((file) => file.relPath), ["a.fits"]);
+  assert.equal(row()?.state, "transferring");
+  assert.equal(server.received.filter((c) => c.startsWith("STOR ")).length, 1, "one upload");
+  const lines = logs.records.map((record) => record.message.map(String).join(""));
+  assert.ok(!lines.some((line) => /does not answer|Failed to transfer/.test(line)), "no failure");
+
+  server.readAgain();
+  await waitFor(() => row()?.state === "done", 60_000, "the file to arrive");
+  assert.equal(runner.snapshot().state, "watching", runner.snapshot().reason ?? "");
+  const arrived = [...server.files.keys()];
+  assert.equal(arrived.length, 1, arrived.join(", "));
+  assert.match(arrived[0], /^\/dest\/\d{8}\/a\.fits$/);
+  assert.deepEqual(server.files.get(arrived[0]), bytes);
+});
+
+/**
+ * A watching job of `name` that sends `files` (written to a fresh watch folder) to `server`,
+ * with short retries, replies waited for `REPLY_WAIT_MS`, its ledger and the logs captured;
+ * disposing of it stops the job and the server and removes its folder.
+ */
+async function jobOfSilentServer(
+  server: SilentFtp,
+  name: string,
+  files: Map<string, Uint8Array>,
+  transferTimeoutSeconds: number,
+  options: { fullProbeMs?: number } = {},
+) {
+  const root = await Deno.makeTempDir({ prefix: `itx-ftp-${name}-job-` });
+  const watch = join(root, "watch");
+  await Deno.mkdir(watch, { recursive: true });
+  for (const [file, bytes] of files) await Deno.writeFile(join(watch, file), bytes);
   const job = server.job({
-    name: "stalled",
+    name,
     watch_path: watch,
     file_patterns: ["*.fits"],
     stability_window_seconds: 0.2,
@@ -227,52 +252,27 @@ Deno.test("ftp, a job: while the server takes no data of an upload (not given up
     retry_attempts: 3,
     retry_delay_seconds: 0.1,
     retry_max_delay_seconds: 0.2,
-    // Far beyond the test: the upload is never given up here.
-    transfer_timeout_seconds: 3600,
+    transfer_timeout_seconds: transferTimeoutSeconds,
   });
   const logs = await captureLogs();
   const ledger = Ledger.open(join(root, "state"));
-  const runner = new JobRunner(job, ledger, new FtpTransport(job, { replyWaitMs: REPLY_WAIT_MS }), {
+  const transport = new FtpTransport(job, { replyWaitMs: REPLY_WAIT_MS });
+  const runner = new JobRunner(job, ledger, transport, {
     once: false,
     closedForMs: 50,
+    ...options,
   });
-  const row = () => FileRows.of(ledger, job).get("a.fits");
-  try {
-    await runner.start();
-    await waitFor(
-      () => runner.snapshot().state !== "watching",
-      60_000,
-      "the job's state to change",
-    );
-    const snapshot = runner.snapshot();
-    assert.equal(snapshot.state, "unreachable", snapshot.reason ?? "");
-    assert.match(
-      snapshot.reason ?? "",
-      new RegExp(
-        `^FTP server anonymous@127\\.0\\.0\\.1:${server.port} takes no data of ` +
-          "/dest/\\d{8}/\\S+/a\\.fits \\(none for 1\\.5 s\\): the upload waits for it up to " +
-          "3600 s \\(transfer_timeout_seconds\\)",
-      ),
-    );
-    // Still the one upload, not given up: nothing failed.
-    assert.deepEqual(snapshot.inFlight.map((file) => file.relPath), ["a.fits"]);
-    assert.equal(row()?.state, "transferring");
-    assert.equal(server.received.filter((c) => c.startsWith("STOR ")).length, 1, "one upload");
-    const lines = logs.records.map((record) => record.message.map(String).join(""));
-    assert.ok(!lines.some((line) => /does not answer|Failed to transfer/.test(line)), "no failure");
-
-    server.readAgain();
-    await waitFor(() => row()?.state === "done", 60_000, "the file to arrive");
-    assert.equal(runner.snapshot().state, "watching", runner.snapshot().reason ?? "");
-    const arrived = [...server.files.keys()];
-    assert.equal(arrived.length, 1, arrived.join(", "));
-    assert.match(arrived[0], /^\/dest\/\d{8}\/a\.fits$/);
-    assert.deepEqual(server.files.get(arrived[0]), bytes);
-  } finally {
-    await runner.stop();
-    ledger.close();
-    await logs.stop();
-    await server.stop();
-    await Deno.remove(root, { recursive: true });
-  }
-});
+  return {
+    job,
+    ledger,
+    logs,
+    runner,
+    async [Symbol.asyncDispose]() {
+      await runner.stop();
+      ledger.close();
+      await logs.stop();
+      await server.stop();
+      await Deno.remove(root, { recursive: true });
+    },
+  };
+}
