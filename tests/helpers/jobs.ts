@@ -21,6 +21,30 @@ export function testJob(
   return { ...resolveJob(jobSchema.parse(keys), name, "/"), ...overrides };
 }
 
+/**
+ * A transport test's job named `name`: the schema's defaults, but for what a transport test needs
+ * (no watch folder, every file, no stability window, the night from the mtime, no retries, one
+ * transfer at a time, no rescans), then the transport's `keys`; `overrides` win.
+ */
+export function transportTestJob(
+  name: string,
+  keys: Record<string, unknown>,
+  overrides: Partial<JobConfig> = {},
+): JobConfig {
+  return testJob(name, {
+    watch_path: "/nonexistent-watch",
+    file_patterns: ["*"],
+    stability_window_seconds: 0,
+    night_date_source: "mtime",
+    retry_attempts: 0,
+    retry_delay_seconds: 0,
+    retry_max_delay_seconds: 0,
+    max_concurrent_transfers: 1,
+    rescan_interval_seconds: 0,
+    ...keys,
+  }, overrides);
+}
+
 /** The pipeline tests' local job (see the module doc); `overrides` win. */
 export function localTestJob(root: string, overrides: Partial<JobConfig> = {}): JobConfig {
   return testJob("test", {

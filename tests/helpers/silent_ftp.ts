@@ -10,7 +10,7 @@
  * @module
  */
 import type { JobConfig } from "../../src/config/types.ts";
-import { testJob } from "./jobs.ts";
+import { transportTestJob } from "./jobs.ts";
 import { freePort } from "./net.ts";
 
 /** Options of {@linkcode startSilentFtp}. */
@@ -194,21 +194,12 @@ export function startSilentFtp(options: SilentFtpOptions = {}): SilentFtp {
     answerAgain: () => silentFrom = undefined,
     readAgain: () => stalled?.resolve(true),
     job: (overrides) =>
-      testJob("silent-ftp", {
-        watch_path: "/nonexistent-watch",
+      transportTestJob("silent-ftp", {
         transfer_method: "ftp",
         remote_host: "127.0.0.1",
         remote_user: "",
         remote_base_path: "/dest",
-        file_patterns: ["*"],
-        stability_window_seconds: 0,
-        night_date_source: "mtime",
         verify_transfer: "size",
-        retry_attempts: 0,
-        retry_delay_seconds: 0,
-        retry_max_delay_seconds: 0,
-        max_concurrent_transfers: 1,
-        rescan_interval_seconds: 0,
         ftp_tls: "off",
         ftp_port: port,
       }, overrides),

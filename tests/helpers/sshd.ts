@@ -9,7 +9,7 @@
 import { join } from "node:path";
 import type { JobConfig } from "../../src/config/types.ts";
 import { exists, LEAST_CEILING_MS, writeConfig } from "./files.ts";
-import { testJob } from "./jobs.ts";
+import { transportTestJob } from "./jobs.ts";
 import { type RunningCli, startCli } from "./cli.ts";
 import { freePort } from "./net.ts";
 import { descendants, killTree } from "./processes.ts";
@@ -263,23 +263,13 @@ export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
       };
     },
     job(overrides) {
-      // The schema's defaults, but for what a transport test needs.
-      return testJob("ssh-test", {
-        watch_path: "/nonexistent-watch",
+      return transportTestJob("ssh-test", {
         transfer_method: "scp",
         remote_host: host,
         remote_user: TEST_USER,
         remote_base_path: "/nonexistent-base",
-        file_patterns: ["*"],
-        stability_window_seconds: 0,
-        night_date_source: "mtime",
         verify_transfer: "size",
-        retry_attempts: 0,
-        retry_delay_seconds: 0,
-        retry_max_delay_seconds: 0,
         transfer_timeout_seconds: 120,
-        max_concurrent_transfers: 1,
-        rescan_interval_seconds: 0,
         ssh_port: port,
         ssh_identity_file: identityFile,
         ssh_options: sshOptions,

@@ -8,7 +8,7 @@
 import { join } from "node:path";
 import type { JobConfig } from "../../src/config/types.ts";
 import { LEAST_CEILING_MS, writeConfig } from "./files.ts";
-import { testJob } from "./jobs.ts";
+import { transportTestJob } from "./jobs.ts";
 import { freePort, selfSignedCert } from "./net.ts";
 import { killTree } from "./processes.ts";
 
@@ -243,23 +243,13 @@ export async function startVsftpd(options: VsftpdOptions = {}): Promise<TestVsft
       };
     },
     job(overrides) {
-      // The schema's defaults, but for what a transport test needs.
-      return testJob("ftp-test", {
-        watch_path: "/nonexistent-watch",
+      return transportTestJob("ftp-test", {
         transfer_method: "ftp",
         remote_host: "127.0.0.1",
         remote_user: FTP_USER,
         remote_base_path: "/nonexistent-base",
-        file_patterns: ["*"],
-        stability_window_seconds: 0,
-        night_date_source: "mtime",
         verify_transfer: "checksum",
-        retry_attempts: 0,
-        retry_delay_seconds: 0,
-        retry_max_delay_seconds: 0,
         transfer_timeout_seconds: 30,
-        max_concurrent_transfers: 1,
-        rescan_interval_seconds: 0,
         ftp_tls: tls ? "required" : "off",
         ftp_port: port,
         ftp_password_file: passwordFile,

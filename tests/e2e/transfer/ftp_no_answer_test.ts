@@ -154,14 +154,7 @@ Deno.test("ftp, a job: a server that stops answering shows the job unreachable, 
     `FTP server anonymous@127\\.0\\.0\\.1:${server.port} does not answer: no reply to MKD ` +
       "/dest/\\d{8} within 1\\.5 s",
   );
-  await runner.start();
-  await waitFor(
-    () => runner.snapshot().state !== "watching",
-    60_000,
-    "the job's state to change",
-  );
-  const snapshot = runner.snapshot();
-  assert.equal(snapshot.state, "unreachable", snapshot.reason ?? "");
+  const snapshot = await startedUntilUnreachable(runner);
   assert.match(snapshot.reason ?? "", said);
   const lines = logs.records.map((record) => record.message.map(String).join(""));
   assert.ok(lines.some((line) => said.test(line)), "the log says it");
@@ -195,14 +188,7 @@ Deno.test("ftp, a job: while the server takes no data of an upload (not given up
   );
   const { job, ledger, logs, runner } = sandbox;
   const row = () => FileRows.of(ledger, job).get("a.fits");
-  await runner.start();
-  await waitFor(
-    () => runner.snapshot().state !== "watching",
-    60_000,
-    "the job's state to change",
-  );
-  const snapshot = runner.snapshot();
-  assert.equal(snapshot.state, "unreachable", snapshot.reason ?? "");
+  const snapshot = await startedUntilUnreachable(runner);
   assert.match(
     snapshot.reason ?? "",
     new RegExp(
@@ -275,4 +261,13 @@ async function jobOfSilentServer(
       await Deno.remove(root, { recursive: true });
     },
   };
+}
+
+/** Start `runner` and wait until its job leaves `watching`, which must be for `unreachable`. */
+async function startedUntilUnreachable(runner: JobRunner) {
+  await runner.start();
+  await waitFor(() => runner.snapshot().state !== "watching", 60_000, "the job's state to change");
+  const snapshot = runner.snapshot();
+  assert.equal(snapshot.state, "unreachable", snapshot.reason ?? "");
+  return snapshot;
 }
