@@ -27,6 +27,33 @@ function shown(value: unknown): string {
   return value === undefined ? "(not set)" : JSON.stringify(value);
 }
 
+/** Whether `value` is a plain object (a `schedules` entry, say), not a list or a scalar. */
+function isEntry(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/**
+ * Where `from` and `to` differ, below the key path `at`: `at old -> new`; a list of entries
+ * (objects) or an entry, per entry and key (`schedules[1].cron "0 8 * * *" -> "0 9 * * *"`,
+ * `schedules[2] added {...}`, `schedules[2] removed {...}`), so a change to one entry is not
+ * shown as the whole list.
+ */
+function changedValues(at: string, from: unknown, to: unknown, changes: string[]): void {
+  if (JSON.stringify(from) === JSON.stringify(to)) return;
+  if (Array.isArray(from) && Array.isArray(to) && [...from, ...to].some(isEntry)) {
+    for (let index = 0; index < Math.max(from.length, to.length); index++) {
+      const item = `${at}[${index}]`;
+      if (index >= from.length) changes.push(`${item} added ${shown(to[index])}`);
+      else if (index >= to.length) changes.push(`${item} removed ${shown(from[index])}`);
+      else changedValues(item, from[index], to[index], changes);
+    }
+  } else if (isEntry(from) && isEntry(to)) {
+    for (const key of [...new Set([...Object.keys(from), ...Object.keys(to)])].sort()) {
+      changedValues(`${at}.${key}`, from[key], to[key], changes);
+    }
+  } else changes.push(`${at} ${shown(from)} -> ${shown(to)}`);
+}
+
 /** The keys whose values differ between `before` and `after`, as `key: old -> new`. */
 function changedKeys(before: object, after: object, skip?: Set<string>): string[] {
   const keys = new Set([...Object.keys(before), ...Object.keys(after)]);
@@ -35,8 +62,7 @@ function changedKeys(before: object, after: object, skip?: Set<string>): string[
     if (skip?.has(key)) continue;
     const from = (before as Record<string, unknown>)[key];
     const to = (after as Record<string, unknown>)[key];
-    if (JSON.stringify(from) === JSON.stringify(to)) continue;
-    changes.push(`${key} ${shown(from)} -> ${shown(to)}`);
+    changedValues(key, from, to, changes);
   }
   return changes;
 }

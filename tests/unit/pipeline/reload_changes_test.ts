@@ -1,0 +1,94 @@
+/**
+ * The reload's lines of what changed (`reloadChanges`), from configs parsed as a config file's
+ * are: jobs added, removed and renamed, a key that changed, and a change inside a list of entries
+ * (`schedules`) said per entry and key, not as the whole list.
+ */
+import { deepStrictEqual as assertEquals } from "node:assert/strict";
+import { parseConfig } from "../../../src/config/load.ts";
+import { reloadChanges, sameJobSettings } from "../../../src/pipeline/reload_changes.ts";
+
+/** A config of one `local` job `cam1` from `/data/cam1` to `/archive`, with `jobKeys` added to it, `more` above. */
+function configOf(jobKeys: string, more = ""): ReturnType<typeof parseConfig> {
+  return parseConfig(
+    [
+      more,
+      "jobs:",
+      "  - name: cam1",
+      "    watch_path: /data/cam1",
+      "    remote_base_path: /archive",
+      "    transfer_method: local",
+      ...jobKeys.split("\n").filter((line) => line !== "").map((line) => `    ${line}`),
+    ].join("\n"),
+    "/etc/image-transfer/config.yaml",
+  );
+}
+
+const SCHEDULES = [
+  "schedules:",
+  '  - { cron: "0 8 * * *", action: pause }',
+  '  - { cron: "0 18 * * *", action: resume }',
+].join("\n");
+
+Deno.test("reload changes: nothing changed gives no line, and the job's settings are the same", () => {
+  const before = configOf(SCHEDULES), after = configOf(SCHEDULES);
+  assertEquals(reloadChanges(before, after), []);
+  assertEquals(sameJobSettings(before.jobs[0], after.jobs[0]), true);
+});
+
+Deno.test("reload changes: a plain key is said with its value before and after", () => {
+  const changes = reloadChanges(configOf("retry_attempts: 3"), configOf("retry_attempts: 5"));
+  assertEquals(changes, ["job cam1: retry_attempts 3 -> 5"]);
+});
+
+Deno.test("reload changes: one schedules entry changed is said by its index and key, not as the whole list", () => {
+  const after = SCHEDULES.replace('"0 18 * * *"', '"30 18 * * *"');
+  const changes = reloadChanges(configOf(SCHEDULES), configOf(after));
+  assertEquals(changes, ['job cam1: schedules[1].cron "0 18 * * *" -> "30 18 * * *"']);
+});
+
+Deno.test("reload changes: a schedules entry added or removed is said with the entry", () => {
+  const more = `${SCHEDULES}\n  - { every_seconds: 600, action: rescan }`;
+  const added = reloadChanges(configOf(SCHEDULES), configOf(more));
+  assertEquals(added.length, 1);
+  assertEquals(added[0].startsWith("job cam1: schedules[2] added {"), true, added[0]);
+  assertEquals(added[0].includes('"every_seconds":600'), true, added[0]);
+  const removed = reloadChanges(configOf(more), configOf(SCHEDULES));
+  assertEquals(removed.length, 1);
+  assertEquals(removed[0].startsWith("job cam1: schedules[2] removed {"), true, removed[0]);
+  const fromNone = reloadChanges(configOf(""), configOf(SCHEDULES));
+  assertEquals(fromNone.map((line) => line.replace(/ \{[^}]*\}/g, "")), [
+    "job cam1: schedules[0] added, schedules[1] added",
+  ]);
+});
+
+Deno.test("reload changes: a list of plain values is said whole", () => {
+  const changes = reloadChanges(
+    configOf('file_patterns: ["*.fits"]'),
+    configOf('file_patterns: ["*.fits", "*.fit"]'),
+  );
+  assertEquals(changes, ['job cam1: file_patterns ["*.fits"] -> ["*.fits","*.fit"]']);
+});
+
+Deno.test("reload changes: a job added, one renamed (same folder and destination), a daemon key", () => {
+  const before = configOf("", "log_format: text");
+  const renamed = parseConfig(
+    [
+      "log_format: json",
+      "jobs:",
+      "  - name: north",
+      "    watch_path: /data/cam1",
+      "    remote_base_path: /archive",
+      "    transfer_method: local",
+      "  - name: cam2",
+      "    watch_path: /data/cam2",
+      "    remote_base_path: /archive2",
+      "    transfer_method: local",
+    ].join("\n"),
+    "/etc/image-transfer/config.yaml",
+  );
+  assertEquals(reloadChanges(before, renamed), [
+    "job cam1 renamed to north (/data/cam1 -> /archive (local)): what it sent stays its own",
+    "job cam2 added (/data/cam2 -> /archive2 (local))",
+    'log_format "text" -> "json"',
+  ]);
+});
