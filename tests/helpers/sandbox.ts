@@ -18,8 +18,11 @@ export interface Sandbox {
   config: string;
   /** Environment for the CLI: HOME inside the sandbox. */
   env: Record<string, string>;
-  /** Rewrite the config with the base fields and `extra`. */
-  rewrite(extra: Record<string, unknown>): Promise<void>;
+  /**
+   * Rewrite the config with the base fields and `extra`; `atomically`: written beside it and
+   * renamed over it, as an editor saves (a reload never reads it half-written).
+   */
+  rewrite(extra: Record<string, unknown>, atomically?: boolean): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
 }
 
@@ -49,7 +52,11 @@ export async function cliSandbox(
     state_dir: stateDir,
     log_file: logFile,
   };
-  const rewrite = (fields: Record<string, unknown>) => writeConfig(config, { ...base, ...fields });
+  const rewrite = async (fields: Record<string, unknown>, atomically = false) => {
+    if (!atomically) return await writeConfig(config, { ...base, ...fields });
+    await writeConfig(`${config}.new`, { ...base, ...fields });
+    await Deno.rename(`${config}.new`, config);
+  };
   await rewrite(extra);
   return {
     root,
