@@ -211,8 +211,9 @@ export class JobStatus {
   }
 
   /**
-   * An upload waits on the destination, which takes none of its data (`why`: the transport's
-   * words), not given up yet; or none does any more (`null`). The job is `unreachable` meanwhile.
+   * The job waits on the destination, which takes none of an upload's data (`why`: the
+   * transport's words), not given up yet, nor moves another; or no longer (`null`). The job is
+   * `unreachable` meanwhile.
    */
   set stalledUpload(why: string | null) {
     this.#stalledUpload = why;

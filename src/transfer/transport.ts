@@ -140,8 +140,9 @@ export interface Transport {
    */
   dropKeptCopies?(destinations: string[]): void;
   /**
-   * Optional: tell `onChange` why an upload under way waits on the destination (its server takes
-   * none of its data, not given up yet), and `null` once none does.
+   * Optional: tell `onChange` why the job waits on the destination: an upload under way whose
+   * server takes none of its data (not given up yet) while no other upload moves; `null` once
+   * none does, or another moves.
    */
   watchStalls?(onChange: (why: string | null) => void): void;
   /** The user-facing location of a destination, e.g. `obs@freya:/data/20240315/a.fits`. */

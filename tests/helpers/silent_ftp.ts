@@ -3,9 +3,12 @@
  * from the first command a pattern matches on, it reads on but replies
  * nothing more on that connection (a server hung on a dead disk or a lost
  * session), or, with `stallData`, it accepts an upload (`150`) and reads none
- * of its data until told to read again. It keeps files in memory, answers what the `ftp` transport sends
- * (passive mode, no TLS, no checksum command) and counts logins and the
- * commands it left unanswered.
+ * of its data until told to read again; with `slowData`, it reads an upload's
+ * data a small piece at a time, with pauses, until told to read at full speed
+ * (an upload that moves, slowly, while another is held). It keeps files in
+ * memory, answers what the `ftp` transport sends (passive mode, no TLS, no
+ * checksum command) and counts logins, the commands it left unanswered and the
+ * bytes it read of each upload.
  *
  * @module
  */
@@ -17,9 +20,18 @@ import { freePort } from "./net.ts";
 export interface SilentFtpOptions {
   /** The first command (matched from its start, e.g. `/^MKD /`) given no reply, nor any after. */
   silentFrom?: RegExp;
-  /** Whether `STOR` is answered `150` and its data not read (nor answered) until `readAgain`. */
-  stallData?: boolean;
+  /**
+   * Whether `STOR` is answered `150` and its data not read (nor answered) until `readAgain`:
+   * `true` for every upload, a pattern for those whose (absolute) path it matches.
+   */
+  stallData?: boolean | RegExp;
+  /** The uploads (by absolute path) whose data is read slowly but steadily until `readFast`. */
+  slowData?: RegExp;
 }
+
+/** What is read of a `slowData` upload at a time, and the pause after each piece. */
+const SLOW_PIECE = 64 * 1024;
+const SLOW_PAUSE_MS = 5;
 
 /** A running {@linkcode startSilentFtp} server. */
 export interface SilentFtp {
@@ -32,12 +44,16 @@ export interface SilentFtp {
   readonly unanswered: string[];
   /** Files stored, by path. */
   readonly files: Map<string, Uint8Array>;
+  /** Bytes read so far of each upload begun (by the path it is uploaded to). */
+  readonly bytesRead: Map<string, number>;
   /** An anonymous plain-FTP job sending to `/dest` there, with `overrides`. */
   job(overrides: Partial<JobConfig>): JobConfig;
   /** Answer on new connections again (those gone silent stay so). */
   answerAgain(): void;
   /** Read the uploads held with `stallData` (and every later one) to their end, and answer them. */
   readAgain(): void;
+  /** Read the `slowData` uploads (and every later one) at full speed. */
+  readFast(): void;
   stop(): Promise<void>;
 }
 
@@ -47,11 +63,15 @@ export function startSilentFtp(options: SilentFtpOptions = {}): SilentFtp {
   const listener = Deno.listen({ hostname: "127.0.0.1", port });
   const open = new Set<Deno.Conn | Deno.Listener>([listener]);
   const files = new Map<string, Uint8Array>();
+  const bytesRead = new Map<string, number>();
+  let slowData = options.slowData;
   const received: string[] = [];
   const unanswered: string[] = [];
   let silentFrom = options.silentFrom;
   // Resolved `true` by `readAgain`, `false` as the server stops (a held upload is never read).
   const stalled = options.stallData ? Promise.withResolvers<boolean>() : null;
+  const stallsData = (path: string) =>
+    options.stallData instanceof RegExp ? options.stallData.test(path) : stalled !== null;
   const sessions: Promise<void>[] = [];
   let connections = 0;
 
@@ -126,14 +146,24 @@ export function startSilentFtp(options: SilentFtpOptions = {}): SilentFtp {
           case "STOR": {
             await reply("150 send it");
             const from = await dataConn();
-            if (stalled !== null && !await stalled.promise) break; // Never read nor answered.
+            const path = absolute(arg);
+            if (stallsData(path) && !await stalled!.promise) break; // Never read nor answered.
+            bytesRead.set(path, 0);
             const chunks: Uint8Array<ArrayBuffer>[] = [];
-            for await (const chunk of from.readable) chunks.push(chunk.slice());
+            const piece = new Uint8Array(256 * 1024);
+            for (;;) {
+              const slow = slowData?.test(path) === true;
+              const n = await from.read(slow ? piece.subarray(0, SLOW_PIECE) : piece);
+              if (n === null) break;
+              chunks.push(piece.slice(0, n));
+              bytesRead.set(path, bytesRead.get(path)! + n);
+              if (slow) await new Promise((resolve) => setTimeout(resolve, SLOW_PAUSE_MS));
+            }
             open.delete(from);
             try {
               from.close();
-            } catch { /* closed with its stream */ }
-            files.set(absolute(arg), new Uint8Array(await new Blob(chunks).arrayBuffer()));
+            } catch { /* closed as the server stops */ }
+            files.set(path, new Uint8Array(await new Blob(chunks).arrayBuffer()));
             await reply("226 stored");
             break;
           }
@@ -191,8 +221,10 @@ export function startSilentFtp(options: SilentFtpOptions = {}): SilentFtp {
     received,
     unanswered,
     files,
+    bytesRead,
     answerAgain: () => silentFrom = undefined,
     readAgain: () => stalled?.resolve(true),
+    readFast: () => slowData = undefined,
     job: (overrides) =>
       transportTestJob("silent-ftp", {
         transfer_method: "ftp",

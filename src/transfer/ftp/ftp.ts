@@ -41,7 +41,7 @@ import { Throttle } from "../throttle.ts";
 import { HashingCounter, uploadDelivery } from "./upload.ts";
 import { folderRefused } from "./space_probe.ts";
 import { FtpPool } from "./pool.ts";
-import { NoAnswer, silenceOf } from "./no_answer.ts";
+import { NoAnswer, silenceOf, UploadStalls } from "./no_answer.ts";
 import type { ProbeCheck, TransferItem, TransferOutcome, Transport } from "../transport.ts";
 
 /** How long closing may spend removing the upload folders stopped batches left. */
@@ -81,9 +81,8 @@ export class FtpTransport implements Transport {
   #filesArrivedBefore = false;
   /** Paces all uploads together at `bandwidth_limit` (none without one). */
   readonly throttle: Throttle | null;
-  /** The uploads the server takes no data of now, with the words of each (see `watchStalls`). */
-  #stalls = new Map<FtpDelivery, string>();
-  #onStall: (why: string | null) => void = () => {};
+  /** The batches uploading, which of them the server takes no data of, and what the job is told. */
+  readonly #stalls = new UploadStalls();
 
   /** `options.replyWaitMs`: how long a command waits for its reply (see `no_answer.ts`). */
   constructor(job: JobConfig, options: { replyWaitMs?: number } = {}) {
@@ -95,14 +94,7 @@ export class FtpTransport implements Transport {
   }
 
   watchStalls(onChange: (why: string | null) => void): void {
-    this.#onStall = onChange;
-  }
-
-  /** `delivery`'s upload stalled (`words`), or no longer (`null`): told to the watcher. */
-  #stalled(delivery: FtpDelivery, words: string | null): void {
-    if (words === null) this.#stalls.delete(delivery);
-    else this.#stalls.set(delivery, words);
-    this.#onStall(this.#stalls.values().next().value ?? null);
+    this.#stalls.watch(onChange);
   }
 
   describeTarget(destination: string): string {
@@ -147,6 +139,7 @@ export class FtpTransport implements Transport {
       return await deliver(items, this.#steps(link, this.#base(link.peer)), signal);
     } finally {
       signal.removeEventListener("abort", onAbort);
+      this.#stalls.ended(link);
       const peer = link.peer;
       if (peer !== null) {
         if (signal.aborted || peer.connection.client.closed) this.#pool.drop(peer);
@@ -378,7 +371,7 @@ export class FtpTransport implements Transport {
               this.#job,
               this.throttle,
               signal,
-              (words) => this.#stalled(delivery, words),
+              this.#stalls.uploading(link),
             );
             peer.dataWorked = true;
           });

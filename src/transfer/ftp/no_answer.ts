@@ -15,7 +15,8 @@
  * answering, and the batch ends with it (the whole destination fails, as one
  * that cannot be reached). An upload the server has taken nothing of for the
  * reply wait is said at once ({@linkcode sayStalledUpload}), while it is
- * still waited for.
+ * still waited for; the job is told of it while no other upload moves
+ * ({@linkcode UploadStalls}).
  *
  * @module
  */
@@ -253,4 +254,47 @@ export function sayStalledUpload(
     clearInterval(timer);
     if (stalled) onStall(null);
   };
+}
+
+/**
+ * The stalls of one transport's uploads (see {@linkcode sayStalledUpload}), and what its job is
+ * told of them: the words of a stalled upload while no batch's uploads move, `null` while one
+ * does (the server takes its data: files still arrive) or none is stalled. A batch counts from
+ * its first upload to its end, moving unless the upload it is at is stalled, so that one moving
+ * from file to file (a copy checked, renamed) moves throughout.
+ */
+export class UploadStalls {
+  /** The batches uploading, each with the words of its upload's stall, or `null`: it moves. */
+  #batches = new Map<object, string | null>();
+  #told: string | null = null;
+  #onChange: (why: string | null) => void = () => {};
+
+  /** Tell `onChange` why the job waits on a stalled upload, and `null` once it does not. */
+  watch(onChange: (why: string | null) => void): void {
+    this.#onChange = onChange;
+  }
+
+  /** `batch` begins an upload: returns what its stall is told to (`onStall` of `sayStalledUpload`). */
+  uploading(batch: object): (words: string | null) => void {
+    if (!this.#batches.has(batch)) this.#set(batch, null);
+    return (words) => this.#set(batch, words);
+  }
+
+  /** `batch` ended: its uploads count no more. */
+  ended(batch: object): void {
+    if (this.#batches.delete(batch)) this.#tell();
+  }
+
+  #set(batch: object, words: string | null): void {
+    this.#batches.set(batch, words);
+    this.#tell();
+  }
+
+  #tell(): void {
+    const words = [...this.#batches.values()];
+    const why = words.includes(null) ? null : words[0] ?? null;
+    if (why === this.#told) return;
+    this.#told = why;
+    this.#onChange(why);
+  }
 }

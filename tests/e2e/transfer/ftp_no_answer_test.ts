@@ -10,6 +10,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import type { JobConfig } from "../../../src/config/types.ts";
 import { failureScope, type TransferError } from "../../../src/errors.ts";
 import { FileRows } from "../../../src/ledger/file_rows.ts";
 import { Ledger } from "../../../src/ledger/ledger.ts";
@@ -213,17 +214,85 @@ Deno.test("ftp, a job: while the server takes no data of an upload (not given up
   assert.deepEqual(server.files.get(arrived[0]), bytes);
 });
 
+Deno.test("ftp, a job: while the server takes no data of one upload but takes another's, the job is not unreachable; once only the stalled upload is left, it is, saying which; once the server reads it, the file arrives and the job is watching", async () => {
+  // a.fits is held, b.fits read slowly (64 KiB at a time) until read fast: it moves meanwhile.
+  const server = startSilentFtp({ stallData: /\/a\.fits$/, slowData: /\/b\.fits$/ });
+  // 24 MiB: more than the loopback connection's buffers hold, so the upload stalls.
+  const a = randomBytes(24 * 1024 * 1024);
+  // 64 MiB: read slowly, it takes seconds, far longer than the look at the job below.
+  const b = randomBytes(64 * 1024 * 1024);
+  await using sandbox = await jobOfSilentServer(
+    server,
+    "stalled-and-moving",
+    new Map([["a.fits", a]]),
+    3600,
+    {
+      overrides: { max_concurrent_transfers: 2 },
+    },
+  );
+  const { job, ledger, logs, runner } = sandbox;
+  const row = (rel: string) => FileRows.of(ledger, job).get(rel);
+  const stallOf = (name: string) =>
+    new RegExp(
+      `^FTP server anonymous@127\\.0\\.0\\.1:${server.port} takes no data of ` +
+        `/dest/\\d{8}/\\S+/${name}\\.fits \\(none for 1\\.5 s\\)`,
+    );
+  const warned = (name: string) =>
+    logs.records.some((record) =>
+      record.level === "warning" &&
+      new RegExp(`has taken no data of /dest/\\d{8}/\\S+/${name}\\.fits`)
+        .test(record.message.map(String).join(""))
+    );
+  let snapshot = await startedUntilUnreachable(runner);
+  assert.match(snapshot.reason ?? "", stallOf("a"));
+  assert.ok(warned("a"), "the stall is said in the log");
+
+  // b.fits comes while a.fits is held: a batch of its own, beside a.fits's.
+  const watch = job.watch_path;
+  await Deno.writeFile(join(watch, "b.part"), b);
+  await Deno.rename(join(watch, "b.part"), join(watch, "b.fits"));
+  const readOfB = () => [...server.bytesRead].find(([path]) => path.endsWith("/b.fits"))?.[1] ?? 0;
+  await waitFor(() => readOfB() > 0, 60_000, "the server to take data of b.fits");
+  snapshot = runner.snapshot();
+  assert.ok(readOfB() < b.length, "b.fits still on its way");
+  assert.deepEqual(snapshot.inFlight.map((file) => file.relPath).sort(), ["a.fits", "b.fits"]);
+  assert.equal(snapshot.state, "watching", snapshot.reason ?? "");
+
+  server.readFast();
+  await waitFor(() => row("b.fits")?.state === "done", 60_000, "b.fits to arrive");
+  const arrived = (name: string) =>
+    [...server.files.keys()].filter((path) => new RegExp(`^/dest/\\d{8}/${name}$`).test(path));
+  assert.equal(arrived("b.fits").length, 1);
+  assert.deepEqual(server.files.get(arrived("b.fits")[0]), b);
+  assert.ok(!warned("b"), "b.fits moved throughout");
+  // Only the stalled upload is left: the job waits on it.
+  snapshot = runner.snapshot();
+  assert.equal(snapshot.state, "unreachable", snapshot.reason ?? "");
+  assert.match(snapshot.reason ?? "", stallOf("a"));
+  assert.deepEqual(snapshot.inFlight.map((file) => file.relPath), ["a.fits"]);
+  assert.equal(row("a.fits")?.state, "transferring");
+
+  server.readAgain();
+  await waitFor(() => row("a.fits")?.state === "done", 60_000, "a.fits to arrive");
+  assert.equal(runner.snapshot().state, "watching", runner.snapshot().reason ?? "");
+  assert.equal(arrived("a.fits").length, 1);
+  assert.deepEqual(server.files.get(arrived("a.fits")[0]), a);
+  const lines = logs.records.map((record) => record.message.map(String).join(""));
+  assert.ok(!lines.some((line) => /does not answer|Failed to transfer/.test(line)), "no failure");
+});
+
 /**
  * A watching job of `name` that sends `files` (written to a fresh watch folder) to `server`,
- * with short retries, replies waited for `REPLY_WAIT_MS`, its ledger and the logs captured;
- * disposing of it stops the job and the server and removes its folder.
+ * with short retries, replies waited for `REPLY_WAIT_MS`, `options.overrides` to the job, its
+ * ledger and the logs captured; disposing of it stops the job and the server and removes its
+ * folder.
  */
 async function jobOfSilentServer(
   server: SilentFtp,
   name: string,
   files: Map<string, Uint8Array>,
   transferTimeoutSeconds: number,
-  options: { fullProbeMs?: number } = {},
+  options: { fullProbeMs?: number; overrides?: Partial<JobConfig> } = {},
 ) {
   const root = await Deno.makeTempDir({ prefix: `itx-ftp-${name}-job-` });
   const watch = join(root, "watch");
@@ -239,6 +308,7 @@ async function jobOfSilentServer(
     retry_delay_seconds: 0.1,
     retry_max_delay_seconds: 0.2,
     transfer_timeout_seconds: transferTimeoutSeconds,
+    ...options.overrides,
   });
   const logs = await captureLogs();
   const ledger = Ledger.open(join(root, "state"));
@@ -246,7 +316,7 @@ async function jobOfSilentServer(
   const runner = new JobRunner(job, ledger, transport, {
     once: false,
     closedForMs: 50,
-    ...options,
+    fullProbeMs: options.fullProbeMs,
   });
   return {
     job,
