@@ -17,6 +17,13 @@ export type FitsValue = string | number | boolean | null;
 export const BLOCK_BYTES = 2880;
 /** Size of one header card in bytes. */
 const CARD_BYTES = 80;
+/**
+ * The longest header read, in blocks (36,000 cards): the completeness check
+ * (`fits_structure.ts`) accepts as long a header, so the DATE-OBS of every
+ * file it takes for whole is read too (ESO's HIERARCH headers run to
+ * thousands of cards).
+ */
+export const MAX_HEADER_BLOCKS = 1000;
 /** Keywords whose cards carry commentary, not a value. */
 const COMMENTARY = new Set(["", "COMMENT", "HISTORY"]);
 const INTEGER = /^[+-]?\d+$/;
@@ -37,7 +44,7 @@ class HeaderProblem extends Error {}
  * it (the primary's win).
  *
  * @param path File to read.
- * @param options.maxBlocks Largest header accepted, in blocks. @default 100
+ * @param options.maxBlocks Largest header accepted, in blocks. @default {@linkcode MAX_HEADER_BLOCKS}
  * @returns Keyword -> value; the first card of a repeated keyword wins.
  * @throws {Error} "Cannot read FITS header of <path>: <why>" when the file cannot
  * be opened, is not FITS (first card must be `SIMPLE  =`), ends before END, or
@@ -47,7 +54,7 @@ export async function readFitsHeader(
   path: string,
   options: { maxBlocks?: number; observation?: boolean } = {},
 ): Promise<Map<string, FitsValue>> {
-  const maxBlocks = options.maxBlocks ?? 100;
+  const maxBlocks = options.maxBlocks ?? MAX_HEADER_BLOCKS;
   if (!Number.isInteger(maxBlocks) || maxBlocks < 1) {
     throw new RangeError(`Cannot read FITS header of ${path}: maxBlocks must be >= 1`);
   }
@@ -91,7 +98,8 @@ async function readHeaderAt(
   }
   if (!ended) {
     throw new HeaderProblem(
-      `no END card in the first ${maxBlocks} blocks; raise maxBlocks if the header is that long`,
+      `no END card in the first ${maxBlocks} blocks (${maxBlocks * (BLOCK_BYTES / CARD_BYTES)} ` +
+        `cards): not a FITS header`,
     );
   }
   return {

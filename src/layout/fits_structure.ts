@@ -10,7 +10,13 @@
  *
  * @module
  */
-import { BLOCK_BYTES, type FitsValue, hasEndCard, parseHeaderCards } from "./fits_header.ts";
+import {
+  BLOCK_BYTES,
+  type FitsValue,
+  hasEndCard,
+  MAX_HEADER_BLOCKS,
+  parseHeaderCards,
+} from "./fits_header.ts";
 import { RegularFile } from "./regular_file.ts";
 
 /** Where one HDU lies in the file (byte offsets). */
@@ -47,7 +53,7 @@ export type FitsStructure = FitsShape & { size: number; mtimeMs: number };
 
 /** Limits of {@linkcode readFitsStructure}. */
 export interface FitsStructureLimits {
-  /** Longest header accepted, in blocks. @default 1000 */
+  /** Longest header accepted, in blocks. @default {@linkcode MAX_HEADER_BLOCKS} */
   maxHeaderBlocks?: number;
   /** Most HDUs followed. @default 10000 */
   maxHdus?: number;
@@ -86,7 +92,7 @@ const EMPTY_FITS = "empty so far, and a FITS file holds at least one header";
 
 /** Follow the HDUs from the start of the file. */
 function walk(file: RegularFile, size: number, limits: FitsStructureLimits): FitsShape {
-  const maxHeaderBlocks = limits.maxHeaderBlocks ?? 1000;
+  const maxHeaderBlocks = limits.maxHeaderBlocks ?? MAX_HEADER_BLOCKS;
   const maxHdus = limits.maxHdus ?? 10_000;
   if (size === 0) return { kind: "not-fits" };
   const first = file.readAt(0, Math.min(SIMPLE.length, size));

@@ -8,6 +8,8 @@ import {
   parseFitsHeader,
   readFitsHeader,
 } from "../../../src/layout/fits_header.ts";
+import { readFitsStructure } from "../../../src/layout/fits_structure.ts";
+import { planDestination } from "../../../src/layout/destination.ts";
 import {
   BLOCK_BYTES,
   card,
@@ -207,6 +209,48 @@ Deno.test("readFitsHeader stops after maxBlocks header blocks", async () => {
       (await readFitsHeader(path, { maxBlocks: 2 })).get("LAST"),
       "after the first block",
     );
+  });
+});
+
+Deno.test("a header of thousands of cards (ESO's HIERARCH) that the completeness check takes for whole names the night by its DATE-OBS", async () => {
+  await withTempDir(async (dir) => {
+    const path = join(dir, "muse_raw.fits");
+    const hierarch = Array.from(
+      { length: 3700 },
+      (_, i) => `HIERARCH ESO INS TEMP${i} VAL = ${i}`.padEnd(80),
+    );
+    const header = headerBytes([
+      ...imageCards(4, 4),
+      card("DATE-OBS", "2024-03-15T03:12:45"),
+      ...hierarch,
+    ]);
+    assert.ok(header.length / BLOCK_BYTES > 100, "a header of more than 100 blocks");
+    await Deno.writeFile(path, fitsFile(header, int16Data(4, 4, (x, y) => x + y)));
+    assert.equal(readFitsStructure(path).kind, "complete");
+    assert.equal((await readFitsHeader(path)).get("DATE-OBS"), "2024-03-15T03:12:45");
+    const fallbacks: string[] = [];
+    const planned = await planDestination(
+      { night_date_source: "fits", night_rollover_hour: 12, night_timezone: "UTC" },
+      { path, relPath: "muse_raw.fits", mtimeMs: Date.parse("2024-06-01T15:00:00Z") },
+      new Date("2024-06-01T15:00:00Z"),
+      (reason) => fallbacks.push(reason),
+    );
+    assert.deepEqual(fallbacks, []);
+    assert.equal(planned, "20240314/muse_raw.fits");
+  });
+});
+
+Deno.test("a header with no END in its blocks is said as not FITS, naming no setting", async () => {
+  await withTempDir(async (dir) => {
+    const path = join(dir, "endless.fits");
+    await Deno.writeFile(path, twoBlockImage());
+    await assert.rejects(readFitsHeader(path, { maxBlocks: 1 }), (error: Error) => {
+      assert.match(
+        error.message,
+        /no END card in the first 1 blocks \(36 cards\): not a FITS header$/,
+      );
+      return true;
+    });
   });
 });
 
