@@ -319,11 +319,20 @@ function ftpKeys(to: string, tls: boolean): Record<string, unknown> {
         "its top folder)",
     );
   }
-  const path = decodeURIComponent(url.pathname);
+  const decode = (part: string) => {
+    try {
+      return decodeURIComponent(part);
+    } catch {
+      throw new UsageError(
+        `--to ${to}: a "%" that starts no %XX escape; write a % of the user or the folder as %25`,
+      );
+    }
+  };
+  const path = decode(url.pathname);
   return {
     transfer_method: "ftp",
     remote_host: url.hostname.replace(/^\[|\]$/g, ""),
-    ...(url.username ? { remote_user: decodeURIComponent(url.username) } : {}),
+    ...(url.username ? { remote_user: decode(url.username) } : {}),
     remote_base_path: path === "" ? "/" : path,
     ftp_tls: tls ? "required" : "off",
     ...(url.port ? { ftp_port: Number(url.port) } : {}),

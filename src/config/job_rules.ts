@@ -139,9 +139,9 @@ function hostWithMore(host: string, ssh: boolean): string | null {
   if (url !== null) {
     const keys = [`remote_host: ${url.hostname.replace(/^\[(.*)\]$/, "$1")}`];
     if (url.port !== "") keys.push(`${portKey}: ${url.port}`);
-    if (url.username !== "") keys.push(`remote_user: ${decodeURIComponent(url.username)}`);
+    if (url.username !== "") keys.push(`remote_user: ${decodedOrAsIs(url.username)}`);
     if (url.pathname.replace(/\/+$/, "") !== "") {
-      keys.push(`remote_base_path: ${decodeURIComponent(url.pathname)}`);
+      keys.push(`remote_base_path: ${decodedOrAsIs(url.pathname)}`);
     }
     return `expected the host name only, not a URL; write ${keys.join(", ")}`;
   }
@@ -159,6 +159,15 @@ function hostWithMore(host: string, ssh: boolean): string | null {
     return "expected a host name or address (no spaces or slashes; the folder goes in remote_base_path)";
   }
   return null;
+}
+
+/** A part of a URL with its %XX escapes decoded; as written where a % starts no escape (`100%`). */
+function decodedOrAsIs(part: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    return part;
+  }
 }
 
 /** rsync's long options whose value may follow as the next word (`--exclude PATTERN`). */

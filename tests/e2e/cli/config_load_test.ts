@@ -1082,6 +1082,11 @@ Deno.test("a remote_host that is a URL or holds a port, a user or a path is refu
       /remote_host: expected the host name only; the user goes in remote_user \(remote_host: archive\.example\.org\)$/m,
     ],
     ["ftp", "archive/data", /remote_host: expected a host name or address/],
+    [
+      "ftp",
+      "ftp://o%ZZ@archive.example.org/runs/100%",
+      /config\.yaml:6: remote_host: expected the host name only, not a URL; write remote_host: archive\.example\.org, remote_user: o%ZZ, remote_base_path: \/runs\/100%$/m,
+    ],
   ];
   for (const [method, host, expected] of cases) {
     const error = configError(config(method, host));

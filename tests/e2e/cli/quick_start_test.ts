@@ -49,6 +49,17 @@ Deno.test("--to: SSH, FTP and local destinations give the keys they stand for", 
     remote_base_path: "/mnt/archive",
   });
   assert.throws(() => destinationKeys("ftp://obs:secret@archive/x"), UsageError);
+  // A % that starts no %XX escape is a usage error naming the option, not "URI malformed".
+  for (const to of ["ftp://archive/runs/100%", "ftps://o%ZZ@archive/x"]) {
+    assert.throws(
+      () => destinationKeys(to),
+      (error: unknown) =>
+        error instanceof UsageError &&
+        error.message === `--to ${to}: a "%" that starts no %XX escape; write a % of the user ` +
+            "or the folder as %25",
+      to,
+    );
+  }
   assert.throws(() => destinationKeys("ftp://archive/x", "rsync"), /does not fit/);
   assert.throws(() => destinationKeys("/mnt/archive", "scp"), /needs a remote --to/);
   // Addresses it does not understand are refused, never read as a host or a folder.
