@@ -152,7 +152,8 @@ async function route(
       if (request.method !== "POST") return text(405, "actions take POST\n", { allow: "POST" });
       // The connection took the body whole, refusing one over 64 KiB (http_server.ts).
       const given = await request.text();
-      const body = jobAction(source, decodeURIComponent(action[1]), action[2], given);
+      // A name that is no valid escape (`%E0`) names no job: 404, as any other unknown name.
+      const body = jobAction(source, safeDecode(action[1]), action[2], given);
       source.reports.changed();
       push.changed();
       return json(200, body);

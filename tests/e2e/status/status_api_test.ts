@@ -206,6 +206,8 @@ Deno.test("status API: a failing destination shows its reason; retry after the f
     "the file sent after resume",
   );
   assert.equal((await post(d.base, "/api/jobs/nope/pause")).status, 404);
+  // A job name that is no valid %-escape is an unknown job too, not a server error.
+  assert.equal((await post(d.base, "/api/jobs/%E0/pause")).status, 404);
 });
 
 Deno.test("status command: live job state from the API while the daemon runs, the ledger when it is down", async () => {
