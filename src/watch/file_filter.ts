@@ -137,7 +137,17 @@ export function createFileFilter(job: FilterJob, options: FilterOptions = {}): F
       const why = parentSkip(relPath);
       if (why) return why;
     }
-    if (!include(relPath)) return skip("unmatched", "matches none of file_patterns");
+    if (!include(relPath)) {
+      // A blank after the extension does not show in a listing: say it, or the name looks sent.
+      const blankEnd = /\s+$/.exec(name)?.[0];
+      return skip(
+        "unmatched",
+        blankEnd !== undefined && include(relPath.slice(0, -blankEnd.length))
+          ? `matches none of file_patterns: its name ends in ${JSON.stringify(blankEnd)} after ` +
+            "the extension; rename it without that to send it"
+          : "matches none of file_patterns",
+      );
+    }
     const pattern = excludedBy(relPath, false);
     if (pattern !== undefined) return skip("excluded", `matches exclude pattern ${pattern}`);
     return null;

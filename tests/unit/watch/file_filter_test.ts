@@ -104,6 +104,13 @@ Deno.test("file_filter: explain says why a name is skipped", () => {
   assert.equal(f.explain("a.fits"), null);
   assert.equal(f.explain("raw/a.fit"), null);
   assert.equal(f.explain("a.txt"), "matches none of file_patterns");
+  // A blank after the extension, which no listing shows, is named.
+  assert.equal(
+    f.explain("sub dir/m42 001.fits "),
+    'matches none of file_patterns: its name ends in " " after the extension; rename it ' +
+      "without that to send it",
+  );
+  assert.equal(f.explain("a.txt "), "matches none of file_patterns");
   assert.equal(f.explain("x_test.fits"), "matches exclude pattern *_test.fits");
   assert.equal(
     f.explain("calib/a.fits"),
