@@ -68,6 +68,8 @@ export async function checkLoginFiles(config: Config, runsAs?: number | null): P
         ? notACertificate(file)
         : null;
       if (wrongKind !== null) problems.push(`${place}: ${wrongKind}`);
+      // A public key given for the private one holds no secret: a chmod of it would only mislead.
+      if (key === "ssh_identity_file" && isPublicKey(file)) continue;
       const mode = (info.mode ?? 0) & 0o777;
       const mine = key !== "ssh_identity_file" || account === null || info.uid === account;
       if (!secret || Deno.build.os === "windows" || (mode & 0o077) === 0 || !mine) continue;
@@ -93,6 +95,14 @@ function head(path: string, bytes: number): string | null {
   }
 }
 
+/** How an OpenSSH public key (a `.pub` file) starts. */
+const PUBLIC_KEY_START = /^(ssh-|ecdsa-|sk-)/;
+
+/** Whether the file `path` holds an OpenSSH public key (by its first line). */
+function isPublicKey(path: string): boolean {
+  return PUBLIC_KEY_START.test(head(path, 64)?.trimStart() ?? "");
+}
+
 /**
  * Why the file `path` is not a private key OpenSSH can use (a public key, a
  * PuTTY key, anything else), by its first line; `null` when it looks like
@@ -101,7 +111,7 @@ function head(path: string, bytes: number): string | null {
 function notAPrivateKey(path: string): string | null {
   const text = head(path, 64)?.trimStart();
   if (text === undefined || /^-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(text)) return null;
-  if (/^(ssh-|ecdsa-|sk-)/.test(text)) {
+  if (PUBLIC_KEY_START.test(text)) {
     return `${path} is a public key; give the private key (the same name without .pub)`;
   }
   if (text.startsWith("PuTTY-User-Key-File")) {

@@ -182,6 +182,14 @@ Deno.test("an ssh_identity_file that is no private key (a .pub file, a PuTTY key
       assert.match(out.stderr, /config\.yaml:\d+: ssh_identity_file of job default: /);
       assert.match(out.stderr, expected);
     }
+    // A .pub file as ssh-keygen leaves it (mode 0644): what to give instead, not a chmod of it.
+    await Deno.chmod(key, 0o644);
+    await Deno.writeTextFile(key, "ssh-ed25519 AAAAC3Nz obs@camera\n");
+    const pub = await runCli(["-c", config, "config", "validate"], { env: env(dir) });
+    assert.equal(pub.code, 2, pub.stderr);
+    assert.match(pub.stderr, /is a public key; give the private key/);
+    assert.doesNotMatch(pub.stderr, /chmod/);
+    await Deno.chmod(key, 0o600);
     await Deno.writeTextFile(key, KEY_SHAPED, { mode: 0o600 });
     const ok = await runCli(["-c", config, "config", "validate"], { env: env(dir) });
     assert.equal(ok.code, 0, ok.stderr);
