@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { Command } from "commander";
+import { Command, Option } from "commander";
 import { dirname } from "node:path";
 import { isMap, parseDocument } from "yaml";
 import { ConfigError, UsageError } from "../errors.ts";
@@ -114,7 +114,10 @@ export function statusCommand(): Command {
     .description(
       "show whether a daemon is running, counts per state, recent transfers and failures, and what the watch folders skip",
     )
-    .option("-n, --limit <count>", "how many recent transfers and failures to list", "10")
+    .addOption(
+      new Option("-n, --limit <count>", "how many recent transfers and failures to list")
+        .default("10", "10"),
+    )
     .option("--json", "print JSON instead of text")
     .option("--all", `list every skipped entry (else the first ${SKIPPED_SHOWN} per job)`)
     .action(async (

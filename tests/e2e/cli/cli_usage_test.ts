@@ -136,6 +136,17 @@ Deno.test("the top-level help lists the run options --once and --dry-run", async
   assert.doesNotMatch(status.stdout, /default command:/);
 });
 
+Deno.test("every command's help shows its defaults as they are typed, not as quoted strings", async () => {
+  const commands = ["run", "init", "config", "status", "resend", "doctor", "install-service"];
+  for (const command of [...commands, "uninstall-service", "stop", "restart"]) {
+    const help = await runCli([command, "--help"]);
+    assert.equal(help.code, 0, help.stderr);
+    assert.doesNotMatch(help.stdout.replace(/\s+/g, " "), /\(default: "/, `${command} --help`);
+  }
+  const status = await runCli(["status", "--help"]);
+  assert.match(status.stdout.replace(/\s+/g, " "), /-n, --limit <count> .*\(default: 10\)/);
+});
+
 Deno.test("resend --night takes a date of the calendar only, exit 2 otherwise", async () => {
   await using box = await cliSandbox();
   for (const night of ["20261399", "20240230", "2024031", "tonight"]) {
