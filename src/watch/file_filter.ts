@@ -372,14 +372,20 @@ export function escapeName(name: string): string {
   );
 }
 
+/** A part of a path a listing escapes: one {@linkcode UNREADABLE}, or with a backslash. */
+const ESCAPED_PART = new RegExp(`[${UNSAFE_CHARACTERS}\\uFFFD\\\\]`);
+
 /**
  * `path` for a listing: each of its parts (folders too) escaped (see
  * {@linkcode escapeName}) when it holds control characters, separators,
- * bidirectional overrides or bytes that were not UTF-8, otherwise as is.
+ * bidirectional overrides or bytes that were not UTF-8, or a backslash (so a
+ * name with `\n` written in it reads `\\n`, never like one with a line break),
+ * otherwise as is.
  */
 export function readablePath(path: string): string {
-  if (!UNREADABLE.test(path)) return path;
-  return path.split(SEP).map((part) => UNREADABLE.test(part) ? escapeName(part) : part).join(SEP);
+  if (!ESCAPED_PART.test(path)) return path;
+  return path.split(SEP).map((part) => ESCAPED_PART.test(part) ? escapeName(part) : part)
+    .join(SEP);
 }
 
 /**

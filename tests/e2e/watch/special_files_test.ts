@@ -176,6 +176,9 @@ Deno.test("readablePath: escapes control characters, overrides and undecodable b
   assert.equal(readablePath('/w/a"b.fits'), '/w/a"b.fits');
   assert.equal(readablePath("/w/x/caf\uFFFD.fits"), "/w/x/caf\\ufffd.fits");
   assert.equal(readablePath("/w/a\nb.fits"), "/w/a\\nb.fits");
+  // A name with a backslash written in it is escaped too: it never reads like one with a break.
+  assert.equal(readablePath("/w/a\\nb.fits"), "/w/a\\\\nb.fits");
+  assert.notEqual(readablePath("/w/a\\nb.fits"), readablePath("/w/a\nb.fits"));
   assert.equal(escapeName("a\tb\uFFFD"), "a\\tb\\ufffd");
   // A folder's name reaches the terminal too (status, run --dry-run): an escape sequence in it
   // would act there (clear the screen, recolour what follows).
