@@ -364,6 +364,8 @@ Deno.test("a DATE-OBS with a space instead of the T (some camera software) is re
     observationDate(parseFitsHeader(headerBytes([card("SIMPLE", true), card("DATE-OBS", value)])));
   assert.deepEqual(dateOf("2024-03-15 03:12:45"), new Date("2024-03-15T03:12:45Z"));
   assert.deepEqual(dateOf("2024-03-15 03:12:45.5"), new Date("2024-03-15T03:12:45.500Z"));
+  // A final Z (UTC, as ISO 8601 writes it) is read as the same time.
+  assert.deepEqual(dateOf("2024-03-15T03:12:45Z"), new Date("2024-03-15T03:12:45Z"));
   assert.equal(dateOf("2024-03-15  03:12:45"), null);
   assert.equal(dateOf("2024-03-15_03:12:45"), null);
 });
