@@ -15,20 +15,21 @@ import type { JobConfig } from "../config/types.ts";
 import { freeDestination, placeBeside, planDestination } from "../layout/destination.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
 import type { LedgerRow, PendingFile } from "../ledger/file_rows.ts";
+import type { Activity, StabilityChecker, StableFile } from "../watch/stability.ts";
 import {
-  type Activity,
-  type ObservationStore,
-  StabilityChecker,
-  type StableFile,
-} from "../watch/stability.ts";
-import { type FileVersion, isFileAt, sameVersion, versionOf } from "../watch/file_version.ts";
-import { createFileFilter } from "../watch/file_filter.ts";
+  type FileVersion,
+  isFileAt,
+  isGoneError,
+  sameVersion,
+  versionOf,
+} from "../watch/file_version.ts";
 import type { FoundFile } from "../watch/scan.ts";
 import type { ScanFound } from "../watch/watch_session.ts";
 import { classifyEntry, relativeTo } from "../watch/entry_check.ts";
 import type { Transport } from "../transfer/transport.ts";
 import type { FileTable, PlannedDecision } from "./file_table.ts";
 import { GrowingSender } from "./growing_files.ts";
+import { intakeChecker } from "./intake_checker.ts";
 
 /** What {@linkcode Intake} works with. */
 export interface IntakeContext {
@@ -74,56 +75,9 @@ export class Intake {
     const { job } = context;
     this.#log = jobLogger("pipeline", job.name);
     this.#context = context;
-    const stableForMs = job.stability_window_seconds * 1000;
-    // Only asks whether a name matches: what it does not match is not skipped, so it says nothing.
-    const matching = (file_patterns: string[]) =>
-      createFileFilter({ ...job, watch_path: undefined, file_patterns, exclude_patterns: [] }, {
-        skipLog: null,
-      });
-    const shortcut = matching(job.close_shortcut_patterns);
-    // A growing file whose source goes once it arrived must not go while its writer still
-    // writes it (a pause longer than the window): where closes are told, it waits for its close.
-    const growing = job.after_transfer === "keep" || job.growing_patterns.length === 0
-      ? null
-      : matching(job.growing_patterns);
-    this.#checker = new StabilityChecker({
-      stableForMs,
-      closedForMs: Math.min(stableForMs, context.closedForMs),
-      closeShortcut: (path) => {
-        const rel = relativeTo(job.watch_path, path);
-        return rel !== null && shortcut.includesFile(rel);
-      },
-      waitsForClose: (path) => {
-        const rel = relativeTo(job.watch_path, path);
-        return growing !== null && rel !== null && growing.includesFile(rel);
-      },
-      fitsAppended: job.fits_appends_extensions,
-      incompleteGraceMs: job.fits_incomplete_grace_seconds * 1000,
-      // `--once` sends what is complete now; an incomplete FITS file waits for the next run.
-      waitForIncomplete: !context.once,
-      sentAs: (path) => {
-        const rel = relativeTo(job.watch_path, path) ?? "";
-        const sending = context.table.record(rel)?.version; // size -1 while observed anew
-        return sending && sending.size >= 0 ? sending : context.table.rows.doneVersions([rel])[0];
-      },
+    this.#checker = intakeChecker(context, this.#log, {
       onReady: (file) => this.#ready(file),
       onGone: (path) => void this.#gone(path),
-      onIncomplete: (path, reason, graceLeftMs) =>
-        graceLeftMs === Infinity
-          ? this.#log.info(
-            "{path} has not changed for the stability window, but {reason}; job {job} sends it " +
-              "once its writer closed it, and then {how} the source (growing_patterns)",
-            { path, reason, how: job.after_transfer === "move" ? "moves" : "deletes" },
-          )
-          : this.#log.info(
-            "{path} has not changed for the stability window, but {reason}; job {job} waits up to {seconds} s more for the rest, then sends it as it is",
-            { path, reason, seconds: Math.ceil(graceLeftMs / 1000) },
-          ),
-      onLeft: (path, reason) => {
-        this.#log.info("Left {path} for a later run: {reason}", { path, reason });
-        context.onSettled();
-      },
-      store: observationsByPath(job.watch_path, context.table.observations),
     });
     this.#growing = new GrowingSender({
       job,
@@ -180,7 +134,8 @@ export class Intake {
       );
     for (const gone of failed) {
       const goneAt = join(job.watch_path, gone);
-      if (await Deno.lstat(goneAt).then(() => false, () => true)) await this.#gone(goneAt);
+      // Gone only if nothing is there: a look that fails otherwise (a share's hiccup) says nothing.
+      if (await Deno.lstat(goneAt).then(() => false, isGoneError)) await this.#gone(goneAt);
     }
   }
 
@@ -211,10 +166,11 @@ export class Intake {
         let info: Deno.FileInfo;
         try {
           info = Deno.statSync(file.path);
-        } catch {
-          continue;
+          if (sameVersion(versionOf(info), entry)) continue;
+        } catch (error) {
+          // Gone since the scan; one that cannot be looked at now is observed (looked at again).
+          if (isGoneError(error)) continue;
         }
-        if (sameVersion(versionOf(info), entry)) continue;
       }
       found.push(file);
       checker.touch(file.path, how);
@@ -277,8 +233,9 @@ export class Intake {
     const { renamedTo } = seen ?? {}, complete = seen !== undefined && seen.phase !== "observing";
     if (this.#context.stopping()) return;
     const folder = await this.#context.scanIfFolder(path);
-    // A file under its name again (written anew, or moved in, meanwhile) is not dropped: observed.
-    if (refused === undefined && rel !== null && isFileAt(path)) {
+    // A file under its name again (written anew, or moved in, meanwhile) is not dropped: observed,
+    // as is one that cannot be looked at now (the checker looks again, and says so).
+    if (refused === undefined && rel !== null && isFileAt(path) !== false) {
       if (!this.#checker.has(path)) this.activity(path, rel, "changed");
       return this.#context.onSettled();
     }
@@ -408,31 +365,6 @@ export class Intake {
     }
     this.#context.onSettled();
   }
-}
-
-/**
- * The checker knows files by absolute path, the table by path relative to
- * the watch folder (`root`): `byRel` seen by absolute path (a path outside
- * the watch folder has no observation).
- */
-function observationsByPath(root: string, byRel: ObservationStore): ObservationStore {
-  const at = (path: string) => relativeTo(root, path);
-  return {
-    get: (path) => {
-      const rel = at(path);
-      return rel === null ? undefined : byRel.get(rel);
-    },
-    set: (path, observation) => {
-      const rel = at(path);
-      if (rel !== null) byRel.set(rel, observation);
-    },
-    delete: (path) => {
-      const rel = at(path);
-      if (rel !== null) byRel.delete(rel);
-    },
-    values: () => byRel.values(),
-    clear: () => byRel.clear(),
-  };
 }
 
 /**

@@ -13,6 +13,7 @@
  */
 import { join, posix } from "node:path";
 import type { Skip } from "./file_filter.ts";
+import { isGoneError } from "./file_version.ts";
 
 /** The `symlinks` key: what to do with symbolic links in the watch folder. */
 export type SymlinkPolicy = "skip" | "inside" | "follow";
@@ -105,7 +106,7 @@ export function hasUndecodableBytes(name: string): boolean {
 
 /** The verdict for a path that lstat cannot find (or examine). */
 function missing(path: string, error: unknown): EntryVerdict {
-  if (error instanceof Deno.errors.NotFound) {
+  if (isGoneError(error)) {
     if (hasUndecodableBytes(path)) {
       return {
         ok: false,

@@ -51,7 +51,10 @@ export interface FileFilter {
   readonly symlinks: SymlinkPolicy;
   /**
    * Whether the entry at `relPath` should be sent: its name, then (when the
-   * filter knows the watch folder) what it is. A skip is reported once.
+   * filter knows the watch folder) what it is. A skip is reported once. An
+   * entry whose name is sent and that cannot be examined now (its lstat fails
+   * otherwise than "not found": a share's I/O error, a folder's permissions)
+   * may be a file: included, for the stability checker to look at until it can.
    *
    * @param parentIncluded the caller already knows the file's folder is
    *   included (a scan that only enters included folders)
@@ -187,7 +190,7 @@ export function createFileFilter(job: FilterJob, options: FilterOptions = {}): F
     },
     includesFile(relPath, parentIncluded = false) {
       const why = decide(relPath, parentIncluded);
-      if (why === null) return true;
+      if (why === null || why.code === "unreadable") return true;
       // A watcher reports folders too, and names that are gone (renamed or moved away): the
       // name rules for files say nothing about either. Without a log, nothing is looked at.
       if (skipLog === null) return false;

@@ -31,6 +31,15 @@ export function absolutePath(root: string, relPath: string): string {
   return relPath === "" ? root : join(root, ...relPath.split("/"));
 }
 
+/**
+ * Whether `error` (of a stat or an open) says nothing is at its path: not found, or a part of the
+ * path is no folder. Any other (an I/O error or a stale handle on a share, a folder's
+ * permissions) says nothing of whether a file is there.
+ */
+export function isGoneError(error: unknown): boolean {
+  return error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory;
+}
+
 /** The version of the file at `path` now (synchronous stat), or null when it cannot be had. */
 export function statVersion(path: string): FileVersion | null {
   try {
@@ -40,11 +49,14 @@ export function statVersion(path: string): FileVersion | null {
   }
 }
 
-/** Whether a file is at `path` now (synchronous stat, through a link, as the checker reads files). */
-export function isFileAt(path: string): boolean {
+/**
+ * Whether a file is at `path` now (synchronous stat, through a link, as the checker reads
+ * files): "unknown" when the stat fails otherwise than "not found" (see {@linkcode isGoneError}).
+ */
+export function isFileAt(path: string): boolean | "unknown" {
   try {
     return Deno.statSync(path).isFile;
-  } catch {
-    return false;
+  } catch (error) {
+    return isGoneError(error) ? false : "unknown";
   }
 }

@@ -18,7 +18,10 @@
  *   caller allows (`closeShortcut`), and never for an empty file.
  * - A file the caller names (`waitsForClose`) that its writer still has open (seen written,
  *   Linux, not closed since) waits for its close however long, whatever its kind.
- * - A file that disappears is dropped (`onGone`), never reported ready.
+ * - A file that disappears is dropped (`onGone`), never reported ready. One whose stat fails
+ *   otherwise (an I/O error on a share, a folder's permissions) is not taken as gone: it stays
+ *   under observation, is looked at again (see `observation.ts`) and said (`onUnreadable`), and
+ *   goes on as before once it can be looked at.
  *
  * Idle cost is zero: one timer per file under observation, none when nothing is pending.
  * A file's version and where a watch-relative path lives on disk are in `file_version.ts`.
@@ -26,7 +29,10 @@
  * @module
  */
 import { type FitsStructure, readFitsStructure } from "../layout/fits_structure.ts";
-import { sameVersion } from "./file_version.ts";
+import { isGoneError, sameVersion } from "./file_version.ts";
+import { lookAt, lookFailed, type Observation, type ObservationStore } from "./observation.ts";
+
+export type { Observation, ObservationStore } from "./observation.ts";
 
 /** What the checker knows of a file that became ready. */
 export interface StableFile {
@@ -117,45 +123,16 @@ export interface StabilityOptions {
    */
   onIncomplete?: (path: string, reason: string, graceLeftMs: number) => void;
   /**
+   * Called when a file under observation cannot be looked at (its stat fails otherwise than "not
+   * found"): at the first failure and then at most hourly while it lasts (`error`; `forMs`: how
+   * long so far), and once it can be looked at again (`error` null).
+   */
+  onUnreadable?: (path: string, error: Error | null, forMs: number) => void;
+  /**
    * Where the observations are kept, by path (the job's file table keeps
    * them in its records, so a file's state has one holder). @default a Map
    */
   store?: ObservationStore;
-}
-
-/**
- * The observations of a {@linkcode StabilityChecker}, by path: what holds
- * them (a `Map` will do). The checker alone changes an observation.
- */
-export interface ObservationStore {
-  get(path: string): Observation | undefined;
-  set(path: string, observation: Observation): void;
-  delete(path: string): void;
-  values(): Iterable<Observation>;
-  clear(): void;
-}
-
-/** What the checker knows of one file under observation (its own to change). */
-export interface Observation {
-  size: number;
-  mtimeMs: number;
-  /** Last change of size/mtime or last event (performance.now() ms). */
-  lastActivityMs: number;
-  /** The latest activity was a close, and nothing changed since. */
-  closed: boolean;
-  /** Its writer has it open: written (as told by a watcher that tells closes), not closed since. */
-  open?: boolean;
-  /** Renamed or moved in (Linux), not written since: its writer is done with it. */
-  movedIn?: boolean;
-  timer: ReturnType<typeof setTimeout> | undefined;
-  /** When `timer` fires (performance.now() ms). */
-  dueMs: number;
-  /** The structure last read (valid while size and mtime match). */
-  structure: FitsStructure | undefined;
-  /** Whether `onIncomplete` was called for it. */
-  saidIncomplete?: boolean;
-  /** An event, a poll or a check saw it change: its mtime says nothing of how long it is quiet. */
-  told?: boolean;
 }
 
 /** What a check decided. */
@@ -229,7 +206,10 @@ export class StabilityChecker {
     const was = { ...entry };
     // The event is the activity: re-take the baseline so the check compares
     // against the file as it was at this event.
-    if (!this.#sample(path, entry, "baseline")) return this.#drop(path, entry);
+    const looked = this.#sample(path, entry, "baseline");
+    if (looked === "gone") return this.#drop(path, entry);
+    // What the event told is lost: once it can be looked at, a change needs the window.
+    if (looked === "unreadable") return this.#lookAgain(path, entry, now);
     // A write moves the mtime to now: a "modify" that did not (a chmod after the close, or of a
     // file moved in, or sent already) says nothing of a writer.
     const wrote = activity === "written" && !(was.closed && sameVersion(was, entry)) &&
@@ -280,21 +260,41 @@ export class StabilityChecker {
   /**
    * Stat the file and update the entry. A `check` sample that differs from the
    * last one counts as activity (written without an event) and needs the full
-   * window again. Returns false when the file is gone.
+   * window again. "gone": nothing, or no file, is there; "unreadable": the stat
+   * failed otherwise (said, see `onUnreadable`).
    *
    * Synchronous: a stat takes microseconds, where handing it to another thread
    * and back costs several times that, once per event of a burst.
    */
-  #sample(path: string, entry: Observation, mode: "baseline" | "check"): boolean {
-    let info: Deno.FileInfo;
-    try {
-      info = Deno.statSync(path);
-    } catch {
-      return false;
+  #sample(
+    path: string,
+    entry: Observation,
+    mode: "baseline" | "check",
+  ): "gone" | "unreadable" | "ok" {
+    const info = lookAt(path);
+    if (info === "gone") return info;
+    const now = performance.now();
+    if (info instanceof Error) {
+      if (lookFailed(entry, this.#options.stableForMs, now)) {
+        this.#options.onUnreadable?.(path, info, now - entry.unreadable!.sinceMs);
+      }
+      return "unreadable";
     }
-    if (!info.isFile) return false;
+    if (entry.unreadable !== undefined) {
+      const forMs = now - entry.unreadable.sinceMs;
+      entry.unreadable = undefined;
+      this.#options.onUnreadable?.(path, null, forMs);
+    }
     this.#update(entry, info.size, info.mtime?.getTime() ?? 0, mode);
-    return true;
+    return "ok";
+  }
+
+  /** A file that cannot be looked at now: looked at again later, unless a check comes sooner. */
+  #lookAgain(path: string, entry: Observation, now: number): void {
+    const waitMs = entry.unreadable?.waitMs ?? this.#options.stableForMs;
+    if (entry.timer === undefined || entry.dueMs > now + waitMs) {
+      this.#schedule(path, entry, waitMs);
+    }
   }
 
   #update(entry: Observation, size: number, mtimeMs: number, mode: "baseline" | "check"): void {
@@ -311,7 +311,9 @@ export class StabilityChecker {
 
   #check(path: string, entry: Observation): void {
     if (this.#closed || this.#store.get(path) !== entry) return;
-    if (!this.#sample(path, entry, "check")) return this.#drop(path, entry);
+    const looked = this.#sample(path, entry, "check");
+    if (looked === "gone") return this.#drop(path, entry);
+    if (looked === "unreadable") return this.#schedule(path, entry, entry.unreadable!.waitMs);
     const structure = this.#structure(path, entry);
     if (structure === null) return this.#drop(path, entry);
     // Written between the stat and the read: that is activity too.
@@ -345,14 +347,10 @@ export class StabilityChecker {
     try {
       entry.structure = readFitsStructure(path);
     } catch (error) {
-      if (error instanceof Deno.errors.NotFound) return null;
-      // Unreadable: the window decides, and the transfer reports why it cannot read it.
-      entry.structure = {
-        kind: "invalid",
-        reason: String(error),
-        size: entry.size,
-        mtimeMs: entry.mtimeMs,
-      };
+      if (isGoneError(error)) return null;
+      // Unreadable (its stat was not): the window decides, and the transfer reports why it cannot
+      // read it (and tries again); not kept, so the next check reads it again.
+      return { kind: "invalid", reason: String(error), size: entry.size, mtimeMs: entry.mtimeMs };
     }
     return entry.structure;
   }

@@ -1,0 +1,121 @@
+/**
+ * The stability checker of a job's intake: its settings from the job (the window, the close
+ * shortcut, growing files, the FITS grace, `--once`), the observations it keeps in the job's file
+ * table, and what it says in the job's log while a file waits (an incomplete FITS file, one its
+ * writer still has open, one left for a later run, one it cannot look at for now).
+ *
+ * @module
+ */
+import type { Logger } from "../log/logging.ts";
+import {
+  type ObservationStore,
+  StabilityChecker,
+  type StabilityOptions,
+} from "../watch/stability.ts";
+import { createFileFilter } from "../watch/file_filter.ts";
+import { relativeTo } from "../watch/entry_check.ts";
+import type { IntakeContext } from "./intake.ts";
+
+/** The checker of the intake of `context`'s job, which says in `log` why a file waits. */
+export function intakeChecker(
+  context: IntakeContext,
+  log: Logger,
+  on: Pick<StabilityOptions, "onReady" | "onGone">,
+): StabilityChecker {
+  const { job } = context;
+  const stableForMs = job.stability_window_seconds * 1000;
+  // Only asks whether a name matches: what it does not match is not skipped, so it says nothing.
+  const matching = (file_patterns: string[]) =>
+    createFileFilter({ ...job, watch_path: undefined, file_patterns, exclude_patterns: [] }, {
+      skipLog: null,
+    });
+  const shortcut = matching(job.close_shortcut_patterns);
+  // A growing file whose source goes once it arrived must not go while its writer still
+  // writes it (a pause longer than the window): where closes are told, it waits for its close.
+  const growing = job.after_transfer === "keep" || job.growing_patterns.length === 0
+    ? null
+    : matching(job.growing_patterns);
+  return new StabilityChecker({
+    ...on,
+    stableForMs,
+    closedForMs: Math.min(stableForMs, context.closedForMs),
+    closeShortcut: (path) => {
+      const rel = relativeTo(job.watch_path, path);
+      return rel !== null && shortcut.includesFile(rel);
+    },
+    waitsForClose: (path) => {
+      const rel = relativeTo(job.watch_path, path);
+      return growing !== null && rel !== null && growing.includesFile(rel);
+    },
+    fitsAppended: job.fits_appends_extensions,
+    incompleteGraceMs: job.fits_incomplete_grace_seconds * 1000,
+    // `--once` sends what is complete now; an incomplete FITS file waits for the next run.
+    waitForIncomplete: !context.once,
+    sentAs: (path) => {
+      const rel = relativeTo(job.watch_path, path) ?? "";
+      const sending = context.table.record(rel)?.version; // size -1 while observed anew
+      return sending && sending.size >= 0 ? sending : context.table.rows.doneVersions([rel])[0];
+    },
+    onIncomplete: (path, reason, graceLeftMs) =>
+      graceLeftMs === Infinity
+        ? log.info(
+          "{path} has not changed for the stability window, but {reason}; job {job} sends it " +
+            "once its writer closed it, and then {how} the source (growing_patterns)",
+          { path, reason, how: job.after_transfer === "move" ? "moves" : "deletes" },
+        )
+        : log.info(
+          "{path} has not changed for the stability window, but {reason}; job {job} waits up to {seconds} s more for the rest, then sends it as it is",
+          { path, reason, seconds: Math.ceil(graceLeftMs / 1000) },
+        ),
+    onUnreadable: (path, error, forMs) => sayUnreadable(log, path, error, forMs),
+    onLeft: (path, reason) => {
+      log.info("Left {path} for a later run: {reason}", { path, reason });
+      context.onSettled();
+    },
+    store: observationsByPath(job.watch_path, context.table.observations),
+  });
+}
+
+/**
+ * A file under observation cannot be looked at (its stat failed otherwise than "not found"),
+ * still cannot after `forMs`, or can again (`error` null): said at first, then at most hourly.
+ */
+function sayUnreadable(log: Logger, path: string, error: Error | null, forMs: number): void {
+  const seconds = Math.round(forMs / 1000);
+  if (error === null) {
+    return log.info(
+      "{path} can be looked at again (after {seconds} s); job {job} goes on with it as before",
+      { path, seconds },
+    );
+  }
+  const still = forMs > 0 ? `still, ${Math.round(seconds / 60)} min on, ` : "";
+  log.warn(
+    `Cannot look at {path} ${still}({error}); it is not taken as gone: job {job} keeps looking at it and sends it once it can be read (said again at most hourly while this lasts)`,
+    { path, error: error.message },
+  );
+}
+
+/**
+ * The checker knows files by absolute path, the table by path relative to
+ * the watch folder (`root`): `byRel` seen by absolute path (a path outside
+ * the watch folder has no observation).
+ */
+function observationsByPath(root: string, byRel: ObservationStore): ObservationStore {
+  const at = (path: string) => relativeTo(root, path);
+  return {
+    get: (path) => {
+      const rel = at(path);
+      return rel === null ? undefined : byRel.get(rel);
+    },
+    set: (path, observation) => {
+      const rel = at(path);
+      if (rel !== null) byRel.set(rel, observation);
+    },
+    delete: (path) => {
+      const rel = at(path);
+      if (rel !== null) byRel.delete(rel);
+    },
+    values: () => byRel.values(),
+    clear: () => byRel.clear(),
+  };
+}

@@ -1,0 +1,64 @@
+/**
+ * A file under observation whose folder cannot be searched for a while (its stat fails with
+ * EACCES, as an I/O error or a stale handle on a share would fail it) is not taken as gone: the
+ * daemon says so once, keeps looking, and sends it once it can be read, with rescans off and no
+ * new event for the file. The daemon runs without root's power to read any file (see
+ * `honourFileModes`), with the `local` method.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { runCli, startCli } from "../../helpers/cli.ts";
+import { randomBytes, waitFor } from "../../helpers/files.ts";
+import { cliSandbox } from "../../helpers/sandbox.ts";
+import { freePort } from "../../helpers/net.ts";
+
+Deno.test("local: a file whose folder cannot be searched for a while is looked at again, not dropped, and arrives once it can be read (no rescan, no new event)", async () => {
+  // A long-ish window: the file is still under observation when its folder is closed, whether the
+  // daemon took its event before (a later look fails) or after (its first look fails). Rescans
+  // off: only the daemon's own looks can find it again.
+  await using box = await cliSandbox({
+    stability_window_seconds: 5,
+    rescan_interval_seconds: 0,
+    status_listen: `127.0.0.1:${freePort()}`, // for the live line of `status`
+  });
+  const options = { env: box.env, honourFileModes: true };
+  const cam = join(box.watch, "cam");
+  await Deno.mkdir(cam);
+  const data = randomBytes(40_000);
+  const daemon = startCli(["run", "-c", box.config], options);
+  let closed = false;
+  try {
+    await daemon.waitForOutput("Status page on");
+    await daemon.waitForOutput("Watching");
+    await Deno.writeFile(join(cam, "a.fits"), data);
+    await Deno.chmod(cam, 0o000);
+    closed = true;
+    // The daemon looked at it (and, before, dropped or skipped it as gone).
+    await daemon.waitForOutput(/(Cannot look at|Dropped|Skipped) \S*cam\/a\.fits/);
+    const status = await runCli(["status", "-c", box.config], options);
+    // Not gone: pending, waiting to be looked at again.
+    assert.match(status.stdout, /Live .*\n.*; pending 1 \(1 not complete yet/, status.stdout);
+    // Searchable again: not one event comes for the file after this.
+    await Deno.chmod(cam, 0o755);
+    closed = false;
+    const day = new Date().toISOString().slice(0, 10).replaceAll("-", "");
+    const arrived = join(box.dest, day, "cam", "a.fits");
+    await waitFor(
+      async () => (await Deno.readFile(arrived).catch(() => null))?.length === data.length,
+      60_000,
+      `a.fits at the destination:\n${daemon.stderr()}`,
+    );
+    assert.deepEqual(await Deno.readFile(arrived), data);
+  } finally {
+    if (closed) await Deno.chmod(cam, 0o755);
+    assert.equal((await daemon.stop()).code, 0, daemon.stderr());
+  }
+  const log = daemon.stderr();
+  assert.doesNotMatch(log, /Dropped |Skipped /, log);
+  // Said once, as a warning naming the system's error and what the daemon does; then once again
+  // when it can be read.
+  const said = log.match(/WARN.*Cannot look at \S*cam\/a\.fits.*/g) ?? [];
+  assert.equal(said.length, 1, log);
+  assert.match(said[0], /[Pp]ermission denied.*keeps looking at it/);
+  assert.match(log, /INFO.*\S*cam\/a\.fits can be looked at again/);
+});
