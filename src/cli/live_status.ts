@@ -107,7 +107,7 @@ export function formatLive(live: LiveStatus): string[] {
     lines.push(
       `  Job ${job.job}: ${job.state} since ${when(job.since)}${reason}; ` +
         `pending ${q.observing + q.planning + q.queued + (q.unrecorded ?? 0)}` +
-        (q.observing > 0 ? ` (${q.observing} not complete yet)` : "") +
+        (q.observing > 0 ? ` (${q.observing} not complete yet${cannotLook(job.unreadable)})` : "") +
         `, sending ${q.sending}, ` +
         `waiting to retry ${q.waiting}; sent ${job.sent}, failed ${job.failed} in this run`,
     );
@@ -136,4 +136,9 @@ export function formatLive(live: LiveStatus): string[] {
     }
   }
   return lines;
+}
+
+/** Of the files not complete yet, those that cannot be looked at now (`count`; none from an older daemon). */
+function cannotLook(count: number | undefined): string {
+  return count ? `, ${count} of them cannot be looked at now: the log says why` : "";
 }

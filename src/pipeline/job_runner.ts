@@ -21,6 +21,7 @@ import type { StatusEvents } from "../status/events.ts";
 import type { Transport } from "../transfer/transport.ts";
 import { createFileFilter, sharedSkipLog } from "../watch/file_filter.ts";
 import { WatchSession } from "../watch/watch_session.ts";
+import { unreadableCount } from "../watch/observation.ts";
 import { BatchSender } from "./batch_sender.ts";
 import { FileTable } from "./file_table.ts";
 import { DestinationPause, SpaceGuard } from "./space_guard.ts";
@@ -251,6 +252,7 @@ export class JobRunner {
       failed: queue.failed,
       lastSuccessAt: this.#status.lastSuccessAt,
       cannotSend: sharedSkipLog.errorsOf(this.job.name),
+      unreadable: unreadableCount(this.#table.observations),
       ...this.#extras.failures,
       freeSpace: this.#status.freeSpace?.read() ?? null,
       watch: this.#session.how

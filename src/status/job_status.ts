@@ -73,6 +73,12 @@ export interface JobSnapshot {
   lastSuccessAt: number | null;
   /** Files and folders found that cannot be sent (a name not UTF-8, a folder not readable). */
   cannotSend: number;
+  /**
+   * Files under observation (among `queue.observing`) that cannot be looked at now: their stat
+   * fails otherwise than "not found" (a share's I/O error, a folder's permissions); looked at
+   * again until it works.
+   */
+  unreadable: number;
   /** Hooks that failed, timed out or could not run, since the daemon started. */
   hookFailures: number;
   /** Schedule actions (a command, a report, a rescan) that failed or could not run, since then. */

@@ -138,7 +138,8 @@ function render(s) {
         " source(s) after_transfer could not delete or move into the archive since the daemon started: they stay in the watch folder; the log says why") : "",
       el("div", { class: "q" },
         el("span", {}, el("b", {}, q.observing + q.planning + q.queued + (q.unrecorded || 0)), " pending",
-          q.observing ? " (" + q.observing + " not complete yet)" : ""),
+          q.observing ? " (" + q.observing + " not complete yet" + (j.unreadable ? ", " + j.unreadable +
+            " of them cannot be looked at now: the log says why" : "") + ")" : ""),
         el("span", {}, el("b", {}, q.sending), " sending"),
         el("span", {}, el("b", {}, q.waiting), " waiting to retry"),
         el("span", {}, el("b", {}, q.failed), " gave up"),

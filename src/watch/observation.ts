@@ -67,6 +67,13 @@ const UNREADABLE_MOST_WAIT_MS = 60_000;
 /** The shortest wait before looking again at a file that cannot be looked at. */
 const UNREADABLE_LEAST_WAIT_MS = 1000;
 
+/** How many of the files under observation in `store` cannot be looked at now. */
+export function unreadableCount(store: ObservationStore): number {
+  let count = 0;
+  for (const observation of store.values()) if (observation.unreadable) count++;
+  return count;
+}
+
 /** What a look at a file found: its stat, nothing there, or an error that says neither. */
 export type Look = Deno.FileInfo | "gone" | Error;
 

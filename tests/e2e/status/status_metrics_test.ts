@@ -32,6 +32,7 @@ function snapshot(job: string, freeBytes: number | null = null): JobSnapshot {
     held: false,
     lastSuccessAt: null,
     cannotSend: job === "cam1" ? 2 : 0,
+    unreadable: 0,
     hookFailures: job === "cam1" ? 4 : 0,
     scheduleFailures: job === "cam1" ? 5 : 0,
     cleanupFailures: job === "cam1" ? 3 : 0,

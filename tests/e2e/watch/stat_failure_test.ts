@@ -12,6 +12,7 @@ import { randomBytes, waitFor } from "../../helpers/files.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
 import { freePort } from "../../helpers/net.ts";
 import { getJson } from "../../helpers/status.ts";
+import type { JobSnapshot } from "../../../src/status/job_status.ts";
 
 const LONG_AGO = new Date("2020-01-01T00:00:00Z");
 
@@ -31,8 +32,7 @@ Deno.test("local: a file whose folder cannot be searched for a while is looked a
   const data = randomBytes(40_000);
   const daemon = startCli(["run", "-c", box.config], options);
   const observing = async () =>
-    (await getJson<{ jobs: { queue: { observing: number } }[] }>(base, "/api/status")).jobs[0]
-      .queue.observing;
+    (await getJson<{ jobs: JobSnapshot[] }>(base, "/api/status")).jobs[0].queue.observing;
   let closed = false;
   try {
     await daemon.waitForOutput("Status page on");
@@ -49,10 +49,15 @@ Deno.test("local: a file whose folder cannot be searched for a while is looked a
     // lost: after this, nothing but its own looks at the file can find it.
     await daemon.waitForOutput(/(Cannot look at|Dropped) \S*cam\/a\.fits/);
     await daemon.waitForOutput(/Cannot read folder \S*cam:/);
-    // Not gone: pending, waiting to be looked at again.
-    assert.equal(await observing(), 1, daemon.stderr());
+    // Not gone: pending, said to be one that cannot be looked at now.
+    const job = (await getJson<{ jobs: JobSnapshot[] }>(base, "/api/status")).jobs[0];
+    assert.deepEqual([job.queue.observing, job.unreadable], [1, 1], daemon.stderr());
     const status = await runCli(["status", "-c", box.config], options);
-    assert.match(status.stdout, /Live .*\n.*; pending 1 \(1 not complete yet/, status.stdout);
+    assert.match(
+      status.stdout,
+      /Live .*\n.*; pending 1 \(1 not complete yet, 1 of them cannot be looked at now: the log says why\)/,
+      status.stdout,
+    );
     // Searchable again: not one event comes for the file after this.
     await Deno.chmod(cam, 0o755);
     closed = false;
