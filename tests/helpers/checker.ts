@@ -21,6 +21,8 @@ export class Recorder {
   gone: Array<{ path: string; atMs: number }> = [];
   left: Array<{ path: string; reason: string; atMs: number }> = [];
   incomplete: Array<{ path: string; reason: string; graceLeftMs: number; atMs: number }> = [];
+  /** What `onUnreadable` said: the error (null: it can be looked at again). */
+  unreadable: Array<{ path: string; error: Error | null; forMs: number }> = [];
   #waiters: Array<() => void> = [];
 
   onReady = (file: StableFile) => {
@@ -33,6 +35,10 @@ export class Recorder {
   };
   onLeft = (path: string, reason: string) => {
     this.left.push({ path, reason, atMs: performance.now() });
+    this.#wake();
+  };
+  onUnreadable = (path: string, error: Error | null, forMs: number) => {
+    this.unreadable.push({ path, error, forMs });
     this.#wake();
   };
   onIncomplete = (path: string, reason: string, graceLeftMs: number) => {
@@ -67,7 +73,10 @@ export class Recorder {
 
 /** Run `fn` with a checker (`options` plus the recorder's callbacks) on a fresh folder; all removed afterwards. */
 export async function withChecker(
-  options: Omit<StabilityOptions, "onReady" | "onGone" | "onLeft" | "onIncomplete">,
+  options: Omit<
+    StabilityOptions,
+    "onReady" | "onGone" | "onLeft" | "onIncomplete" | "onUnreadable"
+  >,
   fn: (checker: StabilityChecker, rec: Recorder, dir: string) => Promise<void>,
 ): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "itx-stability-" });
@@ -78,6 +87,7 @@ export async function withChecker(
     onGone: rec.onGone,
     onLeft: rec.onLeft,
     onIncomplete: rec.onIncomplete,
+    onUnreadable: rec.onUnreadable,
   });
   try {
     await fn(checker, rec, dir);

@@ -3,6 +3,7 @@
  * hidden names, our own temporary names, and hostile names as plain data.
  */
 import assert from "node:assert/strict";
+import { join } from "node:path";
 import { DEFAULT_FILE_PATTERNS } from "../../../src/config/schema.ts";
 import { tempNameFor } from "../../../src/transfer/temp_name.ts";
 import { createFileFilter } from "../../../src/watch/file_filter.ts";
@@ -226,4 +227,24 @@ Deno.test("file_filter: hostile names are data", () => {
   assertIncluded(literal, ["b*.fits"], false);
   // An exclude still applies to a hostile name.
   assertIncluded(f, ["$(keep-out).fits", "dir/-keep-out-.fits"], false);
+});
+
+Deno.test("file_filter: a file whose name is sent and that cannot be examined now (its lstat fails otherwise than 'not found') is included, for the stability checker to look at; one that is gone is not", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-filter-" });
+  try {
+    // A link to itself on the way: lstat fails with ELOOP, as an I/O error or a stale handle on a
+    // share, or a folder's permissions, fail it.
+    Deno.symlinkSync("cam", join(root, "cam"));
+    Deno.writeFileSync(join(root, "plain"), new Uint8Array(1));
+    const f = createFileFilter(
+      { watch_path: root, file_patterns: ["*.fits"], exclude_patterns: [] },
+      { skipLog: null },
+    );
+    assert.equal(f.includesFile("cam/a.fits"), true);
+    assert.equal(f.includesFile("cam/a.txt"), false, "the name rules still apply");
+    assert.equal(f.includesFile("gone/a.fits"), false, "not found");
+    assert.equal(f.includesFile("plain/a.fits"), false, "not a directory on the way");
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
 });

@@ -132,6 +132,38 @@ Deno.test("StabilityChecker: a file deleted before it is ready is gone, never re
   });
 });
 
+Deno.test("StabilityChecker: a file whose stat fails otherwise than 'not found' for a while is not gone: said once, looked at again, ready once it can be read", async () => {
+  await withChecker({ stableForMs: 200 }, async (checker, rec, dir) => {
+    const real = join(dir, "real");
+    Deno.mkdirSync(real);
+    Deno.writeFileSync(join(real, "a.fits"), new Uint8Array(10));
+    Deno.writeFileSync(join(real, "b.fits"), new Uint8Array(20));
+    const cam = join(dir, "cam");
+    Deno.symlinkSync(real, cam);
+    const [a, b] = [join(cam, "a.fits"), join(cam, "b.fits")];
+    checker.touch(a); // its first look works, a later one fails
+    // A link to itself on the way: stat fails with ELOOP, not "not found", as an I/O error or a
+    // stale handle on a share, or a folder's permissions, fail it.
+    Deno.removeSync(cam);
+    Deno.symlinkSync("cam", cam);
+    checker.touch(b); // its first look fails
+    await rec.until(() => rec.unreadable.length === 2, "both said");
+    for (const said of rec.unreadable) assert.ok(said.error instanceof Deno.errors.FilesystemLoop);
+    assert.deepEqual(rec.unreadable.map((said) => said.path).sort(), [a, b]);
+    assert.equal(checker.pendingCount, 2);
+    await sleep(2500); // Looked at again meanwhile (after 1 s, then 2 s): not said again.
+    assert.equal(rec.unreadable.length, 2);
+    Deno.removeSync(cam);
+    Deno.symlinkSync(real, cam);
+    await rec.until(() => rec.ready.length === 2, "both ready");
+    assert.deepEqual(rec.ready.map((file) => [file.path, file.size]).sort(), [[a, 10], [b, 20]]);
+    assert.deepEqual(rec.gone, []);
+    // Said once each while it lasted, and once each when it could be looked at again.
+    assert.equal(rec.unreadable.length, 4);
+    assert.deepEqual(rec.unreadable.slice(2).map((said) => said.error), [null, null]);
+  });
+});
+
 Deno.test("StabilityChecker: a file replaced by a folder or deleted after a later touch is gone", async () => {
   await withChecker({ stableForMs: 200 }, async (checker, rec, dir) => {
     const path = join(dir, "a.fits");
