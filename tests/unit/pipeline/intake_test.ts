@@ -178,3 +178,47 @@ Deno.test("Intake: a file moved in under the name of one found complete before a
     },
   );
 });
+
+Deno.test("Intake: a file told gone whose name cannot be looked at when the intake looks (its stat fails otherwise than 'not found') is not dropped: observed until it can be, then sent", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-intake-" });
+  const job = localTestJob(root, { stability_window_seconds: 0.2 });
+  await Deno.mkdir(join(job.watch_path, "empty"), { recursive: true });
+  await Deno.mkdir(join(job.watch_path, "real"));
+  const bytes = new Uint8Array(3000).fill(7);
+  await Deno.writeFile(join(job.watch_path, "real", "a.fits"), bytes);
+  // The file's folder: at first one without it (the checker tells it gone), then a link to itself
+  // (ELOOP, as an I/O error or a stale handle on a share, or a folder's permissions), then the
+  // folder that holds it.
+  const cam = join(job.watch_path, "cam");
+  const point = (to: string) => {
+    Deno.removeSync(cam);
+    Deno.symlinkSync(to, cam);
+  };
+  Deno.symlinkSync("empty", cam);
+  const at = join(cam, "a.fits");
+  let looked = false;
+  const opened = openIntake(root, job, (path) => {
+    if (path === at && !looked) point("cam");
+    looked = true;
+    return Promise.resolve(false);
+  });
+  const logs = await captureLogs();
+  try {
+    opened.intake.activity(at, "cam/a.fits", "changed");
+    await waitFor(() => looked, 20_000, "the intake looked whether a folder took its name");
+    await waitFor(
+      () => logs.records.some((r) => String(r.rawMessage).startsWith("Cannot look at")),
+      20_000,
+      "said that it cannot be looked at",
+    );
+    assert.ok(opened.table.record("cam/a.fits"), "still observed");
+    point("real");
+    await waitFor(() => opened.state.queued.length > 0, 20_000, "queued once it can be read");
+    assert.deepEqual(opened.state.queued, [bytes.length]);
+    assert.deepEqual(logs.records.filter((r) => String(r.rawMessage).startsWith("Dropped")), []);
+  } finally {
+    await logs.stop();
+    await opened.close();
+    await Deno.remove(root, { recursive: true });
+  }
+});
