@@ -222,3 +222,59 @@ Deno.test("Intake: a file told gone whose name cannot be looked at when the inta
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("Intake: a scan's file sent before whose name cannot be looked at now is observed (not taken as unchanged), and sent once it can be read, changed", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-intake-" });
+  const job = localTestJob(root, { stability_window_seconds: 0.2 });
+  await Deno.mkdir(join(job.watch_path, "real"), { recursive: true });
+  const bytes = new Uint8Array(4000).fill(3);
+  await Deno.writeFile(join(job.watch_path, "real", "a.fits"), bytes);
+  // Its folder is a link to itself while the scan's look fails (ELOOP, as an I/O error would).
+  const cam = join(job.watch_path, "cam");
+  Deno.symlinkSync("cam", cam);
+  const file = { path: join(cam, "a.fits"), relPath: "cam/a.fits" };
+  const { table, intake, state, close } = openIntake(root, job);
+  try {
+    // Sent before at another version.
+    table.rows.markDone([{ ...file, size: 10, mtimeMs: 0, destination: "20240801/cam/a.fits" }]);
+    assert.deepEqual(intake.found([file]), [file]);
+    assert.ok(table.record(file.relPath), "observed");
+    Deno.removeSync(cam);
+    Deno.symlinkSync("real", cam);
+    await waitFor(() => state.queued.length > 0, 20_000, "queued once it can be read");
+    assert.deepEqual(state.queued, [bytes.length]);
+  } finally {
+    await close();
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("Intake: a file that gave up, told removed, whose name cannot be looked at now (its lstat fails otherwise than 'not found') stays failed; one gone is dropped", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-intake-" });
+  const job = localTestJob(root);
+  await Deno.mkdir(join(job.watch_path, "d", "gone"), { recursive: true });
+  // A link to itself on the way: ELOOP, as an I/O error or a folder's permissions.
+  Deno.symlinkSync("loop", join(job.watch_path, "d", "loop"));
+  const { table, intake, close } = openIntake(root, job);
+  const logs = await captureLogs();
+  try {
+    const version = { size: 10, mtimeMs: 1, destination: "x" };
+    for (const rel of ["d/loop/a.fits", "d/gone/b.fits"]) {
+      table.rows.enqueue(rel, { ...version, destination: `20240801/${rel}` });
+      table.rows.recordFailure(rel, { attempts: 4, nextAttemptAt: 0, error: "e", final: true });
+    }
+    // Their folder removed, as the watch tells it.
+    intake.activity(join(job.watch_path, "d"), "d", "removed");
+    const dropped = () => logs.records.filter((r) => String(r.rawMessage).startsWith("Dropped"));
+    await waitFor(() => dropped().length > 0, 20_000, "the gone one dropped");
+    assert.equal(table.rows.get("d/gone/b.fits"), undefined);
+    assert.equal(table.rows.get("d/loop/a.fits")?.state, "failed");
+    assert.deepEqual(dropped().map((r) => r.properties.path), [
+      join(job.watch_path, "d", "gone", "b.fits"),
+    ]);
+  } finally {
+    await logs.stop();
+    await close();
+    await Deno.remove(root, { recursive: true });
+  }
+});
