@@ -20,7 +20,7 @@ import type { JobConfig } from "../config/types.ts";
 import { failureScope, RefusedUnsent, TransferError } from "../errors.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
 import type { TransferItem, TransferOutcome, Transport } from "../transfer/transport.ts";
-import { absolutePath, type FileVersion, versionOf } from "../watch/file_version.ts";
+import { absolutePath, type FileVersion, isGoneError, versionOf } from "../watch/file_version.ts";
 import {
   afterAttempt,
   attemptOutcome,
@@ -437,9 +437,7 @@ async function sourceNow(
   try {
     info = await Deno.lstat(source);
   } catch (error) {
-    const gone = error instanceof Deno.errors.NotFound ||
-      error instanceof Deno.errors.NotADirectory;
-    return gone ? null : sent;
+    return isGoneError(error) ? null : sent;
   }
   // A folder that took its name is observed: the checker drops the file and has it scanned.
   if (info.isFile || info.isDirectory) return versionOf(info);

@@ -8,8 +8,7 @@
  *   monotonic clock, the stability checker's observation while the file is not complete yet
  *   ({@linkcode FileTable.observations}), the one retry timer, and the one count of the files
  *   every report reads ({@linkcode FileTable.counts}: a file that used up its fast retries counts
- *   as failed, and its row stays `failed`, until it arrives, changes or goes, or Retry starts it
- *   over).
+ *   as failed, and its row stays `failed`, until it arrives, changes or goes, or Retry restarts).
  *
  * Every transition writes the row first and then moves the record. A row that cannot be written
  * ({@linkcode LedgerWriteError}: the ledger's problem state says why, once) leaves the record where
@@ -48,6 +47,7 @@ import {
 } from "./work_queue.ts";
 
 export type { AfterAttempt, Phase, ReadyDecision, WorkRecord } from "./work_queue.ts";
+export type { LeftByLastRun } from "./ledger_takeover.ts";
 
 /** What a {@linkcode FileTable} works with. */
 export interface FileTableOptions {
@@ -61,8 +61,6 @@ export interface FileTableOptions {
   onDue(relPaths: string[]): void;
   clock?: Clock;
 }
-
-export type { LeftByLastRun } from "./ledger_takeover.ts";
 
 /** What became of a file whose destination is known (see {@linkcode FileTable.plannedAll}). */
 export type PlannedDecision = "observe" | "queued" | "stale" | "unrecorded";
@@ -362,12 +360,14 @@ export class FileTable {
 
   /**
    * The ledger can be written again: returns the files found complete meanwhile (as planned) and
-   * unchanged since; the others (changed, gone) are found again by the next look.
+   * unchanged since; the checker looks at the others again, unless they are gone.
    */
   ledgerWritable(): PendingFile[] {
     const plans = [...this.#foundUnrecorded.values()].filter((plan) => {
-      const path = absolutePath(this.#job.watch_path, plan.relPath);
-      return sameVersion(statVersion(path) ?? { size: -1, mtimeMs: -1 }, plan);
+      const path = absolutePath(this.#job.watch_path, plan.relPath), now = statVersion(path);
+      const unchanged = typeof now === "object" && sameVersion(now, plan);
+      if (!unchanged && now !== "gone") this.#observe(path); // changed, or cannot be looked at now
+      return unchanged;
     });
     this.#foundUnrecorded.clear();
     return plans;

@@ -40,12 +40,15 @@ export function isGoneError(error: unknown): boolean {
   return error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory;
 }
 
-/** The version of the file at `path` now (synchronous stat), or null when it cannot be had. */
-export function statVersion(path: string): FileVersion | null {
+/**
+ * The version of the file at `path` now (synchronous stat): "gone" when nothing is there,
+ * "unknown" when the stat fails otherwise (see {@linkcode isGoneError}).
+ */
+export function statVersion(path: string): FileVersion | "gone" | "unknown" {
   try {
     return versionOf(Deno.statSync(path));
-  } catch {
-    return null;
+  } catch (error) {
+    return isGoneError(error) ? "gone" : "unknown";
   }
 }
 

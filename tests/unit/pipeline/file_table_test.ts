@@ -292,3 +292,23 @@ Deno.test("FileTable: files planned together are recorded in one transaction, al
     assert.equal(table.takeBatch(10).length, 2);
   });
 });
+
+Deno.test("FileTable: once the ledger can be written, a file found meanwhile that cannot be looked at now goes to the checker (not forgotten); one gone is forgotten, one unchanged goes on", async () => {
+  await withTable(async ({ table, ledger, observed, watch }) => {
+    await Deno.mkdir(watch, { recursive: true });
+    const { mtimeMs } = await writeSource(join(watch, "same.fits"));
+    // A link to itself on the way: stat fails with ELOOP, as an I/O error on a share would.
+    Deno.symlinkSync("loop", join(watch, "loop"));
+    const plans = [
+      { relPath: "same.fits", size: 3, mtimeMs, destination: "n/same.fits" },
+      { relPath: "loop/a.fits", ...V1, destination: "n/a.fits" },
+      { relPath: "gone.fits", ...V1, destination: "n/gone.fits" },
+    ];
+    for (const plan of plans) assert.equal(table.ready(plan.relPath, plan), "plan");
+    const allow = refuseWrites(ledger);
+    assert.deepEqual(table.plannedAll(plans), ["unrecorded", "unrecorded", "unrecorded"]);
+    allow();
+    assert.deepEqual(table.ledgerWritable().map((plan) => plan.relPath), ["same.fits"]);
+    assert.deepEqual([...observed], [join(watch, "loop", "a.fits")]);
+  });
+});
