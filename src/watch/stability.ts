@@ -349,8 +349,13 @@ export class StabilityChecker {
     } catch (error) {
       if (isGoneError(error)) return null;
       // Unreadable (its stat was not): the window decides, and the transfer reports why it cannot
-      // read it (and tries again); not kept, so the next check reads it again.
-      return { kind: "invalid", reason: String(error), size: entry.size, mtimeMs: entry.mtimeMs };
+      // read it (and tries again).
+      entry.structure = {
+        kind: "invalid",
+        reason: String(error),
+        size: entry.size,
+        mtimeMs: entry.mtimeMs,
+      };
     }
     return entry.structure;
   }
