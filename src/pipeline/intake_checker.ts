@@ -67,7 +67,10 @@ export function intakeChecker(
           "{path} has not changed for the stability window, but {reason}; job {job} waits up to {seconds} s more for the rest, then sends it as it is",
           { path, reason, seconds: Math.ceil(graceLeftMs / 1000) },
         ),
-    onUnreadable: (path, error, forMs) => sayUnreadable(log, path, error, forMs),
+    // `--once` leaves such a file for a later run (`onLeft` says why).
+    onUnreadable: context.once
+      ? undefined
+      : (path, error, forMs) => sayUnreadable(log, path, error, forMs),
     onLeft: (path, reason) => {
       log.info("Left {path} for a later run: {reason}", { path, reason });
       context.onSettled();

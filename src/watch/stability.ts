@@ -103,7 +103,8 @@ export interface StabilityOptions {
   incompleteGraceMs?: number;
   /**
    * false: once stable for the window, a structurally incomplete FITS file
-   * whose grace has not passed is given up (`onLeft`) instead of waited for.
+   * whose grace has not passed is given up (`onLeft`) instead of waited for,
+   * and so is at once a file that cannot be looked at (see `onUnreadable`).
    * @default true
    */
   waitForIncomplete?: boolean;
@@ -209,7 +210,7 @@ export class StabilityChecker {
     const looked = this.#sample(path, entry, "baseline");
     if (looked === "gone") return this.#drop(path, entry);
     // What the event told is lost: once it can be looked at, a change needs the window.
-    if (looked === "unreadable") return this.#lookAgain(path, entry, now);
+    if (looked instanceof Error) return this.#lookAgain(path, entry, looked);
     // A write moves the mtime to now: a "modify" that did not (a chmod after the close, or of a
     // file moved in, or sent already) says nothing of a writer.
     const wrote = activity === "written" && !(was.closed && sameVersion(was, entry)) &&
@@ -260,17 +261,13 @@ export class StabilityChecker {
   /**
    * Stat the file and update the entry. A `check` sample that differs from the
    * last one counts as activity (written without an event) and needs the full
-   * window again. "gone": nothing, or no file, is there; "unreadable": the stat
+   * window again. "gone": nothing, or no file, is there; an error: the stat
    * failed otherwise (said, see `onUnreadable`).
    *
    * Synchronous: a stat takes microseconds, where handing it to another thread
    * and back costs several times that, once per event of a burst.
    */
-  #sample(
-    path: string,
-    entry: Observation,
-    mode: "baseline" | "check",
-  ): "gone" | "unreadable" | "ok" {
+  #sample(path: string, entry: Observation, mode: "baseline" | "check"): "gone" | Error | "ok" {
     const info = lookAt(path);
     if (info === "gone") return info;
     const now = performance.now();
@@ -278,7 +275,7 @@ export class StabilityChecker {
       if (lookFailed(entry, this.#options.stableForMs, now)) {
         this.#options.onUnreadable?.(path, info, now - entry.unreadable!.sinceMs);
       }
-      return "unreadable";
+      return info;
     }
     if (entry.unreadable !== undefined) {
       const forMs = now - entry.unreadable.sinceMs;
@@ -289,12 +286,15 @@ export class StabilityChecker {
     return "ok";
   }
 
-  /** A file that cannot be looked at now: looked at again later, unless a check comes sooner. */
-  #lookAgain(path: string, entry: Observation, now: number): void {
-    const waitMs = entry.unreadable?.waitMs ?? this.#options.stableForMs;
-    if (entry.timer === undefined || entry.dueMs > now + waitMs) {
-      this.#schedule(path, entry, waitMs);
+  /** A file that cannot be looked at now: looked at again (unless a check comes sooner), or left. */
+  #lookAgain(path: string, entry: Observation, error: Error): void {
+    const waitMs = entry.unreadable!.waitMs;
+    if (!this.#options.waitForIncomplete) {
+      this.forget(path);
+      return this.#options.onLeft?.(path, `it cannot be looked at now (${error.message})`);
     }
+    const sooner = entry.timer !== undefined && entry.dueMs <= performance.now() + waitMs;
+    if (!sooner) this.#schedule(path, entry, waitMs);
   }
 
   #update(entry: Observation, size: number, mtimeMs: number, mode: "baseline" | "check"): void {
@@ -313,7 +313,7 @@ export class StabilityChecker {
     if (this.#closed || this.#store.get(path) !== entry) return;
     const looked = this.#sample(path, entry, "check");
     if (looked === "gone") return this.#drop(path, entry);
-    if (looked === "unreadable") return this.#schedule(path, entry, entry.unreadable!.waitMs);
+    if (looked instanceof Error) return this.#lookAgain(path, entry, looked);
     const structure = this.#structure(path, entry);
     if (structure === null) return this.#drop(path, entry);
     // Written between the stat and the read: that is activity too.

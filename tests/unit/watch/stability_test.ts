@@ -164,6 +164,20 @@ Deno.test("StabilityChecker: a file whose stat fails otherwise than 'not found' 
   });
 });
 
+Deno.test("StabilityChecker: without waiting for incomplete files (run --once), a file that cannot be looked at is left for a later run, not gone", async () => {
+  await withChecker({ stableForMs: 200, waitForIncomplete: false }, async (checker, rec, dir) => {
+    // A link to itself on the way: stat fails with ELOOP, as an I/O error on a share would.
+    Deno.symlinkSync("loop", join(dir, "loop"));
+    const path = join(dir, "loop", "a.fits");
+    checker.touch(path);
+    await rec.until(() => rec.left.length === 1, "left");
+    assert.equal(rec.left[0].path, path);
+    assert.match(rec.left[0].reason, /^it cannot be looked at now \(.*\)$/);
+    assert.deepEqual(rec.gone, []);
+    assert.equal(checker.pendingCount, 0);
+  });
+});
+
 Deno.test("StabilityChecker: a file replaced by a folder or deleted after a later touch is gone", async () => {
   await withChecker({ stableForMs: 200 }, async (checker, rec, dir) => {
     const path = join(dir, "a.fits");
