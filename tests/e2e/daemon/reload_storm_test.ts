@@ -117,6 +117,7 @@ Deno.test("SIGTERM right after a SIGHUP, while files are written and copied: a c
   }
   const second = startCli(["run", "-c", box.config], { env: box.env });
   try {
+    await second.waitForOutput(`Watching ${box.watch} for job cam`);
     await waitFor(
       async () => (await listArrived(box.dest)).length >= files.size,
       60_000,
