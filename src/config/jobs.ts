@@ -11,6 +11,7 @@ import { daemonShape, JOB_KEYS, type JobInput, jobSchema, TOP_LEVEL_KEYS } from 
 import { OLD_KEY_NAMES, OTHER_TOOLS_KEYS, SINGLE_STRING_LISTS } from "./key_meta.ts";
 import { describeValue, formatPath, isPlainObject, type Issues, type Json } from "./messages.ts";
 import { closestWord, type Path } from "./key_lines.ts";
+import { parseDocument } from "yaml";
 
 /** Keys allowed only at the top level. */
 export const DAEMON_KEYS: ReadonlySet<string> = new Set(Object.keys(daemonShape));
@@ -198,4 +199,28 @@ function checkKeys(issues: Issues, object: Json, path: Path): void {
       );
     }
   }
+}
+
+/**
+ * The job keys written at the top level of the config `file` next to a `jobs:` list that no job
+ * inherits, since every entry of the list sets its own (a merged `<<: *shared` counts as set):
+ * they do nothing. Top-level job keys are defaults for the entries, not a job of their own, so a
+ * single-job config turned into a list by adding an entry stops sending from its own folder.
+ * Empty when the file cannot be read or has no such list.
+ */
+export function keysNoJobInherits(file: string): string[] {
+  let top: unknown;
+  try {
+    top = parseDocument(Deno.readTextFileSync(file), { merge: true, logLevel: "silent" }).toJS();
+  } catch {
+    return [];
+  }
+  if (!isPlainObject(top) || !Array.isArray(top.jobs) || top.jobs.length === 0) return [];
+  const current = (key: string) => OLD_KEY_NAMES.get(key) ?? key;
+  const own = top.jobs.map((entry) =>
+    new Set(isPlainObject(entry) ? Object.keys(entry).map(current) : [])
+  );
+  return Object.keys(top).filter((key) =>
+    key !== "name" && JOB_KEYS_AS_WRITTEN.has(key) && own.every((keys) => keys.has(current(key)))
+  );
 }

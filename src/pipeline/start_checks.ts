@@ -14,6 +14,7 @@
 import { basename, dirname, join, resolve } from "node:path";
 import { jobKeyPlace, keyPlace } from "../config/key_lines.ts";
 import type { Config } from "../config/types.ts";
+import { keysNoJobInherits } from "../config/jobs.ts";
 import { ConfigError } from "../errors.ts";
 import { whyUnwritable } from "../ledger/daemon_lock.ts";
 import { type ListenSettings, listenSettings } from "../status/listen.ts";
@@ -59,7 +60,18 @@ export async function checkBeforeStart(
         "server stopped answering?): it is checked as written, without following links",
     );
   }
-  const notes = [...unseenCloses(config), ...uncheckedServers(config), ...ftpTildeBases(config)];
+  const notes = [
+    ...unseenCloses(config),
+    ...uncheckedServers(config),
+    ...ftpTildeBases(config),
+    ...keysNoJobInherits(config.file).map((key) =>
+      `${keyPlace(config.file, -1, [key])}: ${key} at the top level is inherited by no job, as ` +
+      "every entry of jobs sets its own: next to a jobs list, the top-level job keys are " +
+      "defaults for its entries, not a job of their own; " + (key === "watch_path"
+        ? "to send from that folder too, give it an entry of its own in jobs, else remove the key"
+        : "remove it, or set it in the entries that need it")
+    ),
+  ];
   for (const message of notes) warn(message);
   const realPathSoFar = (path: string) => real.paths.get(path) ?? resolve(path);
   const problems: string[] = [];

@@ -151,6 +151,59 @@ Deno.test("config validate warns that an FTP remote_base_path starting with ~ is
   });
 });
 
+Deno.test("config validate warns of top-level job keys next to a jobs list that every entry sets itself (a single-job config turned into a list), naming the line; not of those inherited", async () => {
+  await withHome(async (home) => {
+    for (const folder of ["in", "north", "south"]) await Deno.mkdir(join(home, folder));
+    const file = join(home, "config.yaml");
+    const write = (entries: string[]) =>
+      Deno.writeTextFile(
+        file,
+        [
+          `watch_path: ${JSON.stringify(join(home, "in"))}`,
+          `remote_base_path: ${JSON.stringify(join(home, "out"))}`,
+          "transfer_method: local",
+          "retry_delay: 20",
+          "jobs:",
+          ...entries,
+          "",
+        ].join("\n"),
+      );
+    const north = [
+      "  - name: north",
+      `    watch_path: ${JSON.stringify(join(home, "north"))}`,
+      `    remote_base_path: ${JSON.stringify(join(home, "out-north"))}`,
+      "    retry_delay_seconds: 30",
+    ];
+    await write(north);
+    const result = await cli(home, ["-c", file, "config", "validate"]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(
+      result.stderr,
+      /^warning: .*config\.yaml:1: watch_path at the top level is inherited by no job, as every entry of jobs sets its own: .*not a job of their own; to send from that folder too, give it an entry of its own in jobs, else remove the key$/m,
+    );
+    assert.match(
+      result.stderr,
+      /^warning: .*config\.yaml:2: remote_base_path at the top level is inherited by no job, .*remove it, or set it in the entries that need it$/m,
+    );
+    // Written under its old name at the top and its new one in the entry: the same key.
+    assert.match(
+      result.stderr,
+      /^warning: .*config\.yaml:4: retry_delay at the top level is inherited by no job/m,
+    );
+    assert.doesNotMatch(result.stderr, /transfer_method at the top level/);
+    // A second entry that inherits the folder: the keys are used.
+    await write([
+      ...north,
+      "  - name: south",
+      `    remote_base_path: ${JSON.stringify(join(home, "out-south"))}`,
+    ]);
+    const used = await cli(home, ["-c", file, "config", "validate"]);
+    assert.equal(used.code, 0, used.stderr);
+    assert.doesNotMatch(used.stderr, /watch_path at the top level/);
+    assert.match(used.stderr, /remote_base_path at the top level is inherited by no job/);
+  });
+});
+
 /** Broken fixtures and what the message must contain (file:line: and the key or reason). */
 const BROKEN: [string, RegExp][] = [
   ["unclosed_quote.yaml", /unclosed_quote\.yaml:2: YAML syntax error: Missing closing "quote/],
