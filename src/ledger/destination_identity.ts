@@ -4,7 +4,11 @@
  * both write over SSH to the same account and folder, so they share one identity (`ssh://`), and a
  * port left empty is the default port (22 for SSH, 21 for FTP): switching `transfer_method` between
  * scp and rsync, or writing the default port out, sends nothing again. FTP and local copies keep
- * identities of their own (another server, another file system).
+ * identities of their own (another server, another file system). The base path is the folder as
+ * `config/destination_folder.ts` spells it, one spelling for every way of writing one folder
+ * (`/data`, `/data/`, `/data//`, `/data/.`): editing the spelling sends nothing again, and rows
+ * an older version recorded under another spelling are taken over at start
+ * (`destination_spellings.ts`).
  *
  * Ledgers of schema version 3 and before named the method (`scp://obs@h:22/data`,
  * `rsync://obs@h/data`): {@linkcode mergeSshIdentities} is the step to version 4 that renames
@@ -12,7 +16,8 @@
  *
  * @module
  */
-import type { DatabaseSync } from "node:sqlite";
+import type { DatabaseSync, StatementSync } from "node:sqlite";
+import { destinationFolder } from "../config/destination_folder.ts";
 import type { JobConfig } from "../config/types.ts";
 
 /**
@@ -21,14 +26,21 @@ import type { JobConfig } from "../config/types.ts";
  * `ssh://obs@freya/data`, `ftp://obs@nas:2121/data`).
  */
 export function destinationIdentity(job: JobConfig): string {
-  const base = job.remote_base_path;
-  if (job.transfer_method === "local") return `local:${base}`;
+  return `${destinationServer(job)}${destinationFolder(job)}`;
+}
+
+/**
+ * The part of {@linkcode destinationIdentity} before the base path: `local:`, or the method,
+ * user, host and port (`ssh://obs@freya`, `ftp://obs@nas:2121`).
+ */
+export function destinationServer(job: JobConfig): string {
+  if (job.transfer_method === "local") return "local:";
   const ftp = job.transfer_method === "ftp";
   const port = ftp ? job.ftp_port : job.ssh_port;
   const shown = port === null || port === undefined || port === (ftp ? 21 : 22) ? "" : `:${port}`;
   const user = job.remote_user.trim();
   return `${ftp ? "ftp" : "ssh"}://${user === "" ? "" : `${user}@`}${job.remote_host.trim()}` +
-    `${shown}${base}`;
+    `${shown}`;
 }
 
 /**
@@ -65,35 +77,68 @@ export function mergeSshIdentities(db: DatabaseSync): void {
   const pairs = db.prepare("SELECT DISTINCT job, target FROM files").all() as Array<
     { job: string; target: string }
   >;
-  const loses = db.prepare(`
+  const prepare = (sql: string) => db.prepare(sql);
+  for (const { job, target } of pairs) {
+    const now = identityFromVersion3(target);
+    if (now !== target) moveRows(prepare, job, target, now, false);
+  }
+  const keys = db.prepare("SELECT key FROM ledger_meta WHERE substr(key, 1, 10) = ?")
+    .all(NAMES) as Array<{ key: string }>;
+  const targets = new Set(keys.map(({ key }) => key.slice(NAMES.length).split("\n")[0]));
+  for (const target of targets) {
+    const now = identityFromVersion3(target);
+    if (now !== target) moveNames(prepare, target, now);
+  }
+}
+
+/**
+ * Inside the caller's transaction: the rows of `job` recorded for the destination `from` are
+ * recorded for `to`, one row per file: where both hold one, a done row over one that is not, else
+ * the one written last (`hooks`: the hooks owed move too, one per file). @returns how many rows
+ * moved
+ */
+export function moveRows(
+  prepare: (sql: string) => StatementSync,
+  job: string,
+  from: string,
+  to: string,
+  hooks: boolean,
+): number {
+  prepare(`
     DELETE FROM files WHERE job = ?1 AND target = ?3 AND rel_path IN (
       SELECT n.rel_path FROM files n JOIN files o
         ON o.job = n.job AND o.target = ?2 AND o.rel_path = n.rel_path
       WHERE n.job = ?1 AND n.target = ?3 AND ((o.state = 'done') > (n.state = 'done') OR
-        ((o.state = 'done') = (n.state = 'done') AND o.updated_at > n.updated_at)))`);
-  const lost = db.prepare(`
+        ((o.state = 'done') = (n.state = 'done') AND o.updated_at > n.updated_at)))`)
+    .run(job, from, to);
+  prepare(`
     DELETE FROM files WHERE job = ?1 AND target = ?2 AND rel_path IN (
-      SELECT rel_path FROM files WHERE job = ?1 AND target = ?3)`);
-  const rename = db.prepare("UPDATE files SET target = ?3 WHERE job = ?1 AND target = ?2");
-  for (const { job, target } of pairs) {
-    const now = identityFromVersion3(target);
-    if (now === target) continue;
-    loses.run(job, target, now);
-    lost.run(job, target, now);
-    rename.run(job, target, now);
+      SELECT rel_path FROM files WHERE job = ?1 AND target = ?3)`).run(job, from, to);
+  const moved = prepare("UPDATE files SET target = ?3 WHERE job = ?1 AND target = ?2")
+    .run(job, from, to).changes;
+  if (hooks) {
+    prepare("UPDATE OR IGNORE hooks_due SET target = ?3 WHERE job = ?1 AND target = ?2")
+      .run(job, from, to);
+    prepare("DELETE FROM hooks_due WHERE job = ?1 AND target = ?2").run(job, from);
   }
-  const keys = db.prepare("SELECT key, value FROM ledger_meta WHERE substr(key, 1, 10) = ?")
-    .all(NAMES) as Array<{ key: string; value: string }>;
-  const read = db.prepare("SELECT value FROM ledger_meta WHERE key = ?");
-  const write = db.prepare(
+  return Number(moved);
+}
+
+/**
+ * Inside the caller's transaction: the job names recorded for the destination `from`, per watch
+ * folder (`job_names.ts`), are recorded for `to`, with those recorded there.
+ */
+export function moveNames(prepare: (sql: string) => StatementSync, from: string, to: string): void {
+  const prefix = `${NAMES}${from}\n`;
+  const keys = prepare("SELECT key, value FROM ledger_meta WHERE substr(key, 1, ?) = ?")
+    .all(prefix.length, prefix) as Array<{ key: string; value: string }>;
+  const read = prepare("SELECT value FROM ledger_meta WHERE key = ?");
+  const write = prepare(
     "INSERT INTO ledger_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
   );
-  const drop = db.prepare("DELETE FROM ledger_meta WHERE key = ?");
+  const drop = prepare("DELETE FROM ledger_meta WHERE key = ?");
   for (const { key, value } of keys) {
-    const [target, ...watch] = key.slice(NAMES.length).split("\n");
-    const now = identityFromVersion3(target);
-    if (now === target) continue;
-    const newKey = `${NAMES}${now}\n${watch.join("\n")}`;
+    const newKey = `${NAMES}${to}\n${key.slice(prefix.length)}`;
     const there = (read.get(newKey) as { value: string } | undefined)?.value;
     const names = [...new Set([...namesIn(there), ...namesIn(value)])];
     drop.run(key);

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { posix } from "node:path";
+import { mayBeOneFolder } from "../config/destination_folder.ts";
 import { jobKeyPlace } from "../config/key_lines.ts";
 import type { Config, JobConfig } from "../config/types.ts";
 import { ConfigError } from "../errors.ts";
@@ -50,7 +50,8 @@ export function assertDestinationsApart(config: Config, realPathSoFar: RealPath)
 /** Where a job's copies go, the same string for every job that sends there. */
 function destinationPlace(job: JobConfig, realPathSoFar: RealPath): string {
   if (job.transfer_method === "local") return `local:${realPathSoFar(job.remote_base_path)}`;
-  const base = posix.normalize(job.remote_base_path.trim()).replace(/(.)\/+$/, "$1");
+  // The folder as the ledger's destination identity spells it, with `..` taken out too.
+  const base = mayBeOneFolder(job);
   const host = job.remote_host.trim().toLowerCase();
   // A base path that is not absolute is one per account (its home, or the FTP account's root).
   const user = job.transfer_method === "ftp" || !base.startsWith("/")

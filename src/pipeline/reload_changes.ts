@@ -124,6 +124,14 @@ export function reloadChanges(current: Config, next: Config): string[] {
     const old = before.get(job.name);
     if (!old) continue;
     const keys = changedKeys(old, job);
+    if (
+      old.remote_base_path !== job.remote_base_path &&
+      destinationIdentity(old) === destinationIdentity(job)
+    ) {
+      // Another spelling of the same folder: what was sent there is not sent again.
+      const at = keys.findIndex((key) => key.startsWith("remote_base_path "));
+      if (at >= 0) keys[at] += " (the same folder)";
+    }
     if (keys.length > 0) changes.push(`job ${job.name}: ${keys.join(", ")}`);
   }
   changes.push(...changedKeys(current, next, NOT_COMPARED));

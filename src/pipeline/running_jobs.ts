@@ -6,13 +6,16 @@
  * its name starts again with what its picture showed (this run's counts, the
  * rate, a pause from the page: see `JobStatus.continueFrom`), counted once in
  * the daemon's totals; a job renamed in the config takes over its former
- * name's rows first (`job_names.ts`).
+ * name's rows first (`job_names.ts`), after the rows recorded for another
+ * spelling of a destination are recorded for its identity now
+ * (`destination_spellings.ts`).
  *
  * @module
  */
 import type { Config, JobConfig } from "../config/types.ts";
 import type { JobPause } from "../ledger/daemon_lock.ts";
 import type { Ledger } from "../ledger/ledger.ts";
+import { carryOverSpellings } from "../ledger/destination_spellings.ts";
 import { carryOverRenamedJobs } from "../ledger/job_names.ts";
 import { logger } from "../log/logging.ts";
 import type { StatusEvents } from "../status/events.ts";
@@ -75,6 +78,13 @@ export class RunningJobs {
       else this.#before[name] = pause;
     }
     onPaused(this.#paused);
+    for (const { job, from, to, rows } of carryOverSpellings(ledger, config.jobs)) {
+      logger("daemon").info(
+        "Job {job}: its {rows} file(s) in the ledger for {from} are recorded for {to}, the same " +
+          "folder spelled another way: nothing is sent again",
+        { job, from, to, rows },
+      );
+    }
     for (const { from, to, rows } of carryOverRenamedJobs(ledger, config.jobs)) {
       logger("daemon").info(
         "Job {to} was named {from} before (same watch folder and destination): its {rows} " +

@@ -78,17 +78,6 @@ export function escapePercent(value: string): string {
 }
 
 /**
- * The remote form of `remote_base_path`: `~/x` and `~` become paths relative to
- * the login folder (where ssh, scp and rsync start), others stay as written.
- */
-export function remoteBasePath(path: string): string {
-  const trimmed = path.length > 1 ? path.replace(/\/+$/, "") : path;
-  if (trimmed === "~") return ".";
-  if (trimmed.startsWith("~/")) return posix.normalize(`./${trimmed.slice(2)}`);
-  return posix.normalize(trimmed);
-}
-
-/**
  * Join a remote base and a destination relative to it.
  *
  * @throws {Error} when `destination` is absolute or climbs out with `..`
