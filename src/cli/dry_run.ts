@@ -13,7 +13,7 @@ import { WatchFolderError } from "../errors.ts";
 import { readFitsStructure } from "../layout/fits_structure.ts";
 import { freeDestination, placeBeside, planDestination } from "../layout/destination.ts";
 import { FileRows } from "../ledger/file_rows.ts";
-import { destinationIdentity } from "../ledger/destination_identity.ts";
+import { ledgerTarget } from "../ledger/destination_spellings.ts";
 import { ledgerName } from "../ledger/job_names.ts";
 import { Ledger } from "../ledger/ledger.ts";
 import { judgeStateDir, whatRunDoes } from "../ledger/ledger_check.ts";
@@ -50,7 +50,9 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
     for (const job of config.jobs) {
       const transport = createTransport(job, Deno.cwd());
       const name = ledger && ledgerName(ledger, job, config.jobs); // Renamed: the rows it takes.
-      const table = ledger && new FileRows(ledger, name ?? job.name, destinationIdentity(job));
+      // Spelled as an older version recorded it: the rows the start takes over.
+      const table = ledger &&
+        new FileRows(ledger, name ?? job.name, ledgerTarget(ledger, job, name ?? job.name));
       let count = 0;
       let recorded = 0;
       const waiting: Waiting[] = [];

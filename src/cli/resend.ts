@@ -17,6 +17,7 @@ import { resolveConfigPath } from "../config/paths.ts";
 import { globPattern } from "../config/values.ts";
 import { UsageError } from "../errors.ts";
 import { FileRows } from "../ledger/file_rows.ts";
+import { ledgerTarget } from "../ledger/destination_spellings.ts";
 import { ledgerName } from "../ledger/job_names.ts";
 import { Ledger } from "../ledger/ledger.ts";
 import { escapeControlChars as oneLine, quoteIfUnsafe } from "../log/logging.ts";
@@ -86,7 +87,9 @@ export function resendCommand(): Command {
         for (const job of jobs) {
           // A job renamed in the config: the rows of its former name, which the next start takes.
           const name = ledger && ledgerName(ledger, job, config.jobs);
-          const table = ledger && FileRows.of(ledger, { ...job, name: name ?? job.name });
+          // Spelled as an older version recorded it: the rows the start takes over.
+          const table = ledger &&
+            new FileRows(ledger, name ?? job.name, ledgerTarget(ledger, job, name ?? job.name));
           const rows = table?.doneChosen(choice, matches(job)) ?? [];
           const present: string[] = [];
           for (const row of rows) {

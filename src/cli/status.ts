@@ -14,7 +14,7 @@ import { resolveDaemon } from "../config/resolve.ts";
 import { daemonSchema } from "../config/schema.ts";
 import type { Config, JobConfig } from "../config/types.ts";
 import type { FileState } from "../ledger/file_rows.ts";
-import { destinationIdentity } from "../ledger/destination_identity.ts";
+import { ledgerTarget } from "../ledger/destination_spellings.ts";
 import { ledgerCounts, overdueFiles, problemFiles, recentDone } from "../status/ledger_reports.ts";
 import { Ledger } from "../ledger/ledger.ts";
 import { ledgerName } from "../ledger/job_names.ts";
@@ -187,12 +187,14 @@ async function showStatus(
     const counts = ledgerCounts(ledger);
     // A job renamed since the last start: the rows that start gives it (its former name's).
     const rowsOf = (job: JobConfig) => ledgerName(ledger, job, config.jobs);
+    // Its destination spelled as an older version recorded it: the rows that start takes over.
+    const targetOf = (job: JobConfig) => ledgerTarget(ledger, job, rowsOf(job));
     const recent = recentDone(ledger, limit);
     // Files with an error where a job sends now: one that sent elsewhere before is not tried
     // again there (a config without jobs: every job the ledger knows).
     const scope = config.jobs.length === 0
       ? undefined
-      : config.jobs.map((job) => ({ job: rowsOf(job), target: destinationIdentity(job) }));
+      : config.jobs.map((job) => ({ job: rowsOf(job), target: targetOf(job) }));
     // One more than listed: whether there are more than `limit` to say so.
     const problemsAndMore = problemFiles(ledger, limit + 1, scope);
     const problems = problemsAndMore.slice(0, limit);
@@ -232,7 +234,7 @@ async function showStatus(
       ? config.jobs.map((job) => ({
         name: job.name,
         rows: rowsOf(job),
-        target: destinationIdentity(job),
+        target: targetOf(job),
       }))
       : [...new Set(counts.map((c) => c.job))].map((name) => ({ name, rows: name, target: null }));
     for (const { name: job, rows, target } of jobs) {

@@ -97,3 +97,21 @@ export function carryOverSpellings(ledger: Ledger, jobs: readonly JobConfig[]): 
     throw error;
   }
 }
+
+/**
+ * The identity whose rows `job` (named `name` in the ledger) has before the next start takes over
+ * the other spellings ({@linkcode carryOverSpellings}): its identity, or, where it has no row there
+ * but has rows under its base path as written (as versions before this one recorded it), that
+ * one. For `status`, `run --dry-run` and `resend`, which read the ledger as the run will find it.
+ */
+export function ledgerTarget(ledger: Ledger, job: JobConfig, name: string): string {
+  const target = destinationIdentity(job);
+  const written = `${destinationServer(job)}${job.remote_base_path}`;
+  if (written === target) return target;
+  const has = (identity: string) =>
+    ledger.read(() =>
+      ledger.statement("SELECT 1 FROM files WHERE job = ? AND target = ? LIMIT 1")
+        .get(name, identity) !== undefined
+    );
+  return !has(target) && has(written) ? written : target;
+}

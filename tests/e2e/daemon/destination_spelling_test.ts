@@ -4,7 +4,8 @@
  * server (scp and rsync), the second and third runs send nothing again, the destination holds each
  * file once with its bytes, and the `on_transfer` hook ran once per file. A ledger an older
  * version wrote under a spelling with a trailing slash is taken over at start (one row per file,
- * the done or newer one where two spellings held one, the hooks owed run once), and a reload that
+ * the done or newer one where two spellings held one, the hooks owed run once; `status` and
+ * `run --dry-run` read it so before), and a reload that
  * only respells the folder sends nothing again.
  */
 import assert from "node:assert/strict";
@@ -158,6 +159,11 @@ Deno.test("a ledger written under a spelling with a trailing slash is taken over
     night_date_source: "mtime",
     log_file: "",
   });
+  // Before the start takes them over, run --dry-run and status read them as the run will.
+  const dry = await runCli(["run", "--dry-run", "-c", box.config], { env: box.env });
+  assert.match(dry.stdout + dry.stderr, /job default: 1 file\(s\) would be transferred/);
+  const status = await runCli(["status", "-c", box.config], { env: box.env });
+  assert.match(status.stdout, /Job default: pending 0, interrupted 0, done 3, failed 0/);
   const log = await runOnce(box.config, box.env, 1);
   assert.equal(
     log.split(/Job default: its \d+ file\(s\) in the ledger for local:\S+ are recorded for /)
