@@ -92,3 +92,27 @@ Deno.test("reload changes: a job added, one renamed (same folder and destination
     'log_format "text" -> "json"',
   ]);
 });
+
+Deno.test("reload changes: remote_base_path spelled another way is said as the same folder; a job renamed and respelled is renamed", () => {
+  const spelled = (base: string, name = "cam1") =>
+    parseConfig(
+      [
+        "jobs:",
+        `  - name: ${name}`,
+        "    watch_path: /data/cam1",
+        `    remote_base_path: "${base}"`,
+        "    transfer_method: local",
+      ].join("\n"),
+      "/etc/image-transfer/config.yaml",
+    );
+  assertEquals(reloadChanges(configOf(""), spelled("/archive//./")), [
+    'job cam1: remote_base_path "/archive" -> "/archive//./" (the same folder)',
+  ]);
+  assertEquals(reloadChanges(configOf(""), spelled("/archive/x/")), [
+    'job cam1: remote_base_path "/archive" -> "/archive/x/"',
+  ]);
+  assertEquals(reloadChanges(configOf(""), spelled("/archive/", "north")), [
+    "job cam1 renamed to north (/data/cam1 -> /archive/ (local)): what it sent stays its own; " +
+    'remote_base_path "/archive" -> "/archive/"',
+  ]);
+});
