@@ -10,7 +10,8 @@
  * The ledger's destinations are read with one index seek each (not its files), and each spelling
  * taken over costs a few statements, whatever the number of files. Where one job has a row of the
  * same file under two spellings, one row stays: a done row over one that is not, else the one
- * written last.
+ * written last. Until a start has taken them over, the commands that only read the ledger read the
+ * rows of another spelling ({@linkcode ledgerTarget}).
  *
  * @module
  */
@@ -100,18 +101,20 @@ export function carryOverSpellings(ledger: Ledger, jobs: readonly JobConfig[]): 
 
 /**
  * The identity whose rows `job` (named `name` in the ledger) has before the next start takes over
- * the other spellings ({@linkcode carryOverSpellings}): its identity, or, where it has no row there
- * but has rows under its base path as written (as versions before this one recorded it), that
- * one. For `status`, `run --dry-run` and `resend`, which read the ledger as the run will find it.
+ * the other spellings ({@linkcode carryOverSpellings}): its identity where it has rows there, else
+ * another spelling of it that has rows (the base path as written, as versions before this one
+ * recorded it, where it has), else its identity. For `status`, `run --dry-run` and `resend`, which
+ * read the ledger as the run will find it (with rows under two other spellings, one of them).
  */
 export function ledgerTarget(ledger: Ledger, job: JobConfig, name: string): string {
   const target = destinationIdentity(job);
+  const has = ledger.read(() =>
+    ledger.statement("SELECT 1 FROM files WHERE job = ? AND target = ? LIMIT 1").get(name, target)
+  );
+  if (has !== undefined) return target;
+  const others = recordedDestinations(ledger)
+    .filter((d) => d.job === name && d.target !== "" && respelled(job, d.target) === target)
+    .map((d) => d.target);
   const written = `${destinationServer(job)}${job.remote_base_path}`;
-  if (written === target) return target;
-  const has = (identity: string) =>
-    ledger.read(() =>
-      ledger.statement("SELECT 1 FROM files WHERE job = ? AND target = ? LIMIT 1")
-        .get(name, identity) !== undefined
-    );
-  return !has(target) && has(written) ? written : target;
+  return others.includes(written) ? written : others[0] ?? target;
 }

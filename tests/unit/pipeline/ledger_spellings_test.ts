@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Ledger } from "../../../src/ledger/ledger.ts";
-import { carryOverSpellings } from "../../../src/ledger/destination_spellings.ts";
+import { carryOverSpellings, ledgerTarget } from "../../../src/ledger/destination_spellings.ts";
 import { carryOverRenamedJobs } from "../../../src/ledger/job_names.ts";
 import { FileRows } from "../../../src/ledger/file_rows.ts";
 import { testJob } from "../../helpers/jobs.ts";
@@ -129,4 +129,21 @@ Deno.test("spellings: the take-over costs the same statements with ten files as 
     return used;
   };
   assert.deepEqual(await statements(10), await statements(3000));
+});
+
+Deno.test("spellings: before the take-over, status and dry runs read the rows of another spelling, the one as written first", async () => {
+  await withLedger((ledger) => {
+    const rows = (target: string) => new FileRows(ledger, "cam", target);
+    assert.equal(ledgerTarget(ledger, job("cam", "/d"), "cam"), "local:/d");
+    rows("local:/d/").markDone([{ relPath: "a.fits", ...FILE }]);
+    rows("local:/e/").markDone([{ relPath: "e.fits", ...FILE }]);
+    // The config written as this version spells it, the rows under an older spelling.
+    assert.equal(ledgerTarget(ledger, job("cam", "/d"), "cam"), "local:/d/");
+    assert.equal(ledgerTarget(ledger, job("other", "/d"), "other"), "local:/d");
+    rows("local:/d//").markDone([{ relPath: "b.fits", ...FILE }]);
+    assert.equal(ledgerTarget(ledger, job("cam", "/d//"), "cam"), "local:/d//");
+    carryOverSpellings(ledger, [job("cam", "/d//")]);
+    assert.equal(ledgerTarget(ledger, job("cam", "/d//"), "cam"), "local:/d");
+    assert.equal(ledgerTarget(ledger, job("cam", "/e"), "cam"), "local:/e/");
+  });
 });
