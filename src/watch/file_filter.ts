@@ -108,8 +108,9 @@ export function createFileFilter(job: FilterJob, options: FilterOptions = {}): F
     reason,
     level: code === "hidden" || code === "temp" ? "debug" : "info",
   });
-  const excludedBy = (relPath: string, folder: boolean) =>
-    excludes.find((e) => (folder || !e.folders) && e.match(relPath))?.pattern;
+  const excludedBy = (relPath: string, folder: boolean) => {
+    for (const e of excludes) if ((folder || !e.folders) && e.match(relPath)) return e.pattern;
+  };
 
   const dirSkip = (relPath: string): Skip | null => {
     const name = relPath.slice(relPath.lastIndexOf("/") + 1);
@@ -234,20 +235,60 @@ function matcher(patterns: string[], nocase: boolean): (relPath: string) => bool
   // `flags` replaces the flags picomatch derives from `nocase`, so both go here.
   const options = { dot: true, flags: nocase ? "si" : "s", nocase };
   const composed = patterns.map(nfc);
-  const base = composed.filter((p) => !p.includes("/"));
-  const full = composed.filter((p) => p.includes("/"));
-  const matchBase = base.length > 0 ? picomatch(base, { ...options, basename: true }) : null;
-  const matchFull = full.length > 0 ? picomatch(full, options) : null;
+  const tests = composed.map((p) =>
+    p.includes("/")
+      ? globTest(p, options, false)
+      : globTest(p, { ...options, basename: true }, true)
+  );
   return (relPath) => {
     const path = nfc(relPath);
-    return (matchBase?.(path) ?? false) || (matchFull?.(path) ?? false);
+    for (const test of tests) if (test(path)) return true;
+    return false;
   };
+}
+
+/**
+ * picomatch's own test of one pattern (its `test`, and `matchBase` for a pattern matched against
+ * the base name), with the regular expression and slashes it compiled, but none of the objects it
+ * makes per call: a scan asks once per file, and those objects outlived the young generation.
+ */
+function globTest(glob: string, options: picomatch.PicomatchOptions, base: boolean) {
+  const compiled = picomatch(glob, options)("", true);
+  // A copy: picomatch deletes a property of its own, which takes V8's fast path from `test`.
+  const regex = new RegExp(compiled.regex.source, compiled.regex.flags);
+  const posix = compiled.posix;
+  return (input: string): boolean => {
+    if (input === "") return false;
+    if (input === glob) return true;
+    const output = posix ? input.replace(/\\/g, "/") : input;
+    if (output === glob) return true;
+    return regex.test(base ? baseName(input, posix) : output);
+  };
+}
+
+/** picomatch's `basename`: the last part of `path` (the one before, when it ends in a slash). */
+function baseName(path: string, windows: boolean): string {
+  const cut = lastSlash(path, path.length - 1, windows);
+  if (cut >= 0 && cut === path.length - 1) {
+    return path.slice(lastSlash(path, cut - 1, windows) + 1, cut);
+  }
+  return cut < 0 ? path : path.slice(cut + 1);
+}
+
+/** The index of the last separator of `path` at or before `before`, or -1. */
+function lastSlash(path: string, before: number, windows: boolean): number {
+  if (before < 0) return -1;
+  const slash = path.lastIndexOf("/", before);
+  return windows ? Math.max(slash, path.lastIndexOf("\\", before)) : slash;
 }
 
 /** `text` in Unicode's composed form (NFC); ASCII, most names, as it is. */
 function nfc(text: string): string {
-  return /[\u0080-\uffff]/.test(text) ? text.normalize("NFC") : text;
+  return NOT_ASCII.test(text) ? text.normalize("NFC") : text;
 }
+
+/** Any character beyond ASCII (one object: a literal in `nfc` would make one per call). */
+const NOT_ASCII = /[\u0080-\uffff]/;
 
 /** How loudly a skip is logged: `none` is never logged (a folder, a vanished file). */
 export type SkipLevel = "none" | "debug" | "info" | "error";

@@ -7,6 +7,8 @@ import { join } from "node:path";
 import { DEFAULT_FILE_PATTERNS } from "../../../src/config/schema.ts";
 import { tempNameFor } from "../../../src/transfer/temp_name.ts";
 import { createFileFilter } from "../../../src/watch/file_filter.ts";
+// @ts-types="@types/picomatch"
+import picomatch from "picomatch";
 
 function filter(file_patterns: string[], exclude_patterns: string[] = []) {
   return createFileFilter({ file_patterns, exclude_patterns });
@@ -246,5 +248,54 @@ Deno.test("file_filter: a file whose name is sent and that cannot be examined no
     assert.equal(f.includesFile("plain/a.fits"), false, "not a directory on the way");
   } finally {
     await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("file_filter: patterns decide exactly as picomatch itself, for names at any depth, both cases, and odd names", () => {
+  const sets = [
+    DEFAULT_FILE_PATTERNS,
+    ["*.fits"],
+    ["raw/**/*.fit", "science/*.fits", "*.fz"],
+    ["a?b", "[!x]*.fit", "{light,dark}_*.fits", "**/calib/*", "light_*", "*"],
+    ["*.{fits,fit}", "*[0-9].fts", "**", "night*/**"],
+  ];
+  const paths = [
+    ...[
+      "a.fits",
+      "night/a.fits",
+      "night/a.FITS",
+      "A.Fit",
+      "x.fits/y.txt",
+      "a.fits.fz",
+      "a.fits.gz",
+    ],
+    ...["raw/a.fit", "raw/x/y/a.FIT", "x/raw/a.fit", "science/m42.fits", "science/deep/m.fits"],
+    ...["acb", "x/acb", "aXb/c", "light_1.fits", "night/dark_2.fits", "calib/flat.fits"],
+    ...["x/calib/flat.fits", "x/calib", "b.fit", "x.fit", "frame9.fts", "frame.fts", "night1/a"],
+    ...["back\\slash.fits", "new\nline.fits", "e\u0301.fits", "\u00e9/\u00e9.fits", "[x].fits"],
+    ...["a.fits/", "night/", "a..fits", "-dash.fits", "sp ace.fits", "x/y/z"],
+  ];
+  for (const patterns of sets) {
+    for (const caseSensitive of [false, true]) {
+      // What the filter matched through picomatch's own matchers before.
+      const options = { dot: true, flags: caseSensitive ? "s" : "si", nocase: !caseSensitive };
+      const base = patterns.filter((p) => !p.includes("/"));
+      const full = patterns.filter((p) => p.includes("/"));
+      const byBase = base.length > 0 ? picomatch(base, { ...options, basename: true }) : null;
+      const byPath = full.length > 0 ? picomatch(full, options) : null;
+      const nfc = (text: string) => text.normalize("NFC");
+      const job = { file_patterns: patterns, exclude_patterns: patterns };
+      const f = createFileFilter({ ...job, case_sensitive_patterns: caseSensitive }, {
+        skipLog: null,
+      });
+      for (const path of paths) {
+        const matched = (byBase?.(nfc(path)) ?? false) || (byPath?.(nfc(path)) ?? false);
+        const why = `${JSON.stringify(patterns)} ${caseSensitive} ${JSON.stringify(path)}`;
+        const code = f.nameSkip(path, true)?.code;
+        if (code === "empty" || code === "hidden" || code === "temp") continue;
+        // Included by file_patterns, then excluded by the same patterns: "excluded" iff matched.
+        assert.equal(code, matched ? "excluded" : "unmatched", why);
+      }
+    }
   }
 });
