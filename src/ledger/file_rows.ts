@@ -118,22 +118,23 @@ export class FileRows {
   /**
    * Size and mtime each of `relPaths` was sent with, where done for this destination (or, without
    * a row of its own, before destinations were recorded). One query, the paths as one JSON array
-   * (a query per file cost five times as much with 100,000 files), the rows back as one JSON text
-   * ([path, target, size, mtime] each: a row object each cost more than the query).
+   * (a query per file cost five times as much with 100,000 files), the answers back in their order
+   * as one JSON text (`[size, mtime]` or 0 each: no path, no row object, no map to find them by).
    */
   doneVersions(relPaths: string[]): Array<DoneEntry | undefined> {
-    const found = new Map<string, DoneEntry>();
-    const [{ rows }] = this.#read(
-      "SELECT json_group_array(json_array(rel_path, target, size, mtime_ms)) AS rows FROM files " +
-        "WHERE job = ? AND target IN (?, '') AND rel_path IN (SELECT value FROM json_each(?)) " +
-        "AND state = 'done'",
-      JSON.stringify(relPaths),
-    );
-    const done: [string, string, number, number][] = JSON.parse(rows as string);
-    for (const [relPath, target, size, mtimeMs] of done) {
-      if (target !== "" || !found.has(relPath)) found.set(relPath, { size, mtimeMs });
+    const [{ rows }] = this.#read(DONE_VERSIONS, JSON.stringify(relPaths));
+    const done: Array<[number, number] | 0> = JSON.parse(rows as string);
+    const versions: Array<DoneEntry | undefined> = [];
+    for (const row of done) {
+      versions.push(row === 0 ? undefined : { size: row[0], mtimeMs: row[1] });
     }
-    return relPaths.map((relPath) => found.get(relPath));
+    return versions;
+  }
+
+  /** Whether each of `relPaths` is done, as {@linkcode doneVersions} finds it (no object a file). */
+  doneAmong(relPaths: string[]): boolean[] {
+    const [{ rows }] = this.#read(DONE_AMONG, JSON.stringify(relPaths));
+    return (JSON.parse(rows as string) as number[]).map((done) => done === 1);
   }
 
   /**
@@ -420,6 +421,19 @@ export class FileRows {
     );
   }
 }
+
+/** The done row of `asked.value`: this destination's (`?2`), or one from before destinations. */
+const DONE_ROW = (target: string) =>
+  `FROM files WHERE job = ?1 AND target = ${target} AND rel_path = asked.value AND state = 'done'`;
+/** {@linkcode FileRows.doneVersions}: each asked path's `[size, mtime]` in order, or 0. */
+const DONE_VERSIONS = "SELECT json_group_array(coalesce(" +
+  `(SELECT json_array(size, mtime_ms) ${DONE_ROW("?2")}), ` +
+  `(SELECT json_array(size, mtime_ms) ${DONE_ROW("''")}), 0) ORDER BY asked.key) AS rows ` +
+  "FROM json_each(?3) AS asked";
+/** {@linkcode FileRows.doneAmong}: 1 for each asked path with a done row, in order, else 0. */
+const DONE_AMONG = "SELECT json_group_array(" +
+  `EXISTS (SELECT 1 ${DONE_ROW("?2")}) OR EXISTS (SELECT 1 ${DONE_ROW("''")}) ` +
+  "ORDER BY asked.key) AS rows FROM json_each(?3) AS asked";
 
 /** Run a write whose failure the ledger's problem state covers already; whether it was written. */
 export function writeIfWritable(write: () => unknown): boolean {

@@ -697,7 +697,7 @@ Deno.test("Ledger.overdue lists pending retries due before a time; markDue makes
   });
 });
 
-Deno.test("doneVersions: done for this destination or recorded before destinations were, in order; else undefined", async () => {
+Deno.test("doneVersions, doneAmong: done for this destination or recorded before destinations were, in order; else undefined", async () => {
   await withLedger((ledger) => {
     const table = files(ledger, "job");
     for (const rel of ["a.fits", "b.fits", "c.fits"]) table.enqueue(rel, FILE);
@@ -720,24 +720,32 @@ Deno.test("doneVersions: done for this destination or recorded before destinatio
       undefined,
       version,
     ]);
-    // A row of an older ledger (no destination recorded yet) counts as this destination's.
+    assert.deepEqual(table.doneAmong(asked), [true, false, false, false, false, true]);
+    // A row of an older ledger (no destination recorded yet) counts as this destination's, unless
+    // this destination has a done row of its own; one pending here is done by the older row.
     const unattributed = new FileRows(ledger, "job", "");
-    unattributed.enqueue("old.fits", { ...FILE, size: 7 });
-    markDone(unattributed, "old.fits");
-    assert.deepEqual(table.doneVersions(["old.fits", "a.fits"]), [
-      { size: 7, mtimeMs: FILE.mtimeMs },
-      version,
-    ]);
+    for (const rel of ["old.fits", "both.fits", "pending.fits"]) {
+      unattributed.enqueue(rel, { ...FILE, size: 7 });
+      markDone(unattributed, rel);
+    }
+    table.enqueue("pending.fits", FILE);
+    table.markDone([{ relPath: "both.fits", ...FILE }]);
+    const older = { size: 7, mtimeMs: FILE.mtimeMs };
+    const mixed = ["old.fits", "both.fits", "pending.fits", "d.fits"];
+    assert.deepEqual(table.doneVersions(mixed), [older, version, older, undefined]);
+    assert.deepEqual(table.doneAmong(mixed), [true, true, true, false]);
     // Asked inside a write transaction, it sees that transaction's rows.
     ledger.write(() => {
       markDone(table, "b.fits");
       assert.deepEqual(table.doneVersions(["b.fits"]), [version]);
+      assert.deepEqual(table.doneAmong(["b.fits"]), [true]);
     });
     assert.deepEqual(table.doneVersions([]), []);
+    assert.deepEqual(table.doneAmong([]), []);
   });
 });
 
-Deno.test("doneVersions: hostile names and a folder of thousands of files come back exactly, in order", async () => {
+Deno.test("doneVersions, doneAmong: hostile names and a folder of thousands of files come back exactly, in order", async () => {
   await withLedger((ledger) => {
     const table = files(ledger, "job");
     const hostile = [
@@ -761,6 +769,7 @@ Deno.test("doneVersions: hostile names and a folder of thousands of files come b
       return i < 0 ? undefined : { size: i, mtimeMs: FILE.mtimeMs };
     });
     assert.deepEqual(table.doneVersions(asked), expected);
+    assert.deepEqual(table.doneAmong(asked), expected.map((version) => version !== undefined));
   });
 });
 
