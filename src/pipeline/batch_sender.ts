@@ -31,6 +31,7 @@ import {
 import { systemClock } from "./retry_timer.ts";
 import type { FileTable, WorkRecord } from "./file_table.ts";
 import { lookAtDestination } from "./destination_look.ts";
+import { sendAroundOthers, withLinkPolicy } from "./batch_items.ts";
 import { classifyEntry } from "../watch/entry_check.ts";
 
 /** What a {@linkcode BatchSender} works with. */
@@ -195,12 +196,19 @@ export class BatchSender {
       const toSend = items.filter((_, index) => !looked[index].found);
       const bytes = toSend.reduce((sum, item) => sum + item.size, 0);
       const noRoom = await this.#context.admit?.(bytes, toSend.length);
+      // A file this job did not send there is not replaced: the copy goes beside it.
+      const around = { table, transport: this.#context.transport, log: this.#log };
       const outcomes = toSend.length === 0
         ? []
         : noRoom
         ? refuseAll(toSend, noRoom)
-        : await this.#transfer(toSend, batchAbort.signal);
-      const byItem = new Map(outcomes.map((outcome) => [outcome.item, outcome]));
+        : await sendAroundOthers(
+          around,
+          records.filter((_, index) => !looked[index].found),
+          toSend,
+          (some) => this.#transfer(some, batchAbort.signal),
+        );
+      const byItem = new Map(outcomes.map((outcome, n) => [toSend[n], outcome]));
       const arrivals: Arrival[] = [];
       const failures: Array<[WorkRecord, TransferError]> = [];
       for (const [index, item] of items.entries()) {
@@ -208,7 +216,8 @@ export class BatchSender {
         const found = looked[index].found;
         if (found) arrivals.push({ record: records[index], item, found });
         else if (outcome?.error === null) {
-          arrivals.push({ record: records[index], item, sha256: outcome.sha256 });
+          const record = { ...records[index], destination: outcome.item.destination };
+          arrivals.push({ record, item: outcome.item, sha256: outcome.sha256 });
         } else if (outcome?.error) failures.push([batch[index], outcome.error]);
       }
       sent = arrivals.filter((arrival) => arrival.found !== "rebuilt").length;
@@ -405,22 +414,6 @@ const FOUND_WORDS = {
   rebuilt:
     "{count} file(s) are at {target} already with their size: recorded as sent, not sent again (the ledger was rebuilt; the first: {source}; more batches of them are logged at debug level)",
 };
-
-/**
- * The item as the transport must treat it: a symbolic link in the file's place is read through
- * only where the job's `symlinks` policy lets that link through (`inside`: a link to a file inside
- * the watch folder; `follow`), as a link found there by a scan is; otherwise (`skip`, a link out of
- * the watch folder under `inside`: one that took a queued file's name) no transport follows it.
- */
-function withLinkPolicy(item: TransferItem, job: JobConfig): TransferItem {
-  if (job.symlinks === "skip") return item;
-  try {
-    if (!Deno.lstatSync(item.source).isSymlink) return item;
-  } catch {
-    return item;
-  }
-  return classifyEntry(item.source, job).ok ? { ...item, followLink: true } : item;
-}
 
 /**
  * The version of what has the name of a source whose attempt failed: `null` when it is gone, or

@@ -40,6 +40,11 @@ export interface Delivery {
    * not needed. A file that took the name since does not change what was read.
    */
   checkedAfterRead: boolean;
+  /**
+   * Its final name held a file not to be replaced (`TransferItem.noReplace`), told by `finish`:
+   * `same` (the source's bytes: arrived, no error), `other` (with its error); see `keep_others.ts`.
+   */
+  occupied?: "same" | "other";
 }
 
 /** What a method does for {@linkcode deliver}, in the order called. */
@@ -196,9 +201,12 @@ export async function deliver<D extends Delivery>(
   } finally {
     await steps.end(deliveries, finished);
   }
-  return deliveries.map(({ item, error, sha256 }) =>
-    error === null && sha256 !== null ? { item, error, sha256 } : { item, error }
-  );
+  return deliveries.map(({ item, error, sha256, occupied }) => ({
+    item,
+    error,
+    ...(error === null && sha256 !== null && !occupied ? { sha256 } : {}),
+    ...(occupied ? { occupied } : {}),
+  }));
 }
 
 /** Plan every item; an unplaceable destination or a second file for one final path fails. */

@@ -34,6 +34,13 @@ export interface TransferItem {
    * fails and nothing is read through the link.
    */
   followLink?: boolean;
+  /**
+   * The final name may hold a file that is not a copy of this source (the
+   * ledger gives it no copy there): never replaced. One with the same bytes
+   * counts as arrived (`occupied: "same"`); another fails the item, nothing
+   * written over it (`occupied: "other"`), for its caller to place it beside.
+   */
+  noReplace?: boolean;
 }
 
 /** What happened to one item of a {@linkcode Transport.send} call. */
@@ -43,6 +50,11 @@ export interface TransferOutcome {
   error: TransferError | null;
   /** SHA-256 (hex) of the delivered bytes, where the method computed it (checksum verification). */
   sha256?: string;
+  /**
+   * For an item with `noReplace` whose final name held a file: `same` (the source's bytes, judged
+   * by `sameFile` in `keep_others.ts`: left as it is, `error` `null`), `other` (left as it is, `error` set).
+   */
+  occupied?: "same" | "other";
 }
 
 /** What {@linkcode Transport.sendPart} did. */
@@ -88,7 +100,9 @@ export interface ProbeCheck {
  * - After the upload and before the copy is verified and renamed, the source
  *   is checked again (`checkSource` in `deliver.ts`); a source that changed
  *   fails that item with a retryable error and the final name is not touched.
- * - An existing file under the final name is replaced (a re-sent file is newer).
+ * - An existing file under the final name is replaced (a re-sent file is newer),
+ *   unless the item says `noReplace`: then it is never replaced, and the
+ *   outcome says `occupied` (over SSH told by the finishing call itself).
  * - `send` does not throw for failures of individual files: it returns exactly
  *   one outcome per item, in the order given. One bad file does not fail the
  *   others. It throws only when `signal` is aborted (after cleaning up).

@@ -38,6 +38,7 @@ import {
 } from "./remote.ts";
 import { jobOwner, uploadFolderName } from "../temp_name.ts";
 import { Throttle } from "../throttle.ts";
+import { sendKeepingOthers } from "../keep_others.ts";
 import { HashingCounter, uploadDelivery } from "./upload.ts";
 import { folderRefused } from "./space_probe.ts";
 import { FtpPool } from "./pool.ts";
@@ -120,7 +121,12 @@ export class FtpTransport implements Transport {
     }
   }
 
-  async send(items: TransferItem[], signal: AbortSignal): Promise<TransferOutcome[]> {
+  send(items: TransferItem[], signal: AbortSignal): Promise<TransferOutcome[]> {
+    const verify = this.#job.verify_transfer;
+    return sendKeepingOthers(this, verify, items, signal, (rest) => this.#send(rest, signal));
+  }
+
+  async #send(items: TransferItem[], signal: AbortSignal): Promise<TransferOutcome[]> {
     const link: FtpLink = { peer: null, silence: null };
     const onAbort = () => link.peer?.connection.client.close();
     signal.addEventListener("abort", onAbort);

@@ -19,21 +19,12 @@ import type { JobConfig } from "../../config/types.ts";
 import { answerWithin, FolderFileSystem } from "../../config/file_systems.ts";
 import { isDestinationFull, TransferError } from "../../errors.ts";
 import { deliver, type DeliverySteps } from "../deliver.ts";
+import { sendKeepingOthers } from "../keep_others.ts";
 import { LocalCopier } from "./copier.ts";
 import { renamedForeign, replacedError } from "./renamed.ts";
-import {
-  AnswerWatch,
-  assertSameFile,
-  byFolder,
-  CALLS_HERE,
-  copyData,
-  type DestinationCalls,
-  destinationCalls,
-  syncFolder,
-  toTransferError,
-  verifyOpenCopy,
-  whereSupported,
-} from "./copy.ts";
+import { AnswerWatch, assertSameFile, byFolder, CALLS_HERE, copyData } from "./copy.ts";
+import { type DestinationCalls, destinationCalls, syncFolder, toTransferError } from "./copy.ts";
+import { verifyOpenCopy, whereSupported } from "./copy.ts";
 import { localDestinationSha256, localDestinationSizes } from "../destination_sizes.ts";
 import { type DiskSpace, localDiskSpace } from "../../config/free_space.ts";
 import { makeLocalFolders, probeLocalDestination } from "./folders.ts";
@@ -145,12 +136,18 @@ export class LocalTransport implements Transport {
    * Deliver `items` (see the module doc). A call on the destination that
    * does not return within `transfer_timeout_seconds` gives the batch up
    * (see {@linkcode AnswerWatch}): every file fails as the destination not
-   * answering, and the job waits for it.
+   * answering, and the job waits for it. A file not this job's under a final name stays (see
+   * `keep_others.ts`).
    */
   send(items: TransferItem[], signal: AbortSignal): Promise<TransferOutcome[]> {
+    const send = (rest: TransferItem[]) => this.#send(rest, signal);
+    // While an earlier call still waits on the share, #send says so of every item.
+    if (this.#unanswered !== null) return send(items);
+    return sendKeepingOthers(this, this.#job.verify_transfer, items, signal, send);
+  }
+
+  #send(items: TransferItem[], signal: AbortSignal): Promise<TransferOutcome[]> {
     const notAnswered = () => items.map((item) => ({ item, error: this.#notAnswering(item) }));
-    // While an earlier call still waits on the share, another would only wait beside it.
-    if (this.#unanswered !== null) return Promise.resolve(notAnswered());
     const answers = new AnswerWatch(this.#job.transfer_timeout_seconds * 1000, signal);
     const delivering = answers.on(destinationCalls(this.#job.remote_base_path)).then((calls) =>
       deliver(items, this.#steps(answers, calls), AbortSignal.any([signal, answers.signal]))

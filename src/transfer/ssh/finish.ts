@@ -20,6 +20,7 @@ import {
   resultsByIndex,
 } from "./remote_script.ts";
 import { hashSource } from "../source.ts";
+import { occupiedError } from "../keep_others.ts";
 import type { SshDelivery, SshMethod } from "./method.ts";
 import type { SshSession } from "./connection.ts";
 
@@ -49,6 +50,12 @@ export interface FinishEntry {
   expectedSha256: string | null;
   /** The copy must lose group and other write permission before the rename. */
   dropWrite: boolean;
+  /**
+   * A file under the final name is never replaced (`TransferItem.noReplace`): how the script
+   * judges whether it holds the source's bytes (`size`, or `bytes` compared with the copy, see
+   * `keep_others.ts`) and the source's size; `null`: it is replaced.
+   */
+  keepOther?: { by: "size" | "bytes"; size: number } | null;
 }
 
 /** What the finish script is asked to do. */
@@ -131,6 +138,7 @@ export function finishLines(plan: FinishPlan): string[] {
         entry.finalPath,
         entry.expectedSize ?? "-",
         entry.expectedSha256 ?? "-",
+        ...(entry.keepOther ? [entry.keepOther.by, entry.keepOther.size] : []),
       ));
     }
   });
@@ -308,6 +316,9 @@ async function entryFor(ctx: FinishContext, delivery: SshDelivery): Promise<Fini
     expectedSize: verify !== "none" || delivery.callFailure !== null ? delivery.item.size : null,
     expectedSha256: sha256,
     dropWrite: ((delivery.source?.permissions ?? 0) & 0o022) !== 0,
+    keepOther: delivery.item.noReplace
+      ? { by: verify === "checksum" ? "bytes" : "size", size: delivery.item.size }
+      : null,
   };
 }
 
@@ -333,6 +344,12 @@ function resultError(
   switch (result?.word) {
     case "renamed":
       return null;
+    case "already":
+      delivery.occupied = "same";
+      return null;
+    case "occupied":
+      delivery.occupied = "other";
+      return occupiedError(delivery.item, target);
     case undefined:
       return fail("no result from the remote host");
     case "missing":

@@ -11,7 +11,7 @@
 #   read_sizes COPY...                    every copy whose size is checked without a
 #                                         SHA-256, in order
 #   begin_folder GROUP UPLOAD_FOLDER [./NAME...]   per upload folder, then for its copies:
-#     check_copy INDEX COPY FINAL SIZE|- SHA256|-
+#     check_copy INDEX COPY FINAL SIZE|- SHA256|- [size|bytes SOURCE_SIZE]
 #   remove_copies COPY...                 copies of files that failed before
 #   drop_group_and_other_write COPY...    copies of sources writable by group or others
 #   end_flush                             with remote_sync: the data is on disk before
@@ -32,7 +32,9 @@
 # Results, per copy: `renamed INDEX`, `missing INDEX` (not there, or not a
 # regular file), `size-unknown INDEX`, `size-differs INDEX SIZE`,
 # `checksum-differs INDEX SHA256`, `no-hash-tool INDEX`, `final-is-folder
-# INDEX`, `rename-failed INDEX MESSAGE`, `kept INDEX` (the copy of a failed
+# INDEX`, `already INDEX` and `occupied INDEX` (the final name, not to be
+# replaced, holds the source's bytes, or another file: see held_by_other),
+# `rename-failed INDEX MESSAGE`, `kept INDEX` (the copy of a failed
 # upload holds something to continue); per folder asked about: `space-left
 # INDEX KIB`, `folder-left INDEX` (an upload folder of kept copies not empty).
 
@@ -158,10 +160,11 @@ take_listed_hash() {
   esac
 }
 
-# check_copy INDEX COPY FINAL SIZE|- SHA256|-: check one copy; a good one is
-# listed for the rename, a bad one removed. With a SHA256 the size is only
-# read when the hash differs (to say so when the size does too): the copies
-# read_sizes lists are those without one.
+# check_copy INDEX COPY FINAL SIZE|- SHA256|- [size|bytes SOURCE_SIZE]: check
+# one copy; a good one is listed for the rename, a bad one removed. With a
+# SHA256 the size is only read when the hash differs (to say so when the size
+# does too): the copies read_sizes lists are those without one. With the last
+# two, a file under FINAL is never replaced (see held_by_other).
 check_copy() {
   size=''
   listed_hash=''
@@ -207,11 +210,33 @@ check_copy() {
       return
     fi
   fi
+  if [ -n "${6-}" ] && { [ -e "$3" ] || [ -L "$3" ]; }; then
+    held_by_other "$1" "$2" "$3" "$6" "$7"
+    return
+  fi
   printf '%s\0' "$2" >>"$rename_list"
   eval "checked_$1=yes"
   # The group's good copies: how many, and the last one (renamed without xargs when alone).
   eval "good_$group=\$((\${good_$group:-0} + 1))"
   eval "last_good_$group=\$2"
+}
+
+# held_by_other INDEX COPY FINAL size|bytes SOURCE_SIZE: FINAL holds a file that
+# is not this source's copy, and is left as it is; the (checked) copy is
+# removed. `already INDEX` where it holds the source's bytes: a regular file of
+# SOURCE_SIZE bytes, with `bytes` the copy's bytes too (cmp, a process only for
+# such a file); else `occupied INDEX`.
+held_by_other() {
+  if [ -f "$3" ] && ! [ -L "$3" ]; then
+    copy_size "$3"
+    if [ "$size" = "$5" ] && { [ "$4" = size ] || cmp -s -- "$2" "$3"; }; then
+      rm -f -- "$2"
+      report already "$1"
+      return
+    fi
+  fi
+  rm -f -- "$2"
+  report occupied "$1"
 }
 
 # hash_copy COPY: set hash to the SHA-256 of COPY ("" when it cannot be read).

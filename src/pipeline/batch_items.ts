@@ -1,0 +1,143 @@
+/**
+ * What the transport is told of each file of a batch: whether a link in its place is read
+ * through ({@linkcode withLinkPolicy}), and whether its final name may be replaced.
+ *
+ * A file at the destination that this job did not send there is never replaced. Before a batch
+ * goes, each file whose final name the ledger does not give to it (no copy of this source arrived
+ * under that name: a new file, or one placed beside another) is sent with `noReplace`; the
+ * transport then leaves a file it finds under that name as it is (`transfer/keep_others.ts`). One
+ * with the source's bytes counts as arrived; for another the file goes beside it, to the next
+ * numbered name (`light_0001~2.fits`, ...) no copy in the ledger has, and is sent again at once,
+ * a call for all such files of the batch. A file the ledger gives its name to (sent before,
+ * changed in place, sent again) replaces its own copy as before.
+ *
+ * @module
+ */
+import { freeDestination, namesBeside } from "../layout/destination.ts";
+import type { JobConfig } from "../config/types.ts";
+import type { Logger } from "../log/logging.ts";
+import { classifyEntry } from "../watch/entry_check.ts";
+import type { TransferItem, TransferOutcome, Transport } from "../transfer/transport.ts";
+import type { FileTable, WorkRecord } from "./file_table.ts";
+
+/** What {@linkcode sendAroundOthers} works with. */
+export interface AroundContext {
+  table: FileTable;
+  transport: Pick<Transport, "describeTarget">;
+  log: Logger;
+}
+
+/** Numbered names tried, at most, for one file in one batch (one `send` call each). */
+const MOST_TRIES = 8;
+
+/**
+ * `send` the `items` (of `records`) so that no file this job did not send is replaced (see the
+ * module doc). The outcomes, in order; each names the item as last sent (its destination may be
+ * a name beside the one planned, where it arrived).
+ */
+export async function sendAroundOthers(
+  { table, transport, log }: AroundContext,
+  records: WorkRecord[],
+  items: TransferItem[],
+  send: (items: TransferItem[]) => Promise<TransferOutcome[]>,
+): Promise<TransferOutcome[]> {
+  const marked = items.map((item, n) =>
+    ownName(table, records[n], item) ? item : { ...item, noReplace: true }
+  );
+  const outcomes = await send(marked);
+  const taken = new Set(marked.map((item) => item.destination));
+  for (let tries = 0; tries < MOST_TRIES; tries++) {
+    const again: number[] = [];
+    const moved: TransferItem[] = [];
+    for (const [n, outcome] of outcomes.entries()) {
+      if (outcome.occupied !== "other") continue;
+      const { relPath } = records[n];
+      const destination = nameBeside(table, outcome.item.destination, relPath, taken);
+      if (destination === null) continue;
+      taken.add(destination);
+      log.warn(
+        "{source} would go to {taken}, which holds another file that this job did not send there (it is never replaced): it goes to {destination}, beside it",
+        {
+          source: outcome.item.source,
+          taken: transport.describeTarget(outcome.item.destination),
+          destination: transport.describeTarget(destination),
+        },
+      );
+      again.push(n);
+      moved.push({ ...outcome.item, destination });
+    }
+    if (again.length === 0) break;
+    const resent = await send(moved);
+    for (const [k, n] of again.entries()) outcomes[n] = resent[k];
+  }
+  for (const outcome of outcomes) {
+    if (outcome.occupied !== "same") continue;
+    log.info(
+      "{source} is at {destination} already: a file with its bytes that this job did not send there; left as it is, counted as arrived",
+      {
+        source: outcome.item.source,
+        destination: transport.describeTarget(outcome.item.destination),
+      },
+    );
+  }
+  return outcomes;
+}
+
+/**
+ * Whether the ledger gives `item`'s final name to its source: a copy of it arrived there (its
+ * row's destination, with an arrival recorded). Unreadable: not known, so not given.
+ */
+function ownName(table: FileTable, record: WorkRecord, item: TransferItem): boolean {
+  try {
+    const row = table.rows.get(record.relPath);
+    return row !== undefined && row.transferredAt !== null && row.destination === item.destination;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The next numbered name after `destination` for the source `relPath` that no copy in the ledger
+ * has and no other file of the batch takes (`taken`); `null` when none is.
+ */
+function nameBeside(
+  table: FileTable,
+  destination: string,
+  relPath: string,
+  taken: Set<string>,
+): string | null {
+  const sourcesFrom = (prefix: string) => {
+    try {
+      return table.rows.destinationsFrom(prefix);
+    } catch {
+      return [];
+    }
+  };
+  let tries = 0;
+  for (const name of namesBeside(destination, relPath)) {
+    if (++tries > 64) break;
+    if (taken.has(name)) continue;
+    try {
+      if (freeDestination(name, relPath, sourcesFrom) === name) return name;
+    } catch {
+      return null;
+    }
+  }
+  return null;
+}
+
+/**
+ * The item as the transport must treat it: a symbolic link in the file's place is read through
+ * only where the job's `symlinks` policy lets that link through (`inside`: a link to a file inside
+ * the watch folder; `follow`), as a link found there by a scan is; otherwise (`skip`, a link out of
+ * the watch folder under `inside`: one that took a queued file's name) no transport follows it.
+ */
+export function withLinkPolicy(item: TransferItem, job: JobConfig): TransferItem {
+  if (job.symlinks === "skip") return item;
+  try {
+    if (!Deno.lstatSync(item.source).isSymlink) return item;
+  } catch {
+    return item;
+  }
+  return classifyEntry(item.source, job).ok ? { ...item, followLink: true } : item;
+}

@@ -1,0 +1,96 @@
+/**
+ * A file at the destination that is not this daemon's copy of the source (the ledger gives the
+ * source no copy under that name: `TransferItem.noReplace`) is never replaced. When it holds the
+ * source's bytes the source counts as arrived, left as it is; otherwise the item fails, nothing
+ * written over it (`occupied: "other"`), and the pipeline sends it beside.
+ *
+ * The bytes are judged the same for every method ({@linkcode sameFile}): the same size, and with
+ * `verify_transfer: checksum` the same SHA-256 (over SSH, where the copy is at hand, the bytes of
+ * the two files compared); with `size` or `none` the size alone.
+ *
+ * `local` and `ftp` look at the final names of the batch's `noReplace` items before sending
+ * ({@linkcode sendKeepingOthers}, one look per batch); `scp` and `rsync` in the batch's finishing
+ * call (`ssh/finish.ts`), without a call of their own.
+ *
+ * @module
+ */
+import { TransferError } from "../errors.ts";
+import { hashSource } from "./source.ts";
+import type { TransferItem, TransferOutcome, Transport } from "./transport.ts";
+
+/** Whether a file of `size` bytes (and `sha256`, where known) holds the bytes of `item`. */
+export async function sameFile(
+  item: TransferItem,
+  verify: "none" | "size" | "checksum",
+  held: { size: number; sha256?: string | null },
+): Promise<boolean> {
+  if (held.size !== item.size) return false;
+  if (verify !== "checksum") return true;
+  if (!held.sha256) return false;
+  return await hashSource(item).then((ours) => ours === held.sha256, () => false);
+}
+
+/** The error of an item whose final name holds another file (`where` it is, for the user). */
+export function occupiedError(item: TransferItem, where: string): TransferError {
+  return new TransferError(
+    `Cannot send ${item.source}: ${where} holds another file, not a copy of it sent by this ` +
+      "job; it is not replaced",
+    "retry",
+  );
+}
+
+/**
+ * `send` the items whose final name holds nothing, or is the source's own copy; the outcome of
+ * each `noReplace` item whose final name holds a file, without sending it (see the module doc).
+ * A destination that cannot be asked fails those items (tried again).
+ */
+export async function sendKeepingOthers(
+  transport: Pick<Transport, "destinationSizes" | "destinationSha256" | "describeTarget">,
+  verify: "none" | "size" | "checksum",
+  items: TransferItem[],
+  signal: AbortSignal,
+  send: (items: TransferItem[]) => Promise<TransferOutcome[]>,
+): Promise<TransferOutcome[]> {
+  const asked = items.filter((item) => item.noReplace);
+  if (asked.length === 0) return send(items);
+  const held = new Map<TransferItem, TransferOutcome>();
+  try {
+    const sizes = await transport.destinationSizes!(asked.map((item) => item.destination), signal);
+    const taken = asked.filter((item) => (sizes.get(item.destination) ?? null) !== null);
+    const hashes = verify === "checksum" && taken.some((item) =>
+        sizes.get(item.destination) === item.size
+      )
+      ? await transport.destinationSha256!(taken.map((item) => item.destination), signal)
+      : new Map<string, string | null>();
+    for (const item of taken) {
+      const size = sizes.get(item.destination)!;
+      const same = await sameFile(item, verify, { size, sha256: hashes.get(item.destination) });
+      const where = transport.describeTarget(item.destination);
+      held.set(
+        item,
+        same
+          ? { item, error: null, occupied: "same" }
+          : { item, error: occupiedError(item, where), occupied: "other" },
+      );
+    }
+  } catch (error) {
+    signal.throwIfAborted();
+    const reason = error instanceof Error ? error.message : String(error);
+    for (const item of asked) {
+      held.set(item, {
+        item,
+        error: new TransferError(
+          `Cannot send ${item.source}: cannot look whether ${
+            transport.describeTarget(item.destination)
+          } holds another file (${reason})`,
+          "retry",
+          { cause: error },
+        ),
+      });
+    }
+  }
+  const rest = items.filter((item) => !held.has(item));
+  const sent = rest.length === 0 ? [] : await send(rest);
+  const outcomes = new Map(sent.map((outcome) => [outcome.item, outcome]));
+  return items.map((item) => held.get(item) ?? outcomes.get(item)!);
+}

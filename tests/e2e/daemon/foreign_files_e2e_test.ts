@@ -1,0 +1,123 @@
+/**
+ * A file at the destination that the job did not send there is never replaced, with every
+ * method, through the real CLI (`run --once`) and real servers (OpenSSH with scp and rsync,
+ * vsftpd): one with other bytes under a file's final name stays byte for byte and the file
+ * arrives beside it (`~2`); one with the file's bytes is left as it is and the file counts as
+ * arrived; a file the job sent, changed in place, still replaces its own copy.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { runCli } from "../../helpers/cli.ts";
+import { cliSandbox } from "../../helpers/sandbox.ts";
+import { listFiles, randomBytes } from "../../helpers/files.ts";
+import { sshSandbox, startSshd } from "../../helpers/sshd.ts";
+import { ftpDaemonSandbox, withVsftpdAndRoot } from "../../helpers/vsftpd.ts";
+
+/** A daemon's config sending `watch` to `dest` (on this machine), as the account `owner`. */
+interface Setup {
+  watch: string;
+  dest: string;
+  config: string;
+  env?: Record<string, string>;
+  owner: { uid: number; gid: number } | null;
+}
+
+const NIGHT = new Date("2024-07-01T20:00:00Z"); // -> 20240701
+
+/** The keys every method's config gets here: checksums verified, files kept. */
+const KEYS = { verify_transfer: "checksum", log_file: "", stability_window_seconds: 0.2 };
+
+async function writeSource(watch: string, name: string, bytes: Uint8Array): Promise<void> {
+  await Deno.writeFile(join(watch, name), bytes);
+  await Deno.utime(join(watch, name), NIGHT, NIGHT);
+}
+
+/** Run the scenario of the module doc with `setup`. */
+async function foreignFilesStay({ watch, dest, config, env, owner }: Setup): Promise<void> {
+  const night = join(dest, "20240701");
+  await Deno.mkdir(night, { recursive: true });
+  if (owner) await Deno.chown(night, owner.uid, owner.gid);
+  const ours = randomBytes(20_000);
+  const theirs = randomBytes(20_000); // The same size: only the bytes tell them apart.
+  const same = randomBytes(30_000);
+  const own = randomBytes(25_000);
+  await writeSource(watch, "light_0001.fits", ours);
+  await writeSource(watch, "flat.fits", same);
+  await writeSource(watch, "own.fits", own);
+  // Another instrument's files, under the same names.
+  await Deno.writeFile(join(night, "light_0001.fits"), theirs);
+  await Deno.writeFile(join(night, "flat.fits"), same);
+  const flatBefore = await Deno.stat(join(night, "flat.fits"));
+
+  const first = await runCli(["run", "--once", "-c", config], { env });
+  const log = first.stdout + first.stderr;
+  assert.equal(first.code, 0, log);
+  assert.deepEqual(await Deno.readFile(join(night, "light_0001.fits")), theirs, log);
+  assert.deepEqual(await Deno.readFile(join(night, "light_0001~2.fits")), ours, log);
+  assert.match(
+    log,
+    /WARN.*light_0001\.fits would go to \S*20240701\/light_0001\.fits, which holds another file that this job did not send there.*it goes to \S*20240701\/light_0001~2\.fits/,
+  );
+  // The same bytes: nothing written over them, counted as arrived.
+  const flatAfter = await Deno.stat(join(night, "flat.fits"));
+  assert.equal(flatAfter.ino, flatBefore.ino, "the file with the same bytes is not written over");
+  assert.deepEqual(await Deno.readFile(join(night, "flat.fits")), same);
+  assert.match(log, /flat\.fits is at \S*20240701\/flat\.fits already: a file with its bytes/);
+  assert.deepEqual(await Deno.readFile(join(night, "own.fits")), own);
+  assert.deepEqual(
+    (await listFiles(dest)).sort(),
+    [
+      "20240701/flat.fits",
+      "20240701/light_0001.fits",
+      "20240701/light_0001~2.fits",
+      "20240701/own.fits",
+    ],
+  );
+
+  // Files the job sent, changed in place, replace their own copies.
+  const changed = randomBytes(26_000);
+  await writeSource(watch, "own.fits", changed);
+  const moved = randomBytes(21_000);
+  await writeSource(watch, "light_0001.fits", moved);
+  const second = await runCli(["run", "--once", "-c", config], { env });
+  const log2 = second.stdout + second.stderr;
+  assert.equal(second.code, 0, log2);
+  assert.deepEqual(await Deno.readFile(join(night, "own.fits")), changed, log2);
+  assert.deepEqual(await Deno.readFile(join(night, "light_0001~2.fits")), moved, log2);
+  assert.deepEqual(await Deno.readFile(join(night, "light_0001.fits")), theirs);
+  assert.deepEqual(await Deno.readFile(join(night, "flat.fits")), same);
+  assert.deepEqual(
+    (await listFiles(dest)).sort(),
+    [
+      "20240701/flat.fits",
+      "20240701/light_0001.fits",
+      "20240701/light_0001~2.fits",
+      "20240701/own.fits",
+    ],
+  );
+}
+
+Deno.test("local: a file the job did not send is never replaced; one with its bytes counts as arrived", async () => {
+  await using box = await cliSandbox(KEYS);
+  await foreignFilesStay({ ...box, owner: null });
+});
+
+for (const method of ["scp", "rsync"] as const) {
+  Deno.test(`${method}: a file the job did not send is never replaced; one with its bytes counts as arrived`, async () => {
+    const sshd = await startSshd();
+    const box = await sshSandbox(sshd, method, KEYS);
+    try {
+      await foreignFilesStay({ ...box, dest: box.remote, owner: sshd });
+    } finally {
+      await sshd.stop();
+      await Deno.remove(box.root, { recursive: true });
+    }
+  });
+}
+
+Deno.test("ftp: a file the job did not send is never replaced; one with its bytes counts as arrived", async () => {
+  await withVsftpdAndRoot({}, "itx-ftp-foreign-", async ({ server, root }) => {
+    const box = await ftpDaemonSandbox(server, root, KEYS);
+    await foreignFilesStay({ ...box, owner: server });
+  });
+});
