@@ -4,9 +4,10 @@
  * source's bytes the source counts as arrived, left as it is; otherwise the item fails, nothing
  * written over it (`occupied: "other"`), and the pipeline sends it beside.
  *
- * The bytes are judged the same for every method ({@linkcode sameFile}): the same size, and with
- * `verify_transfer: checksum` the same SHA-256 (over SSH, where the copy is at hand, the bytes of
- * the two files compared); with `size` or `none` the size alone.
+ * The bytes are judged the same for every method ({@linkcode sameFile}), whatever
+ * `verify_transfer` says: the same size and the same SHA-256 (over SSH, where the checked copy is
+ * at hand, the bytes of the two files compared). The size alone proves nothing of a file someone
+ * else wrote: the frames of one camera all have the same size.
  *
  * `local` and `ftp` look at the final names of the batch's `noReplace` items before sending
  * ({@linkcode sendKeepingOthers}, one look per batch); `scp` and `rsync` in the batch's finishing
@@ -18,15 +19,12 @@ import { TransferError } from "../errors.ts";
 import { hashSource } from "./source.ts";
 import type { TransferItem, TransferOutcome, Transport } from "./transport.ts";
 
-/** Whether a file of `size` bytes (and `sha256`, where known) holds the bytes of `item`. */
+/** Whether a file of `size` bytes and `sha256` (where known) holds the bytes of `item`. */
 export async function sameFile(
   item: TransferItem,
-  verify: "none" | "size" | "checksum",
   held: { size: number; sha256?: string | null },
 ): Promise<boolean> {
-  if (held.size !== item.size) return false;
-  if (verify !== "checksum") return true;
-  if (!held.sha256) return false;
+  if (held.size !== item.size || !held.sha256) return false;
   return await hashSource(item).then((ours) => ours === held.sha256, () => false);
 }
 
@@ -46,7 +44,6 @@ export function occupiedError(item: TransferItem, where: string): TransferError 
  */
 export async function sendKeepingOthers(
   transport: Pick<Transport, "destinationSizes" | "destinationSha256" | "describeTarget">,
-  verify: "none" | "size" | "checksum",
   items: TransferItem[],
   signal: AbortSignal,
   send: (items: TransferItem[]) => Promise<TransferOutcome[]>,
@@ -57,14 +54,12 @@ export async function sendKeepingOthers(
   try {
     const sizes = await transport.destinationSizes!(asked.map((item) => item.destination), signal);
     const taken = asked.filter((item) => (sizes.get(item.destination) ?? null) !== null);
-    const hashes = verify === "checksum" && taken.some((item) =>
-        sizes.get(item.destination) === item.size
-      )
+    const hashes = taken.some((item) => sizes.get(item.destination) === item.size)
       ? await transport.destinationSha256!(taken.map((item) => item.destination), signal)
       : new Map<string, string | null>();
     for (const item of taken) {
       const size = sizes.get(item.destination)!;
-      const same = await sameFile(item, verify, { size, sha256: hashes.get(item.destination) });
+      const same = await sameFile(item, { size, sha256: hashes.get(item.destination) });
       const where = transport.describeTarget(item.destination);
       held.set(
         item,

@@ -122,8 +122,7 @@ export class FtpTransport implements Transport {
   }
 
   send(items: TransferItem[], signal: AbortSignal): Promise<TransferOutcome[]> {
-    const verify = this.#job.verify_transfer;
-    return sendKeepingOthers(this, verify, items, signal, (rest) => this.#send(rest, signal));
+    return sendKeepingOthers(this, items, signal, (rest) => this.#send(rest, signal));
   }
 
   async #send(items: TransferItem[], signal: AbortSignal): Promise<TransferOutcome[]> {

@@ -51,11 +51,11 @@ export interface FinishEntry {
   /** The copy must lose group and other write permission before the rename. */
   dropWrite: boolean;
   /**
-   * A file under the final name is never replaced (`TransferItem.noReplace`): how the script
-   * judges whether it holds the source's bytes (`size`, or `bytes` compared with the copy, see
-   * `keep_others.ts`) and the source's size; `null`: it is replaced.
+   * A file under the final name is never replaced (`TransferItem.noReplace`): the source's size,
+   * which that file must have to be compared with the copy (see `keep_others.ts`); `null`
+   * (or left out): it is replaced.
    */
-  keepOther?: { by: "size" | "bytes"; size: number } | null;
+  keepOther?: number | null;
 }
 
 /** What the finish script is asked to do. */
@@ -138,7 +138,7 @@ export function finishLines(plan: FinishPlan): string[] {
         entry.finalPath,
         entry.expectedSize ?? "-",
         entry.expectedSha256 ?? "-",
-        ...(entry.keepOther ? [entry.keepOther.by, entry.keepOther.size] : []),
+        ...(entry.keepOther == null ? [] : ["keep", entry.keepOther]),
       ));
     }
   });
@@ -316,9 +316,7 @@ async function entryFor(ctx: FinishContext, delivery: SshDelivery): Promise<Fini
     expectedSize: verify !== "none" || delivery.callFailure !== null ? delivery.item.size : null,
     expectedSha256: sha256,
     dropWrite: ((delivery.source?.permissions ?? 0) & 0o022) !== 0,
-    keepOther: delivery.item.noReplace
-      ? { by: verify === "checksum" ? "bytes" : "size", size: delivery.item.size }
-      : null,
+    keepOther: delivery.item.noReplace ? delivery.item.size : null,
   };
 }
 

@@ -24,23 +24,36 @@ interface Setup {
 
 const NIGHT = new Date("2024-07-01T20:00:00Z"); // -> 20240701
 
-/** The keys every method's config gets here: checksums verified, files kept. */
-const KEYS = { verify_transfer: "checksum", log_file: "", stability_window_seconds: 0.2 };
+/**
+ * The keys every method's config gets here, verified as `verify` says (a file someone else wrote
+ * is judged by its bytes whatever it says: the one here has the size of the file sent).
+ */
+const keys = (verify: "size" | "checksum") => ({
+  verify_transfer: verify,
+  log_file: "",
+  stability_window_seconds: 0.2,
+});
 
 async function writeSource(watch: string, name: string, bytes: Uint8Array): Promise<void> {
   await Deno.writeFile(join(watch, name), bytes);
   await Deno.utime(join(watch, name), NIGHT, NIGHT);
 }
 
-/** Run the scenario of the module doc with `setup`. */
-async function foreignFilesStay({ watch, dest, config, env, owner }: Setup): Promise<void> {
+/**
+ * Run the scenario of the module doc with `setup`, with files of about `size` bytes (over SSH,
+ * small files go in one call, large ones by the upload program and the finishing call).
+ */
+async function foreignFilesStay(
+  { watch, dest, config, env, owner }: Setup,
+  size = 20_000,
+): Promise<void> {
   const night = join(dest, "20240701");
   await Deno.mkdir(night, { recursive: true });
   if (owner) await Deno.chown(night, owner.uid, owner.gid);
-  const ours = randomBytes(20_000);
-  const theirs = randomBytes(20_000); // The same size: only the bytes tell them apart.
-  const same = randomBytes(30_000);
-  const own = randomBytes(25_000);
+  const ours = randomBytes(size);
+  const theirs = randomBytes(size); // The same size: only the bytes tell them apart.
+  const same = randomBytes(size + 10_000);
+  const own = randomBytes(size + 5_000);
   await writeSource(watch, "light_0001.fits", ours);
   await writeSource(watch, "flat.fits", same);
   await writeSource(watch, "own.fits", own);
@@ -75,9 +88,9 @@ async function foreignFilesStay({ watch, dest, config, env, owner }: Setup): Pro
   );
 
   // Files the job sent, changed in place, replace their own copies.
-  const changed = randomBytes(26_000);
+  const changed = randomBytes(size + 6_000);
   await writeSource(watch, "own.fits", changed);
-  const moved = randomBytes(21_000);
+  const moved = randomBytes(size + 1_000);
   await writeSource(watch, "light_0001.fits", moved);
   const second = await runCli(["run", "--once", "-c", config], { env });
   const log2 = second.stdout + second.stderr;
@@ -97,27 +110,32 @@ async function foreignFilesStay({ watch, dest, config, env, owner }: Setup): Pro
   );
 }
 
-Deno.test("local: a file the job did not send is never replaced; one with its bytes counts as arrived", async () => {
-  await using box = await cliSandbox(KEYS);
-  await foreignFilesStay({ ...box, owner: null });
-});
-
-for (const method of ["scp", "rsync"] as const) {
-  Deno.test(`${method}: a file the job did not send is never replaced; one with its bytes counts as arrived`, async () => {
-    const sshd = await startSshd();
-    const box = await sshSandbox(sshd, method, KEYS);
-    try {
-      await foreignFilesStay({ ...box, dest: box.remote, owner: sshd });
-    } finally {
-      await sshd.stop();
-      await Deno.remove(box.root, { recursive: true });
-    }
+for (const verify of ["checksum", "size"] as const) {
+  Deno.test(`local, verify_transfer ${verify}: a file the job did not send is never replaced; one with its bytes counts as arrived`, async () => {
+    await using box = await cliSandbox(keys(verify));
+    await foreignFilesStay({ ...box, owner: null });
   });
 }
 
-Deno.test("ftp: a file the job did not send is never replaced; one with its bytes counts as arrived", async () => {
+for (const method of ["scp", "rsync"] as const) {
+  const cases = [["small", 20_000, "checksum"], ["large", 9 * 1024 * 1024, "size"]] as const;
+  for (const [files, size, verify] of cases) {
+    Deno.test(`${method}, ${files} files, verify_transfer ${verify}: a file the job did not send is never replaced; one with its bytes counts as arrived`, async () => {
+      const sshd = await startSshd();
+      const box = await sshSandbox(sshd, method, keys(verify));
+      try {
+        await foreignFilesStay({ ...box, dest: box.remote, owner: sshd }, size);
+      } finally {
+        await sshd.stop();
+        await Deno.remove(box.root, { recursive: true });
+      }
+    });
+  }
+}
+
+Deno.test("ftp, verify_transfer size: a file the job did not send is never replaced; one with its bytes counts as arrived", async () => {
   await withVsftpdAndRoot({}, "itx-ftp-foreign-", async ({ server, root }) => {
-    const box = await ftpDaemonSandbox(server, root, KEYS);
+    const box = await ftpDaemonSandbox(server, root, keys("size"));
     await foreignFilesStay({ ...box, owner: server });
   });
 });

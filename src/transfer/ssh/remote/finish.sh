@@ -11,7 +11,7 @@
 #   read_sizes COPY...                    every copy whose size is checked without a
 #                                         SHA-256, in order
 #   begin_folder GROUP UPLOAD_FOLDER [./NAME...]   per upload folder, then for its copies:
-#     check_copy INDEX COPY FINAL SIZE|- SHA256|- [size|bytes SOURCE_SIZE]
+#     check_copy INDEX COPY FINAL SIZE|- SHA256|- [keep SOURCE_SIZE]
 #   remove_copies COPY...                 copies of files that failed before
 #   drop_group_and_other_write COPY...    copies of sources writable by group or others
 #   end_flush                             with remote_sync: the data is on disk before
@@ -160,7 +160,7 @@ take_listed_hash() {
   esac
 }
 
-# check_copy INDEX COPY FINAL SIZE|- SHA256|- [size|bytes SOURCE_SIZE]: check
+# check_copy INDEX COPY FINAL SIZE|- SHA256|- [keep SOURCE_SIZE]: check
 # one copy; a good one is listed for the rename, a bad one removed. With a
 # SHA256 the size is only read when the hash differs (to say so when the size
 # does too): the copies read_sizes lists are those without one. With the last
@@ -221,15 +221,15 @@ check_copy() {
   eval "last_good_$group=\$2"
 }
 
-# held_by_other INDEX COPY FINAL size|bytes SOURCE_SIZE: FINAL holds a file that
-# is not this source's copy, and is left as it is; the (checked) copy is
-# removed. `already INDEX` where it holds the source's bytes: a regular file of
-# SOURCE_SIZE bytes, with `bytes` the copy's bytes too (cmp, a process only for
-# such a file); else `occupied INDEX`.
+# held_by_other INDEX COPY FINAL keep SOURCE_SIZE: FINAL holds a file that is
+# not this source's copy, and is left as it is; the (checked) copy is removed.
+# `already INDEX` where it holds the source's bytes: a regular file of
+# SOURCE_SIZE bytes, and the copy's bytes (cmp, a process only for such a
+# file); else `occupied INDEX`.
 held_by_other() {
   if [ -f "$3" ] && ! [ -L "$3" ]; then
     copy_size "$3"
-    if [ "$size" = "$5" ] && { [ "$4" = size ] || cmp -s -- "$2" "$3"; }; then
+    if [ "$size" = "$5" ] && cmp -s -- "$2" "$3"; then
       rm -f -- "$2"
       report already "$1"
       return
