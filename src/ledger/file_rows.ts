@@ -38,7 +38,10 @@ export interface LedgerRow {
   /** When this version was first recorded as complete (ms since epoch): it waits since then. */
   createdAt: number;
   updatedAt: number;
-  /** When the file last arrived verified, or `null`. */
+  /**
+   * When the file last arrived verified at `destination`, or `null` (also once a new version is
+   * planned to another name: no copy of it is under that one).
+   */
   transferredAt: number | null;
 }
 
@@ -176,7 +179,8 @@ export class FileRows {
 
   /**
    * Record a complete file as pending: a new size or mtime starts over (attempts 0, no error), an
-   * unchanged pending or failed file keeps its attempts and last error. @returns its failed
+   * unchanged pending or failed file keeps its attempts and last error; a new destination has no
+   * arrival yet (the earlier copy's name is not this one's, see `pipeline/batch_items.ts`). @returns its failed
    * attempts so far @throws {LedgerWriteError} when it could not be recorded
    */
   enqueue(relPath: string, file: Omit<PendingFile, "relPath">, now = Date.now()): number {
@@ -198,6 +202,7 @@ export class FileRows {
                             AND state != 'done' THEN last_error ELSE NULL END,
           created_at = CASE WHEN size = excluded.size AND mtime_ms = excluded.mtime_ms
                             AND state != 'done' THEN created_at ELSE excluded.created_at END,
+          transferred_at = CASE WHEN destination = excluded.destination THEN transferred_at END,
           size = excluded.size, mtime_ms = excluded.mtime_ms, destination = excluded.destination,
           state = 'pending', next_attempt_at = 0, updated_at = excluded.updated_at
         RETURNING attempts

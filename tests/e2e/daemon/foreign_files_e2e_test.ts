@@ -145,3 +145,29 @@ Deno.test("ftp, verify_transfer size: a file the job did not send is never repla
     await foreignFilesStay({ ...box, owner: server });
   });
 });
+
+Deno.test("a new file under a name sent before goes beside its earlier copy, never over another's file at the numbered name", async () => {
+  // Another acquisition machine's daemon put its own light_0001 beside this job's, at ~2.
+  await using box = await cliSandbox({ ...keys("checksum"), after_transfer: "delete" });
+  const night = join(box.dest, "20240701");
+  const first = randomBytes(20_000);
+  await writeSource(box.watch, "light_0001.fits", first);
+  const sent = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+  assert.equal(sent.code, 0, sent.stderr);
+  await Deno.stat(join(box.watch, "light_0001.fits")).then(
+    () => assert.fail(`the source was not deleted once sent:\n${sent.stderr}`),
+    () => {},
+  );
+  const theirs = randomBytes(20_001);
+  await Deno.writeFile(join(night, "light_0001~2.fits"), theirs);
+  // The camera's counter started again: a new file under the name sent (of the size of theirs).
+  const next = randomBytes(20_001);
+  await writeSource(box.watch, "light_0001.fits", next);
+  const again = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+  const log = again.stdout + again.stderr;
+  assert.equal(again.code, 0, log);
+  assert.equal(await sha256OfFile(join(night, "light_0001.fits")), await hash(first), log);
+  assert.equal(await sha256OfFile(join(night, "light_0001~2.fits")), await hash(theirs), log);
+  assert.equal(await sha256OfFile(join(night, "light_0001~3.fits")), await hash(next), log);
+  assert.match(log, /WARN.*light_0001~2\.fits, which holds another file.*light_0001~3\.fits/);
+});
