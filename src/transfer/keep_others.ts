@@ -40,13 +40,15 @@ export function occupiedError(item: TransferItem, where: string): TransferError 
 /**
  * `send` the items whose final name holds nothing, or is the source's own copy; the outcome of
  * each `noReplace` item whose final name holds a file, without sending it (see the module doc).
- * A destination that cannot be asked fails those items (tried again).
+ * A destination that cannot be asked fails those items, as `lookFailed` says (the method's own
+ * words for a server that cannot be reached, a login refused...; by default tried again).
  */
 export async function sendKeepingOthers(
   transport: Pick<Transport, "destinationSizes" | "destinationSha256" | "describeTarget">,
   items: TransferItem[],
   signal: AbortSignal,
   send: (items: TransferItem[]) => Promise<TransferOutcome[]>,
+  lookFailed?: (item: TransferItem, error: unknown) => TransferError,
 ): Promise<TransferOutcome[]> {
   const asked = items.filter((item) => item.noReplace);
   if (asked.length === 0) return send(items);
@@ -74,7 +76,7 @@ export async function sendKeepingOthers(
     for (const item of asked) {
       held.set(item, {
         item,
-        error: new TransferError(
+        error: lookFailed?.(item, error) ?? new TransferError(
           `Cannot send ${item.source}: cannot look whether ${
             transport.describeTarget(item.destination)
           } holds another file (${reason})`,

@@ -122,7 +122,10 @@ export class FtpTransport implements Transport {
   }
 
   send(items: TransferItem[], signal: AbortSignal): Promise<TransferOutcome[]> {
-    return sendKeepingOthers(this, items, signal, (rest) => this.#send(rest, signal));
+    // A server that cannot be asked fails them as one that cannot be reached does.
+    const lookFailed = (item: TransferItem, error: unknown) =>
+      withSource(item, classifyFtpError(error, this.#job, "connect"));
+    return sendKeepingOthers(this, items, signal, (rest) => this.#send(rest, signal), lookFailed);
   }
 
   async #send(items: TransferItem[], signal: AbortSignal): Promise<TransferOutcome[]> {

@@ -143,7 +143,7 @@ export class LocalTransport implements Transport {
     const send = (rest: TransferItem[]) => this.#send(rest, signal);
     // While an earlier call still waits on the share, #send says so of every item.
     if (this.#unanswered !== null) return send(items);
-    return sendKeepingOthers(this, items, signal, send);
+    return sendKeepingOthers(this, items, signal, send, (item) => this.#notAnswering(item));
   }
 
   #send(items: TransferItem[], signal: AbortSignal): Promise<TransferOutcome[]> {
