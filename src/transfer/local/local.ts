@@ -96,19 +96,19 @@ export class LocalTransport implements Transport {
   }
 
   /** See `Transport.destinationSizes`; rejects when the destination does not answer in time. */
-  destinationSizes(destinations: string[]): Promise<Map<string, number | null>> {
-    return this.#answered(() => localDestinationSizes(this.#job.remote_base_path, destinations));
+  destinationSizes(paths: string[], stop?: AbortSignal): Promise<Map<string, number | null>> {
+    return this.#answered(() => localDestinationSizes(this.#job.remote_base_path, paths), stop);
   }
 
   /** See `Transport.destinationSha256`; rejects when the destination does not answer in time. */
-  destinationSha256(destinations: string[]): Promise<Map<string, string | null>> {
-    return this.#answered(() => localDestinationSha256(this.#job.remote_base_path, destinations));
+  destinationSha256(paths: string[], stop?: AbortSignal): Promise<Map<string, string | null>> {
+    return this.#answered(() => localDestinationSha256(this.#job.remote_base_path, paths), stop);
   }
 
-  /** `call` on the destination, or a rejection once it has not answered within the transfer timeout. */
-  async #answered<T>(call: () => Promise<T>): Promise<T> {
+  /** `call` on the destination; rejects once unanswered for the transfer timeout (stopping: less). */
+  async #answered<T>(call: () => Promise<T>, stop?: AbortSignal): Promise<T> {
     if (this.#unanswered !== null) throw new Error("the destination does not answer");
-    const answers = new AnswerWatch(this.#job.transfer_timeout_seconds * 1000);
+    const answers = new AnswerWatch(this.#job.transfer_timeout_seconds * 1000, stop);
     const calling = call();
     try {
       return await Promise.race([
