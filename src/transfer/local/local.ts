@@ -141,13 +141,13 @@ export class LocalTransport implements Transport {
    */
   send(items: TransferItem[], signal: AbortSignal): Promise<TransferOutcome[]> {
     const send = (rest: TransferItem[]) => this.#send(rest, signal);
-    // While an earlier call still waits on the share, #send says so of every item.
-    if (this.#unanswered !== null) return send(items);
     return sendKeepingOthers(this, items, signal, send, (item) => this.#notAnswering(item));
   }
 
   #send(items: TransferItem[], signal: AbortSignal): Promise<TransferOutcome[]> {
     const notAnswered = () => items.map((item) => ({ item, error: this.#notAnswering(item) }));
+    // While an earlier call still waits on the share, another would only wait beside it.
+    if (this.#unanswered !== null) return Promise.resolve(notAnswered());
     const answers = new AnswerWatch(this.#job.transfer_timeout_seconds * 1000, signal);
     const delivering = answers.on(destinationCalls(this.#job.remote_base_path)).then((calls) =>
       deliver(items, this.#steps(answers, calls), AbortSignal.any([signal, answers.signal]))
