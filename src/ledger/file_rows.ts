@@ -38,10 +38,7 @@ export interface LedgerRow {
   /** When this version was first recorded as complete (ms since epoch): it waits since then. */
   createdAt: number;
   updatedAt: number;
-  /**
-   * When the file last arrived verified at `destination`, or `null` (also once a new version is
-   * planned to another name: no copy of it is under that one).
-   */
+  /** When the file last arrived verified at `destination`; `null`: never, or not at this one. */
   transferredAt: number | null;
 }
 
