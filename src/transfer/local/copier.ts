@@ -24,6 +24,7 @@ import { systemError, TransferError, type TransferErrorKind } from "../../errors
 import { verifyCopy } from "../deliver.ts";
 import type { SourceInfo, SourceRef } from "../source.ts";
 import type { LocalDelivery } from "./temp_copies.ts";
+import { CopyVanished } from "./renamed.ts";
 import { logger } from "../../log/logging.ts";
 
 /** Files up to this size may be copied by the copier. */
@@ -433,12 +434,7 @@ function faultError(fault: CopyFault | null, tempPath = ""): Error {
       "retry",
     );
   }
-  if (fault.stage === "vanished") {
-    return new TransferError(
-      `the temporary file ${tempPath} disappeared before the rename`,
-      "retry",
-    );
-  }
+  if (fault.stage === "vanished") return new CopyVanished(tempPath);
   if (fault.stage === "transfer") {
     const cause = fault.cause && systemError(fault.cause);
     return new TransferError(fault.message, fault.kind ?? "retry", { cause });

@@ -40,7 +40,7 @@ import {
   takeChunk,
 } from "../source.ts";
 import { verifyCopy } from "../deliver.ts";
-import { replacedError } from "./renamed.ts";
+import { CopyVanished, replacedError } from "./renamed.ts";
 import { fileSystemKind } from "../../config/file_systems.ts";
 import type { TransferItem } from "../transport.ts";
 
@@ -164,9 +164,7 @@ export async function assertSameFile(
   try {
     [opened, named] = await Promise.all([calls.fstat(fd), calls.lstat(path)]);
   } catch (error) {
-    throw new TransferError(`the temporary file ${path} disappeared before the rename`, "retry", {
-      cause: error,
-    });
+    throw new CopyVanished(path, error);
   }
   if (named.isSymbolicLink() || named.ino !== opened.ino || named.dev !== opened.dev) {
     throw replacedError(path);

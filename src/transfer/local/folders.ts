@@ -11,7 +11,28 @@ import type { FolderFileSystem } from "../../config/file_systems.ts";
 import { baseGoneReason } from "../classify.ts";
 import { freeSpaceCheck, localDiskSpace } from "../../config/free_space.ts";
 import { isOwnTempName, isOwnTempNameFor, randomPart } from "../temp_name.ts";
-import type { ProbeCheck } from "../transport.ts";
+import type { ProbeCheck, TransferOutcome } from "../transport.ts";
+import { CopyVanished } from "./renamed.ts";
+
+/**
+ * `outcomes` of a batch, where a copy vanished (see {@linkcode CopyVanished}) and the destination
+ * `base` is gone (no folder there, or another file system stands where files arrived before:
+ * `arrivedOn`), with those copies failed as the destination gone: the job waits until it is
+ * back, and no file uses up an attempt on it.
+ */
+export async function vanishedAsBaseGone(
+  outcomes: TransferOutcome[],
+  base: string,
+  arrivedOn: FolderFileSystem,
+): Promise<TransferOutcome[]> {
+  const vanished = (outcome: TransferOutcome) =>
+    outcome.error instanceof CopyVanished || outcome.error?.cause instanceof CopyVanished;
+  if (!outcomes.some(vanished)) return outcomes;
+  const unmounted = await kindAt(base) === "folder" ? await arrivedOn.unmountedShare() : "";
+  if (unmounted === null) return outcomes;
+  const gone = new TransferError(baseGoneReason(base, unmounted || undefined), "retry-later");
+  return outcomes.map((outcome) => vanished(outcome) ? { ...outcome, error: gone } : outcome);
+}
 
 /**
  * Create the folders of `destination` (a `/`-separated path relative to

@@ -27,7 +27,7 @@ import { type DestinationCalls, destinationCalls, syncFolder, toTransferError } 
 import { verifyOpenCopy, whereSupported } from "./copy.ts";
 import { localDestinationSha256, localDestinationSizes } from "../destination_sizes.ts";
 import { type DiskSpace, localDiskSpace } from "../../config/free_space.ts";
-import { makeLocalFolders, probeLocalDestination } from "./folders.ts";
+import { makeLocalFolders, probeLocalDestination, vanishedAsBaseGone } from "./folders.ts";
 import type { Ledger } from "../../ledger/ledger.ts";
 import { closeWriter, type LocalDelivery, LocalTempCopies } from "./temp_copies.ts";
 import {
@@ -149,9 +149,12 @@ export class LocalTransport implements Transport {
     // While an earlier call still waits on the share, another would only wait beside it.
     if (this.#unanswered !== null) return Promise.resolve(notAnswered());
     const answers = new AnswerWatch(this.#job.transfer_timeout_seconds * 1000, signal);
-    const delivering = answers.on(destinationCalls(this.#job.remote_base_path)).then((calls) =>
-      deliver(items, this.#steps(answers, calls), AbortSignal.any([signal, answers.signal]))
-    );
+    const base = this.#job.remote_base_path;
+    const delivering = answers.on(destinationCalls(base)).then(async (calls) => {
+      const stop = AbortSignal.any([signal, answers.signal]);
+      const outcomes = await deliver(items, this.#steps(answers, calls), stop);
+      return await answers.on(vanishedAsBaseGone(outcomes, base, this.#arrivedOn));
+    });
     const unanswered = answers.silent.then(() => {
       // Abandoned to its hung call, it settles (or not) on its own.
       this.#unanswered = delivering.catch(() => {}).finally(() => this.#unanswered = null);

@@ -26,6 +26,13 @@ export function replacedError(tempPath: string): TransferError {
   );
 }
 
+/** A copy's temporary file gone before its rename (a share unmounted under it, say). */
+export class CopyVanished extends TransferError {
+  constructor(path: string, cause?: unknown) {
+    super(`the temporary file ${path} disappeared before the rename`, "retry", { cause });
+  }
+}
+
 /**
  * Whether `finalPath`, just renamed from `tempPath`, names another file than
  * `copy` (then put back under `tempPath`). A final name already gone was

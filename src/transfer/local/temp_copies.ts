@@ -28,6 +28,7 @@ import type { Delivery } from "../deliver.ts";
 import { CALLS_ON_POOL, type DestinationCalls, removeIfOurs, type Written } from "./copy.ts";
 import { TransferError } from "../../errors.ts";
 import { sweepLocalLeftovers } from "./folders.ts";
+import { CopyVanished } from "./renamed.ts";
 import { giveChunk, type OpenSource, takeChunk } from "../source.ts";
 import { Buffer } from "node:buffer";
 import { isOwnTempNameFor } from "../temp_name.ts";
@@ -245,9 +246,7 @@ async function openWriter(
   const writer = await Deno.open(path, { write: true }).catch((error) => {
     // Gone since it was made (a share unmounted meanwhile): said as when gone before the rename.
     if (!(error instanceof Deno.errors.NotFound)) throw error;
-    throw new TransferError(`the temporary file ${path} disappeared before the rename`, "retry", {
-      cause: error,
-    });
+    throw new CopyVanished(path, error);
   });
   const [ours, opened] = await Promise.all([calls.fstat(fd), writer.stat()]);
   if (ours.ino !== opened.ino || ours.dev !== opened.dev) {

@@ -369,7 +369,7 @@ Deno.test("a local destination that is a share's mount point: unmounted at a res
   });
 });
 
-Deno.test("a local destination share unmounted in the middle of a copy and mounted again: the file arrives whole, and no temporary copy is left beside it", async () => {
+Deno.test("a local destination share unmounted in the middle of a copy and mounted again: said as the destination gone (no attempt used up), the file arrives whole, and no temporary copy is left beside it", async () => {
   await withRoot(async (root, env) => {
     // Slow enough to unmount the share in the middle of the copy.
     const { server, base, config, watch } = await shareJob(root, { bandwidth_limit: "4MB/s" });
@@ -389,9 +389,13 @@ Deno.test("a local destination share unmounted in the middle of a copy and mount
         "the copy on its way",
       );
       await unmountBindfs(base);
-      await daemon.waitForOutput(/disappeared before the rename/);
+      // Said as the destination gone, which the job waits for: no attempt of the file is used up.
+      await daemon.waitForOutput(
+        /the destination folder .* is gone \(a share that is not mounted\?\)/,
+      );
       await mountBindfs(server, base);
       await daemon.waitForOutput(/Successfully transferred .*big\.fits/);
+      assert.doesNotMatch(daemon.stderr(), /Attempt \d+ of .*big\.fits failed/);
       const files = await listFiles(server);
       assert.deepEqual(files.map((rel) => rel.replace(/^\d{8}\//, "")), ["a.fits", "big.fits"]);
       assert.deepEqual(await Deno.readFile(join(server, files[1])), bytes);
