@@ -422,13 +422,13 @@ export class FileTable {
 
   /**
    * Forget that a file was sent (its copy at the destination is missing or wrong: the next scan
-   * sends it again), if it is still done as `sent`. Returns whether it was. @throws {LedgerWriteError}
+   * sends it again, over that copy, its own), if it is still done as `sent`. Returns whether it
+   * was. @throws {LedgerWriteError}
    */
   forgetDone(relPath: string, sent: FileVersion): boolean {
     const row = this.rows.get(relPath);
     if (row?.state !== "done" || !sameVersion(row, sent) || this.#index.get(relPath)) return false;
-    this.rows.remove(relPath);
-    return true;
+    return this.rows.sendAgain([relPath]) > 0;
   }
 
   /** Stop the retry timer; nothing is reported afterwards. */
