@@ -35,6 +35,14 @@ const keys = (verify: "size" | "checksum") => ({
 });
 
 /** The SHA-256 (hex) of `bytes`: files are compared by it (a diff of megabytes helps no one). */
+/** What the destination holds after each run: the foreign files, ours, and ours beside theirs. */
+const AT_DESTINATION = [
+  "20240701/flat.fits",
+  "20240701/light_0001.fits",
+  "20240701/light_0001~2.fits",
+  "20240701/own.fits",
+];
+
 async function hash(bytes: Uint8Array): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>);
   return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
@@ -83,15 +91,7 @@ async function foreignFilesStay(
   assert.equal(await sha256OfFile(join(night, "flat.fits")), await hash(same));
   assert.match(log, /flat\.fits is at \S*20240701\/flat\.fits already: a file with its bytes/);
   assert.equal(await sha256OfFile(join(night, "own.fits")), await hash(own));
-  assert.deepEqual(
-    (await listFiles(dest)).sort(),
-    [
-      "20240701/flat.fits",
-      "20240701/light_0001.fits",
-      "20240701/light_0001~2.fits",
-      "20240701/own.fits",
-    ],
-  );
+  assert.deepEqual((await listFiles(dest)).sort(), AT_DESTINATION);
 
   // Files the job sent, changed in place, replace their own copies.
   const changed = randomBytes(size + 6_000);
@@ -105,15 +105,7 @@ async function foreignFilesStay(
   assert.equal(await sha256OfFile(join(night, "light_0001~2.fits")), await hash(moved), log2);
   assert.equal(await sha256OfFile(join(night, "light_0001.fits")), await hash(theirs));
   assert.equal(await sha256OfFile(join(night, "flat.fits")), await hash(same));
-  assert.deepEqual(
-    (await listFiles(dest)).sort(),
-    [
-      "20240701/flat.fits",
-      "20240701/light_0001.fits",
-      "20240701/light_0001~2.fits",
-      "20240701/own.fits",
-    ],
-  );
+  assert.deepEqual((await listFiles(dest)).sort(), AT_DESTINATION);
 }
 
 for (const verify of ["checksum", "size"] as const) {
