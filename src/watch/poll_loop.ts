@@ -23,6 +23,12 @@
  *   changed (a writer on the other side still at work, also on a file found
  *   by a scan).
  *
+ * Only "not found" (see `isGoneError`) makes it forget a folder or a file: one
+ * whose `stat` or listing fails otherwise (an I/O error or a stale handle on a
+ * share, a folder's permissions for a while) is kept, and looked at again at
+ * the coming polls, so a change made meanwhile is still seen once it can be
+ * read. A folder that cannot be listed is said once (`onError`) until it can.
+ *
  * A file that changes after that without any name changing in its folder
  * waits for the periodic rescan, as a file whose events were lost does.
  *
@@ -40,7 +46,7 @@ import {
   scanFolderBatches,
   type ScanOptions,
 } from "./scan.ts";
-import { absolutePath } from "./file_version.ts";
+import { absolutePath, isGoneError } from "./file_version.ts";
 
 /** What a scan calls for each folder it lists (see `ScanOptions.onListed`). */
 type OnListed = NonNullable<ScanOptions["onListed"]>;
@@ -228,6 +234,8 @@ interface KnownFolder {
   files: Set<string>;
   /** Its subfolders that are walked (relative paths). */
   folders: Set<string>;
+  /** It could not be looked at or listed (said once, until it can). */
+  failing?: boolean;
 }
 
 interface RecentFile {
@@ -241,7 +249,10 @@ interface RecentFile {
 export interface FolderPollerOptions {
   root: string;
   filter: FileFilter;
-  /** A folder below the root cannot be read (not called for the root: the caller checks it). */
+  /**
+   * A folder below the root cannot be read (not called for the root: the caller checks it);
+   * once while it lasts.
+   */
   onError(path: string, error: unknown): void;
 }
 
@@ -304,22 +315,17 @@ export class FolderPoller {
     for (const [rel, known] of [...this.#folders]) {
       if (!this.#folders.has(rel)) continue; // forgotten with a vanished parent
       let mtimeMs: number;
-      try {
-        mtimeMs = Deno.statSync(absolutePath(root, rel)).mtime?.getTime() ?? 0;
-      } catch (error) {
-        if (error instanceof Deno.errors.NotFound) this.#forget(rel);
-        continue;
-      }
-      if (mtimeMs !== known.mtimeMs) known.changedAt = now;
-      else if (now - known.changedAt > RELIST_MS) continue;
       let listing: FolderListing;
       try {
+        mtimeMs = Deno.statSync(absolutePath(root, rel)).mtime?.getTime() ?? 0;
+        if (mtimeMs !== known.mtimeMs) known.changedAt = now;
+        else if (now - known.changedAt > RELIST_MS && !known.failing) continue;
         listing = lister.list(rel);
       } catch (error) {
-        if (error instanceof Deno.errors.NotFound) this.#forget(rel);
-        else this.#options.onError(absolutePath(root, rel), error);
+        this.#failed(rel, known, error);
         continue;
       }
+      known.failing = false;
       known.mtimeMs = mtimeMs;
       const names = new Set<string>();
       for (const file of listing.files) {
@@ -351,8 +357,9 @@ export class FolderPoller {
       let info: Deno.FileInfo;
       try {
         info = Deno.statSync(file.path);
-      } catch {
-        this.#recent.delete(relPath);
+      } catch (error) {
+        // Kept while it cannot be looked at: a change meanwhile is seen once it can.
+        if (isGoneError(error)) this.#recent.delete(relPath);
         continue;
       }
       const mtimeMs = info.mtime?.getTime() ?? 0;
@@ -375,7 +382,8 @@ export class FolderPoller {
       size = info.size;
       mtimeMs = info.mtime?.getTime() ?? 0;
     } catch {
-      // Gone already: the next poll forgets it.
+      // Gone already (the next poll forgets it), or it cannot be looked at now: reported again
+      // once it can (its size and mtime unknown so far).
     }
     this.remember(file, size, mtimeMs, now);
   }
@@ -403,6 +411,18 @@ export class FolderPoller {
     ) {
       for (const file of files) this.#seen(file, now, changed);
     }
+  }
+
+  /**
+   * The folder `rel` could not be looked at or listed: forgotten when it is gone, else kept
+   * (listed again at every poll until it can be) and said once (not the root: the caller
+   * checks it).
+   */
+  #failed(rel: string, known: KnownFolder, error: unknown): void {
+    if (isGoneError(error)) return this.#forget(rel);
+    if (known.failing || rel === "") return;
+    known.failing = true;
+    this.#options.onError(absolutePath(this.#options.root, rel), error);
   }
 
   /** Forget the folder `rel` and everything below it. */

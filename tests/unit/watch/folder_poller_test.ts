@@ -214,3 +214,82 @@ Deno.test("Windows: drives net use maps to a share are remote, others are not", 
   );
   assert.equal(networkMountOf("C:\\data", mounts, "windows"), null);
 });
+
+Deno.test("poller: a file whose stat fails for a while (not 'not found') is kept, and its later change is reported", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-poller-" });
+  try {
+    // The watch folder is reached through a link, which a test can turn into a link to itself:
+    // every stat below it then fails with ELOOP, as an I/O error or a stale handle on a share,
+    // or a folder's permissions, fail it (root reads through any permission).
+    const real = join(root, "real");
+    const watch = join(root, "watch");
+    await Deno.mkdir(join(real, "night"), { recursive: true });
+    await Deno.symlink(real, watch);
+    const errors: string[] = [];
+    const poller = new FolderPoller({
+      root: watch,
+      filter: createFileFilter(localTestJob(root, { file_patterns: ["*.fits"] })),
+      onError: (path) => errors.push(path),
+    });
+    await poller.learn();
+    const path = join(real, "night", "a.fits");
+    await Deno.writeTextFile(path, "part one");
+    assert.deepEqual(rels(await poller.poll()), ["night/a.fits"]);
+    assert.deepEqual(await poller.poll(), []);
+
+    await Deno.remove(watch);
+    await Deno.symlink("watch", watch);
+    assert.throws(() => Deno.statSync(join(watch, "night", "a.fits")), Deno.errors.FilesystemLoop);
+    assert.deepEqual(await poller.poll(), []);
+    assert.deepEqual(await poller.poll(), []);
+    assert.deepEqual(poller.size, { folders: 2, files: 1 }, "nothing forgotten");
+
+    // Readable again; the file grew meanwhile, and no name changed in its folder.
+    await Deno.writeTextFile(path, " and part two", { append: true });
+    await Deno.remove(watch);
+    await Deno.symlink(real, watch);
+    assert.deepEqual(rels(await poller.poll()), ["night/a.fits"]);
+    assert.deepEqual(await poller.poll(), []);
+    assert.deepEqual(errors, [join(watch, "night")], "its folder said once");
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("poller: a folder that cannot be looked at for a while is said once, kept, and listed again once it can", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-poller-" });
+  try {
+    // As above: the watch folder is reached through a link that becomes a link to itself.
+    const real = join(root, "real");
+    const watch = join(root, "watch");
+    await Deno.mkdir(join(real, "night"), { recursive: true });
+    await pinMtime(join(real, "night"), 1_000_000);
+    await Deno.symlink(real, watch);
+    const errors: string[] = [];
+    const poller = new FolderPoller({
+      root: watch,
+      filter: createFileFilter(localTestJob(root, { file_patterns: ["*.fits"] })),
+      onError: (path) => errors.push(path),
+    });
+    await poller.learn();
+    await Deno.remove(watch);
+    await Deno.symlink("watch", watch);
+    for (let i = 0; i < 3; i++) assert.deepEqual(await poller.poll(), []);
+    assert.deepEqual(
+      errors,
+      [join(watch, "night")],
+      "said once (the watch folder is the caller's)",
+    );
+    assert.deepEqual(poller.size, { folders: 2, files: 0 }, "nothing forgotten");
+    // A file arrived meanwhile, and the folder's mtime says nothing of it (a coarse clock).
+    await Deno.writeTextFile(join(real, "night", "new.fits"), "new");
+    await pinMtime(join(real, "night"), 1_000_000);
+    await Deno.remove(watch);
+    await Deno.symlink(real, watch);
+    assert.deepEqual(rels(await poller.poll()), ["night/new.fits"]);
+    assert.deepEqual(await poller.poll(), []);
+    assert.equal(errors.length, 1);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
