@@ -1,15 +1,41 @@
 /**
- * What the stability checker (`stability.ts`) knows of one file under observation, where it keeps
- * it, and how it looks at the file: a stat that fails otherwise than "not found" (a share's I/O
- * error or stale handle, a folder's permissions being fixed, a share remounting) says nothing of
- * whether the file is there, so the file is not taken as gone: it is looked at again, less often
- * the longer it lasts (from the window, doubling, up to a minute or the window), and said at the
- * first failure, then at most hourly while it lasts.
+ * What the stability checker (`stability.ts`) knows of one file under observation (and what a
+ * watcher's event tells of it), where it keeps it, and how it looks at the file: a stat that
+ * fails otherwise than "not found" (a share's I/O error or stale handle, a folder's permissions
+ * being fixed, a share remounting) says nothing of whether the file is there, so the file is not
+ * taken as gone: it is looked at again, less often the longer it lasts (from the window,
+ * doubling, up to a minute or the window), and said at the first failure, then at most hourly
+ * while it lasts.
  *
  * @module
  */
 import type { FitsStructure } from "../layout/fits_structure.ts";
 import { isGoneError } from "./file_version.ts";
+
+/** What kind of activity was seen for a file. */
+export type Activity =
+  /** Created, written, renamed in (where closes are not told), or changed as a poll saw it. */
+  | "changed"
+  /** Renamed or moved in, alone or in its folder (Linux, which tells closes): put there whole. */
+  | "moved"
+  /** Found by a scan as it was left: its mtime may say since when. */
+  | "found"
+  /** Written, as told by a watcher that also tells the close (Linux): open until "closed". */
+  | "written"
+  /** Closed by a writer (close-after-write). */
+  | "closed";
+
+/**
+ * What a watcher's event of kind `kind` tells of a file, where the watcher
+ * tells closes (`closesTold`: Linux): a close-after-write, a write (its
+ * writer has it open until the close), a rename or move into the folder, or
+ * a change no close follows (made as a link).
+ */
+export function activityOf(kind: Deno.FsEvent["kind"], closesTold: boolean): Activity {
+  if (kind === "access") return "closed";
+  if (kind === "rename" && closesTold) return "moved";
+  return kind === "modify" && closesTold ? "written" : "changed";
+}
 
 /**
  * The observations of a `StabilityChecker`, by path: what holds them (a `Map` will do). The

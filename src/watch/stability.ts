@@ -11,7 +11,8 @@
  *   way for the grace (from its mtime only if a scan found it as it was left, never if it was
  *   seen changing), it is ready with `truncated` set. Longer than its structure, unreadable as
  *   FITS, or closed and open to more HDUs where writers append them after closing
- *   (`fitsAppended`), it is like any other file.
+ *   (`fitsAppended`), it is like any other file. One whose read fails (an I/O error, its
+ *   permissions) is not known yet: read again within a second, the window deciding meanwhile.
  * - Any other file is ready when its size and mtime have not changed, and no
  *   event arrived for it, for the stability window. A close-after-write
  *   (Linux) shortens the wait to a short confirmation only for files the
@@ -30,8 +31,15 @@
  */
 import { type FitsStructure, readFitsStructure } from "../layout/fits_structure.ts";
 import { isGoneError, sameVersion } from "./file_version.ts";
-import { lookAt, lookFailed, type Observation, type ObservationStore } from "./observation.ts";
+import {
+  type Activity,
+  lookAt,
+  lookFailed,
+  type Observation,
+  type ObservationStore,
+} from "./observation.ts";
 
+export { type Activity, activityOf } from "./observation.ts";
 export type { Observation, ObservationStore } from "./observation.ts";
 
 /** What the checker knows of a file that became ready. */
@@ -48,31 +56,6 @@ export interface StableFile {
     /** What is missing, e.g. "HDU 0 ends at byte 23040, the file has 8640". */
     reason: string;
   };
-}
-
-/** What kind of activity was seen for a file. */
-export type Activity =
-  /** Created, written, renamed in (where closes are not told), or changed as a poll saw it. */
-  | "changed"
-  /** Renamed or moved in, alone or in its folder (Linux, which tells closes): put there whole. */
-  | "moved"
-  /** Found by a scan as it was left: its mtime may say since when. */
-  | "found"
-  /** Written, as told by a watcher that also tells the close (Linux): open until "closed". */
-  | "written"
-  /** Closed by a writer (close-after-write). */
-  | "closed";
-
-/**
- * What a watcher's event of kind `kind` tells of a file, where the watcher
- * tells closes (`closesTold`: Linux): a close-after-write, a write (its
- * writer has it open until the close), a rename or move into the folder, or
- * a change no close follows (made as a link).
- */
-export function activityOf(kind: Deno.FsEvent["kind"], closesTold: boolean): Activity {
-  if (kind === "access") return "closed";
-  if (kind === "rename" && closesTold) return "moved";
-  return kind === "modify" && closesTold ? "written" : "changed";
 }
 
 /** Options of {@linkcode StabilityChecker}. */
@@ -147,6 +130,9 @@ const WRITE_TOLD_MS = 30_000;
 
 /** Shortest pause between two checks of a structurally incomplete FITS file (else the window). */
 const MIN_INCOMPLETE_RECHECK_MS = 1000;
+
+/** A file whose structure could not be read is read again this soon (unless its window ends). */
+const REREAD_MS = 1000;
 
 /** Tracks files until they are complete; see the module doc. */
 export class StabilityChecker {
@@ -336,26 +322,28 @@ export class StabilityChecker {
         const { reason, graceLeftMs } = decision.incomplete;
         this.#options.onIncomplete?.(path, reason, graceLeftMs);
       }
-      this.#schedule(path, entry, decision.waitMs);
+      // One that could not be read now is read again soon: it may be a complete FITS file.
+      const waitMs = structure.unread ? Math.min(decision.waitMs, REREAD_MS) : decision.waitMs;
+      this.#schedule(path, entry, waitMs);
     }
   }
 
-  /** The file's structure, read again only when its size or mtime moved; null when it is gone. */
-  #structure(path: string, entry: Observation): FitsStructure | null {
+  /**
+   * The file's structure, read again only when its size or mtime moved; null when it is gone.
+   * One that cannot be read now (its stat could: an I/O error, its permissions) is not known,
+   * so not kept (`unread`): read again at the next check, which comes soon; meanwhile the window
+   * decides, and the transfer says why it cannot read it (and tries again).
+   */
+  #structure(path: string, entry: Observation): FitsStructure & { unread?: true } | null {
     const known = entry.structure;
     if (known && sameVersion(known, entry)) return known;
     try {
       entry.structure = readFitsStructure(path);
     } catch (error) {
       if (isGoneError(error)) return null;
-      // Unreadable (its stat was not): the window decides, and the transfer reports why it cannot
-      // read it (and tries again).
-      entry.structure = {
-        kind: "invalid",
-        reason: String(error),
-        size: entry.size,
-        mtimeMs: entry.mtimeMs,
-      };
+      entry.structure = undefined;
+      const { size, mtimeMs } = entry;
+      return { kind: "invalid", reason: String(error), size, mtimeMs, unread: true };
     }
     return entry.structure;
   }

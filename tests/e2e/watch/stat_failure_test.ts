@@ -2,8 +2,9 @@
  * A file under observation whose folder cannot be searched for a while (its stat fails with
  * EACCES, as an I/O error or a stale handle on a share would fail it) is not taken as gone: the
  * daemon says so once, keeps looking, and sends it once it can be read, with rescans off and no
- * new event for the file. The daemon runs without root's power to read any file (see
- * `honourFileModes`), with the `local` method.
+ * new event for the file. And a FITS file whose structure cannot be read for a while (its stat
+ * can) is read again, not taken for a file that is not FITS. The daemon runs without root's power
+ * to read any file (see `honourFileModes`), with the `local` method.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -13,6 +14,7 @@ import { cliSandbox } from "../../helpers/sandbox.ts";
 import { freePort } from "../../helpers/net.ts";
 import { getJson } from "../../helpers/status.ts";
 import type { JobSnapshot } from "../../../src/status/job_status.ts";
+import { fitsFile, imageParts } from "../../helpers/fits.ts";
 
 const LONG_AGO = new Date("2020-01-01T00:00:00Z");
 
@@ -80,4 +82,46 @@ Deno.test("local: a file whose folder cannot be searched for a while is looked a
   assert.equal(said.length, 1, log);
   assert.match(said[0], /[Pp]ermission denied.*keeps looking at it/);
   assert.match(log, /INFO.*\S*cam\/a\.fits can be looked at again/);
+});
+
+Deno.test("local: a complete FITS file that cannot be read for a while goes once it can be read, without waiting the stability window as a file that is not FITS", async () => {
+  // An hour's window: only its structure, read once it can be, lets the file go in this test.
+  const port = freePort();
+  await using box = await cliSandbox({
+    stability_window_seconds: 3600,
+    rescan_interval_seconds: 0,
+    status_listen: `127.0.0.1:${port}`,
+  });
+  const base = `http://127.0.0.1:${port}`;
+  const options = { env: box.env, honourFileModes: true };
+  const { header, data } = imageParts(64, 64);
+  const image = fitsFile(header, data);
+  const locked = join(box.watch, "locked.fits");
+  const daemon = startCli(["run", "-c", box.config], options);
+  const day = new Date().toISOString().slice(0, 10).replaceAll("-", "");
+  const arrived = (name: string) => join(box.dest, day, name);
+  const hasArrived = async (name: string) =>
+    (await Deno.readFile(arrived(name)).catch(() => null))?.length === image.length;
+  try {
+    await daemon.waitForOutput("Status page on");
+    await daemon.waitForOutput("Watching");
+    // Written whole, closed, and unreadable to the daemon from the start (its stat works: the
+    // folder can be searched). Then a readable one: once it arrived, the daemon had looked at
+    // the first (its close came before) and failed to read it.
+    await Deno.writeFile(locked, image, { mode: 0o000 });
+    await Deno.chmod(locked, 0o000);
+    await Deno.writeFile(join(box.watch, "open.fits"), image);
+    await waitFor(() => hasArrived("open.fits"), 60_000, `open.fits:\n${daemon.stderr()}`);
+    const job = (await getJson<{ jobs: JobSnapshot[] }>(base, "/api/status")).jobs[0];
+    assert.equal(job.queue.observing, 1, daemon.stderr());
+    assert.equal(await hasArrived("locked.fits"), false);
+    // Readable now: complete by its structure, and closed, it goes (not in an hour).
+    await Deno.chmod(locked, 0o644);
+    await waitFor(() => hasArrived("locked.fits"), 60_000, `locked.fits:\n${daemon.stderr()}`);
+    assert.deepEqual(await Deno.readFile(arrived("locked.fits")), image);
+  } finally {
+    await Deno.chmod(locked, 0o644).catch(() => {});
+    assert.equal((await daemon.stop()).code, 0, daemon.stderr());
+  }
+  assert.doesNotMatch(daemon.stderr(), /truncated|incomplete/i, daemon.stderr());
 });
