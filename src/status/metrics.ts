@@ -184,6 +184,12 @@ export class Metrics {
       (job) => job.queue.failed,
     );
     perJob(
+      "image_transfer_files_unreadable",
+      "gauge",
+      "Files not complete yet that cannot be looked at now: their stat fails otherwise than not found (an I/O error on a share, a folder's permissions). Kept, looked at again and sent once they can be read; the log says why.",
+      (job) => job.unreadable,
+    );
+    perJob(
       "image_transfer_cannot_send_total",
       "counter",
       "Files and folders found that cannot be sent: a name that is not UTF-8, a folder that cannot be read (each said once; `status` lists them).",

@@ -32,7 +32,7 @@ function snapshot(job: string, freeBytes: number | null = null): JobSnapshot {
     held: false,
     lastSuccessAt: null,
     cannotSend: job === "cam1" ? 2 : 0,
-    unreadable: 0,
+    unreadable: job === "cam1" ? 1 : 0,
     hookFailures: job === "cam1" ? 4 : 0,
     scheduleFailures: job === "cam1" ? 5 : 0,
     cleanupFailures: job === "cam1" ? 3 : 0,
@@ -138,6 +138,10 @@ Deno.test("metrics: counters, cumulative duration buckets, failures by class, qu
   // ledger), and the oldest's age.
   assert.ok(text.includes(`image_transfer_files_waiting${l}} 11\n`));
   assert.ok(text.includes(`image_transfer_queue_files${l},state="unrecorded"} 5\n`));
+  // Not complete yet, and cannot be looked at now: a gauge, 0 for a job without.
+  assert.ok(text.includes("# TYPE image_transfer_files_unreadable gauge\n"));
+  assert.ok(text.includes(`image_transfer_files_unreadable${l}} 1\n`));
+  assert.ok(text.includes('image_transfer_files_unreadable{job="cam2",method="rsync"} 0\n'));
   // Found and never sendable as they are (said once each): a counter an alert can watch.
   assert.ok(text.includes("# TYPE image_transfer_cannot_send_total counter\n"));
   assert.ok(text.includes(`image_transfer_cannot_send_total${l}} 2\n`));

@@ -8,7 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { runCli, startCli } from "../../helpers/cli.ts";
+import { runCli, runProgram, startCli } from "../../helpers/cli.ts";
 import { randomBytes, waitFor } from "../../helpers/files.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
 import { freePort } from "../../helpers/net.ts";
@@ -17,6 +17,21 @@ import type { JobSnapshot } from "../../../src/status/job_status.ts";
 import { fitsFile, imageParts } from "../../helpers/fits.ts";
 
 const LONG_AGO = new Date("2020-01-01T00:00:00Z");
+
+/** The status page's `/metrics`. */
+async function metricsText(base: string): Promise<string> {
+  const response = await fetch(`${base}/metrics`);
+  assert.equal(response.status, 200);
+  return await response.text();
+}
+
+/** The value of the job's `image_transfer_files_unreadable` in `text`. */
+function unreadableGauge(text: string): number {
+  const match = /^image_transfer_files_unreadable\{job="default",method="local"\} (\S+)$/m
+    .exec(text);
+  assert.ok(match, text);
+  return Number(match[1]);
+}
 
 Deno.test("local: a file whose folder cannot be searched for a while is looked at again, not dropped, and arrives once it can be read (no rescan, no new event)", async () => {
   // A long-ish window: the file is still under observation when its folder is closed. Rescans
@@ -50,9 +65,15 @@ Deno.test("local: a file whose folder cannot be searched for a while is looked a
     // had events (to find files whose events were lost) cannot read this one now, nor enters it
     // once it can (its mtime): only the daemon's own looks at the file can find it again.
     await daemon.waitForOutput(/(Cannot look at|Dropped) \S*cam\/a\.fits/);
-    // Not gone: pending, said to be one that cannot be looked at now.
+    // Not gone: pending, said to be one that cannot be looked at now, by the API and /metrics
+    // (whose whole text passes promtool's check).
     const job = (await getJson<{ jobs: JobSnapshot[] }>(base, "/api/status")).jobs[0];
     assert.deepEqual([job.queue.observing, job.unreadable], [1, 1], daemon.stderr());
+    assert.equal(unreadableGauge(await metricsText(base)), 1);
+    const checked = await runProgram("promtool", ["check", "metrics"], {
+      stdin: await metricsText(base),
+    });
+    assert.equal(checked.code, 0, checked.stdout + checked.stderr);
     const status = await runCli(["status", "-c", box.config], options);
     assert.match(
       status.stdout,
@@ -70,6 +91,7 @@ Deno.test("local: a file whose folder cannot be searched for a while is looked a
       `a.fits at the destination:\n${daemon.stderr()}`,
     );
     assert.deepEqual(await Deno.readFile(arrived), data);
+    assert.equal(unreadableGauge(await metricsText(base)), 0);
   } finally {
     if (closed) await Deno.chmod(cam, 0o755);
     assert.equal((await daemon.stop()).code, 0, daemon.stderr());
