@@ -8,7 +8,7 @@
  * `doctor`'s one verdict on a destination's free space for every method.
  * Each transport measures its destination its own way (local: here; SSH:
  * `df -Pk` in a remote script; FTP: the server's `AVBL`), and
- * `pipeline/space_guard.ts` pauses a job whose destination is full.
+ * `pipeline/destination_pause.ts` pauses a job whose destination is full.
  *
  * @module
  */

@@ -78,7 +78,10 @@ export interface BatchSenderContext {
    * `transfer_timeout_seconds` plus a minute: this catches a wait anywhere else).
    */
   deadlineMs?: number;
-  /** A file arrived after a failure of the whole destination was said: the failed get a try. */
+  /**
+   * A file arrived after a failure of the whole destination was said: the failed get a try. (That
+   * it is back is said by the job's pause, once per recovery: see `destination_pause.ts`.)
+   */
   onBack?(): void;
   /** A failed file was dropped (gone, or its watch folder unreadable): it is not failing. */
   onDropped?(relPath: string): void;
@@ -289,7 +292,6 @@ export class BatchSender {
     this.#saidDestinationDown = null;
     if (this.#destinationWasDown) {
       this.#destinationWasDown = false;
-      this.#log.info("The destination of job {job} is back: files arrive again", {});
       this.#context.onBack?.();
     }
     for (const arrival of arrivals) this.#announce(arrival);

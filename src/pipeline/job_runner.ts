@@ -24,7 +24,8 @@ import { WatchSession } from "../watch/watch_session.ts";
 import { unreadableCount } from "../watch/observation.ts";
 import { BatchSender } from "./batch_sender.ts";
 import { FileTable } from "./file_table.ts";
-import { DestinationPause, SpaceGuard } from "./space_guard.ts";
+import { SpaceGuard } from "./space_guard.ts";
+import { DestinationPause } from "./destination_pause.ts";
 import { Intake } from "./intake.ts";
 import { JobExtras } from "./job_extras.ts";
 import type { FinishingHooks } from "./hooks.ts";
@@ -81,8 +82,7 @@ export class JobRunner {
   #extras: JobExtras;
   #log: Logger;
   #stopListening: () => void;
-  /** Batches being sent. */
-  #batches = new Set<Promise<void>>();
+  #batches = new Set<Promise<void>>(); // Batches being sent.
   #abort = new AbortController();
   #pumpTimer: ReturnType<typeof setTimeout> | undefined;
   #sweepTimer: ReturnType<typeof setInterval> | undefined;

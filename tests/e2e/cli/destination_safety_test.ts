@@ -311,7 +311,7 @@ Deno.test("a running daemon does not make its destination folder again once file
       assert.equal(existsSync(base), false, "nothing written below the mount point");
       assert.equal(daemon.stderr().match(/is gone \(a share that is not mounted/g)?.length, 1);
       await Deno.mkdir(base);
-      await daemon.waitForOutput(/The destination of job default is back: files arrive again/);
+      await daemon.waitForOutput(/The destination \S*images takes files again/);
       await daemon.waitForOutput(/Successfully transferred .*c\.fits/);
       await daemon.waitForOutput(/Successfully transferred .*b\.fits/);
     } finally {

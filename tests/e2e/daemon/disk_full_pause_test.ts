@@ -446,6 +446,13 @@ Deno.test("destination gone (daemon, local): the job pauses without using up ret
     await waitFor(async () => (await listArrived(dest)).length === 1, 60_000, "second arrives");
     assert.deepEqual(await Deno.readFile(join(dest, (await listArrived(dest))[0])), second);
     assert.ok(!existsSync(hookLog), "on_failure ran for an outage");
+    // The news that it is back is said once, by one line.
+    const third = randomBytes(10_000);
+    await Deno.writeFile(join(watch, "third.fits"), third);
+    await daemon.waitForOutput(/Successfully transferred .*third\.fits/, 60_000);
+    const back = daemon.stderr().match(/^.*INFO.*(is back|files again).*$/gm) ?? [];
+    assert.equal(back.length, 1, back.join("\n"));
+    assert.match(back[0], /INFO.*The destination \S*dest takes files again; job default resumes/);
   } finally {
     const status = await daemon.stop("SIGTERM");
     assert.equal(status.code, 0, daemon.stderr());

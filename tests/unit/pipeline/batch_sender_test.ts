@@ -161,8 +161,7 @@ Deno.test("BatchSender: a source removed while its connection failed is dropped;
     assert.equal(logs.count("info", "Dropped {path}: it is gone from the watch folder"), 1);
     assert.equal(table.record("gone.fits"), undefined);
     assert.equal(await batchSender.send(table.takeBatch(1)), 1);
-    assert.equal(logs.count("info", "is back: files arrive again"), 0);
-    assert.equal(back, 0);
+    assert.equal(back, 0, "the destination is not told back");
   } finally {
     await logs.stop();
     await close();
@@ -225,7 +224,6 @@ Deno.test("BatchSender: a folder that cannot be made is that folder's: files arr
     const batchSender = sender(job, table, transport, () => {}, () => back++);
     for (let i = 0; i < 3; i++) await batchSender.send(table.takeBatch(1));
     assert.equal(back, 0, "no file arriving elsewhere tells the failed ones to go again");
-    assert.equal(logs.count("info", "is back: files arrive again"), 0);
   } finally {
     await logs.stop();
     await close();
@@ -250,7 +248,6 @@ Deno.test("BatchSender: a refused login: each file that gives up says so; the fi
     // The key is fixed: the next file arrives, and the failed ones are told to go again.
     refuse = false;
     assert.equal(await batchSender.send(table.takeBatch(16)), 1);
-    assert.equal(logs.count("info", "is back: files arrive again"), 1);
     assert.equal(back, 1);
   } finally {
     await logs.stop();

@@ -3,9 +3,10 @@ import assert from "node:assert/strict";
 import {
   DestinationPause,
   type DestinationPauseOptions,
-} from "../../../src/pipeline/space_guard.ts";
+} from "../../../src/pipeline/destination_pause.ts";
 import type { JobPause } from "../../../src/ledger/daemon_lock.ts";
 import { FakeClock } from "../../helpers/fake_clock.ts";
+import { captureLogs } from "../../helpers/log_capture.ts";
 
 /** A pause on a manual clock; `reports` holds what it told `onChange`. */
 function setup(fullSpeed = 8, options: Partial<DestinationPauseOptions> = {}) {
@@ -209,7 +210,7 @@ Deno.test("DestinationPause: unreachable again while recovering is a pause of it
   clock.advance(1_000);
   pause.started();
   assert.equal(pause.ended(true, 1), false, "the probe arrived: recovering");
-  // Down again before full speed: said again (the sender said "back" when the probe arrived).
+  // Down again before full speed: said again (nothing said it was back: the pause had not ended).
   assert.equal(pause.pause("connection refused again", false), true);
   assert.deepEqual(reports.map((r) => r?.reason), [
     "connection refused",
@@ -273,4 +274,49 @@ Deno.test("DestinationPause: a probe that fails as no other file would tries ano
   clock.advance(60_000);
   assert.equal(due(), 1, "no probe timer left behind");
   pause.close();
+});
+
+Deno.test("DestinationPause: that the destination takes files again is said once per recovery, by one line", async () => {
+  const logs = await captureLogs();
+  const said = () => logs.count("info", "takes files again");
+  try {
+    // Paused: said as the pause ends, not when the probe arrives, and not by the batches after.
+    const { clock, pause } = setup(8, { firstProbeMs: 1_000 });
+    pause.pause("connection refused", false);
+    clock.advance(1_000);
+    pause.started();
+    pause.ended(true, 1);
+    assert.equal(said(), 0, "recovering: not yet");
+    assert.equal(pause.ended(false, 2), false);
+    assert.equal(pause.ended(false, 4), true, "full speed");
+    assert.equal(said(), 1);
+    assert.equal(logs.count("info", "takes files again; job {job} resumes"), 1);
+    pause.ended(false, 8);
+    assert.equal(said(), 1, "the batches after it say nothing");
+    // The whole destination fails without a pause (a login refused): said at the first batch
+    // that files arrived in since, once.
+    pause.stillDown("authentication refused");
+    pause.ended(false, 0);
+    assert.equal(said(), 1);
+    pause.ended(false, 3);
+    pause.ended(false, 3);
+    assert.equal(said(), 2);
+    assert.equal(logs.count("info", "takes files again; job {job} resumes"), 1, "it never paused");
+    // A pause that ends with nothing arrived (the files left fail as no other file would) says
+    // it; the first arrival after it does not say it again.
+    pause.pause("connection refused", false);
+    clock.advance(1_000);
+    pause.started();
+    assert.equal(pause.ended(true, 0, true), true);
+    assert.equal(said(), 3);
+    pause.ended(false, 1);
+    assert.equal(said(), 3);
+    // Files that arrive with no failure of the whole destination before say nothing.
+    const quiet = setup(4).pause;
+    quiet.ended(false, 5);
+    assert.equal(said(), 3);
+    pause.close();
+  } finally {
+    await logs.stop();
+  }
 });

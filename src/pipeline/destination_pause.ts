@@ -1,0 +1,266 @@
+/**
+ * A job paused because its destination is full, or cannot be reached now (the
+ * host, the connection, a share that is not mounted). While paused, files wait in
+ * the queue without counting attempts; every `probeEveryMs` one file is sent
+ * as a probe (the first to a destination that cannot be reached sooner, after
+ * `firstProbeMs`). When it arrives the job recovers step by step: 2, 4, 8 ... files
+ * may be on their way at once (a destination with room for a few files only
+ * must not take a whole batch), and the pause ends when the job is back to
+ * full speed, never on the probe alone while other files wait. A probe that
+ * fails as no other file would (a folder the login may not write, a name the
+ * server refuses) says nothing of the destination: another file is the probe
+ * at once, and with none left the pause ends: a host back up whose waiting
+ * files all fail so is not held as unreachable until a new file arrives. A
+ * file that becomes ready while the job waits for room, smaller than every file
+ * refused for room in this pause, is the probe at once ({@linkcode DestinationPause.offer}).
+ * Running out of space again meanwhile goes back to probing, within the same
+ * pause: a full destination is said once, not per file or per probe.
+ *
+ * It also says, once per recovery, that the destination takes files again
+ * (the one line that says so): a paused job as its pause ends; one the whole
+ * destination failed for without a pause (a login refused, `run --once`) at
+ * the end of the first batch that files arrived in since, unless the pause
+ * that ended since said it.
+ *
+ * ```
+ *  running --full--> probe scheduled --time--> probe due --taken--> probing --arrived--> recovering
+ *     ^                    ^    ^                                     |                    |   |
+ *     |                    |    +------- full or unreachable ---------+                    |   |
+ *     |                    +--------------------------- full ------------------------------+   |
+ *     +----------------------------------- full speed reached ---------------------------------+
+ * ```
+ *
+ * @module
+ */
+import { jobLogger, type Logger } from "../log/logging.ts";
+import type { JobPause } from "../ledger/daemon_lock.ts";
+import { type Clock, systemClock } from "./retry_timer.ts";
+
+/** How often a paused job tries one file. */
+export const FULL_PROBE_MS = 15_000;
+
+type State = "running" | "scheduled" | "due" | "probing" | "recovering";
+
+/** Options of {@linkcode DestinationPause}. */
+export interface DestinationPauseOptions {
+  /** Job name and destination, for the log lines. */
+  job: string;
+  target: string;
+  /** Files on their way at full speed (transfers × batch size). */
+  fullSpeed: number;
+  /** Called when a probe may start. */
+  onProbeDue: () => void;
+  /**
+   * Called when the pause begins (as `daemon.json` reports it), when its
+   * reason changes, and when it ends (`null`).
+   */
+  onChange?: (pause: JobPause | null) => void;
+  /** @default FULL_PROBE_MS */
+  probeEveryMs?: number;
+  /**
+   * When a destination that cannot be reached gets its first probe, if
+   * sooner than `probeEveryMs` (the job's `retry_delay_seconds`: a short
+   * hiccup does not hold the job for a whole interval).
+   */
+  firstProbeMs?: number;
+  clock?: Clock;
+}
+
+/** The pause of one job; see the module doc. */
+export class DestinationPause {
+  #state: State = "running";
+  /** While recovering: how many files may be on their way. */
+  #window = 1;
+  #options:
+    & Required<Omit<DestinationPauseOptions, "onChange">>
+    & Pick<DestinationPauseOptions, "onChange">;
+  /** Whether the pause is for a full destination (else one that cannot be reached). */
+  #full = false;
+  /** The pause as last reported (see `onChange`). */
+  #reported: JobPause | null = null;
+  /** The whole destination failed, and no line said since that it takes files again. */
+  #down = false;
+  /** The smallest file refused for room in this pause (see {@linkcode offer}). */
+  #refusedBytes = Infinity;
+  #cancelTimer: (() => void) | undefined;
+  #log: Logger;
+
+  constructor(options: DestinationPauseOptions) {
+    this.#log = jobLogger("pipeline", options.job);
+    const probeEveryMs = options.probeEveryMs ?? FULL_PROBE_MS;
+    this.#options = {
+      ...options,
+      probeEveryMs,
+      firstProbeMs: Math.min(options.firstProbeMs ?? probeEveryMs, probeEveryMs),
+      clock: options.clock ?? systemClock,
+    };
+  }
+
+  /** Whether the job is paused (probing or recovering). */
+  get paused(): boolean {
+    return this.#state !== "running";
+  }
+
+  /** Whether the job is paused because its destination is full. */
+  get full(): boolean {
+    return this.paused && this.#full;
+  }
+
+  /**
+   * How many more files may start now, with `inFlight` on their way
+   * (`Infinity` when running). A due probe counts 1: start it with
+   * {@linkcode started}.
+   */
+  room(inFlight: number): number {
+    switch (this.#state) {
+      case "running":
+        return Infinity;
+      case "due":
+        return 1;
+      case "recovering":
+        return Math.max(0, this.#window - inFlight);
+      default:
+        return 0;
+    }
+  }
+
+  /** A batch starts. Returns whether it is the probe. */
+  started(): boolean {
+    if (this.#state !== "due") return false;
+    this.#state = "probing";
+    return true;
+  }
+
+  /**
+   * The destination is full (`full`: a file of `bytes` found no room), or
+   * cannot be reached now (`reason`: the transport's words). Returns whether
+   * this began the pause (or, for one that cannot be reached, one anew while
+   * recovering), which is logged once, at ERROR.
+   */
+  pause(reason: string, full: boolean, bytes = 0): boolean {
+    // Unreachable again while recovering, after files arrived ("back"): a pause of its own.
+    const began = this.#state === "running" || (this.#state === "recovering" && !full);
+    if (this.#state === "running") this.#refusedBytes = Infinity;
+    if (full) this.#refusedBytes = Math.min(this.#refusedBytes, bytes);
+    const { job, target, probeEveryMs, firstProbeMs } = this.#options;
+    if (began || this.#state === "probing" || this.#state === "recovering") {
+      this.#schedule(began && !full ? firstProbeMs : probeEveryMs);
+    }
+    this.#full = full;
+    this.#down = true;
+    const state = full ? "destination full" : "destination unreachable";
+    if (!began) this.#stillDown(reason, state);
+    if (began) {
+      this.#log.error(
+        full
+          ? "The destination {target} is full: {reason}. Job {job} pauses; one file is tried every {seconds} s, and sending resumes as soon as one arrives"
+          : "The destination {target} cannot be reached: {reason}. Job {job} pauses (no file uses up its retries meanwhile); one file is tried in {first} s, then every {seconds} s, and sending resumes as soon as one arrives",
+        { job, target, reason, seconds: probeEveryMs / 1000, first: firstProbeMs / 1000 },
+      );
+      this.#report({ state, since: new Date(this.#options.clock.now()).toISOString(), reason });
+    }
+    return began;
+  }
+
+  /**
+   * A file of `bytes` became sendable. While the job waits for room, one
+   * smaller than every file refused for room in this pause may fit: it is
+   * tried at once, not at the next probe (a file too large for the room left
+   * does not hold up smaller ones); `bytes` is asked only then. Returns whether a probe is due
+   * now.
+   */
+  offer(bytes: number | (() => number)): boolean {
+    if (this.#state !== "scheduled" || !this.#full) return false;
+    if ((typeof bytes === "number" ? bytes : bytes()) >= this.#refusedBytes) return false;
+    this.#cancelTimer?.();
+    this.#cancelTimer = undefined;
+    this.#state = "due";
+    return true;
+  }
+
+  /**
+   * A file failed as no one file would (see `failureScope`): the whole destination is down
+   * (its return is said once: see the module doc). While paused, if for another reason than
+   * the pause says (a host back up that refuses the login), the pause says that now.
+   */
+  stillDown(reason: string): void {
+    this.#down = true;
+    this.#stillDown(reason, this.#reported?.state ?? "destination unreachable");
+  }
+
+  #stillDown(reason: string, state: JobPause["state"]): void {
+    const was = this.#reported;
+    if (was && (was.state !== state || was.reason !== reason)) {
+      this.#report({ ...was, state, reason });
+    }
+  }
+
+  #report(pause: JobPause | null): void {
+    this.#reported = pause;
+    this.#options.onChange?.(pause);
+  }
+
+  /**
+   * A batch ended with `arrived` files at the destination; `caughtUp`:
+   * nothing else waits to be sent. Returns whether this ended the pause
+   * (back to full speed, or nothing else waits), which is logged.
+   */
+  ended(probe: boolean, arrived: number, caughtUp = false): boolean {
+    // Back without a pause (a login refused, `run --once`): said now; a pause says it as it ends.
+    if (arrived > 0 && this.#state === "running") this.#sayBack();
+    if (probe && this.#state === "probing") {
+      if (arrived === 0) {
+        // Failed as no other file would (a full or unreachable destination paused it again,
+        // ending the probing): it tells nothing of the destination. Another file is the probe
+        // now; with none left, the pause ends and that file waits for its own retry.
+        if (caughtUp) return this.#resume();
+        this.#state = "due";
+        return false;
+      }
+      // The probe alone does not end the pause (unless nothing else waits): a file that fits
+      // in the room a removed copy left says little; the batch after it has to arrive too.
+      this.#state = "recovering";
+      this.#window = 2;
+      return caughtUp ? this.#resume() : false;
+    }
+    if (this.#state !== "recovering") return false;
+    // Caught up: what is left waits for its own retry (a file that fails as no other would).
+    if (arrived === 0) return caughtUp ? this.#resume() : false;
+    this.#window *= 2;
+    if (this.#window < this.#options.fullSpeed && !caughtUp) return false;
+    return this.#resume();
+  }
+
+  /** Back to full speed: the pause is over. */
+  #resume(): true {
+    this.#state = "running";
+    this.#sayBack("; job {job} resumes");
+    this.#report(null);
+    return true;
+  }
+
+  /** The destination takes files again: said once per recovery. */
+  #sayBack(more = ""): void {
+    if (!this.#down) return;
+    this.#down = false;
+    this.#log.info(`The destination {target} takes files again${more}`, {
+      target: this.#options.target,
+    });
+  }
+
+  /** Stop the timer. */
+  close(): void {
+    this.#cancelTimer?.();
+    this.#cancelTimer = undefined;
+  }
+
+  #schedule(inMs = this.#options.probeEveryMs): void {
+    this.#state = "scheduled";
+    this.#cancelTimer?.();
+    this.#cancelTimer = this.#options.clock.setTimer(() => {
+      this.#cancelTimer = undefined;
+      this.#state = "due";
+      this.#options.onProbeDue();
+    }, inMs);
+  }
+}
