@@ -224,3 +224,26 @@ export function keysNoJobInherits(file: string): string[] {
     key !== "name" && JOB_KEYS_AS_WRITTEN.has(key) && own.every((keys) => keys.has(current(key)))
   );
 }
+
+/**
+ * The job keys written in the config `file`, under their current names: at the top level, and in
+ * each entry of its `jobs:` list (empty for a file without one; a merged `<<: *shared` counts as
+ * written). `null` when the file cannot be read.
+ */
+export function writtenJobKeys(file: string): { top: Set<string>; entries: Set<string>[] } | null {
+  let top: unknown;
+  try {
+    top = parseDocument(Deno.readTextFileSync(file), { merge: true, logLevel: "silent" }).toJS();
+  } catch {
+    return null;
+  }
+  if (!isPlainObject(top)) return null;
+  const keysOf = (map: unknown) =>
+    new Set(
+      isPlainObject(map)
+        ? Object.keys(map).filter((key) => JOB_KEYS_AS_WRITTEN.has(key))
+          .map((key) => OLD_KEY_NAMES.get(key) ?? key)
+        : [],
+    );
+  return { top: keysOf(top), entries: Array.isArray(top.jobs) ? top.jobs.map(keysOf) : [] };
+}

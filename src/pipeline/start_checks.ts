@@ -15,6 +15,7 @@ import { basename, dirname, join, resolve } from "node:path";
 import { jobKeyPlace, keyPlace } from "../config/key_lines.ts";
 import type { Config } from "../config/types.ts";
 import { keysNoJobInherits } from "../config/jobs.ts";
+import { keysOfOtherMethods } from "../config/method_keys.ts";
 import { ConfigError } from "../errors.ts";
 import { whyUnwritable } from "../ledger/daemon_lock.ts";
 import { type ListenSettings, listenSettings } from "../status/listen.ts";
@@ -64,6 +65,7 @@ export async function checkBeforeStart(
     ...unseenCloses(config),
     ...uncheckedServers(config),
     ...ftpTildeBases(config),
+    ...keysOfOtherMethods(config),
     ...keysNoJobInherits(config.file).map((key) =>
       `${keyPlace(config.file, -1, [key])}: ${key} at the top level is inherited by no job, as ` +
       "every entry of jobs sets its own: next to a jobs list, the top-level job keys are " +

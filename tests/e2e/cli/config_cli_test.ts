@@ -151,6 +151,91 @@ Deno.test("config validate warns that an FTP remote_base_path starting with ~ is
   });
 });
 
+Deno.test("config validate and run --dry-run warn of a key the job's method does not use (ssh_port on an ftp job), naming its line; not when the method uses it", async () => {
+  await withHome(async (home) => {
+    await Deno.mkdir(join(home, "in"));
+    const password = join(home, "ftp-password");
+    await Deno.writeTextFile(password, "secret\n", { mode: 0o600 });
+    const file = join(home, "config.yaml");
+    const write = (method: string) =>
+      Deno.writeTextFile(
+        file,
+        [
+          `watch_path: ${JSON.stringify(join(home, "in"))}`,
+          "remote_host: archive.example.org",
+          "remote_base_path: /data/incoming",
+          `transfer_method: ${method}`,
+          "ssh_port: 2222",
+          "ssh_options: []",
+          ...(method === "ftp" ? [`ftp_password_file: ${JSON.stringify(password)}`] : []),
+          "",
+        ].join("\n"),
+      );
+    await write("ftp");
+    const said =
+      /^warning: .*config\.yaml:5: ssh_port of job default is ignored: only scp and rsync use it, and this job sends by ftp \(an FTP server's port goes in ftp_port\); remove it$/m;
+    const validated = await cli(home, ["-c", file, "config", "validate"]);
+    assert.equal(validated.code, 0, validated.stderr);
+    assert.match(validated.stderr, said);
+    // An empty key says nothing: not said.
+    assert.doesNotMatch(validated.stderr, /ssh_options/);
+    const dry = await cli(home, ["-c", file, "run", "--dry-run"]);
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.match(dry.stderr, said);
+    await write("scp");
+    const scp = await cli(home, ["-c", file, "config", "validate"]);
+    assert.equal(scp.code, 0, scp.stderr);
+    assert.doesNotMatch(scp.stderr, /ignored/);
+  });
+});
+
+Deno.test("config validate warns of a method's key in a jobs entry of another method, and of a top-level one only when no job that inherits it uses it", async () => {
+  await withHome(async (home) => {
+    for (const folder of ["north", "south"]) await Deno.mkdir(join(home, folder));
+    const password = join(home, "ftp-password");
+    await Deno.writeTextFile(password, "secret\n", { mode: 0o600 });
+    const file = join(home, "config.yaml");
+    const write = (southMethod: string) =>
+      Deno.writeTextFile(
+        file,
+        [
+          "remote_host: archive.example.org",
+          "ssh_port: 2222",
+          `ftp_password_file: ${JSON.stringify(password)}`,
+          "jobs:",
+          "  - name: north",
+          `    watch_path: ${JSON.stringify(join(home, "north"))}`,
+          "    remote_base_path: /data/north",
+          "    transfer_method: ftp",
+          "    rsync_options: [--bwlimit=1000]",
+          "  - name: south",
+          `    watch_path: ${JSON.stringify(join(home, "south"))}`,
+          "    remote_base_path: /data/south",
+          `    transfer_method: ${southMethod}`,
+          "",
+        ].join("\n"),
+      );
+    await write("ftp");
+    const result = await cli(home, ["-c", file, "config", "validate"]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(
+      result.stderr,
+      /^warning: .*config\.yaml:9: rsync_options of job north is ignored: only rsync uses it, and this job sends by ftp; remove it$/m,
+    );
+    assert.match(
+      result.stderr,
+      /^warning: .*config\.yaml:2: ssh_port at the top level is ignored: only scp and rsync use it, and the jobs that inherit it send by ftp \(an FTP server's port goes in ftp_port\); remove it$/m,
+    );
+    // A default some job uses (south sends by rsync) is no mistake: said for no job.
+    await write("rsync");
+    const used = await cli(home, ["-c", file, "config", "validate"]);
+    assert.equal(used.code, 0, used.stderr);
+    assert.doesNotMatch(used.stderr, /ssh_port/);
+    assert.doesNotMatch(used.stderr, /ftp_password_file/);
+    assert.match(used.stderr, /rsync_options of job north is ignored/);
+  });
+});
+
 Deno.test("config validate warns of top-level job keys next to a jobs list that every entry sets itself (a single-job config turned into a list), naming the line; not of those inherited", async () => {
   await withHome(async (home) => {
     for (const folder of ["in", "north", "south"]) await Deno.mkdir(join(home, folder));
