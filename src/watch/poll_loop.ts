@@ -420,9 +420,9 @@ export class FolderPoller {
    */
   #failed(rel: string, known: KnownFolder, error: unknown): void {
     if (isGoneError(error)) return this.#forget(rel);
-    if (known.failing || rel === "") return;
+    const said = known.failing === true;
     known.failing = true;
-    this.#options.onError(absolutePath(this.#options.root, rel), error);
+    if (!said && rel !== "") this.#options.onError(absolutePath(this.#options.root, rel), error);
   }
 
   /** Forget the folder `rel` and everything below it. */
