@@ -116,8 +116,8 @@ export interface DaemonSettings {
 }
 
 /**
- * Write a daemon config file for `settings` on the benchmark's sshd (the SSH
- * keys are ignored by `local`); returns its path.
+ * Write a daemon config file for `settings` on the benchmark's sshd (no SSH
+ * settings for `local`); returns its path.
  */
 export async function writeDaemonConfig(
   ctx: BenchContext,
@@ -131,9 +131,12 @@ export async function writeDaemonConfig(
     `transfer_method: ${settings.method}`,
     `remote_host: "127.0.0.1"`,
     `remote_user: ${JSON.stringify(sshd.user)}`,
-    `ssh_port: ${settings.sshPort ?? sshd.port}`,
-    `ssh_identity_file: ${JSON.stringify(sshd.identityFile)}`,
-    `ssh_options: ${JSON.stringify([...sshd.sshOptions, ...(settings.sshOptions ?? [])])}`,
+    // SSH settings only where the method uses them (the daemon warns of the others).
+    ...(settings.method === "local" ? [] : [
+      `ssh_port: ${settings.sshPort ?? sshd.port}`,
+      `ssh_identity_file: ${JSON.stringify(sshd.identityFile)}`,
+      `ssh_options: ${JSON.stringify([...sshd.sshOptions, ...(settings.sshOptions ?? [])])}`,
+    ]),
     `state_dir: ${JSON.stringify(settings.stateDir)}`,
     `log_file: ${JSON.stringify(settings.logFile)}`,
     `status_listen: ${JSON.stringify(settings.statusListen ?? "")}`,
