@@ -99,7 +99,13 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
             ? row.destination
             : null;
           const beside = planned ?? placeBeside(job, destination, row, file.path);
-          if (beside !== destination) fallback += " (beside the earlier file of that name)";
+          // The file sent before, changed or sent again, goes over its own copy (as the run).
+          const own = row !== undefined && beside === row.destination && row.transferredAt !== null;
+          if (beside !== destination) {
+            fallback += own
+              ? " (over its own copy, sent before)"
+              : " (beside the earlier file of that name)";
+          }
           const placed = planned ?? freeDestination(beside, file.relPath, (prefix) => [
             ...[...chosen].filter(([rel]) => rel.startsWith(prefix))
               .map(([relPath, destination]) => ({ relPath, destination })),

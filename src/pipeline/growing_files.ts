@@ -29,6 +29,12 @@ export interface GrowingContext {
   signal: AbortSignal;
   /** Whether the stability checker still waits for `rel` to be complete. */
   growing(rel: string): boolean;
+  /**
+   * The copy the ledger records of the source `rel` (at `path`) that it goes over when complete
+   * (see `ownCopy` in `layout/destination.ts`), or `null`: its parts go into that copy's
+   * temporary copy, not where its name leads now.
+   */
+  ownCopy?(rel: string, path: string): string | null;
   /** How often parts go, at most (ms). @default PART_INTERVAL_MS */
   intervalMs?: number;
 }
@@ -108,7 +114,7 @@ export class GrowingSender {
     if (!info.isFile || info.size <= file.sentBytes) return;
     const mtimeMs = info.mtime?.getTime() ?? Date.now();
     try {
-      const destination = await planDestination(
+      const destination = this.#context.ownCopy?.(file.rel, path) ?? await planDestination(
         job,
         { path, relPath: file.rel, mtimeMs },
         new Date(),

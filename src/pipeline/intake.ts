@@ -12,7 +12,7 @@
  */
 import { join } from "node:path";
 import type { JobConfig } from "../config/types.ts";
-import { freeDestination, placeBeside, planDestination } from "../layout/destination.ts";
+import { freeDestination, ownCopy, placeBeside, planDestination } from "../layout/destination.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
 import type { LedgerRow, PendingFile } from "../ledger/file_rows.ts";
 import type { Activity, StabilityChecker, StableFile } from "../watch/stability.ts";
@@ -84,6 +84,14 @@ export class Intake {
       transport: context.transport,
       signal: context.signal,
       growing: (rel) => context.table.observations.get(rel) !== undefined,
+      ownCopy: (rel, path) => {
+        try {
+          const row = context.table.rows.get(rel);
+          return row === undefined ? null : ownCopy(job, row, path);
+        } catch {
+          return null; // Unreadable: the part goes where its name leads (it is sent whole anyway).
+        }
+      },
     });
   }
 
@@ -302,6 +310,12 @@ export class Intake {
     const row: LedgerRow | undefined = read(() => table.rows.get(rel), undefined);
     // A version planned beside an earlier file and changed before it arrived keeps its place.
     const placed = placeBeside(job, planned, row, path);
+    if (row && placed === row.destination && nightOf(placed) !== nightOf(planned)) {
+      this.#log.info(
+        "{path} goes over its own copy {destination}, sent before (the ledger keeps one copy of each file), not into night folder {night} that the night rule gives it now",
+        { path, destination: placed, night: nightOf(planned) },
+      );
+    }
     // A new place beside the earlier file (not the one this name's copy already has).
     if (row && placed !== planned && placed !== row.destination) {
       this.#log.info(
@@ -365,6 +379,11 @@ export class Intake {
     }
     this.#context.onSettled();
   }
+}
+
+/** The night folder of a destination (its first part). */
+function nightOf(destination: string): string {
+  return destination.slice(0, destination.indexOf("/"));
 }
 
 /**

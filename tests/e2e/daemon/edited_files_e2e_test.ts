@@ -1,0 +1,193 @@
+/**
+ * A file that was sent and is then changed in the watch folder (a header fixed the next
+ * afternoon: its mtime now names a later night) goes over its own copy, in the night folder the
+ * ledger records it in, with every method, through the real CLI (`run --once`, `run --dry-run`,
+ * `status`, `resend`) and real servers (OpenSSH with scp and rsync, vsftpd): the destination
+ * holds one copy of it, the latest, never a second one in the later night. A new file under the
+ * name (made after the copy arrived) still goes where its own date leads.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { runCli, startCli } from "../../helpers/cli.ts";
+import { cliSandbox } from "../../helpers/sandbox.ts";
+import { listArrived, listFiles, randomBytes, sha256OfFile, waitFor } from "../../helpers/files.ts";
+import { card, fitsFile, headerBytes, imageCards, int16Data } from "../../helpers/fits.ts";
+import { sshSandbox, startSshd } from "../../helpers/sshd.ts";
+import { ftpDaemonSandbox, withVsftpdAndRoot } from "../../helpers/vsftpd.ts";
+
+/** The night the file is taken (UTC night folders in every sandbox here). */
+const NIGHT = new Date("2024-07-01T22:00:00Z"); // -> 20240701
+/** The afternoon after, when its header is fixed. */
+const NEXT_AFTERNOON = new Date("2024-07-02T15:00:00Z"); // -> 20240702
+
+/** A config sending `watch` to `dest` (a folder on this machine), run with `env`. */
+interface Setup {
+  watch: string;
+  dest: string;
+  config: string;
+  env?: Record<string, string>;
+}
+
+async function hash(bytes: Uint8Array): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>);
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Write `bytes` into the file at `path` (the same file, when it is there) with mtime `at`. */
+async function writeAt(path: string, bytes: Uint8Array, at: Date): Promise<void> {
+  await Deno.writeFile(path, bytes); // Opened and truncated in place: the same file.
+  await Deno.utime(path, at, at);
+}
+
+async function run(args: string[], { config, env }: Setup): Promise<string> {
+  const result = await runCli([...args, "-c", config], { env });
+  const output = result.stdout + result.stderr;
+  assert.equal(result.code, 0, output);
+  return output;
+}
+
+/**
+ * The user's case with `setup`: send a file, change it in place with an mtime in the next night,
+ * look at `run --dry-run`, send it, look at the destination and at `status`.
+ */
+async function editedFileGoesOverItsCopy(setup: Setup, size = 20_000): Promise<void> {
+  const { watch, dest } = setup;
+  const source = join(watch, "light_0001.fits");
+  const first = randomBytes(size);
+  await writeAt(source, first, NIGHT);
+  await run(["run", "--once"], setup);
+  assert.deepEqual(await listFiles(dest), ["20240701/light_0001.fits"]);
+  const inode = (await Deno.stat(source)).ino;
+
+  // The header fixed the next afternoon: the same size, other bytes, a later night's mtime.
+  const fixed = randomBytes(size);
+  await writeAt(source, fixed, NEXT_AFTERNOON);
+  assert.equal((await Deno.stat(source)).ino, inode, "the source is changed in place");
+
+  const dry = await run(["run", "--dry-run"], setup);
+  assert.match(
+    dry,
+    /would transfer \S*light_0001\.fits -> \S*20240701\/light_0001\.fits \(over its own copy, sent before\)/,
+  );
+  assert.doesNotMatch(dry, /20240702/);
+  assert.deepEqual(
+    await listFiles(dest),
+    ["20240701/light_0001.fits"],
+    "the dry run sends nothing",
+  );
+
+  const log = await run(["run", "--once"], setup);
+  assert.deepEqual(await listFiles(dest), ["20240701/light_0001.fits"], log);
+  assert.equal(await sha256OfFile(join(dest, "20240701/light_0001.fits")), await hash(fixed), log);
+  assert.match(
+    log,
+    /light_0001\.fits goes over its own copy 20240701\/light_0001\.fits, sent before .*not into night folder 20240702/,
+  );
+  const status = await run(["status"], setup);
+  assert.match(status, /light_0001\.fits -> 20240701\/light_0001\.fits/);
+  assert.doesNotMatch(status, /20240702/);
+}
+
+Deno.test("local: a file changed after it was sent, its mtime in a later night, goes over its own copy in its night folder", async () => {
+  await using box = await cliSandbox({ stability_window_seconds: 0.2, log_file: "" });
+  await editedFileGoesOverItsCopy(box);
+
+  // A new file under the name (the old one deleted, a new one made) taken two nights later goes
+  // to its own night folder: it never replaces the copy of another file.
+  const source = join(box.watch, "light_0001.fits");
+  const copy = join(box.dest, "20240701/light_0001.fits");
+  const before = await sha256OfFile(copy);
+  await Deno.remove(source);
+  const next = randomBytes(30_000);
+  await writeAt(source, next, new Date("2024-07-03T22:00:00Z"));
+  await run(["run", "--once"], box);
+  assert.deepEqual(await listFiles(box.dest), [
+    "20240701/light_0001.fits",
+    "20240703/light_0001.fits",
+  ]);
+  assert.equal(await sha256OfFile(copy), before);
+  assert.equal(await sha256OfFile(join(box.dest, "20240703/light_0001.fits")), await hash(next));
+});
+
+Deno.test("local: resend to a running daemon after the night rule changed sends a file over its own copy, not into the night the new rule gives it", async () => {
+  await using box = await cliSandbox({ stability_window_seconds: 0.2, log_file: "" });
+  const source = join(box.watch, "flat.fits");
+  const bytes = randomBytes(10_000);
+  await writeAt(source, bytes, NIGHT);
+  await run(["run", "--once"], box);
+  assert.deepEqual(await listFiles(box.dest), ["20240701/flat.fits"]);
+  // 22:00 UTC is 07:00 the next morning in Tokyo: the rule now names 20240702. The running
+  // daemon takes up what `resend` marks at its next rescan.
+  await box.rewrite({
+    stability_window_seconds: 0.2,
+    log_file: "",
+    night_timezone: "Asia/Tokyo",
+    rescan_interval_seconds: 1,
+  });
+  const daemon = startCli(["run", "-c", box.config], { env: box.env });
+  try {
+    await daemon.waitForOutput("Watching ");
+    // The copy lost at the destination: `resend` sends it again, where the ledger records it.
+    await Deno.remove(join(box.dest, "20240701/flat.fits"));
+    await run(["resend", "--all"], box);
+    await waitFor(async () => (await listArrived(box.dest)).length > 0, 60_000, "the copy");
+  } finally {
+    await daemon.stop();
+  }
+  const log = daemon.stderr();
+  assert.deepEqual(await listFiles(box.dest), ["20240701/flat.fits"], log);
+  assert.equal(await sha256OfFile(join(box.dest, "20240701/flat.fits")), await hash(bytes));
+  assert.match(
+    log,
+    /flat\.fits goes over its own copy 20240701\/flat\.fits.*night folder 20240702/,
+  );
+});
+
+/** A small FITS image whose header says `dateObs` and `object`. */
+function fitsImage(dateObs: string, object: string): Uint8Array {
+  const header = headerBytes([
+    ...imageCards(16, 16),
+    card("DATE-OBS", dateObs),
+    card("OBJECT", object),
+  ]);
+  return fitsFile(header, int16Data(16, 16, (x, y) => x * y));
+}
+
+Deno.test("local, night_date_source fits: a header whose DATE-OBS was corrected to another night goes over its own copy, and the log names the night it now gives", async () => {
+  await using box = await cliSandbox({
+    stability_window_seconds: 0.2,
+    log_file: "",
+    night_date_source: "fits",
+  });
+  const source = join(box.watch, "m42.fits");
+  await writeAt(source, fitsImage("2024-07-01T22:00:00", "M 42"), NIGHT);
+  await run(["run", "--once"], box);
+  assert.deepEqual(await listFiles(box.dest), ["20240701/m42.fits"]);
+  // The instrument's clock was a day behind: DATE-OBS corrected (and OBJECT fixed) in place.
+  const fixed = fitsImage("2024-07-02T22:00:00", "M 42 (Orion)");
+  await writeAt(source, fixed, NEXT_AFTERNOON);
+  const log = await run(["run", "--once"], box);
+  assert.deepEqual(await listFiles(box.dest), ["20240701/m42.fits"], log);
+  assert.equal(await sha256OfFile(join(box.dest, "20240701/m42.fits")), await hash(fixed));
+  assert.match(log, /m42\.fits goes over its own copy 20240701\/m42\.fits.*night folder 20240702/);
+});
+
+for (const method of ["scp", "rsync"] as const) {
+  Deno.test(`${method}: a file changed after it was sent, its mtime in a later night, goes over its own copy in its night folder`, async () => {
+    const sshd = await startSshd();
+    const box = await sshSandbox(sshd, method, { stability_window_seconds: 0.2 });
+    try {
+      await editedFileGoesOverItsCopy({ ...box, dest: box.remote });
+    } finally {
+      await sshd.stop();
+      await Deno.remove(box.root, { recursive: true });
+    }
+  });
+}
+
+Deno.test("ftp: a file changed after it was sent, its mtime in a later night, goes over its own copy in its night folder", async () => {
+  await withVsftpdAndRoot({}, "itx-ftp-edited-", async ({ server, root }) => {
+    const box = await ftpDaemonSandbox(server, root, { verify_transfer: "size" });
+    await editedFileGoesOverItsCopy(box);
+  });
+});
