@@ -225,8 +225,9 @@ export interface NameRow {
  * ({@linkcode ownCopy}): in its night folder even where its mtime, its DATE-OBS or the night rule
  * now names another night, so the destination holds one copy of it, the latest. A new file under
  * a name sent before never replaces the file sent (see {@linkcode besideEarlier}): with
- * `after_transfer: delete` or `move` any file there now that was not sent again on request is
- * new; with `keep`, one made after the earlier one was found complete or arrived (its birth time;
+ * `after_transfer: delete` or `move` no file there now replaces it (one changed before its
+ * clean-up, made before that version was found complete by its birth time, goes beside its copy,
+ * in that copy's night folder; any other is new); with `keep`, one made after the earlier one was found complete or arrived (its birth time;
  * a camera whose counter started again after the sources were cleared, `resend` of such a name
  * included; a file renamed over it while its copy was on the way). A file never sent goes where
  * its name leads.
@@ -241,6 +242,13 @@ export function placeBeside(
   const own = ownCopy(job, row, source);
   if (own !== null) return own;
   if (job.after_transfer !== "keep") {
+    const sentAt = row.transferredAt === null ? null : Math.min(row.transferredAt, row.createdAt);
+    // The file sent, changed before its clean-up (made before that version was found complete):
+    // beside its copy, in that copy's night folder, so that the source's copies stay together.
+    if (row.state === "done" && sentAt !== null && madeAfter(source, sentAt) === false) {
+      const night = row.destination.slice(0, row.destination.indexOf("/"));
+      return besideEarlier(night + planned.slice(planned.indexOf("/")), row.destination);
+    }
     return besideEarlier(planned, row.destination, row.state === "done");
   }
   // No copy arrived (`besideEarlier` keeps a place it was given in the night), or a new file.
@@ -266,16 +274,19 @@ export function ownCopy(
   // Made after the version sent was found complete is made after it too: a file renamed over it
   // while its copy was on the way (a local copy reads on from the file it opened) is new.
   const sentAt = Math.min(row.transferredAt, row.createdAt);
-  return madeAfter(source, sentAt) ? null : row.destination;
+  return madeAfter(source, sentAt) === true ? null : row.destination;
 }
 
-/** Whether the file at `path` was made after `at` (ms since epoch); `false` when unknown. */
-function madeAfter(path: string, at: number): boolean {
+/**
+ * Whether the file at `path` was made after `at` (ms since epoch), by its birth time; `null` when
+ * not known (no birth time, or it cannot be looked at).
+ */
+function madeAfter(path: string, at: number): boolean | null {
   try {
     const born = Deno.statSync(path).birthtime;
-    return born !== null && born.getTime() > at;
+    return born === null ? null : born.getTime() > at;
   } catch {
-    return false;
+    return null;
   }
 }
 

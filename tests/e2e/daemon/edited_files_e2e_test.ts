@@ -191,3 +191,32 @@ Deno.test("ftp: a file changed after it was sent, its mtime in a later night, go
     await editedFileGoesOverItsCopy(box);
   });
 });
+
+Deno.test("local, after_transfer delete with keep_days: a file changed before its clean-up, its mtime in a later night, goes beside its copy in that copy's night folder, never over it", async () => {
+  await using box = await cliSandbox({
+    stability_window_seconds: 0.2,
+    log_file: "",
+    after_transfer: "delete",
+    keep_days: 2,
+  });
+  const source = join(box.watch, "light_0001.fits");
+  const first = randomBytes(20_000);
+  await writeAt(source, first, NIGHT);
+  await run(["run", "--once"], box);
+  const fixed = randomBytes(20_000);
+  await writeAt(source, fixed, NEXT_AFTERNOON);
+  const dry = await run(["run", "--dry-run"], box);
+  assert.match(dry, /would transfer \S*light_0001\.fits -> \S*20240701\/light_0001~2\.fits/);
+  await run(["run", "--once"], box);
+  assert.deepEqual(await listFiles(box.dest), [
+    "20240701/light_0001.fits",
+    "20240701/light_0001~2.fits",
+  ]);
+  assert.equal(await sha256OfFile(join(box.dest, "20240701/light_0001.fits")), await hash(first));
+  assert.equal(
+    await sha256OfFile(join(box.dest, "20240701/light_0001~2.fits")),
+    await hash(fixed),
+  );
+  const status = await run(["status"], box);
+  assert.match(status, /light_0001\.fits -> 20240701\/light_0001~2\.fits/);
+});

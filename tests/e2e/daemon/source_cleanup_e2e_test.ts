@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { LEDGER_FILE } from "../../../src/ledger/ledger.ts";
 import { runCli, startCli } from "../../helpers/cli.ts";
-import { existsSync, randomBytes, waitFor } from "../../helpers/files.ts";
+import { existsSync, listFiles, randomBytes, waitFor } from "../../helpers/files.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
 import { resizeTmpfs, withTmpfs } from "../../helpers/tmpfs.ts";
 import { freePort } from "../../helpers/net.ts";
@@ -78,8 +78,16 @@ Deno.test("after_transfer: delete removes only verified sources, never one chang
     await Deno.readFile(join(p.dest, "20240315", "sub dir/-b $(x).fits")),
     files["sub dir/-b $(x).fits"],
   );
-  const night = new Date().toISOString().slice(0, 10).replaceAll("-", "");
-  assert.deepEqual(await Deno.readFile(join(p.dest, night, "c.fits")), changed);
+  // The new version (its mtime today) goes beside the copy sent, in that copy's night folder:
+  // the source's copies stay together, the later one numbered, none replaced.
+  assert.deepEqual(await Deno.readFile(join(p.dest, "20240315", "c~2.fits")), changed);
+  assert.deepEqual(await Deno.readFile(join(p.dest, "20240315", "c.fits")), files["c.fits"]);
+  assert.deepEqual(await listFiles(p.dest), [
+    "20240315/a.fits",
+    "20240315/c.fits",
+    "20240315/c~2.fits",
+    "20240315/sub dir/-b $(x).fits",
+  ]);
 });
 
 Deno.test("after_transfer: move puts each arrived source into archive_path (daemon, right after its arrival)", async () => {
