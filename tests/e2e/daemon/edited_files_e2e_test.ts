@@ -10,7 +10,14 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { runCli, startCli } from "../../helpers/cli.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
-import { listArrived, listFiles, randomBytes, sha256OfFile, waitFor } from "../../helpers/files.ts";
+import {
+  listArrived,
+  listFiles,
+  listFolders,
+  randomBytes,
+  sha256OfFile,
+  waitFor,
+} from "../../helpers/files.ts";
 import { card, fitsFile, headerBytes, imageCards, int16Data } from "../../helpers/fits.ts";
 import { sshSandbox, startSshd } from "../../helpers/sshd.ts";
 import { ftpDaemonSandbox, withVsftpdAndRoot } from "../../helpers/vsftpd.ts";
@@ -219,4 +226,38 @@ Deno.test("local, after_transfer delete with keep_days: a file changed before it
   );
   const status = await run(["status"], box);
   assert.match(status, /light_0001\.fits -> 20240701\/light_0001~2\.fits/);
+});
+
+Deno.test("local, growing_patterns: a file sent before that grows again sends its parts into its own copy's night folder, where it arrives; nothing goes into the night its new mtime names", async () => {
+  await using box = await cliSandbox({
+    // Far longer than the pauses between appends (250 ms), which a busy machine may stretch.
+    stability_window_seconds: 3,
+    log_file: "",
+    growing_patterns: ["*.log"],
+    file_patterns: ["*.log"],
+  });
+  const source = join(box.watch, "spectrum.log");
+  await writeAt(source, randomBytes(100_000), NIGHT);
+  await run(["run", "--once"], box);
+  assert.deepEqual(await listFiles(box.dest), ["20240701/spectrum.log"]);
+  // It grows again today (its mtime now names today's night), while the daemon watches.
+  const daemon = startCli(["run", "-v", "-c", box.config], { env: box.env });
+  try {
+    await daemon.waitForOutput("Watching ");
+    for (let i = 0; i < 12; i++) {
+      await Deno.writeFile(source, randomBytes(200_000), { append: true });
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    await daemon.waitForOutput(/Successfully transferred .*spectrum\.log/);
+  } finally {
+    await daemon.stop();
+  }
+  const log = daemon.stderr() + daemon.stdout();
+  assert.match(log, /Sent a part of/, "parts were sent while it grew");
+  assert.deepEqual(await listFiles(box.dest), ["20240701/spectrum.log"], log);
+  assert.deepEqual(await listFolders(box.dest), ["20240701"]);
+  assert.equal(
+    await sha256OfFile(join(box.dest, "20240701/spectrum.log")),
+    await sha256OfFile(source),
+  );
 });
