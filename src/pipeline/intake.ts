@@ -294,8 +294,8 @@ export class Intake {
   }
 
   /**
-   * A new file under a name sent before: beside the earlier one (see `placeBeside`); and never
-   * onto another source's copy (see `freeDestination`).
+   * A file under a name sent before: over its own copy, or a new one beside the earlier one (see
+   * `placeBeside`); and never onto another source's copy (see `freeDestination`).
    */
   #besideEarlier(rel: string, path: string, planned: string): string {
     const { job, table } = this.#context;
@@ -310,19 +310,7 @@ export class Intake {
     const row: LedgerRow | undefined = read(() => table.rows.get(rel), undefined);
     // A version planned beside an earlier file and changed before it arrived keeps its place.
     const placed = placeBeside(job, planned, row, path);
-    if (row && placed === row.destination && nightOf(placed) !== nightOf(planned)) {
-      this.#log.info(
-        "{path} goes over its own copy {destination}, sent before (the ledger keeps one copy of each file), not into night folder {night} that the night rule gives it now",
-        { path, destination: placed, night: nightOf(planned) },
-      );
-    }
-    // A new place beside the earlier file (not the one this name's copy already has).
-    if (row && placed !== planned && placed !== row.destination) {
-      this.#log.info(
-        "{path} is a new file under a name sent before (the earlier one is at {earlier}; a file sent is never replaced by a new one): it goes to {destination}, beside it",
-        { path, earlier: row.destination, destination: placed },
-      );
-    }
+    if (row && placed !== planned) this.#sayPlaced(path, row.destination, planned, placed);
     const destination = freeDestination(placed, rel, (prefix) => [
       ...this.#planned.filter((plan) => plan.relPath.startsWith(prefix)),
       ...read(() => table.rows.destinationsFrom(prefix), []),
@@ -334,6 +322,33 @@ export class Intake {
       );
     }
     return destination;
+  }
+
+  /**
+   * Say why the file at `path` goes to `placed`, not to `planned` (where its name and the night
+   * rule lead); `earlier`: where the ledger's copy of its name is.
+   */
+  #sayPlaced(path: string, earlier: string, planned: string, placed: string): void {
+    const night = nightOf(planned);
+    if (placed === earlier) {
+      // Its own copy (one numbered in the same night, changed in place, goes over it unsaid).
+      if (nightOf(placed) === night) return;
+      return this.#log.info(
+        "{path} goes over its own copy {destination}, sent before (the ledger keeps one copy of each file), not into night folder {night} that the night rule gives it now",
+        { path, destination: placed, night },
+      );
+    }
+    if (nightOf(placed) !== night) {
+      // Only the file sent, changed before its clean-up, goes beside its copy in another night.
+      return this.#log.info(
+        "{path} changed after it was sent to {earlier} (a job that deletes or moves sources never replaces a copy it sent): it goes to {destination}, beside that copy, not into night folder {night} that the night rule gives it now",
+        { path, earlier, destination: placed, night },
+      );
+    }
+    this.#log.info(
+      "{path} is a new file under a name sent before (the earlier one is at {earlier}; a file sent is never replaced by a new one): it goes to {destination}, beside it",
+      { path, earlier, destination: placed },
+    );
   }
 
   /** The ledger can be written again: files found complete meanwhile, unchanged, go on as found. */

@@ -214,11 +214,15 @@ Deno.test("local, after_transfer delete with keep_days: a file changed before it
   await writeAt(source, fixed, NEXT_AFTERNOON);
   const dry = await run(["run", "--dry-run"], box);
   assert.match(dry, /would transfer \S*light_0001\.fits -> \S*20240701\/light_0001~2\.fits/);
-  await run(["run", "--once"], box);
+  const log = await run(["run", "--once"], box);
   assert.deepEqual(await listFiles(box.dest), [
     "20240701/light_0001.fits",
     "20240701/light_0001~2.fits",
-  ]);
+  ], log);
+  assert.match(
+    log,
+    /light_0001\.fits changed after it was sent to 20240701\/light_0001\.fits .*it goes to 20240701\/light_0001~2\.fits, beside that copy, not into night folder 20240702/,
+  );
   assert.equal(await sha256OfFile(join(box.dest, "20240701/light_0001.fits")), await hash(first));
   assert.equal(
     await sha256OfFile(join(box.dest, "20240701/light_0001~2.fits")),
