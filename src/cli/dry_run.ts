@@ -11,7 +11,8 @@ import { resolve } from "node:path";
 import type { Config, JobConfig } from "../config/types.ts";
 import { WatchFolderError } from "../errors.ts";
 import { readFitsStructure } from "../layout/fits_structure.ts";
-import { freeDestination, placeBeside, planDestination } from "../layout/destination.ts";
+import { freeDestination, planDestination } from "../layout/destination.ts";
+import { newObservation, placeBeside } from "../layout/sent_before.ts";
 import { FileRows } from "../ledger/file_rows.ts";
 import { ledgerTarget } from "../ledger/destination_spellings.ts";
 import { ledgerName } from "../ledger/job_names.ts";
@@ -98,7 +99,11 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
           const planned = row && row.state !== "done" && sameVersion(row, version)
             ? row.destination
             : null;
-          const beside = planned ?? placeBeside(job, destination, row, file.path);
+          // A new observation under a name sent before, as its DATE-OBS tells (as the run).
+          const fresh = planned === null &&
+            await newObservation(job, { path: file.path, ...version }, destination, row);
+          if (fresh) fallback += " (a new observation under a name sent before: its DATE-OBS)";
+          const beside = planned ?? placeBeside(job, destination, row, file.path, fresh);
           // The file sent before, changed or sent again, goes over its own copy (as the run).
           const own = row !== undefined && beside === row.destination && row.transferredAt !== null;
           if (beside !== destination) {

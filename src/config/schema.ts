@@ -170,7 +170,7 @@ export const jobShape = {
   ),
   night_date_source: doc(
     z.enum(["mtime", "now", "fits"]).default("mtime"),
-    "Which date names the night folder: `mtime`, `now` or `fits`. `mtime` is the file's mtime, `now` the moment it is found complete, `fits` the FITS `DATE-OBS` header (falling back to mtime). A file sent before keeps its copy's night folder: changed later (its mtime or DATE-OBS now in another night) or sent again, it goes over that copy (a changed one beside it with `after_transfer` delete or move).",
+    "Which date names the night folder: `mtime`, `now` or `fits`. `mtime` is the file's mtime, `now` the moment it is found complete, `fits` the FITS `DATE-OBS` header (falling back to mtime). A file sent before keeps its copy's night folder: changed later (its mtime or DATE-OBS now in another night) or sent again, it goes over that copy (a changed one beside it with `after_transfer` delete or move), unless its DATE-OBS says it is a new observation of a later night.",
   ),
   night_rollover_hour: doc(
     z.int().min(0).max(23).default(0),

@@ -210,86 +210,6 @@ function numberedPath(folder: string, stem: string, number: number, extension: s
   return `${folder}${kept}${tail}`;
 }
 
-/** What {@linkcode placeBeside} and {@linkcode ownCopy} read of the ledger's row of a name. */
-export interface NameRow {
-  state: string;
-  destination: string;
-  transferredAt: number | null;
-  createdAt: number;
-}
-
-/**
- * Where the file at `source`, whose name leads to `planned`, goes, given the ledger's row of that
- * name (`undefined`: none). The source itself, sent before (changed in place since, or sent again
- * by `resend` or a catch-up), goes over its own copy, wherever the ledger records it
- * ({@linkcode ownCopy}): in its night folder even where its mtime, its DATE-OBS or the night rule
- * now names another night, so the destination holds one copy of it, the latest. A new file under
- * a name sent before never replaces the file sent (see {@linkcode besideEarlier}): with
- * `after_transfer: delete` or `move` no file there now replaces it (one changed before its
- * clean-up, made before that version was found complete by its birth time, goes beside its copy,
- * in that copy's night folder; any other is new); with `keep`, one made after the earlier one was found complete or arrived (its birth time;
- * a camera whose counter started again after the sources were cleared, `resend` of such a name
- * included; a file renamed over it while its copy was on the way). A file never sent goes where
- * its name leads.
- */
-export function placeBeside(
-  job: Pick<JobConfig, "after_transfer">,
-  planned: string,
-  row: NameRow | undefined,
-  source: string,
-): string {
-  if (row === undefined) return planned;
-  const own = ownCopy(job, row, source);
-  if (own !== null) return own;
-  if (job.after_transfer !== "keep") {
-    const sentAt = row.transferredAt === null ? null : Math.min(row.transferredAt, row.createdAt);
-    // The file sent, changed before its clean-up (made before that version was found complete):
-    // beside its copy, in that copy's night folder, so that the source's copies stay together.
-    if (row.state === "done" && sentAt !== null && madeAfter(source, sentAt) === false) {
-      const night = row.destination.slice(0, row.destination.indexOf("/"));
-      return besideEarlier(night + planned.slice(planned.indexOf("/")), row.destination);
-    }
-    return besideEarlier(planned, row.destination, row.state === "done");
-  }
-  // No copy arrived (`besideEarlier` keeps a place it was given in the night), or a new file.
-  return besideEarlier(planned, row.destination, row.transferredAt !== null);
-}
-
-/**
- * The copy at the destination the file at `source` goes over, as the ledger's `row` of its name
- * records it, or `null` where it has none there: a version of this source arrived at
- * `row.destination` (an arrival is recorded there) and the file there now is that source (sent
- * again on request or by a catch-up, or changed in place since). With `after_transfer: keep`, that
- * is a file not made after the version sent was found complete or arrived (its birth time; where a
- * file system keeps none, the same file); with `delete` or `move`, only a row made pending again
- * (`resend`, a catch-up: the row is not done): a file under a name such a job sent is new.
- */
-export function ownCopy(
-  job: Pick<JobConfig, "after_transfer">,
-  row: NameRow,
-  source: string,
-): string | null {
-  if (row.transferredAt === null) return null;
-  if (job.after_transfer !== "keep") return row.state === "done" ? null : row.destination;
-  // Made after the version sent was found complete is made after it too: a file renamed over it
-  // while its copy was on the way (a local copy reads on from the file it opened) is new.
-  const sentAt = Math.min(row.transferredAt, row.createdAt);
-  return madeAfter(source, sentAt) === true ? null : row.destination;
-}
-
-/**
- * Whether the file at `path` was made after `at` (ms since epoch), by its birth time; `null` when
- * not known (no birth time, or it cannot be looked at).
- */
-function madeAfter(path: string, at: number): boolean | null {
-  try {
-    const born = Deno.statSync(path).birthtime;
-    return born === null ? null : born.getTime() > at;
-  } catch {
-    return null;
-  }
-}
-
 /** The instant that names the night, per the date source. */
 async function nightDate(
   source: JobConfig["night_date_source"],
@@ -321,7 +241,7 @@ async function nightDate(
 }
 
 /** Throw unless `path` is a regular file: a FIFO or device would block or never end. */
-async function assertRegularFile(path: string): Promise<void> {
+export async function assertRegularFile(path: string): Promise<void> {
   let info: Deno.FileInfo;
   try {
     info = await Deno.stat(path);

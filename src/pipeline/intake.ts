@@ -12,7 +12,8 @@
  */
 import { join } from "node:path";
 import type { JobConfig } from "../config/types.ts";
-import { freeDestination, ownCopy, placeBeside, planDestination } from "../layout/destination.ts";
+import { freeDestination, planDestination } from "../layout/destination.ts";
+import { newObservation, nightOf, ownCopy, placeBeside } from "../layout/sent_before.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
 import type { LedgerRow, PendingFile } from "../ledger/file_rows.ts";
 import type { Activity, StabilityChecker, StableFile } from "../watch/stability.ts";
@@ -284,20 +285,23 @@ export class Intake {
         this.#saidAhead.add(folder);
         this.#log.warn("{message} (said once per night folder)", { path, message });
       },
-    ).then((planned) => this.#context.stopping() ? null : this.#besideEarlier(rel, path, planned))
-      .then((destination) => {
-        if (destination === null) return this.#context.onSettled();
-        this.#planned.push({ relPath: rel, path, ...version, destination });
-        // The files of a burst planned meanwhile are recorded with it, in one transaction.
-        this.#recordTimer ??= setTimeout(() => this.#recordPlanned(), 0);
-      }, (error) => this.#planFailed(rel, path, error));
+    ).then(async (planned) => {
+      if (this.#context.stopping()) return null;
+      const fresh = await this.#newObservation(rel, path, version, planned);
+      return this.#context.stopping() ? null : this.#besideEarlier(rel, path, planned, fresh);
+    }).then((destination) => {
+      if (destination === null) return this.#context.onSettled();
+      this.#planned.push({ relPath: rel, path, ...version, destination });
+      // The files of a burst planned meanwhile are recorded with it, in one transaction.
+      this.#recordTimer ??= setTimeout(() => this.#recordPlanned(), 0);
+    }, (error) => this.#planFailed(rel, path, error));
   }
 
   /**
    * A file under a name sent before: over its own copy, or a new one beside the earlier one (see
    * `placeBeside`); and never onto another source's copy (see `freeDestination`).
    */
-  #besideEarlier(rel: string, path: string, planned: string): string {
+  #besideEarlier(rel: string, path: string, planned: string, fresh: boolean): string {
     const { job, table } = this.#context;
     // Unreadable: recording the file fails too; it is planned again once it can.
     const read = <T>(reading: () => T, otherwise: T): T => {
@@ -309,8 +313,13 @@ export class Intake {
     };
     const row: LedgerRow | undefined = read(() => table.rows.get(rel), undefined);
     // A version planned beside an earlier file and changed before it arrived keeps its place.
-    const placed = placeBeside(job, planned, row, path);
-    if (row && placed !== planned) this.#sayPlaced(path, row.destination, planned, placed);
+    const placed = placeBeside(job, planned, row, path, fresh);
+    if (row && fresh) {
+      this.#log.warn(
+        "{path} changed after it was sent to {earlier}, and its DATE-OBS says it is a new observation (begun after the version sent was written, in another night): it goes to {destination}; the copy sent stays as it is",
+        { path, earlier: row.destination, destination: placed },
+      );
+    } else if (row && placed !== planned) this.#sayPlaced(path, row.destination, planned, placed);
     const destination = freeDestination(placed, rel, (prefix) => [
       ...this.#planned.filter((plan) => plan.relPath.startsWith(prefix)),
       ...read(() => table.rows.destinationsFrom(prefix), []),
@@ -349,6 +358,22 @@ export class Intake {
       "{path} is a new file under a name sent before (the earlier one is at {earlier}; a file sent is never replaced by a new one): it goes to {destination}, beside it",
       { path, earlier, destination: placed },
     );
+  }
+
+  /** Whether the file at `path` is a new observation under a name sent before (`newObservation`). */
+  async #newObservation(
+    rel: string,
+    path: string,
+    version: FileVersion,
+    planned: string,
+  ): Promise<boolean> {
+    let row: LedgerRow | undefined;
+    try {
+      row = this.#context.table.rows.get(rel);
+    } catch {
+      return false; // Unreadable: recording the file fails too; it is planned again once it can.
+    }
+    return await newObservation(this.#context.job, { path, ...version }, planned, row);
   }
 
   /** The ledger can be written again: files found complete meanwhile, unchanged, go on as found. */
@@ -394,11 +419,6 @@ export class Intake {
     }
     this.#context.onSettled();
   }
-}
-
-/** The night folder of a destination (its first part). */
-function nightOf(destination: string): string {
-  return destination.slice(0, destination.indexOf("/"));
 }
 
 /**

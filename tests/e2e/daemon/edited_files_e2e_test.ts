@@ -4,7 +4,8 @@
  * ledger records it in, with every method, through the real CLI (`run --once`, `run --dry-run`,
  * `status`, `resend`) and real servers (OpenSSH with scp and rsync, vsftpd): the destination
  * holds one copy of it, the latest, never a second one in the later night. A new file under the
- * name (made after the copy arrived) still goes where its own date leads.
+ * name (made after the copy arrived), or a FITS file whose DATE-OBS says it is a new observation of
+ * a later night, still goes where its own date leads, and the copy sent stays.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -160,23 +161,56 @@ function fitsImage(dateObs: string, object: string): Uint8Array {
   return fitsFile(header, int16Data(16, 16, (x, y) => x * y));
 }
 
-Deno.test("local, night_date_source fits: a header whose DATE-OBS was corrected to another night goes over its own copy, and the log names the night it now gives", async () => {
+Deno.test("local: a FITS header fixed in place the next afternoon (its DATE-OBS kept) goes over its own copy; with night_date_source fits too", async () => {
+  for (const source of ["mtime", "fits"]) {
+    await using box = await cliSandbox({
+      stability_window_seconds: 0.2,
+      log_file: "",
+      night_date_source: source,
+    });
+    const path = join(box.watch, "m42.fits");
+    await writeAt(path, fitsImage("2024-07-01T21:55:00", "M 42"), NIGHT);
+    await run(["run", "--once"], box);
+    assert.deepEqual(await listFiles(box.dest), ["20240701/m42.fits"]);
+    // OBJECT fixed the next afternoon, with a tool that writes the header in place.
+    const fixed = fitsImage("2024-07-01T21:55:00", "M 42 (Orion)");
+    await writeAt(path, fixed, NEXT_AFTERNOON);
+    const log = await run(["run", "--once"], box);
+    assert.deepEqual(await listFiles(box.dest), ["20240701/m42.fits"], log);
+    assert.equal(await sha256OfFile(join(box.dest, "20240701/m42.fits")), await hash(fixed));
+  }
+});
+
+Deno.test("local, night_date_source fits: a file whose DATE-OBS now says it began after the version sent was written, in a later night (the next night's image written over it, or a DATE-OBS corrected so), is a new observation: it goes to its night, the copy sent stays", async () => {
   await using box = await cliSandbox({
     stability_window_seconds: 0.2,
     log_file: "",
     night_date_source: "fits",
   });
-  const source = join(box.watch, "m42.fits");
-  await writeAt(source, fitsImage("2024-07-01T22:00:00", "M 42"), NIGHT);
+  const path = join(box.watch, "allsky.fits");
+  const first = fitsImage("2024-07-01T21:55:00", "sky");
+  await writeAt(path, first, NIGHT);
   await run(["run", "--once"], box);
-  assert.deepEqual(await listFiles(box.dest), ["20240701/m42.fits"]);
-  // The instrument's clock was a day behind: DATE-OBS corrected (and OBJECT fixed) in place.
-  const fixed = fitsImage("2024-07-02T22:00:00", "M 42 (Orion)");
-  await writeAt(source, fixed, NEXT_AFTERNOON);
+  // The next night's image written into the same file (in place: the same file to the system).
+  const next = fitsImage("2024-07-02T21:55:00", "sky");
+  await writeAt(path, next, new Date("2024-07-02T22:00:00Z"));
+  const dry = await run(["run", "--dry-run"], box);
+  assert.match(
+    dry,
+    /would transfer \S*allsky\.fits -> \S*20240702\/allsky\.fits \(a new observation under a name sent before: its DATE-OBS\)/,
+  );
   const log = await run(["run", "--once"], box);
-  assert.deepEqual(await listFiles(box.dest), ["20240701/m42.fits"], log);
-  assert.equal(await sha256OfFile(join(box.dest, "20240701/m42.fits")), await hash(fixed));
-  assert.match(log, /m42\.fits goes over its own copy 20240701\/m42\.fits.*night folder 20240702/);
+  assert.deepEqual(
+    await listFiles(box.dest),
+    ["20240701/allsky.fits", "20240702/allsky.fits"],
+    log,
+  );
+  assert.equal(await sha256OfFile(join(box.dest, "20240701/allsky.fits")), await hash(first));
+  assert.equal(await sha256OfFile(join(box.dest, "20240702/allsky.fits")), await hash(next));
+  assert.match(
+    log,
+    /WARN.*allsky\.fits changed after it was sent to 20240701\/allsky\.fits, and its DATE-OBS says it is a new observation.*it goes to 20240702\/allsky\.fits; the copy sent stays/,
+  );
 });
 
 for (const method of ["scp", "rsync"] as const) {
@@ -264,4 +298,23 @@ Deno.test("local, growing_patterns: a file sent before that grows again sends it
     await sha256OfFile(join(box.dest, "20240701/spectrum.log")),
     await sha256OfFile(source),
   );
+});
+
+Deno.test("local: a changed file goes over its own copy only at the destination that copy is at; a job sent to a new base folder places it by the night rule there", async () => {
+  await using box = await cliSandbox({ stability_window_seconds: 0.2, log_file: "" });
+  const source = join(box.watch, "light_0001.fits");
+  const first = randomBytes(20_000);
+  await writeAt(source, first, NIGHT);
+  await run(["run", "--once"], box);
+  // Another destination: nothing was sent there yet, so the file goes where its date leads.
+  const other = join(box.root, "other");
+  await box.rewrite({ stability_window_seconds: 0.2, log_file: "", remote_base_path: other });
+  const fixed = randomBytes(20_000);
+  await writeAt(source, fixed, NEXT_AFTERNOON);
+  const log = await run(["run", "--once"], box);
+  assert.deepEqual(await listFiles(other), ["20240702/light_0001.fits"], log);
+  assert.equal(await sha256OfFile(join(other, "20240702/light_0001.fits")), await hash(fixed));
+  assert.deepEqual(await listFiles(box.dest), ["20240701/light_0001.fits"]);
+  assert.equal(await sha256OfFile(join(box.dest, "20240701/light_0001.fits")), await hash(first));
+  assert.doesNotMatch(log, /its own copy/);
 });
