@@ -233,38 +233,49 @@ Deno.test("ftp: a file changed after it was sent, its mtime in a later night, go
   });
 });
 
-Deno.test("local, after_transfer delete with keep_days: a file changed before its clean-up, its mtime in a later night, goes beside its copy in that copy's night folder, never over it", async () => {
-  await using box = await cliSandbox({
-    stability_window_seconds: 0.2,
-    log_file: "",
-    after_transfer: "delete",
-    keep_days: 2,
+for (const cleanup of ["delete", "move"] as const) {
+  Deno.test(`local, after_transfer ${cleanup} with keep_days: a file changed before its clean-up, its mtime in a later night, goes beside its copy in that copy's night folder, never over it`, async () => {
+    await using box = await cliSandbox({
+      stability_window_seconds: 0.2,
+      log_file: "",
+      after_transfer: cleanup,
+      keep_days: 2,
+    });
+    if (cleanup === "move") {
+      await box.rewrite({
+        stability_window_seconds: 0.2,
+        log_file: "",
+        after_transfer: cleanup,
+        keep_days: 2,
+        archive_path: join(box.root, "archive"),
+      });
+    }
+    const source = join(box.watch, "light_0001.fits");
+    const first = randomBytes(20_000);
+    await writeAt(source, first, NIGHT);
+    await run(["run", "--once"], box);
+    const fixed = randomBytes(20_000);
+    await writeAt(source, fixed, NEXT_AFTERNOON);
+    const dry = await run(["run", "--dry-run"], box);
+    assert.match(dry, /would transfer \S*light_0001\.fits -> \S*20240701\/light_0001~2\.fits/);
+    const log = await run(["run", "--once"], box);
+    assert.deepEqual(await listFiles(box.dest), [
+      "20240701/light_0001.fits",
+      "20240701/light_0001~2.fits",
+    ], log);
+    assert.match(
+      log,
+      /light_0001\.fits changed after it was sent to 20240701\/light_0001\.fits .*it goes to 20240701\/light_0001~2\.fits, beside that copy, not into night folder 20240702/,
+    );
+    assert.equal(await sha256OfFile(join(box.dest, "20240701/light_0001.fits")), await hash(first));
+    assert.equal(
+      await sha256OfFile(join(box.dest, "20240701/light_0001~2.fits")),
+      await hash(fixed),
+    );
+    const status = await run(["status"], box);
+    assert.match(status, /light_0001\.fits -> 20240701\/light_0001~2\.fits/);
   });
-  const source = join(box.watch, "light_0001.fits");
-  const first = randomBytes(20_000);
-  await writeAt(source, first, NIGHT);
-  await run(["run", "--once"], box);
-  const fixed = randomBytes(20_000);
-  await writeAt(source, fixed, NEXT_AFTERNOON);
-  const dry = await run(["run", "--dry-run"], box);
-  assert.match(dry, /would transfer \S*light_0001\.fits -> \S*20240701\/light_0001~2\.fits/);
-  const log = await run(["run", "--once"], box);
-  assert.deepEqual(await listFiles(box.dest), [
-    "20240701/light_0001.fits",
-    "20240701/light_0001~2.fits",
-  ], log);
-  assert.match(
-    log,
-    /light_0001\.fits changed after it was sent to 20240701\/light_0001\.fits .*it goes to 20240701\/light_0001~2\.fits, beside that copy, not into night folder 20240702/,
-  );
-  assert.equal(await sha256OfFile(join(box.dest, "20240701/light_0001.fits")), await hash(first));
-  assert.equal(
-    await sha256OfFile(join(box.dest, "20240701/light_0001~2.fits")),
-    await hash(fixed),
-  );
-  const status = await run(["status"], box);
-  assert.match(status, /light_0001\.fits -> 20240701\/light_0001~2\.fits/);
-});
+}
 
 Deno.test("local, growing_patterns: a file sent before that grows again sends its parts into its own copy's night folder, where it arrives; nothing goes into the night its new mtime names", async () => {
   await using box = await cliSandbox({
