@@ -61,9 +61,10 @@ export function resendCommand(): Command {
       "\nChoices combine (--night 20240315 --name 'flat*'); --name may be given more than once\n" +
         "(--name 'flat*' --name 'dark*': a file matching either); a --name that is an absolute path\n" +
         "in a watch folder, as the log shows it, names that file (or the files below that folder).\n" +
-        "Only files still in the watch folder can be sent again. A running daemon sends them\n" +
-        "within a minute (a job it holds: once it resumes, or its destination answers again);\n" +
-        "otherwise the next start.",
+        "Only files still in the watch folder can be sent again, each over its own copy (in the\n" +
+        "night folder it went to, whatever night the night rule gives it now). A running daemon\n" +
+        "sends them within a minute (a job it holds: once it resumes, or its destination answers\n" +
+        "again); otherwise the next start.",
     )
     .action(async (options: ResendOptions, command: Command) => {
       const choice = chosen(options);
