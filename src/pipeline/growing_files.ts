@@ -31,7 +31,7 @@ export interface GrowingContext {
   growing(rel: string): boolean;
   /**
    * The copy the ledger records of the source `rel` (at `path`) that it goes over when complete
-   * (see `ownCopy` in `layout/destination.ts`), or `null`: its parts go into that copy's
+   * (see `ownCopy` in `layout/sent_before.ts`), or `null`: its parts go into that copy's
    * temporary copy, not where its name leads now.
    */
   ownCopy?(rel: string, path: string): string | null;

@@ -287,8 +287,12 @@ export class Intake {
       },
     ).then(async (planned) => {
       if (this.#context.stopping()) return null;
-      const fresh = await this.#newObservation(rel, path, version, planned);
-      return this.#context.stopping() ? null : this.#besideEarlier(rel, path, planned, fresh);
+      const row = this.#rowOf(rel);
+      // Read only for a file that would go to its copy's night folder while its rule names another.
+      const fresh = row !== undefined &&
+        await newObservation(job, { path, ...version }, planned, row);
+      if (this.#context.stopping()) return null;
+      return this.#besideEarlier(rel, path, planned, row, fresh);
     }).then((destination) => {
       if (destination === null) return this.#context.onSettled();
       this.#planned.push({ relPath: rel, path, ...version, destination });
@@ -301,17 +305,14 @@ export class Intake {
    * A file under a name sent before: over its own copy, or a new one beside the earlier one (see
    * `placeBeside`); and never onto another source's copy (see `freeDestination`).
    */
-  #besideEarlier(rel: string, path: string, planned: string, fresh: boolean): string {
+  #besideEarlier(
+    rel: string,
+    path: string,
+    planned: string,
+    row: LedgerRow | undefined,
+    fresh: boolean,
+  ): string {
     const { job, table } = this.#context;
-    // Unreadable: recording the file fails too; it is planned again once it can.
-    const read = <T>(reading: () => T, otherwise: T): T => {
-      try {
-        return reading();
-      } catch {
-        return otherwise;
-      }
-    };
-    const row: LedgerRow | undefined = read(() => table.rows.get(rel), undefined);
     // A version planned beside an earlier file and changed before it arrived keeps its place.
     const placed = placeBeside(job, planned, row, path, fresh);
     if (row && fresh) {
@@ -320,10 +321,13 @@ export class Intake {
         { path, earlier: row.destination, destination: placed },
       );
     } else if (row && placed !== planned) this.#sayPlaced(path, row.destination, planned, placed);
-    const destination = freeDestination(placed, rel, (prefix) => [
-      ...this.#planned.filter((plan) => plan.relPath.startsWith(prefix)),
-      ...read(() => table.rows.destinationsFrom(prefix), []),
-    ]);
+    const destination = freeDestination(placed, rel, (prefix) => {
+      let sent: Array<{ relPath: string; destination: string }> = [];
+      try {
+        sent = table.rows.destinationsFrom(prefix);
+      } catch { /* Unreadable: recording the file fails too; it is planned again once it can. */ }
+      return [...this.#planned.filter((plan) => plan.relPath.startsWith(prefix)), ...sent];
+    });
     if (destination !== placed && destination !== row?.destination) {
       this.#log.info(
         "{path} would go to {taken}, where another file's copy is (a file sent is never replaced by another): it goes to {destination}, beside it",
@@ -360,20 +364,13 @@ export class Intake {
     );
   }
 
-  /** Whether the file at `path` is a new observation under a name sent before (`newObservation`). */
-  async #newObservation(
-    rel: string,
-    path: string,
-    version: FileVersion,
-    planned: string,
-  ): Promise<boolean> {
-    let row: LedgerRow | undefined;
+  /** The ledger's row of `rel`; unreadable: none (recording the file fails too, planned again). */
+  #rowOf(rel: string): LedgerRow | undefined {
     try {
-      row = this.#context.table.rows.get(rel);
+      return this.#context.table.rows.get(rel);
     } catch {
-      return false; // Unreadable: recording the file fails too; it is planned again once it can.
+      return undefined;
     }
-    return await newObservation(this.#context.job, { path, ...version }, planned, row);
   }
 
   /** The ledger can be written again: files found complete meanwhile, unchanged, go on as found. */
