@@ -12,7 +12,7 @@ import type { Config, JobConfig } from "../config/types.ts";
 import { WatchFolderError } from "../errors.ts";
 import { readFitsStructure } from "../layout/fits_structure.ts";
 import { freeDestination, planDestination } from "../layout/destination.ts";
-import { newObservation, placeBeside } from "../layout/sent_before.ts";
+import { observationOf, placeBeside } from "../layout/sent_before.ts";
 import { FileRows } from "../ledger/file_rows.ts";
 import { ledgerTarget } from "../ledger/destination_spellings.ts";
 import { ledgerName } from "../ledger/job_names.ts";
@@ -99,11 +99,14 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
           const planned = row && row.state !== "done" && sameVersion(row, version)
             ? row.destination
             : null;
-          // A new observation under a name sent before, as its DATE-OBS tells (as the run).
-          const fresh = planned === null &&
-            await newObservation(job, { path: file.path, ...version }, destination, row);
-          if (fresh) fallback += " (a new observation under a name sent before: its DATE-OBS)";
-          const beside = planned ?? placeBeside(job, destination, row, file.path, fresh);
+          // What its DATE-OBS says of a file under a name sent before (as the run).
+          const header = planned === null
+            ? await observationOf(job, { path: file.path, ...version }, destination, row)
+            : null;
+          if (header === "new") {
+            fallback += " (a new observation under a name sent before: its DATE-OBS)";
+          }
+          const beside = planned ?? placeBeside(job, destination, row, file.path, header);
           // The file sent before, changed or sent again, goes over its own copy (as the run).
           const own = row !== undefined && beside === row.destination && row.transferredAt !== null;
           if (beside !== destination) {

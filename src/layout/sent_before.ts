@@ -5,8 +5,8 @@
  * its DATE-OBS or the night rule now names another night: the destination holds one copy of each
  * file, the latest. A new file under the name never replaces the file sent: it goes beside the
  * earlier copy (`flat~2.fits`, see `besideEarlier`), or where its own date leads in another
- * night. What tells the two apart: the file's birth time, and, for a file that would go over (or
- * beside) its copy in another night, its FITS DATE-OBS ({@linkcode newObservation}).
+ * night. What tells the two apart: the file's birth time, and, where that leads to another night
+ * than its copy's or away from it, its FITS DATE-OBS ({@linkcode observationOf}).
  *
  * @module
  */
@@ -25,6 +25,13 @@ export interface NameRow {
   mtimeMs: number;
 }
 
+/**
+ * What a FITS file's DATE-OBS says of a file under a name sent before (see
+ * {@linkcode observationOf}): `new`, another observation than the copy's; `same`, the copy's
+ * observation, saved again; `null`, nothing (not asked, not FITS, no DATE-OBS).
+ */
+export type Observation = "new" | "same" | null;
+
 /** The night folder of a destination path (its first part). */
 export function nightOf(destination: string): string {
   return destination.slice(0, destination.indexOf("/"));
@@ -38,30 +45,32 @@ export function nightOf(destination: string): string {
  * found complete, by its birth time) goes beside its copy, in that copy's night folder; any other
  * is new. With `keep`, a file made after the earlier one was found complete or arrived (its birth
  * time; a camera whose counter started again after the sources were cleared, `resend` of such a
- * name included; a file renamed over it while its copy was on the way) is new. A new file, and a
- * new observation (`fresh`, see {@linkcode newObservation}), goes beside the earlier copy in its
- * night folder, or where its name leads in another.
+ * name included; a file renamed over it while its copy was on the way) is new. A new file goes
+ * beside the earlier copy in its night folder, or where its name leads in another. `header`
+ * (see {@linkcode observationOf}) decides before the birth time: a new observation is a new file;
+ * the copy's observation saved again as a new file goes beside its copy, in that copy's night
+ * folder (never over it: the header alone does not tell the same file).
  */
 export function placeBeside(
   job: Pick<JobConfig, "after_transfer">,
   planned: string,
   row: NameRow | undefined,
   source: string,
-  fresh = false,
+  header: Observation = null,
 ): string {
   if (row === undefined) return planned;
-  if (fresh) return besideEarlier(planned, row.destination);
+  if (header === "new") return besideEarlier(planned, row.destination);
+  // Beside its copy, in that copy's night folder: the source's copies together.
+  const besideCopy = () =>
+    besideEarlier(nightOf(row.destination) + planned.slice(planned.indexOf("/")), row.destination);
+  if (header === "same") return besideCopy();
   const own = ownCopy(job, row, source);
   if (own !== null) return own;
   if (job.after_transfer !== "keep") {
     const sentAt = row.transferredAt === null ? null : Math.min(row.transferredAt, row.createdAt);
-    // The file sent, changed before its clean-up (made before that version was found complete):
-    // beside its copy, in that copy's night folder, so that the source's copies stay together.
+    // The file sent, changed before its clean-up (made before that version was found complete).
     if (row.state === "done" && sentAt !== null && madeAfter(source, sentAt) === false) {
-      return besideEarlier(
-        nightOf(row.destination) + planned.slice(planned.indexOf("/")),
-        row.destination,
-      );
+      return besideCopy();
     }
     return besideEarlier(planned, row.destination, row.state === "done");
   }
@@ -92,30 +101,40 @@ export function ownCopy(
 }
 
 /**
- * Whether the file at `file.path`, at version `file` now, is a new observation under a name whose
- * copy the ledger's `row` records, as its FITS header tells: where it would go to its copy's night
- * folder (over that copy, or beside it) while its name leads to `planned` in another night, and it
- * changed since the version `row` records, its DATE-OBS says it began after that version was
- * written, in another night (by the job's night rule) than its copy's. A header fixed in place
- * keeps its DATE-OBS; a camera that writes its next night's image over the same file does not.
- * `false` where no usable DATE-OBS tells (not FITS, none in the header): the same file.
+ * What the FITS header of the file at `file.path` (at version `file` now) says of it, where the
+ * ledger's `row` records a copy of its name in another night than `planned`, where its name leads
+ * now, and it changed since the version `row` records: `new` where it would go to its copy's night
+ * folder (over that copy, or beside it) and its DATE-OBS says it began after that version was
+ * written, in another night (by the job's night rule) than its copy's (a camera that writes its
+ * next night's image into the same file); `same` where it would go to `planned`'s night as a new
+ * file and its DATE-OBS says it began before, in its copy's night (the copy's observation, saved
+ * by a program that writes a new file and renames it over the name: astropy's `mode="update"` where
+ * the header grows). `null` otherwise, and where no usable DATE-OBS tells (not FITS, none in the
+ * header): the birth time decides.
  */
-export async function newObservation(
+export async function observationOf(
   job: Pick<JobConfig, "after_transfer" | "night_rollover_hour" | "night_timezone">,
   file: { path: string; size: number; mtimeMs: number },
   planned: string,
   row: NameRow | undefined,
-): Promise<boolean> {
-  if (row === undefined || (row.size === file.size && row.mtimeMs === file.mtimeMs)) return false;
-  if (nightOf(placeBeside(job, planned, row, file.path)) === nightOf(planned)) return false;
+): Promise<Observation> {
+  if (row === undefined || row.transferredAt === null) return null;
+  if (row.size === file.size && row.mtimeMs === file.mtimeMs) return null;
+  const night = nightOf(row.destination);
+  if (night === nightOf(planned)) return null;
+  const toCopy = nightOf(placeBeside(job, planned, row, file.path)) === night;
+  let began: Date | null;
   try {
     await assertRegularFile(file.path);
-    const began = observationDate(await readFitsHeader(file.path, { observation: true }));
-    return began !== null && began.getTime() > row.mtimeMs &&
-      nightFolder(began, job.night_rollover_hour, job.night_timezone) !== nightOf(row.destination);
+    began = observationDate(await readFitsHeader(file.path, { observation: true }));
   } catch {
-    return false; // Not FITS, or a header that cannot be read: nothing says it is another file.
+    return null; // Not FITS, or a header that cannot be read: nothing said.
   }
+  if (began === null) return null;
+  const after = began.getTime() > row.mtimeMs;
+  const inCopyNight = nightFolder(began, job.night_rollover_hour, job.night_timezone) === night;
+  if (toCopy) return after && !inCopyNight ? "new" : null;
+  return !after && inCopyNight ? "same" : null;
 }
 
 /**

@@ -13,7 +13,7 @@
 import { join } from "node:path";
 import type { JobConfig } from "../config/types.ts";
 import { freeDestination, planDestination } from "../layout/destination.ts";
-import { newObservation, nightOf, ownCopy, placeBeside } from "../layout/sent_before.ts";
+import { type Observation, observationOf, ownCopy, placeBeside } from "../layout/sent_before.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
 import type { LedgerRow, PendingFile } from "../ledger/file_rows.ts";
 import type { Activity, StabilityChecker, StableFile } from "../watch/stability.ts";
@@ -31,6 +31,7 @@ import type { Transport } from "../transfer/transport.ts";
 import type { FileTable, PlannedDecision } from "./file_table.ts";
 import { GrowingSender } from "./growing_files.ts";
 import { intakeChecker } from "./intake_checker.ts";
+import { sayPlaced } from "./placed_lines.ts";
 
 /** What {@linkcode Intake} works with. */
 export interface IntakeContext {
@@ -288,11 +289,12 @@ export class Intake {
     ).then(async (planned) => {
       if (this.#context.stopping()) return null;
       const row = this.#rowOf(rel);
-      // Read only for a file that would go to its copy's night folder while its rule names another.
-      const fresh = row !== undefined &&
-        await newObservation(job, { path, ...version }, planned, row);
+      // Its header is read only where the rule now names another night than its copy's.
+      const header = row === undefined
+        ? null
+        : await observationOf(job, { path, ...version }, planned, row);
       if (this.#context.stopping()) return null;
-      return this.#besideEarlier(rel, path, planned, row, fresh);
+      return this.#besideEarlier(rel, path, planned, row, header);
     }).then((destination) => {
       if (destination === null) return this.#context.onSettled();
       this.#planned.push({ relPath: rel, path, ...version, destination });
@@ -310,17 +312,12 @@ export class Intake {
     path: string,
     planned: string,
     row: LedgerRow | undefined,
-    fresh: boolean,
+    header: Observation,
   ): string {
     const { job, table } = this.#context;
     // A version planned beside an earlier file and changed before it arrived keeps its place.
-    const placed = placeBeside(job, planned, row, path, fresh);
-    if (row && fresh) {
-      this.#log.warn(
-        "{path} changed after it was sent to {earlier}, and its DATE-OBS says it is a new observation (begun after the version sent was written, in another night): it goes to {destination}; the copy sent stays as it is",
-        { path, earlier: row.destination, destination: placed },
-      );
-    } else if (row && placed !== planned) this.#sayPlaced(path, row.destination, planned, placed);
+    const placed = placeBeside(job, planned, row, path, header);
+    if (row) sayPlaced(this.#log, path, { earlier: row.destination, planned, placed, header });
     const destination = freeDestination(placed, rel, (prefix) => {
       let sent: Array<{ relPath: string; destination: string }> = [];
       try {
@@ -335,33 +332,6 @@ export class Intake {
       );
     }
     return destination;
-  }
-
-  /**
-   * Say why the file at `path` goes to `placed`, not to `planned` (where its name and the night
-   * rule lead); `earlier`: where the ledger's copy of its name is.
-   */
-  #sayPlaced(path: string, earlier: string, planned: string, placed: string): void {
-    const night = nightOf(planned);
-    if (placed === earlier) {
-      // Its own copy (one numbered in the same night, changed in place, goes over it unsaid).
-      if (nightOf(placed) === night) return;
-      return this.#log.info(
-        "{path} goes over its own copy {destination}, sent before (the ledger keeps one copy of each file), not into night folder {night} that the night rule gives it now",
-        { path, destination: placed, night },
-      );
-    }
-    if (nightOf(placed) !== night) {
-      // Only the file sent, changed before its clean-up, goes beside its copy in another night.
-      return this.#log.info(
-        "{path} changed after it was sent to {earlier} (a job that deletes or moves sources never replaces a copy it sent): it goes to {destination}, beside that copy, not into night folder {night} that the night rule gives it now",
-        { path, earlier, destination: placed, night },
-      );
-    }
-    this.#log.info(
-      "{path} is a new file under a name sent before (the earlier one is at {earlier}; a file sent is never replaced by a new one): it goes to {destination}, beside it",
-      { path, earlier, destination: placed },
-    );
   }
 
   /** The ledger's row of `rel`; unreadable: none (recording the file fails too, planned again). */

@@ -181,6 +181,49 @@ Deno.test("local: a FITS header fixed in place the next afternoon (its DATE-OBS 
   }
 });
 
+/** Add `cards` HISTORY cards to the header of the FITS file at `path` with astropy, in place. */
+async function astropyAddHistory(path: string, cards: number, mtime: Date): Promise<void> {
+  const script = "import os, sys\n" +
+    "from astropy.io import fits\n" +
+    "with fits.open(sys.argv[1], mode='update') as f:\n" +
+    "    for i in range(int(sys.argv[2])): f[0].header.add_history('fixed %d' % i)\n" +
+    "os.utime(sys.argv[1], (float(sys.argv[3]), float(sys.argv[3])))\n";
+  const out = await new Deno.Command("/usr/bin/python3", {
+    args: ["-c", script, path, String(cards), String(mtime.getTime() / 1000)],
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+}
+
+Deno.test("local: a FITS header fixed the next afternoon with astropy, which saves a header grown by a block as a new file renamed over the name, goes beside its copy in that copy's night folder; fixed in place again, over that one", async () => {
+  await using box = await cliSandbox({ stability_window_seconds: 0.2, log_file: "" });
+  const path = join(box.watch, "m42.fits");
+  const original = fitsImage("2024-07-01T21:55:00", "M 42");
+  await writeAt(path, original, NIGHT);
+  await run(["run", "--once"], box);
+  const inode = (await Deno.stat(path)).ino;
+  await astropyAddHistory(path, 40, NEXT_AFTERNOON);
+  assert.notEqual((await Deno.stat(path)).ino, inode, "astropy wrote a new file");
+  // A new file to the system: its DATE-OBS (the copy's night, begun before that copy was written)
+  // keeps it with its copy, beside it (the header alone never has a copy written over).
+  const dry = await run(["run", "--dry-run"], box);
+  assert.match(dry, /would transfer \S*m42\.fits -> \S*20240701\/m42~2\.fits/);
+  const log = await run(["run", "--once"], box);
+  assert.deepEqual(await listFiles(box.dest), ["20240701/m42.fits", "20240701/m42~2.fits"], log);
+  assert.equal(await sha256OfFile(join(box.dest, "20240701/m42~2.fits")), await sha256OfFile(path));
+  assert.equal(await sha256OfFile(join(box.dest, "20240701/m42.fits")), await hash(original));
+  assert.match(
+    log,
+    /m42\.fits is a new file under a name sent before, and its DATE-OBS says it holds the observation of its copy 20240701\/m42\.fits .*it goes to 20240701\/m42~2\.fits, beside that copy, not into night folder 20240702/,
+  );
+  // A header fixed in place by astropy (room in its last block): the same file, over its copy.
+  const grown = (await Deno.stat(path)).ino;
+  await astropyAddHistory(path, 1, new Date("2024-07-03T15:00:00Z"));
+  assert.equal((await Deno.stat(path)).ino, grown, "astropy wrote the header in place");
+  await run(["run", "--once"], box);
+  assert.deepEqual(await listFiles(box.dest), ["20240701/m42.fits", "20240701/m42~2.fits"]);
+  assert.equal(await sha256OfFile(join(box.dest, "20240701/m42~2.fits")), await sha256OfFile(path));
+});
+
 Deno.test("local, night_date_source fits: a file whose DATE-OBS now says it began after the version sent was written, in a later night (the next night's image written over it, or a DATE-OBS corrected so), is a new observation: it goes to its night, the copy sent stays", async () => {
   await using box = await cliSandbox({
     stability_window_seconds: 0.2,

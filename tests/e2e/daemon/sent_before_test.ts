@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
   type NameRow,
-  newObservation,
+  observationOf,
   ownCopy,
   placeBeside,
 } from "../../../src/layout/sent_before.ts";
@@ -56,13 +56,13 @@ Deno.test("placeBeside: the file sent goes over its own copy in any night; a fil
     assert.equal(placeBeside(KEEP, "20240701/f.fits", before, path), "20240701/f~2.fits");
     assert.equal(placeBeside(DELETE, "20240702/f.fits", before, path), "20240702/f.fits");
     // Told to be a new observation: as a new file.
-    assert.equal(placeBeside(KEEP, "20240702/f.fits", sent(copy), path, true), "20240702/f.fits");
+    assert.equal(placeBeside(KEEP, "20240702/f.fits", sent(copy), path, "new"), "20240702/f.fits");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
 });
 
-Deno.test("newObservation: only a changed FITS file whose DATE-OBS began after the version sent, in another night, headed for its copy's night", async () => {
+Deno.test("observationOf: a changed FITS file's DATE-OBS tells a new observation from the copy's saved again, only where the rule names another night than its copy's", async () => {
   const dir = await Deno.makeTempDir({ prefix: "itx-sent-before-" });
   try {
     const path = join(dir, "sky.fits");
@@ -71,33 +71,36 @@ Deno.test("newObservation: only a changed FITS file whose DATE-OBS began after t
     const ask = async (bytes: Uint8Array, planned = "20240702/sky.fits", row = sent(copy)) => {
       await Deno.writeFile(path, bytes);
       const file = { path, size: bytes.length, mtimeMs: Date.parse("2024-07-02T22:00:00Z") };
-      return await newObservation(KEEP, file, planned, { ...row, mtimeMs: sentAt });
+      return await observationOf(KEEP, file, planned, { ...row, mtimeMs: sentAt });
     };
-    assert.equal(await ask(image("2024-07-02T21:55:00")), true, "the next night's image");
-    assert.equal(await ask(image("2024-07-01T21:55:00")), false, "its header fixed");
-    assert.equal(await ask(image("2024-07-02T08:00:00")), false, "begun in its copy's night");
-    assert.equal(await ask(new Uint8Array(5760)), false, "not FITS");
+    // The file here is not made after its copy arrived: it would go over its copy.
+    assert.equal(await ask(image("2024-07-02T21:55:00")), "new", "the next night's image");
+    assert.equal(await ask(image("2024-07-01T21:55:00")), null, "its header fixed");
+    assert.equal(await ask(image("2024-07-02T08:00:00")), null, "begun in its copy's night");
+    assert.equal(await ask(new Uint8Array(5760)), null, "not FITS");
+    assert.equal(await ask(image("2024-07-02T21:55:00"), copy), null, "the rule names its night");
+    const pending = sent(copy, "pending", 0, 0);
+    assert.equal(await ask(image("2024-07-02T21:55:00"), undefined, pending), "new");
+    // Made after its copy arrived (saved as a new file, renamed over the name): a new file, unless
+    // its header says it is the copy's observation.
+    const before = { ...sent(copy), transferredAt: 0, createdAt: 0 };
+    assert.equal(await ask(image("2024-07-01T21:55:00"), undefined, before), "same");
+    assert.equal(await ask(image("2024-07-02T21:55:00"), undefined, before), null);
+    assert.equal(await ask(new Uint8Array(5760), undefined, before), null);
     assert.equal(
-      await ask(image("2024-07-02T21:55:00"), copy),
-      false,
-      "headed for its copy's night",
+      placeBeside(KEEP, "20240702/sky.fits", before, path, "same"),
+      "20240701/sky~2.fits",
     );
     assert.equal(
-      await ask(image("2024-07-02T21:55:00"), undefined, sent(copy, "pending", 0, 0)),
-      true,
+      placeBeside(DELETE, "20240702/sky.fits", before, path, "same"),
+      "20240701/sky~2.fits",
     );
-    // Unchanged since the version recorded (sent again on request): the same file.
+    // Unchanged since the version recorded (sent again on request): nothing is read.
     const bytes = image("2024-07-02T21:55:00");
     await Deno.writeFile(path, bytes);
-    const same = { path, size: bytes.length, mtimeMs: sentAt };
-    assert.equal(
-      await newObservation(KEEP, same, "20240702/sky.fits", {
-        ...sent(copy),
-        size: bytes.length,
-        mtimeMs: sentAt,
-      }),
-      false,
-    );
+    const unchanged = { path, size: bytes.length, mtimeMs: sentAt };
+    const row = { ...sent(copy), size: bytes.length, mtimeMs: sentAt };
+    assert.equal(await observationOf(KEEP, unchanged, "20240702/sky.fits", row), null);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

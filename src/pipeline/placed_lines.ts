@@ -1,0 +1,59 @@
+/**
+ * What the log says of a file under a name sent before that goes elsewhere than its name and the
+ * night rule lead (`layout/sent_before.ts` decides where): over its own copy in another night,
+ * beside its copy, or to its own place as a new file or a new observation.
+ *
+ * @module
+ */
+import { nightOf, type Observation } from "../layout/sent_before.ts";
+import type { Logger } from "../log/logging.ts";
+
+/** Where a file under a name sent before goes, and why (see {@linkcode sayPlaced}). */
+export interface Placed {
+  /** Where the ledger's copy of its name is. */
+  earlier: string;
+  /** Where its name and the night rule lead. */
+  planned: string;
+  /** Where it goes. */
+  placed: string;
+  /** What its FITS header said of it (`observationOf`). */
+  header: Observation;
+}
+
+/** Say why the file at `path` goes to `placed`, where that is not `planned` (or its header told). */
+export function sayPlaced(log: Logger, path: string, where: Placed): void {
+  const { earlier, planned, placed, header } = where;
+  const night = nightOf(planned);
+  if (header === "new") {
+    return log.warn(
+      "{path} changed after it was sent to {earlier}, and its DATE-OBS says it is a new observation (begun after the version sent was written, in another night): it goes to {destination}; the copy sent stays as it is",
+      { path, earlier, destination: placed },
+    );
+  }
+  if (header === "same") {
+    return log.info(
+      "{path} is a new file under a name sent before, and its DATE-OBS says it holds the observation of its copy {earlier} (saved again as a new file): it goes to {destination}, beside that copy, not into night folder {night} that the night rule gives it now",
+      { path, earlier, destination: placed, night },
+    );
+  }
+  if (placed === planned) return;
+  if (placed === earlier) {
+    // Its own copy (one numbered in the same night, changed in place, goes over it unsaid).
+    if (nightOf(placed) === night) return;
+    return log.info(
+      "{path} goes over its own copy {destination}, sent before (the ledger keeps one copy of each file), not into night folder {night} that the night rule gives it now",
+      { path, destination: placed, night },
+    );
+  }
+  if (nightOf(placed) !== night) {
+    // Only the file sent, changed before its clean-up, goes beside its copy in another night.
+    return log.info(
+      "{path} changed after it was sent to {earlier} (a job that deletes or moves sources never replaces a copy it sent): it goes to {destination}, beside that copy, not into night folder {night} that the night rule gives it now",
+      { path, earlier, destination: placed, night },
+    );
+  }
+  log.info(
+    "{path} is a new file under a name sent before (the earlier one is at {earlier}; a file sent is never replaced by a new one): it goes to {destination}, beside it",
+    { path, earlier, destination: placed },
+  );
+}
