@@ -204,7 +204,23 @@ export function classifyText(
   if (code === 255 || (tool === "rsync" && code !== null && RSYNC_NETWORK_CODES.has(code))) {
     return { kind: "retry", reason: connectionLost(context) };
   }
-  return { kind: "retry", reason: "the command failed" };
+  return { kind: "retry", reason: COMMAND_FAILED };
+}
+
+/** What {@linkcode classifyText} says of a failure no rule knows. */
+const COMMAND_FAILED = "the command failed";
+
+/**
+ * How a program that failed for no reason a rule knows ended: killed by a
+ * signal the daemon did not send (its own kills are a timeout or a stop), or
+ * its exit code.
+ */
+function howItEnded(tool: string, run: { code: number | null; signal: string | null }): string {
+  if (run.signal !== null) {
+    return `${tool} was killed by ${run.signal}, not by image-transfer (the out-of-memory ` +
+      "killer, or a kill of its process)";
+  }
+  return run.code === null ? COMMAND_FAILED : `${tool} ended with exit code ${run.code}`;
 }
 
 /** The last non-empty line of `text`, for context in messages. */
@@ -237,8 +253,10 @@ export function classifyFailure(
       // Could not start at all.
       return new TransferError(`Cannot ${action}: ${error.message}`, "fatal", { cause: error });
     }
-    const { kind, reason } = classifyText(run.stderr, context, run.code, tool);
+    const classified = classifyText(run.stderr, context, run.code, tool);
+    const { kind } = classified;
     const detail = lastLine(run.stderr);
+    const reason = classified.reason === COMMAND_FAILED ? howItEnded(tool, run) : classified.reason;
     // Most programs name themselves already ("ssh: Could not resolve hostname ...").
     const said = detail.startsWith(`${tool}:`) ? detail : `${tool}: ${detail}`;
     return new TransferError(

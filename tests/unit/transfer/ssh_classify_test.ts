@@ -6,6 +6,7 @@ import {
   type FailureContext,
 } from "../../../src/transfer/classify.ts";
 import { CommandError, failureScope, TransferError } from "../../../src/errors.ts";
+import { runHere } from "../../../src/process/run_here.ts";
 
 const context: FailureContext = { host: "freya", destination: "obs@freya", port: 2222 };
 
@@ -295,4 +296,23 @@ Deno.test("a RemoteCommand of the host's ~/.ssh/config entry is named, not taken
   );
   assert.match(result.reason, /give remote_host a Host alias \(same HostName\) without it$/);
   assert.doesNotMatch(result.reason, /check that the host is up/);
+});
+
+Deno.test("a program killed from outside, or failing without a word, says so instead of 'the command failed'", async () => {
+  // A real process killed by SIGKILL, as the out-of-memory killer or a `kill -9` of scp does.
+  const killed = await runHere(["sh", "-c", 'kill -9 "$$"']).then(() => null, (error) => error);
+  assert.ok(killed instanceof CommandError);
+  const said = classifyFailure(killed, "send a.fits to obs@freya:/d/a.fits", context);
+  assert.equal(said.kind, "retry");
+  assert.equal(
+    said.message,
+    "Cannot send a.fits to obs@freya:/d/a.fits: sh was killed by SIGKILL, not by " +
+      "image-transfer (the out-of-memory killer, or a kill of its process)",
+  );
+  const silent = await runHere(["sh", "-c", "exit 3"]).then(() => null, (error) => error);
+  assert.ok(silent instanceof CommandError);
+  assert.equal(
+    classifyFailure(silent, "send b.fits", context).message,
+    "Cannot send b.fits: sh ended with exit code 3",
+  );
 });
