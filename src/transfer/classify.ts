@@ -207,6 +207,12 @@ export function classifyText(
   return { kind: "retry", reason: COMMAND_FAILED };
 }
 
+/**
+ * Signals that only a kill sends (the daemon's own kills are a timeout or a
+ * stop, said otherwise); a SIGPIPE, say, comes of a connection lost.
+ */
+const KILLS = new Set(["SIGKILL", "SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT"]);
+
 /** What {@linkcode classifyText} says of a failure no rule knows. */
 const COMMAND_FAILED = "the command failed";
 
@@ -216,10 +222,11 @@ const COMMAND_FAILED = "the command failed";
  * its exit code.
  */
 function howItEnded(tool: string, run: { code: number | null; signal: string | null }): string {
-  if (run.signal !== null) {
+  if (run.signal !== null && KILLS.has(run.signal)) {
     return `${tool} was killed by ${run.signal}, not by image-transfer (the out-of-memory ` +
       "killer, or a kill of its process)";
   }
+  if (run.signal !== null) return `${tool} was ended by ${run.signal}`;
   return run.code === null ? COMMAND_FAILED : `${tool} ended with exit code ${run.code}`;
 }
 
@@ -252,6 +259,13 @@ export function classifyFailure(
     if (run.code === null && run.argv.length > 0 && run.signal === null) {
       // Could not start at all.
       return new TransferError(`Cannot ${action}: ${error.message}`, "fatal", { cause: error });
+    }
+    if (run.signal !== null && KILLS.has(run.signal)) {
+      // What its helpers said as they lost it (rsync's "error in rsync protocol
+      // data stream", from the server's side) is not the cause.
+      return new TransferError(`Cannot ${action}: ${howItEnded(tool, run)}`, "retry", {
+        cause: error,
+      });
     }
     const classified = classifyText(run.stderr, context, run.code, tool);
     const { kind } = classified;

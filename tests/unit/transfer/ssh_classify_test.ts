@@ -309,6 +309,22 @@ Deno.test("a program killed from outside, or failing without a word, says so ins
     "Cannot send a.fits to obs@freya:/d/a.fits: sh was killed by SIGKILL, not by " +
       "image-transfer (the out-of-memory killer, or a kill of its process)",
   );
+  // What a killed rsync's server says as it loses it is not taken for a lost connection.
+  const rsync = await runHere([
+    "sh",
+    "-c",
+    // What the server's rsync said when `kill -9` ended the rsync it served (rsync 3.x).
+    'echo "rsync: connection unexpectedly closed (35 bytes received so far) [generator]" >&2; ' +
+    'echo "rsync error: error in rsync protocol data stream (code 12) at io.c(285)" >&2; ' +
+    'kill -9 "$$"',
+  ]).then(() => null, (error) => error);
+  assert.ok(rsync instanceof CommandError);
+  const lost = classifyFailure(rsync, "send c.fits", context);
+  assert.equal(lost.kind, "retry");
+  assert.match(
+    lost.message,
+    /^Cannot send c\.fits: sh was killed by SIGKILL, not by image-transfer/,
+  );
   const silent = await runHere(["sh", "-c", "exit 3"]).then(() => null, (error) => error);
   assert.ok(silent instanceof CommandError);
   assert.equal(
