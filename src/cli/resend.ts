@@ -10,8 +10,6 @@
  * @module
  */
 import { Command } from "commander";
-// @ts-types="@types/picomatch"
-import picomatch from "picomatch";
 import { loadConfig } from "../config/load.ts";
 import { resolveConfigPath } from "../config/paths.ts";
 import { globPattern } from "../config/values.ts";
@@ -22,6 +20,7 @@ import { ledgerName } from "../ledger/job_names.ts";
 import { Ledger } from "../ledger/ledger.ts";
 import { escapeControlChars as oneLine, quoteIfUnsafe } from "../log/logging.ts";
 import { relativeTo } from "../watch/entry_check.ts";
+import { matcher } from "../watch/file_filter.ts";
 import { absolutePath } from "../watch/file_version.ts";
 import type { Config, JobConfig } from "../config/types.ts";
 import { pausedAt } from "../pipeline/schedules.ts";
@@ -190,8 +189,8 @@ function whatHolds(job: JobConfig, daemon: DaemonStatus, live?: LiveStatus): str
 const ABSOLUTE = /^(\/|[A-Za-z]:[\\/])/;
 
 /**
- * For each of `jobs`, whether a path below its watch folder is chosen by `names`: a glob, or an
- * absolute path inside the watch folder (that file, or the files below that folder, taken by
+ * For each of `jobs`, whether a path below its watch folder is chosen by `names`: a glob (matched
+ * as the job's `file_patterns` are), or an absolute path inside the watch folder (that file, or the files below that folder, taken by
  * name: its characters are not a pattern's).
  * @throws {UsageError} for an absolute path in none of the jobs' watch folders
  */
@@ -200,9 +199,7 @@ function nameMatchers(
   jobs: JobConfig[],
 ): (job: JobConfig) => (path: string) => boolean {
   if (names.length === 0) return () => () => true;
-  const patterns = names.filter((name) => !ABSOLUTE.test(name)).map((name) =>
-    picomatch(name, { dot: true, basename: !name.includes("/") })
-  );
+  const globs = names.filter((name) => !ABSOLUTE.test(name));
   const paths = names.filter((name) => ABSOLUTE.test(name));
   for (const path of paths) {
     if (jobs.some((job) => relativeTo(job.watch_path, path) !== null)) continue;
@@ -216,8 +213,11 @@ function nameMatchers(
   return (job) => {
     const below = paths.map((path) => relativeTo(job.watch_path, path))
       .filter((relPath) => relPath !== null);
+    // As the job's file_patterns match: a name with a line break, in either Unicode form, and
+    // upper and lower case alike unless case_sensitive_patterns.
+    const pattern = globs.length === 0 ? () => false : matcher(globs, !job.case_sensitive_patterns);
     return (relPath) =>
-      patterns.some((pattern) => pattern(relPath)) ||
+      pattern(relPath) ||
       below.some((chosen) =>
         chosen === "" || relPath === chosen || relPath.startsWith(`${chosen}/`)
       );

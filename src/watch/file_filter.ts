@@ -229,9 +229,10 @@ function isFileThere(path: string): boolean {
  * flag lets `*` and `**` match names that start with or contain a newline; `i`
  * makes upper and lower case match alike. Patterns and names are compared in
  * one Unicode form (NFC): a name written with a combining accent, as macOS
- * writes names, matches the accented letter typed in the config.
+ * writes names, matches the accented letter typed in the config. `resend --name` matches
+ * by the same rules.
  */
-function matcher(patterns: string[], nocase: boolean): (relPath: string) => boolean {
+export function matcher(patterns: string[], nocase: boolean): (relPath: string) => boolean {
   // `flags` replaces the flags picomatch derives from `nocase`, so both go here.
   const options = { dot: true, flags: nocase ? "si" : "s", nocase };
   const composed = patterns.map(nfc);

@@ -67,3 +67,28 @@ Deno.test("resend --name takes the absolute path of a file in the watch folder, 
   assert.equal(real.code, 0, real.stderr);
   assert.match(real.stdout, /job default: 1 file\(s\) will be sent again/);
 });
+
+Deno.test("resend --name matches as file_patterns do: a name with a line break under **, either Unicode form, upper and lower case alike", async () => {
+  await using box = await cliSandbox({ status_listen: "" });
+  const evening = new Date("2024-03-15T20:00:00Z");
+  await Deno.mkdir(join(box.watch, "raw"));
+  // "e\u0301" is an e and a combining accent, as macOS writes names: "\u00e9" typed matches it.
+  const names = ["raw/a\nb.fits", "raw/plain.fits", "FLAT_1.fits", "e\u0301toile.fits"];
+  for (const name of names) {
+    await Deno.writeFile(join(box.watch, name), randomBytes(3000));
+    await Deno.utime(join(box.watch, name), evening, evening);
+  }
+  const sent = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+  assert.equal(sent.code, 0, sent.stderr);
+  const chosen = async (name: string) => {
+    const dry = await runCli(["resend", "--name", name, "--dry-run", "-c", box.config], {
+      env: box.env,
+    });
+    assert.equal(dry.code, 0, dry.stderr);
+    return dry.stdout.split("\n").filter((line) => line.startsWith("would send again ")).length;
+  };
+  assert.equal(await chosen("raw/**"), 2, "raw/** takes the name with a line break too");
+  assert.equal(await chosen("*\nb.fits"), 1);
+  assert.equal(await chosen("flat*"), 1, "case_sensitive_patterns is off by default");
+  assert.equal(await chosen("\u00e9toile*"), 1, "the accent typed as one letter");
+});
