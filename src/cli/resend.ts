@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { join } from "node:path";
 import { Command } from "commander";
 import { loadConfig } from "../config/load.ts";
 import { resolveConfigPath } from "../config/paths.ts";
@@ -82,6 +83,7 @@ export function resendCommand(): Command {
         ? Ledger.open(config.state_dir, { readOnly: true })
         : Ledger.open(config.state_dir);
       let total = 0;
+      let anyChosen = false;
       const resent: JobConfig[] = [];
       try {
         for (const job of jobs) {
@@ -91,6 +93,7 @@ export function resendCommand(): Command {
           const table = ledger &&
             new FileRows(ledger, name ?? job.name, ledgerTarget(ledger, job, name ?? job.name));
           const rows = table?.doneChosen(choice, matches(job)) ?? [];
+          anyChosen ||= rows.length > 0;
           const present: string[] = [];
           for (const row of rows) {
             const source = absolutePath(job.watch_path, row.relPath);
@@ -116,6 +119,10 @@ export function resendCommand(): Command {
         }
       } finally {
         ledger?.close();
+      }
+      const globs = (options.name ?? []).filter((name) => !ABSOLUTE.test(name));
+      if (!anyChosen && globs.length > 0 && !options.night && !options.date) {
+        console.log(noneMatched(globs, jobs));
       }
       if (options.dryRun || total === 0) return;
       for (const line of await whenSent(config, resent)) console.log(line);
@@ -183,6 +190,20 @@ function whatHolds(job: JobConfig, daemon: DaemonStatus, live?: LiveStatus): str
   // ...and its transfer windows, as the config says them.
   if (!live && pausedAt(job, new Date())) return outsideWindow;
   return null;
+}
+
+/**
+ * What to write instead of `globs`, none of which chose a file that arrived: a pattern is matched
+ * below the watch folder, not from the folder the command was typed in.
+ */
+function noneMatched(globs: string[], jobs: JobConfig[]): string {
+  const example = quoteIfUnsafe(join(jobs[0].watch_path, "raw", "x.fits"));
+  return `No file that arrived matches --name ${
+    globs.map((glob) => quoteIfUnsafe(glob)).join(", ")
+  }. ` +
+    "A pattern is matched against the path below the watch folder, not the current folder: " +
+    `'raw/*.fits' takes ${example}, a name without / is looked for in every folder, and a ` +
+    "folder's files are 'raw/**' (or its absolute path)";
 }
 
 /** A `--name` that is an absolute path (as the log shows a file), not a pattern. */

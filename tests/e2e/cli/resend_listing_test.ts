@@ -4,7 +4,7 @@
  * one-shot run sends both first (`local`), then the listing is read.
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { runCli } from "../../helpers/cli.ts";
 import { randomBytes } from "../../helpers/files.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
@@ -91,4 +91,34 @@ Deno.test("resend --name matches as file_patterns do: a name with a line break u
   assert.equal(await chosen("*\nb.fits"), 1);
   assert.equal(await chosen("flat*"), 1, "case_sensitive_patterns is off by default");
   assert.equal(await chosen("\u00e9toile*"), 1, "the accent typed as one letter");
+});
+
+Deno.test("resend --name that chooses no file that arrived says how a pattern is matched (below the watch folder), instead of a bare 0 files", async () => {
+  await using box = await cliSandbox({ status_listen: "" });
+  await Deno.mkdir(join(box.watch, "raw"));
+  await Deno.writeFile(join(box.watch, "raw", "a.fits"), randomBytes(3000));
+  const sent = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+  assert.equal(sent.code, 0, sent.stderr);
+  // The path typed from the folder above the watch folder, and a folder's bare name.
+  for (const name of [`${basename(box.watch)}/raw/*`, "raw"]) {
+    const dry = await runCli(["resend", "--name", name, "--dry-run", "-c", box.config], {
+      env: box.env,
+    });
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.match(dry.stdout, /job default: 0 file\(s\) would be sent again/);
+    assert.ok(
+      dry.stdout.includes(
+        `No file that arrived matches --name ${name}. A pattern is matched against the path ` +
+          "below the watch folder, not the current folder: 'raw/*.fits' takes " +
+          `${join(box.watch, "raw", "x.fits")}, a name without / is looked for in every ` +
+          "folder, and a folder's files are 'raw/**' (or its absolute path)",
+      ),
+      dry.stdout,
+    );
+  }
+  const found = await runCli(["resend", "--name", "raw/*", "--dry-run", "-c", box.config], {
+    env: box.env,
+  });
+  assert.match(found.stdout, /job default: 1 file\(s\) would be sent again/);
+  assert.doesNotMatch(found.stdout, /No file that arrived/);
 });
