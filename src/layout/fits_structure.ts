@@ -4,7 +4,9 @@
  * say. Only header blocks are read; data is skipped by seeking, never read.
  *
  * Data bytes of one HDU: |BITPIX|/8 × GCOUNT × (PCOUNT + NAXIS1 × ... × NAXISn),
- * none when NAXIS = 0, padded to whole 2880-byte blocks. For the primary HDU
+ * none when NAXIS = 0, padded to whole 2880-byte blocks (a file that ends
+ * right after its last data byte, without that padding, is told apart:
+ * `unpadded`). For the primary HDU
  * GCOUNT = 1 and PCOUNT = 0, unless it holds random groups (GROUPS = T,
  * NAXIS1 = 0), whose product leaves out NAXIS1.
  *
@@ -45,6 +47,11 @@ export type FitsShape =
   | { kind: "incomplete"; expectedBytes: number | null; reason: string }
   /** Its HDUs end at `expectedBytes`; bytes follow that start no extension. */
   | { kind: "longer"; hdus: FitsHdu[]; expectedBytes: number }
+  /**
+   * Every data byte of its last HDU is there, but not the padding to a whole
+   * block after them (`expectedBytes`), which some writers leave out.
+   */
+  | { kind: "unpadded"; hdus: FitsHdu[]; expectedBytes: number }
   /** Starts as FITS, but a header is unusable (bad BITPIX/NAXIS, too long, too many HDUs). */
   | { kind: "invalid"; reason: string };
 
@@ -136,6 +143,9 @@ function walk(file: RegularFile, size: number, limits: FitsStructureLimits): Fit
         moreExpected: moreExpected(primary, hdus),
         appendable: appendable(primary, hdus),
       };
+    }
+    if (end > size && dataBytes > 0 && dataStart + dataBytes === size) {
+      return { kind: "unpadded", hdus, expectedBytes: end };
     }
     if (end > size) {
       return {

@@ -158,6 +158,28 @@ Deno.test("completeness: without waiting (--once) an incomplete FITS file is lef
   );
 });
 
+Deno.test("completeness: a FITS file whose writer leaves out the last block's padding is complete by the window, not waited for as incomplete up to the grace", async () => {
+  // As run --once's scan finds it: an incomplete file would be left for a later run.
+  await withChecker(
+    { stableForMs: 200, incompleteGraceMs: 60_000, waitForIncomplete: false },
+    async (checker, rec, dir) => {
+      const { header, data } = imageParts(100, 100);
+      const unpadded = join(dir, "no padding.fits");
+      Deno.writeFileSync(unpadded, fitsFile(header, data.subarray(0, 20_000)));
+      const short = join(dir, "one byte short.fits");
+      Deno.writeFileSync(short, fitsFile(header, data.subarray(0, 19_999)));
+      checker.touch(unpadded, "found");
+      checker.touch(short, "found");
+      await rec.until(() => rec.left.length === 1 && rec.ready.length === 1, "both decided");
+      assert.equal(rec.ready[0].path, unpadded);
+      assert.equal(rec.ready[0].truncated, undefined);
+      assert.equal(rec.ready[0].size, header.length + 20_000);
+      assert.equal(rec.left[0].path, short);
+      assert.match(rec.left[0].reason, /structure is incomplete \(HDU 0 ends at byte 23040/);
+    },
+  );
+});
+
 Deno.test("completeness: a FITS file longer than its structure, or announcing more HDUs, waits the window after its close", async () => {
   await withChecker({ stableForMs: 700 }, async (checker, rec, dir) => {
     const { header, data } = imageParts(10, 10);

@@ -300,3 +300,23 @@ Deno.test("FITS structure: a 1 TiB sparse image is complete without reading its 
     assert.equal(readFitsStructure(path).kind, "incomplete");
   });
 });
+
+Deno.test("FITS structure: a file that ends right after its last data byte, without the padding to a whole block, is 'unpadded'; one byte short, 'incomplete'", async () => {
+  await withTempDir(async (dir) => {
+    const path = join(dir, "unpadded.fits");
+    const { header, data } = imageParts(100, 100);
+    // 100 × 100 × 2 = 20,000 data bytes: 7 blocks once padded, 160 bytes of padding left out.
+    const unpadded = fitsFile(header, data.subarray(0, 20_000));
+    await Deno.writeFile(path, unpadded);
+    const found = readFitsStructure(path);
+    assert.equal(found.kind, "unpadded");
+    if (found.kind === "unpadded") {
+      assert.equal(found.expectedBytes, header.length + data.length);
+      assert.equal(found.hdus.length, 1);
+    }
+    await Deno.writeFile(path, unpadded.subarray(0, unpadded.length - 1));
+    assert.equal(readFitsStructure(path).kind, "incomplete");
+    await Deno.writeFile(path, fitsFile(header, data));
+    assert.equal(readFitsStructure(path).kind, "complete");
+  });
+});
