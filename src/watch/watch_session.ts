@@ -397,7 +397,7 @@ export class WatchSession {
       this.#watcher = undefined;
       this.#log.warn(message, { ...properties, job, path: root });
       if (!(await this.#waitForFolder()) || this.#closed) return;
-      await this.#watch();
+      if (await this.#watch()) this.#log.info("Watching {path} again", { job, path: root });
       await this.scan("");
     } catch (error) {
       if (!this.#closed) this.#fallback.failed(String(error), false);
