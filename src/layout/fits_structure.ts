@@ -49,7 +49,8 @@ export type FitsShape =
   | { kind: "longer"; hdus: FitsHdu[]; expectedBytes: number }
   /**
    * Every data byte of its last HDU is there, but not the padding to a whole
-   * block after them (`expectedBytes`), which some writers leave out.
+   * block after them (`expectedBytes`), which some writers leave out; no
+   * further HDU is announced (NEXTEND).
    */
   | { kind: "unpadded"; hdus: FitsHdu[]; expectedBytes: number }
   /** Starts as FITS, but a header is unusable (bad BITPIX/NAXIS, too long, too many HDUs). */
@@ -144,7 +145,9 @@ function walk(file: RegularFile, size: number, limits: FitsStructureLimits): Fit
         appendable: appendable(primary, hdus),
       };
     }
-    if (end > size && dataBytes > 0 && dataStart + dataBytes === size) {
+    // Its data all there, only the padding missing, and no more HDUs announced.
+    const unpadded = end > size && dataBytes > 0 && dataStart + dataBytes === size;
+    if (unpadded && moreExpected(primary, hdus) === null) {
       return { kind: "unpadded", hdus, expectedBytes: end };
     }
     if (end > size) {

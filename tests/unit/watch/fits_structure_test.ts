@@ -301,7 +301,7 @@ Deno.test("FITS structure: a 1 TiB sparse image is complete without reading its 
   });
 });
 
-Deno.test("FITS structure: a file that ends right after its last data byte, without the padding to a whole block, is 'unpadded'; one byte short, 'incomplete'", async () => {
+Deno.test("FITS structure: a file that ends right after its last data byte, without the padding to a whole block, is 'unpadded'; one byte short, or with extensions still announced, 'incomplete'", async () => {
   await withTempDir(async (dir) => {
     const path = join(dir, "unpadded.fits");
     const { header, data } = imageParts(100, 100);
@@ -318,5 +318,9 @@ Deno.test("FITS structure: a file that ends right after its last data byte, with
     assert.equal(readFitsStructure(path).kind, "incomplete");
     await Deno.writeFile(path, fitsFile(header, data));
     assert.equal(readFitsStructure(path).kind, "complete");
+    // Extensions announced (NEXTEND) and not there yet: incomplete, padding or not.
+    const announcing = imageParts(100, 100, [card("NEXTEND", 2)]);
+    await Deno.writeFile(path, fitsFile(announcing.header, announcing.data.subarray(0, 20_000)));
+    assert.equal(readFitsStructure(path).kind, "incomplete");
   });
 });
