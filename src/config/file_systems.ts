@@ -98,7 +98,11 @@ const WORDS: Record<FolderRole, [string, string]> = {
  * the ledger so that it holds after a restart too: the mount point of a share
  * that did not mount is an empty folder on the disk below, where copies would
  * never reach the share (a destination or an archive) and files written to the
- * share are never seen (a watch folder). Elsewhere than on Linux it knows nothing.
+ * share are never seen (a watch folder). For a destination or an archive it
+ * also keeps whether the folder was a mount point (another device than its
+ * parent's, any system but Windows): a local disk unplugged or not mounted
+ * (a USB disk, a second disk of the same kind as the one below) leaves the
+ * same empty folder, whose copies would fill the disk below.
  */
 export class FolderFileSystem {
   readonly #folder: string;
@@ -106,7 +110,10 @@ export class FolderFileSystem {
   readonly #key: string;
   readonly #sampleKey: string;
   readonly #role: FolderRole;
+  readonly #mountKey: string;
   #was: number | null;
+  /** Whether the folder was a mount point when files were there (`null`: not known). */
+  #wasMountPoint: boolean | null;
   /** Whether this run's files were looked at (once a run, and again after a move). */
   #known = false;
   /** A file that was there (relative to the folder), the last run's first. */
@@ -121,8 +128,11 @@ export class FolderFileSystem {
     this.#facts = facts;
     this.#role = role;
     [this.#key, this.#sampleKey] = [`${role}_on_file_system ${folder}`, `${role}_file ${folder}`];
+    this.#mountKey = `${role}_mount_point ${folder}`;
     const kept = Number.parseInt(facts?.meta(this.#key) ?? "", 16);
     this.#was = Number.isSafeInteger(kept) ? kept : null;
+    const mounted = facts?.meta(this.#mountKey) ?? null;
+    this.#wasMountPoint = mounted === null ? null : mounted === "1";
     this.#sample = facts?.meta(this.#sampleKey) ?? null;
   }
 
@@ -134,12 +144,15 @@ export class FolderFileSystem {
   async remember(file: string): Promise<void> {
     if (this.#known) return;
     const now = await statfsType(this.#folder);
-    if (now === null) return;
+    const mounted = this.#role === "watched" ? null : await mountPoint(this.#folder);
+    if (now === null && mounted === null) return;
     this.#known = true;
-    this.#was = now;
+    this.#was = now ?? this.#was;
+    this.#wasMountPoint = mounted ?? this.#wasMountPoint;
     this.#sample = file;
     try {
-      this.#facts?.setMeta(this.#key, now.toString(16));
+      if (now !== null) this.#facts?.setMeta(this.#key, now.toString(16));
+      if (mounted !== null) this.#facts?.setMeta(this.#mountKey, mounted ? "1" : "0");
       this.#facts?.setMeta(this.#sampleKey, file);
     } catch {
       // The ledger says why it cannot be written; this run remembers it meanwhile.
@@ -147,10 +160,11 @@ export class FolderFileSystem {
   }
 
   /**
-   * Why the folder is the mount point of a share that is not mounted (its
-   * files were on a network or FUSE file system, and it is a folder on a local
-   * one now, empty or without the file remembered there: a marker file left in
-   * a mount point does not make it the folder), or `null`. A local folder that
+   * Why the folder is the mount point of a share or disk that is not mounted
+   * (its files were on a network or FUSE file system, and it is a folder on a
+   * local one now; or it was a mount point and is none now), empty or without
+   * the file remembered there (a marker file left in a mount point does not
+   * make it the folder), or `null`. A local folder that
    * holds that file (the files moved there), or any other change of file
    * system (a new share mounted there), is a folder moved for good, remembered
    * at the next {@linkcode remember}. A folder that does not answer is no
@@ -159,23 +173,32 @@ export class FolderFileSystem {
   async unmountedShare(): Promise<string | null> {
     const before = this.#was;
     const now = before === null ? null : await statfsType(this.#folder);
-    if (before === null || now === null || now === before) return null;
-    const [was, is] = [fileSystemKind(before), fileSystemKind(now)];
-    if (!was.remote || is.remote) {
-      this.#known = false;
+    let lost: { was: string; is: string } | null = null;
+    if (before !== null && now !== null && now !== before) {
+      const [was, is] = [fileSystemKind(before), fileSystemKind(now)];
+      if (was.remote && !is.remote) lost = { was: was.type, is: `on ${is.type}` };
+    }
+    // A disk mounted there before, whatever its kind, and none now.
+    if (lost === null && this.#wasMountPoint && await mountPoint(this.#folder) === false) {
+      const is = now === null ? "" : `on ${fileSystemKind(now).type}`;
+      lost = { was: "the disk mounted there", is };
+    }
+    if (lost === null) {
+      if (before !== null && now !== null && now !== before) this.#known = false;
       return null;
     }
     // A local disk, which answers.
     const empty = await isEmpty(this.#folder);
     const [were, folder] = WORDS[this.#role];
-    if (empty) return `an empty folder on ${is.type} stands where files ${were} on ${was.type}`;
+    const on = lost.is === "" ? "" : ` ${lost.is}`;
+    if (empty) return `an empty folder${on} stands where files ${were} on ${lost.was}`;
     const sample = this.#sample;
     // A ledger from before files were remembered: a folder that holds anything has moved.
     if (sample === null || await exists(join(this.#folder, sample))) {
       this.#known = false;
       return null;
     }
-    return `a folder on ${is.type} without the files that ${were} on ${was.type} stands where ` +
+    return `a folder${on} without the files that ${were} on ${lost.was} stands where ` +
       `they ${were} (${sample} is not there); if the ${folder} moved to this disk for good, ` +
       "move those files here too";
   }
@@ -190,6 +213,25 @@ async function statfsType(path: string): Promise<number | null> {
   try {
     const info = await answerWithin(statfs(path));
     return info === null ? null : Number(info.type);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Whether the folder at `path` is a mount point: on another device than its parent folder
+ * (not on Windows, whose volumes are drive letters); `null` when either cannot be looked at,
+ * or has not answered within {@linkcode SHARE_ANSWER_MS}.
+ */
+async function mountPoint(path: string): Promise<boolean | null> {
+  if (Deno.build.os === "windows") return null;
+  try {
+    const [folder, parent] = await Promise.all([
+      answerWithin(Deno.stat(path)),
+      answerWithin(Deno.stat(`${path}/..`)), // Through a link, as the kernel goes.
+    ]);
+    if (folder === null || parent === null || !folder.isDirectory) return null;
+    return folder.dev !== parent.dev;
   } catch {
     return null;
   }

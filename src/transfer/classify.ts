@@ -337,7 +337,7 @@ export function baseGoneReason(base: string, seen?: string): string {
   const gone = `the destination folder ${base} is gone (a share that is not mounted?)`;
   return seen
     ? `${gone}: ${seen}; nothing is written below its mount point, and nothing is sent until ` +
-      "the share is back; mount it"
+      "the share or disk is back; mount it"
     : `${gone}: files arrived there before, so it is not made again, and nothing is sent ` +
       "until it is back; mount it, or make the folder if it is meant to be new";
 }

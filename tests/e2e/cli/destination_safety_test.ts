@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { type CliResult, runCli, startCli } from "../../helpers/cli.ts";
 import { existsSync, listFiles, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
 import { isMounted, mountBindfs, mountBindfsProcess, unmountBindfs } from "../../helpers/bindfs.ts";
+import { withTmpfs } from "../../helpers/tmpfs.ts";
 
 async function withRoot(fn: (root: string, env: Record<string, string>) => Promise<void>) {
   const root = await Deno.makeTempDir({ prefix: "itx-dest-safety-" });
@@ -366,6 +367,42 @@ Deno.test("a local destination that is a share's mount point: unmounted at a res
     } finally {
       if (await isMounted(base)) await unmountBindfs(base);
     }
+  });
+});
+
+Deno.test("a local destination that is a local disk's mount point: unmounted, its empty folder gets nothing and doctor fails; another disk mounted there takes the files", async () => {
+  await withRoot(async (root, env) => {
+    // A disk of the same kind as the one below can be told only by its mount point.
+    const base = join(root, "disk");
+    const { config, watch } = await localJob(root, base, { retry_attempts: 0 });
+    await withTmpfs(base, "16m", async () => {
+      await Deno.writeFile(join(watch, "a.fits"), randomBytes(1000));
+      await runOnce(config, env, 0);
+      assert.equal((await listFiles(base)).length, 1, "arrived on the disk");
+    });
+
+    // Unplugged: the empty folder below it is on the disk under the watch folder.
+    const bytes = randomBytes(1000);
+    await Deno.writeFile(join(watch, "b.fits"), bytes);
+    const unmounted = await runOnce(config, env, 1);
+    assert.match(
+      unmounted.stderr,
+      /destination folder .*disk is gone \(a share that is not mounted\?\): an empty folder (on \S+ )?stands where files arrived on the disk mounted there/,
+    );
+    assert.deepEqual(await listFiles(base), [], "nothing written below the mount point");
+    const doctor = await runCli(["doctor", "-c", config], { env });
+    assert.notEqual(doctor.code, 0, doctor.stdout);
+    assert.match(
+      doctor.stdout,
+      /FAIL +destination folder: .*disk: an empty folder .*the disk mounted there/,
+    );
+
+    // The next disk, empty, mounted there: a mount point again, it takes the files.
+    await withTmpfs(base, "16m", async () => {
+      await runOnce(config, env, 0);
+      const sent = (await listFiles(base)).find((path) => path.endsWith("b.fits"))!;
+      assert.deepEqual(await Deno.readFile(join(base, sent)), bytes);
+    });
   });
 });
 
