@@ -35,6 +35,8 @@ export interface VsftpdOptions {
   implicitTls?: boolean;
   /** The names its certificate is made for (openssl's subjectAltName; default 127.0.0.1, localhost). */
   certNames?: string;
+  /** Log every command the server receives (`log_ftp_protocol`), for {@linkcode TestVsftpd.commands}. */
+  logCommands?: boolean;
 }
 
 /** A running test server. */
@@ -53,6 +55,11 @@ export interface TestVsftpd {
   makeRemoteDir(prefix?: string): Promise<string>;
   /** How many logins succeeded so far. */
   logins(): Promise<number>;
+  /**
+   * The commands the server received so far, in order, as sent (`STOR /a/b`), from its log
+   * (only with {@linkcode VsftpdOptions.logCommands}; `PASS` is logged by vsftpd as `PASS <password>`).
+   */
+  commands(): Promise<string[]>;
   /** A job for this server; `overrides` win. */
   job(overrides: Partial<JobConfig>): JobConfig;
   /** The config-file keys that point a job at this server. */
@@ -165,7 +172,7 @@ export async function startVsftpd(options: VsftpdOptions = {}): Promise<TestVsft
       `vsftpd_log_file=${join(dir, "vsftpd.log")}`,
       "xferlog_enable=YES",
       "xferlog_std_format=NO",
-      "log_ftp_protocol=NO",
+      `log_ftp_protocol=${options.logCommands ? "YES" : "NO"}`,
       `local_max_rate=${options.maxRateBytes ?? 0}`,
       `idle_session_timeout=${options.idleSeconds ?? 300}`,
       `max_per_ip=${options.maxPerIp ?? 0}`,
@@ -230,6 +237,15 @@ export async function startVsftpd(options: VsftpdOptions = {}): Promise<TestVsft
     async logins() {
       const log = await Deno.readTextFile(join(dir, "vsftpd.log")).catch(() => "");
       return log.split("\n").filter((line) => line.includes("OK LOGIN")).length;
+    },
+    async commands() {
+      const log = await Deno.readTextFile(join(dir, "vsftpd.log")).catch(() => "");
+      const commands: string[] = [];
+      for (const line of log.split("\n")) {
+        const match = /FTP command: Client "[^"]*", "(.*)"$/.exec(line);
+        if (match !== null) commands.push(match[1]);
+      }
+      return commands;
     },
     configKeys() {
       return {

@@ -17,7 +17,7 @@
  */
 import { bandwidthLimit } from "../../config/sizes.ts";
 import type { JobConfig } from "../../config/types.ts";
-import { classifyFtpError, ftpServerName, isFtpError, probeFtpDestination } from "./connect.ts";
+import { classifyFtpError, ftpServerName, probeFtpDestination } from "./connect.ts";
 import { deliveredPermissions } from "../source.ts";
 import { deliver, type DeliverySteps, verifyCopy } from "../deliver.ts";
 import {
@@ -42,6 +42,7 @@ import { sendKeepingOthers } from "../keep_others.ts";
 import { HashingCounter, uploadDelivery } from "./upload.ts";
 import { folderRefused } from "./space_probe.ts";
 import { FtpPool } from "./pool.ts";
+import { absentByListing, askEach } from "./absent.ts";
 import { NoAnswer, silenceOf, UploadStalls } from "./no_answer.ts";
 import type { ProbeCheck, TransferItem, TransferOutcome, Transport } from "../transport.ts";
 
@@ -78,6 +79,8 @@ export class FtpTransport implements Transport {
   #dropping: Promise<void> | null = null;
   /** Aborted as the transport closes: a sweep still waiting for a connection gives up. */
   #closing = new AbortController();
+  /** Folders too large to list (see `absent.ts`): asked of file by file. */
+  #largeFolders = new Set<string>();
   /** Files arrived in the base folder before (see `Transport.deliveredBefore`): not made again. */
   #filesArrivedBefore = false;
   /** Paces all uploads together at `bandwidth_limit` (none without one). */
@@ -156,12 +159,21 @@ export class FtpTransport implements Transport {
     }
   }
 
-  /** Sizes of delivered files by `SIZE` (`null`: no file there), for the catch-up. */
+  /**
+   * Sizes of files at the destination by `SIZE` (`null`: no file there), for the catch-up and
+   * `noReplace`; those a folder's listing says are not there are not asked (see `absent.ts`).
+   */
   destinationSizes(
     destinations: string[],
     signal: AbortSignal,
   ): Promise<Map<string, number | null>> {
-    return this.#askEach(destinations, signal, (peer, path) => peer.connection.client.size(path));
+    const ask = (peer: FtpPeer, path: string) => peer.connection.client.size(path);
+    return this.#askEach(
+      destinations,
+      signal,
+      ask,
+      (peer, paths) => absentByListing(peer, paths, this.#largeFolders),
+    );
   }
 
   /** SHA-256 of delivered files by `HASH` or `XSHA256`, or read back where neither is offered. */
@@ -177,39 +189,25 @@ export class FtpTransport implements Transport {
   }
 
   /**
-   * Ask the server about each delivered file over one connection; a file
-   * that is not there (550), or whose name was never delivered, is `null`.
+   * Ask the server about each file over one connection; a file that is not there (550, or
+   * among those `absent` gives), or whose name was never delivered, is `null`.
    */
   async #askEach<T>(
     destinations: string[],
     signal: AbortSignal,
     ask: (peer: FtpPeer, path: string) => Promise<T | null>,
+    absent?: (peer: FtpPeer, paths: string[]) => Promise<Set<string>>,
   ): Promise<Map<string, T | null>> {
-    const answers = new Map<string, T | null>();
     const peer = await this.#pool.acquire(signal);
     let healthy = false;
     try {
-      const base = this.#base(peer);
-      for (const destination of destinations) {
-        signal.throwIfAborted();
-        if (/[\r\n\0]/.test(destination)) {
-          answers.set(destination, null); // Never delivered (see badName).
-          continue;
-        }
-        try {
-          answers.set(destination, await ask(peer, joinRemote(base, destination)));
-        } catch (error) {
-          // 550: no such file (or not a plain file); anything else is a real failure.
-          if (!isFtpError(error) || error.code !== 550) throw error;
-          answers.set(destination, null);
-        }
-      }
+      const answers = await askEach(peer, this.#base(peer), destinations, signal, ask, absent);
       healthy = true;
+      return answers;
     } finally {
       if (healthy) this.#pool.release(peer);
       else this.#pool.drop(peer);
     }
-    return answers;
   }
 
   /**
