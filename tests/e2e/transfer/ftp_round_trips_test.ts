@@ -1,0 +1,179 @@
+/**
+ * The commands the `ftp` transport sends per file and per batch, counted in a real vsftpd's log
+ * (FTP and FTPS): new files are looked for at the destination by one listing of their folder, not
+ * one `SIZE` each (each command is a round trip on a long link), and what is found there is still
+ * judged as before: a file the job did not send is never replaced, whatever its name.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { FtpTransport } from "../../../src/transfer/ftp/ftp.ts";
+import { LISTING_FROM, MAX_LISTED_NAMES } from "../../../src/transfer/ftp/absent.ts";
+import type { TransferItem, TransferOutcome } from "../../../src/transfer/transport.ts";
+import { isTempName } from "../../../src/layout/destination.ts";
+import { listFiles, randomBytes, sha256OfFile } from "../../helpers/files.ts";
+import { startVsftpd, type TestVsftpd } from "../../helpers/vsftpd.ts";
+
+type Setup = { server: TestVsftpd; src: string; dest: string };
+
+/** Run `body` with a fresh vsftpd logging every command, a source folder and a remote folder. */
+async function withLoggingVsftpd(tls: boolean, body: (setup: Setup) => Promise<void>) {
+  const server = await startVsftpd({ tls, logCommands: true });
+  const src = await Deno.makeTempDir();
+  try {
+    await body({ server, src, dest: await server.makeRemoteDir() });
+  } finally {
+    await server.stop();
+    await Deno.remove(src, { recursive: true });
+  }
+}
+
+/** New files (`noReplace`, as the pipeline sends them) `night/<name>` of distinct random bytes. */
+async function newItems(src: string, night: string, names: string[]): Promise<TransferItem[]> {
+  const items: TransferItem[] = [];
+  for (const [index, name] of names.entries()) {
+    const path = join(src, `${night}-${index}.bin`);
+    await Deno.writeFile(path, randomBytes(1000 + index));
+    const info = await Deno.stat(path);
+    items.push({
+      source: path,
+      destination: `${night}/${name}`,
+      size: info.size,
+      mtimeMs: info.mtime!.getTime(),
+      noReplace: true,
+    });
+  }
+  return items;
+}
+
+/** Send `items` in one batch; the commands the server received for it. */
+async function sendCounting(
+  server: TestVsftpd,
+  transport: FtpTransport,
+  items: TransferItem[],
+): Promise<{ outcomes: TransferOutcome[]; commands: string[] }> {
+  const before = (await server.commands()).length;
+  const outcomes = await transport.send(items, new AbortController().signal);
+  return { outcomes, commands: (await server.commands()).slice(before) };
+}
+
+/** The commands among `commands` that are `verb` on one of the final names of `items`. */
+function onFinalNames(commands: string[], verb: string, dest: string, items: TransferItem[]) {
+  const finals = new Set(items.map((item) => `${verb} ${dest}/${item.destination}`));
+  return commands.filter((command) => finals.has(command));
+}
+
+async function assertArrived(dest: string, items: TransferItem[]): Promise<void> {
+  for (const item of items) {
+    const copy = join(dest, ...item.destination.split("/"));
+    assert.equal(await sha256OfFile(copy), await sha256OfFile(item.source), item.destination);
+  }
+  const left = (await listFiles(dest)).filter((path) => path.split("/").some(isTempName));
+  assert.deepEqual(left, [], "no temporary file is left");
+}
+
+const names = (count: number) => Array.from({ length: count }, (_, i) => `f${i}.fits`);
+
+for (const tls of [false, true]) {
+  for (const verify of ["size", "checksum"] as const) {
+    const kind = `${tls ? "FTPS" : "FTP"}, verify_transfer: ${verify}`;
+    Deno.test(`ftp (${kind}): new files are looked for by one listing per folder, no SIZE each`, async () => {
+      await withLoggingVsftpd(tls, async ({ server, src, dest }) => {
+        const job = server.job({ remote_base_path: dest, verify_transfer: verify });
+        const transport = new FtpTransport(job);
+        try {
+          // 20 new files into one night folder that does not exist yet: a batch of 16, then 4.
+          const items = await newItems(src, "20240315", names(20));
+          const first = await sendCounting(server, transport, items.slice(0, 16));
+          const second = await sendCounting(server, transport, items.slice(16));
+          for (const { outcomes } of [first, second]) {
+            assert.deepEqual(
+              outcomes.map((o) => o.error?.message ?? null),
+              outcomes.map(() => null),
+            );
+          }
+          await assertArrived(dest, items);
+          // Nothing asked of each final name before sending: one listing per folder.
+          assert.deepEqual(onFinalNames(first.commands, "SIZE", dest, items), []);
+          assert.deepEqual(onFinalNames(second.commands, "SIZE", dest, items), []);
+          assert.equal(first.commands.filter((c) => c === "NLST").length, 1, "one listing");
+          assert.equal(second.commands.filter((c) => c === "NLST").length, 1, "one listing");
+          // Every copy still uploaded under a temporary name, verified, renamed into place.
+          const count = (commands: string[], verb: string) =>
+            commands.filter((c) => c.startsWith(`${verb} `)).length;
+          for (const [batch, files] of [[first, 16], [second, 4]] as const) {
+            assert.equal(count(batch.commands, "STOR"), files);
+            assert.equal(count(batch.commands, "SIZE"), files, "the copy's size, once each");
+            assert.equal(count(batch.commands, "RETR"), verify === "checksum" ? files : 0);
+            assert.equal(count(batch.commands, "RNTO"), files);
+          }
+        } finally {
+          await transport.close();
+        }
+      });
+    });
+  }
+}
+
+Deno.test("ftp: what a listing finds is judged as before; odd names, hidden names, other files kept", async () => {
+  await withLoggingVsftpd(false, async ({ server, src, dest }) => {
+    const transport = new FtpTransport(server.job({ remote_base_path: dest }));
+    try {
+      const odd = ["-dash.fits", "with space.fits", "caf\u00e9 \u00e9toile.fits", ".hidden.fits"];
+      const items = await newItems(src, "20240316", [...odd, "taken.fits", "Case.fits"]);
+      // Files the job did not send: one under a name of the batch, one under another case.
+      const night = join(dest, "20240316");
+      await Deno.mkdir(night);
+      await Deno.chown(night, server.uid, server.gid);
+      const foreign = randomBytes(4000);
+      await Deno.writeFile(join(night, "taken.fits"), foreign);
+      await Deno.writeFile(join(night, "case.fits"), foreign);
+      const { outcomes, commands } = await sendCounting(server, transport, items);
+      const taken = outcomes.find((o) => o.item.destination.endsWith("/taken.fits"))!;
+      assert.equal(taken.occupied, "other", "the file there is not the job's");
+      assert.deepEqual(await Deno.readFile(join(night, "taken.fits")), foreign, "left as it was");
+      assert.deepEqual(await Deno.readFile(join(night, "case.fits")), foreign, "left as it was");
+      const sent = items.filter((item) => item !== taken.item);
+      assert.deepEqual(outcomes.filter((o) => o.item !== taken.item).map((o) => o.error), [
+        null,
+        null,
+        null,
+        null,
+        null,
+      ]);
+      await assertArrived(dest, sent);
+      // The listing's names matched loosely are asked by SIZE, and hidden names always.
+      const asked = onFinalNames(commands, "SIZE", dest, items).map((c) =>
+        c.slice(c.lastIndexOf("/") + 1)
+      );
+      assert.deepEqual(asked.sort(), [".hidden.fits", "Case.fits", "taken.fits"]);
+    } finally {
+      await transport.close();
+    }
+  });
+});
+
+Deno.test("ftp: a folder too large to list is asked file by file, and not listed again", async () => {
+  await withLoggingVsftpd(false, async ({ server, src, dest }) => {
+    const night = join(dest, "20240317");
+    await Deno.mkdir(night);
+    await Deno.chown(night, server.uid, server.gid);
+    for (let i = 0; i <= MAX_LISTED_NAMES; i++) {
+      await Deno.writeFile(join(night, `old${i}`), new Uint8Array());
+    }
+    const transport = new FtpTransport(server.job({ remote_base_path: dest }));
+    try {
+      const items = await newItems(src, "20240317", names(2 * LISTING_FROM));
+      const first = await sendCounting(server, transport, items.slice(0, LISTING_FROM));
+      const second = await sendCounting(server, transport, items.slice(LISTING_FROM));
+      for (const { outcomes } of [first, second]) {
+        assert.ok(outcomes.every((o) => o.error === null));
+      }
+      await assertArrived(dest, items);
+      assert.equal(onFinalNames(first.commands, "SIZE", dest, items).length, LISTING_FROM);
+      assert.equal(onFinalNames(second.commands, "SIZE", dest, items).length, LISTING_FROM);
+      assert.equal(second.commands.filter((c) => c === "NLST").length, 0, "not listed again");
+    } finally {
+      await transport.close();
+    }
+  });
+});
