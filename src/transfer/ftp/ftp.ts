@@ -5,7 +5,7 @@
  * connection, a file at a time: each file is uploaded (from the source
  * opened as `source.ts` does) into the batch's upload folder in its
  * destination folder, verified (`SIZE`; SHA-256 through `HASH` or `XSHA256`,
- * or by reading the copy back), and renamed into place. FTP cannot create a
+ * or by reading the copy back, which tells its size too), and renamed into place. FTP cannot create a
  * file exclusively, but `MKD` fails on any name that exists: the upload
  * folder (a hidden name with a random part, see `temp_name.ts`) is made
  * fresh for each batch, so nothing planted ahead is ever written through.
@@ -422,13 +422,15 @@ export class FtpTransport implements Transport {
     const counter = delivery.read!;
     const verify = this.#job.verify_transfer;
     const checksum = verify === "checksum" && counter.bytes === item.size;
+    const copySha256 = checksum ? await remoteSha256(peer.connection, tempPath, counter) : null;
+    // A copy with the source's SHA-256 has its size: `SIZE` is asked where no hash says so.
+    const measured = verify !== "none" && counter.bytes === item.size;
+    const sameHash = copySha256 !== null && copySha256 === counter.digest();
     const error = verifyCopy(item, verify, {
       bytesRead: counter.bytes,
-      size: verify === "none" || counter.bytes !== item.size
-        ? undefined
-        : await client.size(tempPath),
+      size: !measured ? undefined : sameHash ? item.size : await client.size(tempPath),
       sourceSha256: checksum ? counter.digest() : null,
-      copySha256: checksum ? await remoteSha256(peer.connection, tempPath, counter) : null,
+      copySha256,
     });
     if (error) throw error;
     // Where the server allows it (vsftpd does): group and others may not write.

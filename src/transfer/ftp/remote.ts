@@ -105,8 +105,9 @@ export async function ensureFolders(
       made = await client.sendIgnoringError(`MKD ${path}`);
     }
     if (made.code < 400 && i > 0) {
-      // A new folder is a real one where its parent is.
+      // A new folder is a real one where its parent is, and holds no leftovers to sweep.
       shown = parentShown === null ? null : joinRemote(parentShown, parts[i - 1]);
+      peer.swept.add(path);
     } else {
       // Exists already (or cannot be made: a folder we can enter is fine); the base is
       // entered whatever MKD said, to learn where the server shows it.
