@@ -27,6 +27,9 @@ export const LISTING_FROM = 4;
 /** Most names a listing may hold to be used (some servers cut longer ones short, e.g. 10,000). */
 export const MAX_LISTED_NAMES = 5000;
 
+/** Replies to `NLST` that say nothing of the connection: not there, refused, not understood. */
+const LISTING_REFUSED = new Set([450, 500, 501, 502, 504, 550]);
+
 /** Most folders above a folder that cannot be entered looked at. */
 const MAX_LEVELS_UP = 3;
 
@@ -74,8 +77,10 @@ async function listedNames(
     }
     return { entered: true, names: new Set(listed.map((entry) => loose(entry.name))) };
   } catch (error) {
-    if (client.closed) throw error;
-    return { entered: true, names: null }; // Refused, or empty on a server that says so by an error.
+    // The server's refusal (or an empty folder said by one), or NLST not understood; anything
+    // else is the connection's failure (a data connection refused: `425`, TLS's `522`...).
+    if (client.closed || !isFtpError(error) || !LISTING_REFUSED.has(error.code)) throw error;
+    return { entered: true, names: null };
   } finally {
     client.availableListCommands = commands;
     client.parseList = parse;

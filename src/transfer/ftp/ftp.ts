@@ -167,13 +167,13 @@ export class FtpTransport implements Transport {
     destinations: string[],
     signal: AbortSignal,
   ): Promise<Map<string, number | null>> {
-    const ask = (peer: FtpPeer, path: string) => peer.connection.client.size(path);
-    return this.#askEach(
-      destinations,
-      signal,
-      ask,
-      (peer, paths) => absentByListing(peer, paths, this.#largeFolders),
-    );
+    // A listing's data connection failing on TLS says what to change, as an upload's does.
+    const absent = (peer: FtpPeer, paths: string[]) =>
+      absentByListing(peer, paths, this.#largeFolders).catch((error) => {
+        throw uploadError(this.#job, peer, error);
+      });
+    const size = (peer: FtpPeer, path: string) => peer.connection.client.size(path);
+    return this.#askEach(destinations, signal, size, absent);
   }
 
   /** SHA-256 of delivered files by `HASH` or `XSHA256`, or read back where neither is offered. */

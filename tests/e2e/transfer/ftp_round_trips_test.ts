@@ -180,3 +180,22 @@ Deno.test("ftp: a folder too large to list is asked file by file, and not listed
     }
   });
 });
+
+Deno.test("ftp: a listing refused by vsftpd demanding TLS session reuse says the setting to change", async () => {
+  const server = await startVsftpd({ sslReuse: true });
+  const src = await Deno.makeTempDir();
+  const transport = new FtpTransport(
+    server.job({ remote_base_path: await server.makeRemoteDir() }),
+  );
+  try {
+    const items = await newItems(src, "20240318", names(LISTING_FROM));
+    for (const outcome of await transport.send(items, new AbortController().signal)) {
+      assert.notEqual(outcome.error?.kind ?? "fatal", "fatal");
+      assert.match(outcome.error!.message, /require_ssl_reuse=NO/, outcome.error!.message);
+    }
+  } finally {
+    await transport.close();
+    await server.stop();
+    await Deno.remove(src, { recursive: true });
+  }
+});
