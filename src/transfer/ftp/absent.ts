@@ -89,14 +89,19 @@ async function listedNames(
 
 /**
  * The `paths` (absolute, on the server) that are surely not there, by one listing of each
- * folder that holds at least {@linkcode LISTING_FROM} of them (see the module doc). `large`:
- * folders found too large to list, not listed again. A connection that breaks throws.
+ * folder that holds at least {@linkcode LISTING_FROM} of them (see the module doc), none above
+ * `base`. `large`: folders found too large to list, not listed again. A connection that breaks
+ * throws.
  */
 export async function absentByListing(
   peer: FtpPeer,
   paths: string[],
   large: Set<string>,
+  base: string,
 ): Promise<Set<string>> {
+  // Never a folder above `base`: not the job's, and maybe large (`/tmp`, `/`).
+  const top = base.replace(/\/+$/, "") || "/";
+  const within = (folder: string) => folder === top || folder.startsWith(joinRemote(top, ""));
   const byFolder = new Map<string, string[]>();
   for (const path of paths) {
     const folder = parentOf(path);
@@ -112,7 +117,7 @@ export async function absentByListing(
     let listed = folder;
     let below = folder;
     let looked = await listedNames(peer, folder, large);
-    for (let up = 0; !looked.entered && up < MAX_LEVELS_UP && below !== parentOf(below); up++) {
+    for (let up = 0; !looked.entered && up < MAX_LEVELS_UP && within(parentOf(below)); up++) {
       listed = parentOf(below);
       looked = await listedNames(peer, listed, large);
       if (!looked.entered) below = listed;

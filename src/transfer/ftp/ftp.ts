@@ -169,7 +169,7 @@ export class FtpTransport implements Transport {
   ): Promise<Map<string, number | null>> {
     // A listing's data connection failing on TLS says what to change, as an upload's does.
     const absent = (peer: FtpPeer, paths: string[]) =>
-      absentByListing(peer, paths, this.#largeFolders).catch((error) => {
+      absentByListing(peer, paths, this.#largeFolders, this.#base(peer)).catch((error) => {
         throw uploadError(this.#job, peer, error);
       });
     const size = (peer: FtpPeer, path: string) => peer.connection.client.size(path);

@@ -199,3 +199,22 @@ Deno.test("ftp: a listing refused by vsftpd demanding TLS session reuse says the
     await Deno.remove(src, { recursive: true });
   }
 });
+
+Deno.test("ftp: no folder above remote_base_path is entered or listed to look for new files", async () => {
+  await withLoggingVsftpd(false, async ({ server, src, dest }) => {
+    const base = `${dest}/new-base/`;
+    const transport = new FtpTransport(server.job({ remote_base_path: base }));
+    try {
+      const items = await newItems(src, "20240319", names(LISTING_FROM));
+      const { outcomes, commands } = await sendCounting(server, transport, items);
+      assert.deepEqual(outcomes.map((o) => o.error), items.map(() => null));
+      await assertArrived(`${dest}/new-base`, items);
+      // Before sending (up to the first MKD): nothing outside the base.
+      const look = commands.slice(0, commands.findIndex((c) => c.startsWith("MKD ")));
+      const outside = look.filter((c) => /^(CWD|NLST|LIST)\b/.test(c) && !c.includes("/new-base"));
+      assert.deepEqual(outside, []);
+    } finally {
+      await transport.close();
+    }
+  });
+});
