@@ -105,9 +105,10 @@ export async function ensureFolders(
       made = await client.sendIgnoringError(`MKD ${path}`);
     }
     if (made.code < 400 && i > 0) {
-      // A new folder is a real one where its parent is, and holds no leftovers to sweep.
+      // A new folder is a real one where its parent is, and holds no leftovers: not listed,
+      // unless no data connection worked yet (one that fails then may need a setting changed).
       shown = parentShown === null ? null : joinRemote(parentShown, parts[i - 1]);
-      peer.swept.add(path);
+      if (peer.dataWorked) peer.swept.add(path);
     } else {
       // Exists already (or cannot be made: a folder we can enter is fine); the base is
       // entered whatever MKD said, to learn where the server shows it.
