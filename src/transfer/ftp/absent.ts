@@ -21,8 +21,12 @@ import { isFtpError } from "./connect.ts";
 import type { FtpPeer } from "./remote.ts";
 import { joinRemote, parentOf } from "./remote.ts";
 
-/** Fewest files asked in one folder for which its listing is read (fewer: one `SIZE` each). */
-export const LISTING_FROM = 4;
+/**
+ * Fewest files asked in one folder for which its listing is read (fewer: one `SIZE` each). A
+ * listing costs about five round trips (`CWD`, `EPSV`, the data connection, `NLST`'s two
+ * replies), one or two more over TLS; a `SIZE` one.
+ */
+export const LISTING_FROM = 8;
 
 /** Most names a listing may hold to be used (some servers cut longer ones short, e.g. 10,000). */
 export const MAX_LISTED_NAMES = 5000;
