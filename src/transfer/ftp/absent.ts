@@ -28,8 +28,12 @@ import { joinRemote, parentOf } from "./remote.ts";
  */
 export const LISTING_FROM = 8;
 
-/** Most names a listing may hold to be used (some servers cut longer ones short, e.g. 10,000). */
-export const MAX_LISTED_NAMES = 5000;
+/**
+ * A listing of this many names or more is not used: some servers cut a long listing short without
+ * an error (Pure-FTPd at 2,000 or 10,000 by its `LimitRecursion`), and a name cut off would be
+ * taken for absent.
+ */
+export const MAX_LISTED_NAMES = 1000;
 
 /** Replies to `NLST` that say nothing of the connection: not there, refused, not understood. */
 const LISTING_REFUSED = new Set([450, 500, 501, 502, 504, 550]);
@@ -75,7 +79,7 @@ async function listedNames(
   try {
     const listed = await client.list();
     peer.dataWorked = true;
-    if (listed.length > MAX_LISTED_NAMES) {
+    if (listed.length >= MAX_LISTED_NAMES) {
       if (large.size < MAX_LARGE_FOLDERS) large.add(folder);
       return { entered: true, names: null };
     }
