@@ -7,11 +7,12 @@
  * data a small piece at a time, with pauses, until told to read at full speed
  * (an upload that moves, slowly, while another is held). It keeps files in
  * memory, answers what the `ftp` transport sends (passive mode, no TLS, no
- * checksum command) and counts logins, the commands it left unanswered and the
+ * checksum command unless asked: `HASH`) and counts logins, the commands it left unanswered and the
  * bytes it read of each upload.
  *
  * @module
  */
+import { createHash } from "node:crypto";
 import type { JobConfig } from "../../src/config/types.ts";
 import { transportTestJob } from "./jobs.ts";
 import { freePort } from "./net.ts";
@@ -27,6 +28,8 @@ export interface SilentFtpOptions {
   stallData?: boolean | RegExp;
   /** The uploads (by absolute path) whose data is read slowly but steadily until `readFast`. */
   slowData?: RegExp;
+  /** Offer `HASH` (SHA-256 only, chosen with `OPTS HASH SHA-256`), as ProFTPD's mod_digest does. */
+  hash?: boolean;
 }
 
 /** What is read of a `slowData` upload at a time, and the pause after each piece. */
@@ -120,7 +123,11 @@ export function startSilentFtp(options: SilentFtpOptions = {}): SilentFtp {
             await reply("230 logged in");
             break;
           case "FEAT":
-            await reply("211-Features:\r\n UTF8\r\n SIZE\r\n211 End");
+            await reply(
+              `211-Features:\r\n UTF8\r\n SIZE\r\n${
+                options.hash ? " HASH SHA-256*\r\n" : ""
+              }211 End`,
+            );
             break;
           case "PWD":
             await reply(`257 "${cwd}"`);
@@ -165,6 +172,19 @@ export function startSilentFtp(options: SilentFtpOptions = {}): SilentFtp {
             } catch { /* closed as the server stops */ }
             files.set(path, new Uint8Array(await new Blob(chunks).arrayBuffer()));
             await reply("226 stored");
+            break;
+          }
+          case "OPTS":
+            await reply(options.hash && /^HASH SHA-256$/i.test(arg) ? "200 ok" : "502 not offered");
+            break;
+          case "HASH": {
+            const file = options.hash ? files.get(absolute(arg)) : undefined;
+            const hex = file === undefined ? "" : createHash("sha256").update(file).digest("hex");
+            await reply(
+              file === undefined
+                ? "550 no such file"
+                : `213 SHA-256 0-${file.length} ${hex} ${arg}`,
+            );
             break;
           }
           case "SIZE": {

@@ -22,6 +22,9 @@ import type { HashingCounter } from "./upload.ts";
 /** A server's words for a download the login may not make. */
 const REFUSED = /permission|denied|not allowed|forbidden|refused/i;
 
+/** Connections (their clients) on which `HASH` was set to SHA-256. */
+const sha256Chosen = new WeakSet<object>();
+
 /** One logged-in connection and what it already did. */
 export interface FtpPeer {
   connection: FtpConnection;
@@ -49,7 +52,11 @@ export async function remoteSha256(
   if (!counter.hashing) return null;
   const { client, features } = connection;
   if (features.hash || features.xsha256) {
-    if (features.hash) await client.send("OPTS HASH SHA-256");
+    // Chosen once a connection: the server keeps it for the session.
+    if (features.hash && !sha256Chosen.has(client)) {
+      await client.send("OPTS HASH SHA-256");
+      sha256Chosen.add(client);
+    }
     // The server reads the whole file first: its reply may take longer than another's.
     const command = features.hash ? `HASH ${path}` : `XSHA256 ${path}`;
     const reply = await withReplyWait(client, { hashing: size }, () => client.send(command));

@@ -12,6 +12,7 @@ import type { TransferItem, TransferOutcome } from "../../../src/transfer/transp
 import { isTempName } from "../../../src/layout/destination.ts";
 import { listFiles, randomBytes, sha256OfFile } from "../../helpers/files.ts";
 import { startVsftpd, type TestVsftpd } from "../../helpers/vsftpd.ts";
+import { startSilentFtp } from "../../helpers/silent_ftp.ts";
 
 type Setup = { server: TestVsftpd; src: string; dest: string };
 
@@ -220,4 +221,30 @@ Deno.test("ftp: no folder above remote_base_path is entered or listed to look fo
       await transport.close();
     }
   });
+});
+
+Deno.test("ftp: a server with HASH is asked to use SHA-256 once a connection, and no SIZE of a copy whose SHA-256 matches", async () => {
+  const server = startSilentFtp({ hash: true });
+  const src = await Deno.makeTempDir();
+  const transport = new FtpTransport(server.job({ verify_transfer: "checksum" }));
+  try {
+    const items = await newItems(src, "20240320", names(3));
+    const outcomes = await transport.send(items, new AbortController().signal);
+    assert.deepEqual(outcomes.map((o) => o.error), items.map(() => null));
+    for (const item of items) {
+      assert.deepEqual(
+        server.files.get(`/dest/${item.destination}`),
+        await Deno.readFile(item.source),
+      );
+    }
+    const sent = (verb: string) => server.received.filter((c) => c.startsWith(verb)).length;
+    assert.equal(sent("HASH "), 3);
+    assert.equal(sent("OPTS HASH"), 1);
+    // Before sending, each new file's final name (fewer than a listing is worth); no copy's.
+    assert.equal(sent("SIZE "), onFinalNames(server.received, "SIZE", "/dest", items).length);
+  } finally {
+    await transport.close();
+    await server.stop();
+    await Deno.remove(src, { recursive: true });
+  }
 });
