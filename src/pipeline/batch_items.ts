@@ -72,7 +72,8 @@ export async function sendAroundOthers(
   }
   for (const outcome of outcomes) {
     if (outcome.occupied !== "same") continue;
-    log.info(
+    // Said once per batch by the sender (`already`), each file at debug level.
+    log.debug(
       "{source} is at {destination} already: a file with its bytes that this job did not send there; left as it is, counted as arrived",
       {
         source: outcome.item.source,

@@ -49,7 +49,7 @@ export interface BatchSenderContext {
    * hashed what it delivered.
    */
   onSent(record: Readonly<WorkRecord>, sha256?: string): void;
-  /** A file found at the destination after the ledger was rebuilt, recorded as sent. */
+  /** A file found at the destination (ledger rebuilt, or its bytes put there by another): done. */
   onRecognised(relPath: string, version: FileVersion): void;
   /**
    * A file used up its fast retries after `attempts` attempts (once per file:
@@ -96,9 +96,10 @@ interface Arrival {
   sha256?: string;
   /**
    * Found there, not sent now: `interrupted` (its end not recorded: announced as an arrival),
-   * `rebuilt` (sent before the ledger was rebuilt: announced then, so no hook now).
+   * `rebuilt` (sent before the ledger was rebuilt: announced then, so no hook now), `already`
+   * (a file with its bytes that this job did not send there: nothing sent, so no hook either).
    */
-  found?: "interrupted" | "rebuilt";
+  found?: "interrupted" | "rebuilt" | "already";
 }
 
 /** Sends batches of one job; see the module doc. */
@@ -220,10 +221,11 @@ export class BatchSender {
         if (found) arrivals.push({ record: records[index], item, found });
         else if (outcome?.error === null) {
           const record = { ...records[index], destination: outcome.item.destination };
-          arrivals.push({ record, item: outcome.item, sha256: outcome.sha256 });
+          const kind = outcome.occupied === "same" ? "already" as const : undefined;
+          arrivals.push({ record, item: outcome.item, sha256: outcome.sha256, found: kind });
         } else if (outcome?.error) failures.push([batch[index], outcome.error]);
       }
-      sent = arrivals.filter((arrival) => arrival.found !== "rebuilt").length;
+      sent = arrivals.filter((arrival) => !unsent(arrival)).length;
       if (!this.#record(arrivals)) {
         for (const arrival of arrivals) waiting.add(arrival.record.relPath);
       }
@@ -276,7 +278,7 @@ export class BatchSender {
     if (arrivals.length === 0) return true;
     // Their hooks are owed from the moment they are recorded: a stop before one runs defers it.
     const hooks = this.#context.job.on_transfer.length === 0 ? [] : arrivals
-      .filter(({ found }) => found !== "rebuilt")
+      .filter((arrival) => !unsent(arrival))
       .map(({ record: { relPath, version, destination }, sha256 }) => ({
         relPath,
         destination,
@@ -334,9 +336,9 @@ export class BatchSender {
     const fields = { source: item.source, destination, found };
     if (found) this.#log.debug("{source} is at {destination} already ({found}): recorded", fields);
     if (found === "interrupted") transport.dropKeptCopies?.([record.destination]);
-    if (found === "rebuilt") {
-      this.#context.onRecognised(record.relPath, { ...record.version });
-    } else {
+    if (found === "already") transport.deliveredBefore?.(); // Files are there: not made again.
+    if (unsent({ found })) this.#context.onRecognised(record.relPath, { ...record.version });
+    else {
       this.#context.onSent(record, sha256);
       const how = found ? " (it had arrived before the last stop: recorded, not sent again)" : "";
       this.#log.info(`Successfully transferred {source} -> {destination}${how}`, {
@@ -415,7 +417,12 @@ const FOUND_WORDS = {
     "{count} file(s) had arrived at {target} before the last stop, unrecorded: recorded now (the first: {source}; more batches of them are logged at debug level)",
   rebuilt:
     "{count} file(s) are at {target} already with their size: recorded as sent, not sent again (the ledger was rebuilt; the first: {source}; more batches of them are logged at debug level)",
+  already:
+    "{count} file(s) are at {target} already with their bytes, put there by another than this job (a new state_dir, another instrument): left as they are and counted as arrived, not as sent; no on_transfer hook runs for them (the first: {source}; more batches of them are logged at debug level)",
 };
+
+/** Whether `arrival` was found at the destination without being sent now, so no hook is owed. */
+const unsent = ({ found }: Pick<Arrival, "found">) => found === "rebuilt" || found === "already";
 
 /**
  * The version of what has the name of a source whose attempt failed: `null` when it is gone, or

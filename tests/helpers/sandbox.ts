@@ -72,3 +72,23 @@ export async function cliSandbox(
     },
   };
 }
+
+/**
+ * An `on_transfer` hook in `root` that writes each file's relative path as a line of `hookLog`;
+ * `runs()` reads those lines, sorted.
+ */
+export async function countingHook(
+  root: string,
+): Promise<{ hook: string; hookLog: string; runs(): Promise<string[]> }> {
+  const hook = join(root, "hook.sh");
+  const hookLog = join(root, "hook.log");
+  await Deno.writeTextFile(
+    hook,
+    `#!/bin/sh\nprintf '%s\\n' "$IMAGE_TRANSFER_RELATIVE_PATH" >> '${hookLog}'\n`,
+  );
+  await Deno.chmod(hook, 0o755);
+  const runs = async () =>
+    (await Deno.readTextFile(hookLog).catch(() => "")).split("\n").filter((line) => line !== "")
+      .sort();
+  return { hook, hookLog, runs };
+}

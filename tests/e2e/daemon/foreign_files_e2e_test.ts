@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { runCli } from "../../helpers/cli.ts";
-import { cliSandbox } from "../../helpers/sandbox.ts";
+import { cliSandbox, countingHook } from "../../helpers/sandbox.ts";
 import { listFiles, randomBytes, sha256OfFile } from "../../helpers/files.ts";
 import { sshSandbox, startSshd } from "../../helpers/sshd.ts";
 import { ftpDaemonSandbox, withVsftpdAndRoot } from "../../helpers/vsftpd.ts";
@@ -89,7 +89,10 @@ async function foreignFilesStay(
   const flatAfter = await Deno.stat(join(night, "flat.fits"));
   assert.equal(flatAfter.ino, flatBefore.ino, "the file with the same bytes is not written over");
   assert.equal(await sha256OfFile(join(night, "flat.fits")), await hash(same));
-  assert.match(log, /flat\.fits is at \S*20240701\/flat\.fits already: a file with its bytes/);
+  assert.match(
+    log,
+    /1 file\(s\) are at \S* already with their bytes, put there by another than this job .*counted as arrived, not as sent; no on_transfer hook runs for them \(the first: \S*flat\.fits;/,
+  );
   assert.equal(await sha256OfFile(join(night, "own.fits")), await hash(own));
   assert.deepEqual((await listFiles(dest)).sort(), AT_DESTINATION);
 
@@ -162,4 +165,32 @@ Deno.test("a new file under a name sent before goes beside its earlier copy, nev
   assert.equal(await sha256OfFile(join(night, "light_0001~2.fits")), await hash(theirs), log);
   assert.equal(await sha256OfFile(join(night, "light_0001~3.fits")), await hash(next), log);
   assert.match(log, /WARN.*light_0001~2\.fits, which holds another file.*light_0001~3\.fits/);
+});
+
+Deno.test("local: a new state_dir over a destination that holds the files sends none of them, counts none as sent and runs no on_transfer hook for them", async () => {
+  await using box = await cliSandbox(keys("checksum"));
+  const { hook, runs } = await countingHook(box.root);
+  await box.rewrite({ ...keys("checksum"), on_transfer: [hook] });
+  const bytes = randomBytes(20_000);
+  await writeSource(box.watch, "a.fits", bytes);
+  await writeSource(box.watch, "b.fits", randomBytes(30_000));
+  const first = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+  assert.equal(first.code, 0, first.stderr);
+  assert.deepEqual(await runs(), ["a.fits", "b.fits"]);
+  const before = await Deno.stat(join(box.dest, "20240701", "a.fits"));
+
+  // A new state folder: its ledger knows nothing of the copies there.
+  const state_dir = join(box.root, "state-new");
+  await box.rewrite({ ...keys("checksum"), on_transfer: [hook], state_dir });
+  const second = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+  const log = second.stdout + second.stderr;
+  assert.equal(second.code, 0, log);
+  assert.deepEqual(await runs(), ["a.fits", "b.fits"], "no hook ran for the files already there");
+  assert.match(log, /file\(s\) are at \S+ already with their bytes, put there by another/);
+  assert.match(log, /0 file\(s\) sent/);
+  assert.doesNotMatch(log, /Successfully transferred/);
+  const after = await Deno.stat(join(box.dest, "20240701", "a.fits"));
+  assert.equal(after.ino, before.ino, "not written over");
+  assert.deepEqual(await Deno.readFile(join(box.dest, "20240701", "a.fits")), bytes);
+  assert.deepEqual(await listFiles(box.dest), ["20240701/a.fits", "20240701/b.fits"]);
 });

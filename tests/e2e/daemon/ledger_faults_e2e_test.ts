@@ -16,7 +16,7 @@ import { type CliResult, runCli, startCli } from "../../helpers/cli.ts";
 import { listFiles, randomBytes, waitFor } from "../../helpers/files.ts";
 import { whileImmutable } from "../../helpers/immutable.ts";
 import { freePort } from "../../helpers/net.ts";
-import { cliSandbox, type Sandbox } from "../../helpers/sandbox.ts";
+import { cliSandbox, countingHook, type Sandbox } from "../../helpers/sandbox.ts";
 import { steppedWallClock } from "../../helpers/fake_clock.ts";
 import { startSshd } from "../../helpers/sshd.ts";
 import { resizeTmpfs, withTmpfs } from "../../helpers/tmpfs.ts";
@@ -365,18 +365,6 @@ Deno.test("a ledger's journal or its index removed while the daemon runs: status
   }
 });
 
-/** An `on_transfer` hook that writes each file's relative path as a line of `hookLog`. */
-async function countingHook(box: Sandbox): Promise<{ hook: string; hookLog: string }> {
-  const hook = join(box.root, "hook.sh");
-  const hookLog = join(box.root, "hook.log");
-  await Deno.writeTextFile(
-    hook,
-    `#!/bin/sh\nprintf '%s\\n' "$IMAGE_TRANSFER_RELATIVE_PATH" >> '${hookLog}'\n`,
-  );
-  await Deno.chmod(hook, 0o755);
-  return { hook, hookLog };
-}
-
 /** Fill the file system of `folder` with one file until it is full; returns that file. */
 async function fill(folder: string): Promise<string> {
   const path = join(folder, "filler");
@@ -436,7 +424,7 @@ for (const [method, restart] of FULL_STATE_CASES) {
     async () => {
       await using box = await cliSandbox();
       const target = await destination(method, box);
-      const { hook, hookLog } = await countingHook(box);
+      const { hook, hookLog } = await countingHook(box.root);
       await box.rewrite({ ...target.keys, on_transfer: [hook], retry_delay_seconds: 0.2 });
       try {
         await withTmpfs(box.stateDir, "16m", async () => {
@@ -807,7 +795,7 @@ Deno.test("a ledger that cannot be written when the daemon starts (chattr +i): s
 
 Deno.test("run --once gives up with an error when the ledger cannot be written", async () => {
   await using box = await cliSandbox();
-  const { hook, hookLog } = await countingHook(box);
+  const { hook, hookLog } = await countingHook(box.root);
   await box.rewrite({ on_transfer: [hook] });
   await withTmpfs(box.stateDir, "16m", async () => {
     const early = await writeFiles(box, "early_", 3);
