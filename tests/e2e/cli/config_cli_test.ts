@@ -119,24 +119,39 @@ Deno.test("config validate warns of schedules that pause and never resume, namin
   });
 });
 
+/**
+ * A writer of `home/config.yaml` for one job from `home/in` (made) to `remote_base_path` on
+ * archive.example.org, with `lines` after `transfer_method` and an FTP password file for ftp;
+ * returns the config file and the writer, which takes the method.
+ */
+async function methodConfig(
+  home: string,
+  remoteBasePath: string,
+  lines: string[] = [],
+): Promise<{ file: string; write: (method: string) => Promise<void> }> {
+  await Deno.mkdir(join(home, "in"));
+  const password = join(home, "ftp-password");
+  await Deno.writeTextFile(password, "secret\n", { mode: 0o600 });
+  const file = join(home, "config.yaml");
+  const write = (method: string) =>
+    Deno.writeTextFile(
+      file,
+      [
+        `watch_path: ${JSON.stringify(join(home, "in"))}`,
+        "remote_host: archive.example.org",
+        `remote_base_path: ${remoteBasePath}`,
+        `transfer_method: ${method}`,
+        ...lines,
+        ...(method === "ftp" ? [`ftp_password_file: ${JSON.stringify(password)}`] : []),
+        "",
+      ].join("\n"),
+    );
+  return { file, write };
+}
+
 Deno.test("config validate warns that an FTP remote_base_path starting with ~ is a folder named ~ there, naming the line; not for scp", async () => {
   await withHome(async (home) => {
-    await Deno.mkdir(join(home, "in"));
-    const password = join(home, "ftp-password");
-    await Deno.writeTextFile(password, "secret\n", { mode: 0o600 });
-    const file = join(home, "config.yaml");
-    const write = (method: string) =>
-      Deno.writeTextFile(
-        file,
-        [
-          `watch_path: ${JSON.stringify(join(home, "in"))}`,
-          "remote_host: archive.example.org",
-          "remote_base_path: ~/incoming",
-          `transfer_method: ${method}`,
-          ...(method === "ftp" ? [`ftp_password_file: ${JSON.stringify(password)}`] : []),
-          "",
-        ].join("\n"),
-      );
+    const { file, write } = await methodConfig(home, "~/incoming");
     await write("ftp");
     const result = await cli(home, ["-c", file, "config", "validate"]);
     assert.equal(result.code, 0, result.stderr);
@@ -153,24 +168,10 @@ Deno.test("config validate warns that an FTP remote_base_path starting with ~ is
 
 Deno.test("config validate and run --dry-run warn of a key the job's method does not use (ssh_port on an ftp job), naming its line; not when the method uses it", async () => {
   await withHome(async (home) => {
-    await Deno.mkdir(join(home, "in"));
-    const password = join(home, "ftp-password");
-    await Deno.writeTextFile(password, "secret\n", { mode: 0o600 });
-    const file = join(home, "config.yaml");
-    const write = (method: string) =>
-      Deno.writeTextFile(
-        file,
-        [
-          `watch_path: ${JSON.stringify(join(home, "in"))}`,
-          "remote_host: archive.example.org",
-          "remote_base_path: /data/incoming",
-          `transfer_method: ${method}`,
-          "ssh_port: 2222",
-          "ssh_options: []",
-          ...(method === "ftp" ? [`ftp_password_file: ${JSON.stringify(password)}`] : []),
-          "",
-        ].join("\n"),
-      );
+    const { file, write } = await methodConfig(home, "/data/incoming", [
+      "ssh_port: 2222",
+      "ssh_options: []",
+    ]);
     await write("ftp");
     const said =
       /^warning: .*config\.yaml:5: ssh_port of job default is ignored: only scp and rsync use it, and this job sends by ftp \(an FTP server's port goes in ftp_port\); remove it$/m;

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { type HookFacts, HookRunner } from "../../../src/pipeline/hooks.ts";
 import { testJob } from "../../helpers/jobs.ts";
 import { waitFor } from "../../helpers/files.ts";
+import { countingHook } from "../../helpers/sandbox.ts";
 
 function facts(root: string, relPath: string): HookFacts {
   return {
@@ -22,13 +23,7 @@ function facts(root: string, relPath: string): HookFacts {
 
 Deno.test("hooks waiting for the ledger when a reload replaces the job run once it can be written, not only at the next start", async () => {
   const root = await Deno.makeTempDir({ prefix: "itx-hook-reload-" });
-  const ran = join(root, "ran");
-  const hook = join(root, "hook.sh");
-  await Deno.writeTextFile(
-    hook,
-    `#!/bin/sh\nprintf '%s\\n' "$IMAGE_TRANSFER_RELATIVE_PATH" >> '${ran}'\n`,
-  );
-  await Deno.chmod(hook, 0o755);
+  const { hook, hookLog: ran } = await countingHook(root);
   const keys = {
     watch_path: join(root, "watch"),
     remote_base_path: join(root, "dest"),
