@@ -314,12 +314,18 @@ Deno.test("JobRunner once: a watch_path spelled with // or /./ still sends its f
     const bytes = randomBytes(64);
     await place(join(root, "watch"), "n/a.fits", bytes);
     for (const [i, spelling] of [`${root}//watch`, `${root}/./watch/`].entries()) {
-      const job = localTestJob(root, { name: `job${i}`, watch_path: spelling });
+      // A destination each: a copy another job put there would count as arrived, not as sent.
+      const dest = join(root, `dest${i}`);
+      const job = localTestJob(root, {
+        name: `job${i}`,
+        watch_path: spelling,
+        remote_base_path: dest,
+      });
       const run = await runOnce(job, stateDir);
       assert.deepEqual(run, { sent: 1, failed: 0, items: ["20240315/n/a.fits"] }, spelling);
       readLedger(stateDir, job, (files) => assert.equal(files.get("n/a.fits")?.state, "done"));
+      assert.deepEqual(await Deno.readFile(join(dest, "20240315", "n", "a.fits")), bytes);
     }
-    assert.deepEqual(await Deno.readFile(join(root, "dest", "20240315", "n", "a.fits")), bytes);
   });
 });
 
