@@ -215,30 +215,49 @@ Deno.test("Windows: drives net use maps to a share are remote, others are not", 
   assert.equal(networkMountOf("C:\\data", mounts, "windows"), null);
 });
 
+/**
+ * A poller of `root/watch`, a link to `root/real` (with `night` made) that `unreadable()` turns
+ * into a link to itself, so every stat below it fails (ELOOP) as an I/O error or a stale handle on
+ * a share would (root reads through any permission), and `readable()` turns back; `errors` are the
+ * paths the poller said it could not look at.
+ */
+async function pollerOfLink(root: string, beforeLearning?: (real: string) => Promise<void>) {
+  const real = join(root, "real");
+  const watch = join(root, "watch");
+  await Deno.mkdir(join(real, "night"), { recursive: true });
+  await beforeLearning?.(real);
+  await Deno.symlink(real, watch);
+  const errors: string[] = [];
+  const poller = new FolderPoller({
+    root: watch,
+    filter: createFileFilter(localTestJob(root, { file_patterns: ["*.fits"] })),
+    onError: (path) => errors.push(path),
+  });
+  await poller.learn();
+  const relink = async (target: string) => {
+    await Deno.remove(watch);
+    await Deno.symlink(target, watch);
+  };
+  return {
+    real,
+    watch,
+    errors,
+    poller,
+    unreadable: () => relink("watch"),
+    readable: () => relink(real),
+  };
+}
+
 Deno.test("poller: a file whose stat fails for a while (not 'not found') is kept, and its later change is reported", async () => {
   const root = await Deno.makeTempDir({ prefix: "itx-poller-" });
   try {
-    // The watch folder is reached through a link, which a test can turn into a link to itself:
-    // every stat below it then fails with ELOOP, as an I/O error or a stale handle on a share,
-    // or a folder's permissions, fail it (root reads through any permission).
-    const real = join(root, "real");
-    const watch = join(root, "watch");
-    await Deno.mkdir(join(real, "night"), { recursive: true });
-    await Deno.symlink(real, watch);
-    const errors: string[] = [];
-    const poller = new FolderPoller({
-      root: watch,
-      filter: createFileFilter(localTestJob(root, { file_patterns: ["*.fits"] })),
-      onError: (path) => errors.push(path),
-    });
-    await poller.learn();
+    const { real, watch, errors, poller, unreadable, readable } = await pollerOfLink(root);
     const path = join(real, "night", "a.fits");
     await Deno.writeTextFile(path, "part one");
     assert.deepEqual(rels(await poller.poll()), ["night/a.fits"]);
     assert.deepEqual(await poller.poll(), []);
 
-    await Deno.remove(watch);
-    await Deno.symlink("watch", watch);
+    await unreadable();
     assert.throws(() => Deno.statSync(join(watch, "night", "a.fits")), Deno.errors.FilesystemLoop);
     assert.deepEqual(await poller.poll(), []);
     assert.deepEqual(await poller.poll(), []);
@@ -246,8 +265,7 @@ Deno.test("poller: a file whose stat fails for a while (not 'not found') is kept
 
     // Readable again; the file grew meanwhile, and no name changed in its folder.
     await Deno.writeTextFile(path, " and part two", { append: true });
-    await Deno.remove(watch);
-    await Deno.symlink(real, watch);
+    await readable();
     assert.deepEqual(rels(await poller.poll()), ["night/a.fits"]);
     assert.deepEqual(await poller.poll(), []);
     assert.deepEqual(errors, [join(watch, "night")], "its folder said once");
@@ -259,21 +277,11 @@ Deno.test("poller: a file whose stat fails for a while (not 'not found') is kept
 Deno.test("poller: a folder that cannot be looked at for a while is said once, kept, and listed again once it can", async () => {
   const root = await Deno.makeTempDir({ prefix: "itx-poller-" });
   try {
-    // As above: the watch folder is reached through a link that becomes a link to itself.
-    const real = join(root, "real");
-    const watch = join(root, "watch");
-    await Deno.mkdir(join(real, "night"), { recursive: true });
-    await pinMtime(join(real, "night"), 1_000_000);
-    await Deno.symlink(real, watch);
-    const errors: string[] = [];
-    const poller = new FolderPoller({
-      root: watch,
-      filter: createFileFilter(localTestJob(root, { file_patterns: ["*.fits"] })),
-      onError: (path) => errors.push(path),
-    });
-    await poller.learn();
-    await Deno.remove(watch);
-    await Deno.symlink("watch", watch);
+    const { real, watch, errors, poller, unreadable, readable } = await pollerOfLink(
+      root,
+      (real) => pinMtime(join(real, "night"), 1_000_000),
+    );
+    await unreadable();
     for (let i = 0; i < 3; i++) assert.deepEqual(await poller.poll(), []);
     assert.deepEqual(
       errors,
@@ -284,8 +292,7 @@ Deno.test("poller: a folder that cannot be looked at for a while is said once, k
     // A file arrived meanwhile, and the folder's mtime says nothing of it (a coarse clock).
     await Deno.writeTextFile(join(real, "night", "new.fits"), "new");
     await pinMtime(join(real, "night"), 1_000_000);
-    await Deno.remove(watch);
-    await Deno.symlink(real, watch);
+    await readable();
     assert.deepEqual(rels(await poller.poll()), ["night/new.fits"]);
     assert.deepEqual(await poller.poll(), []);
     assert.equal(errors.length, 1);
