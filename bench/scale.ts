@@ -6,21 +6,13 @@
  * @module
  */
 import { join } from "node:path";
-import { Ledger } from "../src/ledger/ledger.ts";
-import { FileRows } from "../src/ledger/file_rows.ts";
 import { loadConfig } from "../src/config/load.ts";
-import type { JobConfig } from "../src/config/types.ts";
 import { DaemonProcess, type ProcessSample } from "./daemon_process.ts";
 import type { Section } from "./report.ts";
-import {
-  type BenchContext,
-  freshRemoteDir,
-  randomBytes,
-  sleep,
-  sync,
-  writeDaemonConfig,
-} from "./setup.ts";
+import { type BenchContext, freshRemoteDir, sleep, sync, writeDaemonConfig } from "./setup.ts";
 import { formatMs } from "./stats.ts";
+import { buildTree, markTreeDone } from "./tree.ts";
+import { PollBench, type PollOptions } from "./poll.ts";
 
 /** Options of {@linkcode runScale}. */
 export interface ScaleOptions {
@@ -32,46 +24,7 @@ export interface ScaleOptions {
   idleMs?: number;
 }
 
-/** The job name of a config with a single top-level job. */
-
 const mb = (bytes: number) => `${(bytes / 1e6).toFixed(0)} MB`;
-
-/** Build the tree and its ledger; returns how long that took. */
-export function buildTree(
-  watch: string,
-  stateDir: string,
-  files: number,
-  folders: number,
-  job: JobConfig,
-): number {
-  const start = performance.now();
-  const bytes = randomBytes(1024);
-  const rows: Array<{ rel: string; size: number; mtimeMs: number }> = [];
-  const perFolder = Math.ceil(files / folders);
-  for (let f = 0; f < folders; f++) {
-    const folder = `night_${String(f).padStart(3, "0")}`;
-    Deno.mkdirSync(join(watch, folder), { recursive: true });
-    for (let i = 0; i < perFolder && rows.length < files; i++) {
-      const rel = `${folder}/frame_${String(i).padStart(5, "0")}.fits`;
-      const path = join(watch, folder, `frame_${String(i).padStart(5, "0")}.fits`);
-      Deno.writeFileSync(path, bytes);
-      const info = Deno.statSync(path);
-      rows.push({ rel, size: info.size, mtimeMs: info.mtime?.getTime() ?? 0 });
-    }
-  }
-  const ledger = Ledger.open(stateDir);
-  try {
-    FileRows.of(ledger, job).markDone(rows.map((row) => ({
-      relPath: row.rel,
-      size: row.size,
-      mtimeMs: row.mtimeMs,
-      destination: `20240101/${row.rel}`,
-    })));
-  } finally {
-    ledger.close();
-  }
-  return performance.now() - start;
-}
 
 /** VmRSS of a daemon with an empty watch folder and ledger, right after `Watching`. */
 async function emptyDaemonRss(ctx: BenchContext, dir: string, remotePath: string): Promise<number> {
@@ -109,8 +62,16 @@ async function untilQuiet(daemon: DaemonProcess): Promise<{ ms: number; sample: 
   throw new Error("The daemon did not come to rest within 60 s of `Watching`");
 }
 
-/** Run the scale benchmark once. */
-export async function runScale(ctx: BenchContext, options: ScaleOptions = {}): Promise<Section> {
+/**
+ * Run the scale benchmark once. With `poll`, the poll benchmark runs on the same tree: its
+ * poller is timed before the daemon starts, and its polling daemon idles through the same
+ * minute as this one, started once this one has come to rest (see bench/poll.ts).
+ */
+export async function runScale(
+  ctx: BenchContext,
+  options: ScaleOptions = {},
+  poll?: PollOptions,
+): Promise<Section[]> {
   const files = options.files ?? 100_000;
   const folders = options.folders ?? 100;
   const idleMs = options.idleMs ?? 60_000;
@@ -122,9 +83,11 @@ export async function runScale(ctx: BenchContext, options: ScaleOptions = {}): P
   let bootMs: number;
   let atWatching: ProcessSample;
   let settled: { ms: number; sample: ProcessSample };
+  let idleFrom: ProcessSample;
   let afterIdle: ProcessSample;
   let found: string[];
   let emptyRss: number;
+  let pollSection: Section | null = null;
   try {
     emptyRss = await emptyDaemonRss(ctx, dir, remote.path);
     const config = await writeDaemonConfig(ctx, dir, {
@@ -135,9 +98,15 @@ export async function runScale(ctx: BenchContext, options: ScaleOptions = {}): P
       method: "scp",
     });
     const job = (await loadConfig(config)).jobs[0];
-    const buildMs = buildTree(watch, stateDir, files, folders, job);
+    const tree = buildTree(watch, files, folders);
+    let buildMs = tree.ms + markTreeDone(stateDir, tree.rows, job);
+    const polled = poll
+      ? await PollBench.prepare(ctx, dir, watch, files, folders, poll.polls)
+      : null;
+    if (polled) buildMs += markTreeDone(polled.stateDir, tree.rows, await polled.bench.job());
     await sync();
     ctx.progress(`scale: ${files} files and their ledger rows built in ${formatMs(buildMs)}`);
+    await polled?.bench.measurePoller();
     const daemon = DaemonProcess.start(config);
     try {
       const starting = await daemon.waitForLine("Starting", { timeoutMs: 60_000 });
@@ -148,10 +117,17 @@ export async function runScale(ctx: BenchContext, options: ScaleOptions = {}): P
       settled = await untilQuiet(daemon);
       ctx.progress(
         `scale: watching after ${formatMs(startupMs)}; RSS ${mb(atWatching.rssBytes)}; ` +
-          `files sent before checked ${formatMs(settled.ms)} later; idling ${idleMs / 1000} s`,
+          `files sent before checked ${formatMs(settled.ms)} later`,
       );
-      await sleep(idleMs);
-      afterIdle = await daemon.sample();
+      try {
+        await polled?.bench.startDaemon();
+        idleFrom = await daemon.sample();
+        ctx.progress(`scale: idling ${idleMs / 1000} s`);
+        await sleep(idleMs);
+        afterIdle = await daemon.sample();
+      } finally {
+        if (polled) pollSection = await polled.bench.finish(idleMs);
+      }
       found = daemon.lines.map((l) => l.text).filter((t) =>
         /Found|Successfully|WARN|ERROR/.test(t)
       );
@@ -163,7 +139,7 @@ export async function runScale(ctx: BenchContext, options: ScaleOptions = {}): P
     await Deno.remove(dir, { recursive: true }).catch(() => {});
     await sync();
   }
-  const idleCpuPercent = ((afterIdle.cpuMs - settled.sample.cpuMs) / idleMs) * 100;
+  const idleCpuPercent = ((afterIdle.cpuMs - idleFrom.cpuMs) / idleMs) * 100;
   const checkCpuMs = settled.sample.cpuMs - atWatching.cpuMs;
   const peak = Math.max(atWatching.peakRssBytes, afterIdle.peakRssBytes);
   const rss = Math.max(atWatching.rssBytes, afterIdle.rssBytes);
@@ -172,7 +148,7 @@ export async function runScale(ctx: BenchContext, options: ScaleOptions = {}): P
       `peak ${mb(peak)}`,
   );
   const label = `${files.toLocaleString("en-US")} files done in the ledger`;
-  return {
+  const scale: Section = {
     title: "Scale",
     rows: [
       {
@@ -221,8 +197,9 @@ export async function runScale(ctx: BenchContext, options: ScaleOptions = {}): P
       "the daemon process (`/proc/<pid>/status`) right after `Watching` and after the idle",
       "period; the target is judged on the larger; VmHWM is the peak. The check of the files sent",
       "before ends when the daemon's CPU use falls under 5 % for half a second. Idle CPU = utime +",
-      `stime (\`/proc/<pid>/stat\`) consumed during the ${idleMs / 1000} s after it, divided by`,
-      "the wall time.",
+      `stime (\`/proc/<pid>/stat\`) consumed during the next ${idleMs / 1000} s, divided by the`,
+      "wall time. In a full run the poll benchmark's daemon (same tree, its own ledger) starts",
+      "after that check and before this minute, and idles through the same minute.",
     ].join("\n"),
     details: [
       `spawn → \`Starting\` line (runtime and module start-up): ${formatMs(bootMs)}; ` +
@@ -231,10 +208,11 @@ export async function runScale(ctx: BenchContext, options: ScaleOptions = {}): P
       `(a daemon with an empty watch folder and ledger: ${mb(emptyRss)} at \`Watching\`); ` +
       `CPU used during start-up ${formatMs(atWatching.cpuMs)}, by the check after it ${
         formatMs(checkCpuMs)
-      }, while idle ${formatMs(afterIdle.cpuMs - settled.sample.cpuMs)}`,
+      }, while idle ${formatMs(afterIdle.cpuMs - idleFrom.cpuMs)}`,
       found.length === 0
         ? "no file was re-sent or reported as new (all recognised as done)"
         : `unexpected lines: ${found.length}, first: \`${found[0]}\``,
     ],
   };
+  return pollSection ? [scale, pollSection] : [scale];
 }
