@@ -214,9 +214,9 @@ export function createTransport(
     case "local":
       return new LocalTransport(job, ledger);
     case "scp":
-      return new ScpTransport(job, runtimeDir);
+      return new ScpTransport(job, runtimeDir, ledger);
     case "rsync":
-      return new RsyncTransport(job, runtimeDir);
+      return new RsyncTransport(job, runtimeDir, ledger);
     case "ftp":
       return new FtpTransport(job);
   }

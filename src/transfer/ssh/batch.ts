@@ -152,7 +152,7 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
         method.session,
         method.base,
         specs,
-        { timeoutMs: method.timeoutMs, signal, makeBase: !method.filesArrivedBefore },
+        { timeoutMs: method.timeoutMs, signal, remoteBase: method.remoteBase },
         this.#earlierCopySpecs(deliveries, claim),
       ));
     } catch (error) {
@@ -330,7 +330,7 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
     for (const entry of plan.entries) entry.expectedSize = sizes.get(entry.index)!;
     const script = oneCallScript(method.base, specs, sent, plan, {
       archive,
-      makeBase: !method.filesArrivedBefore,
+      base: method.remoteBase.rule,
       dropKept: this.#keepSeconds > 0
         ? { prefix: uploadFolderPrefix(method.owner), active: claim.othersActive(folder) }
         : undefined,
@@ -354,7 +354,7 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
       return true;
     }
     read.release();
-    const failed = oneCallFailures(results);
+    const failed = oneCallFailures(results, method.remoteBase);
     if (failed.unable !== null) {
       method.oneCallFiles = failed.unable.includes("tar") && failed.unable.length === 1 ? 1 : 0;
       this.#log.info(
@@ -427,23 +427,21 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
 
   #folderError(delivery: SshDelivery, failure: FolderFailure): TransferError {
     const target = this.#method.describeTarget(delivery.item.destination);
+    const cannot = `Cannot send ${delivery.item.source} to ${target}`;
     if (failure.kind === "link") {
       return new TransferError(
-        `Cannot send ${delivery.item.source} to ${target}: a folder on the way is a symbolic ` +
-          "link: nothing is written through it; replace it by a real folder",
+        `${cannot}: a folder on the way is a symbolic link: nothing is written through it; ` +
+          "replace it by a real folder",
         "fatal",
       );
     }
     if (failure.kind === "base-gone") {
-      return new TransferError(
-        `Cannot send ${delivery.item.source} to ${target}: ${baseGoneReason(this.#method.base)}`,
-        "retry-later",
-      );
+      const why = baseGoneReason(this.#method.base, failure.seen);
+      return new TransferError(`${cannot}: ${why}`, "retry-later");
     }
     const { kind, reason } = folderFailedReason(failure.message, this.#method.context);
     return new TransferError(
-      `Cannot send ${delivery.item.source} to ${target}: cannot create the folder: ` +
-        `${reason} (${failure.message})`,
+      `${cannot}: cannot create the folder: ${reason} (${failure.message})`,
       kind,
     );
   }

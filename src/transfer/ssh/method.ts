@@ -12,6 +12,7 @@ import type { CommandError, TransferError } from "../../errors.ts";
 import type { FailureContext } from "../classify.ts";
 import type { SshSession } from "./connection.ts";
 import type { UploadFolders } from "./upload_folders.ts";
+import type { RemoteBase } from "./remote_folders.ts";
 import { basename, posix } from "node:path";
 import { type Delivery, live } from "../deliver.ts";
 
@@ -54,10 +55,10 @@ export interface SshMethod {
    */
   oneCallFiles: number;
   /**
-   * Files arrived in the base path before (see `Transport.deliveredBefore`):
-   * a base path that is gone is not made again (a share that is not mounted).
+   * What batches may do with the base path: once files arrived there, one that is gone is not
+   * made again, nor one where a disk was mounted written to (see `RemoteBase`).
    */
-  filesArrivedBefore: boolean;
+  readonly remoteBase: RemoteBase;
   /**
    * Upload folders that batches left behind with copies not kept to be
    * continued (a stop interrupted them): removed when the transport closes,

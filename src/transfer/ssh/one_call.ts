@@ -16,10 +16,12 @@ import { closeSource, deliveredPermissions, inspectOpenSource, openSource } from
 import type { SshDelivery } from "./method.ts";
 import { finishLines, type FinishPlan } from "./finish.ts";
 import {
+  type BaseRule,
   type FolderFailure,
   folderFailureOf,
   type FolderSpec,
   makeFoldersLines,
+  type RemoteBase,
 } from "./remote_folders.ts";
 import {
   buildScript,
@@ -196,16 +198,16 @@ function readInto(delivery: SshDelivery, target: Uint8Array): boolean {
  * one file's bytes: see {@linkcode readPayload}), and only once they are
  * received whole run the finishing lines of `plan` (verify, rename, flush). A
  * copy not received whole is never renamed, whatever `verify_transfer` says.
- * `makeBase`: see {@linkcode makeFoldersLines}.
+ * `base`: see {@linkcode makeFoldersLines}.
  */
 export function oneCallScript(
   base: string,
   specs: FolderSpec[],
   deliveries: SshDelivery[],
   plan: FinishPlan,
-  { archive, makeBase, dropKept }: {
+  { archive, base: rule, dropKept }: {
     archive: boolean;
-    makeBase: boolean;
+    base: BaseRule;
     /**
      * Where interrupted copies are kept to be continued: this daemon's upload folder prefix and
      * the upload folders its other batches use in the folder. The copies its earlier attempts
@@ -222,7 +224,7 @@ export function oneCallScript(
   return buildScript(["make_folders", "finish", "receive"], [
     `${call("receive_tools", archive ? "archive" : "bytes")} || exit 0`,
     "made=",
-    `${makeFoldersLines(base, specs, [], makeBase)[0]} && made=1`,
+    `${makeFoldersLines(base, specs, [], rule)[0]} && made=1`,
     // Swept, and the upload folder made: the daemon's other batches may use the folder now.
     '[ -n "$made" ] && report folders-made',
     `if [ -n "$made" ] && ${receive}`,
@@ -312,12 +314,15 @@ function tarHeader(name: string, mode: number, size: number, mtime: number, type
 
 /**
  * What the results of a one-call script say failed before the finishing
- * lines. `unable`: the host lacks these tools (an empty list: not even the
- * script ran, `dd` is missing), and nothing was done.
+ * lines (what they say of the base path goes to `remoteBase`). `unable`: the
+ * host lacks these tools (an empty list: not even the script ran, `dd` is
+ * missing), and nothing was done.
  */
 export function oneCallFailures(
   results: ResultLine[],
+  remoteBase: RemoteBase,
 ): { folder: FolderFailure | null; receive: string | null; unable: string[] | null } {
+  remoteBase.learn(results);
   const folder = resultsByIndex(results.filter((r) => folderFailureOf(r) !== null)).get(0);
   const unable = results.find((r) => r.word === "receive-unable");
   const ready = results.some((r) => r.word === "receive-ready");

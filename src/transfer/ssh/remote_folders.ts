@@ -20,6 +20,7 @@ import {
 import type { SshSession } from "./connection.ts";
 import { type Classification, classifyText, type FailureContext } from "../classify.ts";
 import { TEMP_SUFFIX } from "../../layout/destination.ts";
+import type { FactStore } from "../../config/file_systems.ts";
 
 /** One destination folder of a batch. */
 export interface FolderSpec {
@@ -56,11 +57,83 @@ export interface EarlierCopySpec {
   keepSeconds: number;
 }
 
-/** What went wrong with one folder (`base-gone`: the base path is gone and may not be made). */
+/**
+ * What went wrong with one folder (`base-gone`: the base path is gone and may not be made, or
+ * is an empty folder where a disk or share was mounted when files arrived: `seen` says so).
+ */
 export type FolderFailure =
   | { kind: "link" }
-  | { kind: "base-gone" }
+  | { kind: "base-gone"; seen?: string }
   | { kind: "failed"; message: string };
+
+/**
+ * What `make_folders` may do with the base path (`make` it; `keep`: files arrived there, so it
+ * is not made again; `mounted`: and it was a mount point then), and whether it reports if the
+ * base path is a mount point (`ask`). See {@linkcode RemoteBase}.
+ */
+export interface BaseRule {
+  rule: "make" | "keep" | "mounted";
+  ask: boolean;
+}
+
+/** What shows that a disk or share is not mounted on the base path (see `baseGoneReason`). */
+export const UNMOUNTED_BASE =
+  "an empty folder stands where files arrived on the disk mounted there";
+
+/** The base path may be made; nothing is asked of it. */
+export const MAKE_BASE: BaseRule = { rule: "make", ask: false };
+
+/**
+ * What batches may do with an SSH destination's base path, and what is known of it. Once files
+ * arrived there it is not made again: a share that is not mounted leaves no folder. And when it
+ * was a mount point (asked once a run, kept in the ledger as for a local destination), an empty
+ * folder that is none now is a disk or share not mounted, where copies would fill the disk below:
+ * nothing is written there until it is back. A folder that holds files is one moved for good.
+ */
+export class RemoteBase {
+  readonly #facts: FactStore | null;
+  readonly #key: string;
+  /** Whether the base path was a mount point (`null`: not known). */
+  #mounted: boolean | null;
+  /** Whether a script of this run looked at it. */
+  #asked = false;
+  /** Files arrived in the base path before (see `Transport.deliveredBefore`). */
+  filesArrived = false;
+
+  /** `where`: the base path as the user reads it (host and path), the ledger's key for it. */
+  constructor(facts: FactStore | null, where: string) {
+    this.#facts = facts;
+    this.#key = `arrived_mount_point ${where}`;
+    const kept = facts?.meta(this.#key) ?? null;
+    this.#mounted = kept === null ? null : kept === "1";
+  }
+
+  /** Whether the base path was a mount point when files arrived (as far as is known). */
+  get wasMountPoint(): boolean {
+    return this.#mounted === true;
+  }
+
+  /** The rule of the next script's `make_folders`. */
+  get rule(): BaseRule {
+    const rule = !this.filesArrived ? "make" : this.#mounted ? "mounted" : "keep";
+    return { rule, ask: !this.#asked };
+  }
+
+  /** Learn from a script's results whether the base path is a mount point. */
+  learn(results: ResultLine[]): void {
+    const said = results.findLast((result) => result.word === "base-mount");
+    if (results.length > 0) this.#asked = true;
+    if (said === undefined) return;
+    const mounted = said.detail === "1";
+    if (mounted === this.#mounted) return;
+    this.#mounted = mounted;
+    try {
+      this.#facts?.setMeta(this.#key, mounted ? "1" : "0");
+    } catch {
+      // The ledger says why it cannot be written; this run remembers it meanwhile.
+    }
+  }
+}
 
 /**
  * How to treat a folder `make_folders` could not make, and why, in the user's words where
@@ -77,8 +150,8 @@ export function folderFailedReason(message: string, context: FailureContext): Cl
 }
 
 /**
- * The script lines that prepare `specs` below `base` (which is made too when
- * it is not there, unless `makeBase` is false: files arrived there before).
+ * The script lines that prepare `specs` below `base` (made too when it is not
+ * there and `rule` allows: see {@linkcode BaseRule}).
  *
  * @throws {Error} when a folder is not inside `base`
  */
@@ -86,14 +159,14 @@ export function makeFoldersLines(
   base: string,
   specs: FolderSpec[],
   earlier: EarlierCopySpec[] = [],
-  makeBase = true,
+  { rule, ask }: BaseRule = MAKE_BASE,
 ): string[] {
   const lines = specs.map((spec, index) => {
     const sweep = spec.sweepPrefix === null
       ? []
       : [spec.sweepPrefix, TEMP_SUFFIX, Math.floor(spec.keepSeconds ?? 0)];
     const below = foldersBelow(base, spec.folder);
-    return `${call("make_folders", index, base, makeBase ? 1 : 0, ...below)} && ` +
+    return `${call("make_folders", index, base, rule, ask ? 1 : 0, ...below)} && ` +
       call("make_upload_folder", index, spec.folder, spec.uploadName, ...sweep);
   });
   for (const copy of earlier) {
@@ -115,8 +188,8 @@ export function makeFoldersLines(
 
 /**
  * Prepare `specs` below `base` with one remote call (see
- * {@linkcode makeFoldersLines}), and move the `earlier` copies into the upload
- * folders.
+ * {@linkcode makeFoldersLines}; what it says of the base path goes to
+ * `remoteBase`), and move the `earlier` copies into the upload folders.
  *
  * @returns the failures, by index in `specs`; the bytes of each earlier copy
  *   taken, by item
@@ -126,15 +199,16 @@ export async function makeFolders(
   session: SshSession,
   base: string,
   specs: FolderSpec[],
-  options: { timeoutMs: number; signal: AbortSignal; makeBase: boolean },
+  options: { timeoutMs: number; signal: AbortSignal; remoteBase: RemoteBase },
   earlier: EarlierCopySpec[] = [],
 ): Promise<{ failures: Map<number, FolderFailure>; earlierCopies: Map<number, number> }> {
-  const lines = makeFoldersLines(base, specs, earlier, options.makeBase);
+  const lines = makeFoldersLines(base, specs, earlier, options.remoteBase.rule);
   const script = buildScript("make_folders", lines);
   const stdout = await session.runScript(script.text, options);
   const results = parseResults(stdout, script.marker);
+  options.remoteBase.learn(results);
   const failures = new Map<number, FolderFailure>();
-  const ofFolders = results.filter((result) => result.word !== "earlier-copy");
+  const ofFolders = results.filter((result) => folderFailureOf(result) !== null);
   for (const [index, result] of resultsByIndex(ofFolders)) {
     const failure = folderFailureOf(result);
     if (failure) failures.set(index, failure);
@@ -150,7 +224,11 @@ export async function makeFolders(
 /** The failure a result line of `make_folders` reports (`null`: none). */
 export function folderFailureOf({ word, detail }: ResultLine): FolderFailure | null {
   if (word === "folder-is-link") return { kind: "link" };
-  if (word === "base-gone") return { kind: "base-gone" };
+  if (word === "base-gone") {
+    return detail === "unmounted"
+      ? { kind: "base-gone", seen: UNMOUNTED_BASE }
+      : { kind: "base-gone" };
+  }
   if (word === "folder-failed") return { kind: "failed", message: detail };
   return null;
 }

@@ -12,6 +12,7 @@ import { type CliResult, runCli, startCli } from "../../helpers/cli.ts";
 import { existsSync, listFiles, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
 import { isMounted, mountBindfs, mountBindfsProcess, unmountBindfs } from "../../helpers/bindfs.ts";
 import { withTmpfs } from "../../helpers/tmpfs.ts";
+import { sshSandbox, startSshd } from "../../helpers/sshd.ts";
 
 async function withRoot(fn: (root: string, env: Record<string, string>) => Promise<void>) {
   const root = await Deno.makeTempDir({ prefix: "itx-dest-safety-" });
@@ -404,6 +405,58 @@ Deno.test("a local destination that is a local disk's mount point: unmounted, it
       assert.deepEqual(await Deno.readFile(join(base, sent)), bytes);
     });
   });
+});
+
+Deno.test("an scp or rsync destination whose base path is a disk's mount point: unmounted, its empty folder gets nothing, whether files go in one call or by the upload program; another disk mounted there takes them", async () => {
+  const sshd = await startSshd();
+  try {
+    for (const method of ["scp", "rsync"] as const) {
+      const box = await sshSandbox(sshd, method, { retry_attempts: 0 });
+      try {
+        const { uid, gid } = await Deno.stat(box.remote);
+        const mounted = (fn: () => Promise<void>) =>
+          withTmpfs(box.remote, "32m", fn, { uid: uid!, gid: gid! });
+        await mounted(async () => {
+          await Deno.writeFile(join(box.watch, "a.fits"), randomBytes(1000));
+          await runOnce(box.config, box.env, 0);
+          assert.equal((await listFiles(box.remote)).length, 1, `${method}: arrived on the disk`);
+        });
+
+        // Unplugged: a small file (one call) and a large one (the upload program) get nothing.
+        const files = { "b.fits": randomBytes(1000), "c.fits": randomBytes(9 * 1024 * 1024) };
+        for (const [name, bytes] of Object.entries(files)) {
+          await Deno.writeFile(join(box.watch, name), bytes);
+        }
+        const unmounted = await runOnce(box.config, box.env, 1);
+        assert.match(
+          unmounted.stderr,
+          /destination folder .* is gone \(a share that is not mounted\?\): an empty folder stands where files arrived on the disk mounted there/,
+        );
+        assert.deepEqual([...Deno.readDirSync(box.remote)], [], `${method}: nothing below it`);
+        const doctor = await runCli(["doctor", "-c", box.config], { env: box.env });
+        assert.notEqual(doctor.code, 0, doctor.stdout);
+        assert.match(
+          doctor.stdout,
+          /FAIL +destination folder: .*: the destination folder .* is gone .*: an empty folder stands where files arrived on the disk mounted there/,
+        );
+
+        // The next disk, empty, mounted there: a mount point again, it takes the files.
+        await mounted(async () => {
+          await runOnce(box.config, box.env, 0);
+          const arrived = await listFiles(box.remote);
+          for (const [name, bytes] of Object.entries(files)) {
+            const rel = arrived.find((path) => path.endsWith(`/${name}`));
+            assert.ok(rel, `${method}: ${name} arrived (${arrived})`);
+            assert.deepEqual(await Deno.readFile(join(box.remote, rel)), bytes);
+          }
+        });
+      } finally {
+        await Deno.remove(box.root, { recursive: true });
+      }
+    }
+  } finally {
+    await sshd.stop();
+  }
 });
 
 Deno.test("a local destination share unmounted in the middle of a copy and mounted again: said as the destination gone (no attempt used up), the file arrives whole, and no temporary copy is left beside it", async () => {

@@ -7,7 +7,11 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { makeFoldersLines } from "../../../src/transfer/ssh/remote_folders.ts";
+import {
+  type BaseRule,
+  MAKE_BASE,
+  makeFoldersLines,
+} from "../../../src/transfer/ssh/remote_folders.ts";
 import {
   buildScript,
   parseResults,
@@ -24,6 +28,7 @@ import { shellQuote } from "../../../src/transfer/ssh/endpoint.ts";
 import { STREAMED_SCRIPT_COMMAND } from "../../../src/transfer/ssh/connection.ts";
 import { exists, listFiles } from "../../helpers/files.ts";
 import { runProgram } from "../../helpers/cli.ts";
+import { withTmpfs } from "../../helpers/tmpfs.ts";
 
 const sha = (text: string) => createHash("sha256").update(text).digest("hex");
 
@@ -42,6 +47,7 @@ const TOOLS = [
   "chmod",
   "df",
   "awk",
+  "ls",
   "xargs",
   "head",
 ];
@@ -281,6 +287,38 @@ Deno.test("make_folders creates hostile folders and private upload folders, and 
   });
 });
 
+Deno.test("make_folders: a base that was a mount point and is an empty folder now gets nothing; one that holds files has moved for good", async () => {
+  await inEachShell("itx-mkdir-mount-", async (shell, dir, where) => {
+    const base = join(dir, "disk $(touch CANARY)");
+    const folder = join(base, "20240315");
+    let uploads = 0;
+    const script = (rule: BaseRule) => {
+      const spec = { folder, uploadName: `.up${uploads++}`, sweepPrefix: null };
+      return buildScript("make_folders", makeFoldersLines(base, [spec], [], rule));
+    };
+    const said = (results: { word: string; detail: string }[]) =>
+      results.map(({ word, detail }) => `${word} ${detail}`);
+    // A disk mounted there: asked, the script says so, and makes the folders on it.
+    await withTmpfs(base, "1m", async () => {
+      const asked = await run(shell, script({ rule: "make", ask: true }), dir);
+      assert.deepEqual(said(asked.results), ["base-mount 1"], where);
+      assert.ok((await Deno.stat(join(folder, ".up0"))).isDirectory);
+    });
+    // Unmounted: the empty folder below gets nothing, and says why.
+    const gone = await run(shell, script({ rule: "mounted", ask: false }), dir);
+    assert.deepEqual(said(gone.results), ["base-gone 0 unmounted"], where);
+    assert.deepEqual([...Deno.readDirSync(base)], [], "nothing made below the mount point");
+    // No disk was mounted there before: the folder is used, and is said to be no mount point.
+    const plain = await run(shell, script({ rule: "keep", ask: true }), dir);
+    assert.deepEqual(said(plain.results), ["base-mount 0"], where);
+    // It holds files now: moved there for good, used, and said to be no mount point any more.
+    const moved = await run(shell, script({ rule: "mounted", ask: false }), dir);
+    assert.deepEqual(said(moved.results), ["base-mount 0"], where);
+    assert.ok((await Deno.stat(join(folder, ".up3"))).isDirectory);
+    assert.equal(await exists(join(dir, "CANARY")), false);
+  });
+});
+
 Deno.test("make_folders: a base files arrived in before is not made again once gone", async () => {
   await inEachShell("itx-mkdir-base-", async (shell, dir, where) => {
     const base = join(dir, "share $(touch CANARY)", "images");
@@ -288,7 +326,7 @@ Deno.test("make_folders: a base files arrived in before is not made again once g
       .map((folder) => ({ folder, uploadName: ".up", sweepPrefix: null }));
     const gone = await run(
       shell,
-      buildScript("make_folders", makeFoldersLines(base, specs, [], false)),
+      buildScript("make_folders", makeFoldersLines(base, specs, [], { rule: "keep", ask: false })),
       dir,
     );
     assert.deepEqual([...gone.byIndex], [[0, "base-gone"], [1, "base-gone"]], where);
@@ -296,7 +334,7 @@ Deno.test("make_folders: a base files arrived in before is not made again once g
     // Allowed (no file arrived there yet): made with its parents.
     const made = await run(
       shell,
-      buildScript("make_folders", makeFoldersLines(base, specs, [], true)),
+      buildScript("make_folders", makeFoldersLines(base, specs, [], MAKE_BASE)),
       dir,
     );
     assert.deepEqual([...made.byIndex], [], where);

@@ -2,7 +2,7 @@
 # Preparing a batch's folders before an upload (see remote_folders.ts). Runs
 # after prologue.sh; the generated lines call, per destination folder:
 #
-#   make_folders INDEX BASE MAKE_BASE [FOLDER...] &&
+#   make_folders INDEX BASE BASE_RULE ASK_MOUNT [FOLDER...] &&
 #     make_upload_folder INDEX FOLDER UPLOAD_NAME [LEFTOVER_PREFIX LEFTOVER_SUFFIX [KEEP_SECONDS]]
 #
 # (or, for files whose kept copies will not be continued, `drop_kept_copies`),
@@ -11,20 +11,72 @@
 #   take_earlier_copy ITEM FOLDER UPLOAD_NAME NAME SIZE PREFIX SUFFIX KEEP_SECONDS [ACTIVE...]
 #
 # Results: `folder-is-link INDEX` (a folder below the base path is a symbolic
-# link: nothing is created through it), `base-gone INDEX` (the base path is
-# not there and may not be made), `folder-failed INDEX MESSAGE`, and
-# `earlier-copy ITEM BYTES` (an earlier copy was moved into the upload folder).
+# link: nothing is created through it), `base-gone INDEX [unmounted]` (the base
+# path is not there and may not be made, or is an empty folder where a disk
+# was mounted), `folder-failed INDEX MESSAGE`, `earlier-copy ITEM BYTES` (an
+# earlier copy was moved into the upload folder), and `base-mount YES` (1: the
+# base path is a mount point; 0: it is none).
 
-# make_folders INDEX BASE MAKE_BASE [FOLDER...]: the base path with its parents
-# (it may be or go through a link) when MAKE_BASE is 1 (with 0 a base path that
-# is gone stays gone: files arrived there before, so it is a share that is not
-# mounted), then each FOLDER below it, one by one, none a link.
+# is_mount_point FOLDER: whether FOLDER is where a file system is mounted, as
+# df names its mount point (status 0: yes, 1: no, 2: cannot tell).
+is_mount_point() {
+  case $1 in
+    /*) real=$1 ;;
+    *) real=./$1 ;;
+  esac
+  real=$(cd -P "$real" 2>/dev/null && pwd -P) || return 2
+  # The fields after the capacity column (NN%), so a device with spaces in its
+  # name does not shift them.
+  on=$(df -P "$real" 2>/dev/null | awk 'NR > 1 {
+    for (i = 5; i < NF; i++) if ($i ~ /^[0-9]+%$/) {
+      at = $(i + 1); for (j = i + 2; j <= NF; j++) at = at " " $j; print at; exit
+    }
+  }')
+  [ -n "$on" ] || return 2
+  [ "$on" = "$real" ]
+}
+
+# check_base_mount BASE RULE ASK: with RULE `mounted` (a disk or share was
+# mounted on BASE when files arrived), fail when BASE is an empty folder that
+# is no mount point now: the disk is not mounted, and copies would fill the
+# disk below. With ASK 1, report whether BASE is a mount point. Looked at once
+# a script.
+check_base_mount() {
+  [ "$2" = mounted ] || [ "$3" = 1 ] || return 0
+  if [ -z "${base_mount_state:-}" ]; then
+    is_mount_point "$1"
+    base_mount_state=$?
+  fi
+  if [ "$2" = mounted ] && [ "$base_mount_state" = 1 ]; then
+    if [ -z "$(ls -A -- "$1" 2>/dev/null)" ]; then
+      return 1
+    fi
+    # Files there, on the disk below: the folder moved for good.
+    base_mount_state=0n
+  fi
+  if [ "$3" = 1 ] || [ "$base_mount_state" = 0n ]; then
+    case $base_mount_state in
+      0) report base-mount 1 ;;
+      1 | 0n) report base-mount 0 ;;
+    esac
+  fi
+  return 0
+}
+
+# make_folders INDEX BASE BASE_RULE ASK_MOUNT [FOLDER...]: the base path with
+# its parents (it may be or go through a link) when BASE_RULE is `make` (with
+# `keep` a base path that is gone stays gone: files arrived there before, so it
+# is a share that is not mounted; with `mounted` it was a mount point then,
+# and stays gone while it is an empty folder that is none: see
+# check_base_mount), then each FOLDER below it, one by one, none a link.
+# ASK_MOUNT 1: report whether the base path is a mount point.
 make_folders() {
   index=$1
   base=$2
-  make_base=$3
-  shift 3
-  if ! [ -d "$base" ] && [ "$make_base" != 1 ]; then
+  rule=$3
+  ask=$4
+  shift 4
+  if ! [ -d "$base" ] && [ "$rule" != make ]; then
     report base-gone "$index"
     return 1
   fi
@@ -34,6 +86,10 @@ make_folders() {
   fi
   if ! [ -d "$base" ] && ! error=$(mkdir -p -- "$base" 2>&1); then
     report folder-failed "$index" "$(one_line "$error")"
+    return 1
+  fi
+  if ! check_base_mount "$base" "$rule" "$ask"; then
+    report base-gone "$index" unmounted
     return 1
   fi
   for folder in "$@"; do
