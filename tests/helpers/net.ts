@@ -112,3 +112,73 @@ export async function selfSignedCert(
   await Deno.chmod(key, 0o600);
   return { cert, key };
 }
+
+/** A running {@linkcode startCuttingProxy}. */
+export interface CuttingProxy {
+  /** The port to connect to instead of the server's. */
+  port: number;
+  /**
+   * Cut every connection open now: its server side is closed at once, its client side only when
+   * the client next writes (closed then, unanswered): a connection that looks open until used, as
+   * one whose server went away without a word on the way.
+   */
+  cut(): void;
+  stop(): Promise<void>;
+}
+
+/** A TCP proxy on 127.0.0.1 (a free port) to `serverPort` there that can cut its connections. */
+export function startCuttingProxy(serverPort: number): CuttingProxy {
+  const port = freePort();
+  const listener = Deno.listen({ hostname: "127.0.0.1", port });
+  const pairs = new Set<{ client: Deno.Conn; server: Deno.Conn; cut: boolean }>();
+  const closeQuietly = (conn: Deno.Conn) => {
+    try {
+      conn.close();
+    } catch { /* closed already */ }
+  };
+  const pipe = async (from: Deno.Conn, to: Deno.Conn, stopsOnCut: () => boolean) => {
+    const buffer = new Uint8Array(64 * 1024);
+    try {
+      for (;;) {
+        const n = await from.read(buffer);
+        if (n === null || stopsOnCut()) break;
+        let written = 0;
+        while (written < n) written += await to.write(buffer.subarray(written, n));
+      }
+    } catch { /* one side closed */ }
+  };
+  const accepting = (async () => {
+    for await (const client of listener) {
+      const server = await Deno.connect({ hostname: "127.0.0.1", port: serverPort });
+      const pair = { client, server, cut: false };
+      pairs.add(pair);
+      // Client to server: once cut, the client's next bytes close its side, unanswered.
+      pipe(client, server, () => pair.cut).finally(() => {
+        closeQuietly(client);
+        closeQuietly(server);
+        pairs.delete(pair);
+      });
+      // Server to client: a cut server side says nothing to the client.
+      pipe(server, client, () => pair.cut).finally(() => {
+        if (!pair.cut) closeQuietly(client);
+      });
+    }
+  })().catch(() => {});
+  return {
+    port,
+    cut() {
+      for (const pair of pairs) {
+        pair.cut = true;
+        closeQuietly(pair.server);
+      }
+    },
+    async stop() {
+      listener.close();
+      for (const pair of pairs) {
+        closeQuietly(pair.client);
+        closeQuietly(pair.server);
+      }
+      await accepting;
+    },
+  };
+}

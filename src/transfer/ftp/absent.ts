@@ -55,9 +55,12 @@ function nameOf(path: string): string {
 }
 
 /**
- * The loose names (see {@linkcode loose}) `NLST` gives for `folder` after entering it, or `null`
- * when it cannot be entered (`entered: false`), listed or the listing is too long (`folder` is
- * then added to `large`). A connection that breaks throws.
+ * The loose names (see {@linkcode loose}) listed in `folder` after entering it, or `null` when it
+ * cannot be entered (`entered: false`), listed or the listing is too long (`folder` is then added
+ * to `large`). A folder this connection has not swept of leftovers yet is listed as the sweep lists
+ * it (`LIST -a`), kept for the sweep (`FtpPeer.listings`): one listing instead of two; its names
+ * are used where the listing shows itself whole (see {@linkcode wholeListing}), else `NLST` is
+ * asked as well. A connection that breaks throws.
  */
 async function listedNames(
   peer: FtpPeer,
@@ -71,19 +74,33 @@ async function listedNames(
   }
   const commands = client.availableListCommands;
   const parse = client.parseList;
-  client.availableListCommands = ["NLST"];
-  // One name a line; a server may give `./name` or `folder/name`, or mark a folder with a `/`.
-  client.parseList = (raw) =>
-    raw.split(/\r?\n/).map((line) => nameOf(line.replace(/\/+$/, "")))
-      .filter((name) => name !== "").map((name) => new FileInfo(name));
+  let whole = false;
   try {
-    const listed = await client.list();
+    let listed: FileInfo[];
+    if (!peer.swept.has(folder) && !peer.listings.has(folder)) {
+      client.parseList = (raw) => {
+        const entries = parse(raw);
+        whole = wholeListing(raw, entries.length);
+        return entries;
+      };
+      listed = await client.list();
+      peer.listings.set(folder, listed);
+      client.parseList = parse;
+    }
+    if (!whole) {
+      client.availableListCommands = ["NLST"];
+      // One name a line; a server may give `./name` or `folder/name`, or mark a folder with a `/`.
+      client.parseList = (raw) =>
+        raw.split(/\r?\n/).map((line) => nameOf(line.replace(/\/+$/, "")))
+          .filter((name) => name !== "").map((name) => new FileInfo(name));
+      listed = await client.list();
+    }
     peer.dataWorked = true;
-    if (listed.length >= MAX_LISTED_NAMES) {
+    if (listed!.length >= MAX_LISTED_NAMES) {
       if (large.size < MAX_LARGE_FOLDERS) large.add(folder);
       return { entered: true, names: null };
     }
-    return { entered: true, names: new Set(listed.map((entry) => loose(entry.name))) };
+    return { entered: true, names: new Set(listed!.map((entry) => loose(entry.name))) };
   } catch (error) {
     // The server's refusal (or an empty folder said by one), or NLST not understood; anything
     // else is the connection's failure (a data connection refused: `425`, TLS's `522`...).
@@ -93,6 +110,20 @@ async function listedNames(
     client.availableListCommands = commands;
     client.parseList = parse;
   }
+}
+
+/**
+ * Whether a `LIST -a` listing (`raw`, of which the library read `parsed` entries) shows every name
+ * of its folder: it lists the folder itself (`.` or `..`: the `-a` was taken as an option, not as
+ * a name to list, and hidden names are shown) and the library read every other line (a line it
+ * cannot read would be a name taken for absent).
+ */
+function wholeListing(raw: string, parsed: number): boolean {
+  const lines = raw.split(/\r?\n/).filter((line) =>
+    line.trim() !== "" && !line.startsWith("total")
+  );
+  const selves = lines.filter((line) => /\s\.\.?$/.test(line)).length;
+  return selves > 0 && parsed + selves === lines.length;
 }
 
 /**

@@ -18,20 +18,18 @@
 import { bandwidthLimit } from "../../config/sizes.ts";
 import type { JobConfig } from "../../config/types.ts";
 import { classifyFtpError, ftpServerName, probeFtpDestination } from "./connect.ts";
-import { deliveredPermissions } from "../source.ts";
-import { deliver, type DeliverySteps, verifyCopy } from "../deliver.ts";
+import { deliver, type DeliverySteps } from "../deliver.ts";
 import {
   badName,
   ensureFolders,
+  finishDelivery,
   type FtpDelivery,
   type FtpLink,
   type FtpPeer,
   joinRemote,
-  mfmtTime,
   parentOf,
   recheckFolder,
   remoteSha256,
-  renameReplacing,
   sweepLeftovers,
   uploadError,
   withSource,
@@ -88,13 +86,16 @@ export class FtpTransport implements Transport {
   /** The batches uploading, which of them the server takes no data of, and what the job is told. */
   readonly #stalls = new UploadStalls();
 
-  /** `options.replyWaitMs`: how long a command waits for its reply (see `no_answer.ts`). */
-  constructor(job: JobConfig, options: { replyWaitMs?: number } = {}) {
+  /**
+   * `options`: how long a command waits for its reply (`no_answer.ts`), and how long a connection
+   * may stay idle and be reused without a `NOOP` (`pool.ts`).
+   */
+  constructor(job: JobConfig, options: { replyWaitMs?: number; noopAfterIdleMs?: number } = {}) {
     this.#job = job;
     const limit = bandwidthLimit(job);
     this.throttle = limit === null ? null : new Throttle(limit);
     this.#owner = jobOwner(job);
-    this.#pool = new FtpPool(job, options.replyWaitMs);
+    this.#pool = new FtpPool(job, options.replyWaitMs, options.noopAfterIdleMs);
   }
 
   watchStalls(onChange: (why: string | null) => void): void {
@@ -124,30 +125,37 @@ export class FtpTransport implements Transport {
     }
   }
 
-  send(items: TransferItem[], signal: AbortSignal): Promise<TransferOutcome[]> {
-    // A server that cannot be asked fails them as one that cannot be reached does.
-    const lookFailed = (item: TransferItem, error: unknown) =>
-      withSource(item, classifyFtpError(error, this.#job, "connect"));
-    return sendKeepingOthers(this, items, signal, (rest) => this.#send(rest, signal), lookFailed);
-  }
-
-  async #send(items: TransferItem[], signal: AbortSignal): Promise<TransferOutcome[]> {
+  /**
+   * One connection for the whole batch: the look for files already there (see `keep_others.ts`)
+   * and the delivery; a folder it lists to look is not listed again to be swept.
+   */
+  async send(items: TransferItem[], signal: AbortSignal): Promise<TransferOutcome[]> {
     const link: FtpLink = { peer: null, silence: null };
     const onAbort = () => link.peer?.connection.client.close();
     signal.addEventListener("abort", onAbort);
+    // A server that cannot be asked fails them as one that cannot be reached does.
+    const lookFailed = (item: TransferItem, error: unknown) =>
+      withSource(item, classifyFtpError(error, this.#job, "connect"));
+    // A connection the look failed on is not trusted with the upload: another is taken.
+    const dropOnError = <T>(asking: Promise<T>) =>
+      asking.catch((error) => {
+        if (link.peer !== null) this.#pool.drop(link.peer);
+        link.peer = null;
+        throw error;
+      });
+    const look = {
+      describeTarget: (destination: string) => this.describeTarget(destination),
+      destinationSizes: (paths: string[]) => dropOnError(this.#sizes(link, paths, signal)),
+      destinationSha256: (paths: string[]) => dropOnError(this.#hashes(link, paths, signal)),
+    };
     try {
-      try {
-        link.peer = await this.#pool.acquire(signal);
-      } catch (error) {
-        signal.throwIfAborted();
-        // No connection: every item fails the same way.
-        const failure = classifyFtpError(error, this.#job, "connect");
-        return items.map((item) => ({ item, error: withSource(item, failure) }));
-      }
-      // An abort while connecting: the connection is dropped below.
-      signal.throwIfAborted();
-      await this.#sweepLeft(link.peer);
-      return await deliver(items, this.#steps(link, this.#base(link.peer)), signal);
+      return await sendKeepingOthers(
+        look,
+        items,
+        signal,
+        (rest) => this.#send(link, rest, signal),
+        lookFailed,
+      );
     } finally {
       signal.removeEventListener("abort", onAbort);
       this.#stalls.ended(link);
@@ -159,6 +167,25 @@ export class FtpTransport implements Transport {
     }
   }
 
+  async #send(
+    link: FtpLink,
+    items: TransferItem[],
+    signal: AbortSignal,
+  ): Promise<TransferOutcome[]> {
+    try {
+      link.peer ??= await this.#pool.acquire(signal);
+    } catch (error) {
+      signal.throwIfAborted();
+      // No connection: every item fails the same way.
+      const failure = classifyFtpError(error, this.#job, "connect");
+      return items.map((item) => ({ item, error: withSource(item, failure) }));
+    }
+    // An abort while connecting: the connection is dropped as the batch ends.
+    signal.throwIfAborted();
+    await this.#sweepLeft(link.peer);
+    return await deliver(items, this.#steps(link, this.#base(link.peer)), signal);
+  }
+
   /**
    * Sizes of files at the destination by `SIZE` (`null`: no file there), for the catch-up and
    * `noReplace`; those a folder's listing says are not there are not asked (see `absent.ts`).
@@ -167,13 +194,7 @@ export class FtpTransport implements Transport {
     destinations: string[],
     signal: AbortSignal,
   ): Promise<Map<string, number | null>> {
-    // A listing's data connection failing on TLS says what to change, as an upload's does.
-    const absent = (peer: FtpPeer, paths: string[]) =>
-      absentByListing(peer, paths, this.#largeFolders, this.#base(peer)).catch((error) => {
-        throw uploadError(this.#job, peer, error);
-      });
-    const size = (peer: FtpPeer, path: string) => peer.connection.client.size(path);
-    return this.#askEach(destinations, signal, size, absent);
+    return this.#alone((link) => this.#sizes(link, destinations, signal));
   }
 
   /** SHA-256 of delivered files by `HASH` or `XSHA256`, or read back where neither is offered. */
@@ -181,32 +202,40 @@ export class FtpTransport implements Transport {
     destinations: string[],
     signal: AbortSignal,
   ): Promise<Map<string, string | null>> {
-    return this.#askEach(
-      destinations,
-      signal,
-      (peer, path) => remoteSha256(peer.connection, path, new HashingCounter(true), null),
-    );
+    return this.#alone((link) => this.#hashes(link, destinations, signal));
   }
 
-  /**
-   * Ask the server about each file over one connection; a file that is not there (550, or
-   * among those `absent` gives), or whose name was never delivered, is `null`.
-   */
-  async #askEach<T>(
-    destinations: string[],
-    signal: AbortSignal,
-    ask: (peer: FtpPeer, path: string) => Promise<T | null>,
-    absent?: (peer: FtpPeer, paths: string[]) => Promise<Set<string>>,
-  ): Promise<Map<string, T | null>> {
-    const peer = await this.#pool.acquire(signal);
+  #sizes(link: FtpLink, destinations: string[], signal: AbortSignal) {
+    // A listing's data connection failing on TLS says what to change, as an upload's does.
+    const absent = (peer: FtpPeer, paths: string[]) =>
+      absentByListing(peer, paths, this.#largeFolders, this.#base(peer)).catch((error) => {
+        throw uploadError(this.#job, peer, error);
+      });
+    const size = (peer: FtpPeer, path: string) => peer.connection.client.size(path);
+    return this.#pool.use(link, signal, (peer) => {
+      return askEach(peer, this.#base(peer), destinations, signal, size, absent);
+    });
+  }
+
+  #hashes(link: FtpLink, destinations: string[], signal: AbortSignal) {
+    const hash = (peer: FtpPeer, path: string) =>
+      remoteSha256(peer.connection, path, new HashingCounter(true), null);
+    return this.#pool.use(link, signal, (peer) => {
+      return askEach(peer, this.#base(peer), destinations, signal, hash);
+    });
+  }
+
+  /** Run `ask` over a connection of its own, given back once it answered, else dropped. */
+  async #alone<T>(ask: (link: FtpLink) => Promise<T>): Promise<T> {
+    const link: FtpLink = { peer: null, silence: null };
     let healthy = false;
     try {
-      const answers = await askEach(peer, this.#base(peer), destinations, signal, ask, absent);
+      const answers = await ask(link);
       healthy = true;
       return answers;
     } finally {
-      if (healthy) this.#pool.release(peer);
-      else this.#pool.drop(peer);
+      if (link.peer !== null && healthy) this.#pool.release(link.peer);
+      else if (link.peer !== null) this.#pool.drop(link.peer);
     }
   }
 
@@ -293,8 +322,6 @@ export class FtpTransport implements Transport {
    * answering fails them all), a file at a time.
    */
   #steps(link: FtpLink, base: string): DeliverySteps<FtpDelivery> {
-    const connected = async (signal: AbortSignal): Promise<FtpPeer> =>
-      link.peer ??= await this.#pool.acquire(signal);
     /** Run `step` for `delivery`; a failure fails it (and a broken connection is dropped). */
     const attempt = async (
       delivery: FtpDelivery,
@@ -306,10 +333,9 @@ export class FtpTransport implements Transport {
         delivery.error = withSource(delivery.item, link.silence);
         return;
       }
-      let peer: FtpPeer | null = null;
+      let peer = null as FtpPeer | null;
       try {
-        peer = await connected(signal);
-        await step(peer);
+        await this.#pool.use(link, signal, (used) => step(peer = used));
       } catch (error) {
         if (signal.aborted) throw signal.reason;
         const failure = silenceOf(peer?.connection.client) ??
@@ -392,7 +418,7 @@ export class FtpTransport implements Transport {
             }
             continue;
           }
-          await attempt(delivery, signal, (peer) => this.#finish(peer, delivery));
+          await attempt(delivery, signal, (peer) => finishDelivery(peer, delivery, this.#job));
         }
       },
       end: async (deliveries) => {
@@ -413,36 +439,5 @@ export class FtpTransport implements Transport {
         }
       },
     };
-  }
-
-  /** Verify the uploaded copy, give it the source's mode and mtime, and rename it into place. */
-  async #finish(peer: FtpPeer, delivery: FtpDelivery): Promise<void> {
-    const { client, features } = peer.connection;
-    const { item, tempPath, finalPath } = delivery;
-    const counter = delivery.read!;
-    const verify = this.#job.verify_transfer;
-    const checksum = verify === "checksum" && counter.bytes === item.size;
-    const copySha256 = checksum ? await remoteSha256(peer.connection, tempPath, counter) : null;
-    // A copy with the source's SHA-256 has its size: `SIZE` is asked where no hash says so.
-    const measured = verify !== "none" && counter.bytes === item.size;
-    const sameHash = copySha256 !== null && copySha256 === counter.digest();
-    const error = verifyCopy(item, verify, {
-      bytesRead: counter.bytes,
-      size: !measured ? undefined : sameHash ? item.size : await client.size(tempPath),
-      sourceSha256: checksum ? counter.digest() : null,
-      copySha256,
-    });
-    if (error) throw error;
-    // Where the server allows it (vsftpd does): group and others may not write.
-    await client.sendIgnoringError(
-      `SITE CHMOD ${deliveredPermissions(delivery.source!).toString(8)} ${tempPath}`,
-    );
-    // The source's mtime: MFMT, or the two-argument MDTM some servers (vsftpd) take instead.
-    const time = mfmtTime(item.mtimeMs);
-    if (features.mfmt) await client.sendIgnoringError(`MFMT ${time} ${tempPath}`);
-    else if (features.mdtm) await client.sendIgnoringError(`MDTM ${time} ${tempPath}`);
-    await renameReplacing(peer.connection, tempPath, finalPath);
-    delivery.uploaded = false;
-    if (verify === "checksum") delivery.sha256 = counter.digest();
   }
 }

@@ -33,6 +33,13 @@ export const REPLY_WAIT_MS = 60_000;
 /** Longest wait for a connection kept idle to answer `NOOP` before a new one is opened. */
 export const IDLE_CHECK_MS = 10_000;
 
+/**
+ * How long a connection may stay idle and be reused without a `NOOP` first: one idle longer may
+ * have been forgotten by a firewall on the way (it would answer nothing). A server that closed it
+ * meanwhile (its idle timeout, a restart) is seen without asking.
+ */
+export const NOOP_AFTER_IDLE_MS = 15_000;
+
 /** Bytes a server is expected to hash per second at least (`HASH`, `XSHA256`). */
 export const HASH_BYTES_PER_S = 10 * 1024 * 1024;
 
@@ -79,6 +86,8 @@ interface Watch {
   armedMs: number;
   /** Why the connection was closed, once the server did not answer. */
   silence: NoAnswer | null;
+  /** Replies received so far. */
+  replies: number;
 }
 
 const watches = new WeakMap<FTPContext, Watch>();
@@ -98,6 +107,7 @@ export function boundWaits(client: Client, server: string, waits: FtpWaits): voi
     transferring: false,
     armedMs: waits.replyMs,
     silence: null,
+    replies: 0,
   };
   watches.set(ftp, watch);
   const proto = Object.getPrototypeOf(ftp) as FTPContext;
@@ -121,6 +131,8 @@ export function boundWaits(client: Client, server: string, waits: FtpWaits): voi
   const handler = ftp as unknown as { _passToHandler(response: Error | FTPResponse): void };
   const passOn = handler._passToHandler;
   handler._passToHandler = (response) => {
+    // A reply, or a server's error reply (a socket's error has no number for a code).
+    if (typeof (response as { code?: unknown }).code === "number") watch.replies++;
     if (!(response instanceof Error) && (response.code === 150 || response.code === 125)) {
       watch.transferring = true;
     }
@@ -143,6 +155,11 @@ export function boundWaits(client: Client, server: string, waits: FtpWaits): voi
 /** Why `client` was closed, when its server stopped answering; else `null`. */
 export function silenceOf(client: Client | undefined): NoAnswer | null {
   return client === undefined ? null : watches.get(client.ftp)?.silence ?? null;
+}
+
+/** How many replies `client` received so far (a count that does not move: none since). */
+export function repliesOf(client: Client): number {
+  return watches.get(client.ftp)?.replies ?? 0;
 }
 
 /**

@@ -16,8 +16,16 @@ import { TransferError } from "../../errors.ts";
 import type { JobConfig } from "../../config/types.ts";
 import { logger } from "../../log/logging.ts";
 import { connectFtp, FTP_DEFAULT_PORT, ftpServerName, isFtpError } from "./connect.ts";
-import type { FtpPeer } from "./remote.ts";
-import { type FtpWaits, ftpWaits, IDLE_CHECK_MS, withReplyWait } from "./no_answer.ts";
+import type { FtpLink, FtpPeer } from "./remote.ts";
+import {
+  type FtpWaits,
+  ftpWaits,
+  IDLE_CHECK_MS,
+  NOOP_AFTER_IDLE_MS,
+  repliesOf,
+  silenceOf,
+  withReplyWait,
+} from "./no_answer.ts";
 
 const log = logger("transfer");
 
@@ -89,11 +97,16 @@ export class FtpPool {
   #open = new Set<FtpPeer>();
   #saidReadBack = false;
   #closed = false;
+  #noopAfterIdleMs: number;
 
-  /** `replyWaitMs`: how long a command waits for its reply (see `no_answer.ts`). */
-  constructor(job: JobConfig, replyWaitMs?: number) {
+  /**
+   * `replyWaitMs`: how long a command waits for its reply (see `no_answer.ts`);
+   * `noopAfterIdleMs`: how long a connection may be idle and be reused without a `NOOP`.
+   */
+  constructor(job: JobConfig, replyWaitMs?: number, noopAfterIdleMs = NOOP_AFTER_IDLE_MS) {
     this.#job = job;
     this.#waits = ftpWaits(job, replyWaitMs);
+    this.#noopAfterIdleMs = noopAfterIdleMs;
     const key = `${job.remote_host}:${job.ftp_port ?? FTP_DEFAULT_PORT}`;
     let logins = servers.get(key);
     if (logins === undefined) servers.set(key, logins = new ServerLogins());
@@ -123,9 +136,10 @@ export class FtpPool {
   }
 
   /**
-   * An idle connection that still answers, or a new one; while the server
-   * allows no more logins from here, waits for one in use (or until `signal`
-   * aborts).
+   * An idle connection, or a new one; while the server allows no more logins from here, waits for
+   * one in use (or until `signal` aborts). One the server closed meanwhile is left; one idle long
+   * enough to have been forgotten on the way must answer `NOOP` first; one idle a short while is
+   * taken untried (see {@linkcode use}).
    *
    * @throws {TransferError} when no connection can be opened
    */
@@ -135,6 +149,14 @@ export class FtpPool {
       while (this.#idle.length > 0) {
         const peer = this.#idle.pop()!;
         const { client } = peer.connection;
+        if (client.closed) {
+          this.drop(peer);
+          continue;
+        }
+        if (performance.now() - peer.idleSince < this.#noopAfterIdleMs) {
+          peer.untried = repliesOf(client);
+          return peer;
+        }
         try {
           // One a firewall forgot answers nothing: a new login is made instead, soon.
           await withReplyWait(client, IDLE_CHECK_MS, () => client.send("NOOP"));
@@ -152,12 +174,41 @@ export class FtpPool {
     }
   }
 
+  /**
+   * Run `run` over `link`'s connection (taken from the pool where it has none). A connection
+   * taken untried that turns out closed before it answered anything was dead before `run` used
+   * it: nothing was done over it, so it is dropped and `run` goes again over another, as if it
+   * had been found so by a `NOOP`.
+   */
+  async use<T>(link: FtpLink, signal: AbortSignal, run: (peer: FtpPeer) => Promise<T>): Promise<T> {
+    for (;;) {
+      const peer = link.peer ??= await this.acquire(signal);
+      try {
+        const result = await run(peer);
+        peer.untried = null;
+        return result;
+      } catch (error) {
+        const { client } = peer.connection;
+        const dead = peer.untried !== null && peer.untried === repliesOf(client) &&
+          client.closed && silenceOf(client) === null;
+        peer.untried = null;
+        if (!dead || signal.aborted) throw error;
+        this.drop(peer);
+        link.peer = null;
+      }
+    }
+  }
+
   /** Give a connection back for reuse (closed instead after {@linkcode close}). */
   release(peer: FtpPeer): void {
     if (this.#closed) {
       this.drop(peer);
       return;
     }
+    peer.untried = null;
+    peer.idleSince = performance.now();
+    // What a listing showed this batch is not kept for the next (see `absent.ts`).
+    peer.listings.clear();
     this.#idle.push(peer);
     this.#logins.changed();
   }
@@ -241,6 +292,9 @@ export class FtpPool {
       folders: new Map<string, string | null>(),
       swept: new Set<string>(),
       dataWorked: false,
+      idleSince: performance.now(),
+      untried: null,
+      listings: new Map(),
     };
     this.#open.add(peer);
     if (this.#closed) {

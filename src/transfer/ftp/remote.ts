@@ -5,6 +5,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
+import type { FileInfo } from "basic-ftp";
 import { Writable } from "node:stream";
 import { TransferError } from "../../errors.ts";
 import { baseGoneReason } from "../classify.ts";
@@ -12,7 +13,8 @@ import type { JobConfig } from "../../config/types.ts";
 import { classifyFtpError, type FtpConnection, isFtpError, SESSION_REUSE_FIX } from "./connect.ts";
 import { readBackRefusal } from "./read_back.ts";
 import type { TransferItem } from "../transport.ts";
-import type { Delivery } from "../deliver.ts";
+import { type Delivery, verifyCopy } from "../deliver.ts";
+import { deliveredPermissions } from "../source.ts";
 import { isOwnTempName, uploadFolderPrefix } from "../temp_name.ts";
 import { TEMP_SUFFIX } from "../../layout/destination.ts";
 import { folderRefused } from "./space_probe.ts";
@@ -34,6 +36,15 @@ export interface FtpPeer {
   swept: Set<string>;
   /** Whether a data connection (listing or upload) has worked on this connection. */
   dataWorked: boolean;
+  /** When it was last given back to the pool (`performance.now()`). */
+  idleSince: number;
+  /**
+   * Taken from the pool without a `NOOP`: the count of replies it had then, until it answers or
+   * its batch ends; `null`: known to answer (see `FtpPool.use`).
+   */
+  untried: number | null;
+  /** Folders listed (`LIST -a`) by this batch to look for new files, for the sweep to reuse. */
+  listings: Map<string, FileInfo[]>;
 }
 
 /**
@@ -106,7 +117,9 @@ export async function ensureFolders(
     let made = i > 0 || makeBase
       ? await client.sendIgnoringError(`MKD ${path}`)
       : { code: 550, message: "not made" };
-    if (i === 0 && makeBase && made.code >= 400 && !(await canEnter(peer, base))) {
+    // Entered just now to see whether it exists: not entered again below.
+    let entered = false;
+    if (i === 0 && makeBase && made.code >= 400 && !(entered = await canEnter(peer, base))) {
       // Its parents may be missing too: each is made from the top (one there already fails).
       for (const parent of parentsOf(base)) await client.sendIgnoringError(`MKD ${parent}`);
       made = await client.sendIgnoringError(`MKD ${path}`);
@@ -120,7 +133,7 @@ export async function ensureFolders(
       // Exists already (or cannot be made: a folder we can enter is fine); the base is
       // entered whatever MKD said, to learn where the server shows it.
       try {
-        await client.send(`CWD ${path}`);
+        if (!entered) await client.send(`CWD ${path}`);
       } catch {
         // The base itself may be gone since this connection entered it.
         const baseGone = !makeBase &&
@@ -261,10 +274,16 @@ export async function sweepLeftovers(
   peer.swept.add(folder);
   const { client } = peer.connection;
   const prefix = uploadFolderPrefix(owner);
+  // Listed a moment ago by this batch to look for its new files (see `absent.ts`): not again.
+  const listed = peer.listings.get(folder);
+  peer.listings.delete(folder);
   try {
-    await client.cd(folder);
-    const entries = await client.list();
-    peer.dataWorked = true;
+    let entries = listed;
+    if (entries === undefined) {
+      await client.cd(folder);
+      entries = await client.list();
+      peer.dataWorked = true;
+    }
     for (const entry of entries) {
       const path = joinRemote(folder, entry.name);
       if (inUse.has(path)) continue;
@@ -333,4 +352,39 @@ export function uploadError(job: JobConfig, peer: FtpPeer, error: unknown): Tran
     failure.kind,
     { cause: error },
   );
+}
+
+/** Verify the uploaded copy, give it the source's mode and mtime, and rename it into place. */
+export async function finishDelivery(
+  peer: FtpPeer,
+  delivery: FtpDelivery,
+  job: JobConfig,
+): Promise<void> {
+  const { client, features } = peer.connection;
+  const { item, tempPath, finalPath } = delivery;
+  const counter = delivery.read!;
+  const verify = job.verify_transfer;
+  const checksum = verify === "checksum" && counter.bytes === item.size;
+  const copySha256 = checksum ? await remoteSha256(peer.connection, tempPath, counter) : null;
+  // A copy with the source's SHA-256 has its size: `SIZE` is asked where no hash says so.
+  const measured = verify !== "none" && counter.bytes === item.size;
+  const sameHash = copySha256 !== null && copySha256 === counter.digest();
+  const error = verifyCopy(item, verify, {
+    bytesRead: counter.bytes,
+    size: !measured ? undefined : sameHash ? item.size : await client.size(tempPath),
+    sourceSha256: checksum ? counter.digest() : null,
+    copySha256,
+  });
+  if (error) throw error;
+  // Where the server allows it (vsftpd does): group and others may not write.
+  await client.sendIgnoringError(
+    `SITE CHMOD ${deliveredPermissions(delivery.source!).toString(8)} ${tempPath}`,
+  );
+  // The source's mtime: MFMT, or the two-argument MDTM some servers (vsftpd) take instead.
+  const time = mfmtTime(item.mtimeMs);
+  if (features.mfmt) await client.sendIgnoringError(`MFMT ${time} ${tempPath}`);
+  else if (features.mdtm) await client.sendIgnoringError(`MDTM ${time} ${tempPath}`);
+  await renameReplacing(peer.connection, tempPath, finalPath);
+  delivery.uploaded = false;
+  if (verify === "checksum") delivery.sha256 = counter.digest();
 }

@@ -2,7 +2,9 @@
  * The commands the `ftp` transport sends per file and per batch, counted in a real vsftpd's log
  * (FTP and FTPS): new files are looked for at the destination by one listing of their folder, not
  * one `SIZE` each (each command is a round trip on a long link), and what is found there is still
- * judged as before: a file the job did not send is never replaced, whatever its name.
+ * judged as before: a file the job did not send is never replaced, whatever its name. A connection
+ * reused at once is not asked `NOOP` first (one dead is replaced all the same), and a folder listed to
+ * look for new files is not listed again to sweep it.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -10,7 +12,9 @@ import { FtpTransport } from "../../../src/transfer/ftp/ftp.ts";
 import { LISTING_FROM, MAX_LISTED_NAMES } from "../../../src/transfer/ftp/absent.ts";
 import type { TransferItem, TransferOutcome } from "../../../src/transfer/transport.ts";
 import { isTempName } from "../../../src/layout/destination.ts";
+import { jobOwner, uploadFolderName } from "../../../src/transfer/temp_name.ts";
 import { listFiles, randomBytes, sha256OfFile } from "../../helpers/files.ts";
+import { startCuttingProxy } from "../../helpers/net.ts";
 import { startVsftpd, type TestVsftpd } from "../../helpers/vsftpd.ts";
 import { startSilentFtp } from "../../helpers/silent_ftp.ts";
 
@@ -57,6 +61,11 @@ async function sendCounting(
   return { outcomes, commands: (await server.commands()).slice(before) };
 }
 
+/** The folder listings among `commands` (`NLST`, or `LIST -a` as the sweep of leftovers lists). */
+function listings(commands: string[]): string[] {
+  return commands.filter((command) => /^(NLST|LIST)\b/.test(command));
+}
+
 /** The commands among `commands` that are `verb` on one of the final names of `items`. */
 function onFinalNames(commands: string[], verb: string, dest: string, items: TransferItem[]) {
   const finals = new Set(items.map((item) => `${verb} ${dest}/${item.destination}`));
@@ -95,13 +104,12 @@ for (const tls of [false, true]) {
           await assertArrived(dest, items);
           // Nothing asked of each final name before sending: one listing per folder.
           assert.deepEqual(onFinalNames(first.commands, "SIZE", dest, items), []);
-          assert.equal(first.commands.filter((c) => c === "NLST").length, 1, "one listing");
+          assert.equal(listings(first.commands).length, 1, "one listing");
           // Fewer files than a listing is worth: one SIZE each, as before.
           assert.ok(4 < LISTING_FROM);
           assert.equal(onFinalNames(second.commands, "SIZE", dest, items).length, 4);
-          assert.equal(second.commands.filter((c) => c === "NLST").length, 0);
           // The night folder made by the batch holds no leftovers to look for.
-          assert.deepEqual(first.commands.filter((c) => c.startsWith("LIST")), []);
+          assert.deepEqual(listings(second.commands), []);
           // Every copy still uploaded under a temporary name, verified, renamed into place.
           const count = (commands: string[], verb: string) =>
             commands.filter((c) => c.startsWith(`${verb} `)).length;
@@ -146,7 +154,7 @@ Deno.test("ftp: what a listing finds is judged as before; odd names, hidden name
       assert.deepEqual(outcomes.filter((o) => o.item !== taken.item).map((o) => o.error), [
         ...sent.map(() => null),
       ]);
-      assert.equal(commands.filter((c) => c === "NLST").length, 1, "one listing");
+      assert.equal(listings(commands).length, 1, "one listing");
       await assertArrived(dest, sent);
       // The listing's names matched loosely are asked by SIZE, and hidden names always.
       const asked = onFinalNames(commands, "SIZE", dest, items).map((c) =>
@@ -178,7 +186,7 @@ Deno.test("ftp: a folder too large to list is asked file by file, and not listed
       await assertArrived(dest, items);
       assert.equal(onFinalNames(first.commands, "SIZE", dest, items).length, LISTING_FROM);
       assert.equal(onFinalNames(second.commands, "SIZE", dest, items).length, LISTING_FROM);
-      assert.equal(second.commands.filter((c) => c === "NLST").length, 0, "not listed again");
+      assert.equal(listings(second.commands).length, 0, "not listed again");
     } finally {
       await transport.close();
     }
@@ -248,3 +256,95 @@ Deno.test("ftp: a server with HASH is asked to use SHA-256 once a connection, an
     await Deno.remove(src, { recursive: true });
   }
 });
+
+for (const tls of [false, true]) {
+  Deno.test(`ftp (${tls ? "FTPS" : "FTP"}): a connection reused at once is sent no NOOP; one found dead at its first command is replaced, and the batch goes on with nothing failed`, async () => {
+    await withLoggingVsftpd(tls, async ({ server, src, dest }) => {
+      const proxy = startCuttingProxy(server.port);
+      const job = server.job({ remote_base_path: dest, ftp_port: proxy.port });
+      const transport = new FtpTransport(job);
+      try {
+        const items = await newItems(src, "20240321", names(4 * LISTING_FROM));
+        const batch = (n: number) => items.slice(n * LISTING_FROM, (n + 1) * LISTING_FROM);
+        const noErrors = (outcomes: TransferOutcome[]) =>
+          assert.deepEqual(outcomes.map((o) => o.error?.message ?? null), outcomes.map(() => null));
+        noErrors((await sendCounting(server, transport, batch(0))).outcomes);
+        const reused = await sendCounting(server, transport, batch(1));
+        noErrors(reused.outcomes);
+        assert.deepEqual(reused.commands.filter((c) => c === "NOOP"), [], "no NOOP");
+        assert.equal(await server.logins(), 1, "the connection was reused");
+        // The connection dies without a word (its server side gone): it looks open until used.
+        // First used by the look for files already there (new files)...
+        proxy.cut();
+        noErrors((await sendCounting(server, transport, batch(2))).outcomes);
+        assert.equal(await server.logins(), 2, "a new login replaced the dead connection");
+        // ...or by the delivery itself (files the ledger gives a copy: nothing to look for).
+        proxy.cut();
+        const known = batch(3).map((item) => ({ ...item, noReplace: false }));
+        noErrors((await sendCounting(server, transport, known)).outcomes);
+        assert.equal(await server.logins(), 3);
+        await assertArrived(dest, items);
+      } finally {
+        await transport.close();
+        await proxy.stop();
+      }
+    });
+  });
+}
+
+Deno.test("ftp: a connection idle long enough to have been forgotten on the way answers NOOP first, once a batch", async () => {
+  await withLoggingVsftpd(false, async ({ server, src, dest }) => {
+    // Any idle time is long enough here.
+    const job = server.job({ remote_base_path: dest });
+    const transport = new FtpTransport(job, { noopAfterIdleMs: 0 });
+    try {
+      const items = await newItems(src, "20240322", names(2 * LISTING_FROM));
+      const first = await sendCounting(server, transport, items.slice(0, LISTING_FROM));
+      const second = await sendCounting(server, transport, items.slice(LISTING_FROM));
+      for (const { outcomes } of [first, second]) {
+        assert.ok(outcomes.every((o) => o.error === null));
+      }
+      // One NOOP as the batch takes the connection, not one more between the look and the upload.
+      assert.deepEqual(second.commands.filter((c) => c === "NOOP"), ["NOOP"]);
+      assert.equal(second.commands[0], "NOOP");
+      assert.equal(await server.logins(), 1);
+      await assertArrived(dest, items);
+    } finally {
+      await transport.close();
+    }
+  });
+});
+
+for (const tls of [false, true]) {
+  Deno.test(`ftp (${tls ? "FTPS" : "FTP"}): a connection's first batch into a folder that exists lists it once, to look for its new files and for leftovers to sweep`, async () => {
+    await withLoggingVsftpd(tls, async ({ server, src, dest }) => {
+      const job = server.job({ remote_base_path: dest });
+      const night = join(dest, "20240323");
+      // Another's file, and the upload folder of one of the job's batches that was cut off.
+      const leftover = join(night, uploadFolderName(jobOwner(job)));
+      await Deno.mkdir(leftover, { recursive: true });
+      await Deno.writeFile(join(night, "other.fits"), randomBytes(3000));
+      await Deno.writeFile(join(leftover, "f0.fits"), randomBytes(500));
+      for (const path of [night, leftover, join(night, "other.fits"), join(leftover, "f0.fits")]) {
+        await Deno.chown(path, server.uid, server.gid);
+      }
+      const other = await Deno.readFile(join(night, "other.fits"));
+      const transport = new FtpTransport(job);
+      try {
+        const items = await newItems(src, "20240323", names(LISTING_FROM));
+        const { outcomes, commands } = await sendCounting(server, transport, items);
+        assert.deepEqual(outcomes.map((o) => o.error?.message ?? null), items.map(() => null));
+        // The night folder listed once (the leftover's own content is listed to remove it).
+        const ofNight = listings(commands).filter((c) => !c.includes("/.incoming-"));
+        assert.deepEqual(ofNight, ["LIST -a"], "one listing");
+        // The listing still told the new files absent (no SIZE each) and the leftover to sweep.
+        assert.deepEqual(onFinalNames(commands, "SIZE", dest, items), []);
+        assert.equal(await Deno.stat(leftover).then(() => true, () => false), false, "swept");
+        assert.deepEqual(await Deno.readFile(join(night, "other.fits")), other, "left as it was");
+        await assertArrived(dest, items);
+      } finally {
+        await transport.close();
+      }
+    });
+  });
+}
