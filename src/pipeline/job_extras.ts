@@ -232,7 +232,10 @@ async function catchUp(context: JobExtrasContext, nights: number): Promise<strin
     if (rows.length === 0) continue;
     checked.push({
       rows,
-      sizes: await transport.destinationSizes(rows.map((r) => r.destination), signal),
+      // Files sent before: most are there, each is asked (no listing that would save nothing).
+      sizes: await transport.destinationSizes(rows.map((r) => r.destination), signal, {
+        mostlyThere: true,
+      }),
     });
   }
   // Not one file there: the destination folder is gone or its share not mounted, not every file lost.

@@ -168,11 +168,14 @@ export interface Transport {
   warmUp?(): Promise<void>;
   /**
    * Optional: the sizes of files already delivered under `destinations`
-   * (`null`: no regular file there), for the catch-up.
+   * (`null`: no regular file there), for the catch-up. `mostlyThere`: most of them are expected
+   * there (files sent before), so a transport that can tell absent files in bulk (an FTP folder
+   * listing) asks each instead, which costs less then.
    */
   destinationSizes?(
     destinations: string[],
     signal: AbortSignal,
+    options?: { mostlyThere?: boolean },
   ): Promise<Map<string, number | null>>;
   /**
    * Optional: the SHA-256 (lowercase hex) of files already delivered under

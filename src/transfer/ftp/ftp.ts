@@ -188,13 +188,15 @@ export class FtpTransport implements Transport {
 
   /**
    * Sizes of files at the destination by `SIZE` (`null`: no file there), for the catch-up and
-   * `noReplace`; those a folder's listing says are not there are not asked (see `absent.ts`).
+   * `noReplace`; those a folder's listing says are not there are not asked (see `absent.ts`),
+   * unless most are expected there (`mostlyThere`: the listing would save no `SIZE`).
    */
   destinationSizes(
     destinations: string[],
     signal: AbortSignal,
+    options: { mostlyThere?: boolean } = {},
   ): Promise<Map<string, number | null>> {
-    return this.#alone((link) => this.#sizes(link, destinations, signal));
+    return this.#alone((link) => this.#sizes(link, destinations, signal, options.mostlyThere));
   }
 
   /** SHA-256 of delivered files by `HASH` or `XSHA256`, or read back where neither is offered. */
@@ -205,15 +207,16 @@ export class FtpTransport implements Transport {
     return this.#alone((link) => this.#hashes(link, destinations, signal));
   }
 
-  #sizes(link: FtpLink, destinations: string[], signal: AbortSignal) {
+  #sizes(link: FtpLink, destinations: string[], signal: AbortSignal, mostlyThere = false) {
     // A listing's data connection failing on TLS says what to change, as an upload's does.
     const absent = (peer: FtpPeer, paths: string[]) =>
       absentByListing(peer, paths, this.#largeFolders, this.#base(peer)).catch((error) => {
         throw uploadError(this.#job, peer, error);
       });
     const size = (peer: FtpPeer, path: string) => peer.connection.client.size(path);
+    const listing = mostlyThere ? undefined : absent;
     return this.#pool.use(link, signal, (peer) => {
-      return askEach(peer, this.#base(peer), destinations, signal, size, absent);
+      return askEach(peer, this.#base(peer), destinations, signal, size, listing);
     });
   }
 

@@ -395,6 +395,45 @@ Deno.test("daemon: a scheduled rescan while the FTP server is down still scans t
     });
   }));
 
+Deno.test("daemon: the catch-up of a night folder whose files are all there asks each by SIZE, lists no folder; a file gone from there is sent again", () =>
+  withVsftpdAndRoot({ logCommands: true }, "itx-ftpcatchup-", async ({ server, root }) => {
+    const { dest, watch, config } = await ftpDaemonSandbox(server, root, {
+      rescan_interval_seconds: 0,
+      schedules: [{ every_seconds: 1, action: "rescan", nights: 1 }],
+    });
+    const files = new Map<string, Uint8Array>();
+    for (let i = 0; i < 10; i++) {
+      files.set(`c${i}.fits`, randomBytes(2000 + i));
+      await Deno.writeFile(join(watch, `c${i}.fits`), files.get(`c${i}.fits`)!);
+    }
+    const today = new Date().toISOString().slice(0, 10).replaceAll("-", "");
+    const arrived = async () => (await listFiles(dest).catch(() => [])).sort();
+    const all = [...files.keys()].map((name) => `${today}/${name}`).sort();
+    const daemon = startCli(["--config", config, "run"], { env: { HOME: root } });
+    try {
+      await waitFor(async () => (await arrived()).join() === all.join(), 30_000, "every file");
+      const before = (await server.commands()).length;
+      // Two catch-ups at least: each asks the SIZE of every file of the night folder.
+      const asked = async () =>
+        (await server.commands()).slice(before).filter((c) =>
+          c.startsWith(`SIZE ${dest}/${today}/c`)
+        );
+      await waitFor(async () => (await asked()).length >= 2 * files.size, 30_000, "catch-ups");
+      const since = (await server.commands()).slice(before);
+      // Before the change the night folder was listed first (10 files), saving no SIZE.
+      assert.deepEqual(since.filter((c) => /^(NLST|LIST)\b/.test(c)), [], "no listing");
+      // A file gone from the destination is found so, and sent again.
+      await Deno.remove(join(dest, today, "c3.fits"));
+      await waitFor(async () => (await arrived()).join() === all.join(), 30_000, "c3.fits again");
+      for (const [name, bytes] of files) {
+        assert.deepEqual(await Deno.readFile(join(dest, today, name)), bytes, name);
+      }
+    } finally {
+      const status = await daemon.stop();
+      assert.equal(status.code, 0, daemon.stderr());
+    }
+  }));
+
 Deno.test("cli: run --dry-run says a name FTP cannot carry would fail, not that it would be transferred", () =>
   withVsftpdAndRoot({}, "itx-ftpdry-", async ({ server, root }) => {
     const { watch, config } = await ftpDaemonSandbox(server, root);

@@ -3,8 +3,8 @@
  * (FTP and FTPS): new files are looked for at the destination by one listing of their folder, not
  * one `SIZE` each (each command is a round trip on a long link), and what is found there is still
  * judged as before: a file the job did not send is never replaced, whatever its name. A connection
- * reused at once is not asked `NOOP` first (one dead is replaced all the same), and a folder listed to
- * look for new files is not listed again to sweep it.
+ * reused at once is not asked `NOOP` first (one dead is replaced all the same), a folder listed to
+ * look for new files is not listed again to sweep it, and the catch-up lists no folder.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -348,3 +348,31 @@ for (const tls of [false, true]) {
     });
   });
 }
+
+Deno.test("ftp: files sent before (the catch-up) are asked each by SIZE, no folder listed", async () => {
+  await withLoggingVsftpd(false, async ({ server, src, dest }) => {
+    const transport = new FtpTransport(server.job({ remote_base_path: dest }));
+    try {
+      const items = await newItems(src, "20240324", names(2 * LISTING_FROM));
+      const sent = await transport.send(items, new AbortController().signal);
+      assert.ok(sent.every((o) => o.error === null));
+      await assertArrived(dest, items);
+      await Deno.remove(join(dest, ...items[3].destination.split("/")));
+      const before = (await server.commands()).length;
+      const sizes = await transport.destinationSizes(
+        items.map((item) => item.destination),
+        new AbortController().signal,
+        { mostlyThere: true },
+      );
+      const commands = (await server.commands()).slice(before);
+      assert.deepEqual(
+        items.map((item) => sizes.get(item.destination)),
+        items.map((item, n) => n === 3 ? null : item.size),
+      );
+      assert.deepEqual(listings(commands), [], "no listing");
+      assert.equal(onFinalNames(commands, "SIZE", dest, items).length, items.length);
+    } finally {
+      await transport.close();
+    }
+  });
+});
