@@ -283,7 +283,14 @@ for (const tls of [false, true]) {
         const known = batch(3).map((item) => ({ ...item, noReplace: false }));
         noErrors((await sendCounting(server, transport, known)).outcomes);
         assert.equal(await server.logins(), 3);
-        await assertArrived(dest, items);
+        // The server restarted (its sessions gone, as they closed): a new login, no NOOP either.
+        await server.kill();
+        await server.restart();
+        const again = await newItems(src, "20240326", names(LISTING_FROM));
+        const restarted = await sendCounting(server, transport, again);
+        noErrors(restarted.outcomes);
+        assert.deepEqual(restarted.commands.filter((c) => c === "NOOP"), [], "no NOOP");
+        await assertArrived(dest, [...items, ...again]);
       } finally {
         await transport.close();
         await proxy.stop();
@@ -348,6 +355,34 @@ for (const tls of [false, true]) {
     });
   });
 }
+
+Deno.test("ftp: a LIST -a that does not show its folder whole (no . or ..) tells no file absent: each is asked, another's file is kept", async () => {
+  // This server lists nothing (and refuses NLST), whatever the folder holds.
+  const server = startSilentFtp();
+  const src = await Deno.makeTempDir();
+  const transport = new FtpTransport(server.job({}));
+  try {
+    const items = await newItems(src, "20240325", names(LISTING_FROM));
+    const foreign = randomBytes(5000);
+    server.files.set(`/dest/${items[0].destination}`, foreign);
+    const outcomes = await transport.send(items, new AbortController().signal);
+    assert.equal(outcomes[0].occupied, "other", "the file there is found, not taken for absent");
+    assert.deepEqual(server.files.get(`/dest/${items[0].destination}`), foreign, "kept");
+    for (const { item, error } of outcomes.slice(1)) {
+      assert.equal(error, null, error?.message);
+      assert.deepEqual(
+        server.files.get(`/dest/${item.destination}`),
+        await Deno.readFile(item.source),
+      );
+    }
+    assert.ok(server.received.includes("LIST -a"), server.received.join(", "));
+    assert.equal(onFinalNames(server.received, "SIZE", "/dest", items).length, items.length);
+  } finally {
+    await transport.close();
+    await server.stop();
+    await Deno.remove(src, { recursive: true });
+  }
+});
 
 Deno.test("ftp: files sent before (the catch-up) are asked each by SIZE, no folder listed", async () => {
   await withLoggingVsftpd(false, async ({ server, src, dest }) => {
