@@ -23,7 +23,7 @@ import type { FileTable, WorkRecord } from "./file_table.ts";
 /** What {@linkcode sendAroundOthers} works with. */
 export interface AroundContext {
   table: FileTable;
-  transport: Pick<Transport, "describeTarget">;
+  transport: Pick<Transport, "describeTarget" | "dropKeptCopies">;
   log: Logger;
 }
 
@@ -67,6 +67,9 @@ export async function sendAroundOthers(
       moved.push({ ...outcome.item, destination });
     }
     if (again.length === 0) break;
+    // A copy kept at the name it leaves (a growing file's parts, an interrupted attempt's) is not
+    // continued there.
+    transport.dropKeptCopies?.(again.map((n) => outcomes[n].item.destination));
     const resent = await send(moved);
     for (const [k, n] of again.entries()) outcomes[n] = resent[k];
   }

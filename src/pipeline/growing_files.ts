@@ -6,6 +6,12 @@
  * file is complete it is sent as any file: the transport continues that copy
  * (only the rest travels), verifies it and renames it into place, once.
  *
+ * Where the parts go is decided once, at the first part, as the complete file's place is (the
+ * intake's `place`), and the complete file goes there too: one that grows past the night's
+ * rollover stays in the night it began. Where it goes elsewhere all the same (another file's copy
+ * took the name meanwhile), or it is gone, the copies its parts made are removed
+ * ({@linkcode GrowingSender.planned}, {@linkcode GrowingSender.gone}): none is left behind.
+ *
  * Methods without `sendPart` (scp, ftp) send such files once complete, as
  * any file. A part that fails is only logged: the complete file is sent as
  * usual, continuing what did arrive.
@@ -13,10 +19,11 @@
  * @module
  */
 import type { JobConfig } from "../config/types.ts";
-import { planDestination } from "../layout/destination.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
 import { createFileFilter, type FileFilter } from "../watch/file_filter.ts";
 import type { Transport } from "../transfer/transport.ts";
+import { isGoneError } from "../watch/file_version.ts";
+import { join } from "node:path";
 
 /** How often what a growing file gained is sent, at most. */
 const PART_INTERVAL_MS = 2000;
@@ -30,11 +37,17 @@ export interface GrowingContext {
   /** Whether the stability checker still waits for `rel` to be complete. */
   growing(rel: string): boolean;
   /**
-   * The copy the ledger records of the source `rel` (at `path`) that it goes over when complete
-   * (see `ownCopy` in `layout/sent_before.ts`), or `null`: its parts go into that copy's
-   * temporary copy, not where its name leads now.
+   * Where the file `rel` (at `path`, at `version`) goes, decided once for its parts and the
+   * complete file (the same way as any file's place), or `null` (the job stops).
    */
-  ownCopy?(rel: string, path: string): string | null;
+  place(rel: string, path: string, version: { size: number; mtimeMs: number }): Promise<
+    string | null
+  >;
+  /**
+   * Where the places parts went are kept for the next start (the ledger), so that one after a
+   * stop or a crash removes the copies that will not be continued (see {@linkcode GrowingSender}).
+   */
+  kept?: { read(): string | null; write(value: string): void };
   /** How often parts go, at most (ms). @default PART_INTERVAL_MS */
   intervalMs?: number;
 }
@@ -52,6 +65,8 @@ export class GrowingSender {
   #context: GrowingContext;
   #filter: FileFilter | null;
   #files = new Map<string, GrowingFile>();
+  /** By path: where its parts went (each place may hold a copy), until it is planned or gone. */
+  #partsAt = new Map<string, { rel: string; places: Set<string> }>();
   #log: Logger;
   #closed = false;
 
@@ -65,6 +80,34 @@ export class GrowingSender {
         skipLog: null,
       })
       : null;
+    this.#takeUpKept();
+  }
+
+  /**
+   * The places parts went before this start (a stop, a crash): they stay known, so the copies
+   * there go once the file is planned elsewhere, or now where its source is gone.
+   */
+  #takeUpKept(): void {
+    let kept: unknown = null;
+    try {
+      kept = JSON.parse(this.#context.kept?.read() ?? "null");
+    } catch { /* Unreadable: none known. */ }
+    if (kept === null || typeof kept !== "object") return;
+    for (const [rel, places] of Object.entries(kept)) {
+      if (!Array.isArray(places)) continue;
+      const path = join(this.#context.job.watch_path, ...rel.split("/"));
+      const known = places.filter((place): place is string => typeof place === "string");
+      this.#partsAt.set(path, { rel, places: new Set(known) });
+      Deno.lstat(path).catch((error) => isGoneError(error) && this.gone(path));
+    }
+  }
+
+  /** Keep the places parts went for the next start (see `GrowingContext.kept`). */
+  #keep(): void {
+    const parts = [...this.#partsAt.values()].map(({ rel, places }) => [rel, [...places]]);
+    try {
+      this.#context.kept?.write(JSON.stringify(Object.fromEntries(parts)));
+    } catch { /* Not writable now: kept with the next change. */ }
   }
 
   /** Activity for the file at `path` (`rel` to the watch folder): its growth is sent soon. */
@@ -101,9 +144,38 @@ export class GrowingSender {
     }, this.#context.intervalMs ?? PART_INTERVAL_MS);
   }
 
+  /**
+   * The file at `path` goes to `destination` once complete: the copies its parts made elsewhere
+   * are removed, once the part under way has ended.
+   */
+  planned(path: string, destination: string | null): void {
+    const places = this.#partsAt.get(path)?.places;
+    if (places === undefined) return;
+    this.#partsAt.delete(path);
+    this.#keep();
+    Promise.resolve(this.#files.get(path)?.sending).then(() => {
+      const others = [...places].filter((place) => place !== destination);
+      if (others.length === 0) return;
+      this.#log.debug(
+        "Removing the copies {path} had sent into {places}: it goes to {destination}",
+        {
+          path,
+          places: others.join(", "),
+          destination,
+        },
+      );
+      this.#context.transport.dropKeptCopies?.(others);
+    });
+  }
+
+  /** The file at `path` is gone: the copies its parts made go (see {@linkcode planned}). */
+  gone(path: string): void {
+    this.planned(path, null);
+  }
+
   /** Send what `path` gained since the last part, while it is still growing. */
   async #sendPart(path: string, file: GrowingFile): Promise<void> {
-    const { job, transport, signal } = this.#context;
+    const { transport, signal } = this.#context;
     if (this.#closed || !this.#context.growing(file.rel)) return;
     let info: Deno.FileInfo;
     try {
@@ -114,12 +186,14 @@ export class GrowingSender {
     if (!info.isFile || info.size <= file.sentBytes) return;
     const mtimeMs = info.mtime?.getTime() ?? Date.now();
     try {
-      const destination = this.#context.ownCopy?.(file.rel, path) ?? await planDestination(
-        job,
-        { path, relPath: file.rel, mtimeMs },
-        new Date(),
-        () => {},
-      );
+      const destination = await this.#context.place(file.rel, path, { size: info.size, mtimeMs });
+      if (destination === null || this.#closed || !this.#context.growing(file.rel)) return;
+      // Noted before it goes: a part cut off leaves a copy too.
+      const parts = this.#partsAt.get(path) ?? { rel: file.rel, places: new Set() };
+      if (!parts.places.has(destination)) {
+        this.#partsAt.set(path, { rel: file.rel, places: parts.places.add(destination) });
+        this.#keep();
+      }
       const part = await transport.sendPart!(
         { source: path, destination, size: info.size, mtimeMs },
         signal,

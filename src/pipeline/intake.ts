@@ -13,7 +13,7 @@
 import { join } from "node:path";
 import type { JobConfig } from "../config/types.ts";
 import { freeDestination, planDestination } from "../layout/destination.ts";
-import { type Observation, observationOf, ownCopy, placeBeside } from "../layout/sent_before.ts";
+import { type Observation, observationOf, placeBeside } from "../layout/sent_before.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
 import type { LedgerRow, PendingFile } from "../ledger/file_rows.ts";
 import type { Activity, StabilityChecker, StableFile } from "../watch/stability.ts";
@@ -57,6 +57,20 @@ export interface IntakeContext {
   onFailedGone(rel: string): void;
 }
 
+/** Where a file goes, and why (see `Intake.#placeOf`). */
+interface Placement {
+  /** Where its name and the night rule lead. */
+  planned: string;
+  /** The ledger's row of its name. */
+  row: LedgerRow | undefined;
+  /** What its FITS header said of it (`observationOf`). */
+  header: Observation;
+  /** Where it goes (`placeBeside`), before another file's copy is looked for there. */
+  placed: string;
+  /** What planning found to say: DATE-OBS not used, a date ahead of the clock. */
+  said: { fellBack: string[]; ahead?: { folder: string; message: string } };
+}
+
 /** The intake of one job; see the module doc. */
 export class Intake {
   #context: IntakeContext;
@@ -72,6 +86,8 @@ export class Intake {
   /** Whether a FITS file grown by appended HDUs was said (once a run). */
   #saidAppended = false;
   #recordTimer: ReturnType<typeof setTimeout> | undefined;
+  /** The places of growing files decided at their first part, by path (see `#plan`). */
+  #decided = new Map<string, Promise<Placement | null>>();
 
   constructor(context: IntakeContext) {
     const { job } = context;
@@ -81,18 +97,18 @@ export class Intake {
       onReady: (file) => this.#ready(file),
       onGone: (path) => void this.#gone(path),
     });
+    const { ledger, target } = context.table, kept = `growing_parts\n${target}\n${job.name}`;
     this.#growing = new GrowingSender({
       job,
       transport: context.transport,
       signal: context.signal,
       growing: (rel) => context.table.observations.get(rel) !== undefined,
-      ownCopy: (rel, path) => {
-        try {
-          const row = context.table.rows.get(rel);
-          return row === undefined ? null : ownCopy(job, row, path);
-        } catch {
-          return null; // Unreadable: the part goes where its name leads (it is sent whole anyway).
-        }
+      // Kept for the next start (a stop, a crash): the copies there are continued or removed.
+      kept: { read: () => ledger.meta(kept), write: (value) => ledger.setMeta(kept, value) },
+      // Decided once, as for the complete file, which goes there too (see `#plan`).
+      place: async (rel, path, version) => {
+        const placement = await this.#decide(rel, path, version);
+        return placement && this.#free(rel, placement.placed);
       },
     });
   }
@@ -249,6 +265,9 @@ export class Intake {
       if (!this.#checker.has(path)) this.activity(path, rel, "changed");
       return this.#context.onSettled();
     }
+    // What it had sent while it grew will not be continued.
+    this.#decided.delete(path);
+    this.#growing.gone(path);
     const row = rel === null ? undefined : table.rows.get(rel);
     const failed = rel !== null && row?.state === "failed";
     // Gone after it arrived (a local copy reads on from the file it opened): not before it was.
@@ -273,28 +292,35 @@ export class Intake {
     this.#context.onSettled();
   }
 
-  /** Plan the destination of a file found complete, record it pending, and queue it. */
+  /**
+   * Plan the destination of a file found complete, record it pending, and queue it. A growing
+   * file goes where its parts went: its place was decided once, for both, as they went.
+   */
   #plan(rel: string, path: string, version: FileVersion): void {
-    const { job } = this.#context;
-    planDestination(
-      job,
-      { path, relPath: rel, mtimeMs: version.mtimeMs },
-      new Date(),
-      (reason) => this.#log.warn("{reason}", { path, reason }),
-      (folder, message) => {
-        if (this.#saidAhead.has(folder)) return;
-        this.#saidAhead.add(folder);
+    const decided = this.#decided.get(path);
+    this.#decided.delete(path);
+    const placing = decided?.then((placement) => placement ?? this.#placeOf(rel, path, version));
+    (placing ?? this.#placeOf(rel, path, version)).then((placement) => {
+      if (placement === null || this.#context.stopping()) return null;
+      const { planned, said } = placement;
+      for (const reason of said.fellBack) this.#log.warn("{reason}", { path, reason });
+      if (said.ahead !== undefined && !this.#saidAhead.has(said.ahead.folder)) {
+        this.#saidAhead.add(said.ahead.folder);
+        const { message } = said.ahead;
         this.#log.warn("{message} (said once per night folder)", { path, message });
-      },
-    ).then(async (planned) => {
-      if (this.#context.stopping()) return null;
-      const row = this.#rowOf(rel);
-      // Its header is read only where the rule now names another night than its copy's.
-      const header = row === undefined
-        ? null
-        : await observationOf(job, { path, ...version }, planned, row);
-      if (this.#context.stopping()) return null;
-      return this.#besideEarlier(rel, path, planned, row, header);
+      }
+      const { row, header, placed } = placement;
+      if (row) sayPlaced(this.#log, path, { earlier: row.destination, planned, placed, header });
+      const destination = this.#free(rel, placed);
+      if (destination !== placed && destination !== row?.destination) {
+        this.#log.info(
+          "{path} would go to {taken}, where another file's copy is (a file sent is never replaced by another): it goes to {destination}, beside it",
+          { path, taken: placed, destination },
+        );
+      }
+      // Parts of it sent elsewhere (a copy taken meanwhile, a part's place not decided) go.
+      this.#growing.planned(path, destination);
+      return destination;
     }).then((destination) => {
       if (destination === null) return this.#context.onSettled();
       this.#planned.push({ relPath: rel, path, ...version, destination });
@@ -303,35 +329,51 @@ export class Intake {
     }, (error) => this.#planFailed(rel, path, error));
   }
 
+  /** The place of the growing file at `path`, decided at its first part (see `#plan`). */
+  #decide(rel: string, path: string, version: FileVersion): Promise<Placement | null> {
+    let decided = this.#decided.get(path);
+    if (decided === undefined) {
+      decided = this.#placeOf(rel, path, version).catch(() => null);
+      this.#decided.set(path, decided);
+    }
+    return decided;
+  }
+
   /**
-   * A file under a name sent before: over its own copy, or a new one beside the earlier one (see
-   * `placeBeside`); and never onto another source's copy (see `freeDestination`).
+   * Where the file `rel` at `path`, at `version`, goes: its night folder and name, or, under a
+   * name sent before, over its own copy or a new one beside the earlier one (see `placeBeside`),
+   * what is to be said of it kept for the plan; `null` when the job stops meanwhile.
    */
-  #besideEarlier(
-    rel: string,
-    path: string,
-    planned: string,
-    row: LedgerRow | undefined,
-    header: Observation,
-  ): string {
-    const { job, table } = this.#context;
+  async #placeOf(rel: string, path: string, version: FileVersion): Promise<Placement | null> {
+    const { job } = this.#context;
+    const said: Placement["said"] = { fellBack: [] };
+    const planned = await planDestination(
+      job,
+      { path, relPath: rel, mtimeMs: version.mtimeMs },
+      new Date(),
+      (reason) => said.fellBack.push(reason),
+      (folder, message) => said.ahead = { folder, message },
+    );
+    if (this.#context.stopping()) return null;
+    const row = this.#rowOf(rel);
+    // Its header is read only where the rule now names another night than its copy's.
+    const header = row === undefined
+      ? null
+      : await observationOf(job, { path, ...version }, planned, row);
+    if (this.#context.stopping()) return null;
     // A version planned beside an earlier file and changed before it arrived keeps its place.
-    const placed = placeBeside(job, planned, row, path, header);
-    if (row) sayPlaced(this.#log, path, { earlier: row.destination, planned, placed, header });
-    const destination = freeDestination(placed, rel, (prefix) => {
+    return { planned, row, header, placed: placeBeside(job, planned, row, path, header), said };
+  }
+
+  /** `placed`, or the name beside it that no other file's copy holds (see `freeDestination`). */
+  #free(rel: string, placed: string): string {
+    return freeDestination(placed, rel, (prefix) => {
       let sent: Array<{ relPath: string; destination: string }> = [];
       try {
-        sent = table.rows.destinationsFrom(prefix);
+        sent = this.#context.table.rows.destinationsFrom(prefix);
       } catch { /* Unreadable: recording the file fails too; it is planned again once it can. */ }
       return [...this.#planned.filter((plan) => plan.relPath.startsWith(prefix)), ...sent];
     });
-    if (destination !== placed && destination !== row?.destination) {
-      this.#log.info(
-        "{path} would go to {taken}, where another file's copy is (a file sent is never replaced by another): it goes to {destination}, beside it",
-        { path, taken: placed, destination },
-      );
-    }
-    return destination;
   }
 
   /** The ledger's row of `rel`; unreadable: none (recording the file fails too, planned again). */

@@ -5,7 +5,10 @@
  * `status`, `resend`) and real servers (OpenSSH with scp and rsync, vsftpd): the destination
  * holds one copy of it, the latest, never a second one in the later night. A new file under the
  * name (made after the copy arrived), or a FITS file whose DATE-OBS says it is a new observation of
- * a later night, still goes where its own date leads, and the copy sent stays.
+ * a later night, still goes where its own date leads, and the copy sent stays. A growing file
+ * (`growing_patterns`, rsync and local) sends its parts where the complete file goes, whatever
+ * moves it (beside a copy, past the night's rollover, a name taken, a kill and restart), and no
+ * temporary copy of its parts is left anywhere at the destination.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -21,6 +24,8 @@ import {
 } from "../../helpers/files.ts";
 import { card, fitsFile, headerBytes, imageCards, int16Data } from "../../helpers/fits.ts";
 import { sshSandbox, startSshd } from "../../helpers/sshd.ts";
+import { killTree } from "../../helpers/processes.ts";
+import { nightFolder } from "../../../src/layout/destination.ts";
 import { ftpDaemonSandbox, withVsftpdAndRoot } from "../../helpers/vsftpd.ts";
 
 /** The night the file is taken (UTC night folders in every sandbox here). */
@@ -371,4 +376,239 @@ Deno.test("local: a changed file goes over its own copy only at the destination 
   assert.deepEqual(await listFiles(box.dest), ["20240701/light_0001.fits"]);
   assert.equal(await sha256OfFile(join(box.dest, "20240701/light_0001.fits")), await hash(first));
   assert.doesNotMatch(log, /its own copy/);
+});
+
+/** A running-daemon set-up for `method` (local, or rsync to a private sshd), removed after `use`. */
+async function withGrowingJob(
+  method: "local" | "rsync",
+  values: Record<string, unknown>,
+  use: (setup: Setup) => Promise<void>,
+): Promise<void> {
+  const growing = {
+    // Far longer than the pauses between appends (250 ms), which a busy machine may stretch.
+    stability_window_seconds: 4,
+    growing_patterns: ["*.log"],
+    file_patterns: ["*.log"],
+    ...values,
+  };
+  if (method === "local") {
+    await using box = await cliSandbox({ log_file: "", ...growing });
+    return await use(box);
+  }
+  const sshd = await startSshd();
+  const box = await sshSandbox(sshd, method, growing);
+  try {
+    await use({ ...box, dest: box.remote });
+  } finally {
+    await sshd.stop();
+    await Deno.remove(box.root, { recursive: true });
+  }
+}
+
+/** Append `times` × 200 KB to `path`, 250 ms apart, each time dated `mtime` (if given). */
+async function grow(path: string, times: number, mtime?: Date): Promise<void> {
+  for (let i = 0; i < times; i++) {
+    await Deno.writeFile(path, randomBytes(200_000), { append: true });
+    if (mtime) await Deno.utime(path, mtime, mtime);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
+/**
+ * Wait until the files at `dest` (hidden ones and those in upload folders too) are `expected`
+ * and no hidden folder is left; the daemon's output on failure.
+ */
+async function waitForOnly(dest: string, expected: string[], output: () => string) {
+  const now = async () => [await listFiles(dest), await listFolders(dest)] as const;
+  try {
+    await waitFor(async () => {
+      const [files, folders] = await now();
+      return JSON.stringify(files) === JSON.stringify(expected) &&
+        folders.every((folder) => !folder.split("/").some((part) => part.startsWith(".")));
+    }, 30_000);
+  } catch {
+    const [files, folders] = await now();
+    assert.fail(
+      `at the destination: ${files.join(", ")}; folders: ${folders.join(", ")}\n${output()}`,
+    );
+  }
+}
+
+for (const method of ["local", "rsync"] as const) {
+  Deno.test(`${method}, growing_patterns: a new file under a name sent before that grows goes beside the earlier copy (~2), its parts there too; no temporary copy is left at the destination`, async () => {
+    await withGrowingJob(method, {}, async (setup) => {
+      const source = join(setup.watch, "spectrum.log");
+      const first = randomBytes(100_000);
+      await Deno.writeFile(source, first);
+      await run(["run", "--once"], setup);
+      const [sent] = await listFiles(setup.dest);
+      const night = sent.slice(0, sent.indexOf("/"));
+      assert.equal(sent, `${night}/spectrum.log`);
+      // A new file under the name (the old one deleted) grows while the daemon watches.
+      await Deno.remove(source);
+      const daemon = startCli(["run", "-v", "-c", setup.config], { env: setup.env });
+      const output = () => daemon.stderr() + daemon.stdout();
+      try {
+        await daemon.waitForOutput("Watching ");
+        await Deno.writeFile(source, randomBytes(200_000));
+        await grow(source, 12);
+        await daemon.waitForOutput(/Successfully transferred .*spectrum\.log/);
+        assert.match(output(), /Sent a part of/, "parts were sent while it grew");
+        await waitForOnly(
+          setup.dest,
+          [`${night}/spectrum.log`, `${night}/spectrum~2.log`],
+          output,
+        );
+      } finally {
+        await daemon.stop();
+      }
+      assert.equal(await sha256OfFile(join(setup.dest, sent)), await hash(first));
+      assert.equal(
+        await sha256OfFile(join(setup.dest, `${night}/spectrum~2.log`)),
+        await sha256OfFile(source),
+      );
+    });
+  });
+
+  Deno.test(`${method}, growing_patterns: a file that grows past the night's rollover arrives in the night its parts went to; no temporary copy is left at the destination`, async () => {
+    // The next hour is the rollover: the file begins now, and is written on dated past it (its
+    // dates recent: a copy is kept to be continued for resume_partial_hours by its mtime).
+    const begun = new Date();
+    const rollover = (begun.getUTCHours() + 1) % 24;
+    const after = new Date(Math.ceil(begun.getTime() / 3_600_000) * 3_600_000 + 600_000);
+    const night = nightFolder(begun, rollover, "UTC");
+    assert.notEqual(nightFolder(after, rollover, "UTC"), night);
+    await withGrowingJob(method, { night_rollover_hour: rollover }, async (setup) => {
+      const source = join(setup.watch, "spectrum.log");
+      const daemon = startCli(["run", "-v", "-c", setup.config], { env: setup.env });
+      const output = () => daemon.stderr() + daemon.stdout();
+      try {
+        await daemon.waitForOutput("Watching ");
+        await Deno.writeFile(source, randomBytes(200_000));
+        await Deno.utime(source, begun, begun);
+        await grow(source, 4, begun);
+        await daemon.waitForOutput(/Sent a part of .*spectrum\.log/);
+        await grow(source, 8, after);
+        await daemon.waitForOutput(/Successfully transferred .*spectrum\.log/);
+        await waitForOnly(setup.dest, [`${night}/spectrum.log`], output);
+      } finally {
+        await daemon.stop();
+      }
+      assert.equal(
+        await sha256OfFile(join(setup.dest, `${night}/spectrum.log`)),
+        await sha256OfFile(source),
+      );
+    });
+  });
+
+  Deno.test(`${method}, growing_patterns: a growing file deleted before it is complete leaves no temporary copy at the destination`, async () => {
+    await withGrowingJob(method, {}, async (setup) => {
+      const source = join(setup.watch, "spectrum.log");
+      const daemon = startCli(["run", "-v", "-c", setup.config], { env: setup.env });
+      const output = () => daemon.stderr() + daemon.stdout();
+      try {
+        await daemon.waitForOutput("Watching ");
+        await Deno.writeFile(source, randomBytes(200_000));
+        await grow(source, 4);
+        await daemon.waitForOutput(/Sent a part of .*spectrum\.log/);
+        await Deno.remove(source);
+        await daemon.waitForOutput(/Dropped .*spectrum\.log/);
+        await waitForOnly(setup.dest, [], output);
+      } finally {
+        await daemon.stop();
+      }
+    });
+  });
+}
+
+/** Wait until a part of a growing file is at `dest` (a temporary copy). */
+function waitForPart(dest: string): Promise<void> {
+  return waitFor(async () => (await listFiles(dest).catch(() => [])).length > 0, 30_000, "a part");
+}
+
+/** Start a daemon for `setup`; `use` it, then stop it (a SIGKILL of it and all it started, if `crash`). */
+async function withDaemon(
+  setup: Setup,
+  use: (output: () => string) => Promise<void>,
+  crash = false,
+): Promise<void> {
+  const daemon = startCli(["run", "-v", "-c", setup.config], { env: setup.env });
+  const output = () => daemon.stderr() + daemon.stdout();
+  try {
+    await daemon.waitForOutput("Watching ");
+    await use(output);
+  } finally {
+    if (crash) await killTree(daemon.process.pid);
+    await daemon.stop();
+  }
+}
+
+for (const method of ["local", "rsync"] as const) {
+  Deno.test(`${method}, growing_patterns: a file growing when the daemon is killed, written on past the night's rollover meanwhile, is sent into its night at the next start, and the copy its parts made in the other night is removed`, async () => {
+    const begun = new Date();
+    const rollover = (begun.getUTCHours() + 1) % 24;
+    const after = new Date(Math.ceil(begun.getTime() / 3_600_000) * 3_600_000 + 600_000);
+    const night = nightFolder(after, rollover, "UTC");
+    await withGrowingJob(method, { night_rollover_hour: rollover }, async (setup) => {
+      const source = join(setup.watch, "spectrum.log");
+      await withDaemon(setup, async () => {
+        await Deno.writeFile(source, randomBytes(200_000));
+        await grow(source, 4, begun);
+        await waitForPart(setup.dest);
+      }, true);
+      await grow(source, 4, after);
+      await withDaemon(setup, async (output) => {
+        await waitForOnly(setup.dest, [`${night}/spectrum.log`], output);
+      });
+      assert.equal(
+        await sha256OfFile(join(setup.dest, `${night}/spectrum.log`)),
+        await sha256OfFile(source),
+      );
+    });
+  });
+
+  Deno.test(`${method}, growing_patterns: a file growing when the daemon is killed and deleted meanwhile: the next start removes the copy its parts made`, async () => {
+    await withGrowingJob(method, {}, async (setup) => {
+      const source = join(setup.watch, "spectrum.log");
+      await withDaemon(setup, async () => {
+        await Deno.writeFile(source, randomBytes(200_000));
+        await grow(source, 4);
+        await waitForPart(setup.dest);
+      }, true);
+      await Deno.remove(source);
+      await withDaemon(setup, (output) => waitForOnly(setup.dest, [], output));
+    });
+  });
+}
+
+// rsync's finishing call removes the copy it continued where it finds another file's name taken.
+Deno.test("local, growing_patterns: a growing file whose name at the destination another file took meanwhile goes beside it (~2); no temporary copy is left at the destination", async () => {
+  await withGrowingJob("local", {}, async (setup) => {
+    const source = join(setup.watch, "spectrum.log");
+    const other = randomBytes(1000);
+    await withDaemon(setup, async (output) => {
+      await Deno.writeFile(source, randomBytes(200_000));
+      await grow(source, 4);
+      await waitForPart(setup.dest);
+      // Someone else puts a file under its name there while it grows.
+      const [part] = await listFiles(setup.dest);
+      const night = part.slice(0, part.indexOf("/"));
+      await Deno.writeFile(join(setup.dest, night, "spectrum.log"), other);
+      await grow(source, 4);
+      await waitFor(() => /Successfully transferred .*spectrum\.log/.test(output()), 60_000);
+      await waitForOnly(
+        setup.dest,
+        [`${night}/spectrum.log`, `${night}/spectrum~2.log`],
+        output,
+      );
+      assert.equal(
+        await sha256OfFile(join(setup.dest, night, "spectrum.log")),
+        await hash(other),
+      );
+      assert.equal(
+        await sha256OfFile(join(setup.dest, night, "spectrum~2.log")),
+        await sha256OfFile(source),
+      );
+    });
+  });
 });
