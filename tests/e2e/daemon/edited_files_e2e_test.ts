@@ -612,3 +612,65 @@ Deno.test("local, growing_patterns: a growing file whose name at the destination
     });
   });
 });
+
+for (const method of ["local", "rsync"] as const) {
+  Deno.test(`${method}, growing_patterns, night_date_source fits: the next night's image written into a file sent before, growing, is a new observation: its parts and the complete file go to its night; no temporary copy is left at the destination`, async () => {
+    const now = Date.now();
+    const taken = new Date(now - 26 * 3_600_000);
+    const next = new Date(now - 60_000);
+    const [oldNight, newNight] = [taken, next].map((at) => nightFolder(at, 0, "UTC"));
+    const growing = {
+      night_date_source: "fits",
+      growing_patterns: ["*.fits"],
+      file_patterns: ["*.fits"],
+    };
+    await withGrowingJob(method, growing, async (setup) => {
+      const path = join(setup.watch, "allsky.fits");
+      const first = fitsImage(taken.toISOString().slice(0, 19), "sky");
+      await writeAt(path, first, taken);
+      await run(["run", "--once"], setup);
+      assert.deepEqual(await listFiles(setup.dest), [`${oldNight}/allsky.fits`]);
+      const header = headerBytes([
+        ...imageCards(1024, 1024),
+        card("DATE-OBS", next.toISOString().slice(0, 19)),
+      ]);
+      const image = fitsFile(header, int16Data(1024, 1024, (x, y) => x ^ y));
+      await withDaemon(setup, async (output) => {
+        // Written into the same file (in place), its header first, its data as it comes.
+        const piece = 200_000;
+        let at = header.length + piece;
+        await Deno.writeFile(path, image.subarray(0, at));
+        const append = async (until: number) => {
+          for (; at < until; at += piece) {
+            await Deno.writeFile(path, image.subarray(at, Math.min(until, at + piece)), {
+              append: true,
+            });
+            await new Promise((resolve) => setTimeout(resolve, 250));
+          }
+        };
+        await append(at + 3 * piece);
+        await waitForSaid(output, /Sent a part of .*allsky\.fits/);
+        await append(image.length);
+        await waitForSaid(output, /Successfully transferred .*allsky\.fits/);
+        await waitForOnly(
+          setup.dest,
+          [`${oldNight}/allsky.fits`, `${newNight}/allsky.fits`],
+          output,
+        );
+      });
+      assert.equal(
+        await sha256OfFile(join(setup.dest, oldNight, "allsky.fits")),
+        await hash(first),
+      );
+      assert.equal(
+        await sha256OfFile(join(setup.dest, newNight, "allsky.fits")),
+        await hash(image),
+      );
+    });
+  });
+}
+
+/** Wait until the daemon's `output` says `what`. */
+function waitForSaid(output: () => string, what: RegExp): Promise<void> {
+  return waitFor(() => what.test(output()), 60_000, String(what));
+}
