@@ -160,7 +160,8 @@ const RULES: Rule[] = [
       `~/.ssh/config alias) and DNS`,
   },
   {
-    test: /No space left on device|Disk quota exceeded|quota exceeded/i,
+    // tar says a write cut short by a full disk without the system's words.
+    test: /No space left on device|Disk quota exceeded|quota exceeded|Wrote only \d+ of \d+ bytes/i,
     kind: "retry-later",
     reason: (c) =>
       `the destination on ${c.host} is full (no space left or quota exceeded): free space there`,
@@ -230,6 +231,14 @@ function howItEnded(tool: string, run: { code: number | null; signal: string | n
   return run.code === null ? COMMAND_FAILED : `${tool} ended with exit code ${run.code}`;
 }
 
+/**
+ * What a remote command said of its failure, passed on by a script's result line (tar or cat
+ * receiving a batch's copies): classified by its words, as a failed command's error output is.
+ */
+export class RemoteFailure extends Error {
+  override name = "RemoteFailure";
+}
+
 /** The last non-empty line of `text`, for context in messages. */
 export function lastLine(text: string): string {
   return text.split("\n").map((line) => line.trim()).filter((line) => line !== "").at(-1) ?? "";
@@ -245,6 +254,11 @@ export function classifyFailure(
   context: FailureContext,
 ): TransferError {
   if (error instanceof TransferError) return error;
+  if (error instanceof RemoteFailure) {
+    const { kind, reason } = classifyText(error.message, context);
+    const said = reason === COMMAND_FAILED ? error.message : `${reason} (${error.message})`;
+    return new TransferError(`Cannot ${action}: ${said}`, kind, { cause: error });
+  }
   if (error instanceof CommandError) {
     const run = error.run;
     const tool = run.argv[0]?.split("/").at(-1) ?? "";

@@ -20,6 +20,8 @@ export interface TmpfsOptions {
   gid?: number;
   /** Mounted read-only. */
   readOnly?: boolean;
+  /** The most files and folders it holds, its root folder counted (full with room left). */
+  inodes?: number;
 }
 
 /**
@@ -39,7 +41,9 @@ export async function withTmpfs<T>(
     "-t",
     "tmpfs",
     "-o",
-    `size=${size},mode=0755${owner}${options.readOnly ? ",ro" : ""}`,
+    `size=${size},mode=0755${owner}${options.readOnly ? ",ro" : ""}${
+      options.inodes === undefined ? "" : `,nr_inodes=${options.inodes}`
+    }`,
     "tmpfs",
     path,
   ]);
@@ -80,9 +84,13 @@ export async function withTmpfsRun<T>(
   }
 }
 
-/** Change the size of the tmpfs at `path` (growing it frees space for writers). */
-export async function resizeTmpfs(path: string, size: string): Promise<void> {
-  await mountCommand(["mount", "-o", `remount,size=${size}`, path]);
+/**
+ * Change the size of the tmpfs at `path` (growing it frees space for writers), and the files it
+ * holds where `inodes` is given.
+ */
+export async function resizeTmpfs(path: string, size: string, inodes?: number): Promise<void> {
+  const files = inodes === undefined ? "" : `,nr_inodes=${inodes}`;
+  await mountCommand(["mount", "-o", `remount,size=${size}${files}`, path]);
 }
 
 /** Mount the tmpfs at `path` read-only, or (`readOnly: false`) read-write again. */

@@ -25,7 +25,7 @@ import { createHash } from "node:crypto";
 import { posix } from "node:path";
 import { bandwidthLimit } from "../../config/sizes.ts";
 import { CommandError, TransferError } from "../../errors.ts";
-import { baseGoneReason, classifyFailure } from "../classify.ts";
+import { baseGoneReason, classifyFailure, RemoteFailure } from "../classify.ts";
 import {
   checkPartSource,
   checkSource,
@@ -376,9 +376,9 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
     for (const delivery of sent) {
       if (failed.folder !== null) delivery.error = this.#folderError(delivery, failed.folder);
       else if (failed.receive !== null) {
-        // Said by the remote side; the room left there may tell a full disk (see settleFinish).
+        // Said by tar or cat: its words tell a full disk, else the room left may (settleFinish).
         delivery.uploadFailed = true;
-        delivery.error = this.#failure(new Error(failed.receive), delivery);
+        delivery.error = this.#failure(new RemoteFailure(failed.receive), delivery);
       }
     }
     // Where receiving failed, the script said the room left in the folder (as index 0): a copy

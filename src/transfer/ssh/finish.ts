@@ -77,8 +77,8 @@ export interface FinishPlan {
 
 /**
  * A failed upload is taken for a full disk when the destination folder has
- * less room left than the file plus this much (SFTP servers report a full
- * disk as a bare "Failure").
+ * less room left than the file plus this much, or its file system no inode
+ * left (SFTP servers report a full disk as a bare "Failure").
  */
 const FULL_MARGIN_BYTES = 1024 * 1024;
 
@@ -269,12 +269,12 @@ export function settleFinish(
     const fromUpload = delivery.uploadFailed ||
       (delivery.error !== null && delivery.error === delivery.callFailure);
     const left = space.get(spaceFolders.indexOf(posix.dirname(delivery.finalPath)))?.detail;
-    const kiB = left !== undefined && /^\d+$/.test(left) ? Number(left) : null;
-    if (
-      delivery.error?.kind === "retry" && fromUpload && kiB !== null &&
-      kiB * 1024 < delivery.item.size + FULL_MARGIN_BYTES
-    ) {
-      delivery.error = diskFull(ctx, delivery, kiB);
+    // "KIB FILES": the room left, and how many more files fit ("-": not said).
+    const [, kiB, files] = (left ?? "").match(/^(\d+) (\d+|-)$/) ?? [];
+    if (delivery.error?.kind !== "retry" || !fromUpload || kiB === undefined) continue;
+    if (files === "0") delivery.error = diskFull(ctx, delivery, "every inode is used");
+    else if (Number(kiB) * 1024 < delivery.item.size + FULL_MARGIN_BYTES) {
+      delivery.error = diskFull(ctx, delivery, `${kiB} KiB left there`);
     }
   }
 }
@@ -320,11 +320,12 @@ async function entryFor(ctx: FinishContext, delivery: SshDelivery): Promise<Fini
   };
 }
 
-function diskFull(ctx: FinishContext, delivery: SshDelivery, kiB: number): TransferError {
+/** `delivery` failed for want of room: `seen` says what shows it (the room left, no inode). */
+function diskFull(ctx: FinishContext, delivery: SshDelivery, seen: string): TransferError {
   const { kind, reason } = classifyText("No space left on device", ctx.context);
   return new TransferError(
     `Cannot send ${delivery.item.source} to ${ctx.describeTarget(delivery.item.destination)}: ` +
-      `${reason} (${kiB} KiB left there, ${delivery.item.size} bytes to write)`,
+      `${reason} (${seen}, ${delivery.item.size} bytes to write)`,
     kind,
     { cause: delivery.error },
   );

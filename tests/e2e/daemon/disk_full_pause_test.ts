@@ -111,11 +111,16 @@ function probingRunner(job: JobConfig, stateDir: string, runtime: string, probeM
 
 /**
  * Run the scenario for `job` (its `remote_base_path` is a 1 MiB tmpfs
- * meanwhile, owned by `owner` when given).
+ * meanwhile, owned by `owner` when given; with `inodes`, a 16 MiB one that
+ * holds that many files and folders: full with room left).
  */
-async function fillUpAndGrow(job: JobConfig, owner: { uid?: number; gid?: number } = {}) {
+async function fillUpAndGrow(
+  job: JobConfig,
+  owner: { uid?: number; gid?: number } = {},
+  inodes?: number,
+) {
   const dest = job.remote_base_path;
-  await withTmpfsRun(dest, "1m", async ({ runtime, logs }) => {
+  await withTmpfsRun(dest, inodes === undefined ? "1m" : "16m", async ({ runtime, logs }) => {
     const files = await writeRandomFiles(
       job.watch_path,
       Array.from({ length: FILES }, (_, i) => `night/full ${String(i).padStart(2, "0")}.fits`),
@@ -163,7 +168,7 @@ async function fillUpAndGrow(job: JobConfig, owner: { uid?: number; gid?: number
       assert.equal(logs.count("error", "Failed to transfer"), 0);
       await assertCopiesIntact(dest, files);
 
-      await resizeTmpfs(dest, "16m");
+      await resizeTmpfs(dest, "16m", inodes === undefined ? undefined : 1000);
       await waitFor(
         () => [...files.keys()].every((rel) => FileRows.of(ledger, job).get(rel)?.state === "done"),
         30_000,
@@ -179,7 +184,7 @@ async function fillUpAndGrow(job: JobConfig, owner: { uid?: number; gid?: number
     }
     // Nothing left behind: no temporary copies, no upload folders.
     await assertCopiesIntact(dest, files, true);
-  }, owner);
+  }, { ...owner, inodes });
 }
 
 Deno.test("disk full (local): the job pauses, probes, and resumes when there is space", async () => {
@@ -210,6 +215,40 @@ for (const method of ["scp", "rsync"] as const) {
       await fillUpAndGrow(
         sshPipelineJob(sshd, method, root, { name: "full", remote_base_path: join(root, "dest") }),
         { uid: sshd.uid, gid: sshd.gid },
+      );
+    } finally {
+      await Deno.remove(root, { recursive: true });
+      await sshd.stop();
+    }
+  });
+}
+
+// A file system out of inodes has room left, so the room is no sign: the words of the remote
+// tool (tar: "Cannot open: No space left on device"; "Wrote only N of M bytes" when a write is
+// cut short) or the inodes left (SFTP says only "Failure") tell a full disk. In one call (tar),
+// and by scp's upload (a bandwidth limit).
+const INODE_CASES: [string, Partial<JobConfig>][] = [
+  ["one call", {}],
+  ["scp upload", { bandwidth_limit: "500MB/s" }],
+];
+for (const [how, overrides] of INODE_CASES) {
+  Deno.test(`disk full (scp, ${how}, out of inodes): the job pauses, probes, and resumes when there is room`, async () => {
+    const sshd = await startSshd();
+    const root = await Deno.makeTempDir({ prefix: "itx-full-inodes-" });
+    await Deno.chmod(root, 0o755);
+    try {
+      await fillUpAndGrow(
+        sshPipelineJob(sshd, "scp", root, {
+          name: "full",
+          remote_base_path: join(root, "dest"),
+          // One batch at a time: what each try finds is the inodes left, never another's.
+          max_concurrent_transfers: 1,
+          ...overrides,
+        }),
+        { uid: sshd.uid, gid: sshd.gid },
+        // Files arrive until one inode is left (the last needed two, its upload folder too):
+        // from then on each try makes its upload folder, and its copy finds no inode.
+        10,
       );
     } finally {
       await Deno.remove(root, { recursive: true });

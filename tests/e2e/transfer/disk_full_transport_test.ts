@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { VerifyMode } from "../../../src/config/types.ts";
+import { isDestinationFull } from "../../../src/errors.ts";
 import type { TransferItem, TransferOutcome, Transport } from "../../../src/transfer/transport.ts";
 import { isTempName } from "../../../src/layout/destination.ts";
 import { listFiles, listFolders, randomBytes, sha256OfFile } from "../../helpers/files.ts";
@@ -128,6 +129,51 @@ Deno.test("a destination that fills up: no wrong bytes under a final name, disk-
           });
         });
       }
+    }
+  } finally {
+    await destinations.stop();
+  }
+});
+
+Deno.test("a destination out of inodes, with room left: scp and rsync say it is full, in one call and by their upload", async (t) => {
+  const destinations = await startDestinations();
+  try {
+    for (const fixture of destinations.fixtures) {
+      if (fixture.method !== "scp" && fixture.method !== "rsync") continue;
+      await t.step(fixture.method, async () => {
+        await withFixture(fixture, {}, async (ctx) => {
+          // Its root, the night folder and an upload folder: a copy finds no inode.
+          await run(["mount", "-t", "tmpfs", "-o", "size=64m,nr_inodes=3", "tmpfs", ctx.dst]);
+          try {
+            await ctx.own(ctx.dst);
+            const items = [
+              // Small: in one call (tar); large: by the upload program (scp's SFTP, rsync).
+              await makeItem(ctx.src, "20240401/small.fits", randomBytes(64 << 10)),
+              await makeItem(ctx.src, "20240401/large.fits", randomBytes(9 << 20)),
+            ];
+            for (const item of items) {
+              const [outcome] = await ctx.transport.send([item], never);
+              const said = `${item.destination}: ${outcome.error?.message}`;
+              assert.ok(outcome.error !== null, said);
+              assert.equal(outcome.error.kind, "retry-later", said);
+              assert.ok(isDestinationFull(outcome.error), said);
+            }
+            await run(["mount", "-o", "remount,nr_inodes=1000", ctx.dst]);
+            for (const outcome of await ctx.transport.send(items, never)) {
+              assert.equal(outcome.error, null, outcome.error?.message);
+            }
+            await assertFinalsExact(ctx.dst, items);
+            assert.deepEqual(
+              await listFiles(ctx.dst),
+              items.map((item) => item.destination).sort(),
+              "every file under its final name, no temporary file left",
+            );
+          } finally {
+            await ctx.transport.close();
+            await unmount(ctx.dst);
+          }
+        });
+      });
     }
   } finally {
     await destinations.stop();

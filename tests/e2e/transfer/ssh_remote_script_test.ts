@@ -770,6 +770,43 @@ Deno.test("finish replaces a link under the final name, never delivers a copy th
   });
 });
 
+Deno.test("finish on a disk out of inodes (its work files cannot be made) checks and renames every copy, and says no file fits", async () => {
+  await inEachShell("itx-finish-inodes-", async (shell, dir, where) => {
+    // Its root, the upload folder and the four copies: not one inode left.
+    await withTmpfs(join(dir, "full"), "4m", async (full) => {
+      const entries = [
+        await uploadedCopy(0, full, "a.fits", "data a"),
+        await uploadedCopy(1, full, "b.fits", "data b"),
+        entry(2, full, ".up", "c.fits", "data c", { sha256: null }),
+        // Still checked, one by one.
+        await uploadedCopy(3, full, "d.fits", "data X", "data d"),
+      ];
+      await Deno.writeTextFile(join(full, ".up", "c.fits"), "data c");
+      const plan = finishPlan(entries, {
+        uploadFolders: [join(full, ".up")],
+        spaceFolders: [full],
+      });
+      const { byIndex, details, results } = await run(
+        shell,
+        buildScript("finish", finishLines(plan)),
+        dir,
+      );
+      assert.deepEqual([...byIndex].sort(), [
+        [0, "renamed"],
+        [1, "renamed"],
+        [2, "renamed"],
+        [3, "checksum-differs"],
+      ], where);
+      const space = results.find((result) => result.word === "space-left");
+      assert.match(space?.detail ?? "", /^0 \d+ 0$/, `${where}: ${[...details]}`);
+      assert.deepEqual(await listFiles(full), ["a.fits", "b.fits", "c.fits"], where);
+      for (const name of ["a", "b", "c"]) {
+        assert.equal(await Deno.readTextFile(join(full, `${name}.fits`)), `data ${name}`, where);
+      }
+    }, { inodes: 6 });
+  });
+});
+
 Deno.test("finish reports the room left in the folders asked about, and result lines need the marker", async () => {
   await inEachShell("itx-finish-space-", async (shell, dir, where) => {
     await Deno.mkdir(join(dir, "it's"));
@@ -779,7 +816,7 @@ Deno.test("finish reports the room left in the folders asked about, and result l
     );
     const { results } = await run(shell, script, dir);
     assert.deepEqual(results.map((r) => r.word), ["space-left", "space-left"], where);
-    assert.match(results[1].detail, /^1 [1-9]\d*$/);
+    assert.match(results[1].detail, /^1 [1-9]\d* (\d+|-)$/);
   });
   const marker = "ITXabc";
   const out = `ITX000000 renamed 0\n${marker} size-differs 1 10\nnoise from .bashrc\n` +

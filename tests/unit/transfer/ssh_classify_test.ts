@@ -4,8 +4,14 @@ import {
   classifyFailure,
   classifyText,
   type FailureContext,
+  RemoteFailure,
 } from "../../../src/transfer/classify.ts";
-import { CommandError, failureScope, TransferError } from "../../../src/errors.ts";
+import {
+  CommandError,
+  failureScope,
+  isDestinationFull,
+  TransferError,
+} from "../../../src/errors.ts";
 import { runHere } from "../../../src/process/run_here.ts";
 
 const context: FailureContext = { host: "freya", destination: "obs@freya", port: 2222 };
@@ -160,12 +166,36 @@ Deno.test("remote permission, read-only and full disks are retry-later and say s
     ["mv: cannot move 'a' to 'b': Read-only file system", /read-only/],
     ['/usr/bin/scp: dest write "/data/x": No space left on device', /is full/],
     ['rsync: write failed on "/data/x": Disk quota exceeded (122)', /is full/],
+    // tar (GNU 1.34, a tmpfs filling up) says a write cut short without the system's words.
+    [
+      "/usr/bin/tar: f4.fits: Wrote only 4096 of 8192 bytes /usr/bin/tar: Exiting with failure " +
+      "status due to previous errors",
+      /is full/,
+    ],
+    ["/usr/bin/tar: f5.fits: Cannot open: No space left on device", /is full/],
+    ["cat: write error: No space left on device", /is full/],
   ];
   for (const [text, reason] of cases) {
     const result = classifyText(text, context, 1);
     assert.equal(result.kind, "retry-later", text);
     assert.match(result.reason, reason);
   }
+});
+
+Deno.test("what a remote tool said in a script's result line is classified by its words: a full disk pauses the job", () => {
+  const said = "/usr/bin/tar: f4.fits: Wrote only 4096 of 8192 bytes";
+  const full = classifyFailure(new RemoteFailure(said), "send /a/f4.fits to freya", context);
+  assert.equal(full.kind, "retry-later");
+  assert.ok(isDestinationFull(full), full.message);
+  assert.equal(
+    full.message,
+    "Cannot send /a/f4.fits to freya: the destination on freya is full (no space left or quota " +
+      `exceeded): free space there (${said})`,
+  );
+  // Words no rule knows: said as they are, and tried again.
+  const other = classifyFailure(new RemoteFailure("tar: odd"), "send /a/x to freya", context);
+  assert.equal(other.kind, "retry");
+  assert.equal(other.message, "Cannot send /a/x to freya: tar: odd");
 });
 
 Deno.test("bad options and a missing remote rsync are fatal", () => {

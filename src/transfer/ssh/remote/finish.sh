@@ -36,7 +36,8 @@
 # replaced, holds the source's bytes, or another file: see held_by_other),
 # `rename-failed INDEX MESSAGE`, `kept INDEX` (the copy of a failed
 # upload holds something to continue); per folder asked about: `space-left
-# INDEX KIB`, `folder-left INDEX` (an upload folder of kept copies not empty).
+# INDEX KIB FILES` (see space_left), `folder-left INDEX` (an upload folder of
+# kept copies not empty).
 
 # start_finish hash|hash-small|no-hash [UPLOAD_FOLDER]: pick the tools and the place of
 # the work files: in UPLOAD_FOLDER (one this script removes at the end), named
@@ -77,8 +78,8 @@ start_finish() {
 
 # report_space_left INDEX FOLDER
 report_space_left() {
-  kib=$(space_left "$2")
-  [ -n "$kib" ] && report space-left "$1" "$kib"
+  left=$(space_left "$2")
+  [ -n "$left" ] && report space-left "$1" "$left"
 }
 
 # pick_size_command: GNU stat, else BSD stat.
@@ -90,12 +91,12 @@ pick_size_command() {
 # first, without a trial run); when one is missing, each copy's size is asked
 # for on its own instead.
 read_sizes() {
-  if stat -c %s -- "$@" >"${work}sizes" 2>/dev/null; then
+  if stat -c %s -- "$@" 2>/dev/null >"${work}sizes"; then
     size_command='stat -c %s'
   else
     pick_size_command
     # shellcheck disable=SC2086 # the command's words split on purpose
-    $size_command -- "$@" >"${work}sizes" 2>/dev/null || return 0
+    $size_command -- "$@" 2>/dev/null >"${work}sizes" || return 0
   fi
   sizes_listed=yes
   exec 3<"${work}sizes"
@@ -127,18 +128,21 @@ copy_size() {
 # begin_folder GROUP UPLOAD_FOLDER [./NAME...]: the copies checked next are in
 # UPLOAD_FOLDER. With checksums, the NAMEs there are hashed by one process
 # (names without a line break or backslash, which hash tools print escaped).
+# The work files may not be made (a disk out of inodes): the copies are then
+# hashed and renamed one by one. So none is made by a special builtin (`:`,
+# `exec`), whose failed redirection would end the script.
 begin_folder() {
   group=$1
   rename_list=${work}renames.$1
-  : >"$rename_list"
+  true 2>/dev/null >"$rename_list"
   listed_line=''
   exec 4</dev/null
   upload_folder=$2
   shift 2
   if [ "$#" -gt 0 ] && [ -n "$checking_hashes" ]; then
     # shellcheck disable=SC2086 # the command's words split on purpose
-    (cd -- "$upload_folder" && exec $checking_hashes "$@") >"${work}hashes" 2>/dev/null
-    exec 4<"${work}hashes"
+    (cd -- "$upload_folder" && exec $checking_hashes "$@") 2>/dev/null >"${work}hashes.$group"
+    if [ -r "${work}hashes.$group" ]; then exec 4<"${work}hashes.$group"; fi
   fi
 }
 
@@ -214,7 +218,7 @@ check_copy() {
     held_by_other "$1" "$2" "$3" "$6" "$7"
     return
   fi
-  printf '%s\0' "$2" >>"$rename_list"
+  printf '%s\0' "$2" 2>/dev/null >>"$rename_list"
   eval "checked_$1=yes"
   # The group's good copies: how many, and the last one (renamed without xargs when alone).
   eval "good_$group=\$((\${good_$group:-0} + 1))"
@@ -297,8 +301,9 @@ report_renamed() {
   eval "checked=\${checked_$1-}"
   [ -n "$checked" ] || return 0
   if [ -e "$2" ] || [ -L "$2" ]; then
-    if ! mv -f -- "$2" "$3" 2>"${work}error"; then
-      report rename-failed "$1" "$(one_line "$(cat "${work}error")")"
+    # Its words kept in memory: on a full disk a work file would lose them.
+    if ! error=$(mv -f -- "$2" "$3" 2>&1); then
+      report rename-failed "$1" "$(one_line "$error")"
       return
     fi
   fi

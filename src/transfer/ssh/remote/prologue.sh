@@ -41,9 +41,16 @@ hash_tool() {
   fi
 }
 
-# space_left FOLDER: print the KiB available to this user there (empty if unknown).
+# space_left FOLDER: print the KiB available to this user there, then how many
+# more files the file system can hold ("-" where df -i does not say: no GNU df,
+# or a file system that does not count them); empty if unknown. One out of
+# inodes is full with room left: it takes no new file.
 space_left() {
-  df -Pk -- "$1" 2>/dev/null | awk 'NR == 2 { print $4 }'
+  kib=$(df -Pk -- "$1" 2>/dev/null | awk 'NR == 2 { print $4 }')
+  [ -n "$kib" ] || return 0
+  files=$(df -Pi -- "$1" 2>/dev/null |
+    awk 'NR == 1 && $2 != "Inodes" { exit } NR == 2 && $2 > 0 { print $4 }')
+  printf '%s %s\n' "$kib" "${files:--}"
 }
 
 # flush_folders FOLDER...: flush the file systems that hold them (GNU sync -f;
