@@ -108,11 +108,19 @@ export function checkJobRules(job: JobValues, ctx: z.RefinementCtx): void {
 /**
  * Why an `ssh_options` entry is refused: it changes what an SSH session runs or how its bytes
  * flow (another command, a terminal), so every transfer would fail, said as a lost connection
- * (`RemoteCommand`) or a tool's odd complaint (tar refusing a terminal); `null` for any other.
+ * (`RemoteCommand`) or a tool's odd complaint (tar refusing a terminal); or it takes over the
+ * shared connection the daemon keeps per destination (`ControlMaster`, `ControlPath`,
+ * `ControlPersist`: ssh takes an option's first value, the job's before the daemon's), whose
+ * master would outlive a stop, or clash with the daemon's; `null` for any other.
  */
 function sessionChangingOption(option: string): string | null {
   const [key, ...rest] = option.split("=");
   const value = rest.join("=").trim().toLowerCase();
+  if (/^control(?:master|path|persist)$/i.test(key)) {
+    return `${option}: image-transfer keeps its own shared connection per destination ` +
+      "(ControlMaster, ControlPath and ControlPersist are its own), opened and closed with the " +
+      "job; one set here would be left running after a stop, or clash with it; remove it";
+  }
   const why = ({
     remotecommand: value === "none" ? null : "runs a command of its own on the server instead of " +
       "image-transfer's",

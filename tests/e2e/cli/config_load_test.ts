@@ -844,6 +844,27 @@ Deno.test("ssh_options RemoteCommand and RequestTTY=force, which break every ses
   );
 });
 
+Deno.test("ssh_options ControlMaster, ControlPath and ControlPersist, the daemon's own shared connection, are refused", () => {
+  const options = [
+    "Compression=yes",
+    "ControlMaster=yes",
+    "controlpath=/tmp/cm-%C",
+    "ControlPersist=600",
+    "ControlMaster=no",
+  ];
+  const error = configError(
+    `${MINIMAL}ssh_options:\n${options.map((o) => `  - ${JSON.stringify(o)}\n`).join("")}`,
+  );
+  const refused = error.message.split("\n").map((line) =>
+    /ssh_options\[(\d+)\]: \S+: image-transfer keeps its own shared connection/.exec(line)?.[1]
+  ).filter((index) => index !== undefined);
+  assert.deepEqual(refused, ["1", "2", "3", "4"], error.message);
+  assert.match(
+    error.message,
+    /:6: ssh_options\[1\]: ControlMaster=yes: image-transfer keeps its own shared connection per destination \(ControlMaster, ControlPath and ControlPersist are its own\), opened and closed with the job; one set here would be left running after a stop, or clash with it; remove it/,
+  );
+});
+
 Deno.test("rsync_options that replace the ssh command (-e, --rsh) are refused, naming ssh_port and ssh_options", () => {
   const options = [
     "-e",

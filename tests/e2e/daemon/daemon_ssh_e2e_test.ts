@@ -339,3 +339,68 @@ for (const method of ["scp", "rsync"] as const) {
     }
   });
 }
+
+/**
+ * The ssh client processes of a daemon: its calls (their arguments name `port`) and its shared
+ * connections' masters (named after their socket, in the daemon's `runtimeDir`).
+ */
+const sshClientsOf = (port: number, runtimeDir: string) =>
+  runningProcesses((argv) =>
+    (argv[0].split("/").at(-1) === "ssh" && argv.some((arg) => arg.includes(String(port)))) ||
+    (argv[0].startsWith("ssh: ") && argv.join(" ").includes(runtimeDir))
+  );
+
+Deno.test("run (scp): after a stop no ssh of the job is left; ssh_options that would take over its shared connection are refused", async () => {
+  const sshd = await startSshd();
+  const options = [...sshd.sshOptions, "ControlMaster=yes", "ControlPersist=600"];
+  const taken = await sshSandbox(sshd, "scp", { ssh_options: options });
+  const box = await sshSandbox(sshd, "scp", { stability_window_seconds: 0.2 });
+  try {
+    // Its master would outlive the daemon by ControlPersist (here 10 minutes), unknown to it.
+    await Deno.writeFile(join(taken.watch, "a.fits"), randomBytes(1000));
+    const run = startCli(["run", "-c", taken.config], { env: taken.env });
+    let ended = false;
+    run.process.status.then(() => ended = true);
+    await waitFor(() => ended || run.stderr().includes("Watching"), 60_000, "refused or started");
+    const refused = await run.stop("SIGTERM");
+    assert.notEqual(refused.code, 0, run.stderr());
+    for (const [index, option] of options.entries()) {
+      if (!/^Control/.test(option)) continue;
+      assert.match(
+        run.stderr(),
+        new RegExp(
+          `config\\.yaml:\\d+: ssh_options\\[${index}\\]: ${option}: image-transfer keeps its ` +
+            "own shared connection per destination .*; remove it",
+        ),
+      );
+    }
+    assert.deepEqual(await listFiles(taken.remote), [], "nothing sent");
+
+    const bytes = randomBytes(1000);
+    await Deno.writeFile(join(box.watch, "b.fits"), bytes);
+    const daemon = startCli(["run", "-c", box.config], { env: box.env });
+    let runtimeDir: string;
+    try {
+      await daemon.waitForOutput(/Successfully transferred .*b\.fits/, 60_000);
+      const info = JSON.parse(await Deno.readTextFile(join(box.root, "state", "daemon.json")));
+      runtimeDir = info.runtimeDir;
+      const masters = await sshClientsOf(sshd.port, runtimeDir);
+      assert.ok(masters.some((p) => p.argv[0].startsWith("ssh: ")), "its shared connection runs");
+    } finally {
+      assert.equal((await daemon.stop("SIGTERM")).code, 0, daemon.stderr());
+    }
+    // The master is told to exit as the daemon stops; it may take a moment to go.
+    await waitFor(
+      async () => (await sshClientsOf(sshd.port, runtimeDir)).length === 0,
+      30_000,
+      "no ssh left",
+    );
+    // Nothing at all connected to the server (this test's own).
+    await waitFor(async () => (await sshd.sessionPids()).length === 0, 30_000, "no session left");
+    const [sent] = await listFiles(box.remote);
+    assert.equal(await sha256OfFile(join(box.remote, sent)), sha256(bytes));
+  } finally {
+    for (const path of [taken.root, box.root]) await Deno.remove(path, { recursive: true });
+    await sshd.stop();
+  }
+});
