@@ -10,7 +10,7 @@
 import { posix } from "node:path";
 import type { JobConfig } from "../../config/types.ts";
 import { isDestinationFull, TransferError } from "../../errors.ts";
-import { classifyFailure, classifyText, type FailureContext } from "../classify.ts";
+import { classifyFailure, classifyText, type FailureContext, RemoteFailure } from "../classify.ts";
 import { copyMismatch } from "../deliver.ts";
 import {
   buildScript,
@@ -169,7 +169,7 @@ export interface KeptCopies {
 }
 
 /** Result words that say nothing of one copy's outcome. */
-const NOT_OUTCOMES = new Set(["space-left", "kept", "folder-left"]);
+const NOT_OUTCOMES = new Set(["space-left", "kept", "folder-left", "flush-failed"]);
 
 /**
  * Verify and rename the good copies of `deliveries` (those that took part in
@@ -264,8 +264,10 @@ export function settleFinish(
 ): void {
   const space = resultsByIndex(results.filter((result) => result.word === "space-left"));
   const byIndex = resultsByIndex(results.filter((result) => !NOT_OUTCOMES.has(result.word)));
+  // What sync said where the copies could not be written out (none was renamed then).
+  const flush = results.find((result) => result.word === "flush-failed")?.detail ?? "";
   for (const delivery of deliveries) {
-    delivery.error ??= resultError(ctx, delivery, byIndex.get(delivery.index));
+    delivery.error ??= resultError(ctx, delivery, byIndex.get(delivery.index), flush);
     const fromUpload = delivery.uploadFailed ||
       (delivery.error !== null && delivery.error === delivery.callFailure);
     const left = space.get(spaceFolders.indexOf(posix.dirname(delivery.finalPath)))?.detail;
@@ -331,11 +333,15 @@ function diskFull(ctx: FinishContext, delivery: SshDelivery, seen: string): Tran
   );
 }
 
-/** The error the finish script's result for `delivery` means, or `null` when it was renamed. */
+/**
+ * The error the finish script's result for `delivery` means, or `null` when it was renamed;
+ * `flush`: what sync said where the copies could not be written out.
+ */
 function resultError(
   ctx: FinishContext,
   delivery: SshDelivery,
   result: ResultLine | undefined,
+  flush: string,
 ): TransferError | null {
   const target = ctx.describeTarget(delivery.item.destination);
   const fail = (reason: string, kind: TransferError["kind"] = "retry") =>
@@ -371,6 +377,10 @@ function resultError(
     case "rename-failed": {
       const { kind, reason } = classifyText(result.detail, ctx.context);
       return fail(`cannot rename the copy into place: ${reason} (${result.detail})`, kind);
+    }
+    case "not-flushed": {
+      const action = `send ${delivery.item.source} to ${target}: its copy was not written out`;
+      return classifyFailure(new RemoteFailure(flush), action, ctx.context);
     }
     default:
       return fail(`unexpected result from the remote host: ${result!.word}`);

@@ -20,10 +20,15 @@ import {
   scriptFiles,
 } from "../../../src/transfer/ssh/remote_script.ts";
 import {
+  type FinishContext,
   type FinishEntry,
   finishLines,
   type FinishPlan,
+  settleFinish,
 } from "../../../src/transfer/ssh/finish.ts";
+import { sshDelivery } from "../../../src/transfer/ssh/method.ts";
+import type { Delivery } from "../../../src/transfer/deliver.ts";
+import { isDestinationFull } from "../../../src/errors.ts";
 import { shellQuote } from "../../../src/transfer/ssh/endpoint.ts";
 import { STREAMED_SCRIPT_COMMAND } from "../../../src/transfer/ssh/connection.ts";
 import { exists, listFiles } from "../../helpers/files.ts";
@@ -861,6 +866,69 @@ Deno.test("finish flushes the file system before the renames and after them, onl
       );
       await Deno.remove(night, { recursive: true });
       await Deno.remove(log).catch(() => {});
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("finish renames no copy its file system could not write out, and the job is told the disk is full", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "itx-sync-failed-" });
+  try {
+    // GNU sync's words where the data could not be written out (a disk found full only at
+    // write-back, on NFS or a thin volume: no tmpfs or loop disk fails so).
+    const shim = join(dir, "shim");
+    await Deno.mkdir(shim);
+    await Deno.writeTextFile(
+      join(shim, "sync"),
+      `#!/bin/sh\necho "sync: error syncing '$3': No space left on device" >&2\nexit 1\n`,
+    );
+    await Deno.chmod(join(shim, "sync"), 0o755);
+    const night = join(dir, "night");
+    const entries = [
+      await uploadedCopy(0, night, "a.fits", "data a"),
+      await uploadedCopy(1, night, "b.fits", "data b"),
+    ];
+    const plan = finishPlan(entries, { sync: true, uploadFolders: [join(night, ".up")] });
+    const { results, byIndex } = await run(
+      ["env", `PATH=${shim}:/usr/bin:/bin`, "/bin/dash", "-s"],
+      buildScript("finish", finishLines(plan)),
+      dir,
+    );
+    assert.deepEqual([...byIndex].sort(), [[0, "not-flushed"], [1, "not-flushed"]]);
+    assert.match(
+      results.find((result) => result.word === "flush-failed")?.detail ?? "",
+      /^sync: error syncing '.*night': No space left on device$/,
+    );
+    assert.deepEqual(await listFiles(night), [], "nothing renamed, the upload folder removed");
+    // What the transport makes of it: a full destination, which pauses the job.
+    const deliveries = entries.map((entry) => ({
+      ...sshDelivery({
+        index: entry.index,
+        item: { source: `/src/${entry.index}.fits`, destination: `night/${entry.index}.fits` },
+        finalPath: entry.finalPath,
+        tempPath: entry.tempPath,
+        error: null,
+        source: null,
+        sha256: null,
+        done: false,
+        checkedAfterRead: false,
+      } as unknown as Delivery),
+    }));
+    const ctx = {
+      context: { host: "freya", destination: "obs@freya", port: null },
+      describeTarget: (destination: string) => `obs@freya:/data/${destination}`,
+    } as unknown as FinishContext;
+    settleFinish(ctx, deliveries, results, []);
+    for (const delivery of deliveries) {
+      assert.ok(
+        delivery.error !== null && isDestinationFull(delivery.error),
+        delivery.error?.message,
+      );
+      assert.match(
+        delivery.error.message,
+        /its copy was not written out: the destination on freya is full/,
+      );
     }
   } finally {
     await Deno.remove(dir, { recursive: true });

@@ -34,7 +34,8 @@
 # `checksum-differs INDEX SHA256`, `no-hash-tool INDEX`, `final-is-folder
 # INDEX`, `already INDEX` and `occupied INDEX` (the final name, not to be
 # replaced, holds the source's bytes, or another file: see held_by_other),
-# `rename-failed INDEX MESSAGE`, `kept INDEX` (the copy of a failed
+# `rename-failed INDEX MESSAGE`, `not-flushed INDEX` (after `flush-failed
+# MESSAGE`: see start_flush), `kept INDEX` (the copy of a failed
 # upload holds something to continue); per folder asked about: `space-left
 # INDEX KIB FILES` (see space_left), `folder-left INDEX` (an upload folder of
 # kept copies not empty).
@@ -270,19 +271,27 @@ drop_group_and_other_write() {
 
 # start_flush FOLDER...: start flushing the file systems that hold them, in the
 # background, so the disk writes while the copies are read for their hashes.
+# Where the data could not be written out, result `flush-failed MESSAGE`.
 start_flush() {
-  flush_folders "$@" &
+  flush_failed=''
+  (
+    said=$(flush_folders "$@") && exit 0
+    report flush-failed "$(one_line "$said")"
+    exit 1
+  ) &
   flushing=$!
 }
 
-# end_flush: wait until the flush start_flush began has ended.
+# end_flush: wait until the flush start_flush began has ended. If it failed, no
+# copy is renamed: the disk may not hold what was checked.
 end_flush() {
-  wait "$flushing"
+  wait "$flushing" || flush_failed=yes
 }
 
 # rename_checked_copies GROUP FOLDER: move the group's good copies into FOLDER
 # (one `mv` for them all; a lone copy without xargs).
 rename_checked_copies() {
+  [ -z "${flush_failed-}" ] || return 0
   good=0
   eval "good=\${good_$1:-0}"
   if [ "$good" -eq 1 ]; then
@@ -296,10 +305,15 @@ rename_checked_copies() {
 }
 
 # report_renamed INDEX COPY FINAL: for a checked copy, whether it was renamed;
-# one still there is renamed on its own, for the system's reason if that fails.
+# one still there is renamed on its own, for the system's reason if that fails
+# (none after a failed flush: `not-flushed INDEX`).
 report_renamed() {
   eval "checked=\${checked_$1-}"
   [ -n "$checked" ] || return 0
+  if [ -n "${flush_failed-}" ]; then
+    report not-flushed "$1"
+    return
+  fi
   if [ -e "$2" ] || [ -L "$2" ]; then
     # Its words kept in memory: on a full disk a work file would lose them.
     if ! error=$(mv -f -- "$2" "$3" 2>&1); then

@@ -54,8 +54,17 @@ space_left() {
 }
 
 # flush_folders FOLDER...: flush the file systems that hold them (GNU sync -f;
-# else every file system).
+# else every file system). Where their data could not be written out (GNU sync
+# says "error syncing": a full disk found only now, on NFS or a thin volume, or
+# an I/O error), print what sync said and fail.
 flush_folders() {
-  sync -f -- "$@" 2>/dev/null || sync 2>/dev/null
+  error=$(sync -f -- "$@" 2>&1) && return 0
+  case $error in
+    *"error syncing"*)
+      printf '%s\n' "$error"
+      return 1
+      ;;
+  esac
+  sync 2>/dev/null
   return 0
 }
