@@ -33,7 +33,7 @@ import { shellQuote } from "../../../src/transfer/ssh/endpoint.ts";
 import { STREAMED_SCRIPT_COMMAND } from "../../../src/transfer/ssh/connection.ts";
 import { exists, listFiles } from "../../helpers/files.ts";
 import { runProgram } from "../../helpers/cli.ts";
-import { withTmpfs } from "../../helpers/tmpfs.ts";
+import { withExt4, withTmpfs } from "../../helpers/tmpfs.ts";
 
 const sha = (text: string) => createHash("sha256").update(text).digest("hex");
 
@@ -809,6 +809,53 @@ Deno.test("finish on a disk out of inodes (its work files cannot be made) checks
         assert.equal(await Deno.readTextFile(join(full, `${name}.fits`)), `data ${name}`, where);
       }
     }, { inodes: 6 });
+  });
+});
+
+Deno.test("finish says why a rename was refused for space (a full ext4 folder needing a new block)", async () => {
+  await inEachShell("itx-finish-mvfull-", async (shell, dir, where) => {
+    await withExt4(join(dir, "disk"), 8, async (disk) => {
+      const night = join(disk, "night");
+      const entries = [await uploadedCopy(0, night, "a.fits", "data a")];
+      // The disk full to its last block, then the folder's blocks full of names: the rename
+      // needs a new block for the folder, and there is none.
+      const filler = await Deno.open(join(disk, "filler"), { write: true, create: true });
+      try {
+        for (let chunk = 1 << 20; chunk >= 1;) {
+          try {
+            await filler.write(new Uint8Array(chunk));
+          } catch {
+            chunk = Math.floor(chunk / 2);
+          }
+        }
+      } finally {
+        filler.close();
+      }
+      // The folder keeps its one block: filled with ever shorter names, to its last 16 bytes,
+      // where no entry as long as the copy's fits.
+      let made = 0;
+      for (const length of [200, 100, 50, 20, 8]) {
+        for (;; made++) {
+          try {
+            await Deno.writeFile(
+              join(night, String(made).padEnd(length, "n")),
+              new Uint8Array(),
+            );
+          } catch {
+            break;
+          }
+        }
+      }
+      const plan = finishPlan(entries, { uploadFolders: [join(night, ".up")] });
+      const { byIndex, details } = await run(
+        shell,
+        buildScript("finish", finishLines(plan)),
+        dir,
+      );
+      assert.deepEqual([...byIndex], [[0, "rename-failed"]], where);
+      assert.match(details.get(0)!.detail, /^mv: cannot move .*: No space left on device$/, where);
+      await Deno.remove(join(disk, "filler"));
+    });
   });
 });
 
