@@ -272,7 +272,7 @@ export function settleFinish(
       (delivery.error !== null && delivery.error === delivery.callFailure);
     const left = space.get(spaceFolders.indexOf(posix.dirname(delivery.finalPath)))?.detail;
     // "KIB FILES": the room left, and how many more files fit ("-": not said).
-    const [, kiB, files] = (left ?? "").match(/^(\d+) (\d+|-)$/) ?? [];
+    const [, kiB, files] = (left ?? "").match(/^(\d+)(?: (\S+))?$/) ?? [];
     if (delivery.error?.kind !== "retry" || !fromUpload || kiB === undefined) continue;
     if (files === "0") delivery.error = diskFull(ctx, delivery, "every inode is used");
     else if (Number(kiB) * 1024 < delivery.item.size + FULL_MARGIN_BYTES) {

@@ -48,8 +48,11 @@ hash_tool() {
 space_left() {
   kib=$(df -Pk -- "$1" 2>/dev/null | awk 'NR == 2 { print $4 }')
   [ -n "$kib" ] || return 0
-  files=$(df -Pi -- "$1" 2>/dev/null |
-    awk 'NR == 1 && $2 != "Inodes" { exit } NR == 2 && $2 > 0 { print $4 }')
+  # The fields around the use column (NN% or -), so a device with spaces in its
+  # name does not shift them.
+  files=$(df -Pi -- "$1" 2>/dev/null | awk 'NR == 1 && $2 != "Inodes" { exit } NR == 2 {
+    for (i = 5; i <= NF; i++) if ($i ~ /^([0-9]+%|-)$/) { if ($(i - 3) > 0) print $(i - 1); exit }
+  }')
   printf '%s %s\n' "$kib" "${files:--}"
 }
 
