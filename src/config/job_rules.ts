@@ -108,7 +108,8 @@ export function checkJobRules(job: JobValues, ctx: z.RefinementCtx): void {
 /**
  * Why an `ssh_options` entry is refused: it changes what an SSH session runs or how its bytes
  * flow (another command, a terminal), so every transfer would fail, said as a lost connection
- * (`RemoteCommand`) or a tool's odd complaint (tar refusing a terminal); or it takes over the
+ * (`RemoteCommand`), a tool's odd complaint (tar refusing a terminal), or calls nobody waits
+ * for (`ForkAfterAuthentication`, `StdinNull`); or it takes over the
  * shared connection the daemon keeps per destination (`ControlMaster`, `ControlPath`,
  * `ControlPersist`: ssh takes an option's first value, the job's before the daemon's), whose
  * master would outlive a stop, or clash with the daemon's; `null` for any other.
@@ -121,13 +122,18 @@ function sessionChangingOption(option: string): string | null {
       "(ControlMaster, ControlPath and ControlPersist are its own), opened and closed with the " +
       "job; one set here would be left running after a stop, or clash with it; remove it";
   }
+  const fails = " (every transfer would fail)";
   const why = ({
     remotecommand: value === "none" ? null : "runs a command of its own on the server instead of " +
-      "image-transfer's",
+      `image-transfer's${fails}`,
     requesttty: value !== "force" ? null : "gives each session a terminal, which " +
-      "changes the bytes image-transfer sends and reads",
+      `changes the bytes image-transfer sends and reads${fails}`,
+    stdinnull: value !== "yes" ? null : "takes away ssh's standard input, which carries " +
+      `image-transfer's scripts and copies${fails}`,
+    forkafterauthentication: value !== "yes" ? null : "puts ssh in the background once logged " +
+      "in: image-transfer could not wait for its calls, and they would be left running after a stop",
   } as Record<string, string | null>)[key.toLowerCase()] ?? null;
-  return why === null ? null : `${option} ${why} (every transfer would fail); remove it`;
+  return why === null ? null : `${option} ${why}; remove it`;
 }
 
 /**

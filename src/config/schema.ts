@@ -248,7 +248,7 @@ export const jobShape = {
   ),
   ssh_options: doc(
     z.array(sshOption).default([]),
-    'Extra OpenSSH options as "Key=Value" (passed as `-o`), e.g. "Ciphers=aes128-gcm@openssh.com". `StrictHostKeyChecking=no` is warned of (the server\'s key would go unchecked): `StrictHostKeyChecking=accept-new` remembers a new server\'s key at the first login. `RemoteCommand` and `RequestTTY=force` are refused: every session would run another command, or get a terminal that changes its bytes. So are `ControlMaster`, `ControlPath` and `ControlPersist`: the daemon keeps its own shared connection per destination, opened and closed with the job.',
+    'Extra OpenSSH options as "Key=Value" (passed as `-o`), e.g. "Ciphers=aes128-gcm@openssh.com". `StrictHostKeyChecking=no` is warned of (the server\'s key would go unchecked): `StrictHostKeyChecking=accept-new` remembers a new server\'s key at the first login. `RemoteCommand`, `RequestTTY=force` and `StdinNull=yes` are refused: every session would run another command, get a terminal that changes its bytes, or lose its input. So are `ForkAfterAuthentication=yes` (calls nobody waits for, left running after a stop) and `ControlMaster`, `ControlPath` and `ControlPersist`: the daemon keeps its own shared connection per destination, opened and closed with the job.',
   ),
   ftp_tls: doc(
     z.enum(["required", "off"]).default("required"),

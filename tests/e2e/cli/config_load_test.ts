@@ -865,6 +865,30 @@ Deno.test("ssh_options ControlMaster, ControlPath and ControlPersist, the daemon
   );
 });
 
+Deno.test("ssh_options that put ssh in the background or take its input away are refused", () => {
+  const options = [
+    "ForkAfterAuthentication=yes",
+    "ForkAfterAuthentication=no",
+    "StdinNull=yes",
+    "stdinnull=no",
+  ];
+  const error = configError(
+    `${MINIMAL}ssh_options:\n${options.map((o) => `  - ${JSON.stringify(o)}\n`).join("")}`,
+  );
+  const refused = error.message.split("\n").map((line) =>
+    /ssh_options\[(\d+)\]: .*; remove it/.exec(line)?.[1]
+  ).filter((index) => index !== undefined);
+  assert.deepEqual(refused, ["0", "2"], error.message);
+  assert.match(
+    error.message,
+    /:5: ssh_options\[0\]: ForkAfterAuthentication=yes puts ssh in the background once logged in: image-transfer could not wait for its calls, and they would be left running after a stop; remove it/,
+  );
+  assert.match(
+    error.message,
+    /:7: ssh_options\[2\]: StdinNull=yes takes away ssh's standard input, which carries image-transfer's scripts and copies \(every transfer would fail\); remove it/,
+  );
+});
+
 Deno.test("rsync_options that replace the ssh command (-e, --rsh) are refused, naming ssh_port and ssh_options", () => {
   const options = [
     "-e",
