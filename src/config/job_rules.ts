@@ -115,8 +115,9 @@ export function checkJobRules(job: JobValues, ctx: z.RefinementCtx): void {
  * master would outlive a stop, or clash with the daemon's; `null` for any other.
  */
 function sessionChangingOption(option: string): string | null {
-  const [key, ...rest] = option.split("=");
-  const value = rest.join("=").trim().toLowerCase();
+  // `Key=value`, `Key = value` or `Key value`, as ssh reads it.
+  const [, key = "", given = ""] = /^\s*([^\s=]+)\s*(?:=\s*|\s+)?(.*)$/.exec(option) ?? [];
+  const value = given.trim().toLowerCase();
   if (/^control(?:master|path|persist)$/i.test(key)) {
     return `${option}: image-transfer keeps its own shared connection per destination ` +
       "(ControlMaster, ControlPath and ControlPersist are its own), opened and closed with the " +

@@ -851,14 +851,15 @@ Deno.test("ssh_options ControlMaster, ControlPath and ControlPersist, the daemon
     "controlpath=/tmp/cm-%C",
     "ControlPersist=600",
     "ControlMaster=no",
+    "ControlMaster yes",
   ];
   const error = configError(
     `${MINIMAL}ssh_options:\n${options.map((o) => `  - ${JSON.stringify(o)}\n`).join("")}`,
   );
   const refused = error.message.split("\n").map((line) =>
-    /ssh_options\[(\d+)\]: \S+: image-transfer keeps its own shared connection/.exec(line)?.[1]
+    /ssh_options\[(\d+)\]: .+?: image-transfer keeps its own shared connection/.exec(line)?.[1]
   ).filter((index) => index !== undefined);
-  assert.deepEqual(refused, ["1", "2", "3", "4"], error.message);
+  assert.deepEqual(refused, ["1", "2", "3", "4", "5"], error.message);
   assert.match(
     error.message,
     /:6: ssh_options\[1\]: ControlMaster=yes: image-transfer keeps its own shared connection per destination \(ControlMaster, ControlPath and ControlPersist are its own\), opened and closed with the job; one set here would be left running after a stop, or clash with it; remove it/,
@@ -871,6 +872,7 @@ Deno.test("ssh_options that put ssh in the background or take its input away are
     "ForkAfterAuthentication=no",
     "StdinNull=yes",
     "stdinnull=no",
+    "StdinNull yes",
   ];
   const error = configError(
     `${MINIMAL}ssh_options:\n${options.map((o) => `  - ${JSON.stringify(o)}\n`).join("")}`,
@@ -878,7 +880,7 @@ Deno.test("ssh_options that put ssh in the background or take its input away are
   const refused = error.message.split("\n").map((line) =>
     /ssh_options\[(\d+)\]: .*; remove it/.exec(line)?.[1]
   ).filter((index) => index !== undefined);
-  assert.deepEqual(refused, ["0", "2"], error.message);
+  assert.deepEqual(refused, ["0", "2", "4"], error.message);
   assert.match(
     error.message,
     /:5: ssh_options\[0\]: ForkAfterAuthentication=yes puts ssh in the background once logged in: image-transfer could not wait for its calls, and they would be left running after a stop; remove it/,
