@@ -40,6 +40,8 @@ const HEAD_BYTES = 64 * 1024;
  */
 export async function checkLoginFiles(config: Config, runsAs?: number | null): Promise<void> {
   const account = runsAs === undefined && Deno.build.os !== "windows" ? Deno.uid() : runsAs;
+  // Whether this process reads as the daemon would (not root checking for another account).
+  const asItself = runsAs === undefined || runsAs === Deno.uid();
   const problems: string[] = [];
   for (const [index, job] of config.jobs.entries()) {
     for (const [key, secret] of LOGIN_FILES[job.transfer_method]) {
@@ -50,16 +52,30 @@ export async function checkLoginFiles(config: Config, runsAs?: number | null): P
       try {
         info = await Deno.stat(file);
       } catch (error) {
-        // Another reason (a folder that cannot be searched) is told where the file is read.
         if (error instanceof Deno.errors.NotFound) {
           problems.push(`${place}: ${file} does not exist; create it or fix the path`);
+        } else if (error instanceof Deno.errors.PermissionDenied && asItself) {
+          problems.push(`${place}: ${unreadable(file, "a folder on its way", secret)}`);
         }
+        // Another reason is told where the file is read.
         continue;
       }
       if (info.isDirectory) {
         problems.push(
           `${place}: ${file} is a folder, not a file; give the file holding ${HOLDS[key]}`,
         );
+        continue;
+      }
+      // Reading a pipe would wait for a writer for ever.
+      if (!info.isFile) {
+        problems.push(
+          `${place}: ${file} is not a regular file (a pipe, a device?); give the file holding ` +
+            HOLDS[key],
+        );
+        continue;
+      }
+      if (asItself && readRefused(file)) {
+        problems.push(`${place}: ${unreadable(file, "its mode or owner", secret)}`);
         continue;
       }
       const wrongKind = key === "ssh_identity_file"
@@ -82,6 +98,24 @@ export async function checkLoginFiles(config: Config, runsAs?: number | null): P
     }
   }
   if (problems.length > 0) throw new ConfigError(problems.join("\n"), { file: config.file });
+}
+
+/** Whether this account may not open the file `path` for reading. */
+function readRefused(path: string): boolean {
+  try {
+    Deno.openSync(path).close();
+    return false;
+  } catch (error) {
+    return error instanceof Deno.errors.PermissionDenied;
+  }
+}
+
+/** Why the daemon's account cannot read `path`, and what to do (a `secret` one stays private). */
+function unreadable(path: string, why: string, secret: boolean): string {
+  return `${path} cannot be read by this account (permission denied by ${why}); make it ` +
+    `readable by the account the daemon runs as (${
+      secret ? "its owner, mode 600" : "e.g. mode 644"
+    })`;
 }
 
 /** The first `bytes` of the file `path` as text; `null` when it cannot be read here. */

@@ -157,8 +157,17 @@ async function assertPrivate(
 
 /** The text of the file a config key names, or a config error naming the key (or a folder). */
 async function readNamedFile(configFile: string, key: string, file: string): Promise<string> {
-  if (await Deno.stat(file).then((info) => info.isDirectory, () => false)) {
+  const info = await Deno.stat(file).catch(() => null);
+  if (info?.isDirectory) {
     throw keyError(configFile, key, `${file} is a folder, not a file; give the file itself`);
+  }
+  // Reading a pipe would wait for a writer for ever.
+  if (info !== null && !info.isFile) {
+    throw keyError(
+      configFile,
+      key,
+      `${file} is not a regular file (a pipe, a device?); give the file itself`,
+    );
   }
   try {
     return await Deno.readTextFile(file);

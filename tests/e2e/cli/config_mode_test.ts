@@ -335,3 +335,138 @@ Deno.test("config validate refuses an ftp_password_file that is a folder and an 
     assert.equal(ok.code, 0, ok.stderr);
   });
 });
+
+/**
+ * A writer on the named pipe `path` that gives `text` to every reader that opens it, until
+ * `stop` (so a program that reads the pipe is answered instead of waiting for ever).
+ */
+function pipeWriter(path: string, text: string): { stop(): Promise<void> } {
+  let stopped = false;
+  let waiting = false;
+  const served = (async () => {
+    while (!stopped) {
+      waiting = true;
+      const writer = await Deno.open(path, { write: true });
+      waiting = false;
+      await writer.write(new TextEncoder().encode(text));
+      writer.close();
+    }
+  })();
+  return {
+    async stop() {
+      stopped = true;
+      if (!waiting) return await served;
+      // The writer waits for a reader: be that reader, so that it returns.
+      using _reader = await Deno.open(path, { read: true });
+      await served;
+    },
+  };
+}
+
+Deno.test("config validate refuses an ssh_identity_file, ftp_password_file or status_token_file that is a pipe, with its line, instead of waiting on it", async () => {
+  await withDir(async (dir) => {
+    const pipe = join(dir, "secret.pipe");
+    const made = await new Deno.Command("mkfifo", { args: ["-m", "600", pipe] }).output();
+    assert.ok(made.success, new TextDecoder().decode(made.stderr));
+    const config = join(dir, "config.yaml");
+    const base = [`watch_path: ${JSON.stringify(join(dir, "watch"))}`, "remote_base_path: /data"];
+    const cases: Array<[string[], string, string]> = [
+      [
+        ["remote_host: example.invalid", `ssh_identity_file: ${JSON.stringify(pipe)}`],
+        `${config}:4: ssh_identity_file of job default: ${pipe} is not a regular file ` +
+        "(a pipe, a device?); give the file holding the private key",
+        KEY_SHAPED,
+      ],
+      [
+        [
+          "transfer_method: ftp",
+          "remote_host: example.invalid",
+          "remote_user: obs",
+          `ftp_password_file: ${JSON.stringify(pipe)}`,
+        ],
+        `${config}:6: ftp_password_file of job default: ${pipe} is not a regular file ` +
+        "(a pipe, a device?); give the file holding the password",
+        "secret\n",
+      ],
+      [
+        [
+          "transfer_method: local",
+          'status_listen: "127.0.0.1:8765"',
+          `status_token_file: ${JSON.stringify(pipe)}`,
+        ],
+        `${config}:5: status_token_file: ${pipe} is not a regular file (a pipe, a device?); ` +
+        "give the file itself",
+        "0123456789abcdef0123456789abcdef\n",
+      ],
+    ];
+    for (const [keys, expected, written] of cases) {
+      await Deno.writeTextFile(config, [...base, ...keys, ""].join("\n"), { mode: 0o600 });
+      // Whatever reads the pipe gets a file's worth of text, as a program feeding it would give.
+      const writer = pipeWriter(pipe, written);
+      const out = await runCli(["-c", config, "config", "validate"], { env: env(dir) });
+      await writer.stop();
+      assert.equal(out.code, 2, out.stderr);
+      assert.ok(out.stderr.includes(expected), out.stderr);
+      assert.doesNotMatch(out.stderr, /\n\s+at /, "no stack trace");
+    }
+  });
+});
+
+Deno.test("an ssh_identity_file, ftp_password_file or ftp_ca_file the account cannot read is refused with its line by config validate and run, not taken for a refused login", async () => {
+  await withDir(async (dir) => {
+    const key = join(dir, "id_ed25519");
+    const password = join(dir, "ftp-password");
+    const locked = join(dir, "locked");
+    await Deno.mkdir(locked, { mode: 0o700 });
+    const ca = join(locked, "ca.pem");
+    await Deno.writeTextFile(key, KEY_SHAPED, { mode: 0o600 });
+    await Deno.writeTextFile(password, "secret\n", { mode: 0o600 });
+    await Deno.writeTextFile(ca, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
+    const config = join(dir, "config.yaml");
+    await Deno.writeTextFile(
+      config,
+      [
+        `watch_path: ${JSON.stringify(join(dir, "watch"))}`,
+        "remote_base_path: /data",
+        "remote_host: example.invalid",
+        "jobs:",
+        "  - name: north",
+        `    ssh_identity_file: ${JSON.stringify(key)}`,
+        "  - name: south",
+        "    transfer_method: ftp",
+        "    remote_user: obs",
+        `    ftp_password_file: ${JSON.stringify(password)}`,
+        `    ftp_ca_file: ${JSON.stringify(ca)}`,
+        "    remote_base_path: /data/south",
+        "",
+      ].join("\n"),
+      { mode: 0o600 },
+    );
+    // As the files' owner, without root's power to read any file.
+    const cli = (args: string[]) =>
+      runCli(["-c", config, ...args], { env: env(dir), honourFileModes: true });
+    const ok = await cli(["config", "validate"]);
+    assert.equal(ok.code, 0, ok.stderr);
+
+    await Deno.chmod(key, 0o000);
+    await Deno.chmod(password, 0o200);
+    await Deno.chmod(locked, 0o600);
+    for (const args of [["config", "validate"], ["run", "--once"]]) {
+      const refused = await cli(args);
+      assert.equal(refused.code, 2, refused.stderr);
+      for (
+        const expected of [
+          `${config}:6: ssh_identity_file of job north: ${key} cannot be read by this account ` +
+          "(permission denied by its mode or owner); make it readable by the account the daemon " +
+          "runs as (its owner, mode 600)",
+          `${config}:10: ftp_password_file of job south: ${password} cannot be read by this ` +
+          "account (permission denied by its mode or owner)",
+          `${config}:11: ftp_ca_file of job south: ${ca} cannot be read by this account ` +
+          "(permission denied by a folder on its way); make it readable by the account the " +
+          "daemon runs as (e.g. mode 644)",
+        ]
+      ) assert.ok(refused.stderr.includes(expected), refused.stderr);
+      assert.doesNotMatch(refused.stderr, /\n\s+at /, "no stack trace");
+    }
+  });
+});
