@@ -145,6 +145,11 @@ export const formatJson: TextFormatter = (record: LogRecord): string => {
  * (POSIX): a log names every file and destination, and a hook's output.
  */
 async function createPrivate(file: string): Promise<void> {
+  // Opened to append, a pipe would wait for a reader for ever.
+  const found = await Deno.stat(file).catch(() => null);
+  if (found !== null && !found.isFile) {
+    throw new Error(`${file} is not a regular file (a device, a pipe?)`);
+  }
   if (Deno.build.os === "windows") return;
   (await Deno.open(file, { create: true, append: true, mode: 0o600 })).close();
   const { isFile, mode, uid } = await Deno.stat(file);

@@ -69,7 +69,7 @@ export async function checkLoginFiles(config: Config, runsAs?: number | null): P
       // Reading a pipe would wait for a writer for ever.
       if (!info.isFile) {
         problems.push(
-          `${place}: ${file} is not a regular file (a pipe, a device?); give the file holding ` +
+          `${place}: ${file} is not a regular file (a device, a pipe?); give the file holding ` +
             HOLDS[key],
         );
         continue;

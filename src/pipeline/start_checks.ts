@@ -331,6 +331,13 @@ function assertCleanupSafe(config: Config, realPathSoFar: RealPath): void {
  */
 function unwritableLog(path: string): string | null {
   try {
+    // Opened to append, a pipe would wait for a reader for ever.
+    if (!Deno.statSync(path).isFile) {
+      return `${path} is not a regular file (a device, a pipe?); give a file this user can ` +
+        'write (made if missing), or "" to log to stderr only';
+    }
+  } catch { /* not there yet: made below */ }
+  try {
     Deno.openSync(path, { append: true }).close();
     return null;
   } catch (error) {

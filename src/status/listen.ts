@@ -166,7 +166,7 @@ async function readNamedFile(configFile: string, key: string, file: string): Pro
     throw keyError(
       configFile,
       key,
-      `${file} is not a regular file (a pipe, a device?); give the file itself`,
+      `${file} is not a regular file (a device, a pipe?); give the file itself`,
     );
   }
   try {

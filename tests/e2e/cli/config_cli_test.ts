@@ -575,6 +575,48 @@ Deno.test("a log_file this user cannot write is refused by config validate and d
   });
 });
 
+Deno.test("a log_file that is a named pipe is refused by config validate, doctor and run with its line, never opened", async () => {
+  await withHome(async (home) => {
+    const pipe = join(home, "it.log");
+    const made = await new Deno.Command("mkfifo", { args: ["--", pipe] }).output();
+    assert.equal(made.code, 0);
+    await Deno.mkdir(join(home, "w"));
+    const file = join(home, "config.yaml");
+    await Deno.writeTextFile(
+      file,
+      [
+        `watch_path: ${join(home, "w")}`,
+        "transfer_method: local",
+        `remote_base_path: ${join(home, "d")}`,
+        `state_dir: ${join(home, "state")}`,
+        `log_file: ${pipe}`,
+        "",
+      ].join("\n"),
+    );
+    for (const args of [["config", "validate"], ["doctor"], ["run", "--once"]]) {
+      // Nothing ever reads the pipe: a command that opens it to append waits forever.
+      const cli = startCli(["-c", file, ...args], {
+        env: { HOME: home, XDG_STATE_HOME: "" },
+        cwd: home,
+      });
+      let exited = false;
+      try {
+        await cli.waitForOutput(
+          `config.yaml:5: log_file: ${pipe} is not a regular file (a device, a pipe?); give a ` +
+            'file this user can write (made if missing), or "" to log to stderr only',
+        );
+        const status = await within(cli.process.status, 60_000, `${args.join(" ")} to exit`);
+        exited = true;
+        assert.equal(status.code, 2, `${args.join(" ")}: ${cli.stderr()}`);
+        assert.doesNotMatch(cli.stderr(), /\n\s+at /, "no stack trace");
+      } finally {
+        if (!exited) await cli.stop("SIGKILL");
+      }
+    }
+    assert.equal(await Deno.stat(join(home, "d")).then(() => true, () => false), false, "sent");
+  });
+});
+
 Deno.test("--create-config (the old flag) writes the default config like init", async () => {
   await withHome(async (home) => {
     const file = join(home, "legacy.yaml");

@@ -374,7 +374,7 @@ Deno.test("config validate refuses an ssh_identity_file, ftp_password_file or st
       [
         ["remote_host: example.invalid", `ssh_identity_file: ${JSON.stringify(pipe)}`],
         `${config}:4: ssh_identity_file of job default: ${pipe} is not a regular file ` +
-        "(a pipe, a device?); give the file holding the private key",
+        "(a device, a pipe?); give the file holding the private key",
         KEY_SHAPED,
       ],
       [
@@ -385,7 +385,7 @@ Deno.test("config validate refuses an ssh_identity_file, ftp_password_file or st
           `ftp_password_file: ${JSON.stringify(pipe)}`,
         ],
         `${config}:6: ftp_password_file of job default: ${pipe} is not a regular file ` +
-        "(a pipe, a device?); give the file holding the password",
+        "(a device, a pipe?); give the file holding the password",
         "secret\n",
       ],
       [
@@ -394,7 +394,7 @@ Deno.test("config validate refuses an ssh_identity_file, ftp_password_file or st
           'status_listen: "127.0.0.1:8765"',
           `status_token_file: ${JSON.stringify(pipe)}`,
         ],
-        `${config}:5: status_token_file: ${pipe} is not a regular file (a pipe, a device?); ` +
+        `${config}:5: status_token_file: ${pipe} is not a regular file (a device, a pipe?); ` +
         "give the file itself",
         "0123456789abcdef0123456789abcdef\n",
       ],
