@@ -100,6 +100,55 @@ export async function checkLoginFiles(config: Config, runsAs?: number | null): P
   if (problems.length > 0) throw new ConfigError(problems.join("\n"), { file: config.file });
 }
 
+/**
+ * Warnings for the jobs whose `ssh_identity_file` is protected by a passphrase: ssh, which never
+ * prompts here, can use such a key only through an agent that holds it (and a service started at
+ * boot has none), so logins would be refused although the key is installed.
+ */
+export function passphraseKeys(config: Config): string[] {
+  return config.jobs.flatMap((job, index) => {
+    const file = job.ssh_identity_file;
+    if (file === null || LOGIN_FILES[job.transfer_method].length === 0) return [];
+    // Only a regular file is read (a pipe would wait for a writer): others are refused.
+    if (!isRegularFile(file) || !hasPassphrase(head(file, 16 * 1024) ?? "")) return [];
+    return [
+      `${jobKeyPlace(config, index, "ssh_identity_file")}: ${file} is protected by a ` +
+      "passphrase, which ssh cannot ask for here: logins are refused unless ssh-agent holds the " +
+      `key (a service started at boot has none); remove it with: ssh-keygen -p -f ${
+        JSON.stringify(file)
+      }, or give a key without one`,
+    ];
+  });
+}
+
+function isRegularFile(path: string): boolean {
+  try {
+    return Deno.statSync(path).isFile;
+  } catch {
+    return false;
+  }
+}
+
+/** Whether the private key `text` is encrypted (OpenSSH format, PEM or PKCS#8). */
+function hasPassphrase(text: string): boolean {
+  if (/^-----BEGIN ENCRYPTED PRIVATE KEY-----|^Proc-Type: 4,ENCRYPTED/m.test(text)) return true;
+  const body = /-----BEGIN OPENSSH PRIVATE KEY-----([A-Za-z0-9+/=\s]+)-----END/.exec(text);
+  if (body === null) return false;
+  let bytes: string;
+  try {
+    bytes = atob(body[1].replace(/\s/g, ""));
+  } catch {
+    return false;
+  }
+  // "openssh-key-v1\0", then the cipher's name as a string (a 32-bit length, then its bytes).
+  const magic = "openssh-key-v1\0";
+  if (!bytes.startsWith(magic)) return false;
+  const at = magic.length;
+  const length = (bytes.charCodeAt(at) << 24) | (bytes.charCodeAt(at + 1) << 16) |
+    (bytes.charCodeAt(at + 2) << 8) | bytes.charCodeAt(at + 3);
+  return bytes.slice(at + 4, at + 4 + length) !== "none";
+}
+
 /** Whether this account may not open the file `path` for reading. */
 function readRefused(path: string): boolean {
   try {

@@ -470,3 +470,45 @@ Deno.test("an ssh_identity_file, ftp_password_file or ftp_ca_file the account ca
     }
   });
 });
+
+Deno.test("config validate warns of an ssh_identity_file protected by a passphrase (OpenSSH, PEM and PKCS#8 keys), with its line and the ssh-keygen -p that removes it; not of one without", async () => {
+  await withDir(async (dir) => {
+    const key = join(dir, "id_key");
+    const config = join(dir, "config.yaml");
+    await writeConfig(config, {
+      watch_path: join(dir, "watch"),
+      remote_host: "example.invalid",
+      remote_base_path: "/data",
+      ssh_identity_file: key,
+    });
+    await Deno.chmod(config, 0o600);
+    const keygen = async (passphrase: string, ...args: string[]) => {
+      await Deno.remove(key).catch(() => {});
+      const made = await new Deno.Command("ssh-keygen", {
+        args: ["-q", "-N", passphrase, "-C", "test", "-f", key, ...args],
+      }).output();
+      assert.ok(made.success, new TextDecoder().decode(made.stderr));
+    };
+    const warning = `warning: ${config}:5: ssh_identity_file of job default: ${key} is ` +
+      "protected by a passphrase, which ssh cannot ask for here: logins are refused unless " +
+      "ssh-agent holds the key (a service started at boot has none); remove it with: " +
+      `ssh-keygen -p -f ${JSON.stringify(key)}, or give a key without one`;
+    for (
+      const args of [["-t", "ed25519"], ["-t", "rsa", "-b", "2048", "-m", "PEM"], [
+        "-t",
+        "ecdsa",
+        "-m",
+        "PKCS8",
+      ]]
+    ) {
+      await keygen("a passphrase", ...args);
+      const warned = await runCli(["-c", config, "config", "validate"], { env: env(dir) });
+      assert.equal(warned.code, 0, warned.stderr);
+      assert.ok(warned.stderr.includes(warning), `${args.join(" ")}: ${warned.stderr}`);
+      await keygen("", ...args);
+      const quiet = await runCli(["-c", config, "config", "validate"], { env: env(dir) });
+      assert.equal(quiet.code, 0, quiet.stderr);
+      assert.doesNotMatch(quiet.stderr, /passphrase/, `${args.join(" ")}: ${quiet.stderr}`);
+    }
+  });
+});
