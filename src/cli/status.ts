@@ -79,7 +79,10 @@ export async function daemonConfig(
       throw problem;
     }
     const daemon = resolveDaemon(keys.data, dirname(file));
-    return { config: { file, ...daemon, jobs: [] }, problem };
+    // Its status page is where the running daemon says it is (none: it has none, or none yet),
+    // not the default address, where another daemon's page may be.
+    const statusListen = daemonStatus(daemon.state_dir).statusListen ?? "";
+    return { config: { file, ...daemon, status_listen: statusListen, jobs: [] }, problem };
   }
 }
 

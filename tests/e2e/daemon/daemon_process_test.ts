@@ -296,6 +296,8 @@ Deno.test("SIGHUP with an invalid config is refused with a log line; the running
     assert.match(broken.stdout, new RegExp(`^Daemon: running, pid ${daemon.process.pid},`, "m"));
     assert.match(broken.stdout, /Its last reload \(.*\) was refused, so it runs the config it had/);
     assert.match(broken.stdout, /^Job default: .*done 1/m);
+    // The daemon has no status page: none is asked for at the default address (another's page).
+    assert.doesNotMatch(broken.stdout, /Live/);
     assert.match(broken.stderr, /^error: .*config\.yaml:\d+: retry_attempts: /m);
     // The same when the YAML itself is broken (a bracket left open): its state_dir still counts.
     const text = await Deno.readTextFile(box.config);

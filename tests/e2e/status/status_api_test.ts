@@ -277,6 +277,16 @@ Deno.test("status API: after a SIGHUP reload the page shows the new jobs and sti
   assert.deepEqual(await paused.json(), { job: "renamed", state: "paused" });
 });
 
+Deno.test("status command: with a config file that cannot be read now, the live state comes from the page where the daemon serves it", async () => {
+  await using d = await startStatusDaemon();
+  const env = { HOME: join(d.root, "home") };
+  await Deno.writeTextFile(d.config, "retry_atempts: 3\n", { append: true });
+  const shown = await runCli(["status", "-c", d.config], { env });
+  assert.equal(shown.code, 2, shown.stdout + shown.stderr);
+  assert.match(shown.stdout, new RegExp(`Live \\(${d.base}/\\):\n {2}Job default: watching`));
+  assert.match(shown.stderr, /unknown key "retry_atempts"/);
+});
+
 Deno.test("status command: after a reload that moved status_listen, it asks the page where the daemon still serves it", async () => {
   await using d = await startStatusDaemon();
   const env = { HOME: join(d.root, "home") };
