@@ -108,9 +108,8 @@ export async function checkLoginFiles(config: Config, runsAs?: number | null): P
 export function passphraseKeys(config: Config): string[] {
   return config.jobs.flatMap((job, index) => {
     const file = job.ssh_identity_file;
-    if (file === null || LOGIN_FILES[job.transfer_method].length === 0) return [];
-    // Only a regular file is read (a pipe would wait for a writer): others are refused.
-    if (!isRegularFile(file) || !hasPassphrase(head(file, 16 * 1024) ?? "")) return [];
+    if (file === null || !["scp", "rsync"].includes(job.transfer_method)) return [];
+    if (!hasPassphrase(head(file, 16 * 1024) ?? "")) return [];
     return [
       `${jobKeyPlace(config, index, "ssh_identity_file")}: ${file} is protected by a ` +
       "passphrase, which ssh cannot ask for here: logins are refused unless ssh-agent holds the " +
@@ -119,14 +118,6 @@ export function passphraseKeys(config: Config): string[] {
       }, or give a key without one`,
     ];
   });
-}
-
-function isRegularFile(path: string): boolean {
-  try {
-    return Deno.statSync(path).isFile;
-  } catch {
-    return false;
-  }
 }
 
 /** Whether the private key `text` is encrypted (OpenSSH format, PEM or PKCS#8). */
@@ -167,9 +158,13 @@ function unreadable(path: string, why: string, secret: boolean): string {
     })`;
 }
 
-/** The first `bytes` of the file `path` as text; `null` when it cannot be read here. */
+/**
+ * The first `bytes` of the file `path` as text; `null` when it cannot be read here, or is no
+ * regular file (a pipe would wait for a writer for ever).
+ */
 function head(path: string, bytes: number): string | null {
   try {
+    if (!Deno.statSync(path).isFile) return null;
     using file = Deno.openSync(path);
     const buffer = new Uint8Array(bytes);
     return new TextDecoder().decode(buffer.subarray(0, file.readSync(buffer) ?? 0));
