@@ -23,6 +23,7 @@ import {
   wantsQuickStart,
 } from "./quick_start.ts";
 import { UsageError } from "../errors.ts";
+import { templateValueLine, templateValues } from "../config/template_values.ts";
 import { checkBeforeStart } from "../pipeline/start_checks.ts";
 import { createTransport, type ProbeCheck, type Transport } from "../transfer/transport.ts";
 import { Ledger, LEDGER_FILE } from "../ledger/ledger.ts";
@@ -151,6 +152,11 @@ export function doctorCommand(): Command {
       }
       // What `run` would refuse before starting fails here too.
       await checkBeforeStart(config, undefined, (message) => console.log(`WARN  ${message}`));
+      // A job still the template's fails, as `config validate` says.
+      const examples = wantsQuickStart(options) ? [] : templateValues(config);
+      for (const value of examples) {
+        console.log(`FAIL  ${templateValueLine(value, config.jobs.length)}`);
+      }
       const jobs = options.job === undefined
         ? config.jobs
         : config.jobs.filter((job) => job.name === options.job);
@@ -174,7 +180,9 @@ export function doctorCommand(): Command {
       } finally {
         ledger?.close();
       }
-      if (!ok) throw new Error("Cannot confirm every job will work: fix the FAIL lines above");
+      if (!ok || examples.length > 0) {
+        throw new Error("Cannot confirm every job will work: fix the FAIL lines above");
+      }
     });
 }
 

@@ -452,7 +452,7 @@ Deno.test("a missing config file names the path and suggests init", async () => 
   });
 });
 
-Deno.test("init writes a config that validates; a second init refuses; --force overwrites", async () => {
+Deno.test("init writes a config that loads; a second init refuses; --force overwrites", async () => {
   await withHome(async (home) => {
     const file = join(home, ".config", "image-transfer", "config.yaml");
     const first = await cli(home, ["init"]);
@@ -460,6 +460,9 @@ Deno.test("init writes a config that validates; a second init refuses; --force o
     assert.match(first.stdout, new RegExp(`^wrote ${file}$`, "m"));
     assert.equal(await Deno.readTextFile(file), renderDefaultConfig());
 
+    // Its example values are refused (see the next test); once set, it validates.
+    const text = renderDefaultConfig().replace(/^remote_host: .*$/m, "remote_host: archive");
+    await Deno.writeTextFile(file, text);
     const validate = await cli(home, ["config", "validate"]);
     assert.equal(validate.code, 0, validate.stderr);
     assert.match(validate.stdout, /^ok: .*config\.yaml \(1 job\)$/m);
@@ -475,6 +478,48 @@ Deno.test("init writes a config that validates; a second init refuses; --force o
   });
 });
 
+Deno.test("config validate and doctor refuse the untouched template init writes, naming each example value's line and what to set", async () => {
+  await withHome(async (home) => {
+    const file = join(home, "site.yaml");
+    assert.equal((await cli(home, ["-c", file, "init"])).code, 0);
+    const lines = (await Deno.readTextFile(file)).split("\n");
+    const line = (key: string) => lines.findIndex((text) => text.startsWith(`${key}:`)) + 1;
+    const validate = await cli(home, ["-c", file, "config", "validate"]);
+    assertConfigFailure(
+      validate,
+      new RegExp(
+        `^error: Config ${file} still holds the example values of the template \`init\` ` +
+          "writes, which name no folder or server of yours: set them, then run " +
+          `\`image-transfer -c "${file}" config validate\` again\n`,
+      ),
+    );
+    const said = [
+      `${file}:${line("watch_path")}: watch_path is still the template's example ~/data/images: ` +
+      "set the folder your instrument writes its files into",
+      `${file}:${line("remote_host")}: remote_host is still the template's example ` +
+      "processing-server: set the server the files go to",
+      `${file}:${line("remote_base_path")}: remote_base_path is still the template's example ` +
+      "/data/incoming/images: set the folder the night folders (YYYYMMDD/) go into",
+    ];
+    for (const text of said) assert.ok(validate.stderr.includes(text), validate.stderr);
+    const doctor = await cli(home, ["-c", file, "doctor"]);
+    assert.equal(doctor.code, 1, doctor.stderr);
+    for (const text of said) assert.ok(doctor.stdout.includes(`FAIL  ${text}`), doctor.stdout);
+    // A copy on this machine needs no server: its two example values are still the template's.
+    const local = lines.map((text) => text.startsWith("remote_host:") ? "" : text)
+      .join("\n").replace(/^# transfer_method: .*$/m, "transfer_method: local");
+    await Deno.writeTextFile(file, local);
+    const localValidate = await cli(home, ["-c", file, "config", "validate"]);
+    assertConfigFailure(localValidate, /remote_base_path is still the template's example/);
+    assert.doesNotMatch(localValidate.stderr, /remote_host/);
+    // One value set is an edited config: the rest may be the user's own (a server named so).
+    await Deno.writeTextFile(file, local.replace(/^watch_path: .*$/m, `watch_path: ${home}`));
+    const edited = await cli(home, ["-c", file, "config", "validate"]);
+    assert.equal(edited.code, 0, edited.stderr);
+    assert.equal(edited.stderr, "");
+  });
+});
+
 Deno.test("init -c writes to the given path, creating its folders", async () => {
   await withHome(async (home) => {
     const file = join(home, "deep", "er folder", "site.yaml");
@@ -482,7 +527,7 @@ Deno.test("init -c writes to the given path, creating its folders", async () => 
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stdout, new RegExp(`^wrote ${file}$`, "m"));
     const validate = await cli(home, ["-c", file, "config", "validate"]);
-    assert.equal(validate.code, 0, validate.stderr);
+    assertConfigFailure(validate, /still holds the example values of the template/);
     // Nothing was written to the default location.
     await assert.rejects(() => Deno.stat(join(home, ".config")), Deno.errors.NotFound);
     // A folder given for the file: said plainly, with the name to give instead.
