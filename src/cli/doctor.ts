@@ -23,6 +23,7 @@ import {
   wantsQuickStart,
 } from "./quick_start.ts";
 import { UsageError } from "../errors.ts";
+import { shellQuote } from "../config/file_mode.ts";
 import { templateValueLine, templateValues } from "../config/template_values.ts";
 import { checkBeforeStart } from "../pipeline/start_checks.ts";
 import { createTransport, type ProbeCheck, type Transport } from "../transfer/transport.ts";
@@ -46,12 +47,14 @@ const VERDICTS: Record<ProbeCheck["verdict"], string> = {
  *
  * @param print where lines go (stdout in the CLI)
  * @param ledger what the daemon remembers of the destinations (read only), if there is one
+ * @param watchGiven what gave the watch folder, named where it is to be fixed (`--watch DIR`)
  * @returns whether every check passed
  */
 export async function runDoctor(
   jobs: JobConfig[],
   print: (line: string) => void,
   ledger: Ledger | null = null,
+  watchGiven = "watch_path",
 ): Promise<boolean> {
   let failed = false;
   await readNetworkMounts();
@@ -70,7 +73,7 @@ export async function runDoctor(
       report({ check: "config", verdict: "fail", detail: messageOf(error) });
     }
     try {
-      const watch = await checkWatchPath(job);
+      const watch = await checkWatchPath(job, watchGiven);
       report(watch);
       if (watch.verdict === "ok") report(checkWatchMode(job));
       if (watch.verdict === "ok" && job.watch_mode !== "poll") {
@@ -88,7 +91,7 @@ export async function runDoctor(
   return !failed;
 }
 
-async function checkWatchPath(job: JobConfig): Promise<ProbeCheck> {
+async function checkWatchPath(job: JobConfig, given: string): Promise<ProbeCheck> {
   try {
     const read = async () => {
       const info = await Deno.stat(job.watch_path);
@@ -107,7 +110,7 @@ async function checkWatchPath(job: JobConfig): Promise<ProbeCheck> {
     return {
       check: "watch folder",
       verdict: "fail",
-      detail: `${job.watch_path}: ${reason}; fix watch_path`,
+      detail: `${job.watch_path}: ${reason}; fix ${given}`,
     };
   }
 }
@@ -176,7 +179,11 @@ export function doctorCommand(): Command {
       const ledger = Ledger.open(config.state_dir, { readOnly: true });
       let ok: boolean;
       try {
-        ok = await runDoctor(jobs, (line) => console.log(line), ledger) && stateDisk === null;
+        const given = options.watch === undefined
+          ? "watch_path"
+          : `--watch ${shellQuote(options.watch)}`;
+        ok = await runDoctor(jobs, (line) => console.log(line), ledger, given) &&
+          stateDisk === null;
       } finally {
         ledger?.close();
       }

@@ -14,7 +14,9 @@ import { parseConfig } from "../config/load.ts";
 import { expandPath, otherOsPathProblem } from "../config/paths.ts";
 import { LOCAL_PATH_KEYS } from "../config/resolve.ts";
 import { COMMAND_LINE_CONFIG, type Config } from "../config/types.ts";
-import { ConfigError, UsageError } from "../errors.ts";
+import { ConfigError, UsageError, WatchFolderError } from "../errors.ts";
+import { answerWithin } from "../config/file_systems.ts";
+import { shellQuote } from "../config/file_mode.ts";
 import { checkBeforeStart } from "../pipeline/start_checks.ts";
 
 /** The command-line options that describe a config-free run. */
@@ -133,6 +135,32 @@ export async function checkQuickStart(config: Config): Promise<void> {
 }
 
 /**
+ * The folder `--watch` gave (`typed`, at `path` as the config has it), which `run --once` and
+ * `--dry-run` (`mustExist`) cannot wait for: one that does not exist is said of the option typed,
+ * not of a key the user never wrote. A file there, no permission, a share that does not answer:
+ * said by the checks before the start (see {@linkcode checkQuickStart}) and the watch.
+ *
+ * @throws {WatchFolderError} naming --watch as typed and the folder it means
+ */
+export async function checkWatchOption(
+  typed: string,
+  path: string,
+  mustExist: boolean,
+): Promise<void> {
+  if (!mustExist) return;
+  try {
+    await answerWithin(Deno.stat(path));
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) return;
+    throw new WatchFolderError(
+      `Cannot watch ${path} (--watch ${shellQuote(typed)}): the folder does not exist; ` +
+        "create it, or give --watch the folder your instrument writes into",
+      { cause: error },
+    );
+  }
+}
+
+/**
  * A config error as the options' own: the file and lines it names are those
  * of the generated text (which may never be written), not anything typed.
  */
@@ -141,6 +169,8 @@ function aboutTheOptions(error: ConfigError, file: string): ConfigError {
     line.startsWith(file)
       ? `in the options (--watch, --to, --set): ${
         line.slice(file.length).replace(/^(:\d+)?: /, "")
+          // The one job's watch folder is the one --watch gave.
+          .replace(/^watch_path of job \S+: /, "--watch: ")
       }`
       : line
   );

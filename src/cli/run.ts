@@ -27,6 +27,7 @@ import { globalOptions } from "./options.ts";
 import {
   addQuickStartOptions,
   checkQuickStart,
+  checkWatchOption,
   quickStartConfig,
   type QuickStartOptions,
   saveQuickConfig,
@@ -77,6 +78,8 @@ export function runCommand(): Command {
         const quick = quickStartConfig(options);
         config = quick.config;
         await checkQuickStart(config);
+        const once = (options.once ?? false) || (options.dryRun ?? false);
+        await checkWatchOption(options.watch!, config.jobs[0].watch_path, once);
         // Written once it passed what run checks: a saved config is one that runs.
         if (options.saveConfig !== undefined) {
           await saveQuickConfig(options.saveConfig, quick.text, options.force ?? false);

@@ -195,12 +195,47 @@ Deno.test("what run refuses before it starts is said of the options too (run and
       assert.equal(result.code, 2, result.stderr);
       assert.ok(
         result.stderr.includes(
-          `error: in the options (--watch, --to, --set): watch_path of job default: ${guarded} ` +
+          `error: in the options (--watch, --to, --set): --watch: ${guarded} ` +
             "is under /dev, where image-transfer cannot open files",
         ),
         result.stderr,
       );
     }
+  } finally {
+    await Deno.remove(home, { recursive: true });
+  }
+});
+
+Deno.test("a --watch folder that does not exist, or a file, is said of --watch as typed, never of watch_path (run --once, --dry-run, doctor)", async () => {
+  const home = await Deno.makeTempDir({ prefix: "itx-quick-nowhere-" });
+  try {
+    const dest = join(home, "dest");
+    await Deno.mkdir(dest);
+    await Deno.writeTextFile(join(home, "notes.txt"), "not a folder\n");
+    const typed = (watch: string, ...args: string[]) =>
+      runCli([...args, "--watch", watch, "--to", dest], { env: { HOME: home }, cwd: home });
+    for (const args of [["run", "--once"], ["run", "--dry-run"]]) {
+      const missing = await typed("nowhere", ...args);
+      assert.equal(missing.code, 4, missing.stderr);
+      assert.equal(
+        missing.stderr,
+        `error: Cannot watch ${join(home, "nowhere")} (--watch nowhere): the folder does not ` +
+          "exist; create it, or give --watch the folder your instrument writes into\n",
+      );
+      const file = await typed("notes.txt", ...args);
+      assert.equal(file.code, 2, file.stderr);
+      assert.match(file.stderr, /^error: in the options \(--watch, --to, --set\): --watch: /);
+      for (const said of [missing.stderr, file.stderr]) assert.doesNotMatch(said, /watch_path/);
+    }
+    const doctor = await typed("no where", "doctor");
+    assert.equal(doctor.code, 1, doctor.stderr);
+    assert.ok(
+      doctor.stdout.includes(
+        `FAIL  watch folder: ${join(home, "no where")}: does not exist; fix --watch 'no where'`,
+      ),
+      doctor.stdout,
+    );
+    assert.doesNotMatch(doctor.stdout + doctor.stderr, /watch_path/);
   } finally {
     await Deno.remove(home, { recursive: true });
   }
