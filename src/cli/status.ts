@@ -133,7 +133,8 @@ export function statusCommand(): Command {
             "list, a whole number (0 or more), e.g. -n 20",
         );
       }
-      const limit = Number(options.limit);
+      // A count beyond any ledger's rows lists them all (SQLite takes no larger whole number).
+      const limit = Math.min(Number(options.limit), Number.MAX_SAFE_INTEGER - 1);
       const { config, problem } = await daemonConfig(globalOptions(command).config);
       // Said first, and again as the error that ends it (exit 2).
       if (problem && !options.json) {
@@ -255,7 +256,8 @@ async function showStatus(
       if (watched) console.log(watched);
     }
     for (const line of formatSkipped(skipped, options.all ?? false)) console.log(line);
-    console.log(`\nRecent transfers (${recent.length}):`);
+    // -n 0 lists none: no heading over a list never asked for.
+    if (limit > 0) console.log(`\nRecent transfers (${recent.length}):`);
     for (const row of recent) {
       console.log(
         `  ${when(row.transferredAt)}  [${row.job}] ${quoteIfUnsafe(row.relPath)} -> ${

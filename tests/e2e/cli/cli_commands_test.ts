@@ -112,6 +112,44 @@ Deno.test("--log-level warning hides INFO lines; debug shows DEBUG ones", async 
   }
 });
 
+Deno.test("status -n: 0 lists no transfers and prints no heading over them; a count beyond any ledger lists them all; others are refused with what to give", async () => {
+  await using box = await cliSandbox();
+  for (const name of ["a.fits", "b.fits", "c.fits"]) {
+    await Deno.writeFile(join(box.watch, name), randomBytes(1000));
+  }
+  const run = await runCli(["-c", box.config, "run", "--once"], { env: box.env });
+  assert.equal(run.code, 0, run.stderr);
+  const listed = (stdout: string) =>
+    stdout.split("\n").filter((line) => / \[default\] /.test(line));
+  const none = await runCli(["-c", box.config, "status", "-n", "0"], { env: box.env });
+  assert.equal(none.code, 0, none.stderr);
+  assert.doesNotMatch(none.stdout, /Recent transfers/);
+  assert.deepEqual(listed(none.stdout), []);
+  assert.match(none.stdout, /^Job default: .*done 3/m);
+  const one = await runCli(["-c", box.config, "status", "-n", "1"], { env: box.env });
+  assert.match(one.stdout, /\nRecent transfers \(1\):\n/);
+  assert.equal(listed(one.stdout).length, 1, one.stdout);
+  for (const many of ["99999999999999999999", "9007199254740993"]) {
+    const all = await runCli(["-c", box.config, "status", "-n", many], { env: box.env });
+    assert.equal(all.code, 0, all.stderr);
+    assert.match(all.stdout, /\nRecent transfers \(3\):\n/);
+    assert.equal(listed(all.stdout).length, 3, all.stdout);
+    const json = await runCli(["-c", box.config, "status", "--json", "-n", many], {
+      env: box.env,
+    });
+    assert.equal(json.code, 0, json.stderr);
+    assert.equal(JSON.parse(json.stdout).recent.length, 3);
+  }
+  for (const count of ["-1", "-0", "1.5", "1e3", "0x10", "", "ten"]) {
+    const wrong = await runCli(["-c", box.config, "status", "-n", count], { env: box.env });
+    assert.equal(wrong.code, 2, wrong.stderr);
+    assert.match(
+      wrong.stderr,
+      /^error: -n\/--limit ".*": give how many transfers and failures to list, a whole number \(0 or more\), e\.g\. -n 20\n/,
+    );
+  }
+});
+
 Deno.test("stop and status with -c naming a file that does not exist (a typo) refuse, and never stop the daemon of the default state_dir", async () => {
   await using box = await cliSandbox();
   // A daemon whose config names no state_dir: it uses the default one, under HOME.
