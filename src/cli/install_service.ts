@@ -51,6 +51,7 @@ import {
 import { posix, win32 } from "node:path";
 import { isDenoRuntime, RUNTIME_FLAGS } from "../version.ts";
 import { displayArgv } from "../service/escape.ts";
+import { installNotes } from "./install_notes.ts";
 import {
   planTaskInstall,
   planTaskUninstall,
@@ -77,7 +78,10 @@ export function addServiceOptions(command: Command, uninstall = false): Command 
     )
     .option("--print", "show the checks, files and commands, change nothing")
     .addOption(
-      new Option("--root <dir>", "write under <dir> instead of / and run no commands (testing)"),
+      new Option(
+        "--root <dir>",
+        "write under <dir> instead of / (packaging, testing); create no folders, run no commands",
+      ),
     )
     .addOption(
       new Option("--os <os>", "plan for another OS (only with --print or --root)").choices(
@@ -202,33 +206,6 @@ function passwordEnvWarnings(jobs: JobConfig[], target: ServiceTarget): string[]
       ]
       : []
   );
-}
-
-/**
- * The lines an install prints after it (and `--print` after the plan): how to
- * see status and logs, the plan's notes, and each folder the sandboxed
- * systemd service must write that does not exist yet.
- *
- * @param root `--root`, under which the folders are looked for
- */
-async function installNotes(
-  target: ServiceTarget,
-  launch: DaemonLaunch,
-  plan: ServicePlan,
-  root: string | undefined,
-): Promise<string[]> {
-  const notes = [...plan.notes];
-  if (target.os !== "linux" || target.scope !== "system") return notes;
-  for (const folder of launch.writtenFolders) {
-    if (!(await exists(underRoot(root, folder)))) {
-      notes.push(
-        `Note: the folder ${folder} does not exist yet; create it (writable by ` +
-          `${target.user}) before files arrive: the service may write only into folders ` +
-          "that exist when it starts",
-      );
-    }
-  }
-  return notes;
 }
 
 /** The `install-service` command. */

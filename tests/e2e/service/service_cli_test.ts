@@ -177,13 +177,30 @@ Deno.test("install-service --print shows the checks, the unit, the folders and t
       "Logs:   journalctl -u image-transfer -f",
       `Log file: ${join(home, "logs", "image_transfer.log")}`,
     ]);
-    // The test's home is in /tmp; the destination is not there yet.
+    // The test's home is in /tmp; the destination is not in --root: made where it is installed.
     assert.match(notes[3], /^Note: .*\/config\.yaml.* lie in \/tmp or \/var\/tmp, which a private/);
-    assert.match(
+    const dest = join(home, "dest");
+    assert.equal(
       notes[4],
-      new RegExp(`^Note: the folder ${join(home, "dest")} does not exist yet;`),
+      `Note: the folder ${dest} is not in --root ${root} (${join(root, dest)} does not exist), ` +
+        "and the service may write only into folders that exist when it starts: on the system " +
+        `installed from ${root}, create ${dest} (writable by observer) before the service starts`,
     );
     assert.equal(notes.length, 5, out.stdout);
+    // Without --root the folders are this machine's: one missing here is to be made here.
+    const here = await runCli(["-c", config, "install-service", "--print", "--os", "linux"], {
+      env,
+    });
+    assert.equal(here.code, 0, here.stderr);
+    assert.ok(
+      here.stdout.includes(
+        `Note: the folder ${dest} does not exist, and the service may write only into folders ` +
+          "that exist when it starts: create it (writable by observer) before the service " +
+          "starts, or restart the service once it is there (sudo systemctl restart " +
+          "image-transfer)\n",
+      ),
+      here.stdout,
+    );
     assert.ok(
       !lines.slice(begin, lines.indexOf("-----END FILE-----")).some((line) =>
         /^(Note|Status|Logs):/.test(line)
@@ -233,12 +250,22 @@ Deno.test("install-service: source clean-up makes the watch and archive folders 
       written.sort(),
     );
     assert.ok(!readWrite?.includes(join(home, "kept")), "a kept source's folder stays read-only");
+    // Looked for under --root: the watch folder, there on this machine, is not there either.
     for (const folder of ["archive", "camera 2", "dest", "watch"]) {
       assert.ok(
-        out.stdout.includes(`Note: the folder ${join(home, folder)} does not exist yet;`),
+        out.stdout.includes(
+          `Note: the folder ${join(home, folder)} is not in --root ${root} ` +
+            `(${join(root, home, folder)} does not exist)`,
+        ),
         `${folder}:\n${out.stdout}`,
       );
     }
+    // One made under --root is there for the service.
+    await Deno.mkdir(join(root, home, "dest"), { recursive: true });
+    const again = await runCli(["-c", config, "install-service", "--root", root], { env });
+    assert.equal(again.code, 0, again.stderr);
+    assert.ok(!again.stdout.includes(`folder ${join(home, "dest")} is not`), again.stdout);
+    assert.match(again.stdout, new RegExp(`folder ${join(home, "archive")} is not in --root`));
     // The test's home is in /tmp: a private /tmp would hide it from the daemon.
     assert.doesNotMatch(unit, /^PrivateTmp=/m);
     assert.match(
