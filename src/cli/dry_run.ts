@@ -11,7 +11,7 @@ import { resolve } from "node:path";
 import type { Config, JobConfig } from "../config/types.ts";
 import { WatchFolderError } from "../errors.ts";
 import { readFitsStructure } from "../layout/fits_structure.ts";
-import { freeDestination, planDestination } from "../layout/destination.ts";
+import { freeDestination, namesBeside, planDestination } from "../layout/destination.ts";
 import { observationOf, placeBeside } from "../layout/sent_before.ts";
 import { FileRows } from "../ledger/file_rows.ts";
 import { ledgerTarget } from "../ledger/destination_spellings.ts";
@@ -24,6 +24,7 @@ import { FolderFileSystem, unlistable } from "../config/file_systems.ts";
 import { nextCronRun, pausedAt, scheduleTimeZone, zonedTime } from "../pipeline/schedules.ts";
 import { badName } from "../transfer/ftp/remote.ts";
 import { createTransport, type Transport } from "../transfer/transport.ts";
+import { sameFile } from "../transfer/keep_others.ts";
 import { createFileFilter, readablePath, readableText } from "../watch/file_filter.ts";
 import { scanFolder, type SkippedEntry } from "../watch/scan.ts";
 import { sameVersion, versionOf } from "../watch/file_version.ts";
@@ -129,30 +130,44 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
             write(`would fail: ${unsendable.message}`);
             continue;
           }
-          const target = transport.describeTarget(placed);
-          const line = `would transfer ${quoteIfUnsafe(file.path)} -> ${
-            quoteIfUnsafe(target)
-          }${fallback}`;
-          if (anew !== null) {
-            waiting.push({ source: file.path, placed, target, size: version.size, line });
-            continue;
-          }
-          write(line);
-          count++;
+          // The ledger gives it this name (its own copy there): it replaces that copy.
+          const ownName = row !== undefined && row.transferredAt !== null &&
+            row.destination === placed;
+          waiting.push({
+            source: file.path,
+            relPath: file.relPath,
+            placed,
+            size: version.size,
+            mtimeMs: version.mtimeMs,
+            fallback,
+            own: ownName,
+          });
         }
-        const there = await atDestination(transport, waiting, write);
+        // A lost ledger: what is there with its size is recorded as sent (as `run` does).
+        const there = anew === null
+          ? waiting.map(() => false)
+          : await atDestination(transport, waiting, write);
+        const others = waiting.filter((file, index) => !there[index] && !file.own);
+        const taken = new Set(waiting.map((file) => file.placed));
+        await besideOthers(transport, table, others, taken, write);
         for (const [index, file] of waiting.entries()) {
-          if (!there[index]) {
-            write(file.line);
-            count++;
+          const target = quoteIfUnsafe(transport.describeTarget(file.placed));
+          if (there[index] || file.held) {
+            write(
+              `would record ${quoteIfUnsafe(file.source)} as sent: ${target} is there already ` +
+                (there[index] ? "with its size" : "with its bytes"),
+            );
+            recorded++;
             continue;
           }
+          const beside = file.occupied === undefined
+            ? ""
+            : ` (beside ${quoteIfUnsafe(file.occupied)}, which holds another file that this job ` +
+              "did not send there: it is never replaced)";
           write(
-            `would record ${quoteIfUnsafe(file.source)} as sent: ${
-              quoteIfUnsafe(file.target)
-            } is there already with its size`,
+            `would transfer ${quoteIfUnsafe(file.source)} -> ${target}${file.fallback}${beside}`,
           );
-          recorded++;
+          count++;
         }
       } finally {
         await transport.close();
@@ -189,7 +204,9 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
       write(
         `job ${job.name}: ${count} file(s) would be transferred (${job.transfer_method}), ` +
           `${skipped.length} skipped${removed}` +
-          (anew === null ? "" : `, ${recorded} recorded as sent (at the destination already)`),
+          (anew === null && recorded === 0
+            ? ""
+            : `, ${recorded} recorded as sent (at the destination already)`),
       );
       const window = pauseWindowNow(job);
       if (window !== null) write(window);
@@ -226,16 +243,22 @@ function pauseWindowNow(job: JobConfig): string | null {
     `and sends nothing ${until} (\`run --once\`, which runs no schedules, sends now)`;
 }
 
-/** A file a dry run lists once it knows whether it is at its destination already. */
+/** A file a dry run lists once it knows what is at its destination already. */
 interface Waiting {
   source: string;
-  /** Its destination, as the transport takes it. */
+  relPath: string;
+  /** Its destination, as the transport takes it (moved beside a file there that is not its). */
   placed: string;
-  /** Its destination, in words. */
-  target: string;
   size: number;
-  /** What is said of it when it is not there. */
-  line: string;
+  mtimeMs: number;
+  /** What is said after its line: why it goes where it goes. */
+  fallback: string;
+  /** Whether the ledger gives it `placed` (a copy of it arrived there): it replaces that copy. */
+  own: boolean;
+  /** A file with its bytes is there already, which the run counts as its arrival. */
+  held?: boolean;
+  /** Where it was planned, where a file this job did not send is (it goes beside it). */
+  occupied?: string;
 }
 
 /** How long a dry run waits for the destination to say which files it has. */
@@ -266,6 +289,80 @@ async function atDestination(
     );
     return files.map(() => false);
   }
+}
+
+/** Numbered names a dry run tries, at most, for one file (as the run tries them for a batch). */
+const MOST_BESIDE = 8;
+
+/**
+ * Where `files` go (none of which the ledger gives its final name: new, or placed beside) when
+ * that name holds a file already, as `run` finds it before it writes (`pipeline/batch_items.ts`):
+ * a file there is never replaced. One with the source's bytes counts as its arrival (`held`); for
+ * another the file goes to the next numbered name beside it that no copy in the ledger has and no
+ * other file of this listing takes (`taken`), looked at in turn. A destination that cannot be
+ * asked is said once; its files are listed where they are planned.
+ */
+async function besideOthers(
+  transport: Transport,
+  table: FileRows | null,
+  files: Waiting[],
+  taken: Set<string>,
+  write: (line: string) => void,
+): Promise<void> {
+  if (!transport.destinationSizes || !transport.destinationSha256) return;
+  let asking = files;
+  try {
+    for (let tries = 0; tries <= MOST_BESIDE && asking.length > 0; tries++) {
+      const signal = AbortSignal.timeout(ASK_DESTINATION_MS);
+      const sizes = await transport.destinationSizes(asking.map((file) => file.placed), signal);
+      const sameSize = asking.filter((file) => sizes.get(file.placed) === file.size);
+      const hashes = sameSize.length === 0
+        ? new Map<string, string | null>()
+        : await transport.destinationSha256(sameSize.map((file) => file.placed), signal);
+      const next: Waiting[] = [];
+      for (const file of asking) {
+        const size = sizes.get(file.placed) ?? null;
+        if (size === null) continue;
+        const item = { ...file, destination: file.placed };
+        if (await sameFile(item, { size, sha256: hashes.get(file.placed) })) {
+          file.held = true;
+          continue;
+        }
+        const beside = nameBeside(table, file, taken);
+        file.occupied ??= transport.describeTarget(file.placed);
+        if (beside === null) continue; // The run fails it, and tries again later.
+        taken.add(beside);
+        file.placed = beside;
+        next.push(file);
+      }
+      asking = next;
+    }
+  } catch (error) {
+    write(
+      `cannot ask the destination which of the names planned hold a file already (${
+        error instanceof Error ? error.message : String(error)
+      }): each is listed under the name planned`,
+    );
+  }
+}
+
+/**
+ * The next numbered name beside `file.placed` for its source that no copy in the ledger has and
+ * no other file of this listing takes (`taken`); `null` when none is (as `run` finds it).
+ */
+function nameBeside(table: FileRows | null, file: Waiting, taken: Set<string>): string | null {
+  const sourcesFrom = (prefix: string) => table?.destinationsFrom(prefix) ?? [];
+  let tries = 0;
+  for (const name of namesBeside(file.placed, file.relPath)) {
+    if (++tries > 64) break;
+    if (taken.has(name)) continue;
+    try {
+      if (freeDestination(name, file.relPath, sourcesFrom) === name) return name;
+    } catch {
+      return null;
+    }
+  }
+  return null;
 }
 
 /**

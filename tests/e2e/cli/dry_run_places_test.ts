@@ -1,0 +1,144 @@
+/**
+ * `run --dry-run` names the place `run` takes for each file, also where the destination holds a
+ * file under the planned name that this job did not send there (it is never replaced): a file
+ * with the source's bytes is recorded as sent, for another the file goes beside it (`c~2.fits`,
+ * or the next name free), as the run then does. Through the CLI, for a local copy and for scp.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { runCli } from "../../helpers/cli.ts";
+import { randomBytes } from "../../helpers/files.ts";
+import { cliSandbox } from "../../helpers/sandbox.ts";
+import { sshSandbox, startSshd } from "../../helpers/sshd.ts";
+
+/** An evening of night 20240315 (UTC). */
+const EVENING = new Date("2024-03-15T22:00:00Z");
+
+/** Where a destination is and how the CLI reaches the job sending to it. */
+interface Place {
+  config: string;
+  watch: string;
+  /** The destination's base folder, on this machine. */
+  base: string;
+  env: Record<string, string>;
+  /** The account that writes there (the login user over SSH), if not this one. */
+  owner?: { uid: number; gid: number };
+}
+
+/**
+ * In the night folder of `place`, files another than this job put there; in its watch folder,
+ * sources under those names. The dry run names where each goes, and the run takes those places.
+ */
+async function assertDryRunNamesThePlaces(place: Place): Promise<void> {
+  const night = join(place.base, "20240315");
+  await Deno.mkdir(night, { recursive: true });
+  if (place.owner) await Deno.chown(night, place.owner.uid, place.owner.gid);
+  const theirs = new Map<string, Uint8Array>();
+  const put = async (name: string, bytes: Uint8Array) => {
+    theirs.set(name, bytes);
+    await Deno.writeFile(join(night, name), bytes, { mode: 0o644 });
+  };
+  const ours = new Map<string, Uint8Array>();
+  const source = async (name: string, bytes: Uint8Array) => {
+    ours.set(name, bytes);
+    await Deno.writeFile(join(place.watch, name), bytes);
+    await Deno.utime(join(place.watch, name), EVENING, EVENING);
+  };
+  // c.fits and c~2.fits are taken: c.fits goes to c~3.fits.
+  await put("c.fits", randomBytes(3000));
+  await put("c~2.fits", randomBytes(3001));
+  await source("c.fits", randomBytes(3002));
+  // f.fits holds a file of the source's size, not its bytes: beside it.
+  await put("f.fits", randomBytes(4000));
+  await source("f.fits", randomBytes(4000));
+  // e.fits holds the source's bytes: recorded as sent, left as it is.
+  const same = randomBytes(5000);
+  await put("e.fits", same);
+  await source("e.fits", same);
+  // g.fits is taken, and g~2.fits is another source's name: g.fits goes to g~3.fits.
+  await put("g.fits", randomBytes(6000));
+  await source("g.fits", randomBytes(6001));
+  await source("g~2.fits", randomBytes(6002));
+  // Nothing under h.fits: it goes there.
+  await source("h.fits", randomBytes(7000));
+
+  const dry = await runCli(["run", "--dry-run", "-c", place.config], { env: place.env });
+  assert.equal(dry.code, 0, dry.stderr);
+  const goes = (name: string) =>
+    new RegExp(`^would transfer ${join(place.watch, name)} -> \\S*/20240315/([^ \\n]+)( |$)`, "m")
+      .exec(dry.stdout)?.[1];
+  const expected: Record<string, string> = {
+    "c.fits": "c~3.fits",
+    "f.fits": "f~2.fits",
+    "g.fits": "g~3.fits",
+    "g~2.fits": "g~2.fits",
+    "h.fits": "h.fits",
+  };
+  for (const [name, there] of Object.entries(expected)) {
+    assert.equal(goes(name), there, `${name}:\n${dry.stdout}`);
+  }
+  assert.match(
+    dry.stdout,
+    new RegExp(
+      `^would transfer ${join(place.watch, "c.fits")} -> \\S*/20240315/c~3\\.fits \\(beside ` +
+        "\\S*/20240315/c\\.fits, which holds another file that this job did not send there: it " +
+        "is never replaced\\)$",
+      "m",
+    ),
+  );
+  assert.match(
+    dry.stdout,
+    new RegExp(
+      `^would record ${join(place.watch, "e.fits")} as sent: \\S*/20240315/e\\.fits is there ` +
+        "already with its bytes$",
+      "m",
+    ),
+  );
+  assert.match(
+    dry.stdout,
+    /^job default: 5 file\(s\) would be transferred \(\w+\), 0 skipped, 1 recorded as sent/m,
+  );
+  // Nothing was sent or written.
+  assert.deepEqual((await Array.fromAsync(Deno.readDir(night))).length, theirs.size);
+
+  const run = await runCli(["run", "--once", "-c", place.config], { env: place.env });
+  assert.equal(run.code, 0, run.stderr);
+  for (const [name, bytes] of theirs) {
+    assert.deepEqual(await Deno.readFile(join(night, name)), bytes, `${name} was replaced`);
+  }
+  for (const [name, there] of Object.entries(expected)) {
+    assert.deepEqual(await Deno.readFile(join(night, there)), ours.get(name), name);
+  }
+  const names = (await Array.fromAsync(Deno.readDir(night), (entry) => entry.name)).sort();
+  assert.deepEqual(names, [...new Set([...theirs.keys(), ...Object.values(expected)])].sort());
+}
+
+Deno.test("run --dry-run names the place run takes beside files at the destination this job did not send (local)", async () => {
+  await using box = await cliSandbox({ file_patterns: ["*.fits"] });
+  await assertDryRunNamesThePlaces({
+    config: box.config,
+    watch: box.watch,
+    base: box.dest,
+    env: box.env,
+  });
+});
+
+Deno.test("run --dry-run names the place run takes beside files at the destination this job did not send (scp)", async () => {
+  const sshd = await startSshd();
+  try {
+    const box = await sshSandbox(sshd, "scp", { stability_window_seconds: 0.3 });
+    try {
+      await assertDryRunNamesThePlaces({
+        config: box.config,
+        watch: box.watch,
+        base: box.remote,
+        env: box.env,
+        owner: sshd,
+      });
+    } finally {
+      await Deno.remove(box.root, { recursive: true });
+    }
+  } finally {
+    await sshd.stop();
+  }
+});
