@@ -60,13 +60,21 @@ async function checkVersion(options: SmokeOptions): Promise<void> {
 async function checkInit(options: SmokeOptions, work: string): Promise<void> {
   const file = join(work, "init", "config.yaml");
   expectCode(await product(options, ["-c", file, "init"]), 0, "init");
-  if (!(await Deno.readTextFile(file)).includes("watch_path:")) fail("init wrote no watch_path");
+  const text = await Deno.readTextFile(file);
+  if (!text.includes("watch_path:")) fail("init wrote no watch_path");
+  // Untouched, its example values are refused; with one set, it validates.
+  const untouched = await product(options, ["-c", file, "config", "validate"]);
+  expectCode(untouched, 2, "validate init's untouched config");
+  if (!untouched.stderr.includes("still holds the example values")) {
+    fail(`validate did not name init's example values:\n${untouched.stderr}`);
+  }
+  await Deno.writeTextFile(file, text.replace(/^remote_host: .*$/m, "remote_host: archive"));
   expectCode(
     await product(options, ["-c", file, "config", "validate"]),
     0,
-    "validate init's config",
+    "validate init's config with a value set",
   );
-  console.log("ok: init writes a config that validates");
+  console.log("ok: init writes a config that validates once its example values are set");
 }
 
 /** Send real FITS files with `run --once`, check the bytes at the destination, and no resend. */
