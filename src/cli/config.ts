@@ -22,7 +22,7 @@ import { ConfigError, guardedPathReason, UsageError } from "../errors.ts";
 import { dirname, join } from "node:path";
 import { whyUnwritable } from "../ledger/daemon_lock.ts";
 import { describeKeys, type KeyDoc } from "../config/reference.ts";
-import { templateValueLine, templateValues } from "../config/template_values.ts";
+import { assertNoTemplateValues } from "../config/template_values.ts";
 
 /**
  * Check the config file and print `ok: <file> (<n> jobs)` with one line per job. A job that still
@@ -33,17 +33,7 @@ import { templateValueLine, templateValues } from "../config/template_values.ts"
 export async function runConfigValidate(configOption?: string): Promise<void> {
   const config = await loadConfig(resolveConfigPath(configOption));
   const warn = (message: string) => console.error(`warning: ${message}`);
-  const examples = templateValues(config);
-  if (examples.length > 0) {
-    const flag = configOption === undefined ? "" : ` -c ${JSON.stringify(configOption)}`;
-    throw new ConfigError(
-      `Config ${config.file} still holds the example values of the template \`init\` writes, ` +
-        "which name no folder or server of yours: set them, then run " +
-        `\`image-transfer${flag} config validate\` again\n` +
-        examples.map((value) => templateValueLine(value, config.jobs.length)).join("\n"),
-      { file: config.file },
-    );
-  }
+  assertNoTemplateValues(config, configOption);
   await checkBeforeStart(config, undefined, warn, true);
   const count = config.jobs.length;
   console.log(`ok: ${config.file} (${count} job${count === 1 ? "" : "s"})`);

@@ -52,6 +52,7 @@ import { posix, win32 } from "node:path";
 import { isDenoRuntime, RUNTIME_FLAGS } from "../version.ts";
 import { displayArgv } from "../service/escape.ts";
 import { installNotes } from "./install_notes.ts";
+import { assertNoTemplateValues } from "../config/template_values.ts";
 import {
   planTaskInstall,
   planTaskUninstall,
@@ -119,6 +120,7 @@ export async function runInstallService(
   }
   // The daemon will run as `account`: the config must belong to root or to it.
   const config = await loadConfig(configPath, account.uid);
+  assertNoTemplateValues(config, configOption);
   // What `run` would refuse is refused now, not in the service's restart loop.
   const bare = bareNamedPrograms(config.jobs);
   // For another OS (--print, --root) its paths are that machine's: warned of, not refused.

@@ -39,6 +39,7 @@ import { daemonShape } from "../config/schema.ts";
 import { resolveLogFile } from "../config/resolve.ts";
 import { configFileProblem } from "../config/file_mode.ts";
 import { sharedSkipLog } from "../watch/file_filter.ts";
+import { assertNoTemplateValues } from "../config/template_values.ts";
 
 interface RunOptions extends QuickStartOptions {
   once?: boolean;
@@ -96,6 +97,8 @@ export function runCommand(): Command {
         const file = resolveConfigPath(global.config);
         try {
           config = await loadConfig(file);
+          // The template init writes, never edited: nothing of the user's to watch or send to.
+          assertNoTemplateValues(config, global.config);
         } catch (error) {
           if (!options.dryRun) await logEarlyExit(file, error, global.verbose ?? false);
           throw error;

@@ -2,8 +2,8 @@
  * The example values of the config `init` writes (`watch_path: ~/data/images`, `remote_host:
  * processing-server`, `remote_base_path: /data/incoming/images`), found where a config still holds
  * them: they stand for the user's own folder, server and destination, and name none of them.
- * `config validate` and `doctor` refuse a job that holds every one its method uses (the template's
- * job as written, never edited). One that holds some is left alone: the rest may be the user's own
+ * `config validate`, `doctor`, `run` and `install-service` refuse a job that holds every one its
+ * method uses (the template's job as written, never edited). One that holds some is left alone: the rest may be the user's own
  * (a server named so), and the other checks say what is wrong with a folder or server that is not.
  *
  * @module
@@ -12,6 +12,7 @@ import { keyPlace } from "./key_lines.ts";
 import { expandPath } from "./paths.ts";
 import { describeKeys } from "./reference.ts";
 import type { Config, JobConfig } from "./types.ts";
+import { ConfigError } from "../errors.ts";
 
 /** What to put in place of each example value. */
 const WHAT_TO_SET: Readonly<Record<string, string>> = {
@@ -76,4 +77,24 @@ export function templateValueLine(value: TemplateValue, jobs: number): string {
   const key = jobs > 1 ? `${value.key} of job ${value.job}` : value.key;
   return `${value.place}: ${key} is still the template's example ${value.example}: ` +
     `set ${value.what}`;
+}
+
+/**
+ * Refuse `config` where a job still holds every example value of the template (see
+ * {@linkcode templateValues}), naming each with its line and what to set, and the command that
+ * checks it again (`configOption`: `-c` as given).
+ *
+ * @throws {ConfigError} listing the example values
+ */
+export function assertNoTemplateValues(config: Config, configOption: string | undefined): void {
+  const examples = templateValues(config);
+  if (examples.length === 0) return;
+  const flag = configOption === undefined ? "" : ` -c ${JSON.stringify(configOption)}`;
+  throw new ConfigError(
+    `Config ${config.file} still holds the example values of the template \`init\` writes, ` +
+      "which name no folder or server of yours: set them, then check it with " +
+      `\`image-transfer${flag} config validate\`\n` +
+      examples.map((value) => templateValueLine(value, config.jobs.length)).join("\n"),
+    { file: config.file },
+  );
 }

@@ -478,7 +478,7 @@ Deno.test("init writes a config that loads; a second init refuses; --force overw
   });
 });
 
-Deno.test("config validate and doctor refuse the untouched template init writes, naming each example value's line and what to set", async () => {
+Deno.test("config validate, run, install-service and doctor refuse the untouched template init writes, naming each example value's line and what to set", async () => {
   await withHome(async (home) => {
     const file = join(home, "site.yaml");
     assert.equal((await cli(home, ["-c", file, "init"])).code, 0);
@@ -489,8 +489,8 @@ Deno.test("config validate and doctor refuse the untouched template init writes,
       validate,
       new RegExp(
         `^error: Config ${file} still holds the example values of the template \`init\` ` +
-          "writes, which name no folder or server of yours: set them, then run " +
-          `\`image-transfer -c "${file}" config validate\` again\n`,
+          "writes, which name no folder or server of yours: set them, then check it with " +
+          `\`image-transfer -c "${file}" config validate\`\n`,
       ),
     );
     const said = [
@@ -502,6 +502,12 @@ Deno.test("config validate and doctor refuse the untouched template init writes,
       "/data/incoming/images: set the folder the night folders (YYYYMMDD/) go into",
     ];
     for (const text of said) assert.ok(validate.stderr.includes(text), validate.stderr);
+    // run and install-service refuse it as config validate does, before anything starts.
+    for (const args of [["run", "--once"], ["run"], ["install-service", "--print"]]) {
+      const refused = await cli(home, ["-c", file, ...args]);
+      assertConfigFailure(refused, /still holds the example values of the template/);
+      for (const text of said) assert.ok(refused.stderr.includes(text), refused.stderr);
+    }
     const doctor = await cli(home, ["-c", file, "doctor"]);
     assert.equal(doctor.code, 1, doctor.stderr);
     for (const text of said) assert.ok(doctor.stdout.includes(`FAIL  ${text}`), doctor.stdout);
