@@ -2,7 +2,7 @@
  * `run --dry-run` names the place `run` takes for each file, also where the destination holds a
  * file under the planned name that this job did not send there (it is never replaced): a file
  * with the source's bytes is recorded as sent, for another the file goes beside it (`c~2.fits`,
- * or the next name free), as the run then does. Through the CLI, for a local copy and for scp.
+ * or the next name free), as the run then does. Through the CLI, for a local copy, scp and FTPS.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -10,6 +10,7 @@ import { runCli } from "../../helpers/cli.ts";
 import { randomBytes } from "../../helpers/files.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
 import { sshSandbox, startSshd } from "../../helpers/sshd.ts";
+import { ftpDaemonSandbox, withVsftpdAndRoot } from "../../helpers/vsftpd.ts";
 
 /** An evening of night 20240315 (UTC). */
 const EVENING = new Date("2024-03-15T22:00:00Z");
@@ -142,3 +143,16 @@ Deno.test("run --dry-run names the place run takes beside files at the destinati
     await sshd.stop();
   }
 });
+
+Deno.test("run --dry-run names the place run takes beside files at the destination this job did not send (ftp)", () =>
+  withVsftpdAndRoot({}, "itx-dry-places-ftp-", async ({ server, root }) => {
+    await Deno.mkdir(join(root, "home"));
+    const { base, watch, config } = await ftpDaemonSandbox(server, root);
+    await assertDryRunNamesThePlaces({
+      config,
+      watch,
+      base,
+      env: { HOME: join(root, "home") },
+      owner: server,
+    });
+  }));
