@@ -6,6 +6,7 @@
  * @module
  */
 import { underRoot } from "../service/apply.ts";
+import { pathExists } from "../config/paths.ts";
 import type { DaemonLaunch, ServicePlan, ServiceTarget } from "../service/plan.ts";
 
 /**
@@ -25,7 +26,7 @@ export async function installNotes(
   const why = "the service may write only into folders that exist when it starts";
   for (const folder of launch.writtenFolders) {
     const path = underRoot(root, folder);
-    if (await exists(path)) continue;
+    if (await pathExists(path)) continue;
     const writable = `writable by ${target.user}`;
     notes.push(
       root === undefined
@@ -38,14 +39,4 @@ export async function installNotes(
     );
   }
   return notes;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
-  }
 }

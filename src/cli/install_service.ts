@@ -17,7 +17,7 @@ import { fileURLToPath } from "node:url";
 import { Command, Option } from "commander";
 import { globalOptions } from "./options.ts";
 import { loadConfig } from "../config/load.ts";
-import { resolveConfigPath } from "../config/paths.ts";
+import { pathExists, resolveConfigPath } from "../config/paths.ts";
 import type { JobConfig } from "../config/types.ts";
 import { ConfigError } from "../errors.ts";
 import { checkBeforeStart } from "../pipeline/start_checks.ts";
@@ -111,7 +111,7 @@ export async function runInstallService(
     Deno.env.set("HOME", account.home);
   }
   const configPath = resolveConfigPath(configOption);
-  if (!(await exists(configPath))) {
+  if (!(await pathExists(configPath))) {
     throw new ConfigError(
       `Cannot install the service: config ${configPath} does not exist; ` +
         "create it with `image-transfer init` or pass -c <file>",
@@ -144,7 +144,7 @@ export async function runInstallService(
   // The old tool's service: on macOS under its own label; elsewhere a file of the same name
   // that this program did not write.
   const oldPlist = target.os === "darwin" ? oldLaunchdPlistPath(target) : null;
-  const replacesOld = oldPlist !== null && await exists(underRoot(options.root, oldPlist));
+  const replacesOld = oldPlist !== null && await pathExists(underRoot(options.root, oldPlist));
   const oldFile = replacesOld
     ? oldPlist
     : previous !== undefined && !/written by `image-transfer install-service`/i.test(
@@ -224,16 +224,6 @@ export function installServiceCommand(): Command {
   ).action(async (options: ServiceOptions, command: Command) => {
     await runInstallService(globalOptions(command).config, options);
   });
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
-  }
 }
 
 async function readIfExists(path: string): Promise<Uint8Array | undefined> {

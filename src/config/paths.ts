@@ -144,3 +144,18 @@ export async function regularFileText(file: string): Promise<string | null> {
     return null;
   }
 }
+
+/**
+ * Whether anything is at `path` (with `follow` false, a link itself, whatever it points to).
+ *
+ * @throws what the system said, other than that nothing is there
+ */
+export async function pathExists(path: string, follow = true): Promise<boolean> {
+  try {
+    await (follow ? Deno.stat(path) : Deno.lstat(path));
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+}

@@ -12,6 +12,7 @@ import { dirname, join } from "node:path";
 import { CommandError } from "../errors.ts";
 import { neverStarted, runProcess } from "../process/run.ts";
 import { displayArgv } from "./escape.ts";
+import { pathExists } from "../config/paths.ts";
 import type { PlannedCommand, PlannedFile, ServiceCheck, ServicePlan } from "./plan.ts";
 import { encodeUtf16LeBom } from "./task_scheduler.ts";
 
@@ -145,7 +146,7 @@ class Undo {
   /** Create `path` and its missing parents; return the folders created, parents first. */
   async makeFolders(path: string): Promise<string[]> {
     const missing: string[] = [];
-    for (let folder = path; !(await exists(folder)); folder = dirname(folder)) {
+    for (let folder = path; !(await pathExists(folder, false)); folder = dirname(folder)) {
       missing.unshift(folder);
       if (dirname(folder) === folder) break;
     }
@@ -185,20 +186,10 @@ async function writeAtomically(path: string, bytes: Uint8Array): Promise<void> {
   }
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
-  }
-}
-
 /** Run one check; `undefined` when it passes, else what failed. */
 async function failedCheck(check: ServiceCheck): Promise<string | undefined> {
   if (check.kind === "exists") {
-    return (await exists(check.path)) ? undefined : `${check.path} does not exist`;
+    return (await pathExists(check.path, false)) ? undefined : `${check.path} does not exist`;
   }
   return (await runOnce(check.argv))?.message;
 }

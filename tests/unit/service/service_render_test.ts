@@ -256,7 +256,7 @@ Deno.test("hook, failure and scheduled programs and the files ssh_options name c
       "identityfile=/tmp/keys/id_ed25519",
       'CertificateFile="/tmp/keys/id cert.pub"',
       "IdentityFile=~/.ssh/id_other",
-      "ControlPath=/tmp/cm-%C",
+      "ServerAliveInterval=30",
       "Ciphers=aes128-gcm@openssh.com",
     ],
     schedules: [
