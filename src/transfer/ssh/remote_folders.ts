@@ -88,7 +88,9 @@ export const MAKE_BASE: BaseRule = { rule: "make", ask: false };
  * arrived there it is not made again: a share that is not mounted leaves no folder. And when it
  * was a mount point (asked once a run, kept in the ledger as for a local destination), an empty
  * folder that is none now is a disk or share not mounted, where copies would fill the disk below:
- * nothing is written there until it is back. A folder that holds files is one moved for good.
+ * nothing is written there until it is back. A folder that holds files is never taken for it (it
+ * moved there for good: the next run's first batch learns that it is no mount point). Only the
+ * first batch of a run, and a batch into an empty base path, run `df` for it.
  */
 export class RemoteBase {
   readonly #facts: FactStore | null;
