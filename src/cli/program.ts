@@ -16,7 +16,7 @@ import { UsageError } from "../errors.ts";
 import { runCommand } from "./run.ts";
 import { globalOptions } from "./options.ts";
 import { closestWord } from "../config/key_lines.ts";
-import { shellQuote } from "../config/file_mode.ts";
+import { pastedWord } from "../shell_words.ts";
 
 /**
  * Build the program. Commands throw on failure; `main.ts` turns errors into exit codes.
@@ -292,7 +292,7 @@ function folderAsCommand(folder: string, rest: string[]): UsageError {
     : "DEST";
   return new UsageError(
     `unknown command '${folder}': a folder to watch is given with --watch, and where its files ` +
-      `go with --to: \`image-transfer run --watch ${shellQuote(folder)} --to ${shellQuote(to)}\`` +
+      `go with --to: \`image-transfer run --watch ${pastedWord(folder)} --to ${pastedWord(to)}\`` +
       " (DEST: user@host:/path, ftp:// or ftps://user@host:port/path, or a folder; " +
       "a config file is given with -c)",
   );

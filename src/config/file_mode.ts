@@ -9,6 +9,7 @@
  */
 import type { Config } from "./types.ts";
 import { ConfigError } from "../errors.ts";
+import { posixWord } from "../shell_words.ts";
 
 /** Group and others write bits. */
 const WRITE_BY_OTHERS = 0o022;
@@ -38,14 +39,14 @@ export async function configFileProblem(
   if (problem) {
     return `${file}: refusing this config file: it is ${problem}, and whoever can change it can ` +
       `make the daemon run commands as this user (ssh_options: ProxyCommand); ` +
-      `fix it with: chmod go-w ${shellQuote(file)}`;
+      `fix it with: chmod go-w ${posixWord(file)}`;
   }
   const owner = await ownerOf(file);
   if (owner === null || runsAs === null || owner === 0 || owner === runsAs) return undefined;
   return `${file}: refusing this config file: it belongs to user id ${owner}, not to root or to ` +
     `the account the daemon runs as (user id ${runsAs}), and its owner can make the daemon run ` +
     `commands as that account (ssh_options: ProxyCommand); fix it with: ` +
-    `sudo chown ${runsAs} ${shellQuote(file)}, or run as its owner`;
+    `sudo chown ${runsAs} ${posixWord(file)}, or run as its owner`;
 }
 
 /**
@@ -68,7 +69,7 @@ export async function checkIdentityFileModes(config: Config): Promise<void> {
       problems.push(
         `${config.file}: refusing ssh_identity_file ${key} (job ${job.name}): it is ${problem}, ` +
           `and whoever can change it decides which key the daemon logs in with; ` +
-          `fix it with: chmod go-w ${shellQuote(key)}`,
+          `fix it with: chmod go-w ${posixWord(key)}`,
       );
     }
   }
@@ -101,9 +102,4 @@ async function ownerOf(file: string): Promise<number | null> {
   } catch {
     return null; // Missing or unreadable: reported where it is used.
   }
-}
-
-/** `file` as one word for a POSIX shell. */
-export function shellQuote(file: string): string {
-  return /^[\w@%+=:,./-]+$/.test(file) ? file : `'${file.replaceAll("'", `'\\''`)}'`;
 }

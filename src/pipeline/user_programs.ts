@@ -15,7 +15,8 @@
 import type { JobConfig } from "../config/types.ts";
 import { ConfigError } from "../errors.ts";
 import { delimiter, dirname, isAbsolute, join } from "node:path";
-import { shellQuote, writableByOthers } from "../config/file_mode.ts";
+import { writableByOthers } from "../config/file_mode.ts";
+import { posixWord } from "../shell_words.ts";
 import { keyPlace } from "../config/key_lines.ts";
 import { homeDir } from "../config/paths.ts";
 import type { Path } from "../config/key_lines.ts";
@@ -135,7 +136,7 @@ export async function programProblem(
   }
   if (!info.isFile) return `${program} is not a file; give the path of the program itself`;
   if (Deno.build.os === "windows") return undefined;
-  const quoted = shellQuote(program);
+  const quoted = posixWord(program);
   if (info.mode !== null && (info.mode & 0o111) === 0) {
     return `${program} is not executable; fix it with: chmod +x ${quoted}`;
   }
@@ -171,7 +172,7 @@ export async function programProblem(
     const folderWritable = sticky ? undefined : await writableByOthers(folder);
     if (folderWritable) {
       return `${which} ${folder} is ${folderWritable}, and whoever can write there can replace ` +
-        `${program}${via}; fix it with: chmod go-w ${shellQuote(folder)}`;
+        `${program}${via}; fix it with: chmod go-w ${posixWord(folder)}`;
     }
     const owner = folderInfo.uid;
     if (runsAs !== null && owner !== null && owner !== 0 && owner !== runsAs) {

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { pastedWord } from "../shell_words.ts";
 
 /** Characters that never need quoting in a systemd command line or a POSIX shell. */
 const PLAIN_WORD = /^[A-Za-z0-9_@%+=:,./-]+$/;
@@ -139,14 +140,14 @@ export function windowsQuoteArg(arg: string): string {
 }
 
 /**
- * Quote an argv for display (POSIX shell style), so a printed command can be
- * read back unambiguously. Only for messages: commands are always spawned
- * with argument arrays.
+ * Quote an argv for display, as the shell of this machine reads it (a POSIX
+ * shell; PowerShell on Windows), so a printed command can be read back, and
+ * pasted, unambiguously. Only for messages: commands are always spawned with
+ * argument arrays.
  *
  * @param argv program and arguments
  * @returns one line
  */
 export function displayArgv(argv: readonly string[]): string {
-  return argv.map((arg) => PLAIN_WORD.test(arg) ? arg : `'${arg.replaceAll("'", `'\\''`)}'`)
-    .join(" ");
+  return argv.map((arg) => pastedWord(arg)).join(" ");
 }

@@ -10,6 +10,7 @@ import {
   TransferError,
   type TransferErrorKind,
 } from "../errors.ts";
+import { pastedWord } from "../shell_words.ts";
 
 /** Who was being talked to, for the what-to-do text. */
 export interface FailureContext {
@@ -42,9 +43,12 @@ const sshFlags = (c: FailureContext) =>
   (c.port === null ? "" : `-p ${c.port} `) +
   (c.identityFile ? `-i ${wordForShell(c.identityFile)} ` : "") +
   (c.options ?? []).map((option) => `-o ${wordForShell(option)} `).join("");
-/** `word` as one shell word (quoted when it holds anything but plain characters). */
+/**
+ * `word` as one word of a command to paste (quoted when it holds anything but plain characters);
+ * a leading `~/` stays outside the quotes, where the shell makes it the home folder, as ssh does.
+ */
 const wordForShell = (word: string) =>
-  /^[\w@%+=:,./~-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`;
+  word.startsWith("~/") ? `~/${pastedWord(word.slice(2))}` : pastedWord(word);
 /**
  * The `ssh` command that asks whether to accept the host key: the config's options, where they
  * refuse to ask (`StrictHostKeyChecking`, `BatchMode`), overruled first (ssh takes an option's

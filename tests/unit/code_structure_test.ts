@@ -25,7 +25,7 @@ const LAYERS: Record<string, number> = {
   layout: 2,
   config: 1,
   log: 1,
-  // errors.ts, version.ts: used by every layer.
+  // errors.ts, shell_words.ts, version.ts: used by every layer.
   ".": 0,
 };
 

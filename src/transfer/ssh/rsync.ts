@@ -17,7 +17,7 @@
  */
 import { dirname, isAbsolute, join, posix, relative, sep } from "node:path";
 import type { CommandError } from "../../errors.ts";
-import { shellQuote } from "../../config/file_mode.ts";
+import { posixWord } from "../../shell_words.ts";
 import { classifyFailure } from "../classify.ts";
 import { tempNameFor } from "../temp_name.ts";
 import { rsyncBwlimit } from "../../config/sizes.ts";
@@ -78,7 +78,7 @@ export class RsyncTransport extends SshTransport {
   }
 
   async #probeOptions(): Promise<ProbeCheck> {
-    const options = this.job.rsync_options.map(shellQuote).join(" ");
+    const options = this.job.rsync_options.map(posixWord).join(" ");
     const dir = await Deno.makeTempDir({ prefix: "image-transfer-probe-" });
     const source = join(dir, "rsync-options-probe");
     const target = posix.join(this.base, tempNameFor("rsync-options-probe", this.owner));
@@ -98,7 +98,7 @@ export class RsyncTransport extends SshTransport {
         : failure.message;
       return { check: "rsync options", verdict: "fail", detail };
     } finally {
-      await this.session.runScript(`rm -f -- ${shellQuote(target)}\n`, {
+      await this.session.runScript(`rm -f -- ${posixWord(target)}\n`, {
         timeoutMs: this.timeoutMs,
       }).catch(() => {});
       await Deno.remove(dir, { recursive: true }).catch(() => {});
