@@ -19,6 +19,7 @@ import { answerWithin } from "../config/file_systems.ts";
 import { otherOsPathProblem, resolveConfigPath } from "../config/paths.ts";
 import { PAUSES_FOR_GOOD, pausesForGood } from "../pipeline/schedules.ts";
 import { ConfigError, guardedPathReason, UsageError } from "../errors.ts";
+import { pastedWord } from "../shell_words.ts";
 import { dirname, join } from "node:path";
 import { whyUnwritable } from "../ledger/daemon_lock.ts";
 import { describeKeys, type KeyDoc } from "../config/reference.ts";
@@ -129,7 +130,7 @@ export function configCommand(): Command {
 export async function runInit(global: GlobalOptions, options: { force: boolean }): Promise<void> {
   const file = resolveConfigPath(global.config);
   await prepareConfigFile(file, "-c");
-  const flag = global.config ? ` -c ${JSON.stringify(global.config)}` : "";
+  const flag = global.config ? ` -c ${pastedWord(global.config)}` : "";
   try {
     // Never group or others writable (the daemon refuses such a config), whatever the umask.
     await Deno.writeTextFile(file, renderDefaultConfig(), {
@@ -174,14 +175,14 @@ export async function prepareConfigFile(file: string, option: string): Promise<v
   if (/\.toml$/i.test(file)) {
     throw new ConfigError(
       `Cannot write config ${file}: the config is YAML, and a .toml name is read as TOML; ` +
-        `give a .yaml name (${option} ${JSON.stringify(file.replace(/\.toml$/i, ".yaml"))})`,
+        `give a .yaml name (${option} ${pastedWord(file.replace(/\.toml$/i, ".yaml"))})`,
       { file },
     );
   }
   if (await Deno.stat(file).then((info) => info.isDirectory, () => false)) {
     throw new ConfigError(
       `Cannot write config ${file}: it is a folder; give a file name in it ` +
-        `(${option} ${JSON.stringify(join(file, "config.yaml"))})`,
+        `(${option} ${pastedWord(join(file, "config.yaml"))})`,
       { file },
     );
   }

@@ -11,6 +11,7 @@ import { COMMAND_LINE_CONFIG, type Config } from "./types.ts";
 import { defaultConfigPath } from "./paths.ts";
 import { type DaemonInput, daemonSchema } from "./schema.ts";
 import { ConfigError, guardedPathReason } from "../errors.ts";
+import { pastedWord } from "../shell_words.ts";
 import { describeValue, Issues, type Json } from "./messages.ts";
 import { checkConfigFileMode, checkIdentityFileModes } from "./file_mode.ts";
 import { DAEMON_KEYS, readJobs } from "./jobs.ts";
@@ -197,7 +198,7 @@ function isUtf16(bytes: Uint8Array): boolean {
 /** The `init` command line that writes `file`. */
 function initCommandFor(file: string): string {
   if (file === defaultConfigPath()) return "image-transfer init";
-  return `image-transfer -c ${/[\s'"$`]/.test(file) ? JSON.stringify(file) : file} init`;
+  return `image-transfer -c ${pastedWord(file)} init`;
 }
 
 /** A readable reason why `file` could not be read. */

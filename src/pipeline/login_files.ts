@@ -9,6 +9,7 @@
 import { jobKeyPlace } from "../config/key_lines.ts";
 import type { Config } from "../config/types.ts";
 import { ConfigError } from "../errors.ts";
+import { pastedWord, posixWord } from "../shell_words.ts";
 
 /** The keys naming a file a job of each method logs in with, and whether it must be private. */
 const LOGIN_FILES = {
@@ -93,7 +94,7 @@ export async function checkLoginFiles(config: Config, runsAs?: number | null): P
       const why = key === "ssh_identity_file" ? ", and ssh ignores such a key" : "";
       problems.push(
         `${place}: ${file} can be read or written by others ` +
-          `(mode ${octal})${why}; run: chmod 600 ${JSON.stringify(file)}`,
+          `(mode ${octal})${why}; run: chmod 600 ${posixWord(file)}`,
       );
     }
   }
@@ -114,7 +115,7 @@ export function passphraseKeys(config: Config): string[] {
       `${jobKeyPlace(config, index, "ssh_identity_file")}: ${file} is protected by a ` +
       "passphrase, which ssh cannot ask for here: logins are refused unless ssh-agent holds the " +
       `key (a service started at boot has none); remove it with: ssh-keygen -p -f ${
-        JSON.stringify(file)
+        pastedWord(file)
       }, or give a key without one`,
     ];
   });
@@ -194,7 +195,7 @@ function notAPrivateKey(path: string): string | null {
   }
   if (text.startsWith("PuTTY-User-Key-File")) {
     return `${path} is a PuTTY key, which OpenSSH cannot read; convert it: ` +
-      `puttygen ${JSON.stringify(path)} -O private-openssh -o id_ed25519`;
+      `puttygen ${pastedWord(path)} -O private-openssh -o id_ed25519`;
   }
   return `${path} is not a private key (it does not start with "-----BEGIN \u2026 PRIVATE KEY-----"); ` +
     "give the key file ssh -i would take";
@@ -210,5 +211,5 @@ function notACertificate(path: string): string | null {
   if (text === null || text.includes("-----BEGIN CERTIFICATE-----")) return null;
   return `${path} holds no PEM certificate (no "-----BEGIN CERTIFICATE-----" line); give the ` +
     "certificate of the server's authority (or its own) in PEM form; a DER (binary) one converts " +
-    `with: openssl x509 -inform DER -in ${JSON.stringify(path)} -out ca.pem`;
+    `with: openssl x509 -inform DER -in ${pastedWord(path)} -out ca.pem`;
 }

@@ -22,6 +22,7 @@ import type {
   ServiceTarget,
 } from "./plan.ts";
 import type { Config } from "../config/types.ts";
+import { posixWord } from "../shell_words.ts";
 
 /** The unit name, also used by `journalctl -u`. */
 export const SYSTEMD_UNIT_NAME = "image-transfer.service";
@@ -182,7 +183,7 @@ export function planSystemdInstall(
   if (target.scope === "user") {
     notes.push(
       "A per-user service stops when you log out; to keep it running, allow lingering once:",
-      `  sudo loginctl enable-linger ${target.user}`,
+      `  sudo loginctl enable-linger ${posixWord(target.user)}`,
     );
   }
   return { servicePath: path, checks: systemdChecks(target), steps, rollback, notes };

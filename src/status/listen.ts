@@ -7,6 +7,7 @@
  */
 import { jobKeyLine } from "../config/key_lines.ts";
 import { ConfigError } from "../errors.ts";
+import { posixWord } from "../shell_words.ts";
 
 /** A resolved `status_listen`. */
 export interface ListenSettings {
@@ -151,7 +152,7 @@ async function assertPrivate(
     key,
     `${file} can be read or written by others (mode ${
       (mode & 0o777).toString(8).padStart(4, "0")
-    })${allows}; run: chmod 600 ${JSON.stringify(file)}`,
+    })${allows}; run: chmod 600 ${posixWord(file)}`,
   );
 }
 

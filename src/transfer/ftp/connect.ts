@@ -17,6 +17,7 @@ import { readFileSync, statSync } from "node:fs";
 import type { Client } from "basic-ftp";
 import type { JobConfig } from "../../config/types.ts";
 import { TransferError } from "../../errors.ts";
+import { posixWord } from "../../shell_words.ts";
 import { Readable } from "node:stream";
 import type { ProbeCheck } from "../transport.ts";
 import { tempNameFor } from "../temp_name.ts";
@@ -100,7 +101,7 @@ export function ftpPassword(job: JobConfig): string {
         throw new TransferError(
           `FTP password: ftp_password_file ${file} can be read or written by others (mode ${
             mode.toString(8).padStart(4, "0")
-          }); run: chmod 600 ${JSON.stringify(file)}`,
+          }); run: chmod 600 ${posixWord(file)}`,
           "fatal",
         );
       }

@@ -676,13 +676,12 @@ Deno.test("--create-config (the old flag) writes the default config like init", 
     assert.equal(await Deno.readTextFile(file), renderDefaultConfig());
     const again = await cli(home, ["-c", file, "--create-config"]);
     assertConfigFailure(again, /already exists/);
-    // What it suggests acts on that file, not on the default one.
-    const quoted = JSON.stringify(file);
+    // What it suggests acts on that file, not on the default one (a plain path, unquoted).
     assert.ok(
-      again.stderr.includes(`\`image-transfer -c ${quoted} config validate\``),
+      again.stderr.includes(`\`image-transfer -c ${file} config validate\``),
       again.stderr,
     );
-    assert.ok(again.stderr.includes(`\`image-transfer -c ${quoted} init --force\``), again.stderr);
+    assert.ok(again.stderr.includes(`\`image-transfer -c ${file} init --force\``), again.stderr);
   });
 });
 

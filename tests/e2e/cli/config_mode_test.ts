@@ -245,7 +245,7 @@ Deno.test("config validate refuses a missing or shared ftp_password_file and a m
     assert.ok(
       shared.stderr.includes(
         `${config}:8: ftp_password_file of job north: ${password} can be read or written by ` +
-          `others (mode 0644); run: chmod 600 ${JSON.stringify(password)}`,
+          `others (mode 0644); run: chmod 600 ${password}`,
       ),
       shared.stderr,
     );
@@ -492,7 +492,7 @@ Deno.test("config validate warns of an ssh_identity_file protected by a passphra
     const warning = `warning: ${config}:5: ssh_identity_file of job default: ${key} is ` +
       "protected by a passphrase, which ssh cannot ask for here: logins are refused unless " +
       "ssh-agent holds the key (a service started at boot has none); remove it with: " +
-      `ssh-keygen -p -f ${JSON.stringify(key)}, or give a key without one`;
+      `ssh-keygen -p -f ${key}, or give a key without one`;
     for (
       const args of [["-t", "ed25519"], ["-t", "rsa", "-b", "2048", "-m", "PEM"], [
         "-t",
