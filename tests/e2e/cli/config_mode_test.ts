@@ -245,7 +245,7 @@ Deno.test("config validate refuses a missing or shared ftp_password_file and a m
     assert.ok(
       shared.stderr.includes(
         `${config}:8: ftp_password_file of job north: ${password} can be read or written by ` +
-          `others (mode 0644); run: chmod 600 ${password}`,
+          `others (mode 0644); run: chmod 600 '${password}'`,
       ),
       shared.stderr,
     );
