@@ -541,7 +541,7 @@ Deno.test("init -c writes to the given path, creating its folders", async () => 
       const folder = await cli(home, ["-c", join(home, "deep"), ...args]);
       assertConfigFailure(
         folder,
-        /Cannot write config .*deep: it is a folder; give a file name in it \(-c ".*deep\/config\.yaml"\)/,
+        /Cannot write config .*deep: it is a folder; give a file name in it \(-c .*deep\/config\.yaml\)/,
       );
     }
     // Another system's path is no name here (it would be a file of that name in this folder).

@@ -390,10 +390,10 @@ Deno.test("cli: --save-config keeps what relative --set paths meant, and writes 
   assert.match(await Deno.readTextFile(join(root, "new/deeper/s.yaml")), /^watch_path: /m);
   for (
     const [target, words] of [
-      ["conf", /it is a folder; give a file name in it \(--save-config ".*conf\/config\.yaml"\)/],
+      ["conf", /it is a folder; give a file name in it \(--save-config .*conf\/config\.yaml\)/],
       [
         "s.toml",
-        /a \.toml name is read as TOML; give a \.yaml name \(--save-config ".*s\.yaml"\)/,
+        /a \.toml name is read as TOML; give a \.yaml name \(--save-config .*s\.yaml\)/,
       ],
     ] as const
   ) {
