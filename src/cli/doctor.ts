@@ -23,7 +23,7 @@ import {
   wantsQuickStart,
 } from "./quick_start.ts";
 import { UsageError } from "../errors.ts";
-import { shellQuote } from "../config/file_mode.ts";
+import { pastedWord } from "../shell_words.ts";
 import { templateValueLine, templateValues } from "../config/template_values.ts";
 import { checkBeforeStart } from "../pipeline/start_checks.ts";
 import { createTransport, type ProbeCheck, type Transport } from "../transfer/transport.ts";
@@ -181,7 +181,7 @@ export function doctorCommand(): Command {
       try {
         const given = options.watch === undefined
           ? "watch_path"
-          : `--watch ${shellQuote(options.watch)}`;
+          : `--watch ${pastedWord(options.watch)}`;
         ok = await runDoctor(jobs, (line) => console.log(line), ledger, given) &&
           stateDisk === null;
       } finally {

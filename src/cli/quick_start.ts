@@ -16,7 +16,7 @@ import { LOCAL_PATH_KEYS } from "../config/resolve.ts";
 import { COMMAND_LINE_CONFIG, type Config } from "../config/types.ts";
 import { ConfigError, UsageError, WatchFolderError } from "../errors.ts";
 import { answerWithin } from "../config/file_systems.ts";
-import { shellQuote } from "../config/file_mode.ts";
+import { pastedWord } from "../shell_words.ts";
 import { checkBeforeStart } from "../pipeline/start_checks.ts";
 
 /** The command-line options that describe a config-free run. */
@@ -153,7 +153,7 @@ export async function checkWatchOption(
   } catch (error) {
     if (!(error instanceof Deno.errors.NotFound)) return;
     throw new WatchFolderError(
-      `Cannot watch ${path} (--watch ${shellQuote(typed)}): the folder does not exist; ` +
+      `Cannot watch ${path} (--watch ${pastedWord(typed)}): the folder does not exist; ` +
         "create it, or give --watch the folder your instrument writes into",
       { cause: error },
     );
