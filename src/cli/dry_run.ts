@@ -11,7 +11,8 @@ import { resolve } from "node:path";
 import type { Config, JobConfig } from "../config/types.ts";
 import { WatchFolderError } from "../errors.ts";
 import { readFitsStructure } from "../layout/fits_structure.ts";
-import { freeDestination, namesBeside, planDestination } from "../layout/destination.ts";
+import { freeDestination, nameBesideOther, planDestination } from "../layout/destination.ts";
+import { MOST_TRIES_BESIDE } from "../pipeline/batch_items.ts";
 import { observationOf, placeBeside } from "../layout/sent_before.ts";
 import { FileRows } from "../ledger/file_rows.ts";
 import { ledgerTarget } from "../ledger/destination_spellings.ts";
@@ -291,9 +292,6 @@ async function atDestination(
   }
 }
 
-/** Numbered names a dry run tries, at most, for one file (as the run tries them for a batch). */
-const MOST_BESIDE = 8;
-
 /**
  * Where `files` go (none of which the ledger gives its final name: new, or placed beside) when
  * that name holds a file already, as `run` finds it before it writes (`pipeline/batch_items.ts`):
@@ -312,7 +310,7 @@ async function besideOthers(
   if (!transport.destinationSizes || !transport.destinationSha256) return;
   let asking = files;
   try {
-    for (let tries = 0; tries <= MOST_BESIDE && asking.length > 0; tries++) {
+    for (let tries = 0; tries <= MOST_TRIES_BESIDE && asking.length > 0; tries++) {
       const signal = AbortSignal.timeout(ASK_DESTINATION_MS);
       const sizes = await transport.destinationSizes(asking.map((file) => file.placed), signal);
       const sameSize = asking.filter((file) => sizes.get(file.placed) === file.size);
@@ -328,7 +326,12 @@ async function besideOthers(
           file.held = true;
           continue;
         }
-        const beside = nameBeside(table, file, taken);
+        const beside = nameBesideOther(
+          file.placed,
+          file.relPath,
+          taken,
+          (prefix) => table?.destinationsFrom(prefix) ?? [],
+        );
         file.occupied ??= transport.describeTarget(file.placed);
         if (beside === null) continue; // The run fails it, and tries again later.
         taken.add(beside);
@@ -344,25 +347,6 @@ async function besideOthers(
       }): each is listed under the name planned`,
     );
   }
-}
-
-/**
- * The next numbered name beside `file.placed` for its source that no copy in the ledger has and
- * no other file of this listing takes (`taken`); `null` when none is (as `run` finds it).
- */
-function nameBeside(table: FileRows | null, file: Waiting, taken: Set<string>): string | null {
-  const sourcesFrom = (prefix: string) => table?.destinationsFrom(prefix) ?? [];
-  let tries = 0;
-  for (const name of namesBeside(file.placed, file.relPath)) {
-    if (++tries > 64) break;
-    if (taken.has(name)) continue;
-    try {
-      if (freeDestination(name, file.relPath, sourcesFrom) === name) return name;
-    } catch {
-      return null;
-    }
-  }
-  return null;
 }
 
 /**

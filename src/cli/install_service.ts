@@ -26,7 +26,7 @@ import {
   bareNamedPrograms,
   SERVICE_PATH,
 } from "../pipeline/user_programs.ts";
-import { applyPlan, encodeFile, underRoot } from "../service/apply.ts";
+import { applyPlan, encodeFile, installNotes, underRoot } from "../service/apply.ts";
 import {
   launchdPlistPath,
   oldLaunchdPlistPath,
@@ -51,7 +51,6 @@ import {
 import { posix, win32 } from "node:path";
 import { isDenoRuntime, RUNTIME_FLAGS } from "../version.ts";
 import { displayArgv } from "../service/escape.ts";
-import { installNotes } from "./install_notes.ts";
 import { assertNoTemplateValues } from "../config/template_values.ts";
 import {
   planTaskInstall,

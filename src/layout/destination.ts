@@ -170,6 +170,32 @@ export function* namesBeside(destination: string, relPath: string): Generator<st
   }
 }
 
+/**
+ * The next numbered name after `destination` for the source `relPath` where a file this job did
+ * not send holds `destination`: one no other source's copy has (`sourcesFrom`, as for
+ * {@linkcode freeDestination}) and `taken` (the other files of the batch) does not hold, among the
+ * next 64; `null` when none is. `run` sends there (`pipeline/batch_items.ts`), and `run --dry-run`
+ * lists it.
+ */
+export function nameBesideOther(
+  destination: string,
+  relPath: string,
+  taken: Set<string>,
+  sourcesFrom: (prefix: string) => SentSource[],
+): string | null {
+  let tries = 0;
+  for (const name of namesBeside(destination, relPath)) {
+    if (++tries > 64) break;
+    if (taken.has(name)) continue;
+    try {
+      if (freeDestination(name, relPath, sourcesFrom) === name) return name;
+    } catch {
+      return null;
+    }
+  }
+  return null;
+}
+
 /** The number of `path` as a copy of `folder` + `stem` + `extension` (1: that name; 0: neither). */
 function numberOf(path: string, folder: string, stem: string, extension: string): number {
   if (path === folder + stem + extension) return 1;

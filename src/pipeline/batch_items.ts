@@ -13,7 +13,7 @@
  *
  * @module
  */
-import { freeDestination, namesBeside } from "../layout/destination.ts";
+import { nameBesideOther } from "../layout/destination.ts";
 import type { JobConfig } from "../config/types.ts";
 import type { Logger } from "../log/logging.ts";
 import { classifyEntry } from "../watch/entry_check.ts";
@@ -28,7 +28,7 @@ export interface AroundContext {
 }
 
 /** Numbered names tried, at most, for one file in one batch (one `send` call each). */
-const MOST_TRIES = 8;
+export const MOST_TRIES_BESIDE = 8;
 
 /**
  * `send` the `items` (of `records`) so that no file this job did not send is replaced (see the
@@ -46,13 +46,19 @@ export async function sendAroundOthers(
   );
   const outcomes = await send(marked);
   const taken = new Set(marked.map((item) => item.destination));
-  for (let tries = 0; tries < MOST_TRIES; tries++) {
+  for (let tries = 0; tries < MOST_TRIES_BESIDE; tries++) {
     const again: number[] = [];
     const moved: TransferItem[] = [];
     for (const [n, outcome] of outcomes.entries()) {
       if (outcome.occupied !== "other") continue;
       const { relPath } = records[n];
-      const destination = nameBeside(table, outcome.item.destination, relPath, taken);
+      const destination = nameBesideOther(outcome.item.destination, relPath, taken, (prefix) => {
+        try {
+          return table.rows.destinationsFrom(prefix);
+        } catch {
+          return [];
+        }
+      });
       if (destination === null) continue;
       taken.add(destination);
       log.warn(
@@ -98,36 +104,6 @@ function ownName(table: FileTable, record: WorkRecord, item: TransferItem): bool
   } catch {
     return false;
   }
-}
-
-/**
- * The next numbered name after `destination` for the source `relPath` that no copy in the ledger
- * has and no other file of the batch takes (`taken`); `null` when none is.
- */
-function nameBeside(
-  table: FileTable,
-  destination: string,
-  relPath: string,
-  taken: Set<string>,
-): string | null {
-  const sourcesFrom = (prefix: string) => {
-    try {
-      return table.rows.destinationsFrom(prefix);
-    } catch {
-      return [];
-    }
-  };
-  let tries = 0;
-  for (const name of namesBeside(destination, relPath)) {
-    if (++tries > 64) break;
-    if (taken.has(name)) continue;
-    try {
-      if (freeDestination(name, relPath, sourcesFrom) === name) return name;
-    } catch {
-      return null;
-    }
-  }
-  return null;
 }
 
 /**

@@ -4,7 +4,8 @@
  * commands. When a step fails, the plan's rollback runs and every file and
  * folder the steps touched is put back, so a failed install leaves nothing
  * behind. With a root prefix (`--root`), files go under that folder and no
- * command or check runs (for tests and packaging).
+ * command or check runs (for tests and packaging). Also the notes printed
+ * after it ({@linkcode installNotes}).
  *
  * @module
  */
@@ -13,7 +14,14 @@ import { CommandError } from "../errors.ts";
 import { neverStarted, runProcess } from "../process/run.ts";
 import { displayArgv } from "./escape.ts";
 import { pathExists } from "../config/paths.ts";
-import type { PlannedCommand, PlannedFile, ServiceCheck, ServicePlan } from "./plan.ts";
+import type {
+  DaemonLaunch,
+  PlannedCommand,
+  PlannedFile,
+  ServiceCheck,
+  ServicePlan,
+  ServiceTarget,
+} from "./plan.ts";
 import { encodeUtf16LeBom } from "./task_scheduler.ts";
 
 /** Options for {@linkcode applyPlan}. */
@@ -237,4 +245,36 @@ async function runOnce(argv: string[]): Promise<CommandError | undefined> {
       error.run,
     );
   }
+}
+
+/**
+ * The lines an install prints after it: the plan's notes, then each folder the sandboxed system
+ * service must write that does not exist, with what to do. With `--root` (`root`: a system image
+ * or package built under that folder) the folders are looked for there, and a missing one is to
+ * be made on the system installed from it; nothing here is looked at.
+ */
+export async function installNotes(
+  target: ServiceTarget,
+  launch: DaemonLaunch,
+  plan: ServicePlan,
+  root: string | undefined,
+): Promise<string[]> {
+  const notes = [...plan.notes];
+  if (target.os !== "linux" || target.scope !== "system") return notes;
+  const why = "the service may write only into folders that exist when it starts";
+  for (const folder of launch.writtenFolders) {
+    const path = underRoot(root, folder);
+    if (await pathExists(path)) continue;
+    const writable = `writable by ${target.user}`;
+    notes.push(
+      root === undefined
+        ? `Note: the folder ${folder} does not exist, and ${why}: create it (${writable}) ` +
+          "before the service starts, or restart the service once it is there " +
+          "(sudo systemctl restart image-transfer)"
+        : `Note: the folder ${folder} is not in --root ${root} (${path} does not exist), and ` +
+          `${why}: on the system installed from ${root}, create ${folder} (${writable}) ` +
+          "before the service starts",
+    );
+  }
+  return notes;
 }
