@@ -158,6 +158,7 @@ export class JobRunner {
       runtimeDir: options.runtimeDir,
       pollIntervalMs: job.poll_interval_seconds * 1000,
       watchedOn: new FolderFileSystem(job.watch_path, ledger, "watched"),
+      forgottenUntil: () => ledger.rebuilt?.at,
       onActivity: (path, rel, activity, to) => intake.activity(path, rel, activity, to),
       onFound: (files, quick, how) => intake.found(files, quick, how),
       beforeRescan: () => this.#beforeRescan(),
@@ -301,7 +302,9 @@ export class JobRunner {
         ...(how ? { how: how.summary } : {}),
       },
     );
-    if (!this.#options.once) this.#sweepTimer = setInterval(() => this.#sweep(), SWEEP_INTERVAL_MS);
+    // See FileTable.sweep.
+    const sweep = () => !this.#stopping && this.#table.sweep().length > 0 && this.#pump();
+    if (!this.#options.once) this.#sweepTimer = setInterval(sweep, SWEEP_INTERVAL_MS);
     this.#extras.start();
     this.#space.start();
     this.#pump();
@@ -393,11 +396,6 @@ export class JobRunner {
   /** Before a periodic rescan: failed files get another chance, pending ones are looked at. */
   #beforeRescan(): void {
     if (this.#table.beforeRescan()) this.#pump();
-  }
-
-  /** See {@linkcode FileTable.sweep}. */
-  #sweep(): void {
-    if (!this.#stopping && this.#table.sweep().length > 0) this.#pump();
   }
 
   /** Start batches in a moment ({@linkcode BATCH_GATHER_MS}): files that become ready together

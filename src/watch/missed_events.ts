@@ -116,11 +116,13 @@ export async function scanDirtyFolders(
     onFound: (files: FoundFile[]) => FoundFile[];
     onError: (path: string, error: unknown) => void;
     isClosed: () => boolean;
+    forgottenUntil?: ForgottenUntil;
   },
 ): Promise<DirtyScanResult> {
   const { root, filter, onFound, onError } = options;
   const result: DirtyScanResult = { found: 0, overdue: 0, fresh: [], unwatched: [] };
   const silentBefore = Date.now() - EVENT_LATENCY_MS;
+  const forgottenUntil = options.forgottenUntil?.() ?? -Infinity;
   for (const [startRel, firstEventAt] of dirty) {
     const since = firstEventAt - MTIME_SLACK_MS;
     const changedOnly: FileFilter = {
@@ -137,7 +139,9 @@ export async function scanDirtyFolders(
       // On a busy machine a fresh file's event may still be on its way.
       let late = 0;
       for (const file of found) {
-        if (writtenBefore(file.path, silentBefore)) late++;
+        const mtimeMs = mtimeOf(file.path);
+        if (mtimeMs <= forgottenUntil) continue; // Known before the ledger was rebuilt: no sign.
+        if (mtimeMs < silentBefore) late++;
         else result.fresh.push(file.relPath);
       }
       result.overdue += late;
@@ -211,6 +215,12 @@ export class MissedFiles {
   }
 }
 
+/**
+ * The moment the ledger was started anew (ms), if it was: files last written before it were known
+ * and forgotten, so a re-read finding them says nothing of lost events.
+ */
+export type ForgottenUntil = () => number | undefined;
+
 /** Options of {@linkcode LostEvents}. */
 export interface LostEventsOptions {
   /** Job name, for log lines. */
@@ -227,6 +237,8 @@ export interface LostEventsOptions {
   polled: () => boolean;
   /** New files in `folders` (absolute) came without any event: their watch may be missing. */
   onUnwatched: (folders: string[]) => void;
+  /** See {@linkcode ForgottenUntil}. */
+  forgottenUntil?: ForgottenUntil;
 }
 
 /**
@@ -293,11 +305,12 @@ export function parentOf(relPath: string): string {
   return slash < 0 ? "" : relPath.slice(0, slash);
 }
 
-function writtenBefore(path: string, ms: number): boolean {
+/** A file's mtime in ms; `Infinity` where it has none or cannot be looked at (taken as fresh). */
+function mtimeOf(path: string): number {
   try {
-    return (Deno.statSync(path).mtime?.getTime() ?? Infinity) < ms;
+    return Deno.statSync(path).mtime?.getTime() ?? Infinity;
   } catch {
-    return false;
+    return Infinity;
   }
 }
 

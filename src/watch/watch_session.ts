@@ -22,7 +22,7 @@ import {
   waitForFolder,
   type WatchEvent,
 } from "./folder_watcher.ts";
-import { LostEvents, parentOf } from "./missed_events.ts";
+import { LostEvents, type LostEventsOptions, parentOf } from "./missed_events.ts";
 import { PollLoop } from "./poll_loop.ts";
 import { type FoundFile, scanFolderBatches, type ScanOptions } from "./scan.ts";
 import { relativeTo } from "./entry_check.ts";
@@ -39,8 +39,8 @@ const NOT_NOW = "Rescan of {path} skipped: it cannot be read ({reason}); it is s
 const CLOSES_TOLD = Deno.build.os === "linux";
 /** What a scan tells of the files it found (see {@linkcode WatchSessionOptions.onFound}). */
 export type ScanFound = Extract<Activity, "found" | "moved">;
-/** Options of {@linkcode WatchSession}. */
-export interface WatchSessionOptions {
+/** Options of {@linkcode WatchSession} (`forgottenUntil`: see {@linkcode LostEventsOptions}). */
+export interface WatchSessionOptions extends Pick<LostEventsOptions, "forgottenUntil"> {
   /** The watch folder (`watch_path`). */
   root: string;
   /** Job name, for log lines. */

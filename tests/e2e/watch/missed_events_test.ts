@@ -209,6 +209,33 @@ Deno.test("a folder whose files come without events is found, and watched again"
   }
 });
 
+Deno.test("scanDirtyFolders: files last written before the ledger was started anew are no sign of lost events", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-missed-" });
+  try {
+    // Sent before the ledger was rebuilt (forgotten by it, so found again), and one written since.
+    const rebuiltAt = Date.now() - 5_000;
+    for (const [rel, ago] of [["night/sent.fits", 60_000], ["night/since.fits", 3_000]] as const) {
+      await put(root, rel);
+      const mtime = new Date(Date.now() - ago);
+      await Deno.utime(join(root, rel), mtime, mtime);
+    }
+    const result = await scanDirtyFolders(new Map([["", Date.now()]]), {
+      root,
+      filter,
+      onFound: (files) => files, // The rebuilt ledger knows none of them.
+      onError: (path, error) => assert.fail(`cannot read ${path}: ${error}`),
+      isClosed: () => false,
+      forgottenUntil: () => rebuiltAt,
+    });
+    assert.equal(result.found, 2);
+    assert.equal(result.overdue, 1, "only the file written since the rebuild counts as missed");
+    assert.deepEqual(result.fresh, []);
+    assert.deepEqual(result.unwatched, ["night"]);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
 Deno.test("MissedFiles: overdue files are said at once; a fresh file only when its event does not come in time", async () => {
   const logs = await captureLogs();
   const missed = new MissedFiles("test", "/watch", 200);
