@@ -124,8 +124,9 @@ export class RunningJobs {
   #pauseChanged(runner: JobRunner, pause: JobPause | null): void {
     if (this.#stopped || !this.runners.includes(runner)) return; // Stopped by a reload.
     const name = runner.job.name;
-    // Only a started again runner's first report can go on from the last generation's pause.
-    const was = this.#before[name];
+    // Only a started again runner's first report can go on from the last generation's pause; its
+    // later reports of that pause (another file's words) keep the since this one was given.
+    const was = this.#before[name] ?? this.#paused[name];
     delete this.#before[name];
     if (pause) {
       this.#paused[name] = was?.state === pause.state ? { ...pause, since: was.since } : pause;

@@ -15,6 +15,8 @@ import {
 } from "../../helpers/files.ts";
 import { freePort } from "../../helpers/net.ts";
 import { startSshDaemon } from "../../helpers/sshd.ts";
+import { startStatusDaemon } from "../../helpers/status.ts";
+import { withTmpfs } from "../../helpers/tmpfs.ts";
 
 Deno.test("status: a job paused for a destination that cannot be reached is one line, whatever the file's name", async () => {
   await using running = await startSshDaemon("scp", "");
@@ -102,4 +104,63 @@ Deno.test("status: a reload (SIGHUP) that changes the job while the destination 
   await daemon.waitForOutput("Successfully transferred");
   const [arrived] = await listArrived(box.remote);
   assert.equal(await sha256OfFile(join(box.remote, arrived)), await sha256OfFile(source));
+});
+
+Deno.test("status: after a reload, a paused job's line keeps since when it paused while the reason names another file", async () => {
+  // A destination on a read-only disk: every file fails as no one file would, the job pauses,
+  // and each refusal names its file.
+  const readOnly = await Deno.makeTempDir({ prefix: "itx-ro-" });
+  try {
+    await withTmpfs(readOnly, "1m", async () => {
+      await using running = await startStatusDaemon({
+        remote_base_path: join(readOnly, "sub"),
+        retry_delay_seconds: 1,
+      });
+      const { config, daemon, root } = running;
+      const env = { HOME: join(root, "home") };
+      const pauseLine = async () => {
+        const out = await runCli(["status", "-c", config], { env });
+        assert.equal(out.code, 0, out.stderr);
+        const found = /paused: destination .* since ([0-9: -]+) \(Cannot send .*\/(\w)\.fits/
+          .exec(out.stdout);
+        return { since: found?.[1], file: found?.[2], stdout: out.stdout };
+      };
+      for (const name of ["a", "b"]) {
+        await Deno.writeFile(join(running.watch, `${name}.fits`), randomBytes(3000));
+      }
+      let before = await pauseLine();
+      await waitFor(
+        async () => (before = await pauseLine()).since !== undefined,
+        LEAST_CEILING_MS,
+        "status to say the job is paused",
+      );
+      // The clock moves on to a later second before the reload.
+      const paused = Date.now();
+      await waitFor(() => Date.now() - paused > 1100, LEAST_CEILING_MS, "a later second");
+      const began = () => daemon.stderr().split("cannot be reached").length - 1;
+      const pausesBefore = began();
+      await Deno.writeTextFile(config, "retry_attempts: 4\n", { append: true });
+      daemon.process.kill("SIGHUP");
+      await daemon.waitForOutput("Reload: job default: retry_attempts 3 -> 4");
+      await waitFor(() => began() > pausesBefore, LEAST_CEILING_MS, "the next runner's pause");
+      // Its pause named one file as it began; its refusals name both files in turn.
+      const named = new Set(
+        [...daemon.stderr().split("cannot be reached").at(-1)!.matchAll(/\/(\w)\.fits/g)]
+          .slice(0, 1).map((m) => m[1]),
+      );
+      await waitFor(
+        async () => {
+          const now = await pauseLine();
+          if (now.since === undefined) return false;
+          assert.equal(now.since, before.since, `since moved after the reload:\n${now.stdout}`);
+          named.add(now.file!);
+          return named.size === 2;
+        },
+        LEAST_CEILING_MS,
+        "status to name the other file",
+      );
+    }, { readOnly: true });
+  } finally {
+    await Deno.remove(readOnly, { recursive: true });
+  }
 });
