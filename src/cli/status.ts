@@ -26,6 +26,7 @@ import { daemonStatus, describeDaemon, describePause } from "./daemon_state.ts";
 import { escapeControlChars as oneLine, quoteIfUnsafe } from "../log/logging.ts";
 import { askDaemon, formatLive } from "./live_status.ts";
 import { createFileFilter, readablePath, readableText } from "../watch/file_filter.ts";
+import { pausedAt } from "../pipeline/schedules.ts";
 import { scanFolder, type SkippedEntry } from "../watch/scan.ts";
 
 const STATES: FileState[] = ["pending", "transferring", "done", "failed"];
@@ -241,6 +242,15 @@ async function showStatus(
         target: targetOf(job),
       }))
       : [...new Set(counts.map((c) => c.job))].map((name) => ({ name, rows: name, target: null }));
+    // Without the page's word (off, or not answering), a transfer window as the config says it.
+    const windowPause = (name: string) => {
+      const job = config.jobs.find((job) => job.name === name);
+      const told = live !== undefined && "jobs" in live;
+      return daemon.running && !told && job && daemon.jobs?.includes(name) !== false &&
+          pausedAt(job, new Date())
+        ? "; paused: outside a transfer window (schedules)"
+        : "";
+    };
     for (const { name: job, rows, target } of jobs) {
       const line = STATES.map((state) => {
         const n = counts.filter((c) =>
@@ -250,7 +260,7 @@ async function showStatus(
         // With no daemon running, a file `transferring` was cut off: the next start resumes it.
         return `${state === "transferring" && !daemon.running ? "interrupted" : state} ${n}`;
       }).join(", ");
-      console.log(`Job ${job}: ${line}${describePause(daemon, job)}`);
+      console.log(`Job ${job}: ${line}${describePause(daemon, job) || windowPause(job)}`);
       const notRun = daemon.running && daemon.jobs !== undefined && !daemon.jobs.includes(job);
       const watched = notRun ? null : watchLine(config, job, live, daemon.running, looks.get(job));
       if (watched) console.log(watched);

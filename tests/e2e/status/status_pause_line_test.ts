@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { runCli } from "../../helpers/cli.ts";
+import { runCli, startCli } from "../../helpers/cli.ts";
 import {
   LEAST_CEILING_MS,
   listArrived,
@@ -14,6 +14,7 @@ import {
   waitFor,
 } from "../../helpers/files.ts";
 import { freePort } from "../../helpers/net.ts";
+import { cliSandbox } from "../../helpers/sandbox.ts";
 import { startSshDaemon } from "../../helpers/sshd.ts";
 import { startStatusDaemon } from "../../helpers/status.ts";
 import { withTmpfs } from "../../helpers/tmpfs.ts";
@@ -163,4 +164,37 @@ Deno.test("status: after a reload, a paused job's line keeps since when it pause
   } finally {
     await Deno.remove(readOnly, { recursive: true });
   }
+});
+
+Deno.test("status: with the status page off, a job outside a transfer window says so, as its files wait", async () => {
+  // Paused every minute and never resumed: inside the window from the start.
+  await using box = await cliSandbox({
+    status_listen: "",
+    schedules: [{ cron: "* * * * *", action: "pause" }],
+  });
+  const daemon = startCli(["run", "-c", box.config], { env: box.env });
+  try {
+    await daemon.waitForOutput("Watching");
+    await Deno.writeFile(join(box.watch, "a.fits"), randomBytes(3000));
+    let stdout = "";
+    await waitFor(
+      async () => {
+        const out = await runCli(["status", "-c", box.config], { env: box.env });
+        assert.equal(out.code, 0, out.stderr);
+        stdout = out.stdout;
+        return /^Job default: pending 1,/m.test(stdout);
+      },
+      LEAST_CEILING_MS,
+      "status to count the file waiting",
+    );
+    assert.match(
+      stdout,
+      /^Job default: pending 1, .*; paused: outside a transfer window \(schedules\)$/m,
+    );
+  } finally {
+    await daemon.stop();
+  }
+  // With no daemon running nothing is paused: the next start decides.
+  const out = await runCli(["status", "-c", box.config], { env: box.env });
+  assert.doesNotMatch(out.stdout, /outside a transfer window/, out.stdout);
 });
