@@ -1,6 +1,6 @@
 /**
- * A job paused because its destination is full, or cannot be reached now (the
- * host, the connection, a share that is not mounted). While paused, files wait in
+ * A job paused because its destination is full, or cannot take files now: it cannot be reached
+ * (the host, the connection), or takes no file (a share that is not mounted, a read-only disk). While paused, files wait in
  * the queue without counting attempts; every `probeEveryMs` one file is sent
  * as a probe (the first to a destination that cannot be reached sooner, after
  * `firstProbeMs`). When it arrives the job recovers step by step: 2, 4, 8 ... files
@@ -32,12 +32,32 @@
  *
  * @module
  */
+import { failureScope, type TransferError } from "../errors.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
 import type { JobPause } from "../ledger/daemon_lock.ts";
 import { type Clock, systemClock } from "./retry_timer.ts";
 
 /** How often a paused job tries one file. */
 export const FULL_PROBE_MS = 15_000;
+
+/**
+ * What holds a destination that is not full: the host or the connection fails (`unreachable`), or
+ * it answers and takes no file (`failing`: its folder is gone, read-only, or a share did not
+ * answer). The job's state on the status page says the same.
+ */
+export type DownKind = "unreachable" | "failing";
+
+/** What holds a destination that `error` failed as a whole (not full). */
+export function downKind(error: TransferError): DownKind {
+  return failureScope(error) === "connection" ? "unreachable" : "failing";
+}
+
+/** What `status` shows of a pause (`daemon.json`), as the job's state on the page. */
+const PAUSE_STATES = {
+  full: "destination full",
+  unreachable: "destination unreachable",
+  failing: "destination failing",
+} as const;
 
 type State = "running" | "scheduled" | "due" | "probing" | "recovering";
 
@@ -133,11 +153,11 @@ export class DestinationPause {
 
   /**
    * The destination is full (`full`: a file of `bytes` found no room), or
-   * cannot be reached now (`reason`: the transport's words). Returns whether
+   * cannot take files now (`reason`: the transport's words; `kind`: why). Returns whether
    * this began the pause (or, for one that cannot be reached, one anew while
    * recovering), which is logged once, at ERROR.
    */
-  pause(reason: string, full: boolean, bytes = 0): boolean {
+  pause(reason: string, full: boolean, bytes = 0, kind: DownKind = "unreachable"): boolean {
     // Unreachable again while recovering, after files arrived ("back"): a pause of its own.
     const began = this.#state === "running" || (this.#state === "recovering" && !full);
     if (this.#state === "running") this.#refusedBytes = Infinity;
@@ -148,13 +168,14 @@ export class DestinationPause {
     }
     this.#full = full;
     this.#down = true;
-    const state = full ? "destination full" : "destination unreachable";
+    const state = PAUSE_STATES[full ? "full" : kind];
     if (!began) this.#stillDown(reason, state);
     if (began) {
+      const down = kind === "failing" ? "takes no file" : "cannot be reached";
       this.#log.error(
         full
           ? "The destination {target} is full: {reason}. Job {job} pauses; one file is tried every {seconds} s, and sending resumes as soon as one arrives"
-          : "The destination {target} cannot be reached: {reason}. Job {job} pauses (no file uses up its retries meanwhile); one file is tried in {first} s, then every {seconds} s, and sending resumes as soon as one arrives",
+          : `The destination {target} ${down}: {reason}. Job {job} pauses (no file uses up its retries meanwhile); one file is tried in {first} s, then every {seconds} s, and sending resumes as soon as one arrives`,
         { job, target, reason, seconds: probeEveryMs / 1000, first: firstProbeMs / 1000 },
       );
       this.#report({ state, since: new Date(this.#options.clock.now()).toISOString(), reason });
@@ -181,11 +202,15 @@ export class DestinationPause {
   /**
    * A file failed as no one file would (see `failureScope`): the whole destination is down
    * (its return is said once: see the module doc). While paused, if for another reason than
-   * the pause says (a host back up that refuses the login), the pause says that now.
+   * the pause says (a host back up that refuses the login), the pause says that now, and, while
+   * not full, `kind` (when given) too.
    */
-  stillDown(reason: string): void {
+  stillDown(reason: string, kind?: DownKind): void {
     this.#down = true;
-    this.#stillDown(reason, this.#reported?.state ?? "destination unreachable");
+    const state = this.#full || kind === undefined
+      ? this.#reported?.state ?? PAUSE_STATES.unreachable
+      : PAUSE_STATES[kind];
+    this.#stillDown(reason, state);
   }
 
   #stillDown(reason: string, state: JobPause["state"]): void {

@@ -25,7 +25,7 @@ import { unreadableCount } from "../watch/observation.ts";
 import { BatchSender } from "./batch_sender.ts";
 import { FileTable } from "./file_table.ts";
 import { SpaceGuard } from "./space_guard.ts";
-import { DestinationPause } from "./destination_pause.ts";
+import { DestinationPause, downKind } from "./destination_pause.ts";
 import { Intake } from "./intake.ts";
 import { JobExtras } from "./job_extras.ts";
 import type { FinishingHooks } from "./hooks.ts";
@@ -205,12 +205,12 @@ export class JobRunner {
       onFailed: (rel, error, final) => {
         const tried = !(error instanceof RefusedUnsent); // Refused for room: not an attempt.
         status.failed(rel, error.kind, error.message, final, failureScope(error), tried);
-        if (failureScope(error) !== "file") this.#pause.stillDown(error.message); // If paused: why now
+        if (failureScope(error) !== "file") this.#pause.stillDown(error.message, downKind(error)); // If paused: why now
       },
       pauseWhenUnavailable: !options.once,
       slowRetries: !options.once,
       onHold: (error, bytes) => {
-        this.#pause.pause(error.message, isDestinationFull(error), bytes);
+        this.#pause.pause(error.message, isDestinationFull(error), bytes, downKind(error));
         status.state(this.#pause.full);
         // A file that waited meanwhile, smaller than every one refused, may fit: tried at once.
         if (this.#pause.offer(() => this.#table.smallestSendable)) this.#pumpSoon();

@@ -473,11 +473,11 @@ Deno.test("destination gone (daemon, local): the job pauses without using up ret
     await Deno.remove(dest, { recursive: true });
     const second = randomBytes(30_000);
     await Deno.writeFile(join(watch, "second.fits"), second);
-    await daemon.waitForOutput(/The destination .* cannot be reached: .* is gone/, 60_000);
+    await daemon.waitForOutput(/The destination .* takes no file: .* is gone/, 60_000);
     // Longer than the retries would take: nothing failed for good, no hook ran.
     await new Promise((r) => setTimeout(r, 3_000));
     const log = daemon.stderr();
-    assert.equal(log.match(/ cannot be reached: /g)?.length, 1, log);
+    assert.equal(log.match(/ takes no file: /g)?.length, 1, log);
     assert.doesNotMatch(log, /gave up|failing after/i);
     assert.ok(!existsSync(hookLog), "on_failure ran for an outage");
     await Deno.mkdir(dest);

@@ -16,7 +16,7 @@ import {
 import { freePort } from "../../helpers/net.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
 import { startSshDaemon } from "../../helpers/sshd.ts";
-import { startStatusDaemon } from "../../helpers/status.ts";
+import { getJson, startStatusDaemon } from "../../helpers/status.ts";
 import { withTmpfs } from "../../helpers/tmpfs.ts";
 
 Deno.test("status: a job paused for a destination that cannot be reached is one line, whatever the file's name", async () => {
@@ -138,7 +138,7 @@ Deno.test("status: after a reload, a paused job's line keeps since when it pause
       // The clock moves on to a later second before the reload.
       const paused = Date.now();
       await waitFor(() => Date.now() - paused > 1100, LEAST_CEILING_MS, "a later second");
-      const began = () => daemon.stderr().split("cannot be reached").length - 1;
+      const began = () => daemon.stderr().split("takes no file").length - 1;
       const pausesBefore = began();
       await Deno.writeTextFile(config, "retry_attempts: 4\n", { append: true });
       daemon.process.kill("SIGHUP");
@@ -146,7 +146,7 @@ Deno.test("status: after a reload, a paused job's line keeps since when it pause
       await waitFor(() => began() > pausesBefore, LEAST_CEILING_MS, "the next runner's pause");
       // Its pause named one file as it began; its refusals name both files in turn.
       const named = new Set(
-        [...daemon.stderr().split("cannot be reached").at(-1)!.matchAll(/\/(\w)\.fits/g)]
+        [...daemon.stderr().split("takes no file").at(-1)!.matchAll(/\/(\w)\.fits/g)]
           .slice(0, 1).map((m) => m[1]),
       );
       await waitFor(
@@ -197,4 +197,40 @@ Deno.test("status: with the status page off, a job outside a transfer window say
   // With no daemon running nothing is paused: the next start decides.
   const out = await runCli(["status", "-c", box.config], { env: box.env });
   assert.doesNotMatch(out.stdout, /outside a transfer window/, out.stdout);
+});
+
+Deno.test("status: a job paused for a destination that takes no file (read-only) is failing on the live line, its pause line, the page's API and /metrics alike", async () => {
+  const readOnly = await Deno.makeTempDir({ prefix: "itx-ro-" });
+  try {
+    await withTmpfs(readOnly, "1m", async () => {
+      await using running = await startStatusDaemon({
+        remote_base_path: join(readOnly, "sub"),
+        retry_delay_seconds: 1,
+      });
+      const { config, daemon, root, base } = running;
+      await Deno.writeFile(join(running.watch, "a.fits"), randomBytes(3000));
+      let stdout = "";
+      await waitFor(
+        async () => {
+          const out = await runCli(["status", "-c", config], { env: { HOME: join(root, "home") } });
+          assert.equal(out.code, 0, out.stderr);
+          stdout = out.stdout;
+          return /; paused: /.test(stdout) && /^ {2}Job default: \w+ since/m.test(stdout);
+        },
+        LEAST_CEILING_MS,
+        "status to say the job is paused",
+      );
+      assert.match(stdout, /^ {2}Job default: failing since .*read-only/m);
+      assert.match(stdout, /^Job default: .*; paused: destination failing since .*read-only/m);
+      const api = await getJson<{ jobs: Array<{ state: string }> }>(base, "/api/status");
+      assert.equal(api.jobs[0].state, "failing");
+      const metrics = await (await fetch(`${base}/metrics`)).text();
+      assert.match(metrics, /image_transfer_job_state\{[^}]*state="failing"\} 1/);
+      // The log says it as the job's state does: no file is taken, not a host out of reach.
+      assert.match(daemon.stderr(), /The destination .* takes no file: .*read-only/i);
+      assert.doesNotMatch(daemon.stderr(), /cannot be reached/);
+    }, { readOnly: true });
+  } finally {
+    await Deno.remove(readOnly, { recursive: true });
+  }
 });
