@@ -93,10 +93,15 @@ export class Metrics {
         out.push(sample(name, { job: job.job, method: job.method }, value(job)));
       }
     };
-    const entries = [...this.#jobs.entries()].map(([key, c]) => {
-      const [job, method] = key.split("\0");
-      return { labels: { job, method }, c };
-    });
+    // Only the running jobs' series: a job removed or renamed by a reload leaves none behind
+    // (its counts are kept, and shown again should it come back).
+    const running = new Set(jobs.map((job) => `${job.job}\0${job.method}`));
+    const entries = [...this.#jobs.entries()].filter(([key]) => running.has(key)).map(
+      ([key, c]) => {
+        const [job, method] = key.split("\0");
+        return { labels: { job, method }, c };
+      },
+    );
 
     // Virtual memory is not shown: Deno lets only a program with every permission read
     // /proc/self, and the daemon runs with fewer.

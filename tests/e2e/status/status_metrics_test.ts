@@ -190,6 +190,36 @@ Deno.test("metrics: counters, cumulative duration buckets, failures by class, qu
   );
 });
 
+Deno.test("metrics: a job removed or renamed by a reload leaves no series behind; its counts come back with it", () => {
+  const metrics = new Metrics();
+  metrics.record({
+    type: "sent",
+    job: "cam1",
+    method: "rsync",
+    relPath: "a.fits",
+    destination: "20240315/a.fits",
+    bytes: 100,
+    durationMs: 30,
+    at: 0,
+  });
+  const build = { version: "0.1.0", commit: "abc", deno: "2.9.6" };
+  const render = (...jobs: string[]) =>
+    metrics.render(jobs.map((job) => snapshot(job)), build, 0, 0);
+  assert.match(
+    render("cam1"),
+    /^image_transfer_files_transferred_total\{job="cam1",method="rsync"\} 1$/m,
+  );
+  // cam1 renamed cam1b by a reload.
+  const after = render("cam1b");
+  assert.doesNotMatch(after, /job="cam1"/);
+  assert.match(after, /^image_transfer_files_transferred_total\{job="cam1b",method="rsync"\} 0$/m);
+  // Back under its name: its counter goes on from where it was, never down.
+  assert.match(
+    render("cam1"),
+    /^image_transfer_files_transferred_total\{job="cam1",method="rsync"\} 1$/m,
+  );
+});
+
 Deno.test("metrics: the process figures under their conventional names, real values", () => {
   const text = new Metrics().render([], { version: "0.1.0", commit: "x", deno: "2" }, 0);
   const value = (name: string) => {
