@@ -43,7 +43,8 @@ import {
 import { logger } from "../../log/logging.ts";
 import { hashSource } from "../source.ts";
 import { type SshDelivery, sshDelivery, type SshMethod } from "./method.ts";
-import { finishBatch, flushWhileUploading, planFinish, settleFinish } from "./finish.ts";
+import { finishBatch, planFinish, settleFinish } from "./finish.ts";
+import { flushWhileUploading } from "./remote_sync.ts";
 import { oneCallFailures, oneCallScript, readPayload } from "./one_call.ts";
 import { remoteJoin } from "./endpoint.ts";
 import { uploadFolderName, uploadFolderPrefix } from "../temp_name.ts";
@@ -280,6 +281,7 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
       timeoutMs: method.timeoutMs,
       describeTarget: (destination: string) => method.describeTarget(destination),
       keepInterrupted: this.#keepSeconds > 0,
+      unflushed: method.unflushed,
     };
   }
 

@@ -2,15 +2,15 @@
  * The last step of an SSH batch, with one call of `remote/finish.sh`: verify
  * each uploaded copy, rename the good ones into place, remove the others and
  * the batch's upload folders; then turn what it reported into each file's
- * outcome. With `remote_sync`, also the flushes of the destination while a
- * large batch uploads.
+ * outcome (with `remote_sync`, an arrival once the flush after the renames
+ * confirmed it).
  *
  * @module
  */
 import { posix } from "node:path";
 import type { JobConfig } from "../../config/types.ts";
 import { isDestinationFull, TransferError } from "../../errors.ts";
-import { classifyFailure, classifyText, type FailureContext, RemoteFailure } from "../classify.ts";
+import { classifyFailure, classifyText, type FailureContext } from "../classify.ts";
 import { copyMismatch } from "../deliver.ts";
 import {
   buildScript,
@@ -21,7 +21,8 @@ import {
 } from "./remote_script.ts";
 import { hashSource } from "../source.ts";
 import { occupiedError } from "../keep_others.ts";
-import type { SshDelivery, SshMethod } from "./method.ts";
+import { notWrittenOut } from "./remote_sync.ts";
+import type { SshDelivery } from "./method.ts";
 import type { SshSession } from "./connection.ts";
 
 /** What the finishing step needs of its transport. */
@@ -37,6 +38,11 @@ export interface FinishContext {
    * attempt) and the upload folders that hold them.
    */
   keepInterrupted?: boolean;
+  /**
+   * With `remote_sync`: the final paths of copies renamed into place whose flush after the
+   * renames failed (not counted as arrived): the next copy of the file replaces its own there.
+   */
+  unflushed?: Set<string>;
 }
 
 /** One copy to check and rename. */
@@ -151,7 +157,7 @@ export function finishLines(plan: FinishPlan): string[] {
     lines.push(call("report_renamed", entry.index, entry.tempPath, entry.finalPath));
   }
   // Then the renames themselves, before the results count.
-  if (sync) lines.push(call("flush_folders", ...finalFolders));
+  if (sync) lines.push(call("flush_renames", ...finalFolders));
   for (const copy of plan.keptCopies) lines.push(call("report_kept", copy.index, copy.tempPath));
   if (plan.keptFolders.length > 0) lines.push(call("remove_if_empty", ...plan.keptFolders));
   if (plan.uploadFolders.length > 0) {
@@ -169,7 +175,14 @@ export interface KeptCopies {
 }
 
 /** Result words that say nothing of one copy's outcome. */
-const NOT_OUTCOMES = new Set(["space-left", "kept", "folder-left", "flush-failed"]);
+const NOT_OUTCOMES = new Set([
+  "space-left",
+  "kept",
+  "folder-left",
+  "flush-failed",
+  "renames-flushed",
+  "renames-not-flushed",
+]);
 
 /**
  * Verify and rename the good copies of `deliveries` (those that took part in
@@ -266,8 +279,20 @@ export function settleFinish(
   const byIndex = resultsByIndex(results.filter((result) => !NOT_OUTCOMES.has(result.word)));
   // What sync said where the copies could not be written out (none was renamed then).
   const flush = results.find((result) => result.word === "flush-failed")?.detail ?? "";
+  // With remote_sync a copy counts once the flush after the renames said they are on disk.
+  const unconfirmed = !ctx.job.remote_sync || results.some((r) => r.word === "renames-flushed")
+    ? null
+    : results.find((r) => r.word === "renames-not-flushed")?.detail ||
+      "no word of the flush after the renames";
   for (const delivery of deliveries) {
-    delivery.error ??= resultError(ctx, delivery, byIndex.get(delivery.index), flush);
+    const result = byIndex.get(delivery.index);
+    delivery.error ??= resultError(ctx, delivery, result, flush);
+    if (delivery.error === null && unconfirmed === null) ctx.unflushed?.delete(delivery.finalPath);
+    else if (delivery.error === null && unconfirmed !== null) {
+      if (result?.word === "renamed") ctx.unflushed?.add(delivery.finalPath);
+      delivery.occupied = undefined;
+      delivery.error = notWrittenOut(ctx, delivery, unconfirmed, "renamed");
+    }
     const fromUpload = delivery.uploadFailed ||
       (delivery.error !== null && delivery.error === delivery.callFailure);
     const left = space.get(spaceFolders.indexOf(posix.dirname(delivery.finalPath)))?.detail;
@@ -318,7 +343,10 @@ async function entryFor(ctx: FinishContext, delivery: SshDelivery): Promise<Fini
     expectedSize: verify !== "none" || delivery.callFailure !== null ? delivery.item.size : null,
     expectedSha256: sha256,
     dropWrite: ((delivery.source?.permissions ?? 0) & 0o022) !== 0,
-    keepOther: delivery.item.noReplace ? delivery.item.size : null,
+    // A copy of its own there, not confirmed on disk, is replaced (see FinishContext.unflushed).
+    keepOther: delivery.item.noReplace && !ctx.unflushed?.has(delivery.finalPath)
+      ? delivery.item.size
+      : null,
   };
 }
 
@@ -378,65 +406,9 @@ function resultError(
       const { kind, reason } = classifyText(result.detail, ctx.context);
       return fail(`cannot rename the copy into place: ${reason} (${result.detail})`, kind);
     }
-    case "not-flushed": {
-      const action = `send ${delivery.item.source} to ${target}: its copy was not written out`;
-      return classifyFailure(new RemoteFailure(flush), action, ctx.context);
-    }
+    case "not-flushed":
+      return notWrittenOut(ctx, delivery, flush, "before");
     default:
       return fail(`unexpected result from the remote host: ${result!.word}`);
   }
-}
-
-/**
- * With `remote_sync`, a batch of at least this many bytes has the destination
- * file systems flushed while it uploads (`SshBatch.put` in `ssh/batch.ts`).
- */
-const FLUSH_WHILE_UPLOADING_BYTES = 64 * 1024 * 1024;
-
-/** How often those flushes start, at most. */
-const FLUSH_INTERVAL_MS = 1000;
-
-/**
- * With `remote_sync` and a batch of {@linkcode FLUSH_WHILE_UPLOADING_BYTES}
- * or more: flush the destination file systems every
- * {@linkcode FLUSH_INTERVAL_MS} while the upload runs (one small ssh call
- * each, only when a shared session is free), so the flush before the
- * renames finds little left to write. Returns the function that stops it.
- */
-export function flushWhileUploading(
-  method: Pick<SshMethod, "job" | "session" | "timeoutMs">,
-  deliveries: SshDelivery[],
-  signal: AbortSignal,
-): () => Promise<void> {
-  const bytes = deliveries.reduce((sum, delivery) => sum + delivery.item.size, 0);
-  if (!method.job.remote_sync || bytes < FLUSH_WHILE_UPLOADING_BYTES) {
-    return () => Promise.resolve();
-  }
-  const folders = [...new Set(deliveries.map((delivery) => posix.dirname(delivery.finalPath)))];
-  const stop = new AbortController();
-  const onAbort = () => stop.abort();
-  signal.addEventListener("abort", onAbort, { once: true });
-  const flushing = (async () => {
-    while (!stop.signal.aborted) {
-      await new Promise((resolve) => {
-        const timer = setTimeout(resolve, FLUSH_INTERVAL_MS);
-        stop.signal.addEventListener("abort", () => {
-          clearTimeout(timer);
-          resolve(undefined);
-        }, { once: true });
-      });
-      if (stop.signal.aborted) break;
-      const script = buildScript(null, [call("flush_folders", ...folders)]);
-      await method.session.runScript(script.text, {
-        timeoutMs: method.timeoutMs,
-        signal: stop.signal,
-        onlyIfFree: true,
-      }).catch(() => {}); // Optional: the flush before the renames does it anyway.
-    }
-  })();
-  return async () => {
-    signal.removeEventListener("abort", onAbort);
-    stop.abort();
-    await flushing;
-  };
 }

@@ -65,6 +65,11 @@ export interface SshMethod {
    * since no later batch may come into their folder to sweep them.
    */
   readonly uploadsLeft: Set<string>;
+  /**
+   * With `remote_sync`: final paths of copies renamed into place whose flush after the renames
+   * failed; see `FinishContext.unflushed` in `finish.ts`.
+   */
+  readonly unflushed: Set<string>;
   /** The upload calls of a batch: each group goes into one upload folder. */
   uploadCalls(deliveries: SshDelivery[]): SshDelivery[][];
   /**

@@ -60,6 +60,7 @@ export abstract class SshTransport implements Transport, SshMethod {
   oneCallFiles = Infinity;
   readonly remoteBase: RemoteBase;
   readonly uploadsLeft = new Set<string>();
+  readonly unflushed = new Set<string>();
   /** Files whose kept copies are to be removed (see {@linkcode dropKeptCopies}), and when. */
   #toDrop = new Set<string>();
   #dropTimer: ReturnType<typeof setTimeout> | undefined;

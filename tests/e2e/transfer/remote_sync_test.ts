@@ -1,15 +1,20 @@
 /**
  * `remote_sync` against a real OpenSSH server whose `sync` records each call:
  * a large batch has its destination flushed while it uploads, every batch
- * before and after its renames, and nothing is flushed without `remote_sync`.
+ * before and after its renames, and nothing is flushed without `remote_sync`;
+ * a flush that fails while the batch uploads fails it.
  */
 import assert from "node:assert/strict";
-import { listFiles, randomBytes } from "../../helpers/files.ts";
+import { createHash } from "node:crypto";
+import { join } from "node:path";
+import { exists, listFiles, randomBytes, sha256OfFile } from "../../helpers/files.ts";
 import { startSshd } from "../../helpers/sshd.ts";
 import { recordingTools } from "../../helpers/recording_tools.ts";
 import { makeItem, withTransport } from "../../helpers/transports.ts";
 
 const never = new AbortController().signal;
+
+const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
 
 Deno.test("remote_sync flushes a large batch while it uploads, and every batch around its renames", async (t) => {
   const tools = await recordingTools(["sync"]);
@@ -59,5 +64,44 @@ Deno.test("remote_sync flushes a large batch while it uploads, and every batch a
   } finally {
     await sshd.stop();
     await tools.remove();
+  }
+});
+
+Deno.test("remote_sync: a flush that fails while a large batch uploads fails the batch, nothing renamed; the next attempt arrives", async () => {
+  // The server's sync fails once, with GNU sync's words for a write-back error: the first flush
+  // comes a second into the upload. The file system tells such an error once, so the flushes
+  // before and after the renames succeed over data that may be lost.
+  const tools = await Deno.makeTempDir({ prefix: "itx-sync-once-" });
+  await Deno.chmod(tools, 0o777);
+  await Deno.writeTextFile(
+    join(tools, "sync"),
+    `#!/bin/sh\nif mkdir '${tools}/failed' 2>/dev/null; then\n` +
+      `  echo "sync: error syncing '$3': Input/output error" >&2\n  exit 1\nfi\n` +
+      'exec /usr/bin/sync "$@"\n',
+  );
+  await Deno.chmod(join(tools, "sync"), 0o755);
+  const sshd = await startSshd({ sessionEnv: { PATH: `${tools}:/usr/bin:/bin` } });
+  try {
+    await withTransport("rsync", sshd, {
+      remote_sync: true,
+      rsync_options: ["--bwlimit=16m"],
+    }, async (ctx) => {
+      const bytes = randomBytes(64 << 20);
+      const item = await makeItem(ctx.src, "20240604/big.fits", bytes);
+      const [failed] = await ctx.transport.send([item], never);
+      assert.match(
+        failed.error?.message ?? "arrived",
+        /^Cannot send \S*big\.fits to \S*20240604\/big\.fits: its copy was not written out: sync: error syncing '\S*20240604': Input\/output error$/,
+      );
+      assert.equal(failed.error?.kind, "retry");
+      assert.ok(await exists(join(tools, "failed")), "the flush while uploading failed");
+      assert.deepEqual(await listFiles(ctx.dst), [], "nothing renamed, nothing left");
+      assert.equal((await ctx.transport.send([item], never))[0].error, null);
+      assert.deepEqual(await listFiles(ctx.dst), ["20240604/big.fits"]);
+      assert.equal(await sha256OfFile(join(ctx.dst, "20240604/big.fits")), sha256(bytes));
+    });
+  } finally {
+    await sshd.stop();
+    await Deno.remove(tools, { recursive: true });
   }
 });

@@ -952,20 +952,9 @@ Deno.test("finish renames no copy its file system could not write out, and the j
     );
     assert.deepEqual(await listFiles(night), [], "nothing renamed, the upload folder removed");
     // What the transport makes of it: a full destination, which pauses the job.
-    const deliveries = entries.map((entry) => ({
-      ...sshDelivery({
-        index: entry.index,
-        item: { source: `/src/${entry.index}.fits`, destination: `night/${entry.index}.fits` },
-        finalPath: entry.finalPath,
-        tempPath: entry.tempPath,
-        error: null,
-        source: null,
-        sha256: null,
-        done: false,
-        checkedAfterRead: false,
-      } as unknown as Delivery),
-    }));
+    const deliveries = deliveriesOf(entries);
     const ctx = {
+      job: { remote_sync: true },
       context: { host: "freya", destination: "obs@freya", port: null },
       describeTarget: (destination: string) => `obs@freya:/data/${destination}`,
     } as unknown as FinishContext;
@@ -979,6 +968,123 @@ Deno.test("finish renames no copy its file system could not write out, and the j
         delivery.error.message,
         /its copy was not written out: the destination on freya is full/,
       );
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** The deliveries of `entries` as the transport keeps them, for {@linkcode settleFinish}. */
+function deliveriesOf(entries: FinishEntry[]) {
+  return entries.map((entry) => ({
+    ...sshDelivery({
+      index: entry.index,
+      item: { source: `/src/${entry.index}.fits`, destination: `night/${entry.index}.fits` },
+      finalPath: entry.finalPath,
+      tempPath: entry.tempPath,
+      error: null,
+      source: null,
+      sha256: null,
+      done: false,
+      checkedAfterRead: false,
+    } as unknown as Delivery),
+  }));
+}
+
+Deno.test("finish with remote_sync where the flush after the renames fails: the copies stay in place, and none counts as arrived", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "itx-sync-after-" });
+  try {
+    // GNU sync's words for a write-back error, once the folder holds a file under a final name
+    // (the upload folder is hidden): the flush before the renames succeeds, the one after fails.
+    const shim = join(dir, "shim");
+    await Deno.mkdir(shim);
+    await Deno.writeTextFile(
+      join(shim, "sync"),
+      '#!/bin/sh\n[ -z "$(ls -- "$3")" ] && exit 0\n' +
+        `echo "sync: error syncing '$3': Input/output error" >&2\nexit 1\n`,
+    );
+    await Deno.chmod(join(shim, "sync"), 0o755);
+    const night = join(dir, "night");
+    const entries = [
+      await uploadedCopy(0, night, "a.fits", "data a"),
+      await uploadedCopy(1, night, "b.fits", "data b"),
+    ];
+    const plan = finishPlan(entries, { sync: true, uploadFolders: [join(night, ".up")] });
+    const { results, byIndex } = await run(
+      ["env", `PATH=${shim}:/usr/bin:/bin`, "/bin/dash", "-s"],
+      buildScript("finish", finishLines(plan)),
+      dir,
+    );
+    assert.deepEqual([...byIndex].sort(), [[0, "renamed"], [1, "renamed"]]);
+    assert.match(
+      results.find((result) => result.word === "renames-not-flushed")?.detail ?? "",
+      /^sync: error syncing '.*night': Input\/output error$/,
+    );
+    assert.ok(!results.some((result) => result.word === "renames-flushed"));
+    // Nothing is taken back: the copies are in place, the upload folder is gone.
+    assert.deepEqual(await listFiles(night), ["a.fits", "b.fits"]);
+    assert.equal(await Deno.readTextFile(join(night, "a.fits")), "data a");
+    // What the transport makes of it: no arrival, sync's words, and the copies its own there.
+    const deliveries = deliveriesOf(entries);
+    const unflushed = new Set<string>();
+    const ctx = {
+      job: { remote_sync: true },
+      context: { host: "freya", destination: "obs@freya", port: null },
+      describeTarget: (destination: string) => `obs@freya:/data/${destination}`,
+      unflushed,
+    } as unknown as FinishContext;
+    settleFinish(ctx, deliveries, results, []);
+    for (const delivery of deliveries) {
+      assert.equal(delivery.error?.kind, "retry", delivery.error?.message);
+      assert.match(
+        delivery.error?.message ?? "",
+        /^Cannot send \/src\/\d\.fits to obs@freya:\/data\/night\/\d\.fits: its copy is in place, but the server did not confirm it on disk after the rename \(remote_sync\): not counted as arrived, it is sent again: sync: error syncing '.*night': Input\/output error$/,
+      );
+    }
+    assert.deepEqual([...unflushed].sort(), entries.map((entry) => entry.finalPath));
+    // Without a word of that flush (the script ended before it), no copy counts either.
+    const cut = results.filter((result) => !result.word.startsWith("renames-"));
+    const again = deliveriesOf(entries);
+    settleFinish(ctx, again, cut, []);
+    assert.ok(again.every((delivery) => delivery.error !== null));
+    // Once a flush confirms them, they count, and are no longer taken for unconfirmed.
+    const confirmed = deliveriesOf(entries);
+    settleFinish(ctx, confirmed, [...cut, { word: "renames-flushed", detail: "" }], []);
+    assert.ok(confirmed.every((delivery) => delivery.error === null));
+    assert.equal(unflushed.size, 0);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("finish with remote_sync on a host without sync renames nothing and says so", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "itx-sync-none-" });
+  try {
+    // The scripts' tools, but no sync.
+    const bin = join(dir, "bin");
+    await Deno.mkdir(bin);
+    for (const tool of [...TOOLS, "sha256sum"]) {
+      if (tool === "sync") continue;
+      const target = await Deno.realPath(`/usr/bin/${tool}`).catch(() => `/bin/${tool}`);
+      await Deno.symlink(target, join(bin, tool));
+    }
+    for (const shell of [["/bin/dash", "-s"], ["/bin/bash", "--posix", "-s"]]) {
+      const night = join(dir, "night");
+      const entries = [await uploadedCopy(0, night, "a.fits", "data a")];
+      const plan = finishPlan(entries, { sync: true, uploadFolders: [join(night, ".up")] });
+      const { results, byIndex } = await run(
+        ["env", `PATH=${bin}`, ...shell],
+        buildScript("finish", finishLines(plan)),
+        dir,
+      );
+      assert.deepEqual([...byIndex], [[0, "not-flushed"]], shell[0]);
+      assert.match(
+        results.find((result) => result.word === "flush-failed")?.detail ?? "",
+        /^sync: not found on the PATH of this login: install it there \(coreutils\), or set remote_sync: false$/,
+        shell[0],
+      );
+      assert.deepEqual(await listFiles(night), [], `${shell[0]}: nothing renamed`);
+      await Deno.remove(night, { recursive: true });
     }
   } finally {
     await Deno.remove(dir, { recursive: true });

@@ -18,7 +18,7 @@
 #                                         any rename
 #   rename_checked_copies GROUP FOLDER    per upload folder
 #   report_renamed INDEX COPY FINAL       per checked copy
-#   flush_folders FOLDER...               with remote_sync: then the renames
+#   flush_renames FOLDER...               with remote_sync: then the renames
 #   report_kept INDEX COPY                per copy of a failed upload kept to be continued
 #   remove_if_empty UPLOAD_FOLDER...      the upload folders of those copies
 #   remove_upload_folders FOLDER...
@@ -38,7 +38,8 @@
 # MESSAGE`: see start_flush), `kept INDEX` (the copy of a failed
 # upload holds something to continue); per folder asked about: `space-left
 # INDEX KIB FILES` (see space_left), `folder-left INDEX` (an upload folder of
-# kept copies not empty).
+# kept copies not empty); once: `renames-flushed`, or `renames-not-flushed
+# MESSAGE` (see flush_renames).
 
 # start_finish hash|hash-small|no-hash [UPLOAD_FOLDER]: pick the tools and the place of
 # the work files: in UPLOAD_FOLDER (one this script removes at the end), named
@@ -274,11 +275,7 @@ drop_group_and_other_write() {
 # Where the data could not be written out, result `flush-failed MESSAGE`.
 start_flush() {
   flush_failed=''
-  (
-    said=$(flush_folders "$@") && exit 0
-    report flush-failed "$(one_line "$said")"
-    exit 1
-  ) &
+  report_flush "$@" &
   flushing=$!
 }
 
@@ -322,6 +319,20 @@ report_renamed() {
     fi
   fi
   report renamed "$1"
+}
+
+# flush_renames FOLDER...: flush the file systems that hold them once the
+# copies are renamed there, and say so: `renames-flushed`, or
+# `renames-not-flushed MESSAGE` (what sync said) where the server could not
+# confirm the renames (and the data they name) are on its disk. The renamed
+# copies stay where they are: the daemon does not count them as arrived, and
+# its next attempt puts the same bytes there again and flushes.
+flush_renames() {
+  if said=$(flush_folders "$@"); then
+    report renames-flushed
+  else
+    report renames-not-flushed "$(one_line "$said")"
+  fi
 }
 
 # report_kept INDEX COPY: the copy of an upload that failed, kept to be

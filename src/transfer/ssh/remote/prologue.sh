@@ -59,15 +59,33 @@ space_left() {
 # flush_folders FOLDER...: flush the file systems that hold them (GNU sync -f;
 # else every file system). Where their data could not be written out (GNU sync
 # says "error syncing": a full disk found only now, on NFS or a thin volume, or
-# an I/O error), print what sync said and fail.
+# an I/O error), or no flush ran at all (no sync here, or one that fails),
+# print what sync said and fail: with remote_sync, nothing counts as on disk
+# that the server did not confirm there.
 flush_folders() {
-  error=$(sync -f -- "$@" 2>&1) && return 0
-  case $error in
+  said=$(sync -f -- "$@" 2>&1) && return 0
+  case $said in
     *"error syncing"*)
-      printf '%s\n' "$error"
+      printf '%s\n' "$said"
       return 1
       ;;
   esac
-  sync 2>/dev/null
-  return 0
+  # No `sync -f` here (not GNU sync, or no syncfs), or a folder it cannot open:
+  # every file system.
+  if ! command -v sync >/dev/null 2>&1; then
+    echo 'sync: not found on the PATH of this login: install it there (coreutils), or set remote_sync: false'
+    return 1
+  fi
+  said=$(sync 2>&1) && return 0
+  status=$?
+  printf '%s\n' "${said:-sync: failed (exit status $status)}"
+  return 1
+}
+
+# report_flush FOLDER...: flush_folders; where that fails, the result
+# `flush-failed MESSAGE` (what sync said), and status 1.
+report_flush() {
+  said=$(flush_folders "$@") && return 0
+  report flush-failed "$(one_line "$said")"
+  return 1
 }

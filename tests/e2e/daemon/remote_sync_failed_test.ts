@@ -1,0 +1,97 @@
+/**
+ * `remote_sync` through the real CLI over a real OpenSSH server whose `sync` fails after the
+ * renames (GNU sync's words for a write-back error) while a flag file is there: the file is in
+ * place at the destination, but the daemon does not record it as arrived (no success line, no
+ * hook) and says why; once sync works, its next attempt puts the same bytes there (replacing its
+ * own copy, not beside it), flushes, and records it as sent, with its hook.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { startCli } from "../../helpers/cli.ts";
+import { countingHook } from "../../helpers/sandbox.ts";
+import { exists, listFiles, randomBytes, sha256OfFile, waitFor } from "../../helpers/files.ts";
+import { sshSandbox, startSshd } from "../../helpers/sshd.ts";
+
+const NIGHT = new Date("2024-07-01T20:00:00Z"); // -> 20240701
+
+async function hash(bytes: Uint8Array): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>);
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * A folder holding a `sync` for the server's sessions: while `failing` exists, a flush of a
+ * folder that holds a file under a final name (the upload folders are hidden), that is after a
+ * rename, fails.
+ */
+async function syncFailingAfterRenames(): Promise<{ dir: string; failing: string }> {
+  const dir = await Deno.makeTempDir({ prefix: "itx-sync-after-" });
+  await Deno.chmod(dir, 0o755);
+  const failing = join(dir, "failing");
+  await Deno.writeTextFile(
+    join(dir, "sync"),
+    `#!/bin/sh\nif [ -e '${failing}' ] && [ "$1" = -f ]; then\n  shift 2\n  for folder do\n` +
+      `    if [ -n "$(ls -- "$folder")" ]; then\n` +
+      `      echo "sync: error syncing '$folder': Input/output error" >&2\n      exit 1\n` +
+      `    fi\n  done\nfi\nexec /usr/bin/sync "$@"\n`,
+  );
+  await Deno.chmod(join(dir, "sync"), 0o755);
+  await Deno.writeTextFile(failing, "");
+  return { dir, failing };
+}
+
+for (
+  const [how, size] of [["in one call", 20_000], [
+    "by scp and the finishing call",
+    9 << 20,
+  ]] as const
+) {
+  Deno.test(`daemon (scp, ${how}): a flush that fails after the rename is no arrival; the next attempt, once sync works, is`, async () => {
+    const sync = await syncFailingAfterRenames();
+    const hooks = await Deno.makeTempDir({ prefix: "itx-hook-" });
+    const { hook, runs } = await countingHook(hooks);
+    const sshd = await startSshd({ sessionEnv: { PATH: `${sync.dir}:/usr/bin:/bin` } });
+    try {
+      const { watch, remote, config, env } = await sshSandbox(sshd, "scp", {
+        remote_sync: true,
+        stability_window_seconds: 0.2,
+        retry_delay_seconds: 0.5,
+        retry_attempts: 50,
+        on_transfer: [hook],
+      });
+      const bytes = randomBytes(size);
+      const daemon = startCli(["run", "-c", config], { env });
+      try {
+        await daemon.waitForOutput("Watching");
+        await Deno.writeFile(join(watch, "a.fits"), bytes);
+        await Deno.utime(join(watch, "a.fits"), NIGHT, NIGHT);
+        await daemon.waitForOutput(
+          /Cannot send \S*a\.fits to \S*20240701\/a\.fits: its copy is in place, but the server did not confirm it on disk after the rename \(remote_sync\): not counted as arrived, it is sent again: sync: error syncing '\S*20240701': Input\/output error/,
+        );
+        // In place, and not recorded: no success, no hook.
+        assert.equal(await sha256OfFile(join(remote, "20240701/a.fits")), await hash(bytes));
+        assert.doesNotMatch(daemon.stderr(), /Successfully transferred/);
+        assert.deepEqual(await runs(), []);
+        await Deno.remove(sync.failing);
+        await daemon.waitForOutput(/Successfully transferred \S*a\.fits/);
+        await waitFor(async () => (await runs()).length > 0, 30_000, "its hook");
+      } finally {
+        const status = await daemon.stop("SIGTERM");
+        assert.equal(status.code, 0, daemon.stderr());
+      }
+      assert.ok(!await exists(sync.failing));
+      assert.deepEqual(
+        await listFiles(remote),
+        ["20240701/a.fits"],
+        "no copy beside it, none left",
+      );
+      assert.equal(await sha256OfFile(join(remote, "20240701/a.fits")), await hash(bytes));
+      assert.deepEqual(await runs(), ["a.fits"], "sent once, its hook run once");
+      assert.doesNotMatch(daemon.stderr(), /put there by another|already/);
+    } finally {
+      await sshd.stop();
+      await Deno.remove(sync.dir, { recursive: true });
+      await Deno.remove(hooks, { recursive: true });
+    }
+  });
+}
