@@ -578,9 +578,11 @@ Deno.test("finish runs the hash tool once per folder, plus once per copy whose n
         }
       }
       await Deno.remove(join(dir, "calls")).catch(() => {});
+      // The work files (the hash tool's lists) go into the upload folders, removed at the end.
+      const uploadFolders = [1, 2].map((n) => join(dir, `night ${round}${n}`, ".up"));
       const { byIndex } = await run(
         shell,
-        buildScript("finish", finishLines(finishPlan(entries))),
+        buildScript("finish", finishLines(finishPlan(entries, { uploadFolders }))),
         dir,
       );
       assert.deepEqual([...byIndex.values()], entries.map(() => "renamed"));
@@ -1089,6 +1091,47 @@ Deno.test("finish with remote_sync on a host without sync renames nothing and sa
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("finish writes nothing outside the destination: a full temporary folder on the server changes nothing, even with no upload folder to hold its work files", async () => {
+  await inEachShell("itx-finish-tmp-", async (shell, dir, where) => {
+    // TMPDIR on a file system with no inode left: nothing can be made there.
+    await withTmpfs(join(dir, "tmp"), "1m", async (tmp) => {
+      // The batch's one upload folder holds an interrupted copy kept to be continued, so it is
+      // not removed: the work files have no place, and the copies are checked one by one.
+      const night = join(dir, "night");
+      const entries = [
+        await uploadedCopy(1, night, "a.fits", "data a"),
+        await uploadedCopy(2, night, "b.fits", "data b"),
+        await uploadedCopy(3, night, "c.fits", "data X", "data c"),
+      ];
+      await Deno.writeTextFile(join(night, ".up", "part.fits"), "half");
+      const plan = finishPlan(entries, {
+        keptCopies: [{ index: 0, tempPath: join(night, ".up", "part.fits") }],
+        // (Results by index: the kept copy's and its folder's share 0; the folder's is last.)
+        keptFolders: [join(night, ".up")],
+      });
+      const { results, byIndex } = await run(
+        ["env", `TMPDIR=${tmp}`, ...shell],
+        buildScript("finish", finishLines(plan)),
+        dir,
+      );
+      assert.deepEqual([...byIndex].sort(), [
+        [0, "folder-left"],
+        [1, "renamed"],
+        [2, "renamed"],
+        [3, "checksum-differs"],
+      ], where);
+      assert.ok(results.some((r) => r.word === "kept" && r.detail === "0"), where);
+      assert.deepEqual(
+        await listFiles(night),
+        [".up/part.fits", "a.fits", "b.fits"],
+        `${where}: only the kept copy is left in its upload folder`,
+      );
+      assert.equal(await Deno.readTextFile(join(night, "b.fits")), "data b", where);
+      assert.deepEqual([...Deno.readDirSync(tmp)], [], where);
+    }, { inodes: 1 });
+  });
 });
 
 Deno.test("finish completes its renames and removes the upload folder when nobody reads its results", async () => {

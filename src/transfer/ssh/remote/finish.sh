@@ -43,7 +43,10 @@
 
 # start_finish hash|hash-small|no-hash [UPLOAD_FOLDER]: pick the tools and the place of
 # the work files: in UPLOAD_FOLDER (one this script removes at the end), named
-# after the marker, so no final name meets them; else a private work folder.
+# after the marker, so no final name meets them; else none (the copies are
+# then hashed and renamed one by one, as on a disk out of inodes): nothing is
+# written outside the destination's folders, so a full or unwritable /tmp
+# on the server changes nothing.
 # OpenSSL, where there is one, is taken without a trial run (a run that gives
 # no hash asks hash_tool then: see hash_copy); for a few small copies
 # (hash-small) sha256sum, which starts in half the time and hashes a few
@@ -65,17 +68,10 @@ start_finish() {
   sizes_listed=''
   listed_line=''
   group=''
-  work_folder=''
+  work=''
   if [ -n "${2-}" ] && [ -d "$2" ] && ! [ -L "$2" ]; then
     work=$2/.${marker:?}.
-    return 0
   fi
-  work_folder=$(mktemp -d 2>/dev/null) || {
-    work_folder=${TMPDIR:-/tmp}/.image-transfer-finish-$$
-    mkdir -m 700 -- "$work_folder" || exit 1
-  }
-  work=$work_folder/
-  trap 'rm -rf -- "$work_folder"' EXIT
 }
 
 # report_space_left INDEX FOLDER
@@ -93,6 +89,7 @@ pick_size_command() {
 # first, without a trial run); when one is missing, each copy's size is asked
 # for on its own instead.
 read_sizes() {
+  [ -n "$work" ] || return 0
   if stat -c %s -- "$@" 2>/dev/null >"${work}sizes"; then
     size_command='stat -c %s'
   else
@@ -135,13 +132,14 @@ copy_size() {
 # `exec`), whose failed redirection would end the script.
 begin_folder() {
   group=$1
-  rename_list=${work}renames.$1
-  true 2>/dev/null >"$rename_list"
+  rename_list=''
+  [ -z "$work" ] || rename_list=${work}renames.$1
+  [ -z "$rename_list" ] || true 2>/dev/null >"$rename_list"
   listed_line=''
   exec 4</dev/null
   upload_folder=$2
   shift 2
-  if [ "$#" -gt 0 ] && [ -n "$checking_hashes" ]; then
+  if [ "$#" -gt 0 ] && [ -n "$checking_hashes" ] && [ -n "$work" ]; then
     # shellcheck disable=SC2086 # the command's words split on purpose
     (cd -- "$upload_folder" && exec $checking_hashes "$@") 2>/dev/null >"${work}hashes.$group"
     if [ -r "${work}hashes.$group" ]; then exec 4<"${work}hashes.$group"; fi
@@ -220,7 +218,7 @@ check_copy() {
     held_by_other "$1" "$2" "$3" "$6" "$7"
     return
   fi
-  printf '%s\0' "$2" 2>/dev/null >>"$rename_list"
+  [ -z "$rename_list" ] || printf '%s\0' "$2" 2>/dev/null >>"$rename_list"
   eval "checked_$1=yes"
   # The group's good copies: how many, and the last one (renamed without xargs when alone).
   eval "good_$group=\$((\${good_$group:-0} + 1))"
@@ -295,7 +293,7 @@ rename_checked_copies() {
     eval "mv -f -- \"\$last_good_$1\" \"\$2\"" 2>/dev/null
     return 0
   fi
-  [ -s "${work}renames.$1" ] || return 0
+  [ -n "$work" ] && [ -s "${work}renames.$1" ] || return 0
   # shellcheck disable=SC2016 # expanded by the inner sh
   xargs -0 sh -c 'exec mv -f -- "$@" "$0"' "$2" <"${work}renames.$1" 2>/dev/null
   return 0
@@ -359,9 +357,8 @@ remove_if_empty() {
   done
 }
 
-# remove_upload_folders FOLDER...: with whatever is left in them, and the work
-# folder with them (one `rm`, none left for the exit).
+# remove_upload_folders FOLDER...: with whatever is left in them (the work
+# files too).
 remove_upload_folders() {
-  rm -rf -- "$@" ${work_folder:+"$work_folder"}
-  [ -z "${work_folder-}" ] || trap - EXIT
+  rm -rf -- "$@"
 }
