@@ -15,7 +15,13 @@ import { daemonSchema } from "../config/schema.ts";
 import type { Config, JobConfig } from "../config/types.ts";
 import type { FileState } from "../ledger/file_rows.ts";
 import { ledgerTarget } from "../ledger/destination_spellings.ts";
-import { ledgerCounts, overdueFiles, problemFiles, recentDone } from "../status/ledger_reports.ts";
+import {
+  hooksOwed,
+  ledgerCounts,
+  overdueFiles,
+  problemFiles,
+  recentDone,
+} from "../status/ledger_reports.ts";
 import { Ledger } from "../ledger/ledger.ts";
 import { ledgerName } from "../ledger/job_names.ts";
 import { judgeStateDir, whatRunDoes } from "../ledger/ledger_check.ts";
@@ -190,6 +196,7 @@ async function showStatus(
   }
   try {
     const counts = ledgerCounts(ledger);
+    const owed = hooksOwed(ledger);
     // A job renamed since the last start: the rows that start gives it (its former name's).
     const rowsOf = (job: JobConfig) => ledgerName(ledger, job, config.jobs);
     // Its destination spelled as an older version recorded it: the rows that start takes over.
@@ -214,6 +221,7 @@ async function showStatus(
         found,
         rebuilt,
         counts,
+        hooksOwed: owed,
         recent,
         problems,
         overdue,
@@ -252,15 +260,20 @@ async function showStatus(
         : "";
     };
     for (const { name: job, rows, target } of jobs) {
+      const ofJob = (c: { job: string; target: string }) =>
+        c.job === rows && (target === null || c.target === target || c.target === "");
       const line = STATES.map((state) => {
-        const n = counts.filter((c) =>
-          c.job === rows && c.state === state &&
-          (target === null || c.target === target || c.target === "")
-        ).reduce((sum, c) => sum + c.count, 0);
+        const n = counts.filter((c) => ofJob(c) && c.state === state)
+          .reduce((sum, c) => sum + c.count, 0);
         // With no daemon running, a file `transferring` was cut off: the next start resumes it.
         return `${state === "transferring" && !daemon.running ? "interrupted" : state} ${n}`;
       }).join(", ");
-      console.log(`Job ${job}: ${line}${describePause(daemon, job) || windowPause(job)}`);
+      // Hooks owed: waiting for a free slot, or (no daemon running) run at the next start.
+      const hooks = owed.filter(ofJob).reduce((sum, c) => sum + c.count, 0);
+      const hooksLine = hooks > 0 ? `; on_transfer hooks owed ${hooks}` : "";
+      console.log(
+        `Job ${job}: ${line}${hooksLine}${describePause(daemon, job) || windowPause(job)}`,
+      );
       const notRun = daemon.running && daemon.jobs !== undefined && !daemon.jobs.includes(job);
       const watched = notRun ? null : watchLine(config, job, live, daemon.running, looks.get(job));
       if (watched) console.log(watched);

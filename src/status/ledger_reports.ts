@@ -282,6 +282,20 @@ export function ledgerCounts(
   }));
 }
 
+/** `on_transfer` hooks owed (an arrival recorded, its hook not started yet) per job and destination. */
+export function hooksOwed(ledger: Ledger): Array<{ job: string; target: string; count: number }> {
+  const rows = ledger.read(() =>
+    ledger.statement(
+      "SELECT job, target, count(*) AS n FROM hooks_due GROUP BY job, target ORDER BY job, target",
+    ).all() as LedgerRowRecord[]
+  );
+  return rows.map((r) => ({
+    job: r.job as string,
+    target: r.target as string,
+    count: Number(r.n),
+  }));
+}
+
 /**
  * The most recently arrived files, newest first. A done row's `updated_at` is
  * its arrival (`markDone` sets both), so the newest are read from the end of

@@ -339,6 +339,9 @@ printf '%s\\n' "$name" >> "$HOOK_OUT/ran"
       await Deno.writeTextFile(join(p.out, "released"), "");
       assert.deepEqual(await ran(), [""], "no hook ran to its end before the kill");
       const waiting = names.find((name) => name !== started())!;
+      // status counts the hook owed (the one cut off is owed no more).
+      const owed = await runCli(["status", "-c", p.config], { env: { HOME: p.home } });
+      assert.match(owed.stdout, /^Job default: .*; on_transfer hooks owed 1$/m, owed.stdout);
 
       const next = startCli(["run", "-c", p.config], { env: { HOME: p.home } });
       try {
@@ -362,6 +365,9 @@ printf '%s\\n' "$name" >> "$HOOK_OUT/ran"
       }
       assert.doesNotMatch(third.stderr(), /on_transfer hook\(s\)/);
       assert.deepEqual(await ran(), [waiting, ""]);
+      const none = await runCli(["status", "-c", p.config], { env: { HOME: p.home } });
+      assert.match(none.stdout, /^Job default: /m);
+      assert.doesNotMatch(none.stdout, /hooks owed/);
     } finally {
       await killed.stop();
       await Deno.remove(p.root, { recursive: true });
