@@ -80,8 +80,13 @@ export class SourceCleaner {
   #failures: number;
   /** Without `keep_days`: the steps that failed, tried again on the job's retry delays. */
   #retrying = new Map<string, CleanupStep>();
-  /** The sources whose last delete or move failed: each counted in `#failures` once. */
-  #failing: Set<string>;
+  /**
+   * The sources whose last delete or move failed, with its error: each counted in `#failures`
+   * once, and said at ERROR once while it fails as before.
+   */
+  #failing: Map<string, string>;
+  /** The sources of the task under way that failed again as before: said in one line at its end. */
+  #repeats: { source: string; error: string; again: string }[] = [];
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
   /** The delay of the round of retries pending (doubled each round that fails again), and its time. */
   #retryDelayMs = 0;
@@ -102,7 +107,7 @@ export class SourceCleaner {
     const { replaces = null, facts = null } = options;
     this.#once = options.once ?? false;
     this.#failures = replaces === null ? 0 : replaces.#failures;
-    this.#failing = new Set(replaces === null ? [] : replaces.#failing);
+    this.#failing = new Map(replaces === null ? [] : replaces.#failing);
     this.#archivedOn = job.after_transfer === "move"
       ? new FolderFileSystem(resolve(job.archive_path), facts, "archived")
       : null;
@@ -185,7 +190,24 @@ export class SourceCleaner {
       this.#log.error("Source clean-up failed: {error}", {
         error: error instanceof Error ? error.message : String(error),
       });
-    });
+    }).finally(() => this.#sayRepeats());
+  }
+
+  /**
+   * One line for the sources of the task just done that failed again as they failed before (a
+   * watch share mounted read-only): not a line each at every round of retries.
+   */
+  #sayRepeats(): void {
+    const repeats = this.#repeats;
+    if (repeats.length === 0) return;
+    this.#repeats = [];
+    const [first, last] = [repeats[0], repeats[repeats.length - 1]];
+    const what = this.#job.after_transfer === "move" ? "moved into the archive" : "deleted";
+    this.#log.error(
+      `{count} source(s) still cannot be ${what} after their transfer ({source}: {error}); ` +
+        `they stay in the watch folder and are tried again ${last.again}`,
+      { count: repeats.length, source: first.source, error: first.error },
+    );
   }
 
   /** Delete or move the source, checking it once more right before. */
@@ -196,7 +218,8 @@ export class SourceCleaner {
     // The ledger's version, checked again right before the source goes.
     if (!(await cleanupStep(job, step.relPath, row))) return;
     const fields = { source: step.source, archive: step.moveTo };
-    const failedBefore = this.#failing.delete(step.relPath); // Back below if it fails again.
+    const before = this.#failing.get(step.relPath);
+    this.#failing.delete(step.relPath); // Back below if it fails again.
     try {
       if (step.moveTo === null) {
         await Deno.remove(step.source);
@@ -223,8 +246,9 @@ export class SourceCleaner {
         });
       }
     } catch (error) {
-      if (!failedBefore) this.#failures++;
-      this.#failing.add(step.relPath);
+      const message = error instanceof Error ? error.message : String(error);
+      if (before === undefined) this.#failures++;
+      this.#failing.set(step.relPath, message);
       // Tried again at the next pass with keep_days (hourly), else on the job's retry delays.
       const again = this.#once
         ? "at the next run"
@@ -234,13 +258,11 @@ export class SourceCleaner {
       const what = step.moveTo === null
         ? "Cannot delete {source} after its transfer"
         : "Cannot move {source} into the archive ({archive}) after its transfer";
-      this.#log.error(
-        `${what}: {error}; it stays in the watch folder and is tried again ${again}`,
-        {
-          ...fields,
-          error: error instanceof Error ? error.message : String(error),
-        },
-      );
+      const line = `${what}: {error}; it stays in the watch folder and is tried again ${again}`;
+      if (before !== message) return this.#log.error(line, { ...fields, error: message });
+      // Failing as it did: said with the others of this round (`#sayRepeats`).
+      this.#log.debug(line, { ...fields, error: message });
+      this.#repeats.push({ source: step.source, error: message, again });
     }
   }
 }

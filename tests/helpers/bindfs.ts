@@ -14,10 +14,17 @@ async function run(program: string, args: string[]): Promise<void> {
   }
 }
 
-/** Mount a bindfs view of `folder` at `mountPoint` (created if needed). */
-export async function mountBindfs(folder: string, mountPoint: string): Promise<void> {
+/**
+ * Mount a bindfs view of `folder` at `mountPoint` (created if needed); `readOnly`: a share
+ * mounted read-only (every change through the view fails with EROFS).
+ */
+export async function mountBindfs(
+  folder: string,
+  mountPoint: string,
+  { readOnly = false }: { readOnly?: boolean } = {},
+): Promise<void> {
   await Deno.mkdir(mountPoint, { recursive: true });
-  await run("bindfs", [folder, mountPoint]);
+  await run("bindfs", [...(readOnly ? ["-r"] : []), folder, mountPoint]);
 }
 
 /**

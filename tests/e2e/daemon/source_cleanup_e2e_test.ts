@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { LEDGER_FILE } from "../../../src/ledger/ledger.ts";
+import { isMounted, mountBindfs, unmountBindfs } from "../../helpers/bindfs.ts";
 import { runCli, startCli } from "../../helpers/cli.ts";
 import { existsSync, listFiles, randomBytes, waitFor } from "../../helpers/files.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
@@ -157,7 +158,11 @@ Deno.test("after_transfer: move into a full archive says the move failed and whe
         /^ {4}1 source\(s\) after_transfer could not delete or move into the archive since the daemon started: they stay in the watch folder; the log says why$/m,
       );
       // A reload that restarts the job while the source still cannot move: counted once still.
-      const failed = () => daemon.stderr().split(`Cannot move ${source}`).length - 1;
+      // Said on its own at first, then with the others failing again as before, in one line.
+      const said = (text: string) => daemon.stderr().split(text).length - 1;
+      const failed = () =>
+        said(`Cannot move ${source}`) +
+        said(`still cannot be moved into the archive after their transfer (${source}:`);
       const before = failed();
       await p.rewrite({
         after_transfer: "move",
@@ -192,6 +197,61 @@ Deno.test("after_transfer: move into a full archive says the move failed and whe
       assert.equal(status.code, 0, daemon.stderr());
     }
   });
+});
+
+Deno.test("after_transfer: delete on a watch share mounted read-only: each source said once at ERROR, each later round that fails as before in one line; remounted, every source goes", async () => {
+  await using box = await cliSandbox();
+  const under = join(box.root, "under");
+  const share = join(box.root, "share");
+  await Deno.mkdir(under);
+  await mountBindfs(under, share, { readOnly: true });
+  try {
+    await box.rewrite({
+      watch_path: share,
+      after_transfer: "delete",
+      retry_delay_seconds: 1,
+      retry_max_delay_seconds: 1,
+      poll_interval_seconds: 0.5,
+      rescan_interval_seconds: 0,
+    });
+    const daemon = startCli(["run", "-c", box.config], { env: box.env });
+    try {
+      await daemon.waitForOutput(/Watching .* with file events and a poll/);
+      // Written on the file server: the share shows them, and refuses to remove them.
+      const names = ["a.fits", "b.fits", "c $(x).fits"];
+      const bytes = new Map(names.map((name) => [name, randomBytes(20_000)]));
+      for (const [name, data] of bytes) await Deno.writeFile(join(under, name), data);
+      const night = new Date().toISOString().slice(0, 10).replaceAll("-", "");
+      const tried = () => daemon.stderr().split("tried again in 1 s").length - 1;
+      // Three first failures, then (before the fix, three lines a round) a few rounds more.
+      await waitFor(() => tried() >= names.length + 3, 60_000, "rounds of retries");
+      for (const [name, data] of bytes) {
+        assert.deepEqual(await Deno.readFile(join(box.dest, night, name)), data, name);
+        const said = daemon.stderr().split(`Cannot delete ${join(share, name)} `).length - 1;
+        // Before the fix: said again at ERROR in every round of retries, for every source.
+        assert.equal(said, 1, daemon.stderr());
+      }
+      assert.match(
+        daemon.stderr(),
+        /ERROR +\[cleanup\] 3 source\(s\) still cannot be deleted after their transfer \(.*Read-only file system.*\); they stay in the watch folder and are tried again in 1 s/,
+      );
+      await unmountBindfs(share);
+      await mountBindfs(under, share);
+      await waitFor(
+        async () => (await listFiles(under)).length === 0,
+        60_000,
+        "the sources deleted",
+      );
+      for (const [name, data] of bytes) {
+        assert.deepEqual(await Deno.readFile(join(box.dest, night, name)), data, name);
+      }
+    } finally {
+      const status = await daemon.stop();
+      assert.equal(status.code, 0, daemon.stderr());
+    }
+  } finally {
+    if (await isMounted(share)) await unmountBindfs(share);
+  }
 });
 
 Deno.test("after_transfer: run --once whose move into a full archive fails says it is tried at the next run, and the next run moves it", async () => {
