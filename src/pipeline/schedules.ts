@@ -144,7 +144,10 @@ interface EntryRecord {
   key: string;
   /** The wall time (ms) since which its cron times are watched (`NaN` until it starts). */
   since: number;
-  /** The cron time it last acted for (a clock set back does not bring it round again). */
+  /**
+   * The cron time it last acted for (a clock set back does not bring it round again, but for a
+   * window's `pause` or `resume`).
+   */
   actedAt: number;
   /** `every_seconds`: when it is due next, on the `performance.now()` clock (`NaN` until it starts). */
   dueAt: number;
@@ -326,11 +329,16 @@ export class JobSchedules {
     return { finished: Promise.allSettled(commands).then(() => {}), abort: () => stopping.abort() };
   }
 
-  /** Whether a cron entry has not acted at its time now (a clock set back brings it round again). */
+  /**
+   * Whether a cron entry has not acted at its time now (a clock set back brings it round again).
+   * A window's `pause` or `resume` acts again: it sets what the window gives for now (`#act`),
+   * and, skipped, would leave the job as the later times it acted at left it.
+   */
   #firstAt(index: number, entry: ScheduleEntry): boolean {
     const record = this.#records[index];
     const at = lastCronTime(entry, this.#context.job, new Date());
-    if (at !== null && at <= record.actedAt) {
+    const windowEdge = entry.action === "pause" || entry.action === "resume";
+    if (at !== null && at <= record.actedAt && !windowEdge) {
       return this.#skipped(index, entry, "done at this time already (the clock was set back)");
     }
     if (at !== null) record.actedAt = at;

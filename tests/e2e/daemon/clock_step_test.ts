@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { runCli, startCli } from "../../helpers/cli.ts";
+import { reloadDaemon, runCli, startCli } from "../../helpers/cli.ts";
 import { existsSync, listFiles, randomBytes, waitFor } from "../../helpers/files.ts";
 import { freePort } from "../../helpers/net.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
@@ -155,6 +155,50 @@ Deno.test("a wall clock set back an hour: /api/status counts the files that arri
     // Before the fix the counts read before the step were kept until the clock came back to
     // that time (an hour).
     await waitFor(async () => await done() === 2, 60_000, "after.fits counted as done");
+  } finally {
+    await daemon.stop("SIGTERM");
+  }
+});
+
+Deno.test("a wall clock set back past a pause window that has ended: the window's pause and resume act again at their times", async () => {
+  await using box = await cliSandbox({ status_listen: "" });
+  const clock = await steppedWallClock(box.root, box.env);
+  const daemon = startCli(["run", "-c", box.config], { env: clock.env });
+  const said = (text: string) => daemon.stderr().split(text).length - 1;
+  const resumed = "Transfers of job default resumed (schedule 1)";
+  try {
+    await daemon.waitForOutput("Watching", 120_000);
+    // A window of 10 s, 10 s from now (six fields, UTC, daily), given once the daemon runs.
+    const second = (inS: number) => {
+      const at = new Date(Math.ceil(Date.now() / 1000) * 1000 + inS * 1000);
+      return `${at.getUTCSeconds()} ${at.getUTCMinutes()} ${at.getUTCHours()} * * *`;
+    };
+    await box.rewrite({
+      status_listen: "",
+      schedules: [
+        { cron: second(10), timezone: "UTC", action: "pause" },
+        { cron: second(20), timezone: "UTC", action: "resume" },
+      ],
+    }, true);
+    await reloadDaemon(daemon, 1);
+    await daemon.waitForOutput(resumed, 120_000);
+    assert.doesNotMatch(daemon.stderr(), /inside a pause window/);
+    // NTP corrects a clock a minute fast: the window's times come round again (croner looks at
+    // the clock at least every 30 s, and finds the pause's before it).
+    await clock.step("-60s");
+    // Before the fix: "skipped: done at this time already", and the job went on sending inside
+    // the window it is in again (or, set back into one, stayed paused past its resume).
+    const pausedTwice = /paused \(schedule 0\)[\s\S]*paused \(schedule 0\)/;
+    await daemon.waitForOutput(pausedTwice, 120_000);
+    await Deno.writeFile(join(box.watch, "in the window.fits"), randomBytes(5000));
+    await daemon.waitForOutput(/Successfully transferred .*in the window\.fits/, 120_000);
+    const stderr = daemon.stderr();
+    assert.equal(said(resumed), 2, stderr);
+    assert.ok(
+      stderr.lastIndexOf(resumed) < stderr.search(/Successfully transferred .*in the window/),
+      `sent inside the window:\n${stderr}`,
+    );
+    assert.doesNotMatch(stderr, /skipped: done at this time already/);
   } finally {
     await daemon.stop("SIGTERM");
   }
