@@ -5,7 +5,9 @@
  * owner says which entries are still current, and the others are dropped
  * when they reach the top.
  *
- * Time and timers, replaceable in tests (see `tests/helpers/fake_clock.ts`).
+ * Time and timers, replaceable in tests (see `tests/helpers/fake_clock.ts`); also the schedules'
+ * timers of long intervals ({@linkcode repeatEvery}) and the look for a wall clock that was
+ * stepped ({@linkcode onClockStep}).
  *
  * @module
  */
@@ -171,3 +173,45 @@ export const systemClock: Clock = {
   },
   wallOffset: () => Date.now() - (performance.timeOrigin + performance.now()),
 };
+
+/** How often {@linkcode onClockStep} looks at the wall clock. */
+const STEP_LOOK_MS = 10_000;
+/** A change of the wall clock against the monotonic one this large is a step. */
+const STEP_MS = 2_000;
+
+/**
+ * Call `onStep` with how far the wall clock was stepped (ms, ahead > 0: NTP, a clock set by hand,
+ * a machine that slept) when, between two looks, it moved {@linkcode STEP_MS} or more unlike the
+ * monotonic clock. Returns what stops it.
+ */
+export function onClockStep(onStep: (byMs: number) => void): () => void {
+  let offset = systemClock.wallOffset!();
+  const timer = setInterval(() => {
+    const now = systemClock.wallOffset!();
+    if (Math.abs(now - offset) >= STEP_MS) onStep(now - offset);
+    offset = now;
+  }, STEP_LOOK_MS);
+  return () => clearInterval(timer);
+}
+
+/**
+ * Call `fn` when `due.dueAt` comes (`performance.now()` time), then every `ms` milliseconds,
+ * moving `due.dueAt` on at each call; also beyond {@linkcode MAX_TIMER_MS} (`every_seconds` may be
+ * up to a year): a longer wait is made of several timers. Returns what stops it.
+ */
+export function repeatEvery(ms: number, fn: () => void, due: { dueAt: number }): () => void {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const wait = () => {
+    const left = Math.max(0, due.dueAt - performance.now());
+    timer = setTimeout(() => {
+      if (left > MAX_TIMER_MS) return wait();
+      // Late by more than a period (a stalled event loop): once now, then a period from now.
+      const now = performance.now();
+      due.dueAt = due.dueAt + ms > now ? due.dueAt + ms : now + ms;
+      wait();
+      fn();
+    }, Math.min(left, MAX_TIMER_MS));
+  };
+  wait();
+  return () => clearTimeout(timer);
+}

@@ -14,6 +14,7 @@ import { jobLogger, type Logger } from "../log/logging.ts";
 import { runCaptured } from "../process/captured.ts";
 import { programProblem } from "./user_programs.ts";
 import { writeNightReport } from "./night_report.ts";
+import { onClockStep, repeatEvery } from "./retry_timer.ts";
 
 /** One `schedules` entry as the schema returns it. */
 export type ScheduleEntry = JobConfig["schedules"][number];
@@ -108,31 +109,6 @@ export function pausedAt(job: JobConfig, at: Date): boolean {
     }
   }
   return latest?.pause ?? false;
-}
-
-/** The longest delay a timer takes (2^31 - 1 ms, about 24.8 days): a longer one fires at once. */
-const MAX_TIMER_MS = 2_147_483_647;
-
-/**
- * Call `fn` when `due.dueAt` comes (`performance.now()` time), then every `ms` milliseconds,
- * moving `due.dueAt` on at each call; also beyond {@linkcode MAX_TIMER_MS} (`every_seconds` may be
- * up to a year): a longer wait is made of several timers. Returns what stops it.
- */
-export function repeatEvery(ms: number, fn: () => void, due: { dueAt: number }): () => void {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const wait = () => {
-    const left = Math.max(0, due.dueAt - performance.now());
-    timer = setTimeout(() => {
-      if (left > MAX_TIMER_MS) return wait();
-      // Late by more than a period (a stalled event loop): once now, then a period from now.
-      const now = performance.now();
-      due.dueAt = due.dueAt + ms > now ? due.dueAt + ms : now + ms;
-      wait();
-      fn();
-    }, Math.min(left, MAX_TIMER_MS));
-  };
-  wait();
-  return () => clearTimeout(timer);
 }
 
 /**
@@ -261,6 +237,10 @@ export class JobSchedules {
   start(): void {
     const { job } = this.#context;
     if (pausesForGood(job)) this.#log.warn(`Schedules of job {job} ${PAUSES_FOR_GOOD}`, {});
+    // A wall clock stepped into or out of a window passes no window time (crons fire ahead only).
+    if (job.schedules.some((entry) => entry.cron && ["pause", "resume"].includes(entry.action))) {
+      this.#timers.push(onClockStep((byMs) => this.#clockStepped(byMs)));
+    }
     for (const [index, entry] of job.schedules.entries()) {
       const record = this.#records[index];
       const kept = !Number.isNaN(record.since);
@@ -368,6 +348,17 @@ export class JobSchedules {
     });
     record.running = run;
     this.#running.set(run, { index, entry });
+  }
+
+  #clockStepped(byMs: number): void {
+    const inside = pausedAt(this.#context.job, new Date());
+    this.#log.info(
+      `The wall clock was stepped {seconds} s: job {job} is ${inside ? "inside" : "outside"} ` +
+        "the pause windows of its schedules",
+      { seconds: Math.round(byMs / 1000) },
+    );
+    if (inside) this.#context.pause();
+    else this.#context.resume();
   }
 
   async #act(index: number, entry: ScheduleEntry): Promise<void> {

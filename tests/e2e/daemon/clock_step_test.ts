@@ -203,3 +203,47 @@ Deno.test("a wall clock set back past a pause window that has ended: the window'
     await daemon.stop("SIGTERM");
   }
 });
+
+Deno.test("a wall clock stepped into a pause window and out again, no window time on its way: the job pauses, then sends", async () => {
+  // A window from three hours ago to one hour ago (UTC, daily): the daemon starts outside it. Set
+  // back two hours, the clock is inside it, though no pause time passed (crons fire ahead only).
+  const hoursAgo = (hours: number) => {
+    const at = new Date(Date.now() - hours * 3_600_000);
+    return `${at.getUTCMinutes()} ${at.getUTCHours()} * * *`;
+  };
+  await using box = await cliSandbox({
+    status_listen: "",
+    schedules: [
+      { cron: hoursAgo(3), timezone: "UTC", action: "pause" },
+      { cron: hoursAgo(1), timezone: "UTC", action: "resume" },
+    ],
+  });
+  const clock = await steppedWallClock(box.root, box.env);
+  const daemon = startCli(["run", "-c", box.config], { env: clock.env });
+  try {
+    await daemon.waitForOutput("Watching", 120_000);
+    assert.doesNotMatch(daemon.stderr(), /inside a pause window/);
+    await clock.step("-2h");
+    await daemon.waitForOutput(
+      /The wall clock was stepped -720\d s: job default is inside the pause windows/,
+      120_000,
+    );
+    await Deno.writeFile(join(box.watch, "in the window.fits"), randomBytes(5000));
+    // Found and queued, and held: not sent inside the window.
+    await waitFor(
+      async () =>
+        /^Job default: pending 1,/m.test((await runCli(["status", "-c", box.config])).stdout),
+      60_000,
+      "the file queued",
+    );
+    assert.ok(!existsSync(box.dest) || (await listFiles(box.dest)).length === 0);
+    await clock.step("+0");
+    await daemon.waitForOutput(
+      /stepped 720\d s: job default is outside the pause windows/,
+      120_000,
+    );
+    await daemon.waitForOutput(/Successfully transferred .*in the window\.fits/, 120_000);
+  } finally {
+    await daemon.stop("SIGTERM");
+  }
+});
