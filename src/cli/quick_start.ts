@@ -106,6 +106,7 @@ export function quickStartConfig(options: QuickStartOptions): QuickStart {
       typeof value === "string" && value !== "";
     keys[key] = local ? expandPath(value) : value;
   }
+  checkFtpPassword(options, keys);
   const text =
     `# Written by image-transfer run --save-config; every key not here has its default.\n${
       stringify(keys, { lineWidth: 0 })
@@ -117,6 +118,44 @@ export function quickStartConfig(options: QuickStartOptions): QuickStart {
     return { config: parseConfig(text, file), text };
   } catch (error) {
     throw error instanceof ConfigError ? aboutTheOptions(error, file) : error;
+  }
+}
+
+/**
+ * The password an FTP login that `--to` names needs, asked for in the words of the options (the
+ * config's own rule, `config/job_rules.ts`, speaks of keys nobody typed here).
+ *
+ * @throws {UsageError} when a login has no password option, or both, or one is given for a
+ * destination that is not FTP
+ */
+function checkFtpPassword(options: QuickStartOptions, keys: Record<string, unknown>): void {
+  if (options.ftpPasswordFile !== undefined && options.ftpPasswordEnv !== undefined) {
+    throw new UsageError("give either --ftp-password-file or --ftp-password-env, not both");
+  }
+  const option = options.ftpPasswordFile !== undefined
+    ? "--ftp-password-file"
+    : options.ftpPasswordEnv !== undefined
+    ? "--ftp-password-env"
+    : null;
+  if (option !== null && keys.transfer_method !== "ftp") {
+    throw new UsageError(
+      `${option} is for an FTP --to (ftp://user@host/path or ftps://user@host/path); ` +
+        `--to ${options.to} ${
+          keys.transfer_method === "local" ? "is a local folder" : "logs in over SSH"
+        }: leave it out`,
+    );
+  }
+  const user = keys.remote_user;
+  // From the options or from --set.
+  const given = (key: string) => key in keys;
+  if (
+    keys.transfer_method === "ftp" && typeof user === "string" && user !== "anonymous" &&
+    !given("ftp_password_file") && !given("ftp_password_env")
+  ) {
+    throw new UsageError(
+      `--to ${options.to} logs in as ${user}, who needs a password: give --ftp-password-file ` +
+        "FILE (a file holding it) or --ftp-password-env NAME (a variable holding it)",
+    );
   }
 }
 
@@ -169,8 +208,10 @@ function aboutTheOptions(error: ConfigError, file: string): ConfigError {
     line.startsWith(file)
       ? `in the options (--watch, --to, --set): ${
         line.slice(file.length).replace(/^(:\d+)?: /, "")
-          // The one job's watch folder is the one --watch gave.
+          // The one job's watch folder is the one --watch gave, its password file the one
+          // --ftp-password-file gave.
           .replace(/^watch_path of job \S+: /, "--watch: ")
+          .replace(/^ftp_password_file of job \S+: /, "--ftp-password-file: ")
       }`
       : line
   );

@@ -241,6 +241,79 @@ Deno.test("a --watch folder that does not exist, or a file, is said of --watch a
   }
 });
 
+Deno.test("an FTP login's password is asked for, and its file judged, in the words of the --ftp-password-* options, never of the keys (run and doctor)", async () => {
+  const home = await Deno.makeTempDir({ prefix: "itx-quick-password-" });
+  try {
+    const watch = join(home, "camera");
+    await Deno.mkdir(watch);
+    const open = join(home, "ftp-password");
+    await Deno.writeTextFile(open, "secret\n", { mode: 0o644 });
+    await Deno.chmod(open, 0o644);
+    const to = "ftps://obs@archive.invalid/incoming";
+    const said = async (...options: string[]) => {
+      const outs = [];
+      for (const command of [["run", "--once"], ["doctor"]]) {
+        const out = await runCli([...command, "--watch", watch, "--to", to, ...options], {
+          env: { HOME: home },
+          cwd: home,
+        });
+        assert.equal(out.code, 2, out.stderr + out.stdout);
+        assert.doesNotMatch(out.stderr + out.stdout, /ftp_password|transfer_method|remote_user/);
+        outs.push(out.stderr);
+      }
+      assert.equal(outs[0], outs[1]);
+      return outs[0];
+    };
+    assert.ok(
+      (await said()).startsWith(
+        `error: --to ${to} logs in as obs, who needs a password: give --ftp-password-file FILE ` +
+          "(a file holding it) or --ftp-password-env NAME (a variable holding it)\n",
+      ),
+    );
+    assert.ok(
+      (await said("--ftp-password-file", open, "--ftp-password-env", "FTP_PASSWORD")).startsWith(
+        "error: give either --ftp-password-file or --ftp-password-env, not both\n",
+      ),
+    );
+    assert.match(
+      await said("--ftp-password-file", "nowhere"),
+      new RegExp(
+        "^error: in the options \\(--watch, --to, --set\\): --ftp-password-file: " +
+          `${join(home, "nowhere")} does not exist`,
+      ),
+    );
+    assert.match(
+      await said("--ftp-password-file", open),
+      new RegExp(
+        "^error: in the options \\(--watch, --to, --set\\): --ftp-password-file: " +
+          `${open} can be read or written by others \\(mode 0644\\); run: chmod 600 ${open}`,
+      ),
+    );
+    // Given for a destination that is not FTP, where it would be ignored without a word.
+    for (
+      const [other, what] of [["obs@archive.invalid:/in", "logs in over SSH"], [
+        watch,
+        "is a local folder",
+      ]]
+    ) {
+      const out = await runCli(
+        ["run", "--once", "--watch", watch, "--to", other, "--ftp-password-env", "PW"],
+        { env: { HOME: home }, cwd: home },
+      );
+      assert.equal(out.code, 2, out.stderr);
+      assert.ok(
+        out.stderr.startsWith(
+          "error: --ftp-password-env is for an FTP --to (ftp://user@host/path or " +
+            `ftps://user@host/path); --to ${other} ${what}: leave it out\n`,
+        ),
+        out.stderr,
+      );
+    }
+  } finally {
+    await Deno.remove(home, { recursive: true });
+  }
+});
+
 /** A watch folder with real FITS files and a hostile name, dated into night 20240701. */
 async function watchFolder(root: string): Promise<Map<string, string>> {
   const watch = join(root, "watch");
