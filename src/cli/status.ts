@@ -290,13 +290,12 @@ async function showStatus(
     }
     const moreProblems = problemsAndMore.length > limit;
     console.log(
-      `\nFiles whose last attempt failed (${
-        !moreProblems
-          ? problems.length
-          : limit === 0
-          ? "some; -n N lists them"
-          : `more than ${limit}; -n N lists more`
-      }):`,
+      // -n 0 lists none: only whether any failed, in a sentence rather than over an empty list.
+      limit === 0
+        ? `\nFiles whose last attempt failed: ${moreProblems ? "some; -n N lists them" : "none"}`
+        : `\nFiles whose last attempt failed (${
+          moreProblems ? `more than ${limit}; -n N lists more` : problems.length
+        }):`,
     );
     for (const row of problems) {
       const retry = row.state === "failed"

@@ -112,7 +112,7 @@ Deno.test("--log-level warning hides INFO lines; debug shows DEBUG ones", async 
   }
 });
 
-Deno.test("status -n: 0 lists no transfers and prints no heading over them; a count beyond any ledger lists them all; others are refused with what to give", async () => {
+Deno.test("status -n: 0 lists no transfers nor failures and prints no heading over them; a count beyond any ledger lists them all; others are refused with what to give", async () => {
   await using box = await cliSandbox();
   for (const name of ["a.fits", "b.fits", "c.fits"]) {
     await Deno.writeFile(join(box.watch, name), randomBytes(1000));
@@ -125,6 +125,9 @@ Deno.test("status -n: 0 lists no transfers and prints no heading over them; a co
   assert.equal(none.code, 0, none.stderr);
   assert.doesNotMatch(none.stdout, /Recent transfers/);
   assert.deepEqual(listed(none.stdout), []);
+  // Only whether any failed: a sentence, not a heading over an empty list.
+  assert.match(none.stdout, /\nFiles whose last attempt failed: none\n/);
+  assert.doesNotMatch(none.stdout, /:\n*$/);
   assert.match(none.stdout, /^Job default: .*done 3/m);
   const one = await runCli(["-c", box.config, "status", "-n", "1"], { env: box.env });
   assert.match(one.stdout, /\nRecent transfers \(1\):\n/);

@@ -161,7 +161,7 @@ Deno.test("local: a file that gave up and is renamed or removed, or whose folder
     const listed = fewer.stdout.split(heading)[1]?.split("\n").filter((l) => l.startsWith("  "));
     assert.equal(listed?.length, 2, fewer.stdout);
     const none = await runCli(["status", "-n", "0", "-c", box.config], options);
-    assert.match(none.stdout, /Files whose last attempt failed \(some; -n N lists them\):\n/);
+    assert.match(none.stdout, /\nFiles whose last attempt failed: some; -n N lists them\n/);
 
     // The user fixes one by giving it another name, throws one away, and renames the folder of
     // the third.
