@@ -16,6 +16,7 @@ import { CommandError, UsageError } from "../errors.ts";
 import { loadConfig } from "../config/load.ts";
 import { COMMAND_LINE_CONFIG } from "../config/types.ts";
 import { checkBeforeStart } from "../pipeline/start_checks.ts";
+import { assertNoTemplateValues } from "../config/template_values.ts";
 import { daemonStatus } from "./daemon_state.ts";
 import { type GlobalOptions, globalOptions } from "./options.ts";
 import { daemonConfig, statusConfig } from "./status.ts";
@@ -123,9 +124,13 @@ export function restartCommand(run: (global: GlobalOptions) => Promise<void>): C
     .action(async (_options: unknown, command: Command) => {
       const global = globalOptions(command);
       const config = await statusConfig(global.config);
-      // Nothing is stopped that cannot be started again: the config loads (above) and passes what
-      // run checks before it starts (a hook program or login file that is not there...).
-      if (config.jobs.length > 0) await checkBeforeStart(config, undefined, () => {});
+      // Nothing is stopped that cannot be started again: the config loads (above), is not the
+      // untouched template, and passes what run checks before it starts (a hook program or login
+      // file that is not there...).
+      if (config.jobs.length > 0) {
+        assertNoTemplateValues(config, global.config);
+        await checkBeforeStart(config, undefined, () => {});
+      }
       const status = daemonStatus(config.state_dir);
       const argv = status.running ? serviceRestartArgv(status.service, Deno.uid() ?? 0) : null;
       if (argv) {

@@ -2,7 +2,7 @@
  * The example values of the config `init` writes (`watch_path: ~/data/images`, `remote_host:
  * processing-server`, `remote_base_path: /data/incoming/images`), found where a config still holds
  * them: they stand for the user's own folder, server and destination, and name none of them.
- * `config validate`, `doctor`, `run` and `install-service` refuse a job that holds every one its
+ * `config validate`, `doctor`, `run`, `install-service`, `restart` and a reload refuse a job that holds every one its
  * method uses (the template's job as written, never edited). One that holds some is left alone: the rest may be the user's own
  * (a server named so), and the other checks say what is wrong with a folder or server that is not.
  *

@@ -30,6 +30,7 @@ import { checkBeforeStart } from "./start_checks.ts";
 import { answerWithin, unlistable } from "../config/file_systems.ts";
 import { RunningJobs } from "./running_jobs.ts";
 import { reloadChanges } from "./reload_changes.ts";
+import { assertNoTemplateValues } from "../config/template_values.ts";
 
 /** Options of {@linkcode runDaemon}. */
 export interface DaemonOptions {
@@ -284,6 +285,7 @@ async function reloadConfig(
       );
     }
     const next = await loadConfig(current.file);
+    assertNoTemplateValues(next, current.file); // `init --force` over it: nothing of the user's.
     if (next.state_dir !== current.state_dir) {
       movedTo(next.state_dir); // So that status, stop and run with the new config find it.
       throw new Error(

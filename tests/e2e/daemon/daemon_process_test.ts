@@ -336,6 +336,39 @@ Deno.test("SIGHUP with an invalid config is refused with a log line; the running
   );
 });
 
+Deno.test("the template init writes, over the running config: a reload refuses it and restart stops nothing, naming the example values; the running config keeps working", async () => {
+  await using box = await cliSandbox();
+  const daemon = startCli(["run", "-c", box.config], { env: box.env });
+  try {
+    await daemon.waitForOutput("Watching");
+    const init = await runCli(["-c", box.config, "init", "--force"], { env: box.env });
+    assert.equal(init.code, 0, init.stderr);
+    // The daemon's own state folder, log and status page: only the template's examples differ.
+    const template = await Deno.readTextFile(box.config);
+    await Deno.writeTextFile(
+      box.config,
+      `${template}state_dir: ${JSON.stringify(box.stateDir)}\n` +
+        `log_file: ${JSON.stringify(box.logFile)}\nstatus_listen: ""\n`,
+    );
+    daemon.process.kill("SIGHUP");
+    await daemon.waitForOutput("Reload refused");
+    assert.match(
+      daemon.stderr(),
+      /Reload refused, the running config is kept: Config .*config\.yaml still holds the example values of the template `init` writes.*watch_path is still the template's example ~\/data\/images/,
+    );
+    const restart = await runCli(["-c", box.config, "restart"], { env: box.env });
+    assert.equal(restart.code, 2, restart.stdout + restart.stderr);
+    assert.match(restart.stderr, /still holds the example values of the template `init` writes/);
+    assert.match(restart.stderr, /:\d+: remote_host is still the template's example/);
+    const running = await status(box);
+    assert.match(running.stdout, new RegExp(`^Daemon: running, pid ${daemon.process.pid},`, "m"));
+    const bytes = await drop(box.watch, "kept.fits");
+    await arrives(box.dest, "kept.fits", bytes);
+  } finally {
+    assert.equal((await daemon.stop()).code, 0, daemon.stderr());
+  }
+});
+
 Deno.test("a reload refused for a new state_dir: status, stop and run with the edited config find the daemon still running with the old one; nothing is sent twice", async () => {
   await using box = await cliSandbox();
   const daemon = startCli(["run", "-c", box.config], { env: box.env });
