@@ -13,6 +13,7 @@ import { expandPath } from "./paths.ts";
 import { describeKeys } from "./reference.ts";
 import type { Config, JobConfig } from "./types.ts";
 import { ConfigError } from "../errors.ts";
+import { pastedWord } from "../shell_words.ts";
 
 /** What to put in place of each example value. */
 const WHAT_TO_SET: Readonly<Record<string, string>> = {
@@ -89,7 +90,7 @@ export function templateValueLine(value: TemplateValue, jobs: number): string {
 export function assertNoTemplateValues(config: Config, configOption: string | undefined): void {
   const examples = templateValues(config);
   if (examples.length === 0) return;
-  const flag = configOption === undefined ? "" : ` -c ${JSON.stringify(configOption)}`;
+  const flag = configOption === undefined ? "" : ` -c ${pastedWord(configOption)}`;
   throw new ConfigError(
     `Config ${config.file} still holds the example values of the template \`init\` writes, ` +
       "which name no folder or server of yours: set them, then check it with " +

@@ -490,7 +490,7 @@ Deno.test("config validate, run, install-service and doctor refuse the untouched
       new RegExp(
         `^error: Config ${file} still holds the example values of the template \`init\` ` +
           "writes, which name no folder or server of yours: set them, then check it with " +
-          `\`image-transfer -c "${file}" config validate\`\n`,
+          `\`image-transfer -c ${file} config validate\`\n`,
       ),
     );
     const said = [

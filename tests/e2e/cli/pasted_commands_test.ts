@@ -221,7 +221,7 @@ Deno.test("the chmod 600 of a status token file: pasted, it acts on that file, a
   });
 });
 
-Deno.test("the image-transfer -c commands of init and of a missing, .toml or folder config: pasted, they name that file, and nothing in its folder's name runs", async () => {
+Deno.test("the image-transfer -c commands of init, of a missing, .toml or folder config and of the untouched template: pasted, they name that file, and nothing in its folder's name runs", async () => {
   await withBox(async (box) => {
     const missing = join(box.folder, "missing.yaml");
     const notFound = await rejection(loadConfig(missing));
@@ -261,6 +261,14 @@ Deno.test("the image-transfer -c commands of init and of a missing, .toml or fol
     assert.deepEqual(await argsOf(box, "image-transfer"), ["-c", file, "config", "validate"]);
     await paste(box, upTo(overwrite, "image-transfer -c ", " init --force`") + " init --force");
     assert.deepEqual(await argsOf(box, "image-transfer"), ["-c", file, "init", "--force"]);
+    // The template as init wrote it, refused with the command that checks it again.
+    const template = await runCli(["-c", file, "config", "validate"], { env });
+    assert.equal(template.code, 2, template.stderr);
+    await paste(
+      box,
+      upTo(template.stderr, "image-transfer -c ", " config validate`") + " config validate",
+    );
+    assert.deepEqual(await argsOf(box, "image-transfer"), ["-c", file, "config", "validate"]);
   });
 });
 
