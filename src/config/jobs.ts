@@ -182,6 +182,10 @@ function checkKeys(issues: Issues, object: Json, path: Path): void {
       const instead = OTHER_TOOLS_KEYS.get(key);
       const guess = closestWord(key, [...allowed, ...OLD_KEY_NAMES.keys()]);
       const meant = guess === undefined ? undefined : OLD_KEY_NAMES.get(guess) ?? guess;
+      // In a jobs entry, a daemon-wide key mistyped: that key, said with where it goes.
+      const daemonKey = nested && meant === undefined
+        ? closestWord(key, [...DAEMON_KEYS])
+        : undefined;
       const value = object[key];
       const shared = !nested && typeof value === "object" && value !== null &&
         !Array.isArray(value);
@@ -192,6 +196,9 @@ function checkKeys(issues: Issues, object: Json, path: Path): void {
             ? `; ${instead}`
             : meant
             ? `; did you mean "${meant}"?`
+            : daemonKey
+            ? `; did you mean "${daemonKey}"? It applies to the whole daemon: write it at the ` +
+              "top level of the file, not in a jobs entry"
             : shared
             ? `; settings shared with a YAML anchor go under a key starting with x- ` +
               `("x-${key}: &${key}"), which is not read itself`

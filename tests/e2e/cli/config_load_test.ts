@@ -399,11 +399,16 @@ Deno.test("a mistyped retry_delay is pointed to the new name", () => {
   );
 });
 
-Deno.test("job-level mistakes: daemon key, nested jobs, top-level name, empty list", () => {
+Deno.test("job-level mistakes: daemon key (also mistyped), nested jobs, top-level name, empty list", () => {
   const base = "remote_host: h\nremote_base_path: /o\n";
   assert.match(
     configError(`${base}jobs:\n  - watch_path: /a\n    log_file: /x.log\n`).message,
     /:5: "log_file" in jobs\[0\] applies to the whole daemon and is only allowed at the top level/,
+  );
+  // Mistyped as well: the daemon-wide key it resembles, and where it goes.
+  assert.match(
+    configError(`${base}jobs:\n  - watch_path: /a\n    stat_dir: /x\n`).message,
+    /:5: unknown key "stat_dir" in jobs\[0\]; did you mean "state_dir"\? It applies to the whole daemon: write it at the top level of the file, not in a jobs entry$/,
   );
   assert.match(
     configError(`${base}jobs:\n  - watch_path: /a\n    jobs: []\n`).message,
