@@ -266,8 +266,13 @@ function chosen(
     }
   }
   if (options.night !== undefined && !isNightFolder(options.night)) {
+    // The day as --date takes it (2024-03-15): the night folder of that day.
+    const day = options.night.replaceAll("-", "");
     throw new UsageError(
-      `Cannot resend: --night ${options.night} is not a night folder (YYYYMMDD)`,
+      `Cannot resend: --night ${options.night} is not a night folder (YYYYMMDD)` +
+        (/^\d{4}-\d{2}-\d{2}$/.test(options.night) && isNightFolder(day)
+          ? `; the night folder of that day: --night ${day}`
+          : ""),
     );
   }
   if (options.date === undefined) return { night: options.night };
@@ -277,7 +282,16 @@ function chosen(
   const rolled = from && (from.getMonth() !== Number(match![2]) - 1 ||
     from.getDate() !== Number(match![3]));
   if (!from || Number.isNaN(from.getTime()) || rolled) {
-    throw new UsageError(`Cannot resend: --date ${options.date} is not a date (YYYY-MM-DD)`);
+    // A night folder's name (20240315): the day it names.
+    const day = isNightFolder(options.date)
+      ? `${options.date.slice(0, 4)}-${options.date.slice(4, 6)}-${options.date.slice(6)}`
+      : null;
+    throw new UsageError(
+      `Cannot resend: --date ${options.date} is not a date (YYYY-MM-DD)` +
+        (day === null
+          ? ""
+          : `; that day: --date ${day} (or --night ${options.date}: the files of that night folder)`),
+    );
   }
   const to = new Date(from);
   to.setDate(to.getDate() + 1);

@@ -155,6 +155,12 @@ Deno.test("resend --night takes a date of the calendar only, exit 2 otherwise", 
       `Cannot resend: --night ${night} is not a night folder (YYYYMMDD)`,
     );
   }
+  // A day written as --date takes it: the night folder of that day is said.
+  assertUsage(
+    await runCli(["-c", box.config, "resend", "--night", "2024-03-15"], { env: box.env }),
+    "Cannot resend: --night 2024-03-15 is not a night folder (YYYYMMDD); the night folder of " +
+      "that day: --night 20240315",
+  );
 });
 
 Deno.test("resend --date takes a date of the calendar only (no month 13 or 0), exit 2 otherwise", async () => {
@@ -165,6 +171,12 @@ Deno.test("resend --date takes a date of the calendar only (no month 13 or 0), e
       `Cannot resend: --date ${date} is not a date (YYYY-MM-DD)`,
     );
   }
+  // A night folder's name: the day it names is said.
+  assertUsage(
+    await runCli(["-c", box.config, "resend", "--date", "20240315"], { env: box.env }),
+    "Cannot resend: --date 20240315 is not a date (YYYY-MM-DD); that day: --date 2024-03-15 " +
+      "(or --night 20240315: the files of that night folder)",
+  );
   const ok = await runCli(["-c", box.config, "resend", "--date", "2024-02-29", "--dry-run"], {
     env: box.env,
   });
