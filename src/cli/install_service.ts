@@ -16,7 +16,7 @@
 import { fileURLToPath } from "node:url";
 import { Command, Option } from "commander";
 import { globalOptions } from "./options.ts";
-import { loadConfig } from "../config/load.ts";
+import { initCommandFor, loadConfig } from "../config/load.ts";
 import { pathExists, resolveConfigPath } from "../config/paths.ts";
 import type { JobConfig } from "../config/types.ts";
 import { ConfigError } from "../errors.ts";
@@ -113,7 +113,7 @@ export async function runInstallService(
   if (!(await pathExists(configPath))) {
     throw new ConfigError(
       `Cannot install the service: config ${configPath} does not exist; ` +
-        "create it with `image-transfer init` or pass -c <file>",
+        `create it with \`${initCommandFor(configPath)}\`, or check the path`,
       { file: configPath },
     );
   }

@@ -195,8 +195,8 @@ function isUtf16(bytes: Uint8Array): boolean {
   return Math.max(...nuls) >= 0.9 * Math.floor(head.length / 2);
 }
 
-/** The `init` command line that writes `file`. */
-function initCommandFor(file: string): string {
+/** The `init` command line that writes `file` (`-c` left out for the default file). */
+export function initCommandFor(file: string): string {
   if (file === defaultConfigPath()) return "image-transfer init";
   return `image-transfer -c ${pastedWord(file)} init`;
 }

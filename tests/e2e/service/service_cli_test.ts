@@ -606,6 +606,13 @@ Deno.test("install-service refuses a missing or invalid config (exit 2) and writ
     );
     assert.equal(missing.code, 2);
     assert.match(missing.stderr, /Cannot install the service: config .*nope\.yaml does not exist/);
+    // The init that writes that file, not the default one.
+    assert.ok(
+      missing.stderr.includes(
+        `create it with \`image-transfer -c ${join(home, "nope.yaml")} init\``,
+      ),
+      missing.stderr,
+    );
     await Deno.writeTextFile(config, "watch_path: [\n");
     const invalid = await runCli(["-c", config, "install-service", "--root", root], { env });
     assert.equal(invalid.code, 2, invalid.stderr);
