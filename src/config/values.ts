@@ -153,7 +153,12 @@ export const globPattern = z.string().min(1).refine(
         ? `${JSON.stringify(String(input).slice(1))} (every folder of that name)`
         : `"*.fits" (any subfolder) or "raw/*.fits" (one subfolder)`),
   },
-).refine((pattern) => unclosedInPattern(pattern) === null, {
+).refine((pattern) => severalInOne(pattern) === null, {
+  error: ({ input }) =>
+    `pattern ${JSON.stringify(input)} is several patterns written as one (it matches only names ` +
+    `with that ${String(input).includes(",") ? '","' : "space"} in them); write each as an item ` +
+    `of the list: [${severalInOne(String(input))!.map((part) => JSON.stringify(part)).join(", ")}]`,
+}).refine((pattern) => unclosedInPattern(pattern) === null, {
   error: ({ input }) => {
     const open = unclosedInPattern(String(input));
     const example = open === "[" ? '"*.[Ff]its"' : '"*.{fits,fz}"';
@@ -163,13 +168,34 @@ export const globPattern = z.string().min(1).refine(
   },
 });
 
+/**
+ * The patterns `pattern` holds where it is several written as one (`"*.fits,*.fit"`,
+ * `"*.log *.txt"`: each part a glob of its own, split at commas and spaces outside braces), or
+ * `null`.
+ */
+function severalInOne(pattern: string): string[] | null {
+  if (pattern.includes("{")) return null; // "*.{fits,fz}": its comma is the glob's own.
+  const parts = pattern.split(/[,\s]+/).filter((part) => part !== "");
+  return parts.length > 1 && parts.every((part) => /[*?]/.test(part)) ? parts : null;
+}
+
 /** A list of glob patterns (see `globPattern`). */
 export const globPatterns = z.array(globPattern);
 
-/** Patterns of files to send: one ending in `/` names folders, so it would match no file. */
-export const filePatterns = z.array(globPattern.refine((pattern) => !pattern.endsWith("/"), {
-  error: ({ input }) =>
-    `pattern ${JSON.stringify(input)} ends with "/", so it names folders and matches no file; ` +
-    `write ${JSON.stringify(`${input}*.fits`)} for the files in such a folder, or put it in ` +
-    `exclude_patterns to skip them`,
-}));
+/**
+ * Patterns of files to send: one ending in `/` names folders, so it would match no file; a bare
+ * ending (`.fits`) names a hidden file, which is never sent.
+ */
+export const filePatterns = z.array(
+  globPattern.refine((pattern) => !pattern.endsWith("/"), {
+    error: ({ input }) =>
+      `pattern ${JSON.stringify(input)} ends with "/", so it names folders and matches no file; ` +
+      `write ${JSON.stringify(`${input}*.fits`)} for the files in such a folder, or put it in ` +
+      `exclude_patterns to skip them`,
+  }).refine((pattern) => !/^\.[^/*?[{\\]+$/.test(pattern), {
+    error: ({ input }) =>
+      `pattern ${JSON.stringify(input)} matches only a file named ${JSON.stringify(input)}, ` +
+      `which is hidden and never sent; for the files ending in ${input} write ` +
+      JSON.stringify(`*${input}`),
+  }),
+);

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadConfig, parseConfig } from "../../../src/config/load.ts";
+import { quickStartConfig } from "../../../src/cli/quick_start.ts";
 import { jobKeyLine } from "../../../src/config/key_lines.ts";
 import { defaultLogFile, defaultStateDir, homeDir } from "../../../src/config/paths.ts";
 import { prepareConfigFile, renderDefaultConfig } from "../../../src/cli/config.ts";
@@ -758,6 +759,48 @@ Deno.test("a glob pattern that opens [ or { and never closes it is refused, nami
     parseConfig(`${MINIMAL}file_patterns: ["*.[Ff]its", 'x\\[1.fits', "[]a].fits"]\n`, "/x/c.yaml")
       .jobs[0];
   assert.deepEqual(job.file_patterns, ["*.[Ff]its", "x\\[1.fits", "[]a].fits"]);
+});
+
+Deno.test("several patterns written as one, and a bare ending as a pattern, are refused with the list to write", () => {
+  const error = configError(
+    `${MINIMAL}file_patterns: "*.fits,*.fit"\ngrowing_patterns: ["*.log *.txt", ".fits"]\n` +
+      `exclude_patterns: ["*.tmp, *.bak"]\n`,
+  );
+  const lines = error.message.split("\n");
+  assert.equal(lines.length, 4, error.message);
+  assert.equal(
+    lines[0],
+    '/etc/it/config.yaml:4: file_patterns[0]: pattern "*.fits,*.fit" is several patterns written ' +
+      'as one (it matches only names with that "," in them); write each as an item of the list: ' +
+      '["*.fits", "*.fit"]',
+  );
+  assert.match(
+    lines[1],
+    /:5: growing_patterns\[0\]: pattern "\*\.log \*\.txt" is several .* \["\*\.log", "\*\.txt"\]$/,
+  );
+  assert.equal(
+    lines[2],
+    '/etc/it/config.yaml:5: growing_patterns[1]: pattern ".fits" matches only a file named ' +
+      '".fits", which is hidden and never sent; for the files ending in .fits write "*.fits"',
+  );
+  assert.match(lines[3], /:6: exclude_patterns\[0\]: .* \["\*\.tmp", "\*\.bak"\]$/);
+  // A comma in braces, a name with a space and one glob, and an exact name pass.
+  const job = parseConfig(
+    `${MINIMAL}file_patterns: ["*.{fits,fz}", "night *.fits", "flat_001.fits", "raw/.keep"]\n`,
+    "/x/c.yaml",
+  ).jobs[0];
+  assert.deepEqual(job.file_patterns, [
+    "*.{fits,fz}",
+    "night *.fits",
+    "flat_001.fits",
+    "raw/.keep",
+  ]);
+  // So is a list given with --set without its brackets.
+  assert.throws(
+    () =>
+      quickStartConfig({ watch: "/data/in", to: "/data/out", set: ["file_patterns=*.fits,*.fz"] }),
+    /--set\): file_patterns\[0\]: pattern "\*\.fits,\*\.fz" is several patterns .* \["\*\.fits", "\*\.fz"\]$/,
+  );
 });
 
 Deno.test("rsync_options that remove files, send nothing, leave files behind or move them are refused", () => {
