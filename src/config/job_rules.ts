@@ -160,10 +160,13 @@ function hostWithMore(host: string, ssh: boolean): string | null {
     }
     return `expected the host name only, not a URL; write ${keys.join(", ")}`;
   }
-  const withPort = /^\[(.+)\]:(\d+)$/.exec(host) ?? /^([^:]+):(\d+)$/.exec(host);
+  // A login before the host (obs@archive:2222) goes in remote_user.
+  const withPort = /^(?:([^@]+)@)?\[(.+)\]:(\d+)$/.exec(host) ??
+    /^(?:([^@:]+)@)?([^@:]+):(\d+)$/.exec(host);
   if (withPort !== null) {
-    return `expected the host name only, without the port; write remote_host: ${withPort[1]}, ` +
-      `${portKey}: ${withPort[2]}`;
+    const [, user, name, port] = withPort;
+    return `expected the host name only, without the port; write remote_host: ${name}, ` +
+      `${user === undefined ? "" : `remote_user: ${user}, `}${portKey}: ${port}`;
   }
   if (ssh) return null;
   if (host.includes("@")) {

@@ -1176,6 +1176,17 @@ Deno.test("a remote_host that is a URL or holds a port, a user or a path is refu
       "obs@archive.example.org",
       /remote_host: expected the host name only; the user goes in remote_user \(remote_host: archive\.example\.org\)$/m,
     ],
+    // A login and a port: both moved out, not a host with its user left in (refused in turn).
+    [
+      "scp",
+      "obs@archive.example.org:2222",
+      /remote_host: expected the host name only, without the port; write remote_host: archive\.example\.org, remote_user: obs, ssh_port: 2222$/m,
+    ],
+    [
+      "ftp",
+      "obs@[::1]:2121",
+      /remote_host: expected the host name only, without the port; write remote_host: ::1, remote_user: obs, ftp_port: 2121$/m,
+    ],
     ["ftp", "archive/data", /remote_host: expected a host name or address/],
     [
       "ftp",
