@@ -199,6 +199,14 @@ export async function checkWatchOption(
   }
 }
 
+/** The option that gives each key a message may start with (where `--set` gives one, its like). */
+const OPTION_OF_KEY: Readonly<Record<string, string>> = {
+  watch_path: "--watch",
+  remote_host: "--to",
+  remote_base_path: "--to",
+  ftp_password_file: "--ftp-password-file",
+};
+
 /**
  * A config error as the options' own: the file and lines it names are those
  * of the generated text (which may never be written), not anything typed.
@@ -208,10 +216,10 @@ function aboutTheOptions(error: ConfigError, file: string): ConfigError {
     line.startsWith(file)
       ? `in the options (--watch, --to, --set): ${
         line.slice(file.length).replace(/^(:\d+)?: /, "")
-          // The one job's watch folder is the one --watch gave, its password file the one
-          // --ftp-password-file gave.
-          .replace(/^watch_path of job \S+: /, "--watch: ")
-          .replace(/^ftp_password_file of job \S+: /, "--ftp-password-file: ")
+          // The one job's keys that the options gave, said as those options.
+          .replace(/^(\w+)(?: of job \S+)?: /, (said, key: string) =>
+            key in OPTION_OF_KEY ? `${OPTION_OF_KEY[key]}: ` : said)
+          .replace(/\bits watch_path\b/g, "--watch")
       }`
       : line
   );

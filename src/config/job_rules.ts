@@ -82,8 +82,8 @@ export function checkJobRules(job: JobValues, ctx: z.RefinementCtx): void {
     ctx.addIssue({
       code: "custom",
       path: ["remote_host"],
-      message:
-        "expected a host name, address or ~/.ssh/config alias (the user goes in remote_user)",
+      message: "expected a host name, address or ~/.ssh/config alias" +
+        (host.includes("@") ? " (the user goes in remote_user)" : ""),
     });
   }
   const user = typeof job.remote_user === "string" ? job.remote_user.trim() : "";

@@ -314,6 +314,38 @@ Deno.test("an FTP login's password is asked for, and its file judged, in the wor
   }
 });
 
+Deno.test("a --to the config refuses is said of --to and --watch, never of remote_base_path, remote_host or watch_path (run and doctor)", async () => {
+  const home = await Deno.makeTempDir({ prefix: "itx-quick-to-" });
+  try {
+    const watch = join(home, "camera");
+    await Deno.mkdir(join(watch, "sub"), { recursive: true });
+    const cases: Array<[string, string]> = [
+      [
+        "camera/sub",
+        `--to: ${join(watch, "sub")} is inside --watch ${watch}, so every copy would be found ` +
+        "there and sent again, without end",
+      ],
+      ["host name:/x", "--to: expected a host name, address or ~/.ssh/config alias\n"],
+    ];
+    for (const [to, message] of cases) {
+      for (const command of [["run", "--once"], ["doctor"]]) {
+        const out = await runCli([...command, "--watch", watch, "--to", to], {
+          env: { HOME: home },
+          cwd: home,
+        });
+        assert.equal(out.code, 2, out.stderr + out.stdout);
+        assert.ok(
+          out.stderr.startsWith(`error: in the options (--watch, --to, --set): ${message}`),
+          out.stderr,
+        );
+        assert.doesNotMatch(out.stderr + out.stdout, /remote_|watch_path/);
+      }
+    }
+  } finally {
+    await Deno.remove(home, { recursive: true });
+  }
+});
+
 /** A watch folder with real FITS files and a hostile name, dated into night 20240701. */
 async function watchFolder(root: string): Promise<Map<string, string>> {
   const watch = join(root, "watch");
