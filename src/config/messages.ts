@@ -67,7 +67,28 @@ export function describeIssue(issue: z.core.$ZodIssue, path: Path, value: unknow
     : value === null
     ? ' (a bare ~ is YAML\'s empty value: for the home folder write "~")'
     : "";
-  return `expected ${expected}, got ${describeValue(value)}${quoteHint}`;
+  return `expected ${expected}, got ${describeValue(value)}${quoteHint}${
+    commandHint(issue, path, value)
+  }`;
+}
+
+/** The keys that hold a program and its arguments. */
+const COMMAND_KEYS = new Set(["on_transfer", "on_failure", "command"]);
+
+/**
+ * A program and its arguments written as one line of text (`on_transfer: /bin/reduce --quick`):
+ * the list to write, its words split at blanks; else "".
+ */
+function commandHint(issue: z.core.$ZodIssue, path: Path, value: unknown): string {
+  if (issue.code !== "invalid_type" || issue.expected !== "array") return "";
+  if (typeof value !== "string" || !COMMAND_KEYS.has(String(path.at(-1)))) return "";
+  const words = value.trim().split(/\s+/).filter((word) => word !== "");
+  if (words.length === 0) return "";
+  // Plain where YAML reads the word as itself inside [ ], else quoted.
+  const item = (word: string) =>
+    /^[\w./~+=-][\w./~+=:@-]*$/.test(word) ? word : JSON.stringify(word);
+  return "; a program and its arguments are a list, run without a shell: write " +
+    `[${words.map(item).join(", ")}]`;
 }
 
 /** What the issue says was expected, in words (`patternList`: a key that takes patterns). */

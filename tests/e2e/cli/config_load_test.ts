@@ -803,6 +803,24 @@ Deno.test("several patterns written as one, and a bare ending as a pattern, are 
   );
 });
 
+Deno.test("a hook or scheduled command written as one line of text is answered with the list to write", () => {
+  const error = configError(
+    `${MINIMAL}on_transfer: /usr/local/bin/reduce --quick\non_failure: notify-observer\n` +
+      `schedules:\n  - { cron: "0 8 * * *", action: command, command: "/bin/reduce-night -v" }\n`,
+  );
+  assert.deepEqual(error.message.split("\n"), [
+    '/etc/it/config.yaml:4: on_transfer: expected a list (one "- item" per line), got ' +
+    '"/usr/local/bin/reduce --quick"; a program and its arguments are a list, run without a ' +
+    "shell: write [/usr/local/bin/reduce, --quick]",
+    '/etc/it/config.yaml:5: on_failure: expected a list (one "- item" per line), got ' +
+    '"notify-observer"; a program and its arguments are a list, run without a shell: write ' +
+    "[notify-observer]",
+    '/etc/it/config.yaml:7: schedules[0].command: expected a list (one "- item" per line), got ' +
+    '"/bin/reduce-night -v"; a program and its arguments are a list, run without a shell: write ' +
+    "[/bin/reduce-night, -v]",
+  ]);
+});
+
 Deno.test("rsync_options that remove files, send nothing, leave files behind or move them are refused", () => {
   const options = [
     "--archive",
