@@ -121,6 +121,26 @@ export function passphraseKeys(config: Config): string[] {
   });
 }
 
+/**
+ * Warnings for the ftp jobs whose `ftp_password_env` names a variable that is not set: a daemon
+ * started with this environment could not log in (its environment never changes while it runs).
+ * Only a warning: `config validate` may run in another shell than the daemon, whose service
+ * manager may give it the variable.
+ */
+export function unsetPasswordVariables(config: Config): string[] {
+  return config.jobs.flatMap((job, index) => {
+    const name = job.ftp_password_env;
+    if (name === null || job.transfer_method !== "ftp" || Deno.env.get(name) !== undefined) {
+      return [];
+    }
+    return [
+      `${jobKeyPlace(config, index, "ftp_password_env")}: the variable ${name} is not set here, ` +
+      `so a daemon started from here could not log in: set it (export ${name}=...) where ` +
+      "image-transfer runs, or give ftp_password_file instead",
+    ];
+  });
+}
+
 /** Whether the private key `text` is encrypted (OpenSSH format, PEM or PKCS#8). */
 function hasPassphrase(text: string): boolean {
   if (/^-----BEGIN ENCRYPTED PRIVATE KEY-----|^Proc-Type: 4,ENCRYPTED/m.test(text)) return true;

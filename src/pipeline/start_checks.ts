@@ -21,7 +21,7 @@ import { whyUnwritable } from "../ledger/daemon_lock.ts";
 import { type ListenSettings, listenSettings } from "../status/listen.ts";
 import { relativeTo } from "../watch/entry_check.ts";
 import { checkUserPrograms } from "./user_programs.ts";
-import { checkLoginFiles, passphraseKeys } from "./login_files.ts";
+import { checkLoginFiles, passphraseKeys, unsetPasswordVariables } from "./login_files.ts";
 import { apartByExtension, assertDestinationsApart } from "./destinations_apart.ts";
 import { ownFilesWatched } from "./own_files_apart.ts";
 import { answerWithin, SHARE_ANSWER_MS } from "../config/file_systems.ts";
@@ -67,6 +67,7 @@ export async function checkBeforeStart(
     ...ftpTildeBases(config),
     ...keysOfOtherMethods(config),
     ...passphraseKeys(config),
+    ...(runsAs === undefined ? unsetPasswordVariables(config) : []), // Not a service's env.
     ...keysNoJobInherits(config.file).map((key) =>
       `${keyPlace(config.file, -1, [key])}: ${key} at the top level is inherited by no job, as ` +
       "every entry of jobs sets its own: next to a jobs list, the top-level job keys are " +

@@ -512,3 +512,35 @@ Deno.test("config validate warns of an ssh_identity_file protected by a passphra
     }
   });
 });
+
+Deno.test("config validate and run warn of an ftp_password_env that is not set, with its line (every login would fail); not of one that is", async () => {
+  await withDir(async (dir) => {
+    const config = join(dir, "config.yaml");
+    const variable = "ITX_TEST_FTP_PASSWORD_NOWHERE";
+    await Deno.mkdir(join(dir, "watch"));
+    await writeConfig(config, {
+      watch_path: join(dir, "watch"),
+      transfer_method: "ftp",
+      remote_host: "archive.invalid",
+      remote_user: "obs",
+      ftp_password_env: variable,
+      remote_base_path: "/in",
+      log_file: "",
+    });
+    await Deno.chmod(config, 0o600);
+    const warning = `${config}:6: ftp_password_env of job default: the variable ${variable} is ` +
+      "not set here, so a daemon started from here could not log in: set it (export " +
+      `${variable}=...) where image-transfer runs, or give ftp_password_file instead`;
+    const warned = await runCli(["-c", config, "config", "validate"], { env: env(dir) });
+    assert.equal(warned.code, 0, warned.stderr);
+    assert.ok(warned.stderr.includes(`warning: ${warning}`), warned.stderr);
+    const run = await runCli(["-c", config, "run", "--once"], { env: env(dir) });
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stderr, new RegExp(`WARNING .*${variable} is not set here`));
+    const quiet = await runCli(["-c", config, "config", "validate"], {
+      env: { ...env(dir), [variable]: "secret" },
+    });
+    assert.equal(quiet.code, 0, quiet.stderr);
+    assert.doesNotMatch(quiet.stderr, /not set/);
+  });
+});
