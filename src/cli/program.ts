@@ -45,7 +45,8 @@ export async function buildProgram(runOnly = false): Promise<Command> {
   program.hook("preAction", async (thisCommand, actionCommand) => {
     if (thisCommand.opts().createConfig && actionCommand.name() === "run") {
       const { runInit } = await import("./config.ts");
-      await runInit(globalOptions(actionCommand), { force: false });
+      // `--force` is run's own option (with --save-config): here, as init takes it.
+      await runInit(globalOptions(actionCommand), { force: actionCommand.opts().force === true });
       throw new CommanderError(0, "image-transfer.createConfig", "");
     }
   });

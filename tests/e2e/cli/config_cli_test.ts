@@ -668,7 +668,7 @@ Deno.test("a log_file that is a named pipe is refused by config validate, doctor
   });
 });
 
-Deno.test("--create-config (the old flag) writes the default config like init", async () => {
+Deno.test("--create-config (the old flag) writes the default config like init, and replaces one with --force", async () => {
   await withHome(async (home) => {
     const file = join(home, "legacy.yaml");
     const result = await cli(home, ["-c", file, "--create-config"]);
@@ -682,6 +682,11 @@ Deno.test("--create-config (the old flag) writes the default config like init", 
       again.stderr,
     );
     assert.ok(again.stderr.includes(`\`image-transfer -c ${file} init --force\``), again.stderr);
+    // With --force, as init takes it: the file is written anew, not refused as if it were not given.
+    await Deno.writeTextFile(file, "watch_path: /edited\n");
+    const forced = await cli(home, ["-c", file, "--create-config", "--force"]);
+    assert.equal(forced.code, 0, forced.stderr);
+    assert.equal(await Deno.readTextFile(file), renderDefaultConfig());
   });
 });
 
