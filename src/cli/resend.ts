@@ -15,6 +15,7 @@ import { loadConfig } from "../config/load.ts";
 import { resolveConfigPath } from "../config/paths.ts";
 import { globPattern } from "../config/values.ts";
 import { UsageError } from "../errors.ts";
+import { pastedWord } from "../shell_words.ts";
 import { FileRows } from "../ledger/file_rows.ts";
 import { ledgerTarget } from "../ledger/destination_spellings.ts";
 import { ledgerName } from "../ledger/job_names.ts";
@@ -125,17 +126,26 @@ export function resendCommand(): Command {
         console.log(noneMatched(globs, jobs));
       }
       if (options.dryRun || total === 0) return;
-      for (const line of await whenSent(config, resent)) console.log(line);
+      const configOption = globalOptions(command).config;
+      for (const line of await whenSent(config, resent, configOption)) console.log(line);
     });
 }
 
 /**
  * When the files marked for the jobs `resent` go: at the next start, within a minute, or for a
  * job the running daemon holds, once what holds it ends (asked of its state and status page).
+ * `configOption`: `-c` as given, for the `run` to paste.
  */
-async function whenSent(config: Config, resent: JobConfig[]): Promise<string[]> {
+async function whenSent(
+  config: Config,
+  resent: JobConfig[],
+  configOption: string | undefined,
+): Promise<string[]> {
   const daemon = daemonStatus(config.state_dir);
-  if (!daemon.running) return ["They are sent at the next start (image-transfer run)."];
+  if (!daemon.running) {
+    const flag = configOption === undefined ? "" : ` -c ${pastedWord(configOption)}`;
+    return [`They are sent at the next start (image-transfer${flag} run).`];
+  }
   const live = config.status_listen === ""
     ? undefined
     : await askDaemon(config, daemon.pid, daemon.statusListen);

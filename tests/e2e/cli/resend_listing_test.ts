@@ -66,6 +66,13 @@ Deno.test("resend --name takes the absolute path of a file in the watch folder, 
   });
   assert.equal(real.code, 0, real.stderr);
   assert.match(real.stdout, /job default: 1 file\(s\) will be sent again/);
+  // With no daemon running: the run of this config (-c as given), not of the default one.
+  assert.ok(
+    real.stdout.includes(
+      `They are sent at the next start (image-transfer -c ${box.config} run).`,
+    ),
+    real.stdout,
+  );
 });
 
 Deno.test("resend --name matches as file_patterns do: a name with a line break under **, either Unicode form, upper and lower case alike", async () => {
