@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { pastedWord } from "../shell_words.ts";
 import { Command } from "commander";
 import { loadConfig } from "../config/load.ts";
 import { regularFileText, resolveConfigPath } from "../config/paths.ts";
@@ -164,7 +165,9 @@ export function runCommand(): Command {
           throw new Error(
             `Not every file was transferred: ${
               why.join(", and ")
-            }; see the log and \`image-transfer status\``,
+            }; see the log and \`image-transfer${
+              global.config === undefined ? "" : ` -c ${pastedWord(global.config)}`
+            } status\``,
           );
         }
       } catch (error) {
