@@ -10,7 +10,9 @@
  * fails as no other file would (a folder the login may not write, a name the
  * server refuses) says nothing of the destination: another file is the probe
  * at once, and with none left the pause ends: a host back up whose waiting
- * files all fail so is not held as unreachable until a new file arrives. A
+ * files all fail so is not held as unreachable until a new file arrives (nor
+ * said to take files again where the probe failed as the whole destination, a
+ * login refused: the first file that arrives says so). A
  * file that becomes ready while the job waits for room, smaller than every file
  * refused for room in this pause, is the probe at once ({@linkcode DestinationPause.offer}).
  * Running out of space again meanwhile goes back to probing, within the same
@@ -100,6 +102,8 @@ export class DestinationPause {
   #reported: JobPause | null = null;
   /** The whole destination failed, and no line said since that it takes files again. */
   #down = false;
+  /** The probe under way failed as the whole destination (see {@linkcode stillDown}). */
+  #probeDown = false;
   /** The smallest file refused for room in this pause (see {@linkcode offer}). */
   #refusedBytes = Infinity;
   #cancelTimer: (() => void) | undefined;
@@ -148,6 +152,7 @@ export class DestinationPause {
   started(): boolean {
     if (this.#state !== "due") return false;
     this.#state = "probing";
+    this.#probeDown = false;
     return true;
   }
 
@@ -207,6 +212,7 @@ export class DestinationPause {
    */
   stillDown(reason: string, kind?: DownKind): void {
     this.#down = true;
+    if (this.#state === "probing") this.#probeDown = true;
     const state = this.#full || kind === undefined
       ? this.#reported?.state ?? PAUSE_STATES.unreachable
       : PAUSE_STATES[kind];
@@ -237,8 +243,9 @@ export class DestinationPause {
       if (arrived === 0) {
         // Failed as no other file would (a full or unreachable destination paused it again,
         // ending the probing): it tells nothing of the destination. Another file is the probe
-        // now; with none left, the pause ends and that file waits for its own retry.
-        if (caughtUp) return this.#resume();
+        // now; with none left, the pause ends and that file waits for its own retry (failed as
+        // the whole destination, a login refused: not said to take files, none arrived).
+        if (caughtUp) return this.#resume(!this.#probeDown);
         this.#state = "due";
         return false;
       }
@@ -256,10 +263,10 @@ export class DestinationPause {
     return this.#resume();
   }
 
-  /** Back to full speed: the pause is over. */
-  #resume(): true {
+  /** Back to full speed: the pause is over (said as the destination's return where `back`). */
+  #resume(back = true): true {
     this.#state = "running";
-    this.#sayBack("; job {job} resumes");
+    if (back) this.#sayBack("; job {job} resumes");
     this.#report(null);
     return true;
   }

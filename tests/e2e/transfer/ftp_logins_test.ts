@@ -4,7 +4,8 @@
  * connection, for one job (`run --once` through the CLI) and for two jobs
  * sending to the same server; a `421` while the daemon holds none (someone
  * else has the one login) fails as the destination that cannot be reached,
- * which pauses the job instead of using up each file's retries.
+ * which pauses the job instead of using up each file's retries. A server back
+ * from an outage that refuses the login is never said to take files again.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -12,7 +13,7 @@ import { failureScope } from "../../../src/errors.ts";
 import { holdsTheJob } from "../../../src/pipeline/attempt_outcome.ts";
 import { FtpTransport } from "../../../src/transfer/ftp/ftp.ts";
 import type { TransferItem } from "../../../src/transfer/transport.ts";
-import { runCli } from "../../helpers/cli.ts";
+import { runCli, startCli } from "../../helpers/cli.ts";
 import { listFiles, randomBytes, sha256OfFile, waitFor } from "../../helpers/files.ts";
 import { captureLogs } from "../../helpers/log_capture.ts";
 import { ftpDaemonSandbox, type TestVsftpd, withVsftpdAndRoot } from "../../helpers/vsftpd.ts";
@@ -172,3 +173,48 @@ Deno.test("a 421 while this daemon holds no login there fails the whole destinat
     }
   });
 });
+
+Deno.test("daemon: an FTP server back from an outage that refuses the login is not said to take files again; once the password is right the file arrives whole, and that is said once", () =>
+  withVsftpdAndRoot({}, "itx-ftp-relogin-", async ({ server, root }) => {
+    // The job's own copy of the password, to change as a server's new password would.
+    const password = join(root, "password");
+    await Deno.copyFile(server.passwordFile, password);
+    await Deno.chmod(password, 0o600);
+    const { dest, watch, config } = await ftpDaemonSandbox(server, root, {
+      ftp_password_file: password,
+      retry_delay_seconds: 0.3,
+      retry_max_delay_seconds: 1,
+    });
+    const daemon = startCli(["--config", config, "run"], { env: { HOME: root } });
+    try {
+      await daemon.waitForOutput("Watching");
+      await server.kill();
+      const bytes = randomBytes(100_000);
+      const source = join(watch, "frame.fits");
+      await Deno.writeFile(source, bytes);
+      const night = new Date("2024-07-01T20:00:00Z");
+      await Deno.utime(source, night, night);
+      await daemon.waitForOutput(/The destination \S+ cannot be reached: .*Job default pauses/);
+      // Back, but the password was changed there meanwhile.
+      await Deno.writeTextFile(password, "not the password\n");
+      await server.restart();
+      await daemon.waitForOutput(/Failed to transfer .*refused the login \(530/);
+      // Its next try is refused too (the server's log says so): by then the batch before has ended.
+      const refusals = async () =>
+        (await Deno.readTextFile(join(server.dir, "vsftpd.log"))).match(/FAIL LOGIN/g)?.length ?? 0;
+      await waitFor(async () => await refusals() >= 2, 60_000, "a second refused login");
+      // Before the fix: "The destination ... takes files again; job default resumes" right after
+      // the refused login, while nothing could arrive.
+      assert.doesNotMatch(daemon.stderr(), /takes files again/);
+      await Deno.copyFile(server.passwordFile, password);
+      const final = join(dest, "20240701", "frame.fits");
+      await waitFor(() => Deno.stat(final).then(() => true, () => false), 60_000, "the file");
+      assert.deepEqual(await Deno.readFile(final), bytes);
+      assert.deepEqual(await listFiles(dest), ["20240701/frame.fits"]);
+      await daemon.waitForOutput(/The destination \S+ takes files again/);
+      assert.equal(daemon.stderr().match(/takes files again/g)?.length, 1);
+    } finally {
+      const status = await daemon.stop();
+      assert.equal(status.code, 0, daemon.stderr());
+    }
+  }));

@@ -320,3 +320,35 @@ Deno.test("DestinationPause: that the destination takes files again is said once
     await logs.stop();
   }
 });
+
+Deno.test("DestinationPause: a probe refused as the whole destination (a login refused) ends the pause with nothing left, unsaid; the first arrival says it", async () => {
+  const logs = await captureLogs();
+  const said = () => logs.count("info", "takes files again");
+  try {
+    const { clock, pause, reports } = setup(8, { firstProbeMs: 1_000 });
+    pause.pause("connection refused", false);
+    clock.advance(1_000);
+    assert.equal(pause.started(), true);
+    // The server is back, but refuses the login: every file would fail so.
+    pause.stillDown("530 Login incorrect");
+    assert.equal(pause.ended(true, 0, true), true, "nothing else waits: the pause ends");
+    assert.equal(pause.paused, false);
+    assert.deepEqual(reports.at(-1), null);
+    // Before the fix: "The destination /dest takes files again; job test resumes".
+    assert.equal(said(), 0, "nothing arrived");
+    pause.ended(false, 0);
+    assert.equal(said(), 0);
+    pause.ended(false, 1);
+    assert.equal(said(), 1, "said by the first batch that files arrived in");
+    assert.equal(logs.count("info", "takes files again; job {job} resumes"), 0);
+    // A later probe that fails as a file of its own (not the whole destination) still says it.
+    pause.pause("connection refused", false);
+    clock.advance(1_000);
+    pause.started();
+    assert.equal(pause.ended(true, 0, true), true);
+    assert.equal(said(), 2);
+    pause.close();
+  } finally {
+    await logs.stop();
+  }
+});
