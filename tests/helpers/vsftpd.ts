@@ -37,6 +37,8 @@ export interface VsftpdOptions {
   certNames?: string;
   /** Log every command the server receives (`log_ftp_protocol`), for {@linkcode TestVsftpd.commands}. */
   logCommands?: boolean;
+  /** Commands it refuses (`cmds_denied`, answered `550 Permission denied.`), e.g. `["RNFR", "RNTO"]`. */
+  deniedCommands?: string[];
 }
 
 /** A running test server. */
@@ -177,6 +179,7 @@ export async function startVsftpd(options: VsftpdOptions = {}): Promise<TestVsft
       `idle_session_timeout=${options.idleSeconds ?? 300}`,
       `max_per_ip=${options.maxPerIp ?? 0}`,
       `download_enable=${options.downloads === false ? "NO" : "YES"}`,
+      ...(options.deniedCommands ? [`cmds_denied=${options.deniedCommands.join(",")}`] : []),
       ...(tls
         ? [
           "ssl_enable=YES",

@@ -10,7 +10,13 @@ import { Writable } from "node:stream";
 import { TransferError } from "../../errors.ts";
 import { baseGoneReason } from "../classify.ts";
 import type { JobConfig } from "../../config/types.ts";
-import { classifyFtpError, type FtpConnection, isFtpError, SESSION_REUSE_FIX } from "./connect.ts";
+import {
+  classifyFtpError,
+  type FtpConnection,
+  ftpServerName,
+  isFtpError,
+  SESSION_REUSE_FIX,
+} from "./connect.ts";
 import { readBackRefusal } from "./read_back.ts";
 import type { TransferItem } from "../transport.ts";
 import { type Delivery, verifyCopy } from "../deliver.ts";
@@ -384,7 +390,19 @@ export async function finishDelivery(
   const time = mfmtTime(item.mtimeMs);
   if (features.mfmt) await client.sendIgnoringError(`MFMT ${time} ${tempPath}`);
   else if (features.mdtm) await client.sendIgnoringError(`MDTM ${time} ${tempPath}`);
-  await renameReplacing(peer.connection, tempPath, finalPath);
+  await renameReplacing(peer.connection, tempPath, finalPath).catch((error) => {
+    // The server's refusal of the rename itself, not of an upload that worked.
+    if (!isFtpError(error) || error.code < 500 || client.closed) throw error;
+    throw new TransferError(
+      `FTP server ${
+        ftpServerName(job)
+      }: the copy could not be renamed to ${finalPath} (${error.message.trim()}): check that the login may rename files in ${
+        parentOf(finalPath)
+      } (RNFR, RNTO)`,
+      "retry-later",
+      { cause: error },
+    );
+  });
   delivery.uploaded = false;
   if (verify === "checksum") delivery.sha256 = counter.digest();
 }

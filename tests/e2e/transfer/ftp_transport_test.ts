@@ -175,6 +175,21 @@ Deno.test("ftp: a night folder the login may not write: the error says to check 
     assert.deepEqual([...Deno.readDirSync(night)], [], "nothing is left in it");
   }));
 
+Deno.test("ftp: a server that refuses renames: the error says the copy could not take its name, and why; nothing is left, no final name", () =>
+  withVsftpd({ deniedCommands: ["RNFR", "RNTO"] }, async ({ server, src, dest }) => {
+    const outcomes = await send(server.job({ remote_base_path: dest }), [
+      await item(src, "frame 1.fits", randomBytes(300_000)),
+    ]);
+    // Before the fix: "upload refused (550 Permission denied.)", of an upload that had worked.
+    assert.match(
+      outcomes[0].error?.message ?? "",
+      /the copy could not be renamed to \S*\/20240315\/frame 1\.fits \(550 Permission denied\.\): check that the login may rename files in \S*\/20240315 \(RNFR, RNTO\)$/,
+    );
+    assert.equal(outcomes[0].error?.kind, "retry-later");
+    assert.deepEqual(await listFiles(dest), [], "no copy, no final name");
+    assert.deepEqual(await listFolders(dest), ["20240315"], "no upload folder");
+  }));
+
 Deno.test("ftp: a file where a subfolder of the night goes: the error names the folder, that a file may be in the way, and where the login must write", () =>
   withVsftpd({}, async ({ server, src, dest }) => {
     const night = join(dest, "20240315");
