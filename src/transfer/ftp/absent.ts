@@ -69,9 +69,9 @@ async function listedNames(
 ): Promise<{ entered: boolean; names: Set<string> | null }> {
   const { client } = peer.connection;
   if (large.has(folder)) return { entered: true, names: null };
-  if ((await client.sendIgnoringError(`CWD ${folder}`)).code >= 400) {
-    return { entered: false, names: null };
-  }
+  const entered = (await client.sendIgnoringError(`CWD ${folder}`)).code < 400;
+  peer.entered = entered ? folder : null;
+  if (!entered) return { entered: false, names: null };
   const commands = client.availableListCommands;
   const parse = client.parseList;
   let whole = false;

@@ -209,6 +209,7 @@ export class FtpPool {
     peer.idleSince = performance.now();
     // What a listing showed this batch is not kept for the next (see `absent.ts`).
     peer.listings.clear();
+    peer.entered = null;
     this.#idle.push(peer);
     this.#logins.changed();
   }
@@ -295,6 +296,7 @@ export class FtpPool {
       idleSince: performance.now(),
       untried: null,
       listings: new Map(),
+      entered: null,
     };
     this.#open.add(peer);
     if (this.#closed) {

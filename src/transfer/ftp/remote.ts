@@ -51,6 +51,11 @@ export interface FtpPeer {
   untried: number | null;
   /** Folders listed (`LIST -a`) by this batch to look for new files, for the sweep to reuse. */
   listings: Map<string, FileInfo[]>;
+  /**
+   * The folder this batch's look for new files entered (`CWD`), while no other `CWD` was sent
+   * since: {@linkcode recheckFolder} asks `PWD` there without entering it again (`null`: unknown).
+   */
+  entered: string | null;
 }
 
 /**
@@ -109,6 +114,7 @@ export async function ensureFolders(
   makeBase = true,
 ): Promise<void> {
   if (peer.folders.has(folder)) return;
+  peer.entered = null;
   const { client } = peer.connection;
   const parts = folder.slice(base.length).split("/").filter((part) => part !== "");
   let path = base;
@@ -179,7 +185,10 @@ export async function recheckFolder(peer: FtpPeer, base: string, folder: string)
   if (!peer.folders.has(folder)) return;
   const known = peer.folders.get(folder) ?? null;
   const { client } = peer.connection;
-  const entered = await client.sendIgnoringError(`CWD ${folder}`);
+  // Entered a moment ago by the look for new files (see `absent.ts`): not entered again.
+  const there = peer.entered === folder;
+  peer.entered = null;
+  const entered = there ? { code: 250 } : await client.sendIgnoringError(`CWD ${folder}`);
   if (entered.code < 400) {
     const shown = quotedPath((await client.send("PWD")).message);
     if (known === null || shown === null || samePath(shown, known)) return;
@@ -286,6 +295,7 @@ export async function sweepLeftovers(
   try {
     let entries = listed;
     if (entries === undefined) {
+      peer.entered = null;
       await client.cd(folder);
       entries = await client.list();
       peer.dataWorked = true;

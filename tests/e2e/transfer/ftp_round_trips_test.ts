@@ -356,6 +356,30 @@ for (const tls of [false, true]) {
   });
 }
 
+Deno.test("ftp: a reused connection's batch of new files enters their folder once, for the look and the upload", async () => {
+  await withLoggingVsftpd(true, async ({ server, src, dest }) => {
+    const transport = new FtpTransport(server.job({ remote_base_path: dest }));
+    try {
+      const items = await newItems(src, "20240327", names(2 * LISTING_FROM));
+      const first = await sendCounting(server, transport, items.slice(0, LISTING_FROM));
+      const second = await sendCounting(server, transport, items.slice(LISTING_FROM));
+      for (const { outcomes } of [first, second]) {
+        assert.deepEqual(outcomes.map((o) => o.error?.message ?? null), outcomes.map(() => null));
+      }
+      assert.equal(await server.logins(), 1, "the connection was reused");
+      // The look's listing enters the folder; the upload checks it there (PWD), not entering it
+      // again. Before the fix: CWD twice.
+      const entered = second.commands.filter((c) => c === `CWD ${dest}/20240327`);
+      assert.deepEqual(entered, [`CWD ${dest}/20240327`], "entered once");
+      assert.ok(second.commands.includes("PWD"), "where the server shows it, checked");
+      assert.deepEqual(onFinalNames(second.commands, "SIZE", dest, items), [], "one listing");
+      await assertArrived(dest, items);
+    } finally {
+      await transport.close();
+    }
+  });
+});
+
 Deno.test("ftp: a LIST -a that does not show its folder whole (no . or ..) tells no file absent: each is asked, another's file is kept", async () => {
   // This server lists nothing (and refuses NLST), whatever the folder holds.
   const server = startSilentFtp();
