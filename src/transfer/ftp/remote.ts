@@ -146,10 +146,12 @@ export async function ensureFolders(
       // entered whatever MKD said, to learn where the server shows it.
       try {
         if (!entered) await client.send(`CWD ${path}`);
-      } catch {
+      } catch (error) {
         // The base itself may be gone since this connection entered it.
         const baseGone = !makeBase &&
           (i === 0 || await client.send(`CWD ${base}`).then(() => false, () => true));
+        // A connection that broke says nothing of the folders: it is lost, as at any step.
+        if (client.closed) throw error;
         if (baseGone) throw new TransferError(baseGoneReason(base), "retry-later");
         const parent = path.replace(/\/+[^/]*\/*$/, "") || "/";
         throw await folderRefused(
@@ -354,11 +356,13 @@ export function withSource(item: TransferItem, error: TransferError): TransferEr
 
 /**
  * Classify an upload error: closed by the server (or a killed session's plain-text last words on
- * TLS, vsftpd's `500 OOPS`), lost; on TLS data that never worked, a hint.
+ * TLS, vsftpd's `500 OOPS`), lost; on TLS data that never worked, a hint (not where the control
+ * connection itself broke: that is no data connection's setting).
  */
 export function uploadError(job: JobConfig, peer: FtpPeer, error: unknown): TransferError {
   const fin = /FIN packet|wrong version number|InvalidContentType/.test(String(error));
-  const hint = fin && !peer.dataWorked && job.ftp_tls !== "off";
+  const control = /\(control socket\)/.test(String(error));
+  const hint = fin && !control && !peer.dataWorked && job.ftp_tls !== "off";
   const failure = classifyFtpError(error, job, "upload", fin && !hint);
   if (!hint) return failure;
   return new TransferError(

@@ -705,3 +705,42 @@ Deno.test("ftp: a night folder moved away, replaced by a link or a file, or its 
       await transport.close();
     }
   }));
+
+Deno.test("ftp: a kept connection that dies in the middle of a batch is a lost connection, never a base folder gone", () =>
+  // 300 kB/s: the first upload lasts long enough to open a second connection meanwhile.
+  withVsftpd({ maxRateBytes: 300_000 }, async ({ server, src, dest }) => {
+    const transport = new FtpTransport(server.job({ remote_base_path: dest }));
+    const signal = new AbortController().signal;
+    try {
+      const first = transport.send([await item(src, "a.fits", randomBytes(600_000))], signal);
+      await waitFor(async () => (await listFiles(dest).catch(() => [])).length > 0, 30_000);
+      // A second connection, kept idle: it never made or entered a folder.
+      await transport.warmUp();
+      assert.equal((await first)[0].error, null);
+      assert.equal(await server.logins(), 2);
+      transport.deliveredBefore();
+      // Each session's first process is killed: what is left of it answers until the next data
+      // connection, then says its last words (the connections look open until then).
+      await server.killSessions();
+      // The connection that made the night folder: cut off at its upload, its upload folder left.
+      const [cut] = await transport.send([await item(src, "b.fits", randomBytes(1000))], signal);
+      assert.match(cut.error?.message ?? "", /connection lost/);
+      // The idle one: it sweeps that upload folder (and dies listing it), then makes its folders.
+      const [lost] = await transport.send([await item(src, "c.fits", randomBytes(1000))], signal);
+      // Before the fix: "the destination folder ... is gone (a share that is not mounted?)".
+      assert.doesNotMatch(lost.error?.message ?? "", /is gone/);
+      assert.match(lost.error?.message ?? "", /connection lost/);
+      assert.equal(lost.error?.kind, "retry");
+      assert.equal(failureScope(lost.error!), "connection");
+      // A new login: both arrive whole, nothing is left.
+      const again = [
+        await item(src, "b.fits", randomBytes(1000)),
+        await item(src, "c.fits", randomBytes(2000)),
+      ];
+      const outcomes = await transport.send(again, signal);
+      assert.deepEqual(outcomes.map((o) => o.error?.message ?? null), [null, null]);
+      await assertArrived(dest, again);
+    } finally {
+      await transport.close();
+    }
+  }));
