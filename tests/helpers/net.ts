@@ -11,18 +11,31 @@ import { join } from "node:path";
  * one of the range `ITX_TEST_PORTS` names (`19700-19899`), for test runs kept to a range.
  */
 export function freePort(): number {
+  return freePorts(1);
+}
+
+/**
+ * The first of `count` consecutive ports free now ({@linkcode freePort}'s choice for one; with
+ * `ITX_TEST_PORTS`, all of them inside its range), e.g. a passive FTP server's data ports.
+ */
+export function freePorts(count: number): number {
   const range = /^(\d+)-(\d+)$/.exec(Deno.env.get("ITX_TEST_PORTS") ?? "");
   if (range !== null) {
-    const [low, high] = [Number(range[1]), Number(range[2])];
-    const start = low + Math.floor(Math.random() * (high - low + 1));
+    const [low, high] = [Number(range[1]), Number(range[2]) - count + 1];
+    const start = low + Math.floor(Math.random() * Math.max(1, high - low + 1));
     for (let i = 0; i <= high - low; i++) {
-      const port = low + (start - low + i) % (high - low + 1);
-      try {
-        Deno.listen({ hostname: "127.0.0.1", port }).close();
-        return port;
-      } catch { /* taken: the next */ }
+      const first = low + (start - low + i) % (high - low + 1);
+      const free = (port: number) => {
+        try {
+          Deno.listen({ hostname: "127.0.0.1", port }).close();
+          return true;
+        } catch {
+          return false; // Taken.
+        }
+      };
+      if (Array.from({ length: count }, (_, n) => first + n).every(free)) return first;
     }
-    throw new Error(`No free port in ITX_TEST_PORTS ${range[0]}`);
+    throw new Error(`No ${count} free port(s) in a row in ITX_TEST_PORTS ${range[0]}`);
   }
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (listener.addr as Deno.NetAddr).port;

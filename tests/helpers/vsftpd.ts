@@ -9,7 +9,7 @@ import { join } from "node:path";
 import type { JobConfig } from "../../src/config/types.ts";
 import { LEAST_CEILING_MS, writeConfig } from "./files.ts";
 import { transportTestJob } from "./jobs.ts";
-import { freePort, selfSignedCert } from "./net.ts";
+import { freePort, freePorts, selfSignedCert } from "./net.ts";
 import { killTree } from "./processes.ts";
 
 /** Account the FTP tests log in as (a password login, unlike the SSH tests' user). */
@@ -145,7 +145,7 @@ export async function startVsftpd(options: VsftpdOptions = {}): Promise<TestVsft
   const passwordFile = join(dir, "password");
   await Deno.writeTextFile(passwordFile, `${FTP_PASSWORD}\n`, { mode: 0o600 });
   const port = freePort();
-  const passive = freePort();
+  const passive = freePorts(21);
   const tls = options.tls ?? true;
   const config = join(dir, "vsftpd.conf");
   await Deno.writeTextFile(
