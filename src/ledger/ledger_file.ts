@@ -13,7 +13,7 @@
  *
  * Opening it for the daemon, SQLite's words for what goes wrong (a file that
  * is not a (sound) database, a full disk, a read-only connection), and the
- * room its disk must have. What is found at its place before it is opened,
+ * room its disk must have; the state folder's files kept private. What is found at its place before it is opened,
  * and reading it as it is: `ledger_check.ts`.
  *
  * @module
@@ -302,6 +302,23 @@ function keepPrivate(path: string): void {
       const { mode } = Deno.statSync(path + suffix);
       if (mode !== null && (mode & 0o077) !== 0) Deno.chmodSync(path + suffix, mode & 0o700);
     } catch { /* not made yet, or another account's: left as it is */ }
+  }
+}
+
+/**
+ * Make the files of the state folder (the ledger and its journal, the lock,
+ * the PID file) readable and writable by the daemon's account only (0600):
+ * the ledger names every file and destination. POSIX only.
+ */
+export async function keepStateDirPrivate(stateDir: string): Promise<void> {
+  if (Deno.build.os === "windows") return;
+  for await (const entry of Deno.readDir(stateDir)) {
+    if (!entry.isFile) continue;
+    const path = join(stateDir, entry.name);
+    try {
+      const { mode } = await Deno.stat(path);
+      if (mode !== null && (mode & 0o077) !== 0) await Deno.chmod(path, mode & 0o700);
+    } catch { /* gone meanwhile, or another account's: left as it is */ }
   }
 }
 

@@ -16,6 +16,7 @@ import { loadConfig } from "../config/load.ts";
 import { makeRuntimeDir } from "../config/paths.ts";
 import { guardedPathReason, WatchFolderError } from "../errors.ts";
 import { Ledger, LEDGER_FILE } from "../ledger/ledger.ts";
+import { keepStateDirPrivate } from "../ledger/ledger_file.ts";
 import { acquireDaemonLock, PID_FILE } from "../ledger/daemon_lock.ts";
 import { daemonRanIn } from "../ledger/ledger_check.ts";
 import { logger } from "../log/logging.ts";
@@ -94,10 +95,22 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
   let ledger: Ledger | undefined;
   let runtimeDir: string | undefined;
   const events = new DaemonEvents();
-  const onStop = () => events.push("stop");
-  const onReload = options.once
-    ? () => log.warn("SIGHUP ignored: run --once does not reload its config", {})
-    : () => events.push("reload");
+  // Listened to until the stop has ended: a signal nothing listens to ends the process at once
+  // (Ctrl-C pressed again, a log rotation's SIGHUP), its ledger and temporary files unfinished.
+  let stopping = false;
+  let toldStopping = false;
+  const onStop = () => {
+    if (stopping && !toldStopping) {
+      toldStopping = true;
+      log.info("Already stopping: finishing the ledger, removing temporary files", {});
+    }
+    events.push("stop");
+  };
+  const onReload = () => {
+    if (stopping) log.warn("SIGHUP ignored: the daemon is stopping", {});
+    else if (options.once) log.warn("SIGHUP ignored: run --once does not reload its config", {});
+    else events.push("reload");
+  };
   for (const s of STOP_SIGNALS) Deno.addSignalListener(s, onStop);
   if (RELOAD_SIGNAL) Deno.addSignalListener(RELOAD_SIGNAL, onReload);
   options.signal?.addEventListener("abort", onStop);
@@ -135,7 +148,7 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
     ledger = openLedger;
     openLedger.subscribe(() => lock.renew()); // A state_dir removed: its ledger starts anew.
     await checkWatchFolders(config.jobs, options.once);
-    await keepPrivate(config.state_dir);
+    await keepStateDirPrivate(config.state_dir);
     const dir = await makeRuntimeDir();
     runtimeDir = dir;
     lock.tell({ runtimeDir: dir });
@@ -231,16 +244,20 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
       log.info("Stopping: finishing the ledger, removing temporary files", {});
     }
   } finally {
-    for (const s of STOP_SIGNALS) Deno.removeSignalListener(s, onStop);
-    if (RELOAD_SIGNAL) Deno.removeSignalListener(RELOAD_SIGNAL, onReload);
+    stopping = true;
     options.signal?.removeEventListener("abort", onStop);
-    await statusServer?.close();
-    await jobs?.stop(total);
-    stopListening();
-    reports?.close();
-    ledger?.close();
-    lock.release();
-    if (runtimeDir) await Deno.remove(runtimeDir, { recursive: true }).catch(() => {});
+    try {
+      await statusServer?.close();
+      await jobs?.stop(total);
+      stopListening();
+      reports?.close();
+      ledger?.close();
+      lock.release();
+      if (runtimeDir) await Deno.remove(runtimeDir, { recursive: true }).catch(() => {});
+    } finally {
+      for (const s of STOP_SIGNALS) Deno.removeSignalListener(s, onStop);
+      if (RELOAD_SIGNAL) Deno.removeSignalListener(RELOAD_SIGNAL, onReload);
+    }
   }
   log.info("Stopped: {sent} file(s) sent, {failed} failed in this run", { ...total });
   return total;
@@ -316,23 +333,6 @@ async function reloadConfig(
       reason,
     });
     return undefined;
-  }
-}
-
-/**
- * Make the files of the state folder (the ledger and its journal, the lock,
- * the PID file) readable and writable by the daemon's account only (0600):
- * the ledger names every file and destination. POSIX only.
- */
-async function keepPrivate(stateDir: string): Promise<void> {
-  if (Deno.build.os === "windows") return;
-  for await (const entry of Deno.readDir(stateDir)) {
-    if (!entry.isFile) continue;
-    const path = join(stateDir, entry.name);
-    try {
-      const { mode } = await Deno.stat(path);
-      if (mode !== null && (mode & 0o077) !== 0) await Deno.chmod(path, mode & 0o700);
-    } catch { /* gone meanwhile, or another account's: left as it is */ }
   }
 }
 

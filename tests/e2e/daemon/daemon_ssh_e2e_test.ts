@@ -186,6 +186,54 @@ Deno.test("daemon (scp): a stop mid-upload leaves no upload folder at the destin
   }
 });
 
+Deno.test("daemon (scp): Ctrl-C pressed again (or SIGTERM, SIGHUP) while it stops does not cut the stop short", async () => {
+  const sshd = await startSshd();
+  const { root, watch, remote, config, env } = await sshSandbox(sshd, "scp", {
+    stability_window_seconds: 0.5,
+    bandwidth_limit: "1MiB/s",
+  });
+  try {
+    const bytes = randomBytes(8 << 20);
+    await Deno.writeFile(join(watch, "impatient.fits"), bytes);
+    const daemon = startCli(["run", "-c", config], { env });
+    let status: Deno.CommandStatus;
+    try {
+      await waitFor(
+        async () => (await listFiles(remote).catch(() => [])).some(isTemporary),
+        60_000,
+        "the copy under way",
+      );
+      daemon.process.kill("SIGINT");
+      await daemon.waitForOutput("Stopping:");
+      for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+        try {
+          daemon.process.kill(signal);
+        } catch { /* stopped already */ }
+      }
+    } finally {
+      status = await daemon.stop("SIGTERM");
+    }
+    assert.equal(status.signal, null, daemon.stderr());
+    assert.equal(status.code, 0, daemon.stderr());
+    assert.match(daemon.stderr(), /Stopped: 0 file\(s\) sent/);
+    await assert.rejects(Deno.stat(join(root, "state", "daemon.pid")), Deno.errors.NotFound);
+    assert.deepEqual(await listFiles(remote), [], "no copy, no final name");
+    assert.deepEqual((await listFolders(remote)).filter(isHidden), [], "no upload folder");
+    const again = startCli(["run", "-c", config], { env });
+    try {
+      await again.waitForOutput(/Successfully transferred .*impatient\.fits/, 60_000);
+      assert.doesNotMatch(again.stderr(), /did not stop cleanly/);
+    } finally {
+      await again.stop("SIGTERM");
+    }
+    const [sent] = await listFiles(remote);
+    assert.equal(await sha256OfFile(join(remote, sent)), sha256(bytes));
+  } finally {
+    await Deno.remove(root, { recursive: true });
+    await sshd.stop();
+  }
+});
+
 Deno.test("run (rsync): linker variables in the environment (faketime sets LD_PRELOAD) do not stop transfers", async () => {
   const sshd = await startSshd();
   const { root, watch, remote, config, env } = await sshSandbox(sshd, "rsync");
