@@ -20,6 +20,7 @@ import { FileRows } from "../ledger/file_rows.ts";
 import { ledgerTarget } from "../ledger/destination_spellings.ts";
 import { ledgerName } from "../ledger/job_names.ts";
 import { Ledger } from "../ledger/ledger.ts";
+import { judgeStateDir, whatRunDoes } from "../ledger/ledger_check.ts";
 import { escapeControlChars as oneLine, quoteIfUnsafe } from "../log/logging.ts";
 import { relativeTo } from "../watch/entry_check.ts";
 import { matcher } from "../watch/file_filter.ts";
@@ -80,6 +81,16 @@ export function resendCommand(): Command {
         );
       }
       const matches = nameMatchers(options.name ?? [], jobs);
+      // As `run` would find it: no ledger yet (nothing sent), or one lost or damaged (the next
+      // start deals with it): nothing to choose from, and none is made or set aside here.
+      const { path, found } = judgeStateDir(config.state_dir);
+      if (found.kind !== "sound") {
+        console.log(
+          whatRunDoes(path, found) ??
+            `No ledger yet in ${config.state_dir}: nothing has been sent, so nothing is sent again.`,
+        );
+        return;
+      }
       const ledger = options.dryRun
         ? Ledger.open(config.state_dir, { readOnly: true })
         : Ledger.open(config.state_dir);

@@ -129,3 +129,17 @@ Deno.test("resend --name that chooses no file that arrived says how a pattern is
   assert.match(found.stdout, /job default: 1 file\(s\) would be sent again/);
   assert.doesNotMatch(found.stdout, /No file that arrived/);
 });
+
+Deno.test("resend before anything was sent says so, and makes no ledger", async () => {
+  await using box = await cliSandbox();
+  for (const args of [["resend", "--all"], ["resend", "--dry-run", "--all"]]) {
+    const result = await runCli([...args, "-c", box.config], { env: box.env });
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(
+      result.stdout,
+      /^No ledger yet in .*: nothing has been sent, so nothing is sent again\.$/m,
+    );
+  }
+  const state = await Array.fromAsync(Deno.readDir(box.stateDir)).catch(() => []);
+  assert.deepEqual(state.map((entry) => entry.name), [], "nothing written in state_dir");
+});
