@@ -25,6 +25,11 @@ export interface AroundContext {
   table: FileTable;
   transport: Pick<Transport, "describeTarget" | "dropKeptCopies">;
   log: Logger;
+  /**
+   * The files (by relative path) whose copy at their final name is their own, though the ledger
+   * does not say so: an interrupted attempt's, not confirmed on disk (`Looked.replacesOwn`).
+   */
+  ownCopies?: Set<string>;
 }
 
 /** Numbered names tried, at most, for one file in one batch (one `send` call each). */
@@ -36,13 +41,15 @@ export const MOST_TRIES_BESIDE = 8;
  * a name beside the one planned, where it arrived).
  */
 export async function sendAroundOthers(
-  { table, transport, log }: AroundContext,
+  { table, transport, log, ownCopies }: AroundContext,
   records: WorkRecord[],
   items: TransferItem[],
   send: (items: TransferItem[]) => Promise<TransferOutcome[]>,
 ): Promise<TransferOutcome[]> {
   const marked = items.map((item, n) =>
-    ownName(table, records[n], item) ? item : { ...item, noReplace: true }
+    ownCopies?.has(records[n].relPath) || ownName(table, records[n], item)
+      ? item
+      : { ...item, noReplace: true }
   );
   const outcomes = await send(marked);
   const taken = new Set(marked.map((item) => item.destination));

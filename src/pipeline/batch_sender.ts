@@ -181,9 +181,7 @@ export class BatchSender {
     // may be on its way again in another batch: that attempt is not this one's to settle.
     const takes = new Map(batch.map((record) => [record.relPath, record.take]));
     try {
-      this.#log.debug("Sending {count} file(s) in one batch", {
-        count: batch.length,
-      });
+      this.#log.debug("Sending {count} file(s) in one batch", { count: batch.length });
       const looked = await lookAtDestination(
         { job, table, transport: this.#context.transport, log: this.#log },
         batch,
@@ -201,7 +199,8 @@ export class BatchSender {
       const bytes = toSend.reduce((sum, item) => sum + item.size, 0);
       const noRoom = await this.#context.admit?.(bytes, toSend.length);
       // A file this job did not send there is not replaced: the copy goes beside it.
-      const around = { table, transport: this.#context.transport, log: this.#log };
+      const ownCopies = new Set(batch.flatMap((r, i) => looked[i].replacesOwn ? [r.relPath] : []));
+      const around = { table, transport: this.#context.transport, log: this.#log, ownCopies };
       const outcomes = toSend.length === 0
         ? []
         : noRoom

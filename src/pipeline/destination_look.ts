@@ -12,6 +12,12 @@
  * never written over (the ledger no longer knows whose copy it is): the file's copy is looked for
  * at the numbered names beside it (`v~2.fits`, ...), else it goes to the first one free.
  *
+ * Where the transport confirms arrivals on disk (SSH with `remote_sync`), the call that asks
+ * also flushes the folders where it found files: an attempt cut off between its rename and the
+ * flush after it never had its copy confirmed. A copy found where that flush fails does not
+ * count as arrived: the file is sent, and one whose attempt was interrupted replaces its own copy
+ * there (the next flush confirms it), as a file sent before replaces its own.
+ *
  * @module
  */
 import { freeDestination, namesBeside } from "../layout/destination.ts";
@@ -26,6 +32,11 @@ export interface Looked {
   found?: "interrupted" | "rebuilt";
   /** Where its copy is, or goes: the planned destination, or a name beside it after a rebuild. */
   destination: string;
+  /**
+   * Its interrupted attempt's copy is there, not confirmed on disk (the flush failed): it is
+   * sent, replacing that copy of its own (never beside it).
+   */
+  replacesOwn?: true;
 }
 
 /** What {@linkcode lookAtDestination} works with. */
@@ -79,6 +90,7 @@ export async function lookAtDestination(
   for (const [n, index] of asked.entries()) {
     const ask = asking[index]!;
     if (at[n] === "copy") looked[index].found = ask.why;
+    else if (at[n] === "unconfirmed" && ask.why === "interrupted") looked[index].replacesOwn = true;
     else if (at[n] === "other" && ask.why === "rebuilt") {
       looked[index] = await placeBeside(context, batch[index], items[index], signal);
     }
@@ -86,8 +98,11 @@ export async function lookAtDestination(
   return looked;
 }
 
-/** What a name at the destination holds for an item. */
-type Holding = "copy" | "other" | "nothing";
+/**
+ * What a name at the destination holds for an item: `unconfirmed`, its copy, where the flush of
+ * its folder failed (see the module doc).
+ */
+type Holding = "copy" | "unconfirmed" | "other" | "nothing";
 
 /**
  * For each `[item, destination, sizeTells]`: whether `destination` holds the item's copy (its
@@ -95,23 +110,49 @@ type Holding = "copy" | "other" | "nothing";
  * regular file. @throws when the destination cannot be asked
  */
 async function whatIsAt(
-  { job, transport }: LookContext,
+  { job, transport, log }: LookContext,
   asked: Array<[TransferItem, string, boolean]>,
   signal: AbortSignal,
 ): Promise<Holding[]> {
-  const sizes = await transport.destinationSizes!(
-    asked.map(([, destination]) => destination),
-    signal,
-  );
+  const destinations = asked.map(([, destination]) => destination);
+  const { sizes, notFlushed } = transport.destinationSizesOnDisk
+    ? await transport.destinationSizesOnDisk(destinations, signal)
+    : { sizes: await transport.destinationSizes!(destinations, signal), notFlushed: null };
   const holding: Holding[] = asked.map(([item, destination]) => {
     const size = sizes.get(destination) ?? null;
     return size === null ? "nothing" : size === item.size ? "copy" : "other";
   });
-  const hashing = job.verify_transfer === "checksum" && transport.destinationSha256;
+  const hashing = job.verify_transfer === "checksum" && transport.destinationSha256 !== undefined;
   const toHash = asked.flatMap(([, , sizeTells], n) =>
     holding[n] === "copy" && (hashing || !sizeTells) ? [n] : []
   );
-  if (toHash.length === 0) return holding;
+  if (toHash.length > 0) await compareHashes(transport, asked, holding, toHash, hashing, signal);
+  if (notFlushed === null || !holding.includes("copy")) return holding;
+  const unconfirmed = asked.flatMap(([item], n) => holding[n] === "copy" ? [item.source] : []);
+  log.warn(
+    "{count} file(s) found at {target} were not confirmed on disk by the server (remote_sync): not counted as arrived, they are sent again (the first: {source}): {said}",
+    {
+      count: unconfirmed.length,
+      target: transport.describeTarget(""),
+      source: unconfirmed[0],
+      said: notFlushed,
+    },
+  );
+  return holding.map((held) => held === "copy" ? "unconfirmed" : held);
+}
+
+/**
+ * The `holding` at the `toHash` (indices of `asked`) found with their size, where their SHA-256
+ * is not the source's: `other`.
+ */
+async function compareHashes(
+  transport: Transport,
+  asked: Array<[TransferItem, string, boolean]>,
+  holding: Holding[],
+  toHash: number[],
+  hashing: boolean,
+  signal: AbortSignal,
+): Promise<void> {
   const theirs = hashing
     ? await transport.destinationSha256!(toHash.map((n) => asked[n][1]), signal)
     : null;
@@ -123,7 +164,6 @@ async function whatIsAt(
     const ours = typeof hash === "string" ? await hashSource(item).catch(() => null) : null;
     if (ours === null || ours !== hash) holding[n] = "other";
   }
-  return holding;
 }
 
 /**
@@ -144,6 +184,8 @@ async function placeBeside(
     const at = await whatIsAt(context, chunk.map((name) => [item, name, true]), signal);
     for (const [n, name] of chunk.entries()) {
       if (at[n] === "copy") return { found: "rebuilt", destination: name };
+      // Not confirmed on disk: sent there again, where it is found to be the file's copy.
+      if (at[n] === "unconfirmed") return { destination: name };
       if (at[n] === "nothing" && freeDestination(name, record.relPath, sourcesFrom) === name) {
         log.info(
           "{source} would go to {taken}, which holds another file (the ledger was rebuilt, so whose is not known; a file sent is never replaced by another): it goes to {destination}, beside it",

@@ -53,14 +53,42 @@ async function localAnswers<T>(
   return answers;
 }
 
-/** The remote script (`remote/sizes.sh`) asking for the sizes of `destinations` under `base`. */
-export function remoteSizesScript(base: string, destinations: string[]): RemoteScript {
-  return buildScript(
-    "sizes",
-    destinations.map((destination, index) =>
-      call("file_size", index, posix.join(base, destination))
-    ),
-  );
+/**
+ * The remote script (`remote/sizes.sh`) asking for the sizes of `destinations` under `base`;
+ * with `flushFound`, it then flushes the folders where it found files (see
+ * {@linkcode parseFoundFlush}).
+ */
+export function remoteSizesScript(
+  base: string,
+  destinations: string[],
+  flushFound = false,
+): RemoteScript {
+  const paths = destinations.map((destination) => posix.join(base, destination));
+  const lines = paths.map((path, index) => call("file_size", index, path));
+  if (flushFound && paths.length > 0) {
+    // By folder, so each is flushed once.
+    const pairs = paths.map((path, index) => [index, posix.dirname(path)] as const)
+      .sort(([, a], [, b]) => a < b ? -1 : a > b ? 1 : 0);
+    lines.push(call("flush_found", ...pairs.flat()));
+  }
+  return buildScript("sizes", lines);
+}
+
+/**
+ * What the flush of a {@linkcode remoteSizesScript} with `flushFound` said: `null` where it
+ * confirmed the folders of the files found on disk (or none was found, in `sizes`), else what
+ * sync said (or that the server said nothing of it).
+ */
+export function parseFoundFlush(
+  script: RemoteScript,
+  stdout: string,
+  sizes: Map<string, number | null>,
+): string | null {
+  if ([...sizes.values()].every((size) => size === null)) return null;
+  const results = parseResults(stdout, script.marker);
+  if (results.some((result) => result.word === "found-flushed")) return null;
+  return results.find((result) => result.word === "flush-failed")?.detail ||
+    "no word of the flush of the folders of the files found";
 }
 
 /**
@@ -82,6 +110,9 @@ export function parseRemoteSizes(
   );
 }
 
+/** Result words of `flush_found`, which say nothing of one path (a message may start with a number). */
+const FLUSH_WORDS = new Set(["flush-failed", "found-flushed"]);
+
 /** One answer per destination, read from the results of a `sizes.sh` script. */
 function parseAnswers<T>(
   destinations: string[],
@@ -90,7 +121,9 @@ function parseAnswers<T>(
   what: string,
   value: (word: string, detail: string) => T | null,
 ): Map<string, T | null> {
-  const results = resultsByIndex(parseResults(stdout, script.marker));
+  const results = resultsByIndex(
+    parseResults(stdout, script.marker).filter((result) => !FLUSH_WORDS.has(result.word)),
+  );
   const answers = new Map<string, T | null>();
   for (const [index, destination] of destinations.entries()) {
     const result = results.get(index);

@@ -178,6 +178,18 @@ export interface Transport {
     options?: { mostlyThere?: boolean },
   ): Promise<Map<string, number | null>>;
   /**
+   * Optional, for a transport that confirms arrivals on the destination's disk (SSH with
+   * `remote_sync`): as `destinationSizes`, for the look at the destination after an interrupted
+   * attempt, with the folders of the files found flushed in the same call (a daemon cut off
+   * after a rename never had it confirmed). `notFlushed`: what the flush said where it could not
+   * confirm them on disk (then none of them counts as arrived); `null` where it did, or where
+   * the transport confirms nothing.
+   */
+  destinationSizesOnDisk?(
+    destinations: string[],
+    signal: AbortSignal,
+  ): Promise<{ sizes: Map<string, number | null>; notFlushed: string | null }>;
+  /**
    * Optional: the SHA-256 (lowercase hex) of files already delivered under
    * `destinations` (`null`: no regular file there, or the destination cannot
    * hash), for a rebuilt ledger with `verify_transfer: checksum`.

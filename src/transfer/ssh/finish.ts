@@ -40,7 +40,8 @@ export interface FinishContext {
   keepInterrupted?: boolean;
   /**
    * With `remote_sync`: the final paths of copies renamed into place whose flush after the
-   * renames failed (not counted as arrived): the next copy of the file replaces its own there.
+   * renames failed (not counted as arrived), or of a copy of its own the file was to replace
+   * where the flush before the renames failed: the next copy of the file replaces its own there.
    */
   unflushed?: Set<string>;
 }
@@ -288,7 +289,11 @@ export function settleFinish(
     const result = byIndex.get(delivery.index);
     delivery.error ??= resultError(ctx, delivery, result, flush);
     if (delivery.error === null && unconfirmed === null) ctx.unflushed?.delete(delivery.finalPath);
-    else if (delivery.error === null && unconfirmed !== null) {
+    // Not renamed, the flush before failing: what it was to replace stays there, and stays its
+    // own to replace (a copy of its own not confirmed on disk, which the look gave it).
+    else if (result?.word === "not-flushed" && !delivery.item.noReplace) {
+      ctx.unflushed?.add(delivery.finalPath);
+    } else if (delivery.error === null && unconfirmed !== null) {
       if (result?.word === "renamed") ctx.unflushed?.add(delivery.finalPath);
       delivery.occupied = undefined;
       delivery.error = notWrittenOut(ctx, delivery, unconfirmed, "renamed");

@@ -12,6 +12,7 @@ import type { CommandError } from "../../errors.ts";
 import type { FailureContext } from "../classify.ts";
 import { deliver } from "../deliver.ts";
 import {
+  parseFoundFlush,
   parseRemoteSha256,
   parseRemoteSizes,
   remoteSha256Script,
@@ -112,6 +113,29 @@ export abstract class SshTransport implements Transport, SshMethod {
       const script = remoteSizesScript(this.base, part);
       return { script, parse: (stdout) => parseRemoteSizes(part, script, stdout) };
     });
+  }
+
+  /**
+   * See `Transport.destinationSizesOnDisk`: with `remote_sync`, each script flushes the folders of
+   * the files it found; the first flush that fails is said.
+   */
+  async destinationSizesOnDisk(
+    destinations: string[],
+    signal: AbortSignal,
+  ): Promise<{ sizes: Map<string, number | null>; notFlushed: string | null }> {
+    let notFlushed: string | null = null;
+    const sizes = await this.#askInParts(destinations, signal, SIZES_PER_SCRIPT, (part) => {
+      const script = remoteSizesScript(this.base, part, this.job.remote_sync);
+      return {
+        script,
+        parse: (stdout) => {
+          const sizes = parseRemoteSizes(part, script, stdout);
+          if (this.job.remote_sync) notFlushed ??= parseFoundFlush(script, stdout, sizes);
+          return sizes;
+        },
+      };
+    });
+    return { sizes, notFlushed };
   }
 
   /** SHA-256 of delivered files, hashed on the server (one remote script per {@linkcode SHA256_PER_SCRIPT} paths). */

@@ -27,6 +27,11 @@ import {
   settleFinish,
 } from "../../../src/transfer/ssh/finish.ts";
 import { sshDelivery } from "../../../src/transfer/ssh/method.ts";
+import {
+  parseFoundFlush,
+  parseRemoteSizes,
+  remoteSizesScript,
+} from "../../../src/transfer/destination_sizes.ts";
 import type { Delivery } from "../../../src/transfer/deliver.ts";
 import { isDestinationFull } from "../../../src/errors.ts";
 import { shellQuote } from "../../../src/transfer/ssh/endpoint.ts";
@@ -919,6 +924,64 @@ Deno.test("finish flushes the file system before the renames and after them, onl
       await Deno.remove(night, { recursive: true });
       await Deno.remove(log).catch(() => {});
     }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("sizes with flushFound flushes only the folders where it found a file, each once, and says when that fails", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "itx-sizes-flush-" });
+  try {
+    // A `sync` that records its arguments, and fails (GNU sync's words) while FAIL is set.
+    const shim = join(dir, "shim");
+    await Deno.mkdir(shim);
+    await Deno.writeTextFile(
+      join(shim, "sync"),
+      '#!/bin/sh\nprintf \'%s\\n\' "$*" >>"$LOG"\n[ -z "$FAIL" ] && exit 0\n' +
+        "echo \"sync: error syncing '$3': Input/output error\" >&2\nexit 1\n",
+    );
+    await Deno.chmod(join(shim, "sync"), 0o755);
+    const base = join(dir, "base");
+    for (const folder of ["night 'x'", "1 $(y)", "empty"]) {
+      await Deno.mkdir(join(base, folder), { recursive: true });
+    }
+    await Deno.writeTextFile(join(base, "night 'x'", "a.fits"), "12345");
+    await Deno.writeTextFile(join(base, "night 'x'", "b\nc.fits"), "123");
+    await Deno.writeTextFile(join(base, "1 $(y)", "d.fits"), "1");
+    const asked = [
+      "night 'x'/a.fits",
+      "empty/e.fits",
+      "1 $(y)/d.fits",
+      "night 'x'/b\nc.fits",
+      "gone/f.fits",
+    ];
+    const log = join(dir, "sync.log");
+    for (const fail of ["", "yes"]) {
+      const shell = ["env", `PATH=${shim}:/usr/bin:/bin`, `LOG=${log}`, `FAIL=${fail}`];
+      const script = remoteSizesScript(base, asked, true);
+      const stdout = await runShell([...shell, "/bin/dash", "-s"], script.text, dir);
+      const sizes = parseRemoteSizes(asked, script, stdout);
+      assert.deepEqual([...sizes.values()], [5, null, 1, 3, null]);
+      const flushes = (await Deno.readTextFile(log)).trim().split("\n");
+      assert.deepEqual(flushes, [`-f -- ${join(base, "1 $(y)")} ${join(base, "night 'x'")}`]);
+      assert.equal(
+        parseFoundFlush(script, stdout, sizes),
+        fail ? `sync: error syncing '${join(base, "1 $(y)")}': Input/output error` : null,
+      );
+      await Deno.remove(log);
+    }
+    // Nothing found: nothing flushed, nothing to confirm.
+    const script = remoteSizesScript(base, ["empty/e.fits"], true);
+    const stdout = await runShell(
+      ["env", `PATH=${shim}:/usr/bin:/bin`, `LOG=${log}`, "FAIL=yes", "/bin/dash", "-s"],
+      script.text,
+      dir,
+    );
+    assert.equal(
+      parseFoundFlush(script, stdout, parseRemoteSizes(["empty/e.fits"], script, stdout)),
+      null,
+    );
+    assert.ok(!await exists(log));
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
