@@ -169,14 +169,15 @@ export const globPattern = z.string().min(1).refine(
 });
 
 /**
- * The patterns `pattern` holds where it is several written as one (`"*.fits,*.fit"`,
- * `"*.log *.txt"`: each part a glob of its own, split at commas and spaces outside braces), or
- * `null`.
+ * The patterns `pattern` holds where it is several written as one: endings of their own
+ * (`"*.fits,*.fit"`, `"*.log *.txt"`) split at commas and spaces; else `null` (a name with a
+ * space or comma in it, `"*dark *.fits"`, and a pattern with a class or braces, `"*[ ,]*"`,
+ * `"*.{fits,fz}"`, are patterns of their own).
  */
 function severalInOne(pattern: string): string[] | null {
-  if (pattern.includes("{")) return null; // "*.{fits,fz}": its comma is the glob's own.
+  if (/[[{]/.test(pattern)) return null;
   const parts = pattern.split(/[,\s]+/).filter((part) => part !== "");
-  return parts.length > 1 && parts.every((part) => /[*?]/.test(part)) ? parts : null;
+  return parts.length > 1 && parts.every((part) => /^\*\.[^*?/\\]+$/.test(part)) ? parts : null;
 }
 
 /** A list of glob patterns (see `globPattern`). */

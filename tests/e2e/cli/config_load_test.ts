@@ -784,17 +784,20 @@ Deno.test("several patterns written as one, and a bare ending as a pattern, are 
       '".fits", which is hidden and never sent; for the files ending in .fits write "*.fits"',
   );
   assert.match(lines[3], /:6: exclude_patterns\[0\]: .* \["\*\.tmp", "\*\.bak"\]$/);
-  // A comma in braces, a name with a space and one glob, and an exact name pass.
-  const job = parseConfig(
-    `${MINIMAL}file_patterns: ["*.{fits,fz}", "night *.fits", "flat_001.fits", "raw/.keep"]\n`,
-    "/x/c.yaml",
-  ).jobs[0];
-  assert.deepEqual(job.file_patterns, [
+  // A comma in braces, names with a space (globs on both sides of it), a class holding a space
+  // and a comma, and an exact name pass.
+  const patterns = [
     "*.{fits,fz}",
     "night *.fits",
+    "*dark *.fits",
+    "*_flat *",
+    "*[ ,]*.fits",
     "flat_001.fits",
     "raw/.keep",
-  ]);
+  ];
+  const job = parseConfig(`${MINIMAL}file_patterns: ${JSON.stringify(patterns)}\n`, "/x/c.yaml")
+    .jobs[0];
+  assert.deepEqual(job.file_patterns, patterns);
   // So is a list given with --set without its brackets.
   assert.throws(
     () =>
