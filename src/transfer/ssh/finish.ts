@@ -242,7 +242,10 @@ export async function planFinish(
   for (const delivery of deliveries) {
     const entry = await entryFor(ctx, delivery);
     if (entry !== null) entries.push(entry);
-    else if (ctx.keepInterrupted && delivery.uploadFailed && !filledUp(delivery)) {
+    else if (
+      ctx.keepInterrupted && delivery.uploadFailed && !filledUp(delivery) &&
+      !delivery.notWrittenOut
+    ) {
       keptCopies.push({ index: delivery.index, tempPath: delivery.tempPath });
       kept.add(posix.dirname(delivery.tempPath));
     } else remove.push(delivery.tempPath);

@@ -108,6 +108,8 @@ export interface SshDelivery extends Delivery {
   verifiedByUpload: boolean;
   /** Bytes of an earlier copy of this file moved into the upload folder to be continued (0: none). */
   resumedFrom: number;
+  /** A flush while the batch uploaded failed: its copy may have lost pages, so none is kept. */
+  notWrittenOut?: boolean;
 }
 
 /** The SSH record of `delivery`. */

@@ -10,7 +10,8 @@
  * @module
  */
 import { posix } from "node:path";
-import type { TransferError } from "../../errors.ts";
+import { CommandError, type TransferError } from "../../errors.ts";
+import { escapeControlChars as oneLine } from "../../log/logging.ts";
 import { classifyFailure, type FailureContext, RemoteFailure } from "../classify.ts";
 import { live } from "../deliver.ts";
 import { buildScript, call, parseResults } from "./remote_script.ts";
@@ -68,37 +69,54 @@ export function flushWhileUploading(
     return () => Promise.resolve();
   }
   const folders = [...new Set(deliveries.map((delivery) => posix.dirname(delivery.finalPath)))];
-  const stop = new AbortController();
-  const onAbort = () => stop.abort();
-  signal.addEventListener("abort", onAbort, { once: true });
+  // Stopping starts no new flush but waits for the one under way (bounded by the call's timeout):
+  // the error it may meet is told once, and only to it.
+  let stopping = false;
+  const wake = new AbortController();
+  const stopNow = () => {
+    stopping = true;
+    wake.abort();
+  };
+  signal.addEventListener("abort", stopNow, { once: true });
   let failed: string | null = null;
   const flushing = (async () => {
-    while (!stop.signal.aborted && failed === null) {
+    while (!stopping && failed === null) {
       await new Promise((resolve) => {
         const timer = setTimeout(resolve, FLUSH_INTERVAL_MS);
-        stop.signal.addEventListener("abort", () => {
+        wake.signal.addEventListener("abort", () => {
           clearTimeout(timer);
           resolve(undefined);
         }, { once: true });
       });
-      if (stop.signal.aborted) break;
+      if (stopping) break;
       const script = buildScript(null, [call("report_flush", ...folders)]);
-      // A call that did not run is no harm: the flush before the renames does it anyway.
-      const stdout = await method.session.runScript(script.text, {
-        timeoutMs: method.timeoutMs,
-        signal: stop.signal,
-        onlyIfFree: true,
-      }).catch(() => "");
+      let stdout: string;
+      try {
+        stdout = await method.session.runScript(script.text, {
+          timeoutMs: method.timeoutMs,
+          signal,
+          onlyIfFree: true,
+        });
+      } catch (error) {
+        if (signal.aborted) break;
+        // No free session: nothing ran, no harm (the flush before the renames does it anyway).
+        if (!(error instanceof CommandError)) continue;
+        // It ran and gave no answer: what its flush met is not known.
+        failed = `a flush while uploading gave no answer: ${oneLine(error.message)}`;
+        break;
+      }
       const said = parseResults(stdout, script.marker).find((r) => r.word === "flush-failed");
       if (said) failed = said.detail;
     }
   })();
   return async () => {
-    signal.removeEventListener("abort", onAbort);
-    stop.abort();
+    signal.removeEventListener("abort", stopNow);
+    stopNow();
     await flushing;
     if (failed === null) return;
     const ctx = { context: method.context, describeTarget: method.describeTarget.bind(method) };
+    // Copies of failed uploads too: none is kept to be continued.
+    for (const delivery of deliveries) delivery.notWrittenOut = true;
     for (const delivery of live(deliveries)) {
       delivery.error = notWrittenOut(ctx, delivery, failed, "before");
     }

@@ -105,3 +105,37 @@ Deno.test("remote_sync: a flush that fails while a large batch uploads fails the
     await Deno.remove(tools, { recursive: true });
   }
 });
+
+Deno.test("remote_sync: a flush still under way when a large batch's upload ends is waited for; its failure fails the batch", async () => {
+  // The first flush comes a second into the upload (about 4 s at rsync's rate limit) and answers
+  // only after the upload's end, with a write-back error: told once, to that flush alone, so the
+  // flush before the renames succeeds. Before, the flush under way was cut off at the upload's end
+  // and its answer lost: the copy was renamed and counted as arrived.
+  const tools = await Deno.makeTempDir({ prefix: "itx-sync-late-" });
+  await Deno.chmod(tools, 0o777);
+  await Deno.writeTextFile(
+    join(tools, "sync"),
+    `#!/bin/sh\nif mkdir '${tools}/failed' 2>/dev/null; then\n  sleep 8\n` +
+      `  echo "sync: error syncing '$3': Input/output error" >&2\n  exit 1\nfi\n` +
+      'exec /usr/bin/sync "$@"\n',
+  );
+  await Deno.chmod(join(tools, "sync"), 0o755);
+  const sshd = await startSshd({ sessionEnv: { PATH: `${tools}:/usr/bin:/bin` } });
+  try {
+    await withTransport("rsync", sshd, {
+      remote_sync: true,
+      rsync_options: ["--bwlimit=16m"],
+    }, async (ctx) => {
+      const item = await makeItem(ctx.src, "20240605/big.fits", randomBytes(64 << 20));
+      const [failed] = await ctx.transport.send([item], never);
+      assert.match(
+        failed.error?.message ?? "arrived",
+        /its copy was not written out: sync: error syncing '\S*20240605': Input\/output error$/,
+      );
+      assert.deepEqual(await listFiles(ctx.dst), [], "nothing renamed, nothing left");
+    });
+  } finally {
+    await sshd.stop();
+    await Deno.remove(tools, { recursive: true });
+  }
+});
