@@ -195,7 +195,7 @@ export const jobShape = {
   ),
   remote_sync: doc(
     z.boolean().default(true),
-    "scp/rsync: flush the remote file system (`sync -f`) so a file recorded as done survives a power cut on the server. The flush runs before and after each batch's renames. A flush that fails (sync's error, or no `sync` on the server) fails the attempt: the file is not recorded as arrived and is sent again (a copy already renamed into place is replaced by its next copy, never duplicated). On a busy server this can cost up to a quarter of a big file's speed (the data must reach the disk before it counts); turn off only for storage that protects written data itself.",
+    "scp/rsync: flush the remote file system (`sync -f`) so a file recorded as done survives a power cut on the server. The flush runs before and after each batch's renames. A flush that fails (sync's error, or no `sync` on the server) fails the attempt: the file is not recorded as arrived and is sent again (a copy already renamed into place is replaced by its next copy, never duplicated, unless the daemon restarts in between: then that copy counts as one found there). On a busy server this can cost up to a quarter of a big file's speed (the data must reach the disk before it counts); turn off only for storage that protects written data itself.",
   ),
   resume_partial_hours: doc(
     z.number().min(0).max(8760).default(24),

@@ -296,13 +296,16 @@ export function openForWriting(path: string): DatabaseSync {
  * new while the daemon runs. POSIX only.
  */
 function keepPrivate(path: string): void {
+  for (const suffix of ["", "-wal", "-shm"]) ownerOnly(path + suffix);
+}
+
+/** `path` readable and writable by its owner only; one missing or another account's as it is. */
+function ownerOnly(path: string): void {
   if (Deno.build.os === "windows") return;
-  for (const suffix of ["", "-wal", "-shm"]) {
-    try {
-      const { mode } = Deno.statSync(path + suffix);
-      if (mode !== null && (mode & 0o077) !== 0) Deno.chmodSync(path + suffix, mode & 0o700);
-    } catch { /* not made yet, or another account's: left as it is */ }
-  }
+  try {
+    const { mode } = Deno.statSync(path);
+    if (mode !== null && (mode & 0o077) !== 0) Deno.chmodSync(path, mode & 0o700);
+  } catch { /* not made yet, or gone, or another account's: left as it is */ }
 }
 
 /**
@@ -313,12 +316,7 @@ function keepPrivate(path: string): void {
 export async function keepStateDirPrivate(stateDir: string): Promise<void> {
   if (Deno.build.os === "windows") return;
   for await (const entry of Deno.readDir(stateDir)) {
-    if (!entry.isFile) continue;
-    const path = join(stateDir, entry.name);
-    try {
-      const { mode } = await Deno.stat(path);
-      if (mode !== null && (mode & 0o077) !== 0) await Deno.chmod(path, mode & 0o700);
-    } catch { /* gone meanwhile, or another account's: left as it is */ }
+    if (entry.isFile) ownerOnly(join(stateDir, entry.name));
   }
 }
 

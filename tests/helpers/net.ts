@@ -25,22 +25,28 @@ export function freePorts(count: number): number {
     const start = low + Math.floor(Math.random() * Math.max(1, high - low + 1));
     for (let i = 0; i <= high - low; i++) {
       const first = low + (start - low + i) % (high - low + 1);
-      const free = (port: number) => {
-        try {
-          Deno.listen({ hostname: "127.0.0.1", port }).close();
-          return true;
-        } catch {
-          return false; // Taken.
-        }
-      };
-      if (Array.from({ length: count }, (_, n) => first + n).every(free)) return first;
+      if (Array.from({ length: count }, (_, n) => first + n).every(isFree)) return first;
     }
     throw new Error(`No ${count} free port(s) in a row in ITX_TEST_PORTS ${range[0]}`);
   }
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
+  for (let tries = 0;; tries++) {
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const first = (listener.addr as Deno.NetAddr).port;
+    listener.close();
+    const rest = Array.from({ length: count - 1 }, (_, n) => first + 1 + n);
+    if (first + count - 1 <= 65535 && rest.every(isFree)) return first;
+    if (tries === 100) throw new Error(`No ${count} free port(s) in a row`);
+  }
+}
+
+/** Whether `port` on 127.0.0.1 can be taken now. */
+function isFree(port: number): boolean {
+  try {
+    Deno.listen({ hostname: "127.0.0.1", port }).close();
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** A raw HTTP client connection: bytes in, bytes out, for clients that break the rules. */

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startCli } from "../../helpers/cli.ts";
 import { countingHook } from "../../helpers/sandbox.ts";
-import { exists, listFiles, randomBytes, sha256OfFile, waitFor } from "../../helpers/files.ts";
+import { listFiles, randomBytes, sha256OfFile, waitFor } from "../../helpers/files.ts";
 import { sshSandbox, startSshd } from "../../helpers/sshd.ts";
 
 const NIGHT = new Date("2024-07-01T20:00:00Z"); // -> 20240701
@@ -79,7 +79,6 @@ for (
         const status = await daemon.stop("SIGTERM");
         assert.equal(status.code, 0, daemon.stderr());
       }
-      assert.ok(!await exists(sync.failing));
       assert.deepEqual(
         await listFiles(remote),
         ["20240701/a.fits"],
