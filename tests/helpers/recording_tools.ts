@@ -1,7 +1,8 @@
 /**
  * Programs that record each run and then do their work: a folder to put
  * first on the PATH of a test server's sessions, so a test can count what a
- * call starts there.
+ * call starts there; and stand-ins that do what a test needs instead (a
+ * `sync` that fails or waits).
  *
  * @module
  */
@@ -37,4 +38,21 @@ export async function recordingTools(tools: string[]): Promise<RecordingTools> {
     },
     remove: () => Deno.remove(dir, { recursive: true }),
   };
+}
+
+/**
+ * Write stand-in programs into `dir` (made if missing): each `name` runs its `sh` body (without
+ * the `#!/bin/sh` line), e.g. a `sync` that fails, waits or records. @returns `dir`, for the front
+ * of a PATH
+ */
+export async function standInPrograms(
+  dir: string,
+  programs: Record<string, string>,
+): Promise<string> {
+  await Deno.mkdir(dir, { recursive: true });
+  for (const [name, body] of Object.entries(programs)) {
+    await Deno.writeTextFile(join(dir, name), `#!/bin/sh\n${body}`);
+    await Deno.chmod(join(dir, name), 0o755);
+  }
+  return dir;
 }

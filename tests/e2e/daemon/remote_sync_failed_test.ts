@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startCli } from "../../helpers/cli.ts";
 import { countingHook } from "../../helpers/sandbox.ts";
+import { standInPrograms } from "../../helpers/recording_tools.ts";
 import { listFiles, randomBytes, sha256OfFile, waitFor } from "../../helpers/files.ts";
 import { sshSandbox, startSshd } from "../../helpers/sshd.ts";
 
@@ -28,14 +29,12 @@ async function syncFailingAfterRenames(): Promise<{ dir: string; failing: string
   const dir = await Deno.makeTempDir({ prefix: "itx-sync-after-" });
   await Deno.chmod(dir, 0o755);
   const failing = join(dir, "failing");
-  await Deno.writeTextFile(
-    join(dir, "sync"),
-    `#!/bin/sh\nif [ -e '${failing}' ] && [ "$1" = -f ]; then\n  shift 2\n  for folder do\n` +
+  await standInPrograms(dir, {
+    sync: `if [ -e '${failing}' ] && [ "$1" = -f ]; then\n  shift 2\n  for folder do\n` +
       `    if [ -n "$(ls -- "$folder")" ]; then\n` +
       `      echo "sync: error syncing '$folder': Input/output error" >&2\n      exit 1\n` +
       `    fi\n  done\nfi\nexec /usr/bin/sync "$@"\n`,
-  );
-  await Deno.chmod(join(dir, "sync"), 0o755);
+  });
   await Deno.writeTextFile(failing, "");
   return { dir, failing };
 }

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startCli } from "../../helpers/cli.ts";
 import { countingHook } from "../../helpers/sandbox.ts";
+import { standInPrograms } from "../../helpers/recording_tools.ts";
 import { exists, listFiles, randomBytes, sha256OfFile, waitFor } from "../../helpers/files.ts";
 import { sshSandbox, startSshd } from "../../helpers/sshd.ts";
 
@@ -32,9 +33,8 @@ async function flagSync() {
   const [calls, hang, hung, failing] = ["calls", "hang", "hung", "failing"].map((name) =>
     join(dir, name)
   );
-  await Deno.writeTextFile(
-    join(dir, "sync"),
-    `#!/bin/sh\nprintf '%s\\n' "$*" >> '${calls}'\nif [ "$1" = -f ]; then\n  for folder do\n` +
+  await standInPrograms(dir, {
+    sync: `printf '%s\\n' "$*" >> '${calls}'\nif [ "$1" = -f ]; then\n  for folder do\n` +
       `    case $folder in -f|--) continue ;; esac\n` +
       `    [ -n "$(ls -- "$folder")" ] || continue\n` +
       `    if [ -e '${hang}' ]; then\n      : > '${hung}'\n` +
@@ -42,8 +42,7 @@ async function flagSync() {
       `    if [ -e '${failing}' ]; then\n` +
       `      echo "sync: error syncing '$folder': Input/output error" >&2\n      exit 1\n    fi\n` +
       `  done\nfi\nexec /usr/bin/sync "$@"\n`,
-  );
-  await Deno.chmod(join(dir, "sync"), 0o755);
+  });
   return { dir, calls, hang, hung, failing };
 }
 

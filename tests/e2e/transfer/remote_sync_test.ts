@@ -9,12 +9,21 @@ import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { exists, listFiles, randomBytes, sha256OfFile } from "../../helpers/files.ts";
 import { startSshd } from "../../helpers/sshd.ts";
-import { recordingTools } from "../../helpers/recording_tools.ts";
+import { recordingTools, standInPrograms } from "../../helpers/recording_tools.ts";
 import { makeItem, withTransport } from "../../helpers/transports.ts";
 
 const never = new AbortController().signal;
 
 const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
+
+/**
+ * A `sync` whose first run (after `waitS` seconds) fails with GNU sync's words for a write-back
+ * error, as a file system tells one once; the others flush (`tools/failed` says it failed).
+ */
+const failingOnce = (tools: string, waitS = 0) =>
+  `if mkdir '${tools}/failed' 2>/dev/null; then\n  sleep ${waitS}\n` +
+  `  echo "sync: error syncing '$3': Input/output error" >&2\n  exit 1\nfi\n` +
+  'exec /usr/bin/sync "$@"\n';
 
 Deno.test("remote_sync flushes a large batch while it uploads, and every batch around its renames", async (t) => {
   const tools = await recordingTools(["sync"]);
@@ -73,13 +82,7 @@ Deno.test("remote_sync: a flush that fails while a large batch uploads fails the
   // before and after the renames succeed over data that may be lost.
   const tools = await Deno.makeTempDir({ prefix: "itx-sync-once-" });
   await Deno.chmod(tools, 0o777);
-  await Deno.writeTextFile(
-    join(tools, "sync"),
-    `#!/bin/sh\nif mkdir '${tools}/failed' 2>/dev/null; then\n` +
-      `  echo "sync: error syncing '$3': Input/output error" >&2\n  exit 1\nfi\n` +
-      'exec /usr/bin/sync "$@"\n',
-  );
-  await Deno.chmod(join(tools, "sync"), 0o755);
+  await standInPrograms(tools, { sync: failingOnce(tools) });
   const sshd = await startSshd({ sessionEnv: { PATH: `${tools}:/usr/bin:/bin` } });
   try {
     await withTransport("rsync", sshd, {
@@ -113,13 +116,7 @@ Deno.test("remote_sync: a flush still under way when a large batch's upload ends
   // and its answer lost: the copy was renamed and counted as arrived.
   const tools = await Deno.makeTempDir({ prefix: "itx-sync-late-" });
   await Deno.chmod(tools, 0o777);
-  await Deno.writeTextFile(
-    join(tools, "sync"),
-    `#!/bin/sh\nif mkdir '${tools}/failed' 2>/dev/null; then\n  sleep 8\n` +
-      `  echo "sync: error syncing '$3': Input/output error" >&2\n  exit 1\nfi\n` +
-      'exec /usr/bin/sync "$@"\n',
-  );
-  await Deno.chmod(join(tools, "sync"), 0o755);
+  await standInPrograms(tools, { sync: failingOnce(tools, 8) });
   const sshd = await startSshd({ sessionEnv: { PATH: `${tools}:/usr/bin:/bin` } });
   try {
     await withTransport("rsync", sshd, {

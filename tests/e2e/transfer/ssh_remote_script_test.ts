@@ -39,6 +39,7 @@ import { STREAMED_SCRIPT_COMMAND } from "../../../src/transfer/ssh/connection.ts
 import { exists, listFiles } from "../../helpers/files.ts";
 import { runProgram } from "../../helpers/cli.ts";
 import { withExt4, withTmpfs } from "../../helpers/tmpfs.ts";
+import { standInPrograms } from "../../helpers/recording_tools.ts";
 
 const sha = (text: string) => createHash("sha256").update(text).digest("hex");
 
@@ -893,13 +894,9 @@ Deno.test("finish flushes the file system before the renames and after them, onl
   const dir = await Deno.makeTempDir({ prefix: "itx-sync-" });
   try {
     // A `sync` that records its arguments and whether the final name exists yet.
-    const shim = join(dir, "shim");
-    await Deno.mkdir(shim);
-    await Deno.writeTextFile(
-      join(shim, "sync"),
-      '#!/bin/sh\n{ printf \'%s|\' "$*"; [ -e "$FINAL" ] && echo final || echo none; } >>"$LOG"\n',
-    );
-    await Deno.chmod(join(shim, "sync"), 0o755);
+    const shim = await standInPrograms(join(dir, "shim"), {
+      sync: '{ printf \'%s|\' "$*"; [ -e "$FINAL" ] && echo final || echo none; } >>"$LOG"\n',
+    });
     const night = join(dir, "night 'x'");
     const log = join(dir, "sync.log");
     for (const sync of [true, false]) {
@@ -933,14 +930,10 @@ Deno.test("sizes with flushFound flushes only the folders where it found a file,
   const dir = await Deno.makeTempDir({ prefix: "itx-sizes-flush-" });
   try {
     // A `sync` that records its arguments, and fails (GNU sync's words) while FAIL is set.
-    const shim = join(dir, "shim");
-    await Deno.mkdir(shim);
-    await Deno.writeTextFile(
-      join(shim, "sync"),
-      '#!/bin/sh\nprintf \'%s\\n\' "$*" >>"$LOG"\n[ -z "$FAIL" ] && exit 0\n' +
+    const shim = await standInPrograms(join(dir, "shim"), {
+      sync: 'printf \'%s\\n\' "$*" >>"$LOG"\n[ -z "$FAIL" ] && exit 0\n' +
         "echo \"sync: error syncing '$3': Input/output error\" >&2\nexit 1\n",
-    );
-    await Deno.chmod(join(shim, "sync"), 0o755);
+    });
     const base = join(dir, "base");
     for (const folder of ["night 'x'", "1 $(y)", "empty"]) {
       await Deno.mkdir(join(base, folder), { recursive: true });
@@ -992,24 +985,10 @@ Deno.test("finish renames no copy its file system could not write out, and the j
   try {
     // GNU sync's words where the data could not be written out (a disk found full only at
     // write-back, on NFS or a thin volume: no tmpfs or loop disk fails so).
-    const shim = join(dir, "shim");
-    await Deno.mkdir(shim);
-    await Deno.writeTextFile(
-      join(shim, "sync"),
-      `#!/bin/sh\necho "sync: error syncing '$3': No space left on device" >&2\nexit 1\n`,
-    );
-    await Deno.chmod(join(shim, "sync"), 0o755);
-    const night = join(dir, "night");
-    const entries = [
-      await uploadedCopy(0, night, "a.fits", "data a"),
-      await uploadedCopy(1, night, "b.fits", "data b"),
-    ];
-    const plan = finishPlan(entries, { sync: true, uploadFolders: [join(night, ".up")] });
-    const { results, byIndex } = await run(
-      ["env", `PATH=${shim}:/usr/bin:/bin`, "/bin/dash", "-s"],
-      buildScript("finish", finishLines(plan)),
-      dir,
-    );
+    const shim = await standInPrograms(join(dir, "shim"), {
+      sync: `echo "sync: error syncing '$3': No space left on device" >&2\nexit 1\n`,
+    });
+    const { night, entries, results, byIndex } = await finishTwoWithSync(dir, shim);
     assert.deepEqual([...byIndex].sort(), [[0, "not-flushed"], [1, "not-flushed"]]);
     assert.match(
       results.find((result) => result.word === "flush-failed")?.detail ?? "",
@@ -1039,6 +1018,25 @@ Deno.test("finish renames no copy its file system could not write out, and the j
   }
 });
 
+/**
+ * `finish` with remote_sync of two uploaded copies (`a.fits`, `b.fits` in `dir/night`), run by
+ * dash with the programs of `shim` first on its PATH.
+ */
+async function finishTwoWithSync(dir: string, shim: string) {
+  const night = join(dir, "night");
+  const entries = [
+    await uploadedCopy(0, night, "a.fits", "data a"),
+    await uploadedCopy(1, night, "b.fits", "data b"),
+  ];
+  const plan = finishPlan(entries, { sync: true, uploadFolders: [join(night, ".up")] });
+  const { results, byIndex } = await run(
+    ["env", `PATH=${shim}:/usr/bin:/bin`, "/bin/dash", "-s"],
+    buildScript("finish", finishLines(plan)),
+    dir,
+  );
+  return { night, entries, results, byIndex };
+}
+
 /** The deliveries of `entries` as the transport keeps them, for {@linkcode settleFinish}. */
 function deliveriesOf(entries: FinishEntry[]) {
   return entries.map((entry) => ({
@@ -1061,25 +1059,11 @@ Deno.test("finish with remote_sync where the flush after the renames fails: the 
   try {
     // GNU sync's words for a write-back error, once the folder holds a file under a final name
     // (the upload folder is hidden): the flush before the renames succeeds, the one after fails.
-    const shim = join(dir, "shim");
-    await Deno.mkdir(shim);
-    await Deno.writeTextFile(
-      join(shim, "sync"),
-      '#!/bin/sh\n[ -z "$(ls -- "$3")" ] && exit 0\n' +
+    const shim = await standInPrograms(join(dir, "shim"), {
+      sync: '[ -z "$(ls -- "$3")" ] && exit 0\n' +
         `echo "sync: error syncing '$3': Input/output error" >&2\nexit 1\n`,
-    );
-    await Deno.chmod(join(shim, "sync"), 0o755);
-    const night = join(dir, "night");
-    const entries = [
-      await uploadedCopy(0, night, "a.fits", "data a"),
-      await uploadedCopy(1, night, "b.fits", "data b"),
-    ];
-    const plan = finishPlan(entries, { sync: true, uploadFolders: [join(night, ".up")] });
-    const { results, byIndex } = await run(
-      ["env", `PATH=${shim}:/usr/bin:/bin`, "/bin/dash", "-s"],
-      buildScript("finish", finishLines(plan)),
-      dir,
-    );
+    });
+    const { night, entries, results, byIndex } = await finishTwoWithSync(dir, shim);
     assert.deepEqual([...byIndex].sort(), [[0, "renamed"], [1, "renamed"]]);
     assert.match(
       results.find((result) => result.word === "renames-not-flushed")?.detail ?? "",
