@@ -113,6 +113,11 @@ export async function listFolders(root: string, prefix = ""): Promise<string[]> 
   return out.sort();
 }
 
+/** SHA-256 (hex) of `bytes`; independent of the product's own hashing code. */
+export function sha256Of(bytes: Uint8Array): string {
+  return createHash("sha256").update(bytes).digest("hex");
+}
+
 /** SHA-256 (hex) of a file, streamed; independent of the product's own hashing code. */
 export async function sha256OfFile(path: string): Promise<string> {
   const hash = createHash("sha256");

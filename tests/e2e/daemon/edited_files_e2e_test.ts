@@ -19,6 +19,7 @@ import {
   listFiles,
   listFolders,
   randomBytes,
+  sha256Of,
   sha256OfFile,
   waitFor,
 } from "../../helpers/files.ts";
@@ -39,11 +40,6 @@ interface Setup {
   dest: string;
   config: string;
   env?: Record<string, string>;
-}
-
-async function hash(bytes: Uint8Array): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>);
-  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /** Write `bytes` into the file at `path` (the same file, when it is there) with mtime `at`. */
@@ -91,7 +87,7 @@ async function editedFileGoesOverItsCopy(setup: Setup, size = 20_000): Promise<v
 
   const log = await run(["run", "--once"], setup);
   assert.deepEqual(await listFiles(dest), ["20240701/light_0001.fits"], log);
-  assert.equal(await sha256OfFile(join(dest, "20240701/light_0001.fits")), await hash(fixed), log);
+  assert.equal(await sha256OfFile(join(dest, "20240701/light_0001.fits")), sha256Of(fixed), log);
   assert.match(
     log,
     /light_0001\.fits goes over its own copy 20240701\/light_0001\.fits, sent before .*not into night folder 20240702/,
@@ -119,7 +115,7 @@ Deno.test("local: a file changed after it was sent, its mtime in a later night, 
     "20240703/light_0001.fits",
   ]);
   assert.equal(await sha256OfFile(copy), before);
-  assert.equal(await sha256OfFile(join(box.dest, "20240703/light_0001.fits")), await hash(next));
+  assert.equal(await sha256OfFile(join(box.dest, "20240703/light_0001.fits")), sha256Of(next));
 });
 
 Deno.test("local: resend to a running daemon after the night rule changed sends a file over its own copy, not into the night the new rule gives it", async () => {
@@ -149,7 +145,7 @@ Deno.test("local: resend to a running daemon after the night rule changed sends 
   }
   const log = daemon.stderr();
   assert.deepEqual(await listFiles(box.dest), ["20240701/flat.fits"], log);
-  assert.equal(await sha256OfFile(join(box.dest, "20240701/flat.fits")), await hash(bytes));
+  assert.equal(await sha256OfFile(join(box.dest, "20240701/flat.fits")), sha256Of(bytes));
   assert.match(
     log,
     /flat\.fits goes over its own copy 20240701\/flat\.fits.*night folder 20240702/,
@@ -182,7 +178,7 @@ Deno.test("local: a FITS header fixed in place the next afternoon (its DATE-OBS 
     await writeAt(path, fixed, NEXT_AFTERNOON);
     const log = await run(["run", "--once"], box);
     assert.deepEqual(await listFiles(box.dest), ["20240701/m42.fits"], log);
-    assert.equal(await sha256OfFile(join(box.dest, "20240701/m42.fits")), await hash(fixed));
+    assert.equal(await sha256OfFile(join(box.dest, "20240701/m42.fits")), sha256Of(fixed));
   }
 });
 
@@ -215,7 +211,7 @@ Deno.test("local: a FITS header fixed the next afternoon with astropy, which sav
   const log = await run(["run", "--once"], box);
   assert.deepEqual(await listFiles(box.dest), ["20240701/m42.fits", "20240701/m42~2.fits"], log);
   assert.equal(await sha256OfFile(join(box.dest, "20240701/m42~2.fits")), await sha256OfFile(path));
-  assert.equal(await sha256OfFile(join(box.dest, "20240701/m42.fits")), await hash(original));
+  assert.equal(await sha256OfFile(join(box.dest, "20240701/m42.fits")), sha256Of(original));
   assert.match(
     log,
     /m42\.fits is a new file under a name sent before, and its DATE-OBS says it holds the observation of its copy 20240701\/m42\.fits .*it goes to 20240701\/m42~2\.fits, beside that copy, not into night folder 20240702/,
@@ -253,8 +249,8 @@ Deno.test("local, night_date_source fits: a file whose DATE-OBS now says it bega
     ["20240701/allsky.fits", "20240702/allsky.fits"],
     log,
   );
-  assert.equal(await sha256OfFile(join(box.dest, "20240701/allsky.fits")), await hash(first));
-  assert.equal(await sha256OfFile(join(box.dest, "20240702/allsky.fits")), await hash(next));
+  assert.equal(await sha256OfFile(join(box.dest, "20240701/allsky.fits")), sha256Of(first));
+  assert.equal(await sha256OfFile(join(box.dest, "20240702/allsky.fits")), sha256Of(next));
   assert.match(
     log,
     /WARN.*allsky\.fits changed after it was sent to 20240701\/allsky\.fits, and its DATE-OBS says it is a new observation.*it goes to 20240702\/allsky\.fits; the copy sent stays/,
@@ -315,10 +311,10 @@ for (const cleanup of ["delete", "move"] as const) {
       log,
       /light_0001\.fits changed after it was sent to 20240701\/light_0001\.fits .*it goes to 20240701\/light_0001~2\.fits, beside that copy, not into night folder 20240702/,
     );
-    assert.equal(await sha256OfFile(join(box.dest, "20240701/light_0001.fits")), await hash(first));
+    assert.equal(await sha256OfFile(join(box.dest, "20240701/light_0001.fits")), sha256Of(first));
     assert.equal(
       await sha256OfFile(join(box.dest, "20240701/light_0001~2.fits")),
-      await hash(fixed),
+      sha256Of(fixed),
     );
     const status = await run(["status"], box);
     assert.match(status, /light_0001\.fits -> 20240701\/light_0001~2\.fits/);
@@ -372,9 +368,9 @@ Deno.test("local: a changed file goes over its own copy only at the destination 
   await writeAt(source, fixed, NEXT_AFTERNOON);
   const log = await run(["run", "--once"], box);
   assert.deepEqual(await listFiles(other), ["20240702/light_0001.fits"], log);
-  assert.equal(await sha256OfFile(join(other, "20240702/light_0001.fits")), await hash(fixed));
+  assert.equal(await sha256OfFile(join(other, "20240702/light_0001.fits")), sha256Of(fixed));
   assert.deepEqual(await listFiles(box.dest), ["20240701/light_0001.fits"]);
-  assert.equal(await sha256OfFile(join(box.dest, "20240701/light_0001.fits")), await hash(first));
+  assert.equal(await sha256OfFile(join(box.dest, "20240701/light_0001.fits")), sha256Of(first));
   assert.doesNotMatch(log, /its own copy/);
 });
 
@@ -462,7 +458,7 @@ for (const method of ["local", "rsync"] as const) {
       } finally {
         await daemon.stop();
       }
-      assert.equal(await sha256OfFile(join(setup.dest, sent)), await hash(first));
+      assert.equal(await sha256OfFile(join(setup.dest, sent)), sha256Of(first));
       assert.equal(
         await sha256OfFile(join(setup.dest, `${night}/spectrum~2.log`)),
         await sha256OfFile(source),
@@ -603,7 +599,7 @@ Deno.test("local, growing_patterns: a growing file whose name at the destination
       );
       assert.equal(
         await sha256OfFile(join(setup.dest, night, "spectrum.log")),
-        await hash(other),
+        sha256Of(other),
       );
       assert.equal(
         await sha256OfFile(join(setup.dest, night, "spectrum~2.log")),
@@ -660,11 +656,11 @@ for (const method of ["local", "rsync"] as const) {
       });
       assert.equal(
         await sha256OfFile(join(setup.dest, oldNight, "allsky.fits")),
-        await hash(first),
+        sha256Of(first),
       );
       assert.equal(
         await sha256OfFile(join(setup.dest, newNight, "allsky.fits")),
-        await hash(image),
+        sha256Of(image),
       );
     });
   });

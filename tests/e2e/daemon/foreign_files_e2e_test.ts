@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { runCli } from "../../helpers/cli.ts";
 import { cliSandbox, countingHook } from "../../helpers/sandbox.ts";
-import { listFiles, randomBytes, sha256OfFile } from "../../helpers/files.ts";
+import { listFiles, randomBytes, sha256Of, sha256OfFile } from "../../helpers/files.ts";
 import { sshSandbox, startSshd } from "../../helpers/sshd.ts";
 import { ftpDaemonSandbox, withVsftpdAndRoot } from "../../helpers/vsftpd.ts";
 
@@ -43,11 +43,6 @@ const AT_DESTINATION = [
   "20240701/own.fits",
 ];
 
-async function hash(bytes: Uint8Array): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>);
-  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 async function writeSource(watch: string, name: string, bytes: Uint8Array): Promise<void> {
   await Deno.writeFile(join(watch, name), bytes);
   await Deno.utime(join(watch, name), NIGHT, NIGHT);
@@ -79,8 +74,8 @@ async function foreignFilesStay(
   const first = await runCli(["run", "--once", "-c", config], { env });
   const log = first.stdout + first.stderr;
   assert.equal(first.code, 0, log);
-  assert.equal(await sha256OfFile(join(night, "light_0001.fits")), await hash(theirs), log);
-  assert.equal(await sha256OfFile(join(night, "light_0001~2.fits")), await hash(ours), log);
+  assert.equal(await sha256OfFile(join(night, "light_0001.fits")), sha256Of(theirs), log);
+  assert.equal(await sha256OfFile(join(night, "light_0001~2.fits")), sha256Of(ours), log);
   assert.match(
     log,
     /WARN.*light_0001\.fits would go to \S*20240701\/light_0001\.fits, which holds another file that this job did not send there.*it goes to \S*20240701\/light_0001~2\.fits/,
@@ -88,12 +83,12 @@ async function foreignFilesStay(
   // The same bytes: nothing written over them, counted as arrived.
   const flatAfter = await Deno.stat(join(night, "flat.fits"));
   assert.equal(flatAfter.ino, flatBefore.ino, "the file with the same bytes is not written over");
-  assert.equal(await sha256OfFile(join(night, "flat.fits")), await hash(same));
+  assert.equal(await sha256OfFile(join(night, "flat.fits")), sha256Of(same));
   assert.match(
     log,
     /1 file\(s\) are at \S* already with their bytes, put there by another than this job .*counted as arrived, not as sent; no on_transfer hook runs for them \(the first: \S*flat\.fits;/,
   );
-  assert.equal(await sha256OfFile(join(night, "own.fits")), await hash(own));
+  assert.equal(await sha256OfFile(join(night, "own.fits")), sha256Of(own));
   assert.deepEqual((await listFiles(dest)).sort(), AT_DESTINATION);
 
   // Files the job sent, changed in place, replace their own copies.
@@ -104,10 +99,10 @@ async function foreignFilesStay(
   const second = await runCli(["run", "--once", "-c", config], { env });
   const log2 = second.stdout + second.stderr;
   assert.equal(second.code, 0, log2);
-  assert.equal(await sha256OfFile(join(night, "own.fits")), await hash(changed), log2);
-  assert.equal(await sha256OfFile(join(night, "light_0001~2.fits")), await hash(moved), log2);
-  assert.equal(await sha256OfFile(join(night, "light_0001.fits")), await hash(theirs));
-  assert.equal(await sha256OfFile(join(night, "flat.fits")), await hash(same));
+  assert.equal(await sha256OfFile(join(night, "own.fits")), sha256Of(changed), log2);
+  assert.equal(await sha256OfFile(join(night, "light_0001~2.fits")), sha256Of(moved), log2);
+  assert.equal(await sha256OfFile(join(night, "light_0001.fits")), sha256Of(theirs));
+  assert.equal(await sha256OfFile(join(night, "flat.fits")), sha256Of(same));
   assert.deepEqual((await listFiles(dest)).sort(), AT_DESTINATION);
 }
 
@@ -161,9 +156,9 @@ Deno.test("a new file under a name sent before goes beside its earlier copy, nev
   const again = await runCli(["run", "--once", "-c", box.config], { env: box.env });
   const log = again.stdout + again.stderr;
   assert.equal(again.code, 0, log);
-  assert.equal(await sha256OfFile(join(night, "light_0001.fits")), await hash(first), log);
-  assert.equal(await sha256OfFile(join(night, "light_0001~2.fits")), await hash(theirs), log);
-  assert.equal(await sha256OfFile(join(night, "light_0001~3.fits")), await hash(next), log);
+  assert.equal(await sha256OfFile(join(night, "light_0001.fits")), sha256Of(first), log);
+  assert.equal(await sha256OfFile(join(night, "light_0001~2.fits")), sha256Of(theirs), log);
+  assert.equal(await sha256OfFile(join(night, "light_0001~3.fits")), sha256Of(next), log);
   assert.match(log, /WARN.*light_0001~2\.fits, which holds another file.*light_0001~3\.fits/);
 });
 

@@ -10,15 +10,10 @@ import { join } from "node:path";
 import { startCli } from "../../helpers/cli.ts";
 import { countingHook } from "../../helpers/sandbox.ts";
 import { standInPrograms } from "../../helpers/recording_tools.ts";
-import { listFiles, randomBytes, sha256OfFile, waitFor } from "../../helpers/files.ts";
+import { listFiles, randomBytes, sha256Of, sha256OfFile, waitFor } from "../../helpers/files.ts";
 import { sshSandbox, startSshd } from "../../helpers/sshd.ts";
 
 const NIGHT = new Date("2024-07-01T20:00:00Z"); // -> 20240701
-
-async function hash(bytes: Uint8Array): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>);
-  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
-}
 
 /**
  * A folder holding a `sync` for the server's sessions: while `failing` exists, a flush of a
@@ -68,7 +63,7 @@ for (
           /Cannot send \S*a\.fits to \S*20240701\/a\.fits: its copy is in place, but the server did not confirm it on disk after the rename \(remote_sync\): not counted as arrived, it is sent again: sync: error syncing '\S*20240701': Input\/output error/,
         );
         // In place, and not recorded: no success, no hook.
-        assert.equal(await sha256OfFile(join(remote, "20240701/a.fits")), await hash(bytes));
+        assert.equal(await sha256OfFile(join(remote, "20240701/a.fits")), sha256Of(bytes));
         assert.doesNotMatch(daemon.stderr(), /Successfully transferred/);
         assert.deepEqual(await runs(), []);
         await Deno.remove(sync.failing);
@@ -83,7 +78,7 @@ for (
         ["20240701/a.fits"],
         "no copy beside it, none left",
       );
-      assert.equal(await sha256OfFile(join(remote, "20240701/a.fits")), await hash(bytes));
+      assert.equal(await sha256OfFile(join(remote, "20240701/a.fits")), sha256Of(bytes));
       assert.deepEqual(await runs(), ["a.fits"], "sent once, its hook run once");
       assert.doesNotMatch(daemon.stderr(), /put there by another|already/);
     } finally {

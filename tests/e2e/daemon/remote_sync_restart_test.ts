@@ -9,15 +9,17 @@ import { join } from "node:path";
 import { startCli } from "../../helpers/cli.ts";
 import { countingHook } from "../../helpers/sandbox.ts";
 import { standInPrograms } from "../../helpers/recording_tools.ts";
-import { exists, listFiles, randomBytes, sha256OfFile, waitFor } from "../../helpers/files.ts";
+import {
+  exists,
+  listFiles,
+  randomBytes,
+  sha256Of,
+  sha256OfFile,
+  waitFor,
+} from "../../helpers/files.ts";
 import { sshSandbox, startSshd } from "../../helpers/sshd.ts";
 
 const NIGHT = new Date("2024-07-01T20:00:00Z"); // -> 20240701
-
-async function hash(bytes: Uint8Array): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>);
-  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
-}
 
 /**
  * A folder holding a `sync` for the server's sessions that appends its arguments to `calls`,
@@ -91,7 +93,7 @@ async function killedAfterRename(
       assert.equal((await first.stop("SIGKILL")).signal, "SIGKILL");
     }
     // The copy is in place, as the killed attempt left it, and unrecorded.
-    assert.equal(await sha256OfFile(join(remote, "20240701/a.fits")), await hash(bytes));
+    assert.equal(await sha256OfFile(join(remote, "20240701/a.fits")), sha256Of(bytes));
     assert.doesNotMatch(first.stderr(), /Successfully transferred/);
     if (failingAfter) await Deno.writeTextFile(sync.failing, "");
     await Deno.remove(sync.hang);
@@ -107,7 +109,7 @@ async function killedAfterRename(
       assert.equal((await second.stop("SIGTERM")).code, 0, second.stderr());
     }
     assert.deepEqual(await listFiles(remote), ["20240701/a.fits"], "no copy beside it, none left");
-    assert.equal(await sha256OfFile(join(remote, "20240701/a.fits")), await hash(bytes));
+    assert.equal(await sha256OfFile(join(remote, "20240701/a.fits")), sha256Of(bytes));
     assert.deepEqual(await runs(), ["a.fits"], "its hook run once");
     return { remote, bytes, runs };
   } finally {

@@ -5,16 +5,13 @@
  * a flush that fails while the batch uploads fails it.
  */
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { exists, listFiles, randomBytes, sha256OfFile } from "../../helpers/files.ts";
+import { exists, listFiles, randomBytes, sha256Of, sha256OfFile } from "../../helpers/files.ts";
 import { startSshd } from "../../helpers/sshd.ts";
 import { recordingTools, standInPrograms } from "../../helpers/recording_tools.ts";
 import { makeItem, withTransport } from "../../helpers/transports.ts";
 
 const never = new AbortController().signal;
-
-const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
 
 /**
  * A `sync` whose first run (after `waitS` seconds) fails with GNU sync's words for a write-back
@@ -101,7 +98,7 @@ Deno.test("remote_sync: a flush that fails while a large batch uploads fails the
       assert.deepEqual(await listFiles(ctx.dst), [], "nothing renamed, nothing left");
       assert.equal((await ctx.transport.send([item], never))[0].error, null);
       assert.deepEqual(await listFiles(ctx.dst), ["20240604/big.fits"]);
-      assert.equal(await sha256OfFile(join(ctx.dst, "20240604/big.fits")), sha256(bytes));
+      assert.equal(await sha256OfFile(join(ctx.dst, "20240604/big.fits")), sha256Of(bytes));
     });
   } finally {
     await sshd.stop();

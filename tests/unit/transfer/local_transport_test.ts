@@ -23,7 +23,7 @@ import {
 import { jobOwner, tempNameFor } from "../../../src/transfer/temp_name.ts";
 import { isTempName } from "../../../src/layout/destination.ts";
 import type { TransferItem } from "../../../src/transfer/transport.ts";
-import { exists, listFiles, randomBytes, waitFor } from "../../helpers/files.ts";
+import { exists, listFiles, randomBytes, sha256Of, waitFor } from "../../helpers/files.ts";
 import { whileImmutable } from "../../helpers/immutable.ts";
 
 /** A local job with the schema defaults, pointed at `dest`. */
@@ -62,8 +62,6 @@ async function withDirs(fn: (src: string, dest: string) => Promise<void>): Promi
   }
 }
 
-const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
-
 for (const mode of ["checksum", "size", "none"] as VerifyMode[]) {
   Deno.test(`LocalTransport (${mode}): delivers exact bytes into nested folders, no temp left`, async () => {
     await withDirs(async (src, dest) => {
@@ -89,7 +87,7 @@ for (const mode of ["checksum", "size", "none"] as VerifyMode[]) {
       for (const [rel, bytes] of contents) {
         const arrived = await Deno.readFile(join(dest, "20240315", ...rel.split("/")));
         assert.equal(arrived.length, bytes.length);
-        assert.equal(sha256(arrived), sha256(bytes), `bytes of ${rel}`);
+        assert.equal(sha256Of(arrived), sha256Of(bytes), `bytes of ${rel}`);
       }
       await transport.close();
       await transport.close();
@@ -480,7 +478,7 @@ Deno.test("hashSource: sources hashed all at once, small and larger than a chunk
       contents.map((bytes, i) => source(root, `f${i}.fits`, bytes)),
     );
     const hashes = await Promise.all(items.map((item) => hashSource(item)));
-    assert.deepEqual(hashes, contents.map(sha256));
+    assert.deepEqual(hashes, contents.map(sha256Of));
     // Read whole before any await, a small source gives its buffer back at once: the next read
     // takes the same one (a burst does not allocate a buffer per file).
     const first = takeChunk();
@@ -489,7 +487,7 @@ Deno.test("hashSource: sources hashed all at once, small and larger than a chunk
     const next = takeChunk();
     giveChunk(next);
     assert.equal(next, first);
-    assert.equal(await hashing, sha256(contents[1]));
+    assert.equal(await hashing, sha256Of(contents[1]));
   } finally {
     await Deno.remove(root, { recursive: true });
   }
