@@ -9,7 +9,8 @@
  * Step 2 makes the destination part of a file's identity; step 3 keeps the
  * count of files per state in a table of its own; step 4 gives scp and rsync
  * one destination identity (`destination_identity.ts`); step 5 keeps the
- * `on_transfer` hooks still owed (`due_hooks.ts`).
+ * `on_transfer` hooks still owed (`due_hooks.ts`); step 6 keeps the copies
+ * put in place but not confirmed on the server's disk (`unconfirmed_copies.ts`).
  *
  * Opening it for the daemon, SQLite's words for what goes wrong (a file that
  * is not a (sound) database, a full disk, a read-only connection), and the
@@ -27,7 +28,7 @@ import { whyUnwritable } from "./daemon_lock.ts";
 import { mergeSshIdentities } from "./destination_identity.ts";
 
 /** The schema version this build writes and understands. */
-export const LEDGER_SCHEMA_VERSION = 5;
+export const LEDGER_SCHEMA_VERSION = 6;
 
 /**
  * Read a ledger's schema version.
@@ -217,6 +218,28 @@ CREATE TABLE hooks_due (
 ) WITHOUT ROWID;
 `;
 
+/**
+ * Version 6: `copies_unconfirmed` holds the files whose copy was renamed into place at the
+ * destination but not confirmed on its disk (`unconfirmed_copies.ts`); a file's entry goes with
+ * its arrival, or with its row.
+ */
+const SCHEMA_V6 = `
+CREATE TABLE copies_unconfirmed (
+  job TEXT NOT NULL,
+  target TEXT NOT NULL,
+  rel_path TEXT NOT NULL,
+  PRIMARY KEY (job, target, rel_path)
+) WITHOUT ROWID;
+CREATE TRIGGER copies_confirmed AFTER UPDATE OF state ON files WHEN NEW.state = 'done' BEGIN
+  DELETE FROM copies_unconfirmed
+    WHERE job = NEW.job AND target = NEW.target AND rel_path = NEW.rel_path;
+END;
+CREATE TRIGGER copies_forgotten AFTER DELETE ON files BEGIN
+  DELETE FROM copies_unconfirmed
+    WHERE job = OLD.job AND target = OLD.target AND rel_path = OLD.rel_path;
+END;
+`;
+
 /** The steps to {@linkcode LEDGER_SCHEMA_VERSION}: `[0]` creates version 1, `[1]` turns 1 into 2, ... */
 export const LEDGER_SCHEMA: readonly MigrationStep[] = [
   SCHEMA_V1,
@@ -224,6 +247,7 @@ export const LEDGER_SCHEMA: readonly MigrationStep[] = [
   SCHEMA_V3,
   mergeSshIdentities, // Version 4: scp and rsync send to one destination (`ssh://`).
   SCHEMA_V5,
+  SCHEMA_V6,
 ];
 
 /** SQLite's primary result codes this module acts on. */

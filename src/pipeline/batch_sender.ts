@@ -30,7 +30,7 @@ import {
 } from "./attempt_outcome.ts";
 import { systemClock } from "./retry_timer.ts";
 import type { FileTable, WorkRecord } from "./file_table.ts";
-import { lookAtDestination } from "./destination_look.ts";
+import { keepUnconfirmed, lookAtDestination } from "./destination_look.ts";
 import { sendAroundOthers, withLinkPolicy } from "./batch_items.ts";
 import { classifyEntry } from "../watch/entry_check.ts";
 
@@ -224,6 +224,7 @@ export class BatchSender {
           arrivals.push({ record, item: outcome.item, sha256: outcome.sha256, found: kind });
         } else if (outcome?.error) failures.push([batch[index], outcome.error]);
       }
+      keepUnconfirmed(table, batch, items.map((item) => byItem.get(item)));
       sent = arrivals.filter((arrival) => !unsent(arrival)).length;
       if (!this.#record(arrivals)) {
         for (const arrival of arrivals) waiting.add(arrival.record.relPath);

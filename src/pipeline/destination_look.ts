@@ -16,14 +16,19 @@
  * also flushes the folders where it found files: an attempt cut off between its rename and the
  * flush after it never had its copy confirmed. A copy found where that flush fails does not
  * count as arrived: the file is sent, and one whose attempt was interrupted replaces its own copy
- * there (the next flush confirms it), as a file sent before replaces its own.
+ * there (the next flush confirms it), as a file sent before replaces its own. The ledger keeps
+ * which files' copies are in place unconfirmed (`ledger/unconfirmed_copies.ts`: a failed flush
+ * after the renames, or found here): after a stop, such a file is looked at first too; its copy
+ * counts only by its SHA-256 once flushed, and any other bytes there are its own to replace.
  *
  * @module
  */
 import { freeDestination, namesBeside } from "../layout/destination.ts";
 import type { Logger } from "../log/logging.ts";
 import { hashSource } from "../transfer/source.ts";
-import type { TransferItem, Transport } from "../transfer/transport.ts";
+import type { TransferItem, TransferOutcome, Transport } from "../transfer/transport.ts";
+import { writeIfWritable } from "../ledger/file_rows.ts";
+import { UnconfirmedCopies } from "../ledger/unconfirmed_copies.ts";
 import type { FileTable, WorkRecord } from "./file_table.ts";
 
 /** What the look found for one item of a batch. */
@@ -62,16 +67,21 @@ export async function lookAtDestination(
   const { table, transport } = context;
   const looked: Looked[] = items.map((item) => ({ destination: item.destination }));
   const rebuilt = table.ledger.rebuilt;
-  const asking = batch.map((record) => {
-    const interrupted = table.takeLookFirst(record.relPath);
-    if (!interrupted && !(rebuilt && record.version.mtimeMs <= rebuilt.at)) return null;
+  const interrupted = batch.map((record) => table.takeLookFirst(record.relPath));
+  const unconfirmed = interrupted.includes(true) ? unconfirmedCopies(table) : new Set<string>();
+  const asking = batch.map((record, index) => {
+    if (!interrupted[index] && !(rebuilt && record.version.mtimeMs <= rebuilt.at)) return null;
     let arrivedBefore = true;
     try {
       arrivedBefore = (table.rows.get(record.relPath)?.transferredAt ?? null) !== null;
     } catch { /* Unreadable: as if a copy of an earlier version may be there. */ }
     // Its arrival recorded since the rebuild: the ledger knows its copy.
-    if (!interrupted) return arrivedBefore ? null : { why: "rebuilt" as const, sizeTells: true };
-    return { why: "interrupted" as const, sizeTells: !arrivedBefore };
+    if (!interrupted[index]) {
+      return arrivedBefore ? null : { why: "rebuilt" as const, sizeTells: true };
+    }
+    // A copy of its own there, unconfirmed: its size proves nothing, and it is replaced.
+    const own = unconfirmed.has(record.relPath);
+    return { why: "interrupted" as const, sizeTells: !arrivedBefore && !own, own };
   });
   if (!transport.destinationSizes || asking.every((ask) => ask === null)) return looked;
   const asked = items.flatMap((_, index) => asking[index] ? [index] : []);
@@ -91,11 +101,38 @@ export async function lookAtDestination(
     const ask = asking[index]!;
     if (at[n] === "copy") looked[index].found = ask.why;
     else if (at[n] === "unconfirmed" && ask.why === "interrupted") looked[index].replacesOwn = true;
-    else if (at[n] === "other" && ask.why === "rebuilt") {
+    else if (at[n] === "other" && ask.why === "interrupted" && ask.own) {
+      looked[index].replacesOwn = true;
+    } else if (at[n] === "other" && ask.why === "rebuilt") {
       looked[index] = await placeBeside(context, batch[index], items[index], signal);
     }
   }
+  keepUnconfirmed(table, batch.filter((_, index) => looked[index].replacesOwn));
   return looked;
+}
+
+/**
+ * Record the files of `records` whose copy is in place unconfirmed (`outcomes`, where given:
+ * only those whose outcome says so), so that a later run looks at it first (see the module doc).
+ */
+export function keepUnconfirmed(
+  table: FileTable,
+  records: readonly WorkRecord[],
+  outcomes?: ReadonlyArray<TransferOutcome | undefined>,
+): void {
+  const relPaths = records.flatMap((record, n) =>
+    outcomes && !outcomes[n]?.unconfirmedCopy ? [] : [record.relPath]
+  );
+  if (relPaths.length > 0) writeIfWritable(() => new UnconfirmedCopies(table.rows).add(relPaths));
+}
+
+/** The files whose copy is in place unconfirmed, as the ledger says (none where it cannot). */
+function unconfirmedCopies(table: FileTable): Set<string> {
+  try {
+    return new Set(new UnconfirmedCopies(table.rows).all());
+  } catch {
+    return new Set();
+  }
 }
 
 /**

@@ -8,6 +8,7 @@
  */
 import type { JobConfig } from "../config/types.ts";
 import { type FileRows, writeIfWritable } from "../ledger/file_rows.ts";
+import { UnconfirmedCopies } from "../ledger/unconfirmed_copies.ts";
 import { logger } from "../log/logging.ts";
 import type { FileFilter } from "../watch/file_filter.ts";
 import { absolutePath, sameVersion, versionOf } from "../watch/file_version.ts";
@@ -27,7 +28,8 @@ export interface LeftByLastRun {
 /**
  * Rows from before destinations were told apart become this destination's; rows the last run
  * left `transferring` (`lookFirst`: looked for at the destination first) and `failed` go back to
- * pending.
+ * pending; files whose copy is in place unconfirmed (`ledger/unconfirmed_copies.ts`) are looked
+ * for first too.
  */
 export function takeOverLedger(
   rows: FileRows,
@@ -38,6 +40,7 @@ export function takeOverLedger(
   for (const row of rows.unfinished()) {
     if (row.state === "transferring") lookFirst(row.relPath);
   }
+  for (const relPath of new UnconfirmedCopies(rows).all()) lookFirst(relPath);
   let interrupted = 0;
   let failed = 0;
   writeIfWritable(() => {

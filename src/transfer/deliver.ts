@@ -45,6 +45,8 @@ export interface Delivery {
    * `same` (the source's bytes: arrived, no error), `other` (with its error); see `keep_others.ts`.
    */
   occupied?: "same" | "other";
+  /** Its copy is in place, not confirmed on disk (`TransferOutcome.unconfirmedCopy`). */
+  unconfirmedCopy?: true;
 }
 
 /** What a method does for {@linkcode deliver}, in the order called. */
@@ -201,11 +203,12 @@ export async function deliver<D extends Delivery>(
   } finally {
     await steps.end(deliveries, finished);
   }
-  return deliveries.map(({ item, error, sha256, occupied }) => ({
+  return deliveries.map(({ item, error, sha256, occupied, unconfirmedCopy }) => ({
     item,
     error,
     ...(error === null && sha256 !== null && !occupied ? { sha256 } : {}),
     ...(occupied ? { occupied } : {}),
+    ...(error !== null && unconfirmedCopy ? { unconfirmedCopy } : {}),
   }));
 }
 

@@ -55,6 +55,11 @@ export interface TransferOutcome {
    * by `sameFile` in `keep_others.ts`: left as it is, `error` `null`), `other` (left as it is, `error` set).
    */
   occupied?: "same" | "other";
+  /**
+   * With `error`: its copy was renamed into place but the server did not confirm it on disk
+   * (`remote_sync`); it is the file's own to replace (see `ledger/unconfirmed_copies.ts`).
+   */
+  unconfirmedCopy?: true;
 }
 
 /** What {@linkcode Transport.sendPart} did. */

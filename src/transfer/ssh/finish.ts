@@ -297,7 +297,10 @@ export function settleFinish(
     else if (result?.word === "not-flushed" && !delivery.item.noReplace) {
       ctx.unflushed?.add(delivery.finalPath);
     } else if (delivery.error === null && unconfirmed !== null) {
-      if (result?.word === "renamed") ctx.unflushed?.add(delivery.finalPath);
+      if (result?.word === "renamed") {
+        ctx.unflushed?.add(delivery.finalPath);
+        delivery.unconfirmedCopy = true;
+      }
       delivery.occupied = undefined;
       delivery.error = notWrittenOut(ctx, delivery, unconfirmed, "renamed");
     }

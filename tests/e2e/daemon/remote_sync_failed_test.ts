@@ -88,3 +88,60 @@ for (
     }
   });
 }
+
+for (const damaged of [false, true]) {
+  Deno.test(
+    `daemon (scp): a copy left unconfirmed by a failed flush and a restart before the retry: ${
+      damaged ? "other bytes there are replaced" : "its bytes count once flushed"
+    }; nothing beside it, its hook once`,
+    async () => {
+      const sync = await syncFailingAfterRenames();
+      const hooks = await Deno.makeTempDir({ prefix: "itx-hook-" });
+      const { hook, runs } = await countingHook(hooks);
+      const sshd = await startSshd({ sessionEnv: { PATH: `${sync.dir}:/usr/bin:/bin` } });
+      try {
+        const { watch, remote, config, env } = await sshSandbox(sshd, "scp", {
+          remote_sync: true,
+          stability_window_seconds: 0.2,
+          retry_delay_seconds: 5,
+          retry_attempts: 50,
+          on_transfer: [hook],
+        });
+        const bytes = randomBytes(20_000);
+        const first = startCli(["run", "-c", config], { env });
+        try {
+          await first.waitForOutput("Watching");
+          await Deno.writeFile(join(watch, "a.fits"), bytes);
+          await Deno.utime(join(watch, "a.fits"), NIGHT, NIGHT);
+          await first.waitForOutput(/did not confirm it on disk after the rename/);
+        } finally {
+          assert.equal((await first.stop("SIGTERM")).code, 0, first.stderr());
+        }
+        assert.doesNotMatch(first.stderr(), /Successfully transferred/);
+        // The write-back error the flush met damaged the copy (or did not).
+        const copy = join(remote, "20240701/a.fits");
+        if (damaged) await Deno.writeFile(copy, randomBytes(bytes.length));
+        await Deno.remove(sync.failing);
+        const second = startCli(["run", "-c", config], { env });
+        try {
+          await second.waitForOutput(/Successfully transferred \S*a\.fits/);
+          await waitFor(async () => (await runs()).length > 0, 30_000, "its hook");
+        } finally {
+          assert.equal((await second.stop("SIGTERM")).code, 0, second.stderr());
+        }
+        assert.deepEqual(await listFiles(remote), ["20240701/a.fits"], "no copy beside it");
+        assert.equal(await sha256OfFile(copy), sha256Of(bytes));
+        assert.deepEqual(await runs(), ["a.fits"], "its hook run once");
+        // Intact, it counts once the look flushed it; damaged, it is sent again over it.
+        const counted = /Successfully transferred \S*a\.fits.*had arrived before the last stop/;
+        if (damaged) assert.doesNotMatch(second.stderr(), counted);
+        else assert.match(second.stderr(), counted);
+        assert.doesNotMatch(second.stderr(), /put there by another|beside it/);
+      } finally {
+        await sshd.stop();
+        await Deno.remove(sync.dir, { recursive: true });
+        await Deno.remove(hooks, { recursive: true });
+      }
+    },
+  );
+}

@@ -8,6 +8,7 @@ import { DatabaseSync } from "node:sqlite";
 import { Ledger, LEDGER_FILE, LedgerWriteError } from "../../../src/ledger/ledger.ts";
 import { carryOverRenamedJobs } from "../../../src/ledger/job_names.ts";
 import { DueHooks } from "../../../src/ledger/due_hooks.ts";
+import { UnconfirmedCopies } from "../../../src/ledger/unconfirmed_copies.ts";
 import { acquireDaemonLock } from "../../../src/ledger/daemon_lock.ts";
 import { testJob } from "../../helpers/jobs.ts";
 import { waitFor } from "../../helpers/files.ts";
@@ -122,6 +123,24 @@ Deno.test("Ledger: enqueue → transferring → done", async () => {
       doneIndex(ledger, "job"),
       new Map([["a.fits", { size: 100, mtimeMs: 1_700_000_000_123 }]]),
     );
+  });
+});
+
+Deno.test("Ledger: a copy in place unconfirmed is kept until the file arrives or its row goes, for its job and destination only", async () => {
+  await withLedger((ledger) => {
+    const table = files(ledger, "cam1");
+    for (const name of ["a.fits", "b.fits", "c.fits"]) table.enqueue(name, FILE);
+    const unconfirmed = new UnconfirmedCopies(table);
+    unconfirmed.add(["a.fits", "b.fits", "c.fits", "a.fits"]);
+    assert.deepEqual(unconfirmed.all().sort(), ["a.fits", "b.fits", "c.fits"]);
+    assert.deepEqual(new UnconfirmedCopies(files(ledger, "cam2")).all(), []);
+    assert.deepEqual(new UnconfirmedCopies(new FileRows(ledger, "cam1", "ssh://x/d")).all(), []);
+    table.recordFailure("a.fits", { error: "e", attempts: 1, nextAttemptAt: 0, final: false });
+    markDone(table, "b.fits");
+    table.remove("c.fits", true);
+    assert.deepEqual(unconfirmed.all(), ["a.fits"], "kept by a failure; gone with arrival and row");
+    markDone(table, "a.fits");
+    assert.deepEqual(unconfirmed.all(), []);
   });
 });
 
