@@ -66,7 +66,11 @@ start_finish() {
   fi
   size_command=''
   sizes_listed=''
+  listed_sizes=''
+  listed_hashes=''
   listed_line=''
+  newline='
+'
   group=''
   work=''
   if [ -n "${2-}" ] && [ -d "$2" ] && ! [ -L "$2" ]; then
@@ -86,28 +90,39 @@ pick_size_command() {
 }
 
 # read_sizes COPY...: the sizes of all copies with one stat (GNU stat tried
-# first, without a trial run); when one is missing, each copy's size is asked
-# for on its own instead.
+# first, without a trial run), kept in memory (see take_line); when one is
+# missing, each copy's size is asked for on its own instead.
 read_sizes() {
   [ -n "$work" ] || return 0
-  if stat -c %s -- "$@" 2>/dev/null >"${work}sizes"; then
+  if listed_sizes=$(stat -c %s -- "$@" 2>/dev/null); then
     size_command='stat -c %s'
   else
     pick_size_command
     # shellcheck disable=SC2086 # the command's words split on purpose
-    $size_command -- "$@" 2>/dev/null >"${work}sizes" || return 0
+    listed_sizes=$($size_command -- "$@" 2>/dev/null) || return 0
   fi
   sizes_listed=yes
-  exec 3<"${work}sizes"
 }
 
 # take_size COPY: set size to the size of COPY ("" when unknown).
 take_size() {
   if [ -n "$sizes_listed" ]; then
-    IFS= read -r size <&3 || size=''
+    take_line "$listed_sizes"
+    size=$line
+    listed_sizes=$rest
   else
     copy_size "$1"
   fi
+}
+
+# take_line TEXT: set line to the first line of TEXT, rest to the lines after
+# it. A list a command printed is kept in memory and taken apart this way: the
+# shell reads a command's output in blocks, but a file line by line, a byte at
+# a time (a system call per byte: 85 for a line of a hash list).
+take_line() {
+  line=${1%%"$newline"*}
+  rest=${1#"$line"}
+  rest=${rest#"$newline"}
 }
 
 # copy_size COPY: set size to the size of COPY, asked on its own ("" when
@@ -126,23 +141,23 @@ copy_size() {
 
 # begin_folder GROUP UPLOAD_FOLDER [./NAME...]: the copies checked next are in
 # UPLOAD_FOLDER. With checksums, the NAMEs there are hashed by one process
-# (names without a line break or backslash, which hash tools print escaped).
-# The work files may not be made (a disk out of inodes): the copies are then
-# hashed and renamed one by one. So none is made by a special builtin (`:`,
-# `exec`), whose failed redirection would end the script.
+# (names without a line break or backslash, which hash tools print escaped),
+# their list kept in memory (see take_line). The rename list may not be made
+# (a disk out of inodes): the copies are then renamed one by one. So it is not
+# made by a special builtin (`:`, `exec`), whose failed redirection would end
+# the script.
 begin_folder() {
   group=$1
   rename_list=''
   [ -z "$work" ] || rename_list=${work}renames.$1
   [ -z "$rename_list" ] || true 2>/dev/null >"$rename_list"
   listed_line=''
-  exec 4</dev/null
+  listed_hashes=''
   upload_folder=$2
   shift 2
   if [ "$#" -gt 0 ] && [ -n "$checking_hashes" ] && [ -n "$work" ]; then
     # shellcheck disable=SC2086 # the command's words split on purpose
-    (cd -- "$upload_folder" && exec $checking_hashes "$@") 2>/dev/null >"${work}hashes.$group"
-    if [ -r "${work}hashes.$group" ]; then exec 4<"${work}hashes.$group"; fi
+    listed_hashes=$({ cd -- "$upload_folder" && exec $checking_hashes "$@"; } 2>/dev/null)
   fi
 }
 
@@ -153,7 +168,11 @@ begin_folder() {
 # the copy it belongs to.
 take_listed_hash() {
   listed_hash=''
-  [ -n "$listed_line" ] || IFS= read -r listed_line <&4 || listed_line=''
+  if [ -z "$listed_line" ]; then
+    take_line "$listed_hashes"
+    listed_line=$line
+    listed_hashes=$rest
+  fi
   case $listed_line in
     *" *./$1")
       if [ "${#listed_line}" -eq $((${#1} + 68)) ]; then
