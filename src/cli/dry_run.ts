@@ -23,7 +23,6 @@ import { quoteIfUnsafe } from "../log/logging.ts";
 import { dueSteps } from "../pipeline/source_cleanup.ts";
 import { FolderFileSystem, unlistable } from "../config/file_systems.ts";
 import { nextCronRun, pausedAt, scheduleTimeZone, zonedTime } from "../pipeline/schedules.ts";
-import { badName } from "../transfer/ftp/remote.ts";
 import { createTransport, type Transport } from "../transfer/transport.ts";
 import { sameFile } from "../transfer/keep_others.ts";
 import { createFileFilter, readablePath, readableText } from "../watch/file_filter.ts";
@@ -123,14 +122,6 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
           ]);
           if (placed !== beside) fallback += " (beside another file's copy of that name)";
           chosen.set(file.relPath, placed);
-          // A name the method cannot carry fails every attempt: said, not promised as sent.
-          const unsendable = job.transfer_method === "ftp"
-            ? badName({ source: file.path, destination: placed, ...version }, job.remote_base_path)
-            : null;
-          if (unsendable !== null) {
-            write(`would fail: ${unsendable.message}`);
-            continue;
-          }
           // The ledger gives it this name (its own copy there): it replaces that copy.
           const ownName = row !== undefined && row.transferredAt !== null &&
             row.destination === placed;

@@ -71,7 +71,10 @@ export interface JobSnapshot {
   held: boolean;
   /** When a file last arrived (ms since epoch), or `null`. */
   lastSuccessAt: number | null;
-  /** Files and folders found that cannot be sent (a name not UTF-8, a folder not readable). */
+  /**
+   * Files and folders found that cannot be sent (a name not UTF-8, a name with a line break over
+   * FTP, a folder not readable).
+   */
   cannotSend: number;
   /**
    * Files under observation (among `queue.observing`) that cannot be looked at now: their stat

@@ -197,7 +197,7 @@ export class Metrics {
     perJob(
       "image_transfer_cannot_send_total",
       "counter",
-      "Files and folders found that cannot be sent: a name that is not UTF-8, a folder that cannot be read (each said once; `status` lists them).",
+      "Files and folders found that cannot be sent: a name that is not UTF-8, a name with a line break (FTP), a folder that cannot be read (each said once; `status` lists them).",
       (job) => job.cannotSend,
     );
     perJob(

@@ -129,7 +129,7 @@ function render(s) {
         "Watch folder cannot be read: " + j.watch.unavailable) : "",
       j.reason ? el("div", { class: "err reason" }, escaped(j.reason)) : "",
       j.cannotSend ? el("div", { class: "err cannot" }, j.cannotSend +
-        " file(s) or folder(s) found since the daemon started could not be sent (a name that is not UTF-8, a folder that cannot be read): image-transfer status lists those still there") : "",
+        " file(s) or folder(s) found since the daemon started could not be sent (a name that is not UTF-8, a name with a line break over FTP, a folder that cannot be read): image-transfer status lists those still there") : "",
       j.hookFailures ? el("div", { class: "err hooks" }, j.hookFailures +
         " hook run(s) failed, timed out or could not start since the daemon started: the log says why") : "",
       j.scheduleFailures ? el("div", { class: "err schedules" }, j.scheduleFailures +

@@ -1,7 +1,8 @@
 /**
  * What an entry of a watch folder is, and whether it may be sent: a regular
  * file, a symbolic link the `symlinks` policy allows, or something that is
- * never opened (FIFO, socket, device, a name the OS cannot give back).
+ * never opened (FIFO, socket, device, a name the OS cannot give back); and
+ * the names FTP cannot carry.
  *
  * Only `lstat`, `stat`, `readlink` and `realpath` are used: nothing here
  * opens the entry, so nothing here can block on it.
@@ -102,6 +103,22 @@ export function specialKind(info: Deno.FileInfo): string {
 /** Whether `name` holds bytes the runtime could not decode (shown as U+FFFD). */
 export function hasUndecodableBytes(name: string): boolean {
   return name.includes(REPLACEMENT);
+}
+
+/**
+ * Why a file or folder whose name is `name` can never be sent by FTP (its commands are lines,
+ * ended by CR LF, so a line break in a name would end one), or `null`: skipped, and said at
+ * ERROR, as a name that is not UTF-8 is.
+ */
+export function lineBreakSkip(name: string, what: "file" | "folder"): Skip | null {
+  if (!/[\r\n]/.test(name)) return null;
+  return {
+    code: "ftp-name",
+    level: "error",
+    reason: "its name holds a line break, which FTP cannot carry (its commands end there), so " +
+      (what === "file" ? "the file is" : "the files in it are") + " never sent; rename it " +
+      `(\`ls -b\` shows the exact name) and ${what === "file" ? "it is" : "they are"} sent`,
+  };
 }
 
 /** The verdict for a path that lstat cannot find (or examine). */

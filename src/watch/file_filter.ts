@@ -1,7 +1,8 @@
 /**
  * Which entries of a watch folder belong to the job: names matching
  * `file_patterns` (case-insensitively unless `case_sensitive_patterns`), not
- * matching `exclude_patterns`, not hidden, not our own temporary files; and,
+ * matching `exclude_patterns`, not hidden, not our own temporary files, not
+ * names the job's method cannot carry (a line break over FTP); and,
  * when the filter knows the watch folder, entries that are regular files (or
  * links the `symlinks` policy allows). Every skip can be explained, and is
  * reported once per path.
@@ -22,6 +23,7 @@ import {
   classifyEntry,
   type EntryHint,
   type EntryVerdict,
+  lineBreakSkip,
   type SymlinkPolicy,
 } from "./entry_check.ts";
 
@@ -37,6 +39,8 @@ export interface FilterJob {
   watch_path?: string;
   /** Job name, for log lines. */
   name?: string;
+  /** With `ftp`, a name holding a line break is never sent ({@linkcode lineBreakSkip}). */
+  transfer_method?: string;
 }
 
 /** Options of {@linkcode createFileFilter}. */
@@ -108,6 +112,7 @@ export function createFileFilter(job: FilterJob, options: FilterOptions = {}): F
     reason,
     level: code === "hidden" || code === "temp" ? "debug" : "info",
   });
+  const ftp = job.transfer_method === "ftp";
   const excludedBy = (relPath: string, folder: boolean) => {
     for (const e of excludes) if ((folder || !e.folders) && e.match(relPath)) return e.pattern;
   };
@@ -117,10 +122,10 @@ export function createFileFilter(job: FilterJob, options: FilterOptions = {}): F
     if (name.startsWith(".")) return skip("hidden", "hidden folder (its name starts with a dot)");
     const pattern = excludedBy(relPath, true);
     if (pattern !== undefined) return skip("excluded", `folder matches exclude pattern ${pattern}`);
-    return null;
+    return ftp ? lineBreakSkip(name, "folder") : null;
   };
 
-  /** The first hidden or excluded folder on the way to `relPath` (a file), with why. */
+  /** The first folder on the way to `relPath` (a file) that is not entered, with why. */
   const parentSkip = (relPath: string): Skip | null => {
     const parts = relPath.split("/");
     for (let i = 1; i < parts.length; i++) {
@@ -154,7 +159,7 @@ export function createFileFilter(job: FilterJob, options: FilterOptions = {}): F
     }
     const pattern = excludedBy(relPath, false);
     if (pattern !== undefined) return skip("excluded", `matches exclude pattern ${pattern}`);
-    return null;
+    return ftp ? lineBreakSkip(name, "file") : null;
   };
 
   const verdictOf = (relPath: string, hint?: EntryHint, quiet = false): EntryVerdict => {
@@ -211,7 +216,7 @@ export function createFileFilter(job: FilterJob, options: FilterOptions = {}): F
 }
 
 /** Skip codes of the name rules. */
-const NAME_RULES = new Set(["empty", "temp", "hidden", "unmatched", "excluded"]);
+const NAME_RULES = new Set(["empty", "temp", "hidden", "unmatched", "excluded", "ftp-name"]);
 
 /** Whether an entry that is not a folder is at `path`. */
 function isFileThere(path: string): boolean {

@@ -434,21 +434,20 @@ Deno.test("daemon: the catch-up of a night folder whose files are all there asks
     }
   }));
 
-Deno.test("cli: run --dry-run says a name FTP cannot carry would fail, not that it would be transferred", () =>
+Deno.test("cli: run --dry-run lists a name FTP cannot carry as skipped, with why, not as to be transferred", () =>
   withVsftpdAndRoot({}, "itx-ftpdry-", async ({ server, root }) => {
     const { watch, config } = await ftpDaemonSandbox(server, root);
     await Deno.writeFile(join(watch, "bad\nname.fits"), randomBytes(3000));
     await Deno.writeFile(join(watch, "good.fits"), randomBytes(3000));
     const out = await runCli(["--config", config, "run", "--dry-run"], { env: { HOME: root } });
     assert.equal(out.code, 0, out.stderr);
-    // Before the fix: `would transfer "…/bad\nname.fits" -> …`, then every attempt failed.
     assert.match(
       out.stdout,
-      /^would fail: Cannot send ".*\/bad\\nname\.fits" by FTP: its name holds a line break, which FTP cannot carry in a file name; rename the file$/m,
+      /^skipped .*\/bad\\nname\.fits: its name holds a line break, which FTP cannot carry \(its commands end there\), so the file is never sent; rename it \(`ls -b` shows the exact name\) and it is sent$/m,
     );
-    assert.doesNotMatch(out.stdout, /would transfer .*bad/);
+    assert.doesNotMatch(out.stdout, /would (transfer|fail) .*bad/);
     assert.match(out.stdout, /^would transfer .*\/good\.fits -> /m);
-    assert.match(out.stdout, /job default: 1 file\(s\) would be transferred \(ftp\)/);
+    assert.match(out.stdout, /job default: 1 file\(s\) would be transferred \(ftp\), 1 skipped/);
   }));
 
 /**

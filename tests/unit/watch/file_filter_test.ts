@@ -231,6 +231,26 @@ Deno.test("file_filter: hostile names are data", () => {
   assertIncluded(f, ["$(keep-out).fits", "dir/-keep-out-.fits"], false);
 });
 
+Deno.test("file_filter: with FTP, a name holding a line break (file or folder) is skipped at ERROR, with why; other methods send it", () => {
+  const job = { file_patterns: ["*.fits"], exclude_patterns: ["skip"] };
+  const names = ["a\nb.fits", "cr\r.fits", "night\nfolder/c.fits"];
+  for (const transfer_method of ["local", "scp", "rsync"]) {
+    assertIncluded(createFileFilter({ ...job, transfer_method }, { skipLog: null }), names, true);
+  }
+  const ftp = createFileFilter({ ...job, transfer_method: "ftp" }, { skipLog: null });
+  assertIncluded(ftp, names, false);
+  assertIncluded(ftp, ["plain.fits", "with space.fits", "night/c.fits"], true);
+  assert.equal(ftp.includesDir("night\nfolder"), false);
+  const file = ftp.nameSkip("a\nb.fits");
+  assert.equal(file?.level, "error");
+  assert.match(file!.reason, /^its name holds a line break, which FTP cannot carry .*; rename it/);
+  assert.equal(ftp.dirSkip("night\nfolder")?.level, "error");
+  assert.match(ftp.explain("night\nfolder/c.fits")!, /^in folder night\nfolder: its name holds/);
+  // What no rule would send anyway is said as before.
+  assert.equal(ftp.nameSkip("a\nb.txt")?.code, "unmatched");
+  assert.equal(ftp.nameSkip("skip/a\nb.fits")?.code, "excluded");
+});
+
 Deno.test("file_filter: a file whose name is sent and that cannot be examined now (its lstat fails otherwise than 'not found') is included, for the stability checker to look at; one that is gone is not", async () => {
   const root = await Deno.makeTempDir({ prefix: "itx-filter-" });
   try {
