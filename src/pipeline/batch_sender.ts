@@ -66,8 +66,8 @@ export interface BatchSenderContext {
   slowRetries?: boolean;
   /** Whether a destination that cannot take files (full, unreachable) pauses the job. */
   pauseWhenUnavailable: boolean;
-  /** The destination cannot take files now (called before the file is queued again). */
-  onHold(error: TransferError, bytes: number): void;
+  /** The destination cannot take files now (called before `record` is queued again). */
+  onHold(error: TransferError, record: Readonly<WorkRecord>): void;
   /**
    * Whether a batch of `files` files, `bytes` in all, may go now (`min_free_space`, see
    * `space_guard.ts`): `null`, or why there is no room for it.
@@ -390,7 +390,7 @@ export class BatchSender {
       this.#context.onGaveUp(record, error.message, outcome.next.attempts);
     }
     // Before the file is back in the queue: the pause must hold it.
-    if (outcome.next.kind === "hold") this.#context.onHold(error, record.version.size);
+    if (outcome.next.kind === "hold") this.#context.onHold(error, record);
     // Its source is gone: a copy kept to continue it never will be.
     if (outcome.next.kind === "drop") {
       this.#context.transport.dropKeptCopies?.([record.destination]);

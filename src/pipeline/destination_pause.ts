@@ -16,7 +16,10 @@
  * file that becomes ready while the job waits for room, smaller than every file
  * refused for room in this pause, is the probe at once ({@linkcode DestinationPause.offer}).
  * Running out of space again meanwhile goes back to probing, within the same
- * pause: a full destination is said once, not per file or per probe.
+ * pause: a full destination is said once, not per file or per probe. A probe that finds the
+ * destination still unreachable (or taking no file) is said at WARN: the first, then one whose
+ * reason changed, else one every {@linkcode PROBE_REMINDER_MS} (a user watching the log sees the
+ * job is still trying, and why it fails now, without a line per probe).
  *
  * It also says, once per recovery, that the destination takes files again
  * (the one line that says so): a paused job as its pause ends; one the whole
@@ -41,6 +44,9 @@ import { type Clock, systemClock } from "./retry_timer.ts";
 
 /** How often a paused job tries one file. */
 export const FULL_PROBE_MS = 15_000;
+
+/** How often failed probes are said while their reason stays the same (see the module doc). */
+export const PROBE_REMINDER_MS = 10 * 60_000;
 
 /**
  * What holds a destination that is not full: the host or the connection fails (`unreachable`), or
@@ -106,6 +112,8 @@ export class DestinationPause {
   #probeDown = false;
   /** The smallest file refused for room in this pause (see {@linkcode offer}). */
   #refusedBytes = Infinity;
+  /** This pause's failed probes: since when, how many, the reason last said and when. */
+  #probes = { since: 0, failed: 0, said: null as string | null, saidAt: 0 };
   #cancelTimer: (() => void) | undefined;
   #log: Logger;
 
@@ -160,11 +168,19 @@ export class DestinationPause {
    * The destination is full (`full`: a file of `bytes` found no room), or
    * cannot take files now (`reason`: the transport's words; `kind`: why). Returns whether
    * this began the pause (or, for one that cannot be reached, one anew while
-   * recovering), which is logged once, at ERROR.
+   * recovering), which is logged once, at ERROR. `relPath`: the file that failed, left out
+   * where a failed probe's reason is compared with the last one said.
    */
-  pause(reason: string, full: boolean, bytes = 0, kind: DownKind = "unreachable"): boolean {
+  pause(
+    reason: string,
+    full: boolean,
+    bytes = 0,
+    kind: DownKind = "unreachable",
+    relPath?: string,
+  ): boolean {
     // Unreachable again while recovering, after files arrived ("back"): a pause of its own.
     const began = this.#state === "running" || (this.#state === "recovering" && !full);
+    if (!began && !full && this.#state === "probing") this.#probeFailed(reason, kind, relPath);
     if (this.#state === "running") this.#refusedBytes = Infinity;
     if (full) this.#refusedBytes = Math.min(this.#refusedBytes, bytes);
     const { job, target, probeEveryMs, firstProbeMs } = this.#options;
@@ -183,9 +199,38 @@ export class DestinationPause {
           : `The destination {target} ${down}: {reason}. Job {job} pauses (no file uses up its retries meanwhile); one file is tried in {first} s, then every {seconds} s, and sending resumes as soon as one arrives`,
         { job, target, reason, seconds: probeEveryMs / 1000, first: firstProbeMs / 1000 },
       );
-      this.#report({ state, since: new Date(this.#options.clock.now()).toISOString(), reason });
+      const now = this.#options.clock.now();
+      this.#probes = { since: now, failed: 0, said: null, saidAt: now };
+      this.#report({ state, since: new Date(now).toISOString(), reason });
     }
     return began;
+  }
+
+  /** The probe failed as the whole destination, not full: said as the module doc says. */
+  #probeFailed(reason: string, kind: DownKind, relPath?: string): void {
+    const now = this.#options.clock.now();
+    const probes = this.#probes;
+    probes.failed++;
+    // Another file may be the next probe: its names are no new reason.
+    const said = relPath ? reason.replaceAll(relPath, "\u2026") : reason;
+    if (said === probes.said && now - probes.saidAt < PROBE_REMINDER_MS) return;
+    probes.said = said;
+    probes.saidAt = now;
+    const { job, target, probeEveryMs } = this.#options;
+    this.#log.warn(
+      `The destination {target} still ${
+        kind === "failing" ? "takes no file" : "cannot be reached"
+      }, {minutes} min on ({probes} probe(s) failed): {reason}. Job {job} stays paused; one file is tried every {seconds} s (said again when the reason changes, else every {every} min)`,
+      {
+        job,
+        target,
+        reason,
+        minutes: Math.floor((now - probes.since) / 60_000),
+        probes: probes.failed,
+        seconds: probeEveryMs / 1000,
+        every: PROBE_REMINDER_MS / 60_000,
+      },
+    );
   }
 
   /**

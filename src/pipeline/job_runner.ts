@@ -209,8 +209,9 @@ export class JobRunner {
       },
       pauseWhenUnavailable: !options.once,
       slowRetries: !options.once,
-      onHold: (error, bytes) => {
-        this.#pause.pause(error.message, isDestinationFull(error), bytes, downKind(error));
+      onHold: (error, { version, relPath }) => {
+        const kind = downKind(error);
+        this.#pause.pause(error.message, isDestinationFull(error), version.size, kind, relPath);
         status.state(this.#pause.full);
         // A file that waited meanwhile, smaller than every one refused, may fit: tried at once.
         if (this.#pause.offer(() => this.#table.smallestSendable)) this.#pumpSoon();

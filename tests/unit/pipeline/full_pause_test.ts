@@ -352,3 +352,73 @@ Deno.test("DestinationPause: a probe refused as the whole destination (a login r
     await logs.stop();
   }
 });
+
+Deno.test("DestinationPause: failed probes of a destination that cannot be reached are said: the first, one whose reason changed, else every 10 min", async () => {
+  const logs = await captureLogs();
+  const lines = () =>
+    logs.records.filter((r) => r.level === "warning").map((r) => r.message.map(String).join(""));
+  try {
+    const { clock, pause } = setup(8, { firstProbeMs: 1_000, target: "ftp://obs@freya/data" });
+    /** A probe of `file` that fails with `reason` (the sender pauses before the batch ends). */
+    const probeFails = (file: string, reason: string, kind?: "failing") => {
+      clock.advance(clock.nextTimerAt - clock.now());
+      assert.equal(pause.started(), true, "a probe");
+      pause.pause(`Cannot send /watch/${file}: ${reason}`, false, 10, kind, file);
+      pause.ended(true, 0);
+    };
+    pause.pause(
+      "Cannot send /watch/a.fits: connection refused",
+      false,
+      10,
+      "unreachable",
+      "a.fits",
+    );
+    assert.deepEqual(lines(), [], "the pause's own line is an ERROR");
+    probeFails("a.fits", "connection refused");
+    assert.deepEqual(lines(), [
+      "The destination ftp://obs@freya/data still cannot be reached, 0 min on (1 probe(s) failed): " +
+      "Cannot send /watch/a.fits: connection refused. Job test stays paused; one file is tried " +
+      "every 10 s (said again when the reason changes, else every 10 min)",
+    ]);
+    // The same reason, through another file too: not said again for 10 min.
+    for (let probe = 2; probe <= 30; probe++) {
+      probeFails(probe % 2 ? "a.fits" : "night/b.fits", "connection refused");
+    }
+    assert.equal(lines().length, 1, lines().join("\n"));
+    // A new reason is said at once.
+    probeFails("a.fits", "530 Login incorrect (too many sessions)");
+    assert.equal(lines().length, 2);
+    assert.match(lines()[1], /, 5 min on \(31 probe\(s\) failed\): .*530 Login incorrect/);
+    // The same one, 10 min after it was said: a reminder, with how long and how many.
+    while (clock.now() - 1_000_000 < 15 * 60_000) {
+      probeFails("a.fits", "530 Login incorrect (too many sessions)");
+    }
+    assert.equal(lines().length, 3, lines().join("\n"));
+    assert.match(lines()[2], /still cannot be reached, 15 min on \(91 probe\(s\) failed\): .*530/);
+    // Its folder gone: it takes no file, said so.
+    probeFails("a.fits", "the destination folder /data is gone", "failing");
+    assert.match(lines()[3], /^The destination ftp:\/\/obs@freya\/data still takes no file, /);
+    // Back: the next pause starts its count and its lines anew.
+    clock.advance(clock.nextTimerAt - clock.now());
+    pause.started();
+    assert.equal(pause.ended(true, 1, true), true);
+    pause.pause(
+      "Cannot send /watch/a.fits: connection refused",
+      false,
+      10,
+      "unreachable",
+      "a.fits",
+    );
+    probeFails("a.fits", "connection refused");
+    assert.match(lines()[4], /, 0 min on \(1 probe\(s\) failed\): Cannot send \/watch\/a\.fits: /);
+    // A full destination is said once, never per probe.
+    probeFails("a.fits", "connection refused");
+    clock.advance(clock.nextTimerAt - clock.now());
+    pause.started();
+    pause.pause("No space left on device", true, 10);
+    assert.equal(lines().length, 5);
+    pause.close();
+  } finally {
+    await logs.stop();
+  }
+});
