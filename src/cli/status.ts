@@ -195,18 +195,19 @@ async function showStatus(
     return;
   }
   try {
-    const counts = ledgerCounts(ledger);
-    const owed = hooksOwed(ledger);
     // A job renamed since the last start: the rows that start gives it (its former name's).
     const rowsOf = (job: JobConfig) => ledgerName(ledger, job, config.jobs);
     // Its destination spelled as an older version recorded it: the rows that start takes over.
     const targetOf = (job: JobConfig) => ledgerTarget(ledger, job, rowsOf(job));
-    const recent = recentDone(ledger, limit);
-    // Files with an error where a job sends now: one that sent elsewhere before is not tried
-    // again there (a config without jobs: every job the ledger knows).
+    // Files where a job sends now, as the status page shows them: one that sent elsewhere before
+    // is not tried again there, a job a reload removed is not the daemon's (a config without
+    // jobs: every job the ledger knows).
     const scope = config.jobs.length === 0
       ? undefined
       : config.jobs.map((job) => ({ job: rowsOf(job), target: targetOf(job) }));
+    const counts = ledgerCounts(ledger, scope);
+    const owed = hooksOwed(ledger, scope);
+    const recent = recentDone(ledger, limit, scope);
     // One more than listed: whether there are more than `limit` to say so.
     const problemsAndMore = problemFiles(ledger, limit + 1, scope);
     const problems = problemsAndMore.slice(0, limit);

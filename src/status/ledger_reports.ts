@@ -265,15 +265,26 @@ export class LedgerReports {
   }
 }
 
-/** Files per job, destination and state (every job in the ledger). */
+/**
+ * Whether the rows of `job` for `target` are of `scope` (the jobs of a config and where they send
+ * now: with their rows from before destinations were recorded, `target` ""); every row without
+ * a scope.
+ */
+function inScope(row: LedgerRowRecord, scope?: JobScope[]): boolean {
+  return scope === undefined ||
+    scope.some((s) => s.job === row.job && (row.target === s.target || row.target === ""));
+}
+
+/** Files per job, destination and state (every job in the ledger, or those of `scope`). */
 export function ledgerCounts(
   ledger: Ledger,
+  scope?: JobScope[],
 ): Array<{ job: string; target: string; state: FileState; count: number }> {
   const rows = ledger.read(() =>
     ledger.statement(
       "SELECT job, target, state, n FROM file_counts WHERE n > 0 ORDER BY job, target, state",
     ).all() as LedgerRowRecord[]
-  );
+  ).filter((r) => inScope(r, scope));
   return rows.map((r) => ({
     job: r.job as string,
     target: r.target as string,
@@ -282,13 +293,19 @@ export function ledgerCounts(
   }));
 }
 
-/** `on_transfer` hooks owed (an arrival recorded, its hook not started yet) per job and destination. */
-export function hooksOwed(ledger: Ledger): Array<{ job: string; target: string; count: number }> {
+/**
+ * `on_transfer` hooks owed (an arrival recorded, its hook not started yet) per job and
+ * destination (of those of `scope` when given).
+ */
+export function hooksOwed(
+  ledger: Ledger,
+  scope?: JobScope[],
+): Array<{ job: string; target: string; count: number }> {
   const rows = ledger.read(() =>
     ledger.statement(
       "SELECT job, target, count(*) AS n FROM hooks_due GROUP BY job, target ORDER BY job, target",
     ).all() as LedgerRowRecord[]
-  );
+  ).filter((r) => inScope(r, scope));
   return rows.map((r) => ({
     job: r.job as string,
     target: r.target as string,
@@ -297,16 +314,22 @@ export function hooksOwed(ledger: Ledger): Array<{ job: string; target: string; 
 }
 
 /**
- * The most recently arrived files, newest first. A done row's `updated_at` is
+ * The most recently arrived files, newest first; of the jobs and destinations of `scope` when
+ * given (a job a reload removed is not the daemon's any more). A done row's `updated_at` is
  * its arrival (`markDone` sets both), so the newest are read from the end of
  * the `updated_at` index: a year of history is not sorted for them.
  */
-export function recentDone(ledger: Ledger, limit: number): LedgerRow[] {
+export function recentDone(ledger: Ledger, limit: number, scope?: JobScope[]): LedgerRow[] {
+  // `job NUL target`, and `job NUL` for its rows from before destinations were recorded.
+  const keys = scope === undefined
+    ? null
+    : JSON.stringify(scope.flatMap((s) => [`${s.job}\u0000${s.target}`, `${s.job}\u0000`]));
   return ledger.read(() =>
     ledger.statement(
       "SELECT * FROM files INDEXED BY files_by_update WHERE state = 'done' " +
-        "ORDER BY updated_at DESC LIMIT ?",
-    ).all(limit) as LedgerRowRecord[]
+        "AND (:scope IS NULL OR (job || char(0) || target) IN (SELECT value FROM json_each(:scope))) " +
+        "ORDER BY updated_at DESC LIMIT :limit",
+    ).all({ scope: keys, limit }) as LedgerRowRecord[]
   ).map(toRow);
 }
 
@@ -326,9 +349,6 @@ function rowsInState(
   limit: number,
   scope?: JobScope[],
 ): LedgerRow[] {
-  const inScope = (row: LedgerRowRecord) =>
-    scope === undefined ||
-    scope.some((s) => s.job === row.job && (row.target === s.target || row.target === ""));
   return ledger.read(() => {
     const scopes = ledger.statement(
       "SELECT job, target FROM file_counts WHERE state = ? AND n > 0",
@@ -337,7 +357,7 @@ function rowsInState(
       `SELECT * FROM files INDEXED BY files_by_state WHERE job = ? AND target = ? AND state = ?
          AND ${where}`,
     );
-    return scopes.filter(inScope).flatMap((s) =>
+    return scopes.filter((s) => inScope(s, scope)).flatMap((s) =>
       (rows.all(s.job, s.target, state, ...params) as LedgerRowRecord[]).map(toRow)
     );
   }).sort(order).slice(0, limit);
