@@ -116,6 +116,13 @@ export function formatLive(live: LiveStatus): string[] {
       lines.push(`    Watch folder cannot be read: ${escapeControlChars(job.watch.unavailable)}`);
     }
     // As the status page and /metrics count them.
+    if (job.cannotSend > 0) {
+      lines.push(
+        `    ${job.cannotSend} file(s) or folder(s) found since the daemon started could not be ` +
+          `sent (a name that is not UTF-8, a name with a line break over FTP, a folder that cannot ` +
+          `be read): those still there are the skipped entries marked NEEDS ATTENTION`,
+      );
+    }
     if (job.hookFailures > 0) {
       lines.push(
         `    ${job.hookFailures} hook run(s) failed, timed out or could not start since the ` +

@@ -8,7 +8,7 @@ import { isTempName } from "../../../src/layout/destination.ts";
 import assert from "node:assert/strict";
 import { freePort } from "../../helpers/net.ts";
 import { join } from "node:path";
-import { runCli, startCli } from "../../helpers/cli.ts";
+import { runCli, runProgram, startCli } from "../../helpers/cli.ts";
 import { listFiles, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
 
 interface Sandbox {
@@ -205,6 +205,17 @@ Deno.test("daemon: a name that is not UTF-8 gives one ERROR line, watching goes 
     assert.equal(api.jobs[0].cannotSend, 3, JSON.stringify(api.jobs[0]));
     const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     assert.match(metrics, /^image_transfer_cannot_send_total\{job="default",method="local"\} 3$/m);
+    const checked = await runProgram("promtool", ["check", "metrics"], { stdin: metrics });
+    assert.equal(checked.code, 0, checked.stdout + checked.stderr);
+    // And status, on the job's live line as in --json, the same number.
+    assert.match(
+      status.stdout,
+      /^ {2}Job default: .*\n(?: {4}.*\n)*? {4}3 file\(s\) or folder\(s\) found since the daemon started could not be sent /m,
+      status.stdout,
+    );
+    const json = await runCli(["status", "--json", "-c", box.config], { env: box.env });
+    assert.equal(json.code, 0, json.stderr);
+    assert.equal(JSON.parse(json.stdout).live.jobs[0].cannotSend, 3, json.stdout);
   } finally {
     await daemon.stop();
     await Deno.remove(box.root, { recursive: true });
