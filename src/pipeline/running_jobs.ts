@@ -54,6 +54,8 @@ export class RunningJobs {
   #paused: Record<string, JobPause> = {};
   /** The pauses of the jobs started again, each until its runner's first report. */
   #before: Record<string, JobPause> = {};
+  /** Since when each job's runner said its pause began (a pause anew says another time). */
+  #began: Record<string, string> = {};
 
   /**
    * Create a runner per job of `config` and start them (a runner `previous` hands over as it is).
@@ -74,8 +76,10 @@ export class RunningJobs {
     this.#finishing = previous ? previous.#finishing : [];
     const kept = previous ? previous.#goingOn : new Map<string, Started>();
     for (const [name, pause] of Object.entries(previous ? previous.#paused : {})) {
-      if (kept.has(name)) this.#paused[name] = pause;
-      else this.#before[name] = pause;
+      if (kept.has(name)) {
+        this.#paused[name] = pause;
+        this.#began[name] = previous!.#began[name];
+      } else this.#before[name] = pause;
     }
     onPaused(this.#paused);
     for (const { job, from, to, rows } of carryOverSpellings(ledger, config.jobs)) {
@@ -125,12 +129,18 @@ export class RunningJobs {
     if (this.#stopped || !this.runners.includes(runner)) return; // Stopped by a reload.
     const name = runner.job.name;
     // Only a started again runner's first report can go on from the last generation's pause; its
-    // later reports of that pause (another file's words) keep the since this one was given.
-    const was = this.#before[name] ?? this.#paused[name];
+    // later reports of that pause (another file's words) keep the since this one was given, while
+    // a pause that began anew (down again while it recovered) says when it began.
+    const samePause = pause !== null && this.#began[name] === pause.since;
+    const was = this.#before[name] ?? (samePause ? this.#paused[name] : undefined);
     delete this.#before[name];
     if (pause) {
       this.#paused[name] = was?.state === pause.state ? { ...pause, since: was.since } : pause;
-    } else delete this.#paused[name];
+      this.#began[name] = pause.since;
+    } else {
+      delete this.#paused[name];
+      delete this.#began[name];
+    }
     this.#onPaused(this.#paused);
   }
 

@@ -4,9 +4,11 @@
  * that is stopped before the file is written.
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
+import { basename, join } from "node:path";
+import type { JobPause } from "../../../src/ledger/daemon_lock.ts";
 import { runCli, startCli } from "../../helpers/cli.ts";
 import {
+  exists,
   LEAST_CEILING_MS,
   listArrived,
   randomBytes,
@@ -14,9 +16,10 @@ import {
   waitFor,
 } from "../../helpers/files.ts";
 import { freePort } from "../../helpers/net.ts";
+import { standInPrograms } from "../../helpers/recording_tools.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
-import { startSshDaemon } from "../../helpers/sshd.ts";
-import { getJson, startStatusDaemon } from "../../helpers/status.ts";
+import { sshSandbox, startSshd, startSshDaemon } from "../../helpers/sshd.ts";
+import { getJson, post, startStatusDaemon } from "../../helpers/status.ts";
 import { withTmpfs } from "../../helpers/tmpfs.ts";
 
 Deno.test("status: a job paused for a destination that cannot be reached is one line, whatever the file's name", async () => {
@@ -163,6 +166,93 @@ Deno.test("status: after a reload, a paused job's line keeps since when it pause
     }, { readOnly: true });
   } finally {
     await Deno.remove(readOnly, { recursive: true });
+  }
+});
+
+Deno.test("status: a pause that begins anew while the job recovers from an earlier one says since when it began, as the page does", async () => {
+  // A `sync` for the server's sessions that waits while `gate` is there (and says so in `held`):
+  // the probe's flush (remote_sync) is held, so the job can be paused from the page before its
+  // next batch, and that batch sent only once the server is down again.
+  const tools = await Deno.makeTempDir({ prefix: "itx-sync-gate-" });
+  await Deno.chmod(tools, 0o777);
+  const gate = join(tools, "gate");
+  const held = join(tools, "held");
+  await standInPrograms(tools, {
+    sync: `if [ -e '${gate}' ]; then\n  : >'${held}'\n` +
+      `  while [ -e '${gate}' ]; do sleep 0.05; done\nfi\nexec /usr/bin/sync "$@"\n`,
+  });
+  const sshd = await startSshd({ sessionEnv: { PATH: `${tools}:/usr/bin:/bin` } });
+  const port = freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const box = await sshSandbox(sshd, "scp", {
+    remote_sync: true,
+    stability_window_seconds: 0.3,
+    retry_delay_seconds: 0.2,
+    rescan_interval_seconds: 0,
+    status_listen: `127.0.0.1:${port}`,
+  });
+  const daemon = startCli(["run", "-c", box.config], { env: box.env });
+  try {
+    await daemon.waitForOutput("Watching");
+    const paused = async () => {
+      const out = await runCli(["status", "--json", "-c", box.config], { env: box.env });
+      assert.equal(out.code, 0, out.stderr);
+      return JSON.parse(out.stdout).daemon.paused?.default as JobPause | undefined;
+    };
+    const down = () => daemon.stderr().split("cannot be reached:").length - 1;
+    await sshd.halt();
+    const sources = ["a", "b", "c"].map((name) => join(box.watch, `${name}.fits`));
+    for (const source of sources) await Deno.writeFile(source, randomBytes(3000));
+    let first: JobPause | undefined;
+    await waitFor(
+      async () => (first = await paused())?.state === "destination unreachable",
+      LEAST_CEILING_MS,
+      "the job to pause",
+    );
+    // The server back: the probe arrives, its flush held until the job is paused from the page.
+    await Deno.writeTextFile(gate, "");
+    await sshd.restart();
+    await waitFor(() => exists(held), LEAST_CEILING_MS, "the probe's flush");
+    assert.equal((await post(base, "/api/jobs/default/pause")).status, 200);
+    await Deno.remove(gate);
+    await daemon.waitForOutput("Successfully transferred");
+    // Recovering (one file arrived, two wait): the server goes down again.
+    await sshd.halt();
+    const resumedAt = Date.now();
+    assert.ok(Date.parse(first!.since) < resumedAt);
+    assert.equal((await post(base, "/api/jobs/default/resume")).status, 200);
+    await waitFor(() => down() === 2, LEAST_CEILING_MS, "the pause anew to be said");
+    let again: JobPause | undefined;
+    await waitFor(
+      async () => (again = await paused())?.state === "destination unreachable",
+      LEAST_CEILING_MS,
+      "status to say the pause",
+    );
+    assert.ok(Date.parse(again!.since) >= resumedAt, `${again!.since}, the first ${first!.since}`);
+    const api = await getJson<{ jobs: Array<{ state: string; since: number }> }>(
+      base,
+      "/api/status",
+    );
+    assert.equal(api.jobs[0].state, "unreachable");
+    assert.ok(api.jobs[0].since >= resumedAt);
+
+    await sshd.restart();
+    await waitFor(
+      async () => (await listArrived(box.remote)).length === 3,
+      LEAST_CEILING_MS,
+      "every file to arrive",
+    );
+    for (const source of sources) {
+      const [copy] = (await listArrived(box.remote)).filter((path) =>
+        path.endsWith(basename(source))
+      );
+      assert.equal(await sha256OfFile(join(box.remote, copy)), await sha256OfFile(source));
+    }
+  } finally {
+    await daemon.stop();
+    await sshd.stop();
+    await Deno.remove(box.root, { recursive: true });
+    await Deno.remove(tools, { recursive: true });
   }
 });
 
