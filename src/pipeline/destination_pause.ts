@@ -266,9 +266,12 @@ export class DestinationPause {
 
   #stillDown(reason: string, state: JobPause["state"]): void {
     const was = this.#reported;
-    if (was && (was.state !== state || was.reason !== reason)) {
-      this.#report({ ...was, state, reason });
-    }
+    if (!was || (was.state === state && was.reason === reason)) return;
+    // Another kind (reachable again but full, say): since now, as the job's state on the page.
+    const since = was.state === state
+      ? was.since
+      : new Date(this.#options.clock.now()).toISOString();
+    this.#report({ state, since, reason });
   }
 
   #report(pause: JobPause | null): void {

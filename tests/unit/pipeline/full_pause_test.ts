@@ -204,6 +204,28 @@ Deno.test("DestinationPause: a pause whose reason changes is reported again, fro
   pause.close();
 });
 
+Deno.test("DestinationPause: a pause that turns into another kind (reachable again, but full) is reported since it turned", () => {
+  const { clock, pause, reports } = setup(100, { firstProbeMs: 1_000 });
+  pause.pause("connection refused", false);
+  clock.advance(1_000);
+  pause.started();
+  assert.equal(pause.ended(true, 1), false, "the probe arrived: recovering");
+  clock.advance(5_000);
+  pause.pause("No space left on device", true);
+  assert.equal(pause.full, true);
+  clock.advance(10_000);
+  pause.started();
+  pause.pause("the share does not answer", false, 0, "failing");
+  // Each kind since it began, ms after the first: as the job's state on the page says it.
+  const began = Date.parse(reports[0]!.since);
+  assert.deepEqual(reports.map((r) => [r?.state, Date.parse(r!.since) - began, r?.reason]), [
+    ["destination unreachable", 0, "connection refused"],
+    ["destination full", 6_000, "No space left on device"],
+    ["destination failing", 16_000, "the share does not answer"],
+  ]);
+  pause.close();
+});
+
 Deno.test("DestinationPause: unreachable again while recovering is a pause of its own, said; caught up with only a failing file left, it ends", () => {
   const { clock, pause, reports } = setup(100, { firstProbeMs: 1_000 });
   assert.equal(pause.pause("connection refused", false), true);
