@@ -190,8 +190,10 @@ export class DestinationPause {
     this.#full = full;
     this.#down = true;
     const state = PAUSE_STATES[full ? "full" : kind];
+    // A pause that turns full (a host back up, but its disk full) says so as one that begins full.
+    const turnedFull = !began && full && this.#reported !== null && this.#reported.state !== state;
     if (!began) this.#stillDown(reason, state);
-    if (began) {
+    if (began || turnedFull) {
       const down = kind === "failing" ? "takes no file" : "cannot be reached";
       this.#log.error(
         full
@@ -199,6 +201,8 @@ export class DestinationPause {
           : `The destination {target} ${down}: {reason}. Job {job} pauses (no file uses up its retries meanwhile); one file is tried in {first} s, then every {seconds} s, and sending resumes as soon as one arrives`,
         { job, target, reason, seconds: probeEveryMs / 1000, first: firstProbeMs / 1000 },
       );
+    }
+    if (began) {
       const now = this.#options.clock.now();
       this.#probes = { since: now, failed: 0, said: null, saidAt: now };
       this.#report({ state, since: new Date(now).toISOString(), reason });

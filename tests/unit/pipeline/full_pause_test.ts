@@ -226,6 +226,29 @@ Deno.test("DestinationPause: a pause that turns into another kind (reachable aga
   pause.close();
 });
 
+Deno.test("DestinationPause: a pause that turns full (the host back up, its disk full) says so, once, as one that begins full", async () => {
+  const logs = await captureLogs();
+  try {
+    const { clock, pause } = setup(100, { firstProbeMs: 1_000 });
+    pause.pause("connection refused", false);
+    clock.advance(1_000);
+    pause.started();
+    pause.ended(true, 1);
+    assert.equal(pause.pause("No space left on device", true), false, "the same pause goes on");
+    pause.pause("No space left on device", true);
+    clock.advance(10_000);
+    pause.started();
+    pause.ended(true, 0);
+    pause.pause("No space left on device (inodes)", true);
+    assert.equal(logs.count("error", "is full"), 1);
+    const said = logs.records.find((r) => String(r.rawMessage).includes("is full"))!;
+    assert.equal(said.properties.reason, "No space left on device");
+    pause.close();
+  } finally {
+    await logs.stop();
+  }
+});
+
 Deno.test("DestinationPause: unreachable again while recovering is a pause of its own, said; caught up with only a failing file left, it ends", () => {
   const { clock, pause, reports } = setup(100, { firstProbeMs: 1_000 });
   assert.equal(pause.pause("connection refused", false), true);
