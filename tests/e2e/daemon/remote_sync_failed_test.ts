@@ -34,6 +34,42 @@ async function syncFailingAfterRenames(): Promise<{ dir: string; failing: string
   return { dir, failing };
 }
 
+/**
+ * An scp job with `remote_sync` and an `on_transfer` hook, against a real sshd whose `sync` is
+ * {@linkcode syncFailingAfterRenames}'s; `test` runs with it, and everything is removed after.
+ */
+async function withFailingFlush(
+  retryDelaySeconds: number,
+  test: (sandbox: {
+    watch: string;
+    remote: string;
+    config: string;
+    env: Record<string, string>;
+    runs: () => Promise<string[]>;
+    /** The flag that makes sync fail after the renames. */
+    failing: string;
+  }) => Promise<void>,
+): Promise<void> {
+  const sync = await syncFailingAfterRenames();
+  const hooks = await Deno.makeTempDir({ prefix: "itx-hook-" });
+  const { hook, runs } = await countingHook(hooks);
+  const sshd = await startSshd({ sessionEnv: { PATH: `${sync.dir}:/usr/bin:/bin` } });
+  try {
+    const sandbox = await sshSandbox(sshd, "scp", {
+      remote_sync: true,
+      stability_window_seconds: 0.2,
+      retry_delay_seconds: retryDelaySeconds,
+      retry_attempts: 50,
+      on_transfer: [hook],
+    });
+    await test({ ...sandbox, runs, failing: sync.failing });
+  } finally {
+    await sshd.stop();
+    await Deno.remove(sync.dir, { recursive: true });
+    await Deno.remove(hooks, { recursive: true });
+  }
+}
+
 for (
   const [how, size] of [["in one call", 20_000], [
     "by scp and the finishing call",
@@ -41,18 +77,7 @@ for (
   ]] as const
 ) {
   Deno.test(`daemon (scp, ${how}): a flush that fails after the rename is no arrival; the next attempt, once sync works, is`, async () => {
-    const sync = await syncFailingAfterRenames();
-    const hooks = await Deno.makeTempDir({ prefix: "itx-hook-" });
-    const { hook, runs } = await countingHook(hooks);
-    const sshd = await startSshd({ sessionEnv: { PATH: `${sync.dir}:/usr/bin:/bin` } });
-    try {
-      const { watch, remote, config, env } = await sshSandbox(sshd, "scp", {
-        remote_sync: true,
-        stability_window_seconds: 0.2,
-        retry_delay_seconds: 0.5,
-        retry_attempts: 50,
-        on_transfer: [hook],
-      });
+    await withFailingFlush(0.5, async ({ watch, remote, config, env, runs, failing }) => {
       const bytes = randomBytes(size);
       const daemon = startCli(["run", "-c", config], { env });
       try {
@@ -66,7 +91,7 @@ for (
         assert.equal(await sha256OfFile(join(remote, "20240701/a.fits")), sha256Of(bytes));
         assert.doesNotMatch(daemon.stderr(), /Successfully transferred/);
         assert.deepEqual(await runs(), []);
-        await Deno.remove(sync.failing);
+        await Deno.remove(failing);
         await daemon.waitForOutput(/Successfully transferred \S*a\.fits/);
         await waitFor(async () => (await runs()).length > 0, 30_000, "its hook");
       } finally {
@@ -81,11 +106,7 @@ for (
       assert.equal(await sha256OfFile(join(remote, "20240701/a.fits")), sha256Of(bytes));
       assert.deepEqual(await runs(), ["a.fits"], "sent once, its hook run once");
       assert.doesNotMatch(daemon.stderr(), /put there by another|already/);
-    } finally {
-      await sshd.stop();
-      await Deno.remove(sync.dir, { recursive: true });
-      await Deno.remove(hooks, { recursive: true });
-    }
+    });
   });
 }
 
@@ -95,18 +116,7 @@ for (const damaged of [false, true]) {
       damaged ? "other bytes there are replaced" : "its bytes count once flushed"
     }; nothing beside it, its hook once`,
     async () => {
-      const sync = await syncFailingAfterRenames();
-      const hooks = await Deno.makeTempDir({ prefix: "itx-hook-" });
-      const { hook, runs } = await countingHook(hooks);
-      const sshd = await startSshd({ sessionEnv: { PATH: `${sync.dir}:/usr/bin:/bin` } });
-      try {
-        const { watch, remote, config, env } = await sshSandbox(sshd, "scp", {
-          remote_sync: true,
-          stability_window_seconds: 0.2,
-          retry_delay_seconds: 5,
-          retry_attempts: 50,
-          on_transfer: [hook],
-        });
+      await withFailingFlush(5, async ({ watch, remote, config, env, runs, failing }) => {
         const bytes = randomBytes(20_000);
         const first = startCli(["run", "-c", config], { env });
         try {
@@ -121,7 +131,7 @@ for (const damaged of [false, true]) {
         // The write-back error the flush met damaged the copy (or did not).
         const copy = join(remote, "20240701/a.fits");
         if (damaged) await Deno.writeFile(copy, randomBytes(bytes.length));
-        await Deno.remove(sync.failing);
+        await Deno.remove(failing);
         const second = startCli(["run", "-c", config], { env });
         try {
           await second.waitForOutput(/Successfully transferred \S*a\.fits/);
@@ -137,11 +147,7 @@ for (const damaged of [false, true]) {
         if (damaged) assert.doesNotMatch(second.stderr(), counted);
         else assert.match(second.stderr(), counted);
         assert.doesNotMatch(second.stderr(), /put there by another|beside it/);
-      } finally {
-        await sshd.stop();
-        await Deno.remove(sync.dir, { recursive: true });
-        await Deno.remove(hooks, { recursive: true });
-      }
+      });
     },
   );
 }

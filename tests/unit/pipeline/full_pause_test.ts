@@ -26,6 +26,15 @@ function setup(fullSpeed = 8, options: Partial<DestinationPauseOptions> = {}) {
   return { clock, pause, due: () => due, reports };
 }
 
+/** Pause a {@linkcode setup} (first probe after 1 s) as a destination that cannot be reached,
+ * and have its first probe arrive: it recovers. */
+function recovering({ clock, pause }: Pick<ReturnType<typeof setup>, "clock" | "pause">): void {
+  pause.pause("connection refused", false);
+  clock.advance(1_000);
+  pause.started();
+  pause.ended(true, 1);
+}
+
 Deno.test("DestinationPause: running until full; then one probe per interval", () => {
   const { clock, pause, due } = setup();
   assert.equal(pause.room(100), Infinity);
@@ -230,10 +239,7 @@ Deno.test("DestinationPause: a pause that turns full (the host back up, its disk
   const logs = await captureLogs();
   try {
     const { clock, pause } = setup(100, { firstProbeMs: 1_000 });
-    pause.pause("connection refused", false);
-    clock.advance(1_000);
-    pause.started();
-    pause.ended(true, 1);
+    recovering({ clock, pause });
     assert.equal(pause.pause("No space left on device", true), false, "the same pause goes on");
     pause.pause("No space left on device", true);
     clock.advance(10_000);
@@ -327,10 +333,7 @@ Deno.test("DestinationPause: that the destination takes files again is said once
   try {
     // Paused: said as the pause ends, not when the probe arrives, and not by the batches after.
     const { clock, pause } = setup(8, { firstProbeMs: 1_000 });
-    pause.pause("connection refused", false);
-    clock.advance(1_000);
-    pause.started();
-    pause.ended(true, 1);
+    recovering({ clock, pause });
     assert.equal(said(), 0, "recovering: not yet");
     assert.equal(pause.ended(false, 2), false);
     assert.equal(pause.ended(false, 4), true, "full speed");
@@ -411,13 +414,16 @@ Deno.test("DestinationPause: failed probes of a destination that cannot be reach
       pause.pause(`Cannot send /watch/${file}: ${reason}`, false, 10, kind, file);
       pause.ended(true, 0);
     };
-    pause.pause(
-      "Cannot send /watch/a.fits: connection refused",
-      false,
-      10,
-      "unreachable",
-      "a.fits",
-    );
+    /** The outage begins: a file fails as the whole destination. */
+    const outage = () =>
+      pause.pause(
+        "Cannot send /watch/a.fits: connection refused",
+        false,
+        10,
+        "unreachable",
+        "a.fits",
+      );
+    outage();
     assert.deepEqual(lines(), [], "the pause's own line is an ERROR");
     probeFails("a.fits", "connection refused");
     assert.deepEqual(lines(), [
@@ -447,13 +453,7 @@ Deno.test("DestinationPause: failed probes of a destination that cannot be reach
     clock.advance(clock.nextTimerAt - clock.now());
     pause.started();
     assert.equal(pause.ended(true, 1, true), true);
-    pause.pause(
-      "Cannot send /watch/a.fits: connection refused",
-      false,
-      10,
-      "unreachable",
-      "a.fits",
-    );
+    outage();
     probeFails("a.fits", "connection refused");
     assert.match(lines()[4], /, 0 min on \(1 probe\(s\) failed\): Cannot send \/watch\/a\.fits: /);
     // A full destination is said once, never per probe.
