@@ -51,8 +51,12 @@ export type LedgerUpdate =
 export type NextStep =
   /** The source is gone: nothing to send. */
   | { kind: "drop" }
-  /** The source changed: wait until it is complete again (not a failed attempt). */
-  | { kind: "observe" }
+  /**
+   * The source changed: wait until it is complete again (not a failed attempt). Or its watch
+   * folder cannot be read (`watchProblem`: why; a share gone, or whose client died): the file is
+   * kept under observation, no attempt counted, and goes once it can be read again.
+   */
+  | { kind: "observe"; watchProblem?: string }
   /**
    * The destination is full, or cannot be reached now (the host, the connection, a share that is
    * not mounted): wait, with the whole job, until it takes files again (no attempt counted).
@@ -84,6 +88,8 @@ export interface FailedAttempt {
   attempts: number;
   /** The source now, or `null` when it is gone. */
   current: FileVersion | null;
+  /** Why the watch folder cannot be read now (then `current` is not known), else nothing. */
+  watchProblem?: string | null;
   policy: RetryPolicy;
   /**
    * Whether a destination that cannot take files (full, or not reachable now) pauses the job
@@ -111,11 +117,15 @@ export function slowRetryMs(policy: RetryPolicy): number {
 /** Decide what a failed attempt means; see the module doc. */
 export function attemptOutcome(attempt: FailedAttempt): AttemptOutcome {
   const { error, sent, current, policy } = attempt;
-  if (current === null) return { ledger: { kind: "remove" }, next: { kind: "drop" } };
   const failure = (attempts: number, nextAttemptAt: number, final: boolean): LedgerUpdate => ({
     kind: "failure",
     failure: { error: error.message, attempts, nextAttemptAt, final },
   });
+  if (attempt.watchProblem) {
+    const next = { kind: "observe", watchProblem: attempt.watchProblem } as const;
+    return { ledger: failure(attempt.attempts, 0, false), next };
+  }
+  if (current === null) return { ledger: { kind: "remove" }, next: { kind: "drop" } };
   if (!sameVersion(current, sent)) {
     return { ledger: failure(attempt.attempts, 0, false), next: { kind: "observe" } };
   }
@@ -168,9 +178,16 @@ export function logFailure(
       });
       return;
     case "observe":
-      log.info("{path} changed while being sent; waiting until it is complete again", {
-        path: source,
-      });
+      if (next.watchProblem) {
+        log.info(
+          "{path} was not sent: its watch folder cannot be reached (a share unmounted, or its server or client gone?): {reason}; the file is kept, and sent once the folder can be read again",
+          { path: source, reason: next.watchProblem },
+        );
+      } else {
+        log.info("{path} changed while being sent; waiting until it is complete again", {
+          path: source,
+        });
+      }
       return;
     case "hold":
       log.debug("{source} waits for the destination to take files again: {reason}", {

@@ -83,10 +83,10 @@ export interface BatchSenderContext {
    * it is back is said by the job's pause, once per recovery: see `destination_pause.ts`.)
    */
   onBack?(): void;
-  /** A failed file was dropped (gone, or its watch folder unreadable): it is not failing. */
+  /** A failed file was dropped (gone): it is not failing. */
   onDropped?(relPath: string): void;
-  /** Whether the watch folder cannot be read now (a share gone, or whose client died). */
-  watchUnreadable?(): boolean;
+  /** Why the watch folder cannot be read now (a share gone, or whose client died), or `null`. */
+  watchProblem?(): Promise<string | null>;
 }
 
 /** An arrival the ledger does not hold yet. */
@@ -353,15 +353,16 @@ export class BatchSender {
     const { job, table, signal } = this.#context;
     const source = absolutePath(job.watch_path, record.relPath);
     // A file of a watch folder that cannot be read now (a share whose client died) fails for it:
-    // it goes as one gone does, found again by the scan once the folder is back; no failure.
-    const unreadable = failureScope(error) === "file" && this.#context.watchUnreadable?.();
-    const current = unreadable ? null : await sourceNow(source, job, record.version);
+    // not looked at (a share may hang), it waits for the folder under observation; no failure.
+    const watchProblem = failureScope(error) === "file" && await this.#context.watchProblem?.();
+    const current = watchProblem ? null : await sourceNow(source, job, record.version);
     if (signal.aborted) return;
     const outcome = attemptOutcome({
       error,
       sent: record.version,
       attempts: record.attempts,
       current,
+      watchProblem: watchProblem || null,
       policy: job,
       pauseWhenUnavailable: this.#context.pauseWhenUnavailable,
       now: systemClock.now(),

@@ -218,7 +218,7 @@ export class JobRunner {
       },
       admit: (bytes, files) => this.#space.admit(bytes, this.#pause.full, files),
       onBack: () => this.retry(undefined, false),
-      watchUnreadable: () => this.#session.unavailable !== null,
+      watchProblem: () => this.#session.unavailableNow(),
       onDropped: (rel) => status.notFailed(rel),
       deadlineMs: options.batchDeadlineMs,
     });

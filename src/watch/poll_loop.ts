@@ -136,19 +136,7 @@ export class PollLoop {
     this.#timer = undefined;
     const { job, root } = this.#options;
     try {
-      const problem = await this.#check();
-      if (problem !== null) {
-        const was = this.#unavailable;
-        this.#unavailable = problem;
-        if (was === null) {
-          this.#log.error(
-            "Cannot read watch folder {path}: {error}; checking it again every {seconds} s",
-            { job, path: root, error: problem, seconds: this.#options.intervalMs / 1000 },
-          );
-          this.#options.onAvailability?.();
-        }
-        return;
-      }
+      if ((await this.lookNow()) !== null) return;
       if (this.#unavailable !== null) {
         this.#unavailable = null;
         this.#options.onAvailability?.();
@@ -178,6 +166,26 @@ export class PollLoop {
     } finally {
       this.#schedule();
     }
+  }
+
+  /**
+   * Why the watch folder cannot be read now, or `null` when it can: a poll's look, also asked at
+   * once by others (an attempt that could not read a file of it). A problem found is said once at
+   * ERROR and held (`unavailable`) until a poll finds the folder back and has it scanned.
+   */
+  async lookNow(): Promise<string | null> {
+    const problem = await this.#check();
+    if (problem === null || this.#closed) return problem;
+    const { job, root } = this.#options, was = this.#unavailable;
+    this.#unavailable = problem;
+    if (was === null) {
+      this.#log.error(
+        "Cannot read watch folder {path}: {error}; checking it again every {seconds} s",
+        { job, path: root, error: problem, seconds: this.#options.intervalMs / 1000 },
+      );
+      this.#options.onAvailability?.();
+    }
+    return problem;
   }
 
   /**

@@ -190,6 +190,11 @@ export class WatchSession {
     return this.#silent ?? this.#polls?.unavailable ?? null;
   }
 
+  /** {@linkcode unavailable}, the folder asked now where it is polled (see `PollLoop.lookNow`). */
+  async unavailableNow(): Promise<string | null> {
+    return this.#silent ?? (await this.#polls?.lookNow()) ?? null;
+  }
+
   /** Decide how to watch the folder (it exists), and set up the polls if it is polled. */
   #decide(): void {
     const { root, job, filter } = this.#options;
@@ -220,10 +225,9 @@ export class WatchSession {
   }
 
   /**
-   * Watch for another file system mounted on a folder watched by events
-   * alone (a share mounted after the start, whose files raise no event
-   * there): the folder is then watched again as that one asks (polled, for a
-   * share) and scanned.
+   * Watch for another file system mounted on a folder watched by events alone (a share mounted
+   * after the start, whose files raise no event there): the folder is then watched again as that
+   * one asks (polled, for a share) and scanned.
    */
   #watchMounts(): void {
     if (this.#how?.mode !== "events" || this.#dev === null || this.#closed) return;
@@ -241,8 +245,8 @@ export class WatchSession {
   }
 
   /**
-   * A path under observation turned out to be no file. A folder that may
-   * hold files (moved in, or created with a matching name) is scanned.
+   * A path under observation turned out to be no file. A folder that may hold files (moved in, or
+   * created with a matching name) is scanned.
    *
    * @returns whether it was such a folder
    */
@@ -258,9 +262,8 @@ export class WatchSession {
   }
 
   /**
-   * Scan below `startRel` (`""`: everything) and report what is there
-   * (`onListed`: see {@linkcode ScanOptions.onListed}; `quick`, `how`: see
-   * {@linkcode WatchSessionOptions.onFound}).
+   * Scan below `startRel` (`""`: everything) and report what is there (`onListed`: see
+   * {@linkcode ScanOptions.onListed}; `quick`, `how`: see {@linkcode WatchSessionOptions.onFound}).
    */
   async scan(
     startRel: string,
@@ -330,10 +333,7 @@ export class WatchSession {
     return waitForFolder(this.#options.root, { ...this.#options, signal, onSilent });
   }
 
-  /**
-   * Watch the folder (from a worker thread); resolves once the watch is in
-   * place, with whether it is.
-   */
+  /** Watch the folder (from a worker thread); resolves once it is in place, with whether it is. */
   async #watch(): Promise<boolean> {
     if (this.#closed) return false;
     if (this.#how?.mode === "poll") return true;
@@ -382,9 +382,8 @@ export class WatchSession {
   }
 
   /**
-   * Watch the path again, once a folder exists there, and scan it: the watch
-   * folder itself was removed or moved away (and its watch with it), or
-   * events were lost.
+   * Watch the path again, once a folder exists there, and scan it: the watch folder itself was
+   * removed or moved away (and its watch with it), or events were lost.
    *
    * @param message the warning to log (`{path}`: the watch folder; more in `properties`)
    */

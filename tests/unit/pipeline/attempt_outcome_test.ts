@@ -46,6 +46,17 @@ Deno.test("attemptOutcome: a source that is gone is forgotten", () => {
   });
 });
 
+Deno.test("attemptOutcome: a file of a watch folder that cannot be read is kept under observation, not forgotten; no attempt counted", () => {
+  const watchProblem = "Transport endpoint is not connected (os error 107)";
+  const error = new TransferError("Cannot send a.fits: its file system does not answer", "retry");
+  const outcome = attemptOutcome(attempt({ error, attempts: 2, current: null, watchProblem }));
+  assert.deepEqual(outcome.next, { kind: "observe", watchProblem });
+  assert.deepEqual(outcome.ledger, {
+    kind: "failure",
+    failure: { error: error.message, attempts: 2, nextAttemptAt: 0, final: false },
+  });
+});
+
 Deno.test("attemptOutcome: a source that changed waits to be complete again; no attempt counted", () => {
   const outcome = attemptOutcome(attempt({ attempts: 2, current: { ...SENT, size: 1500 } }));
   assert.deepEqual(outcome.next, { kind: "observe" });
