@@ -83,10 +83,21 @@ export interface CliOptions {
    * inotify watches (`user.max_inotify_watches`), leaving the machine's limit alone.
    */
   inotifyWatches?: number;
+  /**
+   * Lead a process group (and session) of its own (`setsid`, Linux), as a program started from a
+   * terminal does: a signal sent to `-pid` reaches it and every program it started in its group,
+   * as Ctrl-C in the terminal does.
+   */
+  ownProcessGroup?: boolean;
 }
 
 /** Program and arguments that start the CLI with `args` under `options`. */
 function command(args: string[], options: CliOptions): [string, string[]] {
+  if (options.ownProcessGroup) {
+    // setsid makes its own process the leader (it forks only when it leads a group already).
+    const [program, argv] = command(args, { ...options, ownProcessGroup: false });
+    return ["setsid", [program, ...argv]];
+  }
   // Only root can drop these powers, and only root has them.
   const argv = cliArgv(args, options.extraFlags ?? []);
   if (options.inotifyWatches !== undefined) {

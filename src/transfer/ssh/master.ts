@@ -266,7 +266,11 @@ async function exists(path: string): Promise<boolean> {
  * End the master of `controlPath` and remove its socket, whatever state it is
  * in: ask it to exit (not when it is known to hang: `hung`), and if it does
  * not answer, kill process `pid` (when that is still the master of this
- * socket). Calls under way over it fail. Never throws.
+ * socket). Said at WARNING only when it hangs (the request timed out, or
+ * `hung`): a request ended otherwise, by a Ctrl-C pressed again while the
+ * daemon stops (it reaches every program of the daemon's process group, this
+ * request too) or by a master that ended meanwhile, is no fault of the master.
+ * Calls under way over it fail. Never throws.
  */
 export async function stopMaster(
   argv: ControlArgv,
@@ -276,7 +280,8 @@ export async function stopMaster(
   options: { hung?: boolean } = {},
 ): Promise<void> {
   let exited = false;
-  if (!options.hung) {
+  let hung = options.hung === true;
+  if (!hung) {
     try {
       await runProcess(await argv("exit"), {
         timeoutMs: CONTROL_REQUEST_TIMEOUT_MS,
@@ -284,13 +289,17 @@ export async function stopMaster(
         ownSession: false,
       });
       exited = true;
-    } catch {
-      // No answer: a hung master, or none at all.
+    } catch (error) {
+      // No answer in time: a hung master. Else none at all, or the request was interrupted.
+      hung = error instanceof CommandError && error.run.timedOut;
     }
   }
   if (!exited && pid !== null) {
     if (await isMasterOf(pid, controlPath)) {
-      logger.warn("Killing the unresponsive SSH connection master (pid {pid})", { pid });
+      const said = hung
+        ? "Killing the unresponsive SSH connection master (pid {pid})"
+        : "Ending the SSH connection master (pid {pid}): the request to exit did not get through";
+      logger[hung ? "warn" : "debug"](said, { pid });
       await killProcess(pid);
     }
   }

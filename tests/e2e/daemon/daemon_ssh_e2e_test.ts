@@ -12,8 +12,16 @@ import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { runCli, startCli } from "../../helpers/cli.ts";
-import { listFiles, listFolders, randomBytes, sha256OfFile, waitFor } from "../../helpers/files.ts";
+import {
+  exists,
+  listFiles,
+  listFolders,
+  randomBytes,
+  sha256OfFile,
+  waitFor,
+} from "../../helpers/files.ts";
 import { sshSandbox, startSshd } from "../../helpers/sshd.ts";
+import { standInPrograms } from "../../helpers/recording_tools.ts";
 import { processEnded, runningProcesses } from "../../helpers/processes.ts";
 import { isTempName } from "../../../src/layout/destination.ts";
 
@@ -226,6 +234,55 @@ Deno.test("daemon (scp): Ctrl-C pressed again (or SIGTERM, SIGHUP) while it stop
     } finally {
       await again.stop("SIGTERM");
     }
+    const [sent] = await listFiles(remote);
+    assert.equal(await sha256OfFile(join(remote, sent)), sha256(bytes));
+  } finally {
+    await Deno.remove(root, { recursive: true });
+    await sshd.stop();
+  }
+});
+
+Deno.test("daemon (scp): Ctrl-C in its terminal, pressed again while it asks the SSH master to exit (every program of its process group gets it), is a clean stop: no master said to be unresponsive, none left running", async () => {
+  const sshd = await startSshd();
+  const { root, watch, remote, config, env } = await sshSandbox(sshd, "scp", {
+    stability_window_seconds: 0.3,
+  });
+  // The request to exit waits (once) until the second Ctrl-C, which ends it as it would end ssh.
+  const asked = join(root, "exit asked");
+  const tools = await standInPrograms(join(root, "tools"), {
+    ssh: `case " $* " in *" -O exit "*) [ -e '${asked}' ] || { : >'${asked}'; sleep 60; } ;; esac
+exec /usr/bin/ssh "$@"
+`,
+  });
+  const path = `${tools}:${Deno.env.get("PATH") ?? ""}`;
+  try {
+    const daemon = startCli(["run", "-v", "-c", config], {
+      env: { ...env, PATH: path },
+      ownProcessGroup: true,
+    });
+    const group = -daemon.process.pid;
+    let master = 0;
+    let status: Deno.CommandStatus;
+    const bytes = randomBytes(300_000);
+    try {
+      await daemon.waitForOutput("Watching");
+      await Deno.writeFile(join(watch, "interrupted.fits"), bytes);
+      await daemon.waitForOutput(/Successfully transferred .*interrupted\.fits/);
+      const [socket] = await controlSockets(join(root, "state"));
+      const masters = await runningProcesses((argv) => argv.join(" ").includes(`${socket} [mux]`));
+      assert.equal(masters.length, 1, `the master of ${socket}`);
+      master = masters[0].pid;
+      Deno.kill(group, "SIGINT");
+      await waitFor(() => exists(asked), 60_000, "the master asked to exit");
+      Deno.kill(group, "SIGINT");
+    } finally {
+      status = await daemon.stop("SIGTERM");
+    }
+    assert.equal(status.signal, null, daemon.stderr());
+    assert.equal(status.code, 0, daemon.stderr());
+    assert.match(daemon.stderr(), /Stopped: 1 file\(s\) sent, 0 failed/);
+    assert.doesNotMatch(daemon.stderr(), /unresponsive|WARNING|ERROR/);
+    await waitFor(() => processEnded(master), 30_000, "the master ended with the daemon");
     const [sent] = await listFiles(remote);
     assert.equal(await sha256OfFile(join(remote, sent)), sha256(bytes));
   } finally {
