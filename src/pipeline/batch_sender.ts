@@ -177,8 +177,7 @@ export class BatchSender {
       );
     }, deadlineMs);
     const waiting = new Set<string>();
-    // A file of this batch put back in the queue meanwhile (held while the destination is full)
-    // may be on its way again in another batch: that attempt is not this one's to settle.
+    // A file put back in the queue meanwhile (held while full) may be on its way again: not ours.
     const takes = new Map(batch.map((record) => [record.relPath, record.take]));
     try {
       this.#log.debug("Sending {count} file(s) in one batch", { count: batch.length });
@@ -352,8 +351,8 @@ export class BatchSender {
   async #failed(record: WorkRecord, error: TransferError): Promise<void> {
     const { job, table, signal } = this.#context;
     const source = absolutePath(job.watch_path, record.relPath);
-    // A file of a watch folder that cannot be read now (a share whose client died) fails for it:
-    // not looked at (a share may hang), it waits for the folder under observation; no failure.
+    // A file of a watch folder that cannot be read now (a share whose client died): not looked at
+    // (a share may hang), it waits for the folder under observation, no failure.
     const watchProblem = failureScope(error) === "file" && await this.#context.watchProblem?.();
     const current = watchProblem ? null : await sourceNow(source, job, record.version);
     if (signal.aborted) return;
