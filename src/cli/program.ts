@@ -31,7 +31,11 @@ export async function buildProgram(runOnly = false): Promise<Command> {
         "and retried.",
     )
     .version(versionText(), "-V, --version", "print the version, commit, target and Deno version")
-    .option("-c, --config <file>", "config file (default: ~/.config/image-transfer/config.yaml)")
+    .option(
+      "-c, --config <file>",
+      "config file (default: ~/.config/image-transfer/config.yaml)",
+      nonEmptyConfig,
+    )
     .option("-v, --verbose", "debug logging (over any --log-level), and the cause of every error")
     .addOption(
       new Option("--log-level <level>", "the lowest level logged (default: info; debug with -v)")
@@ -106,6 +110,20 @@ function defaultCommandHelp(program: Command, run: Command): string {
   return "\n" +
     helper.formatItemList(`Options of ${run.name()}, the default command:`, items, helper)
       .join("\n");
+}
+
+/**
+ * The value of `-c`, refused when empty: `-c "$CONFIG"` with the variable unset would otherwise
+ * run with the default config, as if no `-c` had been typed.
+ *
+ * @throws {UsageError} when `value` is empty or blank
+ */
+function nonEmptyConfig(value: string): string {
+  if (value.trim() !== "") return value;
+  throw new UsageError(
+    "-c/--config is empty: give it the config file, or leave -c out for the default " +
+      "(~/.config/image-transfer/config.yaml)",
+  );
 }
 
 /** Commander's message on one line: `unknown option '--onc'; did you mean '--once'?`. */

@@ -80,6 +80,15 @@ export function quickStartConfig(options: QuickStartOptions): QuickStart {
   for (const [option, value] of [["--watch", options.watch], ["--to", options.to]]) {
     if (value.trim() === "") throw new UsageError(`${option} is empty: give it a folder`);
   }
+  // Else "" would stand for the current folder, and be said to be a folder, not a file.
+  for (
+    const [option, value] of [["--ftp-password-file", options.ftpPasswordFile], [
+      "--save-config",
+      options.saveConfig,
+    ]]
+  ) {
+    if (value?.trim() === "") throw new UsageError(`${option} is empty: give it a file`);
+  }
   const watchProblem = otherOsPathProblem(options.watch);
   if (watchProblem !== null) throw new UsageError(`--watch: ${watchProblem}`);
   const keys: Record<string, unknown> = {

@@ -216,3 +216,24 @@ Deno.test("resend --name with an absolute path outside every watch folder says s
     assert.equal(result.stdout, "");
   }
 });
+
+Deno.test('an empty -c (a `-c "$CONFIG"` with the variable unset) is refused, never taken for the default config', async () => {
+  await using box = await cliSandbox();
+  const defaultConfig = join(box.root, "home", ".config", "image-transfer", "config.yaml");
+  const empty = "-c/--config is empty: give it the config file, or leave -c out for the default " +
+    "(~/.config/image-transfer/config.yaml)";
+  for (
+    const args of [
+      ["-c", "", "init"],
+      ["init", "--config="],
+      ["-c", " ", "config", "validate"],
+      ["status", "-c", ""],
+      ["-c", "", "run", "--once"],
+    ]
+  ) {
+    assertUsage(await runCli(args, { env: box.env, cwd: box.root }), empty);
+  }
+  // Nothing was written where the default config lives, and nothing ran.
+  await assert.rejects(Deno.stat(defaultConfig), Deno.errors.NotFound);
+  await assert.rejects(Deno.stat(box.stateDir), Deno.errors.NotFound);
+});

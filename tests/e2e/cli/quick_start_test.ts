@@ -118,6 +118,16 @@ Deno.test("--watch, --to and --set: empty values, Windows folders off Windows an
     quickStartConfig({ watch, to, set });
   assert.throws(quick("", "/mnt/archive"), /--watch is empty/);
   assert.throws(quick("/data/camera", " "), /--to is empty/);
+  // Else each would be the current folder ("… is a folder, not a file").
+  assert.throws(
+    () =>
+      quickStartConfig({ watch: "/data/camera", to: "ftp://obs@archive/in", ftpPasswordFile: "" }),
+    /^UsageError: --ftp-password-file is empty: give it a file$/,
+  );
+  assert.throws(
+    () => quickStartConfig({ watch: "/data/camera", to: "/mnt/archive", saveConfig: " " }),
+    /^UsageError: --save-config is empty: give it a file$/,
+  );
   if (Deno.build.os !== "windows") {
     assert.throws(quick("C:/data", "/mnt/archive"), /--watch: "C:\/data" is a Windows path/);
     assert.throws(quick("/data/camera", "D:\\archive"), /--to: "D:\\\\archive" is a Windows path/);
