@@ -59,7 +59,15 @@ export function describeIssue(issue: z.core.$ZodIssue, path: Path, value: unknow
     return `${what}, got ${describeValue(value)}`;
   }
   let expected = expectedWords(issue, schema, atKey && SINGLE_STRING_LISTS.has(key));
-  if (atKey && schema && acceptsEmpty(schema)) expected += ", or an empty value";
+  if (atKey && schema && acceptsEmpty(schema)) {
+    // Its empty value is YAML's (nothing after the colon); "" is text, and said so, not "or an
+    // empty value, got """.
+    if (value === "") {
+      return `expected ${expected}, got "": for its default leave the key out, or write nothing ` +
+        "after its colon";
+    }
+    expected += ", or an empty value";
+  }
   const quoteHint = !expected.startsWith("text")
     ? ""
     : typeof value === "number" || typeof value === "boolean"

@@ -218,6 +218,33 @@ Deno.test("all problems are reported at once, in line order, with line and key p
   assert.equal(error.file, "/etc/it/config.yaml");
 });
 
+Deno.test('"" for a key whose default is no value says how to write no value, not "or an empty value, got """', () => {
+  const said = (line: string) => configError(MINIMAL + line, "c.yaml").message;
+  const how = 'got "": for its default leave the key out, or write nothing after its colon';
+  assert.equal(
+    said('ssh_identity_file: ""\n'),
+    `c.yaml:4: ssh_identity_file: expected non-empty text, ${how}`,
+  );
+  assert.equal(
+    said("ssh_port: ''\n"),
+    `c.yaml:4: ssh_port: expected a whole number from 1 to 65535, ${how}`,
+  );
+  assert.equal(
+    said("jobs:\n  - ftp_ca_file: ''\n"),
+    `c.yaml:5: jobs[0].ftp_ca_file: expected non-empty text, ${how}`,
+  );
+  // Any other wrong value still hears that no value is allowed.
+  assert.equal(
+    said("ssh_port: abc\n"),
+    'c.yaml:4: ssh_port: expected a whole number from 1 to 65535, or an empty value, got "abc"',
+  );
+  // And no value loads as the default.
+  assert.equal(
+    parseConfig(MINIMAL + "ssh_identity_file:\nssh_port:\n", "c.yaml").jobs[0].ssh_port,
+    null,
+  );
+});
+
 Deno.test("a status_listen port out of range is reported with the file's other problems", () => {
   const error = configError(
     "watch_path: /in\nremote_host: h\nremote_base_path: /out\nstatus_listen: 127.0.0.1:99999\n" +
