@@ -187,6 +187,14 @@ export async function prepareConfigFile(file: string, option: string): Promise<v
     );
   }
   await Deno.mkdir(dirname(file), { recursive: true }).catch((error) => {
+    const inTheWay = fileOnPath(dirname(file));
+    if (inTheWay !== null) {
+      throw new ConfigError(
+        `Cannot write config ${file}: ${inTheWay} on its path is a file, not a folder; give a ` +
+          `file in a folder (${option} FILE), or move ${inTheWay} away`,
+        { file, cause: error },
+      );
+    }
     const guarded = guardedPathReason(error);
     throw guarded === null
       ? unwritableConfig(file, error, option)
@@ -209,6 +217,18 @@ export function unwritableConfig(file: string, error: unknown, option: string): 
       `can write (${option} FILE), or make ${folder} writable`,
     { file, cause: error },
   );
+}
+
+/** The first of `folder` and the folders above it that is there as something else than a folder. */
+function fileOnPath(folder: string): string | null {
+  for (let path = folder; dirname(path) !== path; path = dirname(path)) {
+    try {
+      return Deno.statSync(path).isDirectory ? null : path;
+    } catch {
+      // Not there: look above.
+    }
+  }
+  return null;
 }
 
 function existsFolder(path: string): boolean {

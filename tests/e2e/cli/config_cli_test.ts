@@ -544,6 +544,15 @@ Deno.test("init -c writes to the given path, creating its folders", async () => 
         /Cannot write config .*deep: it is a folder; give a file name in it \(-c .*deep\/config\.yaml\)/,
       );
     }
+    // A file where a folder of its path should be: that file named, exit 2, no stack trace.
+    const under = await cli(home, ["-c", join(file, "sub", "x.yaml"), "init"]);
+    assertConfigFailure(
+      under,
+      new RegExp(
+        `^error: Cannot write config .*x\\.yaml: ${file} on its path is a file, not a folder; ` +
+          `give a file in a folder \\(-c FILE\\), or move ${file} away\n`,
+      ),
+    );
     // Another system's path is no name here (it would be a file of that name in this folder).
     if (Deno.build.os !== "windows") {
       const windows = await cli(home, ["-c", "C:\\x.yaml", "init"]);

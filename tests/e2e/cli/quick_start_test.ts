@@ -507,6 +507,10 @@ Deno.test("cli: --save-config keeps what relative --set paths meant, and writes 
     const [target, words] of [
       ["conf", /it is a folder; give a file name in it \(--save-config .*conf\/config\.yaml\)/],
       [
+        "conf/saved.yaml/s.yaml",
+        /conf\/saved\.yaml on its path is a file, not a folder; give a file in a folder \(--save-config FILE\)/,
+      ],
+      [
         "s.toml",
         /a \.toml name is read as TOML; give a \.yaml name \(--save-config .*s\.yaml\)/,
       ],
