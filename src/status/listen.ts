@@ -173,6 +173,17 @@ async function readNamedFile(configFile: string, key: string, file: string): Pro
   try {
     return await Deno.readTextFile(file);
   } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      throw keyError(configFile, key, `${file} does not exist; create it or fix the path`, error);
+    }
+    if (error instanceof Deno.errors.NotADirectory) {
+      throw keyError(
+        configFile,
+        key,
+        `a folder on the path of ${file} is a file, not a folder; fix the path`,
+        error,
+      );
+    }
     const reason = error instanceof Error ? error.message : String(error);
     throw keyError(configFile, key, `cannot read ${file}: ${reason}`, error);
   }

@@ -85,7 +85,13 @@ Deno.test("status_token_file: required off loopback; a missing, empty, short or 
     );
     await assert.rejects(
       () => listenSettings({ ...open, status_token_file: join(root, "missing") }),
-      /status_token_file: cannot read .*missing/,
+      /status_token_file: \S+missing does not exist; create it or fix the path$/,
+    );
+    // A file where a folder of its path should be: said so, not the system's "Not a directory".
+    await Deno.writeTextFile(join(root, "plain"), "x", { mode: 0o600 });
+    await assert.rejects(
+      () => listenSettings({ ...open, status_token_file: join(root, "plain", "token") }),
+      /status_token_file: a folder on the path of \S+plain\/token is a file, not a folder; fix the path$/,
     );
     await Deno.writeTextFile(join(root, "empty"), "\n", { mode: 0o600 });
     await assert.rejects(
