@@ -55,6 +55,11 @@ export async function checkLoginFiles(config: Config, runsAs?: number | null): P
       } catch (error) {
         if (error instanceof Deno.errors.NotFound) {
           problems.push(`${place}: ${file} does not exist; create it or fix the path`);
+        } else if (error instanceof Deno.errors.NotADirectory) {
+          // Else the login would fail as if the key were not installed, or the password wrong.
+          problems.push(
+            `${place}: a folder on the path of ${file} is a file, not a folder; fix the path`,
+          );
         } else if (error instanceof Deno.errors.PermissionDenied && asItself) {
           problems.push(`${place}: ${unreadable(file, "a folder on its way", secret)}`);
         }

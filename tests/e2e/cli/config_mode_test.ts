@@ -237,6 +237,28 @@ Deno.test("config validate refuses a missing or shared ftp_password_file and a m
     );
     assert.doesNotMatch(missing.stderr, /\n\s+at /, "no stack trace");
 
+    // A file where a folder of their paths should be: not there either (no login could use them).
+    const plain = join(dir, "notes.txt");
+    await Deno.writeTextFile(plain, "x");
+    const text = await Deno.readTextFile(config);
+    await Deno.writeTextFile(
+      config,
+      text.replaceAll(JSON.stringify(password), JSON.stringify(join(plain, "pw")))
+        .replaceAll(JSON.stringify(key), JSON.stringify(join(plain, "id"))),
+      { mode: 0o600 },
+    );
+    const underFile = await validate();
+    assert.equal(underFile.code, 2, underFile.stderr);
+    for (
+      const said of [
+        `${config}:8: ftp_password_file of job north: a folder on the path of ${plain}/pw is a ` +
+        "file, not a folder; fix the path",
+        `${config}:11: ssh_identity_file of job south: a folder on the path of ${plain}/id is a ` +
+        "file, not a folder; fix the path",
+      ]
+    ) assert.ok(underFile.stderr.includes(said), underFile.stderr);
+    await Deno.writeTextFile(config, text, { mode: 0o600 });
+
     await Deno.writeTextFile(password, "secret\n", { mode: 0o644 });
     await Deno.chmod(password, 0o644);
     await Deno.writeTextFile(key, KEY_SHAPED, { mode: 0o600 });
