@@ -101,10 +101,18 @@ export function parseConfig(text: string, file: string): Config {
   }
   const value = plain.ok ? plain.value : undefined;
   if (!isMap(doc.contents)) {
-    const got = describeValue(value);
+    // Another file given with -c (a private key, /etc/hosts) is one long text: its start is
+    // enough to know it by, and no init --force is offered over a file that is no YAML file.
+    const got = typeof value === "string" && value.length > 40
+      ? `${describeValue(value.slice(0, 40))}\u2026`
+      : describeValue(value);
+    const remedy = /\.ya?ml$/i.test(file)
+      ? `get a commented template with \`${initCommandFor(file)} --force\``
+      : "give the YAML config file with -c, or write a template into a new one with " +
+        "`image-transfer -c FILE.yaml init`";
     throw new ConfigError(
       `${file}:${issues.lineOf([])}: expected "key: value" lines at the top level, got ${got}; ` +
-        `get a commented template with \`${initCommandFor(file)} --force\``,
+        remedy,
       { file, line: issues.lineOf([]) },
     );
   }

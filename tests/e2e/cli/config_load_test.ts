@@ -602,6 +602,22 @@ Deno.test("empty files and non-mapping files get a clear message", () => {
     /:1: expected "key: value" lines at the top level, got a list/,
   );
   assert.match(configError("just text\n").message, /got "just text"/);
+  assert.match(configError("just text\n").message, /; get a commented template with `.* --force`$/);
+});
+
+Deno.test("another file given with -c (a private key) is not echoed whole, nor offered to init --force", () => {
+  const key = "-----BEGIN OPENSSH PRIVATE KEY-----\n" +
+    "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n" +
+    "QyNTUxOQAAACCLz6ECc7146NVQG5o9lst1P8zPhJnH3mnglwUO9gHjJwAAAJAbReTCG0Xk\n" +
+    "-----END OPENSSH PRIVATE KEY-----\n";
+  for (const file of ["/home/obs/.ssh/id_ed25519", "/etc/hosts"]) {
+    assert.equal(
+      configError(key, file).message,
+      `${file}:1: expected "key: value" lines at the top level, got ` +
+        '"-----BEGIN OPENSSH PRIVATE KEY----- b3Bl"\u2026; give the YAML config file with -c, or ' +
+        "write a template into a new one with `image-transfer -c FILE.yaml init`",
+    );
+  }
 });
 
 Deno.test("a missing file says where it looked and how to create it", async () => {
