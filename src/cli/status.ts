@@ -347,8 +347,9 @@ export interface SkippedSummary {
 export const SKIPPED_SHOWN = 20;
 
 /**
- * What a look at a watch folder found: a folder (`Error`: one that cannot be listed), none there,
- * or `null`: no answer within {@linkcode SHARE_ANSWER_MS}.
+ * What a look at a watch folder found: a folder, none there, an `Error` (one that cannot be looked
+ * at or listed: a share whose client died, say), or `null`: no answer within
+ * {@linkcode SHARE_ANSWER_MS}.
  */
 type FolderLook = "folder" | "none" | Error | null;
 
@@ -363,7 +364,7 @@ function lookAt(path: string): Promise<FolderLook> {
       if (!info.isDirectory) return "none";
       const listed = await Deno.readDir(path)[Symbol.asyncIterator]().next().catch((e) => e);
       return listed instanceof Error ? listed : "folder";
-    }, () => "none"),
+    }, (error) => error instanceof Deno.errors.NotFound ? "none" : error),
   );
 }
 

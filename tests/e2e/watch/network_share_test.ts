@@ -22,6 +22,7 @@ import { listFiles, randomBytes, waitFor, writeConfig } from "../../helpers/file
 import { cliSandbox } from "../../helpers/sandbox.ts";
 import { freePort } from "../../helpers/net.ts";
 import { getJson, startStatusDaemon } from "../../helpers/status.ts";
+import { Ledger } from "../../../src/ledger/ledger.ts";
 
 /** The files at `dest`, by name (night folders left out), with their bytes. */
 async function arrived(dest: string): Promise<Map<string, Uint8Array>> {
@@ -712,6 +713,38 @@ Deno.test("a watch folder on a share that is not mounted at the start (an empty 
     assert.doesNotMatch(back.stderr, /looks like the mount point/);
     assert.deepEqual([...(await arrived(box.dest)).values()], [bytes]);
   } finally {
+    if (await isMounted(share.mount)) await unmountBindfs(share.mount);
+    await Deno.remove(share.root, { recursive: true });
+  }
+});
+
+Deno.test("status with no daemon running: a watch share whose client died cannot be read, with the system's reason; it is not said not to exist", async () => {
+  const share = await shareFolders();
+  const client = await mountBindfsProcess(share.under, share.mount);
+  try {
+    const config = join(share.root, "config.yaml");
+    await writeConfig(config, {
+      watch_path: share.mount,
+      remote_base_path: join(share.root, "dest"),
+      transfer_method: "local",
+      state_dir: join(share.root, "state"),
+      log_file: "",
+    });
+    Ledger.open(join(share.root, "state")).close(); // As a run before this left it.
+    client.kill("SIGKILL");
+    await client.status;
+    const status = await runCli(["status", "-c", config], { env: { HOME: share.root } });
+    assert.match(
+      status.stdout,
+      /Watch folder cannot be read: Transport endpoint is not connected/,
+      status.stdout + status.stderr,
+    );
+    assert.doesNotMatch(status.stdout, /does not exist/);
+  } finally {
+    try {
+      client.kill("SIGKILL");
+    } catch { /* exited already */ }
+    await client.status;
     if (await isMounted(share.mount)) await unmountBindfs(share.mount);
     await Deno.remove(share.root, { recursive: true });
   }
