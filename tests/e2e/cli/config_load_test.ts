@@ -245,6 +245,16 @@ Deno.test('"" for a key whose default is no value says how to write no value, no
   );
 });
 
+Deno.test("ftp_password_env holding something else than a variable's name (the password itself?) does not repeat it", () => {
+  const message = configError(
+    MINIMAL + "transfer_method: ftp\nftp_password_env: s3cr3t!pass word\n",
+    "c.yaml",
+  ).message;
+  assert.match(message, /^c\.yaml:5: ftp_password_env: expected an environment variable name/);
+  assert.match(message, /not shown: it may be the password itself.*e\.g\. FTP_PASSWORD/);
+  assert.doesNotMatch(message, /s3cr3t/);
+});
+
 Deno.test("a status_listen port out of range is reported with the file's other problems", () => {
   const error = configError(
     "watch_path: /in\nremote_host: h\nremote_base_path: /out\nstatus_listen: 127.0.0.1:99999\n" +
