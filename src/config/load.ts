@@ -8,7 +8,7 @@
 import { dirname, resolve } from "node:path";
 import { isMap, LineCounter, parseDocument } from "yaml";
 import { COMMAND_LINE_CONFIG, type Config } from "./types.ts";
-import { defaultConfigPath } from "./paths.ts";
+import { isDefaultConfigPath } from "./paths.ts";
 import { type DaemonInput, daemonSchema } from "./schema.ts";
 import { ConfigError, guardedPathReason } from "../errors.ts";
 import { pastedWord } from "../shell_words.ts";
@@ -205,7 +205,7 @@ function isUtf16(bytes: Uint8Array): boolean {
 
 /** The `init` command line that writes `file` (`-c` left out for the default file). */
 export function initCommandFor(file: string): string {
-  if (file === defaultConfigPath()) return "image-transfer init";
+  if (isDefaultConfigPath(file)) return "image-transfer init";
   return `image-transfer -c ${pastedWord(file)} init`;
 }
 
@@ -218,7 +218,7 @@ function readFailure(file: string, error: unknown): string {
       "to a UTF-8 name (`ls -b` shows the exact name)";
   }
   if (error instanceof Deno.errors.NotFound) {
-    const hint = file === defaultConfigPath()
+    const hint = isDefaultConfigPath(file)
       ? "create it with `image-transfer init`, or pass another file with -c <file>"
       : `create it with \`${initCommandFor(file)}\`, or check the path`;
     return `Cannot read config file ${file}: it does not exist; ${hint}`;

@@ -4,6 +4,7 @@
  * @module
  */
 import { isAbsolute, join, resolve } from "node:path";
+import { ConfigError } from "../errors.ts";
 
 /** The user's home folder (`HOME`, or `USERPROFILE` on Windows). */
 export function homeDir(): string {
@@ -74,9 +75,21 @@ export const DEFAULT_STATE_DIR = `~/.local/state/${APP_FOLDER}`;
 /** Default log file, as a user writes it (docs, `init`): the old tool's location. */
 export const DEFAULT_LOG_FILE = "~/logs/image_transfer.log";
 
-/** Default config file: `~/.config/image-transfer/config.yaml` (same under `%USERPROFILE%`). */
-export function defaultConfigPath(): string {
-  return join(homeDir(), ".config", APP_FOLDER, "config.yaml");
+/** Default config file, as a user writes it (`--help`, messages). */
+const DEFAULT_CONFIG_FILE = `~/.config/${APP_FOLDER}/config.yaml`;
+
+/** Default config file: {@linkcode DEFAULT_CONFIG_FILE} (same under `%USERPROFILE%`). */
+function defaultConfigPath(): string {
+  return underHome(DEFAULT_CONFIG_FILE);
+}
+
+/** Whether `file` is the default config file (never, where the home folder cannot be found). */
+export function isDefaultConfigPath(file: string): boolean {
+  try {
+    return file === defaultConfigPath();
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -127,9 +140,21 @@ export async function makeRuntimeDir(): Promise<string> {
 /**
  * The config file to use: `-c` if given (with `~` expanded, made absolute),
  * else the default location.
+ *
+ * @throws {ConfigError} when that path is in a home folder that cannot be found (no HOME)
  */
 export function resolveConfigPath(option?: string): string {
-  return option ? expandPath(option) : defaultConfigPath();
+  try {
+    return option ? expandPath(option) : defaultConfigPath();
+  } catch (error) {
+    // Only a path in the home folder can throw: a service or `env -i` without HOME.
+    throw new ConfigError(
+      `The config file ${option ?? DEFAULT_CONFIG_FILE} is in the home folder, which cannot be ` +
+        "found (neither HOME nor USERPROFILE is set): set HOME, or give the config file's full " +
+        "path with -c FILE",
+      { cause: error },
+    );
+  }
 }
 
 /**

@@ -2,7 +2,14 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parse } from "yaml";
-import { type CliResult, REPO_ROOT, runCli, startCli } from "../../helpers/cli.ts";
+import {
+  cliArgv,
+  type CliResult,
+  REPO_ROOT,
+  runCli,
+  runProgram,
+  startCli,
+} from "../../helpers/cli.ts";
 import { within } from "../../helpers/files.ts";
 import { renderDefaultConfig } from "../../../src/cli/config.ts";
 import { renderConfigReference, renderConfigSummary } from "../../../src/config/reference.ts";
@@ -449,6 +456,32 @@ Deno.test("a missing config file names the path and suggests init", async () => 
       new RegExp(`Cannot read config file ${expected}: it does not exist`),
     );
     assert.match(result.stderr, /`image-transfer init`/);
+  });
+});
+
+Deno.test("without HOME, a command on the default config file is a config error (exit 2) saying to set HOME or give -c; with -c it goes on", async () => {
+  await withHome(async (dir) => {
+    // As a service or `env -i` starts it: no home folder at all.
+    const homeless = (args: string[]) =>
+      runProgram("env", ["-u", "HOME", "-u", "USERPROFILE", Deno.execPath(), ...cliArgv(args)], {
+        cwd: dir,
+      });
+    for (
+      const args of [["init"], ["--create-config"], ["config", "generate"], ["run"], ["status"]]
+    ) {
+      const result = await homeless(args);
+      assertConfigFailure(
+        result,
+        /The config file ~\/\.config\/image-transfer\/config\.yaml is in the home folder, which cannot be found \(neither HOME nor USERPROFILE is set\): set HOME, or give the config file's full path with -c FILE/,
+      );
+    }
+    // A file given with -c needs no home folder to be written, or to be said missing.
+    const file = join(dir, "config.yaml");
+    const written = await homeless(["-c", file, "init"]);
+    assert.equal(written.code, 0, written.stderr);
+    assert.equal(await Deno.readTextFile(file), renderDefaultConfig());
+    const missing = await homeless(["-c", join(dir, "other.yaml"), "config", "validate"]);
+    assertConfigFailure(missing, /other\.yaml: it does not exist/);
   });
 });
 
