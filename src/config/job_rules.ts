@@ -5,7 +5,9 @@
  * @module
  */
 import type { z } from "zod";
+import { Cron } from "croner";
 import type { jobShape } from "./schema.ts";
+import { isValidCron, isValidTimeZone } from "./values.ts";
 
 /** A job's values as its keys' own schemas return them. */
 type JobValues = z.output<z.ZodObject<typeof jobShape>>;
@@ -90,6 +92,19 @@ export function checkJobRules(job: JobValues, ctx: z.RefinementCtx): void {
   if (ssh && (user.startsWith("-") || /[\s@/\\:'"`$;&|<>]/.test(user))) {
     ctx.addIssue({ code: "custom", path: ["remote_user"], message: "expected a plain login name" });
   }
+  const clash = pauseAndResumeTogether(job);
+  if (clash !== null) {
+    const [earlier, later] = clash;
+    const [first, second] = [job.schedules[earlier], job.schedules[later]];
+    ctx.addIssue({
+      code: "custom",
+      path: ["schedules", later, "cron"],
+      message: `this ${second.action} comes at the same time as the ${first.action} of ` +
+        `schedules[${earlier}].cron (${JSON.stringify(second.cron)} and ` +
+        `${JSON.stringify(first.cron)}), so whether transfers stop then is not defined; ` +
+        `give the ${second.action} or the ${first.action} another time`,
+    });
+  }
   if (Array.isArray(job.rsync_options)) {
     for (const [index, why] of refusedRsyncOptions(job.rsync_options)) {
       ctx.addIssue({ code: "custom", path: ["rsync_options", index], message: why });
@@ -103,6 +118,46 @@ export function checkJobRules(job: JobValues, ctx: z.RefinementCtx): void {
       }
     }
   }
+}
+
+/** How many times of each window edge are compared with the other's (years of daily times). */
+const EDGE_TIMES_COMPARED = 400;
+
+/**
+ * The first `pause` and `resume` cron entries of `job`'s schedules that come at a same time (each
+ * in its time zone), as their indexes in order; `null` when none do. Each edge's next
+ * {@linkcode EDGE_TIMES_COMPARED} times are looked at in the other, so the rarer of the two is
+ * followed for years. An entry that is not valid itself is left to its own message.
+ */
+function pauseAndResumeTogether(job: JobValues): [number, number] | null {
+  if (!Array.isArray(job.schedules)) return null;
+  const nightZone = typeof job.night_timezone === "string" ? job.night_timezone : "";
+  const edges = job.schedules.flatMap((entry, index) => {
+    if (entry?.action !== "pause" && entry?.action !== "resume") return [];
+    if (typeof entry.cron !== "string" || !isValidCron(entry.cron)) return [];
+    const zone = (typeof entry.timezone === "string" && entry.timezone) || nightZone;
+    if (zone !== "" && !isValidTimeZone(zone)) return [];
+    return [{
+      index,
+      pause: entry.action === "pause",
+      cron: new Cron(entry.cron, { timezone: zone || undefined, paused: true }),
+    }];
+  });
+  const from = new Date();
+  const meet = (a: Cron, b: Cron) =>
+    [[a, b], [b, a]].some(([walked, other]) =>
+      walked.nextRuns(EDGE_TIMES_COMPARED, from).some((at) => other.match(at))
+    );
+  for (const pause of edges.filter((edge) => edge.pause)) {
+    for (const resume of edges.filter((edge) => !edge.pause)) {
+      if (meet(pause.cron, resume.cron)) {
+        return pause.index < resume.index
+          ? [pause.index, resume.index]
+          : [resume.index, pause.index];
+      }
+    }
+  }
+  return null;
 }
 
 /**

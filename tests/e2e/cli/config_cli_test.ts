@@ -126,6 +126,39 @@ Deno.test("config validate warns of schedules that pause and never resume, namin
   });
 });
 
+Deno.test("a pause and a resume at a same cron time are refused by config validate and run (exit 2), naming both keys and the line; apart they pass", async () => {
+  await withHome(async (home) => {
+    await Deno.mkdir(join(home, "in"));
+    const file = join(home, "config.yaml");
+    const write = (resume: string) =>
+      Deno.writeTextFile(
+        file,
+        [
+          `watch_path: ${JSON.stringify(join(home, "in"))}`,
+          `remote_base_path: ${JSON.stringify(join(home, "out"))}`,
+          "transfer_method: local",
+          "night_timezone: America/Santiago",
+          "schedules:",
+          '  - { cron: "0 0 8 1 * *", action: pause }',
+          `  - { ${resume}, action: resume }`,
+          "",
+        ].join("\n"),
+      );
+    // The same time written otherwise: eight o'clock on a Monday that is a month's first.
+    await write('cron: "0 8 * * 1"');
+    for (const args of [["config", "validate"], ["run", "--once"]]) {
+      assertConfigFailure(
+        await cli(home, ["-c", file, ...args]),
+        /config\.yaml:7: schedules\[1\]\.cron: this resume comes at the same time as the pause of schedules\[0\]\.cron \("0 8 \* \* 1" and "0 0 8 1 \* \*"\), so whether transfers stop then is not defined; give the resume or the pause another time$/m,
+      );
+    }
+    // Eight o'clock in another zone is another time.
+    await write('cron: "0 8 * * 1", timezone: UTC');
+    const apart = await cli(home, ["-c", file, "config", "validate"]);
+    assert.equal(apart.code, 0, apart.stderr);
+  });
+});
+
 /**
  * A writer of `home/config.yaml` for one job from `home/in` (made) to `remote_base_path` on
  * archive.example.org, with `lines` after `transfer_method` and an FTP password file for ftp;

@@ -505,7 +505,7 @@ Deno.test("schedules: a pause without any resume is warned about at start", asyn
     ]];
     for (const [actions, warned] of cases) {
       const mark = logs.records.length;
-      const entries = actions.map((action) => ({ cron: "0 6 * * *", action }));
+      const entries = actions.map((action, index) => ({ cron: `0 ${6 + index} * * *`, action }));
       const schedules = schedulesWithoutLedger(job({ schedules: entries }));
       schedules.start();
       await schedules.stop();
