@@ -153,16 +153,14 @@ async function whenSent(
   configOption: string | undefined,
 ): Promise<string[]> {
   const daemon = daemonStatus(config.state_dir);
-  if (!daemon.running) {
-    const flag = configOption === undefined ? "" : ` -c ${pastedWord(configOption)}`;
-    return [`They are sent at the next start (image-transfer${flag} run).`];
-  }
+  const flag = configOption === undefined ? "" : ` -c ${pastedWord(configOption)}`;
+  if (!daemon.running) return [`They are sent at the next start (image-transfer${flag} run).`];
   const live = config.status_listen === ""
     ? undefined
     : await askDaemon(config, daemon.pid, daemon.statusListen);
   const lines: string[] = [];
   for (const job of resent) {
-    const held = whatHolds(job, daemon, live && "jobs" in live ? live : undefined);
+    const held = whatHolds(job, daemon, flag, live && "jobs" in live ? live : undefined);
     if (held) lines.push(`Job ${job.name}: ${held}.`);
   }
   if (lines.length === resent.length) return lines;
@@ -178,13 +176,19 @@ async function whenSent(
 
 /**
  * Why the running daemon does not send `job`'s files now, and when it will, as a clause; `null`
- * when nothing holds it. `live`: its status page's answer, when it gave one.
+ * when nothing holds it. `flag`: the `-c` given, for the command to paste; `live`: its status
+ * page's answer, when it gave one.
  */
-function whatHolds(job: JobConfig, daemon: DaemonStatus, live?: LiveStatus): string | null {
+function whatHolds(
+  job: JobConfig,
+  daemon: DaemonStatus,
+  flag: string,
+  live?: LiveStatus,
+): string | null {
   const queued = "its files are queued and go";
   if (daemon.jobs && !daemon.jobs.includes(job.name)) {
     return `the running daemon does not run it (not in the config it loaded): ${queued} once ` +
-      "it does (reload it with SIGHUP, or image-transfer restart)";
+      `it does (reload it with SIGHUP, or image-transfer${flag} restart)`;
   }
   const shown = live?.jobs.find((shown) => shown.job === job.name);
   const why = shown?.reason ? ` (${oneLine(shown.reason)})` : "";

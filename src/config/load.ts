@@ -8,10 +8,9 @@
 import { dirname, resolve } from "node:path";
 import { isMap, LineCounter, parseDocument } from "yaml";
 import { COMMAND_LINE_CONFIG, type Config } from "./types.ts";
-import { isDefaultConfigPath } from "./paths.ts";
+import { configCommand, isDefaultConfigPath } from "./paths.ts";
 import { type DaemonInput, daemonSchema } from "./schema.ts";
 import { ConfigError, guardedPathReason } from "../errors.ts";
-import { pastedWord } from "../shell_words.ts";
 import { describeValue, Issues, type Json } from "./messages.ts";
 import { checkConfigFileMode, checkIdentityFileModes } from "./file_mode.ts";
 import { DAEMON_KEYS, readJobs } from "./jobs.ts";
@@ -205,8 +204,7 @@ function isUtf16(bytes: Uint8Array): boolean {
 
 /** The `init` command line that writes `file` (`-c` left out for the default file). */
 export function initCommandFor(file: string): string {
-  if (isDefaultConfigPath(file)) return "image-transfer init";
-  return `image-transfer -c ${pastedWord(file)} init`;
+  return configCommand(file, "init");
 }
 
 /** A readable reason why `file` could not be read. */

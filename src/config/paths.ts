@@ -5,6 +5,7 @@
  */
 import { isAbsolute, join, resolve } from "node:path";
 import { ConfigError } from "../errors.ts";
+import { pastedWord } from "../shell_words.ts";
 
 /** The user's home folder (`HOME`, or `USERPROFILE` on Windows). */
 export function homeDir(): string {
@@ -90,6 +91,16 @@ export function isDefaultConfigPath(file: string): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * The command line that runs `command` (`init`, `config validate`) on the config `file`, to paste:
+ * `-c` left out for the default file.
+ */
+export function configCommand(file: string, command: string): string {
+  return isDefaultConfigPath(file)
+    ? `image-transfer ${command}`
+    : `image-transfer -c ${pastedWord(file)} ${command}`;
 }
 
 /**

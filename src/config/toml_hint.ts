@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { configCommand } from "./paths.ts";
 
 /** `key = value`, TOML's assignment (a dotted key names nested tables). */
 const ASSIGNMENT = /^\s*([A-Za-z0-9_-]+(?:\s*\.\s*[A-Za-z0-9_-]+)*)\s*=\s*(.*?)\s*$/;
@@ -216,7 +217,10 @@ export function tomlMessage(text: string, file: string): string {
   const yaml = tomlAsYaml(text).split("\n");
   const shown = yaml.slice(0, 40).map((line) => `    ${line}`).join("\n");
   const more = yaml.length > 40 ? `\n    # \u2026 ${yaml.length - 40} more line(s)` : "";
+  // A .toml name is read as TOML whatever it holds: the YAML goes beside it, under a .yaml name.
+  const yamlFile = file.replace(/\.toml$/i, ".yaml");
+  const save = yamlFile === file ? `Write that over ${file}` : `Save that as ${yamlFile}`;
   return `${file}: this looks like TOML; the config file is YAML only (\`key: value\`, lists as ` +
     `[a, b] or "- item" lines). The same keys in YAML:\n${shown}${more}\n` +
-    "Save that as a .yaml file and check it with `image-transfer config validate -c FILE`";
+    `${save} and check it with \`${configCommand(yamlFile, "config validate")}\``;
 }

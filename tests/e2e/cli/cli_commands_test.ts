@@ -5,7 +5,7 @@
  * file, and a TOML file answered with "YAML only" and the same keys in YAML.
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { runCli, startCli } from "../../helpers/cli.ts";
 import { existsSync, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
@@ -299,21 +299,40 @@ Deno.test("restart of a daemon its service started goes through the service mana
   }
 });
 
-Deno.test("a TOML config gets 'YAML only' with the same keys in YAML", async () => {
+Deno.test("a TOML config gets 'YAML only' with the same keys in YAML, and the file to save them in with the command that checks it", async () => {
   await using box = await cliSandbox();
-  const file = join(box.root, "config.toml");
-  await Deno.writeTextFile(
-    file,
+  const file = join(box.root, "my config.toml");
+  const toml =
     'watch_path = "/data/images"\nremote_host = "freya"\nremote_base_path = "/data"\n\n' +
-      '[[jobs]]\nname = "cam1"\nwatch_path = "/data/cam1"\n',
-    { mode: 0o600 },
-  );
+    '[[jobs]]\nname = "cam1"\nwatch_path = "/data/cam1"\n';
+  await Deno.writeTextFile(file, toml, { mode: 0o600 });
   const out = await runCli(["config", "validate", "-c", file], { env: box.env });
   assert.equal(out.code, 2);
   assert.match(out.stderr, /this looks like TOML; the config file is YAML only/);
   assert.match(out.stderr, /\n {4}watch_path: "\/data\/images"\n {4}remote_host: "freya"\n/);
   assert.match(out.stderr, /\n {4}jobs:\n {6}- name: "cam1"\n {8}watch_path: "\/data\/cam1"\n/);
   assert.doesNotMatch(out.stderr, /YAML syntax error|\n\s+at /);
+  // Beside it under a .yaml name (a .toml name is read as TOML), checked with that -c, quoted.
+  const yamlFile = join(box.root, "my config.yaml");
+  assert.ok(
+    out.stderr.endsWith(
+      `\nSave that as ${yamlFile} and check it with \`image-transfer -c '${yamlFile}' config ` +
+        "validate`\n",
+    ),
+    out.stderr,
+  );
+  // The default file, given without -c: written over, and checked without one.
+  const defaults = join(box.env.HOME, ".config", "image-transfer", "config.yaml");
+  await Deno.mkdir(dirname(defaults), { recursive: true });
+  await Deno.writeTextFile(defaults, toml, { mode: 0o600 });
+  const plain = await runCli(["config", "validate"], { env: box.env });
+  assert.equal(plain.code, 2);
+  assert.ok(
+    plain.stderr.endsWith(
+      `\nWrite that over ${defaults} and check it with \`image-transfer config validate\`\n`,
+    ),
+    plain.stderr,
+  );
   // The same keys in a YAML file: only the unknown host's folders stand in the way.
   const yaml = join(box.root, "same.yaml");
   await Deno.writeTextFile(

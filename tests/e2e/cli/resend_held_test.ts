@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { runCli, startCli } from "../../helpers/cli.ts";
+import { reloadDaemon, runCli, startCli } from "../../helpers/cli.ts";
 import { listArrived, randomBytes, waitFor } from "../../helpers/files.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
 import { getJson, post, startStatusDaemon } from "../../helpers/status.ts";
@@ -125,4 +125,46 @@ Deno.test("resend: while the running daemon's destination cannot be reached (scp
   await waitFor(() => sent("first.fits") === 2, 120_000, "the file sent again");
   await waitFor(() => sent("second.fits") === 1, 60_000, "the other file sent");
   assert.ok(await copiesOf(box.remote, bytes) >= 2, daemon.stderr());
+});
+
+Deno.test("resend: for a job the running daemon does not run, the restart it suggests repeats the -c given, and names none where none was; the files go once it reloads", async () => {
+  await using box = await cliSandbox({ rescan_interval_seconds: 0 });
+  const bytes = randomBytes(3000);
+  await Deno.writeFile(join(box.watch, "dark1.fits"), bytes);
+  await Deno.writeFile(join(box.watch, "dark2.fits"), bytes);
+  const once = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+  assert.equal(once.code, 0, once.stderr);
+  // The same config as the default file, and under a name a shell must be given quoted.
+  const defaults = join(box.env.HOME, ".config", "image-transfer");
+  await Deno.mkdir(defaults, { recursive: true });
+  await Deno.symlink(box.config, join(defaults, "config.yaml"));
+  await Deno.symlink(box.config, join(box.root, "my config.yaml"));
+  const daemon = startCli(["run", "-c", box.config], { env: box.env });
+  try {
+    await daemon.waitForOutput("Watching");
+    // The job renamed in the file, not reloaded yet: the daemon runs "default", not "cam1".
+    await box.rewrite({ rescan_interval_seconds: 0, name: "cam1" });
+    const resend = (args: string[]) => runCli(["resend", ...args], { env: box.env, cwd: box.root });
+    const plain = await resend(["--name", "dark1.fits"]);
+    assert.equal(plain.code, 0, plain.stderr);
+    assert.match(
+      plain.stdout,
+      /^Job cam1: the running daemon does not run it \(not in the config it loaded\): its files are queued and go once it does \(reload it with SIGHUP, or image-transfer restart\)\.$/m,
+    );
+    const given = await resend(["-c", "my config.yaml", "--name", "dark2.fits"]);
+    assert.equal(given.code, 0, given.stderr);
+    assert.match(
+      given.stdout,
+      /^Job cam1: .* \(reload it with SIGHUP, or image-transfer -c 'my config\.yaml' restart\)\.$/m,
+    );
+    await reloadDaemon(daemon, 1);
+    await waitFor(
+      () => daemon.stderr().split("Successfully transferred").length - 1 === 2,
+      120_000,
+      "both files sent again",
+    );
+    assert.equal(await copiesOf(box.dest, bytes), 2);
+  } finally {
+    assert.equal((await daemon.stop()).code, 0, daemon.stderr());
+  }
 });
