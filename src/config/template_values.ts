@@ -9,7 +9,7 @@
  * @module
  */
 import { keyPlace } from "./key_lines.ts";
-import { expandPath } from "./paths.ts";
+import { configCommand, expandPath } from "./paths.ts";
 import { describeKeys } from "./reference.ts";
 import type { Config, JobConfig } from "./types.ts";
 import { ConfigError } from "../errors.ts";
@@ -83,18 +83,20 @@ export function templateValueLine(value: TemplateValue, jobs: number): string {
 /**
  * Refuse `config` where a job still holds every example value of the template (see
  * {@linkcode templateValues}), naming each with its line and what to set, and the command that
- * checks it again (`configOption`: `-c` as given).
+ * checks it again (`configOption`: `-c` as given; without it, as the file needs one, which the
+ * default file does not: a reload's).
  *
  * @throws {ConfigError} listing the example values
  */
-export function assertNoTemplateValues(config: Config, configOption: string | undefined): void {
+export function assertNoTemplateValues(config: Config, configOption?: string): void {
   const examples = templateValues(config);
   if (examples.length === 0) return;
-  const flag = configOption === undefined ? "" : ` -c ${pastedWord(configOption)}`;
+  const check = configOption === undefined
+    ? configCommand(config.file, "config validate")
+    : `image-transfer -c ${pastedWord(configOption)} config validate`;
   throw new ConfigError(
     `Config ${config.file} still holds the example values of the template \`init\` writes, ` +
-      "which name no folder or server of yours: set them, then check it with " +
-      `\`image-transfer${flag} config validate\`\n` +
+      `which name no folder or server of yours: set them, then check it with \`${check}\`\n` +
       examples.map((value) => templateValueLine(value, config.jobs.length)).join("\n"),
     { file: config.file },
   );

@@ -302,7 +302,7 @@ async function reloadConfig(
       );
     }
     const next = await loadConfig(current.file);
-    assertNoTemplateValues(next, current.file); // `init --force` over it: nothing of the user's.
+    assertNoTemplateValues(next); // `init --force` over it: nothing of the user's.
     if (next.state_dir !== current.state_dir) {
       movedTo(next.state_dir); // So that status, stop and run with the new config find it.
       throw new Error(

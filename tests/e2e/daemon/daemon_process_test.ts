@@ -336,20 +336,27 @@ Deno.test("SIGHUP with an invalid config is refused with a log line; the running
   );
 });
 
+/**
+ * `init --force` (with the `-c` of `given`) over the config of `box`, then the daemon's own state
+ * folder, log and status page added: only the template's examples differ from what runs.
+ */
+async function templateOver(box: Sandbox, given: string[]): Promise<void> {
+  const init = await runCli([...given, "init", "--force"], { env: box.env });
+  assert.equal(init.code, 0, init.stderr);
+  const template = await Deno.readTextFile(box.config);
+  await Deno.writeTextFile(
+    box.config,
+    `${template}state_dir: ${JSON.stringify(box.stateDir)}\n` +
+      `log_file: ${JSON.stringify(box.logFile)}\nstatus_listen: ""\n`,
+  );
+}
+
 Deno.test("the template init writes, over the running config: a reload refuses it and restart stops nothing, naming the example values; the running config keeps working", async () => {
   await using box = await cliSandbox();
   const daemon = startCli(["run", "-c", box.config], { env: box.env });
   try {
     await daemon.waitForOutput("Watching");
-    const init = await runCli(["-c", box.config, "init", "--force"], { env: box.env });
-    assert.equal(init.code, 0, init.stderr);
-    // The daemon's own state folder, log and status page: only the template's examples differ.
-    const template = await Deno.readTextFile(box.config);
-    await Deno.writeTextFile(
-      box.config,
-      `${template}state_dir: ${JSON.stringify(box.stateDir)}\n` +
-        `log_file: ${JSON.stringify(box.logFile)}\nstatus_listen: ""\n`,
-    );
+    await templateOver(box, ["-c", box.config]);
     daemon.process.kill("SIGHUP");
     await daemon.waitForOutput("Reload refused");
     assert.match(
@@ -366,6 +373,32 @@ Deno.test("the template init writes, over the running config: a reload refuses i
     await arrives(box.dest, "kept.fits", bytes);
   } finally {
     assert.equal((await daemon.stop()).code, 0, daemon.stderr());
+  }
+});
+
+Deno.test("a reload refused for the template names the check as the daemon was started: without -c for the default file, with the file's -c, quoted, otherwise", async () => {
+  await using box = await cliSandbox({}, { configName: "my config.yaml" });
+  // The default file is that config too.
+  const defaults = join(box.env.HOME, ".config", "image-transfer");
+  await Deno.mkdir(defaults, { recursive: true });
+  await Deno.symlink(box.config, join(defaults, "config.yaml"));
+  const cases: Array<[string[], string]> = [
+    [[], "`image-transfer config validate`"],
+    [["-c", box.config], `\`image-transfer -c '${box.config}' config validate\``],
+  ];
+  for (const [given, check] of cases) {
+    await box.rewrite({});
+    const daemon = startCli(["run", ...given], { env: box.env });
+    try {
+      await daemon.waitForOutput("Watching");
+      await templateOver(box, given);
+      daemon.process.kill("SIGHUP");
+      await daemon.waitForOutput("Reload refused");
+      const refused = daemon.stderr().split("\n").find((line) => line.includes("Reload refused"));
+      assert.ok(refused?.includes(`set them, then check it with ${check}`), refused);
+    } finally {
+      assert.equal((await daemon.stop()).code, 0, daemon.stderr());
+    }
   }
 });
 
