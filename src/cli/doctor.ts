@@ -47,15 +47,19 @@ const VERDICTS: Record<ProbeCheck["verdict"], string> = {
  *
  * @param print where lines go (stdout in the CLI)
  * @param ledger what the daemon remembers of the destinations (read only), if there is one
- * @param watchGiven what gave the watch folder, named where it is to be fixed (`--watch DIR`)
+ * @param watchOption `--watch` as typed, for jobs made from the options (`--watch`, `--to`), whose
+ *   problems are named as those options, not as the keys they set
  * @returns whether every check passed
  */
 export async function runDoctor(
   jobs: JobConfig[],
   print: (line: string) => void,
   ledger: Ledger | null = null,
-  watchGiven = "watch_path",
+  watchOption?: string,
 ): Promise<boolean> {
+  const watchGiven = watchOption === undefined
+    ? "watch_path"
+    : `--watch ${pastedWord(watchOption)}`;
   let failed = false;
   await readNetworkMounts();
   const report = (check: ProbeCheck) => {
@@ -66,7 +70,7 @@ export async function runDoctor(
     const runtimeDir = await Deno.makeTempDir({ prefix: "itx-doctor-" });
     let transport: Transport | null = null;
     try {
-      transport = createTransport(job, runtimeDir, ledger);
+      transport = createTransport(job, runtimeDir, ledger, watchOption !== undefined);
       print(`job ${job.name} (${job.transfer_method} -> ${transport.describeTarget("")})`);
     } catch (error) {
       print(`job ${job.name} (${job.transfer_method})`);
@@ -179,10 +183,7 @@ export function doctorCommand(): Command {
       const ledger = Ledger.open(config.state_dir, { readOnly: true });
       let ok: boolean;
       try {
-        const given = options.watch === undefined
-          ? "watch_path"
-          : `--watch ${pastedWord(options.watch)}`;
-        ok = await runDoctor(jobs, (line) => console.log(line), ledger, given) &&
+        ok = await runDoctor(jobs, (line) => console.log(line), ledger, options.watch) &&
           stateDisk === null;
       } finally {
         ledger?.close();

@@ -8,7 +8,7 @@
  * @module
  */
 import { resolve } from "node:path";
-import type { Config, JobConfig } from "../config/types.ts";
+import { COMMAND_LINE_CONFIG, type Config, type JobConfig } from "../config/types.ts";
 import { WatchFolderError } from "../errors.ts";
 import { readFitsStructure } from "../layout/fits_structure.ts";
 import { freeDestination, nameBesideOther, planDestination } from "../layout/destination.ts";
@@ -50,7 +50,7 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
   const missing: string[] = [];
   try {
     for (const job of config.jobs) {
-      const transport = createTransport(job, Deno.cwd());
+      const transport = createTransport(job, Deno.cwd(), null, config.file === COMMAND_LINE_CONFIG);
       const name = ledger && ledgerName(ledger, job, config.jobs); // Renamed: the rows it takes.
       // Spelled as an older version recorded it: the rows the start takes over.
       const table = ledger &&

@@ -166,7 +166,7 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
     const start = (c: Config, previous?: RunningJobs) =>
       new RunningJobs(
         c,
-        (job) => createTransport(job, dir, openLedger),
+        (job) => createTransport(job, dir, openLedger, c.file === COMMAND_LINE_CONFIG),
         openLedger,
         { once: options.once, events: statusEvents, runtimeDir: dir },
         (paused) => lock.setPaused(paused),

@@ -23,6 +23,11 @@ export interface FailureContext {
   identityFile?: string | null;
   /** `ssh_options`, for the `ssh` command a message suggests. */
   options?: readonly string[];
+  /**
+   * Whether the host and user came from `--to` (a run without a config file): messages name that
+   * option where they would name remote_host and remote_user.
+   */
+  fromTo?: boolean;
 }
 
 /** A failure reason and how to treat it. */
@@ -38,6 +43,10 @@ interface Rule {
   reason: (context: FailureContext, match: RegExpMatchArray) => string;
 }
 
+/** Where the host is given, to be checked or changed there. */
+const hostKey = (c: FailureContext) => c.fromTo ? "the host in --to" : "remote_host";
+/** Where the login name is given. */
+const userKey = (c: FailureContext) => c.fromTo ? "the user in --to" : "remote_user";
 /** The `ssh` options of the config (port, identity file, ssh_options), each followed by a space. */
 const sshFlags = (c: FailureContext) =>
   (c.port === null ? "" : `-p ${c.port} `) +
@@ -123,7 +132,7 @@ const RULES: Rule[] = [
     kind: "fatal",
     reason: (c) =>
       `authentication was refused for ${c.destination}: install your public key in the remote ` +
-      `~/.ssh/authorized_keys (e.g. with ssh-copy-id), check remote_user and ssh_identity_file ` +
+      `~/.ssh/authorized_keys (e.g. with ssh-copy-id), check ${userKey(c)} and ssh_identity_file ` +
       `(keys with a passphrase need ssh-agent), then test with "ssh -o BatchMode=yes ` +
       `${sshFlags(c)}${c.destination} true"`,
   },
@@ -133,7 +142,7 @@ const RULES: Rule[] = [
     reason: (c) =>
       `a RemoteCommand is set for ${c.host} (in its Host entry of ~/.ssh/config, or in ` +
       "/etc/ssh/ssh_config), so ssh refuses to run image-transfer's commands there: remove it " +
-      "from that entry, or give remote_host a Host alias (same HostName) without it",
+      `from that entry, or give ${hostKey(c)} a Host alias (same HostName) without it`,
   },
   {
     // rsync and scp (its SFTP server started through the login shell) read the shell's output.
@@ -160,7 +169,7 @@ const RULES: Rule[] = [
     test: /Could not resolve hostname|Name or service not known|nodename nor servname/,
     kind: "retry",
     reason: (c) =>
-      `cannot resolve the host name ${c.host}: check remote_host (or the HostName of that ` +
+      `cannot resolve the host name ${c.host}: check ${hostKey(c)} (or the HostName of that ` +
       `~/.ssh/config alias) and DNS`,
   },
   {

@@ -223,20 +223,23 @@ export interface Transport {
  * @param ledger where `local` keeps the file system files arrived on (see
  *   `local/folders.ts`); without it an unmounted share at the base folder
  *   itself is told only by a base that is gone
+ * @param fromTo the destination came from `--to` (a run without a config file): messages name
+ *   that option instead of the keys it sets
  * @throws {ConfigError} when the job's remote host or user cannot be used
  */
 export function createTransport(
   job: JobConfig,
   runtimeDir: string,
   ledger: Ledger | null = null,
+  fromTo = false,
 ): Transport {
   switch (job.transfer_method) {
     case "local":
       return new LocalTransport(job, ledger);
     case "scp":
-      return new ScpTransport(job, runtimeDir, ledger);
+      return new ScpTransport(job, runtimeDir, ledger, fromTo);
     case "rsync":
-      return new RsyncTransport(job, runtimeDir, ledger);
+      return new RsyncTransport(job, runtimeDir, ledger, fromTo);
     case "ftp":
       return new FtpTransport(job);
   }

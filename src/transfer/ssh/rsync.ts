@@ -43,8 +43,8 @@ export class RsyncTransport extends SshTransport {
   override readonly resumesCopies: boolean;
   #log = logger("transfer");
 
-  constructor(job: JobConfig, runtimeDir: string, facts: FactStore | null = null) {
-    super(job, runtimeDir, facts);
+  constructor(job: JobConfig, runtimeDir: string, facts: FactStore | null, fromTo: boolean) {
+    super(job, runtimeDir, facts, fromTo);
     this.resumesCopies = job.resume_partial_hours > 0;
     // The user's rsync_options hold for every file: none goes in one call without rsync.
     if (job.rsync_options.length > 0) this.oneCallFiles = 0;

@@ -78,7 +78,7 @@ export abstract class SshTransport implements Transport, SshMethod {
   }
 
   /** `facts`: where whether the base path was a mount point is kept (see `RemoteBase`). */
-  constructor(job: JobConfig, runtimeDir: string, facts: FactStore | null = null) {
+  constructor(job: JobConfig, runtimeDir: string, facts: FactStore | null, fromTo: boolean) {
     this.job = job;
     this.session = new SshSession(endpointFromJob(job), runtimeDir);
     this.base = remoteBasePath(job.remote_base_path);
@@ -89,6 +89,7 @@ export abstract class SshTransport implements Transport, SshMethod {
       port: this.session.endpoint.port,
       identityFile: this.session.endpoint.identityFile,
       options: this.session.endpoint.options,
+      fromTo,
     };
     this.timeoutMs = job.transfer_timeout_seconds * 1000;
     this.owner = jobOwner(job);

@@ -584,6 +584,66 @@ Deno.test("cli: a config-free run to user@host:/path with --method rsync deliver
   }
 });
 
+Deno.test("an SSH login that fails is said of --to, never of remote_host or remote_user (run and doctor); with a config file, of the keys", async () => {
+  const sshd = await startSshd();
+  await using q = await quickSandbox();
+  try {
+    const dest = await sshd.makeRemoteDir();
+    const more = [
+      "--set",
+      `ssh_port=${sshd.port}`,
+      "--set",
+      `ssh_identity_file=${sshd.identityFile}`,
+      "--set",
+      `ssh_options=${JSON.stringify(sshd.sshOptions)}`,
+      "--set",
+      "retry_attempts=0",
+    ];
+    const refused =
+      /authentication was refused for nobody-here@127\.0\.0\.1: .* check the user in --to and ssh_identity_file /;
+    const unknown =
+      /cannot resolve the host name nonexistent\.invalid: check the host in --to \(or the HostName /;
+    for (
+      const [to, said] of [
+        [`nobody-here@127.0.0.1:${dest}`, refused],
+        [`${sshd.user}@nonexistent.invalid:${dest}`, unknown],
+      ] as const
+    ) {
+      const once = await runOnceTo(q, to, more);
+      assert.equal(once.code, 1, once.stderr);
+      assert.match(once.stderr, said);
+      const doctor = await runCli(["doctor", "--watch", q.watch, "--to", to, ...more], {
+        env: q.env,
+      });
+      assert.equal(doctor.code, 1, doctor.stdout + doctor.stderr);
+      assert.match(doctor.stdout, new RegExp(`^ {2}FAIL {2}login: .*${said.source}`, "m"));
+      for (const out of [once.stderr, doctor.stdout]) {
+        assert.doesNotMatch(out, /remote_host|remote_user/);
+      }
+    }
+    assert.deepEqual(await listFiles(dest), [], "nothing sent");
+    // The same login from a config file: said of the keys written there.
+    const config = join(q.root, "config.yaml");
+    await Deno.writeTextFile(
+      config,
+      [
+        `watch_path: ${JSON.stringify(q.watch)}`,
+        "remote_host: nonexistent.invalid",
+        `remote_base_path: ${JSON.stringify(dest)}`,
+        "",
+      ].join("\n"),
+    );
+    const doctor = await runCli(["doctor", "-c", config], { env: q.env });
+    assert.equal(doctor.code, 1, doctor.stdout + doctor.stderr);
+    assert.match(
+      doctor.stdout,
+      /login: .*nonexistent\.invalid: check remote_host \(or the HostName /,
+    );
+  } finally {
+    await sshd.stop();
+  }
+});
+
 Deno.test("cli: through `deno task image-transfer`, relative paths are taken from where it was typed", async () => {
   const here = await Deno.makeTempDir({ prefix: "itx-task-cwd-" });
   try {
