@@ -6,6 +6,7 @@
  */
 import { join } from "node:path";
 import { type DaemonState, type JobPause, PID_FILE, probeDaemon } from "../ledger/daemon_lock.ts";
+import { configCommand } from "../config/paths.ts";
 import { escapeControlChars } from "../log/logging.ts";
 
 /** What `status --json` reports about the daemon. */
@@ -69,14 +70,14 @@ export function describeDaemon(status: DaemonStatus, stateDir: string): string {
 
 /**
  * `; paused: destination full since ...: reason` for a job the daemon has paused, what it says of
- * a job of the config it does not run, else "".
+ * a job of the config `file` it does not run (with the restart that adds it), else "".
  */
-export function describePause(status: DaemonStatus, job: string): string {
+export function describePause(status: DaemonStatus, job: string, file: string): string {
   if (status.running && status.jobs && !status.jobs.includes(job)) {
     return status.reloadRefused
       ? "; not run by the daemon: the reload that would add it was refused (see above)"
       : "; not run by the daemon: it is not in the config the daemon loaded (reload it with " +
-        "SIGHUP, or image-transfer restart)";
+        `SIGHUP, or ${configCommand(file, "restart")})`;
   }
   const pause = status.running ? status.paused?.[job] : undefined;
   if (!pause) return "";

@@ -273,7 +273,9 @@ async function showStatus(
       const hooks = owed.filter(ofJob).reduce((sum, c) => sum + c.count, 0);
       const hooksLine = hooks > 0 ? `; on_transfer hooks owed ${hooks}` : "";
       console.log(
-        `Job ${job}: ${line}${hooksLine}${describePause(daemon, job) || windowPause(job)}`,
+        `Job ${job}: ${line}${hooksLine}${
+          describePause(daemon, job, config.file) || windowPause(job)
+        }`,
       );
       const notRun = daemon.running && daemon.jobs !== undefined && !daemon.jobs.includes(job);
       const watched = notRun ? null : watchLine(config, job, live, daemon.running, looks.get(job));

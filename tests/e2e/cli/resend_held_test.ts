@@ -127,7 +127,7 @@ Deno.test("resend: while the running daemon's destination cannot be reached (scp
   assert.ok(await copiesOf(box.remote, bytes) >= 2, daemon.stderr());
 });
 
-Deno.test("resend: for a job the running daemon does not run, the restart it suggests repeats the -c given, and names none where none was; the files go once it reloads", async () => {
+Deno.test("resend and status: for a job the running daemon does not run, the restart they suggest has the -c given, and none where none was; the files go once it reloads", async () => {
   await using box = await cliSandbox({ rescan_interval_seconds: 0 });
   const bytes = randomBytes(3000);
   await Deno.writeFile(join(box.watch, "dark1.fits"), bytes);
@@ -156,6 +156,22 @@ Deno.test("resend: for a job the running daemon does not run, the restart it sug
     assert.match(
       given.stdout,
       /^Job cam1: .* \(reload it with SIGHUP, or image-transfer -c 'my config\.yaml' restart\)\.$/m,
+    );
+    // status says it of the job too, with the config it was given.
+    const status = (args: string[]) => runCli([...args, "status"], { env: box.env, cwd: box.root });
+    const notRun =
+      "; not run by the daemon: it is not in the config the daemon loaded (reload it " +
+      "with SIGHUP, or ";
+    const plainStatus = await status([]);
+    assert.ok(
+      plainStatus.stdout.includes(`${notRun}image-transfer restart)\n`),
+      plainStatus.stdout,
+    );
+    const givenStatus = await status(["-c", "my config.yaml"]);
+    const quoted = `'${join(box.root, "my config.yaml")}'`;
+    assert.ok(
+      givenStatus.stdout.includes(`${notRun}image-transfer -c ${quoted} restart)\n`),
+      givenStatus.stdout,
     );
     await reloadDaemon(daemon, 1);
     await waitFor(
