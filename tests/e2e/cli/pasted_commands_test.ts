@@ -221,7 +221,7 @@ Deno.test("the chmod 600 of a status token file: pasted, it acts on that file, a
   });
 });
 
-Deno.test("the image-transfer -c commands of init, of a missing, .toml or folder config and of the untouched template: pasted, they name that file, and nothing in its folder's name runs", async () => {
+Deno.test("the image-transfer -c commands of init, of a missing, .toml, TOML or folder config and of the untouched template: pasted, they name that file, and nothing in its folder's name runs", async () => {
   await withBox(async (box) => {
     const missing = join(box.folder, "missing.yaml");
     const notFound = await rejection(loadConfig(missing));
@@ -236,6 +236,20 @@ Deno.test("the image-transfer -c commands of init, of a missing, .toml or folder
       "-c",
       join(box.folder, "c.yaml"),
       "init",
+    ]);
+    // A TOML config: the check of the same keys saved as YAML beside it.
+    const tomlFile = join(box.folder, "c.toml");
+    await Deno.writeTextFile(tomlFile, 'watch_path = "/data/images"\n');
+    const tomlRead = await rejection(loadConfig(tomlFile));
+    await paste(
+      box,
+      upTo(tomlRead, "image-transfer -c ", " config validate`") + " config validate",
+    );
+    assert.deepEqual(await argsOf(box, "image-transfer"), [
+      "-c",
+      join(box.folder, "c.yaml"),
+      "config",
+      "validate",
     ]);
     const folder = await rejection(prepareConfigFile(box.folder, "-c"));
     await paste(box, `image-transfer ${yamlName(folder)} init`);
