@@ -13,10 +13,22 @@ import {
 import { ConfigError, UsageError } from "../../../src/errors.ts";
 import { REPO_ROOT, runCli, runTask, startCli } from "../../helpers/cli.ts";
 import { existsSync, listFiles, randomBytes, sha256OfFile } from "../../helpers/files.ts";
-import { startSshd } from "../../helpers/sshd.ts";
+import { startSshd, type TestSshd } from "../../helpers/sshd.ts";
 import { startVsftpd } from "../../helpers/vsftpd.ts";
 
 const FITS_DIR = new URL("../../fixtures/fits/", import.meta.url).pathname;
+
+/** The `--set`s that point a quick run at the test server `sshd` (port, key, host key). */
+function loginSets(sshd: TestSshd): string[] {
+  return [
+    "--set",
+    `ssh_port=${sshd.port}`,
+    "--set",
+    `ssh_identity_file=${sshd.identityFile}`,
+    "--set",
+    `ssh_options=${JSON.stringify(sshd.sshOptions)}`,
+  ];
+}
 
 Deno.test("--to: SSH, FTP and local destinations give the keys they stand for", () => {
   assert.deepEqual(destinationKeys("obs@freya:/data/in"), {
@@ -570,12 +582,7 @@ Deno.test("cli: a config-free run to user@host:/path with --method rsync deliver
     const out = await runOnceTo(q, `${sshd.user}@127.0.0.1:${dest}`, [
       "--method",
       "rsync",
-      "--set",
-      `ssh_port=${sshd.port}`,
-      "--set",
-      `ssh_identity_file=${sshd.identityFile}`,
-      "--set",
-      `ssh_options=${JSON.stringify(sshd.sshOptions)}`,
+      ...loginSets(sshd),
     ]);
     assert.equal(out.code, 0, out.stderr);
     await assertDelivered(dest, files);
@@ -590,12 +597,7 @@ Deno.test("an SSH login that fails is said of --to, never of remote_host or remo
   try {
     const dest = await sshd.makeRemoteDir();
     const more = [
-      "--set",
-      `ssh_port=${sshd.port}`,
-      "--set",
-      `ssh_identity_file=${sshd.identityFile}`,
-      "--set",
-      `ssh_options=${JSON.stringify(sshd.sshOptions)}`,
+      ...loginSets(sshd),
       "--set",
       "retry_attempts=0",
     ];
