@@ -94,7 +94,8 @@ export function mergeSshIdentities(db: DatabaseSync): void {
 /**
  * Inside the caller's transaction: the rows of `job` recorded for the destination `from` are
  * recorded for `to`, one row per file: where both hold one, a done row over one that is not, else
- * the one written last (`hooks`: the hooks owed move too, one per file). @returns how many rows
+ * the one written last (`hooks`: the hooks owed and the copies in place unconfirmed move too, one
+ * per file). @returns how many rows
  * moved
  */
 export function moveRows(
@@ -117,9 +118,12 @@ export function moveRows(
   const moved = prepare("UPDATE files SET target = ?3 WHERE job = ?1 AND target = ?2")
     .run(job, from, to).changes;
   if (hooks) {
-    prepare("UPDATE OR IGNORE hooks_due SET target = ?3 WHERE job = ?1 AND target = ?2")
-      .run(job, from, to);
-    prepare("DELETE FROM hooks_due WHERE job = ?1 AND target = ?2").run(job, from);
+    // The hooks still owed, and the copies in place unconfirmed (`unconfirmed_copies.ts`), go too.
+    for (const table of ["hooks_due", "copies_unconfirmed"]) {
+      prepare(`UPDATE OR IGNORE ${table} SET target = ?3 WHERE job = ?1 AND target = ?2`)
+        .run(job, from, to);
+      prepare(`DELETE FROM ${table} WHERE job = ?1 AND target = ?2`).run(job, from);
+    }
   }
   return Number(moved);
 }

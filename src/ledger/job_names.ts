@@ -66,9 +66,12 @@ export function carryOverRenamedJobs(ledger: Ledger, jobs: readonly JobConfig[])
               "UPDATE OR IGNORE files SET job = ? WHERE job = ? AND target = ?",
             ).run(job.name, former[0], target).changes,
           );
-          // The hooks it still owes go with it (`due_hooks.ts`).
-          ledger.statement("UPDATE OR IGNORE hooks_due SET job = ? WHERE job = ? AND target = ?")
-            .run(job.name, former[0], target);
+          // The hooks it still owes go with it (`due_hooks.ts`), and its copies in place
+          // unconfirmed (`unconfirmed_copies.ts`).
+          for (const table of ["hooks_due", "copies_unconfirmed"]) {
+            ledger.statement(`UPDATE OR IGNORE ${table} SET job = ? WHERE job = ? AND target = ?`)
+              .run(job.name, former[0], target);
+          }
           kept = names.filter((name) => name !== former[0]);
         }
         ledger.setMeta(key, JSON.stringify([...kept, job.name]));

@@ -220,14 +220,15 @@ CREATE TABLE hooks_due (
 
 /**
  * Version 6: `copies_unconfirmed` holds the files whose copy was renamed into place at the
- * destination but not confirmed on its disk (`unconfirmed_copies.ts`); a file's entry goes with
- * its arrival, or with its row.
+ * destination but not confirmed on its disk, and where (`unconfirmed_copies.ts`); a file's entry
+ * goes with its arrival, or with its row.
  */
 const SCHEMA_V6 = `
 CREATE TABLE copies_unconfirmed (
   job TEXT NOT NULL,
   target TEXT NOT NULL,
   rel_path TEXT NOT NULL,
+  destination TEXT NOT NULL,
   PRIMARY KEY (job, target, rel_path)
 ) WITHOUT ROWID;
 CREATE TRIGGER copies_confirmed AFTER UPDATE OF state ON files WHEN NEW.state = 'done' BEGIN

@@ -5,7 +5,9 @@
  * again, and that copy of its own is replaced, never kept as another's file.
  * A running transport knows this by itself; the table keeps it over a stop, so
  * the next run looks at the copy first (`pipeline/destination_look.ts`): one
- * with the source's bytes, once flushed, is its arrival; any other is replaced.
+ * with the source's bytes, once flushed, is its arrival; any other is replaced,
+ * where the file goes to that same destination (the table keeps where the copy
+ * is: one placed beside another file is no claim on the name it was planned for).
  * A file's entry goes with its arrival or its row (the ledger's triggers).
  *
  * @module
@@ -16,23 +18,26 @@ import type { FileRows } from "./file_rows.ts";
 export class UnconfirmedCopies {
   constructor(readonly rows: Pick<FileRows, "ledger" | "job" | "target">) {}
 
-  /** Record that the copies of `relPaths` are in place, not confirmed on disk. */
-  add(relPaths: readonly string[]): void {
-    if (relPaths.length === 0) return;
+  /** Record that the copies of `copies` (file, and destination its copy is at) are in place there,
+   * not confirmed on disk. */
+  add(copies: ReadonlyArray<{ relPath: string; destination: string }>): void {
+    if (copies.length === 0) return;
     const { ledger, job, target } = this.rows;
     ledger.write(() => {
       const stmt = ledger.statement(
-        "INSERT OR IGNORE INTO copies_unconfirmed (job, target, rel_path) VALUES (?, ?, ?)",
+        "INSERT OR REPLACE INTO copies_unconfirmed (job, target, rel_path, destination) " +
+          "VALUES (?, ?, ?, ?)",
       );
-      for (const relPath of relPaths) stmt.run(job, target, relPath);
+      for (const copy of copies) stmt.run(job, target, copy.relPath, copy.destination);
     });
   }
 
-  /** The files (relative paths) whose copy is in place, not confirmed on disk. */
-  all(): string[] {
+  /** The destination of each file's copy in place unconfirmed, by the file's relative path. */
+  all(): Map<string, string> {
     const { ledger, job, target } = this.rows;
-    return ledger.statement(
-      "SELECT rel_path FROM copies_unconfirmed WHERE job = ? AND target = ?",
-    ).all(job, target).map((row) => String((row as { rel_path: string }).rel_path));
+    const rows = ledger.statement(
+      "SELECT rel_path, destination FROM copies_unconfirmed WHERE job = ? AND target = ?",
+    ).all(job, target) as Array<{ rel_path: string; destination: string }>;
+    return new Map(rows.map((row) => [String(row.rel_path), String(row.destination)]));
   }
 }

@@ -68,7 +68,7 @@ export async function lookAtDestination(
   const looked: Looked[] = items.map((item) => ({ destination: item.destination }));
   const rebuilt = table.ledger.rebuilt;
   const interrupted = batch.map((record) => table.takeLookFirst(record.relPath));
-  const unconfirmed = interrupted.includes(true) ? unconfirmedCopies(table) : new Set<string>();
+  const unconfirmed = interrupted.includes(true) ? unconfirmedCopies(table) : new Map();
   const asking = batch.map((record, index) => {
     if (!interrupted[index] && !(rebuilt && record.version.mtimeMs <= rebuilt.at)) return null;
     let arrivedBefore = true;
@@ -80,7 +80,7 @@ export async function lookAtDestination(
       return arrivedBefore ? null : { why: "rebuilt" as const, sizeTells: true };
     }
     // A copy of its own there, unconfirmed: its size proves nothing, and it is replaced.
-    const own = unconfirmed.has(record.relPath);
+    const own = unconfirmed.get(record.relPath) === items[index].destination;
     return { why: "interrupted" as const, sizeTells: !arrivedBefore && !own, own };
   });
   if (!transport.destinationSizes || asking.every((ask) => ask === null)) return looked;
@@ -107,31 +107,37 @@ export async function lookAtDestination(
       looked[index] = await placeBeside(context, batch[index], items[index], signal);
     }
   }
-  keepUnconfirmed(table, batch.filter((_, index) => looked[index].replacesOwn));
+  const own = items.map((item, n) =>
+    looked[n].replacesOwn ? { item, unconfirmedCopy: true as const } : null
+  );
+  keepUnconfirmed(table, batch, own);
   return looked;
 }
 
 /**
- * Record the files of `records` whose copy is in place unconfirmed (`outcomes`, where given:
- * only those whose outcome says so), so that a later run looks at it first (see the module doc).
+ * Record the files of `records` whose outcome (same order) says their copy is in place
+ * unconfirmed, with the destination it is at: a later run looks at it first (see the module doc).
  */
 export function keepUnconfirmed(
   table: FileTable,
   records: readonly WorkRecord[],
-  outcomes?: ReadonlyArray<TransferOutcome | undefined>,
+  outcomes: ReadonlyArray<Pick<TransferOutcome, "item" | "unconfirmedCopy"> | null | undefined>,
 ): void {
-  const relPaths = records.flatMap((record, n) =>
-    outcomes && !outcomes[n]?.unconfirmedCopy ? [] : [record.relPath]
-  );
-  if (relPaths.length > 0) writeIfWritable(() => new UnconfirmedCopies(table.rows).add(relPaths));
+  const copies = records.flatMap((record, n) => {
+    const outcome = outcomes[n];
+    return outcome?.unconfirmedCopy
+      ? [{ relPath: record.relPath, destination: outcome.item.destination }]
+      : [];
+  });
+  if (copies.length > 0) writeIfWritable(() => new UnconfirmedCopies(table.rows).add(copies));
 }
 
-/** The files whose copy is in place unconfirmed, as the ledger says (none where it cannot). */
-function unconfirmedCopies(table: FileTable): Set<string> {
+/** Where each file's copy is in place unconfirmed, as the ledger says (none where it cannot). */
+function unconfirmedCopies(table: FileTable): Map<string, string> {
   try {
-    return new Set(new UnconfirmedCopies(table.rows).all());
+    return new UnconfirmedCopies(table.rows).all();
   } catch {
-    return new Set();
+    return new Map();
   }
 }
 

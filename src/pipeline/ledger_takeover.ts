@@ -40,7 +40,7 @@ export function takeOverLedger(
   for (const row of rows.unfinished()) {
     if (row.state === "transferring") lookFirst(row.relPath);
   }
-  for (const relPath of new UnconfirmedCopies(rows).all()) lookFirst(relPath);
+  for (const relPath of new UnconfirmedCopies(rows).all().keys()) lookFirst(relPath);
   let interrupted = 0;
   let failed = 0;
   writeIfWritable(() => {

@@ -17,16 +17,16 @@ const NIGHT = new Date("2024-07-01T20:00:00Z"); // -> 20240701
 
 /**
  * A folder holding a `sync` for the server's sessions: while `failing` exists, a flush of a
- * folder that holds a file under a final name (the upload folders are hidden), that is after a
- * rename, fails.
+ * folder that holds a file under a final name (the upload folders are hidden) other than
+ * `others`', that is after a rename, fails.
  */
-async function syncFailingAfterRenames(): Promise<{ dir: string; failing: string }> {
+async function syncFailingAfterRenames(others = ""): Promise<{ dir: string; failing: string }> {
   const dir = await Deno.makeTempDir({ prefix: "itx-sync-after-" });
   await Deno.chmod(dir, 0o755);
   const failing = join(dir, "failing");
   await standInPrograms(dir, {
     sync: `if [ -e '${failing}' ] && [ "$1" = -f ]; then\n  shift 2\n  for folder do\n` +
-      `    if [ -n "$(ls -- "$folder")" ]; then\n` +
+      `    if [ -n "$(ls -- "$folder" | grep -vx -- '${others}')" ]; then\n` +
       `      echo "sync: error syncing '$folder': Input/output error" >&2\n      exit 1\n` +
       `    fi\n  done\nfi\nexec /usr/bin/sync "$@"\n`,
   });
@@ -40,6 +40,7 @@ async function syncFailingAfterRenames(): Promise<{ dir: string; failing: string
  */
 async function withFailingFlush(
   retryDelaySeconds: number,
+  others: string,
   test: (sandbox: {
     watch: string;
     remote: string;
@@ -50,7 +51,7 @@ async function withFailingFlush(
     failing: string;
   }) => Promise<void>,
 ): Promise<void> {
-  const sync = await syncFailingAfterRenames();
+  const sync = await syncFailingAfterRenames(others);
   const hooks = await Deno.makeTempDir({ prefix: "itx-hook-" });
   const { hook, runs } = await countingHook(hooks);
   const sshd = await startSshd({ sessionEnv: { PATH: `${sync.dir}:/usr/bin:/bin` } });
@@ -77,7 +78,7 @@ for (
   ]] as const
 ) {
   Deno.test(`daemon (scp, ${how}): a flush that fails after the rename is no arrival; the next attempt, once sync works, is`, async () => {
-    await withFailingFlush(0.5, async ({ watch, remote, config, env, runs, failing }) => {
+    await withFailingFlush(0.5, "", async ({ watch, remote, config, env, runs, failing }) => {
       const bytes = randomBytes(size);
       const daemon = startCli(["run", "-c", config], { env });
       try {
@@ -116,7 +117,7 @@ for (const damaged of [false, true]) {
       damaged ? "other bytes there are replaced" : "its bytes count once flushed"
     }; nothing beside it, its hook once`,
     async () => {
-      await withFailingFlush(5, async ({ watch, remote, config, env, runs, failing }) => {
+      await withFailingFlush(5, "", async ({ watch, remote, config, env, runs, failing }) => {
         const bytes = randomBytes(20_000);
         const first = startCli(["run", "-c", config], { env });
         try {
@@ -151,3 +152,33 @@ for (const damaged of [false, true]) {
     },
   );
 }
+
+Deno.test("daemon (scp): a copy put beside another's file and left unconfirmed, then a restart: the other's file is never replaced", async () => {
+  await withFailingFlush(5, "a.fits", async ({ watch, remote, config, env, failing }) => {
+    // Another's file under the name planned: the copy goes beside it, as a~2.fits.
+    const theirs = randomBytes(5_000);
+    await Deno.mkdir(join(remote, "20240701"), { mode: 0o777 });
+    await Deno.chmod(join(remote, "20240701"), 0o777);
+    await Deno.writeFile(join(remote, "20240701/a.fits"), theirs, { mode: 0o666 });
+    const bytes = randomBytes(20_000);
+    const first = startCli(["run", "-c", config], { env });
+    try {
+      await first.waitForOutput("Watching");
+      await Deno.writeFile(join(watch, "a.fits"), bytes);
+      await Deno.utime(join(watch, "a.fits"), NIGHT, NIGHT);
+      await first.waitForOutput(/a~2\.fits: its copy is in place, but the server did not confirm/);
+    } finally {
+      assert.equal((await first.stop("SIGTERM")).code, 0, first.stderr());
+    }
+    await Deno.remove(failing);
+    const second = startCli(["run", "-c", config], { env });
+    try {
+      // Its copy there, beside theirs, is found (confirmed by the look's flush) or sent again.
+      await second.waitForOutput(/already with their bytes|a\.fits -> \S*20240701\/a~2\.fits/);
+    } finally {
+      assert.equal((await second.stop("SIGTERM")).code, 0, second.stderr());
+    }
+    assert.equal(await sha256OfFile(join(remote, "20240701/a.fits")), sha256Of(theirs), "theirs");
+    assert.equal(await sha256OfFile(join(remote, "20240701/a~2.fits")), sha256Of(bytes));
+  });
+});

@@ -11,6 +11,7 @@ import { Ledger } from "../../../src/ledger/ledger.ts";
 import { carryOverSpellings, ledgerTarget } from "../../../src/ledger/destination_spellings.ts";
 import { carryOverRenamedJobs } from "../../../src/ledger/job_names.ts";
 import { FileRows } from "../../../src/ledger/file_rows.ts";
+import { UnconfirmedCopies } from "../../../src/ledger/unconfirmed_copies.ts";
 import { testJob } from "../../helpers/jobs.ts";
 
 async function withLedger(fn: (ledger: Ledger) => void) {
@@ -46,19 +47,29 @@ Deno.test("spellings: a job renamed and respelled takes over its rows; other fol
     new FileRows(ledger, "cam", "local:/data/ab/").markDone([{ relPath: "b.fits", ...FILE }]);
     new FileRows(ledger, "cam", "local:/data/a/b").markDone([{ relPath: "c.fits", ...FILE }]);
     new FileRows(ledger, "cam", "ssh://obs@h/data/a/").markDone([{ relPath: "d.fits", ...FILE }]);
+    // e.fits: its copy in place, not confirmed on disk (it moves with its row, and the job's name).
+    const old = new FileRows(ledger, "cam", "local:/data/a/");
+    old.enqueue("e.fits", FILE);
+    new UnconfirmedCopies(old).add([{ relPath: "e.fits", destination: "20240315/e.fits" }]);
 
     const jobs = [job("north", "/data//a")];
     assert.deepEqual(carryOverSpellings(ledger, jobs), [
-      { job: "cam", from: "local:/data/a/", to: "local:/data/a", rows: 1 },
+      { job: "cam", from: "local:/data/a/", to: "local:/data/a", rows: 2 },
     ]);
     assert.equal(ledger.meta("job_names\nlocal:/data/a/\n/in/a"), null);
-    assert.deepEqual(carryOverRenamedJobs(ledger, jobs), [{ from: "cam", to: "north", rows: 1 }]);
+    assert.deepEqual(carryOverRenamedJobs(ledger, jobs), [{ from: "cam", to: "north", rows: 2 }]);
     assert.deepEqual(rows(ledger), [
       "cam local:/data/a/b c.fits done",
       "cam local:/data/ab/ b.fits done",
       "cam ssh://obs@h/data/a/ d.fits done",
       "north local:/data/a a.fits done",
+      "north local:/data/a e.fits pending",
     ]);
+    assert.deepEqual(
+      ledger.statement("SELECT job, target, rel_path FROM copies_unconfirmed").all()
+        .map((r) => Object.values(r).join(" ")),
+      ["north local:/data/a e.fits"],
+    );
     // Nothing more to take over at the next start.
     assert.deepEqual(carryOverSpellings(ledger, jobs), []);
   });

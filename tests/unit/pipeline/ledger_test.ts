@@ -131,16 +131,25 @@ Deno.test("Ledger: a copy in place unconfirmed is kept until the file arrives or
     const table = files(ledger, "cam1");
     for (const name of ["a.fits", "b.fits", "c.fits"]) table.enqueue(name, FILE);
     const unconfirmed = new UnconfirmedCopies(table);
-    unconfirmed.add(["a.fits", "b.fits", "c.fits", "a.fits"]);
-    assert.deepEqual(unconfirmed.all().sort(), ["a.fits", "b.fits", "c.fits"]);
-    assert.deepEqual(new UnconfirmedCopies(files(ledger, "cam2")).all(), []);
-    assert.deepEqual(new UnconfirmedCopies(new FileRows(ledger, "cam1", "ssh://x/d")).all(), []);
+    const at = (name: string, destination = `20240315/${name}`) => ({ relPath: name, destination });
+    unconfirmed.add([at("a.fits", "x"), at("b.fits"), at("c.fits"), at("a.fits")]);
+    assert.deepEqual(
+      [...unconfirmed.all()].sort(),
+      [["a.fits", "20240315/a.fits"], ["b.fits", "20240315/b.fits"], ["c.fits", "20240315/c.fits"]],
+      "one entry a file, where its copy was put last",
+    );
+    assert.equal(new UnconfirmedCopies(files(ledger, "cam2")).all().size, 0);
+    assert.equal(new UnconfirmedCopies(new FileRows(ledger, "cam1", "ssh://x/d")).all().size, 0);
     table.recordFailure("a.fits", { error: "e", attempts: 1, nextAttemptAt: 0, final: false });
     markDone(table, "b.fits");
     table.remove("c.fits", true);
-    assert.deepEqual(unconfirmed.all(), ["a.fits"], "kept by a failure; gone with arrival and row");
+    assert.deepEqual(
+      [...unconfirmed.all().keys()],
+      ["a.fits"],
+      "kept by a failure; gone with arrival and row",
+    );
     markDone(table, "a.fits");
-    assert.deepEqual(unconfirmed.all(), []);
+    assert.equal(unconfirmed.all().size, 0);
   });
 });
 
@@ -903,6 +912,7 @@ Deno.test("a renamed job takes over its destination's rows of the name it had th
     assert.deepEqual(carryOverRenamedJobs(ledger, [job("cam", "a"), job("guide", "b")]), []);
     rows("cam", "a").markDone([{ relPath: "a.fits", ...FILE }]);
     DueHooks.of(rows("cam", "a")).add([{ relPath: "a.fits", ...FILE }]);
+    new UnconfirmedCopies(rows("cam", "a")).add([{ relPath: "a.fits", destination: "x/a.fits" }]);
     rows("guide", "b").markDone([{ relPath: "g.fits", ...FILE }]);
 
     // Renamed: its rows, and the hooks it owes, go with it; the other job keeps its own.
@@ -912,6 +922,11 @@ Deno.test("a renamed job takes over its destination's rows of the name it had th
     assert.deepEqual(done("north", "a"), ["a.fits"]);
     assert.deepEqual(DueHooks.of(rows("north", "a")).list().map((h) => h.relPath), ["a.fits"]);
     assert.deepEqual(DueHooks.of(rows("cam", "a")).list(), []);
+    assert.deepEqual([...new UnconfirmedCopies(rows("north", "a")).all()], [[
+      "a.fits",
+      "x/a.fits",
+    ]]);
+    assert.equal(new UnconfirmedCopies(rows("cam", "a")).all().size, 0);
     assert.deepEqual(done("cam", "a"), []);
     assert.deepEqual(done("guide", "b"), ["g.fits"]);
 
