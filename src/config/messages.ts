@@ -51,16 +51,17 @@ export function describeIssue(issue: z.core.$ZodIssue, path: Path, value: unknow
       (example === undefined ? "" : `; add a line like "${key}: ${example}"`);
   }
   if (issue.code === "custom") return issue.message;
+  // What is written there may be the password itself: not repeated in a message or a log.
+  if (String(path.at(-1)) === "ftp_password_env" && value !== "" && value != null) {
+    return "expected an environment variable name (letters, digits and _), got something else " +
+      "(not shown: it may be the password itself); write the name of the variable that holds " +
+      "it, e.g. FTP_PASSWORD";
+  }
   if (issue.code === "invalid_format") {
     // The schema's own words ("expected letters, digits, ..."), else the pattern.
     const what = issue.message.startsWith("Invalid")
       ? `expected text matching ${issue.pattern ?? issue.format}`
       : issue.message;
-    // What is written there may be the password itself: not repeated in a message or a log.
-    if (String(path.at(-1)) === "ftp_password_env") {
-      return `${what} (letters, digits and _), got other text (not shown: it may be the ` +
-        "password itself); write the name of the variable that holds it, e.g. FTP_PASSWORD";
-    }
     return `${what}, got ${describeValue(value)}`;
   }
   let expected = expectedWords(issue, schema, atKey && SINGLE_STRING_LISTS.has(key));

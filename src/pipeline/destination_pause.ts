@@ -114,6 +114,8 @@ export class DestinationPause {
   #refusedBytes = Infinity;
   /** This pause's failed probes: since when, how many, the reason last said and when. */
   #probes = { since: 0, failed: 0, said: null as string | null, saidAt: 0 };
+  /** Whether this pause said it is full (said once a pause). */
+  #saidFull = false;
   #cancelTimer: (() => void) | undefined;
   #log: Logger;
 
@@ -191,9 +193,12 @@ export class DestinationPause {
     this.#down = true;
     const state = PAUSE_STATES[full ? "full" : kind];
     // A pause that turns full (a host back up, but its disk full) says so as one that begins full.
-    const turnedFull = !began && full && this.#reported !== null && this.#reported.state !== state;
+    const turnedFull = !began && full && !this.#saidFull && this.#reported !== null &&
+      this.#reported.state !== state;
     if (!began) this.#stillDown(reason, state);
+    if (began) this.#saidFull = false;
     if (began || turnedFull) {
+      this.#saidFull ||= full;
       const down = kind === "failing" ? "takes no file" : "cannot be reached";
       this.#log.error(
         full
@@ -215,8 +220,13 @@ export class DestinationPause {
     const now = this.#options.clock.now();
     const probes = this.#probes;
     probes.failed++;
-    // Another file may be the next probe: its names are no new reason.
-    const said = relPath ? reason.replaceAll(relPath, "\u2026") : reason;
+    // Another file may be the next probe: its names (and its night folder) are no new reason.
+    const tail = relPath ? reason.lastIndexOf(`${relPath}: `) : -1;
+    const said = tail >= 0
+      ? reason.slice(tail + relPath!.length)
+      : relPath
+      ? reason.replaceAll(relPath, "\u2026")
+      : reason;
     if (said === probes.said && now - probes.saidAt < PROBE_REMINDER_MS) return;
     probes.said = said;
     probes.saidAt = now;

@@ -174,6 +174,9 @@ export class PollLoop {
    * ERROR and held (`unavailable`) until a poll finds the folder back and has it scanned.
    */
   async lookNow(): Promise<string | null> {
+    // Found unreadable and its question still open (a share that hangs): said at once, not waited
+    // for again (each file of a batch that failed through it asks).
+    if (this.#unavailable !== null && this.#pending !== undefined) return this.#unavailable;
     const problem = await this.#check();
     if (problem === null || this.#closed) return problem;
     const { job, root } = this.#options, was = this.#unavailable;

@@ -253,6 +253,11 @@ Deno.test("ftp_password_env holding something else than a variable's name (the p
   assert.match(message, /^c\.yaml:5: ftp_password_env: expected an environment variable name/);
   assert.match(message, /not shown: it may be the password itself.*e\.g\. FTP_PASSWORD/);
   assert.doesNotMatch(message, /s3cr3t/);
+  // Digits alone are no name either, and not shown.
+  const digits =
+    configError(MINIMAL + "transfer_method: ftp\nftp_password_env: 98765432\n").message;
+  assert.match(digits, /ftp_password_env: expected an environment variable name.*not shown/);
+  assert.doesNotMatch(digits, /98765432/);
 });
 
 Deno.test("a status_listen port out of range is reported with the file's other problems", () => {

@@ -246,6 +246,17 @@ Deno.test("DestinationPause: a pause that turns full (the host back up, its disk
     pause.started();
     pause.ended(true, 0);
     pause.pause("No space left on device (inodes)", true);
+    // Unreachable and full by turns (a server that restarts with its disk full): still once.
+    for (let flip = 0; flip < 4; flip++) {
+      clock.advance(10_000);
+      pause.started();
+      pause.pause("connection refused", false);
+      pause.ended(true, 0);
+      clock.advance(10_000);
+      pause.started();
+      pause.pause("No space left on device", true);
+      pause.ended(true, 0);
+    }
     assert.equal(logs.count("error", "is full"), 1);
     const said = logs.records.find((r) => String(r.rawMessage).includes("is full"))!;
     assert.equal(said.properties.reason, "No space left on device");
@@ -395,6 +406,33 @@ Deno.test("DestinationPause: a probe refused as the whole destination (a login r
     pause.started();
     assert.equal(pause.ended(true, 0, true), true);
     assert.equal(said(), 2);
+    pause.close();
+  } finally {
+    await logs.stop();
+  }
+});
+
+Deno.test("DestinationPause: probes of files of two nights failing alike over SSH say it once: the night folder in the message is no new reason", async () => {
+  const logs = await captureLogs();
+  try {
+    const { clock, pause } = setup(8, { firstProbeMs: 1_000 });
+    const sshFails = (relPath: string, night: string) =>
+      pause.pause(
+        `Cannot send /watch/${relPath} to obs@h:/data/${night}/${relPath}: connection refused`,
+        false,
+        10,
+        "unreachable",
+        relPath,
+      );
+    sshFails("a.fits", "20240701");
+    for (let probe = 0; probe < 20; probe++) {
+      clock.advance(clock.nextTimerAt - clock.now());
+      pause.started();
+      if (probe % 2) sshFails("a.fits", "20240701");
+      else sshFails("b.fits", "20240702");
+      pause.ended(true, 0);
+    }
+    assert.equal(logs.count("warning", "still"), 1);
     pause.close();
   } finally {
     await logs.stop();
