@@ -71,6 +71,27 @@ async function withFailingFlush(
   }
 }
 
+/**
+ * A daemon run on `config` in which `a.fits` (`bytes`, of the night 20240701) is sent and its
+ * copy left in place unconfirmed (`said` in the log); stopped then. @returns its log
+ */
+async function leaveUnconfirmed(
+  { watch, config, env }: { watch: string; config: string; env: Record<string, string> },
+  bytes: Uint8Array,
+  said: RegExp,
+): Promise<string> {
+  const daemon = startCli(["run", "-c", config], { env });
+  try {
+    await daemon.waitForOutput("Watching");
+    await Deno.writeFile(join(watch, "a.fits"), bytes);
+    await Deno.utime(join(watch, "a.fits"), NIGHT, NIGHT);
+    await daemon.waitForOutput(said);
+  } finally {
+    assert.equal((await daemon.stop("SIGTERM")).code, 0, daemon.stderr());
+  }
+  return daemon.stderr();
+}
+
 for (
   const [how, size] of [["in one call", 20_000], [
     "by scp and the finishing call",
@@ -119,16 +140,12 @@ for (const damaged of [false, true]) {
     async () => {
       await withFailingFlush(5, "", async ({ watch, remote, config, env, runs, failing }) => {
         const bytes = randomBytes(20_000);
-        const first = startCli(["run", "-c", config], { env });
-        try {
-          await first.waitForOutput("Watching");
-          await Deno.writeFile(join(watch, "a.fits"), bytes);
-          await Deno.utime(join(watch, "a.fits"), NIGHT, NIGHT);
-          await first.waitForOutput(/did not confirm it on disk after the rename/);
-        } finally {
-          assert.equal((await first.stop("SIGTERM")).code, 0, first.stderr());
-        }
-        assert.doesNotMatch(first.stderr(), /Successfully transferred/);
+        const first = await leaveUnconfirmed(
+          { watch, config, env },
+          bytes,
+          /did not confirm it on disk after the rename/,
+        );
+        assert.doesNotMatch(first, /Successfully transferred/);
         // The write-back error the flush met damaged the copy (or did not).
         const copy = join(remote, "20240701/a.fits");
         if (damaged) await Deno.writeFile(copy, randomBytes(bytes.length));
@@ -161,15 +178,11 @@ Deno.test("daemon (scp): a copy put beside another's file and left unconfirmed, 
     await Deno.chmod(join(remote, "20240701"), 0o777);
     await Deno.writeFile(join(remote, "20240701/a.fits"), theirs, { mode: 0o666 });
     const bytes = randomBytes(20_000);
-    const first = startCli(["run", "-c", config], { env });
-    try {
-      await first.waitForOutput("Watching");
-      await Deno.writeFile(join(watch, "a.fits"), bytes);
-      await Deno.utime(join(watch, "a.fits"), NIGHT, NIGHT);
-      await first.waitForOutput(/a~2\.fits: its copy is in place, but the server did not confirm/);
-    } finally {
-      assert.equal((await first.stop("SIGTERM")).code, 0, first.stderr());
-    }
+    await leaveUnconfirmed(
+      { watch, config, env },
+      bytes,
+      /a~2\.fits: its copy is in place, but the server did not confirm/,
+    );
     await Deno.remove(failing);
     const second = startCli(["run", "-c", config], { env });
     try {
