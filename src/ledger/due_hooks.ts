@@ -52,13 +52,13 @@ export class DueHooks {
     });
   }
 
-  /** The hooks owed, oldest name first. */
-  list(): DueHook[] {
+  /** The first `limit` hooks owed (all without), by name. */
+  list(limit = -1): DueHook[] {
     return this.ledger.read(() =>
       this.ledger.statement(
         "SELECT rel_path, destination, size, mtime_ms, sha256 FROM hooks_due " +
-          "WHERE job = ? AND target = ? ORDER BY rel_path",
-      ).all(this.job, this.target)
+          "WHERE job = ? AND target = ? ORDER BY rel_path LIMIT ?",
+      ).all(this.job, this.target, limit)
     ).map((r) => ({
       relPath: r.rel_path as string,
       destination: r.destination as string,
@@ -66,6 +66,15 @@ export class DueHooks {
       mtimeMs: Number(r.mtime_ms),
       ...(r.sha256 === null ? {} : { sha256: r.sha256 as string }),
     }));
+  }
+
+  /** How many hooks are owed. */
+  count(): number {
+    const row = this.ledger.read(() =>
+      this.ledger.statement("SELECT count(*) AS n FROM hooks_due WHERE job = ? AND target = ?")
+        .get(this.job, this.target)
+    );
+    return Number(row?.n ?? 0);
   }
 
   /**

@@ -7,7 +7,8 @@
  * programs are checked before the daemon starts (`user_programs.ts`). An
  * `on_transfer` hook is owed from the moment its file is recorded as arrived
  * until it starts (`ledger/due_hooks.ts`): one a stop or a crash kept from
- * starting runs at the next start.
+ * starting runs at the next start. The ledger also holds the ones a full
+ * queue has no room for: they join the queue as it empties.
  *
  * @module
  */
@@ -41,8 +42,19 @@ export interface HookFacts {
   attempts?: number;
 }
 
-/** Hooks waiting for a free slot beyond this many are dropped (and counted). */
+/**
+ * Hooks waiting for a free slot beyond this many: an `on_transfer` one waits in the ledger, owed,
+ * and joins the queue as it empties; an `on_failure` one is dropped (and counted).
+ */
 export const MAX_QUEUED_HOOKS = 1000;
+
+/** The ledger's side of the `on_transfer` hooks owed (`ledger/due_hooks.ts`). */
+export interface OwedHooks {
+  /** An owed hook starts: no longer owed. `false`: the ledger cannot take that now; it waits. */
+  started(facts: HookFacts): boolean;
+  /** The first `limit` hooks owed, queued or not (@throws when the ledger cannot be read). */
+  list(limit: number): HookFacts[];
+}
 
 /** The facts of a file of `job` whose destination (relative to the base path) is `destination`. */
 export function hookFacts(
@@ -115,7 +127,7 @@ interface QueuedHook {
   started?: () => boolean;
 }
 
-/** How long a hook waits before the ledger is asked again to take its start (ms). */
+/** How long a hook waits before the ledger is asked again to take its start or list more (ms). */
 const START_AGAIN_MS = 2000;
 
 /** What the log says of a hook a stop (or a full queue) keeps from starting, by its event. */
@@ -133,9 +145,13 @@ export class HookRunner {
   #job: JobConfig;
   #log: Logger;
   #queue: QueuedHook[] = [];
-  /** The hook of an arrival starts: no longer owed (`due_hooks.ts`); `false`: not now. */
-  #started: ((facts: HookFacts) => boolean) | undefined;
-  /** Set while the first hook waits for the ledger to take its start. */
+  /** Where the `on_transfer` hooks owed are kept; none: they are not kept. */
+  #owed: OwedHooks | undefined;
+  /** Most hooks waiting here; more `on_transfer` ones wait in the ledger. */
+  #queueLimit: number;
+  /** Whether the ledger owes hooks the queue does not hold (it had no room, or they are old). */
+  #owedBeyondQueue = false;
+  /** Set while the first hook waits for the ledger to take its start, or to list more. */
   #startAgain: ReturnType<typeof setTimeout> | undefined;
   #running = new Set<Promise<void>>();
   /** Aborted on stop: kills the programs still running. */
@@ -151,16 +167,26 @@ export class HookRunner {
 
   /**
    * @param replaces the same job's runner of the config a reload replaced
-   * @param started told when an `on_transfer` hook starts, which waits while this says `false`;
-   *   one a stop keeps from starting stays owed, to run at the next start
+   * @param owed where the `on_transfer` hooks owed are kept: told as each starts (it waits while
+   *   that says `false`), and asked for more as the queue empties; one a stop keeps from starting
+   *   stays owed, to run at the next start
+   * @param queueLimit most hooks waiting in memory
    */
-  constructor(job: JobConfig, replaces?: HookRunner, started?: (facts: HookFacts) => boolean) {
+  constructor(
+    job: JobConfig,
+    replaces?: HookRunner,
+    owed?: OwedHooks,
+    queueLimit = MAX_QUEUED_HOOKS,
+  ) {
     this.#log = jobLogger("hooks", job.name);
     this.#job = job;
-    this.#started = started;
+    this.#owed = owed;
+    this.#queueLimit = queueLimit;
     if (replaces) {
       this.#stats = replaces.#stats;
       this.#queue = replaces.#queue.splice(0);
+      this.#owedBeyondQueue = replaces.#owedBeyondQueue;
+      replaces.#owedBeyondQueue = false;
       this.#before = replaces;
       replaces.#after = this;
       this.#next();
@@ -170,6 +196,12 @@ export class HookRunner {
   /** Hooks that ran well, failed, or were dropped so far. */
   get stats(): HookStats {
     return { ...this.#stats };
+  }
+
+  /** Run the `on_transfer` hooks the ledger owes (those of the last run, at the start). */
+  runOwed(): void {
+    this.#owedBeyondQueue = true;
+    this.#next();
   }
 
   /** Run `on_transfer` (if set) for a file that arrived verified. */
@@ -232,30 +264,85 @@ export class HookRunner {
 
   #enqueue(event: HookEvent, argv: string[], facts: HookFacts): void {
     if (argv.length === 0) return;
-    if (this.#closed || this.#queue.length >= MAX_QUEUED_HOOKS) {
+    const owed = event === "transfer" ? this.#owed : undefined;
+    if (!this.#closed && owed && this.#queue.length >= this.#queueLimit) {
+      // Owed in the ledger already: it joins the queue as the queue empties.
+      if (!this.#owedBeyondQueue) {
+        this.#log.warn(
+          "Job {job} has {count} hooks waiting; the next ones wait in the ledger and run as " +
+            "these start",
+          { count: this.#queue.length },
+        );
+      }
+      this.#owedBeyondQueue = true;
+      return;
+    }
+    if (this.#closed || this.#queue.length >= this.#queueLimit) {
       this.#stats.dropped++;
       this.#log.error(
         `Hook on_{event} of job {job} for {source} not run: {reason}${later(event)}`,
         {
           event,
           source: facts.source,
-          reason: this.#closed ? "stopping" : `${MAX_QUEUED_HOOKS} hooks are already waiting`,
+          reason: this.#closed ? "stopping" : `${this.#queueLimit} hooks are already waiting`,
         },
       );
       return;
     }
-    const started = event === "transfer" ? this.#started : undefined;
-    this.#queue.push({ event, argv, facts, started: started && (() => started(facts)) });
+    this.#queue.push(this.#queued(event, argv, facts));
     this.#next();
   }
 
+  #queued(event: HookEvent, argv: string[], facts: HookFacts): QueuedHook {
+    const owed = event === "transfer" ? this.#owed : undefined;
+    return { event, argv, facts, started: owed && (() => owed.started(facts)) };
+  }
+
+  /**
+   * Take owed hooks the queue does not hold from the ledger, once the queue is half empty. One
+   * that cannot be read now is asked again a little later.
+   */
+  #takeOwed(): void {
+    const owed = this.#owed;
+    const room = this.#queueLimit - this.#queue.length;
+    if (!this.#owedBeyondQueue || !owed || room < this.#queueLimit / 2) return;
+    if (this.#stopping.signal.aborted || this.#job.on_transfer.length === 0) return;
+    // The first rows hold at least `room` that are not queued: at most the queue's are.
+    const limit = this.#queue.length + room;
+    let listed: HookFacts[];
+    try {
+      listed = owed.list(limit);
+    } catch {
+      this.#askAgain();
+      return;
+    }
+    const key = (f: HookFacts) => `${f.size}/${f.mtimeMs}/${f.relPath}`;
+    const queued = new Set(this.#queue.filter((h) => h.started).map((h) => key(h.facts)));
+    let full = false;
+    for (const facts of listed) {
+      if (queued.has(key(facts))) continue;
+      if (this.#queue.length >= this.#queueLimit) {
+        full = true;
+        break;
+      }
+      this.#queue.push(this.#queued("transfer", this.#job.on_transfer, facts));
+    }
+    this.#owedBeyondQueue = full || listed.length >= limit;
+  }
+
+  /** Call {@linkcode HookRunner.#next} again in a while (the ledger could not answer now). */
+  #askAgain(): void {
+    this.#startAgain ??= setTimeout(() => {
+      this.#startAgain = undefined;
+      this.#newest().#next();
+    }, START_AGAIN_MS);
+  }
+
   #next(): void {
+    this.#takeOwed();
     while (this.#busy() < this.#job.max_concurrent_hooks && this.#queue.length > 0) {
       if (this.#queue[0].started?.() === false) {
-        this.#startAgain ??= setTimeout(() => {
-          this.#startAgain = undefined;
-          this.#newest().#next();
-        }, START_AGAIN_MS);
+        this.#askAgain();
         return;
       }
       const { event, argv, facts } = this.#queue.shift()!;

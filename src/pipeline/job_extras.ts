@@ -46,11 +46,14 @@ export class JobExtras {
     this.#context = context;
     const { job, table } = context;
     const due = DueHooks.of(table.rows);
-    this.#hooks = new HookRunner(
-      job,
-      context.replaces && context.replaces.#hooks,
-      (facts) => due.started(facts),
-    );
+    this.#hooks = new HookRunner(job, context.replaces && context.replaces.#hooks, {
+      started: (facts) => due.started(facts),
+      list: (limit) =>
+        due.list(limit).map(({ relPath, destination, sha256, ...version }) => ({
+          ...hookFacts(job, context.transport, relPath, version, destination),
+          sha256,
+        })),
+    });
     this.#cleaner = new SourceCleaner(job, table.rows, {
       replaces: context.replaces ? context.replaces.#cleaner : null,
       facts: table.ledger,
@@ -107,7 +110,7 @@ export class JobExtras {
   }
 
   #runOwedHooks(): void {
-    const { job, table, transport } = this.#context;
+    const { job, table } = this.#context;
     const log = logger("hooks");
     const due = DueHooks.of(table.rows);
     try {
@@ -124,18 +127,13 @@ export class JobExtras {
         }
         return;
       }
-      const owed = due.list();
-      if (owed.length === 0) return;
+      const owed = due.count();
+      if (owed === 0) return;
       log.info("Running {count} on_transfer hook(s) of job {job} the last stop kept from running", {
         job: job.name,
-        count: owed.length,
+        count: owed,
       });
-      for (const { relPath, destination, sha256, ...version } of owed) {
-        this.#hooks.arrived({
-          ...hookFacts(job, transport, relPath, version, destination),
-          sha256,
-        });
-      }
+      this.#hooks.runOwed();
     } catch (error) {
       // A ledger that cannot be read or written now: the hooks stay owed until the next start.
       log.warn("Cannot run the on_transfer hooks of job {job} left from the last run: {error}", {
