@@ -13,7 +13,7 @@
 import { join } from "node:path";
 import { COMMAND_LINE_CONFIG, type Config, type JobConfig } from "../config/types.ts";
 import { loadConfig } from "../config/load.ts";
-import { makeRuntimeDir } from "../config/paths.ts";
+import { configCommand, makeRuntimeDir } from "../config/paths.ts";
 import { guardedPathReason, WatchFolderError } from "../errors.ts";
 import { Ledger, LEDGER_FILE } from "../ledger/ledger.ts";
 import { keepStateDirPrivate } from "../ledger/ledger_file.ts";
@@ -149,8 +149,7 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
     openLedger.subscribe(() => lock.renew()); // A state_dir removed: its ledger starts anew.
     await checkWatchFolders(config.jobs, options.once);
     await keepStateDirPrivate(config.state_dir);
-    const dir = await makeRuntimeDir();
-    runtimeDir = dir;
+    const dir = runtimeDir = await makeRuntimeDir();
     lock.tell({ runtimeDir: dir });
     log.info(
       "Starting {count} job(s) with ledger {ledger} (pid {pid}, version {version}); log file {log}",
@@ -316,12 +315,13 @@ async function reloadConfig(
     await checkWatchFolders(next.jobs, false);
     await onReload?.(next);
     const statusKeys = ["status_listen", "status_token_file", "status_tls_cert", "status_tls_key"];
+    const restart = configCommand(next.file, "restart");
     for (const key of statusKeys as Array<keyof Config & `status_${string}`>) {
       if (next[key] === started[key]) continue;
       log.warn(
         "{key} is {to} in the config, but the status page keeps {from}, as the daemon started, " +
-          "until it restarts (image-transfer restart, or through its service manager)",
-        { key, from: JSON.stringify(started[key]), to: JSON.stringify(next[key]) },
+          "until it restarts ({restart}, or through its service manager)",
+        { key, from: JSON.stringify(started[key]), to: JSON.stringify(next[key]), restart },
       );
     }
     return next;

@@ -168,6 +168,11 @@ Deno.test("a reload (SIGHUP) that changes status_listen says a restart is needed
         `"127\\.0\\.0\\.1:\\d+", as the daemon started, until it restarts`,
     ),
   );
+  // The restart it names is of this config file.
+  assert.ok(
+    d.daemon.stderr().includes(`until it restarts (image-transfer -c ${d.config} restart,`),
+    d.daemon.stderr(),
+  );
   assert.equal((await getJson<{ jobs: unknown[] }>(d.base, "/api/status")).jobs.length, 1);
 });
 
