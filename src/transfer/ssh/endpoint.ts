@@ -57,14 +57,6 @@ export function endpointFromJob(job: JobConfig): SshEndpoint {
 }
 
 /**
- * Quote `value` as one word for a POSIX shell: wrapped in single quotes, with
- * each `'` written as `'\''`. Every byte, newlines included, stays literal.
- */
-export function shellQuote(value: string): string {
-  return `'${value.replaceAll("'", `'\\''`)}'`;
-}
-
-/**
  * Quote `value` as one word of rsync's `-e` command, which rsync splits on
  * spaces itself: inside single quotes everything is literal and `''` is a quote.
  */

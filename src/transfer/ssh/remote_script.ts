@@ -7,7 +7,7 @@
  * A script is: a line setting a fresh random marker, `remote/prologue.sh`
  * (shared helpers), the script's file (functions only), then generated lines
  * that call those functions with the batch's data, every file name a
- * single-quoted word ({@linkcode shellQuote}). Results come back as lines
+ * word quoted for a POSIX shell ({@linkcode posixWord}). Results come back as lines
  * `MARKER WORD DETAIL...`; lines without the marker are ignored, so neither a
  * file name nor the login shell's output can pass for a result.
  *
@@ -20,7 +20,7 @@ import prologue from "./remote/prologue.sh" with { type: "text" };
 import probeScript from "./remote/probe.sh" with { type: "text" };
 import receiveScript from "./remote/receive.sh" with { type: "text" };
 import sizesScript from "./remote/sizes.sh" with { type: "text" };
-import { shellQuote } from "./endpoint.ts";
+import { posixWord } from "../../shell_words.ts";
 
 /** The script files after the prologue, by name. */
 const SCRIPTS = {
@@ -105,5 +105,5 @@ function quoteWord(word: Word): string {
     if (!Number.isSafeInteger(word) || word < 0) throw new Error(`Cannot pass ${word} to a script`);
     return String(word);
   }
-  return shellQuote(word);
+  return posixWord(word);
 }

@@ -34,7 +34,7 @@ import {
 } from "../../../src/transfer/destination_sizes.ts";
 import type { Delivery } from "../../../src/transfer/deliver.ts";
 import { isDestinationFull } from "../../../src/errors.ts";
-import { shellQuote } from "../../../src/transfer/ssh/endpoint.ts";
+import { posixWord } from "../../../src/shell_words.ts";
 import { STREAMED_SCRIPT_COMMAND } from "../../../src/transfer/ssh/connection.ts";
 import { exists, listFiles } from "../../helpers/files.ts";
 import { runProgram } from "../../helpers/cli.ts";
@@ -195,12 +195,13 @@ const HOSTILE = [
   "",
 ];
 
-Deno.test("shellQuote keeps every string byte-exact in dash and bash", async () => {
+Deno.test("posixWord keeps every string byte-exact in dash and bash", async () => {
   const dir = await Deno.makeTempDir({ prefix: "itx-quote-" });
   try {
     for (const shell of SHELLS.slice(0, 2)) {
-      for (const value of HOSTILE) {
-        const out = await runShell(shell, `printf '%s' ${shellQuote(value)}`, dir);
+      // Hostile ones, and plain ones that go unquoted.
+      for (const value of [...HOSTILE, "20240315/frame_0001.fits", "user@host:%d+x=1,2-"]) {
+        const out = await runShell(shell, `printf '%s' ${posixWord(value)}`, dir);
         assert.equal(out, value, `${shell[0]}: ${JSON.stringify(value)}`);
       }
       assert.deepEqual([...Deno.readDirSync(dir)], [], "no command ran");
@@ -1220,7 +1221,7 @@ Deno.test("the streamed command reads exactly its script, however the bytes arri
       for (const padding of [0, 5_000, 200_000]) {
         const where = `${shell[0]}, ${padding} bytes of padding`;
         // Longer than a pipe holds (several reads), hostile words, trailing line breaks.
-        const lines = HOSTILE.map((value) => `printf '%s|' ${shellQuote(value)}`);
+        const lines = HOSTILE.map((value) => `printf '%s|' ${posixWord(value)}`);
         const script = `# ${"x".repeat(padding)}\n${lines.join("\n")}\nwc -c\n\n\n`;
         const text = new TextEncoder().encode(script);
         const rest = crypto.getRandomValues(new Uint8Array(50_000));

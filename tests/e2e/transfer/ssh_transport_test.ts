@@ -13,7 +13,7 @@ import {
 } from "../../../src/transfer/transport.ts";
 import { uploadFolderName, uploadOwner } from "../../../src/transfer/temp_name.ts";
 import { isTempName } from "../../../src/layout/destination.ts";
-import { shellQuote } from "../../../src/transfer/ssh/endpoint.ts";
+import { posixWord } from "../../../src/shell_words.ts";
 import {
   exists,
   listFiles,
@@ -770,10 +770,10 @@ Deno.test("a batch sent in one call lets the next batch into its folder go once 
     join(bin, "tar"),
     [
       "#!/bin/sh",
-      `if mkdir ${shellQuote(join(marks, "first-run"))} 2>/dev/null; then`,
-      `  while ! [ -e ${shellQuote(gate)} ]; do`,
+      `if mkdir ${posixWord(join(marks, "first-run"))} 2>/dev/null; then`,
+      `  while ! [ -e ${posixWord(gate)} ]; do`,
       // It gives up once the folder is removed (the test failed before it opened the gate).
-      `    [ -d ${shellQuote(bin)} ] || exit 1`,
+      `    [ -d ${posixWord(bin)} ] || exit 1`,
       "    sleep 0.05",
       "  done",
       "fi",
