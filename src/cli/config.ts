@@ -16,7 +16,7 @@ import { keyPlace } from "../config/key_lines.ts";
 import type { Config } from "../config/types.ts";
 import { checkBeforeStart } from "../pipeline/start_checks.ts";
 import { answerWithin } from "../config/file_systems.ts";
-import { otherOsPathProblem, resolveConfigPath } from "../config/paths.ts";
+import { fileInPlaceOfFolder, otherOsPathProblem, resolveConfigPath } from "../config/paths.ts";
 import { PAUSES_FOR_GOOD, pausesForGood } from "../pipeline/schedules.ts";
 import { ConfigError, guardedPathReason, UsageError } from "../errors.ts";
 import { pastedWord } from "../shell_words.ts";
@@ -187,7 +187,7 @@ export async function prepareConfigFile(file: string, option: string): Promise<v
     );
   }
   await Deno.mkdir(dirname(file), { recursive: true }).catch((error) => {
-    const inTheWay = fileOnPath(dirname(file));
+    const inTheWay = fileInPlaceOfFolder(dirname(file));
     if (inTheWay !== null) {
       throw new ConfigError(
         `Cannot write config ${file}: ${inTheWay} on its path is a file, not a folder; give a ` +
@@ -217,18 +217,6 @@ export function unwritableConfig(file: string, error: unknown, option: string): 
       `can write (${option} FILE), or make ${folder} writable`,
     { file, cause: error },
   );
-}
-
-/** The first of `folder` and the folders above it that is there as something else than a folder. */
-function fileOnPath(folder: string): string | null {
-  for (let path = folder; dirname(path) !== path; path = dirname(path)) {
-    try {
-      return Deno.statSync(path).isDirectory ? null : path;
-    } catch {
-      // Not there: look above.
-    }
-  }
-  return null;
 }
 
 function existsFolder(path: string): boolean {

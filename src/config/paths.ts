@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { isAbsolute, join, resolve } from "node:path";
+import { dirname, isAbsolute, join, resolve } from "node:path";
 import { ConfigError } from "../errors.ts";
 import { pastedWord } from "../shell_words.ts";
 
@@ -91,6 +91,21 @@ export function isDefaultConfigPath(file: string): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * The first of `folder` and the folders above it that is there as something else than a folder
+ * (a file in the way of a path below it), or `null`.
+ */
+export function fileInPlaceOfFolder(folder: string): string | null {
+  for (let path = folder; dirname(path) !== path; path = dirname(path)) {
+    try {
+      return Deno.statSync(path).isDirectory ? null : path;
+    } catch {
+      // Not there: look above.
+    }
+  }
+  return null;
 }
 
 /**

@@ -6,7 +6,9 @@
  *
  * @module
  */
+import { dirname } from "node:path";
 import { jobKeyPlace } from "../config/key_lines.ts";
+import { fileInPlaceOfFolder } from "../config/paths.ts";
 import type { Config } from "../config/types.ts";
 import { ConfigError } from "../errors.ts";
 import { pastedWord, posixWord } from "../shell_words.ts";
@@ -58,7 +60,10 @@ export async function checkLoginFiles(config: Config, runsAs?: number | null): P
         } else if (error instanceof Deno.errors.NotADirectory) {
           // Else the login would fail as if the key were not installed, or the password wrong.
           problems.push(
-            `${place}: a folder on the path of ${file} is a file, not a folder; fix the path`,
+            `${place}: ${
+              fileInPlaceOfFolder(dirname(file)) ?? "a folder"
+            } on the path of ${file} is a ` +
+              "file, not a folder; fix the path",
           );
         } else if (error instanceof Deno.errors.PermissionDenied && asItself) {
           problems.push(`${place}: ${unreadable(file, "a folder on its way", secret)}`);

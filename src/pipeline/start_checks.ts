@@ -26,7 +26,7 @@ import { apartByExtension, assertDestinationsApart } from "./destinations_apart.
 import { ownFilesWatched } from "./own_files_apart.ts";
 import { answerWithin, SHARE_ANSWER_MS } from "../config/file_systems.ts";
 import { logger } from "../log/logging.ts";
-import { otherOsPathProblem, unsetVariableProblem } from "../config/paths.ts";
+import { fileInPlaceOfFolder, otherOsPathProblem, unsetVariableProblem } from "../config/paths.ts";
 import { LOCAL_PATH_KEYS } from "../config/resolve.ts";
 
 /**
@@ -260,7 +260,8 @@ function checkFolders(
   if (config.log_file !== "" && fileOnPath(config.log_file) === "above") {
     top(
       "log_file",
-      `a folder on the path of ${config.log_file} is a file; give a file in a folder`,
+      `${fileInPlaceOfFolder(dirname(config.log_file))} on the path of ${config.log_file} is a ` +
+        "file; give a file in a folder",
     );
   } else if (config.log_file !== "" && kind(config.log_file) !== "folder") {
     top("log_file", unwritableLog(config.log_file));
@@ -272,13 +273,14 @@ function checkFolders(
       archive_path: job.after_transfer === "move" ? job.archive_path : null,
     };
     for (const [key, path] of Object.entries(paths)) {
-      const file = path === null ? undefined : fileOnPath(path);
-      const problem = path === null
-        ? null
-        : file === undefined
+      if (path === null) continue;
+      const file = fileOnPath(path);
+      const inTheWay = file === "itself"
+        ? path
+        : `${fileInPlaceOfFolder(path)} on the path of ${path}`;
+      const problem = file === undefined
         ? guarded(path)
-        : `${file === "itself" ? `${path} is` : `a folder on the path of ${path} is`} a file, ` +
-          "not a folder; give a folder" +
+        : `${inTheWay} is a file, not a folder; give a folder` +
           (key === "watch_path" ? " (the one the instrument writes into)" : " (made if missing)");
       if (problem !== null) problems.push(`${jobKeyPlace(config, index, key)}: ${problem}`);
     }

@@ -18,7 +18,7 @@ import { delimiter, dirname, isAbsolute, join } from "node:path";
 import { writableByOthers } from "../config/file_mode.ts";
 import { posixWord } from "../shell_words.ts";
 import { keyPlace } from "../config/key_lines.ts";
-import { homeDir } from "../config/paths.ts";
+import { fileInPlaceOfFolder, homeDir } from "../config/paths.ts";
 import type { Path } from "../config/key_lines.ts";
 
 /**
@@ -131,6 +131,13 @@ export async function programProblem(
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) {
       return `${program} does not exist; check the path, or install the program there`;
+    }
+    const inTheWay = error instanceof Deno.errors.NotADirectory
+      ? fileInPlaceOfFolder(dirname(program))
+      : null;
+    if (inTheWay !== null) {
+      return `${program} cannot be there: ${inTheWay} on its path is a file, not a folder; ` +
+        "check the path";
     }
     return `${program} cannot be read (${error}); check the path and its folders' permissions`;
   }

@@ -5,7 +5,9 @@
  *
  * @module
  */
+import { dirname } from "node:path";
 import { jobKeyLine } from "../config/key_lines.ts";
+import { fileInPlaceOfFolder } from "../config/paths.ts";
 import { ConfigError } from "../errors.ts";
 import { posixWord } from "../shell_words.ts";
 
@@ -180,7 +182,10 @@ async function readNamedFile(configFile: string, key: string, file: string): Pro
       throw keyError(
         configFile,
         key,
-        `a folder on the path of ${file} is a file, not a folder; fix the path`,
+        `${
+          fileInPlaceOfFolder(dirname(file)) ?? "a folder"
+        } on the path of ${file} is a file, not a ` +
+          "folder; fix the path",
         error,
       );
     }

@@ -437,11 +437,11 @@ const BROKEN: [string, RegExp][] = [
       [
         "files_in_the_way\\.yaml:6: state_dir: /etc/hostname/state \\(or a folder on its path\\) is " +
         "a file",
-        "files_in_the_way\\.yaml:5: log_file: a folder on the path of /etc/hostname/logs/it\\.log " +
-        "is a file",
+        "files_in_the_way\\.yaml:5: log_file: /etc/hostname on the path of " +
+        "/etc/hostname/logs/it\\.log is a file",
         "files_in_the_way\\.yaml:2: watch_path of job default: /etc/hostname is a file, not a folder",
-        "files_in_the_way\\.yaml:4: remote_base_path of job default: a folder on the path of " +
-        "/etc/hostname/incoming is a file, not a folder; give a folder \\(made if missing\\)",
+        "files_in_the_way\\.yaml:4: remote_base_path of job default: /etc/hostname on the " +
+        "path of /etc/hostname/incoming is a file, not a folder; give a folder \\(made if missing\\)",
       ].join("[^]*"),
     ),
   ],

@@ -251,9 +251,9 @@ Deno.test("config validate refuses a missing or shared ftp_password_file and a m
     assert.equal(underFile.code, 2, underFile.stderr);
     for (
       const said of [
-        `${config}:8: ftp_password_file of job north: a folder on the path of ${plain}/pw is a ` +
+        `${config}:8: ftp_password_file of job north: ${plain} on the path of ${plain}/pw is a ` +
         "file, not a folder; fix the path",
-        `${config}:11: ssh_identity_file of job south: a folder on the path of ${plain}/id is a ` +
+        `${config}:11: ssh_identity_file of job south: ${plain} on the path of ${plain}/id is a ` +
         "file, not a folder; fix the path",
       ]
     ) assert.ok(underFile.stderr.includes(said), underFile.stderr);

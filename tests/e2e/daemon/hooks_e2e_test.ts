@@ -572,6 +572,18 @@ Deno.test("hooks: a hook program others can change is refused by run, validate, 
       ),
       absent.stderr,
     );
+    // Below a file: that file is named, not the system's "Not a directory".
+    const belowFile = join(p.hook, "no-such-hook");
+    await writeConfig(p.config, { ...baseConfig(p), on_failure: [belowFile] });
+    const below = await runCli(["config", "validate", "-c", p.config], { env });
+    assert.equal(below.code, 2);
+    assert.ok(
+      below.stderr.includes(
+        `refusing to run ${belowFile}: ${belowFile} cannot be there: ${p.hook} on its path is a ` +
+          "file, not a folder; check the path",
+      ),
+      below.stderr,
+    );
 
     // A script saved with Windows line ends: the system would say only "No such file or
     // directory" of a file that is there; the #! line is named, with the fix.
