@@ -79,20 +79,21 @@ export class DueHooks {
 
   /**
    * The hook of this version of the file starts: no longer owed (a later arrival of the file,
-   * another version, stays owed). @returns `false` when the ledger cannot be written now: the
-   * hook is still owed, and should wait (run now, it would run again at the next start)
+   * another version, stays owed). @returns `taken`; `gone` when it was not owed (started
+   * already, or another version arrived since); `not now` when the ledger cannot be written now:
+   * the hook is still owed, and should wait (run now, it would run again at the next start)
    */
-  started(hook: Pick<DueHook, "relPath" | "size" | "mtimeMs">): boolean {
+  started(hook: Pick<DueHook, "relPath" | "size" | "mtimeMs">): "taken" | "gone" | "not now" {
     try {
-      this.ledger.write(() =>
+      const result = this.ledger.write(() =>
         this.ledger.statement(
           "DELETE FROM hooks_due WHERE job = ? AND target = ? AND rel_path = ? AND size = ? " +
             "AND mtime_ms = ?",
         ).run(this.job, this.target, hook.relPath, hook.size, hook.mtimeMs)
       );
-      return true;
+      return Number(result.changes) > 0 ? "taken" : "gone";
     } catch {
-      return false; // Said by the ledger.
+      return "not now"; // Said by the ledger.
     }
   }
 

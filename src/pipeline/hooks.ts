@@ -14,33 +14,9 @@
  */
 import type { JobConfig } from "../config/types.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
-import type { Transport } from "../transfer/transport.ts";
-import { absolutePath } from "../watch/file_version.ts";
 import { runCaptured } from "../process/captured.ts";
 import { programProblem } from "./user_programs.ts";
-
-/** Which hook an event runs. */
-export type HookEvent = "transfer" | "failure";
-
-/** What a hook is told about one file. */
-export interface HookFacts {
-  /** Absolute path of the source file. */
-  source: string;
-  /** Source path relative to the watch folder. */
-  relPath: string;
-  /** User-facing destination, e.g. `obs@host:/data/20240315/a.fits`. */
-  destination: string;
-  /** Destination relative to `remote_base_path`. */
-  destinationPath: string;
-  size: number;
-  mtimeMs: number;
-  /** SHA-256 of the content, when known. */
-  sha256?: string;
-  /** Why the file gave up (`on_failure`). */
-  error?: string;
-  /** Attempts made (`on_failure`). */
-  attempts?: number;
-}
+import { hookEnvironment, type HookEvent, type HookFacts } from "./hook_facts.ts";
 
 /**
  * Hooks waiting for a free slot beyond this many: an `on_transfer` one waits in the ledger, owed,
@@ -48,30 +24,20 @@ export interface HookFacts {
  */
 export const MAX_QUEUED_HOOKS = 1000;
 
+/**
+ * What the ledger says as an owed hook starts: `taken` (no longer owed), `gone` (it was not owed:
+ * started already, or its file arrived again since), or `not now` (it cannot be written; it waits).
+ */
+export type OwedStart = "taken" | "gone" | "not now";
+
 /** The ledger's side of the `on_transfer` hooks owed (`ledger/due_hooks.ts`). */
 export interface OwedHooks {
-  /** An owed hook starts: no longer owed. `false`: the ledger cannot take that now; it waits. */
-  started(facts: HookFacts): boolean;
+  /** An owed hook starts. */
+  started(facts: HookFacts): OwedStart;
   /** The first `limit` hooks owed, queued or not (@throws when the ledger cannot be read). */
   list(limit: number): HookFacts[];
-}
-
-/** The facts of a file of `job` whose destination (relative to the base path) is `destination`. */
-export function hookFacts(
-  job: JobConfig,
-  transport: Pick<Transport, "describeTarget">,
-  relPath: string,
-  version: { size: number; mtimeMs: number },
-  destination: string,
-): HookFacts {
-  return {
-    source: absolutePath(job.watch_path, relPath),
-    relPath,
-    destination: transport.describeTarget(destination),
-    destinationPath: destination,
-    size: version.size,
-    mtimeMs: version.mtimeMs,
-  };
+  /** How many hooks are owed (@throws when the ledger cannot be read). */
+  count(): number;
 }
 
 /** Counters of one job's hooks. */
@@ -81,30 +47,6 @@ export interface HookStats {
   failed: number;
   /** Not run: stopping, too many waiting, or the program is no longer safe to run. */
   dropped: number;
-}
-
-/** The environment variables a hook receives for `facts`. */
-export function hookEnvironment(
-  job: JobConfig,
-  event: HookEvent,
-  facts: HookFacts,
-): Record<string, string> {
-  const env: Record<string, string> = {
-    IMAGE_TRANSFER_EVENT: event,
-    IMAGE_TRANSFER_JOB: job.name,
-    IMAGE_TRANSFER_METHOD: job.transfer_method,
-    IMAGE_TRANSFER_SOURCE: facts.source,
-    IMAGE_TRANSFER_RELATIVE_PATH: facts.relPath,
-    IMAGE_TRANSFER_DESTINATION: facts.destination,
-    IMAGE_TRANSFER_DESTINATION_PATH: facts.destinationPath,
-    IMAGE_TRANSFER_NIGHT: facts.destinationPath.split("/")[0] ?? "",
-    IMAGE_TRANSFER_SIZE: String(facts.size),
-    IMAGE_TRANSFER_MTIME: new Date(facts.mtimeMs).toISOString(),
-  };
-  if (facts.sha256) env.IMAGE_TRANSFER_SHA256 = facts.sha256;
-  if (facts.error !== undefined) env.IMAGE_TRANSFER_ERROR = facts.error;
-  if (facts.attempts !== undefined) env.IMAGE_TRANSFER_ATTEMPTS = String(facts.attempts);
-  return env;
 }
 
 /**
@@ -118,17 +60,26 @@ export interface FinishingHooks {
   abort(): void;
 }
 
-/** A hook waiting for a slot; `started` tells that an owed one starts. */
+/**
+ * A hook waiting for a slot; `started` tells that an owed one starts. One taken from the ledger
+ * (`fromLedger`) whose row is gone by then is not run: another took it.
+ */
 interface QueuedHook {
   event: HookEvent;
   argv: string[];
   facts: HookFacts;
   /** `false`: it cannot be told now (the ledger cannot be written): the hook waits. */
-  started?: () => boolean;
+  started?: () => OwedStart;
+  fromLedger?: boolean;
 }
 
 /** How long a hook waits before the ledger is asked again to take its start or list more (ms). */
 const START_AGAIN_MS = 2000;
+
+/** What identifies an owed hook: its file and version. */
+function owedKey(facts: HookFacts): string {
+  return `${facts.size}/${facts.mtimeMs}/${facts.relPath}`;
+}
 
 /** What the log says of a hook a stop (or a full queue) keeps from starting, by its event. */
 function later(event: HookEvent): string {
@@ -151,6 +102,8 @@ export class HookRunner {
   #queueLimit: number;
   /** Whether the ledger owes hooks the queue does not hold (it had no room, or they are old). */
   #owedBeyondQueue = false;
+  /** Set while a look for them waits for the current task to end. */
+  #takeSoon = false;
   /** Set while the first hook waits for the ledger to take its start, or to list more. */
   #startAgain: ReturnType<typeof setTimeout> | undefined;
   #running = new Set<Promise<void>>();
@@ -233,13 +186,26 @@ export class HookRunner {
     if (!reloading && this.#queue.length > 0) this.abort();
     // Replaced by a reload: the tally is said at the stop, by the job's next runner if it has one.
     if (reloading) await this.#aborted.promise;
+    clearTimeout(this.#startAgain);
     const { succeeded, failed, dropped } = this.#stats;
     // A runner that replaced this one goes on with the tally, and says it.
-    if (succeeded + failed + dropped === 0 || this.#after) return;
-    const message = "Hooks of job {job}: {succeeded} done, {failed} failed, {dropped} not run";
-    const fields = { succeeded, failed, dropped };
-    if (failed + dropped > 0) this.#log.warn(message, fields);
+    if (this.#after) return;
+    // Those the ledger holds beyond the queue were not named: they are counted here.
+    const owed = this.#owedBeyondQueue ? this.#owedCount() : 0;
+    if (succeeded + failed + dropped + owed === 0) return;
+    const message = "Hooks of job {job}: {succeeded} done, {failed} failed, {dropped} not run" +
+      (owed > 0 ? "; {owed} on_transfer hook(s) owed in all, run at the next start" : "");
+    const fields = { succeeded, failed, dropped, owed };
+    if (failed + dropped + owed > 0) this.#log.warn(message, fields);
     else this.#log.info(message, fields);
+  }
+
+  #owedCount(): number {
+    try {
+      return this.#owed?.count() ?? 0;
+    } catch {
+      return 0; // Said by the ledger.
+    }
   }
 
   /**
@@ -289,24 +255,41 @@ export class HookRunner {
       );
       return;
     }
+    // Taken from the ledger already (the same version recorded again): one run.
+    if (owed && this.#queue.some((h) => h.started && owedKey(h.facts) === owedKey(facts))) return;
     this.#queue.push(this.#queued(event, argv, facts));
     this.#next();
   }
 
-  #queued(event: HookEvent, argv: string[], facts: HookFacts): QueuedHook {
+  #queued(event: HookEvent, argv: string[], facts: HookFacts, fromLedger = false): QueuedHook {
     const owed = event === "transfer" ? this.#owed : undefined;
-    return { event, argv, facts, started: owed && (() => owed.started(facts)) };
+    return { event, argv, facts, started: owed && (() => owed.started(facts)), fromLedger };
   }
 
   /**
-   * Take owed hooks the queue does not hold from the ledger, once the queue is half empty. One
-   * that cannot be read now is asked again a little later.
+   * Once the current task has ended (so the hooks of a batch recorded in it are all queued or
+   * beyond the queue), take owed hooks the queue does not hold from the ledger.
    */
-  #takeOwed(): void {
+  #takeOwedSoon(): void {
+    if (!this.#owedBeyondQueue || this.#takeSoon) return;
+    this.#takeSoon = true;
+    queueMicrotask(() => {
+      this.#takeSoon = false;
+      const runner = this.#newest();
+      if (runner.#takeOwed()) runner.#next();
+    });
+  }
+
+  /**
+   * Take owed hooks the queue does not hold from the ledger, once the queue is half empty, up to
+   * three quarters of its room (the rest is for the hooks of files that give up). One that cannot
+   * be read now is asked again a little later. @returns whether any was taken
+   */
+  #takeOwed(): boolean {
     const owed = this.#owed;
-    const room = this.#queueLimit - this.#queue.length;
-    if (!this.#owedBeyondQueue || !owed || room < this.#queueLimit / 2) return;
-    if (this.#stopping.signal.aborted || this.#job.on_transfer.length === 0) return;
+    const room = this.#queueLimit - Math.floor(this.#queueLimit / 4) - this.#queue.length;
+    if (!this.#owedBeyondQueue || !owed || this.#queue.length > this.#queueLimit / 2) return false;
+    if (this.#stopping.signal.aborted || this.#job.on_transfer.length === 0) return false;
     // The first rows hold at least `room` that are not queued: at most the queue's are.
     const limit = this.#queue.length + room;
     let listed: HookFacts[];
@@ -314,20 +297,22 @@ export class HookRunner {
       listed = owed.list(limit);
     } catch {
       this.#askAgain();
-      return;
+      return false;
     }
-    const key = (f: HookFacts) => `${f.size}/${f.mtimeMs}/${f.relPath}`;
-    const queued = new Set(this.#queue.filter((h) => h.started).map((h) => key(h.facts)));
+    const queued = new Set(this.#queue.filter((h) => h.started).map((h) => owedKey(h.facts)));
+    let taken = 0;
     let full = false;
     for (const facts of listed) {
-      if (queued.has(key(facts))) continue;
-      if (this.#queue.length >= this.#queueLimit) {
+      if (queued.has(owedKey(facts))) continue;
+      if (taken === room) {
         full = true;
         break;
       }
-      this.#queue.push(this.#queued("transfer", this.#job.on_transfer, facts));
+      this.#queue.push(this.#queued("transfer", this.#job.on_transfer, facts, true));
+      taken++;
     }
     this.#owedBeyondQueue = full || listed.length >= limit;
+    return taken > 0;
   }
 
   /** Call {@linkcode HookRunner.#next} again in a while (the ledger could not answer now). */
@@ -339,13 +324,15 @@ export class HookRunner {
   }
 
   #next(): void {
-    this.#takeOwed();
+    this.#takeOwedSoon();
     while (this.#busy() < this.#job.max_concurrent_hooks && this.#queue.length > 0) {
-      if (this.#queue[0].started?.() === false) {
+      const start = this.#queue[0].started?.();
+      if (start === "not now") {
         this.#askAgain();
         return;
       }
-      const { event, argv, facts } = this.#queue.shift()!;
+      const { event, argv, facts, fromLedger } = this.#queue.shift()!;
+      if (start === "gone" && fromLedger) continue;
       const running: Promise<void> = this.#run(event, argv, facts).finally(() => {
         this.#running.delete(running);
         // The newest runner of the job takes the freed slot.

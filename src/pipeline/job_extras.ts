@@ -9,7 +9,8 @@ import type { JobConfig } from "../config/types.ts";
 import type { Transport } from "../transfer/transport.ts";
 import type { FileVersion } from "../watch/file_version.ts";
 import type { JobSnapshot } from "../status/job_status.ts";
-import { type FinishingHooks, hookFacts, HookRunner } from "./hooks.ts";
+import { type FinishingHooks, HookRunner } from "./hooks.ts";
+import { hookFacts } from "./hook_facts.ts";
 import { JobSchedules, samePauseWindows } from "./schedules.ts";
 import { SourceCleaner } from "./source_cleanup.ts";
 import type { FileTable, WorkRecord } from "./file_table.ts";
@@ -53,6 +54,7 @@ export class JobExtras {
           ...hookFacts(job, context.transport, relPath, version, destination),
           sha256,
         })),
+      count: () => due.count(),
     });
     this.#cleaner = new SourceCleaner(job, table.rows, {
       replaces: context.replaces ? context.replaces.#cleaner : null,

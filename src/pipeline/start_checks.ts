@@ -260,8 +260,8 @@ function checkFolders(
   if (config.log_file !== "" && fileOnPath(config.log_file) === "above") {
     top(
       "log_file",
-      `${fileInPlaceOfFolder(dirname(config.log_file))} on the path of ${config.log_file} is a ` +
-        "file; give a file in a folder",
+      `${fileInPlaceOfFolder(dirname(config.log_file)) ?? "a folder"} on the path of ` +
+        `${config.log_file} is a file; give a file in a folder`,
     );
   } else if (config.log_file !== "" && kind(config.log_file) !== "folder") {
     top("log_file", unwritableLog(config.log_file));
@@ -275,12 +275,14 @@ function checkFolders(
     for (const [key, path] of Object.entries(paths)) {
       if (path === null) continue;
       const file = fileOnPath(path);
-      const inTheWay = file === "itself"
-        ? path
-        : `${fileInPlaceOfFolder(path)} on the path of ${path}`;
+      // Looked up only where a file is in the way: a share that hangs must not hang this.
+      const inTheWay = () =>
+        file === "itself"
+          ? path
+          : `${fileInPlaceOfFolder(path) ?? "a folder"} on the path of ${path}`;
       const problem = file === undefined
         ? guarded(path)
-        : `${inTheWay} is a file, not a folder; give a folder` +
+        : `${inTheWay()} is a file, not a folder; give a folder` +
           (key === "watch_path" ? " (the one the instrument writes into)" : " (made if missing)");
       if (problem !== null) problems.push(`${jobKeyPlace(config, index, key)}: ${problem}`);
     }

@@ -6,12 +6,14 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { type HookFacts, HookRunner, type OwedHooks } from "../../../src/pipeline/hooks.ts";
+import { HookRunner, type OwedHooks } from "../../../src/pipeline/hooks.ts";
+import type { HookFacts } from "../../../src/pipeline/hook_facts.ts";
 import { Ledger } from "../../../src/ledger/ledger.ts";
 import { DueHooks } from "../../../src/ledger/due_hooks.ts";
 import { testJob } from "../../helpers/jobs.ts";
 import { waitFor } from "../../helpers/files.ts";
 import { countingHook } from "../../helpers/sandbox.ts";
+import { captureLogs } from "../../helpers/log_capture.ts";
 
 /** The version of every file here. */
 const VERSION = { size: 10, mtimeMs: 1_710_532_800_000 };
@@ -38,7 +40,11 @@ Deno.test("hooks waiting for the ledger when a reload replaces the job run once 
   };
   // The ledger cannot be written: the hooks wait (owed).
   let writable = false;
-  const started: OwedHooks = { started: () => writable, list: () => [] };
+  const started: OwedHooks = {
+    started: () => writable ? "taken" : "not now",
+    list: () => [],
+    count: () => 0,
+  };
   const before = new HookRunner(testJob("test", keys), undefined, started);
   let after: HookRunner | undefined;
   try {
@@ -76,12 +82,13 @@ function ledgerOwed(root: string, ledger: Ledger): { due: DueHooks; owed: OwedHo
     owed: {
       started: (f) => due.started(f),
       list: (limit) => due.list(limit).map((hook) => facts(root, hook.relPath)),
+      count: () => due.count(),
     },
   };
 }
 
-/** A hook that waits until `gate` exists, then notes the file; one at a time, up to 4 waiting. */
-async function gatedRunner(root: string, owed: OwedHooks) {
+/** A hook that waits until `gate` exists, then notes the file; `atOnce` at a time, 4 waiting. */
+async function gatedRunner(root: string, owed: OwedHooks, atOnce = 1) {
   const gate = join(root, "gate");
   const ran = join(root, "ran.log");
   const hook = join(root, "gated.sh");
@@ -96,7 +103,7 @@ async function gatedRunner(root: string, owed: OwedHooks) {
     remote_base_path: join(root, "dest"),
     transfer_method: "local",
     on_transfer: [hook],
-    max_concurrent_hooks: 1,
+    max_concurrent_hooks: atOnce,
   });
   const runner = new HookRunner(job, undefined, owed, 4);
   const runs = async () =>
@@ -152,10 +159,18 @@ Deno.test("the hooks the last run owed all run, more than the queue holds; a sto
     );
     // A start whose first hook is held, then a stop: only the one that started is no longer owed.
     const first = await gatedRunner(root, owed);
-    first.runner.runOwed();
-    await waitFor(() => due.count() === 11, 30_000, "the first hook's start");
-    first.runner.abort();
-    await first.runner.close(false);
+    const logs = await captureLogs();
+    try {
+      first.runner.runOwed();
+      await waitFor(() => due.count() === 11, 30_000, "the first hook's start");
+      first.runner.abort();
+      await first.runner.close(false);
+      // The stop's tally counts those the ledger still owes, also the ones it did not name.
+      assert.equal(logs.count("warning", "{owed} on_transfer hook(s) owed in all"), 1);
+      assert.equal(logs.records.find((r) => r.properties.owed !== undefined)?.properties.owed, 11);
+    } finally {
+      await logs.stop();
+    }
     assert.equal(due.count(), 11);
     // The next start runs every one left.
     const next = await gatedRunner(root, owed);
@@ -166,6 +181,42 @@ Deno.test("the hooks the last run owed all run, more than the queue holds; a sto
     assert.equal(due.count(), 0);
     await next.runner.close(true);
   } finally {
+    ledger.close();
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("a batch recorded while hooks wait in the ledger runs each of its hooks once", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-hook-owed-batch-" });
+  const ledger = Ledger.open(join(root, "state"));
+  const { due, owed } = ledgerOwed(root, ledger);
+  const owe = (names: string[]) =>
+    due.add(names.map((name) => ({ relPath: name, destination: `x/${name}`, ...VERSION })));
+  // Three at a time: a hook taken from the ledger starts at once.
+  const { runner, open, runs } = await gatedRunner(root, owed, 3);
+  try {
+    owe(["r0.fits", "r1.fits", "r2.fits", "r3.fits"]);
+    runner.runOwed();
+    await waitFor(() => due.count() === 1, 30_000, "three hooks of the last run started");
+    // A batch of two recorded in one go, then announced one by one (as the sender does).
+    owe(["a1.fits", "a2.fits"]);
+    runner.arrived(facts(root, "a1.fits"));
+    runner.arrived(facts(root, "a2.fits"));
+    await open();
+    await waitFor(() => runner.stats.succeeded >= 6, 60_000, "every hook");
+    await runner.close(true);
+    assert.deepEqual(await runs(), [
+      "a1.fits",
+      "a2.fits",
+      "r0.fits",
+      "r1.fits",
+      "r2.fits",
+      "r3.fits",
+    ]);
+    assert.deepEqual(runner.stats, { succeeded: 6, failed: 0, dropped: 0 });
+    assert.equal(due.count(), 0);
+  } finally {
+    runner.abort();
     ledger.close();
     await Deno.remove(root, { recursive: true });
   }

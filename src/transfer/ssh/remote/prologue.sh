@@ -3,7 +3,8 @@
 # the remote `sh -s` on its standard input; the line before this one sets
 # `marker`, a random word that starts every result line, so neither a file
 # name nor the login shell's own output can pass for a result. File names only
-# ever appear as single-quoted words in the generated lines after the script.
+# ever appear as arguments quoted for a POSIX shell (posixWord in
+# shell_words.ts) in the generated lines after the script.
 
 : "${marker:?is set by the line before}"
 LC_ALL=C
