@@ -78,9 +78,13 @@ export async function daemonConfig(
     // Read as far as it goes (a duplicate key, a bracket left open): its state_dir, if it says one.
     const doc = parseDocument(text ?? "", { logLevel: "silent", uniqueKeys: false });
     const stateDir = isMap(doc.contents) ? doc.get("state_dir") : undefined;
-    const keys = daemonSchema.safeParse(
-      typeof stateDir === "string" ? { state_dir: stateDir } : {},
-    );
+    let keys: ReturnType<typeof daemonSchema.safeParse>;
+    try {
+      keys = daemonSchema.safeParse(typeof stateDir === "string" ? { state_dir: stateDir } : {});
+    } catch {
+      // A default in a home folder that cannot be found (no HOME): the loader's error says so.
+      throw problem;
+    }
     // A state_dir it names but that cannot be read: the default would be another daemon's.
     if (!keys.success || (typeof stateDir !== "string" && /^state_dir\s*:/m.test(text ?? ""))) {
       throw problem;

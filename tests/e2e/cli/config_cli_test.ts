@@ -518,6 +518,27 @@ Deno.test("without HOME, a command on the default config file is a config error 
   });
 });
 
+Deno.test("without HOME, every command on a -c file whose state_dir defaults to the home folder says to write it (exit 2)", async () => {
+  await withHome(async (dir) => {
+    const file = join(dir, "config.yaml");
+    await Deno.writeTextFile(
+      file,
+      `watch_path: ${dir}\ntransfer_method: local\nremote_base_path: ${join(dir, "out")}\n`,
+    );
+    for (const args of [["config", "validate"], ["status"], ["stop"], ["status", "--json"]]) {
+      const result = await runProgram("env", [
+        ...["-u", "HOME", "-u", "USERPROFILE", "-u", "XDG_STATE_HOME"],
+        ...[Deno.execPath(), ...cliArgv(["-c", file, ...args])],
+      ], { cwd: dir });
+      // Before: status and stop exited 1 with "Cannot find the home folder", saying no key.
+      assertConfigFailure(
+        result,
+        /config\.yaml: state_dir and log_file default to the home folder, which cannot be found \(neither HOME nor USERPROFILE is set\): write state_dir and log_file as absolute paths/,
+      );
+    }
+  });
+});
+
 Deno.test("init writes a config that loads; a second init refuses; --force overwrites", async () => {
   await withHome(async (home) => {
     const file = join(home, ".config", "image-transfer", "config.yaml");
