@@ -80,7 +80,7 @@ export function ftpPassword(job: JobConfig): string {
     const value = Deno.env.get(job.ftp_password_env);
     if (value === undefined) {
       throw new TransferError(
-        `FTP password: environment variable ${job.ftp_password_env} (ftp_password_env) is not set`,
+        `FTP password: environment variable ${job.ftp_password_env} (ftp_password_env, or --ftp-password-env) is not set`,
         "fatal",
       );
     }
@@ -288,7 +288,7 @@ export function classifyFtpError(
     }
     if (step === "login" || ftpCode === 530) {
       return new TransferError(
-        `FTP server ${server} refused the login (${reason}); check remote_user and the password (ftp_password_file or ftp_password_env)`,
+        `FTP server ${server} refused the login (${reason}); check remote_user and the password (ftp_password_file or ftp_password_env; with --to: the user in it, and --ftp-password-file or --ftp-password-env)`,
         "fatal",
         { cause: error },
       );
@@ -336,10 +336,10 @@ function certificateError(job: JobConfig, error: unknown, wrongName: boolean): T
   const reason = error instanceof Error ? error.message : String(error);
   const host = job.remote_host;
   const message = wrongName || /altnames|NotValidForName/i.test(reason)
-    ? `its TLS certificate is not made for ${host} (${reason}); set remote_host to a name the ` +
-      `certificate holds, or give the server a certificate for ${host}`
+    ? `its TLS certificate is not made for ${host} (${reason}); set remote_host (with --to: the ` +
+      `host in it) to a name the certificate holds, or give the server a certificate for ${host}`
     : `its TLS certificate is not trusted (${reason}); give the certificate of its authority ` +
-      "(or its own) in ftp_ca_file";
+      "(or its own) in ftp_ca_file (with --to: --set ftp_ca_file=FILE)";
   return new TransferError(`FTP server ${ftpServerName(job)}: ${message}`, "fatal", {
     cause: error,
   });

@@ -48,7 +48,7 @@ export function refuseNonFtpGreeting(
           `FTP server ${server}: connect: port ${port} took the connection but sent no FTP greeting ` +
             `within ${seconds} s: a server that expects TLS at once (implicit FTPS, usually ` +
             "on port 990) is not supported: give its explicit FTPS port (usually 21) in ftp_port " +
-            "(else the server is far too slow to greet)",
+            "(with --to: ftps://user@host:PORT/path; else the server is far too slow to greet)",
           "retry",
         ),
       );
@@ -64,8 +64,10 @@ export function refuseNonFtpGreeting(
     if (/^\d{3}/.test(seen)) return;
     const what = seen.startsWith("SSH-")
       ? `answers as an SSH server (${shown(seen)}), not FTP: for SFTP or SSH use ` +
-        "transfer_method scp or rsync; else check ftp_port"
-      : `does not answer as an FTP server (it said ${shown(seen)}): check ftp_port and remote_host`;
+        "transfer_method scp or rsync (with --to: user@host:/path); else check ftp_port (with --to: the port in it)"
+      : `does not answer as an FTP server (it said ${
+        shown(seen)
+      }): check ftp_port and remote_host (with --to: the port and host in it)`;
     client.ftp.closeWithError(
       new TransferError(`FTP server ${server}: connect: port ${port} ${what}`, "fatal"),
     );

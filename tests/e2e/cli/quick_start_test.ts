@@ -646,6 +646,40 @@ Deno.test("an SSH login that fails is said of --to, never of remote_host or remo
   }
 });
 
+Deno.test("an FTP certificate or login that fails says how the --to options give the fix (run and doctor)", async () => {
+  const server = await startVsftpd();
+  await using q = await quickSandbox();
+  try {
+    const to = `ftps://itx-ftp@127.0.0.1:${server.port}${await server.makeRemoteDir()}`;
+    const wrong = join(q.root, "wrong-password");
+    await Deno.writeTextFile(wrong, "not the password\n", { mode: 0o600 });
+    const more = ["--ftp-password-file", wrong, "--set", "retry_attempts=0"];
+    const trust = ["--set", `ftp_ca_file=${server.certFile}`];
+    for (
+      const [options, said] of [
+        // Before: only "give … in ftp_ca_file", a key of a config file there is none of.
+        [more, /certificate is not trusted .*\(with --to: --set ftp_ca_file=FILE\)/],
+        // Before: only "check remote_user and the password (ftp_password_file or …)".
+        [
+          [...more, ...trust],
+          /refused the login .*with --to: the user in it, and --ftp-password-file or --ftp-password-env\)/,
+        ],
+      ] as const
+    ) {
+      const once = await runOnceTo(q, to, [...options]);
+      assert.equal(once.code, 1, once.stderr);
+      assert.match(once.stderr, said);
+      const doctor = await runCli(["doctor", "--watch", q.watch, "--to", to, ...options], {
+        env: q.env,
+      });
+      assert.equal(doctor.code, 1, doctor.stdout + doctor.stderr);
+      assert.match(doctor.stdout, new RegExp(`^ {2}FAIL {2}(TLS|login): .*${said.source}`, "m"));
+    }
+  } finally {
+    await server.stop();
+  }
+});
+
 Deno.test("cli: through `deno task image-transfer`, relative paths are taken from where it was typed", async () => {
   const here = await Deno.makeTempDir({ prefix: "itx-task-cwd-" });
   try {
