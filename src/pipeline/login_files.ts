@@ -9,7 +9,7 @@
 import { dirname } from "node:path";
 import { jobKeyPlace } from "../config/key_lines.ts";
 import { fileInPlaceOfFolder } from "../config/paths.ts";
-import type { Config } from "../config/types.ts";
+import { COMMAND_LINE_CONFIG, type Config } from "../config/types.ts";
 import { ConfigError } from "../errors.ts";
 import { pastedWord, posixWord } from "../shell_words.ts";
 
@@ -143,10 +143,14 @@ export function unsetPasswordVariables(config: Config): string[] {
     if (name === null || job.transfer_method !== "ftp" || Deno.env.get(name) !== undefined) {
       return [];
     }
+    // Without a config file the variable was named by --ftp-password-env: said in its words.
+    const options = config.file === COMMAND_LINE_CONFIG;
     return [
-      `${jobKeyPlace(config, index, "ftp_password_env")}: the variable ${name} is not set here, ` +
-      `so a daemon started from here could not log in: set it (export ${name}=...) where ` +
-      "image-transfer runs, or give ftp_password_file instead",
+      `${
+        options ? `--ftp-password-env ${name}` : jobKeyPlace(config, index, "ftp_password_env")
+      }: the variable ${name} is not set here, so a daemon started from here could not log ` +
+      `in: set it (export ${name}=...) where image-transfer runs, or give ` +
+      `${options ? "--ftp-password-file" : "ftp_password_file"} instead`,
     ];
   });
 }

@@ -311,6 +311,17 @@ Deno.test("an FTP login's password is asked for, and its file judged, in the wor
           `${open} can be read or written by others \\(mode 0644\\); run: chmod 600 ${open}`,
       ),
     );
+    // A password variable that is not set here: warned of in the words of the option too.
+    const unset = await runCli(
+      ["doctor", "--watch", watch, "--to", to, "--ftp-password-env", "ITX_UNSET_FTP_PASSWORD"],
+      { env: { HOME: home }, cwd: home },
+    );
+    // Before: "WARN  (command line): ftp_password_env of job default: … give ftp_password_file".
+    assert.match(
+      unset.stdout,
+      /^WARN {2}--ftp-password-env ITX_UNSET_FTP_PASSWORD: the variable ITX_UNSET_FTP_PASSWORD is not set here, .* or give --ftp-password-file instead$/m,
+    );
+    assert.doesNotMatch(unset.stdout + unset.stderr, /ftp_password|command line/);
     // Given for a destination that is not FTP, where it would be ignored without a word.
     for (
       const [other, what] of [["obs@archive.invalid:/in", "logs in over SSH"], [
