@@ -116,6 +116,9 @@ function watchLine(
   const job = config.jobs.find((job) => job.name === name);
   if (!job || look === undefined) return null;
   if (look === "none") return `  Watch folder ${job.watch_path} does not exist (not mounted yet?)`;
+  if (look === "file") {
+    return `  Watch folder ${job.watch_path} is a file, not a folder: give watch_path a folder`;
+  }
   if (look === null) return `  Watch folder ${NO_ANSWER}`;
   if (look instanceof Error) return `  Watch folder cannot be read: ${look.message}`;
   const how = watchHow(job.watch_path, job.watch_mode, job.poll_interval_seconds);
@@ -353,11 +356,11 @@ export interface SkippedSummary {
 export const SKIPPED_SHOWN = 20;
 
 /**
- * What a look at a watch folder found: a folder, none there, an `Error` (one that cannot be looked
- * at or listed: a share whose client died, say), or `null`: no answer within
+ * What a look at a watch folder found: a folder, none there, a file, an `Error` (one that cannot
+ * be looked at or listed: a share whose client died, say), or `null`: no answer within
  * {@linkcode SHARE_ANSWER_MS}.
  */
-type FolderLook = "folder" | "none" | Error | null;
+type FolderLook = "folder" | "none" | "file" | Error | null;
 
 /** How a folder that did not answer is told. */
 const NO_ANSWER = `does not answer within ${SHARE_ANSWER_MS / 1000} s (a share whose server ` +
@@ -367,7 +370,7 @@ const NO_ANSWER = `does not answer within ${SHARE_ANSWER_MS / 1000} s (a share w
 function lookAt(path: string): Promise<FolderLook> {
   return answerWithin(
     Deno.stat(path).then(async (info): Promise<FolderLook> => {
-      if (!info.isDirectory) return "none";
+      if (!info.isDirectory) return info.isFile ? "file" : "none";
       const listed = await Deno.readDir(path)[Symbol.asyncIterator]().next().catch((e) => e);
       return listed instanceof Error ? listed : "folder";
     }, (error) => error instanceof Deno.errors.NotFound ? "none" : error),
@@ -385,7 +388,7 @@ export async function summarizeSkipped(
   const out: SkippedSummary[] = [];
   for (const job of jobs) {
     const look = looks.get(job.name);
-    if (look === undefined || look === "none" || look === null) {
+    if (look === undefined || look === "none" || look === "file" || look === null) {
       out.push({
         job: job.name,
         skipped: null,

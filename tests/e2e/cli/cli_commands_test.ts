@@ -112,6 +112,24 @@ Deno.test("--log-level warning hides INFO lines; debug shows DEBUG ones", async 
   }
 });
 
+Deno.test("status: a watch_path that is a file is said to be one, not a folder that does not exist", async () => {
+  await using box = await cliSandbox();
+  const run = await runCli(["-c", box.config, "run", "--once"], { env: box.env });
+  assert.equal(run.code, 0, run.stderr);
+  // The watch_path edited to a file's path since (the daemon refuses that config).
+  const file = join(box.root, "camera.fits");
+  await Deno.writeFile(file, randomBytes(100));
+  await box.rewrite({ watch_path: file });
+  const status = await runCli(["-c", box.config, "status"], { env: box.env });
+  assert.equal(status.code, 0, status.stderr);
+  // Before: "Watch folder … does not exist (not mounted yet?)", of a path that is there.
+  assert.match(
+    status.stdout,
+    new RegExp(`^ {2}Watch folder ${file} is a file, not a folder: give watch_path a folder$`, "m"),
+  );
+  assert.doesNotMatch(status.stdout, /does not exist/);
+});
+
 Deno.test("status -n: 0 lists no transfers nor failures and prints no heading over them; a count beyond any ledger lists them all; others are refused with what to give", async () => {
   await using box = await cliSandbox();
   for (const name of ["a.fits", "b.fits", "c.fits"]) {
