@@ -14,6 +14,7 @@ import { parseConfig } from "../config/load.ts";
 import { expandPath, otherOsPathProblem } from "../config/paths.ts";
 import { LOCAL_PATH_KEYS } from "../config/resolve.ts";
 import { COMMAND_LINE_CONFIG, type Config } from "../config/types.ts";
+import { ignoredByMethod } from "../config/method_keys.ts";
 import { ConfigError, UsageError, WatchFolderError } from "../errors.ts";
 import { answerWithin } from "../config/file_systems.ts";
 import { pastedWord } from "../shell_words.ts";
@@ -108,6 +109,14 @@ export function quickStartConfig(options: QuickStartOptions): QuickStart {
       throw new UsageError(
         `--set ${key}=\u2026 would overrule ${key === "watch_path" ? "--watch" : "--to"}: ` +
           `give it there (${whereToGive(key, options.to)})`,
+      );
+    }
+    // A key the method of --to does not use would do nothing, as --ftp-password-* would.
+    const ignored = ignoredByMethod(key, value, String(keys.transfer_method));
+    if (ignored !== null) {
+      throw new UsageError(
+        `--set ${key}=\u2026 would be ignored: ${ignored}, and --to ${options.to} sends by ` +
+          `${keys.transfer_method}: leave it out`,
       );
     }
     // Typed relative to here: made absolute, so a saved config reads them as meant.

@@ -36,17 +36,26 @@ const INSTEAD: Readonly<Record<string, string>> = {
   ftp_port: "an SSH server's port goes in ssh_port",
 };
 
+/**
+ * Which methods use `key`, said as `only scp and rsync use it`, where `key` set to `value` (not
+ * empty) is one a job sending by `method` ignores; else `null`.
+ */
+export function ignoredByMethod(key: string, value: unknown, method: string): string | null {
+  const only = METHOD_KEYS.get(key);
+  const empty = value === null || value === undefined ||
+    (Array.isArray(value) && value.length === 0);
+  if (only === undefined || empty || (only as readonly string[]).includes(method)) return null;
+  return `only ${only.join(" and ")} use${only.length > 1 ? "" : "s"} it`;
+}
+
 /** What to say of each method-only key written for a job whose method does not use it. */
 export function keysOfOtherMethods(config: Config): string[] {
   const written = writtenJobKeys(config.file);
   if (written === null) return [];
   const notes: string[] = [];
-  const unused = (key: string, job: JobConfig) => {
-    const value = (job as unknown as Record<string, unknown>)[key];
-    const empty = value === null || value === undefined ||
-      (Array.isArray(value) && value.length === 0);
-    return !empty && !METHOD_KEYS.get(key)!.includes(job.transfer_method);
-  };
+  const unused = (key: string, job: JobConfig) =>
+    ignoredByMethod(key, (job as unknown as Record<string, unknown>)[key], job.transfer_method) !==
+      null;
   const why = (key: string, methods: string) => {
     const only = METHOD_KEYS.get(key)!;
     const instead = INSTEAD[key] ? ` (${INSTEAD[key]})` : "";

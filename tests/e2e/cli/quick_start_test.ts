@@ -183,6 +183,55 @@ Deno.test("--watch, --to and --set: empty values, Windows folders off Windows an
   assert.equal(config.jobs[0].remote_user, "obs");
 });
 
+Deno.test("a --set of a key the method of --to does not use is refused, as it would do nothing (run and doctor)", async () => {
+  await using q = await quickSandbox();
+  for (
+    const [to, set, method] of [
+      [join(q.root, "out"), 'ssh_options=["Port=2222"]', "local"],
+      ["ftp://archive.invalid/in", "ssh_port=2121", "ftp"],
+      ["obs@archive.invalid:/in", "rsync_options=[--bwlimit=100]", "scp"],
+    ]
+  ) {
+    for (const command of [["run", "--dry-run"], ["doctor"]]) {
+      const out = await runCli([...command, "--watch", q.watch, "--to", to, "--set", set], {
+        env: q.env,
+      });
+      // Before: taken without a word, and ignored.
+      assert.equal(out.code, 2, out.stdout + out.stderr);
+      const key = set.slice(0, set.indexOf("="));
+      assert.match(
+        out.stderr,
+        new RegExp(
+          `^error: --set ${key}=\u2026 would be ignored: only .* uses? it, and --to ${to} sends by ` +
+            `${method}: leave it out$`,
+          "m",
+        ),
+      );
+      assert.equal(out.stdout, "");
+    }
+  }
+  // One that is empty says nothing, and one the method uses is taken.
+  const empty = await runCli(
+    [
+      "run",
+      "--dry-run",
+      "--watch",
+      q.watch,
+      "--to",
+      join(q.root, "out"),
+      "--set",
+      "ssh_options=[]",
+    ],
+    { env: q.env },
+  );
+  assert.equal(empty.code, 0, empty.stderr);
+  assert.equal(
+    quickStartConfig({ watch: q.watch, to: "o@h:/in", set: ["ssh_port=2222"] }).config.jobs[0]
+      .ssh_port,
+    2222,
+  );
+});
+
 Deno.test("a wrong --set names the key and the options, not a line of a file never written", () => {
   for (const saveConfig of [undefined, "/nonexistent/saved.yaml"]) {
     let error: unknown;
