@@ -48,6 +48,18 @@ function exampleKeys(method: JobConfig["transfer_method"]): Array<[string, strin
 }
 
 /**
+ * The template's `~/...` example as a path here, or `null` without a home folder (no `HOME`, as a
+ * service may be started), where a config's own `~` paths were refused as it loaded.
+ */
+function expandedExample(example: string): string | null {
+  try {
+    return expandPath(example);
+  } catch {
+    return null;
+  }
+}
+
+/**
  * The example values of each job of `config` that holds every one its method uses (the template's
  * job as `init` wrote it), in the order of the jobs and the keys; none where every job was edited.
  */
@@ -56,7 +68,7 @@ export function templateValues(config: Config): TemplateValue[] {
     const keys = exampleKeys(job.transfer_method);
     const values = keys.filter(([key, example]) => {
       const value = (job as unknown as Record<string, unknown>)[key];
-      return value === example || (key === "watch_path" && value === expandPath(example));
+      return value === example || (key === "watch_path" && value === expandedExample(example));
     });
     if (values.length < keys.length) return [];
     return values.map(([key, example]): TemplateValue => ({

@@ -10,7 +10,7 @@ import {
   runProgram,
   startCli,
 } from "../../helpers/cli.ts";
-import { within } from "../../helpers/files.ts";
+import { randomBytes, within } from "../../helpers/files.ts";
 import { renderDefaultConfig } from "../../../src/cli/config.ts";
 import { renderConfigReference, renderConfigSummary } from "../../../src/config/reference.ts";
 import { END_MARKER, readRegion, START_MARKER } from "../../../scripts/gen_config_reference.ts";
@@ -536,6 +536,43 @@ Deno.test("without HOME, every command on a -c file whose state_dir defaults to 
         /config\.yaml: state_dir and log_file default to the home folder, which cannot be found \(neither HOME nor USERPROFILE is set\): write state_dir and log_file as absolute paths/,
       );
     }
+  });
+});
+
+Deno.test("without HOME, a -c file whose paths are all absolute is checked and run (config validate, doctor, run --once)", async () => {
+  await withHome(async (dir) => {
+    const [watch, out] = [join(dir, "watch"), join(dir, "out")];
+    await Deno.mkdir(watch);
+    const bytes = randomBytes(5000);
+    await Deno.writeFile(join(watch, "a.dat"), bytes);
+    const file = join(dir, "config.yaml");
+    await Deno.writeTextFile(
+      file,
+      [
+        `watch_path: ${watch}`,
+        "transfer_method: local",
+        `remote_base_path: ${out}`,
+        `state_dir: ${join(dir, "state")}`,
+        'log_file: ""',
+        'status_listen: ""',
+        'file_patterns: ["*.dat"]',
+        "",
+      ].join("\n"),
+    );
+    const homeless = (args: string[]) =>
+      runProgram("env", [
+        ...["-u", "HOME", "-u", "USERPROFILE", "-u", "XDG_STATE_HOME"],
+        ...[Deno.execPath(), ...cliArgv(["-c", file, ...args])],
+      ], { cwd: dir });
+    // Before: each exited 1 with "Cannot find the home folder" (the check for the template's
+    // example watch_path, ~/data/images, looked for the home folder).
+    for (const args of [["config", "validate"], ["doctor"], ["run", "--once"]]) {
+      const result = await homeless(args);
+      assert.equal(result.code, 0, `${args.join(" ")}: ${result.stdout}${result.stderr}`);
+    }
+    const nights = [...Deno.readDirSync(out)].map((entry) => entry.name);
+    assert.equal(nights.length, 1);
+    assert.deepEqual(await Deno.readFile(join(out, nights[0], "a.dat")), bytes);
   });
 });
 
