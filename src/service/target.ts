@@ -171,7 +171,9 @@ export function invokingAccount(os: ServiceOs): ServiceAccount {
   const name = env("USER") ?? env("LOGNAME") ?? (uid === null ? undefined : passwdEntry(uid)?.name);
   if (!name) throw new Error("Cannot tell who you are: neither USER nor LOGNAME is set");
   const gid = Deno.build.os === "windows" ? null : Deno.gid();
-  return { user: name, uid, gid, home: homeDir(), viaSudo: false };
+  // Without HOME (a configuration tool's command, a service), the account's own from /etc/passwd.
+  const home = env("HOME") ?? (uid === null ? undefined : passwdEntry(uid)?.home) ?? homeDir();
+  return { user: name, uid, gid, home, viaSudo: false };
 }
 
 /**

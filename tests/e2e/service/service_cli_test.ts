@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { join, relative } from "node:path";
-import { runCli } from "../../helpers/cli.ts";
+import { cliArgv, runCli, runProgram } from "../../helpers/cli.ts";
 import { noSystemdPath } from "../../helpers/no_systemd.ts";
 import { makeTempDirOutsideTmp } from "../../helpers/service_render.ts";
 
@@ -208,6 +208,31 @@ Deno.test("install-service --print shows the checks, the unit, the folders and t
     );
     assert.deepEqual(await listFiles(root), []);
     assert.deepEqual(await listFiles(home), ["my configs/config.yaml"]);
+  }));
+
+Deno.test("install-service --print without HOME (a configuration tool's command) takes the account's home from /etc/passwd", () =>
+  withHome(async ({ home, env }) => {
+    const config = join(home, "absolute.yaml");
+    await Deno.writeTextFile(
+      config,
+      [
+        `watch_path: ${JSON.stringify(join(home, "watch"))}`,
+        "transfer_method: local",
+        `remote_base_path: ${JSON.stringify(join(home, "dest"))}`,
+        `state_dir: ${JSON.stringify(join(home, "state"))}`,
+        'log_file: ""',
+        "",
+      ].join("\n"),
+    );
+    const { HOME: _, ...withoutHome } = env;
+    const out = await runProgram("env", [
+      ...["-u", "HOME", "-u", "USERPROFILE", Deno.execPath()],
+      ...cliArgv(["-c", config, "install-service", "--print", "--os", "linux"]),
+    ], { env: withoutHome });
+    // Before: exit 1, "Cannot find the home folder: neither HOME nor USERPROFILE is set".
+    assert.equal(out.code, 0, out.stderr);
+    assert.match(out.stdout, /^would write \/etc\/systemd\/system\/image-transfer\.service/m);
+    assert.match(out.stdout, /^User=observer$/m);
   }));
 
 Deno.test("install-service: source clean-up makes the watch and archive folders writable; paths in /tmp are named", () =>
