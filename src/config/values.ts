@@ -53,20 +53,21 @@ function existsAsWritten(text: string): boolean {
 
 /**
  * Why `text` would be taken literally where a user meant a variable or another user's home:
- * `$NAME` or `${NAME}` (only a leading `$HOME` is expanded) or a leading `~name`; `null` if not.
+ * `$NAME`, `${NAME}` or any `${...}` (only a leading `$HOME` is expanded) or a leading `~name`; `null` if not.
  */
 function unexpandedReference(text: string): string | null {
   // A leading $HOME or ${HOME} is expanded where a separator or the end follows it.
   const expanded = /^\$(HOME|\{HOME\})(?=$|[\\/])/.exec(text)?.[0].length ?? 0;
-  const variable = /\$(\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z_][A-Za-z0-9_]*)/.exec(
-    text.slice(expanded),
-  );
+  // Any `${...}` too: a shell's default (`${DATA:-/data}`) is not expanded either.
+  const variable = /\$(\{[^}]*\}?|[A-Za-z_][A-Za-z0-9_]*)/.exec(text.slice(expanded));
   if (variable) {
-    const name = variable[1].replace(/[{}]/g, "");
+    const name = /^\{?([A-Za-z_][A-Za-z0-9_]*)/.exec(variable[1])?.[1];
     return `${variable[0]} is not expanded here (only ~ and a leading $HOME are, and %NAME% in ` +
       "local paths), so the path would hold it as written; write the folder itself (a folder " +
       "whose name holds it is taken as written once it exists)" +
-      (name === "HOME" ? "" : `, or %${name}% to take it from the environment (local paths)`);
+      (name === undefined || name === "HOME"
+        ? ""
+        : `, or %${name}% to take it from the environment (local paths)`);
   }
   const shellFolder = /^~[+-](?=$|[\\/])/.exec(text)?.[0];
   if (shellFolder) {

@@ -1182,6 +1182,19 @@ Deno.test("a path with a variable or another user's home that would be taken lit
   );
 });
 
+Deno.test("a shell variable with a default or another form (${DATA:-/data}) is refused as $DATA is, not taken as a folder of that name", () => {
+  const cases: Array<[string, RegExp]> = [
+    ["${DATA:-/data}/cam", /\$\{DATA:-\/data\} is not expanded here .* or %DATA% to take it/],
+    ["/srv/${CAM-north}/raw", /\$\{CAM-north\} is not expanded here .* or %CAM% to take it/],
+    ["${HOME:-/root}/in", /\$\{HOME:-\/root\} is not expanded here .*write the folder itself/],
+    ["/srv/${#X}", /\$\{#X\} is not expanded here/],
+  ];
+  for (const [path, expected] of cases) {
+    const error = configError(`${MINIMAL}state_dir: "${path}"\n`);
+    assert.match(error.message, new RegExp(`:4: state_dir: ${expected.source}`), path);
+  }
+});
+
 Deno.test('several quoted values on one key\'s line ("*.fits", "*.FIT"): the YAML error says to write a list', () => {
   for (const value of ['"*.fits", "*.FIT"', "'*.fits' '*.FIT'", '["*.fits"] "*.FIT"']) {
     const error = configError(`${MINIMAL}file_patterns: ${value}\n`);
