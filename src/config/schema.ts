@@ -304,13 +304,16 @@ export const jobShape = {
     "With `after_transfer: delete` or `move`: days a source stays after it arrived. 0: removed right after its arrival; else checked hourly.",
   ),
   bandwidth_limit: doc(
-    z.string().default("").refine((text) => parseBandwidth(text) !== undefined, {
-      error: (issue) =>
-        `not a bandwidth: ${
-          JSON.stringify(issue.input)
-        }; write a number and a unit per second, e.g. "10MB/s", "500KiB/s" or "20Mbit/s" (at least 1KiB/s), or "" for no limit`,
-    }),
-    'What this job sends per second at most, e.g. "10MB/s", "500KiB/s", "20Mbit/s"; "" is no limit. MB = 1000000 bytes, MiB = 1048576; the transfers in flight share it (one alone gets all of it): scp and rsync calls go one at a time, each at the whole limit (see docs/reference.md).',
+    z.union([z.string(), z.number()]).default("").refine(
+      (value) => parseBandwidth(value) !== undefined,
+      {
+        error: (issue) =>
+          `not a bandwidth: ${
+            JSON.stringify(issue.input)
+          }; write a number and a unit per second, e.g. "10MB/s", "500KiB/s" or "20Mbit/s" (at least 1KiB/s), or "" or 0 for no limit`,
+      },
+    ),
+    'What this job sends per second at most, e.g. "10MB/s", "500KiB/s", "20Mbit/s"; "" or 0 is no limit. MB = 1000000 bytes, MiB = 1048576; the transfers in flight share it (one alone gets all of it): scp and rsync calls go one at a time, each at the whole limit (see docs/reference.md).',
   ),
   min_free_space: doc(
     z.union([z.string(), z.number()]).default("0").refine(

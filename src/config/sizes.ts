@@ -33,12 +33,13 @@ const RATE_UNITS: Readonly<Record<string, number>> = {
 export const MIN_BANDWIDTH_BYTES_PER_SECOND = 1024;
 
 /**
- * Bytes per second of `text`, `null` for no limit (`""`), or `undefined`
- * when `text` is not a limit.
+ * Bytes per second of `value`, `null` for no limit (`""`, `0` or `"0"`), or `undefined`
+ * when `value` is not a limit (another number: its unit is missing).
  */
-export function parseBandwidth(text: string): number | null | undefined {
-  const trimmed = text.trim();
-  if (trimmed === "") return null;
+export function parseBandwidth(value: string | number): number | null | undefined {
+  if (typeof value === "number") return value === 0 ? null : undefined;
+  const trimmed = value.trim();
+  if (trimmed === "" || trimmed === "0") return null;
   const match = trimmed.match(/^(\d+(?:\.\d+)?)\s*([A-Za-z]+)\/s$/);
   if (!match) return undefined;
   const factor = RATE_UNITS[match[2].toLowerCase()];
@@ -59,7 +60,7 @@ export function scpLimit(bytesPerSecond: number): string {
 }
 
 /** A job's `bandwidth_limit` in bytes per second, `null` for none. */
-export function bandwidthLimit(job: { bandwidth_limit: string }): number | null {
+export function bandwidthLimit(job: { bandwidth_limit: string | number }): number | null {
   return parseBandwidth(job.bandwidth_limit) ?? null;
 }
 

@@ -41,6 +41,33 @@ Deno.test("bandwidth_limit: human units in bytes per second; rsync KiB/s, scp Kb
   assert.equal(bandwidthLimit({ bandwidth_limit: "" }), null);
 });
 
+Deno.test("bandwidth_limit: 0, as a number or text, is no limit; another bare number is refused for its missing unit, in one step", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-bw-zero-" });
+  try {
+    const config = join(root, "config.yaml");
+    const job = `watch_path: ${JSON.stringify(root)}\nremote_base_path: /tmp/x\n` +
+      "transfer_method: local\n";
+    for (const zero of ["0", '"0"']) {
+      await Deno.writeTextFile(config, `${job}bandwidth_limit: ${zero}\n`);
+      const out = await runCli(["config", "validate", "-c", config], { env: { HOME: root } });
+      // Before: "expected text, got 0 (put it in quotes ...)", and then "not a bandwidth: "0"".
+      assert.equal(out.code, 0, out.stderr);
+    }
+    await Deno.writeTextFile(config, `${job}bandwidth_limit: 10000\n`);
+    const out = await runCli(["config", "validate", "-c", config], { env: { HOME: root } });
+    assert.equal(out.code, 2);
+    assert.match(
+      out.stderr,
+      /config\.yaml:4: bandwidth_limit: not a bandwidth: 10000; write a number and a unit per second, e\.g\. "10MB\/s".*or "" or 0 for no limit/,
+    );
+    assert.doesNotMatch(out.stderr, /put it in quotes/);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+  assert.equal(bandwidthLimit({ bandwidth_limit: 0 }), null);
+  assert.equal(bandwidthLimit({ bandwidth_limit: "0" }), null);
+});
+
 Deno.test("bandwidth_limit: a wrong value is refused with its line and an example", async () => {
   const root = await Deno.makeTempDir({ prefix: "itx-bw-config-" });
   try {
