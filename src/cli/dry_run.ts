@@ -16,7 +16,7 @@ import { MOST_TRIES_BESIDE } from "../pipeline/batch_items.ts";
 import { observationOf, placeBeside } from "../layout/sent_before.ts";
 import { FileRows } from "../ledger/file_rows.ts";
 import { ledgerTarget } from "../ledger/destination_spellings.ts";
-import { ledgerName } from "../ledger/job_names.ts";
+import { fromWatchFolder, ledgerName } from "../ledger/job_names.ts";
 import { Ledger } from "../ledger/ledger.ts";
 import { judgeStateDir, whatRunDoes } from "../ledger/ledger_check.ts";
 import { quoteIfUnsafe } from "../log/logging.ts";
@@ -95,7 +95,9 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
             (_folder, message) => fallback += ` (${message})`,
           );
           // A new file under a name sent before goes beside the file sent (as the run).
-          const row = table?.get(file.relPath);
+          const row = table
+            ? fromWatchFolder(table, table.get(file.relPath), job.watch_path)
+            : undefined;
           // Planned before and not arrived (an interrupted copy): the run goes on with it there.
           const planned = row && row.state !== "done" && sameVersion(row, version)
             ? row.destination
@@ -123,7 +125,7 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
           if (placed !== beside) fallback += " (beside another file's copy of that name)";
           chosen.set(file.relPath, placed);
           // The ledger gives it this name (its own copy there): it replaces that copy.
-          const ownName = row !== undefined && row.transferredAt !== null &&
+          const ownName = row !== undefined && row.transferredAt !== null && !row.otherFolder &&
             row.destination === placed;
           waiting.push({
             source: file.path,

@@ -23,6 +23,12 @@ export interface NameRow {
   /** The version last recorded (the one sent, for a done row). */
   size: number;
   mtimeMs: number;
+  /**
+   * Its copy arrived from another watch folder than the job's now (`fromWatchFolder` in
+   * `ledger/job_names.ts`): a file under the name now is another file, that goes where its name
+   * leads and never over a file there.
+   */
+  otherFolder?: boolean;
 }
 
 /**
@@ -58,7 +64,7 @@ export function placeBeside(
   source: string,
   header: Observation = null,
 ): string {
-  if (row === undefined) return planned;
+  if (row === undefined || row.otherFolder) return planned;
   if (header === "new") return besideEarlier(planned, row.destination);
   // Beside its copy, in that copy's night folder: the source's copies together.
   const besideCopy = () =>
@@ -118,7 +124,7 @@ export async function observationOf(
   planned: string,
   row: NameRow | undefined,
 ): Promise<Observation> {
-  if (row === undefined || row.transferredAt === null) return null;
+  if (row === undefined || row.transferredAt === null || row.otherFolder) return null;
   if (row.size === file.size && row.mtimeMs === file.mtimeMs) return null;
   const night = nightOf(row.destination);
   if (night === nightOf(planned)) return null;

@@ -12,6 +12,7 @@
  */
 import type { JobConfig } from "../config/types.ts";
 import { destinationIdentity } from "./destination_identity.ts";
+import type { FileRows } from "./file_rows.ts";
 import { type Ledger, LedgerWriteError } from "./ledger.ts";
 
 /** A job that took over the rows of the name it had before. */
@@ -52,6 +53,7 @@ export function carryOverRenamedJobs(ledger: Ledger, jobs: readonly JobConfig[])
   const renamed: RenamedJob[] = [];
   for (const job of jobs) {
     const target = destinationIdentity(job);
+    noteWatchFolder(ledger, job, target);
     const key = namesKey(target, job.watch_path);
     const names = recordedNames(ledger, key);
     if (names.includes(job.name)) continue;
@@ -72,6 +74,9 @@ export function carryOverRenamedJobs(ledger: Ledger, jobs: readonly JobConfig[])
             ledger.statement(`UPDATE OR IGNORE ${table} SET job = ? WHERE job = ? AND target = ?`)
               .run(job.name, former[0], target);
           }
+          // The same watch folder: since when its rows are its files, as they were the former's.
+          const since = ledger.meta(watchKey(target, former[0]));
+          if (since !== null) ledger.setMeta(watchKey(target, job.name), since);
           kept = names.filter((name) => name !== former[0]);
         }
         ledger.setMeta(key, JSON.stringify([...kept, job.name]));
@@ -109,4 +114,60 @@ export function ledgerName(ledger: Ledger, job: JobConfig, jobs: readonly JobCon
 function hasRows(ledger: Ledger, job: string, target: string): boolean {
   return ledger.statement("SELECT 1 FROM files WHERE job = ? AND target = ? LIMIT 1")
     .get(job, target) !== undefined;
+}
+
+/** The `ledger_meta` key of the watch folder `name` sends to `target` from, and since when. */
+function watchKey(target: string, name: string): string {
+  return `watch_folder\n${target}\n${name}`;
+}
+
+/** What `key` records (see {@linkcode noteWatchFolder}): `null` if nothing, `{}` if unreadable. */
+function recordedWatch(ledger: Ledger, key: string): { watch?: unknown; since?: unknown } | null {
+  const text = ledger.meta(key);
+  if (text === null) return null;
+  try {
+    const value: unknown = JSON.parse(text);
+    return typeof value === "object" && value !== null ? value : {};
+  } catch {
+    return {};
+  }
+}
+
+/**
+ * Record the watch folder `job` sends from to `target`: where it is another than the one recorded,
+ * since now (the rows recorded before are the other folder's files), else as it was (since 0: its
+ * rows are its folder's, as in a ledger from before this was recorded). A ledger that cannot be
+ * written changes nothing.
+ */
+function noteWatchFolder(ledger: Ledger, job: JobConfig, target: string): void {
+  const key = watchKey(target, job.name);
+  const recorded = recordedWatch(ledger, key);
+  if (recorded !== null && recorded.watch === job.watch_path) return;
+  const since = recorded === null ? 0 : Date.now();
+  try {
+    ledger.setMeta(key, JSON.stringify({ watch: job.watch_path, since }));
+  } catch (error) {
+    if (!(error instanceof LedgerWriteError)) throw error;
+  }
+}
+
+/**
+ * `row` of `rows`, marked `otherFolder` where it records a copy that arrived from another watch
+ * folder than the job's now (before the job's watch folder last changed): a file of the job's
+ * folder under that name is another file, which never goes over that copy. `watch`: the job's
+ * watch folder where the ledger may not have recorded it yet (`run --dry-run`; another than the
+ * one recorded makes every copy another folder's, as the next start records it).
+ */
+export function fromWatchFolder<T extends { transferredAt: number | null }>(
+  rows: FileRows,
+  row: T | undefined,
+  watch?: string,
+): (T & { otherFolder?: boolean }) | undefined {
+  if (row === undefined || row.transferredAt === null) return row;
+  const recorded = recordedWatch(rows.ledger, watchKey(rows.target, rows.job));
+  const moved = watch !== undefined && recorded !== null && recorded.watch !== watch;
+  const since = moved ? Infinity : recorded?.since;
+  return typeof since === "number" && row.transferredAt < since
+    ? { ...row, otherFolder: true }
+    : row;
 }

@@ -14,6 +14,7 @@
  * @module
  */
 import { nameBesideOther } from "../layout/destination.ts";
+import { fromWatchFolder } from "../ledger/job_names.ts";
 import type { JobConfig } from "../config/types.ts";
 import type { Logger } from "../log/logging.ts";
 import { classifyEntry } from "../watch/entry_check.ts";
@@ -106,8 +107,9 @@ export async function sendAroundOthers(
  */
 function ownName(table: FileTable, record: WorkRecord, item: TransferItem): boolean {
   try {
-    const row = table.rows.get(record.relPath);
-    return row !== undefined && row.transferredAt !== null && row.destination === item.destination;
+    const row = fromWatchFolder(table.rows, table.rows.get(record.relPath));
+    return row !== undefined && row.transferredAt !== null && !row.otherFolder &&
+      row.destination === item.destination;
   } catch {
     return false;
   }

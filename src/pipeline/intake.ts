@@ -16,6 +16,7 @@ import { freeDestination, planDestination } from "../layout/destination.ts";
 import { type Observation, observationOf, placeBeside } from "../layout/sent_before.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
 import type { LedgerRow, PendingFile } from "../ledger/file_rows.ts";
+import { fromWatchFolder } from "../ledger/job_names.ts";
 import type { Activity, StabilityChecker, StableFile } from "../watch/stability.ts";
 import {
   type FileVersion,
@@ -379,7 +380,8 @@ export class Intake {
   /** The ledger's row of `rel`; unreadable: none (recording the file fails too, planned again). */
   #rowOf(rel: string): LedgerRow | undefined {
     try {
-      return this.#context.table.rows.get(rel);
+      const rows = this.#context.table.rows;
+      return fromWatchFolder(rows, rows.get(rel));
     } catch {
       return undefined;
     }

@@ -1,0 +1,66 @@
+/**
+ * A job whose `watch_path` changes keeps its name, so the ledger's rows of its files are found by
+ * their names: a file of the new folder under a name the old folder's file was sent under is
+ * another file, which never replaces that copy. Through the real CLI (`run --once`), a local copy.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { runCli } from "../../helpers/cli.ts";
+import { cliSandbox } from "../../helpers/sandbox.ts";
+
+const NIGHT = new Date("2024-07-01T20:00:00Z"); // -> night folder 20240701
+
+/** `run --once`: asserts it ended well and sent `sent` file(s). */
+async function runOnce(config: string, env: Record<string, string>, sent: number) {
+  const run = await runCli(["run", "--once", "-c", config], { env });
+  assert.equal(run.code, 0, run.stderr);
+  assert.match(run.stderr, new RegExp(`Stopped: ${sent} file\\(s\\) sent, 0 failed`), run.stderr);
+}
+
+/** The files under `dir` and their text, by relative path. */
+async function contents(dir: string): Promise<Record<string, string>> {
+  const found: Record<string, string> = {};
+  for await (const night of Deno.readDir(dir)) {
+    for await (const entry of Deno.readDir(join(dir, night.name))) {
+      found[`${night.name}/${entry.name}`] = await Deno.readTextFile(
+        join(dir, night.name, entry.name),
+      );
+    }
+  }
+  return found;
+}
+
+Deno.test("watch_path changed to a folder with files of the same names, made before: none replaces the copy of the old folder's file; the same bytes are not sent again; back to the old folder, nothing is sent again", async () => {
+  await using box = await cliSandbox();
+  const other = join(box.root, "other");
+  await Deno.mkdir(other);
+  const write = async (path: string, text: string) => {
+    await Deno.writeTextFile(path, text);
+    await Deno.utime(path, NIGHT, NIGHT);
+  };
+  // Every file is made before the first run: none is "made after" a copy arrived.
+  await write(join(box.watch, "img_0001.dat"), "the first camera's image 1");
+  await write(join(box.watch, "img_0002.dat"), "the same bytes in both folders");
+  await write(join(other, "img_0001.dat"), "the other folder's own image 1");
+  await write(join(other, "img_0002.dat"), "the same bytes in both folders");
+  const fields = { file_patterns: ["*.dat"] };
+  await box.rewrite(fields);
+  await runOnce(box.config, box.env, 2);
+  await box.rewrite({ ...fields, watch_path: other });
+  // `run --dry-run` says so before the run, the ledger not yet told of the new folder.
+  const dry = await runCli(["run", "--dry-run", "-c", box.config], { env: box.env });
+  assert.equal(dry.code, 0, dry.stderr);
+  assert.match(dry.stdout, /would transfer \S+\/other\/img_0001\.dat -> \S+\/img_0001~2\.dat /);
+  // Before: the other folder's img_0001.dat went over the first one's copy, and img_0002.dat too.
+  await runOnce(box.config, box.env, 1);
+  const after = {
+    "20240701/img_0001.dat": "the first camera's image 1",
+    "20240701/img_0001~2.dat": "the other folder's own image 1",
+    "20240701/img_0002.dat": "the same bytes in both folders",
+  };
+  assert.deepEqual(await contents(box.dest), after);
+  // Back to the first folder: its files are there already, under their own names.
+  await box.rewrite(fields);
+  await runOnce(box.config, box.env, 0);
+  assert.deepEqual(await contents(box.dest), after);
+});
