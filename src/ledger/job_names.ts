@@ -14,6 +14,7 @@ import type { JobConfig } from "../config/types.ts";
 import { destinationIdentity } from "./destination_identity.ts";
 import type { FileRows } from "./file_rows.ts";
 import { type Ledger, LedgerWriteError } from "./ledger.ts";
+import { logger } from "../log/logging.ts";
 
 /** A job that took over the rows of the name it had before. */
 export interface RenamedJob {
@@ -149,6 +150,13 @@ function noteWatchFolder(ledger: Ledger, job: JobConfig, target: string): void {
   } catch (error) {
     if (!(error instanceof LedgerWriteError)) throw error;
   }
+  if (recorded === null || typeof recorded.watch !== "string") return;
+  logger("daemon").info(
+    "Job {job} sends from {watch} now, no longer from {before}: the files of {before} not sent " +
+      "yet are not sent; a file of {watch} under a name sent from {before} never goes over that " +
+      "copy (the same bytes are counted as arrived, others go beside it)",
+    { job: job.name, watch: job.watch_path, before: recorded.watch },
+  );
 }
 
 /**

@@ -80,7 +80,8 @@ export async function resumeUnfinished(context: ResumeContext): Promise<string[]
       writeIfWritable(() => rows.remove(row.relPath, true));
       dropped.push(row.destination);
       logger("pipeline").info(
-        "Dropped {path}: it is gone from the watch folder, or no longer matches",
+        "Dropped {path}: it is not in the watch folder (gone, or the watch folder changed), or " +
+          "no longer matches",
         { job: job.name, path },
       );
     } else if (sameVersion(versionOf(info), row)) {

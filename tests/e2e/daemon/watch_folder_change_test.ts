@@ -10,11 +10,12 @@ import { cliSandbox } from "../../helpers/sandbox.ts";
 
 const NIGHT = new Date("2024-07-01T20:00:00Z"); // -> night folder 20240701
 
-/** `run --once`: asserts it ended well and sent `sent` file(s). */
+/** `run --once`: asserts it ended well and sent `sent` file(s); its log. */
 async function runOnce(config: string, env: Record<string, string>, sent: number) {
   const run = await runCli(["run", "--once", "-c", config], { env });
   assert.equal(run.code, 0, run.stderr);
   assert.match(run.stderr, new RegExp(`Stopped: ${sent} file\\(s\\) sent, 0 failed`), run.stderr);
+  return run.stderr;
 }
 
 /** The files under `dir` and their text, by relative path. */
@@ -52,7 +53,11 @@ Deno.test("watch_path changed to a folder with files of the same names, made bef
   assert.equal(dry.code, 0, dry.stderr);
   assert.match(dry.stdout, /would transfer \S+\/other\/img_0001\.dat -> \S+\/img_0001~2\.dat /);
   // Before: the other folder's img_0001.dat went over the first one's copy, and img_0002.dat too.
-  await runOnce(box.config, box.env, 1);
+  const log = await runOnce(box.config, box.env, 1);
+  assert.match(
+    log,
+    /Job default sends from \S+\/other now, no longer from \S+\/watch: .* never goes over that copy/,
+  );
   const after = {
     "20240701/img_0001.dat": "the first camera's image 1",
     "20240701/img_0001~2.dat": "the other folder's own image 1",
@@ -61,6 +66,6 @@ Deno.test("watch_path changed to a folder with files of the same names, made bef
   assert.deepEqual(await contents(box.dest), after);
   // Back to the first folder: its files are there already, under their own names.
   await box.rewrite(fields);
-  await runOnce(box.config, box.env, 0);
+  assert.match(await runOnce(box.config, box.env, 0), /sends from \S+\/watch now/);
   assert.deepEqual(await contents(box.dest), after);
 });
