@@ -16,6 +16,7 @@ import { daemonShape, jobShape, scheduleEntry } from "./schema.ts";
 import type { Document, LineCounter } from "yaml";
 import { ConfigError } from "../errors.ts";
 import { closestWord, lineOf, type Path } from "./key_lines.ts";
+import { LOCAL_PATH_KEYS } from "./resolve.ts";
 
 const SHAPES: Readonly<Record<string, z.ZodType>> = { ...jobShape, ...daemonShape };
 
@@ -79,12 +80,17 @@ export function describeIssue(issue: z.core.$ZodIssue, path: Path, value: unknow
     : typeof value === "number" || typeof value === "boolean"
     ? ' (put it in quotes: "...")'
     : value === null
-    ? ' (a bare ~ is YAML\'s empty value: for the home folder write "~")'
+    ? PATH_KEYS.has(key)
+      ? ' (a bare ~ is YAML\'s empty value: for the home folder write "~")'
+      : ' (write "" for an empty text, or leave the key out for its default)'
     : "";
   return `expected ${expected}, got ${describeValue(value)}${quoteHint}${
     commandHint(issue, path, value)
   }`;
 }
+
+/** The keys that hold a path, where a bare `~` (YAML's empty value) may have meant the home. */
+const PATH_KEYS: ReadonlySet<string> = new Set([...LOCAL_PATH_KEYS, "remote_base_path"]);
 
 /** The keys that hold a program and its arguments. */
 const COMMAND_KEYS = new Set(["on_transfer", "on_failure", "command"]);

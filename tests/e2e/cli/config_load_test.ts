@@ -1182,6 +1182,25 @@ Deno.test("a path with a variable or another user's home that would be taken lit
   );
 });
 
+Deno.test('an empty value of a text key that is not a path says to write "" or leave the key out, not to write ~ for the home folder', () => {
+  const error = configError(
+    `${MINIMAL}remote_user:\nnight_timezone:\nstatus_listen:\nlog_file:\n`,
+  );
+  const lines = error.message.split("\n");
+  assert.equal(lines.length, 4, error.message);
+  for (const [line, key] of [[0, "remote_user"], [1, "night_timezone"], [2, "status_listen"]]) {
+    assert.match(
+      lines[line as number],
+      new RegExp(
+        `:${(line as number) + 4}: ${key}: expected text, got an empty value \\(write "" for an ` +
+          `empty text, or leave the key out for its default\\)$`,
+      ),
+    );
+  }
+  // A path: where the home folder was meant.
+  assert.match(lines[3], /:7: log_file: .*a bare ~ is YAML's empty value: for the home folder/);
+});
+
 Deno.test("a shell variable with a default or another form (${DATA:-/data}) is refused as $DATA is, not taken as a folder of that name", () => {
   const cases: Array<[string, RegExp]> = [
     ["${DATA:-/data}/cam", /\$\{DATA:-\/data\} is not expanded here .* or %DATA% to take it/],
