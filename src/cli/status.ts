@@ -270,11 +270,14 @@ async function showStatus(
     for (const { name: job, rows, target } of jobs) {
       const ofJob = (c: { job: string; target: string }) =>
         c.job === rows && (target === null || c.target === target || c.target === "");
+      const notRun = daemon.running && daemon.jobs !== undefined && !daemon.jobs.includes(job);
       const line = STATES.map((state) => {
         const n = counts.filter((c) => ofJob(c) && c.state === state)
           .reduce((sum, c) => sum + c.count, 0);
-        // With no daemon running, a file `transferring` was cut off: the next start resumes it.
-        return `${state === "transferring" && !daemon.running ? "interrupted" : state} ${n}`;
+        // With no daemon running it (none, or a reload removed it), a file `transferring` was cut
+        // off: the next start of the job resumes it.
+        const cut = state === "transferring" && (!daemon.running || notRun);
+        return `${cut ? "interrupted" : state} ${n}`;
       }).join(", ");
       // Hooks owed: waiting for a free slot, or (no daemon running) run at the next start.
       const hooks = owed.filter(ofJob).reduce((sum, c) => sum + c.count, 0);
@@ -284,7 +287,6 @@ async function showStatus(
           describePause(daemon, job, config.file) || windowPause(job)
         }`,
       );
-      const notRun = daemon.running && daemon.jobs !== undefined && !daemon.jobs.includes(job);
       const watched = notRun ? null : watchLine(config, job, live, daemon.running, looks.get(job));
       if (watched) console.log(watched);
     }

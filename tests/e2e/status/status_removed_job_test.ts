@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { runCli } from "../../helpers/cli.ts";
 import {
   LEAST_CEILING_MS,
+  listFiles,
   randomBytes,
   sha256Of,
   sha256OfFile,
@@ -85,6 +86,53 @@ Deno.test("status: after a reload removed a job, status (text and --json) and th
     assert.deepEqual(after.json.live.jobs.map((j) => j.job), ["north"]);
     assert.deepEqual(after.json.recent.map((r) => `${r.job} ${r.relPath}`), ["north north.fits"]);
     assert.deepEqual([...new Set(after.json.counts.map((c) => c.job))], ["north"]);
+  } finally {
+    await Deno.remove(south, { recursive: true });
+  }
+});
+
+Deno.test("status: a job a reload removed while its file was on the way counts that file as interrupted, not transferring", async () => {
+  const south = await Deno.makeTempDir({ prefix: "itx-south-" });
+  try {
+    await Deno.mkdir(join(south, "watch"));
+    const slow = {
+      name: "south",
+      watch_path: join(south, "watch"),
+      remote_base_path: join(south, "dest"),
+      bandwidth_limit: "1MB/s",
+    };
+    await using d = await startStatusDaemon({
+      rescan_interval_seconds: 0,
+      jobs: [{ name: "north" }, slow],
+    });
+    const env = { HOME: join(d.root, "home") };
+    await Deno.writeFile(join(south, "watch", "big.fits"), randomBytes(8_000_000));
+    await waitFor(
+      async () =>
+        (await listFiles(join(south, "dest")).catch(() => [])).some((path) =>
+          path.endsWith("image-transfer-partial")
+        ),
+      LEAST_CEILING_MS,
+      "the copy under way",
+    );
+    // South removed from the config while its copy is on the way, and the daemon reloaded.
+    const both = await Deno.readTextFile(d.config);
+    await Deno.writeTextFile(
+      d.config,
+      both.replace(/^jobs: .*$/m, `jobs: ${JSON.stringify([{ name: "north" }])}`),
+    );
+    d.daemon.process.kill("SIGHUP");
+    await d.daemon.waitForOutput(/Reload: job south removed/);
+    // The config names it again, not reloaded yet: nothing of it is being sent.
+    await Deno.writeTextFile(d.config, both);
+    const text = await runCli(["status", "-c", d.config], { env });
+    assert.equal(text.code, 0, text.stderr);
+    // Before: "transferring 1", while the daemon sends nothing of it.
+    assert.match(
+      text.stdout,
+      /^Job south: pending 0, interrupted 1, done 0, failed 0; not run by the daemon/m,
+      text.stdout,
+    );
   } finally {
     await Deno.remove(south, { recursive: true });
   }
