@@ -126,12 +126,21 @@ export function inspectOpenSource(item: SourceRef, source: OpenSource): SourceIn
  */
 export function unchanged(item: SourceRef, info: SourceInfo): SourceInfo {
   if (info.size !== item.size || Math.trunc(info.mtimeMs) !== Math.trunc(item.mtimeMs)) {
+    // Say what changed: a file rewritten in place (or touched) keeps its size.
+    const what = info.size !== item.size
+      ? `size ${item.size} -> ${info.size}`
+      : `same size, modified ${isoTime(item.mtimeMs)} -> ${isoTime(info.mtimeMs)}`;
     throw new TransferError(
-      `Cannot send ${item.source}: source changed during transfer (size ${item.size} -> ${info.size})`,
+      `Cannot send ${item.source}: source changed during transfer (${what})`,
       "retry",
     );
   }
   return info;
+}
+
+/** A file's mtime as an ISO 8601 UTC time, to the millisecond. */
+function isoTime(mtimeMs: number): string {
+  return new Date(Math.trunc(mtimeMs)).toISOString();
 }
 
 /** What a copy needs to know of its source, from the open file. */

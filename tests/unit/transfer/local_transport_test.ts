@@ -195,6 +195,11 @@ Deno.test("LocalTransport: a source that changed since it was judged complete fa
         assert.ok(outcome.error.message.includes(outcome.item.source), outcome.error.message);
         assert.match(outcome.error.message, /changed/);
       }
+      // Each says what changed: the size, or (the same size) the modification time.
+      assert.match(outcomes[0].error!.message, /\(size 1000 -> 1010\)$/);
+      const touchedAt = new Date(touched.mtimeMs).toISOString();
+      const touchedEnd = `(same size, modified ${touchedAt} -> ${later.toISOString()})`;
+      assert.ok(outcomes[1].error!.message.endsWith(touchedEnd), outcomes[1].error!.message);
       assert.equal(outcomes[3].error, null);
       assert.deepEqual(
         (await listFiles(dest)).sort(),
