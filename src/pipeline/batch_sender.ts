@@ -1,18 +1,15 @@
 /**
- * Delivery of one batch: record it `transferring`, hand it to the transport,
- * and settle every record in it (done, or what the attempt's outcome says),
- * whatever happens on the way.
+ * Delivery of one batch: record it `transferring`, hand it to the transport, and settle every
+ * record in it (done, or what the attempt's outcome says), whatever happens on the way.
  *
- * An arrival counts once the ledger holds it: only then is it logged as
- * transferred, told to the status page and hooks, and out of the queue. When
- * the ledger cannot be written, the arrivals wait in memory
- * ({@linkcode BatchSender.recordWaiting}) until it can, so nothing is sent
- * twice and no hook runs twice because of the ledger. Files whose last
- * attempt was cut short before the ledger recorded its end (a stop, a crash,
- * a ledger that could not be written), and after the ledger was rebuilt the
- * files older than the rebuild, are looked for at the destination first
- * (`destination_look.ts`): one found there arrived and is recorded, not sent
- * again.
+ * An arrival counts once the ledger holds it: only then is it logged as transferred, told to the
+ * status page and hooks, and out of the queue. When the ledger cannot be written, the arrivals
+ * wait in memory ({@linkcode BatchSender.recordWaiting}) until it can, so nothing is sent twice
+ * and no hook runs twice because of the ledger. Files whose last attempt was cut short before the
+ * ledger recorded its end (a stop, a crash, a ledger that could not be written, a call cut off
+ * after its renames), and after the ledger was rebuilt the files older than the rebuild, are
+ * looked for at the destination first (`destination_look.ts`): one found there arrived and is
+ * recorded, not sent again.
  *
  * @module
  */
@@ -222,6 +219,7 @@ export class BatchSender {
           const kind = outcome.occupied === "same" ? "already" as const : undefined;
           arrivals.push({ record, item: outcome.item, sha256: outcome.sha256, found: kind });
         } else if (outcome?.error) failures.push([batch[index], outcome.error]);
+        if (outcome?.mayBeInPlace) table.lookFirst.add(batch[index].relPath);
       }
       keepUnconfirmed(table, batch, items.map((item) => byItem.get(item)));
       sent = arrivals.filter((arrival) => !unsent(arrival)).length;
@@ -339,7 +337,7 @@ export class BatchSender {
     if (unsent({ found })) this.#context.onRecognised(record.relPath, { ...record.version });
     else {
       this.#context.onSent(record, sha256);
-      const how = found ? " (it had arrived before the last stop: recorded, not sent again)" : "";
+      const how = found ? ` (it had arrived ${UNRECORDED}: recorded, not sent again)` : "";
       this.#log.info(`Successfully transferred {source} -> {destination}${how}`, {
         source: item.source,
         destination,
@@ -411,10 +409,12 @@ function refuseAll(items: TransferItem[], reason: string): TransferOutcome[] {
   }));
 }
 
+/** When a file found at the destination had arrived, its attempt's end not recorded. */
+const UNRECORDED = "before the last stop or in an attempt cut off after its rename";
 /** How a batch's files found at the destination are said (see `#record`), by why they were looked for. */
 const FOUND_WORDS = {
   interrupted:
-    "{count} file(s) had arrived at {target} before the last stop, unrecorded: recorded now (the first: {source}; more batches of them are logged at debug level)",
+    `{count} file(s) had arrived at {target} ${UNRECORDED}, unrecorded: recorded now (the first: {source}; more batches of them are logged at debug level)`,
   rebuilt:
     "{count} file(s) are at {target} already with their size: recorded as sent, not sent again (the ledger was rebuilt; the first: {source}; more batches of them are logged at debug level)",
   already:

@@ -1,8 +1,10 @@
 /**
  * The look at the destination before a batch is sent, for the files whose copy may be there
  * without the ledger knowing: an attempt cut short before its end was recorded (`interrupted`: a
- * stop, a crash, a ledger that could not be written) and, after the ledger was rebuilt, a file
- * older than the rebuild whose arrival it has not recorded since (`rebuilt`).
+ * stop, a crash, a ledger that could not be written, a call cut off after its renames, the
+ * transport's `mayBeInPlace`) and, after the ledger was rebuilt, a file older than the rebuild
+ * whose arrival it has not recorded since (`rebuilt`). A look that fails keeps each file's
+ * reason to be looked for: the next attempt looks again.
  *
  * One found under its final name with its size arrived (only a complete, verified copy is ever
  * renamed there) and is recorded, not sent again; with `checksum` its SHA-256 must be the
@@ -67,7 +69,7 @@ export async function lookAtDestination(
   const { table, transport } = context;
   const looked: Looked[] = items.map((item) => ({ destination: item.destination }));
   const rebuilt = table.ledger.rebuilt;
-  const interrupted = batch.map((record) => table.takeLookFirst(record.relPath));
+  const interrupted = batch.map((record) => table.lookFirst.delete(record.relPath));
   const unconfirmed = interrupted.includes(true) ? unconfirmedCopies(table) : new Map();
   const asking = batch.map((record, index) => {
     if (!interrupted[index] && !(rebuilt && record.version.mtimeMs <= rebuilt.at)) return null;
@@ -94,6 +96,9 @@ export async function lookAtDestination(
     );
   } catch (error) {
     // Not known whose a file there is: the batch fails and is tried again, nothing written over.
+    for (const index of asked) {
+      if (asking[index]!.why === "interrupted") table.lookFirst.add(batch[index].relPath);
+    }
     if (signal.aborted || asked.some((index) => asking[index]!.why === "rebuilt")) throw error;
     return looked;
   }

@@ -75,8 +75,11 @@ export class FileTable {
   #index: WorkQueue;
   /** Files found complete while the ledger could not record them: known, looked at again later. */
   #foundUnrecorded = new Map<string, PendingFile>();
-  /** Files whose last attempt ended unrecorded: looked for at the destination first. */
-  #lookFirst = new Set<string>();
+  /**
+   * Files whose last attempt ended unrecorded, or was cut off after its copy may have been renamed
+   * into place: looked for at the destination first (`destination_look.ts` takes each).
+   */
+  readonly lookFirst = new Set<string>();
   #clock: Clock;
 
   constructor(options: FileTableOptions) {
@@ -249,11 +252,6 @@ export class FileTable {
     return batch;
   }
 
-  /** Whether the last attempt of `relPath` ended unrecorded (asked once per file). */
-  takeLookFirst(relPath: string): boolean {
-    return this.#lookFirst.delete(relPath);
-  }
-
   /**
    * Files of a batch arrived verified: recorded `done`, all or none, and out of motion. When the
    * ledger cannot record them they stay `sending` and this returns `null` (call again when it can).
@@ -333,7 +331,7 @@ export class FileTable {
 
   /** At start, before the job watches: see `ledger_takeover.ts`. */
   takeOverLedger(): LeftByLastRun {
-    return takeOverLedger(this.rows, (relPath) => this.#lookFirst.add(relPath));
+    return takeOverLedger(this.rows, (relPath) => this.lookFirst.add(relPath));
   }
 
   /** At start, after {@linkcode takeOverLedger}: see `ledger_takeover.ts`. */

@@ -47,6 +47,8 @@ export interface Delivery {
   occupied?: "same" | "other";
   /** Its copy is in place, not confirmed on disk (`TransferOutcome.unconfirmedCopy`). */
   unconfirmedCopy?: true;
+  /** Its copy may be in place: see `TransferOutcome.mayBeInPlace`. */
+  mayBeInPlace?: true;
 }
 
 /** What a method does for {@linkcode deliver}, in the order called. */
@@ -203,12 +205,13 @@ export async function deliver<D extends Delivery>(
   } finally {
     await steps.end(deliveries, finished);
   }
-  return deliveries.map(({ item, error, sha256, occupied, unconfirmedCopy }) => ({
+  return deliveries.map(({ item, error, sha256, occupied, unconfirmedCopy, mayBeInPlace }) => ({
     item,
     error,
     ...(error === null && sha256 !== null && !occupied ? { sha256 } : {}),
     ...(occupied ? { occupied } : {}),
     ...(error !== null && unconfirmedCopy ? { unconfirmedCopy } : {}),
+    ...(error !== null && mayBeInPlace ? { mayBeInPlace } : {}),
   }));
 }
 

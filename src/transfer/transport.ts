@@ -60,6 +60,11 @@ export interface TransferOutcome {
    * (`remote_sync`); it is the file's own to replace (see `ledger/unconfirmed_copies.ts`).
    */
   unconfirmedCopy?: true;
+  /**
+   * With `error`: the call that renames copies into place was cut off before it said what it did
+   * (the connection lost, its session killed): its copy may be under its final name.
+   */
+  mayBeInPlace?: true;
 }
 
 /** What {@linkcode Transport.sendPart} did. */

@@ -43,7 +43,7 @@ import {
 import { logger } from "../../log/logging.ts";
 import { hashSource } from "../source.ts";
 import { type SshDelivery, sshDelivery, type SshMethod } from "./method.ts";
-import { finishBatch, planFinish, settleFinish } from "./finish.ts";
+import { cutOff, finishBatch, planFinish, settleFinish } from "./finish.ts";
 import { flushWhileUploading } from "./remote_sync.ts";
 import { oneCallFailures, oneCallScript, readPayload } from "./one_call.ts";
 import { remoteJoin } from "./endpoint.ts";
@@ -352,7 +352,7 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
       if (signal.aborted) throw signal.reason;
       read.release();
       claim.prepared(false);
-      for (const delivery of sent) delivery.error = this.#failure(error, delivery);
+      cutOff(sent, (delivery) => this.#failure(error, delivery));
       return true;
     }
     read.release();

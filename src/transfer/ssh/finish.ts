@@ -210,9 +210,10 @@ export async function finishBatch(
     results = parseResults(stdout, script.marker);
   } catch (error) {
     if (signal.aborted) throw signal.reason;
-    for (const delivery of deliveries) {
-      delivery.error ??= classifyFailure(error, `finish ${delivery.item.source}`, ctx.context);
-    }
+    cutOff(
+      deliveries,
+      (delivery) => classifyFailure(error, `finish ${delivery.item.source}`, ctx.context),
+    );
     return null;
   }
   settleFinish(ctx, deliveries, results, plan.spaceFolders);
@@ -224,6 +225,22 @@ export async function finishBatch(
     folders: [...new Set(keptIn)].filter((folder) => !removed.has(folder)),
     copies: new Set(said("kept").keys()),
   };
+}
+
+/**
+ * Fail the `deliveries` not failed yet of a call cut off before it said what it did (`failure`
+ * says why): it may have renamed their copies into place, so each is marked `mayBeInPlace`
+ * (looked for at the destination before it is sent again).
+ */
+export function cutOff(
+  deliveries: SshDelivery[],
+  failure: (delivery: SshDelivery) => TransferError,
+): void {
+  for (const delivery of deliveries) {
+    if (delivery.error !== null) continue;
+    delivery.error = failure(delivery);
+    delivery.mayBeInPlace = true;
+  }
 }
 
 /**

@@ -1,0 +1,78 @@
+/**
+ * The call that renames a batch's copies into place cut off right after the rename (the
+ * connection lost, the server's session killed), through the real CLI over a real OpenSSH server
+ * whose `mv` kills its session once the copy is under its final name: the daemon cannot know
+ * whether the copy arrived. Its next attempt finds the copy there with the source's bytes: that is
+ * this job's own arrival, recorded as sent, with its `on_transfer` hook and in the counts of the
+ * status page, `/metrics` and the log, never said to be another's file.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { startCli } from "../../helpers/cli.ts";
+import { countingHook } from "../../helpers/sandbox.ts";
+import { standInPrograms } from "../../helpers/recording_tools.ts";
+import { listFiles, randomBytes, sha256Of, sha256OfFile, waitFor } from "../../helpers/files.ts";
+import { freePort } from "../../helpers/net.ts";
+import { sshSandbox, startSshd } from "../../helpers/sshd.ts";
+
+const NIGHT = new Date("2024-07-01T20:00:00Z"); // -> 20240701
+
+for (
+  const [how, size] of [["in one call", 20_000], [
+    "by scp and the finishing call",
+    9 << 20,
+  ]] as const
+) {
+  Deno.test(`daemon (scp, ${how}): a copy renamed into place by a call cut off after the rename is counted as this job's arrival, with its hook`, async () => {
+    const tools = await Deno.makeTempDir({ prefix: "itx-mv-cut-" });
+    await Deno.chmod(tools, 0o777); // the login user removes `cut`
+    const cut = join(tools, "cut");
+    // While `cut` is there, a rename onto a final name (not a hidden upload folder's) is done,
+    // then the session's whole process group is killed, as a lost connection ends it.
+    await standInPrograms(tools, {
+      mv: `/usr/bin/mv "$@" || exit\nfor last do :; done\n` +
+        `case "\${last##*/}" in .*) exit 0 ;; esac\n` +
+        `if [ -e '${cut}' ]; then rm -f '${cut}'; kill -KILL 0; fi\n`,
+    });
+    await Deno.writeTextFile(cut, "");
+    const hooks = await Deno.makeTempDir({ prefix: "itx-hook-" });
+    const { hook, runs } = await countingHook(hooks);
+    const sshd = await startSshd({ sessionEnv: { PATH: `${tools}:/usr/bin:/bin` } });
+    const port = freePort();
+    try {
+      const { watch, remote, config, env } = await sshSandbox(sshd, "scp", {
+        stability_window_seconds: 0.2,
+        retry_delay_seconds: 0.5,
+        on_transfer: [hook],
+        status_listen: `127.0.0.1:${port}`,
+      });
+      const bytes = randomBytes(size);
+      const daemon = startCli(["run", "-c", config], { env });
+      try {
+        await daemon.waitForOutput("Watching");
+        await Deno.writeFile(join(watch, "a.fits"), bytes);
+        await Deno.utime(join(watch, "a.fits"), NIGHT, NIGHT);
+        await daemon.waitForOutput(/Successfully transferred \S*a\.fits/);
+        await waitFor(async () => (await runs()).length > 0, 30_000, "its hook");
+        assert.equal(await Deno.stat(cut).catch(() => null), null, "the call was cut off");
+        const base = `http://127.0.0.1:${port}`;
+        const status = await (await fetch(`${base}/api/status`)).json();
+        assert.equal(status.jobs[0].sent, 1, "sent this run");
+        const metrics = await (await fetch(`${base}/metrics`)).text();
+        assert.match(metrics, /^image_transfer_files_transferred_total\{[^}]*\} 1$/m);
+      } finally {
+        assert.equal((await daemon.stop("SIGTERM")).code, 0, daemon.stderr());
+      }
+      // (The upload folder of a call cut off in the middle is left until the next batch there.)
+      const copies = (await listFiles(remote)).filter((path) => !path.includes("/."));
+      assert.deepEqual(copies, ["20240701/a.fits"], "one copy, none beside");
+      assert.equal(await sha256OfFile(join(remote, "20240701/a.fits")), sha256Of(bytes));
+      assert.deepEqual(await runs(), ["a.fits"], "its hook once");
+      assert.doesNotMatch(daemon.stderr(), /put there by another/);
+    } finally {
+      await sshd.stop();
+      await Deno.remove(tools, { recursive: true });
+      await Deno.remove(hooks, { recursive: true });
+    }
+  });
+}
