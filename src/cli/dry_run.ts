@@ -22,7 +22,7 @@ import { judgeStateDir, whatRunDoes } from "../ledger/ledger_check.ts";
 import { quoteIfUnsafe } from "../log/logging.ts";
 import { dueSteps } from "../pipeline/source_cleanup.ts";
 import { FolderFileSystem, unlistable } from "../config/file_systems.ts";
-import { nextCronRun, pausedAt, scheduleTimeZone, zonedTime } from "../pipeline/schedules.ts";
+import { pausedAt, windowEnd } from "../pipeline/schedules.ts";
 import { createTransport, type Transport } from "../transfer/transport.ts";
 import { sameFile } from "../transfer/keep_others.ts";
 import { createFileFilter, readablePath, readableText } from "../watch/file_filter.ts";
@@ -226,13 +226,7 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
 function pauseWindowNow(job: JobConfig): string | null {
   const now = new Date();
   if (!pausedAt(job, now)) return null;
-  const resumes = job.schedules.filter((entry) => entry.action === "resume").flatMap((entry) => {
-    const at = nextCronRun(entry, job, now);
-    return at === null ? [] : [{ at, zone: scheduleTimeZone(entry, job) }];
-  }).sort((a, b) => a.at.getTime() - b.at.getTime());
-  const until = resumes.length === 0
-    ? "until Resume on the status page"
-    : `until its resume at ${zonedTime(resumes[0].at, resumes[0].zone)}`;
+  const until = windowEnd(job, now);
   return `job ${job.name}: inside a pause window of its schedules now: \`run\` starts it paused ` +
     `and sends nothing ${until} (\`run --once\`, which runs no schedules, sends now)`;
 }

@@ -28,6 +28,7 @@ import { SpaceGuard } from "./space_guard.ts";
 import { DestinationPause, downKind } from "./destination_pause.ts";
 import { Intake } from "./intake.ts";
 import { JobExtras } from "./job_extras.ts";
+import { windowEnd } from "./schedules.ts";
 import type { FinishingHooks } from "./hooks.ts";
 
 /** Options of {@linkcode JobRunner}. */
@@ -171,7 +172,7 @@ export class JobRunner {
       transport,
       signal,
       rescan: () => this.#session.rescan(),
-      pause: () => void (status.windowPaused = true),
+      pause: () => void (status.windowPaused = windowEnd(job)),
       resume: () => {
         status.windowPaused = false;
         this.#pump();

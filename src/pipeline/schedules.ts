@@ -56,6 +56,21 @@ export function nextCronRun(entry: ScheduleEntry, job: JobConfig, after: Date): 
 }
 
 /**
+ * Until when `job`, inside a pause window of its schedules at `now`, stays paused, in words:
+ * `until its resume at 2024-03-16 06:00 +01:00` (the first of its cron `resume` entries to come),
+ * `until its next resume` (an `every_seconds` one), or `until Resume on the status page`.
+ */
+export function windowEnd(job: JobConfig, now: Date = new Date()): string {
+  const entries = job.schedules.filter((entry) => entry.action === "resume");
+  const resumes = entries.flatMap((entry) => {
+    const at = nextCronRun(entry, job, now);
+    return at === null ? [] : [{ at, zone: scheduleTimeZone(entry, job) }];
+  }).sort((a, b) => a.at.getTime() - b.at.getTime());
+  if (resumes.length > 0) return `until its resume at ${zonedTime(resumes[0].at, resumes[0].zone)}`;
+  return entries.length > 0 ? "until its next resume" : "until Resume on the status page";
+}
+
+/**
  * `at` as the wall clock of `timeZone` (the system's when `undefined`) with its
  * offset from UTC, e.g. `2024-03-31 03:00 +02:00`; seconds only when not 0.
  */

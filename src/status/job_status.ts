@@ -141,6 +141,8 @@ export class JobStatus {
   #arrivals: Array<{ from: number; at: number; bytes: number }> = [];
   #userPaused = false;
   #windowPaused = false;
+  /** When the window's pause ends, in words (`until its resume at ...`), or "". */
+  #windowEnd = "";
   /** The connection's last failure since the last arrival. */
   #unreachable: string | null = null;
   /** Files whose attempts failed since the last arrival, and the last reason. */
@@ -206,8 +208,10 @@ export class JobStatus {
     return this.#windowPaused;
   }
 
-  set windowPaused(paused: boolean) {
-    this.#windowPaused = paused;
+  /** `true`, or the words of when the window's pause ends (`until its resume at ...`); `false`. */
+  set windowPaused(paused: boolean | string) {
+    this.#windowPaused = paused !== false;
+    this.#windowEnd = typeof paused === "string" ? paused : "";
     this.state(this.#lastFull);
     this.changed();
   }
@@ -287,7 +291,7 @@ export class JobStatus {
     this.#since = previous.#since;
     this.#before = { state: previous.#state, since: previous.#since };
     if (previous.#userPaused) this.userPaused = true;
-    if (previous.#windowPaused) this.windowPaused = true;
+    if (previous.#windowPaused) this.windowPaused = previous.#windowEnd || true;
   }
 
   /** A file used up its fast retries (counted as failed until it arrives). */
@@ -412,7 +416,7 @@ export class JobStatus {
       : state === "failing"
       ? failing
       : state === "paused" && !this.#userPaused
-      ? "outside a transfer window"
+      ? `outside a transfer window${this.#windowEnd ? ` (${this.#windowEnd})` : ""}`
       : null;
     return { state, since: this.#since, reason };
   }

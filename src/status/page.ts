@@ -127,7 +127,8 @@ function render(s) {
       j.watch ? el("div", { class: "meta watch" }, "Watched with " + j.watch.summary) : "",
       j.watch && j.watch.unavailable ? el("div", { class: "err unavailable" },
         "Watch folder cannot be read: " + j.watch.unavailable) : "",
-      j.reason ? el("div", { class: "err reason" }, escaped(j.reason)) : "",
+      // A transfer window's pause is planned, not a fault: not in the colour of one.
+      j.reason ? el("div", { class: (paused ? "meta" : "err") + " reason" }, escaped(j.reason)) : "",
       j.cannotSend ? el("div", { class: "err cannot" }, j.cannotSend +
         " file(s) or folder(s) found since the daemon started could not be sent (a name that is not UTF-8, a name with a line break over FTP, a folder that cannot be read): image-transfer status lists those still there") : "",
       j.hookFailures ? el("div", { class: "err hooks" }, j.hookFailures +

@@ -17,7 +17,7 @@ import { reloadDaemon, runCli, startCli } from "../../helpers/cli.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
 import { existsSync, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
 import { freePort } from "../../helpers/net.ts";
-import { getJson, post, startStatusDaemon } from "../../helpers/status.ts";
+import { chromiumPage, getJson, post, startStatusDaemon } from "../../helpers/status.ts";
 
 function job(keys: Record<string, unknown>): JobConfig {
   return testJob("j", {
@@ -611,7 +611,20 @@ Deno.test("schedules (daemon): Resume on the status page sends inside a pause wi
     };
     const before = await state();
     assert.equal(before.state, "paused");
-    assert.equal(before.reason, "outside a transfer window");
+    // Until when, as the window's resume entry says it: in its zone, with the offset.
+    assert.match(
+      before.reason ?? "",
+      /^outside a transfer window \(until its resume at \d{4}-\d\d-\d\d \d\d:\d\d(:\d\d)? \+05:45\)$/,
+    );
+    {
+      // The page says it as a plan, not in the red of a fault.
+      await using browser = await chromiumPage();
+      await browser.page.goto(base + "/");
+      const reason = browser.page.locator(".job .reason");
+      await reason.waitFor();
+      assert.equal(await reason.textContent(), before.reason);
+      assert.equal(await reason.getAttribute("class"), "meta reason");
+    }
     const held = randomBytes(5_000);
     await Deno.writeFile(join(watch, "held.fits"), held);
     await Deno.utime(join(watch, "held.fits"), 0, new Date("2024-03-15T20:00:00Z"));

@@ -35,6 +35,12 @@ Deno.test("job status: paused from the page or by a transfer window, with the wi
     [status.paused, status.state(false).state, status.state(false).reason],
     [true, "paused", "outside a transfer window"],
   );
+  // With when the window's pause ends, as the runner gives it.
+  status.windowPaused = "until its resume at 2024-03-16 06:00 +01:00";
+  assert.equal(
+    status.state(false).reason,
+    "outside a transfer window (until its resume at 2024-03-16 06:00 +01:00)",
+  );
   status.windowPaused = false;
   status.userPaused = true;
   assert.deepEqual([status.state(false).state, status.state(false).reason], ["paused", null]);
