@@ -219,7 +219,9 @@ export class BatchSender {
           const kind = outcome.occupied === "same" ? "already" as const : undefined;
           arrivals.push({ record, item: outcome.item, sha256: outcome.sha256, found: kind });
         } else if (outcome?.error) failures.push([batch[index], outcome.error]);
-        if (outcome?.mayBeInPlace) table.lookFirst.add(batch[index].relPath);
+        if (outcome?.mayBeInPlace) {
+          table.interrupted.add(batch[index].relPath, batch[index].version);
+        }
       }
       keepUnconfirmed(table, batch, items.map((item) => byItem.get(item)));
       sent = arrivals.filter((arrival) => !unsent(arrival)).length;

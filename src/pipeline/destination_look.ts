@@ -9,8 +9,9 @@
  * One found under its final name with its size arrived (only a complete, verified copy is ever
  * renamed there) and is recorded, not sent again; with `checksum` its SHA-256 must be the
  * source's too. Where the copy there may be an earlier version of the same source (it arrived
- * before and changed since, or is sent again on purpose), the size proves nothing: only the
- * SHA-256 does, else the file is sent. After a rebuild a final name that holds another file is
+ * before and changed since, or is sent again on purpose, or it changed since the attempt cut
+ * short: rewritten in place, the same size), the size proves nothing: only the SHA-256 does, else
+ * the file is sent. After a rebuild a final name that holds another file is
  * never written over (the ledger no longer knows whose copy it is): the file's copy is looked for
  * at the numbered names beside it (`v~2.fits`, ...), else it goes to the first one free.
  *
@@ -69,8 +70,8 @@ export async function lookAtDestination(
   const { table, transport } = context;
   const looked: Looked[] = items.map((item) => ({ destination: item.destination }));
   const rebuilt = table.ledger.rebuilt;
-  const interrupted = batch.map((record) => table.lookFirst.delete(record.relPath));
-  const unconfirmed = interrupted.includes(true) ? unconfirmedCopies(table) : new Map();
+  const interrupted = batch.map((record) => table.interrupted.take(record.relPath, record.version));
+  const unconfirmed = interrupted.some(Boolean) ? unconfirmedCopies(table) : new Map();
   const asking = batch.map((record, index) => {
     if (!interrupted[index] && !(rebuilt && record.version.mtimeMs <= rebuilt.at)) return null;
     let arrivedBefore = true;
@@ -81,9 +82,11 @@ export async function lookAtDestination(
     if (!interrupted[index]) {
       return arrivedBefore ? null : { why: "rebuilt" as const, sizeTells: true };
     }
-    // A copy of its own there, unconfirmed: its size proves nothing, and it is replaced.
+    // A copy of its own there, unconfirmed: its size proves nothing, and it is replaced. Nor
+    // does it where the file changed since the attempt: a copy there is of the earlier version.
     const own = unconfirmed.get(record.relPath) === items[index].destination;
-    return { why: "interrupted" as const, sizeTells: !arrivedBefore && !own, own };
+    const sizeTells = !arrivedBefore && !own && interrupted[index] === "same";
+    return { why: "interrupted" as const, sizeTells, own };
   });
   if (!transport.destinationSizes || asking.every((ask) => ask === null)) return looked;
   const asked = items.flatMap((_, index) => asking[index] ? [index] : []);
@@ -96,9 +99,6 @@ export async function lookAtDestination(
     );
   } catch (error) {
     // Not known whose a file there is: the batch fails and is tried again, nothing written over.
-    for (const index of asked) {
-      if (asking[index]!.why === "interrupted") table.lookFirst.add(batch[index].relPath);
-    }
     if (signal.aborted || asked.some((index) => asking[index]!.why === "rebuilt")) throw error;
     return looked;
   }

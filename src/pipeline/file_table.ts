@@ -38,6 +38,7 @@ import { absolutePath, type FileVersion, sameVersion, statVersion } from "../wat
 import { type Clock, onWallClock, systemClock } from "./retry_timer.ts";
 import { failingAfter } from "./file_counts.ts";
 import { type LeftByLastRun, resumeUnfinished, takeOverLedger } from "./ledger_takeover.ts";
+import { InterruptedAttempts } from "./ledger_takeover.ts";
 import {
   type AfterAttempt,
   type Phase,
@@ -75,11 +76,6 @@ export class FileTable {
   #index: WorkQueue;
   /** Files found complete while the ledger could not record them: known, looked at again later. */
   #foundUnrecorded = new Map<string, PendingFile>();
-  /**
-   * Files whose last attempt ended unrecorded, or was cut off after its copy may have been renamed
-   * into place: looked for at the destination first (`destination_look.ts` takes each).
-   */
-  readonly lookFirst = new Set<string>();
   #clock: Clock;
 
   constructor(options: FileTableOptions) {
@@ -117,6 +113,9 @@ export class FileTable {
 
   /** Where the stability checker keeps its observations, by relative path: in the records. */
   readonly observations: ObservationStore;
+
+  /** Files whose last attempt ended unrecorded: looked for at the destination first. */
+  readonly interrupted: InterruptedAttempts = new InterruptedAttempts();
 
   /** Files in motion in `phase`. */
   count(phase: Phase): number {
@@ -331,7 +330,7 @@ export class FileTable {
 
   /** At start, before the job watches: see `ledger_takeover.ts`. */
   takeOverLedger(): LeftByLastRun {
-    return takeOverLedger(this.rows, (relPath) => this.lookFirst.add(relPath));
+    return takeOverLedger(this.rows, this.interrupted);
   }
 
   /** At start, after {@linkcode takeOverLedger}: see `ledger_takeover.ts`. */

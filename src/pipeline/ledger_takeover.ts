@@ -11,7 +11,7 @@ import { type FileRows, writeIfWritable } from "../ledger/file_rows.ts";
 import { UnconfirmedCopies } from "../ledger/unconfirmed_copies.ts";
 import { logger } from "../log/logging.ts";
 import type { FileFilter } from "../watch/file_filter.ts";
-import { absolutePath, sameVersion, versionOf } from "../watch/file_version.ts";
+import { absolutePath, type FileVersion, sameVersion, versionOf } from "../watch/file_version.ts";
 import { systemClock } from "./retry_timer.ts";
 import type { WorkRecord } from "./work_queue.ts";
 
@@ -27,20 +27,23 @@ export interface LeftByLastRun {
 
 /**
  * Rows from before destinations were told apart become this destination's; rows the last run
- * left `transferring` (`lookFirst`: looked for at the destination first) and `failed` go back to
+ * left `transferring` (`lookFirst`: looked for at the destination first, with the version their
+ * attempt sent) and `failed` go back to
  * pending; files whose copy is in place unconfirmed (`ledger/unconfirmed_copies.ts`) are looked
  * for first too.
  */
 export function takeOverLedger(
   rows: FileRows,
-  lookFirst: (relPath: string) => void,
+  lookFirst: InterruptedAttempts,
 ): LeftByLastRun {
   writeIfWritable(() => rows.adoptUnattributed());
   const doneElsewhere = rows.doneElsewhereOnly();
   for (const row of rows.unfinished()) {
-    if (row.state === "transferring") lookFirst(row.relPath);
+    if (row.state === "transferring") {
+      lookFirst.add(row.relPath, { size: row.size, mtimeMs: row.mtimeMs });
+    }
   }
-  for (const relPath of new UnconfirmedCopies(rows).all().keys()) lookFirst(relPath);
+  for (const relPath of new UnconfirmedCopies(rows).all().keys()) lookFirst.add(relPath, null);
   let interrupted = 0;
   let failed = 0;
   writeIfWritable(() => {
@@ -48,6 +51,32 @@ export function takeOverLedger(
     failed = rows.requeue(["failed"]);
   });
   return { interrupted, failed, doneElsewhere };
+}
+
+/**
+ * The files whose last attempt ended unrecorded (a stop, a crash, a ledger that could not be
+ * written), looked for at the destination before they are sent, with the version that attempt
+ * sent where known (`null`: a copy in place unconfirmed).
+ */
+export class InterruptedAttempts {
+  #sent = new Map<string, FileVersion | null>();
+
+  /** The last attempt of `relPath`, which sent `sent`, ended unrecorded. */
+  add(relPath: string, sent: FileVersion | null): void {
+    if (!this.#sent.get(relPath)) this.#sent.set(relPath, sent);
+  }
+
+  /**
+   * Whether the last attempt of `relPath` ended unrecorded (asked once per file): `changed` where
+   * it sent another version than `version` (a copy found at the destination is of the earlier one,
+   * whatever its size).
+   */
+  take(relPath: string, version: FileVersion): false | "same" | "changed" {
+    if (!this.#sent.has(relPath)) return false;
+    const sent = this.#sent.get(relPath);
+    this.#sent.delete(relPath);
+    return sent && !sameVersion(sent, version) ? "changed" : "same";
+  }
 }
 
 /** What {@linkcode resumeUnfinished} works with. */

@@ -26,6 +26,15 @@ class CountingTransport implements Transport {
   sent: string[] = [];
   /** Runs before each item is handed to the real transport. */
   beforeSend?: (item: TransferItem) => Promise<void>;
+  /** The look at the destination (the real transport's, where a test gives it). */
+  destinationSizes?: Transport["destinationSizes"];
+  destinationSha256?: Transport["destinationSha256"];
+
+  /** Give the pipeline the real transport's look at the destination. */
+  looksAtDestination(): void {
+    this.destinationSizes = (paths, stop) => this.inner.destinationSizes(paths, stop);
+    this.destinationSha256 = (paths, stop) => this.inner.destinationSha256(paths, stop);
+  }
 
   constructor(job: JobConfig) {
     this.inner = new LocalTransport(job);
@@ -308,6 +317,44 @@ async function resumesInterrupted(resume_partial_hours: number): Promise<void> {
     });
   });
 }
+
+Deno.test("JobRunner start-up: an interrupted file rewritten in place before the restart (same size) is not taken for the copy of its earlier version found at the destination", async () => {
+  await withRoot(async (root, stateDir) => {
+    // The size alone is checked: the copy found there must still be told from the new version.
+    const job = localTestJob(root, { verify_transfer: "size" });
+    const before = randomBytes(2880);
+    await place(job.watch_path, "light.fits", before);
+    const info = await Deno.stat(join(job.watch_path, "light.fits"));
+    readLedger(stateDir, job, (files) => {
+      files.enqueue("light.fits", {
+        size: info.size,
+        mtimeMs: info.mtime!.getTime(),
+        destination: "20240315/light.fits",
+      });
+      files.markTransferring(["light.fits"]);
+    });
+    // The attempt cut short had renamed its copy into place; its end was never recorded.
+    await Deno.mkdir(join(job.remote_base_path, "20240315"), { recursive: true });
+    await Deno.writeFile(join(job.remote_base_path, "20240315/light.fits"), before);
+    // Then, before the restart, the file was rewritten in place: same size, other bytes.
+    const after = randomBytes(2880);
+    await Deno.writeFile(join(job.watch_path, "light.fits"), after);
+    const later = new Date(EVENING.getTime() + 60_000);
+    await Deno.utime(join(job.watch_path, "light.fits"), later, later);
+
+    const run = await runOnce(job, stateDir, (transport) => transport.looksAtDestination());
+    assert.equal(run.sent, 1, "the new version is sent, not taken as arrived");
+    let destination = "";
+    readLedger(stateDir, job, (files) => {
+      const row = files.get("light.fits")!;
+      assert.equal(row.state, "done");
+      assert.equal(row.mtimeMs, later.getTime());
+      destination = row.destination;
+    });
+    assert.ok(run.items.includes(destination), `sent to ${destination}: ${run.items}`);
+    assert.deepEqual(await Deno.readFile(join(job.remote_base_path, destination)), after);
+  });
+});
 
 Deno.test("JobRunner once: a watch_path spelled with // or /./ still sends its files", async () => {
   await withRoot(async (root, stateDir) => {
