@@ -8,7 +8,8 @@
  * a later night, still goes where its own date leads, and the copy sent stays. A growing file
  * (`growing_patterns`, rsync and local) sends its parts where the complete file goes, whatever
  * moves it (beside a copy, past the night's rollover, a name taken, a kill and restart), and no
- * temporary copy of its parts is left anywhere at the destination.
+ * temporary copy of its parts is left anywhere at the destination. A file fixed in place to the
+ * same size after an attempt cut off with its copy in place is sent, not taken for that copy.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -23,11 +24,20 @@ import {
   sha256OfFile,
   waitFor,
 } from "../../helpers/files.ts";
-import { card, fitsFile, headerBytes, imageCards, int16Data } from "../../helpers/fits.ts";
+import {
+  ASTROPY_FITS_DATA,
+  card,
+  fitsFile,
+  headerBytes,
+  imageCards,
+  int16Data,
+} from "../../helpers/fits.ts";
 import { sshSandbox, startSshd } from "../../helpers/sshd.ts";
 import { killTree } from "../../helpers/processes.ts";
 import { nightFolder } from "../../../src/layout/destination.ts";
 import { ftpDaemonSandbox, withVsftpdAndRoot } from "../../helpers/vsftpd.ts";
+import { DatabaseSync } from "node:sqlite";
+import { LEDGER_FILE } from "../../../src/ledger/ledger.ts";
 
 /** The night the file is taken (UTC night folders in every sandbox here). */
 const NIGHT = new Date("2024-07-01T22:00:00Z"); // -> 20240701
@@ -269,6 +279,44 @@ for (const method of ["scp", "rsync"] as const) {
     }
   });
 }
+
+Deno.test("scp, verify_transfer size: a file fixed in place (same size) after an attempt cut off once its copy was in place, before its arrival was recorded, is sent, not taken for that copy", async () => {
+  const sshd = await startSshd();
+  const box = await sshSandbox(sshd, "scp", {
+    stability_window_seconds: 0.2,
+    verify_transfer: "size",
+  });
+  try {
+    const source = join(box.watch, "light 'fixed'.fits");
+    await Deno.copyFile(join(ASTROPY_FITS_DATA, "test0.fits"), source);
+    await Deno.utime(source, NIGHT, NIGHT);
+    const first = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+    assert.equal(first.code, 0, first.stderr);
+    // As a crash leaves it: the copy renamed into place, the attempt not recorded as ended.
+    const db = new DatabaseSync(join(box.root, "state", LEDGER_FILE));
+    try {
+      db.prepare("UPDATE files SET state = 'transferring', transferred_at = NULL").run();
+    } finally {
+      db.close();
+    }
+    // Fixed in place while the daemon was down: the last pixels, the same size.
+    const bytes = await Deno.readFile(source);
+    bytes.set([1, 2, 3, 4], bytes.length - 4);
+    await Deno.writeFile(source, bytes);
+    const later = new Date(NIGHT.getTime() + 60_000);
+    await Deno.utime(source, later, later);
+
+    const second = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+    assert.equal(second.code, 0, second.stderr);
+    const arrived = await listArrived(box.remote);
+    const fixed = sha256Of(bytes);
+    const held = await Promise.all(arrived.map((rel) => sha256OfFile(join(box.remote, rel))));
+    assert.ok(held.includes(fixed), `the fixed file is at the destination: ${arrived}`);
+  } finally {
+    await sshd.stop();
+    await Deno.remove(box.root, { recursive: true });
+  }
+});
 
 Deno.test("ftp: a file changed after it was sent, its mtime in a later night, goes over its own copy in its night folder", async () => {
   await withVsftpdAndRoot({}, "itx-ftp-edited-", async ({ server, root }) => {
