@@ -70,7 +70,7 @@ export async function lookAtDestination(
   const { table, transport } = context;
   const looked: Looked[] = items.map((item) => ({ destination: item.destination }));
   const rebuilt = table.ledger.rebuilt;
-  const interrupted = batch.map((record) => table.interrupted.take(record.relPath, record.version));
+  const interrupted = batch.map((record) => table.interrupted.of(record.relPath, record.version));
   const unconfirmed = interrupted.some(Boolean) ? unconfirmedCopies(table) : new Map();
   const asking = batch.map((record, index) => {
     if (!interrupted[index] && !(rebuilt && record.version.mtimeMs <= rebuilt.at)) return null;
@@ -88,7 +88,11 @@ export async function lookAtDestination(
     const sizeTells = !arrivedBefore && !own && interrupted[index] === "same";
     return { why: "interrupted" as const, sizeTells, own };
   });
-  if (!transport.destinationSizes || asking.every((ask) => ask === null)) return looked;
+  const lookedAt = () => table.interrupted.looked(batch.map((record) => record.relPath));
+  if (!transport.destinationSizes || asking.every((ask) => ask === null)) {
+    lookedAt();
+    return looked;
+  }
   const asked = items.flatMap((_, index) => asking[index] ? [index] : []);
   let at: Holding[];
   try {
@@ -99,9 +103,11 @@ export async function lookAtDestination(
     );
   } catch (error) {
     // Not known whose a file there is: the batch fails and is tried again, nothing written over.
+    // An interrupted file is looked for again at its next attempt: its copy may be there.
     if (signal.aborted || asked.some((index) => asking[index]!.why === "rebuilt")) throw error;
     return looked;
   }
+  lookedAt();
   for (const [n, index] of asked.entries()) {
     const ask = asking[index]!;
     if (at[n] === "copy") looked[index].found = ask.why;

@@ -67,15 +67,19 @@ export class InterruptedAttempts {
   }
 
   /**
-   * Whether the last attempt of `relPath` ended unrecorded (asked once per file): `changed` where
-   * it sent another version than `version` (a copy found at the destination is of the earlier one,
-   * whatever its size).
+   * Whether the last attempt of `relPath` ended unrecorded: `changed` where it sent another
+   * version than `version` (a copy found at the destination is of the earlier one, whatever its
+   * size). Asked until {@linkcode looked}.
    */
-  take(relPath: string, version: FileVersion): false | "same" | "changed" {
+  of(relPath: string, version: FileVersion): false | "same" | "changed" {
     if (!this.#sent.has(relPath)) return false;
     const sent = this.#sent.get(relPath);
-    this.#sent.delete(relPath);
     return sent && !sameVersion(sent, version) ? "changed" : "same";
+  }
+
+  /** The destination was asked about `relPaths` (not again while the look could not be made). */
+  looked(relPaths: string[]): void {
+    for (const relPath of relPaths) this.#sent.delete(relPath);
   }
 }
 

@@ -356,6 +356,42 @@ Deno.test("JobRunner start-up: an interrupted file rewritten in place before the
   });
 });
 
+Deno.test("JobRunner start-up: an interrupted file whose destination cannot be asked at first is looked for again at its next attempt, its copy found there recorded as sent, not as another's", async () => {
+  await withRoot(async (root, stateDir) => {
+    const job = localTestJob(root, { retry_attempts: 2, retry_delay_seconds: 0.1 });
+    const bytes = randomBytes(2880);
+    await place(job.watch_path, "light.fits", bytes);
+    const info = await Deno.stat(join(job.watch_path, "light.fits"));
+    readLedger(stateDir, job, (files) => {
+      files.enqueue("light.fits", {
+        size: info.size,
+        mtimeMs: info.mtime!.getTime(),
+        destination: "20240315/light.fits",
+      });
+      files.markTransferring(["light.fits"]);
+    });
+    // The attempt cut short had renamed its copy into place; its end was never recorded.
+    await Deno.mkdir(join(job.remote_base_path, "20240315"), { recursive: true });
+    await Deno.writeFile(join(job.remote_base_path, "20240315/light.fits"), bytes);
+
+    // The destination does not answer at the first attempt (a restart before the network is up).
+    let down = true;
+    const run = await runOnce(job, stateDir, (transport) => {
+      transport.looksAtDestination();
+      const sizes = transport.destinationSizes!;
+      transport.destinationSizes = (paths, stop) =>
+        down ? Promise.reject(new Error("no answer")) : sizes(paths, stop);
+      transport.beforeSend = () => {
+        if (!down) return Promise.resolve();
+        down = false;
+        return Promise.reject(new Error("no answer"));
+      };
+    });
+    assert.equal(run.sent, 1, "its copy there is recorded as this job's arrival");
+    assert.deepEqual(await listFiles(job.remote_base_path), ["20240315/light.fits"]);
+  });
+});
+
 Deno.test("JobRunner once: a watch_path spelled with // or /./ still sends its files", async () => {
   await withRoot(async (root, stateDir) => {
     const bytes = randomBytes(64);
