@@ -5,11 +5,9 @@
  * An arrival counts once the ledger holds it: only then is it logged as transferred, told to the
  * status page and hooks, and out of the queue. When the ledger cannot be written, the arrivals
  * wait in memory ({@linkcode BatchSender.recordWaiting}) until it can, so nothing is sent twice
- * and no hook runs twice because of the ledger. Files whose last attempt was cut short before the
- * ledger recorded its end (a stop, a crash, a ledger that could not be written, a call cut off
- * after its renames), and after the ledger was rebuilt the files older than the rebuild, are
- * looked for at the destination first (`destination_look.ts`): one found there arrived and is
- * recorded, not sent again.
+ * and no hook runs twice because of the ledger. Files whose copy may be at the destination without
+ * the ledger knowing (an attempt cut short before its end was recorded; after a rebuilt ledger, the
+ * older files) are looked for there first (`destination_look.ts`): one found is recorded, not sent.
  *
  * @module
  */
@@ -219,9 +217,8 @@ export class BatchSender {
           const kind = outcome.occupied === "same" ? "already" as const : undefined;
           arrivals.push({ record, item: outcome.item, sha256: outcome.sha256, found: kind });
         } else if (outcome?.error) failures.push([batch[index], outcome.error]);
-        if (outcome?.mayBeInPlace) {
-          table.interrupted.add(batch[index].relPath, batch[index].version);
-        }
+        const { relPath, version } = batch[index];
+        if (outcome?.mayBeInPlace) table.interrupted.add(relPath, version);
       }
       keepUnconfirmed(table, batch, items.map((item) => byItem.get(item)));
       sent = arrivals.filter((arrival) => !unsent(arrival)).length;
