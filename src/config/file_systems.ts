@@ -249,6 +249,16 @@ function exists(path: string): Promise<boolean> {
 }
 
 /**
+ * Whether `error`, of a look at a watch folder, may pass by itself: an I/O error, a stale handle,
+ * a share whose client died (ENOTCONN); not "not found", a folder's permissions, a part of the path
+ * that is no folder, nor a path the runtime guards (each a problem of the config or the setup).
+ */
+export function unreadableForNow(error: unknown): boolean {
+  return !(error instanceof Deno.errors.NotFound || error instanceof Deno.errors.PermissionDenied ||
+    error instanceof Deno.errors.NotADirectory || error instanceof Deno.errors.NotCapable);
+}
+
+/**
  * Why the folder at `path` cannot be listed (no read permission: not one file in it could be
  * seen), with what to do; `null` when it can, or does not answer (said elsewhere).
  */

@@ -28,7 +28,7 @@ import { StatusEvents } from "../status/events.ts";
 import { LedgerReports } from "../status/ledger_reports.ts";
 import { startStatusServer, type StatusServer } from "../status/server.ts";
 import { checkBeforeStart } from "./start_checks.ts";
-import { answerWithin, unlistable } from "../config/file_systems.ts";
+import { answerWithin, unlistable, unreadableForNow } from "../config/file_systems.ts";
 import { RunningJobs } from "./running_jobs.ts";
 import { reloadChanges } from "./reload_changes.ts";
 import { assertNoTemplateValues } from "../config/template_values.ts";
@@ -337,8 +337,8 @@ async function reloadConfig(
 }
 
 /**
- * Every watch folder must be a folder; with `once` it must exist, too (the
- * daemon waits for a missing one).
+ * Every watch folder must be a folder; with `once` it must exist and be read, too (the
+ * daemon waits for a missing one, and one that cannot be read for now: a share gone).
  *
  * @throws {WatchFolderError} naming the job and the folder
  */
@@ -352,8 +352,8 @@ async function checkWatchFolders(jobs: JobConfig[], once: boolean): Promise<void
       if (answered === null) continue;
       info = answered;
     } catch (error) {
-      if (error instanceof Deno.errors.NotFound) {
-        if (!once) continue;
+      if (error instanceof Deno.errors.NotFound || (!once && unreadableForNow(error))) {
+        if (!once) continue; // Waited for, and said, by the job's watch.
         throw new WatchFolderError(
           `Cannot watch ${path}: the folder does not exist (job ${job.name}); create it or fix watch_path`,
           { cause: error },

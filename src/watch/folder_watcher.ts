@@ -25,7 +25,7 @@ import { isAbsolute, join } from "node:path";
 import { sharedSkipLog, type SkipLog } from "./file_filter.ts";
 import type { WatchEvent, WatchRequest } from "./watch_worker.ts";
 import { logger } from "../log/logging.ts";
-import { answerWithin } from "../config/file_systems.ts";
+import { answerWithin, unreadableForNow } from "../config/file_systems.ts";
 
 export type { WatchEvent };
 
@@ -185,41 +185,57 @@ export const FOLDER_ANSWER_MS = 10_000;
 
 /**
  * Resolve `true` once `path` is a folder, checking every
- * `missingFolderRetryMs` (one warning while it is missing; a look that does
- * not answer is said and waited for), or `false` when `signal` aborts first.
+ * `missingFolderRetryMs` (one warning while it is missing, one error while it
+ * cannot be read: see {@linkcode unreadableForNow}; a look that does not
+ * answer is said and waited for), or `false` when `signal` aborts first.
  *
  * @throws when `path` exists but is no folder, cannot be checked, or (with
- *   `once`) does not exist
+ *   `once`) does not exist or cannot be read
  */
 export async function waitForFolder(path: string, options: WaitForFolderOptions): Promise<boolean> {
   const { job, once, missingFolderRetryMs: retryMs, signal } = options;
-  let warned = false;
+  let said: "missing" | "unreadable" | null = null;
   while (!signal.aborted) {
+    let info: Deno.FileInfo | null = null;
+    let failure: unknown = null;
     try {
-      const info = await answered(Deno.stat(path), path, options);
+      info = await answered(Deno.stat(path), path, options);
       if (info === null) return false;
-      if (info.isDirectory) {
-        if (warned) options.onSilent?.(null);
-        return true;
-      }
-      throw new Error(`Cannot watch ${path}: it is not a folder`);
     } catch (error) {
-      if (!(error instanceof Deno.errors.NotFound)) throw error;
+      failure = error;
     }
+    if (info !== null) {
+      if (!info.isDirectory) throw new Error(`Cannot watch ${path}: it is not a folder`);
+      if (said !== null) options.onSilent?.(null);
+      if (said === "unreadable") {
+        logger("watch").info("Watch folder {path} can be read now", { job, path });
+      }
+      return true;
+    }
+    const missing = failure instanceof Deno.errors.NotFound;
+    if (!missing && (once || !unreadableForNow(failure))) throw failure;
     if (once) {
       throw new Error(
         `Cannot watch ${path}: the folder does not exist (job ${job}); create it or fix watch_path`,
       );
     }
-    if (!warned) {
+    if (missing && said !== "missing") {
       logger("watch").warn(
         "Watch folder {path} does not exist yet; checking again every {seconds} s",
         { job, path, seconds: retryMs / 1000 },
       );
-      warned = true;
       // Said where the job's state is shown (status, the page, /metrics): nothing is watched.
       options.onSilent?.("it does not exist (a disk or share not mounted yet?)");
+    } else if (!missing && said !== "unreadable") {
+      const error = failure instanceof Error ? failure.message : String(failure);
+      logger("watch").error(
+        "Cannot read watch folder {path}: {error} (a share whose server or client is gone?); " +
+          "checking it again every {seconds} s",
+        { job, path, error, seconds: retryMs / 1000 },
+      );
+      options.onSilent?.(error);
     }
+    said = missing ? "missing" : "unreadable";
     await new Promise<void>((resolve) => {
       const timer = setTimeout(done, retryMs);
       signal.addEventListener("abort", done, { once: true });

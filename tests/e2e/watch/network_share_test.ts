@@ -488,6 +488,47 @@ Deno.test("network share (bindfs) whose client dies (ENOTCONN): one ERROR, then 
   }
 });
 
+Deno.test("network share (bindfs) whose client died before the daemon starts (ENOTCONN): the daemon runs, says the job cannot read its folder, and sends its files once mounted again", async () => {
+  const { root, under, mount } = await shareFolders();
+  try {
+    const client = await mountBindfsProcess(under, mount);
+    client.kill("SIGKILL");
+    await client.status;
+    const port = freePort();
+    await using box = await cliSandbox({
+      watch_path: mount,
+      poll_interval_seconds: 0.5,
+      rescan_interval_seconds: 0,
+      status_listen: `127.0.0.1:${port}`,
+    });
+    const meanwhile = randomBytes(25_000);
+    await Deno.writeFile(join(under, "meanwhile.fits"), meanwhile);
+    const daemon = startCli(["run", "-c", box.config], { env: box.env });
+    try {
+      await daemon.waitForOutput(
+        /ERROR +\[watch\] Cannot read watch folder .*: Transport endpoint is not connected.*; checking it again every/,
+      );
+      const status = await runCli(["status", "-c", box.config], { env: box.env });
+      assert.match(
+        status.stdout,
+        /Job default: failing since .*: the watch folder cannot be read: .*Transport endpoint is not connected/,
+      );
+      await unmountBindfs(mount);
+      await mountBindfs(under, mount);
+      await waitForArrivals(box.dest, new Map([["meanwhile.fits", meanwhile]]), "the file");
+      await arrivalsLogged(daemon, box.dest);
+      const output = daemon.stderr() + daemon.stdout();
+      assert.equal(output.match(/Cannot read watch folder/g)?.length, 1, output);
+      assert.equal(transfers(output, "meanwhile.fits"), 1);
+    } finally {
+      await daemon.stop();
+    }
+  } finally {
+    if (await isMounted(mount)) await unmountBindfs(mount);
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
 Deno.test("network share (bindfs) whose client dies while a file of it is copied: said unreachable, not gone; the job shows it; the file is kept and arrives whole once the share is back", async () => {
   const share = await shareFolders();
   const client = await mountBindfsProcess(share.under, share.mount);
