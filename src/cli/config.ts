@@ -15,7 +15,7 @@ import { loadConfig } from "../config/load.ts";
 import { keyPlace } from "../config/key_lines.ts";
 import type { Config } from "../config/types.ts";
 import { checkBeforeStart } from "../pipeline/start_checks.ts";
-import { answerWithin } from "../config/file_systems.ts";
+import { answerWithin, unreadableForNow } from "../config/file_systems.ts";
 import { fileInPlaceOfFolder, otherOsPathProblem, resolveConfigPath } from "../config/paths.ts";
 import { PAUSES_FOR_GOOD, pausesForGood } from "../pipeline/schedules.ts";
 import { ConfigError, guardedPathReason, UsageError } from "../errors.ts";
@@ -49,9 +49,18 @@ export async function runConfigValidate(configOption?: string): Promise<void> {
   for (const [index, job] of config.jobs.entries()) {
     // A folder on a share that stopped answering was said by the checks above.
     const watched = await answerWithin(
-      Deno.stat(job.watch_path).then((info) => info.isDirectory, () => false),
+      Deno.stat(job.watch_path).then(
+        (info) => info.isDirectory,
+        (error) => unreadableForNow(error) ? String(error.message) : false,
+      ),
     );
-    if (watched === false && otherOsPathProblem(job.watch_path) === null) {
+    if (typeof watched === "string") {
+      console.error(
+        `warning: ${keyPlace(config.file, index, ["watch_path"])}: watch folder of job ` +
+          `${job.name} ${job.watch_path} cannot be read now (${watched}): \`run\` waits until ` +
+          "it can (`run --once` exits with 4); mount the share again (its client or server gone?)",
+      );
+    } else if (watched === false && otherOsPathProblem(job.watch_path) === null) {
       console.error(
         `warning: ${keyPlace(config.file, index, ["watch_path"])}: watch folder of job ` +
           `${job.name} ${job.watch_path} is not a folder that exists (yet): \`run\` waits until ` +

@@ -14,7 +14,7 @@ import { globalOptions } from "./options.ts";
 import { loadConfig } from "../config/load.ts";
 import { resolveConfigPath } from "../config/paths.ts";
 import type { Config, JobConfig } from "../config/types.ts";
-import { answerWithin, SHARE_ANSWER_MS } from "../config/file_systems.ts";
+import { answerWithin, SHARE_ANSWER_MS, unreadableForNow } from "../config/file_systems.ts";
 import {
   addQuickStartOptions,
   checkQuickStart,
@@ -111,10 +111,13 @@ async function checkWatchPath(job: JobConfig, given: string): Promise<ProbeCheck
     return { check: "watch folder", verdict: "ok", detail: job.watch_path };
   } catch (error) {
     const reason = error instanceof Deno.errors.NotFound ? "does not exist" : messageOf(error);
+    const todo = unreadableForNow(error)
+      ? "mount the share again (its client or server gone?); `run` waits until it can be read"
+      : `fix ${given}`;
     return {
       check: "watch folder",
       verdict: "fail",
-      detail: `${job.watch_path}: ${reason}; fix ${given}`,
+      detail: `${job.watch_path}: ${reason}; ${todo}`,
     };
   }
 }

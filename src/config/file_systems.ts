@@ -249,13 +249,15 @@ function exists(path: string): Promise<boolean> {
 }
 
 /**
- * Whether `error`, of a look at a watch folder, may pass by itself: an I/O error, a stale handle,
- * a share whose client died (ENOTCONN); not "not found", a folder's permissions, a part of the path
- * that is no folder, nor a path the runtime guards (each a problem of the config or the setup).
+ * Whether `error`, of a look at a watch folder, may pass by itself: an error of the system (with
+ * its code) such as an I/O error, a stale handle, a share whose client died (ENOTCONN); not "not
+ * found", a folder's permissions, a part of the path that is no folder, nor a path the runtime
+ * guards (each a problem of the config or the setup).
  */
 export function unreadableForNow(error: unknown): boolean {
-  return !(error instanceof Deno.errors.NotFound || error instanceof Deno.errors.PermissionDenied ||
-    error instanceof Deno.errors.NotADirectory || error instanceof Deno.errors.NotCapable);
+  return typeof (error as { code?: unknown } | null)?.code === "string" &&
+    !(error instanceof Deno.errors.NotFound || error instanceof Deno.errors.PermissionDenied ||
+      error instanceof Deno.errors.NotADirectory || error instanceof Deno.errors.NotCapable);
 }
 
 /**

@@ -529,6 +529,32 @@ Deno.test("network share (bindfs) whose client died before the daemon starts (EN
   }
 });
 
+Deno.test("network share (bindfs) whose client died: config validate and doctor say the folder cannot be read now, not that it is missing or to fix watch_path", async () => {
+  const { root, under, mount } = await shareFolders();
+  try {
+    const client = await mountBindfsProcess(under, mount);
+    client.kill("SIGKILL");
+    await client.status;
+    await using box = await cliSandbox({ watch_path: mount });
+    const validate = await runCli(["config", "validate", "-c", box.config], { env: box.env });
+    assert.equal(validate.code, 0, validate.stderr);
+    assert.match(
+      validate.stderr,
+      /warning: .*watch folder of job default .* cannot be read now \(Transport endpoint is not connected.*\): `run` waits until it can/,
+    );
+    assert.doesNotMatch(validate.stderr, /not a folder that exists/);
+    const doctor = await runCli(["doctor", "-c", box.config], { env: box.env });
+    assert.match(
+      doctor.stdout + doctor.stderr,
+      /FAIL +watch folder: .*Transport endpoint is not connected.*; mount the share again/,
+    );
+    assert.doesNotMatch(doctor.stdout + doctor.stderr, /fix watch_path/);
+  } finally {
+    if (await isMounted(mount)) await unmountBindfs(mount);
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
 Deno.test("network share (bindfs) whose client dies while a file of it is copied: said unreachable, not gone; the job shows it; the file is kept and arrives whole once the share is back", async () => {
   const share = await shareFolders();
   const client = await mountBindfsProcess(share.under, share.mount);
