@@ -404,9 +404,20 @@ export async function finishDelivery(
   const time = mfmtTime(item.mtimeMs);
   if (features.mfmt) await client.sendIgnoringError(`MFMT ${time} ${tempPath}`);
   else if (features.mdtm) await client.sendIgnoringError(`MDTM ${time} ${tempPath}`);
-  await renameReplacing(peer.connection, tempPath, finalPath).catch((error) => {
+  await renameReplacing(peer.connection, tempPath, finalPath).catch(async (error) => {
     // The server's refusal of the rename itself, not of an upload that worked.
     if (!isFtpError(error) || error.code < 500 || client.closed) throw error;
+    // A folder under a new file's name is another's, as a file there would be: it goes beside.
+    if (item.noReplace && await isFolder(peer.connection, finalPath)) {
+      delivery.occupied = "other";
+      throw new TransferError(
+        `Cannot send ${item.source}: ${finalPath} on FTP server ${
+          ftpServerName(job)
+        } is a folder, not a copy sent by this job; it is not replaced`,
+        "retry",
+        { cause: error },
+      );
+    }
     throw new TransferError(
       `FTP server ${
         ftpServerName(job)
@@ -419,4 +430,11 @@ export async function finishDelivery(
   });
   delivery.uploaded = false;
   if (verify === "checksum") delivery.sha256 = counter.digest();
+}
+
+/** Whether `path` is a folder (the server changes into it); the connection is back in its home. */
+async function isFolder({ client, home }: FtpConnection, path: string): Promise<boolean> {
+  const folder = await client.cd(path).then(() => true, () => false);
+  if (folder) await client.cd(home);
+  return folder;
 }
