@@ -11,7 +11,9 @@
  *
  * `local` and `ftp` look at the final names of the batch's `noReplace` items before sending
  * ({@linkcode sendKeepingOthers}, one look per batch); `scp` and `rsync` in the batch's finishing
- * call (`ssh/finish.ts`), without a call of their own.
+ * call (`ssh/finish.ts`), without a call of their own. A folder under the final name, which the
+ * look does not see (no file there), is another's too once the rename onto it fails: `local`'s
+ * EISDIR here, the server's refusal in `ftp/remote.ts`.
  *
  * @module
  */
@@ -88,6 +90,22 @@ export async function sendKeepingOthers(
   }
   const rest = items.filter((item) => !held.has(item));
   const sent = rest.length === 0 ? [] : await send(rest);
-  const outcomes = new Map(sent.map((outcome) => [outcome.item, outcome]));
+  // A folder under the name (no file, so not seen by the look: its rename failed) is another's too.
+  const outcomes = new Map(sent.map((outcome) => [
+    outcome.item,
+    outcome.item.noReplace && folderAtName(outcome.error)
+      ? { ...outcome, occupied: "other" as const }
+      : outcome,
+  ]));
   return items.map((item) => held.get(item) ?? outcomes.get(item)!);
+}
+
+/** Whether `error` (or a cause of it) says a folder has the name a copy was renamed to (EISDIR). */
+function folderAtName(error: unknown): boolean {
+  for (let cause = error; cause instanceof Error; cause = cause.cause) {
+    if (cause instanceof Deno.errors.IsADirectory || /\(os error 21\)/.test(cause.message)) {
+      return true;
+    }
+  }
+  return false;
 }

@@ -136,30 +136,37 @@ Deno.test("ftp, verify_transfer size: a file the job did not send is never repla
   });
 });
 
-Deno.test("ftp: a folder under a file's final name is never replaced: the file arrives beside it", async () => {
-  await withVsftpdAndRoot({}, "itx-ftp-foreign-", async ({ server, root }) => {
-    const box = await ftpDaemonSandbox(server, root, keys("checksum"));
-    const taken = join(box.dest, "20240701", "light_0001.fits");
-    await Deno.mkdir(taken, { recursive: true });
-    await Deno.chown(join(box.dest, "20240701"), server.uid, server.gid);
-    await Deno.chown(taken, server.uid, server.gid);
-    const ours = randomBytes(20_000);
-    await writeSource(box.watch, "light_0001.fits", ours);
-    const run = await runCli(["run", "--once", "-c", box.config]);
-    const log = run.stdout + run.stderr;
-    assert.equal(run.code, 0, log);
-    assert.equal(
-      await sha256OfFile(join(box.dest, "20240701", "light_0001~2.fits")),
-      sha256Of(ours),
-    );
-    assert.ok((await Deno.stat(taken)).isDirectory, log);
-    assert.deepEqual(await listFiles(box.dest), ["20240701/light_0001~2.fits"], log);
-    assert.match(
-      log,
-      /light_0001\.fits, which holds another file that this job did not send there/,
-    );
+for (const method of ["local", "ftp"] as const) {
+  Deno.test(`${method}: a folder under a file's final name is never replaced: the file arrives beside it`, async () => {
+    await withVsftpdAndRoot({}, "itx-ftp-foreign-", async ({ server, root }) => {
+      const box = method === "ftp"
+        ? await ftpDaemonSandbox(server, root, keys("checksum"))
+        : await cliSandbox(keys("checksum"));
+      const taken = join(box.dest, "20240701", "light_0001.fits");
+      await Deno.mkdir(taken, { recursive: true });
+      if (method === "ftp") {
+        await Deno.chown(join(box.dest, "20240701"), server.uid, server.gid);
+        await Deno.chown(taken, server.uid, server.gid);
+      }
+      const ours = randomBytes(20_000);
+      await writeSource(box.watch, "light_0001.fits", ours);
+      const env = "env" in box ? box.env : undefined;
+      const run = await runCli(["run", "--once", "-c", box.config], { env });
+      const log = run.stdout + run.stderr;
+      assert.equal(run.code, 0, log);
+      assert.equal(
+        await sha256OfFile(join(box.dest, "20240701", "light_0001~2.fits")),
+        sha256Of(ours),
+      );
+      assert.ok((await Deno.stat(taken)).isDirectory, log);
+      assert.deepEqual(await listFiles(box.dest), ["20240701/light_0001~2.fits"], log);
+      assert.match(
+        log,
+        /light_0001\.fits, which holds another file that this job did not send there/,
+      );
+    });
   });
-});
+}
 
 Deno.test("a new file under a name sent before goes beside its earlier copy, never over another's file at the numbered name", async () => {
   // Another acquisition machine's daemon put its own light_0001 beside this job's, at ~2.
