@@ -10,6 +10,7 @@
  *
  * @module
  */
+import { resolve } from "node:path";
 import type { JobConfig } from "../config/types.ts";
 import { destinationIdentity } from "./destination_identity.ts";
 import type { FileRows } from "./file_rows.ts";
@@ -143,8 +144,9 @@ function recordedWatch(ledger: Ledger, key: string): { watch?: unknown; since?: 
 function noteWatchFolder(ledger: Ledger, job: JobConfig, target: string): void {
   const key = watchKey(target, job.name);
   const recorded = recordedWatch(ledger, key);
-  if (recorded !== null && recorded.watch === job.watch_path) return;
-  const since = recorded === null ? 0 : Date.now();
+  if (recorded !== null && sameFolder(recorded.watch, job.watch_path)) return;
+  // After every arrival recorded so far, also where the clock is behind them now.
+  const since = recorded === null ? 0 : Math.max(Date.now(), lastArrival(ledger, job, target) + 1);
   try {
     ledger.setMeta(key, JSON.stringify({ watch: job.watch_path, since }));
   } catch (error) {
@@ -157,6 +159,20 @@ function noteWatchFolder(ledger: Ledger, job: JobConfig, target: string): void {
       "copy (the same bytes are counted as arrived, others go beside it)",
     { job: job.name, watch: job.watch_path, before: recorded.watch },
   );
+}
+
+/** Whether `recorded` names the folder `watch` (spelled alike or not: `/d/`, `/d//`, `/./d`). */
+function sameFolder(recorded: unknown, watch: string): boolean {
+  return typeof recorded === "string" && resolve(recorded) === resolve(watch);
+}
+
+/** When the last arrival of `job` at `target` was recorded (0: none). */
+function lastArrival(ledger: Ledger, job: JobConfig, target: string): number {
+  const row = ledger.read(() =>
+    ledger.statement("SELECT max(transferred_at) AS at FROM files WHERE job = ? AND target = ?")
+      .get(job.name, target)
+  );
+  return Number(row?.at ?? 0);
 }
 
 /**
@@ -173,7 +189,7 @@ export function fromWatchFolder<T extends { transferredAt: number | null }>(
 ): (T & { otherFolder?: boolean }) | undefined {
   if (row === undefined || row.transferredAt === null) return row;
   const recorded = recordedWatch(rows.ledger, watchKey(rows.target, rows.job));
-  const moved = watch !== undefined && recorded !== null && recorded.watch !== watch;
+  const moved = watch !== undefined && recorded !== null && !sameFolder(recorded.watch, watch);
   const since = moved ? Infinity : recorded?.since;
   return typeof since === "number" && row.transferredAt < since
     ? { ...row, otherFolder: true }

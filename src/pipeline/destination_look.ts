@@ -3,15 +3,16 @@
  * without the ledger knowing: an attempt cut short before its end was recorded (`interrupted`: a
  * stop, a crash, a ledger that could not be written, a call cut off after its renames, the
  * transport's `mayBeInPlace`) and, after the ledger was rebuilt, a file older than the rebuild
- * whose arrival it has not recorded since (`rebuilt`). A look that fails keeps each file's
- * reason to be looked for: the next attempt looks again.
+ * whose arrival it has not recorded since (`rebuilt`). A look that fails fails the batch, and
+ * keeps each file's reason to be looked for: the next attempt looks again.
  *
- * One found under its final name with its size arrived (only a complete, verified copy is ever
- * renamed there) and is recorded, not sent again; with `checksum` its SHA-256 must be the
- * source's too. Where the copy there may be an earlier version of the same source (it arrived
- * before and changed since, or is sent again on purpose, or it changed since the attempt cut
- * short: rewritten in place, the same size), the size proves nothing: only the SHA-256 does, else
- * the file is sent. After a rebuild a final name that holds another file is
+ * An interrupted file's copy under its final name counts by its SHA-256 alone, asked whatever
+ * `verify_transfer` says: a file of its size there may be another's (the attempt may have been
+ * cut off before its rename), an earlier version (it arrived before and changed since, or changed
+ * since the attempt: rewritten in place, the same size), or its own unconfirmed copy. Found, it
+ * arrived and is recorded, not sent again; else the file is sent. After a rebuild one found there
+ * with its size arrived (only a complete, verified copy is ever renamed there); with `checksum`
+ * its SHA-256 must be the source's too. After a rebuild a final name that holds another file is
  * never written over (the ledger no longer knows whose copy it is): the file's copy is looked for
  * at the numbered names beside it (`v~2.fits`, ...), else it goes to the first one free.
  *
@@ -74,19 +75,19 @@ export async function lookAtDestination(
   const unconfirmed = interrupted.some(Boolean) ? unconfirmedCopies(table) : new Map();
   const asking = batch.map((record, index) => {
     if (!interrupted[index] && !(rebuilt && record.version.mtimeMs <= rebuilt.at)) return null;
-    let arrivedBefore = true;
-    try {
-      arrivedBefore = (table.rows.get(record.relPath)?.transferredAt ?? null) !== null;
-    } catch { /* Unreadable: as if a copy of an earlier version may be there. */ }
-    // Its arrival recorded since the rebuild: the ledger knows its copy.
     if (!interrupted[index]) {
+      let arrivedBefore = true;
+      try {
+        arrivedBefore = (table.rows.get(record.relPath)?.transferredAt ?? null) !== null;
+      } catch { /* Unreadable: as if its copy were known. */ }
+      // Its arrival recorded since the rebuild: the ledger knows its copy.
       return arrivedBefore ? null : { why: "rebuilt" as const, sizeTells: true };
     }
-    // A copy of its own there, unconfirmed: its size proves nothing, and it is replaced. Nor
-    // does it where the file changed since the attempt: a copy there is of the earlier version.
+    // Its size proves nothing, only its SHA-256: a file of that size there may be another's (an
+    // attempt may be cut off before its rename), an earlier version (arrived before, or the file
+    // changed since the attempt), or a copy of its own unconfirmed, which is replaced.
     const own = unconfirmed.get(record.relPath) === items[index].destination;
-    const sizeTells = !arrivedBefore && !own && interrupted[index] === "same";
-    return { why: "interrupted" as const, sizeTells, own };
+    return { why: "interrupted" as const, sizeTells: false, own };
   });
   const lookedAt = () => table.interrupted.looked(batch.map((record) => record.relPath));
   if (!transport.destinationSizes || asking.every((ask) => ask === null)) {
@@ -102,10 +103,9 @@ export async function lookAtDestination(
       signal,
     );
   } catch (error) {
-    // Not known whose a file there is: the batch fails and is tried again, nothing written over.
-    // An interrupted file is looked for again at its next attempt: its copy may be there.
-    if (signal.aborted || asked.some((index) => asking[index]!.why === "rebuilt")) throw error;
-    return looked;
+    // Not known whose a file there is: the batch fails and is tried again, nothing written over
+    // (an interrupted file is looked for again at its next attempt: its copy may be there).
+    throw error;
   }
   lookedAt();
   for (const [n, index] of asked.entries()) {
@@ -176,11 +176,14 @@ async function whatIsAt(
     const size = sizes.get(destination) ?? null;
     return size === null ? "nothing" : size === item.size ? "copy" : "other";
   });
-  const hashing = job.verify_transfer === "checksum" && transport.destinationSha256 !== undefined;
+  const canHash = transport.destinationSha256 !== undefined;
+  const hashing = job.verify_transfer === "checksum" && canHash;
   const toHash = asked.flatMap(([, , sizeTells], n) =>
     holding[n] === "copy" && (hashing || !sizeTells) ? [n] : []
   );
-  if (toHash.length > 0) await compareHashes(transport, asked, holding, toHash, hashing, signal);
+  // Where the size tells nothing, the SHA-256 is asked whatever verify_transfer says.
+  const asking = hashing || (canHash && toHash.some((n) => !asked[n][2]));
+  if (toHash.length > 0) await compareHashes(transport, asked, holding, toHash, asking, signal);
   if (notFlushed === null || !holding.includes("copy")) return holding;
   const unconfirmed = asked.flatMap(([item], n) => holding[n] === "copy" ? [item.source] : []);
   log.warn(

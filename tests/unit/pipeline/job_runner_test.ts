@@ -318,24 +318,32 @@ async function resumesInterrupted(resume_partial_hours: number): Promise<void> {
   });
 }
 
+/**
+ * `light.fits` in the watch folder, whose last attempt was cut short after renaming its copy into
+ * place (`20240315/light.fits`): its row left `transferring`. @returns its bytes
+ */
+async function cutOffWithCopyInPlace(job: JobConfig, stateDir: string): Promise<Uint8Array> {
+  const bytes = randomBytes(2880);
+  await place(job.watch_path, "light.fits", bytes);
+  const info = await Deno.stat(join(job.watch_path, "light.fits"));
+  readLedger(stateDir, job, (files) => {
+    files.enqueue("light.fits", {
+      size: info.size,
+      mtimeMs: info.mtime!.getTime(),
+      destination: "20240315/light.fits",
+    });
+    files.markTransferring(["light.fits"]);
+  });
+  await Deno.mkdir(join(job.remote_base_path, "20240315"), { recursive: true });
+  await Deno.writeFile(join(job.remote_base_path, "20240315/light.fits"), bytes);
+  return bytes;
+}
+
 Deno.test("JobRunner start-up: an interrupted file rewritten in place before the restart (same size) is not taken for the copy of its earlier version found at the destination", async () => {
   await withRoot(async (root, stateDir) => {
     // The size alone is checked: the copy found there must still be told from the new version.
     const job = localTestJob(root, { verify_transfer: "size" });
-    const before = randomBytes(2880);
-    await place(job.watch_path, "light.fits", before);
-    const info = await Deno.stat(join(job.watch_path, "light.fits"));
-    readLedger(stateDir, job, (files) => {
-      files.enqueue("light.fits", {
-        size: info.size,
-        mtimeMs: info.mtime!.getTime(),
-        destination: "20240315/light.fits",
-      });
-      files.markTransferring(["light.fits"]);
-    });
-    // The attempt cut short had renamed its copy into place; its end was never recorded.
-    await Deno.mkdir(join(job.remote_base_path, "20240315"), { recursive: true });
-    await Deno.writeFile(join(job.remote_base_path, "20240315/light.fits"), before);
+    const before = await cutOffWithCopyInPlace(job, stateDir);
     // Then, before the restart, the file was rewritten in place: same size, other bytes.
     const after = randomBytes(2880);
     await Deno.writeFile(join(job.watch_path, "light.fits"), after);
@@ -359,36 +367,49 @@ Deno.test("JobRunner start-up: an interrupted file rewritten in place before the
 Deno.test("JobRunner start-up: an interrupted file whose destination cannot be asked at first is looked for again at its next attempt, its copy found there recorded as sent, not as another's", async () => {
   await withRoot(async (root, stateDir) => {
     const job = localTestJob(root, { retry_attempts: 2, retry_delay_seconds: 0.1 });
-    const bytes = randomBytes(2880);
-    await place(job.watch_path, "light.fits", bytes);
-    const info = await Deno.stat(join(job.watch_path, "light.fits"));
-    readLedger(stateDir, job, (files) => {
-      files.enqueue("light.fits", {
-        size: info.size,
-        mtimeMs: info.mtime!.getTime(),
-        destination: "20240315/light.fits",
-      });
-      files.markTransferring(["light.fits"]);
-    });
-    // The attempt cut short had renamed its copy into place; its end was never recorded.
-    await Deno.mkdir(join(job.remote_base_path, "20240315"), { recursive: true });
-    await Deno.writeFile(join(job.remote_base_path, "20240315/light.fits"), bytes);
+    await cutOffWithCopyInPlace(job, stateDir);
 
-    // The destination does not answer at the first attempt (a restart before the network is up).
+    // The destination does not answer the first look (a restart before the network is up); the
+    // batch fails then, whether or not a send would work.
     let down = true;
+    let sends = 0;
     const run = await runOnce(job, stateDir, (transport) => {
       transport.looksAtDestination();
       const sizes = transport.destinationSizes!;
-      transport.destinationSizes = (paths, stop) =>
-        down ? Promise.reject(new Error("no answer")) : sizes(paths, stop);
-      transport.beforeSend = () => {
-        if (!down) return Promise.resolve();
+      transport.destinationSizes = (paths, stop) => {
+        if (!down) return sizes(paths, stop);
         down = false;
         return Promise.reject(new Error("no answer"));
       };
+      transport.beforeSend = () => {
+        sends++;
+        return Promise.resolve();
+      };
     });
     assert.equal(run.sent, 1, "its copy there is recorded as this job's arrival");
+    assert.equal(sends, 0, "nothing was sent over or beside it");
     assert.deepEqual(await listFiles(job.remote_base_path), ["20240315/light.fits"]);
+  });
+});
+
+Deno.test("JobRunner start-up: an interrupted file whose final name holds another file of its size (verify_transfer size) is sent beside it; that file stays", async () => {
+  await withRoot(async (root, stateDir) => {
+    const job = localTestJob(root, { verify_transfer: "size" });
+    const bytes = await cutOffWithCopyInPlace(job, stateDir);
+    // The attempt was cut off before its rename: what is there is another's file, of that size.
+    const others = randomBytes(bytes.length);
+    await Deno.writeFile(join(job.remote_base_path, "20240315/light.fits"), others);
+
+    const run = await runOnce(job, stateDir, (transport) => transport.looksAtDestination());
+    assert.equal(run.sent, 1);
+    assert.deepEqual(
+      await Deno.readFile(join(job.remote_base_path, "20240315/light.fits")),
+      others,
+    );
+    let destination = "";
+    readLedger(stateDir, job, (files) => destination = files.get("light.fits")!.destination);
+    assert.notEqual(destination, "20240315/light.fits");
+    assert.deepEqual(await Deno.readFile(join(job.remote_base_path, destination)), bytes);
   });
 });
 

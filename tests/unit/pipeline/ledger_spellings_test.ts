@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Ledger } from "../../../src/ledger/ledger.ts";
 import { carryOverSpellings, ledgerTarget } from "../../../src/ledger/destination_spellings.ts";
-import { carryOverRenamedJobs } from "../../../src/ledger/job_names.ts";
+import { carryOverRenamedJobs, fromWatchFolder } from "../../../src/ledger/job_names.ts";
 import { FileRows } from "../../../src/ledger/file_rows.ts";
 import { UnconfirmedCopies } from "../../../src/ledger/unconfirmed_copies.ts";
 import { testJob } from "../../helpers/jobs.ts";
@@ -156,5 +156,27 @@ Deno.test("spellings: before the take-over, status and dry runs read the rows of
     carryOverSpellings(ledger, [job("cam", "/d//")]);
     assert.equal(ledgerTarget(ledger, job("cam", "/d//"), "cam"), "local:/d");
     assert.equal(ledgerTarget(ledger, job("cam", "/e"), "cam"), "local:/e/");
+  });
+});
+
+Deno.test("watch folder: another spelling of the same folder is no change; another folder is one, after every arrival recorded even with the clock behind them", async () => {
+  await withLedger((ledger) => {
+    const at = (watch: string) =>
+      testJob("cam", { watch_path: watch, remote_base_path: "/data/a", transfer_method: "local" });
+    const files = new FileRows(ledger, "cam", "local:/data/a");
+    carryOverRenamedJobs(ledger, [at("/in/cam")]);
+    files.markDone([{ relPath: "a.fits", ...FILE }]);
+    const otherFolder = () => fromWatchFolder(files, files.get("a.fits"))?.otherFolder === true;
+    // Respelled (a slash at the end, doubled, a "." in it): the same folder, its copies its own.
+    for (const spelling of ["/in/cam/", "/in//cam", "/in/./cam"]) {
+      carryOverRenamedJobs(ledger, [at(spelling)]);
+      assert.equal(otherFolder(), false, spelling);
+    }
+    // The arrival was recorded a day ahead of the clock now (a clock set back since).
+    ledger.write(() =>
+      ledger.statement("UPDATE files SET transferred_at = ?").run(Date.now() + 86_400_000)
+    );
+    carryOverRenamedJobs(ledger, [at("/in/other")]);
+    assert.equal(otherFolder(), true, "a copy from the folder before");
   });
 });
