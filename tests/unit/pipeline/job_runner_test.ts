@@ -343,7 +343,7 @@ Deno.test("JobRunner start-up: an interrupted file rewritten in place before the
   await withRoot(async (root, stateDir) => {
     // The size alone is checked: the copy found there must still be told from the new version.
     const job = localTestJob(root, { verify_transfer: "size" });
-    const before = await cutOffWithCopyInPlace(job, stateDir);
+    await cutOffWithCopyInPlace(job, stateDir);
     // Then, before the restart, the file was rewritten in place: same size, other bytes.
     const after = randomBytes(2880);
     await Deno.writeFile(join(job.watch_path, "light.fits"), after);
