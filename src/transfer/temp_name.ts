@@ -11,7 +11,6 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { destinationFolder } from "../config/destination_folder.ts";
 import type { JobConfig } from "../config/types.ts";
 import { TEMP_SUFFIX } from "../layout/destination.ts";
 
@@ -90,9 +89,7 @@ export function uploadOwner(parts: string[]): string {
 
 /**
  * The {@linkcode uploadOwner} id of this machine's daemon running `job`: by its watch folder and
- * destination folder (one spelling for each folder, as the ledger's: `/data/` is `/data`), not its
- * name, so a job renamed in the config, or whose base path is spelled another way, continues its
- * own copies.
+ * destination, not its name, so a job renamed in the config continues its own copies.
  */
 export function jobOwner(job: JobConfig): string {
   let host = "";
@@ -101,7 +98,7 @@ export function jobOwner(job: JobConfig): string {
   } catch {
     // No permission to read it: the job's own fields still tell daemons apart.
   }
-  return uploadOwner([host, job.watch_path, destinationFolder(job)]);
+  return uploadOwner([host, job.watch_path, job.remote_base_path]);
 }
 
 function escapeDots(text: string): string {
