@@ -252,7 +252,7 @@ for (const method of ["local", "rsync", "scp"] as const) {
       await Deno.remove(source);
       const second = startCli(["run", "-c", box.config], { env: box.env });
       try {
-        await second.waitForOutput(/Dropped .*: it is gone from the watch folder/);
+        await second.waitForOutput(/Dropped .*: it is not in the watch folder/);
         await waitFor(
           async () =>
             (await listFiles(box.dest)).length === 0 &&

@@ -3,6 +3,7 @@
  * transport that answers as told: a batch settles only its own attempts.
  */
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { TransferError, type TransferErrorKind } from "../../../src/errors.ts";
 import { Ledger } from "../../../src/ledger/ledger.ts";
@@ -190,9 +191,17 @@ Deno.test("BatchSender: files a killed run had sent unrecorded are found there, 
         sent += items.length;
         return Promise.resolve(items.map((item) => ({ item, error: null })));
       }),
-      // Every copy is there with its size.
+      // Every copy is there with its size and its SHA-256 (each source holds its name).
       destinationSizes: (destinations: string[]) =>
         Promise.resolve(new Map(destinations.map((d) => [d, d.split("/").at(-1)!.length]))),
+      destinationSha256: (destinations: string[]) =>
+        Promise.resolve(
+          new Map(
+            destinations.map((
+              d,
+            ) => [d, createHash("sha256").update(d.split("/").at(-1)!).digest("hex")]),
+          ),
+        ),
     } as unknown as Transport;
     const batch = next.takeBatch(16);
     assert.equal(batch.length, 3);
