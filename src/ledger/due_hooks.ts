@@ -52,12 +52,16 @@ export class DueHooks {
     });
   }
 
-  /** The first `limit` hooks owed (all without), by name. */
+  /**
+   * The first `limit` hooks owed (all without), in the order their files arrived (the files of
+   * one batch by name); a hook whose file's row is gone comes first.
+   */
   list(limit = -1): DueHook[] {
     return this.ledger.read(() =>
       this.ledger.statement(
-        "SELECT rel_path, destination, size, mtime_ms, sha256 FROM hooks_due " +
-          "WHERE job = ? AND target = ? ORDER BY rel_path LIMIT ?",
+        "SELECT h.rel_path, h.destination, h.size, h.mtime_ms, h.sha256 FROM hooks_due h " +
+          "LEFT JOIN files f ON f.job = h.job AND f.target = h.target AND f.rel_path = h.rel_path " +
+          "WHERE h.job = ? AND h.target = ? ORDER BY f.transferred_at, h.rel_path LIMIT ?",
       ).all(this.job, this.target, limit)
     ).map((r) => ({
       relPath: r.rel_path as string,

@@ -956,3 +956,27 @@ Deno.test("a renamed job takes over its destination's rows of the name it had th
     assert.deepEqual(done("other", "d"), ["o.fits"]);
   });
 });
+
+Deno.test("DueHooks.list: the hooks owed in the order their files arrived, a batch's by name, one whose row is gone first", async () => {
+  await withLedger((ledger) => {
+    const rows = new FileRows(ledger, "cam", "local:/data");
+    const due = DueHooks.of(rows);
+    const arrive = (names: string[], at: number) => {
+      const files = names.map((relPath) => ({ ...FILE, relPath, destination: relPath }));
+      rows.markDone(files, at);
+      due.add(files);
+    };
+    arrive(["z_first.fits"], 1_000);
+    arrive(["m_second.fits", "b_second.fits"], 2_000);
+    arrive(["a_third.fits"], 3_000);
+    due.add([{ ...FILE, relPath: "y_no_row.fits" }]);
+    assert.deepEqual(due.list().map((h) => h.relPath), [
+      "y_no_row.fits",
+      "z_first.fits",
+      "b_second.fits",
+      "m_second.fits",
+      "a_third.fits",
+    ]);
+    assert.deepEqual(due.list(2).map((h) => h.relPath), ["y_no_row.fits", "z_first.fits"]);
+  });
+});
