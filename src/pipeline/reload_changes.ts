@@ -1,7 +1,8 @@
 /**
- * What a reload (SIGHUP) changes, in words for the log: the jobs added and
- * removed, and each key that changed, of a job that keeps its name or of the
- * daemon, with its value before and after.
+ * What a reload (SIGHUP) changes, in words for the log: the jobs added,
+ * removed and renamed (the job each goes on from: {@linkcode formerJob}), and
+ * each key that changed, of a job that keeps its name or of the daemon, with
+ * its value before and after.
  *
  * @module
  */
@@ -86,26 +87,36 @@ function samePlaces(a: JobConfig, b: JobConfig): boolean {
 }
 
 /**
+ * The job of `current` that `job` (one of `next`) goes on from, as the ledger's rows do
+ * (`ledger/job_names.ts`): the one that sends from its watch folder to its destination, under
+ * whatever name (renamed, or two jobs that swapped names), else the one of its name, unless a job
+ * of `next` sends from that one's folder to its destination; `undefined`: a job added.
+ */
+export function formerJob(
+  current: readonly JobConfig[],
+  next: readonly JobConfig[],
+  job: JobConfig,
+): JobConfig | undefined {
+  const there = current.find((old) => samePlaces(old, job));
+  if (there) return there;
+  const named = current.find((old) => old.name === job.name);
+  return named && !next.some((other) => samePlaces(other, named)) ? named : undefined;
+}
+
+/**
  * One line per change from `current` to `next`: `job cam3 added (...)`,
  * `job cam1 removed (...)`, `job cam1 renamed to north (...)` (the same watch
- * folder and destination under a new name), `job cam2: remote_base_path "/a" -> "/b"`,
- * `log_format "text" -> "json"`; `[]` when nothing changed.
+ * folder and destination under a new name; two jobs that swapped names are two such lines),
+ * `job cam2: remote_base_path "/a" -> "/b"`, `log_format "text" -> "json"`; `[]` when nothing
+ * changed.
  */
 export function reloadChanges(current: Config, next: Config): string[] {
   const changes: string[] = [];
-  const before = new Map(current.jobs.map((job) => [job.name, job]));
-  const after = new Map(next.jobs.map((job) => [job.name, job]));
-  const added = next.jobs.filter((job) => !before.has(job.name));
-  const removed = current.jobs.filter((job) => !after.has(job.name));
-  const renamed = new Map<JobConfig, JobConfig>();
-  for (const job of added) {
-    const old = removed.find((o) => samePlaces(o, job) && ![...renamed.values()].includes(o));
-    if (old) renamed.set(job, old);
-  }
-  for (const job of added) {
-    const old = renamed.get(job);
+  const former = new Map(next.jobs.map((job) => [job, formerJob(current.jobs, next.jobs, job)]));
+  for (const job of next.jobs) {
+    const old = former.get(job);
     if (!old) changes.push(`job ${job.name} added (${route(job)})`);
-    else {
+    else if (old.name !== job.name) {
       const keys = changedKeys(old, job, new Set(["name"]));
       changes.push(
         `job ${old.name} renamed to ${job.name} (${route(job)}): what it sent stays its own` +
@@ -113,16 +124,17 @@ export function reloadChanges(current: Config, next: Config): string[] {
       );
     }
   }
-  for (const job of removed) {
-    if ([...renamed.values()].includes(job)) continue;
+  const goneOn = new Set(former.values());
+  for (const job of current.jobs) {
+    if (goneOn.has(job)) continue;
     changes.push(
       `job ${job.name} removed (${route(job)}): its files are no longer sent, ` +
         "nothing in its ledger is forgotten",
     );
   }
   for (const job of next.jobs) {
-    const old = before.get(job.name);
-    if (!old) continue;
+    const old = former.get(job);
+    if (!old || old.name !== job.name) continue;
     const keys = changedKeys(old, job);
     if (
       old.remote_base_path !== job.remote_base_path &&

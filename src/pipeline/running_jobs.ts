@@ -2,10 +2,12 @@
  * One generation of job runners: the jobs of one config. A reload (SIGHUP)
  * stops the jobs it changed or removed and starts the next generation: a job
  * whose settings are all the same goes on in it untouched (its transfers in
- * flight, its hooks and scheduled commands run on); a changed job that keeps
- * its name starts again with what its picture showed (this run's counts, the
- * rate, a pause from the page: see `JobStatus.continueFrom`), counted once in
- * the daemon's totals; a job renamed in the config takes over its former
+ * flight, its hooks and scheduled commands run on); a changed job starts again
+ * with what the picture of the job it goes on from showed (this run's counts,
+ * the rate, a pause from the page: see `JobStatus.continueFrom`), counted once
+ * in the daemon's totals: the job that sent from its watch folder to its
+ * destination, whatever its name (renamed, or two jobs that swapped names),
+ * else the one of its name (`formerJob`); a job renamed in the config takes over its former
  * name's rows first (`job_names.ts`), after the rows recorded for another
  * spelling of a destination are recorded for its identity now
  * (`destination_spellings.ts`).
@@ -23,7 +25,7 @@ import type { JobSummary } from "../status/job_status.ts";
 import type { createTransport } from "../transfer/transport.ts";
 import type { FinishingHooks } from "./hooks.ts";
 import { JobRunner } from "./job_runner.ts";
-import { sameJobSettings } from "./reload_changes.ts";
+import { formerJob, sameJobSettings } from "./reload_changes.ts";
 
 /** A runner and its start, handed from one generation to the next. */
 interface Started {
@@ -75,11 +77,15 @@ export class RunningJobs {
     this.#route.current = this;
     this.#finishing = previous ? previous.#finishing : [];
     const kept = previous ? previous.#goingOn : new Map<string, Started>();
+    const replaced = (job: JobConfig) => previous && previous.#replaced(job, config);
     for (const [name, pause] of Object.entries(previous ? previous.#paused : {})) {
       if (kept.has(name)) {
         this.#paused[name] = pause;
         this.#began[name] = previous!.#began[name];
-      } else this.#before[name] = pause;
+      } else {
+        const heir = config.jobs.find((job) => replaced(job)?.job.name === name);
+        if (heir) this.#before[heir.name] = pause;
+      }
     }
     onPaused(this.#paused);
     for (const { job, from, to, rows } of carryOverSpellings(ledger, config.jobs)) {
@@ -105,7 +111,7 @@ export class RunningJobs {
       }
       const made: JobRunner = new JobRunner(job, ledger, transport(job), {
         ...options,
-        replaces: previous?.runners.find((r) => r.job.name === job.name),
+        replaces: replaced(job),
         // Told the generation the runner is in now (it may go on through reloads).
         onPauseChange: (pause) => route.current.#pauseChanged(made, pause),
       });
@@ -122,6 +128,13 @@ export class RunningJobs {
         throw error;
       },
     );
+  }
+
+  /** The runner `job` of `next` goes on from (its picture, hooks, schedules): see `formerJob`. */
+  #replaced(job: JobConfig, next: Config): JobRunner | undefined {
+    const jobs = this.runners.map((runner) => runner.job);
+    const former = formerJob(jobs, next.jobs, job);
+    return this.runners.find((runner) => runner.job === former);
   }
 
   /** `runner` reports its job paused (or not) because its destination is full. */
@@ -158,8 +171,8 @@ export class RunningJobs {
    * Stop the runners, add what they did to `total` (once). With `next` (a reload: see
    * `JobRunner.stop` for `reloading`), the config that replaces them: a job whose settings are
    * all the same there is not stopped but handed to the next generation as it is (the names of
-   * those are returned); the others that keep their name go on from these runners' counts, so
-   * they are added to `total` by the next generation, and their hooks and scheduled commands run
+   * those are returned); the others that go on in a job of `next` (`formerJob`) go on from these
+   * runners' counts, so they are added to `total` by the next generation, and their hooks and scheduled commands run
    * on until done, or until the stop of the last generation ends them first.
    */
   async stop(total: JobSummary, reloading = false, next?: Config): Promise<string[]> {
@@ -186,8 +199,9 @@ export class RunningJobs {
       hooks.finished.then(forget, forget);
     }
     if (!reloading) await Promise.all(replaced.map((hooks) => hooks.finished));
+    const goOn = new Set(next?.jobs.map((job) => this.#replaced(job, next!)));
     for (const r of stopping) {
-      if (after.has(r.job.name)) continue;
+      if (goOn.has(r)) continue; // Counted by the runner that goes on from it.
       total.sent += r.summary.sent;
       total.failed += r.summary.failed;
     }

@@ -116,3 +116,19 @@ Deno.test("reload changes: remote_base_path spelled another way is said as the s
     'remote_base_path "/archive" -> "/archive/"',
   ]);
 });
+
+Deno.test("reload changes: two jobs that swapped names are said as renamed, each to the other's name", () => {
+  const two = (first: string, second: string) =>
+    parseConfig(
+      [
+        "jobs:",
+        `  - { name: ${first}, watch_path: /data/a, remote_base_path: /archive/a, transfer_method: local }`,
+        `  - { name: ${second}, watch_path: /data/b, remote_base_path: /archive/b, transfer_method: local }`,
+      ].join("\n"),
+      "/etc/image-transfer/config.yaml",
+    );
+  assertEquals(reloadChanges(two("north", "south"), two("south", "north")), [
+    "job north renamed to south (/data/a -> /archive/a (local)): what it sent stays its own",
+    "job south renamed to north (/data/b -> /archive/b (local)): what it sent stays its own",
+  ]);
+});

@@ -1,0 +1,72 @@
+/**
+ * Edits of a running daemon's config and what a reload makes of them: two jobs whose names are
+ * swapped keep each their own figures, and a change of `file_patterns` over a full folder is said
+ * in a few lines, not one per file. Real daemons through the CLI.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { randomBytes, waitFor } from "../../helpers/files.ts";
+import { getJson, startStatusDaemon } from "../../helpers/status.ts";
+
+interface Status {
+  jobs: Array<{ job: string; sent: number }>;
+}
+
+Deno.test("two jobs whose names a reload swaps keep each their own counts on the status page", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-swap-" });
+  const place = (name: string) => ({ watch: join(root, name), dest: join(root, `${name}-dest`) });
+  const [a, b] = [place("a"), place("b")];
+  for (const { watch } of [a, b]) await Deno.mkdir(watch);
+  try {
+    await using d = await startStatusDaemon({
+      jobs: [
+        { name: "alpha", watch_path: a.watch, remote_base_path: a.dest },
+        { name: "beta", watch_path: b.watch, remote_base_path: b.dest },
+      ],
+    });
+    const sent = async () =>
+      Object.fromEntries(
+        (await getJson<Status>(d.base, "/api/status")).jobs.map((job) => [job.job, job.sent]),
+      );
+    for (const name of ["a1.fits", "a2.fits"]) {
+      await Deno.writeFile(join(a.watch, name), randomBytes(1500));
+    }
+    await Deno.writeFile(join(b.watch, "b1.fits"), randomBytes(1500));
+    await waitFor(
+      async () => {
+        const now = await sent();
+        return now.alpha === 2 && now.beta === 1;
+      },
+      30_000,
+      "alpha's two files and beta's one",
+    );
+
+    const text = await Deno.readTextFile(d.config);
+    const swapped = text.replaceAll('"name":"alpha"', '"name":"-"')
+      .replaceAll('"name":"beta"', '"name":"alpha"').replaceAll('"name":"-"', '"name":"beta"');
+    assert.notEqual(swapped, text);
+    await Deno.writeTextFile(d.config, swapped);
+    d.daemon.process.kill("SIGHUP");
+    await d.daemon.waitForOutput(/Reloaded .*: 2 job\(s\)/);
+    // Each job's figures go with the folder and destination it sends: beta sends a's files now.
+    assert.deepEqual(await sent(), { alpha: 1, beta: 2 });
+    await d.daemon.waitForOutput(
+      `Reload: job alpha renamed to beta (${a.watch} -> ${a.dest} (local)): what it sent stays its own`,
+    );
+    await d.daemon.waitForOutput(
+      `Reload: job beta renamed to alpha (${b.watch} -> ${b.dest} (local)): what it sent stays its own`,
+    );
+    const a3 = randomBytes(1700);
+    await Deno.writeFile(join(a.watch, "a3.fits"), a3);
+    await waitFor(async () => (await sent()).beta === 3, 30_000, "a3.fits sent by beta");
+    assert.deepEqual(await sent(), { alpha: 1, beta: 3 });
+    const night = (await Array.fromAsync(Deno.readDir(a.dest)))[0].name;
+    assert.deepEqual(await Deno.readFile(join(a.dest, night, "a3.fits")), a3);
+    await d.daemon.stop();
+    // Nothing was sent again, and the stop counts each file once.
+    assert.equal(d.daemon.stderr().match(/Successfully transferred/g)?.length, 4);
+    assert.match(d.daemon.stderr(), /Stopped: 4 file\(s\) sent, 0 failed in this run/);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
