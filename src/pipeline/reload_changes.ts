@@ -9,14 +9,11 @@
 import type { Config, JobConfig } from "../config/types.ts";
 import { destinationIdentity } from "../ledger/destination_identity.ts";
 
-/**
- * Daemon-wide keys a reload does not apply: `state_dir` refuses the reload,
- * the status page's keys are said by their own warning (kept until a restart).
- */
-const NOT_COMPARED = new Set([
-  "file",
-  "jobs",
-  "state_dir",
+/** Daemon-wide keys not said as changed: `state_dir` refuses the reload. */
+const NOT_COMPARED = new Set(["file", "jobs", "state_dir"]);
+
+/** The status page's keys: a reload does not apply them (their warning says so). */
+const STATUS_KEYS = new Set([
   "status_listen",
   "status_token_file",
   "status_tls_cert",
@@ -107,7 +104,8 @@ export function formerJob(
  * One line per change from `current` to `next`: `job cam3 added (...)`,
  * `job cam1 removed (...)`, `job cam1 renamed to north (...)` (the same watch
  * folder and destination under a new name; two jobs that swapped names are two such lines),
- * `job cam2: remote_base_path "/a" -> "/b"`, `log_format "text" -> "json"`; `[]` when nothing
+ * `job cam2: remote_base_path "/a" -> "/b"`, `log_format "text" -> "json"`, `status_listen "a"
+ * -> "b" (the status page keeps what the daemon started with until a restart)`; `[]` when nothing
  * changed.
  */
 export function reloadChanges(current: Config, next: Config): string[] {
@@ -146,6 +144,13 @@ export function reloadChanges(current: Config, next: Config): string[] {
     }
     if (keys.length > 0) changes.push(`job ${job.name}: ${keys.join(", ")}`);
   }
-  changes.push(...changedKeys(current, next, NOT_COMPARED));
+  for (const change of changedKeys(current, next, NOT_COMPARED)) {
+    const key = change.slice(0, change.indexOf(" "));
+    changes.push(
+      STATUS_KEYS.has(key)
+        ? `${change} (the status page keeps what the daemon started with until a restart)`
+        : change,
+    );
+  }
   return changes;
 }

@@ -117,6 +117,15 @@ Deno.test("reload changes: remote_base_path spelled another way is said as the s
   ]);
 });
 
+Deno.test("reload changes: a status page key changed alone is a change, said as kept until a restart", () => {
+  const before = configOf("", 'status_listen: "127.0.0.1:8080"');
+  const after = configOf("", 'status_listen: "127.0.0.1:9090"');
+  assertEquals(reloadChanges(before, after), [
+    'status_listen "127.0.0.1:8080" -> "127.0.0.1:9090" (the status page keeps what the daemon ' +
+    "started with until a restart)",
+  ]);
+});
+
 Deno.test("reload changes: two jobs that swapped names are said as renamed, each to the other's name", () => {
   const two = (first: string, second: string) =>
     parseConfig(
