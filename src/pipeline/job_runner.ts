@@ -29,6 +29,7 @@ import { DestinationPause, downKind } from "./destination_pause.ts";
 import { Intake } from "./intake.ts";
 import { JobExtras } from "./job_extras.ts";
 import { windowEnd } from "./schedules.ts";
+import { PatternSkips } from "./reload_changes.ts";
 import type { FinishingHooks } from "./hooks.ts";
 
 /** Options of {@linkcode JobRunner}. */
@@ -52,7 +53,7 @@ export interface JobRunnerOptions {
   onPauseChange?: (pause: JobPause | null) => void;
   /** Where transfers are told to the status page and metrics. */
   events?: StatusEvents;
-  /** The runner of the same job this one replaces (a reload): its picture goes on here. */
+  /** The runner this one goes on from (a reload: `formerJob`): its picture goes on here. */
   replaces?: JobRunner;
   runtimeDir?: string; // The daemon's runtime folder (see `FolderWatcherOptions.runtimeDir`).
 }
@@ -69,18 +70,14 @@ export class JobRunner {
   #table: FileTable;
   #transport: Transport;
   #options: JobRunnerOptions;
-  /** Files under observation, until they are complete. */
-  #intake: Intake;
+  #intake: Intake; // Files under observation, until they are complete.
   #session: WatchSession;
-  /** Paused while the destination is full or cannot be reached. */
-  #pause: DestinationPause;
-  /** `min_free_space` at the destination and the watch folder's disk. */
-  #space: SpaceGuard;
-  /** Files in the batches being sent. */
-  #filesInFlight = 0;
+  #pause: DestinationPause; // Paused while the destination is full or cannot be reached.
+  #space: SpaceGuard; // `min_free_space` at the destination and the watch folder's disk.
+  #patternSkips?: PatternSkips; // After a reload: its patterns' skips said once at its start.
+  #filesInFlight = 0; // Files in the batches being sent.
   #sender: BatchSender;
-  /** Hooks, source clean-up, schedules. */
-  #extras: JobExtras;
+  #extras: JobExtras; // Hooks, source clean-up, schedules.
   #log: Logger;
   #stopListening: () => void;
   #batches = new Set<Promise<void>>(); // Batches being sent.
@@ -110,7 +107,8 @@ export class JobRunner {
     );
     if (options.replaces) status.continueFrom(options.replaces.#status);
     transport.watchStalls?.((why) => void (status.stalledUpload = why)); // Unreachable meanwhile.
-    const filter = createFileFilter(job);
+    this.#patternSkips = options.replaces && new PatternSkips(job.name);
+    const filter = createFileFilter(job, { skipLog: this.#patternSkips });
     const table = this.#table = new FileTable({
       job,
       ledger,
@@ -292,7 +290,9 @@ export class JobRunner {
     // Copies kept for sources gone are dropped (an optional call not made would not resume rows).
     const gone = await this.#table.resumeUnfinished();
     this.#transport.dropKeptCopies?.(gone);
-    if (this.#stopping || !(await this.#session.start()) || this.#stopping) return;
+    const started = !this.#stopping && (await this.#session.start());
+    this.#patternSkips?.release(); // Also where a reload stops it meanwhile: said once, here.
+    if (!started || this.#stopping) return;
     const verb = this.#options.once ? "Checked" : "Watching";
     const how = this.#session.how;
     this.#log.info(

@@ -106,17 +106,14 @@ export async function resumeUnfinished(context: ResumeContext): Promise<string[]
   const { job, rows } = context;
   const latest = systemClock.now() + job.retry_max_delay_seconds * 1000;
   const dropped: string[] = [];
+  const left = { gone: [] as string[], unmatched: [] as string[] };
   for (const row of rows.unfinished()) {
     const path = absolutePath(job.watch_path, row.relPath);
     const info = await Deno.stat(path).catch(() => null);
     if (!info?.isFile || !context.filter.includesFile(row.relPath)) {
       writeIfWritable(() => rows.remove(row.relPath, true));
       dropped.push(row.destination);
-      logger("pipeline").info(
-        "Dropped {path}: it is not in the watch folder (gone, or the watch folder changed), or " +
-          "no longer matches",
-        { job: job.name, path },
-      );
+      left[info?.isFile ? "unmatched" : "gone"].push(path);
     } else if (sameVersion(versionOf(info), row)) {
       context.resume({
         relPath: row.relPath,
@@ -129,5 +126,28 @@ export async function resumeUnfinished(context: ResumeContext): Promise<string[]
       context.observe(path);
     }
   }
+  sayDropped(job.name, left.gone, "not in the watch folder (gone, or the watch folder changed)");
+  sayDropped(
+    job.name,
+    left.unmatched,
+    "left out by its file_patterns, exclude_patterns or symlinks now",
+  );
   return dropped;
+}
+
+/**
+ * Say that the unfinished files at `paths` are dropped, because they are `why`: one line each
+ * for one file, else one line with their count (a reload's new patterns over a folder of
+ * thousands), each file at debug level.
+ */
+function sayDropped(job: string, paths: string[], why: string): void {
+  const log = logger("pipeline");
+  if (paths.length === 1) log.info(`Dropped {path}: it is ${why}`, { job, path: paths[0] });
+  if (paths.length <= 1) return;
+  log.info(`Dropped {count} unsent file(s) of job {job}: they are ${why}, {path} among them`, {
+    job,
+    count: paths.length,
+    path: paths[0],
+  });
+  for (const path of paths) log.debug(`Dropped {path}: it is ${why}`, { job, path });
 }

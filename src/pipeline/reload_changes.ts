@@ -2,12 +2,15 @@
  * What a reload (SIGHUP) changes, in words for the log: the jobs added,
  * removed and renamed (the job each goes on from: {@linkcode formerJob}), and
  * each key that changed, of a job that keeps its name or of the daemon, with
- * its value before and after.
+ * its value before and after; and the files a changed job's patterns leave out
+ * now, said once with their count ({@linkcode PatternSkips}).
  *
  * @module
  */
 import type { Config, JobConfig } from "../config/types.ts";
 import { destinationIdentity } from "../ledger/destination_identity.ts";
+import { logger } from "../log/logging.ts";
+import { sharedSkipLog, type Skip, type SkipLog } from "../watch/file_filter.ts";
 
 /** Daemon-wide keys not said as changed: `state_dir` refuses the reload. */
 const NOT_COMPARED = new Set(["file", "jobs", "state_dir"]);
@@ -153,4 +156,55 @@ export function reloadChanges(current: Config, next: Config): string[] {
     );
   }
   return changes;
+}
+
+/**
+ * The skip log of a job a reload changed, until its first scan is over: a name its
+ * `file_patterns` or `exclude_patterns` leave out is remembered by `log` (said at debug level
+ * only) and counted, so a folder of thousands of files sent before is said in one line by
+ * {@linkcode release}, not in one line each; every other skip, and every one after, as `log` says
+ * it.
+ */
+export class PatternSkips implements Pick<SkipLog, "skipped" | "followed"> {
+  #job: string;
+  #log: SkipLog;
+  #held = true;
+  #count = 0;
+  #first = "";
+
+  constructor(job: string, log: SkipLog = sharedSkipLog) {
+    this.#job = job;
+    this.#log = log;
+  }
+
+  /** See `SkipLog.skipped`. */
+  skipped(path: string, skip: Skip, fields: Record<string, unknown> = {}): boolean {
+    const byPattern = skip.code === "unmatched" || skip.code === "excluded";
+    if (!this.#held || !byPattern || skip.level !== "info") {
+      return this.#log.skipped(path, skip, fields);
+    }
+    const first = this.#log.skipped(path, { ...skip, level: "debug" }, fields);
+    if (first) {
+      this.#count++;
+      this.#first ||= path;
+    }
+    return first;
+  }
+
+  /** See `SkipLog.followed`. */
+  followed(path: string, target: string, policy: string, fields: Record<string, unknown> = {}) {
+    this.#log.followed(path, target, policy, fields);
+  }
+
+  /** Say the names held back, in one line with their count; from now on each skip is said. */
+  release(): void {
+    if (!this.#held) return;
+    this.#held = false;
+    if (this.#count === 0) return;
+    logger("watch").info(
+      "Skipped {count} name(s) of job {job} that its file_patterns or exclude_patterns leave " +
+        "out now, {path} among them (`image-transfer status` lists them, -v logs each)",
+      { job: this.#job, count: this.#count, path: this.#first },
+    );
+  }
 }

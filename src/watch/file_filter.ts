@@ -46,7 +46,7 @@ export interface FilterJob {
 /** Options of {@linkcode createFileFilter}. */
 export interface FilterOptions {
   /** Where skips are reported once per path; `null` reports nothing. @default sharedSkipLog */
-  skipLog?: SkipLog | null;
+  skipLog?: Pick<SkipLog, "skipped" | "followed"> | null;
 }
 
 /** Decides, from a path relative to the watch folder (`/` separators), what to do with it. */

@@ -6,6 +6,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { randomBytes, waitFor } from "../../helpers/files.ts";
+import { reloadDaemon, startCli } from "../../helpers/cli.ts";
+import { cliSandbox } from "../../helpers/sandbox.ts";
 import { getJson, startStatusDaemon } from "../../helpers/status.ts";
 
 interface Status {
@@ -69,4 +71,56 @@ Deno.test("two jobs whose names a reload swaps keep each their own counts on the
   } finally {
     await Deno.remove(root, { recursive: true });
   }
+});
+
+Deno.test("a reload whose file_patterns leave out a folder's files says it once with a count, for those sent and those waiting", async () => {
+  await using box = await cliSandbox({ name: "cam" });
+  const sent = 30, waiting = 10;
+  for (let i = 0; i < sent; i++) {
+    await Deno.writeFile(join(box.watch, `frame${i}.fits`), randomBytes(100));
+  }
+  const daemon = startCli(["run", "-c", box.config], { env: box.env });
+  try {
+    await waitFor(
+      () => daemon.stderr().split("Successfully transferred").length - 1 === sent,
+      30_000,
+      "the first files sent",
+    );
+    // min_free_space no disk has: the files found next wait, unsent, in the ledger.
+    await box.rewrite({ name: "cam", min_free_space: "900 TB" });
+    await reloadDaemon(daemon, 1);
+    for (let i = sent; i < sent + waiting; i++) {
+      await Deno.writeFile(join(box.watch, `frame${i}.fits`), randomBytes(100));
+    }
+    await daemon.waitForOutput("is full");
+    await box.rewrite({ name: "cam", min_free_space: "900 TB", file_patterns: ["*.fit"] });
+    await reloadDaemon(daemon, 2);
+    await daemon.waitForOutput(
+      `Skipped ${sent + waiting} name(s) of job cam that its file_patterns or exclude_patterns ` +
+        "leave out now",
+    );
+    await daemon.waitForOutput(
+      `Dropped ${waiting} unsent file(s) of job cam: they are left out by its file_patterns, ` +
+        "exclude_patterns or symlinks now",
+    );
+    // A file of the new pattern is sent (the destination has room again).
+    await box.rewrite({ name: "cam", file_patterns: ["*.fit"] });
+    await reloadDaemon(daemon, 3);
+    const bytes = randomBytes(3000);
+    await Deno.writeFile(join(box.watch, "new.fit"), bytes);
+    await waitFor(
+      () => daemon.stderr().includes("new.fit -> "),
+      30_000,
+      "new.fit sent",
+    );
+    const night = (await Array.fromAsync(Deno.readDir(box.dest)))[0].name;
+    assert.deepEqual(await Deno.readFile(join(box.dest, night, "new.fit")), bytes);
+  } finally {
+    assert.equal((await daemon.stop()).code, 0, daemon.stderr());
+  }
+  const log = daemon.stderr();
+  // Not a line per file: each said once, with the count.
+  assert.doesNotMatch(log, /Skipped .*frame\d+\.fits: matches none of file_patterns/);
+  assert.doesNotMatch(log, /Dropped .*frame\d+\.fits: it is/);
+  assert.equal(log.match(/Successfully transferred/g)?.length, sent + 1, log);
 });
