@@ -85,8 +85,34 @@ export function describeIssue(issue: z.core.$ZodIssue, path: Path, value: unknow
       : ' (write "" for an empty text, or leave the key out for its default)'
     : "";
   return `expected ${expected}, got ${describeValue(value)}${quoteHint}${
-    commandHint(issue, path, value)
-  }`;
+    numberHint(expected, path, value)
+  }${commandHint(issue, path, value)}`;
+}
+
+/** The units a key's name ends with, and how a value may spell them. */
+const KEY_UNITS: Record<string, RegExp> = {
+  seconds: /^(s|secs?|seconds?)$/,
+  hours: /^(h|hrs?|hours?)$/,
+  days: /^(d|days?)$/,
+};
+
+/**
+ * A number written as text where a number is expected: in quotes (`"5"`), or with a unit
+ * (`3s`) that the key's name already says (`stability_window_seconds`): how to write it; else "".
+ */
+function numberHint(expected: string, path: Path, value: unknown): string {
+  if (typeof value !== "string" || !/^a (whole )?number/.test(expected)) return "";
+  const key = String(path.at(-1));
+  const text = value.trim();
+  if (text !== "" && Number.isFinite(Number(text))) {
+    return ` (write it without quotes: ${key}: ${text})`;
+  }
+  const unit = Object.keys(KEY_UNITS).find((name) => key.endsWith(`_${name}`));
+  const written = /^(\d+(?:\.\d+)?)\s*([a-z]+)$/i.exec(text);
+  if (unit === undefined || written === null) return "";
+  return KEY_UNITS[unit].test(written[2].toLowerCase())
+    ? ` (the key's name says the unit: ${key}: ${written[1]})`
+    : ` (a number alone, in ${unit})`;
 }
 
 /** The keys that hold a path, where a bare `~` (YAML's empty value) may have meant the home. */

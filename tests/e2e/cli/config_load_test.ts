@@ -1397,3 +1397,33 @@ Deno.test("a folder whose real name holds $NAME is taken as written where it exi
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a number in quotes, or with the unit its key's name says, is told how to write it", () => {
+  const said = (line: string) => configError(MINIMAL + line, "c.yaml").message;
+  assert.equal(
+    said('retry_attempts: "5"\n'),
+    'c.yaml:4: retry_attempts: expected a whole number from 0 to 1000, got "5" (write it ' +
+      "without quotes: retry_attempts: 5)",
+  );
+  assert.equal(
+    said("jobs:\n  - ssh_port: '2222'\n"),
+    "c.yaml:5: jobs[0].ssh_port: expected a whole number from 1 to 65535, or an empty value, " +
+      'got "2222" (write it without quotes: ssh_port: 2222)',
+  );
+  assert.equal(
+    said("stability_window_seconds: 3s\n"),
+    'c.yaml:4: stability_window_seconds: expected a number from 0 to 3600, got "3s" (the ' +
+      "key's name says the unit: stability_window_seconds: 3)",
+  );
+  assert.equal(
+    said("keep_days: 30 days\n"),
+    'c.yaml:4: keep_days: expected a number from 0 to 36500, got "30 days" (the key\'s name ' +
+      "says the unit: keep_days: 30)",
+  );
+  // Another unit than the key's is not turned into a number of the wrong unit.
+  assert.equal(
+    said("retry_delay_seconds: 5min\n"),
+    'c.yaml:4: retry_delay_seconds: expected a number from 0 to 86400, got "5min" (a number ' +
+      "alone, in seconds)",
+  );
+});
