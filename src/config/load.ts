@@ -79,7 +79,9 @@ export function parseConfig(text: string, file: string): Config {
   for (const error of doc.errors) {
     const line = syntaxErrorLine(doc, lineCounter, error.pos[0], error.code, text);
     // One parser error per line: later ones on the same line are consequences.
-    if (!syntaxLines.has(line)) issues.addAtLine(line, syntaxReason(error, doc, lineCounter));
+    if (!syntaxLines.has(line)) {
+      issues.addAtLine(line, syntaxReason(error, doc, lineCounter, text.split("\n")[line - 1]));
+    }
     syntaxLines.add(line);
   }
   // A key written twice leaves a document that can still be checked (the later value counts):

@@ -91,6 +91,7 @@ export function syntaxReason(
   error: { code: string; message: string; pos: [number, number] },
   doc: Document,
   counter: LineCounter,
+  lineText = "",
 ): string {
   if (error.code === "DUPLICATE_KEY") {
     const duplicate = findDuplicateKey(doc, error.pos[0]);
@@ -125,12 +126,31 @@ export function syntaxReason(
       'may follow it on its line; several values are a list: file_patterns: ["*.fits", "*.fit"]';
   }
   const reason = `YAML syntax error: ${error.message}`;
+  const mistake = lineMistake(lineText);
+  if (mistake !== undefined) return `${reason} (${mistake})`;
   const closing = error.message.match(/end with a ([\]}])/)?.[1];
   if (error.code === "BAD_INDENT" && closing !== undefined) {
     return `${reason} (a ${closing === "]" ? "[" : "{"} list opened here is not closed: end it ` +
       `with ${closing}, on this line or on a later one indented more than its key)`;
   }
   return hints[error.code] ? `${reason} (${hints[error.code]})` : reason;
+}
+
+/**
+ * What the line a syntax error is reported on most likely got wrong, from its text alone (text
+ * pasted from elsewhere: a non-breaking space, TOML's `key = value`; a colon with no space after
+ * it); `undefined` when nothing stands out.
+ */
+function lineMistake(line: string): string | undefined {
+  if (line.includes("\u00a0")) {
+    return "the line holds a non-breaking space (U+00A0), as text copied from a web page or a " +
+      "document does: type a plain space there instead";
+  }
+  const key = /^\s*(?:- )?([A-Za-z_]\w*)\s*(=|:(?![\s:]))/.exec(line);
+  if (key === null) return undefined;
+  return key[2] === "="
+    ? `write key: value, as YAML does, not ${key[1]} = ...`
+    : `put a space after the colon: ${key[1]}: ...`;
 }
 
 /** The key that starts at `offset`, and where the same key first appears in its mapping. */

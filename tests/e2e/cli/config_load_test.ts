@@ -1427,3 +1427,19 @@ Deno.test("a number in quotes, or with the unit its key's name says, is told how
       "alone, in seconds)",
   );
 });
+
+Deno.test("a line YAML cannot read says what it most likely got wrong: key = value, no space after the colon, a non-breaking space", () => {
+  const said = (line: string) => configError(MINIMAL + line, "c.yaml").message;
+  assert.match(
+    said("jobs:\n  - name: cam\n    retry_attempts = 3\n    ssh_port: 22\n"),
+    /^c\.yaml:6: YAML syntax error: .* \(write key: value, as YAML does, not retry_attempts = \.\.\.\)$/,
+  );
+  assert.match(
+    said("jobs:\n  - name: cam\n    remote_base_path:/data/x\n    ssh_port: 22\n"),
+    /^c\.yaml:6: YAML syntax error: .* \(put a space after the colon: remote_base_path: \.\.\.\)$/,
+  );
+  assert.match(
+    said("jobs:\n  - name: cam\n    retry_attempts:\u00a03\n"),
+    /^c\.yaml:6: YAML syntax error: .* \(the line holds a non-breaking space \(U\+00A0\), as text copied from a web page or a document does: type a plain space there instead\)$/,
+  );
+});
