@@ -199,6 +199,9 @@ function checkKeys(issues: Issues, object: Json, path: Path): void {
             : daemonKey
             ? `; did you mean "${daemonKey}"? It applies to the whole daemon: write it at the ` +
               "top level of the file, not in a jobs entry"
+            : /^\s*(\/\/|\/\*)/.test(key)
+            ? "; a comment starts with # in YAML: the // or /* comment and what follows it " +
+              "were read as one key"
             : shared
             ? `; settings shared with a YAML anchor go under a key starting with x- ` +
               `("x-${key}: &${key}"), which is not read itself`

@@ -1443,3 +1443,11 @@ Deno.test("a line YAML cannot read says what it most likely got wrong: key = val
     /^c\.yaml:6: YAML syntax error: .* \(the line holds a non-breaking space \(U\+00A0\), as text copied from a web page or a document does: type a plain space there instead\)$/,
   );
 });
+
+Deno.test("a // comment of JSON pasted into the config says that YAML comments start with #", () => {
+  const message = configError('{\n  // the camera\n  "watch_path": "/data/in",\n}\n').message;
+  assert.match(
+    message,
+    /:2: unknown key "\/\/ the camera "watch_path""; a comment starts with # in YAML: the \/\/ or \/\* comment and what follows it were read as one key/,
+  );
+});
