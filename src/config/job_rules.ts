@@ -78,7 +78,17 @@ export function checkJobRules(job: JobValues, ctx: z.RefinementCtx): void {
   const ssh = job.transfer_method === "scp" || job.transfer_method === "rsync";
   const host = typeof job.remote_host === "string" ? job.remote_host.trim() : "";
   const notHostOnly = job.transfer_method === "local" ? null : hostWithMore(host, ssh);
-  if (notHostOnly !== null) {
+  const notExpanded = (key: "remote_host" | "remote_user", what: string): boolean => {
+    const variable = /\$\{?[A-Za-z_]\w*\}?|%[A-Za-z_]\w*%/.exec(String(job[key] ?? ""))?.[0];
+    if (variable === undefined || job.transfer_method === "local") return false;
+    const message = `${variable} is not expanded here (only local paths expand environment ` +
+      `variables): write the ${what} itself`;
+    ctx.addIssue({ code: "custom", path: [key], message });
+    return true;
+  };
+  if (notExpanded("remote_host", "host")) {
+    // Said as such.
+  } else if (notHostOnly !== null) {
     ctx.addIssue({ code: "custom", path: ["remote_host"], message: notHostOnly });
   } else if (ssh && (host.startsWith("-") || /[\s@/\\'"`$;&|<>]/.test(host))) {
     ctx.addIssue({
@@ -89,7 +99,9 @@ export function checkJobRules(job: JobValues, ctx: z.RefinementCtx): void {
     });
   }
   const user = typeof job.remote_user === "string" ? job.remote_user.trim() : "";
-  if (ssh && (user.startsWith("-") || /[\s@/\\:'"`$;&|<>]/.test(user))) {
+  if (notExpanded("remote_user", "login name")) {
+    // Said as such.
+  } else if (ssh && (user.startsWith("-") || /[\s@/\\:'"`$;&|<>]/.test(user))) {
     ctx.addIssue({ code: "custom", path: ["remote_user"], message: "expected a plain login name" });
   }
   const clash = pauseAndResumeTogether(job);

@@ -56,7 +56,7 @@ export function describeIssue(issue: z.core.$ZodIssue, path: Path, value: unknow
   if (String(path.at(-1)) === "ftp_password_env" && value !== "" && value != null) {
     return "expected an environment variable name (letters, digits and _), got something else " +
       "(not shown: it may be the password itself); write the name of the variable that holds " +
-      "it, e.g. FTP_PASSWORD";
+      `it, ${/^\$\{?\w+\}?$/.test(String(value)) ? "without $ or braces, " : ""}e.g. FTP_PASSWORD`;
   }
   if (issue.code === "invalid_format") {
     // The schema's own words ("expected letters, digits, ..."), else the pattern.

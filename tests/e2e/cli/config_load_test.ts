@@ -1451,3 +1451,23 @@ Deno.test("a // comment of JSON pasted into the config says that YAML comments s
     /:2: unknown key "\/\/ the camera "watch_path""; a comment starts with # in YAML: the \/\/ or \/\* comment and what follows it were read as one key/,
   );
 });
+
+Deno.test("an environment variable written in remote_host, remote_user or ftp_password_env says it is not read there, and what to write", () => {
+  const said = (lines: string) =>
+    configError(`watch_path: /data/in\nremote_base_path: /data/out\n${lines}`, "c.yaml").message;
+  assert.equal(
+    said("transfer_method: ftp\nremote_host: ${FTP_HOST}\nftp_password_env: $FTP_PASS\n"),
+    [
+      "c.yaml:4: remote_host: ${FTP_HOST} is not expanded here (only local paths expand " +
+      "environment variables): write the host itself",
+      "c.yaml:5: ftp_password_env: expected an environment variable name (letters, digits and " +
+      "_), got something else (not shown: it may be the password itself); write the name of " +
+      "the variable that holds it, without $ or braces, e.g. FTP_PASSWORD",
+    ].join("\n"),
+  );
+  assert.equal(
+    said("transfer_method: scp\nremote_host: archive\nremote_user: $USER\n"),
+    "c.yaml:5: remote_user: $USER is not expanded here (only local paths expand environment " +
+      "variables): write the login name itself",
+  );
+});
