@@ -105,13 +105,14 @@ export function syntaxReason(
     return 'the file holds more than one YAML document (a "---" line starts another): keep one ' +
       "config in the file, and give several jobs as a jobs: list";
   }
+  const lineKey = /^\s*(?:- )?([A-Za-z_]\w*):/.exec(lineText)?.[1];
   const hints: Record<string, string> = {
     MISSING_CHAR: /quote/i.test(error.message)
       ? "close the quote on the same line"
       : /sequence item/i.test(error.message)
       ? "check the indentation: the keys of one list item line up under its first key"
       : "check the brackets, commas and colons of this line",
-    TAB_AS_INDENT: "indent with spaces",
+    TAB_AS_INDENT: lineKey ? `indent ${lineKey} with spaces, not a tab` : "indent with spaces",
     DUPLICATE_KEY: "each key may appear only once in the same mapping",
     BAD_INDENT: "align keys of the same level with the same number of spaces",
     BLOCK_AS_IMPLICIT_KEY: "check the indentation: keys of the same level start in the same column",

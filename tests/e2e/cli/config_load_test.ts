@@ -1471,3 +1471,12 @@ Deno.test("an environment variable written in remote_host, remote_user or ftp_pa
       "variables): write the login name itself",
   );
 });
+
+Deno.test("a key indented with a tab is named in the message, with what to do", () => {
+  const message = configError(MINIMAL + "jobs:\n  - name: cam\n\tretry_attempts: 3\n", "c.yaml")
+    .message;
+  assert.match(
+    message,
+    /^c\.yaml:6: YAML syntax error: Tabs are not allowed as indentation \(indent retry_attempts with spaces, not a tab\)/,
+  );
+});
