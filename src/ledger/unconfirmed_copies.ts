@@ -10,6 +10,13 @@
  * is: one placed beside another file is no claim on the name it was planned for).
  * A file's entry goes with its arrival or its row (the ledger's triggers).
  *
+ * An entry without a destination (`''`) is a file whose last attempt was cut off after it may
+ * have put its copy in place (the call that renames copies did not answer, the transport's
+ * `mayBeInPlace`; or the daemon stopped in the middle of the attempt): whether a copy is there is
+ * not known, so the next look counts what it finds only by its SHA-256, and never takes the bytes
+ * there for its own to replace. It goes once the destination was looked at, so it tells a run
+ * started after a crash what the run before knew.
+ *
  * @module
  */
 import type { FileRows } from "./file_rows.ts";
@@ -32,7 +39,39 @@ export class UnconfirmedCopies {
     });
   }
 
-  /** The destination of each file's copy in place unconfirmed, by the file's relative path. */
+  /**
+   * Record that the last attempts of `relPaths` may have put their copy in place (see the module
+   * doc); a file's entry that says where its copy is stays as it is.
+   */
+  mayBeInPlace(relPaths: readonly string[]): void {
+    if (relPaths.length === 0) return;
+    const { ledger, job, target } = this.rows;
+    ledger.write(() => {
+      const stmt = ledger.statement(
+        "INSERT OR IGNORE INTO copies_unconfirmed (job, target, rel_path, destination) " +
+          "VALUES (?, ?, ?, '')",
+      );
+      for (const relPath of relPaths) stmt.run(job, target, relPath);
+    });
+  }
+
+  /** The destination was looked at for `relPaths`: their entries without a destination go. */
+  looked(relPaths: readonly string[]): void {
+    if (relPaths.length === 0) return;
+    const { ledger, job, target } = this.rows;
+    ledger.write(() => {
+      const stmt = ledger.statement(
+        "DELETE FROM copies_unconfirmed " +
+          "WHERE job = ? AND target = ? AND rel_path = ? AND destination = ''",
+      );
+      for (const relPath of relPaths) stmt.run(job, target, relPath);
+    });
+  }
+
+  /**
+   * The destination of each file's copy in place unconfirmed, by the file's relative path (`''`:
+   * its copy may be in place, where is not known; see the module doc).
+   */
   all(): Map<string, string> {
     const { ledger, job, target } = this.rows;
     const rows = ledger.statement(

@@ -217,9 +217,9 @@ export class BatchSender {
           const kind = outcome.occupied === "same" ? "already" as const : undefined;
           arrivals.push({ record, item: outcome.item, sha256: outcome.sha256, found: kind });
         } else if (outcome?.error) failures.push([batch[index], outcome.error]);
-        const { relPath, version } = batch[index];
-        if (outcome?.mayBeInPlace) table.interrupted.add(relPath, version);
       }
+      const cut = batch.filter((_, index) => byItem.get(items[index])?.mayBeInPlace);
+      table.interrupted.cutOff(cut.map((record) => [record.relPath, record.version]));
       keepUnconfirmed(table, batch, items.map((item) => byItem.get(item)));
       sent = arrivals.filter((arrival) => !unsent(arrival)).length;
       if (!this.#record(arrivals)) {

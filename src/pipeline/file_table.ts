@@ -39,6 +39,7 @@ import { type Clock, onWallClock, systemClock } from "./retry_timer.ts";
 import { failingAfter } from "./file_counts.ts";
 import { type LeftByLastRun, resumeUnfinished, takeOverLedger } from "./ledger_takeover.ts";
 import { InterruptedAttempts } from "./ledger_takeover.ts";
+import { UnconfirmedCopies } from "../ledger/unconfirmed_copies.ts";
 import {
   type AfterAttempt,
   type Phase,
@@ -84,6 +85,7 @@ export class FileTable {
     this.#filter = options.filter;
     this.#observe = options.observe;
     this.rows = new FileRows(options.ledger, options.job.name, destinationIdentity(options.job));
+    this.interrupted = new InterruptedAttempts(new UnconfirmedCopies(this.rows));
     const index = this.#index = new WorkQueue((due) => {
       this.#recordDue(due);
       options.onDue(due);
@@ -115,7 +117,7 @@ export class FileTable {
   readonly observations: ObservationStore;
 
   /** Files whose last attempt ended unrecorded: looked for at the destination first. */
-  readonly interrupted: InterruptedAttempts = new InterruptedAttempts();
+  readonly interrupted: InterruptedAttempts;
 
   /** Files in motion in `phase`. */
   count(phase: Phase): number {

@@ -38,12 +38,10 @@ export function takeOverLedger(
 ): LeftByLastRun {
   writeIfWritable(() => rows.adoptUnattributed());
   const doneElsewhere = rows.doneElsewhereOnly();
-  for (const row of rows.unfinished()) {
-    if (row.state === "transferring") {
-      lookFirst.add(row.relPath, { size: row.size, mtimeMs: row.mtimeMs });
-    }
-  }
   for (const relPath of new UnconfirmedCopies(rows).all().keys()) lookFirst.add(relPath, null);
+  const cut = rows.unfinished().filter((row) => row.state === "transferring");
+  // Kept over the next stop too, before their rows say no more that they were being sent.
+  lookFirst.cutOff(cut.map((row) => [row.relPath, { size: row.size, mtimeMs: row.mtimeMs }]));
   let interrupted = 0;
   let failed = 0;
   writeIfWritable(() => {
@@ -55,15 +53,29 @@ export function takeOverLedger(
 
 /**
  * The files whose last attempt ended unrecorded (a stop, a crash, a ledger that could not be
- * written), looked for at the destination before they are sent, with the version that attempt
- * sent where known (`null`: a copy in place unconfirmed).
+ * written, a call cut off after it may have renamed the copy into place), looked for at the
+ * destination before they are sent, with the version that attempt sent where known (`null`: a
+ * copy in place unconfirmed, or one the ledger kept from an earlier run). The ledger keeps them
+ * too until they are looked for (`ledger/unconfirmed_copies.ts`), so a run started after a crash
+ * still counts such a copy as the job's own.
  */
 export class InterruptedAttempts {
   #sent = new Map<string, FileVersion | null>();
 
-  /** The last attempt of `relPath`, which sent `sent`, ended unrecorded. */
+  constructor(readonly copies: UnconfirmedCopies) {}
+
+  /** The last attempt of `relPath`, which sent `sent`, ended unrecorded (the ledger knows). */
   add(relPath: string, sent: FileVersion | null): void {
     if (!this.#sent.get(relPath)) this.#sent.set(relPath, sent);
+  }
+
+  /**
+   * The last attempts of `attempts` (file, version sent) ended unrecorded, and may have put their
+   * copy in place: kept in the ledger too, where it can be written.
+   */
+  cutOff(attempts: ReadonlyArray<[string, FileVersion]>): void {
+    for (const [relPath, sent] of attempts) this.add(relPath, sent);
+    writeIfWritable(() => this.copies.mayBeInPlace(attempts.map(([relPath]) => relPath)));
   }
 
   /**
@@ -79,7 +91,8 @@ export class InterruptedAttempts {
 
   /** The destination was asked about `relPaths` (not again while the look could not be made). */
   looked(relPaths: string[]): void {
-    for (const relPath of relPaths) this.#sent.delete(relPath);
+    const known = relPaths.filter((relPath) => this.#sent.delete(relPath));
+    writeIfWritable(() => this.copies.looked(known)); // Else looked for once more after a stop.
   }
 }
 

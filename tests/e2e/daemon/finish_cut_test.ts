@@ -4,18 +4,111 @@
  * whose `mv` kills its session once the copy is under its final name: the daemon cannot know
  * whether the copy arrived. Its next attempt finds the copy there with the source's bytes: that is
  * this job's own arrival, recorded as sent, with its `on_transfer` hook and in the counts of the
- * status page, `/metrics` and the log, never said to be another's file.
+ * status page, `/metrics` and the log, never said to be another's file; so too where the daemon
+ * is killed after that call and started again before the next attempt.
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { startCli } from "../../helpers/cli.ts";
 import { countingHook } from "../../helpers/sandbox.ts";
 import { standInPrograms } from "../../helpers/recording_tools.ts";
-import { listFiles, randomBytes, sha256Of, sha256OfFile, waitFor } from "../../helpers/files.ts";
+import {
+  listFiles,
+  randomBytes,
+  sha256Of,
+  sha256OfFile,
+  waitFor,
+  writeConfig,
+} from "../../helpers/files.ts";
 import { freePort } from "../../helpers/net.ts";
 import { sshSandbox, startSshd } from "../../helpers/sshd.ts";
 
 const NIGHT = new Date("2024-07-01T20:00:00Z"); // -> 20240701
+
+/**
+ * A private OpenSSH server whose `mv`, while the returned `cut` flag is there, renames onto a final
+ * name (not a hidden upload folder's), then kills the session's whole process group, as a lost
+ * connection ends it; and a hook that counts its runs.
+ */
+async function cuttingServer() {
+  const tools = await Deno.makeTempDir({ prefix: "itx-mv-cut-" });
+  await Deno.chmod(tools, 0o777); // the login user removes `cut`
+  const cut = join(tools, "cut");
+  await standInPrograms(tools, {
+    mv: `/usr/bin/mv "$@" || exit\nfor last do :; done\n` +
+      `case "\${last##*/}" in .*) exit 0 ;; esac\n` +
+      `if [ -e '${cut}' ]; then rm -f '${cut}'; kill -KILL 0; fi\n`,
+  });
+  await Deno.writeTextFile(cut, "");
+  const hooks = await Deno.makeTempDir({ prefix: "itx-hook-" });
+  const { hook, runs } = await countingHook(hooks);
+  const sshd = await startSshd({ sessionEnv: { PATH: `${tools}:/usr/bin:/bin` } });
+  return {
+    sshd,
+    cut,
+    hook,
+    runs,
+    async stop() {
+      await sshd.stop();
+      await Deno.remove(tools, { recursive: true });
+      await Deno.remove(hooks, { recursive: true });
+    },
+  };
+}
+
+Deno.test("daemon (scp): a copy renamed into place by a call cut off after the rename, the daemon killed before its next attempt, is this job's arrival after the restart, with its hook", async () => {
+  const server = await cuttingServer();
+  try {
+    const keys = { stability_window_seconds: 0.2, on_transfer: [server.hook] };
+    // The next attempt (the destination's first probe, 15 s away; a retry an hour away) is not
+    // waited for: the daemon is killed at once.
+    const { watch, remote, config, env } = await sshSandbox(server.sshd, "scp", {
+      ...keys,
+      retry_delay_seconds: 3600,
+      retry_max_delay_seconds: 3600,
+    });
+    const bytes = randomBytes(20_000);
+    const first = startCli(["run", "-c", config], { env });
+    try {
+      await first.waitForOutput("Watching");
+      await Deno.writeFile(join(watch, "a.fits"), bytes);
+      await Deno.utime(join(watch, "a.fits"), NIGHT, NIGHT);
+      await first.waitForOutput(/cannot be reached: Cannot send \S*a\.fits/);
+    } finally {
+      assert.equal((await first.stop("SIGKILL")).signal, "SIGKILL");
+    }
+    assert.equal(await Deno.stat(server.cut).catch(() => null), null, "the call was cut off");
+    assert.equal(await sha256OfFile(join(remote, "20240701/a.fits")), sha256Of(bytes));
+    // Started again with retries due at once: the file's next attempt comes now.
+    await writeConfig(config, {
+      watch_path: watch,
+      transfer_method: "scp",
+      ...server.sshd.configKeys(),
+      remote_base_path: remote,
+      night_timezone: "UTC",
+      state_dir: join(dirname(config), "state"),
+      log_file: "",
+      ...keys,
+      retry_delay_seconds: 0.5,
+      retry_max_delay_seconds: 1,
+    });
+    const second = startCli(["run", "-c", config], { env });
+    try {
+      await second.waitForOutput(/Successfully transferred \S*a\.fits|put there by another/);
+      assert.doesNotMatch(second.stderr(), /put there by another/);
+      await waitFor(async () => (await server.runs()).length > 0, 30_000, "its hook");
+    } finally {
+      assert.equal((await second.stop("SIGTERM")).code, 0, second.stderr());
+    }
+    const copies = (await listFiles(remote)).filter((path) => !path.includes("/."));
+    assert.deepEqual(copies, ["20240701/a.fits"], "one copy, none beside");
+    assert.equal(await sha256OfFile(join(remote, "20240701/a.fits")), sha256Of(bytes));
+    assert.deepEqual(await server.runs(), ["a.fits"], "its hook once");
+    assert.doesNotMatch(second.stderr(), /put there by another/);
+  } finally {
+    await server.stop();
+  }
+});
 
 for (
   const [how, size] of [["in one call", 20_000], [
@@ -24,20 +117,8 @@ for (
   ]] as const
 ) {
   Deno.test(`daemon (scp, ${how}): a copy renamed into place by a call cut off after the rename is counted as this job's arrival, with its hook`, async () => {
-    const tools = await Deno.makeTempDir({ prefix: "itx-mv-cut-" });
-    await Deno.chmod(tools, 0o777); // the login user removes `cut`
-    const cut = join(tools, "cut");
-    // While `cut` is there, a rename onto a final name (not a hidden upload folder's) is done,
-    // then the session's whole process group is killed, as a lost connection ends it.
-    await standInPrograms(tools, {
-      mv: `/usr/bin/mv "$@" || exit\nfor last do :; done\n` +
-        `case "\${last##*/}" in .*) exit 0 ;; esac\n` +
-        `if [ -e '${cut}' ]; then rm -f '${cut}'; kill -KILL 0; fi\n`,
-    });
-    await Deno.writeTextFile(cut, "");
-    const hooks = await Deno.makeTempDir({ prefix: "itx-hook-" });
-    const { hook, runs } = await countingHook(hooks);
-    const sshd = await startSshd({ sessionEnv: { PATH: `${tools}:/usr/bin:/bin` } });
+    const server = await cuttingServer();
+    const { sshd, cut, hook, runs } = server;
     const port = freePort();
     try {
       const { watch, remote, config, env } = await sshSandbox(sshd, "scp", {
@@ -70,9 +151,7 @@ for (
       assert.deepEqual(await runs(), ["a.fits"], "its hook once");
       assert.doesNotMatch(daemon.stderr(), /put there by another/);
     } finally {
-      await sshd.stop();
-      await Deno.remove(tools, { recursive: true });
-      await Deno.remove(hooks, { recursive: true });
+      await server.stop();
     }
   });
 }

@@ -169,55 +169,63 @@ Deno.test("BatchSender: a source removed while its connection failed is dropped;
   }
 });
 
-Deno.test("BatchSender: files a killed run had sent unrecorded are found there, said once for the batch, not sent again", async () => {
-  const files = ["a.fits", "b.fits", "c.fits"];
-  const { job, table, close } = await queued(files);
-  const logs = await captureLogs();
-  try {
-    // The last run took them (recorded `transferring`) and was killed before recording arrivals.
-    assert.equal(table.takeBatch(16).length, 3);
-    const next = new FileTable({
-      job,
-      ledger: table.ledger,
-      filter: createFileFilter(job),
-      observe: () => {},
-      onDue: () => {},
-    });
-    next.takeOverLedger();
-    await next.resumeUnfinished();
-    let sent = 0;
-    const transport = {
-      ...answering(job, (items) => {
-        sent += items.length;
-        return Promise.resolve(items.map((item) => ({ item, error: null })));
-      }),
-      // Every copy is there with its size and its SHA-256 (each source holds its name).
-      destinationSizes: (destinations: string[]) =>
-        Promise.resolve(new Map(destinations.map((d) => [d, d.split("/").at(-1)!.length]))),
-      destinationSha256: (destinations: string[]) =>
-        Promise.resolve(
-          new Map(
-            destinations.map((
-              d,
-            ) => [d, createHash("sha256").update(d.split("/").at(-1)!).digest("hex")]),
+for (const restarts of [1, 2]) {
+  const again = restarts === 2 ? ", and the next run killed before it looked," : "";
+  Deno.test(`BatchSender: files a killed run had sent unrecorded${again} are found there, said once for the batch, not sent again`, async () => {
+    const files = ["a.fits", "b.fits", "c.fits"];
+    const { job, table, close } = await queued(files);
+    const logs = await captureLogs();
+    try {
+      // The last run took them (recorded `transferring`) and was killed before recording arrivals.
+      assert.equal(table.takeBatch(16).length, 3);
+      // Each run started takes over the ledger the run before left; all but the last are killed.
+      let next = table;
+      for (let run = 0; run < restarts; run++) {
+        if (next !== table) next.close();
+        next = new FileTable({
+          job,
+          ledger: table.ledger,
+          filter: createFileFilter(job),
+          observe: () => {},
+          onDue: () => {},
+        });
+        next.takeOverLedger();
+        await next.resumeUnfinished();
+      }
+      let sent = 0;
+      const transport = {
+        ...answering(job, (items) => {
+          sent += items.length;
+          return Promise.resolve(items.map((item) => ({ item, error: null })));
+        }),
+        // Every copy is there with its size and its SHA-256 (each source holds its name).
+        destinationSizes: (destinations: string[]) =>
+          Promise.resolve(new Map(destinations.map((d) => [d, d.split("/").at(-1)!.length]))),
+        destinationSha256: (destinations: string[]) =>
+          Promise.resolve(
+            new Map(
+              destinations.map((
+                d,
+              ) => [d, createHash("sha256").update(d.split("/").at(-1)!).digest("hex")]),
+            ),
           ),
-        ),
-    } as unknown as Transport;
-    const batch = next.takeBatch(16);
-    assert.equal(batch.length, 3);
-    assert.equal(await sender(job, next, transport).send(batch), 3);
-    assert.equal(sent, 0, "none sent again");
-    assert.equal(logs.count("info", "had arrived at"), 1, "said once for the batch");
-    assert.equal(logs.count("info", "Successfully transferred"), 3);
-    const said =
-      "before the last stop or in an attempt cut off after its rename: recorded, not sent";
-    assert.equal(logs.count("info", said), 3);
-    next.close();
-  } finally {
-    await logs.stop();
-    await close();
-  }
-});
+      } as unknown as Transport;
+      const batch = next.takeBatch(16);
+      assert.equal(batch.length, 3);
+      assert.equal(await sender(job, next, transport).send(batch), 3);
+      assert.equal(sent, 0, "none sent again");
+      assert.equal(logs.count("info", "had arrived at"), 1, "said once for the batch");
+      assert.equal(logs.count("info", "Successfully transferred"), 3);
+      const said =
+        "before the last stop or in an attempt cut off after its rename: recorded, not sent";
+      assert.equal(logs.count("info", said), 3);
+      next.close();
+    } finally {
+      await logs.stop();
+      await close();
+    }
+  });
+}
 
 Deno.test("BatchSender: a folder that cannot be made is that folder's: files arriving elsewhere do not send its files again", async () => {
   const { job, table, close } = await queued(["locked/a.fits", "b.fits", "c.fits"]);
