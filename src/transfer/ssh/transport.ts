@@ -255,18 +255,27 @@ export abstract class SshTransport implements Transport, SshMethod {
     // Held like a batch's folders: no sweep runs there meanwhile, and the copies of batches
     // under way are not touched.
     const claim = await this.uploadFolders.claim([...new Set(places.map((p) => p.folder))]);
+    let swept = false;
     try {
       const prefix = uploadFolderPrefix(this.owner);
       const lines = places.map(({ folder, name }) =>
         call("drop_kept_copies", folder, name, prefix, TEMP_SUFFIX, ...claim.othersActive(folder))
       );
+      // A folder no batch swept since the start is swept now, as its first batch would: a killed
+      // daemon's upload folder there that holds no copy of these files (rsync removed its own
+      // temporary file) waits for no batch.
+      const keep = this.resumesCopies ? Math.floor(this.job.resume_partial_hours * 3600) : 0;
+      for (const folder of claim.toSweep) {
+        lines.push(call("sweep_upload_folders", folder, prefix, TEMP_SUFFIX, keep));
+      }
       await this.session.runScript(buildScript("make_folders", lines).text, {
         timeoutMs: this.timeoutMs,
       });
+      swept = true;
     } catch {
       // Left to the next batch into the folder, which sweeps them once expired.
     } finally {
-      claim.prepared(false);
+      claim.prepared(swept);
       claim.release();
     }
   }

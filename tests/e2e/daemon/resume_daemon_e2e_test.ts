@@ -237,17 +237,30 @@ for (const method of ["local", "rsync"] as const) {
   });
 }
 
-// scp keeps no copy to continue, but a killed daemon's upload leaves one all the same.
-for (const method of ["local", "rsync", "scp"] as const) {
-  Deno.test(`daemon (${method}): a copy cut off whose source is gone by the restart is removed`, async () => {
+// scp keeps no copy to continue, but a killed daemon's upload leaves one all the same; rsync
+// that keeps none removes its own temporary file as its connection ends, leaving the upload
+// folder empty.
+for (
+  const [method, resume_partial_hours] of [
+    ["local", 24],
+    ["rsync", 24],
+    ["scp", 24],
+    ["rsync", 0],
+  ] as const
+) {
+  const keeping = resume_partial_hours > 0 ? "" : ", resume_partial_hours 0";
+  Deno.test(`daemon (${method}${keeping}): a copy cut off whose source is gone by the restart is removed, with its upload folder`, async () => {
     const sshd = await startSshd();
     const box = await sandbox(method, sshd, {
       bandwidth_limit: "4MiB/s",
       stability_window_seconds: 0.5,
+      resume_partial_hours,
     });
     try {
       const source = await crashMidCopy(box, 40 * MiB, MiB);
-      assert.equal((await temporaries(box.dest)).size, 1, "the interrupted copy is kept");
+      if (resume_partial_hours > 0) {
+        assert.equal((await temporaries(box.dest)).size, 1, "the interrupted copy is kept");
+      }
       // The file is deleted while the daemon is down: its copy will never be continued.
       await Deno.remove(source);
       const second = startCli(["run", "-c", box.config], { env: box.env });

@@ -5,7 +5,8 @@
 #   make_folders INDEX BASE BASE_RULE ASK_MOUNT [FOLDER...] &&
 #     make_upload_folder INDEX FOLDER UPLOAD_NAME [LEFTOVER_PREFIX LEFTOVER_SUFFIX [KEEP_SECONDS]]
 #
-# (or, for files whose kept copies will not be continued, `drop_kept_copies`),
+# (or, for files whose kept copies will not be continued, `drop_kept_copies`,
+# then `sweep_upload_folders` in the folders no batch has swept since the start),
 # and, where copies are resumed, per file whose folder was made:
 #
 #   take_earlier_copy ITEM FOLDER UPLOAD_NAME NAME SIZE PREFIX SUFFIX KEEP_SECONDS [ACTIVE...]
@@ -128,22 +129,29 @@ make_folders() {
 # folder in it, exclusively (no -p: an existing name, a planted link included,
 # fails) and private.
 make_upload_folder() {
-  if [ "$#" -ge 5 ]; then
-    keep=${6:-0}
-    set +f
-    for leftover in "$2/$4"*"$5"; do
-      set -f
-      if [ "$keep" -gt 0 ] && is_own_folder "$leftover"; then
-        remove_expired "$leftover" "$keep"
-      elif [ -e "$leftover" ] || [ -L "$leftover" ]; then
-        rm -rf -- "$leftover"
-      fi
-    done
-    set -f
-  fi
+  [ "$#" -lt 5 ] || sweep_upload_folders "$2" "$4" "$5" "${6:-0}"
   error=$(mkdir -m 700 -- "$2/$3" 2>&1) && return 0
   report folder-failed "$1" "$(one_line "$error")"
   return 1
+}
+
+# sweep_upload_folders FOLDER PREFIX SUFFIX KEEP_SECONDS: remove the leftover
+# upload folders (names with that prefix and suffix) from FOLDER (with
+# KEEP_SECONDS above 0, only the files in them written longer ago, and the
+# folders left empty). Only while no batch of this daemon uses FOLDER.
+sweep_upload_folders() {
+  keep=$4
+  set +f
+  for leftover in "$1/$2"*"$3"; do
+    set -f
+    if [ "$keep" -gt 0 ] && is_own_folder "$leftover"; then
+      remove_expired "$leftover" "$keep"
+    elif [ -e "$leftover" ] || [ -L "$leftover" ]; then
+      rm -rf -- "$leftover"
+    fi
+  done
+  set -f
+  return 0
 }
 
 # is_own_folder PATH: PATH is a folder (not a link) of this account that
