@@ -62,7 +62,8 @@ export interface TransferOutcome {
   unconfirmedCopy?: true;
   /**
    * With `error`: the call that renames copies into place was cut off before it said what it did
-   * (the connection lost, its session killed): its copy may be under its final name.
+   * (the connection lost, its session killed; over FTP, before the reply to `RNTO`): its copy may
+   * be under its final name.
    */
   mayBeInPlace?: true;
 }

@@ -5,7 +5,9 @@
  * session), or, with `stallData`, it accepts an upload (`150`) and reads none
  * of its data until told to read again; with `slowData`, it reads an upload's
  * data a small piece at a time, with pauses, until told to read at full speed
- * (an upload that moves, slowly, while another is held). It keeps files in
+ * (an upload that moves, slowly, while another is held); with `cutAfter`, it carries out the
+ * first command that matches and closes that connection instead of replying (a session killed,
+ * or a link lost, after the server did the work). It keeps files in
  * memory, answers what the `ftp` transport sends (passive mode, no TLS, no
  * checksum command unless asked: `HASH`) and counts logins, the commands it left unanswered and the
  * bytes it read of each upload.
@@ -28,6 +30,8 @@ export interface SilentFtpOptions {
   stallData?: boolean | RegExp;
   /** The uploads (by absolute path) whose data is read slowly but steadily until `readFast`. */
   slowData?: RegExp;
+  /** The first command (matched from its start) carried out, then its connection closed unanswered. */
+  cutAfter?: RegExp;
   /** Offer `HASH` (SHA-256 only, chosen with `OPTS HASH SHA-256`), as ProFTPD's mod_digest does. */
   hash?: boolean;
 }
@@ -71,6 +75,7 @@ export function startSilentFtp(options: SilentFtpOptions = {}): SilentFtp {
   const received: string[] = [];
   const unanswered: string[] = [];
   let silentFrom = options.silentFrom;
+  let cutAfter = options.cutAfter;
   // Resolved `true` by `readAgain`, `false` as the server stops (a held upload is never read).
   const stalled = options.stallData ? Promise.withResolvers<boolean>() : null;
   const stallsData = (path: string) =>
@@ -80,7 +85,12 @@ export function startSilentFtp(options: SilentFtpOptions = {}): SilentFtp {
 
   const session = async (conn: Deno.Conn) => {
     const encoder = new TextEncoder();
-    const reply = (text: string) => conn.write(encoder.encode(`${text}\r\n`)).then(() => {});
+    let cutting = false;
+    const reply = (text: string) => {
+      if (!cutting) return conn.write(encoder.encode(`${text}\r\n`)).then(() => {});
+      conn.close();
+      return Promise.reject(new Error("cut off after the command"));
+    };
     let silent = false;
     await reply("220 silent-ftp ready");
     let cwd = "/";
@@ -113,6 +123,8 @@ export function startSilentFtp(options: SilentFtpOptions = {}): SilentFtp {
           unanswered.push(said);
           continue;
         }
+        cutting = cutAfter?.test(line) === true;
+        if (cutting) cutAfter = undefined;
         const [verb] = line.split(" ", 1);
         const arg = line.slice(verb.length + 1);
         switch (verb.toUpperCase()) {

@@ -405,6 +405,8 @@ export async function finishDelivery(
   if (features.mfmt) await client.sendIgnoringError(`MFMT ${time} ${tempPath}`);
   else if (features.mdtm) await client.sendIgnoringError(`MDTM ${time} ${tempPath}`);
   await renameReplacing(peer.connection, tempPath, finalPath).catch(async (error) => {
+    // The connection lost (or given up) before the reply: the server may have renamed the copy.
+    if (client.closed) delivery.mayBeInPlace = true;
     // The server's refusal of the rename itself, not of an upload that worked.
     if (!isFtpError(error) || error.code < 500 || client.closed) throw error;
     // A folder under a new file's name is another's, as a file there would be: it goes beside.

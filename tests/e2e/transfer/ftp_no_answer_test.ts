@@ -341,3 +341,12 @@ async function startedUntilUnreachable(runner: JobRunner) {
   assert.equal(snapshot.state, "unreachable", snapshot.reason ?? "");
   return snapshot;
 }
+
+Deno.test("ftp: the connection lost after the server renamed a copy into place, before its reply: the file fails, its copy told as maybe in place", async () => {
+  const { server, outcomes } = await sendTo({ cutAfter: /^RNTO / }, 1, 20_000, 30);
+  assert.equal(outcomes.length, 1);
+  assert.ok(outcomes[0].error !== null, "not known to have arrived");
+  assert.ok(server.files.has("/dest/20240315/f0.fits"), "the copy is under its final name");
+  // Looked for at the destination before it is sent again: that copy is the job's own.
+  assert.equal(outcomes[0].mayBeInPlace, true, outcomes[0].error.message);
+});
