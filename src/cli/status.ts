@@ -32,7 +32,7 @@ import { daemonStatus, describeDaemon, describePause } from "./daemon_state.ts";
 import { escapeControlChars as oneLine, quoteIfUnsafe } from "../log/logging.ts";
 import { askDaemon, formatLive } from "./live_status.ts";
 import { createFileFilter, readablePath, readableText } from "../watch/file_filter.ts";
-import { pausedAt } from "../pipeline/schedules.ts";
+import { pausedAt, windowEnd } from "../pipeline/schedules.ts";
 import { scanFolder, type SkippedEntry } from "../watch/scan.ts";
 
 const STATES: FileState[] = ["pending", "transferring", "done", "failed"];
@@ -258,13 +258,13 @@ async function showStatus(
         target: targetOf(job),
       }))
       : [...new Set(counts.map((c) => c.job))].map((name) => ({ name, rows: name, target: null }));
-    // Without the page's word (off, or not answering), a transfer window as the config says it.
+    // Without the page (off, or not answering): a window as the config says it, in its words.
     const windowPause = (name: string) => {
       const job = config.jobs.find((job) => job.name === name);
       const told = live !== undefined && "jobs" in live;
       return daemon.running && !told && job && daemon.jobs?.includes(name) !== false &&
           pausedAt(job, new Date())
-        ? "; paused: outside a transfer window (schedules)"
+        ? `; paused: outside a transfer window (${windowEnd(job)})`
         : "";
     };
     for (const { name: job, rows, target } of jobs) {

@@ -256,11 +256,14 @@ Deno.test("status: a pause that begins anew while the job recovers from an earli
   }
 });
 
-Deno.test("status: with the status page off, a job outside a transfer window says so, as its files wait", async () => {
-  // Paused every minute and never resumed: inside the window from the start.
+Deno.test("status: with the status page off, a job outside a transfer window says so, and until when, as its files wait", async () => {
+  // Paused every minute, resumed at new year: inside the window from the start.
   await using box = await cliSandbox({
     status_listen: "",
-    schedules: [{ cron: "* * * * *", action: "pause" }],
+    schedules: [
+      { cron: "* * * * *", action: "pause" },
+      { cron: "30 0 0 1 1 *", timezone: "UTC", action: "resume" },
+    ],
   });
   const daemon = startCli(["run", "-c", box.config], { env: box.env });
   try {
@@ -279,7 +282,7 @@ Deno.test("status: with the status page off, a job outside a transfer window say
     );
     assert.match(
       stdout,
-      /^Job default: pending 1, .*; paused: outside a transfer window \(schedules\)$/m,
+      /^Job default: pending 1, .*; paused: outside a transfer window \(until its resume at \d{4}-01-01 00:00:30 \+00:00\)$/m,
     );
   } finally {
     await daemon.stop();
