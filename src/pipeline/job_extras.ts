@@ -28,6 +28,8 @@ export interface JobExtrasContext {
   rescan(): Promise<void>;
   /** A transfer window closes: start no new transfers. */
   pause(): void;
+  /** Whether a transfer window's pause holds the job now. */
+  windowPaused(): boolean;
   /** A transfer window opens; returns `false` when a pause from the status page still holds. */
   resume(): boolean;
   /** `run --once`: no schedules; hooks and clean-up called for finish before the end. */
@@ -66,6 +68,7 @@ export class JobExtras {
       table: table.rows,
       rescan: (nights) => catchUpOrSay(context, nights).then(() => context.rescan()),
       pause: () => context.pause(),
+      windowPaused: () => context.windowPaused(),
       resume: () => context.resume(),
     }, context.replaces && context.replaces.#schedules);
   }

@@ -171,6 +171,7 @@ export class JobRunner {
       signal,
       rescan: () => this.#session.rescan(),
       pause: () => void (status.windowPaused = windowEnd(job)),
+      windowPaused: () => status.windowPaused,
       resume: () => {
         status.windowPaused = false;
         this.#pump();
@@ -186,11 +187,10 @@ export class JobRunner {
       signal,
       observe: (path) => intake.observe(path),
       onSent: (record, sha256) => {
-        const { relPath, version, destination } = record;
+        const { relPath, version, destination, sendingSince: since } = record;
         transport.deliveredBefore?.(); // Its base folder is not made again once gone.
         extras.arrived(relPath, { ...version }, destination, sha256);
         this.#session.arrived(relPath, version.size, version.mtimeMs);
-        const since = record.sendingSince;
         status.sent(relPath, destination, version.size, since && table.wallTime(since));
       },
       onRecognised: (rel, version) => {

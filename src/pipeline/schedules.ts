@@ -186,6 +186,8 @@ export interface ScheduleContext {
   rescan(nights: number): Promise<void>;
   /** Start no new transfers until {@linkcode ScheduleContext.resume}. */
   pause(): void;
+  /** Whether a window's pause holds the job now (only a change of it is said at info level). */
+  windowPaused(): boolean;
   /** Send again; returns `false` when a pause from the status page still holds the job. */
   resume(): boolean;
 }
@@ -367,7 +369,8 @@ export class JobSchedules {
 
   #clockStepped(byMs: number): void {
     const inside = pausedAt(this.#context.job, new Date());
-    this.#log.info(
+    // A window's time the step passed may have paused or resumed the job first, and said so.
+    this.#log[inside === this.#context.windowPaused() ? "debug" : "info"](
       `The wall clock was stepped {seconds} s: job {job} is ${inside ? "inside" : "outside"} ` +
         "the pause windows of its schedules",
       { seconds: Math.round(byMs / 1000) },
@@ -388,27 +391,30 @@ export class JobSchedules {
         await writeNightReport(job, table, entry.nights ?? 1);
         return;
       case "pause":
-      case "resume":
+      case "resume": {
         // A clock stepped ahead over several window edges fires each late, in no useful order:
         // the latest edge before now holds (an `every_seconds` entry has none: it always acts).
         if (entry.cron !== undefined && pausedAt(job, new Date()) !== (entry.action === "pause")) {
           return void this.#skipped(index, entry, "the clock passed a later pause or resume time");
         }
+        // Paused or resumed already (a step of the clock into or out of the window said so, or
+        // an `every_seconds` entry's earlier time): said at debug level.
+        const again = this.#context.windowPaused() === (entry.action === "pause");
+        const level = again ? "debug" : "info";
         if (entry.action === "pause") {
-          this.#log.info("Transfers of job {job} paused (schedule {index})", fields);
-          this.#context.pause();
-          return;
+          this.#log[level]("Transfers of job {job} paused (schedule {index})", fields);
+          return this.#context.pause();
         }
-        // A pause from the status page holds until the page resumes the job.
+        // A pause from the status page holds until the page resumes the job (said each time).
         if (this.#context.resume()) {
-          this.#log.info("Transfers of job {job} resumed (schedule {index})", fields);
-        } else {
-          this.#log.info(
-            "Transfer window of job {job} open (schedule {index}); the job stays paused from the status page until it is resumed there",
-            fields,
-          );
+          return this.#log[level]("Transfers of job {job} resumed (schedule {index})", fields);
         }
+        this.#log.info(
+          "Transfer window of job {job} open (schedule {index}); the job stays paused from the status page until it is resumed there",
+          fields,
+        );
         return;
+      }
       case "command": {
         // Checked at start, and again before each run (see `HookRunner`).
         const problem = await programProblem(entry.command[0]);

@@ -84,7 +84,8 @@ Deno.test("a wall clock stepped ahead over a pause and the later resume: the job
     ],
   });
   const clock = await steppedWallClock(box.root, box.env);
-  const daemon = startCli(["run", "-c", box.config], { env: clock.env });
+  // With -v: the resume, which finds the job sending already, is said at debug level.
+  const daemon = startCli(["run", "-v", "-c", box.config], { env: clock.env });
   try {
     await daemon.waitForOutput("Schedule 1 of job default: pause", 60_000);
     assert.doesNotMatch(daemon.stderr(), /inside a pause window/);
@@ -244,6 +245,48 @@ Deno.test("a wall clock stepped into a pause window and out again, no window tim
       120_000,
     );
     await daemon.waitForOutput(/Successfully transferred .*in the window\.fits/, 120_000);
+  } finally {
+    await daemon.stop("SIGTERM");
+  }
+});
+
+Deno.test("a wall clock stepped ahead over a pause time: the pause is said once, not by both the step and the late pause", async () => {
+  // A window from 5 min to an hour ahead (UTC, daily): the daemon starts outside it, then the
+  // clock jumps 10 min, into it. The look at the clock (every 10 s) and the pause's late timer
+  // (croner looks at least every 30 s) both act, in either order.
+  const ahead = (minutes: number) => {
+    const at = new Date(Date.now() + minutes * 60_000);
+    return `${at.getUTCMinutes()} ${at.getUTCHours()} * * *`;
+  };
+  await using box = await cliSandbox({
+    status_listen: "",
+    schedules: [
+      { cron: ahead(5), timezone: "UTC", action: "pause" },
+      { cron: ahead(60), timezone: "UTC", action: "resume" },
+    ],
+  });
+  const clock = await steppedWallClock(box.root, box.env);
+  const daemon = startCli(["run", "-v", "-c", box.config], { env: clock.env });
+  try {
+    await daemon.waitForOutput("Watching", 120_000);
+    assert.doesNotMatch(daemon.stderr(), /inside a pause window/);
+    await clock.step("+600s");
+    await daemon.waitForOutput(/The wall clock was stepped 60\d s/, 120_000);
+    await daemon.waitForOutput(/Transfers of job default paused \(schedule 0\)/, 120_000);
+    // Before the fix both said it at info level: two pauses in the log for one.
+    const pauses = daemon.stderr().split("\n").filter((line) =>
+      /\bINFO\b/.test(line) &&
+      /paused \(schedule 0\)|stepped 60\d s: job default is inside/.test(line)
+    );
+    assert.equal(pauses.length, 1, daemon.stderr());
+    await Deno.writeFile(join(box.watch, "in the window.fits"), randomBytes(5000));
+    await waitFor(
+      async () =>
+        /^Job default: pending 1,/m.test((await runCli(["status", "-c", box.config])).stdout),
+      60_000,
+      "the file queued",
+    );
+    assert.ok(!existsSync(box.dest) || (await listFiles(box.dest)).length === 0);
   } finally {
     await daemon.stop("SIGTERM");
   }

@@ -39,6 +39,7 @@ function schedulesWithoutLedger(scheduled: JobConfig, pause: () => void = () => 
     table: null as unknown as FileRows,
     rescan: () => Promise.resolve(),
     pause,
+    windowPaused: () => false,
     resume: () => true,
   });
 }
@@ -200,6 +201,7 @@ Deno.test("schedules: a command that fails or cannot run is counted, one a stop 
       table: null as unknown as FileRows,
       rescan: () => Promise.resolve(),
       pause: () => {},
+      windowPaused: () => false,
       resume: () => true,
     }, before);
     assert.equal(after.failures, failed);
