@@ -28,6 +28,7 @@ import type { FileTable, WorkRecord } from "./file_table.ts";
 import { keepUnconfirmed, lookAtDestination } from "./destination_look.ts";
 import { sendAroundOthers, withLinkPolicy } from "./batch_items.ts";
 import { classifyEntry } from "../watch/entry_check.ts";
+import type { FailureScope } from "../status/job_status.ts";
 
 /** What a {@linkcode BatchSender} works with. */
 export interface BatchSenderContext {
@@ -38,21 +39,16 @@ export interface BatchSenderContext {
   signal: AbortSignal;
   /** Observe a source file again (the stability checker). */
   observe(path: string): void;
-  /**
-   * A file arrived verified (its record: version, destination relative to
-   * the base path, when the attempt started); `sha256` when the transport
-   * hashed what it delivered.
-   */
+  /** A file arrived verified (its record: version, destination relative to the base path, when
+   * the attempt started); `sha256` when the transport hashed what it delivered. */
   onSent(record: Readonly<WorkRecord>, sha256?: string): void;
   /** A file found at the destination (ledger rebuilt, or its bytes put there by another): done. */
   onRecognised(relPath: string, version: FileVersion): void;
-  /**
-   * A file used up its fast retries after `attempts` attempts (once per file:
-   * its slow retries failing again do not call this).
-   */
+  /** A file used up its fast retries after `attempts` attempts (once per file: its slow retries
+   * failing again do not call this). */
   onGaveUp(record: WorkRecord, reason: string, attempts: number): void;
-  /** An attempt failed (`final`: the file is failing, past its fast retries). */
-  onFailed?(relPath: string, error: TransferError, final: boolean): void;
+  /** An attempt failed (`final`: past its fast retries; `scope`: whose problem, as JobStatus's). */
+  onFailed?(relPath: string, error: TransferError, final: boolean, scope: FailureScope): void;
   /**
    * Whether a failing file keeps being tried every `retry_max_delay_seconds`
    * until it arrives (the daemon), instead of waiting for the next rescan or
@@ -380,8 +376,10 @@ export class BatchSender {
     // A folder it cannot make is that folder's: files arriving elsewhere do not make it back.
     if (wholeDestination) this.#destinationWasDown = true;
     const { kind } = outcome.next;
-    if (kind === "retry" || kind === "give-up" || kind === "hold") {
-      this.#context.onFailed?.(record.relPath, error, kind === "give-up");
+    // A file that changed while it was sent was tried and did not arrive: a failed attempt too.
+    const scope = kind === "observe" && !watchProblem ? "changed" : failureScope(error);
+    if (scope === "changed" || kind === "retry" || kind === "give-up" || kind === "hold") {
+      this.#context.onFailed?.(record.relPath, error, kind === "give-up", scope);
     }
     if (outcome.next.kind === "give-up" && outcome.next.first) {
       this.#context.onGaveUp(record, error.message, outcome.next.attempts);

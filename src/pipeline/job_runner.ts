@@ -201,9 +201,9 @@ export class JobRunner {
         status.gaveUp(record.relPath);
         extras.gaveUp(record, error, attempts);
       },
-      onFailed: (rel, error, final) => {
+      onFailed: (rel, error, final, scope) => {
         const tried = !(error instanceof RefusedUnsent); // Refused for room: not an attempt.
-        status.failed(rel, error.kind, error.message, final, failureScope(error), tried);
+        status.failed(rel, error.kind, error.message, final, scope, tried);
         if (failureScope(error) !== "file") this.#pause.stillDown(error.message, downKind(error)); // If paused: why now
       },
       pauseWhenUnavailable: !options.once,

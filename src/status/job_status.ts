@@ -27,6 +27,8 @@ export const JOB_STATES = [
 
 /** One of {@linkcode JOB_STATES}. */
 export type JobState = typeof JOB_STATES[number];
+/** Whose problem a failed attempt is (see {@linkcode JobStatus.failed}). */
+export type FailureScope = "file" | "connection" | "destination" | "changed";
 
 /** How far back the current transfer rate looks. */
 export const RATE_WINDOW_MS = 10_000;
@@ -336,24 +338,24 @@ export class JobStatus {
   }
 
   /**
-   * An attempt failed (not for a file that changed or disappeared while sent).
+   * An attempt failed (not for a file that disappeared while sent).
    * `scope`: `connection` (the host or the connection failed) and
    * `destination` (its folder is gone) are the job's problem from the first
    * file on; `file`, this file's, until a second file fails too before
    * another arrives (or, before any file arrived in this run, it used up its
-   * fast retries). `attempted`: `false` for a file refused unsent (no room at the destination),
-   * which is no failed attempt.
+   * fast retries); `changed`, the file changed while it was sent (counted, not the job's problem).
+   * `attempted`: `false` for a file refused unsent (no room at the destination), no failed attempt.
    */
   failed(
     relPath: string,
     errorClass: string,
     reason: string,
     final: boolean,
-    scope: "file" | "connection" | "destination" = "file",
+    scope: FailureScope = "file",
     attempted = true,
   ): void {
     if (scope === "connection") this.#unreachable = reason;
-    else {
+    else if (scope !== "changed") {
       // The host answered (a file or its folder failed): it is reachable again.
       this.#unreachable = null;
       this.#failedFiles.add(relPath);

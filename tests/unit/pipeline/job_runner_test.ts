@@ -9,6 +9,8 @@ import type { JobConfig } from "../../../src/config/types.ts";
 import { Ledger } from "../../../src/ledger/ledger.ts";
 import { FileRows } from "../../../src/ledger/file_rows.ts";
 import { problemFiles } from "../../../src/status/ledger_reports.ts";
+import { StatusEvents } from "../../../src/status/events.ts";
+import { Metrics } from "../../../src/status/metrics.ts";
 import { JobRunner } from "../../../src/pipeline/job_runner.ts";
 import type { JobSummary } from "../../../src/status/job_status.ts";
 import { LocalTransport } from "../../../src/transfer/local/local.ts";
@@ -264,6 +266,53 @@ Deno.test("JobRunner once: a source that changes while it is sent is sent again 
       assert.equal(row.size, 1500);
       assert.equal(row.attempts, 0, "a change is not counted as a failed attempt");
     });
+  });
+});
+
+Deno.test("JobRunner once: a source that changes while it is sent is a failed attempt in /metrics (status and the page list its error), not a failure of the job", async () => {
+  await withRoot(async (root, stateDir) => {
+    const job = localTestJob(root);
+    const path = join(job.watch_path, "a.fits");
+    await place(job.watch_path, "a.fits", randomBytes(1000));
+    const events = new StatusEvents();
+    const metrics = new Metrics();
+    const told: string[] = [];
+    events.listen((event) => {
+      metrics.record(event);
+      if (event.type === "failed") told.push(event.relPath);
+    });
+    const ledger = Ledger.open(stateDir);
+    const transport = new CountingTransport(job);
+    transport.beforeSend = async () => {
+      if (transport.sent.length === 1) {
+        await Deno.writeFile(path, randomBytes(500), { append: true });
+      }
+    };
+    const runner = new JobRunner(job, ledger, transport, { once: true, events });
+    try {
+      await runner.start();
+      await runner.whenIdle();
+    } finally {
+      await runner.stop();
+      ledger.close();
+    }
+    assert.equal(transport.sent.length, 2, "the stale attempt, then the complete file");
+    assert.deepEqual(told, ["a.fits"]);
+    const text = metrics.render([runner.snapshot()], { version: "0", commit: "", deno: "" }, 0);
+    const failures = (errorClass: string) =>
+      Number(
+        text.match(
+          new RegExp(
+            `^image_transfer_failures_total\\{[^}]*error_class="${errorClass}"\\} (\\d+)$`,
+            "m",
+          ),
+        )?.[1],
+      );
+    assert.equal(failures("retry"), 1, text);
+    assert.match(text, /^image_transfer_files_transferred_total\{[^}]*\} 1$/m);
+    // Not a failure of the job: it sent the file, and counts none failed.
+    assert.deepEqual(runner.summary, { sent: 1, failed: 0 });
+    assert.equal(runner.snapshot().state, "watching");
   });
 });
 
