@@ -29,6 +29,7 @@ import {
   type LedgerRebuild,
   lost,
   openForReading,
+  recordedRebuild,
   setAside,
 } from "./ledger_check.ts";
 import {
@@ -426,13 +427,7 @@ export class Ledger {
   }
 
   #readRebuild(): LedgerRebuild | null {
-    const at = Number(this.meta("rebuilt_at"));
-    if (!Number.isFinite(at) || at <= 0) return null;
-    return {
-      at,
-      reason: this.meta("rebuilt_reason") ?? "",
-      damagedCopy: this.meta("damaged_copy") ?? "",
-    };
+    return recordedRebuild((key) => this.meta(key));
   }
 
   /** Tell the listeners, once the write that changed the state has returned (they may write). */

@@ -72,6 +72,13 @@ export interface LedgerRebuild {
   damagedCopy: string;
 }
 
+/** The rebuild a ledger records in its meta (`meta`: a key's value, or `null`), or `null`. */
+export function recordedRebuild(meta: (key: string) => string | null): LedgerRebuild | null {
+  const at = Number(meta("rebuilt_at"));
+  if (!Number.isFinite(at) || at <= 0) return null;
+  return { at, reason: meta("rebuilt_reason") ?? "", damagedCopy: meta("damaged_copy") ?? "" };
+}
+
 /**
  * What is found at the ledger's place when the daemon starts, and so what it does with it:
  * `none` (a first start: a new ledger), `sound` (opened as it is), `lost` (missing beside the

@@ -91,6 +91,7 @@ export function statusReport(
     now,
     startedAt: source.startedAt,
     reloadRefused: source.reloadRefused(),
+    ledgerRebuilt: source.reports.rebuilt(),
     // On the monotonic clock: a wall clock stepped back does not make it negative.
     uptimeSeconds: Math.round(performance.now() / 1000),
     lastSuccessAt: lastSuccessAt ?? recent[0]?.transferredAt ?? null,

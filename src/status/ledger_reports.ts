@@ -16,6 +16,7 @@ import {
 } from "../ledger/file_rows.ts";
 import type { Ledger } from "../ledger/ledger.ts";
 import { LEDGER_CACHE } from "../ledger/ledger_file.ts";
+import { type LedgerRebuild, recordedRebuild } from "../ledger/ledger_check.ts";
 
 /** One file as the API shows it. */
 export interface TransferRow {
@@ -103,6 +104,18 @@ export class LedgerReports {
     this.path = path;
     this.#scope = scope;
     this.#db = openForReports(path);
+  }
+
+  /** When and why the ledger was started anew (a damaged one set aside, or one lost), or `null`. */
+  rebuilt(): LedgerRebuild | null {
+    return recordedRebuild((key) => {
+      try {
+        const row = this.#db.prepare("SELECT value FROM ledger_meta WHERE key = ?").get(key);
+        return typeof row?.value === "string" ? row.value : null;
+      } catch {
+        return null; // No meta table (an old ledger).
+      }
+    });
   }
 
   /** The ledger file was replaced (a damaged one set aside): read the new one. */

@@ -114,6 +114,13 @@ function render(s) {
   $("reload").hidden = !refused;
   $("reload").textContent = refused ? "The last reload (" + time(Date.parse(refused.at)) +
     ") was refused; the daemon runs with the config it had: " + escaped(refused.reason) : "";
+  const rebuilt = s.ledgerRebuilt;
+  $("rebuilt").hidden = !rebuilt;
+  $("rebuilt").textContent = !rebuilt ? "" : "The ledger was " + (rebuilt.damagedCopy
+    ? "rebuilt " + time(rebuilt.at) + ": the old one was damaged (" + escaped(rebuilt.reason) +
+      "); it is kept as " + escaped(rebuilt.damagedCopy)
+    : "started anew " + time(rebuilt.at) + ": the old one was lost (" + escaped(rebuilt.reason) +
+      ")") + ". Files found at their destination then are listed as arrived, not sent again.";
   $("jobs").replaceChildren(...s.jobs.map((j) => {
     const q = j.queue;
     const paused = j.state === "paused";
@@ -265,6 +272,7 @@ export const STATUS_PAGE = `<!doctype html>
 <h1>image-transfer</h1>
 <div class="meta head"><span id="conn">connecting\u2026</span><span id="last"></span><span id="uptime"></span><span id="version"></span></div>
 <div class="err" id="reload" hidden></div>
+<div class="err" id="rebuilt" hidden></div>
 <h2>Jobs</h2><div class="jobs" id="jobs"></div>
 <h2>Throughput and files per minute, last 6 hours <span class="meta" id="chartmax"></span></h2>
 <div class="meta"><span class="key-files">\u25a0 files per minute</span><span class="key-rate">\u2501 throughput (bytes/s)</span></div>
