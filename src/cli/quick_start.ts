@@ -78,18 +78,12 @@ export function quickStartConfig(options: QuickStartOptions): QuickStart {
         "(DEST: user@host:/path, ftp://user@host/path, ftps://user@host/path or a local folder)",
     );
   }
-  for (const [option, value] of [["--watch", options.watch], ["--to", options.to]]) {
-    if (value.trim() === "") throw new UsageError(`${option} is empty: give it a folder`);
-  }
-  // Else "" would stand for the current folder, and be said to be a folder, not a file.
-  for (
-    const [option, value] of [["--ftp-password-file", options.ftpPasswordFile], [
-      "--save-config",
-      options.saveConfig,
-    ]]
-  ) {
-    if (value?.trim() === "") throw new UsageError(`${option} is empty: give it a file`);
-  }
+  // Else "" would stand for the current folder (and a file be said to be a folder).
+  const typed = [options.watch, options.to, options.ftpPasswordFile, options.saveConfig];
+  ["--watch", "--to", "--ftp-password-file", "--save-config"].forEach((option, i) => {
+    const what = i < 2 ? "a folder" : "a file";
+    if (typed[i]?.trim() === "") throw new UsageError(`${option} is empty: give it ${what}`);
+  });
   const watchProblem = otherOsPathProblem(options.watch);
   if (watchProblem !== null) throw new UsageError(`--watch: ${watchProblem}`);
   const keys: Record<string, unknown> = {
@@ -114,9 +108,13 @@ export function quickStartConfig(options: QuickStartOptions): QuickStart {
     // A key the method of --to does not use would do nothing, as --ftp-password-* would.
     const ignored = ignoredByMethod(key, value, String(keys.transfer_method));
     if (ignored !== null) {
+      // rsync_options with scp: most likely meant for rsync, which --method chooses.
+      const rsync = key === "rsync_options" && keys.transfer_method === "scp";
       throw new UsageError(
         `--set ${key}=\u2026 would be ignored: ${ignored}, and --to ${options.to} sends by ` +
-          `${keys.transfer_method}: leave it out`,
+          `${keys.transfer_method}: ${
+            rsync ? "give --method rsync to send by rsync, or " : ""
+          }leave it out`,
       );
     }
     // Typed relative to here: made absolute, so a saved config reads them as meant.
@@ -163,12 +161,10 @@ function checkFtpPassword(options: QuickStartOptions, keys: Record<string, unkno
         }: leave it out`,
     );
   }
-  const user = keys.remote_user;
-  // From the options or from --set.
-  const given = (key: string) => key in keys;
+  const user = keys.remote_user; // A password key may come from the options or from --set.
   if (
     keys.transfer_method === "ftp" && typeof user === "string" && user !== "anonymous" &&
-    !given("ftp_password_file") && !given("ftp_password_env")
+    !("ftp_password_file" in keys) && !("ftp_password_env" in keys)
   ) {
     throw new UsageError(
       `--to ${options.to} logs in as ${user}, who needs a password: give --ftp-password-file ` +

@@ -203,7 +203,7 @@ Deno.test("a --set of a key the method of --to does not use is refused, as it wo
         out.stderr,
         new RegExp(
           `^error: --set ${key}=\u2026 would be ignored: only .* uses? it, and --to ${to} sends by ` +
-            `${method}: leave it out$`,
+            `${method}: (give --method rsync to send by rsync, or )?leave it out$`,
           "m",
         ),
       );
@@ -230,6 +230,36 @@ Deno.test("a --set of a key the method of --to does not use is refused, as it wo
       .ssh_port,
     2222,
   );
+});
+
+Deno.test("--set rsync_options with a user@host:/path --to says --method rsync, which takes it", () => {
+  const set = ["rsync_options=[--bwlimit=100]"];
+  for (const method of [undefined, "scp"]) {
+    // Before: only "leave it out", as for a key no method of that --to uses.
+    assert.throws(
+      () => quickStartConfig({ watch: "/data/camera", to: "obs@archive:/in", method, set }),
+      (error: Error) =>
+        error instanceof UsageError && error.message.endsWith(
+          "sends by scp: give --method rsync to send by rsync, or leave it out",
+        ),
+    );
+  }
+  // The advice, followed, is taken.
+  const { config } = quickStartConfig({
+    watch: "/data/camera",
+    to: "obs@archive:/in",
+    method: "rsync",
+    set,
+  });
+  assert.equal(config.jobs[0].transfer_method, "rsync");
+  assert.deepEqual(config.jobs[0].rsync_options, ["--bwlimit=100"]);
+  // A local or FTP --to is no rsync destination: only "leave it out".
+  for (const to of ["/mnt/archive", "ftp://archive/in"]) {
+    assert.throws(
+      () => quickStartConfig({ watch: "/data/camera", to, set }),
+      /sends by (local|ftp): leave it out$/,
+    );
+  }
 });
 
 Deno.test("a wrong --set names the key and the options, not a line of a file never written", () => {
