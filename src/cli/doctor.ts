@@ -21,6 +21,7 @@ import {
   quickStartConfig,
   type QuickStartOptions,
   wantsQuickStart,
+  withoutConfigHint,
 } from "./quick_start.ts";
 import { UsageError } from "../errors.ts";
 import { pastedWord } from "../shell_words.ts";
@@ -158,7 +159,9 @@ export function doctorCommand(): Command {
         if (options.method !== undefined || options.set !== undefined) {
           throw new UsageError("--method, --set and --ftp-* go with --watch and --to");
         }
-        config = await loadConfig(resolveConfigPath(global.config));
+        config = await loadConfig(resolveConfigPath(global.config)).catch((error) => {
+          throw withoutConfigHint(error, "doctor");
+        });
       }
       // What `run` would refuse before starting fails here too.
       await checkBeforeStart(config, undefined, (message) => console.log(`WARN  ${message}`));

@@ -11,7 +11,7 @@ import type { Command } from "commander";
 import { resolve } from "node:path";
 import { stringify } from "yaml";
 import { parseConfig } from "../config/load.ts";
-import { expandPath, otherOsPathProblem } from "../config/paths.ts";
+import { expandPath, isDefaultConfigPath, otherOsPathProblem } from "../config/paths.ts";
 import { LOCAL_PATH_KEYS } from "../config/resolve.ts";
 import { COMMAND_LINE_CONFIG, type Config } from "../config/types.ts";
 import { ignoredByMethod } from "../config/method_keys.ts";
@@ -58,6 +58,15 @@ export function addQuickStartOptions(command: Command): Command {
       "with --to: any other config key (repeatable)",
       (value: string, previous: string[] = []) => [...previous, value],
     );
+}
+
+/** `error`, where it says the default config file does not exist, with how `command` goes on. */
+export function withoutConfigHint(error: unknown, command: string): unknown {
+  const missing = error instanceof ConfigError && error.cause instanceof Deno.errors.NotFound &&
+    isDefaultConfigPath(error.file ?? "");
+  if (!missing) return error;
+  const hint = `or, without a config file: \`image-transfer ${command} --watch DIR --to DEST\``;
+  return new ConfigError(`${error.message}; ${hint}`, { file: error.file, cause: error.cause });
 }
 
 /** Whether the options ask for a config-free run. */
@@ -189,18 +198,13 @@ export async function checkQuickStart(config: Config): Promise<void> {
 
 /**
  * The folder `--watch` gave (`typed`, at `path` as the config has it), which `run --once` and
- * `--dry-run` (`mustExist`) cannot wait for: one that does not exist is said of the option typed,
- * not of a key the user never wrote. A file there, no permission, a share that does not answer:
- * said by the checks before the start (see {@linkcode checkQuickStart}) and the watch.
+ * `--dry-run` cannot wait for: one that does not exist is said of the option typed, not of a key
+ * the user never wrote. A file there, no permission, a share that does not answer: said by the
+ * checks before the start (see {@linkcode checkQuickStart}) and the watch.
  *
  * @throws {WatchFolderError} naming --watch as typed and the folder it means
  */
-export async function checkWatchOption(
-  typed: string,
-  path: string,
-  mustExist: boolean,
-): Promise<void> {
-  if (!mustExist) return;
+export async function checkWatchOption(typed: string, path: string): Promise<void> {
   try {
     await answerWithin(Deno.stat(path));
   } catch (error) {

@@ -33,6 +33,7 @@ import {
   type QuickStartOptions,
   saveQuickConfig,
   wantsQuickStart,
+  withoutConfigHint,
 } from "./quick_start.ts";
 import { dirname, resolve } from "node:path";
 import { isMap, parseDocument } from "yaml";
@@ -80,8 +81,10 @@ export function runCommand(): Command {
         const quick = quickStartConfig(options);
         config = quick.config;
         await checkQuickStart(config);
-        const once = (options.once ?? false) || (options.dryRun ?? false);
-        await checkWatchOption(options.watch!, config.jobs[0].watch_path, once);
+        // A run that ends by itself cannot wait for the folder to appear.
+        if (options.once || options.dryRun) {
+          await checkWatchOption(options.watch!, config.jobs[0].watch_path);
+        }
         // Written once it passed what run checks: a saved config is one that runs.
         if (options.saveConfig !== undefined) {
           await saveQuickConfig(options.saveConfig, quick.text, options.force ?? false);
@@ -100,7 +103,9 @@ export function runCommand(): Command {
           config = await loadConfig(file);
           // The template init writes, never edited: nothing of the user's to watch or send to.
           assertNoTemplateValues(config, global.config);
-        } catch (error) {
+        } catch (caught) {
+          const typed = options.once ? "run --once" : options.dryRun ? "run --dry-run" : "run";
+          const error = withoutConfigHint(caught, typed);
           if (!options.dryRun) await logEarlyExit(file, error, global.verbose ?? false);
           throw error;
         }

@@ -545,6 +545,40 @@ Deno.test("cli: a config-free run to a local folder delivers, status shows it, a
   assert.match(half.stderr, /needs both --watch DIR and --to DEST/);
 });
 
+Deno.test("cli: run and doctor without the default config file say how they go without one, and that command, pasted, delivers", async () => {
+  await using q = await quickSandbox();
+  const { root, files, env } = q;
+  const noFile = `Cannot read config file ${
+    join(root, ".config", "image-transfer", "config.yaml")
+  }: it does not exist; create it with \`image-transfer init\`, or pass another file with -c <file>`;
+  for (
+    const [args, hint] of [
+      [["run"], "run"],
+      [["run", "--once"], "run --once"],
+      [["run", "--dry-run"], "run --dry-run"],
+      [["doctor"], "doctor"],
+    ] as const
+  ) {
+    const out = await runCli([...args], { env });
+    assert.equal(out.code, 2, out.stderr);
+    // Before: not a word of the config-free run, which the README offers for a first run.
+    assert.equal(
+      out.stderr,
+      `error: ${noFile}; or, without a config file: \`image-transfer ${hint} --watch DIR --to DEST\`\n`,
+    );
+  }
+  // Where a file is given (and so meant), or for commands that take no --watch: no such hint.
+  for (const args of [["-c", join(root, "other.yaml"), "run"], ["config", "validate"]]) {
+    const out = await runCli(args, { env });
+    assert.equal(out.code, 2, out.stderr);
+    assert.doesNotMatch(out.stderr, /--watch/);
+  }
+  const dest = join(root, "dest");
+  const pasted = await runCli(["run", "--once", "--watch", q.watch, "--to", dest], { env });
+  assert.equal(pasted.code, 0, pasted.stderr);
+  await assertDelivered(dest, files);
+});
+
 Deno.test("cli: a config-free daemon is shown as started from the command line; restart and a reload refuse it and leave it running", async () => {
   await using q = await quickSandbox();
   const { root, env } = q;
