@@ -9,7 +9,7 @@
  */
 import type { Command } from "commander";
 import { resolve } from "node:path";
-import { stringify } from "yaml";
+import { parse, stringify } from "yaml";
 import { parseConfig } from "../config/load.ts";
 import { expandPath, isDefaultConfigPath, otherOsPathProblem } from "../config/paths.ts";
 import { LOCAL_PATH_KEYS } from "../config/resolve.ts";
@@ -436,15 +436,15 @@ function ftpKeys(to: string, tls: boolean): Record<string, unknown> {
   };
 }
 
-/** A `--set` value: YAML scalars and lists (`5`, `true`, `[a, b]`), else the text as is. */
+/** A `--set` value: YAML scalars, quoted text and lists (`5`, `""`, `[a, b]`), else the text as is. */
 function parseValue(text: string): unknown {
   if (/^(-?\d+(\.\d+)?|true|false|null)$/.test(text)) return JSON.parse(text);
-  if (/^\[.*\]$/.test(text)) {
-    try {
-      return JSON.parse(text);
-    } catch {
-      return text.slice(1, -1).split(",").map((part) => part.trim()).filter((part) => part);
-    }
+  const list = /^\[.*\]$/.test(text);
+  try {
+    // Quoted as in the file: `""` is empty, `'%USERPROFILE%/data'` the text inside.
+    if (list || /^("[^]*"|'[^]*')$/.test(text)) return list ? JSON.parse(text) : parse(text);
+  } catch {
+    if (list) return text.slice(1, -1).split(",").map((part) => part.trim()).filter((part) => part);
   }
   return text;
 }

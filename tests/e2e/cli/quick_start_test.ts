@@ -262,6 +262,41 @@ Deno.test("--set rsync_options with a user@host:/path --to says --method rsync, 
   }
 });
 
+Deno.test("a --set value quoted as in the file is the text inside the quotes, as the messages' advice writes it", () => {
+  const { config } = quickStartConfig({
+    watch: "/data/camera",
+    to: "/mnt/archive",
+    set: [
+      'bandwidth_limit="10MB/s"',
+      'status_listen=""',
+      'log_file=""',
+      "night_timezone='America/Santiago'",
+    ],
+  });
+  // Before: taken with their quotes, so "10MB/s" was not a bandwidth, "" not off, and the log
+  // file named `""` in the current folder.
+  assert.equal(config.jobs[0].bandwidth_limit, "10MB/s");
+  assert.equal(config.status_listen, "");
+  assert.equal(config.log_file, "");
+  assert.equal(config.jobs[0].night_timezone, "America/Santiago");
+  // Unquoted text, numbers and lists read as before; a quote inside is the text as typed.
+  const plain = quickStartConfig({
+    watch: "/data/camera",
+    to: "/mnt/archive",
+    set: ["night_timezone=UTC", "retry_attempts=5", "file_patterns=[*.fit, *.fts]"],
+  }).config.jobs[0];
+  assert.deepEqual([plain.night_timezone, plain.retry_attempts, plain.file_patterns], [
+    "UTC",
+    5,
+    ["*.fit", "*.fts"],
+  ]);
+  assert.throws(
+    () =>
+      quickStartConfig({ watch: "/data/camera", to: "/mnt/archive", set: ['log_format="a" "b"'] }),
+    /log_format: .*"\\"a\\" \\"b\\""/,
+  );
+});
+
 Deno.test("a wrong --set names the key and the options, not a line of a file never written", () => {
   for (const saveConfig of [undefined, "/nonexistent/saved.yaml"]) {
     let error: unknown;
