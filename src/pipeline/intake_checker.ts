@@ -72,7 +72,10 @@ export function intakeChecker(
       ? undefined
       : (path, error, forMs) => sayUnreadable(log, path, error, forMs),
     onLeft: (path, reason) => {
-      log.info("Left {path} for a later run: {reason}", { path, reason });
+      log.info("Left {path} for a later run: {reason}; `run` without --once waits for it", {
+        path,
+        reason,
+      });
       context.onSettled();
     },
     store: observationsByPath(job.watch_path, context.table.observations),

@@ -294,6 +294,11 @@ Deno.test("run --once: a fresh incomplete FITS file is left for a later run; one
       log,
       /Left .*being written\.fits for a later run: its FITS structure is incomplete/,
     );
+    // Before: nothing said which later run sends it: the daemon, which waits for the rest.
+    assert.match(
+      log,
+      /being written\.fits for a later run: .*; `run` without --once waits for it$/m,
+    );
     assert.match(
       log,
       /WARNING .*Sending .*crashed\.fits although its FITS structure is incomplete/,
