@@ -294,13 +294,8 @@ export function classifyFtpError(
       );
     }
     if (ftpCode === 452 || ftpCode === 552) {
-      return new TransferError(
-        `FTP server ${server}: destination is full (${reason})`,
-        "retry-later",
-        {
-          cause: error,
-        },
-      );
+      const full = `FTP server ${server}: destination is full (${reason})`;
+      return new TransferError(full, "retry-later", { cause: error });
     }
     if (ftpCode === 451 && step === "upload" && /writ/i.test(reason)) {
       // vsftpd's answer to a full disk (it says no more): held like one, and probed.
@@ -322,7 +317,10 @@ export function classifyFtpError(
   if (/certificate|self[- ]signed|UnknownIssuer|NotValidForName/i.test(reason)) {
     return certificateError(job, error, false);
   }
-  const why = (typeof code === "string" && DROP_CODES.has(code)) || closedIsLost
+  const why = code === "ENOTFOUND"
+    ? `cannot resolve the host name ${job.remote_host}: check remote_host (with --to: the host ` +
+      `in it) and DNS (${reason})`
+    : (typeof code === "string" && DROP_CODES.has(code)) || closedIsLost
     ? `connection lost or refused (${reason})`
     : reason;
   return new TransferError(`FTP server ${server}: ${step}: ${why}`, "retry", { cause: error });

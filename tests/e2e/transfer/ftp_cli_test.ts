@@ -128,6 +128,39 @@ Deno.test("cli: a refused FTP login fails run --once with the reason, no stack, 
     assert.deepEqual(await listFiles(dest), []);
   }));
 
+Deno.test("cli: an FTP host name that does not resolve is said so, with the key (or --to) to check", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-ftpdns-" });
+  try {
+    const watch = join(root, "watch");
+    await Deno.mkdir(watch);
+    const config = join(root, "config.yaml");
+    // .invalid never resolves (RFC 6761).
+    const keys = { transfer_method: "ftp", remote_host: "archive.invalid", ftp_tls: "off" };
+    await writeConfig(config, {
+      watch_path: watch,
+      remote_base_path: "/in",
+      log_file: "",
+      ...keys,
+    });
+    for (
+      const args of [
+        ["doctor", "-c", config],
+        ["doctor", "--watch", watch, "--to", "ftp://archive.invalid/in"],
+      ]
+    ) {
+      const out = await runCli(args, { env: { HOME: root } });
+      assert.equal(out.code, 1, out.stdout + out.stderr);
+      // Before: "connect: getaddrinfo ENOTFOUND archive.invalid (control socket)", the runtime's words.
+      assert.match(
+        out.stdout,
+        /^ {2}FAIL\s+connect: FTP server anonymous@archive\.invalid:21: connect: cannot resolve the host name archive\.invalid: check remote_host \(with --to: the host in it\) and DNS \(getaddrinfo ENOTFOUND/m,
+      );
+    }
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
 Deno.test("cli: doctor checks an FTP destination step by step", async (t) => {
   const server = await startVsftpd();
   const plain = await startVsftpd({ tls: false });
