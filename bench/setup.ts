@@ -129,10 +129,10 @@ export async function writeDaemonConfig(
     `watch_path: ${JSON.stringify(settings.watchPath)}`,
     `remote_base_path: ${JSON.stringify(settings.remoteBasePath)}`,
     `transfer_method: ${settings.method}`,
-    `remote_host: "127.0.0.1"`,
-    `remote_user: ${JSON.stringify(sshd.user)}`,
-    // SSH settings only where the method uses them (the daemon warns of the others).
+    // The login and SSH settings only where the method uses them (the daemon warns of the others).
     ...(settings.method === "local" ? [] : [
+      `remote_host: "127.0.0.1"`,
+      `remote_user: ${JSON.stringify(sshd.user)}`,
       `ssh_port: ${settings.sshPort ?? sshd.port}`,
       `ssh_identity_file: ${JSON.stringify(sshd.identityFile)}`,
       `ssh_options: ${JSON.stringify([...sshd.sshOptions, ...(settings.sshOptions ?? [])])}`,

@@ -1,8 +1,8 @@
 /**
- * Keys only some transfer methods use (the SSH ones, rsync's, FTP's), written for a job that
- * sends by another: such a key is not used, so each is said at the start (`run`, `config
- * validate`, `doctor`, a reload) with its file and line, rather than silently ignored. A key
- * left empty (`ssh_port:`, `ssh_options: []`) says nothing and is not said. A top-level key next
+ * Keys only some transfer methods use (the SSH ones, rsync's, FTP's, the remote login's), written
+ * for a job that sends by another: such a key is not used, so each is said at the start (`run`,
+ * `config validate`, `doctor`, a reload) with its file and line, rather than silently ignored. A
+ * key left empty (`ssh_port:`, `ssh_options: []`, `remote_user: ""`) says nothing and is not said. A top-level key next
  * to a `jobs:` list is a default: said only when no job that inherits it uses it.
  *
  * @module
@@ -15,9 +15,12 @@ type Method = JobConfig["transfer_method"];
 
 const SSH: readonly Method[] = ["scp", "rsync"];
 const FTP: readonly Method[] = ["ftp"];
+const REMOTE: readonly Method[] = ["scp", "rsync", "ftp"];
 
 /** The keys only some methods use, and those methods. */
 export const METHOD_KEYS: ReadonlyMap<string, readonly Method[]> = new Map([
+  ["remote_host", REMOTE],
+  ["remote_user", REMOTE],
   ["ssh_port", SSH],
   ["ssh_identity_file", SSH],
   ["ssh_options", SSH],
@@ -42,10 +45,18 @@ const INSTEAD: Readonly<Record<string, string>> = {
  */
 export function ignoredByMethod(key: string, value: unknown, method: string): string | null {
   const only = METHOD_KEYS.get(key);
-  const empty = value === null || value === undefined ||
+  const empty = value === null || value === undefined || value === "" ||
     (Array.isArray(value) && value.length === 0);
   if (only === undefined || empty || (only as readonly string[]).includes(method)) return null;
-  return `only ${only.join(" and ")} use${only.length > 1 ? "" : "s"} it`;
+  return onlyThose(only);
+}
+
+/** `only scp and rsync use it`, `only scp, rsync and ftp use it`, `only rsync uses it`. */
+function onlyThose(methods: readonly Method[]): string {
+  const said = methods.length > 1
+    ? `${methods.slice(0, -1).join(", ")} and ${methods.at(-1)} use`
+    : `${methods[0]} uses`;
+  return `only ${said} it`;
 }
 
 /** What to say of each method-only key written for a job whose method does not use it. */
@@ -57,10 +68,8 @@ export function keysOfOtherMethods(config: Config): string[] {
     ignoredByMethod(key, (job as unknown as Record<string, unknown>)[key], job.transfer_method) !==
       null;
   const why = (key: string, methods: string) => {
-    const only = METHOD_KEYS.get(key)!;
     const instead = INSTEAD[key] ? ` (${INSTEAD[key]})` : "";
-    return `is ignored: only ${only.join(" and ")} use${only.length > 1 ? "" : "s"} it, and ` +
-      `${methods}${instead}; remove it`;
+    return `is ignored: ${onlyThose(METHOD_KEYS.get(key)!)}, and ${methods}${instead}; remove it`;
   };
   const listed = written.entries.length > 0;
   config.jobs.forEach((job, index) => {

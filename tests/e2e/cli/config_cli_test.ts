@@ -57,8 +57,12 @@ for (const [name, jobs] of VALID) {
       const result = await cli(home, ["-c", file, "config", "validate"]);
       assert.equal(result.code, 0, result.stderr);
       // The examples' watch folders are on other machines: each is said to be missing (or, a
-      // Windows one, to be refused by `run` here), no more.
+      // Windows one, to be refused by `run` here), no more; and a local copy's login, unused.
       for (const line of result.stderr.trimEnd().split("\n").filter(Boolean)) {
+        if (name === "local_transfer.yaml" && / is ignored: /.test(line)) {
+          assert.match(line, /:[23]: remote_(host|user) of job default is ignored: .* by local;/);
+          continue;
+        }
         assert.match(
           line,
           Deno.build.os !== "windows" && name.includes("windows")
@@ -227,6 +231,38 @@ Deno.test("config validate and run --dry-run warn of a key the job's method does
     const scp = await cli(home, ["-c", file, "config", "validate"]);
     assert.equal(scp.code, 0, scp.stderr);
     assert.doesNotMatch(scp.stderr, /ignored/);
+  });
+});
+
+Deno.test("config validate warns of remote_host and remote_user on a local job, as the template says they are ignored there; not when empty or used", async () => {
+  await withHome(async (home) => {
+    const out = join(home, "out");
+    await Deno.mkdir(out);
+    const { file, write } = await methodConfig(home, JSON.stringify(out), ["remote_user: obs"]);
+    await write("local");
+    const validated = await cli(home, ["-c", file, "config", "validate"]);
+    assert.equal(validated.code, 0, validated.stderr);
+    // Before: not a word, as if they named where the files go.
+    for (const [line, key] of [[2, "remote_host"], [5, "remote_user"]]) {
+      assert.match(
+        validated.stderr,
+        new RegExp(
+          `^warning: .*config\\.yaml:${line}: ${key} of job default is ignored: only scp, rsync ` +
+            "and ftp use it, and this job sends by local; remove it$",
+          "m",
+        ),
+      );
+    }
+    await Deno.writeTextFile(
+      file,
+      (await Deno.readTextFile(file)).replace("remote_user: obs", 'remote_user: ""'),
+    );
+    const empty = await cli(home, ["-c", file, "config", "validate"]);
+    assert.doesNotMatch(empty.stderr, /remote_user/);
+    await write("scp");
+    const scp = await cli(home, ["-c", file, "config", "validate"]);
+    assert.equal(scp.code, 0, scp.stderr);
+    assert.doesNotMatch(scp.stderr, /remote_host|remote_user/);
   });
 });
 
