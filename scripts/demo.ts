@@ -2,13 +2,15 @@
  * `deno task demo`: see image-transfer work in under a minute, on this
  * machine only. Makes a temporary watch folder with three small FITS files,
  * writes a config for the `local` method, runs `image-transfer run --once`
- * with the project's permission set, and shows what arrived where.
+ * with the project's permission set, shows what arrived where, and how to
+ * keep it watching (the daemon).
  *
  * @module
  */
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { RUNTIME_FLAGS } from "../src/version.ts";
+import { pastedWord } from "../src/shell_words.ts";
 
 const repo = fileURLToPath(new URL("../", import.meta.url));
 const root = await Deno.makeTempDir({ prefix: "image-transfer-demo-" });
@@ -84,6 +86,12 @@ async function show(dir: string, indent: string): Promise<void> {
   }
 }
 await show(dest, "  ");
-console.log(`\nThe ledger remembers them: deno task image-transfer status -c ${config}`);
-console.log(`Remove the demo with: rm -r ${root}`);
+const c = pastedWord(config);
+console.log(`\nThe ledger remembers them: deno task image-transfer status -c ${c}`);
+// run --once sent what was there and stopped; the daemon is what a user runs for real.
+console.log(
+  `Keep it watching (Ctrl-C stops): deno task image-transfer run -c ${c}\n` +
+    `  and copy a FITS file into ${pastedWord(watch)}: it arrives under ${pastedWord(dest)}`,
+);
+console.log(`Remove the demo with: rm -r ${pastedWord(root)}`);
 Deno.exitCode = run.code;
