@@ -326,7 +326,7 @@ async function showStatus(
     if (overdue.length > 0) {
       console.log(
         `\nOverdue (${overdue.length}): retries due more than a minute ago that have not ` +
-          `started; is the daemon running?`,
+          `started${daemon.running ? "" : "; is the daemon running?"}`,
       );
       for (const row of overdue) {
         const ago = Math.round((now - row.nextAttemptAt) / 1000);

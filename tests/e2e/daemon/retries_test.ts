@@ -16,10 +16,11 @@ import { overdueFiles } from "../../../src/status/ledger_reports.ts";
 import { JobRunner } from "../../../src/pipeline/job_runner.ts";
 import { LocalTransport } from "../../../src/transfer/local/local.ts";
 import type { TransferItem, TransferOutcome, Transport } from "../../../src/transfer/transport.ts";
-import { runCli } from "../../helpers/cli.ts";
+import { runCli, startCli } from "../../helpers/cli.ts";
 import { randomBytes, waitFor } from "../../helpers/files.ts";
 import { localTestJob } from "../../helpers/jobs.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
+import { freePort } from "../../helpers/net.ts";
 
 /** How the transport fails during the outage, in turn. */
 const FAILURES = ["reports", "throws", "hangs", "reports-later"] as const;
@@ -215,4 +216,35 @@ Deno.test("status leaves out failures and overdue retries of a destination the j
     /Files whose last attempt failed \(1\):\n {2}\S+ \S+ {2}\[default\] old\.fits: Cannot send to old-dest/,
   );
   assert.doesNotMatch(before, /now\.fits/);
+});
+
+Deno.test("status of a running daemon never asks whether the daemon runs over its overdue retries", async () => {
+  await using box = await cliSandbox({ log_file: "", status_listen: `127.0.0.1:${freePort()}` });
+  // A retry long due at a destination the job sent to before, which the daemon leaves alone.
+  const ledger = Ledger.open(box.stateDir);
+  const table = new FileRows(ledger, "default", `local:${join(box.root, "old-dest")}`);
+  table.enqueue("old.fits", { size: 10, mtimeMs: 1, destination: "20240101/old.fits" });
+  table.recordFailure("old.fits", {
+    error: "Cannot send: connection lost",
+    attempts: 2,
+    nextAttemptAt: Date.now() - 99_000,
+    final: false,
+  });
+  ledger.close();
+  const daemon = startCli(["run", "-c", box.config], { env: box.env });
+  try {
+    await daemon.waitForOutput(`Watching ${box.watch}`);
+    // An edit the daemon would refuse: status shows every job and destination its ledger knows.
+    await Deno.writeTextFile(box.config, "retry_attempts: [\n", { append: true });
+    const status = await runCli(["status", "-c", box.config], { env: box.env });
+    assert.equal(status.code, 2, status.stderr);
+    assert.match(status.stdout, /^Daemon: running, pid /m);
+    // Before: "…that have not started; is the daemon running?", right under "Daemon: running".
+    assert.match(
+      status.stdout,
+      /^Overdue \(1\): retries due more than a minute ago that have not started\n {2}\[default\] old\.fits: /m,
+    );
+  } finally {
+    assert.equal((await daemon.stop()).code, 0, daemon.stderr());
+  }
 });
