@@ -159,9 +159,7 @@ function checkFtpPassword(options: QuickStartOptions, keys: Record<string, unkno
   }
   const option = options.ftpPasswordFile !== undefined
     ? "--ftp-password-file"
-    : options.ftpPasswordEnv !== undefined
-    ? "--ftp-password-env"
-    : null;
+    : (options.ftpPasswordEnv !== undefined ? "--ftp-password-env" : null);
   if (option !== null && keys.transfer_method !== "ftp") {
     throw new UsageError(
       `${option} is for an FTP --to (ftp://user@host/path or ftps://user@host/path); ` +
@@ -238,6 +236,8 @@ function aboutTheOptions(error: ConfigError, file: string): ConfigError {
           .replace(/^(\w+)(?: of job \S+)?: /, (said, key: string) =>
             key in OPTION_OF_KEY ? `${OPTION_OF_KEY[key]}: ` : said)
           .replace(/\bits watch_path\b/g, "--watch")
+          .replace(/\bexclude_patterns: (\[[^\]]*\])/g, (_, list: string) =>
+            `--set ${pastedWord(`exclude_patterns=${list}`)}`)
       }`
       : line
   );

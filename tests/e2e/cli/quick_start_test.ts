@@ -493,6 +493,19 @@ Deno.test("a --to the config refuses is said of --to and --watch, never of remot
   }
 });
 
+Deno.test("a --to inside --watch is answered with the --set that leaves it out, which, pasted, is taken", async () => {
+  await using q = await quickSandbox();
+  const args = ["run", "--dry-run", "--watch", q.watch, "--to", join(q.watch, "sub")];
+  const refused = await runCli(args, { env: q.env });
+  assert.equal(refused.code, 2, refused.stderr);
+  // Before: "(or leave it out with exclude_patterns: ["sub/**"])", the file's words.
+  const advice = `--set 'exclude_patterns=["sub/**"]'`;
+  assert.ok(refused.stderr.includes(`(or leave it out with ${advice})\n`), refused.stderr);
+  const pasted = await runCli([...args, "--set", 'exclude_patterns=["sub/**"]'], { env: q.env });
+  assert.equal(pasted.code, 0, pasted.stderr);
+  assert.match(pasted.stdout, /^skipped .*\/sub\/: folder matches exclude pattern sub\/\*\*$/m);
+});
+
 /** A watch folder with real FITS files and a hostile name, dated into night 20240701. */
 async function watchFolder(root: string): Promise<Map<string, string>> {
   const watch = join(root, "watch");
