@@ -1,7 +1,7 @@
 /**
  * The `ftp` transport: FTPS (explicit TLS) or plain FTP, passive mode.
  *
- * A batch goes through the one delivery sequence (`deliver.ts`) over one
+ * A batch goes through the one delivery sequence (`deliver.ts`, its steps in `batch.ts`) over one
  * connection, a file at a time: each file is uploaded (from the source
  * opened as `source.ts` does) into the batch's upload folder in its
  * destination folder, verified (`SIZE`; SHA-256 through `HASH` or `XSHA256`,
@@ -18,37 +18,29 @@
 import { bandwidthLimit } from "../../config/sizes.ts";
 import type { JobConfig } from "../../config/types.ts";
 import { classifyFtpError, ftpServerName, probeFtpDestination } from "./connect.ts";
-import { deliver, type DeliverySteps } from "../deliver.ts";
+import { deliver } from "../deliver.ts";
+import { batchSteps } from "./batch.ts";
 import {
-  badName,
-  ensureFolders,
-  finishDelivery,
-  type FtpDelivery,
   type FtpLink,
   type FtpPeer,
   joinRemote,
   parentOf,
-  recheckFolder,
   remoteSha256,
   sweepLeftovers,
   uploadError,
   withSource,
 } from "./remote.ts";
-import { jobOwner, uploadFolderName } from "../temp_name.ts";
+import { jobOwner } from "../temp_name.ts";
 import { Throttle } from "../throttle.ts";
 import { sendKeepingOthers } from "../keep_others.ts";
-import { HashingCounter, uploadDelivery } from "./upload.ts";
-import { folderRefused } from "./space_probe.ts";
+import { HashingCounter } from "./upload.ts";
 import { FtpPool } from "./pool.ts";
 import { absentByListing, askEach } from "./absent.ts";
-import { NoAnswer, silenceOf, UploadStalls } from "./no_answer.ts";
+import { UploadStalls } from "./no_answer.ts";
 import type { ProbeCheck, TransferItem, TransferOutcome, Transport } from "../transport.ts";
 
 /** How long closing may spend removing the upload folders stopped batches left. */
 const LEFTOVER_SWEEP_MS = 5_000;
-
-/** Folders remembered for that (a later batch into one of the others sweeps it). */
-const MAX_FOLDERS_LEFT = 1000;
 
 /** Uploads to `remote_base_path` on an FTP server: temp name, verify, rename. */
 export class FtpTransport implements Transport {
@@ -183,7 +175,17 @@ export class FtpTransport implements Transport {
     // An abort while connecting: the connection is dropped as the batch ends.
     signal.throwIfAborted();
     await this.#sweepLeft(link.peer);
-    return await deliver(items, this.#steps(link, this.#base(link.peer)), signal);
+    const batch = {
+      job: this.#job,
+      owner: this.#owner,
+      pool: this.#pool,
+      throttle: this.throttle,
+      stalls: this.#stalls,
+      inUse: this.#inUse,
+      leftIn: this.#leftIn,
+      makesBase: !this.#filesArrivedBefore,
+    };
+    return await deliver(items, batchSteps(link, this.#base(link.peer), batch), signal);
   }
 
   /**
@@ -317,130 +319,5 @@ export class FtpTransport implements Transport {
     return this.#job.remote_base_path.startsWith("/")
       ? this.#job.remote_base_path
       : joinRemote(peer.connection.home, this.#job.remote_base_path);
-  }
-
-  /**
-   * The delivery steps over one connection (`link`; a connection that
-   * breaks is replaced for the files after it, one whose server stopped
-   * answering fails them all), a file at a time.
-   */
-  #steps(link: FtpLink, base: string): DeliverySteps<FtpDelivery> {
-    /** Run `step` for `delivery`; a failure fails it (and a broken connection is dropped). */
-    const attempt = async (
-      delivery: FtpDelivery,
-      signal: AbortSignal,
-      step: (peer: FtpPeer) => Promise<void>,
-    ): Promise<void> => {
-      if (link.silence !== null) {
-        // Waited for once: the batch ends, no file waits for that server again.
-        delivery.error = withSource(delivery.item, link.silence);
-        return;
-      }
-      let peer = null as FtpPeer | null;
-      try {
-        await this.#pool.use(link, signal, (used) => step(peer = used));
-      } catch (error) {
-        if (signal.aborted) throw signal.reason;
-        const failure = silenceOf(peer?.connection.client) ??
-          (peer === null
-            ? classifyFtpError(error, this.#job, "connect")
-            : uploadError(this.#job, peer, error));
-        if (failure instanceof NoAnswer) link.silence = failure;
-        delivery.error = withSource(delivery.item, failure);
-        if (peer !== null && delivery.uploaded && !peer.connection.client.closed) {
-          await peer.connection.client.sendIgnoringError(`DELE ${delivery.tempPath}`);
-          delivery.uploaded = false;
-        }
-        if (link.peer?.connection.client.closed) {
-          this.#pool.drop(link.peer);
-          link.peer = null;
-        }
-      }
-    };
-    /** The batch's upload folder in each destination folder, and whether it was made. */
-    const uploadFolders = new Map<string, { path: string; made: boolean }>();
-    return {
-      place: (item) => {
-        const bad = badName(item, base);
-        if (bad !== null) throw bad;
-        const finalPath = joinRemote(base, item.destination);
-        const folder = parentOf(finalPath);
-        let upload = uploadFolders.get(folder);
-        if (upload === undefined) {
-          upload = { path: joinRemote(folder, uploadFolderName(this.#owner)), made: false };
-          uploadFolders.set(folder, upload);
-          this.#inUse.add(upload.path);
-        }
-        const name = finalPath.slice(finalPath.lastIndexOf("/") + 1);
-        return { finalPath, tempPath: joinRemote(upload.path, name) };
-      },
-      track: (delivery) => ({ ...delivery, uploaded: false, read: null }),
-      makeFolders: async (deliveries, signal) => {
-        for (const delivery of deliveries) {
-          const folder = parentOf(delivery.finalPath);
-          const upload = uploadFolders.get(folder)!;
-          await attempt(delivery, signal, async (peer) => {
-            // Once a batch: the folder may have changed since this connection knew it.
-            if (!upload.made) await recheckFolder(peer, base, folder);
-            await ensureFolders(peer, base, folder, !this.#filesArrivedBefore);
-            await sweepLeftovers(peer, folder, this.#owner, this.#inUse);
-            if (upload.made) return;
-            // MKD fails on any name that exists: nothing planted there is written through.
-            const made = await peer.connection.client.sendIgnoringError(`MKD ${upload.path}`);
-            if (made.code >= 400) {
-              const what = `cannot make the upload folder ${upload.path} (${made.message.trim()})`;
-              const advice = `check that the login may write in ${folder}; anything that exists ` +
-                "under that name is left alone, and the next attempt takes another name";
-              throw await folderRefused(peer.connection.client, folder, what, advice, "retry");
-            }
-            upload.made = true;
-          });
-        }
-      },
-      put: async (deliveries, signal) => {
-        for (const delivery of deliveries) {
-          await attempt(delivery, signal, async (peer) => {
-            await uploadDelivery(
-              peer.connection.client,
-              delivery,
-              this.#job,
-              this.throttle,
-              signal,
-              this.#stalls.uploading(link),
-            );
-            peer.dataWorked = true;
-          });
-        }
-      },
-      finish: async (deliveries, signal) => {
-        for (const delivery of deliveries) {
-          if (delivery.error !== null) {
-            // A copy whose source changed meanwhile (checked after the uploads) is removed.
-            if (delivery.uploaded && link.peer && !link.peer.connection.client.closed) {
-              await link.peer.connection.client.sendIgnoringError(`DELE ${delivery.tempPath}`);
-            }
-            continue;
-          }
-          await attempt(delivery, signal, (peer) => finishDelivery(peer, delivery, this.#job));
-        }
-      },
-      end: async (deliveries) => {
-        for (const delivery of deliveries) delivery.read?.destroy();
-        // Every copy was renamed out or removed: the upload folders go (a leftover is swept).
-        const peer = link.peer;
-        for (const upload of uploadFolders.values()) {
-          // Not removed (a copy the cut connection could not delete is in it): swept later.
-          const removed = upload.made && peer !== null && !peer.connection.client.closed
-            ? await peer.connection.client.sendIgnoringError(`RMD ${upload.path}`).catch(() => null)
-            : null;
-          if (
-            upload.made && (removed?.code ?? 550) >= 400 && this.#leftIn.size < MAX_FOLDERS_LEFT
-          ) {
-            this.#leftIn.add(parentOf(upload.path));
-          }
-          this.#inUse.delete(upload.path);
-        }
-      },
-    };
   }
 }

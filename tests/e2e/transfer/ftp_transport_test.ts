@@ -744,3 +744,28 @@ Deno.test("ftp: a kept connection that dies in the middle of a batch is a lost c
       await transport.close();
     }
   }));
+
+Deno.test("ftp: a night folder removed while its batch is sent is made again and every file of the batch arrives", () =>
+  // 300 kB/s: the first upload lasts long enough to remove the folder meanwhile.
+  withVsftpd({ maxRateBytes: 300_000 }, async ({ server, src, dest }) => {
+    const transport = new FtpTransport(server.job({ remote_base_path: dest }));
+    const signal = new AbortController().signal;
+    const night = join(dest, "20240315");
+    try {
+      const items = [
+        await item(src, "a.fits", randomBytes(600_000)),
+        await item(src, "b.fits", randomBytes(1000)),
+        await item(src, "c.fits", randomBytes(2000)),
+      ];
+      const sending = transport.send(items, signal);
+      await waitFor(async () => (await listFiles(dest).catch(() => [])).length > 0, 30_000);
+      // The archive's clean-up removes the night folder, the batch's upload folder with it.
+      await Deno.remove(night, { recursive: true });
+      const outcomes = await sending;
+      // Before the fix: "upload refused (550 Failed to open file.)", "(553 Could not create file.)".
+      assert.deepEqual(outcomes.map((o) => o.error?.message ?? null), [null, null, null]);
+      await assertArrived(dest, items);
+    } finally {
+      await transport.close();
+    }
+  }));
