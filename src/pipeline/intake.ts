@@ -180,6 +180,7 @@ export class Intake {
       // A file of a folder moved in that another scan found first (the re-read of the folder it
       // came into, say): under observation still, it is told how it came.
       if (how === "moved" && checker.has(file.path)) checker.touch(file.path, "moved");
+      else checker.lookAgainNow(file.path); // Listed: one that could not be looked at may be now.
       return false;
     });
     const relPaths = free.map((file) => file.relPath);

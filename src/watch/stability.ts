@@ -218,6 +218,15 @@ export class StabilityChecker {
     }
   }
 
+  /**
+   * Look at `path` at once where it could not be looked at before (a scan listed it again: its
+   * share is back), not at the end of its wait of up to a minute.
+   */
+  lookAgainNow(path: string): void {
+    const entry = this.#store.get(path);
+    if (entry?.unreadable !== undefined && !this.#closed) this.#schedule(path, entry, 0);
+  }
+
   /** Stop observing `path` without a callback. */
   forget(path: string): void {
     const entry = this.#store.get(path);

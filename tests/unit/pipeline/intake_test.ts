@@ -249,6 +249,44 @@ Deno.test("Intake: a scan's file sent before whose name cannot be looked at now 
   }
 });
 
+Deno.test("Intake: a file under observation that could not be looked at (its share gone) is looked at once a scan lists it again (the share back), not at the end of its wait", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-intake-" });
+  // A long window: a file that cannot be looked at is looked at again after it (60 s); a complete
+  // FITS file written long ago goes without it once looked at.
+  const job = localTestJob(root, { stability_window_seconds: 60 });
+  await Deno.mkdir(join(job.watch_path, "real"), { recursive: true });
+  const { header, data } = imageParts(64, 32, [card("OBJECT", "share back")]);
+  const real = join(job.watch_path, "real", "a.fits");
+  await Deno.writeFile(real, new Uint8Array([...header, ...data]));
+  await Deno.utime(real, new Date("2020-01-01T00:00:00Z"), new Date("2020-01-01T00:00:00Z"));
+  // Its folder is a link to itself while the share is gone (ELOOP, as ENOTCONN or an I/O error).
+  const cam = join(job.watch_path, "cam");
+  Deno.symlinkSync("cam", cam);
+  const file = { path: join(cam, "a.fits"), relPath: "cam/a.fits" };
+  const { table, intake, state, close } = openIntake(root, job);
+  const logs = await captureLogs();
+  try {
+    assert.deepEqual(intake.found([file]), [file]);
+    await waitFor(
+      () => logs.records.some((r) => String(r.rawMessage).startsWith("Cannot look at")),
+      20_000,
+      "said that it cannot be looked at",
+    );
+    assert.ok(table.record(file.relPath), "observed");
+    // The share is back: the scan of the folder back lists the file, held by the table.
+    Deno.removeSync(cam);
+    Deno.symlinkSync("real", cam);
+    assert.deepEqual(intake.found([file]), [], "held: not taken in again");
+    // Before the fix it waited for its next look, the window later.
+    await waitFor(() => state.queued.length > 0, 20_000, "queued once listed again");
+    assert.deepEqual(state.queued, [header.length + data.length]);
+  } finally {
+    await logs.stop();
+    await close();
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
 Deno.test("Intake: a file that gave up, told removed, whose name cannot be looked at now (its lstat fails otherwise than 'not found') stays failed; one gone is dropped", async () => {
   const root = await Deno.makeTempDir({ prefix: "itx-intake-" });
   const job = localTestJob(root);
