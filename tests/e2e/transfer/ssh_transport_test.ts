@@ -853,3 +853,49 @@ Deno.test("scp and rsync: a file where a night folder or a subfolder goes is nam
     await sshd.stop();
   }
 });
+
+Deno.test("scp and rsync: a night folder removed while the copies of a batch are written into it is said plainly; the next attempt makes it again and every file arrives", async () => {
+  const bin = await serverTools();
+  // The server's tar waits (in the batch's upload folder, entered) until the test lets it go.
+  const hold = join(bin, "hold");
+  await Deno.remove(join(bin, "tar"));
+  await Deno.writeTextFile(
+    join(bin, "tar"),
+    `#!/bin/sh\ntouch '${hold}.started'\nwhile [ -e '${hold}' ]; do sleep 0.05; done\n` +
+      `exec /usr/bin/tar "$@"\n`,
+    { mode: 0o755 },
+  );
+  await Deno.chmod(bin, 0o777);
+  const sshd = await startSshd({ sessionEnv: { PATH: bin } });
+  try {
+    for (const method of ["scp", "rsync"] as const) {
+      await withTransport(sshd, method, {}, async ({ src, dst, transport }) => {
+        await Deno.remove(`${hold}.started`).catch(() => {}); // Left by the last tar.
+        await Deno.writeTextFile(hold, "");
+        const items = await Promise.all(
+          [0, 1, 2].map((i) => makeItem(src, `20240601/a${i}.fits`, randomBytes(5000))),
+        );
+        const sending = transport.send(items, never);
+        await waitFor(() => exists(`${hold}.started`), 30_000, "tar started");
+        // The archive's clean-up removes the night folder, the batch's upload folder with it.
+        await Deno.remove(join(dst, "20240601"), { recursive: true });
+        await Deno.remove(hold);
+        const outcomes = await sending;
+        for (const outcome of outcomes) {
+          // Before: "tar: a1.fits: Cannot open: No such file or directory ...".
+          assert.match(
+            outcome.error?.message ?? "",
+            /the upload folder \S+ was removed while the copies were written into it/,
+            method,
+          );
+          assert.equal(outcome.error?.kind, "retry", method);
+        }
+        assertAllOk(await transport.send(items, never), items);
+        await assertDelivered(dst, items);
+      });
+    }
+  } finally {
+    await sshd.stop();
+    await Deno.remove(bin, { recursive: true });
+  }
+});

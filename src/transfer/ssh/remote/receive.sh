@@ -49,6 +49,8 @@ receive_copy() {
 # times, owned by this account. Result `no-tar INDEX` where there is no tar.
 receive_copies() {
   if ! error=$(cd -- "$2" 2>&1 && tar -x -p -o -f - 2>&1); then
+    # Its folder removed meanwhile (the night's, by a clean-up): said so, not tar's words for it.
+    [ -d "$2" ] || error="the upload folder $2 was removed while the copies were written into it (its destination folder removed meanwhile?); the next attempt makes the folders again"
     report receive-failed "$1" "$(one_line "$error")"
     return 1
   fi
