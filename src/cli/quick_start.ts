@@ -436,15 +436,15 @@ function ftpKeys(to: string, tls: boolean): Record<string, unknown> {
   };
 }
 
-/** A `--set` value: YAML scalars, quoted text and lists (`5`, `""`, `[a, b]`), else the text as is. */
+/** A `--set` value: YAML scalars, quoted text (as in the file) and lists (`5`, `""`, `[a, b]`), else the text as is. */
 function parseValue(text: string): unknown {
   if (/^(-?\d+(\.\d+)?|true|false|null)$/.test(text)) return JSON.parse(text);
   const list = /^\[.*\]$/.test(text);
   try {
-    // Quoted as in the file: `""` is empty, `'%USERPROFILE%/data'` the text inside.
     if (list || /^("[^]*"|'[^]*')$/.test(text)) return list ? JSON.parse(text) : parse(text);
-  } catch {
-    if (list) return text.slice(1, -1).split(",").map((part) => part.trim()).filter((part) => part);
+  } catch { // Not JSON (`[*.fit, 'a b']`): split at its commas, an item's quotes as in the file.
+    const items = list ? text.slice(1, -1).split(",").map((part) => part.trim()) : [];
+    if (list) return items.filter((p) => p).map((p) => p.replace(/^(["'])(.*)\1$/, "$2"));
   }
   return text;
 }

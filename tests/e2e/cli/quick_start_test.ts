@@ -297,6 +297,17 @@ Deno.test("a --set value quoted as in the file is the text inside the quotes, as
   );
 });
 
+Deno.test("a --set list whose items are quoted as in the file holds the text inside the quotes", () => {
+  const job = quickStartConfig({
+    watch: "/data/camera",
+    to: "/mnt/archive",
+    set: [`exclude_patterns=['tmp/**', "a b/*"]`, "file_patterns=['*.fit', *.fts]"],
+  }).config.jobs[0];
+  // Before: the quotes were kept, so 'tmp/**' left out nothing and '*.fit' matched no file.
+  assert.deepEqual(job.exclude_patterns, ["tmp/**", "a b/*"]);
+  assert.deepEqual(job.file_patterns, ["*.fit", "*.fts"]);
+});
+
 Deno.test("a wrong --set names the key and the options, not a line of a file never written", () => {
   for (const saveConfig of [undefined, "/nonexistent/saved.yaml"]) {
     let error: unknown;
