@@ -236,7 +236,7 @@ function aboutTheOptions(error: ConfigError, file: string): ConfigError {
           .replace(/^(\w+)(?: of job \S+)?: /, (said, key: string) =>
             key in OPTION_OF_KEY ? `${OPTION_OF_KEY[key]}: ` : said)
           .replace(/\bits watch_path\b/g, "--watch")
-          .replace(/\bexclude_patterns: (\[[^\]]*\])/g, (_, list: string) =>
+          .replace(/\bexclude_patterns: (\["(?:[^"\\]|\\.)*"\])/g, (_, list: string) =>
             `--set ${pastedWord(`exclude_patterns=${list}`)}`)
       }`
       : line

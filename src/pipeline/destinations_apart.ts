@@ -113,7 +113,9 @@ function copiesWatched(
       key: "remote_base_path",
       message: `${base} is inside its watch_path ${watch}, so every copy would be found there ` +
         "and sent again, without end; choose a destination outside the watch folder" +
-        (lands.rel === "" ? "" : ` (or leave it out with exclude_patterns: ["${lands.rel}/**"])`),
+        (lands.rel === ""
+          ? ""
+          : ` (or leave it out with ${excluding(`${literalGlob(lands.rel)}/**`)})`),
     };
   }
   if (lands?.how === "night") {
@@ -191,4 +193,14 @@ export function apartByExtension(a: JobConfig, b: JobConfig): boolean {
   };
   const [ea, eb] = [endings(a), endings(b)];
   return ea !== null && eb !== null && !ea.some((ending) => eb.includes(ending));
+}
+
+/** The `exclude_patterns` line that leaves out `glob`, as the config file (and `--set`) takes it. */
+export function excluding(glob: string): string {
+  return `exclude_patterns: ${JSON.stringify([glob])}`;
+}
+
+/** A glob that matches `name` alone: `[1]`, `*`, `{a,b}` ... in it match themselves. */
+export function literalGlob(name: string): string {
+  return name.replace(/[\\*?[\]{}()!+@|]/g, "\\$&");
 }

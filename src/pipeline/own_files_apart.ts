@@ -16,6 +16,7 @@ import { LEDGER_FILE } from "../ledger/ledger_check.ts";
 import { relativeTo } from "../watch/entry_check.ts";
 import { createFileFilter } from "../watch/file_filter.ts";
 import type { RealPath } from "./start_checks.ts";
+import { excluding, literalGlob } from "./destinations_apart.ts";
 
 /** Names of files the daemon writes in its `state_dir` (a report's name is an example). */
 const STATE_FILES = [
@@ -54,7 +55,12 @@ export function ownFilesWatched(config: Config, realPathSoFar: RealPath): string
       });
       if (sent.length === 0) continue;
       const folder = relativeTo(watch, realPathSoFar(path));
-      const leaveOut = key === "state_dir" ? folder === "" ? "" : `${folder}/` : `${folder}*`;
+      const glob = literalGlob(folder ?? "");
+      const leaveOut = folder === null || (key === "state_dir" && folder === "")
+        ? "" // Not known where it is in the watch folder, or the watch folder itself: no pattern.
+        : key === "state_dir"
+        ? `${glob}/`
+        : `${glob}*`;
       problems.push(
         `${keyPlace(config.file, -1, [key])}: ${key}: ${path} is inside the watch folder ` +
           `${watch} of job ${job.name}, whose file_patterns match the files image-transfer ` +
@@ -62,7 +68,7 @@ export function ownFilesWatched(config: Config, realPathSoFar: RealPath): string
             sent.length > 3 ? ", \u2026" : ""
           }), so each would be sent while it is written; ` +
           `choose a ${key === "state_dir" ? "folder" : "file"} outside the watch folder` +
-          (leaveOut === "" ? "" : ` (or leave it out with exclude_patterns: ["${leaveOut}"])`),
+          (leaveOut === "" ? "" : ` (or leave it out with ${excluding(leaveOut)})`),
       );
     }
   }

@@ -517,6 +517,19 @@ Deno.test("a --to inside --watch is answered with the --set that leaves it out, 
   assert.match(pasted.stdout, /^skipped .*\/sub\/: folder matches exclude pattern sub\/\*\*$/m);
 });
 
+Deno.test("a --to inside --watch with [ ] and quotes in its name: the --set of the advice, pasted, leaves it out", async () => {
+  await using q = await quickSandbox();
+  const to = join(q.watch, 'out[1] "x"');
+  const refused = await runOnceTo(q, to, []);
+  assert.equal(refused.code, 2, refused.stderr);
+  // Before: --set 'exclude_patterns=["out[1]'/**"]) ... (cut at the first ]), and [1] a glob.
+  const value = refused.stderr.match(/\(or leave it out with --set '([^']*)'\)\n/)?.[1];
+  assert.equal(value, String.raw`exclude_patterns=["out\\[1\\] \"x\"/**"]`, refused.stderr);
+  const pasted = await runOnceTo(q, to, ["--set", value]);
+  assert.equal(pasted.code, 0, pasted.stderr + pasted.stdout);
+  await assertDelivered(to, q.files);
+});
+
 /** A watch folder with real FITS files and a hostile name, dated into night 20240701. */
 async function watchFolder(root: string): Promise<Map<string, string>> {
   const watch = join(root, "watch");
