@@ -79,7 +79,8 @@ export function checkJobRules(job: JobValues, ctx: z.RefinementCtx): void {
   const host = typeof job.remote_host === "string" ? job.remote_host.trim() : "";
   const notHostOnly = job.transfer_method === "local" ? null : hostWithMore(host, ssh);
   const notExpanded = (key: "remote_host" | "remote_user", what: string): boolean => {
-    const variable = /\$\{?[A-Za-z_]\w*\}?|%[A-Za-z_]\w*%/.exec(String(job[key] ?? ""))?.[0];
+    // `\$` is a $ as such (an Azure FTP login: `app\$app`), as a shell has it.
+    const variable = /(?<!\\)\$\{?[A-Za-z_]\w*\}?|%[A-Za-z_]\w*%/.exec(String(job[key] ?? ""))?.[0];
     if (variable === undefined || job.transfer_method === "local") return false;
     const message = `${variable} is not expanded here (only local paths expand environment ` +
       `variables): write the ${what} itself`;

@@ -1472,6 +1472,17 @@ Deno.test("an environment variable written in remote_host, remote_user or ftp_pa
   );
 });
 
+Deno.test("an FTP login with \\$ in it (an Azure App Service FTP user) is taken as written, not as a variable", () => {
+  const config = parseConfig(
+    "watch_path: /data/in\nremote_base_path: /site/wwwroot\ntransfer_method: ftp\n" +
+      "remote_host: waws-prod.ftp.azurewebsites.windows.net\nremote_user: 'myapp\\$myapp'\n" +
+      "ftp_password_env: FTP_PASSWORD\n",
+    "c.yaml",
+  );
+  // Before: "remote_user: $myapp is not expanded here ...": the login could not be written.
+  assert.equal(config.jobs[0].remote_user, "myapp\\$myapp");
+});
+
 Deno.test("a key indented with a tab is named in the message, with what to do", () => {
   const message = configError(MINIMAL + "jobs:\n  - name: cam\n\tretry_attempts: 3\n", "c.yaml")
     .message;
