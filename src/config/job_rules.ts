@@ -79,8 +79,11 @@ export function checkJobRules(job: JobValues, ctx: z.RefinementCtx): void {
   const host = typeof job.remote_host === "string" ? job.remote_host.trim() : "";
   const notHostOnly = job.transfer_method === "local" ? null : hostWithMore(host, ssh);
   const notExpanded = (key: "remote_host" | "remote_user", what: string): boolean => {
-    // `\$` is a $ as such (an Azure FTP login: `app\$app`), as a shell has it.
-    const variable = /(?<!\\)\$\{?[A-Za-z_]\w*\}?|%[A-Za-z_]\w*%/.exec(String(job[key] ?? ""))?.[0];
+    // Only what can be nothing but a variable: `${NAME}`, or the whole value `$NAME` or `%NAME%`;
+    // a $ inside a login is taken as written (`svc$backup`, an Azure FTP login `app\$app`).
+    const text = String(job[key] ?? "").trim();
+    const variable = /\$\{[A-Za-z_][^}]*\}/.exec(text)?.[0] ??
+      /^(\$[A-Za-z_]\w*|%[A-Za-z_]\w*%)$/.exec(text)?.[0];
     if (variable === undefined || job.transfer_method === "local") return false;
     const message = `${variable} is not expanded here (only local paths expand environment ` +
       `variables): write the ${what} itself`;

@@ -1472,15 +1472,24 @@ Deno.test("an environment variable written in remote_host, remote_user or ftp_pa
   );
 });
 
-Deno.test("an FTP login with \\$ in it (an Azure App Service FTP user) is taken as written, not as a variable", () => {
-  const config = parseConfig(
-    "watch_path: /data/in\nremote_base_path: /site/wwwroot\ntransfer_method: ftp\n" +
-      "remote_host: waws-prod.ftp.azurewebsites.windows.net\nremote_user: 'myapp\\$myapp'\n" +
-      "ftp_password_env: FTP_PASSWORD\n",
-    "c.yaml",
-  );
+Deno.test("an FTP login with a $ in it (an Azure App Service FTP user, a service account) is taken as written, not as a variable", () => {
+  const login = (user: string) =>
+    parseConfig(
+      "watch_path: /data/in\nremote_base_path: /site/wwwroot\ntransfer_method: ftp\n" +
+        `remote_host: waws-prod.ftp.azurewebsites.windows.net\nremote_user: '${user}'\n` +
+        "ftp_password_env: FTP_PASSWORD\n",
+      "c.yaml",
+    ).jobs[0].remote_user;
   // Before: "remote_user: $myapp is not expanded here ...": the login could not be written.
-  assert.equal(config.jobs[0].remote_user, "myapp\\$myapp");
+  assert.equal(login("myapp\\$myapp"), "myapp\\$myapp");
+  assert.equal(login("svc$backup"), "svc$backup");
+  // What can only be a variable is still refused.
+  for (const [user, variable] of [["obs_${SITE}", "${SITE}"], ["%FTPUSER%", "%FTPUSER%"]]) {
+    assert.throws(
+      () => login(user),
+      (e: Error) => e.message.includes(`${variable} is not expanded`),
+    );
+  }
 });
 
 Deno.test("a key indented with a tab is named in the message, with what to do", () => {
