@@ -108,7 +108,7 @@ export function formerJob(
  * `job cam1 removed (...)`, `job cam1 renamed to north (...)` (the same watch
  * folder and destination under a new name; two jobs that swapped names are two such lines),
  * `job cam2: remote_base_path "/a" -> "/b"`, `log_format "text" -> "json"`, `status_listen "a"
- * -> "b" (the status page keeps what the daemon started with until a restart)`; `[]` when nothing
+ * -> "b" (taken at the next restart)`; `[]` when nothing
  * changed.
  */
 export function reloadChanges(current: Config, next: Config): string[] {
@@ -150,9 +150,7 @@ export function reloadChanges(current: Config, next: Config): string[] {
   for (const change of changedKeys(current, next, NOT_COMPARED)) {
     const key = change.slice(0, change.indexOf(" "));
     changes.push(
-      STATUS_KEYS.has(key)
-        ? `${change} (the status page keeps what the daemon started with until a restart)`
-        : change,
+      STATUS_KEYS.has(key) ? `${change} (taken at the next restart)` : change,
     );
   }
   return changes;

@@ -121,8 +121,7 @@ Deno.test("reload changes: a status page key changed alone is a change, said as 
   const before = configOf("", 'status_listen: "127.0.0.1:8080"');
   const after = configOf("", 'status_listen: "127.0.0.1:9090"');
   assertEquals(reloadChanges(before, after), [
-    'status_listen "127.0.0.1:8080" -> "127.0.0.1:9090" (the status page keeps what the daemon ' +
-    "started with until a restart)",
+    'status_listen "127.0.0.1:8080" -> "127.0.0.1:9090" (taken at the next restart)',
   ]);
 });
 
