@@ -15,6 +15,12 @@ import { steppedWallClock } from "../../helpers/fake_clock.ts";
 
 const DAY_MS = 86_400_000;
 
+/** A daily cron entry (UTC) at the minute `minutes` from now (before it, when negative). */
+function dailyUtcCron(minutes: number): string {
+  const at = new Date(Date.now() + minutes * 60_000);
+  return `${at.getUTCMinutes()} ${at.getUTCHours()} * * *`;
+}
+
 Deno.test("a wall clock stepped ahead a day: transfer times, waiting ages and retry times stay true", async () => {
   await using box = await cliSandbox();
   const port = freePort();
@@ -209,15 +215,11 @@ Deno.test("a wall clock set back past a pause window that has ended: the window'
 Deno.test("a wall clock stepped into a pause window and out again, no window time on its way: the job pauses, then sends", async () => {
   // A window from three hours ago to one hour ago (UTC, daily): the daemon starts outside it. Set
   // back two hours, the clock is inside it, though no pause time passed (crons fire ahead only).
-  const hoursAgo = (hours: number) => {
-    const at = new Date(Date.now() - hours * 3_600_000);
-    return `${at.getUTCMinutes()} ${at.getUTCHours()} * * *`;
-  };
   await using box = await cliSandbox({
     status_listen: "",
     schedules: [
-      { cron: hoursAgo(3), timezone: "UTC", action: "pause" },
-      { cron: hoursAgo(1), timezone: "UTC", action: "resume" },
+      { cron: dailyUtcCron(-180), timezone: "UTC", action: "pause" },
+      { cron: dailyUtcCron(-60), timezone: "UTC", action: "resume" },
     ],
   });
   const clock = await steppedWallClock(box.root, box.env);
@@ -254,15 +256,11 @@ Deno.test("a wall clock stepped ahead over a pause time: the pause is said once,
   // A window from 5 min to an hour ahead (UTC, daily): the daemon starts outside it, then the
   // clock jumps 10 min, into it. The look at the clock (every 10 s) and the pause's late timer
   // (croner looks at least every 30 s) both act, in either order.
-  const ahead = (minutes: number) => {
-    const at = new Date(Date.now() + minutes * 60_000);
-    return `${at.getUTCMinutes()} ${at.getUTCHours()} * * *`;
-  };
   await using box = await cliSandbox({
     status_listen: "",
     schedules: [
-      { cron: ahead(5), timezone: "UTC", action: "pause" },
-      { cron: ahead(60), timezone: "UTC", action: "resume" },
+      { cron: dailyUtcCron(5), timezone: "UTC", action: "pause" },
+      { cron: dailyUtcCron(60), timezone: "UTC", action: "resume" },
     ],
   });
   const clock = await steppedWallClock(box.root, box.env);
