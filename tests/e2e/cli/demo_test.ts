@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { REPO_ROOT, startCli } from "../../helpers/cli.ts";
-import { listFiles, waitFor } from "../../helpers/files.ts";
+import { listArrived, waitFor } from "../../helpers/files.ts";
 import { freePort } from "../../helpers/net.ts";
 
 Deno.test("deno task demo says how to keep it watching, and that command sends a file copied in", async () => {
@@ -43,8 +43,9 @@ Deno.test("deno task demo says how to keep it watching, and that command sends a
       const bytes = await Deno.readFile(join(camera, "m42 001.fits"));
       await Deno.writeFile(join(camera, "m42 003.fits"), bytes);
       const arrived = join(server, "20240315", "m42 003.fits");
+      // Under its final name (a copy on its way is a hidden temporary file beside it).
       await waitFor(
-        () => listFiles(server).then((files) => files.length === 4),
+        () => listArrived(server).then((files) => files.length === 4),
         undefined,
         arrived,
       );
