@@ -64,10 +64,24 @@ export interface SilentFtp {
   stop(): Promise<void>;
 }
 
+/**
+ * Listen on a free port of 127.0.0.1: another if the one found free is taken before it is
+ * listened on (tests in parallel look for free ports too).
+ */
+function listenOnFreePort(): { listener: Deno.Listener; port: number } {
+  for (let tries = 1;; tries++) {
+    const port = freePort();
+    try {
+      return { listener: Deno.listen({ hostname: "127.0.0.1", port }), port };
+    } catch (error) {
+      if (!(error instanceof Deno.errors.AddrInUse) || tries === 20) throw error;
+    }
+  }
+}
+
 /** Start a server (see the module doc). */
 export function startSilentFtp(options: SilentFtpOptions = {}): SilentFtp {
-  const port = freePort();
-  const listener = Deno.listen({ hostname: "127.0.0.1", port });
+  const { listener, port } = listenOnFreePort();
   const open = new Set<Deno.Conn | Deno.Listener>([listener]);
   const files = new Map<string, Uint8Array>();
   const bytesRead = new Map<string, number>();
@@ -149,8 +163,8 @@ export function startSilentFtp(options: SilentFtpOptions = {}): SilentFtp {
             await reply("250 ok");
             break;
           case "PASV": {
-            const dataPort = freePort();
-            data = Deno.listen({ hostname: "127.0.0.1", port: dataPort });
+            const { listener: dataListener, port: dataPort } = listenOnFreePort();
+            data = dataListener;
             open.add(data);
             await reply(`227 Entering Passive Mode (127,0,0,1,${dataPort >> 8},${dataPort & 255})`);
             break;
