@@ -11,7 +11,9 @@
  * @module
  */
 import { createHash } from "node:crypto";
+import type { FactStore } from "../config/file_systems.ts";
 import type { JobConfig } from "../config/types.ts";
+import { destinationIdentity } from "../ledger/destination_identity.ts";
 import { TEMP_SUFFIX } from "../layout/destination.ts";
 
 /** Longest file name (in UTF-8 bytes) most file systems accept. */
@@ -88,10 +90,24 @@ export function uploadOwner(parts: string[]): string {
 }
 
 /**
- * The {@linkcode uploadOwner} id of this machine's daemon running `job`: by its watch folder and
- * destination, not its name, so a job renamed in the config continues its own copies.
+ * The {@linkcode uploadOwner} id of the daemon running `job`: by its watch folder and destination,
+ * not its name, so a job renamed in the config continues its own copies. `sender` is this
+ * install's own id ({@linkcode senderId}, kept in its ledger): two daemons sending from the same
+ * watch folder path to the same folder (two acquisition PCs cloned from one image, under one host
+ * name) never take each other's upload folders for leftovers. Without it (no ledger: a dry run, a
+ * test), the id of the earlier naming, by this machine's host name ({@linkcode hostJobOwner}).
  */
-export function jobOwner(job: JobConfig): string {
+export function jobOwner(job: JobConfig, sender: string | null = null): string {
+  if (sender === null) return hostJobOwner(job);
+  return uploadOwner([sender, job.watch_path, destinationIdentity(job)]);
+}
+
+/**
+ * The id the names of `job`'s temporary files and upload folders held before each install had
+ * its own ({@linkcode senderId}): by this machine's host name, which two machines may share, so
+ * only such leftovers nothing was written in for long are swept.
+ */
+export function hostJobOwner(job: JobConfig): string {
   let host = "";
   try {
     host = Deno.hostname();
@@ -99,6 +115,27 @@ export function jobOwner(job: JobConfig): string {
     // No permission to read it: the job's own fields still tell daemons apart.
   }
   return uploadOwner([host, job.watch_path, job.remote_base_path]);
+}
+
+/** The ledger key of {@linkcode senderId}. */
+const SENDER_KEY = "sender_id";
+
+/**
+ * This install's own id (random, made once and kept in `facts`, its ledger), which tells its
+ * temporary names apart from those of any other daemon; `null` where it cannot be kept (then
+ * {@linkcode jobOwner} falls back to the host name's id, the same at each start).
+ */
+export function senderId(facts: FactStore | null): string | null {
+  if (facts === null) return null;
+  try {
+    const known = facts.meta(SENDER_KEY);
+    if (known !== null && /^[0-9a-f]{24}$/.test(known)) return known;
+    const made = randomPart();
+    facts.setMeta(SENDER_KEY, made);
+    return facts.meta(SENDER_KEY) === made ? made : null;
+  } catch {
+    return null;
+  }
 }
 
 function escapeDots(text: string): string {

@@ -125,6 +125,7 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
       uploadName: this.#uploadName,
       sweepPrefix: toSweep.has(folder) ? uploadFolderPrefix(method.owner) : null,
       keepSeconds: this.#keepSeconds,
+      earlier: method.earlier,
     }));
     if (this.#goesInOneCall(deliveries)) this.#oneCall = specs;
     else await this.#prepareFolders(deliveries, specs, signal);
@@ -160,8 +161,7 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
       return this.#unprepared(deliveries, error, signal);
     }
     claim.prepared(true);
-    // Only the upload folders this batch created are removed at the end, never a name
-    // someone else holds.
+    // Only the upload folders this batch created are removed at the end, never another's.
     this.#created = this.#folders.filter((_, index) => !failures.has(index))
       .map((folder) => posix.join(folder, this.#uploadName));
     for (const delivery of deliveries) {

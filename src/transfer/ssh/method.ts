@@ -24,8 +24,13 @@ export interface SshMethod {
   readonly base: string;
   readonly context: FailureContext;
   readonly timeoutMs: number;
-  /** Tells this daemon's upload folders apart. */
+  /** Tells this daemon's upload folders apart (see `jobOwner`). */
   readonly owner: string;
+  /**
+   * The leftovers of the earlier naming of its upload folders (`hostJobOwner`): swept with its
+   * own, once nothing was written in them for `idleSeconds` (`null`: none, the same naming).
+   */
+  readonly earlier: { prefix: string; idleSeconds: number } | null;
   /** The destination folders in use by this transport's batches. */
   readonly uploadFolders: UploadFolders;
   /**

@@ -35,6 +35,11 @@ export interface FolderSpec {
   sweepPrefix: string | null;
   /** With a sweep: keep the files in leftover upload folders written at most this long ago. */
   keepSeconds?: number;
+  /**
+   * With a sweep: the upload folders of the earlier naming swept too (`SshMethod.earlier`), those
+   * nothing was written in for `idleSeconds`.
+   */
+  earlier?: { prefix: string; idleSeconds: number } | null;
 }
 
 /** A file of the batch whose earlier copy, if this daemon left one, is continued. */
@@ -164,9 +169,12 @@ export function makeFoldersLines(
   { rule, ask }: BaseRule = MAKE_BASE,
 ): string[] {
   const lines = specs.map((spec, index) => {
-    const sweep = spec.sweepPrefix === null
-      ? []
-      : [spec.sweepPrefix, TEMP_SUFFIX, Math.floor(spec.keepSeconds ?? 0)];
+    const sweep = spec.sweepPrefix === null ? [] : [
+      spec.sweepPrefix,
+      TEMP_SUFFIX,
+      Math.floor(spec.keepSeconds ?? 0),
+      ...(spec.earlier ? [spec.earlier.prefix, Math.floor(spec.earlier.idleSeconds)] : []),
+    ];
     const below = foldersBelow(base, spec.folder);
     return `${call("make_folders", index, base, rule, ask ? 1 : 0, ...below)} && ` +
       call("make_upload_folder", index, spec.folder, spec.uploadName, ...sweep);

@@ -26,7 +26,7 @@ import { byUploadFolder, type SshDelivery, type SshMethod } from "./method.ts";
 import { SshSession } from "./connection.ts";
 import { endpointFromJob, remoteJoin } from "./endpoint.ts";
 import { remoteBasePath } from "../../config/destination_folder.ts";
-import { jobOwner, uploadFolderPrefix } from "../temp_name.ts";
+import { hostJobOwner, jobOwner, senderId, uploadFolderPrefix } from "../temp_name.ts";
 import { TEMP_SUFFIX } from "../../layout/destination.ts";
 import { LimitedCalls } from "../throttle.ts";
 import type {
@@ -42,6 +42,12 @@ import type { FactStore } from "../../config/file_systems.ts";
 import { buildScript, call } from "./remote_script.ts";
 import { parseRemoteDiskSpace, probeSshDestination, remoteDiskSpaceScript } from "./probe.ts";
 
+/**
+ * Seconds at least that nothing was written in an upload folder of the earlier naming before it
+ * is swept (see {@linkcode SshMethod.earlier}).
+ */
+const IDLE_HOUR_S = 3600;
+
 /** Base class of the SSH transports: subclasses implement {@linkcode SshTransport.upload}. */
 export abstract class SshTransport implements Transport, SshMethod {
   abstract readonly method: "scp" | "rsync";
@@ -52,6 +58,7 @@ export abstract class SshTransport implements Transport, SshMethod {
   readonly context: FailureContext;
   readonly timeoutMs: number;
   readonly owner: string;
+  readonly earlier: { prefix: string; idleSeconds: number } | null;
   readonly uploadFolders = new UploadFolders();
   /** `bandwidth_limit`: the rsync/scp calls under it go one at a time. */
   readonly limitedCalls: LimitedCalls;
@@ -92,7 +99,13 @@ export abstract class SshTransport implements Transport, SshMethod {
       fromTo,
     };
     this.timeoutMs = job.transfer_timeout_seconds * 1000;
-    this.owner = jobOwner(job);
+    this.owner = jobOwner(job, senderId(facts));
+    const earlier = hostJobOwner(job);
+    // A batch under way writes at least this often, or is stopped (see transfer_timeout_seconds).
+    const idleSeconds = Math.max(IDLE_HOUR_S, 3 * job.transfer_timeout_seconds + 60);
+    this.earlier = earlier === this.owner
+      ? null
+      : { prefix: uploadFolderPrefix(earlier), idleSeconds };
     this.limitedCalls = new LimitedCalls(bandwidthLimit(job));
   }
 
@@ -266,7 +279,8 @@ export abstract class SshTransport implements Transport, SshMethod {
       // temporary file) waits for no batch.
       const keep = this.resumesCopies ? Math.floor(this.job.resume_partial_hours * 3600) : 0;
       for (const folder of claim.toSweep) {
-        lines.push(call("sweep_upload_folders", folder, prefix, TEMP_SUFFIX, keep));
+        const earlier = this.earlier ? [this.earlier.prefix, this.earlier.idleSeconds] : [];
+        lines.push(call("sweep_upload_folders", folder, prefix, TEMP_SUFFIX, keep, ...earlier));
       }
       await this.session.runScript(buildScript("make_folders", lines).text, {
         timeoutMs: this.timeoutMs,

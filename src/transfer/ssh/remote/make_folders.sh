@@ -3,7 +3,8 @@
 # after prologue.sh; the generated lines call, per destination folder:
 #
 #   make_folders INDEX BASE BASE_RULE ASK_MOUNT [FOLDER...] &&
-#     make_upload_folder INDEX FOLDER UPLOAD_NAME [LEFTOVER_PREFIX LEFTOVER_SUFFIX [KEEP_SECONDS]]
+#     make_upload_folder INDEX FOLDER UPLOAD_NAME [LEFTOVER_PREFIX LEFTOVER_SUFFIX [KEEP_SECONDS
+#       [EARLIER_PREFIX IDLE_SECONDS]]]
 #
 # (or, for files whose kept copies will not be continued, `drop_kept_copies`,
 # then `sweep_upload_folders` in the folders no batch has swept since the start),
@@ -122,25 +123,29 @@ make_folders() {
   done
 }
 
-# make_upload_folder INDEX FOLDER UPLOAD_NAME [LEFTOVER_PREFIX LEFTOVER_SUFFIX [KEEP_SECONDS]]:
+# make_upload_folder INDEX FOLDER UPLOAD_NAME [LEFTOVER_PREFIX LEFTOVER_SUFFIX [KEEP_SECONDS
+#   [EARLIER_PREFIX IDLE_SECONDS]]]:
 # remove the leftover upload folders (names with that prefix and suffix) from
 # FOLDER if asked (with KEEP_SECONDS above 0, only the files in them written
-# longer ago, and the folders left empty), then create the batch's own upload
+# longer ago, and the folders left empty; with EARLIER_PREFIX, those of the
+# earlier naming too: see sweep_idle_folders), then create the batch's own upload
 # folder in it, exclusively (no -p: an existing name, a planted link included,
 # fails) and private.
 make_upload_folder() {
-  [ "$#" -lt 5 ] || sweep_upload_folders "$2" "$4" "$5" "${6:-0}"
+  [ "$#" -lt 5 ] || sweep_upload_folders "$2" "$4" "$5" "${6:-0}" ${7+"$7" "$8"}
   error=$(mkdir -m 700 -- "$2/$3" 2>&1) && return 0
   report folder-failed "$1" "$(one_line "$error")"
   return 1
 }
 
-# sweep_upload_folders FOLDER PREFIX SUFFIX KEEP_SECONDS: remove the leftover
-# upload folders (names with that prefix and suffix) from FOLDER (with
+# sweep_upload_folders FOLDER PREFIX SUFFIX KEEP_SECONDS [EARLIER_PREFIX IDLE_SECONDS]: remove
+# the leftover upload folders (names with that prefix and suffix) from FOLDER (with
 # KEEP_SECONDS above 0, only the files in them written longer ago, and the
-# folders left empty). Only while no batch of this daemon uses FOLDER.
+# folders left empty), and with EARLIER_PREFIX those sweep_idle_folders takes.
+# Only while no batch of this daemon uses FOLDER.
 sweep_upload_folders() {
   keep=$4
+  [ "$#" -lt 6 ] || sweep_idle_folders "$1" "$5" "$3" "$6"
   set +f
   for leftover in "$1/$2"*"$3"; do
     set -f
@@ -151,6 +156,46 @@ sweep_upload_folders() {
     fi
   done
   set -f
+  return 0
+}
+
+# sweep_idle_folders FOLDER PREFIX SUFFIX IDLE_SECONDS: remove the upload folders
+# of this account (names with that prefix and suffix) from FOLDER in which
+# nothing, the folder itself included, was written for more than IDLE_SECONDS:
+# those the earlier naming of this daemon's upload folders left. That naming
+# is another daemon's too where both run under one host name: a folder written
+# in since may be one of its batches under way, and is left alone.
+sweep_idle_folders() {
+  idle=$4
+  set +f
+  for idle_folder in "$1/$2"*"$3"; do
+    set -f
+    is_own_folder "$idle_folder" || continue
+    newest_write "$idle_folder" || continue
+    [ $((now - newest)) -gt "$idle" ] && rm -rf -- "$idle_folder"
+  done
+  set -f
+  return 0
+}
+
+# newest_write HOLDER: set `newest` to the latest time (seconds since the
+# epoch) HOLDER or an entry in it was written, with one stat (status 1: a time
+# could not be read), and `now` (now_seconds).
+newest_write() {
+  set +f
+  set -- "$1" "$1"/* "$1"/.[!.]* "$1"/..?*
+  set -f
+  for entry do
+    shift
+    if [ -e "$entry" ] || [ -L "$entry" ]; then set -- "$@" "$entry"; fi
+  done
+  times=$(stat -c %Y -- "$@" 2>/dev/null) || times=$(stat -f %m -- "$@" 2>/dev/null) || return 1
+  now_seconds
+  newest=0
+  for written in $times; do
+    case $written in '' | *[!0-9]*) return 1 ;; esac
+    [ "$written" -le "$newest" ] || newest=$written
+  done
   return 0
 }
 
