@@ -14,7 +14,9 @@
  * have put its copy in place (the call that renames copies did not answer, the transport's
  * `mayBeInPlace`; or the daemon stopped in the middle of the attempt): whether a copy is there is
  * not known, so the next look counts what it finds only by its SHA-256, and never takes the bytes
- * there for its own to replace. It goes once the destination was looked at, so it tells a run
+ * there for its own to replace, unless they are a copy of the version that attempt sent (its
+ * size and mtime, as the file's row keeps them) and the file changed since
+ * (`pipeline/destination_look.ts`). It goes once the destination was looked at, so it tells a run
  * started after a crash what the run before knew.
  *
  * @module

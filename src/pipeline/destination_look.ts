@@ -10,7 +10,9 @@
  * `verify_transfer` says: a file of its size there may be another's (the attempt may have been
  * cut off before its rename), an earlier version (it arrived before and changed since, or changed
  * since the attempt: rewritten in place, the same size), or its own unconfirmed copy. Found, it
- * arrived and is recorded, not sent again; else the file is sent. After a rebuild one found there
+ * arrived and is recorded, not sent again; else the file is sent (where it changed since the
+ * attempt, a copy of the version that attempt sent, by size and mtime, is its own and replaced:
+ * {@linkcode findEarlier}). After a rebuild one found there
  * with its size arrived (only a complete, verified copy is ever renamed there); with `checksum`
  * its SHA-256 must be the source's too. After a rebuild a final name that holds another file is
  * never written over (the ledger no longer knows whose copy it is): the file's copy is looked for
@@ -33,6 +35,7 @@ import { hashSource } from "../transfer/source.ts";
 import type { TransferItem, TransferOutcome, Transport } from "../transfer/transport.ts";
 import { writeIfWritable } from "../ledger/file_rows.ts";
 import { UnconfirmedCopies } from "../ledger/unconfirmed_copies.ts";
+import type { FileVersion } from "../watch/file_version.ts";
 import type { FileTable, WorkRecord } from "./file_table.ts";
 
 /** What the look found for one item of a batch. */
@@ -87,7 +90,11 @@ export async function lookAtDestination(
     // attempt may be cut off before its rename), an earlier version (arrived before, or the file
     // changed since the attempt), or a copy of its own unconfirmed, which is replaced.
     const own = unconfirmed.get(record.relPath) === items[index].destination;
-    return { why: "interrupted" as const, sizeTells: false, own };
+    // Sent as another version than the source's now: a copy of that one there is its own too.
+    const sent = interrupted[index] === "changed" && !own
+      ? table.interrupted.sent(record.relPath)
+      : null;
+    return { why: "interrupted" as const, sizeTells: false, own, sent };
   });
   const lookedAt = () => table.interrupted.looked(batch.map((record) => record.relPath));
   if (!transport.destinationSizes || asking.every((ask) => ask === null)) {
@@ -102,6 +109,7 @@ export async function lookAtDestination(
       asked.map((index) => [items[index], items[index].destination, asking[index]!.sizeTells]),
       signal,
     );
+    await findEarlier(context, asked.map((index) => [items[index], asking[index]]), at, signal);
   } catch (error) {
     // Not known whose a file there is: the batch fails and is tried again, nothing written over
     // (an interrupted file is looked for again at its next attempt: its copy may be there).
@@ -112,7 +120,13 @@ export async function lookAtDestination(
     const ask = asking[index]!;
     if (at[n] === "copy") looked[index].found = ask.why;
     else if (at[n] === "unconfirmed" && ask.why === "interrupted") looked[index].replacesOwn = true;
-    else if (at[n] === "other" && ask.why === "interrupted" && ask.own) {
+    else if (at[n] === "earlier") {
+      context.log.info(
+        "{source} changed since its attempt that was cut off: the copy of that attempt at {destination} is replaced by the new version",
+        { source: items[index].source, destination: items[index].destination },
+      );
+      looked[index].replacesOwn = true;
+    } else if (at[n] === "other" && ask.why === "interrupted" && ask.own) {
       looked[index].replacesOwn = true;
     } else if (at[n] === "other" && ask.why === "rebuilt") {
       looked[index] = await placeBeside(context, batch[index], items[index], signal);
@@ -154,9 +168,36 @@ function unconfirmedCopies(table: FileTable): Map<string, string> {
 
 /**
  * What a name at the destination holds for an item: `unconfirmed`, its copy, where the flush of
- * its folder failed (see the module doc).
+ * its folder failed (see the module doc); `earlier`, the copy its interrupted attempt put there
+ * of the version it sent then (see {@linkcode findEarlier}).
  */
-type Holding = "copy" | "unconfirmed" | "other" | "nothing";
+type Holding = "copy" | "unconfirmed" | "earlier" | "other" | "nothing";
+
+/**
+ * The `at` (one per `[item, ask]`) that hold another file where the item's interrupted attempt
+ * sent another version than its source's now (`ask.sent`): `earlier` where that file has the size
+ * and the mtime (to the second) of that version, as its copy has (a copy gets its source's mtime):
+ * its own, replaced by the new version (never put beside it). Where the transport cannot tell
+ * mtimes, they stay `other`. @throws when the destination cannot be asked
+ */
+async function findEarlier(
+  { transport }: LookContext,
+  asked: Array<[TransferItem, { sent?: FileVersion | null } | null]>,
+  at: Holding[],
+  signal: AbortSignal,
+): Promise<void> {
+  const earlier = asked.flatMap(([, ask], n) => at[n] === "other" && ask?.sent ? [n] : []);
+  if (earlier.length === 0 || !transport.destinationVersions) return;
+  const destinations = earlier.map((n) => asked[n][0].destination);
+  const versions = await transport.destinationVersions(destinations, signal);
+  for (const n of earlier) {
+    const there = versions.get(asked[n][0].destination);
+    const sent = asked[n][1]!.sent!;
+    if (there?.size === sent.size && there.mtimeS === Math.floor(sent.mtimeMs / 1000)) {
+      at[n] = "earlier";
+    }
+  }
+}
 
 /**
  * For each `[item, destination, sizeTells]`: whether `destination` holds the item's copy (its

@@ -38,7 +38,9 @@ export function takeOverLedger(
 ): LeftByLastRun {
   writeIfWritable(() => rows.adoptUnattributed());
   const doneElsewhere = rows.doneElsewhereOnly();
-  for (const relPath of new UnconfirmedCopies(rows).all().keys()) lookFirst.add(relPath, null);
+  for (const [relPath, destination] of new UnconfirmedCopies(rows).all()) {
+    lookFirst.add(relPath, destination === "" ? versionSent(rows, relPath) : null);
+  }
   const cut = rows.unfinished().filter((row) => row.state === "transferring");
   // Kept over the next stop too, before their rows say no more that they were being sent.
   lookFirst.cutOff(cut.map((row) => [row.relPath, { size: row.size, mtimeMs: row.mtimeMs }]));
@@ -52,10 +54,23 @@ export function takeOverLedger(
 }
 
 /**
+ * The version the last attempt of `relPath`, which may have put its copy in place, sent: its row's
+ * as the last run left it (the version it was planned, and sent, with), `null` where not known.
+ */
+function versionSent(rows: FileRows, relPath: string): FileVersion | null {
+  try {
+    const row = rows.get(relPath);
+    return row ? { size: row.size, mtimeMs: row.mtimeMs } : null;
+  } catch {
+    return null; // Unreadable: not known, as before.
+  }
+}
+
+/**
  * The files whose last attempt ended unrecorded (a stop, a crash, a ledger that could not be
  * written, a call cut off after it may have renamed the copy into place), looked for at the
  * destination before they are sent, with the version that attempt sent where known (`null`: a
- * copy in place unconfirmed, or one the ledger kept from an earlier run). The ledger keeps them
+ * copy in place unconfirmed; one the ledger kept from an earlier run has its row's). The ledger keeps them
  * too until they are looked for (`ledger/unconfirmed_copies.ts`), so a run started after a crash
  * still counts such a copy as the job's own.
  */
@@ -87,6 +102,11 @@ export class InterruptedAttempts {
     if (!this.#sent.has(relPath)) return false;
     const sent = this.#sent.get(relPath);
     return sent && !sameVersion(sent, version) ? "changed" : "same";
+  }
+
+  /** The version the last attempt of `relPath` sent, where known (asked before {@linkcode looked}). */
+  sent(relPath: string): FileVersion | null {
+    return this.#sent.get(relPath) ?? null;
   }
 
   /** The destination was asked about `relPaths` (not again while the look could not be made). */

@@ -16,6 +16,12 @@ import {
   resultsByIndex,
 } from "./ssh/remote_script.ts";
 
+/** A file's size and last-written time (whole seconds) at the destination. */
+export interface DestinationVersion {
+  size: number;
+  mtimeS: number;
+}
+
 /** Most paths one remote script asks the size of. */
 export const SIZES_PER_SCRIPT = 500;
 
@@ -108,6 +114,33 @@ export function parseRemoteSizes(
     "size",
     (word, detail) => word === "size" && /^\d+$/.test(detail) ? Number(detail) : null,
   );
+}
+
+/**
+ * The remote script (`remote/sizes.sh`) asking for the size and last-written time of
+ * `destinations` under `base`.
+ */
+export function remoteVersionsScript(base: string, destinations: string[]): RemoteScript {
+  const paths = destinations.map((destination) => posix.join(base, destination));
+  return buildScript("sizes", paths.map((path, index) => call("file_version", index, path)));
+}
+
+/**
+ * The size and mtime a {@linkcode remoteVersionsScript} reported for `destinations`.
+ *
+ * @throws {Error} when it did not answer for every path
+ */
+export function parseRemoteVersions(
+  destinations: string[],
+  script: RemoteScript,
+  stdout: string,
+): Map<string, DestinationVersion | null> {
+  return parseAnswers(destinations, script, stdout, "version", (word, detail) => {
+    const facts = /^(\d+) (\d+)$/.exec(detail);
+    return word === "version" && facts
+      ? { size: Number(facts[1]), mtimeS: Number(facts[2]) }
+      : null;
+  });
 }
 
 /** Result words of `flush_found`, which say nothing of one path (a message may start with a number). */

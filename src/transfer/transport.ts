@@ -9,6 +9,7 @@ import type { TransferError } from "../errors.ts";
 import type { DiskSpace } from "../config/free_space.ts";
 import type { JobConfig } from "../config/types.ts";
 import type { Ledger } from "../ledger/ledger.ts";
+import type { DestinationVersion } from "./destination_sizes.ts";
 import { FtpTransport } from "./ftp/ftp.ts";
 import { LocalTransport } from "./local/local.ts";
 import { RsyncTransport } from "./ssh/rsync.ts";
@@ -200,6 +201,15 @@ export interface Transport {
     destinations: string[],
     signal: AbortSignal,
   ): Promise<{ sizes: Map<string, number | null>; notFlushed: string | null }>;
+  /**
+   * Optional: the size and last-written time of the files under `destinations` (`null`: no
+   * regular file there), which tell a copy of a version the job sent before (a copy gets its
+   * source's mtime), for the look after an interrupted attempt whose source changed since.
+   */
+  destinationVersions?(
+    destinations: string[],
+    signal: AbortSignal,
+  ): Promise<Map<string, DestinationVersion | null>>;
   /**
    * Optional: the SHA-256 (lowercase hex) of files already delivered under
    * `destinations` (`null`: no regular file there, or the destination cannot

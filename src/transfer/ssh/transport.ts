@@ -15,11 +15,14 @@ import {
   parseFoundFlush,
   parseRemoteSha256,
   parseRemoteSizes,
+  parseRemoteVersions,
   remoteSha256Script,
   remoteSizesScript,
+  remoteVersionsScript,
   SHA256_PER_SCRIPT,
   SIZES_PER_SCRIPT,
 } from "../destination_sizes.ts";
+import type { DestinationVersion } from "../destination_sizes.ts";
 import type { DiskSpace } from "../../config/free_space.ts";
 import { SshBatch } from "./batch.ts";
 import { byUploadFolder, type SshDelivery, type SshMethod } from "./method.ts";
@@ -150,6 +153,17 @@ export abstract class SshTransport implements Transport, SshMethod {
       };
     });
     return { sizes, notFlushed };
+  }
+
+  /** See `Transport.destinationVersions` (one remote script per {@linkcode SIZES_PER_SCRIPT} paths). */
+  destinationVersions(
+    destinations: string[],
+    signal: AbortSignal,
+  ): Promise<Map<string, DestinationVersion | null>> {
+    return this.#askInParts(destinations, signal, SIZES_PER_SCRIPT, (part) => {
+      const script = remoteVersionsScript(this.base, part);
+      return { script, parse: (stdout) => parseRemoteVersions(part, script, stdout) };
+    });
   }
 
   /** SHA-256 of delivered files, hashed on the server (one remote script per {@linkcode SHA256_PER_SCRIPT} paths). */

@@ -13,6 +13,7 @@ import { startCli } from "../../helpers/cli.ts";
 import { countingHook } from "../../helpers/sandbox.ts";
 import { standInPrograms } from "../../helpers/recording_tools.ts";
 import {
+  exists,
   listFiles,
   randomBytes,
   sha256Of,
@@ -28,16 +29,17 @@ const NIGHT = new Date("2024-07-01T20:00:00Z"); // -> 20240701
 /**
  * A private OpenSSH server whose `mv`, while the returned `cut` flag is there, renames onto a final
  * name (not a hidden upload folder's), then kills the session's whole process group, as a lost
- * connection ends it; and a hook that counts its runs.
+ * connection ends it (`hang`: then waits a minute instead, a call the daemon is killed in); and a
+ * hook that counts its runs.
  */
-async function cuttingServer() {
+async function cuttingServer(hang = false) {
   const tools = await Deno.makeTempDir({ prefix: "itx-mv-cut-" });
   await Deno.chmod(tools, 0o777); // the login user removes `cut`
   const cut = join(tools, "cut");
   await standInPrograms(tools, {
     mv: `/usr/bin/mv "$@" || exit\nfor last do :; done\n` +
       `case "\${last##*/}" in .*) exit 0 ;; esac\n` +
-      `if [ -e '${cut}' ]; then rm -f '${cut}'; kill -KILL 0; fi\n`,
+      `if [ -e '${cut}' ]; then rm -f '${cut}'; ${hang ? "sleep 60" : "kill -KILL 0"}; fi\n`,
   });
   await Deno.writeTextFile(cut, "");
   const hooks = await Deno.makeTempDir({ prefix: "itx-hook-" });
@@ -109,6 +111,65 @@ Deno.test("daemon (scp): a copy renamed into place by a call cut off after the r
     await server.stop();
   }
 });
+
+for (const hang of [false, true]) {
+  const cutOff = hang
+    ? "the daemon killed in the call that renamed its copy into place"
+    : "a copy renamed into place by a call cut off after the rename, the daemon killed";
+  Deno.test(`daemon (scp): ${cutOff}, the source rewritten while it was down: the new version replaces that copy of its own, none goes beside it`, async () => {
+    const server = await cuttingServer(hang);
+    try {
+      const keys = { stability_window_seconds: 0.2, on_transfer: [server.hook] };
+      const { watch, remote, config, env } = await sshSandbox(server.sshd, "scp", {
+        ...keys,
+        retry_delay_seconds: 3600,
+        retry_max_delay_seconds: 3600,
+      });
+      const source = join(watch, "a.fits");
+      const first = startCli(["run", "-c", config], { env });
+      try {
+        await first.waitForOutput("Watching");
+        await Deno.writeFile(source, randomBytes(20_000));
+        await Deno.utime(source, NIGHT, NIGHT);
+        if (hang) {
+          await waitFor(() => exists(join(remote, "20240701/a.fits")), 30_000, "the copy in place");
+        } else await first.waitForOutput(/cannot be reached: Cannot send \S*a\.fits/);
+      } finally {
+        assert.equal((await first.stop("SIGKILL")).signal, "SIGKILL");
+      }
+      assert.equal(await Deno.stat(server.cut).catch(() => null), null, "the call was cut off");
+      // The instrument writes the file again while the daemon is down: other bytes, the same size.
+      const rewritten = randomBytes(20_000);
+      await Deno.writeFile(source, rewritten);
+      const later = new Date(NIGHT.getTime() + 60_000);
+      await Deno.utime(source, later, later);
+      await writeConfig(config, {
+        watch_path: watch,
+        transfer_method: "scp",
+        ...server.sshd.configKeys(),
+        remote_base_path: remote,
+        night_timezone: "UTC",
+        state_dir: join(dirname(config), "state"),
+        log_file: "",
+        ...keys,
+        retry_delay_seconds: 0.5,
+        retry_max_delay_seconds: 1,
+      });
+      const second = startCli(["run", "-c", config], { env });
+      try {
+        await second.waitForOutput(/Successfully transferred \S*a\.fits/);
+      } finally {
+        assert.equal((await second.stop("SIGTERM")).code, 0, second.stderr());
+      }
+      const copies = (await listFiles(remote)).filter((path) => !path.includes("/."));
+      assert.deepEqual(copies, ["20240701/a.fits"], "one copy, none beside");
+      assert.equal(await sha256OfFile(join(remote, "20240701/a.fits")), sha256Of(rewritten));
+      assert.doesNotMatch(second.stderr(), /put there by another/);
+    } finally {
+      await server.stop();
+    }
+  });
+}
 
 for (
   const [how, size] of [["in one call", 20_000], [

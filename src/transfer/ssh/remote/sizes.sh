@@ -3,13 +3,14 @@
 # rebuilt ledger (see destination_sizes.ts). Runs after prologue.sh; each
 # generated line calls
 #
-#   file_size INDEX PATH      or      file_sha256 INDEX PATH
+#   file_size INDEX PATH      or      file_sha256 INDEX PATH      or      file_version INDEX PATH
 #
 # and, with remote_sync, for the look after an interrupted attempt, a last one
 #
 #   flush_found INDEX FOLDER [INDEX FOLDER]...
 #
-# Result per call: `size INDEX BYTES` or `checksum INDEX HEX`; `missing INDEX`
+# Result per call: `size INDEX BYTES`, `checksum INDEX HEX` or `version INDEX BYTES SECONDS`;
+# `missing INDEX`
 # when PATH is not a regular file (a symbolic link counts as missing), and
 # `no-hash-tool INDEX` when the server has no SHA-256 command; of
 # flush_found, where a file was found: `found-flushed`, or `flush-failed
@@ -21,6 +22,18 @@ file_size() {
     if bytes=$(stat -c %s -- "$2" 2>/dev/null || stat -f %z -- "$2" 2>/dev/null); then
       report size "$1" "$bytes"
       eval "found_$1=yes"
+      return
+    fi
+  fi
+  report missing "$1"
+}
+
+# file_version INDEX PATH: the size and last-written time (seconds since the epoch)
+# of PATH, one stat: `version INDEX BYTES SECONDS`.
+file_version() {
+  if [ -f "$2" ] && [ ! -h "$2" ]; then
+    if facts=$(stat -c '%s %Y' -- "$2" 2>/dev/null || stat -f '%z %m' -- "$2" 2>/dev/null); then
+      report version "$1" "$facts"
       return
     fi
   fi
