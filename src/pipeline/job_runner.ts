@@ -288,10 +288,10 @@ export class JobRunner {
     this.#extras.beforeStart();
     this.#startFromLedger();
     // Copies kept for sources gone are dropped (an optional call not made would not resume rows).
-    const gone = await this.#table.resumeUnfinished();
-    this.#transport.dropKeptCopies?.(gone);
-    const started = !this.#stopping && (await this.#session.start());
-    this.#patternSkips?.release(); // Also where a reload stops it meanwhile: said once, here.
+    const started = await this.#table.resumeUnfinished().then(async (gone) => {
+      this.#transport.dropKeptCopies?.(gone);
+      return !this.#stopping && (await this.#session.start());
+    }).finally(() => this.#patternSkips?.release()); // Said once: stopped meanwhile or failed too.
     if (!started || this.#stopping) return;
     const verb = this.#options.once ? "Checked" : "Watching";
     const how = this.#session.how;

@@ -10,7 +10,9 @@
  * else the one of its name (`formerJob`); a job renamed in the config takes over its former
  * name's rows first (`job_names.ts`), after the rows recorded for another
  * spelling of a destination are recorded for its identity now
- * (`destination_spellings.ts`).
+ * (`destination_spellings.ts`). A job whose next runner cannot be made (a setting that fails as
+ * it is built) stops the daemon as one that cannot start does, the counts of the job it goes on
+ * from still in the totals.
  *
  * @module
  */
@@ -51,6 +53,8 @@ export class RunningJobs {
   /** The hooks and scheduled commands of the jobs reloads replaced, until done or the stop. */
   #finishing: FinishingHooks[];
   #starts: Started[];
+  /** Runners of the last generation whose job's next runner could not be made (counted here). */
+  #notCarried: JobRunner[] = [];
 
   /** Jobs paused because their destination is full. */
   #paused: Record<string, JobPause> = {};
@@ -103,24 +107,38 @@ export class RunningJobs {
       );
     }
     const route = this.#route;
-    this.runners = config.jobs.map((job) => {
+    let failure: Error | undefined;
+    this.runners = [];
+    for (const job of config.jobs) {
       const goesOn = kept.get(job.name);
       if (goesOn) {
         goesOn.runner.retry(); // As for a job started again: fresh quick retries for failed files.
-        return goesOn.runner;
+        this.runners.push(goesOn.runner);
+        continue;
       }
-      const made: JobRunner = new JobRunner(job, ledger, transport(job), {
-        ...options,
-        replaces: replaced(job),
-        // Told the generation the runner is in now (it may go on through reloads).
-        onPauseChange: (pause) => route.current.#pauseChanged(made, pause),
-      });
-      return made;
-    });
+      const former = replaced(job);
+      try {
+        const made: JobRunner = new JobRunner(job, ledger, transport(job), {
+          ...options,
+          replaces: former,
+          // Told the generation the runner is in now (it may go on through reloads).
+          onPauseChange: (pause) => route.current.#pauseChanged(made, pause),
+        });
+        this.runners.push(made);
+      } catch (error) {
+        // As a runner that cannot start: the daemon stops, with what the job it goes on from did
+        // counted in its totals all the same (no runner goes on from it).
+        const reason = error instanceof Error ? error.message : String(error);
+        failure ??= new Error(`Cannot start job ${job.name}: ${reason}`, { cause: error });
+        if (former) this.#notCarried.push(former);
+      }
+    }
+    // None starts when one cannot be made: the daemon stops them all (a stop, not a reload).
     this.#starts = this.runners.map((r) =>
-      kept.get(r.job.name) ?? { runner: r, started: r.start() }
+      kept.get(r.job.name) ?? { runner: r, started: failure ? Promise.resolve() : r.start() }
     );
-    this.started = Promise.all(this.#starts.map(({ started }) => started)).then(
+    const starts = this.#starts.map(({ started }) => started);
+    this.started = (failure ? Promise.reject(failure) : Promise.all(starts)).then(
       () => {},
       (error) => {
         // A runner stopped by a reload may fail on its way out: not a reason to exit.
@@ -200,7 +218,7 @@ export class RunningJobs {
     }
     if (!reloading) await Promise.all(replaced.map((hooks) => hooks.finished));
     const goOn = new Set(next?.jobs.map((job) => this.#replaced(job, next!)));
-    for (const r of stopping) {
+    for (const r of [...stopping, ...this.#notCarried]) {
       if (goOn.has(r)) continue; // Counted by the runner that goes on from it.
       total.sent += r.summary.sent;
       total.failed += r.summary.failed;
