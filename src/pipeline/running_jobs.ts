@@ -106,6 +106,16 @@ export class RunningJobs {
         { from, to, rows },
       );
     }
+    // The status surface's figures kept by job name (durations, /metrics) follow as the rest does.
+    const renamed = config.jobs.flatMap((job) => {
+      const from = replaced(job)?.job;
+      if (!from || (from.name === job.name && from.transfer_method === job.transfer_method)) {
+        return [];
+      }
+      const labels = (j: JobConfig) => ({ job: j.name, method: j.transfer_method });
+      return [{ from: labels(from), to: labels(job) }];
+    });
+    if (renamed.length > 0) options.events.emit({ type: "renamed", renamed, at: Date.now() });
     const route = this.#route;
     let failure: Error | undefined;
     this.runners = [];

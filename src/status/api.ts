@@ -15,7 +15,7 @@
 import type { FileState } from "../ledger/file_rows.ts";
 import { logger } from "../log/logging.ts";
 import type { JobSnapshot } from "./job_status.ts";
-import type { TransferEvent } from "./events.ts";
+import { renamedLabels, type TransferEvent } from "./events.ts";
 import type { LedgerReports, TransferFilter, TransferRow } from "./ledger_reports.ts";
 
 /** What the API may do with a running job. */
@@ -224,6 +224,21 @@ export class RecentDurations {
 
   /** Remember the duration of a `sent` event (others are ignored). */
   record(event: TransferEvent): void {
+    if (event.type === "renamed") {
+      // They follow the job as its ledger's rows do: a job renamed shows its own.
+      const moved = new Map<string, number>();
+      for (const [key, ms] of this.#byFile) {
+        const at = key.indexOf("\0");
+        const to = renamedLabels(
+          { job: key.slice(0, at), method: "" },
+          event.renamed,
+          (a, b) => a.job === b.job,
+        );
+        if (to) moved.set(`${to.job}${key.slice(at)}`, ms);
+      }
+      this.#byFile = moved;
+      return;
+    }
     if (event.type !== "sent") return;
     const key = `${event.job}\0${event.relPath}`;
     this.#byFile.delete(key);

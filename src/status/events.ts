@@ -7,6 +7,27 @@
  * @module
  */
 
+/** A job's name and transfer method, as the status surface labels its figures. */
+export interface JobLabels {
+  job: string;
+  method: string;
+}
+
+/**
+ * The key a figure of `labels` is kept under in `keys` after `renamed` (see the `renamed`
+ * event): the label set it goes on under now; `null` where a job renamed took over its name (it
+ * is no longer the figure of a job that may come back); the same labels otherwise.
+ */
+export function renamedLabels(
+  labels: JobLabels,
+  renamed: ReadonlyArray<{ from: JobLabels; to: JobLabels }>,
+  same: (a: JobLabels, b: JobLabels) => boolean,
+): JobLabels | null {
+  const moved = renamed.find(({ from }) => same(from, labels));
+  if (moved) return moved.to;
+  return renamed.some(({ to }) => same(to, labels)) ? null : labels;
+}
+
 /** One thing that happened in a job. */
 export type TransferEvent =
   | {
@@ -44,6 +65,15 @@ export type TransferEvent =
     at: number;
   }
   | { type: "job"; job: string; at: number }
+  /**
+   * A reload swapped runners: each job of `renamed` (`from` its name and method before) goes on
+   * under another name or method (`to`), as its figures and its ledger's rows do (`formerJob`).
+   */
+  | {
+    type: "renamed";
+    renamed: Array<{ from: JobLabels; to: JobLabels }>;
+    at: number;
+  }
   /** The daemon's own state changed: a reload was refused, or one was taken after that. */
   | { type: "daemon"; at: number };
 

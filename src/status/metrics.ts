@@ -13,7 +13,7 @@
  */
 import { TRANSFER_ERROR_KINDS } from "../errors.ts";
 import { JOB_STATES, type JobSnapshot } from "./job_status.ts";
-import type { TransferEvent } from "./events.ts";
+import { type JobLabels, renamedLabels, type TransferEvent } from "./events.ts";
 import process from "node:process";
 
 /** Upper bounds (seconds) of the transfer duration histogram. */
@@ -37,6 +37,19 @@ export class Metrics {
 
   /** Count one pipeline event. */
   record(event: TransferEvent): void {
+    if (event.type === "renamed") {
+      // A job a reload renamed goes on counting under its name now, as its figures in
+      // `/api/status` do: its series under the name it had end.
+      const same = (a: JobLabels, b: JobLabels) => a.job === b.job && a.method === b.method;
+      const moved = new Map<string, JobCounters>();
+      for (const [key, c] of this.#jobs) {
+        const [job, method] = key.split("\0");
+        const to = renamedLabels({ job, method }, event.renamed, same);
+        if (to) moved.set(`${to.job}\0${to.method}`, c);
+      }
+      this.#jobs = moved;
+      return;
+    }
     if (event.type !== "sent" && event.type !== "failed" && event.type !== "started") return;
     const c = this.#counters(event.job, event.method);
     if (event.type === "started") {
@@ -93,8 +106,8 @@ export class Metrics {
         out.push(sample(name, { job: job.job, method: job.method }, value(job)));
       }
     };
-    // Only the running jobs' series: a job removed or renamed by a reload leaves none behind
-    // (its counts are kept, and shown again should it come back).
+    // Only the running jobs' series: a job removed by a reload leaves none behind (its counts
+    // are kept, and shown again should it come back); one renamed goes on under its new name.
     const running = new Set(jobs.map((job) => `${job.job}\0${job.method}`));
     const entries = [...this.#jobs.entries()].filter(([key]) => running.has(key)).map(
       ([key, c]) => {

@@ -13,11 +13,14 @@ import { Ledger } from "../../../src/ledger/ledger.ts";
 import { FileTable } from "../../../src/pipeline/file_table.ts";
 import { JobRunner } from "../../../src/pipeline/job_runner.ts";
 import { RunningJobs } from "../../../src/pipeline/running_jobs.ts";
+import { RecentDurations } from "../../../src/status/api.ts";
 import { StatusEvents } from "../../../src/status/events.ts";
+import { Metrics } from "../../../src/status/metrics.ts";
 import type { JobSummary } from "../../../src/status/job_status.ts";
 import { LocalTransport } from "../../../src/transfer/local/local.ts";
 import { createTransport } from "../../../src/transfer/transport.ts";
-import { listArrived, randomBytes, waitFor } from "../../helpers/files.ts";
+import { runProgram } from "../../helpers/cli.ts";
+import { listArrived, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
 import { localTestJob } from "../../helpers/jobs.ts";
 import { captureLogs } from "../../helpers/log_capture.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
@@ -106,4 +109,118 @@ Deno.test("a reload's next runner whose start fails says the names its new patte
     await logs.stop();
     await Deno.remove(root, { recursive: true });
   }
+});
+
+/** The value of `name{job="JOB",...}` in the exposition `text`, per job (series without `le`). */
+function perJobSeries(text: string, name: string): Record<string, number> {
+  const found: Record<string, number> = {};
+  for (
+    const [, job, value] of text.matchAll(
+      new RegExp(`^${name}\\{job="([^"]+)"[^}]*\\} (\\S+)$`, "gm"),
+    )
+  ) {
+    found[job] = Number(value);
+  }
+  return found;
+}
+
+Deno.test("a reload that swaps two jobs' names, then renames one, keeps each job's durations and /metrics series with the job, as /api/status keeps its counts", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-reload-swap-" });
+  const [a, b] = [join(root, "a"), join(root, "b")];
+  for (const folder of [a, b]) await Deno.mkdir(folder);
+  const file = join(root, "config.yaml");
+  const base = {
+    transfer_method: "local",
+    stability_window_seconds: 0.2,
+    night_timezone: "UTC",
+    state_dir: join(root, "state"),
+    log_file: "",
+  };
+  const write = (first: string, second: string) =>
+    writeConfig(file, {
+      ...base,
+      jobs: [
+        { name: first, watch_path: a, remote_base_path: `${a}-dest` },
+        { name: second, watch_path: b, remote_base_path: `${b}-dest` },
+      ],
+    });
+  await write("alpha", "beta");
+  const config = await loadConfig(file);
+  const ledger = Ledger.open(config.state_dir);
+  const runtimeDir = await Deno.makeTempDir({ prefix: "itx-reload-swap-" });
+  const events = new StatusEvents();
+  const metrics = new Metrics();
+  const durations = new RecentDurations();
+  events.listen((event) => {
+    metrics.record(event);
+    durations.record(event);
+  });
+  const options = { once: false, events, runtimeDir };
+  const transport = (job: JobConfig) => createTransport(job, runtimeDir, ledger);
+  let jobs = new RunningJobs(config, transport, ledger, options, () => {});
+  const total: JobSummary = { sent: 0, failed: 0 };
+  /** What /api/status and /metrics show of each job, and the durations of a's and b's files. */
+  const shown = () => {
+    const snapshots = jobs.runners.map((runner) => runner.snapshot());
+    const text = metrics.render(snapshots, { version: "0", commit: "x", deno: "2" }, 0);
+    return {
+      sent: Object.fromEntries(snapshots.map((s) => [s.job, s.sent])),
+      files: perJobSeries(text, "image_transfer_files_transferred_total"),
+      durations: perJobSeries(text, "image_transfer_transfer_duration_seconds_count"),
+      text,
+    };
+  };
+  try {
+    await jobs.started;
+    const sent = { a1: randomBytes(1500), a2: randomBytes(1600), b1: randomBytes(1700) };
+    await Deno.writeFile(join(a, "a1.fits"), sent.a1);
+    await Deno.writeFile(join(a, "a2.fits"), sent.a2);
+    await Deno.writeFile(join(b, "b1.fits"), sent.b1);
+    await waitFor(
+      () => jobs.runners[0].summary.sent === 2 && jobs.runners[1].summary.sent === 1,
+      30_000,
+      "a's two files and b's one",
+    );
+    const arrived = await listArrived(`${a}-dest`);
+    assert.deepEqual(await Deno.readFile(join(`${a}-dest`, arrived[0])), sent.a1);
+    const tookA1 = durations.get("alpha", "a1.fits");
+    const tookB1 = durations.get("beta", "b1.fits");
+    assert.notEqual(tookA1, null);
+    assert.notEqual(tookB1, null);
+
+    const reload = async (first: string, second: string) => {
+      await write(first, second);
+      const next = await loadConfig(file);
+      await jobs.stop(total, true, next);
+      jobs = new RunningJobs(next, transport, ledger, options, () => {}, jobs);
+      await jobs.started;
+    };
+    // The names swapped: each job's figures go with its watch folder and destination.
+    await reload("beta", "alpha");
+    let now = shown();
+    assert.deepEqual(now.sent, { beta: 2, alpha: 1 });
+    assert.deepEqual(now.files, now.sent);
+    assert.deepEqual(now.durations, now.sent);
+    assert.equal(durations.get("beta", "a1.fits"), tookA1);
+    assert.equal(durations.get("alpha", "b1.fits"), tookB1);
+    assert.equal(durations.get("alpha", "a1.fits"), null);
+
+    // Renamed: the series of the name it had end, its figures go on under the new one.
+    await reload("north", "alpha");
+    now = shown();
+    assert.deepEqual(now.sent, { north: 2, alpha: 1 });
+    assert.deepEqual(now.files, now.sent);
+    assert.deepEqual(now.durations, now.sent);
+    assert.equal(durations.get("north", "a1.fits"), tookA1);
+    assert.equal(durations.get("beta", "a1.fits"), null);
+    assert.doesNotMatch(now.text, /job="beta"/);
+    const checked = await runProgram("promtool", ["check", "metrics"], { stdin: now.text });
+    assert.equal(checked.code, 0, checked.stdout + checked.stderr);
+  } finally {
+    await jobs.stop(total);
+    ledger.close();
+    await Deno.remove(runtimeDir, { recursive: true });
+    await Deno.remove(root, { recursive: true });
+  }
+  assert.deepEqual(total, { sent: 3, failed: 0 });
 });
