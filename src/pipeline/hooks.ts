@@ -110,6 +110,8 @@ export class HookRunner {
   /** Aborted on stop: kills the programs still running. */
   #stopping = new AbortController();
   #closed = false;
+  /** A reload removed the job: no hook starts here any more. */
+  #removed = false;
   #stats: HookStats = { succeeded: 0, failed: 0, dropped: 0 };
   /** The runner this one replaces, while hooks it started may still run. */
   #before: HookRunner | undefined;
@@ -173,19 +175,21 @@ export class HookRunner {
    * they are dropped (each named) and running ones are killed (both
    * counted), so a stopping daemon does not wait for them. `reloading`: the
    * tally is said after {@linkcode HookRunner.abort}, by the job's next runner
-   * when it has one.
+   * when it has one. `removed` (with `reloading`: the reload removed the job): the running ones
+   * end, the waiting ones are left (see {@linkcode HookRunner.#leave}) and the tally is said then.
    */
-  async close(drain: boolean, reloading = false): Promise<void> {
+  async close(drain: boolean, reloading = false, removed = false): Promise<void> {
     this.#closed = true;
     if (!drain) this.abort();
+    if (removed) this.#leave();
     // The waiting ones start as running ones end: none waits once none runs. Those still running
     // in the runners this one replaced count too (their outcomes go into the same tally).
     while (this.#busy() > 0) await Promise.allSettled(this.#allRunning());
     // Ones still waiting for the ledger stay owed, for the next start; at a reload they wait on in
-    // the job's next runner (or, the job removed, here until the stop), to run once it can be told.
+    // the job's next runner (the job removed: left owed), to run once it can be told.
     if (!reloading && this.#queue.length > 0) this.abort();
-    // Replaced by a reload: the tally is said at the stop, by the job's next runner if it has one.
-    if (reloading) await this.#aborted.promise;
+    // Replaced by a reload: the tally is said at the stop, by the job's next runner; removed: now.
+    if (reloading && !removed) await this.#aborted.promise;
     clearTimeout(this.#startAgain);
     const { succeeded, failed, dropped } = this.#stats;
     // A runner that replaced this one goes on with the tally, and says it.
@@ -194,10 +198,39 @@ export class HookRunner {
     const owed = this.#owedBeyondQueue ? this.#owedCount() : 0;
     if (succeeded + failed + dropped + owed === 0) return;
     const message = "Hooks of job {job}: {succeeded} done, {failed} failed, {dropped} not run" +
-      (owed > 0 ? "; {owed} on_transfer hook(s) owed in all, run at the next start" : "");
+      (owed > 0 ? `; {owed} on_transfer hook(s) owed in all, run ${this.#whenOwedRun()}` : "");
     const fields = { succeeded, failed, dropped, owed };
     if (failed + dropped + owed > 0) this.#log.warn(message, fields);
     else this.#log.info(message, fields);
+  }
+
+  /** When the hooks owed in the ledger run. */
+  #whenOwedRun(): string {
+    return this.#removed
+      ? "when a job of this name sends to its destination again"
+      : "at the next start";
+  }
+
+  /**
+   * The job is removed by a reload: no hook waiting starts (an `on_transfer` one stays owed in the
+   * ledger, nothing of which is forgotten, for the job should it come back; an `on_failure` one is
+   * dropped, named), and none is taken from the ledger: no hook runs twice, here and in that job.
+   */
+  #leave(): void {
+    this.#removed = true;
+    clearTimeout(this.#startAgain);
+    for (const { event, facts } of this.#queue.splice(0)) {
+      if (event === "transfer" && this.#owed) continue;
+      this.#stats.dropped++;
+      this.#log.error(
+        "Hook on_{event} of job {job} for {source} not run: a reload removed the job",
+        {
+          event,
+          source: facts.source,
+        },
+      );
+    }
+    this.#owedBeyondQueue = this.#owed !== undefined;
   }
 
   #owedCount(): number {
@@ -289,7 +322,9 @@ export class HookRunner {
     const owed = this.#owed;
     const room = this.#queueLimit - Math.floor(this.#queueLimit / 4) - this.#queue.length;
     if (!this.#owedBeyondQueue || !owed || this.#queue.length > this.#queueLimit / 2) return false;
-    if (this.#stopping.signal.aborted || this.#job.on_transfer.length === 0) return false;
+    if (this.#stopping.signal.aborted || this.#removed || this.#job.on_transfer.length === 0) {
+      return false;
+    }
     // The first rows hold at least `room` that are not queued: at most the queue's are.
     const limit = this.#queue.length + room;
     let listed: HookFacts[];

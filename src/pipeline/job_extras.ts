@@ -176,15 +176,18 @@ export class JobExtras {
    * were called for runs first; a stopping daemon kills running hooks and
    * scheduled commands and drops waiting hooks. With `reloading` (the job is
    * replaced by a reload) the hooks and the scheduled commands still running
-   * finish in the background instead: returned, for the daemon to end at its stop.
+   * finish in the background instead: returned, for the daemon to end at its stop; `removed`: the
+   * reload removed the job (its hooks waiting are left owed: `HookRunner.close`).
    */
-  async close(reloading = false): Promise<FinishingHooks | null> {
+  async close(reloading = false, removed = false): Promise<FinishingHooks | null> {
     const commands = await this.#schedules.stop(reloading);
     let finishing: FinishingHooks | null = null;
     if (reloading) {
       const hooks = this.#hooks;
       finishing = {
-        finished: Promise.all([hooks.close(true, true), commands?.finished]).then(() => {}),
+        finished: Promise.all([hooks.close(true, true, removed), commands?.finished]).then(
+          () => {},
+        ),
         abort: () => {
           hooks.abort();
           commands?.abort();

@@ -324,9 +324,9 @@ export class JobRunner {
   /**
    * Stop: no new transfers; transfers in flight are aborted (final names untouched, temporary
    * copies removed or kept to be continued) and resumed at the next start. `reloading` (a reload
-   * replaces the job): its hooks and scheduled commands finish in the background, returned.
+   * replaces the job, or `removed` it): its hooks and scheduled commands finish in the background.
    */
-  async stop(reloading = false): Promise<FinishingHooks | null> {
+  async stop(reloading = false, removed = false): Promise<FinishingHooks | null> {
     this.#stopping = true;
     this.#stopListening();
     this.#session.close();
@@ -341,7 +341,7 @@ export class JobRunner {
     await Promise.allSettled([...this.#batches]);
     this.#sender.close();
     await intakeClosed;
-    const finishing = await this.#extras.close(reloading);
+    const finishing = await this.#extras.close(reloading, removed);
     await this.#transport.close();
     for (const resolve of this.#idleWaiters.splice(0)) resolve();
     return finishing;

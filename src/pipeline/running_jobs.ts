@@ -217,7 +217,10 @@ export class RunningJobs {
     // At the stop, the replaced jobs' hooks end first: a job that went on counts them in its tally.
     const replaced = this.#finishing;
     if (!reloading) { for (const hooks of replaced) hooks.abort(); }
-    for (const hooks of await Promise.all(stopping.map((r) => r.stop(reloading)))) {
+    // A job no job of `next` goes on from is removed: its hooks waiting are left owed at once.
+    const goOn = new Set(next?.jobs.map((job) => this.#replaced(job, next!)));
+    const removed = (r: JobRunner) => reloading && !goOn.has(r);
+    for (const hooks of await Promise.all(stopping.map((r) => r.stop(reloading, removed(r))))) {
       if (hooks === null) continue;
       replaced.push(hooks);
       // Forgotten once done: a daemon reloaded every day for months keeps none of them.
@@ -227,7 +230,6 @@ export class RunningJobs {
       hooks.finished.then(forget, forget);
     }
     if (!reloading) await Promise.all(replaced.map((hooks) => hooks.finished));
-    const goOn = new Set(next?.jobs.map((job) => this.#replaced(job, next!)));
     for (const r of [...stopping, ...this.#notCarried]) {
       if (goOn.has(r)) continue; // Counted by the runner that goes on from it.
       total.sent += r.summary.sent;

@@ -224,3 +224,91 @@ Deno.test("a reload that swaps two jobs' names, then renames one, keeps each job
   }
   assert.deepEqual(total, { sent: 3, failed: 0 });
 });
+
+Deno.test("a reload that removes a job leaves its waiting hooks owed at once, its running one ends and the tally is said; the job back runs each once", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-reload-swap-" });
+  const [watch, other] = [join(root, "watch"), join(root, "other")];
+  for (const folder of [watch, other]) await Deno.mkdir(folder);
+  // A hook that waits for the gate, then notes its file.
+  const gate = join(root, "gate");
+  const ran = join(root, "ran.log");
+  const hook = join(root, "gated.sh");
+  await Deno.writeTextFile(
+    hook,
+    `#!/bin/sh\nwhile [ ! -e '${gate}' ]; do sleep 0.05; done\n` +
+      `printf '%s\\n' "$IMAGE_TRANSFER_RELATIVE_PATH" >> '${ran}'\n`,
+  );
+  await Deno.chmod(hook, 0o755);
+  const runs = async () =>
+    (await Deno.readTextFile(ran).catch(() => "")).split("\n").filter((l) => l !== "").sort();
+  const file = join(root, "config.yaml");
+  const cam = {
+    name: "cam",
+    watch_path: watch,
+    remote_base_path: join(root, "dest"),
+    on_transfer: [hook],
+    max_concurrent_hooks: 1,
+  };
+  const write = (withCam: boolean) =>
+    writeConfig(file, {
+      transfer_method: "local",
+      stability_window_seconds: 0.2,
+      night_timezone: "UTC",
+      state_dir: join(root, "state"),
+      log_file: "",
+      jobs: [
+        ...(withCam ? [cam] : []),
+        { name: "other", watch_path: other, remote_base_path: join(root, "other-dest") },
+      ],
+    });
+  await write(true);
+  const logs = await captureLogs();
+  const config = await loadConfig(file);
+  const ledger = Ledger.open(config.state_dir);
+  const runtimeDir = await Deno.makeTempDir({ prefix: "itx-reload-swap-" });
+  const options = { once: false, events: new StatusEvents(), runtimeDir };
+  const transport = (job: JobConfig) => createTransport(job, runtimeDir, ledger);
+  let jobs = new RunningJobs(config, transport, ledger, options, () => {});
+  const total: JobSummary = { sent: 0, failed: 0 };
+  const reload = async (withCam: boolean) => {
+    await write(withCam);
+    const next = await loadConfig(file);
+    await jobs.stop(total, true, next);
+    jobs = new RunningJobs(next, transport, ledger, options, () => {}, jobs);
+    await jobs.started;
+  };
+  const tally = () => logs.records.filter((r) => String(r.rawMessage).startsWith("Hooks of job"));
+  const names = ["f1.fits", "f2.fits", "f3.fits"];
+  try {
+    await jobs.started;
+    const bytes = randomBytes(1200);
+    for (const name of names) await Deno.writeFile(join(watch, name), bytes);
+    await waitFor(() => jobs.runners[0].summary.sent === 3, 30_000, "cam's three files");
+    for (const night of await listArrived(join(root, "dest"))) {
+      assert.deepEqual(await Deno.readFile(join(root, "dest", night)), bytes);
+    }
+    // One hook runs (held at the gate), two wait; the reload removes cam.
+    await reload(false);
+    await Deno.writeTextFile(gate, "");
+    await waitFor(() => tally().length === 1, 20_000, "cam's hook tally");
+    assert.equal((await runs()).length, 1);
+    assert.deepEqual(tally()[0].properties, {
+      job: "cam",
+      succeeded: 1,
+      failed: 0,
+      dropped: 0,
+      owed: 2,
+    });
+    // cam back: the two hooks it owes run, each once.
+    await reload(true);
+    await waitFor(async () => (await runs()).length >= 3, 30_000, "the hooks cam owed");
+  } finally {
+    await jobs.stop(total);
+    ledger.close();
+    await logs.stop();
+    await Deno.remove(runtimeDir, { recursive: true });
+  }
+  assert.deepEqual(await runs(), names);
+  assert.equal(total.sent, 3);
+  await Deno.remove(root, { recursive: true });
+});
