@@ -234,10 +234,12 @@ export class Metrics {
     family(
       "image_transfer_job_paused",
       "gauge",
-      "1 while the job is paused: by hand, by a schedule's transfer window, or its destination full.",
+      "1 while the job is paused: by hand, by a schedule's transfer window, or by its destination (full, cannot be reached, or takes no file: one file is tried at a time until one arrives), as status says; why: image_transfer_job_state.",
     );
     for (const job of jobs) {
-      const paused = job.state === "paused" || job.state === "full" ? 1 : 0;
+      // What `status` says paused: the job's state, or the destination pause whatever the state
+      // says of the last failure (a probe that failed otherwise, a host back up that refuses).
+      const paused = job.state === "paused" || job.state === "full" || job.held ? 1 : 0;
       out.push(sample("image_transfer_job_paused", { job: job.job, method: job.method }, paused));
     }
     family(

@@ -190,6 +190,41 @@ Deno.test("metrics: counters, cumulative duration buckets, failures by class, qu
   );
 });
 
+Deno.test("metrics: a job its destination pause holds is paused, as status says, whatever its state", async () => {
+  const job = (state: JobSnapshot["state"], held: boolean, name: string): JobSnapshot => ({
+    ...snapshot(name),
+    state,
+    held,
+  });
+  const text = new Metrics().render(
+    [
+      // `status`: "paused: destination unreachable" / "destination failing" (daemon.json).
+      job("unreachable", true, "down"),
+      job("failing", true, "refused"),
+      // Recovering: files arrive again, the pause lets a few at a time go.
+      job("watching", true, "recovering"),
+      // Failing without a pause (`run --once`, a login refused): not paused.
+      job("failing", false, "once"),
+      job("watching", false, "idle"),
+    ],
+    { version: "0.1.0", commit: "c", deno: "2.9.6" },
+    1_700_000_000_000,
+    1_700_000_000_000,
+  );
+  const paused = (name: string) =>
+    Number(
+      new RegExp(`^image_transfer_job_paused\\{job="${name}",method="rsync"\\} (\\d+)$`, "m")
+        .exec(text)?.[1],
+    );
+  assert.deepEqual(
+    ["down", "refused", "recovering", "once", "idle"].map(paused),
+    [1, 1, 1, 0, 0],
+  );
+  assert.match(text, /^# HELP image_transfer_job_paused .*by its destination/m);
+  const checked = await promtool(text);
+  assert.equal(checked.code, 0, checked.output);
+});
+
 Deno.test("metrics: a job removed or renamed by a reload leaves no series behind; its counts come back with it", () => {
   const metrics = new Metrics();
   metrics.record({
