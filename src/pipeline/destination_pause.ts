@@ -1,14 +1,15 @@
 /**
  * A job paused because its destination is full, or cannot take files now: it cannot be reached
- * (the host, the connection), or takes no file (a share that is not mounted, a read-only disk). While paused, files wait in
+ * (the host, the connection), or takes no file (a share that is not mounted, a read-only disk, a
+ * destination folder the login may not write into). While paused, files wait in
  * the queue without counting attempts; every `probeEveryMs` one file is sent
  * as a probe (the first to a destination that cannot be reached sooner, after
  * `firstProbeMs`). When it arrives the job recovers step by step: 2, 4, 8 ... files
  * may be on their way at once (a destination with room for a few files only
  * must not take a whole batch), and the pause ends when the job is back to
  * full speed, never on the probe alone while other files wait. A probe that
- * fails as no other file would (a folder the login may not write, a name the
- * server refuses) says nothing of the destination: another file is the probe
+ * fails as no other file would (a folder below the destination folder the login may not
+ * write, a name the server refuses) says nothing of the destination: another file is the probe
  * at once, and with none left the pause ends: a host back up whose waiting
  * files all fail so is not held as unreachable until a new file arrives (nor
  * said to take files again where the probe failed as the whole destination, a

@@ -353,6 +353,17 @@ function shareGone(error: unknown, message: string): boolean {
 }
 
 /**
+ * Why no file can be sent where the login on `host` may not write into the base path `base`
+ * (`remote_base_path`): no folder can be made there, a night folder the first. In the words
+ * `failureScope` (`errors.ts`) takes for the whole destination failing, not one file.
+ */
+export function baseRefusedReason(host: string, base: string): string {
+  return `the remote user on ${host} may not write into the destination folder ${base} ` +
+    "(permission denied), where every file's folder is made: fix the owner or permissions of " +
+    "the destination folder, or change remote_base_path";
+}
+
+/**
  * Why nothing is sent into a destination base folder that is gone although
  * files arrived there before (a `retry-later` error of every method): it is
  * not made again, since a share that did not mount would get the copies on

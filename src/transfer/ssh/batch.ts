@@ -441,7 +441,7 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
       const why = baseGoneReason(this.#method.base, failure.seen);
       return new TransferError(`${cannot}: ${why}`, "retry-later");
     }
-    const { kind, reason } = folderFailedReason(failure.message, this.#method.context);
+    const { kind, reason } = folderFailedReason(failure, this.#method.context, this.#method.base);
     return new TransferError(
       `${cannot}: cannot create the folder: ${reason} (${failure.message})`,
       kind,

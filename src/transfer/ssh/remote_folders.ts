@@ -18,7 +18,12 @@ import {
   resultsByIndex,
 } from "./remote_script.ts";
 import type { SshSession } from "./connection.ts";
-import { type Classification, classifyText, type FailureContext } from "../classify.ts";
+import {
+  baseRefusedReason,
+  type Classification,
+  classifyText,
+  type FailureContext,
+} from "../classify.ts";
 import { TEMP_SUFFIX } from "../../layout/destination.ts";
 import type { FactStore } from "../../config/file_systems.ts";
 
@@ -64,12 +69,14 @@ export interface EarlierCopySpec {
 
 /**
  * What went wrong with one folder (`base-gone`: the base path is gone and may not be made, or
- * is an empty folder where a disk or share was mounted when files arrived: `seen` says so).
+ * is an empty folder where a disk or share was mounted when files arrived: `seen` says so;
+ * `inBase`: the folder that failed is made in the base path itself, the base path, a night
+ * folder or an upload folder there: what every file of the job needs).
  */
 export type FolderFailure =
   | { kind: "link" }
   | { kind: "base-gone"; seen?: string }
-  | { kind: "failed"; message: string };
+  | { kind: "failed"; message: string; inBase?: boolean };
 
 /**
  * What `make_folders` may do with the base path (`make` it; `keep`: files arrived there, so it
@@ -144,9 +151,18 @@ export class RemoteBase {
 
 /**
  * How to treat a folder `make_folders` could not make, and why, in the user's words where
- * something else than a folder has its name (`make_folders` says `FOLDER: Not a directory`).
+ * something else than a folder has its name (`make_folders` says `FOLDER: Not a directory`), and
+ * where the login may not write into the base path `base` (`inBase`): the words
+ * `failureScope` (`errors.ts`) takes for the whole destination failing, not one file.
  */
-export function folderFailedReason(message: string, context: FailureContext): Classification {
+export function folderFailedReason(
+  { message, inBase }: { message: string; inBase?: boolean },
+  context: FailureContext,
+  base: string,
+): Classification {
+  if (inBase && /Permission denied|Operation not permitted/.test(message)) {
+    return { kind: "retry-later", reason: baseRefusedReason(context.host, base) };
+  }
   const blocker = /^(.+): Not a directory$/.exec(message)?.[1];
   if (blocker === undefined) return classifyText(message, context);
   return {
@@ -240,6 +256,7 @@ export function folderFailureOf({ word, detail }: ResultLine): FolderFailure | n
       : { kind: "base-gone" };
   }
   if (word === "folder-failed") return { kind: "failed", message: detail };
+  if (word === "base-refused") return { kind: "failed", message: detail, inBase: true };
   return null;
 }
 

@@ -19,6 +19,7 @@ import {
   slowRetryMs,
 } from "../../../src/pipeline/attempt_outcome.ts";
 import { classifyFailure } from "../../../src/transfer/classify.ts";
+import { folderFailedReason } from "../../../src/transfer/ssh/remote_folders.ts";
 import { CommandError } from "../../../src/errors.ts";
 
 const SENT = { size: 1000, mtimeMs: 42_000 };
@@ -234,6 +235,34 @@ Deno.test("failureScope: the connection, a destination folder that is gone, or t
     "destination",
   );
   assert.equal(scope("Cannot send a.fits: a file named 20240315 is in the way at /data"), "file");
+});
+
+Deno.test("failureScope: a folder made in the destination folder the login may not write is the destination's; one below it is the file's", () => {
+  const context = { host: "freya", destination: "obs@freya", port: null };
+  // How an SSH batch words a folder its `make_folders` could not make (`transfer/ssh/batch.ts`).
+  const folderError = (message: string, inBase: boolean) => {
+    const { kind, reason } = folderFailedReason({ message, inBase }, context, "/data");
+    return new TransferError(
+      `Cannot send a.fits to obs@freya:/data/20240315/a.fits: cannot create the folder: ${reason} (${message})`,
+      kind,
+    );
+  };
+  const denied = "mkdir: cannot create directory '/data/20240315': Permission denied";
+  const base = folderError(denied, true);
+  assert.equal(failureScope(base), "destination", base.message);
+  assert.match(base.message, /may not write into the destination folder \/data /);
+  // Every file waits for the job's pause, none uses up its retries.
+  assert.deepEqual(attemptOutcome(attempt({ error: base, attempts: 3 })).next, { kind: "hold" });
+  // A night folder there that refuses the login: its own files, retried on their own.
+  const below = folderError(
+    "mkdir: cannot create directory '/data/20240315/.itx-up': Permission denied",
+    false,
+  );
+  assert.equal(failureScope(below), "file", below.message);
+  assert.equal(attemptOutcome(attempt({ error: below })).next.kind, "retry");
+  // In the destination folder, but not refused to the login (a file in the way): the file's.
+  const blocked = folderError("/data/20240315: Not a directory", true);
+  assert.equal(failureScope(blocked), "file", blocked.message);
 });
 
 const MIDDLE = () => 0.5; // jitter factor exactly 1.0

@@ -15,7 +15,10 @@
 # Results: `folder-is-link INDEX` (a folder below the base path is a symbolic
 # link: nothing is created through it), `base-gone INDEX [unmounted]` (the base
 # path is not there and may not be made, or is an empty folder where a disk
-# was mounted), `folder-failed INDEX MESSAGE`, `earlier-copy ITEM BYTES` (an
+# was mounted), `folder-failed INDEX MESSAGE`, `base-refused INDEX MESSAGE` (as
+# folder-failed, for a folder made in the base path itself: the base path, a
+# folder just below it, or the upload folder of files that go into the base
+# path; what every file of the job needs, a night folder the first), `earlier-copy ITEM BYTES` (an
 # earlier copy was moved into the upload folder), and `base-mount YES` (1: the
 # base path is a mount point; 0: it is none).
 
@@ -89,6 +92,9 @@ make_folders() {
   rule=$3
   ask=$4
   shift 4
+  # Where the upload folder is made in the base path itself (see make_upload_folder).
+  upload_in_base=0
+  [ "$#" -gt 0 ] || upload_in_base=1
   if ! [ -d "$base" ] && [ "$rule" != make ]; then
     report base-gone "$index"
     return 1
@@ -98,14 +104,18 @@ make_folders() {
     return 1
   fi
   if ! [ -d "$base" ] && ! error=$(mkdir -p -- "$base" 2>&1); then
-    report folder-failed "$index" "$(one_line "$error")"
+    report base-refused "$index" "$(one_line "$error")"
     return 1
   fi
   if ! check_base_mount "$base" "$rule" "$ask"; then
     report base-gone "$index" unmounted
     return 1
   fi
+  # The first folder is made in the base path itself.
+  next_as='base-refused'
   for folder in "$@"; do
+    failed_as=$next_as
+    next_as='folder-failed'
     if [ -L "$folder" ]; then
       report folder-is-link "$index"
       return 1
@@ -115,11 +125,12 @@ make_folders() {
       report folder-failed "$index" "$folder: Not a directory"
       return 1
     fi
-    error=$(mkdir -- "$folder" 2>&1) && continue
-    # Another batch may have made it meanwhile.
-    [ -d "$folder" ] && ! [ -L "$folder" ] && continue
-    report folder-failed "$index" "$(one_line "$error")"
-    return 1
+    if ! error=$(mkdir -- "$folder" 2>&1) &&
+      # Another batch may have made it meanwhile.
+      ! { [ -d "$folder" ] && ! [ -L "$folder" ]; }; then
+      report "$failed_as" "$index" "$(one_line "$error")"
+      return 1
+    fi
   done
 }
 
@@ -130,11 +141,14 @@ make_folders() {
 # longer ago, and the folders left empty; with EARLIER_PREFIX, those of the
 # earlier naming too: see sweep_idle_folders), then create the batch's own upload
 # folder in it, exclusively (no -p: an existing name, a planted link included,
-# fails) and private.
+# fails) and private. Its failure is `base-refused` where FOLDER is the base
+# path (make_folders, just before, was given no folder below it).
 make_upload_folder() {
   [ "$#" -lt 5 ] || sweep_upload_folders "$2" "$4" "$5" "${6:-0}" ${7+"$7" "$8"}
   error=$(mkdir -m 700 -- "$2/$3" 2>&1) && return 0
-  report folder-failed "$1" "$(one_line "$error")"
+  failed_as='folder-failed'
+  [ "${upload_in_base:-0}" = 1 ] && failed_as='base-refused'
+  report "$failed_as" "$1" "$(one_line "$error")"
   return 1
 }
 

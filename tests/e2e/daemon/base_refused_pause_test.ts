@@ -1,0 +1,99 @@
+/**
+ * A destination folder (`remote_base_path`) the login may not write into fails every file of the
+ * job alike (no night folder can be made there): the job pauses, as for a destination that cannot
+ * be reached, says so once, and probes it; once it can be written, the files waiting go at the
+ * next probe, not after their slow retry. A real daemon sends with scp and rsync to a real sshd
+ * whose login user is not root, so the folder's mode holds.
+ */
+import assert from "node:assert/strict";
+import { basename, join } from "node:path";
+import type { JobPause } from "../../../src/ledger/daemon_lock.ts";
+import { runCli, startCli } from "../../helpers/cli.ts";
+import { LEAST_CEILING_MS, listArrived, randomBytes, waitFor } from "../../helpers/files.ts";
+import { freePort } from "../../helpers/net.ts";
+import { sshSandbox, startSshd } from "../../helpers/sshd.ts";
+import { getJson } from "../../helpers/status.ts";
+
+for (const method of ["scp", "rsync"] as const) {
+  Deno.test(`${method}: a destination folder the login may not write into pauses the job; once writable, the waiting files go at the next probe`, async () => {
+    const sshd = await startSshd();
+    const port = freePort();
+    const page = `http://127.0.0.1:${port}`;
+    const box = await sshSandbox(sshd, method, {
+      stability_window_seconds: 0.3,
+      // A file failing on its own would give up at its second attempt and wait an hour for its
+      // next: far beyond what this test waits for anything.
+      retry_attempts: 1,
+      retry_delay_seconds: 0.5,
+      retry_max_delay_seconds: 3600,
+      rescan_interval_seconds: 0,
+      status_listen: `127.0.0.1:${port}`,
+    });
+    await Deno.chmod(box.remote, 0o555);
+    const daemon = startCli(["run", "-c", box.config], { env: box.env });
+    try {
+      await daemon.waitForOutput("Watching");
+      const sent = new Map<string, Uint8Array>();
+      for (const name of ["a.fits", "b.fits", "c.fits"]) {
+        sent.set(name, randomBytes(3000 + sent.size));
+        await Deno.writeFile(join(box.watch, name), sent.get(name)!);
+      }
+      const paused = async () => {
+        const out = await runCli(["status", "--json", "-c", box.config], { env: box.env });
+        assert.equal(out.code, 0, out.stderr);
+        return JSON.parse(out.stdout).daemon.paused?.default as JobPause | undefined;
+      };
+      let pause: JobPause | undefined;
+      await waitFor(
+        async () => (pause = await paused())?.state === "destination failing",
+        LEAST_CEILING_MS,
+        "status to say the job is paused",
+      );
+      assert.match(pause!.reason, /may not write into the destination folder/);
+      const [job] = (await getJson<{
+        jobs: Array<{ state: string; held: boolean; queue: { failed: number } }>;
+      }>(page, "/api/status")).jobs;
+      assert.equal(job.state, "failing");
+      assert.equal(job.held, true);
+      assert.equal(job.queue.failed, 0, "no file used up its retries");
+      const metrics = await (await fetch(`${page}/metrics`)).text();
+      assert.match(metrics, /^image_transfer_job_paused\{job="default",method="\w+"\} 1$/m);
+      // Said once, as the pause begins; no file gives up on its own.
+      await waitFor(
+        async () => (await listQueued(page)) === sent.size,
+        LEAST_CEILING_MS,
+        "every file to wait for the destination",
+      );
+      const log = daemon.stderr();
+      assert.equal(log.split("takes no file:").length - 1, 1, log);
+      assert.doesNotMatch(log, /Failed to transfer/);
+
+      // The folder is fixed: every file arrives at the next probe, whole.
+      await Deno.chmod(box.remote, 0o755);
+      await waitFor(
+        async () => (await listArrived(box.remote)).length === sent.size,
+        LEAST_CEILING_MS,
+        "every file to arrive",
+      );
+      for (const copy of await listArrived(box.remote)) {
+        assert.deepEqual(await Deno.readFile(join(box.remote, copy)), sent.get(basename(copy)));
+      }
+      await daemon.waitForOutput("takes files again; job default resumes");
+      assert.equal(await paused(), undefined);
+    } finally {
+      await daemon.stop();
+      await Deno.chmod(box.remote, 0o755).catch(() => {});
+      await sshd.stop();
+      await Deno.remove(box.root, { recursive: true });
+    }
+  });
+}
+
+/** How many files of the job wait to be sent (queued, not failed), as `/api/status` counts. */
+async function listQueued(page: string): Promise<number> {
+  const [job] = (await getJson<{ jobs: Array<{ queue: Record<string, number> }> }>(
+    page,
+    "/api/status",
+  )).jobs;
+  return job.queue.queued + job.queue.waiting + job.queue.sending;
+}
