@@ -7,7 +7,8 @@
  */
 import { dirname, join } from "node:path";
 import { TransferError } from "../../errors.ts";
-import type { FolderFileSystem } from "../../config/file_systems.ts";
+import { answerWithin, type FolderFileSystem } from "../../config/file_systems.ts";
+import type { JobConfig } from "../../config/types.ts";
 import { baseGoneReason } from "../classify.ts";
 import { freeSpaceCheck, localDiskSpace } from "../../config/free_space.ts";
 import { isOwnTempName, isOwnTempNameFor, randomPart } from "../temp_name.ts";
@@ -15,24 +16,83 @@ import type { ProbeCheck, TransferOutcome } from "../transport.ts";
 import { CopyVanished } from "./renamed.ts";
 
 /**
- * `outcomes` of a batch, where a copy vanished (see {@linkcode CopyVanished}) and the destination
- * `base` is gone (no folder there, or another file system stands where files arrived before:
- * `arrivedOn`), with those copies failed as the destination gone: the job waits until it is
- * back, and no file uses up an attempt on it.
+ * `outcomes` of a batch, where a copy vanished (see {@linkcode CopyVanished}) or its temporary
+ * file could not be made or renamed as "not found", said in the user's words, never by the
+ * hidden temporary file's name. Where the destination `base` is gone (no folder there, or another
+ * file system stands where files arrived before: `arrivedOn`), as the destination gone: the job
+ * waits until it is back, and no file uses up an attempt on it. Where a destination folder
+ * `made` for the batch (by folder, as {@linkcode makeLocalFolders} returned it) was removed
+ * meanwhile (an archive's clean-up of a night folder, say), or made again since, as that folder
+ * removed: the next attempt makes it again.
  */
 export async function vanishedAsBaseGone(
   outcomes: TransferOutcome[],
   base: string,
   arrivedOn: FolderFileSystem,
+  made: MadeFolders = new Map(),
 ): Promise<TransferOutcome[]> {
+  const folderOf = (outcome: TransferOutcome) =>
+    dirname(join(base, ...outcome.item.destination.split("/")));
   const vanished = (outcome: TransferOutcome) =>
-    outcome.error instanceof CopyVanished || outcome.error?.cause instanceof CopyVanished;
+    outcome.error instanceof CopyVanished || outcome.error?.cause instanceof CopyVanished ||
+    (made.has(folderOf(outcome)) && isNotFound(outcome.error?.cause));
   if (!outcomes.some(vanished)) return outcomes;
   const unmounted = await kindAt(base) === "folder" ? await arrivedOn.unmountedShare() : "";
-  if (unmounted === null) return outcomes;
-  const gone = new TransferError(baseGoneReason(base, unmounted || undefined), "retry-later");
-  return outcomes.map((outcome) => vanished(outcome) ? { ...outcome, error: gone } : outcome);
+  if (unmounted !== null) {
+    const gone = new TransferError(baseGoneReason(base, unmounted || undefined), "retry-later");
+    return outcomes.map((outcome) => vanished(outcome) ? { ...outcome, error: gone } : outcome);
+  }
+  const removed = new Map<string, string | null>();
+  for (const outcome of outcomes.filter(vanished)) {
+    const folder = folderOf(outcome);
+    if (!removed.has(folder)) removed.set(folder, await removedSince(base, folder, made));
+  }
+  return outcomes.map((outcome) => {
+    const reason = vanished(outcome) ? removed.get(folderOf(outcome)) : null;
+    if (!reason) return outcome;
+    const error = new TransferError(`Cannot send ${outcome.item.source}: ${reason}`, "retry", {
+      cause: outcome.error,
+    });
+    return { ...outcome, error };
+  });
 }
+
+/**
+ * How `folder` (below `base`) was removed since it was `made` for a batch, in words for the log,
+ * or `null` when it is still that folder: the topmost folder missing on the way to it, or the
+ * folder itself, made again since.
+ */
+async function removedSince(
+  base: string,
+  folder: string,
+  made: MadeFolders,
+): Promise<string | null> {
+  const before = made.get(folder);
+  const now = await Deno.lstat(folder).catch(() => null);
+  // A folder made again may get the inode number of the one removed: its birth time tells it.
+  const same = (was: Deno.FileInfo, is: Deno.FileInfo) =>
+    is.ino === was.ino && is.dev === was.dev &&
+    is.birthtime?.getTime() === was.birthtime?.getTime();
+  if (now !== null && (before === undefined || same(before, now))) return null;
+  const during = "was removed while the batch was copied into it";
+  if (now !== null) {
+    return `the destination folder ${folder} ${during} (and made again since); the next ` +
+      "attempt copies the file again";
+  }
+  let missing = folder;
+  for (let above = dirname(folder); above.length > base.length; above = dirname(above)) {
+    if (await kindAt(above) === null) missing = above;
+  }
+  return `the destination folder ${missing} ${during}; the next attempt makes it again`;
+}
+
+/** Whether `error` says a file or folder is not there. */
+function isNotFound(error: unknown): boolean {
+  return error instanceof Deno.errors.NotFound || (error as { code?: string })?.code === "ENOENT";
+}
+
+/** The destination folders made for a batch, as {@linkcode makeLocalFolders} returned them. */
+export type MadeFolders = Map<string, Deno.FileInfo>;
 
 /**
  * Create the folders of `destination` (a `/`-separated path relative to
@@ -43,6 +103,8 @@ export async function vanishedAsBaseGone(
  * (files arrived there before: a base that is gone is an unmounted share, and
  * so is an empty folder on another file system than `arrivedOn` says).
  *
+ * @returns the folder the file goes into, as it is now (a folder made again in its place is
+ *   another)
  * @throws {TransferError} `fatal` for a link, `retry-later` for a base that
  *   is gone; the system's error otherwise
  */
@@ -51,7 +113,7 @@ export async function makeLocalFolders(
   destination: string,
   makeBase = true,
   arrivedOn?: FolderFileSystem,
-): Promise<void> {
+): Promise<Deno.FileInfo> {
   if (makeBase) await Deno.mkdir(base, { recursive: true });
   else if (await kindAt(base) !== "folder") {
     throw new TransferError(baseGoneReason(base), "retry-later");
@@ -60,23 +122,21 @@ export async function makeLocalFolders(
     if (unmounted) throw new TransferError(baseGoneReason(base, unmounted), "retry-later");
   }
   let folder = base;
+  let info: Deno.FileInfo | null = null;
   for (const part of destination.split("/").slice(0, -1)) {
     folder = join(folder, part);
     // Looked at first: the folders of a night exist for all but its first batch, and a refused
     // mkdir costs an error object besides the call.
-    let info = await Deno.lstat(folder).catch((error) => {
+    const found = await Deno.lstat(folder).catch((error) => {
       if (error instanceof Deno.errors.NotFound) return null;
       throw error;
     });
-    if (info === null) {
-      try {
-        await Deno.mkdir(folder);
-        continue;
-      } catch (error) {
+    if (found === null) {
+      await Deno.mkdir(folder).catch((error) => {
         if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
-      }
-      info = await Deno.lstat(folder); // made meanwhile by someone else
+      });
     }
+    info = found ?? await Deno.lstat(folder); // made now (by us, or meanwhile by someone else)
     // Anything but a folder or a link fails at the next step with the system's own reason.
     if (info.isSymlink) {
       throw new TransferError(
@@ -86,6 +146,7 @@ export async function makeLocalFolders(
       );
     }
   }
+  return info ?? await Deno.stat(base);
 }
 
 function messageOf(error: unknown): string {
@@ -143,6 +204,29 @@ export async function sweepLocalLeftovers(
 }
 
 /**
+ * The probe of `job`'s local destination (see {@linkcode probeFolder}), given up as a
+ * destination that does not answer after `transfer_timeout_seconds` (a share whose server
+ * stopped answering).
+ */
+export async function probeLocalDestination(
+  job: JobConfig,
+  arrivedOn?: FolderFileSystem,
+): Promise<ProbeCheck[]> {
+  const base = job.remote_base_path;
+  const seconds = job.transfer_timeout_seconds;
+  const checks = await answerWithin(
+    probeFolder(base, job.min_free_space, arrivedOn),
+    seconds * 1000,
+  );
+  return checks ?? [{
+    check: "destination folder",
+    verdict: "fail",
+    detail: `${base} did not answer in ${seconds} s (transfer_timeout_seconds; a share whose ` +
+      "server stopped answering?): transfers wait until it answers again",
+  }];
+}
+
+/**
  * The probe of a local destination: it can be written (a new folder of a
  * random name is made and removed there, so nothing is written through a
  * link), and its free space against `min_free_space` (a file system the
@@ -150,7 +234,7 @@ export async function sweepLocalLeftovers(
  * exist is not made (a share that is not mounted would get it on the disk
  * below): it is said, and the folder it would be made in is probed instead.
  */
-export async function probeLocalDestination(
+async function probeFolder(
   base: string,
   minFreeSpace: string | number = 0,
   arrivedOn?: FolderFileSystem,

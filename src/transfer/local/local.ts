@@ -16,7 +16,7 @@ import { promisify } from "node:util";
 import { basename, dirname, join } from "node:path";
 import { bandwidthLimit } from "../../config/sizes.ts";
 import type { JobConfig } from "../../config/types.ts";
-import { answerWithin, FolderFileSystem } from "../../config/file_systems.ts";
+import { FolderFileSystem } from "../../config/file_systems.ts";
 import { isDestinationFull, TransferError } from "../../errors.ts";
 import { deliver, type DeliverySteps } from "../deliver.ts";
 import { sendKeepingOthers } from "../keep_others.ts";
@@ -27,7 +27,8 @@ import { type DestinationCalls, destinationCalls, syncFolder, toTransferError } 
 import { verifyOpenCopy, whereSupported } from "./copy.ts";
 import { localDestinationSha256, localDestinationSizes } from "../destination_sizes.ts";
 import { type DiskSpace, localDiskSpace } from "../../config/free_space.ts";
-import { makeLocalFolders, probeLocalDestination, vanishedAsBaseGone } from "./folders.ts";
+import { type MadeFolders, makeLocalFolders, probeLocalDestination } from "./folders.ts";
+import { vanishedAsBaseGone } from "./folders.ts";
 import type { Ledger } from "../../ledger/ledger.ts";
 import { closeWriter, type LocalDelivery, LocalTempCopies } from "./temp_copies.ts";
 import {
@@ -152,8 +153,9 @@ export class LocalTransport implements Transport {
     const base = this.#job.remote_base_path;
     const delivering = answers.on(destinationCalls(base)).then(async (calls) => {
       const stop = AbortSignal.any([signal, answers.signal]);
-      const outcomes = await deliver(items, this.#steps(answers, calls), stop);
-      return await answers.on(vanishedAsBaseGone(outcomes, base, this.#arrivedOn));
+      const made: MadeFolders = new Map();
+      const outcomes = await deliver(items, this.#steps(answers, calls, made), stop);
+      return await answers.on(vanishedAsBaseGone(outcomes, base, this.#arrivedOn, made));
     });
     const unanswered = answers.silent.then(() => {
       // Abandoned to its hung call, it settles (or not) on its own.
@@ -192,19 +194,8 @@ export class LocalTransport implements Transport {
     return sending;
   }
 
-  async probe(): Promise<ProbeCheck[]> {
-    const base = this.#job.remote_base_path;
-    const seconds = this.#job.transfer_timeout_seconds;
-    const checks = await answerWithin(
-      probeLocalDestination(base, this.#job.min_free_space, this.#arrivedOn),
-      seconds * 1000,
-    );
-    return checks ?? [{
-      check: "destination folder",
-      verdict: "fail",
-      detail: `${base} did not answer in ${seconds} s (transfer_timeout_seconds; a share whose ` +
-        "server stopped answering?): transfers wait until it answers again",
-    }];
+  probe(): Promise<ProbeCheck[]> {
+    return probeLocalDestination(this.#job, this.#arrivedOn);
   }
 
   close(): Promise<void> {
@@ -214,9 +205,13 @@ export class LocalTransport implements Transport {
 
   /**
    * The delivery steps: each file on its own, one after another; each call
-   * on the destination made with `calls` and timed by `answers`.
+   * on the destination made with `calls` and timed by `answers`; the folders made, in `made`.
    */
-  #steps(answers: AnswerWatch, calls: DestinationCalls): DeliverySteps<LocalDelivery> {
+  #steps(
+    answers: AnswerWatch,
+    calls: DestinationCalls,
+    made: MadeFolders,
+  ): DeliverySteps<LocalDelivery> {
     const on = answers.on.bind(answers);
     const fail = (delivery: LocalDelivery, error: unknown, signal: AbortSignal) => {
       if (signal.aborted) throw signal.reason;
@@ -234,13 +229,7 @@ export class LocalTransport implements Transport {
       makeFolders: async (deliveries, signal) => {
         for (const [folder, inFolder] of byFolder(deliveries)) {
           try {
-            await on(makeLocalFolders(
-              this.#job.remote_base_path,
-              inFolder[0].item.destination,
-              !this.#deliveredBefore,
-              this.#arrivedOn,
-            ));
-            await on(this.#copies.sweep(folder));
+            made.set(folder, await on(this.#makeFolders(inFolder[0].item.destination)));
           } catch (error) {
             for (const delivery of inFolder) fail(delivery, error, signal);
           }
@@ -389,13 +378,7 @@ export class LocalTransport implements Transport {
 
   /** Append the source's bytes up to `item.size` to its kept copy (a new one at first). */
   async #putPart(item: TransferItem, finalPath: string, signal: AbortSignal): Promise<PartSent> {
-    await makeLocalFolders(
-      this.#job.remote_base_path,
-      item.destination,
-      !this.#deliveredBefore,
-      this.#arrivedOn,
-    );
-    await this.#copies.sweep(dirname(finalPath));
+    await this.#makeFolders(item.destination);
     const delivery: LocalDelivery = {
       index: 0,
       item,
@@ -425,6 +408,19 @@ export class LocalTransport implements Transport {
       closeSource(source);
       await this.#copies.release(delivery, calls);
     }
+  }
+
+  /** Make the folders of `destination`, swept of this daemon's leftovers; the file's folder. */
+  async #makeFolders(destination: string): Promise<Deno.FileInfo> {
+    const base = this.#job.remote_base_path;
+    const folder = await makeLocalFolders(
+      base,
+      destination,
+      !this.#deliveredBefore,
+      this.#arrivedOn,
+    );
+    await this.#copies.sweep(dirname(this.describeTarget(destination)));
+    return folder;
   }
 
   /** Rename the verified copy into place (its folder flushed by the caller); true once renamed. */

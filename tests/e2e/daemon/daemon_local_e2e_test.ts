@@ -7,7 +7,14 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { runCli, startCli } from "../../helpers/cli.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
-import { listFiles, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
+import {
+  assertCopiesIntact,
+  listArrived,
+  listFiles,
+  randomBytes,
+  waitFor,
+  writeConfig,
+} from "../../helpers/files.ts";
 
 const FILES = 200;
 
@@ -221,6 +228,68 @@ Deno.test("daemon (local): a source deleted while it is copied arrives whole fro
     assert.deepEqual(await Deno.readFile(join(box.dest, arrived[0])), data);
     const status = await runCli(["status", "-c", box.config], { env: box.env });
     assert.match(status.stdout, /done 1, failed 0/);
+  } finally {
+    await daemon.stop();
+  }
+});
+
+Deno.test("daemon (local): a night folder removed while a burst is copied into it is said by its name, made again at the retry, and every file arrives intact", async () => {
+  // Slow enough that the night folder goes while the copies of a batch are written into it.
+  await using box = await cliSandbox({
+    bandwidth_limit: "4MiB/s",
+    retry_delay_seconds: 0.5,
+    retry_max_delay_seconds: 2,
+  });
+  const daemon = startCli(["run", "-c", box.config], { env: box.env });
+  try {
+    await daemon.waitForOutput("Watching");
+    const files = new Map<string, Uint8Array>();
+    for (let i = 0; i < 12; i++) {
+      const name = `light '${i}' $(id).fits`;
+      files.set(name, randomBytes(1024 * 1024));
+      await Deno.writeFile(join(box.watch, name), files.get(name)!);
+      await Deno.utime(join(box.watch, name), 0, new Date("2024-03-15T20:00:00Z"));
+    }
+    const night = join(box.dest, "20240315");
+    await waitFor(
+      async () =>
+        (await listFiles(night).catch(() => [])).some((f) => f.endsWith("image-transfer-partial")),
+      60_000,
+      "a copy under way",
+    );
+    // The archive's clean-up takes the night folder away (moved, so what had arrived is known).
+    const away = join(box.root, "night taken away");
+    await Deno.rename(night, away);
+    const arrived = async () => [
+      ...await listArrived(away),
+      ...(await listArrived(box.dest)).map((rel) => rel.slice(rel.indexOf("/") + 1)),
+    ];
+    await waitFor(
+      async () => {
+        const now = await arrived();
+        return [...files.keys()].every((name) => now.includes(name));
+      },
+      90_000,
+      "every file arrived",
+    );
+    await assertCopiesIntact(away, files);
+    await assertCopiesIntact(box.dest, files);
+    await waitFor(
+      async () => (await listFiles(box.dest)).length === (await listArrived(box.dest)).length,
+      30_000,
+      "no temporary copy left",
+    );
+    // Before: "... ENOENT: no such file or directory, open '.../.light...image-transfer-partial'"
+    // or "the temporary file .../.light...image-transfer-partial disappeared before the rename".
+    const failures = daemon.stderr().split("\n").filter((line) => /Attempt \d+ of /.test(line));
+    assert.ok(failures.length > 0, daemon.stderr());
+    for (const line of failures) {
+      assert.match(
+        line,
+        /: the destination folder \S+\/dest\/20240315 was removed while the batch was copied into it/,
+      );
+    }
+    assert.doesNotMatch(daemon.stderr(), /image-transfer-partial|ENOENT|os error/);
   } finally {
     await daemon.stop();
   }
