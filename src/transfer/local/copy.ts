@@ -1,9 +1,9 @@
 /**
  * The file operations of the `local` transport: copying a source into an open
  * temporary file (hashing it on the way), re-reading a copy, checking that a
- * temporary name still holds the file opened, flushing a folder, timing the
- * calls on the destination (a share may stop answering), and sorting local
- * errors.
+ * temporary name still holds the file opened, flushing a folder, and timing
+ * the calls on the destination (a share may stop answering). What their
+ * errors mean: `failures.ts`.
  *
  * @module
  */
@@ -29,8 +29,7 @@ import {
   write,
 } from "node:fs";
 import { promisify } from "node:util";
-import { basename, dirname } from "node:path";
-import { guardedPathReason, TransferError } from "../../errors.ts";
+import { dirname } from "node:path";
 import {
   giveChunk,
   type OpenSource,
@@ -209,87 +208,6 @@ export async function syncFolder(folder: string): Promise<void> {
   if (Deno.build.os === "windows") return;
   using dir = await Deno.open(folder, { read: true });
   await dir.sync();
-}
-
-/**
- * The file that stands where a folder must be, for an error like
- * `Not a directory (os error 20): open '/d/20240315/x.fits'` (or Node's
- * `ENOTDIR: not a directory, open '...'`): the nearest
- * ancestor of the quoted path (or the path itself, for a `mkdir`) that exists
- * and is not a folder. `undefined` when the message names no path or nothing
- * is in the way (any more).
- */
-export function fileInTheWay(message: string): string | undefined {
-  // Deno's words (`... (os error 20): open '...'`) or Node's (`ENOTDIR: not a directory, open '...'`).
-  const match = /(?:\(os error \d+\):|^E[A-Z]+: [^,]*,) (\w+) '(.*)'$/s.exec(message);
-  if (match === null) return undefined;
-  const [, op, quoted] = match;
-  // "File exists" is about a folder only when making one (a file created exclusively may exist).
-  if (/File exists|EEXIST/.test(message) && op !== "mkdir") return undefined;
-  const candidates: string[] = [];
-  for (let path = quoted; dirname(path) !== path; path = dirname(path)) candidates.push(path);
-  // The topmost non-folder is the one in the way (the ones below it cannot exist).
-  for (const path of candidates.reverse()) {
-    try {
-      if (!Deno.lstatSync(path).isDirectory) return path;
-    } catch {
-      return undefined; // Missing: nothing below it is in the way.
-    }
-  }
-  return undefined;
-}
-
-/** Classify a local copy error. */
-export function toTransferError(item: TransferItem, error: unknown): TransferError {
-  if (error instanceof TransferError) {
-    if (error.message.startsWith("Cannot send ") || error.message.startsWith("Verification")) {
-      return error;
-    }
-    return new TransferError(`Cannot send ${item.source}: ${error.message}`, error.kind, {
-      cause: error,
-    });
-  }
-  const guarded = guardedPathReason(error);
-  if (guarded !== null) return new TransferError(`Cannot send ${item.source}: ${guarded}`, "fatal");
-  const reason = error instanceof Error ? error.message : String(error);
-  const code = (error as { code?: string }).code;
-  if (error instanceof Deno.errors.NotFound || code === "ENOENT") {
-    return new TransferError(`Cannot send ${item.source}: ${reason}`, "retry", { cause: error });
-  }
-  if (code === "ENOSPC" || code === "EDQUOT" || /No space left|quota/i.test(reason)) {
-    return new TransferError(
-      `Cannot send ${item.source}: destination is full (${reason})`,
-      "retry-later",
-      { cause: error },
-    );
-  }
-  if (code === "EROFS" || /read-only file system/i.test(reason)) {
-    return new TransferError(
-      `Cannot send ${item.source}: destination is read-only (${reason})`,
-      "retry-later",
-      { cause: error },
-    );
-  }
-  if (
-    error instanceof Deno.errors.NotADirectory || error instanceof Deno.errors.AlreadyExists ||
-    code === "ENOTDIR" || code === "EEXIST"
-  ) {
-    const blocker = fileInTheWay(reason);
-    if (blocker !== undefined) {
-      return new TransferError(
-        `Cannot send ${item.source}: a file named ${basename(blocker)} is in the way at ` +
-          `${blocker}, where a folder must be; move or rename that file`,
-        "retry",
-        { cause: error },
-      );
-    }
-  }
-  if (error instanceof Deno.errors.PermissionDenied || code === "EACCES" || code === "EPERM") {
-    return new TransferError(`Cannot send ${item.source}: permission denied (${reason})`, "fatal", {
-      cause: error,
-    });
-  }
-  return new TransferError(`Cannot send ${item.source}: ${reason}`, "retry", { cause: error });
 }
 
 /** How long a stop waits for a call on the destination before leaving it to its thread. */

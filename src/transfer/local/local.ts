@@ -23,7 +23,8 @@ import { sendKeepingOthers } from "../keep_others.ts";
 import { LocalCopier } from "./copier.ts";
 import { renamedForeign, replacedError } from "./renamed.ts";
 import { AnswerWatch, assertSameFile, byFolder, CALLS_HERE, copyData } from "./copy.ts";
-import { type DestinationCalls, destinationCalls, syncFolder, toTransferError } from "./copy.ts";
+import { type DestinationCalls, destinationCalls, syncFolder } from "./copy.ts";
+import { toTransferError } from "./failures.ts";
 import { verifyOpenCopy, whereSupported } from "./copy.ts";
 import { localDestinationSha256, localDestinationSizes } from "../destination_sizes.ts";
 import { type DiskSpace, localDiskSpace } from "../../config/free_space.ts";
@@ -183,7 +184,7 @@ export class LocalTransport implements Transport {
       try {
         return await this.#putPart(item, finalPath, signal);
       } catch (error) {
-        throw toTransferError(item, error);
+        throw toTransferError(item, error, dirname(finalPath));
       }
     })();
     const settled = sending.catch(() => {});
@@ -215,7 +216,7 @@ export class LocalTransport implements Transport {
     const on = answers.on.bind(answers);
     const fail = (delivery: LocalDelivery, error: unknown, signal: AbortSignal) => {
       if (signal.aborted) throw signal.reason;
-      delivery.error = toTransferError(delivery.item, error);
+      delivery.error = toTransferError(delivery.item, error, dirname(delivery.finalPath));
     };
     return {
       place: (item) => {

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { runCli, startCli } from "../../helpers/cli.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
+import { setImmutable } from "../../helpers/immutable.ts";
 import {
   assertCopiesIntact,
   listArrived,
@@ -291,6 +292,37 @@ Deno.test("daemon (local): a night folder removed while a burst is copied into i
     }
     assert.doesNotMatch(daemon.stderr(), /image-transfer-partial|ENOENT|os error/);
   } finally {
+    await daemon.stop();
+  }
+});
+
+Deno.test("daemon (local): a night folder that cannot be written is said by its name with what to do, in the log and status; once writable the file arrives", async () => {
+  await using box = await cliSandbox({ retry_delay_seconds: 0.5, retry_max_delay_seconds: 2 });
+  const night = join(box.dest, "20240315");
+  await Deno.mkdir(night, { recursive: true });
+  const daemon = startCli(["run", "-c", box.config], { env: box.env });
+  // Immutable: root, which the tests run as, is refused too.
+  await setImmutable(night, true);
+  try {
+    await daemon.waitForOutput("Watching");
+    const data = randomBytes(5000);
+    await Deno.writeFile(join(box.watch, "refused 'x'.fits"), data);
+    await Deno.utime(join(box.watch, "refused 'x'.fits"), 0, new Date("2024-03-15T20:00:00Z"));
+    // Before: "permission denied (EPERM: operation not permitted, open '.../.refused 'x'.fits.
+    // ....image-transfer-partial')".
+    const said = new RegExp(
+      `nothing can be written in ${night} \\(operation not permitted\\); give the user the ` +
+        "daemon runs as write permission there \\(or lift an immutable attribute: chattr -i\\)",
+    );
+    await daemon.waitForOutput(said);
+    assert.doesNotMatch(daemon.stderr(), /image-transfer-partial|EPERM|os error/);
+    const status = await runCli(["status", "-c", box.config], { env: box.env });
+    assert.match(status.stdout, said);
+    await setImmutable(night, false);
+    await daemon.waitForOutput(/Successfully transferred .*refused 'x'\.fits/);
+    assert.deepEqual(await Deno.readFile(join(night, "refused 'x'.fits")), data);
+  } finally {
+    await setImmutable(night, false).catch(() => {});
     await daemon.stop();
   }
 });

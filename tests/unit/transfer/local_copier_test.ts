@@ -9,7 +9,7 @@ import { join } from "node:path";
 import type { TransferError } from "../../../src/errors.ts";
 import { LocalCopier } from "../../../src/transfer/local/copier.ts";
 import type { LocalDelivery } from "../../../src/transfer/local/temp_copies.ts";
-import { toTransferError } from "../../../src/transfer/local/copy.ts";
+import { toTransferError } from "../../../src/transfer/local/failures.ts";
 import type { TransferItem } from "../../../src/transfer/transport.ts";
 import { exists, listFiles, randomBytes, waitFor } from "../../helpers/files.ts";
 import { captureLogs } from "../../helpers/log_capture.ts";

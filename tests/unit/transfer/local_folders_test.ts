@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { systemError, TransferError } from "../../../src/errors.ts";
 import { FolderFileSystem } from "../../../src/config/file_systems.ts";
-import { toTransferError } from "../../../src/transfer/local/copy.ts";
+import { toTransferError } from "../../../src/transfer/local/failures.ts";
 import { makeLocalFolders, vanishedAsBaseGone } from "../../../src/transfer/local/folders.ts";
 import { CopyVanished } from "../../../src/transfer/local/renamed.ts";
 import type { TransferItem, TransferOutcome } from "../../../src/transfer/transport.ts";
