@@ -33,6 +33,7 @@ import { escapeControlChars as oneLine, quoteIfUnsafe } from "../log/logging.ts"
 import { askDaemon, formatLive } from "./live_status.ts";
 import { createFileFilter, readablePath, readableText } from "../watch/file_filter.ts";
 import { pausedAt, windowEnd } from "../pipeline/schedules.ts";
+import { nextTry } from "../status/next_try.ts";
 import { scanFolder, type SkippedEntry } from "../watch/scan.ts";
 
 const STATES: FileState[] = ["pending", "transferring", "done", "failed"];
@@ -188,17 +189,18 @@ async function showStatus(
   const { path, found } = judgeStateDir(config.state_dir);
   const ledger = found.kind === "sound" ? Ledger.open(config.state_dir, { readOnly: true }) : null;
   if (!ledger) {
+    // A damaged ledger is not read: nothing of it is shown (exit 1, what run does on stderr).
+    const said = whatRunDoes(path, found) ??
+      `No ledger yet in ${config.state_dir}: nothing has been transferred.`;
     if (options.json) {
       console.log(JSON.stringify({ daemon, live, ledger: null, found, skipped }, null, 2));
     } else {
       console.log(describeDaemon(daemon, config.state_dir));
       for (const line of liveLines) console.log(line);
-      console.log(
-        whatRunDoes(path, found) ??
-          `No ledger yet in ${config.state_dir}: nothing has been transferred.`,
-      );
+      if (found.kind !== "damaged") console.log(said);
       for (const line of formatSkipped(skipped, options.all ?? false)) console.log(line);
     }
+    if (found.kind === "damaged") throw new Error(`${said}. Until then status shows no files`);
     return;
   }
   try {
@@ -309,18 +311,14 @@ async function showStatus(
           moreProblems ? `more than ${limit}; -n N lists more` : problems.length
         }):`,
     );
+    // As the page says it, from what the daemon tells of its jobs (none running: its next start).
+    const jobsNow = { now, jobs: !daemon.running ? null : live && "jobs" in live ? live.jobs : [] };
     for (const row of problems) {
-      const retry = row.state === "failed"
-        ? row.nextAttemptAt > 0
-          ? `failing after ${row.attempts} attempt(s); next try at ${when(row.nextAttemptAt)}`
-          : "failed; retried at next rescan or start-up"
-        : row.nextAttemptAt === 0
-        ? "waiting to be sent"
-        : `retry ${row.attempts} at ${when(row.nextAttemptAt)}`;
+      const retry = nextTry(row, jobsNow, (ms) => `at ${when(ms)}`);
       console.log(
         `  ${when(row.updatedAt)}  [${row.job}] ${quoteIfUnsafe(row.relPath)}: ${
           oneLine(String(row.lastError))
-        } (${retry})`,
+        } (${retry}; ${row.attempts} attempt(s))`,
       );
     }
     if (overdue.length > 0) {

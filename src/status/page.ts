@@ -8,6 +8,7 @@
  */
 import { createHash } from "node:crypto";
 import { UNSAFE_IN_LINE } from "../log/logging.ts";
+import { nextTry } from "./next_try.ts";
 
 const STYLE = `
 :root{color-scheme:light dark;--ok:#1a7f37;--warn:#9a6700;--bad:#cf222e;--mute:#6e7781}
@@ -171,7 +172,7 @@ function render(s) {
   rows($("problems"), s.problems, (p) => el("tr", { class: "problem" },
     el("td", { class: "name" }, shown(p.relPath)), el("td", {}, p.job),
     el("td", { class: "err" }, escaped(p.lastError || "")),
-    el("td", { class: "next" }, nextTry(p, s)),
+    el("td", { class: "next" }, nextTry(p, s, time, ", or Retry now")),
     el("td", {}, p.state === "failed" ? el("button", { class: "retry",
       onclick: () => act(p.job, "retry", { file: p.relPath }) }, "Retry") : "")), "No failures");
   $("problemsmore").textContent = s.problemsMore ? "More files have an error than the latest " +
@@ -183,17 +184,8 @@ function render(s) {
     "Nothing sent yet");
   chart(s.perMinute || [], now);
 }
-// When a file with an error goes next: a time only while it is ahead. While the destination holds
-// the job (full, or not reachable) its files wait for it, whatever time their rows keep.
-function nextTry(p, s) {
-  const j = s.jobs.find((job) => job.job === p.job) || {};
-  const failing = p.state === "failed", ahead = p.nextAttemptAt > s.now;
-  const held = j.held || j.state === "unreachable" || j.state === "full" ? "waiting for the destination"
-    : ({ paused: "waiting: the job is paused", ledger_error: "waiting for the ledger" })[j.state];
-  if (held) return (failing ? "failing; " : "") + held;
-  if (!failing) return ahead ? "retry " + time(p.nextAttemptAt) : "waiting";
-  return ahead ? "failing; next try " + time(p.nextAttemptAt) + ", or Retry now" : "failing; next try now";
-}
+// When a file with an error goes next: the words \`status\` says too (next_try.ts).
+${nextTry.toString()}
 function chart(points, now) {
   // One slot per minute of the last 6 hours: files as bars, throughput as a line.
   const svg = $("chart"), W = 600, H = 100, N = 360, w = W / N, ns = "http://www.w3.org/2000/svg";

@@ -75,7 +75,8 @@ Deno.test("run --once exits 1 when a file cannot be delivered, and status shows 
     assert.match(status.stdout, /failed 1/);
     assert.match(
       status.stdout,
-      /b\.fits: .+\(failed; retried at next rescan or start-up\)/,
+      // Failing, as the page says it; with no daemon, tried again at its next start.
+      /b\.fits: .+\(failing; next try at the next start; \d+ attempt\(s\)\)/,
     );
 
     // Fixed: the next start retries the failed file and it arrives.
