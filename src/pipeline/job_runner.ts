@@ -74,7 +74,7 @@ export class JobRunner {
   #session: WatchSession;
   #pause: DestinationPause; // Paused while the destination is full or cannot be reached.
   #space: SpaceGuard; // `min_free_space` at the destination and the watch folder's disk.
-  #patternSkips?: PatternSkips; // After a reload: its patterns' skips said once at its start.
+  #patternSkips: PatternSkips; // Its patterns' skips at its start: one line, with their count.
   #filesInFlight = 0; // Files in the batches being sent.
   #sender: BatchSender;
   #extras: JobExtras; // Hooks, source clean-up, schedules.
@@ -107,7 +107,7 @@ export class JobRunner {
     );
     if (options.replaces) status.continueFrom(options.replaces.#status);
     transport.watchStalls?.((why) => void (status.stalledUpload = why)); // Unreachable meanwhile.
-    this.#patternSkips = options.replaces && new PatternSkips(job.name);
+    this.#patternSkips = new PatternSkips(job.name, options.replaces !== undefined);
     const filter = createFileFilter(job, { skipLog: this.#patternSkips });
     const table = this.#table = new FileTable({
       job,
@@ -291,7 +291,7 @@ export class JobRunner {
     const started = await this.#table.resumeUnfinished().then(async (gone) => {
       this.#transport.dropKeptCopies?.(gone);
       return !this.#stopping && (await this.#session.start());
-    }).finally(() => this.#patternSkips?.release()); // Said once: stopped meanwhile or failed too.
+    }).finally(() => this.#patternSkips.release()); // Said once: stopped meanwhile or failed too.
     if (!started || this.#stopping) return;
     const verb = this.#options.once ? "Checked" : "Watching";
     const how = this.#session.how;

@@ -2,14 +2,14 @@
  * What a reload (SIGHUP) changes, in words for the log: the jobs added,
  * removed and renamed (the job each goes on from: {@linkcode formerJob}), and
  * each key that changed, of a job that keeps its name or of the daemon, with
- * its value before and after; and the files a changed job's patterns leave out
- * now, said once with their count ({@linkcode PatternSkips}).
+ * its value before and after; and the files a job's patterns leave out at its
+ * start (the daemon's, or a reload's), said once with their count ({@linkcode PatternSkips}).
  *
  * @module
  */
 import type { Config, JobConfig } from "../config/types.ts";
 import { destinationIdentity } from "../ledger/destination_identity.ts";
-import { logger } from "../log/logging.ts";
+import { logger, quoteIfUnsafe } from "../log/logging.ts";
 import { sharedSkipLog, type Skip, type SkipLog } from "../watch/file_filter.ts";
 
 /** Daemon-wide keys not said as changed: `state_dir` refuses the reload. */
@@ -156,22 +156,29 @@ export function reloadChanges(current: Config, next: Config): string[] {
   return changes;
 }
 
+/** How many of the names a job's patterns leave out {@linkcode PatternSkips} names as examples. */
+export const PATTERN_SKIP_EXAMPLES = 3;
+
 /**
- * The skip log of a job a reload changed, until its first scan is over: a name its
- * `file_patterns` or `exclude_patterns` leave out is remembered by `log` (said at debug level
- * only) and counted, so a folder of thousands of files sent before is said in one line by
- * {@linkcode release}, not in one line each; every other skip, and every one after, as `log` says
- * it.
+ * The skip log of a job until its first scan is over (at the daemon's start, or after a reload
+ * that changed it): a name its `file_patterns` or `exclude_patterns` leave out is remembered by
+ * `log` (said at debug level only) and counted, so a folder of thousands of other files (or of
+ * files sent before, after a reload) is said in one line with the count and a few of them by
+ * {@linkcode release}, not in one line each; every other skip, and every one after, as `log`
+ * says it.
  */
 export class PatternSkips implements Pick<SkipLog, "skipped" | "followed"> {
   #job: string;
+  #reload: boolean;
   #log: SkipLog;
   #held = true;
   #count = 0;
-  #first = "";
+  #examples: string[] = [];
 
-  constructor(job: string, log: SkipLog = sharedSkipLog) {
+  /** @param reload the job starts after a reload that changed it (its patterns leave out "now") */
+  constructor(job: string, reload: boolean, log: SkipLog = sharedSkipLog) {
     this.#job = job;
+    this.#reload = reload;
     this.#log = log;
   }
 
@@ -184,7 +191,7 @@ export class PatternSkips implements Pick<SkipLog, "skipped" | "followed"> {
     const first = this.#log.skipped(path, { ...skip, level: "debug" }, fields);
     if (first) {
       this.#count++;
-      this.#first ||= path;
+      if (this.#examples.length < PATTERN_SKIP_EXAMPLES) this.#examples.push(quoteIfUnsafe(path));
     }
     return first;
   }
@@ -200,9 +207,10 @@ export class PatternSkips implements Pick<SkipLog, "skipped" | "followed"> {
     this.#held = false;
     if (this.#count === 0) return;
     logger("watch").info(
-      "Skipped {count} name(s) of job {job} that its file_patterns or exclude_patterns leave " +
-        "out now, {path} among them (`image-transfer status` lists them, -v logs each)",
-      { job: this.#job, count: this.#count, path: this.#first },
+      `Skipped {count} name(s) of job {job} that its file_patterns or exclude_patterns leave out${
+        this.#reload ? " now" : ""
+      }, {examples} among them (\`image-transfer status\` lists them, -v logs each)`,
+      { job: this.#job, count: this.#count, examples: this.#examples.join(", ") },
     );
   }
 }

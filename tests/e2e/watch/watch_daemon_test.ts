@@ -405,6 +405,44 @@ Deno.test("daemon: file_patterns match any case (the old tool's patterns), each 
   }
 });
 
+Deno.test("daemon: the files its patterns leave out at start are said in one line with their count and a few of them, not one line each", async () => {
+  const box = await sandbox({ status_listen: "", exclude_patterns: ["*_test.fits"] });
+  try {
+    for (let i = 0; i < 500; i++) {
+      await Deno.writeTextFile(join(box.watch, `notes ${String(i).padStart(3, "0")}.txt`), "n");
+    }
+    await Deno.writeTextFile(join(box.watch, "x_test.fits"), "x");
+    const frames = new Map([["a.fits", "frame a"], ["b.fits", "frame b"]]);
+    for (const [name, text] of frames) await Deno.writeTextFile(join(box.watch, name), text);
+    const daemon = startCli(["run", "-c", box.config], { env: box.env });
+    try {
+      await daemon.waitForOutput("Watching");
+      await waitFor(async () => (await delivered(box.dest)).size === 2, 20_000, "a.fits, b.fits");
+      assert.deepEqual(await delivered(box.dest), frames);
+      // Written after the start: said on its own line, as ever.
+      await Deno.writeTextFile(join(box.watch, "late.txt"), "l");
+      await daemon.waitForOutput(/Skipped .*late\.txt: matches none of file_patterns/);
+    } finally {
+      await daemon.stop();
+    }
+    const log = daemon.stderr();
+    const summary = log.split("\n").filter((l) => /Skipped \d+ name\(s\)/.test(l));
+    assert.equal(summary.length, 1, log);
+    assert.match(
+      summary[0],
+      /INFO +\[watch\] Skipped 501 name\(s\) of job default that its file_patterns or exclude_patterns leave out, .+, .+, .+ among them \(`image-transfer status` lists them, -v logs each\)$/,
+    );
+    // Before: a line for each of the 501.
+    assert.equal(
+      log.split("\n").filter((l) => /Skipped .*(\.txt|_test\.fits):/.test(l)).length,
+      1,
+      log,
+    );
+  } finally {
+    await Deno.remove(box.root, { recursive: true });
+  }
+});
+
 Deno.test("status lists the first 20 skipped entries with why, --all every one", async () => {
   const box = await sandbox({ status_listen: "" });
   try {
