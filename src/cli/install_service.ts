@@ -17,9 +17,11 @@ import { fileURLToPath } from "node:url";
 import { Command, Option } from "commander";
 import { globalOptions } from "./options.ts";
 import { initCommandFor, loadConfig } from "../config/load.ts";
-import { pathExists, resolveConfigPath } from "../config/paths.ts";
+import { configCommand, pathExists, resolveConfigPath } from "../config/paths.ts";
 import type { JobConfig } from "../config/types.ts";
-import { ConfigError } from "../errors.ts";
+import { ConfigError, UsageError } from "../errors.ts";
+import { addQuickStartOptions, type QuickStartOptions, wantsQuickStart } from "./quick_start.ts";
+import { pastedWord } from "../shell_words.ts";
 import { checkBeforeStart } from "../pipeline/start_checks.ts";
 import {
   assertFoundAsService,
@@ -211,7 +213,7 @@ function passwordEnvWarnings(jobs: JobConfig[], target: ServiceTarget): string[]
 
 /** The `install-service` command. */
 export function installServiceCommand(): Command {
-  return addServiceOptions(
+  const command = addServiceOptions(
     new Command("install-service").option(
       "--allow-root",
       "let the service run as root (not recommended)",
@@ -220,9 +222,38 @@ export function installServiceCommand(): Command {
         "unit (Linux), a launchd daemon (macOS, with sudo) or a scheduled task (Windows, as " +
         "Administrator); re-running updates and restarts it",
     ),
-  ).action(async (options: ServiceOptions, command: Command) => {
-    await runInstallService(globalOptions(command).config, options);
+  ).action(async (options: ServiceOptions & QuickStartOptions, command: Command) => {
+    const config = globalOptions(command).config;
+    if (wantsQuickStart(options) || options.saveConfig) throw await configFirst(options, config);
+    await runInstallService(config, options);
   });
+  for (const option of RUN_OPTIONS) command.addOption(option.hideHelp());
+  return command.addOption(new Option("--force").hideHelp());
+}
+
+/** `run`'s options for a config-free run: install-service takes them to say how to go on. */
+const RUN_OPTIONS = addQuickStartOptions(new Command()).option("--save-config <f>").options;
+
+/** Why `install-service --watch ... --to ...` is refused: a service runs a config file's jobs. */
+async function configFirst(o: ServiceOptions & QuickStartOptions, config?: string) {
+  const file = resolveConfigPath(o.saveConfig ?? config);
+  const exists = await pathExists(file);
+  const g: Record<string, unknown> = { watch: "DIR", to: "DEST", ...o, saveConfig: file };
+  // As typed (each word quoted for the shell), the file that exists replaced only with --force.
+  const run = ["image-transfer", "run"];
+  for (const opt of RUN_OPTIONS) {
+    for (const v of [g[opt.attributeName()] ?? []].flat()) run.push(opt.long!, pastedWord(`${v}`));
+  }
+  run.push(...(exists ? ["--force", "--once"] : ["--once"]));
+  const install = configCommand(file, "install-service") + (o.user ? " --user" : "") +
+    (o.allowRoot ? " --allow-root" : "");
+  return new UsageError(
+    "install-service takes the jobs of a config file, not --watch/--to/--save-config: write " +
+      `one with \`${
+        run.join(" ")
+      }\` (it sends what is complete now and exits), then \`${install}\`` +
+      (exists ? `; or, to keep ${file} as it is: \`${install}\` alone` : ""),
+  );
 }
 
 async function readIfExists(path: string): Promise<Uint8Array | undefined> {

@@ -645,6 +645,43 @@ Deno.test("install-service refuses a missing or invalid config (exit 2) and writ
     assert.deepEqual(await listFiles(root), []);
   }));
 
+Deno.test("install-service --watch/--to names the run --save-config command that writes the config, then install-service; both work as named", () =>
+  withHome(async ({ home, env }) => {
+    const [watch, dest] = [join(home, "watch"), join(home, "dest")];
+    const file = join(home, ".config", "image-transfer", "config.yaml");
+    const refused = await runCli(["install-service", "--user", "--watch", watch, "--to", dest], {
+      env,
+    });
+    // Before: "unknown option '--watch'" and nothing more.
+    assert.equal(refused.code, 2, refused.stderr);
+    const run = `image-transfer run --watch ${watch} --to ${dest} --save-config ${file} --once`;
+    assert.ok(
+      refused.stderr.includes(
+        "error: install-service takes the jobs of a config file, not --watch/--to/--save-config: " +
+          `write one with \`${run}\` (it sends what is complete now and exits), then ` +
+          "`image-transfer install-service --user`",
+      ),
+      refused.stderr,
+    );
+    assert.deepEqual(await listFiles(home), ["my configs/config.yaml"], "nothing written");
+    // The commands as named: the config is written, and install-service takes it.
+    await Deno.writeTextFile(join(watch, "a.fits"), "frame a");
+    const written = await runCli(run.split(" ").slice(1), { env });
+    assert.equal(written.code, 0, written.stderr);
+    assert.equal(await Deno.readTextFile(join(dest, (await listFiles(dest))[0])), "frame a");
+    const install = await runCli(["install-service", "--user", "--print"], { env });
+    assert.equal(install.code, 0, install.stderr);
+    assert.ok(install.stdout.includes(`run -c ${file}`), install.stdout);
+    // With the file there, replacing it takes --force; keeping it, install-service alone.
+    const again = await runCli(["install-service", "--watch", watch, "--to", dest], { env });
+    assert.equal(again.code, 2, again.stderr);
+    assert.ok(again.stderr.includes(`--save-config ${file} --force --once\``), again.stderr);
+    assert.ok(
+      again.stderr.includes(`; or, to keep ${file} as it is: \`image-transfer install-service\``),
+      again.stderr,
+    );
+  }));
+
 Deno.test("install-service --os for another OS only previews", () =>
   withHome(async ({ config, env }) => {
     const other = Deno.build.os === "darwin" ? "windows" : "darwin";
