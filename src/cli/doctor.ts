@@ -12,7 +12,7 @@
 import { Command } from "commander";
 import { globalOptions } from "./options.ts";
 import { loadConfig } from "../config/load.ts";
-import { resolveConfigPath } from "../config/paths.ts";
+import { configCommand, resolveConfigPath } from "../config/paths.ts";
 import type { Config, JobConfig } from "../config/types.ts";
 import { answerWithin, SHARE_ANSWER_MS, unreadableForNow } from "../config/file_systems.ts";
 import {
@@ -25,7 +25,11 @@ import {
 } from "./quick_start.ts";
 import { UsageError } from "../errors.ts";
 import { pastedWord } from "../shell_words.ts";
-import { templateValueLine, templateValues } from "../config/template_values.ts";
+import {
+  type TemplateValue,
+  templateValueLine,
+  templateValues,
+} from "../config/template_values.ts";
 import { checkBeforeStart } from "../pipeline/start_checks.ts";
 import { createTransport, type ProbeCheck, type Transport } from "../transfer/transport.ts";
 import { Ledger, LEDGER_FILE } from "../ledger/ledger.ts";
@@ -165,11 +169,6 @@ export function doctorCommand(): Command {
       }
       // What `run` would refuse before starting fails here too.
       await checkBeforeStart(config, undefined, (message) => console.log(`WARN  ${message}`));
-      // A job still the template's fails, as `config validate` says.
-      const examples = wantsQuickStart(options) ? [] : templateValues(config);
-      for (const value of examples) {
-        console.log(`FAIL  ${templateValueLine(value, config.jobs.length)}`);
-      }
       const jobs = options.job === undefined
         ? config.jobs
         : config.jobs.filter((job) => job.name === options.job);
@@ -179,6 +178,17 @@ export function doctorCommand(): Command {
             `(jobs: ${config.jobs.map((job) => job.name).join(", ")})`,
         );
       }
+      // A job still the template's fails, as `config validate` says, and is not checked further:
+      // its example folder and server are nobody's, and checks of them would only fail.
+      const examples = (wantsQuickStart(options) ? [] : templateValues(config))
+        .filter((value) => jobs.includes(config.jobs[value.index]));
+      if (examples.length > 0) {
+        console.log(`${config.file} still holds the example values of the template init writes:`);
+      }
+      for (const value of examples) {
+        console.log(`FAIL  ${templateValueLine(value, config.jobs.length)}`);
+      }
+      const checked = jobs.filter((job) => !examples.some((v) => config.jobs[v.index] === job));
       const stateDisk = checkStateDisk(config.state_dir);
       if (stateDisk !== null) {
         console.log(`state_dir ${config.state_dir}`);
@@ -189,15 +199,32 @@ export function doctorCommand(): Command {
       const ledger = Ledger.open(config.state_dir, { readOnly: true });
       let ok: boolean;
       try {
-        ok = await runDoctor(jobs, (line) => console.log(line), ledger, options.watch) &&
+        ok = await runDoctor(checked, (line) => console.log(line), ledger, options.watch) &&
           stateDisk === null;
       } finally {
         ledger?.close();
       }
-      if (!ok || examples.length > 0) {
-        throw new Error("Cannot confirm every job will work: fix the FAIL lines above");
-      }
+      if (examples.length > 0) throw fillIn(config, examples, checked.length > 0 && !ok);
+      if (!ok) throw new Error("Cannot confirm every job will work: fix the FAIL lines above");
     });
+}
+
+/**
+ * The error that ends `doctor` on a config still holding the template's examples: each key to
+ * fill in with its line (`failed`: other checks failed too), and the command to run then.
+ */
+function fillIn(config: Config, examples: TemplateValue[], failed: boolean): Error {
+  const keys = examples.map((value) => {
+    const line = value.place.slice(config.file.length + 1);
+    const key = config.jobs.length > 1 ? `${value.key} of job ${value.job}` : value.key;
+    return line === "" ? key : `${key} at line ${line}`;
+  });
+  const list = keys.length > 1 ? `${keys.slice(0, -1).join(", ")} and ${keys.at(-1)}` : keys[0];
+  return new Error(
+    `Fill in ${list} of ${config.file} (the FAIL lines above say what each takes), then run ` +
+      `\`${configCommand(config.file, "doctor")}\` again` +
+      (failed ? "; fix the other FAIL lines above too" : ""),
+  );
 }
 
 /**

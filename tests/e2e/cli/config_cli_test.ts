@@ -670,7 +670,25 @@ Deno.test("config validate, run, install-service and doctor refuse the untouched
     }
     const doctor = await cli(home, ["-c", file, "doctor"]);
     assert.equal(doctor.code, 1, doctor.stderr);
+    assert.ok(
+      doctor.stdout.startsWith(
+        `${file} still holds the example values of the template init writes:\n`,
+      ),
+      doctor.stdout,
+    );
     for (const text of said) assert.ok(doctor.stdout.includes(`FAIL  ${text}`), doctor.stdout);
+    // Only what to fill in, and where: no check of the example folder and server, which would
+    // fail as if something were broken (before: "watch folder: ... does not exist", "Cannot log
+    // in to processing-server", and "Cannot confirm every job will work").
+    assert.equal(doctor.stdout.match(/FAIL/g)?.length, 3, doctor.stdout);
+    assert.doesNotMatch(doctor.stdout, /^job default|processing-server: cannot|does not exist/m);
+    assert.equal(
+      doctor.stderr,
+      `error: Fill in watch_path at line ${line("watch_path")}, remote_host at line ` +
+        `${line("remote_host")} and remote_base_path at line ${line("remote_base_path")} of ` +
+        `${file} (the FAIL lines above say what each takes), then run ` +
+        `\`image-transfer -c ${file} doctor\` again\n`,
+    );
     // A copy on this machine needs no server: its two example values are still the template's.
     const local = lines.map((text) => text.startsWith("remote_host:") ? "" : text)
       .join("\n").replace(/^# transfer_method: .*$/m, "transfer_method: local");
