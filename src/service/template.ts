@@ -12,8 +12,9 @@
  * them in XML) and keep or drop flagged lines.
  *
  * A line that starts with `{{?flag}}` is kept (without the marker) only when
- * `flags[flag]` is true. Values are inserted as given: escape them for the
- * target format first.
+ * `flags[flag]` is true; one that starts with `{{#}}` is the template's own note (that it is a
+ * template, and how it is filled in) and is left out. Values are inserted as given: escape them
+ * for the target format first.
  *
  * @param template the template text
  * @param values the text for each placeholder name
@@ -28,6 +29,7 @@ export function fillTemplate(
 ): string {
   const lines: string[] = [];
   for (const line of template.split("\n")) {
+    if (line.startsWith("{{#}}")) continue;
     const flagged = /^\{\{\?([A-Za-z_]+)\}\}/.exec(line);
     if (flagged) {
       const flag = flagged[1];

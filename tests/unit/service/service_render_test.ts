@@ -15,7 +15,8 @@ import {
 } from "../../../src/service/systemd.ts";
 import { daemonArgv } from "../../../src/cli/install_service.ts";
 import { isDenoRuntime, RUNTIME_FLAGS } from "../../../src/version.ts";
-import { fillTemplate } from "../../../src/service/template.ts";
+import { fillTemplate, SYSTEMD_UNIT_TEMPLATE } from "../../../src/service/template.ts";
+import { fileURLToPath } from "node:url";
 import { systemdQuote } from "../../../src/service/escape.ts";
 import type { ServiceTarget } from "../../../src/service/plan.ts";
 import type { Config } from "../../../src/config/types.ts";
@@ -131,6 +132,49 @@ Deno.test("systemd system unit with a space, %, $ and unicode in the program pat
     const verified = await verifyUnit(dir, unit, false);
     assert.equal(verified.code, 0, verified.stderr);
     assert.equal(verified.stderr.trim(), "");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("the shipped unit template says it is one, and filled as install-service fills it (system, user, a private or a shared /tmp) passes systemd-analyze verify", async () => {
+  const shipped = await Deno.readTextFile(
+    fileURLToPath(new URL("../../../service/image-transfer.service", import.meta.url)),
+  );
+  // What the release ships is what install-service fills.
+  assert.equal(shipped, SYSTEMD_UNIT_TEMPLATE);
+  // Before: its first lines were the unit's own ("Written by `image-transfer install-service`").
+  assert.match(
+    shipped,
+    /^\{\{#\}\} THE TEMPLATE of the systemd unit that `image-transfer install-service` writes: not a unit\n/,
+  );
+  for (const name of shipped.matchAll(/\{\{\??([A-Za-z_]+)\}\}/g)) {
+    assert.ok(
+      shipped.split("\n").some((line) => line.startsWith("{{#}}") && line.includes(name[0])),
+      `the note names ${name[0]}`,
+    );
+  }
+  const dir = await makeTempDirOutsideTmp("it-unit-");
+  try {
+    const exe = join(dir, "bin", "image-transfer");
+    await makeExecutable(exe);
+    for (const target of [linuxSystem, linuxUser]) {
+      // A config in /tmp makes the system unit share /tmp ({{?sharedTmp}}); elsewhere it has its own.
+      for (const config of [join(dir, "config.yaml"), "/tmp/it-shared/config.yaml"]) {
+        const plan = planSystemdInstall(target, launch([exe, "run", "-c", config]), {
+          update: false,
+        });
+        const written = plan.steps.flatMap((step) => step.kind === "write" ? [step.file] : []);
+        assert.equal(written.length, 1);
+        const unit = String(written[0].contents);
+        assert.doesNotMatch(unit, /\{\{|TEMPLATE/, unit);
+        assert.ok(unit.startsWith("# image-transfer: ship completed instrument files"), unit);
+        assert.ok(unit.includes("# Written by `image-transfer install-service`"), unit);
+        const verified = await verifyUnit(dir, unit, target.scope === "user");
+        assert.equal(verified.code, 0, `${target.scope} ${config}: ${verified.stderr}`);
+        assert.equal(verified.stderr.trim(), "", `${target.scope} ${config}`);
+      }
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -479,6 +523,8 @@ Deno.test("fillTemplate keeps flagged lines, and refuses unknown placeholders", 
   const text = "a={{A}}\n{{?on}}b=1\n{{?off}}c=1\n";
   assert.equal(fillTemplate(text, { A: "x" }, { on: true, off: false }), "a=x\nb=1\n");
   assert.equal(fillTemplate("<a>{{ A }}</a>", { A: "x" }), "<a>x</a>");
+  // The template's own note, naming placeholders and flags, is left out before any is filled.
+  assert.equal(fillTemplate("{{#}} fills {{B}}, keeps {{?x}}\na={{A}}\n", { A: "x" }), "a=x\n");
   assert.throws(() => fillTemplate("{{B}}", {}), /no value for \{\{B\}\}/);
   assert.throws(() => fillTemplate("{{?x}}y", {}), /line flag/);
 });
