@@ -44,7 +44,7 @@ export function nextTry(
   const failing = p.state === "failed", ahead = p.nextAttemptAt > s.now;
   const lead = failing ? "failing; " : "";
   if (s.jobs === null) {
-    return lead + (failing ? "next try at the next start" : "sent at the next start");
+    return lead + (failing ? "next try at the next start" : "retry at the next start");
   }
   const j = s.jobs.find((job) => job.job === p.job) || { job: p.job, state: "" };
   const held = j.held || j.state === "unreachable" || j.state === "full"

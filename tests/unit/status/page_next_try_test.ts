@@ -77,6 +77,6 @@ Deno.test("status says a file's next try in the page's words; with no daemon run
   );
   assert.equal(
     cli({ job: "j", state: "pending", nextAttemptAt: now - 5000 }, null),
-    "sent at the next start",
+    "retry at the next start",
   );
 });
