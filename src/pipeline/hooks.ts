@@ -183,8 +183,10 @@ export class HookRunner {
     if (!drain) this.abort();
     if (removed) this.#leave();
     // The waiting ones start as running ones end: none waits once none runs. Those still running
-    // in the runners this one replaced count too (their outcomes go into the same tally).
-    while (this.#busy() > 0) await Promise.allSettled(this.#allRunning());
+    // in the runners this one replaced count too (their outcomes go into the same tally). Awaited
+    // at least once: the hooks of arrivals recorded right after this call, in the caller's task
+    // (a stop's last ones, `JobExtras.close`), are dropped before the tally, and counted in it.
+    do await Promise.allSettled(this.#allRunning()); while (this.#busy() > 0);
     // Ones still waiting for the ledger stay owed, for the next start; at a reload they wait on in
     // the job's next runner (the job removed: left owed), to run once it can be told.
     if (!reloading && this.#queue.length > 0) this.abort();

@@ -178,8 +178,18 @@ export class JobExtras {
    * replaced by a reload) the hooks and the scheduled commands still running
    * finish in the background instead: returned, for the daemon to end at its stop; `removed`: the
    * reload removed the job (its hooks waiting are left owed: `HookRunner.close`).
+   * `recordWaiting` records the arrivals that waited for the ledger: at a daemon's stop once no
+   * hook starts any more, so theirs stay owed, run at the next start (started, they would be
+   * killed at once, and lost), and before the clean-up ends, which is told of them.
    */
-  async close(reloading = false, removed = false): Promise<FinishingHooks | null> {
+  async close(
+    reloading = false,
+    removed = false,
+    recordWaiting = () => {},
+  ): Promise<FinishingHooks | null> {
+    const { once } = this.#context;
+    const hooksClosed = reloading || once ? null : this.#hooks.close(false);
+    recordWaiting();
     const commands = await this.#schedules.stop(reloading);
     let finishing: FinishingHooks | null = null;
     if (reloading) {
@@ -194,9 +204,9 @@ export class JobExtras {
         },
       };
     } else {
-      await this.#hooks.close(this.#context.once);
+      await (hooksClosed ?? this.#hooks.close(once));
     }
-    await this.#cleaner.close(this.#context.once);
+    await this.#cleaner.close(once);
     return finishing;
   }
 }

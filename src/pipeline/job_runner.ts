@@ -339,9 +339,9 @@ export class JobRunner {
     clearInterval(this.#sweepTimer);
     this.#abort.abort(new Error("stopping"));
     await Promise.allSettled([...this.#batches]);
-    this.#sender.close();
     await intakeClosed;
-    const finishing = await this.#extras.close(reloading, removed);
+    // The arrivals that waited for the ledger are recorded as the hooks stop (see its doc).
+    const finishing = await this.#extras.close(reloading, removed, () => this.#sender.close());
     await this.#transport.close();
     for (const resolve of this.#idleWaiters.splice(0)) resolve();
     return finishing;

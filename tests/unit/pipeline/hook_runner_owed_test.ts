@@ -2,16 +2,21 @@
  * The `on_transfer` hooks a job owes (`ledger/due_hooks.ts`) through the real
  * HookRunner and a real hook script: the ledger's side is a stand-in that
  * takes (or cannot take now) the start of each, or a real ledger's
- * `hooks_due` table.
+ * `hooks_due` table; and through a job's runner that stops.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import { HookRunner, type OwedHooks } from "../../../src/pipeline/hooks.ts";
 import type { HookFacts } from "../../../src/pipeline/hook_facts.ts";
-import { Ledger } from "../../../src/ledger/ledger.ts";
+import { Ledger, LEDGER_FILE } from "../../../src/ledger/ledger.ts";
 import { DueHooks } from "../../../src/ledger/due_hooks.ts";
-import { testJob } from "../../helpers/jobs.ts";
-import { waitFor } from "../../helpers/files.ts";
+import { FileRows } from "../../../src/ledger/file_rows.ts";
+import { JobRunner } from "../../../src/pipeline/job_runner.ts";
+import { LocalTransport } from "../../../src/transfer/local/local.ts";
+import type { TransferItem, TransferOutcome } from "../../../src/transfer/transport.ts";
+import { localTestJob, testJob } from "../../helpers/jobs.ts";
+import { randomBytes, waitFor } from "../../helpers/files.ts";
 import { countingHook } from "../../helpers/sandbox.ts";
 import { captureLogs } from "../../helpers/log_capture.ts";
 
@@ -87,8 +92,8 @@ function ledgerOwed(root: string, ledger: Ledger): { due: DueHooks; owed: OwedHo
   };
 }
 
-/** A hook that waits until `gate` exists, then notes the file; `atOnce` at a time, 4 waiting. */
-async function gatedRunner(root: string, owed: OwedHooks, atOnce = 1) {
+/** A hook that waits until `gate` exists (`open`), then notes the file (`runs`: what it noted). */
+async function gatedHook(root: string) {
   const gate = join(root, "gate");
   const ran = join(root, "ran.log");
   const hook = join(root, "gated.sh");
@@ -98,6 +103,14 @@ async function gatedRunner(root: string, owed: OwedHooks, atOnce = 1) {
       `printf '%s\\n' "$IMAGE_TRANSFER_RELATIVE_PATH" >> '${ran}'\n`,
   );
   await Deno.chmod(hook, 0o755);
+  const runs = async () =>
+    (await Deno.readTextFile(ran).catch(() => "")).split("\n").filter((l) => l !== "").sort();
+  return { hook, open: () => Deno.writeTextFile(gate, ""), runs };
+}
+
+/** A runner of {@linkcode gatedHook}, `atOnce` at a time, 4 waiting. */
+async function gatedRunner(root: string, owed: OwedHooks, atOnce = 1) {
+  const { hook, open, runs } = await gatedHook(root);
   const job = testJob("test", {
     watch_path: join(root, "watch"),
     remote_base_path: join(root, "dest"),
@@ -106,9 +119,7 @@ async function gatedRunner(root: string, owed: OwedHooks, atOnce = 1) {
     max_concurrent_hooks: atOnce,
   });
   const runner = new HookRunner(job, undefined, owed, 4);
-  const runs = async () =>
-    (await Deno.readTextFile(ran).catch(() => "")).split("\n").filter((l) => l !== "").sort();
-  return { runner, open: () => Deno.writeTextFile(gate, ""), runs };
+  return { runner, open, runs };
 }
 
 const NAMES = Array.from({ length: 12 }, (_, i) => `f${String(i).padStart(2, "0")}.fits`);
@@ -218,6 +229,81 @@ Deno.test("a batch recorded while hooks wait in the ledger runs each of its hook
   } finally {
     runner.abort();
     ledger.close();
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+/** The local transport, which takes the ledger's write lock (`lock`) as it is handed a batch. */
+class LockingTransport extends LocalTransport {
+  lock: (() => void) | undefined;
+  override send(items: TransferItem[], signal: AbortSignal): Promise<TransferOutcome[]> {
+    this.lock?.();
+    return super.send(items, signal);
+  }
+}
+
+Deno.test("an arrival the ledger could record only as the daemon stops owes its hook to the next start: not started there and killed at once", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-hook-owed-stop-" });
+  try {
+    const stateDir = join(root, "state");
+    await Deno.mkdir(join(root, "watch"));
+    const { hook, open, runs } = await gatedHook(root);
+    const job = localTestJob(root, { on_transfer: [hook] });
+    // Probed for a minute: only the stop finds the ledger writable again.
+    const ledger = Ledger.open(stateDir, { probeEveryMs: 60_000 });
+    const transport = new LockingTransport(job);
+    const runner = new JobRunner(job, ledger, transport, { once: false, closedForMs: 100 });
+    const other = new DatabaseSync(join(stateDir, LEDGER_FILE));
+    const bytes = randomBytes(100);
+    const logs = await captureLogs();
+    try {
+      await runner.start();
+      // Another holds the ledger's write lock while the file is sent: its arrival cannot be
+      // recorded and waits; then the lock goes, and the daemon stops.
+      transport.lock = () => {
+        transport.lock = undefined;
+        other.exec("BEGIN IMMEDIATE");
+      };
+      await Deno.writeFile(join(job.watch_path, "a.fits"), bytes);
+      await waitFor(() => ledger.problem !== null, 30_000, "the arrival unrecorded");
+      other.exec("ROLLBACK");
+    } finally {
+      other.close();
+      await runner.stop();
+      await logs.stop();
+    }
+    try {
+      assert.equal(FileRows.of(ledger, job).get("a.fits")?.state, "done");
+      // Before, its hook was taken from the ledger as the stop recorded the arrival, then killed.
+      assert.equal(DueHooks.of(FileRows.of(ledger, job)).count(), 1, "its hook is owed");
+    } finally {
+      ledger.close();
+    }
+    const dropped = logs.records.filter((r) =>
+      String(r.rawMessage).includes("not run: {reason}; it runs at the next start")
+    );
+    assert.deepEqual(dropped.map((r) => r.properties.reason), ["stopping"]);
+    const tally = logs.records.find((r) => r.properties.dropped !== undefined);
+    assert.equal(tally?.properties.dropped, 1, "counted in the stop's tally");
+    // The next start runs it, once.
+    await open();
+    const again = Ledger.open(stateDir);
+    const next = new JobRunner(job, again, new LocalTransport(job), {
+      once: false,
+      closedForMs: 100,
+    });
+    try {
+      await next.start();
+      await waitFor(async () => (await runs()).length === 1, 30_000, "the hook owed");
+      assert.deepEqual(await runs(), ["a.fits"]);
+      assert.equal(DueHooks.of(FileRows.of(again, job)).count(), 0);
+      const copy = FileRows.of(again, job).get("a.fits")!.destination;
+      assert.deepEqual(await Deno.readFile(join(job.remote_base_path, copy)), bytes);
+    } finally {
+      await next.stop();
+      again.close();
+    }
+  } finally {
     await Deno.remove(root, { recursive: true });
   }
 });
