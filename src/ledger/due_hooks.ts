@@ -2,7 +2,8 @@
  * The `on_transfer` hooks a job still owes, in the ledger's `hooks_due`
  * table: a file's row goes in with the transaction that records the file as
  * arrived, and out as its hook starts. A daemon stopped or killed before then
- * runs the hook at its next start, so no hook is lost; one cut off while it
+ * runs the hook at its next start, so no hook is lost (one taken as the daemon
+ * stopped, before its program started, is owed again); one cut off while it
  * ran is not run again (its end is in the log), so none runs twice.
  *
  * @module
@@ -30,13 +31,16 @@ export class DueHooks {
     return new DueHooks(rows.ledger, rows.job, rows.target);
   }
 
-  /** Record `hooks` as owed (in the caller's transaction when there is one). */
-  add(hooks: readonly DueHook[]): void {
+  /**
+   * Record `hooks` as owed (in the caller's transaction when there is one); `again`: hooks taken
+   * that did not start, owed again unless another version of the file is owed now.
+   */
+  add(hooks: readonly DueHook[], again = false): void {
     if (hooks.length === 0) return;
     this.ledger.write(() => {
       const stmt = this.ledger.statement(
-        "INSERT OR REPLACE INTO hooks_due (job, target, rel_path, destination, size, mtime_ms, " +
-          "sha256) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        `INSERT OR ${again ? "IGNORE" : "REPLACE"} INTO hooks_due (job, target, rel_path, ` +
+          "destination, size, mtime_ms, sha256) VALUES (?, ?, ?, ?, ?, ?, ?)",
       );
       for (const h of hooks) {
         stmt.run(

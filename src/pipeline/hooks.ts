@@ -38,6 +38,11 @@ export interface OwedHooks {
   list(limit: number): HookFacts[];
   /** How many hooks are owed (@throws when the ledger cannot be read). */
   count(): number;
+  /**
+   * A hook whose start was taken did not start (a stop came first): owed again, unless another
+   * version of its file is owed now (@throws when the ledger cannot be written).
+   */
+  notStarted(facts: HookFacts): void;
 }
 
 /** Counters of one job's hooks. */
@@ -235,6 +240,16 @@ export class HookRunner {
     this.#owedBeyondQueue = this.#owed !== undefined;
   }
 
+  /** Owe again an `on_transfer` hook whose start was taken: whether the ledger keeps it. */
+  #oweAgain(facts: HookFacts): boolean {
+    try {
+      this.#owed?.notStarted(facts);
+      return true;
+    } catch {
+      return false; // Said by the ledger.
+    }
+  }
+
   #owedCount(): number {
     try {
       return this.#owed?.count() ?? 0;
@@ -370,7 +385,8 @@ export class HookRunner {
       }
       const { event, argv, facts, fromLedger } = this.#queue.shift()!;
       if (start === "gone" && fromLedger) continue;
-      const running: Promise<void> = this.#run(event, argv, facts).finally(() => {
+      const taken = start === "taken";
+      const running: Promise<void> = this.#run(event, argv, facts, taken).finally(() => {
         this.#running.delete(running);
         // The newest runner of the job takes the freed slot.
         this.#newest().#next();
@@ -395,7 +411,8 @@ export class HookRunner {
     return [...this.#running, ...(this.#before ? this.#before.#allRunning() : [])];
   }
 
-  async #run(event: HookEvent, argv: string[], facts: HookFacts): Promise<void> {
+  /** Run a hook; `taken`: its start was taken from the ledger (no longer owed). */
+  async #run(event: HookEvent, argv: string[], facts: HookFacts, taken: boolean): Promise<void> {
     const job = this.#job;
     const fields = { event, hook: argv[0], source: facts.source };
     // Checked at start, and again before each run: one removed, replaced or made writable by
@@ -407,6 +424,17 @@ export class HookRunner {
         "Hook on_{event} of job {job} for {source} not run: {problem}; then reload " +
           "the daemon (kill -HUP its pid) or restart it",
         { ...fields, job: job.name, problem },
+      );
+      return;
+    }
+    // The stop came before its program started: not run, and an owed one is owed again.
+    if (this.#stopping.signal.aborted) {
+      this.#stats.dropped++;
+      const again = taken && this.#oweAgain(facts);
+      const reason = `stopping${taken && !again ? " (the ledger could not keep it owed)" : ""}`;
+      this.#log.error(
+        `Hook on_{event} of job {job} for {source} not run: {reason}${again ? later(event) : ""}`,
+        { ...fields, job: job.name, reason },
       );
       return;
     }

@@ -57,6 +57,8 @@ export class JobExtras {
           sha256,
         })),
       count: () => due.count(),
+      notStarted: ({ relPath, destinationPath: destination, size, mtimeMs, sha256 }) =>
+        due.add([{ relPath, destination, size, mtimeMs, sha256 }], true),
     });
     this.#cleaner = new SourceCleaner(job, table.rows, {
       replaces: context.replaces ? context.replaces.#cleaner : null,

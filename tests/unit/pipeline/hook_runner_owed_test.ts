@@ -49,6 +49,7 @@ Deno.test("hooks waiting for the ledger when a reload replaces the job run once 
     started: () => writable ? "taken" : "not now",
     list: () => [],
     count: () => 0,
+    notStarted: () => {},
   };
   const before = new HookRunner(testJob("test", keys), undefined, started);
   let after: HookRunner | undefined;
@@ -88,29 +89,41 @@ function ledgerOwed(root: string, ledger: Ledger): { due: DueHooks; owed: OwedHo
       started: (f) => due.started(f),
       list: (limit) => due.list(limit).map((hook) => facts(root, hook.relPath)),
       count: () => due.count(),
+      notStarted: (f) =>
+        due.add([{ relPath: f.relPath, destination: f.destinationPath, ...VERSION }], true),
     },
   };
 }
 
-/** A hook that waits until `gate` exists (`open`), then notes the file (`runs`: what it noted). */
+/**
+ * A hook that notes the file as it starts (`started`), waits until `gate` exists (`open`), then
+ * notes the file again (`runs`: what it noted then).
+ */
 async function gatedHook(root: string) {
   const gate = join(root, "gate");
+  const began = join(root, "started.log");
   const ran = join(root, "ran.log");
   const hook = join(root, "gated.sh");
   await Deno.writeTextFile(
     hook,
-    `#!/bin/sh\nwhile [ ! -e '${gate}' ]; do sleep 0.05; done\n` +
+    `#!/bin/sh\nprintf '%s\\n' "$IMAGE_TRANSFER_RELATIVE_PATH" >> '${began}'\n` +
+      `while [ ! -e '${gate}' ]; do sleep 0.05; done\n` +
       `printf '%s\\n' "$IMAGE_TRANSFER_RELATIVE_PATH" >> '${ran}'\n`,
   );
   await Deno.chmod(hook, 0o755);
-  const runs = async () =>
-    (await Deno.readTextFile(ran).catch(() => "")).split("\n").filter((l) => l !== "").sort();
-  return { hook, open: () => Deno.writeTextFile(gate, ""), runs };
+  const noted = async (path: string) =>
+    (await Deno.readTextFile(path).catch(() => "")).split("\n").filter((l) => l !== "").sort();
+  return {
+    hook,
+    open: () => Deno.writeTextFile(gate, ""),
+    runs: () => noted(ran),
+    started: () => noted(began),
+  };
 }
 
 /** A runner of {@linkcode gatedHook}, `atOnce` at a time, 4 waiting. */
 async function gatedRunner(root: string, owed: OwedHooks, atOnce = 1) {
-  const { hook, open, runs } = await gatedHook(root);
+  const { hook, open, runs, started } = await gatedHook(root);
   const job = testJob("test", {
     watch_path: join(root, "watch"),
     remote_base_path: join(root, "dest"),
@@ -119,7 +132,7 @@ async function gatedRunner(root: string, owed: OwedHooks, atOnce = 1) {
     max_concurrent_hooks: atOnce,
   });
   const runner = new HookRunner(job, undefined, owed, 4);
-  return { runner, open, runs };
+  return { runner, open, runs, started };
 }
 
 const NAMES = Array.from({ length: 12 }, (_, i) => `f${String(i).padStart(2, "0")}.fits`);
@@ -173,7 +186,9 @@ Deno.test("the hooks the last run owed all run, more than the queue holds; a sto
     const logs = await captureLogs();
     try {
       first.runner.runOwed();
-      await waitFor(() => due.count() === 11, 30_000, "the first hook's start");
+      // Its program started: a stop before that would keep it owed.
+      await waitFor(async () => (await first.started()).length === 1, 30_000, "the first hook");
+      assert.equal(due.count(), 11);
       first.runner.abort();
       await first.runner.close(false);
       // The stop's tally counts those the ledger still owes, also the ones it did not name.
@@ -227,6 +242,35 @@ Deno.test("a batch recorded while hooks wait in the ledger runs each of its hook
     assert.deepEqual(runner.stats, { succeeded: 6, failed: 0, dropped: 0 });
     assert.equal(due.count(), 0);
   } finally {
+    runner.abort();
+    ledger.close();
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("a hook whose start was taken as the daemon stops, before its program started, is owed again for the next start", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-hook-owed-taken-" });
+  const ledger = Ledger.open(join(root, "state"));
+  const { due, owed } = ledgerOwed(root, ledger);
+  const { runner, open, runs } = await gatedRunner(root, owed);
+  const logs = await captureLogs();
+  try {
+    due.add([{ relPath: "a.fits", destination: "20240315/a.fits", ...VERSION }]);
+    runner.arrived(facts(root, "a.fits"));
+    assert.equal(due.count(), 0, "its start taken");
+    // The stop, in the same task: its program has not started yet.
+    await runner.close(false);
+    // Before, it was lost: no longer owed, and never run.
+    assert.equal(due.count(), 1, "owed again");
+    const dropped = logs.records.filter((r) =>
+      String(r.rawMessage).includes("not run: {reason}; it runs at the next start")
+    );
+    assert.deepEqual(dropped.map((r) => r.properties.reason), ["stopping"]);
+    assert.deepEqual(runner.stats, { succeeded: 0, failed: 0, dropped: 1 });
+    await open();
+    assert.deepEqual(await runs(), []);
+  } finally {
+    await logs.stop();
     runner.abort();
     ledger.close();
     await Deno.remove(root, { recursive: true });
