@@ -227,7 +227,11 @@ Deno.test("status: a pause that begins anew while the job recovers from an earli
       async () => (again = await paused())?.state === "destination unreachable",
       LEAST_CEILING_MS,
       "status to say the pause",
-    );
+    ).catch((error) => {
+      // What status said last, and what the daemon did meanwhile, for a failure seen once.
+      const said = `status said ${JSON.stringify(again ?? null)}; the daemon said:\n`;
+      throw new Error(`${error.message}; ${said}${daemon.stderr()}`, { cause: error });
+    });
     assert.ok(Date.parse(again!.since) >= resumedAt, `${again!.since}, the first ${first!.since}`);
     const api = await getJson<{ jobs: Array<{ state: string; since: number }> }>(
       base,
