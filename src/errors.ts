@@ -228,3 +228,22 @@ export function failureScope(error: TransferError): "file" | "connection" | "des
     ? "destination"
     : "file";
 }
+
+/** What `transfer/classify.ts` says of a destination folder the login may not write into. */
+const BASE_REFUSED =
+  /may not write into the destination folder (.*) \(permission denied\), where every file's folder is made: /;
+
+/**
+ * `error` said as one file's failure where it says the login may not write into the destination
+ * folder (see `BaseRefusals` in `pipeline/attempt_outcome.ts`): files go into the folders there (a
+ * night folder made before), this file's cannot be made (a file of another night). `null`: `error`
+ * says something else.
+ */
+export function ownFolderRefused(error: TransferError): TransferError | null {
+  if (!BASE_REFUSED.test(error.message)) return null;
+  const message = error.message.replace(
+    BASE_REFUSED,
+    "may not make this file's folder in the destination folder $1 (permission denied; files whose folder is there arrive): make its folder there, or ",
+  );
+  return new TransferError(message, "retry", { cause: error });
+}

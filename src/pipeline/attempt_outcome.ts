@@ -6,7 +6,12 @@
  *
  * @module
  */
-import { failureScope, isDestinationFull, type TransferError } from "../errors.ts";
+import {
+  failureScope,
+  isDestinationFull,
+  ownFolderRefused,
+  type TransferError,
+} from "../errors.ts";
 import { type FileVersion, sameVersion } from "../watch/file_version.ts";
 import type { Logger } from "../log/logging.ts";
 import type { FailureRecord } from "../ledger/file_rows.ts";
@@ -161,6 +166,35 @@ export function attemptOutcome(attempt: FailedAttempt): AttemptOutcome {
  */
 export function holdsTheJob(error: TransferError): boolean {
   return isDestinationFull(error) || (error.retryable && failureScope(error) !== "file");
+}
+
+/**
+ * Whether a destination folder the login may not write into (`remote_base_path`, where each file's
+ * night folder is made) fails the whole destination or one file. It fails every file alike (the
+ * job pauses, see `destination_pause.ts`) until a file arrives after it refused one: that file's
+ * folder is there (tonight's, made before), so a file whose folder cannot be made (a file of
+ * another night) fails on its own, retrying with its backoff while the others go, as it does on
+ * every later try (a file refused on its own counts attempts; a held one does not). A file not
+ * failing yet, refused with no arrival since the last refusal, is the whole destination's again (a
+ * new night whose folder cannot be made, say).
+ */
+export class BaseRefusals {
+  /** A file arrived since the last refusal. */
+  #took = false;
+
+  /** Files arrived at the destination. */
+  arrived(): void {
+    this.#took = true;
+  }
+
+  /** `error`, failed by a file with `attempts` failed attempts before, as it counts. */
+  of(error: TransferError, attempts: number): TransferError {
+    const own = ownFolderRefused(error);
+    if (own === null) return error;
+    const took = this.#took;
+    this.#took = false;
+    return took || attempts > 0 ? own : error;
+  }
 }
 
 /** Say what a failed attempt of `source` means, at the level it deserves. */

@@ -19,6 +19,7 @@ import { absolutePath, type FileVersion, isGoneError, versionOf } from "../watch
 import {
   afterAttempt,
   attemptOutcome,
+  BaseRefusals,
   logFailure,
   retryDelayMs,
   slowRetryMs,
@@ -108,6 +109,7 @@ export class BatchSender {
   #destinationWasDown = false;
   /** Why batches' files were found at the destination already, said once (then at debug level). */
   #saidFound = new Set<string>();
+  #refusals = new BaseRefusals();
 
   constructor(context: BatchSenderContext) {
     this.#log = jobLogger("pipeline", context.job.name);
@@ -284,6 +286,7 @@ export class BatchSender {
       return false;
     }
     this.#saidDestinationDown = null;
+    this.#refusals.arrived();
     if (this.#destinationWasDown) {
       this.#destinationWasDown = false;
       this.#context.onBack?.();
@@ -342,10 +345,10 @@ export class BatchSender {
   }
 
   async #failed(record: WorkRecord, error: TransferError): Promise<void> {
+    error = this.#refusals.of(error, record.attempts); // Of the destination, or the file's own?
     const { job, table, signal } = this.#context;
     const source = absolutePath(job.watch_path, record.relPath);
-    // A file of a watch folder that cannot be read now (a share whose client died): not looked at
-    // (a share may hang), it waits for the folder under observation, no failure.
+    // Its watch folder unreadable now (a share whose client died, may hang): it waits, no failure.
     const watchProblem = failureScope(error) === "file" && await this.#context.watchProblem?.();
     const current = watchProblem ? null : await sourceNow(source, job, record.version);
     if (signal.aborted) return;

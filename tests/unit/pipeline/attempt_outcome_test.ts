@@ -14,6 +14,7 @@ import {
 import { baseGoneReason } from "../../../src/transfer/classify.ts";
 import {
   attemptOutcome,
+  BaseRefusals,
   type FailedAttempt,
   retryDelayMs,
   slowRetryMs,
@@ -263,6 +264,37 @@ Deno.test("failureScope: a folder made in the destination folder the login may n
   // In the destination folder, but not refused to the login (a file in the way): the file's.
   const blocked = folderError("/data/20240315: Not a directory", true);
   assert.equal(failureScope(blocked), "file", blocked.message);
+});
+
+Deno.test("BaseRefusals: a destination folder the login may not write into is the destination's until a file arrives after a refusal; then a refused file's own, on every later try too", () => {
+  const context = { host: "freya", destination: "obs@freya", port: null };
+  const denied = "mkdir: cannot create directory '/data/20240315': Permission denied";
+  const { kind, reason } = folderFailedReason({ message: denied, inBase: true }, context, "/data");
+  const refused = new TransferError(
+    `Cannot send old.fits to obs@freya:/data/20240315/old.fits: cannot create the folder: ${reason} (${denied})`,
+    kind,
+  );
+  const refusals = new BaseRefusals();
+  // Nothing arrived: every file is refused alike, the job pauses.
+  assert.equal(refusals.of(refused, 0), refused);
+  assert.equal(refusals.of(refused, 0), refused);
+  // Tonight's files arrive (their night folder is there): the next refusal is the file's own.
+  refusals.arrived();
+  const own = refusals.of(refused, 0);
+  assert.equal(failureScope(own), "file", own.message);
+  assert.equal(own.kind, "retry");
+  assert.match(own.message, /may not make this file's folder in the destination folder \/data /);
+  assert.match(own.message, /make its folder there, or fix the owner or permissions/);
+  assert.equal(attemptOutcome(attempt({ error: own })).next.kind, "retry");
+  // Its next try, nothing arrived meanwhile: still its own (it counts attempts, a hold does not).
+  assert.equal(failureScope(refusals.of(refused, 1)), "file");
+  // A new file refused with no arrival since the last refusal (a new night): the destination's.
+  assert.equal(refusals.of(refused, 0), refused);
+  // Any other error is as it is.
+  const other = new TransferError("Cannot send a.fits: connection lost or refused", "retry");
+  refusals.arrived();
+  assert.equal(refusals.of(other, 0), other);
+  assert.equal(failureScope(refusals.of(refused, 0)), "file");
 });
 
 const MIDDLE = () => 0.5; // jitter factor exactly 1.0

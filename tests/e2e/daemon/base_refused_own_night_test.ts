@@ -1,0 +1,86 @@
+/**
+ * A destination folder (`remote_base_path`) the login may not write into, whose night folder for
+ * tonight is there and writable: tonight's files go, and a file of another night (whose night
+ * folder cannot be made there) fails on its own, with its retries, without pausing the job nor
+ * holding tonight's files until a probe. A real daemon sends with scp and rsync to a real sshd
+ * whose login user is not root, so the folder's mode holds.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { nightFolder } from "../../../src/layout/destination.ts";
+import type { JobPause } from "../../../src/ledger/daemon_lock.ts";
+import { runCli, startCli } from "../../helpers/cli.ts";
+import { LEAST_CEILING_MS, listArrived, randomBytes, waitFor } from "../../helpers/files.ts";
+import { sshSandbox, startSshd } from "../../helpers/sshd.ts";
+
+/** Tonight, as far as these files say (their mtime); the old file's night is long gone. */
+const TONIGHT = new Date("2026-01-10T20:00:00Z");
+const OLD_NIGHT = new Date("2024-03-15T20:00:00Z");
+
+for (const method of ["scp", "rsync"] as const) {
+  Deno.test(`${method}: in a destination folder the login may not write into, tonight's files go into their night folder there; a file of another night fails on its own, the job is not paused`, async () => {
+    const sshd = await startSshd();
+    const box = await sshSandbox(sshd, method, {
+      stability_window_seconds: 0.3,
+      night_date_source: "mtime",
+      night_rollover_hour: 12,
+      night_timezone: "UTC",
+      // Its own failure: retried once soon, then given up (tried again after an hour).
+      retry_attempts: 1,
+      retry_delay_seconds: 0.5,
+      retry_max_delay_seconds: 3600,
+      rescan_interval_seconds: 0,
+    });
+    const night = nightFolder(TONIGHT, 12, "UTC");
+    assert.notEqual(nightFolder(OLD_NIGHT, 12, "UTC"), night);
+    await Deno.mkdir(join(box.remote, night));
+    await Deno.chown(join(box.remote, night), sshd.uid, null);
+    await Deno.chmod(box.remote, 0o555);
+    const outside = join(box.root, "outside");
+    await Deno.mkdir(outside);
+    const sent = new Map<string, Uint8Array>();
+    /** Write `name` with `mtime` beside the watch folder, then move it in whole. */
+    const drop = async (name: string, mtime: Date) => {
+      const bytes = randomBytes(2000 + sent.size);
+      await Deno.writeFile(join(outside, name), bytes);
+      await Deno.utime(join(outside, name), mtime, mtime);
+      await Deno.rename(join(outside, name), join(box.watch, name));
+      return bytes;
+    };
+    const arrived = async (count: number, what: string) =>
+      await waitFor(
+        async () => (await listArrived(box.remote)).length === count,
+        LEAST_CEILING_MS,
+        what,
+      );
+    const daemon = startCli(["run", "-c", box.config], { env: box.env });
+    try {
+      await daemon.waitForOutput("Watching");
+      sent.set("first.fits", await drop("first.fits", TONIGHT));
+      await arrived(1, "tonight's first file to arrive");
+      await drop("old.fits", OLD_NIGHT);
+      for (const name of ["a.fits", "b.fits", "c.fits"]) sent.set(name, await drop(name, TONIGHT));
+      await arrived(sent.size, "tonight's files to arrive");
+      // The old file: its own failure, retried once, then given up; said as its own, once.
+      await daemon.waitForOutput(/Failed to transfer \S*old\.fits: .*this file's folder/);
+      for (const name of ["d.fits", "e.fits"]) sent.set(name, await drop(name, TONIGHT));
+      await arrived(sent.size, "the files written after it to arrive");
+      for (const [name, bytes] of sent) {
+        assert.deepEqual(await Deno.readFile(join(box.remote, night, name)), bytes, name);
+      }
+      const log = daemon.stderr();
+      assert.doesNotMatch(log, /takes no file|pauses/, log);
+      assert.match(log, /Attempt 1 of \S*old\.fits failed: .*may not make this file's folder/);
+      assert.equal(log.split(/Failed to transfer \S*old\.fits/).length - 1, 1, log);
+      const out = await runCli(["status", "--json", "-c", box.config], { env: box.env });
+      assert.equal(out.code, 0, out.stderr);
+      const paused = JSON.parse(out.stdout).daemon.paused?.default as JobPause | undefined;
+      assert.equal(paused, undefined);
+    } finally {
+      await daemon.stop();
+      await Deno.chmod(box.remote, 0o755).catch(() => {});
+      await sshd.stop();
+      await Deno.remove(box.root, { recursive: true });
+    }
+  });
+}
