@@ -231,7 +231,7 @@ export function failureScope(error: TransferError): "file" | "connection" | "des
 
 /** What `transfer/classify.ts` says of a destination folder the login may not write into. */
 const BASE_REFUSED =
-  /may not write into the destination folder (.*) \(permission denied\), where every file's folder is made: /;
+  /may not write into the destination folder (.*) \(([^)]*)\), where every file's folder is made: /;
 
 /**
  * `error` said as one file's failure where it says the login may not write into the destination
@@ -243,7 +243,7 @@ export function ownFolderRefused(error: TransferError): TransferError | null {
   if (!BASE_REFUSED.test(error.message)) return null;
   const message = error.message.replace(
     BASE_REFUSED,
-    "may not make this file's folder in the destination folder $1 (permission denied; files whose folder is there arrive): make its folder there, or ",
+    "may not make this file's folder in the destination folder $1 ($2; files whose folder is there arrive): make its folder there, or ",
   );
   return new TransferError(message, "retry", { cause: error });
 }

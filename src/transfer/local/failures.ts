@@ -4,13 +4,14 @@
  * `EPERM: operation not permitted, open '...'`, about the hidden temporary
  * file) turned into what is wrong with which destination folder and what to
  * do, with how the file is retried: a full or read-only destination holds the
- * job until it takes files again, a folder that cannot be written waits for a
+ * job until it takes files again, as does the base path that cannot be written (every file's
+ * folder is made there), a folder below it that cannot be written waits for a
  * fix (the file is tried again slowly), a file in the way of a folder is
  * retried.
  *
  * @module
  */
-import { basename, dirname } from "node:path";
+import { basename, dirname, resolve } from "node:path";
 import { guardedPathReason, TransferError } from "../../errors.ts";
 import type { TransferItem } from "../transport.ts";
 
@@ -61,12 +62,15 @@ function plainly(reason: string, folder?: string): { words: string; made?: strin
 
 /**
  * Classify a local copy error; `folder` is the file's destination folder, named in what is said
- * of a destination that cannot be written.
+ * of a destination that cannot be written. Where that is the base path `base` itself (a night
+ * folder made there, a file copied into it) it is every file's (see `ownFolderRefused` in
+ * `errors.ts`): the job waits for it, in the words `failureScope` takes for the whole destination.
  */
 export function toTransferError(
   item: TransferItem,
   error: unknown,
   folder?: string,
+  base?: string,
 ): TransferError {
   if (error instanceof TransferError) {
     if (error.message.startsWith("Cannot send ") || error.message.startsWith("Verification")) {
@@ -113,6 +117,17 @@ export function toTransferError(
     }
   }
   if (error instanceof Deno.errors.PermissionDenied || code === "EACCES" || code === "EPERM") {
+    const inBase = base !== undefined &&
+      resolve(said.made ? dirname(said.made) : said.in ?? "/") ===
+        resolve(base);
+    if (inBase) {
+      return fail(
+        `the user the daemon runs as may not write into the destination folder ${base} ` +
+          `(${said.words}), where every file's folder is made: give that user write permission ` +
+          "there (or lift an immutable attribute: chattr -i), or change remote_base_path",
+        "retry-later",
+      );
+    }
     const what = said.made
       ? `the folder ${said.made} cannot be made in ${dirname(said.made)}`
       : `nothing can be written${where}`;

@@ -184,7 +184,7 @@ export class LocalTransport implements Transport {
       try {
         return await this.#putPart(item, finalPath, signal);
       } catch (error) {
-        throw toTransferError(item, error, dirname(finalPath));
+        throw toTransferError(item, error, dirname(finalPath), this.#job.remote_base_path);
       }
     })();
     const settled = sending.catch(() => {});
@@ -216,7 +216,8 @@ export class LocalTransport implements Transport {
     const on = answers.on.bind(answers);
     const fail = (delivery: LocalDelivery, error: unknown, signal: AbortSignal) => {
       if (signal.aborted) throw signal.reason;
-      delivery.error = toTransferError(delivery.item, error, dirname(delivery.finalPath));
+      const where = dirname(delivery.finalPath);
+      delivery.error = toTransferError(delivery.item, error, where, this.#job.remote_base_path);
     };
     return {
       place: (item) => {
