@@ -117,6 +117,37 @@ export function hostJobOwner(job: JobConfig): string {
   return uploadOwner([host, job.watch_path, job.remote_base_path]);
 }
 
+/**
+ * Seconds at least that nothing was written in a leftover of the earlier naming before it is
+ * swept (see {@linkcode jobOwners}).
+ */
+const IDLE_HOUR_S = 3600;
+
+/** The ids in the names of a job's temporary files and upload folders (see {@linkcode jobOwners}). */
+export interface JobOwners {
+  /** This install's ({@linkcode jobOwner}): its leftovers are swept as any of its own. */
+  owner: string;
+  /**
+   * The earlier naming's ({@linkcode hostJobOwner}), shared by every daemon under this host name:
+   * its leftovers are swept only once nothing was written in them for `idleSeconds` (`null`: the
+   * same naming, no ledger).
+   */
+  earlier: { owner: string; idleSeconds: number } | null;
+}
+
+/**
+ * The ids of the daemon running `job` with the ledger `facts` (`null`: none, a dry run): its own,
+ * by this install's {@linkcode senderId}, and the earlier one by the host name, whose leftovers
+ * may be another daemon's under the same host name: swept once idle for an hour and three
+ * transfer timeouts (a copy under way writes at least that often, or is stopped).
+ */
+export function jobOwners(job: JobConfig, facts: FactStore | null): JobOwners {
+  const owner = jobOwner(job, senderId(facts));
+  const earlier = hostJobOwner(job);
+  const idleSeconds = Math.max(IDLE_HOUR_S, 3 * job.transfer_timeout_seconds + 60);
+  return { owner, earlier: earlier === owner ? null : { owner: earlier, idleSeconds } };
+}
+
 /** The ledger key of {@linkcode senderId}. */
 const SENDER_KEY = "sender_id";
 

@@ -11,7 +11,7 @@ import { answerWithin, type FolderFileSystem } from "../../config/file_systems.t
 import type { JobConfig } from "../../config/types.ts";
 import { baseGoneReason } from "../classify.ts";
 import { freeSpaceCheck, localDiskSpace } from "../../config/free_space.ts";
-import { isOwnTempName, isOwnTempNameFor, randomPart } from "../temp_name.ts";
+import { isOwnTempName, isOwnTempNameFor, type JobOwners, randomPart } from "../temp_name.ts";
 import type { ProbeCheck, TransferOutcome } from "../transport.ts";
 import { CopyVanished } from "./renamed.ts";
 
@@ -166,7 +166,9 @@ async function kindAt(path: string): Promise<"folder" | "other" | null> {
  * Remove the temporary files `owner` left in `folder` (an interrupted run)
  * whose last write is older than `keepMs` (all of them when it is 0: such
  * copies are not resumed), except those in `inUse`; with `ofFile`, only the
- * copies of that file (a final name), whatever their age. Links are removed,
+ * copies of that file (a final name), whatever their age; without, also those of the
+ * `earlier` naming (`JobOwners.earlier`) nothing was written in for its `idleSeconds` (one
+ * written since may be another daemon's under the same host name). Links are removed,
  * never followed; errors are ignored (a later sweep or the user will see to
  * them).
  *
@@ -178,15 +180,28 @@ export async function sweepLocalLeftovers(
   inUse: ReadonlySet<string>,
   keepMs = 0,
   ofFile?: string,
+  earlier: JobOwners["earlier"] = null,
 ): Promise<string[]> {
   const kept: string[] = [];
   const ours = (name: string) =>
     ofFile === undefined ? isOwnTempName(name, owner) : isOwnTempNameFor(name, ofFile, owner);
+  const earlierIdle = async (name: string, path: string) => {
+    if (ofFile !== undefined || earlier === null || !isOwnTempName(name, earlier.owner)) {
+      return false;
+    }
+    const info = await Deno.lstat(path).catch(() => null);
+    return info !== null && Date.now() - (info.mtime?.getTime() ?? Date.now()) >
+        earlier.idleSeconds * 1000;
+  };
   try {
     for await (const entry of Deno.readDir(folder)) {
-      if (entry.isDirectory || !ours(entry.name)) continue;
+      if (entry.isDirectory) continue;
       const path = join(folder, entry.name);
       if (inUse.has(path)) continue;
+      if (!ours(entry.name)) {
+        if (await earlierIdle(entry.name, path)) await Deno.remove(path).catch(() => {});
+        continue;
+      }
       if (keepMs > 0 && ofFile === undefined) {
         const info = await Deno.lstat(path).catch(() => null);
         const writtenAt = info?.mtime?.getTime() ?? 0;

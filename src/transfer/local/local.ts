@@ -39,7 +39,7 @@ import {
   openSource,
   unchanged,
 } from "../source.ts";
-import { jobOwner, tempNameFor } from "../temp_name.ts";
+import { jobOwners, tempNameFor } from "../temp_name.ts";
 import { Throttle } from "../throttle.ts";
 import type {
   PartSent,
@@ -56,8 +56,6 @@ export class LocalTransport implements Transport {
   readonly maxBatchFiles = 64;
   readonly maxBatchBytes = 64 * 1024 * 1024;
   #job: JobConfig;
-  /** Tells this daemon's temporary files apart (see `uploadOwner`). */
-  #owner: string;
   /** The temporary copies: new, continued, released, swept. */
   #copies: LocalTempCopies;
   /** Parts of growing files being sent, by final path: a copy of the same file waits for them. */
@@ -81,8 +79,7 @@ export class LocalTransport implements Transport {
     this.#arrivedOn = new FolderFileSystem(job.remote_base_path, ledger, "arrived");
     const limit = bandwidthLimit(job);
     this.throttle = limit === null ? null : new Throttle(limit);
-    this.#owner = jobOwner(job);
-    this.#copies = new LocalTempCopies(job, this.#owner);
+    this.#copies = new LocalTempCopies(job, jobOwners(job, ledger));
   }
 
   deliveredBefore(): void {
@@ -222,7 +219,7 @@ export class LocalTransport implements Transport {
     return {
       place: (item) => {
         const finalPath = this.describeTarget(item.destination);
-        const tempName = tempNameFor(basename(finalPath), this.#owner);
+        const tempName = tempNameFor(basename(finalPath), this.#copies.owner);
         return { finalPath, tempPath: join(dirname(finalPath), tempName) };
       },
       track: (delivery) => ({ ...delivery, target: null, written: null, keep: false }),
@@ -385,7 +382,7 @@ export class LocalTransport implements Transport {
       index: 0,
       item,
       finalPath,
-      tempPath: join(dirname(finalPath), tempNameFor(basename(finalPath), this.#owner)),
+      tempPath: join(dirname(finalPath), tempNameFor(basename(finalPath), this.#copies.owner)),
       error: null,
       source: null,
       sha256: null,

@@ -31,7 +31,7 @@ import { sweepLocalLeftovers } from "./folders.ts";
 import { CopyVanished } from "./renamed.ts";
 import { giveChunk, type OpenSource, takeChunk } from "../source.ts";
 import { Buffer } from "node:buffer";
-import { isOwnTempNameFor } from "../temp_name.ts";
+import { isOwnTempNameFor, type JobOwners } from "../temp_name.ts";
 import { setImmediate } from "node:timers";
 
 /** `open` on a thread of its own. */
@@ -64,7 +64,9 @@ export interface LocalDelivery extends Delivery {
 export class LocalTempCopies {
   #job: JobConfig;
   /** Tells this daemon's temporary files apart (see `uploadOwner`). */
-  #owner: string;
+  readonly owner: string;
+  /** The earlier naming's leftovers, swept once idle (see `JobOwners.earlier`). */
+  #earlier: JobOwners["earlier"];
   /** Destination folders already swept of this daemon's leftovers, and their sweeps. */
   #swept = new Map<string, Promise<void>>();
   /** By folder: names of this daemon's copies there that may be continued. */
@@ -73,9 +75,10 @@ export class LocalTempCopies {
   #inUse = new Set<string>();
   #log = logger("transfer");
 
-  constructor(job: JobConfig, owner: string) {
+  constructor(job: JobConfig, { owner, earlier }: JobOwners) {
     this.#job = job;
-    this.#owner = owner;
+    this.owner = owner;
+    this.#earlier = earlier;
   }
 
   /**
@@ -99,7 +102,7 @@ export class LocalTempCopies {
     const earlier = keepMs === 0 || candidates === undefined ? null : await takeEarlierCopy(
       folder,
       basename(delivery.finalPath),
-      this.#owner,
+      this.owner,
       keepMs,
       this.#inUse,
       candidates,
@@ -146,7 +149,7 @@ export class LocalTempCopies {
     for (
       const copy of this.keepMs > 0 ? this.#resumable.get(dirname(delivery.finalPath)) ?? [] : []
     ) {
-      if (isOwnTempNameFor(copy, name, this.#owner)) return false;
+      if (isOwnTempNameFor(copy, name, this.owner)) return false;
     }
     this.#inUse.add(delivery.tempPath);
     return true;
@@ -198,11 +201,19 @@ export class LocalTempCopies {
   sweep(folder: string): Promise<void> {
     let sweep = this.#swept.get(folder);
     if (sweep === undefined) {
-      sweep = sweepLocalLeftovers(folder, this.#owner, this.#inUse, this.keepMs).then((kept) => {
-        const known = this.#resumable.get(folder) ?? new Set();
-        for (const name of kept) known.add(name);
-        this.#resumable.set(folder, known);
-      });
+      sweep = sweepLocalLeftovers(
+        folder,
+        this.owner,
+        this.#inUse,
+        this.keepMs,
+        undefined,
+        this.#earlier,
+      )
+        .then((kept) => {
+          const known = this.#resumable.get(folder) ?? new Set();
+          for (const name of kept) known.add(name);
+          this.#resumable.set(folder, known);
+        });
       this.#swept.set(folder, sweep);
     }
     return sweep;
@@ -212,10 +223,10 @@ export class LocalTempCopies {
   async drop(finalPath: string): Promise<void> {
     const folder = dirname(finalPath);
     const name = basename(finalPath);
-    await sweepLocalLeftovers(folder, this.#owner, this.#inUse, 0, name);
+    await sweepLocalLeftovers(folder, this.owner, this.#inUse, 0, name);
     const known = this.#resumable.get(folder);
     for (const copy of known ?? []) {
-      if (isOwnTempNameFor(copy, name, this.#owner)) known!.delete(copy);
+      if (isOwnTempNameFor(copy, name, this.owner)) known!.delete(copy);
     }
   }
 

@@ -29,7 +29,7 @@ import { byUploadFolder, type SshDelivery, type SshMethod } from "./method.ts";
 import { SshSession } from "./connection.ts";
 import { endpointFromJob, remoteJoin } from "./endpoint.ts";
 import { remoteBasePath } from "../../config/destination_folder.ts";
-import { hostJobOwner, jobOwner, senderId, uploadFolderPrefix } from "../temp_name.ts";
+import { jobOwners, uploadFolderPrefix } from "../temp_name.ts";
 import { TEMP_SUFFIX } from "../../layout/destination.ts";
 import { LimitedCalls } from "../throttle.ts";
 import type {
@@ -44,12 +44,6 @@ import { RemoteBase } from "./remote_folders.ts";
 import type { FactStore } from "../../config/file_systems.ts";
 import { buildScript, call } from "./remote_script.ts";
 import { parseRemoteDiskSpace, probeSshDestination, remoteDiskSpaceScript } from "./probe.ts";
-
-/**
- * Seconds at least that nothing was written in an upload folder of the earlier naming before it
- * is swept (see {@linkcode SshMethod.earlier}).
- */
-const IDLE_HOUR_S = 3600;
 
 /** Base class of the SSH transports: subclasses implement {@linkcode SshTransport.upload}. */
 export abstract class SshTransport implements Transport, SshMethod {
@@ -102,13 +96,10 @@ export abstract class SshTransport implements Transport, SshMethod {
       fromTo,
     };
     this.timeoutMs = job.transfer_timeout_seconds * 1000;
-    this.owner = jobOwner(job, senderId(facts));
-    const earlier = hostJobOwner(job);
-    // A batch under way writes at least this often, or is stopped (see transfer_timeout_seconds).
-    const idleSeconds = Math.max(IDLE_HOUR_S, 3 * job.transfer_timeout_seconds + 60);
-    this.earlier = earlier === this.owner
-      ? null
-      : { prefix: uploadFolderPrefix(earlier), idleSeconds };
+    const { owner, earlier } = jobOwners(job, facts);
+    this.owner = owner;
+    this.earlier = earlier &&
+      { prefix: uploadFolderPrefix(earlier.owner), idleSeconds: earlier.idleSeconds };
     this.limitedCalls = new LimitedCalls(bandwidthLimit(job));
   }
 
