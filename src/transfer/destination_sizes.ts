@@ -36,6 +36,19 @@ export function localDestinationSizes(
   return localAnswers(base, destinations, (_path, info) => Promise.resolve(info.size));
 }
 
+/** Size and mtime (whole seconds) of `destinations` (relative to `base`) on this machine. */
+export function localDestinationVersions(
+  base: string,
+  destinations: string[],
+): Promise<Map<string, DestinationVersion | null>> {
+  return localAnswers(base, destinations, (_path, info) =>
+    Promise.resolve(
+      info.mtime === null
+        ? null
+        : { size: info.size, mtimeS: Math.floor(info.mtime.getTime() / 1000) },
+    ));
+}
+
 /** SHA-256 of `destinations` (relative to `base`) on this machine; `null` where no regular file is. */
 export function localDestinationSha256(
   base: string,

@@ -27,6 +27,7 @@ import { type DestinationCalls, destinationCalls, syncFolder } from "./copy.ts";
 import { toTransferError } from "./failures.ts";
 import { verifyOpenCopy, whereSupported } from "./copy.ts";
 import { localDestinationSha256, localDestinationSizes } from "../destination_sizes.ts";
+import { localDestinationVersions } from "../destination_sizes.ts";
 import { type DiskSpace, localDiskSpace } from "../../config/free_space.ts";
 import { type MadeFolders, makeLocalFolders, probeLocalDestination } from "./folders.ts";
 import { vanishedAsBaseGone } from "./folders.ts";
@@ -97,6 +98,11 @@ export class LocalTransport implements Transport {
   /** See `Transport.destinationSizes`; rejects when the destination does not answer in time. */
   destinationSizes(paths: string[], stop?: AbortSignal): Promise<Map<string, number | null>> {
     return this.#answered(() => localDestinationSizes(this.#job.remote_base_path, paths), stop);
+  }
+
+  /** See `Transport.destinationVersions`; rejects when the destination does not answer in time. */
+  destinationVersions(paths: string[], stop?: AbortSignal) {
+    return this.#answered(() => localDestinationVersions(this.#job.remote_base_path, paths), stop);
   }
 
   /** See `Transport.destinationSha256`; rejects when the destination does not answer in time. */
