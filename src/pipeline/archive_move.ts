@@ -14,7 +14,7 @@
  */
 import { dirname, join } from "node:path";
 import { besideEarlier, TEMP_SUFFIX } from "../layout/destination.ts";
-import { randomPart } from "../transfer/temp_name.ts";
+import { type JobOwners, randomPart } from "../transfer/temp_name.ts";
 import type { FileVersion } from "../watch/file_version.ts";
 
 /**
@@ -46,7 +46,7 @@ export type MoveResult = { archive: string } | { archive: null; changed: string 
 
 /**
  * What the name of every unfinished archive copy of `owner` (a
- * `jobOwner` id) starts with: `.archiving-<owner>-`, then a random part and
+ * `jobOwners` id) starts with: `.archiving-<owner>-`, then a random part and
  * `.image-transfer-partial`.
  */
 export function archiveCopyPrefix(owner: string): string {
@@ -59,18 +59,22 @@ const writing = new Set<string>();
 /**
  * Moves one job's sources into its archive. Unfinished copies are named for
  * the job ({@linkcode archiveCopyPrefix}); those a crash left in a folder are
- * removed when the first move into that folder since the start begins, and no
- * other file there is ever touched.
+ * removed when the first move into that folder since the start begins (those of the earlier
+ * naming, by host name, only once nothing was written in them for long: one written since may be
+ * another daemon's under the same host name), and no other file there is ever touched.
  */
 export class ArchiveMover {
   #prefix: string;
+  #earlier: { prefix: string; idleMs: number } | null;
   #removed: (path: string) => void;
   /** Folders looked through for leftovers since the start. */
   #swept = new Set<string>();
 
-  /** `owner`: the job's `jobOwner` id; `removed` is told each leftover removed. */
-  constructor(owner: string, removed: (path: string) => void) {
+  /** `owners`: the job's ids (`jobOwners`); `removed` is told each leftover removed. */
+  constructor({ owner, earlier }: JobOwners, removed: (path: string) => void) {
     this.#prefix = archiveCopyPrefix(owner);
+    this.#earlier = earlier &&
+      { prefix: archiveCopyPrefix(earlier.owner), idleMs: earlier.idleSeconds * 1000 };
     this.#removed = removed;
   }
 
@@ -111,18 +115,26 @@ export class ArchiveMover {
     const entries = await Array.fromAsync(Deno.readDir(folder)).catch(() => []);
     for (const entry of entries) {
       // Only regular files of exactly the names this job makes (a link is not one).
-      if (!entry.isFile || !this.#isOwnCopy(entry.name)) continue;
+      if (!entry.isFile) continue;
       const path = join(folder, entry.name);
       if (writing.has(path)) continue;
+      if (!isCopyOf(entry.name, this.#prefix)) {
+        const earlier = this.#earlier;
+        if (earlier === null || !isCopyOf(entry.name, earlier.prefix)) continue;
+        const info = await Deno.lstat(path).catch(() => null);
+        const idleMs = Date.now() - (info?.mtime?.getTime() ?? Date.now());
+        if (!info?.isFile || idleMs <= earlier.idleMs) continue;
+      }
       await Deno.remove(path).then(() => this.#removed(path), () => {});
     }
   }
+}
 
-  #isOwnCopy(name: string): boolean {
-    if (!name.startsWith(this.#prefix) || !name.endsWith(TEMP_SUFFIX)) return false;
-    // The random part, as randomPart() makes it.
-    return /^[0-9a-f]{24}$/.test(name.slice(this.#prefix.length, -TEMP_SUFFIX.length));
-  }
+/** Whether `name` is an unfinished archive copy's whose name starts with `prefix`. */
+function isCopyOf(name: string, prefix: string): boolean {
+  if (!name.startsWith(prefix) || !name.endsWith(TEMP_SUFFIX)) return false;
+  // The random part, as randomPart() makes it.
+  return /^[0-9a-f]{24}$/.test(name.slice(prefix.length, -TEMP_SUFFIX.length));
 }
 
 async function copyThenRemove(

@@ -13,7 +13,7 @@ import type { JobConfig } from "../config/types.ts";
 import type { FileRows } from "../ledger/file_rows.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
 import { absolutePath, type FileVersion, sameVersion, versionOf } from "../watch/file_version.ts";
-import { jobOwner } from "../transfer/temp_name.ts";
+import { jobOwners } from "../transfer/temp_name.ts";
 import { ArchiveMover } from "./archive_move.ts";
 
 /** How often sources kept for `keep_days` are looked at. */
@@ -114,7 +114,7 @@ export class SourceCleaner {
     this.#log = jobLogger("cleanup", job.name);
     this.#job = job;
     this.#table = table;
-    this.#mover = new ArchiveMover(jobOwner(job), (path) => {
+    this.#mover = new ArchiveMover(jobOwners(job, facts), (path) => {
       this.#log.info("Removed {path}: a copy left unfinished by an interrupted move", { path });
     });
   }
