@@ -23,7 +23,7 @@ import {
   uploadError,
   withSource,
 } from "./remote.ts";
-import { uploadFolderName } from "../temp_name.ts";
+import { type JobOwners, uploadFolderName } from "../temp_name.ts";
 import type { Throttle } from "../throttle.ts";
 import { uploadDelivery } from "./upload.ts";
 import { folderRefused } from "./space_probe.ts";
@@ -36,8 +36,8 @@ const MAX_FOLDERS_LEFT = 1000;
 /** What the steps of a batch use of their transport (see `FtpTransport`). */
 export interface FtpBatch {
   job: JobConfig;
-  /** The job's part of temporary names (see `temp_name.ts`). */
-  owner: string;
+  /** The job's parts of temporary names, its own and the earlier (see `temp_name.ts`). */
+  owners: JobOwners;
   pool: FtpPool;
   /** Paces all uploads together at `bandwidth_limit` (none without one). */
   throttle: Throttle | null;
@@ -100,7 +100,7 @@ export function batchSteps(
     // Once a batch: the folder may have changed since this connection knew it.
     if (!upload.made) await recheckFolder(peer, base, folder);
     await ensureFolders(peer, base, folder, batch.makesBase);
-    await sweepLeftovers(peer, folder, batch.owner, batch.inUse);
+    await sweepLeftovers(peer, folder, batch.owners, batch.inUse);
     if (upload.made) return;
     // MKD fails on any name that exists: nothing planted there is written through.
     const made = await peer.connection.client.sendIgnoringError(`MKD ${upload.path}`);
@@ -167,7 +167,7 @@ export function batchSteps(
       const folder = parentOf(finalPath);
       let upload = uploadFolders.get(folder);
       if (upload === undefined) {
-        upload = { path: joinRemote(folder, uploadFolderName(batch.owner)), made: false };
+        upload = { path: joinRemote(folder, uploadFolderName(batch.owners.owner)), made: false };
         uploadFolders.set(folder, upload);
         batch.inUse.add(upload.path);
       }

@@ -30,7 +30,8 @@ import {
   uploadError,
   withSource,
 } from "./remote.ts";
-import { jobOwner } from "../temp_name.ts";
+import { type JobOwners, jobOwners } from "../temp_name.ts";
+import type { FactStore } from "../../config/file_systems.ts";
 import { Throttle } from "../throttle.ts";
 import { sendKeepingOthers } from "../keep_others.ts";
 import { HashingCounter } from "./upload.ts";
@@ -51,7 +52,8 @@ export class FtpTransport implements Transport {
     return this.#pool.loginLimit ?? undefined;
   }
   #job: JobConfig;
-  #owner: string;
+  /** Its parts of temporary names (see `temp_name.ts`). */
+  #owners: JobOwners;
   /** Connections kept open and reused from one batch to the next. */
   #pool: FtpPool;
   /** Upload folders of batches under way (never swept). */
@@ -79,14 +81,17 @@ export class FtpTransport implements Transport {
   readonly #stalls = new UploadStalls();
 
   /**
-   * `options`: how long a command waits for its reply (`no_answer.ts`), and how long a connection
-   * may stay idle and be reused without a `NOOP` (`pool.ts`).
+   * `options`: how long a command waits for its reply (`no_answer.ts`), how long a connection
+   * may stay idle and be reused without a `NOOP` (`pool.ts`), where this install's id is kept.
    */
-  constructor(job: JobConfig, options: { replyWaitMs?: number; noopAfterIdleMs?: number } = {}) {
+  constructor(
+    job: JobConfig,
+    options: { replyWaitMs?: number; noopAfterIdleMs?: number; facts?: FactStore | null } = {},
+  ) {
     this.#job = job;
     const limit = bandwidthLimit(job);
     this.throttle = limit === null ? null : new Throttle(limit);
-    this.#owner = jobOwner(job);
+    this.#owners = jobOwners(job, options.facts ?? null);
     this.#pool = new FtpPool(job, options.replyWaitMs, options.noopAfterIdleMs);
   }
 
@@ -177,7 +182,7 @@ export class FtpTransport implements Transport {
     await this.#sweepLeft(link.peer);
     const batch = {
       job: this.#job,
-      owner: this.#owner,
+      owners: this.#owners,
       pool: this.#pool,
       throttle: this.throttle,
       stalls: this.#stalls,
@@ -291,7 +296,7 @@ export class FtpTransport implements Transport {
       const all = new Set([...folders, ...dropped.map((d) => parentOf(joinRemote(base, d)))]);
       for (const folder of all) {
         peer.swept.delete(folder);
-        await sweepLeftovers(peer, folder, this.#owner, this.#inUse);
+        await sweepLeftovers(peer, folder, this.#owners, this.#inUse);
       }
     } catch {
       // Left to the next batch into the folder.
@@ -309,7 +314,7 @@ export class FtpTransport implements Transport {
     for (const folder of [...this.#leftIn]) {
       peer.swept.delete(folder);
       // Kept for later where the connection broke meanwhile.
-      await sweepLeftovers(peer, folder, this.#owner, this.#inUse)
+      await sweepLeftovers(peer, folder, this.#owners, this.#inUse)
         .then(() => this.#leftIn.delete(folder), () => {});
     }
   }
