@@ -39,6 +39,7 @@ import { FtpPool } from "./pool.ts";
 import { absentByListing, askEach } from "./absent.ts";
 import { UploadStalls } from "./no_answer.ts";
 import type { ProbeCheck, TransferItem, TransferOutcome, Transport } from "../transport.ts";
+import type { DestinationVersion } from "../destination_sizes.ts";
 
 /** How long closing may spend removing the upload folders stopped batches left. */
 const LEFTOVER_SWEEP_MS = 5_000;
@@ -204,6 +205,27 @@ export class FtpTransport implements Transport {
     options: { mostlyThere?: boolean } = {},
   ): Promise<Map<string, number | null>> {
     return this.#alone((link) => this.#sizes(link, destinations, signal, options.mostlyThere));
+  }
+
+  /**
+   * See `Transport.destinationVersions`: `SIZE` and `MDTM` of each file (`null` for all where the
+   * server gives no `MDTM`: nothing there is then taken for a copy of an earlier version).
+   */
+  destinationVersions(
+    destinations: string[],
+    signal: AbortSignal,
+  ): Promise<Map<string, DestinationVersion | null>> {
+    const version = async (peer: FtpPeer, path: string) => {
+      if (!peer.connection.features.mdtm) return null;
+      const size = await peer.connection.client.size(path);
+      const mtimeMs = (await peer.connection.client.lastMod(path)).getTime();
+      return Number.isNaN(mtimeMs) ? null : { size, mtimeS: Math.floor(mtimeMs / 1000) };
+    };
+    return this.#alone((link) =>
+      this.#pool.use(link, signal, (peer) => {
+        return askEach(peer, this.#base(peer), destinations, signal, version);
+      })
+    );
   }
 
   /** SHA-256 of delivered files by `HASH` or `XSHA256`, or read back where neither is offered. */
