@@ -202,20 +202,16 @@ export class HookRunner {
     // A runner that replaced this one goes on with the tally, and says it.
     if (this.#after) return;
     // Those the ledger holds beyond the queue were not named: they are counted here.
-    const owed = this.#owedBeyondQueue ? this.#owedCount() : 0;
+    const owed = this.#owedBeyondQueue ? this.#askOwed((owed) => owed.count(), 0) : 0;
     if (succeeded + failed + dropped + owed === 0) return;
+    const when = this.#removed
+      ? "when a job of this name sends to its destination again"
+      : "at the next start";
     const message = "Hooks of job {job}: {succeeded} done, {failed} failed, {dropped} not run" +
-      (owed > 0 ? `; {owed} on_transfer hook(s) owed in all, run ${this.#whenOwedRun()}` : "");
+      (owed > 0 ? `; {owed} on_transfer hook(s) owed in all, run ${when}` : "");
     const fields = { succeeded, failed, dropped, owed };
     if (failed + dropped + owed > 0) this.#log.warn(message, fields);
     else this.#log.info(message, fields);
-  }
-
-  /** When the hooks owed in the ledger run. */
-  #whenOwedRun(): string {
-    return this.#removed
-      ? "when a job of this name sends to its destination again"
-      : "at the next start";
   }
 
   /**
@@ -227,35 +223,30 @@ export class HookRunner {
     this.#removed = true;
     clearTimeout(this.#startAgain);
     for (const { event, facts } of this.#queue.splice(0)) {
-      if (event === "transfer" && this.#owed) continue;
-      this.#stats.dropped++;
-      this.#log.error(
-        "Hook on_{event} of job {job} for {source} not run: a reload removed the job",
-        {
-          event,
-          source: facts.source,
-        },
-      );
+      if (event !== "transfer" || !this.#owed) {
+        this.#notRun(event, facts, "a reload removed the job");
+      }
     }
     this.#owedBeyondQueue = this.#owed !== undefined;
   }
 
-  /** Owe again an `on_transfer` hook whose start was taken: whether the ledger keeps it. */
-  #oweAgain(facts: HookFacts): boolean {
+  /** What `ask` of the ledger's owed hooks answers, or `otherwise` where it cannot (it says why). */
+  #askOwed<T>(ask: (owed: OwedHooks) => T, otherwise: T): T {
     try {
-      this.#owed?.notStarted(facts);
-      return true;
+      return this.#owed ? ask(this.#owed) : otherwise;
     } catch {
-      return false; // Said by the ledger.
+      return otherwise;
     }
   }
 
-  #owedCount(): number {
-    try {
-      return this.#owed?.count() ?? 0;
-    } catch {
-      return 0; // Said by the ledger.
-    }
+  /** Count and name a hook that is not run, with why, and `then`: what follows (when it runs). */
+  #notRun(event: HookEvent, facts: HookFacts, reason: string, then = ""): void {
+    this.#stats.dropped++;
+    this.#log.error(`Hook on_{event} of job {job} for {source} not run: {reason}${then}`, {
+      event,
+      source: facts.source,
+      reason,
+    });
   }
 
   /**
@@ -265,14 +256,7 @@ export class HookRunner {
   abort(): void {
     clearTimeout(this.#startAgain);
     for (const { event, facts } of this.#queue.splice(0)) {
-      this.#stats.dropped++;
-      this.#log.error(
-        `Hook on_{event} of job {job} for {source} not run: stopping${later(event)}`,
-        {
-          event,
-          source: facts.source,
-        },
-      );
+      this.#notRun(event, facts, "stopping", later(event));
     }
     this.#stopping.abort();
     this.#aborted.resolve();
@@ -294,15 +278,8 @@ export class HookRunner {
       return;
     }
     if (this.#closed || this.#queue.length >= this.#queueLimit) {
-      this.#stats.dropped++;
-      this.#log.error(
-        `Hook on_{event} of job {job} for {source} not run: {reason}${later(event)}`,
-        {
-          event,
-          source: facts.source,
-          reason: this.#closed ? "stopping" : `${this.#queueLimit} hooks are already waiting`,
-        },
-      );
+      const reason = this.#closed ? "stopping" : `${this.#queueLimit} hooks are already waiting`;
+      this.#notRun(event, facts, reason, later(event));
       return;
     }
     // Taken from the ledger already (the same version recorded again): one run.
@@ -419,23 +396,17 @@ export class HookRunner {
     // others since is not run.
     const problem = await programProblem(argv[0]);
     if (problem !== undefined) {
-      this.#stats.dropped++;
-      this.#log.error(
-        "Hook on_{event} of job {job} for {source} not run: {problem}; then reload " +
-          "the daemon (kill -HUP its pid) or restart it",
-        { ...fields, job: job.name, problem },
-      );
-      return;
+      const then = "; then reload the daemon (kill -HUP its pid) or restart it";
+      return this.#notRun(event, facts, problem, then);
     }
     // The stop came before its program started: not run, and an owed one is owed again.
     if (this.#stopping.signal.aborted) {
-      this.#stats.dropped++;
-      const again = taken && this.#oweAgain(facts);
+      const again = taken && this.#askOwed((owed) => {
+        owed.notStarted(facts);
+        return true;
+      }, false);
       const reason = `stopping${taken && !again ? " (the ledger could not keep it owed)" : ""}`;
-      this.#log.error(
-        `Hook on_{event} of job {job} for {source} not run: {reason}${again ? later(event) : ""}`,
-        { ...fields, job: job.name, reason },
-      );
+      this.#notRun(event, facts, reason, again ? later(event) : "");
       return;
     }
     const result = await runCaptured(argv, hookEnvironment(job, event, facts), {

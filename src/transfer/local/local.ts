@@ -33,13 +33,8 @@ import { type MadeFolders, makeLocalFolders, probeLocalDestination } from "./fol
 import { vanishedAsBaseGone } from "./folders.ts";
 import type { Ledger } from "../../ledger/ledger.ts";
 import { closeWriter, type LocalDelivery, LocalTempCopies } from "./temp_copies.ts";
-import {
-  closeSource,
-  deliveredPermissions,
-  inspectOpenSource,
-  openSource,
-  unchanged,
-} from "../source.ts";
+import { closeSource, deliveredPermissions, inspectOpenSource } from "../source.ts";
+import { openSource, unchanged } from "../source.ts";
 import { jobOwners, tempNameFor } from "../temp_name.ts";
 import { Throttle } from "../throttle.ts";
 import type {
