@@ -267,6 +267,9 @@ Deno.test("a wall clock stepped ahead over a pause time: the pause is said once,
   const daemon = startCli(["run", "-v", "-c", box.config], { env: clock.env });
   try {
     await daemon.waitForOutput("Watching", 120_000);
+    // The schedules' timers are set (they are said after `Watching`): a step before then leaves
+    // no pause time behind it to fire late, only the step's own line.
+    await daemon.waitForOutput(/Schedule 1 of job default: resume at/, 120_000);
     assert.doesNotMatch(daemon.stderr(), /inside a pause window/);
     await clock.step("+600s");
     await daemon.waitForOutput(/The wall clock was stepped 60\d s/, 120_000);

@@ -495,7 +495,9 @@ Deno.test("JobRunner once: a missing watch folder is an error that names it", as
 
 Deno.test("JobRunner watching: files written after start are sent; stop is clean", async () => {
   await withRoot(async (root, stateDir) => {
-    const job = localTestJob(root, { stability_window_seconds: 0.4 });
+    // The slow file's writer pauses 150 ms between pieces: a window well beyond that, so that a
+    // busy machine's late timers do not make it look complete between two pieces.
+    const job = localTestJob(root, { stability_window_seconds: 3 });
     const ledger = Ledger.open(stateDir);
     const transport = new CountingTransport(job);
     const runner = new JobRunner(job, ledger, transport, { once: false, closedForMs: 100 });
