@@ -17,6 +17,8 @@ import {
   type Transport,
 } from "../../src/transfer/transport.ts";
 import { jobOwner } from "../../src/transfer/temp_name.ts";
+import { Ledger } from "../../src/ledger/ledger.ts";
+import { randomBytes } from "./files.ts";
 import { startSshd, type TestSshd } from "./sshd.ts";
 import { startVsftpd, type TestVsftpd } from "./vsftpd.ts";
 import { mountCorruptingView, unmountBindfs } from "./bindfs.ts";
@@ -296,4 +298,43 @@ export async function makeItem(
 export async function itemFor(source: string, destination: string): Promise<TransferItem> {
   const info = await Deno.stat(source);
   return { source, destination, size: info.size, mtimeMs: info.mtime!.getTime() };
+}
+
+/**
+ * One install of the daemon sending `job` (acquisition PCs cloned from one image): its own ledger
+ * under `root/pc/state` and runtime folder `root/pc/run`, and its transport.
+ */
+export async function openInstall(
+  job: JobConfig,
+  root: string,
+  pc: string,
+): Promise<{ ledger: Ledger; transport: Transport }> {
+  const runtime = join(root, pc, "run");
+  await Deno.mkdir(runtime, { recursive: true });
+  const ledger = Ledger.open(join(root, pc, "state"));
+  return { ledger, transport: createTransport(job, runtime, ledger) };
+}
+
+/**
+ * Make upload folder `name` in `night` holding a file, owned by `owner` (the server's login), with
+ * `mode`, its file and itself written `at` (`null`: now).
+ */
+export async function plantUploadFolder(
+  night: string,
+  name: string,
+  at: Date | null,
+  owner: { uid: number; gid: number },
+  mode: number,
+): Promise<string> {
+  const folder = join(night, name);
+  await Deno.mkdir(folder, { recursive: true, mode });
+  await Deno.chmod(folder, mode);
+  const file = join(folder, "frame.fits");
+  await Deno.writeFile(file, randomBytes(2048));
+  for (const path of [night, folder, file]) await Deno.chown(path, owner.uid, owner.gid);
+  if (at !== null) {
+    await Deno.utime(file, at, at);
+    await Deno.utime(folder, at, at);
+  }
+  return folder;
 }

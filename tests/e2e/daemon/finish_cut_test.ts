@@ -22,7 +22,7 @@ import {
   writeConfig,
 } from "../../helpers/files.ts";
 import { freePort } from "../../helpers/net.ts";
-import { sshSandbox, startSshd } from "../../helpers/sshd.ts";
+import { sshSandbox, startSshd, type TestSshd } from "../../helpers/sshd.ts";
 
 const NIGHT = new Date("2024-07-01T20:00:00Z"); // -> 20240701
 
@@ -58,6 +58,28 @@ async function cuttingServer(hang = false) {
   };
 }
 
+/** The sandbox's scp job written again with retries due at once (for the start after a kill). */
+async function retryAtOnce(
+  config: string,
+  sshd: TestSshd,
+  watch: string,
+  remote: string,
+  keys: Record<string, unknown>,
+): Promise<void> {
+  await writeConfig(config, {
+    watch_path: watch,
+    transfer_method: "scp",
+    ...sshd.configKeys(),
+    remote_base_path: remote,
+    night_timezone: "UTC",
+    state_dir: join(dirname(config), "state"),
+    log_file: "",
+    ...keys,
+    retry_delay_seconds: 0.5,
+    retry_max_delay_seconds: 1,
+  });
+}
+
 Deno.test("daemon (scp): a copy renamed into place by a call cut off after the rename, the daemon killed before its next attempt, is this job's arrival after the restart, with its hook", async () => {
   const server = await cuttingServer();
   try {
@@ -82,18 +104,7 @@ Deno.test("daemon (scp): a copy renamed into place by a call cut off after the r
     assert.equal(await Deno.stat(server.cut).catch(() => null), null, "the call was cut off");
     assert.equal(await sha256OfFile(join(remote, "20240701/a.fits")), sha256Of(bytes));
     // Started again with retries due at once: the file's next attempt comes now.
-    await writeConfig(config, {
-      watch_path: watch,
-      transfer_method: "scp",
-      ...server.sshd.configKeys(),
-      remote_base_path: remote,
-      night_timezone: "UTC",
-      state_dir: join(dirname(config), "state"),
-      log_file: "",
-      ...keys,
-      retry_delay_seconds: 0.5,
-      retry_max_delay_seconds: 1,
-    });
+    await retryAtOnce(config, server.sshd, watch, remote, keys);
     const second = startCli(["run", "-c", config], { env });
     try {
       await second.waitForOutput(/Successfully transferred \S*a\.fits|put there by another/);
@@ -143,18 +154,7 @@ for (const hang of [false, true]) {
       await Deno.writeFile(source, rewritten);
       const later = new Date(NIGHT.getTime() + 60_000);
       await Deno.utime(source, later, later);
-      await writeConfig(config, {
-        watch_path: watch,
-        transfer_method: "scp",
-        ...server.sshd.configKeys(),
-        remote_base_path: remote,
-        night_timezone: "UTC",
-        state_dir: join(dirname(config), "state"),
-        log_file: "",
-        ...keys,
-        retry_delay_seconds: 0.5,
-        retry_max_delay_seconds: 1,
-      });
+      await retryAtOnce(config, server.sshd, watch, remote, keys);
       const second = startCli(["run", "-c", config], { env });
       try {
         await second.waitForOutput(/Successfully transferred \S*a\.fits/);

@@ -7,8 +7,6 @@
  */
 import assert from "node:assert/strict";
 import { basename, join } from "node:path";
-import { Ledger } from "../../../src/ledger/ledger.ts";
-import { createTransport } from "../../../src/transfer/transport.ts";
 import {
   hostJobOwner,
   jobOwner,
@@ -16,29 +14,14 @@ import {
   uploadFolderName,
 } from "../../../src/transfer/temp_name.ts";
 import { listFiles, listFolders, randomBytes, sha256OfFile } from "../../helpers/files.ts";
-import { makeItem } from "../../helpers/transports.ts";
+import { makeItem, openInstall, plantUploadFolder } from "../../helpers/transports.ts";
 import { type TestVsftpd, withVsftpdAndRoot } from "../../helpers/vsftpd.ts";
 
 const never = new AbortController().signal;
 
-/** Make upload folder `name` in `night` holding a file, the FTP login's, written `at`. */
-async function uploadFolder(
-  server: TestVsftpd,
-  night: string,
-  name: string,
-  at: Date | null,
-): Promise<string> {
-  const folder = join(night, name);
-  await Deno.mkdir(folder, { recursive: true, mode: 0o755 });
-  const file = join(folder, "frame.fits");
-  await Deno.writeFile(file, randomBytes(2048));
-  for (const path of [night, folder, file]) await Deno.chown(path, server.uid, server.gid);
-  if (at !== null) {
-    await Deno.utime(file, at, at);
-    await Deno.utime(folder, at, at);
-  }
-  return folder;
-}
+/** An upload folder of the FTP login's (see `plantUploadFolder`). */
+const uploadFolder = (server: TestVsftpd, night: string, name: string, at: Date | null) =>
+  plantUploadFolder(night, name, at, server, 0o755);
 
 Deno.test("ftp: two daemons with one watch folder path and one destination folder never sweep each other's upload folders; their own and the earlier naming's idle ones are swept", async () => {
   await withVsftpdAndRoot({}, "itx-ftp-owner-", async ({ server, root }) => {
@@ -51,12 +34,9 @@ Deno.test("ftp: two daemons with one watch folder path and one destination folde
       watch_path: "/data/cam",
       resume_partial_hours: 0,
     });
-    const open = (pc: string) => {
-      const ledger = Ledger.open(join(root, pc, "state"));
-      return { ledger, transport: createTransport(job, join(root, pc), ledger) };
-    };
-    const one = open("one");
-    const two = open("two");
+    const open = (pc: string) => openInstall(job, root, pc);
+    const one = await open("one");
+    const two = await open("two");
     try {
       const ownerOne = jobOwner(job, senderId(one.ledger));
       const ownerTwo = jobOwner(job, senderId(two.ledger));
@@ -73,7 +53,7 @@ Deno.test("ftp: two daemons with one watch folder path and one destination folde
       await one.transport.close();
       one.ledger.close();
       const ownLeft = await uploadFolder(server, night, uploadFolderName(ownerOne), null);
-      Object.assign(one, open("one"));
+      Object.assign(one, await open("one"));
       assert.equal(jobOwner(job, senderId(one.ledger)), ownerOne, "same owner after a restart");
 
       const item = await makeItem(src, "20240401/a.fits", randomBytes(4096));

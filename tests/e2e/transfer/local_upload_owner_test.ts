@@ -7,12 +7,10 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { Ledger } from "../../../src/ledger/ledger.ts";
-import { createTransport } from "../../../src/transfer/transport.ts";
 import { hostJobOwner, jobOwner, senderId, tempNameFor } from "../../../src/transfer/temp_name.ts";
 import { listFiles, randomBytes, sha256OfFile } from "../../helpers/files.ts";
 import { transportTestJob } from "../../helpers/jobs.ts";
-import { makeItem } from "../../helpers/transports.ts";
+import { makeItem, openInstall } from "../../helpers/transports.ts";
 
 const never = new AbortController().signal;
 
@@ -29,12 +27,9 @@ Deno.test("local: two daemons with one watch folder path and one destination fol
       watch_path: "/data/cam",
       resume_partial_hours: 0,
     });
-    const open = (pc: string) => {
-      const ledger = Ledger.open(join(root, pc, "state"));
-      return { ledger, transport: createTransport(job, join(root, pc), ledger) };
-    };
-    const one = open("one");
-    const two = open("two");
+    const open = (pc: string) => openInstall(job, root, pc);
+    const one = await open("one");
+    const two = await open("two");
     const night = join(dst, "20240401");
     await Deno.mkdir(night, { recursive: true });
     const copy = async (name: string, at: Date | null) => {
@@ -57,7 +52,7 @@ Deno.test("local: two daemons with one watch folder path and one destination fol
       await one.transport.close();
       one.ledger.close();
       const ownLeft = await copy(tempNameFor("e.fits", ownerOne), null);
-      Object.assign(one, open("one"));
+      Object.assign(one, await open("one"));
       assert.equal(jobOwner(job, senderId(one.ledger)), ownerOne, "same owner after a restart");
 
       const a = await makeItem(src, "20240401/a.fits", randomBytes(4096));

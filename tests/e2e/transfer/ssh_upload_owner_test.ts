@@ -7,12 +7,11 @@
  */
 import assert from "node:assert/strict";
 import { basename, join } from "node:path";
-import { Ledger } from "../../../src/ledger/ledger.ts";
-import { createTransport, type Transport } from "../../../src/transfer/transport.ts";
+import type { Transport } from "../../../src/transfer/transport.ts";
 import { uploadFolderName, uploadOwner } from "../../../src/transfer/temp_name.ts";
 import { listFiles, listFolders, randomBytes, sha256OfFile } from "../../helpers/files.ts";
 import { startSshd, type TestSshd } from "../../helpers/sshd.ts";
-import { makeItem } from "../../helpers/transports.ts";
+import { makeItem, openInstall, plantUploadFolder } from "../../helpers/transports.ts";
 
 const never = new AbortController().signal;
 
@@ -21,25 +20,9 @@ function ownerOf(transport: Transport): string {
   return (transport as unknown as { owner: string }).owner;
 }
 
-/** Make a private upload folder `name` in `night` holding `file`, the sshd account's, written `at`. */
-async function uploadFolder(
-  sshd: TestSshd,
-  night: string,
-  name: string,
-  at: Date | null,
-): Promise<string> {
-  const folder = join(night, name);
-  await Deno.mkdir(folder, { recursive: true, mode: 0o700 });
-  await Deno.chmod(folder, 0o700);
-  const file = join(folder, "frame.fits");
-  await Deno.writeFile(file, randomBytes(2048));
-  for (const path of [night, folder, file]) await Deno.chown(path, sshd.uid, sshd.gid);
-  if (at !== null) {
-    await Deno.utime(file, at, at);
-    await Deno.utime(folder, at, at);
-  }
-  return folder;
-}
+/** A private upload folder of the sshd account's (see `plantUploadFolder`). */
+const uploadFolder = (sshd: TestSshd, night: string, name: string, at: Date | null) =>
+  plantUploadFolder(night, name, at, sshd, 0o700);
 
 Deno.test("scp and rsync: two daemons with one watch folder path and one destination folder never sweep each other's upload folders; their own and the earlier naming's idle ones are swept", async (t) => {
   const sshd = await startSshd();
@@ -57,12 +40,7 @@ Deno.test("scp and rsync: two daemons with one watch folder path and one destina
           watch_path: "/data/cam",
           resume_partial_hours: 0,
         });
-        const open = async (pc: string) => {
-          const runtime = join(root, method, pc, "run");
-          await Deno.mkdir(runtime, { recursive: true });
-          const ledger = Ledger.open(join(root, method, pc, "state"));
-          return { ledger, transport: createTransport(job, runtime, ledger) };
-        };
+        const open = (pc: string) => openInstall(job, join(root, method), pc);
         const one = await open("one");
         const two = await open("two");
         try {
