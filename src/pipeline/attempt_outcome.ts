@@ -181,20 +181,39 @@ export function holdsTheJob(error: TransferError): boolean {
 export class BaseRefusals {
   /** A file arrived since the last refusal. */
   #took = false;
+  /**
+   * The batch and the refusal (what it says of the folders) last said as a file's own: the other
+   * files of that batch refused alike were refused by the same folder, at the same time (one
+   * refusal, a night of old files), and are their own too.
+   */
+  #lastOwn: { batch: object; refusal: string } | null = null;
 
   /** Files arrived at the destination. */
   arrived(): void {
     this.#took = true;
   }
 
-  /** `error`, failed by a file with `attempts` failed attempts before, as it counts. */
-  of(error: TransferError, attempts: number): TransferError {
+  /**
+   * `error`, failed by a file with `attempts` failed attempts before, in `batch` (the files sent
+   * together), as it counts.
+   */
+  of(error: TransferError, attempts: number, batch: object = {}): TransferError {
     const own = ownFolderRefused(error);
     if (own === null) return error;
+    const refusal = refusalWords(error);
+    const last = this.#lastOwn;
+    const sameRefusal = last !== null && last.batch === batch && last.refusal === refusal;
     const took = this.#took;
     this.#took = false;
-    return took || attempts > 0 ? own : error;
+    if (!took && !sameRefusal && attempts === 0) return error;
+    if (took) this.#lastOwn = { batch, refusal };
+    return own;
   }
+}
+
+/** What a refusal says of the destination folder and the folder it refused, not of the file. */
+function refusalWords({ message }: TransferError): string {
+  return /may not write into the destination folder .*/s.exec(message)?.[0] ?? message;
 }
 
 /** Say what a failed attempt of `source` means, at the level it deserves. */

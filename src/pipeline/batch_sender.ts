@@ -223,7 +223,7 @@ export class BatchSender {
       if (!this.#record(arrivals)) {
         for (const arrival of arrivals) waiting.add(arrival.record.relPath);
       }
-      for (const [record, error] of failures) await this.#failed(record, error);
+      for (const [record, error] of failures) await this.#failed(record, error, batch);
     } catch (error) {
       if (signal.aborted) return sent;
       this.#log.error("Sending a batch failed: {error}; its files are retried", {
@@ -344,8 +344,8 @@ export class BatchSender {
     }
   }
 
-  async #failed(record: WorkRecord, error: TransferError): Promise<void> {
-    error = this.#refusals.of(error, record.attempts); // Of the destination, or the file's own?
+  async #failed(record: WorkRecord, error: TransferError, batch: object): Promise<void> {
+    error = this.#refusals.of(error, record.attempts, batch); // The destination's, or its own?
     const { job, table, signal } = this.#context;
     const source = absolutePath(job.watch_path, record.relPath);
     // Its watch folder unreadable now (a share whose client died, may hang): it waits, no failure.

@@ -297,6 +297,26 @@ Deno.test("BaseRefusals: a destination folder the login may not write into is th
   assert.equal(failureScope(refusals.of(refused, 0)), "file");
 });
 
+Deno.test("BaseRefusals: the files of one batch refused by one folder together, after a file arrived, are each their own; a later batch's, nothing arrived since, the destination's", () => {
+  const context = { host: "freya", destination: "obs@freya", port: null };
+  const denied = "mkdir: cannot create directory '/data/20240315': Permission denied";
+  const { kind, reason } = folderFailedReason({ message: denied, inBase: true }, context, "/data");
+  const refusal = (name: string) =>
+    new TransferError(
+      `Cannot send ${name} to obs@freya:/data/20240315/${name}: cannot create the folder: ${reason} (${denied})`,
+      kind,
+    );
+  const refusals = new BaseRefusals();
+  refusals.arrived();
+  const batch = {};
+  for (const name of ["old.fits", "old2.fits", "old3.fits"]) {
+    assert.equal(failureScope(refusals.of(refusal(name), 0, batch)), "file", name);
+  }
+  // Another batch's new file, nothing arrived since (a new night): the destination's.
+  const later = refusal("old4.fits");
+  assert.equal(refusals.of(later, 0, {}), later);
+});
+
 const MIDDLE = () => 0.5; // jitter factor exactly 1.0
 
 Deno.test("retryDelayMs: doubles with each attempt from the base delay", () => {
