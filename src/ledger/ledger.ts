@@ -150,6 +150,11 @@ export class Ledger {
     return ledger;
   }
 
+  /** The folder the ledger is in (`state_dir`). */
+  get stateDir(): string {
+    return dirname(this.path);
+  }
+
   /** Why the ledger cannot be written now, or `null` when it can. */
   get problem(): LedgerProblem | null {
     return this.#problem;

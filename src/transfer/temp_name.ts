@@ -11,6 +11,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
+import { join } from "node:path";
 import type { FactStore } from "../config/file_systems.ts";
 import type { JobConfig } from "../config/types.ts";
 import { destinationIdentity } from "../ledger/destination_identity.ts";
@@ -92,7 +93,7 @@ export function uploadOwner(parts: string[]): string {
 /**
  * The {@linkcode uploadOwner} id of the daemon running `job`: by its watch folder and destination,
  * not its name, so a job renamed in the config continues its own copies. `sender` is this
- * install's own id ({@linkcode senderId}, kept in its ledger): two daemons sending from the same
+ * install's own id ({@linkcode senderId}, kept in its state_dir): two daemons sending from the same
  * watch folder path to the same folder (two acquisition PCs cloned from one image, under one host
  * name) never take each other's upload folders for leftovers. Without it (no ledger: a dry run, a
  * test), the id of the earlier naming, by this machine's host name ({@linkcode hostJobOwner}).
@@ -148,24 +149,69 @@ export function jobOwners(job: JobConfig, facts: FactStore | null): JobOwners {
   return { owner, earlier: earlier === owner ? null : { owner: earlier, idleSeconds } };
 }
 
-/** The ledger key of {@linkcode senderId}. */
+/** The file in `state_dir` that keeps {@linkcode senderId} (beside the ledger, not in it). */
+export const SENDER_ID_FILE = "sender_id";
+
+/** The ledger key that kept {@linkcode senderId} before it had its own file (read once). */
 const SENDER_KEY = "sender_id";
 
+const SENDER_ID = /^[0-9a-f]{24}$/;
+
 /**
- * This install's own id (random, made once and kept in `facts`, its ledger), which tells its
- * temporary names apart from those of any other daemon; `null` where it cannot be kept (then
- * {@linkcode jobOwner} falls back to the host name's id, the same at each start).
+ * This install's own id (random, made once), which tells its temporary names apart from those of
+ * any other daemon; `null` where it cannot be kept (then {@linkcode jobOwner} falls back to the
+ * host name's id, the same at each start). It is kept in its own file {@linkcode SENDER_ID_FILE}
+ * in `facts`' folder (the ledger's `state_dir`), which a damaged ledger set aside, or a lost one,
+ * leaves: the new ledger goes on with the same id, so the install still sweeps and resumes what it
+ * left at the destinations. An id an older version kept in the ledger is taken over once.
  */
 export function senderId(facts: FactStore | null): string | null {
-  if (facts === null) return null;
+  if (facts?.stateDir === undefined) return null;
+  const path = join(facts.stateDir, SENDER_ID_FILE);
+  const kept = readSenderId(path);
+  if (kept !== null) return kept;
+  let known: string | null = null;
   try {
-    const known = facts.meta(SENDER_KEY);
-    if (known !== null && /^[0-9a-f]{24}$/.test(known)) return known;
-    const made = randomPart();
-    facts.setMeta(SENDER_KEY, made);
-    return facts.meta(SENDER_KEY) === made ? made : null;
+    known = facts.meta(SENDER_KEY);
+  } catch { /* unreadable: made anew */ }
+  if (known !== null && !SENDER_ID.test(known)) known = null;
+  if (facts.readOnly) return known;
+  try {
+    writeAtomically(path, `${known ?? randomPart()}\n`);
+  } catch {
+    return known; // An unwritable state_dir: the ledger's id, else the host name's.
+  }
+  return readSenderId(path);
+}
+
+/** The id in the file at `path`, or `null` (none, unreadable, or not an id). */
+function readSenderId(path: string): string | null {
+  try {
+    const text = Deno.readTextFileSync(path).trim();
+    return SENDER_ID.test(text) ? text : null;
   } catch {
     return null;
+  }
+}
+
+/** Write `text` to `path` whole or not at all: a new file beside it, synced, renamed over it. */
+function writeAtomically(path: string, text: string): void {
+  const temp = `${path}.${randomPart()}.tmp`;
+  try {
+    const file = Deno.openSync(temp, { write: true, createNew: true, mode: 0o600 });
+    try {
+      let left = new TextEncoder().encode(text);
+      while (left.length > 0) left = left.subarray(file.writeSync(left));
+      file.syncSync();
+    } finally {
+      file.close();
+    }
+    Deno.renameSync(temp, path);
+  } catch (error) {
+    try {
+      Deno.removeSync(temp);
+    } catch { /* not made */ }
+    throw error;
   }
 }
 

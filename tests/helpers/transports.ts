@@ -316,6 +316,18 @@ export async function openInstall(
 }
 
 /**
+ * Overwrite the ledger in `stateDir` (and its journal) with random bytes: the next
+ * `Ledger.open` sets it aside as damaged and starts a new one. (An install's is
+ * `root/pc/state`, see {@linkcode openInstall}.)
+ */
+export function damageLedger(stateDir: string): void {
+  for (const entry of Deno.readDirSync(stateDir)) {
+    if (!entry.name.startsWith("ledger")) continue;
+    Deno.writeFileSync(join(stateDir, entry.name), randomBytes(4096));
+  }
+}
+
+/**
  * Make upload folder `name` in `night` holding a file, owned by `owner` (the server's login), with
  * `mode`, its file and itself written `at` (`null`: now).
  */

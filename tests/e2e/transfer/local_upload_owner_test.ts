@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { hostJobOwner, jobOwner, senderId, tempNameFor } from "../../../src/transfer/temp_name.ts";
 import { listFiles, randomBytes, sha256OfFile } from "../../helpers/files.ts";
 import { transportTestJob } from "../../helpers/jobs.ts";
-import { makeItem, openInstall } from "../../helpers/transports.ts";
+import { damageLedger, makeItem, openInstall } from "../../helpers/transports.ts";
 
 const never = new AbortController().signal;
 
@@ -87,6 +87,45 @@ Deno.test("local: two daemons with one watch folder path and one destination fol
         await pc.transport.close();
         pc.ledger.close();
       }
+    }
+  } finally {
+    await Deno.remove(root, { recursive: true }).catch(() => {});
+  }
+});
+
+Deno.test("local: after a damaged ledger is set aside, the install still sweeps its own temporary copies", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-local-owner-" });
+  try {
+    const dst = join(root, "dest");
+    const src = join(root, "src");
+    await Deno.mkdir(src, { recursive: true });
+    const job = transportTestJob("cam", {
+      transfer_method: "local",
+      remote_base_path: dst,
+      watch_path: "/data/cam",
+      resume_partial_hours: 0,
+    });
+    const before = await openInstall(job, root, "one");
+    const owner = jobOwner(job, senderId(before.ledger));
+    await before.transport.close();
+    before.ledger.close();
+    // A copy the install left (killed while writing it), then its ledger damaged.
+    const night = join(dst, "20240401");
+    await Deno.mkdir(night, { recursive: true });
+    const left = tempNameFor("e.fits", owner);
+    await Deno.writeFile(join(night, left), randomBytes(2048), { mode: 0o600 });
+    damageLedger(join(root, "one", "state"));
+    const after = await openInstall(job, root, "one");
+    try {
+      assert.notEqual(after.ledger.rebuilt, null, "the damaged ledger was set aside");
+      const a = await makeItem(src, "20240401/a.fits", randomBytes(4096));
+      const [sent] = await after.transport.send([a], never);
+      assert.equal(sent.error, null, sent.error?.message);
+      assert.deepEqual(await listFiles(night), ["a.fits"], "its own leftover swept");
+      assert.equal(await sha256OfFile(join(dst, a.destination)), await sha256OfFile(a.source));
+    } finally {
+      await after.transport.close();
+      after.ledger.close();
     }
   } finally {
     await Deno.remove(root, { recursive: true }).catch(() => {});

@@ -11,7 +11,12 @@ import type { Transport } from "../../../src/transfer/transport.ts";
 import { uploadFolderName, uploadOwner } from "../../../src/transfer/temp_name.ts";
 import { listFiles, listFolders, randomBytes, sha256OfFile } from "../../helpers/files.ts";
 import { startSshd, type TestSshd } from "../../helpers/sshd.ts";
-import { makeItem, openInstall, plantUploadFolder } from "../../helpers/transports.ts";
+import {
+  damageLedger,
+  makeItem,
+  openInstall,
+  plantUploadFolder,
+} from "../../helpers/transports.ts";
 
 const never = new AbortController().signal;
 
@@ -98,6 +103,53 @@ Deno.test("scp and rsync: two daemons with one watch folder path and one destina
             await pc.transport.close();
             pc.ledger.close();
           }
+        }
+      });
+    }
+  } finally {
+    await sshd.stop();
+    await Deno.remove(root, { recursive: true }).catch(() => {});
+  }
+});
+
+Deno.test("scp and rsync: after a damaged ledger is set aside, the install still sweeps its own upload folders", async (t) => {
+  const sshd = await startSshd();
+  const root = await Deno.makeTempDir({ prefix: "itx-owner-" });
+  try {
+    for (const method of ["scp", "rsync"] as const) {
+      await t.step(method, async () => {
+        const dst = await sshd.makeRemoteDir();
+        const src = join(root, method, "src");
+        await Deno.mkdir(src, { recursive: true });
+        const job = sshd.job({
+          transfer_method: method,
+          remote_base_path: dst,
+          watch_path: "/data/cam",
+          resume_partial_hours: 0,
+        });
+        const before = await openInstall(job, join(root, method), "one");
+        const owner = ownerOf(before.transport);
+        await before.transport.close();
+        before.ledger.close();
+        // A batch the install left (killed), written now: only its own are swept so soon.
+        const night = join(dst, "20240401");
+        await uploadFolder(sshd, night, uploadFolderName(owner), null);
+        damageLedger(join(root, method, "one", "state"));
+        const after = await openInstall(job, join(root, method), "one");
+        try {
+          assert.notEqual(after.ledger.rebuilt, null, "the damaged ledger was set aside");
+          const item = await makeItem(src, "20240401/a.fits", randomBytes(4096));
+          const [outcome] = await after.transport.send([item], never);
+          assert.equal(outcome.error, null, outcome.error?.message);
+          assert.deepEqual(await listFolders(dst), ["20240401"], "its own upload folder swept");
+          assert.deepEqual(await listFiles(dst), ["20240401/a.fits"]);
+          assert.equal(
+            await sha256OfFile(join(dst, "20240401/a.fits")),
+            await sha256OfFile(item.source),
+          );
+        } finally {
+          await after.transport.close();
+          after.ledger.close();
         }
       });
     }

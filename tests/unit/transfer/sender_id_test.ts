@@ -1,0 +1,85 @@
+/**
+ * This install's id (in the names of its temporary copies and upload folders) survives a damaged
+ * ledger set aside and a lost one, is taken over from a ledger that kept it, and falls back to the
+ * host name's naming where state_dir cannot be written.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { Ledger } from "../../../src/ledger/ledger.ts";
+import { SENDER_ID_FILE, senderId } from "../../../src/transfer/temp_name.ts";
+import { damageLedger } from "../../helpers/transports.ts";
+
+function idOf(dir: string): string | null {
+  const ledger = Ledger.open(dir);
+  try {
+    return senderId(ledger);
+  } finally {
+    ledger.close();
+  }
+}
+
+Deno.test("senderId: the same id after a damaged ledger is set aside and a new one started", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "itx-sender-id-" });
+  try {
+    const first = idOf(dir);
+    assert.match(first ?? "", /^[0-9a-f]{24}$/);
+    damageLedger(dir);
+    const ledger = Ledger.open(dir);
+    try {
+      assert.notEqual(ledger.rebuilt, null, "the damaged ledger was set aside");
+      assert.equal(senderId(ledger), first);
+    } finally {
+      ledger.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("senderId: the same id after the ledger file is lost", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "itx-sender-id-" });
+  try {
+    const first = idOf(dir);
+    for (const entry of Deno.readDirSync(dir)) {
+      if (entry.name.startsWith("ledger")) Deno.removeSync(join(dir, entry.name));
+    }
+    assert.equal(idOf(dir), first);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("senderId: an id an older version kept in the ledger is taken over into its file", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "itx-sender-id-" });
+  try {
+    const old = "0123456789abcdef01234567";
+    const ledger = Ledger.open(dir);
+    ledger.setMeta("sender_id", old);
+    ledger.close();
+    assert.equal(idOf(dir), old);
+    assert.equal(Deno.readTextFileSync(join(dir, SENDER_ID_FILE)).trim(), old);
+    damageLedger(dir);
+    assert.equal(idOf(dir), old, "kept after the ledger that held it is set aside");
+    assert.deepEqual(
+      [...Deno.readDirSync(dir)].filter((e) => e.name.endsWith(".tmp")),
+      [],
+      "no temporary file left",
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("senderId: where the id cannot be kept there is none (the host name's naming)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "itx-sender-id-" });
+  const ledger = Ledger.open(dir);
+  try {
+    // A folder in the file's place: neither read nor replaced (as an unwritable state_dir).
+    Deno.mkdirSync(join(dir, SENDER_ID_FILE));
+    assert.equal(senderId(ledger), null);
+    assert.equal(senderId(null), null);
+  } finally {
+    ledger.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
