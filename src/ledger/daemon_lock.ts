@@ -375,12 +375,19 @@ function readInfo(stateDir: string): DaemonInfo | undefined {
   }
 }
 
-/** Write `text` to `path` through a temporary name, so readers never see half a file. */
-function writeAtomically(path: string, text: string): void {
+/**
+ * Write `text` to a file of the state folder at `path` (0600), flushed, through a temporary name:
+ * readers never see half a file, nor a crash an empty one.
+ */
+export function writeAtomically(path: string, text: string): void {
   const temp = `${path}.${Deno.pid}.tmp`;
-  // Only the daemon's account reads what the state folder holds.
   try {
-    Deno.writeTextFileSync(temp, text, { mode: 0o600 });
+    {
+      using file = Deno.openSync(temp, { write: true, create: true, truncate: true, mode: 0o600 });
+      let left = new TextEncoder().encode(text);
+      while (left.length > 0) left = left.subarray(file.writeSync(left));
+      file.syncSync();
+    } // Closed before the rename (Windows renames no open file).
     Deno.renameSync(temp, path);
   } catch (error) {
     try {

@@ -15,6 +15,7 @@ import { join } from "node:path";
 import type { FactStore } from "../config/file_systems.ts";
 import type { JobConfig } from "../config/types.ts";
 import { destinationIdentity } from "../ledger/destination_identity.ts";
+import { writeAtomically } from "../ledger/daemon_lock.ts";
 import { TEMP_SUFFIX } from "../layout/destination.ts";
 
 /** Longest file name (in UTF-8 bytes) most file systems accept. */
@@ -191,27 +192,6 @@ function readSenderId(path: string): string | null {
     return SENDER_ID.test(text) ? text : null;
   } catch {
     return null;
-  }
-}
-
-/** Write `text` to `path` whole or not at all: a new file beside it, synced, renamed over it. */
-function writeAtomically(path: string, text: string): void {
-  const temp = `${path}.${randomPart()}.tmp`;
-  try {
-    const file = Deno.openSync(temp, { write: true, createNew: true, mode: 0o600 });
-    try {
-      let left = new TextEncoder().encode(text);
-      while (left.length > 0) left = left.subarray(file.writeSync(left));
-      file.syncSync();
-    } finally {
-      file.close();
-    }
-    Deno.renameSync(temp, path);
-  } catch (error) {
-    try {
-      Deno.removeSync(temp);
-    } catch { /* not made */ }
-    throw error;
   }
 }
 
