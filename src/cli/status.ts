@@ -189,18 +189,20 @@ async function showStatus(
   const { path, found } = judgeStateDir(config.state_dir);
   const ledger = found.kind === "sound" ? Ledger.open(config.state_dir, { readOnly: true }) : null;
   if (!ledger) {
-    // A damaged ledger is not read: nothing of it is shown (exit 1, what run does on stderr).
-    const said = whatRunDoes(path, found) ??
+    // A lost or damaged ledger is not read: nothing of it is shown (exit 1, what run does on
+    // stderr); with none yet (a first start), there is nothing to show.
+    const lostOrDamaged = whatRunDoes(path, found);
+    const said = lostOrDamaged ??
       `No ledger yet in ${config.state_dir}: nothing has been transferred.`;
     if (options.json) {
       console.log(JSON.stringify({ daemon, live, ledger: null, found, skipped }, null, 2));
     } else {
       console.log(describeDaemon(daemon, config.state_dir));
       for (const line of liveLines) console.log(line);
-      if (found.kind !== "damaged") console.log(said);
+      if (!lostOrDamaged) console.log(said);
       for (const line of formatSkipped(skipped, options.all ?? false)) console.log(line);
     }
-    if (found.kind === "damaged") throw new Error(`${said}. Until then status shows no files`);
+    if (lostOrDamaged) throw new Error(`${said}. Until then status shows no files`);
     return;
   }
   try {
