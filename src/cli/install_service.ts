@@ -231,27 +231,28 @@ export function installServiceCommand(): Command {
   return command.addOption(new Option("--force").hideHelp());
 }
 
-/** `run`'s options for a config-free run: install-service takes them to say how to go on. */
+/** `run`'s options for a config-free run, and install-service's: the refusal names them as typed */
 const RUN_OPTIONS = addQuickStartOptions(new Command()).option("--save-config <f>").options;
+const SERVICE_OPTIONS = addServiceOptions(new Command()).option("--allow-root").options;
 
 /** Why `install-service --watch ... --to ...` is refused: a service runs a config file's jobs. */
 async function configFirst(o: ServiceOptions & QuickStartOptions, config?: string) {
   const file = resolveConfigPath(o.saveConfig ?? config);
   const exists = await pathExists(file);
   const g: Record<string, unknown> = { watch: "DIR", to: "DEST", ...o, saveConfig: file };
-  // As typed (each word quoted for the shell), the file that exists replaced only with --force.
-  const run = ["image-transfer", "run"];
-  for (const opt of RUN_OPTIONS) {
-    for (const v of [g[opt.attributeName()] ?? []].flat()) run.push(opt.long!, pastedWord(`${v}`));
-  }
-  run.push(...(exists ? ["--force", "--once"] : ["--once"]));
-  const install = configCommand(file, "install-service") + (o.user ? " --user" : "") +
-    (o.allowRoot ? " --allow-root" : "");
+  // Each option as typed, each word quoted for the shell (a boolean one: its name alone).
+  const typed = (options: readonly Option[], values: object) =>
+    options.flatMap((opt) =>
+      [(values as Record<string, unknown>)[opt.attributeName()] ?? []].flat().flatMap((v) =>
+        v === true ? [opt.long!] : [opt.long!, pastedWord(`${v}`)]
+      )
+    );
+  const tail = exists ? "--force --once" : "--once"; // the file there replaced only with --force
+  const run = ["image-transfer run", ...typed(RUN_OPTIONS, g), tail].join(" ");
+  const install = [configCommand(file, "install-service"), ...typed(SERVICE_OPTIONS, o)].join(" ");
   return new UsageError(
     "install-service takes the jobs of a config file, not --watch/--to/--save-config: write " +
-      `one with \`${
-        run.join(" ")
-      }\` (it sends what is complete now and exits), then \`${install}\`` +
+      `one with \`${run}\` (it sends what is complete now and exits), then \`${install}\`` +
       (exists ? `; or, to keep ${file} as it is: \`${install}\` alone` : ""),
   );
 }

@@ -664,6 +664,22 @@ Deno.test("install-service --watch/--to names the run --save-config command that
       refused.stderr,
     );
     assert.deepEqual(await listFiles(home), ["my configs/config.yaml"], "nothing written");
+    // Every install-service option typed is in the command named, quoted for the shell as typed
+    // (before: only --user and --allow-root, so a --print preview was named as a real install).
+    const root = join(home, "pack $(root)");
+    const typed = ["--print", "--root", root, "--os", "linux", "--user", "--allow-root"];
+    const all = await runCli(["install-service", ...typed, "--watch", watch, "--to", dest], {
+      env,
+    });
+    assert.equal(all.code, 2, all.stderr);
+    assert.ok(
+      all.stderr.includes(
+        `then \`image-transfer install-service --user --print --root '${root}' --os linux ` +
+          "--allow-root`",
+      ),
+      all.stderr,
+    );
+    assert.deepEqual(await listFiles(home), ["my configs/config.yaml"], "nothing written");
     // The commands as named: the config is written, and install-service takes it.
     await Deno.writeTextFile(join(watch, "a.fits"), "frame a");
     const written = await runCli(run.split(" ").slice(1), { env });
