@@ -227,10 +227,7 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
         jobs = start(next, jobs);
         lock.tell({ jobs: next.jobs.map((job) => job.name) });
         if (reloadRefused !== null) toldReload(null);
-        log.info("Reloaded {file}: {count} job(s)", {
-          file: next.file,
-          count: next.jobs.length,
-        });
+        log.info("Reloaded {file}: {count} job(s)", { file: next.file, count: next.jobs.length });
         const changes = reloadChanges(previous, next);
         if (changes.length === 0) log.info("Reload: nothing changed in the config", {});
         for (const change of changes) log.info("Reload: {change}", { change });
@@ -256,9 +253,10 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
     } finally {
       for (const s of STOP_SIGNALS) Deno.removeSignalListener(s, onStop);
       if (RELOAD_SIGNAL) Deno.removeSignalListener(RELOAD_SIGNAL, onReload);
+      // Once jobs started, also when the daemon ends on an error (a start-up error: before).
+      if (jobs) log.info("Stopped: {sent} file(s) sent, {failed} failed in this run", { ...total });
     }
   }
-  log.info("Stopped: {sent} file(s) sent, {failed} failed in this run", { ...total });
   return total;
 }
 

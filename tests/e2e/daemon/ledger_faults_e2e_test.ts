@@ -808,6 +808,7 @@ Deno.test("run --once gives up with an error when the ledger cannot be written",
     const full = await runCli(["run", "--once", "-c", box.config], { env: box.env });
     assert.equal(full.code, 1, full.stderr);
     assert.match(full.stderr, /Cannot open the ledger .*ledger\.sqlite: .* free on its disk/);
+    assert.doesNotMatch(full.stderr, /Starting|Stopped:/, "a start-up error: no job started");
     // Room to open the ledger, not to record the files.
     await Deno.truncate(filler, (await Deno.stat(filler)).size - 64 * 1024);
     const late = await writeFiles(box, `late_${"x".repeat(180)}_`, 40, 1000);
@@ -818,6 +819,10 @@ Deno.test("run --once gives up with an error when the ledger cannot be written",
       /run --once gave up: the ledger .*ledger\.sqlite could not be written/,
     );
     assert.doesNotMatch(stuck.stderr, /^\s+at /m, "no stack trace");
+    // Its jobs had started: what they did is said, then the error (before: no Stopped line).
+    const stopped = stuck.stderr.search(/Stopped: \d+ file\(s\) sent, \d+ failed in this run/);
+    assert.ok(stopped > stuck.stderr.indexOf("Starting"), stuck.stderr);
+    assert.ok(stopped < stuck.stderr.indexOf("run --once gave up"), stuck.stderr);
     await Deno.remove(filler);
     await runOnce(box);
     const all = new Map([...early, ...late]);
