@@ -1,0 +1,230 @@
+/**
+ * Whose unfinished copies a transport sweeps, for every method (`local`'s temporary copies, the
+ * upload folders of scp, rsync and ftp): two daemons (two installs, each with its own ledger)
+ * sending from the same watch folder path to the same destination folder under one host name
+ * (acquisition PCs cloned from one image) never sweep each other's; an install's own leftovers
+ * are swept after a restart and after its damaged ledger was set aside, and those of the earlier
+ * naming (by host name) once nothing was written in them for long (over FTP, as `MDTM` says).
+ */
+import assert from "node:assert/strict";
+import { join, relative } from "node:path";
+import type { JobConfig } from "../../../src/config/types.ts";
+import type { Ledger } from "../../../src/ledger/ledger.ts";
+import type { Transport } from "../../../src/transfer/transport.ts";
+import {
+  hostJobOwner,
+  jobOwner,
+  senderId,
+  tempNameFor,
+  uploadFolderName,
+} from "../../../src/transfer/temp_name.ts";
+import { listFiles, listFolders, randomBytes, sha256OfFile } from "../../helpers/files.ts";
+import {
+  damageLedger,
+  type Destinations,
+  makeItem,
+  type Method,
+  openInstall,
+  plantUploadFolder,
+  startDestinations,
+} from "../../helpers/transports.ts";
+
+const never = new AbortController().signal;
+const NIGHT = "20240401";
+
+/** One install of the daemon (see `openInstall`). */
+type Install = { ledger: Ledger; transport: Transport };
+
+/** What a scenario gets from {@linkcode eachMethod}, for one method. */
+interface OwnerCase {
+  /** Sources here; each install's ledger and runtime folder below it (see `openInstall`). */
+  root: string;
+  /** The destination folder, on this machine, with the night folder the scenarios send into. */
+  dst: string;
+  /** The same job on every PC: watch folder path, host name, login and destination folder. */
+  job: JobConfig;
+  /** Start (or restart) the install of PC `pc`. */
+  open(pc: string): Promise<Install>;
+  /** This install's id in the names of its unfinished copies (see `jobOwner`). */
+  ownerOf(install: Install): string;
+  /**
+   * Leave one unfinished copy of `owner`'s in the night folder, written `at` (`null`: now): a
+   * temporary copy (`local`) or an upload folder holding one (the others). What it adds to the
+   * destination's listing.
+   */
+  plant(owner: string, at: Date | null): Promise<Listing>;
+}
+
+/** Files and folders below a destination, as paths relative to it. */
+interface Listing {
+  files: string[];
+  folders: string[];
+}
+
+/**
+ * Run `scenario` once for every method (a step each), against the servers of
+ * `startDestinations`; each with its own destination folder.
+ */
+async function eachMethod(
+  t: Deno.TestContext,
+  scenario: (c: OwnerCase) => Promise<void>,
+): Promise<void> {
+  const destinations = await startDestinations();
+  try {
+    for (const fixture of destinations.fixtures) {
+      await t.step(fixture.method, async () => {
+        const root = await Deno.makeTempDir({ prefix: "itx-owner-" });
+        const dst = await fixture.makeDestination();
+        try {
+          await Deno.mkdir(join(dst, NIGHT));
+          await fixture.own(join(dst, NIGHT));
+          const job = fixture.job(dst, { watch_path: "/data/cam", resume_partial_hours: 0 });
+          const plant = planter(fixture.method, destinations, dst);
+          await scenario({
+            root,
+            dst,
+            job,
+            open: (pc) => openInstall(job, root, pc),
+            ownerOf: (install) => jobOwner(job, senderId(install.ledger)),
+            plant,
+          });
+        } finally {
+          await Deno.remove(root, { recursive: true }).catch(() => {});
+          await Deno.remove(dst, { recursive: true }).catch(() => {});
+        }
+      });
+    }
+  } finally {
+    await destinations.stop();
+  }
+}
+
+/** How `method`'s unfinished copies stand in `dst`'s night folder (see `OwnerCase.plant`). */
+function planter(
+  method: Method,
+  destinations: Destinations,
+  dst: string,
+): (owner: string, at: Date | null) => Promise<Listing> {
+  const night = join(dst, NIGHT);
+  if (method === "local") {
+    return async (owner, at) => {
+      const copy = join(night, tempNameFor("frame.fits", owner));
+      await Deno.writeFile(copy, randomBytes(2048), { mode: 0o600 });
+      if (at !== null) await Deno.utime(copy, at, at);
+      return { files: [relative(dst, copy)], folders: [] };
+    };
+  }
+  // A private folder of the sshd account's; one of the FTP login's that it lists.
+  const [server, mode] = method === "ftp"
+    ? [destinations.vsftpd, 0o755]
+    : [destinations.sshd, 0o700];
+  return async (owner, at) => {
+    const folder = await plantUploadFolder(night, uploadFolderName(owner), at, server, mode);
+    const rel = relative(dst, folder);
+    return { files: [`${rel}/frame.fits`], folders: [rel] };
+  };
+}
+
+/** Every file and folder below `dst`. */
+async function listing(dst: string): Promise<Listing> {
+  return { files: await listFiles(dst), folders: await listFolders(dst) };
+}
+
+/** The listing of a destination holding the sent `copies` and the unfinished copies `kept` whole. */
+function only(copies: string[], kept: Listing[]): Listing {
+  return {
+    files: [...copies, ...kept.flatMap((copy) => copy.files)].sort(),
+    folders: [NIGHT, ...kept.flatMap((copy) => copy.folders)].sort(),
+  };
+}
+
+/** Close every install in `installs`. */
+async function closeAll(...installs: Install[]): Promise<void> {
+  for (const pc of installs) {
+    await pc.transport.close();
+    pc.ledger.close();
+  }
+}
+
+Deno.test("every method: two daemons with one watch folder path and one destination folder never sweep each other's unfinished copies; their own and the earlier naming's idle ones are swept", async (t) => {
+  await eachMethod(t, async ({ root, dst, job, open, ownerOf, plant }) => {
+    const src = join(root, "src");
+    const one = await open("one");
+    const two = await open("two");
+    try {
+      const ownerOne = ownerOf(one);
+      const ownerTwo = ownerOf(two);
+      assert.notEqual(ownerOne, ownerTwo);
+      const twoHoursAgo = new Date(Date.now() - 2 * 3600_000);
+      // The second PC's batch under way: a copy being written now.
+      const busy = await plant(ownerTwo, null);
+      // The earlier naming's (by host name): one idle for two hours, one written now.
+      const earlier = hostJobOwner(job);
+      const idle = await plant(earlier, twoHoursAgo);
+      const inUse = await plant(earlier, null);
+      // The first PC's own leftover from before its restart, written now.
+      await closeAll(one);
+      const ownLeft = await plant(ownerOne, null);
+      Object.assign(one, await open("one"));
+      assert.equal(ownerOf(one), ownerOne, "same owner after a restart");
+
+      const a = await makeItem(src, `${NIGHT}/a.fits`, randomBytes(4096));
+      const [sentOne] = await one.transport.send([a], never);
+      assert.equal(sentOne.error, null, sentOne.error?.message);
+      const left = await listing(dst);
+      assert.deepEqual(
+        left,
+        only([a.destination], [busy, inUse]),
+        "the other PC's copy and the earlier naming's copy in use are left (whole); the rest swept",
+      );
+      for (const swept of [idle, ownLeft]) {
+        const kept = [...swept.files, ...swept.folders].filter((rel) =>
+          left.files.includes(rel) || left.folders.includes(rel)
+        );
+        assert.deepEqual(kept, [], "the earlier naming's idle copy and its own leftover swept");
+      }
+
+      // The first PC's copy being written now: the second PC leaves it too, and sweeps `busy`,
+      // the copy its own process did not hold: its leftover.
+      const busyOne = await plant(ownerOne, null);
+      const g = await makeItem(src, `${NIGHT}/g.fits`, randomBytes(3000));
+      const [sentTwo] = await two.transport.send([g], never);
+      assert.equal(sentTwo.error, null, sentTwo.error?.message);
+      assert.deepEqual(
+        await listing(dst),
+        only([a.destination, g.destination], [busyOne, inUse]),
+      );
+      for (const item of [a, g]) {
+        assert.equal(
+          await sha256OfFile(join(dst, item.destination)),
+          await sha256OfFile(item.source),
+        );
+      }
+    } finally {
+      await closeAll(one, two);
+    }
+  });
+});
+
+Deno.test("every method: after a damaged ledger is set aside, the install still sweeps its own unfinished copies", async (t) => {
+  await eachMethod(t, async ({ root, dst, open, ownerOf, plant }) => {
+    const before = await open("one");
+    const owner = ownerOf(before);
+    await closeAll(before);
+    // A copy the install left (killed while writing it), written now: only its own are swept so
+    // soon; then its ledger damaged.
+    await plant(owner, null);
+    damageLedger(join(root, "one", "state"));
+    const after = await open("one");
+    try {
+      assert.notEqual(after.ledger.rebuilt, null, "the damaged ledger was set aside");
+      const a = await makeItem(join(root, "src"), `${NIGHT}/a.fits`, randomBytes(4096));
+      const [sent] = await after.transport.send([a], never);
+      assert.equal(sent.error, null, sent.error?.message);
+      assert.deepEqual(await listing(dst), only([a.destination], []), "its own swept");
+      assert.equal(await sha256OfFile(join(dst, a.destination)), await sha256OfFile(a.source));
+    } finally {
+      await closeAll(after);
+    }
+  });
+});
