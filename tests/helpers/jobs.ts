@@ -12,6 +12,16 @@ import { jobSchema } from "../../src/config/schema.ts";
 import { resolveJob } from "../../src/config/resolve.ts";
 import type { JobConfig } from "../../src/config/types.ts";
 
+/**
+ * Config keys for a daemon test in which a file failing on its own must not come back while the
+ * test waits: retried once soon, then given up (tried again after an hour).
+ */
+export const ONE_RETRY_THEN_AN_HOUR = {
+  retry_attempts: 1,
+  retry_delay_seconds: 0.5,
+  retry_max_delay_seconds: 3600,
+} as const;
+
 /** The job named `name` that the config keys `keys` make; `overrides` win. */
 export function testJob(
   name: string,

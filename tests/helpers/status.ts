@@ -4,10 +4,11 @@
  * @module
  */
 import { join } from "node:path";
-import { type RunningCli, startCli } from "./cli.ts";
+import { runCli, type RunningCli, startCli } from "./cli.ts";
 import { LEAST_CEILING_MS, writeConfig } from "./files.ts";
 import { type BrowserContextOptions, chromium, type Page } from "playwright-core";
 import { freePort } from "./net.ts";
+import type { JobPause } from "../../src/ledger/daemon_lock.ts";
 
 /** A running daemon with a status page. */
 export interface StatusDaemon {
@@ -68,6 +69,16 @@ export async function startStatusDaemon(
       },
     };
   }
+}
+
+/** Job `default`'s pause as `status --json` with `config` tells it (`undefined`: not paused). */
+export async function pausedJob(
+  config: string,
+  env: Record<string, string>,
+): Promise<JobPause | undefined> {
+  const out = await runCli(["status", "--json", "-c", config], { env });
+  if (out.code !== 0) throw new Error(`status ended with ${out.code}: ${out.stderr}`);
+  return JSON.parse(out.stdout).daemon.paused?.default as JobPause | undefined;
 }
 
 /** GET `path` as JSON. */

@@ -8,10 +8,11 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { nightFolder } from "../../../src/layout/destination.ts";
-import type { JobPause } from "../../../src/ledger/daemon_lock.ts";
-import { runCli, startCli } from "../../helpers/cli.ts";
+import { startCli } from "../../helpers/cli.ts";
 import { LEAST_CEILING_MS, listArrived, randomBytes, waitFor } from "../../helpers/files.ts";
+import { ONE_RETRY_THEN_AN_HOUR } from "../../helpers/jobs.ts";
 import { sshSandbox, startSshd } from "../../helpers/sshd.ts";
+import { pausedJob } from "../../helpers/status.ts";
 
 /** Tonight, as far as these files say (their mtime); the old file's night is long gone. */
 const TONIGHT = new Date("2026-01-10T20:00:00Z");
@@ -26,9 +27,7 @@ for (const method of ["scp", "rsync"] as const) {
       night_rollover_hour: 12,
       night_timezone: "UTC",
       // Its own failure: retried once soon, then given up (tried again after an hour).
-      retry_attempts: 1,
-      retry_delay_seconds: 0.5,
-      retry_max_delay_seconds: 3600,
+      ...ONE_RETRY_THEN_AN_HOUR,
       rescan_interval_seconds: 0,
     });
     const night = nightFolder(TONIGHT, 12, "UTC");
@@ -76,10 +75,7 @@ for (const method of ["scp", "rsync"] as const) {
       // Said once for the batch, by whichever of the two it names first.
       assert.match(log, /Attempt 1 of \S*old2?\.fits failed: .*may not make this file's folder/);
       assert.equal(log.split(/Failed to transfer \S*old\.fits/).length - 1, 1, log);
-      const out = await runCli(["status", "--json", "-c", box.config], { env: box.env });
-      assert.equal(out.code, 0, out.stderr);
-      const paused = JSON.parse(out.stdout).daemon.paused?.default as JobPause | undefined;
-      assert.equal(paused, undefined);
+      assert.equal(await pausedJob(box.config, box.env), undefined);
     } finally {
       await daemon.stop();
       await Deno.chmod(box.remote, 0o755).catch(() => {});

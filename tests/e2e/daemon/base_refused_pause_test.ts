@@ -8,11 +8,12 @@
 import assert from "node:assert/strict";
 import { basename, join } from "node:path";
 import type { JobPause } from "../../../src/ledger/daemon_lock.ts";
-import { runCli, startCli } from "../../helpers/cli.ts";
+import { startCli } from "../../helpers/cli.ts";
 import { LEAST_CEILING_MS, listArrived, randomBytes, waitFor } from "../../helpers/files.ts";
+import { ONE_RETRY_THEN_AN_HOUR } from "../../helpers/jobs.ts";
 import { freePort } from "../../helpers/net.ts";
 import { sshSandbox, startSshd } from "../../helpers/sshd.ts";
-import { getJson } from "../../helpers/status.ts";
+import { getJson, pausedJob } from "../../helpers/status.ts";
 
 for (const method of ["scp", "rsync"] as const) {
   Deno.test(`${method}: a destination folder the login may not write into pauses the job; once writable, the waiting files go at the next probe`, async () => {
@@ -23,9 +24,7 @@ for (const method of ["scp", "rsync"] as const) {
       stability_window_seconds: 0.3,
       // A file failing on its own would give up at its second attempt and wait an hour for its
       // next: far beyond what this test waits for anything.
-      retry_attempts: 1,
-      retry_delay_seconds: 0.5,
-      retry_max_delay_seconds: 3600,
+      ...ONE_RETRY_THEN_AN_HOUR,
       rescan_interval_seconds: 0,
       status_listen: `127.0.0.1:${port}`,
     });
@@ -38,11 +37,7 @@ for (const method of ["scp", "rsync"] as const) {
         sent.set(name, randomBytes(3000 + sent.size));
         await Deno.writeFile(join(box.watch, name), sent.get(name)!);
       }
-      const paused = async () => {
-        const out = await runCli(["status", "--json", "-c", box.config], { env: box.env });
-        assert.equal(out.code, 0, out.stderr);
-        return JSON.parse(out.stdout).daemon.paused?.default as JobPause | undefined;
-      };
+      const paused = () => pausedJob(box.config, box.env);
       let pause: JobPause | undefined;
       await waitFor(
         async () => (pause = await paused())?.state === "destination failing",

@@ -9,53 +9,37 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { nightFolder } from "../../../src/layout/destination.ts";
 import type { JobPause } from "../../../src/ledger/daemon_lock.ts";
-import { runCli, startCli } from "../../helpers/cli.ts";
-import {
-  LEAST_CEILING_MS,
-  listArrived,
-  randomBytes,
-  waitFor,
-  writeConfig,
-} from "../../helpers/files.ts";
+import { startCli } from "../../helpers/cli.ts";
+import { LEAST_CEILING_MS, listArrived, randomBytes, waitFor } from "../../helpers/files.ts";
 import { setImmutable } from "../../helpers/immutable.ts";
+import { ONE_RETRY_THEN_AN_HOUR } from "../../helpers/jobs.ts";
+import { cliSandbox, type Sandbox } from "../../helpers/sandbox.ts";
+import { pausedJob } from "../../helpers/status.ts";
 
 const TONIGHT = new Date("2026-01-10T20:00:00Z");
 const OLD_NIGHT = new Date("2024-03-15T20:00:00Z");
 
-/** A daemon sending with `local` into `dest`, made immutable (and `night` made there before). */
+/** A daemon's sandbox sending with `local` into `dest`, made immutable (`night` made there before). */
 async function withImmutableBase(
   night: string | null,
-  fn: (box: { watch: string; dest: string; config: string; root: string }) => Promise<void>,
+  fn: (box: Sandbox) => Promise<void>,
 ): Promise<void> {
-  const root = await Deno.makeTempDir({ prefix: "itx-local-base-refused-" });
-  const box = { root, watch: join(root, "watch"), dest: join(root, "dest"), config: "" };
-  box.config = join(root, "config.yaml");
-  await Deno.mkdir(box.watch);
-  await Deno.mkdir(join(root, "outside"));
-  await Deno.mkdir(box.dest);
-  if (night !== null) await Deno.mkdir(join(box.dest, night));
-  await writeConfig(box.config, {
-    watch_path: box.watch,
-    remote_base_path: box.dest,
-    transfer_method: "local",
-    stability_window_seconds: 0.3,
+  await using box = await cliSandbox({
     night_date_source: "mtime",
     night_rollover_hour: 12,
-    night_timezone: "UTC",
     // A file failing on its own is retried once soon, then waits an hour: far beyond this test.
-    retry_attempts: 1,
-    retry_delay_seconds: 0.5,
-    retry_max_delay_seconds: 3600,
+    ...ONE_RETRY_THEN_AN_HOUR,
     rescan_interval_seconds: 0,
-    state_dir: join(root, "state"),
     log_file: "",
   });
+  await Deno.mkdir(join(box.root, "outside"));
+  await Deno.mkdir(box.dest);
+  if (night !== null) await Deno.mkdir(join(box.dest, night));
   await setImmutable(box.dest, true);
   try {
     await fn(box);
   } finally {
     await setImmutable(box.dest, false).catch(() => {});
-    await Deno.remove(root, { recursive: true });
   }
 }
 
@@ -68,15 +52,9 @@ async function drop(root: string, watch: string, name: string, mtime: Date, size
   return bytes;
 }
 
-async function pausedNow(config: string, root: string): Promise<JobPause | undefined> {
-  const out = await runCli(["status", "--json", "-c", config], { env: { HOME: root } });
-  assert.equal(out.code, 0, out.stderr);
-  return JSON.parse(out.stdout).daemon.paused?.default as JobPause | undefined;
-}
-
 Deno.test("local: a destination folder that cannot be written pauses the job; once writable, the waiting files go at the next probe", async () => {
-  await withImmutableBase(null, async ({ root, watch, dest, config }) => {
-    const daemon = startCli(["run", "-c", config], { env: { HOME: root } });
+  await withImmutableBase(null, async ({ root, watch, dest, config, env }) => {
+    const daemon = startCli(["run", "-c", config], { env });
     try {
       await daemon.waitForOutput("Watching");
       const sent = new Map<string, Uint8Array>();
@@ -85,7 +63,7 @@ Deno.test("local: a destination folder that cannot be written pauses the job; on
       }
       let pause: JobPause | undefined;
       await waitFor(
-        async () => (pause = await pausedNow(config, root))?.state === "destination failing",
+        async () => (pause = await pausedJob(config, env))?.state === "destination failing",
         LEAST_CEILING_MS,
         "status to say the job is paused",
       );
@@ -105,7 +83,7 @@ Deno.test("local: a destination folder that cannot be written pauses the job; on
         assert.deepEqual(await Deno.readFile(join(dest, night, name)), bytes, name);
       }
       await daemon.waitForOutput("takes files again; job default resumes");
-      assert.equal(await pausedNow(config, root), undefined);
+      assert.equal(await pausedJob(config, env), undefined);
     } finally {
       await daemon.stop();
     }
@@ -114,8 +92,8 @@ Deno.test("local: a destination folder that cannot be written pauses the job; on
 
 Deno.test("local: in a destination folder that cannot be written, tonight's files go into their night folder there; a file of another night fails on its own, the job is not paused", async () => {
   const night = nightFolder(TONIGHT, 12, "UTC");
-  await withImmutableBase(night, async ({ root, watch, dest, config }) => {
-    const daemon = startCli(["run", "-c", config], { env: { HOME: root } });
+  await withImmutableBase(night, async ({ root, watch, dest, config, env }) => {
+    const daemon = startCli(["run", "-c", config], { env });
     try {
       await daemon.waitForOutput("Watching");
       const sent = new Map<string, Uint8Array>();
@@ -141,7 +119,7 @@ Deno.test("local: in a destination folder that cannot be written, tonight's file
       const log = daemon.stderr();
       assert.doesNotMatch(log, /takes no file|pauses/, log);
       assert.equal(log.split(/Failed to transfer \S*old\.fits/).length - 1, 1, log);
-      assert.equal(await pausedNow(config, root), undefined);
+      assert.equal(await pausedJob(config, env), undefined);
     } finally {
       await daemon.stop();
     }

@@ -34,19 +34,30 @@ function cutOff(stateDir: string): void {
   }
 }
 
-/** Send a.fits, cut its attempt off, rewrite it: the new version replaces that copy. */
-async function rewrittenReplacesCopy(box: Setup, sameSize: boolean): Promise<void> {
+/** Send a.fits (20 kB, of `NIGHT`), then cut its attempt off; the source's path. */
+async function sentThenCutOff(box: Setup): Promise<string> {
   const source = join(box.watch, "a.fits");
   await Deno.writeFile(source, randomBytes(20_000));
   await Deno.utime(source, NIGHT, NIGHT);
   const first = await runCli(["run", "--once", "-c", box.config], { env: box.env });
   assert.equal(first.code, 0, first.stderr);
   cutOff(box.stateDir);
-  // The instrument writes the file again while the daemon is down.
-  const rewritten = randomBytes(sameSize ? 20_000 : 30_000);
+  return source;
+}
+
+/** The instrument writes `source` again (`size` bytes, a minute later) while the daemon is down. */
+async function writeAgain(source: string, size: number) {
+  const rewritten = randomBytes(size);
   await Deno.writeFile(source, rewritten);
   const later = new Date(NIGHT.getTime() + 60_000);
   await Deno.utime(source, later, later);
+  return { rewritten, later };
+}
+
+/** Send a.fits, cut its attempt off, rewrite it: the new version replaces that copy. */
+async function rewrittenReplacesCopy(box: Setup, sameSize: boolean): Promise<void> {
+  const source = await sentThenCutOff(box);
+  const { rewritten, later } = await writeAgain(source, sameSize ? 20_000 : 30_000);
 
   const second = await runCli(["run", "--once", "-c", box.config], { env: box.env });
   assert.equal(second.code, 0, second.stderr);
@@ -73,22 +84,14 @@ for (const sameSize of [true, false]) {
 
 Deno.test("local: after an attempt cut off, a file at its name that is not that attempt's copy (another mtime) is left as it is, the rewritten file goes beside it", async () => {
   await using box = await cliSandbox({ stability_window_seconds: 0.2, log_file: "" });
-  const source = join(box.watch, "a.fits");
-  await Deno.writeFile(source, randomBytes(20_000));
-  await Deno.utime(source, NIGHT, NIGHT);
-  const first = await runCli(["run", "--once", "-c", box.config], { env: box.env });
-  assert.equal(first.code, 0, first.stderr);
-  cutOff(box.stateDir);
+  const source = await sentThenCutOff(box);
   // Someone else's file took the name meanwhile, the same size.
   const theirs = randomBytes(20_000);
   const copy = join(box.dest, "20240701/a.fits");
   await Deno.writeFile(copy, theirs);
   const other = new Date(NIGHT.getTime() - 3600_000);
   await Deno.utime(copy, other, other);
-  const rewritten = randomBytes(20_000);
-  await Deno.writeFile(source, rewritten);
-  const later = new Date(NIGHT.getTime() + 60_000);
-  await Deno.utime(source, later, later);
+  const { rewritten } = await writeAgain(source, 20_000);
 
   const second = await runCli(["run", "--once", "-c", box.config], { env: box.env });
   assert.equal(second.code, 0, second.stderr);
