@@ -81,10 +81,6 @@ export async function answerWithin<T>(call: Promise<T>, ms = SHARE_ANSWER_MS): P
 export interface FactStore {
   meta(key: string): string | null;
   setMeta(key: string, value: string): void;
-  /** The folder it is kept in (a ledger's `state_dir`), where other files of the install live. */
-  readonly stateDir?: string;
-  /** Whether it is only read (nothing is made or written for it). */
-  readonly readOnly?: boolean;
 }
 
 /** Whose folder a {@linkcode FolderFileSystem} tells of (see its constructor). */

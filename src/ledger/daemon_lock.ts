@@ -16,6 +16,7 @@ import { join } from "node:path";
 import { DaemonRunningError } from "../errors.ts";
 import { localDiskSpaceSync } from "../config/free_space.ts";
 import { formatBytes } from "../config/sizes.ts";
+import { writeAtomically } from "./state_files.ts";
 
 /** Name of the lock file inside `state_dir`. */
 export const LOCK_FILE = "daemon.lock";
@@ -372,28 +373,6 @@ function readInfo(stateDir: string): DaemonInfo | undefined {
     return typeof info?.pid === "number" ? info as DaemonInfo : undefined;
   } catch {
     return undefined;
-  }
-}
-
-/**
- * Write `text` to a file of the state folder at `path` (0600), flushed, through a temporary name:
- * readers never see half a file, nor a crash an empty one.
- */
-export function writeAtomically(path: string, text: string): void {
-  const temp = `${path}.${Deno.pid}.tmp`;
-  try {
-    {
-      using file = Deno.openSync(temp, { write: true, create: true, truncate: true, mode: 0o600 });
-      let left = new TextEncoder().encode(text);
-      while (left.length > 0) left = left.subarray(file.writeSync(left));
-      file.syncSync();
-    } // Closed before the rename (Windows renames no open file).
-    Deno.renameSync(temp, path);
-  } catch (error) {
-    try {
-      Deno.removeSync(temp);
-    } catch { /* never made */ }
-    throw error;
   }
 }
 

@@ -62,7 +62,7 @@ export class JobExtras {
     });
     this.#cleaner = new SourceCleaner(job, table.rows, {
       replaces: context.replaces ? context.replaces.#cleaner : null,
-      facts: table.ledger,
+      ledger: table.ledger,
       once: context.once,
     });
     this.#schedules = new JobSchedules({

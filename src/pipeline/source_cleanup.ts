@@ -8,7 +8,8 @@
  * @module
  */
 import { relative, resolve } from "node:path";
-import { type FactStore, FolderFileSystem } from "../config/file_systems.ts";
+import { FolderFileSystem } from "../config/file_systems.ts";
+import type { Ledger } from "../ledger/ledger.ts";
 import type { JobConfig } from "../config/types.ts";
 import type { FileRows } from "../ledger/file_rows.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
@@ -97,24 +98,24 @@ export class SourceCleaner {
 
   /**
    * @param options.replaces the job's cleaner a reload replaced: its failures go on counting here
-   * @param options.facts where the archive's file system is kept (the ledger)
+   * @param options.ledger where the archive's file system is kept, beside this install's id
    */
   constructor(
     job: JobConfig,
     table: FileRows,
-    options: { replaces?: SourceCleaner | null; facts?: FactStore | null; once?: boolean } = {},
+    options: { replaces?: SourceCleaner | null; ledger?: Ledger | null; once?: boolean } = {},
   ) {
-    const { replaces = null, facts = null } = options;
+    const { replaces = null, ledger = null } = options;
     this.#once = options.once ?? false;
     this.#failures = replaces === null ? 0 : replaces.#failures;
     this.#failing = new Map(replaces === null ? [] : replaces.#failing);
     this.#archivedOn = job.after_transfer === "move"
-      ? new FolderFileSystem(resolve(job.archive_path), facts, "archived")
+      ? new FolderFileSystem(resolve(job.archive_path), ledger, "archived")
       : null;
     this.#log = jobLogger("cleanup", job.name);
     this.#job = job;
     this.#table = table;
-    this.#mover = new ArchiveMover(jobOwners(job, facts), (path) => {
+    this.#mover = new ArchiveMover(jobOwners(job, ledger), (path) => {
       this.#log.info("Removed {path}: a copy left unfinished by an interrupted move", { path });
     });
   }

@@ -11,11 +11,10 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { join } from "node:path";
-import type { FactStore } from "../config/file_systems.ts";
 import type { JobConfig } from "../config/types.ts";
 import { destinationIdentity } from "../ledger/destination_identity.ts";
-import { writeAtomically } from "../ledger/daemon_lock.ts";
+import type { Ledger } from "../ledger/ledger.ts";
+import { senderId } from "../ledger/state_files.ts";
 import { TEMP_SUFFIX } from "../layout/destination.ts";
 
 /** Longest file name (in UTF-8 bytes) most file systems accept. */
@@ -138,61 +137,18 @@ export interface JobOwners {
 }
 
 /**
- * The ids of the daemon running `job` with the ledger `facts` (`null`: none, a dry run): its own,
- * by this install's {@linkcode senderId}, and the earlier one by the host name, whose leftovers
- * may be another daemon's under the same host name: swept once idle for an hour and three
- * transfer timeouts (a copy under way writes at least that often, or is stopped).
+ * The ids of the daemon running `job` with `ledger` (`null`: none, a dry run): its own, by this
+ * install's {@linkcode senderId} (kept in the ledger's `state_dir`; written there only by a ledger
+ * opened for writing), and the earlier one by the host name, whose leftovers may be another
+ * daemon's under the same host name: swept once idle for an hour and three transfer timeouts (a
+ * copy under way writes at least that often, or is stopped).
  */
-export function jobOwners(job: JobConfig, facts: FactStore | null): JobOwners {
-  const owner = jobOwner(job, senderId(facts));
+export function jobOwners(job: JobConfig, ledger: Ledger | null): JobOwners {
+  const sender = ledger && senderId(ledger.stateDir, { writable: !ledger.readOnly, ledger });
+  const owner = jobOwner(job, sender);
   const earlier = hostJobOwner(job);
   const idleSeconds = Math.max(IDLE_HOUR_S, 3 * job.transfer_timeout_seconds + 60);
   return { owner, earlier: earlier === owner ? null : { owner: earlier, idleSeconds } };
-}
-
-/** The file in `state_dir` that keeps {@linkcode senderId} (beside the ledger, not in it). */
-export const SENDER_ID_FILE = "sender_id";
-
-/** The ledger key that kept {@linkcode senderId} before it had its own file (read once). */
-const SENDER_KEY = "sender_id";
-
-const SENDER_ID = /^[0-9a-f]{24}$/;
-
-/**
- * This install's own id (random, made once), which tells its temporary names apart from those of
- * any other daemon; `null` where it cannot be kept (then {@linkcode jobOwner} falls back to the
- * host name's id, the same at each start). It is kept in its own file {@linkcode SENDER_ID_FILE}
- * in `facts`' folder (the ledger's `state_dir`), which a damaged ledger set aside, or a lost one,
- * leaves: the new ledger goes on with the same id, so the install still sweeps and resumes what it
- * left at the destinations. An id an older version kept in the ledger is taken over once.
- */
-export function senderId(facts: FactStore | null): string | null {
-  if (facts?.stateDir === undefined) return null;
-  const path = join(facts.stateDir, SENDER_ID_FILE);
-  const kept = readSenderId(path);
-  if (kept !== null) return kept;
-  let known: string | null = null;
-  try {
-    known = facts.meta(SENDER_KEY);
-  } catch { /* unreadable: made anew */ }
-  if (known !== null && !SENDER_ID.test(known)) known = null;
-  if (facts.readOnly) return known;
-  try {
-    writeAtomically(path, `${known ?? randomPart()}\n`);
-  } catch {
-    return known; // An unwritable state_dir: the ledger's id, else the host name's.
-  }
-  return readSenderId(path);
-}
-
-/** The id in the file at `path`, or `null` (none, unreadable, or not an id). */
-function readSenderId(path: string): string | null {
-  try {
-    const text = Deno.readTextFileSync(path).trim();
-    return SENDER_ID.test(text) ? text : null;
-  } catch {
-    return null;
-  }
 }
 
 function escapeDots(text: string): string {

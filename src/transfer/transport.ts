@@ -257,6 +257,6 @@ export function createTransport(
     case "rsync":
       return new RsyncTransport(job, runtimeDir, ledger, fromTo);
     case "ftp":
-      return new FtpTransport(job, { facts: ledger });
+      return new FtpTransport(job, { ledger });
   }
 }

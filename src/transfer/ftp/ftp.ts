@@ -31,7 +31,7 @@ import {
   withSource,
 } from "./remote.ts";
 import { type JobOwners, jobOwners } from "../temp_name.ts";
-import type { FactStore } from "../../config/file_systems.ts";
+import type { Ledger } from "../../ledger/ledger.ts";
 import { Throttle } from "../throttle.ts";
 import { sendKeepingOthers } from "../keep_others.ts";
 import { HashingCounter } from "./upload.ts";
@@ -87,12 +87,12 @@ export class FtpTransport implements Transport {
    */
   constructor(
     job: JobConfig,
-    options: { replyWaitMs?: number; noopAfterIdleMs?: number; facts?: FactStore | null } = {},
+    options: { replyWaitMs?: number; noopAfterIdleMs?: number; ledger?: Ledger | null } = {},
   ) {
     this.#job = job;
     const limit = bandwidthLimit(job);
     this.throttle = limit === null ? null : new Throttle(limit);
-    this.#owners = jobOwners(job, options.facts ?? null);
+    this.#owners = jobOwners(job, options.ledger ?? null);
     this.#pool = new FtpPool(job, options.replyWaitMs, options.noopAfterIdleMs);
   }
 

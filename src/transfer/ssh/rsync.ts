@@ -22,7 +22,7 @@ import { classifyFailure } from "../classify.ts";
 import { tempNameFor } from "../temp_name.ts";
 import { rsyncBwlimit } from "../../config/sizes.ts";
 import type { JobConfig } from "../../config/types.ts";
-import type { FactStore } from "../../config/file_systems.ts";
+import type { Ledger } from "../../ledger/ledger.ts";
 import { logger } from "../../log/logging.ts";
 import { byUploadFolder, renamedOnUpload, type SshDelivery } from "./method.ts";
 import { SshTransport } from "./transport.ts";
@@ -43,8 +43,8 @@ export class RsyncTransport extends SshTransport {
   override readonly resumesCopies: boolean;
   #log = logger("transfer");
 
-  constructor(job: JobConfig, runtimeDir: string, facts: FactStore | null, fromTo: boolean) {
-    super(job, runtimeDir, facts, fromTo);
+  constructor(job: JobConfig, runtimeDir: string, ledger: Ledger | null, fromTo: boolean) {
+    super(job, runtimeDir, ledger, fromTo);
     this.resumesCopies = job.resume_partial_hours > 0;
     // The user's rsync_options hold for every file: none goes in one call without rsync.
     if (job.rsync_options.length > 0) this.oneCallFiles = 0;

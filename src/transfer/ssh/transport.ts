@@ -41,7 +41,7 @@ import type {
 } from "../transport.ts";
 import { UploadFolders } from "./upload_folders.ts";
 import { RemoteBase } from "./remote_folders.ts";
-import type { FactStore } from "../../config/file_systems.ts";
+import type { Ledger } from "../../ledger/ledger.ts";
 import { buildScript, call } from "./remote_script.ts";
 import { parseRemoteDiskSpace, probeSshDestination, remoteDiskSpaceScript } from "./probe.ts";
 
@@ -81,12 +81,15 @@ export abstract class SshTransport implements Transport, SshMethod {
     return this.limitedCalls.bytesPerSecond === null ? undefined : 2;
   }
 
-  /** `facts`: where whether the base path was a mount point is kept (see `RemoteBase`). */
-  constructor(job: JobConfig, runtimeDir: string, facts: FactStore | null, fromTo: boolean) {
+  /**
+   * `ledger`: where whether the base path was a mount point is kept (see `RemoteBase`), beside
+   * this install's id (see `jobOwners`).
+   */
+  constructor(job: JobConfig, runtimeDir: string, ledger: Ledger | null, fromTo: boolean) {
     this.job = job;
     this.session = new SshSession(endpointFromJob(job), runtimeDir);
     this.base = remoteBasePath(job.remote_base_path);
-    this.remoteBase = new RemoteBase(facts, this.session.remoteSpec(this.base));
+    this.remoteBase = new RemoteBase(ledger, this.session.remoteSpec(this.base));
     this.context = {
       host: this.session.endpoint.host,
       destination: this.session.destination,
@@ -96,7 +99,7 @@ export abstract class SshTransport implements Transport, SshMethod {
       fromTo,
     };
     this.timeoutMs = job.transfer_timeout_seconds * 1000;
-    const { owner, earlier } = jobOwners(job, facts);
+    const { owner, earlier } = jobOwners(job, ledger);
     this.owner = owner;
     this.earlier = earlier &&
       { prefix: uploadFolderPrefix(earlier.owner), idleSeconds: earlier.idleSeconds };

@@ -12,7 +12,7 @@ import { randomBytes, sha256Of, sha256OfFile } from "../../helpers/files.ts";
 import { testJob } from "../../helpers/jobs.ts";
 import { Ledger } from "../../../src/ledger/ledger.ts";
 import { archiveCopyPrefix } from "../../../src/pipeline/archive_move.ts";
-import { hostJobOwner, jobOwner, senderId } from "../../../src/transfer/temp_name.ts";
+import { hostJobOwner, jobOwner, jobOwners } from "../../../src/transfer/temp_name.ts";
 import { TEMP_SUFFIX } from "../../../src/layout/destination.ts";
 
 Deno.test("after_transfer: move: a daemon removes its own unfinished archive copies and the earlier naming's idle ones, never another install's nor one of the earlier naming written lately", async () => {
@@ -33,7 +33,7 @@ Deno.test("after_transfer: move: a daemon removes its own unfinished archive cop
     transfer_method: "local",
   });
   const ledger = Ledger.open(box.stateDir);
-  const own = jobOwner(job, senderId(ledger));
+  const own = jobOwners(job, ledger).owner;
   ledger.close();
   const copyName = (owner: string) =>
     `${archiveCopyPrefix(owner)}${"0123456789ab".repeat(2)}${TEMP_SUFFIX}`;

@@ -13,8 +13,7 @@ import type { Ledger } from "../../../src/ledger/ledger.ts";
 import type { Transport } from "../../../src/transfer/transport.ts";
 import {
   hostJobOwner,
-  jobOwner,
-  senderId,
+  jobOwners,
   tempNameFor,
   uploadFolderName,
 } from "../../../src/transfer/temp_name.ts";
@@ -45,7 +44,7 @@ interface OwnerCase {
   job: JobConfig;
   /** Start (or restart) the install of PC `pc`. */
   open(pc: string): Promise<Install>;
-  /** This install's id in the names of its unfinished copies (see `jobOwner`). */
+  /** This install's id in the names of its unfinished copies (see `jobOwners`). */
   ownerOf(install: Install): string;
   /**
    * Leave one unfinished copy of `owner`'s in the night folder, written `at` (`null`: now): a
@@ -85,7 +84,7 @@ async function eachMethod(
             dst,
             job,
             open: (pc) => openInstall(job, root, pc),
-            ownerOf: (install) => jobOwner(job, senderId(install.ledger)),
+            ownerOf: (install) => jobOwners(job, install.ledger).owner,
             plant,
           });
         } finally {

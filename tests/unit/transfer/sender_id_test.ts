@@ -1,18 +1,20 @@
 /**
  * This install's id (in the names of its temporary copies and upload folders) survives a damaged
- * ledger set aside and a lost one, is taken over from a ledger that kept it, and falls back to the
+ * ledger set aside and a lost one, is taken over from a ledger that kept it, falls back to the
  * host name's naming where state_dir cannot be written.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Ledger } from "../../../src/ledger/ledger.ts";
-import { SENDER_ID_FILE, senderId } from "../../../src/transfer/temp_name.ts";
+import { SENDER_ID_FILE, senderId } from "../../../src/ledger/state_files.ts";
+import { hostJobOwner, jobOwners } from "../../../src/transfer/temp_name.ts";
+import { testJob } from "../../helpers/jobs.ts";
 import { damageLedger } from "../../helpers/transports.ts";
 
 function idOf(dir: string): string | null {
   const ledger = Ledger.open(dir);
   try {
-    return senderId(ledger);
+    return senderId(dir, { writable: true, ledger });
   } finally {
     ledger.close();
   }
@@ -27,7 +29,7 @@ Deno.test("senderId: the same id after a damaged ledger is set aside and a new o
     const ledger = Ledger.open(dir);
     try {
       assert.notEqual(ledger.rebuilt, null, "the damaged ledger was set aside");
-      assert.equal(senderId(ledger), first);
+      assert.equal(senderId(dir, { writable: true, ledger }), first);
     } finally {
       ledger.close();
     }
@@ -76,8 +78,14 @@ Deno.test("senderId: where the id cannot be kept there is none (the host name's 
   try {
     // A folder in the file's place: neither read nor replaced (as an unwritable state_dir).
     Deno.mkdirSync(join(dir, SENDER_ID_FILE));
-    assert.equal(senderId(ledger), null);
-    assert.equal(senderId(null), null);
+    assert.equal(senderId(dir, { writable: true, ledger }), null);
+    const job = testJob("cam", {
+      watch_path: "/data/cam",
+      remote_base_path: "/mnt/dest",
+      transfer_method: "local",
+    });
+    assert.equal(jobOwners(job, ledger).owner, hostJobOwner(job));
+    assert.equal(jobOwners(job, null).owner, hostJobOwner(job));
   } finally {
     ledger.close();
     await Deno.remove(dir, { recursive: true });
