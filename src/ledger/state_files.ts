@@ -13,6 +13,7 @@
  */
 import { join } from "node:path";
 import type { FactStore } from "../config/file_systems.ts";
+import { logger } from "../log/logging.ts";
 
 /**
  * Write `text` to a file of the state folder at `path` (0600), flushed, through a temporary name:
@@ -45,12 +46,17 @@ const LEDGER_KEY = "sender_id";
 /** An id: 96 random bits, as 24 lowercase hex digits. */
 const SENDER_ID = /^[0-9a-f]{24}$/;
 
+/** What a sender id file says (see {@linkcode readSenderId}). */
+type Read = { id: string } | { missing: true } | { unusable: string };
+
 /**
  * This install's id, kept in `stateDir`'s {@linkcode SENDER_ID_FILE}; `null` where it cannot be
  * kept (then `jobOwner` falls back to the host name's id, the same at each start).
  *
  * The file's id, when it holds one. Otherwise, with `writable`: the one an older version kept in
- * `ledger`, else a new one, written into the file. Without `writable` (a command that changes
+ * `ledger`, else a new one, written into the file; a new one made in place of a
+ * file that holds no id or cannot be read is said in one WARN line (what the install left at its
+ * destinations under the old id is no longer its own). Without `writable` (a command that changes
  * nothing) nothing is written: the file's id, else the ledger's.
  *
  * @param options.writable files may be made and written in `stateDir` (the running daemon)
@@ -61,30 +67,50 @@ export function senderId(
   options: { writable: boolean; ledger?: FactStore | null },
 ): string | null {
   const path = join(stateDir, SENDER_ID_FILE);
-  const kept = readSenderId(path);
-  if (kept !== null) return kept;
+  const found = readSenderId(path);
+  if ("id" in found) return found.id;
   let known: string | null = null;
   try {
     known = options.ledger?.meta(LEDGER_KEY) ?? null;
   } catch { /* unreadable: made anew */ }
   if (known !== null && !SENDER_ID.test(known)) known = null;
   if (!options.writable) return known;
+  const id = known ?? randomId();
   try {
-    writeAtomically(path, `${known ?? randomId()}\n`);
+    writeAtomically(path, `${id}\n`);
   } catch {
     return known; // An unwritable state_dir: the ledger's id, else the host name's.
   }
-  return readSenderId(path);
+  const written = readSenderId(path);
+  if (!("id" in written)) return known;
+  if ("unusable" in found && known === null) madeAnew(path, found.unusable);
+  return written.id;
 }
 
-/** The id in the file at `path`, or `null` (none, unreadable, or not an id). */
-function readSenderId(path: string): string | null {
+/** Say that the sender id file at `path`, unusable (`why`), was replaced with a new id. */
+function madeAnew(path: string, why: string): void {
+  logger("ledger").warn(
+    "This install's id file {path} {why}: a new id was made and written there. Upload folders " +
+      "and temporary copies this install left under its old id (hidden names ending in " +
+      ".image-transfer-partial in its destination folders, and in its archive folders with " +
+      "after_transfer: move) are no longer resumed or removed by it: once no transfer is under " +
+      "way, remove by hand those older than this start",
+    { path, why },
+  );
+}
+
+/** What the file at `path` says: an id, nothing (no file), or why it gives none. */
+function readSenderId(path: string): Read {
+  let text: string;
   try {
-    const text = Deno.readTextFileSync(path).trim();
-    return SENDER_ID.test(text) ? text : null;
-  } catch {
-    return null;
+    text = Deno.readTextFileSync(path).trim();
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return { missing: true };
+    if (error instanceof Deno.errors.IsADirectory) return { unusable: "is a folder" };
+    const why = error instanceof Deno.errors.PermissionDenied ? "permission denied" : error;
+    return { unusable: `cannot be read (${why instanceof Error ? why.message : why})` };
   }
+  return SENDER_ID.test(text) ? { id: text } : { unusable: "holds no id" };
 }
 
 /** A new id (see {@linkcode SENDER_ID}). */

@@ -1,7 +1,8 @@
 /**
  * This install's id (in the names of its temporary copies and upload folders) survives a damaged
  * ledger set aside and a lost one, is taken over from a ledger that kept it, falls back to the
- * host name's naming where state_dir cannot be written.
+ * host name's naming where state_dir cannot be written, and is made anew (said once) where its
+ * file holds no id.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -9,6 +10,7 @@ import { Ledger } from "../../../src/ledger/ledger.ts";
 import { SENDER_ID_FILE, senderId } from "../../../src/ledger/state_files.ts";
 import { hostJobOwner, jobOwners } from "../../../src/transfer/temp_name.ts";
 import { testJob } from "../../helpers/jobs.ts";
+import { captureLogs } from "../../helpers/log_capture.ts";
 import { damageLedger } from "../../helpers/transports.ts";
 
 function idOf(dir: string): string | null {
@@ -91,3 +93,26 @@ Deno.test("senderId: where the id cannot be kept there is none (the host name's 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+for (const [what, text] of [["garbage", "not an id\n"], ["nothing (0 bytes)", ""]]) {
+  Deno.test(`senderId: a file holding ${what}: a new id, said in one WARN line naming the file`, async () => {
+    const dir = await Deno.makeTempDir({ prefix: "itx-sender-id-" });
+    const path = join(dir, SENDER_ID_FILE);
+    const logs = await captureLogs();
+    try {
+      Deno.writeFileSync(path, new TextEncoder().encode(text));
+      const id = idOf(dir);
+      assert.match(id ?? "", /^[0-9a-f]{24}$/);
+      assert.equal(Deno.readTextFileSync(path), `${id}\n`);
+      assert.equal(idOf(dir), id, "kept");
+      const warned = logs.records.filter((r) => r.level === "warning");
+      assert.equal(warned.length, 1);
+      assert.equal(warned[0].properties.path, path);
+      assert.match(String(warned[0].rawMessage), /a new id was made/);
+      assert.match(String(warned[0].rawMessage), /no longer resumed or removed/);
+    } finally {
+      await logs.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}

@@ -1,0 +1,61 @@
+/**
+ * This install's id (`state_dir/sender_id`, in the names of its temporary copies) through the real
+ * CLI: a file that holds no id is replaced with a new one, said in one WARN line that names the
+ * file and what the install no longer takes for its own.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { runCli } from "../../helpers/cli.ts";
+import { randomBytes, sha256Of, sha256OfFile } from "../../helpers/files.ts";
+import { cliSandbox, type Sandbox } from "../../helpers/sandbox.ts";
+import { SENDER_ID_FILE } from "../../../src/ledger/state_files.ts";
+
+const NIGHT_MTIME = new Date("2024-03-15T22:00:00Z");
+
+/** Write `name` (random bytes, of the night 20240315) into the watch folder; its bytes. */
+async function writeSource(box: Sandbox, name: string): Promise<Uint8Array> {
+  const bytes = randomBytes(3000);
+  const path = join(box.watch, name);
+  await Deno.writeFile(path, bytes);
+  await Deno.utime(path, NIGHT_MTIME, NIGHT_MTIME);
+  return bytes;
+}
+
+/** The text of this install's id file (`null`: none). */
+async function idFile(box: Sandbox): Promise<string | null> {
+  return await Deno.readTextFile(join(box.stateDir, SENDER_ID_FILE)).catch(() => null);
+}
+
+Deno.test("sender_id holding no id: a new id, one WARN line naming the file and the copies left under the old one, no stack trace; the file still goes", async () => {
+  await using box = await cliSandbox({ log_file: "" });
+  await writeSource(box, "a.fits");
+  const first = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+  assert.equal(first.code, 0, first.stderr);
+  const old = (await idFile(box))?.trim();
+  assert.match(old ?? "", /^[0-9a-f]{24}$/);
+  assert.doesNotMatch(first.stderr, /sender_id/, "a first start makes the id without a word");
+
+  await Deno.writeTextFile(join(box.stateDir, SENDER_ID_FILE), "not an id\n");
+  const bytes = await writeSource(box, "b.fits");
+  const second = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+  assert.equal(second.code, 0, second.stderr);
+  const lines = second.stderr.split("\n").filter((line) => /sender_id/.test(line));
+  assert.equal(lines.length, 1, second.stderr);
+  assert.match(lines[0], /WARN/);
+  assert.ok(lines[0].includes(join(box.stateDir, SENDER_ID_FILE)), lines[0]);
+  assert.match(lines[0], /holds no id: a new id was made/);
+  assert.match(
+    lines[0],
+    /left under its old id .*\.image-transfer-partial.* no longer resumed or removed/,
+  );
+  assert.doesNotMatch(second.stderr, /^\s+at /m, "no stack trace");
+  const made = (await idFile(box))?.trim();
+  assert.match(made ?? "", /^[0-9a-f]{24}$/);
+  assert.notEqual(made, old);
+  assert.equal(await sha256OfFile(join(box.dest, "20240315", "b.fits")), sha256Of(bytes));
+
+  const third = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+  assert.equal(third.code, 0, third.stderr);
+  assert.doesNotMatch(third.stderr, /sender_id/, "said once");
+  assert.equal((await idFile(box))?.trim(), made);
+});
