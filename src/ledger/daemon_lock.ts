@@ -8,6 +8,9 @@
  * version, config file, and the jobs paused because their destination is
  * full) for `status`; both are removed at release. Files left
  * by a daemon that was killed are recognised as stale because the lock is free.
+ * Where the state folder was emptied while the daemon ran, the lock holder also
+ * writes back this install's id (`state_files.ts`), at the ledger's rebuild
+ * ({@linkcode DaemonLock.renew}) and at release, so the next start keeps it.
  *
  * @module
  */
@@ -16,7 +19,7 @@ import { join } from "node:path";
 import { DaemonRunningError } from "../errors.ts";
 import { localDiskSpaceSync } from "../config/free_space.ts";
 import { formatBytes } from "../config/sizes.ts";
-import { writeAtomically } from "./state_files.ts";
+import { keepSenderId, writeAtomically } from "./state_files.ts";
 
 /** Name of the lock file inside `state_dir`. */
 export const LOCK_FILE = "daemon.lock";
@@ -119,12 +122,13 @@ export interface DaemonLock {
   pointFrom(stateDir: string): void;
   /**
    * Take the lock again in a new file where its file was removed (the whole state_dir removed
-   * while the daemon ran), with the PID file, so `status`, `stop` and `run` find this daemon.
+   * while the daemon ran), with the PID file, so `status`, `stop` and `run` find this daemon, and
+   * this install's id (`state_files.ts`), so the next start keeps it.
    */
   renew(): void;
   /** Say in the lock file that this state_dir's ledger is made (see {@linkcode LOCK_NO_LEDGER}). */
   ledgerMade(): void;
-  /** Remove the PID file and release the lock. */
+  /** Write this install's id back if its file is gone, remove the PID file, release the lock. */
   release(): void;
 }
 
@@ -252,6 +256,7 @@ export function acquireDaemonLock(
       }
       db.close();
       db = fresh;
+      keepSenderId(stateDir);
       if (!record) return;
       try {
         writeInfo(record);
@@ -267,6 +272,7 @@ export function acquireDaemonLock(
       } catch { /* a full disk: the next start takes a missing ledger for none made */ }
     },
     release() {
+      keepSenderId(stateDir); // Its file removed meanwhile: the next start keeps the id.
       for (const other of pointers) {
         try {
           if (readMoved(other) === stateDir) Deno.removeSync(join(other, MOVED_FILE));

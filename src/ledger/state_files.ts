@@ -7,11 +7,13 @@
  * {@linkcode SENDER_ID_FILE} of its `state_dir`, beside the ledger and not in it, so a damaged
  * ledger set aside or a lost one leaves it. The names of the install's upload folders, temporary
  * copies and unfinished archive copies hold it (through `jobOwner` in `transfer/temp_name.ts`):
- * the install sweeps and resumes only its own.
+ * the install sweeps and resumes only its own. The process holds the id it first read or made
+ * for a state folder: a file removed meanwhile (the state folder emptied while the daemon runs)
+ * is written back with it ({@linkcode keepSenderId}), instead of a new id being made.
  *
  * @module
  */
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import type { FactStore } from "../config/file_systems.ts";
 import { logger } from "../log/logging.ts";
 
@@ -46,6 +48,9 @@ const LEDGER_KEY = "sender_id";
 /** An id: 96 random bits, as 24 lowercase hex digits. */
 const SENDER_ID = /^[0-9a-f]{24}$/;
 
+/** The id this process read or made, by state folder (absolute). */
+const held = new Map<string, string>();
+
 /** What a sender id file says (see {@linkcode readSenderId}). */
 type Read = { id: string } | { missing: true } | { unusable: string };
 
@@ -53,8 +58,9 @@ type Read = { id: string } | { missing: true } | { unusable: string };
  * This install's id, kept in `stateDir`'s {@linkcode SENDER_ID_FILE}; `null` where it cannot be
  * kept (then `jobOwner` falls back to the host name's id, the same at each start).
  *
- * The file's id, when it holds one. Otherwise, with `writable`: the one an older version kept in
- * `ledger`, else a new one, written into the file; a new one made in place of a
+ * The file's id, when it holds one. Otherwise, with `writable`: the id this process already holds
+ * for `stateDir` (the file removed, or spoilt, while the daemon runs), else the one an older
+ * version kept in `ledger`, else a new one, written into the file; a new one made in place of a
  * file that holds no id or cannot be read is said in one WARN line (what the install left at its
  * destinations under the old id is no longer its own). Without `writable` (a command that changes
  * nothing) nothing is written: the file's id, else the ledger's.
@@ -68,12 +74,18 @@ export function senderId(
 ): string | null {
   const path = join(stateDir, SENDER_ID_FILE);
   const found = readSenderId(path);
-  if ("id" in found) return found.id;
-  let known: string | null = null;
-  try {
-    known = options.ledger?.meta(LEDGER_KEY) ?? null;
-  } catch { /* unreadable: made anew */ }
-  if (known !== null && !SENDER_ID.test(known)) known = null;
+  if ("id" in found) {
+    if (options.writable) held.set(resolve(stateDir), found.id);
+    return found.id;
+  }
+  const kept = options.writable ? held.get(resolve(stateDir)) : undefined;
+  let known = kept ?? null;
+  if (known === null) {
+    try {
+      known = options.ledger?.meta(LEDGER_KEY) ?? null;
+    } catch { /* unreadable: made anew */ }
+    if (known !== null && !SENDER_ID.test(known)) known = null;
+  }
   if (!options.writable) return known;
   const id = known ?? randomId();
   try {
@@ -83,8 +95,17 @@ export function senderId(
   }
   const written = readSenderId(path);
   if (!("id" in written)) return known;
+  held.set(resolve(stateDir), written.id);
   if ("unusable" in found && known === null) madeAnew(path, found.unusable);
   return written.id;
+}
+
+/**
+ * Write the id this process holds for `stateDir` (see {@linkcode senderId}) back into its file
+ * where that no longer says it (removed while the daemon ran); nothing when none is held.
+ */
+export function keepSenderId(stateDir: string): void {
+  if (held.has(resolve(stateDir))) senderId(stateDir, { writable: true });
 }
 
 /** Say that the sender id file at `path`, unusable (`why`), was replaced with a new id. */

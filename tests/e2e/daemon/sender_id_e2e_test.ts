@@ -1,14 +1,17 @@
 /**
  * This install's id (`state_dir/sender_id`, in the names of its temporary copies) through the real
  * CLI: a file that holds no id is replaced with a new one, said in one WARN line that names the
- * file and what the install no longer takes for its own.
+ * file and what the install no longer takes for its own; a state folder emptied while the daemon
+ * runs gets the id back, so the next start sweeps the copies the install left before.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { runCli } from "../../helpers/cli.ts";
-import { randomBytes, sha256Of, sha256OfFile } from "../../helpers/files.ts";
+import { runCli, startCli } from "../../helpers/cli.ts";
+import { randomBytes, sha256Of, sha256OfFile, waitFor } from "../../helpers/files.ts";
+import { testJob } from "../../helpers/jobs.ts";
 import { cliSandbox, type Sandbox } from "../../helpers/sandbox.ts";
 import { SENDER_ID_FILE } from "../../../src/ledger/state_files.ts";
+import { jobOwner, tempNameFor } from "../../../src/transfer/temp_name.ts";
 
 const NIGHT_MTIME = new Date("2024-03-15T22:00:00Z");
 
@@ -19,6 +22,10 @@ async function writeSource(box: Sandbox, name: string): Promise<Uint8Array> {
   await Deno.writeFile(path, bytes);
   await Deno.utime(path, NIGHT_MTIME, NIGHT_MTIME);
   return bytes;
+}
+
+function exists(path: string): Promise<boolean> {
+  return Deno.lstat(path).then(() => true, () => false);
 }
 
 /** The text of this install's id file (`null`: none). */
@@ -58,4 +65,45 @@ Deno.test("sender_id holding no id: a new id, one WARN line naming the file and 
   assert.equal(third.code, 0, third.stderr);
   assert.doesNotMatch(third.stderr, /sender_id/, "said once");
   assert.equal((await idFile(box))?.trim(), made);
+});
+
+Deno.test("a state folder emptied while the daemon runs gets this install's id back: the next start sweeps the temporary copy it left", async () => {
+  await using box = await cliSandbox({ resume_partial_hours: 0 });
+  const night = join(box.dest, "20240315");
+  const daemon = startCli(["run", "-c", box.config], { env: box.env });
+  try {
+    const a = await writeSource(box, "a.fits");
+    await waitFor(() => exists(join(night, "a.fits")), undefined, "a.fits sent");
+    const id = await idFile(box);
+    assert.match(id ?? "", /^[0-9a-f]{24}\n$/);
+    await Deno.remove(box.stateDir, { recursive: true });
+    // A second apart: the removal is looked for at most once a second, at a write of the ledger.
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    const b = await writeSource(box, "b.fits");
+    await daemon.waitForOutput(/ledger\.sqlite is lost \(it was removed while the daemon ran\)/);
+    await waitFor(async () => await idFile(box) === id, undefined, "the id written back");
+    await waitFor(() => exists(join(night, "b.fits")), undefined, "b.fits sent");
+    assert.equal((await daemon.stop("SIGTERM")).code, 0, daemon.stderr());
+    assert.equal(await idFile(box), id, "still there after the stop");
+    for (const [name, bytes] of [["a.fits", a], ["b.fits", b]] as const) {
+      assert.equal(await sha256OfFile(join(night, name)), sha256Of(bytes), name);
+    }
+  } finally {
+    await daemon.stop("SIGTERM").catch(() => {});
+  }
+
+  // A copy the install left under its id (killed while writing it), then the next start.
+  const job = testJob("test", {
+    watch_path: box.watch,
+    remote_base_path: box.dest,
+    transfer_method: "local",
+  });
+  const left = tempNameFor("c.fits", jobOwner(job, (await idFile(box))!.trim()));
+  await Deno.writeFile(join(night, left), randomBytes(2048), { mode: 0o600 });
+  const d = await writeSource(box, "d.fits");
+  const next = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+  assert.equal(next.code, 0, next.stderr);
+  const names = (await Array.fromAsync(Deno.readDir(night))).map((e) => e.name).sort();
+  assert.deepEqual(names, ["a.fits", "b.fits", "d.fits"], "its own leftover swept");
+  assert.equal(await sha256OfFile(join(night, "d.fits")), sha256Of(d));
 });

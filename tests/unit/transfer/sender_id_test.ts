@@ -1,16 +1,16 @@
 /**
  * This install's id (in the names of its temporary copies and upload folders) survives a damaged
  * ledger set aside and a lost one, is taken over from a ledger that kept it, falls back to the
- * host name's naming where state_dir cannot be written, and is made anew (said once) where its
- * file holds no id.
+ * host name's naming where state_dir cannot be written, is made anew (said once) where its file
+ * holds no id, and is written back where its file was removed while the daemon runs.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Ledger } from "../../../src/ledger/ledger.ts";
-import { SENDER_ID_FILE, senderId } from "../../../src/ledger/state_files.ts";
+import { keepSenderId, SENDER_ID_FILE, senderId } from "../../../src/ledger/state_files.ts";
 import { hostJobOwner, jobOwners } from "../../../src/transfer/temp_name.ts";
-import { testJob } from "../../helpers/jobs.ts";
 import { captureLogs } from "../../helpers/log_capture.ts";
+import { testJob } from "../../helpers/jobs.ts";
 import { damageLedger } from "../../helpers/transports.ts";
 
 function idOf(dir: string): string | null {
@@ -116,3 +116,38 @@ for (const [what, text] of [["garbage", "not an id\n"], ["nothing (0 bytes)", ""
     }
   });
 }
+
+Deno.test("senderId: a file removed while the daemon runs gets the id it holds back, not a new one", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "itx-sender-id-" });
+  const path = join(dir, SENDER_ID_FILE);
+  const ledger = Ledger.open(dir);
+  const logs = await captureLogs();
+  try {
+    const id = senderId(dir, { writable: true, ledger });
+    assert.match(id ?? "", /^[0-9a-f]{24}$/);
+    Deno.removeSync(path);
+    keepSenderId(dir); // The state folder emptied: at the ledger's rebuild, and at the stop.
+    assert.equal(Deno.readTextFileSync(path), `${id}\n`);
+    Deno.removeSync(path);
+    assert.equal(senderId(dir, { writable: true, ledger }), id, "when it is next needed");
+    assert.equal(Deno.readTextFileSync(path), `${id}\n`);
+    Deno.writeTextFileSync(path, "spoilt\n");
+    assert.equal(senderId(dir, { writable: true, ledger }), id);
+    assert.equal(logs.records.filter((r) => r.level === "warning").length, 0, "nothing lost");
+  } finally {
+    await logs.stop();
+    ledger.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("senderId: a command that changes nothing makes no id and writes none back", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "itx-sender-id-" });
+  try {
+    assert.equal(senderId(dir, { writable: false }), null);
+    keepSenderId(dir);
+    assert.deepEqual([...Deno.readDirSync(dir)], []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
