@@ -328,8 +328,8 @@ export function damageLedger(stateDir: string): void {
 }
 
 /**
- * Make upload folder `name` in `night` holding a file, owned by `owner` (the server's login), with
- * `mode`, its file and itself written `at` (`null`: now).
+ * Make upload folder `name` in `night` holding a copy named `file`, owned by `owner` (the server's
+ * login), with `mode`, its copy and itself written `at` (`null`: now).
  */
 export async function plantUploadFolder(
   night: string,
@@ -337,11 +337,12 @@ export async function plantUploadFolder(
   at: Date | null,
   owner: { uid: number; gid: number },
   mode: number,
+  fileName = "frame.fits",
 ): Promise<string> {
   const folder = join(night, name);
   await Deno.mkdir(folder, { recursive: true, mode });
   await Deno.chmod(folder, mode);
-  const file = join(folder, "frame.fits");
+  const file = join(folder, fileName);
   await Deno.writeFile(file, randomBytes(2048));
   for (const path of [night, folder, file]) await Deno.chown(path, owner.uid, owner.gid);
   if (at !== null) {

@@ -5,6 +5,8 @@
  * (acquisition PCs cloned from one image) never sweep each other's; an install's own leftovers
  * are swept after a restart and after its damaged ledger was set aside, and those of the earlier
  * naming (by host name) once nothing was written in them for long (over FTP, as `MDTM` says).
+ * The scp and rsync sweep that dropping a kept copy starts (a file gone by a restart), with
+ * copies resumed as by default, spares another install's upload folder under way as well.
  */
 import assert from "node:assert/strict";
 import { join, relative } from "node:path";
@@ -47,11 +49,11 @@ interface OwnerCase {
   /** This install's id in the names of its unfinished copies (see `jobOwners`). */
   ownerOf(install: Install): string;
   /**
-   * Leave one unfinished copy of `owner`'s in the night folder, written `at` (`null`: now): a
-   * temporary copy (`local`) or an upload folder holding one (the others). What it adds to the
-   * destination's listing.
+   * Leave one unfinished copy of `owner`'s of `name` (default `frame.fits`) in the night folder,
+   * written `at` (`null`: now): a temporary copy (`local`) or an upload folder holding one (the
+   * others). What it adds to the destination's listing.
    */
-  plant(owner: string, at: Date | null): Promise<Listing>;
+  plant(owner: string, at: Date | null, name?: string): Promise<Listing>;
 }
 
 /** Files and folders below a destination, as paths relative to it. */
@@ -61,23 +63,29 @@ interface Listing {
 }
 
 /**
- * Run `scenario` once for every method (a step each), against the servers of
- * `startDestinations`; each with its own destination folder.
+ * Run `scenario` once for every method (a step each), or only for `methods`, against the servers
+ * of `startDestinations`; each with its own destination folder, and a job with `overrides`
+ * (default: no resuming, so every leftover of its own is swept as soon as seen).
  */
 async function eachMethod(
   t: Deno.TestContext,
   scenario: (c: OwnerCase) => Promise<void>,
+  { methods, overrides = { resume_partial_hours: 0 } }: {
+    methods?: Method[];
+    overrides?: Partial<JobConfig>;
+  } = {},
 ): Promise<void> {
   const destinations = await startDestinations();
   try {
     for (const fixture of destinations.fixtures) {
+      if (methods !== undefined && !methods.includes(fixture.method)) continue;
       await t.step(fixture.method, async () => {
         const root = await Deno.makeTempDir({ prefix: "itx-owner-" });
         const dst = await fixture.makeDestination();
         try {
           await Deno.mkdir(join(dst, NIGHT));
           await fixture.own(join(dst, NIGHT));
-          const job = fixture.job(dst, { watch_path: "/data/cam", resume_partial_hours: 0 });
+          const job = fixture.job(dst, { watch_path: "/data/cam", ...overrides });
           const plant = planter(fixture.method, destinations, dst);
           await scenario({
             root,
@@ -103,11 +111,11 @@ function planter(
   method: Method,
   destinations: Destinations,
   dst: string,
-): (owner: string, at: Date | null) => Promise<Listing> {
+): (owner: string, at: Date | null, name?: string) => Promise<Listing> {
   const night = join(dst, NIGHT);
   if (method === "local") {
-    return async (owner, at) => {
-      const copy = join(night, tempNameFor("frame.fits", owner));
+    return async (owner, at, name = "frame.fits") => {
+      const copy = join(night, tempNameFor(name, owner));
       await Deno.writeFile(copy, randomBytes(2048), { mode: 0o600 });
       if (at !== null) await Deno.utime(copy, at, at);
       return { files: [relative(dst, copy)], folders: [] };
@@ -117,10 +125,10 @@ function planter(
   const [server, mode] = method === "ftp"
     ? [destinations.vsftpd, 0o755]
     : [destinations.sshd, 0o700];
-  return async (owner, at) => {
-    const folder = await plantUploadFolder(night, uploadFolderName(owner), at, server, mode);
+  return async (owner, at, name = "frame.fits") => {
+    const folder = await plantUploadFolder(night, uploadFolderName(owner), at, server, mode, name);
     const rel = relative(dst, folder);
-    return { files: [`${rel}/frame.fits`], folders: [rel] };
+    return { files: [`${rel}/${name}`], folders: [rel] };
   };
 }
 
@@ -226,4 +234,64 @@ Deno.test("every method: after a damaged ledger is set aside, the install still 
       await closeAll(after);
     }
   });
+});
+
+Deno.test("scp and rsync, resuming as by default: dropping a kept copy at a restart sweeps the install's own old upload folders there, never another install's under way", async (t) => {
+  await eachMethod(t, async ({ root, dst, job, open, ownerOf, plant }) => {
+    const installs: Install[] = [];
+    const start = async (pc: string) => {
+      const install = await open(pc);
+      installs.push(install);
+      return install;
+    };
+    const one = await start("one");
+    const two = await start("two");
+    try {
+      const anHourAgo = new Date(Date.now() - 3600_000);
+      const twoDaysAgo = new Date(Date.now() - 48 * 3600_000);
+      // The second PC's batch under way: its upload folder, made now, holds a copy that rsync
+      // finished and dated as its source (taken two days ago), waiting to be renamed into place.
+      const busy = await plant(ownerOf(two), null, "a.fits");
+      const busyCopy = join(dst, busy.files[0]);
+      await Deno.utime(busyCopy, twoDaysAgo, twoDaysAgo);
+      const busyBytes = await sha256OfFile(busyCopy);
+      // The first PC's, killed an hour ago while copying gone.fits (deleted since) and b.fits,
+      // and one it left two days ago (expired).
+      const owner = ownerOf(one);
+      const gone = await plant(owner, anHourAgo, "gone.fits");
+      const cut = await plant(owner, anHourAgo, "b.fits");
+      const expired = await plant(owner, twoDaysAgo, "c.fits");
+      const b = await makeItem(
+        join(root, "src"),
+        `${NIGHT}/b.fits`,
+        new Uint8Array([...await Deno.readFile(join(dst, cut.files[0])), ...randomBytes(3000)]),
+      );
+
+      // Its restart finds gone.fits gone and drops its kept copy: the first call into that
+      // folder since the start, which sweeps the install's leftovers there too. A stop makes it
+      // at once.
+      one.transport.dropKeptCopies!([`${NIGHT}/gone.fits`]);
+      await closeAll(installs.shift()!);
+      // rsync keeps a copy to continue for resume_partial_hours (24); scp keeps none.
+      const resumes = job.transfer_method === "rsync";
+      assert.deepEqual(
+        await listing(dst),
+        only([], resumes ? [busy, cut] : [busy]),
+        `the other PC's upload folder left; its own of gone.fits (${gone.folders}) and the ` +
+          `expired one (${expired.folders}) swept${resumes ? ", the recent one kept" : ""}`,
+      );
+      assert.equal(await sha256OfFile(busyCopy), busyBytes, "the other PC's copy is intact");
+
+      // Started again, it sends b.fits (small: in one call, its kept copy removed as it arrives):
+      // nothing of its own is left, the other PC's copy is still whole.
+      const again = await start("one");
+      const [sent] = await again.transport.send([b], never);
+      assert.equal(sent.error, null, sent.error?.message);
+      assert.deepEqual(await listing(dst), only([b.destination], [busy]));
+      assert.equal(await sha256OfFile(join(dst, b.destination)), await sha256OfFile(b.source));
+      assert.equal(await sha256OfFile(busyCopy), busyBytes, "the other PC's copy is intact");
+    } finally {
+      await closeAll(...installs);
+    }
+  }, { methods: ["scp", "rsync"], overrides: {} });
 });
