@@ -19,7 +19,7 @@ import { freePort } from "../../helpers/net.ts";
 import { standInPrograms } from "../../helpers/recording_tools.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
 import { sshSandbox, startSshd, startSshDaemon } from "../../helpers/sshd.ts";
-import { getJson, post, startStatusDaemon } from "../../helpers/status.ts";
+import { getJson, pausedJob, post, startStatusDaemon } from "../../helpers/status.ts";
 import { withTmpfs } from "../../helpers/tmpfs.ts";
 
 Deno.test("status: a job paused for a destination that cannot be reached is one line, whatever the file's name", async () => {
@@ -194,11 +194,7 @@ Deno.test("status: a pause that begins anew while the job recovers from an earli
   const daemon = startCli(["run", "-c", box.config], { env: box.env });
   try {
     await daemon.waitForOutput("Watching");
-    const paused = async () => {
-      const out = await runCli(["status", "--json", "-c", box.config], { env: box.env });
-      assert.equal(out.code, 0, out.stderr);
-      return JSON.parse(out.stdout).daemon.paused?.default as JobPause | undefined;
-    };
+    const paused = () => pausedJob(box.config, box.env);
     const down = () => daemon.stderr().split("cannot be reached:").length - 1;
     await sshd.halt();
     const sources = ["a", "b", "c"].map((name) => join(box.watch, `${name}.fits`));
