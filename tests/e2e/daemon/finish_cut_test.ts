@@ -8,7 +8,7 @@
  * is killed after that call and started again before the next attempt.
  */
 import assert from "node:assert/strict";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { startCli } from "../../helpers/cli.ts";
 import { countingHook } from "../../helpers/sandbox.ts";
 import { standInPrograms } from "../../helpers/recording_tools.ts";
@@ -58,39 +58,39 @@ async function cuttingServer(hang = false) {
   };
 }
 
-/** The sandbox's scp job written again with retries due at once (for the start after a kill). */
-async function retryAtOnce(
-  config: string,
-  sshd: TestSshd,
-  watch: string,
-  remote: string,
-  keys: Record<string, unknown>,
-): Promise<void> {
-  await writeConfig(config, {
-    watch_path: watch,
-    transfer_method: "scp",
-    ...sshd.configKeys(),
-    remote_base_path: remote,
-    night_timezone: "UTC",
-    state_dir: join(dirname(config), "state"),
-    log_file: "",
+/**
+ * The scp sandbox of a daemon killed after the cut-off call, before its next attempt, with
+ * `server`'s hook: the first run's next attempt (the destination's first probe, 15 s away; a retry
+ * an hour away) is not waited for. `retryAtOnce` writes its config again with retries due at once,
+ * for the start after the kill.
+ */
+async function killedSandbox({ sshd, hook }: { sshd: TestSshd; hook: string }) {
+  const keys = { stability_window_seconds: 0.2, on_transfer: [hook] };
+  const box = await sshSandbox(sshd, "scp", {
     ...keys,
-    retry_delay_seconds: 0.5,
-    retry_max_delay_seconds: 1,
+    retry_delay_seconds: 3600,
+    retry_max_delay_seconds: 3600,
   });
+  const retryAtOnce = () =>
+    writeConfig(box.config, {
+      watch_path: box.watch,
+      transfer_method: "scp",
+      ...sshd.configKeys(),
+      remote_base_path: box.remote,
+      night_timezone: "UTC",
+      state_dir: join(box.root, "state"),
+      log_file: "",
+      ...keys,
+      retry_delay_seconds: 0.5,
+      retry_max_delay_seconds: 1,
+    });
+  return { ...box, retryAtOnce };
 }
 
 Deno.test("daemon (scp): a copy renamed into place by a call cut off after the rename, the daemon killed before its next attempt, is this job's arrival after the restart, with its hook", async () => {
   const server = await cuttingServer();
   try {
-    const keys = { stability_window_seconds: 0.2, on_transfer: [server.hook] };
-    // The next attempt (the destination's first probe, 15 s away; a retry an hour away) is not
-    // waited for: the daemon is killed at once.
-    const { watch, remote, config, env } = await sshSandbox(server.sshd, "scp", {
-      ...keys,
-      retry_delay_seconds: 3600,
-      retry_max_delay_seconds: 3600,
-    });
+    const { watch, remote, config, env, retryAtOnce } = await killedSandbox(server);
     const bytes = randomBytes(20_000);
     const first = startCli(["run", "-c", config], { env });
     try {
@@ -104,7 +104,7 @@ Deno.test("daemon (scp): a copy renamed into place by a call cut off after the r
     assert.equal(await Deno.stat(server.cut).catch(() => null), null, "the call was cut off");
     assert.equal(await sha256OfFile(join(remote, "20240701/a.fits")), sha256Of(bytes));
     // Started again with retries due at once: the file's next attempt comes now.
-    await retryAtOnce(config, server.sshd, watch, remote, keys);
+    await retryAtOnce();
     const second = startCli(["run", "-c", config], { env });
     try {
       await second.waitForOutput(/Successfully transferred \S*a\.fits|put there by another/);
@@ -130,12 +130,7 @@ for (const hang of [false, true]) {
   Deno.test(`daemon (scp): ${cutOff}, the source rewritten while it was down: the new version replaces that copy of its own, none goes beside it`, async () => {
     const server = await cuttingServer(hang);
     try {
-      const keys = { stability_window_seconds: 0.2, on_transfer: [server.hook] };
-      const { watch, remote, config, env } = await sshSandbox(server.sshd, "scp", {
-        ...keys,
-        retry_delay_seconds: 3600,
-        retry_max_delay_seconds: 3600,
-      });
+      const { watch, remote, config, env, retryAtOnce } = await killedSandbox(server);
       const source = join(watch, "a.fits");
       const first = startCli(["run", "-c", config], { env });
       try {
@@ -154,7 +149,7 @@ for (const hang of [false, true]) {
       await Deno.writeFile(source, rewritten);
       const later = new Date(NIGHT.getTime() + 60_000);
       await Deno.utime(source, later, later);
-      await retryAtOnce(config, server.sshd, watch, remote, keys);
+      await retryAtOnce();
       const second = startCli(["run", "-c", config], { env });
       try {
         await second.waitForOutput(/Successfully transferred \S*a\.fits/);
