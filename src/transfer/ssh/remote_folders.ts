@@ -38,7 +38,10 @@ export interface FolderSpec {
    * with the temporary suffix (leftover upload folders) first; `null` to leave them.
    */
   sweepPrefix: string | null;
-  /** With a sweep: keep the files in leftover upload folders written at most this long ago. */
+  /**
+   * With a sweep: keep the files in leftover upload folders written at most this long ago, by
+   * their own time or their folder's, whichever is later (rsync dates a copy as its source).
+   */
   keepSeconds?: number;
   /**
    * With a sweep: the upload folders of the earlier naming swept too (`SshMethod.earlier`), those
@@ -63,7 +66,7 @@ export interface EarlierCopySpec {
   active: string[];
   /** What this daemon's upload folder names start with. */
   prefix: string;
-  /** Copies written longer ago than this are removed. */
+  /** Copies written longer ago than this (they and their upload folder) are removed. */
   keepSeconds: number;
 }
 

@@ -515,8 +515,7 @@ for (const method of ["local", "rsync"] as const) {
   });
 
   Deno.test(`${method}, growing_patterns: a file that grows past the night's rollover arrives in the night its parts went to; no temporary copy is left at the destination`, async () => {
-    // The next hour is the rollover: the file begins now, and is written on dated past it (its
-    // dates recent: a copy is kept to be continued for resume_partial_hours by its mtime).
+    // The next hour is the rollover: the file begins now, and is written on dated past it.
     const begun = new Date();
     const rollover = (begun.getUTCHours() + 1) % 24;
     const after = new Date(Math.ceil(begun.getTime() / 3_600_000) * 3_600_000 + 600_000);

@@ -8,7 +8,7 @@
  * file append only what it gained. Names are hostile throughout.
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import type { LogRecord } from "@logtape/logtape";
 import { jobOwner, tempNameFor } from "../../../src/transfer/temp_name.ts";
 import { isTempName } from "../../../src/layout/destination.ts";
@@ -198,8 +198,10 @@ Deno.test("resumed copies and parts of growing files, local and rsync", async (t
           withTransport(method, sshd, slow, async (ctx) => {
             const item = await randomSource(ctx, "old.fits", 64 * MiB);
             const [rel] = await interruptAt(ctx, item, 24 * MiB);
+            // Nothing written there for 25 hours: the copy, nor (rsync) its upload folder.
             const long = new Date(Date.now() - 25 * 3600_000);
             await Deno.utime(join(ctx.dst, rel), long, long);
+            if (method === "rsync") await Deno.utime(dirname(join(ctx.dst, rel)), long, long);
             const { error, sent, messages } = await sendCounted(ctx, logs, item);
             assert.equal(error, null);
             assert.deepEqual(messages.filter((text) => /^Resum/.test(text)), []);

@@ -98,7 +98,8 @@ Deno.test("leftover upload folders are swept and searched with a program per fol
   try {
     await withTransport("rsync", sshd, { verify_transfer: "size" }, async (ctx) => {
       // An interrupted run left 8 upload folders in the night folder, each with 25 copies written
-      // now and 25 written two days ago (past resume_partial_hours), and a folder inside.
+      // now (appended to in place) and 25 written two days ago (past resume_partial_hours), and
+      // a folder inside; the folders themselves last written two days ago.
       const night = join(ctx.dst, "20240601");
       await Deno.mkdir(night);
       await ctx.own(night);
@@ -127,6 +128,7 @@ Deno.test("leftover upload folders are swept and searched with a program per fol
       const [last] = leftovers.slice(-1);
       await Deno.writeFile(join(last, "resumed $(x)\n.fits"), data.subarray(0, 1_000_000));
       await ctx.own(join(last, "resumed $(x)\n.fits"));
+      for (const leftover of leftovers) await Deno.utime(leftover, twoDaysAgo, twoDaysAgo);
       const others = await Promise.all(
         ["a", "b", "c"].map((name) => makeItem(ctx.src, `20240601/${name}.fits`, data)),
       );

@@ -22,6 +22,10 @@
 # earlier copy was moved into the upload folder), and `base-mount YES` (1: the
 # base path is a mount point; 0: it is none).
 
+# A line break, to split what stat prints for several files.
+newline='
+'
+
 # is_mount_point FOLDER: whether FOLDER is where a file system is mounted, as
 # df names its mount point (status 0: yes, 1: no, 2: cannot tell).
 is_mount_point() {
@@ -231,8 +235,8 @@ now_seconds() {
 }
 
 # remove_expired FOLDER KEEP_SECONDS: remove what in FOLDER was written more
-# than KEEP_SECONDS ago (or is not a regular file, or is hidden), then FOLDER if
-# it is empty.
+# than KEEP_SECONDS ago, by its own time and FOLDER's (see upload_written), or
+# is not a regular file, or is hidden; then FOLDER if it is empty.
 # The times of all its entries come from one stat: an interrupted run may have
 # left thousands of copies, and a program per copy would take minutes.
 remove_expired() {
@@ -247,14 +251,20 @@ remove_expired() {
   done
   if [ "$#" -gt 0 ]; then
     now_seconds
-    # One line per entry, in order, when stat read them all (GNU, else BSD;
-    # else empty: each is read on its own below).
-    if ! times=$(stat -c %Y -- "$@" 2>/dev/null); then
-      [ -z "$times" ] && times=$(stat -f %m -- "$@" 2>/dev/null) || times=''
+    # One line per entry, FOLDER's first, in order, when stat read them all
+    # (GNU, else BSD; else empty: each is read on its own below). FOLDER's is
+    # read before anything in it is removed, which dates it anew.
+    if ! times=$(stat -c %Y -- "$holder" "$@" 2>/dev/null); then
+      [ -z "$times" ] && times=$(stat -f %m -- "$holder" "$@" 2>/dev/null) || times=''
     fi
-    newline='
-'
-    [ -n "$times" ] && times="$times$newline"
+    if [ -n "$times" ]; then
+      times="$times$newline"
+      holder_written=${times%%"$newline"*}
+      times=${times#*"$newline"}
+    else
+      holder_written=$(stat -c %Y -- "$holder" 2>/dev/null || stat -f %m -- "$holder" 2>/dev/null)
+    fi
+    case $holder_written in '' | *[!0-9]*) holder_written=0 ;; esac
     # Keep the entries to remove, then remove them with one rm.
     for entry do
       shift
@@ -265,6 +275,7 @@ remove_expired() {
         written=$(stat -c %Y -- "$entry" 2>/dev/null || stat -f %m -- "$entry" 2>/dev/null)
       fi
       case $written in *[!0-9]*) written='' ;; esac
+      upload_written
       # A hidden name is never a copy to continue (copies have their files' names, never
       # hidden): the work files of a finishing step cut off, rsync's own temporary files.
       case ${entry##*/} in .*) written='' ;; esac
@@ -280,12 +291,26 @@ remove_expired() {
   return 0
 }
 
+# upload_written: set `written`, the time (seconds since the epoch) a copy was
+# written (empty: unknown), to when its upload folder was, `holder_written`,
+# where that is later. rsync dates a copy it finished as its source
+# (--times): a copy of a file taken days ago, finished but not renamed into
+# place before the daemon died, is no older than the rsync run, which dated
+# its upload folder when it renamed the copy in (as making the folder, moving
+# an earlier copy in, or the finishing step's work files do). Nothing written
+# for KEEP_SECONDS is what expires, never an old source.
+upload_written() {
+  [ -n "$written" ] && [ "$written" -lt "$holder_written" ] && written=$holder_written
+  return 0
+}
+
 # take_earlier_copy ITEM FOLDER UPLOAD_NAME NAME SIZE PREFIX SUFFIX KEEP_SECONDS [ACTIVE...]:
 # move the longest earlier copy of NAME that this daemon left in an upload
 # folder of FOLDER (names with that prefix and suffix, none of the ACTIVE
 # ones, which other batches are using) into the batch's upload folder, when
 # it is a regular file of this account, not a link, written at most
-# KEEP_SECONDS ago and not longer than SIZE (one as long loses its last byte,
+# KEEP_SECONDS ago (by its own time and its upload folder's: see
+# upload_written) and not longer than SIZE (one as long loses its last byte,
 # sent again); every other copy of NAME there is removed.
 take_earlier_copy() {
   item=$1 folder=$2 upload=$3 name=$4 size=$5 prefix=$6 suffix=$7 keep=$8
@@ -313,11 +338,16 @@ take_earlier_copy() {
     if ! [ -f "$copy" ] || [ -L "$copy" ]; then
       continue
     fi
-    # Its size and last-written time, with one stat.
-    facts=$(stat -c '%s %Y' -- "$copy" 2>/dev/null || stat -f '%z %m' -- "$copy" 2>/dev/null) || facts=''
+    # Its size and last-written time, then its upload folder's, with one stat.
+    holder=$folder/$holder_name
+    facts=$(stat -c '%s %Y' -- "$copy" "$holder" 2>/dev/null ||
+      stat -f '%z %m' -- "$copy" "$holder" 2>/dev/null) || facts=''
     copy_size=${facts%% *}
     written=${facts#* }
-    case $copy_size$written in *[!0-9]*) facts='' ;; esac
+    written=${written%%"$newline"*}
+    holder_written=${facts##* }
+    case $copy_size$written$holder_written in *[!0-9]*) facts='' ;; esac
+    [ -z "$facts" ] || upload_written
     if [ -z "$facts" ] || [ $((now - written)) -gt "$keep" ] ||
       [ "$copy_size" -gt "$size" ] || [ "$copy_size" -eq 0 ]; then
       rm -f -- "$copy"
