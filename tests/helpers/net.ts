@@ -142,11 +142,22 @@ export interface CuttingProxy {
    * one whose server went away without a word on the way.
    */
   cut(): void;
+  /** Let the connections held (`held`) through to the server, and those that come later. */
+  release(): void;
   stop(): Promise<void>;
 }
 
-/** A TCP proxy on 127.0.0.1 (a free port) to `serverPort` there that can cut its connections. */
-export function startCuttingProxy(serverPort: number): CuttingProxy {
+/**
+ * A TCP proxy on 127.0.0.1 (a free port) to `serverPort` there that can cut its connections.
+ * With `held`, a connection is accepted but reaches the server only once `release` is called (a
+ * server slow to answer, for as long as a test needs).
+ */
+export function startCuttingProxy(
+  serverPort: number,
+  options: { held?: boolean } = {},
+): CuttingProxy {
+  let release = () => {};
+  const released = options.held ? new Promise<void>((resolve) => release = resolve) : null;
   const port = freePort();
   const listener = Deno.listen({ hostname: "127.0.0.1", port });
   const pairs = new Set<{ client: Deno.Conn; server: Deno.Conn; cut: boolean }>();
@@ -168,6 +179,7 @@ export function startCuttingProxy(serverPort: number): CuttingProxy {
   };
   const accepting = (async () => {
     for await (const client of listener) {
+      await released;
       const server = await Deno.connect({ hostname: "127.0.0.1", port: serverPort });
       const pair = { client, server, cut: false };
       pairs.add(pair);
@@ -185,6 +197,7 @@ export function startCuttingProxy(serverPort: number): CuttingProxy {
   })().catch(() => {});
   return {
     port,
+    release,
     cut() {
       for (const pair of pairs) {
         pair.cut = true;
@@ -192,6 +205,7 @@ export function startCuttingProxy(serverPort: number): CuttingProxy {
       }
     },
     async stop() {
+      release();
       listener.close();
       for (const pair of pairs) {
         closeQuietly(pair.client);

@@ -296,7 +296,7 @@ export class SshSession {
    * With `onlyIfFree`, a call that would have to wait, or would take the last
    * free session, throws instead: for optional work that waits on other calls.
    *
-   * @throws {CommandError} when the command fails, `signal.reason` when aborted
+   * @throws {CommandError} if the command fails, `signal.reason` if aborted, an `Error` once closed
    */
   async run(
     argv: string[],
@@ -309,12 +309,14 @@ export class SshSession {
     if (giveBack === null) throw new Error(`every shared session to ${this.destination} is in use`);
     try {
       // A failed call leaves the connection in doubt: the next connect() makes sure it works.
-      return await this.#outcome(runProcess(argv, {
-        ...runOptions,
-        env: { ...SSH_ENV, ...runOptions.env },
-        // ssh, scp and rsync end their own helpers: no copy of the daemon per call.
-        ownSession: false,
-      }));
+      return await this.#outcome(this.#master.carry(options.signal, (signal) =>
+        runProcess(argv, {
+          ...runOptions,
+          signal,
+          env: { ...SSH_ENV, ...runOptions.env },
+          // ssh, scp and rsync end their own helpers: no copy of the daemon per call.
+          ownSession: false,
+        })));
     } finally {
       giveBack();
     }
@@ -342,15 +344,14 @@ export class SshSession {
     return argv;
   };
 
-  /** Stop the shared connection (`ssh -O exit`) and remove a private socket folder. */
+  /** End its calls under way and its shared connection for good; remove a private socket folder. */
   async close(): Promise<void> {
     this.#closed = true;
     const standby = this.#standby;
     this.#standby = null;
     clearTimeout(this.#standbyTimer);
     await standby?.retire();
-    const controlPath = this.#controlPath;
-    if (controlPath) await this.#master.close(controlPath);
+    await this.#master.close(this.#controlPath ?? null);
     if (this.#ownControlDir) {
       await Deno.remove(this.#ownControlDir, { recursive: true }).catch(() => {});
       const link = `${CONTROL_DIR_LINK_PREFIX}${basename(this.#ownControlDir)}`;

@@ -110,6 +110,10 @@ export class SharedMaster {
   #alongside: Promise<void> | null = null;
   /** The check planned alongside calls (see {@linkcode SharedMaster.connect}). */
   #checkTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Calls under way (see {@linkcode SharedMaster.carry}). */
+  #calls = new Set<Promise<unknown>>();
+  /** Aborted by {@linkcode SharedMaster.close}: ends the calls under way, refuses new ones. */
+  #closing = new AbortController();
 
   constructor(session: MasterSession) {
     this.#session = session;
@@ -156,14 +160,52 @@ export class SharedMaster {
     return await this.#opening;
   }
 
-  /** End the master of `controlPath`, once a check or opening under way is over. */
-  async close(controlPath: string): Promise<void> {
+  /**
+   * Run `call`, one that may open the master (any ssh, scp or rsync call with
+   * `ControlMaster=auto`, the first of them does), as one its owner ends:
+   * {@linkcode SharedMaster.close} aborts the signal given to it and waits for
+   * it to be over before it ends the master, so none opened meanwhile is left
+   * running (for `ControlPersist`) once the owner is gone. `signal` aborts it too.
+   *
+   * @throws {Error} once the master was closed (a call now would open one no one ends)
+   */
+  async carry<T>(
+    signal: AbortSignal | undefined,
+    call: (signal: AbortSignal) => Promise<T>,
+  ): Promise<T> {
+    if (this.#closing.signal.aborted) {
+      throw new Error(`Cannot call ${this.#session.host()}: its shared SSH connection was closed`);
+    }
+    const own = new AbortController();
+    const abort = () => own.abort(signal?.aborted ? signal.reason : this.#closing.signal.reason);
+    if (signal?.aborted) abort();
+    signal?.addEventListener("abort", abort, { once: true });
+    this.#closing.signal.addEventListener("abort", abort, { once: true });
+    const running = call(own.signal);
+    this.#calls.add(running);
+    try {
+      return await running;
+    } finally {
+      this.#calls.delete(running);
+      signal?.removeEventListener("abort", abort);
+      this.#closing.signal.removeEventListener("abort", abort);
+    }
+  }
+
+  /**
+   * End the master of `controlPath` (`null`: none was made) for good, once the
+   * calls under way (ended now: see {@linkcode SharedMaster.carry}) and a check
+   * or opening are over.
+   */
+  async close(controlPath: string | null): Promise<void> {
+    this.#closing.abort(new Error("the shared SSH connection is closing"));
     clearTimeout(this.#checkTimer);
     this.#checkTimer = undefined;
+    await Promise.allSettled([...this.#calls]);
     while (this.#opening !== null || this.#alongside !== null) {
       await (this.#opening ?? this.#alongside);
     }
-    if (await exists(controlPath)) await this.#stop(controlPath);
+    if (controlPath !== null && await exists(controlPath)) await this.#stop(controlPath);
   }
 
   /** Whether the master is known and no call failed since it last answered. */

@@ -2,6 +2,8 @@
  * The shared SSH connection is replaced, without a restart, when its master
  * hangs (found before a call, or alongside one), when its socket is left behind, and when the connection stops
  * getting answers from the server; against a real OpenSSH server on loopback.
+ * A transport that closes leaves no master behind, also one a call under way
+ * at its close would open, and a call after its close opens none.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -12,6 +14,7 @@ import {
 } from "../../../src/transfer/transport.ts";
 import { randomBytes, sha256OfFile, waitFor } from "../../helpers/files.ts";
 import { startSshd, type TestSshd } from "../../helpers/sshd.ts";
+import { startCuttingProxy } from "../../helpers/net.ts";
 import { SERVED_RECENTLY_MS } from "../../../src/transfer/ssh/master.ts";
 
 /** Write `data` as a source file and return the item sending it to `destination`. */
@@ -194,3 +197,53 @@ for (const method of ["scp", "rsync"] as const) {
     }
   });
 }
+
+Deno.test("ssh: a closed transport leaves no master, also none that a call under way at the close or made after it would open", async () => {
+  const sshd = await startSshd();
+  // The server answers once the test says so: the call under way at the close is still opening
+  // the shared connection (no socket yet, nothing for the close to end).
+  const proxy = startCuttingProxy(sshd.port, { held: true });
+  const runtime = await Deno.makeTempDir({ prefix: "itx-rt-" });
+  const knownHosts = join(runtime, "known_hosts");
+  const line = (await Deno.readTextFile(sshd.knownHosts)).replace(
+    `]:${sshd.port} `,
+    `]:${proxy.port} `,
+  );
+  await Deno.writeTextFile(knownHosts, line);
+  const dst = await sshd.makeRemoteDir();
+  const job = sshd.job({
+    transfer_method: "scp",
+    remote_base_path: dst,
+    ssh_port: proxy.port,
+    ssh_options: [`UserKnownHostsFile=${knownHosts}`, "GlobalKnownHostsFile=/dev/null"],
+  });
+  // Every ssh of these transports names the runtime folder: the calls by their ControlPath
+  // option, the master by its process title.
+  const left = () => processesMentioning(runtime);
+  try {
+    const transport = createTransport(job, runtime);
+    // As the free-space check of a job being stopped: its own signal is not aborted.
+    const asking = transport.diskSpace!(new AbortController().signal);
+    await waitFor(async () => (await left()).length > 0, 30_000, "the call under way");
+    await transport.close();
+    proxy.release();
+    await asking.catch(() => {});
+    assert.deepEqual(await left(), [], "no ssh left: the call was ended, no master opened");
+    // A call after the close (a warm-up the watch asks for as the job stops) opens none either.
+    await assert.rejects(transport.diskSpace!(new AbortController().signal), /closed/);
+    assert.deepEqual(await left(), [], "no ssh left after a call once closed");
+
+    // A transport that sent a file: its master ends with the close.
+    const sending = createTransport(job, runtime);
+    const src = join(runtime, "src");
+    await sendAndCheck(sending, dst, [await makeItem(src, "a/1.fits", randomBytes(1000))]);
+    const master = await masterOf(controlSocket(runtime));
+    await sending.close();
+    await waitFor(() => !alive(master), 30_000, "the master ended");
+  } finally {
+    for (const pid of await left()) Deno.kill(pid, "SIGKILL");
+    await proxy.stop();
+    await Deno.remove(runtime, { recursive: true });
+    await sshd.stop();
+  }
+});
