@@ -55,6 +55,7 @@ const VERDICTS: Record<ProbeCheck["verdict"], string> = {
  * @param watchOption `--watch` as typed, for jobs made from the options (`--watch`, `--to`), whose
  *   problems are named as those options, not as the keys they set
  * @returns whether every check passed
+ * @throws {Error} when stopped (SIGINT, SIGTERM) while an SSH job was checked
  */
 export async function runDoctor(
   jobs: JobConfig[],
@@ -67,13 +68,29 @@ export async function runDoctor(
     : `--watch ${pastedWord(watchOption)}`;
   let failed = false;
   await readNetworkMounts();
+  // Ctrl-C (SIGTERM) while an SSH job is checked closes its transport: that ends its calls and
+  // the shared connection they opened, which would outlive doctor by ControlPersist otherwise.
+  let stopped: Deno.Signal | null = null;
+  let transport: Transport | null = null;
+  let closing: Promise<void> | undefined;
+  const stops = (["SIGINT", "SIGTERM"] as const).map((signal) => ({
+    signal,
+    listener: () => {
+      stopped ??= signal;
+      closing ??= transport?.close();
+    },
+  }));
   const report = (check: ProbeCheck) => {
+    if (stopped !== null) return; // What the stop cut short is not a finding.
     if (check.verdict === "fail") failed = true;
     print(`  ${VERDICTS[check.verdict].padEnd(4)}  ${check.check}: ${check.detail}`);
   };
   for (const job of jobs) {
+    if (stopped !== null) break;
     const runtimeDir = await Deno.makeTempDir({ prefix: "itx-doctor-" });
-    let transport: Transport | null = null;
+    transport = null;
+    const ssh = ["scp", "rsync"].includes(job.transfer_method) && Deno.build.os !== "windows";
+    if (ssh) { for (const { signal, listener } of stops) Deno.addSignalListener(signal, listener); }
     try {
       transport = createTransport(job, runtimeDir, ledger, watchOption !== undefined);
       print(`job ${job.name} (${job.transfer_method} -> ${transport.describeTarget("")})`);
@@ -93,9 +110,15 @@ export async function runDoctor(
       }
       for (const check of await transport?.probe?.() ?? []) report(check);
     } finally {
-      await transport?.close();
+      await (closing ?? transport?.close());
+      if (ssh) {
+        for (const { signal, listener } of stops) Deno.removeSignalListener(signal, listener);
+      }
       await Deno.remove(runtimeDir, { recursive: true }).catch(() => {});
     }
+  }
+  if (stopped !== null) {
+    throw new Error(`doctor was stopped (${stopped}) before its checks ended`);
   }
   return !failed;
 }

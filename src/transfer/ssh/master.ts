@@ -307,11 +307,12 @@ async function exists(path: string): Promise<boolean> {
 /**
  * End the master of `controlPath` and remove its socket, whatever state it is
  * in: ask it to exit (not when it is known to hang: `hung`), and if it does
- * not answer, kill process `pid` (when that is still the master of this
- * socket). Said at WARNING only when it hangs (the request timed out, or
- * `hung`): a request ended otherwise, by a Ctrl-C pressed again while the
- * daemon stops (it reaches every program of the daemon's process group, this
- * request too) or by a master that ended meanwhile, is no fault of the master.
+ * not answer, kill process `pid` (`null`: as `ssh -O check` names it), when
+ * that is still the master of this socket. Said at WARNING only when it
+ * hangs (the request timed out, or `hung`): a request ended otherwise, by a
+ * Ctrl-C pressed again while the daemon stops (it reaches every program of the
+ * daemon's process group, this request too) or by a master that ended
+ * meanwhile, is no fault of the master.
  * Calls under way over it fail. Never throws.
  */
 export async function stopMaster(
@@ -335,6 +336,11 @@ export async function stopMaster(
       // No answer in time: a hung master. Else none at all, or the request was interrupted.
       hung = error instanceof CommandError && error.run.timedOut;
     }
+  }
+  if (!exited && pid === null && !hung) {
+    // Opened by a call, never asked: its pid, to end it all the same (the request cut short).
+    const master = await checkMaster(argv, env);
+    if (master.state === "running") pid = master.pid;
   }
   if (!exited && pid !== null) {
     if (await isMasterOf(pid, controlPath)) {

@@ -1,11 +1,16 @@
-/** `image-transfer doctor` through the real CLI, against a real OpenSSH server on loopback. */
+/**
+ * `image-transfer doctor` through the real CLI, against a real OpenSSH server on loopback; a
+ * doctor stopped by Ctrl-C leaves no shared connection behind.
+ */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { stringify } from "yaml";
 import { createTransport } from "../../../src/transfer/transport.ts";
 import { runCli, startCli } from "../../helpers/cli.ts";
-import { listFiles, randomBytes, sha256OfFile } from "../../helpers/files.ts";
-import { startSshd } from "../../helpers/sshd.ts";
+import { exists, listFiles, randomBytes, sha256OfFile, waitFor } from "../../helpers/files.ts";
+import { sshSandbox, startSshd } from "../../helpers/sshd.ts";
+import { processEnded, runningProcesses } from "../../helpers/processes.ts";
+import { standInPrograms } from "../../helpers/recording_tools.ts";
 import { makeItem } from "../../helpers/transports.ts";
 
 Deno.test("doctor checks programs, login, destination and free space per job", async (t) => {
@@ -608,5 +613,68 @@ Deno.test("RequestTTY force in the user's ssh config: the daemon's sessions get 
   } finally {
     await sshd.stop();
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("doctor stopped by Ctrl-C, pressed again while it asks the SSH master to exit, ends its shared connection: no master outlives it", async () => {
+  const root = await Deno.makeTempDir({ prefix: "itx-doctor-stop-" });
+  await Deno.chmod(root, 0o755);
+  // The server's df (the remote checks) waits while `df hold` is there: doctor is stopped then.
+  const dfAsked = join(root, "df asked");
+  const dfHold = join(root, "df hold");
+  const remoteTools = await standInPrograms(join(root, "remote"), {
+    df: `: >'${dfAsked}'; while [ -e '${dfHold}' ]; do sleep 0.1; done; exec /usr/bin/df "$@"\n`,
+  });
+  await Deno.chmod(root, 0o777); // The login user writes `df asked`.
+  // The first request to exit waits for the second Ctrl-C, which ends it (see the daemon's test).
+  const exitAsked = join(root, "exit asked");
+  const exitHold = join(root, "exit hold");
+  const tools = await standInPrograms(join(root, "local"), {
+    ssh: `case " $* " in *" -O exit "*) [ -e '${exitAsked}' ] || { : >'${exitAsked}'
+  while [ -e '${exitHold}' ]; do sleep 0.1; done; kill -INT $$; } ;; esac
+exec /usr/bin/ssh "$@"
+`,
+  });
+  await Deno.writeTextFile(dfHold, "");
+  await Deno.writeTextFile(exitHold, "");
+  const sshd = await startSshd({ sessionEnv: { PATH: `${remoteTools}:/usr/bin:/bin` } });
+  const box = await sshSandbox(sshd, "scp");
+  // Doctor's runtime folder (the master's socket, named in its process title) in the sandbox.
+  const tmp = join(box.root, "tmp");
+  await Deno.mkdir(tmp);
+  const masters = () =>
+    runningProcesses((argv) => argv[0].startsWith("ssh: ") && argv.join(" ").includes(tmp));
+  let master = 0;
+  try {
+    const doctor = startCli(["doctor", "-c", box.config], {
+      env: { ...box.env, TMPDIR: tmp, PATH: `${tools}:${Deno.env.get("PATH") ?? ""}` },
+      ownProcessGroup: true,
+    });
+    const group = -doctor.process.pid;
+    let status: Deno.CommandStatus;
+    try {
+      await waitFor(() => exists(dfAsked), 60_000, "the remote checks under way");
+      const running = await masters();
+      assert.equal(running.length, 1, "doctor's shared connection");
+      master = running[0].pid;
+      Deno.kill(group, "SIGINT");
+      await waitFor(() => exists(exitAsked), 60_000, "the master asked to exit");
+      Deno.kill(group, "SIGINT");
+      await Deno.remove(exitHold);
+    } finally {
+      await Deno.remove(dfHold).catch(() => {});
+      status = await doctor.stop("SIGTERM");
+    }
+    assert.equal(status.code, 1, doctor.stderr());
+    assert.match(doctor.stderr(), /error: doctor was stopped \(SIGINT\) before its checks ended/);
+    assert.doesNotMatch(doctor.stdout(), /FAIL/, "what the stop cut short is no finding");
+    await waitFor(() => processEnded(master), 30_000, "the master ended with doctor");
+    assert.deepEqual(await masters(), []);
+    assert.deepEqual([...Deno.readDirSync(tmp)], [], "doctor's runtime folder removed");
+  } finally {
+    if (master !== 0 && !processEnded(master)) Deno.kill(master, "SIGKILL");
+    await Deno.remove(box.root, { recursive: true });
+    await sshd.stop();
+    await Deno.remove(root, { recursive: true });
   }
 });
