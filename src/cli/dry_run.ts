@@ -48,9 +48,11 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
   const ledger = found.kind === "sound" ? Ledger.open(config.state_dir, { readOnly: true }) : null;
   let total = 0;
   const missing: string[] = [];
+  // Private, as the daemon's: an SSH job's control socket goes there (mode 700).
+  const runtimeDir = await Deno.makeTempDir({ prefix: "itx-dry-run-" });
   try {
     for (const job of config.jobs) {
-      const transport = createTransport(job, Deno.cwd(), null, config.file === COMMAND_LINE_CONFIG);
+      const transport = createTransport(job, runtimeDir, null, config.file === COMMAND_LINE_CONFIG);
       const name = ledger && ledgerName(ledger, job, config.jobs); // Renamed: the rows it takes.
       // Spelled as an older version recorded it: the rows the start takes over.
       const table = ledger &&
@@ -208,6 +210,7 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
     }
   } finally {
     ledger?.close();
+    await Deno.remove(runtimeDir, { recursive: true }).catch(() => {});
   }
   if (missing.length > 0) {
     // The daemon would wait for it; a dry run cannot say what it would send from it.

@@ -2,7 +2,8 @@
  * `run --dry-run` names the place `run` takes for each file, also where the destination holds a
  * file under the planned name that this job did not send there (it is never replaced): a file
  * with the source's bytes is recorded as sent, for another the file goes beside it (`c~2.fits`,
- * or the next name free), as the run then does. Through the CLI, for a local copy, scp and FTPS.
+ * or the next name free), as the run then does. Through the CLI, for a local copy, scp and FTPS;
+ * the folder the dry run is typed in is left as it was (an SSH job's socket goes elsewhere).
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -63,7 +64,17 @@ async function assertDryRunNamesThePlaces(place: Place): Promise<void> {
   // Nothing under h.fits: it goes there.
   await source("h.fits", randomBytes(7000));
 
-  const dry = await runCli(["run", "--dry-run", "-c", place.config], { env: place.env });
+  // Typed in a folder of the user's: left as it was (no socket, its mode kept).
+  const here = await Deno.makeTempDir({ prefix: "itx-dry-run-typed-in-" });
+  await Deno.chmod(here, 0o755);
+  let dry;
+  try {
+    dry = await runCli(["run", "--dry-run", "-c", place.config], { env: place.env, cwd: here });
+    assert.equal(((await Deno.stat(here)).mode ?? 0) & 0o777, 0o755, "the folder's mode");
+    assert.deepEqual(await Array.fromAsync(Deno.readDir(here)), [], "nothing left in the folder");
+  } finally {
+    await Deno.remove(here, { recursive: true });
+  }
   assert.equal(dry.code, 0, dry.stderr);
   const goes = (name: string) =>
     new RegExp(`^would transfer ${join(place.watch, name)} -> \\S*/20240315/([^ \\n]+)( |$)`, "m")
