@@ -31,7 +31,13 @@ import {
   templateValues,
 } from "../config/template_values.ts";
 import { checkBeforeStart } from "../pipeline/start_checks.ts";
-import { createTransport, type ProbeCheck, type Transport } from "../transfer/transport.ts";
+import {
+  closedOnStop,
+  createTransport,
+  type ProbeCheck,
+  type StoppableTransport,
+  type Transport,
+} from "../transfer/transport.ts";
 import { Ledger, LEDGER_FILE } from "../ledger/ledger.ts";
 import { freeSpaceText, roomToResume } from "../ledger/ledger_file.ts";
 import { join } from "node:path";
@@ -68,31 +74,20 @@ export async function runDoctor(
     : `--watch ${pastedWord(watchOption)}`;
   let failed = false;
   await readNetworkMounts();
-  // Ctrl-C (SIGTERM) while an SSH job is checked closes its transport: that ends its calls and
-  // the shared connection they opened, which would outlive doctor by ControlPersist otherwise.
-  let stopped: Deno.Signal | null = null;
-  let transport: Transport | null = null;
-  let closing: Promise<void> | undefined;
-  const stops = (["SIGINT", "SIGTERM"] as const).map((signal) => ({
-    signal,
-    listener: () => {
-      stopped ??= signal;
-      closing ??= transport?.close();
-    },
-  }));
+  // Ctrl-C (SIGTERM) while an SSH job is checked closes its transport (see closedOnStop).
+  let held: StoppableTransport | null = null;
   const report = (check: ProbeCheck) => {
-    if (stopped !== null) return; // What the stop cut short is not a finding.
+    if (held?.stopped()) return; // What the stop cut short is not a finding.
     if (check.verdict === "fail") failed = true;
     print(`  ${VERDICTS[check.verdict].padEnd(4)}  ${check.check}: ${check.detail}`);
   };
   for (const job of jobs) {
-    if (stopped !== null) break;
     const runtimeDir = await Deno.makeTempDir({ prefix: "itx-doctor-" });
-    transport = null;
-    const ssh = ["scp", "rsync"].includes(job.transfer_method) && Deno.build.os !== "windows";
-    if (ssh) { for (const { signal, listener } of stops) Deno.addSignalListener(signal, listener); }
+    let transport: Transport | null = null;
+    held = null;
     try {
       transport = createTransport(job, runtimeDir, ledger, watchOption !== undefined);
+      held = closedOnStop(transport);
       print(`job ${job.name} (${job.transfer_method} -> ${transport.describeTarget("")})`);
     } catch (error) {
       print(`job ${job.name} (${job.transfer_method})`);
@@ -110,16 +105,13 @@ export async function runDoctor(
       }
       for (const check of await transport?.probe?.() ?? []) report(check);
     } finally {
-      await (closing ?? transport?.close());
-      if (ssh) {
-        for (const { signal, listener } of stops) Deno.removeSignalListener(signal, listener);
-      }
+      await held?.close();
       await Deno.remove(runtimeDir, { recursive: true }).catch(() => {});
     }
+    if (held?.stopped()) break;
   }
-  if (stopped !== null) {
-    throw new Error(`doctor was stopped (${stopped}) before its checks ended`);
-  }
+  const stopped = held?.stopped();
+  if (stopped) throw new Error(`doctor was stopped (${stopped}) before its checks ended`);
   return !failed;
 }
 

@@ -23,7 +23,7 @@ import { quoteIfUnsafe } from "../log/logging.ts";
 import { dueSteps } from "../pipeline/source_cleanup.ts";
 import { FolderFileSystem, unlistable } from "../config/file_systems.ts";
 import { pausedAt, windowEnd } from "../pipeline/schedules.ts";
-import { createTransport, type Transport } from "../transfer/transport.ts";
+import { closedOnStop, createTransport, type Transport } from "../transfer/transport.ts";
 import { sameFile } from "../transfer/keep_others.ts";
 import { createFileFilter, readablePath, readableText } from "../watch/file_filter.ts";
 import { scanFolder, type SkippedEntry } from "../watch/scan.ts";
@@ -53,6 +53,7 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
   try {
     for (const job of config.jobs) {
       const transport = createTransport(job, runtimeDir, null, config.file === COMMAND_LINE_CONFIG);
+      const held = closedOnStop(transport); // Ctrl-C: no SSH master outlives the dry run.
       const name = ledger && ledgerName(ledger, job, config.jobs); // Renamed: the rows it takes.
       // Spelled as an older version recorded it: the rows the start takes over.
       const table = ledger &&
@@ -166,8 +167,10 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
           count++;
         }
       } finally {
-        await transport.close();
+        await held.close();
       }
+      const stopped = held.stopped();
+      if (stopped) throw new Error(`the dry run was stopped (${stopped}) before its listing ended`);
       skipped.sort((a, b) => a.relPath < b.relPath ? -1 : a.relPath > b.relPath ? 1 : 0);
       for (const entry of skipped) {
         const shown = readablePath(entry.path) + (entry.folder ? "/" : "");

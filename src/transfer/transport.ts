@@ -260,3 +260,40 @@ export function createTransport(
       return new FtpTransport(job, { ledger });
   }
 }
+
+/** A {@linkcode Transport} a command that ends by itself uses (see {@linkcode closedOnStop}). */
+export interface StoppableTransport {
+  /** The signal that stopped the command, if one did. */
+  stopped(): Deno.Signal | null;
+  /** Close the transport (once, also when a signal closed it already) and stop listening. */
+  close(): Promise<void>;
+}
+
+/**
+ * Close `transport` at once on SIGINT or SIGTERM (Ctrl-C) while a command that ends by itself
+ * (`doctor`, `run --dry-run`) uses it: its calls end, and the SSH master they opened, in a
+ * session of its own out of reach of the terminal, is ended instead of staying up for
+ * `ControlPersist` after the command. Listening keeps the signal from ending the command: the
+ * command goes on only to its end, its work over the transport failing, and says it was stopped.
+ * Only for scp and rsync, which start such a master (none on Windows).
+ */
+export function closedOnStop(transport: Transport): StoppableTransport {
+  let stopped: Deno.Signal | null = null;
+  let closing: Promise<void> | undefined;
+  const ssh = ["scp", "rsync"].includes(transport.method) && Deno.build.os !== "windows";
+  const listeners = (ssh ? ["SIGINT", "SIGTERM"] as const : []).map((signal) => ({
+    signal,
+    listener: () => {
+      stopped ??= signal;
+      closing ??= transport.close();
+    },
+  }));
+  for (const { signal, listener } of listeners) Deno.addSignalListener(signal, listener);
+  return {
+    stopped: () => stopped,
+    async close() {
+      await (closing ??= transport.close());
+      for (const { signal, listener } of listeners) Deno.removeSignalListener(signal, listener);
+    },
+  };
+}
