@@ -284,8 +284,8 @@ function whereToGive(key: string, to: string): string {
     : "--to user@host:/path";
 }
 
-/** The keys a `--to` destination stands for. */
-export function destinationKeys(to: string, method?: string): Record<string, unknown> {
+/** The keys a `--to` destination stands for, read as on `os` (where `C:/x` is a drive or a host). */
+export function destinationKeys(to: string, method?: string, os?: string): Record<string, unknown> {
   if (method !== undefined && !["scp", "rsync", "ftp", "local"].includes(method)) {
     throw new UsageError(
       `--method ${method} is not a method: give scp or rsync (an ftp:// or ftps:// --to, or a ` +
@@ -327,18 +327,19 @@ export function destinationKeys(to: string, method?: string): Record<string, unk
         `write ${noColon[1]}:${noColon[2]}, for a local folder of that name ./${to}`,
     );
   }
-  // A host of one letter only after a login: alone, "C:/data" is a Windows folder.
-  const remote =
-    /^(?:([^@/:]+)@(\[[0-9A-Fa-f:.]+\]|[^/:\\]+)|(\[[0-9A-Fa-f:.]+\]|[^/:\\]{2,})):(.*)$/
-      .exec(to);
+  const found = /^(?:([^@/:]+)@)?(\[[0-9A-Fa-f:.]+\]|[^/:\\]+):(.*)$/.exec(to);
+  // C:/x is a drive on Windows (a one-letter host takes a login there), elsewhere scp's host C.
+  const drive = found !== null && !found[1] && /^[A-Za-z]$/.test(found[2]) &&
+    ((os ?? Deno.build.os) === "windows" || /^\\/.test(found[3])); // C:\x: Windows all the same
+  const remote = drive ? null : found;
   if (remote !== null) {
-    if (remote[4].startsWith(":")) {
+    if (remote[3].startsWith(":")) {
       throw new UsageError(
         `--to ${to}: host::module is rsync's own daemon protocol, which is not used here; give ` +
           "user@host:/path (rsync or scp over SSH)",
       );
     }
-    if (remote[4].trim() === "") {
+    if (remote[3].trim() === "") {
       throw new UsageError(
         `--to ${to} has no folder after the colon; give the folder on the server ` +
           `(${to}/data/incoming, or ${to}. for the login's home folder)`,
@@ -348,10 +349,9 @@ export function destinationKeys(to: string, method?: string): Record<string, unk
     if (chosen !== "scp" && chosen !== "rsync") {
       throw new UsageError(`--method ${chosen} does not fit --to ${to}; use scp or rsync`);
     }
-    const [, user, hostAfterUser, hostAlone, path] = remote;
-    const host = hostAfterUser ?? hostAlone;
+    const [, user, host, path] = remote;
     // "ftp:/host/x": an address with a slash missing, not scp to a host named ftp.
-    const word = /^(ftps?|sftp|ssh|scp|rsync|https?|file)$/i.exec(hostAlone ?? "")?.[1];
+    const word = user ? undefined : /^(ftps?|sftp|ssh|scp|rsync|https?|file)$/i.exec(host)?.[1];
     if (word !== undefined) {
       throw new UsageError(
         `--to ${to}: read as scp to a host named "${word}"; an address takes two slashes ` +
@@ -372,7 +372,7 @@ export function destinationKeys(to: string, method?: string): Record<string, unk
         : `--method ${method} needs a remote --to: user@host:/path`,
     );
   }
-  const problem = otherOsPathProblem(to);
+  const problem = otherOsPathProblem(to, os);
   if (problem !== null) throw new UsageError(`--to: ${problem}`);
   return { transfer_method: "local", remote_base_path: resolve(expandPath(to)) };
 }

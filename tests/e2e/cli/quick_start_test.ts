@@ -98,6 +98,41 @@ Deno.test("--to: SSH, FTP and local destinations give the keys they stand for", 
   });
 });
 
+Deno.test("--to h:/x is the host h off Windows, as scp reads it; on Windows C:/x, C:\\x and C:x are a drive's folders", async () => {
+  for (const os of ["linux", "darwin"]) {
+    // Before: refused on Linux and macOS as a Windows path (drive H:), h:x taken for a local folder.
+    assert.deepEqual(destinationKeys("h:/x", undefined, os), {
+      transfer_method: "scp",
+      remote_host: "h",
+      remote_base_path: "/x",
+    });
+    assert.deepEqual(destinationKeys("h:x", "rsync", os), {
+      transfer_method: "rsync",
+      remote_host: "h",
+      remote_base_path: "x",
+    });
+    assert.throws(() => destinationKeys("h:", undefined, os), /has no folder after the colon/);
+    // A backslash is no scp path: a Windows folder, refused there as before.
+    assert.throws(() => destinationKeys("D:\\archive", undefined, os), /is a Windows path/);
+  }
+  for (const to of ["C:/x", "C:\\x", "C:x"]) {
+    assert.equal(destinationKeys(to, undefined, "windows").transfer_method, "local", to);
+  }
+  assert.throws(() => destinationKeys("C:/x", "scp", "windows"), /needs a remote --to/);
+  // On Windows a host of one letter takes its login; longer hosts are hosts everywhere.
+  assert.equal(destinationKeys("obs@h:/x", undefined, "windows").remote_host, "h");
+  assert.equal(destinationKeys("archive:/in", undefined, "windows").remote_host, "archive");
+  if (Deno.build.os === "windows") return;
+  // Through the CLI: the files are planned for the host h, not refused as a Windows folder.
+  await using q = await quickSandbox();
+  const out = await runCli(["run", "--dry-run", "--watch", q.watch, "--to", "h:/x"], {
+    env: q.env,
+  });
+  assert.equal(out.code, 0, out.stderr);
+  assert.match(out.stdout, /would transfer .*cmos_iso_2024\.fits -> h:\/x\/20240701\/sub\//);
+  assert.match(out.stdout, /3 file\(s\) would be transferred \(scp\)/);
+});
+
 Deno.test("--watch, --to and --set: empty values, Windows folders off Windows and keys of --watch or --to are refused", async () => {
   assert.deepEqual(destinationKeys("o@h:/data"), {
     transfer_method: "scp",
@@ -125,7 +160,7 @@ Deno.test("--watch, --to and --set: empty values, Windows folders off Windows an
   );
   assert.throws(() => destinationKeys("archive::module/in"), /rsync's own daemon protocol/);
   assert.throws(() => destinationKeys("archive:/in", "sftp"), /--method sftp is not a method/);
-  assert.throws(() => destinationKeys("h:/x", "ftp"), /--method ftp needs an FTP --to: ftp:/);
+  assert.throws(() => destinationKeys("/x", "ftp"), /--method ftp needs an FTP --to: ftp:/);
   const quick = (watch: string, to: string, set: string[] = []) => () =>
     quickStartConfig({ watch, to, set });
   assert.throws(quick("", "/mnt/archive"), /--watch is empty/);
