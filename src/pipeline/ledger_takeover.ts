@@ -21,7 +21,10 @@ export interface LeftByLastRun {
   interrupted: number;
   /** Files that had used up their retries (tried again). */
   failed: number;
-  /** Files done for another destination of this job only. */
+  /**
+   * Files done for another destination of this job only, counted where the job's last start sent
+   * to another destination (or none is recorded), else 0: said once per change.
+   */
   doneElsewhere: number;
 }
 
@@ -37,7 +40,7 @@ export function takeOverLedger(
   lookFirst: InterruptedAttempts,
 ): LeftByLastRun {
   writeIfWritable(() => rows.adoptUnattributed());
-  const doneElsewhere = rows.doneElsewhereOnly();
+  const doneElsewhere = noteDestination(rows) ? rows.doneElsewhereOnly() : 0;
   for (const [relPath, destination] of new UnconfirmedCopies(rows).all()) {
     lookFirst.add(relPath, destination === "" ? versionSent(rows, relPath) : null);
   }
@@ -51,6 +54,18 @@ export function takeOverLedger(
     failed = rows.requeue(["failed"]);
   });
   return { interrupted, failed, doneElsewhere };
+}
+
+/**
+ * Whether the job starts with another destination than at its last start, recorded now (in the
+ * ledger's `ledger_meta`): what went to the other one is said once per change, not at each start.
+ * A ledger that cannot be written changes nothing (it is said again at the next start).
+ */
+function noteDestination(rows: FileRows): boolean {
+  const key = `destination\n${rows.job}`;
+  if (rows.ledger.meta(key) === rows.target) return false;
+  writeIfWritable(() => rows.ledger.setMeta(key, rows.target));
+  return true;
 }
 
 /**

@@ -652,6 +652,34 @@ Deno.test("cli: a config-free run to a local folder delivers, status shows it, a
   assert.match(half.stderr, /needs both --watch DIR and --to DEST/);
 });
 
+Deno.test("cli: quick runs to another --to than the last say once what went to the other destination, not at every start", async () => {
+  await using q = await quickSandbox();
+  const [first, second] = [join(q.root, "first"), join(q.root, "second")];
+  const once = await runOnceTo(q, first, []);
+  assert.equal(once.code, 0, once.stderr);
+  await assertDelivered(first, q.files);
+  // Sent to the first destination and gone from the watch folder: the second never gets it.
+  const gone = "20240701/a 'b' $(c).fits";
+  await Deno.remove(q.files.get(gone)!);
+  q.files.delete(gone);
+  const said = /(\d+) file\(s\) of job default went to another destination before/g;
+  const switched = await runOnceTo(q, second, []);
+  assert.equal(switched.code, 0, switched.stderr);
+  await assertDelivered(second, q.files);
+  assert.deepEqual([...switched.stderr.matchAll(said)].map((m) => m[1]), ["3"]);
+  for (const to of [second, second]) {
+    const again = await runOnceTo(q, to, []);
+    assert.equal(again.code, 0, again.stderr);
+    // Before: "1 file(s) ... went to another destination before" at each start to the second.
+    assert.doesNotMatch(again.stderr, said, again.stderr);
+  }
+  // Back to the first: that change is said (nothing it lacks: no count), and the next is new too.
+  const back = await runOnceTo(q, first, []);
+  assert.equal(back.code, 0, back.stderr);
+  const third = await runOnceTo(q, second, []);
+  assert.deepEqual([...third.stderr.matchAll(said)].map((m) => m[1]), ["1"]);
+});
+
 Deno.test("cli: run and doctor without the default config file say how they go without one, and that command, pasted, delivers", async () => {
   await using q = await quickSandbox();
   const { root, files, env } = q;
