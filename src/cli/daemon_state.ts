@@ -1,13 +1,158 @@
 /**
- * The "is a daemon running" part of `status`: read from the state folder's
- * lock and PID file.
+ * Finding the daemon for `status` and `stop`: the config that names its state folder (a config
+ * file, or the options of a run without one), and whether a daemon runs there, read from the
+ * state folder's lock and PID file.
  *
  * @module
  */
-import { join } from "node:path";
+import { Command, Option } from "commander";
+import { dirname, join } from "node:path";
+import { isMap, parseDocument } from "yaml";
 import { type DaemonState, type JobPause, PID_FILE, probeDaemon } from "../ledger/daemon_lock.ts";
-import { configCommand } from "../config/paths.ts";
+import { loadConfig } from "../config/load.ts";
+import { configCommand, regularFileText, resolveConfigPath } from "../config/paths.ts";
+import { resolveDaemon } from "../config/resolve.ts";
+import { daemonSchema, daemonShape } from "../config/schema.ts";
+import { COMMAND_LINE_CONFIG, type Config } from "../config/types.ts";
+import { ConfigError, UsageError } from "../errors.ts";
+import { describeIssue } from "../config/messages.ts";
+import type { Path } from "../config/key_lines.ts";
 import { escapeControlChars } from "../log/logging.ts";
+import { pastedWord } from "../shell_words.ts";
+import {
+  addQuickStartOptions,
+  parseSetValue,
+  quickStartConfig,
+  type QuickStartOptions,
+  wantsQuickStart,
+} from "./quick_start.ts";
+
+/** The options of a run without a config file, by which `status` and `stop` find it. */
+export type FindOptions = QuickStartOptions;
+
+/**
+ * Add to `command` (`status`, `stop`) the options of a run without a config file that find it:
+ * its `--set state_dir=DIR`, or all its `--watch`, `--to` and `--set` options as typed.
+ */
+export function addFindOptions(command: Command): Command {
+  for (const option of addQuickStartOptions(new Command()).options) {
+    if (option.long !== "--set") command.addOption(option.hideHelp());
+  }
+  return command.addOption(
+    new Option(
+      "--set <key=value>",
+      "a run without a config file given --set state_dir=DIR: that DIR (its --watch, --to and " +
+        "--set as typed are taken too)",
+    ).argParser((value: string, previous: string[] = []) => [...previous, value]),
+  );
+}
+
+/**
+ * The config `status` and `stop` read: the file `-c` names or the default one; the options of a
+ * run without a config file (`find`); without any, and without a default file, the default daemon
+ * settings and no jobs: the ledger names them.
+ *
+ * @throws {UsageError} for `-c` with the options of a run without a config file, or a wrong one
+ */
+export async function statusConfig(
+  option: string | undefined,
+  find: FindOptions = {},
+): Promise<Config> {
+  if (wantsQuickStart(find) || find.set !== undefined) {
+    if (option !== undefined) {
+      throw new UsageError("give either --config or the --watch/--to/--set of a run without one");
+    }
+    return wantsQuickStart(find) ? quickStartConfig(find).config : daemonOfSets(find.set ?? []);
+  }
+  const file = resolveConfigPath(option);
+  if (option === undefined && (await Deno.stat(file).catch(() => null)) === null) {
+    return { file, ...resolveDaemon(daemonSchema.parse({}), Deno.cwd()), jobs: [] };
+  }
+  return await loadConfig(file);
+}
+
+/** The daemon's keys among `--set`s (`state_dir`...; a job's keys are the run's own): its config. */
+function daemonOfSets(sets: string[]): Config {
+  const keys: Record<string, unknown> = {};
+  for (const pair of sets) {
+    const at = pair.indexOf("=");
+    if (at <= 0) throw new UsageError(`--set expects KEY=VALUE, got ${JSON.stringify(pair)}`);
+    const key = pair.slice(0, at);
+    if (key in daemonShape) keys[key] = parseSetValue(pair.slice(at + 1));
+  }
+  const parsed = daemonSchema.safeParse(keys);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const said = describeIssue(issue, issue.path as Path, keys[String(issue.path[0])]);
+    throw new UsageError(`--set ${String(issue.path[0])}=\u2026: ${said}`);
+  }
+  return { file: COMMAND_LINE_CONFIG, ...resolveDaemon(parsed.data, Deno.cwd()), jobs: [] };
+}
+
+/**
+ * `command` (`status`, `stop`) as it finds the daemon of `config`: for a run without a config file
+ * with another state folder than the default, with its `--set state_dir=DIR`; for a config file,
+ * with its `-c` where it is not the default one.
+ */
+export function findCommand(config: Config, command: string): string {
+  if (config.file !== COMMAND_LINE_CONFIG) return configCommand(config.file, command);
+  const usual = resolveDaemon(daemonSchema.parse({}), Deno.cwd()).state_dir;
+  return `image-transfer ${command}` +
+    (config.state_dir === usual ? "" : ` --set ${pastedWord(`state_dir=${config.state_dir}`)}`);
+}
+
+/**
+ * For `command` (`status`, `stop`) run without a config file or options: how a run without a
+ * config file that was given another state folder is found.
+ */
+export function otherStateDirHint(command: string): string {
+  return `a run without a config file given --set state_dir=DIR is found with ` +
+    `\`image-transfer ${command} --set state_dir=DIR\``;
+}
+
+/**
+ * {@linkcode statusConfig}, or, for a file that cannot be loaded (an edit the running daemon
+ * refused to reload), its `state_dir` alone (where its YAML gives a usable one, else the default)
+ * and no jobs, with the reason: enough to find the daemon and its ledger.
+ */
+export async function daemonConfig(
+  option: string | undefined,
+  find: FindOptions = {},
+): Promise<{ config: Config; problem: ConfigError | null }> {
+  // A run without a config file: its options are checked as run checks them, no file read.
+  if (wantsQuickStart(find) || find.set !== undefined) {
+    return { config: await statusConfig(option, find), problem: null };
+  }
+  try {
+    return { config: await statusConfig(option), problem: null };
+  } catch (problem) {
+    if (!(problem instanceof ConfigError)) throw problem;
+    const file = resolveConfigPath(option);
+    // Not a named pipe or a device (which the loader refused): reading one may never end.
+    const text = await regularFileText(file);
+    // A file named by -c that cannot be read (a typo): the default state_dir is another daemon's.
+    if (text === null && option !== undefined) throw problem;
+    // Read as far as it goes (a duplicate key, a bracket left open): its state_dir, if it says one.
+    const doc = parseDocument(text ?? "", { logLevel: "silent", uniqueKeys: false });
+    const stateDir = isMap(doc.contents) ? doc.get("state_dir") : undefined;
+    let keys: ReturnType<typeof daemonSchema.safeParse>;
+    try {
+      keys = daemonSchema.safeParse(typeof stateDir === "string" ? { state_dir: stateDir } : {});
+    } catch {
+      // A default in a home folder that cannot be found (no HOME): the loader's error says so.
+      throw problem;
+    }
+    // A state_dir it names but that cannot be read: the default would be another daemon's.
+    if (!keys.success || (typeof stateDir !== "string" && /^state_dir\s*:/m.test(text ?? ""))) {
+      throw problem;
+    }
+    const daemon = resolveDaemon(keys.data, dirname(file));
+    // Its status page is where the running daemon says it is (none: it has none, or none yet),
+    // not the default address, where another daemon's page may be.
+    const statusListen = daemonStatus(daemon.state_dir).statusListen ?? "";
+    return { config: { file, ...daemon, status_listen: statusListen, jobs: [] }, problem };
+  }
+}
 
 /** What `status --json` reports about the daemon. */
 export interface DaemonStatus {
@@ -43,8 +188,11 @@ export function daemonStatus(stateDir: string): DaemonStatus {
   return { running: true, ...state.info, ...(state.stateDir ? { stateDir: state.stateDir } : {}) };
 }
 
-/** The daemon's line of the text output of `status` (and one more if its last reload was refused). */
-export function describeDaemon(status: DaemonStatus, stateDir: string): string {
+/**
+ * The daemon's line of the text output of `status` (and one more if its last reload was refused,
+ * or, where none runs, to say `hint`: where else one may be found).
+ */
+export function describeDaemon(status: DaemonStatus, stateDir: string, hint?: string): string {
   if (status.running) {
     if (status.pid === undefined) return `Daemon: running (state_dir ${stateDir})`;
     const since = status.startedAt ? new Date(status.startedAt).toLocaleString("sv-SE") : "?";
@@ -65,7 +213,7 @@ export function describeDaemon(status: DaemonStatus, stateDir: string): string {
     : ` (stale PID file ${
       join(stateDir, PID_FILE)
     } of pid ${status.stalePid}: that daemon did not stop cleanly)`;
-  return `Daemon: not running${stale}`;
+  return `Daemon: not running${stale}${hint === undefined ? "" : `\n  (${hint})`}`;
 }
 
 /**

@@ -107,7 +107,7 @@ export function quickStartConfig(options: QuickStartOptions): QuickStart {
   for (const pair of options.set ?? []) {
     const at = pair.indexOf("=");
     if (at <= 0) throw new UsageError(`--set expects KEY=VALUE, got ${JSON.stringify(pair)}`);
-    const [key, value] = [pair.slice(0, at), parseValue(pair.slice(at + 1))];
+    const [key, value] = [pair.slice(0, at), parseSetValue(pair.slice(at + 1))];
     if (fromOptions.includes(key)) {
       throw new UsageError(
         `--set ${key}=\u2026 would overrule ${key === "watch_path" ? "--watch" : "--to"}: ` +
@@ -437,7 +437,7 @@ function ftpKeys(to: string, tls: boolean): Record<string, unknown> {
 }
 
 /** A `--set` value: YAML scalars, quoted text (as in the file) and lists (`5`, `""`, `[a, b]`), else the text as is. */
-function parseValue(text: string): unknown {
+export function parseSetValue(text: string): unknown {
   if (/^(-?\d+(\.\d+)?|true|false|null)$/.test(text)) return JSON.parse(text);
   const list = /^\[.*\]$/.test(text);
   try {

@@ -15,7 +15,7 @@ import { pastedWord } from "../shell_words.ts";
 import { Command } from "commander";
 import { loadConfig } from "../config/load.ts";
 import { regularFileText, resolveConfigPath } from "../config/paths.ts";
-import type { Config } from "../config/types.ts";
+import { COMMAND_LINE_CONFIG, type Config } from "../config/types.ts";
 import { ConfigError, exitCodeFor, UsageError } from "../errors.ts";
 import { logExit, logger, setupLogging, shutdownLogging } from "../log/logging.ts";
 import { runDaemon } from "../pipeline/daemon.ts";
@@ -25,6 +25,7 @@ import { ProgramLauncher } from "../process/launcher.ts";
 import { startProgramsThrough } from "../process/run.ts";
 import { userPrograms } from "../pipeline/user_programs.ts";
 import { globalOptions } from "./options.ts";
+import { findCommand } from "./daemon_state.ts";
 import {
   addQuickStartOptions,
   checkQuickStart,
@@ -136,6 +137,21 @@ export function runCommand(): Command {
         if (error instanceof ConfigError) await checkBeforeStart(config);
         throw error;
       }
+      const status = wantsQuickStart(options)
+        ? findCommand(config, "status")
+        : `image-transfer${
+          global.config === undefined ? "" : ` -c ${pastedWord(global.config)}`
+        } status`;
+      if (config.file === COMMAND_LINE_CONFIG && status !== "image-transfer status") {
+        // Not in the default state folder, where status and stop look without a config file.
+        logger("daemon").info(
+          "This run's state_dir is not the default one: {status} and {stop} find it",
+          {
+            status,
+            stop: findCommand(config, "stop"),
+          },
+        );
+      }
       // Which watch folders are on network volumes (macOS, Windows): asked while programs may run.
       await readNetworkMounts();
       // Given up once the status page listens (its socket stays open).
@@ -168,11 +184,7 @@ export function runCommand(): Command {
               : []),
           ];
           throw new Error(
-            `Not every file was transferred: ${
-              why.join(", and ")
-            }; see the log and \`image-transfer${
-              global.config === undefined ? "" : ` -c ${pastedWord(global.config)}`
-            } status\``,
+            `Not every file was transferred: ${why.join(", and ")}; see the log and \`${status}\``,
           );
         }
       } catch (error) {

@@ -5,14 +5,8 @@
  * @module
  */
 import { Command, Option } from "commander";
-import { dirname } from "node:path";
-import { isMap, parseDocument } from "yaml";
-import { ConfigError, UsageError } from "../errors.ts";
-import { loadConfig } from "../config/load.ts";
-import { regularFileText, resolveConfigPath } from "../config/paths.ts";
-import { resolveDaemon } from "../config/resolve.ts";
-import { daemonSchema } from "../config/schema.ts";
-import type { Config, JobConfig } from "../config/types.ts";
+import { UsageError } from "../errors.ts";
+import { COMMAND_LINE_CONFIG, type Config, type JobConfig } from "../config/types.ts";
 import type { FileState } from "../ledger/file_rows.ts";
 import { ledgerTarget } from "../ledger/destination_spellings.ts";
 import {
@@ -28,7 +22,15 @@ import { judgeStateDir, whatRunDoes } from "../ledger/ledger_check.ts";
 import { watchHow } from "../watch/fs_type.ts";
 import { answerWithin, SHARE_ANSWER_MS } from "../config/file_systems.ts";
 import { globalOptions } from "./options.ts";
-import { daemonStatus, describeDaemon, describePause } from "./daemon_state.ts";
+import {
+  addFindOptions,
+  daemonConfig,
+  daemonStatus,
+  describeDaemon,
+  describePause,
+  type FindOptions,
+  otherStateDirHint,
+} from "./daemon_state.ts";
 import { escapeControlChars as oneLine, quoteIfUnsafe } from "../log/logging.ts";
 import { askDaemon, formatLive } from "./live_status.ts";
 import { createFileFilter, readablePath, readableText } from "../watch/file_filter.ts";
@@ -44,58 +46,6 @@ const OVERDUE_AFTER_MS = 60_000;
 function when(ms: number | null): string {
   if (ms === null) return "-";
   return new Date(ms).toLocaleString("sv-SE");
-}
-
-/**
- * The config `status` reads: the file `-c` names or the default one. Without
- * `-c` and without a default file (a daemon started with `run --watch ... --to
- * ...`), the default daemon settings and no jobs: the ledger names them.
- */
-export async function statusConfig(option: string | undefined): Promise<Config> {
-  const file = resolveConfigPath(option);
-  if (option === undefined && (await Deno.stat(file).catch(() => null)) === null) {
-    return { file, ...resolveDaemon(daemonSchema.parse({}), Deno.cwd()), jobs: [] };
-  }
-  return await loadConfig(file);
-}
-
-/**
- * {@linkcode statusConfig}, or, for a file that cannot be loaded (an edit the running daemon
- * refused to reload), its `state_dir` alone (where its YAML gives a usable one, else the default)
- * and no jobs, with the reason: enough to find the daemon and its ledger.
- */
-export async function daemonConfig(
-  option: string | undefined,
-): Promise<{ config: Config; problem: ConfigError | null }> {
-  try {
-    return { config: await statusConfig(option), problem: null };
-  } catch (problem) {
-    if (!(problem instanceof ConfigError)) throw problem;
-    const file = resolveConfigPath(option);
-    // Not a named pipe or a device (which the loader refused): reading one may never end.
-    const text = await regularFileText(file);
-    // A file named by -c that cannot be read (a typo): the default state_dir is another daemon's.
-    if (text === null && option !== undefined) throw problem;
-    // Read as far as it goes (a duplicate key, a bracket left open): its state_dir, if it says one.
-    const doc = parseDocument(text ?? "", { logLevel: "silent", uniqueKeys: false });
-    const stateDir = isMap(doc.contents) ? doc.get("state_dir") : undefined;
-    let keys: ReturnType<typeof daemonSchema.safeParse>;
-    try {
-      keys = daemonSchema.safeParse(typeof stateDir === "string" ? { state_dir: stateDir } : {});
-    } catch {
-      // A default in a home folder that cannot be found (no HOME): the loader's error says so.
-      throw problem;
-    }
-    // A state_dir it names but that cannot be read: the default would be another daemon's.
-    if (!keys.success || (typeof stateDir !== "string" && /^state_dir\s*:/m.test(text ?? ""))) {
-      throw problem;
-    }
-    const daemon = resolveDaemon(keys.data, dirname(file));
-    // Its status page is where the running daemon says it is (none: it has none, or none yet),
-    // not the default address, where another daemon's page may be.
-    const statusListen = daemonStatus(daemon.state_dir).statusListen ?? "";
-    return { config: { file, ...daemon, status_listen: statusListen, jobs: [] }, problem };
-  }
 }
 
 /**
@@ -128,7 +78,7 @@ function watchLine(
 
 /** The `status` command. */
 export function statusCommand(): Command {
-  return new Command("status")
+  return addFindOptions(new Command("status"))
     .description(
       "show whether a daemon is running, counts per state, recent transfers and failures, and what the watch folders skip",
     )
@@ -139,7 +89,7 @@ export function statusCommand(): Command {
     .option("--json", "print JSON instead of text")
     .option("--all", `list every skipped entry (else the first ${SKIPPED_SHOWN} per job)`)
     .action(async (
-      options: { limit: string; json?: boolean; all?: boolean },
+      options: { limit: string; json?: boolean; all?: boolean } & FindOptions,
       command: Command,
     ) => {
       if (!/^\d+$/.test(options.limit.trim())) {
@@ -150,7 +100,11 @@ export function statusCommand(): Command {
       }
       // A count beyond any ledger's rows lists them all (SQLite takes no larger whole number).
       const limit = Math.min(Number(options.limit), Number.MAX_SAFE_INTEGER - 1);
-      const { config, problem } = await daemonConfig(globalOptions(command).config);
+      const { config, problem } = await daemonConfig(globalOptions(command).config, options);
+      // No config file, nor the options of a run without one: the default state folder's.
+      const hint = !problem && config.file !== COMMAND_LINE_CONFIG && config.jobs.length === 0
+        ? otherStateDirHint("status")
+        : undefined;
       // Said first, and again as the error that ends it (exit 2).
       if (problem && !options.json) {
         console.log(
@@ -158,7 +112,7 @@ export function statusCommand(): Command {
             `had; shown from its state_dir ${config.state_dir}, with the jobs its ledger knows.`,
         );
       }
-      await showStatus(config, options, limit);
+      await showStatus(config, { ...options, hint }, limit);
       if (problem) throw problem;
     });
 }
@@ -166,7 +120,7 @@ export function statusCommand(): Command {
 /** Print the status of the daemon and ledger of `config` (see the `status` command). */
 async function showStatus(
   config: Config,
-  options: { json?: boolean; all?: boolean },
+  options: { json?: boolean; all?: boolean; hint?: string },
   limit: number,
 ): Promise<void> {
   const daemon = daemonStatus(config.state_dir);
@@ -197,7 +151,7 @@ async function showStatus(
     if (options.json) {
       console.log(JSON.stringify({ daemon, live, ledger: null, found, skipped }, null, 2));
     } else {
-      console.log(describeDaemon(daemon, config.state_dir));
+      console.log(describeDaemon(daemon, config.state_dir, options.hint));
       for (const line of liveLines) console.log(line);
       if (!lostOrDamaged) console.log(said);
       for (const line of formatSkipped(skipped, options.all ?? false)) console.log(line);
@@ -242,7 +196,7 @@ async function showStatus(
       console.log(JSON.stringify(report, null, 2));
       return;
     }
-    console.log(describeDaemon(daemon, config.state_dir));
+    console.log(describeDaemon(daemon, config.state_dir, options.hint));
     for (const line of liveLines) console.log(line);
     console.log(`Ledger: ${ledger.path}`);
     if (rebuilt) {

@@ -17,9 +17,15 @@ import { loadConfig } from "../config/load.ts";
 import { COMMAND_LINE_CONFIG } from "../config/types.ts";
 import { checkBeforeStart } from "../pipeline/start_checks.ts";
 import { assertNoTemplateValues } from "../config/template_values.ts";
-import { daemonStatus } from "./daemon_state.ts";
+import {
+  addFindOptions,
+  daemonConfig,
+  daemonStatus,
+  type FindOptions,
+  otherStateDirHint,
+  statusConfig,
+} from "./daemon_state.ts";
 import { type GlobalOptions, globalOptions } from "./options.ts";
-import { daemonConfig, statusConfig } from "./status.ts";
 
 /** How long `stop` waits for the daemon to finish stopping. */
 const STOP_WAIT_MS = 60_000;
@@ -69,25 +75,31 @@ export async function stopDaemon(stateDir: string): Promise<number | undefined> 
   return status.pid;
 }
 
-/** Stop the daemon of the config `global` names, saying what happened. */
-async function stopFor(global: GlobalOptions): Promise<void> {
+/**
+ * Stop the daemon of the config `global` names, or of the run without a config file `find` gives
+ * the options of, saying what happened.
+ */
+async function stopFor(global: GlobalOptions, find: FindOptions = {}): Promise<void> {
   // A config the daemon refused to reload still names the state folder to find it by.
-  const { config, problem } = await daemonConfig(global.config);
+  const { config, problem } = await daemonConfig(global.config, find);
   if (problem) console.error(`warning: ${problem.message.split("\n")[0]} (stopping all the same)`);
   const pid = await stopDaemon(config.state_dir);
+  // No config file, nor the options of a run without one: the default state folder's.
+  const elsewhere = !problem && config.file !== COMMAND_LINE_CONFIG && config.jobs.length === 0;
   console.log(
     pid === undefined
-      ? `No daemon is running with state_dir ${config.state_dir}`
+      ? `No daemon is running with state_dir ${config.state_dir}` +
+        (elsewhere ? ` (${otherStateDirHint("stop")})` : "")
       : `Stopped the daemon (pid ${pid})`,
   );
 }
 
 /** The `stop` command. */
 export function stopCommand(): Command {
-  return new Command("stop")
+  return addFindOptions(new Command("stop"))
     .description("stop the running daemon of this config (through its PID file), and wait for it")
-    .action(async (_options: unknown, command: Command) => {
-      await stopFor(globalOptions(command));
+    .action(async (options: FindOptions, command: Command) => {
+      await stopFor(globalOptions(command), options);
     });
 }
 

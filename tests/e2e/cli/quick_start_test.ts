@@ -739,6 +739,64 @@ Deno.test("cli: a config-free daemon is shown as started from the command line; 
   }
 });
 
+Deno.test("cli: a config-free run given --set state_dir=DIR is found by status and stop with that --set, or with its options as typed; without them they say so", async () => {
+  await using q = await quickSandbox();
+  const { root, env } = q;
+  const state = "state 'b'"; // relative to where it is typed, as run takes it
+  const run = ["--watch", "watch", "--to", "dest", "--set", `state_dir=${state}`];
+  const daemon = startCli(["run", ...run, "--set", "status_listen="], { env, cwd: root });
+  try {
+    await daemon.waitForOutput("Watching");
+    // The start says how to find it.
+    const find = `--set 'state_dir=${join(root, "state '\\''b'\\''")}'`;
+    assert.match(
+      daemon.stderr(),
+      new RegExp(
+        `state_dir is not the default one: image-transfer status ${RegExp.escape(find)} and ` +
+          `image-transfer stop ${RegExp.escape(find)} find it`,
+      ),
+    );
+    // Before: the default state folder's, "not running", and stop stopped nothing (exit 0).
+    const plain = await runCli(["status"], { env, cwd: root });
+    assert.match(
+      plain.stdout,
+      /^Daemon: not running\n {2}\(a run without a config file given --set state_dir=DIR is found with `image-transfer status --set state_dir=DIR`\)$/m,
+    );
+    const none = await runCli(["stop"], { env, cwd: root });
+    assert.match(
+      none.stdout,
+      /No daemon is running with state_dir .* \(a run without a config file given --set state_dir=DIR is found with `image-transfer stop --set state_dir=DIR`\)/,
+    );
+    for (const args of [["--set", `state_dir=${state}`], run]) {
+      const status = await runCli(["status", ...args], { env, cwd: root });
+      assert.equal(status.code, 0, status.stderr);
+      assert.match(status.stdout, new RegExp(`^Daemon: running, pid ${daemon.process.pid},`, "m"));
+      assert.match(status.stdout, new RegExp(`^Ledger: ${RegExp.escape(join(root, state))}`, "m"));
+    }
+    const both = await runCli(
+      ["status", "-c", join(root, "x.yaml"), "--set", `state_dir=${state}`],
+      { env, cwd: root },
+    );
+    assert.equal(both.code, 2);
+    assert.match(
+      both.stderr,
+      /give either --config or the --watch\/--to\/--set of a run without one/,
+    );
+    const stop = await runCli(["stop", "--set", `state_dir=${state}`], { env, cwd: root });
+    assert.equal(stop.code, 0, stop.stderr);
+    assert.match(
+      stop.stdout,
+      new RegExp(`^Stopped the daemon \\(pid ${daemon.process.pid}\\)`, "m"),
+    );
+    assert.equal((await daemon.process.status).code, 0, daemon.stderr());
+  } finally {
+    try {
+      daemon.process.kill("SIGTERM");
+    } catch { /* stopped by the test */ }
+    await daemon.process.status;
+  }
+});
+
 Deno.test("cli: --save-config keeps what relative --set paths meant, and writes nothing for options run refuses", async () => {
   await using q = await quickSandbox();
   const { root, env } = q;
