@@ -15,6 +15,8 @@ import { expandPath, isDefaultConfigPath, otherOsPathProblem } from "../config/p
 import { LOCAL_PATH_KEYS } from "../config/resolve.ts";
 import { COMMAND_LINE_CONFIG, type Config } from "../config/types.ts";
 import { ignoredByMethod } from "../config/method_keys.ts";
+import { IN_THE_OPTIONS, optionOfKey } from "../config/key_lines.ts";
+import { TOP_LEVEL_KEYS } from "../config/schema.ts";
 import { ConfigError, UsageError, WatchFolderError } from "../errors.ts";
 import { answerWithin } from "../config/file_systems.ts";
 import { pastedWord } from "../shell_words.ts";
@@ -215,32 +217,29 @@ export async function checkWatchOption(typed: string, path: string): Promise<voi
   }
 }
 
-/** The option that gives each key a message may start with (where `--set` gives one, its like). */
-const OPTION_OF_KEY: Readonly<Record<string, string>> = {
-  watch_path: "--watch",
-  remote_host: "--to",
-  remote_base_path: "--to",
-  ftp_password_file: "--ftp-password-file",
-};
-
 /**
  * A config error as the options' own: the file and lines it names are those
  * of the generated text (which may never be written), not anything typed.
  */
 function aboutTheOptions(error: ConfigError, file: string): ConfigError {
-  const lines = error.message.split("\n").map((line) =>
-    line.startsWith(file)
-      ? `in the options (--watch, --to, --set): ${
-        line.slice(file.length).replace(/^(:\d+)?: /, "")
-          // The one job's keys that the options gave, said as those options.
-          .replace(/^(\w+)(?: of job \S+)?: /, (said, key: string) =>
-            key in OPTION_OF_KEY ? `${OPTION_OF_KEY[key]}: ` : said)
+  const lines = error.message.split("\n").map((line) => {
+    // Said of the file, or of the options already (`jobKeyPlace`): each key as its option.
+    const at = [file, IN_THE_OPTIONS].find((start) => line.startsWith(start));
+    return at === undefined
+      ? line
+      : `${IN_THE_OPTIONS}: ${
+        line.slice(at.length).replace(/^(:\d+)?: /, "")
+          .replace(
+            /^(\w+)(?:\[\d+\])?(?: of job \S+)?: /,
+            (said, key: string) => TOP_LEVEL_KEYS.includes(key) ? `${optionOfKey(key)}: ` : said,
+          )
           .replace(/\bits watch_path\b/g, "--watch")
-          .replace(/\bexclude_patterns: (\["(?:[^"\\]|\\.)*"\])/g, (_, list: string) =>
-            `--set ${pastedWord(`exclude_patterns=${list}`)}`)
-      }`
-      : line
-  );
+          .replace(
+            /\bexclude_patterns: (\["(?:[^"\\]|\\.)*"\])/g,
+            (_, list: string) => `--set ${pastedWord(`exclude_patterns=${list}`)}`,
+          )
+      }`;
+  });
   return new ConfigError(lines.join("\n"), { cause: error });
 }
 

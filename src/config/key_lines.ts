@@ -18,7 +18,7 @@ import {
   type YAMLMap,
 } from "yaml";
 import { distance } from "fastest-levenshtein";
-import type { Config } from "./types.ts";
+import { COMMAND_LINE_CONFIG, type Config } from "./types.ts";
 
 /** A key path such as `["jobs", 1, "retry_attempts"]`. */
 export type Path = (string | number)[];
@@ -114,10 +114,35 @@ export function keyPlace(file: string, jobIndex: number, keyPath: Path): string 
   return line === null ? file : `${file}:${line}`;
 }
 
-/** `FILE:LINE: KEY of job NAME`, for the job at `index` of `config`. */
+/**
+ * `FILE:LINE: KEY of job NAME`, for the job at `index` of `config`; for a run without a config file
+ * the option that gives the key, `in the options (--watch, --to, --set): --set KEY=...` (see
+ * {@linkcode optionOfKey}).
+ */
 export function jobKeyPlace(config: Config, index: number, key: string): string {
+  if (config.file === COMMAND_LINE_CONFIG) return `${IN_THE_OPTIONS}: ${optionOfKey(key)}`;
   return `${keyPlace(config.file, index, [key])}: ${key} of job ${config.jobs[index].name}`;
 }
+
+/** Where a message on a run without a config file points: its options, not a file never written. */
+export const IN_THE_OPTIONS = "in the options (--watch, --to, --set)";
+
+/** The option of a run without a config file that gives `key`: `--to`, else `--set KEY=...`. */
+export function optionOfKey(key: string): string {
+  return Object.hasOwn(OPTION_OF_KEY, key) ? OPTION_OF_KEY[key] : `--set ${key}=\u2026`;
+}
+
+/** The keys `--watch`, `--to` (its user, host, port, path; FTP or FTPS) and `--ftp-password-*` give. */
+const OPTION_OF_KEY: Readonly<Record<string, string>> = {
+  watch_path: "--watch",
+  remote_host: "--to",
+  remote_user: "--to",
+  remote_base_path: "--to",
+  ftp_port: "--to",
+  ftp_tls: "--to",
+  ftp_password_file: "--ftp-password-file",
+  ftp_password_env: "--ftp-password-env",
+};
 
 /** Case, `-` and `_` do not count as differences: `Watch-Path` is `watch_path`. */
 function normal(word: string): string {

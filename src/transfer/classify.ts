@@ -47,6 +47,11 @@ interface Rule {
 const hostKey = (c: FailureContext) => c.fromTo ? "the host in --to" : "remote_host";
 /** Where the login name is given. */
 const userKey = (c: FailureContext) => c.fromTo ? "the user in --to" : "remote_user";
+/** Where `key` is given: the key, or, in a run without a config file (`fromTo`), its `--set`. */
+export const keyGiven = (key: string, fromTo?: boolean) => fromTo ? `--set ${key}=\u2026` : key;
+/** How another base folder is given: `remote_base_path`, or `--to` without a config file. */
+export const otherBase = (fromTo?: boolean) =>
+  fromTo ? "give --to another folder" : "change remote_base_path";
 /** The `ssh` options of the config (port, identity file, ssh_options), each followed by a space. */
 const sshFlags = (c: FailureContext) =>
   (c.port === null ? "" : `-p ${c.port} `) +
@@ -132,7 +137,9 @@ const RULES: Rule[] = [
     kind: "fatal",
     reason: (c) =>
       `authentication was refused for ${c.destination}: install your public key in the remote ` +
-      `~/.ssh/authorized_keys (e.g. with ssh-copy-id), check ${userKey(c)} and ssh_identity_file ` +
+      `~/.ssh/authorized_keys (e.g. with ssh-copy-id), check ${userKey(c)} and ${
+        keyGiven("ssh_identity_file", c.fromTo)
+      } ` +
       `(keys with a passphrase need ssh-agent), then test with "ssh -o BatchMode=yes ` +
       `${sshFlags(c)}${c.destination} true"`,
   },
@@ -155,15 +162,20 @@ const RULES: Rule[] = [
     test:
       /Bad configuration option|command-line(?: line)?: line \d+|Unsupported option|keyword \S+ extra arguments|Bad port|missing argument|unknown option|syntax or usage error/i,
     kind: "fatal",
-    reason: () => `an option is not understood: check ssh_options and rsync_options in the config`,
+    reason: (c) =>
+      `an option is not understood: check ${keyGiven("ssh_options", c.fromTo)} and ` +
+      `${keyGiven("rsync_options", c.fromTo)}${c.fromTo ? "" : " in the config"}`,
   },
   {
     test: /rsync: (?:command )?not found|\/rsync: No such file or directory|rsync: not found/,
     kind: "fatal",
     reason: (c) =>
       `rsync is not installed on ${c.host} (or not on the PATH of its logins for commands): ` +
-      `install it there, give its path with rsync_options: ["--rsync-path=/path/to/rsync"], or ` +
-      `use transfer_method: scp`,
+      `install it there, give its path with ${
+        c.fromTo
+          ? `--set 'rsync_options=["--rsync-path=/path/to/rsync"]'`
+          : 'rsync_options: ["--rsync-path=/path/to/rsync"]'
+      }, or use ${c.fromTo ? "--method scp" : "transfer_method: scp"}`,
   },
   {
     test: /Could not resolve hostname|Name or service not known|nodename nor servname/,
@@ -183,15 +195,15 @@ const RULES: Rule[] = [
     test: /Read-only file system/,
     kind: "retry-later",
     reason: (c) =>
-      `the destination file system on ${c.host} is read-only: remount it read-write or change ` +
-      `remote_base_path`,
+      `the destination file system on ${c.host} is read-only: remount it read-write or ` +
+      otherBase(c.fromTo),
   },
   {
     test: /Permission denied|Operation not permitted/,
     kind: "retry-later",
     reason: (c) =>
       `the remote user on ${c.host} may not write there (permission denied): fix the owner or ` +
-      `permissions of the destination folder, or change remote_base_path`,
+      `permissions of the destination folder, or ${otherBase(c.fromTo)}`,
   },
   {
     test:
@@ -278,7 +290,7 @@ export function classifyFailure(
     if (run.timedOut) {
       return new TransferError(
         `Cannot ${action}: ${tool} timed out after ${Math.round(run.durationMs / 1000)} s ` +
-          `(transfer_timeout_seconds)`,
+          `(${keyGiven("transfer_timeout_seconds", context.fromTo)})`,
         "retry",
         { cause: error },
       );
@@ -357,10 +369,10 @@ function shareGone(error: unknown, message: string): boolean {
  * (`remote_base_path`): no folder can be made there, a night folder the first. In the words
  * `failureScope` (`errors.ts`) takes for the whole destination failing, not one file.
  */
-export function baseRefusedReason(host: string, base: string): string {
+export function baseRefusedReason(host: string, base: string, fromTo?: boolean): string {
   return `the remote user on ${host} may not write into the destination folder ${base} ` +
     "(permission denied), where every file's folder is made: fix the owner or permissions of " +
-    "the destination folder, or change remote_base_path";
+    `the destination folder, or ${otherBase(fromTo)}`;
 }
 
 /**

@@ -251,7 +251,7 @@ export function createTransport(
 ): Transport {
   switch (job.transfer_method) {
     case "local":
-      return new LocalTransport(job, ledger);
+      return new LocalTransport(job, ledger, fromTo);
     case "scp":
       return new ScpTransport(job, runtimeDir, ledger, fromTo);
     case "rsync":

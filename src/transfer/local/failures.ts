@@ -14,6 +14,7 @@
 import { basename, dirname, resolve } from "node:path";
 import { guardedPathReason, TransferError } from "../../errors.ts";
 import type { TransferItem } from "../transport.ts";
+import { otherBase } from "../classify.ts";
 
 /** The call and the path a system error quotes: Deno's words, or Node's. */
 const QUOTED = /(?:\(os error \d+\):|^E[A-Z]+: [^,]*,) (\w+) '(.*?)'(?: -> '.*')?$/s;
@@ -62,16 +63,18 @@ function plainly(reason: string, folder?: string): { words: string; made?: strin
 
 /**
  * Classify a local copy error; `folder` is the file's destination folder, named in what is said
- * of a destination that cannot be written. Where that is the base path `base` itself (a night
+ * of a destination that cannot be written. Where that is the base path `given` itself (a night
  * folder made there, a file copied into it) it is every file's (see `ownFolderRefused` in
- * `errors.ts`): the job waits for it, in the words `failureScope` takes for the whole destination.
+ * `errors.ts`): the job waits for it, in the words `failureScope` takes for the whole destination
+ * (another base folder given with `--to` where `fromTo`: a run without a config file).
  */
 export function toTransferError(
   item: TransferItem,
   error: unknown,
   folder?: string,
-  base?: string,
+  given?: { path: string; fromTo?: boolean },
 ): TransferError {
+  const base = given?.path;
   if (error instanceof TransferError) {
     if (error.message.startsWith("Cannot send ") || error.message.startsWith("Verification")) {
       return error;
@@ -124,7 +127,7 @@ export function toTransferError(
       return fail(
         `the user the daemon runs as may not write into the destination folder ${base} ` +
           `(${said.words}), where every file's folder is made: give that user write permission ` +
-          "there (or lift an immutable attribute: chattr -i), or change remote_base_path",
+          "there (or lift an immutable attribute: chattr -i), or " + otherBase(given?.fromTo),
         "retry-later",
       );
     }

@@ -69,9 +69,13 @@ export class LocalTransport implements Transport {
   /** Paces all copies together at `bandwidth_limit` (none without one). */
   readonly throttle: Throttle | null;
 
+  /** The base folder, and whether `--to` gave it (a run without a config file), for failures. */
+  readonly #base: { path: string; fromTo: boolean };
+
   /** `ledger`: where the file system files arrived on is kept (see `FolderFileSystem`). */
-  constructor(job: JobConfig, ledger: Ledger | null = null) {
+  constructor(job: JobConfig, ledger: Ledger | null = null, fromTo = false) {
     this.#job = job;
+    this.#base = { path: job.remote_base_path, fromTo };
     this.#arrivedOn = new FolderFileSystem(job.remote_base_path, ledger, "arrived");
     const limit = bandwidthLimit(job);
     this.throttle = limit === null ? null : new Throttle(limit);
@@ -182,7 +186,7 @@ export class LocalTransport implements Transport {
       try {
         return await this.#putPart(item, finalPath, signal);
       } catch (error) {
-        throw toTransferError(item, error, dirname(finalPath), this.#job.remote_base_path);
+        throw toTransferError(item, error, dirname(finalPath), this.#base);
       }
     })();
     const settled = sending.catch(() => {});
@@ -215,7 +219,7 @@ export class LocalTransport implements Transport {
     const fail = (delivery: LocalDelivery, error: unknown, signal: AbortSignal) => {
       if (signal.aborted) throw signal.reason;
       const where = dirname(delivery.finalPath);
-      delivery.error = toTransferError(delivery.item, error, where, this.#job.remote_base_path);
+      delivery.error = toTransferError(delivery.item, error, where, this.#base);
     };
     return {
       place: (item) => {

@@ -17,6 +17,7 @@ import {
   type FailureContext,
   lastLine,
   noisyShellReason,
+  otherBase,
 } from "../classify.ts";
 import { type DiskSpace, freeSpaceCheck } from "../../config/free_space.ts";
 import { randomPart } from "../temp_name.ts";
@@ -79,7 +80,9 @@ export async function probeSshDestination(
   } else if (folder === "not-a-folder") {
     checks.push(fail(
       "destination folder",
-      `${where} is a file, not a folder: rename or remove it there, or change remote_base_path`,
+      `${where} is a file, not a folder: rename or remove it there, or ${
+        otherBase(context.fromTo)
+      }`,
     ));
   } else {
     checks.push(

@@ -164,7 +164,7 @@ export function folderFailedReason(
   base: string,
 ): Classification {
   if (inBase && /Permission denied|Operation not permitted/.test(message)) {
-    return { kind: "retry-later", reason: baseRefusedReason(context.host, base) };
+    return { kind: "retry-later", reason: baseRefusedReason(context.host, base, context.fromTo) };
   }
   const blocker = /^(.+): Not a directory$/.exec(message)?.[1];
   if (blocker === undefined) return classifyText(message, context);

@@ -181,7 +181,7 @@ Deno.test("--watch, --to and --set: empty values, Windows folders off Windows an
     assert.throws(quick("/data/camera", "\\\\nas\\archive"), /--to: .* is a Windows network path/);
     await assert.rejects(
       checkQuickStart(quick("/data/camera", "/mnt/archive", ["state_dir=\\\\nas\\state"])().config),
-      /state_dir: .* is a Windows network path, .*mount the share/,
+      /--set state_dir=…: .* is a Windows network path, .*mount the share/,
     );
   }
   assert.throws(
@@ -328,7 +328,7 @@ Deno.test("a --set value quoted as in the file is the text inside the quotes, as
   assert.throws(
     () =>
       quickStartConfig({ watch: "/data/camera", to: "/mnt/archive", set: ['log_format="a" "b"'] }),
-    /log_format: .*"\\"a\\" \\"b\\""/,
+    /--set log_format=…: .*"\\"a\\" \\"b\\""/,
   );
 });
 
@@ -360,7 +360,7 @@ Deno.test("a wrong --set names the key and the options, not a line of a file nev
     assert.equal(
       error.message,
       'in the options (--watch, --to, --set): unknown key "retry_atempts"; did you mean ' +
-        '"retry_attempts"?\nin the options (--watch, --to, --set): retry_delay_seconds: ' +
+        '"retry_attempts"?\nin the options (--watch, --to, --set): --set retry_delay_seconds=…: ' +
         'expected a number from 0 to 86400, got "soon"',
     );
   }
@@ -908,6 +908,87 @@ Deno.test("cli: a config-free run to user@host:/path with --method rsync deliver
   }
 });
 
+Deno.test("an ssh option refused or warned of is said of --set ssh_options, never of the key or its index (run --dry-run and doctor)", async () => {
+  await using q = await quickSandbox();
+  const to = "obs@archive.invalid:/in";
+  for (const command of [["run", "--dry-run"], ["doctor"]]) {
+    const set = 'ssh_options=["RemoteCommand=ls"]';
+    const out = await runCli([...command, "--watch", q.watch, "--to", to, "--set", set], {
+      env: q.env,
+    });
+    assert.equal(out.code, 2, out.stdout + out.stderr);
+    // Before: "in the options (--watch, --to, --set): ssh_options[0]: RemoteCommand=ls ..."
+    assert.match(
+      out.stderr,
+      /^error: in the options \(--watch, --to, --set\): --set ssh_options=…: RemoteCommand=ls runs a command of its own/,
+    );
+    assert.doesNotMatch(out.stderr, /(?<!--set )ssh_options/);
+  }
+  const unchecked = 'ssh_options=["StrictHostKeyChecking=no"]';
+  const dry = await runCli(
+    ["run", "--dry-run", "--watch", q.watch, "--to", to, "--set", unchecked],
+    { env: q.env },
+  );
+  // Before: "warning: (command line): ssh_options of job default: StrictHostKeyChecking=no ..."
+  assert.match(
+    dry.stderr,
+    /^warning: in the options \(--watch, --to, --set\): --set ssh_options=…: StrictHostKeyChecking=no sends the files/m,
+  );
+  assert.doesNotMatch(dry.stderr, /\(command line\)|(?<!--set )ssh_options/);
+});
+
+Deno.test(
+  "a local --to the daemon's user may not write into is said of --to, never of remote_base_path",
+  {
+    ignore: Deno.build.os === "windows",
+  },
+  async () => {
+    await using q = await quickSandbox();
+    const dest = join(q.root, "locked");
+    await Deno.mkdir(dest, { mode: 0o555 });
+    await Deno.chmod(dest, 0o555);
+    const out = await runCli(
+      ["run", "--once", "--watch", q.watch, "--to", dest, "--set", "retry_attempts=0"],
+      { env: q.env, honourFileModes: true },
+    );
+    assert.equal(out.code, 1, out.stderr);
+    // Before: "... (or lift an immutable attribute: chattr -i), or change remote_base_path".
+    assert.match(
+      out.stderr,
+      new RegExp(
+        `may not write into the destination folder ${
+          RegExp.escape(dest)
+        } \\(Permission denied\\), ` +
+          "where every file's folder is made: .*, or give --to another folder",
+      ),
+    );
+    assert.doesNotMatch(out.stderr, /remote_base_path/);
+    assert.deepEqual(await listFiles(dest), []);
+  },
+);
+
+Deno.test("doctor: a --to path on the server that is a file is said of --to, never of remote_base_path", async () => {
+  const sshd = await startSshd();
+  await using q = await quickSandbox();
+  try {
+    const dest = await sshd.makeRemoteDir();
+    await Deno.writeTextFile(join(dest, "a file"), "x");
+    const to = `${sshd.user}@127.0.0.1:${dest}/a file`;
+    const out = await runCli(["doctor", "--watch", q.watch, "--to", to, ...loginSets(sshd)], {
+      env: q.env,
+    });
+    assert.equal(out.code, 1, out.stdout + out.stderr);
+    // Before: "... rename or remove it there, or change remote_base_path".
+    assert.match(
+      out.stdout,
+      /^ {2}FAIL {2}destination folder: .*a file is a file, not a folder: rename or remove it there, or give --to another folder$/m,
+    );
+    assert.doesNotMatch(out.stdout, /remote_base_path/);
+  } finally {
+    await sshd.stop();
+  }
+});
+
 Deno.test("an SSH login that fails is said of --to, never of remote_host or remote_user (run and doctor); with a config file, of the keys", async () => {
   const sshd = await startSshd();
   await using q = await quickSandbox();
@@ -919,7 +1000,7 @@ Deno.test("an SSH login that fails is said of --to, never of remote_host or remo
       "retry_attempts=0",
     ];
     const refused =
-      /authentication was refused for nobody-here@127\.0\.0\.1: .* check the user in --to and ssh_identity_file /;
+      /authentication was refused for nobody-here@127\.0\.0\.1: .* check the user in --to and --set ssh_identity_file=… /;
     const unknown =
       /cannot resolve the host name nonexistent\.invalid: check the host in --to \(or the HostName /;
     for (
@@ -937,7 +1018,7 @@ Deno.test("an SSH login that fails is said of --to, never of remote_host or remo
       assert.equal(doctor.code, 1, doctor.stdout + doctor.stderr);
       assert.match(doctor.stdout, new RegExp(`^ {2}FAIL {2}login: .*${said.source}`, "m"));
       for (const out of [once.stderr, doctor.stdout]) {
-        assert.doesNotMatch(out, /remote_host|remote_user/);
+        assert.doesNotMatch(out, /remote_host|remote_user|(?<!--set )ssh_identity_file/);
       }
     }
     assert.deepEqual(await listFiles(dest), [], "nothing sent");

@@ -1,6 +1,7 @@
 /** Classifying ssh/scp/rsync failures, on stderr text captured from real runs (OpenSSH 9.2, rsync 3.x). */
 import assert from "node:assert/strict";
 import {
+  baseRefusedReason,
   classifyFailure,
   classifyText,
   type FailureContext,
@@ -361,4 +362,43 @@ Deno.test("a program killed from outside, or failing without a word, says so ins
     classifyFailure(silent, "send b.fits", context).message,
     "Cannot send b.fits: sh ended with exit code 3",
   );
+});
+
+Deno.test("without a config file (--to), what to change is said of the options typed, never of a config key", () => {
+  const quick: FailureContext = { ...context, fromTo: true };
+  // A key named alone, not as the --set that gives it.
+  const keys =
+    /(?<!--set '?)\b(remote_base_path|remote_host|remote_user|ssh_options|rsync_options|ssh_identity_file|transfer_method|transfer_timeout_seconds)\b/;
+  const said = (stderr: string) => classifyText(stderr, quick).reason;
+  const cases: [string, RegExp][] = [
+    ["Permission denied (publickey).", /check the user in --to and --set ssh_identity_file=… /],
+    [
+      "command-line: line 0: Bad configuration option: bogus",
+      /check --set ssh_options=… and --set rsync_options=…$/,
+    ],
+    [
+      "bash: line 1: rsync: command not found",
+      /--set 'rsync_options=\["--rsync-path=\/path\/to\/rsync"\]', or use --method scp$/,
+    ],
+    [
+      "mkdir: cannot create directory '/d/x': Read-only file system",
+      /or give --to another folder$/,
+    ],
+    ['scp: dest open "/d/x": Permission denied', /or give --to another folder$/],
+    ["ssh: Could not resolve hostname freya: Name", /check the host in --to /],
+  ];
+  for (const [stderr, words] of cases) {
+    // Before: "check remote_user and ssh_identity_file", "check ssh_options and rsync_options in
+    // the config", "rsync_options: [...] or use transfer_method: scp", "change remote_base_path".
+    assert.match(said(stderr), words, stderr);
+    assert.doesNotMatch(said(stderr), keys, stderr);
+    // With a config file, the keys.
+    assert.match(classifyText(stderr, context).reason, keys, stderr);
+  }
+  const refused = baseRefusedReason("freya", "/d", true);
+  assert.match(refused, /or give --to another folder$/);
+  assert.doesNotMatch(refused, keys);
+  assert.match(baseRefusedReason("freya", "/d"), /or change remote_base_path$/);
+  const timedOut = classifyFailure(failure("scp", null, "", true), "send b", quick).message;
+  assert.match(timedOut, /timed out after 2 s \(--set transfer_timeout_seconds=…\)$/);
 });
