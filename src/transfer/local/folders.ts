@@ -14,6 +14,7 @@ import { freeSpaceCheck, localDiskSpace } from "../../config/free_space.ts";
 import { isOwnTempName, isOwnTempNameFor, type JobOwners, randomPart } from "../temp_name.ts";
 import type { ProbeCheck, TransferOutcome } from "../transport.ts";
 import { CopyVanished } from "./renamed.ts";
+import { TEMP_SUFFIX } from "../../layout/destination.ts";
 
 /**
  * `outcomes` of a batch, where a copy vanished (see {@linkcode CopyVanished}) or its temporary
@@ -23,7 +24,9 @@ import { CopyVanished } from "./renamed.ts";
  * waits until it is back, and no file uses up an attempt on it. Where a destination folder
  * `made` for the batch (by folder, as {@linkcode makeLocalFolders} returned it) was removed
  * meanwhile (an archive's clean-up of a night folder, say), or made again since, as that folder
- * removed: the next attempt makes it again.
+ * removed: the next attempt makes it again. Where that folder stayed, a copy gone before its
+ * rename as the copy being written to its final name removed by something else: the next attempt
+ * copies the file again.
  */
 export async function vanishedAsBaseGone(
   outcomes: TransferOutcome[],
@@ -34,8 +37,7 @@ export async function vanishedAsBaseGone(
   const folderOf = (outcome: TransferOutcome) =>
     dirname(join(base, ...outcome.item.destination.split("/")));
   const vanished = (outcome: TransferOutcome) =>
-    outcome.error instanceof CopyVanished || outcome.error?.cause instanceof CopyVanished ||
-    (made.has(folderOf(outcome)) && isNotFound(outcome.error?.cause));
+    copyLost(outcome) || (made.has(folderOf(outcome)) && isNotFound(outcome.error?.cause));
   if (!outcomes.some(vanished)) return outcomes;
   const unmounted = await kindAt(base) === "folder" ? await arrivedOn.unmountedShare() : "";
   if (unmounted !== null) {
@@ -48,7 +50,9 @@ export async function vanishedAsBaseGone(
     if (!removed.has(folder)) removed.set(folder, await removedSince(base, folder, made));
   }
   return outcomes.map((outcome) => {
-    const reason = vanished(outcome) ? removed.get(folderOf(outcome)) : null;
+    let reason = vanished(outcome) ? removed.get(folderOf(outcome)) : null;
+    // The folder is still there: the copy itself was removed (a clean-up of hidden files, say).
+    if (!reason && copyLost(outcome)) reason = copyRemoved(base, outcome.item.destination);
     if (!reason) return outcome;
     const error = new TransferError(`Cannot send ${outcome.item.source}: ${reason}`, "retry", {
       cause: outcome.error,
@@ -84,6 +88,23 @@ async function removedSince(
     if (await kindAt(above) === null) missing = above;
   }
   return `the destination folder ${missing} ${during}; the next attempt makes it again`;
+}
+
+/**
+ * Whether `outcome` failed as its temporary copy was gone before its rename (the hidden file
+ * not found by its name), not as its source or a folder was.
+ */
+function copyLost(outcome: TransferOutcome): boolean {
+  const error = outcome.error;
+  if (error instanceof CopyVanished || error?.cause instanceof CopyVanished) return true;
+  return isNotFound(error?.cause) && messageOf(error?.cause).includes(`${TEMP_SUFFIX}'`);
+}
+
+/** What is said of the copy of `destination` (below `base`) removed before it was finished. */
+function copyRemoved(base: string, destination: string): string {
+  const finalPath = join(base, ...destination.split("/"));
+  return `the copy being written to ${finalPath} was removed by something else (not this ` +
+    "daemon) before it was finished; the next attempt copies the file again";
 }
 
 /** Whether `error` says a file or folder is not there. */

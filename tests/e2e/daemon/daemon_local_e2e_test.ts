@@ -326,3 +326,52 @@ Deno.test("daemon (local): a night folder that cannot be written is said by its 
     await daemon.stop();
   }
 });
+
+Deno.test("daemon (local): a copy removed by someone else while it is written is said by its final name, sent again, and arrives intact", async () => {
+  // Slow enough that the copy is removed while it is written (a clean-up of hidden files, say).
+  await using box = await cliSandbox({
+    bandwidth_limit: "2MiB/s",
+    retry_delay_seconds: 0.5,
+    retry_max_delay_seconds: 2,
+  });
+  const daemon = startCli(["run", "-c", box.config], { env: box.env });
+  try {
+    await daemon.waitForOutput("Watching");
+    const name = "light '1' $(id).fits";
+    const files = new Map([[name, randomBytes(6 * 1024 * 1024)]]);
+    await Deno.writeFile(join(box.watch, name), files.get(name)!);
+    await Deno.utime(join(box.watch, name), 0, new Date("2024-03-15T20:00:00Z"));
+    const night = join(box.dest, "20240315");
+    let copy: string | undefined;
+    await waitFor(
+      async () => {
+        const found = await listFiles(night).catch(() => []);
+        copy = found.find((f) => f.endsWith("image-transfer-partial"));
+        return copy !== undefined;
+      },
+      60_000,
+      "a copy under way",
+    );
+    await Deno.remove(join(night, copy!));
+    await waitFor(
+      async () => (await listArrived(box.dest)).includes(`20240315/${name}`),
+      60_000,
+      "the file arrived",
+    );
+    await assertCopiesIntact(night, files);
+    // Before: "... the temporary file .../.light '1' $(id).fits....image-transfer-partial
+    // disappeared before the rename" (or the rename's own "ENOENT ... rename '...partial'").
+    const failures = daemon.stderr().split("\n").filter((line) => /Attempt \d+ of /.test(line));
+    assert.equal(failures.length, 1, daemon.stderr());
+    assert.ok(
+      failures[0].includes(
+        `: the copy being written to ${join(night, name)} was removed by something else (not ` +
+          "this daemon) before it was finished; the next attempt copies the file again",
+      ),
+      failures[0],
+    );
+    assert.doesNotMatch(daemon.stderr(), /image-transfer-partial|ENOENT|os error/);
+  } finally {
+    await daemon.stop();
+  }
+});

@@ -65,9 +65,60 @@ Deno.test("local: a copy lost to a night folder removed during its batch names t
       again[1].error?.message ?? "",
       /20240315 was removed while the batch was copied into it \(and made again since\); the next attempt copies the file again$/,
     );
-    // The same folder still there: a temporary file removed on its own is said as it was.
+    // The same folder still there: the copy was removed on its own, said by its final name.
     made.set(night, await makeLocalFolders(base, "20240315/b"));
-    assert.equal((await vanishedAsBaseGone(outcomes, base, arrivedOn, made))[1].error, vanished);
+    const lost = await vanishedAsBaseGone(outcomes, base, arrivedOn, made);
+    assert.equal(
+      lost[1].error?.message,
+      `Cannot send /watch/b: the copy being written to ${join(night, "b")} was removed by ` +
+        "something else (not this daemon) before it was finished; the next attempt copies the " +
+        "file again",
+    );
+    assert.equal(lost[1].error?.kind, "retry");
+  } finally {
+    await Deno.remove(base, { recursive: true });
+  }
+});
+
+Deno.test("local: a copy whose temporary file was removed by someone else in a folder that stayed is said by its final name, never the hidden file's", async () => {
+  const base = await Deno.makeTempDir({ prefix: "itx-unit-folders-" });
+  try {
+    const arrivedOn = new FolderFileSystem(base, null, "arrived");
+    const night = join(base, "20240315");
+    const made = new Map([[night, await makeLocalFolders(base, "20240315/a")]]);
+    // The rename's own "not found" (removed after the last look at it), in Deno's and Node's words.
+    const renameLost = (name: string, message: (temp: string) => string): TransferOutcome => {
+      const temp = join(night, `.${name}.0-1.image-transfer-partial`);
+      const cause = systemError({ name: "NotFound", message: message(temp), code: "ENOENT" });
+      return { item: item(`20240315/${name}`), error: toTransferError(item(name), cause) };
+    };
+    const outcomes = [
+      renameLost(
+        "a",
+        (t) => `No such file or directory (os error 2): rename '${t}' -> '${night}/a'`,
+      ),
+      renameLost("b", (t) => `ENOENT: no such file or directory, rename '${t}' -> '${night}/b'`),
+      // A source gone is not a copy removed: said as it was.
+      {
+        item: item("20240315/c"),
+        error: new TransferError("Cannot send /watch/c: source vanished before transfer", "retry", {
+          cause: new Deno.errors.NotFound(
+            "No such file or directory (os error 2): lstat '/watch/c'",
+          ),
+        }),
+      },
+    ];
+    const said = await vanishedAsBaseGone(outcomes, base, arrivedOn, made);
+    for (const [n, name] of ["a", "b"].entries()) {
+      assert.equal(
+        said[n].error?.message,
+        `Cannot send /watch/${name}: the copy being written to ${join(night, name)} was removed ` +
+          "by something else (not this daemon) before it was finished; the next attempt copies " +
+          "the file again",
+      );
+      assert.equal(said[n].error?.kind, "retry");
+    }
+    assert.equal(said[2].error, outcomes[2].error);
   } finally {
     await Deno.remove(base, { recursive: true });
   }
