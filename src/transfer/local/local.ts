@@ -22,17 +22,16 @@ import { deliver, type DeliverySteps } from "../deliver.ts";
 import { sendKeepingOthers } from "../keep_others.ts";
 import { LocalCopier } from "./copier.ts";
 import { renamedForeign, replacedError } from "./renamed.ts";
-import { AnswerWatch, assertSameFile, byFolder, CALLS_HERE, copyData } from "./copy.ts";
-import { type DestinationCalls, destinationCalls, syncFolder } from "./copy.ts";
+import { AnswerWatch, assertSameFile, byFolder, CALLS_HERE, copyData, syncFolder } from "./copy.ts";
+import { type DestinationCalls, destinationCalls, verifyOpenCopy, whereSupported } from "./copy.ts";
 import { toTransferError } from "./failures.ts";
-import { verifyOpenCopy, whereSupported } from "./copy.ts";
 import { localDestinationSha256, localDestinationSizes } from "../destination_sizes.ts";
 import { localDestinationVersions } from "../destination_sizes.ts";
 import { type DiskSpace, localDiskSpace } from "../../config/free_space.ts";
 import { type MadeFolders, makeLocalFolders, probeLocalDestination } from "./folders.ts";
 import { vanishedAsBaseGone } from "./folders.ts";
 import type { Ledger } from "../../ledger/ledger.ts";
-import { closeWriter, type LocalDelivery, LocalTempCopies } from "./temp_copies.ts";
+import { closeWriter, type LocalDelivery, LocalTempCopies, partDelivery } from "./temp_copies.ts";
 import { closeSource, deliveredPermissions, inspectOpenSource } from "../source.ts";
 import { openSource, unchanged } from "../source.ts";
 import { jobOwners, tempNameFor } from "../temp_name.ts";
@@ -183,10 +182,15 @@ export class LocalTransport implements Transport {
     const before = this.#parts.get(finalPath);
     const sending = (async () => {
       await before;
+      const [base, made]: [string, MadeFolders] = [this.#job.remote_base_path, new Map()];
       try {
-        return await this.#putPart(item, finalPath, signal);
+        return await this.#putPart(item, signal, made);
       } catch (error) {
-        throw toTransferError(item, error, dirname(finalPath), this.#base);
+        const failed = {
+          item,
+          error: toTransferError(item, error, dirname(finalPath), this.#base),
+        };
+        throw (await vanishedAsBaseGone([failed], base, this.#arrivedOn, made))[0].error;
       }
     })();
     const settled = sending.catch(() => {});
@@ -381,22 +385,10 @@ export class LocalTransport implements Transport {
   }
 
   /** Append the source's bytes up to `item.size` to its kept copy (a new one at first). */
-  async #putPart(item: TransferItem, finalPath: string, signal: AbortSignal): Promise<PartSent> {
-    await this.#makeFolders(item.destination);
-    const delivery: LocalDelivery = {
-      index: 0,
-      item,
-      finalPath,
-      tempPath: join(dirname(finalPath), tempNameFor(basename(finalPath), this.#copies.owner)),
-      error: null,
-      source: null,
-      sha256: null,
-      done: false,
-      checkedAfterRead: false,
-      target: null,
-      written: null,
-      keep: true,
-    };
+  async #putPart(item: TransferItem, signal: AbortSignal, made: MadeFolders): Promise<PartSent> {
+    const finalPath = this.describeTarget(item.destination);
+    made.set(dirname(finalPath), await this.#makeFolders(item.destination));
+    const delivery = partDelivery(item, finalPath, this.#copies.owner);
     const calls = await destinationCalls(this.#job.remote_base_path);
     const source = openSource(item);
     try {
@@ -407,6 +399,8 @@ export class LocalTransport implements Transport {
         throttle: this.throttle,
       });
       await fsyncOff(delivery.target!);
+      // Still under its name: a copy whose folder was removed meanwhile fails the part.
+      await assertSameFile(delivery.tempPath, delivery.target!, calls);
       return { bytes: written.bytes, appended: written.appended };
     } finally {
       closeSource(source);

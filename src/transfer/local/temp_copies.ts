@@ -31,7 +31,8 @@ import { sweepLocalLeftovers } from "./folders.ts";
 import { CopyVanished } from "./renamed.ts";
 import { giveChunk, type OpenSource, takeChunk } from "../source.ts";
 import { Buffer } from "node:buffer";
-import { isOwnTempNameFor, type JobOwners } from "../temp_name.ts";
+import { isOwnTempNameFor, type JobOwners, tempNameFor } from "../temp_name.ts";
+import type { TransferItem } from "../transport.ts";
 import { setImmediate } from "node:timers";
 
 /** `open` on a thread of its own. */
@@ -58,6 +59,27 @@ export interface LocalDelivery extends Delivery {
   keep: boolean;
   /** The copier's key of the copy while the copier holds it (see `copier.ts`). */
   copierKey?: number | null;
+}
+
+/**
+ * A delivery of `item` to `finalPath` on its own, a part of a growing file: a new temporary
+ * name of `owner`'s, and its copy kept when not renamed (the next part continues it).
+ */
+export function partDelivery(item: TransferItem, finalPath: string, owner: string): LocalDelivery {
+  return {
+    index: 0,
+    item,
+    finalPath,
+    tempPath: join(dirname(finalPath), tempNameFor(basename(finalPath), owner)),
+    error: null,
+    source: null,
+    sha256: null,
+    done: false,
+    checkedAfterRead: false,
+    target: null,
+    written: null,
+    keep: true,
+  };
 }
 
 /** The temporary copies of one local job; see the module doc. */

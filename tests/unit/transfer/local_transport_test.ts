@@ -332,6 +332,44 @@ Deno.test("LocalTransport: an abort during a copy throws and, without resuming, 
   });
 });
 
+Deno.test("LocalTransport: a part of a growing file whose night folder is removed while it is copied fails as that folder removed; the file then arrives whole", async () => {
+  await withDirs(async (src, dest) => {
+    // Paced: the part is still being copied when its temporary file appears.
+    const job = localJob(dest, { resume_partial_hours: 24, bandwidth_limit: "8MiB/s" });
+    const transport = new LocalTransport(job);
+    try {
+      const bytes = randomBytes(16 * 1024 * 1024);
+      const item = await source(src, "growing 'x' $(id).fits", bytes);
+      const night = join(dest, "20240315");
+      await Deno.mkdir(night, { recursive: true });
+      using watcher = Deno.watchFs(night);
+      const part = transport.sendPart!(item, new AbortController().signal);
+      const settled = part.then(() => "sent", (error) => error);
+      for await (const event of watcher) {
+        if (event.paths.some((path) => isTempName(basename(path)))) break;
+      }
+      // The archive's clean-up takes the night folder away, the part's copy with it.
+      await Deno.remove(night, { recursive: true });
+      const error = await settled;
+      // Before: the part was counted as sent, into a copy that no longer was anywhere.
+      assert.ok(error instanceof TransferError, String(error));
+      assert.equal(
+        error.message,
+        `Cannot send ${item.source}: the destination folder ${night} was removed while the ` +
+          "batch was copied into it; the next attempt makes it again",
+      );
+      assert.equal(error.kind, "retry");
+      // The complete file is sent as any file: whole, into the folder made again.
+      const [outcome] = await transport.send([item], new AbortController().signal);
+      assert.equal(outcome.error, null);
+      assert.deepEqual(await Deno.readFile(join(night, "growing 'x' $(id).fits")), bytes);
+      assert.deepEqual(await listFiles(dest), ["20240315/growing 'x' $(id).fits"]);
+    } finally {
+      await transport.close();
+    }
+  });
+});
+
 Deno.test("LocalTransport: hostile and very long names arrive byte for byte", async () => {
   await withDirs(async (src, dest) => {
     const transport = new LocalTransport(localJob(dest, { verify_transfer: "checksum" }));
