@@ -356,8 +356,8 @@ export class SshSession {
       await Deno.remove(this.#ownControlDir, { recursive: true }).catch(() => {});
       const link = `${CONTROL_DIR_LINK_PREFIX}${basename(this.#ownControlDir)}`;
       await Deno.remove(join(this.#runtimeDir, link)).catch(() => {});
+      // The path is kept: a call after the close is refused, and makes no new folder first.
       this.#ownControlDir = null;
-      this.#controlPath = undefined;
     }
   }
 }

@@ -3,7 +3,7 @@
  * hangs (found before a call, or alongside one), when its socket is left behind, and when the connection stops
  * getting answers from the server; against a real OpenSSH server on loopback.
  * A transport that closes leaves no master behind, also one a call under way
- * at its close would open, and a call after its close opens none.
+ * at its close would open, and a call after its close opens none (nor a socket folder).
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -244,6 +244,41 @@ Deno.test("ssh: a closed transport leaves no master, also none that a call under
     for (const pid of await left()) Deno.kill(pid, "SIGKILL");
     await proxy.stop();
     await Deno.remove(runtime, { recursive: true });
+    await sshd.stop();
+  }
+});
+
+Deno.test("ssh: a closed transport whose sockets live in a folder of their own (a runtime path too long) makes no new folder for a call after its close", async () => {
+  const sshd = await startSshd();
+  const base = await Deno.makeTempDir({ prefix: "itx-rt-" });
+  // Too long for a socket: the sockets go to a private folder made in the temporary folder.
+  const runtime = join(base, "r".repeat(70));
+  const temp = join(base, "tmp");
+  await Deno.mkdir(temp);
+  const dst = await sshd.makeRemoteDir();
+  const tmpdir = Deno.env.get("TMPDIR");
+  Deno.env.set("TMPDIR", temp);
+  try {
+    const transport = createTransport(
+      sshd.job({ transfer_method: "scp", remote_base_path: dst }),
+      runtime,
+    );
+    const src = join(base, "src");
+    await sendAndCheck(transport, dst, [await makeItem(src, "a/1.fits", randomBytes(1000))]);
+    const own = [...Deno.readDirSync(temp)].map((e) => e.name);
+    assert.equal(own.length, 1, `the socket folder: ${own}`);
+    assert.match(own[0], /^itx-/);
+    await transport.close();
+    assert.deepEqual([...Deno.readDirSync(temp)], [], "the socket folder removed by the close");
+    // A call after the close (a warm-up the watch asks for as the job stops) is refused...
+    await assert.rejects(transport.diskSpace!(new AbortController().signal), /closed/);
+    // ... before it makes a socket folder no one would remove.
+    assert.deepEqual([...Deno.readDirSync(temp)].map((e) => e.name), [], "no folder made");
+  } finally {
+    if (tmpdir === undefined) Deno.env.delete("TMPDIR");
+    else Deno.env.set("TMPDIR", tmpdir);
+    for (const pid of await processesMentioning(base)) Deno.kill(pid, "SIGKILL");
+    await Deno.remove(base, { recursive: true });
     await sshd.stop();
   }
 });
