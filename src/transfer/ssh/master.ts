@@ -307,12 +307,13 @@ async function exists(path: string): Promise<boolean> {
 /**
  * End the master of `controlPath` and remove its socket, whatever state it is
  * in: ask it to exit (not when it is known to hang: `hung`), and if it does
- * not answer, kill process `pid` (`null`: as `ssh -O check` names it), when
- * that is still the master of this socket. Said at WARNING only when it
- * hangs (the request timed out, or `hung`): a request ended otherwise, by a
- * Ctrl-C pressed again while the daemon stops (it reaches every program of the
- * daemon's process group, this request too) or by a master that ended
- * meanwhile, is no fault of the master.
+ * not answer, kill process `pid` when that is still the master of this
+ * socket (`null`: not known, as for a killed daemon's leftovers; the master is
+ * then found by its process title, also one that hangs and cannot be asked).
+ * Said at WARNING only when it hangs (the request timed out, or `hung`): a
+ * request ended otherwise, by a Ctrl-C pressed again while the daemon stops
+ * (it reaches every program of the daemon's process group, this request too)
+ * or by a master that ended meanwhile, is no fault of the master.
  * Calls under way over it fail. Never throws.
  */
 export async function stopMaster(
@@ -337,40 +338,43 @@ export async function stopMaster(
       hung = error instanceof CommandError && error.run.timedOut;
     }
   }
-  if (!exited && pid === null && !hung) {
-    // Opened by a call, never asked: its pid, to end it all the same (the request cut short).
-    const master = await checkMaster(argv, env);
-    if (master.state === "running") pid = master.pid;
-  }
-  if (!exited && pid !== null) {
-    if (await isMasterOf(pid, controlPath)) {
-      const said = hung
-        ? "Killing the unresponsive SSH connection master (pid {pid})"
-        : "Ending the SSH connection master (pid {pid}): the request to exit did not get through";
-      logger[hung ? "warn" : "debug"](said, { pid });
-      await killProcess(pid);
-    }
+  // One that hangs cannot tell its pid: it is found by its process title all the same.
+  const master = exited ? null : await masterPid(controlPath, pid);
+  if (master !== null) {
+    const said = hung
+      ? "Killing the unresponsive SSH connection master (pid {pid})"
+      : "Ending the SSH connection master (pid {pid}): the request to exit did not get through";
+    logger[hung ? "warn" : "debug"](said, { pid: master });
+    await killProcess(master);
   }
   // A master that died without cleaning up (or was killed) leaves its socket.
   await Deno.remove(controlPath).catch(() => {});
 }
 
 /**
- * Whether process `pid` is the ssh master listening on `controlPath` (its
- * process title names the socket, as `ps` shows it): guards against killing
- * a reused pid. Asked of `ps`, since the daemon may not read `/proc`;
- * `false` where it cannot tell.
+ * The ssh master listening on `controlPath`, as `ps` shows it: process `pid`
+ * (as the master told it) when its command line names the socket (never a
+ * reused pid), or with `pid` `null` the process whose title is the master's
+ * (`ssh: <controlPath> [mux]`, set as it goes to the background for
+ * `ControlPersist`), never a call over it. Asked of `ps`, since the daemon may
+ * not read `/proc`; `null` where it cannot tell.
  */
-async function isMasterOf(pid: number, controlPath: string): Promise<boolean> {
+async function masterPid(controlPath: string, pid: number | null): Promise<number | null> {
   try {
-    const { stdout } = await runProcess(["ps", "-ww", "-o", "args=", "-p", String(pid)], {
+    const { stdout } = await runProcess(["ps", "-A", "-ww", "-o", "pid=", "-o", "args="], {
       timeoutMs: CONTROL_REQUEST_TIMEOUT_MS,
       ownSession: false,
     });
-    return new TextDecoder().decode(stdout).includes(controlPath);
-  } catch {
-    return false;
-  }
+    for (const line of new TextDecoder().decode(stdout).split("\n")) {
+      const [, id, args] = line.match(/^\s*(\d+) (.*)$/) ?? [];
+      if (id === undefined) continue;
+      const found = pid === null
+        ? args.trimEnd().endsWith(`${controlPath} [mux]`)
+        : Number(id) === pid && args.includes(controlPath);
+      if (found) return Number(id);
+    }
+  } catch { /* No ps, or it failed: cannot tell. */ }
+  return null;
 }
 
 /**

@@ -20,6 +20,7 @@ import {
   waitFor,
   writeConfig,
 } from "../../helpers/files.ts";
+import { processEnded, runningProcesses } from "../../helpers/processes.ts";
 import { startSshd, type TestSshd } from "../../helpers/sshd.ts";
 import { isTempName } from "../../../src/layout/destination.ts";
 
@@ -334,11 +335,11 @@ async function processesNaming(text: string): Promise<number[]> {
   return found;
 }
 
-for (const long of [false, true]) {
+for (const { long, frozen } of [{ long: false }, { long: true }, { long: false, frozen: true }]) {
   Deno.test(
     `daemon (rsync): after a SIGKILL the next start ends the shared SSH connection and removes the runtime folder left${
       long ? " (a runtime path too long for sockets)" : ""
-    }`,
+    }${frozen ? " (its master frozen: it cannot be asked to exit, nor for its pid)" : ""}`,
     async () => {
       const sshd = await startSshd();
       const box = await sandbox("rsync", sshd, { stability_window_seconds: 0.3 });
@@ -348,6 +349,7 @@ for (const long of [false, true]) {
       const runtime = long ? join(base, "r".repeat(70)) : base;
       await Deno.mkdir(runtime, { recursive: true });
       const env = { ...box.env, XDG_RUNTIME_DIR: runtime };
+      let frozenMaster = 0;
       try {
         const first = startCli(["run", "-c", box.config], { env });
         let leftover: string;
@@ -362,6 +364,15 @@ for (const long of [false, true]) {
           const links = [...Deno.readDirSync(leftover)].filter((e) => e.name.startsWith("ctl-"));
           assert.equal(links.length, long ? 1 : 0, "a link to the socket folder elsewhere");
           socketDir = long ? await Deno.readLink(join(leftover, links[0].name)) : leftover;
+          if (frozen) {
+            const title = (argv: string[]) =>
+              argv.join(" ").includes(`${socketDir}/cm-`) &&
+              argv.join(" ").includes("[mux]");
+            const masters = await runningProcesses(title);
+            assert.equal(masters.length, 1, "the master");
+            frozenMaster = masters[0].pid;
+            Deno.kill(frozenMaster, "SIGSTOP");
+          }
         } finally {
           // The daemon alone, as the OOM killer or `kill -9` would: its SSH master lives on.
           assert.equal((await first.stop("SIGKILL")).signal, "SIGKILL");
@@ -381,6 +392,7 @@ for (const long of [false, true]) {
             30_000,
             "no ssh left",
           );
+          if (frozen) assert.ok(processEnded(frozenMaster), "the frozen master killed");
           await assert.rejects(Deno.stat(leftover), Deno.errors.NotFound);
           await assert.rejects(Deno.stat(socketDir), Deno.errors.NotFound);
         } finally {
@@ -389,6 +401,7 @@ for (const long of [false, true]) {
         const entries = [...Deno.readDirSync(runtime)].map((e) => e.name);
         assert.deepEqual(entries, [], "a clean stop leaves no runtime folder");
       } finally {
+        if (frozenMaster !== 0 && !processEnded(frozenMaster)) Deno.kill(frozenMaster, "SIGKILL");
         await Deno.remove(base, { recursive: true });
         await Deno.remove(box.root, { recursive: true });
         await sshd.stop();
