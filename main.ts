@@ -13,6 +13,13 @@ import { fileURLToPath } from "node:url";
 import { runCli } from "./src/cli/program.ts";
 import { errorChain, ExitCode, exitCodeFor, guardedPathReason, UsageError } from "./src/errors.ts";
 import { logExit, shutdownLogging } from "./src/log/logging.ts";
+import { cleanUpAfterCrash } from "./src/process/crash_cleanup.ts";
+
+/**
+ * Longest wait, on a crash, for what the stops undo otherwise (the SSH
+ * masters, which answer within milliseconds when well): a crash never hangs.
+ */
+const CRASH_CLEANUP_MS = 8_000;
 
 /** Print an error the way every command does and return its exit code. */
 function reportError(error: unknown, verbose: boolean): number {
@@ -45,10 +52,12 @@ function reportError(error: unknown, verbose: boolean): number {
 
 /**
  * A bug that escaped every handler (an unhandled promise rejection): write it
- * to the log file and stderr, with its stack, and exit 1.
+ * to the log file and stderr, with its stack, end the SSH masters and remove
+ * the runtime folder (best effort, bounded in time), and exit 1.
  */
 async function crash(error: unknown): Promise<never> {
   logExit(error, ExitCode.failure);
+  await cleanUpAfterCrash(CRASH_CLEANUP_MS);
   await shutdownLogging().catch(() => {});
   reportError(error, true);
   Deno.exit(ExitCode.failure);
@@ -73,6 +82,10 @@ if (import.meta.main) {
     event.preventDefault();
     void crash(event.error);
   });
+  // For tests only (CONTRIBUTING.md): a crash on demand, to check what the crash path ends.
+  if (Deno.env.get("IMAGE_TRANSFER_TEST_CRASH_ON") === "SIGUSR2") {
+    Deno.addSignalListener("SIGUSR2", () => void Promise.reject(new Error("crash asked for")));
+  }
   let code: number;
   try {
     code = await runCli(Deno.args);

@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { removeAfterCrash } from "../process/crash_cleanup.ts";
 import { Command } from "commander";
 import { globalOptions } from "./options.ts";
 import { loadConfig } from "../config/load.ts";
@@ -83,6 +84,7 @@ export async function runDoctor(
   };
   for (const job of jobs) {
     const runtimeDir = await Deno.makeTempDir({ prefix: "itx-doctor-" });
+    const removeRuntimeDir = removeAfterCrash(runtimeDir); // Also after a crash.
     let transport: Transport | null = null;
     held = null;
     try {
@@ -106,7 +108,7 @@ export async function runDoctor(
       for (const check of await transport?.probe?.() ?? []) report(check);
     } finally {
       await held?.close();
-      await Deno.remove(runtimeDir, { recursive: true }).catch(() => {});
+      await removeRuntimeDir();
     }
     if (held?.stopped()) break;
   }

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { removeAfterCrash } from "../process/crash_cleanup.ts";
 import { resolve } from "node:path";
 import { COMMAND_LINE_CONFIG, type Config, type JobConfig } from "../config/types.ts";
 import { WatchFolderError } from "../errors.ts";
@@ -50,6 +51,7 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
   const missing: string[] = [];
   // Private, as the daemon's: an SSH job's control socket goes there (mode 700).
   const runtimeDir = await Deno.makeTempDir({ prefix: "itx-dry-run-" });
+  const removeRuntimeDir = removeAfterCrash(runtimeDir); // Also after a crash.
   try {
     for (const job of config.jobs) {
       const transport = createTransport(job, runtimeDir, null, config.file === COMMAND_LINE_CONFIG);
@@ -213,7 +215,7 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
     }
   } finally {
     ledger?.close();
-    await Deno.remove(runtimeDir, { recursive: true }).catch(() => {});
+    await removeRuntimeDir();
   }
   if (missing.length > 0) {
     // The daemon would wait for it; a dry run cannot say what it would send from it.

@@ -20,6 +20,7 @@ import { keepStateDirPrivate } from "../ledger/ledger_file.ts";
 import { acquireDaemonLock, PID_FILE } from "../ledger/daemon_lock.ts";
 import { daemonRanIn } from "../ledger/ledger_check.ts";
 import { logger } from "../log/logging.ts";
+import { removeAfterCrash } from "../process/crash_cleanup.ts";
 import { createTransport } from "../transfer/transport.ts";
 import { endLeftoverMasters } from "../transfer/ssh/master.ts";
 import { VERSION, versionInfo } from "../version.ts";
@@ -93,7 +94,7 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
     ...(service ? { service } : {}),
   });
   let ledger: Ledger | undefined;
-  let runtimeDir: string | undefined;
+  let removeRuntimeDir = () => Promise.resolve(); // And after a crash until then: see below.
   const events = new DaemonEvents();
   // Listened to until the stop has ended: a signal nothing listens to ends the process at once
   // (Ctrl-C pressed again, a log rotation's SIGHUP), its ledger and temporary files unfinished.
@@ -149,7 +150,8 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
     openLedger.subscribe(() => lock.renew()); // A state_dir removed: its ledger starts anew.
     await checkWatchFolders(config.jobs, options.once);
     await keepStateDirPrivate(config.state_dir);
-    const dir = runtimeDir = await makeRuntimeDir();
+    const dir = await makeRuntimeDir();
+    removeRuntimeDir = removeAfterCrash(dir);
     lock.tell({ runtimeDir: dir });
     log.info(
       "Starting {count} job(s) with ledger {ledger} (pid {pid}, version {version}); log file {log}",
@@ -249,7 +251,7 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
       reports?.close();
       ledger?.close();
       lock.release();
-      if (runtimeDir) await Deno.remove(runtimeDir, { recursive: true }).catch(() => {});
+      await removeRuntimeDir();
     } finally {
       for (const s of STOP_SIGNALS) Deno.removeSignalListener(s, onStop);
       if (RELOAD_SIGNAL) Deno.removeSignalListener(RELOAD_SIGNAL, onReload);

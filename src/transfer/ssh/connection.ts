@@ -116,6 +116,7 @@ export class SshSession {
       await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
     }
     await Deno.chmod(dir, 0o700);
+    this.#master.track(join(dir, name), this.#ownControlDir); // Ended even on a crash.
     return this.#controlPath = join(dir, name);
   }
 

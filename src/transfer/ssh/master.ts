@@ -9,6 +9,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { CommandError } from "../../errors.ts";
+import { onCrash } from "../../process/crash_cleanup.ts";
 import { killProcess, runProcess } from "../../process/run.ts";
 import { join } from "node:path";
 import { escapePercent } from "./endpoint.ts";
@@ -115,8 +116,24 @@ export class SharedMaster {
   /** Aborted by {@linkcode SharedMaster.close}: ends the calls under way, refuses new ones. */
   #closing = new AbortController();
 
+  /** Takes back the ending of the master should the program crash (see {@linkcode SharedMaster.track}). */
+  #untrack: () => void = () => {};
+
   constructor(session: MasterSession) {
     this.#session = session;
+  }
+
+  /**
+   * The master's socket is `controlPath`, in folder `own` (made for it) unless
+   * `null`: should the program crash before {@linkcode SharedMaster.close},
+   * the master is ended and `own` removed all the same (`process/crash_cleanup.ts`).
+   */
+  track(controlPath: string, own: string | null): void {
+    this.#untrack();
+    this.#untrack = onCrash(async () => {
+      await stopMaster(this.#session.controlArgv, this.#session.env, controlPath, this.#pid);
+      if (own !== null) await Deno.remove(own, { recursive: true }).catch(() => {});
+    });
   }
 
   /** A call over the master ended well. */
@@ -206,6 +223,7 @@ export class SharedMaster {
       await (this.#opening ?? this.#alongside);
     }
     if (controlPath !== null && await exists(controlPath)) await this.#stop(controlPath);
+    this.#untrack();
   }
 
   /** Whether the master is known and no call failed since it last answered. */

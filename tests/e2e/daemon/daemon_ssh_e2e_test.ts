@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { runCli, startCli } from "../../helpers/cli.ts";
 import {
   exists,
@@ -515,3 +515,58 @@ Deno.test("run (scp): after a stop no ssh of the job is left; ssh_options that w
     await sshd.stop();
   }
 });
+
+for (const long of [false, true]) {
+  Deno.test(
+    `daemon (scp): a crash (a bug no handler caught) ends its shared SSH connection and removes its runtime folder before it exits${
+      long ? " (a runtime path too long for sockets)" : ""
+    }`,
+    async () => {
+      const sshd = await startSshd();
+      const box = await sshSandbox(sshd, "scp", { stability_window_seconds: 0.3 });
+      // Short enough for the control sockets to live in it, or so long that they live in a folder
+      // of their own elsewhere.
+      const base = await Deno.makeTempDir({ prefix: "itx-run-" });
+      const runtime = long ? join(base, "r".repeat(70)) : base;
+      await Deno.mkdir(runtime, { recursive: true });
+      // See CONTRIBUTING.md: SIGUSR2 then makes an unhandled promise rejection, as a bug would.
+      const env = { ...box.env, XDG_RUNTIME_DIR: runtime, IMAGE_TRANSFER_TEST_CRASH_ON: "SIGUSR2" };
+      let master = 0;
+      let socketDir = "";
+      try {
+        const daemon = startCli(["run", "-c", box.config], { env });
+        let status: Deno.CommandStatus;
+        try {
+          const bytes = randomBytes(3000);
+          await Deno.writeFile(join(box.watch, "a.fits"), bytes);
+          await daemon.waitForOutput(/Successfully transferred .*a\.fits/);
+          const arrived = (await listFiles(box.remote)).filter((rel) => rel.endsWith("a.fits"));
+          assert.equal(arrived.length, 1);
+          assert.deepEqual(await Deno.readFile(join(box.remote, arrived[0])), bytes);
+          const [socket] = await controlSockets(join(box.root, "state"));
+          const masters = await runningProcesses((argv) =>
+            argv.join(" ").includes(`${socket} [mux]`)
+          );
+          assert.equal(masters.length, 1, `the master of ${socket}`);
+          master = masters[0].pid;
+          socketDir = dirname(socket);
+          assert.equal(socketDir.startsWith(runtime), !long, socketDir);
+        } finally {
+          status = await daemon.stop("SIGUSR2");
+        }
+        assert.equal(status.code, 1, daemon.stderr());
+        assert.match(daemon.stderr(), /error: crash asked for/);
+        assert.ok(processEnded(master), "the master ended with the daemon");
+        assert.deepEqual([...Deno.readDirSync(runtime)], [], "no runtime folder left");
+        await assert.rejects(Deno.stat(socketDir), Deno.errors.NotFound, "no socket folder left");
+        const left = await runningProcesses((argv) => argv.join(" ").includes(socketDir));
+        assert.deepEqual(left, [], "no ssh left");
+      } finally {
+        if (master !== 0 && !processEnded(master)) Deno.kill(master, "SIGKILL");
+        await Deno.remove(base, { recursive: true });
+        await Deno.remove(box.root, { recursive: true });
+        await sshd.stop();
+      }
+    },
+  );
+}
