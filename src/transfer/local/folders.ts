@@ -184,9 +184,22 @@ async function kindAt(path: string): Promise<"folder" | "other" | null> {
 }
 
 /**
+ * When something was last written into a temporary copy, in ms since the epoch, from its
+ * `mtimeMs` and `ctimeMs`: the later of the two. A copy is dated as its source (an image taken
+ * days ago, say) before it is verified and renamed, so its mtime alone says nothing of its age;
+ * its status change time is set by every write and by that dating, and cannot be set back. Where
+ * the system gives no ctime (it may be null on Windows), the mtime alone: there a complete copy of
+ * an old file left by a daemon stopped before its rename is taken for expired.
+ */
+export function lastWrittenMs(mtimeMs: number | null | undefined, ctimeMs?: number | null): number {
+  const times = [mtimeMs, ctimeMs].filter((ms): ms is number => Number.isFinite(ms));
+  return times.length === 0 ? 0 : Math.max(...times);
+}
+
+/**
  * Remove the temporary files `owner` left in `folder` (an interrupted run)
- * whose last write is older than `keepMs` (all of them when it is 0: such
- * copies are not resumed), except those in `inUse`; with `ofFile`, only the
+ * nothing was written into for longer than `keepMs` (see {@linkcode lastWrittenMs};
+ * all of them when it is 0: such copies are not resumed), except those in `inUse`; with `ofFile`, only the
  * copies of that file (a final name), whatever their age; without, also those of the
  * `earlier` naming (`JobOwners.earlier`) nothing was written in for its `idleSeconds` (one
  * written since may be another daemon's under the same host name). Links are removed,
@@ -225,7 +238,7 @@ export async function sweepLocalLeftovers(
       }
       if (keepMs > 0 && ofFile === undefined) {
         const info = await Deno.lstat(path).catch(() => null);
-        const writtenAt = info?.mtime?.getTime() ?? 0;
+        const writtenAt = lastWrittenMs(info?.mtime?.getTime(), info?.ctime?.getTime());
         if (info?.isFile && Date.now() - writtenAt <= keepMs) {
           kept.push(entry.name);
           continue;

@@ -12,8 +12,9 @@
  * Only a copy this daemon made is taken: a name {@linkcode tempNameFor}
  * gave for this file and this daemon's owner id, opened without following a
  * link, a regular file of this account with one link and no write permission
- * for group or others (as this daemon creates them), younger than the time
- * it is kept. The final name is still only made by the rename after
+ * for group or others (as this daemon creates them), written into (its
+ * mtime or its status change time, see `lastWrittenMs`) within the time it
+ * is kept. The final name is still only made by the rename after
  * verification.
  *
  * @module
@@ -27,7 +28,7 @@ import { logger } from "../../log/logging.ts";
 import type { Delivery } from "../deliver.ts";
 import { CALLS_ON_POOL, type DestinationCalls, removeIfOurs, type Written } from "./copy.ts";
 import { TransferError } from "../../errors.ts";
-import { sweepLocalLeftovers } from "./folders.ts";
+import { lastWrittenMs, sweepLocalLeftovers } from "./folders.ts";
 import { CopyVanished } from "./renamed.ts";
 import { giveChunk, type OpenSource, takeChunk } from "../source.ts";
 import { Buffer } from "node:buffer";
@@ -351,7 +352,7 @@ export async function takeEarlierCopy(
 
 /**
  * `path` open, when it is a copy as this daemon leaves them (see the module
- * doc) and younger than `keepMs`; an expired one is removed.
+ * doc) written into within `keepMs`; an expired one is removed.
  */
 async function openIfOurs(
   path: string,
@@ -372,7 +373,7 @@ async function openIfOurs(
     return null;
   }
   const copy = { path, fd, size: info.size };
-  if (Date.now() - info.mtimeMs > keepMs) {
+  if (Date.now() - lastWrittenMs(info.mtimeMs, info.ctimeMs) > keepMs) {
     await discard(copy, calls);
     return null;
   }
