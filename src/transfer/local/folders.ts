@@ -197,14 +197,14 @@ export function lastWrittenMs(mtimeMs: number | null | undefined, ctimeMs?: numb
 }
 
 /**
- * Remove the temporary files `owner` left in `folder` (an interrupted run)
- * nothing was written into for longer than `keepMs` (see {@linkcode lastWrittenMs};
- * all of them when it is 0: such copies are not resumed), except those in `inUse`; with `ofFile`, only the
- * copies of that file (a final name), whatever their age; without, also those of the
- * `earlier` naming (`JobOwners.earlier`) nothing was written in for its `idleSeconds` (one
- * written since may be another daemon's under the same host name). Links are removed,
- * never followed; errors are ignored (a later sweep or the user will see to
- * them).
+ * Remove the temporary files `owner` left in `folder` (an interrupted run) nothing was written
+ * into for longer than `keepMs` (see {@linkcode lastWrittenMs}; all of them when it is 0: such
+ * copies are not resumed), except those in `inUse`; with `ofFile`, only the copies of that file (a
+ * final name), whatever their age; without, also those of the `earlier` naming
+ * (`JobOwners.earlier`) nothing was written in for its `idleSeconds`, by the same time (one written
+ * since may be another daemon's under the same host name, one it is verifying dated as its source
+ * already). Links are removed, never followed; errors are ignored (a later sweep or the user will
+ * see to them).
  *
  * @returns the names of the copies kept to be continued (younger than `keepMs`)
  */
@@ -224,8 +224,10 @@ export async function sweepLocalLeftovers(
       return false;
     }
     const info = await Deno.lstat(path).catch(() => null);
-    return info !== null && Date.now() - (info.mtime?.getTime() ?? Date.now()) >
-        earlier.idleSeconds * 1000;
+    if (info === null) return false;
+    // Not by its mtime alone: a copy another daemon is verifying is dated as its source already.
+    const writtenAt = lastWrittenMs(info.mtime?.getTime(), info.ctime?.getTime()) || Date.now();
+    return Date.now() - writtenAt > earlier.idleSeconds * 1000;
   };
   try {
     for await (const entry of Deno.readDir(folder)) {

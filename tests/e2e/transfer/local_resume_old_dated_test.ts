@@ -4,12 +4,16 @@
  * backlog after an outage), left when the daemon was killed during that verification, is not
  * taken for expired at the restart: the next attempt continues it (the same inode renamed into
  * place, nothing appended). A leftover nothing wrote into for longer than `resume_partial_hours`
- * is still swept and its file copied whole. Real files, through the install's own transport.
+ * is still swept and its file copied whole. A copy of the earlier naming (by host name: another
+ * daemon's under the same host name, say) written moments ago but dated as an old source is left
+ * whole; one nothing wrote into for its idle time is swept. Real files, through the install's own
+ * transport.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { isTempName } from "../../../src/layout/destination.ts";
 import { jobOwners, tempNameFor } from "../../../src/transfer/temp_name.ts";
+import { sweepLocalLeftovers } from "../../../src/transfer/local/folders.ts";
 import type { TransferItem } from "../../../src/transfer/transport.ts";
 import type { JobConfig } from "../../../src/config/types.ts";
 import { transportTestJob } from "../../helpers/jobs.ts";
@@ -158,6 +162,54 @@ Deno.test("local: a complete copy dated as its old source, left by a daemon kill
     );
   } finally {
     await logs.stop();
+    await Deno.remove(root, { recursive: true }).catch(() => {});
+  }
+});
+
+Deno.test("local: a copy of the earlier naming dated as an old source but written moments ago is left whole; one idle for its idle time is swept", async (t) => {
+  const root = await Deno.makeTempDir({ prefix: "itx-local-olddated-earlier-" });
+  const src = join(root, "src");
+  const dst = join(root, "dst");
+  const job = transportTestJob("olddatedearlier", {
+    transfer_method: "local",
+    remote_base_path: dst,
+    verify_transfer: "checksum",
+  });
+  try {
+    await withInstall(job, root, async ({ ledger, transport }) => {
+      const { earlier } = jobOwners(job, ledger);
+      assert.notEqual(earlier, null, "the install has an earlier naming (by host name)");
+      // Another daemon under this host name (an older version, a cloned PC) verifying its copy of
+      // an old file: complete, dated as its source two days ago, written moments ago.
+      const theirs = await oldSource(src, "theirs.fits", 300_000, TWO_DAYS_AGO);
+      const { path } = await plantCopy(dst, theirs, earlier!.owner, theirs.size, TWO_DAYS_AGO);
+      const before = await sha256OfFile(path);
+
+      await t.step("the next send into that folder leaves it whole", async () => {
+        const item = await makeItem(src, `${NIGHT}/mine.fits`, randomBytes(70_000));
+        const [sent] = await transport.send([item], never);
+        assert.equal(sent.error, null, sent.error?.message);
+        const final = join(dst, ...item.destination.split("/"));
+        assert.equal(await sha256OfFile(final), await sha256OfFile(item.source), "byte-exact");
+        assert.equal(await sha256OfFile(path).catch(() => null), before, "their copy left whole");
+      });
+
+      await t.step("once nothing wrote into it for the idle time, it is swept", async () => {
+        // That time is an hour at least (see `jobOwners`): the sweep the transport runs, given a
+        // short one, once the copy's status change time is older than that.
+        const idle = { owner: earlier!.owner, idleSeconds: 1 };
+        await waitFor(
+          async () => Date.now() - (await Deno.stat(path)).ctime!.getTime() > 2000,
+          60_000,
+          "the copy to be idle past its idle time",
+        );
+        const { owner } = jobOwners(job, ledger);
+        const keepMs = job.resume_partial_hours * 3_600_000;
+        await sweepLocalLeftovers(join(dst, NIGHT), owner, new Set(), keepMs, undefined, idle);
+        assert.deepEqual(await temporaries(dst), [], "the idle copy swept");
+      });
+    });
+  } finally {
     await Deno.remove(root, { recursive: true }).catch(() => {});
   }
 });
