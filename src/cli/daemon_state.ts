@@ -102,6 +102,24 @@ export function findCommand(config: Config, command: string): string {
 }
 
 /**
+ * `command` (`status`) given a run's options without a config file as typed (relative paths: in
+ * the folder it was typed in): what finds its daemon and, unlike `--set state_dir=DIR` alone, its
+ * job, and so lists what its patterns leave out.
+ */
+export function withRunOptions(command: string, options: QuickStartOptions): string {
+  const typed: [string, string | undefined][] = [
+    ["--watch", options.watch],
+    ["--to", options.to],
+    ["--method", options.method],
+    ["--ftp-password-file", options.ftpPasswordFile],
+    ["--ftp-password-env", options.ftpPasswordEnv],
+    ...(options.set ?? []).map((pair): [string, string] => ["--set", pair]),
+  ];
+  return `image-transfer ${command}` + typed.filter(([, value]) => value !== undefined)
+    .map(([option, value]) => ` ${option} ${pastedWord(value!)}`).join("");
+}
+
+/**
  * For `command` (`status`, `stop`) run without a config file or options: how a run without a
  * config file that was given another state folder is found.
  */

@@ -52,9 +52,10 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
   // Private, as the daemon's: an SSH job's control socket goes there (mode 700).
   const runtimeDir = await Deno.makeTempDir({ prefix: "itx-dry-run-" });
   const removeRuntimeDir = removeAfterCrash(runtimeDir); // Also after a crash.
+  const fromOptions = config.file === COMMAND_LINE_CONFIG; // Said in the words of the options.
   try {
     for (const job of config.jobs) {
-      const transport = createTransport(job, runtimeDir, null, config.file === COMMAND_LINE_CONFIG);
+      const transport = createTransport(job, runtimeDir, null, fromOptions);
       const held = closedOnStop(transport); // Ctrl-C: no SSH master outlives the dry run.
       const name = ledger && ledgerName(ledger, job, config.jobs); // Renamed: the rows it takes.
       // Spelled as an older version recorded it: the rows the start takes over.
@@ -78,7 +79,7 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
           missing.push(`${job.watch_path} (job ${job.name}): ${unread.replace(/;.*$/, "")}`);
           continue;
         }
-        const filter = createFileFilter(job, { skipLog: null });
+        const filter = createFileFilter(job, { skipLog: null, fromOptions });
         const onSkipped = (entry: SkippedEntry) => skipped.push(entry);
         for await (const file of scanFolder(job.watch_path, filter, { onSkipped })) {
           const stat = await Deno.stat(file.path).catch(() => null);

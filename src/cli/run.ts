@@ -25,7 +25,7 @@ import { ProgramLauncher } from "../process/launcher.ts";
 import { startProgramsThrough } from "../process/run.ts";
 import { userPrograms } from "../pipeline/user_programs.ts";
 import { globalOptions } from "./options.ts";
-import { findCommand } from "./daemon_state.ts";
+import { findCommand, withRunOptions } from "./daemon_state.ts";
 import {
   addQuickStartOptions,
   checkQuickStart,
@@ -171,6 +171,11 @@ export function runCommand(): Command {
           onReload: reload,
           onReloadRefused: () => logging(running),
           onListening,
+          // What the patterns leave out: said of the options, listed by status given them.
+          skipsSaid: {
+            fromOptions: config.file === COMMAND_LINE_CONFIG,
+            status: wantsQuickStart(options) ? withRunOptions("status", options) : status,
+          },
         });
         // A matching file that cannot even be opened by its name was not transferred either.
         const unnamed = sharedSkipLog.errors;

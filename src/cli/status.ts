@@ -138,7 +138,7 @@ async function showStatus(
       config.jobs.map(async (job) => [job.name, await lookAt(job.watch_path)] as const),
     ),
   );
-  const skipped = await summarizeSkipped(config.jobs, looks);
+  const skipped = await summarizeSkipped(config.jobs, looks, config.file === COMMAND_LINE_CONFIG);
   // As `run` would find it: a lost or damaged ledger is not read as if it were the whole story.
   const { path, found } = judgeStateDir(config.state_dir);
   const ledger = found.kind === "sound" ? Ledger.open(config.state_dir, { readOnly: true }) : null;
@@ -335,11 +335,13 @@ function lookAt(path: string): Promise<FolderLook> {
 
 /**
  * Scan each job's watch folder and summarise what it skips; `looks`: each job's folder as
- * {@linkcode lookAt} found it (one that did not answer is not scanned).
+ * {@linkcode lookAt} found it (one that did not answer is not scanned); `fromOptions`: the jobs
+ * of a run without a config file, whose skips name its options.
  */
 export async function summarizeSkipped(
   jobs: JobConfig[],
   looks: Map<string, FolderLook>,
+  fromOptions = false,
 ): Promise<SkippedSummary[]> {
   const out: SkippedSummary[] = [];
   for (const job of jobs) {
@@ -355,7 +357,7 @@ export async function summarizeSkipped(
       continue;
     }
     const skipped: SkippedEntry[] = [];
-    const filter = createFileFilter(job, { skipLog: null });
+    const filter = createFileFilter(job, { skipLog: null, fromOptions });
     for await (
       const _ of scanFolder(job.watch_path, filter, { onSkipped: (e) => skipped.push(e) })
     ) { /* only the skipped entries count here */ }

@@ -19,6 +19,7 @@ import {
 } from "yaml";
 import { distance } from "fastest-levenshtein";
 import { COMMAND_LINE_CONFIG, type Config } from "./types.ts";
+import { DEFAULT_FILE_PATTERNS } from "./schema.ts";
 
 /** A key path such as `["jobs", 1, "retry_attempts"]`. */
 export type Path = (string | number)[];
@@ -143,6 +144,24 @@ const OPTION_OF_KEY: Readonly<Record<string, string>> = {
   ftp_password_file: "--ftp-password-file",
   ftp_password_env: "--ftp-password-env",
 };
+
+/**
+ * The patterns that choose a job's files, as a message on a name they leave out names them:
+ * `file_patterns`; in a run without a config file (`fromOptions`), its `--set file_patterns=...`
+ * with them, or the default ones with how others are sent.
+ */
+export function filePatternsSaid(patterns: string[], fromOptions: boolean, nocase = true): string {
+  if (!fromOptions) return "file_patterns";
+  const given = patterns.join("\n") !== DEFAULT_FILE_PATTERNS.join("\n");
+  // Upper and lower case match alike unless case_sensitive_patterns: each said once.
+  const same = (a: string, b: string) => nocase ? a.toLowerCase() === b.toLowerCase() : a === b;
+  const shown = patterns.filter((p, i) => patterns.findIndex((q) => same(q, p)) === i);
+  return given
+    ? `${optionOfKey("file_patterns")} (${shown.join(", ")})`
+    : `the default patterns (${shown.join(", ")}; others are sent with ${
+      optionOfKey("file_patterns")
+    })`;
+}
 
 /** Case, `-` and `_` do not count as differences: `Watch-Path` is `watch_path`. */
 function normal(word: string): string {

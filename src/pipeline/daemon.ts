@@ -31,7 +31,7 @@ import { startStatusServer, type StatusServer } from "../status/server.ts";
 import { checkBeforeStart } from "./start_checks.ts";
 import { answerWithin, unlistable, unreadableForNow } from "../config/file_systems.ts";
 import { RunningJobs } from "./running_jobs.ts";
-import { reloadChanges } from "./reload_changes.ts";
+import { reloadChanges, type SkipsSaid } from "./reload_changes.ts";
 import { assertNoTemplateValues } from "../config/template_values.ts";
 
 /** Options of {@linkcode runDaemon}. */
@@ -54,6 +54,7 @@ export interface DaemonOptions {
    * unless a job needs it.
    */
   onListening?: () => Promise<void>;
+  skipsSaid?: SkipsSaid; // How what the jobs' patterns leave out is said (the run's options...).
 }
 
 /**
@@ -169,7 +170,7 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
         c,
         (job) => createTransport(job, dir, openLedger, c.file === COMMAND_LINE_CONFIG),
         openLedger,
-        { once: options.once, events: statusEvents, runtimeDir: dir },
+        { once: options.once, events: statusEvents, runtimeDir: dir, skipsSaid: options.skipsSaid },
         (paused) => lock.setPaused(paused),
         previous,
       );

@@ -29,17 +29,15 @@ import { DestinationPause, downKind } from "./destination_pause.ts";
 import { Intake } from "./intake.ts";
 import { JobExtras } from "./job_extras.ts";
 import { windowEnd } from "./schedules.ts";
-import { PatternSkips } from "./reload_changes.ts";
+import { PatternSkips, type SkipsSaid } from "./reload_changes.ts";
 import type { FinishingHooks } from "./hooks.ts";
 
 /** Options of {@linkcode JobRunner}. */
 export interface JobRunnerOptions {
   /** Scan, send what is complete, and finish (no watcher, no rescans). */
   once: boolean;
-  /**
-   * Quiet time after a close-after-write event (Linux) before a file matching
-   * `close_shortcut_patterns` counts as complete (elsewhere: the window). @default 200
-   */
+  /** Quiet time after a close-after-write event (Linux) before a file matching
+   * `close_shortcut_patterns` counts as complete (elsewhere: the window). @default 200 */
   closedForMs?: number;
   /** How often to look for a watch folder that does not exist yet. @default 10000 */
   missingFolderRetryMs?: number;
@@ -56,6 +54,7 @@ export interface JobRunnerOptions {
   /** The runner this one goes on from (a reload: `formerJob`): its picture goes on here. */
   replaces?: JobRunner;
   runtimeDir?: string; // The daemon's runtime folder (see `FolderWatcherOptions.runtimeDir`).
+  skipsSaid?: SkipsSaid; // How what its patterns leave out is said (a config file's keys: default).
 }
 
 /** How long files that became ready are gathered before a batch starts. */
@@ -107,8 +106,8 @@ export class JobRunner {
     );
     if (options.replaces) status.continueFrom(options.replaces.#status);
     transport.watchStalls?.((why) => void (status.stalledUpload = why)); // Unreachable meanwhile.
-    this.#patternSkips = new PatternSkips(job.name, options.replaces !== undefined);
-    const filter = createFileFilter(job, { skipLog: this.#patternSkips });
+    this.#patternSkips = new PatternSkips(job, options.replaces !== undefined, options.skipsSaid);
+    const filter = createFileFilter(job, this.#patternSkips.filterOptions);
     const table = this.#table = new FileTable({
       job,
       ledger,

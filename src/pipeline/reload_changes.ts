@@ -10,7 +10,13 @@
 import type { Config, JobConfig } from "../config/types.ts";
 import { destinationIdentity } from "../ledger/destination_identity.ts";
 import { logger, quoteIfUnsafe } from "../log/logging.ts";
-import { sharedSkipLog, type Skip, type SkipLog } from "../watch/file_filter.ts";
+import { filePatternsSaid, optionOfKey } from "../config/key_lines.ts";
+import {
+  type FilterOptions,
+  sharedSkipLog,
+  type Skip,
+  type SkipLog,
+} from "../watch/file_filter.ts";
 
 /** Daemon-wide keys not said as changed: `state_dir` refuses the reload. */
 const NOT_COMPARED = new Set(["file", "jobs", "state_dir"]);
@@ -168,18 +174,29 @@ export const PATTERN_SKIP_EXAMPLES = 3;
  * says it.
  */
 export class PatternSkips implements Pick<SkipLog, "skipped" | "followed"> {
-  #job: string;
+  #job: JobConfig;
   #reload: boolean;
+  #said: SkipsSaid;
   #log: SkipLog;
   #held = true;
   #count = 0;
   #examples: string[] = [];
 
-  /** @param reload the job starts after a reload that changed it (its patterns leave out "now") */
-  constructor(job: string, reload: boolean, log: SkipLog = sharedSkipLog) {
+  /**
+   * @param reload the job starts after a reload that changed it (its patterns leave out "now")
+   * @param said how the job's run is named: its options or its config file's keys, and `status`
+   *   (@default its config file's keys, `image-transfer status`)
+   */
+  constructor(job: JobConfig, reload: boolean, said?: SkipsSaid, log: SkipLog = sharedSkipLog) {
     this.#job = job;
     this.#reload = reload;
+    this.#said = said ?? { fromOptions: false, status: "image-transfer status" };
     this.#log = log;
+  }
+
+  /** The options of the job's file filter: its skips reported here, in the words of its run. */
+  get filterOptions(): FilterOptions {
+    return { skipLog: this, fromOptions: this.#said.fromOptions };
   }
 
   /** See `SkipLog.skipped`. */
@@ -206,11 +223,33 @@ export class PatternSkips implements Pick<SkipLog, "skipped" | "followed"> {
     if (!this.#held) return;
     this.#held = false;
     if (this.#count === 0) return;
+    const job = this.#job;
+    // A run without a config file: the --set that gave them, or the default patterns.
+    const patterns = this.#said.fromOptions
+      ? filePatternsSaid(job.file_patterns, true, !job.case_sensitive_patterns) +
+        (job.exclude_patterns.length === 0 ? "" : ` or ${optionOfKey("exclude_patterns")}`)
+      : "its file_patterns or exclude_patterns";
     logger("watch").info(
-      `Skipped {count} name(s) of job {job} that its file_patterns or exclude_patterns leave out${
+      `Skipped {count} name(s) of job {job} that {patterns} leave out${
         this.#reload ? " now" : ""
-      }, {examples} among them (\`image-transfer status\` lists them, -v logs each)`,
-      { job: this.#job, count: this.#count, examples: this.#examples.join(", ") },
+      }, {examples} among them (\`{status}\` lists them, -v logs each)`,
+      {
+        job: job.name,
+        count: this.#count,
+        examples: this.#examples.join(", "),
+        patterns,
+        status: this.#said.status,
+      },
     );
   }
+}
+
+/**
+ * How what a job's patterns leave out is said: in the words of a run's options (`fromOptions`:
+ * a run without a config file) or of its config file's keys, and the `status` command that lists
+ * them (with the config file's `-c`, or the run's options).
+ */
+export interface SkipsSaid {
+  fromOptions: boolean;
+  status: string;
 }

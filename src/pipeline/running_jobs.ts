@@ -26,7 +26,7 @@ import type { StatusEvents } from "../status/events.ts";
 import type { JobSummary } from "../status/job_status.ts";
 import type { createTransport } from "../transfer/transport.ts";
 import type { FinishingHooks } from "./hooks.ts";
-import { JobRunner } from "./job_runner.ts";
+import { JobRunner, type JobRunnerOptions } from "./job_runner.ts";
 import { formerJob, sameJobSettings } from "./reload_changes.ts";
 
 /** A runner and its start, handed from one generation to the next. */
@@ -72,7 +72,7 @@ export class RunningJobs {
     config: Config,
     transport: (job: JobConfig) => ReturnType<typeof createTransport>,
     ledger: Ledger,
-    options: { once: boolean; events: StatusEvents; runtimeDir?: string },
+    options: Pick<JobRunnerOptions, "once" | "runtimeDir" | "skipsSaid"> & { events: StatusEvents },
     onPaused: (paused: Record<string, JobPause>) => void,
     previous?: RunningJobs,
   ) {

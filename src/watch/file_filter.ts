@@ -19,6 +19,7 @@ import { logger, UNSAFE_CHARACTERS } from "../log/logging.ts";
 // @ts-types="@types/picomatch"
 import picomatch from "picomatch";
 import { isTempName } from "../layout/destination.ts";
+import { filePatternsSaid } from "../config/key_lines.ts";
 import {
   classifyEntry,
   type EntryHint,
@@ -47,6 +48,7 @@ export interface FilterJob {
 export interface FilterOptions {
   /** Where skips are reported once per path; `null` reports nothing. @default sharedSkipLog */
   skipLog?: Pick<SkipLog, "skipped" | "followed"> | null;
+  fromOptions?: boolean; // A run's without a config file: a skip names its options, not keys.
 }
 
 /** Decides, from a path relative to the watch folder (`/` separators), what to do with it. */
@@ -92,6 +94,7 @@ export interface FileFilter {
 export function createFileFilter(job: FilterJob, options: FilterOptions = {}): FileFilter {
   const nocase = !(job.case_sensitive_patterns ?? false);
   const include = matcher(job.file_patterns, nocase);
+  const patternsSaid = filePatternsSaid(job.file_patterns, options.fromOptions ?? false, nocase);
   // A pattern ending in "/" names folders only (`calib/`: every folder calib, as in .gitignore).
   const excludes = job.exclude_patterns.map((p) => ({
     pattern: p,
@@ -152,9 +155,9 @@ export function createFileFilter(job: FilterJob, options: FilterOptions = {}): F
       return skip(
         "unmatched",
         blankEnd !== undefined && include(relPath.slice(0, -blankEnd.length))
-          ? `matches none of file_patterns: its name ends in ${JSON.stringify(blankEnd)} after ` +
-            "the extension; rename it without that to send it"
-          : "matches none of file_patterns",
+          ? `matches none of ${patternsSaid}: its name ends in ${JSON.stringify(blankEnd)} ` +
+            "after the extension; rename it without that to send it"
+          : `matches none of ${patternsSaid}`,
       );
     }
     const pattern = excludedBy(relPath, false);
@@ -335,8 +338,7 @@ export class SkipLog {
     return this.#seen.size;
   }
 
-  /** Entries said at ERROR so far: matching files that cannot be sent (a name not UTF-8), and
-   * folders that cannot be read. */
+  /** Entries said at ERROR so far: files that cannot be sent (a name not UTF-8), unread folders. */
   get errors(): number {
     return [...this.#errorsByJob.values()].reduce((sum, n) => sum + n, 0);
   }

@@ -797,6 +797,56 @@ Deno.test("cli: a config-free run given --set state_dir=DIR is found by status a
   }
 });
 
+Deno.test("cli: what the patterns of a config-free run leave out is said of the default patterns or --set file_patterns, and listed by the status given its options", async () => {
+  await using q = await quickSandbox();
+  const { root, env } = q;
+  await Deno.writeTextFile(join(q.watch, "notes.txt"), "not an image");
+  const defaults = "the default patterns (*.fits, *.fit, *.fts, *.fits.fz, *.fits.gz; others " +
+    "are sent with --set file_patterns=…)";
+  const noKey = /(?<!--set '?)\b(file|exclude)_patterns\b/;
+  // Before: "matches none of file_patterns", a key of a config file there is none of.
+  const dry = await runCli(["run", "--dry-run", "--watch", "watch", "--to", "dest"], {
+    env,
+    cwd: root,
+  });
+  assert.equal(dry.code, 0, dry.stderr);
+  assert.match(
+    dry.stdout,
+    new RegExp(`notes\\.txt: matches none of ${RegExp.escape(defaults)}$`, "m"),
+  );
+  const mine = ["--set", "file_patterns=[*.fits, '*.fz']", "--set", "exclude_patterns=[sub/]"];
+  const given = await runCli(["run", "--dry-run", "--watch", "watch", "--to", "dest", ...mine], {
+    env,
+    cwd: root,
+  });
+  assert.match(
+    given.stdout,
+    /notes\.txt: matches none of --set file_patterns=… \(\*\.fits, \*\.fz\)$/m,
+  );
+  for (const out of [dry.stdout, given.stdout]) assert.doesNotMatch(out, noKey);
+  // The start's line: the same words, and the status that lists them finds this run's state_dir
+  // (before: `image-transfer status`, which looks in the default one and knows no job to list).
+  const run = ["--watch", "watch", "--to", "dest", "--set", "state_dir=my state", ...mine];
+  const once = await runCli(["run", "--once", ...run], { env, cwd: root });
+  assert.equal(once.code, 0, once.stderr);
+  const status = `image-transfer status --watch watch --to dest --set 'state_dir=my state' ` +
+    `--set 'file_patterns=[*.fits, '\\''*.fz'\\'']' --set 'exclude_patterns=[sub/]'`;
+  assert.match(
+    once.stderr,
+    new RegExp(
+      "Skipped 2 name\\(s\\) of job default that --set file_patterns=… \\(\\*\\.fits, \\*\\.fz\\) " +
+        `or --set exclude_patterns=… leave out, .*notes\\.txt among them \\(\`${
+          RegExp.escape(status)
+        }\` lists them, -v logs each\\)`,
+    ),
+  );
+  assert.doesNotMatch(once.stderr, noKey);
+  const pasted = await runCli(["status", ...run], { env, cwd: root });
+  assert.equal(pasted.code, 0, pasted.stderr);
+  assert.match(pasted.stdout, new RegExp(`^Ledger: ${RegExp.escape(join(root, "my state"))}`, "m"));
+  assert.match(pasted.stdout, /^ {2}.*notes\.txt: matches none of --set file_patterns=… /m);
+});
+
 Deno.test("cli: --save-config keeps what relative --set paths meant, and writes nothing for options run refuses", async () => {
   await using q = await quickSandbox();
   const { root, env } = q;

@@ -430,7 +430,7 @@ Deno.test("daemon: the files its patterns leave out at start are said in one lin
     assert.equal(summary.length, 1, log);
     assert.match(
       summary[0],
-      /INFO +\[watch\] Skipped 501 name\(s\) of job default that its file_patterns or exclude_patterns leave out, .+, .+, .+ among them \(`image-transfer status` lists them, -v logs each\)$/,
+      /INFO +\[watch\] Skipped 501 name\(s\) of job default that its file_patterns or exclude_patterns leave out, .+, .+, .+ among them \(`image-transfer -c .+ status` lists them, -v logs each\)$/,
     );
     // Before: a line for each of the 501.
     assert.equal(
