@@ -257,7 +257,7 @@ export function createTransport(
     case "rsync":
       return new RsyncTransport(job, runtimeDir, ledger, fromTo);
     case "ftp":
-      return new FtpTransport(job, { ledger });
+      return new FtpTransport(job, { ledger, fromTo });
   }
 }
 

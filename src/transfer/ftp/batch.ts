@@ -6,8 +6,7 @@
  *
  * @module
  */
-import type { JobConfig } from "../../config/types.ts";
-import { classifyFtpError, isFtpError } from "./connect.ts";
+import { classifyFtpError, type FtpJob, isFtpError } from "./connect.ts";
 import { checkSource, type DeliverySteps } from "../deliver.ts";
 import {
   badName,
@@ -35,7 +34,7 @@ const MAX_FOLDERS_LEFT = 1000;
 
 /** What the steps of a batch use of their transport (see `FtpTransport`). */
 export interface FtpBatch {
-  job: JobConfig;
+  job: FtpJob;
   /** The job's parts of temporary names, its own and the earlier (see `temp_name.ts`). */
   owners: JobOwners;
   pool: FtpPool;

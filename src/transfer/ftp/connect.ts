@@ -7,10 +7,6 @@
  * `ftp_password_file` or `ftp_password_env` at each login and never appears
  * in a message.
  *
- * The probe of an `ftp` destination (`doctor`): connect, TLS, login, create the base folder,
- * write a probe under a hidden temporary name, check its size, rename it,
- * remove it, and say what the server offers for checksums and free space.
- *
  * @module
  */
 import { readFileSync, statSync } from "node:fs";
@@ -18,12 +14,7 @@ import type { Client } from "basic-ftp";
 import type { JobConfig } from "../../config/types.ts";
 import { TransferError } from "../../errors.ts";
 import { posixWord } from "../../shell_words.ts";
-import { Readable } from "node:stream";
-import type { ProbeCheck } from "../transport.ts";
-import { tempNameFor } from "../temp_name.ts";
-import { freeSpaceCheck } from "../../config/free_space.ts";
 import { refuseNonFtpGreeting } from "./greeting.ts";
-import { checksumCheck } from "./read_back.ts";
 import { boundHandshake, boundWaits, type FtpWaits, ftpWaits, silenceOf } from "./no_answer.ts";
 
 /** The control port when `ftp_port` is empty. */
@@ -56,6 +47,12 @@ const DROP_CODES = new Set([
   "EAI_AGAIN",
 ]);
 
+/**
+ * The job an FTP transport works for; `fromTo`: a run's without a config file, whose messages name
+ * the options that give a key (`--to`, `--ftp-password-*`, `--set`), not the key.
+ */
+export type FtpJob = JobConfig & { readonly fromTo?: boolean };
+
 /** The steps of a login (a `421` there: the server takes no more connections now). */
 const CONNECT_STEPS = new Set(["connect", "tls", "login", "setup"]);
 
@@ -75,42 +72,45 @@ export function ftpUser(job: JobConfig): string {
  *
  * @throws {TransferError} `fatal` when the file or variable is missing
  */
-export function ftpPassword(job: JobConfig): string {
+export function ftpPassword(job: FtpJob): string {
+  const [env, file] = job.fromTo
+    ? ["--ftp-password-env", "--ftp-password-file"]
+    : ["ftp_password_env", "ftp_password_file"];
   if (job.ftp_password_env !== null) {
     const value = Deno.env.get(job.ftp_password_env);
     if (value === undefined) {
       throw new TransferError(
-        `FTP password: environment variable ${job.ftp_password_env} (ftp_password_env, or --ftp-password-env) is not set`,
+        `FTP password: environment variable ${job.ftp_password_env} (${env}) is not set`,
         "fatal",
       );
     }
     return value;
   }
   if (job.ftp_password_file !== null) {
-    const file = job.ftp_password_file;
+    const path = job.ftp_password_file;
     try {
-      const info = statSync(file);
+      const info = statSync(path);
       if (info.isDirectory()) {
         throw new TransferError(
-          `FTP password: ftp_password_file ${file} is a folder, not a file; give the file holding the password`,
+          `FTP password: ${file} ${path} is a folder, not a file; give the file holding the password`,
           "fatal",
         );
       }
       const mode = info.mode & 0o777;
       if (Deno.build.os !== "windows" && (mode & 0o077) !== 0) {
         throw new TransferError(
-          `FTP password: ftp_password_file ${file} can be read or written by others (mode ${
+          `FTP password: ${file} ${path} can be read or written by others (mode ${
             mode.toString(8).padStart(4, "0")
-          }); run: chmod 600 ${posixWord(file)}`,
+          }); run: chmod 600 ${posixWord(path)}`,
           "fatal",
         );
       }
-      return readWithoutBom(file).split(/\r?\n/)[0];
+      return readWithoutBom(path).split(/\r?\n/)[0];
     } catch (error) {
       if (error instanceof TransferError) throw error;
       const reason = error instanceof Error ? error.message : String(error);
       throw new TransferError(
-        `FTP password: cannot read ftp_password_file ${file}: ${reason}`,
+        `FTP password: cannot read ${file} ${path}: ${reason}`,
         "fatal",
       );
     }
@@ -155,7 +155,7 @@ export interface FtpConnection {
  *   untrusted certificate are `fatal`; connection problems `retry`
  */
 export async function connectFtp(
-  job: JobConfig,
+  job: FtpJob,
   onStep: (step: FtpStep, detail: string) => void = () => {},
   waits: FtpWaits = ftpWaits(job),
 ): Promise<FtpConnection> {
@@ -168,7 +168,7 @@ export async function connectFtp(
     const host = job.remote_host;
     const connecting = client.connect(host, job.ftp_port ?? FTP_DEFAULT_PORT);
     const port = job.ftp_port ?? FTP_DEFAULT_PORT;
-    refuseNonFtpGreeting(client, ftpServerName(job), port, waits.replyMs);
+    refuseNonFtpGreeting(client, ftpServerName(job), port, waits.replyMs, job.fromTo);
     const welcome = await connecting;
     onStep(step, `${host}:${job.ftp_port ?? FTP_DEFAULT_PORT} (${welcome.message.trim()})`);
     if (job.ftp_tls === "required") {
@@ -244,7 +244,7 @@ function isIp(host: string): boolean {
  */
 export function classifyFtpError(
   error: unknown,
-  job: JobConfig,
+  job: FtpJob,
   step: string,
   closedIsLost = false,
 ): TransferError {
@@ -274,21 +274,29 @@ export function classifyFtpError(
     }
     if (step === "tls") {
       return new TransferError(
-        `FTP server ${server} refused TLS (AUTH TLS: ${reason}); it may offer plain FTP only, where password and data travel readable: set ftp_tls: off (with --to: an ftp:// address) only on a trusted network`,
+        `FTP server ${server} refused TLS (AUTH TLS: ${reason}); it may offer plain FTP only, where password and data travel readable: ${
+          job.fromTo ? "give --to an ftp:// address" : "set ftp_tls: off"
+        } only on a trusted network`,
         "fatal",
         { cause: error },
       );
     }
     if ((step === "login" || ftpCode === 530) && /encrypt|TLS|SSL|secure/i.test(reason)) {
       return new TransferError(
-        `FTP server ${server} refused the login without encryption (${reason}); the server wants FTPS: set ftp_tls: required (with --to: an ftps:// address)`,
+        `FTP server ${server} refused the login without encryption (${reason}); the server wants FTPS: ${
+          job.fromTo ? "give --to an ftps:// address" : "set ftp_tls: required"
+        }`,
         "fatal",
         { cause: error },
       );
     }
     if (step === "login" || ftpCode === 530) {
       return new TransferError(
-        `FTP server ${server} refused the login (${reason}); check remote_user and the password (ftp_password_file or ftp_password_env; with --to: the user in it, and --ftp-password-file or --ftp-password-env)`,
+        `FTP server ${server} refused the login (${reason}); check ${
+          job.fromTo
+            ? "the user in --to and the password (--ftp-password-file or --ftp-password-env)"
+            : "remote_user and the password (ftp_password_file or ftp_password_env)"
+        }`,
         "fatal",
         { cause: error },
       );
@@ -318,8 +326,9 @@ export function classifyFtpError(
     return certificateError(job, error, false);
   }
   const why = code === "ENOTFOUND"
-    ? `cannot resolve the host name ${job.remote_host}: check remote_host (with --to: the host ` +
-      `in it) and DNS (${reason})`
+    ? `cannot resolve the host name ${job.remote_host}: check ${
+      job.fromTo ? "the host in --to" : "remote_host"
+    } and DNS (${reason})`
     : (typeof code === "string" && DROP_CODES.has(code)) || closedIsLost
     ? `connection lost or refused (${reason})`
     : reason;
@@ -330,119 +339,16 @@ export function classifyFtpError(
  * A server certificate TLS refused, as a fatal error: one made for other names than `remote_host`
  * (`wrongName`, or the runtime's words for it) says so, as `ftp_ca_file` cannot help there.
  */
-function certificateError(job: JobConfig, error: unknown, wrongName: boolean): TransferError {
+function certificateError(job: FtpJob, error: unknown, wrongName: boolean): TransferError {
   const reason = error instanceof Error ? error.message : String(error);
   const host = job.remote_host;
   const message = wrongName || /altnames|NotValidForName/i.test(reason)
-    ? `its TLS certificate is not made for ${host} (${reason}); set remote_host (with --to: the ` +
-      `host in it) to a name the certificate holds, or give the server a certificate for ${host}`
+    ? `its TLS certificate is not made for ${host} (${reason}); ${
+      job.fromTo ? "give --to" : "set remote_host to"
+    } a name the certificate holds, or give the server a certificate for ${host}`
     : `its TLS certificate is not trusted (${reason}); give the certificate of its authority ` +
-      "(or its own) in ftp_ca_file (with --to: --set ftp_ca_file=FILE)";
+      `(or its own) ${job.fromTo ? "with --set ftp_ca_file=FILE" : "in ftp_ca_file"}`;
   return new TransferError(`FTP server ${ftpServerName(job)}: ${message}`, "fatal", {
     cause: error,
   });
-}
-
-const PROBE = new TextEncoder().encode("image-transfer doctor\n");
-
-/** Names of the connection steps as `doctor` prints them. */
-const STEP_NAMES = { connect: "connect", tls: "TLS", login: "login", setup: "session setup" };
-
-/** Check `job`'s FTP destination: one {@linkcode ProbeCheck} per check. Never throws. */
-export async function probeFtpDestination(job: JobConfig): Promise<ProbeCheck[]> {
-  const checks: ProbeCheck[] = [];
-  const report = {
-    line: (verdict: ProbeCheck["verdict"], check: string, detail: string) =>
-      void checks.push({ verdict, check, detail }),
-  };
-  await checkFtpDestination(job, report);
-  return checks;
-}
-
-async function checkFtpDestination(
-  job: JobConfig,
-  report: { line(verdict: ProbeCheck["verdict"], check: string, detail: string): void },
-): Promise<void> {
-  const order: (keyof typeof STEP_NAMES)[] = job.ftp_tls === "required"
-    ? ["connect", "tls", "login", "setup"]
-    : ["connect", "login", "setup"];
-  let next = order[0];
-  let connection: FtpConnection;
-  try {
-    connection = await connectFtp(job, (step, detail) => {
-      report.line("ok", STEP_NAMES[step], detail);
-      next = order[order.indexOf(step) + 1] ?? "setup";
-    });
-  } catch (error) {
-    report.line("fail", STEP_NAMES[next], classifyFtpError(error, job, next).message);
-    return;
-  }
-  if (job.ftp_tls === "off") {
-    report.line("warn", "TLS", "ftp_tls: off: the password and the data travel readable");
-  }
-  const { client, features, home } = connection;
-  try {
-    const base = job.remote_base_path.startsWith("/")
-      ? job.remote_base_path
-      : `${home.replace(/\/$/, "")}/${job.remote_base_path}`;
-    // A folder that is not there is not made (a share not mounted would get it on the disk
-    // below): the folder the first transfer makes it in is probed instead.
-    let folder = base.replace(/\/$/, "");
-    const enters = (path: string) => client.send(`CWD ${path}`).then(() => true, () => false);
-    if (!(await enters(base))) {
-      const made = folder;
-      if (await client.size(made).then(() => true, () => false)) {
-        report.line("fail", "destination folder", `${made} is a file, not a folder; give a folder`);
-        return;
-      }
-      // The first transfer makes the folders missing above it too: probed where they start.
-      const up = (path: string) => path.slice(0, path.lastIndexOf("/")) || "/";
-      folder = up(folder);
-      while (folder !== "/" && !(await enters(folder))) folder = up(folder);
-      report.line(
-        "warn",
-        "destination folder",
-        `${made} does not exist: the first transfer makes it, in ${folder} (if files ` +
-          "arrived there before, it is a share that is not mounted: transfers wait for it)",
-      );
-    }
-    let step = "write";
-    let checksum: Awaited<ReturnType<typeof checksumCheck>> | null = null;
-    const probe = `${folder.replace(/\/$/, "")}/${tempNameFor("doctor-probe")}`;
-    const renamed = `${folder.replace(/\/$/, "")}/${tempNameFor("doctor-probe-renamed")}`;
-    try {
-      await client.uploadFrom(Readable.from([PROBE]), probe);
-      const size = await client.size(probe);
-      if (size !== PROBE.length) throw new Error(`SIZE says ${size} bytes, wrote ${PROBE.length}`);
-      report.line("ok", "write", `${folder} (SIZE matches)`);
-      step = "rename";
-      await client.rename(probe, renamed);
-      report.line("ok", "rename", "RNFR/RNTO within the destination folder");
-      checksum = await checksumCheck(client, features, job.verify_transfer, renamed);
-    } catch (error) {
-      const reason = classifyFtpError(error, job, step).message.replace(/\.$/, "");
-      const fix = /session reuse/.test(reason)
-        ? ""
-        : job.ftp_tls === "required" && /FIN packet/.test(String(error))
-        ? `; the data connection was closed: ${SESSION_REUSE_FIX}`
-        : `; check that ${ftpUser(job)} may write ${folder}`;
-      report.line("fail", step, `${reason}${fix}`);
-      return;
-    } finally {
-      await client.sendIgnoringError(`DELE ${probe}`).catch(() => {});
-      await client.sendIgnoringError(`DELE ${renamed}`).catch(() => {});
-    }
-    if (checksum !== null) report.line(checksum.verdict, "checksum", checksum.detail);
-    const avbl = await client.sendIgnoringError(`AVBL ${base}`).catch(() => null);
-    const free = avbl !== null && avbl.code === 213 ? Number(avbl.message.slice(4).trim()) : NaN;
-    const { verdict, detail } = freeSpaceCheck(
-      base,
-      Number.isFinite(free) ? { availableBytes: free, totalBytes: null } : null,
-      job.min_free_space,
-      "the server does not report its free space (no AVBL)",
-    );
-    report.line(verdict, "free space", detail);
-  } finally {
-    client.close();
-  }
 }

@@ -17,7 +17,8 @@
  */
 import { bandwidthLimit } from "../../config/sizes.ts";
 import type { JobConfig } from "../../config/types.ts";
-import { classifyFtpError, ftpServerName, probeFtpDestination } from "./connect.ts";
+import { classifyFtpError, type FtpJob, ftpServerName } from "./connect.ts";
+import { probeFtpDestination } from "./probe.ts";
 import { deliver } from "../deliver.ts";
 import { batchSteps } from "./batch.ts";
 import {
@@ -52,7 +53,7 @@ export class FtpTransport implements Transport {
   get maxBatchesAtOnce(): number | undefined {
     return this.#pool.loginLimit ?? undefined;
   }
-  #job: JobConfig;
+  #job: FtpJob;
   /** Its parts of temporary names (see `temp_name.ts`). */
   #owners: JobOwners;
   /** Connections kept open and reused from one batch to the next. */
@@ -83,13 +84,20 @@ export class FtpTransport implements Transport {
 
   /**
    * `options`: how long a command waits for its reply (`no_answer.ts`), how long a connection
-   * may stay idle and be reused without a `NOOP` (`pool.ts`), where this install's id is kept.
+   * may stay idle and be reused without a `NOOP` (`pool.ts`), where this install's id is kept,
+   * whether `--to` gave the destination (`fromTo`: messages name the options, see `FtpJob`).
    */
   constructor(
     job: JobConfig,
-    options: { replyWaitMs?: number; noopAfterIdleMs?: number; ledger?: Ledger | null } = {},
+    options: {
+      replyWaitMs?: number;
+      noopAfterIdleMs?: number;
+      ledger?: Ledger | null;
+      fromTo?: boolean;
+    } = {},
   ) {
-    this.#job = job;
+    const ftpJob: FtpJob = options.fromTo ? { ...job, fromTo: true } : job;
+    job = this.#job = ftpJob;
     const limit = bandwidthLimit(job);
     this.throttle = limit === null ? null : new Throttle(limit);
     this.#owners = jobOwners(job, options.ledger ?? null);

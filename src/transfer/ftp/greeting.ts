@@ -23,13 +23,14 @@ export const GREETING_WAIT_MS = 60_000;
  * {@linkcode TransferError} saying what answered (the connect then rejects with it).
  * One that sends nothing for {@linkcode GREETING_WAIT_MS} (at most half of `timeoutMs`, the wait
  * for a reply) once connected (a server that waits for TLS first: implicit FTPS) ends with a
- * retryable one saying so.
+ * retryable one saying so. `fromTo`: a run's without a config file (the fix is said of `--to`).
  */
 export function refuseNonFtpGreeting(
   client: Client,
   server: string,
   port: number,
   timeoutMs: number,
+  fromTo = false,
 ): void {
   const socket = client.ftp.socket;
   const waitMs = Math.min(GREETING_WAIT_MS, Math.max(1000, Math.floor(timeoutMs / 2)));
@@ -47,8 +48,9 @@ export function refuseNonFtpGreeting(
         new TransferError(
           `FTP server ${server}: connect: port ${port} took the connection but sent no FTP greeting ` +
             `within ${seconds} s: a server that expects TLS at once (implicit FTPS, usually ` +
-            "on port 990) is not supported: give its explicit FTPS port (usually 21) in ftp_port " +
-            "(with --to: ftps://user@host:PORT/path; else the server is far too slow to greet)",
+            "on port 990) is not supported: give its explicit FTPS port (usually 21) " +
+            `${fromTo ? "in --to: ftps://user@host:PORT/path" : "in ftp_port"} (else the server ` +
+            "is far too slow to greet)",
           "retry",
         ),
       );
@@ -63,11 +65,14 @@ export function refuseNonFtpGreeting(
     stop();
     if (/^\d{3}/.test(seen)) return;
     const what = seen.startsWith("SSH-")
-      ? `answers as an SSH server (${shown(seen)}), not FTP: for SFTP or SSH use ` +
-        "transfer_method scp or rsync (with --to: user@host:/path); else check ftp_port (with --to: the port in it)"
-      : `does not answer as an FTP server (it said ${
-        shown(seen)
-      }): check ftp_port and remote_host (with --to: the port and host in it)`;
+      ? `answers as an SSH server (${shown(seen)}), not FTP: for SFTP or SSH ${
+        fromTo
+          ? "give --to user@host:/path (scp, or rsync with --method rsync); else check the port in --to"
+          : "use transfer_method scp or rsync; else check ftp_port"
+      }`
+      : `does not answer as an FTP server (it said ${shown(seen)}): check ${
+        fromTo ? "the port and host in --to" : "ftp_port and remote_host"
+      }`;
     client.ftp.closeWithError(
       new TransferError(`FTP server ${server}: connect: port ${port} ${what}`, "fatal"),
     );

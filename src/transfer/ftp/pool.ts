@@ -13,9 +13,8 @@
  * @module
  */
 import { TransferError } from "../../errors.ts";
-import type { JobConfig } from "../../config/types.ts";
 import { logger } from "../../log/logging.ts";
-import { connectFtp, FTP_DEFAULT_PORT, ftpServerName, isFtpError } from "./connect.ts";
+import { connectFtp, FTP_DEFAULT_PORT, type FtpJob, ftpServerName, isFtpError } from "./connect.ts";
 import type { FtpLink, FtpPeer } from "./remote.ts";
 import {
   type FtpWaits,
@@ -88,7 +87,7 @@ export function isTooManyLogins(error: unknown): boolean {
 
 /** Open FTP connections of one job; see the module doc. */
 export class FtpPool {
-  #job: JobConfig;
+  #job: FtpJob;
   #waits: FtpWaits;
   #logins: ServerLogins;
   /** Logged-in connections not in use by a batch. */
@@ -103,7 +102,7 @@ export class FtpPool {
    * `replyWaitMs`: how long a command waits for its reply (see `no_answer.ts`);
    * `noopAfterIdleMs`: how long a connection may be idle and be reused without a `NOOP`.
    */
-  constructor(job: JobConfig, replyWaitMs?: number, noopAfterIdleMs = NOOP_AFTER_IDLE_MS) {
+  constructor(job: FtpJob, replyWaitMs?: number, noopAfterIdleMs = NOOP_AFTER_IDLE_MS) {
     this.#job = job;
     this.#waits = ftpWaits(job, replyWaitMs);
     this.#noopAfterIdleMs = noopAfterIdleMs;

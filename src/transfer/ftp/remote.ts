@@ -13,6 +13,7 @@ import type { JobConfig } from "../../config/types.ts";
 import {
   classifyFtpError,
   type FtpConnection,
+  type FtpJob,
   ftpServerName,
   isFtpError,
   SESSION_REUSE_FIX,
@@ -366,7 +367,7 @@ export function withSource(item: TransferItem, error: TransferError): TransferEr
  * TLS, vsftpd's `500 OOPS`), lost; on TLS data that never worked, a hint (not where the control
  * connection itself broke: that is no data connection's setting).
  */
-export function uploadError(job: JobConfig, peer: FtpPeer, error: unknown): TransferError {
+export function uploadError(job: FtpJob, peer: FtpPeer, error: unknown): TransferError {
   const fin = /FIN packet|wrong version number|InvalidContentType/.test(String(error));
   const control = /\(control socket\)/.test(String(error));
   const hint = fin && !control && !peer.dataWorked && job.ftp_tls !== "off";

@@ -1094,7 +1094,7 @@ Deno.test("an SSH login that fails is said of --to, never of remote_host or remo
   }
 });
 
-Deno.test("an FTP certificate or login that fails says how the --to options give the fix (run and doctor)", async () => {
+Deno.test("an FTP certificate, login or greeting that fails says how the --to options give the fix, never the keys (run and doctor)", async () => {
   const server = await startVsftpd();
   await using q = await quickSandbox();
   try {
@@ -1105,12 +1105,12 @@ Deno.test("an FTP certificate or login that fails says how the --to options give
     const trust = ["--set", `ftp_ca_file=${server.certFile}`];
     for (
       const [options, said] of [
-        // Before: only "give … in ftp_ca_file", a key of a config file there is none of.
-        [more, /certificate is not trusted .*\(with --to: --set ftp_ca_file=FILE\)/],
-        // Before: only "check remote_user and the password (ftp_password_file or …)".
+        // Before: "give … in ftp_ca_file (with --to: --set ftp_ca_file=FILE)", the key first.
+        [more, /certificate is not trusted \(.*\); give .* with --set ftp_ca_file=FILE\b/m],
+        // Before: "check remote_user and the password (ftp_password_file or …; with --to: …)".
         [
           [...more, ...trust],
-          /refused the login .*with --to: the user in it, and --ftp-password-file or --ftp-password-env\)/,
+          /refused the login .*check the user in --to and the password \(--ftp-password-file or --ftp-password-env\)/m,
         ],
       ] as const
     ) {
@@ -1122,11 +1122,34 @@ Deno.test("an FTP certificate or login that fails says how the --to options give
       });
       assert.equal(doctor.code, 1, doctor.stdout + doctor.stderr);
       assert.match(doctor.stdout, new RegExp(`^ {2}FAIL {2}(TLS|login): .*${said.source}`, "m"));
+      for (const out of [once.stderr, doctor.stdout]) assert.doesNotMatch(out, FTP_KEYS);
     }
   } finally {
     await server.stop();
   }
+  // A port that answers as SSH, not FTP: said of --to, not of transfer_method or ftp_port.
+  using ssh = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const greet = (async () => {
+    for await (const conn of ssh) {
+      await conn.write(new TextEncoder().encode("SSH-2.0-OpenSSH_9.6\r\n")).catch(() => {});
+      conn.close();
+    }
+  })().catch(() => {});
+  const to = `ftp://127.0.0.1:${ssh.addr.port}/in`;
+  const doctor = await runCli(["doctor", "--watch", q.watch, "--to", to], { env: q.env });
+  assert.equal(doctor.code, 1, doctor.stdout + doctor.stderr);
+  assert.match(
+    doctor.stdout,
+    /answers as an SSH server .*: for SFTP or SSH give --to user@host:\/path \(scp, or rsync with --method rsync\); else check the port in --to$/m,
+  );
+  assert.doesNotMatch(doctor.stdout, FTP_KEYS);
+  ssh.close();
+  await greet;
 });
+
+/** The keys an FTP --to and the --ftp-password-* options give, and ftp_ca_file but as its --set. */
+const FTP_KEYS =
+  /remote_host|remote_user|ftp_port|ftp_tls|transfer_method|ftp_password_(file|env)|(?<!--set )ftp_ca_file/;
 
 Deno.test("cli: through `deno task image-transfer`, relative paths are taken from where it was typed", async () => {
   const here = await Deno.makeTempDir({ prefix: "itx-task-cwd-" });

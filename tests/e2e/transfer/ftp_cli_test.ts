@@ -143,17 +143,22 @@ Deno.test("cli: an FTP host name that does not resolve is said so, with the key 
       ...keys,
     });
     for (
-      const args of [
-        ["doctor", "-c", config],
-        ["doctor", "--watch", watch, "--to", "ftp://archive.invalid/in"],
-      ]
+      const [args, check] of [
+        [["doctor", "-c", config], "remote_host"],
+        [["doctor", "--watch", watch, "--to", "ftp://archive.invalid/in"], "the host in --to"],
+      ] as const
     ) {
-      const out = await runCli(args, { env: { HOME: root } });
+      const out = await runCli([...args], { env: { HOME: root } });
       assert.equal(out.code, 1, out.stdout + out.stderr);
       // Before: "connect: getaddrinfo ENOTFOUND archive.invalid (control socket)", the runtime's words.
+      // Without a config file, of --to alone (before: "remote_host (with --to: the host in it)").
       assert.match(
         out.stdout,
-        /^ {2}FAIL\s+connect: FTP server anonymous@archive\.invalid:21: connect: cannot resolve the host name archive\.invalid: check remote_host \(with --to: the host in it\) and DNS \(getaddrinfo ENOTFOUND/m,
+        new RegExp(
+          "^ {2}FAIL\\s+connect: FTP server anonymous@archive\\.invalid:21: connect: cannot resolve " +
+            `the host name archive\\.invalid: check ${check} and DNS \\(getaddrinfo ENOTFOUND`,
+          "m",
+        ),
       );
     }
   } finally {
@@ -232,7 +237,7 @@ Deno.test("cli: doctor checks an FTP destination step by step", async (t) => {
         assert.equal(out.code, 1);
         assert.match(
           out.stdout,
-          /^ {2}FAIL\s+login: .*refused the login without encryption .*set ftp_tls: required \(with --to: an ftps:\/\/ address\)$/m,
+          /^ {2}FAIL\s+login: .*refused the login without encryption .*set ftp_tls: required$/m,
         );
       },
     );
@@ -242,7 +247,7 @@ Deno.test("cli: doctor checks an FTP destination step by step", async (t) => {
       assert.equal(out.code, 1);
       assert.match(
         out.stdout,
-        /^ {2}FAIL\s+TLS: .*refused TLS .*set ftp_tls: off \(with --to: an ftp:\/\/ address\) only/m,
+        /^ {2}FAIL\s+TLS: .*refused TLS .*set ftp_tls: off only/m,
       );
     });
     await t.step(

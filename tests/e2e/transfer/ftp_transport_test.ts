@@ -9,7 +9,7 @@ import { join } from "node:path";
 import type { JobConfig } from "../../../src/config/types.ts";
 import { failureScope } from "../../../src/errors.ts";
 import { FtpTransport } from "../../../src/transfer/ftp/ftp.ts";
-import { probeFtpDestination } from "../../../src/transfer/ftp/connect.ts";
+import { probeFtpDestination } from "../../../src/transfer/ftp/probe.ts";
 import { isTempName } from "../../../src/layout/destination.ts";
 import type { TransferItem } from "../../../src/transfer/transport.ts";
 import { listFiles, listFolders, randomBytes, sha256OfFile, waitFor } from "../../helpers/files.ts";
@@ -348,7 +348,7 @@ Deno.test("ftp: an SSH server at ftp_port (SFTP taken for FTP) is fatal at once 
       new RegExp(
         `FTP server itx-ftp@127\\.0\\.0\\.1:${sshd.port}: connect: port ${sshd.port} answers as an SSH ` +
           `server \\("SSH-2\\.0-OpenSSH[^"]*"\\), not FTP: for SFTP or SSH use transfer_method scp ` +
-          "or rsync \\(with --to: user@host:/path\\); else check ftp_port \\(with --to: the port in it\\)",
+          "or rsync; else check ftp_port$",
       ),
     );
     assert.equal(
@@ -423,7 +423,7 @@ Deno.test("ftp: a trusted certificate made for another name is fatal and says to
     assert.equal(outcomes[0].error?.kind, "fatal");
     assert.match(
       outcomes[0].error!.message,
-      /its TLS certificate is not made for 127\.0\.0\.1 \(.*\); set remote_host \(with --to: the host in it\) to a name the certificate holds, or give the server a certificate for 127\.0\.0\.1$/,
+      /its TLS certificate is not made for 127\.0\.0\.1 \(.*\); set remote_host to a name the certificate holds, or give the server a certificate for 127\.0\.0\.1$/,
     );
     assert.doesNotMatch(outcomes[0].error!.message, /not trusted|ftp_ca_file/);
     assert.equal(
