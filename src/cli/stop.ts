@@ -14,6 +14,7 @@ import { SYSTEMD_UNIT_NAME } from "../service/systemd.ts";
 import { TASK_NAME } from "../service/task_scheduler.ts";
 import { CommandError, UsageError } from "../errors.ts";
 import { loadConfig } from "../config/load.ts";
+import { configCommand } from "../config/paths.ts";
 import { COMMAND_LINE_CONFIG } from "../config/types.ts";
 import { checkBeforeStart } from "../pipeline/start_checks.ts";
 import { assertNoTemplateValues } from "../config/template_values.ts";
@@ -21,6 +22,7 @@ import {
   addFindOptions,
   daemonConfig,
   daemonStatus,
+  findCommand,
   type FindOptions,
   otherStateDirHint,
   statusConfig,
@@ -128,18 +130,20 @@ export function serviceRestartArgv(service: string | undefined, uid: number): st
  * callback, so the daemon starts as the `run` command would).
  */
 export function restartCommand(run: (global: GlobalOptions) => Promise<void>): Command {
-  return new Command("restart")
+  return addFindOptions(new Command("restart"))
     .description(
       "restart the running daemon of this config: through its service manager when it runs " +
         "as a service, else stop it and run it here",
     )
-    .action(async (_options: unknown, command: Command) => {
+    .action(async (options: FindOptions, command: Command) => {
       const global = globalOptions(command);
-      const config = await statusConfig(global.config);
+      // The options of a run without a config file find its daemon, as for status and stop.
+      const config = await statusConfig(global.config, options);
+      const found = config.file === COMMAND_LINE_CONFIG;
       // Nothing is stopped that cannot be started again: the config loads (above), is not the
       // untouched template, and passes what run checks before it starts (a hook program or login
       // file that is not there...).
-      if (config.jobs.length > 0) {
+      if (config.jobs.length > 0 && !found) {
         assertNoTemplateValues(config, global.config);
         await checkBeforeStart(config, undefined, () => {});
       }
@@ -163,10 +167,24 @@ export function restartCommand(run: (global: GlobalOptions) => Promise<void>): C
         return;
       }
       if (status.running && status.config === COMMAND_LINE_CONFIG) {
+        // Stopped by the command that finds it: its --set state_dir=DIR, or the config's -c.
         throw new UsageError(
           `The daemon (pid ${status.pid ?? "?"}) was started without a config file (run --watch ` +
-            "\u2026 --to \u2026), so restart cannot start it again: stop it (image-transfer stop) and run " +
-            "that command again",
+            "\u2026 --to \u2026), so restart cannot start it again: stop it (" +
+            `${findCommand(config, "stop")}) and run that command again`,
+        );
+      }
+      if (found) {
+        // No config file to start: a daemon of one is restarted with its -c, none is started.
+        throw new UsageError(
+          status.running
+            ? `The daemon (pid ${status.pid ?? "?"}) with state_dir ${config.state_dir} was ` +
+              `started with a config file: restart it with ${
+                configCommand(status.config ?? "", "restart")
+              }`
+            : `No daemon is running with state_dir ${config.state_dir}: restart has nothing to ` +
+              "start again; a run without a config file starts with image-transfer run --watch " +
+              "DIR --to DEST",
         );
       }
       // Nothing is stopped that cannot be started again.

@@ -782,6 +782,20 @@ Deno.test("cli: a config-free run given --set state_dir=DIR is found by status a
       both.stderr,
       /give either --config or the --watch\/--to\/--set of a run without one/,
     );
+    // restart takes them too (before: "unknown option '--set'"), and its refusal names the stop
+    // that finds this run (before: "image-transfer stop", which looks in the default state_dir).
+    for (const args of [["--set", `state_dir=${state}`], run]) {
+      const restart = await runCli(["restart", ...args], { env, cwd: root });
+      assert.equal(restart.code, 2, restart.stderr);
+      assert.match(
+        restart.stderr,
+        new RegExp(
+          `started without a config file .*: stop it \\(image-transfer stop ${
+            RegExp.escape(find)
+          }\\) and run that command again`,
+        ),
+      );
+    }
     const stop = await runCli(["stop", "--set", `state_dir=${state}`], { env, cwd: root });
     assert.equal(stop.code, 0, stop.stderr);
     assert.match(
@@ -789,6 +803,13 @@ Deno.test("cli: a config-free run given --set state_dir=DIR is found by status a
       new RegExp(`^Stopped the daemon \\(pid ${daemon.process.pid}\\)`, "m"),
     );
     assert.equal((await daemon.process.status).code, 0, daemon.stderr());
+    // Nothing runs there: restart says it has nothing to start, and how a run starts.
+    const idle = await runCli(["restart", "--set", `state_dir=${state}`], { env, cwd: root });
+    assert.equal(idle.code, 2, idle.stderr);
+    assert.match(
+      idle.stderr,
+      /No daemon is running with state_dir .*: restart has nothing to start/,
+    );
   } finally {
     try {
       daemon.process.kill("SIGTERM");
