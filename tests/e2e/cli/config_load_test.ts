@@ -860,7 +860,7 @@ Deno.test("several patterns written as one, and a bare ending as a pattern, are 
   assert.throws(
     () =>
       quickStartConfig({ watch: "/data/in", to: "/data/out", set: ["file_patterns=*.fits,*.fz"] }),
-    /--set\): file_patterns\[0\]: pattern "\*\.fits,\*\.fz" is several patterns .* \["\*\.fits", "\*\.fz"\]$/,
+    /--set\): --set file_patterns=…: pattern "\*\.fits,\*\.fz" is several patterns .* \["\*\.fits", "\*\.fz"\]$/,
   );
 });
 
