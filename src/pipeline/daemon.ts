@@ -41,20 +41,19 @@ export interface DaemonOptions {
   /** Stop when this signal aborts (tests); SIGINT/SIGTERM always stop. */
   signal?: AbortSignal;
   /**
-   * Called with a reloaded, valid config before its jobs replace the running
-   * ones (the CLI sets up logging again: a changed log file, or a reopened
-   * one after rotation). Throwing refuses the reload.
+   * Called with a reloaded, valid config before its jobs replace the running ones (the CLI sets
+   * up logging again: a changed log file, or a reopened one after rotation). Throwing refuses it.
    */
   onReload?: (config: Config) => Promise<void>;
   /** Called when a reload was refused (the CLI reopens the running config's log file). */
   onReloadRefused?: () => Promise<void>;
   /**
-   * Called once the status server listens (or is off, or could not start),
-   * before any job starts: the CLI gives up the network permission there
-   * unless a job needs it.
+   * Called once the status server listens (or is off, or could not start), before any job
+   * starts: the CLI gives up the network permission there unless a job needs it.
    */
   onListening?: () => Promise<void>;
-  skipsSaid?: SkipsSaid; // How what the jobs' patterns leave out is said (the run's options...).
+  /** How what the jobs' patterns leave out is said (in the words of the run's options). */
+  skipsSaid?: SkipsSaid;
 }
 
 /**
