@@ -126,11 +126,15 @@ export class SharedMaster {
   /**
    * The master's socket is `controlPath`, in folder `own` (made for it) unless
    * `null`: should the program crash before {@linkcode SharedMaster.close},
-   * the master is ended and `own` removed all the same (`process/crash_cleanup.ts`).
+   * the master is ended and `own` removed all the same (`process/crash_cleanup.ts`),
+   * at once; calls under way end, and later ones are refused, as after a close
+   * (the program runs on until it exits: a call would open a master no one ends).
    */
   track(controlPath: string, own: string | null): void {
     this.#untrack();
     this.#untrack = onCrash(async () => {
+      this.#closing.abort(new Error("the program is ending on a crash"));
+      clearTimeout(this.#checkTimer);
       await stopMaster(this.#session.controlArgv, this.#session.env, controlPath, this.#pid);
       if (own !== null) await Deno.remove(own, { recursive: true }).catch(() => {});
     });

@@ -16,6 +16,7 @@ import { randomBytes, sha256OfFile, waitFor } from "../../helpers/files.ts";
 import { startSshd, type TestSshd } from "../../helpers/sshd.ts";
 import { startCuttingProxy } from "../../helpers/net.ts";
 import { SERVED_RECENTLY_MS } from "../../../src/transfer/ssh/master.ts";
+import { cleanUpAfterCrash } from "../../../src/process/crash_cleanup.ts";
 
 /** Write `data` as a source file and return the item sending it to `destination`. */
 async function makeItem(root: string, destination: string, data: Uint8Array) {
@@ -280,6 +281,31 @@ Deno.test("ssh: a closed transport whose sockets live in a folder of their own (
     else Deno.env.set("TMPDIR", tmpdir);
     for (const pid of await processesMentioning(base)) Deno.kill(pid, "SIGKILL");
     await Deno.remove(base, { recursive: true });
+    await sshd.stop();
+  }
+});
+
+Deno.test("ssh: once a crash ended the shared connection, a call still made before the exit is refused: it opens no master that outlives the program", async () => {
+  const sshd = await startSshd();
+  const runtime = await Deno.makeTempDir({ prefix: "itx-rt-" });
+  const dst = await sshd.makeRemoteDir();
+  const transport = createTransport(
+    sshd.job({ transfer_method: "scp", remote_base_path: dst }),
+    runtime,
+  );
+  try {
+    const src = join(runtime, "src");
+    await sendAndCheck(transport, dst, [await makeItem(src, "a/1.fits", randomBytes(1000))]);
+    const master = await masterOf(controlSocket(runtime));
+    await cleanUpAfterCrash(8_000);
+    assert.ok(!alive(master), "the master ended by the crash's cleanup");
+    // The program goes on until it exits (a batch under way, a retry, the next file's warm-up).
+    await assert.rejects(transport.diskSpace!(new AbortController().signal), /closed/);
+    assert.deepEqual(await processesMentioning(runtime), [], "no ssh left, no master opened");
+  } finally {
+    await transport.close();
+    for (const pid of await processesMentioning(runtime)) Deno.kill(pid, "SIGKILL");
+    await Deno.remove(runtime, { recursive: true });
     await sshd.stop();
   }
 });
