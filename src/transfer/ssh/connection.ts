@@ -96,7 +96,8 @@ export class SshSession {
    * use; `null` on Windows, where OpenSSH has no connection sharing.
    */
   async controlPath(): Promise<string | null> {
-    if (this.#controlPath !== undefined) return this.#controlPath;
+    if (this.#controlPath !== undefined) return this.#controlPath; // Kept at the close.
+    this.#master.assertOpen(); // Closed: no folder for a call that is refused.
     if (Deno.build.os === "windows") return this.#controlPath = null;
     const e = this.endpoint;
     const key = JSON.stringify([e.host, e.user, e.port, e.identityFile, e.options]);
@@ -357,7 +358,6 @@ export class SshSession {
       await Deno.remove(this.#ownControlDir, { recursive: true }).catch(() => {});
       const link = `${CONTROL_DIR_LINK_PREFIX}${basename(this.#ownControlDir)}`;
       await Deno.remove(join(this.#runtimeDir, link)).catch(() => {});
-      // The path is kept: a call after the close is refused, and makes no new folder first.
       this.#ownControlDir = null;
     }
   }

@@ -194,9 +194,7 @@ export class SharedMaster {
     signal: AbortSignal | undefined,
     call: (signal: AbortSignal) => Promise<T>,
   ): Promise<T> {
-    if (this.#closing.signal.aborted) {
-      throw new Error(`Cannot call ${this.#session.host()}: its shared SSH connection was closed`);
-    }
+    this.assertOpen();
     const own = new AbortController();
     const abort = () => own.abort(signal?.aborted ? signal.reason : this.#closing.signal.reason);
     if (signal?.aborted) abort();
@@ -211,6 +209,12 @@ export class SharedMaster {
       signal?.removeEventListener("abort", abort);
       this.#closing.signal.removeEventListener("abort", abort);
     }
+  }
+
+  /** @throws {Error} once closed (or on a crash): a call now would open a master no one ends */
+  assertOpen(): void {
+    if (!this.#closing.signal.aborted) return;
+    throw new Error(`Cannot call ${this.#session.host()}: its shared SSH connection was closed`);
   }
 
   /**

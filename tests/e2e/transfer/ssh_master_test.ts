@@ -309,3 +309,32 @@ Deno.test("ssh: once a crash ended the shared connection, a call still made befo
     await sshd.stop();
   }
 });
+
+Deno.test("ssh: a transport closed before any call (sockets in a folder of their own) makes no socket folder for a call after its close", async () => {
+  const sshd = await startSshd();
+  const base = await Deno.makeTempDir({ prefix: "itx-rt-" });
+  // Too long for a socket: the sockets would go to a private folder made in the temporary folder.
+  const runtime = join(base, "r".repeat(70));
+  const temp = join(base, "tmp");
+  await Deno.mkdir(temp);
+  const dst = await sshd.makeRemoteDir();
+  const tmpdir = Deno.env.get("TMPDIR");
+  Deno.env.set("TMPDIR", temp);
+  try {
+    const transport = createTransport(
+      sshd.job({ transfer_method: "scp", remote_base_path: dst }),
+      runtime,
+    );
+    // A job replaced at a reload before it called its destination, then its warm-up.
+    await transport.close();
+    await assert.rejects(transport.diskSpace!(new AbortController().signal), /closed/);
+    assert.deepEqual([...Deno.readDirSync(temp)].map((e) => e.name), [], "no socket folder made");
+    await assert.rejects(Deno.stat(runtime), Deno.errors.NotFound, "nor the runtime folder");
+  } finally {
+    if (tmpdir === undefined) Deno.env.delete("TMPDIR");
+    else Deno.env.set("TMPDIR", tmpdir);
+    for (const pid of await processesMentioning(base)) Deno.kill(pid, "SIGKILL");
+    await Deno.remove(base, { recursive: true });
+    await sshd.stop();
+  }
+});
