@@ -338,3 +338,36 @@ Deno.test("ssh: a transport closed before any call (sockets in a folder of their
     await sshd.stop();
   }
 });
+
+Deno.test("ssh: first calls made at once (sockets in a folder of their own) share one socket folder, which the close removes", async () => {
+  const sshd = await startSshd();
+  const base = await Deno.makeTempDir({ prefix: "itx-rt-" });
+  // Too long for a socket: the sockets go to a private folder made in the temporary folder.
+  const runtime = join(base, "r".repeat(70));
+  const temp = join(base, "tmp");
+  await Deno.mkdir(temp);
+  const dst = await sshd.makeRemoteDir();
+  const tmpdir = Deno.env.get("TMPDIR");
+  Deno.env.set("TMPDIR", temp);
+  try {
+    const transport = createTransport(
+      sshd.job({ transfer_method: "scp", remote_base_path: dst }),
+      runtime,
+    );
+    // As a job's start: its free-space check and its first batch, neither waiting for the other.
+    const never = new AbortController().signal;
+    await Promise.all([transport.diskSpace!(never), transport.diskSpace!(never)]);
+    const src = join(base, "src");
+    await sendAndCheck(transport, dst, [await makeItem(src, "a/1.fits", randomBytes(1000))]);
+    assert.equal([...Deno.readDirSync(temp)].length, 1, "one socket folder");
+    await transport.close();
+    assert.deepEqual([...Deno.readDirSync(temp)].map((e) => e.name), [], "none left");
+    assert.deepEqual(await processesMentioning(temp), [], "no master left");
+  } finally {
+    if (tmpdir === undefined) Deno.env.delete("TMPDIR");
+    else Deno.env.set("TMPDIR", tmpdir);
+    for (const pid of await processesMentioning(base)) Deno.kill(pid, "SIGKILL");
+    await Deno.remove(base, { recursive: true });
+    await sshd.stop();
+  }
+});
