@@ -18,6 +18,7 @@ import { guardedPathReason, WatchFolderError } from "../errors.ts";
 import { Ledger, LEDGER_FILE } from "../ledger/ledger.ts";
 import { keepStateDirPrivate } from "../ledger/ledger_file.ts";
 import { acquireDaemonLock, PID_FILE } from "../ledger/daemon_lock.ts";
+import { SENDER_ID_FILE } from "../ledger/state_files.ts";
 import { daemonRanIn } from "../ledger/ledger_check.ts";
 import { logger } from "../log/logging.ts";
 import { removeAfterCrash } from "../process/crash_cleanup.ts";
@@ -70,8 +71,7 @@ const STOP_SIGNALS: Deno.Signal[] = Deno.build.os === "windows"
 const RELOAD_SIGNAL: Deno.Signal | undefined = Deno.build.os === "windows" ? undefined : "SIGHUP";
 
 /**
- * Run every job until stopped (or, with `once`, until all found files are
- * settled).
+ * Run every job until stopped (or, with `once`, until all found files are settled).
  *
  * @returns files sent and failed, over all jobs and reloads
  * @throws {DaemonRunningError} when another daemon holds the state folder
@@ -262,10 +262,7 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
   return total;
 }
 
-/**
- * What a daemon that was killed left behind: the shared SSH connections in
- * its runtime folder, then the folder itself.
- */
+/** What a killed daemon left behind: the shared SSH connections in its runtime folder, then it. */
 async function clearLeftovers(runtimeDir: string | undefined): Promise<void> {
   if (!runtimeDir || !/(^|[/\\])itx-[^/\\]+$/.test(runtimeDir)) return;
   const masters = await endLeftoverMasters(runtimeDir);
@@ -278,9 +275,9 @@ async function clearLeftovers(runtimeDir: string | undefined): Promise<void> {
 }
 
 /**
- * Read and check the config file again after SIGHUP. `started`: the config
- * the daemon started with, whose status page settings hold until a restart;
- * `refused` is told why a config is not taken (before the refusal is logged).
+ * Read and check the config file again after SIGHUP. `started`: the config the daemon started
+ * with, whose status page settings hold until a restart; `refused` is told why a config is not
+ * taken (before the refusal is logged).
  *
  * @returns the new config, or `undefined` (logged) when the running one is kept
  */
@@ -306,9 +303,10 @@ async function reloadConfig(
       movedTo(next.state_dir); // So that status, stop and run with the new config find it.
       throw new Error(
         `state_dir changed from ${current.state_dir} to ${next.state_dir}; a reload cannot move ` +
-          `the ledger: stop the daemon, move ${join(current.state_dir, LEDGER_FILE)} into ` +
-          `${next.state_dir} (without it every file in the watch folders is sent again), then ` +
-          "start it",
+          `the ledger: stop the daemon, move ${join(current.state_dir, LEDGER_FILE)} and ` +
+          `${SENDER_ID_FILE} into ${next.state_dir} (without the ledger every file in the watch ` +
+          "folders is sent again, without the install's id its unfinished copies are never " +
+          "resumed or removed), then start it",
       );
     }
     await checkBeforeStart(next);

@@ -417,7 +417,7 @@ Deno.test("a reload refused for a new state_dir: status, stop and run with the e
     // Says how to keep what was sent: the new folder has no ledger.
     assert.match(
       daemon.stderr(),
-      /stop the daemon, move .*ledger\.sqlite into .*state-new \(without it every file in the watch folders is sent again\), then start it/,
+      /stop the daemon, move .*ledger\.sqlite and sender_id into .*state-new \(without the ledger every file in the watch folders is sent again, without the install's id its unfinished copies are never resumed or removed\), then start it/,
     );
     // Before: "Daemon: not running", and `run` started a second daemon that sent a.fits again.
     const shown = await status(box);
