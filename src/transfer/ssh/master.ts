@@ -395,7 +395,7 @@ async function masterPid(controlPath: string, pid: number | null): Promise<numbe
       const [, id, args] = line.match(/^\s*(\d+) (.*)$/) ?? [];
       if (id === undefined) continue;
       const found = pid === null
-        ? args.trimEnd().endsWith(`${controlPath} [mux]`)
+        ? args.trimEnd() === `ssh: ${controlPath} [mux]`
         : Number(id) === pid && args.includes(controlPath);
       if (found) return Number(id);
     }
