@@ -16,7 +16,8 @@ import { daemonSchema, daemonShape } from "../config/schema.ts";
 import { COMMAND_LINE_CONFIG, type Config } from "../config/types.ts";
 import { ConfigError, UsageError } from "../errors.ts";
 import { describeIssue } from "../config/messages.ts";
-import type { Path } from "../config/key_lines.ts";
+import { IN_THE_OPTIONS, type Path } from "../config/key_lines.ts";
+import { keyProblem } from "../config/jobs.ts";
 import { escapeControlChars } from "../log/logging.ts";
 import { pastedWord } from "../shell_words.ts";
 import {
@@ -71,15 +72,24 @@ export async function statusConfig(
   return await loadConfig(file);
 }
 
-/** The daemon's keys among `--set`s (`state_dir`...; a job's keys are the run's own): its config. */
+/**
+ * The daemon's keys among `--set`s (`state_dir`...; a job's keys are the run's own): its config.
+ *
+ * @throws {ConfigError} for a key that is neither (a typo), in run's words: else the default state
+ * folder would be looked in, without a word
+ */
 function daemonOfSets(sets: string[]): Config {
   const keys: Record<string, unknown> = {};
+  const unknown: string[] = [];
   for (const pair of sets) {
     const at = pair.indexOf("=");
     if (at <= 0) throw new UsageError(`--set expects KEY=VALUE, got ${JSON.stringify(pair)}`);
-    const key = pair.slice(0, at);
-    if (key in daemonShape) keys[key] = parseSetValue(pair.slice(at + 1));
+    const [key, value] = [pair.slice(0, at), parseSetValue(pair.slice(at + 1))];
+    const problem = keyProblem(key, value);
+    if (problem !== null) unknown.push(`${IN_THE_OPTIONS}: ${problem}`);
+    else if (key in daemonShape) keys[key] = value;
   }
+  if (unknown.length > 0) throw new ConfigError(unknown.join("\n"));
   const parsed = daemonSchema.safeParse(keys);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];

@@ -161,54 +161,53 @@ function jobKeys(mapping: Json, path: Path, issues: Issues): JobKeys {
 
 /** Report every key of `object` (at `path`) that does not belong there, with a hint. */
 function checkKeys(issues: Issues, object: Json, path: Path): void {
+  for (const key of Object.keys(object)) {
+    const problem = keyProblem(key, object[key], path);
+    if (problem !== null) issues.addKey([...path, key], problem);
+  }
+}
+
+/**
+ * What is wrong with `key` (holding `value`) in the mapping at `path` (`[]`: the top level, where
+ * `run --set` puts its keys; else a jobs entry), with a hint: an unknown key with the one meant,
+ * or a daemon key in a jobs entry.
+ *
+ * @returns the problem, or `null` for a key that belongs there (an old name, an `x-` key at the top)
+ */
+export function keyProblem(key: string, value: unknown, path: Path = []): string | null {
   const nested = path.length > 0;
   const allowed = nested ? JOB_KEYS : TOP_LEVEL_KEYS;
-  for (const key of Object.keys(object)) {
-    if (allowed.includes(key) || OLD_KEY_NAMES.has(key)) continue;
-    // `x-...` at the top: a place for YAML anchors (`x-defaults: &defaults ...`), not read.
-    if (!nested && key.startsWith("x-")) continue;
-    const at: Path = [...path, key];
-    if (nested && DAEMON_KEYS.has(key)) {
-      issues.addKey(
-        at,
-        `"${key}" in ${
-          formatPath(path)
-        } applies to the whole daemon and is only allowed at the top level of the file; move it out of the jobs entry`,
-      );
-    } else if (nested && key === "jobs") {
-      issues.addKey(at, "a jobs entry cannot contain another jobs list");
-    } else {
-      // Another tool's key says what to write here; an old name is suggested as the current one.
-      const instead = OTHER_TOOLS_KEYS.get(key);
-      const guess = closestWord(key, [...allowed, ...OLD_KEY_NAMES.keys()]);
-      const meant = guess === undefined ? undefined : OLD_KEY_NAMES.get(guess) ?? guess;
-      // In a jobs entry, a daemon-wide key mistyped: that key, said with where it goes.
-      const daemonKey = nested && meant === undefined
-        ? closestWord(key, [...DAEMON_KEYS])
-        : undefined;
-      const value = object[key];
-      const shared = !nested && typeof value === "object" && value !== null &&
-        !Array.isArray(value);
-      issues.addKey(
-        at,
-        `unknown key "${key}"${nested ? ` in ${formatPath(path)}` : ""}` +
-          (instead
-            ? `; ${instead}`
-            : meant
-            ? `; did you mean "${meant}"?`
-            : daemonKey
-            ? `; did you mean "${daemonKey}"? It applies to the whole daemon: write it at the ` +
-              "top level of the file, not in a jobs entry"
-            : /^\s*(\/\/|\/\*)/.test(key)
-            ? "; a comment starts with # in YAML: the // or /* comment and what follows it " +
-              "were read as one key"
-            : shared
-            ? `; settings shared with a YAML anchor go under a key starting with x- ` +
-              `("x-${key}: &${key}"), which is not read itself`
-            : "; see the key list in the README"),
-      );
-    }
+  if (allowed.includes(key) || OLD_KEY_NAMES.has(key)) return null;
+  // `x-...` at the top: a place for YAML anchors (`x-defaults: &defaults ...`), not read.
+  if (!nested && key.startsWith("x-")) return null;
+  if (nested && DAEMON_KEYS.has(key)) {
+    return `"${key}" in ${
+      formatPath(path)
+    } applies to the whole daemon and is only allowed at the top level of the file; move it out of the jobs entry`;
   }
+  if (nested && key === "jobs") return "a jobs entry cannot contain another jobs list";
+  // Another tool's key says what to write here; an old name is suggested as the current one.
+  const instead = OTHER_TOOLS_KEYS.get(key);
+  const guess = closestWord(key, [...allowed, ...OLD_KEY_NAMES.keys()]);
+  const meant = guess === undefined ? undefined : OLD_KEY_NAMES.get(guess) ?? guess;
+  // In a jobs entry, a daemon-wide key mistyped: that key, said with where it goes.
+  const daemonKey = nested && meant === undefined ? closestWord(key, [...DAEMON_KEYS]) : undefined;
+  const shared = !nested && typeof value === "object" && value !== null && !Array.isArray(value);
+  return `unknown key "${key}"${nested ? ` in ${formatPath(path)}` : ""}` +
+    (instead
+      ? `; ${instead}`
+      : meant
+      ? `; did you mean "${meant}"?`
+      : daemonKey
+      ? `; did you mean "${daemonKey}"? It applies to the whole daemon: write it at the ` +
+        "top level of the file, not in a jobs entry"
+      : /^\s*(\/\/|\/\*)/.test(key)
+      ? "; a comment starts with # in YAML: the // or /* comment and what follows it " +
+        "were read as one key"
+      : shared
+      ? `; settings shared with a YAML anchor go under a key starting with x- ` +
+        `("x-${key}: &${key}"), which is not read itself`
+      : "; see the key list in the README");
 }
 
 /**

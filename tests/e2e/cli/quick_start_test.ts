@@ -818,6 +818,41 @@ Deno.test("cli: a config-free run given --set state_dir=DIR is found by status a
   }
 });
 
+Deno.test("cli: status, stop and restart refuse a --set key that is neither a daemon's nor a job's in run's words, with the key meant; a job's key or an old name they take", async () => {
+  await using q = await quickSandbox();
+  const { root, env } = q;
+  const typos = ["--set", "statedir=st", "--set", "colour=1"];
+  const run = await runCli(["run", "--once", "--watch", "watch", "--to", "dest", ...typos], {
+    env,
+    cwd: root,
+  });
+  assert.equal(run.code, 2, run.stderr);
+  assert.equal(
+    run.stderr,
+    'error: in the options (--watch, --to, --set): unknown key "statedir"; did you mean ' +
+      '"state_dir"?\nin the options (--watch, --to, --set): unknown key "colour"; see the key ' +
+      "list in the README\n",
+  );
+  // Before: skipped, so the default state folder was looked in ("not running", exit 0; stop
+  // stopped nothing).
+  for (const command of ["status", "stop", "restart"]) {
+    const refused = await runCli([command, ...typos], { env, cwd: root });
+    assert.equal(refused.code, 2, `${command}: ${refused.stdout}`);
+    assert.equal(refused.stdout, "", command);
+    assert.equal(refused.stderr, run.stderr, command);
+  }
+  // A job's key (the run's own), its old name and an x- key do not find the daemon, but are not
+  // refused: run takes them.
+  const sets = ["--set", "state_dir=st", "--set", "retry_attempts=3", "--set", "retry_delay=5"];
+  const status = await runCli(["status", ...sets, "--set", "x-note=1"], { env, cwd: root });
+  assert.equal(status.code, 0, status.stderr);
+  assert.match(status.stdout, /^Daemon: not running$/m);
+  assert.match(
+    status.stdout,
+    new RegExp(`^No ledger yet in ${RegExp.escape(join(root, "st"))}`, "m"),
+  );
+});
+
 Deno.test("cli: what the patterns of a config-free run leave out is said of the default patterns or --set file_patterns, and listed by the status given its options", async () => {
   await using q = await quickSandbox();
   const { root, env } = q;
