@@ -8,13 +8,13 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { TransferError } from "../../../src/errors.ts";
 import { LocalCopier } from "../../../src/transfer/local/copier.ts";
-import type { LocalDelivery } from "../../../src/transfer/local/temp_copies.ts";
+import { type LocalDelivery, partDelivery } from "../../../src/transfer/local/temp_copies.ts";
 import { toTransferError } from "../../../src/transfer/local/failures.ts";
 import type { TransferItem } from "../../../src/transfer/transport.ts";
 import { exists, listFiles, randomBytes, waitFor } from "../../helpers/files.ts";
 import { captureLogs } from "../../helpers/log_capture.ts";
 
-/** A source of `bytes` at `src/name`, to be copied to `dest/night/name` under a temporary name. */
+/** A source of `bytes` at `src/name`, to be copied to `dest/night/name` under a temporary name of its own. */
 async function delivery(
   src: string,
   dest: string,
@@ -35,20 +35,8 @@ async function delivery(
     mtimeMs: info.mtime!.getTime(),
   };
   await Deno.mkdir(join(dest, "20240315"), { recursive: true });
-  return {
-    index,
-    item,
-    finalPath: join(dest, "20240315", name),
-    tempPath: join(dest, "20240315", `.${name}.itx-tmp-test${index}`),
-    error: null,
-    source: null,
-    sha256: null,
-    done: false,
-    checkedAfterRead: false,
-    target: null,
-    written: null,
-    keep: false,
-  };
+  // As a part's delivery, but the copy removed when not renamed.
+  return { ...partDelivery(item, join(dest, "20240315", name), "test"), index, keep: false };
 }
 
 async function withDirs(fn: (src: string, dest: string) => Promise<void>): Promise<void> {
