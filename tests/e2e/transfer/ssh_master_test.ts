@@ -98,6 +98,39 @@ async function withTransport(
   }
 }
 
+/**
+ * Run `fn` with an scp transport whose runtime folder (in `base`) is too long for a socket: its
+ * sockets go to a private folder made in `temp`, the temporary folder (TMPDIR) while `fn` runs.
+ * Any ssh left that names `base` is killed after.
+ */
+async function withOwnSocketFolder(
+  fn: (
+    ctx: { base: string; temp: string; runtime: string; dst: string; transport: Transport },
+  ) => Promise<void>,
+) {
+  const sshd = await startSshd();
+  const base = await Deno.makeTempDir({ prefix: "itx-rt-" });
+  const runtime = join(base, "r".repeat(70));
+  const temp = join(base, "tmp");
+  await Deno.mkdir(temp);
+  const dst = await sshd.makeRemoteDir();
+  const tmpdir = Deno.env.get("TMPDIR");
+  Deno.env.set("TMPDIR", temp);
+  try {
+    const transport = createTransport(
+      sshd.job({ transfer_method: "scp", remote_base_path: dst }),
+      runtime,
+    );
+    await fn({ base, temp, runtime, dst, transport });
+  } finally {
+    if (tmpdir === undefined) Deno.env.delete("TMPDIR");
+    else Deno.env.set("TMPDIR", tmpdir);
+    for (const pid of await processesMentioning(base)) Deno.kill(pid, "SIGKILL");
+    await Deno.remove(base, { recursive: true });
+    await sshd.stop();
+  }
+}
+
 for (const method of ["scp", "rsync"] as const) {
   Deno.test(`${method}: the shared connection is replaced when it fails`, async (t) => {
     const sshd = await startSshd();
@@ -250,21 +283,8 @@ Deno.test("ssh: a closed transport leaves no master, also none that a call under
   }
 });
 
-Deno.test("ssh: a closed transport whose sockets live in a folder of their own (a runtime path too long) makes no new folder for a call after its close", async () => {
-  const sshd = await startSshd();
-  const base = await Deno.makeTempDir({ prefix: "itx-rt-" });
-  // Too long for a socket: the sockets go to a private folder made in the temporary folder.
-  const runtime = join(base, "r".repeat(70));
-  const temp = join(base, "tmp");
-  await Deno.mkdir(temp);
-  const dst = await sshd.makeRemoteDir();
-  const tmpdir = Deno.env.get("TMPDIR");
-  Deno.env.set("TMPDIR", temp);
-  try {
-    const transport = createTransport(
-      sshd.job({ transfer_method: "scp", remote_base_path: dst }),
-      runtime,
-    );
+Deno.test("ssh: a closed transport whose sockets live in a folder of their own (a runtime path too long) makes no new folder for a call after its close", () =>
+  withOwnSocketFolder(async ({ base, temp, dst, transport }) => {
     const src = join(base, "src");
     await sendAndCheck(transport, dst, [await makeItem(src, "a/1.fits", randomBytes(1000))]);
     const own = [...Deno.readDirSync(temp)].map((e) => e.name);
@@ -276,14 +296,7 @@ Deno.test("ssh: a closed transport whose sockets live in a folder of their own (
     await assert.rejects(transport.diskSpace!(new AbortController().signal), /closed/);
     // ... before it makes a socket folder no one would remove.
     assert.deepEqual([...Deno.readDirSync(temp)].map((e) => e.name), [], "no folder made");
-  } finally {
-    if (tmpdir === undefined) Deno.env.delete("TMPDIR");
-    else Deno.env.set("TMPDIR", tmpdir);
-    for (const pid of await processesMentioning(base)) Deno.kill(pid, "SIGKILL");
-    await Deno.remove(base, { recursive: true });
-    await sshd.stop();
-  }
-});
+  }));
 
 Deno.test("ssh: once a crash ended the shared connection, a call still made before the exit is refused: it opens no master that outlives the program", async () => {
   const sshd = await startSshd();
@@ -310,50 +323,17 @@ Deno.test("ssh: once a crash ended the shared connection, a call still made befo
   }
 });
 
-Deno.test("ssh: a transport closed before any call (sockets in a folder of their own) makes no socket folder for a call after its close", async () => {
-  const sshd = await startSshd();
-  const base = await Deno.makeTempDir({ prefix: "itx-rt-" });
-  // Too long for a socket: the sockets would go to a private folder made in the temporary folder.
-  const runtime = join(base, "r".repeat(70));
-  const temp = join(base, "tmp");
-  await Deno.mkdir(temp);
-  const dst = await sshd.makeRemoteDir();
-  const tmpdir = Deno.env.get("TMPDIR");
-  Deno.env.set("TMPDIR", temp);
-  try {
-    const transport = createTransport(
-      sshd.job({ transfer_method: "scp", remote_base_path: dst }),
-      runtime,
-    );
+Deno.test("ssh: a transport closed before any call (sockets in a folder of their own) makes no socket folder for a call after its close", () =>
+  withOwnSocketFolder(async ({ temp, runtime, transport }) => {
     // A job replaced at a reload before it called its destination, then its warm-up.
     await transport.close();
     await assert.rejects(transport.diskSpace!(new AbortController().signal), /closed/);
     assert.deepEqual([...Deno.readDirSync(temp)].map((e) => e.name), [], "no socket folder made");
     await assert.rejects(Deno.stat(runtime), Deno.errors.NotFound, "nor the runtime folder");
-  } finally {
-    if (tmpdir === undefined) Deno.env.delete("TMPDIR");
-    else Deno.env.set("TMPDIR", tmpdir);
-    for (const pid of await processesMentioning(base)) Deno.kill(pid, "SIGKILL");
-    await Deno.remove(base, { recursive: true });
-    await sshd.stop();
-  }
-});
+  }));
 
-Deno.test("ssh: first calls made at once (sockets in a folder of their own) share one socket folder, which the close removes", async () => {
-  const sshd = await startSshd();
-  const base = await Deno.makeTempDir({ prefix: "itx-rt-" });
-  // Too long for a socket: the sockets go to a private folder made in the temporary folder.
-  const runtime = join(base, "r".repeat(70));
-  const temp = join(base, "tmp");
-  await Deno.mkdir(temp);
-  const dst = await sshd.makeRemoteDir();
-  const tmpdir = Deno.env.get("TMPDIR");
-  Deno.env.set("TMPDIR", temp);
-  try {
-    const transport = createTransport(
-      sshd.job({ transfer_method: "scp", remote_base_path: dst }),
-      runtime,
-    );
+Deno.test("ssh: first calls made at once (sockets in a folder of their own) share one socket folder, which the close removes", () =>
+  withOwnSocketFolder(async ({ base, temp, dst, transport }) => {
     // As a job's start: its free-space check and its first batch, neither waiting for the other.
     const never = new AbortController().signal;
     await Promise.all([transport.diskSpace!(never), transport.diskSpace!(never)]);
@@ -363,11 +343,4 @@ Deno.test("ssh: first calls made at once (sockets in a folder of their own) shar
     await transport.close();
     assert.deepEqual([...Deno.readDirSync(temp)].map((e) => e.name), [], "none left");
     assert.deepEqual(await processesMentioning(temp), [], "no master left");
-  } finally {
-    if (tmpdir === undefined) Deno.env.delete("TMPDIR");
-    else Deno.env.set("TMPDIR", tmpdir);
-    for (const pid of await processesMentioning(base)) Deno.kill(pid, "SIGKILL");
-    await Deno.remove(base, { recursive: true });
-    await sshd.stop();
-  }
-});
+  }));
