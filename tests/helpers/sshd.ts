@@ -6,13 +6,14 @@
  *
  * @module
  */
+import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { JobConfig } from "../../src/config/types.ts";
-import { exists, LEAST_CEILING_MS, writeConfig } from "./files.ts";
+import { exists, LEAST_CEILING_MS, waitFor, writeConfig } from "./files.ts";
 import { transportTestJob } from "./jobs.ts";
 import { type RunningCli, startCli } from "./cli.ts";
 import { freePort } from "./net.ts";
-import { descendants, killTree } from "./processes.ts";
+import { descendants, killTree, processEnded, runningProcesses } from "./processes.ts";
 
 /** Unprivileged account the tests log in as. */
 export const TEST_USER = "itx-test";
@@ -326,6 +327,57 @@ export async function sshSandbox(
     ...values,
   });
   return { root, watch, remote, config, env: { HOME: join(root, "home") } };
+}
+
+/** A program stopped while it asks an SSH destination: its server, sandbox and runtime folder. */
+export interface StoppedWhileAsking {
+  sshd: TestSshd;
+  box: SshSandbox;
+  /** The program's temporary folder (its TMPDIR), where its runtime folder (the socket) is made. */
+  tmp: string;
+  /** Assert that the one master of `who` (its title names its socket in `tmp`) runs; keep it. */
+  theMaster(who: string): Promise<void>;
+  /** Wait for that master to end; assert no master is left and `who`'s runtime folder removed. */
+  masterGone(who: string): Promise<void>;
+}
+
+/**
+ * Run `fn` with a private sshd whose sessions find the programs of `remoteTools` first (stand-ins
+ * that hold the program's questions) and an scp sandbox sending to it. After `fn`, a master still
+ * running is killed, the sandbox removed and the sshd stopped.
+ */
+export async function withStoppedWhileAsking(
+  remoteTools: string,
+  fn: (ctx: StoppedWhileAsking) => Promise<void>,
+): Promise<void> {
+  const sshd = await startSshd({ sessionEnv: { PATH: `${remoteTools}:/usr/bin:/bin` } });
+  const box = await sshSandbox(sshd, "scp");
+  const tmp = join(box.root, "tmp");
+  await Deno.mkdir(tmp);
+  const masters = () =>
+    runningProcesses((argv) => argv[0].startsWith("ssh: ") && argv.join(" ").includes(tmp));
+  let master = 0;
+  try {
+    await fn({
+      sshd,
+      box,
+      tmp,
+      async theMaster(who) {
+        const running = await masters();
+        assert.equal(running.length, 1, `${who}'s shared connection`);
+        master = running[0].pid;
+      },
+      async masterGone(who) {
+        await waitFor(() => processEnded(master), 30_000, `the master ended with ${who}`);
+        assert.deepEqual(await masters(), []);
+        assert.deepEqual([...Deno.readDirSync(tmp)], [], `${who}'s runtime folder removed`);
+      },
+    });
+  } finally {
+    if (master !== 0 && !processEnded(master)) Deno.kill(master, "SIGKILL");
+    await Deno.remove(box.root, { recursive: true });
+    await sshd.stop();
+  }
 }
 
 /** A daemon (`run`) that sends to its own private sshd, with that sshd and its sandbox. */

@@ -10,10 +10,9 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { runCli, startCli } from "../../helpers/cli.ts";
 import { exists, randomBytes, waitFor } from "../../helpers/files.ts";
-import { processEnded, runningProcesses } from "../../helpers/processes.ts";
 import { standInPrograms } from "../../helpers/recording_tools.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
-import { sshSandbox, startSshd } from "../../helpers/sshd.ts";
+import { sshSandbox, startSshd, withStoppedWhileAsking } from "../../helpers/sshd.ts";
 import { ftpDaemonSandbox, withVsftpdAndRoot } from "../../helpers/vsftpd.ts";
 
 /** An evening of night 20240315 (UTC). */
@@ -181,50 +180,37 @@ Deno.test("run --dry-run stopped by Ctrl-C while it asks an SSH destination ends
   await standInPrograms(tools, {
     stat: `: >'${asked}'; while [ -e '${hold}' ]; do sleep 0.1; done; exec /usr/bin/stat "$@"\n`,
   });
-  const sshd = await startSshd({ sessionEnv: { PATH: `${tools}:/usr/bin:/bin` } });
-  const box = await sshSandbox(sshd, "scp");
-  // The dry run's runtime folder (the master's socket, named in its process title) in the sandbox.
-  const tmp = join(box.root, "tmp");
-  await Deno.mkdir(tmp);
-  const masters = () =>
-    runningProcesses((argv) => argv[0].startsWith("ssh: ") && argv.join(" ").includes(tmp));
-  let master = 0;
   try {
-    // A file under the name it would take is there: its size is asked.
-    const night = join(box.remote, "20240315");
-    await Deno.mkdir(night);
-    await Deno.chown(night, sshd.uid, sshd.gid);
-    await Deno.writeFile(join(night, "a.fits"), randomBytes(100));
-    await Deno.writeFile(join(box.watch, "a.fits"), randomBytes(200));
-    await Deno.utime(join(box.watch, "a.fits"), EVENING, EVENING);
-    const dry = startCli(["run", "--dry-run", "-c", box.config], {
-      env: { ...box.env, TMPDIR: tmp },
-      ownProcessGroup: true,
+    await withStoppedWhileAsking(tools, async ({ sshd, box, tmp, theMaster, masterGone }) => {
+      // A file under the name it would take is there: its size is asked.
+      const night = join(box.remote, "20240315");
+      await Deno.mkdir(night);
+      await Deno.chown(night, sshd.uid, sshd.gid);
+      await Deno.writeFile(join(night, "a.fits"), randomBytes(100));
+      await Deno.writeFile(join(box.watch, "a.fits"), randomBytes(200));
+      await Deno.utime(join(box.watch, "a.fits"), EVENING, EVENING);
+      const dry = startCli(["run", "--dry-run", "-c", box.config], {
+        env: { ...box.env, TMPDIR: tmp },
+        ownProcessGroup: true,
+      });
+      let status: Deno.CommandStatus;
+      try {
+        await waitFor(() => exists(asked), 60_000, "the sizes asked at the destination");
+        await theMaster("the dry run");
+        Deno.kill(-dry.process.pid, "SIGINT");
+      } finally {
+        await Deno.remove(hold).catch(() => {});
+        status = await dry.stop("SIGTERM");
+      }
+      assert.equal(status.code, 1, dry.stderr());
+      assert.match(
+        dry.stderr(),
+        /error: the dry run was stopped \(SIGINT\) before its listing ended/,
+      );
+      await masterGone("the dry run");
+      assert.equal((await Deno.readFile(join(night, "a.fits"))).length, 100, "nothing sent");
     });
-    let status: Deno.CommandStatus;
-    try {
-      await waitFor(() => exists(asked), 60_000, "the sizes asked at the destination");
-      const running = await masters();
-      assert.equal(running.length, 1, "the dry run's shared connection");
-      master = running[0].pid;
-      Deno.kill(-dry.process.pid, "SIGINT");
-    } finally {
-      await Deno.remove(hold).catch(() => {});
-      status = await dry.stop("SIGTERM");
-    }
-    assert.equal(status.code, 1, dry.stderr());
-    assert.match(
-      dry.stderr(),
-      /error: the dry run was stopped \(SIGINT\) before its listing ended/,
-    );
-    await waitFor(() => processEnded(master), 30_000, "the master ended with the dry run");
-    assert.deepEqual(await masters(), []);
-    assert.deepEqual([...Deno.readDirSync(tmp)], [], "the dry run's runtime folder removed");
-    assert.equal((await Deno.readFile(join(night, "a.fits"))).length, 100, "nothing sent");
   } finally {
-    if (master !== 0 && !processEnded(master)) Deno.kill(master, "SIGKILL");
-    await Deno.remove(box.root, { recursive: true });
-    await sshd.stop();
     await Deno.remove(tools, { recursive: true });
   }
 });

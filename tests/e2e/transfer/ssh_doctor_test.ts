@@ -8,8 +8,7 @@ import { stringify } from "yaml";
 import { createTransport } from "../../../src/transfer/transport.ts";
 import { runCli, startCli } from "../../helpers/cli.ts";
 import { exists, listFiles, randomBytes, sha256OfFile, waitFor } from "../../helpers/files.ts";
-import { sshSandbox, startSshd } from "../../helpers/sshd.ts";
-import { processEnded, runningProcesses } from "../../helpers/processes.ts";
+import { startSshd, withStoppedWhileAsking } from "../../helpers/sshd.ts";
 import { standInPrograms } from "../../helpers/recording_tools.ts";
 import { makeItem } from "../../helpers/transports.ts";
 
@@ -637,44 +636,31 @@ exec /usr/bin/ssh "$@"
   });
   await Deno.writeTextFile(dfHold, "");
   await Deno.writeTextFile(exitHold, "");
-  const sshd = await startSshd({ sessionEnv: { PATH: `${remoteTools}:/usr/bin:/bin` } });
-  const box = await sshSandbox(sshd, "scp");
-  // Doctor's runtime folder (the master's socket, named in its process title) in the sandbox.
-  const tmp = join(box.root, "tmp");
-  await Deno.mkdir(tmp);
-  const masters = () =>
-    runningProcesses((argv) => argv[0].startsWith("ssh: ") && argv.join(" ").includes(tmp));
-  let master = 0;
   try {
-    const doctor = startCli(["doctor", "-c", box.config], {
-      env: { ...box.env, TMPDIR: tmp, PATH: `${tools}:${Deno.env.get("PATH") ?? ""}` },
-      ownProcessGroup: true,
+    await withStoppedWhileAsking(remoteTools, async ({ box, tmp, theMaster, masterGone }) => {
+      const doctor = startCli(["doctor", "-c", box.config], {
+        env: { ...box.env, TMPDIR: tmp, PATH: `${tools}:${Deno.env.get("PATH") ?? ""}` },
+        ownProcessGroup: true,
+      });
+      const group = -doctor.process.pid;
+      let status: Deno.CommandStatus;
+      try {
+        await waitFor(() => exists(dfAsked), 60_000, "the remote checks under way");
+        await theMaster("doctor");
+        Deno.kill(group, "SIGINT");
+        await waitFor(() => exists(exitAsked), 60_000, "the master asked to exit");
+        Deno.kill(group, "SIGINT");
+        await Deno.remove(exitHold);
+      } finally {
+        await Deno.remove(dfHold).catch(() => {});
+        status = await doctor.stop("SIGTERM");
+      }
+      assert.equal(status.code, 1, doctor.stderr());
+      assert.match(doctor.stderr(), /error: doctor was stopped \(SIGINT\) before its checks ended/);
+      assert.doesNotMatch(doctor.stdout(), /FAIL/, "what the stop cut short is no finding");
+      await masterGone("doctor");
     });
-    const group = -doctor.process.pid;
-    let status: Deno.CommandStatus;
-    try {
-      await waitFor(() => exists(dfAsked), 60_000, "the remote checks under way");
-      const running = await masters();
-      assert.equal(running.length, 1, "doctor's shared connection");
-      master = running[0].pid;
-      Deno.kill(group, "SIGINT");
-      await waitFor(() => exists(exitAsked), 60_000, "the master asked to exit");
-      Deno.kill(group, "SIGINT");
-      await Deno.remove(exitHold);
-    } finally {
-      await Deno.remove(dfHold).catch(() => {});
-      status = await doctor.stop("SIGTERM");
-    }
-    assert.equal(status.code, 1, doctor.stderr());
-    assert.match(doctor.stderr(), /error: doctor was stopped \(SIGINT\) before its checks ended/);
-    assert.doesNotMatch(doctor.stdout(), /FAIL/, "what the stop cut short is no finding");
-    await waitFor(() => processEnded(master), 30_000, "the master ended with doctor");
-    assert.deepEqual(await masters(), []);
-    assert.deepEqual([...Deno.readDirSync(tmp)], [], "doctor's runtime folder removed");
   } finally {
-    if (master !== 0 && !processEnded(master)) Deno.kill(master, "SIGKILL");
-    await Deno.remove(box.root, { recursive: true });
-    await sshd.stop();
     await Deno.remove(root, { recursive: true });
   }
 });
