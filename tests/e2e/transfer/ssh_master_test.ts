@@ -311,7 +311,8 @@ Deno.test("ssh: once a crash ended the shared connection, a call still made befo
     await sendAndCheck(transport, dst, [await makeItem(src, "a/1.fits", randomBytes(1000))]);
     const master = await masterOf(controlSocket(runtime));
     await cleanUpAfterCrash(8_000);
-    assert.ok(!alive(master), "the master ended by the crash's cleanup");
+    // Asked to exit (or killed), it ends as soon as the system has it gone.
+    await waitFor(() => !alive(master), 30_000, "the master ended by the crash's cleanup");
     // The program goes on until it exits (a batch under way, a retry, the next file's warm-up).
     await assert.rejects(transport.diskSpace!(new AbortController().signal), /closed/);
     assert.deepEqual(await processesMentioning(runtime), [], "no ssh left, no master opened");
@@ -330,17 +331,4 @@ Deno.test("ssh: a transport closed before any call (sockets in a folder of their
     await assert.rejects(transport.diskSpace!(new AbortController().signal), /closed/);
     assert.deepEqual([...Deno.readDirSync(temp)].map((e) => e.name), [], "no socket folder made");
     await assert.rejects(Deno.stat(runtime), Deno.errors.NotFound, "nor the runtime folder");
-  }));
-
-Deno.test("ssh: first calls made at once (sockets in a folder of their own) share one socket folder, which the close removes", () =>
-  withOwnSocketFolder(async ({ base, temp, dst, transport }) => {
-    // As a job's start: its free-space check and its first batch, neither waiting for the other.
-    const never = new AbortController().signal;
-    await Promise.all([transport.diskSpace!(never), transport.diskSpace!(never)]);
-    const src = join(base, "src");
-    await sendAndCheck(transport, dst, [await makeItem(src, "a/1.fits", randomBytes(1000))]);
-    assert.equal([...Deno.readDirSync(temp)].length, 1, "one socket folder");
-    await transport.close();
-    assert.deepEqual([...Deno.readDirSync(temp)].map((e) => e.name), [], "none left");
-    assert.deepEqual(await processesMentioning(temp), [], "no master left");
   }));
