@@ -103,8 +103,10 @@ async function waitForPort(
   child: Deno.ChildProcess,
   dir: string,
 ): Promise<void> {
+  let exited = false;
+  child.status.then(() => exited = true);
   const deadline = Date.now() + LEAST_CEILING_MS;
-  while (Date.now() < deadline) {
+  while (Date.now() < deadline && !exited) {
     try {
       const conn = await Deno.connect({ hostname, port });
       conn.close();
@@ -113,10 +115,14 @@ async function waitForPort(
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   }
-  child.kill("SIGKILL");
+  if (!exited) child.kill("SIGKILL");
+  await child.status;
   const log = await Deno.readTextFile(join(dir, "sshd.log")).catch(() => "");
-  throw new Error(`sshd did not start listening on ${hostname} port ${port}:\n${log}`);
+  throw new SshdNotListening(`sshd did not start listening on ${hostname} port ${port}:\n${log}`);
 }
+
+/** The server ended, or did not listen, before its port answered (the port taken meanwhile). */
+class SshdNotListening extends Error {}
 
 /** Every process below `pid` (children, their children, ...), from /proc. */
 /** Options of {@linkcode startSshd}. */
@@ -167,35 +173,37 @@ export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
   await Deno.mkdir("/run/sshd", { recursive: true });
 
   const host = options.listenAddress ?? "127.0.0.1";
-  const port = freePort();
+  let port = freePort();
   const config = join(dir, "sshd_config");
-  await Deno.writeTextFile(
-    config,
-    [
-      `ListenAddress ${host}`,
-      `Port ${port}`,
-      `HostKey ${hostKey}`,
-      `PidFile ${join(dir, "sshd.pid")}`,
-      `AuthorizedKeysFile ${authorizedKeys}`,
-      "PubkeyAuthentication yes",
-      "PasswordAuthentication no",
-      "KbdInteractiveAuthentication no",
-      `AllowUsers ${TEST_USER}`,
-      "UsePAM no",
-      "StrictModes no",
-      "UseDNS no",
-      "X11Forwarding no",
-      "PrintMotd no",
-      "PrintLastLog no",
-      "MaxStartups 200:30:400",
-      // MaxSessions stays at OpenSSH's default (10), as on real servers.
-      "AcceptEnv LANG LC_*",
-      "LogLevel INFO",
-      `Subsystem sftp ${options.sftpServer ?? "internal-sftp"}`,
-      ...Object.entries(options.sessionEnv ?? {}).map(([key, value]) => `SetEnv ${key}=${value}`),
-      "",
-    ].join("\n"),
-  );
+  const writeConfig = () =>
+    Deno.writeTextFile(
+      config,
+      [
+        `ListenAddress ${host}`,
+        `Port ${port}`,
+        `HostKey ${hostKey}`,
+        `PidFile ${join(dir, "sshd.pid")}`,
+        `AuthorizedKeysFile ${authorizedKeys}`,
+        "PubkeyAuthentication yes",
+        "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no",
+        `AllowUsers ${TEST_USER}`,
+        "UsePAM no",
+        "StrictModes no",
+        "UseDNS no",
+        "X11Forwarding no",
+        "PrintMotd no",
+        "PrintLastLog no",
+        "MaxStartups 200:30:400",
+        // MaxSessions stays at OpenSSH's default (10), as on real servers.
+        "AcceptEnv LANG LC_*",
+        "LogLevel INFO",
+        `Subsystem sftp ${options.sftpServer ?? "internal-sftp"}`,
+        ...Object.entries(options.sessionEnv ?? {}).map(([key, value]) => `SetEnv ${key}=${value}`),
+        "",
+      ].join("\n"),
+    );
+  await writeConfig();
   const argv = [
     ...options.commandPrefix ?? [],
     "/usr/sbin/sshd",
@@ -215,7 +223,18 @@ export async function startSshd(options: SshdOptions = {}): Promise<TestSshd> {
     await waitForPort(host, port, child, dir);
     return child;
   };
-  let sshd = await spawn();
+  // The free port can be taken by another test before sshd binds it: then another port.
+  const firstSpawn = async (tries: number): Promise<Deno.ChildProcess> => {
+    try {
+      return await spawn();
+    } catch (error) {
+      if (!(error instanceof SshdNotListening) || tries === 3) throw error;
+      port = freePort();
+      await writeConfig();
+      return await firstSpawn(tries + 1);
+    }
+  };
+  let sshd = await firstSpawn(1);
   /** End the listening server and the sessions it serves. */
   const end = async () => {
     // Sessions of connections whose client vanished (a cut link) outlive the listener.
