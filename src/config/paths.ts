@@ -148,10 +148,12 @@ function underHome(written: string): string {
  * sockets. It goes to the runtime folder the service manager provides
  * (`$RUNTIME_DIRECTORY` from systemd's `RuntimeDirectory=`, or the login's
  * `$XDG_RUNTIME_DIR`), which is cleaned at shutdown or logout; else the
- * system temp folder.
+ * system temp folder. `env`: where those variables are read (default: the environment).
  */
-export async function makeRuntimeDir(): Promise<string> {
-  const candidates = [Deno.env.get("RUNTIME_DIRECTORY"), Deno.env.get("XDG_RUNTIME_DIR")];
+export async function makeRuntimeDir(
+  env: (name: string) => string | undefined = (name) => Deno.env.get(name),
+): Promise<string> {
+  const candidates = [env("RUNTIME_DIRECTORY"), env("XDG_RUNTIME_DIR")];
   for (const dir of candidates) {
     if (!dir || !isAbsolute(dir)) continue;
     try {

@@ -3,7 +3,8 @@
  * in one direction (the order docs/design.md gives), no module imports one in
  * its own or a higher layer, there is no import cycle, `doctor` reaches the
  * transports only through their interface, only `src/process` starts
- * programs, no file grows past ~450 lines, and every module is Latin-1.
+ * programs, no file grows past ~450 lines, and every module is Latin-1; tests change no
+ * environment variable other tests read.
  */
 import assert from "node:assert/strict";
 import { dirname, join, relative, resolve } from "node:path";
@@ -166,4 +167,33 @@ Deno.test("every module in src/ and main.ts is written in Latin-1 (kept at one b
     )
   );
   assert.deepEqual(wide, []);
+});
+
+/** Every `.ts` file below `dir`, as a path. */
+function typeScriptBelow(dir: string): string[] {
+  return [...Deno.readDirSync(dir)].flatMap((entry) => {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory) return typeScriptBelow(path);
+    return entry.name.endsWith(".ts") ? [path] : [];
+  });
+}
+
+/**
+ * Test files run in parallel in one process, and the environment is the process's: a test that
+ * sets TMPDIR or removes HOME for a while changes them for every program the others start then.
+ * Tests give such values to the code or program they run instead, and set only variables of
+ * their own (`ITX_TEST_…`).
+ */
+Deno.test("tests set or remove no environment variable another test file reads", () => {
+  const changes = typeScriptBelow(join(REPO_ROOT, "tests")).flatMap((path) => {
+    const text = Deno.readTextFileSync(path);
+    return [...text.matchAll(/Deno\.env\.(?:set|delete)\(\s*([^,)]+)/g)].map((match) => {
+      const name = match[1].trim();
+      const own = /^["'`]ITX_TEST_/.test(name) ||
+        new RegExp(`\\b${name} = ["'\`]ITX_TEST_`).test(text);
+      return { where: `${relative(REPO_ROOT, path)}: ${match[0]}`, own };
+    });
+  });
+  assert.ok(changes.some((change) => change.own), "the variables of tests' own are found");
+  assert.deepEqual(changes.filter((change) => !change.own).map((change) => change.where), []);
 });

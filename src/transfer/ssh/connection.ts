@@ -59,6 +59,7 @@ export const SSH_ENV: Record<string, string> = { LC_ALL: "C" };
 export class SshSession {
   readonly endpoint: SshEndpoint;
   #runtimeDir: string;
+  #tempDir: string | undefined;
   #controlPath: string | null | undefined;
   #ownControlDir: string | null = null;
   #slots = new SessionSlots(MAX_SHARED_SESSIONS);
@@ -75,9 +76,11 @@ export class SshSession {
     connectTimeoutS: () => this.endpoint.connectTimeoutS,
   });
 
-  constructor(endpoint: SshEndpoint, runtimeDir: string) {
+  /** `tempDir`: where a socket's own folder goes if `runtimeDir` is too long (default: TMPDIR). */
+  constructor(endpoint: SshEndpoint, runtimeDir: string, tempDir?: string) {
     this.endpoint = endpoint;
     this.#runtimeDir = runtimeDir;
+    this.#tempDir = tempDir;
   }
 
   /** `user@host`, or `host` when no user is configured. */
@@ -105,7 +108,7 @@ export class SshSession {
     let dir = this.#runtimeDir;
     if (new TextEncoder().encode(join(dir, name)).length > CONTROL_PATH_MAX_BYTES) {
       if (!this.#ownControlDir) {
-        const own = await Deno.makeTempDir({ prefix: "itx-" });
+        const own = await Deno.makeTempDir({ dir: this.#tempDir, prefix: "itx-" });
         this.#ownControlDir = own;
         // Found by the next start if this daemon is killed (see endLeftoverMasters).
         await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
@@ -399,10 +402,8 @@ export class SessionSlots {
   }
 
   /**
-   * Wait for a free slot and take it.
-   *
-   * @returns the function that gives the slot back (safe to call twice)
-   * @throws `signal.reason` when aborted while waiting
+   * Wait for a free slot and take it; returns the function that gives it back (safe to call
+   * twice). Throws `signal.reason` when aborted while waiting.
    */
   async take(signal?: AbortSignal): Promise<() => void> {
     signal?.throwIfAborted();
@@ -427,9 +428,8 @@ export class SessionSlots {
   }
 
   /**
-   * Take a slot only if one is free now and `keep` more stay free after it
-   * (for optional work that waits on other calls: it can never hold every
-   * slot); `null` otherwise.
+   * Take a slot only if one is free now and `keep` more stay free after it (for optional work
+   * that waits on other calls: it can never hold every slot); `null` otherwise.
    */
   takeIfFree(keep = 0): (() => void) | null {
     if (this.#free <= keep) return null;

@@ -83,11 +83,17 @@ export abstract class SshTransport implements Transport, SshMethod {
 
   /**
    * `ledger`: where whether the base path was a mount point is kept (see `RemoteBase`), beside
-   * this install's id (see `jobOwners`).
+   * this install's id (see `jobOwners`). `tempDir`: see {@linkcode SshSession}.
    */
-  constructor(job: JobConfig, runtimeDir: string, ledger: Ledger | null, fromTo: boolean) {
+  constructor(
+    job: JobConfig,
+    runtimeDir: string,
+    ledger: Ledger | null,
+    fromTo: boolean,
+    tempDir?: string,
+  ) {
     this.job = job;
-    this.session = new SshSession(endpointFromJob(job), runtimeDir);
+    this.session = new SshSession(endpointFromJob(job), runtimeDir, tempDir);
     this.base = remoteBasePath(job.remote_base_path);
     this.remoteBase = new RemoteBase(ledger, this.session.remoteSpec(this.base));
     this.context = {

@@ -15,7 +15,7 @@ import {
 import { DEFAULT_FILE_PATTERNS } from "../../../src/config/schema.ts";
 import { ConfigError } from "../../../src/errors.ts";
 import { GENERATED, readRegion } from "../../../scripts/gen_config_reference.ts";
-import { REPO_ROOT } from "../../helpers/cli.ts";
+import { cliArgv, REPO_ROOT, runProgram } from "../../helpers/cli.ts";
 
 const FIXTURES = fileURLToPath(new URL("../../fixtures/configs/", import.meta.url));
 
@@ -1319,37 +1319,44 @@ Deno.test("a remote_host that is a URL or holds a port, a user or a path is refu
 
 Deno.test("without a home folder, a path in it is a config problem naming its key (exit 2), not a crash", async () => {
   await withTempDir(async (dir) => {
-    const home = { HOME: Deno.env.get("HOME"), USERPROFILE: Deno.env.get("USERPROFILE") };
     const file = join(dir, "config.yaml");
-    const write = (lines: string[]) => Deno.writeTextFile(file, lines.join("\n") + "\n");
+    // `config validate` with no HOME: in a process of its own, as the environment is the whole
+    // test process's (other test files run in it too).
+    const validate = async (lines: string[]) => {
+      await Deno.writeTextFile(file, lines.join("\n") + "\n");
+      const argv = cliArgv(["config", "validate", "-c", file]);
+      return await runProgram("env", ["-u", "HOME", "-u", "USERPROFILE", Deno.execPath(), ...argv]);
+    };
     const destination = ["remote_host: archive", "remote_base_path: /in"];
-    try {
-      for (const name of ["HOME", "USERPROFILE"]) Deno.env.delete(name);
-      await write(["watch_path: /data", ...destination]);
-      await assert.rejects(
-        loadConfig(file),
-        (error: unknown) =>
-          error instanceof ConfigError &&
-          error.message === `${file}: state_dir and log_file default to the home folder, which ` +
-              "cannot be found (neither HOME nor USERPROFILE is set): write state_dir and " +
-              'log_file as absolute paths (or log_file: "" for no log file)',
-      );
-      await write(["state_dir: /var/lib/x", 'log_file: ""', "watch_path: ~/data", ...destination]);
-      await assert.rejects(
-        loadConfig(file),
-        (error: unknown) =>
-          error instanceof ConfigError &&
-          error.message === `${file}: watch_path of job default: "~/data" is in the home ` +
-              "folder, which cannot be found (neither HOME nor USERPROFILE is set): write " +
-              "watch_path as an absolute path",
-      );
-      await write(["state_dir: /var/lib/x", 'log_file: ""', "watch_path: /data", ...destination]);
-      assert.equal((await loadConfig(file)).jobs[0].watch_path, "/data");
-    } finally {
-      for (const [name, value] of Object.entries(home)) {
-        if (value !== undefined) Deno.env.set(name, value);
-      }
-    }
+    let out = await validate(["watch_path: /data", ...destination]);
+    assert.equal(out.code, 2, out.stderr);
+    assert.equal(
+      out.stderr.split("\n")[0],
+      `error: ${file}: state_dir and log_file default to the home folder, which ` +
+        "cannot be found (neither HOME nor USERPROFILE is set): write state_dir and " +
+        'log_file as absolute paths (or log_file: "" for no log file)',
+    );
+    out = await validate([
+      "state_dir: /var/lib/x",
+      'log_file: ""',
+      "watch_path: ~/data",
+      ...destination,
+    ]);
+    assert.equal(out.code, 2, out.stderr);
+    assert.equal(
+      out.stderr.split("\n")[0],
+      `error: ${file}: watch_path of job default: "~/data" is in the home ` +
+        "folder, which cannot be found (neither HOME nor USERPROFILE is set): write " +
+        "watch_path as an absolute path",
+    );
+    out = await validate([
+      "state_dir: /var/lib/x",
+      'log_file: ""',
+      "watch_path: /data",
+      ...destination,
+    ]);
+    assert.equal(out.code, 0, out.stderr);
+    assert.match(out.stdout, /default: \/data -> archive:\/in \(scp\)/);
   });
 });
 

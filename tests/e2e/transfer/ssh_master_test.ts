@@ -17,6 +17,7 @@ import { startSshd, type TestSshd } from "../../helpers/sshd.ts";
 import { startCuttingProxy } from "../../helpers/net.ts";
 import { SERVED_RECENTLY_MS } from "../../../src/transfer/ssh/master.ts";
 import { cleanUpAfterCrash } from "../../../src/process/crash_cleanup.ts";
+import { ScpTransport } from "../../../src/transfer/ssh/scp.ts";
 
 /** Write `data` as a source file and return the item sending it to `destination`. */
 async function makeItem(root: string, destination: string, data: Uint8Array) {
@@ -100,7 +101,7 @@ async function withTransport(
 
 /**
  * Run `fn` with an scp transport whose runtime folder (in `base`) is too long for a socket: its
- * sockets go to a private folder made in `temp`, the temporary folder (TMPDIR) while `fn` runs.
+ * sockets go to a private folder made in `temp`, the temporary folder it is given.
  * Any ssh left that names `base` is killed after.
  */
 async function withOwnSocketFolder(
@@ -114,17 +115,12 @@ async function withOwnSocketFolder(
   const temp = join(base, "tmp");
   await Deno.mkdir(temp);
   const dst = await sshd.makeRemoteDir();
-  const tmpdir = Deno.env.get("TMPDIR");
-  Deno.env.set("TMPDIR", temp);
   try {
-    const transport = createTransport(
-      sshd.job({ transfer_method: "scp", remote_base_path: dst }),
-      runtime,
-    );
+    // Not by setting TMPDIR: the environment is the whole test process's, other files' too.
+    const job = sshd.job({ transfer_method: "scp", remote_base_path: dst });
+    const transport = new ScpTransport(job, runtime, null, false, temp);
     await fn({ base, temp, runtime, dst, transport });
   } finally {
-    if (tmpdir === undefined) Deno.env.delete("TMPDIR");
-    else Deno.env.set("TMPDIR", tmpdir);
     for (const pid of await processesMentioning(base)) Deno.kill(pid, "SIGKILL");
     await Deno.remove(base, { recursive: true });
     await sshd.stop();
