@@ -1,8 +1,7 @@
 /**
- * Talking to an SSH destination: the OpenSSH options every `ssh`, `scp` and
- * `rsync` call shares, one shared connection (ControlMaster) per destination,
- * and remote scripts run over it. The endpoint, remote paths and quoting are
- * in `ssh/endpoint.ts`.
+ * Talking to an SSH destination: the OpenSSH options every `ssh`, `scp` and `rsync` call shares,
+ * one shared connection (ControlMaster) per destination, and remote scripts run over it. The
+ * endpoint, remote paths and quoting are in `ssh/endpoint.ts`.
  *
  * @module
  */
@@ -16,15 +15,13 @@ import { parseResults, type RemoteScript, type ResultLine } from "./remote_scrip
 import { StandbyCall } from "./standby_call.ts";
 
 /**
- * The remote command of {@linkcode SshSession.runStreamed}: read the length
- * line, then exactly that many bytes of script, and run them, its standard
- * input the rest. Each `dd bs=N count=1` is one read of at most the N bytes
- * still missing, so no read goes past the script, and a script of 90 KB takes
- * a few reads, not 90,000 of one byte (a tenth of a second of the server's
- * CPU per call). The `.` after each read keeps its trailing line breaks;
- * `LC_ALL=C` makes `${#s}` count bytes. Without `dd`, or when the input ends
- * early, it ends at once, with no result (the caller then knows the host
- * cannot).
+ * The remote command of {@linkcode SshSession.runStreamed}: read the length line, then exactly
+ * that many bytes of script, and run them, its standard input the rest. Each `dd bs=N count=1` is
+ * one read of at most the N bytes still missing, so no read goes past the script, and a script of
+ * 90 KB takes a few reads, not 90,000 of one byte (a tenth of a second of the server's CPU per
+ * call). The `.` after each read keeps its trailing line breaks; `LC_ALL=C` makes `${#s}` count
+ * bytes. Without `dd`, or when the input ends early, it ends at once, with no result (the caller
+ * then knows the host cannot).
  */
 export const STREAMED_SCRIPT_COMMAND = [
   "sh",
@@ -62,6 +59,7 @@ export class SshSession {
   #tempDir: string | undefined;
   #controlPath: string | null | undefined;
   #ownControlDir: string | null = null;
+  #making: Promise<string | null> | undefined; // One path for the calls that come while it is made.
   #slots = new SessionSlots(MAX_SHARED_SESSIONS);
   /** The call started ahead of need, for the next batch (see `ssh/standby_call.ts`). */
   #standby: StandbyCall | null = null;
@@ -101,6 +99,10 @@ export class SshSession {
   async controlPath(): Promise<string | null> {
     if (this.#controlPath !== undefined) return this.#controlPath; // Kept at the close.
     this.#master.assertOpen(); // Closed: no folder for a call that is refused.
+    return await (this.#making ??= this.#makePath().finally(() => this.#making = undefined));
+  }
+
+  async #makePath(): Promise<string | null> {
     if (Deno.build.os === "windows") return this.#controlPath = null;
     const e = this.endpoint;
     const key = JSON.stringify([e.host, e.user, e.port, e.identityFile, e.options]);
@@ -191,13 +193,11 @@ export class SshSession {
   }
 
   /**
-   * Run a remote script (see `remote_script.ts`) whose standard input, after
-   * the script, is `payload`: one call carries small files and what is done
-   * with them. A `payload` in a `SharedArrayBuffer` reaches a launcher thread
-   * without a copy. The login shell sees fixed words only
-   * ({@linkcode STREAMED_SCRIPT_COMMAND}); the script comes first on standard
-   * input, after a line with its length in bytes, read to the byte so the
-   * rest is left for the script.
+   * Run a remote script (see `remote_script.ts`) whose standard input, after the script, is
+   * `payload`: one call carries small files and what is done with them. A `payload` in a
+   * `SharedArrayBuffer` reaches a launcher thread without a copy. The login shell sees fixed words
+   * only ({@linkcode STREAMED_SCRIPT_COMMAND}); the script comes first on standard input, after a
+   * line with its length in bytes, read to the byte so the rest is left for the script.
    *
    * Each result line is also given to `onResult` as soon as it comes.
    *

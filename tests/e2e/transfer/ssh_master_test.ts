@@ -328,3 +328,16 @@ Deno.test("ssh: a transport closed before any call (sockets in a folder of their
     assert.deepEqual([...Deno.readDirSync(temp)].map((e) => e.name), [], "no socket folder made");
     await assert.rejects(Deno.stat(runtime), Deno.errors.NotFound, "nor the runtime folder");
   }));
+
+Deno.test("ssh: first calls made at once (sockets in a folder of their own) share one socket folder, which the close removes", () =>
+  withOwnSocketFolder(async ({ base, temp, dst, transport }) => {
+    // As a job's start: its free-space check and its first batch, neither waiting for the other.
+    const never = new AbortController().signal;
+    await Promise.all([transport.diskSpace!(never), transport.diskSpace!(never)]);
+    const src = join(base, "src");
+    await sendAndCheck(transport, dst, [await makeItem(src, "a/1.fits", randomBytes(1000))]);
+    assert.equal([...Deno.readDirSync(temp)].length, 1, "one socket folder");
+    await transport.close();
+    assert.deepEqual([...Deno.readDirSync(temp)].map((e) => e.name), [], "none left");
+    assert.deepEqual(await processesMentioning(temp), [], "no master left");
+  }));
