@@ -14,8 +14,8 @@
  * @module
  */
 import { join, resolve } from "node:path";
-import type { FactStore } from "../config/file_systems.ts";
 import { logger } from "../log/logging.ts";
+import type { Ledger } from "./ledger.ts";
 
 /**
  * Write `text` to a file of the state folder at `path` (0600), flushed, through a temporary name:
@@ -61,16 +61,19 @@ type Read = { id: string } | { missing: true } | { unusable: string };
  * The file's id, when it holds one. Otherwise, with `writable`: the id this process already holds
  * for `stateDir` (the file removed, or spoilt, while the daemon runs), else the one an older
  * version kept in `ledger`, else a new one, written into the file; a new one made in place of a
- * file that holds no id or cannot be read is said in one WARN line (what the install left at its
- * destinations under the old id is no longer its own). Without `writable` (a command that changes
- * nothing) nothing is written: the file's id, else the ledger's.
+ * file that holds no id or cannot be read, or of one removed since an earlier run (the ledger
+ * records files: {@linkcode ranBefore}), is said in one WARN line (what the install left at its
+ * destinations under the old id is no longer its own). A file that cannot be written (a folder in
+ * its place, a state folder it cannot write in) is said once in a WARN line, and `null` returned.
+ * Without `writable` (a command that changes nothing) nothing is written: the file's id, else the
+ * ledger's.
  *
  * @param options.writable files may be made and written in `stateDir` (the running daemon)
  * @param options.ledger the ledger in `stateDir`, which may hold the id an older version kept
  */
 export function senderId(
   stateDir: string,
-  options: { writable: boolean; ledger?: FactStore | null },
+  options: { writable: boolean; ledger?: Ledger | null },
 ): string | null {
   const path = join(stateDir, SENDER_ID_FILE);
   const found = readSenderId(path);
@@ -88,16 +91,38 @@ export function senderId(
   }
   if (!options.writable) return known;
   const id = known ?? randomId();
+  let written: Read;
   try {
     writeAtomically(path, `${id}\n`);
-  } catch {
-    return known; // An unwritable state_dir: the ledger's id, else the host name's.
+    written = readSenderId(path);
+  } catch (error) {
+    written = { unusable: `cannot be written (${errorText(error)})` };
   }
-  const written = readSenderId(path);
-  if (!("id" in written)) return known;
+  if (!("id" in written)) {
+    // The ledger's id, else the host name's (said once: it holds till the file can be written).
+    const folder = "unusable" in found && found.unusable === IS_A_FOLDER;
+    if (known === null) notKept(stateDir, folder ? IS_A_FOLDER : whyNot(written));
+    return known;
+  }
   held.set(resolve(stateDir), written.id);
-  if ("unusable" in found && known === null) madeAnew(path, found.unusable);
+  if (known === null && "unusable" in found) madeAnew(path, found.unusable);
+  if (known === null && "missing" in found && ranBefore(options.ledger)) {
+    madeAnew(path, "was missing, although the ledger beside it records files of earlier runs");
+  }
   return written.id;
+}
+
+/**
+ * Whether `ledger` records any file (one row is enough, read at once): an install that ran before
+ * and may have left copies under the id its file held.
+ */
+function ranBefore(ledger: Ledger | null | undefined): boolean {
+  if (!ledger) return false;
+  try {
+    return ledger.read(() => ledger.statement("SELECT 1 FROM files LIMIT 1").get()) !== undefined;
+  } catch {
+    return false; // Unreadable: nothing to say of it here (the ledger says its own trouble).
+  }
 }
 
 /**
@@ -120,6 +145,33 @@ function madeAnew(path: string, why: string): void {
   );
 }
 
+/** The state folders whose id cannot be kept, said once each (see {@linkcode notKept}). */
+const toldNotKept = new Set<string>();
+
+/**
+ * Say, once for `stateDir`, that its id file cannot be kept (`why`): the names fall back to the
+ * host name's id.
+ */
+function notKept(stateDir: string, why: string): void {
+  if (toldNotKept.has(resolve(stateDir))) return;
+  toldNotKept.add(resolve(stateDir));
+  const path = join(stateDir, SENDER_ID_FILE);
+  const todo = why === IS_A_FOLDER
+    ? `remove the folder ${path}`
+    : `let the daemon's account write in ${stateDir} (free space there if its disk is full)`;
+  logger("ledger").warn(
+    "This install's id file {path} {why}: the id cannot be kept there, so the names of its " +
+      "temporary copies and upload folders are by this computer's host name, as before each " +
+      "install had its own id (another PC under the same host name, sending from the same watch " +
+      "folder path to the same folder, may then remove this one's copies idle for an hour); " +
+      "{todo}, then restart the daemon",
+    { path, why, todo },
+  );
+}
+
+/** Why a folder in the id file's place gives no id (see {@linkcode readSenderId}). */
+const IS_A_FOLDER = "is a folder";
+
 /** What the file at `path` says: an id, nothing (no file), or why it gives none. */
 function readSenderId(path: string): Read {
   let text: string;
@@ -127,11 +179,21 @@ function readSenderId(path: string): Read {
     text = Deno.readTextFileSync(path).trim();
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return { missing: true };
-    if (error instanceof Deno.errors.IsADirectory) return { unusable: "is a folder" };
-    const why = error instanceof Deno.errors.PermissionDenied ? "permission denied" : error;
-    return { unusable: `cannot be read (${why instanceof Error ? why.message : why})` };
+    if (error instanceof Deno.errors.IsADirectory) return { unusable: IS_A_FOLDER };
+    return { unusable: `cannot be read (${errorText(error)})` };
   }
   return SENDER_ID.test(text) ? { id: text } : { unusable: "holds no id" };
+}
+
+/** Why a file read back gives no id (`missing`: it was gone at once). */
+function whyNot(read: Read): string {
+  return "unusable" in read ? read.unusable : "is gone as soon as written";
+}
+
+/** An error of the file system in a few words. */
+function errorText(error: unknown): string {
+  if (error instanceof Deno.errors.PermissionDenied) return "permission denied";
+  return error instanceof Error ? error.message : String(error);
 }
 
 /** A new id (see {@linkcode SENDER_ID}). */

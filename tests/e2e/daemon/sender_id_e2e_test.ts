@@ -1,8 +1,10 @@
 /**
  * This install's id (`state_dir/sender_id`, in the names of its temporary copies) through the real
  * CLI: a file that holds no id is replaced with a new one, said in one WARN line that names the
- * file and what the install no longer takes for its own; a state folder emptied while the daemon
- * runs gets the id back, so the next start sweeps the copies the install left before.
+ * file and what the install no longer takes for its own, and so is one removed between runs of an
+ * install that sent files; a folder in its place leaves the host name's naming, said once at the
+ * start; a state folder emptied while the daemon runs gets the id back, so the next start sweeps
+ * the copies the install left before.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -106,4 +108,60 @@ Deno.test("a state folder emptied while the daemon runs gets this install's id b
   const names = (await Array.fromAsync(Deno.readDir(night))).map((e) => e.name).sort();
   assert.deepEqual(names, ["a.fits", "b.fits", "d.fits"], "its own leftover swept");
   assert.equal(await sha256OfFile(join(night, "d.fits")), sha256Of(d));
+});
+
+Deno.test("sender_id removed between runs of an install that sent files: a new id, one WARN line naming the file and the copies left under the old one; none at the first start", async () => {
+  await using box = await cliSandbox({ log_file: "" });
+  const a = await writeSource(box, "a.fits");
+  const first = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+  assert.equal(first.code, 0, first.stderr);
+  assert.doesNotMatch(first.stderr, /sender_id/, "a first start makes the id without a word");
+  const old = (await idFile(box))?.trim();
+  assert.match(old ?? "", /^[0-9a-f]{24}$/);
+
+  await Deno.remove(join(box.stateDir, SENDER_ID_FILE));
+  const b = await writeSource(box, "b.fits");
+  const second = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+  assert.equal(second.code, 0, second.stderr);
+  const lines = second.stderr.split("\n").filter((line) => /sender_id/.test(line));
+  assert.equal(lines.length, 1, second.stderr);
+  assert.match(lines[0], /WARN/);
+  assert.ok(lines[0].includes(join(box.stateDir, SENDER_ID_FILE)), lines[0]);
+  assert.match(
+    lines[0],
+    /was missing, although the ledger beside it records files of earlier runs/,
+  );
+  assert.match(
+    lines[0],
+    /left under its old id .*\.image-transfer-partial.* no longer resumed or removed/,
+  );
+  const made = (await idFile(box))?.trim();
+  assert.match(made ?? "", /^[0-9a-f]{24}$/);
+  assert.notEqual(made, old);
+  for (const [name, bytes] of [["a.fits", a], ["b.fits", b]] as const) {
+    assert.equal(await sha256OfFile(join(box.dest, "20240315", name)), sha256Of(bytes), name);
+  }
+
+  const third = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+  assert.equal(third.code, 0, third.stderr);
+  assert.doesNotMatch(third.stderr, /sender_id/, "said once");
+  assert.equal((await idFile(box))?.trim(), made);
+});
+
+Deno.test("a folder in the place of sender_id: one WARN line at the start saying the host name's naming and what to do; the file still goes", async () => {
+  await using box = await cliSandbox({ log_file: "" });
+  const path = join(box.stateDir, SENDER_ID_FILE);
+  await Deno.mkdir(path, { recursive: true });
+  const bytes = await writeSource(box, "a.fits");
+  const run = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+  assert.equal(run.code, 0, run.stderr);
+  const lines = run.stderr.split("\n").filter((line) => /sender_id/.test(line));
+  assert.equal(lines.length, 1, run.stderr);
+  assert.match(lines[0], /WARN/);
+  assert.ok(lines[0].includes(`${path} is a folder`), lines[0]);
+  assert.match(lines[0], /by this computer's host name/);
+  assert.ok(lines[0].includes(`remove the folder ${path}, then restart the daemon`), lines[0]);
+  assert.doesNotMatch(run.stderr, /^\s+at /m, "no stack trace");
+  assert.equal(await sha256OfFile(join(box.dest, "20240315", "a.fits")), sha256Of(bytes));
+  assert.ok((await Deno.stat(path)).isDirectory, "left as it is");
 });

@@ -1,11 +1,13 @@
 /**
  * This install's id (in the names of its temporary copies and upload folders) survives a damaged
  * ledger set aside and a lost one, is taken over from a ledger that kept it, falls back to the
- * host name's naming where state_dir cannot be written, is made anew (said once) where its file
- * holds no id, and is written back where its file was removed while the daemon runs.
+ * host name's naming where state_dir cannot be written (said once), is made anew (said once) where
+ * its file holds no id or was removed since a run that recorded files, and is written back where its
+ * file was removed while the daemon runs.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { FileRows } from "../../../src/ledger/file_rows.ts";
 import { Ledger } from "../../../src/ledger/ledger.ts";
 import { keepSenderId, SENDER_ID_FILE, senderId } from "../../../src/ledger/state_files.ts";
 import { hostJobOwner, jobOwners } from "../../../src/transfer/temp_name.ts";
@@ -74,9 +76,10 @@ Deno.test("senderId: an id an older version kept in the ledger is taken over int
   }
 });
 
-Deno.test("senderId: where the id cannot be kept there is none (the host name's naming)", async () => {
+Deno.test("senderId: where the id cannot be kept there is none (the host name's naming), said once in a WARN line", async () => {
   const dir = await Deno.makeTempDir({ prefix: "itx-sender-id-" });
   const ledger = Ledger.open(dir);
+  const logs = await captureLogs();
   try {
     // A folder in the file's place: neither read nor replaced (as an unwritable state_dir).
     Deno.mkdirSync(join(dir, SENDER_ID_FILE));
@@ -88,9 +91,55 @@ Deno.test("senderId: where the id cannot be kept there is none (the host name's 
     });
     assert.equal(jobOwners(job, ledger).owner, hostJobOwner(job));
     assert.equal(jobOwners(job, null).owner, hostJobOwner(job));
+    const warned = logs.records.filter((r) => r.level === "warning");
+    assert.equal(warned.length, 1, "said once, for every job's transport asking");
+    assert.equal(warned[0].properties.path, join(dir, SENDER_ID_FILE));
+    assert.equal(warned[0].properties.why, "is a folder");
+    assert.match(String(warned[0].rawMessage), /by this computer's host name/);
+    assert.equal(warned[0].properties.todo, `remove the folder ${join(dir, SENDER_ID_FILE)}`);
+    assert.equal(
+      senderId(dir, { writable: false, ledger }),
+      null,
+      "a command that changes nothing",
+    );
+    assert.equal(logs.records.filter((r) => r.level === "warning").length, 1, "says nothing");
   } finally {
+    await logs.stop();
     ledger.close();
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("senderId: a file removed since a run that recorded files: a new id, said in one WARN line; none at a first start", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "itx-sender-id-" });
+  const fresh = await Deno.makeTempDir({ prefix: "itx-sender-id-" });
+  const path = join(dir, SENDER_ID_FILE);
+  const logs = await captureLogs();
+  try {
+    assert.notEqual(idOf(fresh), null);
+    assert.equal(logs.records.filter((r) => r.level === "warning").length, 0, "a first start");
+    // An earlier run's ledger (another process: this one holds no id for the folder).
+    const ledger = Ledger.open(dir);
+    new FileRows(ledger, "cam", "/mnt/dest").enqueue("a.fits", {
+      size: 1,
+      mtimeMs: 0,
+      destination: "20240315/a.fits",
+    });
+    ledger.close();
+    const made = idOf(dir);
+    assert.match(made ?? "", /^[0-9a-f]{24}$/);
+    assert.equal(Deno.readTextFileSync(path), `${made}\n`);
+    assert.equal(idOf(dir), made, "kept");
+    const warned = logs.records.filter((r) => r.level === "warning");
+    assert.equal(warned.length, 1);
+    assert.equal(warned[0].properties.path, path);
+    assert.match(String(warned[0].properties.why), /was missing, although the ledger beside it/);
+    assert.match(String(warned[0].rawMessage), /a new id was made/);
+    assert.match(String(warned[0].rawMessage), /no longer resumed or removed/);
+  } finally {
+    await logs.stop();
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(fresh, { recursive: true });
   }
 });
 
