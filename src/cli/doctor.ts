@@ -41,6 +41,8 @@ import {
 } from "../transfer/transport.ts";
 import { Ledger, LEDGER_FILE } from "../ledger/ledger.ts";
 import { freeSpaceText, roomToResume } from "../ledger/ledger_file.ts";
+import { probeDaemon } from "../ledger/daemon_lock.ts";
+import { senderIdTrouble } from "../ledger/state_files.ts";
 import { join } from "node:path";
 import { readNetworkMounts, watchHow } from "../watch/fs_type.ts";
 import { runProcess } from "../process/run.ts";
@@ -207,15 +209,15 @@ export function doctorCommand(): Command {
       }
       const checked = jobs.filter((job) => !examples.some((v) => config.jobs[v.index] === job));
       const stateDisk = checkStateDisk(config.state_dir);
-      if (stateDisk !== null) {
-        console.log(`state_dir ${config.state_dir}`);
-        console.log(
-          `  ${VERDICTS[stateDisk.verdict].padEnd(4)}  ${stateDisk.check}: ${stateDisk.detail}`,
-        );
-      }
       const ledger = Ledger.open(config.state_dir, { readOnly: true });
       let ok: boolean;
       try {
+        const installId = checkSenderId(config.state_dir, ledger);
+        const stateChecks = [stateDisk, installId].filter((check) => check !== null);
+        if (stateChecks.length > 0) console.log(`state_dir ${config.state_dir}`);
+        for (const { verdict, check, detail } of stateChecks) {
+          console.log(`  ${VERDICTS[verdict].padEnd(4)}  ${check}: ${detail}`);
+        }
         ok = await runDoctor(checked, (line) => console.log(line), ledger, options.watch) &&
           stateDisk === null;
       } finally {
@@ -258,6 +260,20 @@ function checkStateDisk(stateDir: string): ProbeCheck | null {
       "stops at its start, a running daemon pauses every job); free space there, or give " +
       "another state_dir",
   };
+}
+
+/**
+ * A spoilt `sender_id` in `stateDir` (see `senderIdTrouble`), said as a warning (`run` goes on
+ * with a new id, or the host name's); `null` when there is nothing to say.
+ */
+function checkSenderId(stateDir: string, ledger: Ledger | null): ProbeCheck | null {
+  let daemonRuns = false;
+  try {
+    const state = probeDaemon(stateDir);
+    daemonRuns = state.running && state.stateDir === undefined;
+  } catch { /* its lock cannot be checked: as none runs */ }
+  const detail = senderIdTrouble(stateDir, { daemonRuns, ledger });
+  return detail === null ? null : { check: "install id", verdict: "warn", detail };
 }
 
 /**

@@ -19,6 +19,7 @@ import {
 import { Ledger } from "../ledger/ledger.ts";
 import { ledgerName } from "../ledger/job_names.ts";
 import { judgeStateDir, whatRunDoes } from "../ledger/ledger_check.ts";
+import { senderIdTrouble } from "../ledger/state_files.ts";
 import { watchHow } from "../watch/fs_type.ts";
 import { answerWithin, SHARE_ANSWER_MS } from "../config/file_systems.ts";
 import { globalOptions } from "./options.ts";
@@ -142,6 +143,10 @@ async function showStatus(
   // As `run` would find it: a lost or damaged ledger is not read as if it were the whole story.
   const { path, found } = judgeStateDir(config.state_dir);
   const ledger = found.kind === "sound" ? Ledger.open(config.state_dir, { readOnly: true }) : null;
+  // A spoilt sender_id: what run does with it, in one line (nothing is changed here).
+  const daemonRuns = daemon.running && daemon.stateDir === undefined;
+  const senderIdProblem = senderIdTrouble(config.state_dir, { daemonRuns, ledger });
+  const idLines = senderIdProblem === null ? [] : [`Install id: ${senderIdProblem}`];
   if (!ledger) {
     // A lost or damaged ledger is not read: nothing of it is shown (exit 1, what run does on
     // stderr); with none yet (a first start), there is nothing to show.
@@ -149,10 +154,11 @@ async function showStatus(
     const said = lostOrDamaged ??
       `No ledger yet in ${config.state_dir}: nothing has been transferred.`;
     if (options.json) {
-      console.log(JSON.stringify({ daemon, live, ledger: null, found, skipped }, null, 2));
+      const report = { daemon, live, ledger: null, found, senderIdProblem, skipped };
+      console.log(JSON.stringify(report, null, 2));
     } else {
       console.log(describeDaemon(daemon, config.state_dir, options.hint));
-      for (const line of liveLines) console.log(line);
+      for (const line of [...liveLines, ...idLines]) console.log(line);
       if (!lostOrDamaged) console.log(said);
       for (const line of formatSkipped(skipped, options.all ?? false)) console.log(line);
     }
@@ -185,6 +191,7 @@ async function showStatus(
         live,
         ledger: ledger.path,
         found,
+        senderIdProblem,
         rebuilt,
         counts,
         hooksOwed: owed,
@@ -197,7 +204,7 @@ async function showStatus(
       return;
     }
     console.log(describeDaemon(daemon, config.state_dir, options.hint));
-    for (const line of liveLines) console.log(line);
+    for (const line of [...liveLines, ...idLines]) console.log(line);
     console.log(`Ledger: ${ledger.path}`);
     if (rebuilt) {
       console.log(

@@ -133,6 +133,41 @@ export function keepSenderId(stateDir: string): void {
   if (held.has(resolve(stateDir))) senderId(stateDir, { writable: true });
 }
 
+/**
+ * What is wrong with this install's id file in `stateDir`, in one line for `doctor` and `status`
+ * (what, what `run` does with it, what to do), reading only; `null` when it holds an id, is not
+ * there yet, or `run` writes back the id kept for it (by `ledger`, as an older version did).
+ *
+ * @param options.daemonRuns a daemon runs with `stateDir` (it holds the id and writes it back)
+ * @param options.ledger the ledger in `stateDir`, read as it is, if there is one
+ */
+export function senderIdTrouble(
+  stateDir: string,
+  options: { daemonRuns: boolean; ledger?: Ledger | null },
+): string | null {
+  const path = join(stateDir, SENDER_ID_FILE);
+  const found = readSenderId(path);
+  if (!("unusable" in found)) return null;
+  const { unusable } = found;
+  if (unusable === IS_A_FOLDER) {
+    return `${path} is a folder: run cannot keep this install's id there and names its ` +
+      "temporary copies and upload folders by this computer's host name instead (as another PC " +
+      "of that name may); remove the folder";
+  }
+  if (options.daemonRuns) {
+    return `${path} ${unusable}: the running daemon writes its id back there when it stops (a ` +
+      "restart keeps the id)";
+  }
+  if (SENDER_ID.test(options.ledger?.meta(LEDGER_KEY) ?? "")) return null;
+  const lost = "and no longer resumes or removes the copies this install left at its " +
+    "destinations under the old id (hidden names ending in .image-transfer-partial)";
+  return unusable === "holds no id"
+    ? `${path} holds no id: run makes a new id there ${lost}; remove those by hand once no ` +
+      "transfer is under way"
+    : `${path} ${unusable}: run makes a new id there ${lost}; to keep the id, let the daemon's ` +
+      "account read the file";
+}
+
 /** Say that the sender id file at `path`, unusable (`why`), was replaced with a new id. */
 function madeAnew(path: string, why: string): void {
   logger("ledger").warn(

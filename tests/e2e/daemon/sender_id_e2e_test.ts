@@ -165,3 +165,85 @@ Deno.test("a folder in the place of sender_id: one WARN line at the start saying
   assert.equal(await sha256OfFile(join(box.dest, "20240315", "a.fits")), sha256Of(bytes));
   assert.ok((await Deno.stat(path)).isDirectory, "left as it is");
 });
+
+/** The lines of `text` that name the id file of `box`. */
+function idLines(box: Sandbox, text: string): string[] {
+  const path = join(box.stateDir, SENDER_ID_FILE);
+  return text.split("\n").filter((line) => line.includes(path));
+}
+
+Deno.test("doctor and status say a sender_id that holds no id, or a folder in its place, in one line each (what, what run does, what to do), changing nothing", async () => {
+  await using box = await cliSandbox({ log_file: "" });
+  const bytes = await writeSource(box, "a.fits");
+  const first = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+  assert.equal(first.code, 0, first.stderr);
+  assert.equal(await sha256OfFile(join(box.dest, "20240315", "a.fits")), sha256Of(bytes));
+  const path = join(box.stateDir, SENDER_ID_FILE);
+  for (const command of ["doctor", "status"]) {
+    const sound = await runCli([command, "-c", box.config], { env: box.env });
+    assert.equal(sound.code, 0, sound.stdout + sound.stderr);
+    assert.deepEqual(idLines(box, sound.stdout + sound.stderr), [], `${command}: a sound id`);
+  }
+
+  await Deno.writeTextFile(path, "not an id\n");
+  const doctor = await runCli(["doctor", "-c", box.config], { env: box.env });
+  assert.equal(doctor.code, 0, "a warning, not a failure: " + doctor.stdout + doctor.stderr);
+  assert.deepEqual(idLines(box, doctor.stdout + doctor.stderr), [
+    `  WARN  install id: ${path} holds no id: run makes a new id there and no longer resumes or ` +
+    "removes the copies this install left at its destinations under the old id (hidden names " +
+    "ending in .image-transfer-partial); remove those by hand once no transfer is under way",
+  ]);
+  const status = await runCli(["status", "-c", box.config], { env: box.env });
+  assert.equal(status.code, 0, status.stdout + status.stderr);
+  const said = idLines(box, status.stdout + status.stderr);
+  assert.equal(said.length, 1, status.stdout);
+  assert.match(
+    said[0],
+    /^Install id: .* holds no id: run makes a new id there .*remove those by hand/,
+  );
+  const json = await runCli(["status", "--json", "-c", box.config], { env: box.env });
+  assert.match(JSON.parse(json.stdout).senderIdProblem, /holds no id: run makes a new id there/);
+  assert.equal(await Deno.readTextFile(path), "not an id\n", "changed by neither");
+
+  await Deno.remove(path);
+  await Deno.mkdir(path);
+  const folderDoctor = await runCli(["doctor", "-c", box.config], { env: box.env });
+  assert.equal(folderDoctor.code, 0, folderDoctor.stdout + folderDoctor.stderr);
+  assert.deepEqual(idLines(box, folderDoctor.stdout), [
+    `  WARN  install id: ${path} is a folder: run cannot keep this install's id there and names ` +
+    "its temporary copies and upload folders by this computer's host name instead (as another " +
+    "PC of that name may); remove the folder",
+  ]);
+  const folderStatus = await runCli(["status", "-c", box.config], { env: box.env });
+  assert.equal(folderStatus.code, 0, folderStatus.stdout + folderStatus.stderr);
+  assert.deepEqual(idLines(box, folderStatus.stdout).map((line) => line.slice(0, 12)), [
+    "Install id: ",
+  ]);
+  assert.match(idLines(box, folderStatus.stdout)[0], /is a folder: .*; remove the folder$/);
+  assert.ok((await Deno.stat(path)).isDirectory, "left as it is");
+});
+
+Deno.test("status while the daemon runs: a sender_id spoilt meanwhile is said as written back at the stop, and it is", async () => {
+  await using box = await cliSandbox({ log_file: "" });
+  const path = join(box.stateDir, SENDER_ID_FILE);
+  const daemon = startCli(["run", "-c", box.config], { env: box.env });
+  try {
+    const bytes = await writeSource(box, "a.fits");
+    const sent = join(box.dest, "20240315", "a.fits");
+    await waitFor(() => exists(sent), undefined, "a.fits sent");
+    assert.equal(await sha256OfFile(sent), sha256Of(bytes));
+    const id = await idFile(box);
+    assert.match(id ?? "", /^[0-9a-f]{24}\n$/);
+    await Deno.writeTextFile(path, "spoilt\n");
+    const status = await runCli(["status", "-c", box.config], { env: box.env });
+    assert.equal(status.code, 0, status.stdout + status.stderr);
+    assert.deepEqual(idLines(box, status.stdout), [
+      `Install id: ${path} holds no id: the running daemon writes its id back there when it ` +
+      "stops (a restart keeps the id)",
+    ]);
+    assert.equal((await daemon.stop("SIGTERM")).code, 0, daemon.stderr());
+    assert.equal(await idFile(box), id, "written back at the stop");
+  } finally {
+    await daemon.stop("SIGTERM").catch(() => {});
+  }
+});
