@@ -26,13 +26,15 @@ import { TEMP_SUFFIX } from "../../layout/destination.ts";
  * meanwhile (an archive's clean-up of a night folder, say), or made again since, as that folder
  * removed: the next attempt makes it again. Where that folder stayed, a copy gone before its
  * rename as the copy being written to its final name removed by something else: the next attempt
- * copies the file again.
+ * copies the file again. With `part`, the one outcome is a part of a growing file (no batch: the
+ * next part, or the complete file, is copied again from its start).
  */
 export async function vanishedAsBaseGone(
   outcomes: TransferOutcome[],
   base: string,
   arrivedOn: FolderFileSystem,
   made: MadeFolders = new Map(),
+  part = false,
 ): Promise<TransferOutcome[]> {
   const folderOf = (outcome: TransferOutcome) =>
     dirname(join(base, ...outcome.item.destination.split("/")));
@@ -47,14 +49,15 @@ export async function vanishedAsBaseGone(
   const removed = new Map<string, string | null>();
   for (const outcome of outcomes.filter(vanished)) {
     const folder = folderOf(outcome);
-    if (!removed.has(folder)) removed.set(folder, await removedSince(base, folder, made));
+    if (!removed.has(folder)) removed.set(folder, await removedSince(base, folder, made, part));
   }
   return outcomes.map((outcome) => {
     let reason = vanished(outcome) ? removed.get(folderOf(outcome)) : null;
     // The folder is still there: the copy itself was removed (a clean-up of hidden files, say).
-    if (!reason && copyLost(outcome)) reason = copyRemoved(base, outcome.item.destination);
+    if (!reason && copyLost(outcome)) reason = copyRemoved(base, outcome.item.destination, part);
     if (!reason) return outcome;
-    const error = new TransferError(`Cannot send ${outcome.item.source}: ${reason}`, "retry", {
+    const what = part ? `a part of ${outcome.item.source}` : outcome.item.source;
+    const error = new TransferError(`Cannot send ${what}: ${reason}`, "retry", {
       cause: outcome.error,
     });
     return { ...outcome, error };
@@ -62,14 +65,15 @@ export async function vanishedAsBaseGone(
 }
 
 /**
- * How `folder` (below `base`) was removed since it was `made` for a batch, in words for the log,
- * or `null` when it is still that folder: the topmost folder missing on the way to it, or the
- * folder itself, made again since.
+ * How `folder` (below `base`) was removed since it was `made` for a batch (with `part`, for a part
+ * of a growing file), in words for the log, or `null` when it is still that folder: the topmost
+ * folder missing on the way to it, or the folder itself, made again since.
  */
 async function removedSince(
   base: string,
   folder: string,
   made: MadeFolders,
+  part: boolean,
 ): Promise<string | null> {
   const before = made.get(folder);
   const now = await Deno.lstat(folder).catch(() => null);
@@ -78,17 +82,25 @@ async function removedSince(
     is.ino === was.ino && is.dev === was.dev &&
     is.birthtime?.getTime() === was.birthtime?.getTime();
   if (now !== null && (before === undefined || same(before, now))) return null;
-  const during = "was removed while the batch was copied into it";
+  const during = part
+    ? "was removed while this part of the growing file was copied into it"
+    : "was removed while the batch was copied into it";
   if (now !== null) {
-    return `the destination folder ${folder} ${during} (and made again since); the next ` +
-      "attempt copies the file again";
+    return `the destination folder ${folder} ${during} (and made again since); ${
+      part ? PART_AGAIN : "the next attempt copies the file again"
+    }`;
   }
   let missing = folder;
   for (let above = dirname(folder); above.length > base.length; above = dirname(above)) {
     if (await kindAt(above) === null) missing = above;
   }
-  return `the destination folder ${missing} ${during}; the next attempt makes it again`;
+  return `the destination folder ${missing} ${during}; ${
+    part ? `${PART_AGAIN}, in the folder made again` : "the next attempt makes it again"
+  }`;
 }
+
+/** What follows a part of a growing file whose copy was lost: its copy starts over. */
+const PART_AGAIN = "the next part, or the complete file, is copied from its start";
 
 /**
  * Whether `outcome` failed as its temporary copy was gone before its rename (the hidden file
@@ -100,11 +112,17 @@ function copyLost(outcome: TransferOutcome): boolean {
   return isNotFound(error?.cause) && messageOf(error?.cause).includes(`${TEMP_SUFFIX}'`);
 }
 
-/** What is said of the copy of `destination` (below `base`) removed before it was finished. */
-function copyRemoved(base: string, destination: string): string {
+/**
+ * What is said of the copy of `destination` (below `base`) removed before it was finished (with
+ * `part`, the copy a part of a growing file was written into).
+ */
+function copyRemoved(base: string, destination: string, part: boolean): string {
   const finalPath = join(base, ...destination.split("/"));
-  return `the copy being written to ${finalPath} was removed by something else (not this ` +
-    "daemon) before it was finished; the next attempt copies the file again";
+  const copy = part ? "the copy of the growing file's parts" : "the copy";
+  return `${copy} being written to ${finalPath} was removed by something else (not this ` +
+    `daemon) before it was finished; ${
+      part ? PART_AGAIN : "the next attempt copies the file again"
+    }`;
 }
 
 /** Whether `error` says a file or folder is not there. */

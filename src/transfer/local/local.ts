@@ -190,7 +190,7 @@ export class LocalTransport implements Transport {
           item,
           error: toTransferError(item, error, dirname(finalPath), this.#base),
         };
-        throw (await vanishedAsBaseGone([failed], base, this.#arrivedOn, made))[0].error;
+        throw (await vanishedAsBaseGone([failed], base, this.#arrivedOn, made, true))[0].error;
       }
     })();
     const settled = sending.catch(() => {});

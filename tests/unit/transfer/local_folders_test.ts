@@ -75,6 +75,24 @@ Deno.test("local: a copy lost to a night folder removed during its batch names t
         "file again",
     );
     assert.equal(lost[1].error?.kind, "retry");
+    // A part of a growing file (sent on its own, its copy kept between parts): said as that part.
+    const [part] = await vanishedAsBaseGone([outcomes[1]], base, arrivedOn, made, true);
+    assert.equal(
+      part.error?.message,
+      `Cannot send a part of /watch/b: the copy of the growing file's parts being written to ${
+        join(night, "b")
+      } was removed by something else (not this daemon) before it was finished; the next part, ` +
+        "or the complete file, is copied from its start",
+    );
+    await Deno.remove(night, { recursive: true });
+    await Deno.mkdir(night);
+    const [partAgain] = await vanishedAsBaseGone([outcomes[1]], base, arrivedOn, made, true);
+    assert.equal(
+      partAgain.error?.message,
+      `Cannot send a part of /watch/b: the destination folder ${night} was removed while this ` +
+        "part of the growing file was copied into it (and made again since); the next part, or " +
+        "the complete file, is copied from its start",
+    );
   } finally {
     await Deno.remove(base, { recursive: true });
   }

@@ -332,7 +332,7 @@ Deno.test("LocalTransport: an abort during a copy throws and, without resuming, 
   });
 });
 
-Deno.test("LocalTransport: a part of a growing file whose night folder is removed while it is copied fails as that folder removed; the file then arrives whole", async () => {
+Deno.test("LocalTransport: a part of a growing file whose night folder is removed while it is copied fails as that folder removed under the part (no batch); the file then arrives whole", async () => {
   await withDirs(async (src, dest) => {
     // Paced: the part is still being copied when its temporary file appears.
     const job = localJob(dest, { resume_partial_hours: 24, bandwidth_limit: "8MiB/s" });
@@ -353,10 +353,12 @@ Deno.test("LocalTransport: a part of a growing file whose night folder is remove
       const error = await settled;
       // Before: the part was counted as sent, into a copy that no longer was anywhere.
       assert.ok(error instanceof TransferError, String(error));
+      // Said as what it was: a part of the growing file, not a batch, copied again from its start.
       assert.equal(
         error.message,
-        `Cannot send ${item.source}: the destination folder ${night} was removed while the ` +
-          "batch was copied into it; the next attempt makes it again",
+        `Cannot send a part of ${item.source}: the destination folder ${night} was removed while ` +
+          "this part of the growing file was copied into it; the next part, or the complete " +
+          "file, is copied from its start, in the folder made again",
       );
       assert.equal(error.kind, "retry");
       // The complete file is sent as any file: whole, into the folder made again.
