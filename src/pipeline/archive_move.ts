@@ -15,6 +15,7 @@
 import { dirname, join } from "node:path";
 import { besideEarlier, TEMP_SUFFIX } from "../layout/destination.ts";
 import { type JobOwners, randomPart } from "../transfer/temp_name.ts";
+import { lastWrittenMs } from "../transfer/local/folders.ts";
 import type { FileVersion } from "../watch/file_version.ts";
 
 /**
@@ -60,8 +61,9 @@ const writing = new Set<string>();
  * Moves one job's sources into its archive. Unfinished copies are named for
  * the job ({@linkcode archiveCopyPrefix}); those a crash left in a folder are
  * removed when the first move into that folder since the start begins (those of the earlier
- * naming, by host name, only once nothing was written in them for long: one written since may be
- * another daemon's under the same host name), and no other file there is ever touched.
+ * naming, by host name, only once nothing was written in them for long, by the later of their
+ * mtime and status change time: one written since may be another daemon's under the same host
+ * name, dated as its source already), and no other file there is ever touched.
  */
 export class ArchiveMover {
   #prefix: string;
@@ -122,8 +124,10 @@ export class ArchiveMover {
         const earlier = this.#earlier;
         if (earlier === null || !isCopyOf(entry.name, earlier.prefix)) continue;
         const info = await Deno.lstat(path).catch(() => null);
-        const idleMs = Date.now() - (info?.mtime?.getTime() ?? Date.now());
-        if (!info?.isFile || idleMs <= earlier.idleMs) continue;
+        // Not by its mtime alone: a copy is dated as its source (days ago, say) before its rename.
+        const writtenAt = lastWrittenMs(info?.mtime?.getTime(), info?.ctime?.getTime()) ||
+          Date.now();
+        if (!info?.isFile || Date.now() - writtenAt <= earlier.idleMs) continue;
       }
       await Deno.remove(path).then(() => this.#removed(path), () => {});
     }
