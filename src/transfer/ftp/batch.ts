@@ -18,10 +18,10 @@ import {
   joinRemote,
   parentOf,
   recheckFolder,
-  sweepLeftovers,
   uploadError,
   withSource,
 } from "./remote.ts";
+import { sweepLeftovers } from "./leftovers.ts";
 import { type JobOwners, uploadFolderName } from "../temp_name.ts";
 import type { Throttle } from "../throttle.ts";
 import { uploadDelivery } from "./upload.ts";

@@ -27,10 +27,10 @@ import {
   joinRemote,
   parentOf,
   remoteSha256,
-  sweepLeftovers,
   uploadError,
   withSource,
 } from "./remote.ts";
+import { sweepLeftovers } from "./leftovers.ts";
 import { type JobOwners, jobOwners } from "../temp_name.ts";
 import type { Ledger } from "../../ledger/ledger.ts";
 import { Throttle } from "../throttle.ts";

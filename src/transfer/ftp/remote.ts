@@ -1,6 +1,6 @@
 /**
  * The pieces of the `ftp` transport that work on one connection: folders,
- * renames, leftovers swept, the server's checksum, names FTP cannot carry.
+ * renames, the server's checksum, names FTP cannot carry (leftovers swept: `leftovers.ts`).
  *
  * @module
  */
@@ -22,8 +22,6 @@ import { readBackRefusal } from "./read_back.ts";
 import type { TransferItem } from "../transport.ts";
 import { type Delivery, verifyCopy } from "../deliver.ts";
 import { deliveredPermissions } from "../source.ts";
-import { isOwnTempName, type JobOwners, uploadFolderPrefix } from "../temp_name.ts";
-import { TEMP_SUFFIX } from "../../layout/destination.ts";
 import { folderRefused } from "./space_probe.ts";
 import { withReplyWait } from "./no_answer.ts";
 import type { HashingCounter } from "./upload.ts";
@@ -274,64 +272,6 @@ export function badName(item: TransferItem, base: string): TransferError | null 
     } by FTP: its name holds a line break, which FTP cannot carry in a file name; rename the file`,
     "fatal",
   );
-}
-
-/**
- * Remove the leftovers of the job whose temporary names carry `owner` from `folder` (upload
- * folders of batches that were cut off, except those `inUse`, and temporary files of earlier
- * versions), and the earlier naming's whose files `MDTM` says nothing wrote for `idleSeconds` (not
- * an empty one, nor without `MDTM`: it may be another daemon's under the same host name), once per
- * folder and connection. A listing that fails is let be; a connection that breaks throws.
- */
-export async function sweepLeftovers(
-  peer: FtpPeer,
-  folder: string,
-  { owner, earlier }: JobOwners,
-  inUse: ReadonlySet<string>,
-): Promise<void> {
-  if (peer.swept.has(folder)) return;
-  peer.swept.add(folder);
-  const { client } = peer.connection;
-  const ofOwner = (name: string, who: string) =>
-    (name.startsWith(uploadFolderPrefix(who)) && name.endsWith(TEMP_SUFFIX)) ||
-    isOwnTempName(name, who);
-  // Listed a moment ago by this batch to look for its new files (see `absent.ts`): not again.
-  const listed = peer.listings.get(folder);
-  peer.listings.delete(folder);
-  try {
-    let entries = listed;
-    if (entries === undefined) {
-      peer.entered = null;
-      await client.cd(folder);
-      entries = await client.list();
-      peer.dataWorked = true;
-    }
-    for (const entry of entries) {
-      const path = joinRemote(folder, entry.name);
-      const mine = ofOwner(entry.name, owner);
-      if (inUse.has(path) || !mine && !(earlier && ofOwner(entry.name, earlier.owner))) continue;
-      const files = entry.isDirectory
-        ? (await client.list(path)).filter((inside) => inside.isFile)
-          .map((inside) => joinRemote(path, inside.name))
-        : [path];
-      if (!mine && !await writtenBefore(peer, files, earlier!.idleSeconds)) continue;
-      for (const file of files) await client.sendIgnoringError(`DELE ${file}`);
-      if (entry.isDirectory) await client.sendIgnoringError(`RMD ${path}`);
-    }
-  } catch (error) {
-    if (client.closed) throw error;
-    // A listing is a courtesy: the upload still goes ahead.
-  }
-}
-
-/** Whether there are `files` and `MDTM` says each was last written over `seconds` ago. */
-async function writtenBefore(peer: FtpPeer, files: string[], seconds: number): Promise<boolean> {
-  if (files.length === 0 || !peer.connection.features.mdtm) return false;
-  for (const file of files) {
-    const at = await peer.connection.client.lastMod(file).catch(() => null);
-    if (at === null || !(Date.now() - at.getTime() > seconds * 1000)) return false;
-  }
-  return true;
 }
 
 /** One file of an FTP batch on its way. */

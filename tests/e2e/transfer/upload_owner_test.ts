@@ -4,7 +4,9 @@
  * sending from the same watch folder path to the same destination folder under one host name
  * (acquisition PCs cloned from one image) never sweep each other's; an install's own leftovers
  * are swept after a restart and after its damaged ledger was set aside, and those of the earlier
- * naming (by host name) once nothing was written in them for long (over FTP, as `MDTM` says).
+ * naming (by host name) once nothing was written in them for long (over FTP, as `MDTM` says of
+ * their files and the listing of their folder), never a copy dated as an old source while its
+ * folder was written moments ago.
  * The scp and rsync sweep that dropping a kept copy starts (a file gone by a restart), with
  * copies resumed as by default, spares another install's upload folder under way as well.
  */
@@ -165,15 +167,17 @@ Deno.test("every method: two daemons with one watch folder path and one destinat
       const ownerOne = ownerOf(one);
       const ownerTwo = ownerOf(two);
       assert.notEqual(ownerOne, ownerTwo);
-      const twoHoursAgo = new Date(Date.now() - 2 * 3600_000);
+      // Over FTP a folder's listed date is taken as late as any time zone may make it (twelve
+      // hours on): a day is idle for every method.
+      const aDayAgo = new Date(Date.now() - 24 * 3600_000);
       // The second PC's batch under way: a copy being written now.
       const busy = await plant(ownerTwo, null);
-      // The earlier naming's (by host name): one idle for two hours, one written now. A local
-      // copy dated two hours back is still written now (its status change time): it is left
-      // too, as another daemon's copy being verified is (local_resume_old_dated_test sweeps one
-      // truly idle).
+      // The earlier naming's (by host name): one idle for a day, one written now. A local copy
+      // dated a day back is still written now (its status change time): it is left too, as
+      // another daemon's copy being verified is (local_resume_old_dated_test sweeps one truly
+      // idle).
       const earlier = hostJobOwner(job);
-      const idle = await plant(earlier, twoHoursAgo);
+      const idle = await plant(earlier, aDayAgo);
       const inUse = await plant(earlier, null);
       const earlierLeft = method === "local" ? [inUse, idle] : [inUse];
       // The first PC's own leftover from before its restart, written now.
@@ -216,6 +220,41 @@ Deno.test("every method: two daemons with one watch folder path and one destinat
       }
     } finally {
       await closeAll(one, two);
+    }
+  });
+});
+
+Deno.test("every method: a copy of the earlier naming dated as an old source, in a folder written moments ago, is left whole", async (t) => {
+  await eachMethod(t, async ({ method, root, dst, job, open, plant }) => {
+    const one = await open("one");
+    try {
+      // Another daemon under this host name (an older version, a cloned PC) renaming its copy of
+      // an image taken two days ago into place: the copy dated as its source already, its upload
+      // folder (or, with `local`, the copy's status change time) written moments ago.
+      const twoDaysAgo = new Date(Date.now() - 48 * 3600_000);
+      const theirs = await plant(hostJobOwner(job), null);
+      if (method === "ftp") {
+        // An earlier version's, without upload folders: its copy loose in the night folder,
+        // written moments ago (the folder's date says so).
+        const night = join(dst, NIGHT);
+        const loose = join(night, tempNameFor("b.fits", hostJobOwner(job)));
+        await Deno.writeFile(loose, randomBytes(2048));
+        const { uid, gid } = await Deno.stat(night);
+        await Deno.chown(loose, uid, gid);
+        theirs.files.push(relative(dst, loose));
+      }
+      for (const file of theirs.files) await Deno.utime(join(dst, file), twoDaysAgo, twoDaysAgo);
+      const copy = join(dst, theirs.files[0]);
+      const before = await sha256OfFile(copy);
+
+      const a = await makeItem(join(root, "src"), `${NIGHT}/a.fits`, randomBytes(4096));
+      const [sent] = await one.transport.send([a], never);
+      assert.equal(sent.error, null, sent.error?.message);
+      assert.deepEqual(await listing(dst), only([a.destination], [theirs]), "their copy left");
+      assert.equal(await sha256OfFile(copy), before, "their copy is whole");
+      assert.equal(await sha256OfFile(join(dst, a.destination)), await sha256OfFile(a.source));
+    } finally {
+      await closeAll(one);
     }
   });
 });
