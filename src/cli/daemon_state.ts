@@ -6,12 +6,12 @@
  * @module
  */
 import { Command, Option } from "commander";
-import { dirname, join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { isMap, parseDocument } from "yaml";
 import { type DaemonState, type JobPause, PID_FILE, probeDaemon } from "../ledger/daemon_lock.ts";
 import { loadConfig } from "../config/load.ts";
-import { configCommand, regularFileText, resolveConfigPath } from "../config/paths.ts";
-import { resolveDaemon } from "../config/resolve.ts";
+import { configCommand, expandPath, regularFileText, resolveConfigPath } from "../config/paths.ts";
+import { LOCAL_PATH_KEYS, resolveDaemon } from "../config/resolve.ts";
 import { daemonSchema, daemonShape } from "../config/schema.ts";
 import { COMMAND_LINE_CONFIG, type Config } from "../config/types.ts";
 import { ConfigError, UsageError } from "../errors.ts";
@@ -22,6 +22,7 @@ import { escapeControlChars } from "../log/logging.ts";
 import { pastedWord } from "../shell_words.ts";
 import {
   addQuickStartOptions,
+  destinationKeys,
   parseSetValue,
   quickStartConfig,
   type QuickStartOptions,
@@ -112,18 +113,29 @@ export function findCommand(config: Config, command: string): string {
 }
 
 /**
- * `command` (`status`) given a run's options without a config file as typed (relative paths: in
- * the folder it was typed in): what finds its daemon and, unlike `--set state_dir=DIR` alone, its
- * job, and so lists what its patterns leave out.
+ * `command` (`status`) given a run's options without a config file, its paths made absolute as the
+ * run took them (`--watch`, a folder `--to`, `--ftp-password-file`, a `--set` of a local path): what
+ * finds its daemon from any folder and, unlike `--set state_dir=DIR` alone, its job, and so lists
+ * what its patterns leave out.
  */
 export function withRunOptions(command: string, options: QuickStartOptions): string {
+  const to = options.to === undefined ? {} : destinationKeys(options.to, options.method);
   const typed: [string, string | undefined][] = [
-    ["--watch", options.watch],
-    ["--to", options.to],
+    ["--watch", options.watch === undefined ? undefined : resolve(expandPath(options.watch))],
+    ["--to", to.transfer_method === "local" ? String(to.remote_base_path) : options.to],
     ["--method", options.method],
-    ["--ftp-password-file", options.ftpPasswordFile],
+    [
+      "--ftp-password-file",
+      options.ftpPasswordFile && resolve(expandPath(options.ftpPasswordFile)),
+    ],
     ["--ftp-password-env", options.ftpPasswordEnv],
-    ...(options.set ?? []).map((pair): [string, string] => ["--set", pair]),
+    ...(options.set ?? []).map((pair): [string, string] => {
+      const at = pair.indexOf("="); // Checked by the run: a KEY=VALUE.
+      const [key, value] = [pair.slice(0, at), parseSetValue(pair.slice(at + 1))];
+      const path = (LOCAL_PATH_KEYS as readonly string[]).includes(key) &&
+        typeof value === "string" && value !== "";
+      return ["--set", path ? `${key}=${expandPath(value)}` : pair];
+    }),
   ];
   return `image-transfer ${command}` + typed.filter(([, value]) => value !== undefined)
     .map(([option, value]) => ` ${option} ${pastedWord(value!)}`).join("");

@@ -881,11 +881,15 @@ Deno.test("cli: what the patterns of a config-free run leave out is said of the 
   );
   for (const out of [dry.stdout, given.stdout]) assert.doesNotMatch(out, noKey);
   // The start's line: the same words, and the status that lists them finds this run's state_dir
-  // (before: `image-transfer status`, which looks in the default one and knows no job to list).
+  // (before: `image-transfer status`, which looks in the default one and knows no job to list),
+  // from any folder: its paths absolute (before: `--watch watch`, as typed, which is another
+  // folder, or none, once the user has moved on).
   const run = ["--watch", "watch", "--to", "dest", "--set", "state_dir=my state", ...mine];
   const once = await runCli(["run", "--once", ...run], { env, cwd: root });
   assert.equal(once.code, 0, once.stderr);
-  const status = `image-transfer status --watch watch --to dest --set 'state_dir=my state' ` +
+  const absolute = ["--watch", q.watch, "--to", join(root, "dest")];
+  const stateDir = `state_dir=${join(root, "my state")}`;
+  const status = `image-transfer status ${absolute.join(" ")} --set '${stateDir}' ` +
     `--set 'file_patterns=[*.fits, '\\''*.fz'\\'']' --set 'exclude_patterns=[sub/]'`;
   assert.match(
     once.stderr,
@@ -897,7 +901,11 @@ Deno.test("cli: what the patterns of a config-free run leave out is said of the 
     ),
   );
   assert.doesNotMatch(once.stderr, noKey);
-  const pasted = await runCli(["status", ...run], { env, cwd: root });
+  await Deno.mkdir(join(root, "elsewhere"));
+  const pasted = await runCli(["status", ...absolute, "--set", stateDir, ...mine], {
+    env,
+    cwd: join(root, "elsewhere"),
+  });
   assert.equal(pasted.code, 0, pasted.stderr);
   assert.match(pasted.stdout, new RegExp(`^Ledger: ${RegExp.escape(join(root, "my state"))}`, "m"));
   assert.match(pasted.stdout, /^ {2}.*notes\.txt: matches none of --set file_patterns=… /m);
