@@ -174,8 +174,9 @@ export async function runInstallService(
     return;
   }
   const write = plan.steps.find((step) => step.kind === "write");
-  const unchanged = previous !== undefined && write?.kind === "write" &&
-    equalBytes(previous, encodeFile(write.file));
+  const now = write?.kind === "write" ? encodeFile(write.file) : undefined;
+  const unchanged = previous !== undefined && now?.length === previous.length &&
+    now.every((byte, i) => byte === previous[i]);
   await applyPlan(plan, {
     root: options.root,
     log: (line) => console.log(line),
@@ -237,19 +238,21 @@ const SERVICE_OPTIONS = addServiceOptions(new Command()).option("--allow-root").
 
 /** Why `install-service --watch ... --to ...` is refused: a service runs a config file's jobs. */
 async function configFirst(o: ServiceOptions & QuickStartOptions, config?: string) {
-  const file = resolveConfigPath(o.saveConfig ?? config);
-  const exists = await pathExists(file);
+  const os = (o.os ?? Deno.build.os) as ServiceOs; // With --os: that system's file and shell.
+  const file = resolveConfigPath(o.saveConfig ?? config, os);
+  const exists = os === Deno.build.os && await pathExists(file);
   const g: Record<string, unknown> = { watch: "DIR", to: "DEST", ...o, saveConfig: file };
-  // Each option as typed, each word quoted for the shell (a boolean one: its name alone).
+  // Each option as typed, each word quoted for its shell (a boolean one: its name alone).
   const typed = (options: readonly Option[], values: object) =>
     options.flatMap((opt) =>
       [(values as Record<string, unknown>)[opt.attributeName()] ?? []].flat().flatMap((v) =>
-        v === true ? [opt.long!] : [opt.long!, pastedWord(`${v}`)]
+        v === true ? [opt.long!] : [opt.long!, pastedWord(`${v}`, os)]
       )
     );
   const tail = exists ? "--force --once" : "--once"; // the file there replaced only with --force
   const run = ["image-transfer run", ...typed(RUN_OPTIONS, g), tail].join(" ");
-  const install = [configCommand(file, "install-service"), ...typed(SERVICE_OPTIONS, o)].join(" ");
+  const install = [configCommand(file, "install-service", os), ...typed(SERVICE_OPTIONS, o)]
+    .join(" ");
   return new UsageError(
     "install-service takes the jobs of a config file, not --watch/--to/--save-config: write " +
       `one with \`${run}\` (it sends what is complete now and exits), then \`${install}\`` +
@@ -264,10 +267,6 @@ async function readIfExists(path: string): Promise<Uint8Array | undefined> {
     if (error instanceof Deno.errors.NotFound) return undefined;
     throw error;
   }
-}
-
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((byte, i) => byte === b[i]);
 }
 
 /**

@@ -111,11 +111,28 @@ export function fileInPlaceOfFolder(folder: string): string | null {
 /**
  * The command line that runs `command` (`init`, `config validate`) on the config `file`, to paste:
  * `-c` left out for the default file.
+ *
+ * @param os the system the command is for (this one unless told), where `file` is written as that
+ *   system's ({@linkcode writtenDefaultConfig})
  */
-export function configCommand(file: string, command: string): string {
-  return isDefaultConfigPath(file)
+export function configCommand(file: string, command: string, os = Deno.build.os): string {
+  const usual = os === Deno.build.os
+    ? isDefaultConfigPath(file)
+    : file === writtenDefaultConfig(os);
+  return usual
     ? `image-transfer ${command}`
-    : `image-transfer -c ${pastedWord(file)} ${command}`;
+    : `image-transfer -c ${pastedWord(file, os)} ${command}`;
+}
+
+/**
+ * The default config file of `os` as a user of it writes it (another machine's home is not known
+ * here): `~/.config/image-transfer/config.yaml`, on Windows under `%USERPROFILE%`, each expanded by
+ * the program itself.
+ */
+function writtenDefaultConfig(os: typeof Deno.build.os): string {
+  return os === "windows"
+    ? `%USERPROFILE%\\${DEFAULT_CONFIG_FILE.slice("~/".length).replaceAll("/", "\\")}`
+    : DEFAULT_CONFIG_FILE;
 }
 
 /**
@@ -169,9 +186,13 @@ export async function makeRuntimeDir(
  * The config file to use: `-c` if given (with `~` expanded, made absolute),
  * else the default location.
  *
+ * @param os the system the file is for (this one unless told): on another one
+ *   (`install-service --print --os`), `option` as typed, else its default as its user writes it
+ *   ({@linkcode writtenDefaultConfig})
  * @throws {ConfigError} when that path is in a home folder that cannot be found (no HOME)
  */
-export function resolveConfigPath(option?: string): string {
+export function resolveConfigPath(option?: string, os = Deno.build.os): string {
+  if (os !== Deno.build.os) return option ?? writtenDefaultConfig(os);
   try {
     return option ? expandPath(option) : defaultConfigPath();
   } catch (error) {

@@ -698,6 +698,70 @@ Deno.test("install-service --watch/--to names the run --save-config command that
     );
   }));
 
+Deno.test("install-service --print --os windows --watch/--to names the run --save-config of that system's config file, in its shell's words", () =>
+  withHome(async ({ home, env }) => {
+    // A preview from this machine for a Windows one (the tests run on Linux or macOS).
+    const watch = "D:\\frames $(x)";
+    const args = [
+      "install-service",
+      "--print",
+      "--os",
+      "windows",
+      "--watch",
+      watch,
+      "--to",
+      "E:\\archive",
+    ];
+    const refused = await runCli(args, { env });
+    assert.equal(refused.code, 2, refused.stderr);
+    // Before: --save-config this machine's default file (in its home), which Windows has not, and
+    // the words quoted for a POSIX shell.
+    assert.ok(
+      refused.stderr.includes(
+        `write one with \`image-transfer run --watch 'D:\\frames $(x)' --to E:\\archive ` +
+          "--save-config '%USERPROFILE%\\.config\\image-transfer\\config.yaml' --once` (it sends " +
+          "what is complete now and exits), then `image-transfer install-service --print --os " +
+          "windows`",
+      ),
+      refused.stderr,
+    );
+    assert.ok(!refused.stderr.includes(home), refused.stderr);
+    // A -c typed for that machine is its file: written there, then given to install-service.
+    const typed = await runCli(["-c", "C:\\conf\\it.yaml", ...args], { env });
+    assert.equal(typed.code, 2, typed.stderr);
+    assert.ok(
+      typed.stderr.includes(
+        "--save-config C:\\conf\\it.yaml --once` (it sends what is complete now and exits), " +
+          "then `image-transfer -c C:\\conf\\it.yaml install-service --print --os windows`",
+      ),
+      typed.stderr,
+    );
+    // Linux or macOS from the other: that system's default, which its home holds.
+    const other = Deno.build.os === "darwin" ? "linux" : "darwin";
+    const unix = await runCli([
+      "install-service",
+      "--print",
+      "--os",
+      other,
+      "--watch",
+      "w",
+      "--to",
+      "d",
+    ], {
+      env,
+    });
+    assert.equal(unix.code, 2, unix.stderr);
+    assert.ok(
+      unix.stderr.includes(
+        "run --watch w --to d --save-config '~/.config/image-transfer/config.yaml' --once` (it " +
+          `sends what is complete now and exits), then \`image-transfer install-service --print ` +
+          `--os ${other}\``,
+      ),
+      unix.stderr,
+    );
+    assert.deepEqual(await listFiles(home), ["my configs/config.yaml"], "nothing written");
+  }));
+
 Deno.test("install-service --os for another OS only previews", () =>
   withHome(async ({ config, env }) => {
     const other = Deno.build.os === "darwin" ? "windows" : "darwin";
