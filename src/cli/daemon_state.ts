@@ -74,10 +74,25 @@ export async function statusConfig(
 }
 
 /**
+ * Keys no run without a config file takes from `--set`: a config file's `jobs`, and those `--watch`
+ * and `--to` give (run refuses them). Given to `status`, `stop` or `restart` they would find
+ * nothing: refused, as a typo is, else the default state folder would be looked in without a word.
+ */
+const NOT_OF_A_RUN = [
+  "jobs",
+  "watch_path",
+  "transfer_method",
+  "remote_host",
+  "remote_base_path",
+  "ftp_tls",
+];
+
+/**
  * The daemon's keys among `--set`s (`state_dir`...; a job's keys are the run's own): its config.
  *
- * @throws {ConfigError} for a key that is neither (a typo), in run's words: else the default state
- * folder would be looked in, without a word
+ * @throws {ConfigError} for a key that is neither (a typo), or that no run without a config file
+ * takes (`jobs`; see {@linkcode NOT_OF_A_RUN}), in run's words: else the default state folder would
+ * be looked in, without a word
  */
 function daemonOfSets(sets: string[]): Config {
   const keys: Record<string, unknown> = {};
@@ -86,7 +101,7 @@ function daemonOfSets(sets: string[]): Config {
     const at = pair.indexOf("=");
     if (at <= 0) throw new UsageError(`--set expects KEY=VALUE, got ${JSON.stringify(pair)}`);
     const [key, value] = [pair.slice(0, at), parseSetValue(pair.slice(at + 1))];
-    const problem = keyProblem(key, value);
+    const problem = keyProblem(key, value) ?? notOfARun(key);
     if (problem !== null) unknown.push(`${IN_THE_OPTIONS}: ${problem}`);
     else if (key in daemonShape) keys[key] = value;
   }
@@ -98,6 +113,18 @@ function daemonOfSets(sets: string[]): Config {
     throw new UsageError(`--set ${String(issue.path[0])}=\u2026: ${said}`);
   }
   return { file: COMMAND_LINE_CONFIG, ...resolveDaemon(parsed.data, Deno.cwd()), jobs: [] };
+}
+
+/** Why `--set key=...` can find no run without a config file; `null` where one may take it. */
+function notOfARun(key: string): string | null {
+  if (!NOT_OF_A_RUN.includes(key)) return null;
+  const given = key === "jobs"
+    ? "a config file's list of jobs, which a run without one has not (its one job is its --watch " +
+      "and --to)"
+    : `given to a run without a config file by ${key === "watch_path" ? "--watch" : "--to"}, ` +
+      "never by --set";
+  return `--set ${key}=\u2026 is ${given}: such a run is found by its --set state_dir=DIR (or by ` +
+    "all its --watch, --to and --set); leave it out";
 }
 
 /**

@@ -853,6 +853,46 @@ Deno.test("cli: status, stop and restart refuse a --set key that is neither a da
   );
 });
 
+Deno.test("cli: status, stop and restart refuse a --set key no run without a config file takes (jobs, what --watch and --to give), as run does, saying how such a run is found", async () => {
+  await using q = await quickSandbox();
+  const { root, env } = q;
+  const found = "such a run is found by its --set state_dir=DIR (or by all its --watch, --to and " +
+    "--set); leave it out";
+  const refusals: [string, string][] = [
+    [
+      "jobs=1",
+      "is a config file's list of jobs, which a run without one has not (its one job is " +
+      "its --watch and --to)",
+    ],
+    ["watch_path=watch", "is given to a run without a config file by --watch, never by --set"],
+    ["remote_host=archive", "is given to a run without a config file by --to, never by --set"],
+  ];
+  for (const [pair, said] of refusals) {
+    // run refuses it too (its own words: the key is the --watch's or --to's, or not a list).
+    const run = await runCli(["run", "--once", "--watch", "watch", "--to", "dest", "--set", pair], {
+      env,
+      cwd: root,
+    });
+    assert.equal(run.code, 2, run.stderr);
+    // Before: not a typo, so taken without a word, and the default state folder looked in
+    // (status: "not running", exit 0; stop: stopped nothing).
+    for (const command of ["status", "stop", "restart"]) {
+      const refused = await runCli([command, "--set", "state_dir=st", "--set", pair], {
+        env,
+        cwd: root,
+      });
+      assert.equal(refused.code, 2, `${command} ${pair}: ${refused.stdout}`);
+      assert.equal(refused.stdout, "", command);
+      const key = pair.slice(0, pair.indexOf("="));
+      assert.equal(
+        refused.stderr,
+        `error: in the options (--watch, --to, --set): --set ${key}=… ${said}: ${found}\n`,
+        `${command} ${pair}`,
+      );
+    }
+  }
+});
+
 Deno.test("cli: what the patterns of a config-free run leave out is said of the default patterns or --set file_patterns, and listed by the status given its options", async () => {
   await using q = await quickSandbox();
   const { root, env } = q;
