@@ -140,10 +140,10 @@ export function findCommand(config: Config, command: string): string {
 }
 
 /**
- * `command` (`status`) given a run's options without a config file, its paths made absolute as the
- * run took them (`--watch`, a folder `--to`, `--ftp-password-file`, a `--set` of a local path): what
- * finds its daemon from any folder and, unlike `--set state_dir=DIR` alone, its job, and so lists
- * what its patterns leave out.
+ * `command` given a run's options without a config file, its paths made absolute as the run took
+ * them (`--watch`, a folder `--to`, `--ftp-password-file`, a `--set` of a local path), to paste in
+ * any folder: with `status`, what finds its daemon and, unlike `--set state_dir=DIR` alone, its
+ * job, and so lists what its patterns leave out; with `run`, what starts it again.
  */
 export function withRunOptions(command: string, options: QuickStartOptions): string {
   const to = options.to === undefined ? {} : destinationKeys(options.to, options.method);
@@ -242,6 +242,8 @@ export interface DaemonStatus {
   jobs?: string[];
   /** Its last reload, if refused (see `DaemonInfo.reloadRefused`). */
   reloadRefused?: { at: string; reason: string };
+  /** Started without a config file: the `run` that starts it again (see `DaemonInfo`), if said. */
+  runCommand?: string;
 }
 
 /** Whether a daemon runs on `stateDir`, for `status`. */

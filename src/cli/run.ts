@@ -176,6 +176,8 @@ export function runCommand(): Command {
             fromOptions: config.file === COMMAND_LINE_CONFIG,
             status: wantsQuickStart(options) ? withRunOptions("status", options) : status,
           },
+          // Without a config file: what restart says to type to start it again, once stopped.
+          runCommand: wantsQuickStart(options) ? withRunOptions("run", options) : undefined,
         });
         // A matching file that cannot even be opened by its name was not transferred either.
         const unnamed = sharedSkipLog.errors;

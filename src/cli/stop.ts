@@ -167,11 +167,16 @@ export function restartCommand(run: (global: GlobalOptions) => Promise<void>): C
         return;
       }
       if (status.running && status.config === COMMAND_LINE_CONFIG) {
-        // Stopped by the command that finds it: its --set state_dir=DIR, or the config's -c.
+        // Stopped by the command that finds it (its --set state_dir=DIR), started by the one the
+        // daemon said (one of an earlier version said none: the run typed then, in its folder).
+        const again = status.runCommand === undefined
+          ? "the `image-transfer run --watch \u2026 --to \u2026` that started it, in the folder it " +
+            "was typed in"
+          : `\`${status.runCommand}\``;
+        const stop = findCommand(config, "stop");
         throw new UsageError(
-          `The daemon (pid ${status.pid ?? "?"}) was started without a config file (run --watch ` +
-            "\u2026 --to \u2026), so restart cannot start it again: stop it (" +
-            `${findCommand(config, "stop")}) and run that command again`,
+          `The daemon (pid ${status.pid ?? "?"}) was started without a config file, so restart ` +
+            `cannot start it again: stop it with \`${stop}\`, then start it with ${again}`,
         );
       }
       if (found) {

@@ -44,6 +44,8 @@ export interface DaemonInfo {
   version: string;
   /** Config file it was started with. */
   config: string;
+  /** Started without a config file: the `run` that starts it again (its options, paths absolute). */
+  runCommand?: string;
   /** Jobs paused now, by name. */
   paused?: Record<string, JobPause>;
   /** The daemon's private runtime folder (SSH control sockets), removed when it stops. */

@@ -55,6 +55,7 @@ export interface DaemonOptions {
   onListening?: () => Promise<void>;
   /** How what the jobs' patterns leave out is said (in the words of the run's options). */
   skipsSaid?: SkipsSaid;
+  runCommand?: string; // Started without a config file: the run that starts it again (`restart`).
 }
 
 /**
@@ -91,6 +92,7 @@ export async function runDaemon(config: Config, options: DaemonOptions): Promise
   const lock = acquireDaemonLock(config.state_dir, {
     version: VERSION,
     config: config.file,
+    runCommand: options.runCommand, // Left out of its file where none.
     ...(service ? { service } : {}),
   });
   let ledger: Ledger | undefined;

@@ -726,9 +726,13 @@ Deno.test("cli: a config-free daemon is shown as started from the command line; 
     assert.match(status.stdout, /^Daemon: running, pid \d+, .*config \(command line\)/m);
     const restart = await runCli(["restart"], { env, cwd: root });
     assert.equal(restart.code, 2, restart.stderr);
-    assert.match(
+    assert.ok(
+      restart.stderr.includes(
+        "was started without a config file, so restart cannot start it again: stop it with " +
+          `\`image-transfer stop\`, then start it with \`image-transfer ${args.join(" ")} ` +
+          "--set status_listen=`",
+      ),
       restart.stderr,
-      /was started without a config file \(run --watch … --to …\), so restart cannot start it again/,
     );
     daemon.process.kill("SIGHUP");
     await daemon.waitForOutput(/there is none to read again: stop it and start it with the new/);
@@ -783,17 +787,30 @@ Deno.test("cli: a config-free run given --set state_dir=DIR is found by status a
       /give either --config or the --watch\/--to\/--set of a run without one/,
     );
     // restart takes them too (before: "unknown option '--set'"), and its refusal names the stop
-    // that finds this run (before: "image-transfer stop", which looks in the default state_dir).
+    // that finds this run (before: "image-transfer stop", which looks in the default state_dir),
+    // then the run that starts it again, as the daemon said it, its paths absolute (before: "run
+    // that command again", which only the shell's history knew).
+    const again = [
+      "--watch",
+      q.watch,
+      "--to",
+      join(root, "dest"),
+      "--set",
+      `state_dir=${join(root, state)}`,
+      "--set",
+      "status_listen=",
+    ];
+    const said = `image-transfer run --watch ${q.watch} --to ${join(root, "dest")} ${find} ` +
+      "--set status_listen=";
     for (const args of [["--set", `state_dir=${state}`], run]) {
       const restart = await runCli(["restart", ...args], { env, cwd: root });
       assert.equal(restart.code, 2, restart.stderr);
-      assert.match(
-        restart.stderr,
-        new RegExp(
-          `started without a config file .*: stop it \\(image-transfer stop ${
-            RegExp.escape(find)
-          }\\) and run that command again`,
+      assert.ok(
+        restart.stderr.includes(
+          "was started without a config file, so restart cannot start it again: stop it with " +
+            `\`image-transfer stop ${find}\`, then start it with \`${said}\`\n`,
         ),
+        restart.stderr,
       );
     }
     const stop = await runCli(["stop", "--set", `state_dir=${state}`], { env, cwd: root });
@@ -810,6 +827,15 @@ Deno.test("cli: a config-free run given --set state_dir=DIR is found by status a
       idle.stderr,
       /No daemon is running with state_dir .*: restart has nothing to start/,
     );
+    // The run named, typed in another folder, starts it again with its state_dir.
+    const started = startCli(["run", ...again], { env, cwd: q.watch });
+    try {
+      await started.waitForOutput("Watching");
+      const status = await runCli(["status", "--set", `state_dir=${state}`], { env, cwd: root });
+      assert.match(status.stdout, new RegExp(`^Daemon: running, pid ${started.process.pid},`, "m"));
+    } finally {
+      assert.equal((await started.stop()).code, 0, started.stderr());
+    }
   } finally {
     try {
       daemon.process.kill("SIGTERM");
