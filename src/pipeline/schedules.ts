@@ -1,9 +1,8 @@
 /**
- * A job's `schedules`: at cron times (croner, in a chosen time zone) or
- * intervals, rescan the watch folder, run the user's command, or write a
- * night report. An action still running when its time comes again is skipped
- * (logged), never stacked. A reload's schedules go on from an entry it leaves
- * unchanged (see {@linkcode JobSchedules}).
+ * A job's `schedules`: at cron times (croner, in a chosen time zone) or intervals, rescan the
+ * watch folder, run the user's command, or write a night report. An action still running when its
+ * time comes again is skipped (logged), never stacked. A reload's schedules go on from an entry it
+ * leaves unchanged (see {@linkcode JobSchedules}).
  *
  * @module
  */
@@ -202,8 +201,7 @@ export class JobSchedules {
   #context: ScheduleContext;
   #log: Logger;
   #crons: Cron[] = [];
-  /** Stops the `every_seconds` timers. */
-  #timers: Array<() => void> = [];
+  #timers: Array<() => void> = []; // Stop the `every_seconds` timers.
   /** One per entry, in the order of the config's entries. */
   #records: EntryRecord[];
   /** Aborted when the daemon stops: kills the programs still running. */
@@ -236,10 +234,9 @@ export class JobSchedules {
   }
 
   /**
-   * Pause the job if the last window edge before now was a pause: before its
-   * first scan, so that no file found there goes out inside the window. After
-   * a reload that changed the schedules (`reloaded`), a pause of the old ones
-   * outside the new ones' windows ends.
+   * Pause the job if the last window edge before now was a pause: before its first scan, so that
+   * no file found there goes out inside the window. After a reload that changed the schedules
+   * (`reloaded`), a pause of the old ones outside the new ones' windows ends.
    */
   applyWindow(reloaded: boolean): void {
     if (!pausedAt(this.#context.job, new Date())) {
@@ -353,7 +350,10 @@ export class JobSchedules {
     const record = this.#records[index];
     if (record.running !== null) return void this.#skipped(index, entry, "still running");
     const run: Promise<void> = this.#act(index, entry).catch((error) => {
-      if (!this.#stopping.signal.aborted) this.#tally.failures++;
+      const stop = this.#stopping.signal; // Counted unless the stop ended it (even as it comes).
+      if (!stop.aborted || (error !== stop.reason && error?.name !== "AbortError")) {
+        this.#tally.failures++;
+      }
       this.#log.error("Schedule {index} of job {job} ({action}) failed: {error}", {
         index,
         action: entry.action,
@@ -439,7 +439,7 @@ export class JobSchedules {
         const reason = result.kind === "timed-out"
           ? `killed after ${entry.timeout_seconds ?? 3600} s (timeout_seconds)`
           : result.reason;
-        if (!this.#stopping.signal.aborted) this.#tally.failures++;
+        if (reason !== "stopped") this.#tally.failures++; // Not when the stop killed it.
         this.#log.error(
           `Schedule {index} of job {job}: command {command} failed: {reason}${suffix}`,
           { ...logged, reason },
