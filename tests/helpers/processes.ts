@@ -83,3 +83,39 @@ export async function killTree(pid: number): Promise<void> {
   for (const child of stopped) signal(child, "SIGKILL");
   signal(pid, "SIGKILL");
 }
+
+/**
+ * Whether process `pid`, or one it started (a program run through a prefix that forks), holds a
+ * socket listening on TCP `port` (any address, in its own network namespace), as `/proc` tells it
+ * (Linux). A connection to the port says less: the port found free may have been taken by another
+ * test's server meanwhile (test files run at once), which then answers there.
+ */
+export async function listensOn(pid: number, port: number): Promise<boolean> {
+  for (const process of [pid, ...await descendants(pid)]) {
+    if (await holdsListener(process, port)) return true;
+  }
+  return false;
+}
+
+/** Whether process `pid` itself holds a socket listening on TCP `port`. */
+async function holdsListener(pid: number, port: number): Promise<boolean> {
+  const hexPort = `:${port.toString(16).toUpperCase().padStart(4, "0")}`;
+  const listening = new Set<string>();
+  for (const table of ["tcp", "tcp6"]) {
+    const text = await Deno.readTextFile(`/proc/${pid}/net/${table}`).catch(() => "");
+    for (const line of text.split("\n").slice(1)) {
+      // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode
+      const fields = line.trim().split(/\s+/);
+      if (fields[1]?.endsWith(hexPort) && fields[3] === "0A") listening.add(fields[9]);
+    }
+  }
+  if (listening.size === 0) return false;
+  try {
+    for await (const fd of Deno.readDir(`/proc/${pid}/fd`)) {
+      const target = await Deno.readLink(`/proc/${pid}/fd/${fd.name}`).catch(() => "");
+      const inode = /^socket:\[(\d+)\]$/.exec(target)?.[1];
+      if (inode !== undefined && listening.has(inode)) return true;
+    }
+  } catch { /* ended meanwhile */ }
+  return false;
+}

@@ -13,7 +13,7 @@ import { exists, LEAST_CEILING_MS, waitFor, writeConfig } from "./files.ts";
 import { transportTestJob } from "./jobs.ts";
 import { type RunningCli, startCli } from "./cli.ts";
 import { freePort } from "./net.ts";
-import { descendants, killTree, processEnded, runningProcesses } from "./processes.ts";
+import { descendants, killTree, listensOn, processEnded, runningProcesses } from "./processes.ts";
 
 /** Unprivileged account the tests log in as. */
 export const TEST_USER = "itx-test";
@@ -107,13 +107,9 @@ async function waitForPort(
   child.status.then(() => exited = true);
   const deadline = Date.now() + LEAST_CEILING_MS;
   while (Date.now() < deadline && !exited) {
-    try {
-      const conn = await Deno.connect({ hostname, port });
-      conn.close();
-      return;
-    } catch {
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
+    // Its own socket, not a connection: another test's server may answer on a port taken meanwhile.
+    if (await listensOn(child.pid, port)) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
   }
   if (!exited) child.kill("SIGKILL");
   await child.status;
@@ -124,7 +120,6 @@ async function waitForPort(
 /** The server ended, or did not listen, before its port answered (the port taken meanwhile). */
 class SshdNotListening extends Error {}
 
-/** Every process below `pid` (children, their children, ...), from /proc. */
 /** Options of {@linkcode startSshd}. */
 export interface SshdOptions {
   /** Environment variables the server sets in every session (`SetEnv`), PATH included. */

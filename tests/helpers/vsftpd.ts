@@ -10,7 +10,7 @@ import type { JobConfig } from "../../src/config/types.ts";
 import { LEAST_CEILING_MS, writeConfig } from "./files.ts";
 import { transportTestJob } from "./jobs.ts";
 import { freePort, freePorts, selfSignedCert } from "./net.ts";
-import { killTree } from "./processes.ts";
+import { killTree, listensOn } from "./processes.ts";
 
 /** Account the FTP tests log in as (a password login, unlike the SSH tests' user). */
 export const FTP_USER = "itx-ftp";
@@ -109,20 +109,22 @@ async function ensureUser(): Promise<{ uid: number; gid: number }> {
   return { uid, gid };
 }
 
-/** Every process below `pid` (children, their children, …). */
-async function waitForPort(port: number, dir: string): Promise<void> {
+/** The server ended before it listened (its free port taken by another test meanwhile). */
+class VsftpdNotListening extends Error {}
+
+/** Wait until `server` itself listens on `port`: not any server answering there. */
+async function waitForPort(server: Deno.ChildProcess, port: number, dir: string): Promise<void> {
+  let exited = false;
+  server.status.then(() => exited = true);
   const deadline = Date.now() + LEAST_CEILING_MS;
-  while (Date.now() < deadline) {
-    try {
-      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-      conn.close();
-      return;
-    } catch {
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
+  while (Date.now() < deadline && !exited) {
+    if (await listensOn(server.pid, port)) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
   }
+  if (!exited) server.kill("SIGKILL");
+  await server.status;
   const log = await Deno.readTextFile(join(dir, "vsftpd.log")).catch(() => "");
-  throw new Error(`vsftpd did not start listening on port ${port}:\n${log}`);
+  throw new VsftpdNotListening(`vsftpd did not start listening on port ${port}:\n${log}`);
 }
 
 /**
@@ -144,66 +146,70 @@ export async function startVsftpd(options: VsftpdOptions = {}): Promise<TestVsft
   const { cert: certFile, key: keyFile } = await selfSignedCert(dir, options.certNames);
   const passwordFile = join(dir, "password");
   await Deno.writeTextFile(passwordFile, `${FTP_PASSWORD}\n`, { mode: 0o600 });
-  const port = freePort();
+  let port = freePort();
   const passive = freePorts(21);
   const tls = options.tls ?? true;
   const config = join(dir, "vsftpd.conf");
-  await Deno.writeTextFile(
-    config,
-    [
-      "listen=YES",
-      "listen_ipv6=NO",
-      "listen_address=127.0.0.1",
-      `listen_port=${port}`,
-      "background=NO",
-      "anonymous_enable=NO",
-      "local_enable=YES",
-      "write_enable=YES",
-      "local_umask=022",
-      "pasv_enable=YES",
-      "pasv_address=127.0.0.1",
-      `pasv_min_port=${passive}`,
-      `pasv_max_port=${passive + 20}`,
-      `secure_chroot_dir=${empty}`,
-      "pam_service_name=vsftpd",
-      "seccomp_sandbox=NO",
-      "isolate=NO",
-      "isolate_network=NO",
-      "delay_failed_login=0",
-      "max_login_fails=1",
-      `vsftpd_log_file=${join(dir, "vsftpd.log")}`,
-      "xferlog_enable=YES",
-      "xferlog_std_format=NO",
-      `log_ftp_protocol=${options.logCommands ? "YES" : "NO"}`,
-      `local_max_rate=${options.maxRateBytes ?? 0}`,
-      `idle_session_timeout=${options.idleSeconds ?? 300}`,
-      `max_per_ip=${options.maxPerIp ?? 0}`,
-      `download_enable=${options.downloads === false ? "NO" : "YES"}`,
-      ...(options.deniedCommands ? [`cmds_denied=${options.deniedCommands.join(",")}`] : []),
-      ...(tls
-        ? [
-          "ssl_enable=YES",
-          `rsa_cert_file=${certFile}`,
-          `rsa_private_key_file=${keyFile}`,
-          "force_local_logins_ssl=YES",
-          "force_local_data_ssl=YES",
-          // Deno cannot resume the control connection's TLS session on data connections.
-          `require_ssl_reuse=${options.sslReuse ? "YES" : "NO"}`,
-          `implicit_ssl=${options.implicitTls ? "YES" : "NO"}`,
-        ]
-        : ["ssl_enable=NO"]),
-      "",
-    ].join("\n"),
-  );
+  const writeVsftpdConfig = () =>
+    Deno.writeTextFile(
+      config,
+      [
+        "listen=YES",
+        "listen_ipv6=NO",
+        "listen_address=127.0.0.1",
+        `listen_port=${port}`,
+        "background=NO",
+        "anonymous_enable=NO",
+        "local_enable=YES",
+        "write_enable=YES",
+        "local_umask=022",
+        "pasv_enable=YES",
+        "pasv_address=127.0.0.1",
+        `pasv_min_port=${passive}`,
+        `pasv_max_port=${passive + 20}`,
+        `secure_chroot_dir=${empty}`,
+        "pam_service_name=vsftpd",
+        "seccomp_sandbox=NO",
+        "isolate=NO",
+        "isolate_network=NO",
+        "delay_failed_login=0",
+        "max_login_fails=1",
+        `vsftpd_log_file=${join(dir, "vsftpd.log")}`,
+        "xferlog_enable=YES",
+        "xferlog_std_format=NO",
+        `log_ftp_protocol=${options.logCommands ? "YES" : "NO"}`,
+        `local_max_rate=${options.maxRateBytes ?? 0}`,
+        `idle_session_timeout=${options.idleSeconds ?? 300}`,
+        `max_per_ip=${options.maxPerIp ?? 0}`,
+        `download_enable=${options.downloads === false ? "NO" : "YES"}`,
+        ...(options.deniedCommands ? [`cmds_denied=${options.deniedCommands.join(",")}`] : []),
+        ...(tls
+          ? [
+            "ssl_enable=YES",
+            `rsa_cert_file=${certFile}`,
+            `rsa_private_key_file=${keyFile}`,
+            "force_local_logins_ssl=YES",
+            "force_local_data_ssl=YES",
+            // Deno cannot resume the control connection's TLS session on data connections.
+            `require_ssl_reuse=${options.sslReuse ? "YES" : "NO"}`,
+            `implicit_ssl=${options.implicitTls ? "YES" : "NO"}`,
+          ]
+          : ["ssl_enable=NO"]),
+        "",
+      ].join("\n"),
+    );
+  await writeVsftpdConfig();
   let server: Deno.ChildProcess | null = null;
   const start = async () => {
-    server = new Deno.Command("/usr/sbin/vsftpd", {
+    server = null;
+    const child = new Deno.Command("/usr/sbin/vsftpd", {
       args: [config],
       stdin: "null",
       stdout: "null",
       stderr: "null",
     }).spawn();
-    await waitForPort(port, dir);
+    await waitForPort(child, port, dir);
+    server = child;
   };
   const kill = async () => {
     if (server === null) return;
@@ -222,7 +228,17 @@ export async function startVsftpd(options: VsftpdOptions = {}): Promise<TestVsft
       } catch { /* already gone */ }
     }
   };
-  await start();
+  // The free port can be taken by another test before vsftpd binds it: then another port.
+  for (let tries = 1;; tries++) {
+    try {
+      await start();
+      break;
+    } catch (error) {
+      if (!(error instanceof VsftpdNotListening) || tries === 3) throw error;
+      port = freePort();
+      await writeVsftpdConfig();
+    }
+  }
   const remoteDirs: string[] = [];
   return {
     port,
