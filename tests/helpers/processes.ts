@@ -4,6 +4,8 @@
  *
  * @module
  */
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
 
 /** A running process: its id and its arguments, the program first. */
 export interface RunningProcess {
@@ -117,5 +119,39 @@ async function holdsListener(pid: number, port: number): Promise<boolean> {
       if (inode !== undefined && listening.has(inode)) return true;
     }
   } catch { /* ended meanwhile */ }
+  return false;
+}
+
+/** Set (to its name) in the process {@linkcode inOwnProcess} runs a test in. */
+const OWN_PROCESS = "ITX_TEST_OWN_PROCESS";
+
+/**
+ * For a test that counts what its whole process holds (worker threads, threads waiting on a
+ * share): test files run at once in one process, so another file's workers or calls would be
+ * counted too. Called first in the test `name` of the file `module` (`import.meta.url`): in the
+ * test run, it runs that test alone in a `deno test` process of its own, fails with that run's
+ * output unless it passed, and returns `false` (the test has nothing more to do); in that process
+ * it returns `true` (the test goes on).
+ */
+export async function inOwnProcess(name: string, module: string): Promise<boolean> {
+  if (Deno.env.get(OWN_PROCESS) === name) return true;
+  const config = fileURLToPath(new URL("../../deno.json", import.meta.url));
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "test",
+      "--allow-all",
+      "--no-check",
+      "--config",
+      config,
+      "--filter",
+      name,
+      fileURLToPath(module),
+    ],
+    env: { [OWN_PROCESS]: name, NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const said = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+  assert.ok(out.success && /\b1 passed\b/.test(said), `the test in a process of its own:\n${said}`);
   return false;
 }

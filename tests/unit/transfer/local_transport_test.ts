@@ -25,6 +25,7 @@ import { isTempName } from "../../../src/layout/destination.ts";
 import type { TransferItem } from "../../../src/transfer/transport.ts";
 import { exists, listFiles, randomBytes, sha256Of, waitFor } from "../../helpers/files.ts";
 import { whileImmutable } from "../../helpers/immutable.ts";
+import { inOwnProcess } from "../../helpers/processes.ts";
 
 /** A local job with the schema defaults, pointed at `dest`. */
 function localJob(dest: string, overrides: Partial<JobConfig> = {}): JobConfig {
@@ -425,7 +426,12 @@ function workerThreads(): number {
   }).length;
 }
 
-Deno.test("LocalTransport: a lone file is copied on the daemon's thread; batches of several go to the copier's two threads in turn, which stop with the transport", async () => {
+const COPIER_THREADS_TEST =
+  "LocalTransport: a lone file is copied on the daemon's thread; batches of several go to the copier's two threads in turn, which stop with the transport";
+
+Deno.test(COPIER_THREADS_TEST, async () => {
+  // It counts the process's worker threads: other test files' (watchers, copiers) are left out.
+  if (!await inOwnProcess(COPIER_THREADS_TEST, import.meta.url)) return;
   await withDirs(async (src, dest) => {
     const transport = new LocalTransport(localJob(dest, { verify_transfer: "checksum" }));
     const before = workerThreads();
