@@ -8,7 +8,8 @@ import { join } from "node:path";
 
 /**
  * A free TCP port on 127.0.0.1 (closed again, so a daemon can take it): one the system chooses, or
- * one of the range `ITX_TEST_PORTS` names (`19700-19899`), for test runs kept to a range.
+ * one of the range `ITX_TEST_PORTS` names (`19700-19899`), for test runs kept to a range. It is
+ * not one handed out in the last {@linkcode CLAIM_MS} to any test (see {@linkcode freePorts}).
  */
 export function freePort(): number {
   return freePorts(1);
@@ -17,26 +18,75 @@ export function freePort(): number {
 /**
  * The first of `count` consecutive ports free now ({@linkcode freePort}'s choice for one; with
  * `ITX_TEST_PORTS`, all of them inside its range), e.g. a passive FTP server's data ports.
+ *
+ * Test files run at once and a port is bound later, by the program it is for: two tests looking
+ * at the same time would find the same port free and the second program would not start (or
+ * another test's server would answer it). So each port handed out is written down in a file all
+ * tests share, with the time, and not handed out again before {@linkcode CLAIM_MS} have passed
+ * (unless no other port is left).
  */
 export function freePorts(count: number): number {
+  return withClaims((claims) => {
+    const now = Date.now();
+    const unclaimed = (port: number) => now - (claims.get(port) ?? 0) >= CLAIM_MS;
+    const first = pickPorts(count, unclaimed) ?? pickPorts(count, () => true);
+    if (first === null) throw new Error(`No ${count} free port(s) in a row${rangeSaid()}`);
+    for (let n = 0; n < count; n++) claims.set(first + n, now);
+    for (const [port, at] of claims) if (now - at >= CLAIM_MS) claims.delete(port);
+    return first;
+  });
+}
+
+/** How long a port handed out by {@linkcode freePorts} is not handed out again. */
+export const CLAIM_MS = 120_000;
+
+/** The ports handed out lately, and when (see {@linkcode freePorts}). */
+const CLAIMS_FILE = `/tmp/itx-test-port-claims-${Deno.uid()}.json`;
+
+/** Run `fn` on the claims, alone (an exclusive lock on the file), and save what it left. */
+function withClaims<T>(fn: (claims: Map<number, number>) => T): T {
+  using file = Deno.openSync(CLAIMS_FILE, { read: true, write: true, create: true, mode: 0o600 });
+  file.lockSync(true);
+  const claims = new Map<number, number>();
+  try {
+    const saved = JSON.parse(Deno.readTextFileSync(CLAIMS_FILE) || "{}");
+    for (const [port, at] of Object.entries(saved)) claims.set(Number(port), Number(at));
+  } catch { /* unreadable: none claimed */ }
+  const result = fn(claims);
+  Deno.writeTextFileSync(CLAIMS_FILE, JSON.stringify(Object.fromEntries(claims)));
+  file.unlockSync();
+  return result;
+}
+
+/** `ITX_TEST_PORTS`'s range, in the words of an error. */
+function rangeSaid(): string {
+  const range = Deno.env.get("ITX_TEST_PORTS");
+  return range ? ` in ITX_TEST_PORTS ${range}` : "";
+}
+
+/** The first of `count` consecutive ports free now that `allowed` takes, or `null`. */
+function pickPorts(count: number, allowed: (port: number) => boolean): number | null {
+  const fits = (first: number) =>
+    Array.from({ length: count }, (_, n) => first + n).every((port) =>
+      allowed(port) && isFree(port)
+    );
   const range = /^(\d+)-(\d+)$/.exec(Deno.env.get("ITX_TEST_PORTS") ?? "");
   if (range !== null) {
     const [low, high] = [Number(range[1]), Number(range[2]) - count + 1];
     const start = low + Math.floor(Math.random() * Math.max(1, high - low + 1));
     for (let i = 0; i <= high - low; i++) {
       const first = low + (start - low + i) % (high - low + 1);
-      if (Array.from({ length: count }, (_, n) => first + n).every(isFree)) return first;
+      if (fits(first)) return first;
     }
-    throw new Error(`No ${count} free port(s) in a row in ITX_TEST_PORTS ${range[0]}`);
+    return null;
   }
-  for (let tries = 0;; tries++) {
+  for (let tries = 0; tries <= 100; tries++) {
     const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
     const first = (listener.addr as Deno.NetAddr).port;
     listener.close();
-    const rest = Array.from({ length: count - 1 }, (_, n) => first + 1 + n);
-    if (first + count - 1 <= 65535 && rest.every(isFree)) return first;
-    if (tries === 100) throw new Error(`No ${count} free port(s) in a row`);
+    if (first + count - 1 <= 65535 && fits(first)) return first;
   }
+  return null;
 }
 
 /** Whether `port` on 127.0.0.1 can be taken now. */
