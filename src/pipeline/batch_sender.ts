@@ -51,9 +51,8 @@ export interface BatchSenderContext {
   /** An attempt failed (`final`: past its fast retries; `scope`: whose problem, as JobStatus's). */
   onFailed?(relPath: string, error: TransferError, final: boolean, scope: FailureScope): void;
   /**
-   * Whether a failing file keeps being tried every `retry_max_delay_seconds`
-   * until it arrives (the daemon), instead of waiting for the next rescan or
-   * start-up (`run --once`, which must end).
+   * Whether a failing file keeps being tried every `retry_max_delay_seconds` until it arrives
+   * (the daemon), instead of waiting for the next rescan or start-up (`run --once`: it ends).
    */
   slowRetries?: boolean;
   /** Whether a destination that cannot take files (full, unreachable) pauses the job. */
@@ -65,10 +64,8 @@ export interface BatchSenderContext {
    * `space_guard.ts`): `null`, or why there is no room for it.
    */
   admit?(bytes: number, files: number): Promise<string | null>;
-  /**
-   * Longest time a batch may take, then aborted and retried (default three times
-   * `transfer_timeout_seconds` plus a minute: this catches a wait anywhere else).
-   */
+  /** Longest time a batch may take, then aborted and retried (default three times
+   * `transfer_timeout_seconds` plus a minute: this catches a wait anywhere else). */
   deadlineMs?: number;
   /**
    * A file arrived after a failure of the whole destination was said: the failed get a try. (That
@@ -116,10 +113,8 @@ export class BatchSender {
     this.#context = context;
   }
 
-  /**
-   * The job stops (its batches have ended): record what waited for the
-   * ledger, or say that the next start sends it again.
-   */
+  /** The job stops (its batches have ended): record what waited for the ledger, or say that
+   * the next start sends it again. */
   close(): void {
     this.recordWaiting();
     if (this.#unrecorded.length === 0) return;
@@ -226,9 +221,14 @@ export class BatchSender {
       for (const [record, error] of failures) await this.#failed(record, error, batch);
     } catch (error) {
       if (signal.aborted) return sent;
-      this.#log.error("Sending a batch failed: {error}; its files are retried", {
-        error: error instanceof Error ? error.message : String(error),
-      });
+      // The destination could not be asked (down?) before any file was settled: each fails alike.
+      if (error instanceof TransferError) {
+        for (const record of batch) await this.#failed(record, error, batch);
+      } else {
+        this.#log.error("Sending a batch failed: {error}; its files are retried", {
+          error: error instanceof Error ? error.message : String(error),
+        });
+      }
     } finally {
       clearTimeout(watchdog);
       signal.removeEventListener("abort", stop);

@@ -9,7 +9,7 @@ import { posix } from "node:path";
 import { bandwidthLimit } from "../../config/sizes.ts";
 import type { JobConfig } from "../../config/types.ts";
 import type { CommandError } from "../../errors.ts";
-import type { FailureContext } from "../classify.ts";
+import { classifyFailure, type FailureContext } from "../classify.ts";
 import { deliver } from "../deliver.ts";
 import {
   parseFoundFlush,
@@ -190,9 +190,10 @@ export abstract class SshTransport implements Transport, SshMethod {
     const answers = new Map<string, T>();
     for (let i = 0; i < destinations.length; i += perScript) {
       const { script, parse } = build(destinations.slice(i, i + perScript));
-      const stdout = await this.session.runScript(script.text, {
-        timeoutMs: this.timeoutMs,
-        signal,
+      const asking = this.session.runScript(script.text, { timeoutMs: this.timeoutMs, signal });
+      // Said as a send that fails so (the connection, the login): a job pauses for it alike.
+      const stdout = await asking.catch((error) => {
+        throw signal.aborted ? error : classifyFailure(error, "ask the destination", this.context);
       });
       for (const [key, value] of parse(stdout)) answers.set(key, value);
     }

@@ -14,6 +14,7 @@ import { countingHook } from "../../helpers/sandbox.ts";
 import { standInPrograms } from "../../helpers/recording_tools.ts";
 import {
   exists,
+  LEAST_CEILING_MS,
   listFiles,
   randomBytes,
   sha256Of,
@@ -23,6 +24,7 @@ import {
 } from "../../helpers/files.ts";
 import { freePort } from "../../helpers/net.ts";
 import { sshSandbox, startSshd, type TestSshd } from "../../helpers/sshd.ts";
+import { pausedJob } from "../../helpers/status.ts";
 
 const NIGHT = new Date("2024-07-01T20:00:00Z"); // -> 20240701
 
@@ -211,3 +213,40 @@ for (
     }
   });
 }
+
+Deno.test("daemon (scp): a copy renamed into place by a call cut off after the rename, the server down since: the job stays paused (its look at the destination fails as the destination does), not said to take files again until the file arrives", async () => {
+  const server = await cuttingServer(true);
+  try {
+    const { watch, remote, config, env } = await sshSandbox(server.sshd, "scp", {
+      stability_window_seconds: 0.2,
+      retry_delay_seconds: 0.2,
+    });
+    const bytes = randomBytes(20_000);
+    const daemon = startCli(["run", "-c", config], { env });
+    try {
+      await daemon.waitForOutput("Watching");
+      await Deno.writeFile(join(watch, "a.fits"), bytes);
+      await Deno.utime(join(watch, "a.fits"), NIGHT, NIGHT);
+      // Renamed into place, the call waits: the server goes down under it, and stays down.
+      await waitFor(async () => !await exists(server.cut), LEAST_CEILING_MS, "the rename");
+      await server.sshd.halt();
+      await daemon.waitForOutput(/cannot be reached: Cannot send \S*a\.fits/);
+      // Its next attempt (the pause's probe) first asks the destination whether the copy is there.
+      await daemon.waitForOutput(
+        /still cannot be reached|Sending a batch failed|takes files again/,
+      );
+      assert.doesNotMatch(daemon.stderr(), /Sending a batch failed|takes files again/);
+      assert.equal((await pausedJob(config, env))?.state, "destination unreachable");
+      await server.sshd.restart();
+      await daemon.waitForOutput(/Successfully transferred \S*a\.fits/);
+      assert.match(daemon.stderr(), /takes files again/);
+    } finally {
+      assert.equal((await daemon.stop("SIGTERM")).code, 0, daemon.stderr());
+    }
+    const copies = (await listFiles(remote)).filter((path) => !path.includes("/."));
+    assert.deepEqual(copies, ["20240701/a.fits"], "one copy, none beside");
+    assert.equal(await sha256OfFile(join(remote, "20240701/a.fits")), sha256Of(bytes));
+  } finally {
+    await server.stop();
+  }
+});
