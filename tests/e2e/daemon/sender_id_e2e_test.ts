@@ -35,39 +35,59 @@ async function idFile(box: Sandbox): Promise<string | null> {
   return await Deno.readTextFile(join(box.stateDir, SENDER_ID_FILE)).catch(() => null);
 }
 
-Deno.test("sender_id holding no id: a new id, one WARN line naming the file and the copies left under the old one, no stack trace; the file still goes", async () => {
-  await using box = await cliSandbox({ log_file: "" });
-  await writeSource(box, "a.fits");
-  const first = await runCli(["run", "--once", "-c", box.config], { env: box.env });
-  assert.equal(first.code, 0, first.stderr);
-  const old = (await idFile(box))?.trim();
-  assert.match(old ?? "", /^[0-9a-f]{24}$/);
-  assert.doesNotMatch(first.stderr, /sender_id/, "a first start makes the id without a word");
+/** A `sender_id` spoilt between two runs: how, and what the WARN line at the second says of it. */
+const SPOILT_BETWEEN_RUNS = [
+  {
+    title: "sender_id holding no id: a new id, one WARN line naming the file and the copies left " +
+      "under the old one, no stack trace; the file still goes",
+    spoil: (path: string) => Deno.writeTextFile(path, "not an id\n"),
+    said: /holds no id: a new id was made/,
+  },
+  {
+    title: "sender_id removed between runs of an install that sent files: a new id, one WARN " +
+      "line naming the file and the copies left under the old one; none at the first start",
+    spoil: (path: string) => Deno.remove(path),
+    said: /was missing, although the ledger beside it records files of earlier runs/,
+  },
+];
 
-  await Deno.writeTextFile(join(box.stateDir, SENDER_ID_FILE), "not an id\n");
-  const bytes = await writeSource(box, "b.fits");
-  const second = await runCli(["run", "--once", "-c", box.config], { env: box.env });
-  assert.equal(second.code, 0, second.stderr);
-  const lines = second.stderr.split("\n").filter((line) => /sender_id/.test(line));
-  assert.equal(lines.length, 1, second.stderr);
-  assert.match(lines[0], /WARN/);
-  assert.ok(lines[0].includes(join(box.stateDir, SENDER_ID_FILE)), lines[0]);
-  assert.match(lines[0], /holds no id: a new id was made/);
-  assert.match(
-    lines[0],
-    /left under its old id .*\.image-transfer-partial.* no longer resumed or removed/,
-  );
-  assert.doesNotMatch(second.stderr, /^\s+at /m, "no stack trace");
-  const made = (await idFile(box))?.trim();
-  assert.match(made ?? "", /^[0-9a-f]{24}$/);
-  assert.notEqual(made, old);
-  assert.equal(await sha256OfFile(join(box.dest, "20240315", "b.fits")), sha256Of(bytes));
+for (const { title, spoil, said } of SPOILT_BETWEEN_RUNS) {
+  Deno.test(title, async () => {
+    await using box = await cliSandbox({ log_file: "" });
+    const a = await writeSource(box, "a.fits");
+    const first = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+    assert.equal(first.code, 0, first.stderr);
+    assert.doesNotMatch(first.stderr, /sender_id/, "a first start makes the id without a word");
+    const old = (await idFile(box))?.trim();
+    assert.match(old ?? "", /^[0-9a-f]{24}$/);
 
-  const third = await runCli(["run", "--once", "-c", box.config], { env: box.env });
-  assert.equal(third.code, 0, third.stderr);
-  assert.doesNotMatch(third.stderr, /sender_id/, "said once");
-  assert.equal((await idFile(box))?.trim(), made);
-});
+    await spoil(join(box.stateDir, SENDER_ID_FILE));
+    const b = await writeSource(box, "b.fits");
+    const second = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+    assert.equal(second.code, 0, second.stderr);
+    const lines = second.stderr.split("\n").filter((line) => /sender_id/.test(line));
+    assert.equal(lines.length, 1, second.stderr);
+    assert.match(lines[0], /WARN/);
+    assert.ok(lines[0].includes(join(box.stateDir, SENDER_ID_FILE)), lines[0]);
+    assert.match(lines[0], said);
+    assert.match(
+      lines[0],
+      /left under its old id .*\.image-transfer-partial.* no longer resumed or removed/,
+    );
+    assert.doesNotMatch(second.stderr, /^\s+at /m, "no stack trace");
+    const made = (await idFile(box))?.trim();
+    assert.match(made ?? "", /^[0-9a-f]{24}$/);
+    assert.notEqual(made, old);
+    for (const [name, bytes] of [["a.fits", a], ["b.fits", b]] as const) {
+      assert.equal(await sha256OfFile(join(box.dest, "20240315", name)), sha256Of(bytes), name);
+    }
+
+    const third = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+    assert.equal(third.code, 0, third.stderr);
+    assert.doesNotMatch(third.stderr, /sender_id/, "said once");
+    assert.equal((await idFile(box))?.trim(), made);
+  });
+}
 
 Deno.test("a state folder emptied while the daemon runs gets this install's id back: the next start sweeps the temporary copy it left", async () => {
   await using box = await cliSandbox({ resume_partial_hours: 0 });
@@ -108,44 +128,6 @@ Deno.test("a state folder emptied while the daemon runs gets this install's id b
   const names = (await Array.fromAsync(Deno.readDir(night))).map((e) => e.name).sort();
   assert.deepEqual(names, ["a.fits", "b.fits", "d.fits"], "its own leftover swept");
   assert.equal(await sha256OfFile(join(night, "d.fits")), sha256Of(d));
-});
-
-Deno.test("sender_id removed between runs of an install that sent files: a new id, one WARN line naming the file and the copies left under the old one; none at the first start", async () => {
-  await using box = await cliSandbox({ log_file: "" });
-  const a = await writeSource(box, "a.fits");
-  const first = await runCli(["run", "--once", "-c", box.config], { env: box.env });
-  assert.equal(first.code, 0, first.stderr);
-  assert.doesNotMatch(first.stderr, /sender_id/, "a first start makes the id without a word");
-  const old = (await idFile(box))?.trim();
-  assert.match(old ?? "", /^[0-9a-f]{24}$/);
-
-  await Deno.remove(join(box.stateDir, SENDER_ID_FILE));
-  const b = await writeSource(box, "b.fits");
-  const second = await runCli(["run", "--once", "-c", box.config], { env: box.env });
-  assert.equal(second.code, 0, second.stderr);
-  const lines = second.stderr.split("\n").filter((line) => /sender_id/.test(line));
-  assert.equal(lines.length, 1, second.stderr);
-  assert.match(lines[0], /WARN/);
-  assert.ok(lines[0].includes(join(box.stateDir, SENDER_ID_FILE)), lines[0]);
-  assert.match(
-    lines[0],
-    /was missing, although the ledger beside it records files of earlier runs/,
-  );
-  assert.match(
-    lines[0],
-    /left under its old id .*\.image-transfer-partial.* no longer resumed or removed/,
-  );
-  const made = (await idFile(box))?.trim();
-  assert.match(made ?? "", /^[0-9a-f]{24}$/);
-  assert.notEqual(made, old);
-  for (const [name, bytes] of [["a.fits", a], ["b.fits", b]] as const) {
-    assert.equal(await sha256OfFile(join(box.dest, "20240315", name)), sha256Of(bytes), name);
-  }
-
-  const third = await runCli(["run", "--once", "-c", box.config], { env: box.env });
-  assert.equal(third.code, 0, third.stderr);
-  assert.doesNotMatch(third.stderr, /sender_id/, "said once");
-  assert.equal((await idFile(box))?.trim(), made);
 });
 
 Deno.test("a folder in the place of sender_id: one WARN line at the start saying the host name's naming and what to do; the file still goes", async () => {
