@@ -457,7 +457,7 @@ for (const method of ["scp", "rsync"] as const) {
  */
 const sshClientsOf = (port: number, runtimeDir: string) =>
   runningProcesses((argv) =>
-    (argv[0].split("/").at(-1) === "ssh" && argv.some((arg) => arg.includes(String(port)))) ||
+    (argv[0].split("/").at(-1) === "ssh" && argv.some((arg) => arg === String(port))) ||
     (argv[0].startsWith("ssh: ") && argv.join(" ").includes(runtimeDir))
   );
 
