@@ -239,7 +239,7 @@ Deno.test("daemon (scp): a copy renamed into place by a call cut off after the r
       assert.equal((await pausedJob(config, env))?.state, "destination unreachable");
       await server.sshd.restart();
       await daemon.waitForOutput(/Successfully transferred \S*a\.fits/);
-      assert.match(daemon.stderr(), /takes files again/);
+      await daemon.waitForOutput(/takes files again/); // Said as the batch ends, after the file.
     } finally {
       assert.equal((await daemon.stop("SIGTERM")).code, 0, daemon.stderr());
     }
