@@ -6,7 +6,7 @@
  * @module
  */
 import { Command, Option } from "commander";
-import { dirname, join, resolve } from "node:path";
+import { dirname, join } from "node:path";
 import { isMap, parseDocument } from "yaml";
 import { type DaemonState, type JobPause, PID_FILE, probeDaemon } from "../ledger/daemon_lock.ts";
 import { loadConfig } from "../config/load.ts";
@@ -20,10 +20,10 @@ import { IN_THE_OPTIONS, type Path } from "../config/key_lines.ts";
 import { keyProblem } from "../config/jobs.ts";
 import { escapeControlChars } from "../log/logging.ts";
 import { pastedWord } from "../shell_words.ts";
+import { parseSet } from "./options.ts";
 import {
   addQuickStartOptions,
   destinationKeys,
-  parseSetValue,
   quickStartConfig,
   type QuickStartOptions,
   wantsQuickStart,
@@ -98,9 +98,7 @@ function daemonOfSets(sets: string[]): Config {
   const keys: Record<string, unknown> = {};
   const unknown: string[] = [];
   for (const pair of sets) {
-    const at = pair.indexOf("=");
-    if (at <= 0) throw new UsageError(`--set expects KEY=VALUE, got ${JSON.stringify(pair)}`);
-    const [key, value] = [pair.slice(0, at), parseSetValue(pair.slice(at + 1))];
+    const [key, value] = parseSet(pair);
     const problem = keyProblem(key, value) ?? notOfARun(key);
     if (problem !== null) unknown.push(`${IN_THE_OPTIONS}: ${problem}`);
     else if (key in daemonShape) keys[key] = value;
@@ -148,17 +146,16 @@ export function findCommand(config: Config, command: string): string {
 export function withRunOptions(command: string, options: QuickStartOptions): string {
   const to = options.to === undefined ? {} : destinationKeys(options.to, options.method);
   const typed: [string, string | undefined][] = [
-    ["--watch", options.watch === undefined ? undefined : resolve(expandPath(options.watch))],
+    ["--watch", options.watch === undefined ? undefined : expandPath(options.watch)],
     ["--to", to.transfer_method === "local" ? String(to.remote_base_path) : options.to],
     ["--method", options.method],
     [
       "--ftp-password-file",
-      options.ftpPasswordFile && resolve(expandPath(options.ftpPasswordFile)),
+      options.ftpPasswordFile && expandPath(options.ftpPasswordFile),
     ],
     ["--ftp-password-env", options.ftpPasswordEnv],
     ...(options.set ?? []).map((pair): [string, string] => {
-      const at = pair.indexOf("="); // Checked by the run: a KEY=VALUE.
-      const [key, value] = [pair.slice(0, at), parseSetValue(pair.slice(at + 1))];
+      const [key, value] = parseSet(pair); // Checked by the run: a KEY=VALUE.
       const path = (LOCAL_PATH_KEYS as readonly string[]).includes(key) &&
         typeof value === "string" && value !== "";
       return ["--set", path ? `${key}=${expandPath(value)}` : pair];

@@ -1,15 +1,14 @@
 /**
- * A first run without a config file: `run --watch DIR --to DEST`. DEST is
- * `[user@]host:/path` (scp, or rsync with `--method rsync`),
- * `ftp://[user@]host[:port]/path` (plain FTP), `ftps://...` (FTP with TLS), or
- * a local folder. Every other key keeps its default; `--save-config FILE`
- * writes the equivalent config file.
+ * A first run without a config file: `run --watch DIR --to DEST`. DEST is `[user@]host:/path`
+ * (scp, or rsync with `--method rsync`), `ftp://[user@]host[:port]/path` (plain FTP),
+ * `ftps://...` (FTP with TLS), or a local folder. Every other key keeps its default;
+ * `--save-config FILE` writes the equivalent config file.
  *
  * @module
  */
 import type { Command } from "commander";
 import { resolve } from "node:path";
-import { parse, stringify } from "yaml";
+import { stringify } from "yaml";
 import { parseConfig } from "../config/load.ts";
 import { expandPath, isDefaultConfigPath, otherOsPathProblem } from "../config/paths.ts";
 import { LOCAL_PATH_KEYS } from "../config/resolve.ts";
@@ -21,6 +20,7 @@ import { ConfigError, UsageError, WatchFolderError } from "../errors.ts";
 import { answerWithin } from "../config/file_systems.ts";
 import { pastedWord } from "../shell_words.ts";
 import { checkBeforeStart } from "../pipeline/start_checks.ts";
+import { parseSet } from "./options.ts";
 
 /** The command-line options that describe a config-free run. */
 export interface QuickStartOptions {
@@ -42,8 +42,8 @@ export interface QuickStart {
 }
 
 /**
- * Add the options that describe a config-free run (`--watch`, `--to`,
- * `--method`, `--ftp-password-*`, `--set`) to `command` (`run`, `doctor`).
+ * Add the options that describe a config-free run (`--watch`, `--to`, `--method`,
+ * `--ftp-password-*`, `--set`) to `command` (`run`, `doctor`).
  */
 export function addQuickStartOptions(command: Command): Command {
   return command
@@ -107,9 +107,7 @@ export function quickStartConfig(options: QuickStartOptions): QuickStart {
   }
   if (options.ftpPasswordEnv !== undefined) keys.ftp_password_env = options.ftpPasswordEnv;
   for (const pair of options.set ?? []) {
-    const at = pair.indexOf("=");
-    if (at <= 0) throw new UsageError(`--set expects KEY=VALUE, got ${JSON.stringify(pair)}`);
-    const [key, value] = [pair.slice(0, at), parseSetValue(pair.slice(at + 1))];
+    const [key, value] = parseSet(pair);
     if (fromOptions.includes(key)) {
       throw new UsageError(
         `--set ${key}=\u2026 would overrule ${key === "watch_path" ? "--watch" : "--to"}: ` +
@@ -183,8 +181,8 @@ function checkFtpPassword(options: QuickStartOptions, keys: Record<string, unkno
 }
 
 /**
- * Check a config made from the options as `run` does before it starts, each
- * problem said of the options (see {@linkcode quickStartConfig}).
+ * Check a config made from the options as `run` does before it starts, each problem said of the
+ * options (see {@linkcode quickStartConfig}).
  *
  * @throws {ConfigError} naming every problem
  */
@@ -218,8 +216,8 @@ export async function checkWatchOption(typed: string, path: string): Promise<voi
 }
 
 /**
- * A config error as the options' own: the file and lines it names are those
- * of the generated text (which may never be written), not anything typed.
+ * A config error as the options' own: the file and lines it names are those of the generated
+ * text (which may never be written), not anything typed.
  */
 function aboutTheOptions(error: ConfigError, file: string): ConfigError {
   const lines = error.message.split("\n").map((line) => {
@@ -244,8 +242,7 @@ function aboutTheOptions(error: ConfigError, file: string): ConfigError {
 }
 
 /**
- * Write `text` to `file` (mode 0644), refusing to replace an existing file
- * unless `force`.
+ * Write `text` to `file` (mode 0644), refusing to replace an existing file unless `force`.
  *
  * @throws {UsageError} when the file exists and `force` is not given
  */
@@ -433,17 +430,4 @@ function ftpKeys(to: string, tls: boolean): Record<string, unknown> {
     ftp_tls: tls ? "required" : "off",
     ...(url.port ? { ftp_port: Number(url.port) } : {}),
   };
-}
-
-/** A `--set` value: YAML scalars, quoted text (as in the file) and lists (`5`, `""`, `[a, b]`), else the text as is. */
-export function parseSetValue(text: string): unknown {
-  if (/^(-?\d+(\.\d+)?|true|false|null)$/.test(text)) return JSON.parse(text);
-  const list = /^\[.*\]$/.test(text);
-  try {
-    if (list || /^("[^]*"|'[^]*')$/.test(text)) return list ? JSON.parse(text) : parse(text);
-  } catch { // Not JSON (`[*.fit, 'a b']`): split at its commas, an item's quotes as in the file.
-    const items = list ? text.slice(1, -1).split(",").map((part) => part.trim()) : [];
-    if (list) return items.filter((p) => p).map((p) => p.replace(/^(["'])(.*)\1$/, "$2"));
-  }
-  return text;
 }
