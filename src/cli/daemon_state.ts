@@ -6,7 +6,7 @@
  * @module
  */
 import { Command, Option } from "commander";
-import { dirname, join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { isMap, parseDocument } from "yaml";
 import { type DaemonState, type JobPause, PID_FILE, probeDaemon } from "../ledger/daemon_lock.ts";
 import { loadConfig } from "../config/load.ts";
@@ -146,12 +146,12 @@ export function findCommand(config: Config, command: string): string {
 export function withRunOptions(command: string, options: QuickStartOptions): string {
   const to = options.to === undefined ? {} : destinationKeys(options.to, options.method);
   const typed: [string, string | undefined][] = [
-    ["--watch", options.watch === undefined ? undefined : expandPath(options.watch)],
+    ["--watch", options.watch === undefined ? undefined : resolve(expandPath(options.watch))],
     ["--to", to.transfer_method === "local" ? String(to.remote_base_path) : options.to],
     ["--method", options.method],
     [
       "--ftp-password-file",
-      options.ftpPasswordFile && expandPath(options.ftpPasswordFile),
+      options.ftpPasswordFile && resolve(expandPath(options.ftpPasswordFile)),
     ],
     ["--ftp-password-env", options.ftpPasswordEnv],
     ...(options.set ?? []).map((pair): [string, string] => {
