@@ -141,6 +141,7 @@ export class BatchSender {
    * and settle each of them.
    *
    * @returns how many of them arrived
+   * @throws an error no attempt's outcome explains (logged; its files are retried)
    */
   async send(batch: WorkRecord[]): Promise<number> {
     const { job, table, signal } = this.#context;
@@ -225,9 +226,12 @@ export class BatchSender {
       if (error instanceof TransferError) {
         for (const record of batch) await this.#failed(record, error, batch);
       } else {
-        this.#log.error("Sending a batch failed: {error}; its files are retried", {
-          error: error instanceof Error ? error.message : String(error),
+        // A fault of this program, said with where it happened: thrown, as it tells nothing of the
+        // destination (a paused job stays paused).
+        this.#log.error("Sending a batch failed unexpectedly: {error}; its files are retried", {
+          error: error instanceof Error ? error.stack ?? error.message : String(error),
         });
+        throw error;
       }
     } finally {
       clearTimeout(watchdog);
@@ -238,23 +242,12 @@ export class BatchSender {
         const now = table.record(record.relPath);
         if (now?.phase !== "sending" || now.take !== takes.get(record.relPath)) continue;
         const attempts = record.attempts + 1;
-        const delayMs = retryDelayMs(
-          attempts,
-          job.retry_delay_seconds,
-          job.retry_max_delay_seconds,
-        );
-        const nextAttemptAt = systemClock.now() + delayMs;
+        const nextAttemptAt = systemClock.now() +
+          retryDelayMs(attempts, job.retry_delay_seconds, job.retry_max_delay_seconds);
+        const failure = { error: "the batch it was sent in failed", attempts, nextAttemptAt };
         table.attemptFailed(
           record.relPath,
-          {
-            kind: "failure",
-            failure: {
-              error: "the batch it was sent in failed",
-              attempts,
-              nextAttemptAt,
-              final: false,
-            },
-          },
+          { kind: "failure", failure: { ...failure, final: false } },
           { to: "waiting", attempts, nextAttemptAt },
         );
       }

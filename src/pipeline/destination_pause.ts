@@ -295,14 +295,22 @@ export class DestinationPause {
   }
 
   /**
-   * A batch ended with `arrived` files at the destination; `caughtUp`:
-   * nothing else waits to be sent. Returns whether this ended the pause
-   * (back to full speed, or nothing else waits), which is logged.
+   * A batch ended with `arrived` files at the destination (`null`: it failed in a way that tells
+   * nothing of the destination, a fault of this program); `caughtUp`: nothing else waits to be
+   * sent. Returns whether this ended the pause (back to full speed, or nothing else waits), which
+   * is logged.
    */
-  ended(probe: boolean, arrived: number, caughtUp = false): boolean {
+  ended(probe: boolean, sent: number | null, caughtUp = false): boolean {
+    const arrived = sent ?? 0;
     // Back without a pause (a login refused, `run --once`): said now; a pause says it as it ends.
     if (arrived > 0 && this.#state === "running") this.#sayBack();
     if (probe && this.#state === "probing") {
+      // A fault of this program tells nothing of the destination: the pause holds, and the next
+      // probe comes after the usual wait (the file itself waits for its retry).
+      if (sent === null) {
+        this.#schedule();
+        return false;
+      }
       if (arrived === 0) {
         // Failed as no other file would (a full or unreachable destination paused it again,
         // ending the probing): it tells nothing of the destination. Another file is the probe

@@ -425,7 +425,7 @@ export class JobRunner {
       const probe = this.#pause.started();
       this.#filesInFlight += batch.length;
       this.#status.started(batch.map((record) => record.relPath), probe);
-      const sending: Promise<void> = this.#sender.send(batch).catch(() => 0).then((arrived) => {
+      const sending: Promise<void> = this.#sender.send(batch).catch(() => null).then((arrived) => {
         this.#filesInFlight -= batch.length;
         const caughtUp = !this.#table.hasSendable && this.#filesInFlight === 0;
         this.#pause.ended(probe, arrived, caughtUp);

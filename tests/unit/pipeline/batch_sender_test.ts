@@ -7,7 +7,7 @@ import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { TransferError, type TransferErrorKind } from "../../../src/errors.ts";
 import { Ledger } from "../../../src/ledger/ledger.ts";
-import { BatchSender } from "../../../src/pipeline/batch_sender.ts";
+import { BatchSender, type BatchSenderContext } from "../../../src/pipeline/batch_sender.ts";
 import { FileTable, type WorkRecord } from "../../../src/pipeline/file_table.ts";
 import type { Transport } from "../../../src/transfer/transport.ts";
 import { createFileFilter } from "../../../src/watch/file_filter.ts";
@@ -77,8 +77,10 @@ function sender(
   transport: Transport,
   onHold: () => void = () => {},
   onBack: () => void = () => {},
+  more: Partial<BatchSenderContext> = {},
 ): BatchSender {
   return new BatchSender({
+    ...more,
     job,
     table,
     transport,
@@ -113,6 +115,29 @@ Deno.test("BatchSender: a file held by a full destination and taken by the next 
     assert.equal(table.record("x.fits")?.take, second[0].take);
     assert.equal(table.record("y.fits")?.phase, "queued");
   } finally {
+    await close();
+  }
+});
+
+Deno.test("BatchSender: an error no attempt's outcome explains is said with where it happened and thrown; its files are retried", async () => {
+  const { job, table, close } = await queued(["x.fits"], { retry_delay_seconds: 60 });
+  const logs = await captureLogs();
+  try {
+    const transport = failing(job, () => null, "retry");
+    // A fault of the program, not of the file or the destination (a TypeError, say).
+    const admit = () => Promise.reject(new TypeError("x is not a function"));
+    const batchSender = sender(job, table, transport, undefined, undefined, { admit });
+    // The job's pause learns of it as no outcome at all (see DestinationPause.ended).
+    await assert.rejects(batchSender.send(table.takeBatch(16)), /x is not a function/);
+    const said = logs.records.filter((r) => r.level === "error");
+    assert.equal(said.length, 1);
+    assert.match(String(said[0].rawMessage), /failed unexpectedly/);
+    assert.match(String(said[0].properties.error), /TypeError: x is not a function\n\s+at /);
+    const record = table.record("x.fits");
+    assert.equal(record?.phase, "waiting", "retried after its delay, not lost");
+    assert.equal(record?.attempts, 1);
+  } finally {
+    await logs.stop();
     await close();
   }
 });

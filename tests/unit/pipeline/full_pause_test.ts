@@ -338,6 +338,34 @@ Deno.test("DestinationPause: a probe that fails as no other file would tries ano
   pause.close();
 });
 
+Deno.test("DestinationPause: a probe that fails unexpectedly (a fault of the program, no attempt's outcome) keeps the pause, unsaid; the next probe comes after the wait", async () => {
+  const logs = await captureLogs();
+  try {
+    const { clock, pause, due, reports } = setup(8, { firstProbeMs: 1_000 });
+    assert.equal(pause.pause("connection refused", false), true);
+    clock.advance(1_000);
+    assert.equal(due(), 1);
+    assert.equal(pause.started(), true);
+    // Nothing else waits (its file waits for its retry): before, the pause ended here and said
+    // "The destination /dest takes files again; job test resumes", the host still down.
+    assert.equal(pause.ended(true, null, true), false, "the pause holds");
+    assert.equal(pause.paused, true);
+    assert.equal(logs.count("info", "takes files again"), 0);
+    assert.equal(reports.at(-1)?.state, "destination unreachable", "still reported as paused");
+    assert.equal(pause.room(0), 0, "no probe before the wait");
+    clock.advance(9_999);
+    assert.equal(due(), 1);
+    clock.advance(1);
+    assert.equal(due(), 2, "the next probe after the usual wait");
+    assert.equal(pause.started(), true);
+    assert.equal(pause.ended(true, 1, true), true, "a probe that arrives ends it");
+    assert.equal(logs.count("info", "takes files again"), 1);
+    pause.close();
+  } finally {
+    await logs.stop();
+  }
+});
+
 Deno.test("DestinationPause: that the destination takes files again is said once per recovery, by one line", async () => {
   const logs = await captureLogs();
   const said = () => logs.count("info", "takes files again");
