@@ -14,7 +14,6 @@ import {
   type Sink,
   type TextFormatter,
 } from "@logtape/logtape";
-import { getRotatingFileSink } from "@logtape/file";
 import { dirname } from "node:path";
 import { ConfigError, describeErrorChain, ExitCode } from "../errors.ts";
 
@@ -159,6 +158,59 @@ async function createPrivate(file: string): Promise<void> {
 }
 
 /**
+ * The log file's sink: each line is written as it is logged, so a daemon killed (SIGKILL, out of
+ * memory) leaves every line it logged before, the ledger's and the log's account alike (written,
+ * not synced: the system puts it on disk, and a burst of lines costs no disk flush each). Past
+ * `maxBytes` the file becomes `<file>.1`, and the older ones `.2` to `.<maxFiles>`. A line that
+ * cannot be written (a full disk) is dropped: logging never stops the daemon.
+ */
+export function logFileSink(
+  file: string,
+  formatter: TextFormatter,
+  maxBytes = LOG_MAX_BYTES,
+  maxFiles = LOG_MAX_FILES,
+): Sink & Disposable {
+  const encoder = new TextEncoder();
+  const open = () => Deno.openSync(file, { create: true, append: true, mode: 0o600 });
+  let out: Deno.FsFile | null = open();
+  let size = out.statSync().size;
+  // Where the next rotation is due: a rotation that failed is tried again `maxBytes` later.
+  let rotateAt = maxBytes;
+  const rotate = () => {
+    out?.close();
+    out = null;
+    try {
+      for (let n = maxFiles - 1; n > 0; n--) {
+        try {
+          Deno.renameSync(`${file}.${n}`, `${file}.${n + 1}`);
+        } catch { /* not there yet */ }
+      }
+      Deno.renameSync(file, `${file}.1`);
+    } catch { /* kept as it is */ }
+    out = open();
+    size = out.statSync().size;
+    rotateAt = size + maxBytes;
+  };
+  let closed = false;
+  const sink = (record: LogRecord) => {
+    if (closed) return;
+    let bytes = encoder.encode(formatter(record));
+    try {
+      if (out === null || (size > 0 && size + bytes.length > rotateAt)) rotate();
+      size += bytes.length;
+      while (bytes.length > 0) bytes = bytes.subarray(out!.writeSync(bytes));
+    } catch { /* dropped: see the doc */ }
+  };
+  return Object.assign(sink, {
+    [Symbol.dispose]: () => {
+      closed = true;
+      out?.close();
+      out = null;
+    },
+  });
+}
+
+/**
  * Configure logging for the whole process.
  *
  * @throws when the log file's folder cannot be created or the file cannot be opened
@@ -174,16 +226,7 @@ export async function setupLogging(options: LoggingOptions): Promise<void> {
     try {
       await Deno.mkdir(dirname(options.logFile), { recursive: true, mode: 0o700 });
       await createPrivate(options.logFile);
-      sinks.file = getRotatingFileSink(options.logFile, {
-        maxSize: LOG_MAX_BYTES,
-        maxFiles: LOG_MAX_FILES,
-        formatter,
-        // Written and flushed to disk in the background at most every second,
-        // so a burst of log lines never stalls the watcher.
-        nonBlocking: true,
-        bufferSize: 64 * 1024,
-        flushInterval: 1000,
-      }) as Sink;
+      sinks.file = logFileSink(options.logFile, formatter);
     } catch (error) {
       const reason = error instanceof Error ? error.message : String(error);
       throw new ConfigError(

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { runCli } from "../../helpers/cli.ts";
+import { runCli, startCli } from "../../helpers/cli.ts";
 import { listFiles, randomBytes } from "../../helpers/files.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
 import type { LogRecord } from "@logtape/logtape";
@@ -12,6 +12,7 @@ import {
   escapeControlChars,
   formatJson,
   formatText,
+  logFileSink,
   quoteIfUnsafe,
 } from "../../../src/log/logging.ts";
 
@@ -59,6 +60,55 @@ Deno.test("JSON log lines keep a file name with a newline exact", async () => {
   assert.equal(sent.length, 1, lines.join("\n"));
   assert.equal(sent[0].source, join(box.watch, FORGED));
   assert.ok(sent[0].message.includes(FORGED));
+});
+
+Deno.test("a daemon killed (SIGKILL) leaves in its log file every line it logged before", async () => {
+  await using box = await cliSandbox();
+  const bytes = randomBytes(2345);
+  const daemon = startCli(["run", "-c", box.config], { env: box.env });
+  try {
+    await daemon.waitForOutput("Watching");
+    await Deno.writeFile(join(box.watch, "m31 $(x).fits"), bytes);
+    await Deno.utime(join(box.watch, "m31 $(x).fits"), noon, noon);
+    // On stderr first, in the same moment in the file; killed at once after it.
+    await daemon.waitForOutput(/Successfully transferred .*m31 \$\(x\)\.fits/);
+  } finally {
+    assert.equal((await daemon.stop("SIGKILL")).signal, "SIGKILL");
+  }
+  assert.deepEqual(await Deno.readFile(join(box.dest, "20240502", "m31 $(x).fits")), bytes);
+  // Before, lines were written out once a second: the last second's were lost with the process.
+  const log = await Deno.readTextFile(box.logFile);
+  assert.match(log, /Watching/);
+  assert.match(log, /Successfully transferred .*m31 \$\(x\)\.fits/, log);
+});
+
+Deno.test("the log file is rotated past its size: the older files move up, the oldest beyond the count is dropped", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "itx-log-" });
+  try {
+    const file = join(dir, "image_transfer.log");
+    await Deno.writeTextFile(file, "left by an earlier run\n");
+    const sink = logFileSink(file, (r) => `${r.message.join("")}\n`, 40, 2);
+    const line = (n: number) =>
+      sink(record("info", ["image-transfer"], [`line ${String(n).padStart(2, "0")} ......`]));
+    // 15 bytes a line: the earlier run's line and one new fit in 40, two new ones in a new file.
+    for (let n = 1; n <= 7; n++) line(n);
+    sink[Symbol.dispose]();
+    const two = (a: number) => `line 0${a} ......\nline 0${a + 1} ......\n`;
+    assert.equal(await Deno.readTextFile(file), two(6));
+    assert.equal(await Deno.readTextFile(`${file}.1`), two(4));
+    assert.equal(
+      await Deno.readTextFile(`${file}.2`),
+      two(2),
+      "the oldest, with the earlier line, dropped",
+    );
+    await assert.rejects(Deno.stat(`${file}.3`), Deno.errors.NotFound, "two old files kept");
+    if (Deno.build.os !== "windows") assert.equal((await Deno.stat(file)).mode! & 0o777, 0o600);
+    // A line after the file is closed (a reload replaced the sink) is dropped, and throws nothing.
+    line(8);
+    assert.equal(await Deno.readTextFile(file), two(6));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("quoteIfUnsafe: a name with a real line break is quoted, one with a backslash and an n is not", () => {
