@@ -135,8 +135,10 @@ export function keepSenderId(stateDir: string): void {
 
 /**
  * What is wrong with this install's id file in `stateDir`, in one line for `doctor` and `status`
- * (what, what `run` does with it, what to do), reading only; `null` when it holds an id, is not
- * there yet, or `run` writes back the id kept for it (by `ledger`, as an older version did).
+ * (what, what `run` does with it, what to do), reading only: spoilt, or missing beside a ledger
+ * that records files (removed since an earlier run: {@linkcode ranBefore}). `null` when it holds
+ * an id, is not there yet (a fresh install), or `run` writes back the id kept for it (by the
+ * running daemon, or by `ledger`, as an older version did).
  *
  * @param options.daemonRuns a daemon runs with `stateDir` (it holds the id and writes it back)
  * @param options.ledger the ledger in `stateDir`, read as it is, if there is one
@@ -147,7 +149,14 @@ export function senderIdTrouble(
 ): string | null {
   const path = join(stateDir, SENDER_ID_FILE);
   const found = readSenderId(path);
-  if (!("unusable" in found)) return null;
+  if ("id" in found) return null;
+  if ("missing" in found) {
+    if (options.daemonRuns || !ranBefore(options.ledger)) return null;
+    if (SENDER_ID.test(options.ledger?.meta(LEDGER_KEY) ?? "")) return null;
+    return `${path} is missing, although the ledger beside it records files of earlier runs: ` +
+      `run makes a new id there ${LOST}; restore the file from a backup if there is one, else ` +
+      "remove those by hand once no transfer is under way";
+  }
   const { unusable } = found;
   if (unusable === IS_A_FOLDER) {
     return `${path} is a folder: run cannot keep this install's id there and names its ` +
@@ -159,14 +168,16 @@ export function senderIdTrouble(
       "restart keeps the id)";
   }
   if (SENDER_ID.test(options.ledger?.meta(LEDGER_KEY) ?? "")) return null;
-  const lost = "and no longer resumes or removes the copies this install left at its " +
-    "destinations under the old id (hidden names ending in .image-transfer-partial)";
   return unusable === "holds no id"
-    ? `${path} holds no id: run makes a new id there ${lost}; remove those by hand once no ` +
+    ? `${path} holds no id: run makes a new id there ${LOST}; remove those by hand once no ` +
       "transfer is under way"
-    : `${path} ${unusable}: run makes a new id there ${lost}; to keep the id, let the daemon's ` +
+    : `${path} ${unusable}: run makes a new id there ${LOST}; to keep the id, let the daemon's ` +
       "account read the file";
 }
+
+/** What `run` no longer does once it made a new id ({@linkcode senderIdTrouble}'s words). */
+const LOST = "and no longer resumes or removes the copies this install left at its " +
+  "destinations under the old id (hidden names ending in .image-transfer-partial)";
 
 /** Say that the sender id file at `path`, unusable (`why`), was replaced with a new id. */
 function madeAnew(path: string, why: string): void {

@@ -205,7 +205,54 @@ Deno.test("doctor and status say a sender_id that holds no id, or a folder in it
   assert.ok((await Deno.stat(path)).isDirectory, "left as it is");
 });
 
-Deno.test("status while the daemon runs: a sender_id spoilt meanwhile is said as written back at the stop, and it is", async () => {
+Deno.test("doctor and status say a sender_id missing beside a ledger that records files (what, what run does, what to do); not on a fresh install, with no ledger or an empty one", async () => {
+  await using box = await cliSandbox({ log_file: "" });
+  const path = join(box.stateDir, SENDER_ID_FILE);
+  /** The lines of `doctor`, `status` and `status --json`'s `senderIdProblem` naming the file. */
+  const said = async () => {
+    const doctor = await runCli(["doctor", "-c", box.config], { env: box.env });
+    assert.equal(doctor.code, 0, "a warning, not a failure: " + doctor.stdout + doctor.stderr);
+    const status = await runCli(["status", "-c", box.config], { env: box.env });
+    assert.equal(status.code, 0, status.stdout + status.stderr);
+    const json = await runCli(["status", "--json", "-c", box.config], { env: box.env });
+    assert.equal(json.code, 0, json.stdout + json.stderr);
+    return {
+      doctor: idLines(box, doctor.stdout + doctor.stderr),
+      status: idLines(box, status.stdout + status.stderr),
+      json: JSON.parse(json.stdout).senderIdProblem,
+    };
+  };
+  const nothing = { doctor: [], status: [], json: null };
+  assert.deepEqual(await said(), nothing, "no state_dir yet");
+
+  // A first run that sent nothing: a ledger that records no file.
+  const empty = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+  assert.equal(empty.code, 0, empty.stderr);
+  await Deno.remove(path);
+  assert.deepEqual(await said(), nothing, "a ledger that records no file");
+
+  const bytes = await writeSource(box, "a.fits");
+  const first = await runCli(["run", "--once", "-c", box.config], { env: box.env });
+  assert.equal(first.code, 0, first.stderr);
+  assert.doesNotMatch(first.stderr, /sender_id/, "made without a word: nothing sent before");
+  assert.equal(await sha256OfFile(join(box.dest, "20240315", "a.fits")), sha256Of(bytes));
+  assert.deepEqual(await said(), nothing, "a sound id");
+
+  await Deno.remove(path);
+  const problem = `${path} is missing, although the ledger beside it records files of earlier ` +
+    "runs: run makes a new id there and no longer resumes or removes the copies this install " +
+    "left at its destinations under the old id (hidden names ending in " +
+    ".image-transfer-partial); restore the file from a backup if there is one, else remove " +
+    "those by hand once no transfer is under way";
+  assert.deepEqual(await said(), {
+    doctor: [`  WARN  install id: ${problem}`],
+    status: [`Install id: ${problem}`],
+    json: problem,
+  });
+  assert.equal(await idFile(box), null, "made by neither");
+});
+
+Deno.test("status while the daemon runs: a sender_id removed meanwhile is not said, one spoilt is said as written back at the stop, and it is", async () => {
   await using box = await cliSandbox({ log_file: "" });
   const path = join(box.stateDir, SENDER_ID_FILE);
   const daemon = startCli(["run", "-c", box.config], { env: box.env });
@@ -216,6 +263,11 @@ Deno.test("status while the daemon runs: a sender_id spoilt meanwhile is said as
     assert.equal(await sha256OfFile(sent), sha256Of(bytes));
     const id = await idFile(box);
     assert.match(id ?? "", /^[0-9a-f]{24}\n$/);
+    await Deno.remove(path);
+    for (const command of ["doctor", "status"]) {
+      const missing = await runCli([command, "-c", box.config], { env: box.env });
+      assert.deepEqual(idLines(box, missing.stdout + missing.stderr), [], `${command}: missing`);
+    }
     await Deno.writeTextFile(path, "spoilt\n");
     const status = await runCli(["status", "-c", box.config], { env: box.env });
     assert.equal(status.code, 0, status.stdout + status.stderr);
