@@ -148,6 +148,48 @@ Deno.test("a folder in the place of sender_id: one WARN line at the start saying
   assert.ok((await Deno.stat(path)).isDirectory, "left as it is");
 });
 
+Deno.test("a sender_id the daemon's account cannot read: doctor and status say it in one line each (what, what run does, what to do); run then makes a new id, as said", async () => {
+  await using box = await cliSandbox({ log_file: "" });
+  const options = { env: box.env, honourFileModes: true };
+  const bytes = await writeSource(box, "a.fits");
+  const first = await runCli(["run", "--once", "-c", box.config], options);
+  assert.equal(first.code, 0, first.stderr);
+  assert.equal(await sha256OfFile(join(box.dest, "20240315", "a.fits")), sha256Of(bytes));
+  const path = join(box.stateDir, SENDER_ID_FILE);
+  const old = await idFile(box);
+  await Deno.chmod(path, 0o000);
+
+  const problem = `${path} cannot be read (permission denied): run makes a new id there and no ` +
+    "longer resumes or removes the copies this install left at its destinations under the old " +
+    "id (hidden names ending in .image-transfer-partial); to keep the id, let the daemon's " +
+    "account read the file";
+  const doctor = await runCli(["doctor", "-c", box.config], options);
+  assert.equal(doctor.code, 0, "a warning, not a failure: " + doctor.stdout + doctor.stderr);
+  assert.deepEqual(idLines(box, doctor.stdout + doctor.stderr), [`  WARN  install id: ${problem}`]);
+  const status = await runCli(["status", "-c", box.config], options);
+  assert.equal(status.code, 0, status.stdout + status.stderr);
+  assert.deepEqual(idLines(box, status.stdout + status.stderr), [`Install id: ${problem}`]);
+  const json = await runCli(["status", "--json", "-c", box.config], options);
+  assert.equal(json.code, 0, json.stdout + json.stderr);
+  assert.equal(JSON.parse(json.stdout).senderIdProblem, problem);
+  assert.equal((await Deno.stat(path)).mode! & 0o777, 0, "changed by neither");
+
+  const b = await writeSource(box, "b.fits");
+  const run = await runCli(["run", "--once", "-c", box.config], options);
+  assert.equal(run.code, 0, run.stderr);
+  const lines = run.stderr.split("\n").filter((line) => /sender_id/.test(line));
+  assert.equal(lines.length, 1, run.stderr);
+  assert.match(lines[0], /WARN/);
+  assert.ok(
+    lines[0].includes(`${path} cannot be read (permission denied): a new id was made`),
+    lines[0],
+  );
+  const made = await idFile(box);
+  assert.match(made ?? "", /^[0-9a-f]{24}\n$/);
+  assert.notEqual(made, old);
+  assert.equal(await sha256OfFile(join(box.dest, "20240315", "b.fits")), sha256Of(b));
+});
+
 /** The lines of `text` that name the id file of `box`. */
 function idLines(box: Sandbox, text: string): string[] {
   const path = join(box.stateDir, SENDER_ID_FILE);
