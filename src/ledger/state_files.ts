@@ -13,7 +13,7 @@
  *
  * @module
  */
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { logger } from "../log/logging.ts";
 import type { Ledger } from "./ledger.ts";
 
@@ -64,7 +64,8 @@ type Read = { id: string } | { missing: true } | { unusable: string };
  * file that holds no id or cannot be read, or of one removed since an earlier run (the ledger
  * records files: {@linkcode ranBefore}), is said in one WARN line (what the install left at its
  * destinations under the old id is no longer its own). A file that cannot be written (a folder in
- * its place, a state folder it cannot write in) is said once in a WARN line, and `null` returned.
+ * its place, another account's in a state folder with the sticky bit, a full disk) is said once in
+ * a WARN line, and `null` returned.
  * Without `writable` (a command that changes nothing) nothing is written: the file's id, else the
  * ledger's.
  *
@@ -96,7 +97,8 @@ export function senderId(
     writeAtomically(path, `${id}\n`);
     written = readSenderId(path);
   } catch (error) {
-    written = { unusable: `cannot be written (${errorText(error)})` };
+    const theirs = error instanceof Deno.errors.PermissionDenied && othersInSticky(path);
+    written = { unusable: theirs ? NOT_OURS : `cannot be written (${errorText(error)})` };
   }
   if (!("id" in written)) {
     // The ledger's id, else the host name's (said once: it holds till the file can be written).
@@ -204,6 +206,8 @@ function notKept(stateDir: string, why: string): void {
   const path = join(stateDir, SENDER_ID_FILE);
   const todo = why === IS_A_FOLDER
     ? `remove the folder ${path}`
+    : why === NOT_OURS
+    ? `give ${path} to the daemon's account, or remove it`
     : `let the daemon's account write in ${stateDir} (free space there if its disk is full)`;
   logger("ledger").warn(
     "This install's id file {path} {why}: the id cannot be kept there, so the names of its " +
@@ -217,6 +221,23 @@ function notKept(stateDir: string, why: string): void {
 
 /** Why a folder in the id file's place gives no id (see {@linkcode readSenderId}). */
 const IS_A_FOLDER = "is a folder";
+
+/** Why a file another account owns cannot be replaced (see {@linkcode othersInSticky}). */
+const NOT_OURS =
+  "is another account's, which run cannot replace in a state_dir with the sticky bit";
+
+/**
+ * Whether the file at `path` is another account's in a folder with the sticky bit (a shared one,
+ * as /tmp): there only its owner (or the folder's) may replace it, whatever the folder's mode.
+ */
+function othersInSticky(path: string): boolean {
+  try {
+    const folder = Deno.statSync(dirname(path));
+    return (folder.mode ?? 0) & 0o1000 ? Deno.lstatSync(path).uid !== Deno.uid() : false;
+  } catch {
+    return false;
+  }
+}
 
 /** What the file at `path` says: an id, nothing (no file), or why it gives none. */
 function readSenderId(path: string): Read {

@@ -71,9 +71,10 @@ export interface CliOptions {
   /** Text fed to standard input. */
   stdin?: string;
   /**
-   * Run without the power to read or write any file regardless of its mode
-   * (Linux: `setpriv` drops CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH), so a
-   * test running as root sees permissions as an ordinary user would.
+   * Run without the power to read or write any file regardless of its mode, nor to replace
+   * another account's file in a folder with the sticky bit (Linux: `setpriv` drops
+   * CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH and CAP_FOWNER), so a test running as root sees
+   * permissions as an ordinary user would.
    */
   honourFileModes?: boolean;
   /** Flags added after the permission set, e.g. `--allow-net=127.0.0.1:9000`. */
@@ -111,7 +112,7 @@ function command(args: string[], options: CliOptions): [string, string[]] {
   if (!options.honourFileModes || Deno.uid() !== 0) return [Deno.execPath(), argv];
   return [
     "setpriv",
-    ["--bounding-set=-dac_override,-dac_read_search", "--", Deno.execPath(), ...argv],
+    ["--bounding-set=-dac_override,-dac_read_search,-fowner", "--", Deno.execPath(), ...argv],
   ];
 }
 
