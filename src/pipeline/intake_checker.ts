@@ -30,11 +30,11 @@ export function intakeChecker(
       skipLog: null,
     });
   const shortcut = matching(job.close_shortcut_patterns);
-  // A growing file whose source goes once it arrived must not go while its writer still
-  // writes it (a pause longer than the window): where closes are told, it waits for its close.
-  const growing = job.after_transfer === "keep" || job.growing_patterns.length === 0
-    ? null
-    : matching(job.growing_patterns);
+  // A file whose source goes once it arrived must not go while its writer still writes it (a
+  // pause longer than the window): where closes are told, it waits for its close. A growing one
+  // (its parts go meanwhile) whatever its kind; any other but a FITS file whose structure says
+  // it is complete or not yet (each waits by its own rules, up to the grace: `stability.ts`).
+  const growing = job.after_transfer === "keep" ? null : matching(job.growing_patterns);
   return new StabilityChecker({
     ...on,
     stableForMs,
@@ -43,9 +43,10 @@ export function intakeChecker(
       const rel = relativeTo(job.watch_path, path);
       return rel !== null && shortcut.includesFile(rel);
     },
-    waitsForClose: (path) => {
+    waitsForClose: (path, { kind }) => {
       const rel = relativeTo(job.watch_path, path);
-      return growing !== null && rel !== null && growing.includesFile(rel);
+      if (growing === null || rel === null) return false;
+      return (kind !== "complete" && kind !== "incomplete") || growing.includesFile(rel);
     },
     fitsAppended: job.fits_appends_extensions,
     incompleteGraceMs: job.fits_incomplete_grace_seconds * 1000,
@@ -60,8 +61,8 @@ export function intakeChecker(
       graceLeftMs === Infinity
         ? log.info(
           "{path} has not changed for the stability window, but {reason}; job {job} sends it " +
-            "once its writer closed it, and then {how} the source (growing_patterns)",
-          { path, reason, how: job.after_transfer === "move" ? "moves" : "deletes" },
+            "once its writer closed it, and then {how} the source (after_transfer: {mode})",
+          { path, reason, how: `${job.after_transfer}s`, mode: job.after_transfer },
         )
         : log.info(
           "{path} has not changed for the stability window, but {reason}; job {job} waits up to {seconds} s more for the rest, then sends it as it is",

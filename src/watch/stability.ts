@@ -17,8 +17,8 @@
  *   event arrived for it, for the stability window. A close-after-write
  *   (Linux) shortens the wait to a short confirmation only for files the
  *   caller allows (`closeShortcut`), and never for an empty file.
- * - A file the caller names (`waitsForClose`) that its writer still has open (seen written,
- *   Linux, not closed since) waits for its close however long, whatever its kind.
+ * - A file the caller names (`waitsForClose`, by its path and structure) that its writer still
+ *   has open (seen written, Linux, not closed since) waits for its close however long.
  * - A file that disappears is dropped (`onGone`), never reported ready. One whose stat fails
  *   otherwise (an I/O error on a share, a folder's permissions) is not taken as gone: it stays
  *   under observation, is looked at again (see `observation.ts`) and said (`onUnreadable`), and
@@ -70,8 +70,9 @@ export interface StabilityOptions {
   closedForMs?: number;
   /** Whether the file at `path` may take the `closedForMs` shortcut. @default none may */
   closeShortcut?: (path: string) => boolean;
-  /** Whether `path`, seen written and not closed since, waits for its close. @default none */
-  waitsForClose?: (path: string) => boolean;
+  /** Whether `path` (its structure now), seen written and not closed since, waits for its close.
+   * @default none */
+  waitsForClose?: (path: string, structure: FitsStructure) => boolean;
   /**
    * Writers close FITS files and append HDUs later: a complete FITS file to
    * which HDUs may be appended is treated like any other file (the window).
@@ -139,7 +140,7 @@ export class StabilityChecker {
   #options: StabilityOptions & {
     closedForMs: number;
     closeShortcut: (path: string) => boolean;
-    waitsForClose: (path: string) => boolean;
+    waitsForClose: (path: string, structure: FitsStructure) => boolean;
     fitsAppended: boolean;
     incompleteGraceMs: number;
     waitForIncomplete: boolean;
@@ -360,7 +361,7 @@ export class StabilityChecker {
   #decide(path: string, entry: Observation, structure: FitsStructure): Decision {
     const { stableForMs, closedForMs } = this.#options;
     const quietForMs = performance.now() - entry.lastActivityMs;
-    if (entry.open && !entry.closed && this.#options.waitsForClose(path)) {
+    if (entry.open && !entry.closed && this.#options.waitsForClose(path, structure)) {
       const reason = "its writer still has it open";
       if (quietForMs < stableForMs - 1) return { ready: false, waitMs: stableForMs - quietForMs };
       if (!this.#options.waitForIncomplete) return { ready: false, left: reason };

@@ -7,7 +7,7 @@
  * before gets a numbered name beside it).
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
+import { extname, join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { LEDGER_FILE } from "../../../src/ledger/ledger.ts";
 import { isMounted, mountBindfs, unmountBindfs } from "../../helpers/bindfs.ts";
@@ -555,39 +555,64 @@ Deno.test("a file changed after it was sent and gone before it was sent again is
   assert.equal(existsSync(source), false, "deleted once it arrived");
 });
 
-Deno.test("after_transfer: delete, a growing file whose writer pauses longer than the window is deleted only after its writer closed it", async () => {
-  await using p = await setUp();
-  await p.rewrite({
-    after_transfer: "delete",
-    file_patterns: ["*.log"],
-    growing_patterns: ["*.log"],
-  });
-  const daemon = startCli(["run", "-c", p.config], { env: p.env });
-  try {
-    await daemon.waitForOutput("Watching");
-    const source = join(p.watch, "spectrum.log");
-    const parts = [randomBytes(100_000), randomBytes(50_000)];
+for (
+  const { what, after_transfer, name, growing_patterns } of [
     {
-      using file = await Deno.open(source, { write: true, createNew: true });
-      await file.write(parts[0]);
-      // Its writer pauses, the file still open, longer than the window (0.3 s).
-      await daemon.waitForOutput(/spectrum\.log .*still has it open|Deleted .*spectrum\.log/);
-      assert.doesNotMatch(daemon.stderr(), /Deleted/, "deleted while its writer had it open");
-      assert.match(
-        daemon.stderr(),
-        /sends it once its writer closed it, and then deletes the source/,
-      );
-      await file.write(parts[1]);
+      what: "a growing file",
+      after_transfer: "delete",
+      name: "spectrum.log",
+      growing_patterns: ["*.log"],
+    },
+    // Before, only growing_patterns waited: this one went after the window, and was moved away
+    // while its writer still wrote (what it wrote after that went into a file no folder holds).
+    {
+      what: "any other file (not FITS)",
+      after_transfer: "move",
+      name: "-frame $(x).dat",
+      growing_patterns: [],
+    },
+  ]
+) {
+  Deno.test(`after_transfer: ${after_transfer}, ${what} whose writer pauses longer than the window goes only after its writer closed it`, async () => {
+    await using p = await setUp();
+    await p.rewrite({
+      after_transfer,
+      archive_path: p.archive,
+      file_patterns: [`*${extname(name)}`],
+      growing_patterns,
+    });
+    const daemon = startCli(["run", "-c", p.config], { env: p.env });
+    const gone = after_transfer === "delete" ? "Deleted" : "Moved";
+    const removed = new RegExp(`${gone} .*${name.replace(/[$().]/g, "\\$&")}`);
+    try {
+      await daemon.waitForOutput("Watching");
+      const source = join(p.watch, name);
+      const parts = [randomBytes(100_000), randomBytes(50_000)];
+      {
+        using file = await Deno.open(source, { write: true, createNew: true });
+        await file.write(parts[0]);
+        // Its writer pauses, the file still open, longer than the window (0.3 s).
+        await daemon.waitForOutput(new RegExp(`still has it open|${removed.source}`));
+        assert.doesNotMatch(daemon.stderr(), removed, "removed while its writer had it open");
+        assert.match(
+          daemon.stderr(),
+          new RegExp(`sends it once its writer closed it, and then ${after_transfer}s the source`),
+        );
+        await file.write(parts[1]);
+      }
+      await daemon.waitForOutput(removed);
+      const night = new Date().toISOString().slice(0, 10).replaceAll("-", "");
+      assert.deepEqual(await Deno.readFile(join(p.dest, night, name)), concat(parts));
+      assert.ok(!existsSync(source));
+      if (after_transfer === "move") {
+        assert.deepEqual(await Deno.readFile(join(p.archive, name)), concat(parts));
+      }
+    } finally {
+      const status = await daemon.stop();
+      assert.equal(status.code, 0, daemon.stderr());
     }
-    await daemon.waitForOutput(/Deleted .*spectrum\.log/);
-    const night = new Date().toISOString().slice(0, 10).replaceAll("-", "");
-    assert.deepEqual(await Deno.readFile(join(p.dest, night, "spectrum.log")), concat(parts));
-    assert.ok(!existsSync(source));
-  } finally {
-    const status = await daemon.stop();
-    assert.equal(status.code, 0, daemon.stderr());
-  }
-});
+  });
+}
 
 Deno.test("after_transfer: delete with growing_patterns where no close is seen (watch_mode: poll) is warned of at the start", async () => {
   await using p = await setUp();
