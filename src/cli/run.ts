@@ -185,9 +185,7 @@ export function runCommand(): Command {
           const why = [
             ...(summary.failed > 0 ? [`${summary.failed} file(s) failed`] : []),
             ...(unnamed > 0
-              ? [
-                `${unnamed} matching file(s) could not be opened by their names, or folder(s) read`,
-              ]
+              ? [`${unnamed} matching file(s) or folder(s) cannot be sent by their names or read`]
               : []),
           ];
           throw new Error(

@@ -100,4 +100,11 @@ Deno.test("ftp: a name with a line break is skipped once with why; the other fil
       const stopped = await daemon.stop();
       assert.equal(stopped.code, 0, daemon.stderr());
     }
+    // A run --once ends failed, for the names it could not send (not "could not be opened").
+    const once = await runCli(["run", "--once", "-c", box.config], { env });
+    assert.equal(once.code, 1, once.stderr);
+    assert.match(
+      once.stderr,
+      /Not every file was transferred: 3 matching file\(s\) or folder\(s\) cannot be sent by their names or read/,
+    );
   }));

@@ -83,7 +83,10 @@ Deno.test("local: a subfolder of the watch folder the daemon may not read is sai
     const once = await runCli(["run", "--once", "-c", box.config], options);
     assert.equal(once.code, 1, once.stderr);
     assert.match(once.stderr, /ERROR .*Cannot send .*\/cam 2: the folder cannot be read/);
-    assert.match(once.stderr, /could not be opened by their names, or folder\(s\) read/);
+    assert.match(
+      once.stderr,
+      /matching file\(s\) or folder\(s\) cannot be sent by their names or read/,
+    );
     assert.deepEqual(await Deno.readFile(join(box.dest, "20240801", "a.fits")), data);
 
     const status = await runCli(["status", "-c", box.config], options);

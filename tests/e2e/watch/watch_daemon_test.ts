@@ -352,7 +352,7 @@ Deno.test("run --dry-run lists every skipped entry with its reason; status count
     assert.equal(once.code, 1, once.stderr);
     assert.match(
       once.stderr,
-      /Not every file was transferred: 1 matching file\(s\) could not be opened by their names/,
+      /Not every file was transferred: 1 matching file\(s\) or folder\(s\) cannot be sent by their names or read/,
     );
     assert.equal((await listFiles(box.dest)).length, 2);
     const status = await runCli(["status", "-c", box.config], { env: box.env });
