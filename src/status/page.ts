@@ -83,7 +83,8 @@ function dur(s) {
   return s < 3600 ? Math.floor(s / 60) + " min" : s < 86400 ? (s / 3600).toFixed(1) + " h"
     : (s / 86400).toFixed(1) + " d";
 }
-const time = (ms) => ms ? new Date(ms).toLocaleString() : "-";
+// Local time as the status command says it (2024-03-15 03:12:45), whatever the browser's language.
+const time = (ms) => ms ? new Date(ms).toLocaleString("sv-SE") : "-";
 function took(ms) {
   if (ms === null || ms === undefined) return "-";
   const s = ms / 1000;

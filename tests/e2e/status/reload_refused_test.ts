@@ -49,7 +49,8 @@ Deno.test("a refused reload is said on the page, in /api/status and /metrics, an
     await banner.filter({ hasText: "was refused" }).waitFor();
     assert.match(
       await banner.innerText(),
-      /^The last reload \(.+\) was refused; the daemon runs with the config it had: .*retry_delay_seconds/,
+      // When, as `status` says times (before: the browser's own way, `11/30/2026, 4:54:41 AM`).
+      /^The last reload \(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\) was refused; the daemon runs with the config it had: .*retry_delay_seconds/,
     );
     await waitFor(
       async () => existsSync(log) && (await Deno.readTextFile(log)).includes("Reload refused"),
