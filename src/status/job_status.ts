@@ -417,7 +417,9 @@ export class JobStatus {
       ? unreachable
       : state === "failing"
       ? failing
-      : state === "paused" && !this.#userPaused
+      : state === "paused" && this.#userPaused
+      ? "from the status page; Resume there ends it"
+      : state === "paused"
       ? `outside a transfer window${this.#windowEnd ? ` (${this.#windowEnd})` : ""}`
       : null;
     return { state, since: this.#since, reason };

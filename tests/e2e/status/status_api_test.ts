@@ -198,6 +198,7 @@ Deno.test("status API: a failing destination shows its reason; retry after the f
   status = await getJson<Status>(d.base, "/api/status");
   assert.equal(status.jobs[0].sent, 1);
   assert.equal(status.jobs[0].state, "paused");
+  assert.equal(status.jobs[0].reason, "from the status page; Resume there ends it");
   const resumed = await post(d.base, "/api/jobs/default/resume");
   assert.deepEqual(await resumed.json(), { job: "default", state: "watching" });
   await waitFor(

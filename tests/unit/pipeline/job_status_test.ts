@@ -43,7 +43,11 @@ Deno.test("job status: paused from the page or by a transfer window, with the wi
   );
   status.windowPaused = false;
   status.userPaused = true;
-  assert.deepEqual([status.state(false).state, status.state(false).reason], ["paused", null]);
+  // Said as such (before: no reason, so `status` gave none where the log alone said why).
+  assert.deepEqual(
+    [status.state(false).state, status.state(false).reason],
+    ["paused", "from the status page; Resume there ends it"],
+  );
   status.userPaused = false;
   assert.equal(status.state(true).state, "full");
 });
