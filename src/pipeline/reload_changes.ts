@@ -34,6 +34,13 @@ function shown(value: unknown): string {
   return value === undefined ? "(not set)" : JSON.stringify(value);
 }
 
+/** An entry added or removed, its keys left empty (`""`, `[]`: not given) left out. */
+function shownEntry(value: unknown): string {
+  if (!isEntry(value)) return shown(value);
+  const given = (v: unknown) => v !== "" && !(Array.isArray(v) && v.length === 0);
+  return shown(Object.fromEntries(Object.entries(value).filter(([, v]) => given(v))));
+}
+
 /** Whether `value` is a plain object (a `schedules` entry, say), not a list or a scalar. */
 function isEntry(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
@@ -50,8 +57,8 @@ function changedValues(at: string, from: unknown, to: unknown, changes: string[]
   if (Array.isArray(from) && Array.isArray(to) && [...from, ...to].some(isEntry)) {
     for (let index = 0; index < Math.max(from.length, to.length); index++) {
       const item = `${at}[${index}]`;
-      if (index >= from.length) changes.push(`${item} added ${shown(to[index])}`);
-      else if (index >= to.length) changes.push(`${item} removed ${shown(from[index])}`);
+      if (index >= from.length) changes.push(`${item} added ${shownEntry(to[index])}`);
+      else if (index >= to.length) changes.push(`${item} removed ${shownEntry(from[index])}`);
       else changedValues(item, from[index], to[index], changes);
     }
   } else if (isEntry(from) && isEntry(to)) {
