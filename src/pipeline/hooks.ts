@@ -1,14 +1,12 @@
 /**
- * Hooks: the user's program run after each verified arrival (`on_transfer`)
- * or when a file gives up (`on_failure`), with the facts in environment
- * variables. Hooks run beside the transfers and never hold them up: at most
- * `max_concurrent_hooks` at a time, each killed after `hook_timeout_seconds`;
- * their output goes to the log; a failing hook is logged and counted. The
- * programs are checked before the daemon starts (`user_programs.ts`). An
- * `on_transfer` hook is owed from the moment its file is recorded as arrived
- * until it starts (`ledger/due_hooks.ts`): one a stop or a crash kept from
- * starting runs at the next start. The ledger also holds the ones a full
- * queue has no room for: they join the queue as it empties.
+ * Hooks: the user's program run after each verified arrival (`on_transfer`) or when a file gives
+ * up (`on_failure`), with the facts in environment variables. Hooks run beside the transfers and
+ * never hold them up: at most `max_concurrent_hooks` at a time, each killed after
+ * `hook_timeout_seconds`; their output goes to the log; a failing hook is logged and counted. The
+ * programs are checked before the daemon starts (`user_programs.ts`). An `on_transfer` hook is
+ * owed from the moment its file is recorded as arrived until it starts (`ledger/due_hooks.ts`): one
+ * a stop or a crash kept from starting runs at the next start. The ledger also holds the ones a
+ * full queue has no room for: they join the queue as it empties.
  *
  * @module
  */
@@ -118,6 +116,8 @@ export class HookRunner {
   /** A reload removed the job: no hook starts here any more. */
   #removed = false;
   #stats: HookStats = { succeeded: 0, failed: 0, dropped: 0 };
+  /** Told of each hook that failed or was not run, as it is counted (see `JobExtras`). */
+  onFailure: () => void = () => {};
   /** The runner this one replaces, while hooks it started may still run. */
   #before: HookRunner | undefined;
   /** The runner that replaced this one. */
@@ -242,6 +242,7 @@ export class HookRunner {
   /** Count and name a hook that is not run, with why, and `then`: what follows (when it runs). */
   #notRun(event: HookEvent, facts: HookFacts, reason: string, then = ""): void {
     this.#stats.dropped++;
+    this.onFailure();
     this.#log.error(`Hook on_{event} of job {job} for {source} not run: {reason}${then}`, {
       event,
       source: facts.source,
@@ -415,6 +416,7 @@ export class HookRunner {
     });
     if (result.kind === "not-started") {
       this.#stats.failed++;
+      this.onFailure();
       this.#log.error("Hook on_{event} of job {job} for {source} could not start: {error}", {
         ...fields,
         error: result.error,
@@ -434,6 +436,7 @@ export class HookRunner {
       return;
     }
     this.#stats.failed++;
+    this.onFailure();
     const reason = result.kind === "timed-out"
       ? `killed after ${job.hook_timeout_seconds} s (hook_timeout_seconds)`
       : this.#closed && result.signal

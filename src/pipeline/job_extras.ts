@@ -9,6 +9,7 @@ import type { JobConfig } from "../config/types.ts";
 import type { Transport } from "../transfer/transport.ts";
 import type { FileVersion } from "../watch/file_version.ts";
 import type { JobSnapshot } from "../status/job_status.ts";
+import type { JobExtra, StatusEvents } from "../status/events.ts";
 import { type FinishingHooks, HookRunner } from "./hooks.ts";
 import { hookFacts } from "./hook_facts.ts";
 import { JobSchedules, samePauseWindows } from "./schedules.ts";
@@ -36,6 +37,8 @@ export interface JobExtrasContext {
   once: boolean;
   /** The same job's extras of the config a reload replaced: their hooks go on here. */
   replaces?: JobExtras;
+  /** Told each failure of a hook, a schedule's action or a clean-up (`/metrics` counts them). */
+  events?: StatusEvents;
 }
 
 /** Hooks, source clean-up and schedules of one job; see the module doc. */
@@ -44,10 +47,13 @@ export class JobExtras {
   #hooks: HookRunner;
   #cleaner: SourceCleaner;
   #schedules: JobSchedules;
+  /** The extras that replaced these (a reload changed or renamed the job), else `undefined`. */
+  #next: JobExtras | undefined;
 
   constructor(context: JobExtrasContext) {
     this.#context = context;
     const { job, table } = context;
+    if (context.replaces) context.replaces.#next = this;
     const due = DueHooks.of(table.rows);
     this.#hooks = new HookRunner(job, context.replaces && context.replaces.#hooks, {
       started: (facts) => due.started(facts),
@@ -73,6 +79,28 @@ export class JobExtras {
       windowPaused: () => context.windowPaused(),
       resume: () => context.resume(),
     }, context.replaces && context.replaces.#schedules);
+    this.#hooks.onFailure = () => this.#failed("hook");
+    this.#schedules.onFailure = () => this.#failed("schedule");
+    this.#cleaner.onFailure = () => this.#failed("cleanup");
+  }
+
+  /**
+   * Tell the status surface that `extra` failed, under the name and method of the job these
+   * extras' counts go on in: a hook or a scheduled command still running here after a reload
+   * replaced them counts for the job that goes on from them (renamed too), as their tallies do;
+   * one of a job the reload removed, for that job (`/metrics` keeps its counts should it come
+   * back).
+   */
+  #failed(extra: JobExtra): void {
+    if (this.#next) return this.#next.#failed(extra);
+    const { job, events } = this.#context;
+    events?.emit({
+      type: "extraFailed",
+      job: job.name,
+      method: job.transfer_method,
+      extra,
+      at: Date.now(),
+    });
   }
 
   /** Deletes and moves of sources that failed since the daemon started (reloads included). */

@@ -178,6 +178,7 @@ export class JobRunner {
       },
       once: options.once,
       replaces: options.replaces && options.replaces.#extras,
+      events: options.events,
     });
     this.#sender = new BatchSender({
       job,

@@ -12,6 +12,7 @@ import type { FileRows } from "../ledger/file_rows.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
 import { runCaptured } from "../process/captured.ts";
 import { programProblem } from "./user_programs.ts";
+import type { FinishingHooks } from "./hooks.ts";
 import { writeNightReport } from "./night_report.ts";
 import { onClockStep, repeatEvery } from "./retry_timer.ts";
 
@@ -154,14 +155,6 @@ function entryKey(entry: ScheduleEntry, job: JobConfig): string {
   return JSON.stringify([keys, zone]);
 }
 
-/** The scheduled commands of schedules a reload replaced, running to their end. */
-export interface FinishingCommands {
-  /** Settles when every one has ended. */
-  finished: Promise<void>;
-  /** Kill them (the daemon stops). */
-  abort(): void;
-}
-
 /** The environment a scheduled command receives. */
 export function scheduleEnvironment(job: JobConfig, index: number): Record<string, string> {
   return {
@@ -210,6 +203,8 @@ export class JobSchedules {
   #running = new Map<Promise<void>, { index: number; entry: ScheduleEntry }>();
   /** Actions that failed or could not run, since the daemon started (shared over reloads). */
   #tally: { failures: number };
+  /** Told of each action that failed or could not run, as it is counted (see `JobExtras`). */
+  onFailure: () => void = () => {};
 
   /**
    * @param replaces the same job's schedules of the config a reload replaced (their count and
@@ -301,7 +296,7 @@ export class JobSchedules {
    * still running; a reload (`reloading`) lets them run to their end: returned, for the daemon
    * to end at its stop.
    */
-  async stop(reloading = false): Promise<FinishingCommands | null> {
+  async stop(reloading = false): Promise<FinishingHooks | null> {
     for (const cron of this.#crons) cron.stop();
     for (const stop of this.#timers) stop();
     this.#crons = [];
@@ -353,6 +348,7 @@ export class JobSchedules {
       const stop = this.#stopping.signal; // Counted unless the stop ended it (even as it comes).
       if (!stop.aborted || (error !== stop.reason && error?.name !== "AbortError")) {
         this.#tally.failures++;
+        this.onFailure();
       }
       this.#log.error("Schedule {index} of job {job} ({action}) failed: {error}", {
         index,
@@ -439,7 +435,10 @@ export class JobSchedules {
         const reason = result.kind === "timed-out"
           ? `killed after ${entry.timeout_seconds ?? 3600} s (timeout_seconds)`
           : result.reason;
-        if (reason !== "stopped") this.#tally.failures++; // Not when the stop killed it.
+        if (reason !== "stopped") { // Not when the stop killed it.
+          this.#tally.failures++;
+          this.onFailure();
+        }
         this.#log.error(
           `Schedule {index} of job {job}: command {command} failed: {reason}${suffix}`,
           { ...logged, reason },

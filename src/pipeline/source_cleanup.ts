@@ -79,6 +79,8 @@ export class SourceCleaner {
   #closed = false;
   /** Sources whose delete or move into the archive failed (each logged), reloads included. */
   #failures: number;
+  /** Told of each source whose delete or move failed, as it is counted (see `JobExtras`). */
+  onFailure: () => void = () => {};
   /** Without `keep_days`: the steps that failed, tried again on the job's retry delays. */
   #retrying = new Map<string, CleanupStep>();
   /**
@@ -248,7 +250,10 @@ export class SourceCleaner {
       }
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
-      if (before === undefined) this.#failures++;
+      if (before === undefined) {
+        this.#failures++;
+        this.onFailure();
+      }
       this.#failing.set(step.relPath, message);
       // Tried again at the next pass with keep_days (hourly), else on the job's retry delays.
       const again = this.#once

@@ -28,6 +28,9 @@ export function renamedLabels(
   return renamed.some(({ to }) => same(to, labels)) ? null : labels;
 }
 
+/** What a job does beside sending that can fail: its hooks, its schedules, its clean-up. */
+export type JobExtra = "hook" | "schedule" | "cleanup";
+
 /** One thing that happened in a job. */
 export type TransferEvent =
   | {
@@ -65,6 +68,8 @@ export type TransferEvent =
     at: number;
   }
   | { type: "job"; job: string; at: number }
+  /** A hook, a schedule's action or a source's clean-up of the job failed (each is logged). */
+  | { type: "extraFailed"; job: string; method: string; extra: JobExtra; at: number }
   /**
    * A reload swapped runners: each job of `renamed` (`from` its name and method before) goes on
    * under another name or method (`to`), as its figures and its ledger's rows do (`formerJob`).

@@ -13,7 +13,7 @@
  */
 import { TRANSFER_ERROR_KINDS } from "../errors.ts";
 import { JOB_STATES, type JobSnapshot } from "./job_status.ts";
-import { type JobLabels, renamedLabels, type TransferEvent } from "./events.ts";
+import { type JobExtra, type JobLabels, renamedLabels, type TransferEvent } from "./events.ts";
 import process from "node:process";
 
 /** Upper bounds (seconds) of the transfer duration histogram. */
@@ -25,6 +25,8 @@ interface JobCounters {
   failures: Map<string, number>;
   /** Batches a paused job sent to see whether its destination takes files again. */
   probes: number;
+  /** Hooks, schedule actions and clean-ups that failed (each logged). */
+  extras: Record<JobExtra, number>;
   /** Cumulative counts per bucket, then +Inf. */
   buckets: number[];
   durationSum: number;
@@ -48,6 +50,10 @@ export class Metrics {
         if (to) moved.set(`${to.job}\0${to.method}`, c);
       }
       this.#jobs = moved;
+      return;
+    }
+    if (event.type === "extraFailed") {
+      this.#counters(event.job, event.method).extras[event.extra]++;
       return;
     }
     if (event.type !== "sent" && event.type !== "failed" && event.type !== "started") return;
@@ -207,30 +213,31 @@ export class Metrics {
       "Files not complete yet that cannot be looked at now: their stat fails otherwise than not found (an I/O error on a share, a folder's permissions). Kept, looked at again and sent once they can be read; the log says why.",
       (job) => job.unreadable,
     );
+    // The daemon's skip log counts these by job name, reloads included: a job back goes on.
     perJob(
       "image_transfer_cannot_send_total",
       "counter",
       "Files and folders found that cannot be sent: a name that is not UTF-8, a name with a line break (FTP), a folder that cannot be read (each said once; `status` lists them).",
       (job) => job.cannotSend,
     );
-    perJob(
-      "image_transfer_hook_failures_total",
-      "counter",
-      "Hooks that failed, timed out or could not run (each is logged).",
-      (job) => job.hookFailures,
-    );
-    perJob(
-      "image_transfer_schedule_failures_total",
-      "counter",
-      "Schedule actions (command, report, rescan) that failed or could not run (each is logged).",
-      (job) => job.scheduleFailures,
-    );
-    perJob(
-      "image_transfer_cleanup_failures_total",
-      "counter",
-      "Sources after_transfer could not delete or move into the archive (each is logged).",
-      (job) => job.cleanupFailures,
-    );
+    // Counted here, not taken from the job's snapshot: a job removed by a reload that comes back
+    // goes on from its counts, where the snapshot (the page) counts from 0.
+    const extras: Array<[JobExtra, string]> = [
+      ["hook", "Hooks that failed, timed out or could not run (each is logged)."],
+      [
+        "schedule",
+        "Schedule actions (command, report, rescan) that failed or could not run (each is logged).",
+      ],
+      [
+        "cleanup",
+        "Sources after_transfer could not delete or move into the archive (each is logged).",
+      ],
+    ];
+    for (const [extra, help] of extras) {
+      const name = `image_transfer_${extra}_failures_total`;
+      family(name, "counter", help);
+      for (const { labels, c } of entries) out.push(sample(name, labels, c.extras[extra]));
+    }
     family(
       "image_transfer_job_paused",
       "gauge",
@@ -287,6 +294,7 @@ export class Metrics {
         bytes: 0,
         failures: new Map(),
         probes: 0,
+        extras: { hook: 0, schedule: 0, cleanup: 0 },
         buckets: new Array(DURATION_BUCKETS_SECONDS.length + 1).fill(0),
         durationSum: 0,
         durationCount: 0,

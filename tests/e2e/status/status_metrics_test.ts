@@ -33,9 +33,9 @@ function snapshot(job: string, freeBytes: number | null = null): JobSnapshot {
     lastSuccessAt: null,
     cannotSend: job === "cam1" ? 2 : 0,
     unreadable: job === "cam1" ? 1 : 0,
-    hookFailures: job === "cam1" ? 4 : 0,
-    scheduleFailures: job === "cam1" ? 5 : 0,
-    cleanupFailures: job === "cam1" ? 3 : 0,
+    hookFailures: job === "cam1" ? 1 : 0,
+    scheduleFailures: job === "cam1" ? 1 : 0,
+    cleanupFailures: job === "cam1" ? 1 : 0,
     freeSpace: freeBytes === null ? null : { bytes: freeBytes, at: 0 },
     watch: null,
   };
@@ -100,6 +100,13 @@ Deno.test("metrics: counters, cumulative duration buckets, failures by class, qu
     probe: false,
     at: 0,
   });
+  // Hooks, schedule actions and clean-ups that failed, as the job tells them (its snapshot's
+  // counts, which the page shows, are not what the counters show).
+  for (const [extra, times] of [["hook", 4], ["schedule", 5], ["cleanup", 3]] as const) {
+    for (let i = 0; i < times; i++) {
+      metrics.record({ type: "extraFailed", job: "cam1", method: "rsync", extra, at: 0 });
+    }
+  }
   const text = metrics.render(
     [snapshot("cam1", 5_000_000_000), snapshot("cam2")],
     {
@@ -237,6 +244,7 @@ Deno.test("metrics: a job removed or renamed by a reload leaves no series behind
     durationMs: 30,
     at: 0,
   });
+  metrics.record({ type: "extraFailed", job: "cam1", method: "rsync", extra: "hook", at: 0 });
   const build = { version: "0.1.0", commit: "abc", deno: "2.9.6" };
   const render = (...jobs: string[]) =>
     metrics.render(jobs.map((job) => snapshot(job)), build, 0, 0);
@@ -248,10 +256,20 @@ Deno.test("metrics: a job removed or renamed by a reload leaves no series behind
   const after = render("cam1b");
   assert.doesNotMatch(after, /job="cam1"/);
   assert.match(after, /^image_transfer_files_transferred_total\{job="cam1b",method="rsync"\} 0$/m);
-  // Back under its name: its counter goes on from where it was, never down.
+  // Back under its name: its counters go on from where they were, never down.
+  const back = render("cam1");
+  assert.match(back, /^image_transfer_files_transferred_total\{job="cam1",method="rsync"\} 1$/m);
+  assert.match(back, /^image_transfer_hook_failures_total\{job="cam1",method="rsync"\} 1$/m);
+  // Renamed cam9 by a reload: its counters go on under the new name.
+  metrics.record({
+    type: "renamed",
+    renamed: [{ from: { job: "cam1", method: "rsync" }, to: { job: "cam9", method: "rsync" } }],
+    at: 0,
+  });
+  metrics.record({ type: "extraFailed", job: "cam9", method: "rsync", extra: "hook", at: 0 });
   assert.match(
-    render("cam1"),
-    /^image_transfer_files_transferred_total\{job="cam1",method="rsync"\} 1$/m,
+    render("cam9"),
+    /^image_transfer_hook_failures_total\{job="cam9",method="rsync"\} 2$/m,
   );
 });
 

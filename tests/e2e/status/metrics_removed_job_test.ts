@@ -1,0 +1,99 @@
+/**
+ * A job a reload removed and a later reload brings back (same name and `method`): its `/metrics`
+ * counters go on from where they were, the hook and schedule failures as the files sent, never
+ * down; its page (`/api/status`) counts from 0, as a new job's. A real `local` daemon, a hook and
+ * a scheduled command that fail (`false`), two reloads (SIGHUP).
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { runProgram } from "../../helpers/cli.ts";
+import { LEAST_CEILING_MS, randomBytes, waitFor } from "../../helpers/files.ts";
+import { getJson, startStatusDaemon } from "../../helpers/status.ts";
+
+/** The value of the sample `name` of job `cam` (local) in `text`, or `undefined`. */
+function camSample(text: string, name: string): number | undefined {
+  const match = new RegExp(`^${name}\\{job="cam",method="local"\\} (\\S+)$`, "m").exec(text);
+  return match ? Number(match[1]) : undefined;
+}
+
+Deno.test("metrics: a job removed by a reload and brought back goes on counting its hook and schedule failures from where they were", async () => {
+  const cam = await Deno.makeTempDir({ prefix: "itx-cam-" });
+  try {
+    await Deno.mkdir(join(cam, "watch"));
+    const camJob = {
+      name: "cam",
+      watch_path: join(cam, "watch"),
+      remote_base_path: join(cam, "dest"),
+      on_transfer: ["false"],
+      schedules: [{ every_seconds: 0.5, action: "command", command: ["false"] }],
+    };
+    await using d = await startStatusDaemon({
+      rescan_interval_seconds: 0,
+      jobs: [{ name: "north" }, camJob],
+    });
+    const metrics = async () => await (await fetch(`${d.base}/metrics`)).text();
+    const hooksFailed = () => d.daemon.stderr().match(/Hook on_transfer of job cam .*failed/g);
+    /** Scheduled commands of cam said failed in the log since its `from`th reload. */
+    const schedulesFailed = (from: number) =>
+      d.daemon.stderr().split(/Reloaded .*: \d job\(s\)/).slice(from).join("")
+        .match(/Schedule \d+ of job cam: command \S*false failed/g)?.length ?? 0;
+    const reloads = () => d.daemon.stderr().match(/Reloaded .*: \d job\(s\)/g)?.length ?? 0;
+    const files = new Map<string, Uint8Array>();
+    const send = async (name: string) => {
+      const data = randomBytes(2000 + files.size);
+      files.set(name, data);
+      const path = join(cam, "watch", name);
+      await Deno.writeFile(path, data);
+      const night = new Date("2024-03-15T22:00:00Z");
+      await Deno.utime(path, night, night);
+    };
+    for (const name of ["a.fits", "b.fits", "c.fits"]) await send(name);
+    await waitFor(() => hooksFailed()?.length === 3, LEAST_CEILING_MS, "three hooks failed");
+    await waitFor(() => schedulesFailed(0) >= 3, LEAST_CEILING_MS, "scheduled commands failed");
+    const before = await metrics();
+    assert.equal(camSample(before, "image_transfer_hook_failures_total"), 3);
+    assert.equal(camSample(before, "image_transfer_files_transferred_total"), 3);
+    const schedulesBefore = camSample(before, "image_transfer_schedule_failures_total")!;
+
+    // Cam removed by a reload: none of its series is shown.
+    const both = await Deno.readTextFile(d.config);
+    await Deno.writeTextFile(
+      d.config,
+      both.replace(/^jobs: .*$/m, `jobs: ${JSON.stringify([{ name: "north" }])}`),
+    );
+    d.daemon.process.kill("SIGHUP");
+    await waitFor(() => reloads() === 1, LEAST_CEILING_MS, "the reload removing cam");
+    assert.equal(camSample(await metrics(), "image_transfer_hook_failures_total"), undefined);
+
+    // Cam back, by another reload: one more file, whose hook fails too.
+    await Deno.writeTextFile(d.config, both);
+    d.daemon.process.kill("SIGHUP");
+    await waitFor(() => reloads() === 2, LEAST_CEILING_MS, "the reload bringing cam back");
+    await send("d.fits");
+    await waitFor(() => hooksFailed()?.length === 4, LEAST_CEILING_MS, "the fourth hook failed");
+    await waitFor(() => schedulesFailed(2) >= 1, LEAST_CEILING_MS, "a command of cam back failed");
+    for (const [name, data] of files) {
+      assert.deepEqual(await Deno.readFile(join(cam, "dest", "20240315", name)), data, name);
+    }
+    const failedSinceBack = schedulesFailed(2);
+    const after = await metrics();
+    // Before the fix: 1, the count of the job's new runner.
+    assert.equal(camSample(after, "image_transfer_hook_failures_total"), 4);
+    assert.equal(camSample(after, "image_transfer_files_transferred_total"), 4);
+    assert.equal(camSample(after, "image_transfer_cleanup_failures_total"), 0);
+    // Those of before, and at least those said since (before the fix: those said since).
+    const schedulesAfter = camSample(after, "image_transfer_schedule_failures_total")!;
+    assert.ok(schedulesAfter >= schedulesBefore + failedSinceBack, `${schedulesAfter}`);
+    const checked = await runProgram("promtool", ["check", "metrics"], { stdin: after });
+    assert.equal(checked.code, 0, checked.stdout + checked.stderr);
+    // The page counts the job back from 0, as a new one (docs/reference.md).
+    const api = await getJson<{ jobs: Array<{ job: string; sent: number; hookFailures: number }> }>(
+      d.base,
+      "/api/status",
+    );
+    const shown = api.jobs.find((job) => job.job === "cam")!;
+    assert.deepEqual([shown.sent, shown.hookFailures], [1, 1]);
+  } finally {
+    await Deno.remove(cam, { recursive: true });
+  }
+});
