@@ -1,8 +1,9 @@
 /**
  * A job a reload removed and a later reload brings back (same name and `method`): its `/metrics`
  * counters go on from where they were, the hook and schedule failures as the files sent, never
- * down; its page (`/api/status`) counts from 0, as a new job's. A real `local` daemon, a hook and
- * a scheduled command that fail (`false`), two reloads (SIGHUP).
+ * down; its page (`/api/status`) counts from 0, as a new job's. A job a reload renames while its
+ * hook runs: that hook's failure counts under its new name. Real `local` daemons, hooks and a
+ * scheduled command that fail, reloads (SIGHUP).
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -93,6 +94,56 @@ Deno.test("metrics: a job removed by a reload and brought back goes on counting 
     );
     const shown = api.jobs.find((job) => job.job === "cam")!;
     assert.deepEqual([shown.sent, shown.hookFailures], [1, 1]);
+  } finally {
+    await Deno.remove(cam, { recursive: true });
+  }
+});
+
+Deno.test("metrics: a hook still running as a reload renames its job counts its failure under the new name, as the page does", async () => {
+  const cam = await Deno.makeTempDir({ prefix: "itx-cam-" });
+  try {
+    await Deno.mkdir(join(cam, "watch"));
+    // A hook that says it started, then fails once the test lets it end.
+    const hook = join(cam, "held hook.sh");
+    const [started, release] = [join(cam, "started"), join(cam, "release")];
+    await Deno.writeTextFile(
+      hook,
+      `#!/bin/sh\ntouch '${started}'\nwhile [ ! -e '${release}' ]; do sleep 0.05; done\nexit 3\n`,
+      { mode: 0o755 },
+    );
+    const camJob = {
+      name: "cam",
+      watch_path: join(cam, "watch"),
+      remote_base_path: join(cam, "dest"),
+      on_transfer: [hook],
+    };
+    await using d = await startStatusDaemon({
+      rescan_interval_seconds: 0,
+      jobs: [{ name: "north" }, camJob],
+    });
+    const data = randomBytes(3000);
+    const path = join(cam, "watch", "a.fits");
+    await Deno.writeFile(path, data);
+    const night = new Date("2024-03-15T22:00:00Z");
+    await Deno.utime(path, night, night);
+    await waitFor(() => Deno.stat(started).then(() => true, () => false), LEAST_CEILING_MS, "hook");
+    assert.deepEqual(await Deno.readFile(join(cam, "dest", "20240315", "a.fits")), data);
+
+    // Cam renamed cam2 by a reload while its hook runs (the same folder and destination).
+    const config = await Deno.readTextFile(d.config);
+    await Deno.writeTextFile(d.config, config.replace('"name":"cam"', '"name":"cam2"'));
+    d.daemon.process.kill("SIGHUP");
+    await d.daemon.waitForOutput(/Reload: job cam renamed to cam2/);
+    await Deno.writeTextFile(release, "");
+    await d.daemon.waitForOutput(/Hook on_transfer of job cam for .*a\.fits failed: exit code 3/);
+    const api = await getJson<{ jobs: Array<{ job: string; hookFailures: number }> }>(
+      d.base,
+      "/api/status",
+    );
+    assert.equal(api.jobs.find((job) => job.job === "cam2")?.hookFailures, 1);
+    const text = await (await fetch(`${d.base}/metrics`)).text();
+    assert.match(text, /^image_transfer_hook_failures_total\{job="cam2",method="local"\} 1$/m);
+    assert.doesNotMatch(text, /job="cam"/);
   } finally {
     await Deno.remove(cam, { recursive: true });
   }
