@@ -28,6 +28,7 @@ import type { createTransport } from "../transfer/transport.ts";
 import type { FinishingHooks } from "./hooks.ts";
 import { JobRunner, type JobRunnerOptions } from "./job_runner.ts";
 import { formerJob, sameJobSettings } from "./reload_changes.ts";
+import { sharedSkipLog } from "../watch/file_filter.ts";
 
 /** A runner and its start, handed from one generation to the next. */
 interface Started {
@@ -116,6 +117,8 @@ export class RunningJobs {
       return [{ from: labels(from), to: labels(job) }];
     });
     if (renamed.length > 0) options.events.emit({ type: "renamed", renamed, at: Date.now() });
+    // Names that cannot be sent are said once per path: their count follows the job's name too.
+    sharedSkipLog.renameJobs(renamed.map(({ from, to }) => [from.job, to.job]));
     const route = this.#route;
     let failure: Error | undefined;
     this.runners = [];

@@ -361,12 +361,8 @@ export class SkipLog {
       const job = typeof fields.job === "string" ? fields.job : "";
       this.#errorsByJob.set(job, this.errorsOf(job) + 1);
     }
-    const properties = {
-      ...fields,
-      path,
-      reason: skip.reason,
-      ...(skip.target === undefined ? {} : { target: skip.target }),
-    };
+    const target = skip.target === undefined ? {} : { target: skip.target };
+    const properties = { ...fields, path, reason: skip.reason, ...target };
     if (skip.code === "name") {
       // The path holds U+FFFD where the name had bytes that are not UTF-8: show it escaped.
       this.#log[skip.level]("Cannot send {name} in folder {folder}: {reason}", {
@@ -386,12 +382,16 @@ export class SkipLog {
   /** Log once (INFO) that the link at `path` is followed to `target`. */
   followed(path: string, target: string, policy: string, fields: Record<string, unknown> = {}) {
     if (!this.#first(`followed\0${path}\0${target}`)) return;
-    this.#log.info("Following symbolic link {path} -> {target} (symlinks: {policy})", {
-      ...fields,
-      path,
-      target,
-      policy,
-    });
+    const properties = { ...fields, path, target, policy };
+    this.#log.info("Following symbolic link {path} -> {target} (symlinks: {policy})", properties);
+  }
+
+  /** Jobs a reload renamed (`[from, to]`; two may swap names): their counts go with them. */
+  renameJobs(renamed: ReadonlyArray<readonly [from: string, to: string]>): void {
+    const counts = new Map(this.#errorsByJob);
+    for (const [from] of renamed) counts.delete(from);
+    for (const [from, to] of renamed) counts.set(to, this.#errorsByJob.get(from) ?? 0);
+    this.#errorsByJob = counts;
   }
 
   /** Whether `key` is new; remembers it as the most recent either way. */

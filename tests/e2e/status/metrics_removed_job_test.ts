@@ -148,3 +148,47 @@ Deno.test("metrics: a hook still running as a reload renames its job counts its 
     await Deno.remove(cam, { recursive: true });
   }
 });
+
+Deno.test("metrics: names a job cannot send, counted under its name, go with it when a reload renames it (two jobs swapping names too)", async () => {
+  const cam = await Deno.makeTempDir({ prefix: "itx-cam-" });
+  try {
+    await Deno.mkdir(join(cam, "watch"));
+    // A name that is not UTF-8: said once, at ERROR, and counted.
+    const bad = await runProgram("python3", [
+      "-c",
+      "import sys; open(sys.argv[1].encode() + b'/bad\\xff.fits', 'wb').write(b'x')",
+      join(cam, "watch"),
+    ]);
+    assert.equal(bad.code, 0, bad.stderr);
+    const camJob = {
+      name: "cam",
+      watch_path: join(cam, "watch"),
+      remote_base_path: join(cam, "dest"),
+    };
+    await using d = await startStatusDaemon({ jobs: [{ name: "north" }, camJob] });
+    const cannotSend = async (job: string) => {
+      const text = await (await fetch(`${d.base}/metrics`)).text();
+      const sample = new RegExp(
+        `^image_transfer_cannot_send_total\\{job="${job}",method="local"\\} (\\d+)$`,
+        "m",
+      );
+      return Number(sample.exec(text)?.[1]);
+    };
+    await waitFor(async () => await cannotSend("cam") === 1, LEAST_CEILING_MS, "the name counted");
+    assert.equal(await cannotSend("north"), 0);
+    // The two jobs swap names (each keeps its folder and destination).
+    const config = await Deno.readTextFile(d.config);
+    await Deno.writeTextFile(
+      d.config,
+      config.replace('"name":"cam"', '"name":"north2"').replace('"name":"north"', '"name":"cam"')
+        .replace('"name":"north2"', '"name":"north"'),
+    );
+    d.daemon.process.kill("SIGHUP");
+    await d.daemon.waitForOutput(/Reload: job cam renamed to north/);
+    // Before: the count stayed with the name, so the job that has the bad name said 0.
+    assert.equal(await cannotSend("north"), 1);
+    assert.equal(await cannotSend("cam"), 0);
+  } finally {
+    await Deno.remove(cam, { recursive: true });
+  }
+});
