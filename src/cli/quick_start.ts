@@ -14,6 +14,7 @@ import { expandPath, isDefaultConfigPath, otherOsPathProblem } from "../config/p
 import { LOCAL_PATH_KEYS } from "../config/resolve.ts";
 import { COMMAND_LINE_CONFIG, type Config } from "../config/types.ts";
 import { ignoredByMethod } from "../config/method_keys.ts";
+import { portBeforeFolder } from "../config/job_rules.ts";
 import { IN_THE_OPTIONS, optionOfKey } from "../config/key_lines.ts";
 import { TOP_LEVEL_KEYS } from "../config/schema.ts";
 import { ConfigError, UsageError, WatchFolderError } from "../errors.ts";
@@ -352,6 +353,15 @@ export function destinationKeys(to: string, method?: string, os?: string): Recor
       throw new UsageError(
         `--to ${to}: read as scp to a host named "${word}"; an address takes two slashes ` +
           `(${word}://host/path), scp to a host of that name its login (user@${word}:${path})`,
+      );
+    }
+    const portFirst = portBeforeFolder(path);
+    if (portFirst !== null) {
+      const login = `${user ? `${user}@` : ""}${host}`;
+      throw new UsageError(
+        `--to ${to}: ${portFirst.port} is read as a folder, not a port; write --to ` +
+          `${login}:${portFirst.folder} --set ssh_port=${portFirst.port} (for a folder of that ` +
+          `name in the login's home, ${login}:./${path})`,
       );
     }
     return {

@@ -102,6 +102,20 @@ export function checkJobRules(job: JobValues, ctx: z.RefinementCtx): void {
         (host.includes("@") ? " (the user goes in remote_user)" : ""),
     });
   }
+  const portFirst = job.transfer_method === "local" || typeof job.remote_base_path !== "string"
+    ? null
+    : portBeforeFolder(job.remote_base_path);
+  if (portFirst !== null) {
+    const { port, folder } = portFirst;
+    const written = job.remote_base_path.trim();
+    ctx.addIssue({
+      code: "custom",
+      path: ["remote_base_path"],
+      message: `expected the folder only, without the port; write ${ssh ? "ssh" : "ftp"}_port: ` +
+        `${port}, remote_base_path: ${folder} (for a folder of that name in the login's home, ` +
+        `./${written})`,
+    });
+  }
   const user = typeof job.remote_user === "string" ? job.remote_user.trim() : "";
   if (notExpanded("remote_user", "login name")) {
     // Said as such.
@@ -248,6 +262,20 @@ function hostWithMore(host: string, ssh: boolean): string | null {
     return "expected a host name or address (no spaces or slashes; the folder goes in remote_base_path)";
   }
   return null;
+}
+
+/**
+ * The port and folder a relative remote folder that starts with a port stands for: `2301:/data/x`
+ * and `2301/data/x` (as after a host, `host:2301:/data/x`, or in a URL) are port 2301 and
+ * `/data/x`, `2301:data/x` the folder `data/x` in the login's home (`2301:` that home); the server
+ * would take each for a folder `2301:` or `2301` there. `null` for any other folder (one written
+ * `./2301/x` is one).
+ */
+export function portBeforeFolder(path: string): { port: number; folder: string } | null {
+  const found = /^([1-9]\d{0,4})([:/])(.*)$/.exec(path.trim());
+  if (found === null || Number(found[1]) > 65535) return null;
+  const [, port, mark, rest] = found;
+  return { port: Number(port), folder: mark === "/" ? `/${rest}` : rest || "." };
 }
 
 /** A part of a URL with its %XX escapes decoded; as written where a % starts no escape (`100%`). */

@@ -129,7 +129,7 @@ export const jobShape = {
   ),
   remote_base_path: doc(
     pathText.min(1),
-    "Destination folder; night folders `YYYYMMDD/` are created inside it. Required.",
+    "Destination folder; night folders `YYYYMMDD/` are created inside it. Required. The folder only: a port goes in `ssh_port` or `ftp_port` (`2222:/data` is refused).",
     { example: "/data/incoming/images" },
   ),
   file_patterns: doc(

@@ -210,6 +210,45 @@ Deno.test("config validate warns that an FTP remote_base_path starting with ~ is
   });
 });
 
+Deno.test("a remote_base_path that starts with a port is refused by config validate, doctor and run (exit 2), naming ssh_port or ftp_port and the folder meant; ./PORT/... is that folder", async () => {
+  const cases: Array<[string, string, string]> = [
+    ["scp", "2301:/data/x", "ssh_port: 2301, remote_base_path: /data/x"],
+    ["rsync", "2301/data/x", "ssh_port: 2301, remote_base_path: /data/x"],
+    ["scp", "2301:data/x", "ssh_port: 2301, remote_base_path: data/x"],
+    ["ftp", "2121:/in", "ftp_port: 2121, remote_base_path: /in"],
+  ];
+  for (const [index, [method, base, meant]] of cases.entries()) {
+    await withHome(async (home) => {
+      const { file, write } = await methodConfig(home, base);
+      await write(method);
+      // Before: "ok", the job shown as "-> archive.example.org:2301:/data/x (scp)".
+      const validate = ["config", "validate"];
+      const commands = index === 0 ? [validate, ["doctor"], ["run", "--once"]] : [validate];
+      for (const command of commands) {
+        const result = await cli(home, ["-c", file, ...command]);
+        assertConfigFailure(
+          result,
+          new RegExp(
+            RegExp.escape(
+              "config.yaml:3: remote_base_path: expected the folder only, without the port; " +
+                `write ${meant} (for a folder of that name in the login's home, ./${base})`,
+            ) + "$",
+            "m",
+          ),
+        );
+      }
+    });
+  }
+  // Written as a folder in the login's home, as the message says: taken.
+  await withHome(async (home) => {
+    const { file, write } = await methodConfig(home, "./2301/data/x");
+    await write("scp");
+    const result = await cli(home, ["-c", file, "config", "validate"]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, /-> archive\.example\.org:\.\/2301\/data\/x \(scp\)$/m);
+  });
+});
+
 Deno.test("config validate and run --dry-run warn of a key the job's method does not use (ssh_port on an ftp job), naming its line; not when the method uses it", async () => {
   await withHome(async (home) => {
     const { file, write } = await methodConfig(home, "/data/incoming", [

@@ -565,6 +565,45 @@ Deno.test("a --to inside --watch with [ ] and quotes in its name: the --set of t
   await assertDelivered(to, q.files);
 });
 
+Deno.test("cli: a port after the host in --to is refused by run and doctor with the --to and --set ssh_port to give, which, pasted, deliver the bytes", async () => {
+  const sshd = await startSshd();
+  await using q = await quickSandbox();
+  try {
+    const dest = await sshd.makeRemoteDir();
+    const login = `${sshd.user}@127.0.0.1`;
+    // The key and host key, not the port: that is what the --to below tried to give.
+    const sets = loginSets(sshd).slice(2);
+    let advice: string[] = [];
+    // Before: read as the folder "PORT:/tmp/..." (or "PORT/tmp/...") in the login's home, on port 22.
+    for (const to of [`${login}:${sshd.port}:${dest}`, `${login}:${sshd.port}${dest}`]) {
+      for (const command of [["run", "--once"], ["doctor"]]) {
+        const out = await runCli([...command, "--watch", q.watch, "--to", to, ...sets], {
+          env: q.env,
+        });
+        assert.equal(out.code, 2, out.stderr + out.stdout);
+        const folder = to.slice(login.length + 1);
+        assert.ok(
+          out.stderr.startsWith(
+            `error: --to ${to}: ${sshd.port} is read as a folder, not a port; write --to ` +
+              `${login}:${dest} --set ssh_port=${sshd.port} (for a folder of that name in the ` +
+              `login's home, ${login}:./${folder})\n`,
+          ),
+          out.stderr,
+        );
+        advice = ["--to", `${login}:${dest}`, "--set", `ssh_port=${sshd.port}`];
+      }
+    }
+    assert.equal(await sshd.logins(), 0, "nothing logged in for a refused --to");
+    const pasted = await runCli(["run", "--once", "--watch", q.watch, ...advice, ...sets], {
+      env: q.env,
+    });
+    assert.equal(pasted.code, 0, pasted.stderr);
+    await assertDelivered(dest, q.files);
+  } finally {
+    await sshd.stop();
+  }
+});
+
 /** A watch folder with real FITS files and a hostile name, dated into night 20240701. */
 async function watchFolder(root: string): Promise<Map<string, string>> {
   const watch = join(root, "watch");
