@@ -86,7 +86,30 @@ export function describeIssue(issue: z.core.$ZodIssue, path: Path, value: unknow
     : "";
   return `expected ${expected}, got ${describeValue(value)}${quoteHint}${
     numberHint(expected, path, value)
-  }${commandHint(issue, path, value)}`;
+  }${booleanHint(expected, path, value)}${commandHint(issue, path, value)}`;
+}
+
+/** The words YAML 1.1 read as true or false, which YAML 1.2 (and so this config) reads as text. */
+const YAML11_BOOLEANS: Readonly<Record<string, boolean>> = {
+  y: true,
+  yes: true,
+  on: true,
+  n: false,
+  no: false,
+  off: false,
+};
+
+/**
+ * `yes`, `no`, `on` or `off` where true or false is expected (YAML 1.1's booleans, as older tools
+ * and examples write them): the one to write; else "".
+ */
+function booleanHint(expected: string, path: Path, value: unknown): string {
+  if (typeof value !== "string" || !expected.startsWith("true or false")) return "";
+  const word = value.trim().toLowerCase();
+  if (!Object.hasOwn(YAML11_BOOLEANS, word)) return "";
+  return ` (YAML 1.2 reads ${value.trim()} as text: write ${String(path.at(-1))}: ${
+    YAML11_BOOLEANS[word]
+  })`;
 }
 
 /** The units a key's name ends with, and how a value may spell them. */

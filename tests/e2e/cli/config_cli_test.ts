@@ -249,6 +249,50 @@ Deno.test("a remote_base_path that starts with a port is refused by config valid
   });
 });
 
+Deno.test("yes, no, on and off where true or false is expected are refused with the one to write, as YAML 1.2 reads them as text (config validate and a --set)", async () => {
+  await withHome(async (home) => {
+    const { file, write } = await methodConfig(home, "/data/incoming", [
+      "verify_transfer: yes",
+      "compression: Off",
+      "remote_sync: no",
+      "case_sensitive_patterns: maybe",
+    ]);
+    await write("scp");
+    const result = await cli(home, ["-c", file, "config", "validate"]);
+    // Before: each "expected true or false ..., got "yes"", and no more.
+    assertConfigFailure(
+      result,
+      new RegExp(
+        [
+          'config.yaml:5: verify_transfer: expected true or false, or one of "none", "size", ' +
+          '"checksum", got "yes" (YAML 1.2 reads yes as text: write verify_transfer: true)',
+          'config.yaml:6: compression: expected true or false, got "Off" (YAML 1.2 reads Off as ' +
+          "text: write compression: false)",
+          'config.yaml:7: remote_sync: expected true or false, got "no" (YAML 1.2 reads no as ' +
+          "text: write remote_sync: false)",
+          // Not a YAML 1.1 boolean either: nothing to suggest.
+          'config.yaml:8: case_sensitive_patterns: expected true or false, got "maybe"',
+        ].map((line) => RegExp.escape(line) + "$").join("\n.*"),
+        "m",
+      ),
+    );
+    const set = await cli(home, [
+      "run",
+      "--dry-run",
+      "--watch",
+      join(home, "in"),
+      "--to",
+      join(home, "out"),
+      "--set",
+      "verify_transfer=off",
+    ]);
+    assertConfigFailure(
+      set,
+      /--set verify_transfer=…: expected true or false, or one of .*, got "off" \(YAML 1\.2 reads off as text: write verify_transfer: false\)$/m,
+    );
+  });
+});
+
 Deno.test("config validate and run --dry-run warn of a key the job's method does not use (ssh_port on an ftp job), naming its line; not when the method uses it", async () => {
   await withHome(async (home) => {
     const { file, write } = await methodConfig(home, "/data/incoming", [
