@@ -90,8 +90,9 @@ export function parseConfig(text: string, file: string): Config {
   keepLastOfDuplicateKeys(doc);
   if (doc.contents === null) {
     throw new ConfigError(
-      `${file}: the config file is empty; write at least watch_path, remote_host and ` +
-        `remote_base_path, or get a commented template with \`${initCommandFor(file)} --force\``,
+      `${file}: the config file is empty; write at least watch_path and remote_base_path ` +
+        "(and remote_host, unless transfer_method: local), or get a commented template with " +
+        `\`${initCommandFor(file)} --force\``,
       { file },
     );
   }

@@ -515,7 +515,11 @@ const BROKEN: [string, RegExp][] = [
     "file_patterns_number.yaml",
     /file_patterns_number\.yaml:4: file_patterns: expected a list of patterns/,
   ],
-  ["empty.yaml", /empty\.yaml: the config file is empty/],
+  // Before: "write at least watch_path, remote_host and remote_base_path", local copies too.
+  [
+    "empty.yaml",
+    /empty\.yaml: the config file is empty; write at least watch_path and remote_base_path \(and remote_host, unless transfer_method: local\), or get a commented template with `image-transfer -c .*empty\.yaml init --force`$/m,
+  ],
   ["only_comment.yaml", /only_comment\.yaml: the config file is empty/],
   ["top_level_list.yaml", /top_level_list\.yaml:1: expected "key: value" lines at the top level/],
   [
