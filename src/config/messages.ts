@@ -107,9 +107,12 @@ function booleanHint(expected: string, path: Path, value: unknown): string {
   if (typeof value !== "string" || !expected.startsWith("true or false")) return "";
   const word = value.trim().toLowerCase();
   if (!Object.hasOwn(YAML11_BOOLEANS, word)) return "";
-  return ` (YAML 1.2 reads ${value.trim()} as text: write ${String(path.at(-1))}: ${
-    YAML11_BOOLEANS[word]
-  })`;
+  const key = String(path.at(-1));
+  // `true` there is `size`, a weaker check than the default a "yes" surely meant.
+  const meant = key === "verify_transfer" && YAML11_BOOLEANS[word]
+    ? "checksum (the default; true means size)"
+    : YAML11_BOOLEANS[word];
+  return ` (YAML 1.2 reads ${value.trim()} as text: write ${key}: ${meant})`;
 }
 
 /** The units a key's name ends with, and how a value may spell them. */

@@ -409,20 +409,17 @@ export class JobStatus {
       this.#since = this.#before?.state === state ? this.#before.since : Date.now();
       if (this.#before?.state === state) this.#before = null;
     }
-    const reason = state === "ledger_error"
-      ? this.#ledgerProblem
-      : state === "full"
-      ? this.#lastFailure
-      : state === "unreachable"
-      ? unreachable
-      : state === "failing"
-      ? failing
-      : state === "paused" && this.#userPaused
+    const paused = this.#userPaused
       ? "from the status page; Resume there ends it"
-      : state === "paused"
-      ? `outside a transfer window${this.#windowEnd ? ` (${this.#windowEnd})` : ""}`
-      : null;
-    return { state, since: this.#since, reason };
+      : `outside a transfer window${this.#windowEnd ? ` (${this.#windowEnd})` : ""}`;
+    const reasons: Partial<Record<JobState, string | null>> = {
+      ledger_error: this.#ledgerProblem,
+      full: this.#lastFailure,
+      unreachable,
+      failing,
+      paused,
+    };
+    return { state, since: this.#since, reason: reasons[state] ?? null };
   }
 
   /**
