@@ -60,7 +60,9 @@ Deno.test("a local destination on a share that stops answering: the daemon goes 
       (await getJson<{ jobs: JobView[] }>(status.base, "/api/status")).jobs[0];
     const first = randomBytes(300_000);
     await Deno.writeFile(join(status.watch, "first.fits"), first);
-    await waitFor(async () => (await listFiles(server)).some((rel) => rel.endsWith("/first.fits")));
+    // Its attempt ended (not only renamed into place: its calls after that could meet the stop).
+    await status.daemon.waitForOutput(/Successfully transferred .*first\.fits/);
+    assert.ok((await listFiles(server)).some((rel) => rel.endsWith("/first.fits")));
 
     view.kill("SIGSTOP");
     const second = randomBytes(300_000);
