@@ -367,11 +367,17 @@ function shareGone(error: unknown, message: string): boolean {
 /**
  * Why no file can be sent where the login on `host` may not write into the base path `base`
  * (`remote_base_path`): no folder can be made there, a night folder the first. In the words
- * `failureScope` (`errors.ts`) takes for the whole destination failing, not one file.
+ * `failureScope` (`errors.ts`) takes for the whole destination failing, not one file. `said`:
+ * what showed it (no parentheses in it).
  */
-export function baseRefusedReason(host: string, base: string, fromTo?: boolean): string {
+export function baseRefusedReason(
+  host: string,
+  base: string,
+  fromTo?: boolean,
+  said = "permission denied",
+): string {
   return `the remote user on ${host} may not write into the destination folder ${base} ` +
-    "(permission denied), where every file's folder is made: fix the owner or permissions of " +
+    `(${said}), where every file's folder is made: fix the owner or permissions of ` +
     `the destination folder, or ${otherBase(fromTo)}`;
 }
 

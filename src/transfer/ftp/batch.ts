@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { classifyFtpError, type FtpJob, isFtpError } from "./connect.ts";
+import { classifyFtpError, type FtpJob, ftpServerName, isFtpError } from "./connect.ts";
 import { checkSource, type DeliverySteps } from "../deliver.ts";
 import {
   badName,
@@ -98,7 +98,7 @@ export function batchSteps(
     const upload = uploadFolders.get(folder)!;
     // Once a batch: the folder may have changed since this connection knew it.
     if (!upload.made) await recheckFolder(peer, base, folder);
-    await ensureFolders(peer, base, folder, batch.makesBase);
+    await ensureFolders(peer, base, folder, { makeBase: batch.makesBase, job: batch.job });
     await sweepLeftovers(peer, folder, batch.owners, batch.inUse);
     if (upload.made) return;
     // MKD fails on any name that exists: nothing planted there is written through.
@@ -107,7 +107,11 @@ export function batchSteps(
       const what = `cannot make the upload folder ${upload.path} (${made.message.trim()})`;
       const advice = `check that the login may write in ${folder}; anything that exists ` +
         "under that name is left alone, and the next attempt takes another name";
-      throw await folderRefused(peer.connection.client, folder, what, advice, "retry");
+      // In the destination folder itself (no folder below it): the login may not write there.
+      const inBase = folder === parentOf(joinRemote(base, "x"))
+        ? { path: base, server: ftpServerName(batch.job), fromTo: batch.job.fromTo }
+        : undefined;
+      throw await folderRefused(peer.connection.client, folder, what, advice, "retry", inBase);
     }
     upload.made = true;
   };

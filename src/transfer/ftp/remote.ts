@@ -104,13 +104,15 @@ export async function remoteSha256(
  * before, and a base that is gone stays gone: a share that is not mounted).
  * A folder below `base` that was there already is entered and must be where
  * the server says its parent is (`PWD`): one that leads elsewhere is a
- * symbolic link, and nothing is written through it.
+ * symbolic link, and nothing is written through it. A folder made in `base` itself (or `base`)
+ * that the login may not make there fails the whole destination (see `folderRefused`), in the
+ * words of `job`'s server.
  */
 export async function ensureFolders(
   peer: FtpPeer,
   base: string,
   folder: string,
-  makeBase = true,
+  { makeBase, job }: { makeBase: boolean; job: FtpJob },
 ): Promise<void> {
   if (peer.folders.has(folder)) return;
   peer.entered = null;
@@ -153,12 +155,16 @@ export async function ensureFolders(
         if (client.closed) throw error;
         if (baseGone) throw new TransferError(baseGoneReason(base), "retry-later");
         const parent = path.replace(/\/+[^/]*\/*$/, "") || "/";
+        const inBase = i <= 1
+          ? { path: base, server: ftpServerName(job), fromTo: job.fromTo }
+          : undefined;
         throw await folderRefused(
           client,
           parent,
           `cannot create folder ${path} (${made.message})`,
           `check that no file has that name and that the login may write in ${parent}`,
           "retry-later",
+          inBase,
         );
       }
       shown = quotedPath((await client.send("PWD")).message);

@@ -175,6 +175,36 @@ Deno.test("ftp: a night folder the login may not write: the error says to check 
     assert.deepEqual([...Deno.readDirSync(night)], [], "nothing is left in it");
   }));
 
+Deno.test("ftp: a destination folder the login may not write into: a night folder or an upload folder refused there says so, in the words that pause the job; nothing is left", () =>
+  withVsftpd({}, async ({ server, src, dest }) => {
+    await Deno.chmod(dest, 0o555);
+    try {
+      const outcomes = await send(server.job({ remote_base_path: dest }), [
+        await item(src, "night.fits", randomBytes(1000)),
+        // Into the destination folder itself: its upload folder is made there.
+        await item(src, "flat.fits", randomBytes(1000), "flat.fits"),
+      ]);
+      for (const { error } of outcomes) {
+        // Before the fix: "cannot create folder .../20240315 (550 Create directory operation
+        // failed.): check that no file has that name...", the file's own failure.
+        assert.match(
+          error?.message ?? "",
+          new RegExp(
+            `the remote user on FTP server itx-ftp@127\\.0\\.0\\.1:${server.port} may not write ` +
+              `into the destination folder ${dest} \\(the server refused a test write there too: ` +
+              "553 Could not create file\\.\\), where every file's folder is made: fix the owner or " +
+              "permissions of the destination folder, or change remote_base_path$",
+          ),
+        );
+        assert.equal(failureScope(error!), "destination");
+        assert.equal(error?.kind, "retry-later");
+      }
+    } finally {
+      await Deno.chmod(dest, 0o755);
+    }
+    assert.deepEqual([...Deno.readDirSync(dest)], [], "nothing is left in it");
+  }));
+
 Deno.test("ftp: a server that refuses renames: the error says the copy could not take its name, and why; nothing is left, no final name", () =>
   withVsftpd({ deniedCommands: ["RNFR", "RNTO"] }, async ({ server, src, dest }) => {
     const outcomes = await send(server.job({ remote_base_path: dest }), [
