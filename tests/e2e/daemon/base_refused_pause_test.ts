@@ -14,48 +14,14 @@ import { startCli } from "../../helpers/cli.ts";
 import { LEAST_CEILING_MS, listArrived, randomBytes, waitFor } from "../../helpers/files.ts";
 import { ONE_RETRY_THEN_AN_HOUR } from "../../helpers/jobs.ts";
 import { freePort } from "../../helpers/net.ts";
-import { sshSandbox, startSshd } from "../../helpers/sshd.ts";
 import { getJson, pausedJob } from "../../helpers/status.ts";
-import { ftpDaemonSandbox, startVsftpd } from "../../helpers/vsftpd.ts";
+import { REMOTE_METHODS, type RemoteSandbox, remoteSandbox } from "../../helpers/remote_daemon.ts";
 
-const METHODS = ["scp", "rsync", "ftp"] as const;
-
-/** A daemon's config sending `watch` to `remote` (on this machine, owned by the login) with its server. */
-interface Box {
-  watch: string;
-  remote: string;
-  config: string;
-  env: Record<string, string>;
-  /** Stop the server and remove what the box made. */
-  stop(): Promise<void>;
-}
-
-/** A box for `method` with the config keys `values`, its server started. */
-async function startBox(method: typeof METHODS[number], values: Record<string, unknown>) {
-  if (method === "ftp") {
-    const server = await startVsftpd();
-    const root = await Deno.makeTempDir({ prefix: "itx-ftp-refused-" });
-    const { dest, watch, config } = await ftpDaemonSandbox(server, root, values);
-    const stop = async () => {
-      await server.stop();
-      await Deno.remove(root, { recursive: true });
-    };
-    return { watch, remote: dest, config, env: { HOME: root }, stop } satisfies Box;
-  }
-  const sshd = await startSshd();
-  const box = await sshSandbox(sshd, method, values);
-  const stop = async () => {
-    await sshd.stop();
-    await Deno.remove(box.root, { recursive: true });
-  };
-  return { ...box, stop } satisfies Box;
-}
-
-for (const method of METHODS) {
+for (const method of REMOTE_METHODS) {
   Deno.test(`${method}: a destination folder the login may not write into pauses the job; once writable, the waiting files go at the next probe`, async () => {
     const port = freePort();
     const page = `http://127.0.0.1:${port}`;
-    const box = await startBox(method, {
+    const box = await remoteSandbox(method, {
       stability_window_seconds: 0.3,
       // A file failing on its own would give up at its second attempt and wait an hour for its
       // next: far beyond what this test waits for anything.
@@ -84,7 +50,7 @@ for (const method of METHODS) {
 Deno.test("ftp: a destination folder that took files in a run before, its night folder moved away and the folder made unwritable since, pauses the job; once writable, the waiting files go at the next probe", async () => {
   const port = freePort();
   const page = `http://127.0.0.1:${port}`;
-  const box = await startBox("ftp", {
+  const box = await remoteSandbox("ftp", {
     stability_window_seconds: 0.3,
     ...ONE_RETRY_THEN_AN_HOUR,
     rescan_interval_seconds: 0,
@@ -102,7 +68,7 @@ Deno.test("ftp: a destination folder that took files in a run before, its night 
     await daemon.stop();
     // Tonight's folder moved away (by hand, an archive), the destination folder closed.
     const [arrived] = await listArrived(box.remote);
-    await Deno.rename(join(box.remote, dirname(arrived)), join(dirname(box.watch), "moved"));
+    await Deno.rename(join(box.remote, dirname(arrived)), join(box.root, "moved"));
     await Deno.chmod(box.remote, 0o555);
 
     daemon = startCli(["run", "-c", box.config], { env: box.env });
@@ -126,7 +92,7 @@ Deno.test("ftp: a destination folder that took files in a run before, its night 
  * at the next probe and the job resumes.
  */
 async function pausedAndFixed(
-  box: Box,
+  box: RemoteSandbox,
   daemon: ReturnType<typeof startCli>,
   sent: Map<string, Uint8Array>,
   page: string,
