@@ -155,6 +155,15 @@ export async function ensureFolders(
         if (client.closed) throw error;
         if (baseGone) throw new TransferError(baseGoneReason(base), "retry-later");
         const parent = path.replace(/\/+[^/]*\/*$/, "") || "/";
+        // A file under the folder's name (the server gives its size): its files' own problem.
+        if (await client.size(path).then(() => true, () => false)) {
+          const name = path.replace(/\/+$/, "").split("/").pop();
+          throw new TransferError(
+            `a file named ${name} is in the way at ${path}, where a folder must be: rename or ` +
+              "remove it there",
+            "retry",
+          );
+        }
         const inBase = i <= 1
           ? { path: base, server: ftpServerName(job), fromTo: job.fromTo }
           : undefined;

@@ -220,7 +220,7 @@ Deno.test("ftp: a server that refuses renames: the error says the copy could not
     assert.deepEqual(await listFolders(dest), ["20240315"], "no upload folder");
   }));
 
-Deno.test("ftp: a file where a subfolder of the night goes: the error names the folder, that a file may be in the way, and where the login must write", () =>
+Deno.test("ftp: a file where a subfolder of the night goes: the error says that file is in the way, as the file's own failure", () =>
   withVsftpd({}, async ({ server, src, dest }) => {
     const night = join(dest, "20240315");
     await Deno.mkdir(night);
@@ -230,11 +230,14 @@ Deno.test("ftp: a file where a subfolder of the night goes: the error names the 
     const outcomes = await send(server.job({ remote_base_path: dest }), [
       await item(src, "flats/f1.fits", randomBytes(1000)),
     ]);
-    // Before the fix: "cannot create folder .../flats (550 Create directory operation failed.)".
+    // Before: "cannot create folder .../flats (550 Create directory operation failed.): check
+    // that no file has that name and that the login may write in ...", at ERROR.
     assert.match(
       outcomes[0].error?.message ?? "",
-      /cannot create folder \S*\/20240315\/flats \(550 [^)]*\): check that no file has that name and that the login may write in \S*\/20240315$/,
+      /a file named flats is in the way at \S*\/20240315\/flats, where a folder must be: rename or remove it there$/,
     );
+    assert.equal(outcomes[0].error?.kind, "retry");
+    assert.equal(failureScope(outcomes[0].error!), "file");
     assert.equal(await Deno.readTextFile(join(night, "flats")), "in the way", "left alone");
   }));
 
@@ -707,14 +710,15 @@ Deno.test("ftp: a night folder moved away, replaced by a link or a file, or its 
       assert.deepEqual([...Deno.readDirSync(elsewhere)], [], "nothing written through the link");
       await Deno.remove(night);
 
-      // A file in the night folder's place: the error says a file may be in the way.
+      // A file in the night folder's place: the error says that file is in the way, the file's own.
       await Deno.writeTextFile(night, "in the way");
       const [third] = await transport.send([await item(src, "c.fits", randomBytes(1000))], signal);
       assert.match(
         third.error?.message ?? "",
-        /cannot create folder \S*\/20240315 \(550 [^)]*\): check that no file has that name/,
+        /a file named 20240315 is in the way at \S*\/20240315, where a folder must be/,
       );
-      assert.equal(third.error?.kind, "retry-later");
+      assert.equal(third.error?.kind, "retry");
+      assert.equal(failureScope(third.error!), "file");
       assert.equal(await Deno.readTextFile(night), "in the way", "left alone");
 
       // The base folder gone after files arrived there (a share not mounted): not made again.
