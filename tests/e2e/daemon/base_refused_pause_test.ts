@@ -33,12 +33,7 @@ for (const method of REMOTE_METHODS) {
     const daemon = startCli(["run", "-c", box.config], { env: box.env });
     try {
       await daemon.waitForOutput("Watching");
-      const sent = new Map<string, Uint8Array>();
-      for (const name of ["a.fits", "b.fits", "c.fits"]) {
-        sent.set(name, randomBytes(3000 + sent.size));
-        await Deno.writeFile(join(box.watch, name), sent.get(name)!);
-      }
-      await pausedAndFixed(box, daemon, sent, page);
+      await pausedAndFixed(box, daemon, await written(box, ["a.fits", "b.fits", "c.fits"]), page);
     } finally {
       await daemon.stop();
       await Deno.chmod(box.remote, 0o755).catch(() => {});
@@ -73,18 +68,23 @@ Deno.test("ftp: a destination folder that took files in a run before, its night 
 
     daemon = startCli(["run", "-c", box.config], { env: box.env });
     await daemon.waitForOutput("Watching");
-    const sent = new Map<string, Uint8Array>();
-    for (const name of ["a.fits", "b.fits"]) {
-      sent.set(name, randomBytes(3000 + sent.size));
-      await Deno.writeFile(join(box.watch, name), sent.get(name)!);
-    }
-    await pausedAndFixed(box, daemon, sent, page);
+    await pausedAndFixed(box, daemon, await written(box, ["a.fits", "b.fits"]), page);
   } finally {
     await daemon.stop();
     await Deno.chmod(box.remote, 0o755).catch(() => {});
     await box.stop();
   }
 });
+
+/** Files of these `names` written into `box`'s watch folder, each its own bytes. */
+async function written(box: RemoteSandbox, names: string[]): Promise<Map<string, Uint8Array>> {
+  const sent = new Map<string, Uint8Array>();
+  for (const name of names) {
+    sent.set(name, randomBytes(3000 + sent.size));
+    await Deno.writeFile(join(box.watch, name), sent.get(name)!);
+  }
+  return sent;
+}
 
 /**
  * With the files `sent` waiting for `box`'s unwritable destination folder: the job is paused and
