@@ -29,6 +29,7 @@ import type { Config, JobConfig } from "../config/types.ts";
 import { pausedAt } from "../pipeline/schedules.ts";
 import { type DaemonStatus, daemonStatus } from "./daemon_state.ts";
 import { askDaemon, type LiveStatus } from "./live_status.ts";
+import { PAUSED_FROM_PAGE } from "../status/job_status.ts";
 import { globalOptions } from "./options.ts";
 
 interface ResendOptions {
@@ -196,9 +197,9 @@ function whatHolds(
   switch (shown?.state) {
     case "paused":
       // The page tells a window's pause by its reason.
-      return shown.reason
-        ? outsideWindow
-        : `paused from the status page: ${queued} once it is resumed there`;
+      return shown.reason === PAUSED_FROM_PAGE
+        ? `paused from the status page: ${queued} once it is resumed there`
+        : outsideWindow;
     case "unreachable":
       return `its destination cannot be reached${why}: ${queued} once it answers again`;
     case "full":

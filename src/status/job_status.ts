@@ -125,6 +125,9 @@ export interface JobSummary {
   failed: number;
 }
 
+/** The reason of a job paused from the status page (a window's pause says its own). */
+export const PAUSED_FROM_PAGE = "from the status page; Resume there ends it";
+
 /** Tracks one job's state and in-flight files, and emits its events. */
 export class JobStatus {
   readonly job: string;
@@ -409,15 +412,13 @@ export class JobStatus {
       this.#since = this.#before?.state === state ? this.#before.since : Date.now();
       if (this.#before?.state === state) this.#before = null;
     }
-    const paused = this.#userPaused
-      ? "from the status page; Resume there ends it"
-      : `outside a transfer window${this.#windowEnd ? ` (${this.#windowEnd})` : ""}`;
+    const window = `outside a transfer window${this.#windowEnd ? ` (${this.#windowEnd})` : ""}`;
     const reasons: Partial<Record<JobState, string | null>> = {
       ledger_error: this.#ledgerProblem,
       full: this.#lastFailure,
       unreachable,
       failing,
-      paused,
+      paused: this.#userPaused ? PAUSED_FROM_PAGE : window,
     };
     return { state, since: this.#since, reason: reasons[state] ?? null };
   }
