@@ -12,7 +12,9 @@
 import { Command, CommanderError, Option } from "commander";
 import { versionText } from "../version.ts";
 import { LOG_LEVELS } from "../log/logging.ts";
-import { UsageError } from "../errors.ts";
+import { CommandError, UsageError } from "../errors.ts";
+import { askMountTableWith, SHARE_ANSWER_MS } from "../config/file_systems.ts";
+import { runProcess } from "../process/run.ts";
 import { runCommand } from "./run.ts";
 import { globalOptions } from "./options.ts";
 import { closestWord } from "../config/key_lines.ts";
@@ -149,6 +151,21 @@ function programPath(): string {
 }
 
 /**
+ * Whether Linux lists a mount at `path`, asked of `findmnt` (util-linux; see
+ * `askMountTableWith`); `null` when it cannot tell (elsewhere, or without it).
+ */
+async function findmnt(path: string): Promise<boolean | null> {
+  if (Deno.build.os !== "linux") return null;
+  const argv = ["findmnt", "--noheadings", "--output", "TARGET", "--mountpoint", path];
+  try {
+    await runProcess(argv, { timeoutMs: SHARE_ANSWER_MS, ownSession: false });
+    return true;
+  } catch (error) {
+    return error instanceof CommandError && error.run.code === 1 ? false : null;
+  }
+}
+
+/**
  * Parse `given` (the command line; see `argsForProgramName` for the old
  * service program's name) and run the chosen command.
  *
@@ -156,6 +173,7 @@ function programPath(): string {
  * @throws whatever the command throws
  */
 export async function runCli(given: string[]): Promise<number> {
+  askMountTableWith(findmnt);
   const args = argsForProgramName(programPath(), given);
   let program = await buildProgram(true);
   if (!runsDaemon(program, args)) program = await buildProgram();

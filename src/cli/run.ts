@@ -240,6 +240,11 @@ export function programsToStart(config: Config): string[] {
       if (Deno.build.os !== "windows") programs.add("ps");
     }
   }
+  // To tell a folder of the same disk mounted as a local destination or archive (`file_systems.ts`).
+  const folders = config.jobs.some((job) =>
+    job.transfer_method === "local" || job.after_transfer === "move"
+  );
+  if (folders && Deno.build.os === "linux") programs.add("findmnt");
   for (const { argv } of userPrograms(config.jobs)) programs.add(argv[0]);
   if (programs.size > 0 && Deno.build.os !== "windows") programs.add("kill");
   return [...programs];

@@ -219,9 +219,9 @@ async function statfsType(path: string): Promise<number | null> {
 }
 
 /**
- * Whether the folder at `path` is a mount point: on another device than its parent folder
- * (not on Windows, whose volumes are drive letters); `null` when either cannot be looked at,
- * or has not answered within {@linkcode SHARE_ANSWER_MS}.
+ * Whether the folder at `path` is a mount point: on another device than its parent folder, or
+ * (Linux) listed as mounted there (not on Windows, whose volumes are drive letters); `null` when
+ * either cannot be looked at, or has not answered within {@linkcode SHARE_ANSWER_MS}.
  */
 async function mountPoint(path: string): Promise<boolean | null> {
   if (Deno.build.os === "windows") return null;
@@ -231,10 +231,27 @@ async function mountPoint(path: string): Promise<boolean | null> {
       answerWithin(Deno.stat(`${path}/..`)), // Through a link, as the kernel goes.
     ]);
     if (folder === null || parent === null || !folder.isDirectory) return null;
-    return folder.dev !== parent.dev;
+    if (folder.dev !== parent.dev || Deno.build.os !== "linux") return folder.dev !== parent.dev;
+    // A folder of the same disk mounted there (`mount --bind`) keeps the device: Linux lists it.
+    const real = await answerWithin(Deno.realPath(path));
+    return real === null ? null : await listedAsMounted(real) ?? false;
   } catch {
     return null;
   }
+}
+
+/** Asks the system whether a mount is at a real path (`null`: cannot tell); see below. */
+type MountTable = (path: string) => Promise<boolean | null>;
+
+/** The mount table's asker the program gives ({@linkcode askMountTableWith}); none: not asked. */
+let listedAsMounted: MountTable = () => Promise.resolve(null);
+
+/**
+ * Ask `table` whether a folder of the same device is mounted at a path (Linux, `mount --bind`):
+ * the runtime lets no code of its own read the mount table, so the program gives a way to ask.
+ */
+export function askMountTableWith(table: MountTable): void {
+  listedAsMounted = table;
 }
 
 /** Whether the folder at `path` holds nothing. */

@@ -55,6 +55,21 @@ export async function withTmpfs<T>(
   }
 }
 
+/**
+ * Mount the folder `source` at `path` too (`mount --bind`: the same disk, so the same device),
+ * run `fn`, and unmount it afterwards, whatever happens.
+ */
+export async function withBindMount<T>(source: string, path: string, fn: () => Promise<T>) {
+  await Deno.mkdir(source, { recursive: true });
+  await Deno.mkdir(path, { recursive: true });
+  await mountCommand(["mount", "--bind", source, path]);
+  try {
+    return await fn();
+  } finally {
+    await mountCommand(["umount", "-l", path]);
+  }
+}
+
 /** What {@linkcode withTmpfsRun} gives its function besides the file system. */
 export interface TmpfsRun {
   /** A fresh runtime folder for the transports. */

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { type CliResult, runCli, startCli } from "../../helpers/cli.ts";
 import { existsSync, listFiles, randomBytes, waitFor, writeConfig } from "../../helpers/files.ts";
 import { isMounted, mountBindfs, mountBindfsProcess, unmountBindfs } from "../../helpers/bindfs.ts";
-import { withTmpfs } from "../../helpers/tmpfs.ts";
+import { withBindMount, withTmpfs } from "../../helpers/tmpfs.ts";
 import { sshSandbox, startSshd } from "../../helpers/sshd.ts";
 
 async function withRoot(fn: (root: string, env: Record<string, string>) => Promise<void>) {
@@ -409,6 +409,34 @@ Deno.test("a local destination that is a local disk's mount point: unmounted, it
       const sent = (await listFiles(base)).find((path) => path.endsWith("b.fits"))!;
       assert.deepEqual(await Deno.readFile(join(base, sent)), bytes);
     });
+  });
+});
+
+Deno.test("a local destination that is a folder of the same disk mounted there (mount --bind): unmounted, its empty folder gets nothing", async () => {
+  await withRoot(async (root, env) => {
+    // The same device above and below: only the mount table tells it is a mount point.
+    const [store, base] = [join(root, "store"), join(root, "bound dest")];
+    const { config, watch } = await localJob(root, base, { retry_attempts: 0 });
+    const first = randomBytes(1000);
+    await withBindMount(store, base, async () => {
+      await Deno.writeFile(join(watch, "a.fits"), first);
+      await runOnce(config, env, 0);
+    });
+    const [arrived] = await listFiles(store);
+    assert.deepEqual(await Deno.readFile(join(store, arrived)), first, "arrived in the store");
+
+    // Before: b.fits went into the empty folder below the mount point, on the disk under it.
+    await Deno.writeFile(join(watch, "b.fits"), randomBytes(1000));
+    const unmounted = await runOnce(config, env, 1);
+    assert.match(
+      unmounted.stderr,
+      /destination folder .*bound dest is gone \(a share that is not mounted\?\): an empty folder (on \S+ )?stands where files arrived on the disk mounted there/,
+    );
+    assert.deepEqual(await listFiles(base), [], "nothing written below the mount point");
+
+    // Mounted again, it takes the file.
+    await withBindMount(store, base, () => runOnce(config, env, 0));
+    assert.equal((await listFiles(store)).filter((path) => path.endsWith("b.fits")).length, 1);
   });
 });
 
