@@ -169,6 +169,10 @@ export async function dryRun(config: Config, write: (line: string) => void): Pro
           );
           count++;
         }
+      } catch (error) {
+        // A Ctrl-C reaches the ssh the dry run asks through too: its failure is the stop's.
+        await held.close();
+        if (!held.stopped()) throw error;
       } finally {
         await held.close();
       }
