@@ -360,8 +360,9 @@ export function destinationKeys(to: string, method?: string, os?: string): Recor
       const login = `${user ? `${user}@` : ""}${host}`;
       throw new UsageError(
         `--to ${to}: ${portFirst.port} is read as a folder, not a port; write --to ` +
-          `${login}:${portFirst.folder} --set ssh_port=${portFirst.port} (for a folder of that ` +
-          `name in the login's home, ${login}:./${path})`,
+          `${login}:${portFirst.folder ?? "/the/folder/on/the/server"} --set ` +
+          `ssh_port=${portFirst.port} (for a folder of that name in the login's home, ` +
+          `${login}:./${path})`,
       );
     }
     return {

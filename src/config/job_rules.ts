@@ -112,8 +112,8 @@ export function checkJobRules(job: JobValues, ctx: z.RefinementCtx): void {
       code: "custom",
       path: ["remote_base_path"],
       message: `expected the folder only, without the port; write ${ssh ? "ssh" : "ftp"}_port: ` +
-        `${port}, remote_base_path: ${folder} (for a folder of that name in the login's home, ` +
-        `./${written})`,
+        `${port}, remote_base_path: ${folder ?? "<the folder on the server>"} (for a folder ` +
+        `of that name in the login's home, ./${written})`,
     });
   }
   const user = typeof job.remote_user === "string" ? job.remote_user.trim() : "";
@@ -268,13 +268,14 @@ function hostWithMore(host: string, ssh: boolean): string | null {
  * The port and folder a relative remote folder that starts with a port stands for: `2301:/data/x`
  * and `2301/data/x` (as after a host, `host:2301:/data/x`, or in a URL) are port 2301 and
  * `/data/x`, `2301:data/x` the folder `data/x` in the login's home (`2301:` that home); the server
- * would take each for a folder `2301:` or `2301` there. `null` for any other folder (one written
- * `./2301/x` is one).
+ * would take each for a folder `2301:` or `2301` there. A port alone (`2301`) has no folder
+ * (`null`). `null` for any other folder (one written `./2301/x` is one).
  */
-export function portBeforeFolder(path: string): { port: number; folder: string } | null {
-  const found = /^([1-9]\d{0,4})([:/])(.*)$/.exec(path.trim());
+export function portBeforeFolder(path: string): { port: number; folder: string | null } | null {
+  const found = /^([1-9]\d{0,4})(?:([:/])(.*))?$/.exec(path.trim());
   if (found === null || Number(found[1]) > 65535) return null;
   const [, port, mark, rest] = found;
+  if (mark === undefined) return { port: Number(port), folder: null };
   return { port: Number(port), folder: mark === "/" ? `/${rest}` : rest || "." };
 }
 

@@ -210,12 +210,14 @@ Deno.test("config validate warns that an FTP remote_base_path starting with ~ is
   });
 });
 
-Deno.test("a remote_base_path that starts with a port is refused by config validate, doctor and run (exit 2), naming ssh_port or ftp_port and the folder meant; ./PORT/... is that folder", async () => {
+Deno.test("a remote_base_path that starts with a port, or is one, is refused by config validate, doctor and run (exit 2), naming ssh_port or ftp_port and the folder meant; ./PORT/... is that folder", async () => {
   const cases: Array<[string, string, string]> = [
     ["scp", "2301:/data/x", "ssh_port: 2301, remote_base_path: /data/x"],
     ["rsync", "2301/data/x", "ssh_port: 2301, remote_base_path: /data/x"],
     ["scp", "2301:data/x", "ssh_port: 2301, remote_base_path: data/x"],
     ["ftp", "2121:/in", "ftp_port: 2121, remote_base_path: /in"],
+    // A port alone: before, taken as the folder "2301" in the login's home.
+    ["scp", '"2301"', "ssh_port: 2301, remote_base_path: <the folder on the server>"],
   ];
   for (const [index, [method, base, meant]] of cases.entries()) {
     await withHome(async (home) => {
@@ -231,7 +233,8 @@ Deno.test("a remote_base_path that starts with a port is refused by config valid
           new RegExp(
             RegExp.escape(
               "config.yaml:3: remote_base_path: expected the folder only, without the port; " +
-                `write ${meant} (for a folder of that name in the login's home, ./${base})`,
+                `write ${meant} (for a folder of that name in the login's home, ` +
+                `./${base.replaceAll('"', "")})`,
             ) + "$",
             "m",
           ),

@@ -565,7 +565,7 @@ Deno.test("a --to inside --watch with [ ] and quotes in its name: the --set of t
   await assertDelivered(to, q.files);
 });
 
-Deno.test("cli: a port after the host in --to is refused by run and doctor with the --to and --set ssh_port to give, which, pasted, deliver the bytes", async () => {
+Deno.test("cli: a port after the host in --to, with or without a folder after it, is refused by run and doctor with the --to and --set ssh_port to give, which, pasted, deliver the bytes", async () => {
   const sshd = await startSshd();
   await using q = await quickSandbox();
   try {
@@ -593,6 +593,20 @@ Deno.test("cli: a port after the host in --to is refused by run and doctor with 
         advice = ["--to", `${login}:${dest}`, "--set", `ssh_port=${sshd.port}`];
       }
     }
+    // A port and no folder: before, read as the folder "PORT" in the login's home, on port 22.
+    const portOnly = await runCli(
+      ["run", "--once", "--watch", q.watch, "--to", `${login}:${sshd.port}`, ...sets],
+      { env: q.env },
+    );
+    assert.equal(portOnly.code, 2, portOnly.stderr + portOnly.stdout);
+    assert.ok(
+      portOnly.stderr.startsWith(
+        `error: --to ${login}:${sshd.port}: ${sshd.port} is read as a folder, not a port; write ` +
+          `--to ${login}:/the/folder/on/the/server --set ssh_port=${sshd.port} (for a folder of ` +
+          `that name in the login's home, ${login}:./${sshd.port})\n`,
+      ),
+      portOnly.stderr,
+    );
     assert.equal(await sshd.logins(), 0, "nothing logged in for a refused --to");
     const pasted = await runCli(["run", "--once", "--watch", q.watch, ...advice, ...sets], {
       env: q.env,
