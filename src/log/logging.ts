@@ -177,16 +177,19 @@ export function logFileSink(
   // Where the next rotation is due: a rotation that failed is tried again `maxBytes` later.
   let rotateAt = maxBytes;
   const rotate = () => {
-    out?.close();
-    out = null;
-    try {
-      for (let n = maxFiles - 1; n > 0; n--) {
-        try {
-          Deno.renameSync(`${file}.${n}`, `${file}.${n + 1}`);
-        } catch { /* not there yet */ }
-      }
-      Deno.renameSync(file, `${file}.1`);
-    } catch { /* kept as it is */ }
+    // No file open: the open after a rotation failed; the files are not shifted again.
+    if (out !== null) {
+      out.close();
+      out = null;
+      try {
+        for (let n = maxFiles - 1; n > 0; n--) {
+          try {
+            Deno.renameSync(`${file}.${n}`, `${file}.${n + 1}`);
+          } catch { /* not there yet */ }
+        }
+        Deno.renameSync(file, `${file}.1`);
+      } catch { /* kept as it is */ }
+    }
     out = open();
     size = out.statSync().size;
     rotateAt = size + maxBytes;

@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { runCli, startCli } from "../../helpers/cli.ts";
 import { listFiles, randomBytes } from "../../helpers/files.ts";
 import { cliSandbox } from "../../helpers/sandbox.ts";
+import { withTmpfs } from "../../helpers/tmpfs.ts";
 import type { LogRecord } from "@logtape/logtape";
 import {
   escapeControlChars,
@@ -49,6 +50,45 @@ Deno.test("a file name with a newline gives one text log line per event", async 
     assert.match(line, /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} /, line);
   }
   assert.ok(!log.includes("\r") && !log.includes("\x1b"), "raw control characters in the log");
+});
+
+Deno.test("a log file that cannot be opened again after its rotation (no inode left) drops lines without shifting the older files, and is opened once it can be", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "itx-log-" });
+  try {
+    await withTmpfs(join(dir, "disk"), "1m", async (disk) => {
+      const file = join(disk, "image_transfer.log");
+      await Deno.writeTextFile(`${file}.1`, "older\n");
+      await Deno.writeTextFile(`${file}.2`, "oldest\n");
+      const sink = logFileSink(file, (r) => `${r.message.join("")}\n`, 40, 3);
+      const line = (n: number) =>
+        sink(record("info", ["image-transfer"], [`line ${String(n).padStart(2, "0")} ......`]));
+      line(1);
+      line(2);
+      // Every inode taken: a rotation renames, but cannot create the new file.
+      const filler: string[] = [];
+      for (let n = 0;; n++) {
+        try {
+          await Deno.writeTextFile(join(disk, `filler-${n}`), "");
+          filler.push(join(disk, `filler-${n}`));
+        } catch {
+          break;
+        }
+      }
+      for (let n = 3; n <= 6; n++) line(n);
+      // Before: each dropped line shifted the rotated files once more, the oldest lost.
+      assert.equal(await Deno.readTextFile(`${file}.1`), "line 01 ......\nline 02 ......\n");
+      assert.equal(await Deno.readTextFile(`${file}.2`), "older\n");
+      assert.equal(await Deno.readTextFile(`${file}.3`), "oldest\n");
+      await assert.rejects(Deno.stat(file), Deno.errors.NotFound);
+      await Deno.remove(filler.pop()!);
+      line(7);
+      sink[Symbol.dispose]();
+      assert.equal(await Deno.readTextFile(file), "line 07 ......\n");
+      assert.equal(await Deno.readTextFile(`${file}.2`), "older\n");
+    }, { inodes: 16 });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("JSON log lines keep a file name with a newline exact", async () => {
