@@ -1,23 +1,19 @@
 /**
- * The delivery steps of one SSH batch (see `deliver.ts`), over one shared
- * connection:
- * 1. one ssh call creates the destination folders and, in each, the batch's
- *    own hidden upload folder (see `ssh/remote_folders.ts`);
- * 2. upload calls of the method (scp or rsync) copy the sources, under their
- *    own names, into those upload folders, several calls side by side (with
- *    `remote_sync`, a large batch has the destination flushed every second
- *    meanwhile);
- * 3. one ssh call verifies each copy, renames the good ones into place and
- *    removes the rest (see `ssh/finish.ts`).
+ * The delivery steps of one SSH batch (see `deliver.ts`), over one shared connection:
+ * 1. one ssh call creates the destination folders and, in each, the batch's own hidden upload
+ *    folder (see `ssh/remote_folders.ts`);
+ * 2. upload calls of the method (scp or rsync) copy the sources, under their own names, into
+ *    those upload folders, several calls side by side (with `remote_sync`, a large batch has the
+ *    destination flushed every second meanwhile);
+ * 3. one ssh call verifies each copy, renames the good ones into place and removes the rest (see
+ *    `ssh/finish.ts`).
  *
- * A batch of small files into one folder (a camera writing its images into
- * the night folder; no bandwidth limit) goes in ONE call instead: the files
- * are read whole, hashed, and sent (a tar archive of them, which keeps their
- * permission bits and times; on a host without tar, one file's bytes) as the
- * standard input of a script that makes the folder, receives
- * the copies, verifies them against those hashes and renames them
- * (`ssh/one_call.ts`, `SshSession.runStreamed`). That is two round trips on
- * a long link instead of about a dozen, and one call for a whole burst.
+ * A batch of small files into one folder (a camera writing its images into the night folder; no
+ * bandwidth limit) goes in ONE call instead: the files are read whole, hashed, and sent (a tar
+ * archive of them, which keeps their permission bits and times; on a host without tar, one file's
+ * bytes) as the standard input of a script that makes the folder, receives the copies, verifies
+ * them against those hashes and renames them (`ssh/one_call.ts`, `SshSession.runStreamed`). That
+ * is two round trips on a long link instead of about a dozen, and one call for a whole burst.
  *
  * @module
  */
@@ -169,15 +165,19 @@ export class SshBatch implements DeliverySteps<SshDelivery> {
       if (failure) delivery.error = this.#folderError(delivery, failure);
       delivery.resumedFrom = earlierCopies.get(delivery.index) ?? 0;
       this.#resumed.set(delivery.index, delivery.resumedFrom);
-      if (delivery.resumedFrom > 0) {
-        // A growing file's parts continue its copy every few seconds: not news at INFO.
-        this.#log[this.#part ? "debug" : "info"]("Resuming {source} at byte {from} of {size}", {
-          job: method.job.name,
-          source: delivery.item.source,
-          from: delivery.resumedFrom,
-          size: delivery.item.size,
-        });
-      }
+    }
+    const resumed = deliveries.filter((delivery) => delivery.resumedFrom > 0);
+    const job = method.job.name;
+    // Parts of a growing file every few seconds, hundreds of copies after a crash: not INFO each.
+    const each = this.#part || resumed.length > 1 ? "debug" : "info";
+    for (const { item, resumedFrom } of resumed) {
+      const said = { job, source: item.source, from: resumedFrom, size: item.size };
+      this.#log[each]("Resuming {source} at byte {from} of {size}", said);
+    }
+    if (!this.#part && resumed.length > 1) {
+      const bytes = resumed.reduce((sum, delivery) => sum + delivery.resumedFrom, 0);
+      const said = { job, count: resumed.length, bytes };
+      this.#log.info("Continuing {count} cut-short copies ({bytes} bytes already there)", said);
     }
   }
 

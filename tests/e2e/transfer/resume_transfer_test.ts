@@ -10,8 +10,8 @@
 import assert from "node:assert/strict";
 import { dirname, join } from "node:path";
 import type { LogRecord } from "@logtape/logtape";
-import { jobOwner, tempNameFor } from "../../../src/transfer/temp_name.ts";
-import { isTempName } from "../../../src/layout/destination.ts";
+import { jobOwner, tempNameFor, uploadFolderPrefix } from "../../../src/transfer/temp_name.ts";
+import { isTempName, TEMP_SUFFIX } from "../../../src/layout/destination.ts";
 import type { TransferItem } from "../../../src/transfer/transport.ts";
 import { listFiles, listFolders, randomBytes, sha256OfFile, waitFor } from "../../helpers/files.ts";
 import { captureLogs, type LogCapture } from "../../helpers/log_capture.ts";
@@ -140,6 +140,47 @@ async function assertArrivedOnce(ctx: TransportCase, item: TransferItem): Promis
   const uploadFolders = (await listFolders(ctx.dst)).filter((rel) => rel.includes(".incoming"));
   assert.deepEqual(uploadFolders, [], "no upload folder left");
 }
+
+Deno.test("rsync: a batch continuing several copies a killed run left says so in one INFO line, each copy at DEBUG, and the bytes arrive", async () => {
+  const sshd = await startSshd();
+  const logs = await captureLogs();
+  try {
+    await withTransport("rsync", sshd, { verify_transfer: "checksum" }, async (ctx) => {
+      const night = join(ctx.dst, "20240601");
+      const leftover = join(night, `${uploadFolderPrefix(ctx.owner)}left${TEMP_SUFFIX}`);
+      await Deno.mkdir(leftover, { recursive: true, mode: 0o700 });
+      // Over what goes in one call: sent by rsync, which continues the copies.
+      const items: TransferItem[] = [];
+      for (const [index, name] of ["a $(x).fits", "-b.fits", "c\nd.fits"].entries()) {
+        const item = await randomSource(ctx, name, 9 * MiB);
+        items.push(item);
+        const start = (await Deno.readFile(item.source)).subarray(0, (index + 1) * 1_000_000);
+        await Deno.writeFile(join(leftover, name), start);
+        await ctx.own(join(leftover, name));
+      }
+      for (const path of [leftover, night]) await ctx.own(path);
+      const mark = logs.records.length;
+      const outcomes = await ctx.transport.send(items, never);
+      assert.deepEqual(outcomes.map((outcome) => outcome.error), [null, null, null]);
+      for (const item of items) await assertArrivedOnce(ctx, item);
+      const said = logs.records.slice(mark);
+      const resuming = said.filter((r) => String(r.rawMessage).startsWith("Resuming"));
+      // Before: an INFO line per copy (hundreds after a crash mid-burst).
+      assert.deepEqual(
+        resuming.map((r) => [r.level, r.properties.from]).sort(),
+        [["debug", 1_000_000], ["debug", 2_000_000], ["debug", 3_000_000]],
+      );
+      const batch = said.filter((r) => String(r.rawMessage).startsWith("Continuing"));
+      assert.deepEqual(
+        batch.map((r) => [r.level, r.properties.count, r.properties.bytes]),
+        [["info", 3, 6_000_000]],
+      );
+    });
+  } finally {
+    await logs.stop();
+    await sshd.stop();
+  }
+});
 
 Deno.test("resumed copies and parts of growing files, local and rsync", async (t) => {
   const sshd = await startSshd();
