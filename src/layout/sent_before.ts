@@ -23,6 +23,8 @@ export interface NameRow {
   /** The version last recorded (the one sent, for a done row). */
   size: number;
   mtimeMs: number;
+  /** The source's birth time at that version (ms); `null` or absent: not recorded. */
+  bornMs?: number | null;
   /**
    * Its copy arrived from another watch folder than the job's now (`fromWatchFolder` in
    * `ledger/job_names.ts`): a file under the name now is another file, that goes where its name
@@ -47,11 +49,11 @@ export function nightOf(destination: string): string {
  * Where the file at `source`, whose name leads to `planned`, goes, given the ledger's row of that
  * name (`undefined`: none; a file never sent goes where its name leads). The source itself goes
  * over its own copy ({@linkcode ownCopy}). With `after_transfer: delete` or `move` no file
- * replaces a copy the job sent: one changed before its clean-up (made before its version sent was
- * found complete, by its birth time) goes beside its copy, in that copy's night folder; any other
- * is new. With `keep`, a file made after the earlier one was found complete or arrived (its birth
- * time; a camera whose counter started again after the sources were cleared, `resend` of such a
- * name included; a file renamed over it while its copy was on the way) is new. A new file goes
+ * replaces a copy the job sent: the file sent, changed before its clean-up (its birth time, see
+ * `madeAfter`), goes beside its copy, in that copy's night folder; any other is new. With `keep`,
+ * another file than the one sent (a camera whose counter started again after the sources were
+ * cleared, `resend` of such a name included; a file renamed over it while its copy was on the
+ * way) is new. A new file goes
  * beside the earlier copy in its night folder, or where its name leads in another. `header`
  * (see {@linkcode observationOf}) decides before the birth time: a new observation is a new file;
  * the copy's observation saved again as a new file goes beside its copy, in that copy's night
@@ -75,7 +77,7 @@ export function placeBeside(
   if (job.after_transfer !== "keep") {
     const sentAt = row.transferredAt === null ? null : Math.min(row.transferredAt, row.createdAt);
     // The file sent, changed before its clean-up (made before that version was found complete).
-    if (row.state === "done" && sentAt !== null && madeAfter(source, sentAt) === false) {
+    if (row.state === "done" && sentAt !== null && madeAfter(source, row, sentAt) === false) {
       return besideCopy();
     }
     return besideEarlier(planned, row.destination, row.state === "done");
@@ -89,8 +91,8 @@ export function placeBeside(
  * records it, or `null` where it has none there: a version of this source arrived at
  * `row.destination` (an arrival is recorded there) and the file there now is that source (sent
  * again on request or by a catch-up, or changed in place since). With `after_transfer: keep`, that
- * is a file not made after the version sent was found complete or arrived (its birth time; where a
- * file system keeps none, the same file); with `delete` or `move`, only a row made pending again
+ * is the file sent (by its birth time, see `madeAfter`; where a file system keeps none, the same
+ * file); with `delete` or `move`, only a row made pending again
  * (`resend`, a catch-up: the row is not done): a file under a name such a job sent is new.
  */
 export function ownCopy(
@@ -100,10 +102,10 @@ export function ownCopy(
 ): string | null {
   if (row.transferredAt === null) return null;
   if (job.after_transfer !== "keep") return row.state === "done" ? null : row.destination;
-  // Made after the version sent was found complete is made after it too: a file renamed over it
-  // while its copy was on the way (a local copy reads on from the file it opened) is new.
+  // A row without a birth time: made after the version sent was found complete is new, as a file
+  // renamed over it while its copy was on the way (a local copy reads on from the file it opened).
   const sentAt = Math.min(row.transferredAt, row.createdAt);
-  return madeAfter(source, sentAt) === true ? null : row.destination;
+  return madeAfter(source, row, sentAt) === true ? null : row.destination;
 }
 
 /**
@@ -144,13 +146,22 @@ export async function observationOf(
 }
 
 /**
- * Whether the file at `path` was made after `at` (ms since epoch), by its birth time; `null` when
- * not known (no birth time, or it cannot be looked at).
+ * Whether the file at `path` is another file than the version `row` records: its birth time is
+ * not the one recorded with that version (a file edited in place keeps it; clock steps change
+ * neither). A row that recorded none (written by an earlier version): whether it was made after
+ * `at` (ms since epoch, by the daemon's clock). `null` when not known (no birth time, or it
+ * cannot be looked at).
  */
-function madeAfter(path: string, at: number): boolean | null {
+function madeAfter(path: string, row: NameRow, at: number): boolean | null {
+  const born = birthTimeOf(path);
+  if (born === null) return null;
+  return row.bornMs === undefined || row.bornMs === null ? born > at : born !== row.bornMs;
+}
+
+/** The birth time of the file at `path` (ms since epoch); `null` when not known. */
+export function birthTimeOf(path: string): number | null {
   try {
-    const born = Deno.statSync(path).birthtime;
-    return born === null ? null : born.getTime() > at;
+    return Deno.statSync(path).birthtime?.getTime() ?? null;
   } catch {
     return null;
   }

@@ -40,6 +40,8 @@ export interface LedgerRow {
   updatedAt: number;
   /** When the file last arrived verified at `destination`; `null`: never, or not at this one. */
   transferredAt: number | null;
+  /** The source's birth time at the version recorded (ms since epoch); `null`: not known. */
+  bornMs: number | null;
 }
 
 export type Row = Record<string, string | number | null>; // A raw database row.
@@ -60,6 +62,7 @@ export function toRow(r: Row): LedgerRow {
     createdAt: Number(r.created_at),
     updatedAt: Number(r.updated_at),
     transferredAt: r.transferred_at === null ? null : Number(r.transferred_at),
+    bornMs: r.born_ms == null ? null : Number(r.born_ms), // None in a ledger read as older.
   };
 }
 
@@ -76,8 +79,12 @@ export interface NightTotals {
   lastArrivalAt: number | null;
 }
 
-/** A complete file to record as pending. */
-export type PendingFile = { relPath: string; size: number; mtimeMs: number; destination: string };
+/** A complete file to record as pending (`bornMs`: its birth time, where known). */
+export type PendingFile = DoneEntry & {
+  relPath: string;
+  destination: string;
+  bornMs?: number | null;
+};
 
 /** A failed attempt, as the ledger records it. */
 export interface FailureRecord {
@@ -124,11 +131,7 @@ export class FileRows {
   doneVersions(relPaths: string[]): Array<DoneEntry | undefined> {
     const [{ rows }] = this.#read(DONE_VERSIONS, JSON.stringify(relPaths));
     const done: Array<[number, number] | 0> = JSON.parse(rows as string);
-    const versions: Array<DoneEntry | undefined> = [];
-    for (const row of done) {
-      versions.push(row === 0 ? undefined : { size: row[0], mtimeMs: row[1] });
-    }
-    return versions;
+    return done.map((row) => row === 0 ? undefined : { size: row[0], mtimeMs: row[1] });
   }
 
   /** Whether each of `relPaths` is done, as {@linkcode doneVersions} finds it (no object a file). */
@@ -142,11 +145,8 @@ export class FileRows {
    * destination (the one the job sends to now). @returns how many rows it adopted
    */
   adoptUnattributed(): number {
-    const result = this.ledger.write(() =>
-      this.ledger.statement(
-        "UPDATE OR IGNORE files SET target = ? WHERE job = ? AND target = ''",
-      ).run(this.target, this.job)
-    );
+    const sql = "UPDATE OR IGNORE files SET target = ? WHERE job = ? AND target = ''";
+    const result = this.ledger.write(() => this.ledger.statement(sql).run(this.target, this.job));
     return Number(result.changes);
   }
 
@@ -190,8 +190,8 @@ export class FileRows {
     return this.ledger.write(() => {
       const upsert = this.ledger.statement(`
         INSERT INTO files (job, target, rel_path, size, mtime_ms, destination, state, attempts,
-                           next_attempt_at, last_error, created_at, updated_at)
-        VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, 0, NULL, ?, ?)
+                           next_attempt_at, last_error, created_at, updated_at, born_ms)
+        VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, 0, NULL, ?, ?, ?)
         ON CONFLICT (job, target, rel_path) DO UPDATE SET
           attempts = CASE WHEN size = excluded.size AND mtime_ms = excluded.mtime_ms
                           AND state != 'done' THEN attempts ELSE 0 END,
@@ -201,11 +201,13 @@ export class FileRows {
                             AND state != 'done' THEN created_at ELSE excluded.created_at END,
           transferred_at = CASE WHEN destination = excluded.destination THEN transferred_at END,
           size = excluded.size, mtime_ms = excluded.mtime_ms, destination = excluded.destination,
-          state = 'pending', next_attempt_at = 0, updated_at = excluded.updated_at
+          state = 'pending', next_attempt_at = 0, updated_at = excluded.updated_at,
+          born_ms = excluded.born_ms
         RETURNING attempts
       `);
       return files.map((f) => {
-        const row = upsert.get(...key, f.relPath, f.size, f.mtimeMs, f.destination, now, now);
+        const { relPath, size, mtimeMs, destination, bornMs = null } = f;
+        const row = upsert.get(...key, relPath, size, mtimeMs, destination, now, now, bornMs);
         return Number((row as Row).attempts);
       });
     });
@@ -408,12 +410,9 @@ export class FileRows {
 
   /** Done files whose destination lies in the night folder `night`. */
   doneInNight(night: string): LedgerRow[] {
-    return this.#read(
-      "SELECT * FROM files WHERE job = ? AND target IN (?, '') AND state = 'done' " +
-        "AND substr(destination, 1, ?) = ?",
-      night.length + 1,
-      `${night}/`,
-    ).map(toRow);
+    const sql = "SELECT * FROM files WHERE job = ? AND target IN (?, '') AND state = 'done' " +
+      "AND substr(destination, 1, ?) = ?";
+    return this.#read(sql, night.length + 1, `${night}/`).map(toRow);
   }
 
   /** Rows of a query on this job and destination (`target` `''`: an older ledger's rows). */

@@ -28,7 +28,7 @@ import { whyUnwritable } from "./daemon_lock.ts";
 import { mergeSshIdentities } from "./destination_identity.ts";
 
 /** The schema version this build writes and understands. */
-export const LEDGER_SCHEMA_VERSION = 6;
+export const LEDGER_SCHEMA_VERSION = 7;
 
 /**
  * Read a ledger's schema version.
@@ -241,6 +241,12 @@ CREATE TRIGGER copies_forgotten AFTER DELETE ON files BEGIN
 END;
 `;
 
+/**
+ * Version 7: `born_ms` holds the source's birth time at the version recorded (`null`: not known),
+ * which tells a new file under a name sent before from the one sent, whatever the clocks did.
+ */
+const SCHEMA_V7 = "ALTER TABLE files ADD COLUMN born_ms INTEGER;";
+
 /** The steps to {@linkcode LEDGER_SCHEMA_VERSION}: `[0]` creates version 1, `[1]` turns 1 into 2, ... */
 export const LEDGER_SCHEMA: readonly MigrationStep[] = [
   SCHEMA_V1,
@@ -249,6 +255,7 @@ export const LEDGER_SCHEMA: readonly MigrationStep[] = [
   mergeSshIdentities, // Version 4: scp and rsync send to one destination (`ssh://`).
   SCHEMA_V5,
   SCHEMA_V6,
+  SCHEMA_V7,
 ];
 
 /** SQLite's primary result codes this module acts on. */

@@ -13,7 +13,12 @@
 import { join } from "node:path";
 import type { JobConfig } from "../config/types.ts";
 import { freeDestination, planDestination } from "../layout/destination.ts";
-import { type Observation, observationOf, placeBeside } from "../layout/sent_before.ts";
+import {
+  birthTimeOf,
+  type Observation,
+  observationOf,
+  placeBeside,
+} from "../layout/sent_before.ts";
 import { jobLogger, type Logger } from "../log/logging.ts";
 import type { LedgerRow, PendingFile } from "../ledger/file_rows.ts";
 import { fromWatchFolder } from "../ledger/job_names.ts";
@@ -122,10 +127,7 @@ export class Intake {
     this.#checker.touch(path, activity);
   }
 
-  /**
-   * Stop observing at once (the job stops); resolves when the part of a
-   * growing file being sent has ended.
-   */
+  /** Stop observing at once (the job stops); resolves when a growing file's part in flight ends. */
   close(): Promise<void> {
     this.#checker.close();
     return this.#growing.close();
@@ -146,10 +148,7 @@ export class Intake {
     table.renamed(rel);
   }
 
-  /**
-   * A file or folder removed that nothing holds in motion: the failed files it was or held are
-   * dropped once gone.
-   */
+  /** Removed, nothing in motion there: the failed files it was or held are dropped once gone. */
   async #failedGone(rel: string): Promise<void> {
     const { table, job } = this.#context;
     // A path with a row is a file (a source cleaned up once it arrived: done): the one look.
@@ -325,7 +324,9 @@ export class Intake {
       return destination;
     }).then((destination) => {
       if (destination === null) return this.#context.onSettled();
-      this.#planned.push({ relPath: rel, path, ...version, destination });
+      // Its birth time tells it from a new file under its name later, whatever the clocks do.
+      const bornMs = birthTimeOf(path);
+      this.#planned.push({ relPath: rel, path, ...version, destination, bornMs });
       // The files of a burst planned meanwhile are recorded with it, in one transaction.
       this.#recordTimer ??= setTimeout(() => this.#recordPlanned(), 0);
     }, (error) => this.#planFailed(rel, path, error));

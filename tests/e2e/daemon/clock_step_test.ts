@@ -292,3 +292,50 @@ Deno.test("a wall clock stepped ahead over a pause time: the pause is said once,
     await daemon.stop("SIGTERM");
   }
 });
+
+Deno.test("a wall clock wrong when a file was sent and set right later: a new file under its name goes beside its copy, never over it; the file edited in place goes over its own copy", async () => {
+  await using box = await cliSandbox();
+  const clock = await steppedWallClock(box.root, box.env);
+  const noon = new Date("2024-05-02T12:00:00Z");
+  const send = async (name: string, bytes: Uint8Array, mtime: Date) => {
+    await Deno.writeFile(join(box.watch, name), bytes);
+    await Deno.utime(join(box.watch, name), mtime, mtime);
+    const run = await runCli(["run", "--once", "-c", box.config], { env: clock.env });
+    assert.equal(run.code, 0, run.stderr);
+  };
+  // Sent while the clock was a day ahead (a PC keeping local time east of UTC, say).
+  await clock.step("+1d");
+  const first = randomBytes(3000);
+  await send("a.fits", first, noon);
+  // A day behind: sent as the clock said a day before.
+  await clock.step("-1d");
+  const edited = randomBytes(3000);
+  await send("b.fits", edited, noon);
+  await clock.step("+0"); // NTP sets it right.
+
+  // The camera's counter started again: a new file under the name sent.
+  await Deno.remove(join(box.watch, "a.fits"));
+  const second = randomBytes(3000);
+  await send("a.fits", second, new Date(noon.getTime() + 3600_000));
+  // Written again in place (the same file): it replaces its own copy.
+  {
+    using file = await Deno.open(join(box.watch, "b.fits"), { write: true });
+    await file.write(randomBytes(100));
+  }
+  const b = await Deno.readFile(join(box.watch, "b.fits"));
+  const later = new Date(noon.getTime() + 7200_000);
+  await Deno.utime(join(box.watch, "b.fits"), later, later);
+  const run = await runCli(["run", "--once", "-c", box.config], { env: clock.env });
+  assert.equal(run.code, 0, run.stderr);
+
+  // Before: the new a.fits replaced the first observation (its birth was before the ahead clock's
+  // arrival time), and the edited b.fits went beside its own copy (born after the behind one's).
+  assert.deepEqual(await listFiles(box.dest), [
+    "20240502/a.fits",
+    "20240502/a~2.fits",
+    "20240502/b.fits",
+  ]);
+  assert.deepEqual(await Deno.readFile(join(box.dest, "20240502", "a.fits")), first);
+  assert.deepEqual(await Deno.readFile(join(box.dest, "20240502", "a~2.fits")), second);
+  assert.deepEqual(await Deno.readFile(join(box.dest, "20240502", "b.fits")), b);
+});

@@ -67,7 +67,7 @@ Deno.test("a new ledger is stamped with the current schema version", async () =>
   try {
     Ledger.open(join(root, "state")).close();
     assert.equal(userVersion(join(root, "state", LEDGER_FILE)), LEDGER_SCHEMA_VERSION);
-    assert.equal(LEDGER_SCHEMA_VERSION, 6);
+    assert.equal(LEDGER_SCHEMA_VERSION, 7);
   } finally {
     await Deno.remove(root, { recursive: true });
   }

@@ -91,7 +91,7 @@ Deno.test("The daemon's ledger and the status page's reader keep a small page ca
 Deno.test("Ledger: enqueue → transferring → done", async () => {
   await withLedger((ledger) => {
     assert.equal(files(ledger, "job").get("a.fits"), undefined);
-    files(ledger, "job").enqueue("a.fits", FILE, 1000);
+    files(ledger, "job").enqueue("a.fits", { ...FILE, bornMs: 1_699_999_999_000 }, 1000);
     let row = files(ledger, "job").get("a.fits")!;
     assert.deepEqual(row, {
       job: "job",
@@ -107,6 +107,7 @@ Deno.test("Ledger: enqueue → transferring → done", async () => {
       createdAt: 1000,
       updatedAt: 1000,
       transferredAt: null,
+      bornMs: 1_699_999_999_000,
     });
     files(ledger, "job").markTransferring(["a.fits"], 2000);
     row = files(ledger, "job").get("a.fits")!;
@@ -118,6 +119,7 @@ Deno.test("Ledger: enqueue → transferring → done", async () => {
     assert.equal(row.transferredAt, 3000);
     assert.equal(row.updatedAt, 3000);
     assert.equal(row.createdAt, 1000);
+    assert.equal(row.bornMs, 1_699_999_999_000, "the birth time of the version sent is kept");
     assert.deepEqual(files(ledger, "job").unfinished(), []);
     assert.deepEqual(
       doneIndex(ledger, "job"),
